@@ -1,0 +1,1 @@
+"""The ``stella-runtime`` command line: one entry point, one module per subcommand."""

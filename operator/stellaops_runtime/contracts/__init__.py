@@ -1,0 +1,1 @@
+"""Plain data shared by every stage: events, hot-symbol records, configuration."""

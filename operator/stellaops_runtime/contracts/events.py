@@ -1,0 +1,129 @@
+"""RuntimeCallEvent: one normalized runtime event, whatever its source.
+
+Every source (Tetragon gRPC, Tetragon JSON export, later our own BCC probes)
+is reshaped into this one record by the event adapter, so the privacy filter,
+the frame canonicalizer and the hot-symbol bridge never see a source's wire
+format. Plain data only: no I/O, no imports from other layers.
+
+Records are slotted dataclasses because the agent builds one per event on the
+hot path (tens of thousands per second).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class EventKind(enum.StrEnum):
+    """What kind of observation an event is (DESIGN.md, RuntimeCallEvent.kind)."""
+
+    EXEC = "exec"
+    EXIT = "exit"
+    SYSCALL = "syscall"  # a kprobe on a syscall entry (__x64_sys_*)
+    KPROBE = "kprobe"  # a kprobe on any other kernel function
+    TRACEPOINT = "tracepoint"
+    UPROBE = "uprobe"
+    USDT = "usdt"
+    LSM = "lsm"
+    LOADER = "loader"  # a file (library, executable) mapped into a process
+    NETWORK = "network"
+
+
+@dataclass(slots=True)
+class StackFrame:
+    """One stack frame as the source gave it.
+
+    For Tetragon user frames ``offset`` is a file offset inside ``module`` (not an
+    offset from the symbol) and ``symbol`` is only a hint; kernel frames carry a
+    kallsyms symbol and the offset from its start. ``address`` is usually 0.
+    The canonicalizer (a later stage) fills ``build_id`` and may replace
+    ``symbol``/``symbol_offset`` with what it resolved itself.
+    """
+
+    module: str = ""
+    symbol: str = ""
+    offset: int = 0
+    address: int = 0
+    build_id: str = ""
+
+
+@dataclass(slots=True)
+class ProcessInfo:
+    exec_id: str = ""
+    pid: int = 0
+    tid: int = 0
+    uid: int | None = None
+    binary: str = ""
+    # Arguments after the privacy filter (the adapter fills the raw string; the
+    # filter redacts or removes it before anything is stored or logged).
+    arguments: str = ""
+    cwd: str = ""
+    parent_exec_id: str = ""
+
+
+@dataclass(slots=True)
+class ContainerInfo:
+    id: str = ""  # runtime prefix stripped: bare hex id
+    runtime: str = ""  # "containerd", "docker", "cri-o", ... from the id prefix
+    name: str = ""
+    image_ref: str = ""  # image name as the runtime reports it (repo:tag)
+    image_id: str = ""  # image id as Tetragon reports it (repo@sha256:... or sha256:...)
+    image_digest: str = ""  # "sha256:<hex>" when one could be found, else ""
+    cgroup_id: int = 0
+
+
+@dataclass(slots=True)
+class PodInfo:
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    workload: str = ""
+    workload_kind: str = ""
+
+
+@dataclass(slots=True)
+class Argument:
+    """One traced argument, flattened to text (what a policy or a human reads)."""
+
+    label: str
+    type: str  # the Tetragon oneof member name, e.g. "string_arg", "file_arg"
+    value: str
+
+
+@dataclass(slots=True)
+class RuntimeCallEvent:
+    """One normalized runtime event."""
+
+    kind: EventKind
+    timestamp_ns: int  # wall-clock time of the event, ns since the epoch
+    node_name: str
+    process: ProcessInfo
+    container: ContainerInfo | None = None  # None for host processes
+    pod: PodInfo | None = None  # None for host processes and plain containers
+    function_name: str = ""  # probed function / syscall / hook / tracepoint "subsys:event"
+    module: str = ""  # the file the probed function lives in (uprobe/usdt path, loader path)
+    symbol_offset: int = 0  # uprobe offset when the probe was placed by offset
+    build_id: str = ""  # hex build-id of ``module`` when the source reports it (loader)
+    policy_name: str = ""
+    arguments: list[Argument] = field(default_factory=list)
+    kernel_stack: list[StackFrame] = field(default_factory=list)
+    user_stack: list[StackFrame] = field(default_factory=list)
+    latency_ns: int | None = None
+    source: str = ""  # "tetragon-grpc", "tetragon-export", "bcc"
+    # Monotonic ns when the agent received the event; used for capture latency.
+    received_ns: int = 0
+
+    @property
+    def image_key(self) -> str:
+        """What the hot-symbol index files this event under.
+
+        The image digest when known; else the image id/name as reported; host
+        processes (no container) are filed as ``host:<node>`` so that one node's
+        host binaries are still queryable.
+        """
+        c = self.container
+        if c is None:
+            return f"host:{self.node_name}"
+        return c.image_digest or c.image_id or c.image_ref or f"container:{c.id}"

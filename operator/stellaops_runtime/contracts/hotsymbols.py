@@ -1,0 +1,104 @@
+"""Hot-symbol records: what the bridge hands to the store.
+
+A hot-symbol key names one function of one file in one image, observed one
+way. The key carries the module (file path inside the image) so that one
+function name in two packages never collides, and the evidence kind because
+confidence depends on how a function was seen: an invocation counted by a
+uprobe is stronger evidence than the same function sitting on a stack sampled
+at a syscall, and much stronger than its library merely being mapped.
+
+The bridge aggregates events into :class:`HotSymbolDelta` rows; the store adds
+them to what it already has (counts are additive, so a retried or merged flush
+is exact).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class EvidenceKind(enum.StrEnum):
+    """How a function (or file) was observed."""
+
+    INVOKED = "invoked"  # uprobe / USDT hit: one event is one invocation
+    KERNEL_CALL = "kernel_call"  # the kernel function a kprobe/tracepoint/lsm hook fired on
+    ON_STACK = "on_stack"  # on a user stack sampled at a kprobe/tracepoint
+    EXECUTED = "executed"  # the binary of an exec event
+    LOADED = "loaded"  # a file mapped into a process (process_loader): loaded, not called
+
+
+# Runtime-signal confidence per evidence kind (DESIGN.md: the seed's RTS table
+# 1.00 / 0.80 / 0.50 / 0.20, with 0.50 as the default for anything else).
+# docs/architecture.md explains the reading.
+CONFIDENCE: dict[EvidenceKind, float] = {
+    EvidenceKind.INVOKED: 1.00,
+    EvidenceKind.KERNEL_CALL: 1.00,
+    EvidenceKind.ON_STACK: 0.80,
+    EvidenceKind.EXECUTED: 0.50,
+    EvidenceKind.LOADED: 0.20,
+}
+DEFAULT_CONFIDENCE = 0.50
+
+
+@dataclass(frozen=True, slots=True)
+class HotSymbolKey:
+    image_digest: str
+    module: str  # path of the file inside the image ("[kernel]" for kernel functions)
+    function_name: str  # canonical name; for EXECUTED/LOADED the file itself ("" )
+    evidence: EvidenceKind
+
+
+@dataclass(slots=True)
+class HotSymbolDelta:
+    """What one aggregation window added for one key, since the last flush.
+
+    ``window_start_ns`` is the start of the aggregation window (window length
+    from config); the store keeps one history row per (key, window) and one
+    cumulative row per key. ``unique_callers`` is the number of distinct callers
+    this agent has seen for the key so far (not additive: the store keeps the
+    maximum).
+    """
+
+    key: HotSymbolKey
+    window_start_ns: int
+    invocation_count: int
+    first_seen_ns: int
+    last_seen_ns: int
+    unique_callers: int = 0
+    total_latency_ns: int = 0
+    max_latency_ns: int = 0
+    confidence: float = DEFAULT_CONFIDENCE
+    build_id: str = ""
+    purl: str = ""
+    node_name: str = ""
+    sample_stack: list[str] = field(default_factory=list)
+
+    def merge(self, other: HotSymbolDelta) -> None:
+        """Fold a later delta of the same (key, window) into this one."""
+        self.invocation_count += other.invocation_count
+        self.first_seen_ns = min(self.first_seen_ns, other.first_seen_ns)
+        self.last_seen_ns = max(self.last_seen_ns, other.last_seen_ns)
+        self.unique_callers = max(self.unique_callers, other.unique_callers)
+        self.total_latency_ns += other.total_latency_ns
+        self.max_latency_ns = max(self.max_latency_ns, other.max_latency_ns)
+        self.confidence = max(self.confidence, other.confidence)
+        self.build_id = self.build_id or other.build_id
+        self.purl = self.purl or other.purl
+        self.node_name = other.node_name or self.node_name
+        if not self.sample_stack:
+            self.sample_stack = other.sample_stack
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationWindow:
+    """An image was under observation on a node during a window.
+
+    "Observed for 30 days, never called" needs to know when an image was being
+    watched at all, not only when one of its functions ran.
+    """
+
+    image_digest: str
+    node_name: str
+    window_start_ns: int
+    event_count: int
