@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class EvidenceKind(enum.StrEnum):
@@ -57,7 +58,8 @@ class HotSymbolDelta:
     from config); the store keeps one history row per (key, window) and one
     cumulative row per key. ``unique_callers`` is the number of distinct callers
     this agent has seen for the key so far (not additive: the store keeps the
-    maximum).
+    maximum). ``build_id``, ``purl`` and ``sample`` describe the key and are
+    kept from the first delta that has them.
     """
 
     key: HotSymbolKey
@@ -72,7 +74,9 @@ class HotSymbolDelta:
     build_id: str = ""
     purl: str = ""
     node_name: str = ""
-    sample_stack: list[str] = field(default_factory=list)
+    # One example observation, JSON-serializable, after the privacy filter:
+    # {"binary", "arguments", "namespace", "pod", "container_id", "stack": [...]}.
+    sample: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, other: HotSymbolDelta) -> None:
         """Fold a later delta of the same (key, window) into this one."""
@@ -86,8 +90,8 @@ class HotSymbolDelta:
         self.build_id = self.build_id or other.build_id
         self.purl = self.purl or other.purl
         self.node_name = other.node_name or self.node_name
-        if not self.sample_stack:
-            self.sample_stack = other.sample_stack
+        if not self.sample:
+            self.sample = other.sample
 
 
 @dataclass(frozen=True, slots=True)
