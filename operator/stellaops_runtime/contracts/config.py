@@ -74,6 +74,8 @@ class TetragonConfig(_Model):
     metrics_url: str = Field("", alias="metricsUrl")
     # Follow Tetragon's JSON export file instead of the gRPC stream.
     export_file: str = Field("", alias="exportFile")
+    # Read the export file from its first line (replays, tests) instead of its end.
+    export_from_start: bool = Field(False, alias="exportFromStart")
     queue_size: int = Field(50_000, alias="queueSize", ge=100, le=10_000_000)
 
     @field_validator("address")

@@ -1,0 +1,1 @@
+"""The node agent: sources -> pipeline -> hot-symbol store, with metrics and health."""

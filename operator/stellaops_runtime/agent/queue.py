@@ -1,0 +1,59 @@
+"""A bounded hand-off between receiving and processing that never blocks the receiver.
+
+Tetragon drops events silently when a gRPC client falls behind (a per-stream
+queue of 10,000 events, and a reconnect replays nothing). So the receiver
+must keep reading the socket whatever processing does: it appends raw
+payloads here and, when the queue is full, the event is dropped and counted
+by us, where an operator can see it, instead of by Tetragon where nobody
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+
+class EventQueue:
+    """Raw payloads with their arrival time (monotonic ns); single consumer."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[tuple[bytes, int]] = deque()
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.enqueued = 0
+        self.last_arrival = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, payload: bytes) -> bool:
+        """Append without waiting; False (and counted) when full."""
+        now = time.monotonic_ns()
+        self.last_arrival = now / 1e9
+        if len(self._items) >= self.capacity:
+            self.dropped += 1
+            return False
+        self._items.append((payload, now))
+        self.enqueued += 1
+        if not self._ready.is_set():
+            self._ready.set()
+        return True
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until something is queued; False on timeout."""
+        if self._items:
+            return True
+        self._ready.clear()
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self, max_items: int) -> list[tuple[bytes, int]]:
+        items = self._items
+        n = min(max_items, len(items))
+        return [items.popleft() for _ in range(n)]

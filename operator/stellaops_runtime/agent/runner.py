@@ -1,0 +1,272 @@
+"""The node agent's lifecycle: source, pipeline, flush loop, metrics, shutdown.
+
+Tasks, all on one event loop:
+
+- the source (Tetragon gRPC stream or JSON export follower) fills the queue;
+- the consumer takes batches from the queue through the pipeline into the
+  in-memory hot-symbol aggregator, yielding between batches so the source
+  keeps reading;
+- the flush loop drains the aggregator every ``flushIntervalSeconds`` (or
+  early when too many keys are held) into the outage buffer and writes it to
+  the store in a worker thread, retrying with backoff while the store is down;
+- the HTTP server serves ``/metrics``, ``/healthz`` and ``/readyz``.
+
+SIGTERM/SIGINT (or ``--exit-when-idle``) stops the source, processes what is
+queued, flushes everything and exits 0; exit 2 if the last flush could not
+reach the store (the rows are counted as lost, never silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from stellaops_runtime.agent.metrics import AgentCollector
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.agent.queue import EventQueue
+from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
+from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, TetragonMetricsPoller
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.pending import PendingWrites
+from stellaops_runtime.store.writer import HotSymbolStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+BATCH = 512
+SHUTDOWN_FLUSH_SECONDS = 30.0
+
+
+class Agent:
+    """One node agent; ``await Agent(cfg).run()`` returns the exit code."""
+
+    def __init__(self, config: AgentConfig, *, node_name: str = "", exit_when_idle: float | None = None) -> None:
+        self.config = config
+        self.node_name = node_name or config.node_name or socket.gethostname()
+        self.exit_when_idle = exit_when_idle
+        self.queue = EventQueue(config.tetragon.queue_size)
+        self.pipeline = Pipeline(config, node_name=self.node_name)
+        t = config.tetragon
+        self.source: TetragonExportSource | TetragonGrpcSource
+        if t.export_file:
+            self.source = TetragonExportSource(t.export_file, queue=self.queue, from_start=t.export_from_start)
+            self._process = self.pipeline.process_json
+        else:
+            self.source = TetragonGrpcSource(t, queue=self.queue)
+            self._process = self.pipeline.process_proto
+        self.pending = PendingWrites(max_pending_rows=config.hot_symbols.max_pending_rows)
+        self.store: HotSymbolStore | None = None
+        self._poller = TetragonMetricsPoller(t.metrics_url) if t.metrics_url else None
+        self.witnesses_generated = 0  # the witness bridge is a later stage
+        self.stop_event = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._source_done = asyncio.Event()
+        self.http_port: int | None = None
+        self.lost_rows = 0
+
+    # -- views for metrics and health -------------------------------------
+
+    @property
+    def source_name(self) -> str:
+        return self.source.name
+
+    @property
+    def source_stats(self) -> Any:
+        return self.source.stats
+
+    @property
+    def received(self) -> int:
+        return self.queue.enqueued + self.queue.dropped
+
+    @property
+    def tetragon_drops(self) -> TetragonDropStats | None:
+        return self._poller.stats if self._poller else None
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        detail = {
+            "source": self.source_name,
+            "source_connected": bool(self.source_stats.connected),
+            "store_open": self.store is not None,
+            "store_pending_rows": self.pending.pending_rows,
+            "store_last_error": self.pending.last_error,
+        }
+        ready = detail["source_connected"] and self.store is not None and not self.pending.last_error
+        return bool(ready), detail
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop, sig.name)
+        await self._open_store()
+        runner = await self._start_http()
+        if runner is None:
+            return exitcodes.ERROR
+        tasks = [
+            asyncio.create_task(self._run_source(), name="source"),
+            asyncio.create_task(self._consume(), name="consume"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+        ]
+        if self._poller:
+            tasks.append(asyncio.create_task(self._poller.run(self.stop_event), name="tetragon-metrics"))
+        if self.exit_when_idle:
+            tasks.append(asyncio.create_task(self._idle_watch(self.exit_when_idle), name="idle"))
+        try:
+            await self.stop_event.wait()
+            log.info("stopping: draining the queue and flushing")
+            tasks[0].cancel()  # an idle stream would never look at stop_event
+            await asyncio.gather(tasks[0], return_exceptions=True)
+            await tasks[1]  # the consumer ends once the source is done and the queue is empty
+            for t in tasks[2:]:
+                t.cancel()
+            await asyncio.gather(*tasks[2:], return_exceptions=True)
+            ok = await self._final_flush()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await runner.cleanup()
+            if self.store is not None:
+                await asyncio.to_thread(self.store.close)
+        log.info(
+            "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped",
+            self.received, self.pipeline.processed, self.pending.rows_flushed, self.queue.dropped,
+        )  # fmt: skip
+        return exitcodes.OK if ok else exitcodes.ERROR
+
+    def stop(self, reason: str = "") -> None:
+        if not self.stop_event.is_set():
+            log.info("stop requested%s", f" ({reason})" if reason else "")
+            self.stop_event.set()
+
+    async def _run_source(self) -> None:
+        try:
+            await self.source.run(self.stop_event)
+        finally:
+            self._source_done.set()
+
+    async def _consume(self) -> None:
+        q = self.queue
+        process = self._process
+        max_keys = self.config.hot_symbols.max_keys
+        while True:
+            if not await q.wait(0.2):
+                if self._source_done.is_set():
+                    return
+                continue
+            process(q.take(BATCH))
+            if self.pipeline.aggregator.key_count >= max_keys:
+                self._flush_now.set()
+            await asyncio.sleep(0)  # let the receiver read the socket
+
+    async def _idle_watch(self, idle: float) -> None:
+        while not self.stop_event.is_set():
+            await asyncio.sleep(min(0.2, idle / 4))
+            if not len(self.queue) and time.monotonic() - self.queue.last_arrival >= idle:
+                self.stop(f"no event for {idle:g}s")
+                return
+
+    # -- store -------------------------------------------------------------
+
+    async def _open_store(self) -> bool:
+        if self.store is not None:
+            return True
+        try:
+            self.store = await asyncio.to_thread(
+                open_store, self.config.store.url, migrate=self.config.store.migrate
+            )
+        except StoreUnavailable as e:
+            self.pending.last_error = str(e)
+            log.warning("store %s unavailable (will retry): %s", self._store_label(), e)
+            return False
+        log.info("hot-symbol store ready: %s", self._store_label())
+        return True
+
+    def _store_label(self) -> str:
+        url = self.config.store.url
+        return url.split("@")[-1] if "@" in url else url
+
+    async def _flush(self) -> bool:
+        deltas, windows = self.pipeline.aggregator.drain()
+        if deltas or windows:
+            self.pending.add(deltas, windows)
+        if not self.pending.pending_rows:
+            return True
+        if not await self._open_store():
+            self.pending.failures += 1
+            return False
+        assert self.store is not None
+        ok = await self.pending.flush(self.store)
+        if not ok:
+            log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
+                        self.pending.last_error)  # fmt: skip
+        return ok
+
+    async def _flush_loop(self) -> None:
+        interval = self.config.hot_symbols.flush_interval_seconds
+        delay = interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), delay)
+            self._flush_now.clear()
+            ok = await self._flush()
+            delay = interval if ok else min(interval, self.pending.next_retry_delay())
+
+    async def _final_flush(self) -> bool:
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        while True:
+            if await self._flush():
+                return True
+            if time.monotonic() >= deadline:
+                self.lost_rows = self.pending.pending_rows
+                log.error("could not store %d hot-symbol rows before shutdown: %s",
+                          self.lost_rows, self.pending.last_error)  # fmt: skip
+                return False
+            await asyncio.sleep(min(self.pending.next_retry_delay(), max(0.0, deadline - time.monotonic())))
+
+    # -- HTTP ----------------------------------------------------------------
+
+    async def _start_http(self) -> web.AppRunner | None:
+        registry = CollectorRegistry()
+        registry.register(AgentCollector(self))
+
+        async def metrics(_: web.Request) -> web.Response:
+            body = await asyncio.to_thread(generate_latest, registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready, detail = self.readiness()
+            return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
+
+        app = web.Application()
+        app.add_routes([web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        m = self.config.metrics
+        site = web.TCPSite(runner, m.address, m.port)
+        try:
+            await site.start()
+        except OSError as e:
+            log.error("cannot serve metrics on %s:%d: %s", m.address, m.port, e.strerror or e)
+            await runner.cleanup()
+            return None
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else m.port
+        log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", m.address, self.http_port)
+        return runner

@@ -1,0 +1,68 @@
+"""``stella-runtime agent``: run the node agent (the main job)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.contracts.config import AgentConfig, ConfigError, load_config, parse_config
+
+log = logging.getLogger("stellaops_runtime.agent")
+
+HELP = """\
+Run the node agent: stream Tetragon events (gRPC, or its JSON export file),
+filter them for privacy, count which functions run in which images, and
+write the counts to the hot-symbol store every flush interval. Serves
+Prometheus metrics and health on :8080 (/metrics, /healthz, /readyz).
+
+SIGTERM or SIGINT stops the sources, flushes everything counted so far and
+exits 0; exit 2 on a bad config or when the final flush cannot reach the store.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "agent",
+        help="run the node agent (Tetragon -> privacy -> hot-symbol store)",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="agent config YAML (tetragon.*, hotSymbols.*, privacy.*, store.*, metrics.*) or a ConfigMap "
+        "holding it; without it every default applies (docs/configuration.md)",
+    )
+    p.add_argument(
+        "--exit-when-idle",
+        metavar="SECONDS",
+        type=float,
+        help="stop, flush and exit 0 after no event arrived for this long (replays, scripts)",
+    )
+    p.add_argument("--store", metavar="URL", help="override store.url (SQLAlchemy URL)")
+    p.add_argument("--node-name", metavar="NAME", help="this node's name (default: $NODE_NAME, else the hostname)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config) if args.config else AgentConfig()
+        if args.store:  # re-validated like any other key
+            doc = config.model_dump(by_alias=True)
+            doc["store"]["url"] = args.store
+            config = parse_config(doc)
+    except ConfigError as e:
+        print(f"stella-runtime agent: {e}", file=sys.stderr)
+        return exitcodes.ERROR
+    if args.exit_when_idle is not None and args.exit_when_idle <= 0:
+        print("stella-runtime agent: --exit-when-idle must be > 0", file=sys.stderr)
+        return exitcodes.ERROR
+    from stellaops_runtime.agent.runner import Agent  # heavy imports only when running
+
+    node = args.node_name or os.environ.get("NODE_NAME", "")
+    agent = Agent(config, node_name=node, exit_when_idle=args.exit_when_idle)
+    return asyncio.run(agent.run())

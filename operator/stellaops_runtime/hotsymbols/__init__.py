@@ -1,0 +1,1 @@
+"""Hot-symbol bridge: events -> windowed per-function counts for the store."""

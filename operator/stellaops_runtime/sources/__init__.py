@@ -1,0 +1,1 @@
+"""Event sources: Tetragon gRPC, Tetragon JSON export, and Tetragon's own metrics."""

@@ -1,0 +1,198 @@
+"""Tetragon gRPC source: stream GetEvents from the node's Tetragon agent.
+
+The receive loop only appends raw payloads to the EventQueue (responses are
+not even decoded here), so it keeps reading the socket however busy
+processing is; Tetragon would otherwise drop events for this client silently.
+
+Allow/deny filters from config travel in the GetEventsRequest: Tetragon's
+export allow/deny lists apply to its JSON file only, never to gRPC streams.
+Connection failures and broken streams are retried forever with capped
+exponential backoff and full jitter; every reconnect and stream error is
+counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from dataclasses import dataclass
+
+import grpc
+
+from stellaops_runtime.agent.queue import EventQueue
+from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
+from stellaops_runtime.wire.tetragon import events_pb2, sensors_pb2
+
+log = logging.getLogger(__name__)
+
+GET_EVENTS = "/tetragon.FineGuidanceSensors/GetEvents"
+GET_HEALTH = "/tetragon.FineGuidanceSensors/GetHealth"
+GET_VERSION = "/tetragon.FineGuidanceSensors/GetVersion"
+
+# A Kubernetes Service name: Tetragon's stream is per node, a Service would
+# mix the events of arbitrary nodes.
+_SERVICE_HOST = re.compile(r"(\.svc(\.|$)|\.cluster\.local$)")
+
+
+def grpc_target(address: str) -> str:
+    """Our address forms to a gRPC target: HOST:PORT stays, unix:///path is native."""
+    return address
+
+
+def service_address_warning(address: str) -> str | None:
+    """A warning when the address looks like a cluster Service rather than the node."""
+    if address.startswith("unix:"):
+        return None
+    host = address.rpartition(":")[0].strip("[]")
+    if _SERVICE_HOST.search(host):
+        return (
+            f"tetragon.address {address!r} names a Kubernetes Service: Tetragon's gRPC stream is per node, "
+            "so a Service would mix events of arbitrary nodes. Use the node-local address "
+            "(unix:///var/run/tetragon/tetragon.sock or localhost:54321 with hostNetwork)."
+        )
+    return None
+
+
+def _filter(f: EventFilter) -> events_pb2.Filter:
+    msg = events_pb2.Filter()
+    msg.namespace.extend(f.namespaces)
+    msg.pod_regex.extend(f.pod_regex)
+    msg.binary_regex.extend(f.binary_regex)
+    msg.event_set.extend(events_pb2.EventType.Value(t) for t in f.event_types)
+    return msg
+
+
+def build_request(cfg: TetragonConfig) -> events_pb2.GetEventsRequest:
+    req = events_pb2.GetEventsRequest()
+    req.allow_list.extend(_filter(f) for f in cfg.allow)
+    req.deny_list.extend(_filter(f) for f in cfg.deny)
+    return req
+
+
+@dataclass(slots=True)
+class SourceStats:
+    connects: int = 0  # streams opened
+    reconnects: int = 0  # streams opened after the first
+    stream_errors: int = 0  # streams that ended with an error
+    connect_failures: int = 0
+    received: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter."""
+
+    def __init__(self, *, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._attempt = 0
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        cap = min(self.maximum, self.initial * (2**self._attempt))
+        self._attempt = min(self._attempt + 1, 32)
+        return self._rng.uniform(cap / 2, cap)
+
+
+class TetragonGrpcSource:
+    """Streams raw GetEventsResponse payloads into an EventQueue until stopped."""
+
+    name = "tetragon-grpc"
+
+    def __init__(self, cfg: TetragonConfig, *, queue: EventQueue) -> None:
+        self.cfg = cfg
+        self.queue = queue
+        self.stats = SourceStats()
+        self._request = build_request(cfg)
+        self._backoff = Backoff(initial=cfg.reconnect_initial_seconds, maximum=cfg.reconnect_max_seconds)
+        self._channel: grpc.aio.Channel | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stream until ``stop`` is set (or the task is cancelled), reconnecting on failure."""
+        warning = service_address_warning(self.cfg.address)
+        if warning:
+            log.warning("%s", warning)
+        while not stop.is_set():
+            try:
+                await self._stream_once(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # every failure is retried; count and say why
+                self.stats.last_error = str(e) or type(e).__name__
+                log.warning("tetragon stream error (%s): %s", self.cfg.address, self.stats.last_error)
+            finally:
+                self.stats.connected = False
+                await self._close()
+            if stop.is_set():
+                break
+            delay = self._backoff.next_delay()
+            log.info("reconnecting to tetragon at %s in %.2fs", self.cfg.address, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _stream_once(self, stop: asyncio.Event) -> None:
+        self._channel = grpc.aio.insecure_channel(
+            grpc_target(self.cfg.address),
+            options=[("grpc.max_receive_message_length", 64 << 20)],
+        )
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), self.cfg.timeout_seconds)
+        except TimeoutError:
+            self.stats.connect_failures += 1
+            raise ConnectionError(f"no connection to {self.cfg.address} within {self.cfg.timeout_seconds}s") from None
+        call = self._channel.unary_stream(
+            GET_EVENTS,
+            request_serializer=events_pb2.GetEventsRequest.SerializeToString,
+            response_deserializer=None,  # raw bytes: decoding belongs to the pipeline
+        )(self._request)
+        if self.stats.connects:
+            self.stats.reconnects += 1
+        self.stats.connects += 1
+        self.stats.connected = True
+        log.info("streaming events from tetragon at %s", self.cfg.address)
+        put = self.queue.put
+        stats = self.stats
+        first = True
+        try:
+            async for payload in call:
+                stats.received += 1
+                put(payload)
+                if first:  # a stream that delivers is healthy again
+                    self._backoff.reset()
+                    first = False
+        except grpc.aio.AioRpcError as e:
+            stats.stream_errors += 1
+            raise ConnectionError(f"stream failed: {e.code().name}: {e.details()}") from None
+        finally:
+            call.cancel()
+        if not stop.is_set():
+            stats.stream_errors += 1
+            raise ConnectionError("tetragon ended the event stream")
+
+    async def _close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def health(self) -> tuple[bool, str]:
+        """Ask Tetragon's GetHealth; (healthy, detail)."""
+        async with grpc.aio.insecure_channel(grpc_target(self.cfg.address)) as ch:
+            try:
+                resp = await ch.unary_unary(
+                    GET_HEALTH,
+                    request_serializer=sensors_pb2.GetHealthStatusRequest.SerializeToString,
+                    response_deserializer=sensors_pb2.GetHealthStatusResponse.FromString,
+                )(sensors_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
+            except grpc.aio.AioRpcError as e:
+                return False, f"{e.code().name}: {e.details()}"
+        statuses = [s for s in resp.health_status]
+        ok = bool(statuses) and all(s.status == 1 for s in statuses)  # HEALTH_STATUS_RUNNING
+        return ok, "; ".join(f"{s.details}" for s in statuses)

@@ -1,0 +1,79 @@
+"""Tetragon's own drop counters, read from its Prometheus endpoint.
+
+Tetragon drops events for a slow gRPC client silently: the only trace is its
+metric ``tetragon_notify_overflowed_events_total``. Reading it lets the agent
+report Tetragon's drops next to its own, so "we saw no calls" can be told
+apart from "we were not sent the calls".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger(__name__)
+
+WATCHED = {
+    "tetragon_notify_overflowed_events": "overflowed",
+    "tetragon_bpf_missed_events": "bpf_missed",
+    "tetragon_observer_ringbuf_events_lost": "ringbuf_lost",
+}
+
+
+@dataclass(slots=True)
+class TetragonDropStats:
+    overflowed: float = 0.0
+    bpf_missed: float = 0.0
+    ringbuf_lost: float = 0.0
+    scrapes: int = 0
+    scrape_errors: int = 0
+    last_error: str = ""
+
+
+def parse_drops(text: str) -> dict[str, float]:
+    """Sum the watched counters over all their label sets."""
+    out = dict.fromkeys(WATCHED.values(), 0.0)
+    for family in text_string_to_metric_families(text):
+        field = WATCHED.get(family.name.removesuffix("_total"))
+        if field is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") or sample.name == family.name:
+                out[field] += sample.value
+    return out
+
+
+class TetragonMetricsPoller:
+    def __init__(self, url: str, *, interval: float = 15.0, timeout: float = 5.0) -> None:
+        self.url = url
+        self.interval = interval
+        self.timeout = timeout
+        self.stats = TetragonDropStats()
+
+    async def scrape_once(self, session: aiohttp.ClientSession) -> None:
+        try:
+            async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as r:
+                r.raise_for_status()
+                text = await r.text()
+            drops = parse_drops(text)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            self.stats.scrape_errors += 1
+            self.stats.last_error = str(e) or type(e).__name__
+            log.debug("tetragon metrics scrape of %s failed: %s", self.url, self.stats.last_error)
+            return
+        self.stats.scrapes += 1
+        for k, v in drops.items():
+            setattr(self.stats, k, v)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                await self.scrape_once(session)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.interval)
+                except TimeoutError:
+                    pass

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install what StellaOps Runtime needs on a fresh Debian machine, idempotently.
+#
+#   scripts/setup.sh          Python environment (.venv) with the package and test tools
+#   scripts/setup.sh --server also the Debian packages the tests start for real:
+#                             PostgreSQL server (the hot-symbol store)
+#
+# Runs apt-get only for what is missing (root needed then), and pip only when
+# pyproject.toml changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_server=0
+[[ "${1:-}" == "--server" ]] && want_server=1
+
+apt_pkgs=()
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null \
+  || apt_pkgs+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || apt_pkgs+=(python3-venv)
+if (( want_server )); then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
+fi
+if (( ${#apt_pkgs[@]} )); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install Debian packages: ${apt_pkgs[*]}" >&2
+    exit 2
+  fi
+  echo "setup: installing Debian packages: ${apt_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+fi
+# (Debian starts a default PostgreSQL cluster on install; the tests ignore it
+# and run a private one on a free port.)
+
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+if [[ ! -f "$stamp" ]]; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[test]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

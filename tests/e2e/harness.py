@@ -1,0 +1,139 @@
+"""Helpers for end-to-end tests: run the real CLI, scrape its real metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = ROOT / "tests" / "fixtures" / "tetragon"
+STREAM = FIX / "synthetic" / "stream-a.jsonl.gz"
+EXPECTED = json.loads((FIX / "synthetic" / "stream-a.expected.json").read_text())
+
+# Every secret in the synthetic stream's arguments: none may reach the store.
+STREAM_SECRETS = (
+    "hunter2",
+    "S3cr3tPass",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+    "alice@example.com",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stream_objects() -> list[dict[str, Any]]:
+    with gzip.open(STREAM) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def expected_stack_counts(objs: list[dict[str, Any]]) -> Counter[str]:
+    """``digest|module|symbol`` -> kprobe events with that function on their user stack (distinct per event)."""
+    out: Counter[str] = Counter()
+    for o in objs:
+        k = o.get("process_kprobe")
+        if not k or not k.get("user_stack_trace"):
+            continue
+        digest = k["process"]["pod"]["container"]["image"]["id"].split("@")[1]
+        seen = {(f.get("module", ""), f.get("symbol") or f"0x{int(f.get('offset', 0)):x}") for f in k["user_stack_trace"]}
+        for module, sym in seen:
+            out[f"{digest}|{module}|{sym}"] += 1
+    return out
+
+
+def write_config(tmp: Path, **sections: dict[str, Any]) -> tuple[Path, int]:
+    """An agent config file; returns (path, metrics port)."""
+    port = free_port()
+    doc: dict[str, Any] = {
+        "nodeName": "e2e-node",
+        "tetragon": {"reconnectInitialSeconds": 0.1, "reconnectMaxSeconds": 0.5, "timeoutSeconds": 2},
+        "hotSymbols": {"flushIntervalSeconds": 0.5, "windowSeconds": 60},
+        "metrics": {"address": "127.0.0.1", "port": port},
+    }
+    for k, v in sections.items():
+        doc.setdefault(k, {}).update(v)
+    p = tmp / "agent.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p, port
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def start_agent(config: Path, *extra: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "agent", "--config", str(config), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"agent did not exit in {timeout}s:\n{out}") from None
+    return proc.returncode, out
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Metric samples by (name, sorted labels); empty dict when the endpoint is not up."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def metric_sum(samples: dict, name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+async def wait_for(pred, *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await asyncio.to_thread(pred):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)

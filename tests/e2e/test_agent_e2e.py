@@ -1,0 +1,171 @@
+"""End to end: replay server (real gRPC on loopback) -> agent (real CLI process) -> real PostgreSQL.
+
+Counts are asserted exactly against the synthetic stream's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from stellaops_runtime.replay.events import load_events
+from stellaops_runtime.replay.server import ReplayServer
+from tests.e2e import harness as h
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+EVENTS = load_events(h.STREAM).events
+OBJS = h.stream_objects()
+KIND_COUNTS = Counter(next(k for k in o if k.startswith("process_")) for o in OBJS)
+
+
+def rows(url: str, evidence: str) -> dict[str, int]:
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        res = c.execute(
+            sa.text(
+                "SELECT image_digest, module, function_name, invocation_count FROM signals.hot_symbols "
+                "WHERE evidence_kind = :e"
+            ),
+            {"e": evidence},
+        )
+        out = {f"{d}|{m}|{f}": n for d, m, f, n in res}
+    eng.dispose()
+    return out
+
+
+def samples(url: str) -> list[str]:
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        out = [json.dumps(s) for (s,) in c.execute(sa.text("SELECT sample FROM signals.hot_symbols"))]
+    eng.dispose()
+    return out
+
+
+def assert_exact_counts(url: str) -> None:
+    assert rows(url, "invoked") == h.EXPECTED["uprobe_counts"]
+    on_stack = rows(url, "on_stack")
+    assert on_stack == dict(h.expected_stack_counts(OBJS))
+    # The generator's own ground truth counts the innermost frame only: a lower bound.
+    for key, n in h.EXPECTED["stack_frame_counts"].items():
+        assert on_stack[key] >= n, key
+
+
+async def test_replay_to_postgres_exact_counts_redaction_and_metrics(tmp_path, pg_url) -> None:
+    server = ReplayServer(EVENTS)
+    addr = await server.start("127.0.0.1:0")
+    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": pg_url})
+    proc = h.start_agent(cfg, "--exit-when-idle", "2")
+    try:
+        await h.wait_for(
+            lambda: h.metric_sum(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0
+            and h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
+            == len(EVENTS),
+            what="all events received and a flush",
+        )
+        m = h.scrape(port)
+        code, out = await _finish(proc)
+    finally:
+        await server.stop()
+    assert code == 0, out
+    assert server.served == len(EVENTS) == 3144
+
+    # Metrics, scraped over HTTP while the agent ran.
+    assert h.metric(m, "stellaops_runtime_events_total", kind="uprobe") == KIND_COUNTS["process_uprobe"]
+    assert h.metric(m, "stellaops_runtime_events_total", kind="syscall") == KIND_COUNTS["process_kprobe"]
+    assert h.metric(m, "stellaops_runtime_events_total", kind="loader") == KIND_COUNTS["process_loader"]
+    assert h.metric(m, "stellaops_runtime_events_total", kind="exec") == KIND_COUNTS["process_exec"]
+    assert h.metric(m, "stellaops_runtime_events_total", kind="exit") == KIND_COUNTS["process_exit"]
+    secret_events = sum(1 for o in OBJS if any(s in json.dumps(o) for s in h.STREAM_SECRETS))
+    assert h.metric(m, "stellaops_runtime_fields_redacted_total") == secret_events
+    assert h.metric(m, "stellaops_runtime_events_dropped_total", reason="queue_full") == 0
+    assert h.metric(m, "stellaops_runtime_event_processing_latency_seconds_count") == len(EVENTS)
+    assert h.metric(m, "stellaops_runtime_tetragon_connected") == 1
+    assert ("stellaops_runtime_witnesses_generated_total", ()) in m
+
+    assert_exact_counts(pg_url)
+    stored = "\n".join(samples(pg_url))
+    assert "[REDACTED]" in stored
+    for secret in h.STREAM_SECRETS:
+        assert secret not in stored, secret
+    assert "hunter2" not in out  # nor in the agent's logs
+
+    # The stored answers through the query CLI.
+    digest = h.EXPECTED["images"][0]["digest"]
+    r = h.cli("query", "observed", "--image", digest, "--function", "crc32", "--store", pg_url, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["observed"] is True
+    r = h.cli("query", "observed", "--image", digest, "--function", "no_such_fn", "--store", pg_url)
+    assert r.returncode == 1, r.stderr
+
+
+async def test_reconnect_counts_exactly_what_was_served(tmp_path, pg_url) -> None:
+    half = len(EVENTS) // 2
+    first = ReplayServer(EVENTS[:half])
+    addr = await first.start("127.0.0.1:0")
+    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": pg_url})
+    proc = h.start_agent(cfg, "--exit-when-idle", "4")
+    second = ReplayServer(EVENTS[half:])
+    try:
+        await first.wait_served(half, timeout=30)
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
+            == half,
+            what="first half received",
+        )
+        await first.stop(grace=0)  # Tetragon restarts: the stream breaks
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port), "stellaops_runtime_tetragon_stream_errors_total") >= 1,
+            what="the agent to notice the broken stream",
+        )
+        await second.start(addr)
+        await second.wait_served(len(EVENTS) - half, timeout=30)
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port), "stellaops_runtime_tetragon_reconnects_total") >= 1,
+            what="a reconnect",
+        )
+        code, out = await _finish(proc)
+    finally:
+        await first.stop(grace=0)
+        await second.stop(grace=0)
+    assert code == 0, out
+    assert first.served + second.served == len(EVENTS)
+    assert_exact_counts(pg_url)
+
+
+async def test_store_outage_loses_nothing(tmp_path, pg, pg_url) -> None:
+    server = ReplayServer(EVENTS, rate=1000)
+    addr = await server.start("127.0.0.1:0")
+    cfg, port = h.write_config(
+        tmp_path, tetragon={"address": addr}, store={"url": pg_url}, hotSymbols={"flushIntervalSeconds": 0.3}
+    )
+    proc = h.start_agent(cfg, "--exit-when-idle", "3")
+    try:
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0, what="a first flush"
+        )
+        pg.stop()
+        try:
+            await h.wait_for(
+                lambda: h.metric(h.scrape(port), "stellaops_runtime_store_flush_failures_total") >= 2,
+                what="flushes failing while PostgreSQL is down",
+            )
+            during = h.scrape(port)
+        finally:
+            pg.start()
+        code, out = await _finish(proc)
+    finally:
+        await server.stop()
+    assert code == 0, out
+    assert h.metric(during, "stellaops_runtime_hot_symbols_pending") > 0
+    assert h.metric(during, "stellaops_runtime_store_rows_dropped_total") == 0
+    assert_exact_counts(pg_url)
+
+
+async def _finish(proc):
+    import asyncio
+
+    return await asyncio.to_thread(h.finish, proc, 60)

@@ -1,0 +1,176 @@
+"""Event adapter: Tetragon events (protobuf and JSON export) -> RuntimeCallEvent."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+from google.protobuf import json_format
+
+from stellaops_runtime.adapter import common, from_json, from_proto
+from stellaops_runtime.contracts.events import EventKind
+from stellaops_runtime.wire.tetragon import events_pb2
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "tetragon"
+
+
+def _lines() -> list[bytes]:
+    real = [ln for ln in (FIX / "events.jsonl").read_bytes().splitlines() if ln.strip()]
+    with gzip.open(FIX / "synthetic" / "stream-a.jsonl.gz") as f:
+        synthetic = [ln for ln in f.read().splitlines() if ln.strip()]
+    return real + synthetic
+
+
+LINES = _lines()
+
+
+def test_both_adapters_agree_on_every_fixture_line() -> None:
+    """The gRPC path and the JSON export path give the same event for the same input."""
+    js, ps = common.AdapterStats(), common.AdapterStats()
+    adapted = 0
+    for line in LINES:
+        msg = json_format.Parse(line, events_pb2.GetEventsResponse())
+        via_proto = from_proto.adapt(from_proto.decode(msg.SerializeToString(), ps), stats=ps)
+        via_json = from_json.adapt(from_json.decode_line(line), stats=js)
+        assert via_proto == via_json, line[:200]
+        adapted += via_json is not None
+    assert js == ps
+    # process_throttle (2 lines of events.jsonl) is the only kind we skip.
+    assert adapted == len(LINES) - 2
+    assert dict(js.unhandled) == {"process_throttle": 2}
+    assert not js.malformed
+
+
+def _first(kind: str) -> dict:
+    for line in LINES:
+        obj = orjson.loads(line)
+        if kind in obj:
+            return obj
+    raise AssertionError(kind)
+
+
+def test_uprobe_event_fields() -> None:
+    obj = _first("process_uprobe")
+    ev = from_json.adapt(obj, stats=common.AdapterStats())
+    assert ev is not None and ev.kind is EventKind.UPROBE
+    up = obj["process_uprobe"]
+    assert ev.function_name == up["symbol"]
+    assert ev.module == up["path"]
+    p = up["process"]
+    assert ev.process.pid == p["pid"] and ev.process.binary == p["binary"]
+    assert ev.pod is not None and ev.pod.namespace == p["pod"]["namespace"]
+    assert ev.pod.labels == p["pod"]["pod_labels"]
+    c = p["pod"]["container"]
+    assert ev.container is not None
+    assert ev.container.runtime == "containerd" and "containerd://" + ev.container.id == c["id"]
+    assert ev.container.image_digest == c["image"]["id"].split("@")[1]
+    assert ev.image_key == ev.container.image_digest
+    assert ev.timestamp_ns == common.rfc3339_to_ns(obj["time"])
+
+
+def test_kprobe_with_stacks() -> None:
+    obj = next(
+        orjson.loads(ln) for ln in LINES if b'"user_stack_trace"' in ln and b"process_kprobe" in ln
+    )
+    ev = from_json.adapt(obj, stats=common.AdapterStats())
+    assert ev is not None and ev.kind is EventKind.SYSCALL
+    k = obj["process_kprobe"]
+    assert [f.symbol for f in ev.kernel_stack] == [f["symbol"] for f in k["kernel_stack_trace"]]
+    assert [(f.module, f.offset) for f in ev.user_stack] == [
+        (f.get("module", ""), int(f["offset"])) for f in k["user_stack_trace"]
+    ]
+
+
+def test_loader_build_id_is_hex_of_the_bytes() -> None:
+    obj = _first("process_loader")
+    ev = from_json.adapt(obj, stats=common.AdapterStats())
+    assert ev is not None and ev.kind is EventKind.LOADER
+    assert ev.build_id == base64.b64decode(obj["process_loader"]["buildid"]).hex()
+    assert len(ev.build_id) == 40
+
+
+def test_kprobe_arguments_render_as_text() -> None:
+    obj = next(orjson.loads(ln) for ln in LINES if b"security_file_permission" in ln)
+    ev = from_json.adapt(obj, stats=common.AdapterStats())
+    assert ev is not None and ev.kind is EventKind.KPROBE  # not a syscall
+    kinds = [a.type for a in ev.arguments]
+    assert "file_arg" in kinds and ev.arguments[-1].label == "return"
+    file_arg = next(a for a in ev.arguments if a.type == "file_arg")
+    assert file_arg.value.startswith("/")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+    ],
+)
+def test_malformed_lines_raise_a_counted_reason(line: bytes, reason: str) -> None:
+    with pytest.raises(from_json.MalformedEvent) as e:
+        from_json.decode_line(line)
+    assert e.value.reason == reason
+
+
+def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    line = b'{"process_exec":{"process":{"binary":"/bin/\xff\xfesh","pid":1}},"node_name":"n"}'
+    ev = from_json.adapt(from_json.decode_line(line), stats=common.AdapterStats())
+    assert ev is not None and ev.process.binary == "/bin/\ufffd\ufffdsh"
+
+
+def test_unknown_kinds_and_missing_process_are_counted() -> None:
+    st = common.AdapterStats()
+    assert from_json.adapt({"process_something_new": {}, "node_name": "n"}, stats=st) is None
+    assert from_json.adapt({"node_name": "n"}, stats=st) is None
+    assert from_json.adapt({"process_exec": {}}, stats=st) is None
+    assert from_json.adapt({"rate_limit_info": {"number_of_dropped_process_events": "7"}}, stats=st) is None
+    assert st.unhandled == {"process_something_new": 1, "none": 1, "rate_limit_info": 1}
+    assert st.malformed == {"no_process": 1}
+    assert st.tetragon_export_dropped == 7
+
+
+def test_proto_unknown_oneof_and_garbage_bytes() -> None:
+    st = common.AdapterStats()
+    # Field 26 (a removed event kind, length-delimited, empty) + node_name.
+    payload = bytes([0xD2, 0x01, 0x00]) + events_pb2.GetEventsResponse(node_name="n").SerializeToString()
+    msg = from_proto.decode(payload, st)
+    assert msg is not None and from_proto.adapt(msg, stats=st) is None
+    assert from_proto.decode(b"\xff\xff\xff", st) is None
+    assert st.unhandled == {"none": 1} and st.malformed == {"invalid_protobuf": 1}
+
+
+def test_host_process_without_pod() -> None:
+    line = b'{"process_exec":{"process":{"binary":"/usr/sbin/sshd","pid":7}},"node_name":"node-1"}'
+    ev = from_json.adapt(from_json.decode_line(line), stats=common.AdapterStats())
+    assert ev is not None and ev.container is None and ev.pod is None
+    assert ev.image_key == "host:node-1"
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("2026-11-24T09:00:00Z", 1_795_510_800_000_000_000),
+        ("2026-11-24T09:00:00.004000Z", 1_795_510_800_004_000_000),
+        ("2026-11-24T09:00:00.123456789Z", 1_795_510_800_123_456_789),
+        ("2026-11-24T10:00:00.5+01:00", 1_795_510_800_500_000_000),
+        ("", 0),
+    ],
+)
+def test_rfc3339(text: str, ns: int) -> None:
+    assert common.rfc3339_to_ns(text) == ns
+
+
+@pytest.mark.parametrize(
+    ("image_id", "digest"),
+    [
+        ("docker.io/cilium/starwars@sha256:f92c", "sha256:f92c"),
+        ("sha256:abcd", "sha256:abcd"),
+        ("docker.io/library/nginx:1.25", ""),
+        ("", ""),
+    ],
+)
+def test_image_digest(image_id: str, digest: str) -> None:
+    assert common.image_digest(image_id) == digest
