@@ -1,0 +1,1 @@
+"""Alembic revisions of the hot-symbol store, oldest first."""

@@ -1,0 +1,158 @@
+"""The hot-symbol store's tables, as SQLAlchemy Core metadata.
+
+Three tables in PostgreSQL schema ``signals`` (SQLite gets the same tables
+without a schema: engines map ``signals`` to ``None`` with
+``schema_translate_map``, see :mod:`stellaops_runtime.store.engine`):
+
+- ``hot_symbols``: one cumulative row per key (image, module, function,
+  evidence kind), so one function name in two packages never collides;
+- ``hot_symbol_windows``: the same counts per aggregation window, the history
+  that answers "more than 1000 calls a day";
+- ``observation_windows``: when an image was under observation on a node, the
+  other half of "observed for 30 days, never called".
+
+The migrations (``store/migrations/versions``) create exactly these tables;
+this module is what the writer and the queries use. Timestamps are
+timezone-aware UTC on both backends (:class:`UtcDateTime`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+SCHEMA = "signals"
+# Engines on SQLite run with this map: same tables, no schema.
+SQLITE_SCHEMA_MAP: dict[str | None, str | None] = {SCHEMA: None}
+
+KEY_COLUMNS = ("image_digest", "module", "function_name", "evidence_kind")
+
+
+class UtcDateTime(sa.TypeDecorator[dt.datetime]):
+    """``timestamptz`` on PostgreSQL; on SQLite naive UTC text read back as aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class utc_date(FunctionElement[dt.date]):
+    """The UTC calendar day of a UTC timestamp column, on either backend."""
+
+    type = sa.Date()
+    inherit_cache = True
+    name = "utc_date"
+
+
+@compiles(utc_date, "postgresql")
+def _utc_date_pg(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC' AS DATE)"
+
+
+@compiles(utc_date)
+def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), primary_key=True
+    )
+
+
+def _key_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("image_digest", sa.Text, nullable=False),
+        sa.Column("module", sa.Text, nullable=False),
+        sa.Column("function_name", sa.Text, nullable=False),
+        sa.Column("evidence_kind", sa.Text, nullable=False),
+    ]
+
+
+JSON_TYPE = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+metadata = sa.MetaData(schema=SCHEMA)
+
+hot_symbols = sa.Table(
+    "hot_symbols",
+    metadata,
+    _id(),
+    *_key_columns(),
+    sa.Column("build_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("purl", sa.Text, nullable=False, server_default=""),
+    sa.Column("invocation_count", sa.BigInteger, nullable=False),
+    sa.Column("unique_callers", sa.Integer, nullable=False),
+    sa.Column("total_latency_ns", sa.BigInteger, nullable=False),
+    sa.Column("max_latency_ns", sa.BigInteger, nullable=False),
+    sa.Column("confidence", sa.REAL, nullable=False),
+    sa.Column("first_seen", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.Column("node_name", sa.Text, nullable=False, server_default=""),
+    sa.Column("sample", JSON_TYPE, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint(*KEY_COLUMNS, name="uq_hot_symbols_key"),
+    sa.Index("ix_hot_symbols_image_function", "image_digest", "function_name"),
+    sa.Index("ix_hot_symbols_image_purl", "image_digest", "purl"),
+    sa.Index("ix_hot_symbols_purl_prefix", "purl", postgresql_ops={"purl": "text_pattern_ops"}),
+    sa.Index("ix_hot_symbols_last_seen", "last_seen"),
+)
+
+hot_symbol_windows = sa.Table(
+    "hot_symbol_windows",
+    metadata,
+    _id(),
+    *_key_columns(),
+    sa.Column("window_start", UtcDateTime, nullable=False),
+    sa.Column("invocation_count", sa.BigInteger, nullable=False),
+    sa.Column("unique_callers", sa.Integer, nullable=False),
+    sa.Column("total_latency_ns", sa.BigInteger, nullable=False),
+    sa.Column("max_latency_ns", sa.BigInteger, nullable=False),
+    sa.Column("first_seen", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.UniqueConstraint(*KEY_COLUMNS, "window_start", name="uq_hot_symbol_windows_key"),
+    sa.Index("ix_hot_symbol_windows_image_window", "image_digest", "window_start"),
+)
+
+observation_windows = sa.Table(
+    "observation_windows",
+    metadata,
+    _id(),
+    sa.Column("image_digest", sa.Text, nullable=False),
+    sa.Column("node_name", sa.Text, nullable=False),
+    sa.Column("window_start", UtcDateTime, nullable=False),
+    sa.Column("event_count", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("image_digest", "node_name", "window_start", name="uq_observation_windows_key"),
+)
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def ns_to_datetime(ns: int) -> dt.datetime:
+    """Nanoseconds since the epoch -> aware UTC datetime (microsecond precision)."""
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+def datetime_to_ns(value: dt.datetime) -> int:
+    delta = value.astimezone(dt.UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000

@@ -1,0 +1,223 @@
+"""``stella-runtime query``: tables, JSON and exit codes against real stores (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+from pg import free_port
+from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli import query as query_cli
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.store.engine import create_store_engine, open_store
+
+S = 1_000_000_000
+T0 = 1_740_787_200 * S  # 2025-03-01T00:00:00Z
+IMG = "sha256:" + "d" * 64
+LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+PURL = "pkg:deb/debian/openssl@3.0.15-1?arch=amd64"
+
+
+def _main_usable() -> bool:
+    from stellaops_runtime.cli import main
+
+    try:
+        for name in main.SUBCOMMANDS:
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def cli(*argv: str) -> int:
+    """Run through ``stella-runtime``'s own main when every subcommand imports, else through register()."""
+    if _main_usable():
+        from stellaops_runtime.cli import main
+
+        return main.main(list(argv))
+    parser = argparse.ArgumentParser(prog="stella-runtime")
+    query_cli.register(parser.add_subparsers(dest="command"))
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as e:
+        return int(e.code or 0)
+    return int(args.func(args))
+
+
+def d(fn: str, count: int, **kw: object) -> HotSymbolDelta:
+    return HotSymbolDelta(
+        key=HotSymbolKey(IMG, kw.pop("module", LIBSSL), fn, kw.pop("evidence", EvidenceKind.INVOKED)),  # type: ignore[arg-type]
+        window_start_ns=T0,
+        invocation_count=count,
+        first_seen_ns=T0 + S,
+        last_seen_ns=T0 + 2 * S,
+        purl=PURL,
+        node_name="node-1",
+        confidence=1.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def seed(url: str) -> None:
+    with open_store(url) as store:
+        store.write(
+            [
+                d("SSL_read", 1500, sample={"binary": "/usr/sbin/nginx"}),
+                d("SSL_write", 900),
+                d("EVP_Digest", 12, evidence=EvidenceKind.ON_STACK),
+                d("", 1, evidence=EvidenceKind.LOADED),
+            ],
+            [ObservationWindow(IMG, "node-1", T0, 2413)],
+        )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    u = (
+        f"sqlite:///{tmp_path}/hot.db"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    seed(u)
+    return u
+
+
+def test_observed_table_and_exit_codes(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("query", "observed", "--image", IMG, "--function", "SSL_read", "--store", url) == exitcodes.OK
+    out = capsys.readouterr().out
+    assert "observed: SSL_read" in out and "1500 invocations in 1 records" in out
+    header, row = out.splitlines()[1:3]
+    assert header.split()[:3] == ["MODULE", "EVIDENCE", "PURL"]
+    assert row.split()[:4] == [LIBSSL, "invoked", PURL, "1500"]
+    assert "2025-03-01T00:00:01Z" in row
+    assert header.index("INVOCATIONS") + len("INVOCATIONS") == row.index("1500") + 4  # right-aligned
+
+    assert (
+        cli("query", "observed", "--image", IMG, "--function", "SSL_free", "--store", url)
+        == exitcodes.NOT_FOUND
+    )
+    assert "not observed: SSL_free" in capsys.readouterr().out
+    wrong_purl = ("--purl", "pkg:deb/debian/libc6@2.36")
+    assert (
+        cli("query", "observed", "--image", IMG, "--function", "SSL_read", *wrong_purl, "--store", url) == 1
+    )
+
+
+def test_observed_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("query", "observed", "--image", IMG, "--function", "SSL_read", "--purl", PURL, "--store", url)
+    assert cli(*argv, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["image"] == IMG and doc["function"] == "SSL_read" and doc["observed"] is True
+    [rec] = doc["records"]
+    assert rec["invocation_count"] == 1500 and rec["purl"] == PURL and rec["module"] == LIBSSL
+    assert rec["first_seen"] == "2025-03-01T00:00:01Z" and rec["last_seen"] == "2025-03-01T00:00:02Z"
+    assert rec["sample"] == {"binary": "/usr/sbin/nginx"}
+    assert cli("query", "observed", "--image", IMG, "--function", "nope", "--store", url, "--json") == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "image": IMG,
+        "function": "nope",
+        "observed": False,
+        "records": [],
+    }
+
+
+def test_functions_and_hot(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("query", "functions", "--image", IMG, "--purl", PURL, "--store", url, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [f["function_name"] for f in doc["functions"]] == ["EVP_Digest", "SSL_read", "SSL_write"]
+    assert doc["purl"] == PURL and doc["prefix"] is False
+
+    assert (
+        cli(
+            "query",
+            "functions",
+            "--image",
+            IMG,
+            "--purl",
+            "pkg:deb/debian/openssl@",
+            "--prefix",
+            "--store",
+            url,
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "FUNCTION" and [ln.split()[0] for ln in lines[1:]] == [
+        "EVP_Digest",
+        "SSL_read",
+        "SSL_write",
+    ]
+    assert cli("query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/openssl@", "--store", url) == 1
+    capsys.readouterr()
+
+    assert cli("query", "hot", "--image", IMG, "--limit", "2", "--store", url, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(h["function_name"], h["invocation_count"]) for h in doc["hot"]] == [
+        ("SSL_read", 1500),
+        ("SSL_write", 900),
+    ]
+    assert cli("query", "hot", "--image", IMG, "--store", url) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split()[1] for ln in out[1:]] == ["SSL_read", "SSL_write", "EVP_Digest"]
+    assert cli("query", "hot", "--image", "sha256:none", "--store", url) == 1
+
+
+def test_store_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/env.db"
+    seed(url)
+    monkeypatch.setenv(query_cli.STORE_ENV, url)
+    assert cli("query", "observed", "--image", IMG, "--function", "SSL_write") == 0
+
+
+def test_missing_sqlite_file_is_an_error_and_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "absent.db"
+    assert cli("query", "observed", "--image", IMG, "--function", "f", "--store", f"sqlite:///{db}") == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert not db.exists()
+
+
+def test_never_migrated_store_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "empty.db"
+    create_store_engine(f"sqlite:///{db}").connect().close()  # an empty SQLite file
+    assert db.exists()
+    assert cli("query", "hot", "--image", IMG, "--store", f"sqlite:///{db}") == 2
+    assert "no hot-symbol data" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_never_migrated_postgres_is_an_error(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("query", "hot", "--image", IMG, "--store", pg_url) == 2
+    assert "no hot-symbol data" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_unreachable_postgres_is_an_error(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/stella"
+    assert cli("query", "observed", "--image", IMG, "--function", "f", "--store", url) == 2
+    err = capsys.readouterr().err
+    assert "cannot query store" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", ["mysql://u@h/db", "not a url", "postgresql+nodriver://u@h/db"])
+def test_bad_urls_are_errors(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("query", "hot", "--image", IMG, "--store", bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stella-runtime query:") and "Traceback" not in err
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("query", "observed", "--image", IMG) == 2  # --function missing
+    assert cli("query", "hot", "--image", IMG, "--limit", "0") == 2
+    assert cli("query") == 2
+    capsys.readouterr()

@@ -1,0 +1,212 @@
+"""A private, throw-away PostgreSQL cluster for the test session.
+
+The hot-symbol store is tested against a real PostgreSQL server (DESIGN.md,
+"Real parts"), never a fake. This module starts one: ``initdb`` into a
+temporary directory, ``pg_ctl start`` on a free loopback port with durability
+switched off (fsync, synchronous_commit, full_page_writes: tests do not need
+crash safety and start-up stays around 2 s), and ``pg_ctl stop`` + removal at
+the end. Outage tests call :meth:`PgServer.stop` and :meth:`PgServer.start`
+to take the same cluster down and up again on the same port.
+
+The server binaries come from Debian's ``postgresql`` package
+(``/usr/lib/postgresql/<version>/bin``); ``scripts/setup.sh`` installs it.
+When they are missing the fixture fails with that hint instead of skipping,
+so a CI machine without PostgreSQL cannot pass silently.
+
+initdb refuses to run as root, so when the tests run as root the cluster is
+created and run as the ``postgres`` OS user (``runuser -u postgres``) in a
+directory chowned to it.
+
+Set ``STELLA_TEST_PG_URL`` (e.g. ``postgresql+psycopg://postgres@db:5432/stella``)
+to use an existing server instead; the user must be allowed to CREATE
+DATABASE, and :meth:`stop`/:meth:`start` are then unavailable (outage tests
+fail with a message saying so).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+PG_URL_ENV = "STELLA_TEST_PG_URL"
+SETUP_HINT = "PostgreSQL server binaries not found: run scripts/setup.sh"
+DATABASE = "stella"
+
+
+def find_bindir() -> Path | None:
+    """The directory holding initdb and pg_ctl, newest version first."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for d in candidates:
+        if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
+            return Path(d)
+    initdb = shutil.which("initdb")
+    if initdb and shutil.which("pg_ctl"):
+        return Path(initdb).parent
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def libpq_dsn(url: str) -> str:
+    """Turn an SQLAlchemy URL into a libpq URI psycopg accepts."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def with_database(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+class PgServer:
+    """One PostgreSQL cluster: ``url`` points at database ``stella`` on it."""
+
+    def __init__(self, *, bindir: Path | None = None, external_url: str | None = None) -> None:
+        self._external = external_url
+        self._bindir = bindir
+        self._tmp: Path | None = None
+        self._user: str | None = None
+        self.port = 0
+        self.url = external_url or ""
+        self._n = 0
+        self.running = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create and start the cluster (or check the external server)."""
+        if self._external:
+            self._create_database(DATABASE)
+            self.running = True
+            return
+        if self._bindir is None:
+            raise RuntimeError(SETUP_HINT)
+        self._tmp = Path(tempfile.mkdtemp(prefix="stella-pg-"))
+        self._user = "postgres" if os.geteuid() == 0 else None
+        (self._tmp / "data").mkdir()
+        (self._tmp / "sock").mkdir()
+        if self._user:
+            pw = pwd.getpwnam(self._user)
+            for p in (self._tmp, self._tmp / "data", self._tmp / "sock"):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+        self._run(
+            "initdb",
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "-D",
+            str(self._tmp / "data"),
+        )
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        self.start()
+        self._create_database(DATABASE)
+
+    def start(self) -> None:
+        self._require_local("start")
+        assert self._tmp is not None
+        opts = " ".join(
+            [
+                f"-c port={self.port}",
+                "-c listen_addresses=127.0.0.1",
+                f"-c unix_socket_directories={self._tmp / 'sock'}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=200",
+            ]
+        )
+        self._run(
+            "pg_ctl",
+            "-w",
+            "-t",
+            "30",
+            "-D",
+            str(self._tmp / "data"),
+            "-l",
+            str(self._tmp / "server.log"),
+            "-o",
+            opts,
+            "start",
+        )
+        self.running = True
+
+    def stop(self) -> None:
+        self._require_local("stop")
+        assert self._tmp is not None
+        self._run("pg_ctl", "-w", "-D", str(self._tmp / "data"), "-m", "fast", "stop")
+        self.running = False
+
+    def teardown(self) -> None:
+        if self._external or self._tmp is None:
+            return
+        try:
+            if self.running:
+                self.stop()
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    # -- databases -----------------------------------------------------------
+
+    def fresh_database(self) -> str:
+        """CREATE DATABASE test_<n> and return its SQLAlchemy URL."""
+        self._n += 1
+        name = f"test_{os.getpid()}_{self._n}"
+        self._create_database(name)
+        return with_database(self.url, name)
+
+    def _create_database(self, name: str) -> None:
+        admin = libpq_dsn(with_database(self.url, "postgres"))
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+    # -- helpers -------------------------------------------------------------
+
+    def _require_local(self, what: str) -> None:
+        if self._external:
+            raise RuntimeError(f"cannot {what} the external PostgreSQL server given by {PG_URL_ENV}")
+
+    def _run(self, tool: str, *args: str) -> None:
+        assert self._bindir is not None
+        cmd = [str(self._bindir / tool), *args]
+        if self._user:
+            cmd = ["runuser", "-u", self._user, "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", check=False)
+        if proc.returncode != 0:
+            log = ""
+            if self._tmp and (self._tmp / "server.log").exists():
+                log = (self._tmp / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(
+                f"{tool} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}\n{log}"
+            )
+
+
+def make_server() -> PgServer:
+    """A server from ``STELLA_TEST_PG_URL`` or a private cluster; not yet set up."""
+    external = os.environ.get(PG_URL_ENV)
+    if external:
+        return PgServer(external_url=external)
+    return PgServer(bindir=find_bindir())
