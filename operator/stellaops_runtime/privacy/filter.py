@@ -1,0 +1,300 @@
+"""The privacy filter: every event passes here before it is stored or logged.
+
+Runtime evidence needs to know *what ran*, not the secrets a process was given.
+Command lines and traced string arguments carry passwords, tokens and keys, so
+this stage (a pure transform, DESIGN.md layer 2) cuts every argument to
+``privacy.maxArgumentBytes``, redacts secrets in what is left, drops events from
+namespaces outside the allowlist, and in ``symbolIdOnly`` mode strips the event
+down to module identity. It runs on every event, so the common case (no
+arguments, or a short innocent command line already seen) costs a dict lookup.
+
+What the filter does, in order, in ``PrivacyFilter.apply``:
+
+1. Namespace allowlist. When ``allowed_namespaces`` is non-empty, only events
+   whose ``pod.namespace`` is in it pass. Host events and plain containers
+   (``event.pod is None``) count as namespace ``""``: they pass only if ``""``
+   is in the list. Dropped events return ``None`` and count in ``events_filtered``.
+2. ``symbol_id_only``: the event keeps only module identity. Kept:
+   ``process.binary`` (the executed module), ``event.module`` (the probed or
+   loaded file), every stack frame (``module``, ``symbol``, offsets,
+   ``build_id``), ``function_name``, and the process/container/pod identity
+   fields (ids, image, namespace, name, labels). Cleared: ``process.arguments``
+   (set to ``""``), ``event.arguments`` (emptied: file and path argument values
+   go with them) and ``process.cwd`` (set to ``""``). Nothing is redacted or
+   truncated because no argument text is left.
+3. Otherwise each argument field (``process.arguments``, the one space-separated
+   string Tetragon gives, and every ``Argument.value``) is first truncated to
+   ``max_argument_bytes`` UTF-8 bytes on a character boundary, with the suffix
+   ``…[truncated N bytes]`` (N bytes removed; the suffix itself is not counted
+   in the limit), then, when ``redact_arguments`` is on, redacted: the default
+   pattern set (``privacy.patterns``, when ``default_patterns``) in one regex
+   pass, then each of ``extra_patterns``. Truncating first bounds the regex
+   work (a 1 MiB argument costs a scan of ``max_argument_bytes``); a secret cut
+   in half by the truncation is still redacted (key=value, bearer and PEM
+   patterns match to the end of the text; ``TRUNCATED_TAIL`` catches a
+   connection string cut before its ``@``, a token with a known prefix cut
+   short and a JWT cut before its third segment).
+
+``extra_patterns`` are regexes from the config: when one has a group named
+``secret`` only that group is replaced, else group 1 if it has groups, else the
+whole match; they are counted as ``extra_<index in the list>``.
+
+Lone surrogates (``surrogateescape``-decoded bytes) and U+FFFD are ordinary
+characters here: UTF-8 byte counts use ``surrogatepass``, so no str raises.
+
+There is no logging in this module: a log line is exactly where a secret must
+not go. The counters are plain ints read by the metrics exporter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.privacy.patterns import (
+    DEFAULT_PATTERNS,
+    REDACTED,
+    TRUNCATED_TAIL,
+    CompiledPatterns,
+    compile_patterns,
+)
+
+TRUNCATION_MARKER = "…[truncated {n} bytes]"
+
+# Innocent fields (nothing redacted, nothing truncated) are remembered so the
+# next event of the same process costs one dict lookup. Only innocent text is
+# kept (no secret lives in this cache), only short text, and only so many.
+_CLEAN_CACHE_MAX_ENTRIES = 4096
+_CLEAN_CACHE_MAX_CHARS = 1024
+# How far back from the end of a truncated field the tail patterns look.
+_TAIL_WINDOW_CHARS = 512
+# Distinct trigger combinations compiled before the cache starts over (in
+# practice a handful: which secrets appear together in one field).
+_MAX_COMPILED_SUBSETS = 256
+_TRIGGERS: tuple[tuple[int, tuple[str, ...]], ...] = tuple(
+    (1 << i, p.triggers) for i, p in enumerate(DEFAULT_PATTERNS)
+)
+
+
+class _Extra:
+    """One config regex and the group whose text is the secret (0: the whole match)."""
+
+    __slots__ = ("group", "name", "regex")
+
+    def __init__(self, *, name: str, regex: re.Pattern[str]) -> None:
+        self.name = name
+        self.regex = regex
+        if "secret" in regex.groupindex:
+            self.group: int | str = "secret"
+        elif regex.groups >= 1:
+            self.group = 1
+        else:
+            self.group = 0
+
+
+class PrivacyFilter:
+    """Applies a PrivacyConfig to events (in place) and to log text."""
+
+    def __init__(self, config: PrivacyConfig) -> None:
+        self.config = config
+        self._allowed: frozenset[str] | None = (
+            frozenset(config.allowed_namespaces) if config.allowed_namespaces else None
+        )
+        self._symbol_id_only = config.symbol_id_only
+        self._max_bytes = config.max_argument_bytes
+        # Text of at most this many characters is within max_bytes whatever it
+        # holds (a character is at most 4 UTF-8 bytes).
+        self._safe_chars = config.max_argument_bytes // 4
+        self._use_default = config.default_patterns
+        # Default patterns compiled per set of triggered patterns (a bit mask):
+        # a field only pays for the patterns whose trigger words it contains.
+        self._by_mask: dict[int, CompiledPatterns] = {}
+        self._tail: CompiledPatterns | None = (
+            compile_patterns((TRUNCATED_TAIL,)) if config.default_patterns else None
+        )
+        self._extras = [
+            _Extra(name=f"extra_{i}", regex=re.compile(rx)) for i, rx in enumerate(config.extra_patterns)
+        ]
+        self._redact = config.redact_arguments
+        self._patterns_on = self._use_default or bool(self._extras)
+        self._clean: dict[str, None] = {}
+
+        self.events_seen = 0
+        self.events_filtered = 0
+        self.fields_redacted = 0
+        self.arguments_truncated = 0
+        self.redactions_by_pattern: dict[str, int] = {}
+        if self._use_default:
+            for p in DEFAULT_PATTERNS:
+                self.redactions_by_pattern[p.name] = 0
+            self.redactions_by_pattern[TRUNCATED_TAIL.name] = 0
+        for x in self._extras:
+            self.redactions_by_pattern[x.name] = 0
+
+    # -- events ---------------------------------------------------------------
+
+    def apply(self, event: RuntimeCallEvent) -> RuntimeCallEvent | None:
+        """Filter one event in place; ``None`` means drop it (namespace allowlist)."""
+        self.events_seen += 1
+        if self._allowed is not None:
+            pod = event.pod
+            if (pod.namespace if pod is not None else "") not in self._allowed:
+                self.events_filtered += 1
+                return None
+        proc = event.process
+        if self._symbol_id_only:
+            proc.arguments = ""
+            proc.cwd = ""
+            event.arguments.clear()
+            return event
+        if proc.arguments:
+            proc.arguments = self.filter_field(proc.arguments)
+        for arg in event.arguments:
+            if arg.value:
+                arg.value = self.filter_field(arg.value)
+        return event
+
+    def filter_field(self, text: str) -> str:
+        """Truncate then redact one argument field, counting what happened."""
+        clean = self._clean
+        if text in clean:
+            return text
+        cut, removed = self._truncate(text)
+        out = cut
+        hits = 0
+        if self._redact and self._patterns_on:
+            out, hits = self._redact_text(cut, counts=self.redactions_by_pattern, truncated=removed > 0)
+        if removed:
+            self.arguments_truncated += 1
+            out += TRUNCATION_MARKER.format(n=removed)
+        elif not hits and len(text) <= _CLEAN_CACHE_MAX_CHARS:
+            if len(clean) >= _CLEAN_CACHE_MAX_ENTRIES:
+                clean.clear()
+            clean[text] = None
+        if hits:
+            self.fields_redacted += 1
+        return out
+
+    # -- logs -----------------------------------------------------------------
+
+    def redact_text(self, text: str) -> str:
+        """Redact secrets in text the agent is about to log.
+
+        Applies the configured patterns (default set when ``default_patterns``,
+        plus ``extra_patterns``) whatever ``redact_arguments`` says: logs are
+        never evidence. No truncation and no counters.
+        """
+        if not self._patterns_on or not text:
+            return text
+        out, _ = self._redact_text(text, counts=None, truncated=False)
+        return out
+
+    # -- internals ------------------------------------------------------------
+
+    def _truncate(self, text: str) -> tuple[str, int]:
+        """Cut text to max_bytes UTF-8 bytes on a character boundary: (text, bytes removed)."""
+        if len(text) <= self._safe_chars:
+            return text, 0
+        limit = self._max_bytes
+        if text.isascii():
+            if len(text) <= limit:
+                return text, 0
+            return text[:limit], len(text) - limit
+        raw = text.encode("utf-8", "surrogatepass")
+        if len(raw) <= limit:
+            return text, 0
+        end = limit
+        while end > 0 and (raw[end] & 0xC0) == 0x80:  # raw[end] is a continuation byte
+            end -= 1
+        return raw[:end].decode("utf-8", "surrogatepass"), len(raw) - end
+
+    def _default_for(self, text: str) -> CompiledPatterns | None:
+        """The default patterns that can match ``text`` (by their triggers), compiled; None if none."""
+        low = text.lower()
+        mask = 0
+        for bit, triggers in _TRIGGERS:
+            for t in triggers:
+                if t in low:
+                    mask |= bit
+                    break
+        if not mask:
+            return None
+        cp = self._by_mask.get(mask)
+        if cp is None:
+            if len(self._by_mask) >= _MAX_COMPILED_SUBSETS:
+                self._by_mask.clear()
+            cp = compile_patterns([p for i, p in enumerate(DEFAULT_PATTERNS) if mask >> i & 1])
+            self._by_mask[mask] = cp
+        return cp
+
+    def _redact_text(self, text: str, *, counts: dict[str, int] | None, truncated: bool) -> tuple[str, int]:
+        hits = 0
+        if self._use_default:
+            cp = self._default_for(text)
+            if cp is not None:
+                text, n = _sub_compiled(cp, text, counts=counts)
+                hits += n
+            if truncated and self._tail is not None:
+                text, n = _sub_compiled(
+                    self._tail, text, counts=counts, pos=max(0, len(text) - _TAIL_WINDOW_CHARS)
+                )
+                hits += n
+        for x in self._extras:
+            text, n = _sub_extra(x, text, counts=counts)
+            hits += n
+        return text, hits
+
+
+def _sub_compiled(
+    cp: CompiledPatterns, text: str, *, counts: dict[str, int] | None, pos: int = 0
+) -> tuple[str, int]:
+    """Replace the secret group of every match of a compiled pattern set."""
+    matches = cp.regex.finditer(text, pos)
+    first = next(matches, None)
+    if first is None:
+        return text, 0
+    groups = cp.groups
+    out: list[str] = []
+    last = 0
+    hits = 0
+    for m in itertools.chain((first,), matches):
+        group = m.lastgroup
+        name, whole = groups[group]  # type: ignore[index]
+        start, end = m.span() if whole else m.span(group)  # type: ignore[arg-type]
+        # A span that is exactly "[REDACTED]" was redacted before (log text
+        # redacted twice, a tail match on a redacted end): leave it, uncounted.
+        if end > start >= last and text[start:end] != REDACTED:
+            out.append(text[last:start])
+            out.append(REDACTED)
+            last = end
+            hits += 1
+            if counts is not None:
+                counts[name] += 1
+    if not hits:
+        return text, 0
+    out.append(text[last:])
+    return "".join(out), hits
+
+
+def _sub_extra(x: _Extra, text: str, *, counts: dict[str, int] | None) -> tuple[str, int]:
+    out: list[str] = []
+    last = 0
+    hits = 0
+    for m in x.regex.finditer(text):
+        start, end = m.span(x.group)
+        if start < 0:  # the secret group did not take part: the whole match is the secret
+            start, end = m.span()
+        if end <= start or start < last:
+            continue
+        out.append(text[last:start])
+        out.append(REDACTED)
+        last = end
+        hits += 1
+    if not hits:
+        return text, 0
+    out.append(text[last:])
+    if counts is not None:
+        counts[x.name] += hits
+    return "".join(out), hits
