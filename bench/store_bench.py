@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.writer import _HOT_COLS, _HOT_TYPES, HotSymbolStore, _hot_tuple, copy_rows

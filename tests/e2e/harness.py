@@ -46,14 +46,17 @@ def stream_objects() -> list[dict[str, Any]]:
 
 
 def expected_stack_counts(objs: list[dict[str, Any]]) -> Counter[str]:
-    """``digest|module|symbol`` -> kprobe events with that function on their user stack (distinct per event)."""
+    """``digest|module|symbol`` -> kprobe events with that function on their user stack (once per event)."""
     out: Counter[str] = Counter()
     for o in objs:
         k = o.get("process_kprobe")
         if not k or not k.get("user_stack_trace"):
             continue
         digest = k["process"]["pod"]["container"]["image"]["id"].split("@")[1]
-        seen = {(f.get("module", ""), f.get("symbol") or f"0x{int(f.get('offset', 0)):x}") for f in k["user_stack_trace"]}
+        seen = {
+            (f.get("module", ""), f.get("symbol") or f"0x{int(f.get('offset', 0)):x}")
+            for f in k["user_stack_trace"]
+        }
         for module, sym in seen:
             out[f"{digest}|{module}|{sym}"] += 1
     return out
@@ -129,7 +132,7 @@ def metric_sum(samples: dict, name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == name)
 
 
-async def wait_for(pred, *, timeout: float = 30.0, what: str = "condition") -> None:
+async def wait_for(pred, *, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:
         if await asyncio.to_thread(pred):

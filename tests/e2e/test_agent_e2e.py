@@ -61,9 +61,13 @@ async def test_replay_to_postgres_exact_counts_redaction_and_metrics(tmp_path, p
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
         await h.wait_for(
-            lambda: h.metric_sum(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0
-            and h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
-            == len(EVENTS),
+            lambda: (
+                h.metric_sum(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0
+                and h.metric(
+                    h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc"
+                )
+                == len(EVENTS)
+            ),
             what="all events received and a flush",
         )
         m = h.scrape(port)
@@ -112,8 +116,10 @@ async def test_reconnect_counts_exactly_what_was_served(tmp_path, pg_url) -> Non
     try:
         await first.wait_served(half, timeout=30)
         await h.wait_for(
-            lambda: h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
-            == half,
+            lambda: (
+                h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
+                == half
+            ),
             what="first half received",
         )
         await first.stop(grace=0)  # Tetragon restarts: the stream breaks
@@ -145,7 +151,8 @@ async def test_store_outage_loses_nothing(tmp_path, pg, pg_url) -> None:
     proc = h.start_agent(cfg, "--exit-when-idle", "3")
     try:
         await h.wait_for(
-            lambda: h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0, what="a first flush"
+            lambda: h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0,
+            what="a first flush",
         )
         pg.stop()
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pg import free_port
+
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.cli import query as query_cli
 from stellaops_runtime.contracts.hotsymbols import (

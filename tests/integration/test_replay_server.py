@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from stellaops_runtime.replay.events import LoadResult, ReplayEvent, load_events
 from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
 from stellaops_runtime.wire.tetragon import events_pb2, sensors_pb2, sensors_pb2_grpc, tetragon_pb2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from pg import PgServer
+
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,

@@ -24,7 +24,9 @@ def ev(kind: EventKind, t: float, **kw) -> RuntimeCallEvent:
         kind=kind,
         timestamp_ns=int(t * S),
         node_name="node-1",
-        process=ProcessInfo(exec_id=kw.pop("exec_id", "e1"), pid=10, binary="/app/server", arguments="--port 80"),
+        process=ProcessInfo(
+            exec_id=kw.pop("exec_id", "e1"), pid=10, binary="/app/server", arguments="--port 80"
+        ),
         container=ContainerInfo(id="c1", image_digest=DIGEST, image_id="r/app@" + DIGEST),
         pod=PodInfo(namespace="shop", name="app-1"),
         **kw,
@@ -93,7 +95,12 @@ def test_exec_and_loader_observe_files_and_loader_build_ids_reach_stack_frames()
     a.observe(ev(EventKind.EXEC, 1, module="/app/server"))
     a.observe(ev(EventKind.LOADER, 1, module=LIBZ, build_id="1f95d549"))
     a.observe(
-        ev(EventKind.SYSCALL, 2, function_name="__x64_sys_write", user_stack=[StackFrame(module=LIBZ, symbol="deflate")])
+        ev(
+            EventKind.SYSCALL,
+            2,
+            function_name="__x64_sys_write",
+            user_stack=[StackFrame(module=LIBZ, symbol="deflate")],
+        )
     )
     deltas, _ = a.drain()
     keys = {d.key: d for d in deltas}
@@ -104,7 +111,12 @@ def test_exec_and_loader_observe_files_and_loader_build_ids_reach_stack_frames()
     # After the process exits its build-id map is forgotten.
     a.observe(ev(EventKind.EXIT, 3))
     a.observe(
-        ev(EventKind.SYSCALL, 4, function_name="__x64_sys_write", user_stack=[StackFrame(module=LIBZ, symbol="inflate")])
+        ev(
+            EventKind.SYSCALL,
+            4,
+            function_name="__x64_sys_write",
+            user_stack=[StackFrame(module=LIBZ, symbol="inflate")],
+        )
     )
     deltas, _ = a.drain()
     assert next(d for d in deltas if d.key.function_name == "inflate").build_id == ""

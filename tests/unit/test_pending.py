@@ -12,6 +12,7 @@ import asyncio
 import random
 
 import pytest
+
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import (
     Argument,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.replay.filters import (
     InvalidFilterError,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format, timestamp_pb2
+
 from stellaops_runtime.wire import generate
 from stellaops_runtime.wire.tetragon import events_pb2, sensors_pb2, sensors_pb2_grpc, tetragon_pb2
 

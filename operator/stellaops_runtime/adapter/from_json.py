@@ -98,7 +98,9 @@ def _argument(a: dict[str, Any], label: str) -> Argument:
     return Argument(label=label, type="", value="")
 
 
-def adapt(obj: dict[str, Any], *, received_ns: int = 0, stats: common.AdapterStats) -> RuntimeCallEvent | None:
+def adapt(
+    obj: dict[str, Any], *, received_ns: int = 0, stats: common.AdapterStats
+) -> RuntimeCallEvent | None:
     """One decoded export object -> RuntimeCallEvent, or None (counted) if not an event we use."""
     kind_name = ""
     body: dict[str, Any] = _EMPTY
@@ -136,7 +138,10 @@ def adapt(obj: dict[str, Any], *, received_ns: int = 0, stats: common.AdapterSta
         c = pod.get("container") or _EMPTY
         img = c.get("image") or _EMPTY
         ev.container = common.make_container(
-            raw_id=c.get("id", ""), name=c.get("name", ""), image_id=img.get("id", ""), image_name=img.get("name", "")
+            raw_id=c.get("id", ""),
+            name=c.get("name", ""),
+            image_id=img.get("id", ""),
+            image_name=img.get("name", ""),
         )
         ev.pod = PodInfo(
             namespace=pod.get("namespace", ""),

@@ -72,14 +72,19 @@ class AgentCollector(Collector):
         ad = p.adapter_stats
         pf = p.privacy
         yield _labelled(
-            "events_received", "Payloads received from the event source.", "source", {a.source_name: a.received}
+            "events_received",
+            "Payloads received from the event source.",
+            "source",
+            {a.source_name: a.received},
         )
         yield _labelled("events", "Events adapted into RuntimeCallEvents, by kind.", "kind", dict(ad.events))
         yield _labelled(
             "events_filtered", "Events dropped on purpose by the privacy filter.", "reason",
             {"namespace_not_allowed": pf.events_filtered},
         )  # fmt: skip
-        yield _labelled("events_malformed", "Malformed events, counted and skipped.", "reason", dict(ad.malformed))
+        yield _labelled(
+            "events_malformed", "Malformed events, counted and skipped.", "reason", dict(ad.malformed)
+        )
         yield _labelled("events_unhandled", "Event kinds the agent does not use.", "kind", dict(ad.unhandled))
         drops = a.tetragon_drops
         yield _labelled(
@@ -90,14 +95,22 @@ class AgentCollector(Collector):
                 "tetragon_notify_overflow": int(drops.overflowed) if drops else 0,
             },
         )  # fmt: skip
-        yield _counter("fields_redacted", "Argument fields in which a secret was redacted.", pf.fields_redacted)
-        yield _counter("arguments_truncated", "Arguments truncated to maxArgumentBytes.", pf.arguments_truncated)
+        yield _counter(
+            "fields_redacted", "Argument fields in which a secret was redacted.", pf.fields_redacted
+        )
+        yield _counter(
+            "arguments_truncated", "Arguments truncated to maxArgumentBytes.", pf.arguments_truncated
+        )
         pend = a.pending
         yield _counter("hot_symbols_flushed", "Hot-symbol rows written to the store.", pend.rows_flushed)
-        yield _gauge("hot_symbols_in_memory", "Hot-symbol keys aggregated, not flushed yet.", p.aggregator.key_count)
+        yield _gauge(
+            "hot_symbols_in_memory", "Hot-symbol keys aggregated, not flushed yet.", p.aggregator.key_count
+        )
         yield _gauge("hot_symbols_pending", "Hot-symbol rows waiting for the store.", pend.pending_rows)
         yield _counter("store_flush_failures", "Failed store writes (retried).", pend.failures)
-        yield _counter("store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows)
+        yield _counter(
+            "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows
+        )
         yield _counter("witnesses_generated", "Signed runtime witnesses generated.", a.witnesses_generated)
         h = p.latency
         buckets: list[tuple[str, float]] = []
@@ -115,7 +128,9 @@ class AgentCollector(Collector):
         yield _gauge("queue_depth", "Events waiting in the receive queue.", len(a.queue))
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)
         s = a.source_stats
-        yield _gauge("tetragon_connected", "1 while a Tetragon event stream is open.", 1 if s.connected else 0)
+        yield _gauge(
+            "tetragon_connected", "1 while a Tetragon event stream is open.", 1 if s.connected else 0
+        )
         yield _counter("tetragon_reconnects", "Tetragon event streams opened after the first.", s.reconnects)
         yield _counter("tetragon_stream_errors", "Tetragon event streams that broke.", s.stream_errors)
         yield _counter(

@@ -32,9 +32,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from stellaops_runtime.agent.metrics import AgentCollector
 from stellaops_runtime.agent.pipeline import Pipeline
-from stellaops_runtime.agent.queue import EventQueue
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, TetragonMetricsPoller
@@ -51,7 +51,9 @@ SHUTDOWN_FLUSH_SECONDS = 30.0
 class Agent:
     """One node agent; ``await Agent(cfg).run()`` returns the exit code."""
 
-    def __init__(self, config: AgentConfig, *, node_name: str = "", exit_when_idle: float | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, *, node_name: str = "", exit_when_idle: float | None = None
+    ) -> None:
         self.config = config
         self.node_name = node_name or config.node_name or socket.gethostname()
         self.exit_when_idle = exit_when_idle
@@ -60,7 +62,9 @@ class Agent:
         t = config.tetragon
         self.source: TetragonExportSource | TetragonGrpcSource
         if t.export_file:
-            self.source = TetragonExportSource(t.export_file, queue=self.queue, from_start=t.export_from_start)
+            self.source = TetragonExportSource(
+                t.export_file, queue=self.queue, from_start=t.export_from_start
+            )
             self._process = self.pipeline.process_json
         else:
             self.source = TetragonGrpcSource(t, queue=self.queue)
@@ -254,7 +258,9 @@ class Agent:
             return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
 
         app = web.Application()
-        app.add_routes([web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)])
+        app.add_routes(
+            [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         m = self.config.metrics
@@ -268,5 +274,7 @@ class Agent:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else m.port
-        log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", m.address, self.http_port)
+        log.info(
+            "metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", m.address, self.http_port
+        )
         return runner

@@ -9,7 +9,7 @@ import os
 import sys
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.contracts.config import AgentConfig, ConfigError, load_config, parse_config
+from stellaops_runtime.contracts.config import ConfigError, load_config, parse_config
 
 log = logging.getLogger("stellaops_runtime.agent")
 
@@ -44,13 +44,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop, flush and exit 0 after no event arrived for this long (replays, scripts)",
     )
     p.add_argument("--store", metavar="URL", help="override store.url (SQLAlchemy URL)")
-    p.add_argument("--node-name", metavar="NAME", help="this node's name (default: $NODE_NAME, else the hostname)")
+    p.add_argument(
+        "--node-name", metavar="NAME", help="this node's name (default: $NODE_NAME, else the hostname)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config) if args.config else AgentConfig()
+        config = load_config(args.config) if args.config else parse_config({})
         if args.store:  # re-validated like any other key
             doc = config.model_dump(by_alias=True)
             doc["store"]["url"] = args.store

@@ -83,7 +83,9 @@ class TetragonConfig(_Model):
     def _address(cls, v: str) -> str:
         if v.startswith("unix://"):
             if not v[len("unix://") :]:
-                raise ValueError("unix:// address needs a socket path, e.g. unix:///var/run/tetragon/tetragon.sock")
+                raise ValueError(
+                    "unix:// address needs a socket path, e.g. unix:///var/run/tetragon/tetragon.sock"
+                )
             return v
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -122,7 +124,9 @@ class StoreConfig(_Model):
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
-            raise ValueError(f"expected an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...), got {v!r}")
+            raise ValueError(
+                f"expected an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...), got {v!r}"
+            )
         return v
 
 

@@ -223,7 +223,9 @@ class HotSymbolAggregator:
             callers = self._callers.get(key)
             deltas.append(
                 HotSymbolDelta(
-                    key=HotSymbolKey(image_digest=key[0], module=key[1], function_name=key[2], evidence=key[3]),
+                    key=HotSymbolKey(
+                        image_digest=key[0], module=key[1], function_name=key[2], evidence=key[3]
+                    ),
                     window_start_ns=win,
                     invocation_count=s.count,
                     first_seen_ns=s.first_ns,

@@ -42,7 +42,7 @@ class EventQueue:
             self._ready.set()
         return True
 
-    async def wait(self, timeout: float | None = None) -> bool:
+    async def wait(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until something is queued; False on timeout."""
         if self._items:
             return True

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from stellaops_runtime.agent.queue import EventQueue
+from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class TetragonExportSource:
         warned = False
         while not stop.is_set():
             try:
-                f = open(self.path, "rb")  # noqa: SIM115 - closed by run()
+                f = open(self.path, "rb")  # noqa: SIM115, ASYNC230 - closed by run(); a local open does not block
             except FileNotFoundError:
                 if not warned:
                     log.warning("export file %s does not exist yet; waiting for it", self.path)

@@ -14,6 +14,7 @@ counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from stellaops_runtime.agent.queue import EventQueue
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
-from stellaops_runtime.wire.tetragon import events_pb2, sensors_pb2
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,8 @@ class TetragonGrpcSource:
                 break
             delay = self._backoff.next_delay()
             log.info("reconnecting to tetragon at %s in %.2fs", self.cfg.address, delay)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _stream_once(self, stop: asyncio.Event) -> None:
         self._channel = grpc.aio.insecure_channel(
@@ -147,7 +146,9 @@ class TetragonGrpcSource:
             await asyncio.wait_for(self._channel.channel_ready(), self.cfg.timeout_seconds)
         except TimeoutError:
             self.stats.connect_failures += 1
-            raise ConnectionError(f"no connection to {self.cfg.address} within {self.cfg.timeout_seconds}s") from None
+            raise ConnectionError(
+                f"no connection to {self.cfg.address} within {self.cfg.timeout_seconds}s"
+            ) from None
         call = self._channel.unary_stream(
             GET_EVENTS,
             request_serializer=events_pb2.GetEventsRequest.SerializeToString,
@@ -188,9 +189,9 @@ class TetragonGrpcSource:
             try:
                 resp = await ch.unary_unary(
                     GET_HEALTH,
-                    request_serializer=sensors_pb2.GetHealthStatusRequest.SerializeToString,
-                    response_deserializer=sensors_pb2.GetHealthStatusResponse.FromString,
-                )(sensors_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
+                    request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString,
+                    response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
+                )(tetragon_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
             except grpc.aio.AioRpcError as e:
                 return False, f"{e.code().name}: {e.details()}"
         statuses = [s for s in resp.health_status]

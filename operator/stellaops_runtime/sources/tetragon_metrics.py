@@ -9,6 +9,7 @@ apart from "we were not sent the calls".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -73,7 +74,5 @@ class TetragonMetricsPoller:
         async with aiohttp.ClientSession() as session:
             while not stop.is_set():
                 await self.scrape_once(session)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval)
-                except TimeoutError:
-                    pass

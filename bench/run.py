@@ -1,0 +1,239 @@
+"""The project's benchmark (`make bench`): medians and ratios measured in one run.
+
+What it measures, on one core (the process pins itself to CPU 0):
+
+1. pipeline throughput: decode -> adapter -> privacy -> aggregation over the
+   synthetic Tetragon stream's real event mix, as serialized protobuf (the
+   gRPC path) and as JSON export lines, against upb decode-only as the
+   baseline measured in the same run; and the privacy filter's overhead
+   (the same pipeline with redaction off);
+2. capture latency: the real agent fed by the real replay server over gRPC
+   on loopback at a fixed rate; P95 from arrival to in-memory hot-symbol
+   record (bucket upper bound of the agent's own histogram);
+3. memory: RSS growth of the aggregator holding 100,000 distinct hot keys;
+4. store: upsert rate into a private PostgreSQL as a ratio to raw binary COPY
+   into the same table shape (bench/store_bench.py), measured in the same run.
+
+Machines here are shared and noisy: compare ratios within one run, not
+absolute numbers across runs. Results go to stdout (a table) and to
+bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import gzip
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.pg (the private PostgreSQL helper)
+
+from stellaops_runtime.agent.pipeline import Pipeline  # noqa: E402
+from stellaops_runtime.contracts.config import parse_config  # noqa: E402
+from stellaops_runtime.contracts.events import (  # noqa: E402
+    ContainerInfo,
+    EventKind,
+    ProcessInfo,
+    RuntimeCallEvent,
+)
+from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator  # noqa: E402
+from stellaops_runtime.wire.tetragon import events_pb2  # noqa: E402
+
+STREAM = ROOT / "tests" / "fixtures" / "tetragon" / "synthetic" / "stream-a.jsonl.gz"
+
+
+def pin_one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def corpus(n: int) -> tuple[list[bytes], list[bytes]]:
+    with gzip.open(STREAM) as f:
+        lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    protos = [json_format.Parse(ln, events_pb2.GetEventsResponse()).SerializeToString() for ln in lines]
+    reps = n // len(lines) + 1
+    return (protos * reps)[:n], (lines * reps)[:n]
+
+
+def _time(fn) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
+    protos, lines = corpus(n)
+    now = time.monotonic_ns()
+    p_items = [(p, now) for p in protos]
+    j_items = [(ln, now) for ln in lines]
+    on = parse_config({"hotSymbols": {"windowSeconds": 60}})
+    off = parse_config({"privacy": {"redactArguments": False, "defaultPatterns": False}})
+    batch = 512
+
+    def run_decode() -> None:
+        parse = events_pb2.GetEventsResponse.FromString
+        for p in protos:
+            parse(p)
+
+    def runner(cfg, items, json_path: bool):
+        def run() -> None:
+            pipe = Pipeline(cfg, node_name="bench")
+            proc = pipe.process_json if json_path else pipe.process_proto
+            for i in range(0, len(items), batch):
+                proc(items[i : i + batch])
+            assert pipe.processed == len(items), (pipe.processed, len(items))
+
+        return run
+
+    cases = {
+        "upb decode only (baseline)": run_decode,
+        "pipeline, gRPC protobuf": runner(on, p_items, False),
+        "pipeline, gRPC protobuf, privacy off": runner(off, p_items, False),
+        "pipeline, JSON export lines": runner(on, j_items, True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for fn in cases.values():  # warm-up
+        fn()
+    for _ in range(runs):  # interleaved round-robin: drifting load hits every case alike
+        for k, fn in cases.items():
+            times[k].append(_time(fn))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {k: n / v for k, v in med.items()}
+    full, noprivacy = med["pipeline, gRPC protobuf"], med["pipeline, gRPC protobuf, privacy off"]
+    return {
+        "events": n,
+        "runs": runs,
+        "events_per_s": {k: round(v) for k, v in rate.items()},
+        "us_per_event": {k: round(v / n * 1e6, 2) for k, v in med.items()},
+        "pipeline_vs_decode_only": round(
+            rate["pipeline, gRPC protobuf"] / rate["upb decode only (baseline)"], 3
+        ),
+        "privacy_overhead": round((full - noprivacy) / full, 3),
+    }
+
+
+async def _latency(rate: int, seconds: float) -> dict[str, Any]:
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.replay.events import load_events
+    from stellaops_runtime.replay.server import ReplayServer
+
+    events = load_events(STREAM).events
+    server = ReplayServer(events, rate=rate, loop=True)
+    addr = await server.start("127.0.0.1:0")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = parse_config(
+            {
+                "tetragon": {"address": addr},
+                "hotSymbols": {"flushIntervalSeconds": 1},
+                "store": {"url": f"sqlite:///{tmp}/bench.db"},
+                "metrics": {"address": "127.0.0.1", "port": 0},
+            }
+        )
+        agent = Agent(cfg, node_name="bench")
+        task = asyncio.create_task(agent.run())
+        await asyncio.sleep(seconds)
+        agent.stop("benchmark done")
+        code = await task
+    await server.stop(grace=0)
+    lat = agent.pipeline.latency
+    return {
+        "rate_events_per_s": rate,
+        "seconds": seconds,
+        "events": lat.count,
+        "dropped": agent.queue.dropped,
+        "exit_code": code,
+        "p50_ms_upper_bound": lat.quantile_ns(0.50) / 1e6,
+        "p95_ms_upper_bound": lat.quantile_ns(0.95) / 1e6,
+        "p99_ms_upper_bound": lat.quantile_ns(0.99) / 1e6,
+        "mean_ms": round(lat.sum_ns / max(lat.count, 1) / 1e6, 3),
+    }
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_memory(keys: int = 100_000) -> dict[str, Any]:
+    gc.collect()
+    before = _rss_kb()
+    agg = HotSymbolAggregator(window_seconds=60, min_confidence=0.0)
+    proc = ProcessInfo(exec_id="e", pid=1, binary="/app/server", arguments="--port 8080")
+    digests = [f"sha256:{i:064x}" for i in range(200)]
+    t = time.time_ns()
+    for i in range(keys):
+        ev = RuntimeCallEvent(
+            kind=EventKind.UPROBE,
+            timestamp_ns=t,
+            node_name="bench",
+            process=proc,
+            container=ContainerInfo(id="c", image_digest=digests[i % 200]),
+            function_name=f"_ZN4core3fmt9Formatter9write_str{i:08d}h0123456789abcdefE_{'x' * 40}",
+            module=f"/usr/lib/x86_64-linux-gnu/lib{i % 50}.so",
+        )
+        agg.observe(ev)
+    gc.collect()
+    after = _rss_kb()
+    return {
+        "distinct_keys": agg.key_count,
+        "rss_growth_mb": round((after - before) / 1024, 1),
+        "rss_total_mb": round(after / 1024, 1),
+    }
+
+
+def bench_store(rows: int, runs: int) -> dict[str, Any]:
+    from bench.store_bench import run as store_run
+    from tests.pg import PostgresServer
+
+    server = PostgresServer.start_private()
+    try:
+        return store_run(server.admin_url_for("bench"), rows=rows, runs=runs)
+    finally:
+        server.destroy()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--latency-rate", type=int, default=10_000)
+    ap.add_argument("--latency-seconds", type=float, default=5.0)
+    ap.add_argument("--store-rows", type=int, default=20_000)
+    ap.add_argument("--skip-store", action="store_true")
+    args = ap.parse_args()
+    pin_one_core()
+    results: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+    }
+    results["pipeline"] = bench_pipeline(args.events, args.runs)
+    print(json.dumps(results["pipeline"], indent=2), flush=True)
+    results["latency"] = asyncio.run(_latency(args.latency_rate, args.latency_seconds))
+    print(json.dumps(results["latency"], indent=2), flush=True)
+    results["memory"] = bench_memory()
+    print(json.dumps(results["memory"], indent=2), flush=True)
+    if not args.skip_store:
+        results["store"] = bench_store(args.store_rows, args.runs)
+        print(json.dumps(results["store"], indent=2), flush=True)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
