@@ -126,8 +126,11 @@ def run_observed(args: argparse.Namespace) -> int:
         else:
             what = f"{args.function}" + (f" ({args.purl})" if args.purl else "")
             if rows:
-                total = sum(r.invocation_count for r in rows)
-                print(f"observed: {what} in {args.image}: {total} invocations in {len(rows)} records")
+                by_evidence: dict[str, int] = {}
+                for r in rows:
+                    by_evidence[r.evidence_kind] = by_evidence.get(r.evidence_kind, 0) + r.invocation_count
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(by_evidence.items()))
+                print(f"observed: {what} in {args.image} ({counts})")
                 print(_table(rows, OBSERVED_COLUMNS))
             else:
                 print(f"not observed: {what} in {args.image}")
