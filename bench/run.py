@@ -197,13 +197,14 @@ def bench_memory(keys: int = 100_000) -> dict[str, Any]:
 
 def bench_store(rows: int, runs: int) -> dict[str, Any]:
     from bench.store_bench import run as store_run
-    from tests.pg import PostgresServer
+    from tests.pg import make_server
 
-    server = PostgresServer.start_private()
+    server = make_server()  # a private cluster (fsync off, as in the tests), or $STELLA_TEST_PG_URL
+    server.setup()
     try:
-        return store_run(server.admin_url_for("bench"), rows=rows, runs=runs)
+        return store_run(server.fresh_database(), rows=rows, runs=runs)
     finally:
-        server.destroy()
+        server.teardown()
 
 
 def main() -> int:
