@@ -28,6 +28,7 @@ import gzip
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -191,8 +192,21 @@ def bench_memory(keys: int = 100_000) -> dict[str, Any]:
     return {
         "distinct_keys": agg.key_count,
         "rss_growth_mb": round((after - before) / 1024, 1),
-        "rss_total_mb": round(after / 1024, 1),
+        "bytes_per_key": round((after - before) * 1024 / keys),
+        "agent_baseline_rss_mb": _agent_baseline_rss_mb(),
+        "agent_rss_at_keys_mb_estimate": round(_agent_baseline_rss_mb() + (after - before) / 1024, 1),
     }
+
+
+def _agent_baseline_rss_mb() -> float:
+    """RSS of a fresh process that has imported everything the agent runs."""
+    code = (
+        "import stellaops_runtime.agent.runner, pathlib;"
+        "s = pathlib.Path('/proc/self/status').read_text();"
+        "print([ln for ln in s.splitlines() if ln.startswith('VmRSS')][0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return round(int(out.split()[1]) / 1024, 1)
 
 
 def bench_store(rows: int, runs: int) -> dict[str, Any]:

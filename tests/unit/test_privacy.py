@@ -329,3 +329,21 @@ def test_print_per_event_timings() -> None:
     for name, us in rows.items():
         print(f"privacy filter, {name}: {us:.2f} us/event")
     assert REDACTED == "[REDACTED]"
+
+
+def test_process_arguments_are_filtered_once_per_process_but_counted_per_event() -> None:
+    pf = _filter()
+    outs = []
+    for _ in range(3):
+        ev = _event(arguments="--port 8080 --password=hunter2")
+        ev.process.exec_id = "exec-1"
+        outs.append(pf.apply(ev).process.arguments)  # type: ignore[union-attr]
+    assert outs == ["--port 8080 --password=[REDACTED]"] * 3
+    assert pf.fields_redacted == 3 and pf.redactions_by_pattern["password"] == 3
+    # The cache holds no raw secret, only a hash of the raw text.
+    assert "hunter2" not in repr(pf._by_process)
+    # Same exec_id, different text (not expected from Tetragon): filtered afresh, never stale.
+    ev = _event(arguments="--token=abc123secret")
+    ev.process.exec_id = "exec-1"
+    assert pf.apply(ev).process.arguments == "--token=[REDACTED]"  # type: ignore[union-attr]
+    assert pf.fields_redacted == 4

@@ -70,7 +70,7 @@ class _Slot:
     max_latency_ns: int
     node: str
     build_id: str
-    sample: dict[str, Any] | None
+    sample: tuple[Any, ...] | None
 
 
 class HotSymbolAggregator:
@@ -96,6 +96,8 @@ class HotSymbolAggregator:
         self._callers: dict[_Key, set[str]] = {}
         # exec_id -> {path: build-id} from process_loader events, for stack frames.
         self._build_ids: dict[str, dict[str, str]] = {}
+        self._sample_event: RuntimeCallEvent | None = None
+        self._sample_value: tuple[Any, ...] = ()
         self.observations = 0
         self.below_threshold = 0
 
@@ -195,22 +197,47 @@ class HotSymbolAggregator:
             ids = self._build_ids[exec_id] = {}
         ids[path] = build_id
 
-    def _sample(self, ev: RuntimeCallEvent) -> dict[str, Any]:
-        """One example observation for a new key (arguments already privacy-filtered)."""
-        stack = [frame_text(f) for f in ev.user_stack]
+    def _sample(self, ev: RuntimeCallEvent) -> tuple[Any, ...]:
+        """One example observation for a new key (arguments already privacy-filtered).
+
+        Built once per event and shared by every key that event creates, as a
+        compact tuple (strings are the event's own); a dict only at drain.
+        """
+        if ev is self._sample_event:
+            return self._sample_value
+        stack = tuple(frame_text(f) for f in ev.user_stack)
         if self._symbol_id_only:
-            return {"binary": ev.process.binary, "stack": stack}
-        pod = ev.pod
-        return {
-            "binary": ev.process.binary,
-            "arguments": ev.process.arguments,
-            "event_arguments": [f"{a.label}={a.value}" if a.label else a.value for a in ev.arguments],
-            "namespace": pod.namespace if pod else "",
-            "pod": pod.name if pod else "",
-            "container_id": ev.container.id if ev.container else "",
-            "stack": stack,
-            "kernel_stack": [frame_text(f) for f in ev.kernel_stack],
-        }
+            value: tuple[Any, ...] = (ev.process.binary, stack)
+        else:
+            pod = ev.pod
+            value = (
+                ev.process.binary,
+                stack,
+                ev.process.arguments,
+                tuple(f"{a.label}={a.value}" if a.label else a.value for a in ev.arguments),
+                pod.namespace if pod else "",
+                pod.name if pod else "",
+                ev.container.id if ev.container else "",
+                tuple(frame_text(f) for f in ev.kernel_stack),
+            )
+        self._sample_event, self._sample_value = ev, value
+        return value
+
+    @staticmethod
+    def _sample_dict(value: tuple[Any, ...] | None) -> dict[str, Any]:
+        if not value:
+            return {}
+        out = {"binary": value[0], "stack": list(value[1])}
+        if len(value) > 2:
+            out |= {
+                "arguments": value[2],
+                "event_arguments": list(value[3]),
+                "namespace": value[4],
+                "pod": value[5],
+                "container_id": value[6],
+                "kernel_stack": list(value[7]),
+            }
+        return out
 
     # -- draining --------------------------------------------------------
 
@@ -236,7 +263,7 @@ class HotSymbolAggregator:
                     confidence=CONFIDENCE[key[3]],
                     build_id=s.build_id,
                     node_name=s.node,
-                    sample=s.sample or {},
+                    sample=self._sample_dict(s.sample),
                 )
             )
         obs = [

@@ -78,6 +78,11 @@ _TRIGGERS: tuple[tuple[int, tuple[str, ...]], ...] = tuple(
 )
 
 
+_PROCESS_CACHE_MAX_ENTRIES = 65_536
+# (fields redacted, arguments truncated, (pattern name, redactions) ...) of one filtering
+_Deltas = tuple[int, int, tuple[tuple[str, int], ...]]
+
+
 class _Extra:
     """One config regex and the group whose text is the secret (0: the whole match)."""
 
@@ -120,6 +125,10 @@ class PrivacyFilter:
         self._redact = config.redact_arguments
         self._patterns_on = self._use_default or bool(self._extras)
         self._clean: dict[str, None] = {}
+        # Tetragon repeats a process's arguments on every event of that process:
+        # exec_id -> (hash of the raw text, filtered text, counter deltas). Only a
+        # hash of the raw text is kept, never the secret itself.
+        self._by_process: dict[str, tuple[int, str, _Deltas]] = {}
 
         self.events_seen = 0
         self.events_filtered = 0
@@ -150,11 +159,39 @@ class PrivacyFilter:
             event.arguments.clear()
             return event
         if proc.arguments:
-            proc.arguments = self.filter_field(proc.arguments)
+            proc.arguments = self._filter_process_arguments(proc.exec_id, proc.arguments)
         for arg in event.arguments:
             if arg.value:
                 arg.value = self.filter_field(arg.value)
         return event
+
+    def _filter_process_arguments(self, exec_id: str, text: str) -> str:
+        if not exec_id:
+            return self.filter_field(text)
+        h = hash(text)
+        hit = self._by_process.get(exec_id)
+        if hit is not None and hit[0] == h:
+            fields, truncated, patterns = hit[2]
+            self.fields_redacted += fields
+            self.arguments_truncated += truncated
+            for name, n in patterns:
+                self.redactions_by_pattern[name] += n
+            return hit[1]
+        before = (self.fields_redacted, self.arguments_truncated, dict(self.redactions_by_pattern))
+        out = self.filter_field(text)
+        deltas: _Deltas = (
+            self.fields_redacted - before[0],
+            self.arguments_truncated - before[1],
+            tuple(
+                (k, v - before[2].get(k, 0))
+                for k, v in self.redactions_by_pattern.items()
+                if v != before[2].get(k, 0)
+            ),
+        )
+        if len(self._by_process) >= _PROCESS_CACHE_MAX_ENTRIES:
+            self._by_process.clear()
+        self._by_process[exec_id] = (h, out, deltas)
+        return out
 
     def filter_field(self, text: str) -> str:
         """Truncate then redact one argument field, counting what happened."""
