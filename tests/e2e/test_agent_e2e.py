@@ -176,3 +176,29 @@ async def _finish(proc):
     import asyncio
 
     return await asyncio.to_thread(h.finish, proc, 60)
+
+
+async def test_store_down_at_start_then_up(tmp_path, pg, pg_url) -> None:
+    server = ReplayServer(EVENTS)
+    addr = await server.start("127.0.0.1:0")
+    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": pg_url})
+    pg.stop()
+    try:
+        proc = h.start_agent(cfg, "--exit-when-idle", "3")
+        await h.wait_for(
+            lambda: (
+                h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
+                == len(EVENTS)
+                and h.metric(h.scrape(port), "stellaops_runtime_store_flush_failures_total") >= 1
+            ),
+            what="events counted while the store is down",
+        )
+    finally:
+        pg.start()
+    try:
+        code, out = await _finish(proc)
+    finally:
+        await server.stop()
+    assert code == 0, out
+    assert "not usable (will retry)" in out
+    assert_exact_counts(pg_url)

@@ -38,9 +38,9 @@ from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, TetragonMetricsPoller
-from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.engine import StoreError, open_store
 from stellaops_runtime.store.pending import PendingWrites
-from stellaops_runtime.store.writer import HotSymbolStore, StoreUnavailable
+from stellaops_runtime.store.writer import HotSymbolStore
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +191,9 @@ class Agent:
             self.store = await asyncio.to_thread(
                 open_store, self.config.store.url, migrate=self.config.store.migrate
             )
-        except StoreUnavailable as e:
+        except StoreError as e:  # down, or not migratable yet: keep counting, retry at the next flush
             self.pending.last_error = str(e)
-            log.warning("store %s unavailable (will retry): %s", self._store_label(), e)
+            log.warning("store %s not usable (will retry): %s", self._store_label(), e)
             return False
         log.info("hot-symbol store ready: %s", self._store_label())
         return True
