@@ -2,7 +2,7 @@
 
 The corpus (tests/fixtures/privacy/corpus.yaml) holds, among others, every
 secret-bearing ``process.arguments`` string of the synthetic Tetragon stream
-(../shared/fixtures/tetragon/synthetic/stream-a), so this test does not need
+(tests/fixtures/tetragon/synthetic/stream-a, copied from the shared fixtures), so this test does not need
 /work/shared. Timings are printed (run with ``-s``), never asserted.
 """
 
