@@ -26,7 +26,6 @@ from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
 GetEventsResponse = events_pb2.GetEventsResponse
 
-_SCALAR_TYPES = (str, int)
 _ARG_FIELDS = tetragon_pb2.KprobeArgument.DESCRIPTOR.fields_by_name
 _ENUM_ARGS = {name: f.enum_type for name, f in _ARG_FIELDS.items() if f.enum_type is not None}
 

@@ -37,11 +37,6 @@ GET_VERSION = "/tetragon.FineGuidanceSensors/GetVersion"
 _SERVICE_HOST = re.compile(r"(\.svc(\.|$)|\.cluster\.local$)")
 
 
-def grpc_target(address: str) -> str:
-    """Our address forms to a gRPC target: HOST:PORT stays, unix:///path is native."""
-    return address
-
-
 def service_address_warning(address: str) -> str | None:
     """A warning when the address looks like a cluster Service rather than the node."""
     if address.startswith("unix:"):
@@ -139,7 +134,7 @@ class TetragonGrpcSource:
 
     async def _stream_once(self, stop: asyncio.Event) -> None:
         self._channel = grpc.aio.insecure_channel(
-            grpc_target(self.cfg.address),
+            self.cfg.address,
             options=[("grpc.max_receive_message_length", 64 << 20)],
         )
         try:
@@ -185,7 +180,7 @@ class TetragonGrpcSource:
 
     async def health(self) -> tuple[bool, str]:
         """Ask Tetragon's GetHealth; (healthy, detail)."""
-        async with grpc.aio.insecure_channel(grpc_target(self.cfg.address)) as ch:
+        async with grpc.aio.insecure_channel(self.cfg.address) as ch:
             try:
                 resp = await ch.unary_unary(
                     GET_HEALTH,
