@@ -2,8 +2,12 @@
 # Install what StellaOps Runtime needs on a fresh Debian machine, idempotently.
 #
 #   scripts/setup.sh          Python environment (.venv) with the package and test tools
-#   scripts/setup.sh --server also the Debian packages the tests start for real:
-#                             PostgreSQL server (the hot-symbol store)
+#   scripts/setup.sh --server also the Debian packages the tests use for real:
+#                             PostgreSQL server (the hot-symbol store); the Go
+#                             toolchain, gcc/g++, rustc and binutils (the frame
+#                             canonicalizer's test programs, c++filt); Debian's Go
+#                             binaries containerd, ctr and runc; rpm/rpmbuild (a real
+#                             rpm database for attribution); kubectl (kustomize)
 #
 # Runs apt-get only for what is missing (root needed then), and pip only when
 # pyproject.toml changed since the last install.
@@ -19,6 +23,15 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/de
 python3 -m venv --help >/dev/null 2>&1 || apt_pkgs+=(python3-venv)
 if (( want_server )); then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
+  command -v go >/dev/null 2>&1 || apt_pkgs+=(golang-go)
+  command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
+  command -v g++ >/dev/null 2>&1 || apt_pkgs+=(g++)
+  command -v c++filt >/dev/null 2>&1 || apt_pkgs+=(binutils)
+  command -v rustc >/dev/null 2>&1 || [[ -x "$HOME/.cargo/bin/rustc" ]] || apt_pkgs+=(rustc)
+  command -v containerd >/dev/null 2>&1 || apt_pkgs+=(containerd)
+  command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || apt_pkgs+=(runc)
+  command -v rpmbuild >/dev/null 2>&1 || apt_pkgs+=(rpm)
+  command -v kubectl >/dev/null 2>&1 || apt_pkgs+=(kubernetes-client)
 fi
 if (( ${#apt_pkgs[@]} )); then
   if [[ $(id -u) -ne 0 ]]; then
