@@ -37,8 +37,13 @@ class StackFrame:
     For Tetragon user frames ``offset`` is a file offset inside ``module`` (not an
     offset from the symbol) and ``symbol`` is only a hint; kernel frames carry a
     kallsyms symbol and the offset from its start. ``address`` is usually 0.
-    The canonicalizer (a later stage) fills ``build_id`` and may replace
-    ``symbol``/``symbol_offset`` with what it resolved itself.
+
+    The frame canonicalizer (``stellaops_runtime.canonical``) fills the rest:
+    ``build_id`` of the mapped file, ``symbol`` replaced by the canonical
+    demangled name it resolved itself, ``symbol_offset`` (offset from that
+    symbol's start), ``function_id`` (``<build-id>:<symbol>+0x<offset>``) and
+    ``source``, where the symbol came from (symtab, dynsym, dwarf, gopclntab,
+    kallsyms, hint, none; empty until canonicalized).
     """
 
     module: str = ""
@@ -46,6 +51,9 @@ class StackFrame:
     offset: int = 0
     address: int = 0
     build_id: str = ""
+    symbol_offset: int = 0
+    function_id: str = ""
+    source: str = ""
 
 
 @dataclass(slots=True)
@@ -106,6 +114,9 @@ class RuntimeCallEvent:
     module: str = ""  # the file the probed function lives in (uprobe/usdt path, loader path)
     symbol_offset: int = 0  # uprobe offset when the probe was placed by offset
     build_id: str = ""  # hex build-id of ``module`` when the source reports it (loader)
+    # Canonical ID of the probed function's entry (``<build-id>:<symbol>+0x0``),
+    # filled by the frame canonicalizer for uprobe/USDT events.
+    function_id: str = ""
     policy_name: str = ""
     arguments: list[Argument] = field(default_factory=list)
     kernel_stack: list[StackFrame] = field(default_factory=list)
