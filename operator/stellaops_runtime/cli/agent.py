@@ -9,7 +9,7 @@ import os
 import sys
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.contracts.config import ConfigError, load_config, parse_config
+from stellaops_runtime.contracts.config import STORE_URL_ENV, ConfigError, load_config, parse_config
 
 log = logging.getLogger("stellaops_runtime.agent")
 
@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         help="stop, flush and exit 0 after no event arrived for this long (replays, scripts)",
     )
-    p.add_argument("--store", metavar="URL", help="override store.url (SQLAlchemy URL)")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"override store.url (SQLAlchemy URL; default: ${STORE_URL_ENV} when set, e.g. from a Secret)",
+    )
     p.add_argument(
         "--node-name", metavar="NAME", help="this node's name (default: $NODE_NAME, else the hostname)"
     )
@@ -53,9 +57,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else parse_config({})
-        if args.store:  # re-validated like any other key
+        store = args.store or os.environ.get(STORE_URL_ENV)
+        if store:  # re-validated like any other key
             doc = config.model_dump(by_alias=True)
-            doc["store"]["url"] = args.store
+            doc["store"]["url"] = store
             config = parse_config(doc)
     except ConfigError as e:
         print(f"stella-runtime agent: {e}", file=sys.stderr)

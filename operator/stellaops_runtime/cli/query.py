@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.contracts.config import DEFAULT_STORE_URL
+from stellaops_runtime.contracts.config import DEFAULT_STORE_URL, STORE_URL_ENV
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.engine import (
     StoreError,
@@ -35,7 +35,7 @@ from stellaops_runtime.store.engine import (
 )
 from stellaops_runtime.store.queries import SymbolRow, rfc3339
 
-STORE_ENV = "STELLA_RUNTIME_STORE"
+STORE_ENV = STORE_URL_ENV
 
 HELP = f"""\
 Query the hot-symbol store the agent writes.

@@ -34,6 +34,12 @@ EVENT_TYPES = (
 )
 
 
+# Environment variable that overrides ``store.url`` for the agent and the query
+# CLI (a DaemonSet sets it from a Secret, so the URL and its password stay out
+# of the ConfigMap).
+STORE_URL_ENV = "STELLA_RUNTIME_STORE"
+
+
 class ConfigError(ValueError):
     """The configuration file is unreadable or invalid; the message says where and why."""
 
