@@ -25,6 +25,7 @@ from stellaops_runtime.store.engine import (
     StoreUnavailable,
     create_store_engine,
     has_schema,
+    migrate,
     normalize_url,
     open_store,
 )
@@ -215,8 +216,39 @@ def test_migrations_are_idempotent(url: str) -> None:
     with engine.connect() as conn:
         assert has_schema(conn)
         version_table = "signals.alembic_version" if conn.dialect.name == "postgresql" else "alembic_version"
-        assert conn.execute(sa.text(f"SELECT version_num FROM {version_table}")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text(f"SELECT version_num FROM {version_table}")).scalars().all() == ["0002"]
     engine.dispose()
+
+
+def test_function_id_is_stored_and_kept_from_the_first_delta_that_has_it(store: HotSymbolStore) -> None:
+    fid = "93ac61ec5a8eb1396f9fbd350e3169a558528a40:malloc+0x0"
+    store.write([delta(count=1)], [])
+    store.write([delta(count=2, function_id=fid)], [])
+    store.write([delta(count=1, function_id="other:malloc+0x0")], [])
+    row = store.read_hot_symbols()[0]
+    assert (row["invocation_count"], row["function_id"]) == (4, fid)
+
+
+def test_upgrade_from_0001_keeps_rows_and_adds_function_id(url: str) -> None:
+    engine = create_store_engine(url)
+    migrate(engine, revision="0001")
+    tbl = "signals.hot_symbols" if engine.dialect.name == "postgresql" else "hot_symbols"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {tbl} (image_digest, module, function_name, evidence_kind, invocation_count,"
+                " unique_callers, total_latency_ns, max_latency_ns, confidence, first_seen, last_seen,"
+                " updated_at) VALUES ('img', 'm', 'f', 'invoked', 7, 0, 0, 0, 1.0, :t, :t, :t)"
+            ),
+            {"t": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+    engine.dispose()
+    store = open_store(url)
+    try:
+        (row,) = store.read_hot_symbols()
+        assert (row["invocation_count"], row["function_id"]) == (7, "")
+    finally:
+        store.close()
 
 
 @pytest.mark.postgres

@@ -58,7 +58,7 @@ class HotSymbolDelta:
     from config); the store keeps one history row per (key, window) and one
     cumulative row per key. ``unique_callers`` is the number of distinct callers
     this agent has seen for the key so far (not additive: the store keeps the
-    maximum). ``build_id``, ``purl`` and ``sample`` describe the key and are
+    maximum). ``build_id``, ``purl``, ``function_id`` and ``sample`` describe the key and are
     kept from the first delta that has them.
     """
 
@@ -73,6 +73,9 @@ class HotSymbolDelta:
     confidence: float = DEFAULT_CONFIDENCE
     build_id: str = ""
     purl: str = ""
+    # Canonical ID of the function's entry, ``<build-id>:<symbol>+0x0`` (empty for
+    # file evidence and for functions the canonicalizer could not resolve).
+    function_id: str = ""
     node_name: str = ""
     # One example observation, JSON-serializable, after the privacy filter:
     # {"binary", "arguments", "namespace", "pod", "container_id", "stack": [...]}.
@@ -89,6 +92,7 @@ class HotSymbolDelta:
         self.confidence = max(self.confidence, other.confidence)
         self.build_id = self.build_id or other.build_id
         self.purl = self.purl or other.purl
+        self.function_id = self.function_id or other.function_id
         self.node_name = other.node_name or self.node_name
         if not self.sample:
             self.sample = other.sample

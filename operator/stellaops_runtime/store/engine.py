@@ -97,8 +97,8 @@ def alembic_config() -> Config:
     return cfg
 
 
-def migrate(engine: Engine) -> None:
-    """``alembic upgrade head`` on the engine's database, in one transaction."""
+def migrate(engine: Engine, *, revision: str = "head") -> None:
+    """``alembic upgrade <revision>`` (head by default) on the engine's database, in one transaction."""
     if engine.dialect.name == "sqlite":
         path = sqlite_path(engine.url)
         if path is not None:
@@ -106,7 +106,7 @@ def migrate(engine: Engine) -> None:
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def has_schema(conn: sa.Connection) -> bool:

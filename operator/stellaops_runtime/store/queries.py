@@ -33,6 +33,7 @@ class SymbolRow:
     evidence_kind: str
     purl: str
     build_id: str
+    function_id: str
     invocation_count: int
     unique_callers: int
     confidence: float

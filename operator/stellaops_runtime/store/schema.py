@@ -101,6 +101,7 @@ hot_symbols = sa.Table(
     *_key_columns(),
     sa.Column("build_id", sa.Text, nullable=False, server_default=""),
     sa.Column("purl", sa.Text, nullable=False, server_default=""),
+    sa.Column("function_id", sa.Text, nullable=False, server_default=""),
     sa.Column("invocation_count", sa.BigInteger, nullable=False),
     sa.Column("unique_callers", sa.Integer, nullable=False),
     sa.Column("total_latency_ns", sa.BigInteger, nullable=False),
@@ -116,6 +117,7 @@ hot_symbols = sa.Table(
     sa.Index("ix_hot_symbols_image_purl", "image_digest", "purl"),
     sa.Index("ix_hot_symbols_purl_prefix", "purl", postgresql_ops={"purl": "text_pattern_ops"}),
     sa.Index("ix_hot_symbols_last_seen", "last_seen"),
+    sa.Index("ix_hot_symbols_function_id", "function_id"),
 )
 
 hot_symbol_windows = sa.Table(

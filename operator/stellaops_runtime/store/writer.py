@@ -121,6 +121,7 @@ _HOT_COLS = (
     "evidence_kind",
     "build_id",
     "purl",
+    "function_id",
     "invocation_count",
     "unique_callers",
     "total_latency_ns",
@@ -132,7 +133,7 @@ _HOT_COLS = (
     "sample",
 )
 _HOT_TYPES = (
-    *("text",) * 6,
+    *("text",) * 7,
     "int8",
     "int4",
     "int8",
@@ -181,6 +182,7 @@ ON CONFLICT ({_KEY_SQL}) DO UPDATE SET
     last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen),
     build_id = CASE WHEN t.build_id = '' THEN EXCLUDED.build_id ELSE t.build_id END,
     purl = CASE WHEN t.purl = '' THEN EXCLUDED.purl ELSE t.purl END,
+    function_id = CASE WHEN t.function_id = '' THEN EXCLUDED.function_id ELSE t.function_id END,
     sample = COALESCE(t.sample, EXCLUDED.sample),
     node_name = CASE WHEN EXCLUDED.node_name = '' THEN t.node_name ELSE EXCLUDED.node_name END,
     updated_at = EXCLUDED.updated_at
@@ -215,6 +217,7 @@ def _hot_tuple(d: HotSymbolDelta) -> tuple[Any, ...]:
         str(k.evidence),
         d.build_id,
         d.purl,
+        d.function_id,
         d.invocation_count,
         d.unique_callers,
         d.total_latency_ns,
@@ -304,6 +307,7 @@ def _sqlite_statements() -> tuple[Any, Any, Any]:
             "last_seen": sa.func.max(t.last_seen, x.last_seen),
             "build_id": sa.case((t.build_id == "", x.build_id), else_=t.build_id),
             "purl": sa.case((t.purl == "", x.purl), else_=t.purl),
+            "function_id": sa.case((t.function_id == "", x.function_id), else_=t.function_id),
             "sample": sa.func.coalesce(t.sample, x.sample),
             "node_name": sa.case((x.node_name == "", t.node_name), else_=x.node_name),
             "updated_at": x.updated_at,
