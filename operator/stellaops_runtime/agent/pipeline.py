@@ -17,6 +17,7 @@ from stellaops_runtime.adapter import from_json, from_proto
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.privacy.filter import PrivacyFilter
 
@@ -80,6 +81,10 @@ class Pipeline:
             return
         self.aggregator.observe(ev)
         self.processed += 1
+
+    def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
+        """Everything aggregated since the last drain (see HotSymbolAggregator.drain)."""
+        return self.aggregator.drain()
 
     def process_proto(self, items: list[tuple[bytes, int]]) -> None:
         """Serialized GetEventsResponse messages with their arrival time."""

@@ -1,12 +1,13 @@
 """The node agent's lifecycle: source, pipeline, flush loop, metrics, shutdown.
 
-Tasks, all on one event loop:
+Tasks on one event loop, plus one pipeline thread:
 
 - the source (Tetragon gRPC stream or JSON export follower) fills the queue;
-- the consumer takes batches from the queue through the pipeline into the
-  in-memory hot-symbol aggregator, yielding between batches so the source
-  keeps reading;
-- the flush loop drains the aggregator every ``flushIntervalSeconds`` (or
+- the consumer takes batches from the queue and hands each to the pipeline
+  thread (decode, privacy, adapter, frame canonicalizer, hot-symbol
+  aggregator), so the loop stays free to read the socket while a binary is
+  parsed for the first time;
+- the flush loop drains the aggregator (on the pipeline thread) every ``flushIntervalSeconds`` (or
   early when too many keys are held) into the outage buffer and writes it to
   the store in a worker thread, retrying with backoff while the store is down;
 - the HTTP server serves ``/metrics``, ``/healthz`` and ``/readyz``.
@@ -24,7 +25,9 @@ import logging
 import signal
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -43,6 +46,7 @@ from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.writer import HotSymbolStore
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 BATCH = 512
 SHUTDOWN_FLUSH_SECONDS = 30.0
@@ -59,6 +63,12 @@ class Agent:
         self.exit_when_idle = exit_when_idle
         self.queue = EventQueue(config.tetragon.queue_size)
         self.pipeline = Pipeline(config, node_name=self.node_name)
+        # The pipeline runs on one dedicated thread, never on the event loop: the
+        # frame canonicalizer's first sight of a binary parses its ELF (tens of ms
+        # for a big Go binary) and reads files through /proc/<pid>/root. Everything
+        # that touches pipeline state (processing, draining, metric collection)
+        # goes through this one thread, so that state needs no locks.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         t = config.tetragon
         self.source: TetragonExportSource | TetragonGrpcSource
         if t.export_file:
@@ -142,6 +152,7 @@ class Agent:
             for t in tasks:
                 t.cancel()
             await runner.cleanup()
+            self._worker.shutdown(wait=True, cancel_futures=True)
             if self.store is not None:
                 await asyncio.to_thread(self.store.close)
         log.info(
@@ -161,6 +172,10 @@ class Agent:
         finally:
             self._source_done.set()
 
+    async def in_pipeline(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the pipeline thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
     async def _consume(self) -> None:
         q = self.queue
         process = self._process
@@ -170,10 +185,9 @@ class Agent:
                 if self._source_done.is_set():
                     return
                 continue
-            process(q.take(BATCH))
+            await self.in_pipeline(process, q.take(BATCH))
             if self.pipeline.aggregator.key_count >= max_keys:
                 self._flush_now.set()
-            await asyncio.sleep(0)  # let the receiver read the socket
 
     async def _idle_watch(self, idle: float) -> None:
         while not self.stop_event.is_set():
@@ -203,7 +217,7 @@ class Agent:
         return url.split("@")[-1] if "@" in url else url
 
     async def _flush(self) -> bool:
-        deltas, windows = self.pipeline.aggregator.drain()
+        deltas, windows = await self.in_pipeline(self.pipeline.drain)
         if deltas or windows:
             self.pending.add(deltas, windows)
         if not self.pending.pending_rows:
@@ -247,9 +261,9 @@ class Agent:
         registry.register(AgentCollector(self))
 
         async def metrics(_: web.Request) -> web.Response:
-            # On the loop, not in a thread: the collector reads dicts the consumer
-            # mutates, and a scrape costs well under a millisecond.
-            body = generate_latest(registry)
+            # On the pipeline thread: the collector reads dicts the pipeline
+            # mutates, so it must not run while a batch is being processed.
+            body = await self.in_pipeline(generate_latest, registry)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
