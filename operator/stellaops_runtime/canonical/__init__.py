@@ -1,0 +1,1 @@
+"""Frame canonicalizer: build-ids, symbolization, demangling and function IDs for stack frames."""
