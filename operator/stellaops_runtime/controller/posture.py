@@ -1,0 +1,300 @@
+"""A pod's effective observation posture: the annotation, the selecting policies and the node.
+
+Levels, lowest first: None < Passive < ActiveTracing < EbpfDeep < FullInstrumentation.
+
+- ``Passive``: process exec/exit (and loader) events only, the base sensor; no pod-specific probes.
+- ``ActiveTracing``: plus the syscall probes of the policies that select the pod.
+- ``EbpfDeep``: plus uprobes on the listed functions and kernel/user stack traces.
+- ``FullInstrumentation``: plus USDT / language-runtime probes.
+
+The effective posture is ``min(requested, policy maximum, node ceiling)``:
+*requested* is the pod's ``stellaops.io/observe-level`` annotation, or, without
+one, whatever the selecting policies allow (policies opt pods in; the
+annotation lowers the level or opts out with ``None``). The *policy maximum*
+is the highest ``maxLevel`` among the policies selecting the pod; with none,
+it is ``Passive`` (process events are collected on every node that runs an
+agent). The *node ceiling* comes from its ObservationNode (what the agent
+detected); a node without one is ``None``. The reason names which of the
+three set the result (annotation, then policy, then node, on ties).
+
+``observe_label`` is True exactly when the posture is ActiveTracing or more:
+it is the label ``stellaops.io/observe=true`` the rendered Tetragon policies
+require in their pod selectors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stellaops_runtime.contracts.crds import (
+    CLUSTER_POLICY_KIND,
+    OBSERVE_LEVEL_ANNOTATION,
+    POLICY_KIND,
+    PolicySpec,
+)
+
+
+class Posture(enum.StrEnum):
+    NONE = "None"
+    PASSIVE = "Passive"
+    ACTIVE_TRACING = "ActiveTracing"
+    EBPF_DEEP = "EbpfDeep"
+    FULL_INSTRUMENTATION = "FullInstrumentation"
+
+    @property
+    def rank(self) -> int:
+        return _ORDER.index(self)
+
+    def __lt__(self, other: object) -> bool:  # ordered by level, not by name
+        if not isinstance(other, Posture):
+            return NotImplemented
+        return self.rank < other.rank
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, Posture):
+            return NotImplemented
+        return self.rank <= other.rank
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, Posture):
+            return NotImplemented
+        return self.rank > other.rank
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, Posture):
+            return NotImplemented
+        return self.rank >= other.rank
+
+
+_ORDER = (
+    Posture.NONE,
+    Posture.PASSIVE,
+    Posture.ACTIVE_TRACING,
+    Posture.EBPF_DEEP,
+    Posture.FULL_INSTRUMENTATION,
+)
+ALLOWED_LEVELS = ("none", "passive", "active-tracing", "ebpf-deep", "full-instrumentation")
+_BY_TEXT: dict[str, Posture] = {}
+for _p, _kebab in zip(_ORDER, ALLOWED_LEVELS, strict=True):
+    _BY_TEXT[_p.value.lower()] = _p
+    _BY_TEXT[_kebab] = _p
+
+
+def parse_level(text: str) -> Posture | None:
+    """A level from an annotation value: the posture names or kebab-case, any case; None if neither."""
+    return _BY_TEXT.get(text.strip().lower())
+
+
+def allowed_levels_message() -> str:
+    """What the annotation accepts (for the Event posted on a pod with an unknown value)."""
+    names = ", ".join(p.value for p in _ORDER)
+    return f"{OBSERVE_LEVEL_ANNOTATION} accepts {names} (or {', '.join(ALLOWED_LEVELS)}; any case)"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyView:
+    """What posture needs of one ObservationPolicy / ClusterObservationPolicy."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    max_level: Posture
+    pod_selector: dict
+    namespace_selector: dict | None
+
+    @property
+    def ref(self) -> str:
+        """``Kind/namespace/name`` or ``Kind/name``, as reasons and statuses name a policy."""
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+def policy_view(*, kind: str, namespace: str | None, name: str, spec: PolicySpec) -> PolicyView:
+    """The view of a parsed policy (``kind`` is ObservationPolicy or ClusterObservationPolicy)."""
+    if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
+        raise ValueError(f"not a policy kind: {kind!r}")
+    return PolicyView(
+        kind=kind,
+        namespace=namespace if kind == POLICY_KIND else None,
+        name=name,
+        max_level=Posture(spec.max_level),
+        pod_selector=spec.pod_selector.to_dict(),
+        namespace_selector=spec.namespace_selector.to_dict() if spec.namespace_selector is not None else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCapabilities:
+    """An ObservationNode's detected capabilities (``status.capabilities`` and ``status.source``)."""
+
+    source: str = ""  # "tetragon" | "native" | "" (none usable)
+    kernel_version: str = ""
+    btf: bool = False
+    bpf_permitted: bool = False
+    tracepoints: bool = False
+    uprobes: bool = False
+    kprobes: bool = False
+    usdt: bool = False
+    ring_buffer: bool = False
+    tetragon_reachable: bool = False
+    tetragon_version: str = ""
+
+    @property
+    def native(self) -> bool:
+        """eBPF of our own is possible (BPF permitted and tracepoints: the exec/exit hooks)."""
+        return self.bpf_permitted and self.tracepoints
+
+    def ceiling(self) -> tuple[Posture, str]:
+        """The highest posture this node can deliver and why not more."""
+        if not self.tetragon_reachable and not self.native:
+            return Posture.NONE, "neither Tetragon nor BPF (permitted, with tracepoints) is available"
+        if not self.tetragon_reachable and not self.btf:
+            return Posture.PASSIVE, "no Tetragon and no kernel BTF for native syscall probes"
+        if not self.uprobes:
+            return Posture.ACTIVE_TRACING, "no uprobes"
+        if not self.usdt:
+            return Posture.EBPF_DEEP, "no USDT probes"
+        return Posture.FULL_INSTRUMENTATION, "every probe kind is available"
+
+
+def _bool(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+def node_capabilities(observation_node: Mapping[str, Any] | None) -> NodeCapabilities | None:
+    """Capabilities from an ObservationNode object (None when there is none: no agent on the node)."""
+    if observation_node is None:
+        return None
+    status = observation_node.get("status") or {}
+    caps = status.get("capabilities") or {}
+    if not isinstance(caps, Mapping):
+        caps = {}
+    tetragon = caps.get("tetragon") or {}
+    if not isinstance(tetragon, Mapping):
+        tetragon = {}
+    return NodeCapabilities(
+        source=str(status.get("source") or ""),
+        kernel_version=str(caps.get("kernelVersion") or ""),
+        btf=_bool(caps.get("btf")),
+        bpf_permitted=_bool(caps.get("bpfPermitted")),
+        tracepoints=_bool(caps.get("tracepoints")),
+        uprobes=_bool(caps.get("uprobes")),
+        kprobes=_bool(caps.get("kprobes")),
+        usdt=_bool(caps.get("usdt")),
+        ring_buffer=_bool(caps.get("ringBuffer")),
+        tetragon_reachable=_bool(tetragon.get("reachable")),
+        tetragon_version=str(tetragon.get("version") or ""),
+    )
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes LabelSelector semantics; an empty selector matches everything, None matches nothing."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for req in selector.get("matchExpressions") or ():
+        key, op, values = req.get("key"), req.get("operator"), req.get("values") or ()
+        present = key in labels
+        if op == "In":
+            ok = present and labels[key] in values
+        elif op == "NotIn":
+            ok = not present or labels[key] not in values
+        elif op == "Exists":
+            ok = present
+        elif op == "DoesNotExist":
+            ok = not present
+        else:  # an unknown operator selects nothing (the API server would have rejected it)
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def policy_selects(
+    policy: PolicyView, *, pod_labels: Mapping[str, str], namespace: str, namespace_labels: Mapping[str, str]
+) -> bool:
+    """Whether ``policy`` selects a pod with these labels in this namespace."""
+    if policy.kind == POLICY_KIND:
+        if policy.namespace != namespace:
+            return False
+    elif policy.namespace_selector is not None:
+        # Every namespace carries this label since Kubernetes 1.21; add it for callers that drop it.
+        ns_labels = {"kubernetes.io/metadata.name": namespace, **namespace_labels}
+        if not selector_matches(policy.namespace_selector, ns_labels):
+            return False
+    return selector_matches(policy.pod_selector, pod_labels)
+
+
+@dataclass(frozen=True, slots=True)
+class PostureDecision:
+    posture: Posture
+    reason: str
+    observe_label: bool
+    invalid_level: str | None
+
+
+def compute_posture(
+    *,
+    annotations: Mapping[str, str],
+    pod_labels: Mapping[str, str],
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    policies: Sequence[PolicyView],
+    node: NodeCapabilities | None,
+) -> PostureDecision:
+    """The effective posture of one pod (see the module docstring for the rules)."""
+    raw = annotations.get(OBSERVE_LEVEL_ANNOTATION)
+    requested = parse_level(raw) if raw is not None else None
+    invalid = raw if raw is not None and requested is None else None
+
+    selecting = [
+        p
+        for p in policies
+        if policy_selects(p, pod_labels=pod_labels, namespace=namespace, namespace_labels=namespace_labels)
+    ]
+    # highest level first; ties broken by a stable name order so the reason is deterministic
+    selecting.sort(key=lambda p: (-p.max_level.rank, p.kind, p.namespace or "", p.name))
+    if selecting:
+        top = selecting[0]
+        policy_max = top.max_level
+        more = f" (and {len(selecting) - 1} more)" if len(selecting) > 1 else ""
+        policy_why = f"policy {top.ref}{more} allows at most {policy_max}"
+    else:
+        policy_max = Posture.PASSIVE
+        policy_why = "no ObservationPolicy or ClusterObservationPolicy selects the pod (process events only)"
+
+    if node is None:
+        node_max, node_why = Posture.NONE, "node has no StellaOps agent (no ObservationNode)"
+    else:
+        node_max, why = node.ceiling()
+        node_why = f"node supports at most {node_max} ({why})"
+
+    candidates: list[tuple[Posture, str]] = []
+    if requested is not None:
+        candidates.append((requested, f"annotation {OBSERVE_LEVEL_ANNOTATION} requests {requested}"))
+    candidates.append((policy_max, policy_why))
+    candidates.append((node_max, node_why))
+    posture = min(c[0] for c in candidates)
+    reason = next(why for level, why in candidates if level == posture)
+    if requested is not None and requested == Posture.NONE:
+        reason = f"annotation {OBSERVE_LEVEL_ANNOTATION} opts the pod out (None)"
+    if invalid is not None:
+        reason = f"ignored invalid {OBSERVE_LEVEL_ANNOTATION} {invalid!r}; {reason}"
+    return PostureDecision(
+        posture=posture,
+        reason=reason,
+        observe_label=posture >= Posture.ACTIVE_TRACING,
+        invalid_level=invalid,
+    )
+
+
+def posture_counts(postures: Sequence[Posture]) -> dict[str, int]:
+    """``{"None": n, "Passive": n, ...}`` with every level present (for a RuntimeObserver's status)."""
+    counts = {p.value: 0 for p in _ORDER}
+    for p in postures:
+        counts[p.value] += 1
+    return counts

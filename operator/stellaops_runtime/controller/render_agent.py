@@ -1,0 +1,261 @@
+"""A RuntimeObserver rendered into the agent fleet: RBAC, config, DaemonSet and metrics Service.
+
+What the agent pod is granted, and why (docs/operator.md, "The agent DaemonSet"):
+
+- ``hostPID``: the agent reads ``/proc/<pid>/root`` (files of container
+  images) and ``/proc/<pid>/maps`` for the pids events carry, which are host
+  pids; with the host's PID namespace the container's own ``/proc`` is the
+  host's view, so no ``/proc`` hostPath is mounted.
+- capabilities, all others dropped: ``SYS_PTRACE`` (reading another
+  process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check),
+  ``BPF`` and ``PERFMON`` (loading and attaching the native eBPF probes),
+  ``SYS_RESOURCE`` (the locked-memory limit for BPF maps on kernels before 5.11).
+  Runs as root (Tetragon's socket is ``0660 root:root``), no privilege
+  escalation, read-only root filesystem, the runtime's default seccomp profile.
+- one host mount, read-only: ``/var/run/tetragon`` (the directory, so a
+  socket re-created by a restarted Tetragon is seen). Kernel BTF
+  (``/sys/kernel/btf/vmlinux``) and the perf PMUs capability detection reads
+  are in the container's own read-only sysfs; no host mount is needed.
+- two ConfigMap volumes (read-only): the agent's config in ``/etc/stellaops-runtime/agent``
+  and the native probes' config in ``/etc/stellaops-runtime/probes``.
+
+A config change rolls the DaemonSet: the pod template carries the SHA-256 of
+the ConfigMap's data. The store URL (with its password) comes from the
+RuntimeObserver's Secret reference through ``$STELLA_RUNTIME_STORE``; the
+ConfigMap holds none. Changing the Secret's content does not roll the agents
+(``kubectl rollout restart`` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from stellaops_runtime.contracts.config import STORE_URL_ENV
+from stellaops_runtime.contracts.crds import (
+    API_VERSION,
+    CONFIG_HASH_ANNOTATION,
+    GROUP,
+    NODE_PLURAL,
+    OBSERVER_KIND,
+    OBSERVER_LABEL,
+    RuntimeObserverSpec,
+)
+from stellaops_runtime.controller.naming import dns_label, managed_labels, owner_reference, sha256_hex
+
+AGENT_CONFIG_KEY = "agent.yaml"
+CONFIG_DIR = "/etc/stellaops-runtime/agent"
+PROBES_DIR = "/etc/stellaops-runtime/probes"
+TETRAGON_SOCKET_DIR = "/var/run/tetragon"
+AGENT_CAPABILITIES = ("BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE")
+DEFAULT_TOLERATIONS = ({"operator": "Exists"},)  # a node agent belongs on every node
+APP_NAME = "stellaops-runtime-agent"
+
+
+def agent_resource_name(observer_name: str) -> str:
+    """The name of the ServiceAccount, ConfigMap, DaemonSet, Service and ClusterRole(Binding)."""
+    return dns_label("stellaops-agent", observer_name, max_len=52)
+
+
+def probe_configmap_name(observer_name: str) -> str:
+    """The native probes' ConfigMap (``render_policy.render_probe_configmap``) in the agent namespace."""
+    return dns_label("stellaops-probes", observer_name, max_len=63)
+
+
+def selector_labels(observer_name: str) -> dict[str, str]:
+    """The DaemonSet's (immutable) pod selector."""
+    return managed_labels({"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": observer_name})
+
+
+def common_labels(observer_name: str) -> dict[str, str]:
+    return managed_labels(
+        {
+            "app.kubernetes.io/name": APP_NAME,
+            "app.kubernetes.io/instance": observer_name,
+            "app.kubernetes.io/component": "agent",
+            "app.kubernetes.io/part-of": "stellaops-runtime",
+            OBSERVER_LABEL: observer_name,
+        }
+    )
+
+
+def agent_config(spec: RuntimeObserverSpec) -> dict[str, Any]:
+    """The agent's config document (``stellaops_runtime.contracts.config`` keys); no store URL."""
+    p = spec.privacy
+    return {
+        "tetragon": {"address": spec.tetragon.address, "timeoutSeconds": spec.tetragon.timeout_seconds},
+        "hotSymbols": {
+            "windowSeconds": spec.hot_symbols.window_seconds,
+            "minConfidenceThreshold": spec.hot_symbols.min_confidence_threshold,
+            "flushIntervalSeconds": spec.hot_symbols.flush_interval_seconds,
+        },
+        "privacy": {
+            "redactArguments": p.redact_arguments,
+            "defaultPatterns": p.default_patterns,
+            "extraPatterns": list(p.extra_patterns),
+            "symbolIdOnly": p.symbol_id_only,
+            "allowedNamespaces": list(p.allowed_namespaces),
+        },
+        "metrics": {"address": "0.0.0.0", "port": spec.metrics.port},
+        "observationNode": {"enabled": True},
+    }
+
+
+def _meta(*, name: str, namespace: str | None, labels: dict[str, str], owner: dict) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels, "ownerReferences": [owner]}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
+
+
+def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeObserverSpec) -> list[dict]:
+    """ServiceAccount, ClusterRole, ClusterRoleBinding, ConfigMap, DaemonSet, Service (in that order).
+
+    ``namespace`` is where the agents run (normally ``spec.agentNamespace``);
+    it must exist. Every object is owned by the RuntimeObserver (a
+    cluster-scoped owner may own namespaced and cluster-scoped objects).
+    """
+    owner = owner_reference(api_version=API_VERSION, kind=OBSERVER_KIND, name=name, uid=uid)
+    res = agent_resource_name(name)
+    labels = common_labels(name)
+    agent = spec.agent
+
+    service_account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(name=res, namespace=namespace, labels=labels, owner=owner),
+    }
+    cluster_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(name=res, namespace=None, labels=labels, owner=owner),
+        "rules": [
+            # its own ObservationNode (created at start-up, then heartbeats and policy states)
+            {"apiGroups": [GROUP], "resources": [NODE_PLURAL], "verbs": ["create", "get", "patch", "update"]},
+            {
+                "apiGroups": [GROUP],
+                "resources": [f"{NODE_PLURAL}/status"],
+                "verbs": ["get", "patch", "update"],
+            },
+            # the Node, for the owner reference's uid (the ObservationNode goes with its Node)
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        ],
+    }
+    cluster_role_binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(name=res, namespace=None, labels=labels, owner=owner),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": res},
+        "subjects": [{"kind": "ServiceAccount", "name": res, "namespace": namespace}],
+    }
+    config_text = yaml.safe_dump(agent_config(spec), sort_keys=True, default_flow_style=False)
+    config_data = {AGENT_CONFIG_KEY: config_text}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name=res, namespace=namespace, labels=labels, owner=owner),
+        "data": config_data,
+    }
+
+    container: dict[str, Any] = {
+        "name": "agent",
+        "image": agent.image,
+        "imagePullPolicy": agent.pull_policy,
+        "command": ["stella-runtime", "agent", "--config", f"{CONFIG_DIR}/{AGENT_CONFIG_KEY}"],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {
+                "name": STORE_URL_ENV,
+                "valueFrom": {
+                    "secretKeyRef": {"name": spec.store.secret_ref.name, "key": spec.store.secret_ref.key}
+                },
+            },
+        ],
+        "ports": [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}],
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            k: dict(sorted(v.items()))
+            for k, v in (("requests", agent.resources.requests), ("limits", agent.resources.limits))
+            if v
+        },
+        "securityContext": {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "runAsNonRoot": False,
+            "capabilities": {"drop": ["ALL"], "add": list(AGENT_CAPABILITIES)},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "probes", "mountPath": PROBES_DIR, "readOnly": True},
+            {"name": "tetragon", "mountPath": TETRAGON_SOCKET_DIR, "readOnly": True},
+        ],
+    }
+    tolerations = (
+        [dict(t) for t in DEFAULT_TOLERATIONS]
+        if agent.tolerations is None
+        else [t.to_dict() for t in agent.tolerations]
+    )
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": res,
+        "automountServiceAccountToken": True,
+        "hostPID": True,
+        "terminationGracePeriodSeconds": 30,  # the agent flushes its counts on SIGTERM
+        "nodeSelector": dict(sorted({"kubernetes.io/os": "linux", **agent.node_selector}.items())),
+        "tolerations": tolerations,
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "config",
+                "configMap": {"name": res, "items": [{"key": AGENT_CONFIG_KEY, "path": AGENT_CONFIG_KEY}]},
+            },
+            {"name": "probes", "configMap": {"name": probe_configmap_name(name), "optional": True}},
+            {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+        ],
+    }
+    if agent.priority_class_name:
+        pod_spec["priorityClassName"] = agent.priority_class_name
+    daemon_set = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _meta(name=res, namespace=namespace, labels=labels, owner=owner),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(name)},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {CONFIG_HASH_ANNOTATION: sha256_hex(config_data)},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name=res, namespace=namespace, labels=labels, owner=owner),
+        "spec": {
+            "clusterIP": "None",  # one endpoint per agent: Prometheus scrapes each node
+            "selector": selector_labels(name),
+            "ports": [
+                {"name": "metrics", "port": spec.metrics.port, "targetPort": "metrics", "protocol": "TCP"}
+            ],
+        },
+    }
+    return [service_account, cluster_role, cluster_role_binding, config_map, daemon_set, service]

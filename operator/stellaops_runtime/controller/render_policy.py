@@ -1,0 +1,315 @@
+"""An ObservationPolicy rendered into Tetragon policies and into the native probes' entry.
+
+Rules (docs/operator.md, "Rendering"):
+
+- An ``ObservationPolicy`` renders ``TracingPolicyNamespaced`` objects in its
+  namespace; a ``ClusterObservationPolicy`` renders cluster-wide
+  ``TracingPolicy`` objects. Each is owned by its policy (same scope), carries
+  the managed-by and ``stellaops.io/policy-*`` labels, runs in Tetragon's
+  monitor mode, and selects pods by the user's podSelector **and**
+  ``stellaops.io/observe=true`` (set by the operator from the pod's posture).
+- Syscalls (posture ActiveTracing and up) become one kprobe each in
+  ``stellaops-<name>``; a syscall that only one architecture has gets
+  ``ignore.callNotFound`` so the policy still loads on the other.
+- Functions with a ``binaryPath`` (EbpfDeep and up) become uprobes in a second
+  object, ``stellaops-<name>-uprobes``, so a path missing on one node fails
+  only that object there. The path is the node's path prefixed with where the
+  node's root appears inside Tetragon's container (``tetragonHostRoot``).
+- Functions named by ``purl`` are **not** rendered into Tetragon: it resolves
+  uprobe paths in its own filesystem and cannot reach a file that exists only
+  in a pod's image (cilium/tetragon#5105). They go to the agents' probe
+  ConfigMap unresolved and are listed in ``unresolved_functions``.
+- ``rateLimit`` goes on every Post action; kernel and user stack traces only
+  on the syscall kprobes (Tetragon delivers stacks on kprobe events only;
+  uprobe stacks never reach the event, cilium/tetragon#5695), and only when
+  ``maxLevel`` is EbpfDeep or more.
+- A ClusterObservationPolicy's namespaceSelector is carried into Tetragon's
+  podSelector where Tetragon can express it (requirements on
+  ``kubernetes.io/metadata.name`` become the pseudo-label
+  ``k8s:io.kubernetes.pod.namespace``); other namespace labels are enforced
+  through the observe label alone, and a note says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stellaops_runtime.contracts.crds import (
+    API_VERSION,
+    CLUSTER_POLICY_KIND,
+    OBSERVE_LABEL,
+    POLICY_KIND,
+    POLICY_KIND_LABEL,
+    POLICY_NAME_LABEL,
+    POLICY_NAMESPACE_LABEL,
+    TETRAGON_API_VERSION,
+    TETRAGON_NAMESPACED_KIND,
+    TETRAGON_POLICY_KIND,
+    PolicySpec,
+)
+from stellaops_runtime.contracts.syscalls import ARM64, X86_64
+from stellaops_runtime.controller.naming import (
+    canonical_json,
+    dns_subdomain,
+    managed_labels,
+    owner_reference,
+    owner_reference_of,
+)
+from stellaops_runtime.controller.policy_templates import load_template
+from stellaops_runtime.controller.posture import Posture
+
+PROBE_CONFIG_KEY = "probes.json"  # the data key of the native probes' ConfigMap
+PROBE_CONFIG_KIND = "ProbeConfig"
+NAMESPACE_PSEUDO_LABEL = "k8s:io.kubernetes.pod.namespace"  # Tetragon's podSelector namespace label
+_NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+PURL_NOT_TRACED = (
+    "named by package URL: not traced by Tetragon, which resolves uprobe paths in its own filesystem "
+    "and cannot reach files inside pod images (cilium/tetragon#5105); passed to the agents' probe "
+    "ConfigMap unresolved"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPolicy:
+    tracing_policies: list[dict]
+    probe_entry: dict
+    unresolved_functions: list[dict]
+    notes: list[str]
+
+
+def probe_entry_key(*, kind: str, namespace: str | None, name: str) -> str:
+    """Key in the probe ConfigMap: ``<kind>/<namespace>/<name>`` (empty namespace: cluster kind)."""
+    return f"{kind}/{namespace or ''}/{name}"
+
+
+def tetragon_policy_names(*, name: str) -> tuple[str, str]:
+    """The names of the syscall object and the uprobe object a policy called ``name`` may render."""
+    return dns_subdomain("stellaops", name), dns_subdomain("stellaops", name, "uprobes")
+
+
+def _pod_selector(spec: PolicySpec, *, cluster: bool, notes: list[str]) -> dict[str, Any]:
+    selector = spec.pod_selector.to_dict()
+    match_labels = dict(selector.get("matchLabels", {}))
+    match_labels[OBSERVE_LABEL] = "true"
+    expressions = list(selector.get("matchExpressions", []))
+    ns_sel = spec.namespace_selector
+    if cluster and ns_sel is not None:
+        dropped = []
+        for key, value in sorted(ns_sel.match_labels.items()):
+            if key == _NAMESPACE_NAME_LABEL:
+                expressions.append({"key": NAMESPACE_PSEUDO_LABEL, "operator": "In", "values": [value]})
+            else:
+                dropped.append(key)
+        for req in ns_sel.match_expressions:
+            if req.key == _NAMESPACE_NAME_LABEL:
+                expr: dict[str, Any] = {"key": NAMESPACE_PSEUDO_LABEL, "operator": req.operator}
+                if req.values:
+                    expr["values"] = list(req.values)
+                expressions.append(expr)
+            else:
+                dropped.append(req.key)
+        if dropped:
+            notes.append(
+                "namespaceSelector labels "
+                + ", ".join(sorted(set(dropped)))
+                + " cannot be expressed in Tetragon's podSelector; Tetragon scopes this policy through "
+                f"{OBSERVE_LABEL}=true, which another policy selecting the same pod can also set"
+            )
+    out: dict[str, Any] = {"matchLabels": dict(sorted(match_labels.items()))}
+    if expressions:
+        out["matchExpressions"] = expressions
+    return out
+
+
+def _post_action(template_hook: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
+    selectors = [dict(s) for s in template_hook.get("selectors") or [{"matchActions": [{"action": "Post"}]}]]
+    for sel in selectors:
+        actions = []
+        for action in sel.get("matchActions") or [{"action": "Post"}]:
+            action = dict(action)
+            if action.get("action") == "Post":
+                action.update(options)
+            actions.append(action)
+        sel["matchActions"] = actions
+    return selectors
+
+
+def _metadata(*, kind: str, name: str, namespace: str | None, uid: str, object_name: str, part: str) -> dict:
+    labels = managed_labels(
+        {
+            POLICY_KIND_LABEL: kind,
+            POLICY_NAME_LABEL: name,
+            **({POLICY_NAMESPACE_LABEL: namespace} if namespace else {}),
+            "stellaops.io/policy-part": part,
+        }
+    )
+    meta: dict[str, Any] = {
+        "name": object_name,
+        "labels": labels,
+        "annotations": {"stellaops.io/policy": probe_entry_key(kind=kind, namespace=namespace, name=name)},
+        "ownerReferences": [owner_reference(api_version=API_VERSION, kind=kind, name=name, uid=uid)],
+    }
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _skeleton(*, kind: str, name: str, namespace: str | None, uid: str, object_name: str, part: str) -> dict:
+    obj = load_template("base.yaml")
+    obj["apiVersion"] = TETRAGON_API_VERSION
+    obj["kind"] = TETRAGON_NAMESPACED_KIND if kind == POLICY_KIND else TETRAGON_POLICY_KIND
+    obj["metadata"] = _metadata(
+        kind=kind, name=name, namespace=namespace, uid=uid, object_name=object_name, part=part
+    )
+    return obj
+
+
+def render_policy(
+    *, kind: str, name: str, namespace: str | None, uid: str, spec: PolicySpec
+) -> RenderedPolicy:
+    """Tetragon objects, the native probes' entry, unresolved (PURL) functions and notes for one policy."""
+    if kind not in (POLICY_KIND, CLUSTER_POLICY_KIND):
+        raise ValueError(f"not a policy kind: {kind!r}")
+    cluster = kind == CLUSTER_POLICY_KIND
+    if not cluster and not namespace:
+        raise ValueError("an ObservationPolicy renders into its namespace; namespace is required")
+    namespace = None if cluster else namespace
+    level = Posture(spec.max_level)
+    notes: list[str] = []
+    pod_selector = _pod_selector(spec, cluster=cluster, notes=notes)
+
+    tracing = level >= Posture.ACTIVE_TRACING
+    deep = level >= Posture.EBPF_DEEP
+    syscalls = sorted(spec.syscalls) if tracing else []
+    path_functions = [f for f in spec.functions if f.binary_path is not None] if deep else []
+    purl_functions = [f for f in spec.functions if f.purl is not None] if deep else []
+    stacks = {"kernel": spec.stack_traces.kernel and deep, "user": spec.stack_traces.user and deep}
+
+    if not tracing and (spec.syscalls or spec.functions):
+        notes.append(f"maxLevel {level}: syscalls and functions are not traced (they need ActiveTracing)")
+    elif not deep and spec.functions:
+        notes.append(f"maxLevel {level}: functions are not traced (uprobes need EbpfDeep)")
+    if not deep and (spec.stack_traces.kernel or spec.stack_traces.user):
+        notes.append(f"maxLevel {level}: stack traces are off (they need EbpfDeep)")
+
+    syscall_name, uprobe_name = tetragon_policy_names(name=name)
+    objects: list[dict] = []
+    if syscalls:
+        template = load_template("syscalls.yaml")["spec"]["kprobes"][0]
+        post: dict[str, Any] = {}
+        if spec.rate_limit:
+            post["rateLimit"] = spec.rate_limit
+        if stacks["kernel"]:
+            post["kernelStackTrace"] = True
+        if stacks["user"]:
+            post["userStackTrace"] = True
+        kprobes = []
+        one_arch = []
+        for sc in syscalls:
+            hook = {k: v for k, v in template.items() if k != "selectors"}
+            hook["call"] = f"sys_{sc}"
+            hook["syscall"] = True
+            if (sc in X86_64) != (sc in ARM64):
+                hook["ignore"] = {"callNotFound": True}
+                one_arch.append(f"{sc} ({'x86_64' if sc in X86_64 else 'arm64'} only)")
+            hook["selectors"] = _post_action(template, post)
+            kprobes.append(hook)
+        if one_arch:
+            notes.append(
+                "syscalls that exist on one architecture only are skipped on the other: "
+                + ", ".join(one_arch)
+            )
+        obj = _skeleton(
+            kind=kind, name=name, namespace=namespace, uid=uid, object_name=syscall_name, part="syscalls"
+        )
+        obj["spec"]["podSelector"] = pod_selector
+        obj["spec"]["kprobes"] = kprobes
+        objects.append(obj)
+    elif tracing and not path_functions:
+        notes.append(
+            "nothing for Tetragon to trace: the policy names no syscalls and no binaryPath functions"
+        )
+
+    if path_functions:
+        template = load_template("uprobes.yaml")["spec"]["uprobes"][0]
+        post = {"rateLimit": spec.rate_limit} if spec.rate_limit else {}
+        uprobes = []
+        for fn in sorted(path_functions, key=lambda f: f.binary_path or ""):
+            hook = {k: v for k, v in template.items() if k not in ("selectors", "path", "symbols")}
+            hook["path"] = f"{spec.tetragon_host_root}{fn.binary_path}"
+            hook["symbols"] = sorted(fn.symbols)
+            hook["selectors"] = _post_action(template, post)
+            uprobes.append(hook)
+        if spec.stack_traces.user and deep:
+            notes.append(
+                "user stack traces are not requested on uprobes: Tetragon drops them from uprobe events "
+                "(cilium/tetragon#5695); the syscall kprobes carry them"
+            )
+        obj = _skeleton(
+            kind=kind, name=name, namespace=namespace, uid=uid, object_name=uprobe_name, part="uprobes"
+        )
+        obj["spec"]["podSelector"] = pod_selector
+        obj["spec"]["uprobes"] = uprobes
+        objects.append(obj)
+
+    unresolved = [
+        {"purl": f.purl, "symbols": sorted(f.symbols), "message": PURL_NOT_TRACED}
+        for f in sorted(purl_functions, key=lambda f: f.purl or "")
+    ]
+    if unresolved:
+        notes.append(f"{len(unresolved)} function(s) named by purl are passed to the agents unresolved")
+
+    functions: list[dict[str, Any]] = []
+    for f in sorted(path_functions, key=lambda f: f.binary_path or ""):
+        functions.append({"binaryPath": f.binary_path, "symbols": sorted(f.symbols)})
+    for f in sorted(purl_functions, key=lambda f: f.purl or ""):
+        functions.append({"purl": f.purl, "symbols": sorted(f.symbols), "resolved": False})
+    probe_entry = {
+        "kind": kind,
+        "namespace": namespace or "",
+        "name": name,
+        "maxLevel": level.value,
+        "podSelector": pod_selector,
+        "namespaceSelector": spec.namespace_selector.to_dict()
+        if cluster and spec.namespace_selector
+        else None,
+        "syscalls": [{"name": sc, "x86_64": X86_64.get(sc), "arm64": ARM64.get(sc)} for sc in syscalls],
+        "functions": functions,
+        "stackTraces": stacks,
+        "rateLimit": spec.rate_limit,
+        "rateLimitSeconds": spec.rate_limit_seconds,
+        "tetragonPolicies": [o["metadata"]["name"] for o in objects],
+    }
+    return RenderedPolicy(
+        tracing_policies=objects, probe_entry=probe_entry, unresolved_functions=unresolved, notes=notes
+    )
+
+
+def render_probe_configmap(
+    *, name: str, namespace: str, entries: Mapping[str, dict], owner: Mapping[str, Any] | None
+) -> dict:
+    """The one ConfigMap the native probes read: every policy's probe entry keyed by ``probe_entry_key``.
+
+    The payload is canonical JSON (sorted keys, no whitespace) so unchanged
+    entries give a byte-identical ConfigMap and the handler sends no write.
+    """
+    payload = {
+        "apiVersion": API_VERSION,
+        "kind": PROBE_CONFIG_KIND,
+        "policies": {key: entries[key] for key in sorted(entries)},
+    }
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": managed_labels({"app.kubernetes.io/component": "probe-config"}),
+    }
+    if owner is not None:
+        meta["ownerReferences"] = [owner_reference_of(owner)]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {PROBE_CONFIG_KEY: canonical_json(payload)},
+    }

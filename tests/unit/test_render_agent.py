@@ -1,0 +1,310 @@
+"""The agent fleet rendered from a RuntimeObserver: config, hash, grants, RBAC, determinism.
+
+Field names are checked against the Kubernetes API itself: each object is
+read into the official client's model (``kubernetes`` package) and written
+back; a misspelt or misplaced field would be dropped on the way and the
+round trip would differ.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from stellaops_runtime.contracts.config import STORE_URL_ENV, parse_config
+from stellaops_runtime.contracts.crds import (
+    CONFIG_HASH_ANNOTATION,
+    MANAGED_BY,
+    OBSERVER_LABEL,
+    parse_observer_spec,
+)
+from stellaops_runtime.controller.naming import canonical_json, sha256_hex
+from stellaops_runtime.controller.render_agent import (
+    AGENT_CONFIG_KEY,
+    agent_resource_name,
+    probe_configmap_name,
+    render_agent_objects,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+UID = "6f1d0a0e-3c3b-4f57-9a53-0e5cfd1c2f11"
+BASE: dict[str, Any] = {
+    "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
+    "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
+}
+# The documented grant (docs/operator.md, "The agent DaemonSet"): nothing more.
+CAPABILITIES = {"BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"}
+MOUNTS = {
+    ("config", "/etc/stellaops-runtime/agent", True),
+    ("probes", "/etc/stellaops-runtime/probes", True),
+    ("tetragon", "/var/run/tetragon", True),
+}
+HOST_PATHS = {"/var/run/tetragon": "DirectoryOrCreate"}
+
+
+def render(spec: dict[str, Any] | None = None, *, name: str = "default") -> dict[str, dict[str, Any]]:
+    objs = render_agent_objects(
+        name=name, uid=UID, namespace="stellaops-system", spec=parse_observer_spec(spec or BASE)
+    )
+    return {o["kind"]: o for o in objs}
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(BASE)
+    node = spec
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return spec
+
+
+def pod_spec(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return objs["DaemonSet"]["spec"]["template"]["spec"]
+
+
+def config_hash(objs: dict[str, dict[str, Any]]) -> str:
+    return objs["DaemonSet"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+
+
+def test_objects_kinds_names_and_ownership() -> None:
+    objs = render_agent_objects(
+        name="default", uid=UID, namespace="stellaops-system", spec=parse_observer_spec(BASE)
+    )
+    assert [o["kind"] for o in objs] == [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "DaemonSet",
+        "Service",
+    ]
+    for o in objs:
+        meta = o["metadata"]
+        assert meta["name"] == agent_resource_name("default") == "stellaops-agent-default"
+        assert meta["labels"][MANAGED_BY[0]] == MANAGED_BY[1] and meta["labels"][OBSERVER_LABEL] == "default"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "stellaops.io/v1alpha1",
+                "kind": "RuntimeObserver",
+                "name": "default",
+                "uid": UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        cluster_scoped = o["kind"] in ("ClusterRole", "ClusterRoleBinding")
+        assert ("namespace" in meta) is not cluster_scoped
+
+
+def test_field_names_are_kubernetes_api_fields() -> None:
+    api = client.ApiClient()
+    spec = with_(
+        "agent.tolerations", [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}]
+    )
+    spec["agent"]["priorityClassName"] = "node-agents"
+    spec["agent"]["nodeSelector"] = {"pool": "general"}
+    for obj in render(spec).values():
+        model = api._ApiClient__deserialize(obj, f"V1{obj['kind']}")  # type: ignore[attr-defined]
+        assert api.sanitize_for_serialization(model) == obj, obj["kind"]
+
+
+def test_configmap_is_a_valid_agent_config_with_no_secret() -> None:
+    spec = with_("privacy.extraPatterns", ["token=\\S+"])
+    spec["hotSymbols"] = {"windowSeconds": 120, "minConfidenceThreshold": 0.5, "flushIntervalSeconds": 5}
+    spec["tetragon"] = {"address": "127.0.0.1:54321", "timeoutSeconds": 2}
+    spec["metrics"] = {"port": 9100}
+    cm = render(spec)["ConfigMap"]
+    assert list(cm["data"]) == [AGENT_CONFIG_KEY]
+    config = parse_config(cm)  # the whole ConfigMap, as `stella-runtime agent --config` reads it
+    assert config == parse_config(yaml.safe_load(cm["data"][AGENT_CONFIG_KEY]))
+    assert config.tetragon.address == "127.0.0.1:54321" and config.tetragon.timeout_seconds == 2
+    assert (config.hot_symbols.window_seconds, config.hot_symbols.min_confidence_threshold) == (120, 0.5)
+    assert config.hot_symbols.flush_interval_seconds == 5
+    assert config.privacy.extra_patterns == ["token=\\S+"] and config.privacy.redact_arguments is True
+    assert (config.metrics.address, config.metrics.port) == ("0.0.0.0", 9100)
+    assert config.observation_node.enabled is True
+    assert "store" not in yaml.safe_load(cm["data"][AGENT_CONFIG_KEY])  # the URL comes from the Secret
+    container = pod_spec(render(spec))["containers"][0]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert render(spec)["Service"]["spec"]["ports"][0]["port"] == 9100
+
+
+def test_store_url_and_node_name_come_from_the_environment() -> None:
+    env = pod_spec(render())["containers"][0]["env"]
+    assert env == [
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": STORE_URL_ENV, "valueFrom": {"secretKeyRef": {"name": "stellaops-store", "key": "url"}}},
+    ]
+
+
+def test_mounts_and_capabilities_are_exactly_the_documented_grant() -> None:
+    spec = pod_spec(render())
+    (container,) = spec["containers"]
+    sc = container["securityContext"]
+    assert set(sc["capabilities"]["add"]) == CAPABILITIES and sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert (sc["runAsUser"], sc["runAsNonRoot"]) == (0, False)
+    assert {(m["name"], m["mountPath"], m["readOnly"]) for m in container["volumeMounts"]} == MOUNTS
+    host_paths = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in spec["volumes"] if "hostPath" in v}
+    assert host_paths == HOST_PATHS
+    others = {v["name"]: v for v in spec["volumes"] if "hostPath" not in v}
+    assert others["config"]["configMap"]["name"] == agent_resource_name("default")
+    assert others["probes"]["configMap"] == {"name": probe_configmap_name("default"), "optional": True}
+    assert spec["hostPID"] is True
+    assert not any(spec.get(k) for k in ("hostNetwork", "hostIPC", "shareProcessNamespace"))
+    assert container["command"] == [
+        "stella-runtime",
+        "agent",
+        "--config",
+        "/etc/stellaops-runtime/agent/agent.yaml",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("tetragon.address", "unix:///run/tetragon/tetragon.sock"),
+        ("tetragon.timeoutSeconds", 9),
+        ("hotSymbols.windowSeconds", 30),
+        ("hotSymbols.minConfidenceThreshold", 0.9),
+        ("hotSymbols.flushIntervalSeconds", 1),
+        ("privacy.redactArguments", False),
+        ("privacy.defaultPatterns", False),
+        ("privacy.extraPatterns", ["secret=\\S+"]),
+        ("privacy.symbolIdOnly", True),
+        ("privacy.allowedNamespaces", ["shop"]),
+        ("metrics.port", 9000),
+    ],
+)
+def test_config_hash_changes_when_the_config_changes(path: str, value: Any) -> None:
+    before, after = render(), render(with_(path, value))
+    assert after["ConfigMap"]["data"] != before["ConfigMap"]["data"]
+    assert config_hash(after) != config_hash(before)
+    assert config_hash(after) == sha256_hex(after["ConfigMap"]["data"])
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("agent.image", "ghcr.io/stellaops/stellaops-runtime:0.2.0"),
+        ("agent.pullPolicy", "Always"),
+        ("agent.resources", {"limits": {"memory": "1Gi"}}),
+        ("agent.nodeSelector", {"pool": "general"}),
+        ("agent.tolerations", []),
+        ("agent.priorityClassName", "node-agents"),
+        ("store.secretRef", {"name": "other", "key": "dsn"}),
+        ("agentNamespace", "observability"),
+    ],
+)
+def test_config_hash_stays_when_only_the_pod_changes(path: str, value: Any) -> None:
+    before, after = render(), render(with_(path, value))
+    assert after["ConfigMap"]["data"] == before["ConfigMap"]["data"]
+    assert config_hash(after) == config_hash(before)
+    if path != "agentNamespace":  # the namespace is the caller's argument, not read from the spec here
+        assert canonical_json(after["DaemonSet"]) != canonical_json(before["DaemonSet"])
+
+
+def test_scheduling_defaults_and_overrides() -> None:
+    default = pod_spec(render())
+    assert default["tolerations"] == [{"operator": "Exists"}]
+    assert default["nodeSelector"] == {"kubernetes.io/os": "linux"} and "priorityClassName" not in default
+    custom = pod_spec(
+        render(
+            {
+                **BASE,
+                "agent": {
+                    **BASE["agent"],
+                    "tolerations": [],
+                    "nodeSelector": {"pool": "general"},
+                    "priorityClassName": "node-agents",
+                },
+            }
+        )
+    )
+    assert custom["tolerations"] == []
+    assert custom["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "general"}
+    assert custom["priorityClassName"] == "node-agents"
+
+
+def test_rendering_is_byte_for_byte_deterministic() -> None:
+    a = render_agent_objects(name="default", uid=UID, namespace="ns", spec=parse_observer_spec(BASE))
+    b = render_agent_objects(
+        name="default", uid=UID, namespace="ns", spec=parse_observer_spec(copy.deepcopy(BASE))
+    )
+    assert canonical_json(a) == canonical_json(b)
+    assert render()["ConfigMap"]["data"][AGENT_CONFIG_KEY] == render()["ConfigMap"]["data"][AGENT_CONFIG_KEY]
+
+
+def test_agent_rbac_is_least_privilege_and_grantable_by_the_operator() -> None:
+    objs = render()
+    rules = objs["ClusterRole"]["rules"]
+    assert rules == [
+        {
+            "apiGroups": ["stellaops.io"],
+            "resources": ["observationnodes"],
+            "verbs": ["create", "get", "patch", "update"],
+        },
+        {
+            "apiGroups": ["stellaops.io"],
+            "resources": ["observationnodes/status"],
+            "verbs": ["get", "patch", "update"],
+        },
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+    ]
+    binding = objs["ClusterRoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "stellaops-agent-default",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "stellaops-agent-default", "namespace": "stellaops-system"}
+    ]
+    # Kubernetes lets the operator create this role and binding only if it holds every permission itself
+    # (it has neither `escalate` nor `bind`): check against manifests/operator/rbac.yaml.
+    docs = list(yaml.safe_load_all((ROOT / "manifests" / "operator" / "rbac.yaml").read_text()))
+    (operator_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    held = {
+        (g, r, v)
+        for rule in operator_role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    needed = {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert needed <= held, needed - held
+    assert not any(v in ("escalate", "bind", "*") for _, _, v in held)
+
+
+def test_metrics_service_selects_the_agents() -> None:
+    objs = render()
+    svc = objs["Service"]["spec"]
+    assert svc["clusterIP"] == "None"
+    assert svc["selector"] == objs["DaemonSet"]["spec"]["selector"]["matchLabels"]
+    template_labels = objs["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
+    assert svc["selector"].items() <= template_labels.items()
+    assert svc["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_long_or_dotted_observer_names_give_valid_distinct_names() -> None:
+    dotted, dashed = agent_resource_name("team.a"), agent_resource_name("team-a")
+    assert dotted != dashed and "." not in dotted
+    long = agent_resource_name("x" * 253)
+    assert len(long) <= 52 and long.startswith("stellaops-agent-")
+    assert len(probe_configmap_name("x" * 253)) <= 63
+    objs = render(name="x" * 253)
+    assert objs["DaemonSet"]["metadata"]["labels"]["app.kubernetes.io/instance"] != "x" * 253
+    assert len(objs["DaemonSet"]["metadata"]["labels"]["app.kubernetes.io/instance"]) <= 63

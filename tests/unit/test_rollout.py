@@ -1,0 +1,256 @@
+"""Folding ObservationNodes into a policy's rollout status, and node feature labels."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
+from stellaops_runtime.controller.rollout import (
+    FEATURE_LABEL_KEYS,
+    MAX_MESSAGE_CHARS,
+    fold_rollout,
+    index_nodes,
+    node_feature_labels,
+    parse_time,
+)
+
+NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
+FRESH = "2026-11-24T09:59:30Z"
+STALE = "2026-11-24T09:50:00Z"
+POLICIES = [("shop", "stellaops-web"), ("shop", "stellaops-web-uprobes")]
+
+
+def node(
+    name: str, policies: list[dict[str, Any]], *, beat: str | None = FRESH, source: str = "tetragon"
+) -> dict:
+    status: dict[str, Any] = {"source": source, "policies": policies}
+    if beat is not None:
+        status["heartbeatTime"] = beat
+    return {"metadata": {"name": name}, "spec": {"nodeName": name}, "status": status}
+
+
+def loaded(name: str, state: str, error: str = "", namespace: str = "shop") -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "state": state, "error": error}
+
+
+def fold(nodes: list[dict], policies: list[tuple[str | None, str]] = POLICIES, **kw: Any) -> dict:
+    return fold_rollout(tetragon_policies=policies, nodes=nodes, now=NOW, stale_after_seconds=120, **kw)
+
+
+def test_each_node_state_is_counted_once() -> None:
+    nodes = [
+        node("a-running", [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ENABLED")]),
+        node(
+            "b-failed",
+            [
+                loaded("stellaops-web", "ENABLED"),
+                loaded("stellaops-web-uprobes", "LOAD_ERROR", "open /usr/bin/x"),
+            ],
+        ),
+        node("c-pending", [loaded("stellaops-web", "LOADING")]),
+        node("d-missing", []),
+        node("e-stale", [loaded("stellaops-web", "ENABLED")], beat=STALE),
+        node("f-no-heartbeat", [], beat=None),
+        node("g-native", [], source="native"),
+        node("h-bad-time", [], beat="not a time"),
+    ]
+    r = fold(nodes)
+    assert r == {
+        "nodesTotal": 8,
+        "nodesRunning": 1,
+        "nodesFailed": 1,
+        "nodesPending": 2,
+        "nodesStale": 3,
+        "nodesNative": 1,
+        "failures": [
+            {
+                "node": "b-failed",
+                "policy": "shop/stellaops-web-uprobes",
+                "state": "LOAD_ERROR",
+                "message": "open /usr/bin/x",
+            }
+        ],
+    }
+    assert r["nodesTotal"] == sum(
+        r[k] for k in ("nodesRunning", "nodesFailed", "nodesPending", "nodesStale", "nodesNative")
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "bucket"),
+    [
+        ("ENABLED", "nodesRunning"),
+        ("TP_STATE_ENABLED", "nodesRunning"),
+        ("LOAD_ERROR", "nodesFailed"),
+        ("ERROR", "nodesFailed"),
+        ("DISABLED", "nodesFailed"),
+        ("PARTIALLY_ENABLED", "nodesFailed"),
+        ("LOADING", "nodesPending"),
+        ("UNLOADING", "nodesPending"),
+        ("UNKNOWN", "nodesPending"),
+        ("", "nodesPending"),
+    ],
+)
+def test_tetragon_states(state: str, bucket: str) -> None:
+    r = fold([node("n", [loaded("stellaops-web", state)])], policies=[("shop", "stellaops-web")])
+    assert r[bucket] == 1 and r["nodesTotal"] == 1
+
+
+def test_skipped_everywhere_leaves_the_node_out() -> None:
+    r = fold([node("n", [loaded("stellaops-web", "SKIPPED")])], policies=[("shop", "stellaops-web")])
+    assert r["nodesTotal"] == 0
+
+
+def test_failure_messages_first_in_name_order_and_capped() -> None:
+    nodes = [node(f"n{i:02d}", [loaded("stellaops-web", "ERROR", f"boom {i}")]) for i in reversed(range(8))]
+    r = fold(nodes, policies=[("shop", "stellaops-web")], max_messages=3)
+    assert r["nodesFailed"] == 8
+    assert [f["node"] for f in r["failures"]] == ["n00", "n01", "n02"]
+    assert r["failures"][0]["message"] == "boom 0"
+    assert fold(nodes, policies=[("shop", "stellaops-web")], max_messages=0)["failures"] == []
+
+
+def test_failure_without_error_text_says_the_state_and_long_errors_are_cut() -> None:
+    r = fold(
+        [
+            node(
+                "n",
+                [loaded("stellaops-web", "DISABLED"), loaded("stellaops-web-uprobes", "ERROR", "x" * 5000)],
+            )
+        ]
+    )
+    messages = {f["policy"]: f["message"] for f in r["failures"]}
+    assert messages["shop/stellaops-web"] == "policy is DISABLED on this node"
+    assert len(messages["shop/stellaops-web-uprobes"]) == MAX_MESSAGE_CHARS
+
+
+def test_cluster_policies_match_by_empty_namespace() -> None:
+    policies: list[tuple[str | None, str]] = [(None, "stellaops-apps")]
+    running = fold([node("n", [loaded("stellaops-apps", "ENABLED", namespace="")])], policies=policies)
+    assert running["nodesRunning"] == 1
+    # the same name in a namespace is another policy
+    other = fold([node("n", [loaded("stellaops-apps", "ENABLED", namespace="shop")])], policies=policies)
+    assert other["nodesPending"] == 1
+
+
+def test_a_policy_with_nothing_for_tetragon_runs_on_every_fresh_node() -> None:
+    r = fold([node("a", []), node("b", [], beat=STALE)], policies=[])
+    assert (r["nodesRunning"], r["nodesStale"], r["nodesTotal"]) == (1, 1, 2)
+
+
+def test_no_nodes_and_naive_now() -> None:
+    assert fold([]) == {
+        "nodesTotal": 0,
+        "nodesRunning": 0,
+        "nodesFailed": 0,
+        "nodesPending": 0,
+        "nodesStale": 0,
+        "nodesNative": 0,
+        "failures": [],
+    }
+    naive = fold_rollout(
+        tetragon_policies=[],
+        nodes=[node("a", [])],
+        now=NOW.replace(tzinfo=None),
+        stale_after_seconds=60,
+    )
+    assert naive["nodesRunning"] == 1
+
+
+def test_staleness_boundary() -> None:
+    beat = (NOW - timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert fold([node("a", [], beat=beat)], policies=[])["nodesRunning"] == 1
+    beat = (NOW - timedelta(seconds=121)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert fold([node("a", [], beat=beat)], policies=[])["nodesStale"] == 1
+
+
+def test_folding_over_a_prebuilt_index_gives_the_same_status() -> None:
+    nodes = [
+        node("b", [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ERROR", "boom")]),
+        node("a", [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ENABLED")]),
+        node("c", [], beat=STALE),
+        node("d", [], source="native"),
+    ]
+    reports = index_nodes(nodes, now=NOW, stale_after_seconds=120)
+    assert [(r.name, r.kind) for r in reports] == [
+        ("a", "tetragon"),
+        ("b", "tetragon"),
+        ("c", "stale"),
+        ("d", "native"),
+    ]
+    for policies in (POLICIES, [("shop", "stellaops-web")], []):
+        direct = fold(nodes, policies=policies)
+        indexed = fold_rollout(
+            tetragon_policies=policies, nodes=[], now=NOW, stale_after_seconds=0, reports=reports
+        )
+        assert indexed == direct
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time("2026-11-24T10:00:00Z") == NOW
+    assert parse_time("2026-11-24T11:00:00.5+01:00") == NOW + timedelta(milliseconds=500)
+    assert parse_time("2026-11-24T10:00:00") == NOW  # no offset: UTC
+    assert parse_time("") is None and parse_time(None) is None and parse_time(12) is None
+
+
+# ---------------------------------------------------------------- feature labels
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def test_feature_labels_of_a_tetragon_node() -> None:
+    obs = {
+        "status": {
+            "source": "tetragon",
+            "capabilities": {
+                "kernelVersion": "6.1.0-18-amd64",
+                "btf": True,
+                "bpfPermitted": True,
+                "tracepoints": True,
+                "uprobes": True,
+                "kprobes": False,
+                "usdt": False,
+                "ringBuffer": True,
+                "tetragon": {"reachable": True, "version": "v1.7.0"},
+            },
+        }
+    }
+    p = FEATURE_LABEL_PREFIX
+    assert node_feature_labels(obs) == {
+        p + "bpf": "true",
+        p + "btf": "true",
+        p + "kernel-version": "6.1.0-18-amd64",
+        p + "kprobes": "false",
+        p + "max-posture": "EbpfDeep",
+        p + "ring-buffer": "true",
+        p + "source": "tetragon",
+        p + "tetragon": "true",
+        p + "tetragon-version": "v1.7.0",
+        p + "tracepoints": "true",
+        p + "uprobes": "true",
+        p + "usdt": "false",
+    }
+    assert set(node_feature_labels(obs)) == set(FEATURE_LABEL_KEYS)
+
+
+def test_feature_labels_are_valid_label_values_whatever_the_node_reports() -> None:
+    obs = {
+        "status": {
+            "source": "something-new",
+            "capabilities": {"kernelVersion": "5.15.0-1034-azure #41~20.04.1-Ubuntu SMP " + "x" * 80},
+        }
+    }
+    labels = node_feature_labels(obs)
+    assert labels[FEATURE_LABEL_PREFIX + "source"] == "none"
+    assert labels[FEATURE_LABEL_PREFIX + "max-posture"] == "None"
+    assert FEATURE_LABEL_PREFIX + "tetragon-version" not in labels
+    for key, value in labels.items():
+        assert key.startswith(FEATURE_LABEL_PREFIX) and len(key.split("/", 1)[1]) <= 63
+        assert len(value) <= 63 and _LABEL_VALUE.match(value), (key, value)
+    assert labels[FEATURE_LABEL_PREFIX + "kernel-version"].startswith(
+        "5.15.0-1034-azure-41-20.04.1-Ubuntu-SMP"
+    )
