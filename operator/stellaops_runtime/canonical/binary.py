@@ -1,0 +1,262 @@
+"""One ELF file's symbol sources, opened once per build-id and cached by the Symbolizer.
+
+A :class:`Binary` answers "which function holds this file offset / address"
+from its sources in rank order: ``.symtab``, ``.dynsym`` (both read when the
+file is opened: milliseconds for an ordinary library), then DWARF and Go's
+``.gopclntab``, each loaded the first time the sources before it miss (DWARF
+costs seconds on big binaries; the pclntab tens of milliseconds). The file
+stays open so that lazy sources can still be read after the path disappeared
+(a container stopped, a library was upgraded); :meth:`close` releases it.
+
+Every failure is an :class:`~stellaops_runtime.canonical.elflayout.ElfError`
+whose ``reason`` is the outcome counted by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from elftools.elf.elffile import ELFFile
+
+from stellaops_runtime.canonical import gopclntab
+from stellaops_runtime.canonical.addrindex import STB_GLOBAL, AddressTable
+from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
+from stellaops_runtime.canonical.elflayout import (
+    EM_ARM,
+    ElfError,
+    ElfLayout,
+    file_build_id,
+    parse_notes,
+    read_layout,
+    sdt_probes,
+)
+from stellaops_runtime.canonical.resolution import Source
+from stellaops_runtime.canonical.symtab import SectionInfo, function_symbols, read_section, read_sections
+
+log = logging.getLogger(__name__)
+
+_MAX_SDT_NOTES = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A function found for an address."""
+
+    source: str
+    symbol: str  # canonical (demangled) name
+    start: int  # the function's entry address
+    symbol_offset: int  # address - start
+
+
+def _pyelftools(f: BinaryIO) -> ELFFile:
+    """Open the section view; any pyelftools failure is a damaged file, not a crash."""
+    try:
+        return ELFFile(f)
+    except ElfError:
+        raise
+    except Exception as e:  # pyelftools raises ELFError, construct errors, struct.error, ...
+        raise ElfError("bad_elf", f"section headers unreadable: {e}") from None
+
+
+class Binary:
+    """The symbol sources of one ELF file."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        f: BinaryIO,
+        layout: ElfLayout,
+        build_id: str,
+        build_id_kind: str,
+    ) -> None:
+        self.path = path
+        self.build_id = build_id
+        self.build_id_kind = build_id_kind
+        self.layout = layout
+        self._f = f
+        self._elf: ELFFile | None = None
+        self._tables: list[AddressTable] = []
+        self._lazy: list[str] = []
+        self._dwarf: DwarfIndex | None = None
+        self.load_errors: dict[str, str] = {}
+        self._text_addr = 0
+        self._sections: dict[str, SectionInfo] = {}
+        if layout.has_section_headers:
+            elf = self._elf = _pyelftools(f)
+            try:
+                sections = read_sections(elf)
+                for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
+                    syms = function_symbols(
+                        sections,
+                        f,
+                        name,
+                        is64=layout.is64,
+                        little=layout.little,
+                        arm=layout.machine == EM_ARM,
+                    )
+                    if syms:
+                        self._tables.append(AddressTable(source, syms))
+            except ElfError:
+                raise
+            except Exception as e:
+                raise ElfError("bad_elf", f"section table unreadable: {e}") from None
+            for sec in sections:
+                self._sections.setdefault(sec.name, sec)
+            text = self._sections.get(".text")
+            self._text_addr = text.addr if text is not None else 0
+            if ".debug_info" in self._sections or ".zdebug_info" in self._sections:
+                self._lazy.append(Source.DWARF)
+            if ".gopclntab" in self._sections:
+                self._lazy.append(Source.GOPCLNTAB)
+        elif layout.loads:
+            # No section headers at all: only a Go table can still be found (in the segments).
+            self._lazy.append(Source.GOPCLNTAB)
+
+    # -- opening -----------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, *, known_build_id: tuple[str, str] | None = None) -> Binary:
+        """Open and index ``path``; OSError when it cannot be opened, ElfError when it is not usable."""
+        f = open(path, "rb")  # noqa: SIM115 - kept open for lazy sources, closed by close()
+        try:
+            layout = read_layout(f)
+            if known_build_id and known_build_id[0]:
+                bid, kind = known_build_id
+            else:
+                bid, kind = file_build_id(f, layout)
+            return cls(path=path, f=f, layout=layout, build_id=bid, build_id_kind=kind)
+        except BaseException:
+            f.close()
+            raise
+
+    def close(self) -> None:
+        self._f.close()
+
+    # -- lookups -----------------------------------------------------------
+
+    @property
+    def tables(self) -> list[AddressTable]:
+        """The address tables loaded so far, best source first."""
+        return list(self._tables)
+
+    def load_all(self) -> list[AddressTable]:
+        """Load every lazy source now (DWARF, gopclntab) and return all tables."""
+        while self._lazy:
+            self._load_next()
+        return self.tables
+
+    @property
+    def sources(self) -> list[str]:
+        """Sources loaded so far, best first."""
+        return [t.source for t in self._tables]
+
+    def lookup(self, address: int) -> Hit | None:
+        """The function containing virtual address ``address``, from the best source that has one."""
+        for t in self._tables:
+            i = t.find(address)
+            if i >= 0:
+                start = t.starts[i]
+                return Hit(t.source, t.canonical_name(i), start, address - start)
+        while self._lazy:
+            loaded = self._load_next()
+            if loaded is None:
+                continue
+            i = loaded.find(address)
+            if i >= 0:
+                start = loaded.starts[i]
+                return Hit(loaded.source, loaded.canonical_name(i), start, address - start)
+        return None
+
+    def lookup_file_offset(self, file_offset: int) -> tuple[int | None, Hit | None]:
+        """(virtual address, hit) for a file offset; address None when no PT_LOAD maps it."""
+        vaddr = self.layout.vaddr_of(file_offset)
+        if vaddr is None:
+            return None, None
+        return vaddr, self.lookup(vaddr)
+
+    def find_function(self, name: str) -> Hit | None:
+        """The function named ``name`` (raw symbol name or canonical name), offset 0."""
+        for t in self._tables:
+            i = t.find_name(name)
+            if i >= 0:
+                return Hit(t.source, t.canonical_name(i), t.starts[i], 0)
+        while self._lazy:
+            loaded = self._load_next()
+            if loaded is None:
+                continue
+            i = loaded.find_name(name)
+            if i >= 0:
+                return Hit(loaded.source, loaded.canonical_name(i), loaded.starts[i], 0)
+        return None
+
+    def file_line(self, address: int) -> str:
+        """``file:line`` from DWARF when the binary has a line table, else ""."""
+        if self._elf is None:
+            return ""
+        if self._dwarf is None:
+            if ".debug_line" not in self._sections:
+                return ""
+            self._dwarf = DwarfIndex(self._elf)
+        return self._dwarf.file_line(address)
+
+    def sdt_probe(self, provider: str, name: str) -> int | None:
+        """Link-time address of USDT probe ``provider:name`` from ``.note.stapsdt``, or None."""
+        sec = self._sections.get(".note.stapsdt")
+        if sec is None or sec.size > _MAX_SDT_NOTES:
+            return None
+        data = read_section(self._f, sec.offset, sec.size, ".note.stapsdt")
+        notes = parse_notes(data, little=self.layout.little, align=sec.addralign or 4)
+        base_sec = self._sections.get(".stapsdt.base")
+        for p in sdt_probes(notes, little=self.layout.little, is64=self.layout.is64):
+            if p.provider == provider and p.name == name:
+                if base_sec is not None and p.base:
+                    return p.pc + (base_sec.addr - p.base)  # prelink adjustment
+                return p.pc
+        return None
+
+    # -- lazy sources --------------------------------------------------------
+
+    def _load_next(self) -> AddressTable | None:
+        source = self._lazy.pop(0)
+        try:
+            if source == Source.DWARF:
+                assert self._elf is not None
+                self._dwarf = self._dwarf or DwarfIndex(self._elf)
+                syms = self._dwarf.functions()
+            else:
+                syms = self._go_functions()
+        except ElfError as e:
+            self.load_errors[source] = f"{e.reason}: {e}"
+            log.debug("%s: %s unreadable: %s", self.path, source, e)
+            return None
+        except (ValueError, OSError) as e:
+            self.load_errors[source] = str(e)
+            log.debug("%s: %s unreadable: %s", self.path, source, e)
+            return None
+        except Exception as e:  # pyelftools' DWARF decoder raises many types on damaged input
+            self.load_errors[source] = f"{type(e).__name__}: {e}"
+            log.debug("%s: %s unreadable: %s", self.path, source, e)
+            return None
+        if not syms:
+            return None
+        table = AddressTable(source, syms)
+        self._tables.append(table)
+        return table
+
+    def _go_functions(self) -> list[tuple[int, int, str, int, int]]:
+        data: bytes
+        if self._elf is not None:
+            sec = self._sections.get(".gopclntab")
+            if sec is None:
+                return []
+            data = read_section(self._f, sec.offset, sec.size, ".gopclntab")
+        else:
+            found = gopclntab.locate(self._f, self.layout)
+            if found is None:
+                return []
+            data = found[0]
+        _, funcs = gopclntab.parse_functions(data, little=self.layout.little, text_start=self._text_addr)
+        return [(start, end - start, name, STB_GLOBAL, 0) for start, end, name in funcs]

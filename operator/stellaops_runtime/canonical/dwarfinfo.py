@@ -1,0 +1,232 @@
+"""DWARF through pyelftools: function ranges (a symbol source) and file:line for an address.
+
+DWARF is the slowest source to read (pyelftools decodes every DIE in
+Python), so nothing here runs until it is needed, and then only once per
+binary:
+
+- :meth:`DwarfIndex.functions` walks every compile unit's
+  ``DW_TAG_subprogram`` DIEs with code ranges (``DW_AT_low_pc`` +
+  ``DW_AT_high_pc``, or ``DW_AT_ranges``) and names each by its linkage name
+  (``DW_AT_linkage_name``, mangled, so it demangles to the same canonical
+  name as the symbol table would give) or else its plain ``DW_AT_name``,
+  following ``DW_AT_specification``/``DW_AT_abstract_origin``. The symbolizer
+  only asks for it when ``.symtab`` and ``.dynsym`` have no function there.
+- :meth:`DwarfIndex.file_line` finds the compile unit through
+  ``.debug_aranges`` (or the units' own ranges) and decodes that unit's line
+  program only, caching its rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from bisect import bisect_right
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.dwarf.compileunit import CompileUnit
+from elftools.dwarf.die import DIE
+from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.dwarf.ranges import BaseAddressEntry
+from elftools.elf.elffile import ELFFile
+
+from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
+
+log = logging.getLogger(__name__)
+
+_NAME_ATTRS = ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name", "DW_AT_name")
+_ADDRX_FORMS = frozenset(
+    {"DW_FORM_addrx", "DW_FORM_addrx1", "DW_FORM_addrx2", "DW_FORM_addrx3", "DW_FORM_addrx4"}
+)
+_MAX_LINE_CACHE = 64
+
+
+class DwarfIndex:
+    """Lazily decoded DWARF of one binary (the ELFFile must stay open)."""
+
+    def __init__(self, elf: ELFFile) -> None:
+        self._elf = elf
+        self._dwarf: DWARFInfo | None = None
+        self._cu_ranges: list[tuple[int, int, int]] | None = None  # (low, high, cu offset)
+        self._lines: dict[int, tuple[list[int], list[tuple[str, int]]]] = {}
+        self.errors = 0
+
+    def _info(self) -> DWARFInfo:
+        if self._dwarf is None:
+            self._dwarf = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
+        return self._dwarf
+
+    # -- functions ---------------------------------------------------------
+
+    def functions(self) -> list[RawSymbol]:
+        """Every subprogram with code, as (start, size, linkage-or-plain name, GLOBAL, 0)."""
+        dwarf = self._info()
+        out: list[RawSymbol] = []
+        for cu in dwarf.iter_CUs():
+            try:
+                for die in cu.iter_DIEs():
+                    if die.tag != "DW_TAG_subprogram":
+                        continue
+                    name = _die_name(die)
+                    if not name:
+                        continue
+                    for low, high in _die_ranges(dwarf, cu, die):
+                        if high > low:
+                            out.append((low, high - low, name, STB_GLOBAL, 0))
+            except (ELFError, KeyError, ValueError, IndexError, AttributeError) as e:
+                # One damaged unit must not hide the others.
+                self.errors += 1
+                log.debug("DWARF unit at %#x unreadable: %s", cu.cu_offset, e)
+        return out
+
+    # -- lines -------------------------------------------------------------
+
+    def file_line(self, address: int) -> str:
+        """``path:line`` of the line-table row covering ``address``, or "" when unknown."""
+        try:
+            cu_offset = self._cu_offset_for(address)
+            if cu_offset < 0:
+                return ""
+            rows = self._lines.get(cu_offset)
+            if rows is None:
+                rows = self._line_rows(cu_offset)
+                if len(self._lines) >= _MAX_LINE_CACHE:
+                    self._lines.pop(next(iter(self._lines)))
+                self._lines[cu_offset] = rows
+        except (ELFError, KeyError, ValueError, IndexError, AttributeError) as e:
+            self.errors += 1
+            log.debug("DWARF line lookup at %#x failed: %s", address, e)
+            return ""
+        addrs, where = rows
+        i = bisect_right(addrs, address) - 1
+        if i < 0:
+            return ""
+        path, line = where[i]
+        return f"{path}:{line}" if path and line else ""
+
+    def _cu_offset_for(self, address: int) -> int:
+        dwarf = self._info()
+        aranges = dwarf.get_aranges()
+        if aranges is not None:
+            off = aranges.cu_offset_at_addr(address)
+            if off is not None:
+                return int(off)
+        if self._cu_ranges is None:
+            ranges: list[tuple[int, int, int]] = []
+            for cu in dwarf.iter_CUs():
+                top = cu.get_top_DIE()
+                for low, high in _die_ranges(dwarf, cu, top):
+                    ranges.append((low, high, cu.cu_offset))
+            self._cu_ranges = ranges
+        for low, high, off in self._cu_ranges:
+            if low <= address < high:
+                return off
+        return -1
+
+    def _line_rows(self, cu_offset: int) -> tuple[list[int], list[tuple[str, int]]]:
+        dwarf = self._info()
+        cu = dwarf.get_CU_at(cu_offset)
+        prog = dwarf.line_program_for_CU(cu)
+        if prog is None:
+            return [], []
+        version = prog["version"]
+        files = prog["file_entry"]
+        dirs = prog["include_directory"]
+        comp_dir = _attr_text(cu.get_top_DIE(), "DW_AT_comp_dir")
+        rows: list[tuple[int, int, str, int]] = []
+        for entry in prog.get_entries():
+            st = entry.state
+            if st is None:
+                continue
+            if st.end_sequence:
+                rows.append((st.address, 0, "", 0))
+                continue
+            rows.append((st.address, 1, _file_name(files, dirs, st.file, version, comp_dir), st.line))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return [r[0] for r in rows], [(r[2], r[3]) for r in rows]
+
+
+def _attr_text(die: DIE, name: str) -> str:
+    attr = die.attributes.get(name)
+    if attr is None:
+        return ""
+    value = attr.value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _die_name(die: DIE) -> str:
+    seen = 0
+    cur: DIE | None = die
+    while cur is not None and seen < 4:
+        for attr in _NAME_ATTRS:
+            text = _attr_text(cur, attr)
+            if text:
+                return text
+        nxt = None
+        for ref in ("DW_AT_specification", "DW_AT_abstract_origin"):
+            if ref in cur.attributes:
+                nxt = cur.get_DIE_from_attribute(ref)
+                break
+        cur = nxt
+        seen += 1
+    return ""
+
+
+def _address(dwarf: DWARFInfo, cu: CompileUnit, attr: Any) -> int:
+    if attr.form in _ADDRX_FORMS:
+        return int(dwarf.get_addr(cu, attr.value))
+    return int(attr.value)
+
+
+def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE) -> list[tuple[int, int]]:
+    attrs = die.attributes
+    low_attr = attrs.get("DW_AT_low_pc")
+    high_attr = attrs.get("DW_AT_high_pc")
+    if low_attr is not None and high_attr is not None:
+        low = _address(dwarf, cu, low_attr)
+        if high_attr.form == "DW_FORM_addr" or high_attr.form in _ADDRX_FORMS:
+            high = _address(dwarf, cu, high_attr)
+        else:
+            high = low + int(high_attr.value)  # DWARF 4+: an offset from low_pc
+        return [(low, high)]
+    ranges_attr = attrs.get("DW_AT_ranges")
+    if ranges_attr is None or ranges_attr.form != "DW_FORM_sec_offset":
+        return []
+    base = 0
+    top = cu.get_top_DIE()
+    top_low = top.attributes.get("DW_AT_low_pc")
+    if top_low is not None:
+        base = _address(dwarf, cu, top_low)
+    out: list[tuple[int, int]] = []
+    lists = dwarf.range_lists()
+    if lists is None:
+        return []
+    for entry in lists.get_range_list_at_offset(ranges_attr.value, cu=cu):
+        if isinstance(entry, BaseAddressEntry):
+            base = entry.base_address
+            continue
+        if entry.is_absolute:
+            out.append((entry.begin_offset, entry.end_offset))
+        else:
+            out.append((base + entry.begin_offset, base + entry.end_offset))
+    return out
+
+
+def _file_name(files: Any, dirs: Any, index: int, version: int, comp_dir: str) -> str:
+    i = index if version >= 5 else index - 1
+    if not 0 <= i < len(files):
+        return ""
+    fe = files[i]
+    name = fe.name.decode("utf-8", "replace") if isinstance(fe.name, bytes) else str(fe.name)
+    if os.path.isabs(name):
+        return name
+    d = fe.dir_index if version >= 5 else fe.dir_index - 1
+    directory = ""
+    if 0 <= d < len(dirs):
+        raw = dirs[d]
+        directory = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    elif comp_dir:
+        directory = comp_dir
+    if directory and not os.path.isabs(directory) and comp_dir:
+        directory = os.path.join(comp_dir, directory)
+    return os.path.join(directory, name) if directory else name

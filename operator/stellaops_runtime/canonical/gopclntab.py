@@ -1,0 +1,203 @@
+"""Go's ``.gopclntab``: function names and entry points of Go binaries stripped of ``.symtab``.
+
+Production Go binaries are usually linked with ``-ldflags="-s -w"`` (no
+``.symtab``, no DWARF), and Debian's own containerd, ctr and runc ship that
+way; the Go runtime still needs its pc-line table to print stack traces, so it
+is always there. This module parses the table's header and function table
+from the published layout (Go's ``runtime/symtab.go`` ``pcHeader``,
+``functab`` and ``_func``):
+
+========  ===========  =====================================================
+magic     Go versions  header after magic/pad/minLC/ptrSize (ptrSize words)
+========  ===========  =====================================================
+fffffffa  1.16, 1.17   nfunc, nfiles, funcnameOffset, cuOffset, filetabOffset,
+                       pctabOffset, pclnOffset; functab = (entry, funcoff)
+                       words; ``_func`` = entry word, nameoff int32
+fffffff0  1.18, 1.19   as 1.16 plus textStart after nfiles; functab = (entryoff,
+fffffff1  1.20+        funcoff) uint32 pairs relative to textStart;
+                       ``_func`` = entryoff uint32, nameoff int32
+========  ===========  =====================================================
+
+In both layouts the functab has ``nfunc`` pairs followed by one more entry,
+the end of the last function; ``funcoff`` is relative to the functab and a
+name is a NUL-terminated string at funcnametab + nameoff. Older tables
+(1.2-1.15, magic fffffffb) are reported as unsupported.
+
+Where the section header table is gone (``sstrip``-style stripping), the table
+is found in the loadable segments: each candidate header is checked for
+plausibility and confirmed by finding the runtime's ``moduledata`` in a
+writable segment, whose first words are a pointer to the table and the
+funcnametab slice (table address + funcnameOffset).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from stellaops_runtime.canonical.elflayout import PF_W, ElfError, ElfLayout
+
+MAGIC_GO116 = 0xFFFFFFFA
+MAGIC_GO118 = 0xFFFFFFF0
+MAGIC_GO120 = 0xFFFFFFF1
+MAGIC_GO12 = 0xFFFFFFFB
+VERSIONS = {MAGIC_GO116: "go1.16", MAGIC_GO118: "go1.18", MAGIC_GO120: "go1.20"}
+
+
+@dataclass(frozen=True, slots=True)
+class PclnHeader:
+    version: str
+    min_lc: int
+    ptr_size: int
+    nfunc: int
+    nfiles: int
+    text_start: int  # 0 for go1.16 tables (entries are absolute there)
+    funcname_offset: int
+    cu_offset: int
+    filetab_offset: int
+    pctab_offset: int
+    pcln_offset: int
+
+
+def parse_header(data: bytes | memoryview, *, little: bool) -> PclnHeader:
+    """Parse and sanity-check a pcHeader; ValueError when it is not one we read."""
+    e = "<" if little else ">"
+    if len(data) < 8:
+        raise ValueError("gopclntab shorter than its header")
+    magic, pad1, pad2, min_lc, ptr_size = struct.unpack_from(e + "IBBBB", data, 0)
+    if magic == MAGIC_GO12:
+        raise ValueError("gopclntab of Go 1.2-1.15 (magic 0xfffffffb) is not supported")
+    version = VERSIONS.get(magic)
+    if version is None:
+        raise ValueError(f"not a gopclntab (magic {magic:#x})")
+    if pad1 or pad2 or min_lc not in (1, 2, 4) or ptr_size not in (4, 8):
+        raise ValueError(f"implausible gopclntab header (minLC {min_lc}, ptrSize {ptr_size})")
+    word = e + ("Q" if ptr_size == 8 else "I")
+    nwords = 7 if magic == MAGIC_GO116 else 8
+    if len(data) < 8 + nwords * ptr_size:
+        raise ValueError("gopclntab shorter than its header")
+    words = [struct.unpack_from(word, data, 8 + i * ptr_size)[0] for i in range(nwords)]
+    if magic == MAGIC_GO116:
+        words.insert(2, 0)
+    nfunc, nfiles, text_start, fn_off, cu_off, file_off, pc_off, pcln_off = words
+    size = len(data)
+    if not 0 < nfunc < 1 << 24:
+        raise ValueError(f"implausible gopclntab function count {nfunc}")
+    for what, off in (("funcnametab", fn_off), ("cutab", cu_off), ("filetab", file_off), ("pctab", pc_off)):
+        if not 0 < off < size:
+            raise ValueError(f"gopclntab {what} offset {off:#x} outside the table")
+    if not 0 < pcln_off < size:
+        raise ValueError(f"gopclntab functab offset {pcln_off:#x} outside the table")
+    return PclnHeader(
+        version, min_lc, ptr_size, nfunc, nfiles, text_start, fn_off, cu_off, file_off, pc_off, pcln_off
+    )
+
+
+def parse_functions(
+    data: bytes | memoryview, *, little: bool, text_start: int = 0
+) -> tuple[PclnHeader, list[tuple[int, int, str]]]:
+    """(header, [(entry, end, name)]) sorted by entry.
+
+    ``text_start`` replaces the header's textStart when that is 0 (position-
+    independent binaries carry it as a relocation, not in the file bytes).
+    """
+    h = parse_header(data, little=little)
+    e = "<" if little else ">"
+    buf = bytes(data) if isinstance(data, memoryview) else data
+    size = len(buf)
+    n = h.nfunc
+    base = h.pcln_offset
+    if h.version == "go1.16":
+        letter = "Q" if h.ptr_size == 8 else "I"
+        word = e + letter
+        pair_size = 2 * h.ptr_size
+        tab_end = base + n * pair_size + h.ptr_size
+        if tab_end > size:
+            raise ValueError("gopclntab function table runs past the table")
+        pairs = list(struct.iter_unpack(e + letter * 2, buf[base : base + n * pair_size]))
+        (last,) = struct.unpack_from(word, buf, base + n * pair_size)
+        entries = [p[0] for p in pairs]
+        entries.append(last)
+        name_at = h.ptr_size  # _func: entry word, then nameoff
+    else:
+        ts = h.text_start or text_start
+        if not ts:
+            raise ValueError("gopclntab textStart is 0 (relocated) and no .text address is known")
+        tab_end = base + n * 8 + 4
+        if tab_end > size:
+            raise ValueError("gopclntab function table runs past the table")
+        pairs = list(struct.iter_unpack(e + "II", buf[base : base + n * 8]))
+        (last,) = struct.unpack_from(e + "I", buf, base + n * 8)
+        entries = [ts + p[0] for p in pairs]
+        entries.append(ts + last)
+        name_at = 4  # _func: entryoff uint32, then nameoff
+    names_base = h.funcname_offset
+    nameoff_fmt = e + "i"
+    out: list[tuple[int, int, str]] = []
+    find = buf.find
+    prev = -1
+    for i, pair in enumerate(pairs):
+        start = entries[i]
+        if start < prev:
+            raise ValueError(f"gopclntab function table not sorted at entry {i}")
+        prev = start
+        func_pos = base + pair[1]
+        if func_pos + name_at + 4 > size:
+            raise ValueError(f"gopclntab _func {i} outside the table")
+        (nameoff,) = struct.unpack_from(nameoff_fmt, buf, func_pos + name_at)
+        npos = names_base + nameoff
+        if not 0 <= npos < size:
+            raise ValueError(f"gopclntab name of function {i} outside the table")
+        end = find(b"\0", npos)
+        if end < 0:
+            end = size
+        out.append((start, entries[i + 1], buf[npos:end].decode("utf-8", "replace")))
+    return h, out
+
+
+def _candidate_ok(data: bytes, pos: int, little: bool) -> PclnHeader | None:
+    try:
+        return parse_header(memoryview(data)[pos:], little=little)
+    except ValueError:
+        return None
+
+
+def locate(f: BinaryIO, layout: ElfLayout) -> tuple[bytes, int] | None:
+    """Find the gopclntab in the loadable segments when there is no section header for it.
+
+    Returns (bytes from the table's start to the end of its segment, table address).
+    """
+    e = "<" if layout.little else ">"
+    segs = [(s, _read(f, s.offset, s.filesz)) for s in layout.loads]
+    candidates: list[tuple[int, bytes, int, PclnHeader]] = []  # (vaddr, segment bytes, pos, header)
+    for seg, data in segs:
+        if seg.flags & PF_W:
+            continue
+        for magic in VERSIONS:
+            needle = struct.pack(e + "I", magic)
+            pos = data.find(needle)
+            while pos >= 0:
+                h = _candidate_ok(data, pos, layout.little)
+                if h is not None:
+                    candidates.append((seg.vaddr + pos, data, pos, h))
+                pos = data.find(needle, pos + 1)
+    if not candidates:
+        return None
+    writable = [data for seg, data in segs if seg.flags & PF_W]
+    for vaddr, data, pos, h in candidates:
+        word = e + ("Q" if h.ptr_size == 8 else "I")
+        needle = struct.pack(word, vaddr) + struct.pack(word, vaddr + h.funcname_offset)
+        if any(needle in w for w in writable):
+            return data[pos:], vaddr
+    # No moduledata found (e.g. relocated at load time): the most plausible header wins.
+    vaddr, data, pos, _h = max(candidates, key=lambda c: c[3].nfunc)
+    return data[pos:], vaddr
+
+
+def _read(f: BinaryIO, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) < size:
+        raise ElfError("truncated_elf", "loadable segment ends past the end of the file")
+    return data

@@ -1,0 +1,306 @@
+"""Symbolizer: (file, offset), (pid, address) or kernel (symbol, offset) -> canonical function.
+
+The edge that reads files. Three ways in, one way out:
+
+- :meth:`Symbolizer.resolve_file` takes a file and a file offset (what a
+  Tetragon user frame carries);
+- :meth:`Symbolizer.resolve_pid` takes an address in a live process, finds its
+  mapping in ``/proc/<pid>/maps``, turns it into the same file offset
+  (``address - mapping start + mapping file offset``) and continues as
+  ``resolve_file`` on ``/proc/<pid>/root/<path>``, so the same function seen by
+  address and by (module, file offset) gets the same ID;
+- :meth:`Symbolizer.resolve_kernel` / :meth:`resolve_kernel_address` use kallsyms.
+
+Each returns a :class:`~stellaops_runtime.canonical.resolution.Resolution`
+and bumps one counter (``resolved_<source>`` or the failure outcome); nothing
+raises for a bad file or a vanished process.
+
+Caches: a file's build-id per (path, device, inode, size, mtime), and one
+:class:`~stellaops_runtime.canonical.binary.Binary` (the parsed symbol
+sources) per build-id in an LRU bounded by entry count. Blocking file I/O:
+call from a worker thread, never from an event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+from stellaops_runtime.canonical.addrindex import LRU
+from stellaops_runtime.canonical.binary import Binary, Hit
+from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.canonical.elflayout import ElfError, file_build_id, read_layout
+from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
+from stellaops_runtime.canonical.kallsyms import KernelSymbols
+from stellaops_runtime.canonical.procmaps import (
+    Mapping,
+    ProcessError,
+    find_mapping,
+    map_files_path,
+    process_alive,
+    read_maps,
+    root_path,
+)
+from stellaops_runtime.canonical.resolution import Outcome, Resolution, Source
+
+log = logging.getLogger(__name__)
+
+KERNEL_MODULE = "[kernel]"
+
+_StatKey = tuple[str, int, int, int, int]
+
+
+def module_label(module: str) -> str:
+    """How a kernel object is named in a frame's ``module``: ``[kernel]`` or ``[<module>]``."""
+    return f"[{module}]" if module else KERNEL_MODULE
+
+
+class Symbolizer:
+    """Resolves frames against real files, with per-build-id caches and outcome counters."""
+
+    def __init__(
+        self,
+        *,
+        max_binaries: int = 64,
+        max_paths: int = 4096,
+        proc_root: str = "/proc",
+        kallsyms_path: str = "/proc/kallsyms",
+        kernel_notes_path: str = "/sys/kernel/notes",
+        sys_module_path: str = "/sys/module",
+        file_lines: bool = False,
+    ) -> None:
+        self.proc_root = proc_root
+        self.kallsyms_path = kallsyms_path
+        self.kernel_notes_path = kernel_notes_path
+        self.sys_module_path = sys_module_path
+        self.file_lines = file_lines
+        self._binaries: LRU[str, Binary] = LRU(max_binaries, on_evict=Binary.close)
+        self._paths: LRU[_StatKey, tuple[str, str]] = LRU(max_paths)
+        self._kernel: KernelSymbols | None = None
+        self._kernel_error = ""
+        self.counters: Counter[str] = Counter()
+
+    # -- building blocks (shared with the FrameCanonicalizer) ----------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``resolved_<source>`` and one per failure outcome, plus cache figures."""
+        out = dict(self.counters)
+        out["binaries_cached"] = len(self._binaries)
+        out["binaries_evicted"] = self._binaries.evictions
+        return out
+
+    def file_build_id(self, path: str) -> tuple[str, str]:
+        """(build-id, kind) of the file at ``path``; cached per inode and mtime.
+
+        Raises OSError when the file cannot be read, ElfError when it is not a usable ELF.
+        """
+        st = os.stat(path)
+        key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self._paths.get(key)
+        if hit is not None:
+            return hit
+        with open(path, "rb") as f:
+            layout = read_layout(f)
+            value = file_build_id(f, layout)
+        self._paths.put(key, value)
+        return value
+
+    def cached_binary(self, build_id: str) -> Binary | None:
+        return self._binaries.get(build_id) if build_id else None
+
+    def binary(self, path: str) -> Binary:
+        """The indexed Binary for the file at ``path`` (cached by its build-id).
+
+        Raises OSError when the file cannot be read, ElfError when it is not a usable ELF.
+        """
+        known = self.file_build_id(path)
+        cached = self._binaries.get(known[0])
+        if cached is not None:
+            return cached
+        b = Binary.open(path, known_build_id=known)
+        self._binaries.put(b.build_id, b)
+        self.counters["binaries_loaded"] += 1
+        return b
+
+    def kernel(self) -> KernelSymbols:
+        """The kernel's symbols, loaded on first use; OSError when kallsyms is unreadable."""
+        if self._kernel is None:
+            self._kernel = KernelSymbols(
+                kallsyms_path=self.kallsyms_path,
+                notes_path=self.kernel_notes_path,
+                sys_module_path=self.sys_module_path,
+            )
+        return self._kernel
+
+    def count(self, res: Resolution) -> Resolution:
+        if res.error:
+            self.counters[str(res.error)] += 1
+        else:
+            self.counters[f"resolved_{res.source}"] += 1
+        return res
+
+    # -- user space ------------------------------------------------------------
+
+    def resolve_file(
+        self,
+        path: str,
+        file_offset: int,
+        *,
+        root: str = "/",
+        expected_build_id: str = "",
+        input: str = "",
+    ) -> Resolution:
+        """Resolve a file offset inside ``path`` (as seen under ``root``)."""
+        res = Resolution(input=input or f"{path}+{file_offset:#x}", module=path, file_offset=file_offset)
+        full = path if root in ("", "/") else os.path.join(root, path.lstrip("/"))
+        return self.count(self._resolve_in(res, full, file_offset, expected_build_id=expected_build_id))
+
+    def resolve_pid(self, pid: int, address: int, *, input: str = "") -> Resolution:
+        """Resolve an address in the address space of live process ``pid``."""
+        return self.resolve_pid_many(pid, [address], inputs=[input] if input else None)[0]
+
+    def resolve_pid_many(
+        self, pid: int, addresses: list[int], *, inputs: list[str] | None = None
+    ) -> list[Resolution]:
+        """Resolve several addresses of one process, reading its maps once."""
+        labels = inputs or [f"{a:#x}" for a in addresses]
+        try:
+            maps = read_maps(pid, proc_root=self.proc_root)
+        except ProcessError as e:
+            return [self.count(Resolution(input=s, error=e.reason, detail=str(e))) for s in labels]
+        return [
+            self.count(self._resolve_address(pid, maps, a, s)) for a, s in zip(addresses, labels, strict=True)
+        ]
+
+    def _resolve_address(self, pid: int, maps: list[Mapping], address: int, label: str) -> Resolution:
+        res = Resolution(input=label)
+        m = find_mapping(maps, address)
+        if m is None:
+            res.error, res.detail = Outcome.NOT_MAPPED, f"{address:#x} is in no mapping of process {pid}"
+            return res
+        res.module = m.path
+        if not m.file_backed:
+            res.error = Outcome.NOT_FILE_BACKED
+            res.detail = f"{address:#x} is in {m.path or 'anonymous memory'}, not in a file"
+            return res
+        off = m.file_offset(address)
+        res.file_offset = off
+        if m.deleted:
+            path = map_files_path(pid, m, proc_root=self.proc_root)
+            out = self._resolve_in(res, path, off)
+            if out.error in (Outcome.UNREADABLE_FILE, Outcome.NO_FILE):
+                if not process_alive(pid, proc_root=self.proc_root):
+                    out.error, out.detail = Outcome.PROCESS_EXITED, f"process {pid} exited"
+                else:
+                    out.error = Outcome.DELETED_FILE
+                    out.detail = f"{m.path} was deleted and {path} is unreadable"
+            elif not out.error:
+                self.counters["deleted_file_read_via_map_files"] += 1
+            return out
+        out = self._resolve_in(res, root_path(pid, m.path, proc_root=self.proc_root), off)
+        if out.error == Outcome.UNREADABLE_FILE and not process_alive(pid, proc_root=self.proc_root):
+            out.error, out.detail = Outcome.PROCESS_EXITED, f"process {pid} exited while it was resolved"
+        return out
+
+    def _resolve_in(
+        self, res: Resolution, path: str, file_offset: int, *, expected_build_id: str = ""
+    ) -> Resolution:
+        try:
+            b = self.binary(path)
+        except FileNotFoundError as e:
+            res.error, res.detail = Outcome.UNREADABLE_FILE, f"no such file: {e.filename}"
+            return res
+        except OSError as e:
+            res.error, res.detail = Outcome.UNREADABLE_FILE, f"{path}: {e.strerror or e}"
+            return res
+        except ElfError as e:
+            res.error, res.detail = e.reason, f"{path}: {e}"
+            return res
+        res.build_id = b.build_id
+        if expected_build_id and b.build_id != expected_build_id:
+            res.error = Outcome.BUILD_ID_MISMATCH
+            res.detail = f"{path} has build-id {b.build_id}, expected {expected_build_id}"
+            return res
+        return fill(res, b, file_offset, file_lines=self.file_lines)
+
+    # -- kernel --------------------------------------------------------------------
+
+    def resolve_kernel(self, symbol: str, offset: int, *, input: str = "") -> Resolution:
+        """Normalize a kernel frame given as kallsyms symbol + offset from its start."""
+        res = Resolution(input=input or f"{symbol}+{offset:#x}", module=KERNEL_MODULE, offset=offset)
+        try:
+            ks = self.kernel()
+        except OSError as e:
+            res.error, res.detail = Outcome.KALLSYMS_UNREADABLE, f"{self.kallsyms_path}: {e}"
+            return self.count(res)
+        i = ks.find_name(symbol)
+        if i < 0:
+            res.error, res.detail = Outcome.UNKNOWN_KERNEL_SYMBOL, f"{symbol} is not in {self.kallsyms_path}"
+            return self.count(res)
+        size = ks.size(i)
+        if size and offset >= size:
+            # Past the symbol's end: it is in a later symbol; resolve the address instead.
+            return self.resolve_kernel_address(ks.addrs[i] + offset, input=res.input)
+        return self.count(_kernel_hit(res, ks, i, offset, symbol=symbol))
+
+    def resolve_kernel_address(self, address: int, *, input: str = "") -> Resolution:
+        """Resolve a kernel text address (needs kallsyms addresses, i.e. root)."""
+        res = Resolution(input=input or f"{address:#x}", module=KERNEL_MODULE)
+        try:
+            ks = self.kernel()
+        except OSError as e:
+            res.error, res.detail = Outcome.KALLSYMS_UNREADABLE, f"{self.kallsyms_path}: {e}"
+            return self.count(res)
+        if not ks.addresses_visible:
+            res.error = Outcome.KERNEL_ADDRESSES_HIDDEN
+            res.detail = "kallsyms shows zero addresses (needs root / kptr_restrict)"
+            return self.count(res)
+        i = ks.find_address(address)
+        if i < 0 or (ks.size(i) and address - ks.addrs[i] >= ks.size(i)):
+            res.error, res.detail = Outcome.NO_SYMBOL, f"{address:#x} is outside kernel text symbols"
+            return self.count(res)
+        return self.count(_kernel_hit(res, ks, i, address - ks.addrs[i]))
+
+    def close(self) -> None:
+        self._binaries.clear()
+
+
+def _kernel_hit(res: Resolution, ks: KernelSymbols, i: int, offset: int, *, symbol: str = "") -> Resolution:
+    module = ks.modules[i]
+    res.module = module_label(module)
+    res.symbol = demangle(symbol or ks.names[i])
+    res.offset = offset
+    res.source = Source.KALLSYMS
+    res.build_id = ks.build_id(module)
+    if res.build_id:
+        res.function_id = format_function_id(res.build_id, res.symbol, offset)
+    return res
+
+
+def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = False) -> Resolution:
+    """Complete ``res`` from Binary ``b`` at ``file_offset`` (symbol, offset, ID, source or error)."""
+    vaddr, hit = b.lookup_file_offset(file_offset)
+    if vaddr is None:
+        res.error = Outcome.OFFSET_OUTSIDE_FILE
+        res.detail = f"file offset {file_offset:#x} is in no loadable segment"
+        res.offset = file_offset
+        res.function_id = unresolved_function_id(b.build_id, file_offset)
+        return res
+    if hit is None:
+        res.error = Outcome.NO_SYMBOL
+        res.detail = f"no function covers address {vaddr:#x} (sources: {', '.join(b.sources) or 'none'})"
+        res.offset = file_offset
+        res.function_id = unresolved_function_id(b.build_id, file_offset)
+    else:
+        apply_hit(res, b.build_id, hit)
+    if file_lines:
+        res.file_line = b.file_line(vaddr)
+    return res
+
+
+def apply_hit(res: Resolution, build_id: str, hit: Hit) -> None:
+    res.symbol = hit.symbol
+    res.offset = hit.symbol_offset
+    res.source = hit.source
+    res.function_id = format_function_id(build_id, hit.symbol, hit.symbol_offset)

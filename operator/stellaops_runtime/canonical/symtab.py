@@ -1,0 +1,130 @@
+"""Function symbols from ``.symtab`` / ``.dynsym``: pyelftools finds the sections, ``struct`` reads them.
+
+pyelftools' ``iter_symbols()`` builds a Container per record and is 18-52x
+slower than unpacking the raw section bytes with ``struct.iter_unpack``
+(containerd's 117,627-record ``.dynsym``: ~2.7 s against ~50 ms; see
+bench/symbolize_bench.py). pyelftools is used only for what it is good at
+here: the section header table (headers only, see :func:`read_sections`).
+
+Kept: STT_FUNC and STT_GNU_IFUNC symbols defined in a section (not undefined,
+not absolute), with their size and binding; a zero size is left for
+:class:`~stellaops_runtime.canonical.addrindex.AddressTable` to handle, with
+the end of the symbol's section as its bound.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from elftools.elf.elffile import ELFFile
+
+from stellaops_runtime.canonical.addrindex import RawSymbol
+from stellaops_runtime.canonical.elflayout import ElfError
+
+STT_FUNC = 2
+STT_GNU_IFUNC = 10
+SHN_UNDEF = 0
+SHN_LORESERVE = 0xFF00
+SHT_NOBITS = "SHT_NOBITS"
+_FUNC_TYPES = frozenset({STT_FUNC, STT_GNU_IFUNC})
+_SYMTAB_TYPES = {".symtab": "SHT_SYMTAB", ".dynsym": "SHT_DYNSYM"}
+
+
+def read_section(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) < size:
+        raise ElfError("truncated_elf", f"{what} ends past the end of the file")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class SectionInfo:
+    """What the symbolizer needs from one section header."""
+
+    name: str
+    type: str  # pyelftools' name for sh_type, e.g. "SHT_SYMTAB"
+    addr: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+    addralign: int
+
+
+def read_sections(elf: ELFFile) -> list[SectionInfo]:
+    """Every section header, without building pyelftools' Section objects.
+
+    ``ELFFile.iter_sections()`` / ``get_section_by_name()`` construct every
+    section, and constructing ``.gnu.hash`` parses the whole hash table: a
+    third of containerd's cold load. Reading the headers alone is cheap.
+    """
+    out: list[SectionInfo] = []
+    for i in range(elf.num_sections()):
+        h = elf._get_section_header(i)
+        out.append(
+            SectionInfo(
+                name=elf._get_section_name(h),
+                type=str(h["sh_type"]),
+                addr=h["sh_addr"],
+                offset=h["sh_offset"],
+                size=h["sh_size"],
+                link=h["sh_link"],
+                entsize=h["sh_entsize"],
+                addralign=h["sh_addralign"],
+            )
+        )
+    return out
+
+
+def function_symbols(
+    sections: list[SectionInfo],
+    f: BinaryIO,
+    name: str,
+    *,
+    is64: bool,
+    little: bool,
+    arm: bool = False,
+) -> list[RawSymbol]:
+    """The function symbols of section ``name`` (".symtab" or ".dynsym"); [] when it is absent."""
+    sec = next((s for s in sections if s.name == name), None)
+    if sec is None or sec.type != _SYMTAB_TYPES[name] or not sec.size:
+        return []
+    e = "<" if little else ">"
+    fmt = e + ("IBBHQQ" if is64 else "IIIBBH")
+    rec = struct.calcsize(fmt)
+    if sec.entsize != rec:
+        raise ElfError("bad_elf", f"{name}: symbol entry size {sec.entsize}, expected {rec}")
+    data = read_section(f, sec.offset, sec.size - sec.size % rec, name)
+    if not 0 < sec.link < len(sections):
+        raise ElfError("bad_elf", f"{name}: string table link {sec.link} out of range")
+    strsec = sections[sec.link]
+    if strsec.type == SHT_NOBITS:
+        return []
+    strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table")
+    limits = [s.addr + s.size for s in sections]
+    nsec = len(limits)
+    out: list[RawSymbol] = []
+    append = out.append
+    find = strtab.find
+    for rec_fields in struct.iter_unpack(fmt, data):
+        if is64:
+            name_off, info, _other, shndx, value, sym_size = rec_fields
+        else:
+            name_off, value, sym_size, info, _other, shndx = rec_fields
+        if (info & 0xF) not in _FUNC_TYPES or shndx == SHN_UNDEF or shndx >= SHN_LORESERVE or not value:
+            continue
+        end = find(b"\0", name_off)
+        if end < 0:
+            end = len(strtab)
+        raw = strtab[name_off:end]
+        if not raw:
+            continue
+        if arm:
+            value &= ~1  # Thumb functions have bit 0 set
+        append(
+            (value, sym_size, raw.decode("utf-8", "replace"), info >> 4, limits[shndx] if shndx < nsec else 0)
+        )
+    return out
