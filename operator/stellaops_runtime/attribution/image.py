@@ -1,0 +1,162 @@
+"""Everything the attributor has learned about one image, built lazily and once.
+
+One :class:`ImageIndex` per image digest holds the os-release, the owner
+index of each OS package database, the SBOM index, one index per Python
+site-packages directory met so far, the npm package of each directory met
+so far, and what each inspected binary says about itself. Each is built the
+first time a lookup needs it, from the root filesystem of that lookup, and
+kept until the image is evicted; the per-directory and per-binary maps are
+bounded (oldest first out).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from stellaops_runtime.attribution import binaries, langdb, osdb
+from stellaops_runtime.attribution.binaries import BinaryInfo
+from stellaops_runtime.attribution.model import AttributionError, Package, Source
+from stellaops_runtime.attribution.osdb import BuildResult
+from stellaops_runtime.attribution.osrelease import LOCATIONS, UNKNOWN, OsRelease, parse_os_release
+from stellaops_runtime.attribution.rootfs import RootFS, split
+from stellaops_runtime.attribution.sbom import SbomData
+from stellaops_runtime.attribution.sbomindex import SbomIndex
+
+Report = Callable[[Source, BuildResult], None]
+
+
+def _bounded_put(d: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    if len(d) >= limit:
+        del d[next(iter(d))]
+    d[key] = value
+
+
+class ImageIndex:
+    __slots__ = (
+        "_apk",
+        "_binaries",
+        "_dpkg",
+        "_limit",
+        "_npm_dirs",
+        "_os",
+        "_report",
+        "_rpm",
+        "_sbom",
+        "_sbom_docs",
+        "_sites",
+        "fatal",
+        "key",
+    )
+
+    def __init__(self, key: str, *, sbom_docs: list[SbomData], report: Report, limit: int) -> None:
+        self.key = key
+        self._sbom_docs = sbom_docs
+        self._report = report
+        self._limit = limit
+        self._os: OsRelease | None = None
+        self._dpkg: BuildResult | None = None
+        self._apk: BuildResult | None = None
+        self._rpm: BuildResult | None = None
+        self._sbom: SbomIndex | None = None
+        self._sites: dict[str, BuildResult] = {}
+        self._npm_dirs: dict[str, Package | None] = {}
+        self._binaries: dict[str, BinaryInfo] = {}
+        self.fatal: dict[str, str] = {}  # source -> why its database could not be used
+
+    def os_release(self, fs: RootFS) -> OsRelease:
+        if self._os is None:
+            self._os = UNKNOWN
+            for location in LOCATIONS:
+                try:
+                    data = fs.read_bytes(location, limit=64 << 10)
+                except (OSError, AttributionError):
+                    continue
+                self._os = parse_os_release(data.decode("utf-8", "replace"))
+                break
+        return self._os
+
+    def _built(self, source: Source, result: BuildResult) -> BuildResult:
+        if result.fatal:
+            self.fatal[source.value] = result.fatal
+        self._report(source, result)
+        return result
+
+    def sbom(self, fs: RootFS) -> SbomIndex | None:
+        if self._sbom is None and self._sbom_docs:
+            self._sbom = SbomIndex(self._sbom_docs, fs)
+            self._report(Source.SBOM, BuildResult(index=self._sbom.paths))
+        return self._sbom
+
+    @property
+    def built_sbom(self) -> SbomIndex | None:
+        return self._sbom
+
+    def dpkg(self, fs: RootFS) -> BuildResult:
+        if self._dpkg is None:
+            self._dpkg = self._built(Source.DPKG, osdb.build_dpkg(fs, self.os_release(fs)))
+        return self._dpkg
+
+    def apk(self, fs: RootFS) -> BuildResult:
+        if self._apk is None:
+            self._apk = self._built(Source.APK, osdb.build_apk(fs, self.os_release(fs)))
+        return self._apk
+
+    def rpm(self, fs: RootFS) -> BuildResult:
+        if self._rpm is None:
+            self._rpm = self._built(Source.RPM, osdb.build_rpm(fs, self.os_release(fs)))
+        return self._rpm
+
+    def site_packages(self, fs: RootFS, site: str) -> BuildResult:
+        hit = self._sites.get(site)
+        if hit is None:
+            hit = self._built(Source.PYPI, langdb.build_site_packages(fs, site))
+            _bounded_put(self._sites, site, hit, 256)
+        return hit
+
+    def npm_owner(self, fs: RootFS, resolved: str, on_error: Callable[[str], None]) -> Package | None:
+        """The package of the nearest enclosing directory with a named ``package.json``."""
+        directory = split(resolved)[0]
+        visited: list[str] = []
+        found: Package | None = None
+        while True:
+            if directory in self._npm_dirs:
+                found = self._npm_dirs[directory]
+                break
+            visited.append(directory)
+            try:
+                pkg = langdb.read_package_json(fs, directory)
+            except (ValueError, OSError, AttributionError) as e:
+                on_error(str(e))  # the nearest package is unreadable: stop, do not claim it for the one above
+                break
+            if pkg is not None:
+                found = langdb.npm_package(pkg)
+                break
+            if directory == "/" or split(directory)[1] == "node_modules":
+                break
+            directory = split(directory)[0]
+        for d in visited:  # every directory walked through resolves to what was found above it
+            _bounded_put(self._npm_dirs, d, found, self._limit)
+        return found
+
+    def binary(self, fs: RootFS, resolved: str) -> BinaryInfo:
+        hit = self._binaries.get(resolved)
+        if hit is None:
+            hit = read_binary(fs, resolved)
+            _bounded_put(self._binaries, resolved, hit, self._limit)
+        return hit
+
+
+def read_binary(fs: RootFS, resolved: str) -> BinaryInfo:
+    """What a file in the root says about itself; a missing or unreadable file is plain."""
+    try:
+        fd = fs.open(resolved, resolved=True)
+    except OSError:
+        return binaries.PLAIN
+    try:
+        return binaries.read_binary_info(fd, name=resolved)
+    except OSError:
+        return binaries.PLAIN
+    finally:
+        os.close(fd)
