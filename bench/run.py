@@ -2,17 +2,23 @@
 
 What it measures, on one core (the process pins itself to CPU 0):
 
-1. pipeline throughput: decode -> adapter -> privacy -> aggregation over the
-   synthetic Tetragon stream's real event mix, as serialized protobuf (the
-   gRPC path) and as JSON export lines, against upb decode-only as the
-   baseline measured in the same run; and the privacy filter's overhead
-   (the same pipeline with redaction off);
+1. pipeline throughput: decode -> adapter -> privacy -> frame canonicalizer ->
+   aggregation over the synthetic Tetragon stream's real event mix, as
+   serialized protobuf (the gRPC path) and as JSON export lines, against upb
+   decode-only as the baseline measured in the same run; the privacy filter's
+   overhead (the same pipeline with redaction off) and the canonicalizer's
+   (resolving libc/libz frames against this machine's files vs switched off);
 2. capture latency: the real agent fed by the real replay server over gRPC
    on loopback at a fixed rate; P95 from arrival to in-memory hot-symbol
    record (bucket upper bound of the agent's own histogram);
 3. memory: RSS growth of the aggregator holding 100,000 distinct hot keys;
 4. store: upsert rate into a private PostgreSQL as a ratio to raw binary COPY
-   into the same table shape (bench/store_bench.py), measured in the same run.
+   into the same table shape (bench/store_bench.py), measured in the same run;
+5. later stages, each in its own module (SECTIONS below): demangling
+   (bench/demangle_bench.py), symbolization (bench/symbolize_bench.py), the
+   operator's pure rendering/posture/rollout (bench/operator_pure_bench.py).
+
+``--only SECTION...`` runs a subset.
 
 Machines here are shared and noisy: compare ratios within one run, not
 absolute numbers across runs. Results go to stdout (a table) and to
@@ -25,6 +31,7 @@ import argparse
 import asyncio
 import gc
 import gzip
+import importlib
 import json
 import os
 import statistics
@@ -54,6 +61,19 @@ from stellaops_runtime.wire.tetragon import events_pb2  # noqa: E402
 STREAM = ROOT / "tests" / "fixtures" / "tetragon" / "synthetic" / "stream-a.jsonl.gz"
 
 
+# Benchmarks of later stages, each its own module under bench/ with run(*, runs) -> dict.
+SECTIONS = {
+    "demangle": "demangle_bench",
+    "symbolize": "symbolize_bench",
+    "operator_pure": "operator_pure_bench",
+}
+
+
+def _section(module: str) -> Any:
+    sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(module)
+
+
 def pin_one_core() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -68,9 +88,12 @@ def corpus(n: int) -> tuple[list[bytes], list[bytes]]:
 
 
 def _time(fn) -> float:
+    """Seconds ``fn()`` takes; a ``fn.setup()`` (untimed) runs first and its result is passed in."""
+    setup = getattr(fn, "setup", None)
+    state = setup() if setup else None
     gc.collect()
     t0 = time.perf_counter()
-    fn()
+    fn(state) if setup else fn()
     return time.perf_counter() - t0
 
 
@@ -81,6 +104,10 @@ def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
     j_items = [(ln, now) for ln in lines]
     on = parse_config({"hotSymbols": {"windowSeconds": 60}})
     off = parse_config({"privacy": {"redactArguments": False, "defaultPatterns": False}})
+    # The frame canonicalizer resolving libc/libz frames against this machine's files
+    # (their build-ids match the stream's), and switched off, for its overhead.
+    resolved = parse_config({"hotSymbols": {"windowSeconds": 60}, "symbols": {"hostRoot": "/"}})
+    nosym = parse_config({"hotSymbols": {"windowSeconds": 60}, "symbols": {"enabled": False}})
     batch = 512
 
     def run_decode() -> None:
@@ -89,13 +116,18 @@ def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
             parse(p)
 
     def runner(cfg, items, json_path: bool):
-        def run() -> None:
+        def setup() -> Pipeline:
             pipe = Pipeline(cfg, node_name="bench")
+            pipe.warm_up()  # the agent loads kallsyms at start-up (untimed here), not per event
+            return pipe
+
+        def run(pipe: Pipeline) -> None:
             proc = pipe.process_json if json_path else pipe.process_proto
             for i in range(0, len(items), batch):
                 proc(items[i : i + batch])
             assert pipe.processed == len(items), (pipe.processed, len(items))
 
+        run.setup = setup  # type: ignore[attr-defined]
         return run
 
     cases = {
@@ -103,10 +135,12 @@ def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
         "pipeline, gRPC protobuf": runner(on, p_items, False),
         "pipeline, gRPC protobuf, privacy off": runner(off, p_items, False),
         "pipeline, JSON export lines": runner(on, j_items, True),
+        "pipeline, gRPC protobuf, frames resolved (hostRoot /)": runner(resolved, p_items, False),
+        "pipeline, gRPC protobuf, canonicalizer off": runner(nosym, p_items, False),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     for fn in cases.values():  # warm-up
-        fn()
+        _time(fn)
     for _ in range(runs):  # interleaved round-robin: drifting load hits every case alike
         for k, fn in cases.items():
             times[k].append(_time(fn))
@@ -122,6 +156,14 @@ def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
             rate["pipeline, gRPC protobuf"] / rate["upb decode only (baseline)"], 3
         ),
         "privacy_overhead": round((full - noprivacy) / full, 3),
+        "canonicalizer_overhead_resolving": round(
+            (
+                med["pipeline, gRPC protobuf, frames resolved (hostRoot /)"]
+                - med["pipeline, gRPC protobuf, canonicalizer off"]
+            )
+            / med["pipeline, gRPC protobuf, frames resolved (hostRoot /)"],
+            3,
+        ),
     }
 
 
@@ -229,21 +271,35 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     ap.add_argument("--store-rows", type=int, default=20_000)
     ap.add_argument("--skip-store", action="store_true")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=["pipeline", "latency", "memory", "store", *SECTIONS],
+        help="run only these sections (default: all)",
+    )
     args = ap.parse_args()
+    want = set(args.only or ["pipeline", "latency", "memory", "store", *SECTIONS])
     pin_one_core()
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
     }
-    results["pipeline"] = bench_pipeline(args.events, args.runs)
-    print(json.dumps(results["pipeline"], indent=2), flush=True)
-    results["latency"] = asyncio.run(_latency(args.latency_rate, args.latency_seconds))
-    print(json.dumps(results["latency"], indent=2), flush=True)
-    results["memory"] = bench_memory()
-    print(json.dumps(results["memory"], indent=2), flush=True)
-    if not args.skip_store:
+    if "pipeline" in want:
+        results["pipeline"] = bench_pipeline(args.events, args.runs)
+        print(json.dumps(results["pipeline"], indent=2), flush=True)
+    if "latency" in want:
+        results["latency"] = asyncio.run(_latency(args.latency_rate, args.latency_seconds))
+        print(json.dumps(results["latency"], indent=2), flush=True)
+    if "memory" in want:
+        results["memory"] = bench_memory()
+        print(json.dumps(results["memory"], indent=2), flush=True)
+    if "store" in want and not args.skip_store:
         results["store"] = bench_store(args.store_rows, args.runs)
         print(json.dumps(results["store"], indent=2), flush=True)
+    for name, module in SECTIONS.items():
+        if name in want:
+            results[name] = _section(module).run(runs=args.runs)
+            print(json.dumps({name: results[name]}, indent=2, default=str), flush=True)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

@@ -26,6 +26,22 @@ tetragon_connected                   1 while a GetEvents stream is open
 tetragon_reconnects_total            streams opened after the first
 tetragon_stream_errors_total         streams that broke
 tetragon_overflowed_events_total     Tetragon's own per-client drops (from its metrics endpoint)
+frames_resolved_total{stack,source}  stack frames the canonicalizer resolved (symtab, dynsym, dwarf,
+                                     gopclntab, kallsyms)
+frames_unresolved_total{stack,reason} frames left with module + offset (hint or none), by reason
+function_ids_total{outcome}          IDs of probed functions (uprobe/USDT/kprobe): resolved_<source>,
+                                     cached, unverified_<reason>, or why none was given
+symbol_cache_entries{cache}          frames, processes and parsed binaries held by the canonicalizer
+symbolizer_operations_total{op}      the symbolizer's own counters (binaries parsed, cache hits, ...)
+demangled_total{language}            names demangled (cache misses), by language
+demangle_failures_total              names that looked mangled but did not demangle
+hot_symbols_attributed_total{outcome} drained keys: attributed, unattributed, no_root, skipped ([kernel])
+attribution_answers_total{scope,source} cold attribution answers (file / function) by source; none =
+                                     unattributed, file = a function fell back to its file's package
+attribution_errors_total{kind}       bad input met while attributing (outside_root, dpkg_corrupt, ...)
+attribution_cache_entries{cache}     cached file and function answers, images indexed
+observation_node_writes_total{reason}  ObservationNode writes: created, changed, heartbeat, owner
+observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
 """
 
 from __future__ import annotations
@@ -40,6 +56,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from stellaops_runtime.attribution.attributor import AttributionStats
+from stellaops_runtime.canonical.demangle import demangle_stats
+from stellaops_runtime.canonical.resolution import Outcome
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.runner import Agent
@@ -112,6 +132,10 @@ class AgentCollector(Collector):
             "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows
         )
         yield _counter("witnesses_generated", "Signed runtime witnesses generated.", a.witnesses_generated)
+        if p.canonicalizer is not None:
+            yield from canonicalizer_metrics(p.canonicalizer.stats)
+        if p.attribution is not None:
+            yield from attribution_metrics(dict(p.attribution.outcomes), p.attribution.stats)
         h = p.latency
         buckets: list[tuple[str, float]] = []
         acc = 0
@@ -138,3 +162,85 @@ class AgentCollector(Collector):
             "Tetragon's own per-client drops (tetragon_notify_overflowed_events_total).",
             drops.overflowed if drops else 0,
         )
+        ns = a.node_status
+        if ns is not None:
+            writes, errors = dict(ns.stats.writes), dict(ns.stats.errors)
+            yield _labelled("observation_node_writes", "ObservationNode writes, by reason.", "reason", writes)
+            yield _labelled("observation_node_errors", "ObservationNode writer failures.", "kind", errors)
+
+
+_USER_FAILURES = frozenset(str(o) for o in Outcome) - {str(Outcome.RESOLVED)}
+
+
+def canonicalizer_metrics(stats: dict[str, int]) -> Iterator[Metric]:
+    """The frame canonicalizer's flat counters (FrameCanonicalizer.stats) as metric families."""
+    resolved = CounterMetricFamily(
+        P + "frames_resolved",
+        "Stack frames resolved to a symbol, by stack and source.",
+        labels=["stack", "source"],
+    )
+    unresolved = CounterMetricFamily(
+        P + "frames_unresolved",
+        "Stack frames left unresolved, by stack and reason.",
+        labels=["stack", "reason"],
+    )
+    fids: dict[str, int] = {}
+    caches: dict[str, int] = {}
+    symbolizer: dict[str, int] = {}
+    other: dict[str, int] = {}
+    for key, value in sorted(stats.items()):
+        if key.startswith("resolved_"):
+            src = key.removeprefix("resolved_")
+            resolved.add_metric(["kernel" if src == "kallsyms" else "user", src], value)
+        elif key.startswith("kernel_"):
+            unresolved.add_metric(["kernel", key.removeprefix("kernel_")], value)
+        elif key in _USER_FAILURES:
+            unresolved.add_metric(["user", key], value)
+        elif key.startswith("events_function_"):
+            fids[key.removeprefix("events_function_")] = value
+        elif key.startswith("cache_") and key != "cache_hits":
+            caches[key.removeprefix("cache_")] = value
+        elif key.startswith("symbolizer_"):
+            symbolizer[key.removeprefix("symbolizer_")] = value
+        else:
+            other[key] = value
+    yield resolved
+    yield unresolved
+    yield _labelled("function_ids", "IDs of probed functions, by outcome.", "outcome", fids)
+    g = GaugeMetricFamily(P + "symbol_cache_entries", "Entries held by the canonicalizer.", labels=["cache"])
+    for k, v in sorted(caches.items()):
+        g.add_metric([k], v)
+    yield g
+    yield _labelled("symbolizer_operations", "The symbolizer's own counters.", "op", symbolizer | other)
+    d = demangle_stats()
+    yield _labelled(
+        "demangled",
+        "Names demangled (cache misses), by language.",
+        "language",
+        {"cxx": d.cxx, "rust_legacy": d.rust_legacy, "rust_v0": d.rust_v0, "go": d.go, "plain": d.plain},
+    )
+    yield _counter("demangle_failures", "Names that looked mangled but did not demangle.", d.failures)
+
+
+def attribution_metrics(outcomes: dict[str, int], st: AttributionStats) -> Iterator[Metric]:
+    """Package attribution counters (agent/purls.py, Attributor.stats) as metric families."""
+    yield _labelled(
+        "hot_symbols_attributed", "Drained hot-symbol keys, by attribution outcome.", "outcome", outcomes
+    )
+    answers = CounterMetricFamily(
+        P + "attribution_answers",
+        "Cold attribution answers, by scope and source.",
+        labels=["scope", "source"],
+    )
+    for scope, values in (("file", st.files), ("function", st.functions)):
+        for src, n in sorted(values.items()):
+            answers.add_metric([scope, src], n)
+    yield answers
+    yield _labelled(
+        "attribution_errors", "Bad input met while attributing, by kind.", "kind", dict(st.errors)
+    )
+    g = GaugeMetricFamily(P + "attribution_cache_entries", "Attribution cache entries.", labels=["cache"])
+    g.add_metric(["files"], st.cached_files)
+    g.add_metric(["functions"], st.cached_functions)
+    g.add_metric(["images"], st.images)
+    yield g

@@ -1,4 +1,7 @@
-"""The per-event path: decode -> adapter -> privacy -> hot-symbol bridge.
+"""The per-event path: decode -> adapter -> privacy -> frame canonicalizer -> hot-symbol bridge.
+
+Package attribution (agent/purls.py) runs when the bridge is drained, once
+per key and flush, not per event.
 
 Synchronous and allocation-light on purpose: the agent calls it on batches
 taken from the receive queue, and the benchmark calls the very same methods,
@@ -10,16 +13,23 @@ clock read per batch).
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections.abc import Iterable
 
 from stellaops_runtime.adapter import from_json, from_proto
 from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.agent.purls import HotSymbolAttribution
+from stellaops_runtime.canonical import demangle as demangling
+from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
+from stellaops_runtime.canonical.frames import FrameCanonicalizer
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.privacy.filter import PrivacyFilter
+
+log = logging.getLogger(__name__)
 
 # Seconds; from 50 µs (in-memory goal is < 5 ms P95) to 10 s (a starved agent).
 LATENCY_BUCKETS = (
@@ -52,6 +62,24 @@ class LatencyHistogram:
         return 0
 
 
+def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonicalizer | None:
+    """The frame canonicalizer the config asks for (None when ``symbols.enabled`` is off)."""
+    sym = config.symbols
+    if not sym.enabled:
+        return None
+    if not demangling.BINDINGS_AVAILABLE and demangling.current_fallback() is None:
+        # The demangler bindings are missing from this install: GNU c++filt, one coprocess.
+        demangling.install_fallback(CxxfiltDemangler())
+    return FrameCanonicalizer(
+        max_binaries=sym.max_binaries,
+        max_frames=sym.max_frames,
+        proc_root=sym.proc_root or None,
+        host_root=sym.host_root or None,
+        kallsyms_path=sym.kallsyms_path,
+        node_name=node_name,
+    )
+
+
 class Pipeline:
     """Everything between a raw payload and an in-memory hot-symbol count."""
 
@@ -67,6 +95,12 @@ class Pipeline:
             max_tracked_caller_keys=hs.max_keys,
             symbol_id_only=config.privacy.symbol_id_only,
         )
+        self.canonicalizer = make_canonicalizer(config, node_name=node_name)
+        self.attribution = (
+            HotSymbolAttribution(config.attribution, proc_root=config.symbols.proc_root, node_name=node_name)
+            if config.attribution.enabled
+            else None
+        )
         self.latency = LatencyHistogram()
         self.processed = 0  # events that reached the hot-symbol bridge
 
@@ -79,12 +113,31 @@ class Pipeline:
             ev.node_name = self.node_name
         if self.privacy.apply(ev) is None:
             return
+        if self.canonicalizer is not None:
+            self.canonicalizer.canonicalize(ev)
         self.aggregator.observe(ev)
+        if self.attribution is not None:
+            self.attribution.note(ev)
         self.processed += 1
 
+    def warm_up(self) -> None:
+        """Load what the first events would otherwise pay for (the kernel's symbol table, ~0.1 s).
+
+        The agent calls it on the pipeline thread at start-up, so the first kprobe event
+        does not stall the queue; an unreadable kallsyms is counted when frames need it.
+        """
+        if self.canonicalizer is not None:
+            try:
+                self.canonicalizer.symbolizer.kernel()
+            except OSError as e:
+                log.warning("kernel symbols unavailable (%s): kernel frames keep their names", e)
+
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
-        """Everything aggregated since the last drain (see HotSymbolAggregator.drain)."""
-        return self.aggregator.drain()
+        """Everything aggregated since the last drain (see HotSymbolAggregator.drain), with purls."""
+        deltas, windows = self.aggregator.drain()
+        if self.attribution is not None:
+            self.attribution.fill(deltas)
+        return deltas, windows
 
     def process_proto(self, items: list[tuple[bytes, int]]) -> None:
         """Serialized GetEventsResponse messages with their arrival time."""

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from stellaops_runtime.agent.metrics import AgentCollector
+from stellaops_runtime.agent.node_status import ObservationNodeWriter
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
@@ -88,6 +89,12 @@ class Agent:
         self._source_done = asyncio.Event()
         self.http_port: int | None = None
         self.lost_rows = 0
+        # The ObservationNode writer (capabilities, heartbeat, Tetragon policy states), when enabled.
+        self.node_status: ObservationNodeWriter | None = None
+        if config.observation_node.enabled:
+            self.node_status = ObservationNodeWriter(
+                node_name=self.node_name, config=config.observation_node, tetragon=t
+            )
 
     # -- views for metrics and health -------------------------------------
 
@@ -126,6 +133,7 @@ class Agent:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop, sig.name)
         await self._open_store()
+        await self.in_pipeline(self.pipeline.warm_up)
         runner = await self._start_http()
         if runner is None:
             return exitcodes.ERROR
@@ -138,6 +146,8 @@ class Agent:
             tasks.append(asyncio.create_task(self._poller.run(self.stop_event), name="tetragon-metrics"))
         if self.exit_when_idle:
             tasks.append(asyncio.create_task(self._idle_watch(self.exit_when_idle), name="idle"))
+        if self.node_status:
+            tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
         try:
             await self.stop_event.wait()
             log.info("stopping: draining the queue and flushing")

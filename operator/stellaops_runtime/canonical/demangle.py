@@ -65,6 +65,7 @@ __all__ = [
     "canonicalize_gnu_cxx",
     "canonicalize_go",
     "clear_cache",
+    "current_fallback",
     "demangle",
     "demangle_stats",
     "go_package_path",
@@ -126,6 +127,11 @@ class DemangleStats:
 _COUNTS = _Counters()
 _LOGGED_FAILURES = 20  # unexpected failures logged before only the counter tells
 _fallback: Demangler | None = None
+
+
+def current_fallback() -> Demangler | None:
+    """The fallback backend installed with :func:`install_fallback`, if any."""
+    return _fallback
 
 
 def install_fallback(demangler: Demangler | None) -> None:

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 # (symbol, symbol offset, function ID, source) of a resolved frame
 _Resolved = tuple[str, int, str, str]
 
+_RESOLVED_KEY = {str(src): f"resolved_{src}" for src in Source}
+
 # Failure outcomes in the order one is preferred as "the" reason of a frame.
 _REASON_RANK: dict[str, int] = {
     Outcome.BUILD_ID_MISMATCH: 0,
@@ -114,6 +116,10 @@ class FrameCanonicalizer:
         self._kernel: LRU[tuple[str, int], _KernelHit] = LRU(max_frames)
         # exec_id -> {module path: build-id ("" when it could not be read)}
         self._ids: LRU[str, dict[str, str]] = LRU(max_processes)
+        # (module, build-id) -> why no file could be found, for lookups that do not depend on a
+        # live process (events from other nodes, or no process root): the answer only changes
+        # when the host root does, so it is kept (bounded) instead of re-reading the file per frame.
+        self._unavailable: LRU[tuple[str, str], str] = LRU(max_binaries * 64)
         self.counters: Counter[str] = Counter()
 
     # -- public ------------------------------------------------------------------
@@ -140,7 +146,9 @@ class FrameCanonicalizer:
         if kind is EventKind.EXIT:
             self._ids.pop(ev.process.exec_id or f"pid:{ev.process.pid}")
             return
-        if (kind is EventKind.UPROBE or kind is EventKind.USDT) and ev.function_name:
+        if (kind is EventKind.KPROBE or kind is EventKind.SYSCALL) and ev.function_name:
+            ev.function_id = self.kernel_function_id(ev.function_name)
+        elif (kind is EventKind.UPROBE or kind is EventKind.USDT) and ev.function_name:
             try:
                 ev.function_id = self._event_function(ev)
             except Exception:  # a bug here must cost one ID, not the event
@@ -161,6 +169,27 @@ class FrameCanonicalizer:
                     log.exception("canonicalizing frame %s+%#x failed", f.module, f.offset)
                     self.counters["internal_error"] += 1
                     _unresolved(f, f.build_id, Source.HINT if f.symbol else Source.NONE)
+
+    def kernel_function_id(self, name: str) -> str:
+        """``<kernel build-id>:<name>+0x0`` for a kernel function this kernel has, else ""."""
+        key = (name, 0)
+        hit = self._kernel.get(key)
+        if hit is None:
+            try:
+                res = self.symbolizer.resolve_kernel(name, 0)
+            except Exception:
+                log.exception("resolving kernel function %s failed", name)
+                self.counters["events_internal_error"] += 1
+                return ""
+            hit = _KernelHit(
+                res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error)
+            )
+            self._kernel.put(key, hit)
+        if hit.error:
+            self.counters[f"events_function_kernel_{hit.error}"] += 1
+            return ""
+        self.counters["events_function_resolved_kallsyms"] += 1
+        return hit.function_id
 
     def remember_build_id(self, exec_id: str, module: str, build_id: str) -> None:
         """Record the build-id a process_loader event reported for (process, path)."""
@@ -221,10 +250,10 @@ class FrameCanonicalizer:
             if hit is not None:
                 f.build_id = bid
                 f.symbol, f.symbol_offset, f.function_id, f.source = hit
-                self.counters[f"resolved_{hit[3]}"] += 1
+                self.counters[_RESOLVED_KEY[hit[3]]] += 1
                 self.counters["cache_hits"] += 1
                 return
-        binary, reason = self._find_binary(ev, module, bid)
+        binary, reason = self._find_binary_cached(ev, module, bid)
         if binary is None:
             self.counters[reason] += 1
             _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
@@ -243,6 +272,19 @@ class FrameCanonicalizer:
         f.build_id = bid
         f.symbol, f.symbol_offset, f.function_id, f.source = resolved
         self.counters[f"resolved_{found.source}"] += 1
+
+    def _find_binary_cached(self, ev: RuntimeCallEvent, module: str, bid: str) -> tuple[Binary | None, str]:
+        """_find_binary, remembering failures that no live process could change."""
+        if self._local(ev):
+            return self._find_binary(ev, module, bid)
+        key = (module, bid)
+        reason = self._unavailable.get(key)
+        if reason is not None:
+            return None, reason
+        binary, reason = self._find_binary(ev, module, bid)
+        if binary is None:
+            self._unavailable.put(key, reason)
+        return binary, reason
 
     def _find_binary(self, ev: RuntimeCallEvent, module: str, bid: str) -> tuple[Binary | None, str]:
         """The indexed file for (module, build-id), or None and the reason it is unavailable."""
@@ -293,12 +335,15 @@ class FrameCanonicalizer:
             if cached is not None:
                 self.counters["events_function_cached"] += 1
                 return cached
-        binary, reason = self._find_binary(ev, module, bid)
+        binary, reason = self._find_binary_cached(ev, module, bid)
         if binary is None:
             if ev.kind is EventKind.UPROBE and bid:
                 # The probe was attached to this very symbol name: the ID holds without the file.
                 self.counters[f"events_function_unverified_{reason}"] += 1
-                return format_function_id(bid, demangle(name), 0)
+                fid = format_function_id(bid, demangle(name), 0)
+                if not self._local(ev):
+                    self._functions.put(key, fid)
+                return fid
             self.counters[f"events_function_{reason}"] += 1
             return ""
         hit: Hit | None

@@ -141,6 +141,43 @@ class MetricsConfig(_Model):
     port: int = Field(8080, ge=0, le=65535)  # 0 picks a free port
 
 
+class ObservationNodeConfig(_Model):
+    """The agent's ObservationNode writer (capabilities, heartbeat, Tetragon policy states)."""
+
+    enabled: bool = False
+    heartbeat_seconds: float = Field(30.0, alias="heartbeatSeconds", ge=1, le=3_600)
+    # Empty: the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config.
+    kubeconfig: str = ""
+
+
+class SymbolsConfig(_Model):
+    """The frame canonicalizer: build-ids, symbols, demangling, function IDs (docs/symbolization.md)."""
+
+    enabled: bool = True
+    # Where this node's procfs is; process files (maps, /proc/<pid>/root/...) are read below it.
+    proc_root: str = Field("/proc", alias="procRoot")
+    # A directory holding the host's files ("/" or "/host"), used only when the file
+    # there has the build-id the process_loader event reported. Empty: not used.
+    host_root: str = Field("", alias="hostRoot")
+    kallsyms_path: str = Field("/proc/kallsyms", alias="kallsymsPath")
+    max_binaries: int = Field(64, alias="maxBinaries", ge=1, le=100_000)
+    max_frames: int = Field(65_536, alias="maxFrames", ge=16, le=10_000_000)
+
+
+class AttributionConfig(_Model):
+    """Package attribution: hot-symbol rows get the PURL of the package owning their file/function."""
+
+    enabled: bool = True
+    # SBOMs per image digest: <digest>.json / .cdx.json / .spdx.json (docs/attribution.md).
+    sbom_dir: str = Field("", alias="sbomDir")
+    # Like symbols.hostRoot: a directory holding the host's files, used for a file whose
+    # process root is gone or on another node, only when its build-id there is the one
+    # the events reported. Answers from it are cached apart from the image's own.
+    host_root: str = Field("", alias="hostRoot")
+    max_images: int = Field(64, alias="maxImages", ge=1, le=10_000)
+    max_entries: int = Field(20_000, alias="maxEntries", ge=100, le=10_000_000)
+
+
 class AgentConfig(_Model):
     node_name: str = Field("", alias="nodeName")
     tetragon: TetragonConfig = Field(default_factory=TetragonConfig)  # type: ignore[arg-type]
@@ -148,6 +185,12 @@ class AgentConfig(_Model):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
+    symbols: SymbolsConfig = Field(default_factory=SymbolsConfig)  # type: ignore[arg-type]
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
+    observation_node: ObservationNodeConfig = Field(
+        default_factory=ObservationNodeConfig,  # type: ignore[arg-type]
+        alias="observationNode",
+    )
 
     @model_validator(mode="after")
     def _backoff(self) -> AgentConfig:

@@ -13,6 +13,12 @@ What counts as an observation (issue #2, DESIGN.md):
   being mapped (``loaded``): loaded, not called, the evidence
   PotentiallyReachable rests on.
 
+Functions are keyed on their canonical names (the frame canonicalizer ran
+before this stage): a stack frame under the symbol it resolved to, or, when
+nothing resolved, under Tetragon's hint or its file offset (``0x1a2b``); each
+key also carries the function's canonical ID, ``<build-id>:<symbol>+0x0``,
+when the symbol was resolved from the file itself (not for a hint).
+
 Counts accumulate in memory per (aggregation window, key) and are drained as
 deltas by the flush loop; the store adds them up, so nothing here needs to
 know what was flushed before. This module is pure: no I/O, no clock.
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
+from stellaops_runtime.canonical.resolution import RESOLVED_SOURCES
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 from stellaops_runtime.contracts.hotsymbols import (
     CONFIDENCE,
@@ -49,16 +56,30 @@ def frame_function(f: StackFrame) -> str:
     """The function name a frame is counted under.
 
     The symbol when one is known; otherwise the file offset (``0x1a2b``), so
-    that an unsymbolized frame is still one stable key per location until the
-    canonicalizer resolves it.
+    that an unsymbolized frame is still one stable key per location.
     """
     return f.symbol or f"0x{f.offset:x}"
 
 
+def frame_entry_id(f: StackFrame) -> str:
+    """The canonical ID of the function a frame is in (its entry), or "" when not resolved."""
+    if f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
+        return f"{f.build_id}:{f.symbol}+0x0"
+    return ""
+
+
 def frame_text(f: StackFrame) -> str:
+    """A frame for a sample: ``module!symbol+0x<offset from the symbol>`` once resolved, else
+    ``module!<hint or 0xfile offset>+0x<file offset>`` as the source gave it."""
+    off = f.symbol_offset if f.source in RESOLVED_SOURCES else f.offset
     if f.module:
-        return f"{f.module}!{frame_function(f)}+0x{f.offset:x}"
-    return f"{frame_function(f)}+0x{f.offset:x}"
+        return f"{f.module}!{frame_function(f)}+0x{off:x}"
+    return f"{frame_function(f)}+0x{off:x}"
+
+
+def _id_symbol(function_id: str) -> str:
+    """The symbol part of ``<build-id>:<symbol>+0x<offset>`` (no validation: IDs here are ours)."""
+    return function_id[function_id.index(":") + 1 : function_id.rindex("+0x")]
 
 
 @dataclass(slots=True)
@@ -70,6 +91,7 @@ class _Slot:
     max_latency_ns: int
     node: str
     build_id: str
+    function_id: str
     sample: tuple[Any, ...] | None
 
 
@@ -117,9 +139,14 @@ class HotSymbolAggregator:
         kind = ev.kind
         n = 0
         if kind is EventKind.UPROBE or kind is EventKind.USDT:
-            n += self._add(win, (image, ev.module, ev.function_name, _INVOKED), ev, "")
+            fid = ev.function_id
+            name = _id_symbol(fid) if fid else ev.function_name
+            bid = fid[: fid.index(":")] if fid else ev.build_id
+            n += self._add(win, (image, ev.module, name, _INVOKED), ev, bid, function_id=fid)
         elif kind in _KERNEL_KINDS:
-            n += self._add(win, (image, KERNEL_MODULE, ev.function_name, _KERNEL), ev, "")
+            fid = ev.function_id
+            bid = fid[: fid.index(":")] if fid else ""
+            n += self._add(win, (image, KERNEL_MODULE, ev.function_name, _KERNEL), ev, bid, function_id=fid)
             if ev.user_stack:
                 n += self._observe_stack(win, image, ev)
         elif kind is EventKind.EXEC:
@@ -152,10 +179,19 @@ class HotSymbolAggregator:
                 continue
             seen.add((f.module, fn))
             build_id = f.build_id or (ids.get(f.module, "") if ids else "")
-            n += self._add(win, key, ev, build_id, caller)
+            n += self._add(win, key, ev, build_id, caller, function_id=frame_entry_id(f))
         return n
 
-    def _add(self, win: int, key: _Key, ev: RuntimeCallEvent, build_id: str, caller: str = "") -> int:
+    def _add(
+        self,
+        win: int,
+        key: _Key,
+        ev: RuntimeCallEvent,
+        build_id: str,
+        caller: str = "",
+        *,
+        function_id: str = "",
+    ) -> int:
         if not self._enabled[key[3]]:
             self.below_threshold += 1
             return 0
@@ -163,7 +199,9 @@ class HotSymbolAggregator:
         lat = ev.latency_ns or 0
         slot = self._slots.get((win, key))
         if slot is None:
-            self._slots[(win, key)] = _Slot(1, ts, ts, lat, lat, ev.node_name, build_id, self._sample(ev))
+            self._slots[(win, key)] = _Slot(
+                1, ts, ts, lat, lat, ev.node_name, build_id, function_id, self._sample(ev)
+            )
         else:
             slot.count += 1
             if ts < slot.first_ns:
@@ -176,6 +214,8 @@ class HotSymbolAggregator:
                     slot.max_latency_ns = lat
             if build_id and not slot.build_id:
                 slot.build_id = build_id
+            if function_id and not slot.function_id:
+                slot.function_id = function_id
         if caller:
             self._add_caller(key, caller)
         return 1
@@ -262,6 +302,7 @@ class HotSymbolAggregator:
                     max_latency_ns=s.max_latency_ns,
                     confidence=CONFIDENCE[key[3]],
                     build_id=s.build_id,
+                    function_id=s.function_id,
                     node_name=s.node,
                     sample=self._sample_dict(s.sample),
                 )

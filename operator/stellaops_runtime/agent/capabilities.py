@@ -1,0 +1,232 @@
+"""What this node's kernel and Tetragon can do, detected once at agent start-up.
+
+The operator turns these facts into each pod's posture ceiling and the node's
+``feature.stellaops.io/*`` labels, so each one is measured, not assumed:
+
+- kernel version: ``uname -r``;
+- BTF: ``/sys/kernel/btf/vmlinux`` exists (CO-RE programs and typed tracepoints need it);
+- BPF permitted: the ``bpf(BPF_PROG_LOAD)`` syscall accepts a two-instruction
+  tracepoint program from this process (so the container really has
+  CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN, whatever its spec says);
+- tracepoints / uprobes / kprobes: the kernel's perf PMUs of those names under
+  ``/sys/bus/event_source/devices`` (or tracefs' control files);
+- USDT: uprobes with semaphore support, i.e. the uprobe PMU's
+  ``format/ref_ctr_offset`` (kernel 4.20+);
+- BPF ring buffer: kernel 5.8 or later;
+- Tetragon: reachable when its GetVersion answers within the timeout, and its version.
+
+``list_tracing_policies`` reads the load state of every TracingPolicy on this
+node from Tetragon (the only place it exists: the CRDs have no status).
+
+``root`` relocates every path, so tests can describe a node with a directory tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import os
+import platform
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
+
+log = logging.getLogger(__name__)
+
+GET_VERSION = "/tetragon.FineGuidanceSensors/GetVersion"
+GET_HEALTH = "/tetragon.FineGuidanceSensors/GetHealth"
+LIST_TRACING_POLICIES = "/tetragon.FineGuidanceSensors/ListTracingPolicies"
+_STATE_NUMBERS = frozenset(sensors_pb2.TracingPolicyState.values())
+
+# bpf(2): syscall numbers per architecture, and the constants of a minimal program load.
+_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "arm64": 280}
+_BPF_PROG_LOAD = 5
+_BPF_PROG_TYPE_TRACEPOINT = 5
+# r0 = 0 (BPF_ALU64|BPF_MOV|BPF_K); exit (BPF_JMP|BPF_EXIT).
+# struct bpf_insn: u8 code, u8 dst/src regs, s16 off, s32 imm.
+_PROGRAM = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+RING_BUFFER_KERNEL = (5, 8)
+
+
+@dataclass(frozen=True, slots=True)
+class TetragonInfo:
+    address: str
+    reachable: bool = False
+    version: str = ""
+    error: str = ""
+
+    def to_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reachable": self.reachable, "address": self.address}
+        if self.version:
+            out["version"] = self.version
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    kernel_version: str
+    btf: bool
+    bpf_permitted: bool
+    tracepoints: bool
+    uprobes: bool
+    kprobes: bool
+    usdt: bool
+    ring_buffer: bool
+    tetragon: TetragonInfo
+    notes: tuple[str, ...] = field(default=())
+
+    def to_status(self) -> dict[str, Any]:
+        """The ``status.capabilities`` of an ObservationNode."""
+        return {
+            "kernelVersion": self.kernel_version,
+            "btf": self.btf,
+            "bpfPermitted": self.bpf_permitted,
+            "tracepoints": self.tracepoints,
+            "uprobes": self.uprobes,
+            "kprobes": self.kprobes,
+            "usdt": self.usdt,
+            "ringBuffer": self.ring_buffer,
+            "tetragon": self.tetragon.to_status(),
+        }
+
+
+def kernel_release_tuple(release: str) -> tuple[int, int]:
+    """(major, minor) of a release string such as ``6.1.0-18-amd64``; (0, 0) if unparsable."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def bpf_program_load_permitted() -> tuple[bool, str]:
+    """Try to load a trivial tracepoint BPF program; (permitted, why not)."""
+    nr = _BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        return False, f"bpf syscall number unknown for {platform.machine()}"
+    insns = ctypes.create_string_buffer(_PROGRAM, len(_PROGRAM))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    # union bpf_attr for BPF_PROG_LOAD: prog_type u32, insn_cnt u32, insns u64, license u64,
+    # log_level u32, log_size u32, log_buf u64, kern_version u32, prog_flags u32.
+    attr = struct.pack(
+        "<IIQQIIQII",
+        _BPF_PROG_TYPE_TRACEPOINT,
+        len(_PROGRAM) // 8,
+        ctypes.addressof(insns),
+        ctypes.addressof(license_),
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_int(_BPF_PROG_LOAD), buf, ctypes.c_uint(len(attr)))
+    if fd >= 0:
+        os.close(fd)
+        return True, ""
+    err = ctypes.get_errno()
+    return False, f"bpf(BPF_PROG_LOAD): {errno.errorcode.get(err, str(err))}"
+
+
+def _exists(root: Path, *paths: str) -> bool:
+    return any((root / p.lstrip("/")).exists() for p in paths)
+
+
+def detect_kernel(
+    *, root: Path = Path("/"), release: str | None = None, try_bpf: bool = True
+) -> dict[str, Any]:
+    """Kernel facts (blocking: file checks and one bpf syscall)."""
+    release = release if release is not None else os.uname().release
+    pmu = "/sys/bus/event_source/devices"
+    tracefs = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+    notes: list[str] = []
+    if try_bpf:
+        permitted, why = bpf_program_load_permitted()
+        if not permitted:
+            notes.append(why)
+    else:
+        permitted = False
+    uprobes = _exists(root, f"{pmu}/uprobe", *(f"{t}/uprobe_events" for t in tracefs))
+    return {
+        "kernel_version": release,
+        "btf": _exists(root, "/sys/kernel/btf/vmlinux"),
+        "bpf_permitted": permitted,
+        "tracepoints": _exists(root, f"{pmu}/tracepoint", *(f"{t}/events" for t in tracefs)),
+        "uprobes": uprobes,
+        "kprobes": _exists(root, f"{pmu}/kprobe", *(f"{t}/kprobe_events" for t in tracefs)),
+        "usdt": uprobes and _exists(root, f"{pmu}/uprobe/format/ref_ctr_offset"),
+        "ring_buffer": kernel_release_tuple(release) >= RING_BUFFER_KERNEL,
+        "notes": tuple(notes),
+    }
+
+
+async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
+    """Ask Tetragon for its version (and health); unreachable after ``timeout_s`` seconds."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        try:
+            version = await ch.unary_unary(
+                GET_VERSION,
+                request_serializer=sensors_pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=sensors_pb2.GetVersionResponse.FromString,
+            )(sensors_pb2.GetVersionRequest(), timeout=timeout_s)
+            health = await ch.unary_unary(
+                GET_HEALTH,
+                request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString,
+                response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
+            )(tetragon_pb2.GetHealthStatusRequest(), timeout=timeout_s)
+        except grpc.aio.AioRpcError as e:
+            return TetragonInfo(address=address, error=f"{e.code().name}: {e.details()}")
+    unhealthy = [s.details for s in health.health_status if s.status != tetragon_pb2.HEALTH_STATUS_RUNNING]
+    if unhealthy:
+        return TetragonInfo(
+            address=address, version=version.version, error="Tetragon not running: " + "; ".join(unhealthy)
+        )
+    return TetragonInfo(address=address, reachable=True, version=version.version)
+
+
+async def detect(
+    *, tetragon_address: str, timeout_s: float, root: Path = Path("/"), try_bpf: bool = True
+) -> Capabilities:
+    """Every capability of this node (the kernel checks run in a worker thread)."""
+
+    kernel = await asyncio.to_thread(detect_kernel, root=root, try_bpf=try_bpf)
+    tetragon = await probe_tetragon(tetragon_address, timeout_s=timeout_s)
+    notes = tuple(kernel.pop("notes")) + ((f"tetragon: {tetragon.error}",) if tetragon.error else ())
+    return Capabilities(tetragon=tetragon, notes=notes, **kernel)
+
+
+async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[str, Any]]:
+    """Tetragon's ListTracingPolicies as ObservationNode ``status.policies`` entries.
+
+    ``state`` is the TracingPolicyState name without ``TP_STATE_``; ``error``
+    is Tetragon's message for a policy that failed to load. Raises
+    ``grpc.aio.AioRpcError`` when Tetragon does not answer.
+    """
+    async with grpc.aio.insecure_channel(address) as ch:
+        resp = await ch.unary_unary(
+            LIST_TRACING_POLICIES,
+            request_serializer=sensors_pb2.ListTracingPoliciesRequest.SerializeToString,
+            response_deserializer=sensors_pb2.ListTracingPoliciesResponse.FromString,
+        )(sensors_pb2.ListTracingPoliciesRequest(), timeout=timeout_s)
+    out = []
+    for p in resp.policies:
+        state = sensors_pb2.TracingPolicyState.Name(p.state) if p.state in _STATE_NUMBERS else "UNKNOWN"
+        entry: dict[str, Any] = {
+            "name": p.name,
+            "namespace": p.namespace,
+            "state": state.removeprefix("TP_STATE_"),
+            "sensors": list(p.sensors),
+            "kernelMemoryBytes": int(p.kernel_memory_bytes),
+        }
+        if p.error:
+            entry["error"] = p.error[:1024]
+        out.append(entry)
+    out.sort(key=lambda e: (e["namespace"], e["name"]))
+    return out

@@ -1,0 +1,281 @@
+"""The agent's ObservationNode: what this node can observe, and which Tetragon policies loaded here.
+
+One cluster-scoped ObservationNode per node, named after the node and owned
+by the Node (so it goes when the node goes). The agent creates it, then keeps
+its status current:
+
+- ``capabilities``: kernel facts detected once at start-up, plus Tetragon's
+  reachability and version, re-checked on every poll;
+- ``source``: the event source in use (``tetragon``; ``native`` probes are a later stage);
+- ``policies``: Tetragon's ListTracingPolicies on this node (state without
+  ``TP_STATE_``, error message, sensors, kernel memory): the only per-node
+  truth about policy loading, which the operator folds into each policy's
+  rollout status;
+- ``heartbeatTime``: refreshed every ``heartbeatSeconds``.
+
+Writes are rare on purpose: Tetragon is polled every third of a heartbeat,
+but the status is patched only when something other than the heartbeat
+changed or the heartbeat is due. Every failure (no credentials, API server
+down, Node missing, Tetragon down) is logged once per change of error and
+counted; it never stops the agent, and the next poll retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+
+from stellaops_runtime import __version__
+from stellaops_runtime.agent.capabilities import (
+    Capabilities,
+    TetragonInfo,
+    detect_kernel,
+    list_tracing_policies,
+    probe_tetragon,
+)
+from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
+from stellaops_runtime.controller.conditions import condition, merge_conditions, now_rfc3339
+from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
+from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY_AGENT = "stellaops-runtime-agent"
+
+
+@dataclass(slots=True)
+class NodeStatusStats:
+    """Counters exported on the agent's /metrics."""
+
+    writes: collections.Counter[str] = field(default_factory=collections.Counter)  # created|changed|heartbeat
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)  # kubernetes|tetragon|node
+    policies: int = 0  # entries in the last ListTracingPolicies answer
+    last_error: str = ""
+    last_write: float = 0.0  # monotonic time of the last status write (0: never)
+
+
+def build_status(
+    *,
+    capabilities: Capabilities,
+    tetragon: TetragonInfo,
+    source: str,
+    policies: list[dict[str, Any]] | None,
+    existing_conditions: list[dict[str, Any]] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal)."""
+    caps = capabilities.to_status()
+    caps["tetragon"] = tetragon.to_status()
+    if tetragon.reachable:
+        ready = condition(
+            type="Ready",
+            status=True,
+            reason="TetragonReachable",
+            message=f"Tetragon {tetragon.version or '(unknown version)'} at {tetragon.address}",
+            generation=None,
+        )
+    else:
+        ready = condition(
+            type="Ready",
+            status=False,
+            reason="TetragonUnreachable",
+            message=f"Tetragon at {tetragon.address} does not answer: {tetragon.error or 'no answer'}",
+            generation=None,
+        )
+    status: dict[str, Any] = {
+        "agentVersion": __version__,
+        "source": source,
+        "capabilities": caps,
+        "policies": policies or [],
+        "conditions": merge_conditions(existing_conditions, [ready], now=now),
+    }
+    return status
+
+
+class ObservationNodeWriter:
+    """Creates this node's ObservationNode and keeps its status current (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        config: ObservationNodeConfig,
+        tetragon: TetragonConfig,
+        source: str = "tetragon",
+        root: Path = Path("/"),
+        try_bpf: bool = True,
+        poll_seconds: float | None = None,
+    ) -> None:
+        self.node_name = node_name
+        self.config = config
+        self.tetragon = tetragon
+        self.source = source
+        self.root = root
+        self.try_bpf = try_bpf
+        self.poll_seconds = poll_seconds or max(
+            1.0, min(config.heartbeat_seconds, config.heartbeat_seconds / 3)
+        )
+        self.stats = NodeStatusStats()
+        self.capabilities: Capabilities | None = None
+        self._kube: KubeClient | None = None
+        self._exists = False
+        self._written: dict[str, Any] | None = None  # last status written, without heartbeatTime
+        self._conditions: list[dict[str, Any]] = []
+        self._beat_at = 0.0  # monotonic time of the last heartbeat written
+        self._last_logged = ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set (or cancelled); never raises for Kubernetes or Tetragon failures."""
+        try:
+            while not stop.is_set():
+                await self.tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_seconds)
+        finally:
+            if self._kube is not None:
+                await self._kube.close()
+                self._kube = None
+
+    async def tick(self) -> bool:
+        """One poll: returns True when the status was written."""
+        try:
+            return await self._tick()
+        except asyncio.CancelledError:
+            raise
+        except (ApiError, aiohttp.ClientError, TimeoutError, KubeConfigError, OSError) as e:
+            self._error("kubernetes", f"{type(e).__name__}: {e}")
+        except Exception as e:  # a bug must not take the agent down: count it and keep polling
+            self._error("internal", f"{type(e).__name__}: {e}")
+            log.debug("observation node writer failed", exc_info=True)
+        return False
+
+    def _error(self, kind: str, message: str) -> None:
+        self.stats.errors[kind] += 1
+        self.stats.last_error = message
+        if message != self._last_logged:
+            log.warning("ObservationNode %s: %s error: %s", self.node_name, kind, message)
+            self._last_logged = message
+
+    async def _client(self) -> KubeClient:
+        if self._kube is None:
+            self._kube = await KubeClient.connect(
+                kubeconfig=self.config.kubeconfig, user_agent=f"stellaops-runtime-agent/{__version__}"
+            )
+        return self._kube
+
+    async def _ensure_object(self, kube: KubeClient) -> bool:
+        """Create the ObservationNode owned by the Node (or fix its owner); False when the Node is missing."""
+        node = await kube.get(NODES, name=self.node_name)
+        if node is None:
+            self._error("node", f"Node {self.node_name!r} not found: cannot own the ObservationNode yet")
+            return False
+        uid = (node.get("metadata") or {}).get("uid")
+        if not uid:
+            self._error("node", f"Node {self.node_name!r} has no metadata.uid")
+            return False
+        owner = {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": uid}
+        current = await kube.get(OBSERVATION_NODES, name=self.node_name)
+        if current is None:
+            body = {
+                "apiVersion": crds.API_VERSION,
+                "kind": crds.NODE_KIND,
+                "metadata": {
+                    "name": self.node_name,
+                    "labels": {crds.MANAGED_BY[0]: MANAGED_BY_AGENT},
+                    "ownerReferences": [owner],
+                },
+                "spec": {"nodeName": self.node_name},
+            }
+            try:
+                current = await kube.create(OBSERVATION_NODES, body)
+                self.stats.writes["created"] += 1
+                log.info("created ObservationNode %s", self.node_name)
+            except ApiError as e:
+                if not e.conflict:
+                    raise
+                current = await kube.get(OBSERVATION_NODES, name=self.node_name) or {}
+        refs = (current.get("metadata") or {}).get("ownerReferences") or []
+        if not any(r.get("uid") == uid and r.get("kind") == "Node" for r in refs):
+            await kube.patch(
+                OBSERVATION_NODES, name=self.node_name, patch={"metadata": {"ownerReferences": [owner]}}
+            )
+            self.stats.writes["owner"] += 1
+        self._written = None
+        status = current.get("status") or {}
+        self._conditions = list(status.get("conditions") or [])
+        return True
+
+    async def _tick(self) -> bool:
+        if self.capabilities is None:
+            self.capabilities = await self._detect()
+        kube = await self._client()
+        if not self._exists:
+            self._exists = await self._ensure_object(kube)
+            if not self._exists:
+                return False
+        timeout = self.tetragon.timeout_seconds
+        tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
+        policies: list[dict[str, Any]] | None = None
+        if tetragon.reachable:
+            try:
+                policies = await list_tracing_policies(self.tetragon.address, timeout_s=timeout)
+            except grpc.aio.AioRpcError as e:
+                tetragon = TetragonInfo(
+                    address=tetragon.address,
+                    version=tetragon.version,
+                    error=f"ListTracingPolicies: {e.code().name}: {e.details()}",
+                )
+        if tetragon.error:
+            self._error("tetragon", tetragon.error)
+        self.stats.policies = len(policies or ())
+        status = build_status(
+            capabilities=self.capabilities,
+            tetragon=tetragon,
+            source=self.source,
+            policies=policies,
+            existing_conditions=self._conditions,
+            now=now_rfc3339(),
+        )
+        now = time.monotonic()
+        changed = status != self._written
+        due = now - self._beat_at >= self.config.heartbeat_seconds
+        if not changed and not due:
+            return False
+        patch = {"status": {**status, "heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        try:
+            await kube.patch(OBSERVATION_NODES, name=self.node_name, patch=patch, subresource="status")
+        except ApiError as e:
+            if e.not_found:  # deleted under us: re-create on the next poll
+                self._exists = False
+            raise
+        self._written = status
+        self._conditions = status["conditions"]
+        self._beat_at = now
+        self.stats.last_write = now
+        self.stats.writes["changed" if changed else "heartbeat"] += 1
+        if self._last_logged and not tetragon.error:
+            log.info("ObservationNode %s: status written again", self.node_name)
+            self._last_logged = ""
+        return True
+
+    async def _detect(self) -> Capabilities:
+        kernel = await asyncio.to_thread(detect_kernel, root=self.root, try_bpf=self.try_bpf)
+        notes = tuple(kernel.pop("notes"))
+        caps = Capabilities(tetragon=TetragonInfo(address=self.tetragon.address), notes=notes, **kernel)
+        log.info(
+            "node %s: kernel %s, btf=%s bpf=%s tracepoints=%s uprobes=%s kprobes=%s usdt=%s ringbuf=%s%s",
+            self.node_name, caps.kernel_version, caps.btf, caps.bpf_permitted, caps.tracepoints, caps.uprobes,
+            caps.kprobes, caps.usdt, caps.ring_buffer, f" ({'; '.join(notes)})" if notes else "",
+        )  # fmt: skip
+        return caps

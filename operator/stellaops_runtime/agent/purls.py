@@ -1,0 +1,130 @@
+"""Package attribution of hot-symbol rows: which package (PURL) owns each counted file or function.
+
+The Attributor (``attribution/``) answers for a path inside a root filesystem.
+This module gives it one: for every image, the agent remembers the pid of the
+last process of that image seen on this node, and reads the image's files
+through ``<procRoot>/<pid>/root`` when the aggregator's deltas are drained
+(on the pipeline thread, once per key and flush; a warm answer is a dict hit).
+
+- uprobe and stack-frame keys of Go and Rust binaries are attributed per
+  function (a Go binary links many modules); every other key per file;
+  ``[kernel]`` keys are not attributed (no package database owns the kernel);
+- when the process of an image is gone (or the events came from another
+  node) and ``attribution.hostRoot`` is set, the file is read there instead,
+  but only when its build-id is the one the events reported, and those
+  answers are cached apart from the image's own (the host's package database
+  is not the image's);
+- a key no source claims keeps an empty purl; the store fills it from a later
+  flush that knows it (``purl`` is kept from the first delta that has one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+from stellaops_runtime.adapter.common import KERNEL_MODULE
+from stellaops_runtime.attribution.attributor import AttributionStats, Attributor
+from stellaops_runtime.attribution.model import Attribution, ErrorKind
+from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
+from stellaops_runtime.contracts.config import AttributionConfig
+from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
+
+log = logging.getLogger(__name__)
+
+_FUNCTION_EVIDENCE = frozenset({EvidenceKind.INVOKED, EvidenceKind.ON_STACK})
+_HOST_KEY_PREFIX = "host-root:"
+
+
+class HotSymbolAttribution:
+    """Fills ``HotSymbolDelta.purl`` (pipeline thread only)."""
+
+    def __init__(self, config: AttributionConfig, *, proc_root: str, node_name: str) -> None:
+        self.attributor = Attributor(
+            sbom_dir=config.sbom_dir or None,
+            max_images=config.max_images,
+            max_entries=config.max_entries,
+        )
+        self.proc_root = proc_root
+        self.node_name = node_name
+        self.host_root = config.host_root or None
+        self._pids: dict[str, int] = {}  # image key -> pid of its last process seen on this node
+        self._host_ids: dict[str, str] = {}  # path under host_root -> its build-id ("" unreadable)
+        self.outcomes: Counter[str] = Counter()  # per delta: attributed, unattributed, skipped, ...
+
+    def note(self, ev: RuntimeCallEvent) -> None:
+        """Remember a live process of the event's image (cheap: called per event)."""
+        pid = ev.process.pid
+        if pid > 0 and (not ev.node_name or not self.node_name or ev.node_name == self.node_name):
+            self._pids[ev.image_key] = pid
+
+    def fill(self, deltas: list[HotSymbolDelta]) -> None:
+        for d in deltas:
+            if d.purl:
+                continue
+            try:
+                self._fill(d)
+            except Exception:  # a bug here must cost one purl, never the flush
+                log.exception("attributing %s in %s failed", d.key.module, d.key.image_digest)
+                self.outcomes["internal_error"] += 1
+
+    def _fill(self, d: HotSymbolDelta) -> None:
+        k = d.key
+        if not k.module or k.module == KERNEL_MODULE or not k.module.startswith("/"):
+            self.outcomes["skipped"] += 1
+            return
+        pid = self._pids.get(k.image_digest)
+        att: Attribution | None = None
+        if pid is not None:
+            att = self._ask(k.image_digest, f"{self.proc_root}/{pid}/root", d)
+            if att.error == ErrorKind.BAD_ROOT:
+                self._pids.pop(k.image_digest, None)  # the process is gone
+                att = None
+        if (
+            att is None
+            and self.host_root is not None
+            and d.build_id
+            and self._host_matches(k.module, d.build_id)
+        ):
+            att = self._ask(_HOST_KEY_PREFIX + k.image_digest, self.host_root, d)
+        if att is None:
+            self.outcomes["no_root"] += 1
+            return
+        if att.purl:
+            d.purl = att.purl
+            self.outcomes["attributed"] += 1
+        else:
+            self.outcomes["unattributed"] += 1
+
+    def _ask(self, image: str, root: str, d: HotSymbolDelta) -> Attribution:
+        k = d.key
+        fn = k.function_name
+        if k.evidence in _FUNCTION_EVIDENCE and fn and not fn.startswith("0x"):
+            return self.attributor.attribute_function(
+                image_digest=image, root=root, path=k.module, function=fn, build_id=d.build_id
+            )
+        return self.attributor.attribute_file(image_digest=image, root=root, path=k.module)
+
+    def _host_matches(self, module: str, build_id: str) -> bool:
+        assert self.host_root is not None
+        path = os.path.join(self.host_root, module.lstrip("/"))
+        have = self._host_ids.get(path)
+        if have is None:
+            try:
+                with open(path, "rb") as f:
+                    have = file_build_id(f)[0]
+            except (OSError, ElfError):
+                have = ""
+            if len(self._host_ids) >= 65_536:
+                self._host_ids.clear()
+            self._host_ids[path] = have
+        if have != build_id:
+            self.outcomes["host_root_build_id_mismatch"] += 1
+            return False
+        return True
+
+    @property
+    def stats(self) -> AttributionStats:
+        return self.attributor.stats
