@@ -15,8 +15,10 @@ What it measures, on one core (the process pins itself to CPU 0):
 4. store: upsert rate into a private PostgreSQL as a ratio to raw binary COPY
    into the same table shape (bench/store_bench.py), measured in the same run;
 5. later stages, each in its own module (SECTIONS below): demangling
-   (bench/demangle_bench.py), symbolization (bench/symbolize_bench.py), the
-   operator's pure rendering/posture/rollout (bench/operator_pure_bench.py).
+   (bench/demangle_bench.py), symbolization (bench/symbolize_bench.py), package
+   attribution (bench/attribute_bench.py), the operator's pure rendering,
+   posture and rollout (bench/operator_pure_bench.py) and the operator against
+   kmock under real kopf (bench/operator_bench.py).
 
 ``--only SECTION...`` runs a subset.
 
@@ -66,6 +68,8 @@ SECTIONS = {
     "demangle": "demangle_bench",
     "symbolize": "symbolize_bench",
     "operator_pure": "operator_pure_bench",
+    "attribute": "attribute_bench",
+    "operator": "operator_bench",
 }
 
 

@@ -169,7 +169,9 @@ def test_peering_object_sits_outside_the_kustomization(built: list[dict[str, Any
     from stellaops_runtime.controller.settings import DEFAULT_PEERING
 
     (peering,) = [
-        d for d in yaml.safe_load_all((MANIFESTS / "peering" / "default-peering.yaml").read_text()) if d
+        d
+        for d in yaml.safe_load_all((MANIFESTS / "peering" / "stellaops-runtime-peering.yaml").read_text())
+        if d
     ]
     assert (peering["apiVersion"], peering["kind"]) == ("kopf.dev/v1", "ClusterKopfPeering")
     (deploy,) = by_kind(built, "Deployment")

@@ -18,8 +18,11 @@ from stellaops_runtime.cli import exitcodes
 # Subcommand modules, in the order `--help` lists them.
 SUBCOMMANDS = (
     "stellaops_runtime.cli.agent",
+    "stellaops_runtime.cli.attribute",
+    "stellaops_runtime.cli.operator",
     "stellaops_runtime.cli.query",
     "stellaops_runtime.cli.replay",
+    "stellaops_runtime.cli.symbolize",
 )
 
 DESCRIPTION = """\

@@ -1,7 +1,11 @@
-"""The operator's pure core: posture, rendering, rollout folding and status conditions.
+"""The operator: its pure core and the kopf runtime around it.
 
-Every module here is a transform (DESIGN layer 2): plain functions over the
-spec models in :mod:`stellaops_runtime.contracts.crds` that return plain dicts
-(Kubernetes objects, status fragments). Nothing here talks to the API server;
-the kopf handlers that do live with the runtime layer and call these.
+Transforms (DESIGN layer 2): ``posture``, ``render_policy``, ``render_agent``,
+``rollout``, ``conditions``, ``naming``, ``policy_templates``, ``patches`` —
+plain functions over the spec models in :mod:`stellaops_runtime.contracts.crds`
+that return plain dicts (Kubernetes objects, status fragments, patches).
+
+Runtime (layer 4): ``handlers`` (kopf watches and indexes), ``reconcile``,
+``scheduler`` and ``settings``, which call the transforms and talk to the API
+server through :mod:`stellaops_runtime.kube`.
 """

@@ -1,0 +1,1 @@
+"""Kubernetes API access shared by the operator and the agent (an edge: sockets and credentials)."""

@@ -1,0 +1,363 @@
+"""An asyncio client for the few Kubernetes API calls the operator and the agent make.
+
+Why not the ``kubernetes`` package's API classes: they block, and both the
+operator (kopf) and the agent run on one event loop, so every call would need
+a thread hop. This client speaks the REST API over aiohttp (what kopf itself
+uses) and takes its credentials from the ``kubernetes`` package's own config
+loaders: the pod's service account in a cluster, else a kubeconfig
+(``$KUBECONFIG`` or ``~/.kube/config``, read when the client is built, not when
+``kubernetes`` was imported). Those loaders may read files or run an exec
+credential plugin, so they run in a worker thread; so does the token refresh
+they install (bound service-account tokens rotate), at most every
+``TOKEN_REFRESH_SECONDS`` and once more after a 401.
+
+Writes are JSON merge patches (``application/merge-patch+json``), which every
+API server and kmock's emulator apply the same way. Every request is counted
+by verb and resource, so tests and the benchmark can prove that an unchanged
+reconcile writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import secrets
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from stellaops_runtime.kube.resources import EVENTS, Resource
+
+log = logging.getLogger(__name__)
+
+TOKEN_REFRESH_SECONDS = 30.0
+MERGE_PATCH = "application/merge-patch+json"
+WRITE_VERBS = frozenset({"create", "patch", "delete"})
+
+
+class KubeConfigError(RuntimeError):
+    """No usable credentials: not in a cluster and no readable kubeconfig."""
+
+
+class ApiError(RuntimeError):
+    """The API server answered with an error status (``status`` is the HTTP code)."""
+
+    def __init__(self, *, status: int, reason: str, message: str, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}: {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Requests sent, by verb (get, list, create, patch, delete) and by ``verb resource``."""
+
+    by_verb: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_resource: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: collections.Counter[int] = field(default_factory=collections.Counter)
+
+    @property
+    def writes(self) -> int:
+        return sum(n for verb, n in self.by_verb.items() if verb in WRITE_VERBS)
+
+
+def _kubernetes_config(*, kubeconfig: str, context: str | None) -> tuple[Any, str]:
+    """A ``kubernetes.client.Configuration`` and where it came from (blocking: files, exec plugins)."""
+    import kubernetes.client
+    import kubernetes.config
+
+    cfg = kubernetes.client.Configuration()
+    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=cfg)
+            return cfg, "in-cluster service account"
+        except kubernetes.config.ConfigException as e:
+            log.debug("in-cluster config unusable (%s); trying a kubeconfig", e)
+    path = kubeconfig or os.environ.get("KUBECONFIG", "") or os.path.expanduser("~/.kube/config")
+    try:
+        kubernetes.config.load_kube_config(
+            config_file=path, context=context, client_configuration=cfg, persist_config=False
+        )
+    except (kubernetes.config.ConfigException, OSError) as e:
+        raise KubeConfigError(
+            f"no Kubernetes credentials: not running in a cluster and kubeconfig {path!r} is unusable: {e}"
+        ) from None
+    return cfg, f"kubeconfig {path}"
+
+
+def _bearer(cfg: Any) -> str | None:
+    """The Authorization header value (runs the loader's refresh hook: may block)."""
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    if not header:
+        return None
+    return header if " " in header else f"Bearer {header}"
+
+
+@dataclass(slots=True)
+class Connection:
+    """Where and how to reach the API server (from the ``kubernetes`` package's loaders)."""
+
+    server: str
+    source: str
+    ca_path: str | None = None
+    insecure: bool = False
+    cert_path: str | None = None
+    key_path: str | None = None
+    username: str | None = None
+    password: str | None = None
+    authorization: str | None = None
+    _config: Any = None
+
+    @classmethod
+    def load(cls, *, kubeconfig: str = "", context: str | None = None) -> Connection:
+        """Credentials from the cluster or a kubeconfig. Blocking; raises KubeConfigError."""
+        cfg, source = _kubernetes_config(kubeconfig=kubeconfig, context=context)
+        return cls(
+            server=str(cfg.host).rstrip("/"),
+            source=source,
+            ca_path=cfg.ssl_ca_cert or None,
+            insecure=not cfg.verify_ssl,
+            cert_path=cfg.cert_file or None,
+            key_path=cfg.key_file or None,
+            username=cfg.username or None,
+            password=cfg.password or None,
+            authorization=_bearer(cfg),
+            _config=cfg,
+        )
+
+    def refresh(self) -> None:
+        """Re-read the token through the loader's refresh hook (blocking)."""
+        if self._config is not None:
+            self.authorization = _bearer(self._config)
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.server.startswith("https:"):
+            return False
+        if self.insecure:
+            return False
+        ctx = (
+            ssl.create_default_context(cafile=self.ca_path) if self.ca_path else ssl.create_default_context()
+        )
+        if self.cert_path and self.key_path:
+            ctx.load_cert_chain(self.cert_path, self.key_path)
+        return ctx
+
+
+class KubeClient:
+    """Async CRUD on Kubernetes objects; use as ``async with KubeClient(conn) as kube``."""
+
+    def __init__(self, connection: Connection, *, timeout: float = 30.0, user_agent: str = "") -> None:
+        self.connection = connection
+        self.stats = RequestStats()
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent or "stellaops-runtime"
+        self._session: aiohttp.ClientSession | None = None
+        self._refreshed_at = time.monotonic()
+        self._refresh_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, *, kubeconfig: str = "", context: str | None = None, **kw: Any) -> KubeClient:
+        """Load credentials (in a thread) and build a client; raises KubeConfigError."""
+        conn = await asyncio.to_thread(Connection.load, kubeconfig=kubeconfig, context=context)
+        return cls(conn, **kw)
+
+    async def __aenter__(self) -> KubeClient:
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            auth = None
+            if self.connection.username and self.connection.password:
+                auth = aiohttp.BasicAuth(self.connection.username, self.connection.password)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
+                timeout=self._timeout,
+                auth=auth,
+                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _refresh(self, *, force: bool) -> None:
+        cfg = self.connection._config
+        if cfg is None or (cfg.refresh_api_key_hook is None and not force):
+            return
+        async with self._refresh_lock:
+            if not force and time.monotonic() - self._refreshed_at < TOKEN_REFRESH_SECONDS:
+                return
+            await asyncio.to_thread(self.connection.refresh)
+            self._refreshed_at = time.monotonic()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        resource: Resource,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call; returns the decoded JSON body. Raises ApiError, or aiohttp errors on I/O failure."""
+        session = self._open()
+        await self._refresh(force=False)
+        data = json.dumps(body, separators=(",", ":")) if body is not None else None
+        url = self.connection.server + path
+        for attempt in (1, 2):
+            headers = {"Content-Type": content_type} if data is not None else {}
+            if self.connection.authorization:
+                headers["Authorization"] = self.connection.authorization
+            self.stats.by_verb[verb] += 1
+            self.stats.by_resource[f"{verb} {resource}"] += 1
+            async with session.request(method, url, data=data, params=params, headers=headers) as resp:
+                text = await resp.text()
+                if resp.status == 401 and attempt == 1 and self.connection._config is not None:
+                    self.stats.errors[401] += 1
+                    await self._refresh(force=True)
+                    continue
+                if resp.status >= 400:
+                    self.stats.errors[resp.status] += 1
+                    raise _api_error(resp.status, text, method=method, path=path)
+                return json.loads(text) if text else None
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    # -- object verbs ----------------------------------------------------------
+
+    async def get(self, resource: Resource, *, name: str, namespace: str | None = None) -> dict | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self.request(
+                "GET", resource.path(namespace=namespace, name=name), verb="get", resource=resource
+            )
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    async def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        doc = await self.request(
+            "GET", resource.path(namespace=namespace), verb="list", resource=resource, params=params
+        )
+        return list((doc or {}).get("items") or [])
+
+    async def create(self, resource: Resource, body: Mapping[str, Any]) -> dict:
+        namespace = (body.get("metadata") or {}).get("namespace") if resource.namespaced else None
+        return await self.request(
+            "POST", resource.path(namespace=namespace), verb="create", resource=resource, body=body
+        )
+
+    async def patch(
+        self,
+        resource: Resource,
+        *,
+        name: str,
+        namespace: str | None = None,
+        patch: Mapping[str, Any],
+        subresource: str = "",
+    ) -> dict:
+        """A JSON merge patch (``None`` values remove keys); ``subresource="status"`` for status."""
+        return await self.request(
+            "PATCH",
+            resource.path(namespace=namespace, name=name, subresource=subresource),
+            verb="patch",
+            resource=resource,
+            body=patch,
+            content_type=MERGE_PATCH,
+        )
+
+    async def delete(self, resource: Resource, *, name: str, namespace: str | None = None) -> bool:
+        """Delete (background propagation); False when it was already gone."""
+        try:
+            await self.request(
+                "DELETE",
+                resource.path(namespace=namespace, name=name),
+                verb="delete",
+                resource=resource,
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
+            )
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        return True
+
+    async def post_event(
+        self,
+        involved: Mapping[str, Any],
+        *,
+        type: str,
+        reason: str,
+        message: str,
+        component: str,
+    ) -> dict:
+        """A core/v1 Event about ``involved`` (a whole object); cluster-scoped objects' go to ``default``."""
+        meta = involved.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ref = {
+            "apiVersion": involved.get("apiVersion", ""),
+            "kind": involved.get("kind", ""),
+            "name": meta.get("name", ""),
+            "uid": meta.get("uid", ""),
+        }
+        if meta.get("namespace"):
+            ref["namespace"] = meta["namespace"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name', 'object')}.{secrets.token_hex(8)}",
+                "namespace": namespace,
+            },
+            "involvedObject": ref,
+            "reason": reason,
+            "message": message[:1024],
+            "type": type,
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        return await self.create(EVENTS, event)
+
+
+def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
+    reason, message = "", text[:500]
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        reason = str(doc.get("reason") or "")
+        message = str(doc.get("message") or message)[:500]
+    return ApiError(status=status, reason=reason, message=message, method=method, path=path)

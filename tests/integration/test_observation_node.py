@@ -1,0 +1,276 @@
+"""The agent's ObservationNode writer against kmock, with Tetragon played by the replay server.
+
+The writer creates the node's ObservationNode (owned by the Node), records
+capabilities and ListTracingPolicies' load states, writes only on change or
+when the heartbeat is due, survives every failure, and the operator folds
+what it wrote into a policy's rollout status. Capability detection runs on
+this machine's real kernel (test_capabilities.py covers detection itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from stellaops_runtime.agent.capabilities import detect_kernel
+from stellaops_runtime.agent.node_status import ObservationNodeWriter
+from stellaops_runtime.agent.runner import Agent
+from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig, parse_config
+from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
+from stellaops_runtime.kube import resources as r
+from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
+from tests.crd_schema import errors, load_crd, validator_for
+from tests.integration.kubeharness import Cluster, OperatorRun, http_get, obj, wait_for
+from tests.integration.test_operator_policies import condition
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT_UA = "stellaops-runtime-agent"
+
+
+def agent_writes(cluster: Cluster, since: int) -> list[str]:
+    return [
+        f"{q.method.value} {q.url.path}"
+        for q in cluster.requests()[since:]
+        if q.method.value != "GET" and q.headers.get("User-Agent", "").startswith(AGENT_UA)
+    ]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    async with Cluster(tmp_path_factory.mktemp("kube")) as c:
+        await c.create(obj("v1", "Namespace", "shop"))
+        for node in ("node-a", "node-b"):
+            await c.create(obj("v1", "Node", node))
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tetragon_a() -> AsyncIterator[ReplayServer]:
+    policies = [
+        PolicyStatus(name="stellaops-web", namespace="shop", state="ENABLED"),
+        PolicyStatus(name="broken", state="LOAD_ERROR", message="failed prog /sys/fs/bpf: invalid argument"),
+    ]
+    srv = ReplayServer([], policies=policies, version="v1.7.0")
+    await srv.start("127.0.0.1:0")
+    yield srv
+    await srv.stop(grace=0)
+
+
+def writer(
+    cluster: Cluster, tetragon: ReplayServer | str, node: str = "node-a", heartbeat: float = 3600
+) -> ObservationNodeWriter:
+    address = tetragon if isinstance(tetragon, str) else tetragon.address
+    assert address
+    return ObservationNodeWriter(
+        node_name=node,
+        config=ObservationNodeConfig(
+            enabled=True, heartbeatSeconds=heartbeat, kubeconfig=str(cluster.kubeconfig)
+        ),
+        tetragon=TetragonConfig(address=address, timeoutSeconds=1),
+        poll_seconds=0.05,
+    )
+
+
+async def test_creates_the_observation_node_owned_by_the_node(
+    cluster: Cluster, tetragon_a: ReplayServer
+) -> None:
+    w = writer(cluster, tetragon_a)
+    try:
+        assert await w.tick()
+    finally:
+        await w.run(_set_event())  # a stopped run only closes the client
+    on = cluster.stored(r.OBSERVATION_NODES, "node-a")
+    node = cluster.stored(r.NODES, "node-a")
+    assert on is not None and node is not None
+    assert on["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": node["metadata"]["uid"]}
+    ]
+    assert on["spec"] == {"nodeName": "node-a"}
+    status = on["status"]
+    kernel = detect_kernel()
+    caps = status["capabilities"]
+    assert caps["kernelVersion"] == kernel["kernel_version"]
+    assert (caps["btf"], caps["uprobes"], caps["kprobes"], caps["usdt"]) == (
+        kernel["btf"], kernel["uprobes"], kernel["kprobes"], kernel["usdt"],
+    )  # fmt: skip
+    assert caps["tetragon"] == {"reachable": True, "address": tetragon_a.address, "version": "v1.7.0"}
+    assert status["source"] == "tetragon"
+    assert status["heartbeatTime"]
+    by_name = {p["name"]: p for p in status["policies"]}
+    assert by_name["stellaops-web"]["state"] == "ENABLED" and by_name["stellaops-web"]["namespace"] == "shop"
+    assert by_name["broken"]["state"] == "LOAD_ERROR"
+    assert by_name["broken"]["error"] == "failed prog /sys/fs/bpf: invalid argument"
+    assert condition(on, "Ready")["status"] == "True"
+    assert errors(validator_for(load_crd(REPO / "manifests" / "crds" / "observationnodes.yaml")), on) == []
+
+
+def _set_event() -> asyncio.Event:
+    e = asyncio.Event()
+    e.set()
+    return e
+
+
+async def test_writes_only_on_change_or_when_the_heartbeat_is_due(
+    cluster: Cluster, tetragon_a: ReplayServer
+) -> None:
+    w = writer(cluster, tetragon_a, heartbeat=1.0)
+    try:
+        mark = cluster.mark()
+        assert await w.tick()  # first status of this writer
+        for _ in range(5):
+            assert not await w.tick()  # nothing changed, heartbeat not due
+        assert len(agent_writes(cluster, mark)) == 1
+        await asyncio.sleep(1.05)
+        assert await w.tick()  # heartbeat due
+        assert w.stats.writes["heartbeat"] == 1
+        tetragon_a.policies.append(PolicyStatus(name="new", state="LOADING"))
+        try:
+            assert await w.tick()  # a state changed
+        finally:
+            tetragon_a.policies.pop()
+        assert w.stats.writes["changed"] == 2
+    finally:
+        await w.run(_set_event())
+
+
+async def test_tetragon_down_is_recorded_not_fatal(cluster: Cluster) -> None:
+    w = writer(cluster, "127.0.0.1:1", node="node-b")
+    try:
+        assert await w.tick()
+    finally:
+        await w.run(_set_event())
+    on = cluster.stored(r.OBSERVATION_NODES, "node-b")
+    assert on is not None
+    assert on["status"]["capabilities"]["tetragon"]["reachable"] is False
+    assert on["status"]["policies"] == []
+    ready = condition(on, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "TetragonUnreachable"
+    assert w.stats.errors["tetragon"] == 1
+
+
+async def test_missing_node_and_deleted_object_are_retried(
+    cluster: Cluster, tetragon_a: ReplayServer
+) -> None:
+    w = writer(cluster, tetragon_a, node="node-late")
+    try:
+        assert not await w.tick()
+        assert w.stats.errors["node"] == 1
+        assert cluster.stored(r.OBSERVATION_NODES, "node-late") is None
+        await cluster.create(obj("v1", "Node", "node-late"))
+        assert await w.tick()
+        assert cluster.stored(r.OBSERVATION_NODES, "node-late") is not None
+        await cluster.delete(r.OBSERVATION_NODES, "node-late")
+        tetragon_a.version = "v1.7.1"  # a change, so the next poll writes and finds it gone
+        try:
+            assert not await w.tick()  # 404: noticed
+            assert await w.tick()  # re-created
+        finally:
+            tetragon_a.version = "v1.7.0"
+        assert cluster.stored(r.OBSERVATION_NODES, "node-late") is not None
+        assert w.stats.errors["kubernetes"] == 1
+    finally:
+        await w.run(_set_event())
+    await cluster.delete(r.OBSERVATION_NODES, "node-late")  # the rollout test counts nodes
+
+
+async def test_no_credentials_is_counted(tmp_path: Path, tetragon_a: ReplayServer) -> None:
+    w = ObservationNodeWriter(
+        node_name="node-a",
+        config=ObservationNodeConfig(enabled=True, kubeconfig=str(tmp_path / "missing.yaml")),
+        tetragon=TetragonConfig(address=tetragon_a.address or "", timeoutSeconds=1),
+    )
+    assert not await w.tick()
+    assert w.stats.errors["kubernetes"] == 1
+    assert "missing.yaml" in w.stats.last_error
+
+
+async def test_operator_folds_nodes_into_policy_rollout(cluster: Cluster, tetragon_a: ReplayServer) -> None:
+    failing = ReplayServer(
+        [],
+        policies=[PolicyStatus(name="stellaops-web", namespace="shop", state="LOAD_ERROR", message="no BTF")],
+    )
+    await failing.start("127.0.0.1:0")
+    try:
+        async with OperatorRun(cluster) as op:
+            spec = {
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "maxLevel": "ActiveTracing",
+                "syscalls": ["execve"],
+            }
+            await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=spec))
+            for node, srv in (("node-a", tetragon_a), ("node-b", failing)):
+                w = writer(cluster, srv, node=node)
+                try:
+                    await w.tick()
+                finally:
+                    await w.run(_set_event())
+
+            def rollout() -> dict:
+                pol = cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") or {}
+                return (pol.get("status") or {}).get("rollout") or {}
+
+            await wait_for(lambda: rollout().get("nodesFailed") == 1, what="rollout folded")
+            await op.settle()
+            ro = rollout()
+            assert (ro["nodesRunning"], ro["nodesFailed"]) == (1, 1)
+            assert ro["failures"] == [
+                {"node": "node-b", "policy": "shop/stellaops-web", "state": "LOAD_ERROR", "message": "no BTF"}
+            ]
+            pol = cluster.stored(r.OBSERVATION_POLICIES, "web", "shop")
+            degraded = condition(pol, "Degraded")
+            assert degraded["status"] == "True" and degraded["reason"] == "LoadFailed"
+            assert "no BTF" in degraded["message"]
+            # a node that stops heart-beating is stale, whatever it last said
+            old = {"heartbeatTime": "2020-01-01T00:00:00Z"}
+            await cluster.patch(r.OBSERVATION_NODES, "node-b", {"status": old}, status=True)
+            await wait_for(lambda: rollout().get("nodesStale") == 1, what="stale node folded")
+            assert (rollout()["nodesFailed"], rollout()["failures"]) == (0, [])
+            assert (
+                condition(cluster.stored(r.OBSERVATION_POLICIES, "web", "shop"), "Ready")["status"] == "True"
+            )
+            labels = (cluster.stored(r.NODES, "node-a") or {})["metadata"]["labels"]
+            assert labels["feature.stellaops.io/tetragon"] == "true"
+            assert (cluster.stored(r.NODES, "node-b") or {})["metadata"]["labels"][
+                "feature.stellaops.io/tetragon"
+            ] == "true"
+    finally:
+        await failing.stop(grace=0)
+
+
+async def test_agent_runs_the_writer_and_exports_its_counters(
+    cluster: Cluster, tetragon_a: ReplayServer, tmp_path: Path
+) -> None:
+    config = parse_config(
+        {
+            "nodeName": "node-b",
+            "tetragon": {"address": tetragon_a.address, "timeoutSeconds": 1},
+            "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}"},
+            "metrics": {"address": "127.0.0.1", "port": 0},
+            "observationNode": {
+                "enabled": True,
+                "heartbeatSeconds": 1,
+                "kubeconfig": str(cluster.kubeconfig),
+            },
+        }
+    )
+    agent = Agent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_for(
+            lambda: agent.node_status is not None and agent.node_status.stats.writes["changed"] >= 1,
+            what="the agent wrote its ObservationNode",
+        )
+        on = cluster.stored(r.OBSERVATION_NODES, "node-b") or {}
+        assert on["status"]["capabilities"]["tetragon"]["reachable"] is True
+        status, text = await http_get(f"http://127.0.0.1:{agent.http_port}/metrics")
+        assert status == 200
+        assert 'stellaops_runtime_observation_node_writes_total{reason="changed"}' in text
+    finally:
+        agent.stop("test")
+        assert await asyncio.wait_for(task, 30) == 0
