@@ -26,7 +26,7 @@ from collections import Counter
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
 from stellaops_runtime.attribution.attributor import AttributionStats, Attributor
-from stellaops_runtime.attribution.model import Attribution, ErrorKind
+from stellaops_runtime.attribution.model import Attribution
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
 from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _FUNCTION_EVIDENCE = frozenset({EvidenceKind.INVOKED, EvidenceKind.ON_STACK})
 _HOST_KEY_PREFIX = "host-root:"
+_MAX_IMAGES_TRACKED = 100_000
 
 
 class HotSymbolAttribution:
@@ -58,7 +59,10 @@ class HotSymbolAttribution:
         """Remember a live process of the event's image (cheap: called per event)."""
         pid = ev.process.pid
         if pid > 0 and (not ev.node_name or not self.node_name or ev.node_name == self.node_name):
-            self._pids[ev.image_key] = pid
+            pids = self._pids
+            if len(pids) >= _MAX_IMAGES_TRACKED and ev.image_key not in pids:
+                pids.clear()  # a bound, not an LRU: images come back with their next event
+            pids[ev.image_key] = pid
 
     def fill(self, deltas: list[HotSymbolDelta]) -> None:
         for d in deltas:
@@ -78,9 +82,10 @@ class HotSymbolAttribution:
         pid = self._pids.get(k.image_digest)
         att: Attribution | None = None
         if pid is not None:
-            att = self._ask(k.image_digest, f"{self.proc_root}/{pid}/root", d)
-            if att.error == ErrorKind.BAD_ROOT:
-                self._pids.pop(k.image_digest, None)  # the process is gone
+            root = f"{self.proc_root}/{pid}/root"
+            att = self._ask(k.image_digest, root, d)
+            if att.error and not os.path.isdir(root):  # the process is gone (not cached by the Attributor)
+                self._pids.pop(k.image_digest, None)
                 att = None
         if (
             att is None
