@@ -29,3 +29,7 @@ echo "== hottest functions of image $image"
 echo
 echo "== is crc32 (zlib) observed in that image?"
 "$bin" query observed --image "$image" --function crc32 --store "sqlite:///$db" && echo "-> observed"
+echo
+echo "== every function of package zlib1g that ran in that image (purl prefix pkg:deb/debian/zlib1g)"
+"$bin" query functions --image "$image" --purl pkg:deb/debian/zlib1g --prefix --store "sqlite:///$db" \
+  || echo "-> none (this machine's zlib is not the one the stream recorded)"
