@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
+from stellaops_runtime.canonical.function_id import function_entry_id
 from stellaops_runtime.canonical.resolution import RESOLVED_SOURCES
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 from stellaops_runtime.contracts.hotsymbols import (
@@ -64,7 +65,7 @@ def frame_function(f: StackFrame) -> str:
 def frame_entry_id(f: StackFrame) -> str:
     """The canonical ID of the function a frame is in (its entry), or "" when not resolved."""
     if f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
-        return f"{f.build_id}:{f.symbol}+0x0"
+        return function_entry_id(f.build_id, f.symbol)
     return ""
 
 
