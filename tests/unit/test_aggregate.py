@@ -165,3 +165,45 @@ def test_host_events_are_filed_under_the_node() -> None:
     a.observe(e)
     (d,), _ = a.drain()
     assert d.key.image_digest == "host:node-1"
+
+
+def test_canonicalized_frames_carry_entry_ids_and_hints_do_not() -> None:
+    bid = "93ac61ec5a8eb1396f9fbd350e3169a558528a40"
+    resolved = StackFrame(
+        module=LIBC, symbol="getaddrinfo", offset=0xF1234, build_id=bid, symbol_offset=0x24,
+        function_id=f"{bid}:getaddrinfo+0x24", source="dynsym",
+    )  # fmt: skip
+    hinted = StackFrame(module=LIBZ, symbol="deflate", offset=0x3A00, build_id="ff" * 20, source="hint")
+    a = agg()
+    a.observe(
+        ev(
+            EventKind.SYSCALL, 1, function_name="__x64_sys_connect",
+            function_id="kb:__x64_sys_connect+0x0", user_stack=[resolved, hinted],
+        )
+    )  # fmt: skip
+    deltas, _ = a.drain()
+    got = {(d.key.module, d.key.function_name): d for d in deltas}
+    assert got[(LIBC, "getaddrinfo")].function_id == f"{bid}:getaddrinfo+0x0"
+    assert got[(LIBZ, "deflate")].function_id == ""  # a hint is not a resolved symbol
+    kernel = got[("[kernel]", "__x64_sys_connect")]
+    assert (kernel.function_id, kernel.build_id) == ("kb:__x64_sys_connect+0x0", "kb")
+    # samples show resolved frames with the offset from the symbol, hints with the file offset
+    assert got[(LIBC, "getaddrinfo")].sample["stack"] == [
+        f"{LIBC}!getaddrinfo+0x24",
+        f"{LIBZ}!deflate+0x3a00",
+    ]
+
+
+def test_uprobe_is_keyed_on_the_canonical_symbol_of_its_function_id() -> None:
+    bid = "ab" * 20
+    a = agg()
+    a.observe(
+        ev(EventKind.UPROBE, 1, module="/app/server", function_name="_ZN3app6handleEv",
+           function_id=f"{bid}:app::handle()+0x0")
+    )  # fmt: skip
+    (d,), _ = a.drain()
+    assert (d.key.function_name, d.function_id, d.build_id) == (
+        "app::handle()",
+        f"{bid}:app::handle()+0x0",
+        bid,
+    )
