@@ -180,7 +180,7 @@ class HotSymbolAggregator:
                 continue
             seen.add((f.module, fn))
             build_id = f.build_id or (ids.get(f.module, "") if ids else "")
-            n += self._add(win, key, ev, build_id, caller, function_id=frame_entry_id(f))
+            n += self._add(win, key, ev, build_id, caller, frame=f)
         return n
 
     def _add(
@@ -192,7 +192,10 @@ class HotSymbolAggregator:
         caller: str = "",
         *,
         function_id: str = "",
+        frame: StackFrame | None = None,
     ) -> int:
+        """Count one observation of ``key``; a stack ``frame``'s entry ID is built only when the
+        key's slot has none yet (not per event)."""
         if not self._enabled[key[3]]:
             self.below_threshold += 1
             return 0
@@ -200,6 +203,8 @@ class HotSymbolAggregator:
         lat = ev.latency_ns or 0
         slot = self._slots.get((win, key))
         if slot is None:
+            if frame is not None:
+                function_id = frame_entry_id(frame)
             self._slots[(win, key)] = _Slot(
                 1, ts, ts, lat, lat, ev.node_name, build_id, function_id, self._sample(ev)
             )
@@ -215,8 +220,11 @@ class HotSymbolAggregator:
                     slot.max_latency_ns = lat
             if build_id and not slot.build_id:
                 slot.build_id = build_id
-            if function_id and not slot.function_id:
-                slot.function_id = function_id
+            if not slot.function_id:
+                if frame is not None:
+                    function_id = frame_entry_id(frame)
+                if function_id:
+                    slot.function_id = function_id
         if caller:
             self._add_caller(key, caller)
         return 1
