@@ -13,8 +13,16 @@ Tasks on one event loop, plus one pipeline thread:
 - the HTTP server serves ``/metrics``, ``/healthz`` and ``/readyz``.
 
 SIGTERM/SIGINT (or ``--exit-when-idle``) stops the source, processes what is
-queued, flushes everything and exits 0; exit 2 if the last flush could not
-reach the store (the rows are counted as lost, never silently).
+queued, lets a flush that is already running finish (it is never cancelled:
+the counts it drained would go with it), flushes everything else and exits 0;
+exit 2 if the last flush could not reach the store (the rows are counted as
+lost, never silently), or if ``--exit-when-idle`` ends an agent that never
+reached its source (Tetragon unreachable, export file missing).
+
+Counts that left the aggregator are always either stored or pending: a drain
+hands its rows to the outage buffer from a callback on the event loop, so
+even a cancelled caller cannot drop them, and a flush loop that meets an
+unexpected error logs it and keeps going.
 """
 
 from __future__ import annotations
@@ -86,6 +94,8 @@ class Agent:
         self.witnesses_generated = 0  # the witness bridge is a later stage
         self.stop_event = asyncio.Event()
         self._flush_now = asyncio.Event()
+        self._flush_stop = asyncio.Event()  # the flush loop ends after its current flush
+        self.never_connected = False  # set when --exit-when-idle stops an agent that never reached its source
         self._source_done = asyncio.Event()
         self.http_port: int | None = None
         self.lost_rows = 0
@@ -154,9 +164,12 @@ class Agent:
             tasks[0].cancel()  # an idle stream would never look at stop_event
             await asyncio.gather(tasks[0], return_exceptions=True)
             await tasks[1]  # the consumer ends once the source is done and the queue is empty
-            for t in tasks[2:]:
+            # Never cancel a running flush: its drained counts would be lost with it.
+            self._flush_stop.set()
+            await asyncio.gather(tasks[2], return_exceptions=True)
+            for t in tasks[3:]:
                 t.cancel()
-            await asyncio.gather(*tasks[2:], return_exceptions=True)
+            await asyncio.gather(*tasks[3:], return_exceptions=True)
             ok = await self._final_flush()
         finally:
             for t in tasks:
@@ -169,7 +182,16 @@ class Agent:
             "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped",
             self.received, self.pipeline.processed, self.pending.rows_flushed, self.queue.dropped,
         )  # fmt: skip
+        if self.never_connected:
+            log.error("%s", self.unreachable_message())
+            return exitcodes.ERROR
         return exitcodes.OK if ok else exitcodes.ERROR
+
+    def unreachable_message(self) -> str:
+        t = self.config.tetragon
+        where = f"export file {t.export_file}" if t.export_file else f"Tetragon at {t.address}"
+        why = getattr(self.source_stats, "last_error", "") or "no connection was made"
+        return f"{where} was never reachable ({why}); no event was received"
 
     def stop(self, reason: str = "") -> None:
         if not self.stop_event.is_set():
@@ -203,7 +225,11 @@ class Agent:
         while not self.stop_event.is_set():
             await asyncio.sleep(min(0.2, idle / 4))
             if not len(self.queue) and time.monotonic() - self.queue.last_arrival >= idle:
-                self.stop(f"no event for {idle:g}s")
+                if not self.source_stats.connects:
+                    self.never_connected = True
+                    self.stop(f"source never reachable in {idle:g}s")
+                else:
+                    self.stop(f"no event for {idle:g}s")
                 return
 
     # -- store -------------------------------------------------------------
@@ -226,10 +252,30 @@ class Agent:
         url = self.config.store.url
         return url.split("@")[-1] if "@" in url else url
 
-    async def _flush(self) -> bool:
-        deltas, windows = await self.in_pipeline(self.pipeline.drain)
+    async def _drain(self) -> None:
+        """Move the aggregator's counts into the outage buffer.
+
+        The rows join the buffer in a done-callback of the pipeline thread's
+        future, not after the ``await``: if the caller is cancelled while the
+        drain runs (attribution can take seconds on a cold cache), the counts
+        still reach the buffer instead of vanishing with the cancelled task.
+        """
+        fut = asyncio.get_running_loop().run_in_executor(self._worker, self.pipeline.drain)
+        fut.add_done_callback(self._keep_drained)
+        await asyncio.shield(fut)
+
+    def _keep_drained(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        if (e := fut.exception()) is not None:
+            log.error("draining the hot-symbol aggregator failed: %r", e)
+            return
+        deltas, windows = fut.result()
         if deltas or windows:
             self.pending.add(deltas, windows)
+
+    async def _flush(self) -> bool:
+        await self._drain()
         if not self.pending.pending_rows:
             return True
         if not await self._open_store():
@@ -245,18 +291,30 @@ class Agent:
     async def _flush_loop(self) -> None:
         interval = self.config.hot_symbols.flush_interval_seconds
         delay = interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), delay)
+        while not self._flush_stop.is_set():
+            await _wait_any(self._flush_now, self._flush_stop, seconds=delay)
+            if self._flush_stop.is_set():
+                return  # the final flush takes over
             self._flush_now.clear()
-            ok = await self._flush()
+            try:
+                ok = await self._flush()
+            except Exception as e:  # never let one bad flush end periodic flushing
+                self.pending.failures += 1
+                self.pending.last_error = f"unexpected error: {e!r}"
+                log.exception("hot-symbol flush failed unexpectedly (rows kept for retry)")
+                ok = False
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
 
     async def _final_flush(self) -> bool:
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         while True:
-            if await self._flush():
-                return True
+            try:
+                if await self._flush():
+                    return True
+            except Exception as e:
+                self.pending.failures += 1
+                self.pending.last_error = f"unexpected error: {e!r}"
+                log.exception("final hot-symbol flush failed unexpectedly")
             if time.monotonic() >= deadline:
                 self.lost_rows = self.pending.pending_rows
                 log.error("could not store %d hot-symbol rows before shutdown: %s",
@@ -304,3 +362,13 @@ class Agent:
             "metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", m.address, self.http_port
         )
         return runner
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Return when any of ``events`` is set or ``seconds`` have passed."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -35,6 +35,8 @@ class ExportStats:
     oversized_lines: int = 0
     missing_file_waits: int = 0
     connected: bool = False  # the file is open and being followed
+    connects: int = 0  # times the file was opened (0: it never existed while we looked)
+    last_error: str = ""
     reconnects: int = 0  # gRPC-source counters, always 0 here (same metrics for every source)
     stream_errors: int = 0
 
@@ -112,11 +114,13 @@ class TetragonExportSource:
                     log.warning("export file %s does not exist yet; waiting for it", self.path)
                     warned = True
                 self.stats.missing_file_waits += 1
+                self.stats.last_error = f"export file {self.path} does not exist"
                 await asyncio.sleep(self.poll_interval)
                 continue
             if at_end:
                 f.seek(0, os.SEEK_END)
             self.stats.connected = True
+            self.stats.connects += 1
             return f
         return None
 

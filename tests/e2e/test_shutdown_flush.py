@@ -1,0 +1,218 @@
+"""Stopping the agent in the middle of a flush loses no count and doubles none.
+
+The bug these tests pin down: on a fresh clone ``make demo`` stored nothing,
+because stopping cancelled a periodic flush that was still running (the first
+one is slow while attribution warms up) and the counts it had drained went
+with the cancelled task. A cancelled store write could also be retried while
+its thread still committed, counting twice.
+
+Each test runs the real agent CLI against the real replay server, makes one
+flush slow with real means (a SQLite writer lock held by another connection,
+or a large SBOM that attribution must parse on its first drain), stops the
+agent by SIGTERM or ``--exit-when-idle`` while that flush runs, and compares
+every stored count with the stream's ground truth, in both the cumulative
+and the per-window tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.replay.events import load_events
+from stellaops_runtime.replay.server import ReplayServer
+from tests.e2e import harness as h
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = load_events(h.STREAM).events
+OBJS = h.stream_objects()
+EXPECTED_ON_STACK = dict(h.expected_stack_counts(OBJS))
+RECEIVED = "stellaops_runtime_events_received_total"
+
+
+def _counts(db: Path, table: str, evidence: str) -> dict[str, int]:
+    con = sqlite3.connect(db)
+    try:
+        res = con.execute(
+            f"SELECT image_digest, module, function_name, SUM(invocation_count) FROM {table} "
+            "WHERE evidence_kind = ? GROUP BY image_digest, module, function_name",
+            (evidence,),
+        )
+        return {f"{d}|{m}|{f}": n for d, m, f, n in res}
+    finally:
+        con.close()
+
+
+def assert_exact(db: Path) -> None:
+    """Cumulative and per-window rows both equal the ground truth: nothing lost, nothing doubled."""
+    for table in ("hot_symbols", "hot_symbol_windows"):
+        assert _counts(db, table, "invoked") == h.EXPECTED["uprobe_counts"], table
+        assert _counts(db, table, "on_stack") == EXPECTED_ON_STACK, table
+    con = sqlite3.connect(db)
+    try:
+        (events,) = con.execute("SELECT SUM(event_count) FROM observation_windows").fetchone()
+    finally:
+        con.close()
+    assert events == len(EVENTS)
+
+
+@contextlib.contextmanager
+def writer_lock(db: Path) -> Iterator[None]:
+    """Hold SQLite's exclusive lock from another connection: every write of the agent waits."""
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+
+
+def _all_received(port: int) -> bool:
+    return h.metric(h.scrape(port), RECEIVED, source="tetragon-grpc") == len(EVENTS)
+
+
+def _ready(port: int) -> bool:
+    """The agent's /readyz says its store is open (503 while the source is not connected yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return bool(json.load(r).get("store_open"))
+    except urllib.error.HTTPError as e:
+        return bool(json.load(e).get("store_open"))
+    except OSError:
+        return False
+
+
+async def _run_with_locked_store(tmp_path: Path, *, stop: str) -> tuple[int, str, Path]:
+    """Store open, then locked; all events in; stop while the flush waits on the lock."""
+    db = tmp_path / "hs.db"
+    addr = f"127.0.0.1:{h.free_port()}"  # nothing listens yet: the agent retries until the server starts
+    cfg, port = h.write_config(
+        tmp_path,
+        tetragon={"address": addr},
+        hotSymbols={"flushIntervalSeconds": 0.3},
+        store={"url": f"sqlite:///{db}"},
+    )
+    extra = ("--exit-when-idle", "2.5") if stop == "idle" else ()
+    proc = h.start_agent(cfg, *extra)
+    server = ReplayServer(EVENTS)
+    try:
+        await h.wait_for(lambda: _ready(port), what="store open")
+        with writer_lock(db):
+            await server.start(addr)
+            await h.wait_for(lambda: _all_received(port), what="all events received")
+            await asyncio.sleep(1.0)  # a periodic flush is now waiting on the lock
+            if stop == "sigterm":
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.sleep(1.5)  # the stop is requested while the flush still waits
+            else:
+                await asyncio.sleep(2.8)  # idle for 2.5 s: the stop comes while the flush still waits
+        code, out = await asyncio.to_thread(h.finish, proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await server.stop()
+    return code, out, db
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "idle"])
+async def test_stop_during_a_slow_store_write_keeps_every_count_exactly_once(tmp_path, stop) -> None:
+    code, out, db = await _run_with_locked_store(tmp_path, stop=stop)
+    assert code == 0, out
+    assert ("stop requested (SIGTERM)" if stop == "sigterm" else "stop requested (no event for 2.5s)") in out
+    assert_exact(db)
+
+
+def _big_sbom(path: Path, components: int) -> None:
+    """A CycloneDX SBOM large enough that attribution takes seconds to parse it (its first drain)."""
+    comps = [
+        {
+            "type": "library",
+            "name": f"p{i}",
+            "version": "1.0",
+            "purl": f"pkg:pypi/p{i}@1.0",
+            "bom-ref": f"r{i}",
+            "evidence": {"occurrences": [{"location": f"/usr/lib/python3/dist-packages/p{i}/__init__.py"}]},
+            "hashes": [{"alg": "SHA-256", "content": f"{i:064x}"}],
+        }
+        for i in range(components)
+    ]
+    path.write_text(
+        json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": comps})
+    )
+
+
+async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path) -> None:
+    """The demo's failure: stop while the first drain is still attributing (cold caches)."""
+    sboms = tmp_path / "sboms"
+    sboms.mkdir()
+    _big_sbom(sboms / "big.json", 25_000)
+    for image in h.EXPECTED["images"]:
+        (sboms / f"{image['digest']}.json").symlink_to(sboms / "big.json")
+    server = ReplayServer(EVENTS)
+    addr = await server.start("127.0.0.1:0")
+    db = tmp_path / "hs.db"
+    cfg, port = h.write_config(
+        tmp_path,
+        tetragon={"address": addr},
+        hotSymbols={"flushIntervalSeconds": 1},
+        attribution={"sbomDir": str(sboms), "hostRoot": "/"},
+        store={"url": f"sqlite:///{db}"},
+    )
+    proc = h.start_agent(cfg)
+    try:
+        await h.wait_for(lambda: _all_received(port), what="all events received")
+        started = time.monotonic()
+        await asyncio.sleep(1.2)  # the first periodic flush is parsing SBOMs now
+        proc.send_signal(signal.SIGTERM)
+        code, out = await asyncio.to_thread(h.finish, proc, 120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await server.stop()
+    assert code == 0, out
+    assert time.monotonic() - started > 2.0, "the drain was not slow: the test did not test anything"
+    assert_exact(db)
+
+
+async def test_sigterm_at_random_points_never_loses_or_doubles_a_count(tmp_path) -> None:
+    """Many short runs, SIGTERM at a random moment after the stream was received."""
+    rng = random.Random(20261202)
+    server = ReplayServer(EVENTS)
+    addr = await server.start("127.0.0.1:0")
+    try:
+        for run in range(6):
+            work = tmp_path / f"run{run}"
+            work.mkdir()
+            db = work / "hs.db"
+            cfg, port = h.write_config(
+                work,
+                tetragon={"address": addr},
+                hotSymbols={"flushIntervalSeconds": 0.05},
+                store={"url": f"sqlite:///{db}"},
+            )
+            proc = h.start_agent(cfg)
+            try:
+                await h.wait_for(lambda port=port: _all_received(port), what="all events received")
+                await asyncio.sleep(rng.uniform(0.0, 0.4))
+                proc.send_signal(signal.SIGTERM)
+                code, out = await asyncio.to_thread(h.finish, proc, 60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert code == 0, out
+            assert_exact(db)
+    finally:
+        await server.stop()
