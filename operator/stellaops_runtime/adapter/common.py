@@ -43,6 +43,8 @@ class AdapterStats:
     events: Counter[str] = field(default_factory=Counter)  # by EventKind value
     unhandled: Counter[str] = field(default_factory=Counter)  # by oneof name ("none" = no oneof set)
     malformed: Counter[str] = field(default_factory=Counter)  # by reason
+    # Events kept after a repair (NUL replaced, time clamped, stack or text cut), by reason.
+    repaired: Counter[str] = field(default_factory=Counter)
     # Events Tetragon's own JSON exporter dropped (its rate_limit_info events).
     tetragon_export_dropped: int = 0
 

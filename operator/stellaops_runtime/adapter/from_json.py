@@ -9,11 +9,12 @@ with orjson into dicts and read here directly; protobuf's own JSON parser
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 
-from stellaops_runtime.adapter import common
+from stellaops_runtime.adapter import common, validate
 from stellaops_runtime.contracts.events import (
     Argument,
     EventKind,
@@ -23,6 +24,7 @@ from stellaops_runtime.contracts.events import (
     StackFrame,
 )
 
+log = logging.getLogger(__name__)
 _EMPTY: dict[str, Any] = {}
 
 
@@ -68,9 +70,16 @@ def _process(p: dict[str, Any]) -> ProcessInfo:
     )
 
 
-def _frames(entries: list[dict[str, Any]] | None) -> list[StackFrame]:
+def _frames(
+    entries: list[dict[str, Any]] | None, max_depth: int, stats: common.AdapterStats
+) -> list[StackFrame]:
     if not entries:
         return []
+    if not isinstance(entries, list):
+        raise TypeError(f"a stack trace is a {type(entries).__name__}, not a list")
+    if len(entries) > max_depth:
+        stats.repaired["stack_truncated"] += 1
+        entries = entries[:max_depth]
     return [
         StackFrame(
             module=e.get("module", ""),
@@ -99,9 +108,51 @@ def _argument(a: dict[str, Any], label: str) -> Argument:
 
 
 def adapt(
-    obj: dict[str, Any], *, received_ns: int = 0, stats: common.AdapterStats
+    obj: dict[str, Any],
+    *,
+    received_ns: int = 0,
+    stats: common.AdapterStats,
+    max_stack_depth: int = validate.DEFAULT_MAX_STACK_DEPTH,
 ) -> RuntimeCallEvent | None:
-    """One decoded export object -> RuntimeCallEvent, or None (counted) if not an event we use."""
+    """One decoded export object -> RuntimeCallEvent, or None (counted) if not an event we use.
+
+    Export files get corrupted and other producers write this format, so a
+    field of the wrong type rejects the event (counted as ``bad_type``), never
+    the agent; the event is then normalized like a gRPC one (adapter/validate.py).
+    """
+    try:
+        ev = _adapt(obj, received_ns, stats, max_stack_depth)
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as e:
+        stats.malformed["bad_type"] += 1
+        log.debug("export line with a field of the wrong type: %s", e)
+        return None
+    if ev is None:
+        return None
+    try:
+        validate.normalize(ev, stats.repaired)
+    except validate.BadEvent as e:
+        stats.malformed[e.reason] += 1
+        return None
+    stats.events[ev.kind] += 1
+    return ev
+
+
+def _time_ns(value: object, stats: common.AdapterStats) -> int:
+    """The event's RFC 3339 time; 0 (the arrival time is used) when absent or not RFC 3339."""
+    if not value:
+        return 0
+    try:
+        if not isinstance(value, str):
+            raise TypeError(type(value).__name__)
+        return common.rfc3339_to_ns(value)
+    except (TypeError, ValueError, OverflowError):
+        stats.repaired["time_invalid"] += 1
+        return 0
+
+
+def _adapt(
+    obj: dict[str, Any], received_ns: int, stats: common.AdapterStats, max_stack_depth: int
+) -> RuntimeCallEvent | None:
     kind_name = ""
     body: dict[str, Any] = _EMPTY
     for k, v in obj.items():
@@ -126,7 +177,7 @@ def adapt(
     kind = common.HANDLED_KINDS[kind_name]
     ev = RuntimeCallEvent(
         kind=kind,
-        timestamp_ns=common.rfc3339_to_ns(obj.get("time", "")),
+        timestamp_ns=_time_ns(obj.get("time"), stats),
         node_name=obj.get("node_name", ""),
         process=_process(proc),
         policy_name=body.get("policy_name", ""),
@@ -159,8 +210,8 @@ def adapt(
         ev.kind = common.kprobe_kind(fn)
         ev.function_name = fn
         ev.arguments = _arguments(body.get("args"), body.get("return"))
-        ev.kernel_stack = _frames(body.get("kernel_stack_trace"))
-        ev.user_stack = _frames(body.get("user_stack_trace"))
+        ev.kernel_stack = _frames(body.get("kernel_stack_trace"), max_stack_depth, stats)
+        ev.user_stack = _frames(body.get("user_stack_trace"), max_stack_depth, stats)
     elif kind is EventKind.UPROBE:
         ev.function_name = body.get("symbol", "")
         ev.module = body.get("path", "")
@@ -182,5 +233,4 @@ def adapt(
         ev.function_name = f"{body.get('provider', '')}:{body.get('name', '')}"
         ev.module = body.get("path", "")
         ev.arguments = _arguments(body.get("args"), None)
-    stats.events[ev.kind] += 1
     return ev

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from stellaops_runtime.adapter import common
+from stellaops_runtime.adapter import common, validate
 from stellaops_runtime.contracts.events import (
     Argument,
     EventKind,
@@ -52,7 +52,10 @@ def _process(p: Any) -> ProcessInfo:
     )
 
 
-def _frames(entries: Any) -> list[StackFrame]:
+def _frames(entries: Any, max_depth: int, stats: common.AdapterStats) -> list[StackFrame]:
+    if len(entries) > max_depth:
+        stats.repaired["stack_truncated"] += 1
+        entries = entries[:max_depth]  # innermost first: the frames that matter most are kept
     return [StackFrame(module=e.module, symbol=e.symbol, offset=e.offset, address=e.address) for e in entries]
 
 
@@ -84,8 +87,18 @@ def _arguments(args: Any, ret: Any | None) -> list[Argument]:
     return out
 
 
-def adapt(msg: Any, *, received_ns: int = 0, stats: common.AdapterStats) -> RuntimeCallEvent | None:
-    """One GetEventsResponse -> RuntimeCallEvent, or None (counted) if not an event we use."""
+def adapt(
+    msg: Any,
+    *,
+    received_ns: int = 0,
+    stats: common.AdapterStats,
+    max_stack_depth: int = validate.DEFAULT_MAX_STACK_DEPTH,
+) -> RuntimeCallEvent | None:
+    """One GetEventsResponse -> RuntimeCallEvent, or None (counted) if not an event we use.
+
+    The event is normalized (adapter/validate.py): NULs replaced, absurd times
+    clamped, stacks cut at ``max_stack_depth``.
+    """
     kind_name = msg.WhichOneof("event")
     kind = common.HANDLED_KINDS.get(kind_name) if kind_name else None
     if kind is None:
@@ -130,8 +143,8 @@ def adapt(msg: Any, *, received_ns: int = 0, stats: common.AdapterStats) -> Runt
         ev.function_name = fn
         ev.policy_name = body.policy_name
         ev.arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
-        ev.kernel_stack = _frames(body.kernel_stack_trace)
-        ev.user_stack = _frames(body.user_stack_trace)
+        ev.kernel_stack = _frames(body.kernel_stack_trace, max_stack_depth, stats)
+        ev.user_stack = _frames(body.user_stack_trace, max_stack_depth, stats)
     elif kind is EventKind.UPROBE:
         ev.function_name = body.symbol
         ev.module = body.path
@@ -156,5 +169,10 @@ def adapt(msg: Any, *, received_ns: int = 0, stats: common.AdapterStats) -> Runt
         ev.module = body.path
         ev.policy_name = body.policy_name
         ev.arguments = _arguments(body.args, None)
+    try:
+        validate.normalize(ev, stats.repaired)
+    except validate.BadEvent as e:
+        stats.malformed[e.reason] += 1
+        return None
     stats.events[ev.kind] += 1
     return ev

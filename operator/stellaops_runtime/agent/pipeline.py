@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from stellaops_runtime.adapter import from_json, from_proto
+from stellaops_runtime.adapter import from_json, from_proto, validate
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.agent.purls import HotSymbolAttribution
 from stellaops_runtime.canonical import demangle as demangling
@@ -103,6 +103,9 @@ class Pipeline:
         )
         self.latency = LatencyHistogram()
         self.processed = 0  # events that reached the hot-symbol bridge
+        self.attribution_failures = 0  # drains whose attribution step raised (rows kept, no purls)
+        self.internal_errors = 0  # events skipped because a stage raised on them
+        self.max_stack_depth = validate.DEFAULT_MAX_STACK_DEPTH
 
     def _finish(self, ev: RuntimeCallEvent | None) -> None:
         if ev is None:
@@ -136,29 +139,49 @@ class Pipeline:
         """Everything aggregated since the last drain (see HotSymbolAggregator.drain), with purls."""
         deltas, windows = self.aggregator.drain()
         if self.attribution is not None:
-            self.attribution.fill(deltas)
+            try:
+                self.attribution.fill(deltas)
+            except Exception:  # the counts matter more than their purls: never lose them here
+                self.attribution_failures += 1
+                log.exception("package attribution failed; %d rows are kept without purls", len(deltas))
         return deltas, windows
 
     def process_proto(self, items: list[tuple[bytes, int]]) -> None:
         """Serialized GetEventsResponse messages with their arrival time."""
         stats = self.adapter_stats
+        depth = self.max_stack_depth
         for payload, received in items:
-            msg = from_proto.decode(payload, stats)
-            if msg is not None:
-                self._finish(from_proto.adapt(msg, received_ns=received, stats=stats))
+            try:
+                msg = from_proto.decode(payload, stats)
+                if msg is not None:
+                    self._finish(
+                        from_proto.adapt(msg, received_ns=received, stats=stats, max_stack_depth=depth)
+                    )
+            except Exception as e:  # one bad event must never cost the good ones around it
+                self._internal_error(e)
         self._observe_latency(items)
 
     def process_json(self, items: list[tuple[bytes, int]]) -> None:
         """Tetragon JSON export lines with their arrival time."""
         stats = self.adapter_stats
+        depth = self.max_stack_depth
         for line, received in items:
             try:
                 obj = from_json.decode_line(line)
+                self._finish(from_json.adapt(obj, received_ns=received, stats=stats, max_stack_depth=depth))
             except from_json.MalformedEvent as e:
                 stats.malformed[e.reason] += 1
-                continue
-            self._finish(from_json.adapt(obj, received_ns=received, stats=stats))
+            except Exception as e:  # one bad event must never cost the good ones around it
+                self._internal_error(e)
         self._observe_latency(items)
+
+    def _internal_error(self, e: Exception) -> None:
+        """An event no stage could handle: counted by exception type, logged (first few in full)."""
+        name = type(e).__name__
+        self.adapter_stats.malformed[f"internal_{name}"] += 1
+        self.internal_errors += 1
+        if self.internal_errors <= 10:
+            log.error("event skipped after an internal error (%s)", name, exc_info=e)
 
     def _observe_latency(self, items: list[tuple[bytes, int]]) -> None:
         now = time.monotonic_ns()

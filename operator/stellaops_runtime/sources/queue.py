@@ -14,15 +14,29 @@ import asyncio
 import time
 from collections import deque
 
+# Bytes of large raw payloads held at most: a burst of huge events (a hostile
+# workload's 4 MiB arguments, 10,000-frame stacks) must not take the agent's
+# memory with it. A large payload that would pass it is dropped and counted
+# (``dropped_oversize``); ordinary events are bounded by ``capacity`` alone,
+# so a flood of huge events never pushes out the good ones around it.
+DEFAULT_MAX_BYTES = 64 << 20
+LARGE_PAYLOAD = 64 << 10
+
 
 class EventQueue:
-    """Raw payloads with their arrival time (monotonic ns); single consumer."""
+    """Raw payloads with their arrival time (monotonic ns); single consumer.
 
-    def __init__(self, capacity: int) -> None:
+    Bounded twice: by ``capacity`` payloads and by ``max_bytes`` of payload.
+    """
+
+    def __init__(self, capacity: int, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: deque[tuple[bytes, int]] = deque()
         self._ready = asyncio.Event()
         self.dropped = 0
+        self.dropped_oversize = 0  # of ``dropped``: refused because of max_bytes
         self.enqueued = 0
         self.last_arrival = time.monotonic()
 
@@ -36,6 +50,12 @@ class EventQueue:
         if len(self._items) >= self.capacity:
             self.dropped += 1
             return False
+        size = len(payload)
+        if size > LARGE_PAYLOAD and self.bytes + size > self.max_bytes and self._items:
+            self.dropped += 1
+            self.dropped_oversize += 1
+            return False
+        self.bytes += size
         self._items.append((payload, now))
         self.enqueued += 1
         if not self._ready.is_set():
@@ -56,4 +76,6 @@ class EventQueue:
     def take(self, max_items: int) -> list[tuple[bytes, int]]:
         items = self._items
         n = min(max_items, len(items))
-        return [items.popleft() for _ in range(n)]
+        out = [items.popleft() for _ in range(n)]
+        self.bytes -= sum(len(p) for p, _ in out)
+        return out

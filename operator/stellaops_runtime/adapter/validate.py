@@ -1,0 +1,155 @@
+"""Make one adapted event safe for everything after the adapter, or reject it.
+
+A hostile workload or a corrupted export file controls most of an event's
+text: one NUL character in an argument made PostgreSQL refuse a whole batch
+of good counts, a time in year 33000 stopped the agent, a JSON export line
+with a list where a string belongs crashed the pipeline, and a 10,000-frame
+stack took the agent to 920 MB. So every event leaves the adapter:
+
+- with every text field a ``str`` (a field of another type rejects the
+  event, counted as ``bad_type``), free of NUL characters (each replaced by
+  U+FFFD, counted as ``nul_replaced``: the event still counts);
+- with a time the store can hold and that is not absurd: outside [1970,
+  now + ``MAX_FUTURE_SECONDS``] it is replaced by the time the agent received
+  it (counted as ``time_clamped``), so windows are never filed in year 33000;
+- with stacks of at most ``max_stack_depth`` frames (the adapters cut them
+  before building frames; counted as ``stack_truncated``) and text fields of
+  at most ``MAX_TEXT_CHARS`` characters (counted as ``text_truncated``).
+
+The common case costs two C-level calls: every text field is joined with
+NUL as the separator, which raises ``TypeError`` on a non-``str`` and holds
+exactly ``len(fields) - 1`` NULs when all is well. Only a suspicious event
+takes the slow, field-by-field path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from stellaops_runtime.contracts.events import RuntimeCallEvent
+
+# Tetragon's own maximum (PERF_MAX_STACK_DEPTH): deeper stacks are not Tetragon's.
+DEFAULT_MAX_STACK_DEPTH = 127
+# Longest text kept in any one field (arguments are cut further by the privacy filter).
+MAX_TEXT_CHARS = 64 * 1024
+# A clock can be off; an event from more than a day ahead is not an event time.
+MAX_FUTURE_SECONDS = 86_400
+REPLACEMENT = "\ufffd"
+
+
+class BadEvent(ValueError):
+    """The event cannot be used; ``reason`` is the ``events_malformed_total`` label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _text_fields(ev: RuntimeCallEvent) -> list[object]:
+    p = ev.process
+    out: list[object] = [
+        ev.node_name, ev.function_name, ev.module, ev.build_id, ev.policy_name,
+        p.exec_id, p.binary, p.arguments, p.cwd, p.parent_exec_id,
+    ]  # fmt: skip
+    c = ev.container
+    if c is not None:
+        out += (c.id, c.runtime, c.name, c.image_ref, c.image_id, c.image_digest)
+    pod = ev.pod
+    if pod is not None:
+        out += (pod.namespace, pod.name, pod.uid, pod.workload, pod.workload_kind)
+        labels = pod.labels
+        if type(labels) is dict:
+            out += labels.keys()
+            out += labels.values()
+        else:
+            out.append(labels)  # not a string: the slow path rejects it
+    for a in ev.arguments:
+        out += (a.label, a.type, a.value)
+    for f in ev.kernel_stack:
+        out += (f.module, f.symbol)
+    for f in ev.user_stack:
+        out += (f.module, f.symbol)
+    return out
+
+
+def _clean(value: object, what: str, issues: Counter[str]) -> str:
+    if type(value) is not str:
+        raise BadEvent("bad_type", f"{what} is a {type(value).__name__}, not a string")
+    if "\x00" in value:
+        issues["nul_replaced"] += 1
+        value = value.replace("\x00", REPLACEMENT)
+    if len(value) > MAX_TEXT_CHARS:
+        issues["text_truncated"] += 1
+        value = value[:MAX_TEXT_CHARS]
+    return value
+
+
+def _repair(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
+    """The slow path: check and clean every text field in place."""
+    ev.node_name = _clean(ev.node_name, "node_name", issues)
+    ev.function_name = _clean(ev.function_name, "function_name", issues)
+    ev.module = _clean(ev.module, "module", issues)
+    ev.build_id = _clean(ev.build_id, "build_id", issues)
+    ev.policy_name = _clean(ev.policy_name, "policy_name", issues)
+    p = ev.process
+    for name in ("exec_id", "binary", "arguments", "cwd", "parent_exec_id"):
+        setattr(p, name, _clean(getattr(p, name), f"process.{name}", issues))
+    c = ev.container
+    if c is not None:
+        for name in ("id", "runtime", "name", "image_ref", "image_id", "image_digest"):
+            setattr(c, name, _clean(getattr(c, name), f"container.{name}", issues))
+    pod = ev.pod
+    if pod is not None:
+        for name in ("namespace", "name", "uid", "workload", "workload_kind"):
+            setattr(pod, name, _clean(getattr(pod, name), f"pod.{name}", issues))
+        if not isinstance(pod.labels, dict):
+            raise BadEvent("bad_type", f"pod labels are a {type(pod.labels).__name__}, not a map")
+        pod.labels = {
+            _clean(k, "pod label", issues): _clean(v, "pod label value", issues)
+            for k, v in pod.labels.items()
+        }
+    for a in ev.arguments:
+        a.label = _clean(a.label, "argument label", issues)
+        a.type = _clean(a.type, "argument type", issues)
+        a.value = _clean(a.value, "argument value", issues)
+    for stack in (ev.kernel_stack, ev.user_stack):
+        for f in stack:
+            f.module = _clean(f.module, "stack frame module", issues)
+            f.symbol = _clean(f.symbol, "stack frame symbol", issues)
+
+
+def _suspicious(fields: list[object]) -> bool:
+    try:
+        joined = "\x00".join(fields)  # type: ignore[arg-type]  # TypeError is the check
+    except TypeError:
+        return True
+    return len(joined) > MAX_TEXT_CHARS * 4 or joined.count("\x00") != len(fields) - 1
+
+
+def _max_ns() -> int:
+    return (int(time.time()) + MAX_FUTURE_SECONDS) * 1_000_000_000
+
+
+def normalize(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
+    """Clean ``ev`` in place (see the module docstring); raises :class:`BadEvent` to reject it.
+
+    ``issues`` counts what was repaired, by reason. A zero timestamp (the source
+    gave none) is left for the pipeline to stamp with the arrival time.
+    """
+    if _suspicious(_text_fields(ev)):
+        _repair(ev, issues)
+    ts = ev.timestamp_ns
+    if type(ts) is not int:
+        raise BadEvent("bad_type", f"time is a {type(ts).__name__}")
+    if ts < 0 or ts > _max_ns():
+        issues["time_clamped"] += 1
+        ev.timestamp_ns = 0  # the pipeline stamps it with the arrival time
+    p = ev.process
+    if type(p.pid) is not int or type(p.tid) is not int or (p.uid is not None and type(p.uid) is not int):
+        raise BadEvent("bad_type", "a process id is not an integer")
+    for f in ev.user_stack:
+        if type(f.offset) is not int or type(f.address) is not int:
+            raise BadEvent("bad_type", "a stack frame offset or address is not an integer")
+    if type(ev.symbol_offset) is not int:
+        raise BadEvent("bad_type", "the probe offset is not an integer")
