@@ -28,6 +28,8 @@ from stellaops_runtime.contracts.events import (
     StackFrame,
 )
 from stellaops_runtime.privacy import DEFAULT_PATTERN_NAMES, REDACTED, PrivacyFilter
+from stellaops_runtime.privacy.filter import LIBRARY_COUNTER_PREFIX
+from stellaops_runtime.privacy.library_rules import LIBRARY_RULES
 
 CORPUS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parents[1] / "fixtures" / "privacy" / "corpus.yaml").read_text(encoding="utf-8")
@@ -91,10 +93,23 @@ def test_innocent_text_passes_unchanged(text: str) -> None:
     assert not any(pf.redactions_by_pattern.values())
 
 
-def test_corpus_covers_every_default_pattern_three_times() -> None:
-    per_pattern = collections.Counter(c["pattern"] for c in CORPUS["secrets"])
+def test_corpora_cover_every_default_pattern_three_times() -> None:
+    """Counted by what the filter reports for each case of all three corpora, not by the labels."""
+    per_pattern: collections.Counter[str] = collections.Counter()
+    fixtures = Path(__file__).parents[1] / "fixtures" / "privacy"
+    inputs = [c["input"] for c in CORPUS["secrets"]]
+    for name in ("cli_corpus.yaml", "formats_corpus.yaml"):
+        inputs += [
+            c["input"] for c in yaml.safe_load((fixtures / name).read_text(encoding="utf-8"))["secrets"]
+        ]
+    for text in inputs:
+        pf = _filter()
+        pf.filter_field(text)
+        per_pattern.update(k for k, v in pf.redactions_by_pattern.items() if v)
     for name in DEFAULT_PATTERN_NAMES:
         assert per_pattern[name] >= 3, name
+    assert per_pattern["cli_option"] >= 3
+    assert per_pattern["env_name"] >= 3
     assert len(CORPUS["innocent"]) >= 20
 
 
@@ -244,6 +259,8 @@ def test_truncation_counts_utf8_bytes_and_cuts_on_a_character_boundary() -> None
         ),
         ("x" * 40 + " postgres://app:verylongpassword@db/x", "postgres://app:[REDACTED]", "verylong"),
         ("x" * 40 + " ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_[REDACTED]", "16C7e4"),
+        ("x" * 40 + " hf_AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh", "hf_[REDACTED]", "AbCdEf"),
+        ("x" * 40 + " npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "npm_[REDACTED]", "AbCdEf"),
         ("x" * 40 + " eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig", "[REDACTED]", "eyJzdW"),
         ("x" * 30 + " --password=hunter2hunter2hunter2hunter2", "--password=[REDACTED]", "hunter2"),
     ],
@@ -295,7 +312,15 @@ def test_redact_text_is_idempotent_and_does_not_count() -> None:
 
 def test_counters_start_at_zero_for_every_pattern() -> None:
     pf = _filter(extra_patterns=["x"])
-    assert set(pf.redactions_by_pattern) == {*DEFAULT_PATTERN_NAMES, "truncated_secret", "extra_0"}
+    assert set(pf.redactions_by_pattern) == {
+        *DEFAULT_PATTERN_NAMES,
+        "truncated_secret",
+        "cli_option",
+        "env_name",
+        *(LIBRARY_COUNTER_PREFIX + r.name for r in LIBRARY_RULES),
+        "extra_0",
+    }
+    assert "high_entropy" in _filter(entropy_detection=True).redactions_by_pattern
     assert (pf.events_seen, pf.events_filtered, pf.fields_redacted, pf.arguments_truncated) == (0, 0, 0, 0)
 
 

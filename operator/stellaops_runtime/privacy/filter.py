@@ -26,9 +26,14 @@ What the filter does, in order, in ``PrivacyFilter.apply``:
    string Tetragon gives, and every ``Argument.value``) is first truncated to
    ``max_argument_bytes`` UTF-8 bytes on a character boundary, with the suffix
    ``…[truncated N bytes]`` (N bytes removed; the suffix itself is not counted
-   in the limit), then, when ``redact_arguments`` is on, redacted: the default
-   pattern set (``privacy.patterns``, when ``default_patterns``) in one regex
-   pass, then each of ``extra_patterns``. Truncating first bounds the regex
+   in the limit), then, when ``redact_arguments`` is on, redacted. With ``default_patterns``: the default
+   rules (``patterns``, ``provider_tokens``, ``personal_data`` and the
+   option-name rules of ``cli_options``) in one regex pass; the short options
+   of the client that runs (the binary's basename) or is named in the text
+   (``cli_options``); detect-secrets' rules (``library_rules``); environment
+   variable names (``env_names``). Then each of ``extra_patterns``; then, with
+   ``entropy_detection``, high-entropy tokens (``entropy``). docs/privacy.md
+   says what each covers. Truncating first bounds the regex
    work (a 1 MiB argument costs a scan of ``max_argument_bytes``); a secret cut
    in half by the truncation is still redacted (key=value, bearer and PEM
    patterns match to the end of the text; ``TRUNCATED_TAIL`` catches a
@@ -44,24 +49,37 @@ characters here: UTF-8 byte counts use ``surrogatepass``, so no str raises.
 
 There is no logging in this module: a log line is exactly where a secret must
 not go. The counters are plain ints read by the metrics exporter.
+``filter_env`` filters ``NAME=value`` environment lists (by name, then by value).
 """
 
 from __future__ import annotations
 
-import itertools
 import re
+from collections.abc import Iterable
 
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.privacy import entropy, env_names
+from stellaops_runtime.privacy.cli_options import TOOLS
+from stellaops_runtime.privacy.engine import (
+    ExtraPattern,
+    TriggerIndex,
+    cli_spans,
+    regex_spans,
+    replace_spans,
+    sub_compiled,
+    sub_extra,
+)
+from stellaops_runtime.privacy.library_rules import LIBRARY_RULES
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
-    REDACTED,
     TRUNCATED_TAIL,
     CompiledPatterns,
     compile_patterns,
 )
 
 TRUNCATION_MARKER = "…[truncated {n} bytes]"
+LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
 # Innocent fields (nothing redacted, nothing truncated) are remembered so the
 # next event of the same process costs one dict lookup. Only innocent text is
@@ -73,34 +91,18 @@ _TAIL_WINDOW_CHARS = 512
 # Distinct trigger combinations compiled before the cache starts over (in
 # practice a handful: which secrets appear together in one field).
 _MAX_COMPILED_SUBSETS = 256
-_TRIGGERS: tuple[tuple[int, tuple[str, ...]], ...] = tuple(
-    (1 << i, p.triggers) for i, p in enumerate(DEFAULT_PATTERNS)
+# One trigger pass for both rule lists: [0] the default patterns, [1] detect-secrets' rules.
+_INDEX = TriggerIndex(
+    [(p.triggers, p.gate) for p in DEFAULT_PATTERNS], [(r.triggers, r.gate) for r in LIBRARY_RULES]
 )
-
 
 _PROCESS_CACHE_MAX_ENTRIES = 65_536
 # (fields redacted, arguments truncated, (pattern name, redactions) ...) of one filtering
 _Deltas = tuple[int, int, tuple[tuple[str, int], ...]]
 
 
-class _Extra:
-    """One config regex and the group whose text is the secret (0: the whole match)."""
-
-    __slots__ = ("group", "name", "regex")
-
-    def __init__(self, *, name: str, regex: re.Pattern[str]) -> None:
-        self.name = name
-        self.regex = regex
-        if "secret" in regex.groupindex:
-            self.group: int | str = "secret"
-        elif regex.groups >= 1:
-            self.group = 1
-        else:
-            self.group = 0
-
-
 class PrivacyFilter:
-    """Applies a PrivacyConfig to events (in place) and to log text."""
+    """Applies a PrivacyConfig to events (in place), to log text and to environment lists."""
 
     def __init__(self, config: PrivacyConfig) -> None:
         self.config = config
@@ -120,10 +122,23 @@ class PrivacyFilter:
             compile_patterns((TRUNCATED_TAIL,)) if config.default_patterns else None
         )
         self._extras = [
-            _Extra(name=f"extra_{i}", regex=re.compile(rx)) for i, rx in enumerate(config.extra_patterns)
+            ExtraPattern(name=f"extra_{i}", regex=re.compile(rx))
+            for i, rx in enumerate(config.extra_patterns)
         ]
         self._redact = config.redact_arguments
-        self._patterns_on = self._use_default or bool(self._extras)
+        self._entropy = config.entropy_detection
+        self._entropy_threshold = config.entropy_threshold
+        self._entropy_min_length = config.entropy_min_length
+        # Environment-variable names: the defaults (with default_patterns) and the config's own.
+        env_globs = [
+            *(env_names.DEFAULT_ENV_NAME_PATTERNS if config.default_patterns else ()),
+            *config.extra_env_name_patterns,
+        ]
+        self._env_globs = tuple(env_globs)
+        self._env_arg_rx = env_names.argument_regex(env_globs) if env_globs else None
+        self._env_name_rx = env_names.name_regex(env_globs) if env_globs else None
+        self._env_triggers = env_names.literal_triggers(env_globs)
+        self._patterns_on = self._use_default or bool(self._extras) or bool(env_globs) or self._entropy
         self._clean: dict[str, None] = {}
         # Tetragon repeats a process's arguments on every event of that process:
         # exec_id -> (hash of the raw text, filtered text, counter deltas). Only a
@@ -139,8 +154,15 @@ class PrivacyFilter:
             for p in DEFAULT_PATTERNS:
                 self.redactions_by_pattern[p.name] = 0
             self.redactions_by_pattern[TRUNCATED_TAIL.name] = 0
+            self.redactions_by_pattern["cli_option"] = 0
+            for r in LIBRARY_RULES:
+                self.redactions_by_pattern[LIBRARY_COUNTER_PREFIX + r.name] = 0
+        if self._env_arg_rx is not None:
+            self.redactions_by_pattern["env_name"] = 0
         for x in self._extras:
             self.redactions_by_pattern[x.name] = 0
+        if self._entropy:
+            self.redactions_by_pattern["high_entropy"] = 0
 
     # -- events ---------------------------------------------------------------
 
@@ -158,16 +180,27 @@ class PrivacyFilter:
             proc.cwd = ""
             event.arguments.clear()
             return event
-        if proc.arguments:
-            proc.arguments = self._filter_process_arguments(proc.exec_id, proc.arguments)
+        text = proc.arguments
+        if text:
+            # The common case inline: this process's arguments were filtered before.
+            hit = self._by_process.get(proc.exec_id) if proc.exec_id else None
+            if hit is not None and hit[0] == hash(text):
+                fields, truncated, patterns = hit[2]
+                self.fields_redacted += fields
+                self.arguments_truncated += truncated
+                for name, n in patterns:
+                    self.redactions_by_pattern[name] += n
+                proc.arguments = hit[1]
+            else:
+                proc.arguments = self._filter_process_arguments(proc.exec_id, text, proc.binary)
         for arg in event.arguments:
             if arg.value:
                 arg.value = self.filter_field(arg.value)
         return event
 
-    def _filter_process_arguments(self, exec_id: str, text: str) -> str:
+    def _filter_process_arguments(self, exec_id: str, text: str, binary: str) -> str:
         if not exec_id:
-            return self.filter_field(text)
+            return self.filter_field(text, tool=_tool(binary))
         h = hash(text)
         hit = self._by_process.get(exec_id)
         if hit is not None and hit[0] == h:
@@ -178,7 +211,7 @@ class PrivacyFilter:
                 self.redactions_by_pattern[name] += n
             return hit[1]
         before = (self.fields_redacted, self.arguments_truncated, dict(self.redactions_by_pattern))
-        out = self.filter_field(text)
+        out = self.filter_field(text, tool=_tool(binary))
         deltas: _Deltas = (
             self.fields_redacted - before[0],
             self.arguments_truncated - before[1],
@@ -193,39 +226,63 @@ class PrivacyFilter:
         self._by_process[exec_id] = (h, out, deltas)
         return out
 
-    def filter_field(self, text: str) -> str:
-        """Truncate then redact one argument field, counting what happened."""
+    def filter_field(self, text: str, *, tool: str = "") -> str:
+        """Truncate then redact one argument field, counting what happened.
+
+        ``tool``: the basename of the executed binary when ``text`` is its
+        argument list (its short credential options then count from the start).
+        """
         clean = self._clean
-        if text in clean:
+        key = f"{tool}\x00{text}" if tool else text
+        if key in clean:
             return text
         cut, removed = self._truncate(text)
         out = cut
         hits = 0
         if self._redact and self._patterns_on:
-            out, hits = self._redact_text(cut, counts=self.redactions_by_pattern, truncated=removed > 0)
+            out, hits = self._redact_text(
+                cut, counts=self.redactions_by_pattern, truncated=removed > 0, tool=tool
+            )
         if removed:
             self.arguments_truncated += 1
             out += TRUNCATION_MARKER.format(n=removed)
         elif not hits and len(text) <= _CLEAN_CACHE_MAX_CHARS:
             if len(clean) >= _CLEAN_CACHE_MAX_ENTRIES:
                 clean.clear()
-            clean[text] = None
+            clean[key] = None
         if hits:
             self.fields_redacted += 1
         return out
 
-    # -- logs -----------------------------------------------------------------
+    # -- logs and environment lists -------------------------------------------------
 
-    def redact_text(self, text: str) -> str:
+    def redact_text(self, text: str, *, tool: str = "") -> str:
         """Redact secrets in text the agent is about to log.
 
-        Applies the configured patterns (default set when ``default_patterns``,
-        plus ``extra_patterns``) whatever ``redact_arguments`` says: logs are
-        never evidence. No truncation and no counters.
+        Applies the configured rules whatever ``redact_arguments`` says: logs
+        are never evidence. No truncation and no counters.
         """
         if not self._patterns_on or not text:
             return text
-        out, _ = self._redact_text(text, counts=None, truncated=False)
+        out, _ = self._redact_text(text, counts=None, truncated=False, tool=tool)
+        return out
+
+    def filter_env(self, entries: Iterable[str]) -> list[str]:
+        """Filter ``NAME=value`` environment entries: secret names lose their value, others are redacted.
+
+        Uses the default environment-name rules (with ``default_patterns``) and
+        ``extra_env_name_patterns``; values of other names go through the
+        argument rules (as ``redact_text``). Counts one redacted field per
+        entry changed and ``env_name`` per value dropped by name.
+        """
+        given = list(entries)
+        out = env_names.filter_env(given, name_patterns=self._env_globs, redact_value=self.redact_text)
+        for before, after in zip(given, out, strict=True):
+            if before != after:
+                self.fields_redacted += 1
+                name, eq, _ = before.partition("=")
+                if eq and self._env_name_rx is not None and self._env_name_rx.match(name):
+                    self.redactions_by_pattern["env_name"] += 1
         return out
 
     # -- internals ------------------------------------------------------------
@@ -247,15 +304,8 @@ class PrivacyFilter:
             end -= 1
         return raw[:end].decode("utf-8", "surrogatepass"), len(raw) - end
 
-    def _default_for(self, text: str) -> CompiledPatterns | None:
-        """The default patterns that can match ``text`` (by their triggers), compiled; None if none."""
-        low = text.lower()
-        mask = 0
-        for bit, triggers in _TRIGGERS:
-            for t in triggers:
-                if t in low:
-                    mask |= bit
-                    break
+    def _default_for(self, mask: int) -> CompiledPatterns | None:
+        """The default patterns of ``mask`` (their triggers and gates passed), compiled; None if none."""
         if not mask:
             return None
         cp = self._by_mask.get(mask)
@@ -266,72 +316,53 @@ class PrivacyFilter:
             self._by_mask[mask] = cp
         return cp
 
-    def _redact_text(self, text: str, *, counts: dict[str, int] | None, truncated: bool) -> tuple[str, int]:
+    def _redact_text(
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+    ) -> tuple[str, int]:
         hits = 0
         if self._use_default:
-            cp = self._default_for(text)
+            own, lib = _INDEX.masks(text, text.lower())
+            cp = self._default_for(own)
             if cp is not None:
-                text, n = _sub_compiled(cp, text, counts=counts)
+                text, n = sub_compiled(cp, text, counts=counts)
                 hits += n
             if truncated and self._tail is not None:
-                text, n = _sub_compiled(
+                text, n = sub_compiled(
                     self._tail, text, counts=counts, pos=max(0, len(text) - _TAIL_WINDOW_CHARS)
                 )
                 hits += n
+            spans = cli_spans(text, tool)
+            # Library rules are chosen on the text before the default pass: that pass
+            # only puts "[REDACTED]" where a secret was, and no library pattern
+            # matches in or across the marker (test_privacy_formats.py).
+            mask = lib
+            if mask:
+                for i, rule in enumerate(LIBRARY_RULES):
+                    if mask >> i & 1:
+                        name = LIBRARY_COUNTER_PREFIX + rule.name
+                        spans.extend((s, e, name) for s, e in rule.spans(text))
+            if spans:
+                text, n = replace_spans(text, spans, counts=counts)
+                hits += n
+        if self._env_arg_rx is not None and "=" in text:
+            low = text.lower()
+            if not self._env_triggers or any(t in low for t in self._env_triggers):
+                text, n = replace_spans(text, regex_spans(self._env_arg_rx, text, "env_name"), counts=counts)
+                hits += n
         for x in self._extras:
-            text, n = _sub_extra(x, text, counts=counts)
+            text, n = sub_extra(x, text, counts=counts)
             hits += n
+        if self._entropy:
+            found = entropy.high_entropy_spans(
+                text, threshold=self._entropy_threshold, min_length=self._entropy_min_length
+            )
+            if found:
+                text, n = replace_spans(text, [(s, e, "high_entropy") for s, e in found], counts=counts)
+                hits += n
         return text, hits
 
 
-def _sub_compiled(
-    cp: CompiledPatterns, text: str, *, counts: dict[str, int] | None, pos: int = 0
-) -> tuple[str, int]:
-    """Replace the secret group of every match of a compiled pattern set."""
-    matches = cp.regex.finditer(text, pos)
-    first = next(matches, None)
-    if first is None:
-        return text, 0
-    groups = cp.groups
-    out: list[str] = []
-    last = 0
-    hits = 0
-    for m in itertools.chain((first,), matches):
-        group = m.lastgroup
-        name, whole = groups[group]  # type: ignore[index]
-        start, end = m.span() if whole else m.span(group)  # type: ignore[arg-type]
-        # A span that is exactly "[REDACTED]" was redacted before (log text
-        # redacted twice, a tail match on a redacted end): leave it, uncounted.
-        if end > start >= last and text[start:end] != REDACTED:
-            out.append(text[last:start])
-            out.append(REDACTED)
-            last = end
-            hits += 1
-            if counts is not None:
-                counts[name] += 1
-    if not hits:
-        return text, 0
-    out.append(text[last:])
-    return "".join(out), hits
-
-
-def _sub_extra(x: _Extra, text: str, *, counts: dict[str, int] | None) -> tuple[str, int]:
-    out: list[str] = []
-    last = 0
-    hits = 0
-    for m in x.regex.finditer(text):
-        start, end = m.span(x.group)
-        if start < 0:  # the secret group did not take part: the whole match is the secret
-            start, end = m.span()
-        if end <= start or start < last:
-            continue
-        out.append(text[last:start])
-        out.append(REDACTED)
-        last = end
-        hits += 1
-    if not hits:
-        return text, 0
-    out.append(text[last:])
-    if counts is not None:
-        counts[x.name] += hits
-    return "".join(out), hits
+def _tool(binary: str) -> str:
+    """The client name of an executed binary when it has client rules, else ""."""
+    name = binary.rpartition("/")[2]
+    return name if name in TOOLS else ""

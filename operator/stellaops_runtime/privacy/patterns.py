@@ -1,9 +1,13 @@
-"""The default secret patterns, named, and how they are compiled into one regex.
+"""The default secret patterns, named: our own rules, in the order the combined regex tries them.
 
 Process arguments are where secrets leak into runtime evidence (``--password=``,
 ``PGPASSWORD=``, bearer tokens passed to ``curl -H``, connection strings). This
-module owns the list of what the privacy filter recognizes by default, kept
-apart from the filter so that the list can be read and reviewed on its own.
+module owns the list of what the privacy filter recognizes by default in its
+one-regex pass (``DEFAULT_PATTERNS``: the rules here, then ``cli_options``'
+``CLI_FLAG_SECRET``, ``provider_tokens`` and ``personal_data``), kept apart
+from the filter so that the list can be read and reviewed on its own.
+detect-secrets' rules (``library_rules``), client short options
+(``cli_options``) and environment names (``env_names``) run after it.
 
 Every pattern has a name (the key of ``PrivacyFilter.redactions_by_pattern``
 and of the metrics) and a regex with exactly one group named ``s``: the secret.
@@ -20,42 +24,40 @@ Decisions worth knowing (the corpus in tests/fixtures/privacy proves them):
 * the flag form with a space (``--password x``) needs a leading ``-`` and a
   value that does not start with ``-`` (the next flag); ``--no-password`` is a
   switch, not a key;
-* ``-p<secret>`` is too ambiguous (``-p 8080``, ``-p tcp``) and is not matched;
-* e-mail addresses need a dot and a letters-only TLD in the domain, so
-  ``user@host`` ssh targets, ``image@sha256:...`` and ``pkg@1.2.3`` are kept;
+* ``-p<secret>`` is too ambiguous (``-p 8080``, ``-p tcp``) to match for any
+  program: short options are matched per client in ``cli_options``;
+* e-mail addresses need a dot and a letters-only TLD in the domain, and no
+  ``:`` after it, so ``user@host`` ssh targets, ``git@github.com:org/repo``
+  scp-style paths, ``image@sha256:...`` and ``pkg@1.2.3`` are kept;
   the whole address is replaced (a personal domain identifies a person too);
 * connection strings ``scheme://user:password@host`` keep scheme, user and host;
   ``http://host:8080/`` (no ``@``) is not a credential;
 * a PEM private key block is replaced from after its BEGIN line to its END line,
   or to the end of the text when the END line was cut off.
 
-All patterns are joined into one alternation, each alternative wrapped in an
-outer named group, so one ``re.sub`` pass over a field finds every secret and
-``match.lastgroup`` says which pattern matched (the outer group closes last).
+``base.compile_patterns`` joins the patterns a field triggers into one
+alternation, so one pass over a field finds every secret and
+``match.lastgroup`` says which pattern matched.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-REDACTED = "[REDACTED]"
+from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, SecretPattern, compile_patterns
+from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
+from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
+from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS
 
-
-@dataclass(frozen=True, slots=True)
-class SecretPattern:
-    """One named pattern.
-
-    ``regex`` names its secret ``(?P<s>...)`` (``s_2``, ``s_3``... in other
-    alternatives), or ends with ``(?P<w>)`` when the whole match is the secret.
-    ``triggers`` are lower-case substrings of which at least one occurs in
-    ``text.lower()`` whenever the regex matches ``text``: a field holding none of
-    them skips the pattern without running it.
-    """
-
-    name: str
-    regex: str
-    triggers: tuple[str, ...] = ()
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "DEFAULT_PATTERN_NAMES",
+    "REDACTED",
+    "TRUNCATED_TAIL",
+    "CompiledPatterns",
+    "SecretPattern",
+    "compile_patterns",
+]
 
 
 # A key=value / flag value: a quoted string (closing quote optional, the text may
@@ -109,9 +111,14 @@ _CREDENTIAL_LOOKING = r"(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
 DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "pem_private_key",
+        # PEM and OpenSSH (-----BEGIN ... PRIVATE KEY-----), SSH2/RFC 4716
+        # (---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----) and PuTTY .ppk text.
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-        r"(?P<s>[\s\S]+?)(?=-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
-        triggers=("-----begin",),
+        r"(?P<s>[\s\S]+?)(?=-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+        r"|-(?<![\w-]-)--- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----"
+        r"(?P<s_2>[\s\S]+?)(?=---- END SSH2 ENCRYPTED PRIVATE KEY ----|\Z)"
+        r"|P(?<![\w-]P)uTTY-User-Key-File-[0-9]:(?P<s_3>[\s\S]+)",
+        triggers=("-----begin", "---- begin ssh2", "putty-user-key-file-"),
     ),
     SecretPattern(
         "connection_string",
@@ -178,7 +185,11 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r"(?![A-Za-z0-9_])",
         triggers=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
-    SecretPattern("slack_token", r"x(?<![A-Za-z0-9_-]x)ox[abpr]-(?P<s>[A-Za-z0-9-]{8,})", triggers=("xox",)),
+    SecretPattern(
+        "slack_token",
+        r"x(?<![A-Za-z0-9_-]x)(?:ox[abeoprs]|app)-(?P<s>[A-Za-z0-9-]{8,})",
+        triggers=("xox", "xapp-"),
+    ),
     SecretPattern(
         "stripe_key",
         r"[sr](?<![A-Za-z0-9_][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]{10,})",
@@ -198,14 +209,19 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
                 r"session[_-]?id",
                 "cookie",
                 "signature",
+                r"private[_-]?key(?:[_-]?id)?",
+                r"account[_-]?key",
             ]
         ),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
     ),
+    CLI_FLAG_SECRET,
+    *PROVIDER_PATTERNS,
+    *PERSONAL_DATA_PATTERNS,
     SecretPattern(
         "email",
         r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*"
-        r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])(?P<w>)",
+        r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9:-])(?P<w>)",
         triggers=("@",),
     ),
 )
@@ -223,40 +239,11 @@ TRUNCATED_TAIL = SecretPattern(
     r"|x(?<![A-Za-z0-9_-]x)ox[abpr]-(?P<s_5>[A-Za-z0-9-]+)\Z"
     r"|[sr](?<![A-Za-z0-9_-][sr])k_(?:live|test)_(?P<s_6>[A-Za-z0-9]+)\Z"
     r"|e(?<![A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}\Z(?P<w>)"
-    r"|[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s_3>\S+)\Z",
+    r"|[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s_3>\S+)\Z"
+    r"|h(?<![A-Za-z0-9_-]h)f_(?P<s_7>[A-Za-z0-9]+)\Z"
+    r"|n(?<![A-Za-z0-9_-]n)pm_(?P<s_8>[A-Za-z0-9]+)\Z"
+    r"|s(?<![A-Za-z0-9_-]s)k-(?P<s_9>[A-Za-z0-9_-]+)\Z"
+    r"|g(?<![A-Za-z0-9_-]g)lpat-(?P<s_10>[A-Za-z0-9_-]+)\Z"
+    r"|y(?<![A-Za-z0-9_-]y)a29\.(?P<s_11>[A-Za-z0-9_-]+)\Z"
+    r"|S(?<![A-Za-z0-9_-]S)G\.(?P<s_12>[A-Za-z0-9_.-]+)\Z",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledPatterns:
-    """One flat alternation of named patterns, and what each secret group means."""
-
-    regex: re.Pattern[str]
-    # secret group name -> (pattern name, True when the whole match is the secret)
-    groups: dict[str, tuple[str, bool]]
-
-
-def compile_patterns(patterns: tuple[SecretPattern, ...] | list[SecretPattern]) -> CompiledPatterns:
-    """Join patterns into one regex; secret groups are renamed per pattern.
-
-    Python forbids a group name twice in one regex, so pattern ``i``'s ``s``,
-    ``s_2``, ``w`` groups become ``p<i>_s``, ``p<i>_s_2``, ``p<i>_w``. Each
-    alternative has exactly one capturing group, so ``match.lastgroup`` names
-    the secret group of the alternative that matched (and so its pattern).
-    """
-    parts = []
-    groups: dict[str, tuple[str, bool]] = {}
-    for i, p in enumerate(patterns):
-        body = re.sub(r"\(\?P<((?:s|w)(?:_\d+)?)>", rf"(?P<p{i}_\1>", p.regex)
-        names = re.findall(rf"\(\?P<(p{i}_[^>]+)>", body)
-        if not names:
-            raise ValueError(f"pattern {p.name!r} has no secret group (?P<s>...) or (?P<w>)")
-        for n in names:
-            groups[n] = (p.name, n.startswith(f"p{i}_w"))
-        parts.append(body)
-    # ASCII: case-insensitive keywords match ASCII letters only, so the
-    # lower-case triggers are exact (no long s U+017F matching 's', no Kelvin sign U+212A matching 'k').
-    rx = re.compile("|".join(parts), re.ASCII)
-    if rx.groups != len(groups):
-        raise ValueError("a default pattern has an unnamed capturing group")
-    return CompiledPatterns(regex=rx, groups=groups)

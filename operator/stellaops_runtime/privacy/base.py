@@ -1,0 +1,100 @@
+"""The shape every default rule shares, and how a set of rules becomes one regex.
+
+Kept apart from the rule lists (``patterns``, ``provider_tokens``,
+``personal_data``, ``cli_options``) so that each list can import it without
+importing the others, and so the compilation contract is read in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+REDACTED = "[REDACTED]"
+
+# Gates: cheap regexes a field must match before a rule that names the gate
+# runs. "run": a run of 20 token characters at the start or after a non-token
+# character (every provider token has one; ``/x86_64-linux-gnu`` does not);
+# "digits": five digits, or 3-2 digits around a dash or space (every card
+# number and SSN has one).
+GATES: dict[str, tuple[re.Pattern[str], ...]] = {
+    "run": (re.compile(r"[^A-Za-z0-9_-][A-Za-z0-9_-]{20}"), re.compile(r"[A-Za-z0-9_-]{20}")),
+    "digits": (re.compile(r"[0-9]{3}[ -]?[0-9]{2}"),),
+}
+
+
+def gate_open(gate: str, text: str) -> bool:
+    """Whether ``text`` passes ``gate`` (the second "run" regex is anchored at the start)."""
+    rxs = GATES[gate]
+    if rxs[0].search(text) is not None:
+        return True
+    return len(rxs) > 1 and rxs[1].match(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretPattern:
+    """One named rule.
+
+    ``regex`` names its secret ``(?P<s>...)`` (``s_2``, ``s_3``... in other
+    alternatives), or ends with ``(?P<w>)`` when the whole match is the secret.
+    ``triggers`` are lower-case substrings of which at least one occurs in
+    ``text.lower()`` whenever the regex matches ``text``: a field holding none of
+    them skips the rule without running it (no triggers: the rule always runs,
+    unless it has a gate). ``gate`` names a GATES entry the field must also pass.
+    ``validate`` gets the secret text and may reject it (a card number that
+    fails the Luhn check is not a card number).
+    """
+
+    name: str
+    regex: str
+    triggers: tuple[str, ...] = ()
+    gate: str = ""
+    validate: Callable[[str], bool] | None = None
+
+
+def number_groups(regex: str) -> str:
+    """Rename the ``(?P<s>`` groups of ``regex`` to ``s``, ``s_2``, ``s_3``... in order."""
+    n = 0
+
+    def repl(_: re.Match[str]) -> str:
+        nonlocal n
+        n += 1
+        return "(?P<s>" if n == 1 else f"(?P<s_{n}>"
+
+    return re.sub(r"\(\?P<s>", repl, regex)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPatterns:
+    """One flat alternation of named patterns, and what each secret group means."""
+
+    regex: re.Pattern[str]
+    # secret group name -> (pattern name, True when the whole match is the secret, validator)
+    groups: dict[str, tuple[str, bool, Callable[[str], bool] | None]]
+
+
+def compile_patterns(patterns: tuple[SecretPattern, ...] | list[SecretPattern]) -> CompiledPatterns:
+    """Join patterns into one regex; secret groups are renamed per pattern.
+
+    Python forbids a group name twice in one regex, so pattern ``i``'s ``s``,
+    ``s_2``, ``w`` groups become ``p<i>_s``, ``p<i>_s_2``, ``p<i>_w``. Each
+    alternative has exactly one capturing group, so ``match.lastgroup`` names
+    the secret group of the alternative that matched (and so its pattern).
+    """
+    parts = []
+    groups: dict[str, tuple[str, bool, Callable[[str], bool] | None]] = {}
+    for i, p in enumerate(patterns):
+        body = re.sub(r"\(\?P<((?:s|w)(?:_\d+)?)>", rf"(?P<p{i}_\1>", p.regex)
+        names = re.findall(rf"\(\?P<(p{i}_[^>]+)>", body)
+        if not names:
+            raise ValueError(f"pattern {p.name!r} has no secret group (?P<s>...) or (?P<w>)")
+        for n in names:
+            groups[n] = (p.name, n.startswith(f"p{i}_w"), p.validate)
+        parts.append(body)
+    # ASCII: case-insensitive keywords match ASCII letters only, so the
+    # lower-case triggers are exact (no long s U+017F matching 's', no Kelvin sign U+212A matching 'k').
+    rx = re.compile("|".join(parts), re.ASCII)
+    if rx.groups != len(groups):
+        raise ValueError("a default pattern has an unnamed capturing group")
+    return CompiledPatterns(regex=rx, groups=groups)

@@ -1,0 +1,212 @@
+"""Credential options of command-line clients, in every syntax each client accepts.
+
+Options whose name says what they are (``--password=``, ``--token``,
+``-storepass``) are redacted for any program by ``patterns`` and by
+``CLI_FLAG_SECRET`` below. Short options are another matter: ``-p`` is a
+password for ``mysql`` (glued only: ``-pSECRET``; ``mysql -p shop`` prompts and
+``shop`` is the database), for ``sshpass`` and ``mongosh`` (separate or glued),
+but a port for ``docker run -p 8080:80`` and a parameters file for ``az
+deployment create -p``. So short options are matched only inside a command of
+the client they belong to (``TOOL_RULES``), and some only after its
+subcommand (``docker login -p``, ``az login -p``).
+
+A command is found two ways: the event's executed binary (its basename) for
+``process.arguments`` (Tetragon gives the arguments without ``argv[0]``), and a
+client's name as a word inside the text (``sh -c "mysql -pX db"``, ``env
+PGPASSWORD=x psql``, ``sudo redis-cli -a X``). A command found in the text
+ends at the next shell separator (``;``, ``|``, ``&``, a newline); a command
+given by the binary is the whole argument string (no shell parsed it).
+
+The syntax of each client is in its manual; the corpus
+(tests/fixtures/privacy/cli_corpus.yaml) cites the page for every case.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stellaops_runtime.privacy.base import SecretPattern, compile_patterns, number_groups
+
+# An option value: a quoted string (closing quote optional: the text may have
+# been truncated) or a run of non-space characters.
+_V = r"""(?P<s>"[^"]*"?|'[^']*'?|[^\s"']+)"""
+
+
+def _after(sep: str) -> str:
+    """The password half of ``user<sep>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U)."""
+    return (
+        rf"""(?:"[^"{sep}]*{sep}(?P<s>[^"]*)"?|'[^'{sep}]*{sep}(?P<s>[^']*)'?"""
+        rf"""|[^\s{sep}"']*{sep}(?P<s>[^\s"']+))"""
+    )
+
+
+_AFTER_COLON = _after(":")
+
+
+def _sep(opt: str) -> str:
+    """``OPT VALUE`` (a value that does not look like the next option)."""
+    return rf"(?<!\S){opt}\s+(?![-\s]){_V}"
+
+
+def _glued(opt: str) -> str:
+    """``OPTVALUE`` (``-pSECRET``)."""
+    return rf"(?<!\S){opt}(?=\S){_V}"
+
+
+def _sep_or_glued(opt: str) -> str:
+    return rf"(?<!\S){opt}(?:\s+(?![-\s])|(?=\S)){_V}"
+
+
+def _userpass(opt: str, sep: str = ":") -> str:
+    """``OPT user:password`` or ``OPTuser:password``: the part after the separator."""
+    return rf"(?<!\S){opt}(?:\s+|(?=\S)){_after(sep)}"
+
+
+def _after_sub(sub: str, rule: str) -> str:
+    """``rule`` only after the subcommand ``sub`` in the same command."""
+    tail = rule.removeprefix(r"(?<!\S)")
+    return rf"(?<!\S){sub}\s(?:.*?\s)?{tail}"
+
+
+_MYSQL = (
+    "mysql",
+    "mariadb",
+    "mysqldump",
+    "mariadb-dump",
+    "mysqladmin",
+    "mariadb-admin",
+    "mysqlimport",
+    "mysqlshow",
+    "mysqlcheck",
+    "mysqlpump",
+    "mysqlsh",
+    "mysqlbinlog",
+    "mysqlslap",
+)
+_MONGO = (
+    "mongosh",
+    "mongo",
+    "mongodump",
+    "mongorestore",
+    "mongoexport",
+    "mongoimport",
+    "mongostat",
+    "mongotop",
+    "mongofiles",
+)
+_REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
+_SQLCMD = ("sqlcmd", "bcp", "osql")
+_LOGIN = ("docker", "podman", "nerdctl", "buildah", "helm", "oras", "crane", "regctl", "skopeo")
+_LDAP = (
+    "ldapsearch",
+    "ldapadd",
+    "ldapmodify",
+    "ldapdelete",
+    "ldapwhoami",
+    "ldapcompare",
+    "ldapmodrdn",
+    "ldapexop",
+)
+_ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
+
+# client name -> its credential options (regex alternatives, each with a (?P<s>) group)
+_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
+    # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
+    _MYSQL: (_glued("-p"),),
+    # https://www.mongodb.com/docs/mongodb-shell/reference/options/
+    _MONGO: (_sep_or_glued("-p"),),
+    # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
+    _REDIS: (_sep("-a"), r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]+(?:\s+[^\s;|&-][^\s;|&]*)?)"),
+    # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
+    _SQLCMD: (_sep_or_glued("-P"),),
+    # https://curl.se/docs/manpage.html (-u/--user, -U/--proxy-user, -E/--cert, --oauth2-bearer, -b/--cookie)
+    ("curl",): (
+        _userpass("-[A-Za-z]*[uU]"),
+        _userpass("--(?:proxy-)?user"),
+        _userpass("(?:-E|--cert|--proxy-cert)"),
+        _sep("--oauth2-bearer"),
+        r"(?<!\S)(?:-b|--cookie)\s+[\"']?[^\s=\"']+=(?P<s>[^\s\"']+)",
+    ),
+    # https://linux.die.net/man/1/sshpass (-p password, getopt: glued too)
+    ("sshpass",): (_sep_or_glued("-p"),),
+    # https://httpd.apache.org/docs/2.4/programs/htpasswd.html (-b: password is the last argument)
+    ("htpasswd",): (r"(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>[^\s]+)\s*$",),
+    # https://docs.openssl.org/3.0/man1/openssl-enc/ (-k, -K) and openssl-passwd (password last)
+    ("openssl",): (_sep("-k"), _sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
+    # https://docs.docker.com/reference/cli/docker/login/ and podman/helm/skopeo/oras login -p
+    _LOGIN: (_after_sub("login", _sep("-p")),),
+    # https://learn.microsoft.com/en-us/cli/azure/reference-index#az-login (-p, --password)
+    ("az",): (_after_sub("login", _sep("-p")),),
+    # https://docs.aws.amazon.com/cli/latest/reference/configure/set.html
+    ("aws",): (r"(?<!\S)set\s+\S*(?i:secret|token|password)\S*\s+(?P<s>[^\s]+)",),
+    # https://lftp.yar.ru/lftp-man.html (-u user,password)
+    ("lftp",): (_userpass("(?:-u|--user)", ","),),
+    # https://www.samba.org/samba/docs/current/man-html/smbclient.1.html (-U user%password)
+    ("smbclient", "rpcclient", "smbcacls", "smbget"): (_userpass("(?:-U|--user=?)", "%"),),
+    # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
+    _LDAP: (_sep_or_glued("-w"),),
+    # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
+    ("ldappasswd",): (_sep_or_glued("-w"), _sep_or_glued("-s"), _sep_or_glued("-a")),
+    # https://linux.die.net/man/1/zip and unzip (-P password); 7-Zip and RAR (-pPASSWORD)
+    ("zip", "unzip", "zipcloak"): (_sep("-P"),),
+    # RAR also -hpPASSWORD (encrypts the headers too)
+    ("7z", "7za", "7zz", "7zr", "rar", "unrar"): (_glued("-p"), _glued("-hp")),
+    # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqpug/ (user/password@db)
+    _ORACLE: (r"(?<!\S)[A-Za-z0-9_$#.\"]+/(?P<s>[^\s@/]+)(?=@|\s|$)",),
+    # https://cassandra.apache.org/doc/latest/cassandra/managing/tools/cqlsh.html (-p)
+    ("cqlsh",): (_sep("-p"),),
+    # https://mosquitto.org/man/mosquitto_pub-1.html (-P password)
+    ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"): (_sep("-P"),),
+    # https://man.openbsd.org/ssh-keygen (-N new_passphrase, -P passphrase)
+    ("ssh-keygen",): (_sep("-N"), _sep("-P")),
+    # https://developer.hashicorp.com/vault/docs/commands/login (token as argument)
+    ("vault",): (r"(?<!\S)login\s+(?:-\S+\s+)*(?P<s>[^\s=-][^\s=]*)(?=\s|$)",),
+    # https://min.io/docs/minio/linux/reference/minio-mc/mc-alias-set.html (ACCESSKEY SECRETKEY)
+    ("mc",): (r"(?<!\S)alias\s+set\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",),
+    # https://www.rabbitmq.com/docs/man/rabbitmqctl.8 (add_user / change_password USER PASSWORD)
+    ("rabbitmqctl",): (r"(?<!\S)(?:add_user|change_password)\s+\S+\s+(?P<s>\S+)",),
+    # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)
+    ("nmcli",): (_sep("password"), _sep(r"[\w.-]*psk")),
+}
+
+TOOL_RULES: dict[str, re.Pattern[str]] = {}
+for _tools, _alts in _RULES.items():
+    _rx = compile_patterns([SecretPattern("cli_option", number_groups("|".join(_alts)))]).regex
+    for _t in _tools:
+        TOOL_RULES[_t] = _rx
+
+TOOLS: frozenset[str] = frozenset(TOOL_RULES)
+# A client's name as a word: after the start, a space, a quote, "/" (a path) or "=".
+TOOL_WORD = re.compile(
+    r"(?<![^\s\"'/=(])(?:"
+    + "|".join(re.escape(t) for t in sorted(TOOLS, key=len, reverse=True))
+    + r")(?=[\s\"']|$)"
+)
+# Where a command found in the text ends.
+COMMAND_END = re.compile(r"[;|&\n]")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` when looking for a client's name (``/``, ``=`` and quotes split words too)."""
+    return text.replace("/", " ").replace("=", " ").replace('"', " ").replace("'", " ").split()
+
+
+# Options whose name says what they are, for any program: -pass/-passin/-passout pass:X
+# (openssl), names ending in "pass" (--pass, -storepass, -keypass, --proxy-pass),
+# --oauth2-bearer, --creds/--src-creds/--dest-creds user:password (skopeo, buildah,
+# podman), --from-literal=KEY=VALUE (kubectl create secret).
+CLI_FLAG_SECRET = SecretPattern(
+    "cli_flag_secret",
+    number_groups(
+        "|".join(
+            [
+                r"-(?<![\w./-]-)pass(?:in|out)?\s+pass:(?P<s>\S+)",
+                r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*[A-Za-z0-9]*(?i:pass)(?:=|\s+(?![-\s]))" + _V,
+                r"-(?<![\w./-]-)-oauth2-bearer(?:=|\s+)" + _V,
+                r"-(?<![\w./-]-)-(?:src-|dest-)?creds(?:=|\s+)" + _AFTER_COLON,
+                r"-(?<![\w./-]-)-from-literal(?:=|\s+)[^\s=]+=" + _V,
+            ]
+        )
+    ),
+    triggers=("pass", "bearer", "creds", "from-literal"),
+)

@@ -1,0 +1,207 @@
+"""How rules are selected per field and how their matches become ``[REDACTED]``.
+
+The filter runs on every event, so no rule runs on a field that cannot hold
+what it looks for: every rule has lower-case ``triggers`` (substrings) and/or
+a ``gate`` (a cheap regex), and ``TriggerIndex.mask`` turns one field into the
+bit mask of the rules that may match it. The default rules selected together
+are compiled into one alternation (cached per mask), so one regex pass finds
+them all; the library's rules and the client rules report spans that are
+merged and replaced once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+
+from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, gate_open
+from stellaops_runtime.privacy.cli_options import COMMAND_END, TOOL_RULES, TOOL_WORD, TOOLS, words
+
+
+class TriggerIndex:
+    """Which rules of several lists (each rule a (triggers, gate) pair) may match a text.
+
+    Triggers are checked once for all lists. A trigger with an upper-case
+    letter is matched case-sensitively (for case-sensitive patterns such as
+    ``AKC...``), any other against the lower-cased text.
+    """
+
+    __slots__ = ("_always", "_bits", "_gates", "_lower", "_upper")
+
+    def __init__(self, *lists: Sequence[tuple[tuple[str, ...], str]]) -> None:
+        bits: dict[str, list[int]] = {}
+        self._always = [0] * len(lists)
+        self._gates: list[tuple[tuple[str, int], ...]] = []
+        for k, rules in enumerate(lists):
+            gates: dict[str, int] = {}
+            for i, (triggers, gate) in enumerate(rules):
+                bit = 1 << i
+                if triggers:
+                    for t in triggers:
+                        bits.setdefault(t, [0] * len(lists))[k] |= bit
+                else:
+                    self._always[k] |= bit
+                if gate:
+                    gates[gate] = gates.get(gate, 0) | bit
+            self._gates.append(tuple(gates.items()))
+        self._bits = {t: tuple(v) for t, v in bits.items()}
+        self._lower = tuple(t for t in bits if t == t.lower())
+        self._upper = tuple(t for t in bits if t != t.lower())
+
+    def masks(self, text: str, low: str) -> list[int]:
+        """Per list, the bits of the rules whose triggers occur and whose gate ``text`` passes."""
+        masks = list(self._always)
+        found = [t for t in self._lower if t in low]
+        found += [t for t in self._upper if t in text]
+        if found:
+            n = len(masks)
+            for t in found:
+                b = self._bits[t]
+                for k in range(n):
+                    masks[k] |= b[k]
+        for k, gates in enumerate(self._gates):
+            for gate, bits in gates:
+                if masks[k] & bits and not gate_open(gate, text):
+                    masks[k] &= ~bits
+        return masks
+
+
+def sub_compiled(
+    cp: CompiledPatterns, text: str, *, counts: dict[str, int] | None, pos: int = 0
+) -> tuple[str, int]:
+    """Replace the secret group of every (validated) match of a compiled pattern set."""
+    matches = cp.regex.finditer(text, pos)
+    first = next(matches, None)
+    if first is None:
+        return text, 0
+    groups = cp.groups
+    out: list[str] = []
+    last = 0
+    hits = 0
+    for m in itertools.chain((first,), matches):
+        group = m.lastgroup
+        name, whole, validate = groups[group]  # type: ignore[index]
+        start, end = m.span() if whole else m.span(group)  # type: ignore[arg-type]
+        # A span that is exactly "[REDACTED]" was redacted before (log text
+        # redacted twice, a tail match on a redacted end): leave it, uncounted.
+        if end > start >= last and text[start:end] != REDACTED:
+            if validate is not None and not validate(text[start:end]):
+                continue
+            out.append(text[last:start])
+            out.append(REDACTED)
+            last = end
+            hits += 1
+            if counts is not None:
+                counts[name] += 1
+    if not hits:
+        return text, 0
+    out.append(text[last:])
+    return "".join(out), hits
+
+
+def replace_spans(
+    text: str, spans: Iterable[tuple[int, int, str]], *, counts: dict[str, int] | None
+) -> tuple[str, int]:
+    """Replace (start, end, rule name) spans with REDACTED; overlaps merge, earlier markers are absorbed."""
+    ordered = sorted(spans)
+    if not ordered:
+        return text, 0
+    markers: list[tuple[int, int]] = []
+    if REDACTED in text:
+        i = text.find(REDACTED)
+        while i >= 0:
+            markers.append((i, i + len(REDACTED)))
+            i = text.find(REDACTED, i + 1)
+    merged: list[tuple[int, int, str]] = []
+    for start, end, name in ordered:
+        for ms, me in markers:  # never cut a marker in two
+            if ms < end and start < me:
+                start, end = min(start, ms), max(end, me)
+        if (start, end) in markers:
+            continue  # exactly an earlier marker: already redacted
+        if merged and start <= merged[-1][1]:
+            prev = merged[-1]
+            merged[-1] = (prev[0], max(end, prev[1]), prev[2])
+            continue
+        merged.append((start, end, name))
+    if not merged:
+        return text, 0
+    out: list[str] = []
+    last = 0
+    for start, end, name in merged:
+        out.append(text[last:start])
+        out.append(REDACTED)
+        last = end
+        if counts is not None:
+            counts[name] += 1
+    out.append(text[last:])
+    return "".join(out), len(merged)
+
+
+def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
+    """Secret spans of client options: all of ``text`` for the executed ``tool``, after each client word."""
+    segments: list[tuple[str, int, int]] = []
+    if tool:
+        segments.append((tool, 0, len(text)))
+    if not TOOLS.isdisjoint(words(text)):
+        for w in TOOL_WORD.finditer(text):
+            stop = COMMAND_END.search(text, w.end())
+            segments.append((w.group(), w.end(), stop.start() if stop else len(text)))
+    out: list[tuple[int, int, str]] = []
+    for name, start, end in segments:
+        for m in TOOL_RULES[name].finditer(text, start, end):
+            s, e = m.span(m.lastgroup or 0)
+            if e > s:
+                out.append((s, e, "cli_option"))
+    return out
+
+
+def regex_spans(rx: re.Pattern[str], text: str, name: str) -> list[tuple[int, int, str]]:
+    """Spans of group ``s`` (or of the whole match) of every match of ``rx``."""
+    out = []
+    has_s = "s" in rx.groupindex
+    for m in rx.finditer(text):
+        s, e = m.span("s") if has_s else m.span()
+        if e > s:
+            out.append((s, e, name))
+    return out
+
+
+class ExtraPattern:
+    """One config regex and the group whose text is the secret (0: the whole match)."""
+
+    __slots__ = ("group", "name", "regex")
+
+    def __init__(self, *, name: str, regex: re.Pattern[str]) -> None:
+        self.name = name
+        self.regex = regex
+        if "secret" in regex.groupindex:
+            self.group: int | str = "secret"
+        elif regex.groups >= 1:
+            self.group = 1
+        else:
+            self.group = 0
+
+
+def sub_extra(x: ExtraPattern, text: str, *, counts: dict[str, int] | None) -> tuple[str, int]:
+    """Replace the secret group (or the whole match) of every match of a config regex."""
+    out: list[str] = []
+    last = 0
+    hits = 0
+    for m in x.regex.finditer(text):
+        start, end = m.span(x.group)
+        if start < 0:  # the secret group did not take part: the whole match is the secret
+            start, end = m.span()
+        if end <= start or start < last:
+            continue
+        out.append(text[last:start])
+        out.append(REDACTED)
+        last = end
+        hits += 1
+    if not hits:
+        return text, 0
+    out.append(text[last:])
+    if counts is not None:
+        counts[x.name] += hits
+    return "".join(out), hits

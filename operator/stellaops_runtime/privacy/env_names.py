@@ -1,0 +1,116 @@
+"""Environment variables whose name says they hold a secret.
+
+``PGPASSWORD=x``, ``AWS_SECRET_ACCESS_KEY=x``, ``DB_TOKEN=x``: the value is a
+secret whatever it looks like, so these are filtered by name, both where a
+``NAME=value`` appears in arguments (``env PGPASSWORD=x psql``, ``docker run -e
+DB_PASSWORD=x``) and in a list of environment entries (``filter_env``: Tetragon
+can export a process's environment, the container observer will pass env
+lists). Values of other variables still go through the value rules.
+
+Names are shell-style globs (``*`` any run of name characters, ``?`` one),
+matched against the whole name, case-insensitively in env lists; in argument
+text only upper-case names count as variables (``token_limit=5`` in a config
+string is not an environment variable), so the argument rule needs an
+upper-case name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from stellaops_runtime.privacy.base import REDACTED
+
+DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*PASSPHRASE*",
+    "*_PWD",
+    "*_PASS",
+    "SSHPASS",
+    "*TOKEN*",
+    "*SECRET*",
+    "*_KEY",
+    "*CREDENTIAL*",
+    "*API_KEY*",
+    "*APIKEY*",
+    "*PRIVATE_KEY*",
+    "*_AUTH",
+    "*COOKIE*",
+    "*SESSION_ID*",
+    "*CONNECTION_STRING*",
+    "*DSN",
+    "PGPASSWORD",
+    "MYSQL_PWD",
+    "REDISCLI_AUTH",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+_NAME_CHAR = "[A-Za-z0-9_]"
+
+
+def glob_to_regex(glob: str) -> str:
+    """A name glob as a regex fragment (no anchors)."""
+    out = []
+    for ch in glob:
+        if ch == "*":
+            out.append(f"{_NAME_CHAR}*")
+        elif ch == "?":
+            out.append(_NAME_CHAR)
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
+
+
+def name_regex(globs: Iterable[str]) -> re.Pattern[str]:
+    """One case-insensitive regex matching a whole name against any of ``globs``."""
+    return re.compile("(?:" + "|".join(glob_to_regex(g) for g in globs) + r")\Z", re.IGNORECASE | re.ASCII)
+
+
+def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
+    """``NAME=value`` in argument text with an upper-case NAME matching a glob: group ``s`` is the value."""
+    names = "|".join(glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]") for g in globs)
+    value = r"""(?P<s>"[^"]*"?|'[^']*'?|[^\s"';&]+)"""
+    return re.compile(rf"(?<![\w.$-])(?:{names})=(?=\S){value}", re.ASCII)
+
+
+def literal_triggers(globs: Iterable[str]) -> tuple[str, ...]:
+    """Lower-case literal parts of the globs; an argument text holding none cannot match.
+
+    Empty when a glob has no literal part (``*``): then every text may match.
+    """
+    parts: set[str] = set()
+    for g in globs:
+        lit = max(re.split(r"[*?]", g), key=len).lower()
+        if not lit:
+            return ()
+        parts.add(lit)
+    return tuple(sorted(parts))
+
+
+def filter_env(
+    entries: Iterable[str],
+    *,
+    name_patterns: Iterable[str] = DEFAULT_ENV_NAME_PATTERNS,
+    redact_value: Callable[[str], str] | None = None,
+) -> list[str]:
+    """Filter ``NAME=value`` environment entries.
+
+    A name matching ``name_patterns`` (case-insensitively) keeps its name and
+    loses its value (``NAME=[REDACTED]``); any other entry's value goes through
+    ``redact_value`` (the value rules) when given. An entry without ``=`` is
+    passed to ``redact_value`` whole. Order and count are kept.
+    """
+    globs = list(name_patterns)
+    rx = name_regex(globs) if globs else None
+    out = []
+    for entry in entries:
+        name, eq, value = entry.partition("=")
+        if not eq:
+            out.append(redact_value(entry) if redact_value else entry)
+        elif rx is not None and rx.match(name):
+            out.append(f"{name}={REDACTED}")
+        else:
+            out.append(f"{name}={redact_value(value) if redact_value else value}")
+    return out
