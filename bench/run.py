@@ -106,12 +106,12 @@ def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
     now = time.monotonic_ns()
     p_items = [(p, now) for p in protos]
     j_items = [(ln, now) for ln in lines]
-    on = parse_config({"hotSymbols": {"windowSeconds": 60}})
-    off = parse_config({"privacy": {"redactArguments": False, "defaultPatterns": False}})
+    on = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}})
+    off = parse_config({"privacy": {"redactArguments": False, "useDefaultRedactionPatterns": False}})
     # The frame canonicalizer resolving libc/libz frames against this machine's files
     # (their build-ids match the stream's), and switched off, for its overhead.
-    resolved = parse_config({"hotSymbols": {"windowSeconds": 60}, "symbols": {"hostRoot": "/"}})
-    nosym = parse_config({"hotSymbols": {"windowSeconds": 60}, "symbols": {"enabled": False}})
+    resolved = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}, "symbols": {"hostRoot": "/"}})
+    nosym = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}, "symbols": {"enabled": False}})
     batch = 512
 
     def run_decode() -> None:

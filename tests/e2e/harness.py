@@ -67,8 +67,8 @@ def write_config(tmp: Path, **sections: dict[str, Any]) -> tuple[Path, int]:
     port = free_port()
     doc: dict[str, Any] = {
         "nodeName": "e2e-node",
-        "tetragon": {"reconnectInitialSeconds": 0.1, "reconnectMaxSeconds": 0.5, "timeoutSeconds": 2},
-        "hotSymbols": {"flushIntervalSeconds": 0.5, "windowSeconds": 60},
+        "tetragon": {"reconnectInitialSeconds": 0.1, "reconnectMaxSeconds": 0.5, "connectionTimeout": 2},
+        "hotSymbols": {"flushIntervalSeconds": 0.5, "aggregationWindowSeconds": 60},
         "metrics": {"address": "127.0.0.1", "port": port},
     }
     for k, v in sections.items():

@@ -249,7 +249,7 @@ async def test_agent_runs_the_writer_and_exports_its_counters(
     config = parse_config(
         {
             "nodeName": "node-b",
-            "tetragon": {"address": tetragon_a.address, "timeoutSeconds": 1},
+            "tetragon": {"address": tetragon_a.address, "connectionTimeout": 1},
             "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}"},
             "metrics": {"address": "127.0.0.1", "port": 0},
             "observationNode": {

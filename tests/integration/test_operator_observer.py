@@ -143,7 +143,9 @@ async def test_config_change_rolls_the_daemonset(cluster: Cluster, operator: Ope
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"hotSymbols": {"windowSeconds": 120}}})
     await operator.settle()
     config_map = _stored(cluster, "ConfigMap") or {}
-    assert yaml.safe_load(config_map["data"][AGENT_CONFIG_KEY])["hotSymbols"]["windowSeconds"] == 120
+    assert (
+        yaml.safe_load(config_map["data"][AGENT_CONFIG_KEY])["hotSymbols"]["aggregationWindowSeconds"] == 120
+    )
     after = (_stored(cluster, "DaemonSet") or {})["spec"]["template"]["metadata"]["annotations"][
         CONFIG_HASH_ANNOTATION
     ]

@@ -19,20 +19,20 @@ data:
   config.yaml: |
     tetragon:
       address: unix:///var/run/tetragon/tetragon.sock
-      timeoutSeconds: 10
+      connectionTimeout: 10s
       allow:
         - namespaces: [shop, payments]
           eventTypes: [PROCESS_UPROBE, PROCESS_KPROBE]
       deny:
         - binaryRegex: ["^/usr/bin/kubectl$"]
     hotSymbols:
-      windowSeconds: 60
+      aggregationWindowSeconds: 60
       minConfidenceThreshold: 0.5
       flushIntervalSeconds: 5
     privacy:
       redactArguments: true
       extraPatterns: ["internal-token-[a-z0-9]+"]
-      symbolIdOnly: false
+      symbolIdOnlyMode: false
       allowedNamespaces: [shop]
 """
 
@@ -54,6 +54,8 @@ def test_configmap_document_is_a_valid_config(tmp_path) -> None:
     assert c.tetragon.allow[0].event_types == ["PROCESS_UPROBE", "PROCESS_KPROBE"]
     assert c.hot_symbols.min_confidence_threshold == 0.5
     assert c.privacy.allowed_namespaces == ["shop"]
+    assert c.tetragon.timeout_seconds == 10.0 and c.hot_symbols.window_seconds == 60
+    assert c.privacy.symbol_id_only is False
 
 
 @pytest.mark.parametrize(
@@ -93,3 +95,19 @@ def test_shipped_configs_are_valid(name: str) -> None:
     if name.startswith("manifests"):
         assert yaml.safe_load((root / name).read_text())["kind"] == "ConfigMap"
         assert c.tetragon.address.startswith("unix://")  # node-local, never a cluster Service
+
+
+def test_example_config_uses_no_deprecated_name(caplog: pytest.LogCaptureFixture) -> None:
+    root = Path(__file__).resolve().parents[2]
+    with caplog.at_level("WARNING", logger="stellaops_runtime.contracts.config"):
+        c = load_config(root / "examples" / "agent-config.yaml")
+    assert caplog.records == []
+    assert (
+        c.tetragon.timeout_seconds,
+        c.hot_symbols.window_seconds,
+        c.hot_symbols.flush_interval_seconds,
+    ) == (
+        5.0,
+        60,
+        2.0,
+    )

@@ -135,6 +135,31 @@ def test_configmap_is_a_valid_agent_config_with_no_secret() -> None:
     assert render(spec)["Service"]["spec"]["ports"][0]["port"] == 9100
 
 
+def test_configmap_uses_the_seed_key_names_and_no_deprecated_one(caplog: pytest.LogCaptureFixture) -> None:
+    spec = copy.deepcopy(BASE)
+    spec["tetragon"] = {"timeoutSeconds": 7}
+    spec["hotSymbols"] = {"windowSeconds": 90}
+    spec["privacy"] = {"defaultPatterns": False, "symbolIdOnly": True}
+    doc = yaml.safe_load(render(spec)["ConfigMap"]["data"][AGENT_CONFIG_KEY])
+    assert doc["tetragon"]["connectionTimeout"] == 7
+    assert doc["hotSymbols"]["aggregationWindowSeconds"] == 90
+    assert doc["privacy"]["useDefaultRedactionPatterns"] is False
+    assert doc["privacy"]["symbolIdOnlyMode"] is True
+    rendered = {f"{section}.{key}" for section, keys in doc.items() for key in keys}
+    deprecated = {
+        "tetragon.timeoutSeconds",
+        "hotSymbols.windowSeconds",
+        "privacy.defaultPatterns",
+        "privacy.symbolIdOnly",
+    }
+    assert not rendered & deprecated
+    with caplog.at_level("WARNING", logger="stellaops_runtime.contracts.config"):
+        config = parse_config(doc)
+    assert caplog.records == []  # the agent has nothing to warn about
+    assert (config.tetragon.timeout_seconds, config.hot_symbols.window_seconds) == (7, 90)
+    assert (config.privacy.default_patterns, config.privacy.symbol_id_only) == (False, True)
+
+
 def test_store_url_and_node_name_come_from_the_environment() -> None:
     env = pod_spec(render())["containers"][0]["env"]
     assert env == [

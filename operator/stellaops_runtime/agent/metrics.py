@@ -4,14 +4,40 @@ The per-event path only bumps ints (prometheus-client's Counter.inc takes a
 lock and costs about a microsecond, several per event); this collector turns
 those ints into metric families when Prometheus scrapes.
 
-Names (all prefixed ``stellaops_runtime_``):
+Two sets of names, with agreeing values:
+
+The seed design's five (runtime-agents-architecture.md, "Monitoring"), under
+exactly those names, for the dashboards built on them. Prometheus text format
+puts ``_total`` after every counter's samples, so the three whose seed names do
+not end in ``_total`` are exposed as ``untyped`` (Prometheus: unknown) families:
+their samples then carry the exact name, and they are still monotonic, so
+``rate()``/``increase()`` work on them. A gauge would claim they can go down.
+
+tetragon_events_total       counter   payloads received (= sum of stellaops_runtime_events_received_total)
+tetragon_events_filtered    untyped   events the privacy filter dropped (= sum of
+                                      stellaops_runtime_events_filtered_total)
+tetragon_hotsymbols_flushed untyped   hot-symbol rows written to the store
+                                      (= stellaops_runtime_hot_symbols_flushed_total)
+tetragon_witness_generated  untyped   runtime witnesses generated, 0 until the witness bridge exists
+                                      (= stellaops_runtime_witnesses_generated_total)
+tetragon_latency_seconds    histogram event processing latency, the same buckets as
+                                      stellaops_runtime_event_processing_latency_seconds
+
+Tetragon's own metrics endpoint also has a ``tetragon_events_total`` (with
+labels); it is a different scrape target, so select by job/pod in queries.
+
+The richer set, all prefixed ``stellaops_runtime_``:
 
 events_received_total{source}        payloads the sources handed to the queue
 events_total{kind}                   events adapted, by RuntimeCallEvent kind
 events_filtered_total{reason}        events dropped on purpose (privacy allowlist)
 events_malformed_total{reason}       undecodable or invalid events, skipped
+events_repaired_total{reason}        events kept after a repair: nul_replaced, time_clamped, time_invalid,
+                                     stack_truncated, text_truncated (adapter/validate.py)
 events_unhandled_total{kind}         event kinds we do not use (e.g. process_throttle)
-events_dropped_total{reason}         events lost: queue_full (ours), tetragon_* (Tetragon's)
+events_dropped_total{reason}         events lost: queue_full and queue_bytes (ours: the receive queue's
+                                     count and large-payload byte bounds), tetragon_* (Tetragon's)
+attribution_drain_failures_total     drains whose attribution step raised (rows kept without purls)
 fields_redacted_total                argument fields in which a secret was redacted
 arguments_truncated_total            arguments cut to privacy.maxArgumentBytes
 hot_symbols_flushed_total            hot-symbol rows written to the store
@@ -56,12 +82,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from stellaops_runtime.attribution.attributor import AttributionStats
 from stellaops_runtime.canonical.demangle import demangle_stats
 from stellaops_runtime.canonical.resolution import Outcome
 
 if TYPE_CHECKING:
+    from stellaops_runtime.agent.pipeline import LatencyHistogram
     from stellaops_runtime.agent.runner import Agent
 
 P = "stellaops_runtime_"
@@ -82,6 +110,39 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(P + name, doc, value=value)
 
 
+def _untyped(name: str, doc: str, value: float) -> Metric:
+    """A family whose one sample is named exactly ``name`` (``# TYPE name untyped``)."""
+    m = Metric(name, doc, "unknown")
+    m.samples.append(Sample(name, {}, value))
+    return m
+
+
+def _latency_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
+    buckets: list[tuple[str, float]] = []
+    acc = 0
+    for bound_ns, c in zip(h.bounds_ns, h.counts, strict=False):
+        acc += c
+        buckets.append((repr(bound_ns / 1e9), acc))
+    buckets.append(("+Inf", h.count))
+    return buckets
+
+
+def seed_metrics(
+    *, received: int, filtered: int, flushed: int, witnesses: int, latency: LatencyHistogram
+) -> Iterator[Metric]:
+    """The seed design's five metrics ("Monitoring"), named exactly as it names them."""
+    yield CounterMetricFamily("tetragon_events_total", "Total events received.", value=received)
+    yield _untyped("tetragon_events_filtered", "Events dropped by the privacy filter.", filtered)
+    yield _untyped("tetragon_hotsymbols_flushed", "Hot symbols written to the store.", flushed)
+    yield _untyped("tetragon_witness_generated", "Runtime witnesses generated.", witnesses)
+    yield HistogramMetricFamily(
+        "tetragon_latency_seconds",
+        "Event processing latency (receive to in-memory hot-symbol record).",
+        buckets=_latency_buckets(latency),
+        sum_value=latency.sum_ns / 1e9,
+    )
+
+
 class AgentCollector(Collector):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -98,19 +159,26 @@ class AgentCollector(Collector):
             {a.source_name: a.received},
         )
         yield _labelled("events", "Events adapted into RuntimeCallEvents, by kind.", "kind", dict(ad.events))
+        filtered = {"namespace_not_allowed": pf.events_filtered}
         yield _labelled(
-            "events_filtered", "Events dropped on purpose by the privacy filter.", "reason",
-            {"namespace_not_allowed": pf.events_filtered},
-        )  # fmt: skip
+            "events_filtered", "Events dropped on purpose by the privacy filter.", "reason", filtered
+        )
         yield _labelled(
             "events_malformed", "Malformed events, counted and skipped.", "reason", dict(ad.malformed)
+        )
+        yield _labelled(
+            "events_repaired",
+            "Events kept after a repair (NUL replaced, time clamped or invalid, stack or text cut).",
+            "reason",
+            dict(ad.repaired),
         )
         yield _labelled("events_unhandled", "Event kinds the agent does not use.", "kind", dict(ad.unhandled))
         drops = a.tetragon_drops
         yield _labelled(
             "events_dropped", "Events lost before processing.", "reason",
             {
-                "queue_full": a.queue.dropped,
+                "queue_full": a.queue.dropped - a.queue.dropped_oversize,
+                "queue_bytes": a.queue.dropped_oversize,
                 "tetragon_export_ratelimit": ad.tetragon_export_dropped,
                 "tetragon_notify_overflow": int(drops.overflowed) if drops else 0,
             },
@@ -131,23 +199,29 @@ class AgentCollector(Collector):
         yield _counter(
             "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows
         )
+        yield _counter(
+            "attribution_drain_failures",
+            "Drains whose package attribution raised (their rows were kept without purls).",
+            p.attribution_failures,
+        )
         yield _counter("witnesses_generated", "Signed runtime witnesses generated.", a.witnesses_generated)
         if p.canonicalizer is not None:
             yield from canonicalizer_metrics(p.canonicalizer.stats)
         if p.attribution is not None:
             yield from attribution_metrics(dict(p.attribution.outcomes), p.attribution.stats)
         h = p.latency
-        buckets: list[tuple[str, float]] = []
-        acc = 0
-        for bound_ns, c in zip(h.bounds_ns, h.counts, strict=False):
-            acc += c
-            buckets.append((repr(bound_ns / 1e9), acc))
-        buckets.append(("+Inf", h.count))
         yield HistogramMetricFamily(
             P + "event_processing_latency_seconds",
             "Time from receiving an event to its in-memory hot-symbol record.",
-            buckets=buckets,
+            buckets=_latency_buckets(h),
             sum_value=h.sum_ns / 1e9,
+        )
+        yield from seed_metrics(
+            received=a.received,
+            filtered=sum(filtered.values()),
+            flushed=pend.rows_flushed,
+            witnesses=a.witnesses_generated,
+            latency=h,
         )
         yield _gauge("queue_depth", "Events waiting in the receive queue.", len(a.queue))
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)

@@ -50,7 +50,7 @@ from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, TetragonMetricsPoller
-from stellaops_runtime.store.engine import StoreError, open_store
+from stellaops_runtime.store.engine import StoreConfigError, StoreError, open_store, safe_url
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.writer import HotSymbolStore
 
@@ -95,6 +95,7 @@ class Agent:
         self.stop_event = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._flush_stop = asyncio.Event()  # the flush loop ends after its current flush
+        self.config_error = ""  # a store configuration error met after start-up (exit 2)
         self.never_connected = False  # set when --exit-when-idle stops an agent that never reached its source
         self._source_done = asyncio.Event()
         self.http_port: int | None = None
@@ -142,7 +143,12 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop, sig.name)
-        await self._open_store()
+        try:
+            await self._open_store()
+        except StoreConfigError as e:  # a configuration mistake: retrying cannot fix it
+            log.error("%s", e)
+            self._worker.shutdown(wait=False)
+            return exitcodes.ERROR
         await self.in_pipeline(self.pipeline.warm_up)
         runner = await self._start_http()
         if runner is None:
@@ -237,10 +243,13 @@ class Agent:
     async def _open_store(self) -> bool:
         if self.store is not None:
             return True
+        st = self.config.store
         try:
             self.store = await asyncio.to_thread(
-                open_store, self.config.store.url, migrate=self.config.store.migrate
+                open_store, st.url, migrate=st.migrate, create_directories=st.create_directories
             )
+        except StoreConfigError:
+            raise
         except StoreError as e:  # down, or not migratable yet: keep counting, retry at the next flush
             self.pending.last_error = str(e)
             log.warning("store %s not usable (will retry): %s", self._store_label(), e)
@@ -249,8 +258,7 @@ class Agent:
         return True
 
     def _store_label(self) -> str:
-        url = self.config.store.url
-        return url.split("@")[-1] if "@" in url else url
+        return safe_url(self.config.store.url)
 
     async def _drain(self) -> None:
         """Move the aggregator's counts into the outage buffer.
@@ -278,7 +286,16 @@ class Agent:
         await self._drain()
         if not self.pending.pending_rows:
             return True
-        if not await self._open_store():
+        try:
+            opened = await self._open_store()
+        except StoreConfigError as e:
+            self.pending.failures += 1
+            self.pending.last_error = str(e)
+            self.config_error = str(e)
+            log.error("%s; stopping", e)
+            self.stop("store configuration error")
+            return False
+        if not opened:
             self.pending.failures += 1
             return False
         assert self.store is not None
@@ -315,7 +332,7 @@ class Agent:
                 self.pending.failures += 1
                 self.pending.last_error = f"unexpected error: {e!r}"
                 log.exception("final hot-symbol flush failed unexpectedly")
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.config_error:
                 self.lost_rows = self.pending.pending_rows
                 log.error("could not store %d hot-symbol rows before shutdown: %s",
                           self.lost_rows, self.pending.last_error)  # fmt: skip

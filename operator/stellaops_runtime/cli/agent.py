@@ -20,7 +20,8 @@ write the counts to the hot-symbol store every flush interval. Serves
 Prometheus metrics and health on :8080 (/metrics, /healthz, /readyz).
 
 SIGTERM or SIGINT stops the sources, flushes everything counted so far and
-exits 0; exit 2 on a bad config or when the final flush cannot reach the store.
+exits 0; exit 2 on a bad config (a SQLite store's directory must exist unless
+store.createDirectories is true) or when the final flush cannot reach the store.
 """
 
 
@@ -49,6 +50,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"override store.url (SQLAlchemy URL; default: ${STORE_URL_ENV} when set, e.g. from a Secret)",
     )
     p.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=int,
+        help="override metrics.port (0 picks a free port; the log says which)",
+    )
+    p.add_argument(
         "--node-name", metavar="NAME", help="this node's name (default: $NODE_NAME, else the hostname)"
     )
     p.set_defaults(func=run)
@@ -58,11 +65,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else parse_config({})
         store = args.store or os.environ.get(STORE_URL_ENV)
-        if store:  # re-validated like any other key
+        if store or args.metrics_port is not None:  # re-validated like any other key
             doc = config.model_dump(by_alias=True)
-            doc["store"]["url"] = store
+            if store:
+                doc["store"]["url"] = store
+            if args.metrics_port is not None:
+                doc["metrics"]["port"] = args.metrics_port
             config = parse_config(doc)
     except ConfigError as e:
+        print(f"stella-runtime agent: {e}", file=sys.stderr)
+        return exitcodes.ERROR
+    from stellaops_runtime.store.engine import StoreConfigError, prepare_sqlite_directory
+
+    try:  # a missing SQLite directory is a config error, not an outage to retry
+        prepare_sqlite_directory(config.store.url, create=config.store.create_directories)
+    except StoreConfigError as e:
         print(f"stella-runtime agent: {e}", file=sys.stderr)
         return exitcodes.ERROR
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:

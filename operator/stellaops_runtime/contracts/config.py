@@ -8,16 +8,36 @@ for ``stella-runtime agent --config``.
 
 Unknown keys are errors (a typo such as ``flushIntervalSecond`` must not fall
 back silently to a default). Every error names the key path.
+
+The key names are the seed design's (runtime-agents-architecture.md,
+"Configuration"): ``tetragon.connectionTimeout``,
+``hotSymbols.aggregationWindowSeconds``, ``privacy.useDefaultRedactionPatterns``,
+``privacy.symbolIdOnlyMode``. Their earlier names (``timeoutSeconds``,
+``windowSeconds``, ``defaultPatterns``, ``symbolIdOnly``) are deprecated
+aliases: accepted with one warning per key, an error when given together with
+the new name. Every duration (a key in seconds) takes a number of seconds or a
+Go/Kubernetes duration string (``30s``, ``1m``, ``1h30m``, ``500ms``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TETRAGON_ADDRESS = "localhost:54321"
 DEFAULT_STORE_URL = "sqlite:///stellaops-runtime.db"
@@ -44,8 +64,68 @@ class ConfigError(ValueError):
     """The configuration file is unreadable or invalid; the message says where and why."""
 
 
+# A Go duration (time.ParseDuration, as Kubernetes writes them): one or more
+# <decimal><unit>, units ns, us (µs), ms, s, m, h; no sign.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+")
+_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number (seconds) or a duration string: ``30s``, ``1m``, ``1h30m``, ``500ms``."""
+    if isinstance(value, bool):  # YAML yes/no: never a duration
+        raise ValueError(f"expected a duration (e.g. 30s, 1m, 1h30m, 500ms) or seconds, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _PLAIN_NUMBER.fullmatch(text):
+            return float(text)
+        if _DURATION.fullmatch(text):
+            return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    raise ValueError(f"expected a duration (e.g. 30s, 1m, 1h30m, 500ms) or seconds, got {value!r}")
+
+
+def _whole_seconds(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    seconds = parse_duration(value)
+    if seconds != int(seconds):
+        raise ValueError(f"must be a whole number of seconds, got {value!r}")
+    return int(seconds)
+
+
+# Duration-valued keys: a number of seconds or a Go/Kubernetes duration string.
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+WholeSeconds = Annotated[int, BeforeValidator(_whole_seconds)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    # The section's key path, for messages, and its deprecated YAML names: old -> new.
+    _section: ClassVar[str] = ""
+    _deprecated: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        """Accept a deprecated name as its replacement: one warning per key, an error with both."""
+        if not cls._deprecated or not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in cls._deprecated.items():
+            if old not in data:
+                continue
+            where = f"{cls._section}." if cls._section else ""
+            if new in data:
+                raise ValueError(
+                    f"{where}{old} is the deprecated name of {where}{new}: give only {where}{new}"
+                )
+            log.warning("config key %s%s is deprecated, use %s%s", where, old, where, new)
+            data[new] = data.pop(old)
+        return data
 
 
 def _check_regexes(values: list[str]) -> list[str]:
@@ -69,10 +149,16 @@ class EventFilter(_Model):
 
 
 class TetragonConfig(_Model):
+    _section = "tetragon"
+    _deprecated = {"timeoutSeconds": "connectionTimeout"}
+
     address: str = DEFAULT_TETRAGON_ADDRESS
-    timeout_seconds: float = Field(5.0, alias="timeoutSeconds", gt=0, le=300)
-    reconnect_initial_seconds: float = Field(0.2, alias="reconnectInitialSeconds", gt=0)
-    reconnect_max_seconds: float = Field(30.0, alias="reconnectMaxSeconds", gt=0)
+    # Per connection attempt: how long to wait for the gRPC channel to be ready
+    # (then the attempt fails and is retried with backoff); also the deadline of
+    # GetHealth and of the ObservationNode writer's Tetragon calls.
+    timeout_seconds: Seconds = Field(5.0, alias="connectionTimeout", gt=0, le=300)
+    reconnect_initial_seconds: Seconds = Field(0.2, alias="reconnectInitialSeconds", gt=0)
+    reconnect_max_seconds: Seconds = Field(30.0, alias="reconnectMaxSeconds", gt=0)
     allow: list[EventFilter] = Field(default_factory=list)
     deny: list[EventFilter] = Field(default_factory=list)
     # Read Tetragon's own metrics (``tetragon_notify_overflowed_events_total``)
@@ -100,10 +186,13 @@ class TetragonConfig(_Model):
 
 
 class HotSymbolsConfig(_Model):
+    _section = "hotSymbols"
+    _deprecated = {"windowSeconds": "aggregationWindowSeconds"}
+
     enabled: bool = True
-    window_seconds: int = Field(60, alias="windowSeconds", ge=1, le=86_400)
+    window_seconds: WholeSeconds = Field(60, alias="aggregationWindowSeconds", ge=1, le=86_400)
     min_confidence_threshold: float = Field(0.20, alias="minConfidenceThreshold", ge=0.0, le=1.0)
-    flush_interval_seconds: float = Field(10.0, alias="flushIntervalSeconds", gt=0, le=3_600)
+    flush_interval_seconds: Seconds = Field(10.0, alias="flushIntervalSeconds", gt=0, le=3_600)
     # Distinct keys held in memory before an early flush is forced.
     max_keys: int = Field(200_000, alias="maxKeys", ge=100)
     # Rows a failing store may hold for retry before the oldest are dropped (counted).
@@ -112,26 +201,43 @@ class HotSymbolsConfig(_Model):
 
 
 class PrivacyConfig(_Model):
+    _section = "privacy"
+    _deprecated = {"defaultPatterns": "useDefaultRedactionPatterns", "symbolIdOnly": "symbolIdOnlyMode"}
+
     redact_arguments: bool = Field(True, alias="redactArguments")
-    default_patterns: bool = Field(True, alias="defaultPatterns")
+    default_patterns: bool = Field(True, alias="useDefaultRedactionPatterns")
     extra_patterns: list[str] = Field(default_factory=list, alias="extraPatterns")
-    symbol_id_only: bool = Field(False, alias="symbolIdOnly")
+    symbol_id_only: bool = Field(False, alias="symbolIdOnlyMode")
     allowed_namespaces: list[str] = Field(default_factory=list, alias="allowedNamespaces")
     max_argument_bytes: int = Field(4096, alias="maxArgumentBytes", ge=64, le=1 << 20)
+    # Environment-variable name globs (``*_DSN``) redacted in addition to the defaults.
+    extra_env_name_patterns: list[str] = Field(default_factory=list, alias="extraEnvNamePatterns")
+    # High-entropy token detection (docs/privacy.md gives its measured false-positive rate).
+    entropy_detection: bool = Field(False, alias="entropyDetection")
+    entropy_threshold: float = Field(4.0, alias="entropyThreshold", gt=0, le=8)
+    entropy_min_length: int = Field(20, alias="entropyMinLength", ge=8, le=4096)
 
     _rx = field_validator("extra_patterns")(_check_regexes)
+
+
+# user:password@ in a URL: the password is masked in messages.
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
 
 class StoreConfig(_Model):
     url: str = DEFAULT_STORE_URL
     migrate: bool = True  # run schema migrations at start-up
+    # Create a SQLite file's missing parent directories; off: a missing directory
+    # is a configuration error (a typo must not create a tree somewhere).
+    create_directories: bool = Field(False, alias="createDirectories")
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            shown = _URL_PASSWORD.sub(r"\1***@", v)  # never echo a password
             raise ValueError(
-                f"expected an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...), got {v!r}"
+                f"expected an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...), got {shown!r}"
             )
         return v
 
@@ -145,7 +251,7 @@ class ObservationNodeConfig(_Model):
     """The agent's ObservationNode writer (capabilities, heartbeat, Tetragon policy states)."""
 
     enabled: bool = False
-    heartbeat_seconds: float = Field(30.0, alias="heartbeatSeconds", ge=1, le=3_600)
+    heartbeat_seconds: Seconds = Field(30.0, alias="heartbeatSeconds", ge=1, le=3_600)
     # Empty: the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config.
     kubeconfig: str = ""
 
@@ -218,6 +324,8 @@ def _format_error(e: ValidationError) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "value_error":  # our own message, without pydantic's prefix
+            msg = msg.removeprefix("Value error, ")
         lines.append(f"  {path}: {msg}")
     return "invalid configuration:\n" + "\n".join(lines)
 

@@ -81,20 +81,25 @@ def common_labels(observer_name: str) -> dict[str, str]:
 
 
 def agent_config(spec: RuntimeObserverSpec) -> dict[str, Any]:
-    """The agent's config document (``stellaops_runtime.contracts.config`` keys); no store URL."""
+    """The agent's config document (``stellaops_runtime.contracts.config`` keys); no store URL.
+
+    Written with the seed design's key names (``connectionTimeout``,
+    ``aggregationWindowSeconds``, ``useDefaultRedactionPatterns``,
+    ``symbolIdOnlyMode``), never the deprecated ones the agent would warn about.
+    """
     p = spec.privacy
     return {
-        "tetragon": {"address": spec.tetragon.address, "timeoutSeconds": spec.tetragon.timeout_seconds},
+        "tetragon": {"address": spec.tetragon.address, "connectionTimeout": spec.tetragon.timeout_seconds},
         "hotSymbols": {
-            "windowSeconds": spec.hot_symbols.window_seconds,
+            "aggregationWindowSeconds": spec.hot_symbols.window_seconds,
             "minConfidenceThreshold": spec.hot_symbols.min_confidence_threshold,
             "flushIntervalSeconds": spec.hot_symbols.flush_interval_seconds,
         },
         "privacy": {
             "redactArguments": p.redact_arguments,
-            "defaultPatterns": p.default_patterns,
+            "useDefaultRedactionPatterns": p.default_patterns,
             "extraPatterns": list(p.extra_patterns),
-            "symbolIdOnly": p.symbol_id_only,
+            "symbolIdOnlyMode": p.symbol_id_only,
             "allowedNamespaces": list(p.allowed_namespaces),
         },
         "metrics": {"address": "0.0.0.0", "port": spec.metrics.port},

@@ -5,10 +5,16 @@ as the embedded default. Both see the same tables: on SQLite the engine maps
 schema ``signals`` to no schema. Migrations are Alembic revisions shipped in
 the package and run from code (no alembic.ini): :func:`migrate` is
 idempotent, so every agent may call it at start-up.
+
+A SQLite file's directory must exist: :func:`open_store` raises
+:class:`StoreConfigError` for a missing one unless asked to create it
+(``store.createDirectories``), so a mistyped path fails at start-up instead
+of growing a directory tree somewhere.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,21 +44,30 @@ class StoreNotInitialized(StoreError):
     """The database has no hot-symbol tables (never migrated)."""
 
 
+class StoreConfigError(StoreError):
+    """The store's configuration is wrong (e.g. a SQLite directory that does not exist).
+
+    Permanent: retrying cannot help, the configuration must change.
+    """
+
+
 def normalize_url(url: str | URL) -> URL:
     """Parse a store URL; ``postgresql://`` and ``postgresql+psycopg2://`` become psycopg 3.
 
-    Raises :class:`StoreError` for anything that is not SQLite or PostgreSQL.
+    Raises :class:`StoreConfigError` for anything that is not SQLite or PostgreSQL.
     """
     try:
         u = make_url(url)
     except (sa.exc.ArgumentError, ValueError) as e:
-        raise StoreError(f"invalid store URL {safe_url(url)!r}: {e}") from None
+        raise StoreConfigError(f"invalid store URL {safe_url(url)!r}: {e}") from None
     backend = u.get_backend_name()
     if backend == "postgresql":
         return u.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         return u
-    raise StoreError(f"unsupported store URL {safe_url(url)!r}: expected sqlite:///PATH or postgresql://...")
+    raise StoreConfigError(
+        f"unsupported store URL {safe_url(url)!r}: expected sqlite:///PATH or postgresql://..."
+    )
 
 
 def safe_url(url: str | URL) -> str:
@@ -71,6 +86,37 @@ def sqlite_path(url: URL) -> Path | None:
     if not db or db == ":memory:" or db.startswith("file:"):
         return None
     return Path(db)
+
+
+def prepare_sqlite_directory(url: str | URL, *, create: bool = False) -> None:
+    """Check that a SQLite URL's directory exists; with ``create``, make it (and its parents).
+
+    Does nothing for PostgreSQL and in-memory SQLite. Raises
+    :class:`StoreConfigError` (one line, naming the directory and the
+    ``store.createDirectories`` key, the URL without its password) for a
+    directory that is missing, not a directory, or cannot be created.
+    """
+    u = normalize_url(url)
+    path = sqlite_path(u) if u.get_backend_name() == "sqlite" else None
+    if path is None:
+        return
+    directory = Path(os.path.abspath(path)).parent
+    if directory.is_dir():
+        return
+    where = f"store.url {safe_url(u)}"
+    if directory.exists():
+        raise StoreConfigError(f"{where}: {directory} is not a directory")
+    if not create:
+        raise StoreConfigError(
+            f"{where}: directory {directory} does not exist "
+            "(create it, or set store.createDirectories: true to let the agent create it)"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreConfigError(
+            f"{where}: cannot create directory {directory} (store.createDirectories): {e.strerror or e}"
+        ) from None
 
 
 def create_store_engine(url: str | URL, **kwargs: Any) -> Engine:
@@ -99,10 +145,6 @@ def alembic_config() -> Config:
 
 def migrate(engine: Engine, *, revision: str = "head") -> None:
     """``alembic upgrade <revision>`` (head by default) on the engine's database, in one transaction."""
-    if engine.dialect.name == "sqlite":
-        path = sqlite_path(engine.url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -128,15 +170,19 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def open_store(url: str, *, migrate: bool = True) -> HotSymbolStore:
+def open_store(url: str, *, migrate: bool = True, create_directories: bool = False) -> HotSymbolStore:
     """Open the store at ``url``; by default run ``alembic upgrade head`` first (idempotent).
 
-    A SQLite URL creates its file (and parent directory). Raises
-    :class:`StoreUnavailable` when the database cannot be reached (retry
-    later) and :class:`StoreError` for anything else (bad URL, failed migration).
+    A SQLite URL creates its file; its directory must exist, unless
+    ``create_directories`` (``store.createDirectories``) makes it. Raises
+    :class:`StoreConfigError` for a bad URL or a missing SQLite directory
+    (permanent: do not retry), :class:`StoreUnavailable` when the database
+    cannot be reached (retry later) and :class:`StoreError` for anything else
+    (failed migration).
     """
     from stellaops_runtime.store.writer import HotSymbolStore
 
+    prepare_sqlite_directory(url, create=create_directories)
     engine = create_store_engine(url)
     if migrate:
         try:
