@@ -18,6 +18,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     HotSymbolKey,
     ObservationWindow,
 )
+from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import create_store_engine, open_store
 
 S = 1_000_000_000
@@ -76,7 +77,7 @@ def seed(url: str) -> None:
                 d("EVP_Digest", 12, evidence=EvidenceKind.ON_STACK),
                 d("", 1, evidence=EvidenceKind.LOADED),
             ],
-            [ObservationWindow(IMG, "node-1", T0, 2413)],
+            [ObservationWindow(IMG, "node-1", T0, 2413, Posture.EBPF_DEEP, 60, "tetragon")],
         )
 
 
@@ -105,7 +106,11 @@ def test_observed_table_and_exit_codes(url: str, capsys: pytest.CaptureFixture[s
         cli("query", "observed", "--image", IMG, "--function", "SSL_free", "--store", url)
         == exitcodes.NOT_FOUND
     )
-    assert "not observed: SSL_free" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out == (
+        f"not observed: SSL_free in {IMG}, under observation 2025-03-01T00:00:00Z/2025-03-01T00:01:00Z "
+        "(1 window on 1 node, posture EbpfDeep, source tetragon, 2413 events)\n"
+    )
     wrong_purl = ("--purl", "pkg:deb/debian/libc6@2.36")
     assert (
         cli("query", "observed", "--image", IMG, "--function", "SSL_read", *wrong_purl, "--store", url) == 1
@@ -122,10 +127,24 @@ def test_observed_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert rec["first_seen"] == "2025-03-01T00:00:01Z" and rec["last_seen"] == "2025-03-01T00:00:02Z"
     assert rec["sample"] == {"binary": "/usr/sbin/nginx"}
     assert cli("query", "observed", "--image", IMG, "--function", "nope", "--store", url, "--json") == 1
+    coverage = {
+        "start": "2025-03-01T00:00:00Z",
+        "end": "2025-03-01T00:01:00Z",
+        "interval": "2025-03-01T00:00:00Z/2025-03-01T00:01:00Z",
+        "windows": 1,
+        "nodes": ["node-1"],
+        "posture": {"lowest": "EbpfDeep", "highest": "EbpfDeep"},
+        "source": "tetragon",
+        "event_count": 2413,
+    }
     assert json.loads(capsys.readouterr().out) == {
         "image": IMG,
         "function": "nope",
+        "answer": "not_observed",
         "observed": False,
+        "reason": f"image {IMG} was under observation 2025-03-01T00:00:00Z/2025-03-01T00:01:00Z "
+        "(1 window on 1 node, posture EbpfDeep, source tetragon, 2413 events)",
+        "coverage": coverage,
         "records": [],
     }
 
@@ -156,7 +175,9 @@ def test_functions_and_hot(url: str, capsys: pytest.CaptureFixture[str]) -> None
         "SSL_read",
         "SSL_write",
     ]
-    assert cli("query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/openssl@", "--store", url) == 1
+    # A purl without a version is every version of the package (not a raw prefix).
+    assert cli("query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/openssl", "--store", url) == 0
+    assert cli("query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/libc6", "--store", url) == 1
     capsys.readouterr()
 
     assert cli("query", "hot", "--image", IMG, "--limit", "2", "--store", url, "--json") == 0
@@ -168,7 +189,8 @@ def test_functions_and_hot(url: str, capsys: pytest.CaptureFixture[str]) -> None
     assert cli("query", "hot", "--image", IMG, "--store", url) == 0
     out = capsys.readouterr().out.splitlines()
     assert [ln.split()[1] for ln in out[1:]] == ["SSL_read", "SSL_write", "EVP_Digest"]
-    assert cli("query", "hot", "--image", "sha256:none", "--store", url) == 1
+    assert cli("query", "hot", "--image", "sha256:" + "e" * 64, "--store", url) == exitcodes.UNKNOWN
+    assert cli("query", "hot", "--image", "sha256:none", "--store", url) == exitcodes.ERROR
 
 
 def test_store_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,3 +244,157 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("query", "hot", "--image", IMG, "--limit", "0") == 2
     assert cli("query") == 2
     capsys.readouterr()
+
+
+# -- three-valued answers, coverage, references (issue 9 §3) ------------------------
+
+IMG2 = "sha256:" + "2" * 64  # watched at Passive only
+IMG3 = "sha256:" + "3" * 64  # two nodes, several postures
+BID = "93ac61ec5a8eb1396f9fbd350e3169a558528a40"
+M = 60 * S
+
+
+def seed_answers(url: str) -> None:
+    with open_store(url) as store:
+        store.write(
+            [
+                d("SSL_read", 5, function_id=f"{BID}:SSL_read+0x0", build_id=BID),
+                d("_ZN3foo3barEv", 1),  # a name stored as given (no canonicalizer ran)
+                d("foo::baz()", 2, build_id=BID),  # resolved without an ID: build_id + name
+                d("0x1a2b", 3, build_id=BID, evidence=EvidenceKind.ON_STACK),  # unresolved frame
+            ],
+            [
+                ObservationWindow(IMG2, "node-1", T0, 4, Posture.PASSIVE, 60, "tetragon"),
+                ObservationWindow(IMG3, "node-1", T0, 10, Posture.ACTIVE_TRACING, 60, "tetragon"),
+                ObservationWindow(IMG3, "node-2", T0 + M, 20, Posture.FULL_INSTRUMENTATION, 60, "tetragon"),
+                ObservationWindow(IMG3, "node-2", T0 + 5 * M, 7, Posture.PASSIVE, 60, "tetragon"),
+                ObservationWindow(IMG3, "node-3", T0 + 9 * M, 1),  # unknown posture
+            ],
+        )
+
+
+def ask(url: str, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code = cli("query", *argv, "--store", url, "--json")
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_three_answers_rest_on_coverage(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_answers(url)
+    code, doc = ask(url, capsys, "observed", "--image", IMG3, "--function", "f")
+    assert (code, doc["answer"], doc["observed"]) == (exitcodes.NOT_FOUND, "not_observed", False)
+    assert doc["coverage"] == {
+        "start": "2025-03-01T00:00:00Z",
+        "end": "2025-03-01T00:02:00Z",
+        "interval": "2025-03-01T00:00:00Z/2025-03-01T00:02:00Z",
+        "windows": 2,
+        "nodes": ["node-1", "node-2"],
+        "posture": {"lowest": "ActiveTracing", "highest": "FullInstrumentation"},
+        "source": "tetragon",
+        "event_count": 30,
+    }
+    # A period holding only the Passive and the unknown windows: no evidence either way.
+    argv = ("observed", "--image", IMG3, "--function", "f", "--since", "2025-03-01T00:04:30Z")
+    code, doc = ask(url, capsys, *argv)
+    assert (code, doc["answer"], doc["observed"]) == (exitcodes.UNKNOWN, "unknown", None)
+    assert doc["coverage"]["posture"] == {"lowest": "unknown", "highest": "Passive"}
+    assert doc["reason"] == (
+        f"image {IMG3} was observed since 2025-03-01T00:04:30Z only at posture Passive "
+        "(lifecycle events), which cannot see function calls"
+    )
+    # A window overlapping the period counts even if it started before it.
+    code, doc = ask(url, capsys, *argv[:-1], "2025-03-01T00:01:30Z", "--until", "2025-03-01T00:01:40Z")
+    assert (code, doc["coverage"]["windows"], doc["coverage"]["nodes"]) == (1, 1, ["node-2"])
+    code, doc = ask(url, capsys, "observed", "--image", IMG2, "--function", "f")
+    assert (code, doc["answer"]) == (exitcodes.UNKNOWN, "unknown") and "Passive" in doc["reason"]
+    assert cli("query", "observed", "--image", IMG2, "--function", "f", "--store", url) == 3
+    assert capsys.readouterr().out == (
+        f"unknown: f in {IMG2}: image {IMG2} was observed only at posture Passive (lifecycle events), "
+        "which cannot see function calls\n"
+    )
+
+
+def test_observed_in_a_period_counts_only_its_calls(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = ask(
+        url, capsys, "observed", "--image", IMG, "--function", "SSL_read", "--until", "2025-03-01T00:00:00Z"
+    )
+    assert (code, doc["answer"], doc["records"]) == (exitcodes.NOT_FOUND, "not_observed", [])
+    code, doc = ask(
+        url, capsys, "observed", "--image", IMG, "--function", "SSL_read", "--since", "2025-03-01T00:00:01Z"
+    )
+    assert (code, [r["invocation_count"] for r in doc["records"]]) == (0, [1500])
+    assert (
+        cli(
+            "query",
+            "observed",
+            "--image",
+            IMG,
+            "--function",
+            "f",
+            "--since",
+            "2025-03-02T00:00:00Z",
+            "--until",
+            "2025-03-01T00:00:00Z",
+            "--store",
+            url,
+        )
+        == exitcodes.ERROR
+    )
+    assert "--since is after --until" in capsys.readouterr().err
+
+
+def test_function_ids_and_names(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_answers(url)
+    for text in (f"{BID}:SSL_read+0x0", f"{BID}:SSL_read+0x2a"):
+        code, doc = ask(url, capsys, "observed", "--image", IMG, "--function", text)
+        assert (code, [r["function_id"] for r in doc["records"]]) == (0, [f"{BID}:SSL_read+0x0"])
+    assert ask(url, capsys, "observed", "--image", IMG, "--function", f"{'0' * 40}:SSL_read+0x0")[0] == 1
+    code, doc = ask(url, capsys, "observed", "--image", IMG, "--function", f"{BID}:foo::baz()+0x4")
+    assert (code, [r["function_name"] for r in doc["records"]]) == (0, ["foo::baz()"])
+    code, doc = ask(url, capsys, "observed", "--image", IMG, "--function", f"{BID}:+0x1a2b")
+    assert (code, [r["function_name"] for r in doc["records"]]) == (0, ["0x1a2b"])
+    code, doc = ask(url, capsys, "observed", "--image", IMG, "--function", "_ZN3foo3barEv")
+    assert (code, [r["function_name"] for r in doc["records"]]) == (0, ["_ZN3foo3barEv"])
+
+
+def test_query_images(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_answers(url)
+    code, doc = ask(url, capsys, "images")
+    assert code == 0
+    by_image = {i["image"]: i for i in doc["images"]}
+    assert list(by_image) == sorted(by_image) == sorted([IMG, IMG2, IMG3])
+    assert (by_image[IMG]["hot_symbol_rows"], by_image[IMG]["function_rows"]) == (7, 6)
+    assert by_image[IMG3]["coverage"]["windows"] == 4
+    assert by_image[IMG3]["coverage"]["posture"] == {"lowest": "unknown", "highest": "FullInstrumentation"}
+    assert by_image[IMG2]["hot_symbol_rows"] == 0
+    assert cli("query", "images", "--store", url) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "IMAGE",
+        "FIRST",
+        "START",
+        "LAST",
+        "END",
+        "WINDOWS",
+        "NODES",
+        "EVENTS",
+        "ROWS",
+        "FUNCTIONS",
+        "POSTURE",
+    ]
+    assert lines[2].split()[1:] == [
+        "2025-03-01T00:00:00Z",
+        "2025-03-01T00:09:00Z",
+        "4",
+        "3",
+        "38",
+        "0",
+        "0",
+        "unknown..FullInstrumentation",
+    ]
+
+
+def test_empty_store_lists_no_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/empty.db"
+    open_store(url).close()
+    assert cli("query", "images", "--store", url) == exitcodes.NOT_FOUND
+    assert capsys.readouterr().out == "no images observed\n"

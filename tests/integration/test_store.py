@@ -19,7 +19,8 @@ from stellaops_runtime.contracts.hotsymbols import (
     HotSymbolKey,
     ObservationWindow,
 )
-from stellaops_runtime.store import queries
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.engine import (
     StoreError,
     StoreUnavailable,
@@ -29,7 +30,7 @@ from stellaops_runtime.store.engine import (
     normalize_url,
     open_store,
 )
-from stellaops_runtime.store.schema import datetime_to_ns
+from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from stellaops_runtime.store.writer import HotSymbolStore
 
 S = 1_000_000_000
@@ -70,6 +71,7 @@ def delta(
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
+        (tmp_path / "store").mkdir(exist_ok=True)
         return f"sqlite:///{tmp_path}/store/hot.db"
     return str(request.getfixturevalue("pg_url"))
 
@@ -216,7 +218,7 @@ def test_migrations_are_idempotent(url: str) -> None:
     with engine.connect() as conn:
         assert has_schema(conn)
         version_table = "signals.alembic_version" if conn.dialect.name == "postgresql" else "alembic_version"
-        assert conn.execute(sa.text(f"SELECT version_num FROM {version_table}")).scalars().all() == ["0002"]
+        assert conn.execute(sa.text(f"SELECT version_num FROM {version_table}")).scalars().all() == ["0003"]
     engine.dispose()
 
 
@@ -359,7 +361,7 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
     for day in range(30):  # 30 days under observation, a window every 6 hours
         for h in range(0, 24, 6):
             start = T0 + day * DAY + h * hourly
-            windows.append(ObservationWindow(IMG, "node-1", start, 100))
+            windows.append(ObservationWindow(IMG, "node-1", start, 100, Posture.ACTIVE_TRACING, 60))
             if day < 10:  # hot_fn: 300 calls per window for the first 10 days = 1200 a day
                 deltas.append(delta("hot_fn", window=start, count=300))
             if day == 3 and h == 12:
@@ -367,7 +369,10 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
                 deltas.append(
                     delta("rare_fn", window=start, count=0, evidence=EvidenceKind.LOADED, module="x")
                 )
-    windows.append(ObservationWindow(IMG, "node-2", T0, 1))  # a second node on a day already counted
+    windows.append(ObservationWindow(IMG, "node-2", T0, 1, Posture.EBPF_DEEP))  # a day already counted
+    # Days watched only at Passive (lifecycle events) or at an unknown posture cannot back a "no".
+    windows.append(ObservationWindow(IMG, "node-1", T0 + 40 * DAY, 5, Posture.PASSIVE, 60))
+    windows.append(ObservationWindow(IMG, "node-1", T0 + 41 * DAY, 5))
     store.write(deltas, windows)
     last_day = (at(T0) + dt.timedelta(days=29)).date()
     with store.engine.connect() as conn:
@@ -384,3 +389,59 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
         assert queries.observed_days_without_calls(conn, image=IMG, function="rare_fn") == 29
         assert queries.observed_days_without_calls(conn, image=IMG, function="rare_fn", module="/other") == 30
         assert queries.observed_days_without_calls(conn, image="sha256:none", function="hot_fn") == 0
+
+
+def test_observation_posture_merges_by_max_level_and_unknown_is_lowest(store: HotSymbolStore) -> None:
+    node2 = T0 + W
+    store.write([], [ObservationWindow(IMG, "n", T0, 5, Posture.EBPF_DEEP, 60, "tetragon")])
+    store.write([], [ObservationWindow(IMG, "n", T0, 3, Posture.PASSIVE, 60, "tetragon")])
+    store.write([], [ObservationWindow(IMG, "n", T0, 1)])  # unknown posture never lowers a known one
+    store.write([], [ObservationWindow(IMG, "n", node2, 2)])
+    store.write([], [ObservationWindow(IMG, "n", node2, 4, Posture.PASSIVE, 60, "tetragon")])
+    store.write(
+        [],
+        [
+            ObservationWindow(IMG, "m", T0, 1, Posture.ACTIVE_TRACING, 60, "tetragon"),
+            ObservationWindow(IMG, "m", T0, 1, Posture.FULL_INSTRUMENTATION, 60, "tetragon"),
+        ],
+    )
+    got = [
+        (o["node_name"], o["window_start"], o["event_count"], o["posture_level"], o["window_seconds"])
+        for o in store.read_observation_windows()
+    ]
+    assert got == [
+        ("m", at(T0), 2, Posture.FULL_INSTRUMENTATION.rank, 60),
+        ("n", at(T0), 9, Posture.EBPF_DEEP.rank, 60),
+        ("n", at(node2), 6, Posture.PASSIVE.rank, 60),
+    ]
+    assert {o["source"] for o in store.read_observation_windows()} == {"tetragon"}
+
+
+def test_upgrade_from_0002_keeps_observation_rows_with_posture_unknown(url: str) -> None:
+    engine = create_store_engine(url)
+    migrate(engine, revision="0002")
+    with engine.begin() as conn:  # only the columns 0002 has
+        conn.execute(
+            sa.insert(observation_windows).values(
+                image_digest=IMG, node_name="n", window_start=at(T0), event_count=7
+            )
+        )
+    with engine.connect() as conn:  # read-only queries work at 0002: posture unknown
+        assert not queries.has_posture_columns(conn)
+        [g] = coverage.image_windows(conn, image=IMG)
+        assert (g.posture, g.seconds, g.windows, g.event_count) == (None, 0, 1, 7)
+        assert coverage.absence(IMG, [g]).answer == coverage.UNKNOWN
+        assert queries.observed_days_without_calls(conn, image=IMG, function="f") == 0
+    engine.dispose()
+    store = open_store(url)
+    try:
+        store.write([], [ObservationWindow(IMG, "n", T0, 1, Posture.ACTIVE_TRACING, 60, "tetragon")])
+        [row] = store.read_observation_windows()
+        assert (row["event_count"], row["posture_level"], row["window_seconds"], row["source"]) == (
+            8,
+            Posture.ACTIVE_TRACING.rank,
+            60,
+            "tetragon",
+        )
+    finally:
+        store.close()

@@ -232,3 +232,37 @@ async def test_retry_delay_resets_after_success() -> None:
 def test_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         PendingWrites(max_pending_rows=0)
+
+
+def test_pending_observations_merge_posture_by_max_level_and_counts_add() -> None:
+    from stellaops_runtime.contracts.posture import Posture
+
+    p = PendingWrites(max_pending_rows=100)
+    p.add([], [ObservationWindow("sha256:aa", "n", 0, 4, Posture.EBPF_DEEP, 60, "tetragon")])
+    p.add([], [ObservationWindow("sha256:aa", "n", 0, 6, Posture.PASSIVE, 60, "tetragon")])
+    p.add([], [ObservationWindow("sha256:aa", "n", 0, 1)])
+    p.add([], [ObservationWindow("sha256:aa", "m", 0, 1, Posture.PASSIVE, 60, "tetragon")])
+    assert p.pending_rows == 2
+    rows = merge_observations(
+        [
+            ObservationWindow("i", "n", 0, 1, Posture.ACTIVE_TRACING, 60, "tetragon"),
+            ObservationWindow("i", "n", 0, 2, Posture.FULL_INSTRUMENTATION, 60, "tetragon"),
+            ObservationWindow("i", "n", 0, 3),
+        ]
+    )
+    assert rows == [ObservationWindow("i", "n", 0, 6, Posture.FULL_INSTRUMENTATION, 60, "tetragon")]
+
+
+async def test_pending_flush_hands_over_the_merged_posture() -> None:
+    from stellaops_runtime.contracts.posture import Posture
+
+    p = PendingWrites(max_pending_rows=100)
+    store = Recorder()
+    p.add([], [ObservationWindow("sha256:aa", "n", 0, 4, Posture.ACTIVE_TRACING, 60, "tetragon")])
+    store.down = True
+    assert await p.flush(store) is False
+    p.add([], [ObservationWindow("sha256:aa", "n", 0, 1, Posture.EBPF_DEEP, 60, "tetragon")])
+    store.down = False
+    assert await p.flush(store) is True
+    [(_, windows)] = store.calls
+    assert windows == [ObservationWindow("sha256:aa", "n", 0, 5, Posture.EBPF_DEEP, 60, "tetragon")]

@@ -94,6 +94,7 @@ class Pipeline:
             max_callers_per_symbol=hs.max_callers_per_symbol,
             max_tracked_caller_keys=hs.max_keys,
             symbol_id_only=config.privacy.symbol_id_only,
+            source="tetragon",
         )
         self.canonicalizer = make_canonicalizer(config, node_name=node_name)
         self.attribution = (

@@ -3,6 +3,8 @@
 Each subcommand lives in its own module exposing ``register(subparsers)``,
 which adds its parser and sets ``func`` to a handler ``(args) -> int``; this
 module only wires them together and turns uncaught errors into exit code 2.
+Output closed early by the reader (``| head -1``) ends quietly: no traceback,
+the subcommand's exit status (see :mod:`stellaops_runtime.cli.pipes`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import sys
 
 from stellaops_runtime import __version__
-from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli import exitcodes, pipes
 
 # Subcommand modules, in the order `--help` lists them.
 SUBCOMMANDS = (
@@ -29,8 +31,11 @@ DESCRIPTION = """\
 StellaOps Runtime: runtime evidence of which functions of which packages run in
 which container images.
 
-exit codes: 0 success (or "observed"), 1 a "no" answer (e.g. not observed),
-2 error (bad usage, bad config, store or server unreachable).
+exit codes: 0 success (or "observed"), 1 a "no" answer (e.g. not observed
+while the image was under observation), 2 error (bad usage, bad config, store
+or server unreachable), 3 unknown (query: the image was never observed, or
+not at a posture that can see function calls, so there is no evidence either
+way).
 """
 
 
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: 0 for --help/--version, 2 for usage errors
+        pipes.flush()
         return int(e.code or 0)
     logging.basicConfig(
         level=args.log_level,
@@ -68,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return exitcodes.ERROR
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except KeyboardInterrupt:
-        return exitcodes.INTERRUPTED
+        code = exitcodes.INTERRUPTED
+    except BrokenPipeError:  # the reader closed our output: not an error of ours
+        pipes.silence_stdout()
+        return exitcodes.OK
+    pipes.flush()
+    return code
 
 
 if __name__ == "__main__":

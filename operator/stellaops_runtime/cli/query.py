@@ -1,30 +1,49 @@
-"""``stella-runtime query``: ask the hot-symbol store what ran.
+"""``stella-runtime query``: ask the hot-symbol store what ran, and what a "no" rests on.
 
-Three questions, each a subcommand: ``observed`` (was this function seen in
-this image? exit 0 yes, 1 no), ``functions`` (which functions of this
-package ran?) and ``hot`` (what runs most?). Output is an aligned table for
-people or, with ``--json``, one JSON document for scripts.
+Four questions, each a subcommand: ``observed`` (was this function seen in
+this image?), ``functions`` (which functions of this package ran?), ``hot``
+(what runs most?) and ``images`` (which images were observed, when and how
+well?). Answers are three-valued (DESIGN.md): *observed* (exit 0); *not
+observed* while the image was under observation at a posture that can see
+function calls, stating the windows and posture that back it (exit 1);
+*unknown* when there is no such evidence (exit 3), saying why. Output is an
+aligned table for people or, with ``--json``, one JSON document for scripts.
+
+Images may be written ``registry/repo@sha256:…``, ``repo:tag@sha256:…``,
+``sha256:…`` or as the bare hex digest; packages as package URLs (matched as
+purls: no version = every version); functions as symbol names (mangled or
+canonical) or function IDs. Malformed input is a usage error (exit 2).
 
 Reading never changes the store: no migrations, and a SQLite file that does
-not exist is an error rather than a new empty database. Every failure
-(bad URL, unreachable server, never-migrated database) is one line on stderr
-and exit 2, never a traceback.
+not exist is an error rather than a new empty database; a store from before
+migration 0003 answers with posture unknown. Every failure (bad URL,
+unreachable server, never-migrated database) is one line on stderr and exit
+2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli.query_output import (
+    FUNCTIONS_COLUMNS,
+    HOT_COLUMNS,
+    OBSERVED_COLUMNS,
+    emit,
+    emit_json,
+    table,
+)
 from stellaops_runtime.contracts.config import DEFAULT_STORE_URL, STORE_URL_ENV
-from stellaops_runtime.store import queries
+from stellaops_runtime.store import coverage, queries
+from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
 from stellaops_runtime.store.engine import (
     StoreError,
     create_store_engine,
@@ -33,49 +52,75 @@ from stellaops_runtime.store.engine import (
     safe_url,
     sqlite_path,
 )
-from stellaops_runtime.store.queries import SymbolRow, rfc3339
+from stellaops_runtime.store.refs import (
+    FunctionQuery,
+    PurlQuery,
+    RefError,
+    function_query,
+    image_key,
+    parse_rfc3339,
+)
 
 STORE_ENV = STORE_URL_ENV
 
 HELP = f"""\
 Query the hot-symbol store the agent writes.
 
-  observed   was FUNCTION observed in image DIGEST?  exit 0 yes, 1 no
-  functions  the functions of package PURL observed in DIGEST (exit 1 if none)
-  hot        the most-invoked functions of DIGEST (exit 1 if none)
+  observed   was FUNCTION observed in image IMAGE?
+             exit 0 observed; 1 not observed while IMAGE was under observation
+             (the window and posture are stated); 3 unknown (never observed, or
+             only at a posture that cannot see function calls)
+  functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)
+  hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
+  images     the observed images: windows, nodes, posture, events, rows
 
+IMAGE: registry/repo@sha256:<hex>, repo:tag@sha256:<hex>, sha256:<hex> or <hex>.
+PURL: a package URL; without a version it matches every version of the package.
 The store is --store, else ${STORE_ENV}, else {DEFAULT_STORE_URL}.
-Exit 2 on errors (bad URL, store unreachable, no data yet).
+Exit 2 on errors (malformed input, bad URL, store unreachable, no data yet).
 """
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "query",
-        help="ask the hot-symbol store what ran (observed, functions, hot)",
+        help="ask the hot-symbol store what ran (observed, functions, hot, images)",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     qs = p.add_subparsers(dest="query", metavar="QUESTION")
     p.set_defaults(func=lambda _args: _usage(p))
 
-    o = qs.add_parser("observed", help="was a function observed in an image? (exit 0 yes, 1 no)")
+    o = qs.add_parser(
+        "observed",
+        help="was a function observed in an image? (exit 0 yes, 1 no, 3 unknown)",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(o)
-    o.add_argument("--function", required=True, metavar="NAME", help="canonical function name")
-    o.add_argument("--purl", metavar="PURL", help="only count rows of this package (exact match)")
+    o.add_argument(
+        "--function",
+        required=True,
+        type=_arg(function_query),
+        metavar="NAME|ID",
+        help="symbol name (mangled or canonical) or function ID <build-id>:<symbol>+0x<offset>",
+    )
+    o.add_argument("--purl", metavar="PURL", help="only rows of this package (no version: any version)")
+    o.add_argument("--since", type=_arg(parse_rfc3339), metavar="TIME", help="RFC 3339 start of the period")
+    o.add_argument("--until", type=_arg(parse_rfc3339), metavar="TIME", help="RFC 3339 end of the period")
     o.set_defaults(func=run_observed)
 
     f = qs.add_parser("functions", help="functions of a package observed in an image")
     _common(f)
     f.add_argument(
-        "--purl", required=True, metavar="PURL", help="package URL (exact, or a prefix with --prefix)"
+        "--purl", required=True, metavar="PURL", help="package URL (or a raw prefix with --prefix)"
     )
     f.add_argument(
         "--prefix",
         "--purl-prefix",
         dest="prefix",
         action="store_true",
-        help="treat PURL as a prefix, e.g. pkg:deb/debian/openssl@",
+        help="treat PURL as a raw string prefix, e.g. pkg:deb/debian/openssl@",
     )
     f.set_defaults(func=run_functions)
 
@@ -84,9 +129,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     h.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="how many rows (default 20)")
     h.set_defaults(func=run_hot)
 
+    i = qs.add_parser("images", help="the observed images, their observation windows and posture")
+    _store_options(i)
+    i.set_defaults(func=run_images)
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` from a parser raising RefError (argparse then exits 2 with the message)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except RefError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", required=True, metavar="DIGEST", help="image digest, e.g. sha256:...")
+    p.add_argument(
+        "--image",
+        required=True,
+        type=_arg(image_key),
+        metavar="IMAGE",
+        help="image digest or reference with a digest: sha256:<hex>, repo@sha256:<hex>, <hex>",
+    )
+    _store_options(p)
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         metavar="URL",
@@ -111,55 +183,106 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return exitcodes.ERROR
 
 
+EXIT = {OBSERVED: exitcodes.OK, NOT_OBSERVED: exitcodes.NOT_FOUND, UNKNOWN: exitcodes.UNKNOWN}
+
+
 # -- handlers -----------------------------------------------------------------
 
 
 def run_observed(args: argparse.Namespace) -> int:
+    fq: FunctionQuery = args.function
+    since: dt.datetime | None = args.since
+    until: dt.datetime | None = args.until
+    if since is not None and until is not None and since > until:
+        return _error("--since is after --until", code=exitcodes.ERROR)
+    try:
+        pq = PurlQuery.parse(args.purl) if args.purl is not None else None
+    except RefError as e:
+        return _error(str(e))
+    what = fq.text + (f" ({args.purl})" if args.purl else "")
+
     def ask(conn: sa.Connection) -> int:
-        rows = queries.observed(conn, image=args.image, function=args.function, purl=args.purl)
+        rows = queries.observed(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
+        groups = coverage.image_windows(conn, image=args.image, since=since, until=until)
+        by_evidence = ""
+        if rows:
+            counts: dict[str, int] = {}
+            for r in rows:
+                counts[r.evidence_kind] = counts.get(r.evidence_kind, 0) + r.invocation_count
+            by_evidence = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            verdict = Verdict(OBSERVED, f"{what} observed in {args.image}: {by_evidence}", None)
+            cov = coverage.backing(groups)
+        else:
+            verdict = coverage.absence(args.image, groups, since=since, until=until)
+            cov = verdict.coverage
         if args.json:
-            doc: dict[str, Any] = {"image": args.image, "function": args.function}
+            doc: dict[str, Any] = {"image": args.image, "function": fq.text}
             if args.purl is not None:
                 doc["purl"] = args.purl
-            doc |= {"observed": bool(rows), "records": [r.to_json() for r in rows]}
-            _print_json(doc)
+            if since is not None or until is not None:
+                doc["since"] = queries.rfc3339(since) if since else None
+                doc["until"] = queries.rfc3339(until) if until else None
+            doc |= {
+                "answer": verdict.answer,
+                "observed": {OBSERVED: True, NOT_OBSERVED: False}.get(verdict.answer),
+                "reason": verdict.reason,
+                "coverage": cov.to_json() if cov is not None else None,
+                "records": [r.to_json() for r in rows],
+            }
+            emit_json(doc)
+        elif verdict.answer == OBSERVED:
+            emit(f"observed: {what} in {args.image} ({by_evidence})")
+            emit(table(rows, OBSERVED_COLUMNS))
+            if cov is not None:
+                emit(f"coverage: {cov.describe()}")
+        elif verdict.answer == NOT_OBSERVED:
+            assert cov is not None
+            emit(f"not observed: {what} in {args.image}, under observation {cov.describe()}")
         else:
-            what = f"{args.function}" + (f" ({args.purl})" if args.purl else "")
-            if rows:
-                by_evidence: dict[str, int] = {}
-                for r in rows:
-                    by_evidence[r.evidence_kind] = by_evidence.get(r.evidence_kind, 0) + r.invocation_count
-                counts = ", ".join(f"{k} {v}" for k, v in sorted(by_evidence.items()))
-                print(f"observed: {what} in {args.image} ({counts})")
-                print(_table(rows, OBSERVED_COLUMNS))
-            else:
-                print(f"not observed: {what} in {args.image}")
-        return exitcodes.OK if rows else exitcodes.NOT_FOUND
+            emit(f"unknown: {what} in {args.image}: {verdict.reason}")
+        return EXIT[verdict.answer]
 
     return _with_store(args, ask)
 
 
+def _empty_answer(conn: sa.Connection, image: str) -> Verdict:
+    return coverage.absence(image, coverage.image_windows(conn, image=image))
+
+
 def run_functions(args: argparse.Namespace) -> int:
+    try:
+        pq = None if args.prefix else PurlQuery.parse(args.purl)
+    except RefError as e:
+        return _error(str(e))
+
     def ask(conn: sa.Connection) -> int:
-        if args.prefix:
+        if pq is None:
             rows = queries.functions(conn, image=args.image, purl_prefix=args.purl)
         else:
-            rows = queries.functions(conn, image=args.image, purl=args.purl)
+            rows = queries.functions(conn, image=args.image, purl=pq)
+        verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image)
         if args.json:
-            _print_json(
+            emit_json(
                 {
                     "image": args.image,
                     "purl": args.purl,
                     "prefix": bool(args.prefix),
+                    "answer": verdict.answer,
                     "functions": [r.to_json() for r in rows],
                 }
+                | ({"reason": verdict.reason} if not rows else {})
             )
         elif rows:
-            print(_table(rows, FUNCTIONS_COLUMNS))
+            emit(table(rows, FUNCTIONS_COLUMNS))
         else:
             kind = "prefix" if args.prefix else "package"
-            print(f"no functions of {kind} {args.purl} observed in {args.image}")
-        return exitcodes.OK if rows else exitcodes.NOT_FOUND
+            head = f"no functions of {kind} {args.purl} observed in {args.image}"
+            if verdict.answer == UNKNOWN:
+                emit(f"unknown: {head}: {verdict.reason}")
+            else:
+                assert verdict.coverage is not None
+                emit(f"{head}, under observation {verdict.coverage.describe()}")
+        return EXIT[verdict.answer]
 
     return _with_store(args, ask)
 
@@ -167,13 +290,68 @@ def run_functions(args: argparse.Namespace) -> int:
 def run_hot(args: argparse.Namespace) -> int:
     def ask(conn: sa.Connection) -> int:
         rows = queries.hot(conn, image=args.image, limit=args.limit)
+        verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image)
         if args.json:
-            _print_json({"image": args.image, "limit": args.limit, "hot": [r.to_json() for r in rows]})
+            emit_json(
+                {"image": args.image, "limit": args.limit, "answer": verdict.answer}
+                | ({"reason": verdict.reason} if not rows else {})
+                | {"hot": [r.to_json() for r in rows]}
+            )
         elif rows:
-            print(_table(rows, HOT_COLUMNS))
+            emit(table(rows, HOT_COLUMNS))
+        elif verdict.answer == UNKNOWN:
+            emit(f"unknown: no functions observed in {args.image}: {verdict.reason}")
         else:
-            print(f"no functions observed in {args.image}")
-        return exitcodes.OK if rows else exitcodes.NOT_FOUND
+            assert verdict.coverage is not None
+            emit(f"no functions observed in {args.image}, under observation {verdict.coverage.describe()}")
+        return EXIT[verdict.answer]
+
+    return _with_store(args, ask)
+
+
+ImageLine = tuple[str, Coverage | None, queries.SymbolCounts]
+
+IMAGES_COLUMNS: list[tuple[str, Callable[[ImageLine], str]]] = [
+    ("IMAGE", lambda x: x[0]),
+    ("FIRST START", lambda x: queries.rfc3339(x[1].start) if x[1] else "-"),
+    ("LAST END", lambda x: queries.rfc3339(x[1].end) if x[1] else "-"),
+    ("WINDOWS", lambda x: str(x[1].windows) if x[1] else "0"),
+    ("NODES", lambda x: str(len(x[1].nodes)) if x[1] else "0"),
+    ("EVENTS", lambda x: str(x[1].event_count) if x[1] else "0"),
+    ("ROWS", lambda x: str(x[2].rows)),
+    ("FUNCTIONS", lambda x: str(x[2].function_rows)),
+    ("POSTURE", lambda x: x[1].posture_range if x[1] else "-"),
+]
+
+
+def run_images(args: argparse.Namespace) -> int:
+    def ask(conn: sa.Connection) -> int:
+        windows = coverage.all_image_windows(conn)
+        counts = queries.symbol_counts(conn)
+        none = queries.SymbolCounts(0, 0)
+        lines: list[ImageLine] = [
+            (img, coverage.summarize(windows.get(img, ())), counts.get(img, none))
+            for img in sorted(windows.keys() | counts.keys())
+        ]
+        if args.json:
+            emit_json(
+                {
+                    "images": [
+                        {
+                            "image": img,
+                            "coverage": cov.to_json() if cov is not None else None,
+                            "hot_symbol_rows": n.rows,
+                            "function_rows": n.function_rows,
+                        }
+                        for img, cov, n in lines
+                    ]
+                }
+            )
+        elif lines:
+            emit(table(lines, IMAGES_COLUMNS))
+        else:
+            emit("no images observed")
+        return exitcodes.OK if lines else exitcodes.NOT_FOUND
 
     return _with_store(args, ask)
 
@@ -212,63 +390,6 @@ def _with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) -
         engine.dispose()
 
 
-def _error(message: str) -> int:
+def _error(message: str, *, code: int = exitcodes.ERROR) -> int:
     print(f"stella-runtime query: {message}", file=sys.stderr)
-    return exitcodes.ERROR
-
-
-# -- output -------------------------------------------------------------------
-
-Column = tuple[str, Callable[[SymbolRow], str]]
-
-OBSERVED_COLUMNS: list[Column] = [
-    ("MODULE", lambda r: r.module),
-    ("EVIDENCE", lambda r: r.evidence_kind),
-    ("PURL", lambda r: r.purl or "-"),
-    ("INVOCATIONS", lambda r: str(r.invocation_count)),
-    ("CALLERS", lambda r: str(r.unique_callers)),
-    ("CONFIDENCE", lambda r: f"{r.confidence:.2f}"),
-    ("FIRST SEEN", lambda r: rfc3339(r.first_seen)),
-    ("LAST SEEN", lambda r: rfc3339(r.last_seen)),
-    ("NODE", lambda r: r.node_name or "-"),
-]
-FUNCTIONS_COLUMNS: list[Column] = [
-    ("FUNCTION", lambda r: r.function_name),
-    ("MODULE", lambda r: r.module),
-    ("EVIDENCE", lambda r: r.evidence_kind),
-    ("PURL", lambda r: r.purl or "-"),
-    ("INVOCATIONS", lambda r: str(r.invocation_count)),
-    ("LAST SEEN", lambda r: rfc3339(r.last_seen)),
-]
-HOT_COLUMNS: list[Column] = [
-    ("INVOCATIONS", lambda r: str(r.invocation_count)),
-    ("FUNCTION", lambda r: r.function_name),
-    ("MODULE", lambda r: r.module),
-    ("EVIDENCE", lambda r: r.evidence_kind),
-    ("PURL", lambda r: r.purl or "-"),
-    ("CONFIDENCE", lambda r: f"{r.confidence:.2f}"),
-]
-_NUMERIC = {"INVOCATIONS", "CALLERS", "CONFIDENCE"}
-
-
-def _table(rows: Sequence[SymbolRow], columns: Sequence[Column]) -> str:
-    """Aligned plain-text columns: numbers right-aligned, the last column unpadded."""
-    cells = [[h for h, _ in columns]] + [[fmt(r) for _, fmt in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = []
-    for row in cells:
-        parts = []
-        for i, (text, (head, _)) in enumerate(zip(row, columns, strict=True)):
-            if i == len(columns) - 1:
-                parts.append(text)
-            elif head in _NUMERIC:
-                parts.append(text.rjust(widths[i]))
-            else:
-                parts.append(text.ljust(widths[i]))
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
-
-
-def _print_json(doc: dict[str, Any]) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    return code

@@ -18,6 +18,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from stellaops_runtime.contracts.posture import Posture
+
 
 class EvidenceKind(enum.StrEnum):
     """How a function (or file) was observed."""
@@ -100,13 +102,44 @@ class HotSymbolDelta:
 
 @dataclass(frozen=True, slots=True)
 class ObservationWindow:
-    """An image was under observation on a node during a window.
+    """An image was under observation on a node during a window, and how well.
 
     "Observed for 30 days, never called" needs to know when an image was being
-    watched at all, not only when one of its functions ran.
+    watched at all, not only when one of its functions ran, and whether the
+    watching could have seen the function: ``posture`` is the highest level
+    the window's events evidence (``contracts.posture.EVENT_POSTURE``: lifecycle
+    events only give Passive, which cannot see function calls), never a level
+    someone declared. None means unknown (rows written before postures were
+    recorded); it never supports a "not observed". ``window_seconds`` is the
+    window's length (0 when unknown) and ``source`` the event source that
+    delivered it ("tetragon"; "" when unknown).
     """
 
     image_digest: str
     node_name: str
     window_start_ns: int
     event_count: int
+    posture: Posture | None = None
+    window_seconds: int = 0
+    source: str = ""
+
+    def merged(self, other: ObservationWindow) -> ObservationWindow:
+        """This row and another of the same (image, node, window): counts add, posture is the higher."""
+        return ObservationWindow(
+            self.image_digest,
+            self.node_name,
+            self.window_start_ns,
+            self.event_count + other.event_count,
+            higher_posture(self.posture, other.posture),
+            max(self.window_seconds, other.window_seconds),
+            self.source or other.source,
+        )
+
+
+def higher_posture(a: Posture | None, b: Posture | None) -> Posture | None:
+    """The higher of two postures; unknown (None) is below every known level."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b

@@ -24,7 +24,6 @@ require in their pod selectors.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,47 +34,9 @@ from stellaops_runtime.contracts.crds import (
     POLICY_KIND,
     PolicySpec,
 )
+from stellaops_runtime.contracts.posture import ORDER as _ORDER
+from stellaops_runtime.contracts.posture import Posture
 
-
-class Posture(enum.StrEnum):
-    NONE = "None"
-    PASSIVE = "Passive"
-    ACTIVE_TRACING = "ActiveTracing"
-    EBPF_DEEP = "EbpfDeep"
-    FULL_INSTRUMENTATION = "FullInstrumentation"
-
-    @property
-    def rank(self) -> int:
-        return _ORDER.index(self)
-
-    def __lt__(self, other: object) -> bool:  # ordered by level, not by name
-        if not isinstance(other, Posture):
-            return NotImplemented
-        return self.rank < other.rank
-
-    def __le__(self, other: object) -> bool:
-        if not isinstance(other, Posture):
-            return NotImplemented
-        return self.rank <= other.rank
-
-    def __gt__(self, other: object) -> bool:
-        if not isinstance(other, Posture):
-            return NotImplemented
-        return self.rank > other.rank
-
-    def __ge__(self, other: object) -> bool:
-        if not isinstance(other, Posture):
-            return NotImplemented
-        return self.rank >= other.rank
-
-
-_ORDER = (
-    Posture.NONE,
-    Posture.PASSIVE,
-    Posture.ACTIVE_TRACING,
-    Posture.EBPF_DEEP,
-    Posture.FULL_INSTRUMENTATION,
-)
 ALLOWED_LEVELS = ("none", "passive", "active-tracing", "ebpf-deep", "full-instrumentation")
 _BY_TEXT: dict[str, Posture] = {}
 for _p, _kebab in zip(_ORDER, ALLOWED_LEVELS, strict=True):

@@ -19,6 +19,13 @@ nothing resolved, under Tetragon's hint or its file offset (``0x1a2b``); each
 key also carries the function's canonical ID, ``<build-id>:<symbol>+0x0``,
 when the symbol was resolved from the file itself (not for a hint).
 
+Every event also marks its image as under observation in its window, at the
+posture the event evidences (``contracts.posture.EVENT_POSTURE``: exec, exit
+and loader are Passive; kernel probes ActiveTracing; uprobes EbpfDeep; USDT
+FullInstrumentation): a window's posture is the highest any of its events
+showed, so a "not observed" answer rests on what the source delivered, never
+on what was asked for.
+
 Counts accumulate in memory per (aggregation window, key) and are drained as
 deltas by the flush loop; the store adds them up, so nothing here needs to
 know what was flushed before. This module is pure: no I/O, no clock.
@@ -40,6 +47,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     HotSymbolKey,
     ObservationWindow,
 )
+from stellaops_runtime.contracts.posture import EVENT_POSTURE, ORDER
 
 _INVOKED = EvidenceKind.INVOKED
 _KERNEL = EvidenceKind.KERNEL_CALL
@@ -48,6 +56,10 @@ _EXEC = EvidenceKind.EXECUTED
 _LOADED = EvidenceKind.LOADED
 
 _KERNEL_KINDS = frozenset({EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEPOINT, EventKind.LSM})
+
+# Posture rank per event kind, keyed by the kind's string value: a str hashes from
+# its cache, an Enum member through a Python-level __hash__ (this is per event).
+_POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items()}
 
 # Internal key: a plain tuple hashes several times faster than a dataclass.
 _Key = tuple[str, str, str, EvidenceKind]  # image, module, function, evidence
@@ -107,14 +119,18 @@ class HotSymbolAggregator:
         max_callers_per_symbol: int = 256,
         max_tracked_caller_keys: int = 200_000,
         symbol_id_only: bool = False,
+        source: str = "tetragon",
     ) -> None:
         self._window_ns = window_seconds * 1_000_000_000
+        self._window_seconds = window_seconds
+        self.source = source
         self._max_callers = max_callers_per_symbol
         self._max_caller_keys = max_tracked_caller_keys
         self._symbol_id_only = symbol_id_only
         self._enabled = {e: c >= min_confidence for e, c in CONFIDENCE.items()}
         self._slots: dict[tuple[int, _Key], _Slot] = {}
-        self._windows: dict[tuple[str, str, int], int] = {}
+        # (image, node, window start) -> [event count, highest posture rank]
+        self._windows: dict[tuple[str, str, int], list[int]] = {}
         # Distinct callers per key, kept across drains (bounded).
         self._callers: dict[_Key, set[str]] = {}
         # exec_id -> {path: build-id} from process_loader events, for stack frames.
@@ -136,8 +152,15 @@ class HotSymbolAggregator:
         win = ts - ts % self._window_ns
         image = ev.image_key
         wkey = (image, ev.node_name, win)
-        self._windows[wkey] = self._windows.get(wkey, 0) + 1
         kind = ev.kind
+        level = _POSTURE_RANK[kind._value_]
+        seen = self._windows.get(wkey)
+        if seen is None:
+            self._windows[wkey] = [1, level]
+        else:
+            seen[0] += 1
+            if level > seen[1]:
+                seen[1] = level
         n = 0
         if kind is EventKind.UPROBE or kind is EventKind.USDT:
             fid = ev.function_id
@@ -317,7 +340,15 @@ class HotSymbolAggregator:
                 )
             )
         obs = [
-            ObservationWindow(image_digest=i, node_name=n, window_start_ns=w, event_count=c)
-            for (i, n, w), c in windows.items()
+            ObservationWindow(
+                image_digest=i,
+                node_name=n,
+                window_start_ns=w,
+                event_count=count,
+                posture=ORDER[rank],
+                window_seconds=self._window_seconds,
+                source=self.source,
+            )
+            for (i, n, w), (count, rank) in windows.items()
         ]
         return deltas, obs

@@ -4,7 +4,8 @@ DESIGN.md: "a store outage buffers and retries", never silent loss. Deltas are
 additive, so buffering is a merge: rows are kept per (key, window_start) and a
 later delta of the same row is folded in with :meth:`HotSymbolDelta.merge`;
 observation windows are kept per (image, node, window_start) with counts
-added. Memory is bounded by ``max_pending_rows``: past it the OLDEST windows
+added and the higher posture kept (:meth:`ObservationWindow.merged`). Memory
+is bounded by ``max_pending_rows``: past it the OLDEST windows
 are dropped first, and what is dropped is counted (``dropped_rows``,
 ``dropped_invocations``) for the agent's metrics.
 
@@ -42,7 +43,7 @@ class _Window:
     """Everything pending for one window_start."""
 
     deltas: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)
-    observations: dict[tuple[str, str], int] = field(default_factory=dict)  # (image, node) -> events
+    observations: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)  # (image, node)
 
     def __len__(self) -> int:
         return len(self.deltas) + len(self.observations)
@@ -69,9 +70,9 @@ def _add_observation(buf: _Buffer, o: ObservationWindow) -> bool:
     if w is None:
         w = buf[o.window_start_ns] = _Window()
     k = (o.image_digest, o.node_name)
-    new = k not in w.observations
-    w.observations[k] = w.observations.get(k, 0) + o.event_count
-    return new
+    have = w.observations.get(k)
+    w.observations[k] = o if have is None else have.merged(o)
+    return have is None
 
 
 def _flatten(buf: _Buffer) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
@@ -80,7 +81,7 @@ def _flatten(buf: _Buffer) -> tuple[list[HotSymbolDelta], list[ObservationWindow
     for start in sorted(buf):
         w = buf[start]
         deltas.extend(w.deltas.values())
-        obs.extend(ObservationWindow(i, n, start, c) for (i, n), c in w.observations.items())
+        obs.extend(w.observations.values())
     return deltas, obs
 
 
@@ -180,11 +181,11 @@ class PendingWrites:
         newer, self._buf = self._buf, snapshot
         self._inflight, self._inflight_rows = None, 0
         self._rows = sum(len(w) for w in snapshot.values())
-        for start, w in newer.items():
+        for w in newer.values():
             for d in w.deltas.values():
                 self._rows += _add_delta(self._buf, d, copy=False)
-            for (image, node), count in w.observations.items():
-                self._rows += _add_observation(self._buf, ObservationWindow(image, node, start, count))
+            for o in w.observations.values():
+                self._rows += _add_observation(self._buf, o)
         self._enforce_bound()
 
     def next_retry_delay(self) -> float:

@@ -6,10 +6,17 @@ observed for 30 days and F never ran". The same SQLAlchemy Core statements run
 on PostgreSQL and SQLite (the engine maps schema ``signals`` away on SQLite;
 :class:`~stellaops_runtime.store.schema.utc_date` compiles per backend). The
 caller owns the connection; nothing here opens or migrates anything.
+
+Functions and packages may be given as parsed questions
+(:class:`~stellaops_runtime.store.refs.FunctionQuery`,
+:class:`~stellaops_runtime.store.refs.PurlQuery`: function IDs, mangled names,
+purls matched as purls) or as plain strings (exact match). Whether an image
+was under observation, and how well, is :mod:`stellaops_runtime.store.coverage`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,7 +24,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
-from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols, observation_windows, utc_date
+from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.schema import (
+    OBSERVATION_POSTURE_COLUMNS,
+    SCHEMA,
+    hot_symbol_windows,
+    hot_symbols,
+    observation_windows,
+    utc_date,
+)
 
 # Evidence about files (an exec'd binary, a mapped library), not functions.
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
@@ -70,19 +86,124 @@ def _function_filter(*, image: str, function: str, module: str | None) -> list[s
     return where
 
 
-def observed(conn: sa.Connection, *, image: str, function: str, purl: str | None = None) -> list[SymbolRow]:
-    """Rows of ``function`` in ``image`` (every module and evidence kind); ``purl`` must match exactly."""
+def has_posture_columns(conn: sa.Connection) -> bool:
+    """Whether ``observation_windows`` has the columns of migration 0003 (posture, length, source)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
+    return all(name in have for name in OBSERVATION_POSTURE_COLUMNS)
+
+
+def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery) -> list[str]:
+    """The distinct stored purls of ``image`` that are the package ``purl`` asks for."""
     c = hot_symbols.c
-    stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, c.function_name == function)
+    stmt = sa.select(c.purl).where(c.image_digest == image, c.purl != "").distinct()
+    return sorted(p for (p,) in conn.execute(stmt) if purl.matches(p))
+
+
+def _purl_filter(conn: sa.Connection, *, image: str, purl: str | PurlQuery) -> sa.ColumnElement[bool] | None:
+    """The WHERE clause for a package; None when no stored purl can match (no rows)."""
+    if isinstance(purl, str):
+        return hot_symbols.c.purl == purl
+    found = matching_purls(conn, image=image, purl=purl)
+    return hot_symbols.c.purl.in_(found) if found else None
+
+
+def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
+    c = hot_symbols.c
+    if isinstance(function, str):
+        return c.function_name == function
+    if not function.is_function_id:
+        return c.function_name.in_(function.names)
+    by_name = sa.and_(
+        c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
+    )
+    if function.entry_id:
+        return sa.or_(c.function_id == function.entry_id, by_name)
+    return by_name
+
+
+def observed(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: str | FunctionQuery,
+    purl: str | PurlQuery | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[SymbolRow]:
+    """Rows of ``function`` in ``image`` (every module and evidence kind), optionally of one package.
+
+    A string ``function``/``purl`` must match exactly; a :class:`FunctionQuery`
+    matches canonical names or a function ID, a :class:`PurlQuery` every
+    stored purl of that package. With ``since``/``until`` only calls seen in
+    that period count: counts and first/last seen are the period's (from the
+    per-window history) and rows without calls in it are left out.
+    """
+    c = hot_symbols.c
+    stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, _name_filter(function))
     if purl is not None:
-        stmt = stmt.where(c.purl == purl)
-    return _rows(conn, stmt.order_by(c.invocation_count.desc(), c.module, c.evidence_kind))
+        where = _purl_filter(conn, image=image, purl=purl)
+        if where is None:
+            return []
+        stmt = stmt.where(where)
+    rows = _rows(conn, stmt.order_by(c.invocation_count.desc(), c.module, c.evidence_kind))
+    if rows and (since is not None or until is not None):
+        rows = _in_period(conn, rows, since=since, until=until)
+    return rows
+
+
+def _in_period(
+    conn: sa.Connection, rows: list[SymbolRow], *, since: dt.datetime | None, until: dt.datetime | None
+) -> list[SymbolRow]:
+    w = hot_symbol_windows.c
+    key = sa.tuple_(w.image_digest, w.module, w.function_name, w.evidence_kind)
+    stmt = sa.select(
+        w.image_digest,
+        w.module,
+        w.function_name,
+        w.evidence_kind,
+        sa.func.sum(w.invocation_count).label("calls"),
+        sa.func.min(w.first_seen).label("first"),
+        sa.func.max(w.last_seen).label("last"),
+    ).where(
+        key.in_([(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in rows]),
+        w.invocation_count > 0,
+    )
+    if since is not None:
+        stmt = stmt.where(w.last_seen >= since)
+    if until is not None:
+        stmt = stmt.where(w.first_seen <= until)
+    stmt = stmt.group_by(w.image_digest, w.module, w.function_name, w.evidence_kind)
+    found = {tuple(r[:4]): r for r in conn.execute(stmt)}
+    out = []
+    for r in rows:
+        p = found.get((r.image_digest, r.module, r.function_name, r.evidence_kind))
+        if p is not None:
+            first, last = (_as_utc(p.first), _as_utc(p.last))
+            out.append(
+                dataclasses.replace(r, invocation_count=int(p.calls), first_seen=first, last_seen=last)
+            )
+    return sorted(out, key=lambda r: (-r.invocation_count, r.module, r.evidence_kind))
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    """min()/max() of a UTC column: SQLite gives naive text back, PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def functions(
-    conn: sa.Connection, *, image: str, purl: str | None = None, purl_prefix: str | None = None
+    conn: sa.Connection,
+    *,
+    image: str,
+    purl: str | PurlQuery | None = None,
+    purl_prefix: str | None = None,
 ) -> list[SymbolRow]:
-    """Every function row of a package in ``image`` by exact ``purl`` or ``purl_prefix``, sorted by function.
+    """Every function row of a package in ``image`` by ``purl`` or ``purl_prefix``, sorted by function.
+
+    A string ``purl`` matches exactly, a :class:`PurlQuery` as a package URL.
 
     The prefix match is case-sensitive on both backends (SQLite's LIKE is not,
     hence the extra ``substr`` comparison; PostgreSQL uses the
@@ -93,7 +214,10 @@ def functions(
     c = hot_symbols.c
     stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE))
     if purl is not None:
-        stmt = stmt.where(c.purl == purl)
+        where = _purl_filter(conn, image=image, purl=purl)
+        if where is None:
+            return []
+        stmt = stmt.where(where)
     else:
         assert purl_prefix is not None
         stmt = stmt.where(
@@ -149,7 +273,12 @@ def calls_per_day(
 def observed_days_without_calls(
     conn: sa.Connection, *, image: str, function: str, module: str | None = None
 ) -> int:
-    """Distinct UTC days ``image`` was under observation on which ``function`` had no invocation."""
+    """Distinct UTC days ``image`` was under observation on which ``function`` had no invocation.
+
+    A day counts only when a window of it was watched at a posture that can
+    see function calls (ActiveTracing or more; stores from before migration
+    0003 record no posture, so none of their days count).
+    """
     o = observation_windows.c
     w = hot_symbol_windows.c
     obs_day = utc_date(o.window_start)
@@ -158,8 +287,13 @@ def observed_days_without_calls(
         .where(*_function_filter(image=image, function=function, module=module))
         .where(w.invocation_count > 0)
     )
+    if not has_posture_columns(conn):
+        return 0
     stmt = sa.select(sa.func.count(sa.distinct(obs_day))).where(
-        o.image_digest == image, o.event_count > 0, obs_day.not_in(called_days)
+        o.image_digest == image,
+        o.event_count > 0,
+        o.posture_level >= FUNCTION_VISIBLE.rank,
+        obs_day.not_in(called_days),
     )
     return int(conn.execute(stmt).scalar_one())
 
@@ -169,3 +303,19 @@ def _as_date(value: Any) -> dt.date:
     if isinstance(value, dt.date):
         return value
     return dt.date.fromisoformat(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolCounts:
+    """How many hot-symbol rows an image has: all of them, and those naming a function."""
+
+    rows: int
+    function_rows: int
+
+
+def symbol_counts(conn: sa.Connection) -> dict[str, SymbolCounts]:
+    """Cumulative hot-symbol row counts per image (file evidence counts in ``rows`` only)."""
+    c = hot_symbols.c
+    is_function = sa.case((c.evidence_kind.in_(FILE_EVIDENCE), 0), else_=1)
+    stmt = sa.select(c.image_digest, sa.func.count(), sa.func.sum(is_function)).group_by(c.image_digest)
+    return {img: SymbolCounts(int(n), int(f or 0)) for img, n, f in conn.execute(stmt)}

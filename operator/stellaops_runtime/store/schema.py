@@ -9,7 +9,11 @@ without a schema: engines map ``signals`` to ``None`` with
 - ``hot_symbol_windows``: the same counts per aggregation window, the history
   that answers "more than 1000 calls a day";
 - ``observation_windows``: when an image was under observation on a node, the
-  other half of "observed for 30 days, never called".
+  other half of "observed for 30 days, never called", and how well:
+  ``posture_level`` is the rank of the highest posture the window's events
+  evidenced (``contracts.posture``; NULL = unknown, rows from before
+  migration 0003), ``window_seconds`` the window's length (NULL = unknown)
+  and ``source`` the event source ("tetragon").
 
 The migrations (``store/migrations/versions``) create exactly these tables;
 this module is what the writer and the queries use. Timestamps are
@@ -144,8 +148,14 @@ observation_windows = sa.Table(
     sa.Column("node_name", sa.Text, nullable=False),
     sa.Column("window_start", UtcDateTime, nullable=False),
     sa.Column("event_count", sa.BigInteger, nullable=False),
+    sa.Column("posture_level", sa.SmallInteger, nullable=True),
+    sa.Column("window_seconds", sa.Integer, nullable=True),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("image_digest", "node_name", "window_start", name="uq_observation_windows_key"),
 )
+
+# Columns added by migration 0003; a store at an older revision lacks them.
+OBSERVATION_POSTURE_COLUMNS = ("posture_level", "window_seconds", "source")
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -99,12 +99,13 @@ def merge_by_key(deltas: Iterable[HotSymbolDelta]) -> list[HotSymbolDelta]:
 
 
 def merge_observations(windows: Iterable[ObservationWindow]) -> list[ObservationWindow]:
-    """One row per (image, node, window_start), event counts added."""
-    counts: dict[tuple[str, str, int], int] = {}
+    """One row per (image, node, window_start): event counts added, the higher posture kept."""
+    out: dict[tuple[str, str, int], ObservationWindow] = {}
     for w in windows:
         k = (w.image_digest, w.node_name, w.window_start_ns)
-        counts[k] = counts.get(k, 0) + w.event_count
-    return [ObservationWindow(i, n, s, c) for (i, n, s), c in counts.items()]
+        have = out.get(k)
+        out[k] = w if have is None else have.merged(w)
+    return list(out.values())
 
 
 def _sort_key(d: HotSymbolDelta) -> tuple[str, str, str, str, int]:
@@ -158,8 +159,16 @@ _WIN_COLS = (
     "last_seen",
 )
 _WIN_TYPES = (*("text",) * 4, "timestamptz", "int8", "int4", "int8", "int8", "timestamptz", "timestamptz")
-_OBS_COLS = ("image_digest", "node_name", "window_start", "event_count")
-_OBS_TYPES = ("text", "text", "timestamptz", "int8")
+_OBS_COLS = (
+    "image_digest",
+    "node_name",
+    "window_start",
+    "event_count",
+    "posture_level",
+    "window_seconds",
+    "source",
+)
+_OBS_TYPES = ("text", "text", "timestamptz", "int8", "int2", "int4", "text")
 
 
 def _stage_ddl(name: str, cols: Sequence[str], types: Sequence[str]) -> str:
@@ -204,7 +213,10 @@ PG_UPSERT_OBS = f"""
 INSERT INTO signals.observation_windows AS t ({", ".join(_OBS_COLS)})
 SELECT {", ".join(_OBS_COLS)} FROM _stage_obs ORDER BY image_digest, node_name, window_start
 ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
-    event_count = t.event_count + EXCLUDED.event_count
+    event_count = t.event_count + EXCLUDED.event_count,
+    posture_level = GREATEST(t.posture_level, EXCLUDED.posture_level),
+    window_seconds = GREATEST(t.window_seconds, EXCLUDED.window_seconds),
+    source = CASE WHEN t.source = '' THEN EXCLUDED.source ELSE t.source END
 """
 
 
@@ -248,7 +260,15 @@ def _win_tuple(d: HotSymbolDelta) -> tuple[Any, ...]:
 
 
 def _obs_tuple(w: ObservationWindow) -> tuple[Any, ...]:
-    return (w.image_digest, w.node_name, ns_to_datetime(w.window_start_ns), w.event_count)
+    return (
+        w.image_digest,
+        w.node_name,
+        ns_to_datetime(w.window_start_ns),
+        w.event_count,
+        w.posture.rank if w.posture is not None else None,
+        w.window_seconds or None,
+        w.source,
+    )
 
 
 def copy_rows(
@@ -330,7 +350,17 @@ def _sqlite_statements() -> tuple[Any, Any, Any]:
     t, x = observation_windows.c, ins.excluded
     obs = ins.on_conflict_do_update(
         index_elements=[t.image_digest, t.node_name, t.window_start],
-        set_={"event_count": t.event_count + x.event_count},
+        set_={
+            "event_count": t.event_count + x.event_count,
+            # SQLite's max() of a NULL is NULL: unknown (NULL) must lose to any level.
+            "posture_level": sa.func.coalesce(
+                sa.func.max(t.posture_level, x.posture_level), t.posture_level, x.posture_level
+            ),
+            "window_seconds": sa.func.coalesce(
+                sa.func.max(t.window_seconds, x.window_seconds), t.window_seconds, x.window_seconds
+            ),
+            "source": sa.case((t.source == "", x.source), else_=t.source),
+        },
     )
     return hot, win, obs
 

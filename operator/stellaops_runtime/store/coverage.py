@@ -1,0 +1,270 @@
+"""Was an image under observation, when, and how well: what a "no" rests on.
+
+DESIGN.md: answers are three-valued. A function is *observed* when the store
+has rows of it; *not observed* only when the image was watched at a posture
+that can see function calls (ActiveTracing or more) in the period asked
+about; otherwise the answer is *unknown*: never observed, or observed only at
+Passive (lifecycle events) or at an unknown posture (windows recorded before
+migration 0003). :func:`absence` is that rule, over :class:`Coverage`
+summaries of the ``observation_windows`` rows that :func:`image_windows` and
+:func:`all_image_windows` read (grouped in SQL, so a month of one-minute
+windows is a handful of rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
+from stellaops_runtime.store.queries import has_posture_columns, rfc3339
+from stellaops_runtime.store.schema import observation_windows
+
+OBSERVED = "observed"
+NOT_OBSERVED = "not_observed"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGroup:
+    """Observation windows of one image on one node with the same posture, length and source."""
+
+    image_digest: str
+    node_name: str
+    posture: Posture | None
+    seconds: int  # 0 = unknown
+    source: str
+    first_start: dt.datetime
+    last_start: dt.datetime
+    windows: int
+    event_count: int
+
+    @property
+    def last_end(self) -> dt.datetime:
+        return self.last_start + dt.timedelta(seconds=self.seconds)
+
+    @property
+    def sees_functions(self) -> bool:
+        return self.posture is not None and self.posture >= FUNCTION_VISIBLE
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """A summary of observation windows: the interval they span and what backs it."""
+
+    start: dt.datetime
+    end: dt.datetime
+    windows: int
+    nodes: tuple[str, ...]
+    lowest: Posture | None
+    highest: Posture | None
+    sources: tuple[str, ...]
+    event_count: int
+
+    @property
+    def interval(self) -> str:
+        """ISO 8601 ``start/end``."""
+        return f"{rfc3339(self.start)}/{rfc3339(self.end)}"
+
+    @property
+    def posture_range(self) -> str:
+        lo, hi = posture_text(self.lowest), posture_text(self.highest)
+        return lo if lo == hi else f"{lo}..{hi}"
+
+    def describe(self) -> str:
+        """One line for people: interval, windows, nodes, posture, source, events."""
+        n, k = self.windows, len(self.nodes)
+        source = ",".join(self.sources) or "unknown"
+        return (
+            f"{self.interval} ({n} window{'s' * (n != 1)} on {k} node{'s' * (k != 1)}, "
+            f"posture {self.posture_range}, source {source}, {self.event_count} events)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": rfc3339(self.start),
+            "end": rfc3339(self.end),
+            "interval": self.interval,
+            "windows": self.windows,
+            "nodes": list(self.nodes),
+            "posture": {"lowest": posture_text(self.lowest), "highest": posture_text(self.highest)},
+            "source": ",".join(self.sources),
+            "event_count": self.event_count,
+        }
+
+
+def _rank(p: Posture | None) -> int:
+    return -1 if p is None else p.rank
+
+
+def summarize(groups: Iterable[WindowGroup]) -> Coverage | None:
+    """The coverage of these windows; None when there are none."""
+    gs = list(groups)
+    if not gs:
+        return None
+    postures = sorted((g.posture for g in gs), key=_rank)
+    return Coverage(
+        start=min(g.first_start for g in gs),
+        end=max(g.last_end for g in gs),
+        windows=sum(g.windows for g in gs),
+        nodes=tuple(sorted({g.node_name for g in gs})),
+        lowest=postures[0],
+        highest=postures[-1],
+        sources=tuple(sorted({g.source for g in gs if g.source})),
+        event_count=sum(g.event_count for g in gs),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the store can say about an absence: not observed (with coverage) or unknown (why)."""
+
+    answer: str  # NOT_OBSERVED | UNKNOWN
+    reason: str
+    coverage: Coverage | None
+
+
+def _period_text(since: dt.datetime | None, until: dt.datetime | None) -> str:
+    if since is not None and until is not None:
+        return f" between {rfc3339(since)} and {rfc3339(until)}"
+    if since is not None:
+        return f" since {rfc3339(since)}"
+    return f" until {rfc3339(until)}" if until is not None else ""
+
+
+def absence(
+    image: str,
+    groups: Sequence[WindowGroup],
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Verdict:
+    """What "no rows" means for ``image`` given its windows (already narrowed to the period)."""
+    period = _period_text(since, until)
+    if not groups:
+        return Verdict(UNKNOWN, f"no observation window for image {image}{period}", None)
+    seeing = [g for g in groups if g.sees_functions]
+    if not seeing:
+        cov = summarize(groups)
+        assert cov is not None
+        if cov.highest is None:
+            why = (
+                f"image {image} was observed{period} only at an unknown posture (windows recorded "
+                "before postures were stored), which cannot back a 'not observed'"
+            )
+        else:
+            why = (
+                f"image {image} was observed{period} only at posture {posture_text(cov.highest)} "
+                "(lifecycle events), which cannot see function calls"
+            )
+        return Verdict(UNKNOWN, why, cov)
+    cov = summarize(seeing)
+    assert cov is not None
+    return Verdict(NOT_OBSERVED, f"image {image} was under observation {cov.describe()}", cov)
+
+
+def backing(groups: Sequence[WindowGroup]) -> Coverage | None:
+    """The coverage an answer rests on: the windows that can see functions, else all of them."""
+    seeing = [g for g in groups if g.sees_functions]
+    return summarize(seeing or groups)
+
+
+# -- reading the windows -------------------------------------------------------
+
+
+def _select(conn: sa.Connection) -> tuple[list[Any], list[Any]]:
+    """Columns to select and to group by; a store before migration 0003 has no posture columns."""
+    o = observation_windows.c
+    if has_posture_columns(conn):
+        extra = [o.posture_level, o.window_seconds, o.source]
+        return extra, extra
+    nulls = [
+        sa.null().label("posture_level"),
+        sa.null().label("window_seconds"),
+        sa.literal("").label("source"),
+    ]
+    return nulls, []
+
+
+def _groups(
+    conn: sa.Connection,
+    *,
+    image: str | None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[WindowGroup]:
+    o = observation_windows.c
+    extra, extra_group = _select(conn)
+    base = [o.image_digest == image] if image is not None else []
+    if until is not None:
+        base.append(o.window_start <= until)
+    if since is None:
+        passes: list[list[sa.ColumnElement[bool]]] = [base]
+    elif not extra_group:  # no window lengths known: a window is its start instant
+        passes = [[*base, o.window_start >= since]]
+    else:  # a window [start, start + seconds) overlaps the period when start > since - seconds
+        lengths = conn.execute(sa.select(o.window_seconds).where(*base).distinct()).scalars().all()
+        passes = []
+        for s in lengths:
+            same = o.window_seconds.is_(None) if s is None else o.window_seconds == s
+            passes.append([*base, same, o.window_start > since - dt.timedelta(seconds=s or 0)])
+    out: list[WindowGroup] = []
+    for where in passes:
+        stmt = (
+            sa.select(
+                o.image_digest,
+                o.node_name,
+                *extra,
+                sa.func.min(o.window_start).label("first_start"),
+                sa.func.max(o.window_start).label("last_start"),
+                sa.func.count().label("windows"),
+                sa.func.sum(o.event_count).label("events"),
+            )
+            .where(*where)
+            .group_by(o.image_digest, o.node_name, *extra_group)
+        )
+        for r in conn.execute(stmt):
+            out.append(
+                WindowGroup(
+                    image_digest=r.image_digest,
+                    node_name=r.node_name,
+                    posture=posture_of_rank(r.posture_level),
+                    seconds=int(r.window_seconds or 0),
+                    source=r.source or "",
+                    first_start=_utc(r.first_start),
+                    last_start=_utc(r.last_start),
+                    windows=int(r.windows),
+                    event_count=int(r.events or 0),
+                )
+            )
+    return out
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def image_windows(
+    conn: sa.Connection,
+    *,
+    image: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[WindowGroup]:
+    """``image``'s observation windows that overlap the period (all of them without one), grouped."""
+    return _groups(conn, image=image, since=since, until=until)
+
+
+def all_image_windows(conn: sa.Connection) -> dict[str, list[WindowGroup]]:
+    """Every image's observation windows, grouped, by image."""
+    out: dict[str, list[WindowGroup]] = {}
+    for g in _groups(conn, image=None):
+        out.setdefault(g.image_digest, []).append(g)
+    return out

@@ -1,0 +1,212 @@
+"""What a user types to name an image, a package or a function, turned into what the store holds.
+
+Pure parsing, no I/O: :func:`image_key` maps the ways people write an image
+(``registry/repo@sha256:…``, ``repo:tag@sha256:…``, ``sha256:…``, bare hex)
+to the key the agent files events under (``sha256:<lower-case hex>``, see
+``RuntimeCallEvent.image_key`` and ``adapter.common.image_digest``);
+:class:`PurlQuery` matches package URLs as package URLs (packageurl-python);
+:func:`function_query` reads a symbol name (mangled or canonical) or a
+function ID. Each raises :class:`RefError` with a message meant for the user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from dataclasses import dataclass
+
+from packageurl import PackageURL
+
+from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.canonical.function_id import function_entry_id, parse_function_id
+
+
+class RefError(ValueError):
+    """A reference the user gave cannot be read; the message says why."""
+
+
+# -- images -------------------------------------------------------------------
+
+DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+# Keys the agent files non-image events under (RuntimeCallEvent.image_key).
+NON_IMAGE_PREFIXES = ("host:", "container:")
+_HEX = frozenset(string.hexdigits)
+
+
+def _digest(text: str, *, given: str) -> str:
+    algo, sep, hexpart = text.partition(":")
+    algo = algo.lower()
+    if not sep:
+        raise RefError(f"malformed image digest {given!r}: expected sha256:<64 hex digits>")
+    want = DIGEST_HEX_LENGTH.get(algo)
+    if want is None:
+        raise RefError(f"malformed image digest {given!r}: unknown algorithm {algo!r} (expected sha256)")
+    if not hexpart:
+        raise RefError(f"malformed image digest {given!r}: the {algo} digest is empty")
+    if not _HEX.issuperset(hexpart):
+        raise RefError(f"malformed image digest {given!r}: {algo} digest must be hexadecimal")
+    if len(hexpart) != want:
+        raise RefError(
+            f"malformed image digest {given!r}: {algo} needs {want} hex digits, got {len(hexpart)}"
+        )
+    return f"{algo}:{hexpart.lower()}"
+
+
+def image_key(text: str) -> str:
+    """The store's key for an image reference; :class:`RefError` for anything malformed.
+
+    ``registry[:port]/repo[:tag]@sha256:<hex>``, ``sha256:<hex>`` and a bare
+    64-hex digest all give ``sha256:<lower-case hex>``, which is how the agent
+    stores the digest Tetragon reports. ``host:<node>`` and ``container:<id>``
+    (the agent's keys for host processes and containers without a digest) are
+    kept as they are. A name or tag without a digest is an error: a tag moves,
+    a digest names one image.
+    """
+    ref = text.strip()
+    if not ref:
+        raise RefError("empty image reference: give a digest, e.g. sha256:<64 hex digits>")
+    if ref.startswith(NON_IMAGE_PREFIXES) and ref.partition(":")[2] and not any(c in ref for c in "@/ "):
+        return ref
+    if any(c.isspace() for c in ref):
+        raise RefError(f"malformed image reference {text!r}: contains whitespace")
+    _name, at, digest = ref.rpartition("@")
+    if at:
+        return _digest(digest, given=text)
+    head, colon, tail = ref.partition(":")
+    if colon:
+        if head.lower() in DIGEST_HEX_LENGTH:
+            return _digest(ref, given=text)
+        if "/" not in head and len(tail) >= 32 and _HEX.issuperset(tail):
+            return _digest(ref, given=text)  # e.g. md5:<hex>: "unknown algorithm"
+    elif _HEX.issuperset(ref):
+        if len(ref) == DIGEST_HEX_LENGTH["sha256"]:
+            return f"sha256:{ref.lower()}"
+        raise RefError(
+            f"malformed image digest {text!r}: a bare digest needs 64 hex digits (sha256), got {len(ref)}"
+        )
+    raise RefError(
+        f"image reference {text!r} has no digest: give repo@sha256:<hex> or the digest "
+        "(a tag names whatever the image is today, not the image that ran)"
+    )
+
+
+# -- package URLs ---------------------------------------------------------------
+
+# The purl spec makes these types' namespace and name case-insensitive
+# (lower-cased); packageurl-python does it for most, not for deb.
+_LOWER_NAME_TYPES = frozenset({"deb"})
+
+
+def _normalized(p: PackageURL) -> tuple[str, str, str]:
+    ns, name = p.namespace or "", p.name
+    if p.type in _LOWER_NAME_TYPES:
+        ns, name = ns.lower(), name.lower()
+    return p.type, ns, name
+
+
+@dataclass(frozen=True, slots=True)
+class PurlQuery:
+    """A package URL as a question: which stored purls belong to this package (and version)?
+
+    Type, namespace and name must be equal after the spec's normalisation.
+    Without a version every version matches; with one, that version whatever
+    the stored qualifiers. Qualifiers in the question must be present with the
+    same value in the stored purl (others may be there too); so must a subpath.
+    """
+
+    text: str
+    purl: PackageURL
+
+    @classmethod
+    def parse(cls, text: str) -> PurlQuery:
+        t = text.strip()
+        if not t:
+            raise RefError("empty package URL")
+        try:
+            p = PackageURL.from_string(t)
+        except ValueError as e:
+            raise RefError(f"malformed package URL {text!r}: {e}") from None
+        return cls(text=t, purl=p)
+
+    def matches(self, stored: str) -> bool:
+        """Whether the stored purl text is this package (a stored purl that does not parse never is)."""
+        if not stored:
+            return False
+        try:
+            s = PackageURL.from_string(stored)
+        except ValueError:
+            return False
+        q = self.purl
+        if _normalized(q) != _normalized(s):
+            return False
+        if q.version and q.version != s.version:
+            return False
+        have = s.qualifiers if isinstance(s.qualifiers, dict) else {}
+        want = q.qualifiers if isinstance(q.qualifiers, dict) else {}
+        if any(have.get(k) != v for k, v in want.items()):
+            return False
+        return not q.subpath or q.subpath == s.subpath
+
+
+# -- functions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionQuery:
+    """A function as a question: names to match, or a function ID's (build-id, symbol).
+
+    ``names``: the text as given and its canonical demangled form (the agent
+    stores canonical names). For a function ID, ``entry_id`` is the ID of the
+    function's entry (``+0x0``, how stored IDs are written: any offset inside
+    a function names the same function), ``build_id`` and ``names`` (the
+    symbol) match rows stored without an ID. An unresolved ID
+    (``<build-id>:+0x<file offset>``) names the frame the agent keys as
+    ``0x<file offset>``.
+    """
+
+    text: str
+    names: tuple[str, ...]
+    build_id: str = ""
+    entry_id: str = ""
+
+    @property
+    def is_function_id(self) -> bool:
+        return bool(self.build_id)
+
+
+def function_query(text: str) -> FunctionQuery:
+    t = text.strip()
+    if not t:
+        raise RefError("empty function name")
+    fid = None
+    if ":" in t and "+0x" in t:
+        try:
+            fid = parse_function_id(t)
+        except ValueError:
+            fid = None
+    if fid is not None and not any(c.isspace() for c in fid.build_id):
+        if not fid.symbol:
+            return FunctionQuery(text=t, names=(f"0x{fid.offset:x}",), build_id=fid.build_id)
+        symbol = demangle(fid.symbol)
+        return FunctionQuery(
+            text=t,
+            names=tuple(dict.fromkeys((symbol, fid.symbol))),
+            build_id=fid.build_id,
+            entry_id=function_entry_id(fid.build_id, symbol),
+        )
+    return FunctionQuery(text=t, names=tuple(dict.fromkeys((demangle(t), t))))
+
+
+# -- time -----------------------------------------------------------------------
+
+
+def parse_rfc3339(text: str) -> dt.datetime:
+    """An RFC 3339 timestamp (``2026-12-01T00:00:00Z``, ``...+02:00``) as aware UTC."""
+    t = text.strip()
+    try:
+        value = dt.datetime.fromisoformat(t[:-1] + "+00:00" if t[-1:] in ("Z", "z") else t)
+    except ValueError:
+        raise RefError(f"not an RFC 3339 timestamp: {text!r} (e.g. 2026-12-01T00:00:00Z)") from None
+    if value.tzinfo is None:
+        raise RefError(f"timestamp {text!r} has no UTC offset (add Z or +HH:MM)")
+    return value.astimezone(dt.UTC)
