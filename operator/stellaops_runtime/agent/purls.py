@@ -15,7 +15,10 @@ through ``<procRoot>/<pid>/root`` when the aggregator's deltas are drained
   answers are cached apart from the image's own (the host's package database
   is not the image's);
 - a key no source claims keeps an empty purl; the store fills it from a later
-  flush that knows it (``purl`` is kept from the first delta that has one).
+  flush that knows it (``purl`` is kept from the first delta that has one);
+- every file is opened confined to its root (canonical/rootopen.py): a
+  container's symlink never leads to a host file, a FIFO or device is never
+  read, and a file's build-id is read within the canonicalizer's byte budget.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from stellaops_runtime.adapter.common import KERNEL_MODULE
 from stellaops_runtime.attribution.attributor import AttributionStats, Attributor
 from stellaops_runtime.attribution.model import Attribution
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
+from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
@@ -114,12 +119,13 @@ class HotSymbolAttribution:
 
     def _host_matches(self, module: str, build_id: str) -> bool:
         assert self.host_root is not None
-        path = os.path.join(self.host_root, module.lstrip("/"))
+        path = module
         have = self._host_ids.get(path)
         if have is None:
             try:
-                with open(path, "rb") as f:
-                    have = file_build_id(f)[0]
+                fd, _ = open_in_root(self.host_root, module)
+                with os.fdopen(fd, "rb") as f:
+                    have = file_build_id(f, max_bytes=DEFAULT_LIMITS.max_file_bytes)[0]
             except (OSError, ElfError):
                 have = ""
             if len(self._host_ids) >= 65_536:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -388,6 +387,8 @@ class Attributor:
         log.warning("npm: %s", message)
 
     def _binary_errors(self, info: BinaryInfo) -> None:
+        if info.refused:
+            self._error(ErrorKind(info.refused))
         for kind, message in info.errors:
             self._error(CORRUPT_KIND[Source(kind)])
             log.warning("%s", message)
@@ -443,12 +444,12 @@ class Attributor:
 
     def _digests(self, fs: RootFS, resolved: str, algorithms: Iterable[str]) -> dict[str, str]:
         try:
-            fd = fs.open(resolved, resolved=True)
+            fd = fs.open(resolved, resolved=True)  # confined, regular files only, never blocks
         except OSError:
             return {}
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > self._max_hash_bytes:
+            if st.st_size > self._max_hash_bytes:
                 return {}
             hashers = {alg: hashlib.new(alg) for alg in algorithms}
             with os.fdopen(os.dup(fd), "rb") as f:

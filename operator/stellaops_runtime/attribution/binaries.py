@@ -1,12 +1,16 @@
 """Package metadata embedded in the files themselves: Go build info, cargo-auditable, JAR poms.
 
-An edge module: it reads one open file. ELF sections come from pyelftools
-(``.go.buildinfo``; ``.dep-v0``); a Go binary stripped of section headers
-is searched like ``go version`` does, in the first 64 KiB of the first
-writable, non-executable ``PT_LOAD`` segment. JARs are read with
-:mod:`zipfile`. Every read is bounded; damage is reported per format in
-:class:`BinaryInfo` (``go_error``, ``cargo_error``, ``maven_error``) so
-the other formats of the same file still count.
+An edge module: it reads one open file. ELF headers and sections are read
+with the canonicalizer's bounded readers (canonical/elflayout.py,
+canonical/symtab.py: every size checked against the file, a parse budget of
+bytes and time, see canonical/limits.py), not pyelftools, whose name lookups
+are unbounded on hostile files (``.go.buildinfo``; ``.dep-v0``); a Go binary
+stripped of section headers is searched like ``go version`` does, in the
+first 64 KiB of the first writable, non-executable ``PT_LOAD`` segment. JARs
+are read with :mod:`zipfile`. Every read is bounded; damage is reported per
+format in :class:`BinaryInfo` (``go_error``, ``cargo_error``,
+``maven_error``) so the other formats of the same file still count; a file
+over its budget is ``refused="budget_exceeded"``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from stellaops_runtime.attribution import cargo_auditable, gobuildinfo, maven
 from stellaops_runtime.attribution.cargo_auditable import Crate
 from stellaops_runtime.attribution.gobuildinfo import GoBuildInfo
 from stellaops_runtime.attribution.maven import MavenArtifact
+from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout, read_layout
+from stellaops_runtime.canonical.limits import BUDGET_EXCEEDED, DEFAULT_LIMITS, Budget, pread_exact
+from stellaops_runtime.canonical.symtab import SHF_COMPRESSED, SectionInfo, read_section_table
 
 ELF_MAGIC = b"\x7fELF"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -45,6 +49,7 @@ class BinaryInfo:
     jar: MavenArtifact | None = None
     jar_artifacts: int = 0
     maven_error: str | None = None
+    refused: str | None = None  # "not_regular", "budget_exceeded": the file was not read
 
     @property
     def errors(self) -> list[tuple[str, str]]:
@@ -74,49 +79,59 @@ def read_binary_info(fd: int, *, name: str) -> BinaryInfo:
     return PLAIN
 
 
-def _section(elf: ELFFile, name: str) -> bytes | None:
-    sec = elf.get_section_by_name(name)
-    if sec is None or sec["sh_type"] == "SHT_NOBITS":
+def _section(
+    f: BinaryIO, layout: ElfLayout, sections: list[SectionInfo], name: str, budget: Budget
+) -> bytes | None:
+    sec = next((s for s in sections if s.name == name), None)
+    if sec is None or sec.type == "SHT_NOBITS":
         return None
-    if sec["sh_size"] > MAX_SECTION_BYTES:
-        raise ValueError(f"section {name} is {sec['sh_size']} bytes, more than {MAX_SECTION_BYTES}")
-    return bytes(sec.data())
+    if sec.flags & SHF_COMPRESSED:
+        raise ValueError(f"section {name} is compressed (not written by any toolchain we know)")
+    if sec.size > MAX_SECTION_BYTES:
+        raise ValueError(f"section {name} is {sec.size} bytes, more than {MAX_SECTION_BYTES}")
+    return pread_exact(f.fileno(), sec.offset, sec.size, file_size=layout.size, budget=budget, what=name)
 
 
 def _elf(f: BinaryIO, name: str) -> BinaryInfo:
+    budget = DEFAULT_LIMITS.budget(name)
     try:
-        elf = ELFFile(f)
-    except ELFError as e:
+        layout = read_layout(f)
+        sections = read_section_table(f, layout, budget)
+    except ElfError as e:
+        if e.reason == BUDGET_EXCEEDED:
+            return BinaryInfo(refused=BUDGET_EXCEEDED)
         return BinaryInfo(go_error=f"{name}: not a readable ELF file: {e}")
     go: GoBuildInfo | None = None
     go_error: str | None = None
     crates: tuple[Crate, ...] | None = None
     cargo_error: str | None = None
     try:
-        blob = _section(elf, ".go.buildinfo")
+        blob = _section(f, layout, sections, ".go.buildinfo", budget)
         if blob is not None:
             go = gobuildinfo.parse(blob)
-        elif elf.num_sections() == 0:
-            go = _scan_data_segment(f, elf)
-    except (ValueError, ELFError, OSError) as e:
+        elif not sections:
+            go = _scan_data_segment(f, layout)
+    except (ValueError, ElfError, OSError, IndexError) as e:
         go_error = f"{name}: Go build info: {e}"
     try:
-        dep = _section(elf, ".dep-v0")
+        dep = _section(f, layout, sections, ".dep-v0", budget)
         if dep is not None:
             crates = tuple(cargo_auditable.parse_dep_v0(dep))
-    except (ValueError, ELFError, OSError) as e:
+    except (ValueError, ElfError, OSError, IndexError) as e:
         cargo_error = f"{name}: .dep-v0: {e}"
     return BinaryInfo(go=go, go_error=go_error, crates=crates, cargo_error=cargo_error)
 
 
-def _scan_data_segment(f: BinaryIO, elf: ELFFile) -> GoBuildInfo | None:
-    for seg in elf.iter_segments():
-        if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & (PF_X | PF_W) == PF_W:
-            f.seek(seg["p_offset"])
-            data = f.read(min(GO_SCAN_BYTES, seg["p_filesz"]))
+def _scan_data_segment(f: BinaryIO, layout: ElfLayout) -> GoBuildInfo | None:
+    for seg in sorted(layout.loads, key=lambda s: s.offset):
+        if seg.flags & (PF_X | PF_W) == PF_W:
+            size = min(GO_SCAN_BYTES, seg.filesz)
+            data = pread_exact(
+                f.fileno(), seg.offset, size, file_size=layout.size, budget=None, what="segment"
+            )
             if gobuildinfo.MAGIC not in data:
                 return None
-            return gobuildinfo.parse(data, base=seg["p_offset"])
+            return gobuildinfo.parse(data, base=seg.offset)
     return None
 
 

@@ -17,12 +17,13 @@ from typing import Any
 
 from stellaops_runtime.attribution import binaries, langdb, osdb
 from stellaops_runtime.attribution.binaries import BinaryInfo
-from stellaops_runtime.attribution.model import AttributionError, Package, Source
+from stellaops_runtime.attribution.model import AttributionError, ErrorKind, Package, Source
 from stellaops_runtime.attribution.osdb import BuildResult
 from stellaops_runtime.attribution.osrelease import LOCATIONS, UNKNOWN, OsRelease, parse_os_release
 from stellaops_runtime.attribution.rootfs import RootFS, split
 from stellaops_runtime.attribution.sbom import SbomData
 from stellaops_runtime.attribution.sbomindex import SbomIndex
+from stellaops_runtime.canonical.rootopen import NotRegularFile
 
 Report = Callable[[Source, BuildResult], None]
 
@@ -149,9 +150,14 @@ class ImageIndex:
 
 
 def read_binary(fs: RootFS, resolved: str) -> BinaryInfo:
-    """What a file in the root says about itself; a missing or unreadable file is plain."""
+    """What a file in the root says about itself; a missing or unreadable file is plain.
+
+    A FIFO, device or socket is never read (``refused="not_regular"``).
+    """
     try:
         fd = fs.open(resolved, resolved=True)
+    except NotRegularFile:
+        return binaries.BinaryInfo(refused=ErrorKind.NOT_REGULAR.value)
     except OSError:
         return binaries.PLAIN
     try:

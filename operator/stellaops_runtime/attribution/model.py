@@ -41,6 +41,8 @@ class ErrorKind(StrEnum):
     SYMLINK_ESCAPE = "symlink_escape"  # a relative symlink inside the root points above it
     SYMLINK_LOOP = "symlink_loop"  # too many symlinks (a loop)
     IO = "io"  # a file could not be read (permissions, vanished process, ...)
+    NOT_REGULAR = "not_regular"  # a FIFO, device, socket where a file was expected: refused, never read
+    BUDGET_EXCEEDED = "budget_exceeded"  # a binary needs more bytes or time than its parse budget
     SBOM_MALFORMED = "sbom_malformed"  # not a readable CycloneDX/SPDX JSON document
     DPKG_CORRUPT = "dpkg_corrupt"
     APK_CORRUPT = "apk_corrupt"

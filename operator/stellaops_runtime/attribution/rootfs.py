@@ -11,10 +11,12 @@ than 40 links is a ``symlink_loop``.
 
 Names are resolved by string walking with ``lstat``/``readlink`` under the
 root (memoized per directory, which is what package-database indexes need);
-files are *read* by walking the resolved path again one component at a time
-with ``O_NOFOLLOW`` directory descriptors, so a container that swaps a
-directory for a symlink between the two steps gets an error, not a read
-outside its root.
+files are *opened* through canonical/rootopen.py, the one confined opener
+every container path goes through (``openat2(RESOLVE_IN_ROOT |
+RESOLVE_NO_MAGICLINKS)``, or the same walk in user space): a container that
+swaps a directory for a symlink between the two steps is still read inside
+its root. Only regular files are read (opened non-blocking, so a FIFO never
+hangs a lookup); a FIFO, device or socket is ``not_regular``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import stat
 
 from stellaops_runtime.attribution.model import AttributionError, ErrorKind
+from stellaops_runtime.canonical.rootopen import NotRegularFile, open_dir_in_root, open_in_root
 
 MAX_SYMLINKS = 40  # as the kernel's path walk (MAXSYMLINKS)
 _MEMO_LIMIT = 65_536
@@ -157,33 +160,27 @@ class RootFS:
     # -- reading -----------------------------------------------------------------
 
     def open(self, path: str, *, flags: int = os.O_RDONLY, resolved: bool = False) -> int:
-        """A file descriptor for ``path`` opened component by component with ``O_NOFOLLOW``.
+        """A read-only descriptor of the regular file ``path``, opened confined to the root.
 
-        Raises :class:`FileNotFoundError` (and other ``OSError``) like ``open``;
-        a symlink met on the way (the tree changed under us) fails with ``ELOOP``
-        or ``ENOTDIR`` rather than being followed.
+        Raises :class:`FileNotFoundError` (and other ``OSError``) like ``open``,
+        and :class:`~stellaops_runtime.canonical.rootopen.NotRegularFile` (an
+        ``OSError``) for a FIFO, device, socket or directory. ``flags`` with
+        ``O_DIRECTORY`` opens a directory instead (for listing it).
         """
         canon = path if resolved else self.resolve(path)
-        parts = [p for p in canon.split("/") if p]
-        dfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            if not parts:
-                return os.open(".", flags | os.O_CLOEXEC, dir_fd=dfd)
-            for part in parts[:-1]:
-                nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-                os.close(dfd)
-                dfd = nfd
-            return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        finally:
-            os.close(dfd)
+        if flags & os.O_DIRECTORY:
+            return open_dir_in_root(self.root, canon)
+        return open_in_root(self.root, canon)[0]
 
     def read_bytes(self, path: str, *, limit: int, resolved: bool = False) -> bytes:
-        """The whole content of a regular file; :class:`AttributionError` (io) if larger than ``limit``."""
-        fd = self.open(path, resolved=resolved)
+        """The whole content of a regular file; :class:`AttributionError` if larger than ``limit``
+        (``io``) or not a regular file (``not_regular``)."""
+        try:
+            fd = self.open(path, resolved=resolved)
+        except NotRegularFile as e:
+            raise AttributionError(ErrorKind.NOT_REGULAR, f"{path}: {e.strerror}") from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise AttributionError(ErrorKind.IO, f"{path}: not a regular file")
             if st.st_size > limit:
                 raise AttributionError(
                     ErrorKind.IO, f"{path}: {st.st_size} bytes, more than the {limit} read"

@@ -8,6 +8,13 @@ costs seconds on big binaries; the pclntab tens of milliseconds). The file
 stays open so that lazy sources can still be read after the path disappeared
 (a container stopped, a library was upgraded); :meth:`close` releases it.
 
+Every read is bounded (canonical/limits.py): opening and indexing a file is
+one budget, each lazy source another; section headers and symbol tables are
+read with ``struct``, and pyelftools is only built for DWARF, behind a
+size check of the sections it would read. Any exception pyelftools or a
+decoder raises on a damaged file becomes a ``malformed`` load error: the
+frame stays unresolved and the reason is counted.
+
 Every failure is an :class:`~stellaops_runtime.canonical.elflayout.ElfError`
 whose ``reason`` is the outcome counted by the caller.
 """
@@ -15,6 +22,7 @@ whose ``reason`` is the outcome counted by the caller.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -22,7 +30,7 @@ from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical import gopclntab
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, AddressTable
-from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
+from stellaops_runtime.canonical.dwarfinfo import DwarfIndex, check_dwarf_sections
 from stellaops_runtime.canonical.elflayout import (
     EM_ARM,
     ElfError,
@@ -32,8 +40,15 @@ from stellaops_runtime.canonical.elflayout import (
     read_layout,
     sdt_probes,
 )
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Limits
 from stellaops_runtime.canonical.resolution import Source
-from stellaops_runtime.canonical.symtab import SectionInfo, function_symbols, read_section, read_sections
+from stellaops_runtime.canonical.rootopen import open_regular
+from stellaops_runtime.canonical.symtab import (
+    SectionInfo,
+    function_symbols,
+    read_section,
+    read_section_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +71,8 @@ def _pyelftools(f: BinaryIO) -> ELFFile:
         return ELFFile(f)
     except ElfError:
         raise
-    except Exception as e:  # pyelftools raises ELFError, construct errors, struct.error, ...
-        raise ElfError("bad_elf", f"section headers unreadable: {e}") from None
+    except Exception as e:  # pyelftools raises ELFError, construct errors, struct.error, AssertionError...
+        raise ElfError(MALFORMED, f"section headers unreadable: {type(e).__name__}: {e}") from None
 
 
 class Binary:
@@ -71,23 +86,29 @@ class Binary:
         layout: ElfLayout,
         build_id: str,
         build_id_kind: str,
+        identity: str = "",
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.path = path
         self.build_id = build_id
         self.build_id_kind = build_id_kind
+        self.identity = identity or build_id  # build-id + content digest: the cache key
         self.layout = layout
+        self.limits = limits
         self._f = f
         self._elf: ELFFile | None = None
         self._tables: list[AddressTable] = []
         self._lazy: list[str] = []
         self._dwarf: DwarfIndex | None = None
         self.load_errors: dict[str, str] = {}
+        self.load_reasons: dict[str, str] = {}  # source -> outcome (budget_exceeded, malformed, ...)
         self._text_addr = 0
         self._sections: dict[str, SectionInfo] = {}
+        self._section_list: list[SectionInfo] = []
         if layout.has_section_headers:
-            elf = self._elf = _pyelftools(f)
+            budget = limits.budget(path)
             try:
-                sections = read_sections(elf)
+                sections = read_section_table(f, layout, budget)
                 for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
                     syms = function_symbols(
                         sections,
@@ -96,13 +117,15 @@ class Binary:
                         is64=layout.is64,
                         little=layout.little,
                         arm=layout.machine == EM_ARM,
+                        budget=budget,
                     )
                     if syms:
                         self._tables.append(AddressTable(source, syms))
             except ElfError:
                 raise
             except Exception as e:
-                raise ElfError("bad_elf", f"section table unreadable: {e}") from None
+                raise ElfError(MALFORMED, f"section table unreadable: {type(e).__name__}: {e}") from None
+            self._section_list = sections
             for sec in sections:
                 self._sections.setdefault(sec.name, sec)
             text = self._sections.get(".text")
@@ -118,22 +141,45 @@ class Binary:
     # -- opening -----------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str, *, known_build_id: tuple[str, str] | None = None) -> Binary:
-        """Open and index ``path``; OSError when it cannot be opened, ElfError when it is not usable."""
-        f = open(path, "rb")  # noqa: SIM115 - kept open for lazy sources, closed by close()
+    def open(
+        cls,
+        path: str,
+        *,
+        known_build_id: tuple[str, str] | None = None,
+        identity: str = "",
+        limits: Limits = DEFAULT_LIMITS,
+        fd: int | None = None,
+    ) -> Binary:
+        """Index an open file (``fd``, taken over) or ``path``; OSError / ElfError when not usable."""
+        if fd is None:
+            fd = open_regular(path)[0]  # never blocks on a FIFO; regular files only
+        f = os.fdopen(fd, "rb")  # kept open for lazy sources, closed by close()
         try:
             layout = read_layout(f)
             if known_build_id and known_build_id[0]:
                 bid, kind = known_build_id
             else:
-                bid, kind = file_build_id(f, layout)
-            return cls(path=path, f=f, layout=layout, build_id=bid, build_id_kind=kind)
+                bid, kind = file_build_id(f, layout, max_bytes=limits.max_file_bytes)
+            return cls(
+                path=path,
+                f=f,
+                layout=layout,
+                build_id=bid,
+                build_id_kind=kind,
+                identity=identity,
+                limits=limits,
+            )
         except BaseException:
             f.close()
             raise
 
     def close(self) -> None:
         self._f.close()
+
+    @property
+    def failure_reason(self) -> str:
+        """Why a lazy source could not be read (the first one), "" when none failed."""
+        return next(iter(self.load_reasons.values()), "")
 
     # -- lookups -----------------------------------------------------------
 
@@ -194,20 +240,38 @@ class Binary:
 
     def file_line(self, address: int) -> str:
         """``file:line`` from DWARF when the binary has a line table, else ""."""
-        if self._elf is None:
-            return ""
         if self._dwarf is None:
-            if ".debug_line" not in self._sections:
+            if ".debug_line" not in self._sections or "file_line" in self.load_reasons:
                 return ""
-            self._dwarf = DwarfIndex(self._elf)
+            try:
+                self._dwarf = self._dwarf_index()
+            except Exception as e:  # budget, damaged file, pyelftools failure: no line, counted
+                self._failed("file_line", e)
+                return ""
         return self._dwarf.file_line(address)
+
+    def _dwarf_index(self) -> DwarfIndex:
+        budget = self.limits.budget(self.path)
+        check_dwarf_sections(self._f.fileno(), self._section_list, self.layout, budget)
+        if self._elf is None:
+            self._elf = _pyelftools(self._f)
+        return DwarfIndex(self._elf, budget)
+
+    def _failed(self, source: str, e: BaseException) -> None:
+        reason = e.reason if isinstance(e, ElfError) else MALFORMED
+        self.load_reasons[source] = reason
+        self.load_errors[source] = f"{reason}: {type(e).__name__}: {e}"
+        log.debug("%s: %s unreadable: %s", self.path, source, self.load_errors[source])
 
     def sdt_probe(self, provider: str, name: str) -> int | None:
         """Link-time address of USDT probe ``provider:name`` from ``.note.stapsdt``, or None."""
         sec = self._sections.get(".note.stapsdt")
         if sec is None or sec.size > _MAX_SDT_NOTES:
             return None
-        data = read_section(self._f, sec.offset, sec.size, ".note.stapsdt")
+        try:
+            data = read_section(self._f, sec.offset, sec.size, ".note.stapsdt")
+        except ElfError:
+            return None
         notes = parse_notes(data, little=self.layout.little, align=sec.addralign or 4)
         base_sec = self._sections.get(".stapsdt.base")
         for p in sdt_probes(notes, little=self.layout.little, is64=self.layout.is64):
@@ -223,40 +287,36 @@ class Binary:
         source = self._lazy.pop(0)
         try:
             if source == Source.DWARF:
-                assert self._elf is not None
-                self._dwarf = self._dwarf or DwarfIndex(self._elf)
+                self._dwarf = self._dwarf or self._dwarf_index()
                 syms = self._dwarf.functions()
             else:
                 syms = self._go_functions()
-        except ElfError as e:
-            self.load_errors[source] = f"{e.reason}: {e}"
-            log.debug("%s: %s unreadable: %s", self.path, source, e)
+            table = AddressTable(source, syms) if syms else None
+        except Exception as e:  # pyelftools and the decoders raise many types on damaged input
+            self._failed(source, e)
             return None
-        except (ValueError, OSError) as e:
-            self.load_errors[source] = str(e)
-            log.debug("%s: %s unreadable: %s", self.path, source, e)
+        if table is None:
             return None
-        except Exception as e:  # pyelftools' DWARF decoder raises many types on damaged input
-            self.load_errors[source] = f"{type(e).__name__}: {e}"
-            log.debug("%s: %s unreadable: %s", self.path, source, e)
-            return None
-        if not syms:
-            return None
-        table = AddressTable(source, syms)
         self._tables.append(table)
         return table
 
     def _go_functions(self) -> list[tuple[int, int, str, int, int]]:
+        budget = self.limits.budget(self.path)
         data: bytes
-        if self._elf is not None:
+        if self._sections:
             sec = self._sections.get(".gopclntab")
             if sec is None:
                 return []
-            data = read_section(self._f, sec.offset, sec.size, ".gopclntab")
+            data = read_section(self._f, sec.offset, sec.size, ".gopclntab", budget)
         else:
-            found = gopclntab.locate(self._f, self.layout)
+            found = gopclntab.locate(self._f, self.layout, budget)
             if found is None:
                 return []
             data = found[0]
-        _, funcs = gopclntab.parse_functions(data, little=self.layout.little, text_start=self._text_addr)
+        try:
+            _, funcs = gopclntab.parse_functions(
+                data, little=self.layout.little, text_start=self._text_addr, budget=budget
+            )
+        except ValueError as e:
+            raise ElfError(MALFORMED, str(e)) from None
         return [(start, end - start, name, STB_GLOBAL, 0) for start, end, name in funcs]

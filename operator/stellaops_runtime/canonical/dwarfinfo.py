@@ -14,12 +14,21 @@ binary:
 - :meth:`DwarfIndex.file_line` finds the compile unit through
   ``.debug_aranges`` (or the units' own ranges) and decodes that unit's line
   program only, caching its rows.
+
+Before pyelftools sees a byte, :func:`check_dwarf_sections` adds up what it
+would read: every DWARF section's size *after decompression* (the
+``SHF_COMPRESSED`` header's ``ch_size``; for legacy ``.zdebug_*`` sections
+the claimed size, verified by inflating into nothing, since pyelftools
+inflates those without a bound) must fit the file's parse budget. The DIE
+walk checks the DIE count and the clock as it goes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
+import zlib
 from bisect import bisect_right
 from typing import Any
 
@@ -31,6 +40,9 @@ from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
+from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
+from stellaops_runtime.canonical.limits import MALFORMED, Budget, pread_exact
+from stellaops_runtime.canonical.symtab import SHF_COMPRESSED, SectionInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +51,76 @@ _ADDRX_FORMS = frozenset(
     {"DW_FORM_addrx", "DW_FORM_addrx1", "DW_FORM_addrx2", "DW_FORM_addrx3", "DW_FORM_addrx4"}
 )
 _MAX_LINE_CACHE = 64
+_CHECK_EVERY = 1024
+
+
+def is_dwarf_section(name: str) -> bool:
+    """Sections pyelftools reads whole when it builds its DWARF view."""
+    return name.startswith((".debug_", ".zdebug_")) or name == ".eh_frame"
+
+
+def check_dwarf_sections(fd: int, sections: list[SectionInfo], layout: ElfLayout, budget: Budget) -> int:
+    """Charge ``budget`` with the bytes pyelftools would hold for DWARF; ElfError if over or damaged."""
+    total = 0
+    e = layout.endian
+    for sec in sections:
+        if not is_dwarf_section(sec.name) or sec.type == "SHT_NOBITS" or not sec.size:
+            continue
+        if sec.offset + sec.size > layout.size:
+            raise ElfError("truncated_elf", f"{sec.name} ends past the end of the file")
+        size = sec.size
+        if sec.flags & SHF_COMPRESSED:
+            fmt = e + ("IIQQ" if layout.is64 else "III")
+            head = pread_exact(
+                fd, sec.offset, struct.calcsize(fmt), file_size=layout.size, budget=None, what=sec.name
+            )
+            size = struct.unpack(fmt, head)[2 if layout.is64 else 1]
+        elif sec.name.startswith(".zdebug_") and sec.size >= 12:
+            head = pread_exact(fd, sec.offset, 12, file_size=layout.size, budget=None, what=sec.name)
+            if head[:4] == b"ZLIB":
+                size = struct.unpack(">Q", head[4:])[0]
+                budget.charge(size, sec.name)
+                _check_inflated_size(fd, sec, size, budget)
+                total += size
+                continue
+        budget.charge(size, sec.name)
+        total += size
+    return total
+
+
+def _check_inflated_size(fd: int, sec: SectionInfo, claimed: int, budget: Budget) -> None:
+    """Inflate a ``.zdebug_*`` section into nothing: its real size must be the claimed one."""
+    d = zlib.decompressobj()
+    out = 0
+    pos, end = sec.offset + 12, sec.offset + sec.size
+    try:
+        while pos < end:
+            chunk = os.pread(fd, min(1 << 20, end - pos), pos)
+            if not chunk:
+                break
+            pos += len(chunk)
+            data = d.decompress(chunk, 1 << 20)
+            while True:
+                out += len(data)
+                if out > claimed:
+                    raise budget.exceeded(f"{sec.name} inflates past its claimed {claimed} bytes")
+                if not d.unconsumed_tail:
+                    break
+                data = d.decompress(d.unconsumed_tail, 1 << 20)
+            budget.check_time(sec.name)
+        out += len(d.flush())
+    except zlib.error as err:
+        raise ElfError(MALFORMED, f"{sec.name}: {err}") from None
+    if out != claimed:
+        raise ElfError(MALFORMED, f"{sec.name} inflates to {out} bytes, claims {claimed}")
 
 
 class DwarfIndex:
     """Lazily decoded DWARF of one binary (the ELFFile must stay open)."""
 
-    def __init__(self, elf: ELFFile) -> None:
+    def __init__(self, elf: ELFFile, budget: Budget | None = None) -> None:
         self._elf = elf
+        self._budget = budget
         self._dwarf: DWARFInfo | None = None
         self._cu_ranges: list[tuple[int, int, int]] | None = None  # (low, high, cu offset)
         self._lines: dict[int, tuple[list[int], list[tuple[str, int]]]] = {}
@@ -62,9 +137,17 @@ class DwarfIndex:
         """Every subprogram with code, as (start, size, linkage-or-plain name, GLOBAL, 0)."""
         dwarf = self._info()
         out: list[RawSymbol] = []
+        budget = self._budget
+        dies = 0
         for cu in dwarf.iter_CUs():
             try:
                 for die in cu.iter_DIEs():
+                    dies += 1
+                    if budget is not None and not dies % _CHECK_EVERY:
+                        budget.check_time("DWARF")
+                        if dies > budget.limits.max_dwarf_dies:
+                            raise budget.exceeded(f"more than {budget.limits.max_dwarf_dies} DWARF entries")
+                        budget.check_symbols(len(out), "DWARF")
                     if die.tag != "DW_TAG_subprogram":
                         continue
                     name = _die_name(die)
@@ -73,6 +156,8 @@ class DwarfIndex:
                     for low, high in _die_ranges(dwarf, cu, die):
                         if high > low:
                             out.append((low, high - low, name, STB_GLOBAL, 0))
+            except ElfError:
+                raise
             except (ELFError, KeyError, ValueError, IndexError, AttributeError) as e:
                 # One damaged unit must not hide the others.
                 self.errors += 1
@@ -93,9 +178,9 @@ class DwarfIndex:
                 if len(self._lines) >= _MAX_LINE_CACHE:
                     self._lines.pop(next(iter(self._lines)))
                 self._lines[cu_offset] = rows
-        except (ELFError, KeyError, ValueError, IndexError, AttributeError) as e:
+        except Exception as e:  # pyelftools raises anything on hostile input (AssertionError, ...)
             self.errors += 1
-            log.debug("DWARF line lookup at %#x failed: %s", address, e)
+            log.debug("DWARF line lookup at %#x failed: %s: %s", address, type(e).__name__, e)
             return ""
         addrs, where = rows
         i = bisect_right(addrs, address) - 1

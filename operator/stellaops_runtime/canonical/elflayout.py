@@ -40,6 +40,7 @@ NT_GNU_BUILD_ID = 3
 NT_GO_BUILD_ID = 4
 NT_STAPSDT = 3
 PN_XNUM = 0xFFFF
+SHN_XINDEX = 0xFFFF
 EM_ARM = 40
 
 FALLBACK_PREFIX = "sha256-"
@@ -52,6 +53,7 @@ BUILD_ID_FALLBACK = "fallback"
 # Largest note segment we read; real ones are a few hundred bytes.
 _MAX_NOTE_BYTES = 1 << 20
 _MAX_PHNUM = 4096
+MAX_FALLBACK_HASH_BYTES = 1 << 30  # limits.DEFAULT_MAX_FILE_BYTES
 
 
 class ElfError(Exception):
@@ -90,9 +92,11 @@ class ElfLayout:
     e_type: int
     machine: int
     shoff: int
-    shnum: int
+    shnum: int  # the real count (extended numbering applied), checked against the file size
     loads: list[Segment]
     note_ranges: list[tuple[int, int, int]]  # (offset, size, align) of PT_NOTE segments
+    shentsize: int = 0
+    shstrndx: int = 0
 
     @property
     def endian(self) -> str:
@@ -140,16 +144,41 @@ def read_layout(f: BinaryIO) -> ElfLayout:
     raw = _pread(f, 16, hdr_size)
     if len(raw) < hdr_size:
         raise ElfError("truncated_elf", f"ELF header cut short ({size} bytes)")
-    (e_type, machine, _ver, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize, shnum, _) = (
-        struct.unpack(hdr_fmt, raw)
-    )
-    if shoff and shnum and shoff + shnum * shentsize > size:
-        raise ElfError("truncated_elf", f"section headers end past the end of the file ({size} bytes)")
-    if phnum == PN_XNUM and shoff:
-        # More than 0xfffe program headers: the real count is section 0's sh_info.
-        sh_fmt = e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
-        sh0 = struct.unpack(sh_fmt, _pread(f, shoff, struct.calcsize(sh_fmt)))
-        phnum = sh0[7]
+    (
+        e_type,
+        machine,
+        _ver,
+        _entry,
+        phoff,
+        shoff,
+        _flags,
+        _ehsize,
+        phentsize,
+        phnum,
+        shentsize,
+        shnum,
+        shstrndx,
+    ) = struct.unpack(hdr_fmt, raw)
+    sh_fmt = e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
+    sh_size = struct.calcsize(sh_fmt)
+    if shoff:
+        if shoff + sh_size > size:
+            raise ElfError("truncated_elf", f"section headers start past the end of the file ({size} bytes)")
+        if shentsize < sh_size:
+            raise ElfError("bad_elf", f"section header entry size {shentsize} < {sh_size}")
+        if shnum == 0 or phnum == PN_XNUM or shstrndx == SHN_XINDEX:
+            # Extended numbering: the real counts are in section 0 (sh_size, sh_link, sh_info).
+            sh0 = struct.unpack(sh_fmt, _pread(f, shoff, sh_size))
+            if shnum == 0:
+                shnum = sh0[5]
+            if shstrndx == SHN_XINDEX:
+                shstrndx = sh0[6]
+            if phnum == PN_XNUM:
+                phnum = sh0[7]
+        if shnum and shoff + shnum * shentsize > size:
+            raise ElfError("truncated_elf", f"section headers end past the end of the file ({size} bytes)")
+    else:
+        shnum = 0
     if phnum > _MAX_PHNUM:
         raise ElfError("bad_elf", f"implausible program header count {phnum}")
     ph_fmt = e + ("IIQQQQQQ" if is64 else "IIIIIIII")
@@ -159,6 +188,8 @@ def read_layout(f: BinaryIO) -> ElfLayout:
     if phnum:
         if phentsize < ph_size:
             raise ElfError("bad_elf", f"program header entry size {phentsize} < {ph_size}")
+        if phoff + phnum * phentsize > size:
+            raise ElfError("truncated_elf", f"program headers end past the end of the file ({size} bytes)")
         table = _pread(f, phoff, phnum * phentsize)
         if len(table) < phnum * phentsize:
             raise ElfError("truncated_elf", f"program headers end past the end of the file ({size} bytes)")
@@ -187,6 +218,8 @@ def read_layout(f: BinaryIO) -> ElfLayout:
         machine=machine,
         shoff=shoff,
         shnum=shnum,
+        shentsize=shentsize,
+        shstrndx=shstrndx,
         loads=loads,
         note_ranges=notes,
     )
@@ -248,23 +281,44 @@ def go_build_id_text(desc: bytes) -> str:
     return desc.hex()
 
 
-def fallback_build_id(f: BinaryIO) -> str:
-    """``sha256-<first 40 hex digits of the SHA-256 of the whole file>``."""
+def fallback_build_id(f: BinaryIO, *, max_bytes: int = MAX_FALLBACK_HASH_BYTES) -> str:
+    """``sha256-<first 40 hex digits of the SHA-256 of the whole file>``.
+
+    A file larger than ``max_bytes`` (a sparse 1 TB file would hash for hours)
+    is ``budget_exceeded``.
+    """
+    size = os.fstat(f.fileno()).st_size
+    if size > max_bytes:
+        raise ElfError(
+            "budget_exceeded", f"{size} bytes to hash for a fallback build-id, more than {max_bytes}"
+        )
+    return fallback_from_digest(_sha256_hex(f, size))
+
+
+def fallback_from_digest(hexdigest: str) -> str:
+    return FALLBACK_PREFIX + hexdigest[:FALLBACK_HEX_DIGITS]
+
+
+def _sha256_hex(f: BinaryIO, size: int) -> str:
     h = hashlib.sha256()
-    f.seek(0)
-    while chunk := f.read(1 << 20):
+    fd = f.fileno()
+    pos = 0
+    while pos < size and (chunk := os.pread(fd, min(1 << 20, size - pos), pos)):
         h.update(chunk)
-    return FALLBACK_PREFIX + h.hexdigest()[:FALLBACK_HEX_DIGITS]
+        pos += len(chunk)
+    return h.hexdigest()
 
 
-def file_build_id(f: BinaryIO, layout: ElfLayout | None = None) -> tuple[str, str]:
+def file_build_id(
+    f: BinaryIO, layout: ElfLayout | None = None, *, max_bytes: int = MAX_FALLBACK_HASH_BYTES
+) -> tuple[str, str]:
     """(build-id, kind) of an open ELF file: GNU, else Go, else the content-hash fallback."""
     if layout is None:
         layout = read_layout(f)
     bid, kind = build_id_from_notes(read_notes(f, layout))
     if bid:
         return bid, kind
-    return fallback_build_id(f), BUILD_ID_FALLBACK
+    return fallback_build_id(f, max_bytes=max_bytes), BUILD_ID_FALLBACK
 
 
 @dataclass(frozen=True, slots=True)

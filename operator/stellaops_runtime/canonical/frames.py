@@ -13,13 +13,18 @@ file or none. So frames are keyed on (module, file offset) and:
 
 1. the build-id comes from the ``process_loader`` event of that process and
    path (remembered per exec_id until the process's EXIT), else from the file
-   itself read through ``/proc/<pid>/root/<module>`` while the process lives;
-2. a warm frame is one dict lookup on (build-id, file offset);
+   itself, resolved inside ``/proc/<pid>/root`` (canonical/rootopen.py) while
+   the process lives;
+2. the file's content identity (build-id + SHA-256 of its bytes) is learnt
+   once per (process, module), from the process's own file or the host-root
+   file that has the loader's build-id; a warm frame is one dict lookup on
+   (identity, file offset), so a file that only *claims* another file's
+   build-id never gets that file's names;
 3. a cold one is resolved by the Symbolizer against, in order: a Binary
-   already indexed for that build-id; the process's own file
-   (``/proc/<pid>/root``); the configured host root, used only when the file
-   there has exactly the build-id the loader reported (anything else is
-   counted as ``build_id_mismatch``);
+   already indexed for that identity; the process's own file; the
+   configured host root, used only when the file there has exactly the
+   build-id the loader reported (anything else is counted as
+   ``build_id_mismatch``);
 4. when nothing resolves, the frame keeps module + file offset, its build-id
    when known (function ID ``<build-id>:+0x<file offset>``), Tetragon's hint
    as ``symbol`` with source ``hint`` if there was one, else source ``none``;
@@ -33,7 +38,6 @@ exists on this kernel, else they keep the symbol as a hint.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass
 
@@ -47,10 +51,11 @@ from stellaops_runtime.canonical.procmaps import (
     ProcessError,
     map_files_path,
     process_alive,
+    process_root,
     read_maps,
-    root_path,
 )
 from stellaops_runtime.canonical.resolution import Outcome, Source
+from stellaops_runtime.canonical.rootopen import NotRegularFile
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 
@@ -58,6 +63,8 @@ log = logging.getLogger(__name__)
 
 # (symbol, symbol offset, function ID, source) of a resolved frame
 _Resolved = tuple[str, int, str, str]
+# module -> (build-id, content identity): "" when not known (yet)
+_Ids = dict[str, tuple[str, str]]
 
 _RESOLVED_KEY = {str(src): f"resolved_{src}" for src in Source}
 
@@ -67,6 +74,9 @@ _REASON_RANK: dict[str, int] = {
     Outcome.TRUNCATED_ELF: 1,
     Outcome.NOT_ELF: 1,
     Outcome.BAD_ELF: 1,
+    Outcome.NOT_REGULAR: 1,
+    Outcome.BUDGET_EXCEEDED: 1,
+    Outcome.MALFORMED: 1,
     Outcome.DELETED_FILE: 2,
     Outcome.PROCESS_EXITED: 3,
     Outcome.UNREADABLE_FILE: 4,
@@ -112,10 +122,10 @@ class FrameCanonicalizer:
         self.host_root = host_root
         self.node_name = node_name
         self._frames: LRU[tuple[str, int], _Resolved] = LRU(max_frames)
-        self._functions: LRU[tuple[str, str, str], str] = LRU(max_frames)
+        self._functions: LRU[tuple[str, str, str], str] = LRU(max_frames)  # (identity, module, name)
         self._kernel: LRU[tuple[str, int], _KernelHit] = LRU(max_frames)
         # exec_id -> {module path: build-id ("" when it could not be read)}
-        self._ids: LRU[str, dict[str, str]] = LRU(max_processes)
+        self._ids: LRU[str, _Ids] = LRU(max_processes)
         # (module, build-id) -> why no file could be found, for lookups that do not depend on a
         # live process (events from other nodes, or no process root): the answer only changes
         # when the host root does, so it is kept (bounded) instead of re-reading the file per frame.
@@ -197,11 +207,11 @@ class FrameCanonicalizer:
         if ids is None:
             ids = {}
             self._ids.put(exec_id, ids)
-        ids[module] = build_id
+        ids[module] = (build_id, "")
 
     # -- user frames ----------------------------------------------------------------
 
-    def _process_ids(self, ev: RuntimeCallEvent) -> dict[str, str]:
+    def _process_ids(self, ev: RuntimeCallEvent) -> _Ids:
         key = ev.process.exec_id or f"pid:{ev.process.pid}"
         ids = self._ids.get(key)
         if ids is None:
@@ -215,66 +225,77 @@ class FrameCanonicalizer:
             return False
         return not (self.node_name and ev.node_name and ev.node_name != self.node_name)
 
-    def _build_id(self, ev: RuntimeCallEvent, ids: dict[str, str], module: str) -> str:
-        bid = ids.get(module)
-        if bid is not None:
-            return bid
-        bid = ""
+    def _build_id(self, ev: RuntimeCallEvent, ids: _Ids, module: str) -> tuple[str, str]:
+        """(build-id, identity) of ``module`` in ``ev``'s process: loader's, else the file's own."""
+        got = ids.get(module)
+        if got is not None:
+            return got
+        got = ("", "")
         if self._local(ev):
             try:
-                bid = self.symbolizer.file_build_id(self._process_path(ev.process.pid, module))[0]
+                root, path = self._process_path(ev.process.pid, module)
+                fid = self.symbolizer.identify(path, root=root)
+                got = (fid.build_id, fid.identity)
             except (OSError, ElfError, ProcessError):
-                bid = ""
-        ids[module] = bid
-        return bid
+                pass
+        ids[module] = got
+        return got
 
-    def _process_path(self, pid: int, module: str) -> str:
+    def _process_path(self, pid: int, module: str) -> tuple[str, str]:
+        """(root, path) through which ``module`` of process ``pid`` is read."""
         assert self.proc_root is not None
         if module.endswith(DELETED_SUFFIX):
             path = module[: -len(DELETED_SUFFIX)]
             for m in read_maps(pid, proc_root=self.proc_root):
                 if m.deleted and m.path == path:
-                    return map_files_path(pid, m, proc_root=self.proc_root)
+                    return "/", map_files_path(pid, m, proc_root=self.proc_root)
             raise ProcessError(Outcome.DELETED_FILE, f"{module}: no deleted mapping of it in process {pid}")
-        return root_path(pid, module, proc_root=self.proc_root)
+        return process_root(pid, proc_root=self.proc_root), module
 
-    def _user_frame(self, ev: RuntimeCallEvent, ids: dict[str, str], f: StackFrame) -> None:
+    def _user_frame(self, ev: RuntimeCallEvent, ids: _Ids, f: StackFrame) -> None:
         module = f.module
         if not module:
             self.counters[Outcome.NOT_FILE_BACKED] += 1
             _unresolved(f, "", Source.HINT if f.symbol else Source.NONE)
             return
-        bid = self._build_id(ev, ids, module)
-        if bid:
-            hit = self._frames.get((bid, f.offset))
+        bid, ident = self._build_id(ev, ids, module)
+        if ident:
+            hit = self._frames.get((ident, f.offset))
             if hit is not None:
                 f.build_id = bid
                 f.symbol, f.symbol_offset, f.function_id, f.source = hit
                 self.counters[_RESOLVED_KEY[hit[3]]] += 1
                 self.counters["cache_hits"] += 1
                 return
-        binary, reason = self._find_binary_cached(ev, module, bid)
+        binary, reason = self._find_binary_cached(ev, module, bid, ident)
         if binary is None:
             self.counters[reason] += 1
             _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
             return
         bid = binary.build_id
+        ids[module] = (bid, binary.identity)
         vaddr, found = binary.lookup_file_offset(f.offset)
         if found is None:
-            self.counters[Outcome.OFFSET_OUTSIDE_FILE if vaddr is None else Outcome.NO_SYMBOL] += 1
+            why = Outcome.OFFSET_OUTSIDE_FILE if vaddr is None else binary.failure_reason or Outcome.NO_SYMBOL
+            self.counters[why] += 1
             _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
             return
         resolved = _resolved(bid, found)
         if f.symbol and _hint_disagrees(f.symbol, found.symbol):
             self.counters["hint_disagreements"] += 1
             log.debug("frame %s+%#x: hint %r, resolved %r", module, f.offset, f.symbol, found.symbol)
-        self._frames.put((bid, f.offset), resolved)
+        self._frames.put((binary.identity, f.offset), resolved)
         f.build_id = bid
         f.symbol, f.symbol_offset, f.function_id, f.source = resolved
         self.counters[f"resolved_{found.source}"] += 1
 
-    def _find_binary_cached(self, ev: RuntimeCallEvent, module: str, bid: str) -> tuple[Binary | None, str]:
+    def _find_binary_cached(
+        self, ev: RuntimeCallEvent, module: str, bid: str, ident: str = ""
+    ) -> tuple[Binary | None, str]:
         """_find_binary, remembering failures that no live process could change."""
+        cached = self.symbolizer.cached_binary(ident)
+        if cached is not None:
+            return cached, ""
         if self._local(ev):
             return self._find_binary(ev, module, bid)
         key = (module, bid)
@@ -287,15 +308,17 @@ class FrameCanonicalizer:
         return binary, reason
 
     def _find_binary(self, ev: RuntimeCallEvent, module: str, bid: str) -> tuple[Binary | None, str]:
-        """The indexed file for (module, build-id), or None and the reason it is unavailable."""
+        """The indexed file for (module, build-id), or None and the reason it is unavailable.
+
+        Only a file this process maps, or a host-root file with the loader's build-id, is
+        used, each through its own content identity: never another container's file.
+        """
         sym = self.symbolizer
-        cached = sym.cached_binary(bid)
-        if cached is not None:
-            return cached, ""
         reason: str = Outcome.NO_FILE
         if self._local(ev):
             try:
-                b = sym.binary(self._process_path(ev.process.pid, module))
+                root, path = self._process_path(ev.process.pid, module)
+                b = sym.binary(path, root=root)
                 if not bid or b.build_id == bid:
                     return b, ""
                 reason = Outcome.BUILD_ID_MISMATCH
@@ -305,17 +328,20 @@ class FrameCanonicalizer:
                 reason = _better(reason, Outcome.PROCESS_EXITED if gone else e.reason)
             except ElfError as e:
                 reason = _better(reason, e.reason)
+            except NotRegularFile:
+                reason = _better(reason, Outcome.NOT_REGULAR)
             except OSError:
                 alive = process_alive(ev.process.pid, proc_root=self.proc_root or "/proc")
                 reason = _better(reason, Outcome.UNREADABLE_FILE if alive else Outcome.PROCESS_EXITED)
         if self.host_root is not None and bid and not module.endswith(DELETED_SUFFIX):
-            path = os.path.join(self.host_root, module.lstrip("/"))
             try:
-                if sym.file_build_id(path)[0] == bid:
-                    return sym.binary(path), ""
+                if sym.identify(module, root=self.host_root).build_id == bid:
+                    return sym.binary(module, root=self.host_root), ""
                 reason = _better(reason, Outcome.BUILD_ID_MISMATCH)
             except ElfError as e:
                 reason = _better(reason, e.reason)
+            except NotRegularFile:
+                reason = _better(reason, Outcome.NOT_REGULAR)
             except OSError:
                 reason = _better(reason, Outcome.UNREADABLE_FILE)
         return None, reason
@@ -328,14 +354,14 @@ class FrameCanonicalizer:
             self.counters["events_function_no_module"] += 1
             return ""
         ids = self._process_ids(ev)
-        bid = self._build_id(ev, ids, module)
-        key = (bid, module, name)
+        bid, ident = self._build_id(ev, ids, module)
+        key = (ident or f"unverified:{bid}", module, name)
         if bid:
             cached = self._functions.get(key)
             if cached is not None:
                 self.counters["events_function_cached"] += 1
                 return cached
-        binary, reason = self._find_binary_cached(ev, module, bid)
+        binary, reason = self._find_binary_cached(ev, module, bid, ident)
         if binary is None:
             if ev.kind is EventKind.UPROBE and bid:
                 # The probe was attached to this very symbol name: the ID holds without the file.
@@ -363,7 +389,8 @@ class FrameCanonicalizer:
         else:
             self.counters[f"events_function_resolved_{hit.source}"] += 1
             fid = format_function_id(binary.build_id, hit.symbol, 0)
-        self._functions.put((binary.build_id, module, name), fid)
+        ids[module] = (binary.build_id, binary.identity)
+        self._functions.put((binary.identity, module, name), fid)
         return fid
 
     # -- kernel frames ---------------------------------------------------------------

@@ -36,7 +36,12 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from stellaops_runtime.canonical.elflayout import PF_W, ElfError, ElfLayout
+from stellaops_runtime.canonical.elflayout import PF_W, ElfLayout
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, Budget, pread_exact
+
+MAX_NAME_BYTES = 16_384
+_MAX_CANDIDATES = 64
+_CHECK_EVERY = 4096
 
 MAGIC_GO116 = 0xFFFFFFFA
 MAGIC_GO118 = 0xFFFFFFF0
@@ -95,14 +100,19 @@ def parse_header(data: bytes | memoryview, *, little: bool) -> PclnHeader:
 
 
 def parse_functions(
-    data: bytes | memoryview, *, little: bool, text_start: int = 0
+    data: bytes | memoryview, *, little: bool, text_start: int = 0, budget: Budget | None = None
 ) -> tuple[PclnHeader, list[tuple[int, int, str]]]:
     """(header, [(entry, end, name)]) sorted by entry.
 
     ``text_start`` replaces the header's textStart when that is 0 (position-
     independent binaries carry it as a relocation, not in the file bytes).
+    Every count and offset is checked against the table's size before
+    anything is allocated; the function count against ``budget`` (default
+    limits when None), names are cut at 16 KiB and charged.
     """
+    b = budget or DEFAULT_LIMITS.budget("gopclntab")
     h = parse_header(data, little=little)
+    b.check_symbols(h.nfunc, "gopclntab")
     e = "<" if little else ">"
     buf = bytes(data) if isinstance(data, memoryview) else data
     size = len(buf)
@@ -137,7 +147,11 @@ def parse_functions(
     out: list[tuple[int, int, str]] = []
     find = buf.find
     prev = -1
+    names_bytes = 0
     for i, pair in enumerate(pairs):
+        if not i % _CHECK_EVERY:
+            b.charge(names_bytes, "gopclntab names")
+            names_bytes = 0
         start = entries[i]
         if start < prev:
             raise ValueError(f"gopclntab function table not sorted at entry {i}")
@@ -149,9 +163,10 @@ def parse_functions(
         npos = names_base + nameoff
         if not 0 <= npos < size:
             raise ValueError(f"gopclntab name of function {i} outside the table")
-        end = find(b"\0", npos)
+        end = find(b"\0", npos, npos + MAX_NAME_BYTES)
         if end < 0:
-            end = size
+            end = min(size, npos + MAX_NAME_BYTES)
+        names_bytes += end - npos
         out.append((start, entries[i + 1], buf[npos:end].decode("utf-8", "replace")))
     return h, out
 
@@ -163,21 +178,31 @@ def _candidate_ok(data: bytes, pos: int, little: bool) -> PclnHeader | None:
         return None
 
 
-def locate(f: BinaryIO, layout: ElfLayout) -> tuple[bytes, int] | None:
+def locate(f: BinaryIO, layout: ElfLayout, budget: Budget | None = None) -> tuple[bytes, int] | None:
     """Find the gopclntab in the loadable segments when there is no section header for it.
 
     Returns (bytes from the table's start to the end of its segment, table address).
+    Every segment read is charged to ``budget`` (a file whose segments exceed
+    the parse budget is ``budget_exceeded``), and at most 64 candidate headers are tried.
     """
+    b = budget or DEFAULT_LIMITS.budget("gopclntab")
     e = "<" if layout.little else ">"
-    segs = [(s, _read(f, s.offset, s.filesz)) for s in layout.loads]
+    fd = f.fileno()
+    segs = [
+        (s, pread_exact(fd, s.offset, s.filesz, file_size=layout.size, budget=b, what="loadable segment"))
+        for s in layout.loads
+    ]
     candidates: list[tuple[int, bytes, int, PclnHeader]] = []  # (vaddr, segment bytes, pos, header)
+    tried = 0
     for seg, data in segs:
         if seg.flags & PF_W:
             continue
         for magic in VERSIONS:
             needle = struct.pack(e + "I", magic)
             pos = data.find(needle)
-            while pos >= 0:
+            while pos >= 0 and tried < _MAX_CANDIDATES:
+                tried += 1
+                b.check_time("gopclntab search")
                 h = _candidate_ok(data, pos, layout.little)
                 if h is not None:
                     candidates.append((seg.vaddr + pos, data, pos, h))
@@ -193,11 +218,3 @@ def locate(f: BinaryIO, layout: ElfLayout) -> tuple[bytes, int] | None:
     # No moduledata found (e.g. relocated at load time): the most plausible header wins.
     vaddr, data, pos, _h = max(candidates, key=lambda c: c[3].nfunc)
     return data[pos:], vaddr
-
-
-def _read(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) < size:
-        raise ElfError("truncated_elf", "loadable segment ends past the end of the file")
-    return data

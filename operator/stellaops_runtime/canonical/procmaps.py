@@ -93,6 +93,11 @@ def find_mapping(maps: list[Mapping], address: int) -> Mapping | None:
     return None
 
 
+def process_root(pid: int, *, proc_root: str = "/proc") -> str:
+    """The root directory of process ``pid`` (a magic link: its files are resolved inside it)."""
+    return os.path.join(proc_root, str(pid), "root")
+
+
 def root_path(pid: int, path: str, *, proc_root: str = "/proc") -> str:
     """``path`` as seen by process ``pid`` (through its root directory)."""
     return os.path.join(proc_root, str(pid), "root", path.lstrip("/"))

@@ -40,6 +40,9 @@ class Outcome(enum.StrEnum):
     NOT_ELF = "not_elf"
     TRUNCATED_ELF = "truncated_elf"
     BAD_ELF = "bad_elf"
+    NOT_REGULAR = "not_regular"  # a FIFO, device, socket or directory where a file was expected: refused
+    BUDGET_EXCEEDED = "budget_exceeded"  # the file needs more bytes, symbols or time than its budget
+    MALFORMED = "malformed"  # a symbol source is damaged (its decoder failed); the frame stays unresolved
     BUILD_ID_MISMATCH = "build_id_mismatch"  # the file found is not the one the process mapped
     NO_FILE = "no_file"  # no place to read the module from (process gone, no host-root match)
     UNKNOWN_KERNEL_SYMBOL = "unknown_kernel_symbol"

@@ -15,40 +15,95 @@ Each returns a :class:`~stellaops_runtime.canonical.resolution.Resolution`
 and bumps one counter (``resolved_<source>`` or the failure outcome); nothing
 raises for a bad file or a vanished process.
 
-Caches: a file's build-id per (path, device, inode, size, mtime), and one
+Files are opened through canonical/rootopen.py: a path is resolved inside
+its root (``/proc/<pid>/root``, ``symbolize --root``, the host root) and must
+be a regular file. Caches: a file's :class:`FileId` (build-id and content
+identity) per (root, path, device, inode, size, mtime), and one
 :class:`~stellaops_runtime.canonical.binary.Binary` (the parsed symbol
-sources) per build-id in an LRU bounded by entry count. Blocking file I/O:
-call from a worker thread, never from an event loop.
+sources) per *identity* (build-id + SHA-256 of the content) in an LRU
+bounded by entry count: a file that merely claims another file's build-id
+never shares its parsed sources. A file refused for its budget, its damage
+or its type is remembered by (device, inode, size, mtime) and by identity,
+and not read again. Blocking file I/O: call from a worker thread, never
+from an event loop.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from collections import Counter
+from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary, Hit
 from stellaops_runtime.canonical.demangle import demangle
-from stellaops_runtime.canonical.elflayout import ElfError, file_build_id, read_layout
+from stellaops_runtime.canonical.elflayout import (
+    BUILD_ID_FALLBACK,
+    ElfError,
+    build_id_from_notes,
+    fallback_from_digest,
+    read_layout,
+    read_notes,
+)
 from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
 from stellaops_runtime.canonical.kallsyms import KernelSymbols
+from stellaops_runtime.canonical.limits import (
+    BUDGET_EXCEEDED,
+    DEFAULT_LIMITS,
+    MALFORMED,
+    NOT_REGULAR,
+    FileKey,
+    Limits,
+    RefusedFiles,
+    file_digest,
+    file_key,
+)
 from stellaops_runtime.canonical.procmaps import (
     Mapping,
     ProcessError,
     find_mapping,
     map_files_path,
     process_alive,
+    process_root,
     read_maps,
-    root_path,
 )
 from stellaops_runtime.canonical.resolution import Outcome, Resolution, Source
+from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
 
 log = logging.getLogger(__name__)
 
 KERNEL_MODULE = "[kernel]"
 
-_StatKey = tuple[str, int, int, int, int]
+_StatKey = tuple[str, str, int, int, int, int]
+# Refusals worth remembering: the same bytes would be refused again.
+_REMEMBERED = frozenset({BUDGET_EXCEEDED, MALFORMED, NOT_REGULAR, "not_elf", "truncated_elf", "bad_elf"})
+
+
+@dataclass(frozen=True, slots=True)
+class FileId:
+    """What a file is: its build-id and its content identity (build-id + content digest)."""
+
+    build_id: str
+    kind: str
+    identity: str
+    key: FileKey
+
+
+def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
+    """A regular file by its path inside ``root`` (``/`` = the host: opened as is, still non-blocking)."""
+    if root in ("", "/"):
+        return open_regular(path)
+    return open_in_root(root, path)
+
+
+def stat_file(root: str, path: str) -> os.stat_result:
+    st = stat_in_root(root, path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, st.st_mode)
+    return st
 
 
 def module_label(module: str) -> str:
@@ -69,14 +124,17 @@ class Symbolizer:
         kernel_notes_path: str = "/sys/kernel/notes",
         sys_module_path: str = "/sys/module",
         file_lines: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.proc_root = proc_root
         self.kallsyms_path = kallsyms_path
         self.kernel_notes_path = kernel_notes_path
         self.sys_module_path = sys_module_path
         self.file_lines = file_lines
+        self.limits = limits
         self._binaries: LRU[str, Binary] = LRU(max_binaries, on_evict=Binary.close)
-        self._paths: LRU[_StatKey, tuple[str, str]] = LRU(max_paths)
+        self._paths: LRU[_StatKey, FileId] = LRU(max_paths)
+        self.refused = RefusedFiles(max_paths)
         self._kernel: KernelSymbols | None = None
         self._kernel_error = ""
         self.counters: Counter[str] = Counter()
@@ -88,38 +146,86 @@ class Symbolizer:
         out = dict(self.counters)
         out["binaries_cached"] = len(self._binaries)
         out["binaries_evicted"] = self._binaries.evictions
+        out["files_refused"] = len(self.refused)
+        out["files_refused_remembered"] = self.refused.hits
         return out
 
-    def file_build_id(self, path: str) -> tuple[str, str]:
-        """(build-id, kind) of the file at ``path``; cached per inode and mtime.
+    def identify(self, path: str, *, root: str = "/") -> FileId:
+        """Build-id and content identity of the file at ``path`` inside ``root``; cached per inode and mtime.
 
-        Raises OSError when the file cannot be read, ElfError when it is not a usable ELF.
+        Raises OSError when the file cannot be read (:class:`NotRegularFile` for a
+        FIFO, device, socket), ElfError when it is not a usable ELF or over budget.
         """
-        st = os.stat(path)
-        key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        hit = self._paths.get(key)
+        st = stat_file(root, path)
+        skey = (root, path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self._paths.get(skey)
         if hit is not None:
             return hit
-        with open(path, "rb") as f:
-            layout = read_layout(f)
-            value = file_build_id(f, layout)
-        self._paths.put(key, value)
-        return value
+        fkey = file_key(st)
+        self._check_refused(fkey, path)
+        fd, st = open_file(root, path)
+        try:
+            fkey = file_key(st)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                layout = read_layout(f)
+                bid, kind = build_id_from_notes(read_notes(f, layout))
+            digest = file_digest(fd, st.st_size, self.limits)
+        except ElfError as e:
+            self._refuse(fkey, e.reason)
+            raise
+        finally:
+            os.close(fd)
+        if not bid:
+            bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
+        fid = FileId(bid, kind, f"{bid}@{digest[:32]}", fkey)
+        self._paths.put((root, path, *fkey), fid)
+        return fid
 
-    def cached_binary(self, build_id: str) -> Binary | None:
-        return self._binaries.get(build_id) if build_id else None
+    def file_build_id(self, path: str, *, root: str = "/") -> tuple[str, str]:
+        """(build-id, kind) of the file at ``path``; see :meth:`identify`."""
+        fid = self.identify(path, root=root)
+        return fid.build_id, fid.kind
 
-    def binary(self, path: str) -> Binary:
-        """The indexed Binary for the file at ``path`` (cached by its build-id).
+    def _check_refused(self, key: object, path: str) -> None:
+        reason = self.refused.get(key)
+        if reason is not None:
+            raise ElfError(reason, f"{path}: refused before ({reason}), not read again")
+
+    def _refuse(self, key: object, reason: str) -> None:
+        if reason in _REMEMBERED:
+            self.refused.put(key, reason)
+
+    def cached_binary(self, identity: str) -> Binary | None:
+        """The Binary indexed for a content identity (:attr:`FileId.identity`), if cached."""
+        return self._binaries.get(identity) if identity else None
+
+    def binary(self, path: str, *, root: str = "/") -> Binary:
+        """The indexed Binary for the file at ``path`` inside ``root`` (cached by content identity).
 
         Raises OSError when the file cannot be read, ElfError when it is not a usable ELF.
         """
-        known = self.file_build_id(path)
-        cached = self._binaries.get(known[0])
+        fid = self.identify(path, root=root)
+        cached = self._binaries.get(fid.identity)
         if cached is not None:
             return cached
-        b = Binary.open(path, known_build_id=known)
-        self._binaries.put(b.build_id, b)
+        self._check_refused(fid.identity, path)
+        fd, st = open_file(root, path)
+        if file_key(st) != fid.key:
+            os.close(fd)
+            raise OSError(errno.ESTALE, "file changed while it was read", path)
+        try:
+            b = Binary.open(
+                path,
+                known_build_id=(fid.build_id, fid.kind),
+                identity=fid.identity,
+                limits=self.limits,
+                fd=fd,
+            )
+        except ElfError as e:
+            self._refuse(fid.identity, e.reason)
+            self._refuse(fid.key, e.reason)
+            raise
+        self._binaries.put(b.identity, b)
         self.counters["binaries_loaded"] += 1
         return b
 
@@ -153,8 +259,9 @@ class Symbolizer:
     ) -> Resolution:
         """Resolve a file offset inside ``path`` (as seen under ``root``)."""
         res = Resolution(input=input or f"{path}+{file_offset:#x}", module=path, file_offset=file_offset)
-        full = path if root in ("", "/") else os.path.join(root, path.lstrip("/"))
-        return self.count(self._resolve_in(res, full, file_offset, expected_build_id=expected_build_id))
+        return self.count(
+            self._resolve_in(res, path, file_offset, root=root or "/", expected_build_id=expected_build_id)
+        )
 
     def resolve_pid(self, pid: int, address: int, *, input: str = "") -> Resolution:
         """Resolve an address in the address space of live process ``pid``."""
@@ -198,18 +305,21 @@ class Symbolizer:
             elif not out.error:
                 self.counters["deleted_file_read_via_map_files"] += 1
             return out
-        out = self._resolve_in(res, root_path(pid, m.path, proc_root=self.proc_root), off)
+        out = self._resolve_in(res, m.path, off, root=process_root(pid, proc_root=self.proc_root))
         if out.error == Outcome.UNREADABLE_FILE and not process_alive(pid, proc_root=self.proc_root):
             out.error, out.detail = Outcome.PROCESS_EXITED, f"process {pid} exited while it was resolved"
         return out
 
     def _resolve_in(
-        self, res: Resolution, path: str, file_offset: int, *, expected_build_id: str = ""
+        self, res: Resolution, path: str, file_offset: int, *, root: str = "/", expected_build_id: str = ""
     ) -> Resolution:
         try:
-            b = self.binary(path)
+            b = self.binary(path, root=root)
         except FileNotFoundError as e:
             res.error, res.detail = Outcome.UNREADABLE_FILE, f"no such file: {e.filename}"
+            return res
+        except NotRegularFile as e:
+            res.error, res.detail = Outcome.NOT_REGULAR, f"{path}: {e.strerror}"
             return res
         except OSError as e:
             res.error, res.detail = Outcome.UNREADABLE_FILE, f"{path}: {e.strerror or e}"
@@ -288,8 +398,10 @@ def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = Fal
         res.function_id = unresolved_function_id(b.build_id, file_offset)
         return res
     if hit is None:
-        res.error = Outcome.NO_SYMBOL
+        res.error = b.failure_reason or Outcome.NO_SYMBOL
         res.detail = f"no function covers address {vaddr:#x} (sources: {', '.join(b.sources) or 'none'})"
+        if b.load_errors:
+            res.detail += "; not read: " + "; ".join(f"{k}: {v}" for k, v in b.load_errors.items())
         res.offset = file_offset
         res.function_id = unresolved_function_id(b.build_id, file_offset)
     else:

@@ -14,6 +14,7 @@ the end of the symbol's section as its bound.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -21,23 +22,26 @@ from typing import BinaryIO
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.addrindex import RawSymbol
-from stellaops_runtime.canonical.elflayout import ElfError
+from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
+from stellaops_runtime.canonical.limits import Budget, pread_exact
 
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 SHT_NOBITS = "SHT_NOBITS"
+_SHT_NAMES = {2: "SHT_SYMTAB", 3: "SHT_STRTAB", 7: "SHT_NOTE", 8: "SHT_NOBITS", 11: "SHT_DYNSYM"}
+SHF_COMPRESSED = 0x800
+_RECORDS_PER_STEP = 2048
+MAX_NAME_BYTES = 16_384  # longer names are cut (real mangled names are far shorter)
 _FUNC_TYPES = frozenset({STT_FUNC, STT_GNU_IFUNC})
 _SYMTAB_TYPES = {".symtab": "SHT_SYMTAB", ".dynsym": "SHT_DYNSYM"}
 
 
-def read_section(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) < size:
-        raise ElfError("truncated_elf", f"{what} ends past the end of the file")
-    return data
+def read_section(f: BinaryIO, offset: int, size: int, what: str, budget: Budget | None = None) -> bytes:
+    """The bytes of a section, checked against the file's size (and charged to ``budget``) first."""
+    fd = f.fileno()
+    return pread_exact(fd, offset, size, file_size=os.fstat(fd).st_size, budget=budget, what=what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class SectionInfo:
     link: int
     entsize: int
     addralign: int
+    flags: int = 0
 
 
 def read_sections(elf: ELFFile) -> list[SectionInfo]:
@@ -79,6 +84,49 @@ def read_sections(elf: ELFFile) -> list[SectionInfo]:
     return out
 
 
+def read_section_table(f: BinaryIO, layout: ElfLayout, budget: Budget | None = None) -> list[SectionInfo]:
+    """Every section header, read with ``struct`` (sizes checked against the file by ``read_layout``).
+
+    Names come from the section-name string table (``e_shstrndx``); a name
+    offset outside it gives "". pyelftools is not involved: its name lookups
+    read a stream until a NUL, unbounded on hostile input.
+    """
+    if not layout.has_section_headers:
+        return []
+    e = layout.endian
+    fmt = e + ("IIQQQQIIQQ" if layout.is64 else "IIIIIIIIII")
+    ent = layout.shentsize
+    table = read_section(f, layout.shoff, layout.shnum * ent, "section header table", budget)
+    rows = [struct.unpack_from(fmt, table, i * ent) for i in range(layout.shnum)]
+    names = b""
+    if 0 < layout.shstrndx < len(rows):
+        strsec = rows[layout.shstrndx]
+        if strsec[1] != 8:  # not NOBITS
+            names = read_section(f, strsec[4], strsec[5], "section name table", budget)
+    out: list[SectionInfo] = []
+    for name_off, sh_type, flags, addr, offset, size, link, _info, align, entsize in rows:
+        name = ""
+        if name_off < len(names):
+            end = names.find(b"\0", name_off)
+            name = names[name_off : end if end >= 0 else len(names)].decode("utf-8", "replace")
+        out.append(
+            SectionInfo(
+                name=name,
+                type=_SHT_NAMES.get(sh_type, str(sh_type)),
+                addr=addr,
+                offset=offset,
+                size=size,
+                link=link,
+                entsize=entsize,
+                addralign=align,
+                flags=flags,
+            )
+        )
+    if budget is not None:
+        budget.check_symbols(len(out), name)
+    return out
+
+
 def function_symbols(
     sections: list[SectionInfo],
     f: BinaryIO,
@@ -87,6 +135,7 @@ def function_symbols(
     is64: bool,
     little: bool,
     arm: bool = False,
+    budget: Budget | None = None,
 ) -> list[RawSymbol]:
     """The function symbols of section ``name`` (".symtab" or ".dynsym"); [] when it is absent."""
     sec = next((s for s in sections if s.name == name), None)
@@ -97,34 +146,51 @@ def function_symbols(
     rec = struct.calcsize(fmt)
     if sec.entsize != rec:
         raise ElfError("bad_elf", f"{name}: symbol entry size {sec.entsize}, expected {rec}")
-    data = read_section(f, sec.offset, sec.size - sec.size % rec, name)
     if not 0 < sec.link < len(sections):
         raise ElfError("bad_elf", f"{name}: string table link {sec.link} out of range")
     strsec = sections[sec.link]
     if strsec.type == SHT_NOBITS:
         return []
-    strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table")
+    data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
+    strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
     limits = [s.addr + s.size for s in sections]
     nsec = len(limits)
     out: list[RawSymbol] = []
     append = out.append
     find = strtab.find
-    for rec_fields in struct.iter_unpack(fmt, data):
-        if is64:
-            name_off, info, _other, shndx, value, sym_size = rec_fields
-        else:
-            name_off, value, sym_size, info, _other, shndx = rec_fields
-        if (info & 0xF) not in _FUNC_TYPES or shndx == SHN_UNDEF or shndx >= SHN_LORESERVE or not value:
-            continue
-        end = find(b"\0", name_off)
-        if end < 0:
-            end = len(strtab)
-        raw = strtab[name_off:end]
-        if not raw:
-            continue
-        if arm:
-            value &= ~1  # Thumb functions have bit 0 set
-        append(
-            (value, sym_size, raw.decode("utf-8", "replace"), info >> 4, limits[shndx] if shndx < nsec else 0)
-        )
+    view = memoryview(data)
+    step = rec * _RECORDS_PER_STEP
+    names_bytes = 0
+    for pos in range(0, len(data), step):
+        if budget is not None:
+            budget.check_symbols(len(out), name)
+            budget.charge(names_bytes, f"{name} names")
+            names_bytes = 0
+        for rec_fields in struct.iter_unpack(fmt, view[pos : pos + step]):
+            if is64:
+                name_off, info, _other, shndx, value, sym_size = rec_fields
+            else:
+                name_off, value, sym_size, info, _other, shndx = rec_fields
+            if (info & 0xF) not in _FUNC_TYPES or shndx == SHN_UNDEF or shndx >= SHN_LORESERVE or not value:
+                continue
+            end = find(b"\0", name_off, name_off + MAX_NAME_BYTES)
+            if end < 0:
+                end = min(len(strtab), name_off + MAX_NAME_BYTES)
+            raw = strtab[name_off:end]
+            names_bytes += len(raw)
+            if not raw:
+                continue
+            if arm:
+                value &= ~1  # Thumb functions have bit 0 set
+            append(
+                (
+                    value,
+                    sym_size,
+                    raw.decode("utf-8", "replace"),
+                    info >> 4,
+                    limits[shndx] if shndx < nsec else 0,
+                )
+            )
+    if budget is not None:
+        budget.check_symbols(len(out), name)
     return out

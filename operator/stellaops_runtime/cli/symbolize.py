@@ -13,7 +13,12 @@ Each object has ``input``, ``module``, ``build_id``, ``symbol``, ``offset``
 ``error``/``detail`` when present. Numbers are hex (0x...) or decimal.
 
 Exit codes: 0 every input resolved to a symbol; 1 some did not; 2 error (bad
-usage, no such process, file missing, unreadable or not a usable ELF).
+usage, no such process, file missing, unreadable or not a usable ELF, not a
+regular file, over its parse budget, or damaged).
+
+``--root DIR`` resolves PATH inside DIR the way the container sees it
+(symlinks re-rooted at DIR, ``..`` stops at DIR; canonical/rootopen.py): a
+link to ``/etc/shadow`` names DIR's own ``/etc/shadow``, never the host's.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ _INPUT_ERRORS = frozenset(
         Outcome.NOT_ELF,
         Outcome.TRUNCATED_ELF,
         Outcome.BAD_ELF,
+        Outcome.NOT_REGULAR,
+        Outcome.BUDGET_EXCEEDED,
+        Outcome.MALFORMED,
         Outcome.KALLSYMS_UNREADABLE,
     }
 )
@@ -65,7 +73,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     what.add_argument("--file", metavar="PATH", help="resolve FILE_OFFSETs inside this ELF file")
     what.add_argument("--kernel", action="store_true", help="inputs are kernel SYMBOL+0xOFF or addresses")
     p.add_argument(
-        "--root", default="/", metavar="DIR", help="with --file: PATH is inside this root (default /)"
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="with --file: PATH is resolved inside this root, never leaving it (default /)",
     )
     p.add_argument("--no-lines", action="store_true", help="skip file:line lookups in DWARF")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="addresses, file offsets or SYMBOL+0xOFF")
