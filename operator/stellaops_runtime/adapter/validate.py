@@ -8,7 +8,8 @@ stack took the agent to 920 MB. So every event leaves the adapter:
 
 - with every text field a ``str`` (a field of another type rejects the
   event, counted as ``bad_type``), free of NUL characters (each replaced by
-  U+FFFD, counted as ``nul_replaced``: the event still counts);
+  U+FFFD, in process arguments by a space since NUL separates argv entries;
+  counted as ``nul_replaced``: the event still counts);
 - with a time the store can hold and that is not absurd: outside [1970,
   now + ``MAX_FUTURE_SECONDS``] it is replaced by the time the agent received
   it (counted as ``time_clamped``), so windows are never filed in year 33000;
@@ -73,19 +74,19 @@ def _text_fields(ev: RuntimeCallEvent) -> list[object]:
     return out
 
 
-def _clean(value: object, what: str, issues: Counter[str]) -> str:
+def _clean(value: object, what: str, issues: set[str], *, nul: str = REPLACEMENT) -> str:
     if type(value) is not str:
         raise BadEvent("bad_type", f"{what} is a {type(value).__name__}, not a string")
     if "\x00" in value:
-        issues["nul_replaced"] += 1
-        value = value.replace("\x00", REPLACEMENT)
+        issues.add("nul_replaced")
+        value = value.replace("\x00", nul)
     if len(value) > MAX_TEXT_CHARS:
-        issues["text_truncated"] += 1
+        issues.add("text_truncated")
         value = value[:MAX_TEXT_CHARS]
     return value
 
 
-def _repair(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
+def _repair(ev: RuntimeCallEvent, issues: set[str]) -> None:
     """The slow path: check and clean every text field in place."""
     ev.node_name = _clean(ev.node_name, "node_name", issues)
     ev.function_name = _clean(ev.function_name, "function_name", issues)
@@ -93,8 +94,10 @@ def _repair(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
     ev.build_id = _clean(ev.build_id, "build_id", issues)
     ev.policy_name = _clean(ev.policy_name, "policy_name", issues)
     p = ev.process
-    for name in ("exec_id", "binary", "arguments", "cwd", "parent_exec_id"):
+    for name in ("exec_id", "binary", "cwd", "parent_exec_id"):
         setattr(p, name, _clean(getattr(p, name), f"process.{name}", issues))
+    # NUL separates argv entries (/proc/<pid>/cmdline): a space keeps them apart for the privacy filter.
+    p.arguments = _clean(p.arguments, "process.arguments", issues, nul=" ")
     c = ev.container
     if c is not None:
         for name in ("id", "runtime", "name", "image_ref", "image_id", "image_digest"):
@@ -134,11 +137,14 @@ def _max_ns() -> int:
 def normalize(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
     """Clean ``ev`` in place (see the module docstring); raises :class:`BadEvent` to reject it.
 
-    ``issues`` counts what was repaired, by reason. A zero timestamp (the source
-    gave none) is left for the pipeline to stamp with the arrival time.
+    ``issues`` counts the events repaired, by reason (once per event and reason).
+    A zero timestamp (the source gave none) is left for the pipeline to stamp
+    with the arrival time.
     """
     if _suspicious(_text_fields(ev)):
-        _repair(ev, issues)
+        found: set[str] = set()
+        _repair(ev, found)
+        issues.update(found)  # counted once per event and reason, whatever the number of fields
     ts = ev.timestamp_ns
     if type(ts) is not int:
         raise BadEvent("bad_type", f"time is a {type(ts).__name__}")

@@ -19,7 +19,7 @@ from collections import deque
 # memory with it. A large payload that would pass it is dropped and counted
 # (``dropped_oversize``); ordinary events are bounded by ``capacity`` alone,
 # so a flood of huge events never pushes out the good ones around it.
-DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_MAX_BYTES = 16 << 20
 LARGE_PAYLOAD = 64 << 10
 
 
