@@ -34,7 +34,8 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.writer import _HOT_COLS, _HOT_TYPES, HotSymbolStore, _hot_tuple, copy_rows
+from stellaops_runtime.store.upsert import _HOT_COLS, _HOT_TYPES, _hot_tuple, copy_rows
+from stellaops_runtime.store.writer import HotSymbolStore
 
 S = 1_000_000_000
 T0 = 1_740_787_200 * S

@@ -144,7 +144,19 @@ async def test_export_file_bad_input(tmp_path) -> None:
     assert h.metric(m, "stellaops_runtime_events_malformed_total", reason="invalid_json") == 1
     assert h.metric(m, "stellaops_runtime_events_malformed_total", reason="not_an_object") == 1
     assert h.metric(m, "stellaops_runtime_events_malformed_total", reason="no_process") == 1
-    assert h.metric(m, "stellaops_runtime_events_unhandled_total", kind="process_throttle") == 1
+    # A throttle is no longer "unhandled": it is counted per node and pod and becomes a gap.
+    assert h.metric(m, "stellaops_runtime_events_unhandled_total", kind="process_throttle") == 0
+    assert (
+        h.metric(
+            m,
+            "stellaops_runtime_tetragon_throttle_events_total",
+            node="n",
+            namespace="",
+            pod="",
+            type="start",
+        )
+        == 1
+    )
     assert h.metric(m, "stellaops_runtime_events_dropped_total", reason="tetragon_export_ratelimit") == 12
     assert h.metric(m, "stellaops_runtime_arguments_truncated_total") == 1
     assert h.metric_sum(m, "stellaops_runtime_events_total") == len(good) + 2

@@ -117,6 +117,8 @@ class ApiServer(kmock.KubernetesEmulator):
         self.log: list[Any] = []  # every request, in arrival order
         self.status: dict[int, int] = {}  # id(request) -> HTTP status of the response
         self._inflight: set[int] = set()
+        # Optional authorizer: a request it returns False for is 403 Forbidden (RBAC tests).
+        self.authorize: Callable[[Any], bool] | None = None
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -147,6 +149,12 @@ class ApiServer(kmock.KubernetesEmulator):
             self.status[id(request)] = status
 
     async def _handle_one(self, request: Any) -> Any:
+        if self.authorize is not None and not self.authorize(request):
+            raise kmock.KubernetesError(
+                status=403,
+                reason="Forbidden",
+                message=f"{request.method.value} {request.url.path} is forbidden",
+            )
         res = request.resource
         if res is not None:
             info = self.resources.get(res, None)
@@ -330,8 +338,10 @@ class OperatorRun:
         *,
         reconcile: bool = True,
         priority: int | None = None,
+        liveness: str | None = None,
     ) -> None:
         self.cluster = cluster
+        self.liveness = liveness  # kopf's health endpoint, as `stella-runtime operator --liveness`
         self.config = config or fast_config(cluster)
         self.reconcile = reconcile
         self.priority = priority  # None: standalone; else peering "stellaops-runtime" at this priority
@@ -376,6 +386,7 @@ class OperatorRun:
             peering_name=None if standalone else settings.peering.name,
             stop_flag=self._stop,
             ready_flag=self._ready,
+            liveness_endpoint=self.liveness,
         )
 
     def call(self, fn: Callable[[], Any]) -> None:

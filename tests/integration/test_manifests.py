@@ -48,10 +48,12 @@ def test_kustomize_builds_the_expected_objects(built: list[dict[str, Any]]) -> N
     assert Counter(d["kind"] for d in built) == Counter(
         {
             "CustomResourceDefinition": 6,
-            "Namespace": 1,
+            "Namespace": 2,
             "ServiceAccount": 1,
-            "ClusterRole": 1,
-            "ClusterRoleBinding": 1,
+            "ClusterRole": 2,
+            "ClusterRoleBinding": 2,
+            "Role": 1,
+            "RoleBinding": 1,
             "Deployment": 1,
         }
     )
@@ -69,6 +71,8 @@ def test_kustomize_builds_the_expected_objects(built: list[dict[str, Any]]) -> N
     assert files <= names
     # a custom resource of a kind its CRD defines in the same apply would fail: none is included
     assert not any(d["apiVersion"].startswith(("kopf.dev/", f"{crds.GROUP}/")) for d in built)
+    # the admission policies need Kubernetes 1.30: a kustomization of their own, not this one
+    assert not any(d["apiVersion"].startswith("admissionregistration.k8s.io/") for d in built)
 
 
 def test_built_crds_keep_their_schemas(built: list[dict[str, Any]]) -> None:
@@ -85,12 +89,29 @@ def test_builtin_objects_use_real_api_fields(built: list[dict[str, Any]]) -> Non
         assert api.sanitize_for_serialization(model) == doc, doc["kind"]
 
 
+def _named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def test_namespaces_carry_pod_security_labels(built: list[dict[str, Any]]) -> None:
+    """The operator's namespace enforces restricted; the agents' (the default agentNamespace) privileged."""
+    operator_ns = _named(built, "Namespace", "stellaops-system")["metadata"]["labels"]
+    agent_ns = _named(built, "Namespace", crds.DEFAULT_AGENT_NAMESPACE)["metadata"]["labels"]
+    assert crds.DEFAULT_AGENT_NAMESPACE != "stellaops-system"
+    for mode in ("enforce", "audit", "warn"):
+        assert operator_ns[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    assert agent_ns["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert agent_ns["pod-security.kubernetes.io/enforce-version"] == "latest"
+    text = (MANIFESTS / "namespace.yaml").read_text()
+    assert "hostPID" in text and "SYS_PTRACE" in text  # the reason for privileged is written down
+
+
 def test_operator_deployment(built: list[dict[str, Any]]) -> None:
     (deploy,) = by_kind(built, "Deployment")
     (sa,) = by_kind(built, "ServiceAccount")
-    (ns,) = by_kind(built, "Namespace")
+    ns = _named(built, "Namespace", "stellaops-system")
     assert deploy["metadata"]["namespace"] == sa["metadata"]["namespace"] == ns["metadata"]["name"]
-    assert ns["metadata"]["name"] == crds.DEFAULT_AGENT_NAMESPACE
     assert deploy["spec"]["replicas"] == 2
     pod = deploy["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
@@ -99,70 +120,146 @@ def test_operator_deployment(built: list[dict[str, Any]]) -> None:
     liveness = next(a for a in container["command"] if a.startswith("--liveness="))
     port = int(liveness.split(":")[-1].split("/")[0])
     path = "/" + liveness.split("/", 3)[3]
-    assert container["livenessProbe"]["httpGet"]["path"] == path
-    assert {p["name"]: p["containerPort"] for p in container["ports"]}[
-        container["livenessProbe"]["httpGet"]["port"]
-    ] == port
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):  # both on kopf's health endpoint
+        assert container[probe]["httpGet"]["path"] == path, probe
+        assert ports[container[probe]["httpGet"]["port"]] == port, probe
+    # Pod Security "restricted", which its namespace enforces
     sc = container["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in sc["capabilities"] and sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert not any(pod.get(k) for k in ("hostPID", "hostNetwork", "hostIPC", "volumes"))
 
 
-def test_operator_rbac_covers_what_it_manages(built: list[dict[str, Any]]) -> None:
-    (role,) = by_kind(built, "ClusterRole")
-    (binding,) = by_kind(built, "ClusterRoleBinding")
+def test_operator_rbac_writes_agent_objects_only_in_the_agent_namespace(built: list[dict[str, Any]]) -> None:
     (sa,) = by_kind(built, "ServiceAccount")
+    subject = {
+        "kind": "ServiceAccount",
+        "name": sa["metadata"]["name"],
+        "namespace": sa["metadata"]["namespace"],
+    }
+    role = _named(built, "ClusterRole", "stellaops-operator")
+    binding = _named(built, "ClusterRoleBinding", "stellaops-operator")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["subjects"] == [subject]
+    (ns_role,) = by_kind(built, "Role")
+    (ns_binding,) = by_kind(built, "RoleBinding")
+    assert (
+        ns_role["metadata"]["namespace"]
+        == ns_binding["metadata"]["namespace"]
+        == crds.DEFAULT_AGENT_NAMESPACE
+    )
+    assert ns_binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": ns_role["metadata"]["name"],
+    }
+    assert ns_binding["subjects"] == [subject]
+
+    def held(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        return {
+            (g, r, v)
+            for rule in rules
+            for g in rule["apiGroups"]
+            for r in rule["resources"]
+            for v in rule["verbs"]
+        }
+
+    cluster, namespaced = held(role["rules"]), held(ns_role["rules"])
+    write = ("create", "update", "patch", "delete", "deletecollection")
+    agent_kinds = [("apps", "daemonsets"), *[("", r) for r in ("configmaps", "serviceaccounts", "services")]]
+    for group, res in agent_kinds:
+        assert not {(group, res, v) for v in write} & cluster, res  # no cluster-wide writes
+        assert {(group, res, v) for v in ("get", "create", "patch", "delete")} <= namespaced, res
+    # no RBAC writes at all: the agents' ClusterRole and binding come with the manifests
+    assert not any(g == "rbac.authorization.k8s.io" for g, _, _ in cluster | namespaced)
+    # pods and nodes: patch only (the admission policies limit which keys)
+    assert {v for g, r, v in cluster if (g, r) == ("", "pods")} == {"list", "watch", "patch"}
+    assert {v for g, r, v in cluster if (g, r) == ("", "nodes")} == {"list", "watch", "patch"}
+    # ObservationNodes are the agents' to write
+    assert {v for g, r, v in cluster if r.startswith(crds.NODE_PLURAL)} == {"list", "watch"}
+    # never more than it needs: no wildcards, no secrets, no escalation verbs
+    assert not any("*" in (g, r, v) for g, r, v in cluster | namespaced)
+    assert not any(r == "secrets" for _, r, _ in cluster | namespaced)
+    assert not any(v in ("escalate", "bind", "impersonate") for _, _, v in cluster | namespaced)
+
+
+def test_agent_rbac_is_bound_to_the_agent_namespace(built: list[dict[str, Any]]) -> None:
+    role = _named(built, "ClusterRole", "stellaops-runtime-agent")
+    binding = _named(built, "ClusterRoleBinding", "stellaops-runtime-agent")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": f"system:serviceaccounts:{crds.DEFAULT_AGENT_NAMESPACE}",
+        }
     ]
-    held = {
-        (g, r, v)
-        for rule in role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
+
+
+@pytest.fixture(scope="module")
+def admission() -> list[dict[str, Any]]:
+    assert KUBECTL is not None
+    proc = subprocess.run(
+        [KUBECTL, "kustomize", str(MANIFESTS / "admission")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def test_admission_policies_are_real_v1_objects_each_bound_to_deny(admission: list[dict[str, Any]]) -> None:
+    api = client.ApiClient()
+    policies = by_kind(admission, "ValidatingAdmissionPolicy")
+    bindings = by_kind(admission, "ValidatingAdmissionPolicyBinding")
+    assert len(policies) == len(bindings) == 4 and len(admission) == 8
+    for doc in admission:
+        assert doc["apiVersion"] == "admissionregistration.k8s.io/v1"  # GA: Kubernetes 1.30
+        model = api._ApiClient__deserialize(doc, f"V1{doc['kind']}")  # type: ignore[attr-defined]
+        assert api.sanitize_for_serialization(model) == doc, doc["metadata"]["name"]
+    by_policy = {b["spec"]["policyName"]: b for b in bindings}
+    for policy in policies:
+        binding = by_policy[policy["metadata"]["name"]]
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert "matchResources" not in binding["spec"]  # everything the policy matches
+        assert policy["spec"]["failurePolicy"] == "Fail"
+
+
+def test_admission_policies_match_the_identities_of_the_manifests(
+    built: list[dict[str, Any]], admission: list[dict[str, Any]]
+) -> None:
+    (sa,) = by_kind(built, "ServiceAccount")
+    operator_user = f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(admission, "ValidatingAdmissionPolicy")}
+    for name, resources, prefix in (
+        ("stellaops-operator-pods", ["pods"], "'stellaops.io/'"),
+        ("stellaops-operator-nodes", ["nodes"], "'feature.stellaops.io/'"),
+    ):
+        spec = policies[name]
+        (rule,) = spec["matchConstraints"]["resourceRules"]
+        assert (rule["resources"], rule["operations"]) == (resources, ["UPDATE"])
+        (cond,) = spec["matchConditions"]
+        assert cond["expression"] == f"request.userInfo.username == '{operator_user}'"
+        labels_rule = spec["validations"][0]["expression"]
+        assert f"k.startsWith({prefix})" in labels_rule and "variables.oldLabels" in labels_rule
+        assert any("object.spec == oldObject.spec" in v["expression"] for v in spec["validations"])
+    tetragon = policies["stellaops-operator-tracingpolicies"]
+    assert tetragon["matchConditions"][0]["expression"] == f"request.userInfo.username == '{operator_user}'"
+    assert set(tetragon["matchConstraints"]["resourceRules"][0]["resources"]) == {
+        "tracingpolicies",
+        "tracingpoliciesnamespaced",
     }
-    write = ("create", "update", "patch", "delete")
-    needed = [
-        *[
-            (crds.GROUP, p, v)
-            for p in (crds.OBSERVER_PLURAL, crds.POLICY_PLURAL, crds.CLUSTER_POLICY_PLURAL)
-            for v in ("get", "list", "watch", "patch")
-        ],
-        *[
-            (crds.GROUP, f"{p}/status", "patch")
-            for p in (crds.OBSERVER_PLURAL, crds.POLICY_PLURAL, crds.CLUSTER_POLICY_PLURAL)
-        ],
-        *[(crds.GROUP, crds.NODE_PLURAL, v) for v in ("get", "list", "watch")],
-        *[
-            ("cilium.io", p, v)
-            for p in ("tracingpolicies", "tracingpoliciesnamespaced")
-            for v in ("get", "list", "watch", *write)
-        ],
-        *[("apps", "daemonsets", v) for v in ("get", "list", "watch", *write)],
-        *[
-            ("", r, v)
-            for r in ("configmaps", "serviceaccounts", "services")
-            for v in ("get", "list", "watch", *write)
-        ],
-        *[
-            ("rbac.authorization.k8s.io", r, v)
-            for r in ("clusterroles", "clusterrolebindings")
-            for v in ("get", *write)
-        ],
-        *[("", "pods", v) for v in ("get", "list", "watch", "patch")],
-        *[("", "nodes", v) for v in ("get", "list", "watch", "patch")],
-        *[("", "namespaces", v) for v in ("list", "watch")],
-        ("", "events", "create"),
-        *[("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")],
-        *[("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch", "create")],
-    ]
-    assert [n for n in needed if n not in held] == []
-    # never more than it needs: no wildcards, no secrets, no escalation verbs
-    assert not any("*" in (g, r, v) for g, r, v in held)
-    assert not any(r == "secrets" for _, r, _ in held)
-    assert not any(v in ("escalate", "bind", "impersonate") for _, _, v in held)
+    agents = policies["stellaops-agent-observationnodes"]
+    assert agents["matchConditions"][0]["expression"] == (
+        f"request.userInfo.username.startsWith('system:serviceaccount:{crds.DEFAULT_AGENT_NAMESPACE}:')"
+    )
+    assert "authentication.kubernetes.io/node-name" in agents["variables"][0]["expression"]
+    assert set(agents["matchConstraints"]["resourceRules"][0]["resources"]) == {
+        crds.NODE_PLURAL,
+        f"{crds.NODE_PLURAL}/status",
+    }
 
 
 def test_peering_object_sits_outside_the_kustomization(built: list[dict[str, Any]]) -> None:
@@ -193,8 +290,9 @@ def test_the_hand_applied_agent_configmap_is_still_a_valid_config() -> None:
     """manifests/agent/configmap.yaml is kept (explained in kustomization.yaml) and must stay valid."""
     from stellaops_runtime.contracts.config import parse_config
 
-    parse_config(yaml.safe_load((MANIFESTS / "agent" / "configmap.yaml").read_text()))
+    config = parse_config(yaml.safe_load((MANIFESTS / "agent" / "configmap.yaml").read_text()))
     assert "agent/configmap.yaml" in (MANIFESTS / "kustomization.yaml").read_text()
+    assert config.store.spool_path == "/var/lib/stellaops-runtime/spool/hot-symbols.spool"
 
 
 def test_example_secret_is_a_real_secret() -> None:

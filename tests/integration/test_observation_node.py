@@ -22,7 +22,7 @@ from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig, parse_config
 from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
 from stellaops_runtime.kube import resources as r
-from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
+from stellaops_runtime.replay.server import HookReport, PolicyStatus, ReplayServer
 from tests.crd_schema import errors, load_crd, validator_for
 from tests.integration.kubeharness import Cluster, OperatorRun, http_get, obj, wait_for
 from tests.integration.test_operator_policies import condition
@@ -241,6 +241,87 @@ async def test_operator_folds_nodes_into_policy_rollout(cluster: Cluster, tetrag
             ] == "true"
     finally:
         await failing.stop(grace=0)
+
+
+async def test_partial_and_skipped_policies_are_reported_as_such(
+    cluster: Cluster, tetragon_a: ReplayServer
+) -> None:
+    """PARTIALLY_ENABLED (with hook statuses) and SKIPPED, through the writer and the operator."""
+    hooks = (
+        HookReport("kprobes", 0, "__x64_sys_execve"),
+        HookReport("kprobes", 1, "do_sys_missing", "CALL_NOT_FOUND"),
+        HookReport("uprobes", 0, "/usr/lib/libssl.so.3", "DIGEST_REJECTED"),
+    )
+    partial = ReplayServer(
+        [],
+        policies=[
+            PolicyStatus(name="stellaops-web", namespace="shop", state="PARTIALLY_ENABLED", hooks=hooks),
+            PolicyStatus(name="elsewhere", state="SKIPPED"),
+        ],
+    )
+    await partial.start("127.0.0.1:0")
+    try:
+        async with OperatorRun(cluster) as op:
+            for node, srv in (("node-a", tetragon_a), ("node-b", partial)):
+                w = writer(cluster, srv, node=node)
+                try:
+                    await w.tick()
+                finally:
+                    await w.run(_set_event())
+            on = cluster.stored(r.OBSERVATION_NODES, "node-b") or {}
+            by_name = {p["name"]: p for p in on["status"]["policies"]}
+            assert by_name["elsewhere"]["state"] == "SKIPPED"
+            web = by_name["stellaops-web"]
+            assert (web["state"], web["hooksTotal"], web["hooksLoaded"]) == ("PARTIALLY_ENABLED", 3, 1)
+            assert web["failedHooks"] == [
+                {"section": "kprobes", "index": 1, "hook": "do_sys_missing", "state": "CALL_NOT_FOUND"},
+                {
+                    "section": "uprobes",
+                    "index": 0,
+                    "hook": "/usr/lib/libssl.so.3",
+                    "state": "DIGEST_REJECTED",
+                },
+            ]
+            crd = load_crd(REPO / "manifests" / "crds" / "observationnodes.yaml")
+            assert errors(validator_for(crd), on) == []
+
+            def rollout() -> dict:
+                pol = cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") or {}
+                return (pol.get("status") or {}).get("rollout") or {}
+
+            if cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") is None:  # run on its own
+                spec = {
+                    "podSelector": {"matchLabels": {"app": "web"}},
+                    "maxLevel": "ActiveTracing",
+                    "syscalls": ["execve"],
+                }
+                await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=spec))
+            await wait_for(lambda: rollout().get("nodesPartial") == 1, what="partial node folded")
+            await op.settle()
+            ro = rollout()
+            assert (ro["nodesRunning"], ro["nodesPartial"], ro["nodesFailed"]) == (1, 1, 0)
+            assert ro["failures"] == [
+                {
+                    "node": "node-b",
+                    "policy": "shop/stellaops-web",
+                    "state": "PARTIALLY_ENABLED",
+                    "message": (
+                        "1 of 3 hooks loaded: kprobes[1] do_sys_missing: CALL_NOT_FOUND; "
+                        "uprobes[0] /usr/lib/libssl.so.3: DIGEST_REJECTED"
+                    ),
+                    "hooks": [
+                        "kprobes[1] do_sys_missing: CALL_NOT_FOUND",
+                        "uprobes[0] /usr/lib/libssl.so.3: DIGEST_REJECTED",
+                    ],
+                }
+            ]
+            pol = cluster.stored(r.OBSERVATION_POLICIES, "web", "shop")
+            degraded = condition(pol, "Degraded")
+            assert degraded["status"] == "True" and degraded["reason"] == "PartiallyLoaded"
+            assert "do_sys_missing: CALL_NOT_FOUND" in degraded["message"]
+            assert condition(pol, "Ready")["status"] == "False"
+    finally:
+        await partial.stop(grace=0)
 
 
 async def test_agent_runs_the_writer_and_exports_its_counters(

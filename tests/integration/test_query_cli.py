@@ -145,6 +145,7 @@ def test_observed_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
         "reason": f"image {IMG} was under observation 2025-03-01T00:00:00Z/2025-03-01T00:01:00Z "
         "(1 window on 1 node, posture EbpfDeep, source tetragon, 2413 events)",
         "coverage": coverage,
+        "gaps": [],
         "records": [],
     }
 

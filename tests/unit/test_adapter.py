@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import json_format
 
 from stellaops_runtime.adapter import common, from_json, from_proto
+from stellaops_runtime.contracts.drops import DropKind, DropSignal
 from stellaops_runtime.contracts.events import EventKind
 from stellaops_runtime.wire.tetragon import events_pb2
 
@@ -40,10 +41,15 @@ def test_both_adapters_agree_on_every_fixture_line() -> None:
             via_proto.source = via_json.source
         assert via_proto == via_json, line[:200]
         adapted += via_json is not None
-    assert js == ps
-    # process_throttle (2 lines of events.jsonl) is the only kind we skip.
+    assert js == ps  # drop signals included: both adapters read throttles alike
+    # process_throttle (2 lines of events.jsonl) is the only kind that is no event: a drop signal.
     assert adapted == len(LINES) - 2
-    assert dict(js.unhandled) == {"process_throttle": 2}
+    assert not js.unhandled
+    assert [(d.kind, d.cgroup, d.node_name) for d in js.drop_signals] == [
+        (DropKind.THROTTLE_START, "session-429.scope", "ubuntu-22"),
+        (DropKind.THROTTLE_STOP, "session-429.scope", "ubuntu-22"),
+    ]
+    assert [d.timestamp_ns for d in js.drop_signals] == [1721999263178407128, 1721999275501718877]
     assert not js.malformed
 
 
@@ -128,9 +134,53 @@ def test_unknown_kinds_and_missing_process_are_counted() -> None:
     assert from_json.adapt({"node_name": "n"}, stats=st) is None
     assert from_json.adapt({"process_exec": {}}, stats=st) is None
     assert from_json.adapt({"rate_limit_info": {"number_of_dropped_process_events": "7"}}, stats=st) is None
-    assert st.unhandled == {"process_something_new": 1, "none": 1, "rate_limit_info": 1}
+    assert st.unhandled == {"process_something_new": 1, "none": 1}
     assert st.malformed == {"no_process": 1}
     assert st.tetragon_export_dropped == 7
+    assert st.drop_signals == [DropSignal(DropKind.RATE_LIMIT, 0, "", dropped=7)]
+
+
+def test_drop_signals_through_both_adapters() -> None:
+    """rate_limit_info and process_throttle become DropSignals, the same from protobuf and JSON."""
+    objs = [
+        {"rate_limit_info": {"number_of_dropped_process_events": "41"}, "node_name": "n1",
+         "time": "2026-11-24T09:00:30Z"},
+        {"process_throttle": {"type": "THROTTLE_START", "cgroup": "cri-containerd-" + "ab" * 32 + ".scope"},
+         "node_name": "n1", "time": "2026-11-24T09:00:31Z"},
+        {"process_throttle": {"type": "THROTTLE_STOP", "cgroup": "x"}, "node_name": "n1"},
+    ]  # fmt: skip
+    js, ps = common.AdapterStats(), common.AdapterStats()
+    for o in objs:
+        assert from_json.adapt(o, stats=js) is None
+        msg = json_format.ParseDict(o, events_pb2.GetEventsResponse())
+        assert from_proto.adapt(from_proto.decode(msg.SerializeToString(), ps), stats=ps) is None
+    assert js == ps
+    t = 1_795_510_830_000_000_000
+    assert js.drop_signals == [
+        DropSignal(DropKind.RATE_LIMIT, t, "n1", dropped=41),
+        DropSignal(
+            DropKind.THROTTLE_START, t + 1_000_000_000, "n1", cgroup="cri-containerd-" + "ab" * 32 + ".scope"
+        ),
+        DropSignal(DropKind.THROTTLE_STOP, 0, "n1", cgroup="x"),  # no time: the pipeline stamps it
+    ]
+    assert js.tetragon_export_dropped == 41 and not js.unhandled and not js.malformed
+
+
+def test_useless_or_wrong_typed_drop_signals_are_counted_not_kept() -> None:
+    st = common.AdapterStats()
+    assert (
+        from_json.adapt({"process_throttle": {"type": "THROTTLE_UNKNOWN", "cgroup": "c"}}, stats=st) is None
+    )
+    assert from_json.adapt({"rate_limit_info": {}}, stats=st) is None  # 0 events dropped
+    assert (
+        from_json.adapt({"process_throttle": {"type": "THROTTLE_START", "cgroup": ["c"]}}, stats=st) is None
+    )
+    assert (
+        from_json.adapt({"rate_limit_info": {"number_of_dropped_process_events": "many"}}, stats=st) is None
+    )
+    assert st.drop_signals == []
+    assert st.unhandled == {"process_throttle": 2, "rate_limit_info": 1}
+    assert st.malformed == {"bad_type": 1}
 
 
 def test_proto_unknown_oneof_and_garbage_bytes() -> None:

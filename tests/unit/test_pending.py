@@ -1,7 +1,7 @@
 """The outage buffer and the writer's pure merge functions, without a database.
 
-The writer here is a recording stand-in for our own ``write`` interface (not a
-fake database): the buffer's bookkeeping is pure logic. The same flows against
+The writer here is a recording stand-in for our own ``write_batch`` interface
+(not a fake database): the buffer's bookkeeping is pure logic. The same flows against
 a real PostgreSQL that goes down and comes back are in
 tests/integration/test_store_outage.py.
 """
@@ -19,6 +19,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     HotSymbolKey,
     ObservationWindow,
 )
+from stellaops_runtime.store.batches import Batch, BatchResult
 from stellaops_runtime.store.engine import StoreUnavailable
 from stellaops_runtime.store.pending import MAX_RETRY_SECONDS, PendingWrites
 from stellaops_runtime.store.writer import merge_by_key, merge_by_window, merge_observations
@@ -44,17 +45,30 @@ def delta(fn: str = "malloc", *, window: int = 0, count: int = 1, **kw: object) 
 
 
 class Recorder:
-    """Collects what would have been written; fails while ``down``."""
+    """Collects what would have been written, like the store's ledger; fails while ``down``."""
 
     def __init__(self) -> None:
         self.down = False
         self.calls: list[tuple[list[HotSymbolDelta], list[ObservationWindow]]] = []
+        self.batches: list[tuple[str, int]] = []
+        self.aborted = 0
 
     def write(self, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:
         if self.down:
             raise StoreUnavailable("store down")
         self.calls.append((list(deltas), list(windows)))
         return len(deltas) + len(windows)
+
+    def write_batch(self, batch: Batch) -> BatchResult:
+        if (batch.agent_id, batch.seq) in self.batches:  # the ledger: a retry adds nothing
+            return BatchResult(duplicate=batch.rows)
+        deltas, windows = batch.split(0, len(batch.units))
+        n = self.write(deltas, windows)
+        self.batches.append((batch.agent_id, batch.seq))
+        return BatchResult(written=n)
+
+    def abort(self) -> None:
+        self.aborted += 1
 
     def invocations(self) -> int:
         return sum(d.invocation_count for ds, _ in self.calls for d in ds)
@@ -117,10 +131,11 @@ async def test_flush_success_and_failure_keep_exact_counts() -> None:
     p.add([delta(count=5)], [])
     store.down = False
     assert await p.flush(store) is True
-    assert (p.flushes, p.pending_rows, p.rows_flushed, p.last_error) == (1, 0, 3, None)
+    # Two batches: the failed one as it was frozen, then the row added after it.
+    assert (p.flushes, p.pending_rows, p.rows_flushed, p.last_error) == (2, 0, 4, None)
     assert store.invocations() == 8
     assert await p.flush(store) is True  # nothing pending: no write
-    assert len(store.calls) == 1
+    assert len(store.calls) == 2
 
 
 async def test_rows_added_during_a_flush_stay_pending() -> None:
@@ -147,7 +162,7 @@ async def test_rows_added_during_a_flush_stay_pending() -> None:
     assert store.invocations() == 12
 
 
-async def test_failed_flush_merges_back_under_rows_added_meanwhile() -> None:
+async def test_failed_batch_is_retried_as_it_was_then_rows_added_meanwhile() -> None:
     p = PendingWrites(max_pending_rows=100)
     started, release = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -164,10 +179,16 @@ async def test_failed_flush_merges_back_under_rows_added_meanwhile() -> None:
     p.add([delta(count=10, node_name="new")], [])
     release.set()
     assert await task is False
+    assert p.pending_rows == 2  # the frozen batch and the new buffer row, never merged
     store = Recorder()
     assert await p.flush(store) is True
-    [(deltas, _)] = store.calls
-    assert [(d.invocation_count, d.node_name) for d in deltas] == [(11, "new")]
+    # The failed batch may have been committed (lost acknowledgement): it is retried
+    # exactly as it was, with its sequence, and the rows added meanwhile follow apart.
+    assert [[(d.invocation_count, d.node_name) for d in ds] for ds, _ in store.calls] == [
+        [(1, "old")],
+        [(10, "new")],
+    ]
+    assert [seq for _, seq in store.batches] == [1, 2]
 
 
 def test_bound_drops_oldest_windows_first_and_counts_them() -> None:
@@ -197,7 +218,7 @@ async def test_stored_plus_dropped_equals_added() -> None:
     assert store.invocations() + p.dropped_invocations == added
     assert p.rows_flushed + p.dropped_rows == 32
     stored_windows = {d.window_start_ns // W for ds, _ in store.calls for d in ds}
-    assert min(stored_windows) >= 5  # the oldest windows went first
+    assert min(stored_windows) >= 5  # the oldest windows went first, from the frozen batch too
 
 
 def test_retry_delay_is_capped_exponential_with_jitter_and_resets() -> None:
@@ -264,5 +285,91 @@ async def test_pending_flush_hands_over_the_merged_posture() -> None:
     p.add([], [ObservationWindow("sha256:aa", "n", 0, 1, Posture.EBPF_DEEP, 60, "tetragon")])
     store.down = False
     assert await p.flush(store) is True
-    [(_, windows)] = store.calls
-    assert windows == [ObservationWindow("sha256:aa", "n", 0, 5, Posture.EBPF_DEEP, 60, "tetragon")]
+    windows = [w for _, ws in store.calls for w in ws]
+    assert merge_observations(windows) == [
+        ObservationWindow("sha256:aa", "n", 0, 5, Posture.EBPF_DEEP, 60, "tetragon")
+    ]
+
+
+# -- exactly once: frozen batches, timeouts, spool round trip ------------------------
+
+
+async def test_a_retry_after_a_lost_acknowledgement_adds_nothing() -> None:
+    """The store committed but the caller saw an error: the retry carries the same sequence."""
+
+    class LostAck(Recorder):
+        lose = 1
+
+        def write_batch(self, batch: Batch) -> BatchResult:
+            result = super().write_batch(batch)
+            if self.lose:
+                self.lose -= 1
+                raise StoreUnavailable("server closed the connection unexpectedly")
+            return result
+
+    p = PendingWrites(max_pending_rows=100, agent_id="node-1/a")
+    store = LostAck()
+    p.add([delta(count=903)], [])
+    assert await p.flush(store) is False
+    p.add([delta(count=1)], [])
+    assert await p.flush(store) is True
+    assert store.invocations() == 904
+    assert p.duplicate_rows == 1 and p.rows_flushed == 1
+    assert store.batches == [("node-1/a", 1), ("node-1/a", 2)]
+
+
+async def test_a_hung_write_is_aborted_and_retried_on_time() -> None:
+    import threading
+    import time
+
+    class Hung(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hang = threading.Event()
+            self.hang.set()
+
+        def write_batch(self, batch: Batch) -> BatchResult:
+            if self.hang.is_set():
+                self.hang.wait(0.0)
+                deadline = time.monotonic() + 10
+                while self.hang.is_set() and not self.aborted and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                raise StoreUnavailable("connection shut down")
+            return super().write_batch(batch)
+
+    p = PendingWrites(max_pending_rows=100)
+    store = Hung()
+    p.add([delta(count=7)], [])
+    t0 = time.monotonic()
+    assert await p.flush(store, write_timeout=0.3) is False
+    assert time.monotonic() - t0 < 3
+    assert store.aborted == 1 and p.timeouts == 1 and p.abandoned == 0
+    assert "timed out after 0.3s" in (p.last_error or "")
+    store.hang.clear()
+    assert await p.flush(store, write_timeout=0.3) is True
+    assert store.invocations() == 7
+
+
+async def test_no_write_starts_after_the_deadline() -> None:
+    import time
+
+    p = PendingWrites(max_pending_rows=100)
+    store = Recorder()
+    p.add([delta(count=2)], [])
+    assert await p.flush(store, deadline=time.monotonic() - 1) is False
+    assert store.calls == [] and p.pending_rows == 1
+    assert "deadline" in (p.last_error or "")
+
+
+def test_take_all_and_load_keep_batch_identity_and_bound() -> None:
+    p = PendingWrites(max_pending_rows=100, agent_id="a/1")
+    p.add([delta(count=2), delta("free", window=1)], [ObservationWindow("sha256:aa", "n", 0, 3)])
+    batches = p.take_all()
+    assert [(b.agent_id, b.seq, b.rows) for b in batches] == [("a/1", 1, 3)]
+    assert p.pending_rows == 0
+    q = PendingWrites(max_pending_rows=2, agent_id="b/2")
+    q.load(batches)
+    assert q.spool_loaded_rows == 3 and q.spool_batches_left == 1
+    assert q.pending_rows == 2 and q.dropped_rows == 1  # the oldest window went, as a tombstone
+    [b] = q.take_all()
+    assert (b.agent_id, b.seq, len(b.units), b.rows) == ("a/1", 1, 3, 2)

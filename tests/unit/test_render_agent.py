@@ -19,6 +19,7 @@ from kubernetes import client
 from stellaops_runtime.contracts.config import STORE_URL_ENV, parse_config
 from stellaops_runtime.contracts.crds import (
     CONFIG_HASH_ANNOTATION,
+    DEFAULT_AGENT_NAMESPACE,
     MANAGED_BY,
     OBSERVER_LABEL,
     parse_observer_spec,
@@ -26,6 +27,7 @@ from stellaops_runtime.contracts.crds import (
 from stellaops_runtime.controller.naming import canonical_json, sha256_hex
 from stellaops_runtime.controller.render_agent import (
     AGENT_CONFIG_KEY,
+    agent_capabilities,
     agent_resource_name,
     probe_configmap_name,
     render_agent_objects,
@@ -37,14 +39,19 @@ BASE: dict[str, Any] = {
     "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
     "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
 }
-# The documented grant (docs/operator.md, "The agent DaemonSet"): nothing more.
-CAPABILITIES = {"BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"}
+# The documented grant (docs/operator.md, "The agent DaemonSet"): nothing more. With Tetragon
+# as the source (what a RuntimeObserver renders) the agent loads no eBPF program itself.
+CAPABILITIES = {"SYS_PTRACE"}
+NATIVE_CAPABILITIES = {"BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"}
+SPOOL_DIR = "/var/lib/stellaops-runtime/spool"
 MOUNTS = {
     ("config", "/etc/stellaops-runtime/agent", True),
     ("probes", "/etc/stellaops-runtime/probes", True),
     ("tetragon", "/var/run/tetragon", True),
+    ("spool", SPOOL_DIR, False),
 }
-HOST_PATHS = {"/var/run/tetragon": "DirectoryOrCreate"}
+# Tetragon's directory must exist (never created by us); the spool directory is ours.
+HOST_PATHS = {"/var/run/tetragon": "Directory", SPOOL_DIR: "DirectoryOrCreate"}
 
 
 def render(spec: dict[str, Any] | None = None, *, name: str = "default") -> dict[str, dict[str, Any]]:
@@ -76,14 +83,7 @@ def test_objects_kinds_names_and_ownership() -> None:
     objs = render_agent_objects(
         name="default", uid=UID, namespace="stellaops-system", spec=parse_observer_spec(BASE)
     )
-    assert [o["kind"] for o in objs] == [
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "ConfigMap",
-        "DaemonSet",
-        "Service",
-    ]
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "ConfigMap", "DaemonSet", "Service"]
     for o in objs:
         meta = o["metadata"]
         assert meta["name"] == agent_resource_name("default") == "stellaops-agent-default"
@@ -98,8 +98,7 @@ def test_objects_kinds_names_and_ownership() -> None:
                 "blockOwnerDeletion": True,
             }
         ]
-        cluster_scoped = o["kind"] in ("ClusterRole", "ClusterRoleBinding")
-        assert ("namespace" in meta) is not cluster_scoped
+        assert meta["namespace"] == "stellaops-system"  # nothing cluster-scoped: no RBAC is rendered
 
 
 def test_field_names_are_kubernetes_api_fields() -> None:
@@ -129,7 +128,10 @@ def test_configmap_is_a_valid_agent_config_with_no_secret() -> None:
     assert config.privacy.extra_patterns == ["token=\\S+"] and config.privacy.redact_arguments is True
     assert (config.metrics.address, config.metrics.port) == ("0.0.0.0", 9100)
     assert config.observation_node.enabled is True
-    assert "store" not in yaml.safe_load(cm["data"][AGENT_CONFIG_KEY])  # the URL comes from the Secret
+    # The URL comes from the Secret; the store section holds only the spool on its hostPath.
+    assert yaml.safe_load(cm["data"][AGENT_CONFIG_KEY])["store"] == {
+        "spoolPath": f"{SPOOL_DIR}/hot-symbols.spool"
+    }
     container = pod_spec(render(spec))["containers"][0]
     assert container["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
     assert render(spec)["Service"]["spec"]["ports"][0]["port"] == 9100
@@ -267,51 +269,65 @@ def test_rendering_is_byte_for_byte_deterministic() -> None:
     assert render()["ConfigMap"]["data"][AGENT_CONFIG_KEY] == render()["ConfigMap"]["data"][AGENT_CONFIG_KEY]
 
 
-def test_agent_rbac_is_least_privilege_and_grantable_by_the_operator() -> None:
-    objs = render()
-    rules = objs["ClusterRole"]["rules"]
-    assert rules == [
+def test_capabilities_follow_the_event_source() -> None:
+    tetragon = pod_spec(render())["containers"][0]["securityContext"]["capabilities"]
+    assert set(tetragon["add"]) == CAPABILITIES and tetragon["drop"] == ["ALL"]
+    objs = render_agent_objects(
+        name="default",
+        uid=UID,
+        namespace="stellaops-system",
+        spec=parse_observer_spec(BASE),
+        source="native",
+    )
+    (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
+    native = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]
+    assert set(native["add"]) == NATIVE_CAPABILITIES and native["drop"] == ["ALL"]
+    assert agent_capabilities("tetragon") == ["SYS_PTRACE"]
+
+
+def test_spool_survives_the_pod_and_shutdown_has_time_to_spool() -> None:
+    spec = pod_spec(render())
+    (container,) = spec["containers"]
+    config = yaml.safe_load(render()["ConfigMap"]["data"][AGENT_CONFIG_KEY])
+    spool_file = config["store"]["spoolPath"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "spool"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "spool"]
+    # the same path inside and outside, on the host, writable
+    assert spool_file.startswith(mount["mountPath"] + "/")
+    assert volume["hostPath"]["path"] == mount["mountPath"] and mount["readOnly"] is False
+    # longer than the agent's own shutdown.graceSeconds default (20 s)
+    assert spec["terminationGracePeriodSeconds"] == 30
+
+
+def test_agent_rbac_comes_with_the_manifests_and_matches_what_the_agent_does() -> None:
+    """No RBAC is rendered; manifests/agent/rbac.yaml binds the agent role to the agent namespace."""
+    assert not any(o["kind"].startswith("Cluster") for o in render().values())
+    docs = [d for d in yaml.safe_load_all((ROOT / "manifests" / "agent" / "rbac.yaml").read_text()) if d]
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert role["rules"] == [
         {
             "apiGroups": ["stellaops.io"],
             "resources": ["observationnodes"],
-            "verbs": ["create", "get", "patch", "update"],
+            "verbs": ["get", "create", "patch"],
         },
-        {
-            "apiGroups": ["stellaops.io"],
-            "resources": ["observationnodes/status"],
-            "verbs": ["get", "patch", "update"],
-        },
+        {"apiGroups": ["stellaops.io"], "resources": ["observationnodes/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
     ]
-    binding = objs["ClusterRoleBinding"]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": "stellaops-agent-default",
+        "name": role["metadata"]["name"],
     }
+    # every ServiceAccount of the default agent namespace, where the operator names one per observer
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "stellaops-agent-default", "namespace": "stellaops-system"}
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": f"system:serviceaccounts:{DEFAULT_AGENT_NAMESPACE}",
+        }
     ]
-    # Kubernetes lets the operator create this role and binding only if it holds every permission itself
-    # (it has neither `escalate` nor `bind`): check against manifests/operator/rbac.yaml.
-    docs = list(yaml.safe_load_all((ROOT / "manifests" / "operator" / "rbac.yaml").read_text()))
-    (operator_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
-    held = {
-        (g, r, v)
-        for rule in operator_role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
-    needed = {
-        (g, r, v)
-        for rule in rules
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
-    assert needed <= held, needed - held
-    assert not any(v in ("escalate", "bind", "*") for _, _, v in held)
+    assert pod_spec(render())["serviceAccountName"] == render()["ServiceAccount"]["metadata"]["name"]
 
 
 def test_metrics_service_selects_the_agents() -> None:

@@ -62,10 +62,12 @@ def test_each_node_state_is_counted_once() -> None:
     assert r == {
         "nodesTotal": 8,
         "nodesRunning": 1,
+        "nodesPartial": 0,
         "nodesFailed": 1,
         "nodesPending": 2,
         "nodesStale": 3,
         "nodesNative": 1,
+        "nodesSkipped": 0,
         "failures": [
             {
                 "node": "b-failed",
@@ -76,7 +78,8 @@ def test_each_node_state_is_counted_once() -> None:
         ],
     }
     assert r["nodesTotal"] == sum(
-        r[k] for k in ("nodesRunning", "nodesFailed", "nodesPending", "nodesStale", "nodesNative")
+        r[k]
+        for k in ("nodesRunning", "nodesPartial", "nodesFailed", "nodesPending", "nodesStale", "nodesNative")
     )
 
 
@@ -88,7 +91,8 @@ def test_each_node_state_is_counted_once() -> None:
         ("LOAD_ERROR", "nodesFailed"),
         ("ERROR", "nodesFailed"),
         ("DISABLED", "nodesFailed"),
-        ("PARTIALLY_ENABLED", "nodesFailed"),
+        ("PARTIALLY_ENABLED", "nodesPartial"),
+        ("TP_STATE_PARTIALLY_ENABLED", "nodesPartial"),
         ("LOADING", "nodesPending"),
         ("UNLOADING", "nodesPending"),
         ("UNKNOWN", "nodesPending"),
@@ -100,9 +104,73 @@ def test_tetragon_states(state: str, bucket: str) -> None:
     assert r[bucket] == 1 and r["nodesTotal"] == 1
 
 
-def test_skipped_everywhere_leaves_the_node_out() -> None:
+def test_skipped_everywhere_leaves_the_node_out_and_is_counted_as_skipped() -> None:
     r = fold([node("n", [loaded("stellaops-web", "SKIPPED")])], policies=[("shop", "stellaops-web")])
-    assert r["nodesTotal"] == 0
+    assert (r["nodesTotal"], r["nodesSkipped"], r["nodesRunning"], r["failures"]) == (0, 1, 0, [])
+
+
+def test_a_skipped_object_is_ignored_next_to_the_others() -> None:
+    both = [loaded("stellaops-web", "SKIPPED"), loaded("stellaops-web-uprobes", "ENABLED")]
+    r = fold([node("n", both)])
+    assert (r["nodesRunning"], r["nodesSkipped"], r["nodesPending"], r["nodesTotal"]) == (1, 0, 0, 1)
+    failing = [loaded("stellaops-web", "SKIPPED"), loaded("stellaops-web-uprobes", "ERROR", "boom")]
+    assert fold([node("n", failing)])["nodesFailed"] == 1
+
+
+def _partial(failed_hooks: list[dict[str, Any]], total: int = 3) -> dict[str, Any]:
+    entry = loaded("stellaops-web-uprobes", "PARTIALLY_ENABLED")
+    return entry | {
+        "hooksTotal": total,
+        "hooksLoaded": total - len(failed_hooks),
+        "failedHooks": failed_hooks,
+    }
+
+
+def test_a_partially_enabled_policy_is_partial_not_running_and_names_the_hooks() -> None:
+    hooks = [
+        {"section": "kprobes", "index": 1, "hook": "do_sys_foo", "state": "CALL_NOT_FOUND"},
+        {"section": "uprobes", "index": 0, "hook": "/usr/lib/libssl.so.3", "state": "DIGEST_REJECTED"},
+    ]
+    r = fold(
+        [
+            node("a", [loaded("stellaops-web", "ENABLED"), _partial(hooks)]),
+            node("b", [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ENABLED")]),
+        ]
+    )
+    assert (r["nodesPartial"], r["nodesRunning"], r["nodesFailed"], r["nodesTotal"]) == (1, 1, 0, 2)
+    assert r["failures"] == [
+        {
+            "node": "a",
+            "policy": "shop/stellaops-web-uprobes",
+            "state": "PARTIALLY_ENABLED",
+            "message": (
+                "1 of 3 hooks loaded: kprobes[1] do_sys_foo: CALL_NOT_FOUND; "
+                "uprobes[0] /usr/lib/libssl.so.3: DIGEST_REJECTED"
+            ),
+            "hooks": [
+                "kprobes[1] do_sys_foo: CALL_NOT_FOUND",
+                "uprobes[0] /usr/lib/libssl.so.3: DIGEST_REJECTED",
+            ],
+        }
+    ]
+
+
+def test_failed_wins_over_partial_and_partial_over_pending() -> None:
+    partial = _partial([{"section": "kprobes", "index": 0, "hook": "x", "state": "CALL_NOT_FOUND"}])
+    failed = fold([node("n", [loaded("stellaops-web", "LOAD_ERROR", "no BTF"), partial])])
+    assert (failed["nodesFailed"], failed["nodesPartial"]) == (1, 0)
+    assert [f["state"] for f in failed["failures"]] == ["LOAD_ERROR"]
+    pending = fold([node("n", [loaded("stellaops-web", "LOADING"), partial])])
+    assert (pending["nodesPartial"], pending["nodesPending"]) == (1, 0)
+
+
+def test_partial_without_hook_statuses_says_so() -> None:
+    # Tetragon versions without hook_statuses: the state alone.
+    r = fold(
+        [node("n", [loaded("stellaops-web", "PARTIALLY_ENABLED")])], policies=[("shop", "stellaops-web")]
+    )
+    assert r["failures"][0]["message"] == "some hooks were not loaded"
+    assert r["failures"][0]["hooks"] == []
 
 
 def test_failure_messages_first_in_name_order_and_capped() -> None:
@@ -146,10 +214,12 @@ def test_no_nodes_and_naive_now() -> None:
     assert fold([]) == {
         "nodesTotal": 0,
         "nodesRunning": 0,
+        "nodesPartial": 0,
         "nodesFailed": 0,
         "nodesPending": 0,
         "nodesStale": 0,
         "nodesNative": 0,
+        "nodesSkipped": 0,
         "failures": [],
     }
     naive = fold_rollout(

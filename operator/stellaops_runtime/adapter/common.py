@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from stellaops_runtime.contracts.drops import DropKind, DropSignal
 from stellaops_runtime.contracts.events import ContainerInfo, EventKind
 
 # The GetEventsResponse oneof members we turn into events, and their kind.
@@ -47,6 +48,31 @@ class AdapterStats:
     repaired: Counter[str] = field(default_factory=Counter)
     # Events Tetragon's own JSON exporter dropped (its rate_limit_info events).
     tetragon_export_dropped: int = 0
+    # Tetragon's drop signals (process_throttle, rate_limit_info) read since the
+    # pipeline last took them (agent/pipeline.py hands them to the gap tracker).
+    drop_signals: list[DropSignal] = field(default_factory=list)
+
+
+_THROTTLE_KINDS = {"THROTTLE_START": DropKind.THROTTLE_START, "THROTTLE_STOP": DropKind.THROTTLE_STOP}
+_MAX_CGROUP_CHARS = 4096
+
+
+def drop_signal(
+    kind_name: str, *, throttle_type: str, cgroup: object, dropped: int, timestamp_ns: int, node_name: object
+) -> DropSignal | None:
+    """A ``process_throttle`` or ``rate_limit_info`` event as a DropSignal; None when it says nothing usable
+    (THROTTLE_UNKNOWN, a rate-limit report of 0 events) or a text field is not a string."""
+    if type(node_name) is not str or type(cgroup) is not str:
+        return None
+    node = node_name.replace("\x00", "\ufffd")
+    if kind_name == "rate_limit_info":
+        if dropped <= 0:
+            return None
+        return DropSignal(DropKind.RATE_LIMIT, timestamp_ns, node, dropped=dropped)
+    kind = _THROTTLE_KINDS.get(throttle_type)
+    if kind is None:
+        return None
+    return DropSignal(kind, timestamp_ns, node, cgroup=cgroup[:_MAX_CGROUP_CHARS])
 
 
 def kprobe_kind(function_name: str) -> EventKind:

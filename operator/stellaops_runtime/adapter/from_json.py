@@ -150,6 +150,30 @@ def _time_ns(value: object, stats: common.AdapterStats) -> int:
         return 0
 
 
+def _drop_signal(obj: dict[str, Any], kind_name: str, stats: common.AdapterStats) -> bool:
+    """Tetragon's own drop signal (contracts/drops.py) onto ``stats.drop_signals``; False if unusable."""
+    body = obj[kind_name] or _EMPTY
+    ts = _time_ns(obj.get("time"), stats)
+    if ts < 0 or ts > validate.max_event_ns():
+        ts = 0  # stamped with the arrival time, like an event
+    if kind_name == "rate_limit_info":
+        dropped = int(body.get("number_of_dropped_process_events") or 0)
+        stats.tetragon_export_dropped += dropped
+        sig = common.drop_signal(
+            kind_name, throttle_type="", cgroup="", dropped=dropped, timestamp_ns=ts,
+            node_name=obj.get("node_name", ""),
+        )  # fmt: skip
+    else:
+        sig = common.drop_signal(
+            kind_name, throttle_type=str(body.get("type") or ""), cgroup=body.get("cgroup", ""), dropped=0,
+            timestamp_ns=ts, node_name=obj.get("node_name", ""),
+        )  # fmt: skip
+    if sig is None:
+        return False
+    stats.drop_signals.append(sig)
+    return True
+
+
 def _adapt(
     obj: dict[str, Any], received_ns: int, stats: common.AdapterStats, max_stack_depth: int
 ) -> RuntimeCallEvent | None:
@@ -161,9 +185,8 @@ def _adapt(
             break
     if not kind_name:
         other = next((k for k in obj if k.startswith("process_") or k in ("test", "rate_limit_info")), "none")
-        if other == "rate_limit_info":
-            info = obj[other] or _EMPTY
-            stats.tetragon_export_dropped += int(info.get("number_of_dropped_process_events") or 0)
+        if other in ("process_throttle", "rate_limit_info") and _drop_signal(obj, other, stats):
+            return None
         stats.unhandled[other] += 1
         return None
     if not isinstance(body, dict):

@@ -87,6 +87,32 @@ def _arguments(args: Any, ret: Any | None) -> list[Argument]:
     return out
 
 
+def _drop_signal(msg: Any, kind_name: str, stats: common.AdapterStats) -> bool:
+    """Tetragon's own drop signal (contracts/drops.py) onto ``stats.drop_signals``; False if unusable."""
+    t = msg.time
+    ts = t.seconds * 1_000_000_000 + t.nanos if msg.HasField("time") else 0
+    if ts < 0 or ts > validate.max_event_ns():
+        ts = 0  # stamped with the arrival time, like an event
+    if kind_name == "rate_limit_info":
+        dropped = int(msg.rate_limit_info.number_of_dropped_process_events)
+        stats.tetragon_export_dropped += dropped
+        sig = common.drop_signal(
+            kind_name, throttle_type="", cgroup="", dropped=dropped, timestamp_ns=ts, node_name=msg.node_name
+        )
+    else:
+        body = msg.process_throttle
+        names = tetragon_pb2.ThrottleType.DESCRIPTOR.values_by_number
+        type_name = names[body.type].name if body.type in names else ""
+        sig = common.drop_signal(
+            kind_name, throttle_type=type_name, cgroup=body.cgroup, dropped=0, timestamp_ns=ts,
+            node_name=msg.node_name,
+        )  # fmt: skip
+    if sig is None:
+        return False
+    stats.drop_signals.append(sig)
+    return True
+
+
 def adapt(
     msg: Any,
     *,
@@ -102,8 +128,8 @@ def adapt(
     kind_name = msg.WhichOneof("event")
     kind = common.HANDLED_KINDS.get(kind_name) if kind_name else None
     if kind is None:
-        if kind_name == "rate_limit_info":
-            stats.tetragon_export_dropped += msg.rate_limit_info.number_of_dropped_process_events
+        if kind_name in ("process_throttle", "rate_limit_info") and _drop_signal(msg, kind_name, stats):
+            return None
         stats.unhandled[kind_name or "none"] += 1
         return None
     body = getattr(msg, kind_name)

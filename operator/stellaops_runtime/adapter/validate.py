@@ -130,8 +130,12 @@ def _suspicious(fields: list[object]) -> bool:
     return len(joined) > MAX_TEXT_CHARS * 4 or joined.count("\x00") != len(fields) - 1
 
 
-def _max_ns() -> int:
+def max_event_ns() -> int:
+    """The latest event time accepted (now + ``MAX_FUTURE_SECONDS``), in ns since the epoch."""
     return (int(time.time()) + MAX_FUTURE_SECONDS) * 1_000_000_000
+
+
+_max_ns = max_event_ns
 
 
 def normalize(ev: RuntimeCallEvent, issues: Counter[str]) -> None:

@@ -16,7 +16,9 @@ The operator turns these facts into each pod's posture ceiling and the node's
 - Tetragon: reachable when its GetVersion answers within the timeout, and its version.
 
 ``list_tracing_policies`` reads the load state of every TracingPolicy on this
-node from Tetragon (the only place it exists: the CRDs have no status).
+node from Tetragon (the only place it exists: the CRDs have no status),
+including, from Tetragon versions that report them, which of a policy's hooks
+did not load (``hook_statuses``: what makes a policy PARTIALLY_ENABLED).
 
 ``root`` relocates every path, so tests can describe a node with a directory tree.
 """
@@ -37,6 +39,7 @@ from typing import Any
 
 import grpc
 
+from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,9 @@ GET_VERSION = "/tetragon.FineGuidanceSensors/GetVersion"
 GET_HEALTH = "/tetragon.FineGuidanceSensors/GetHealth"
 LIST_TRACING_POLICIES = "/tetragon.FineGuidanceSensors/ListTracingPolicies"
 _STATE_NUMBERS = frozenset(sensors_pb2.TracingPolicyState.values())
+_HOOK_STATE_NUMBERS = frozenset(sensors_pb2.HookState.values())
+# Hooks listed by name per policy entry (the counts cover all of them).
+MAX_FAILED_HOOKS = 20
 
 # bpf(2): syscall numbers per architecture, and the constants of a minimal program load.
 _BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "arm64": 280}
@@ -64,7 +70,8 @@ class TetragonInfo:
     error: str = ""
 
     def to_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"reachable": self.reachable, "address": self.address}
+        # The status is readable cluster-wide: an address with a password shows it masked.
+        out: dict[str, Any] = {"reachable": self.reachable, "address": redact(self.address)}
         if self.version:
             out["version"] = self.version
         return out
@@ -182,7 +189,7 @@ async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
                 response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
             )(tetragon_pb2.GetHealthStatusRequest(), timeout=timeout_s)
         except grpc.aio.AioRpcError as e:
-            return TetragonInfo(address=address, error=f"{e.code().name}: {e.details()}")
+            return TetragonInfo(address=address, error=redact(f"{e.code().name}: {e.details()}"))
     unhealthy = [s.details for s in health.health_status if s.status != tetragon_pb2.HEALTH_STATUS_RUNNING]
     if unhealthy:
         return TetragonInfo(
@@ -215,18 +222,45 @@ async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[
             request_serializer=sensors_pb2.ListTracingPoliciesRequest.SerializeToString,
             response_deserializer=sensors_pb2.ListTracingPoliciesResponse.FromString,
         )(sensors_pb2.ListTracingPoliciesRequest(), timeout=timeout_s)
-    out = []
-    for p in resp.policies:
-        state = sensors_pb2.TracingPolicyState.Name(p.state) if p.state in _STATE_NUMBERS else "UNKNOWN"
-        entry: dict[str, Any] = {
-            "name": p.name,
-            "namespace": p.namespace,
-            "state": state.removeprefix("TP_STATE_"),
-            "sensors": list(p.sensors),
-            "kernelMemoryBytes": int(p.kernel_memory_bytes),
-        }
-        if p.error:
-            entry["error"] = p.error[:1024]
-        out.append(entry)
+    out = [policy_entry(p) for p in resp.policies]
     out.sort(key=lambda e: (e["namespace"], e["name"]))
     return out
+
+
+def policy_entry(p: Any) -> dict[str, Any]:
+    """One ``TracingPolicyStatus`` as an ObservationNode ``status.policies`` entry.
+
+    When Tetragon reports hook statuses, ``hooksTotal``/``hooksLoaded`` count
+    them and ``failedHooks`` names the first ``MAX_FAILED_HOOKS`` that did not
+    load: ``{section, index, hook, state}`` with ``state`` the HookState name
+    without ``STATUS_`` (CALL_NOT_FOUND, PARTIAL_CALL_NOT_FOUND,
+    DIGEST_REJECTED, UNSPECIFIED).
+    """
+    state = sensors_pb2.TracingPolicyState.Name(p.state) if p.state in _STATE_NUMBERS else "UNKNOWN"
+    entry: dict[str, Any] = {
+        "name": p.name,
+        "namespace": p.namespace,
+        "state": state.removeprefix("TP_STATE_"),
+        "sensors": list(p.sensors),
+        "kernelMemoryBytes": int(p.kernel_memory_bytes),
+    }
+    if p.error:
+        entry["error"] = p.error[:1024]
+    hooks = p.hook_statuses
+    if hooks:
+        failed = [h for h in hooks if h.state != sensors_pb2.STATUS_LOADED]
+        entry["hooksTotal"] = len(hooks)
+        entry["hooksLoaded"] = len(hooks) - len(failed)
+        if failed:
+            entry["failedHooks"] = [
+                {
+                    "section": h.section,
+                    "index": int(h.hook_idx),
+                    "hook": h.hook_description[:256],
+                    "state": (
+                        sensors_pb2.HookState.Name(h.state) if h.state in _HOOK_STATE_NUMBERS else "UNKNOWN"
+                    ).removeprefix("STATUS_"),
+                }
+                for h in failed[:MAX_FAILED_HOOKS]
+            ]
+    return entry

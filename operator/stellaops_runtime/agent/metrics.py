@@ -45,6 +45,11 @@ hot_symbols_in_memory                keys aggregated and not flushed yet
 hot_symbols_pending                  rows waiting for the store (outage buffer)
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
+store_flush_timeouts_total           writes abandoned after store.flushTimeout (connections closed, retried)
+store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)
+store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
+store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
+                                     (stored from the spool), corrupt (spool files moved aside)
 witnesses_generated_total            signed runtime witnesses (witness bridge: not built yet)
 event_processing_latency_seconds     receive -> in-memory hot-symbol record
 queue_depth / queue_capacity         the receive queue
@@ -67,6 +72,12 @@ attribution_answers_total{scope,source} cold attribution answers (file / functio
 attribution_errors_total{kind}       bad input met while attributing (outside_root, dpkg_corrupt, ...)
 attribution_cache_entries{cache}     cached file and function answers, images indexed
 observation_node_writes_total{reason}  ObservationNode writes: created, changed, heartbeat, owner
+tetragon_throttle_events_total{node,namespace,pod,type}  Tetragon's process_throttle signals (type start|stop;
+                                     pod "" for host cgroups and containers not seen yet)
+tetragon_throttled_cgroups{node}     throttles started and not stopped
+tetragon_rate_limit_reports_total{node}  Tetragon's rate_limit_info events
+tetragon_rate_limit_dropped_events_total{node}  events those reports say Tetragon dropped
+observation_gap_windows_total{scope} observation-window rows marked as gaps (scope image | node)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
 """
 
@@ -82,39 +93,21 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
-from stellaops_runtime.attribution.attributor import AttributionStats
-from stellaops_runtime.canonical.demangle import demangle_stats
-from stellaops_runtime.canonical.resolution import Outcome
+from stellaops_runtime.agent.metric_families import (
+    P,
+    attribution_metrics,
+    canonicalizer_metrics,
+)
+from stellaops_runtime.agent.metric_families import counter as _counter
+from stellaops_runtime.agent.metric_families import gauge as _gauge
+from stellaops_runtime.agent.metric_families import labelled as _labelled
+from stellaops_runtime.agent.metric_families import untyped as _untyped
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import LatencyHistogram
     from stellaops_runtime.agent.runner import Agent
-
-P = "stellaops_runtime_"
-
-
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(P + name, doc, value=value)
-
-
-def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
-    m = CounterMetricFamily(P + name, doc, labels=[label])
-    for k, v in sorted(values.items()):
-        m.add_metric([str(k)], v)
-    return m
-
-
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(P + name, doc, value=value)
-
-
-def _untyped(name: str, doc: str, value: float) -> Metric:
-    """A family whose one sample is named exactly ``name`` (``# TYPE name untyped``)."""
-    m = Metric(name, doc, "unknown")
-    m.samples.append(Sample(name, {}, value))
-    return m
+    from stellaops_runtime.hotsymbols.gaps import GapTracker
 
 
 def _latency_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
@@ -181,6 +174,7 @@ class AgentCollector(Collector):
                 "queue_bytes": a.queue.dropped_oversize,
                 "tetragon_export_ratelimit": ad.tetragon_export_dropped,
                 "tetragon_notify_overflow": int(drops.overflowed) if drops else 0,
+                "shutdown_deadline": a.dropped_at_shutdown,
             },
         )  # fmt: skip
         yield _counter(
@@ -199,6 +193,7 @@ class AgentCollector(Collector):
         yield _counter(
             "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows
         )
+        yield from store_metrics(a)
         yield _counter(
             "attribution_drain_failures",
             "Drains whose package attribution raised (their rows were kept without purls).",
@@ -236,6 +231,7 @@ class AgentCollector(Collector):
             "Tetragon's own per-client drops (tetragon_notify_overflowed_events_total).",
             drops.overflowed if drops else 0,
         )
+        yield from tetragon_drop_metrics(p.gaps)  # Tetragon's own drop signals (hotsymbols/gaps.py)
         ns = a.node_status
         if ns is not None:
             writes, errors = dict(ns.stats.writes), dict(ns.stats.errors)
@@ -243,78 +239,68 @@ class AgentCollector(Collector):
             yield _labelled("observation_node_errors", "ObservationNode writer failures.", "kind", errors)
 
 
-_USER_FAILURES = frozenset(str(o) for o in Outcome) - {str(Outcome.RESOLVED)}
-
-
-def canonicalizer_metrics(stats: dict[str, int]) -> Iterator[Metric]:
-    """The frame canonicalizer's flat counters (FrameCanonicalizer.stats) as metric families."""
-    resolved = CounterMetricFamily(
-        P + "frames_resolved",
-        "Stack frames resolved to a symbol, by stack and source.",
-        labels=["stack", "source"],
+def tetragon_drop_metrics(gaps: GapTracker) -> Iterator[Metric]:
+    """Tetragon's throttle and rate-limit signals, per node and pod, and the gaps they made."""
+    st = gaps.stats
+    throttles = CounterMetricFamily(
+        P + "tetragon_throttle_events",
+        "Tetragon process_throttle signals (it stopped or resumed reporting a cgroup), by node and pod.",
+        labels=["node", "namespace", "pod", "type"],
     )
-    unresolved = CounterMetricFamily(
-        P + "frames_unresolved",
-        "Stack frames left unresolved, by stack and reason.",
-        labels=["stack", "reason"],
+    for (node, namespace, pod, kind), n in sorted(st.throttles.items()):
+        throttles.add_metric([node, namespace, pod, kind], n)
+    yield throttles
+    g = GaugeMetricFamily(
+        P + "tetragon_throttled_cgroups", "Tetragon throttles started and not stopped.", labels=["node"]
     )
-    fids: dict[str, int] = {}
-    caches: dict[str, int] = {}
-    symbolizer: dict[str, int] = {}
-    other: dict[str, int] = {}
-    for key, value in sorted(stats.items()):
-        if key.startswith("resolved_"):
-            src = key.removeprefix("resolved_")
-            resolved.add_metric(["kernel" if src == "kallsyms" else "user", src], value)
-        elif key.startswith("kernel_"):
-            unresolved.add_metric(["kernel", key.removeprefix("kernel_")], value)
-        elif key in _USER_FAILURES:
-            unresolved.add_metric(["user", key], value)
-        elif key.startswith("events_function_"):
-            fids[key.removeprefix("events_function_")] = value
-        elif key.startswith("cache_") and key != "cache_hits":
-            caches[key.removeprefix("cache_")] = value
-        elif key.startswith("symbolizer_"):
-            symbolizer[key.removeprefix("symbolizer_")] = value
-        else:
-            other[key] = value
-    yield resolved
-    yield unresolved
-    yield _labelled("function_ids", "IDs of probed functions, by outcome.", "outcome", fids)
-    g = GaugeMetricFamily(P + "symbol_cache_entries", "Entries held by the canonicalizer.", labels=["cache"])
-    for k, v in sorted(caches.items()):
-        g.add_metric([k], v)
+    for node, n in sorted(gaps.open_throttles.items()):
+        g.add_metric([node], n)
     yield g
-    yield _labelled("symbolizer_operations", "The symbolizer's own counters.", "op", symbolizer | other)
-    d = demangle_stats()
-    yield _labelled(
-        "demangled",
-        "Names demangled (cache misses), by language.",
-        "language",
-        {"cxx": d.cxx, "rust_legacy": d.rust_legacy, "rust_v0": d.rust_v0, "go": d.go, "plain": d.plain},
+    reports = CounterMetricFamily(
+        P + "tetragon_rate_limit_reports", "Tetragon rate_limit_info events, by node.", labels=["node"]
     )
-    yield _counter("demangle_failures", "Names that looked mangled but did not demangle.", d.failures)
+    dropped = CounterMetricFamily(
+        P + "tetragon_rate_limit_dropped_events",
+        "Events Tetragon's export rate limiter reported dropped, by node.",
+        labels=["node"],
+    )
+    for node, n in sorted(st.rate_limit_reports.items()):
+        reports.add_metric([node], n)
+        dropped.add_metric([node], st.rate_limit_dropped[node])
+    yield reports
+    yield dropped
+    yield _labelled(
+        "observation_gap_windows",
+        "Observation-window rows marked as gaps (Tetragon dropped events), by scope.",
+        "scope",
+        dict(st.gap_windows),
+    )
 
 
-def attribution_metrics(outcomes: dict[str, int], st: AttributionStats) -> Iterator[Metric]:
-    """Package attribution counters (agent/purls.py, Attributor.stats) as metric families."""
+def store_metrics(a: Agent) -> Iterator[Metric]:
+    """Exactly-once flushes, hung writes, refused rows and the spool file."""
+    pend, fl = a.pending, a.flusher
+    yield _counter(
+        "store_flush_timeouts", "Store writes abandoned after store.flushTimeout (retried).", pend.timeouts
+    )
+    yield _counter(
+        "store_rows_duplicate",
+        "Rows a retried flush found already stored (a lost acknowledgement); not added again.",
+        pend.duplicate_rows,
+    )
+    yield _counter(
+        "store_rows_quarantined",
+        "Rows the database refused, kept in signals.quarantined_rows with their error.",
+        pend.quarantined_rows,
+    )
     yield _labelled(
-        "hot_symbols_attributed", "Drained hot-symbol keys, by attribution outcome.", "outcome", outcomes
+        "store_spool_rows",
+        "Spool file rows: spooled at shutdown, loaded at start, replayed into the store; corrupt files.",
+        "event",
+        {
+            "spooled": fl.spooled_rows,
+            "loaded": pend.spool_loaded_rows,
+            "replayed": pend.spool_replayed_rows,
+            "corrupt": fl.spool_corrupt,
+        },
     )
-    answers = CounterMetricFamily(
-        P + "attribution_answers",
-        "Cold attribution answers, by scope and source.",
-        labels=["scope", "source"],
-    )
-    for scope, values in (("file", st.files), ("function", st.functions)):
-        for src, n in sorted(values.items()):
-            answers.add_metric([scope, src], n)
-    yield answers
-    yield _labelled(
-        "attribution_errors", "Bad input met while attributing, by kind.", "kind", dict(st.errors)
-    )
-    g = GaugeMetricFamily(P + "attribution_cache_entries", "Attribution cache entries.", labels=["cache"])
-    g.add_metric(["files"], st.cached_files)
-    g.add_metric(["functions"], st.cached_functions)
-    g.add_metric(["images"], st.images)
-    yield g

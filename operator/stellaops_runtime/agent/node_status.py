@@ -45,6 +45,7 @@ from stellaops_runtime.agent.capabilities import (
 )
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
+from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.conditions import condition, merge_conditions, now_rfc3339
 from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
 from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
@@ -77,12 +78,13 @@ def build_status(
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal)."""
     caps = capabilities.to_status()
     caps["tetragon"] = tetragon.to_status()
+    address = redact(tetragon.address)  # conditions are readable cluster-wide
     if tetragon.reachable:
         ready = condition(
             type="Ready",
             status=True,
             reason="TetragonReachable",
-            message=f"Tetragon {tetragon.version or '(unknown version)'} at {tetragon.address}",
+            message=f"Tetragon {tetragon.version or '(unknown version)'} at {address}",
             generation=None,
         )
     else:
@@ -90,7 +92,7 @@ def build_status(
             type="Ready",
             status=False,
             reason="TetragonUnreachable",
-            message=f"Tetragon at {tetragon.address} does not answer: {tetragon.error or 'no answer'}",
+            message=f"Tetragon at {address} does not answer: {redact(tetragon.error) or 'no answer'}",
             generation=None,
         )
     status: dict[str, Any] = {
@@ -161,6 +163,7 @@ class ObservationNodeWriter:
         return False
 
     def _error(self, kind: str, message: str) -> None:
+        message = redact(message)  # API server URLs, Tetragon addresses: never their passwords
         self.stats.errors[kind] += 1
         self.stats.last_error = message
         if message != self._last_logged:

@@ -1,7 +1,9 @@
 """The per-event path: decode -> adapter -> privacy -> frame canonicalizer -> hot-symbol bridge.
 
 Package attribution (agent/purls.py) runs when the bridge is drained, once
-per key and flush, not per event.
+per key and flush, not per event. Tetragon's own drop signals (throttles,
+rate-limit reports) go to the gap tracker (hotsymbols/gaps.py) after each
+batch, and its gaps join the observation windows at drain.
 
 Synchronous and allocation-light on purpose: the agent calls it on batches
 taken from the receive queue, and the benchmark calls the very same methods,
@@ -27,6 +29,7 @@ from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
+from stellaops_runtime.hotsymbols.gaps import GapTracker
 from stellaops_runtime.privacy.filter import PrivacyFilter
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,7 @@ class Pipeline:
             symbol_id_only=config.privacy.symbol_id_only,
             source="tetragon",
         )
+        self.gaps = GapTracker(window_seconds=hs.window_seconds, source="tetragon")
         self.canonicalizer = make_canonicalizer(config, node_name=node_name)
         self.attribution = (
             HotSymbolAttribution(config.attribution, proc_root=config.symbols.proc_root, node_name=node_name)
@@ -115,6 +119,8 @@ class Pipeline:
             ev.timestamp_ns = time.time_ns()
         if not ev.node_name:
             ev.node_name = self.node_name
+        if ev.container is not None:
+            self.gaps.note(ev)  # before the privacy filter: a throttled filtered pod is no unknown one
         if self.privacy.apply(ev) is None:
             return
         if self.canonicalizer is not None:
@@ -139,6 +145,7 @@ class Pipeline:
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
         """Everything aggregated since the last drain (see HotSymbolAggregator.drain), with purls."""
         deltas, windows = self.aggregator.drain()
+        windows = self.gaps.drain(windows)
         if self.attribution is not None:
             try:
                 self.attribution.fill(deltas)
@@ -160,7 +167,25 @@ class Pipeline:
                     )
             except Exception as e:  # one bad event must never cost the good ones around it
                 self._internal_error(e)
+        self._take_drop_signals()
         self._observe_latency(items)
+
+    def _take_drop_signals(self) -> None:
+        """Hand the batch's drop signals to the gap tracker, with arrival time and node as for events."""
+        signals = self.adapter_stats.drop_signals
+        if not signals:
+            return
+        now = time.time_ns()
+        for s in signals:
+            if not s.timestamp_ns:
+                s.timestamp_ns = now
+            if not s.node_name:
+                s.node_name = self.node_name
+            try:
+                self.gaps.signal(s)
+            except Exception as e:  # never lose the batch's counts over one signal
+                self._internal_error(e)
+        signals.clear()
 
     def process_json(self, items: list[tuple[bytes, int]]) -> None:
         """Tetragon JSON export lines with their arrival time."""
@@ -174,6 +199,7 @@ class Pipeline:
                 stats.malformed[e.reason] += 1
             except Exception as e:  # one bad event must never cost the good ones around it
                 self._internal_error(e)
+        self._take_drop_signals()
         self._observe_latency(items)
 
     def _internal_error(self, e: Exception) -> None:

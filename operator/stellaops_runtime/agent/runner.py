@@ -7,17 +7,22 @@ Tasks on one event loop, plus one pipeline thread:
   thread (decode, privacy, adapter, frame canonicalizer, hot-symbol
   aggregator), so the loop stays free to read the socket while a binary is
   parsed for the first time;
-- the flush loop drains the aggregator (on the pipeline thread) every ``flushIntervalSeconds`` (or
+- the flush loop (:mod:`stellaops_runtime.agent.flusher`) drains the
+  aggregator (on the pipeline thread) every ``flushIntervalSeconds`` (or
   early when too many keys are held) into the outage buffer and writes it to
-  the store in a worker thread, retrying with backoff while the store is down;
+  the store exactly once, retrying with backoff while the store is down and
+  abandoning a write that hangs past ``store.flushTimeout``;
 - the HTTP server serves ``/metrics``, ``/healthz`` and ``/readyz``.
 
 SIGTERM/SIGINT (or ``--exit-when-idle``) stops the source, processes what is
-queued, lets a flush that is already running finish (it is never cancelled:
-the counts it drained would go with it), flushes everything else and exits 0;
-exit 2 if the last flush could not reach the store (the rows are counted as
-lost, never silently), or if ``--exit-when-idle`` ends an agent that never
-reached its source (Tetragon unreachable, export file missing).
+queued, lets a flush that is already running finish, flushes everything else
+and exits 0, all within ``shutdown.graceSeconds``. Past that deadline a
+running write is aborted (safe: its batch stays frozen and the flush ledger
+makes the retry exact), events still queued are counted as dropped, and what
+the store did not take is written to ``store.spoolPath`` for the next start.
+Exit 2 if rows could be neither stored nor spooled (they are counted as lost,
+never silently), or if ``--exit-when-idle`` ends an agent that never reached
+its source (Tetragon unreachable, export file missing).
 
 Counts that left the aggregator are always either stored or pending: a drain
 hands its rows to the outage buffer from a callback on the event loop, so
@@ -33,6 +38,7 @@ import logging
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -41,16 +47,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS, Flusher
 from stellaops_runtime.agent.metrics import AgentCollector
 from stellaops_runtime.agent.node_status import ObservationNodeWriter
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, TetragonMetricsPoller
-from stellaops_runtime.store.engine import StoreConfigError, StoreError, open_store, safe_url
+from stellaops_runtime.store.engine import StoreConfigError
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.writer import HotSymbolStore
 
@@ -58,7 +66,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 BATCH = 512
-SHUTDOWN_FLUSH_SECONDS = 30.0
 
 
 class Agent:
@@ -88,18 +95,19 @@ class Agent:
         else:
             self.source = TetragonGrpcSource(t, queue=self.queue)
             self._process = self.pipeline.process_proto
-        self.pending = PendingWrites(max_pending_rows=config.hot_symbols.max_pending_rows)
-        self.store: HotSymbolStore | None = None
+        # Ledger identity of this agent's flushes: node name for people, a UUID for uniqueness.
+        self.agent_id = f"{self.node_name}/{uuid.uuid4()}"
+        self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
         self._poller = TetragonMetricsPoller(t.metrics_url) if t.metrics_url else None
         self.witnesses_generated = 0  # the witness bridge is a later stage
         self.stop_event = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._flush_stop = asyncio.Event()  # the flush loop ends after its current flush
-        self.config_error = ""  # a store configuration error met after start-up (exit 2)
         self.never_connected = False  # set when --exit-when-idle stops an agent that never reached its source
         self._source_done = asyncio.Event()
         self.http_port: int | None = None
-        self.lost_rows = 0
+        self.deadline: float | None = None  # monotonic time shutdown must be done by
+        self.dropped_at_shutdown = 0
         # The ObservationNode writer (capabilities, heartbeat, Tetragon policy states), when enabled.
         self.node_status: ObservationNodeWriter | None = None
         if config.observation_node.enabled:
@@ -108,6 +116,22 @@ class Agent:
             )
 
     # -- views for metrics and health -------------------------------------
+
+    @property
+    def pending(self) -> PendingWrites:
+        return self.flusher.pending
+
+    @property
+    def store(self) -> HotSymbolStore | None:
+        return self.flusher.store
+
+    @property
+    def config_error(self) -> str:
+        return self.flusher.config_error
+
+    @property
+    def lost_rows(self) -> int:
+        return self.flusher.lost_rows
 
     @property
     def source_name(self) -> str:
@@ -131,9 +155,15 @@ class Agent:
             "source_connected": bool(self.source_stats.connected),
             "store_open": self.store is not None,
             "store_pending_rows": self.pending.pending_rows,
-            "store_last_error": self.pending.last_error,
+            "store_last_error": redact(self.pending.last_error) if self.pending.last_error else None,
+            "store_write_overdue_seconds": round(self.flusher.flush_stuck(), 1),
         }
-        ready = detail["source_connected"] and self.store is not None and not self.pending.last_error
+        ready = (
+            detail["source_connected"]
+            and self.store is not None
+            and not self.pending.last_error
+            and not detail["store_write_overdue_seconds"]
+        )
         return bool(ready), detail
 
     # -- lifecycle ---------------------------------------------------------
@@ -143,8 +173,9 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop, sig.name)
+        self.flusher.load_spool()
         try:
-            await self._open_store()
+            await self.flusher.open()
         except StoreConfigError as e:  # a configuration mistake: retrying cannot fix it
             log.error("%s", e)
             self._worker.shutdown(wait=False)
@@ -166,37 +197,59 @@ class Agent:
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
         try:
             await self.stop_event.wait()
-            log.info("stopping: draining the queue and flushing")
-            tasks[0].cancel()  # an idle stream would never look at stop_event
-            await asyncio.gather(tasks[0], return_exceptions=True)
-            await tasks[1]  # the consumer ends once the source is done and the queue is empty
-            # Never cancel a running flush: its drained counts would be lost with it.
-            self._flush_stop.set()
-            await asyncio.gather(tasks[2], return_exceptions=True)
-            for t in tasks[3:]:
-                t.cancel()
-            await asyncio.gather(*tasks[3:], return_exceptions=True)
-            ok = await self._final_flush()
+            ok = await self._shutdown(tasks)
         finally:
             for t in tasks:
                 t.cancel()
             await runner.cleanup()
-            self._worker.shutdown(wait=True, cancel_futures=True)
-            if self.store is not None:
-                await asyncio.to_thread(self.store.close)
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            await self.flusher.close()
         log.info(
-            "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped",
-            self.received, self.pipeline.processed, self.pending.rows_flushed, self.queue.dropped,
+            "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped, "
+            "%d spooled", self.received, self.pipeline.processed, self.pending.rows_flushed,
+            self.queue.dropped + self.dropped_at_shutdown, self.flusher.spooled_rows,
         )  # fmt: skip
         if self.never_connected:
             log.error("%s", self.unreachable_message())
             return exitcodes.ERROR
         return exitcodes.OK if ok else exitcodes.ERROR
 
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> bool:
+        """Stop within ``shutdown.graceSeconds``: drain, flush, and spool what the store did not take."""
+        grace = self.config.shutdown.grace_seconds
+        self.deadline = deadline = time.monotonic() + grace
+        reserve = min(2.0, grace / 4)  # kept back for writing the spool file
+        log.info("stopping: draining the queue and flushing (at most %gs)", grace)
+        tasks[0].cancel()  # an idle stream would never look at stop_event
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        # The consumer ends once the source is done and the queue is empty.
+        budget = max(0.0, (deadline - reserve) - time.monotonic()) / 2
+        done, _ = await asyncio.wait({tasks[1]}, timeout=budget)
+        if not done:
+            tasks[1].cancel()
+            await asyncio.gather(tasks[1], return_exceptions=True)
+            self.dropped_at_shutdown = len(self.queue)
+            log.error("shutdown deadline: %d queued events were not processed (counted as dropped)",
+                      self.dropped_at_shutdown)  # fmt: skip
+        # A running flush may finish: its batch is frozen, so if it must be cut
+        # short, aborting it loses nothing and its retry cannot count twice.
+        self._flush_stop.set()
+        done, _ = await asyncio.wait({tasks[2]}, timeout=max(0.0, deadline - reserve - time.monotonic()))
+        if not done:
+            self.flusher.abort()
+            done, _ = await asyncio.wait({tasks[2]}, timeout=ABORT_WAIT_SECONDS)
+            if not done:
+                tasks[2].cancel()
+            await asyncio.gather(tasks[2], return_exceptions=True)
+        for t in tasks[3:]:
+            t.cancel()
+        await asyncio.gather(*tasks[3:], return_exceptions=True)
+        return await self.flusher.final_flush(deadline - reserve)
+
     def unreachable_message(self) -> str:
         t = self.config.tetragon
-        where = f"export file {t.export_file}" if t.export_file else f"Tetragon at {t.address}"
-        why = getattr(self.source_stats, "last_error", "") or "no connection was made"
+        where = f"export file {t.export_file}" if t.export_file else f"Tetragon at {redact(t.address)}"
+        why = redact(getattr(self.source_stats, "last_error", "") or "no connection was made")
         return f"{where} was never reachable ({why}); no event was received"
 
     def stop(self, reason: str = "") -> None:
@@ -240,26 +293,6 @@ class Agent:
 
     # -- store -------------------------------------------------------------
 
-    async def _open_store(self) -> bool:
-        if self.store is not None:
-            return True
-        st = self.config.store
-        try:
-            self.store = await asyncio.to_thread(
-                open_store, st.url, migrate=st.migrate, create_directories=st.create_directories
-            )
-        except StoreConfigError:
-            raise
-        except StoreError as e:  # down, or not migratable yet: keep counting, retry at the next flush
-            self.pending.last_error = str(e)
-            log.warning("store %s not usable (will retry): %s", self._store_label(), e)
-            return False
-        log.info("hot-symbol store ready: %s", self._store_label())
-        return True
-
-    def _store_label(self) -> str:
-        return safe_url(self.config.store.url)
-
     async def _drain(self) -> None:
         """Move the aggregator's counts into the outage buffer.
 
@@ -282,29 +315,6 @@ class Agent:
         if deltas or windows:
             self.pending.add(deltas, windows)
 
-    async def _flush(self) -> bool:
-        await self._drain()
-        if not self.pending.pending_rows:
-            return True
-        try:
-            opened = await self._open_store()
-        except StoreConfigError as e:
-            self.pending.failures += 1
-            self.pending.last_error = str(e)
-            self.config_error = str(e)
-            log.error("%s; stopping", e)
-            self.stop("store configuration error")
-            return False
-        if not opened:
-            self.pending.failures += 1
-            return False
-        assert self.store is not None
-        ok = await self.pending.flush(self.store)
-        if not ok:
-            log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
-                        self.pending.last_error)  # fmt: skip
-        return ok
-
     async def _flush_loop(self) -> None:
         interval = self.config.hot_symbols.flush_interval_seconds
         delay = interval
@@ -314,30 +324,13 @@ class Agent:
                 return  # the final flush takes over
             self._flush_now.clear()
             try:
-                ok = await self._flush()
+                ok = await self.flusher.flush()
             except Exception as e:  # never let one bad flush end periodic flushing
                 self.pending.failures += 1
-                self.pending.last_error = f"unexpected error: {e!r}"
+                self.pending.last_error = f"unexpected error: {redact(repr(e))}"
                 log.exception("hot-symbol flush failed unexpectedly (rows kept for retry)")
                 ok = False
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
-
-    async def _final_flush(self) -> bool:
-        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
-        while True:
-            try:
-                if await self._flush():
-                    return True
-            except Exception as e:
-                self.pending.failures += 1
-                self.pending.last_error = f"unexpected error: {e!r}"
-                log.exception("final hot-symbol flush failed unexpectedly")
-            if time.monotonic() >= deadline or self.config_error:
-                self.lost_rows = self.pending.pending_rows
-                log.error("could not store %d hot-symbol rows before shutdown: %s",
-                          self.lost_rows, self.pending.last_error)  # fmt: skip
-                return False
-            await asyncio.sleep(min(self.pending.next_retry_delay(), max(0.0, deadline - time.monotonic())))
 
     # -- HTTP ----------------------------------------------------------------
 

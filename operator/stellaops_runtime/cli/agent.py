@@ -10,6 +10,7 @@ import sys
 
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import STORE_URL_ENV, ConfigError, load_config, parse_config
+from stellaops_runtime.contracts.redact import redact_error
 
 log = logging.getLogger("stellaops_runtime.agent")
 
@@ -73,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
                 doc["metrics"]["port"] = args.metrics_port
             config = parse_config(doc)
     except ConfigError as e:
-        print(f"stella-runtime agent: {e}", file=sys.stderr)
+        print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
     from stellaops_runtime.store.engine import StoreConfigError, prepare_sqlite_directory
 
     try:  # a missing SQLite directory is a config error, not an outage to retry
         prepare_sqlite_directory(config.store.url, create=config.store.create_directories)
     except StoreConfigError as e:
-        print(f"stella-runtime agent: {e}", file=sys.stderr)
+        print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:
         print("stella-runtime agent: --exit-when-idle must be > 0", file=sys.stderr)

@@ -17,6 +17,7 @@ import random
 import sys
 
 from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.contracts.redact import redact_error
 
 log = logging.getLogger("stellaops_runtime.operator")
 
@@ -132,9 +133,9 @@ async def run_operator(args: argparse.Namespace) -> int:
     try:
         kube = await KubeClient.connect(kubeconfig=args.kubeconfig, user_agent="stellaops-runtime-operator")
     except KubeConfigError as e:
-        print(f"stella-runtime operator: {e}", file=sys.stderr)
+        print(f"stella-runtime operator: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
-    log.info("Kubernetes API %s (%s)", kube.connection.server, kube.connection.source)
+    log.info("Kubernetes API %s (%s)", kube.connection.shown_server, kube.connection.source)
     if not args.standalone:
         log.info("leader election through ClusterKopfPeering %s, priority %d", peering, priority)
     try:
@@ -142,10 +143,11 @@ async def run_operator(args: argparse.Namespace) -> int:
             try:
                 await ensure_peering(kube, peering)
             except ApiError as e:
-                print(f"stella-runtime operator: peering {peering!r}: {e}", file=sys.stderr)
+                print(f"stella-runtime operator: peering {peering!r}: {redact_error(e)}", file=sys.stderr)
                 return exitcodes.ERROR
             except OSError as e:
-                print(f"stella-runtime operator: cannot reach the API server: {e}", file=sys.stderr)
+                why = redact_error(e)
+                print(f"stella-runtime operator: cannot reach the API server: {why}", file=sys.stderr)
                 return exitcodes.ERROR
         reconciler = Reconciler(config, kube=kube)
         await kopf.operator(

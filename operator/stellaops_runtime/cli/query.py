@@ -6,7 +6,9 @@ this image?), ``functions`` (which functions of this package ran?), ``hot``
 well?). Answers are three-valued (DESIGN.md): *observed* (exit 0); *not
 observed* while the image was under observation at a posture that can see
 function calls, stating the windows and posture that back it (exit 1);
-*unknown* when there is no such evidence (exit 3), saying why. Output is an
+*unknown* when there is no such evidence, or when Tetragon reported dropping
+events (throttling, rate limiting) in a window it would rest on (exit 3),
+saying why. Output is an
 aligned table for people or, with ``--json``, one JSON document for scripts.
 
 Images may be written ``registry/repo@sha256:…``, ``repo:tag@sha256:…``,
@@ -42,6 +44,7 @@ from stellaops_runtime.cli.query_output import (
     table,
 )
 from stellaops_runtime.contracts.config import DEFAULT_STORE_URL, STORE_URL_ENV
+from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
 from stellaops_runtime.store.engine import (
@@ -68,8 +71,9 @@ Query the hot-symbol store the agent writes.
 
   observed   was FUNCTION observed in image IMAGE?
              exit 0 observed; 1 not observed while IMAGE was under observation
-             (the window and posture are stated); 3 unknown (never observed, or
-             only at a posture that cannot see function calls)
+             (the window and posture are stated); 3 unknown (never observed, only
+             at a posture that cannot see function calls, or Tetragon reported
+             dropping events in the period: the gaps are named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
   images     the observed images: windows, nodes, posture, events, rows
@@ -213,7 +217,8 @@ def run_observed(args: argparse.Namespace) -> int:
             verdict = Verdict(OBSERVED, f"{what} observed in {args.image}: {by_evidence}", None)
             cov = coverage.backing(groups)
         else:
-            verdict = coverage.absence(args.image, groups, since=since, until=until)
+            gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
+            verdict = coverage.absence(args.image, groups, since=since, until=until, gaps=gaps)
             cov = verdict.coverage
         if args.json:
             doc: dict[str, Any] = {"image": args.image, "function": fq.text}
@@ -227,6 +232,7 @@ def run_observed(args: argparse.Namespace) -> int:
                 "observed": {OBSERVED: True, NOT_OBSERVED: False}.get(verdict.answer),
                 "reason": verdict.reason,
                 "coverage": cov.to_json() if cov is not None else None,
+                "gaps": [g.to_json() for g in verdict.gaps],
                 "records": [r.to_json() for r in rows],
             }
             emit_json(doc)
@@ -246,7 +252,8 @@ def run_observed(args: argparse.Namespace) -> int:
 
 
 def _empty_answer(conn: sa.Connection, image: str) -> Verdict:
-    return coverage.absence(image, coverage.image_windows(conn, image=image))
+    windows = coverage.image_windows(conn, image=image)
+    return coverage.absence(image, windows, gaps=coverage.image_gaps(conn, image=image))
 
 
 def run_functions(args: argparse.Namespace) -> int:
@@ -364,20 +371,24 @@ def store_url(args: argparse.Namespace) -> str:
 
 
 def _with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) -> int:
-    """Open the store read-only-ish, run ``ask``, map every failure to one line + exit 2."""
+    """Open the store read-only-ish, run ``ask``, map every failure to one line + exit 2.
+
+    The URL is shown as given, password masked (:func:`safe_url` on the string,
+    not on SQLAlchemy's parse of it), and so is every error text.
+    """
     url = store_url(args)
+    shown = safe_url(url)
     try:
         u = normalize_url(url)
-        shown = safe_url(u)
         if u.get_backend_name() == "sqlite":
             path = sqlite_path(u)
             if path is not None and not path.is_file():
                 return _error(f"no hot-symbol store at {shown}: {path} does not exist (run the agent first)")
         engine = create_store_engine(u)
     except StoreError as e:
-        return _error(str(e))
+        return _error(redact_error(e))
     except Exception as e:  # e.g. a driver that is not installed
-        return _error(f"cannot open store {safe_url(url)}: {e}")
+        return _error(f"cannot open store {shown}: {redact_error(e)}")
     try:
         with engine.connect() as conn:
             if not has_schema(conn):
@@ -385,7 +396,7 @@ def _with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) -
             return ask(conn)
     except sa.exc.SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()
-        return _error(f"cannot query store {shown}: {detail[0] if detail else type(e).__name__}")
+        return _error(f"cannot query store {shown}: {redact(detail[0]) if detail else type(e).__name__}")
     finally:
         engine.dispose()
 

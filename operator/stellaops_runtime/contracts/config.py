@@ -37,6 +37,8 @@ from pydantic import (
     model_validator,
 )
 
+from stellaops_runtime.contracts.redact import redact
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TETRAGON_ADDRESS = "localhost:54321"
@@ -181,7 +183,7 @@ class TetragonConfig(_Model):
             return v
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT or unix:///path, got {v!r}")
+            raise ValueError(f"expected HOST:PORT or unix:///path, got {redact(repr(v))}")
         return v
 
 
@@ -220,24 +222,32 @@ class PrivacyConfig(_Model):
     _rx = field_validator("extra_patterns")(_check_regexes)
 
 
-# user:password@ in a URL: the password is masked in messages.
-_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
-
-
 class StoreConfig(_Model):
     url: str = DEFAULT_STORE_URL
     migrate: bool = True  # run schema migrations at start-up
     # Create a SQLite file's missing parent directories; off: a missing directory
     # is a configuration error (a typo must not create a tree somewhere).
     create_directories: bool = Field(False, alias="createDirectories")
+    # Timeouts (docs/configuration.md): a hung or black-holed database must never hang the agent.
+    connect_timeout: Seconds = Field(10.0, alias="connectTimeout", ge=1, le=300)
+    statement_timeout: Seconds = Field(30.0, alias="statementTimeout", ge=1, le=3_600)
+    # A flush still running after this is abandoned: connections closed, batch retried later.
+    flush_timeout: Seconds = Field(30.0, alias="flushTimeout", ge=1, le=3_600)
+    # PostgreSQL ends a session idle inside a transaction after this (releasing its locks).
+    idle_in_transaction_timeout: Seconds = Field(60.0, alias="idleInTransactionTimeout", ge=1, le=86_400)
+    # TCP keepalive and tcp_user_timeout: a dead peer is noticed within about this long.
+    tcp_keepalive: Seconds = Field(30.0, alias="tcpKeepalive", ge=1, le=3_600)
+    # Rows the store cannot take at shutdown are written here and replayed at the next
+    # start ("" = off: they are counted as lost). The DaemonSet mounts a hostPath here.
+    spool_path: str = Field("", alias="spoolPath")
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
-            shown = _URL_PASSWORD.sub(r"\1***@", v)  # never echo a password
-            raise ValueError(
-                f"expected an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...), got {shown!r}"
+            raise ValueError(  # never echo a password
+                "expected an SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...), "
+                f"got {redact(repr(v))}"
             )
         return v
 
@@ -284,6 +294,13 @@ class AttributionConfig(_Model):
     max_entries: int = Field(20_000, alias="maxEntries", ge=100, le=10_000_000)
 
 
+class ShutdownConfig(_Model):
+    """SIGTERM: the agent stores (or spools) what it holds and exits within ``graceSeconds``."""
+
+    # Below Kubernetes' default terminationGracePeriodSeconds (30), so the kubelet never kills it.
+    grace_seconds: Seconds = Field(20.0, alias="graceSeconds", ge=1, le=3_600)
+
+
 class AgentConfig(_Model):
     node_name: str = Field("", alias="nodeName")
     tetragon: TetragonConfig = Field(default_factory=TetragonConfig)  # type: ignore[arg-type]
@@ -291,6 +308,7 @@ class AgentConfig(_Model):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)  # type: ignore[arg-type]
     symbols: SymbolsConfig = Field(default_factory=SymbolsConfig)  # type: ignore[arg-type]
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
     observation_node: ObservationNodeConfig = Field(
@@ -327,7 +345,8 @@ def _format_error(e: ValidationError) -> str:
         elif err["type"] == "value_error":  # our own message, without pydantic's prefix
             msg = msg.removeprefix("Value error, ")
         lines.append(f"  {path}: {msg}")
-    return "invalid configuration:\n" + "\n".join(lines)
+    # Messages may quote the value (a URL, an address): never its password.
+    return redact("invalid configuration:\n" + "\n".join(lines))
 
 
 def parse_config(doc: Any) -> AgentConfig:
@@ -352,5 +371,6 @@ def load_config(path: str | Path) -> AgentConfig:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        # PyYAML quotes the offending line, which may hold a URL with a password.
+        raise ConfigError(redact(f"config file {p} is not valid YAML: {e}")) from None
     return parse_config(doc)

@@ -52,7 +52,7 @@ POLICY_KIND_LABEL = "stellaops.io/policy-kind"  # on rendered Tetragon policies
 POLICY_NAME_LABEL = "stellaops.io/policy-name"
 POLICY_NAMESPACE_LABEL = "stellaops.io/policy-namespace"
 
-DEFAULT_AGENT_NAMESPACE = "stellaops-system"
+DEFAULT_AGENT_NAMESPACE = "stellaops-agent"  # privileged PSA; the operator runs in stellaops-system
 DEFAULT_TETRAGON_ADDRESS = "unix:///var/run/tetragon/tetragon.sock"  # Helm default since v1.7
 # Where the node's root filesystem appears inside Tetragon's own container (the
 # Helm chart mounts the host's /proc at /procRoot): uprobe paths are resolved

@@ -113,6 +113,15 @@ class ObservationWindow:
     recorded); it never supports a "not observed". ``window_seconds`` is the
     window's length (0 when unknown) and ``source`` the event source that
     delivered it ("tetragon"; "" when unknown).
+
+    A *gap* is Tetragon telling us it did not deliver events in the window
+    (hotsymbols/gaps.py): ``gap_start_ns``..``gap_end_ns`` is the part of the
+    window it covers (both 0: no gap), ``throttles`` the THROTTLE_START
+    signals for the image in the window and ``dropped_events`` the events
+    Tetragon's export rate limiter reported dropped. Rate limiting has no pod,
+    so it is recorded on a node-wide row, ``image_digest`` :data:`NODE_WIDE`
+    with no events, which applies to every image observed on that node in
+    that window. No "not observed" may rest on a window with a gap.
     """
 
     image_digest: str
@@ -122,9 +131,19 @@ class ObservationWindow:
     posture: Posture | None = None
     window_seconds: int = 0
     source: str = ""
+    gap_start_ns: int = 0
+    gap_end_ns: int = 0
+    throttles: int = 0
+    dropped_events: int = 0
+
+    @property
+    def has_gap(self) -> bool:
+        return self.gap_end_ns > 0
 
     def merged(self, other: ObservationWindow) -> ObservationWindow:
-        """This row and another of the same (image, node, window): counts add, posture is the higher."""
+        """This row and another of the same (image, node, window): counts add, posture is the higher,
+        gaps are the union of both (earliest start, latest end)."""
+        starts = [s for s in (self.gap_start_ns, other.gap_start_ns) if s > 0]
         return ObservationWindow(
             self.image_digest,
             self.node_name,
@@ -133,7 +152,15 @@ class ObservationWindow:
             higher_posture(self.posture, other.posture),
             max(self.window_seconds, other.window_seconds),
             self.source or other.source,
+            min(starts) if starts else 0,
+            max(self.gap_end_ns, other.gap_end_ns),
+            self.throttles + other.throttles,
+            self.dropped_events + other.dropped_events,
         )
+
+
+# ``image_digest`` of a node-wide observation-window row (a gap that has no pod).
+NODE_WIDE = ""
 
 
 def higher_posture(a: Posture | None, b: Posture | None) -> Posture | None:

@@ -33,7 +33,10 @@ import kopf
 
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import MANAGED_BY
-from stellaops_runtime.controller.reconcile import (
+from stellaops_runtime.controller.ownership import POLICY_ANNOTATION
+from stellaops_runtime.controller.reconcile import Reconciler
+from stellaops_runtime.controller.settings import OWNED, ControllerConfig
+from stellaops_runtime.controller.state import (
     INDEX_CHILDREN,
     INDEX_NAMESPACES,
     INDEX_NODES,
@@ -45,13 +48,10 @@ from stellaops_runtime.controller.reconcile import (
     INDEX_PODS_BY_NODE,
     INDEX_POLICIES,
     INDEXES,
-    POLICY_ANNOTATION,
     PodSnapshot,
-    Reconciler,
     obj_key,
     snapshot,
 )
-from stellaops_runtime.controller.settings import OWNED, ControllerConfig
 from stellaops_runtime.kube.client import Connection
 from stellaops_runtime.kube.resources import Resource
 

@@ -1,23 +1,37 @@
-"""A RuntimeObserver rendered into the agent fleet: RBAC, config, DaemonSet and metrics Service.
+"""A RuntimeObserver rendered into the agent fleet: ServiceAccount, config, DaemonSet and metrics Service.
 
-What the agent pod is granted, and why (docs/operator.md, "The agent DaemonSet"):
+What the agent pod is granted, and why (docs/operator.md, "The agent DaemonSet";
+docs/security.md for the namespace and RBAC around it):
 
 - ``hostPID``: the agent reads ``/proc/<pid>/root`` (files of container
   images) and ``/proc/<pid>/maps`` for the pids events carry, which are host
   pids; with the host's PID namespace the container's own ``/proc`` is the
   host's view, so no ``/proc`` hostPath is mounted.
 - capabilities, all others dropped: ``SYS_PTRACE`` (reading another
-  process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check),
-  ``BPF`` and ``PERFMON`` (loading and attaching the native eBPF probes),
-  ``SYS_RESOURCE`` (the locked-memory limit for BPF maps on kernels before 5.11).
+  process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check).
+  Only an agent whose event source is native (its own eBPF probes) also gets
+  ``BPF`` and ``PERFMON`` (loading and attaching them) and ``SYS_RESOURCE``
+  (the locked-memory limit for BPF maps on kernels before 5.11); with
+  Tetragon as the source, Tetragon loads every probe and the agent needs
+  none of them (``agent_capabilities``). A RuntimeObserver renders Tetragon
+  agents: the native source is a later stage.
   Runs as root (Tetragon's socket is ``0660 root:root``), no privilege
   escalation, read-only root filesystem, the runtime's default seccomp profile.
-- one host mount, read-only: ``/var/run/tetragon`` (the directory, so a
-  socket re-created by a restarted Tetragon is seen). Kernel BTF
+- host mounts: ``/var/run/tetragon`` read-only (the directory, so a socket
+  re-created by a restarted Tetragon is seen; type ``Directory``: Tetragon
+  creates it, and the agent must not create a directory on the host where
+  another daemon's socket belongs), and the spool directory
+  ``/var/lib/stellaops-runtime/spool`` read-write (type ``DirectoryOrCreate``:
+  it is ours; rows the agent could not store before a shutdown are spooled
+  there and survive a rolling update during a store outage). Kernel BTF
   (``/sys/kernel/btf/vmlinux``) and the perf PMUs capability detection reads
   are in the container's own read-only sysfs; no host mount is needed.
 - two ConfigMap volumes (read-only): the agent's config in ``/etc/stellaops-runtime/agent``
   and the native probes' config in ``/etc/stellaops-runtime/probes``.
+
+The agents' cluster RBAC (their ObservationNode and Node reads) is not
+rendered: the manifests ship one ClusterRole bound to the service accounts
+of the agent namespace, so the operator needs no right to write RBAC.
 
 A config change rolls the DaemonSet: the pod template carries the SHA-256 of
 the ConfigMap's data. The store URL (with its password) comes from the
@@ -28,7 +42,7 @@ ConfigMap holds none. Changing the Secret's content does not roll the agents
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -36,8 +50,6 @@ from stellaops_runtime.contracts.config import STORE_URL_ENV
 from stellaops_runtime.contracts.crds import (
     API_VERSION,
     CONFIG_HASH_ANNOTATION,
-    GROUP,
-    NODE_PLURAL,
     OBSERVER_KIND,
     OBSERVER_LABEL,
     RuntimeObserverSpec,
@@ -48,13 +60,32 @@ AGENT_CONFIG_KEY = "agent.yaml"
 CONFIG_DIR = "/etc/stellaops-runtime/agent"
 PROBES_DIR = "/etc/stellaops-runtime/probes"
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"
-AGENT_CAPABILITIES = ("BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE")
+SPOOL_DIR = "/var/lib/stellaops-runtime/spool"
+SPOOL_PATH = f"{SPOOL_DIR}/hot-symbols.spool"
+TERMINATION_GRACE_SECONDS = (
+    30  # above the agent's shutdown.graceSeconds default (20): it flushes, then spools
+)
+
+AgentSource = Literal["tetragon", "native"]
+# Reading /proc/<pid>/root and /proc/<pid>/maps of other processes (a ptrace access check).
+BASE_CAPABILITIES = ("SYS_PTRACE",)
+# Only for the native source: loading and attaching eBPF programs, and the memlock limit
+# for BPF maps on kernels before 5.11. Tetragon as the source loads every probe itself.
+NATIVE_CAPABILITIES = ("BPF", "PERFMON", "SYS_RESOURCE")
 DEFAULT_TOLERATIONS = ({"operator": "Exists"},)  # a node agent belongs on every node
 APP_NAME = "stellaops-runtime-agent"
 
 
+def agent_capabilities(source: AgentSource) -> list[str]:
+    """The capabilities the agent container adds (all others dropped), sorted."""
+    caps = set(BASE_CAPABILITIES)
+    if source == "native":
+        caps.update(NATIVE_CAPABILITIES)
+    return sorted(caps)
+
+
 def agent_resource_name(observer_name: str) -> str:
-    """The name of the ServiceAccount, ConfigMap, DaemonSet, Service and ClusterRole(Binding)."""
+    """The name of the ServiceAccount, ConfigMap, DaemonSet and Service."""
     return dns_label("stellaops-agent", observer_name, max_len=52)
 
 
@@ -104,6 +135,8 @@ def agent_config(spec: RuntimeObserverSpec) -> dict[str, Any]:
         },
         "metrics": {"address": "0.0.0.0", "port": spec.metrics.port},
         "observationNode": {"enabled": True},
+        # No url here (it comes from the Secret); the spool is on a hostPath (see the module docstring).
+        "store": {"spoolPath": SPOOL_PATH},
     }
 
 
@@ -114,12 +147,15 @@ def _meta(*, name: str, namespace: str | None, labels: dict[str, str], owner: di
     return meta
 
 
-def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeObserverSpec) -> list[dict]:
-    """ServiceAccount, ClusterRole, ClusterRoleBinding, ConfigMap, DaemonSet, Service (in that order).
+def render_agent_objects(
+    *, name: str, uid: str, namespace: str, spec: RuntimeObserverSpec, source: AgentSource = "tetragon"
+) -> list[dict]:
+    """ServiceAccount, ConfigMap, DaemonSet, Service (in that order), all in ``namespace``.
 
     ``namespace`` is where the agents run (normally ``spec.agentNamespace``);
     it must exist. Every object is owned by the RuntimeObserver (a
-    cluster-scoped owner may own namespaced and cluster-scoped objects).
+    cluster-scoped owner may own namespaced objects). ``source`` is the
+    agents' event source: only ``native`` adds the eBPF capabilities.
     """
     owner = owner_reference(api_version=API_VERSION, kind=OBSERVER_KIND, name=name, uid=uid)
     res = agent_resource_name(name)
@@ -130,29 +166,6 @@ def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeOb
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": _meta(name=res, namespace=namespace, labels=labels, owner=owner),
-    }
-    cluster_role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": _meta(name=res, namespace=None, labels=labels, owner=owner),
-        "rules": [
-            # its own ObservationNode (created at start-up, then heartbeats and policy states)
-            {"apiGroups": [GROUP], "resources": [NODE_PLURAL], "verbs": ["create", "get", "patch", "update"]},
-            {
-                "apiGroups": [GROUP],
-                "resources": [f"{NODE_PLURAL}/status"],
-                "verbs": ["get", "patch", "update"],
-            },
-            # the Node, for the owner reference's uid (the ObservationNode goes with its Node)
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
-        ],
-    }
-    cluster_role_binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": _meta(name=res, namespace=None, labels=labels, owner=owner),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": res},
-        "subjects": [{"kind": "ServiceAccount", "name": res, "namespace": namespace}],
     }
     config_text = yaml.safe_dump(agent_config(spec), sort_keys=True, default_flow_style=False)
     config_data = {AGENT_CONFIG_KEY: config_text}
@@ -202,13 +215,14 @@ def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeOb
             "runAsUser": 0,
             "runAsGroup": 0,
             "runAsNonRoot": False,
-            "capabilities": {"drop": ["ALL"], "add": list(AGENT_CAPABILITIES)},
+            "capabilities": {"drop": ["ALL"], "add": agent_capabilities(source)},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "probes", "mountPath": PROBES_DIR, "readOnly": True},
             {"name": "tetragon", "mountPath": TETRAGON_SOCKET_DIR, "readOnly": True},
+            {"name": "spool", "mountPath": SPOOL_DIR, "readOnly": False},
         ],
     }
     tolerations = (
@@ -220,7 +234,7 @@ def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeOb
         "serviceAccountName": res,
         "automountServiceAccountToken": True,
         "hostPID": True,
-        "terminationGracePeriodSeconds": 30,  # the agent flushes its counts on SIGTERM
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,  # the agent flushes on SIGTERM
         "nodeSelector": dict(sorted({"kubernetes.io/os": "linux", **agent.node_selector}.items())),
         "tolerations": tolerations,
         "containers": [container],
@@ -230,7 +244,10 @@ def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeOb
                 "configMap": {"name": res, "items": [{"key": AGENT_CONFIG_KEY, "path": AGENT_CONFIG_KEY}]},
             },
             {"name": "probes", "configMap": {"name": probe_configmap_name(name), "optional": True}},
-            {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+            # Tetragon's directory: it must exist (Tetragon made it); never created by us.
+            {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "Directory"}},
+            # Ours: created on first start, kept across pod restarts and rolling updates.
+            {"name": "spool", "hostPath": {"path": SPOOL_DIR, "type": "DirectoryOrCreate"}},
         ],
     }
     if agent.priority_class_name:
@@ -263,4 +280,4 @@ def render_agent_objects(*, name: str, uid: str, namespace: str, spec: RuntimeOb
             ],
         },
     }
-    return [service_account, cluster_role, cluster_role_binding, config_map, daemon_set, service]
+    return [service_account, config_map, daemon_set, service]

@@ -10,13 +10,22 @@ module folds those into one policy's ``status.rollout``:
 - a node whose source is ``native`` runs policies through the native probes
   (no Tetragon to load them): counted in ``nodesNative``;
 - otherwise a node is **failed** when any of the policy's Tetragon objects is
-  in LOAD_ERROR, ERROR, DISABLED or PARTIALLY_ENABLED there; **running** when
-  all are ENABLED; **pending** otherwise (not listed yet, LOADING, UNLOADING,
-  UNKNOWN). A Tetragon that SKIPPED a policy (its nodeSelector did not match)
-  counts as running nothing there: the node is left out of the total.
+  in LOAD_ERROR, ERROR or DISABLED there; **partial** when none failed but one
+  is PARTIALLY_ENABLED (loaded, but some of its hooks were not: a kprobe call
+  not found, a uprobe binary whose digest was rejected); **running** when all
+  are ENABLED; **pending** otherwise (not listed yet, LOADING, UNLOADING,
+  UNKNOWN). A partial node is not running: what its missing hooks would have
+  seen is not observed there.
+- An object Tetragon SKIPPED (its nodeSelector did not match the node) is not
+  meant to run there and is ignored; a node where every object is SKIPPED
+  runs nothing of the policy and is counted in ``nodesSkipped``, outside the
+  total.
 
-``nodesTotal`` = running + failed + pending + stale + native. ``failures``
-lists the first ``max_messages`` failed (node, policy) pairs in name order.
+``nodesTotal`` = running + partial + failed + pending + stale + native.
+``failures`` lists the first ``max_messages`` failed or partial (node,
+policy) pairs in name order; a partial one names the hooks that did not load
+(``hooks``, from the ``failedHooks`` the agent copied from Tetragon's
+``hook_statuses``).
 
 It also derives a node's ``feature.stellaops.io/*`` labels.
 """
@@ -32,10 +41,12 @@ from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
 from stellaops_runtime.controller.naming import label_value
 from stellaops_runtime.controller.posture import node_capabilities
 
-FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "PARTIALLY_ENABLED"})
+FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED"})
+PARTIAL_STATES = frozenset({"PARTIALLY_ENABLED"})
 RUNNING_STATES = frozenset({"ENABLED"})
 SKIPPED_STATES = frozenset({"SKIPPED"})
 MAX_MESSAGE_CHARS = 512
+MAX_HOOKS_LISTED = 10
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -116,50 +127,82 @@ def fold_rollout(
     if reports is None:
         reports = index_nodes(nodes, now=now, stale_after_seconds=stale_after_seconds)
     wanted = sorted({(ns or "", name) for ns, name in tetragon_policies})
-    counts = {"running": 0, "failed": 0, "pending": 0, "stale": 0, "native": 0}
-    failures: list[dict[str, str]] = []
+    counts = {"running": 0, "partial": 0, "failed": 0, "pending": 0, "stale": 0, "native": 0, "skipped": 0}
+    failures: list[dict[str, Any]] = []
     for report in reports:
         if report.kind != "tetragon":
             counts[report.kind] += 1
             continue
-        node_failed = []
-        all_running = True
-        skipped = bool(wanted)
-        for key in wanted:
-            entry = report.loaded.get(key)
-            state = _state(entry) if entry is not None else "NOT_LOADED"
-            if state not in SKIPPED_STATES:
-                skipped = False
-            if state in FAILED_STATES:
-                message = str((entry or {}).get("error") or "") or f"policy is {state} on this node"
-                node_failed.append(
-                    {
-                        "node": report.name,
-                        "policy": _policy_ref(key[0], key[1]),
-                        "state": state,
-                        "message": message[:MAX_MESSAGE_CHARS],
-                    }
-                )
-            elif state not in RUNNING_STATES:
-                all_running = False
-        if skipped:
-            continue
-        if node_failed:
-            counts["failed"] += 1
-            if len(failures) < max_messages:
-                failures.extend(node_failed)
-        elif all_running:
-            counts["running"] += 1
-        else:
-            counts["pending"] += 1
+        kind, problems = _node_outcome(report, wanted)
+        counts[kind] += 1
+        if problems and len(failures) < max_messages:
+            failures.extend(problems)
+    total = sum(n for k, n in counts.items() if k != "skipped")
     return {
-        "nodesTotal": sum(counts.values()),
+        "nodesTotal": total,
         "nodesRunning": counts["running"],
+        "nodesPartial": counts["partial"],
         "nodesFailed": counts["failed"],
         "nodesPending": counts["pending"],
         "nodesStale": counts["stale"],
         "nodesNative": counts["native"],
+        "nodesSkipped": counts["skipped"],
         "failures": failures[: max(0, max_messages)],
+    }
+
+
+def _node_outcome(report: NodeReport, wanted: Sequence[tuple[str, str]]) -> tuple[str, list[dict[str, Any]]]:
+    """running | partial | failed | pending | skipped for one fresh Tetragon node, and its failure entries."""
+    failed: list[dict[str, Any]] = []
+    partial: list[dict[str, Any]] = []
+    pending = False
+    considered = 0
+    for key in wanted:
+        entry = report.loaded.get(key)
+        state = _state(entry) if entry is not None else "NOT_LOADED"
+        if state in SKIPPED_STATES:
+            continue
+        considered += 1
+        policy = _policy_ref(key[0], key[1])
+        if state in FAILED_STATES:
+            message = str((entry or {}).get("error") or "") or f"policy is {state} on this node"
+            message = message[:MAX_MESSAGE_CHARS]
+            failed.append({"node": report.name, "policy": policy, "state": state, "message": message})
+        elif state in PARTIAL_STATES:
+            partial.append(_partial_entry(report.name, policy, entry or {}))
+        elif state not in RUNNING_STATES:
+            pending = True
+    if wanted and not considered:
+        return "skipped", []
+    if failed:
+        return "failed", failed
+    if partial:
+        return "partial", partial
+    return ("pending" if pending else "running"), []
+
+
+def hook_text(hook: Mapping[str, Any]) -> str:
+    """``kprobes[1] do_sys_foo: CALL_NOT_FOUND`` for one ``failedHooks`` entry."""
+    where = f"{hook.get('section') or 'hooks'}[{hook.get('index', '?')}]"
+    name = str(hook.get("hook") or "")
+    return f"{where}{' ' + name if name else ''}: {hook.get('state') or 'UNKNOWN'}"
+
+
+def _partial_entry(node: str, policy: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    raw = entry.get("failedHooks")
+    hooks = [hook_text(h) for h in raw if isinstance(h, Mapping)] if isinstance(raw, list) else []
+    total, loaded = entry.get("hooksTotal"), entry.get("hooksLoaded")
+    if isinstance(total, int) and isinstance(loaded, int) and total:
+        head = f"{loaded} of {total} hooks loaded"
+    else:
+        head = "some hooks were not loaded"
+    detail = "; ".join(hooks[:MAX_HOOKS_LISTED]) or str(entry.get("error") or "")
+    return {
+        "node": node,
+        "policy": policy,
+        "state": "PARTIALLY_ENABLED",
+        "message": (f"{head}: {detail}" if detail else head)[:MAX_MESSAGE_CHARS],
+        "hooks": hooks[:MAX_HOOKS_LISTED],
     }
 
 

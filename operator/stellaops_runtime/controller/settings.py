@@ -41,14 +41,13 @@ DIFFBASE_KEY = "last-handled-configuration"
 DEFAULT_PEERING = "stellaops-runtime"
 COMPONENT = "stellaops-runtime-operator"
 
-# The kinds the operator owns (watched by its managed-by label to restore drift).
+# The kinds the operator owns (watched by its managed-by label to restore drift). No RBAC
+# kinds: the agents' ClusterRole and binding ship with the manifests (docs/security.md).
 OWNED: tuple[r.Resource, ...] = (
     r.CONFIGMAPS,
     r.SERVICES,
     r.SERVICE_ACCOUNTS,
     r.DAEMONSETS,
-    r.CLUSTER_ROLES,
-    r.CLUSTER_ROLE_BINDINGS,
     r.TRACING_POLICIES,
     r.TRACING_POLICIES_NAMESPACED,
 )

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.kube.resources import EVENTS, Resource
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,9 @@ def _kubernetes_config(*, kubeconfig: str, context: str | None) -> tuple[Any, st
             config_file=path, context=context, client_configuration=cfg, persist_config=False
         )
     except (kubernetes.config.ConfigException, OSError) as e:
+        why = redact(e)  # the loader's message may quote the server URL or a token
         raise KubeConfigError(
-            f"no Kubernetes credentials: not running in a cluster and kubeconfig {path!r} is unusable: {e}"
+            f"no Kubernetes credentials: not running in a cluster and kubeconfig {path!r} is unusable: {why}"
         ) from None
     return cfg, f"kubeconfig {path}"
 
@@ -124,6 +126,14 @@ class Connection:
     password: str | None = None
     authorization: str | None = None
     _config: Any = None
+
+    def __repr__(self) -> str:  # never the password, the token, or a password in the server URL
+        return f"Connection(server={self.shown_server!r}, source={self.source!r})"
+
+    @property
+    def shown_server(self) -> str:
+        """The server URL for messages: a password in it (``https://user:pw@host``) masked."""
+        return redact(self.server)
 
     @classmethod
     def load(cls, *, kubeconfig: str = "", context: str | None = None) -> Connection:
@@ -294,15 +304,28 @@ class KubeClient:
             content_type=MERGE_PATCH,
         )
 
-    async def delete(self, resource: Resource, *, name: str, namespace: str | None = None) -> bool:
-        """Delete (background propagation); False when it was already gone."""
+    async def delete(
+        self, resource: Resource, *, name: str, namespace: str | None = None, uid: str | None = None
+    ) -> bool:
+        """Delete (background propagation); False when it was already gone.
+
+        With ``uid`` the API server deletes only the object of that uid (a precondition:
+        409 Conflict when the name now belongs to another object).
+        """
+        options: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            options["preconditions"] = {"uid": uid}
         try:
             await self.request(
                 "DELETE",
                 resource.path(namespace=namespace, name=name),
                 verb="delete",
                 resource=resource,
-                body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
+                body=options,
             )
         except ApiError as e:
             if e.not_found:

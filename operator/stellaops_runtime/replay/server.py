@@ -45,14 +45,26 @@ _WAIT_POLL_S = 0.002
 
 
 @dataclass(frozen=True, slots=True)
+class HookReport:
+    """One hook status of a policy; ``state`` is a HookState name without ``STATUS_``."""
+
+    section: str
+    index: int
+    description: str
+    state: str = "LOADED"
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyStatus:
     """One entry of ListTracingPolicies; ``state`` is a TracingPolicyState name without
-    the ``TP_STATE_`` prefix (ENABLED, DISABLED, LOAD_ERROR, ERROR, LOADING, UNLOADING)."""
+    the ``TP_STATE_`` prefix (ENABLED, DISABLED, LOAD_ERROR, ERROR, LOADING, UNLOADING,
+    SKIPPED, PARTIALLY_ENABLED), ``hooks`` its hook statuses (Tetragon main)."""
 
     name: str
     state: str = "ENABLED"
     message: str = ""
     namespace: str = ""
+    hooks: tuple[HookReport, ...] = ()
 
     def to_proto(self, *, policy_id: int) -> sensors_pb2.TracingPolicyStatus:
         state = sensors_pb2.TracingPolicyState.Value(f"TP_STATE_{self.state}")
@@ -64,6 +76,13 @@ class PolicyStatus:
             enabled=state == sensors_pb2.TP_STATE_ENABLED,
             mode=sensors_pb2.TP_MODE_ENFORCE,
         )
+        for h in self.hooks:
+            status.hook_statuses.add(
+                section=h.section,
+                hook_idx=h.index,
+                hook_description=h.description,
+                state=sensors_pb2.HookState.Value(f"STATUS_{h.state}"),
+            )
         if self.state in ("LOAD_ERROR", "ERROR"):
             status.error = self.message
         else:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import grpc
 
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
+from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
@@ -44,8 +45,9 @@ def service_address_warning(address: str) -> str | None:
     host = address.rpartition(":")[0].strip("[]")
     if _SERVICE_HOST.search(host):
         return (
-            f"tetragon.address {address!r} names a Kubernetes Service: Tetragon's gRPC stream is per node, "
-            "so a Service would mix events of arbitrary nodes. Use the node-local address "
+            f"tetragon.address {redact(repr(address))} names a Kubernetes Service: "
+            "Tetragon's gRPC stream is per node, so a Service would mix events of arbitrary nodes. "
+            "Use the node-local address "
             "(unix:///var/run/tetragon/tetragon.sock or localhost:54321 with hostNetwork)."
         )
     return None
@@ -108,6 +110,7 @@ class TetragonGrpcSource:
         self._request = build_request(cfg)
         self._backoff = Backoff(initial=cfg.reconnect_initial_seconds, maximum=cfg.reconnect_max_seconds)
         self._channel: grpc.aio.Channel | None = None
+        self._shown = redact(cfg.address)  # the address for messages, password masked
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stream until ``stop`` is set (or the task is cancelled), reconnecting on failure."""
@@ -120,15 +123,15 @@ class TetragonGrpcSource:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # every failure is retried; count and say why
-                self.stats.last_error = str(e) or type(e).__name__
-                log.warning("tetragon stream error (%s): %s", self.cfg.address, self.stats.last_error)
+                self.stats.last_error = redact_error(e)
+                log.warning("tetragon stream error (%s): %s", self._shown, self.stats.last_error)
             finally:
                 self.stats.connected = False
                 await self._close()
             if stop.is_set():
                 break
             delay = self._backoff.next_delay()
-            log.info("reconnecting to tetragon at %s in %.2fs", self.cfg.address, delay)
+            log.info("reconnecting to tetragon at %s in %.2fs", self._shown, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
@@ -142,7 +145,7 @@ class TetragonGrpcSource:
         except TimeoutError:
             self.stats.connect_failures += 1
             raise ConnectionError(
-                f"no connection to {self.cfg.address} within {self.cfg.timeout_seconds}s"
+                f"no connection to {self._shown} within {self.cfg.timeout_seconds}s"
             ) from None
         call = self._channel.unary_stream(
             GET_EVENTS,
@@ -153,7 +156,7 @@ class TetragonGrpcSource:
             self.stats.reconnects += 1
         self.stats.connects += 1
         self.stats.connected = True
-        log.info("streaming events from tetragon at %s", self.cfg.address)
+        log.info("streaming events from tetragon at %s", self._shown)
         put = self.queue.put
         stats = self.stats
         first = True
@@ -188,7 +191,7 @@ class TetragonGrpcSource:
                     response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
                 )(tetragon_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
             except grpc.aio.AioRpcError as e:
-                return False, f"{e.code().name}: {e.details()}"
+                return False, redact(f"{e.code().name}: {e.details()}")
         statuses = [s for s in resp.health_status]
         ok = bool(statuses) and all(s.status == 1 for s in statuses)  # HEALTH_STATUS_RUNNING
         return ok, "; ".join(f"{s.details}" for s in statuses)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from stellaops_runtime.contracts.redact import redact, redact_error
+
 log = logging.getLogger(__name__)
 
 WATCHED = {
@@ -51,6 +53,7 @@ def parse_drops(text: str) -> dict[str, float]:
 class TetragonMetricsPoller:
     def __init__(self, url: str, *, interval: float = 15.0, timeout: float = 5.0) -> None:
         self.url = url
+        self.shown_url = redact(url)  # for messages: tetragon.metricsUrl may hold a password or token
         self.interval = interval
         self.timeout = timeout
         self.stats = TetragonDropStats()
@@ -63,8 +66,8 @@ class TetragonMetricsPoller:
             drops = parse_drops(text)
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             self.stats.scrape_errors += 1
-            self.stats.last_error = str(e) or type(e).__name__
-            log.debug("tetragon metrics scrape of %s failed: %s", self.url, self.stats.last_error)
+            self.stats.last_error = redact_error(e)  # aiohttp errors quote the URL
+            log.debug("tetragon metrics scrape of %s failed: %s", self.shown_url, self.stats.last_error)
             return
         self.stats.scrapes += 1
         for k, v in drops.items():

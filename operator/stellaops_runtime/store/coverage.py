@@ -9,6 +9,13 @@ migration 0003). :func:`absence` is that rule, over :class:`Coverage`
 summaries of the ``observation_windows`` rows that :func:`image_windows` and
 :func:`all_image_windows` read (grouped in SQL, so a month of one-minute
 windows is a handful of rows).
+
+A window in which Tetragon said it dropped events (a throttled cgroup, its
+export rate limiter; migration 0005) has a *gap*: :func:`image_gaps` reads
+the image's own gaps and the node-wide ones on windows in which the image was
+observed, and :func:`absence` answers unknown, naming them, whenever one
+falls in the period asked about (all time without one). Rows with no events
+(gap-only and node-wide rows) are never coverage.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
-from stellaops_runtime.store.queries import has_posture_columns, rfc3339
+from stellaops_runtime.store.queries import has_gap_columns, has_posture_columns, rfc3339
 from stellaops_runtime.store.schema import observation_windows
 
 OBSERVED = "observed"
@@ -120,12 +127,53 @@ def summarize(groups: Iterable[WindowGroup]) -> Coverage | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """Where Tetragon said it dropped events, on one node, for an image or node-wide."""
+
+    node_name: str
+    node_wide: bool  # a rate-limit report or a throttle of a container never seen: any image there
+    start: dt.datetime
+    end: dt.datetime
+    windows: int
+    throttles: int
+    dropped_events: int
+
+    @property
+    def interval(self) -> str:
+        return f"{rfc3339(self.start)}/{rfc3339(self.end)}"
+
+    def describe(self) -> str:
+        what = []
+        if self.dropped_events:
+            what.append(f"its export rate limiter dropped {self.dropped_events} events of the node")
+        if self.throttles or not self.dropped_events:
+            whose = "a container it could not attribute" if self.node_wide else "the image's cgroup"
+            n = self.throttles
+            what.append(f"it throttled {whose} ({n} throttle signal{'s' * (n != 1)})")
+        w = self.windows
+        return f"on node {self.node_name} {self.interval} ({w} window{'s' * (w != 1)}): {' and '.join(what)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node_name,
+            "scope": "node" if self.node_wide else "image",
+            "start": rfc3339(self.start),
+            "end": rfc3339(self.end),
+            "interval": self.interval,
+            "windows": self.windows,
+            "throttles": self.throttles,
+            "dropped_events": self.dropped_events,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What the store can say about an absence: not observed (with coverage) or unknown (why)."""
 
     answer: str  # NOT_OBSERVED | UNKNOWN
     reason: str
     coverage: Coverage | None
+    gaps: tuple[Gap, ...] = ()
 
 
 def _period_text(since: dt.datetime | None, until: dt.datetime | None) -> str:
@@ -142,8 +190,9 @@ def absence(
     *,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    gaps: Sequence[Gap] = (),
 ) -> Verdict:
-    """What "no rows" means for ``image`` given its windows (already narrowed to the period)."""
+    """What "no rows" means for ``image`` given its windows and gaps (already narrowed to the period)."""
     period = _period_text(since, until)
     if not groups:
         return Verdict(UNKNOWN, f"no observation window for image {image}{period}", None)
@@ -164,6 +213,13 @@ def absence(
         return Verdict(UNKNOWN, why, cov)
     cov = summarize(seeing)
     assert cov is not None
+    if gaps:
+        why = (
+            f"image {image} was under observation{period} {cov.describe()}, but Tetragon reported dropping "
+            f"events: {'; '.join(g.describe() for g in gaps)}; a 'not observed' cannot rest on windows "
+            "with gaps (ask about a period without them with --since/--until)"
+        )
+        return Verdict(UNKNOWN, why, cov, tuple(gaps))
     return Verdict(NOT_OBSERVED, f"image {image} was under observation {cov.describe()}", cov)
 
 
@@ -199,7 +255,10 @@ def _groups(
 ) -> list[WindowGroup]:
     o = observation_windows.c
     extra, extra_group = _select(conn)
-    base = [o.image_digest == image] if image is not None else []
+    # Gap-only and node-wide rows (no events, migration 0005) are not coverage.
+    base: list[sa.ColumnElement[bool]] = [o.event_count > 0]
+    if image is not None:
+        base.append(o.image_digest == image)
     if until is not None:
         base.append(o.window_start <= until)
     if since is None:
@@ -268,3 +327,71 @@ def all_image_windows(conn: sa.Connection) -> dict[str, list[WindowGroup]]:
     for g in _groups(conn, image=None):
         out.setdefault(g.image_digest, []).append(g)
     return out
+
+
+# -- reading the gaps ------------------------------------------------------------
+
+
+def image_gaps(
+    conn: sa.Connection,
+    *,
+    image: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[Gap]:
+    """The gaps that touch ``image`` in the period (all of them without one), per node and scope.
+
+    The image's own gaps (its cgroup throttled), and the node-wide ones (rate
+    limiting, unattributed throttles) in windows in which the image was
+    observed on that node.
+    """
+    if not has_gap_columns(conn):
+        return []
+    o = observation_windows.c
+    seen = observation_windows.alias("seen")
+    s = seen.c
+    observed_there = (
+        sa.select(sa.literal(1))
+        .where(
+            s.image_digest == image,
+            s.node_name == o.node_name,
+            s.window_start == o.window_start,
+            s.event_count > 0,
+        )
+        .exists()
+    )
+    where = [
+        o.gap_end.is_not(None),
+        sa.or_(o.image_digest == image, sa.and_(o.image_digest == "", observed_there)),
+    ]
+    if since is not None:
+        where.append(o.gap_end > since)  # a gap ending at a window end (exclusive) is before it
+    if until is not None:
+        where.append(o.gap_start <= until)
+    node_wide = (o.image_digest == "").label("node_wide")
+    stmt = (
+        sa.select(
+            o.node_name,
+            node_wide,
+            sa.func.min(o.gap_start).label("start"),
+            sa.func.max(o.gap_end).label("end"),
+            sa.func.count().label("windows"),
+            sa.func.sum(o.throttle_count).label("throttles"),
+            sa.func.sum(o.dropped_events).label("dropped"),
+        )
+        .where(*where)
+        .group_by(o.node_name, node_wide)
+        .order_by(o.node_name, node_wide)
+    )
+    return [
+        Gap(
+            node_name=r.node_name,
+            node_wide=bool(r.node_wide),
+            start=_utc(r.start),
+            end=_utc(r.end),
+            windows=int(r.windows),
+            throttles=int(r.throttles or 0),
+            dropped_events=int(r.dropped or 0),
+        )
+        for r in conn.execute(stmt)
+    ]

@@ -15,6 +15,7 @@ of growing a directory tree somewhere.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import URL, Engine, make_url
 
+from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.store.schema import SCHEMA, SQLITE_SCHEMA_MAP, hot_symbols
 
 if TYPE_CHECKING:
@@ -54,14 +56,29 @@ class StoreConfigError(StoreError):
 def normalize_url(url: str | URL) -> URL:
     """Parse a store URL; ``postgresql://`` and ``postgresql+psycopg2://`` become psycopg 3.
 
-    Raises :class:`StoreConfigError` for anything that is not SQLite or PostgreSQL.
+    Raises :class:`StoreConfigError` for anything that is not SQLite or PostgreSQL,
+    and for a PostgreSQL URL whose password holds an unencoded ``@`` (SQLAlchemy
+    would take part of the password for the host). Messages show the URL
+    through :func:`safe_url` and never the parser's own text, which may quote
+    a piece of the password (an unparseable "port").
     """
     try:
         u = make_url(url)
-    except (sa.exc.ArgumentError, ValueError) as e:
-        raise StoreConfigError(f"invalid store URL {safe_url(url)!r}: {e}") from None
+    except sa.exc.ArgumentError:
+        raise StoreConfigError(
+            f"invalid store URL {safe_url(url)!r}: not an SQLAlchemy URL "
+            "(expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB)"
+        ) from None
+    except ValueError:  # int() of the port: its text may be a piece of the password
+        raise StoreConfigError(
+            f"invalid store URL {safe_url(url)!r}: the port is not a number ({_ENCODE_HINT})"
+        ) from None
     backend = u.get_backend_name()
     if backend == "postgresql":
+        if "@" in (u.host or "") or "@" in (u.database or ""):
+            raise StoreConfigError(
+                f"invalid store URL {safe_url(url)!r}: '@' after the host ({_ENCODE_HINT})"
+            )
         return u.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         return u
@@ -70,14 +87,19 @@ def normalize_url(url: str | URL) -> URL:
     )
 
 
+_ENCODE_HINT = "percent-encode @ : / # in the password: %40 %3A %2F %23"
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL with any password masked, for messages."""
+    """The URL for messages: its password, and password-like query parameters, masked.
+
+    A string is masked as written, not parsed first: a malformed URL is what
+    needs a message, and SQLAlchemy's parser may leave part of a password in
+    the host or path (see :mod:`stellaops_runtime.contracts.redact`).
+    """
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return str(url)
+        return redact(url.render_as_string(hide_password=True))
+    return redact(url)
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -119,22 +141,55 @@ def prepare_sqlite_directory(url: str | URL, *, create: bool = False) -> None:
         ) from None
 
 
-def create_store_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for the store URL, with the schema mapping its backend needs.
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the store may take before the agent gives up on a connection (``store.*`` keys).
+
+    - ``connect``: libpq ``connect_timeout``;
+    - ``statement``: the server's ``statement_timeout`` (SQLite: the busy timeout);
+    - ``idle_in_transaction``: the server ends a session that sits inside a
+      transaction this long (an abandoned write's locks are released);
+    - ``keepalive``: TCP keepalive idle time and ``tcp_user_timeout``, so a
+      peer that vanished from the network is noticed.
+    """
+
+    connect: float = CONNECT_TIMEOUT_SECONDS
+    statement: float = 30.0
+    idle_in_transaction: float = 60.0
+    keepalive: float = 30.0
+
+    def postgres_connect_args(self) -> dict[str, Any]:
+        ka = max(1, round(self.keepalive))
+        options = (
+            f"-c statement_timeout={round(self.statement * 1000)} "
+            f"-c idle_in_transaction_session_timeout={round(self.idle_in_transaction * 1000)}"
+        )
+        return {
+            "connect_timeout": max(2, round(self.connect)),
+            "application_name": "stellaops-runtime",
+            "keepalives": 1,
+            "keepalives_idle": ka,
+            "keepalives_interval": max(1, ka // 3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": ka * 1000,
+            "options": options,
+        }
+
+
+def create_store_engine(url: str | URL, *, timeouts: Timeouts | None = None, **kwargs: Any) -> Engine:
+    """An engine for the store URL, with the schema mapping and timeouts its backend needs.
 
     Connections are pre-pinged, so after an outage the pool replaces dead
     connections instead of failing the first write.
     """
+    t = timeouts or Timeouts()
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
-        engine = sa.create_engine(u, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = sa.create_engine(
+            u, connect_args={"timeout": t.statement, "check_same_thread": False}, **kwargs
+        )
         return engine.execution_options(schema_translate_map=SQLITE_SCHEMA_MAP)
-    return sa.create_engine(
-        u,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "stellaops-runtime"},
-        **kwargs,
-    )
+    return sa.create_engine(u, pool_pre_ping=True, connect_args=t.postgres_connect_args(), **kwargs)
 
 
 def alembic_config() -> Config:
@@ -165,12 +220,18 @@ def is_unavailable(e: BaseException) -> bool:
 
 
 def first_line(e: BaseException) -> str:
-    """The first line of a database error's message (the driver's, when there is one)."""
+    """The first line of a database error's message (the driver's, when there is one), redacted.
+
+    Drivers may quote the connection string they were given (libpq's
+    ``password=...``), so the line goes through :func:`redact`.
+    """
     text = str(getattr(e, "orig", None) or e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    return redact(text.splitlines()[0]) if text else type(e).__name__
 
 
-def open_store(url: str, *, migrate: bool = True, create_directories: bool = False) -> HotSymbolStore:
+def open_store(
+    url: str, *, migrate: bool = True, create_directories: bool = False, timeouts: Timeouts | None = None
+) -> HotSymbolStore:
     """Open the store at ``url``; by default run ``alembic upgrade head`` first (idempotent).
 
     A SQLite URL creates its file; its directory must exist, unless
@@ -183,7 +244,7 @@ def open_store(url: str, *, migrate: bool = True, create_directories: bool = Fal
     from stellaops_runtime.store.writer import HotSymbolStore
 
     prepare_sqlite_directory(url, create=create_directories)
-    engine = create_store_engine(url)
+    engine = create_store_engine(url, timeouts=timeouts)
     if migrate:
         try:
             _migrate(engine)

@@ -1,19 +1,29 @@
-"""Hold hot-symbol rows while the store is down, and write them when it is back.
+"""Hold hot-symbol rows while the store is down, and write each exactly once when it is back.
 
 DESIGN.md: "a store outage buffers and retries", never silent loss. Deltas are
 additive, so buffering is a merge: rows are kept per (key, window_start) and a
 later delta of the same row is folded in with :meth:`HotSymbolDelta.merge`;
 observation windows are kept per (image, node, window_start) with counts
-added and the higher posture kept (:meth:`ObservationWindow.merged`). Memory
-is bounded by ``max_pending_rows``: past it the OLDEST windows
-are dropped first, and what is dropped is counted (``dropped_rows``,
+added and the higher posture kept (:meth:`ObservationWindow.merged`).
+
+:meth:`PendingWrites.flush` freezes the buffer into a
+:class:`~stellaops_runtime.store.batches.Batch` with this agent's id and the
+next flush sequence number, and hands it to the store in a worker thread.
+While that write runs, new rows go to a fresh buffer. A batch that fails
+stays frozen, exactly as it was, and is retried first with the same sequence
+number: its COMMIT may have gone through with the acknowledgement lost, and
+the store's flush ledger turns such a retry into a no-op. Rows are never
+merged back into a batch that may already be stored. A write that takes longer
+than ``write_timeout`` is abandoned: the store's connections are aborted, the
+failure is counted and the batch is retried later on a new connection.
+
+Memory is bounded by ``max_pending_rows``: past it the OLDEST windows are
+dropped first, from the buffer or from frozen batches (as tombstones, so a
+batch keeps its shape), and what is dropped is counted (``dropped_rows``,
 ``dropped_invocations``) for the agent's metrics.
 
-:meth:`PendingWrites.flush` hands a snapshot to the store in a worker thread.
-While that write runs, new rows go to a fresh buffer, so on success exactly
-what was written is removed and rows added meanwhile stay pending; on failure
-the snapshot is merged back. The caller (the agent loop) decides when to
-flush, using :meth:`next_retry_delay` after a failure.
+The caller (the agent loop) decides when to flush, using
+:meth:`next_retry_delay` after a failure.
 
 A "row" everywhere here is one hot-symbol (key, window) row or one
 observation-window row, the unit :meth:`HotSymbolStore.write` returns.
@@ -23,19 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
-from stellaops_runtime.store.engine import StoreError
+from stellaops_runtime.store.batches import Batch, BatchResult, Unit
+from stellaops_runtime.store.engine import StoreError, StoreUnavailable
+from stellaops_runtime.store.threads import run_detached
+
+log = logging.getLogger(__name__)
 
 INITIAL_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
+ABORT_GRACE_SECONDS = 2.0  # after an abort, how long a hung write gets to return before it is abandoned
 
 
 class Writer(Protocol):
-    def write(self, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int: ...
+    def write_batch(self, batch: Batch) -> BatchResult: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -75,41 +95,57 @@ def _add_observation(buf: _Buffer, o: ObservationWindow) -> bool:
     return have is None
 
 
-def _flatten(buf: _Buffer) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
-    deltas: list[HotSymbolDelta] = []
-    obs: list[ObservationWindow] = []
+def _freeze(buf: _Buffer) -> list[Unit | None]:
+    """The buffer's rows oldest window first (deltas, then observations, per window)."""
+    units: list[Unit | None] = []
     for start in sorted(buf):
         w = buf[start]
-        deltas.extend(w.deltas.values())
-        obs.extend(w.observations.values())
-    return deltas, obs
+        units.extend(w.deltas.values())
+        units.extend(w.observations.values())
+    return units
 
 
 class PendingWrites:
-    """Bounded, merging buffer of rows on their way to the store."""
+    """Bounded, merging buffer of rows on their way to the store, written exactly once."""
 
-    def __init__(self, *, max_pending_rows: int = 1_000_000, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, *, max_pending_rows: int = 1_000_000, rng: random.Random | None = None, agent_id: str = ""
+    ) -> None:
         if max_pending_rows < 1:
             raise ValueError("max_pending_rows must be >= 1")
         self.max_pending_rows = max_pending_rows
+        self.agent_id = agent_id or f"agent-{uuid.uuid4()}"
+        self._next_seq = 1
         self._buf: _Buffer = {}
         self._rows = 0
-        self._inflight: _Buffer | None = None
-        self._inflight_rows = 0
+        self._batches: list[Batch] = []  # frozen, oldest first; written before the buffer
         self._lock: asyncio.Lock | None = None
         self._rng = rng or random.Random()
         self._failures_at_success = 0
+        self.inflight_since: float | None = None  # time.monotonic() when the running write began
         self.rows_flushed = 0
         self.flushes = 0
         self.failures = 0
+        self.timeouts = 0
+        self.abandoned = 0
+        self.duplicate_rows = 0
+        self.quarantined_rows = 0
+        self.quarantined_invocations = 0
         self.dropped_rows = 0
         self.dropped_invocations = 0
+        self.spool_loaded_rows = 0
+        self.spool_replayed_rows = 0
         self.last_error: str | None = None
 
     @property
     def pending_rows(self) -> int:
-        """Rows not yet written: buffered plus the snapshot being written now."""
-        return self._rows + self._inflight_rows
+        """Rows not yet written: buffered plus frozen batches (including the one being written)."""
+        return self._rows + sum(b.rows for b in self._batches)
+
+    @property
+    def spool_batches_left(self) -> int:
+        """Batches loaded from a spool file that the store has not confirmed yet."""
+        return sum(b.from_spool for b in self._batches)
 
     # -- adding ----------------------------------------------------------------
 
@@ -121,72 +157,142 @@ class PendingWrites:
             self._rows += _add_observation(self._buf, o)
         self._enforce_bound()
 
+    def load(self, batches: list[Batch]) -> None:
+        """Queue batches read back from a spool file; they keep their own agent id and sequence."""
+        for b in batches:
+            b.from_spool = True
+            self.spool_loaded_rows += b.rows
+        self._batches[:0] = batches
+        self._enforce_bound()
+
+    def take_all(self) -> list[Batch]:
+        """Everything pending as frozen batches (for the spool file); the buffer is frozen first."""
+        self._freeze_buffer()
+        out, self._batches = self._batches, []
+        return [b for b in out if b.rows]
+
+    def _freeze_buffer(self) -> None:
+        if not self._buf:
+            return
+        units = _freeze(self._buf)
+        self._buf, self._rows = {}, 0
+        self._batches.append(Batch(self.agent_id, self._next_seq, units))
+        self._next_seq += 1
+
     def _enforce_bound(self) -> None:
         excess = self.pending_rows - self.max_pending_rows
-        while excess > 0 and self._buf:
-            oldest = min(self._buf)
-            w = self._buf[oldest]
-            while excess > 0 and w.deltas:
-                _, d = w.deltas.popitem()
-                self.dropped_invocations += d.invocation_count
-                self._drop_one()
-                excess -= 1
-            while excess > 0 and w.observations:
-                w.observations.popitem()
-                self._drop_one()
-                excess -= 1
-            if not len(w):
-                del self._buf[oldest]
+        while excess > 0:
+            oldest_buf = min(self._buf) if self._buf else None
+            fronts = [(w, i) for i, b in enumerate(self._batches) if (w := b.oldest_window()) is not None]
+            oldest_batch = min(fronts) if fronts else None
+            if oldest_batch is not None and (oldest_buf is None or oldest_batch[0] <= oldest_buf):
+                self._count_drop(self._batches[oldest_batch[1]].drop_oldest())
+            elif oldest_buf is not None:
+                win = self._buf[oldest_buf]
+                if win.deltas:
+                    self._count_drop(win.deltas.popitem()[1])
+                else:
+                    self._count_drop(win.observations.popitem()[1])
+                self._rows -= 1
+                if not len(win):
+                    del self._buf[oldest_buf]
+            else:
+                return
+            excess -= 1
 
-    def _drop_one(self) -> None:
-        self._rows -= 1
+    def _count_drop(self, u: Unit) -> None:
         self.dropped_rows += 1
+        if isinstance(u, HotSymbolDelta):
+            self.dropped_invocations += u.invocation_count
 
     # -- flushing --------------------------------------------------------------
 
-    async def flush(self, store: Writer) -> bool:
+    async def flush(
+        self, store: Writer, *, write_timeout: float | None = None, deadline: float | None = None
+    ) -> bool:
         """Write everything pending; True on success (or nothing to write).
 
-        On :class:`StoreError` (including ``StoreUnavailable``) all rows stay
-        pending, ``failures`` is incremented, ``last_error`` says why, and
-        False is returned. Concurrent calls are serialized.
+        Frozen batches go first, each exactly as it was frozen; the buffer is
+        frozen into a new batch only once they are all stored. On
+        :class:`StoreError` (including ``StoreUnavailable``) or a timeout the
+        failed batch and everything after it stay pending, ``failures`` is
+        incremented, ``last_error`` says why, and False is returned.
+        Concurrent calls are serialized. Cancelling a flush loses nothing:
+        the batch stays frozen and its retry is a no-op if it was stored.
+        With ``deadline`` (a ``time.monotonic()`` value) no write runs past
+        it: each gets at most the time left.
         """
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if not self._buf:
-                return True
-            snapshot, self._buf = self._buf, {}
-            self._inflight, self._inflight_rows, self._rows = snapshot, self._rows, 0
-            deltas, obs = _flatten(snapshot)
-            try:
-                written = await asyncio.to_thread(store.write, deltas, obs)
-            except StoreError as e:
-                self._restore(snapshot)
-                self.failures += 1
-                self.last_error = str(e)
-                return False
-            except BaseException:
-                self._restore(snapshot)
-                raise
-            self._inflight, self._inflight_rows = None, 0
-            self.rows_flushed += written
-            self.flushes += 1
+            buffer_frozen = False
+            while True:
+                if not self._batches:
+                    if buffer_frozen or not self._buf:
+                        break
+                    self._freeze_buffer()  # once per flush: rows added meanwhile wait for the next
+                    buffer_frozen = True
+                batch = self._batches[0]
+                timeout = write_timeout
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self.failures += 1
+                        self.last_error = "no time left before the shutdown deadline"
+                        return False
+                    timeout = left if timeout is None else min(timeout, left)
+                try:
+                    result = await self._write(store, batch, timeout)
+                except StoreError as e:
+                    self.failures += 1
+                    self.last_error = str(e)
+                    return False
+                self._done(batch, result)
             self._failures_at_success = self.failures
             self.last_error = None
             return True
 
-    def _restore(self, snapshot: _Buffer) -> None:
-        """Put a failed snapshot back under what was added meanwhile (older first)."""
-        newer, self._buf = self._buf, snapshot
-        self._inflight, self._inflight_rows = None, 0
-        self._rows = sum(len(w) for w in snapshot.values())
-        for w in newer.values():
-            for d in w.deltas.values():
-                self._rows += _add_delta(self._buf, d, copy=False)
-            for o in w.observations.values():
-                self._rows += _add_observation(self._buf, o)
-        self._enforce_bound()
+    async def _write(self, store: Writer, batch: Batch, write_timeout: float | None) -> BatchResult:
+        fut = run_detached(store.write_batch, batch, name="store-write")
+        self.inflight_since = time.monotonic()
+        try:
+            done, _ = await asyncio.wait({fut}, timeout=write_timeout)
+            if done:
+                return fut.result()
+            # Hung: close the store's connections so the call returns, and retry later.
+            self.timeouts += 1
+            store.abort()
+            done, _ = await asyncio.wait({fut}, timeout=ABORT_GRACE_SECONDS)
+            if not done:
+                self.abandoned += 1
+                fut.add_done_callback(_swallow)
+            else:
+                _swallow(fut)
+            raise _timed_out(write_timeout)
+        except asyncio.CancelledError:
+            fut.add_done_callback(_swallow)
+            raise
+        finally:
+            self.inflight_since = None
+
+    def _done(self, batch: Batch, result: BatchResult) -> None:
+        self._batches.remove(batch)
+        self.rows_flushed += result.written
+        self.duplicate_rows += result.duplicate
+        self.quarantined_rows += result.quarantined
+        self.quarantined_invocations += result.quarantined_invocations
+        self.flushes += 1
+        if batch.from_spool:
+            self.spool_replayed_rows += result.written + result.duplicate + result.quarantined
+        if result.duplicate:
+            log.warning(
+                "flush %s/%d: %d rows were already stored (a retry after a lost acknowledgement); "
+                "not counted again", batch.agent_id, batch.seq, result.duplicate,
+            )  # fmt: skip
+        for err in result.errors:
+            log.error(
+                "flush %s/%d: a row the store refused was quarantined: %s", batch.agent_id, batch.seq, err
+            )
 
     def next_retry_delay(self) -> float:
         """Seconds to wait before the next flush attempt: capped exponential backoff with jitter.
@@ -200,3 +306,16 @@ class PendingWrites:
         exp = max(self.failures - self._failures_at_success - 1, 0)
         base = min(MAX_RETRY_SECONDS, INITIAL_RETRY_SECONDS * (2 ** min(exp, 32)))
         return base * self._rng.uniform(0.5, 1.0)
+
+
+def _timed_out(timeout: float | None) -> StoreError:
+    return StoreUnavailable(
+        f"store write timed out after {timeout or 0:g}s; its connections were closed and the batch "
+        "will be retried on a new connection"
+    )
+
+
+def _swallow(fut: asyncio.Future[BatchResult]) -> None:
+    """Retrieve an abandoned write's outcome so asyncio does not report it as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()

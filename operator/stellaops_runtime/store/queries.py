@@ -27,6 +27,7 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import (
+    OBSERVATION_GAP_COLUMNS,
     OBSERVATION_POSTURE_COLUMNS,
     SCHEMA,
     hot_symbol_windows,
@@ -277,7 +278,9 @@ def observed_days_without_calls(
 
     A day counts only when a window of it was watched at a posture that can
     see function calls (ActiveTracing or more; stores from before migration
-    0003 record no posture, so none of their days count).
+    0003 record no posture, so none of their days count), and never when
+    Tetragon reported dropping events that day in a window of the image
+    (its own gap, or a node-wide one where it was observed; migration 0005).
     """
     o = observation_windows.c
     w = hot_symbol_windows.c
@@ -289,13 +292,43 @@ def observed_days_without_calls(
     )
     if not has_posture_columns(conn):
         return 0
-    stmt = sa.select(sa.func.count(sa.distinct(obs_day))).where(
+    where = [
         o.image_digest == image,
         o.event_count > 0,
         o.posture_level >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),
-    )
+    ]
+    if has_gap_columns(conn):
+        where.append(obs_day.not_in(_gap_days(image)))
+    stmt = sa.select(sa.func.count(sa.distinct(obs_day))).where(*where)
     return int(conn.execute(stmt).scalar_one())
+
+
+def _gap_days(image: str) -> sa.Select[Any]:
+    """UTC days with a gap in a window of ``image``: its own, or node-wide where it was observed."""
+    g = observation_windows.alias("gap")
+    seen = observation_windows.alias("seen")
+    observed_there = (
+        sa.select(sa.literal(1))
+        .where(
+            seen.c.image_digest == image,
+            seen.c.node_name == g.c.node_name,
+            seen.c.window_start == g.c.window_start,
+            seen.c.event_count > 0,
+        )
+        .exists()
+    )
+    return sa.select(utc_date(g.c.window_start)).where(
+        g.c.gap_end.is_not(None),
+        sa.or_(g.c.image_digest == image, sa.and_(g.c.image_digest == "", observed_there)),
+    )
+
+
+def has_gap_columns(conn: sa.Connection) -> bool:
+    """Whether ``observation_windows`` has the columns of migration 0005 (observation gaps)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
+    return all(name in have for name in OBSERVATION_GAP_COLUMNS)
 
 
 def _as_date(value: Any) -> dt.date:

@@ -1,6 +1,6 @@
 """The hot-symbol store's tables, as SQLAlchemy Core metadata.
 
-Three tables in PostgreSQL schema ``signals`` (SQLite gets the same tables
+The tables in PostgreSQL schema ``signals`` (SQLite gets the same tables
 without a schema: engines map ``signals`` to ``None`` with
 ``schema_translate_map``, see :mod:`stellaops_runtime.store.engine`):
 
@@ -8,12 +8,18 @@ without a schema: engines map ``signals`` to ``None`` with
   evidence kind), so one function name in two packages never collides;
 - ``hot_symbol_windows``: the same counts per aggregation window, the history
   that answers "more than 1000 calls a day";
+- ``flush_ledger`` and ``quarantined_rows`` (migration 0004): which agent
+  flushes were committed, so a retry never counts twice, and the rows the
+  database refused, with the error, so one bad row never blocks a batch;
 - ``observation_windows``: when an image was under observation on a node, the
   other half of "observed for 30 days, never called", and how well:
   ``posture_level`` is the rank of the highest posture the window's events
   evidenced (``contracts.posture``; NULL = unknown, rows from before
   migration 0003), ``window_seconds`` the window's length (NULL = unknown)
-  and ``source`` the event source ("tetragon").
+  and ``source`` the event source ("tetragon"); ``gap_start``..``gap_end``,
+  ``throttle_count`` and ``dropped_events`` (migration 0005) the gap Tetragon
+  reported in the window (throttled cgroup, rate-limited export), rows with
+  an empty ``image_digest`` being node-wide gaps.
 
 The migrations (``store/migrations/versions``) create exactly these tables;
 this module is what the writer and the queries use. Timestamps are
@@ -151,11 +157,42 @@ observation_windows = sa.Table(
     sa.Column("posture_level", sa.SmallInteger, nullable=True),
     sa.Column("window_seconds", sa.Integer, nullable=True),
     sa.Column("source", sa.Text, nullable=False, server_default=""),
+    # Migration 0005: the gap Tetragon reported in the window (NULL: none); image_digest "" = node-wide.
+    sa.Column("gap_start", UtcDateTime, nullable=True),
+    sa.Column("gap_end", UtcDateTime, nullable=True),
+    sa.Column("throttle_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("dropped_events", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("image_digest", "node_name", "window_start", name="uq_observation_windows_key"),
+)
+
+# Migration 0004: exactly-once flushes (store/ledger.py) and rows the database refused.
+flush_ledger = sa.Table(
+    "flush_ledger",
+    metadata,
+    sa.Column("agent_id", sa.Text, nullable=False),
+    sa.Column("flush_seq", sa.BigInteger, nullable=False),
+    sa.Column("part", sa.Text, nullable=False),
+    sa.Column("row_count", sa.Integer, nullable=False),
+    sa.Column("committed_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("agent_id", "flush_seq", "part", name="pk_flush_ledger"),
+    sa.Index("ix_flush_ledger_committed_at", "committed_at"),
+)
+
+quarantined_rows = sa.Table(
+    "quarantined_rows",
+    metadata,
+    _id(),
+    sa.Column("agent_id", sa.Text, nullable=False),
+    sa.Column("table_name", sa.Text, nullable=False),
+    sa.Column("row_json", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("quarantined_at", UtcDateTime, nullable=False),
 )
 
 # Columns added by migration 0003; a store at an older revision lacks them.
 OBSERVATION_POSTURE_COLUMNS = ("posture_level", "window_seconds", "source")
+# Columns added by migration 0005 (observation gaps); likewise.
+OBSERVATION_GAP_COLUMNS = ("gap_start", "gap_end", "throttle_count", "dropped_events")
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -1,38 +1,36 @@
-"""Add hot-symbol deltas to the store: batched, additive upserts.
+"""The hot-symbol store: one object per database, used from a worker thread.
 
 The bridge hands over :class:`HotSymbolDelta` rows (what one window added for
-one key) and :class:`ObservationWindow` rows; :meth:`HotSymbolStore.write`
-adds all of them in one transaction, so a failed write leaves nothing behind
-and can be retried exactly (see :mod:`stellaops_runtime.store.pending`).
+one key) and :class:`ObservationWindow` rows. :meth:`HotSymbolStore.write`
+adds them in one transaction (tools, tests);
+:meth:`HotSymbolStore.write_batch` is what the agent uses: a frozen batch
+written exactly once through the flush ledger, with refused rows quarantined
+(:mod:`stellaops_runtime.store.ledger`). The SQL itself is in
+:mod:`stellaops_runtime.store.upsert`.
 
-- PostgreSQL: psycopg 3 binary COPY into temporary staging tables
-  (ON COMMIT DROP), then one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``
-  per table, the fastest upsert measured here (research/perf-baselines.md §4,
-  ~95k rows/s insert, ~56k update).
-- SQLite: ``executemany`` of the equivalent ``INSERT ... ON CONFLICT DO
-  UPDATE`` (SQLite >= 3.24).
-
-ON CONFLICT may touch a row only once per statement, so deltas are merged per
-key (cumulative table) and per (key, window) (history table) first, in the
-pure functions :func:`merge_by_key`, :func:`merge_by_window` and
-:func:`merge_observations`.
-
-The class is synchronous; the agent calls it through ``asyncio.to_thread``.
+The class is synchronous; the agent calls it through a worker thread and,
+when a write hangs past its timeout, calls :meth:`HotSymbolStore.abort` from
+the event loop: every connection the store opened is shut down at the socket
+(SQLite: interrupted), so the hung call returns with an error and the batch
+is retried on a new connection.
 Open one with :func:`stellaops_runtime.store.engine.open_store`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-from collections.abc import Iterable, Sequence
+import contextlib
+import logging
+import socket
+import threading
+import weakref
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.store.batches import Batch, BatchResult
 from stellaops_runtime.store.engine import (
     StoreError,
     StoreNotInitialized,
@@ -43,12 +41,12 @@ from stellaops_runtime.store.engine import (
     open_store,
     safe_url,
 )
-from stellaops_runtime.store.schema import (
-    hot_symbol_windows,
-    hot_symbols,
-    ns_to_datetime,
-    observation_windows,
-)
+from stellaops_runtime.store.ledger import prune_ledger, write_batch
+from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols, observation_windows
+from stellaops_runtime.store.upsert import merge_by_key, merge_by_window, merge_observations, write_rows
+
+log = logging.getLogger(__name__)
+PRUNE_EVERY_BATCHES = 1_000
 
 __all__ = [
     "HotSymbolStore",
@@ -61,332 +59,6 @@ __all__ = [
     "open_store",
 ]
 
-# -- pure merging -------------------------------------------------------------
-
-
-def _copy(d: HotSymbolDelta) -> HotSymbolDelta:
-    return dataclasses.replace(d)
-
-
-def merge_by_window(deltas: Iterable[HotSymbolDelta]) -> list[HotSymbolDelta]:
-    """One delta per (key, window_start), merged in the given order; inputs are not modified."""
-    out: dict[tuple[HotSymbolKey, int], HotSymbolDelta] = {}
-    for d in deltas:
-        k = (d.key, d.window_start_ns)
-        have = out.get(k)
-        if have is None:
-            out[k] = _copy(d)
-        else:
-            have.merge(d)
-    return list(out.values())
-
-
-def merge_by_key(deltas: Iterable[HotSymbolDelta]) -> list[HotSymbolDelta]:
-    """One delta per key for the cumulative table; inputs are not modified.
-
-    Deltas are folded oldest window first, so "last reporter" fields
-    (node_name) come from the latest window. ``window_start_ns`` of a result
-    is its earliest window.
-    """
-    out: dict[HotSymbolKey, HotSymbolDelta] = {}
-    for d in sorted(deltas, key=lambda d: d.window_start_ns):
-        have = out.get(d.key)
-        if have is None:
-            out[d.key] = _copy(d)
-        else:
-            have.merge(d)
-    return list(out.values())
-
-
-def merge_observations(windows: Iterable[ObservationWindow]) -> list[ObservationWindow]:
-    """One row per (image, node, window_start): event counts added, the higher posture kept."""
-    out: dict[tuple[str, str, int], ObservationWindow] = {}
-    for w in windows:
-        k = (w.image_digest, w.node_name, w.window_start_ns)
-        have = out.get(k)
-        out[k] = w if have is None else have.merged(w)
-    return list(out.values())
-
-
-def _sort_key(d: HotSymbolDelta) -> tuple[str, str, str, str, int]:
-    k = d.key
-    return (k.image_digest, k.module, k.function_name, str(k.evidence), d.window_start_ns)
-
-
-# -- PostgreSQL: binary COPY + INSERT ... SELECT ... ON CONFLICT --------------
-
-_HOT_COLS = (
-    "image_digest",
-    "module",
-    "function_name",
-    "evidence_kind",
-    "build_id",
-    "purl",
-    "function_id",
-    "invocation_count",
-    "unique_callers",
-    "total_latency_ns",
-    "max_latency_ns",
-    "confidence",
-    "first_seen",
-    "last_seen",
-    "node_name",
-    "sample",
-)
-_HOT_TYPES = (
-    *("text",) * 7,
-    "int8",
-    "int4",
-    "int8",
-    "int8",
-    "float4",
-    "timestamptz",
-    "timestamptz",
-    "text",
-    "jsonb",
-)
-_WIN_COLS = (
-    "image_digest",
-    "module",
-    "function_name",
-    "evidence_kind",
-    "window_start",
-    "invocation_count",
-    "unique_callers",
-    "total_latency_ns",
-    "max_latency_ns",
-    "first_seen",
-    "last_seen",
-)
-_WIN_TYPES = (*("text",) * 4, "timestamptz", "int8", "int4", "int8", "int8", "timestamptz", "timestamptz")
-_OBS_COLS = (
-    "image_digest",
-    "node_name",
-    "window_start",
-    "event_count",
-    "posture_level",
-    "window_seconds",
-    "source",
-)
-_OBS_TYPES = ("text", "text", "timestamptz", "int8", "int2", "int4", "text")
-
-
-def _stage_ddl(name: str, cols: Sequence[str], types: Sequence[str]) -> str:
-    body = ", ".join(f"{c} {t}" for c, t in zip(cols, types, strict=True))
-    return f"CREATE TEMP TABLE {name} ({body}) ON COMMIT DROP"
-
-
-_KEY_SQL = "image_digest, module, function_name, evidence_kind"
-
-PG_UPSERT_HOT = f"""
-INSERT INTO signals.hot_symbols AS t ({", ".join(_HOT_COLS)}, updated_at)
-SELECT {", ".join(_HOT_COLS)}, now() FROM _stage_hot ORDER BY {_KEY_SQL}
-ON CONFLICT ({_KEY_SQL}) DO UPDATE SET
-    invocation_count = t.invocation_count + EXCLUDED.invocation_count,
-    unique_callers = GREATEST(t.unique_callers, EXCLUDED.unique_callers),
-    total_latency_ns = t.total_latency_ns + EXCLUDED.total_latency_ns,
-    max_latency_ns = GREATEST(t.max_latency_ns, EXCLUDED.max_latency_ns),
-    confidence = GREATEST(t.confidence, EXCLUDED.confidence),
-    first_seen = LEAST(t.first_seen, EXCLUDED.first_seen),
-    last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen),
-    build_id = CASE WHEN t.build_id = '' THEN EXCLUDED.build_id ELSE t.build_id END,
-    purl = CASE WHEN t.purl = '' THEN EXCLUDED.purl ELSE t.purl END,
-    function_id = CASE WHEN t.function_id = '' THEN EXCLUDED.function_id ELSE t.function_id END,
-    sample = COALESCE(t.sample, EXCLUDED.sample),
-    node_name = CASE WHEN EXCLUDED.node_name = '' THEN t.node_name ELSE EXCLUDED.node_name END,
-    updated_at = EXCLUDED.updated_at
-"""
-
-PG_UPSERT_WIN = f"""
-INSERT INTO signals.hot_symbol_windows AS t ({", ".join(_WIN_COLS)})
-SELECT {", ".join(_WIN_COLS)} FROM _stage_win ORDER BY {_KEY_SQL}, window_start
-ON CONFLICT ({_KEY_SQL}, window_start) DO UPDATE SET
-    invocation_count = t.invocation_count + EXCLUDED.invocation_count,
-    unique_callers = GREATEST(t.unique_callers, EXCLUDED.unique_callers),
-    total_latency_ns = t.total_latency_ns + EXCLUDED.total_latency_ns,
-    max_latency_ns = GREATEST(t.max_latency_ns, EXCLUDED.max_latency_ns),
-    first_seen = LEAST(t.first_seen, EXCLUDED.first_seen),
-    last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen)
-"""
-
-PG_UPSERT_OBS = f"""
-INSERT INTO signals.observation_windows AS t ({", ".join(_OBS_COLS)})
-SELECT {", ".join(_OBS_COLS)} FROM _stage_obs ORDER BY image_digest, node_name, window_start
-ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
-    event_count = t.event_count + EXCLUDED.event_count,
-    posture_level = GREATEST(t.posture_level, EXCLUDED.posture_level),
-    window_seconds = GREATEST(t.window_seconds, EXCLUDED.window_seconds),
-    source = CASE WHEN t.source = '' THEN EXCLUDED.source ELSE t.source END
-"""
-
-
-def _hot_tuple(d: HotSymbolDelta) -> tuple[Any, ...]:
-    k = d.key
-    return (
-        k.image_digest,
-        k.module,
-        k.function_name,
-        str(k.evidence),
-        d.build_id,
-        d.purl,
-        d.function_id,
-        d.invocation_count,
-        d.unique_callers,
-        d.total_latency_ns,
-        d.max_latency_ns,
-        d.confidence,
-        ns_to_datetime(d.first_seen_ns),
-        ns_to_datetime(d.last_seen_ns),
-        d.node_name,
-        d.sample or None,
-    )
-
-
-def _win_tuple(d: HotSymbolDelta) -> tuple[Any, ...]:
-    k = d.key
-    return (
-        k.image_digest,
-        k.module,
-        k.function_name,
-        str(k.evidence),
-        ns_to_datetime(d.window_start_ns),
-        d.invocation_count,
-        d.unique_callers,
-        d.total_latency_ns,
-        d.max_latency_ns,
-        ns_to_datetime(d.first_seen_ns),
-        ns_to_datetime(d.last_seen_ns),
-    )
-
-
-def _obs_tuple(w: ObservationWindow) -> tuple[Any, ...]:
-    return (
-        w.image_digest,
-        w.node_name,
-        ns_to_datetime(w.window_start_ns),
-        w.event_count,
-        w.posture.rank if w.posture is not None else None,
-        w.window_seconds or None,
-        w.source,
-    )
-
-
-def copy_rows(
-    cursor: Any, *, table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[tuple[Any, ...]]
-) -> None:
-    """Binary COPY of ``rows`` into ``table`` on a psycopg 3 cursor."""
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as cp:
-        cp.set_types(list(types))
-        for r in rows:
-            cp.write_row(r)
-
-
-def _write_postgres(
-    conn: sa.Connection,
-    *,
-    by_key: list[HotSymbolDelta],
-    by_window: list[HotSymbolDelta],
-    obs: list[ObservationWindow],
-) -> None:
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        if by_key:
-            cur.execute(_stage_ddl("_stage_hot", _HOT_COLS, _HOT_TYPES))
-            copy_rows(
-                cur, table="_stage_hot", columns=_HOT_COLS, types=_HOT_TYPES, rows=map(_hot_tuple, by_key)
-            )
-            cur.execute(PG_UPSERT_HOT)
-        if by_window:
-            cur.execute(_stage_ddl("_stage_win", _WIN_COLS, _WIN_TYPES))
-            copy_rows(
-                cur, table="_stage_win", columns=_WIN_COLS, types=_WIN_TYPES, rows=map(_win_tuple, by_window)
-            )
-            cur.execute(PG_UPSERT_WIN)
-        if obs:
-            cur.execute(_stage_ddl("_stage_obs", _OBS_COLS, _OBS_TYPES))
-            copy_rows(cur, table="_stage_obs", columns=_OBS_COLS, types=_OBS_TYPES, rows=map(_obs_tuple, obs))
-            cur.execute(PG_UPSERT_OBS)
-
-
-# -- SQLite: executemany of INSERT ... ON CONFLICT DO UPDATE ------------------
-
-
-def _sqlite_statements() -> tuple[Any, Any, Any]:
-    ins = sqlite_insert(hot_symbols)
-    t, x = hot_symbols.c, ins.excluded
-    hot = ins.on_conflict_do_update(
-        index_elements=[t.image_digest, t.module, t.function_name, t.evidence_kind],
-        set_={
-            "invocation_count": t.invocation_count + x.invocation_count,
-            "unique_callers": sa.func.max(t.unique_callers, x.unique_callers),
-            "total_latency_ns": t.total_latency_ns + x.total_latency_ns,
-            "max_latency_ns": sa.func.max(t.max_latency_ns, x.max_latency_ns),
-            "confidence": sa.func.max(t.confidence, x.confidence),
-            "first_seen": sa.func.min(t.first_seen, x.first_seen),
-            "last_seen": sa.func.max(t.last_seen, x.last_seen),
-            "build_id": sa.case((t.build_id == "", x.build_id), else_=t.build_id),
-            "purl": sa.case((t.purl == "", x.purl), else_=t.purl),
-            "function_id": sa.case((t.function_id == "", x.function_id), else_=t.function_id),
-            "sample": sa.func.coalesce(t.sample, x.sample),
-            "node_name": sa.case((x.node_name == "", t.node_name), else_=x.node_name),
-            "updated_at": x.updated_at,
-        },
-    )
-    ins = sqlite_insert(hot_symbol_windows)
-    t, x = hot_symbol_windows.c, ins.excluded
-    win = ins.on_conflict_do_update(
-        index_elements=[t.image_digest, t.module, t.function_name, t.evidence_kind, t.window_start],
-        set_={
-            "invocation_count": t.invocation_count + x.invocation_count,
-            "unique_callers": sa.func.max(t.unique_callers, x.unique_callers),
-            "total_latency_ns": t.total_latency_ns + x.total_latency_ns,
-            "max_latency_ns": sa.func.max(t.max_latency_ns, x.max_latency_ns),
-            "first_seen": sa.func.min(t.first_seen, x.first_seen),
-            "last_seen": sa.func.max(t.last_seen, x.last_seen),
-        },
-    )
-    ins = sqlite_insert(observation_windows)
-    t, x = observation_windows.c, ins.excluded
-    obs = ins.on_conflict_do_update(
-        index_elements=[t.image_digest, t.node_name, t.window_start],
-        set_={
-            "event_count": t.event_count + x.event_count,
-            # SQLite's max() of a NULL is NULL: unknown (NULL) must lose to any level.
-            "posture_level": sa.func.coalesce(
-                sa.func.max(t.posture_level, x.posture_level), t.posture_level, x.posture_level
-            ),
-            "window_seconds": sa.func.coalesce(
-                sa.func.max(t.window_seconds, x.window_seconds), t.window_seconds, x.window_seconds
-            ),
-            "source": sa.case((t.source == "", x.source), else_=t.source),
-        },
-    )
-    return hot, win, obs
-
-
-_SQLITE_HOT, _SQLITE_WIN, _SQLITE_OBS = _sqlite_statements()
-
-
-def _write_sqlite(
-    conn: sa.Connection,
-    *,
-    by_key: list[HotSymbolDelta],
-    by_window: list[HotSymbolDelta],
-    obs: list[ObservationWindow],
-) -> None:
-    now = dt.datetime.now(dt.UTC)
-    if by_key:
-        conn.execute(
-            _SQLITE_HOT,
-            [dict(zip(_HOT_COLS, _hot_tuple(d), strict=True), updated_at=now) for d in by_key],
-        )
-    if by_window:
-        conn.execute(_SQLITE_WIN, [dict(zip(_WIN_COLS, _win_tuple(d), strict=True)) for d in by_window])
-    if obs:
-        conn.execute(_SQLITE_OBS, [dict(zip(_OBS_COLS, _obs_tuple(w), strict=True)) for w in obs])
-
-
 # -- the store ----------------------------------------------------------------
 
 
@@ -397,6 +69,17 @@ class HotSymbolStore:
         self.engine = engine
         self.url = safe_url(engine.url)
         self._postgres = engine.dialect.name == "postgresql"
+        # Every DBAPI connection the engine opened and has not closed: what
+        # abort() shuts down. Weak, so closed connections leave by themselves.
+        self._raw: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._raw_lock = threading.Lock()
+        self._batches = 0
+        self.aborts = 0
+        event.listen(engine, "connect", self._on_connect)
+
+    def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
+        with self._raw_lock:
+            self._raw.add(dbapi_conn)
 
     def write(self, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:
         """Add deltas and observation windows in one transaction.
@@ -406,19 +89,61 @@ class HotSymbolStore:
         :class:`~stellaops_runtime.store.pending.PendingWrites` counts in).
         Raises :class:`StoreUnavailable` when the database is down or
         unreachable (retry later) and :class:`StoreError` otherwise.
+        No ledger: a retry after a lost acknowledgement may count twice;
+        the agent uses :meth:`write_batch`.
         """
-        by_window = sorted(merge_by_window(deltas), key=_sort_key)
-        by_key = sorted(merge_by_key(by_window), key=_sort_key)
-        obs = merge_observations(windows)
-        if not by_window and not obs:
-            return 0
-        write = _write_postgres if self._postgres else _write_sqlite
         try:
             with self.engine.begin() as conn:
-                write(conn, by_key=by_key, by_window=by_window, obs=obs)
+                return write_rows(conn, deltas, windows)
         except Exception as e:
             raise self._wrap(e, "write to") from e
-        return len(by_window) + len(obs)
+
+    def write_batch(self, batch: Batch) -> BatchResult:
+        """Write a frozen batch exactly once (see :mod:`stellaops_runtime.store.ledger`).
+
+        Rows the database refuses are quarantined and reported in the
+        result; anything else raises :class:`StoreUnavailable` or
+        :class:`StoreError`, and the same batch may be retried as it is.
+        """
+        try:
+            result = write_batch(self.engine, batch)
+        except Exception as e:
+            raise self._wrap(e, "write to") from e
+        self._batches += 1
+        if self._batches % PRUNE_EVERY_BATCHES == 1:
+            try:
+                pruned = prune_ledger(self.engine)
+            except Exception as e:  # pruning is housekeeping: never fail a write for it
+                log.warning("cannot prune the flush ledger of %s: %s", self.url, first_line(e))
+            else:
+                if pruned:
+                    log.info("pruned %d flush-ledger rows older than the retention", pruned)
+        return result
+
+    def abort(self) -> None:
+        """Make every call in progress on this store fail now; safe from any thread.
+
+        PostgreSQL connections are shut down at the socket (a hung peer
+        cannot hold them: the blocked read returns at once), SQLite
+        connections are interrupted. The pool is then emptied, so the next
+        call opens a new connection.
+        """
+        self.aborts += 1
+        with self._raw_lock:
+            conns = list(self._raw)
+        for raw in conns:
+            with contextlib.suppress(Exception):
+                if self._postgres:
+                    fd = raw.fileno()
+                    dup = socket.socket(fileno=socket.dup(fd))
+                    try:
+                        dup.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        dup.close()
+                else:
+                    raw.interrupt()
+        with contextlib.suppress(Exception):
+            self.engine.pool.dispose()
 
     def _wrap(self, e: Exception, what: str) -> StoreError:
         import psycopg  # the PostgreSQL driver; its errors may escape SQLAlchemy via the raw cursor

@@ -26,7 +26,7 @@ from stellaops_runtime.wire.tetragon import events_pb2 as tetragon_dot_events__p
 from stellaops_runtime.wire.tetragon import tetragon_pb2 as tetragon_dot_tetragon__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tetragon/sensors.proto\x12\x08tetragon\x1a\x15tetragon/events.proto\x1a\x17tetragon/tetragon.proto\"\xdb\x01\n\x1bTracingPolicyActionCounters\x12\x0c\n\x04post\x18\x01 \x01(\x04\x12\x0e\n\x06signal\x18\x02 \x01(\x04\x12\x16\n\x0emonitor_signal\x18\x03 \x01(\x04\x12\x10\n\x08override\x18\x04 \x01(\x04\x12\x18\n\x10monitor_override\x18\x05 \x01(\x04\x12\x17\n\x0fnotify_enforcer\x18\x06 \x01(\x04\x12\x1f\n\x17monitor_notify_enforcer\x18\x07 \x01(\x04\x12\x0b\n\x03set\x18\x08 \x01(\x04\x12\x13\n\x0bmonitor_set\x18\t \x01(\x04\"T\n\x12TracingPolicyStats\x12>\n\x0f\x61\x63tion_counters\x18\x01 \x01(\x0b\x32%.tetragon.TracingPolicyActionCounters\"\xba\x02\n\x13TracingPolicyStatus\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04info\x18\x04 \x01(\t\x12\x0f\n\x07sensors\x18\x05 \x03(\t\x12\x13\n\x07\x65nabled\x18\x06 \x01(\x08\x42\x02\x18\x01\x12\x11\n\tfilter_id\x18\x07 \x01(\x04\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.tetragon.TracingPolicyState\x12\x1b\n\x13kernel_memory_bytes\x18\n \x01(\x04\x12)\n\x04mode\x18\x0b \x01(\x0e\x32\x1b.tetragon.TracingPolicyMode\x12+\n\x05stats\x18\x0c \x01(\x0b\x32\x1c.tetragon.TracingPolicyStats\"\x1c\n\x1aListTracingPoliciesRequest\"N\n\x1bListTracingPoliciesResponse\x12/\n\x08policies\x18\x01 \x03(\x0b\x32\x1d.tetragon.TracingPolicyStatus\"\x13\n\x11GetVersionRequest\"%\n\x12GetVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*\xb2\x01\n\x12TracingPolicyState\x12\x14\n\x10TP_STATE_UNKNOWN\x10\x00\x12\x14\n\x10TP_STATE_ENABLED\x10\x01\x12\x15\n\x11TP_STATE_DISABLED\x10\x02\x12\x17\n\x13TP_STATE_LOAD_ERROR\x10\x03\x12\x12\n\x0eTP_STATE_ERROR\x10\x04\x12\x14\n\x10TP_STATE_LOADING\x10\x05\x12\x16\n\x12TP_STATE_UNLOADING\x10\x06*l\n\x11TracingPolicyMode\x12\x13\n\x0fTP_MODE_UNKNOWN\x10\x00\x12\x13\n\x0fTP_MODE_ENFORCE\x10\x01\x12\x13\n\x0fTP_MODE_MONITOR\x10\x02\x12\x18\n\x14TP_MODE_MONITOR_ONLY\x10\x03\x32\xe4\x02\n\x13\x46ineGuidanceSensors\x12H\n\tGetEvents\x12\x1a.tetragon.GetEventsRequest\x1a\x1b.tetragon.GetEventsResponse\"\x00\x30\x01\x12R\n\tGetHealth\x12 .tetragon.GetHealthStatusRequest\x1a!.tetragon.GetHealthStatusResponse\"\x00\x12\x64\n\x13ListTracingPolicies\x12$.tetragon.ListTracingPoliciesRequest\x1a%.tetragon.ListTracingPoliciesResponse\"\x00\x12I\n\nGetVersion\x12\x1b.tetragon.GetVersionRequest\x1a\x1c.tetragon.GetVersionResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tetragon/sensors.proto\x12\x08tetragon\x1a\x15tetragon/events.proto\x1a\x17tetragon/tetragon.proto\"\xdb\x01\n\x1bTracingPolicyActionCounters\x12\x0c\n\x04post\x18\x01 \x01(\x04\x12\x0e\n\x06signal\x18\x02 \x01(\x04\x12\x16\n\x0emonitor_signal\x18\x03 \x01(\x04\x12\x10\n\x08override\x18\x04 \x01(\x04\x12\x18\n\x10monitor_override\x18\x05 \x01(\x04\x12\x17\n\x0fnotify_enforcer\x18\x06 \x01(\x04\x12\x1f\n\x17monitor_notify_enforcer\x18\x07 \x01(\x04\x12\x0b\n\x03set\x18\x08 \x01(\x04\x12\x13\n\x0bmonitor_set\x18\t \x01(\x04\"T\n\x12TracingPolicyStats\x12>\n\x0f\x61\x63tion_counters\x18\x01 \x01(\x0b\x32%.tetragon.TracingPolicyActionCounters\"m\n\nHookStatus\x12\x0f\n\x07section\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.tetragon.HookState\x12\x18\n\x10hook_description\x18\x03 \x01(\t\x12\x10\n\x08hook_idx\x18\x04 \x01(\r\"\xf7\x02\n\x13TracingPolicyStatus\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04info\x18\x04 \x01(\t\x12\x0f\n\x07sensors\x18\x05 \x03(\t\x12\x13\n\x07\x65nabled\x18\x06 \x01(\x08\x42\x02\x18\x01\x12\x11\n\tfilter_id\x18\x07 \x01(\x04\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.tetragon.TracingPolicyState\x12\x1b\n\x13kernel_memory_bytes\x18\n \x01(\x04\x12)\n\x04mode\x18\x0b \x01(\x0e\x32\x1b.tetragon.TracingPolicyMode\x12+\n\x05stats\x18\x0c \x01(\x0b\x32\x1c.tetragon.TracingPolicyStats\x12\x0e\n\x06\x64omain\x18\r \x01(\t\x12+\n\rhook_statuses\x18\x0e \x03(\x0b\x32\x14.tetragon.HookStatus\"\x1c\n\x1aListTracingPoliciesRequest\"N\n\x1bListTracingPoliciesResponse\x12/\n\x08policies\x18\x01 \x03(\x0b\x32\x1d.tetragon.TracingPolicyStatus\"\x13\n\x11GetVersionRequest\"%\n\x12GetVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*\xe8\x01\n\x12TracingPolicyState\x12\x14\n\x10TP_STATE_UNKNOWN\x10\x00\x12\x14\n\x10TP_STATE_ENABLED\x10\x01\x12\x15\n\x11TP_STATE_DISABLED\x10\x02\x12\x17\n\x13TP_STATE_LOAD_ERROR\x10\x03\x12\x12\n\x0eTP_STATE_ERROR\x10\x04\x12\x14\n\x10TP_STATE_LOADING\x10\x05\x12\x16\n\x12TP_STATE_UNLOADING\x10\x06\x12\x14\n\x10TP_STATE_SKIPPED\x10\x07\x12\x1e\n\x1aTP_STATE_PARTIALLY_ENABLED\x10\x08*l\n\x11TracingPolicyMode\x12\x13\n\x0fTP_MODE_UNKNOWN\x10\x00\x12\x13\n\x0fTP_MODE_ENFORCE\x10\x01\x12\x13\n\x0fTP_MODE_MONITOR\x10\x02\x12\x18\n\x14TP_MODE_MONITOR_ONLY\x10\x03*\x90\x01\n\tHookState\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rSTATUS_LOADED\x10\x01\x12\x1a\n\x16STATUS_DIGEST_REJECTED\x10\x02\x12\x19\n\x15STATUS_CALL_NOT_FOUND\x10\x03\x12!\n\x1dSTATUS_PARTIAL_CALL_NOT_FOUND\x10\x04\x32\xe4\x02\n\x13\x46ineGuidanceSensors\x12H\n\tGetEvents\x12\x1a.tetragon.GetEventsRequest\x1a\x1b.tetragon.GetEventsResponse\"\x00\x30\x01\x12R\n\tGetHealth\x12 .tetragon.GetHealthStatusRequest\x1a!.tetragon.GetHealthStatusResponse\"\x00\x12\x64\n\x13ListTracingPolicies\x12$.tetragon.ListTracingPoliciesRequest\x1a%.tetragon.ListTracingPoliciesResponse\"\x00\x12I\n\nGetVersion\x12\x1b.tetragon.GetVersionRequest\x1a\x1c.tetragon.GetVersionResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRACINGPOLICYSTATUS'].fields_by_name['enabled']._loaded_options = None
   _globals['_TRACINGPOLICYSTATUS'].fields_by_name['enabled']._serialized_options = b'\030\001'
-  _globals['_TRACINGPOLICYSTATE']._serialized_start=880
-  _globals['_TRACINGPOLICYSTATE']._serialized_end=1058
-  _globals['_TRACINGPOLICYMODE']._serialized_start=1060
-  _globals['_TRACINGPOLICYMODE']._serialized_end=1168
+  _globals['_TRACINGPOLICYSTATE']._serialized_start=1052
+  _globals['_TRACINGPOLICYSTATE']._serialized_end=1284
+  _globals['_TRACINGPOLICYMODE']._serialized_start=1286
+  _globals['_TRACINGPOLICYMODE']._serialized_end=1394
+  _globals['_HOOKSTATE']._serialized_start=1397
+  _globals['_HOOKSTATE']._serialized_end=1541
   _globals['_TRACINGPOLICYACTIONCOUNTERS']._serialized_start=85
   _globals['_TRACINGPOLICYACTIONCOUNTERS']._serialized_end=304
   _globals['_TRACINGPOLICYSTATS']._serialized_start=306
   _globals['_TRACINGPOLICYSTATS']._serialized_end=390
-  _globals['_TRACINGPOLICYSTATUS']._serialized_start=393
-  _globals['_TRACINGPOLICYSTATUS']._serialized_end=707
-  _globals['_LISTTRACINGPOLICIESREQUEST']._serialized_start=709
-  _globals['_LISTTRACINGPOLICIESREQUEST']._serialized_end=737
-  _globals['_LISTTRACINGPOLICIESRESPONSE']._serialized_start=739
-  _globals['_LISTTRACINGPOLICIESRESPONSE']._serialized_end=817
-  _globals['_GETVERSIONREQUEST']._serialized_start=819
-  _globals['_GETVERSIONREQUEST']._serialized_end=838
-  _globals['_GETVERSIONRESPONSE']._serialized_start=840
-  _globals['_GETVERSIONRESPONSE']._serialized_end=877
-  _globals['_FINEGUIDANCESENSORS']._serialized_start=1171
-  _globals['_FINEGUIDANCESENSORS']._serialized_end=1527
+  _globals['_HOOKSTATUS']._serialized_start=392
+  _globals['_HOOKSTATUS']._serialized_end=501
+  _globals['_TRACINGPOLICYSTATUS']._serialized_start=504
+  _globals['_TRACINGPOLICYSTATUS']._serialized_end=879
+  _globals['_LISTTRACINGPOLICIESREQUEST']._serialized_start=881
+  _globals['_LISTTRACINGPOLICIESREQUEST']._serialized_end=909
+  _globals['_LISTTRACINGPOLICIESRESPONSE']._serialized_start=911
+  _globals['_LISTTRACINGPOLICIESRESPONSE']._serialized_end=989
+  _globals['_GETVERSIONREQUEST']._serialized_start=991
+  _globals['_GETVERSIONREQUEST']._serialized_end=1010
+  _globals['_GETVERSIONRESPONSE']._serialized_start=1012
+  _globals['_GETVERSIONRESPONSE']._serialized_end=1049
+  _globals['_FINEGUIDANCESENSORS']._serialized_start=1544
+  _globals['_FINEGUIDANCESENSORS']._serialized_end=1900
 # @@protoc_insertion_point(module_scope)

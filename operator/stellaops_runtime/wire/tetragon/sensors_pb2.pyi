@@ -18,6 +18,8 @@ class TracingPolicyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TP_STATE_ERROR: _ClassVar[TracingPolicyState]
     TP_STATE_LOADING: _ClassVar[TracingPolicyState]
     TP_STATE_UNLOADING: _ClassVar[TracingPolicyState]
+    TP_STATE_SKIPPED: _ClassVar[TracingPolicyState]
+    TP_STATE_PARTIALLY_ENABLED: _ClassVar[TracingPolicyState]
 
 class TracingPolicyMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -25,6 +27,14 @@ class TracingPolicyMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TP_MODE_ENFORCE: _ClassVar[TracingPolicyMode]
     TP_MODE_MONITOR: _ClassVar[TracingPolicyMode]
     TP_MODE_MONITOR_ONLY: _ClassVar[TracingPolicyMode]
+
+class HookState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATUS_UNSPECIFIED: _ClassVar[HookState]
+    STATUS_LOADED: _ClassVar[HookState]
+    STATUS_DIGEST_REJECTED: _ClassVar[HookState]
+    STATUS_CALL_NOT_FOUND: _ClassVar[HookState]
+    STATUS_PARTIAL_CALL_NOT_FOUND: _ClassVar[HookState]
 TP_STATE_UNKNOWN: TracingPolicyState
 TP_STATE_ENABLED: TracingPolicyState
 TP_STATE_DISABLED: TracingPolicyState
@@ -32,10 +42,17 @@ TP_STATE_LOAD_ERROR: TracingPolicyState
 TP_STATE_ERROR: TracingPolicyState
 TP_STATE_LOADING: TracingPolicyState
 TP_STATE_UNLOADING: TracingPolicyState
+TP_STATE_SKIPPED: TracingPolicyState
+TP_STATE_PARTIALLY_ENABLED: TracingPolicyState
 TP_MODE_UNKNOWN: TracingPolicyMode
 TP_MODE_ENFORCE: TracingPolicyMode
 TP_MODE_MONITOR: TracingPolicyMode
 TP_MODE_MONITOR_ONLY: TracingPolicyMode
+STATUS_UNSPECIFIED: HookState
+STATUS_LOADED: HookState
+STATUS_DIGEST_REJECTED: HookState
+STATUS_CALL_NOT_FOUND: HookState
+STATUS_PARTIAL_CALL_NOT_FOUND: HookState
 
 class TracingPolicyActionCounters(_message.Message):
     __slots__ = ("post", "signal", "monitor_signal", "override", "monitor_override", "notify_enforcer", "monitor_notify_enforcer", "set", "monitor_set")
@@ -65,8 +82,20 @@ class TracingPolicyStats(_message.Message):
     action_counters: TracingPolicyActionCounters
     def __init__(self, action_counters: _Optional[_Union[TracingPolicyActionCounters, _Mapping]] = ...) -> None: ...
 
+class HookStatus(_message.Message):
+    __slots__ = ("section", "state", "hook_description", "hook_idx")
+    SECTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HOOK_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HOOK_IDX_FIELD_NUMBER: _ClassVar[int]
+    section: str
+    state: HookState
+    hook_description: str
+    hook_idx: int
+    def __init__(self, section: _Optional[str] = ..., state: _Optional[_Union[HookState, str]] = ..., hook_description: _Optional[str] = ..., hook_idx: _Optional[int] = ...) -> None: ...
+
 class TracingPolicyStatus(_message.Message):
-    __slots__ = ("id", "name", "namespace", "info", "sensors", "enabled", "filter_id", "error", "state", "kernel_memory_bytes", "mode", "stats")
+    __slots__ = ("id", "name", "namespace", "info", "sensors", "enabled", "filter_id", "error", "state", "kernel_memory_bytes", "mode", "stats", "domain", "hook_statuses")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +108,8 @@ class TracingPolicyStatus(_message.Message):
     KERNEL_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HOOK_STATUSES_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     namespace: str
@@ -91,7 +122,9 @@ class TracingPolicyStatus(_message.Message):
     kernel_memory_bytes: int
     mode: TracingPolicyMode
     stats: TracingPolicyStats
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., info: _Optional[str] = ..., sensors: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., filter_id: _Optional[int] = ..., error: _Optional[str] = ..., state: _Optional[_Union[TracingPolicyState, str]] = ..., kernel_memory_bytes: _Optional[int] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., stats: _Optional[_Union[TracingPolicyStats, _Mapping]] = ...) -> None: ...
+    domain: str
+    hook_statuses: _containers.RepeatedCompositeFieldContainer[HookStatus]
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., info: _Optional[str] = ..., sensors: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., filter_id: _Optional[int] = ..., error: _Optional[str] = ..., state: _Optional[_Union[TracingPolicyState, str]] = ..., kernel_memory_bytes: _Optional[int] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., stats: _Optional[_Union[TracingPolicyStats, _Mapping]] = ..., domain: _Optional[str] = ..., hook_statuses: _Optional[_Iterable[_Union[HookStatus, _Mapping]]] = ...) -> None: ...
 
 class ListTracingPoliciesRequest(_message.Message):
     __slots__ = ()

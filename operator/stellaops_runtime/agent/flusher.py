@@ -1,0 +1,233 @@
+"""The agent's path to the store: drain, flush exactly once, time out, spool at shutdown.
+
+Split from :mod:`stellaops_runtime.agent.runner` so the agent's lifecycle and
+its store handling can each be read on their own.
+
+- Every ``flushIntervalSeconds`` (or early, when too many keys are held) the
+  aggregator is drained on the pipeline thread into the outage buffer
+  (:class:`~stellaops_runtime.store.pending.PendingWrites`), which writes it
+  as frozen batches through the flush ledger: a retried batch never counts
+  twice.
+- A write still running after ``store.flushTimeout`` is abandoned: the
+  store's connections are shut down and the batch is retried later on a new
+  connection; ``/readyz`` reports the failure meanwhile.
+- At shutdown, what the store cannot take before the grace deadline is
+  written to ``store.spoolPath`` and replayed by the next agent on the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.store.engine import StoreConfigError, StoreError, Timeouts, open_store, safe_url
+from stellaops_runtime.store.pending import PendingWrites
+from stellaops_runtime.store.spool import (
+    SpoolError,
+    quarantine_spool,
+    read_spool,
+    remove_spool,
+    write_spool,
+)
+from stellaops_runtime.store.threads import run_detached
+from stellaops_runtime.store.writer import HotSymbolStore
+
+log = logging.getLogger(__name__)
+
+ABORT_WAIT_SECONDS = 1.0
+
+
+class Flusher:
+    """Moves drained counts to the store; ``drain`` runs the aggregator's drain on the pipeline thread."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        agent_id: str,
+        drain: Callable[[], Awaitable[None]],
+        stop: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        st = config.store
+        self.timeouts = Timeouts(
+            connect=st.connect_timeout,
+            statement=st.statement_timeout,
+            idle_in_transaction=st.idle_in_transaction_timeout,
+            keepalive=st.tcp_keepalive,
+        )
+        self.pending = PendingWrites(max_pending_rows=config.hot_symbols.max_pending_rows, agent_id=agent_id)
+        self.store: HotSymbolStore | None = None
+        self._drain_fn = drain
+        self._stop = stop
+        self.config_error = ""  # a store configuration error met after start-up (exit 2)
+        self.lost_rows = 0
+        self.spooled_rows = 0
+        self.spool_corrupt = 0
+        self.spool_error = ""
+        self._spool_loaded = False
+
+    @property
+    def label(self) -> str:
+        return safe_url(self.config.store.url)
+
+    # -- the spool ----------------------------------------------------------------
+
+    def load_spool(self) -> None:
+        """Queue the rows a previous agent spooled; a corrupt file is moved aside and counted."""
+        path = self.config.store.spool_path
+        if not path:
+            return
+        try:
+            batches = read_spool(path)
+        except SpoolError as e:
+            self.spool_corrupt += 1
+            self.spool_error = str(e)
+            moved = quarantine_spool(path)
+            log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
+            return
+        if batches is None:
+            return
+        self.pending.load(batches)
+        self._spool_loaded = True
+        log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
+                 self.pending.spool_loaded_rows, len(batches), path)  # fmt: skip
+
+    def _spool_done(self) -> None:
+        if self._spool_loaded and not self.pending.spool_batches_left:
+            remove_spool(self.config.store.spool_path)
+            self._spool_loaded = False
+            log.info("the spooled rows are stored (%d rows); spool file %s removed",
+                     self.pending.spool_replayed_rows, self.config.store.spool_path)  # fmt: skip
+
+    def save_spool(self) -> bool:
+        """Write everything still pending to the spool file; True when nothing is left unsaved."""
+        path = self.config.store.spool_path
+        rows = self.pending.pending_rows
+        if not rows:
+            if self._spool_loaded:
+                remove_spool(path)
+            return True
+        if not path:
+            self.lost_rows = rows
+            log.error("could not store %d hot-symbol rows before shutdown: %s (set store.spoolPath to "
+                      "keep them for the next start)", rows, self.pending.last_error)  # fmt: skip
+            return False
+        batches = self.pending.take_all()
+        try:
+            self.spooled_rows = write_spool(path, batches)
+        except SpoolError as e:
+            self.pending.load(batches)
+            self.lost_rows = rows
+            log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
+                      rows, self.pending.last_error, e)  # fmt: skip
+            return False
+        log.warning("the store could not take %d hot-symbol rows before shutdown (%s); spooled them to "
+                    "%s for the next start", self.spooled_rows, self.pending.last_error, path)  # fmt: skip
+        return True
+
+    # -- store ----------------------------------------------------------------------
+
+    async def open(self, *, deadline: float | None = None) -> bool:
+        """Open (and migrate) the store if it is not open; False while it is unusable."""
+        if self.store is not None:
+            return True
+        st = self.config.store
+        timeout = st.connect_timeout + st.statement_timeout + 5
+        if deadline is not None:
+            timeout = max(0.1, min(timeout, deadline - time.monotonic()))
+        fut = run_detached(self._open, name="store-open")
+        try:
+            self.store = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+        except StoreConfigError:
+            raise
+        except TimeoutError:
+            self.pending.last_error = f"opening store {self.label} timed out"
+            log.warning("%s (will retry)", self.pending.last_error)
+            return False
+        except StoreError as e:  # down, or not migratable yet: keep counting, retry at the next flush
+            self.pending.last_error = str(e)
+            log.warning("store %s not usable (will retry): %s", self.label, e)
+            return False
+        log.info("hot-symbol store ready: %s", self.label)
+        return True
+
+    def _open(self) -> HotSymbolStore:
+        st = self.config.store
+        return open_store(
+            st.url, migrate=st.migrate, create_directories=st.create_directories, timeouts=self.timeouts
+        )
+
+    async def drain(self) -> None:
+        """Move the aggregator's counts into the outage buffer (see ``Agent._drain``)."""
+        await self._drain_fn()
+
+    async def flush(self, *, deadline: float | None = None) -> bool:
+        """Drain, then write everything pending; with ``deadline`` (monotonic), never past it."""
+        await self.drain()
+        if not self.pending.pending_rows:
+            self._spool_done()
+            return True
+        try:
+            opened = await self.open(deadline=deadline)
+        except StoreConfigError as e:
+            self.pending.failures += 1
+            self.pending.last_error = str(e)
+            self.config_error = str(e)
+            log.error("%s; stopping", e)
+            self._stop("store configuration error")
+            return False
+        if not opened:
+            self.pending.failures += 1
+            return False
+        assert self.store is not None
+        ok = await self.pending.flush(
+            self.store, write_timeout=self.config.store.flush_timeout, deadline=deadline
+        )
+        if ok:
+            self._spool_done()
+        else:
+            log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
+                        self.pending.last_error)  # fmt: skip
+        return ok
+
+    def flush_stuck(self) -> float:
+        """Seconds the running write is past ``store.flushTimeout`` (0 when none is)."""
+        since = self.pending.inflight_since
+        if since is None:
+            return 0.0
+        return max(0.0, time.monotonic() - since - self.config.store.flush_timeout)
+
+    def abort(self) -> None:
+        if self.store is not None:
+            self.store.abort()
+
+    async def final_flush(self, deadline: float) -> bool:
+        """Flush until everything is stored or ``deadline`` (monotonic) comes; then spool the rest.
+
+        True when every row was stored or spooled.
+        """
+        while True:
+            try:
+                if deadline > time.monotonic() and await self.flush(deadline=deadline):
+                    return True
+            except Exception as e:
+                self.pending.failures += 1
+                self.pending.last_error = f"unexpected error: {redact(repr(e))}"
+                log.exception("final hot-symbol flush failed unexpectedly")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05 or self.config_error:
+                return self.save_spool()
+            await asyncio.sleep(min(self.pending.next_retry_delay(), remaining))
+
+    async def close(self) -> None:
+        if self.store is not None:
+            fut = run_detached(self.store.close, name="store-close")
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
+            except Exception as e:  # closing is best effort at exit (a timeout included)
+                log.debug("closing the store: %r", e)

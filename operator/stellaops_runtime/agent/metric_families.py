@@ -1,0 +1,117 @@
+"""Prometheus metric families for the agent: the shared constructors and the per-stage sets.
+
+Split from :mod:`stellaops_runtime.agent.metrics` (the collector and the list
+of every metric): this module holds the small constructors every family uses
+and the frame canonicalizer's and package attribution's families, which are
+built from those stages' own flat counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
+
+from stellaops_runtime.attribution.attributor import AttributionStats
+from stellaops_runtime.canonical.demangle import demangle_stats
+from stellaops_runtime.canonical.resolution import Outcome
+
+P = "stellaops_runtime_"
+
+
+def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(P + name, doc, value=value)
+
+
+def labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    m = CounterMetricFamily(P + name, doc, labels=[label])
+    for k, v in sorted(values.items()):
+        m.add_metric([str(k)], v)
+    return m
+
+
+def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(P + name, doc, value=value)
+
+
+def untyped(name: str, doc: str, value: float) -> Metric:
+    """A family whose one sample is named exactly ``name`` (``# TYPE name untyped``)."""
+    m = Metric(name, doc, "unknown")
+    m.samples.append(Sample(name, {}, value))
+    return m
+
+
+_USER_FAILURES = frozenset(str(o) for o in Outcome) - {str(Outcome.RESOLVED)}
+
+
+def canonicalizer_metrics(stats: dict[str, int]) -> Iterator[Metric]:
+    """The frame canonicalizer's flat counters (FrameCanonicalizer.stats) as metric families."""
+    resolved = CounterMetricFamily(
+        P + "frames_resolved",
+        "Stack frames resolved to a symbol, by stack and source.",
+        labels=["stack", "source"],
+    )
+    unresolved = CounterMetricFamily(
+        P + "frames_unresolved",
+        "Stack frames left unresolved, by stack and reason.",
+        labels=["stack", "reason"],
+    )
+    fids: dict[str, int] = {}
+    caches: dict[str, int] = {}
+    symbolizer: dict[str, int] = {}
+    other: dict[str, int] = {}
+    for key, value in sorted(stats.items()):
+        if key.startswith("resolved_"):
+            src = key.removeprefix("resolved_")
+            resolved.add_metric(["kernel" if src == "kallsyms" else "user", src], value)
+        elif key.startswith("kernel_"):
+            unresolved.add_metric(["kernel", key.removeprefix("kernel_")], value)
+        elif key in _USER_FAILURES:
+            unresolved.add_metric(["user", key], value)
+        elif key.startswith("events_function_"):
+            fids[key.removeprefix("events_function_")] = value
+        elif key.startswith("cache_") and key != "cache_hits":
+            caches[key.removeprefix("cache_")] = value
+        elif key.startswith("symbolizer_"):
+            symbolizer[key.removeprefix("symbolizer_")] = value
+        else:
+            other[key] = value
+    yield resolved
+    yield unresolved
+    yield labelled("function_ids", "IDs of probed functions, by outcome.", "outcome", fids)
+    g = GaugeMetricFamily(P + "symbol_cache_entries", "Entries held by the canonicalizer.", labels=["cache"])
+    for k, v in sorted(caches.items()):
+        g.add_metric([k], v)
+    yield g
+    yield labelled("symbolizer_operations", "The symbolizer's own counters.", "op", symbolizer | other)
+    d = demangle_stats()
+    yield labelled(
+        "demangled",
+        "Names demangled (cache misses), by language.",
+        "language",
+        {"cxx": d.cxx, "rust_legacy": d.rust_legacy, "rust_v0": d.rust_v0, "go": d.go, "plain": d.plain},
+    )
+    yield counter("demangle_failures", "Names that looked mangled but did not demangle.", d.failures)
+
+
+def attribution_metrics(outcomes: dict[str, int], st: AttributionStats) -> Iterator[Metric]:
+    """Package attribution counters (agent/purls.py, Attributor.stats) as metric families."""
+    yield labelled(
+        "hot_symbols_attributed", "Drained hot-symbol keys, by attribution outcome.", "outcome", outcomes
+    )
+    answers = CounterMetricFamily(
+        P + "attribution_answers",
+        "Cold attribution answers, by scope and source.",
+        labels=["scope", "source"],
+    )
+    for scope, values in (("file", st.files), ("function", st.functions)):
+        for src, n in sorted(values.items()):
+            answers.add_metric([scope, src], n)
+    yield answers
+    yield labelled("attribution_errors", "Bad input met while attributing, by kind.", "kind", dict(st.errors))
+    g = GaugeMetricFamily(P + "attribution_cache_entries", "Attribution cache entries.", labels=["cache"])
+    g.add_metric(["files"], st.cached_files)
+    g.add_metric(["functions"], st.cached_functions)
+    g.add_metric(["images"], st.images)
+    yield g

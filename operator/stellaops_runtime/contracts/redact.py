@@ -1,0 +1,109 @@
+"""Mask credentials in any text before it becomes a message.
+
+Why this exists: store URLs, Tetragon addresses, the Tetragon metrics URL and
+kubeconfig server URLs may carry a password, and they reach log lines,
+exception messages, CLI stderr, the ObservationNode status and ``/readyz``
+whenever something about them goes wrong. A URL that is wrong is exactly the
+one a parser cannot be trusted to split (``postgresq://u:s3cret@db/x``,
+``postgresql://u:p@ss@h/db``, ``u:pw@host/db``, a port that is not a number),
+so :func:`redact` does not parse: it rewrites text with regular expressions
+that err on the side of masking too much, and never raises.
+
+What is masked (by ``***``; user names, hosts, ports and paths are kept so
+messages stay useful):
+
+- the password of ``scheme://user:password@host``, up to the *last* ``@`` of
+  the URL, so a password holding an unencoded ``@``, ``/``, ``:`` or ``#`` is
+  masked whole; when the URL has no ``@`` up to the next whitespace but its
+  ``user:`` is not followed by a port number, up to the next ``@`` on the line
+  (a password holding a space);
+- the same without a scheme (``user:password@host/db``, ``:password@host``) at
+  the start of a token. Image references (``repo:tag@sha256:…``), package URLs
+  (``pkg:type/…@version``) and C++ names (``ns::f@GLIBC_2.2.5``) are left alone;
+- values of password-like keys: ``password=``, ``sslpassword=``,
+  ``PGPASSWORD=``, ``token=``, ``secret=``, ``api_key=`` ... in URL query
+  strings and libpq key/value DSNs (``host=db password='a b'``), and
+  ``password: value`` as YAML or JSON write it;
+- ``Bearer <token>`` and ``Basic <base64>`` credentials.
+
+Unencoded whitespace inside a password is not reliably found in free text;
+SQLAlchemy and libpq users percent-encode or quote such passwords anyway.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+# Characters after which a token starts (where a scheme-less user:password@host may begin).
+_TOKEN_START = r"""\s'"`=(\[{<,;"""
+
+_USERINFO = re.compile(
+    rf"""
+    # scheme://user:password@host: the password runs to the URL's last '@'
+    (?P<a>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'"]*:)
+    (?:
+        \S*@
+      | (?!\d{{1,5}}(?:[/?#\s'",;)\]]|$))       # not host:port: a password with a space?
+        (?:(?!://)[^\n@])*@(?:\S*@)?            # then to the next '@' on the line
+    )
+  |
+    # user:password@host without a scheme, at the start of a token
+    (?<![^{_TOKEN_START}])
+    (?!pkg:[A-Za-z][A-Za-z0-9.+\-]*/)           # a package URL
+    (?P<b>[^{_TOKEN_START}:/@]*:)
+    (?!//|:)                                    # a scheme URL without userinfo; a C++ name
+    \S*@
+    (?![A-Za-z][A-Za-z0-9+.\-]*:[0-9a-fA-F]{{32,}})  # an image digest
+    (?!@)
+    """,
+    re.VERBOSE,
+)
+
+_AUTH_SCHEME = re.compile(r"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(?P<b>Basic\s+)[A-Za-z0-9+/]{8,}={0,2}")
+
+_SECRET_VALUE = re.compile(
+    r"""
+    (?P<key>(?<![\w.\-])[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
+    (?P<sep>\s*=\s*|["']?\s*:\s+|["']\s*:\s*)
+    (?P<value>
+        '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
+      | "(?:[^"\\\n]|\\.)*"?
+      | (?:[^\s&]|&(?![A-Za-z_][\w.\-]*=))+     # up to whitespace or the next &name=
+    )
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _userinfo(m: re.Match[str]) -> str:
+    return f"{m['a'] or m['b']}{MASK}@"
+
+
+def _auth(m: re.Match[str]) -> str:
+    return f"{m['k'] or m['b']}{MASK}"
+
+
+def _secret_value(m: re.Match[str]) -> str:
+    quote = m["value"][0] if m["value"][0] in "'\"" else ""
+    return f"{m['key']}{m['sep']}{quote}{MASK}{quote}"
+
+
+def redact(text: object) -> str:
+    """``str(text)`` with every password, token and secret parameter in it replaced by ``***``.
+
+    Pure and total: any object, any string (URL, DSN, exception text,
+    pydantic error, several of them in one line); idempotent.
+    """
+    s = text if isinstance(text, str) else str(text)
+    if not s:
+        return s
+    s = _USERINFO.sub(_userinfo, s)
+    s = _AUTH_SCHEME.sub(_auth, s)
+    return _SECRET_VALUE.sub(_secret_value, s)
+
+
+def redact_error(e: BaseException) -> str:
+    """An exception's message (its type name when it has none), redacted."""
+    return redact(str(e) or type(e).__name__)

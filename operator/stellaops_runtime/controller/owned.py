@@ -1,0 +1,123 @@
+"""Writes of the objects the operator owns: create, patch back to the rendering, delete.
+
+Every patch and delete goes through one ownership check first
+(:func:`controller.ownership.why_not_ours`): the operator's RBAC lets it
+write every Tetragon policy in the cluster, so the code is what keeps it to
+its own (the module docstring of ``ownership`` says why RBAC cannot). The
+check runs on the object as the operator last saw it, and the write carries
+that object's uid as a precondition (``metadata.uid`` in a merge patch,
+``preconditions.uid`` on a delete), so an object deleted and re-created by
+someone else in between is refused by the API server instead of overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from stellaops_runtime.controller.ownership import NotOwnedError, Owner, why_not_ours
+from stellaops_runtime.controller.patches import for_create, managed_view, owned_patch
+from stellaops_runtime.controller.state import INDEX_CHILDREN, INDEX_OWNED, ObjKey, ReconcilerState, obj_key
+from stellaops_runtime.kube.client import ApiError
+from stellaops_runtime.kube.resources import resource_for
+
+log = logging.getLogger(__name__)
+
+
+class OwnedWriter(ReconcilerState):
+    """``apply`` and ``delete_owned`` with the ownership check; ``_children`` from kopf's index."""
+
+    def _check_ours(self, key: ObjKey, current: Mapping[str, Any], owner: Owner | None) -> None:
+        why = why_not_ours(current, owner)
+        if why is None:
+            return
+        err = NotOwnedError(kind=key[1], namespace=key[2], name=key[3], why=why)
+        self.stats.errors["not-owned"] += 1
+        log.warning("refused to write %s", err)
+        raise err
+
+    async def apply(self, desired: Mapping[str, Any]) -> str:
+        """Create or patch one owned object; "created", "patched" or "unchanged".
+
+        Raises NotOwnedError (nothing written) when an object of that name exists and is not ours.
+        """
+        res = resource_for(str(desired["apiVersion"]), str(desired["kind"]))
+        key = obj_key(desired)
+        name, namespace = key[3], key[2]
+        seen = self._one(INDEX_OWNED, key)
+        part = managed_view(seen) if seen is not None else None
+        current = self._owned(key)
+        if current is None:
+            try:
+                body = await self.api.create(res, for_create(desired))
+            except ApiError as e:
+                if not e.conflict:
+                    raise
+                current = await self.api.get(res, name=name, namespace=namespace)
+                if current is None:
+                    raise
+            else:
+                self.stats.writes[f"create {desired['kind']}"] += 1
+                self._remember(key, part, body)
+                return "created"
+        self._check_ours(key, current, Owner.of_desired(desired))
+        patch = owned_patch(desired, current)
+        if patch is None:
+            return "unchanged"
+        uid = (current.get("metadata") or {}).get("uid")
+        if uid:  # a precondition: the API server refuses to change an object's uid
+            patch = {**patch, "metadata": {**(patch.get("metadata") or {}), "uid": uid}}
+        body = await self.api.patch(res, name=name, namespace=namespace, patch=patch)
+        self.stats.writes[f"patch {desired['kind']}"] += 1
+        self._remember(key, part, body)
+        log.info("%s %s/%s differed from its rendering: patched", desired["kind"], namespace or "", name)
+        return "patched"
+
+    async def delete_owned(self, key: ObjKey, owner: Owner) -> bool:
+        """Delete one owned object of ``owner``; False when it was already gone.
+
+        Raises NotOwnedError (nothing deleted) when the object is not ``owner``'s.
+        """
+        seen = self._one(INDEX_OWNED, key)
+        current = self._owned(key)
+        if current is None:
+            return False
+        self._check_ours(key, current, owner)
+        res = resource_for(key[0], key[1])
+        uid = str((current.get("metadata") or {}).get("uid") or "") or None
+        try:
+            gone = await self.api.delete(res, name=key[3], namespace=key[2], uid=uid)
+        except ApiError as e:
+            if not e.conflict:
+                raise
+            # The uid precondition failed: the object was replaced since the check. Not ours to delete.
+            raise NotOwnedError(
+                kind=key[1], namespace=key[2], name=key[3], why="it was replaced by another object"
+            ) from None
+        self._remember(key, managed_view(seen) if seen is not None else None, None)
+        if gone:
+            self.stats.writes[f"delete {key[1]}"] += 1
+        return gone
+
+    async def delete_children(self, children: set[ObjKey], owner: Owner) -> list[NotOwnedError]:
+        """Delete each child (sorted); the refusals are returned, the others raised."""
+        refused: list[NotOwnedError] = []
+        for child in sorted(children, key=str):
+            try:
+                await self.delete_owned(child, owner)
+            except NotOwnedError as e:
+                refused.append(e)
+        return refused
+
+    def _children(self, *owners: Any) -> set[ObjKey]:
+        out: set[ObjKey] = set()
+        for owner in owners:
+            for child in self._all(INDEX_CHILDREN, owner):
+                if self._owned(child) is not None:
+                    out.add(child)
+        return out
+
+    def _is_ours(self, key: ObjKey, owner: Owner) -> bool:
+        current = self._owned(key)
+        return current is not None and why_not_ours(current, owner) is None

@@ -1,0 +1,338 @@
+"""Observation policies: parse and render them, apply their Tetragon objects, fold the rollout.
+
+A policy's reconcile renders its Tetragon ``TracingPolicy`` or
+``TracingPolicyNamespaced`` objects (``render_policy``), writes the
+difference through the ownership-checked writer (``owned``), removes the
+objects it no longer renders, folds how the nodes report them into
+``status.rollout`` (``rollout.fold_rollout``) and writes the status. Parsing
+and rendering are cached by the policy's uid and spec, so a reconcile of an
+unchanged policy costs no parse. The same parsed views decide which pods a
+policy selects (``reconcile_pods``) and what goes into the agents' native
+probe ConfigMap (``reconcile_observers``).
+
+An object of a rendered name that is not ours (another team's Tetragon
+policy, say) is never overwritten or deleted: the policy becomes Degraded
+with reason ``NotOwned`` and a Warning Event says which object and why.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.crds import (
+    CLUSTER_POLICY_KIND,
+    POLICY_KIND,
+    PolicySpec,
+    SpecError,
+    parse_policy_spec,
+)
+from stellaops_runtime.controller.conditions import State, state_conditions
+from stellaops_runtime.controller.naming import canonical_json
+from stellaops_runtime.controller.owned import OwnedWriter
+from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
+from stellaops_runtime.controller.posture import PolicyView, policy_selects, policy_view
+from stellaops_runtime.controller.render_agent import probe_configmap_name
+from stellaops_runtime.controller.render_policy import (
+    PROBE_CONFIG_KEY,
+    RenderedPolicy,
+    probe_entry_key,
+    render_policy,
+)
+from stellaops_runtime.controller.rollout import fold_rollout
+from stellaops_runtime.controller.state import (
+    INDEX_NAMESPACES,
+    INDEX_OBSERVATION_NODES,
+    INDEX_OBSERVERS,
+    INDEX_PODS,
+    INDEX_POLICIES,
+    ObjKey,
+    obj_key,
+    utcnow,
+)
+from stellaops_runtime.kube import resources as r
+from stellaops_runtime.kube.client import ApiError
+
+POLICY_STATUS_KEYS = (
+    "observedGeneration",
+    "conditions",
+    "tetragonPolicies",
+    "unresolvedFunctions",
+    "notes",
+    "rollout",
+)
+TETRAGON_KINDS = frozenset({crds.TETRAGON_POLICY_KIND, crds.TETRAGON_NAMESPACED_KIND})
+
+
+@dataclass(slots=True)
+class _Parsed:
+    fingerprint: str
+    spec: PolicySpec | None
+    error: SpecError | None
+    rendered: RenderedPolicy | None = None
+    view: PolicyView | None = None
+
+
+def policy_owner(kind: str, namespace: str | None, name: str, uid: str | None = None) -> Owner:
+    """The owner a policy's Tetragon objects must name (see ``ownership``)."""
+    return Owner(
+        api_version=crds.API_VERSION,
+        kind=kind,
+        name=name,
+        uid=uid or "",
+        entry=probe_entry_key(kind=kind, namespace=namespace, name=name),
+    )
+
+
+class PolicyReconciler(OwnedWriter):
+    """Policy parsing, views and reconciles (mixed into ``reconcile.Reconciler``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parsed: dict[tuple[str, str | None, str], _Parsed] = {}
+        self._views: list[PolicyView] | None = None
+        self._views_by_ns: dict[str, list[PolicyView]] = {}
+        self._cluster_views: list[PolicyView] = []
+
+    # -- policies: parsing, views ---------------------------------------------------------------
+
+    def _policy_body(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        seen = self._one(INDEX_POLICIES, (kind, namespace, name))
+        return self._resource((crds.API_VERSION, kind, namespace, name), seen)
+
+    def _parse(self, kind: str, namespace: str | None, name: str) -> _Parsed | None:
+        """Parse (cached by spec and uid) a policy from the index; None if absent or being deleted."""
+        body = self._policy_body(kind, namespace, name)
+        key = (kind, namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self._parsed.pop(key, None)
+            return None
+        meta = body.get("metadata") or {}
+        fp = canonical_json([meta.get("uid"), body.get("spec")])
+        cached = self._parsed.get(key)
+        if cached is not None and cached.fingerprint == fp:
+            return cached
+        try:
+            spec = parse_policy_spec(body.get("spec") or {}, cluster=kind == CLUSTER_POLICY_KIND)
+        except SpecError as e:
+            parsed = _Parsed(fingerprint=fp, spec=None, error=e)
+        else:
+            parsed = _Parsed(
+                fingerprint=fp,
+                spec=spec,
+                error=None,
+                view=policy_view(kind=kind, namespace=namespace, name=name, spec=spec),
+            )
+        self._parsed[key] = parsed
+        return parsed
+
+    def _rendered(self, kind: str, namespace: str | None, name: str) -> RenderedPolicy | None:
+        parsed = self._parse(kind, namespace, name)
+        if parsed is None or parsed.spec is None:
+            return None
+        if parsed.rendered is None:
+            body = self._policy_body(kind, namespace, name) or {}
+            parsed.rendered = render_policy(
+                kind=kind,
+                name=name,
+                namespace=namespace,
+                uid=str((body.get("metadata") or {}).get("uid") or ""),
+                spec=parsed.spec,
+            )
+        return parsed.rendered
+
+    def policy_views(self) -> list[PolicyView]:
+        """Views of every valid policy not being deleted (cached until a policy changes)."""
+        if self._views is None:
+            views = []
+            for (kind, ns, name), _ in self._items(INDEX_POLICIES):
+                parsed = self._parse(kind, ns, name)
+                if parsed is not None and parsed.view is not None:
+                    views.append(parsed.view)
+            self._views = views
+            self._views_by_ns = collections.defaultdict(list)
+            self._cluster_views = []
+            for v in views:
+                if v.kind == POLICY_KIND:
+                    self._views_by_ns[v.namespace or ""].append(v)
+                else:
+                    self._cluster_views.append(v)
+        return self._views
+
+    def _pods_selected_by(self, views: Iterable[PolicyView]) -> set[tuple[str, str]]:
+        views = list(views)
+        out: set[tuple[str, str]] = set()
+        if not views:
+            return out
+        for (ns, name), pod in self._items(INDEX_PODS):
+            ns_labels = self._one(INDEX_NAMESPACES, ns) or {}
+            for v in views:
+                if policy_selects(v, pod_labels=pod.labels, namespace=ns, namespace_labels=ns_labels):
+                    out.add((ns, name))
+                    break
+        return out
+
+    # -- policies ----------------------------------------------------------------------------------
+
+    def _policy_children(self, kind: str, namespace: str | None, name: str, uid: str | None) -> set[ObjKey]:
+        owners: list[Any] = [("policy", probe_entry_key(kind=kind, namespace=namespace, name=name))]
+        if uid:
+            owners.append(("uid", uid))
+        return {k for k in self._children(*owners) if k[1] in TETRAGON_KINDS}
+
+    async def reconcile_policy(self, kind: str, namespace: str | None, name: str) -> None:
+        seen = self._one(INDEX_POLICIES, (kind, namespace, name))
+        key = (crds.API_VERSION, kind, namespace, name)
+        body = self._resource(key, seen)
+        res = r.OBSERVATION_POLICIES if kind == POLICY_KIND else r.CLUSTER_OBSERVATION_POLICIES
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            uid = ((body or {}).get("metadata") or {}).get("uid")
+            children = self._policy_children(kind, namespace, name, uid)
+            # Refusals are logged by the writer; they do not hold the policy's deletion.
+            await self.delete_children(children, policy_owner(kind, namespace, name, uid))
+            return
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        generation = meta.get("generation")
+        parsed = self._parse(kind, namespace, name)
+        assert parsed is not None
+        owner = policy_owner(kind, namespace, name, uid)
+        if parsed.error is not None:
+            await self.delete_children(self._policy_children(kind, namespace, name, uid), owner)
+            err = parsed.error
+            status = {
+                "observedGeneration": generation,
+                "conditions": state_conditions(
+                    state="Stalled", reason=err.reason, message=err.message, generation=generation
+                ),
+                "tetragonPolicies": [],
+                "unresolvedFunctions": [],
+                "notes": [],
+            }
+            # The Event goes with the status change: once per new error, not once per reconcile.
+            if await self._write_status(res, key, seen, body, status, owned=POLICY_STATUS_KEYS):
+                await self._event(body, type="Warning", reason=err.reason, message=err.message)
+            return
+        rendered = self._rendered(kind, namespace, name)
+        assert rendered is not None
+        errors: list[str] = []
+        refused: list[NotOwnedError] = []
+        missing_crd = False
+        for obj in rendered.tracing_policies:
+            try:
+                await self.apply(obj)
+            except NotOwnedError as e:
+                refused.append(e)
+            except ApiError as e:
+                missing_crd = missing_crd or e.not_found
+                errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")
+        wanted = {obj_key(o) for o in rendered.tracing_policies}
+        refused += await self.delete_children(
+            self._policy_children(kind, namespace, name, uid) - wanted, owner
+        )
+        names = [o["metadata"]["name"] for o in rendered.tracing_policies]
+        nodes = [n for _, n in self._items(INDEX_OBSERVATION_NODES)]
+        rollout = fold_rollout(
+            tetragon_policies=[(namespace, n) for n in names],
+            nodes=nodes,
+            now=utcnow(),
+            stale_after_seconds=self.config.stale_after_seconds,
+            max_messages=self.config.max_rollout_messages,
+        )
+        state, reason, message = _policy_state(
+            names=names, rollout=rollout, errors=errors, missing_crd=missing_crd, refused=refused
+        )
+        status = {
+            "observedGeneration": generation,
+            "conditions": state_conditions(
+                state=state, reason=reason, message=message, generation=generation
+            ),
+            "tetragonPolicies": names,
+            "unresolvedFunctions": rendered.unresolved_functions,
+            "notes": rendered.notes,
+            "rollout": rollout,
+        }
+        written = await self._write_status(res, key, seen, body, status, owned=POLICY_STATUS_KEYS)
+        if refused and written:  # once per change of the condition, not once per retry
+            await self._event(body, type="Warning", reason=NOT_OWNED_REASON, message=message)
+        if errors or refused:
+            raise RuntimeError("; ".join([*errors, *map(str, refused)]))  # retried with backoff
+
+    def probe_entries(self) -> dict[str, dict]:
+        """Every valid policy's native-probe entry (policies being deleted are left out)."""
+        entries: dict[str, dict] = {}
+        for (kind, ns, name), _ in self._items(INDEX_POLICIES):
+            rendered = self._rendered(kind, ns, name)
+            if rendered is not None:
+                entries[probe_entry_key(kind=kind, namespace=ns, name=name)] = rendered.probe_entry
+        return entries
+
+    def _probe_configmap_entries(self, observer: str) -> set[str]:
+        body = self._current_observer_child_configmap(observer)
+        if body is None:
+            return set()
+        try:
+            doc = json.loads((body.get("data") or {}).get(PROBE_CONFIG_KEY) or "{}")
+        except ValueError:
+            return set()
+        return set((doc.get("policies") or {}).keys())
+
+    def _current_observer_child_configmap(self, observer: str) -> dict | None:
+        obs = self._resource(
+            (crds.API_VERSION, crds.OBSERVER_KIND, None, observer), self._one(INDEX_OBSERVERS, observer)
+        )
+        if obs is None:
+            return None
+        ns = ((obs.get("spec") or {}).get("agentNamespace")) or crds.DEFAULT_AGENT_NAMESPACE
+        return self._owned(("v1", "ConfigMap", ns, probe_configmap_name(observer)))
+
+
+def _policy_state(
+    *,
+    names: list[str],
+    rollout: Mapping[str, Any],
+    errors: list[str],
+    missing_crd: bool,
+    refused: list[NotOwnedError] | None = None,
+) -> tuple[State, str, str]:
+    """The overall condition of a valid policy from what was applied and how nodes report it."""
+    if refused:
+        return "Degraded", NOT_OWNED_REASON, "; ".join([*map(str, refused), *errors])
+    if errors:
+        if missing_crd:
+            return (
+                "Degraded",
+                "TetragonNotInstalled",
+                ("Tetragon's TracingPolicy CRDs are not installed: " + "; ".join(errors)),
+            )
+        return "Degraded", "ApplyFailed", "; ".join(errors)
+    total, running = rollout["nodesTotal"], rollout["nodesRunning"]
+    if rollout["nodesFailed"]:
+        first = rollout["failures"][0] if rollout["failures"] else {}
+        detail = (
+            f": {first.get('node')}: {first.get('policy')} {first.get('state')}: {first.get('message')}"
+            if first
+            else ""
+        )
+        return "Degraded", "LoadFailed", f"{rollout['nodesFailed']}/{total} nodes failed to load it{detail}"
+    if rollout.get("nodesPartial"):  # loaded, but some hooks not: not running as asked
+        partial: dict[str, Any] = next(
+            (f for f in rollout["failures"] if f.get("state") == "PARTIALLY_ENABLED"), {}
+        )
+        detail = (
+            f": {partial.get('node')}: {partial.get('policy')}: {partial.get('message')}" if partial else ""
+        )
+        n = rollout["nodesPartial"]
+        return "Degraded", "PartiallyLoaded", f"{n}/{total} nodes loaded it only partially{detail}"
+    if rollout["nodesPending"]:
+        return (
+            "Progressing",
+            "RollingOut",
+            f"{running}/{total} nodes running, {rollout['nodesPending']} pending",
+        )
+    what = f"{len(names)} Tetragon policies" if names else "no Tetragon policy (native probe entry only)"
+    return "Ready", "RolledOut", f"{what}; {running}/{total} nodes running, {rollout['nodesStale']} stale"

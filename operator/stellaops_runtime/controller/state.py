@@ -1,0 +1,297 @@
+"""What the reconciler knows and remembers: kopf's indexes, read-your-writes, status writes, Events.
+
+The operator is level-triggered: every reconcile reads the whole current
+state of one key from kopf's in-memory indexes (filled by ``handlers``) and
+writes only the difference. This module holds that state and the few
+primitives every reconcile shares, so the per-kind reconciles
+(``reconcile_policies``, ``reconcile_observers``, ``reconcile_pods``,
+``reconcile_nodes``) and the owned-object writer (``owned``) build on one
+base without importing each other in circles:
+
+- the index ids and how an index entry is keyed (``obj_key``, ``PodSnapshot``);
+- a read-your-writes overlay: after a write, the index shows the old state
+  until the watch event comes back, so each write is remembered with the
+  part of the index entry it changes, and a second reconcile before the echo
+  does not write again;
+- ``_write_status`` (the status subresource of our own resources) and
+  ``_event`` (a best-effort core/v1 Event).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from stellaops_runtime.contracts.crds import (
+    OBSERVE_LEVEL_ANNOTATION,
+    POSTURE_ANNOTATION,
+    POSTURE_REASON_ANNOTATION,
+)
+from stellaops_runtime.controller.conditions import merge_conditions, now_rfc3339
+from stellaops_runtime.controller.patches import managed_view, status_patch
+from stellaops_runtime.controller.posture import NodeCapabilities
+from stellaops_runtime.controller.settings import COMPONENT, ControllerConfig
+from stellaops_runtime.kube.client import ApiError, KubeClient
+from stellaops_runtime.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+# kopf index ids (the handlers module registers them; the reconciler reads them).
+INDEX_POLICIES = "stellaops_policies"  # (kind, ns|None, name) -> object snapshot
+INDEX_OBSERVERS = "stellaops_observers"  # name -> object snapshot
+INDEX_NAMESPACES = "stellaops_namespaces"  # name -> labels
+INDEX_OBSERVATION_NODES = "stellaops_observation_nodes"  # node name -> object snapshot
+INDEX_NODES = "stellaops_nodes"  # node name -> NodeSnapshot
+INDEX_PODS = "stellaops_pods"  # (ns, name) -> PodSnapshot
+INDEX_PODS_BY_NODE = "stellaops_pods_by_node"  # node name -> (ns, name)
+INDEX_PODS_BY_NAMESPACE = "stellaops_pods_by_namespace"  # ns -> (ns, name)
+INDEX_OWNED = "stellaops_owned"  # ObjKey -> object snapshot
+INDEX_CHILDREN = "stellaops_children"  # ("uid", owner uid) | ("policy", entry key) -> ObjKey
+INDEXES = (
+    INDEX_POLICIES,
+    INDEX_OBSERVERS,
+    INDEX_NAMESPACES,
+    INDEX_OBSERVATION_NODES,
+    INDEX_NODES,
+    INDEX_PODS,
+    INDEX_PODS_BY_NODE,
+    INDEX_PODS_BY_NAMESPACE,
+    INDEX_OWNED,
+    INDEX_CHILDREN,
+)
+
+ObjKey = tuple[str, str, str | None, str]  # apiVersion, kind, namespace, name
+
+
+def obj_key(obj: Mapping[str, Any]) -> ObjKey:
+    meta = obj.get("metadata") or {}
+    return (
+        str(obj.get("apiVersion", "")),
+        str(obj.get("kind", "")),
+        meta.get("namespace") or None,
+        meta["name"],
+    )
+
+
+def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain deep copy of a watched object for an index (without managedFields)."""
+    obj = copy.deepcopy(dict(body))
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class PodSnapshot:
+    """What the operator needs of a pod: identity, labels, our annotations, its node."""
+
+    namespace: str
+    name: str
+    uid: str
+    labels: dict[str, str]
+    annotations: dict[str, str]  # only OBSERVE_LEVEL, POSTURE and POSTURE_REASON
+    node: str
+    deleting: bool
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> PodSnapshot:
+        meta = body.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        keep = (OBSERVE_LEVEL_ANNOTATION, POSTURE_ANNOTATION, POSTURE_REASON_ANNOTATION)
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            labels=dict(meta.get("labels") or {}),
+            annotations={k: str(ann[k]) for k in keep if k in ann},
+            node=str((body.get("spec") or {}).get("nodeName") or ""),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    def patched(self, patch: Mapping[str, Any]) -> PodSnapshot:
+        meta = patch.get("metadata") or {}
+        annotations = dict(self.annotations)
+        for k, v in (meta.get("annotations") or {}).items():
+            if v is None:
+                annotations.pop(k, None)
+            else:
+                annotations[k] = v
+        labels = dict(self.labels)
+        for k, v in (meta.get("labels") or {}).items():
+            if v is None:
+                labels.pop(k, None)
+            else:
+                labels[k] = v
+        return replace(self, annotations=annotations, labels=labels)
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
+        }
+
+
+@dataclass(slots=True)
+class ControllerStats:
+    """Writes by what was written, and reconcile outcomes (tests, the benchmark, logs)."""
+
+    writes: collections.Counter[str] = field(default_factory=collections.Counter)
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReconcilerState:
+    """The API client, kopf's live indexes and the per-process memory every reconcile shares."""
+
+    def __init__(self, config: ControllerConfig | None = None, *, kube: KubeClient | None = None) -> None:
+        self.config = config or ControllerConfig()
+        self.kube = kube
+        self._owns_kube = kube is None
+        self.indexes: dict[str, Any] = {}
+        self.stats = ControllerStats()
+        self._written: dict[Any, tuple[Any, Any]] = {}
+        self._caps: dict[str, tuple[Any, NodeCapabilities | None]] = {}
+        self._reported_levels: set[tuple[str, str]] = set()
+        self._node_state: dict[str, Any] = {}
+        self._namespace_labels: dict[str, dict[str, str]] = {}
+
+    def bind(self, indices: Mapping[str, Any]) -> None:
+        """Keep kopf's live index objects (they are updated in place as events arrive)."""
+        for name in INDEXES:
+            if name in indices:
+                self.indexes[name] = indices[name]
+
+    @property
+    def api(self) -> KubeClient:
+        if self.kube is None:
+            raise RuntimeError("the reconciler is not started")
+        return self.kube
+
+    # -- index access ----------------------------------------------------------------
+
+    def _one(self, index: str, key: Any) -> Any:
+        idx = self.indexes.get(index)
+        if idx is None or key not in idx:
+            return None
+        for value in idx[key]:
+            return value
+        return None
+
+    def _all(self, index: str, key: Any) -> list[Any]:
+        idx = self.indexes.get(index)
+        if idx is None or key not in idx:
+            return []
+        return list(idx[key])
+
+    def _items(self, index: str) -> Iterator[tuple[Any, Any]]:
+        idx = self.indexes.get(index)
+        if idx is None:
+            return
+        for key in list(idx):
+            for value in idx.get(key, ()):
+                yield key, value
+
+    # Read-your-writes: after a write, the index shows the old state until the watch event
+    # comes back. Each write is remembered with the part of the index entry it changes (a
+    # pod's labels and annotations, a resource's status, an owned object's managed fields);
+    # while the index still shows that part unchanged, the write is what is current. Other
+    # events in between (kopf's finalizer, a DaemonSet's status) do not void it.
+
+    def _overlay(self, key: Any, part: Any) -> tuple[bool, Any]:
+        entry = self._written.get(key)
+        if entry is None:
+            return False, None
+        if entry[0] == part:
+            return True, entry[1]
+        del self._written[key]
+        return False, None
+
+    def _remember(self, key: Any, part: Any, value: Any) -> None:
+        self._written[key] = (part, value)
+
+    def _owned(self, key: ObjKey) -> dict[str, Any] | None:
+        """An owned object as it is now (the index, or our newer write)."""
+        seen = self._one(INDEX_OWNED, key)
+        hit, value = self._overlay(key, managed_view(seen) if seen is not None else None)
+        return value if hit else seen  # type: ignore[no-any-return]
+
+    def _resource(self, key: Any, seen: dict[str, Any] | None) -> dict[str, Any] | None:
+        """One of our resources with the status we last wrote (metadata and spec from the index)."""
+        if seen is None:
+            self._written.pop(key, None)
+            return None
+        hit, status = self._overlay(key, seen.get("status"))
+        return {**seen, "status": status} if hit else seen
+
+    def _pod(self, key: tuple[str, str]) -> PodSnapshot | None:
+        seen: PodSnapshot | None = self._one(INDEX_PODS, key)
+        if seen is None:
+            self._written.pop(("v1", "Pod", *key), None)
+            return None
+        hit, value = self._overlay(("v1", "Pod", *key), (seen.labels, seen.annotations))
+        return value if hit else seen  # type: ignore[no-any-return]
+
+    # -- shared writes ---------------------------------------------------------------------
+
+    async def _write_status(
+        self,
+        res: Resource,
+        key: Any,
+        seen: Any,
+        body: Mapping[str, Any],
+        status: dict[str, Any],
+        *,
+        owned: Iterable[str],
+    ) -> bool:
+        current = dict(body.get("status") or {})
+        status = {k: v for k, v in status.items() if v is not None}
+        status["conditions"] = merge_conditions(
+            current.get("conditions"), status["conditions"], now=now_rfc3339()
+        )
+        patch = status_patch(current, status, owned_keys=owned)
+        if patch is None:
+            return False
+        meta = body.get("metadata") or {}
+        try:
+            await self.api.patch(
+                res, name=meta["name"], namespace=meta.get("namespace"), patch=patch, subresource="status"
+            )
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        self.stats.writes[f"status {body.get('kind')}"] += 1
+        written = dict(current)
+        for k, v in patch["status"].items():
+            if v is None:
+                written.pop(k, None)
+            else:
+                written[k] = v
+        self._remember(key, (seen or {}).get("status"), written)
+        return True
+
+    async def _event(self, involved: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        try:
+            await self.api.post_event(
+                involved, type=type, reason=reason, message=message, component=COMPONENT
+            )
+        except ApiError as e:  # an Event is best effort: never fail a reconcile for it
+            self.stats.errors["event"] += 1
+            log.warning(
+                "could not post event %s on %s: %s", reason, (involved.get("metadata") or {}).get("name"), e
+            )
+            return
+        self.stats.events[reason] += 1
+        self.stats.writes["event"] += 1

@@ -1,0 +1,211 @@
+"""Observation gaps: the windows in which Tetragon told us it did not deliver events.
+
+A "not observed" answer must never cover a period in which Tetragon dropped
+the very events that would have said otherwise (issue 10). Tetragon says so
+itself (contracts/drops.py), and this module turns what it says into gaps
+on the observation windows of the images affected:
+
+- a **throttle** (``process_throttle``) names a cgroup. Its container ID (the
+  64- or 31-hex-digit run in ``cri-containerd-<id>.scope``, ``docker-<id>.scope``,
+  ``crio-<id>.scope`` or a bare ``<id>``) is looked up among the containers
+  this agent has seen events from, giving the image (and pod, for metrics).
+  A cgroup without a container ID (``session-4.scope``, ``system.slice``) is
+  a host cgroup: the image ``host:<node>``. A container ID never seen is an
+  unknown image, so the gap is node-wide. The gap runs from THROTTLE_START
+  to THROTTLE_STOP; while no STOP has been seen it extends to the end of the
+  latest window the agent has seen (events or signals), drain after drain. A
+  STOP without a START (the agent started mid-throttle) marks its own window
+  up to the STOP.
+- a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
+  are anyone's on that node, in the minute before the report. It is a
+  node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
+  which the store applies to every image observed on that node in those windows.
+
+Gaps are emitted as :class:`ObservationWindow` rows (no events, gap fields
+set) merged into the aggregator's rows at drain, so they travel with the
+counts, through the outage buffer, into ``observation_windows``. Pure: no I/O,
+no clock (times come from the events and signals).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from stellaops_runtime.contracts.drops import RATE_LIMIT_REPORT_NS, DropKind, DropSignal
+from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
+
+# Tetragon keeps 31 characters of a container ID when BPF truncated the cgroup name
+# (procevents.BpfContainerIdLength); IDs are compared on that prefix.
+ID_PREFIX = 31
+_CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
+# A throttle spanning more windows than this marks only its latest ones (clock trouble).
+MAX_GAP_WINDOWS = 100_000
+
+
+def container_id_of_cgroup(cgroup: str) -> str:
+    """The container ID prefix a cgroup name holds ("" for a host cgroup)."""
+    name = cgroup.rstrip("/").rsplit("/", 1)[-1].lower()
+    m = _CONTAINER_ID.search(name)
+    return m.group(0)[:ID_PREFIX] if m else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Container:
+    image: str
+    namespace: str
+    pod: str
+
+
+@dataclass(slots=True)
+class _Open:
+    """A throttle seen starting and not yet stopping."""
+
+    image: str
+    marked_from_ns: int  # the gap is marked up to here already
+
+
+@dataclass(slots=True)
+class GapStats:
+    """Counters for the agent's /metrics (agent/metrics.py)."""
+
+    # (node, namespace, pod, type start|stop) -> throttle signals; pod "" when unresolved or host
+    throttles: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    rate_limit_reports: Counter[str] = field(default_factory=Counter)  # node -> rate_limit_info events
+    rate_limit_dropped: Counter[str] = field(default_factory=Counter)  # node -> events Tetragon dropped
+    gap_windows: Counter[str] = field(default_factory=Counter)  # image | node -> window rows marked
+    capped: int = 0  # throttles longer than MAX_GAP_WINDOWS windows
+
+
+class GapTracker:
+    """Turns drop signals into gap rows (see the module docstring)."""
+
+    def __init__(
+        self, *, window_seconds: int, source: str = "tetragon", max_containers: int = 50_000
+    ) -> None:
+        self._window_ns = window_seconds * 1_000_000_000
+        self._window_seconds = window_seconds
+        self._source = source
+        self._max_containers = max_containers
+        self._containers: dict[str, _Container] = {}
+        self._open: dict[tuple[str, str], _Open] = {}  # (node, cgroup) -> throttle
+        self._marks: dict[tuple[str, str, int], ObservationWindow] = {}
+        self._latest_ns = 0
+        self.stats = GapStats()
+
+    @property
+    def open_throttles(self) -> Counter[str]:
+        """Throttles started and not stopped, by node."""
+        return Counter(node for node, _ in self._open)
+
+    # -- learning containers from events ----------------------------------
+
+    def note(self, ev: RuntimeCallEvent) -> None:
+        """Remember which image (and pod) a container ID belongs to; cheap when already known."""
+        c = ev.container
+        if c is None or not c.id:
+            return
+        key = c.id[:ID_PREFIX].lower()
+        if key in self._containers:
+            return
+        if len(self._containers) >= self._max_containers:
+            self._containers.pop(next(iter(self._containers)))  # the oldest first
+        pod = ev.pod
+        self._containers[key] = _Container(
+            ev.image_key, pod.namespace if pod else "", pod.name if pod else ""
+        )
+
+    # -- signals ------------------------------------------------------------
+
+    def signal(self, s: DropSignal) -> None:
+        """One drop signal (time and node already filled)."""
+        ts, node = s.timestamp_ns, s.node_name
+        self._latest_ns = max(self._latest_ns, ts)
+        if s.kind is DropKind.RATE_LIMIT:
+            self.stats.rate_limit_reports[node] += 1
+            self.stats.rate_limit_dropped[node] += s.dropped
+            self._mark(NODE_WIDE, node, max(0, ts - RATE_LIMIT_REPORT_NS), ts, dropped=s.dropped)
+            return
+        image, namespace, pod = self._resolve(s.cgroup, node)
+        kind = "start" if s.kind is DropKind.THROTTLE_START else "stop"
+        self.stats.throttles[(node, namespace, pod, kind)] += 1
+        key = (node, s.cgroup)
+        have = self._open.get(key)
+        if s.kind is DropKind.THROTTLE_START:
+            self._mark(image, node, ts, ts, throttles=1)
+            if have is None:
+                self._open[key] = _Open(image, ts)
+            return
+        if have is not None:
+            del self._open[key]
+            self._mark(have.image, node, have.marked_from_ns, ts)
+        else:  # started before we were watching: its own window, up to the STOP
+            self._mark(image, node, ts - ts % self._window_ns, ts)
+
+    def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
+        """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""
+        cid = container_id_of_cgroup(cgroup)
+        if not cid:
+            return f"host:{node}", "", ""
+        c = self._containers.get(cid)
+        if c is None:
+            return NODE_WIDE, "", ""
+        return c.image, c.namespace, c.pod
+
+    # -- marking and draining -------------------------------------------------
+
+    def _mark(
+        self, image: str, node: str, start_ns: int, end_ns: int, *, throttles: int = 0, dropped: int = 0
+    ) -> None:
+        """Mark [start_ns, end_ns] as a gap on every window it touches; counts go to the last one."""
+        if end_ns < start_ns:
+            return
+        wn = self._window_ns
+        first = start_ns - start_ns % wn
+        last = end_ns - end_ns % wn
+        if end_ns > start_ns and end_ns == last:  # ends exactly on a boundary: not the next window
+            last -= wn
+        if (last - first) // wn >= MAX_GAP_WINDOWS:
+            self.stats.capped += 1
+            first = last - (MAX_GAP_WINDOWS - 1) * wn
+        w = first
+        while w <= last:
+            row = ObservationWindow(
+                image, node, w, 0, None, self._window_seconds, self._source,
+                gap_start_ns=max(start_ns, w, 1), gap_end_ns=max(min(end_ns, w + wn), 1),
+                throttles=throttles if w == last else 0, dropped_events=dropped if w == last else 0,
+            )  # fmt: skip
+            k = (image, node, w)
+            have = self._marks.get(k)
+            self._marks[k] = row if have is None else have.merged(row)
+            w += wn
+
+    def drain(self, windows: list[ObservationWindow]) -> list[ObservationWindow]:
+        """The aggregator's windows with every gap marked since the last drain merged in.
+
+        Open throttles are first extended to the end of the latest window seen
+        (from ``windows`` and the signals), so an unfinished throttle is a gap
+        in every window up to now.
+        """
+        wn = self._window_ns
+        for w in windows:
+            self._latest_ns = max(self._latest_ns, w.window_start_ns)
+        if self._open and self._latest_ns:
+            end = self._latest_ns - self._latest_ns % wn + wn
+            for (node, _), t in self._open.items():
+                if end > t.marked_from_ns:
+                    self._mark(t.image, node, t.marked_from_ns, end)
+                    t.marked_from_ns = end
+        marks, self._marks = self._marks, {}
+        if not marks:
+            return windows
+        for m in marks.values():
+            self.stats.gap_windows["node" if m.image_digest == NODE_WIDE else "image"] += 1
+        out: dict[tuple[str, str, int], ObservationWindow] = {}
+        for w in (*windows, *marks.values()):
+            k = (w.image_digest, w.node_name, w.window_start_ns)
+            have = out.get(k)
+            out[k] = w if have is None else have.merged(w)
+        return list(out.values())

@@ -1,0 +1,198 @@
+"""Frozen flush batches: the unit the store writes exactly once.
+
+A flush takes what the outage buffer holds and freezes it into a
+:class:`Batch` with the agent's id and the next flush sequence number. From
+then on the batch never changes shape: it is retried as it is, with the same
+(agent id, sequence), until the store confirms it. The store records the pair
+in its flush ledger in the same transaction as the counts
+(:mod:`stellaops_runtime.store.ledger`), so a retry of a batch whose COMMIT
+went through but whose acknowledgement was lost adds nothing.
+
+When the database refuses a row, the store splits the batch by index ranges
+and records each committed range as a "part" (``"lo-hi"``). Ranges come
+from a deterministic bisection of a list that never reorders, so a later
+retry meets the same ranges. Rows dropped from a frozen batch to keep memory
+bounded become ``None`` (a tombstone) instead of shifting the indices.
+
+The JSON form (:func:`batch_to_json`, :func:`batch_from_json`) is what the
+spool file holds across a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+
+Unit = HotSymbolDelta | ObservationWindow
+Range = tuple[int, int]
+
+
+@dataclass(slots=True)
+class Batch:
+    """One frozen flush: its identity and its rows, in a fixed order."""
+
+    agent_id: str
+    seq: int
+    units: list[Unit | None]
+    from_spool: bool = False
+    _front: int = 0  # units before this index are all tombstones
+
+    @property
+    def rows(self) -> int:
+        return sum(u is not None for u in self.units)
+
+    def split(self, lo: int, hi: int) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
+        """The live deltas and observation windows of ``units[lo:hi]``."""
+        deltas: list[HotSymbolDelta] = []
+        obs: list[ObservationWindow] = []
+        for u in self.units[lo:hi]:
+            if isinstance(u, HotSymbolDelta):
+                deltas.append(u)
+            elif u is not None:
+                obs.append(u)
+        return deltas, obs
+
+    def oldest_window(self) -> int | None:
+        """The window start of the oldest live row (units are in window order), None when empty."""
+        while self._front < len(self.units) and self.units[self._front] is None:
+            self._front += 1
+        if self._front == len(self.units):
+            return None
+        u = self.units[self._front]
+        assert u is not None
+        return u.window_start_ns
+
+    def drop_oldest(self) -> Unit:
+        """Tombstone the oldest live row and return it (the batch must not be empty)."""
+        if self.oldest_window() is None:
+            raise IndexError("drop from an empty batch")
+        u = self.units[self._front]
+        assert u is not None
+        self.units[self._front] = None
+        return u
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What writing one batch did, in rows (one (key, window) delta or one observation window)."""
+
+    written: int = 0
+    duplicate: int = 0  # already in the store: a retry of a committed batch or part
+    quarantined: int = 0  # refused by the database, kept in quarantined_rows
+    quarantined_invocations: int = 0
+    splits: int = 0  # ranges retried in halves because a row was refused
+    errors: list[str] = field(default_factory=list)  # one per quarantined row
+
+    def add(self, other: BatchResult) -> None:
+        self.written += other.written
+        self.duplicate += other.duplicate
+        self.quarantined += other.quarantined
+        self.quarantined_invocations += other.quarantined_invocations
+        self.splits += other.splits
+        self.errors.extend(other.errors)
+
+
+# -- ledger parts -------------------------------------------------------------------
+
+
+def part_name(lo: int, hi: int) -> str:
+    return f"{lo}-{hi}"
+
+
+def parse_part(name: str) -> Range | None:
+    """``"lo-hi"`` -> (lo, hi); None for anything else."""
+    lo, sep, hi = name.partition("-")
+    if not sep or not lo.isdigit() or not hi.isdigit():
+        return None
+    return int(lo), int(hi)
+
+
+class Coverage(enum.Enum):
+    APPLIED = "applied"  # the whole range is already in the store
+    PARTIAL = "partial"  # some of it is: write the rest in smaller ranges
+    FREE = "free"  # none of it is
+
+
+def coverage(r: Range, applied: Iterable[Range]) -> Coverage:
+    """How much of range ``r`` the already-applied ranges cover.
+
+    Applied ranges come from one bisection, so they nest or are disjoint:
+    ``r`` is applied when one contains it, partial when one overlaps it
+    without containing it.
+    """
+    lo, hi = r
+    partial = False
+    for a_lo, a_hi in applied:
+        if a_lo <= lo and hi <= a_hi:
+            return Coverage.APPLIED
+        if a_lo < hi and lo < a_hi:
+            partial = True
+    return Coverage.PARTIAL if partial else Coverage.FREE
+
+
+# -- JSON ------------------------------------------------------------------------------
+
+_DELTA_FIELDS = tuple(f.name for f in dataclasses.fields(HotSymbolDelta) if f.name != "key")
+_OBS_FIELDS = tuple(f.name for f in dataclasses.fields(ObservationWindow))
+
+
+def unit_to_json(u: Unit) -> dict[str, Any]:
+    if isinstance(u, HotSymbolDelta):
+        k = u.key
+        out: dict[str, Any] = {
+            "t": "delta",
+            "image_digest": k.image_digest,
+            "module": k.module,
+            "function_name": k.function_name,
+            "evidence": str(k.evidence),
+        }
+        out.update((name, getattr(u, name)) for name in _DELTA_FIELDS)
+        return out
+    out = {"t": "observation"}
+    for name in _OBS_FIELDS:
+        v = getattr(u, name)
+        out[name] = v.value if isinstance(v, enum.Enum) else v
+    return out
+
+
+def unit_from_json(d: dict[str, Any]) -> Unit:
+    """The inverse of :func:`unit_to_json`; raises ValueError/KeyError/TypeError on a bad record."""
+    kind = d.get("t")
+    if kind == "delta":
+        key = HotSymbolKey(
+            str(d["image_digest"]), str(d["module"]), str(d["function_name"]), EvidenceKind(d["evidence"])
+        )
+        return HotSymbolDelta(key=key, **{n: d[n] for n in _DELTA_FIELDS if n in d})
+    if kind == "observation":
+        kw = {n: d[n] for n in _OBS_FIELDS if n in d}
+        if kw.get("posture") is not None:
+            kw["posture"] = Posture(kw["posture"])
+        return ObservationWindow(**kw)
+    raise ValueError(f"unknown row type {kind!r}")
+
+
+def batch_to_json(b: Batch) -> dict[str, Any]:
+    return {
+        "agent_id": b.agent_id,
+        "seq": b.seq,
+        "units": [None if u is None else unit_to_json(u) for u in b.units],
+    }
+
+
+def batch_from_json(d: dict[str, Any]) -> Batch:
+    units = [None if u is None else unit_from_json(u) for u in d["units"]]
+    agent_id, seq = d["agent_id"], d["seq"]
+    if not isinstance(agent_id, str) or not agent_id or not isinstance(seq, int):
+        raise ValueError("a batch needs a non-empty agent_id and an integer seq")
+    return Batch(agent_id, seq, units, from_spool=True)

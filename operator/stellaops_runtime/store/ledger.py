@@ -1,0 +1,188 @@
+"""Write one frozen batch exactly once, and never let one refused row block the rest.
+
+Every transaction that adds counts also inserts its (agent id, flush
+sequence, part) into ``flush_ledger``. A retry of a batch whose COMMIT went
+through but whose acknowledgement was lost finds its ledger row and adds
+nothing. On PostgreSQL a transaction-scoped advisory lock on (agent id,
+sequence) serializes attempts at one batch, so an abandoned attempt that is
+still alive on the server (a hung connection) cannot commit the same rows
+beside its retry: the retry waits for it (bounded by ``statement_timeout``),
+then sees what it did. SQLite has one writer at a time, and the ledger insert
+comes first, so the same holds there.
+
+When the database refuses a row (a data, integrity or size error, SQLSTATE
+classes 22, 23 and 54), the range is split in halves and each half written in
+its own transaction, down to the single row, which goes to
+``quarantined_rows`` with its error instead. Any other error (connection
+lost, timeout, lock) means "try the whole batch again later" and is raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
+from stellaops_runtime.store.batches import (
+    Batch,
+    BatchResult,
+    Coverage,
+    coverage,
+    parse_part,
+    part_name,
+    unit_to_json,
+)
+from stellaops_runtime.store.schema import flush_ledger, quarantined_rows
+from stellaops_runtime.store.upsert import write_rows
+
+# SQLSTATE classes that mean "this data cannot be stored", not "try later".
+ROW_REFUSAL_CLASSES = frozenset({"22", "23", "54"})
+MAX_ERROR_CHARS = 2_000
+LEDGER_RETENTION = dt.timedelta(days=30)
+
+
+def is_row_refusal(e: BaseException) -> bool:
+    """Whether an error means the database refused the data itself (retrying cannot help)."""
+    orig = getattr(e, "orig", None) or e
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in ROW_REFUSAL_CLASSES
+    if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError):
+        return True
+    if isinstance(orig, sqlite3.InterfaceError) and "binding parameter" in str(orig):
+        return True
+    # psycopg refuses some values before they reach the server (e.g. a NUL in a
+    # text field, an integer too large for int8): a DataError without SQLSTATE.
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(orig, psycopg.DataError)
+
+
+class _Rollback(Exception):
+    """Leave a transaction without writing (already applied, or split needed)."""
+
+    def __init__(self, outcome: Coverage) -> None:
+        self.outcome = outcome
+
+
+def _error_text(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).replace("\x00", "\\x00").strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:MAX_ERROR_CHARS]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _lock(conn: sa.Connection, batch: Batch) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"stellaops-flush/{batch.agent_id}/{batch.seq}"},
+        )
+
+
+def _claim(conn: sa.Connection, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
+    """Insert this range's ledger row; say whether the range (or part of it) was applied before."""
+    _lock(conn, batch)
+    part = part_name(lo, hi)
+    values = {
+        "agent_id": batch.agent_id,
+        "flush_seq": batch.seq,
+        "part": part,
+        "row_count": rows,
+        "committed_at": _now(),
+    }
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        ins: Any = pg_insert(flush_ledger).values(values).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        ins = sqlite_insert(flush_ledger).values(values).on_conflict_do_nothing()
+    # RETURNING, not rowcount: the psycopg dialect may report -1 for ON CONFLICT inserts.
+    if conn.execute(ins.returning(flush_ledger.c.part)).first() is None:
+        return Coverage.APPLIED
+    c = flush_ledger.c
+    others = conn.execute(
+        sa.select(c.part).where(c.agent_id == batch.agent_id, c.flush_seq == batch.seq, c.part != part)
+    ).scalars()
+    return coverage((lo, hi), [r for p in others if (r := parse_part(p)) is not None])
+
+
+def write_batch(engine: Engine, batch: Batch) -> BatchResult:
+    """Write ``batch`` exactly once; raise on anything but a refused row (the caller retries)."""
+    result = BatchResult()
+    _write_range(engine, batch, 0, len(batch.units), result)
+    return result
+
+
+def _write_range(engine: Engine, batch: Batch, lo: int, hi: int, result: BatchResult) -> None:
+    deltas, obs = batch.split(lo, hi)
+    rows = len(deltas) + len(obs)
+    if not rows:
+        return
+    try:
+        with engine.begin() as conn:
+            state = _claim(conn, batch, lo, hi, rows)
+            if state is not Coverage.FREE:
+                raise _Rollback(state)
+            result.written += write_rows(conn, deltas, obs)
+        return
+    except _Rollback as r:
+        if r.outcome is Coverage.APPLIED:
+            result.duplicate += rows
+            return
+        refused: BaseException | None = None
+    except Exception as e:
+        if not is_row_refusal(e):
+            raise
+        refused = e
+    if hi - lo == 1:
+        assert refused is not None  # a single row is never partially applied
+        _quarantine(engine, batch, lo, refused, result)
+        return
+    result.splits += 1
+    mid = (lo + hi) // 2
+    _write_range(engine, batch, lo, mid, result)
+    _write_range(engine, batch, mid, hi, result)
+
+
+def _quarantine(engine: Engine, batch: Batch, i: int, error: BaseException, result: BatchResult) -> None:
+    """Keep a refused row in ``quarantined_rows`` (as ASCII JSON, which any database takes)."""
+    unit = batch.units[i]
+    assert unit is not None
+    is_delta = isinstance(unit, HotSymbolDelta)
+    text = _error_text(error)
+    with engine.begin() as conn:
+        if _claim(conn, batch, i, i + 1, 1) is not Coverage.FREE:
+            result.duplicate += 1
+            return
+        conn.execute(
+            quarantined_rows.insert().values(
+                agent_id=batch.agent_id,
+                table_name="hot_symbols" if is_delta else "observation_windows",
+                row_json=json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True),
+                error=text,
+                quarantined_at=_now(),
+            )
+        )
+    result.quarantined += 1
+    if isinstance(unit, HotSymbolDelta):
+        result.quarantined_invocations += unit.invocation_count
+    result.errors.append(text)
+
+
+def prune_ledger(engine: Engine, *, older_than: dt.timedelta = LEDGER_RETENTION) -> int:
+    """Delete ledger rows older than the retention; returns how many went."""
+    with engine.begin() as conn:
+        res = conn.execute(flush_ledger.delete().where(flush_ledger.c.committed_at < _now() - older_than))
+        return int(res.rowcount or 0)

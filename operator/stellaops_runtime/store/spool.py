@@ -1,0 +1,138 @@
+"""The spool file: rows the store could not take at shutdown, kept for the next start.
+
+A rolling update during a store outage must lose nothing. At shutdown the
+agent writes every pending batch (:class:`~stellaops_runtime.store.batches.Batch`,
+with its agent id and flush sequence) to ``store.spoolPath``; the next agent
+on the node loads them and writes them through the flush ledger, so a batch
+that had in fact been committed is not counted twice.
+
+Format: JSON lines. A header line (format name, version, batch and row
+counts), one line per batch, and a trailer line holding the SHA-256 of every
+byte before it. The file is written to a temporary file in the same
+directory, fsynced and renamed over the old one, so a reader sees a whole old
+file or a whole new one. A file whose digest or counts do not match is
+corrupt: it is moved aside (``<path>.corrupt-<time>``), never half-loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
+
+FORMAT = "stellaops-runtime-spool"
+VERSION = 1
+MAX_SPOOL_BYTES = 1 << 30  # refuse to read a larger file into memory
+
+
+class SpoolError(Exception):
+    """The spool file cannot be written, or is corrupt (the message says which and why)."""
+
+
+def write_spool(path: str | Path, batches: list[Batch]) -> int:
+    """Replace the spool file with ``batches``; returns the rows written. Raises SpoolError."""
+    p = Path(path)
+    rows = sum(b.rows for b in batches)
+    header = {"format": FORMAT, "version": VERSION, "batches": len(batches), "rows": rows,
+              "created_unix": int(time.time())}  # fmt: skip
+    lines = [json.dumps(header, ensure_ascii=True, sort_keys=True)]
+    lines += [json.dumps(batch_to_json(b), ensure_ascii=True, sort_keys=True) for b in batches]
+    body = ("\n".join(lines) + "\n").encode("ascii")
+    trailer = json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode("ascii") + b"\n"
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            _write_all(fd, body + trailer)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
+        _fsync_dir(p.parent)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise SpoolError(f"cannot write spool file {p}: {e.strerror or e}") from None
+    return rows
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_spool(path: str | Path) -> list[Batch] | None:
+    """The batches of a spool file; None when there is none. Raises SpoolError when it is corrupt."""
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SpoolError(f"cannot open spool file {p}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_size > MAX_SPOOL_BYTES:
+            raise SpoolError(f"spool file {p} is {st.st_size} bytes, over the {MAX_SPOOL_BYTES} limit")
+        data = f.read()
+    return parse_spool(data, where=str(p))
+
+
+def parse_spool(data: bytes, *, where: str = "spool") -> list[Batch]:
+    """Check a spool file's digest and counts, then decode its batches. Raises SpoolError."""
+    body, sep, trailer = data.rstrip(b"\n").rpartition(b"\n")
+    if not sep:
+        raise SpoolError(f"{where}: truncated (no trailer)")
+    body += b"\n"
+    try:
+        want = json.loads(trailer)["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise SpoolError(f"{where}: truncated or damaged trailer") from None
+    if hashlib.sha256(body).hexdigest() != want:
+        raise SpoolError(f"{where}: SHA-256 does not match its trailer (damaged or truncated)")
+    lines = body.decode("ascii", errors="replace").splitlines()
+    try:
+        header: dict[str, Any] = json.loads(lines[0])
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise SpoolError(f"{where}: not a version-{VERSION} {FORMAT} file")
+        batches = [batch_from_json(json.loads(line)) for line in lines[1:]]
+    except SpoolError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise SpoolError(f"{where}: bad record: {e}") from None
+    if len(batches) != header.get("batches") or sum(b.rows for b in batches) != header.get("rows"):
+        raise SpoolError(f"{where}: batch or row count does not match its header")
+    return batches
+
+
+def quarantine_spool(path: str | Path) -> Path | None:
+    """Move a corrupt spool file aside; returns where it went (None if it could not be moved)."""
+    p = Path(path)
+    dest = p.with_name(f"{p.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        os.replace(p, dest)
+    except OSError:
+        return None
+    return dest
+
+
+def remove_spool(path: str | Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        Path(path).unlink()
