@@ -266,3 +266,23 @@ def test_ledger_rows_past_the_retention_are_pruned(store: HotSymbolStore) -> Non
     with store.engine.connect() as c:
         left = c.execute(sa.select(flush_ledger.c.agent_id)).scalars().all()
     assert left == ["node-1/x"]
+
+
+def test_the_ledger_keeps_only_what_may_still_be_retried(store: HotSymbolStore) -> None:
+    from stellaops_runtime.store.schema import flush_ledger
+
+    def ledger() -> list[tuple[str, int]]:
+        with store.engine.connect() as c:
+            rows = c.execute(sa.select(flush_ledger.c.agent_id, flush_ledger.c.flush_seq)).all()
+        return sorted((r[0], r[1]) for r in rows)
+
+    store.write_batch(batch(1, n=2, agent="old/1"))  # an agent that died: kept for its spool
+    for seq in range(1, 6):
+        b = batch(seq, n=2)
+        b.ledger_floor = seq  # the agent's oldest pending batch is this one
+        store.write_batch(b)
+    assert ledger() == [("node-1/x", 5), ("old/1", 1)]
+    # A retry of the newest batch still finds it: the floor never removes a batch still pending.
+    b = batch(5, n=2)
+    b.ledger_floor = 5
+    assert store.write_batch(b).duplicate == 3

@@ -230,11 +230,12 @@ class StoreConfig(_Model):
     create_directories: bool = Field(False, alias="createDirectories")
     # Timeouts (docs/configuration.md): a hung or black-holed database must never hang the agent.
     connect_timeout: Seconds = Field(10.0, alias="connectTimeout", ge=1, le=300)
-    statement_timeout: Seconds = Field(30.0, alias="statementTimeout", ge=1, le=3_600)
+    # 0: leave the server's own setting (a pooler such as PgBouncer refuses startup options).
+    statement_timeout: Seconds = Field(30.0, alias="statementTimeout", ge=0, le=3_600)
     # A flush still running after this is abandoned: connections closed, batch retried later.
     flush_timeout: Seconds = Field(30.0, alias="flushTimeout", ge=1, le=3_600)
     # PostgreSQL ends a session idle inside a transaction after this (releasing its locks).
-    idle_in_transaction_timeout: Seconds = Field(60.0, alias="idleInTransactionTimeout", ge=1, le=86_400)
+    idle_in_transaction_timeout: Seconds = Field(60.0, alias="idleInTransactionTimeout", ge=0, le=86_400)
     # TCP keepalive and tcp_user_timeout: a dead peer is noticed within about this long.
     tcp_keepalive: Seconds = Field(30.0, alias="tcpKeepalive", ge=1, le=3_600)
     # Rows the store cannot take at shutdown are written here and replayed at the next

@@ -46,6 +46,10 @@ class Batch:
     seq: int
     units: list[Unit | None]
     from_spool: bool = False
+    # The agent's oldest sequence still pending when this batch is written: its
+    # ledger rows below it are of confirmed batches, never retried, and go in the
+    # same transaction (so the ledger holds a few rows per live agent).
+    ledger_floor: int = 0
     _front: int = 0  # units before this index are all tombstones
 
     @property

@@ -149,6 +149,7 @@ class Timeouts:
     - ``statement``: the server's ``statement_timeout`` (SQLite: the busy timeout);
     - ``idle_in_transaction``: the server ends a session that sits inside a
       transaction this long (an abandoned write's locks are released);
+      0 for either: not sent, the server's setting applies;
     - ``keepalive``: TCP keepalive idle time and ``tcp_user_timeout``, so a
       peer that vanished from the network is noticed.
     """
@@ -160,11 +161,7 @@ class Timeouts:
 
     def postgres_connect_args(self) -> dict[str, Any]:
         ka = max(1, round(self.keepalive))
-        options = (
-            f"-c statement_timeout={round(self.statement * 1000)} "
-            f"-c idle_in_transaction_session_timeout={round(self.idle_in_transaction * 1000)}"
-        )
-        return {
+        args: dict[str, Any] = {
             "connect_timeout": max(2, round(self.connect)),
             "application_name": "stellaops-runtime",
             "keepalives": 1,
@@ -172,8 +169,20 @@ class Timeouts:
             "keepalives_interval": max(1, ka // 3),
             "keepalives_count": 3,
             "tcp_user_timeout": ka * 1000,
-            "options": options,
         }
+        # Server settings go in the startup packet's options; 0 leaves the server's own
+        # (a pooler such as PgBouncer refuses startup options: set both to 0 there).
+        options = [
+            f"-c {name}={round(seconds * 1000)}"
+            for name, seconds in (
+                ("statement_timeout", self.statement),
+                ("idle_in_transaction_session_timeout", self.idle_in_transaction),
+            )
+            if seconds > 0
+        ]
+        if options:
+            args["options"] = " ".join(options)
+        return args
 
 
 def create_store_engine(url: str | URL, *, timeouts: Timeouts | None = None, **kwargs: Any) -> Engine:
@@ -186,7 +195,7 @@ def create_store_engine(url: str | URL, *, timeouts: Timeouts | None = None, **k
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
         engine = sa.create_engine(
-            u, connect_args={"timeout": t.statement, "check_same_thread": False}, **kwargs
+            u, connect_args={"timeout": t.statement or 30.0, "check_same_thread": False}, **kwargs
         )
         return engine.execution_options(schema_translate_map=SQLITE_SCHEMA_MAP)
     return sa.create_engine(u, pool_pre_ping=True, connect_args=t.postgres_connect_args(), **kwargs)

@@ -10,6 +10,12 @@ beside its retry: the retry waits for it (bounded by ``statement_timeout``),
 then sees what it did. SQLite has one writer at a time, and the ledger insert
 comes first, so the same holds there.
 
+The ledger stays small: an agent retries only batches it has not seen
+confirmed, so each write also deletes the agent's own ledger rows below its
+oldest pending sequence (:attr:`Batch.ledger_floor`). Rows of agents that
+died with batches pending are kept until :data:`LEDGER_RETENTION`, for their
+spool file.
+
 When the database refuses a row (a data, integrity or size error, SQLSTATE
 classes 22, 23 and 54), the range is split in halves and each half written in
 its own transaction, down to the single row, which goes to
@@ -112,6 +118,10 @@ def _claim(conn: sa.Connection, batch: Batch, lo: int, hi: int, rows: int) -> Co
     if conn.execute(ins.returning(flush_ledger.c.part)).first() is None:
         return Coverage.APPLIED
     c = flush_ledger.c
+    if batch.ledger_floor > 0:  # this agent's confirmed batches: never retried again
+        conn.execute(
+            flush_ledger.delete().where(c.agent_id == batch.agent_id, c.flush_seq < batch.ledger_floor)
+        )
     others = conn.execute(
         sa.select(c.part).where(c.agent_id == batch.agent_id, c.flush_seq == batch.seq, c.part != part)
     ).scalars()

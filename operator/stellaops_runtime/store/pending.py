@@ -253,6 +253,8 @@ class PendingWrites:
             return True
 
     async def _write(self, store: Writer, batch: Batch, write_timeout: float | None) -> BatchResult:
+        own = [b.seq for b in self._batches if b.agent_id == self.agent_id]
+        batch.ledger_floor = min(own) if own else 0
         fut = run_detached(store.write_batch, batch, name="store-write")
         self.inflight_since = time.monotonic()
         try:
