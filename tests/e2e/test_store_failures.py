@@ -297,3 +297,33 @@ async def test_without_a_spool_path_unstored_rows_are_reported_lost_and_exit_2(
     assert code == 2, out
     assert elapsed < 6 + 3, out
     assert "could not store" in out and "set store.spoolPath" in out, out
+
+
+async def test_a_store_black_holed_at_start_never_delays_event_intake(tmp_path, pg_url, proxy) -> None:
+    proxy.blackhole()
+    export = tmp_path / "tetragon.log"
+    export.write_bytes(b"\n".join(GOOD) + b"\n")
+    cfg, port = config(tmp_path, proxy.url(pg_url), export)
+    proc = h.start_agent(cfg)
+    try:
+        # Every event is taken in and counted while the store cannot even be opened.
+        await h.wait_for(lambda: processed(port) == len(GOOD), what="events processed", timeout=30)
+        status, body = readyz(port)
+        assert status == 503 and body["store_open"] is False
+        proxy.heal()
+        await h.wait_for(
+            lambda: (
+                readyz(port)[0] == 200
+                and h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_pending") == 0
+                and h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_flushed_total") > 0
+            ),
+            what="stored once the store answers",
+            timeout=60,
+        )
+        proc.send_signal(signal.SIGTERM)
+        code, out = await asyncio.to_thread(h.finish, proc, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, out
+    assert stored(pg_url) == expected()

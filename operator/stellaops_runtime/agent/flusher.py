@@ -24,7 +24,15 @@ from collections.abc import Awaitable, Callable
 
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.store.engine import StoreConfigError, StoreError, Timeouts, open_store, safe_url
+from stellaops_runtime.store.engine import (
+    StoreConfigError,
+    StoreError,
+    Timeouts,
+    normalize_url,
+    open_store,
+    prepare_sqlite_directory,
+    safe_url,
+)
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import (
     SpoolError,
@@ -70,6 +78,7 @@ class Flusher:
         self.spool_corrupt = 0
         self.spool_error = ""
         self._spool_loaded = False
+        self._opening: asyncio.Future[HotSymbolStore] | None = None
 
     @property
     def label(self) -> str:
@@ -132,17 +141,34 @@ class Flusher:
 
     # -- store ----------------------------------------------------------------------
 
+    def check_config(self) -> None:
+        """Raise StoreConfigError for a store configuration that can never work (bad URL, no directory).
+
+        Cheap and offline, so the agent can refuse a mistake at start-up while
+        the store itself is opened in the background.
+        """
+        st = self.config.store
+        normalize_url(st.url)
+        prepare_sqlite_directory(st.url, create=st.create_directories)
+
     async def open(self, *, deadline: float | None = None) -> bool:
-        """Open (and migrate) the store if it is not open; False while it is unusable."""
+        """Open (and migrate) the store if it is not open; False while it is unusable.
+
+        One attempt runs at a time: a caller that finds one running (its
+        earlier caller gave up waiting) waits for that one instead of
+        starting another connection.
+        """
         if self.store is not None:
             return True
         st = self.config.store
         timeout = st.connect_timeout + st.statement_timeout + 5
         if deadline is not None:
             timeout = max(0.1, min(timeout, deadline - time.monotonic()))
-        fut = run_detached(self._open, name="store-open")
+        fut = self._opening
+        if fut is None or fut.done():
+            fut = self._opening = run_detached(self._open, name="store-open")
         try:
-            self.store = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+            store = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
         except StoreConfigError:
             raise
         except TimeoutError:
@@ -153,7 +179,9 @@ class Flusher:
             self.pending.last_error = str(e)
             log.warning("store %s not usable (will retry): %s", self.label, e)
             return False
-        log.info("hot-symbol store ready: %s", self.label)
+        if self.store is None:  # two waiters on one attempt: the first keeps it
+            self.store = store
+            log.info("hot-symbol store ready: %s", self.label)
         return True
 
     def _open(self) -> HotSymbolStore:

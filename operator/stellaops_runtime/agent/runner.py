@@ -175,7 +175,7 @@ class Agent:
                 loop.add_signal_handler(sig, self.stop, sig.name)
         self.flusher.load_spool()
         try:
-            await self.flusher.open()
+            self.flusher.check_config()
         except StoreConfigError as e:  # a configuration mistake: retrying cannot fix it
             log.error("%s", e)
             self._worker.shutdown(wait=False)
@@ -188,6 +188,8 @@ class Agent:
             asyncio.create_task(self._run_source(), name="source"),
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._flush_loop(), name="flush"),
+            # The store opens in the background: event intake never waits for a slow database.
+            asyncio.create_task(self._open_store(), name="store-open"),
         ]
         if self._poller:
             tasks.append(asyncio.create_task(self._poller.run(self.stop_event), name="tetragon-metrics"))
@@ -245,6 +247,14 @@ class Agent:
             t.cancel()
         await asyncio.gather(*tasks[3:], return_exceptions=True)
         return await self.flusher.final_flush(deadline - reserve)
+
+    async def _open_store(self) -> None:
+        try:
+            await self.flusher.open()
+        except StoreConfigError as e:  # e.g. migrations refused for good: stop, as at start-up
+            self.flusher.config_error = str(e)
+            log.error("%s; stopping", e)
+            self.stop("store configuration error")
 
     def unreachable_message(self) -> str:
         t = self.config.tetragon
