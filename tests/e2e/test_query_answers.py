@@ -536,3 +536,31 @@ def test_three_answers_on_postgres(tmp_path: Path, pg_url: str) -> None:
     assert query(pg_url, "observed", "--image", "sha256:", "--function", "crc32").returncode == 2
     code, doc = answer(pg_url, "images")
     assert code == 0 and len(doc["images"]) == len(h.EXPECTED["images"]) + 2
+
+
+@pytest.mark.postgres
+def test_evidence_documents_on_a_store_the_agent_filled(tmp_path: Path, pg_url: str) -> None:
+    """``stella-runtime evidence`` (docs/evidence.md) on PostgreSQL filled by the real agent."""
+    fill(tmp_path, pg_url)
+
+    def evidence(image: str, function: str) -> tuple[int, dict[str, Any]]:
+        r = h.cli("evidence", "--store", pg_url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
+                  "--function", function, "--json")  # fmt: skip
+        assert "Traceback" not in r.stderr, r.stderr
+        return r.returncode, json.loads(r.stdout)
+
+    code, doc = evidence(IMAGE, "crc32")
+    on_stack = h.expected_stack_counts(OBJS)[f"{IMAGE}|{ZLIB}|crc32"]
+    assert code == 0
+    assert (doc["reachability_state"], doc["confidence"]) == ("DynamicReachable", 0.9)
+    assert doc["data"]["invocation_count"] == max(CRC32_INVOKED, on_stack)
+    assert doc["rts"]["score"] == (1.0 if doc["data"]["max_calls_in_a_day"] > 1000 else 0.8)
+    assert doc["data"]["observation_window"] == expected_coverage(OBJS, IMAGE)["interval"]
+    assert doc["data"]["purl"].startswith("pkg:deb/debian/zlib1g@")
+    assert doc["data"]["function_ids"] and all(f.endswith(":crc32+0x0") for f in doc["data"]["function_ids"])
+    code, doc = evidence(IMAGE, "inflateBack")  # zlib is loaded there; inflateBack never ran
+    assert (code, doc["reachability_state"], doc["rts"]["score"]) == (1, "PotentiallyReachable", 0.5)
+    assert doc["data"]["watched_days"] >= 1 and doc["data"]["invocation_count"] == 0
+    for image in (NEVER_SEEN, PASSIVE_IMAGE):  # nothing watched it at a posture that sees calls
+        code, doc = evidence(image, "crc32")
+        assert (code, doc["reachability_state"], doc["defer_to_static_analysis"]) == (3, None, True)

@@ -21,6 +21,7 @@ from stellaops_runtime.cli import exitcodes, pipes
 SUBCOMMANDS = (
     "stellaops_runtime.cli.agent",
     "stellaops_runtime.cli.attribute",
+    "stellaops_runtime.cli.evidence",
     "stellaops_runtime.cli.operator",
     "stellaops_runtime.cli.query",
     "stellaops_runtime.cli.replay",

@@ -1,0 +1,1 @@
+"""Runtime evidence for the policy engine: reachability states, the RTS factor, the Evidence document."""

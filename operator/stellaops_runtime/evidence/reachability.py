@@ -1,0 +1,109 @@
+"""From what the store recorded to a reachability state and the Runtime (RTS) factor.
+
+The seed's "Runtime Evidence -> Policy Engine" mapping, made exact:
+
+- the function was observed (calls recorded under any function evidence) ->
+  **DynamicReachable**, confidence 0.90; with a confirmed vulnerable flow
+  recorded for the claim -> **LiveExploitPath**, 1.00;
+- not observed, while the image was watched at a posture that can see
+  function calls on at least one gap-free day, and its package was seen
+  loaded -> **PotentiallyReachable**, 0.50;
+- anything else (never observed, posture None or only Passive, every
+  watched day covered by a gap Tetragon reported, or a package never seen
+  loaded in the image) -> **defer to static analysis** (state ``None``): the
+  runtime has nothing to say, and saying "not reachable" would be a lie.
+
+The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
+
+- 1.00: more than 1,000 calls in one UTC day (exactly 1,000 is not more);
+- 0.80: any calls;
+- 0.20: more than 30 distinct gap-free days observed without a call
+  (exactly 30 is not more);
+- 0.50: watched, no calls, 30 days or fewer;
+- 0.50: no posture that can see calls.
+
+Days come from the recorded observation windows (UTC days with a window at
+ActiveTracing or above, minus days with a gap), never from wall-clock
+guesses. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+RTS_WEIGHT = 0.25
+HIGH_FREQUENCY_CALLS_PER_DAY = 1_000
+LONG_WINDOW_DAYS = 30
+
+
+class State(enum.StrEnum):
+    DYNAMIC_REACHABLE = "DynamicReachable"
+    LIVE_EXPLOIT_PATH = "LiveExploitPath"
+    POTENTIALLY_REACHABLE = "PotentiallyReachable"
+
+
+CONFIDENCE: dict[State, float] = {
+    State.DYNAMIC_REACHABLE: 0.90,
+    State.LIVE_EXPLOIT_PATH: 1.00,
+    State.POTENTIALLY_REACHABLE: 0.50,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the store knows about one (image, package, function)."""
+
+    invocations: int  # calls recorded (the largest count of any one evidence kind)
+    max_calls_in_a_day: int  # the most calls in one UTC day (per evidence kind, the largest)
+    watched_days: int  # distinct gap-free UTC days at a posture that can see calls
+    days_without_calls: int  # of those, the days with no call of the function
+    package_loaded: bool  # any row of the package in the image (a file mapped, a function seen)
+    exploit_path: bool = False  # the claim records a confirmed vulnerable flow
+
+
+@dataclass(frozen=True, slots=True)
+class Rts:
+    score: float
+    scenario: str
+    weight: float = RTS_WEIGHT
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    state: State | None  # None: defer to static analysis
+    confidence: float | None
+    rts: Rts
+    reason: str
+
+
+def rts(f: Facts) -> Rts:
+    """The Runtime factor for these facts (the seed's table; boundaries in the module docstring)."""
+    if f.invocations > 0:
+        if f.max_calls_in_a_day > HIGH_FREQUENCY_CALLS_PER_DAY:
+            return Rts(1.00, "High frequency observation (more than 1000 calls in a day)")
+        return Rts(0.80, "Moderate observation (calls observed)")
+    if f.watched_days <= 0:
+        return Rts(0.50, "No runtime posture (no gap-free day at a posture that can see calls)")
+    if f.days_without_calls > LONG_WINDOW_DAYS:
+        return Rts(0.20, f"No observation (long window: {f.days_without_calls} days without calls)")
+    return Rts(0.50, f"No observation (neutral: {f.days_without_calls} days without calls)")
+
+
+def assess(f: Facts) -> Assessment:
+    """The reachability state, its confidence and the RTS factor, with the reason in words."""
+    score = rts(f)
+    if f.invocations > 0:
+        state = State.LIVE_EXPLOIT_PATH if f.exploit_path else State.DYNAMIC_REACHABLE
+        flow = ", with a confirmed vulnerable flow" if f.exploit_path else ""
+        why = f"observed: {f.invocations} calls{flow}"
+        return Assessment(state, CONFIDENCE[state], score, why)
+    if f.watched_days <= 0:
+        return Assessment(None, None, score, "never observed at a posture that can see function calls "
+                          "without a gap: defer to static analysis")  # fmt: skip
+    if not f.package_loaded:
+        return Assessment(None, None, score, "the package was never seen loaded in the image: "
+                          "defer to static analysis")  # fmt: skip
+    state = State.POTENTIALLY_REACHABLE
+    why = f"package loaded, function not observed over {f.watched_days} gap-free watched days"
+    return Assessment(state, CONFIDENCE[state], score, why)

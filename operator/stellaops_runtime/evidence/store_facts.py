@@ -1,0 +1,104 @@
+"""Read from the store what the reachability assessment needs for one (image, package, function).
+
+Everything comes from recorded rows: calls from ``hot_symbols`` and their
+per-window history, watched days from ``observation_windows`` (UTC days with
+a window at a posture that can see function calls, minus days with a gap
+Tetragon reported, migration 0005), the package from the stored purls. No
+wall clock. The pure decision is :mod:`stellaops_runtime.evidence.reachability`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
+from stellaops_runtime.evidence.reachability import Facts
+from stellaops_runtime.store import coverage, queries
+from stellaops_runtime.store.coverage import Coverage, Gap
+from stellaops_runtime.store.queries import SymbolRow, _gap_days, has_gap_columns, has_posture_columns
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Facts plus what the Evidence document shows: the rows, the watched coverage, the gaps."""
+
+    facts: Facts
+    rows: list[SymbolRow]
+    purls: list[str]
+    coverage: Coverage | None  # windows at a posture that can see calls
+    gaps: list[Gap]
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+def _calls_per_day(conn: sa.Connection, image: str, rows: list[SymbolRow]) -> dict[dt.date, int]:
+    """Calls per UTC day: summed per evidence kind, then the largest kind.
+
+    One call seen two ways (invoked and on a stack) counts once.
+    """
+    if not rows:
+        return {}
+    w = hot_symbol_windows.c
+    keys = {(r.module, r.function_name, r.evidence_kind) for r in rows}
+    day = utc_date(w.window_start).label("day")
+    stmt = (
+        sa.select(day, w.evidence_kind, sa.func.sum(w.invocation_count).label("calls"))
+        .where(w.image_digest == image, sa.tuple_(w.module, w.function_name, w.evidence_kind).in_(keys))
+        .group_by(day, w.evidence_kind)
+    )
+    out: dict[dt.date, int] = defaultdict(int)
+    for r in conn.execute(stmt):
+        d = _as_date(r.day)
+        out[d] = max(out[d], int(r.calls))
+    return dict(out)
+
+
+def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
+    """UTC days with a window of ``image`` at a posture that can see calls, and no gap that day."""
+    if not has_posture_columns(conn):
+        return set()
+    o = observation_windows.c
+    day = utc_date(o.window_start)
+    where = [o.image_digest == image, o.event_count > 0, o.posture_level >= FUNCTION_VISIBLE.rank]
+    if has_gap_columns(conn):
+        where.append(day.not_in(_gap_days(image)))
+    return {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
+
+
+def observe(
+    conn: sa.Connection, *, image: str, purl: PurlQuery, function: FunctionQuery, exploit_path: bool = False
+) -> Observation:
+    """Everything the store holds about ``function`` of ``purl`` in ``image``."""
+    purls = queries.matching_purls(conn, image=image, purl=purl)
+    rows = queries.observed(conn, image=image, function=function, purl=purl) if purls else []
+    rows = [r for r in rows if r.evidence_kind not in queries.FILE_EVIDENCE and r.invocation_count > 0]
+    by_kind: dict[str, int] = defaultdict(int)
+    for r in rows:
+        by_kind[r.evidence_kind] += r.invocation_count
+    per_day = _calls_per_day(conn, image, rows)
+    watched = _watched_days(conn, image)
+    facts = Facts(
+        invocations=max(by_kind.values(), default=0),
+        max_calls_in_a_day=max(per_day.values(), default=0),
+        watched_days=len(watched),
+        days_without_calls=len(watched - {d for d, n in per_day.items() if n > 0}),
+        package_loaded=bool(purls),
+        exploit_path=exploit_path,
+    )
+    groups = [g for g in coverage.image_windows(conn, image=image) if g.sees_functions]
+    return Observation(
+        facts=facts,
+        rows=rows,
+        purls=purls,
+        coverage=coverage.summarize(groups),
+        gaps=coverage.image_gaps(conn, image=image),
+    )
