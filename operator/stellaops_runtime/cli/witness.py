@@ -1,0 +1,127 @@
+"""``stella-runtime witness``: make, sign and verify runtime witnesses (docs/witnesses.md).
+
+- ``keygen``: a new Ed25519 key pair (private key 0600, never overwritten);
+- ``sign``: the witness for one claim (image, package, function, optionally
+  a vulnerability) from what the store recorded: an in-toto Statement in a
+  DSSE envelope, signed with the key;
+- ``verify``: check an envelope's signature, payload type, statement and
+  subject; exit 0 when it holds, 1 naming what failed, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli.query import _arg, _common, _with_store
+from stellaops_runtime.cli.query_output import emit
+from stellaops_runtime.evidence.document import evidence
+from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.witness import dsse, keys
+from stellaops_runtime.witness.statement import check_statement, encode, statement
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("witness", help="make, sign and verify runtime witnesses (DSSE, Ed25519)")
+    ws = p.add_subparsers(dest="witness", metavar="ACTION")
+    p.set_defaults(func=lambda _a: _usage(p))
+
+    k = ws.add_parser("keygen", help="write a new Ed25519 key pair")
+    k.add_argument("--private", required=True, metavar="FILE", help="private key (PEM, mode 0600)")
+    k.add_argument("--public", required=True, metavar="FILE", help="public key (PEM)")
+    k.set_defaults(func=run_keygen)
+
+    s = ws.add_parser("sign", help="the signed witness for a claim, from the store")
+    _common(s)
+    s.add_argument("--purl", required=True, metavar="PURL", help="package URL (no version: any version)")
+    s.add_argument("--function", required=True, type=_arg(function_query), metavar="NAME|ID")
+    s.add_argument("--vuln", metavar="ID", help="the vulnerability the claim is about (e.g. CVE-2022-37434)")
+    s.add_argument(
+        "--exploit-path", action="store_true", help="the claim records a confirmed vulnerable flow"
+    )
+    s.add_argument("--policy-hash", metavar="HASH", help="hash of the TracingPolicy set that observed it")
+    s.add_argument("--key", required=True, metavar="FILE", help="Ed25519 private key (PEM)")
+    s.add_argument("--out", metavar="FILE", help="write the envelope here (default: stdout)")
+    s.set_defaults(func=run_sign)
+
+    v = ws.add_parser("verify", help="check a witness: signature, payload type, statement, subject")
+    v.add_argument("file", metavar="FILE", help="the DSSE envelope (JSON)")
+    v.add_argument("--key", required=True, metavar="FILE", help="Ed25519 public key (PEM)")
+    v.add_argument("--image", type=_arg(image_key), metavar="IMAGE", help="the image the subject must be")
+    v.add_argument("--json", action="store_true", help="print the verified statement")
+    v.set_defaults(func=run_verify)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return exitcodes.ERROR
+
+
+def _fail(message: str, code: int = exitcodes.ERROR) -> int:
+    print(f"stella-runtime witness: {message}", file=sys.stderr)
+    return code
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    try:
+        kid = keys.generate(args.private, args.public)
+    except (keys.KeyError_, OSError) as e:
+        return _fail(str(e))
+    emit(f"key {kid}: private {args.private}, public {args.public}")
+    return exitcodes.OK
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    try:
+        pq = PurlQuery.parse(args.purl)
+        private = keys.load_private(args.key)
+    except (RefError, keys.KeyError_) as e:
+        return _fail(str(e))
+
+    def ask(conn: sa.Connection) -> int:
+        obs = observe(conn, image=args.image, purl=pq, function=args.function, exploit_path=args.exploit_path)
+        doc = evidence(obs, image=args.image, purl=args.purl, function=args.function.text)
+        stmt = statement(obs, doc, image=args.image, purl=args.purl, function=args.function.text,
+                         vulnerability=args.vuln, policy_hash=args.policy_hash)  # fmt: skip
+        text = json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n"
+        if args.out:
+            Path(args.out).write_text(text)
+            emit(f"witness for {args.function.text} in {args.image}: {doc['reachability_state'] or 'defer'}"
+                 f" -> {args.out}")  # fmt: skip
+        else:
+            emit(text.rstrip("\n"))
+        return exitcodes.OK
+
+    return _with_store(args, ask)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        public = keys.load_public(args.key)
+    except keys.KeyError_ as e:
+        return _fail(str(e))
+    try:
+        envelope: Any = json.loads(Path(args.file).read_bytes())
+    except OSError as e:
+        return _fail(f"cannot read {args.file}: {e.strerror or e}")
+    except ValueError:
+        return _fail(f"{args.file}: not JSON (a witness is a DSSE envelope)", exitcodes.NOT_FOUND)
+    try:
+        stmt = check_statement(dsse.verify(envelope, public), image=args.image)
+    except dsse.VerificationError as e:
+        return _fail(f"{args.file}: verification failed: {e}", exitcodes.NOT_FOUND)
+    if args.json:
+        emit(json.dumps(stmt, indent=2))
+    else:
+        claim, a = stmt["predicate"]["claim"], stmt["predicate"]["assessment"]
+        state = a["reachability_state"] or "defer to static analysis"
+        emit(f"verified: {claim['function']} of {claim['purl']} in {claim['image_digest']}: {state}, "
+             f"signed by key {keys.key_id(public)}")  # fmt: skip
+    return exitcodes.OK
