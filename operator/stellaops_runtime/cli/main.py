@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "stellaops_runtime.cli.query",
     "stellaops_runtime.cli.replay",
     "stellaops_runtime.cli.symbolize",
+    "stellaops_runtime.cli.vex",
     "stellaops_runtime.cli.witness",
 )
 

@@ -30,6 +30,7 @@ class Observation:
     """Facts plus what the Evidence document shows: the rows, the watched coverage, the gaps."""
 
     facts: Facts
+    watched: frozenset[dt.date]  # the gap-free UTC days at a posture that can see calls
     rows: list[SymbolRow]
     purls: list[str]
     coverage: Coverage | None  # windows at a posture that can see calls
@@ -97,6 +98,7 @@ def observe(
     groups = [g for g in coverage.image_windows(conn, image=image) if g.sees_functions]
     return Observation(
         facts=facts,
+        watched=frozenset(watched),
         rows=rows,
         purls=purls,
         coverage=coverage.summarize(groups),

@@ -1,0 +1,122 @@
+"""``stella-runtime vex``: VEX statements for one image from runtime evidence (docs/vex.md).
+
+For every vulnerability of the input file (our JSON or OSV records), every
+affected package and vulnerable function is looked up in the store, a
+runtime witness is signed for each and written to ``--witness-dir``, and the
+status follows :mod:`stellaops_runtime.evidence.vex`: ``affected``,
+``not_affected`` (``vulnerable_code_not_in_execute_path``, only after a
+fully watched window) or ``under_investigation``. Output: OpenVEX (default)
+or CycloneDX, on stdout or ``--out``. Exit 0 when the document was written,
+2 on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli.query import _arg, _store_options, _with_store
+from stellaops_runtime.cli.query_output import emit
+from stellaops_runtime.evidence import vex, vex_input
+from stellaops_runtime.evidence.document import evidence
+from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.witness import dsse, keys
+from stellaops_runtime.witness.statement import encode, statement
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "vex",
+        help="VEX statements (OpenVEX or CycloneDX) for an image from runtime evidence, with witnesses",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--image", required=True, metavar="IMAGE", help="image digest or reference with a digest")
+    p.add_argument("--vulns", required=True, metavar="FILE", help="vulnerabilities: our JSON input or OSV")
+    p.add_argument("--format", choices=["openvex", "cyclonedx"], default="openvex")
+    p.add_argument(
+        "--window-days", type=int, default=30, metavar="N",
+        help="not_affected needs each of the N days up to --until watched gap-free (default 30)",
+    )  # fmt: skip
+    p.add_argument(
+        "--until", type=_arg(_date), metavar="YYYY-MM-DD",
+        help="the window's last day (default: the last watched day)",
+    )  # fmt: skip
+    p.add_argument(
+        "--key", required=True, metavar="FILE", help="Ed25519 private key the witnesses are signed with"
+    )
+    p.add_argument(
+        "--witness-dir", required=True, metavar="DIR", help="where the signed witnesses are written"
+    )
+    p.add_argument("--out", metavar="FILE", help="write the VEX document here (default: stdout)")
+    _store_options(p)
+    p.set_defaults(func=run)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise RefError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _fail(message: str) -> int:
+    print(f"stella-runtime vex: {message}", file=sys.stderr)
+    return exitcodes.ERROR
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.window_days < 1:
+        return _fail("--window-days must be at least 1")
+    try:
+        image = image_key(args.image)
+        private = keys.load_private(args.key)
+        vulns = vex_input.parse(json.loads(Path(args.vulns).read_bytes()))
+    except (RefError, keys.KeyError_, vex_input.VexInputError) as e:
+        return _fail(f"{args.vulns}: {e}" if isinstance(e, vex_input.VexInputError) else str(e))
+    except OSError as e:
+        return _fail(f"cannot read {args.vulns}: {e.strerror or e}")
+    except ValueError:
+        return _fail(f"{args.vulns}: not JSON")
+    wdir = Path(args.witness_dir)
+    try:
+        wdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return _fail(f"cannot create {wdir}: {e.strerror or e}")
+
+    def ask(conn: sa.Connection) -> int:
+        decisions = []
+        for v in vulns:
+            findings: list[vex.Finding] = []
+            for t in v.targets:
+                pq = PurlQuery.parse(t.purl)
+                for fn in t.functions:
+                    fq = function_query(fn)
+                    obs = observe(conn, image=image, purl=pq, function=fq)
+                    doc = evidence(obs, image=image, purl=t.purl, function=fn)
+                    stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)
+                    data = (json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n").encode()
+                    name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', v.id)}-{len(findings) + 1}.witness.json"
+                    (wdir / name).write_bytes(data)
+                    findings.append(vex.Finding(t.purl, fn, obs, f"{vex.envelope_digest(data)} ({name})"))
+            decisions.append(vex.decide(v, findings, window_days=args.window_days, until=args.until))
+        render = vex.openvex if args.format == "openvex" else vex.cyclonedx
+        text = json.dumps(render(image, decisions, image_name=args.image), indent=2) + "\n"
+        if args.out:
+            Path(args.out).write_text(text)
+            states = (vex.AFFECTED, vex.NOT_AFFECTED, vex.UNDER_INVESTIGATION)
+            counts = {s: sum(d.status == s for d in decisions) for s in states}
+            emit(f"{args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        else:
+            emit(text.rstrip("\n"))
+        return exitcodes.OK
+
+    return _with_store(args, ask)

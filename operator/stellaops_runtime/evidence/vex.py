@@ -1,0 +1,218 @@
+"""VEX from runtime evidence: the status of each vulnerability in one image, and its documents.
+
+The rule (docs/vex.md):
+
+- **affected**: a vulnerable function was observed running in the image;
+- **not_affected**, justification ``vulnerable_code_not_in_execute_path``:
+  only when every affected package was seen loaded in the image, none of
+  the vulnerable functions was called, and the image was watched at a
+  posture that can see calls, without a gap, on every UTC day of the
+  configured window (``window_days`` days ending at the last watched day,
+  or at ``until``). "Not loaded" is never turned into
+  ``vulnerable_code_not_present``: OpenVEX keeps that for code excluded at
+  build time, and the runtime cannot know it;
+- **under_investigation** otherwise, saying what is missing.
+
+Each statement cites the witnesses behind it (the SHA-256 of each signed
+envelope) and states the coverage: window, posture, nodes. Output as
+OpenVEX 0.2.0 (validated against the published schema in the tests) or as
+a CycloneDX 1.6 VEX document. Pure: the CLI gathers observations and signs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from packageurl import PackageURL
+
+from stellaops_runtime import __version__
+from stellaops_runtime.evidence.store_facts import Observation
+from stellaops_runtime.evidence.vex_input import Vulnerability
+from stellaops_runtime.store.queries import rfc3339
+
+AFFECTED = "affected"
+NOT_AFFECTED = "not_affected"
+UNDER_INVESTIGATION = "under_investigation"
+NOT_IN_EXECUTE_PATH = "vulnerable_code_not_in_execute_path"
+OPENVEX_CONTEXT = "https://openvex.dev/ns/v0.2.0"
+CYCLONEDX_STATE = {AFFECTED: "exploitable", NOT_AFFECTED: "not_affected", UNDER_INVESTIGATION: "in_triage"}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One (package, function) of a vulnerability, as the store saw it, with its witness."""
+
+    purl: str
+    function: str
+    obs: Observation
+    witness: str = ""  # "sha256:<hex> (<file>)" of the signed envelope, "" when none
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    vulnerability: Vulnerability
+    status: str
+    notes: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def purls(self) -> list[str]:
+        return sorted({t.purl for t in self.vulnerability.targets})
+
+
+def envelope_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def full_window(watched: frozenset[dt.date], days: int, until: dt.date | None) -> tuple[bool, str]:
+    """Whether every UTC day of the window was watched gap-free; and the window as text."""
+    if not watched:
+        return False, f"no gap-free watched day (window {days} days)"
+    end = until or max(watched)
+    span = [end - dt.timedelta(days=i) for i in range(days)]
+    missing = [d for d in span if d not in watched]
+    text = f"{span[-1].isoformat()}..{end.isoformat()}"
+    if missing:
+        return (
+            False,
+            f"window {text}: {len(missing)} of {days} days not watched gap-free (first {min(missing)})",
+        )
+    return True, f"window {text}: all {days} days watched gap-free"
+
+
+def _coverage(findings: tuple[Finding, ...]) -> str:
+    cov = next((f.obs.coverage for f in findings if f.obs.coverage is not None), None)
+    if cov is None:
+        return "never watched at a posture that can see calls"
+    return f"observed {cov.interval}, posture {cov.posture_range}, nodes {', '.join(cov.nodes)}"
+
+
+def decide(
+    vuln: Vulnerability, findings: list[Finding], *, window_days: int, until: dt.date | None = None
+) -> Decision:
+    fs = tuple(findings)
+    witnesses = "; ".join(f"witness {f.witness}" for f in fs if f.witness)
+    tail = f"; {_coverage(fs)}" + (f"; {witnesses}" if witnesses else "")
+    ran = [f for f in fs if f.obs.facts.invocations > 0]
+    if ran:
+        calls = ", ".join(f"{f.function} ({f.obs.facts.invocations} calls)" for f in ran)
+        return Decision(vuln, AFFECTED, f"vulnerable code observed running: {calls}{tail}", fs)
+    if any(not t.functions for t in vuln.targets):
+        return Decision(vuln, UNDER_INVESTIGATION, f"no vulnerable function named for a package{tail}", fs)
+    not_loaded = sorted({f.purl for f in fs if not f.obs.purls})
+    if not_loaded:
+        why = f"package never seen loaded in the image: {', '.join(not_loaded)}"
+        return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
+    watched = fs[0].obs.watched if fs else frozenset()
+    ok, window = full_window(watched, window_days, until)
+    names = ", ".join(sorted({f.function for f in fs}))
+    if ok:
+        return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}{tail}", fs)
+    return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{tail}", fs)
+
+
+def _image_component(image: str, image_name: str) -> dict[str, Any]:
+    hexdigest = image.partition(":")[2]
+    name = (image_name.rsplit("/", 1)[-1].split(":")[0].split("@")[0] or "image").lower()
+    return {"@id": f"pkg:oci/{name}@sha256%3A{hexdigest}", "hashes": {"sha-256": hexdigest}}
+
+
+def openvex(
+    image: str, decisions: list[Decision], *, image_name: str = "", now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """An OpenVEX 0.2.0 document: one statement per vulnerability, the image as product."""
+    ts = rfc3339(now or dt.datetime.now(dt.UTC))
+    statements = []
+    for d in decisions:
+        v = d.vulnerability
+        vuln: dict[str, Any] = {"name": v.id}
+        if v.description:
+            vuln["description"] = v.description
+        if v.aliases:
+            vuln["aliases"] = list(v.aliases)
+        product = _image_component(image, image_name) | {"subcomponents": [{"@id": p} for p in d.purls]}
+        st: dict[str, Any] = {
+            "vulnerability": vuln,
+            "timestamp": ts,
+            "products": [product],
+            "status": d.status,
+            "status_notes": d.notes,
+        }
+        if d.status == NOT_AFFECTED:
+            st["justification"] = NOT_IN_EXECUTE_PATH
+        elif d.status == AFFECTED:
+            st["action_statement"] = (
+                f"The vulnerable code of {', '.join(d.purls)} runs in this image: update the package "
+                "to a fixed version, or mitigate, before relying on this image."
+            )
+        statements.append(st)
+    body = json.dumps(statements, sort_keys=True).encode()
+    return {
+        "@context": OPENVEX_CONTEXT,
+        "@id": f"https://stellaops.io/vex/{hashlib.sha256(image.encode() + body).hexdigest()}",
+        "author": "stellaops-runtime",
+        "role": "runtime observation",
+        "timestamp": ts,
+        "version": 1,
+        "tooling": f"stellaops-runtime {__version__}",
+        "statements": statements,
+    }
+
+
+def cyclonedx(
+    image: str, decisions: list[Decision], *, image_name: str = "", now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """A CycloneDX 1.6 VEX document: the image as metadata component, packages as components."""
+    ts = rfc3339(now or dt.datetime.now(dt.UTC))
+    hexdigest = image.partition(":")[2]
+    purls = sorted({p for d in decisions for p in d.purls})
+    components = []
+    for p in purls:
+        pu = PackageURL.from_string(p)
+        comp: dict[str, Any] = {"type": "library", "bom-ref": p, "name": pu.name, "purl": p}
+        if pu.version:
+            comp["version"] = pu.version
+        components.append(comp)
+    vulns = []
+    for d in decisions:
+        analysis: dict[str, Any] = {"state": CYCLONEDX_STATE[d.status], "detail": d.notes}
+        if d.status == NOT_AFFECTED:
+            analysis["justification"] = "code_not_reachable"
+        entry: dict[str, Any] = {
+            "bom-ref": f"vuln:{d.vulnerability.id}",
+            "id": d.vulnerability.id,
+            "analysis": analysis,
+            "affects": [{"ref": p} for p in d.purls],
+        }
+        if d.vulnerability.description:
+            entry["description"] = d.vulnerability.description
+        wit = [f.witness.split(" ", 1)[0] for f in d.findings if f.witness]
+        if wit:
+            entry["properties"] = [{"name": "stellaops:witness", "value": w} for w in wit]
+        vulns.append(entry)
+    name = image_name or image
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, image + ts)}",
+        "version": 1,
+        "metadata": {
+            "timestamp": ts,
+            "tools": {
+                "components": [{"type": "application", "name": "stellaops-runtime", "version": __version__}]
+            },
+            "component": {
+                "type": "container",
+                "bom-ref": image,
+                "name": name,
+                "hashes": [{"alg": "SHA-256", "content": hexdigest}],
+            },
+        },
+        "components": components,
+        "vulnerabilities": vulns,
+    }

@@ -1,0 +1,120 @@
+"""The vulnerabilities ``stella-runtime vex`` is asked about: our JSON input, or OSV records.
+
+Our format (docs/vex.md)::
+
+    {"vulnerabilities": [
+      {"id": "CVE-2022-37434", "description": "...", "aliases": ["GHSA-..."],
+       "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": ["inflateGetHeader"]}]}]}
+
+OSV records (one object, a list, or ``{"vulns": [...]}``) are read the same
+way: ``affected[].package.purl`` (or ecosystem + name for PyPI, npm and Go)
+with the function names of ``affected[].ecosystem_specific.imports[].symbols``
+(the Go vulnerability database's form) or ``.functions``. A vulnerability
+without any function cannot be decided at function level: it is reported
+``under_investigation``. Pure: the caller reads the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from packageurl import PackageURL
+
+
+class VexInputError(Exception):
+    """The input file cannot be read as vulnerabilities (the message says where)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    purl: str
+    functions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Vulnerability:
+    id: str
+    description: str
+    aliases: tuple[str, ...]
+    targets: tuple[Target, ...]
+
+
+_OSV_ECOSYSTEM_TYPE = {"pypi": "pypi", "npm": "npm", "go": "golang", "crates.io": "cargo", "maven": "maven"}
+
+
+def _purl_of(pkg: dict[str, Any]) -> str:
+    if isinstance(pkg.get("purl"), str) and pkg["purl"].startswith("pkg:"):
+        return str(pkg["purl"])
+    ptype = _OSV_ECOSYSTEM_TYPE.get(str(pkg.get("ecosystem", "")).lower())
+    name = pkg.get("name")
+    if ptype and isinstance(name, str) and name:
+        namespace, _, short = name.rpartition("/") if ptype in ("golang", "npm") else ("", "", name)
+        return PackageURL(type=ptype, namespace=namespace or None, name=short).to_string()
+    return ""
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise VexInputError(f"{where}: expected a list of non-empty strings")
+    return tuple(value)
+
+
+def _osv_functions(aff: dict[str, Any], where: str) -> tuple[str, ...]:
+    es = aff.get("ecosystem_specific") or {}
+    out: list[str] = list(_strings(es.get("functions"), f"{where}.ecosystem_specific.functions"))
+    for i, imp in enumerate(es.get("imports") or []):
+        if isinstance(imp, dict):
+            out += _strings(imp.get("symbols"), f"{where}.ecosystem_specific.imports[{i}].symbols")
+    return tuple(dict.fromkeys(out))
+
+
+def _one(doc: Any, where: str) -> Vulnerability:
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
+        raise VexInputError(f"{where}: a vulnerability needs a string id")
+    targets: list[Target] = []
+    for i, aff in enumerate(doc.get("affected") or []):
+        w = f"{where}.affected[{i}]"
+        if not isinstance(aff, dict):
+            raise VexInputError(f"{w}: expected an object")
+        if "package" in aff:  # OSV
+            purl = _purl_of(aff["package"] if isinstance(aff["package"], dict) else {})
+            functions = _osv_functions(aff, w)
+        else:
+            purl = str(aff["purl"]) if isinstance(aff.get("purl"), str) else ""
+            functions = _strings(aff.get("functions"), f"{w}.functions")
+        if not purl or not purl.startswith("pkg:"):
+            raise VexInputError(f"{w}: no package URL")
+        try:
+            PackageURL.from_string(purl)
+        except ValueError as e:
+            raise VexInputError(f"{w}: {purl!r} is not a package URL: {e}") from None
+        targets.append(Target(purl, functions))
+    if not targets:
+        raise VexInputError(f"{where} ({doc['id']}): no affected package")
+    return Vulnerability(
+        id=doc["id"],
+        description=str(doc.get("details") or doc.get("summary") or doc.get("description") or ""),
+        aliases=_strings(doc.get("aliases"), f"{where}.aliases"),
+        targets=tuple(targets),
+    )
+
+
+def parse(doc: Any) -> list[Vulnerability]:
+    """Vulnerabilities from our format or OSV (see the module docstring); raises VexInputError."""
+    if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list):
+        items, name = doc["vulnerabilities"], "vulnerabilities"
+    elif isinstance(doc, dict) and isinstance(doc.get("vulns"), list):
+        items, name = doc["vulns"], "vulns"
+    elif isinstance(doc, list):
+        items, name = doc, ""
+    elif isinstance(doc, dict):
+        items, name = [doc], ""
+    else:
+        raise VexInputError("expected an object or a list of vulnerabilities")
+    out = [_one(v, f"{name}[{i}]") for i, v in enumerate(items)]
+    if not out:
+        raise VexInputError("no vulnerabilities in the input")
+    return out
