@@ -132,7 +132,10 @@ async def test_agent_with_an_unreachable_store_masks_it_in_logs_and_readyz(tmp_p
     )
     proc = h.start_agent(cfg)
     try:
-        await h.wait_for(lambda: "store_last_error" in _get(port, "/readyz")[1], what="/readyz", timeout=60)
+        # The store opens in the background: wait for its first failure to reach /readyz.
+        await h.wait_for(
+            lambda: '"store_last_error": "' in _get(port, "/readyz")[1], what="/readyz", timeout=60
+        )
         status, body = _get(port, "/readyz")
         proc.send_signal(signal.SIGTERM)
         code, out = await asyncio.to_thread(h.finish, proc, 60)

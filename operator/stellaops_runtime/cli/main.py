@@ -17,18 +17,33 @@ import sys
 from stellaops_runtime import __version__
 from stellaops_runtime.cli import exitcodes, pipes
 
-# Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = (
-    "stellaops_runtime.cli.agent",
-    "stellaops_runtime.cli.attribute",
-    "stellaops_runtime.cli.evidence",
-    "stellaops_runtime.cli.operator",
-    "stellaops_runtime.cli.query",
-    "stellaops_runtime.cli.replay",
-    "stellaops_runtime.cli.symbolize",
-    "stellaops_runtime.cli.vex",
-    "stellaops_runtime.cli.witness",
-)
+# Subcommand name -> module, in the order `--help` lists them. Only the module
+# of the command asked for is imported (each pulls in its own libraries: the
+# operator kopf and kubernetes, the agent grpc, ...), so a command starts in a
+# fraction of the time; `--help` and bad usage import them all.
+COMMANDS = {
+    "agent": "stellaops_runtime.cli.agent",
+    "attribute": "stellaops_runtime.cli.attribute",
+    "evidence": "stellaops_runtime.cli.evidence",
+    "operator": "stellaops_runtime.cli.operator",
+    "query": "stellaops_runtime.cli.query",
+    "tetragon-replay": "stellaops_runtime.cli.replay",
+    "symbolize": "stellaops_runtime.cli.symbolize",
+    "vex": "stellaops_runtime.cli.vex",
+    "witness": "stellaops_runtime.cli.witness",
+}
+SUBCOMMANDS = tuple(dict.fromkeys(COMMANDS.values()))
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option or its value)."""
+    it = iter(argv)
+    for word in it:
+        if word == "--log-level":
+            next(it, None)
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 DESCRIPTION = """\
 StellaOps Runtime: runtime evidence of which functions of which packages run in
@@ -42,7 +57,7 @@ way).
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stella-runtime",
         description=DESCRIPTION,
@@ -56,13 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity (default INFO); logs go to stderr",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    command = _command_of(argv) if argv is not None else None
+    for name in (COMMANDS[command],) if command else SUBCOMMANDS:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: 0 for --help/--version, 2 for usage errors
