@@ -206,3 +206,50 @@ def test_a_witness_with_large_stacks_stays_small_and_keeps_their_digests(tmp_pat
     assert len(json.dumps(p)) <= MAX_PREDICATE_BYTES * 1.1
     assert all(f["stack_digest"] for f in p["observation"]["functions"])
     jsonschema.validate(p, SCHEMA)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/kept.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_witnesses_kept_in_the_store_are_found_by_claim_and_verify_as_read_back(
+    any_url: str, tmp_path: Path
+) -> None:
+    from stellaops_runtime.witness.store import claim_id
+
+    with open_store(any_url) as s:
+        s.write([delta("", 1, kind=EvidenceKind.LOADED), delta("crc32", 42)],
+                [ObservationWindow(IMG, "node-1", T0, 50, Posture.EBPF_DEEP, 60, "tetragon")])  # fmt: skip
+    priv, pub = tmp_path / "k", tmp_path / "k.pub"
+    assert cli("keygen", "--private", str(priv), "--public", str(pub)).returncode == 0
+    for vuln in ("CVE-2022-37434", "CVE-2018-25032"):
+        out = str(tmp_path / f"{vuln}.json")
+        r = cli("sign", "--store", any_url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function",
+                "crc32", "--vuln", vuln, "--key", str(priv), "--save", "--out", out)  # fmt: skip
+        assert r.returncode == 0 and "stored as" in r.stderr, r.stderr
+    r = cli("list", "--store", any_url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+            "--function", "crc32", "--vuln", "CVE-2022-37434", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    [w] = listed["witnesses"]
+    assert listed["claim_id"] == claim_id(IMG, "pkg:deb/debian/zlib1g", "crc32", "CVE-2022-37434")
+    assert (w["state"], w["vulnerability"]) == ("DynamicReachable", "CVE-2022-37434")
+    written = (tmp_path / "CVE-2022-37434.json").read_bytes()
+    assert w["envelope_sha256"] == dsse_digest(written)
+    back = tmp_path / "back.json"
+    assert cli("get", w["envelope_sha256"], "--store", any_url, "--out", str(back)).returncode == 0
+    assert back.read_bytes() == written
+    assert cli("verify", str(back), "--key", str(pub), "--image", IMG).returncode == 0
+    r = cli("list", "--store", any_url, "--image", IMG, "--json")
+    assert len(json.loads(r.stdout)["witnesses"]) == 2
+    assert cli("list", "--store", any_url, "--image", OTHER).returncode == 1  # none for that image
+    assert cli("get", "999999", "--store", any_url).returncode == 1
+
+
+def dsse_digest(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()

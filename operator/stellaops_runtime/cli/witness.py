@@ -5,12 +5,15 @@
   a vulnerability) from what the store recorded: an in-toto Statement in a
   DSSE envelope, signed with the key;
 - ``verify``: check an envelope's signature, payload type, statement and
-  subject; exit 0 when it holds, 1 naming what failed, 2 on usage errors.
+  subject; exit 0 when it holds, 1 naming what failed, 2 on usage errors;
+- ``list`` and ``get``: the witnesses ``sign --save`` kept in the store, by
+  image and claim, and one envelope back as it was signed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -25,6 +28,7 @@ from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness import dsse, keys
+from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.statement import check_statement, encode, statement
 
 
@@ -49,7 +53,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--policy-hash", metavar="HASH", help="hash of the TracingPolicy set that observed it")
     s.add_argument("--key", required=True, metavar="FILE", help="Ed25519 private key (PEM)")
     s.add_argument("--out", metavar="FILE", help="write the envelope here (default: stdout)")
+    s.add_argument("--save", action="store_true", help="also keep the envelope in the store")
     s.set_defaults(func=run_sign)
+
+    ls = ws.add_parser("list", help="witnesses kept in the store for an image (and claim)")
+    _common(ls)
+    ls.add_argument("--claim", metavar="ID", help="claim id (sha256:…), or give --purl and --function")
+    ls.add_argument("--purl", metavar="PURL", help="with --function (and --vuln): the claim")
+    ls.add_argument("--function", metavar="NAME|ID")
+    ls.add_argument("--vuln", metavar="ID")
+    ls.set_defaults(func=run_list)
+
+    g = ws.add_parser("get", help="one stored envelope, by row id or sha256:<digest>")
+    g.add_argument("ref", metavar="ID|sha256:HEX")
+    g.add_argument("--out", metavar="FILE", help="write it here (default: stdout)")
+    g.add_argument("--store", metavar="URL", default=None, help="store URL")
+    g.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    g.set_defaults(func=run_get)
 
     v = ws.add_parser("verify", help="check a witness: signature, payload type, statement, subject")
     v.add_argument("file", metavar="FILE", help="the DSSE envelope (JSON)")
@@ -91,12 +111,67 @@ def run_sign(args: argparse.Namespace) -> int:
         stmt = statement(obs, doc, image=args.image, purl=args.purl, function=args.function.text,
                          vulnerability=args.vuln, policy_hash=args.policy_hash)  # fmt: skip
         text = json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n"
+        if args.save:
+            issued = dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
+            try:
+                kid = keys.key_id(private.public_key())
+                row, new = wstore.save(conn, envelope=text.encode(), stmt=stmt, key_id=kid, issued_at=issued)
+            except wstore.NoWitnessTable as e:
+                return _fail(str(e))
+            print(
+                f"stella-runtime witness: stored as {row}{'' if new else ' (already there)'}", file=sys.stderr
+            )
         if args.out:
             Path(args.out).write_text(text)
             emit(f"witness for {args.function.text} in {args.image}: {doc['reachability_state'] or 'defer'}"
                  f" -> {args.out}")  # fmt: skip
         else:
             emit(text.rstrip("\n"))
+        return exitcodes.OK
+
+    return _with_store(args, ask)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    claim = args.claim
+    if claim is None and (args.purl or args.function):
+        if not (args.purl and args.function):
+            return _fail("give --purl and --function together (or --claim)")
+        claim = wstore.claim_id(args.image, args.purl, args.function, args.vuln)
+
+    def ask(conn: sa.Connection) -> int:
+        try:
+            rows = wstore.find(conn, image=args.image, claim=claim)
+        except wstore.NoWitnessTable as e:
+            return _fail(str(e))
+        if args.json:
+            found = [r.to_json() for r in rows]
+            emit(json.dumps({"image": args.image, "claim_id": claim, "witnesses": found}, indent=2))
+        else:
+            for r in rows:
+                vuln = f" {r.vulnerability}" if r.vulnerability else ""
+                emit(f"{r.id}\t{r.envelope_sha256}\t{r.state or 'defer'}\t{r.function} ({r.purl}){vuln}"
+                     f"\t{r.issued_at.isoformat()}")  # fmt: skip
+        return exitcodes.OK if rows else exitcodes.NOT_FOUND
+
+    return _with_store(args, ask)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    if not (args.ref.startswith("sha256:") or args.ref.isdigit()):
+        return _fail(f"expected a row id or sha256:<digest>, got {args.ref!r}")
+
+    def ask(conn: sa.Connection) -> int:
+        try:
+            data = wstore.envelope(conn, ref=args.ref)
+        except wstore.NoWitnessTable as e:
+            return _fail(str(e))
+        if data is None:
+            return _fail(f"no stored witness {args.ref}", exitcodes.NOT_FOUND)
+        if args.out:
+            Path(args.out).write_bytes(data)
+        else:
+            sys.stdout.write(data.decode())
         return exitcodes.OK
 
     return _with_store(args, ask)

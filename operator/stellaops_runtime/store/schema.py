@@ -11,6 +11,7 @@ without a schema: engines map ``signals`` to ``None`` with
 - ``flush_ledger`` and ``quarantined_rows`` (migration 0004): which agent
   flushes were committed, so a retry never counts twice, and the rows the
   database refused, with the error, so one bad row never blocks a batch;
+- ``runtime_witnesses`` (migration 0006): signed witnesses, by image and claim;
 - ``observation_windows``: when an image was under observation on a node, the
   other half of "observed for 30 days, never called", and how well:
   ``posture_level`` is the rank of the highest posture the window's events
@@ -187,6 +188,25 @@ quarantined_rows = sa.Table(
     sa.Column("row_json", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("quarantined_at", UtcDateTime, nullable=False),
+)
+
+# Migration 0006: signed runtime witnesses (witness/, docs/witnesses.md).
+runtime_witnesses = sa.Table(
+    "runtime_witnesses",
+    metadata,
+    _id(),
+    sa.Column("claim_id", sa.Text, nullable=False),
+    sa.Column("image_digest", sa.Text, nullable=False),
+    sa.Column("purl", sa.Text, nullable=False),
+    sa.Column("function", sa.Text, nullable=False),
+    sa.Column("vulnerability", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.Text, nullable=False, server_default=""),
+    sa.Column("key_id", sa.Text, nullable=False),
+    sa.Column("envelope_sha256", sa.Text, nullable=False),
+    sa.Column("envelope", sa.Text, nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("envelope_sha256", name="uq_runtime_witnesses_envelope"),
+    sa.Index("ix_runtime_witnesses_image_claim", "image_digest", "claim_id"),
 )
 
 # Columns added by migration 0003; a store at an older revision lacks them.
