@@ -286,3 +286,15 @@ def test_the_ledger_keeps_only_what_may_still_be_retried(store: HotSymbolStore) 
     b = batch(5, n=2)
     b.ledger_floor = 5
     assert store.write_batch(b).duplicate == 3
+
+
+def test_after_an_abort_the_store_opens_new_connections_and_writes(store: HotSymbolStore) -> None:
+    """abort() reaches every connection the store opened, and the next write opens a new one."""
+    assert store.write_batch(batch(1, n=3)).written == 4
+    assert store._raw, "the store tracks the connections it opened"
+    store.abort()
+    assert store.write_batch(batch(2, n=3)).written == 4
+    store.abort()
+    store.abort()
+    assert store.write_batch(batch(3, n=3)).written == 4
+    assert counts(store)["fn_0"] == 3

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import socket
 import threading
-import weakref
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,16 +69,25 @@ class HotSymbolStore:
         self.url = safe_url(engine.url)
         self._postgres = engine.dialect.name == "postgresql"
         # Every DBAPI connection the engine opened and has not closed: what
-        # abort() shuts down. Weak, so closed connections leave by themselves.
-        self._raw: weakref.WeakSet[Any] = weakref.WeakSet()
+        # abort() shuts down. By id: sqlite3 connections take no weak references.
+        self._raw: dict[int, Any] = {}
         self._raw_lock = threading.Lock()
         self._batches = 0
         self.aborts = 0
         event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "close", self._on_close)
+        event.listen(engine, "close_detached", self._on_close_detached)
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
         with self._raw_lock:
-            self._raw.add(dbapi_conn)
+            self._raw[id(dbapi_conn)] = dbapi_conn
+
+    def _on_close(self, dbapi_conn: Any, _record: Any) -> None:
+        with self._raw_lock:
+            self._raw.pop(id(dbapi_conn), None)
+
+    def _on_close_detached(self, dbapi_conn: Any) -> None:
+        self._on_close(dbapi_conn, None)
 
     def write(self, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:
         """Add deltas and observation windows in one transaction.
@@ -130,7 +138,7 @@ class HotSymbolStore:
         """
         self.aborts += 1
         with self._raw_lock:
-            conns = list(self._raw)
+            conns = list(self._raw.values())
         for raw in conns:
             with contextlib.suppress(Exception):
                 if self._postgres:

@@ -1,0 +1,190 @@
+"""The agent's witness bridge: claims seen in the flushed counts get a signed witness.
+
+The seed's TetragonWitnessBridge "buffers observations by claim_id". A claim
+is what a scanner or policy engine asks to have proven: an image digest, a
+package, a function, optionally a vulnerability (a file or a mounted
+ConfigMap, :func:`load_claims`). The bridge:
+
+- looks at every batch of counts the agent drains (:meth:`WitnessBridge.observe`)
+  and marks the claims it touches. The mark is a set of claim ids, so the
+  work waiting is bounded by the number of claims, whatever the event rate,
+  and marking is a dictionary lookup per row: the hot-symbol path never
+  waits for a signer;
+- every ``intervalSeconds``, and once more at shutdown, signs a witness for
+  each marked claim from what the store holds (the same document as
+  ``stella-runtime witness sign``), keeps it in the store and, when
+  ``outputDir`` is set, writes it there. ``signConcurrency`` signers run at
+  once (an asyncio semaphore, the seed's SemaphoreSlim); a claim whose
+  signing fails stays marked and is tried again next time.
+
+``generated`` counts the witnesses made (``tetragon_witness_generated``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import Engine
+
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
+from stellaops_runtime.evidence.document import evidence
+from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.witness import dsse, keys
+from stellaops_runtime.witness import store as wstore
+from stellaops_runtime.witness.statement import encode, statement
+
+log = logging.getLogger(__name__)
+FILE_EVIDENCE = ("loaded", "executed")
+
+
+class ClaimsError(Exception):
+    """A claims file that cannot be used (the message names the file and the entry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    image: str  # sha256:<hex>
+    purl: str
+    function: str
+    vulnerability: str | None = None
+    exploit_path: bool = False
+
+    @property
+    def id(self) -> str:
+        return wstore.claim_id(self.image, self.purl, self.function, self.vulnerability)
+
+
+def load_claims(path: str | Path) -> list[Claim]:
+    """Claims from YAML or JSON: a list, or ``{"claims": [...]}``, of
+    ``{image, purl, function, vulnerability?, exploitPath?}``."""
+    try:
+        doc: Any = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ClaimsError(f"cannot read claims file {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ClaimsError(f"claims file {path} is not YAML or JSON: {e}") from None
+    items = doc.get("claims") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise ClaimsError(f"claims file {path}: expected a list of claims (or claims: [...])")
+    out = []
+    for i, c in enumerate(items):
+        where = f"claims file {path}, claim {i}"
+        if not isinstance(c, dict):
+            raise ClaimsError(f"{where}: expected a mapping")
+        try:
+            image = image_key(str(c.get("image", "")))
+            purl = str(c.get("purl", ""))
+            PurlQuery.parse(purl)
+            fn = str(c.get("function", ""))
+            function_query(fn)
+        except RefError as e:
+            raise ClaimsError(f"{where}: {e}") from None
+        vuln = c.get("vulnerability")
+        if vuln is not None and not isinstance(vuln, str):
+            raise ClaimsError(f"{where}: vulnerability must be a string")
+        out.append(Claim(image, purl, fn, vuln or None, bool(c.get("exploitPath", False))))
+    return out
+
+
+class WitnessBridge:
+    """Marks claims from drained counts; signs their witnesses on a schedule (module docstring)."""
+
+    def __init__(
+        self,
+        claims: Iterable[Claim],
+        *,
+        key_file: str,
+        output_dir: str = "",
+        concurrency: int = 1,
+        source: str = "tetragon",
+    ) -> None:
+        self.claims = {c.id: c for c in claims}
+        self._private = keys.load_private(key_file)
+        self._key_id = keys.key_id(self._private.public_key())
+        self._out = Path(output_dir) if output_dir else None
+        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self._source = source
+        self._queries: dict[str, tuple[FunctionQuery, PurlQuery]] = {}
+        self._by_image_name: dict[tuple[str, str], list[str]] = {}
+        for cid, c in self.claims.items():
+            fq, pq = function_query(c.function), PurlQuery.parse(c.purl)
+            self._queries[cid] = (fq, pq)
+            for name in fq.names:
+                self._by_image_name.setdefault((c.image, name), []).append(cid)
+        self._marked: set[str] = set()
+        self.generated = 0
+        self.failures = 0
+        self.last_error = ""
+
+    @property
+    def marked(self) -> int:
+        return len(self._marked)
+
+    def observe(self, deltas: Iterable[HotSymbolDelta]) -> None:
+        """Mark the claims these counts touch (a lookup per row; never blocks)."""
+        for d in deltas:
+            k = d.key
+            if k.evidence in FILE_EVIDENCE or not d.invocation_count:
+                continue
+            for cid in self._by_image_name.get((k.image_digest, k.function_name), ()):
+                if cid not in self._marked and (not d.purl or self._queries[cid][1].matches(d.purl)):
+                    self._marked.add(cid)
+
+    async def flush(self, engine: Engine | None) -> int:
+        """Sign a witness for every marked claim; returns how many were made."""
+        if engine is None or not self._marked:
+            return 0
+        todo, self._marked = self._marked, set()
+
+        async def one(cid: str) -> bool:
+            async with self._sem:
+                try:
+                    await asyncio.to_thread(self._sign, engine, self.claims[cid])
+                    return True
+                except Exception as e:  # keep it marked: tried again at the next flush
+                    self._marked.add(cid)
+                    self.failures += 1
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    log.warning("witness for claim %s not made (will retry): %s", cid, self.last_error)
+                    return False
+
+        made = sum(await asyncio.gather(*(one(c) for c in sorted(todo))))
+        self.generated += made
+        return made
+
+    def _sign(self, engine: Engine, c: Claim) -> None:
+        fq, pq = self._queries[c.id]
+        with engine.connect() as conn:
+            obs = observe(conn, image=c.image, purl=pq, function=fq, exploit_path=c.exploit_path)
+            doc = evidence(obs, image=c.image, purl=c.purl, function=c.function)
+            stmt = statement(obs, doc, image=c.image, purl=c.purl, function=c.function,
+                             vulnerability=c.vulnerability, source=self._source)  # fmt: skip
+            data = (json.dumps(dsse.sign(encode(stmt), self._private), indent=2) + "\n").encode()
+            issued = dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
+            wstore.save(conn, envelope=data, stmt=stmt, key_id=self._key_id, issued_at=issued)
+        if self._out is not None:
+            stamp = doc["timestamp"].replace(":", "").replace("-", "")
+            name = (
+                f"{re.sub(r'[^A-Za-z0-9._-]', '_', c.id.removeprefix('sha256:')[:16])}-{stamp}.witness.json"
+            )
+            self._out.mkdir(parents=True, exist_ok=True)
+            (self._out / name).write_bytes(data)
+
+    async def run(self, stop: asyncio.Event, engine: Callable[[], Engine | None], interval: float) -> None:
+        """Flush every ``interval`` seconds until ``stop``; the caller flushes once more at shutdown."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if not stop.is_set():
+                await self.flush(engine())

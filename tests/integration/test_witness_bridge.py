@@ -1,0 +1,119 @@
+"""The witness bridge on a real store: claims marked by drained counts, witnesses signed on flush.
+
+Marking is a lookup per row (no I/O) and bounded by the number of claims; a
+flush signs one witness per marked claim from the store, keeps it there, and
+writes it to the output directory; a claim whose signing fails stays marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.schema import datetime_to_ns
+from stellaops_runtime.witness import dsse, keys
+from stellaops_runtime.witness import store as wstore
+from stellaops_runtime.witness.bridge import Claim, ClaimsError, WitnessBridge, load_claims
+from stellaops_runtime.witness.statement import check_statement
+
+S = 1_000_000_000
+T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+IMG = "sha256:" + "d" * 64
+ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
+
+
+def delta(fn: str, count: int = 3, image: str = IMG, purl: str = PURL) -> HotSymbolDelta:
+    return HotSymbolDelta(
+        HotSymbolKey(image, ZLIB, fn, EvidenceKind.INVOKED), T0, count, T0 + S, T0 + 2 * S, purl=purl
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[WitnessBridge, object, Path, Path]:
+    url = f"sqlite:///{tmp_path}/hot.db"
+    store = open_store(url)
+    store.write([delta("crc32", 12)], [ObservationWindow(IMG, "n", T0, 5, Posture.EBPF_DEEP, 60, "tetragon")])
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n"
+        f"  - {{image: 'registry/app@{IMG}', purl: 'pkg:deb/debian/zlib1g', function: crc32,"
+        " vulnerability: CVE-1}\n"
+        f"  - {{image: '{IMG}', purl: 'pkg:deb/debian/zlib1g', function: inflate}}\n"
+    )
+    bridge = WitnessBridge(
+        load_claims(claims), key_file=str(tmp_path / "k"), output_dir=str(tmp_path / "out")
+    )
+    return bridge, store, tmp_path, claims
+
+
+async def test_marked_claims_get_one_signed_witness_each(world) -> None:  # type: ignore[no-untyped-def]
+    bridge, store, tmp, _ = world
+    bridge.observe(
+        [delta("crc32"), delta("crc32"), delta("adler32"), delta("crc32", image="sha256:" + "e" * 64)]
+    )
+    bridge.observe([delta("crc32", purl="pkg:deb/debian/other@1")])  # another package's crc32: not the claim
+    assert bridge.marked == 1
+    assert await bridge.flush(store.engine) == 1 and bridge.generated == 1 and bridge.marked == 0
+    with store.engine.connect() as conn:
+        [w] = wstore.find(conn, image=IMG)
+        data = wstore.envelope(conn, ref=w.envelope_sha256)
+    assert (w.function, w.vulnerability, w.state) == ("crc32", "CVE-1", "DynamicReachable")
+    stmt = check_statement(dsse.verify(json.loads(data or b""), keys.load_public(tmp / "k.pub")), image=IMG)
+    assert stmt["predicate"]["observation"]["invocation_count"] == 12
+    [f] = (tmp / "out").iterdir()
+    assert f.read_bytes() == data
+    assert await bridge.flush(store.engine) == 0  # nothing marked since
+
+
+async def test_a_failed_signing_keeps_the_claim_marked(world) -> None:  # type: ignore[no-untyped-def]
+    bridge, store, _, _ = world
+    bridge.observe([delta("inflate")])
+    store.engine.dispose()
+    broken = open_store(f"sqlite:///{world[2]}/other.db", migrate=False)  # no tables: signing fails
+    assert await bridge.flush(broken.engine) == 0
+    assert bridge.marked == 1 and bridge.failures == 1 and "OperationalError" in bridge.last_error
+    assert await bridge.flush(store.engine) == 1
+
+
+async def test_marking_never_waits_for_a_slow_signer(world) -> None:  # type: ignore[no-untyped-def]
+    bridge, store, _, _ = world
+    bridge.observe([delta("crc32")])
+    flushing = asyncio.create_task(bridge.flush(store.engine))
+    await asyncio.sleep(0)  # the flush has taken its claims and is signing in a thread
+    assert not flushing.done()
+    for _ in range(1000):  # counts keep arriving while the signer works
+        bridge.observe([delta("inflate")])
+    await flushing
+    assert bridge.marked == 1  # bounded by the number of claims
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("claims: 7", "expected a list"),
+        ("- {image: nope, purl: 'pkg:deb/debian/z', function: f}", "claim 0"),
+        ("- {image: 'sha256:" + "d" * 64 + "', purl: 'not a purl', function: f}", "claim 0"),
+        ("- [1, 2]", "expected a mapping"),
+        ("{{{", "not YAML"),
+    ],
+)
+def test_bad_claims_files_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ClaimsError, match=message):
+        load_claims(p)
+    assert Claim(IMG, "pkg:deb/debian/z", "f").id == wstore.claim_id(IMG, "pkg:deb/debian/z", "f", None)
