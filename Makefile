@@ -15,8 +15,9 @@ setup-server:
 demo: setup
 	scripts/demo.sh
 
-# Install everything the tests need (Python env, PostgreSQL server), then run them all.
-test: setup-server
+# Install everything the tests need (Python env, PostgreSQL server, a real
+# kube-apiserver built once from Debian's source package), then run them all.
+test: setup-server kube
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m stellaops_runtime.wire.generate --check
@@ -32,6 +33,14 @@ protos: setup
 
 bench: setup-server
 	$(PY) bench/run.py
+
+# kube-apiserver + kube-controller-manager v1.20 from Debian's kubernetes source
+# package (and etcd from etcd-server) for the tests marked realkube; cached in
+# .cache/kube/ by Debian source version: ~6-10 minutes once, then instant.
+# See docs/development.md.
+.PHONY: kube
+kube:
+	scripts/kube/build.sh
 
 clean:
 	rm -rf .venv build *.egg-info stellaops-runtime.db

@@ -129,7 +129,10 @@ async def test_agent_keeps_counting_with_hostile_files(tmp_path: Path) -> None:
         tmp_path,
         tetragon={"address": addr},
         store={"url": url},
-        symbols={"procRoot": str(proc_root)},
+        # The victim's and the hostile frames must each be answered from their own file in
+        # every event (exact names and refusal counts below), so the pipeline waits for every
+        # parse here; tests/e2e/test_parse_worker_e2e.py covers the short default wait.
+        symbols={"procRoot": str(proc_root), "parseWaitMilliseconds": 60_000},
         attribution={"enabled": False},
     )
     t0 = time.monotonic()

@@ -301,9 +301,12 @@ async def test_hostile_sizes_keep_peak_rss_bounded(tmp_path, pg_url) -> None:
             proc.kill()
         await server.stop()
     assert code == 0, out
-    # Issue 10 asks for < 250 MB; measured 283-325 MB here (the agent's start-up RSS is most of it,
-    # issue 13). This bound proves the 920 MB / 500 MB blow-ups are gone and catches a regression.
-    assert peak < 400, f"peak RSS {peak:.0f} MB"
+    print(f"peak RSS {peak:.0f} MB")  # shown with -rP (docs/benchmarks.md section 3)
+    # Issue 10: < 250 MB. Measured 199-203 MB here (283-347 MB before gRPC's BDP probing was
+    # turned off, glibc's allocator tuned and huge arguments cut on arrival; docs/benchmarks.md
+    # section 3). About 130 MB of it is the agent before its first event (imports ~98 MB, the
+    # kernel symbol table ~35 MB).
+    assert peak < 250, f"peak RSS {peak:.0f} MB"
     # The good events around the hostile ones are all counted, exactly.
     _assert_good_counts(pg_url)
     dropped = h.metric(m, "stellaops_runtime_events_dropped_total", reason="queue_bytes")

@@ -86,6 +86,8 @@ async def test_the_seed_configmap_starts_the_agent(tmp_path: Path) -> None:
     proc = _start(*args, env=_env(STELLA_RUNTIME_STORE=f"sqlite:///{db}"))
     try:
         await h.wait_for(lambda: _get(port, "/healthz")[0] == 200, what="/healthz", timeout=60)
+        # The store opens (and migrates) in the background, event intake never waits for it.
+        await h.wait_for(lambda: '"store_open": true' in _get(port, "/readyz")[1], what="store open")
         status, body = _get(port, "/readyz")
         ready = json.loads(body)
         # Past config loading: the store (from the environment) is open and migrated; Tetragon at

@@ -50,8 +50,9 @@ async def test_health_readiness_and_tetragon_drops(tmp_path) -> None:
     agent = Agent(cfg, node_name="n1")
     task = asyncio.create_task(agent.run())
     try:
-        await h.wait_for(
-            lambda: agent.http_port is not None and agent.source_stats.connected, what="connected"
+        await h.wait_for(  # the store opens in the background (and imports Alembic to migrate)
+            lambda: agent.http_port is not None and agent.source_stats.connected and agent.store is not None,
+            what="connected and store open",
         )
         port = agent.http_port
         assert port is not None

@@ -8,6 +8,8 @@ functions ("more than 1000 calls a day", "observed 30 days, never called").
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -226,6 +228,31 @@ def test_migrations_are_idempotent(url: str) -> None:
         version_table = "signals.alembic_version" if conn.dialect.name == "postgresql" else "alembic_version"
         assert conn.execute(sa.text(f"SELECT version_num FROM {version_table}")).scalars().all() == [head]
     engine.dispose()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from stellaops_runtime.store.engine import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_a_store_at_head_opens_without_importing_alembic(url: str) -> None:
+    """Alembic's ~11 MB of modules are loaded only to migrate (issue 10's memory budget)."""
+    code = (
+        "import sys\n"
+        "from stellaops_runtime.store.engine import open_store\n"
+        "open_store(sys.argv[1]).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    older = create_store_engine(url)
+    migrate(older, revision="0004")  # a store one revision behind: the next open migrates it
+    older.dispose()
+    run = [sys.executable, "-c", code, url]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+    again = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+    assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")
 
 
 def test_function_id_is_stored_and_kept_from_the_first_delta_that_has_it(store: HotSymbolStore) -> None:

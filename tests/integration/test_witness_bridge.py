@@ -66,6 +66,9 @@ async def test_marked_claims_get_one_signed_witness_each(world) -> None:  # type
         [delta("crc32"), delta("crc32"), delta("adler32"), delta("crc32", image="sha256:" + "e" * 64)]
     )
     bridge.observe([delta("crc32", purl="pkg:deb/debian/other@1")])  # another package's crc32: not the claim
+    assert bridge.marked == 0  # not before the store has the counts
+    assert await bridge.flush(store.engine) == 0
+    bridge.stored()
     assert bridge.marked == 1
     assert await bridge.flush(store.engine) == 1 and bridge.generated == 1 and bridge.marked == 0
     with store.engine.connect() as conn:
@@ -82,6 +85,7 @@ async def test_marked_claims_get_one_signed_witness_each(world) -> None:  # type
 async def test_a_failed_signing_keeps_the_claim_marked(world) -> None:  # type: ignore[no-untyped-def]
     bridge, store, _, _ = world
     bridge.observe([delta("inflate")])
+    bridge.stored()
     store.engine.dispose()
     broken = open_store(f"sqlite:///{world[2]}/other.db", migrate=False)  # no tables: signing fails
     assert await bridge.flush(broken.engine) == 0
@@ -92,11 +96,13 @@ async def test_a_failed_signing_keeps_the_claim_marked(world) -> None:  # type: 
 async def test_marking_never_waits_for_a_slow_signer(world) -> None:  # type: ignore[no-untyped-def]
     bridge, store, _, _ = world
     bridge.observe([delta("crc32")])
+    bridge.stored()
     flushing = asyncio.create_task(bridge.flush(store.engine))
     await asyncio.sleep(0)  # the flush has taken its claims and is signing in a thread
     assert not flushing.done()
     for _ in range(1000):  # counts keep arriving while the signer works
         bridge.observe([delta("inflate")])
+        bridge.stored()
     await flushing
     assert bridge.marked == 1  # bounded by the number of claims
 

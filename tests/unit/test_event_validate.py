@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import Counter
 
@@ -166,3 +167,42 @@ def test_both_adapters_cut_deep_stacks_alike() -> None:
         [f.symbol for f in a.user_stack] == [f.symbol for f in b.user_stack] == [f"f{i}" for i in range(127)]
     )
     assert ps.repaired["stack_truncated"] == js.repaired["stack_truncated"] == 1
+
+
+def test_grpc_adapter_cuts_huge_arguments_on_arrival_like_the_json_adapter() -> None:
+    """A 4 MiB argument is cut as it is read (issue 10's memory), counted once like any long field."""
+    big = "--token=abc " + "A" * (4 << 20)
+    m = events_pb2.GetEventsResponse(node_name="n")
+    u = m.process_uprobe
+    u.process.binary = "/b"
+    u.process.arguments = big
+    u.symbol = "crc32"
+    u.args.add().string_arg = "s" * (4 << 20)
+    accented, invalid = "é".encode() * (2 << 20), b"\xff" * (MAX_TEXT_CHARS * 4 + 9)
+    u.args.add().bytes_arg = accented
+    u.args.add().truncated_bytes_arg.bytes_arg = invalid
+    u.args.add().string_arg = "x" * (MAX_TEXT_CHARS + 1)
+    u.args.add().string_arg = "y" * MAX_TEXT_CHARS
+    ps, js = common.AdapterStats(), common.AdapterStats()
+    a = from_proto.adapt(from_proto.decode(m.SerializeToString(), ps), stats=ps)
+    obj = {
+        "process_uprobe": {
+            "process": {"binary": "/b", "arguments": big},
+            "symbol": "crc32",
+            "args": [
+                {"string_arg": "s" * (4 << 20)},
+                {"bytes_arg": base64.b64encode(accented).decode()},
+                {"truncated_bytes_arg": {"bytes_arg": base64.b64encode(invalid).decode()}},
+                {"string_arg": "x" * (MAX_TEXT_CHARS + 1)},
+                {"string_arg": "y" * MAX_TEXT_CHARS},
+            ],
+        },
+        "node_name": "n",
+    }
+    b = from_json.adapt(obj, stats=js)
+    assert a is not None and b is not None
+    assert a.process.arguments == b.process.arguments == big[:MAX_TEXT_CHARS]
+    assert [x.value for x in a.arguments] == [x.value for x in b.arguments]
+    assert [len(x.value) for x in a.arguments] == [MAX_TEXT_CHARS] * 5
+    assert a.arguments[1].value == "é" * MAX_TEXT_CHARS and a.arguments[2].value == "\ufffd" * MAX_TEXT_CHARS
+    assert ps.repaired["text_truncated"] == js.repaired["text_truncated"] == 1

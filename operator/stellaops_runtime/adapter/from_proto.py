@@ -3,7 +3,9 @@
 Reads fields by direct attribute access on upb messages (~8 µs an event with a
 stack); ``json_format.MessageToDict`` would cost ~100 µs and is used only for
 the rare compound argument types, so that they render exactly as the JSON
-adapter renders them.
+adapter renders them. Process arguments and argument values are cut as they
+are read (``validate.cut_early``): a hostile workload's 4 MiB argument is
+copied once out of the message, never again.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _process(p: Any) -> ProcessInfo:
         tid=p.tid.value,
         uid=p.uid.value if p.HasField("uid") else None,
         binary=p.binary,
-        arguments=p.arguments,
+        arguments=validate.cut_early(p.arguments),
         cwd=p.cwd,
         parent_exec_id=p.parent_exec_id,
     )
@@ -65,16 +67,16 @@ def _argument(a: Any, label: str) -> Argument:
         return Argument(label=label, type="", value="")
     v = getattr(a, kind)
     if isinstance(v, str):
-        text = v
+        text = validate.cut_early(v)
     elif isinstance(v, bytes):
-        text = common.bytes_text(v)
+        text = validate.cut_early(common.bytes_text(validate.cut_bytes_early(v)))
     elif isinstance(v, int):
         enum = _ENUM_ARGS.get(kind)
         text = enum.values_by_number[v].name if enum is not None and v in enum.values_by_number else str(v)
     elif kind in ("file_arg", "path_arg", "linux_binprm_arg"):
         text = v.path
     elif kind == "truncated_bytes_arg":
-        text = common.bytes_text(v.bytes_arg)
+        text = validate.cut_early(common.bytes_text(validate.cut_bytes_early(v.bytes_arg)))
     else:
         text = common.render_arg(kind, json_format.MessageToDict(v, preserving_proto_field_name=True))
     return Argument(label=label, type=kind, value=text)

@@ -122,6 +122,24 @@ def _repair(ev: RuntimeCallEvent, issues: set[str]) -> None:
             f.symbol = _clean(f.symbol, "stack frame symbol", issues)
 
 
+def cut_early(text: str) -> str:
+    """``text`` cut to one character past ``MAX_TEXT_CHARS``, for adapters to call on arrival.
+
+    A hostile workload makes process arguments and argument values megabytes
+    long; cut as soon as the adapter reads them, no later copy (the checks
+    below, the privacy filter) is larger than that. One character past the
+    limit is kept so that :func:`normalize` still finds the field too long and
+    cuts and counts it (``text_truncated``) exactly as for any other field.
+    """
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS + 1]
+
+
+def cut_bytes_early(raw: bytes) -> bytes:
+    """Bytes that decode to at least as many characters as :func:`cut_early` keeps (4 bytes each at most)."""
+    limit = (MAX_TEXT_CHARS + 1) * 4
+    return raw if len(raw) <= limit else raw[:limit]
+
+
 def _suspicious(fields: list[object]) -> bool:
     try:
         joined = "\x00".join(fields)  # type: ignore[arg-type]  # TypeError is the check

@@ -7,9 +7,12 @@ batch, and its gaps join the observation windows at drain.
 
 Synchronous and allocation-light on purpose: the agent calls it on batches
 taken from the receive queue, and the benchmark calls the very same methods,
-so what is measured is what runs. Latency is measured from the moment the
-receiver queued an event to the end of the batch that aggregated it (one
-clock read per batch).
+so what is measured is what runs. The one thing it never does inline is parse
+a binary: the frame canonicalizer hands that to its parse-worker thread and a
+batch waits at most ``symbols.parseWaitMilliseconds`` for it; a frame whose
+file is still being parsed is counted with module + offset (``parse_pending``).
+Latency is measured from the moment the receiver queued an event to the end
+of the batch that aggregated it (one clock read per batch).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import bisect
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 from stellaops_runtime.adapter import from_json, from_proto, validate
 from stellaops_runtime.adapter.common import AdapterStats
@@ -80,6 +84,7 @@ def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonical
         host_root=sym.host_root or None,
         kallsyms_path=sym.kallsyms_path,
         node_name=node_name,
+        parse_wait=sym.parse_wait_milliseconds / 1000,
     )
 
 
@@ -154,8 +159,18 @@ class Pipeline:
                 log.exception("package attribution failed; %d rows are kept without purls", len(deltas))
         return deltas, windows
 
+    def _batch(self) -> AbstractContextManager[None]:
+        """One parse wait shared by the whole batch (see make_canonicalizer)."""
+        return self.canonicalizer.batch() if self.canonicalizer is not None else nullcontext()
+
     def process_proto(self, items: list[tuple[bytes, int]]) -> None:
         """Serialized GetEventsResponse messages with their arrival time."""
+        with self._batch():
+            self._process_proto(items)
+        self._take_drop_signals()
+        self._observe_latency(items)
+
+    def _process_proto(self, items: list[tuple[bytes, int]]) -> None:
         stats = self.adapter_stats
         depth = self.max_stack_depth
         for payload, received in items:
@@ -167,8 +182,6 @@ class Pipeline:
                     )
             except Exception as e:  # one bad event must never cost the good ones around it
                 self._internal_error(e)
-        self._take_drop_signals()
-        self._observe_latency(items)
 
     def _take_drop_signals(self) -> None:
         """Hand the batch's drop signals to the gap tracker, with arrival time and node as for events."""
@@ -189,6 +202,12 @@ class Pipeline:
 
     def process_json(self, items: list[tuple[bytes, int]]) -> None:
         """Tetragon JSON export lines with their arrival time."""
+        with self._batch():
+            self._process_json(items)
+        self._take_drop_signals()
+        self._observe_latency(items)
+
+    def _process_json(self, items: list[tuple[bytes, int]]) -> None:
         stats = self.adapter_stats
         depth = self.max_stack_depth
         for line, received in items:
@@ -199,8 +218,6 @@ class Pipeline:
                 stats.malformed[e.reason] += 1
             except Exception as e:  # one bad event must never cost the good ones around it
                 self._internal_error(e)
-        self._take_drop_signals()
-        self._observe_latency(items)
 
     def _internal_error(self, e: Exception) -> None:
         """An event no stage could handle: counted by exception type, logged (first few in full)."""

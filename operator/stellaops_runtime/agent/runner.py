@@ -41,18 +41,14 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
-from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS, Flusher
-from stellaops_runtime.agent.metrics import AgentCollector
+from stellaops_runtime.agent.http import start_http
 from stellaops_runtime.agent.node_status import ObservationNodeWriter
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.contracts.config import AgentConfig, ConfigError
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
@@ -61,6 +57,9 @@ from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, Tetrag
 from stellaops_runtime.store.engine import StoreConfigError
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.writer import HotSymbolStore
+
+if TYPE_CHECKING:
+    from stellaops_runtime.witness.bridge import WitnessBridge
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -99,7 +98,20 @@ class Agent:
         self.agent_id = f"{self.node_name}/{uuid.uuid4()}"
         self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
         self._poller = TetragonMetricsPoller(t.metrics_url) if t.metrics_url else None
-        self.witnesses_generated = 0  # the witness bridge is a later stage
+        # The witness bridge (witness/bridge.py): claims touched by drained counts get signed witnesses.
+        self.witness: WitnessBridge | None = None
+        if config.witness.enabled:  # imported only when used: signing pulls in cryptography
+            from stellaops_runtime.witness.bridge import ClaimsError, WitnessBridge, load_claims
+            from stellaops_runtime.witness.keys import KeyError_
+
+            w = config.witness
+            try:
+                self.witness = WitnessBridge(
+                    load_claims(w.claims_file), key_file=w.key_file, output_dir=w.output_dir,
+                    concurrency=w.sign_concurrency,
+                )  # fmt: skip
+            except (ClaimsError, KeyError_) as e:  # the CLI reports it and exits 2
+                raise ConfigError(f"witness: {e}") from None
         self.stop_event = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._flush_stop = asyncio.Event()  # the flush loop ends after its current flush
@@ -116,6 +128,13 @@ class Agent:
             )
 
     # -- views for metrics and health -------------------------------------
+
+    @property
+    def witnesses_generated(self) -> int:
+        return self.witness.generated if self.witness is not None else 0
+
+    def _store_engine(self) -> Any:
+        return self.store.engine if self.store is not None else None
 
     @property
     def pending(self) -> PendingWrites:
@@ -181,7 +200,7 @@ class Agent:
             self._worker.shutdown(wait=False)
             return exitcodes.ERROR
         await self.in_pipeline(self.pipeline.warm_up)
-        runner = await self._start_http()
+        runner = await start_http(self)
         if runner is None:
             return exitcodes.ERROR
         tasks = [
@@ -197,6 +216,13 @@ class Agent:
             tasks.append(asyncio.create_task(self._idle_watch(self.exit_when_idle), name="idle"))
         if self.node_status:
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
+        if self.witness is not None:
+            interval = self.config.witness.interval_seconds
+            tasks.append(
+                asyncio.create_task(
+                    self.witness.run(self.stop_event, self._store_engine, interval), name="witness"
+                )
+            )
         try:
             await self.stop_event.wait()
             ok = await self._shutdown(tasks)
@@ -208,8 +234,9 @@ class Agent:
             await self.flusher.close()
         log.info(
             "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped, "
-            "%d spooled", self.received, self.pipeline.processed, self.pending.rows_flushed,
+            "%d spooled, %d witnesses", self.received, self.pipeline.processed, self.pending.rows_flushed,
             self.queue.dropped + self.dropped_at_shutdown, self.flusher.spooled_rows,
+            self.witnesses_generated,
         )  # fmt: skip
         if self.never_connected:
             log.error("%s", self.unreachable_message())
@@ -246,7 +273,18 @@ class Agent:
         for t in tasks[3:]:
             t.cancel()
         await asyncio.gather(*tasks[3:], return_exceptions=True)
-        return await self.flusher.final_flush(deadline - reserve)
+        ok = await self.flusher.final_flush(deadline - reserve)
+        if self.witness is not None and ok:  # the last witnesses, from what was just stored
+            self.witness.stored()
+            left = deadline - time.monotonic()
+            if left > 0:
+                try:
+                    await asyncio.wait_for(self.witness.flush(self._store_engine()), timeout=left)
+                except TimeoutError:
+                    log.warning(
+                        "shutdown deadline: %d claims left without a new witness", self.witness.marked
+                    )
+        return ok
 
     async def _open_store(self) -> None:
         try:
@@ -286,7 +324,12 @@ class Agent:
                 if self._source_done.is_set():
                     return
                 continue
-            await self.in_pipeline(process, q.take(BATCH))
+            batch = q.take(BATCH)
+            try:
+                await self.in_pipeline(process, batch)
+            finally:
+                q.done(batch)  # its payloads no longer count against the queue's byte bound
+                del batch
             if self.pipeline.aggregator.key_count >= max_keys:
                 self._flush_now.set()
 
@@ -324,6 +367,8 @@ class Agent:
         deltas, windows = fut.result()
         if deltas or windows:
             self.pending.add(deltas, windows)
+        if self.witness is not None and deltas:
+            self.witness.observe(deltas)
 
     async def _flush_loop(self) -> None:
         interval = self.config.hot_symbols.flush_interval_seconds
@@ -335,53 +380,14 @@ class Agent:
             self._flush_now.clear()
             try:
                 ok = await self.flusher.flush()
+                if ok and self.witness is not None:
+                    self.witness.stored()
             except Exception as e:  # never let one bad flush end periodic flushing
                 self.pending.failures += 1
                 self.pending.last_error = f"unexpected error: {redact(repr(e))}"
                 log.exception("hot-symbol flush failed unexpectedly (rows kept for retry)")
                 ok = False
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
-
-    # -- HTTP ----------------------------------------------------------------
-
-    async def _start_http(self) -> web.AppRunner | None:
-        registry = CollectorRegistry()
-        registry.register(AgentCollector(self))
-
-        async def metrics(_: web.Request) -> web.Response:
-            # On the pipeline thread: the collector reads dicts the pipeline
-            # mutates, so it must not run while a batch is being processed.
-            body = await self.in_pipeline(generate_latest, registry)
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"status": "ok"})
-
-        async def readyz(_: web.Request) -> web.Response:
-            ready, detail = self.readiness()
-            return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
-
-        app = web.Application()
-        app.add_routes(
-            [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
-        )
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        m = self.config.metrics
-        site = web.TCPSite(runner, m.address, m.port)
-        try:
-            await site.start()
-        except OSError as e:
-            log.error("cannot serve metrics on %s:%d: %s", m.address, m.port, e.strerror or e)
-            await runner.cleanup()
-            return None
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else m.port
-        log.info(
-            "metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", m.address, self.http_port
-        )
-        return runner
 
 
 async def _wait_any(*events: asyncio.Event, seconds: float) -> None:

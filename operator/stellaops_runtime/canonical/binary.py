@@ -17,6 +17,13 @@ frame stays unresolved and the reason is counted.
 
 Every failure is an :class:`~stellaops_runtime.canonical.elflayout.ElfError`
 whose ``reason`` is the outcome counted by the caller.
+
+Lazy sources are loaded through the Binary's parse gate
+(canonical/parseworker.py): in the agent, on the parse-worker thread, so a
+lookup that needs DWARF or ``.gopclntab`` may raise ``ParsePending`` instead
+of decoding it on the pipeline thread. The loaded tables are replaced, never
+changed in place, so the pipeline can search them while the worker adds one.
+(``file_line`` reads DWARF on the caller's thread: only the CLI asks for it.)
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from stellaops_runtime.canonical.elflayout import (
     sdt_probes,
 )
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Limits
+from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.resolution import Source
 from stellaops_runtime.canonical.rootopen import open_regular
 from stellaops_runtime.canonical.symtab import (
@@ -88,8 +96,10 @@ class Binary:
         build_id_kind: str,
         identity: str = "",
         limits: Limits = DEFAULT_LIMITS,
+        gate: ParseGate | None = None,
     ) -> None:
         self.path = path
+        self.gate: ParseGate = gate or InlineGate()
         self.build_id = build_id
         self.build_id_kind = build_id_kind
         self.identity = identity or build_id  # build-id + content digest: the cache key
@@ -120,7 +130,7 @@ class Binary:
                         budget=budget,
                     )
                     if syms:
-                        self._tables.append(AddressTable(source, syms))
+                        self._tables = [*self._tables, AddressTable(source, syms)]
             except ElfError:
                 raise
             except Exception as e:
@@ -149,6 +159,7 @@ class Binary:
         identity: str = "",
         limits: Limits = DEFAULT_LIMITS,
         fd: int | None = None,
+        gate: ParseGate | None = None,
     ) -> Binary:
         """Index an open file (``fd``, taken over) or ``path``; OSError / ElfError when not usable."""
         if fd is None:
@@ -168,6 +179,7 @@ class Binary:
                 build_id_kind=kind,
                 identity=identity,
                 limits=limits,
+                gate=gate,
             )
         except BaseException:
             f.close()
@@ -191,8 +203,17 @@ class Binary:
     def load_all(self) -> list[AddressTable]:
         """Load every lazy source now (DWARF, gopclntab) and return all tables."""
         while self._lazy:
-            self._load_next()
+            self._load_lazy()
         return self.tables
+
+    @property
+    def lazy_pending(self) -> bool:
+        """Whether some lazy source (DWARF, gopclntab) has not been tried yet."""
+        return bool(self._lazy)
+
+    def _load_lazy(self) -> None:
+        """Load the next lazy source through the gate (ParsePending while it is read in the background)."""
+        self.gate.run(("lazy", self.identity or self.path), self._load_next)
 
     @property
     def sources(self) -> list[str]:
@@ -200,20 +221,22 @@ class Binary:
         return [t.source for t in self._tables]
 
     def lookup(self, address: int) -> Hit | None:
-        """The function containing virtual address ``address``, from the best source that has one."""
+        """The function containing virtual address ``address``, from the best source that has one.
+
+        Loads lazy sources (through the gate) while the loaded ones miss: may raise ParsePending.
+        """
+        hit = self._lookup_loaded(address)
+        while hit is None and self._lazy:
+            self._load_lazy()
+            hit = self._lookup_loaded(address)
+        return hit
+
+    def _lookup_loaded(self, address: int) -> Hit | None:
         for t in self._tables:
             i = t.find(address)
             if i >= 0:
                 start = t.starts[i]
                 return Hit(t.source, t.canonical_name(i), start, address - start)
-        while self._lazy:
-            loaded = self._load_next()
-            if loaded is None:
-                continue
-            i = loaded.find(address)
-            if i >= 0:
-                start = loaded.starts[i]
-                return Hit(loaded.source, loaded.canonical_name(i), start, address - start)
         return None
 
     def lookup_file_offset(self, file_offset: int) -> tuple[int | None, Hit | None]:
@@ -224,18 +247,18 @@ class Binary:
         return vaddr, self.lookup(vaddr)
 
     def find_function(self, name: str) -> Hit | None:
-        """The function named ``name`` (raw symbol name or canonical name), offset 0."""
+        """The function named ``name`` (raw or canonical name), offset 0; may raise ParsePending."""
+        hit = self._find_loaded(name)
+        while hit is None and self._lazy:
+            self._load_lazy()
+            hit = self._find_loaded(name)
+        return hit
+
+    def _find_loaded(self, name: str) -> Hit | None:
         for t in self._tables:
             i = t.find_name(name)
             if i >= 0:
                 return Hit(t.source, t.canonical_name(i), t.starts[i], 0)
-        while self._lazy:
-            loaded = self._load_next()
-            if loaded is None:
-                continue
-            i = loaded.find_name(name)
-            if i >= 0:
-                return Hit(loaded.source, loaded.canonical_name(i), loaded.starts[i], 0)
         return None
 
     def file_line(self, address: int) -> str:
@@ -284,6 +307,8 @@ class Binary:
     # -- lazy sources --------------------------------------------------------
 
     def _load_next(self) -> AddressTable | None:
+        if not self._lazy:  # loaded by a job that finished meanwhile
+            return None
         source = self._lazy.pop(0)
         try:
             if source == Source.DWARF:
@@ -297,7 +322,7 @@ class Binary:
             return None
         if table is None:
             return None
-        self._tables.append(table)
+        self._tables = [*self._tables, table]
         return table
 
     def _go_functions(self) -> list[tuple[int, int, str, int, int]]:

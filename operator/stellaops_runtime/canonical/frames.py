@@ -2,9 +2,13 @@
 
 The agent calls :meth:`FrameCanonicalizer.canonicalize` on its one pipeline
 worker thread (file reads block; never on the event loop) for every event
-before the hot-symbol bridge. It fills each StackFrame's ``build_id``,
-``symbol`` (canonical demangled name), ``symbol_offset``, ``function_id`` and
-``source``, and for uprobe/USDT events the event's ``function_id``.
+before the hot-symbol bridge. With ``parse_wait`` set (the agent's
+``symbols.parseWaitMilliseconds``) files are parsed on a parse-worker thread
+(canonical/parseworker.py): a frame whose file is not parsed within the wait
+is left unresolved with reason ``parse_pending`` and resolves in later events.
+It fills each StackFrame's ``build_id``, ``symbol`` (canonical demangled
+name), ``symbol_offset``, ``function_id`` and ``source``, and for uprobe/USDT
+events the event's ``function_id``.
 
 Tetragon user frames carry a FILE offset inside ``module`` (not an offset from
 the symbol) and a ``symbol`` that is only a hint: Tetragon looked it up by
@@ -13,18 +17,15 @@ file or none. So frames are keyed on (module, file offset) and:
 
 1. the build-id comes from the ``process_loader`` event of that process and
    path (remembered per exec_id until the process's EXIT), else from the file
-   itself, resolved inside ``/proc/<pid>/root`` (canonical/rootopen.py) while
-   the process lives;
+   itself (canonical/locate.py);
 2. the file's content identity (build-id + SHA-256 of its bytes) is learnt
    once per (process, module), from the process's own file or the host-root
    file that has the loader's build-id; a warm frame is one dict lookup on
    (identity, file offset), so a file that only *claims* another file's
    build-id never gets that file's names;
-3. a cold one is resolved by the Symbolizer against, in order: a Binary
-   already indexed for that identity; the process's own file; the
-   configured host root, used only when the file there has exactly the
-   build-id the loader reported (anything else is counted as
-   ``build_id_mismatch``);
+3. a cold one is resolved against the Binary canonical/locate.py finds: one
+   already indexed for that identity, the process's own file, or the host
+   root's file with exactly the loader's build-id;
 4. when nothing resolves, the frame keeps module + file offset, its build-id
    when known (function ID ``<build-id>:+0x<file offset>``), Tetragon's hint
    as ``symbol`` with source ``hint`` if there was one, else source ``none``;
@@ -39,23 +40,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary, Hit
 from stellaops_runtime.canonical.demangle import demangle
-from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
-from stellaops_runtime.canonical.procmaps import (
-    DELETED_SUFFIX,
-    ProcessError,
-    map_files_path,
-    process_alive,
-    process_root,
-    read_maps,
-)
+from stellaops_runtime.canonical.locate import BinaryLocator, Ids
+from stellaops_runtime.canonical.parseworker import ParseGate, ParsePending, ParseWorker
 from stellaops_runtime.canonical.resolution import Outcome, Source
-from stellaops_runtime.canonical.rootopen import NotRegularFile
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 
@@ -63,25 +57,8 @@ log = logging.getLogger(__name__)
 
 # (symbol, symbol offset, function ID, source) of a resolved frame
 _Resolved = tuple[str, int, str, str]
-# module -> (build-id, content identity): "" when not known (yet)
-_Ids = dict[str, tuple[str, str]]
 
 _RESOLVED_KEY = {str(src): f"resolved_{src}" for src in Source}
-
-# Failure outcomes in the order one is preferred as "the" reason of a frame.
-_REASON_RANK: dict[str, int] = {
-    Outcome.BUILD_ID_MISMATCH: 0,
-    Outcome.TRUNCATED_ELF: 1,
-    Outcome.NOT_ELF: 1,
-    Outcome.BAD_ELF: 1,
-    Outcome.NOT_REGULAR: 1,
-    Outcome.BUDGET_EXCEEDED: 1,
-    Outcome.MALFORMED: 1,
-    Outcome.DELETED_FILE: 2,
-    Outcome.PROCESS_EXITED: 3,
-    Outcome.UNREADABLE_FILE: 4,
-    Outcome.NO_FILE: 9,
-}
 
 
 class FrameCanonicalizer:
@@ -98,6 +75,7 @@ class FrameCanonicalizer:
         host_root: str | None = None,
         kallsyms_path: str = "/proc/kallsyms",
         node_name: str = "",
+        parse_wait: float | None = None,
     ) -> None:
         """
         Args:
@@ -112,24 +90,32 @@ class FrameCanonicalizer:
                 when the file there has the build-id the loader reported. None disables it.
             kallsyms_path: the kernel symbol table.
             node_name: this node's name; events from other nodes never read local /proc.
+            parse_wait: seconds to wait for a file being parsed on a parse-worker thread
+                (canonical/parseworker.py) before leaving its frames ``parse_pending``; None
+                parses on the caller's thread (ignored when ``symbolizer`` is given: its gate decides).
         """
         self.symbolizer = symbolizer or Symbolizer(
             max_binaries=max_binaries,
             proc_root=proc_root or "/proc",
             kallsyms_path=kallsyms_path,
+            gate=ParseWorker(parse_wait) if parse_wait is not None else None,
         )
+        self.gate: ParseGate = self.symbolizer.gate
         self.proc_root = proc_root
         self.host_root = host_root
         self.node_name = node_name
+        self.locator = BinaryLocator(
+            self.symbolizer,
+            proc_root=proc_root,
+            host_root=host_root,
+            node_name=node_name,
+            max_unavailable=max_binaries * 64,
+        )
         self._frames: LRU[tuple[str, int], _Resolved] = LRU(max_frames)
         self._functions: LRU[tuple[str, str, str], str] = LRU(max_frames)  # (identity, module, name)
         self._kernel: LRU[tuple[str, int], _KernelHit] = LRU(max_frames)
         # exec_id -> {module path: build-id ("" when it could not be read)}
-        self._ids: LRU[str, _Ids] = LRU(max_processes)
-        # (module, build-id) -> why no file could be found, for lookups that do not depend on a
-        # live process (events from other nodes, or no process root): the answer only changes
-        # when the host root does, so it is kept (bounded) instead of re-reading the file per frame.
-        self._unavailable: LRU[tuple[str, str], str] = LRU(max_binaries * 64)
+        self._ids: LRU[str, Ids] = LRU(max_processes)
         self.counters: Counter[str] = Counter()
 
     # -- public ------------------------------------------------------------------
@@ -146,8 +132,16 @@ class FrameCanonicalizer:
             out[f"symbolizer_{k}"] = v
         return out
 
+    def batch(self) -> AbstractContextManager[None]:
+        """``with fc.batch():`` around a batch of events: they share one parse wait (re-entrant)."""
+        return self.gate.batch()
+
     def canonicalize(self, ev: RuntimeCallEvent) -> None:
         """Fill the canonical fields of ``ev``'s frames (and its function ID); never raises."""
+        with self.gate.batch():
+            self._canonicalize(ev)
+
+    def _canonicalize(self, ev: RuntimeCallEvent) -> None:
         kind = ev.kind
         if kind is EventKind.LOADER:
             if ev.module and ev.build_id:
@@ -211,7 +205,7 @@ class FrameCanonicalizer:
 
     # -- user frames ----------------------------------------------------------------
 
-    def _process_ids(self, ev: RuntimeCallEvent) -> _Ids:
+    def _process_ids(self, ev: RuntimeCallEvent) -> Ids:
         key = ev.process.exec_id or f"pid:{ev.process.pid}"
         ids = self._ids.get(key)
         if ids is None:
@@ -219,46 +213,13 @@ class FrameCanonicalizer:
             self._ids.put(key, ids)
         return ids
 
-    def _local(self, ev: RuntimeCallEvent) -> bool:
-        """May this event's process be looked up in this node's /proc?"""
-        if self.proc_root is None or ev.process.pid <= 0:
-            return False
-        return not (self.node_name and ev.node_name and ev.node_name != self.node_name)
-
-    def _build_id(self, ev: RuntimeCallEvent, ids: _Ids, module: str) -> tuple[str, str]:
-        """(build-id, identity) of ``module`` in ``ev``'s process: loader's, else the file's own."""
-        got = ids.get(module)
-        if got is not None:
-            return got
-        got = ("", "")
-        if self._local(ev):
-            try:
-                root, path = self._process_path(ev.process.pid, module)
-                fid = self.symbolizer.identify(path, root=root)
-                got = (fid.build_id, fid.identity)
-            except (OSError, ElfError, ProcessError):
-                pass
-        ids[module] = got
-        return got
-
-    def _process_path(self, pid: int, module: str) -> tuple[str, str]:
-        """(root, path) through which ``module`` of process ``pid`` is read."""
-        assert self.proc_root is not None
-        if module.endswith(DELETED_SUFFIX):
-            path = module[: -len(DELETED_SUFFIX)]
-            for m in read_maps(pid, proc_root=self.proc_root):
-                if m.deleted and m.path == path:
-                    return "/", map_files_path(pid, m, proc_root=self.proc_root)
-            raise ProcessError(Outcome.DELETED_FILE, f"{module}: no deleted mapping of it in process {pid}")
-        return process_root(pid, proc_root=self.proc_root), module
-
-    def _user_frame(self, ev: RuntimeCallEvent, ids: _Ids, f: StackFrame) -> None:
+    def _user_frame(self, ev: RuntimeCallEvent, ids: Ids, f: StackFrame) -> None:
         module = f.module
         if not module:
             self.counters[Outcome.NOT_FILE_BACKED] += 1
             _unresolved(f, "", Source.HINT if f.symbol else Source.NONE)
             return
-        bid, ident = self._build_id(ev, ids, module)
+        bid, ident = self.locator.build_id(ev, ids, module)
         if ident:
             hit = self._frames.get((ident, f.offset))
             if hit is not None:
@@ -267,14 +228,19 @@ class FrameCanonicalizer:
                 self.counters[_RESOLVED_KEY[hit[3]]] += 1
                 self.counters["cache_hits"] += 1
                 return
-        binary, reason = self._find_binary_cached(ev, module, bid, ident)
+        binary, reason = self.locator.find_cached(ev, module, bid, ident)
         if binary is None:
             self.counters[reason] += 1
             _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
             return
         bid = binary.build_id
         ids[module] = (bid, binary.identity)
-        vaddr, found = binary.lookup_file_offset(f.offset)
+        try:
+            vaddr, found = binary.lookup_file_offset(f.offset)
+        except ParsePending:  # a lazy source (DWARF, .gopclntab) is still being read: not cached
+            self.counters[Outcome.PARSE_PENDING] += 1
+            _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
+            return
         if found is None:
             why = Outcome.OFFSET_OUTSIDE_FILE if vaddr is None else binary.failure_reason or Outcome.NO_SYMBOL
             self.counters[why] += 1
@@ -289,63 +255,6 @@ class FrameCanonicalizer:
         f.symbol, f.symbol_offset, f.function_id, f.source = resolved
         self.counters[f"resolved_{found.source}"] += 1
 
-    def _find_binary_cached(
-        self, ev: RuntimeCallEvent, module: str, bid: str, ident: str = ""
-    ) -> tuple[Binary | None, str]:
-        """_find_binary, remembering failures that no live process could change."""
-        cached = self.symbolizer.cached_binary(ident)
-        if cached is not None:
-            return cached, ""
-        if self._local(ev):
-            return self._find_binary(ev, module, bid)
-        key = (module, bid)
-        reason = self._unavailable.get(key)
-        if reason is not None:
-            return None, reason
-        binary, reason = self._find_binary(ev, module, bid)
-        if binary is None:
-            self._unavailable.put(key, reason)
-        return binary, reason
-
-    def _find_binary(self, ev: RuntimeCallEvent, module: str, bid: str) -> tuple[Binary | None, str]:
-        """The indexed file for (module, build-id), or None and the reason it is unavailable.
-
-        Only a file this process maps, or a host-root file with the loader's build-id, is
-        used, each through its own content identity: never another container's file.
-        """
-        sym = self.symbolizer
-        reason: str = Outcome.NO_FILE
-        if self._local(ev):
-            try:
-                root, path = self._process_path(ev.process.pid, module)
-                b = sym.binary(path, root=root)
-                if not bid or b.build_id == bid:
-                    return b, ""
-                reason = Outcome.BUILD_ID_MISMATCH
-            except ProcessError as e:
-                # The process sent us events, so "no such process" means it has exited since.
-                gone = e.reason == Outcome.NO_SUCH_PROCESS
-                reason = _better(reason, Outcome.PROCESS_EXITED if gone else e.reason)
-            except ElfError as e:
-                reason = _better(reason, e.reason)
-            except NotRegularFile:
-                reason = _better(reason, Outcome.NOT_REGULAR)
-            except OSError:
-                alive = process_alive(ev.process.pid, proc_root=self.proc_root or "/proc")
-                reason = _better(reason, Outcome.UNREADABLE_FILE if alive else Outcome.PROCESS_EXITED)
-        if self.host_root is not None and bid and not module.endswith(DELETED_SUFFIX):
-            try:
-                if sym.identify(module, root=self.host_root).build_id == bid:
-                    return sym.binary(module, root=self.host_root), ""
-                reason = _better(reason, Outcome.BUILD_ID_MISMATCH)
-            except ElfError as e:
-                reason = _better(reason, e.reason)
-            except NotRegularFile:
-                reason = _better(reason, Outcome.NOT_REGULAR)
-            except OSError:
-                reason = _better(reason, Outcome.UNREADABLE_FILE)
-        return None, reason
-
     # -- the probed function of uprobe / USDT events ------------------------------------
 
     def _event_function(self, ev: RuntimeCallEvent) -> str:
@@ -354,31 +263,33 @@ class FrameCanonicalizer:
             self.counters["events_function_no_module"] += 1
             return ""
         ids = self._process_ids(ev)
-        bid, ident = self._build_id(ev, ids, module)
+        bid, ident = self.locator.build_id(ev, ids, module)
         key = (ident or f"unverified:{bid}", module, name)
         if bid:
             cached = self._functions.get(key)
             if cached is not None:
                 self.counters["events_function_cached"] += 1
                 return cached
-        binary, reason = self._find_binary_cached(ev, module, bid, ident)
+        binary, reason = self.locator.find_cached(ev, module, bid, ident)
+        hit: Hit | None = None
+        if binary is not None:
+            try:  # reads notes, builds name indexes, may load lazy sources: a parse job
+                found, kind = binary, ev.kind
+                hit = self.gate.run(
+                    ("function", found.identity, kind, name), lambda: _probed_function(found, kind, name)
+                )
+            except ParsePending:
+                bid, binary, reason = binary.build_id, None, Outcome.PARSE_PENDING
         if binary is None:
             if ev.kind is EventKind.UPROBE and bid:
                 # The probe was attached to this very symbol name: the ID holds without the file.
                 self.counters[f"events_function_unverified_{reason}"] += 1
                 fid = format_function_id(bid, demangle(name), 0)
-                if not self._local(ev):
+                if not self.locator.local(ev) and reason != Outcome.PARSE_PENDING:
                     self._functions.put(key, fid)
                 return fid
             self.counters[f"events_function_{reason}"] += 1
             return ""
-        hit: Hit | None
-        if ev.kind is EventKind.USDT:
-            provider, _, probe = name.partition(":")
-            pc = binary.sdt_probe(provider, probe)
-            hit = binary.lookup(pc) if pc is not None else None
-        else:
-            hit = binary.find_function(name)
         if hit is None:
             if ev.kind is EventKind.UPROBE:
                 self.counters["events_function_not_in_binary"] += 1
@@ -428,8 +339,13 @@ class _KernelHit:
     error: str
 
 
-def _better(current: str, new: str) -> str:
-    return new if _REASON_RANK.get(new, 5) < _REASON_RANK.get(current, 5) else current
+def _probed_function(binary: Binary, kind: EventKind, name: str) -> Hit | None:
+    """The function a uprobe (by name) or USDT probe (``provider:name``, by its note) is in."""
+    if kind is EventKind.USDT:
+        provider, _, probe = name.partition(":")
+        pc = binary.sdt_probe(provider, probe)
+        return binary.lookup(pc) if pc is not None else None
+    return binary.find_function(name)
 
 
 def _resolved(build_id: str, hit: Hit) -> _Resolved:

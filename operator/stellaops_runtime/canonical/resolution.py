@@ -43,6 +43,7 @@ class Outcome(enum.StrEnum):
     NOT_REGULAR = "not_regular"  # a FIFO, device, socket or directory where a file was expected: refused
     BUDGET_EXCEEDED = "budget_exceeded"  # the file needs more bytes, symbols or time than its budget
     MALFORMED = "malformed"  # a symbol source is damaged (its decoder failed); the frame stays unresolved
+    PARSE_PENDING = "parse_pending"  # the file is still being parsed in the background (agent parse worker)
     BUILD_ID_MISMATCH = "build_id_mismatch"  # the file found is not the one the process mapped
     NO_FILE = "no_file"  # no place to read the module from (process gone, no host-root match)
     UNKNOWN_KERNEL_SYMBOL = "unknown_kernel_symbol"

@@ -15,52 +15,27 @@ Each returns a :class:`~stellaops_runtime.canonical.resolution.Resolution`
 and bumps one counter (``resolved_<source>`` or the failure outcome); nothing
 raises for a bad file or a vanished process.
 
-Files are opened through canonical/rootopen.py: a path is resolved inside
-its root (``/proc/<pid>/root``, ``symbolize --root``, the host root) and must
-be a regular file. Caches: a file's :class:`FileId` (build-id and content
-identity) per (root, path, device, inode, size, mtime), and one
-:class:`~stellaops_runtime.canonical.binary.Binary` (the parsed symbol
-sources) per *identity* (build-id + SHA-256 of the content) in an LRU
-bounded by entry count: a file that merely claims another file's build-id
-never shares its parsed sources. A file refused for its budget, its damage
-or its type is remembered by (device, inode, size, mtime) and by identity,
-and not read again. Blocking file I/O: call from a worker thread, never
-from an event loop.
+Files are opened, identified, parsed and cached by the base class
+(canonical/filecache.py): a file is resolved inside its root and must be a
+regular file; parsed binaries are cached by content identity (build-id +
+SHA-256), never by build-id alone; refused files are remembered. With a
+parse-worker gate (canonical/parseworker.py) a resolution whose file is still
+being parsed ends with ``parse_pending``. Blocking file I/O: call from a
+worker thread, never from an event loop.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import stat
-from collections import Counter
-from dataclasses import dataclass
 
-from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary, Hit
 from stellaops_runtime.canonical.demangle import demangle
-from stellaops_runtime.canonical.elflayout import (
-    BUILD_ID_FALLBACK,
-    ElfError,
-    build_id_from_notes,
-    fallback_from_digest,
-    read_layout,
-    read_notes,
-)
+from stellaops_runtime.canonical.elflayout import ElfError
+from stellaops_runtime.canonical.filecache import BinaryCache, FileId, open_file, stat_file
 from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
 from stellaops_runtime.canonical.kallsyms import KernelSymbols
-from stellaops_runtime.canonical.limits import (
-    BUDGET_EXCEEDED,
-    DEFAULT_LIMITS,
-    MALFORMED,
-    NOT_REGULAR,
-    FileKey,
-    Limits,
-    RefusedFiles,
-    file_digest,
-    file_key,
-)
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, Limits
+from stellaops_runtime.canonical.parseworker import ParseGate, ParsePending
 from stellaops_runtime.canonical.procmaps import (
     Mapping,
     ProcessError,
@@ -71,39 +46,22 @@ from stellaops_runtime.canonical.procmaps import (
     read_maps,
 )
 from stellaops_runtime.canonical.resolution import Outcome, Resolution, Source
-from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
+from stellaops_runtime.canonical.rootopen import NotRegularFile
+
+__all__ = [
+    "KERNEL_MODULE",
+    "FileId",
+    "Symbolizer",
+    "apply_hit",
+    "fill",
+    "module_label",
+    "open_file",
+    "stat_file",
+]
 
 log = logging.getLogger(__name__)
 
 KERNEL_MODULE = "[kernel]"
-
-_StatKey = tuple[str, str, int, int, int, int]
-# Refusals worth remembering: the same bytes would be refused again.
-_REMEMBERED = frozenset({BUDGET_EXCEEDED, MALFORMED, NOT_REGULAR, "not_elf", "truncated_elf", "bad_elf"})
-
-
-@dataclass(frozen=True, slots=True)
-class FileId:
-    """What a file is: its build-id and its content identity (build-id + content digest)."""
-
-    build_id: str
-    kind: str
-    identity: str
-    key: FileKey
-
-
-def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
-    """A regular file by its path inside ``root`` (``/`` = the host: opened as is, still non-blocking)."""
-    if root in ("", "/"):
-        return open_regular(path)
-    return open_in_root(root, path)
-
-
-def stat_file(root: str, path: str) -> os.stat_result:
-    st = stat_in_root(root, path)
-    if not stat.S_ISREG(st.st_mode):
-        raise NotRegularFile(path, st.st_mode)
-    return st
 
 
 def module_label(module: str) -> str:
@@ -111,8 +69,8 @@ def module_label(module: str) -> str:
     return f"[{module}]" if module else KERNEL_MODULE
 
 
-class Symbolizer:
-    """Resolves frames against real files, with per-build-id caches and outcome counters."""
+class Symbolizer(BinaryCache):
+    """Resolves frames against real files, with per-identity caches (canonical/filecache.py) and counters."""
 
     def __init__(
         self,
@@ -125,109 +83,16 @@ class Symbolizer:
         sys_module_path: str = "/sys/module",
         file_lines: bool = False,
         limits: Limits = DEFAULT_LIMITS,
+        gate: ParseGate | None = None,
     ) -> None:
+        super().__init__(max_binaries=max_binaries, max_paths=max_paths, limits=limits, gate=gate)
         self.proc_root = proc_root
         self.kallsyms_path = kallsyms_path
         self.kernel_notes_path = kernel_notes_path
         self.sys_module_path = sys_module_path
         self.file_lines = file_lines
-        self.limits = limits
-        self._binaries: LRU[str, Binary] = LRU(max_binaries, on_evict=Binary.close)
-        self._paths: LRU[_StatKey, FileId] = LRU(max_paths)
-        self.refused = RefusedFiles(max_paths)
         self._kernel: KernelSymbols | None = None
         self._kernel_error = ""
-        self.counters: Counter[str] = Counter()
-
-    # -- building blocks (shared with the FrameCanonicalizer) ----------------
-
-    def stats(self) -> dict[str, int]:
-        """Counters: ``resolved_<source>`` and one per failure outcome, plus cache figures."""
-        out = dict(self.counters)
-        out["binaries_cached"] = len(self._binaries)
-        out["binaries_evicted"] = self._binaries.evictions
-        out["files_refused"] = len(self.refused)
-        out["files_refused_remembered"] = self.refused.hits
-        return out
-
-    def identify(self, path: str, *, root: str = "/") -> FileId:
-        """Build-id and content identity of the file at ``path`` inside ``root``; cached per inode and mtime.
-
-        Raises OSError when the file cannot be read (:class:`NotRegularFile` for a
-        FIFO, device, socket), ElfError when it is not a usable ELF or over budget.
-        """
-        st = stat_file(root, path)
-        skey = (root, path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        hit = self._paths.get(skey)
-        if hit is not None:
-            return hit
-        fkey = file_key(st)
-        self._check_refused(fkey, path)
-        fd, st = open_file(root, path)
-        try:
-            fkey = file_key(st)
-            with os.fdopen(os.dup(fd), "rb") as f:
-                layout = read_layout(f)
-                bid, kind = build_id_from_notes(read_notes(f, layout))
-            digest = file_digest(fd, st.st_size, self.limits)
-        except ElfError as e:
-            self._refuse(fkey, e.reason)
-            raise
-        finally:
-            os.close(fd)
-        if not bid:
-            bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
-        fid = FileId(bid, kind, f"{bid}@{digest[:32]}", fkey)
-        self._paths.put((root, path, *fkey), fid)
-        return fid
-
-    def file_build_id(self, path: str, *, root: str = "/") -> tuple[str, str]:
-        """(build-id, kind) of the file at ``path``; see :meth:`identify`."""
-        fid = self.identify(path, root=root)
-        return fid.build_id, fid.kind
-
-    def _check_refused(self, key: object, path: str) -> None:
-        reason = self.refused.get(key)
-        if reason is not None:
-            raise ElfError(reason, f"{path}: refused before ({reason}), not read again")
-
-    def _refuse(self, key: object, reason: str) -> None:
-        if reason in _REMEMBERED:
-            self.refused.put(key, reason)
-
-    def cached_binary(self, identity: str) -> Binary | None:
-        """The Binary indexed for a content identity (:attr:`FileId.identity`), if cached."""
-        return self._binaries.get(identity) if identity else None
-
-    def binary(self, path: str, *, root: str = "/") -> Binary:
-        """The indexed Binary for the file at ``path`` inside ``root`` (cached by content identity).
-
-        Raises OSError when the file cannot be read, ElfError when it is not a usable ELF.
-        """
-        fid = self.identify(path, root=root)
-        cached = self._binaries.get(fid.identity)
-        if cached is not None:
-            return cached
-        self._check_refused(fid.identity, path)
-        fd, st = open_file(root, path)
-        if file_key(st) != fid.key:
-            os.close(fd)
-            raise OSError(errno.ESTALE, "file changed while it was read", path)
-        try:
-            b = Binary.open(
-                path,
-                known_build_id=(fid.build_id, fid.kind),
-                identity=fid.identity,
-                limits=self.limits,
-                fd=fd,
-            )
-        except ElfError as e:
-            self._refuse(fid.identity, e.reason)
-            self._refuse(fid.key, e.reason)
-            raise
-        self._binaries.put(b.identity, b)
-        self.counters["binaries_loaded"] += 1
-        return b
 
     def kernel(self) -> KernelSymbols:
         """The kernel's symbols, loaded on first use; OSError when kallsyms is unreadable."""
@@ -240,10 +105,7 @@ class Symbolizer:
         return self._kernel
 
     def count(self, res: Resolution) -> Resolution:
-        if res.error:
-            self.counters[str(res.error)] += 1
-        else:
-            self.counters[f"resolved_{res.source}"] += 1
+        self.bump(str(res.error) if res.error else f"resolved_{res.source}")
         return res
 
     # -- user space ------------------------------------------------------------
@@ -303,7 +165,7 @@ class Symbolizer:
                     out.error = Outcome.DELETED_FILE
                     out.detail = f"{m.path} was deleted and {path} is unreadable"
             elif not out.error:
-                self.counters["deleted_file_read_via_map_files"] += 1
+                self.bump("deleted_file_read_via_map_files")
             return out
         out = self._resolve_in(res, m.path, off, root=process_root(pid, proc_root=self.proc_root))
         if out.error == Outcome.UNREADABLE_FILE and not process_alive(pid, proc_root=self.proc_root):
@@ -327,12 +189,19 @@ class Symbolizer:
         except ElfError as e:
             res.error, res.detail = e.reason, f"{path}: {e}"
             return res
+        except ParsePending as e:
+            res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
+            return res
         res.build_id = b.build_id
         if expected_build_id and b.build_id != expected_build_id:
             res.error = Outcome.BUILD_ID_MISMATCH
             res.detail = f"{path} has build-id {b.build_id}, expected {expected_build_id}"
             return res
-        return fill(res, b, file_offset, file_lines=self.file_lines)
+        try:
+            return fill(res, b, file_offset, file_lines=self.file_lines)
+        except ParsePending as e:  # a lazy source (DWARF, .gopclntab) is still being read
+            res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
+            return res
 
     # -- kernel --------------------------------------------------------------------
 
@@ -371,9 +240,6 @@ class Symbolizer:
             res.error, res.detail = Outcome.NO_SYMBOL, f"{address:#x} is outside kernel text symbols"
             return self.count(res)
         return self.count(_kernel_hit(res, ks, i, address - ks.addrs[i]))
-
-    def close(self) -> None:
-        self._binaries.clear()
 
 
 def _kernel_hit(res: Resolution, ks: KernelSymbols, i: int, offset: int, *, symbol: str = "") -> Resolution:

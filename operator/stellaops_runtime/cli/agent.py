@@ -86,8 +86,15 @@ def run(args: argparse.Namespace) -> int:
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:
         print("stella-runtime agent: --exit-when-idle must be > 0", file=sys.stderr)
         return exitcodes.ERROR
+    from stellaops_runtime.agent.allocator import tune_malloc
+
+    tune_malloc()  # before any thread exists: large buffers go back to the kernel when freed
     from stellaops_runtime.agent.runner import Agent  # heavy imports only when running
 
     node = args.node_name or os.environ.get("NODE_NAME", "")
-    agent = Agent(config, node_name=node, exit_when_idle=args.exit_when_idle)
+    try:
+        agent = Agent(config, node_name=node, exit_when_idle=args.exit_when_idle)
+    except ConfigError as e:  # e.g. the witness claims or key file
+        print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
+        return exitcodes.ERROR
     return asyncio.run(agent.run())

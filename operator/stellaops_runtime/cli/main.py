@@ -45,6 +45,7 @@ def _command_of(argv: list[str]) -> str | None:
             return word if word in COMMANDS else None
     return None
 
+
 DESCRIPTION = """\
 StellaOps Runtime: runtime evidence of which functions of which packages run in
 which container images.

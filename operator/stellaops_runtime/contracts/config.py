@@ -279,6 +279,9 @@ class SymbolsConfig(_Model):
     kallsyms_path: str = Field("/proc/kallsyms", alias="kallsymsPath")
     max_binaries: int = Field(64, alias="maxBinaries", ge=1, le=100_000)
     max_frames: int = Field(65_536, alias="maxFrames", ge=16, le=10_000_000)
+    # How long the pipeline waits for a binary being parsed on the parse worker (per batch
+    # of events); past it the frame is counted unresolved (parse_pending) and resolves later.
+    parse_wait_milliseconds: int = Field(200, alias="parseWaitMilliseconds", ge=0, le=60_000)
 
 
 class AttributionConfig(_Model):
@@ -293,6 +296,25 @@ class AttributionConfig(_Model):
     host_root: str = Field("", alias="hostRoot")
     max_images: int = Field(64, alias="maxImages", ge=1, le=10_000)
     max_entries: int = Field(20_000, alias="maxEntries", ge=100, le=10_000_000)
+
+
+class WitnessConfig(_Model):
+    """The witness bridge (witness/bridge.py, docs/witnesses.md): signed witnesses for claims."""
+
+    enabled: bool = False
+    # Claims (image, purl, function, vulnerability?) as YAML or JSON: a file or a mounted ConfigMap.
+    claims_file: str = Field("", alias="claimsFile")
+    # Ed25519 private key (PKCS#8 PEM): a file or a mounted Secret.
+    key_file: str = Field("", alias="keyFile")
+    interval_seconds: Seconds = Field(300.0, alias="intervalSeconds", ge=1, le=86_400)
+    output_dir: str = Field("", alias="outputDir")  # also write each witness here ("" = store only)
+    sign_concurrency: int = Field(1, alias="signConcurrency", ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _files(self) -> WitnessConfig:
+        if self.enabled and not (self.claims_file and self.key_file):
+            raise ValueError("witness.enabled needs witness.claimsFile and witness.keyFile")
+        return self
 
 
 class ShutdownConfig(_Model):
@@ -310,6 +332,7 @@ class AgentConfig(_Model):
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)  # type: ignore[arg-type]
+    witness: WitnessConfig = Field(default_factory=WitnessConfig)  # type: ignore[arg-type]
     symbols: SymbolsConfig = Field(default_factory=SymbolsConfig)  # type: ignore[arg-type]
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
     observation_node: ObservationNodeConfig = Field(

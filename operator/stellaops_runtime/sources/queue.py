@@ -14,11 +14,13 @@ import asyncio
 import time
 from collections import deque
 
-# Bytes of large raw payloads held at most: a burst of huge events (a hostile
-# workload's 4 MiB arguments, 10,000-frame stacks) must not take the agent's
-# memory with it. A large payload that would pass it is dropped and counted
-# (``dropped_oversize``); ordinary events are bounded by ``capacity`` alone,
-# so a flood of huge events never pushes out the good ones around it.
+# Bytes of raw payloads held at most, queued or taken by the consumer and not
+# yet processed: a burst of huge events (a hostile workload's 4 MiB arguments,
+# 10,000-frame stacks) must not take the agent's memory with it. A large
+# payload that would pass it is dropped and counted (``dropped_oversize``);
+# ordinary events are bounded by ``capacity`` alone, so a flood of huge events
+# never pushes out the good ones around it. When nothing is held, one payload
+# of any size is taken: a single large event is processed, not dropped.
 DEFAULT_MAX_BYTES = 16 << 20
 LARGE_PAYLOAD = 64 << 10
 
@@ -26,13 +28,17 @@ LARGE_PAYLOAD = 64 << 10
 class EventQueue:
     """Raw payloads with their arrival time (monotonic ns); single consumer.
 
-    Bounded twice: by ``capacity`` payloads and by ``max_bytes`` of payload.
+    Bounded twice: by ``capacity`` payloads and by ``max_bytes`` of payload,
+    counting what the consumer took (:meth:`take`) until it hands the batch
+    back with :meth:`done`, because the batch's payloads stay in memory while
+    it is processed.
     """
 
     def __init__(self, capacity: int, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
-        self.bytes = 0
+        self.bytes = 0  # queued payload bytes
+        self.in_flight_bytes = 0  # taken and not yet done
         self._items: deque[tuple[bytes, int]] = deque()
         self._ready = asyncio.Event()
         self.dropped = 0
@@ -51,7 +57,8 @@ class EventQueue:
             self.dropped += 1
             return False
         size = len(payload)
-        if size > LARGE_PAYLOAD and self.bytes + size > self.max_bytes and self._items:
+        held = self.bytes + self.in_flight_bytes
+        if size > LARGE_PAYLOAD and held and held + size > self.max_bytes:
             self.dropped += 1
             self.dropped_oversize += 1
             return False
@@ -74,8 +81,15 @@ class EventQueue:
         return True
 
     def take(self, max_items: int) -> list[tuple[bytes, int]]:
+        """Up to ``max_items`` payloads, oldest first; their bytes count until :meth:`done`."""
         items = self._items
         n = min(max_items, len(items))
         out = [items.popleft() for _ in range(n)]
-        self.bytes -= sum(len(p) for p, _ in out)
+        size = sum(len(p) for p, _ in out)
+        self.bytes -= size
+        self.in_flight_bytes += size
         return out
+
+    def done(self, batch: list[tuple[bytes, int]]) -> None:
+        """The consumer has finished with a batch from :meth:`take`: its bytes no longer count."""
+        self.in_flight_bytes = max(0, self.in_flight_bytes - sum(len(p) for p, _ in batch))

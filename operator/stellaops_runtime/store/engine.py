@@ -14,20 +14,22 @@ of growing a directory tree somewhere.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import URL, Engine, make_url
 
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.store.schema import SCHEMA, SQLITE_SCHEMA_MAP, hot_symbols
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from stellaops_runtime.store.writer import HotSymbolStore
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -202,17 +204,67 @@ def create_store_engine(url: str | URL, *, timeouts: Timeouts | None = None, **k
 
 
 def alembic_config() -> Config:
+    # Alembic is imported here, not at the top: its ~11 MB of modules are needed
+    # only while migrating, never by an agent whose store is already at head.
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
 
 
 def migrate(engine: Engine, *, revision: str = "head") -> None:
-    """``alembic upgrade <revision>`` (head by default) on the engine's database, in one transaction."""
+    """``alembic upgrade <revision>`` (head by default) on the engine's database, in one transaction.
+
+    Nothing to do, and Alembic stays unimported, when the upgrade is to head and
+    the store is already there (:func:`at_head`).
+    """
+    if revision == "head" and at_head(engine):
+        return
+    from alembic import command
+
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+# ``revision = "0006"`` / ``down_revision: str | None = None`` at the start of a line.
+_REVISION_LINE = re.compile(
+    r"""^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:"([^"]*)"|'([^']*)'|None)\s*$""", re.M
+)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest revision in migrations/versions, read from the files without importing Alembic.
+
+    None when they do not form one line (a branch, a merge, an unreadable
+    file): then :func:`migrate` leaves the answer to Alembic. A unit test
+    holds this equal to Alembic's own head.
+    """
+    parents: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*.py")):
+        found = {m[1]: m[2] or m[3] or None for m in _REVISION_LINE.finditer(path.read_text())}
+        if "revision" not in found or "down_revision" not in found:
+            return None
+        parents[str(found["revision"])] = found["down_revision"]
+    heads = set(parents) - set(parents.values())
+    return heads.pop() if len(heads) == 1 and len(set(parents.values())) == len(parents) else None
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the store's Alembic version is :func:`head_revision` (False for a new database)."""
+    head = head_revision()
+    if head is None:
+        return False
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version", schema=SCHEMA if postgres else None):
+            return False
+        table = f"{SCHEMA}.alembic_version" if postgres else "alembic_version"
+        versions = conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all()
+    return versions == [head]
 
 
 def has_schema(conn: sa.Connection) -> bool:
@@ -262,6 +314,9 @@ def open_store(
             if is_unavailable(e):
                 raise StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
             raise StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
+    # Connections the migration opened were made before the store could track
+    # them (HotSymbolStore.abort must reach every connection): start afresh.
+    engine.dispose()
     return HotSymbolStore(engine)
 
 

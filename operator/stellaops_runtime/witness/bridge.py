@@ -6,7 +6,9 @@ package, a function, optionally a vulnerability (a file or a mounted
 ConfigMap, :func:`load_claims`). The bridge:
 
 - looks at every batch of counts the agent drains (:meth:`WitnessBridge.observe`)
-  and marks the claims it touches. The mark is a set of claim ids, so the
+  and notes the claims it touches; once the store has taken those counts
+  (:meth:`WitnessBridge.stored`), the claims are marked, so a witness never
+  rests on counts still on their way. The mark is a set of claim ids, so the
   work waiting is bounded by the number of claims, whatever the event rate,
   and marking is a dictionary lookup per row: the hot-symbol path never
   waits for a signer;
@@ -122,6 +124,7 @@ class WitnessBridge:
             self._queries[cid] = (fq, pq)
             for name in fq.names:
                 self._by_image_name.setdefault((c.image, name), []).append(cid)
+        self._staged: set[str] = set()  # touched by counts not yet confirmed stored
         self._marked: set[str] = set()
         self.generated = 0
         self.failures = 0
@@ -132,14 +135,19 @@ class WitnessBridge:
         return len(self._marked)
 
     def observe(self, deltas: Iterable[HotSymbolDelta]) -> None:
-        """Mark the claims these counts touch (a lookup per row; never blocks)."""
+        """Note the claims these counts touch (a lookup per row; never blocks)."""
         for d in deltas:
             k = d.key
             if k.evidence in FILE_EVIDENCE or not d.invocation_count:
                 continue
             for cid in self._by_image_name.get((k.image_digest, k.function_name), ()):
-                if cid not in self._marked and (not d.purl or self._queries[cid][1].matches(d.purl)):
-                    self._marked.add(cid)
+                if cid not in self._staged and (not d.purl or self._queries[cid][1].matches(d.purl)):
+                    self._staged.add(cid)
+
+    def stored(self) -> None:
+        """The counts seen so far are in the store: their claims are due a witness."""
+        self._marked |= self._staged
+        self._staged = set()
 
     async def flush(self, engine: Engine | None) -> int:
         """Sign a witness for every marked claim; returns how many were made."""

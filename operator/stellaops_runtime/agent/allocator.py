@@ -1,0 +1,70 @@
+"""glibc malloc settings for the agent, so that hostile event sizes do not stay in its memory.
+
+Why this module exists (issue 10, measured in docs/benchmarks.md): a burst of
+events with 4 MiB arguments passes through buffers of several MiB (gRPC's
+receive slices, the raw payload, the decoded message, the argument's text).
+With glibc's defaults two things keep that memory resident long after the
+buffers are freed:
+
+- the *dynamic mmap threshold*: the first free of a large mmap'd block raises
+  ``M_MMAP_THRESHOLD`` to that block's size (up to 32 MiB), so every later
+  4 MiB buffer comes from a heap, where a freed block below a live one cannot
+  go back to the kernel. Fixing the threshold at glibc's own initial value
+  (128 KiB) turns the dynamic adjustment off: large buffers are mapped and
+  unmapped, and a freed one leaves the process at once;
+- *one arena per thread*: gRPC's threads, the pipeline thread and the event
+  loop each get an arena (up to 8 per core) that keeps its own free memory.
+  ``M_ARENA_MAX`` 2 shares two arenas between them.
+
+Both are set with ``mallopt`` before the agent starts any thread. An operator
+who sets ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the environment
+keeps that value. Elsewhere than on glibc (musl, macOS) nothing is changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import sys
+
+log = logging.getLogger(__name__)
+
+# From glibc's <malloc.h>.
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+MMAP_THRESHOLD_BYTES = 128 << 10  # glibc's initial value, no longer raised dynamically
+ARENA_MAX = 2
+
+# (mallopt parameter, value, the environment variable that overrides it)
+_SETTINGS = (
+    (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES, "MALLOC_MMAP_THRESHOLD_"),
+    (M_ARENA_MAX, ARENA_MAX, "MALLOC_ARENA_MAX"),
+)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def tune_malloc() -> dict[str, int]:
+    """Apply the settings above; returns the ones applied (name -> value), empty off glibc."""
+    libc = _glibc()
+    if libc is None:
+        return {}
+    applied: dict[str, int] = {}
+    for param, value, env in _SETTINGS:
+        if os.environ.get(env):
+            continue  # the operator's own setting wins; glibc read it at start-up
+        if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
+            applied[env.rstrip("_")] = value
+        else:
+            log.debug("mallopt(%d, %d) refused", param, value)
+    return applied

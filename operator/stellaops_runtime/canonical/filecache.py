@@ -1,0 +1,235 @@
+"""Files to parsed Binaries: identity-keyed caches, refusal memory, and the parse gate.
+
+Why this module exists: it is the one place where a file's *contents* are
+read for the symbolizer (split from symbolizer.py, which resolves frames
+against what is cached here). A file is opened through canonical/rootopen.py
+inside its root and must be a regular file. :class:`BinaryCache` keeps:
+
+- a file's :class:`FileId` (build-id and content identity) per (root, path,
+  device, inode, size, mtime);
+- one :class:`~stellaops_runtime.canonical.binary.Binary` per *identity*
+  (build-id + SHA-256 of the content), LRU-bounded: a file that merely claims
+  another file's build-id never shares its parsed sources;
+- the files refused for their budget, damage or type, by (device, inode,
+  size, mtime) and by identity, so they are not read again.
+
+Cache look-ups (and the ``stat`` they need) run on the caller's thread; the
+reads that fill a cache run through a gate (canonical/parseworker.py): at
+once, or on the parse-worker thread with a bounded wait, in which case the
+caller may get :class:`~stellaops_runtime.canonical.parseworker.ParsePending`.
+The caches are shared with that thread, so every access holds one lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from stellaops_runtime.canonical.addrindex import LRU
+from stellaops_runtime.canonical.binary import Binary
+from stellaops_runtime.canonical.elflayout import (
+    BUILD_ID_FALLBACK,
+    ElfError,
+    build_id_from_notes,
+    fallback_from_digest,
+    read_layout,
+    read_notes,
+)
+from stellaops_runtime.canonical.limits import (
+    BUDGET_EXCEEDED,
+    DEFAULT_LIMITS,
+    MALFORMED,
+    NOT_REGULAR,
+    FileKey,
+    Limits,
+    RefusedFiles,
+    file_digest,
+    file_key,
+)
+from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
+from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
+
+_StatKey = tuple[str, str, int, int, int, int]
+# Refusals worth remembering: the same bytes would be refused again.
+_REMEMBERED = frozenset({BUDGET_EXCEEDED, MALFORMED, NOT_REGULAR, "not_elf", "truncated_elf", "bad_elf"})
+
+
+@dataclass(frozen=True, slots=True)
+class FileId:
+    """What a file is: its build-id and its content identity (build-id + content digest)."""
+
+    build_id: str
+    kind: str
+    identity: str
+    key: FileKey
+
+
+def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
+    """A regular file by its path inside ``root`` (``/`` = the host: opened as is, still non-blocking)."""
+    if root in ("", "/"):
+        return open_regular(path)
+    return open_in_root(root, path)
+
+
+def stat_file(root: str, path: str) -> os.stat_result:
+    st = stat_in_root(root, path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, st.st_mode)
+    return st
+
+
+class BinaryCache:
+    """Identity-keyed parsed binaries, file identities and refusals; thread-safe, reads via a gate."""
+
+    def __init__(
+        self,
+        *,
+        max_binaries: int = 64,
+        max_paths: int = 4096,
+        limits: Limits = DEFAULT_LIMITS,
+        gate: ParseGate | None = None,
+    ) -> None:
+        self.limits = limits
+        self.gate: ParseGate = gate or InlineGate()
+        self._lock = threading.Lock()
+        self._binaries: LRU[str, Binary] = LRU(max_binaries, on_evict=Binary.close)
+        self._paths: LRU[_StatKey, FileId] = LRU(max_paths)
+        self.refused = RefusedFiles(max_paths)
+        self.counters: Counter[str] = Counter()
+
+    def bump(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    def stats(self) -> dict[str, int]:
+        """Counters (``resolved_<source>``, failure outcomes, ...), cache figures and the gate's."""
+        with self._lock:
+            out = dict(self.counters)
+            out["binaries_cached"] = len(self._binaries)
+            out["binaries_evicted"] = self._binaries.evictions
+            out["files_refused"] = len(self.refused)
+            out["files_refused_remembered"] = self.refused.hits
+        out.update(self.gate.stats())
+        return out
+
+    def identify(self, path: str, *, root: str = "/") -> FileId:
+        """Build-id and content identity of the file at ``path`` inside ``root``; cached per inode and mtime.
+
+        Raises OSError when the file cannot be read (:class:`NotRegularFile` for a
+        FIFO, device, socket), ElfError when it is not a usable ELF or over budget,
+        ParsePending when the gate's wait ran out before the file was read.
+        """
+        skey, hit = self._cached_identity(root, path)
+        if hit is not None:
+            return hit
+        return self.gate.run(("identify", skey), lambda: self._read_identity(root, path, skey))
+
+    def _cached_identity(self, root: str, path: str) -> tuple[_StatKey, FileId | None]:
+        """The file's stat key and its cached FileId (None: not read yet); raises for a refused file."""
+        st = stat_file(root, path)
+        skey = (root, path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            hit = self._paths.get(skey)
+        if hit is None:
+            self._check_refused(file_key(st), path)
+        return skey, hit
+
+    def _read_identity(self, root: str, path: str, skey: _StatKey) -> FileId:
+        with self._lock:
+            hit = self._paths.get(skey)  # a job queued twice
+        if hit is not None:
+            return hit
+        fd, st = open_file(root, path)
+        fkey = file_key(st)
+        try:
+            self._check_refused(fkey, path)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                layout = read_layout(f)
+                bid, kind = build_id_from_notes(read_notes(f, layout))
+            digest = file_digest(fd, st.st_size, self.limits)
+        except ElfError as e:
+            self._refuse(fkey, e.reason)
+            raise
+        finally:
+            os.close(fd)
+        if not bid:
+            bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
+        fid = FileId(bid, kind, f"{bid}@{digest[:32]}", fkey)
+        with self._lock:
+            self._paths.put((root, path, *fkey), fid)
+        return fid
+
+    def file_build_id(self, path: str, *, root: str = "/") -> tuple[str, str]:
+        """(build-id, kind) of the file at ``path``; see :meth:`identify`."""
+        fid = self.identify(path, root=root)
+        return fid.build_id, fid.kind
+
+    def _check_refused(self, key: object, path: str) -> None:
+        with self._lock:
+            reason = self.refused.get(key)
+        if reason is not None:
+            raise ElfError(reason, f"{path}: refused before ({reason}), not read again")
+
+    def _refuse(self, key: object, reason: str) -> None:
+        if reason in _REMEMBERED:
+            with self._lock:
+                self.refused.put(key, reason)
+
+    def cached_binary(self, identity: str) -> Binary | None:
+        """The Binary indexed for a content identity (:attr:`FileId.identity`), if cached."""
+        if not identity:
+            return None
+        with self._lock:
+            return self._binaries.get(identity)
+
+    def binary(self, path: str, *, root: str = "/") -> Binary:
+        """The indexed Binary for the file at ``path`` inside ``root`` (cached by content identity).
+
+        Raises OSError when the file cannot be read, ElfError when it is not a usable
+        ELF, ParsePending when the gate's wait ran out before it was indexed.
+        """
+        skey, fid = self._cached_identity(root, path)
+        if fid is None:  # one job reads the identity and indexes: the whole parse goes on in the background
+            return self.gate.run(
+                ("binary", skey), lambda: self._index(root, path, self._read_identity(root, path, skey))
+            )
+        cached = self.cached_binary(fid.identity)
+        if cached is not None:
+            return cached
+        self._check_refused(fid.identity, path)
+        return self.gate.run(("binary", fid.identity), lambda: self._index(root, path, fid))
+
+    def _index(self, root: str, path: str, fid: FileId) -> Binary:
+        cached = self.cached_binary(fid.identity)  # a job queued twice
+        if cached is not None:
+            return cached
+        self._check_refused(fid.identity, path)
+        fd, st = open_file(root, path)
+        if file_key(st) != fid.key:
+            os.close(fd)
+            raise OSError(errno.ESTALE, "file changed while it was read", path)
+        try:
+            b = Binary.open(
+                path,
+                known_build_id=(fid.build_id, fid.kind),
+                identity=fid.identity,
+                limits=self.limits,
+                fd=fd,
+                gate=self.gate,
+            )
+        except ElfError as e:
+            self._refuse(fid.identity, e.reason)
+            self._refuse(fid.key, e.reason)
+            raise
+        with self._lock:
+            self._binaries.put(b.identity, b)
+            self.counters["binaries_loaded"] += 1
+        return b
+
+    def close(self) -> None:
+        with self._lock:
+            self._binaries.clear()

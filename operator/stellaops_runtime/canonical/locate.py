@@ -1,0 +1,181 @@
+"""Which file, and which parsed Binary, a module of an event's process is: the canonicalizer's file finder.
+
+Why this module exists: split from canonical/frames.py, it holds the rules
+for *where* a frame's module may be read, so that no container ever gets
+another container's (or the host's) functions by accident:
+
+1. the build-id comes from the ``process_loader`` event of that process and
+   path (remembered per exec_id by the FrameCanonicalizer), else from the
+   file itself, resolved inside ``/proc/<pid>/root`` (canonical/rootopen.py)
+   while the process lives;
+2. a Binary already indexed for the file's content identity is used first;
+   else the process's own file; else the configured host root, only when the
+   file there has exactly the build-id the loader reported (anything else is
+   ``build_id_mismatch``);
+3. when nothing is found, the best reason is returned (see ``_REASON_RANK``).
+
+Reads go through the Symbolizer (canonical/filecache.py) and its parse gate:
+with the agent's parse worker a file still being parsed gives the reason
+``parse_pending``, which is never remembered (the next event asks again).
+Runs on the caller's (pipeline) thread; its own cache is not shared.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.canonical.addrindex import LRU
+from stellaops_runtime.canonical.binary import Binary
+from stellaops_runtime.canonical.elflayout import ElfError
+from stellaops_runtime.canonical.parseworker import ParsePending
+from stellaops_runtime.canonical.procmaps import (
+    DELETED_SUFFIX,
+    ProcessError,
+    map_files_path,
+    process_alive,
+    process_root,
+    read_maps,
+)
+from stellaops_runtime.canonical.resolution import Outcome
+from stellaops_runtime.canonical.rootopen import NotRegularFile
+from stellaops_runtime.canonical.symbolizer import Symbolizer
+from stellaops_runtime.contracts.events import RuntimeCallEvent
+
+# module -> (build-id, content identity): "" when not known (yet)
+Ids = dict[str, tuple[str, str]]
+
+# Failure outcomes in the order one is preferred as "the" reason of a frame.
+_REASON_RANK: dict[str, int] = {
+    Outcome.PARSE_PENDING: -1,  # the answer is coming: say so rather than a fallback's failure
+    Outcome.BUILD_ID_MISMATCH: 0,
+    Outcome.TRUNCATED_ELF: 1,
+    Outcome.NOT_ELF: 1,
+    Outcome.BAD_ELF: 1,
+    Outcome.NOT_REGULAR: 1,
+    Outcome.BUDGET_EXCEEDED: 1,
+    Outcome.MALFORMED: 1,
+    Outcome.DELETED_FILE: 2,
+    Outcome.PROCESS_EXITED: 3,
+    Outcome.UNREADABLE_FILE: 4,
+    Outcome.NO_FILE: 9,
+}
+
+
+class BinaryLocator:
+    """Finds the indexed Binary (or why there is none) for a module of an event's process."""
+
+    def __init__(
+        self,
+        symbolizer: Symbolizer,
+        *,
+        proc_root: str | None,
+        host_root: str | None,
+        node_name: str,
+        max_unavailable: int,
+    ) -> None:
+        self.symbolizer = symbolizer
+        self.proc_root = proc_root
+        self.host_root = host_root
+        self.node_name = node_name
+        # (module, build-id) -> why no file could be found, for lookups that do not depend on a
+        # live process (events from other nodes, or no process root): the answer only changes
+        # when the host root does, so it is kept (bounded) instead of re-reading the file per frame.
+        self._unavailable: LRU[tuple[str, str], str] = LRU(max_unavailable)
+
+    def local(self, ev: RuntimeCallEvent) -> bool:
+        """May this event's process be looked up in this node's /proc?"""
+        if self.proc_root is None or ev.process.pid <= 0:
+            return False
+        return not (self.node_name and ev.node_name and ev.node_name != self.node_name)
+
+    def build_id(self, ev: RuntimeCallEvent, ids: Ids, module: str) -> tuple[str, str]:
+        """(build-id, identity) of ``module`` in ``ev``'s process: loader's, else the file's own."""
+        got = ids.get(module)
+        if got is not None:
+            return got
+        got = ("", "")
+        if self.local(ev):
+            try:
+                root, path = self.process_path(ev.process.pid, module)
+                fid = self.symbolizer.identify(path, root=root)
+                got = (fid.build_id, fid.identity)
+            except ParsePending:
+                return got  # not remembered: the next event asks again
+            except (OSError, ElfError, ProcessError):
+                pass
+        ids[module] = got
+        return got
+
+    def process_path(self, pid: int, module: str) -> tuple[str, str]:
+        """(root, path) through which ``module`` of process ``pid`` is read."""
+        assert self.proc_root is not None
+        if module.endswith(DELETED_SUFFIX):
+            path = module[: -len(DELETED_SUFFIX)]
+            for m in read_maps(pid, proc_root=self.proc_root):
+                if m.deleted and m.path == path:
+                    return "/", map_files_path(pid, m, proc_root=self.proc_root)
+            raise ProcessError(Outcome.DELETED_FILE, f"{module}: no deleted mapping of it in process {pid}")
+        return process_root(pid, proc_root=self.proc_root), module
+
+    def find_cached(
+        self, ev: RuntimeCallEvent, module: str, bid: str, ident: str = ""
+    ) -> tuple[Binary | None, str]:
+        """:meth:`find`, remembering failures that no live process could change."""
+        cached = self.symbolizer.cached_binary(ident)
+        if cached is not None:
+            return cached, ""
+        if self.local(ev):
+            return self.find(ev, module, bid)
+        key = (module, bid)
+        reason = self._unavailable.get(key)
+        if reason is not None:
+            return None, reason
+        binary, reason = self.find(ev, module, bid)
+        if binary is None and reason != Outcome.PARSE_PENDING:
+            self._unavailable.put(key, reason)
+        return binary, reason
+
+    def find(self, ev: RuntimeCallEvent, module: str, bid: str) -> tuple[Binary | None, str]:
+        """The indexed file for (module, build-id), or None and the reason it is unavailable.
+
+        Only a file this process maps, or a host-root file with the loader's build-id, is
+        used, each through its own content identity: never another container's file.
+        """
+        sym = self.symbolizer
+        reason: str = Outcome.NO_FILE
+        if self.local(ev):
+            try:
+                root, path = self.process_path(ev.process.pid, module)
+                b = sym.binary(path, root=root)
+                if not bid or b.build_id == bid:
+                    return b, ""
+                reason = Outcome.BUILD_ID_MISMATCH
+            except ParsePending:
+                reason = _better(reason, Outcome.PARSE_PENDING)
+            except ProcessError as e:
+                # The process sent us events, so "no such process" means it has exited since.
+                gone = e.reason == Outcome.NO_SUCH_PROCESS
+                reason = _better(reason, Outcome.PROCESS_EXITED if gone else e.reason)
+            except ElfError as e:
+                reason = _better(reason, e.reason)
+            except NotRegularFile:
+                reason = _better(reason, Outcome.NOT_REGULAR)
+            except OSError:
+                alive = process_alive(ev.process.pid, proc_root=self.proc_root or "/proc")
+                reason = _better(reason, Outcome.UNREADABLE_FILE if alive else Outcome.PROCESS_EXITED)
+        if self.host_root is not None and bid and not module.endswith(DELETED_SUFFIX):
+            try:
+                if sym.identify(module, root=self.host_root).build_id == bid:
+                    return sym.binary(module, root=self.host_root), ""
+                reason = _better(reason, Outcome.BUILD_ID_MISMATCH)
+            except ParsePending:
+                reason = _better(reason, Outcome.PARSE_PENDING)
+            except ElfError as e:
+                reason = _better(reason, e.reason)
+            except NotRegularFile:
+                reason = _better(reason, Outcome.NOT_REGULAR)
+            except OSError:
+                reason = _better(reason, Outcome.UNREADABLE_FILE)
+        return None, reason
+
+
+def _better(current: str, new: str) -> str:
+    return new if _REASON_RANK.get(new, 5) < _REASON_RANK.get(current, 5) else current
