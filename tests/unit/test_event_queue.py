@@ -33,3 +33,16 @@ def test_a_taken_batch_counts_against_the_byte_bound_until_done() -> None:
     assert q.put(b"d" * 2 * MIB)
     assert [len(p) for p, _ in q.take(10)] == [MIB, 2 * MIB]
     assert q.dropped_oversize == 1
+
+
+def test_drops_are_reported_once_with_their_wall_clock_span() -> None:
+    import time
+
+    q = EventQueue(1)
+    assert q.take_drops() is None
+    before = time.time_ns()
+    q.put(b"a")
+    assert [q.put(b"b"), q.put(b"c")] == [False, False]
+    first, last, count = q.take_drops() or (0, 0, 0)
+    assert count == 2 and before <= first <= last <= time.time_ns()
+    assert q.take_drops() is None  # reported once

@@ -120,3 +120,24 @@ def test_merged_gaps_are_the_union_and_counts_add() -> None:
         6, T0 + 2 * S, T0 + 9 * S, 1, 4,
     )  # fmt: skip
     assert not none.merged(none).has_gap
+
+
+def test_the_agents_own_drops_are_a_node_wide_gap_in_wall_and_event_time() -> None:
+    g = GapTracker(window_seconds=60)
+    g.note(event(T0 + 50 * S))  # the latest event before the drops
+    wall = T0 + 600 * S  # a replayed stream: the wall clock is far from the events' times
+    g.own_drop("n1", wall, wall + 2 * S, 9)
+    g.note(event(T0 + 70 * S))  # the next batch
+    g.after_batch()
+    gaps = gaps_of(g.drain([]))
+    assert gaps[(NODE_WIDE, 0)] == (50, 60, 0, 0) and gaps[(NODE_WIDE, 1)] == (60, 70, 0, 9)
+    assert gaps[(NODE_WIDE, 10)] == (600, 602, 0, 0)  # and where a live stream's events would be
+    assert g.stats.own_dropped == {"n1": 9}
+
+
+def test_own_drops_with_no_batch_after_them_close_at_drain() -> None:
+    g = GapTracker(window_seconds=60)
+    g.note(event(T0 + 50 * S))
+    g.own_drop("n1", T0 + 50 * S, T0 + 51 * S, 3)
+    g.own_drop("n1", T0 + 52 * S, T0 + 53 * S, 4)  # a second report before any batch
+    assert gaps_of(g.drain([]))[(NODE_WIDE, 0)] == (50, 53, 0, 7)

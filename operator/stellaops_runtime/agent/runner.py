@@ -329,6 +329,8 @@ class Agent:
                 await self.in_pipeline(process, batch)
             finally:
                 q.done(batch)  # its payloads no longer count against the queue's byte bound
+            if (drops := q.take_drops()) is not None:  # what we dropped is a gap, not "not observed"
+                await self.in_pipeline(self.pipeline.note_own_drops, *drops)
                 del batch
             if self.pipeline.aggregator.key_count >= max_keys:
                 self._flush_now.set()

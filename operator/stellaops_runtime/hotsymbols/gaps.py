@@ -16,6 +16,9 @@ on the observation windows of the images affected:
   latest window the agent has seen (events or signals), drain after drain. A
   STOP without a START (the agent started mid-throttle) marks its own window
   up to the STOP.
+- the agent's **own drops** (its receive queue was full, :meth:`GapTracker.own_drop`)
+  are events nobody counted, anyone's on the node: a node-wide gap, in wall
+  clock over the drops and in event time around them;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -43,6 +46,7 @@ ID_PREFIX = 31
 _CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
 # A throttle spanning more windows than this marks only its latest ones (clock trouble).
 MAX_GAP_WINDOWS = 100_000
+MAX_NODES = 1_000
 
 
 def container_id_of_cgroup(cgroup: str) -> str:
@@ -76,6 +80,7 @@ class GapStats:
     rate_limit_reports: Counter[str] = field(default_factory=Counter)  # node -> rate_limit_info events
     rate_limit_dropped: Counter[str] = field(default_factory=Counter)  # node -> events Tetragon dropped
     gap_windows: Counter[str] = field(default_factory=Counter)  # image | node -> window rows marked
+    own_dropped: Counter[str] = field(default_factory=Counter)  # node -> events our own queue dropped
     capped: int = 0  # throttles longer than MAX_GAP_WINDOWS windows
 
 
@@ -93,6 +98,11 @@ class GapTracker:
         self._open: dict[tuple[str, str], _Open] = {}  # (node, cgroup) -> throttle
         self._marks: dict[tuple[str, str, int], ObservationWindow] = {}
         self._latest_ns = 0
+        self._seen_max_ns = 0  # the latest event time seen (own drops are placed against it)
+        self._own_pending: tuple[int, int] | None = None  # (count, from event time)
+        # Nodes whose events this agent received (one in a DaemonSet; a replayed stream has more):
+        # a dropped event could have been any of theirs.
+        self._nodes: set[str] = set()
         self.stats = GapStats()
 
     @property
@@ -104,6 +114,10 @@ class GapTracker:
 
     def note(self, ev: RuntimeCallEvent) -> None:
         """Remember which image (and pod) a container ID belongs to; cheap when already known."""
+        if ev.timestamp_ns > self._seen_max_ns:
+            self._seen_max_ns = ev.timestamp_ns
+        if ev.node_name not in self._nodes and len(self._nodes) < MAX_NODES:
+            self._nodes.add(ev.node_name)
         c = ev.container
         if c is None or not c.id:
             return
@@ -143,6 +157,35 @@ class GapTracker:
             self._mark(have.image, node, have.marked_from_ns, ts)
         else:  # started before we were watching: its own window, up to the STOP
             self._mark(image, node, ts - ts % self._window_ns, ts)
+
+    def own_drop(self, node: str, first_ns: int, last_ns: int, count: int) -> None:
+        """Our receive queue dropped ``count`` events from ``first_ns`` to ``last_ns`` (wall clock).
+
+        Nobody counted them, and they could be anyone's: a node-wide gap on
+        every node whose events this agent receives. It is marked over the wall-clock span of the drops
+        (where a live stream's event times are) and, in event time, from the
+        latest event seen before them to the latest seen in the next batch
+        (:meth:`after_batch`), where a delayed or replayed stream's are.
+        """
+        self.stats.own_dropped[node] += count
+        if not self._nodes:  # no event seen yet: the agent's own node
+            self._nodes.add(node)
+        for n in self._nodes:
+            self._mark(NODE_WIDE, n, first_ns, last_ns)
+        if self._own_pending is not None:  # two reports before a batch closed the first
+            count += self._own_pending[0]
+        start = self._own_pending[1] if self._own_pending is not None else self._seen_max_ns
+        self._own_pending = (count, start)
+
+    def after_batch(self) -> None:
+        """A batch was processed: close the event-time span of drops reported before it."""
+        if self._own_pending is None or not self._own_pending[1]:
+            return
+        count, start = self._own_pending
+        self._own_pending = None
+        self._latest_ns = max(self._latest_ns, self._seen_max_ns)
+        for n in self._nodes:  # each node's row: N events dropped, any of which could be its own
+            self._mark(NODE_WIDE, n, start, max(start, self._seen_max_ns), dropped=count)
 
     def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
         """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""
@@ -189,6 +232,7 @@ class GapTracker:
         (from ``windows`` and the signals), so an unfinished throttle is a gap
         in every window up to now.
         """
+        self.after_batch()  # drops with no batch after them: up to the latest event seen
         wn = self._window_ns
         for w in windows:
             self._latest_ns = max(self._latest_ns, w.window_start_ns)

@@ -45,6 +45,10 @@ class EventQueue:
         self.dropped_oversize = 0  # of ``dropped``: refused because of max_bytes
         self.enqueued = 0
         self.last_arrival = time.monotonic()
+        # Drops not yet reported as an observation gap (take_drops): wall-clock span and count.
+        self._gap_first_ns = 0
+        self._gap_last_ns = 0
+        self._gap_count = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -54,12 +58,12 @@ class EventQueue:
         now = time.monotonic_ns()
         self.last_arrival = now / 1e9
         if len(self._items) >= self.capacity:
-            self.dropped += 1
+            self._dropped_one()
             return False
         size = len(payload)
         held = self.bytes + self.in_flight_bytes
         if size > LARGE_PAYLOAD and held and held + size > self.max_bytes:
-            self.dropped += 1
+            self._dropped_one()
             self.dropped_oversize += 1
             return False
         self.bytes += size
@@ -68,6 +72,26 @@ class EventQueue:
         if not self._ready.is_set():
             self._ready.set()
         return True
+
+    def _dropped_one(self) -> None:
+        self.dropped += 1
+        now = time.time_ns()
+        if not self._gap_count:
+            self._gap_first_ns = now
+        self._gap_last_ns = now
+        self._gap_count += 1
+
+    def take_drops(self) -> tuple[int, int, int] | None:
+        """(first, last, count) of the drops since the last call (wall-clock ns), or None.
+
+        A dropped event is an event nobody counted: the agent records it as a
+        node-wide observation gap, so no "not observed" covers it.
+        """
+        if not self._gap_count:
+            return None
+        out = (self._gap_first_ns, self._gap_last_ns, self._gap_count)
+        self._gap_count = 0
+        return out
 
     async def wait(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until something is queued; False on timeout."""
