@@ -1,24 +1,29 @@
 """Events the agent itself drops (its receive queue is full) are a gap, never a silent "not observed".
 
-Tetragon replays the synthetic stream (three times over) over gRPC as fast
-as it can into an agent with the smallest receive queue, so the queue
-overflows. Every event is either counted or counted as dropped, and a
-function never called in an image observed while the agent was dropping
-events is answered *unknown* (exit 3), naming the dropped events, not *not
-observed*. The stream is replayed with its recorded times, so this checks
-the gap in event time, not only on the wall clock.
+The agent's own path, step by step and deterministic (a real overflow
+depends on which of the replay server and the pipeline is faster): the
+synthetic stream goes through the real receive queue, with half of it
+dropped because the queue is full, into the real pipeline (the runner's
+consumer steps: take, process, report the drops), then the drained rows go
+to a real store and ``stella-runtime query`` is asked. Every event is
+counted or counted as dropped, and a function never called in an image
+observed while events were dropped is *unknown* (exit 3), naming the
+dropped events. The stream keeps its recorded times, so this checks the
+gap in event time, not only on the wall clock.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
+from pathlib import Path
 
 import pytest
 
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.replay.events import load_events
-from stellaops_runtime.replay.server import ReplayServer
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.store.engine import open_store
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e]
@@ -26,29 +31,34 @@ pytestmark = [pytest.mark.e2e]
 IMAGE = h.EXPECTED["images"][0]["digest"]
 
 
-async def test_a_full_receive_queue_marks_a_gap(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    events = load_events(h.STREAM).events
-    server = ReplayServer(events * 3)
-    addr = await server.start("127.0.0.1:0")
+def test_a_full_receive_queue_marks_a_gap(tmp_path: Path) -> None:
+    events = [e.payload for e in load_events(h.STREAM).events]
     url = f"sqlite:///{tmp_path}/hot.db"
-    cfg, port = h.write_config(tmp_path, tetragon={"address": addr, "queueSize": 100}, store={"url": url})
-    proc = h.start_agent(cfg, "--exit-when-idle", "2")
-    m: dict[Any, float] = {}
-    try:
-        while proc.poll() is None:
-            m = h.scrape(port) or m
-            await asyncio.sleep(0.1)
-        code, out = await asyncio.to_thread(h.finish, proc, 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        await server.stop()
-    assert code == 0, out
-    dropped = h.metric(m, "stellaops_runtime_events_dropped_total", reason="queue_full")
-    processed = h.metric_sum(m, "stellaops_runtime_event_processing_latency_seconds_count")
-    assert dropped > 0, "the replay must overflow a 100-event queue"
-    assert processed + dropped == len(events) * 3
+    pipeline = Pipeline(parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}),
+                        node_name="agent-node")  # fmt: skip
+    q = EventQueue(100)
+    half = len(events) // 2
+    for payload in events[:half]:  # the pipeline keeps up
+        assert q.put(payload)
+        pipeline.process_proto(q.take(512))
+    assert q.take_drops() is None
+    for payload in events[half : half + 300]:  # a burst the pipeline does not keep up with
+        q.put(payload)
+    dropped = q.dropped
+    assert dropped == 200
+    pipeline.process_proto(q.take(512))  # the runner's consumer: process, then report the drops
+    drops = q.take_drops()
+    assert drops is not None and drops[2] == dropped
+    pipeline.note_own_drops(*drops)
+    for payload in events[half + 300 :]:
+        assert q.put(payload)
+        pipeline.process_proto(q.take(512))
+    assert pipeline.processed + dropped == len(events)
+    deltas, windows = pipeline.drain()
+    with open_store(url) as s:
+        s.write(deltas, windows)
     r = h.cli("query", "observed", "--store", url, "--image", IMAGE, "--function", "inflateBack", "--json")
     doc = json.loads(r.stdout)
     assert (r.returncode, doc["answer"]) == (3, "unknown"), doc
-    assert sum(g["dropped_events"] for g in doc["gaps"]) > 0, doc["gaps"]
+    assert {g["dropped_events"] for g in doc["gaps"]} == {dropped}, doc["gaps"]
+    assert "dropped" in doc["reason"]
