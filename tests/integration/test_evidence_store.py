@@ -37,13 +37,6 @@ ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
 PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hot.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 def window(
     day: int, *, posture: Posture = Posture.EBPF_DEEP, gap: bool = False, minute: int = 0
 ) -> ObservationWindow:

@@ -64,13 +64,6 @@ def batch(seq: int, n: int = 40, *, bad: set[int] = frozenset(), agent: str = "n
     return Batch(agent, seq, units)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hot.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 def store(url: str) -> Iterator[HotSymbolStore]:
     s = open_store(url)

@@ -43,13 +43,6 @@ def gap(
     return ObservationWindow(image, node, window, 0, None, 60, "tetragon", start, end, throttles, dropped)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hot.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 def store(url: str) -> Iterator[HotSymbolStore]:
     s = open_store(url)
