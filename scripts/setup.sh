@@ -7,7 +7,9 @@
 #                             toolchain, gcc/g++, rustc and binutils (the frame
 #                             canonicalizer's test programs, c++filt); Debian's Go
 #                             binaries containerd, ctr and runc; rpm/rpmbuild (a real
-#                             rpm database for attribution); kubectl (kustomize)
+#                             rpm database for attribution); kubectl (kustomize);
+#                             llvm (llvm-symbolizer, libLLVM) and libc6-dbg (the
+#                             symbolizer's reference tool and real debug files)
 #
 # Runs apt-get only for what is missing (root needed then), and pip only when
 # pyproject.toml changed since the last install.
@@ -32,6 +34,11 @@ if (( want_server )); then
   command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || apt_pkgs+=(runc)
   command -v rpmbuild >/dev/null 2>&1 || apt_pkgs+=(rpm)
   command -v kubectl >/dev/null 2>&1 || apt_pkgs+=(kubernetes-client)
+  # llvm: llvm-symbolizer, the reference the canonicalizer is compared with, and
+  # libLLVM's mangled names for the c++filt corpus; libc6-dbg: real separate debug files.
+  command -v llvm-symbolizer >/dev/null 2>&1 || [[ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]] \
+    || apt_pkgs+=(llvm)
+  [[ -d /usr/lib/debug/.build-id ]] && dpkg -s libc6-dbg >/dev/null 2>&1 || apt_pkgs+=(libc6-dbg)
 fi
 if (( ${#apt_pkgs[@]} )); then
   if [[ $(id -u) -ne 0 ]]; then

@@ -399,3 +399,20 @@ def test_empty_store_lists_no_images(tmp_path: Path, capsys: pytest.CaptureFixtu
     open_store(url).close()
     assert cli("query", "images", "--store", url) == exitcodes.NOT_FOUND
     assert capsys.readouterr().out == "no images observed\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["evidence", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", "f"], "evidence"),
+        (["witness", "list", "--image", IMG], "witness"),
+    ],
+)
+def test_store_errors_name_the_command_that_failed(
+    argv: list[str], command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.db"
+    assert cli(*argv, "--store", f"sqlite:///{missing}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"stella-runtime {command}: no hot-symbol store at"), err
+    assert "Traceback" not in err

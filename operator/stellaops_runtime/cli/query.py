@@ -376,6 +376,11 @@ def _with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) -
     The URL is shown as given, password masked (:func:`safe_url` on the string,
     not on SQLAlchemy's parse of it), and so is every error text.
     """
+    command = str(getattr(args, "command", None) or "query")
+
+    def fail(message: str) -> int:
+        return _error(message, command=command)
+
     url = store_url(args)
     shown = safe_url(url)
     try:
@@ -383,24 +388,24 @@ def _with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) -
         if u.get_backend_name() == "sqlite":
             path = sqlite_path(u)
             if path is not None and not path.is_file():
-                return _error(f"no hot-symbol store at {shown}: {path} does not exist (run the agent first)")
+                return fail(f"no hot-symbol store at {shown}: {path} does not exist (run the agent first)")
         engine = create_store_engine(u)
     except StoreError as e:
-        return _error(redact_error(e))
+        return fail(redact_error(e))
     except Exception as e:  # e.g. a driver that is not installed
-        return _error(f"cannot open store {shown}: {redact_error(e)}")
+        return fail(f"cannot open store {shown}: {redact_error(e)}")
     try:
         with engine.connect() as conn:
             if not has_schema(conn):
-                return _error(f"no hot-symbol data in {shown}: run the agent first")
+                return fail(f"no hot-symbol data in {shown}: run the agent first")
             return ask(conn)
     except sa.exc.SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()
-        return _error(f"cannot query store {shown}: {redact(detail[0]) if detail else type(e).__name__}")
+        return fail(f"cannot query store {shown}: {redact(detail[0]) if detail else type(e).__name__}")
     finally:
         engine.dispose()
 
 
-def _error(message: str, *, code: int = exitcodes.ERROR) -> int:
-    print(f"stella-runtime query: {message}", file=sys.stderr)
+def _error(message: str, *, code: int = exitcodes.ERROR, command: str = "query") -> int:
+    print(f"stella-runtime {command}: {message}", file=sys.stderr)
     return code
