@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-server demo test lint protos bench clean
+.PHONY: setup setup-server demo test lint protos bench clean image
 
 setup:
 	scripts/setup.sh
@@ -16,8 +16,8 @@ demo: setup
 	scripts/demo.sh
 
 # Install everything the tests need (Python env, PostgreSQL server, a real
-# kube-apiserver built once from Debian's source package), then run them all.
-test: setup-server kube
+# kube-apiserver built once from Debian's source package, the OCI image), then run them all.
+test: setup-server kube image
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m stellaops_runtime.wire.generate --check
@@ -41,6 +41,12 @@ bench: setup-server
 .PHONY: kube
 kube:
 	scripts/kube/build.sh
+
+# The container image (operator and agent) as an OCI archive, built offline from Debian
+# and PyPI packages (mmdebstrap; no registry or container engine): .cache/image/
+# stellaops-runtime.oci.tar, cached by a hash of its inputs. Needs root. See docs/development.md.
+image: setup-server
+	scripts/image/build.sh
 
 clean:
 	rm -rf .venv build *.egg-info stellaops-runtime.db

@@ -34,10 +34,13 @@ if (( want_server )); then
   command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || apt_pkgs+=(runc)
   command -v rpmbuild >/dev/null 2>&1 || apt_pkgs+=(rpm)
   command -v kubectl >/dev/null 2>&1 || apt_pkgs+=(kubernetes-client)
+  command -v jq >/dev/null 2>&1 || apt_pkgs+=(jq)
+  command -v mmdebstrap >/dev/null 2>&1 || apt_pkgs+=(mmdebstrap)  # make image: the rootfs, offline  # Argo CD's ignoreDifferences expressions
   # llvm: llvm-symbolizer, the reference the canonicalizer is compared with, and
   # libLLVM's mangled names for the c++filt corpus; libc6-dbg: real separate debug files.
   command -v llvm-symbolizer >/dev/null 2>&1 || [[ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]] \
     || apt_pkgs+=(llvm)
+  command -v rustfilt >/dev/null 2>&1 || apt_pkgs+=(rustfilt)  # reference Rust demangler
   [[ -d /usr/lib/debug/.build-id ]] && dpkg -s libc6-dbg >/dev/null 2>&1 || apt_pkgs+=(libc6-dbg)
 fi
 if (( ${#apt_pkgs[@]} )); then

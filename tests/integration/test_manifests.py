@@ -8,6 +8,8 @@ silently by the API server.
 
 from __future__ import annotations
 
+import base64
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -133,6 +135,37 @@ def test_operator_deployment(built: list[dict[str, Any]]) -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsUser"] != 0
     assert not any(pod.get(k) for k in ("hostPID", "hostNetwork", "hostIPC", "volumes"))
+    # the operator's kopf peering identity: its pod name from the downward API (issue 16)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_the_image_reference_comes_from_one_place(built: list[dict[str, Any]]) -> None:
+    """kustomize's images: entry, the built Deployment and the agents' default are image.py's IMAGE."""
+    from stellaops_runtime.contracts.crds import parse_observer_spec
+    from stellaops_runtime.controller.render_agent import render_agent_objects
+    from stellaops_runtime.image import IMAGE, REPOSITORY, TAG
+
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    assert kustomization["images"] == [{"name": REPOSITORY, "newTag": TAG}]
+    (deploy,) = by_kind(built, "Deployment")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == IMAGE
+    spec = parse_observer_spec({"store": {"secretRef": {"name": "s", "key": "url"}}})
+    (ds,) = [
+        o
+        for o in render_agent_objects(name="x", uid="u", namespace="n", spec=spec)
+        if o["kind"] == "DaemonSet"
+    ]
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    # no other file of the manifests or examples spells a version of the image
+    pattern = re.compile(re.escape(REPOSITORY) + r":[0-9]")
+    spelled = [
+        str(path.relative_to(ROOT))
+        for path in [*MANIFESTS.rglob("*.yaml"), *(ROOT / "docs" / "examples").rglob("*.yaml")]
+        if pattern.search(path.read_text())
+    ]
+    assert spelled == []
 
 
 def test_operator_rbac_writes_agent_objects_only_in_the_agent_namespace(built: list[dict[str, Any]]) -> None:
@@ -181,9 +214,13 @@ def test_operator_rbac_writes_agent_objects_only_in_the_agent_namespace(built: l
     assert {v for g, r, v in cluster if (g, r) == ("", "nodes")} == {"list", "watch", "patch"}
     # ObservationNodes are the agents' to write
     assert {v for g, r, v in cluster if r.startswith(crds.NODE_PLURAL)} == {"list", "watch"}
-    # never more than it needs: no wildcards, no secrets, no escalation verbs
+    # never more than it needs: no wildcards, no escalation verbs, and of Secrets only a get of
+    # the one store Secret, by name, in the agent namespace (a change to it rolls the agents)
     assert not any("*" in (g, r, v) for g, r, v in cluster | namespaced)
-    assert not any(r == "secrets" for _, r, _ in cluster | namespaced)
+    assert not any(r == "secrets" for _, r, _ in cluster)
+    assert {(r, v) for _, r, v in namespaced if r == "secrets"} == {("secrets", "get")}
+    (secret_rule,) = [rule for rule in ns_role["rules"] if "secrets" in rule["resources"]]
+    assert secret_rule["resourceNames"] == ["stellaops-store"]
     assert not any(v in ("escalate", "bind", "impersonate") for _, _, v in cluster | namespaced)
 
 
@@ -305,4 +342,20 @@ def test_example_secret_is_a_real_secret() -> None:
     assert api.sanitize_for_serialization(api._ApiClient__deserialize(secret, "V1Secret")) == secret  # type: ignore[attr-defined]
     ref = observer["spec"]["store"]["secretRef"]
     assert secret["metadata"]["namespace"] == observer["spec"]["agentNamespace"]
-    assert (secret["metadata"]["name"], ref["key"] in secret["stringData"]) == (ref["name"], True)
+    # base64 data, not stringData: the API server stores only data, so a stringData manifest
+    # never matches what is stored and every apply reports it changed (issue 16)
+    assert "stringData" not in secret and secret["metadata"]["name"] == ref["name"]
+    url = base64.b64decode(secret["data"][ref["key"]], validate=True).decode()
+    assert (
+        url.startswith("postgresql+psycopg://")
+        and url in (ROOT / "docs" / "examples" / "runtimeobserver.yaml").read_text()
+    )  # the comment above says what it holds
+    # the way the file tells users to write their own gives the same shape
+    made = subprocess.run(
+        [KUBECTL or "kubectl", "create", "secret", "generic", ref["name"],
+         "-n", secret["metadata"]["namespace"],
+         f"--from-literal={ref['key']}={url}", "--dry-run=client", "-o", "yaml"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    generated = yaml.safe_load(made.stdout)
+    assert generated["data"] == secret["data"] and "stringData" not in generated

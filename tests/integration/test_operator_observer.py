@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
 import pytest_asyncio
 import yaml
@@ -19,16 +21,19 @@ from stellaops_runtime.contracts.crds import (
     POLICY_KIND,
     parse_observer_spec,
 )
+from stellaops_runtime.controller.reconcile_observers import SECRETS
 from stellaops_runtime.controller.render_agent import (
     AGENT_CONFIG_KEY,
+    STORE_SECRET_ANNOTATION,
     agent_resource_name,
     probe_configmap_name,
     render_agent_objects,
+    store_secret_token,
 )
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, probe_entry_key
 from stellaops_runtime.kube import resources as r
 from tests.crd_schema import errors, load_crd, validator_for
-from tests.integration.kubeharness import Cluster, OperatorRun, obj, wait_for
+from tests.integration.kubeharness import VERBS, Cluster, OperatorRun, _key, fast_config, obj, wait_for
 from tests.integration.test_operator_policies import condition, strip_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -75,7 +80,14 @@ def _rendered(cluster: Cluster) -> list[dict]:
     observer = cluster.stored(r.RUNTIME_OBSERVERS, NAME)
     assert observer is not None
     spec = parse_observer_spec(observer["spec"])
-    return render_agent_objects(name=NAME, uid=observer["metadata"]["uid"], namespace=NS, spec=spec)
+    secret = cluster.stored(SECRETS, spec.store.secret_ref.name, NS)
+    return render_agent_objects(
+        name=NAME,
+        uid=observer["metadata"]["uid"],
+        namespace=NS,
+        spec=spec,
+        store_secret=store_secret_token(secret),
+    )
 
 
 async def test_agent_objects_are_rendered_and_owned(cluster: Cluster, operator: OperatorRun) -> None:
@@ -224,9 +236,153 @@ async def test_unchanged_reconcile_writes_nothing(cluster: Cluster, operator: Op
     assert cluster.writes(mark) == []
 
 
+# -- agent pods the kubelet cannot start -------------------------------------------------------
+
+# As the kubelet writes them when runc refuses a capability missing from the node's bounding set.
+RUNC_CAPS = (
+    "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+    "runc create failed: unable to start container process: unable to apply caps: "
+    "operation not permitted: unknown"
+)
+
+
+def _agent_pod(cluster: Cluster, name: str, node: str) -> dict[str, Any]:
+    ds = _stored(cluster, "DaemonSet") or {}
+    labels = ds["spec"]["template"]["metadata"]["labels"]
+    return obj(
+        "v1", "Pod", name, namespace=NS, labels=dict(labels),
+        spec={"nodeName": node, "containers": [{"name": "agent", "image": "x"}]},
+    )  # fmt: skip
+
+
+def _waiting(reason: str, message: str, last: dict[str, Any] | None = None) -> dict[str, Any]:
+    cs: dict[str, Any] = {
+        "name": "agent",
+        "ready": False,
+        "restartCount": 1 if last else 0,
+        "image": "x",
+        "imageID": "",
+        "state": {"waiting": {"reason": reason, "message": message}},
+    }
+    if last:
+        cs["lastState"] = {"terminated": last}
+    return {"status": {"phase": "Pending", "containerStatuses": [cs]}}
+
+
+async def test_agent_pods_that_cannot_start_degrade_the_observer(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    await cluster.create(_agent_pod(cluster, "stellaops-agent-fleet-aaaaa", "node-1"))
+    await cluster.create(_agent_pod(cluster, "stellaops-agent-fleet-bbbbb", "node-2"))
+    # a pod of another workload in the same namespace with the same failure is not ours
+    await cluster.create(obj("v1", "Pod", "other", namespace=NS, spec={"containers": [{"name": "c"}]}))
+    await cluster.patch(r.PODS, "other", _waiting("RunContainerError", RUNC_CAPS), namespace=NS, status=True)
+    await cluster.patch(
+        r.PODS,
+        "stellaops-agent-fleet-aaaaa",
+        _waiting("RunContainerError", RUNC_CAPS),
+        namespace=NS,
+        status=True,
+    )
+    await operator.settle()
+    observer = cluster.stored(r.RUNTIME_OBSERVERS, NAME)
+    degraded = condition(observer, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RunContainerError")
+    message = degraded["message"]
+    assert (
+        "1 agent pod(s) cannot start" in message and "stellaops-agent-fleet-aaaaa on node node-1" in message
+    )
+    assert "unable to apply caps: operation not permitted" in message
+    assert "spec.agent.capabilities" in message  # what to do about it
+    assert condition(observer, "Ready")["status"] == "False"
+    # after a few restarts: CrashLoopBackOff, with runc's failure as the last termination
+    last = {"exitCode": 128, "reason": "StartError", "message": RUNC_CAPS}
+    crash = _waiting("CrashLoopBackOff", "back-off 10s restarting failed container=agent", last)
+    await cluster.patch(r.PODS, "stellaops-agent-fleet-aaaaa", crash, namespace=NS, status=True)
+    await cluster.patch(
+        r.PODS,
+        "stellaops-agent-fleet-bbbbb",
+        _waiting("CreateContainerConfigError", 'secret "stellaops-store" not found'),
+        namespace=NS,
+        status=True,
+    )
+    await operator.settle()
+    degraded = condition(cluster.stored(r.RUNTIME_OBSERVERS, NAME), "Degraded")
+    # the reason that says why ranks before CrashLoopBackOff; both pods are named
+    assert degraded["reason"] == "CreateContainerConfigError", degraded
+    assert "2 agent pod(s) cannot start" in degraded["message"]
+    assert "last exit 128 (StartError): failed to create containerd task" in degraded["message"]
+    assert 'secret "stellaops-store" not found' in degraded["message"]
+    # the kubelet starts them (the capability removed from spec.agent.capabilities): no longer Degraded
+    running = {"status": {"phase": "Running", "containerStatuses": [
+        {"name": "agent", "ready": True, "restartCount": 3, "image": "x", "imageID": "",
+         "state": {"running": {"startedAt": "2026-12-03T07:00:00Z"}}}
+    ]}}  # fmt: skip
+    for pod in ("stellaops-agent-fleet-aaaaa", "stellaops-agent-fleet-bbbbb"):
+        await cluster.patch(r.PODS, pod, running, namespace=NS, status=True)
+    await operator.settle()
+    observer = cluster.stored(r.RUNTIME_OBSERVERS, NAME)
+    assert condition(observer, "Degraded")["status"] == "False"
+    for pod in ("stellaops-agent-fleet-aaaaa", "stellaops-agent-fleet-bbbbb", "other"):
+        await cluster.delete(r.PODS, pod, NS)
+    await operator.settle()
+
+
 async def test_deleting_the_observer_removes_its_objects(cluster: Cluster, operator: OperatorRun) -> None:
     await cluster.delete(r.RUNTIME_OBSERVERS, NAME)
     await operator.settle()
     for kind in KINDS:
         assert _stored(cluster, kind) is None, kind
     assert cluster.stored(r.CONFIGMAPS, probe_configmap_name(NAME), NS) is None
+
+
+# -- the store Secret rolls the agents ---------------------------------------------------------
+
+
+async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
+    """Secret created, changed, deleted: each changes the pod template; reads only in between."""
+    async with Cluster(tmp_path) as c:
+        c.api.resources[_key(SECRETS)] = kmock.ResourceInfo(
+            kind="Secret", namespaced=True, verbs=VERBS, subresources=set()
+        )
+        await c.create(obj("v1", "Namespace", NS))
+        async with OperatorRun(c, config=fast_config(c, rollout_refresh_seconds=1.0)) as op:
+            await c.create(obj(API_VERSION, OBSERVER_KIND, NAME, spec=SPEC))
+            await op.settle()
+
+            def template() -> dict[str, str]:
+                ds = c.stored(r.DAEMONSETS, RES, NS) or {}
+                return dict(ds["spec"]["template"]["metadata"]["annotations"])
+
+            absent = template()
+            assert STORE_SECRET_ANNOTATION in absent  # no Secret yet: the pods wait for it
+            secret = obj("v1", "Secret", "stellaops-store", namespace=NS, data={"url": "c3FsaXRlOi8vL2E="})
+            await c.kube.create(SECRETS, secret)
+            created = await wait_for(
+                lambda: template() != absent and template(),
+                limit_s=10,
+                what="the roll on the Secret's creation",
+            )
+            assert (
+                created[CONFIG_HASH_ANNOTATION] == absent[CONFIG_HASH_ANNOTATION]
+            )  # only the Secret changed
+            generation = (c.stored(r.DAEMONSETS, RES, NS) or {})["metadata"]["generation"]
+            # nothing changes: the periodic reconciles read the Secret and write nothing
+            await op.settle()
+            mark = c.mark()
+            await asyncio.sleep(2.5)  # two periodic reconciles
+            assert c.writes(mark) == []
+            # a new password: the template changes, the DaemonSet rolls (a new generation)
+            await c.kube.patch(
+                SECRETS, name="stellaops-store", namespace=NS, patch={"data": {"url": "b3RoZXI="}}
+            )
+            changed = await wait_for(
+                lambda: template() != created and template(),
+                limit_s=10,
+                what="the roll on the Secret's change",
+            )
+            ds = c.stored(r.DAEMONSETS, RES, NS) or {}
+            assert ds["metadata"]["generation"] > generation
+            assert changed[STORE_SECRET_ANNOTATION] != created[STORE_SECRET_ANNOTATION]
+            # the template says nothing about the content
+            assert "b3RoZXI=" not in json.dumps(ds) and "c3FsaXRlOi8vL2E=" not in json.dumps(ds)

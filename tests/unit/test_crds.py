@@ -462,6 +462,8 @@ def fns(*entries: dict[str, Any]) -> dict[str, Any]:
         (pods(req("t", "DoesNotExist"), t="x"), "ConflictingSelectors", "both exist and not"),
         (pods(**{"stellaops.io/observe": "true"}), "ConflictingSelectors", "stellaops.io/observe"),
         (pods(req("stellaops.io/observe", "Exists")), "ConflictingSelectors", "stellaops.io/observe"),
+        (pods(**{"stellaops.io/observe-deep": "true"}), "ConflictingSelectors", "stellaops.io/observe-deep"),
+        (pods(req("stellaops.io/observe-full", "DoesNotExist")), "ConflictingSelectors", "observe-full"),
         (pods(**{"bad key": "x"}), "InvalidLabelSelector", "label key"),
         (pods(req("a", "In")), "InvalidLabelSelector", "needs values"),
         (pods(req("a", "Exists", "x")), "InvalidLabelSelector", "takes no values"),
@@ -511,7 +513,7 @@ def test_namespace_selector_only_on_the_cluster_kind() -> None:
         ({"tetragon": {"address": "host:99999"}}, "InvalidSpec", "HOST:PORT"),
         ({"agent": {"image": "x", "nodeSelector": {"a": "b c"}}}, "InvalidLabelSelector", "label value"),
         ({"store": {"secretRef": {"name": "s"}}}, "InvalidSpec", "spec.store.secretRef.key"),
-        ({"agent": {}}, "InvalidSpec", "spec.agent.image"),
+        ({"agent": {"image": ""}}, "InvalidSpec", "spec.agent.image"),
     ],
 )
 def test_parse_observer_errors(patch: dict[str, Any], reason: str, needle: str) -> None:

@@ -5,7 +5,10 @@ comments): each rule of a Role or ClusterRole must have a comment on the
 line(s) right above it. Then, per rule:
 
 - no ``*`` in apiGroups, resources or verbs;
-- no Secrets, and no ``escalate``, ``bind`` or ``impersonate``;
+- Secrets only as ``get`` of named Secrets in a namespaced Role (the store
+  Secret, whose resourceVersion rolls the agents): never listed, watched or
+  written, never cluster-wide, never all of a namespace's Secrets;
+- no ``escalate``, ``bind`` or ``impersonate``;
 - no writes to RBAC objects (roles, bindings) at all;
 - cluster-wide (a ClusterRole) no writes to DaemonSets, ConfigMaps,
   ServiceAccounts or Services: those belong in a Role of the agent namespace;
@@ -107,7 +110,12 @@ def problems(rule: Rule, policies: set[str]) -> list[str]:
     if "*" in groups or "*" in verbs or any("*" in res for res in resources):
         out.append("a wildcard")
     if "secrets" in resources:
-        out.append("Secrets")
+        if rule.kind != "Role":
+            out.append("Secrets cluster-wide")
+        if verbs != {"get"}:
+            out.append(f"Secrets: {sorted(verbs - {'get'})} (get only)")
+        if not names:
+            out.append("Secrets without resourceNames (every Secret of the namespace)")
     if verbs & {"escalate", "bind", "impersonate"}:
         out.append(f"escalation verbs {sorted(verbs & {'escalate', 'bind', 'impersonate'})}")
     if names and verbs & NOT_LIMITED_BY_NAME:
@@ -197,7 +205,25 @@ def _role(rules: str, kind: str = "ClusterRole") -> str:
         (
             "  # why\n  - apiGroups: ['']\n    resources: [secrets]\n    verbs: [get]\n",
             "Role",
-            "Secrets",
+            "Secrets without resourceNames",
+        ),
+        (
+            "  # why\n  - apiGroups: ['']\n    resources: [secrets]\n    resourceNames: [a]\n"
+            "    verbs: [get]\n",
+            "ClusterRole",
+            "Secrets cluster-wide",
+        ),
+        (
+            "  # why\n  - apiGroups: ['']\n    resources: [secrets]\n    resourceNames: [a]\n"
+            "    verbs: [get, patch]\n",
+            "Role",
+            "Secrets: ['patch'] (get only)",
+        ),
+        (
+            "  # why\n  - apiGroups: ['']\n    resources: [secrets]\n    resourceNames: [a]\n"
+            "    verbs: [get, watch]\n",
+            "Role",
+            "Secrets: ['watch'] (get only)",
         ),
         (
             "  # why\n  - apiGroups: [apps]\n    resources: [daemonsets]\n    verbs: [create]\n",
@@ -273,6 +299,35 @@ def test_the_same_writes_are_fine_in_a_namespaced_role_or_by_name() -> None:
         "    resourceNames: [ours]\n    verbs: [get, patch]\n"
     )
     assert lint(_role(by_name)) == []
+    one_secret = (
+        "  # the store Secret\n  - apiGroups: ['']\n    resources: [secrets]\n"
+        "    resourceNames: [stellaops-store]\n    verbs: [get]\n"
+    )
+    assert lint(_role(one_secret, "Role")) == []
     # a comment two lines up, above another comment line, still counts; a blank line in between too
     spaced = "  # why\n  # and more\n\n  - apiGroups: ['']\n    resources: [pods]\n    verbs: [list]\n"
     assert lint(_role(spaced)) == []
+
+
+def test_the_operator_may_read_exactly_the_example_store_secret() -> None:
+    """The one Secret rule names the Secret docs/examples/runtimeobserver.yaml references, in its ns."""
+    docs = [d for d in yaml.safe_load_all((MANIFESTS / "operator" / "rbac.yaml").read_text()) if d]
+    secret_rules = [
+        (d["kind"], d["metadata"].get("namespace"), rule)
+        for d in docs
+        if d["kind"] in ROLE_KINDS
+        for rule in d.get("rules") or []
+        if "secrets" in rule.get("resources", [])
+    ]
+    example = [
+        d for d in yaml.safe_load_all((ROOT / "docs" / "examples" / "runtimeobserver.yaml").read_text()) if d
+    ]
+    (observer,) = [d for d in example if d["kind"] == "RuntimeObserver"]
+    ref = observer["spec"]["store"]["secretRef"]
+    assert secret_rules == [
+        (
+            "Role",
+            observer["spec"]["agentNamespace"],
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ref["name"]], "verbs": ["get"]},
+        )
+    ]

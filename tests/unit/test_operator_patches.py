@@ -104,20 +104,34 @@ def test_status_patch_changes_and_removals() -> None:
 
 
 def test_pod_posture_patch_is_one_merge_patch() -> None:
+    deep, full = "stellaops.io/observe-deep", "stellaops.io/observe-full"
     ann = {POSTURE_ANNOTATION: "EbpfDeep", POSTURE_REASON_ANNOTATION: "why"}
-    assert pod_posture_patch(annotations=ann, labels={OBSERVE_LABEL: "true"}, posture="EbpfDeep",
-                             reason="why", observe=True) is None  # fmt: skip
-    p = pod_posture_patch(
-        annotations=ann, labels={OBSERVE_LABEL: "true"}, posture="Passive", reason="r", observe=False
-    )
+    have = {OBSERVE_LABEL: "true", deep: "true", "app": "web"}
+    assert pod_posture_patch(annotations=ann, labels=have, posture="EbpfDeep", reason="why",
+                             level_labels={OBSERVE_LABEL: "true", deep: "true"}) is None  # fmt: skip
+    p = pod_posture_patch(annotations=ann, labels=have, posture="Passive", reason="r", level_labels={})
     assert p == {
         "metadata": {
             "annotations": {POSTURE_ANNOTATION: "Passive", POSTURE_REASON_ANNOTATION: "r"},
-            "labels": {OBSERVE_LABEL: None},
+            "labels": {OBSERVE_LABEL: None, deep: None},  # removed, never "false"; others untouched
         }
     }
-    p = pod_posture_patch(annotations={}, labels={}, posture="ActiveTracing", reason="r", observe=True)
-    assert p is not None and p["metadata"]["labels"] == {OBSERVE_LABEL: "true"}
+    p = pod_posture_patch(
+        annotations=ann,
+        labels=have,
+        posture="ActiveTracing",
+        reason="why",
+        level_labels={OBSERVE_LABEL: "true"},
+    )
+    assert p is not None and p["metadata"]["labels"] == {deep: None}  # lowered: loses the deep label only
+    p = pod_posture_patch(
+        annotations={},
+        labels={},
+        posture="FullInstrumentation",
+        reason="r",
+        level_labels={OBSERVE_LABEL: "true", deep: "true", full: "true"},
+    )
+    assert p is not None and p["metadata"]["labels"] == {OBSERVE_LABEL: "true", deep: "true", full: "true"}
 
 
 def test_labels_patch_removes_stale_feature_labels_only() -> None:

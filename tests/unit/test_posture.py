@@ -4,13 +4,19 @@ The rule under test (docs/operator.md, "Posture"): posture = min(requested,
 policy maximum, node ceiling); requested = the annotation's level, or the
 policy maximum without one; policy maximum = the highest maxLevel of the
 selecting policies, Passive when none selects the pod; node ceiling from its
-ObservationNode, None without one. The observe label is set exactly at
-ActiveTracing and above; an invalid annotation is reported and ignored.
+ObservationNode, None without one, and only what its *working* source
+delivers (Tetragon answering: the kernel's probe kinds; Tetragon's stream
+without its API: Passive; nothing working, the unimplemented native source,
+or an old agent's ``source: tetragon`` beside ``reachable: false``: None).
+One level label per level reached (observe at ActiveTracing, observe-deep at
+EbpfDeep, observe-full at FullInstrumentation); an invalid annotation is
+reported and ignored.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -70,6 +76,7 @@ def cluster_policy(level: Posture, *, name: str = "c", ns_selector: dict | None 
 def observation_node(**caps: Any) -> dict[str, Any]:
     tetragon = caps.pop("tetragon", False)
     source = caps.pop("source", "tetragon" if tetragon else "native")
+    extra = {k: caps.pop(k) for k in ("maxPosture", "maxPostureReason") if k in caps}
     return {
         "apiVersion": "stellaops.io/v1alpha1",
         "kind": "ObservationNode",
@@ -77,6 +84,7 @@ def observation_node(**caps: Any) -> dict[str, Any]:
         "spec": {"nodeName": "node-a"},
         "status": {
             "source": source,
+            **extra,
             "capabilities": {
                 "kernelVersion": "6.1.0-18-amd64",
                 **caps,
@@ -96,17 +104,42 @@ NODES: dict[str, tuple[dict[str, Any] | None, Posture]] = {
         observation_node(tetragon=True, uprobes=True, usdt=True),
         P.FULL_INSTRUMENTATION,
     ),
-    "native-no-btf": (observation_node(bpfPermitted=True, tracepoints=True, uprobes=True), P.PASSIVE),
-    "native-btf": (observation_node(bpfPermitted=True, tracepoints=True, btf=True), P.ACTIVE_TRACING),
-    "native-uprobes": (
-        observation_node(bpfPermitted=True, tracepoints=True, btf=True, uprobes=True),
-        P.EBPF_DEEP,
-    ),
+    # The native source does not exist yet: whatever the kernel allows, nothing observes the node.
+    "native-no-btf": (observation_node(bpfPermitted=True, tracepoints=True, uprobes=True), P.NONE),
     "native-uprobes-usdt": (
         observation_node(bpfPermitted=True, tracepoints=True, btf=True, uprobes=True, usdt=True),
-        P.FULL_INSTRUMENTATION,
+        P.NONE,
     ),
-    "native-bpf-forbidden": (observation_node(bpfPermitted=False, tracepoints=True, btf=True), P.NONE),
+    # issue 16: an agent that could not reach Tetragon said "source: tetragon"; raw BPF
+    # capabilities are no source, so nothing is observed.
+    "old-agent-tetragon-unreachable": (
+        observation_node(
+            source="tetragon", bpfPermitted=True, tracepoints=True, btf=True, uprobes=True, usdt=True
+        ),
+        P.NONE,
+    ),
+    "source-none-all-caps": (
+        observation_node(
+            source="none", bpfPermitted=True, tracepoints=True, btf=True, uprobes=True, usdt=True
+        ),
+        P.NONE,
+    ),
+    # Tetragon's event stream delivers, its API does not answer: the agent says Passive.
+    "stream-without-api": (
+        observation_node(source="tetragon", uprobes=True, usdt=True, maxPosture="Passive"),
+        P.PASSIVE,
+    ),
+    # an agent's own ceiling lowers, never raises
+    "agent-lowers": (
+        observation_node(tetragon=True, uprobes=True, usdt=True, maxPosture="ActiveTracing"),
+        P.ACTIVE_TRACING,
+    ),
+    "agent-cannot-raise": (
+        observation_node(tetragon=True, maxPosture="FullInstrumentation"),
+        P.ACTIVE_TRACING,
+    ),
+    "agent-garbage-ceiling": (observation_node(tetragon=True, uprobes=True, maxPosture="lots"), P.NONE),
+    "agent-says-none": (observation_node(tetragon=True, uprobes=True, maxPosture="None"), P.NONE),
 }
 
 # annotation value (None = absent) -> the level it requests (None = no request)
@@ -171,6 +204,12 @@ def test_every_combination(annotation: str | None, policy_set: str, node_name: s
     expected = min(requested if requested is not None else allowed, allowed, ceiling)
     assert decision.posture == expected
     assert decision.observe_label is (expected >= P.ACTIVE_TRACING)
+    want_labels = {
+        "stellaops.io/observe": expected >= P.ACTIVE_TRACING,
+        "stellaops.io/observe-deep": expected >= P.EBPF_DEEP,
+        "stellaops.io/observe-full": expected >= P.FULL_INSTRUMENTATION,
+    }
+    assert decision.labels == {k: "true" for k, on in want_labels.items() if on}
     assert decision.invalid_level == ("bogus-level" if annotation == "bogus-level" else None)
 
     # the reason names what limited the posture (annotation, then policy, then node on ties)
@@ -255,6 +294,8 @@ def test_node_capabilities_reads_the_observation_node_status() -> None:
         tetragon_version="v1.7.0",
     )
     assert node_capabilities(None) is None
+    with_max = node_capabilities(observation_node(tetragon=True, maxPosture="passive", maxPostureReason="r"))
+    assert with_max is not None and (with_max.agent_max, with_max.agent_max_reason) == (P.PASSIVE, "r")
     # a node whose agent has not reported yet, or reported garbage, is capable of nothing
     empty = node_capabilities({"metadata": {"name": "n"}})
     assert empty is not None and empty.ceiling()[0] == P.NONE
@@ -328,3 +369,65 @@ def test_posture_counts_lists_every_level() -> None:
         "EbpfDeep": 1,
         "FullInstrumentation": 0,
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "ceiling", "why"),
+    [
+        ({"source": "none"}, P.NONE, "Tetragon is unreachable: no source delivers events"),
+        (
+            {"source": "none", "capabilities": {"tetragon": {"reachable": True}}},
+            P.NONE,
+            "Tetragon answers but the agent receives no events from it (source: none)",
+        ),
+        (
+            {"source": "tetragon", "capabilities": {"uprobes": True, "tetragon": {"reachable": False}}},
+            P.NONE,
+            "Tetragon is unreachable: no source delivers events",
+        ),
+        ({"source": "native"}, P.NONE, "the native source is not implemented: nothing observes this node"),
+        (
+            {
+                "source": "tetragon",
+                "maxPosture": "Passive",
+                "capabilities": {"tetragon": {"reachable": False}},
+            },
+            P.PASSIVE,
+            "Tetragon's events arrive but its API does not answer: process events only",
+        ),
+        (
+            {
+                "source": "tetragon",
+                "maxPosture": "ActiveTracing",
+                "maxPostureReason": "stream lost",
+                "capabilities": {"uprobes": True, "tetragon": {"reachable": True}},
+            },
+            P.ACTIVE_TRACING,
+            "stream lost",
+        ),
+    ],
+)
+def test_node_ceiling_says_why(status: dict, ceiling: Posture, why: str) -> None:
+    caps = node_capabilities({"status": status})
+    assert caps is not None and caps.ceiling() == (ceiling, why)
+    # whatever it says, a node whose agent stopped heart-beating claims nothing
+    stale = replace(caps, stale=True).ceiling()
+    assert stale == (P.NONE, "its agent's heartbeat is stale: nothing it reported can be trusted")
+
+
+def test_level_labels_and_the_label_each_level_needs() -> None:
+    from stellaops_runtime.controller.posture import LEVEL_LABEL_KEYS, level_label, level_labels
+
+    assert LEVEL_LABEL_KEYS == (
+        "stellaops.io/observe",
+        "stellaops.io/observe-deep",
+        "stellaops.io/observe-full",
+    )
+    assert level_labels(P.NONE) == level_labels(P.PASSIVE) == {}
+    assert level_labels(P.ACTIVE_TRACING) == {"stellaops.io/observe": "true"}
+    assert level_labels(P.EBPF_DEEP) == {"stellaops.io/observe": "true", "stellaops.io/observe-deep": "true"}
+    assert len(level_labels(P.FULL_INSTRUMENTATION)) == 3
+    assert level_label(P.EBPF_DEEP) == "stellaops.io/observe-deep"
+    for below in (P.NONE, P.PASSIVE):
+        with pytest.raises(ValueError, match="no pod label"):
+            level_label(below)

@@ -27,11 +27,15 @@ from stellaops_runtime.contracts.crds import (
 from stellaops_runtime.controller.naming import canonical_json, sha256_hex
 from stellaops_runtime.controller.render_agent import (
     AGENT_CONFIG_KEY,
+    STORE_SECRET_ANNOTATION,
     agent_capabilities,
     agent_resource_name,
+    default_capabilities,
     probe_configmap_name,
     render_agent_objects,
+    store_secret_token,
 )
+from stellaops_runtime.image import IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 UID = "6f1d0a0e-3c3b-4f57-9a53-0e5cfd1c2f11"
@@ -42,7 +46,9 @@ BASE: dict[str, Any] = {
 # The documented grant (docs/operator.md, "The agent DaemonSet"): nothing more. With Tetragon
 # as the source (what a RuntimeObserver renders) the agent loads no eBPF program itself.
 CAPABILITIES = {"SYS_PTRACE"}
-NATIVE_CAPABILITIES = {"BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"}
+# SYS_RESOURCE (memlock before 5.11) is never a default: a node whose bounding set lacks it
+# cannot start the container at all (issue 16); spec.agent.capabilities adds it where needed.
+NATIVE_CAPABILITIES = {"BPF", "PERFMON", "SYS_PTRACE"}
 SPOOL_DIR = "/var/lib/stellaops-runtime/spool"
 MOUNTS = {
     ("config", "/etc/stellaops-runtime/agent", True),
@@ -282,7 +288,94 @@ def test_capabilities_follow_the_event_source() -> None:
     (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
     native = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]
     assert set(native["add"]) == NATIVE_CAPABILITIES and native["drop"] == ["ALL"]
-    assert agent_capabilities("tetragon") == ["SYS_PTRACE"]
+    assert agent_capabilities("tetragon") == default_capabilities("tetragon") == ["SYS_PTRACE"]
+    assert "SYS_RESOURCE" not in default_capabilities("native")
+
+
+@pytest.mark.parametrize("source", ["tetragon", "native"])
+def test_spec_capabilities_replace_the_default_of_the_source(source: Any) -> None:
+    def caps(spec: dict[str, Any]) -> dict[str, Any]:
+        objs = render_agent_objects(
+            name="default", uid=UID, namespace="ns", spec=parse_observer_spec(spec), source=source
+        )
+        (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
+        return ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]
+
+    # exactly what is asked for, sorted, whatever the source; everything else still dropped
+    asked = caps(with_("agent.capabilities", ["SYS_RESOURCE", "BPF", "PERFMON", "SYS_PTRACE"]))
+    assert asked == {"drop": ["ALL"], "add": ["BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"]}
+    # an empty list is "none at all", not "the default"
+    assert caps(with_("agent.capabilities", [])) == {"drop": ["ALL"], "add": []}
+    assert caps(BASE)["add"] == default_capabilities(source)
+
+
+@pytest.mark.parametrize(
+    ("caps", "reason"),
+    [
+        (["CAP_SYS_PTRACE"], "InvalidSpec"),  # Kubernetes' spelling is without CAP_
+        (["sys_ptrace"], "InvalidSpec"),
+        (["ALL"], "InvalidSpec"),
+        (["SYS_PTRACE\x00"], "InvalidSpec"),
+        ("SYS_PTRACE", "InvalidSpec"),  # a string is not a list
+        ([1], "InvalidSpec"),
+        (["SYS_PTRACE", "SYS_PTRACE"], "DuplicateEntry"),
+    ],
+)
+def test_invalid_capabilities_are_spec_errors(caps: Any, reason: str) -> None:
+    from stellaops_runtime.contracts.crds import SpecError
+
+    with pytest.raises(SpecError) as err:
+        parse_observer_spec(with_("agent.capabilities", caps))
+    assert err.value.reason == reason
+
+
+def test_the_image_defaults_to_this_release() -> None:
+    spec = copy.deepcopy(BASE)
+    del spec["agent"]
+    assert pod_spec(render(spec))["containers"][0]["image"] == IMAGE
+    assert pod_spec(render(with_("agent", {"pullPolicy": "Always"})))["containers"][0]["image"] == IMAGE
+    mirror = "registry.example/stellaops-runtime@sha256:" + "ab" * 32
+    assert pod_spec(render(with_("agent.image", mirror)))["containers"][0]["image"] == mirror
+
+
+def _secret(uid: str, rv: str, data: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": "stellaops-store", "uid": uid, "resourceVersion": rv}, "data": data or {}}
+
+
+def test_store_secret_version_goes_into_the_pod_template_without_its_content() -> None:
+    def template(token: str | None, spec: dict[str, Any] = BASE) -> dict[str, Any]:
+        objs = render_agent_objects(
+            name="default", uid=UID, namespace="ns", spec=parse_observer_spec(spec), store_secret=token
+        )
+        (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
+        return ds["spec"]["template"]["metadata"]["annotations"]
+
+    secret = _secret("u1", "100", {"url": "cG9zdGdyZXM6Ly9zM2NyM3Q="})
+    first = template(store_secret_token(secret))
+    assert set(first) == {CONFIG_HASH_ANNOTATION, STORE_SECRET_ANNOTATION}
+    # a new version (new resourceVersion, or the Secret re-created) changes the template: a roll
+    assert (
+        template(store_secret_token(_secret("u1", "101")))[STORE_SECRET_ANNOTATION]
+        != first[STORE_SECRET_ANNOTATION]
+    )
+    assert (
+        template(store_secret_token(_secret("u2", "100")))[STORE_SECRET_ANNOTATION]
+        != first[STORE_SECRET_ANNOTATION]
+    )
+    # the same version gives the same template; the config hash does not depend on the Secret
+    assert template(store_secret_token(copy.deepcopy(secret))) == first
+    assert template(store_secret_token(None))[CONFIG_HASH_ANNOTATION] == first[CONFIG_HASH_ANNOTATION]
+    assert store_secret_token(None) == "absent"
+    # pointing at another Secret rolls too, even at an equal version
+    other = with_("store.secretRef", {"name": "other", "key": "url"})
+    assert (
+        template(store_secret_token(secret), other)[STORE_SECRET_ANNOTATION] != first[STORE_SECRET_ANNOTATION]
+    )
+    # nothing of the content: the annotation is the same whatever the data
+    assert template(store_secret_token(_secret("u1", "100", {"url": "b3RoZXI="}))) == first
+    assert "cG9zdGdyZXM6Ly9zM2NyM3Q=" not in canonical_json(first)
+    # no token, no annotation (a caller that did not read the Secret)
+    assert set(template(None)) == {CONFIG_HASH_ANNOTATION}
 
 
 def test_spool_survives_the_pod_and_shutdown_has_time_to_spool() -> None:

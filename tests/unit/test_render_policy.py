@@ -27,12 +27,19 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.naming import canonical_json
 from stellaops_runtime.controller.policy_templates import TEMPLATE_NAMES, load_template
+from stellaops_runtime.controller.posture import (
+    OBSERVE_DEEP_LABEL,
+    Posture,
+    level_labels,
+    selector_matches,
+)
 from stellaops_runtime.controller.render_policy import (
     NAMESPACE_PSEUDO_LABEL,
     PROBE_CONFIG_KEY,
     probe_entry_key,
     render_policy,
     render_probe_configmap,
+    stacks_policy_name,
     tetragon_policy_names,
 )
 
@@ -121,7 +128,10 @@ def test_tracingpolicies_dir_is_the_packaged_templates() -> None:
 def test_full_policy_renders_valid_owned_objects(kind: str, validators: dict) -> None:
     r = render(FULL, kind=kind)
     syscalls_name, uprobes_name = tetragon_policy_names(name="web")
-    assert [o["metadata"]["name"] for o in r.tracing_policies] == [syscalls_name, uprobes_name]
+    stacks_name = stacks_policy_name(name="web")
+    assert [o["metadata"]["name"] for o in r.tracing_policies] == [syscalls_name, stacks_name, uprobes_name]
+    parts = [o["metadata"]["labels"]["stellaops.io/policy-part"] for o in r.tracing_policies]
+    assert parts == ["syscalls", "syscalls-stacks", "uprobes"]
     for obj in r.tracing_policies:
         assert_valid_tetragon(obj, validators)
         meta = obj["metadata"]
@@ -145,24 +155,28 @@ def test_full_policy_renders_valid_owned_objects(kind: str, validators: dict) ->
             }
         ]
         spec = obj["spec"]
-        assert spec["podSelector"]["matchLabels"] == {"app": "web", OBSERVE_LABEL: "true"}
+        level_label = OBSERVE_LABEL if meta["name"] == syscalls_name else OBSERVE_DEEP_LABEL
+        assert spec["podSelector"]["matchLabels"] == {"app": "web", level_label: "true"}
         assert spec["options"] == [{"name": "policy-mode", "value": "monitor"}]
         assert "hostSelector" not in spec
 
 
 def test_syscalls_become_kprobes_with_rate_limit_and_stacks() -> None:
-    kprobes = render(FULL).tracing_policies[0]["spec"]["kprobes"]
-    assert [k["call"] for k in kprobes] == ["sys_execve", "sys_open", "sys_openat"]  # sorted
-    assert all(k["syscall"] is True for k in kprobes)
+    plain, stacked = (o["spec"]["kprobes"] for o in render(FULL).tracing_policies[:2])
+    for kprobes in (plain, stacked):
+        assert [k["call"] for k in kprobes] == ["sys_execve", "sys_open", "sys_openat"]  # sorted
+        assert all(k["syscall"] is True for k in kprobes)
+        # open exists on x86_64 only: the arm64 nodes skip it instead of failing the whole policy
+        assert [k.get("ignore") for k in kprobes] == [None, {"callNotFound": True}, None]
+    # stack traces only in the object for EbpfDeep pods
     post = {"action": "Post", "rateLimit": "1m", "kernelStackTrace": True, "userStackTrace": True}
-    assert all(k["selectors"] == [{"matchActions": [post]}] for k in kprobes)
-    # open exists on x86_64 only: the arm64 nodes skip it instead of failing the whole policy
-    assert [k.get("ignore") for k in kprobes] == [None, {"callNotFound": True}, None]
+    assert all(k["selectors"] == [{"matchActions": [post]}] for k in stacked)
+    assert all(k["selectors"] == [{"matchActions": [{"action": "Post", "rateLimit": "1m"}]}] for k in plain)
 
 
 def test_uprobes_on_node_paths_only_without_stacks() -> None:
     r = render(FULL)
-    uprobes = r.tracing_policies[1]["spec"]["uprobes"]
+    uprobes = r.tracing_policies[2]["spec"]["uprobes"]
     assert uprobes == [
         {
             "path": "/procRoot/1/root/usr/bin/python3.11",
@@ -176,7 +190,7 @@ def test_uprobes_on_node_paths_only_without_stacks() -> None:
         },
     ]
     assert any("cilium/tetragon#5695" in n for n in r.notes)
-    host_tetragon = render({**FULL, "tetragonHostRoot": ""}).tracing_policies[1]["spec"]["uprobes"]
+    host_tetragon = render({**FULL, "tetragonHostRoot": ""}).tracing_policies[2]["spec"]["uprobes"]
     assert host_tetragon[0]["path"] == "/usr/bin/python3.11"
 
 
@@ -227,7 +241,7 @@ def test_probe_entry_carries_what_native_probes_need() -> None:
         "stackTraces": {"kernel": True, "user": True},
         "rateLimit": "1m",
         "rateLimitSeconds": 60,
-        "tetragonPolicies": ["stellaops-web", "stellaops-web-uprobes"],
+        "tetragonPolicies": ["stellaops-web", "stellaops-web-stacks", "stellaops-web-uprobes"],
     }
 
 
@@ -237,8 +251,8 @@ def test_probe_entry_carries_what_native_probes_need() -> None:
         ("None", [], 0, False),
         ("Passive", [], 0, False),
         ("ActiveTracing", ["stellaops-web"], 0, False),
-        ("EbpfDeep", ["stellaops-web", "stellaops-web-uprobes"], 3, True),
-        ("FullInstrumentation", ["stellaops-web", "stellaops-web-uprobes"], 3, True),
+        ("EbpfDeep", ["stellaops-web", "stellaops-web-stacks", "stellaops-web-uprobes"], 3, True),
+        ("FullInstrumentation", ["stellaops-web", "stellaops-web-stacks", "stellaops-web-uprobes"], 3, True),
     ],
 )
 def test_max_level_caps_what_is_rendered(
@@ -253,7 +267,10 @@ def test_max_level_caps_what_is_rendered(
     assert len(r.unresolved_functions) == (1 if functions else 0)
     if objects:
         post = r.tracing_policies[0]["spec"]["kprobes"][0]["selectors"][0]["matchActions"][0]
-        assert ("kernelStackTrace" in post) is stacks
+        assert "kernelStackTrace" not in post  # the plain syscall object never carries stacks
+        kprobes = [o["spec"]["kprobes"] for o in r.tracing_policies if "kprobes" in o["spec"]]
+        posts = [k[0]["selectors"][0]["matchActions"][0] for k in kprobes]
+        assert len([post for post in posts if "kernelStackTrace" in post]) == (1 if stacks else 0)
     if level in ("None", "Passive"):
         assert r.probe_entry["syscalls"] == [] and any("need ActiveTracing" in n for n in r.notes)
     if level == "ActiveTracing":
@@ -384,3 +401,44 @@ def test_probe_configmap_is_byte_identical_for_the_same_entries() -> None:
     unowned = render_probe_configmap(name="p", namespace="n", entries={}, owner=None)
     assert "ownerReferences" not in unowned["metadata"]
     assert json.loads(unowned["data"][PROBE_CONFIG_KEY])["policies"] == {}
+
+
+# ---------------------------------------------------------------- level-aware selection
+
+
+def _hooked(rendered: Any, posture: Posture, labels: dict[str, str]) -> dict[str, list[str]]:
+    """Which objects select a pod with ``labels`` at ``posture`` (as Tetragon evaluates podSelector)."""
+    pod = {**labels, **level_labels(posture)}
+    out: dict[str, list[str]] = {}
+    for obj in rendered.tracing_policies:
+        if selector_matches(obj["spec"]["podSelector"], pod):
+            probes = obj["spec"].get("kprobes") or obj["spec"].get("uprobes") or []
+            out[obj["metadata"]["name"]] = [p.get("call") or p["path"] for p in probes]
+    return out
+
+
+@pytest.mark.parametrize("kind", [POLICY_KIND, CLUSTER_POLICY_KIND])
+def test_each_part_selects_only_pods_at_the_level_its_probes_need(kind: str, validators: dict) -> None:
+    """A pod lowered to ActiveTracing gets the syscall kprobes, not the uprobes nor the stack traces.
+
+    Each pod is hooked by exactly one syscall object: a syscall is never counted twice.
+    """
+    r = render(FULL, kind=kind)
+    for obj in r.tracing_policies:
+        assert_valid_tetragon(obj, validators)
+    web = {"app": "web"}
+    assert _hooked(r, Posture.NONE, web) == {}
+    assert _hooked(r, Posture.PASSIVE, web) == {}
+    active = _hooked(r, Posture.ACTIVE_TRACING, web)
+    assert list(active) == ["stellaops-web"]
+    for level in (Posture.EBPF_DEEP, Posture.FULL_INSTRUMENTATION):
+        assert list(_hooked(r, level, web)) == ["stellaops-web-stacks", "stellaops-web-uprobes"]
+    assert _hooked(r, Posture.FULL_INSTRUMENTATION, {"app": "db"}) == {}  # the user's selector still applies
+    # without stack traces the syscall object serves every level from ActiveTracing up
+    plain = render({**FULL, "stackTraces": {"kernel": False, "user": False}}, kind=kind)
+    assert [o["metadata"]["name"] for o in plain.tracing_policies] == [
+        "stellaops-web",
+        "stellaops-web-uprobes",
+    ]
+    assert list(_hooked(plain, Posture.ACTIVE_TRACING, web)) == ["stellaops-web"]
+    assert list(_hooked(plain, Posture.EBPF_DEEP, web)) == ["stellaops-web", "stellaops-web-uprobes"]

@@ -9,14 +9,18 @@ from typing import Any
 import pytest
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
+from stellaops_runtime.controller.policy_state import policy_state as _policy_state
 from stellaops_runtime.controller.rollout import (
     FEATURE_LABEL_KEYS,
     MAX_MESSAGE_CHARS,
     fold_rollout,
     index_nodes,
+    is_stale,
     node_feature_labels,
     parse_time,
+    unreachable_nodes,
 )
+from stellaops_runtime.controller.settings import ControllerConfig
 
 NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
 FRESH = "2026-11-24T09:59:30Z"
@@ -324,3 +328,152 @@ def test_feature_labels_are_valid_label_values_whatever_the_node_reports() -> No
     assert labels[FEATURE_LABEL_PREFIX + "kernel-version"].startswith(
         "5.15.0-1034-azure-41-20.04.1-Ubuntu-SMP"
     )
+
+
+# ---------------------------------------------------------------- Tetragon unreachable (issue 16)
+
+
+def unreachable(name: str, since: str | None, message: str = "Tetragon at x:1 does not answer") -> dict:
+    """A fresh node whose agent reports Tetragon unreachable, as node_status.build_status writes it."""
+    n = node(name, [])
+    n["status"]["source"] = "none"
+    n["status"]["capabilities"] = {"uprobes": True, "tetragon": {"reachable": False, "address": "x:1"}}
+    if since is not None:
+        n["status"]["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "TetragonUnreachable",
+                "message": message,
+                "lastTransitionTime": since,
+            }
+        ]
+    return n
+
+
+def _state(
+    nodes: list[dict], *, after: float = 120.0, names: list[str] | None = None
+) -> tuple[str, str, str]:
+    names = ["stellaops-web", "stellaops-web-uprobes"] if names is None else names
+    reports = index_nodes(nodes, now=NOW, stale_after_seconds=120)
+    rollout = fold_rollout(
+        tetragon_policies=[("shop", n) for n in names],
+        nodes=(),
+        now=NOW,
+        stale_after_seconds=120,
+        reports=reports,
+    )
+    overdue, recent = unreachable_nodes(reports, now=NOW, after_seconds=after)
+    return _policy_state(
+        names=names,
+        rollout=rollout,
+        errors=[],
+        missing_crd=False,
+        unreachable=(overdue, recent) if names else ([], []),
+        unreachable_after=after,
+    )
+
+
+def test_an_unreachable_node_is_pending_with_a_failure_entry_saying_since_when() -> None:
+    r = fold([unreachable("a", "2026-11-24T09:59:00Z"), node("b", [loaded("stellaops-web", "ENABLED")])])
+    assert (r["nodesPending"], r["nodesTotal"]) == (2, 2)
+    assert r["failures"] == [
+        {
+            "node": "a",
+            "policy": "shop/stellaops-web",
+            "state": "TetragonUnreachable",
+            "message": (
+                "the agent cannot reach Tetragon since 2026-11-24T09:59:00Z: Tetragon at x:1 does not answer"
+            ),
+        }
+    ]
+    # a stale node is stale, whatever it said about Tetragon
+    stale = unreachable("c", "2026-11-24T09:00:00Z")
+    stale["status"]["heartbeatTime"] = STALE
+    assert fold([stale])["failures"] == [] and fold([stale])["nodesStale"] == 1
+
+
+def test_unreachable_for_a_bounded_time_makes_the_policy_degraded_naming_the_node() -> None:
+    assert ControllerConfig().tetragon_unreachable_seconds == 120.0  # the documented default
+    within = [unreachable("node-a", "2026-11-24T09:59:00Z")]  # 60 s before NOW
+    state, reason, message = _state(within)
+    assert (state, reason) == ("Progressing", "RollingOut")
+    assert message == "0/1 nodes running, 1 pending (1 with Tetragon unreachable: Degraded after 120s)"
+    state, reason, message = _state(within, after=60)  # the bound is inclusive
+    assert (state, reason) == ("Degraded", "TetragonUnreachable")
+    assert message == (
+        "1/1 nodes cannot reach Tetragon for 60s or more, so the policy is not loaded there: "
+        "node-a since 2026-11-24T09:59:00Z (Tetragon at x:1 does not answer); 0/1 nodes running"
+    )
+    # one node running, one down for long: still Degraded, and it names only the one down
+    running = node("node-b", [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ENABLED")])
+    state, reason, message = _state([unreachable("node-a", "2026-11-24T09:00:00Z"), running])
+    assert (state, reason) == ("Degraded", "TetragonUnreachable") and "node-b" not in message
+    assert message.endswith("1/2 nodes running")
+    # an agent that does not say since when: nothing it reports makes the policy load sooner
+    assert _state([unreachable("node-a", None)])[1] == "TetragonUnreachable"
+    # a load error is named first
+    failed = node(
+        "node-c", [loaded("stellaops-web", "LOAD_ERROR", "bad"), loaded("stellaops-web-uprobes", "ENABLED")]
+    )
+    state, reason, message = _state([unreachable("node-a", "2026-11-24T09:00:00Z"), failed])
+    assert reason == "LoadFailed" and "node-c: shop/stellaops-web LOAD_ERROR: bad" in message
+    # Tetragon back: the policies load and the policy is Ready
+    back = node("node-a", [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ENABLED")])
+    assert _state([back])[:2] == ("Ready", "RolledOut")
+    # a policy with nothing for Tetragon to load does not wait on Tetragon
+    assert _state([unreachable("node-a", "2026-11-24T09:00:00Z")], names=[])[0] == "Ready"
+
+
+def test_many_unreachable_nodes_are_summarised() -> None:
+    nodes = [unreachable(f"n{i}", "2026-11-24T09:00:00Z", message="") for i in range(5)]
+    _, reason, message = _state(nodes)
+    assert reason == "TetragonUnreachable"
+    assert message.startswith("5/5 nodes cannot reach Tetragon") and "n2 since" in message
+    assert "n3" not in message and "and 2 more" in message
+
+
+def test_feature_labels_follow_the_working_source_not_the_kernel() -> None:
+    """Issue 16: Tetragon unreachable, no native probes: max-posture None, source none."""
+    caps = {
+        "btf": True,
+        "bpfPermitted": True,
+        "tracepoints": True,
+        "uprobes": True,
+        "kprobes": True,
+        "usdt": True,
+        "tetragon": {"reachable": False},
+    }
+    p = FEATURE_LABEL_PREFIX
+    for status in ({"source": "tetragon", "capabilities": caps}, {"source": "none", "capabilities": caps}):
+        labels = node_feature_labels({"status": status})
+        assert (labels[p + "source"], labels[p + "max-posture"]) == ("none", "None")
+        assert labels[p + "uprobes"] == "true"  # the kernel's capability is still reported as such
+    passive = node_feature_labels(
+        {"status": {"source": "tetragon", "maxPosture": "Passive", "capabilities": caps}}
+    )
+    assert (passive[p + "source"], passive[p + "max-posture"]) == ("tetragon", "Passive")
+    back = node_feature_labels(
+        {"status": {"source": "tetragon", "capabilities": caps | {"tetragon": {"reachable": True}}}}
+    )
+    assert (back[p + "source"], back[p + "max-posture"]) == ("tetragon", "FullInstrumentation")
+
+
+def test_a_stale_node_claims_nothing() -> None:
+    obs = {
+        "status": {
+            "source": "tetragon",
+            "heartbeatTime": STALE,
+            "capabilities": {"uprobes": True, "tetragon": {"reachable": True}},
+        }
+    }
+    assert is_stale(obs, now=NOW, stale_after_seconds=120)
+    assert not is_stale(
+        {**obs, "status": {**obs["status"], "heartbeatTime": FRESH}}, now=NOW, stale_after_seconds=120
+    )
+    assert is_stale({"status": {}}, now=NOW.replace(tzinfo=None), stale_after_seconds=120)
+    assert is_stale({"status": {"heartbeatTime": "yesterday"}}, now=NOW, stale_after_seconds=120)
+    p = FEATURE_LABEL_PREFIX
+    assert node_feature_labels(obs)[p + "max-posture"] == "EbpfDeep"
+    stale = node_feature_labels(obs, stale=True)
+    assert (stale[p + "max-posture"], stale[p + "source"]) == ("None", "none")

@@ -6,7 +6,18 @@ its status current:
 
 - ``capabilities``: kernel facts detected once at start-up, plus Tetragon's
   reachability and version, re-checked on every poll;
-- ``source``: the event source in use (``tetragon``; ``native`` probes are a later stage);
+- ``source``: the event source that works *now*, re-decided on every poll
+  (``working_source``): ``tetragon`` when Tetragon answers (and, when the
+  agent's event stream is known, that stream is connected), or when the
+  stream delivers while Tetragon's API does not answer; ``none`` otherwise.
+  Kernel capabilities alone are no source (``native`` probes are a later
+  stage and never reported);
+- ``maxPosture`` / ``maxPostureReason``: the highest posture that source
+  delivers now: with Tetragon answering, what the kernel's probe kinds allow
+  (``posture.NodeCapabilities.capability_ceiling``); with only its event
+  stream (API down), ``Passive`` (process events still arrive, policy load
+  states cannot be read); with no working source, ``None``. The operator
+  never lets a node's pods go above it;
 - ``policies``: Tetragon's ListTracingPolicies on this node (state without
   ``TP_STATE_``, error message, sensors, kernel memory): the only per-node
   truth about policy loading, which the operator folds into each policy's
@@ -30,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import grpc
@@ -45,8 +56,10 @@ from stellaops_runtime.agent.capabilities import (
 )
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
+from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.conditions import condition, merge_conditions, now_rfc3339
+from stellaops_runtime.controller.posture import NodeCapabilities
 from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
 from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
 
@@ -66,16 +79,62 @@ class NodeStatusStats:
     last_write: float = 0.0  # monotonic time of the last status write (0: never)
 
 
+class StreamState(Protocol):
+    """The agent's event source as the writer sees it (the sources' stats objects)."""
+
+    connected: bool
+
+
+def working_source(
+    *, capabilities: Capabilities, tetragon: TetragonInfo, stream_connected: bool | None
+) -> tuple[str, Posture, str]:
+    """``(source, max posture, why)`` of what delivers events on this node now.
+
+    ``stream_connected`` is whether the agent's event stream is connected
+    (None when the writer is not told: Tetragon answering is then taken as
+    the stream working).
+    """
+    address = redact(tetragon.address)
+    if tetragon.reachable and stream_connected is not False:
+        caps = NodeCapabilities(
+            source="tetragon", tetragon_reachable=True, uprobes=capabilities.uprobes, usdt=capabilities.usdt
+        )
+        level, why = caps.capability_ceiling()
+        return "tetragon", level, why
+    if stream_connected:
+        why = f"Tetragon's events arrive but its API at {address} does not answer: process events only"
+        return "tetragon", Posture.PASSIVE, why
+    if tetragon.reachable:
+        return (
+            "none",
+            Posture.NONE,
+            f"Tetragon at {address} answers but the agent's event stream is not connected",
+        )
+    error = redact(tetragon.error) or "no answer"
+    return "none", Posture.NONE, f"no event source works: Tetragon at {address} does not answer: {error}"
+
+
 def build_status(
     *,
     capabilities: Capabilities,
     tetragon: TetragonInfo,
-    source: str,
+    source: str | None = None,
     policies: list[dict[str, Any]] | None,
     existing_conditions: list[dict[str, Any]] | None,
     now: str,
+    stream_connected: bool | None = None,
 ) -> dict[str, Any]:
-    """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal)."""
+    """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
+
+    ``source`` and ``maxPosture`` come from ``working_source``; a ``source``
+    given by the caller can only lower what it finds (anything but a working
+    ``tetragon`` is reported as ``none`` with posture None).
+    """
+    found, max_posture, max_why = working_source(
+        capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected
+    )
+    if source is not None and source != found and found != "none":
+        found, max_posture, max_why = "none", Posture.NONE, f"source {source!r} is not working"
     caps = capabilities.to_status()
     caps["tetragon"] = tetragon.to_status()
     address = redact(tetragon.address)  # conditions are readable cluster-wide
@@ -97,7 +156,9 @@ def build_status(
         )
     status: dict[str, Any] = {
         "agentVersion": __version__,
-        "source": source,
+        "source": found,
+        "maxPosture": max_posture.value,
+        "maxPostureReason": max_why[:1024],
         "capabilities": caps,
         "policies": policies or [],
         "conditions": merge_conditions(existing_conditions, [ready], now=now),
@@ -114,7 +175,7 @@ class ObservationNodeWriter:
         node_name: str,
         config: ObservationNodeConfig,
         tetragon: TetragonConfig,
-        source: str = "tetragon",
+        stream: StreamState | None = None,
         root: Path = Path("/"),
         try_bpf: bool = True,
         poll_seconds: float | None = None,
@@ -122,7 +183,7 @@ class ObservationNodeWriter:
         self.node_name = node_name
         self.config = config
         self.tetragon = tetragon
-        self.source = source
+        self.stream = stream  # the agent's event source (its ``connected``), when the agent wires it
         self.root = root
         self.try_bpf = try_bpf
         self.poll_seconds = poll_seconds or max(
@@ -245,11 +306,16 @@ class ObservationNodeWriter:
         status = build_status(
             capabilities=self.capabilities,
             tetragon=tetragon,
-            source=self.source,
             policies=policies,
             existing_conditions=self._conditions,
             now=now_rfc3339(),
+            stream_connected=bool(self.stream.connected) if self.stream is not None else None,
         )
+        if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):
+            log.info(
+                "ObservationNode %s: source %s, posture ceiling %s (%s)",
+                self.node_name, status["source"], status["maxPosture"], status["maxPostureReason"],
+            )  # fmt: skip
         now = time.monotonic()
         changed = status != self._written
         due = now - self._beat_at >= self.config.heartbeat_seconds

@@ -6,6 +6,12 @@ runs in the operator Deployment and from a laptop against any cluster.
 Leader election is kopf's peering (``--peering``, default ``stellaops-runtime``;
 the ClusterKopfPeering object is created when missing); ``--standalone``
 runs without it (one replica only!).
+
+A replica's peering identity is its pod name (``$POD_NAME`` from the downward
+API, as the Deployment sets it), else ``host/pid/start-time``
+(``operator_identity``). kopf's own default asks the password database for the
+user name (``getpass.getuser()``), which fails under a uid without a passwd
+entry, as a restricted PodSecurity profile or ``runAsUser: 65532`` chooses.
 """
 
 from __future__ import annotations
@@ -13,11 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
+import socket
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.redact import redact_error
+
+if TYPE_CHECKING:
+    from stellaops_runtime.controller.settings import ControllerConfig
 
 log = logging.getLogger("stellaops_runtime.operator")
 
@@ -97,22 +110,70 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="an ObservationNode without a heartbeat for this long is stale (default 90)",
     )
+    p.add_argument(
+        "--tetragon-unreachable-seconds",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="a policy turns Degraded (TetragonUnreachable) once a selected node's agent has "
+        "reported Tetragon unreachable for this long (default 120)",
+    )
     p.set_defaults(func=run)
 
 
+class _AtDebug(logging.Filter):
+    """Re-levels a logger's records to DEBUG: shown only when the root logger is at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def operator_identity(env: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """This replica's peering identity, without the password database (see the module docstring).
+
+    The pod name when ``$POD_NAME`` is set (unique among the replicas, stable over
+    a container restart); else the host name, pid and start time, unique per process.
+    """
+    env = os.environ if env is None else env
+    pod = (env.get("POD_NAME") or "").strip()
+    if pod:
+        return pod
+    host = socket.gethostname() or "localhost"
+    return f"{host}/{os.getpid()}/{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.coalesce_seconds < 0 or args.stale_after_seconds <= 0:
+    if args.coalesce_seconds < 0 or args.stale_after_seconds <= 0 or args.tetragon_unreachable_seconds <= 0:
         print(
-            "stella-runtime operator: --coalesce-seconds >= 0 and --stale-after-seconds > 0", file=sys.stderr
+            "stella-runtime operator: --coalesce-seconds >= 0, --stale-after-seconds > 0 and "
+            "--tetragon-unreachable-seconds > 0",
+            file=sys.stderr,
         )
         return exitcodes.ERROR
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # kopf logs "Handler ... succeeded" for every watch event of every pod at INFO.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # The liveness/readiness probes' requests (kopf's health server, aiohttp's access log) at DEBUG.
+    access = logging.getLogger("aiohttp.access")
+    if not any(isinstance(f, _AtDebug) for f in access.filters):
+        access.addFilter(_AtDebug())
     try:
         return asyncio.run(run_operator(args))
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
+
+
+def controller_config(args: argparse.Namespace) -> ControllerConfig:
+    """The operator's settings from its command line."""
+    from stellaops_runtime.controller.settings import ControllerConfig
+
+    return ControllerConfig(
+        kubeconfig=args.kubeconfig,
+        coalesce_seconds=args.coalesce_seconds,
+        stale_after_seconds=args.stale_after_seconds,
+        tetragon_unreachable_seconds=args.tetragon_unreachable_seconds,
+    )
 
 
 async def run_operator(args: argparse.Namespace) -> int:
@@ -120,14 +181,10 @@ async def run_operator(args: argparse.Namespace) -> int:
 
     from stellaops_runtime.controller.handlers import build_registry
     from stellaops_runtime.controller.reconcile import Reconciler
-    from stellaops_runtime.controller.settings import DEFAULT_PEERING, ControllerConfig, operator_settings
+    from stellaops_runtime.controller.settings import DEFAULT_PEERING, operator_settings
     from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
 
-    config = ControllerConfig(
-        kubeconfig=args.kubeconfig,
-        coalesce_seconds=args.coalesce_seconds,
-        stale_after_seconds=args.stale_after_seconds,
-    )
+    config = controller_config(args)
     peering = args.peering or DEFAULT_PEERING
     priority = args.priority if args.priority is not None else random.SystemRandom().randint(1, 2**31 - 2)
     try:
@@ -136,8 +193,11 @@ async def run_operator(args: argparse.Namespace) -> int:
         print(f"stella-runtime operator: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
     log.info("Kubernetes API %s (%s)", kube.connection.shown_server, kube.connection.source)
+    identity = operator_identity()
     if not args.standalone:
-        log.info("leader election through ClusterKopfPeering %s, priority %d", peering, priority)
+        log.info(
+            "leader election through ClusterKopfPeering %s as %s, priority %d", peering, identity, priority
+        )
     try:
         if not args.standalone:
             try:
@@ -154,6 +214,7 @@ async def run_operator(args: argparse.Namespace) -> int:
             registry=build_registry(config),
             settings=operator_settings(peering=peering, standalone=args.standalone, priority=priority),
             memo=kopf.Memo(reconciler=reconciler),
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             liveness_endpoint=args.liveness,

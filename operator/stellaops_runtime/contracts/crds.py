@@ -24,6 +24,7 @@ from packageurl import PackageURL
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
+from stellaops_runtime.image import IMAGE
 
 GROUP = "stellaops.io"
 VERSION = "v1alpha1"
@@ -43,7 +44,11 @@ TETRAGON_NAMESPACED_KIND, TETRAGON_NAMESPACED_PLURAL = "TracingPolicyNamespaced"
 OBSERVE_LEVEL_ANNOTATION = "stellaops.io/observe-level"  # set by users on pods
 POSTURE_ANNOTATION = "stellaops.io/observe-posture"  # written by the operator: effective posture
 POSTURE_REASON_ANNOTATION = "stellaops.io/observe-posture-reason"
-OBSERVE_LABEL = "stellaops.io/observe"  # "true" exactly when eBPF tracing applies
+OBSERVE_LABEL = "stellaops.io/observe"  # "true" exactly when eBPF tracing applies (ActiveTracing or more)
+OBSERVE_DEEP_LABEL = "stellaops.io/observe-deep"  # "true" at EbpfDeep or more
+OBSERVE_FULL_LABEL = "stellaops.io/observe-full"  # "true" at FullInstrumentation
+# Written by the operator from the computed posture: a policy's podSelector may not use them.
+LEVEL_LABEL_KEYS = (OBSERVE_LABEL, OBSERVE_DEEP_LABEL, OBSERVE_FULL_LABEL)
 MANAGED_BY = ("app.kubernetes.io/managed-by", "stellaops-runtime")
 FEATURE_LABEL_PREFIX = "feature.stellaops.io/"
 CONFIG_HASH_ANNOTATION = "stellaops.io/config-hash"  # on the agent pod template
@@ -161,14 +166,37 @@ class Resources(_Model):
     limits: dict[str, Quantity] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
 
+# Linux capabilities a container can add, as Kubernetes writes them (without ``CAP_``).
+LINUX_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)  # fmt: skip
+Capability = Literal[
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+]  # fmt: skip
+
+
 class AgentSpec(_Model):
-    image: str = Field(min_length=1)
+    # Unset: this release's image (stellaops_runtime.image.IMAGE), so agents follow operator upgrades.
+    image: str = Field(IMAGE, min_length=1)
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", alias="pullPolicy")
     resources: Resources = Field(default_factory=Resources)  # type: ignore[arg-type]
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
     # None: tolerate every taint (a node agent belongs on every node); [] tolerates none.
     tolerations: tuple[Toleration, ...] | None = None
     priority_class_name: str | None = Field(None, alias="priorityClassName")
+    # None: the default of the agent's source (controller.render_agent.default_capabilities);
+    # else exactly these are added, all others dropped.
+    capabilities: tuple[Capability, ...] | None = None
 
 
 class TetragonSpec(_Model):
@@ -204,7 +232,7 @@ class MetricsSpec(_Model):
 
 
 class RuntimeObserverSpec(_Model):
-    agent: AgentSpec
+    agent: AgentSpec = Field(default_factory=AgentSpec)  # type: ignore[arg-type]
     agent_namespace: str = Field(DEFAULT_AGENT_NAMESPACE, alias="agentNamespace")
     tetragon: TetragonSpec = Field(default_factory=TetragonSpec)  # type: ignore[arg-type]
     hot_symbols: HotSymbolsSpec = Field(default_factory=HotSymbolsSpec, alias="hotSymbols")  # type: ignore[arg-type]
@@ -295,7 +323,7 @@ def check_label_value(value: str, *, where: str) -> None:
         raise SpecError("InvalidLabelSelector", f"{where}: {value!r} is not a valid label value")
 
 
-def _check_selector(sel: LabelSelector, *, where: str, reserved: str | None) -> None:
+def _check_selector(sel: LabelSelector, *, where: str, reserved: tuple[str, ...] = ()) -> None:
     """Syntax (keys, values, operator/value rules) and satisfiability of one selector."""
     allowed: dict[str, set[str]] = {}
     excluded: dict[str, set[str]] = {}
@@ -321,14 +349,13 @@ def _check_selector(sel: LabelSelector, *, where: str, reserved: str | None) -> 
             if req.values:
                 raise SpecError("InvalidLabelSelector", f"{at}: operator {req.operator} takes no values")
             (exists if req.operator == "Exists" else absent).add(req.key)
-    if reserved is not None:
-        keys = set(sel.match_labels) | {r.key for r in sel.match_expressions}
-        if reserved in keys:
-            raise SpecError(
-                "ConflictingSelectors",
-                f"{where} uses {reserved}, which the operator sets from the computed posture; "
-                "select pods by your own labels",
-            )
+    keys = set(sel.match_labels) | {r.key for r in sel.match_expressions}
+    for key in sorted(keys & set(reserved)):
+        raise SpecError(
+            "ConflictingSelectors",
+            f"{where} uses {key}, which the operator sets from the computed posture; "
+            "select pods by your own labels",
+        )
     for key in sorted(absent & (exists | set(allowed))):
         raise SpecError(
             "ConflictingSelectors", f"{where}: label {key} must both exist and not exist; it selects nothing"
@@ -382,6 +409,9 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
             raise SpecError("InvalidSpec", f"spec.agent.tolerations[{i}]: operator Exists takes no value")
         if not t.key and t.operator != "Exists":
             raise SpecError("InvalidSpec", f"spec.agent.tolerations[{i}]: an empty key needs operator Exists")
+    caps = model.agent.capabilities or ()
+    if len(set(caps)) != len(caps):
+        raise SpecError("DuplicateEntry", "spec.agent.capabilities lists a capability twice")
     return model
 
 
@@ -418,9 +448,9 @@ def parse_policy_spec(spec: Mapping[str, Any], *, cluster: bool) -> PolicySpec:
             "use a ClusterObservationPolicy to select namespaces",
         )
     model: PolicySpec = _validate(PolicySpec, spec)
-    _check_selector(model.pod_selector, where="spec.podSelector", reserved=OBSERVE_LABEL)
+    _check_selector(model.pod_selector, where="spec.podSelector", reserved=LEVEL_LABEL_KEYS)
     if model.namespace_selector is not None:
-        _check_selector(model.namespace_selector, where="spec.namespaceSelector", reserved=None)
+        _check_selector(model.namespace_selector, where="spec.namespaceSelector")
     for i, name in enumerate(model.syscalls):
         if name not in KNOWN_SYSCALLS:
             hint = ""

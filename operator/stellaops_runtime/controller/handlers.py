@@ -13,9 +13,14 @@ registers:
 - ``@kopf.on.delete`` on both policy kinds (kopf puts a finalizer on them):
   a policy's entry in the native probes' ConfigMap lives in the agents'
   namespace, out of reach of owner references, so it must be removed before
-  the policy goes;
+  the policy goes; the handler then removes the finalizer itself, so a
+  refusal is logged at ERROR with an Event (``controller.finalizer``);
 - a ``@kopf.timer`` on policies: a node whose heartbeats stop becomes stale
   without any event, so rollouts are refolded periodically;
+- a task started with the operator that reconciles every RuntimeObserver
+  every ``rollout_refresh_seconds``: their store Secret is read, not watched,
+  so a change to it is noticed by a periodic reconcile (a kopf timer would
+  put a finalizer on every RuntimeObserver);
 - login through the ``kubernetes`` package's loaders (in-cluster service
   account, or ``$KUBECONFIG`` / ``~/.kube/config`` read at login time), and
   start-up/cleanup of the reconciler.
@@ -25,6 +30,8 @@ The reconciler travels in kopf's ``memo`` (``kopf.Memo(reconciler=...)``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,9 +40,10 @@ import kopf
 
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import MANAGED_BY
+from stellaops_runtime.controller.finalizer import release_finalizer
 from stellaops_runtime.controller.ownership import POLICY_ANNOTATION
 from stellaops_runtime.controller.reconcile import Reconciler
-from stellaops_runtime.controller.settings import OWNED, ControllerConfig
+from stellaops_runtime.controller.settings import FINALIZER, OWNED, ControllerConfig
 from stellaops_runtime.controller.state import (
     INDEX_CHILDREN,
     INDEX_NAMESPACES,
@@ -52,6 +60,7 @@ from stellaops_runtime.controller.state import (
     obj_key,
     snapshot,
 )
+from stellaops_runtime.kube import resources as kube_resources
 from stellaops_runtime.kube.client import Connection
 from stellaops_runtime.kube.resources import Resource
 
@@ -75,6 +84,13 @@ def _reconciler(memo: Any) -> Reconciler:
 
 def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return body.get("metadata") or {}
+
+
+async def refresh_observers(reconciler: Reconciler, interval: float) -> None:
+    """Reconcile every RuntimeObserver every ``interval`` seconds (reads only when nothing changed)."""
+    while True:
+        await asyncio.sleep(interval)
+        reconciler.trigger_observers()
 
 
 def login(
@@ -124,10 +140,18 @@ def build_registry(
         reconciler = _reconciler(kwargs["memo"])
         reconciler.bind({name: kwargs[name] for name in INDEXES if name in kwargs})
         await reconciler.start()
+        kwargs["memo"].observer_refresh = asyncio.create_task(
+            refresh_observers(reconciler, config.rollout_refresh_seconds), name="refresh RuntimeObservers"
+        )
         kwargs["logger"].info("stellaops-runtime operator started")
 
     @kopf.on.cleanup(registry=registry)
     async def stellaops_cleanup(memo: Any, **_: Any) -> None:
+        refresh = getattr(memo, "observer_refresh", None)
+        if refresh is not None:
+            refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh
         await _reconciler(memo).stop()
 
     # -- indexes -----------------------------------------------------------------------------
@@ -209,10 +233,22 @@ def build_registry(
         meta = _meta(body)
         kind = body.get("kind")
         ns = meta.get("namespace") if kind == crds.POLICY_KIND else None
-        done = await _reconciler(memo).finalize_policy(kind=kind, namespace=ns, name=str(meta["name"]))
+        reconciler = _reconciler(memo)
+        done = await reconciler.finalize_policy(kind=kind, namespace=ns, name=str(meta["name"]))
         if not done:
             raise kopf.TemporaryError("its Tetragon policies or probe entry are still present", delay=2)
         kwargs["logger"].debug("Tetragon policies and probe entry removed")
+
+        async def warn(involved: Mapping[str, Any], reason: str, message: str) -> None:
+            await reconciler._event(involved, type="Warning", reason=reason, message=message)
+
+        # Our own removal, so a refusal (422 under a tightened CRD) is logged, not swallowed.
+        res = (
+            kube_resources.OBSERVATION_POLICIES
+            if kind == crds.POLICY_KIND
+            else kube_resources.CLUSTER_OBSERVATION_POLICIES
+        )
+        await release_finalizer(reconciler.api, res, body, finalizer=FINALIZER, event=warn)
 
     async def on_policy_timer(body: Any, memo: Any, **_: Any) -> None:
         meta = _meta(body)
@@ -258,6 +294,9 @@ def build_registry(
         meta = _meta(body)
         labels = None if type == "DELETED" else (meta.get("labels") or {})
         _reconciler(memo).namespace_event(name=str(meta["name"]), labels=labels)
+        phase = (body.get("status") or {}).get("phase")
+        terminating = type != "DELETED" and (bool(meta.get("deletionTimestamp")) or phase == "Terminating")
+        _reconciler(memo).namespace_terminating(name=str(meta["name"]), terminating=terminating)
 
     @kopf.on.event("v1", "pods", id="stellaops_pod_event", registry=registry)
     async def on_pod(type: str | None, body: Any, memo: Any, **_: Any) -> None:

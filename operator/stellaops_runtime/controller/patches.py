@@ -24,7 +24,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stellaops_runtime.contracts.crds import OBSERVE_LABEL, POSTURE_ANNOTATION, POSTURE_REASON_ANNOTATION
+from stellaops_runtime.contracts.crds import POSTURE_ANNOTATION, POSTURE_REASON_ANNOTATION
+from stellaops_runtime.controller.posture import LEVEL_LABEL_KEYS
 
 APPLIED_FIELDS_ANNOTATION = "stellaops.io/applied-fields"
 _IDENTITY_KEYS = ("apiVersion", "kind", "status")
@@ -179,9 +180,14 @@ def pod_posture_patch(
     labels: Mapping[str, str] | None,
     posture: str,
     reason: str,
-    observe: bool,
+    level_labels: Mapping[str, str],
 ) -> dict[str, Any] | None:
-    """The one merge patch that records a pod's posture (annotations) and its observe label; None if set."""
+    """The one merge patch that records a pod's posture (annotations) and its level labels; None if set.
+
+    ``level_labels`` are the labels the pod should carry out of
+    ``LEVEL_LABEL_KEYS``; the others of those keys are removed (never set to
+    ``false``), so a selector ``key=true`` matches exactly the pods at that level.
+    """
     annotations = annotations or {}
     labels = labels or {}
     meta: dict[str, Any] = {}
@@ -189,8 +195,13 @@ def pod_posture_patch(
     ann = {k: v for k, v in want.items() if annotations.get(k) != v}
     if ann:
         meta["annotations"] = ann
-    if observe and labels.get(OBSERVE_LABEL) != "true":
-        meta["labels"] = {OBSERVE_LABEL: "true"}
-    elif not observe and OBSERVE_LABEL in labels:
-        meta["labels"] = {OBSERVE_LABEL: None}
+    lab: dict[str, str | None] = {}
+    for key in LEVEL_LABEL_KEYS:
+        value = level_labels.get(key)
+        if value is not None and labels.get(key) != value:
+            lab[key] = value
+        elif value is None and key in labels:
+            lab[key] = None
+    if lab:
+        meta["labels"] = lab
     return {"metadata": meta} if meta else None

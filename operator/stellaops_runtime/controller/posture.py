@@ -17,9 +17,24 @@ agent). The *node ceiling* comes from its ObservationNode (what the agent
 detected); a node without one is ``None``. The reason names which of the
 three set the result (annotation, then policy, then node, on ties).
 
-``observe_label`` is True exactly when the posture is ActiveTracing or more:
-it is the label ``stellaops.io/observe=true`` the rendered Tetragon policies
-require in their pod selectors.
+The node ceiling is what the node's *working* source delivers now, never
+what its kernel could do: Tetragon answering on the node (``source:
+tetragon`` and ``tetragon.reachable``) gives the capability-based ceiling;
+Tetragon's event stream still delivering while its API does not answer gives
+``Passive`` (only when the agent says so in ``status.maxPosture``); anything
+else (``source: none``, an agent of an older version reporting ``source:
+tetragon`` beside ``reachable: false``, the ``native`` source, which does not
+exist yet) gives ``None``. An agent's own ``status.maxPosture`` can lower the
+ceiling further, never raise it. A node whose agent stopped heart-beating
+(``stale``) is ``None``, whatever it last said.
+
+The **level labels** say which probes may select a pod, one label per level
+reached (``level_labels``): ``stellaops.io/observe=true`` at ActiveTracing or
+more, ``stellaops.io/observe-deep=true`` at EbpfDeep or more,
+``stellaops.io/observe-full=true`` at FullInstrumentation. Each rendered
+Tetragon object requires the label of the level its probes need
+(``render_policy``), so a pod lowered to ActiveTracing gets a policy's
+syscall probes but not its uprobes or stack traces.
 """
 
 from __future__ import annotations
@@ -30,12 +45,37 @@ from typing import Any
 
 from stellaops_runtime.contracts.crds import (
     CLUSTER_POLICY_KIND,
+    OBSERVE_DEEP_LABEL,
+    OBSERVE_FULL_LABEL,
+    OBSERVE_LABEL,
     OBSERVE_LEVEL_ANNOTATION,
     POLICY_KIND,
     PolicySpec,
 )
 from stellaops_runtime.contracts.posture import ORDER as _ORDER
 from stellaops_runtime.contracts.posture import Posture
+
+# One label per level reached (see the module docstring): the key a probe needing that level selects on.
+LEVEL_LABELS: tuple[tuple[Posture, str], ...] = (
+    (Posture.ACTIVE_TRACING, OBSERVE_LABEL),
+    (Posture.EBPF_DEEP, OBSERVE_DEEP_LABEL),
+    (Posture.FULL_INSTRUMENTATION, OBSERVE_FULL_LABEL),
+)
+LEVEL_LABEL_KEYS = tuple(key for _, key in LEVEL_LABELS)
+
+
+def level_labels(posture: Posture) -> dict[str, str]:
+    """The level labels a pod at ``posture`` carries (``{}`` below ActiveTracing)."""
+    return {key: "true" for level, key in LEVEL_LABELS if posture >= level}
+
+
+def level_label(level: Posture) -> str:
+    """The label a probe that needs ``level`` (ActiveTracing or more) requires on the pod."""
+    for at, key in LEVEL_LABELS:
+        if at == level:
+            return key
+    raise ValueError(f"no pod label selects on {level} (probes need ActiveTracing or more)")
+
 
 ALLOWED_LEVELS = ("none", "passive", "active-tracing", "ebpf-deep", "full-instrumentation")
 _BY_TEXT: dict[str, Posture] = {}
@@ -88,9 +128,9 @@ def policy_view(*, kind: str, namespace: str | None, name: str, spec: PolicySpec
 
 @dataclass(frozen=True, slots=True)
 class NodeCapabilities:
-    """An ObservationNode's detected capabilities (``status.capabilities`` and ``status.source``)."""
+    """An ObservationNode's source, detected capabilities and its agent's own ceiling."""
 
-    source: str = ""  # "tetragon" | "native" | "" (none usable)
+    source: str = ""  # "tetragon" | "native" | "none" | "" (an agent that did not say)
     kernel_version: str = ""
     btf: bool = False
     bpf_permitted: bool = False
@@ -101,23 +141,41 @@ class NodeCapabilities:
     ring_buffer: bool = False
     tetragon_reachable: bool = False
     tetragon_version: str = ""
+    agent_max: Posture | None = None  # status.maxPosture: the agent's ceiling (None: not reported)
+    agent_max_reason: str = ""
+    stale: bool = False  # no heartbeat within the operator's stale_after_seconds: nothing it says holds
 
     @property
-    def native(self) -> bool:
-        """eBPF of our own is possible (BPF permitted and tracepoints: the exec/exit hooks)."""
-        return self.bpf_permitted and self.tracepoints
+    def working_source(self) -> str:
+        """``tetragon`` when Tetragon delivers events on the node now (see ``ceiling``), else ``none``."""
+        return "tetragon" if self.ceiling()[0] > Posture.NONE else "none"
 
-    def ceiling(self) -> tuple[Posture, str]:
-        """The highest posture this node can deliver and why not more."""
-        if not self.tetragon_reachable and not self.native:
-            return Posture.NONE, "neither Tetragon nor BPF (permitted, with tracepoints) is available"
-        if not self.tetragon_reachable and not self.btf:
-            return Posture.PASSIVE, "no Tetragon and no kernel BTF for native syscall probes"
+    def capability_ceiling(self) -> tuple[Posture, str]:
+        """What a working Tetragon on this node can deliver, from the kernel's probe kinds."""
         if not self.uprobes:
             return Posture.ACTIVE_TRACING, "no uprobes"
         if not self.usdt:
             return Posture.EBPF_DEEP, "no USDT probes"
         return Posture.FULL_INSTRUMENTATION, "every probe kind is available"
+
+    def ceiling(self) -> tuple[Posture, str]:
+        """The highest posture this node's working source delivers now, and why not more."""
+        if self.stale:
+            return Posture.NONE, "its agent's heartbeat is stale: nothing it reported can be trusted"
+        if self.source == "tetragon" and self.tetragon_reachable:
+            level, why = self.capability_ceiling()
+        elif self.source == "tetragon" and self.agent_max is not None and self.agent_max >= Posture.PASSIVE:
+            level = Posture.PASSIVE
+            why = "Tetragon's events arrive but its API does not answer: process events only"
+        elif self.source == "native":
+            return Posture.NONE, "the native source is not implemented: nothing observes this node"
+        elif self.source == "tetragon" or not self.tetragon_reachable:
+            return Posture.NONE, "Tetragon is unreachable: no source delivers events"
+        else:
+            return Posture.NONE, "Tetragon answers but the agent receives no events from it (source: none)"
+        if self.agent_max is not None and self.agent_max < level:
+            return self.agent_max, self.agent_max_reason or f"the agent reports at most {self.agent_max}"
+        return level, why
 
 
 def _bool(v: Any) -> bool:
@@ -135,6 +193,10 @@ def node_capabilities(observation_node: Mapping[str, Any] | None) -> NodeCapabil
     tetragon = caps.get("tetragon") or {}
     if not isinstance(tetragon, Mapping):
         tetragon = {}
+    raw_max = status.get("maxPosture")
+    agent_max = parse_level(raw_max) if isinstance(raw_max, str) else None
+    if raw_max is not None and agent_max is None:
+        agent_max = Posture.NONE  # a ceiling we cannot read claims nothing
     return NodeCapabilities(
         source=str(status.get("source") or ""),
         kernel_version=str(caps.get("kernelVersion") or ""),
@@ -147,6 +209,8 @@ def node_capabilities(observation_node: Mapping[str, Any] | None) -> NodeCapabil
         ring_buffer=_bool(caps.get("ringBuffer")),
         tetragon_reachable=_bool(tetragon.get("reachable")),
         tetragon_version=str(tetragon.get("version") or ""),
+        agent_max=agent_max,
+        agent_max_reason=str(status.get("maxPostureReason") or "")[:256],
     )
 
 
@@ -196,6 +260,11 @@ class PostureDecision:
     reason: str
     observe_label: bool
     invalid_level: str | None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The level labels the pod carries at this posture (``level_labels``)."""
+        return level_labels(self.posture)
 
 
 def compute_posture(

@@ -6,14 +6,19 @@ labels such as ``feature.stellaops.io/btf`` or ``max-posture``
 prefix only (``patches.labels_patch``): nothing else of a Node is ever
 written. The optional admission policy in ``manifests/admission/`` holds it
 to that (docs/security.md).
+
+``max-posture`` is what the node's working source delivers now: ``None``
+while the agent reports no working source, or once it stopped heart-beating
+(stale; a stopped heartbeat sends no event, so the periodic refold of the
+policies' rollouts notices it and triggers the node again).
 """
 
 from __future__ import annotations
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
 from stellaops_runtime.controller.patches import labels_patch
-from stellaops_runtime.controller.rollout import node_feature_labels
-from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, ReconcilerState
+from stellaops_runtime.controller.rollout import is_stale, node_feature_labels
+from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, ReconcilerState, utcnow
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
 
@@ -30,7 +35,10 @@ class NodeReconciler(ReconcilerState):
         hit, value = self._overlay(key, seen)
         labels = value if hit else seen
         obs = self._one(INDEX_OBSERVATION_NODES, name)
-        desired = node_feature_labels(obs) if obs is not None else {}
+        stale = obs is not None and is_stale(
+            obs, now=utcnow(), stale_after_seconds=self.config.stale_after_seconds
+        )
+        desired = node_feature_labels(obs, stale=stale) if obs is not None else {}
         patch = labels_patch(labels, desired, prefix=FEATURE_LABEL_PREFIX)
         if patch is None:
             return

@@ -8,20 +8,45 @@ writer (``owned``), delete what it no longer renders, and fold the
 DaemonSet's status, the pods' postures and the ObservationNodes into the
 observer's status. Its cluster RBAC is not rendered: the agents' ClusterRole
 and ClusterRoleBinding come with the manifests (docs/security.md says why).
+
+Two inputs besides the observer itself:
+
+- the store Secret (``spec.store.secretRef``, in the agent namespace) is read
+  on every reconcile (a GET; the operator may read only that one Secret by
+  name, manifests/operator/rbac.yaml) and its uid/resourceVersion hashed into
+  the pod template, so a changed Secret rolls the agents. Secrets are not
+  watched (that needs list on every Secret): a RuntimeObserver is also
+  reconciled every ``rollout_refresh_seconds`` (30 s) by a timer, which
+  bounds how late a Secret change rolls the agents;
+- the agent pods' container statuses (kopf's pod index): a pod the kubelet
+  cannot start (``agent_pods``: a capability the node lacks, a missing
+  Secret, an image that cannot be pulled) makes the observer Degraded with
+  the kubelet's reason and message.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from stellaops_runtime.contracts import crds
-from stellaops_runtime.contracts.crds import POSTURE_ANNOTATION, SpecError, parse_observer_spec
+from stellaops_runtime.contracts.crds import (
+    OBSERVER_LABEL,
+    POSTURE_ANNOTATION,
+    SpecError,
+    parse_observer_spec,
+)
+from stellaops_runtime.controller.agent_pods import fleet_problem
 from stellaops_runtime.controller.conditions import State, state_conditions
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.posture import Posture, node_capabilities
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
-from stellaops_runtime.controller.render_agent import probe_configmap_name, render_agent_objects
+from stellaops_runtime.controller.render_agent import (
+    probe_configmap_name,
+    render_agent_objects,
+    store_secret_token,
+)
 from stellaops_runtime.controller.render_policy import render_probe_configmap
 from stellaops_runtime.controller.rollout import parse_time
 from stellaops_runtime.controller.state import (
@@ -42,8 +67,12 @@ OBSERVER_STATUS_KEYS = (
     "postureCounts",
     "nodes",
 )
+log = logging.getLogger(__name__)
+
 # What a RuntimeObserver owns, all in its agent namespace.
 AGENT_KINDS = frozenset({"ServiceAccount", "ConfigMap", "DaemonSet", "Service"})
+# Read (get) only, never listed or watched: the store Secret named by a RuntimeObserver.
+SECRETS = r.Resource("v1", "Secret", "secrets", True)
 
 
 def observer_owner(name: str = "", uid: str = "") -> Owner:
@@ -81,7 +110,14 @@ class ObserverReconciler(PolicyReconciler):
                 await self._event(body, type="Warning", reason=err.reason, message=err.message)
             return
         namespace = spec.agent_namespace
-        desired = render_agent_objects(name=name, uid=uid, namespace=namespace, spec=spec)
+        secret_ref = spec.store.secret_ref
+        desired = render_agent_objects(
+            name=name,
+            uid=uid,
+            namespace=namespace,
+            spec=spec,
+            store_secret=await self.store_secret_version(namespace, secret_ref.name),
+        )
         desired.append(
             render_probe_configmap(
                 name=probe_configmap_name(name),
@@ -106,7 +142,11 @@ class ObserverReconciler(PolicyReconciler):
         ds_key = next(obj_key(o) for o in desired if o["kind"] == "DaemonSet")
         ds = self._owned(ds_key) or {}
         status = self._observer_status(
-            ds=ds, generation=generation, errors=[*map(str, refused), *errors], namespace=namespace
+            ds=ds,
+            generation=generation,
+            errors=[*map(str, refused), *errors],
+            namespace=namespace,
+            observer=name,
         )
         if refused:
             message = "; ".join([*map(str, refused), *errors])
@@ -120,6 +160,34 @@ class ObserverReconciler(PolicyReconciler):
             await self._event(body, type="Warning", reason=NOT_OWNED_REASON, message=message)
         if errors or refused:
             raise RuntimeError("; ".join([*errors, *map(str, refused)]))
+
+    async def store_secret_version(self, namespace: str, name: str) -> str:
+        """``render_agent.store_secret_token`` of the store Secret (``unreadable`` on 403, logged once)."""
+        try:
+            secret = await self.api.get(SECRETS, name=name, namespace=namespace)
+        except ApiError as e:
+            if e.status != 403:
+                raise
+            if (namespace, name) not in self._unreadable_secrets:
+                self._unreadable_secrets.add((namespace, name))
+                log.warning(
+                    "may not read Secret %s/%s (%s): a change to it will not roll the agents; "
+                    "grant get on it (manifests/operator/rbac.yaml)",
+                    namespace,
+                    name,
+                    e.message,
+                )
+            return "unreadable"
+        self._unreadable_secrets.discard((namespace, name))
+        return store_secret_token(secret)
+
+    def agent_pod_problem(self, namespace: str, observer: str) -> tuple[str, str] | None:
+        """Condition reason and message when agent pods of ``observer`` cannot start (``agent_pods``)."""
+        pods = []
+        for (ns, pod_name), pod in self._items(INDEX_PODS):
+            if ns == namespace and pod.labels.get(OBSERVER_LABEL) == observer and not pod.deleting:
+                pods.append((pod_name, pod.node, pod.problems))
+        return fleet_problem(pods)
 
     def posture_counts(self) -> dict[str, int]:
         counts = {p.value: 0 for p in Posture}
@@ -149,7 +217,7 @@ class ObserverReconciler(PolicyReconciler):
         return out
 
     def _observer_status(
-        self, *, ds: Mapping[str, Any], generation: Any, errors: list[str], namespace: str
+        self, *, ds: Mapping[str, Any], generation: Any, errors: list[str], namespace: str, observer: str
     ) -> dict[str, Any]:
         ds_status = ds.get("status") or {}
         desired = int(ds_status.get("desiredNumberScheduled") or 0)
@@ -158,8 +226,11 @@ class ObserverReconciler(PolicyReconciler):
         ds_gen = (ds.get("metadata") or {}).get("generation")
         ds_seen = ds_status.get("observedGeneration")
         state: State
+        stuck = self.agent_pod_problem(namespace, observer)
         if errors:
             state, reason, message = "Degraded", "ApplyFailed", "; ".join(errors)
+        elif stuck is not None:
+            state, (reason, message) = "Degraded", stuck
         elif not ds_status or (ds_gen is not None and ds_seen is not None and ds_seen < ds_gen):
             state, reason, message = (
                 "Progressing",

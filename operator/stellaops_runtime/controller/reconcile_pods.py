@@ -3,13 +3,17 @@
 For each pod: min(the level its annotation requests, the highest level of
 the policies selecting it, its node's ceiling) (``posture.compute_posture``),
 written as the annotations ``stellaops.io/observe-posture`` and
-``stellaops.io/observe-posture-reason`` and the label
-``stellaops.io/observe`` (``patches.pod_posture_patch``). Those keys are the
+``stellaops.io/observe-posture-reason`` and the level labels
+``stellaops.io/observe``, ``stellaops.io/observe-deep`` and
+``stellaops.io/observe-full`` (``posture.level_labels``,
+``patches.pod_posture_patch``). Those keys are the
 only part of a pod the operator ever changes; the optional admission policy
 in ``manifests/admission/`` holds it to that (docs/security.md).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from stellaops_runtime.contracts.crds import OBSERVE_LEVEL_ANNOTATION, POSTURE_REASON_ANNOTATION
 from stellaops_runtime.controller.patches import pod_posture_patch
@@ -21,11 +25,13 @@ from stellaops_runtime.controller.posture import (
     node_capabilities,
 )
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
+from stellaops_runtime.controller.rollout import is_stale
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
     INDEX_PODS,
     PodSnapshot,
+    utcnow,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
@@ -40,9 +46,17 @@ class PodReconciler(PolicyReconciler):
         seen = self._one(INDEX_OBSERVATION_NODES, node)
         cached = self._caps.get(node)
         if cached is not None and cached[0] is seen:
-            return cached[1]
-        caps = node_capabilities(seen) if seen is not None else None
-        self._caps[node] = (seen, caps)
+            caps = cached[1]
+        else:
+            caps = node_capabilities(seen) if seen is not None else None
+            self._caps[node] = (seen, caps)
+        stale_after = self.config.stale_after_seconds
+        if (
+            caps is not None
+            and seen is not None
+            and is_stale(seen, now=utcnow(), stale_after_seconds=stale_after)
+        ):
+            return replace(caps, stale=True)  # the agent stopped heart-beating: nothing it said holds
         return caps
 
     def pod_decision(self, pod: PodSnapshot) -> PostureDecision:
@@ -69,7 +83,7 @@ class PodReconciler(PolicyReconciler):
             labels=pod.labels,
             posture=decision.posture.value,
             reason=decision.reason,
-            observe=decision.observe_label,
+            level_labels=decision.labels,
         )
         if decision.invalid_level is not None:
             await self._report_invalid_level(pod, decision, writing=patch is not None)

@@ -13,13 +13,20 @@ probe ConfigMap (``reconcile_observers``).
 An object of a rendered name that is not ours (another team's Tetragon
 policy, say) is never overwritten or deleted: the policy becomes Degraded
 with reason ``NotOwned`` and a Warning Event says which object and why.
+
+An ObservationPolicy in a namespace being deleted (``deletionTimestamp`` or
+phase ``Terminating``) is left alone: nothing is created there (the API
+server's NamespaceLifecycle admission would refuse it with a 403) and no
+status is written; the namespace's deletion removes the policy and its
+objects. A 403 that says the namespace is being terminated marks it so too.
 """
 
 from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +38,11 @@ from stellaops_runtime.contracts.crds import (
     SpecError,
     parse_policy_spec,
 )
-from stellaops_runtime.controller.conditions import State, state_conditions
+from stellaops_runtime.controller.conditions import state_conditions
 from stellaops_runtime.controller.naming import canonical_json
 from stellaops_runtime.controller.owned import OwnedWriter
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
+from stellaops_runtime.controller.policy_state import policy_state as _policy_state
 from stellaops_runtime.controller.posture import PolicyView, policy_selects, policy_view
 from stellaops_runtime.controller.render_agent import probe_configmap_name
 from stellaops_runtime.controller.render_policy import (
@@ -43,12 +51,13 @@ from stellaops_runtime.controller.render_policy import (
     probe_entry_key,
     render_policy,
 )
-from stellaops_runtime.controller.rollout import fold_rollout
+from stellaops_runtime.controller.rollout import fold_rollout, index_nodes, unreachable_nodes
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
     INDEX_OBSERVERS,
     INDEX_PODS,
+    INDEX_PODS_BY_NODE,
     INDEX_POLICIES,
     ObjKey,
     obj_key,
@@ -56,6 +65,8 @@ from stellaops_runtime.controller.state import (
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
+
+log = logging.getLogger(__name__)
 
 POLICY_STATUS_KEYS = (
     "observedGeneration",
@@ -97,6 +108,43 @@ class PolicyReconciler(OwnedWriter):
         self._views: list[PolicyView] | None = None
         self._views_by_ns: dict[str, list[PolicyView]] = {}
         self._cluster_views: list[PolicyView] = []
+        self._terminating: set[str] = set()  # namespaces being deleted: nothing is created there
+        self._stale_nodes: set[str] | None = None  # as of the last rollout fold (None: not folded yet)
+
+    # -- namespaces being deleted ---------------------------------------------------------------
+
+    def namespace_terminating(self, *, name: str, terminating: bool) -> None:
+        """A namespace's deletion state (from its watch events); a namespace back in use re-renders."""
+        if terminating:
+            self._terminating.add(name)
+        elif name in self._terminating:
+            self._terminating.discard(name)
+            for kind, ns, policy in [k for k, _ in self._items(INDEX_POLICIES)]:
+                if ns == name:
+                    self.trigger_policy(kind, ns, policy)
+
+    def _notice_staleness(self, stale: set[str]) -> None:
+        """Nodes that went stale (or fresh) since the last fold: their labels and pods again.
+
+        A heartbeat that stops sends no event; the periodic refold of the
+        rollouts (``rollout_refresh_seconds``) is what notices it.
+        """
+        before, self._stale_nodes = self._stale_nodes, stale
+        if before is None or before == stale:
+            return
+        trigger = getattr(self, "trigger", None)
+        trigger_pods = getattr(self, "trigger_pods", None)
+        for node in sorted(before ^ stale):
+            if trigger is not None:
+                trigger(("node", node))
+            if trigger_pods is not None:
+                trigger_pods(self._all(INDEX_PODS_BY_NODE, node))
+
+    def trigger_policy(self, kind: str, namespace: str | None, name: str) -> None:
+        """Reconcile one policy (``reconcile.Reconciler`` routes it to its scheduler)."""
+        trigger = getattr(self, "trigger", None)
+        if trigger is not None:
+            trigger(("policy", kind, namespace, name))
 
     # -- policies: parsing, views ---------------------------------------------------------------
 
@@ -195,6 +243,9 @@ class PolicyReconciler(OwnedWriter):
             # Refusals are logged by the writer; they do not hold the policy's deletion.
             await self.delete_children(children, policy_owner(kind, namespace, name, uid))
             return
+        if kind == POLICY_KIND and namespace in self._terminating:
+            log.debug("%s %s/%s: namespace is being deleted; nothing rendered", kind, namespace, name)
+            return
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         generation = meta.get("generation")
@@ -228,6 +279,10 @@ class PolicyReconciler(OwnedWriter):
             except NotOwnedError as e:
                 refused.append(e)
             except ApiError as e:
+                if kind == POLICY_KIND and namespace and _namespace_terminating(e):
+                    log.info("%s %s/%s: namespace is being deleted; nothing rendered", kind, namespace, name)
+                    self._terminating.add(namespace)
+                    return
                 missing_crd = missing_crd or e.not_found
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")
         wanted = {obj_key(o) for o in rendered.tracing_policies}
@@ -236,15 +291,28 @@ class PolicyReconciler(OwnedWriter):
         )
         names = [o["metadata"]["name"] for o in rendered.tracing_policies]
         nodes = [n for _, n in self._items(INDEX_OBSERVATION_NODES)]
+        now = utcnow()
+        reports = index_nodes(nodes, now=now, stale_after_seconds=self.config.stale_after_seconds)
+        self._notice_staleness({r.name for r in reports if r.kind == "stale"})
         rollout = fold_rollout(
             tetragon_policies=[(namespace, n) for n in names],
-            nodes=nodes,
-            now=utcnow(),
+            nodes=(),
+            now=now,
             stale_after_seconds=self.config.stale_after_seconds,
             max_messages=self.config.max_rollout_messages,
+            reports=reports,
+        )
+        overdue, recent = unreachable_nodes(
+            reports, now=now, after_seconds=self.config.tetragon_unreachable_seconds
         )
         state, reason, message = _policy_state(
-            names=names, rollout=rollout, errors=errors, missing_crd=missing_crd, refused=refused
+            names=names,
+            rollout=rollout,
+            errors=errors,
+            missing_crd=missing_crd,
+            refused=refused,
+            unreachable=(overdue, recent) if names else ([], []),
+            unreachable_after=self.config.tetragon_unreachable_seconds,
         )
         status = {
             "observedGeneration": generation,
@@ -291,48 +359,6 @@ class PolicyReconciler(OwnedWriter):
         return self._owned(("v1", "ConfigMap", ns, probe_configmap_name(observer)))
 
 
-def _policy_state(
-    *,
-    names: list[str],
-    rollout: Mapping[str, Any],
-    errors: list[str],
-    missing_crd: bool,
-    refused: list[NotOwnedError] | None = None,
-) -> tuple[State, str, str]:
-    """The overall condition of a valid policy from what was applied and how nodes report it."""
-    if refused:
-        return "Degraded", NOT_OWNED_REASON, "; ".join([*map(str, refused), *errors])
-    if errors:
-        if missing_crd:
-            return (
-                "Degraded",
-                "TetragonNotInstalled",
-                ("Tetragon's TracingPolicy CRDs are not installed: " + "; ".join(errors)),
-            )
-        return "Degraded", "ApplyFailed", "; ".join(errors)
-    total, running = rollout["nodesTotal"], rollout["nodesRunning"]
-    if rollout["nodesFailed"]:
-        first = rollout["failures"][0] if rollout["failures"] else {}
-        detail = (
-            f": {first.get('node')}: {first.get('policy')} {first.get('state')}: {first.get('message')}"
-            if first
-            else ""
-        )
-        return "Degraded", "LoadFailed", f"{rollout['nodesFailed']}/{total} nodes failed to load it{detail}"
-    if rollout.get("nodesPartial"):  # loaded, but some hooks not: not running as asked
-        partial: dict[str, Any] = next(
-            (f for f in rollout["failures"] if f.get("state") == "PARTIALLY_ENABLED"), {}
-        )
-        detail = (
-            f": {partial.get('node')}: {partial.get('policy')}: {partial.get('message')}" if partial else ""
-        )
-        n = rollout["nodesPartial"]
-        return "Degraded", "PartiallyLoaded", f"{n}/{total} nodes loaded it only partially{detail}"
-    if rollout["nodesPending"]:
-        return (
-            "Progressing",
-            "RollingOut",
-            f"{running}/{total} nodes running, {rollout['nodesPending']} pending",
-        )
-    what = f"{len(names)} Tetragon policies" if names else "no Tetragon policy (native probe entry only)"
-    return "Ready", "RolledOut", f"{what}; {running}/{total} nodes running, {rollout['nodesStale']} stale"
+def _namespace_terminating(e: ApiError) -> bool:
+    """NamespaceLifecycle's refusal: 403 '... because it is being terminated'."""
+    return e.status == 403 and "being terminated" in e.message

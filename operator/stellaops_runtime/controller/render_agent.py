@@ -7,14 +7,19 @@ docs/security.md for the namespace and RBAC around it):
   images) and ``/proc/<pid>/maps`` for the pids events carry, which are host
   pids; with the host's PID namespace the container's own ``/proc`` is the
   host's view, so no ``/proc`` hostPath is mounted.
-- capabilities, all others dropped: ``SYS_PTRACE`` (reading another
-  process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check).
-  Only an agent whose event source is native (its own eBPF probes) also gets
-  ``BPF`` and ``PERFMON`` (loading and attaching them) and ``SYS_RESOURCE``
-  (the locked-memory limit for BPF maps on kernels before 5.11); with
-  Tetragon as the source, Tetragon loads every probe and the agent needs
-  none of them (``agent_capabilities``). A RuntimeObserver renders Tetragon
-  agents: the native source is a later stage.
+- capabilities, all others dropped: ``spec.agent.capabilities`` when set,
+  else the default of the agent's source (``default_capabilities``):
+  with Tetragon as the source only ``SYS_PTRACE`` (reading another
+  process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check, which
+  a process without capabilities fails against any process holding some);
+  Tetragon loads every probe, so no BPF capability at all. A native source
+  (the agent's own eBPF probes, a later stage) adds ``BPF`` and ``PERFMON``.
+  ``SYS_RESOURCE`` (the locked-memory limit of BPF maps, needed only on
+  kernels before 5.11) is never a default: a capability missing from the
+  node's bounding set makes runc refuse the container ("unable to apply
+  caps"), which the RuntimeObserver's status then reports (Degraded, with
+  the kubelet's reason). Add it, or ``DAC_READ_SEARCH`` (image files that
+  are not world-readable), through ``spec.agent.capabilities``.
   Runs as root (Tetragon's socket is ``0660 root:root``), no privilege
   escalation, read-only root filesystem, the runtime's default seccomp profile.
 - host mounts: ``/var/run/tetragon`` read-only (the directory, so a socket
@@ -36,12 +41,15 @@ of the agent namespace, so the operator needs no right to write RBAC.
 A config change rolls the DaemonSet: the pod template carries the SHA-256 of
 the ConfigMap's data. The store URL (with its password) comes from the
 RuntimeObserver's Secret reference through ``$STELLA_RUNTIME_STORE``; the
-ConfigMap holds none. Changing the Secret's content does not roll the agents
-(``kubectl rollout restart`` does).
+ConfigMap holds none. A change to that Secret rolls the agents too: the
+template carries a hash of the Secret's uid and resourceVersion
+(``store_secret_token``; never of its content, so the template reveals
+nothing about the password), which the reconciler reads on every reconcile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import yaml
@@ -56,6 +64,9 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.naming import dns_label, managed_labels, owner_reference, sha256_hex
 
+# On the agent pod template: which version of the store Secret the agents were started with.
+STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
+
 AGENT_CONFIG_KEY = "agent.yaml"
 CONFIG_DIR = "/etc/stellaops-runtime/agent"
 PROBES_DIR = "/etc/stellaops-runtime/probes"
@@ -69,19 +80,40 @@ TERMINATION_GRACE_SECONDS = (
 AgentSource = Literal["tetragon", "native"]
 # Reading /proc/<pid>/root and /proc/<pid>/maps of other processes (a ptrace access check).
 BASE_CAPABILITIES = ("SYS_PTRACE",)
-# Only for the native source: loading and attaching eBPF programs, and the memlock limit
-# for BPF maps on kernels before 5.11. Tetragon as the source loads every probe itself.
-NATIVE_CAPABILITIES = ("BPF", "PERFMON", "SYS_RESOURCE")
+# Only for the native source: loading and attaching eBPF programs. Tetragon as the source
+# loads every probe itself. SYS_RESOURCE (memlock, kernels before 5.11) only when asked for.
+NATIVE_CAPABILITIES = ("BPF", "PERFMON")
 DEFAULT_TOLERATIONS = ({"operator": "Exists"},)  # a node agent belongs on every node
 APP_NAME = "stellaops-runtime-agent"
 
 
-def agent_capabilities(source: AgentSource) -> list[str]:
-    """The capabilities the agent container adds (all others dropped), sorted."""
+def default_capabilities(source: AgentSource) -> list[str]:
+    """The capabilities an agent of ``source`` adds when the RuntimeObserver names none, sorted."""
     caps = set(BASE_CAPABILITIES)
     if source == "native":
         caps.update(NATIVE_CAPABILITIES)
     return sorted(caps)
+
+
+def agent_capabilities(source: AgentSource, requested: Sequence[str] | None = None) -> list[str]:
+    """The capabilities the agent container adds (all others dropped), sorted.
+
+    ``requested`` is ``spec.agent.capabilities``: when set (even empty) exactly
+    those, else the source's default.
+    """
+    return default_capabilities(source) if requested is None else sorted(set(requested))
+
+
+def store_secret_token(secret: Mapping[str, Any] | None) -> str:
+    """What identifies the version of the store Secret the agents read: its uid and resourceVersion.
+
+    ``absent`` when it does not exist (the pods wait in CreateContainerConfigError,
+    and its creation rolls them), ``unreadable`` when the operator may not read it.
+    """
+    if secret is None:
+        return "absent"
+    meta = secret.get("metadata") or {}
+    return f"{meta.get('uid', '')}/{meta.get('resourceVersion', '')}"
 
 
 def agent_resource_name(observer_name: str) -> str:
@@ -148,14 +180,23 @@ def _meta(*, name: str, namespace: str | None, labels: dict[str, str], owner: di
 
 
 def render_agent_objects(
-    *, name: str, uid: str, namespace: str, spec: RuntimeObserverSpec, source: AgentSource = "tetragon"
+    *,
+    name: str,
+    uid: str,
+    namespace: str,
+    spec: RuntimeObserverSpec,
+    source: AgentSource = "tetragon",
+    store_secret: str | None = None,
 ) -> list[dict]:
     """ServiceAccount, ConfigMap, DaemonSet, Service (in that order), all in ``namespace``.
 
     ``namespace`` is where the agents run (normally ``spec.agentNamespace``);
     it must exist. Every object is owned by the RuntimeObserver (a
     cluster-scoped owner may own namespaced objects). ``source`` is the
-    agents' event source: only ``native`` adds the eBPF capabilities.
+    agents' event source: only ``native`` adds the eBPF capabilities (unless
+    ``spec.agent.capabilities`` says). ``store_secret`` is
+    ``store_secret_token`` of the store Secret; its hash goes into the pod
+    template (None: no annotation).
     """
     owner = owner_reference(api_version=API_VERSION, kind=OBSERVER_KIND, name=name, uid=uid)
     res = agent_resource_name(name)
@@ -215,7 +256,7 @@ def render_agent_objects(
             "runAsUser": 0,
             "runAsGroup": 0,
             "runAsNonRoot": False,
-            "capabilities": {"drop": ["ALL"], "add": agent_capabilities(source)},
+            "capabilities": {"drop": ["ALL"], "add": agent_capabilities(source, agent.capabilities)},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
@@ -252,6 +293,11 @@ def render_agent_objects(
     }
     if agent.priority_class_name:
         pod_spec["priorityClassName"] = agent.priority_class_name
+    template_annotations = {CONFIG_HASH_ANNOTATION: sha256_hex(config_data)}
+    if store_secret is not None:
+        template_annotations[STORE_SECRET_ANNOTATION] = sha256_hex(
+            {"secret": spec.store.secret_ref.name, "version": store_secret}
+        )
     daemon_set = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -260,10 +306,7 @@ def render_agent_objects(
             "selector": {"matchLabels": selector_labels(name)},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
             "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {CONFIG_HASH_ANNOTATION: sha256_hex(config_data)},
-                },
+                "metadata": {"labels": labels, "annotations": template_annotations},
                 "spec": pod_spec,
             },
         },

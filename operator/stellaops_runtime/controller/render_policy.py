@@ -6,11 +6,20 @@ Rules (docs/operator.md, "Rendering"):
   namespace; a ``ClusterObservationPolicy`` renders cluster-wide
   ``TracingPolicy`` objects. Each is owned by its policy (same scope), carries
   the managed-by and ``stellaops.io/policy-*`` labels, runs in Tetragon's
-  monitor mode, and selects pods by the user's podSelector **and**
-  ``stellaops.io/observe=true`` (set by the operator from the pod's posture).
+  monitor mode, and selects pods by the user's podSelector **and** the level
+  label of what its probes need (set by the operator from the pod's posture,
+  ``posture.level_labels``): ``stellaops.io/observe=true`` for syscall
+  kprobes, ``stellaops.io/observe-deep=true`` for uprobes and for syscall
+  kprobes carrying stack traces.
 - Syscalls (posture ActiveTracing and up) become one kprobe each in
   ``stellaops-<name>``; a syscall that only one architecture has gets
-  ``ignore.callNotFound`` so the policy still loads on the other.
+  ``ignore.callNotFound`` so the policy still loads on the other. When the
+  policy asks for stack traces (EbpfDeep), the same kprobes with stack traces
+  go into ``stellaops-<name>-stacks`` for pods labelled ``observe-deep``, and
+  ``stellaops-<name>`` (without stacks) excludes those pods
+  (``observe-deep`` DoesNotExist): each pod is hooked by exactly one of the
+  two, so no call is counted twice and a pod lowered to ActiveTracing gets no
+  stack traces.
 - Functions with a ``binaryPath`` (EbpfDeep and up) become uprobes in a second
   object, ``stellaops-<name>-uprobes``, so a path missing on one node fails
   only that object there. The path is the node's path prefixed with where the
@@ -39,7 +48,6 @@ from typing import Any
 from stellaops_runtime.contracts.crds import (
     API_VERSION,
     CLUSTER_POLICY_KIND,
-    OBSERVE_LABEL,
     POLICY_KIND,
     POLICY_KIND_LABEL,
     POLICY_NAME_LABEL,
@@ -58,7 +66,7 @@ from stellaops_runtime.controller.naming import (
     owner_reference_of,
 )
 from stellaops_runtime.controller.policy_templates import load_template
-from stellaops_runtime.controller.posture import Posture
+from stellaops_runtime.controller.posture import Posture, level_label
 
 PROBE_CONFIG_KEY = "probes.json"  # the data key of the native probes' ConfigMap
 PROBE_CONFIG_KIND = "ProbeConfig"
@@ -89,10 +97,30 @@ def tetragon_policy_names(*, name: str) -> tuple[str, str]:
     return dns_subdomain("stellaops", name), dns_subdomain("stellaops", name, "uprobes")
 
 
+def stacks_policy_name(*, name: str) -> str:
+    """The name of the syscall object with stack traces (for pods at EbpfDeep or more)."""
+    return dns_subdomain("stellaops", name, "stacks")
+
+
+def with_level(
+    selector: Mapping[str, Any], level: Posture, *, below: Posture | None = None
+) -> dict[str, Any]:
+    """``selector`` plus the level label ``level`` needs (and, with ``below``, not ``below``'s label)."""
+    match_labels = dict(selector.get("matchLabels") or {})
+    match_labels[level_label(level)] = "true"
+    expressions = [dict(e) for e in selector.get("matchExpressions") or ()]
+    if below is not None:
+        expressions.append({"key": level_label(below), "operator": "DoesNotExist"})
+    out: dict[str, Any] = {"matchLabels": dict(sorted(match_labels.items()))}
+    if expressions:
+        out["matchExpressions"] = expressions
+    return out
+
+
 def _pod_selector(spec: PolicySpec, *, cluster: bool, notes: list[str]) -> dict[str, Any]:
+    """The user's selector in Tetragon's terms (namespace requirements folded in), without level labels."""
     selector = spec.pod_selector.to_dict()
     match_labels = dict(selector.get("matchLabels", {}))
-    match_labels[OBSERVE_LABEL] = "true"
     expressions = list(selector.get("matchExpressions", []))
     ns_sel = spec.namespace_selector
     if cluster and ns_sel is not None:
@@ -115,7 +143,8 @@ def _pod_selector(spec: PolicySpec, *, cluster: bool, notes: list[str]) -> dict[
                 "namespaceSelector labels "
                 + ", ".join(sorted(set(dropped)))
                 + " cannot be expressed in Tetragon's podSelector; Tetragon scopes this policy through "
-                f"{OBSERVE_LABEL}=true, which another policy selecting the same pod can also set"
+                "the stellaops.io/observe level labels, which another policy selecting the same pod "
+                "can also set"
             )
     out: dict[str, Any] = {"matchLabels": dict(sorted(match_labels.items()))}
     if expressions:
@@ -166,6 +195,36 @@ def _skeleton(*, kind: str, name: str, namespace: str | None, uid: str, object_n
     return obj
 
 
+def _syscall_kprobes(
+    syscalls: list[str], spec: PolicySpec, *, stacks: Mapping[str, bool], notes: list[str] | None
+) -> list[dict]:
+    """One kprobe per syscall; ``notes`` (when given) learns of syscalls one architecture lacks."""
+    template = load_template("syscalls.yaml")["spec"]["kprobes"][0]
+    post: dict[str, Any] = {}
+    if spec.rate_limit:
+        post["rateLimit"] = spec.rate_limit
+    if stacks["kernel"]:
+        post["kernelStackTrace"] = True
+    if stacks["user"]:
+        post["userStackTrace"] = True
+    kprobes = []
+    one_arch = []
+    for sc in syscalls:
+        hook = {k: v for k, v in template.items() if k != "selectors"}
+        hook["call"] = f"sys_{sc}"
+        hook["syscall"] = True
+        if (sc in X86_64) != (sc in ARM64):
+            hook["ignore"] = {"callNotFound": True}
+            one_arch.append(f"{sc} ({'x86_64' if sc in X86_64 else 'arm64'} only)")
+        hook["selectors"] = _post_action(template, post)
+        kprobes.append(hook)
+    if one_arch and notes is not None:
+        notes.append(
+            "syscalls that exist on one architecture only are skipped on the other: " + ", ".join(one_arch)
+        )
+    return kprobes
+
+
 def render_policy(
     *, kind: str, name: str, namespace: str | None, uid: str, spec: PolicySpec
 ) -> RenderedPolicy:
@@ -197,36 +256,28 @@ def render_policy(
     syscall_name, uprobe_name = tetragon_policy_names(name=name)
     objects: list[dict] = []
     if syscalls:
-        template = load_template("syscalls.yaml")["spec"]["kprobes"][0]
-        post: dict[str, Any] = {}
-        if spec.rate_limit:
-            post["rateLimit"] = spec.rate_limit
-        if stacks["kernel"]:
-            post["kernelStackTrace"] = True
-        if stacks["user"]:
-            post["userStackTrace"] = True
-        kprobes = []
-        one_arch = []
-        for sc in syscalls:
-            hook = {k: v for k, v in template.items() if k != "selectors"}
-            hook["call"] = f"sys_{sc}"
-            hook["syscall"] = True
-            if (sc in X86_64) != (sc in ARM64):
-                hook["ignore"] = {"callNotFound": True}
-                one_arch.append(f"{sc} ({'x86_64' if sc in X86_64 else 'arm64'} only)")
-            hook["selectors"] = _post_action(template, post)
-            kprobes.append(hook)
-        if one_arch:
-            notes.append(
-                "syscalls that exist on one architecture only are skipped on the other: "
-                + ", ".join(one_arch)
-            )
+        with_stacks = stacks["kernel"] or stacks["user"]
+        plain = _syscall_kprobes(syscalls, spec, stacks={"kernel": False, "user": False}, notes=notes)
         obj = _skeleton(
             kind=kind, name=name, namespace=namespace, uid=uid, object_name=syscall_name, part="syscalls"
         )
-        obj["spec"]["podSelector"] = pod_selector
-        obj["spec"]["kprobes"] = kprobes
+        obj["spec"]["podSelector"] = with_level(
+            pod_selector, Posture.ACTIVE_TRACING, below=Posture.EBPF_DEEP if with_stacks else None
+        )
+        obj["spec"]["kprobes"] = plain
         objects.append(obj)
+        if with_stacks:
+            obj = _skeleton(
+                kind=kind,
+                name=name,
+                namespace=namespace,
+                uid=uid,
+                object_name=stacks_policy_name(name=name),
+                part="syscalls-stacks",
+            )
+            obj["spec"]["podSelector"] = with_level(pod_selector, Posture.EBPF_DEEP)
+            obj["spec"]["kprobes"] = _syscall_kprobes(syscalls, spec, stacks=stacks, notes=None)
+            objects.append(obj)
     elif tracing and not path_functions:
         notes.append(
             "nothing for Tetragon to trace: the policy names no syscalls and no binaryPath functions"
@@ -250,7 +301,7 @@ def render_policy(
         obj = _skeleton(
             kind=kind, name=name, namespace=namespace, uid=uid, object_name=uprobe_name, part="uprobes"
         )
-        obj["spec"]["podSelector"] = pod_selector
+        obj["spec"]["podSelector"] = with_level(pod_selector, Posture.EBPF_DEEP)
         obj["spec"]["uprobes"] = uprobes
         objects.append(obj)
 
@@ -271,7 +322,7 @@ def render_policy(
         "namespace": namespace or "",
         "name": name,
         "maxLevel": level.value,
-        "podSelector": pod_selector,
+        "podSelector": with_level(pod_selector, Posture.ACTIVE_TRACING),
         "namespaceSelector": spec.namespace_selector.to_dict()
         if cluster and spec.namespace_selector
         else None,

@@ -21,11 +21,18 @@ module folds those into one policy's ``status.rollout``:
   runs nothing of the policy and is counted in ``nodesSkipped``, outside the
   total.
 
+- A fresh node whose agent reports Tetragon unreachable
+  (``capabilities.tetragon.reachable: false``, explicitly) lists no policies: it counts
+  as **pending**, and ``failures`` gets one ``TetragonUnreachable`` entry for
+  it (with the agent's message). ``unreachable_nodes`` says since when (the
+  ``lastTransitionTime`` of the ObservationNode's ``Ready=False``), so the
+  policy can turn Degraded after a bounded time instead of waiting forever.
+
 ``nodesTotal`` = running + partial + failed + pending + stale + native.
-``failures`` lists the first ``max_messages`` failed or partial (node,
-policy) pairs in name order; a partial one names the hooks that did not load
-(``hooks``, from the ``failedHooks`` the agent copied from Tetragon's
-``hook_statuses``).
+``failures`` lists the first ``max_messages`` failed, partial or unreachable
+(node, policy) pairs in name order; a partial one names the hooks that did
+not load (``hooks``, from the ``failedHooks`` the agent copied from
+Tetragon's ``hook_statuses``).
 
 It also derives a node's ``feature.stellaops.io/*`` labels.
 """
@@ -33,7 +40,7 @@ It also derives a node's ``feature.stellaops.io/*`` labels.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +49,7 @@ from stellaops_runtime.controller.naming import label_value
 from stellaops_runtime.controller.posture import node_capabilities
 
 FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED"})
+UNREACHABLE_STATE = "TetragonUnreachable"
 PARTIAL_STATES = frozenset({"PARTIALLY_ENABLED"})
 RUNNING_STATES = frozenset({"ENABLED"})
 SKIPPED_STATES = frozenset({"SKIPPED"})
@@ -75,6 +83,24 @@ class NodeReport:
     name: str
     kind: str  # "stale" | "native" | "tetragon"
     loaded: Mapping[tuple[str, str], Mapping[str, Any]]  # (namespace or "", name) -> status.policies entry
+    unreachable: bool = False  # a fresh Tetragon node whose agent cannot reach Tetragon
+    unreachable_since: datetime | None = None  # Ready=False's lastTransitionTime (None: not said)
+    unreachable_message: str = ""
+
+
+def _unreachable(status: Mapping[str, Any]) -> tuple[bool, datetime | None, str]:
+    caps = status.get("capabilities")
+    tetragon = caps.get("tetragon") if isinstance(caps, Mapping) else None
+    if not isinstance(tetragon, Mapping) or tetragon.get("reachable") is not False:
+        return False, None, ""  # reachable, or not said: only an agent's explicit false counts
+    for c in status.get("conditions") or ():
+        if isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "False":
+            return (
+                True,
+                parse_time(c.get("lastTransitionTime")),
+                str(c.get("message") or "")[:MAX_MESSAGE_CHARS],
+            )
+    return True, None, ""
 
 
 def index_nodes(
@@ -105,7 +131,17 @@ def index_nodes(
         for entry in status.get("policies") or ():
             if isinstance(entry, Mapping) and entry.get("name"):
                 loaded[(str(entry.get("namespace") or ""), str(entry["name"]))] = entry
-        out.append(NodeReport(name=name, kind="tetragon", loaded=loaded))
+        down, since, message = _unreachable(status)
+        out.append(
+            NodeReport(
+                name=name,
+                kind="tetragon",
+                loaded=loaded,
+                unreachable=down,
+                unreachable_since=since,
+                unreachable_message=message,
+            )
+        )
     out.sort(key=lambda r: r.name)
     return tuple(out)
 
@@ -134,6 +170,8 @@ def fold_rollout(
             counts[report.kind] += 1
             continue
         kind, problems = _node_outcome(report, wanted)
+        if kind == "pending" and report.unreachable:
+            problems = [_unreachable_entry(report, wanted)]
         counts[kind] += 1
         if problems and len(failures) < max_messages:
             failures.extend(problems)
@@ -149,6 +187,41 @@ def fold_rollout(
         "nodesSkipped": counts["skipped"],
         "failures": failures[: max(0, max_messages)],
     }
+
+
+def _unreachable_entry(report: NodeReport, wanted: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    since = report.unreachable_since
+    when = f" since {since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}" if since is not None else ""
+    detail = f": {report.unreachable_message}" if report.unreachable_message else ""
+    return {
+        "node": report.name,
+        "policy": _policy_ref(wanted[0][0] or None, wanted[0][1]) if wanted else "",
+        "state": UNREACHABLE_STATE,
+        "message": f"the agent cannot reach Tetragon{when}{detail}"[:MAX_MESSAGE_CHARS],
+    }
+
+
+def unreachable_nodes(
+    reports: Sequence[NodeReport], *, now: datetime, after_seconds: float
+) -> tuple[list[NodeReport], list[NodeReport]]:
+    """Fresh nodes with Tetragon unreachable: (for ``after_seconds`` or more, for less).
+
+    A node that does not say since when counts as unreachable for long
+    enough: nothing it reports will make the policy load sooner.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    overdue: list[NodeReport] = []
+    recent: list[NodeReport] = []
+    for r in reports:
+        if r.kind != "tetragon" or not r.unreachable:
+            continue
+        since = r.unreachable_since
+        if since is None or (now - since).total_seconds() >= after_seconds:
+            overdue.append(r)
+        else:
+            recent.append(r)
+    return overdue, recent
 
 
 def _node_outcome(report: NodeReport, wanted: Sequence[tuple[str, str]]) -> tuple[str, list[dict[str, Any]]]:
@@ -225,17 +298,31 @@ FEATURE_LABEL_KEYS = tuple(
 )
 
 
-def node_feature_labels(observation_node: Mapping[str, Any]) -> dict[str, str]:
+def is_stale(observation_node: Mapping[str, Any], *, now: datetime, stale_after_seconds: float) -> bool:
+    """No ``heartbeatTime``, an unreadable one, or one older than ``stale_after_seconds``."""
+    status = observation_node.get("status") or {}
+    beat = parse_time(status.get("heartbeatTime")) if isinstance(status, Mapping) else None
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return beat is None or (now - beat).total_seconds() > stale_after_seconds
+
+
+def node_feature_labels(observation_node: Mapping[str, Any], *, stale: bool = False) -> dict[str, str]:
     """``feature.stellaops.io/<capability>`` labels for the Node an ObservationNode describes.
 
-    Boolean capabilities are ``"true"``/``"false"``; ``source`` is tetragon,
-    native or none; ``max-posture`` is the node's posture ceiling; versions
+    Boolean capabilities are ``"true"``/``"false"`` (what the kernel allows,
+    whether or not a source uses it); ``source`` is the source that works now
+    (tetragon or none); ``max-posture`` is the node's posture ceiling, what
+    that source delivers (``NodeCapabilities.ceiling``; None and source none
+    when ``stale``: the agent stopped heart-beating); versions
     are made valid label values and left out when unknown. Keys under the
     prefix that the result does not contain should be removed from the Node.
     """
     caps = node_capabilities(observation_node)
     if caps is None:  # node_capabilities returns None only for None
         return {}
+    if stale:
+        caps = replace(caps, stale=True)
     ceiling, _ = caps.ceiling()
     p = FEATURE_LABEL_PREFIX
     labels = {
@@ -249,7 +336,7 @@ def node_feature_labels(observation_node: Mapping[str, Any]) -> dict[str, str]:
         p + "tetragon": caps.tetragon_reachable,
     }
     out = {k: "true" if v else "false" for k, v in labels.items()}
-    out[p + "source"] = caps.source if caps.source in ("tetragon", "native") else "none"
+    out[p + "source"] = caps.working_source
     out[p + "max-posture"] = ceiling.value
     if caps.kernel_version:
         out[p + "kernel-version"] = label_value(caps.kernel_version)

@@ -73,6 +73,10 @@ class ControllerConfig:
     kubeconfig: str = ""
     # Failures listed in a policy's status.rollout.
     max_rollout_messages: int = 5
+    # A policy waiting on a node whose agent cannot reach Tetragon turns Degraded
+    # (reason TetragonUnreachable) once the node has reported it unreachable this long
+    # (counted from the lastTransitionTime of the ObservationNode's Ready=False).
+    tetragon_unreachable_seconds: float = 120.0
 
 
 def operator_settings(

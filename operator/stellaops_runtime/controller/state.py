@@ -32,6 +32,7 @@ from stellaops_runtime.contracts.crds import (
     POSTURE_ANNOTATION,
     POSTURE_REASON_ANNOTATION,
 )
+from stellaops_runtime.controller.agent_pods import ContainerProblem, container_problems
 from stellaops_runtime.controller.conditions import merge_conditions, now_rfc3339
 from stellaops_runtime.controller.patches import managed_view, status_patch
 from stellaops_runtime.controller.posture import NodeCapabilities
@@ -89,7 +90,11 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class PodSnapshot:
-    """What the operator needs of a pod: identity, labels, our annotations, its node."""
+    """What the operator needs of a pod: identity, labels, our annotations, its node.
+
+    ``problems``: containers the kubelet reports stuck (``agent_pods``), read for
+    the agent pods' part of a RuntimeObserver's status.
+    """
 
     namespace: str
     name: str
@@ -98,6 +103,7 @@ class PodSnapshot:
     annotations: dict[str, str]  # only OBSERVE_LEVEL, POSTURE and POSTURE_REASON
     node: str
     deleting: bool
+    problems: tuple[ContainerProblem, ...] = ()
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> PodSnapshot:
@@ -112,6 +118,7 @@ class PodSnapshot:
             annotations={k: str(ann[k]) for k in keep if k in ann},
             node=str((body.get("spec") or {}).get("nodeName") or ""),
             deleting=bool(meta.get("deletionTimestamp")),
+            problems=container_problems(body),
         )
 
     def patched(self, patch: Mapping[str, Any]) -> PodSnapshot:
@@ -166,6 +173,7 @@ class ReconcilerState:
         self._reported_levels: set[tuple[str, str]] = set()
         self._node_state: dict[str, Any] = {}
         self._namespace_labels: dict[str, dict[str, str]] = {}
+        self._unreadable_secrets: set[tuple[str, str]] = set()  # store Secrets we were refused (logged once)
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep kopf's live index objects (they are updated in place as events arrive)."""

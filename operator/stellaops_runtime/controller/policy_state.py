@@ -1,0 +1,98 @@
+"""A valid policy's overall condition, from what was applied and how the nodes report it.
+
+Pure: ``policy_state`` takes the apply errors, refusals and the folded
+rollout (``rollout.fold_rollout``) and returns the one condition that is
+True (``conditions.state_conditions`` writes all four), its reason and its
+message. The order of precedence: not ours (``NotOwned``), apply errors
+(``TetragonNotInstalled``, ``ApplyFailed``), load errors (``LoadFailed``),
+partial loads (``PartiallyLoaded``), nodes that cannot reach Tetragon for
+longer than the bound (``TetragonUnreachable``), nodes still pending
+(``Progressing``/``RollingOut``), else ``Ready``/``RolledOut``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stellaops_runtime.controller.conditions import State
+from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError
+from stellaops_runtime.controller.rollout import FAILED_STATES, NodeReport
+
+
+def policy_state(
+    *,
+    names: list[str],
+    rollout: Mapping[str, Any],
+    errors: list[str],
+    missing_crd: bool,
+    refused: list[NotOwnedError] | None = None,
+    unreachable: tuple[list[NodeReport], list[NodeReport]] = ([], []),
+    unreachable_after: float = 120.0,
+) -> tuple[State, str, str]:
+    """The overall condition of a valid policy from what was applied and how nodes report it.
+
+    ``unreachable``: the nodes whose Tetragon is unreachable for
+    ``unreachable_after`` seconds or more, and for less. The first make the
+    policy Degraded (``TetragonUnreachable``, naming them): a terminal answer
+    for ``kubectl wait`` and GitOps health checks instead of ``RollingOut``
+    forever; the second only show in the Progressing message.
+    """
+    overdue, recent = unreachable
+    if refused:
+        return "Degraded", NOT_OWNED_REASON, "; ".join([*map(str, refused), *errors])
+    if errors:
+        if missing_crd:
+            return (
+                "Degraded",
+                "TetragonNotInstalled",
+                ("Tetragon's TracingPolicy CRDs are not installed: " + "; ".join(errors)),
+            )
+        return "Degraded", "ApplyFailed", "; ".join(errors)
+    total, running = rollout["nodesTotal"], rollout["nodesRunning"]
+    if rollout["nodesFailed"]:
+        first: dict[str, Any] = next((f for f in rollout["failures"] if f.get("state") in FAILED_STATES), {})
+        detail = (
+            f": {first.get('node')}: {first.get('policy')} {first.get('state')}: {first.get('message')}"
+            if first
+            else ""
+        )
+        return "Degraded", "LoadFailed", f"{rollout['nodesFailed']}/{total} nodes failed to load it{detail}"
+    if rollout.get("nodesPartial"):  # loaded, but some hooks not: not running as asked
+        partial: dict[str, Any] = next(
+            (f for f in rollout["failures"] if f.get("state") == "PARTIALLY_ENABLED"), {}
+        )
+        detail = (
+            f": {partial.get('node')}: {partial.get('policy')}: {partial.get('message')}" if partial else ""
+        )
+        n = rollout["nodesPartial"]
+        return "Degraded", "PartiallyLoaded", f"{n}/{total} nodes loaded it only partially{detail}"
+    if overdue:
+        shown = ", ".join(unreachable_text(r) for r in overdue[:3])
+        more = f" and {len(overdue) - 3} more" if len(overdue) > 3 else ""
+        return (
+            "Degraded",
+            "TetragonUnreachable",
+            f"{len(overdue)}/{total} nodes cannot reach Tetragon for {unreachable_after:g}s or more, so the "
+            f"policy is not loaded there: {shown}{more}; {running}/{total} nodes running",
+        )
+    if rollout["nodesPending"]:
+        waiting = (
+            f" ({len(recent)} with Tetragon unreachable: Degraded after {unreachable_after:g}s)"
+            if recent
+            else ""
+        )
+        return (
+            "Progressing",
+            "RollingOut",
+            f"{running}/{total} nodes running, {rollout['nodesPending']} pending{waiting}",
+        )
+    what = f"{len(names)} Tetragon policies" if names else "no Tetragon policy (native probe entry only)"
+    return "Ready", "RolledOut", f"{what}; {running}/{total} nodes running, {rollout['nodesStale']} stale"
+
+
+def unreachable_text(report: NodeReport) -> str:
+    since = report.unreachable_since
+    when = f" since {since.strftime('%Y-%m-%dT%H:%M:%SZ')}" if since is not None else ""
+    detail = f" ({report.unreachable_message})" if report.unreachable_message else ""
+    return f"{report.name}{when}{detail}"

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Prune the image's virtualenv to fit the 250 MB target; run inside the image's root
+# filesystem (build.sh through chroot, the Containerfile in its build stage):
+#   - kubernetes/aio: the kubernetes package's async copy of its generated client
+#     (65 MB), which nothing in stellaops_runtime imports;
+#   - the packages' own test suites;
+#   - the sources of the generated API and model modules (kubernetes/client/{api,models},
+#     55 MB with their docstrings): kept as bytecode compiled without docstrings, next to
+#     where the sources were, so only tracebacks inside them lose their source lines.
+# Usage: prune.sh VENV
+set -eu
+venv=$1
+site=$(echo "$venv"/lib/python3*/site-packages)
+rm -rf "$site/kubernetes/aio" "$site/sqlalchemy/testing"
+find "$site" -depth -type d \( -name tests -o -name test \) -exec rm -rf {} +
+find "$site" -name '*_test.py' -delete
+for generated in kubernetes/client/api kubernetes/client/models; do
+  rm -rf "$site/$generated/__pycache__"
+  "$venv/bin/python" -OO -m compileall -q -b "$site/$generated"
+  find "$site/$generated" -name '*.py' -delete
+done

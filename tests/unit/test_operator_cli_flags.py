@@ -1,0 +1,20 @@
+"""The operator's command-line flags reach its settings, and bad values are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_timing_flags_reach_the_controller_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from stellaops_runtime.cli.main import build_parser
+    from stellaops_runtime.cli.operator import controller_config
+
+    argv = ["operator", "--stale-after-seconds", "45", "--tetragon-unreachable-seconds", "30"]
+    config = controller_config(build_parser(argv).parse_args(argv))
+    assert (config.stale_after_seconds, config.tetragon_unreachable_seconds) == (45.0, 30.0)
+    default = controller_config(build_parser(["operator"]).parse_args(["operator"]))
+    assert default.tetragon_unreachable_seconds == 120.0
+    from stellaops_runtime.cli.main import main
+
+    assert main(["operator", "--tetragon-unreachable-seconds", "0"]) == 2
+    assert "--tetragon-unreachable-seconds > 0" in capsys.readouterr().err
