@@ -11,10 +11,13 @@ absolute numbers mean little):
 - ``write_insert``: ``HotSymbolStore.write`` on empty tables (all keys new);
 - ``write_update``: ``HotSymbolStore.write`` when every key already has its
   cumulative row (the steady state: counts are added, and the new window's
-  history rows are inserted).
+  history rows are appended).
 
-``write`` also fills ``hot_symbol_windows``, so it does two upserts per row
-where ``raw_copy`` does one plain COPY. Methods run interleaved round-robin;
+``write`` also fills ``hot_symbol_windows``: on PostgreSQL one binary COPY
+into a staging table, the history appended from it and the cumulative table
+rolled up by one set-based upsert (store/pg_write.py), where ``raw_copy``
+does one plain COPY. Windows start on the current UTC day, so rows land in a
+day partition as an agent's do. Methods run interleaved round-robin;
 CHECKPOINT (and VACUUM before updates) run outside the timing; medians are
 reported. Usage::
 
@@ -34,11 +37,13 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.upsert import _HOT_COLS, _HOT_TYPES, _hot_tuple, copy_rows
+from stellaops_runtime.store.pg_write import copy_rows
+from stellaops_runtime.store.rows import HOT_COLS, HOT_TYPES, hot_tuple
 from stellaops_runtime.store.writer import HotSymbolStore
 
 S = 1_000_000_000
-T0 = 1_740_787_200 * S
+# Midnight UTC today: the day partition the writer keeps ready, as for an agent's rows.
+T0 = int(time.time()) // 86_400 * 86_400 * S
 SCRATCH = "signals.hot_symbols_bench_raw"
 METHODS = ("raw_copy", "write_insert", "write_update")
 
@@ -75,12 +80,12 @@ def _maintenance(store: HotSymbolStore, *statements: str) -> None:
 
 
 def _raw_copy(store: HotSymbolStore, deltas: list[HotSymbolDelta]) -> None:
-    tuples = [_hot_tuple(d) for d in deltas]  # updated_at: the scratch table's default
+    tuples = [hot_tuple(d) for d in deltas]  # updated_at: the scratch table's default
     with store.engine.begin() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur:
-            copy_rows(cur, table=SCRATCH, columns=_HOT_COLS, types=_HOT_TYPES, rows=tuples)
+            copy_rows(cur, table=SCRATCH, columns=HOT_COLS, types=HOT_TYPES, rows=tuples)
 
 
 def run(pg_url: str, *, rows: int = 20_000, runs: int = 5) -> dict[str, Any]:

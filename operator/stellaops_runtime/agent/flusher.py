@@ -187,7 +187,11 @@ class Flusher:
     def _open(self) -> HotSymbolStore:
         st = self.config.store
         return open_store(
-            st.url, migrate=st.migrate, create_directories=st.create_directories, timeouts=self.timeouts
+            st.url,
+            migrate=st.migrate,
+            create_directories=st.create_directories,
+            timeouts=self.timeouts,
+            retention_days=st.retention_days,
         )
 
     async def drain(self) -> None:

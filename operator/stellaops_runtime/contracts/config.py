@@ -241,6 +241,9 @@ class StoreConfig(_Model):
     # Rows the store cannot take at shutdown are written here and replayed at the next
     # start ("" = off: they are counted as lost). The DaemonSet mounts a hostPath here.
     spool_path: str = Field("", alias="spoolPath")
+    # Days of per-window history and observation windows kept (store/partitions.py); the
+    # evidence's lowest runtime tier needs more than 30 watched days, hence at least 31.
+    retention_days: int = Field(90, alias="retentionDays", ge=31, le=3_660)
 
     @field_validator("url")
     @classmethod
@@ -282,6 +285,11 @@ class SymbolsConfig(_Model):
     # How long the pipeline waits for a binary being parsed on the parse worker (per batch
     # of events); past it the frame is counted unresolved (parse_pending) and resolves later.
     parse_wait_milliseconds: int = Field(200, alias="parseWaitMilliseconds", ge=0, le=60_000)
+    # Look for separate debug files (/usr/lib/debug/.build-id/, .gnu_debuglink) in the process's
+    # root and in hostRoot, accepted only with the binary's build-id (and the link's CRC-32).
+    debug_files: bool = Field(True, alias="debugFiles")
+    # A debuginfod-style cache directory (<dir>/<build-id>/debuginfo) read as it is; never fetched.
+    debuginfod_cache_dir: str = Field("", alias="debuginfodCacheDir")
 
 
 class AttributionConfig(_Model):

@@ -57,8 +57,9 @@ class HotSymbolDelta:
     """What one aggregation window added for one key, since the last flush.
 
     ``window_start_ns`` is the start of the aggregation window (window length
-    from config); the store keeps one history row per (key, window) and one
-    cumulative row per key. ``unique_callers`` is the number of distinct callers
+    from config); the store appends it to the window history (several rows of
+    one (key, window) are summed by every query) and adds it to one cumulative
+    row per key. ``unique_callers`` is the number of distinct callers
     this agent has seen for the key so far (not additive: the store keeps the
     maximum). ``build_id``, ``purl``, ``function_id`` and ``sample`` describe the key and are
     kept from the first delta that has them.

@@ -291,9 +291,17 @@ def first_line(e: BaseException) -> str:
 
 
 def open_store(
-    url: str, *, migrate: bool = True, create_directories: bool = False, timeouts: Timeouts | None = None
+    url: str,
+    *,
+    migrate: bool = True,
+    create_directories: bool = False,
+    timeouts: Timeouts | None = None,
+    retention_days: int = 90,
 ) -> HotSymbolStore:
     """Open the store at ``url``; by default run ``alembic upgrade head`` first (idempotent).
+
+    ``retention_days`` (``store.retentionDays``) is how long the per-window
+    history and observation windows are kept (:mod:`stellaops_runtime.store.partitions`).
 
     A SQLite URL creates its file; its directory must exist, unless
     ``create_directories`` (``store.createDirectories``) makes it. Raises
@@ -302,8 +310,10 @@ def open_store(
     cannot be reached (retry later) and :class:`StoreError` for anything else
     (failed migration).
     """
+    from stellaops_runtime.store.partitions import check_retention_days
     from stellaops_runtime.store.writer import HotSymbolStore
 
+    check_retention_days(retention_days)
     prepare_sqlite_directory(url, create=create_directories)
     engine = create_store_engine(url, timeouts=timeouts)
     if migrate:
@@ -317,7 +327,7 @@ def open_store(
     # Connections the migration opened were made before the store could track
     # them (HotSymbolStore.abort must reach every connection): start afresh.
     engine.dispose()
-    return HotSymbolStore(engine)
+    return HotSymbolStore(engine, retention_days=retention_days)
 
 
 _migrate = migrate

@@ -7,7 +7,13 @@ without a schema: engines map ``signals`` to ``None`` with
 - ``hot_symbols``: one cumulative row per key (image, module, function,
   evidence kind), so one function name in two packages never collides;
 - ``hot_symbol_windows``: the same counts per aggregation window, the history
-  that answers "more than 1000 calls a day";
+  that answers "more than 1000 calls a day". On PostgreSQL (migration 0007)
+  it is append-only and partitioned by UTC day of ``window_start`` (plus a
+  DEFAULT partition), with no row identity and no unique key: one (key,
+  window) may have several rows (agents, flushes) and every reader sums them;
+  whole days go when ``store.retentionDays`` passes
+  (:mod:`stellaops_runtime.store.partitions`). SQLite keeps its ``id`` and
+  the unique (key, window) its upsert needs;
 - ``flush_ledger`` and ``quarantined_rows`` (migration 0004): which agent
   flushes were committed, so a retry never counts twice, and the rows the
   database refused, with the error, so one bad row never blocks a batch;
@@ -105,6 +111,9 @@ JSON_TYPE = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_nul
 
 metadata = sa.MetaData(schema=SCHEMA)
 
+# PostgreSQL: fillfactor 50 (migration 0007). A flush rewrites the cumulative row of every key
+# it reports; with room on the page and no indexed column changed, that is a HOT update (no
+# index entry written). Hence also no index on last_seen, which no query reads.
 hot_symbols = sa.Table(
     "hot_symbols",
     metadata,
@@ -127,14 +136,12 @@ hot_symbols = sa.Table(
     sa.Index("ix_hot_symbols_image_function", "image_digest", "function_name"),
     sa.Index("ix_hot_symbols_image_purl", "image_digest", "purl"),
     sa.Index("ix_hot_symbols_purl_prefix", "purl", postgresql_ops={"purl": "text_pattern_ops"}),
-    sa.Index("ix_hot_symbols_last_seen", "last_seen"),
     sa.Index("ix_hot_symbols_function_id", "function_id"),
 )
 
 hot_symbol_windows = sa.Table(
     "hot_symbol_windows",
     metadata,
-    _id(),
     *_key_columns(),
     sa.Column("window_start", UtcDateTime, nullable=False),
     sa.Column("invocation_count", sa.BigInteger, nullable=False),
@@ -143,8 +150,7 @@ hot_symbol_windows = sa.Table(
     sa.Column("max_latency_ns", sa.BigInteger, nullable=False),
     sa.Column("first_seen", UtcDateTime, nullable=False),
     sa.Column("last_seen", UtcDateTime, nullable=False),
-    sa.UniqueConstraint(*KEY_COLUMNS, "window_start", name="uq_hot_symbol_windows_key"),
-    sa.Index("ix_hot_symbol_windows_image_window", "image_digest", "window_start"),
+    sa.Index("ix_hot_symbol_windows_image_function_window", "image_digest", "function_name", "window_start"),
 )
 
 observation_windows = sa.Table(
@@ -164,6 +170,7 @@ observation_windows = sa.Table(
     sa.Column("throttle_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("dropped_events", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("image_digest", "node_name", "window_start", name="uq_observation_windows_key"),
+    sa.Index("ix_observation_windows_window_start", "window_start"),  # retention (migration 0007)
 )
 
 # Migration 0004: exactly-once flushes (store/ledger.py) and rows the database refused.

@@ -19,9 +19,11 @@ Open one with :func:`stellaops_runtime.store.engine.open_store`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,11 +43,19 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
+from stellaops_runtime.store.partitions import (
+    DEFAULT_RETENTION_DAYS,
+    Maintenance,
+    check_retention_days,
+    maintain,
+)
 from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols, observation_windows
 from stellaops_runtime.store.upsert import merge_by_key, merge_by_window, merge_observations, write_rows
 
 log = logging.getLogger(__name__)
+_SUMS = frozenset({"invocation_count", "total_latency_ns"})  # sum() of a bigint: numeric on PostgreSQL
 PRUNE_EVERY_BATCHES = 1_000
+MAINTAIN_EVERY_SECONDS = 3_600.0  # day partitions ahead and retention (store/partitions.py)
 
 __all__ = [
     "HotSymbolStore",
@@ -64,8 +74,10 @@ __all__ = [
 class HotSymbolStore:
     """The hot-symbol store on one database (PostgreSQL or SQLite)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self.engine = engine
+        self.retention_days = check_retention_days(retention_days)
+        self._maintained_at: float | None = None  # time.monotonic() of the last maintenance attempt
         self.url = safe_url(engine.url)
         self._postgres = engine.dialect.name == "postgresql"
         # Every DBAPI connection the engine opened and has not closed: what
@@ -118,6 +130,16 @@ class HotSymbolStore:
         except Exception as e:
             raise self._wrap(e, "write to") from e
         self._batches += 1
+        now = time.monotonic()
+        if self._maintained_at is None or now - self._maintained_at >= MAINTAIN_EVERY_SECONDS:
+            # Partitions from the first batch on; retention from an hour after it (a start-up,
+            # often a spool replay, is no time for a large DELETE).
+            retention = self._maintained_at is not None
+            self._maintained_at = now
+            try:
+                self.maintain(retention=retention)
+            except Exception as e:  # housekeeping: the next attempt is in an hour, rows go to DEFAULT
+                log.warning("cannot maintain the history partitions of %s: %s", self.url, first_line(e))
         if self._batches % PRUNE_EVERY_BATCHES == 1:
             try:
                 pruned = prune_ledger(self.engine)
@@ -127,6 +149,21 @@ class HotSymbolStore:
                 if pruned:
                     log.info("pruned %d flush-ledger rows older than the retention", pruned)
         return result
+
+    def maintain(self, *, now: dt.datetime | None = None, retention: bool = True) -> Maintenance:
+        """Create the coming day partitions of the history and (``retention``) apply ``retention_days``.
+
+        :meth:`write_batch` creates partitions after its first batch and then
+        hourly, with the retention from the second run on (an hour after the
+        first batch); see :mod:`stellaops_runtime.store.partitions`.
+        """
+        done = maintain(self.engine, retention_days=self.retention_days, now=now, retention=retention)
+        if done.created or done.dropped or done.deleted_rows:
+            log.info(
+                "history maintenance: created %s, dropped %s, deleted %d rows older than %s",
+                done.created, done.dropped, done.deleted_rows, done.cutoff,
+            )  # fmt: skip
+        return done
 
     def abort(self) -> None:
         """Make every call in progress on this store fail now; safe from any thread.
@@ -179,11 +216,30 @@ class HotSymbolStore:
         )
 
     def read_windows(self) -> list[dict[str, Any]]:
-        """Every per-window history row, ordered by key and window."""
+        """The per-window history, one row per (key, window) (appended rows summed), ordered by both."""
         c = hot_symbol_windows.c
-        return self._read(
-            hot_symbol_windows, c.image_digest, c.module, c.function_name, c.evidence_kind, c.window_start
+        group = (c.image_digest, c.module, c.function_name, c.evidence_kind, c.window_start)
+        stmt = (
+            sa.select(
+                *group,
+                sa.func.sum(c.invocation_count).label("invocation_count"),
+                sa.func.max(c.unique_callers).label("unique_callers"),
+                sa.func.sum(c.total_latency_ns).label("total_latency_ns"),
+                sa.func.max(c.max_latency_ns).label("max_latency_ns"),
+                sa.func.min(c.first_seen).label("first_seen"),
+                sa.func.max(c.last_seen).label("last_seen"),
+            )
+            .group_by(*group)
+            .order_by(*group)
         )
+        try:
+            with self.engine.connect() as conn:
+                return [
+                    {k: int(v) if k in _SUMS else v for k, v in r._mapping.items()}
+                    for r in conn.execute(stmt)
+                ]
+        except sa.exc.SQLAlchemyError as e:
+            raise self._wrap(e, "read from") from e
 
     def read_observation_windows(self) -> list[dict[str, Any]]:
         c = observation_windows.c

@@ -1,0 +1,241 @@
+"""Day partitions of the per-window history, created ahead, and retention (``store.retentionDays``).
+
+The per-window history (``hot_symbol_windows``) would grow forever. On
+PostgreSQL it is partitioned by UTC day of ``window_start`` (migration 0007):
+this module creates the partitions of yesterday .. today + :data:`DAYS_AHEAD`
+before they are needed, and drops whole days once they are past the
+retention. A DEFAULT partition takes any row no day partition covers (a
+spool replayed days late, a skewed clock), so no insert ever fails; a day
+partition created later takes its rows over from it.
+
+Retention never touches the cumulative table (``hot_symbols``). It removes
+history and observation windows older than the same cutoff in one
+transaction: a "never called" answer counts watched days (from
+``observation_windows``) minus days with calls (from the history), so
+dropping one without the other would turn old calls into "watched, not
+called". The cutoff is midnight UTC of the day ``retentionDays`` before now,
+minus one more day because a window lasts up to a day: every row removed
+belongs to a window that ended more than ``retentionDays`` ago.
+
+The minimum, :data:`MIN_RETENTION_DAYS` = 31, is what the evidence needs:
+the runtime factor's lowest tier is "more than 30 watched days without a
+call", which cannot be reached unless 31 days are kept.
+
+SQLite has no partitions: retention is a DELETE of the same rows.
+:func:`maintain` does everything in one transaction; on PostgreSQL only one
+agent at a time does it (a transaction advisory lock; the others skip) and it
+waits at most :data:`LOCK_TIMEOUT_MS` for the table lock the DDL needs. It
+runs in its own transaction, never inside a flush: a flush holding row locks
+while waiting for the table lock could deadlock with another.
+:meth:`HotSymbolStore.write_batch <stellaops_runtime.store.writer.HotSymbolStore.write_batch>`
+calls it after its first batch and then hourly, with the retention from the
+second call on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+DEFAULT_RETENTION_DAYS = 90
+MIN_RETENTION_DAYS = 31
+MAX_RETENTION_DAYS = 3_660
+DAYS_AHEAD = 2
+LOCK_TIMEOUT_MS = 5_000
+PARENT = "hot_symbol_windows"
+DEFAULT_PARTITION = "hot_symbol_windows_default"
+_DAY_NAME = re.compile(r"^hot_symbol_windows_p(\d{8})$")
+# Any constant: agents that maintain the same database at the same time take turns (the others skip).
+_LOCK_ID = 0x5354454C4C42  # "STELLB"
+
+
+@dataclass(slots=True)
+class Maintenance:
+    """What one :func:`maintain` run did."""
+
+    ran: bool = False  # False: another agent held the lock, or the store has no partitions
+    cutoff: dt.datetime | None = None
+    created: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    moved_rows: int = 0  # rows taken over from the DEFAULT partition by a new day partition
+    deleted_rows: int = 0  # rows deleted (SQLite history, DEFAULT partition, observation windows)
+
+
+# -- pure planning -------------------------------------------------------------
+
+
+def check_retention_days(days: int) -> int:
+    if isinstance(days, bool) or not isinstance(days, int):
+        raise TypeError(f"retention days must be an integer, got {type(days).__name__}")
+    if not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"retention days must be between {MIN_RETENTION_DAYS} and {MAX_RETENTION_DAYS}, got {days} "
+            "(the evidence needs more than 30 watched days)"
+        )
+    return days
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+def retention_cutoff(now: dt.datetime, retention_days: int) -> dt.datetime:
+    """The oldest ``window_start`` kept: every window before it ended more than ``retention_days`` ago."""
+    check_retention_days(retention_days)
+    oldest_kept = (now.astimezone(dt.UTC) - dt.timedelta(days=retention_days)).date()
+    return midnight(oldest_kept - dt.timedelta(days=1))
+
+
+def partition_name(day: dt.date) -> str:
+    return f"{PARENT}_p{day:%Y%m%d}"
+
+
+def partition_day(name: str) -> dt.date | None:
+    m = _DAY_NAME.match(name)
+    if m is None:
+        return None
+    try:
+        return dt.datetime.strptime(m[1], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def days_to_create(today: dt.date, existing: Iterable[dt.date]) -> list[dt.date]:
+    """Yesterday .. today + DAYS_AHEAD, minus the days that have a partition."""
+    have = set(existing)
+    want = (today + dt.timedelta(days=n) for n in range(-1, DAYS_AHEAD + 1))
+    return [d for d in want if d not in have]
+
+
+def days_to_drop(existing: Iterable[dt.date], cutoff: dt.datetime) -> list[dt.date]:
+    """Days whose whole partition lies before the cutoff."""
+    return sorted(d for d in existing if midnight(d + dt.timedelta(days=1)) <= cutoff)
+
+
+# -- I/O -----------------------------------------------------------------------
+
+
+def maintain(
+    engine: Engine,
+    *,
+    retention_days: int,
+    now: dt.datetime | None = None,
+    retention: bool = True,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+) -> Maintenance:
+    """Create the coming day partitions and (``retention``) apply the retention, in one transaction.
+
+    ``now`` defaults to the database's clock on PostgreSQL (one clock for
+    every agent) and the local clock on SQLite.
+    """
+    check_retention_days(retention_days)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            return _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
+        if not retention:
+            return Maintenance(ran=True)
+        return _maintain_sqlite(conn, retention_days, now or dt.datetime.now(dt.UTC))
+
+
+def _maintain_sqlite(conn: sa.Connection, retention_days: int, now: dt.datetime) -> Maintenance:
+    from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows
+
+    cutoff = retention_cutoff(now, retention_days)
+    out = Maintenance(ran=True, cutoff=cutoff)
+    for table in (hot_symbol_windows, observation_windows):
+        res = conn.execute(table.delete().where(table.c.window_start < cutoff))
+        out.deleted_rows += int(res.rowcount or 0)
+    return out
+
+
+def _maintain_postgres(
+    conn: sa.Connection, retention_days: int, now: dt.datetime | None, retention: bool, lock_timeout_ms: int
+) -> Maintenance:
+    if not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID}).scalar_one():
+        return Maintenance()
+    if not _is_partitioned(conn):  # a store not migrated to 0007 (store.migrate: false)
+        return Maintenance()
+    conn.execute(sa.text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+    if now is None:
+        now = conn.execute(sa.text("SELECT now()")).scalar_one()
+    assert now is not None
+    cutoff = retention_cutoff(now, retention_days)
+    out = Maintenance(ran=True, cutoff=cutoff)
+    existing = _existing_days(conn)
+    create = days_to_create(now.astimezone(dt.UTC).date(), existing)
+    drop = days_to_drop(existing, cutoff) if retention else []
+    create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
+    if create or drop:
+        # Taken first, whole: the DDL below needs it, and a lock taken in steps could deadlock.
+        conn.execute(sa.text(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE"))
+    for day in create:
+        out.moved_rows += _create_day(conn, day)
+        out.created.append(partition_name(day))
+    for day in drop:
+        conn.execute(sa.text(f"DROP TABLE signals.{partition_name(day)}"))
+        out.dropped.append(partition_name(day))
+    for table in (DEFAULT_PARTITION, "observation_windows") if retention else ():
+        res = conn.execute(
+            sa.text(f"DELETE FROM signals.{table} WHERE window_start < :cutoff"), {"cutoff": cutoff}
+        )
+        out.deleted_rows += int(res.rowcount or 0)
+    return out
+
+
+def _is_partitioned(conn: sa.Connection) -> bool:
+    kind = conn.execute(
+        sa.text(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'signals' AND c.relname = :t"
+        ),
+        {"t": PARENT},
+    ).scalar()
+    return kind == "p"
+
+
+def _existing_days(conn: sa.Connection) -> list[dt.date]:
+    names = conn.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE n.nspname = 'signals' AND p.relname = :t"
+        ),
+        {"t": PARENT},
+    ).scalars()
+    return [d for name in names if (d := partition_day(name)) is not None]
+
+
+def _create_day(conn: sa.Connection, day: dt.date) -> int:
+    """Create one day's partition; rows of that day already in the DEFAULT partition move into it.
+
+    PostgreSQL refuses a new partition whose range has rows in the DEFAULT
+    partition, so they are taken out first and put back through the parent.
+    """
+    lo, hi = midnight(day), midnight(day + dt.timedelta(days=1))
+    bounds = {"lo": lo, "hi": hi}
+    conn.execute(
+        sa.text(
+            f"CREATE TEMP TABLE _moved_windows ON COMMIT DROP AS SELECT * FROM signals.{DEFAULT_PARTITION} "
+            "WHERE window_start >= :lo AND window_start < :hi"
+        ),
+        bounds,
+    )
+    moved = conn.execute(
+        sa.text(f"DELETE FROM signals.{DEFAULT_PARTITION} WHERE window_start >= :lo AND window_start < :hi"),
+        bounds,
+    ).rowcount
+    conn.execute(
+        sa.text(
+            f"CREATE TABLE signals.{partition_name(day)} PARTITION OF signals.{PARENT} "
+            f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
+        )
+    )
+    conn.execute(sa.text(f"INSERT INTO signals.{PARENT} SELECT * FROM pg_temp._moved_windows"))
+    conn.execute(sa.text("DROP TABLE pg_temp._moved_windows"))
+    return int(moved or 0)
