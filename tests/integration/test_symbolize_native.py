@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.demangle import canonicalize_gnu_cxx, demangle
 from stellaops_runtime.canonical.gopclntab import parse_functions
 from stellaops_runtime.canonical.symbolizer import Symbolizer
@@ -40,6 +41,9 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Programs:
 @pytest.fixture
 def sym() -> Symbolizer:
     s = Symbolizer(file_lines=True)
+    # These tests are about each file's own tables: with libc6-dbg installed, its .symtab
+    # would answer for libc first (tests/integration/test_debug_files.py covers that).
+    s.set_debug_search(DebugSearch(enabled=False))
     yield s
     s.close()
 

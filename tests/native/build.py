@@ -6,6 +6,9 @@ gcc with and without ``-g`` (plus a stripped copy and a copy with DWARF but no
 and without ``-ldflags="-s -w"`` (plus a copy whose section header table is
 gone, as ``sstrip`` leaves it). Everything is built in parallel into one tmp
 dir the first time a test asks, and memoized for the rest of the session.
+:func:`build_go_variants` builds the Go program as distributions ship it
+(position-independent, internally and externally linked, stripped) with
+Go's build cache kept under ``.cache/go-build``.
 A toolchain that is missing makes only its own programs unavailable; tests
 that need them skip with the reason.
 """
@@ -136,6 +139,155 @@ def build_programs(out: Path) -> Programs:
             drop_section_headers(progs.paths["go_stripped"], out / "go_noshdr")
             progs.paths["go_noshdr"] = out / "go_noshdr"
         _built = progs
+        return progs
+
+
+# -- Go position-independent builds (issue 12) --------------------------------------------
+
+REPO = HERE.parent.parent
+GO_CACHE = REPO / ".cache" / "go-build"  # Go's build cache: safe to share, makes rebuilds ~1 s
+_go_lock = threading.Lock()
+_go_built: dict[Path, Programs] = {}
+
+
+def find_go() -> str | None:
+    return shutil.which("go") or ("/usr/bin/go" if os.access("/usr/bin/go", os.X_OK) else None)
+
+
+def _go_variant_commands(go: str, out: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    g = str(HERE / "stella_go.go")
+    pie = [go, "build", "-buildmode=pie"]
+    cmds = {
+        "go_exe": ([go, "build", "-o", str(out / "go_exe"), g], {"CGO_ENABLED": "0"}),
+        "go_pie_int": (
+            [*pie, "-ldflags=-linkmode=internal", "-o", str(out / "go_pie_int"), g],
+            {"CGO_ENABLED": "0"},
+        ),
+        "gosym_ref": ([go, "build", "-o", str(out / "gosym_ref"), str(HERE / "gosym_ref.go")], {}),
+    }
+    if shutil.which("gcc"):  # external linking runs the C toolchain (and links runtime/cgo)
+        cmds["go_pie_ext"] = (
+            [*pie, "-ldflags=-linkmode=external", "-o", str(out / "go_pie_ext"), g],
+            {"CGO_ENABLED": "1"},
+        )
+    return cmds
+
+
+def build_go_variants(out: Path) -> Programs:
+    """Go builds of stella_go.go as distributions ship them; memoized per output dir.
+
+    ``go_exe`` (ordinary executable), ``go_pie_int`` / ``go_pie_ext``
+    (``-buildmode=pie``, internally / externally linked), each with a ``strip``-ped
+    copy (``<name>_stripped``) and a stripped copy without section headers
+    (``<name>_noshdr``); ``go_exe_dwarfonly`` (DWARF but no ``.symtab``); plus
+    ``gosym_ref`` (gosym_ref.go, the debug/gosym reference).
+    """
+    with _go_lock:
+        if out in _go_built:
+            return _go_built[out]
+        out.mkdir(parents=True, exist_ok=True)
+        progs = Programs(out)
+        go = find_go()
+        if go is None:
+            progs.errors = {n: "no go toolchain" for n in ("go_exe", "go_pie_int", "go_pie_ext", "gosym_ref")}
+            _go_built[out] = progs
+            return progs
+        GO_CACHE.mkdir(parents=True, exist_ok=True)
+        procs = {}
+        for name, (cmd, extra) in _go_variant_commands(go, out).items():
+            env = {**_env(out), "GOCACHE": str(GO_CACHE), **extra}
+            procs[name] = subprocess.Popen(
+                cmd, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        for name, p in procs.items():
+            output, _ = p.communicate(timeout=600)
+            if p.returncode == 0:
+                progs.paths[name] = out / name
+            else:
+                progs.errors[name] = f"build failed ({p.returncode}): {output[-2000:]}"
+        for name in ("go_exe", "go_pie_int", "go_pie_ext"):
+            if name not in progs.paths:
+                continue
+            if not shutil.which("strip"):
+                progs.errors[f"{name}_stripped"] = "no strip"
+                continue
+            stripped = out / f"{name}_stripped"
+            subprocess.run(["strip", "-o", str(stripped), str(progs.paths[name])], check=True)
+            progs.paths[stripped.name] = stripped
+            drop_section_headers(stripped, out / f"{name}_noshdr")
+            progs.paths[f"{name}_noshdr"] = out / f"{name}_noshdr"
+        if "go_exe" in progs.paths and shutil.which("strip"):  # DWARF, no .symtab
+            dwarf = out / "go_exe_dwarfonly"
+            keep = ["--keep-section=.debug_*", "--keep-section=.zdebug_*"]
+            subprocess.run(
+                ["strip", "--strip-all", "--wildcard", *keep, "-o", str(dwarf), str(progs.paths["go_exe"])],
+                check=True,
+            )
+            progs.paths[dwarf.name] = dwarf
+        _go_built[out] = progs
+        return progs
+
+
+# -- optimised builds with DWARF, and their DWARF-only copies (issue 12) -------------------
+
+_dwarf_lock = threading.Lock()
+_dwarf_built: dict[Path, Programs] = {}
+
+
+def dwarf_only_copy(src: Path, dst: Path) -> None:
+    """``dst``: ``src`` with every symbol table and non-allocated section gone but ``.debug_*``.
+
+    ``strip --strip-all`` drops ``.symtab``/``.strtab`` (``objcopy -R .symtab`` does not
+    remove it from an executable); ``--keep-section`` keeps the DWARF. ``.dynsym`` stays, as
+    in any stripped file, so the symbolizer reads DWARF for what ``.dynsym`` does not cover.
+    """
+    subprocess.run(
+        ["strip", "--strip-all", "--wildcard", "--keep-section=.debug_*", "-o", str(dst), str(src)],
+        check=True,
+    )
+
+
+def build_dwarf_variants(out: Path) -> Programs:
+    """``cpp_o2g`` (g++ -O2 -g stella_cpp.cpp: GCC's ``.cold`` parts), ``c_o2g`` (gcc -O2 -g
+    stella_split.c: a ``.part.0`` clone beside its origin) and ``rs_v0_g`` (rustc -O -g, v0
+    mangling, with std's own DWARF), each with a ``<name>_dwarfonly`` copy; memoized per dir."""
+    with _dwarf_lock:
+        if out in _dwarf_built:
+            return _dwarf_built[out]
+        out.mkdir(parents=True, exist_ok=True)
+        progs = Programs(out)
+        cmds: dict[str, list[str]] = {}
+        if shutil.which("gcc"):
+            cmds["c_o2g"] = ["gcc", "-O2", "-g", "-o", str(out / "c_o2g"), str(HERE / "stella_split.c")]
+        else:
+            progs.errors["c_o2g"] = "no gcc"
+        if shutil.which("g++"):
+            cmds["cpp_o2g"] = ["g++", "-O2", "-g", "-o", str(out / "cpp_o2g"), str(HERE / "stella_cpp.cpp")]
+        else:
+            progs.errors["cpp_o2g"] = "no g++"
+        rustc = find_rustc()
+        if rustc:
+            rs = str(HERE / "stella_rs.rs")
+            v0 = ["-C", "symbol-mangling-version=v0"]
+            cmds["rs_v0_g"] = [rustc, "-O", "-g", *v0, "-o", str(out / "rs_v0_g"), rs]
+        else:
+            progs.errors["rs_v0_g"] = "no rustc"
+        procs = {
+            name: subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name, cmd in cmds.items()
+        }
+        for name, p in procs.items():
+            output, _ = p.communicate(timeout=600)
+            if p.returncode != 0:
+                progs.errors[name] = f"build failed ({p.returncode}): {output[-2000:]}"
+                continue
+            progs.paths[name] = out / name
+            if shutil.which("strip"):
+                dwarf_only_copy(out / name, out / f"{name}_dwarfonly")
+                progs.paths[f"{name}_dwarfonly"] = out / f"{name}_dwarfonly"
+            else:
+                progs.errors[f"{name}_dwarfonly"] = "no strip"
+        _dwarf_built[out] = progs
         return progs
 
 

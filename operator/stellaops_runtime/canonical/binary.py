@@ -8,6 +8,11 @@ costs seconds on big binaries; the pclntab tens of milliseconds). The file
 stays open so that lazy sources can still be read after the path disappeared
 (a container stopped, a library was upgraded); :meth:`close` releases it.
 
+A separate debug file found for a stripped binary (canonical/debugfiles.py)
+is opened as a Binary of its own and attached (:meth:`attach_debug`): its
+``.symtab`` ranks as the binary's own symbol table would, its DWARF stands in
+for the DWARF the binary lacks; addresses are the binary's link-time ones.
+
 Every read is bounded (canonical/limits.py): opening and indexing a file is
 one budget, each lazy source another; section headers and symbol tables are
 read with ``struct``, and pyelftools is only built for DWARF, behind a
@@ -31,13 +36,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from elftools.elf.elffile import ELFFile
-
-from stellaops_runtime.canonical import gopclntab
+from stellaops_runtime.canonical import gopclnfind, gopclntab
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, AddressTable
-from stellaops_runtime.canonical.dwarfinfo import DwarfIndex, check_dwarf_sections
 from stellaops_runtime.canonical.elflayout import (
     EM_ARM,
     ElfError,
@@ -58,6 +60,11 @@ from stellaops_runtime.canonical.symtab import (
     read_section_table,
 )
 
+if TYPE_CHECKING:  # pyelftools and the DWARF reader load only when DWARF is read (issue 13)
+    from elftools.elf.elffile import ELFFile
+
+    from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
+
 log = logging.getLogger(__name__)
 
 _MAX_SDT_NOTES = 4 << 20
@@ -73,8 +80,17 @@ class Hit:
     symbol_offset: int  # address - start
 
 
+def _has_dwarf(sections: dict[str, SectionInfo]) -> bool:
+    return any(
+        n in sections and sections[n].type != "SHT_NOBITS" and sections[n].size
+        for n in (".debug_info", ".zdebug_info")
+    )
+
+
 def _pyelftools(f: BinaryIO) -> ELFFile:
     """Open the section view; any pyelftools failure is a damaged file, not a crash."""
+    from elftools.elf.elffile import ELFFile
+
     try:
         return ELFFile(f)
     except ElfError:
@@ -115,6 +131,8 @@ class Binary:
         self._text_addr = 0
         self._sections: dict[str, SectionInfo] = {}
         self._section_list: list[SectionInfo] = []
+        self.debug: Binary | None = None  # a separate debug file attached (canonical/debugfiles.py)
+        self.debug_file = ""  # where it was found, for people
         if layout.has_section_headers:
             budget = limits.budget(path)
             try:
@@ -142,7 +160,7 @@ class Binary:
             self._text_addr = text.addr if text is not None else 0
             if ".debug_info" in self._sections or ".zdebug_info" in self._sections:
                 self._lazy.append(Source.DWARF)
-            if ".gopclntab" in self._sections:
+            if gopclnfind.may_have_table(self._sections):
                 self._lazy.append(Source.GOPCLNTAB)
         elif layout.loads:
             # No section headers at all: only a Go table can still be found (in the segments).
@@ -187,6 +205,28 @@ class Binary:
 
     def close(self) -> None:
         self._f.close()
+        if self.debug is not None:
+            self.debug.close()
+
+    def attach_debug(self, debug: Binary, where: str = "") -> None:
+        """Use the tables of ``debug``, this binary's separate debug file (same link-time addresses).
+
+        Its ``.symtab`` ranks as this binary's own would (first), and its DWARF
+        replaces the DWARF this binary lacks. Called once, before the Binary is shared.
+        """
+        self.debug = debug
+        self.debug_file = where or debug.path
+        own = {t.source for t in self._tables}
+        if Source.SYMTAB not in own:
+            self._tables = [t for t in debug._tables if t.source == Source.SYMTAB] + self._tables
+        if Source.DWARF not in self._lazy and Source.DWARF in debug._lazy:
+            self._lazy.insert(0, Source.DWARF)
+
+    def _dwarf_owner(self) -> Binary:
+        """The file whose DWARF is read: this one when it has DWARF, else the attached debug file."""
+        if self.debug is not None and not _has_dwarf(self._sections) and _has_dwarf(self.debug._sections):
+            return self.debug
+        return self
 
     @property
     def failure_reason(self) -> str:
@@ -264,7 +304,7 @@ class Binary:
     def file_line(self, address: int) -> str:
         """``file:line`` from DWARF when the binary has a line table, else ""."""
         if self._dwarf is None:
-            if ".debug_line" not in self._sections or "file_line" in self.load_reasons:
+            if ".debug_line" not in self._dwarf_owner()._sections or "file_line" in self.load_reasons:
                 return ""
             try:
                 self._dwarf = self._dwarf_index()
@@ -274,6 +314,11 @@ class Binary:
         return self._dwarf.file_line(address)
 
     def _dwarf_index(self) -> DwarfIndex:
+        from stellaops_runtime.canonical.dwarfinfo import DwarfIndex, check_dwarf_sections
+
+        owner = self._dwarf_owner()
+        if owner is not self:
+            return owner._dwarf_index()
         budget = self.limits.budget(self.path)
         check_dwarf_sections(self._f.fileno(), self._section_list, self.layout, budget)
         if self._elf is None:
@@ -327,20 +372,12 @@ class Binary:
 
     def _go_functions(self) -> list[tuple[int, int, str, int, int]]:
         budget = self.limits.budget(self.path)
-        data: bytes
-        if self._sections:
-            sec = self._sections.get(".gopclntab")
-            if sec is None:
-                return []
-            data = read_section(self._f, sec.offset, sec.size, ".gopclntab", budget)
-        else:
-            found = gopclntab.locate(self._f, self.layout, budget)
+        try:  # its own section, .data.rel.ro of a PIE, or the segments (canonical/gopclnfind.py)
+            found = gopclnfind.find_table(self._f, self.layout, self._sections, budget)
             if found is None:
                 return []
-            data = found[0]
-        try:
             _, funcs = gopclntab.parse_functions(
-                data, little=self.layout.little, text_start=self._text_addr, budget=budget
+                found.data, little=self.layout.little, text_start=found.text_start, budget=budget
             )
         except ValueError as e:
             raise ElfError(MALFORMED, str(e)) from None

@@ -1,11 +1,12 @@
 """Symbol corpora taken from real binaries on this machine, for the demangling tests and benchmark.
 
 Agreement with c++filt and rustc-demangle, and demangling speed, only mean something on names real
-compilers emitted, so nothing here is synthetic: C++ comes from libstdc++ (and the Rust toolchain's
-libLLVM), Rust v0 from the toolchain's own libraries, Rust legacy from a small program built with
-rustc's default mangling (plus rustup's symbol table), Go from Debian's containerd and a small
-generic Go program. Symbols are read with binutils' ``nm``. A source that is missing on the machine
-is skipped and named in :attr:`Corpus.missing`, so callers can report (or fail on) it.
+compilers emitted, so nothing here is synthetic: C++ comes from libstdc++, Debian's libLLVM and
+the Rust toolchain's libLLVM, Rust v0 from the toolchain's own libraries, Rust legacy from a small
+program built with rustc's default mangling (plus rustup's symbol table), Go from Debian's
+containerd and a small generic Go program. Symbols are read with binutils' ``nm``. A source that
+is missing on the machine is skipped and named in :attr:`Corpus.missing`, so callers can report
+(or fail on) it.
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ __all__ = [
     "build_go_sample",
     "build_rust_sample",
     "cxx_corpus",
+    "debian_libllvm",
     "defined_function_symbols",
     "find_tool",
     "go_corpus",
+    "mangled_names",
     "mixed_corpus",
     "rust_legacy_corpus",
     "rust_sysroot",
     "rust_v0_corpus",
 ]
 
-LIBSTDCXX = Path("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+_DEBIAN_LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
+LIBSTDCXX = _DEBIAN_LIBDIR / "libstdc++.so.6"
 CONTAINERD = Path("/usr/bin/containerd")
 _CARGO_BIN = Path("/root/.cargo/bin")
 _FUNCTION_TYPES = frozenset("TtWwi")
@@ -115,16 +119,37 @@ def _libllvm() -> Path | None:
     return found[0] if found else None
 
 
+def mangled_names(path: Path) -> list[str]:
+    """Every Itanium-mangled name (``_Z``) of an ELF file's ``.dynsym``, without versions: defined
+    and undefined, functions and data (vtables, typeinfo, guard variables). RuntimeError when nm
+    fails."""
+    cmd = ["nm", "--dynamic", "--without-symbol-versions", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nm failed on {path}: {proc.stderr.strip()[:300]}")
+    names = (line.rsplit(" ", 1)[-1] for line in proc.stdout.splitlines())
+    return [n for n in names if n[:2] == "_Z"]
+
+
+def debian_libllvm() -> list[Path]:
+    """Debian's libLLVM builds (package ``libllvm14``, pulled in by ``llvm`` on bookworm), if any."""
+    return sorted(p for p in _DEBIAN_LIBDIR.glob("libLLVM-*.so.1") if p.is_file() and not p.is_symlink())
+
+
 def cxx_corpus(*, include_llvm: bool = True) -> Corpus:
-    """Itanium C++ names: libstdc++'s dynsym, and the Rust toolchain's libLLVM dynsym if asked."""
+    """Itanium C++ names: every mangled name of libstdc++'s and Debian's libLLVM's dynsym (functions
+    and data), and the function names of the Rust toolchain's libLLVM; the libLLVMs if asked."""
     corpus = Corpus("cxx")
     if LIBSTDCXX.exists():
-        corpus.add(
-            str(LIBSTDCXX), (n for n in defined_function_symbols(LIBSTDCXX, dynamic=True) if n[:2] == "_Z")
-        )
+        corpus.add(str(LIBSTDCXX), mangled_names(LIBSTDCXX))
     else:
         corpus.missing.append(str(LIBSTDCXX))
     if include_llvm:
+        debian = debian_libllvm()
+        if not debian:
+            corpus.missing.append(f"{_DEBIAN_LIBDIR}/libLLVM-*.so.1 (Debian package libllvm14)")
+        for lib in debian:
+            corpus.add(str(lib), mangled_names(lib))
         llvm = _libllvm()
         if llvm is None:
             corpus.missing.append("libLLVM.so (Rust toolchain)")
@@ -200,24 +225,29 @@ __attribute__((noinline)) int run(int argc) {
   if (argc > 100) throw std::runtime_error("too many");
   return r + w.draw(1) + (int)m.size() + unnamed_global.a;
 }
+// unique_ptr's storage inherits its base's constructor (an inheriting constructor, "CI1", at -O0)
+__attribute__((noinline)) int owned(int v) {
+  std::unique_ptr<Vec2<int>> p(new Vec2<int>{v, v + 1});
+  return p->x + p->y;
+}
 }  // namespace stella
-int main(int argc, char **) { return stella::run(argc) & 1; }
+int main(int argc, char **) { return (stella::run(argc) + stella::owned(argc)) & 1; }
 """
 
 
-def build_cxx_sample(*, workdir: Path) -> Path:
-    """Compile CXX_SAMPLE_SOURCE with g++ -O2: templates, lambdas, ctors/dtors, an anonymous
-    namespace, and GCC clones (``.cold``, ``.isra.0``, ``.constprop.0``)."""
+def build_cxx_sample(*, workdir: Path, opt: str = "-O2", debug: bool = False) -> Path:
+    """Compile CXX_SAMPLE_SOURCE with g++ (-O2: templates, lambdas, ctors/dtors, an anonymous
+    namespace, and GCC clones ``.cold``, ``.isra.0``, ``.constprop.0``; -O0 keeps the library's
+    template instantiations out of line, such as inheriting constructors); ``debug`` adds -g."""
     gxx = shutil.which("g++")
     if gxx is None:
         raise RuntimeError("g++ is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "stella_sample.cpp"
     src.write_text(CXX_SAMPLE_SOURCE)
-    out = workdir / "stella_sample_cxx"
-    proc = subprocess.run(
-        [gxx, "-O2", "-std=c++20", "-o", str(out), str(src)], capture_output=True, text=True, check=False
-    )
+    out = workdir / f"stella_sample_cxx{opt}{'-g' if debug else ''}"
+    cmd = [gxx, opt, *(["-g"] if debug else []), "-std=c++20", "-o", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"g++ failed: {proc.stderr.strip()[:1000]}")
     return out

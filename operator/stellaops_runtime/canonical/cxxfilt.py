@@ -91,7 +91,7 @@ class CxxfiltDemangler:
             base = strip_symbol_decorations(name)
             lang = language_of(base)
             if lang == "go":
-                return canonicalize_go(base) if "[" in base else base
+                return canonicalize_go(base)
             if lang == "plain":
                 return base
             if "\n" in base or "\r" in base:
@@ -129,10 +129,7 @@ class CxxfiltDemangler:
                 raw.pop()
             if len(raw) != len(todo):
                 raise CxxfiltError(f"c++filt answered {len(raw)} lines for {len(todo)} names")
-        out = [
-            b if lang == "plain" else (canonicalize_go(b) if "[" in b else b)
-            for b, lang in zip(bases, langs, strict=True)
-        ]
+        out = [b if lang == "plain" else canonicalize_go(b) for b, lang in zip(bases, langs, strict=True)]
         for i, line in zip(todo, raw, strict=True):
             out[i] = self._canonical(bases[i], langs[i], line)
         return out

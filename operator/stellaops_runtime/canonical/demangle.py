@@ -5,13 +5,15 @@ same ``symbol`` for the same code, so every symbol is turned into exactly one ca
 The rules (docs/function-ids.md has the worked examples):
 
 * ELF symbol versions are dropped: ``memcpy@GLIBC_2.14`` and ``memcpy@@GLIBC_2.14`` -> ``memcpy``.
-* LLVM's LTO promotion suffix ``.llvm.<digits>`` is dropped everywhere (rustc-demangle does the same):
-  it is a per-module hash, not part of the function's identity.
+* LLVM's LTO promotion suffix ``.llvm.<digits>`` is dropped wherever it is among the suffixes
+  (``f.llvm.123.cold`` -> ``f.cold``): it is a per-module hash, not part of the function's identity.
 * C++ (Itanium ``_Z``, also Mach-O ``__Z``): LLVM's Itanium demangler (pycxxfilt's direct call);
-  the few GNU-only forms it rejects (``_ZGTt`` transaction clones) go to libstdc++'s own
-  ``__cxa_demangle``. GNU tools spell a few things differently (``> >``, ``{lambda()#1}``,
-  ``[clone .cold]``, ``decltype(nullptr)``); :func:`canonicalize_gnu_cxx` maps their output to
-  the canonical text, which then equals ``c++filt -i`` output on every real corpus tested.
+  the few GNU-only forms it rejects (``_ZGTt`` transaction clones), and names with constructs LLVM
+  prints differently from c++filt (inheriting constructors, ``decltype`` expressions, local names,
+  TLS wrappers; canonical/cxx_gnu.py), go to libstdc++'s own ``__cxa_demangle``. GNU tools
+  spell a few things differently (``> >``, ``{lambda()#1}``, ``[clone .cold]``,
+  ``decltype(nullptr)``); :func:`canonicalize_gnu_cxx` maps their output to the canonical text,
+  which then equals ``c++filt -i`` output on every real corpus tested.
 * Rust legacy (``_ZN ... 17h<16 hex>E``): rustc-demangle (pyderust) without the ``::h<hash>``.
   A ``_ZN`` symbol is legacy Rust exactly when its last path element is ``h`` + 16 lower-case hex
   digits (the element's length prefix is then ``17``) and the name ends right after it (or a ``.``
@@ -24,8 +26,10 @@ The rules (docs/function-ids.md has the worked examples):
   ``f() (.cold)``; Rust appends them as rustc-demangle does, ``a::b.cold``; C keeps ``f.cold``.
 * Go names are not mangled and are kept as the linker wrote them (package path, ``%2e`` escapes,
   receivers ``pkg.(*T).M`` / ``pkg.T.M``, closures ``.func1``/``.func1.2``/``.gowrap1``, method
-  values ``-fm``, assembly bodies ``.abi0``) except generic instantiations, whose type arguments
-  (``[go.shape.int_0]``, ``[go.shape.string]``, ``[...]``, whatever the Go version) become ``[...]``.
+  values ``-fm``) except ABI suffixes, which are dropped (``pkg.F.abi0``, ``pkg.F.abiinternal`` ->
+  ``pkg.F``: only the symbol table has them, ``.gopclntab`` and DWARF do not), and generic
+  instantiations, whose type arguments (``[go.shape.int_0]``, ``[go.shape.string]``, ``[...]``,
+  whatever the Go version) become ``[...]``.
 * Anything else (C, kernel symbols) is returned as it is.
 
 :func:`demangle` never raises. A name that looks mangled but does not demangle is returned as it
@@ -34,15 +38,15 @@ came in (after the version/``.llvm.`` normalization) and counted as a failure.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import logging
 import re
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from stellaops_runtime.canonical.cxx_gnu import canonicalize_gnu_cxx, unparenthesize_callees
+from stellaops_runtime.canonical.cxx_gnu import gnu_cxa_demangle as _gnu_cxa_demangle
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ __all__ = [
     "reset_stats",
     "rust_crate_name",
     "strip_symbol_decorations",
+    "unparenthesize_callees",
 ]
 
 CACHE_SIZE = 32_768
@@ -82,6 +87,8 @@ CACHE_SIZE = 32_768
 
 _HEX = "0123456789abcdef"
 _LLVM_SUFFIX = ".llvm."
+# LTO's ".llvm.<decimal hash>" as a whole suffix (then the end or another ".suffix"), never the name
+_LLVM_HASH = re.compile(r"(?<=.)\.llvm\.[0-9]+(?=\.|\Z)", re.DOTALL)
 
 
 class Demangler(Protocol):
@@ -107,8 +114,9 @@ class _Counters:
 class DemangleStats:
     """A snapshot of the counters, for the agent's metrics.
 
-    Per-language counts are names demangled on a cache miss (``cxx_gnu``: C++ names LLVM rejected
-    and libstdc++'s ``__cxa_demangle`` took, also counted in ``cxx``); ``failures`` are names that
+    Per-language counts are names demangled on a cache miss (``cxx_gnu``: C++ names libstdc++'s
+    ``__cxa_demangle`` answered, because LLVM rejected them or spells them differently from
+    c++filt, also counted in ``cxx``); ``failures`` are names that
     looked mangled but did not demangle (they were returned as they came in).
     """
 
@@ -169,26 +177,31 @@ def _legacy_hash_before(name: str, end: int) -> bool:
 
 
 def strip_symbol_decorations(name: str) -> str:
-    """Drop an ELF symbol version (``@VER``/``@@VER``), an LTO ``.llvm.<digits>`` suffix and
+    """Drop an ELF symbol version (``@VER``/``@@VER``), every LTO ``.llvm.<digits>`` suffix and
     Mach-O's extra leading underscore (``__Z``/``__R`` -> ``_Z``/``_R``)."""
     at = name.find("@")
     if at > 0:
         name = name[:at]
-    dot = name.find(_LLVM_SUFFIX)
-    if dot > 0 and name[dot + 6 :].isdigit():
-        name = name[:dot]
+    if _LLVM_SUFFIX in name:
+        name = _drop_llvm_suffix(name)
     if name[:2] == "__" and (name[2:3] == "Z" or name[2:3] == "R"):
         name = name[1:]
     return name
 
 
 def canonicalize_go(name: str) -> str:
-    """Replace the type arguments of every generic instantiation in a Go name by ``[...]``.
+    """Drop a linker ABI suffix, and replace the type arguments of every generic instantiation by ``[...]``.
 
+    ``crypto/sha256.block.abi0`` -> ``crypto/sha256.block`` (the symbol table's name for an
+    assembly body that has an ABIInternal wrapper; ``.gopclntab`` and DWARF call both
+    ``crypto/sha256.block``), likewise ``.abiinternal`` (shared-library builds) and any other
+    ``.abi<N>``; the suffix is only dropped when a ``pkg.`` qualifier stays (``pkg.abi0`` is a function).
     ``pkg.Map[go.shape.string,go.shape.int]`` -> ``pkg.Map[...]``;
     ``pkg.(*List[go.shape.*uint8]).Push.func1`` -> ``pkg.(*List[...]).Push.func1``.
     Brackets nest (``[go.shape.[]int]``), so they are matched, not searched with a regex.
     """
+    if ".abi" in name:
+        name = _drop_go_abi_suffix(name)
     start = name.find("[")
     if start < 0:
         return name
@@ -214,6 +227,17 @@ def canonicalize_go(name: str) -> str:
         start = name.find("[", pos)
     out.append(name[pos:])
     return "".join(out)
+
+
+def _drop_go_abi_suffix(name: str) -> str:
+    # the Go linker's mangleABIName: "<name>.abi<version>" (".abi0") or "<name>.abiinternal"
+    dot = name.rfind(".abi")
+    tail = name[dot + 4 :]
+    if dot > 0 and (tail == "internal" or tail.isdigit()):
+        slash = name.rfind("/", 0, dot)  # the qualifier's dot is after the import path's last "/"
+        if name.find(".", slash + 1, dot) > slash + 1:
+            return name[:dot]
+    return name
 
 
 # linker-generated Go symbols (no package: "type" and "go" are keywords) and cgo's C glue
@@ -245,8 +269,8 @@ def _is_clone_suffix(suffix: str) -> bool:
 
 
 def _drop_llvm_suffix(name: str) -> str:
-    dot = name.find(_LLVM_SUFFIX)
-    return name[:dot] if dot > 0 and name[dot + 6 :].isdigit() else name
+    # wherever it is among the suffixes: "f.llvm.123", "f.llvm.123.cold", "f.llvm.1.llvm.2.warm"
+    return _LLVM_HASH.sub("", name)
 
 
 def _demangle_uncached(name: str) -> str:
@@ -282,15 +306,34 @@ def _demangle_uncached(name: str) -> str:
                     return name
                 c.rust_legacy += 1
                 return out
-            try:
-                out = _llvm_itanium(name)
-            except ValueError:
-                out = None
-            if out is None:  # LLVM rejects a few GNU-only forms, e.g. _ZGTt transaction clones
+            out = None
+            # GNU's own demangler first where LLVM's text differs from c++filt's (cxx_gnu.py)
+            gnu = (
+                "CI" in name
+                or "Dt" in name
+                or "DT" in name
+                or name.find("Z", 2) > 0
+                or name[2:4] == "TH"
+                or name[2:4] == "TW"
+            )
+            if gnu:
                 out = _gnu_cxa_demangle(name)
+                gnu = out is not None
+            if out is None:
+                try:
+                    out = _llvm_itanium(name)
+                except ValueError:
+                    out = None
+                # LLVM rejects a few GNU-only forms (_ZGTt transaction clones) and keeps a
+                # qualifier that reference collapsing removes ("T const const&")
+                if out is None or " const const" in out:
+                    alt = _gnu_cxa_demangle(name)
+                    if alt is not None:
+                        out, gnu = alt, True
                 if out is None:
                     c.failures += 1
                     return name
+            if gnu:
                 c.cxx_gnu += 1
             c.cxx += 1
             return out
@@ -313,7 +356,7 @@ def _demangle_uncached(name: str) -> str:
         dot = name.find(".")
         if dot > 0 and _go_after_dot(name, dot):
             c.go += 1
-            return canonicalize_go(name) if "[" in name else name
+            return canonicalize_go(name) if "[" in name or ".abi" in name else name
         c.plain += 1
         return name
     except Exception as exc:  # a non-str argument or a binding bug must not take the agent down
@@ -326,59 +369,6 @@ def _unexpected_failure(name: object, exc: Exception) -> str:
     if _COUNTS.failures <= _LOGGED_FAILURES:
         log.warning("demangler failed on %.200r: %s: %s", text, type(exc).__name__, exc)
     return text
-
-
-class _CxaDemangle:
-    """libstdc++'s own ``__cxa_demangle`` through ctypes: the second chance for C++ names LLVM rejects.
-
-    An in-process pure function call (no I/O after the library is loaded on first use); its GNU
-    spelling is mapped to the canonical one with :func:`canonicalize_gnu_cxx`.
-    """
-
-    def __init__(self) -> None:
-        self._fn: Callable[..., int | None] | None = None
-        self._free: Callable[[int], None] | None = None
-        self._tried = False
-        self._lock = threading.Lock()
-
-    def _load(self) -> None:
-        with self._lock:
-            if self._tried:
-                return
-            self._tried = True
-            try:
-                lib = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            except OSError as exc:
-                log.info("libstdc++ not loadable, no second-chance C++ demangling: %s", exc)
-                return
-            fn = getattr(lib, "__cxa_demangle")  # not lib.__cxa_demangle: a class body mangles dunder names
-            fn.restype = ctypes.c_void_p
-            fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-            free = libc.free
-            free.argtypes = [ctypes.c_void_p]
-            free.restype = None
-            self._free = free
-            self._fn = fn
-
-    def __call__(self, name: str) -> str | None:
-        if not self._tried:
-            self._load()
-        fn, free = self._fn, self._free
-        if fn is None or free is None:
-            return None
-        status = ctypes.c_int(0)
-        ptr = fn(name.encode("utf-8", "surrogateescape"), None, None, ctypes.byref(status))
-        if not ptr:
-            return None
-        try:
-            text = ctypes.string_at(ptr).decode("utf-8", "replace")
-        finally:
-            free(ptr)
-        return canonicalize_gnu_cxx(text) if status.value == 0 else None
-
-
-_gnu_cxa_demangle = _CxaDemangle()
 
 
 def _fallback_only(name: str) -> str | None:
@@ -448,77 +438,6 @@ def reset_stats() -> None:
     """Zero the per-language and failure counters (the cache figures reset with clear_cache)."""
     global _COUNTS
     _COUNTS = _Counters()
-
-
-# --- GNU c++filt output -> canonical text ------------------------------------------------------
-
-
-def canonicalize_gnu_cxx(text: str) -> str:
-    """Map GNU's spelling of a demangled C++ name (``c++filt -i``, ``__cxa_demangle``) to the canonical one.
-
-    The canonical spelling is LLVM's; the two differ only in:
-
-    * a space between two angle brackets: ``A<B<int> >`` -> ``A<B<int>>``, ``operator<< <char>`` ->
-      ``operator<<<char>``;
-    * ``decltype(nullptr)`` -> ``std::nullptr_t``;
-    * closures and unnamed types: ``{lambda(int)#1}`` -> ``'lambda'(int)``, ``#2`` -> ``'lambda0'``,
-      ``#3`` -> ``'lambda1'``; ``{unnamed type#1}`` -> ``'unnamed'``, ``#2`` -> ``'unnamed0'``;
-    * clone suffixes: ``f() [clone .isra.0] [clone .cold]`` -> ``f() (.isra.0.cold)``.
-
-    GNU's *verbose* mode (plain ``c++filt`` without ``-i``) also expands ``std::string``,
-    ``std::istream``, ``std::ostream`` and ``std::iostream`` to their ``basic_*<...>`` templates; that
-    cannot be undone from the text, so compare with ``c++filt -i``.
-    """
-    if "> " in text or "< " in text:
-        text = _ANGLE_SPACE.sub("", text)
-    if "decltype(nullptr)" in text:
-        text = text.replace("decltype(nullptr)", "std::nullptr_t")
-    if "{lambda(" in text:
-        text = _replace_numbered(text, "{lambda(", "'lambda", paren=True)
-    if "{unnamed type#" in text:
-        text = _replace_numbered(text, "{unnamed type", "'unnamed", paren=False)
-    if " [clone " in text:
-        head, _, rest = text.partition(" [clone ")
-        suffix = "".join(part.split("]", 1)[0] for part in rest.split(" [clone "))
-        text = f"{head} ({suffix})"
-    return text
-
-
-_ANGLE_SPACE = re.compile(r"(?<=[<>]) (?=[<>])")
-
-
-def _replace_numbered(text: str, opener: str, label: str, *, paren: bool) -> str:
-    out: list[str] = []
-    pos = 0
-    while True:
-        start = text.find(opener, pos)
-        if start < 0:
-            break
-        i = start + len(opener)
-        args = ""
-        if paren:  # opener ends with "(": find the matching ")"
-            depth = 1
-            j = i
-            while j < len(text) and depth:
-                if text[j] == "(":
-                    depth += 1
-                elif text[j] == ")":
-                    depth -= 1
-                j += 1
-            args = "(" + text[i : j - 1] + ")"
-            i = j
-        close = text.find("}", i)
-        if close < 0 or text[i : i + 1] != "#" or not text[i + 1 : close].isdigit():
-            out.append(text[pos : start + 1])
-            pos = start + 1
-            continue
-        number = int(text[i + 1 : close])
-        tag = label + ("" if number <= 1 else str(number - 2)) + "'"
-        out.append(text[pos:start])
-        out.append(tag + args)
-        pos = close + 1
-    out.append(text[pos:])
-    return "".join(out)
 
 
 # --- package attribution helpers (used by issue #4) --------------------------------------------

@@ -10,7 +10,11 @@ binary:
   (``DW_AT_linkage_name``, mangled, so it demangles to the same canonical
   name as the symbol table would give) or else its plain ``DW_AT_name``,
   following ``DW_AT_specification``/``DW_AT_abstract_origin``. The symbolizer
-  only asks for it when ``.symtab`` and ``.dynsym`` have no function there.
+  only asks for it when ``.symtab`` and ``.dynsym`` have no function there, so
+  the names must be the ones the symbol table would give: a function's
+  ``.cold`` part is named and measured as GCC's ``foo.cold`` symbol is, and
+  functions whose symbol name DWARF does not record are left out rather than
+  given a short name many functions share (docs/function-ids.md, "DWARF").
 - :meth:`DwarfIndex.file_line` finds the compile unit through
   ``.debug_aranges`` (or the units' own ranges) and decodes that unit's line
   program only, caching its rows.
@@ -40,13 +44,19 @@ from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
+from stellaops_runtime.canonical.dwarfnames import (
+    attr_text,
+    code_parts,
+    mangles,
+    own_linkage_name,
+    usable_name,
+)
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import MALFORMED, Budget, pread_exact
 from stellaops_runtime.canonical.symtab import SHF_COMPRESSED, SectionInfo
 
 log = logging.getLogger(__name__)
 
-_NAME_ATTRS = ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name", "DW_AT_name")
 _ADDRX_FORMS = frozenset(
     {"DW_FORM_addrx", "DW_FORM_addrx1", "DW_FORM_addrx2", "DW_FORM_addrx3", "DW_FORM_addrx4"}
 )
@@ -125,6 +135,8 @@ class DwarfIndex:
         self._cu_ranges: list[tuple[int, int, int]] | None = None  # (low, high, cu offset)
         self._lines: dict[int, tuple[list[int], list[tuple[str, int]]]] = {}
         self.errors = 0
+        self.unnamed = 0  # subprograms with code but no symbol name in DWARF (left out)
+        self.ambiguous = 0  # clone bodies named like another body (left out)
 
     def _info(self) -> DWARFInfo:
         if self._dwarf is None:
@@ -134,13 +146,23 @@ class DwarfIndex:
     # -- functions ---------------------------------------------------------
 
     def functions(self) -> list[RawSymbol]:
-        """Every subprogram with code, as (start, size, linkage-or-plain name, GLOBAL, 0)."""
+        """Every subprogram with code, as (start, size, linkage-or-plain name, GLOBAL, 0).
+
+        A subprogram split into parts (GCC's hot/cold partitioning: ``DW_AT_ranges`` with the
+        entry part first) gives one entry per part, each measured from its own start; parts after
+        the entry part are named ``<name>.cold``, as the symbol table names them (GCC's
+        ``foo.cold`` symbol). Subprograms whose symbol name DWARF cannot tell are left out
+        (counted in :attr:`unnamed` and :attr:`ambiguous`, see :func:`_usable_name`).
+        """
         dwarf = self._info()
         out: list[RawSymbol] = []
         budget = self._budget
         dies = 0
+        # out-of-line bodies per abstract origin: two or more are GCC clones named alike
+        by_origin: dict[int, list[tuple[int, int]]] = {}
         for cu in dwarf.iter_CUs():
             try:
+                mangling = mangles(cu)
                 for die in cu.iter_DIEs():
                     dies += 1
                     if budget is not None and not dies % _CHECK_EVERY:
@@ -150,19 +172,45 @@ class DwarfIndex:
                         budget.check_symbols(len(out), "DWARF")
                     if die.tag != "DW_TAG_subprogram":
                         continue
-                    name = _die_name(die)
-                    if not name:
+                    ranges = _die_ranges(dwarf, cu, die)
+                    if not ranges:
                         continue
-                    for low, high in _die_ranges(dwarf, cu, die):
-                        if high > low:
-                            out.append((low, high - low, name, STB_GLOBAL, 0))
+                    name = usable_name(die, mangling)
+                    if not name:
+                        self.unnamed += 1
+                        continue
+                    first = len(out)
+                    for i, (low, high) in enumerate(code_parts(ranges)):
+                        out.append((low, high - low, name if i == 0 else name + ".cold", STB_GLOBAL, 0))
+                    origin = die.attributes.get("DW_AT_abstract_origin")
+                    if origin is not None and len(out) > first and not own_linkage_name(die):
+                        key = int(origin.value) + (0 if origin.form == "DW_FORM_ref_addr" else cu.cu_offset)
+                        by_origin.setdefault(key, []).append((first, len(out)))
             except ElfError:
                 raise
             except (ELFError, KeyError, ValueError, IndexError, AttributeError) as e:
                 # One damaged unit must not hide the others.
                 self.errors += 1
                 log.debug("DWARF unit at %#x unreadable: %s", cu.cu_offset, e)
-        return out
+        return self._drop_clones(out, by_origin)
+
+    def _drop_clones(
+        self, out: list[RawSymbol], by_origin: dict[int, list[tuple[int, int]]]
+    ) -> list[RawSymbol]:
+        """Leave out bodies that share an abstract origin with another body at another address.
+
+        GCC's IPA clones (``foo.isra.0``, ``foo.constprop.0``, ``foo.part.0``) are DIEs that point
+        to their origin's DIE and carry no name of their own, so DWARF would name the clone and
+        the original alike: two code ranges under one name, and neither can be told from the
+        other.
+        """
+        drop: set[int] = set()
+        for spans in by_origin.values():
+            if len({out[first][0] for first, _ in spans}) > 1:
+                for first, end in spans:
+                    drop.update(range(first, end))
+                self.ambiguous += len(spans)
+        return [sym for i, sym in enumerate(out) if i not in drop] if drop else out
 
     # -- lines -------------------------------------------------------------
 
@@ -217,7 +265,7 @@ class DwarfIndex:
         version = prog["version"]
         files = prog["file_entry"]
         dirs = prog["include_directory"]
-        comp_dir = _attr_text(cu.get_top_DIE(), "DW_AT_comp_dir")
+        comp_dir = attr_text(cu.get_top_DIE(), "DW_AT_comp_dir")
         rows: list[tuple[int, int, str, int]] = []
         for entry in prog.get_entries():
             st = entry.state
@@ -229,32 +277,6 @@ class DwarfIndex:
             rows.append((st.address, 1, _file_name(files, dirs, st.file, version, comp_dir), st.line))
         rows.sort(key=lambda r: (r[0], r[1]))
         return [r[0] for r in rows], [(r[2], r[3]) for r in rows]
-
-
-def _attr_text(die: DIE, name: str) -> str:
-    attr = die.attributes.get(name)
-    if attr is None:
-        return ""
-    value = attr.value
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _die_name(die: DIE) -> str:
-    seen = 0
-    cur: DIE | None = die
-    while cur is not None and seen < 4:
-        for attr in _NAME_ATTRS:
-            text = _attr_text(cur, attr)
-            if text:
-                return text
-        nxt = None
-        for ref in ("DW_AT_specification", "DW_AT_abstract_origin"):
-            if ref in cur.attributes:
-                nxt = cur.get_DIE_from_attribute(ref)
-                break
-        cur = nxt
-        seen += 1
-    return ""
 
 
 def _address(dwarf: DWARFInfo, cu: CompileUnit, attr: Any) -> int:

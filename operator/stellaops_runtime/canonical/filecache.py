@@ -13,6 +13,10 @@ inside its root and must be a regular file. :class:`BinaryCache` keeps:
 - the files refused for their budget, damage or type, by (device, inode,
   size, mtime) and by identity, so they are not read again.
 
+When a file is identified, its separate debug file is looked for
+(canonical/debugfiles.py); the accepted one's digest is part of the
+identity, and it is attached to the Binary when the file is indexed.
+
 Cache look-ups (and the ``stat`` they need) run on the caller's thread; the
 reads that fill a cache run through a gate (canonical/parseworker.py): at
 once, or on the parse-worker thread with a bounded wait, in which case the
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
+from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_FALLBACK,
     ElfError,
@@ -66,6 +71,7 @@ class FileId:
     kind: str
     identity: str
     key: FileKey
+    debug: DebugRef | None = None  # its separate debug file, when one was accepted
 
 
 def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
@@ -92,14 +98,22 @@ class BinaryCache:
         max_paths: int = 4096,
         limits: Limits = DEFAULT_LIMITS,
         gate: ParseGate | None = None,
+        debug: DebugSearch | None = None,
     ) -> None:
         self.limits = limits
+        self.debug_search = debug or DebugSearch()
+        self._debug = DebugFinder(self.debug_search, limits, self.bump)
         self.gate: ParseGate = gate or InlineGate()
         self._lock = threading.Lock()
         self._binaries: LRU[str, Binary] = LRU(max_binaries, on_evict=Binary.close)
         self._paths: LRU[_StatKey, FileId] = LRU(max_paths)
         self.refused = RefusedFiles(max_paths)
         self.counters: Counter[str] = Counter()
+
+    def set_debug_search(self, search: DebugSearch) -> None:
+        """Where separate debug files are looked for from now on (files identified before keep theirs)."""
+        self.debug_search = search
+        self._debug = DebugFinder(search, self.limits, self.bump)
 
     def bump(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -151,6 +165,9 @@ class BinaryCache:
                 layout = read_layout(f)
                 bid, kind = build_id_from_notes(read_notes(f, layout))
             digest = file_digest(fd, st.st_size, self.limits)
+            debug = self._debug.find(
+                root=root, path=path, f_fd=fd, layout=layout, build_id=bid, kind=kind, main_key=fkey
+            )
         except ElfError as e:
             self._refuse(fkey, e.reason)
             raise
@@ -158,7 +175,10 @@ class BinaryCache:
             os.close(fd)
         if not bid:
             bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
-        fid = FileId(bid, kind, f"{bid}@{digest[:32]}", fkey)
+        identity = f"{bid}@{digest[:32]}"
+        if debug is not None:  # another debug file, other names: another cache entry
+            identity += f"+debug@{debug.digest[:32]}"
+        fid = FileId(bid, kind, identity, fkey, debug)
         with self._lock:
             self._paths.put((root, path, *fkey), fid)
         return fid
@@ -203,7 +223,7 @@ class BinaryCache:
         self._check_refused(fid.identity, path)
         return self.gate.run(("binary", fid.identity), lambda: self._index(root, path, fid))
 
-    def _index(self, root: str, path: str, fid: FileId) -> Binary:
+    def _index(self, root: str, path: str, fid: FileId, *, retry: bool = True) -> Binary:
         cached = self.cached_binary(fid.identity)  # a job queued twice
         if cached is not None:
             return cached
@@ -225,10 +245,45 @@ class BinaryCache:
             self._refuse(fid.identity, e.reason)
             self._refuse(fid.key, e.reason)
             raise
+        if fid.debug is not None and not self._attach_debug(b, fid):
+            # The debug file was replaced since the file was identified: identify it again, once.
+            b.close()
+            with self._lock:
+                self._paths.pop((root, path, *fid.key))
+            if not retry:
+                raise OSError(errno.ESTALE, "debug file changed while it was read", fid.debug.path)
+            return self._index(
+                root, path, self._read_identity(root, path, (root, path, *fid.key)), retry=False
+            )
         with self._lock:
             self._binaries.put(b.identity, b)
             self.counters["binaries_loaded"] += 1
         return b
+
+    def _attach_debug(self, b: Binary, fid: FileId) -> bool:
+        """Attach the debug file found when ``fid`` was identified; False when it was replaced since.
+
+        When it cannot be read or indexed, ``b`` keeps its own tables (counted).
+        """
+        ref = fid.debug
+        assert ref is not None
+        try:
+            fd, st = open_file(ref.root, ref.path)
+        except OSError:
+            self.bump("debug_files_rejected_unreadable")
+            return True
+        if file_key(st) != ref.key:
+            os.close(fd)
+            self.bump("debug_files_rejected_changed")
+            return False
+        try:
+            dbg = Binary.open(ref.path, known_build_id=(ref.build_id, ref.kind), limits=self.limits, fd=fd)
+        except ElfError as e:
+            self.bump(f"debug_files_rejected_{e.reason}")
+            return True
+        b.attach_debug(dbg, ref.describe())
+        self.bump("debug_files_attached")
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -23,25 +23,33 @@ the end of the last function; ``funcoff`` is relative to the functab and a
 name is a NUL-terminated string at funcnametab + nameoff. Older tables
 (1.2-1.15, magic fffffffb) are reported as unsupported.
 
-Where the section header table is gone (``sstrip``-style stripping), the table
-is found in the loadable segments: each candidate header is checked for
-plausibility and confirmed by finding the runtime's ``moduledata`` in a
-writable segment, whose first words are a pointer to the table and the
-funcnametab slice (table address + funcnameOffset).
+A table without a section of its own (position-independent builds keep it in
+``.data.rel.ro``; ``sstrip``-style stripping removes every section header) is
+found by its magic, the way Go's ``debug/gosym`` users do: :func:`plausible`
+accepts a candidate only when its header parses, its pad bytes are 0, minLC is
+1/2/4 and ptrSize 4/8, its sub-table offsets lie in order inside the region
+read, and its function table fits there and is sorted. :func:`scan` tries at
+most 64 candidates per region. In the loadable segments (:func:`locate`) a
+candidate is confirmed by the runtime's ``moduledata`` in a writable segment,
+whose first words are a pointer to the table and the funcnametab slice (table
+address + funcnameOffset); canonical/gopclnfind.py picks the region to search.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from stellaops_runtime.canonical.elflayout import PF_W, ElfLayout
+from stellaops_runtime.canonical.elflayout import PF_W, PF_X, ElfLayout
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, Budget, pread_exact
 
 MAX_NAME_BYTES = 16_384
 _MAX_CANDIDATES = 64
 _CHECK_EVERY = 4096
+_MIN_LC = (b"\x01", b"\x02", b"\x04")
+_PTR_SIZES = (b"\x04", b"\x08")
 
 MAGIC_GO116 = 0xFFFFFFFA
 MAGIC_GO118 = 0xFFFFFFF0
@@ -142,6 +150,8 @@ def parse_functions(
         entries = [ts + p[0] for p in pairs]
         entries.append(ts + last)
         name_at = 4  # _func: entryoff uint32, then nameoff
+    if entries[-1] <= entries[0]:
+        raise ValueError("gopclntab function table covers no code (unrelocated or damaged)")
     names_base = h.funcname_offset
     nameoff_fmt = e + "i"
     out: list[tuple[int, int, str]] = []
@@ -171,19 +181,74 @@ def parse_functions(
     return h, out
 
 
-def _candidate_ok(data: bytes, pos: int, little: bool) -> PclnHeader | None:
+def plausible(data: bytes, pos: int, little: bool) -> PclnHeader | None:
+    """The header at ``data[pos:]`` when it is a whole, sorted function table inside ``data``; else None.
+
+    Beyond :func:`parse_header`: the sub-tables (funcnametab, cutab, filetab,
+    pctab, functab) start after the header and in that order, the functab's
+    ``nfunc + 1`` entries fit in ``data`` and never decrease, and the last one
+    is past the first (a table of unrelocated zeros is not accepted).
+    """
     try:
-        return parse_header(memoryview(data)[pos:], little=little)
+        h = parse_header(memoryview(data)[pos:], little=little)
     except ValueError:
         return None
+    header_size = 8 + (7 if h.version == "go1.16" else 8) * h.ptr_size
+    offsets = (header_size, h.funcname_offset, h.cu_offset, h.filetab_offset, h.pctab_offset, h.pcln_offset)
+    if any(a > b for a, b in itertools.pairwise(offsets)):
+        return None
+    e = "<" if little else ">"
+    base = pos + h.pcln_offset
+    n = h.nfunc
+    letter = "I" if h.version != "go1.16" or h.ptr_size == 4 else "Q"
+    word = struct.calcsize(letter)
+    if base + n * 2 * word + word > len(data):
+        return None
+    entries = [p[0] for p in struct.iter_unpack(e + letter * 2, data[base : base + n * 2 * word])]
+    entries.append(struct.unpack_from(e + letter, data, base + n * 2 * word)[0])
+    if entries[-1] <= entries[0] or any(a > b for a, b in itertools.pairwise(entries)):
+        return None
+    return h
+
+
+def scan(data: bytes, little: bool, budget: Budget | None = None) -> list[tuple[int, PclnHeader]]:
+    """Every plausible table in ``data`` as (position, header).
+
+    A magic followed by pad bytes 0, 0, a minLC of 1/2/4 and a ptrSize of 4/8 is a try; at most
+    64 tries per region are checked with :func:`plausible`.
+    """
+    e = "<" if little else ">"
+    out: list[tuple[int, PclnHeader]] = []
+    tried = 0
+    for magic in VERSIONS:
+        needle = struct.pack(e + "I", magic)
+        pos = data.find(needle)
+        while pos >= 0 and tried < _MAX_CANDIDATES:
+            if (
+                data[pos + 4 : pos + 6] == b"\0\0"
+                and data[pos + 6 : pos + 7] in _MIN_LC
+                and data[pos + 7 : pos + 8] in _PTR_SIZES
+            ):  # only hits whose next four bytes fit count as tries
+                tried += 1
+                if budget is not None:
+                    budget.check_time("gopclntab search")
+                h = plausible(data, pos, little)
+                if h is not None:
+                    out.append((pos, h))
+            pos = data.find(needle, pos + 1)
+    return out
 
 
 def locate(f: BinaryIO, layout: ElfLayout, budget: Budget | None = None) -> tuple[bytes, int] | None:
     """Find the gopclntab in the loadable segments when there is no section header for it.
 
     Returns (bytes from the table's start to the end of its segment, table address).
-    Every segment read is charged to ``budget`` (a file whose segments exceed
-    the parse budget is ``budget_exceeded``), and at most 64 candidate headers are tried.
+    Non-executable segments are searched first (read-only ``.rodata`` of
+    ordinary builds, the writable ``.data.rel.ro`` of position-independent
+    ones), executable ones only when those hold no table (linkers that put
+    read-only data in the text segment). Every segment read is charged to
+    ``budget`` (a file whose segments exceed the parse budget is
+    ``budget_exceeded``); at most 64 magic hits are tried per segment.
     """
     b = budget or DEFAULT_LIMITS.budget("gopclntab")
     e = "<" if layout.little else ">"
@@ -193,20 +258,12 @@ def locate(f: BinaryIO, layout: ElfLayout, budget: Budget | None = None) -> tupl
         for s in layout.loads
     ]
     candidates: list[tuple[int, bytes, int, PclnHeader]] = []  # (vaddr, segment bytes, pos, header)
-    tried = 0
-    for seg, data in segs:
-        if seg.flags & PF_W:
-            continue
-        for magic in VERSIONS:
-            needle = struct.pack(e + "I", magic)
-            pos = data.find(needle)
-            while pos >= 0 and tried < _MAX_CANDIDATES:
-                tried += 1
-                b.check_time("gopclntab search")
-                h = _candidate_ok(data, pos, layout.little)
-                if h is not None:
-                    candidates.append((seg.vaddr + pos, data, pos, h))
-                pos = data.find(needle, pos + 1)
+    for executable in (False, True):
+        for seg, data in segs:
+            if bool(seg.flags & PF_X) == executable:
+                candidates += [(seg.vaddr + pos, data, pos, h) for pos, h in scan(data, layout.little, b)]
+        if candidates:
+            break
     if not candidates:
         return None
     writable = [data for seg, data in segs if seg.flags & PF_W]

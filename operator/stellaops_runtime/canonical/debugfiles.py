@@ -1,0 +1,330 @@
+"""Separate debug files: finding, checking and identifying the file that holds a binary's symbols.
+
+Why this module exists: distributions strip their binaries and ship the
+symbols apart (Debian's ``*-dbg`` and ``*-dbgsym`` packages, Fedora's
+``debuginfo``), and llvm-symbolizer and gdb read them. A stripped libc only
+has ``.dynsym``: its static functions resolve to the exported neighbour or to
+nothing. With the debug file they get the same names, and so the same
+function IDs, as an unstripped copy of the same build.
+
+Where a debug file is looked for, in order (the first one accepted wins):
+
+1. ``/usr/lib/debug/.build-id/<first 2 hex digits>/<rest>.debug``, for a GNU
+   build-id, under the binary's own root (the container's), then under each
+   configured root (the host root);
+2. the ``.gnu_debuglink`` name, in the binary's directory, in
+   ``<dir>/.debug/`` and in ``/usr/lib/debug/<dir>/``, under the same roots;
+3. ``<dir>/<build-id>/debuginfo`` in each configured debuginfod-style cache
+   directory (read as it is; nothing is ever fetched).
+
+Files under a root are opened through canonical/rootopen.py (never leaving
+the root, regular files only). A candidate is accepted only when it is an
+ELF file with a ``.symtab`` or DWARF, its GNU build-id equals the binary's
+(a debug file without a build-id is accepted through ``.gnu_debuglink`` only,
+when its CRC-32 matches), and, for ``.gnu_debuglink``, its CRC-32 equals the
+one the link records. Every rejection is counted (``debug_files_rejected_<why>``)
+and the binary keeps its own tables. The accepted file's SHA-256 becomes part
+of the binary's cache identity (canonical/filecache.py): a debug file planted
+in one container can only ever name the functions of that container's copy.
+
+Pure logic (:func:`parse_debuglink`, the candidate paths) in the middle; the
+reads at the edge, in :class:`DebugFinder`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from stellaops_runtime.canonical.elflayout import (
+    BUILD_ID_GNU,
+    ElfError,
+    ElfLayout,
+    build_id_from_notes,
+    parse_notes,
+    read_layout,
+    read_notes,
+)
+from stellaops_runtime.canonical.limits import BUDGET_EXCEEDED, MALFORMED, FileKey, Limits, file_key
+from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular
+from stellaops_runtime.canonical.symtab import SHT_NOBITS, SectionInfo, read_section, read_section_table
+
+DEBUG_DIR = "/usr/lib/debug"
+_CHUNK = 1 << 20
+_MAX_DEBUGLINK_BYTES = 4096
+
+# How a debug file was found (the suffix of ``debug_files_found_<how>``).
+BY_BUILD_ID = "build_id"
+BY_DEBUGLINK = "debuglink"
+BY_DEBUGINFOD = "debuginfod"
+
+# Why a candidate was refused (the suffix of ``debug_files_rejected_<why>``).
+BUILD_ID_MISMATCH = "build_id_mismatch"
+CRC_MISMATCH = "crc_mismatch"
+NO_SYMBOLS = "no_symbols"
+UNREADABLE = "unreadable"
+NOT_REGULAR = "not_regular"
+BAD_LINK = "bad_debuglink"
+
+
+@dataclass(frozen=True, slots=True)
+class DebugSearch:
+    """Where debug files are looked for (besides the binary's own root)."""
+
+    enabled: bool = True
+    # Roots searched after the binary's own one, e.g. the host root ("/" or "/host").
+    roots: tuple[str, ...] = ("/",)
+    # debuginfod-style caches, ``<dir>/<build-id>/debuginfo``, read in this process's filesystem.
+    debuginfod_dirs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DebugLink:
+    """The contents of a ``.gnu_debuglink`` section: a file name and the CRC-32 of that file."""
+
+    name: str
+    crc: int
+
+
+@dataclass(frozen=True, slots=True)
+class DebugRef:
+    """An accepted debug file: where it is, how it was found, and what it is."""
+
+    root: str
+    path: str
+    how: str
+    key: FileKey
+    build_id: str
+    kind: str
+    digest: str  # SHA-256 hex of its bytes
+
+    def describe(self) -> str:
+        where = self.path if self.root in ("", "/") else f"{self.root.rstrip('/')}/{self.path.lstrip('/')}"
+        return f"{where} ({self.how})"
+
+
+class Rejected(Exception):
+    """A candidate debug file that is not this binary's: ``reason`` is counted."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# -- pure logic -------------------------------------------------------------------
+
+
+def parse_debuglink(data: bytes, *, little: bool) -> DebugLink | None:
+    """A ``.gnu_debuglink`` section: NUL-terminated name, padding to 4 bytes, CRC-32; None when unusable.
+
+    The name must be one plain file name (no ``/``, not ``.`` or ``..``), as the
+    tools that write it produce: a link is never a path.
+    """
+    end = data.find(b"\0")
+    if end <= 0:
+        return None
+    crc_at = (end + 4) & ~3
+    if crc_at + 4 > len(data):
+        return None
+    try:
+        name = data[:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "/" in name or name in (".", "..") or not name.isprintable():
+        return None
+    (crc,) = struct.unpack_from("<I" if little else ">I", data, crc_at)
+    return DebugLink(name, crc)
+
+
+def build_id_path(build_id: str) -> str | None:
+    """``/usr/lib/debug/.build-id/xx/rest.debug`` for a hex GNU build-id; None for anything else."""
+    if len(build_id) < 4 or any(c not in "0123456789abcdef" for c in build_id):
+        return None
+    return f"{DEBUG_DIR}/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
+
+
+def debuglink_paths(binary_path: str, name: str) -> list[str]:
+    """Where a debuglink name is looked for: next to the binary, in ``.debug/``, under /usr/lib/debug."""
+    d = posixpath.dirname(posixpath.normpath("/" + binary_path.lstrip("/")))
+    return [posixpath.join(d, name), posixpath.join(d, ".debug", name), DEBUG_DIR + posixpath.join(d, name)]
+
+
+def has_symbols(sections: list[SectionInfo]) -> tuple[bool, bool]:
+    """(has a ``.symtab`` with contents, has DWARF ``.debug_info``) among ``sections``."""
+    symtab = any(s.name == ".symtab" and s.type == "SHT_SYMTAB" and s.size for s in sections)
+    dwarf = any(
+        s.name in (".debug_info", ".zdebug_info") and s.type != SHT_NOBITS and s.size for s in sections
+    )
+    return symtab, dwarf
+
+
+# -- reads at the edge --------------------------------------------------------------
+
+
+def _open(root: str, path: str) -> tuple[int, os.stat_result]:
+    if root in ("", "/"):
+        return open_regular(path)
+    return open_in_root(root, path)
+
+
+def _digest_and_crc(fd: int, size: int, limits: Limits) -> tuple[str, int]:
+    """SHA-256 hex and CRC-32 of the whole file, streamed, within the file budget."""
+    if size > limits.max_file_bytes:
+        raise Rejected(BUDGET_EXCEEDED, f"{size} bytes, more than the {limits.max_file_bytes}-byte budget")
+    budget = limits.budget()
+    h = hashlib.sha256()
+    crc = 0
+    pos = 0
+    while pos < size:
+        chunk = os.pread(fd, min(_CHUNK, size - pos), pos)
+        if not chunk:
+            break
+        h.update(chunk)
+        crc = zlib.crc32(chunk, crc)
+        pos += len(chunk)
+        try:
+            budget.check_time("hashing a debug file")
+        except ElfError as e:
+            raise Rejected(e.reason, str(e)) from None
+    if pos != size:
+        raise Rejected(UNREADABLE, "file shrank while it was read")
+    return h.hexdigest(), crc
+
+
+class DebugFinder:
+    """Finds the accepted debug file of one binary; counts what it found and what it refused."""
+
+    def __init__(self, search: DebugSearch, limits: Limits, count: Callable[[str], None]) -> None:
+        self.search = search
+        self.limits = limits
+        self.count = count
+
+    def find(
+        self,
+        *,
+        root: str,
+        path: str,
+        f_fd: int,
+        layout: ElfLayout,
+        build_id: str,
+        kind: str,
+        main_key: FileKey,
+    ) -> DebugRef | None:
+        """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None."""
+        if not self.search.enabled or not layout.has_section_headers:
+            return None
+        try:
+            with os.fdopen(os.dup(f_fd), "rb") as f:
+                sections = read_section_table(f, layout, self.limits.budget(path))
+                symtab, dwarf = has_symbols(sections)
+                if symtab and dwarf:
+                    return None  # nothing a debug file could add
+                link_sec = next((s for s in sections if s.name == ".gnu_debuglink"), None)
+                link = None
+                if link_sec is not None and link_sec.type != SHT_NOBITS:
+                    if link_sec.size > _MAX_DEBUGLINK_BYTES:
+                        self.count(f"debug_files_rejected_{BAD_LINK}")
+                    else:
+                        raw = read_section(f, link_sec.offset, link_sec.size, ".gnu_debuglink")
+                        link = parse_debuglink(raw, little=layout.little)
+                        if link is None:
+                            self.count(f"debug_files_rejected_{BAD_LINK}")
+        except (ElfError, OSError, ValueError, struct.error):
+            return None  # the binary's own section table is unusable: indexing it will say why
+        roots = [root or "/"]
+        roots += [r for r in self.search.roots if r and r not in roots]
+        gnu = kind == BUILD_ID_GNU
+        candidates: list[tuple[str, str, str]] = []
+        bid_path = build_id_path(build_id) if gnu else None
+        if bid_path is not None:
+            candidates += [(r, bid_path, BY_BUILD_ID) for r in roots]
+        if link is not None:
+            candidates += [(r, p, BY_DEBUGLINK) for r in roots for p in debuglink_paths(path, link.name)]
+        if gnu:
+            for d in self.search.debuginfod_dirs:
+                candidates.append(("/", posixpath.join(d, build_id, "debuginfo"), BY_DEBUGINFOD))
+        seen: set[FileKey] = {main_key}
+        for r, p, how in candidates:
+            ref = self._try(r, p, how, build_id if gnu else "", link, seen)
+            if ref is not None:
+                self.count(f"debug_files_found_{how}")
+                return ref
+        return None
+
+    def _try(
+        self, root: str, path: str, how: str, build_id: str, link: DebugLink | None, seen: set[FileKey]
+    ) -> DebugRef | None:
+        try:
+            fd, st = _open(root, path)
+        except NotRegularFile:
+            self.count(f"debug_files_rejected_{NOT_REGULAR}")
+            return None
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno not in (None, 2, 20):  # ENOENT, ENOTDIR: simply not there
+                self.count(f"debug_files_rejected_{UNREADABLE}")
+            return None
+        try:
+            key = file_key(st)
+            if key in seen:  # the binary itself, or a candidate already refused
+                return None
+            seen.add(key)
+            ref = self._check(fd, st, root, path, how, build_id, link)
+        except Rejected as e:
+            self.count(f"debug_files_rejected_{e.reason}")
+            return None
+        except OSError:  # an I/O error while hashing it
+            self.count(f"debug_files_rejected_{UNREADABLE}")
+            return None
+        finally:
+            os.close(fd)
+        return ref
+
+    def _check(
+        self,
+        fd: int,
+        st: os.stat_result,
+        root: str,
+        path: str,
+        how: str,
+        build_id: str,
+        link: DebugLink | None,
+    ) -> DebugRef:
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                layout = read_layout(f)
+                budget = self.limits.budget(path)
+                sections = read_section_table(f, layout, budget) if layout.has_section_headers else []
+                bid, kind = build_id_from_notes(read_notes(f, layout))
+                if not bid:  # a debug file's PT_NOTE may point at nothing: its note section still says it
+                    bid, kind = _section_build_id(f, sections, layout.little)
+        except ElfError as e:
+            raise Rejected(e.reason, str(e)) from None
+        except (OSError, ValueError, struct.error) as e:
+            raise Rejected(MALFORMED, f"{type(e).__name__}: {e}") from None
+        if build_id and bid != build_id:
+            raise Rejected(BUILD_ID_MISMATCH, f"{path}: build-id {bid or 'none'}, expected {build_id}")
+        if not build_id and how != BY_DEBUGLINK:
+            raise Rejected(BUILD_ID_MISMATCH, f"{path}: no build-id to match")
+        if not any(has_symbols(sections)):
+            raise Rejected(NO_SYMBOLS, f"{path}: neither .symtab nor DWARF")
+        digest, crc = _digest_and_crc(fd, st.st_size, self.limits)
+        if how == BY_DEBUGLINK and link is not None and crc != link.crc:
+            raise Rejected(CRC_MISMATCH, f"{path}: CRC-32 {crc:#010x}, the link says {link.crc:#010x}")
+        return DebugRef(root, path, how, file_key(st), bid, kind, digest)
+
+
+def _section_build_id(f: BinaryIO, sections: list[SectionInfo], little: bool) -> tuple[str, str]:
+    """The build-id from the ``.note.gnu.build-id`` section (debug files keep it; PT_NOTE may be empty)."""
+    for s in sections:
+        if s.name == ".note.gnu.build-id" and s.type != SHT_NOBITS and 0 < s.size <= 4096:
+            data = read_section(f, s.offset, s.size, s.name)
+            return build_id_from_notes(parse_notes(data, little=little, align=s.addralign or 4))
+    return "", ""
