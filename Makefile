@@ -21,6 +21,7 @@ test: setup-server kube image
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m stellaops_runtime.wire.generate --check
+	$(PY) -m stellaops_runtime.wire.containerd.generate --check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -30,6 +31,7 @@ lint: setup
 
 protos: setup
 	$(PY) -m stellaops_runtime.wire.generate
+	$(PY) -m stellaops_runtime.wire.containerd.generate
 
 bench: setup-server
 	$(PY) bench/run.py

@@ -32,6 +32,7 @@ if (( want_server )); then
   command -v rustc >/dev/null 2>&1 || [[ -x "$HOME/.cargo/bin/rustc" ]] || apt_pkgs+=(rustc)
   command -v containerd >/dev/null 2>&1 || apt_pkgs+=(containerd)
   command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || apt_pkgs+=(runc)
+  command -v dockerd >/dev/null 2>&1 || apt_pkgs+=(docker.io)  # the lifecycle observer's Docker side
   command -v rpmbuild >/dev/null 2>&1 || apt_pkgs+=(rpm)
   command -v kubectl >/dev/null 2>&1 || apt_pkgs+=(kubernetes-client)
   command -v jq >/dev/null 2>&1 || apt_pkgs+=(jq)

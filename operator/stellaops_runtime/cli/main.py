@@ -24,6 +24,7 @@ from stellaops_runtime.cli import exitcodes, pipes
 COMMANDS = {
     "agent": "stellaops_runtime.cli.agent",
     "attribute": "stellaops_runtime.cli.attribute",
+    "containers": "stellaops_runtime.cli.containers",
     "evidence": "stellaops_runtime.cli.evidence",
     "operator": "stellaops_runtime.cli.operator",
     "query": "stellaops_runtime.cli.query",

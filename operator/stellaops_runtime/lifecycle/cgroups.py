@@ -1,0 +1,122 @@
+"""From a container's pid to its cgroup v2 path and cgroup id.
+
+eBPF programs (ours, and Tetragon's ``cgroup_id``) name a process's container
+by the id of its cgroup v2 directory, which is that directory's inode number.
+So the registry needs, per container, the inode of the directory its init
+process lives in: ``/proc/<pid>/cgroup`` gives the path (the ``0::`` line),
+``/proc/self/mountinfo`` gives where the cgroup2 hierarchy is mounted (
+``/sys/fs/cgroup`` on a pure v2 host, ``/sys/fs/cgroup/unified`` on a hybrid
+one), and a ``stat`` gives the inode. The parsing is pure; ``resolve`` does
+the reads and returns ``None`` rather than raising when a process is gone or
+the host has no cgroup2 mount.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupMount:
+    """A cgroup2 mount: ``root`` is the hierarchy path mounted at ``mount_point``."""
+
+    mount_point: str
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupInfo:
+    path: str  # the cgroup v2 path, as /proc/<pid>/cgroup says it ("/k8s.io/<id>")
+    cgroup_id: int  # inode of its directory; 0 when the directory could not be found
+
+
+def unified_path(proc_cgroup: str) -> str | None:
+    """The cgroup v2 path in a ``/proc/<pid>/cgroup`` text (the ``0::<path>`` line), or ``None``."""
+    for line in proc_cgroup.splitlines():
+        hierarchy, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        controllers, sep, path = rest.partition(":")
+        if sep and hierarchy == "0" and controllers == "" and path.startswith("/"):
+            return path
+    return None
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def cgroup2_mounts(mountinfo: str) -> list[CgroupMount]:
+    """Every cgroup2 mount in a ``/proc/<pid>/mountinfo`` text, in file order."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        fstype = right.split(" ", 1)[0]
+        if fstype != "cgroup2" or len(fields) < 5:
+            continue
+        mounts.append(CgroupMount(mount_point=_unescape(fields[4]), root=_unescape(fields[3])))
+    return mounts
+
+
+def directory_of(path: str, mounts: list[CgroupMount]) -> str | None:
+    """Where cgroup ``path`` is on the file system, through the first mount whose root contains it."""
+    for m in mounts:
+        root = m.root.rstrip("/")
+        if root and path != root and not path.startswith(root + "/"):
+            continue
+        rel = path[len(root) :].lstrip("/")
+        return os.path.join(m.mount_point, rel) if rel else m.mount_point
+    return None
+
+
+class CgroupResolver:
+    """Resolves pids to cgroup v2 paths and ids on this host (``proc`` may point at a host /proc)."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self.proc = Path(proc)
+        self._mounts: list[CgroupMount] | None = None
+
+    def mounts(self) -> list[CgroupMount]:
+        if self._mounts is None:
+            try:
+                text = (self.proc / "self" / "mountinfo").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            self._mounts = cgroup2_mounts(text)
+        return self._mounts
+
+    def resolve(self, pid: int) -> CgroupInfo | None:
+        """The cgroup of process ``pid``; ``None`` when the process (or cgroup v2) is not there."""
+        if pid <= 0:
+            return None
+        try:
+            text = (self.proc / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        path = unified_path(text)
+        if path is None:
+            return None
+        directory = directory_of(path, self.mounts())
+        if directory is None:
+            return CgroupInfo(path=path, cgroup_id=0)
+        try:
+            return CgroupInfo(path=path, cgroup_id=os.stat(directory).st_ino)
+        except OSError:
+            return CgroupInfo(path=path, cgroup_id=0)

@@ -1,0 +1,177 @@
+"""A small async client of containerd's gRPC API over its unix socket.
+
+Only what the lifecycle observer needs: subscribe to the event service, list
+and get containers, list and get tasks, get an image. Methods are called by
+their full gRPC path with our own message classes
+(:mod:`stellaops_runtime.wire.containerd`), and every call carries the
+``containerd-namespace`` metadata header that containerd uses to pick the
+namespace (``k8s.io`` for Kubernetes' CRI plugin). Subscribe hands back raw
+envelope bytes: decoding belongs to :mod:`stellaops_runtime.lifecycle.decode`,
+which never raises on what an untrusted publisher put on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import grpc
+
+from stellaops_runtime.wire.containerd import (
+    containers_pb2,
+    events_service_pb2,
+    images_pb2,
+    task_pb2,
+    tasks_pb2,
+)
+
+DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
+DEFAULT_NAMESPACE = "k8s.io"
+NAMESPACE_HEADER = "containerd-namespace"
+
+SUBSCRIBE = "/containerd.services.events.v1.Events/Subscribe"
+PUBLISH = "/containerd.services.events.v1.Events/Publish"
+CONTAINERS_LIST = "/containerd.services.containers.v1.Containers/List"
+CONTAINERS_GET = "/containerd.services.containers.v1.Containers/Get"
+TASKS_LIST = "/containerd.services.tasks.v1.Tasks/List"
+TASKS_GET = "/containerd.services.tasks.v1.Tasks/Get"
+IMAGES_GET = "/containerd.services.images.v1.Images/Get"
+
+# A container spec or a list of thousands of containers can be several MiB.
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_length", 64 << 20),)
+
+
+def target_of(address: str) -> str:
+    """A gRPC target for a socket path (``/run/...`` -> ``unix:///run/...``); others unchanged."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return address
+    return f"unix://{address}" if address.startswith("/") else f"unix:{address}"
+
+
+def event_filters(namespace: str) -> list[str]:
+    """Subscribe filters: the task, container and image topics of one namespace."""
+    ns = f'namespace=="{namespace}"'
+    return [f'{ns},topic~="^/tasks/"', f'{ns},topic~="^/containers/"', f'{ns},topic~="^/images/"']
+
+
+class ContainerdClient:
+    """One channel to containerd; ``namespace`` goes in every call's metadata."""
+
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, *, namespace: str = DEFAULT_NAMESPACE, timeout: float = 10.0
+    ) -> None:
+        self.address = address
+        self.namespace = namespace
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((NAMESPACE_HEADER, self.namespace),)
+
+    def _ch(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(target_of(self.address), options=CHANNEL_OPTIONS)
+        return self._channel
+
+    async def connect(self) -> None:
+        """Wait until the socket answers; ConnectionError after ``timeout``."""
+        try:
+            await asyncio.wait_for(self._ch().channel_ready(), self.timeout)
+        except TimeoutError:
+            raise ConnectionError(
+                f"no connection to containerd at {self.address} within {self.timeout}s"
+            ) from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def subscribe(self, filters: list[str] | None = None) -> AsyncGenerator[bytes, None]:
+        """Serialized ``containerd.types.Envelope`` messages, as containerd sends them."""
+        req = events_service_pb2.SubscribeRequest(filters=filters or [])
+        call = self._ch().unary_stream(
+            SUBSCRIBE,
+            request_serializer=events_service_pb2.SubscribeRequest.SerializeToString,
+            response_deserializer=None,
+        )(req, metadata=self.metadata)
+        try:
+            async for raw in call:
+                yield raw
+        finally:
+            call.cancel()
+
+    async def list_containers(self) -> list[containers_pb2.Container]:
+        resp = await self._ch().unary_unary(
+            CONTAINERS_LIST,
+            request_serializer=containers_pb2.ListContainersRequest.SerializeToString,
+            response_deserializer=containers_pb2.ListContainersResponse.FromString,
+        )(containers_pb2.ListContainersRequest(), metadata=self.metadata, timeout=self.timeout)
+        return list(resp.containers)
+
+    async def get_container(self, container_id: str) -> containers_pb2.Container | None:
+        """The container, or ``None`` when containerd no longer has it."""
+        try:
+            resp = await self._ch().unary_unary(
+                CONTAINERS_GET,
+                request_serializer=containers_pb2.GetContainerRequest.SerializeToString,
+                response_deserializer=containers_pb2.GetContainerResponse.FromString,
+            )(
+                containers_pb2.GetContainerRequest(id=container_id),
+                metadata=self.metadata,
+                timeout=self.timeout,
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return resp.container
+
+    async def list_tasks(self) -> list[task_pb2.Process]:
+        resp = await self._ch().unary_unary(
+            TASKS_LIST,
+            request_serializer=tasks_pb2.ListTasksRequest.SerializeToString,
+            response_deserializer=tasks_pb2.ListTasksResponse.FromString,
+        )(tasks_pb2.ListTasksRequest(), metadata=self.metadata, timeout=self.timeout)
+        return list(resp.tasks)
+
+    async def get_task(self, container_id: str) -> task_pb2.Process | None:
+        try:
+            resp = await self._ch().unary_unary(
+                TASKS_GET,
+                request_serializer=tasks_pb2.GetRequest.SerializeToString,
+                response_deserializer=tasks_pb2.GetResponse.FromString,
+            )(tasks_pb2.GetRequest(container_id=container_id), metadata=self.metadata, timeout=self.timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return resp.process
+
+    async def image_digest(self, name: str) -> str:
+        """The digest of image ``name``'s target (manifest or index); "" when containerd has no such image."""
+        if not name:
+            return ""
+        try:
+            resp = await self._ch().unary_unary(
+                IMAGES_GET,
+                request_serializer=images_pb2.GetImageRequest.SerializeToString,
+                response_deserializer=images_pb2.GetImageResponse.FromString,
+            )(images_pb2.GetImageRequest(name=name), metadata=self.metadata, timeout=self.timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return ""
+            raise
+        return resp.image.target.digest
+
+    async def publish(self, topic: str, type_url: str, value: bytes) -> None:
+        """Put an event on containerd's bus (the tests publish hostile payloads this way)."""
+        req = events_service_pb2.PublishRequest(topic=topic)
+        req.event.type_url = type_url
+        req.event.value = value
+        await self._ch().unary_unary(
+            PUBLISH,
+            request_serializer=events_service_pb2.PublishRequest.SerializeToString,
+            response_deserializer=None,
+        )(req, metadata=self.metadata, timeout=self.timeout)

@@ -1,0 +1,277 @@
+"""The Docker Engine lifecycle observer: ``/events`` + registry, reconnecting forever.
+
+Same API and registry as the containerd observer (:mod:`.base`); the facts
+come from the Engine API instead. Each connection opens ``GET /events``
+(container and image events), then rebuilds the registry from
+``/containers/json?all=1`` and an inspect of each container. What each Docker
+event becomes:
+
+- container ``create``  -> CREATE (labels, env (filtered), image reference and digest)
+- container ``start``   -> START (pid, cgroup path and id, started_at)
+- container ``oom``     -> registry: oom_killed, carried by the DIE that follows
+- container ``die``     -> DIE (exit code, OOM from the inspect); the cgroup id no longer names it
+- container ``stop``    -> STOP (``docker stop``; a kill is only a DIE)
+- container ``destroy`` -> DELETE
+- image ``pull``, ``load`` -> IMAGE_PULL
+
+``image_digest`` is the registry (manifest) digest Docker records for the
+image (``RepoDigests``); an image that was built or loaded locally has none,
+and its digest is then empty rather than Docker's image id (the digest of its
+config), which no registry or SBOM names. Lines of the event stream that are
+not JSON objects of the expected shape are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
+from stellaops_runtime.lifecycle.base import LifecycleObserver
+from stellaops_runtime.lifecycle.cgroups import CgroupResolver
+from stellaops_runtime.lifecycle.docker_client import DockerClient
+from stellaops_runtime.lifecycle.records import image_event, lifecycle_event
+from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from stellaops_runtime.privacy.filter import PrivacyFilter
+
+T = LifecycleEventType
+EVENT_FILTERS = {"type": ["container", "image"]}
+_STATUS = {"created": "created", "running": "running", "restarting": "running", "paused": "paused"}
+
+
+def _field(d: dict[str, Any], key: str, kind: type[Any], default: Any) -> Any:
+    """``d[key]`` when it is of ``kind`` (a bool is no int here), else ``default``."""
+    v = d.get(key)
+    return v if isinstance(v, kind) and not (kind is int and isinstance(v, bool)) else default
+
+
+def docker_time(text: object) -> datetime | None:
+    """An RFC 3339 time from the Engine (nanoseconds cut to microseconds); ``None`` for Go's zero time."""
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
+        return None
+    main, _, frac = text.rstrip("Z").partition(".")
+    try:
+        value = datetime.fromisoformat(main + ("." + frac[:6] if frac else "")).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return value
+
+
+def digest_of(image: dict[str, Any] | None, ref: str) -> str:
+    """The manifest digest in an image inspect's RepoDigests (the one of ``ref``'s repository first)."""
+    if not isinstance(image, dict):
+        return ""
+    digests = [d for d in image.get("RepoDigests") or [] if isinstance(d, str) and "@" in d]
+    repo = ref.split("@", 1)[0].rsplit(":", 1)[0] if ref else ""
+    for d in digests:
+        if d.split("@", 1)[0] == repo:
+            return d.split("@", 1)[1]
+    return digests[0].split("@", 1)[1] if digests else ""
+
+
+def record_from_inspect(
+    info: dict[str, Any], *, digest: str, env_filter: Callable[[list[str]], list[str]]
+) -> ContainerRecord:
+    """A registry record from ``GET /containers/{id}/json`` (wrong-typed fields read as absent)."""
+    config: dict[str, Any] = _field(info, "Config", dict, {})
+    state: dict[str, Any] = _field(info, "State", dict, {})
+    labels: dict[str, Any] = _field(config, "Labels", dict, {})
+    env: list[Any] = _field(config, "Env", list, [])
+    status = _STATUS.get(str(state.get("Status", "")), "stopped")
+    pid: int = _field(state, "Pid", int, 0)
+    exit_code: int | None = _field(state, "ExitCode", int, None)
+    return ContainerRecord(
+        container_id=str(info.get("Id", "")),
+        namespace="",
+        image_ref=str(config.get("Image", "")),
+        image_digest=digest,
+        labels={str(k): str(v) for k, v in labels.items()},
+        env_vars=tuple(env_filter([e for e in env if isinstance(e, str)])),
+        status=status,
+        pid=pid if status != "stopped" else 0,
+        started_at=docker_time(state.get("StartedAt")),
+        stopped_at=docker_time(state.get("FinishedAt")) if status == "stopped" else None,
+        exit_code=exit_code if status == "stopped" else None,
+        oom_killed=bool(state.get("OOMKilled")),
+    )
+
+
+class DockerObserver(LifecycleObserver):
+    """Watches one Docker Engine; see the module docstring for what it emits."""
+
+    runtime = "docker"
+
+    def __init__(
+        self,
+        client: DockerClient,
+        *,
+        privacy: PrivacyFilter | None = None,
+        resolver: CgroupResolver | None = None,
+        reconnect_initial: float = 0.5,
+        reconnect_max: float = 30.0,
+        on_sync: Callable[[ContainerRegistry], None] | None = None,
+    ) -> None:
+        super().__init__(
+            address=client.address,
+            namespace="",
+            privacy=privacy,
+            resolver=resolver,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=reconnect_max,
+            on_sync=on_sync,
+        )
+        self.client = client
+
+    async def _close(self) -> None:
+        return None  # one connection per request: nothing stays open
+
+    async def resync(self) -> None:
+        listed = await self.client.get_json("/containers/json?all=1")
+        records = []
+        for item in listed if isinstance(listed, list) else []:
+            cid = item.get("Id") if isinstance(item, dict) else None
+            if isinstance(cid, str):
+                rec = await self._fetch(cid, index=False)
+                if rec is not None:
+                    records.append(rec)
+        self._rebuilt(records)
+        for rec in records:
+            self._find_cgroup(self.registry.get("", rec.container_id) or rec)
+
+    async def _fetch(self, cid: str, *, index: bool = True) -> ContainerRecord | None:
+        info = await self.client.get_or_none(f"/containers/{cid}/json")
+        if not isinstance(info, dict):
+            return None
+        ref = str((info.get("Config") or {}).get("Image", "")) if isinstance(info.get("Config"), dict) else ""
+        image = (
+            await self.client.get_or_none(f"/images/{info.get('Image', '')}/json")
+            if info.get("Image")
+            else None
+        )
+        rec = record_from_inspect(info, digest=digest_of(image, ref), env_filter=self.privacy.filter_env)
+        if index:
+            self.registry.put(rec)
+        return rec
+
+    async def _connection(self, stop: asyncio.Event) -> AsyncIterator[ContainerLifecycleEvent]:
+        await self.client.ping()
+        stream = self.client.events(EVENT_FILTERS)
+        pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
+        stopper: asyncio.Future[Any] | None = None
+        await asyncio.sleep(0)
+        try:
+            await self.resync()
+            self._synced()
+            stopper = asyncio.ensure_future(stop.wait())
+            while True:
+                done, _ = await asyncio.wait((pending, stopper), return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done and pending not in done:
+                    return
+                line = pending.result()  # raises when the stream ends or breaks
+                for ev in await self._handle(line):
+                    yield ev
+                pending = asyncio.ensure_future(anext(stream))
+        finally:
+            for fut in (pending, stopper):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+                    with contextlib.suppress(BaseException):
+                        await fut
+            await stream.aclose()
+
+    async def _handle(self, line: bytes) -> list[ContainerLifecycleEvent]:
+        self.stats.envelopes += 1
+        try:
+            msg = json.loads(line)
+        except (ValueError, RecursionError):
+            self.stats.count_failure("envelope")
+            return []
+        actor = msg.get("Actor") if isinstance(msg, dict) else None
+        if not isinstance(actor, dict) or not isinstance(actor.get("ID"), str):
+            self.stats.count_failure("field")
+            return []
+        kind, action = msg.get("Type"), str(msg.get("Action", ""))
+        nano = msg.get("timeNano")
+        ts = (
+            datetime.fromtimestamp(nano / 1e9, tz=UTC) if isinstance(nano, int) and 0 < nano < 2**62 else None
+        )
+        ts = ts or datetime.now(UTC)
+        attrs: dict[str, Any] = _field(actor, "Attributes", dict, {})
+        topic = f"{kind}/{action}"
+        out = await self._apply(str(kind), action, actor["ID"], attrs, ts, topic)
+        if out is None:
+            self.stats.count_ignored(topic if len(topic) <= 64 else "other")
+            return []
+        for ev in out:
+            self.stats.count_event(str(ev.event_type))
+        return out
+
+    async def _apply(
+        self, kind: str, action: str, cid: str, attrs: dict[str, Any], ts: datetime, topic: str
+    ) -> list[ContainerLifecycleEvent] | None:
+        if kind == "image":
+            if action not in ("pull", "load"):
+                return None
+            # A pull names the reference with its tag in the actor id (the "name" attribute
+            # drops the tag); a load names the image id there.
+            name = str(attrs.get("name", cid)) if cid.startswith("sha256:") else cid
+            image = await self.client.get_or_none(f"/images/{name}/json")
+            return [
+                image_event(
+                    namespace="",
+                    name=name,
+                    digest=digest_of(image, name),
+                    labels={},
+                    timestamp=ts,
+                    topic=topic,
+                    runtime=self.runtime,
+                )
+            ]
+        if kind != "container" or action not in (
+            "create",
+            "start",
+            "die",
+            "stop",
+            "destroy",
+            "oom",
+            "pause",
+            "unpause",
+        ):
+            return None
+        if action == "destroy":
+            gone = self.registry.remove("", cid) or ContainerRecord(container_id=cid, namespace="")
+            return [lifecycle_event(T.DELETE, gone, timestamp=ts, topic=topic, runtime=self.runtime)]
+        old = self.registry.get("", cid)
+        rec = await self._fetch(cid)
+        if rec is None:
+            return []
+        if old is not None and action in ("die", "stop", "oom"):
+            rec.pid = rec.pid or old.pid
+            rec.cgroup_path, rec.cgroup_id = old.cgroup_path, old.cgroup_id
+            rec.oom_killed = rec.oom_killed or old.oom_killed
+        if action == "create":
+            return [lifecycle_event(T.CREATE, rec, timestamp=ts, topic=topic, runtime=self.runtime)]
+        if action == "start":
+            self._find_cgroup(rec)
+            return [lifecycle_event(T.START, rec, timestamp=ts, topic=topic, runtime=self.runtime)]
+        if action == "oom":
+            rec.oom_killed = True
+            return []
+        if action in ("die", "stop"):
+            rec.status = "stopped"
+            code = attrs.get("exitCode")
+            if isinstance(code, str) and code.lstrip("-").isdigit():
+                rec.exit_code = int(code)
+            rec.stopped_at = rec.stopped_at or ts
+            self.registry.task_gone(rec)
+            return [
+                lifecycle_event(
+                    T.DIE if action == "die" else T.STOP, rec, timestamp=ts, topic=topic, runtime=self.runtime
+                )
+            ]
+        self._find_cgroup(rec)  # pause / unpause: the record's status changed
+        return []

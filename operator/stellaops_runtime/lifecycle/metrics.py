@@ -1,0 +1,106 @@
+"""The lifecycle observer's counters and their Prometheus families.
+
+Flat ints on ``LifecycleStats`` (the observer bumps them on its event loop,
+no locks), turned into families by ``lifecycle_metrics`` with the agent's own
+constructors (:mod:`stellaops_runtime.agent.metric_families`: the
+``stellaops_runtime_`` prefix, ``_total`` on counters). The seed's metric list
+names no lifecycle metrics, so these follow the agent's naming: one
+``lifecycle_`` prefix, a ``reason``/``type`` label where a counter has kinds.
+``LifecycleCollector`` registers them on a prometheus-client registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+
+from stellaops_runtime.agent.metric_families import counter, gauge, labelled
+
+DECODE_REASONS = ("envelope", "no_payload", "payload", "field")
+
+
+@dataclass
+class LifecycleStats:
+    envelopes: int = 0  # Subscribe messages received
+    ignored: dict[str, int] = field(default_factory=dict)  # payload type name -> count (not acted on)
+    decode_failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECODE_REASONS, 0))
+    events: dict[str, int] = field(default_factory=dict)  # ContainerLifecycleEvent type -> emitted
+    connects: int = 0
+    reconnects: int = 0  # connections after the first
+    stream_errors: int = 0  # connections or streams that failed
+    resyncs: int = 0  # registry rebuilds from the runtime's list
+    resync_removed: int = 0  # containers dropped by a rebuild (gone while we were away)
+    spec_problems: int = 0  # container specs that could not be read (fully)
+    cgroup_unresolved: int = 0  # running tasks whose cgroup v2 id could not be found
+    connected: bool = False
+    last_error: str = ""
+
+    def count_event(self, kind: str) -> None:
+        self.events[kind] = self.events.get(kind, 0) + 1
+
+    def count_failure(self, reason: str) -> None:
+        self.decode_failures[reason] = self.decode_failures.get(reason, 0) + 1
+
+    def count_ignored(self, type_name: str) -> None:
+        # Bounded: a hostile publisher could invent any number of type names.
+        key = type_name if type_name in self.ignored or len(self.ignored) < 64 else "other"
+        self.ignored[key] = self.ignored.get(key, 0) + 1
+
+
+def lifecycle_metrics(stats: LifecycleStats, *, containers: int, cgroups: int) -> Iterator[Metric]:
+    """The observer's families (``containers``/``cgroups``: the registry's current sizes)."""
+    yield counter("lifecycle_envelopes", "Container runtime event envelopes received.", stats.envelopes)
+    yield labelled("lifecycle_events", "Container lifecycle events emitted, by type.", "type", stats.events)
+    yield labelled(
+        "lifecycle_decode_failures",
+        "Runtime events that could not be decoded (skipped), by reason.",
+        "reason",
+        stats.decode_failures,
+    )
+    yield labelled(
+        "lifecycle_events_ignored",
+        "Runtime events of payload types the observer does not use.",
+        "payload",
+        stats.ignored,
+    )
+    yield counter(
+        "lifecycle_reconnects", "Connections to the container runtime after the first.", stats.reconnects
+    )
+    yield counter(
+        "lifecycle_stream_errors", "Runtime connections or event streams that failed.", stats.stream_errors
+    )
+    yield counter("lifecycle_resyncs", "Registry rebuilds from the runtime's container list.", stats.resyncs)
+    yield counter(
+        "lifecycle_resync_removed",
+        "Containers dropped by a rebuild (removed while disconnected).",
+        stats.resync_removed,
+    )
+    yield counter(
+        "lifecycle_spec_problems", "Container specs that could not be read fully.", stats.spec_problems
+    )
+    yield counter(
+        "lifecycle_cgroup_unresolved",
+        "Running containers whose cgroup v2 id was not found.",
+        stats.cgroup_unresolved,
+    )
+    yield gauge(
+        "lifecycle_connected",
+        "1 while the event stream of the container runtime is open.",
+        int(stats.connected),
+    )
+    yield gauge("lifecycle_containers", "Containers in the lifecycle registry.", containers)
+    yield gauge("lifecycle_cgroups", "Running containers indexed by cgroup id.", cgroups)
+
+
+class LifecycleCollector:
+    """A prometheus-client collector over an observer's stats and registry sizes."""
+
+    def __init__(self, stats: LifecycleStats, sizes: Callable[[], tuple[int, int]]) -> None:
+        self._stats = stats
+        self._sizes = sizes
+
+    def collect(self) -> Iterator[Metric]:
+        containers, cgroups = self._sizes()
+        yield from lifecycle_metrics(self._stats, containers=containers, cgroups=cgroups)

@@ -1,0 +1,255 @@
+"""The containerd lifecycle observer: event stream + registry, reconnecting forever.
+
+``ContainerdObserver.events(stop)`` is an async iterator of
+ContainerLifecycleEvents. Each connection first opens the event subscription
+(task, container and image topics of one namespace), then rebuilds the
+registry from Containers/List, Tasks/List and Images/Get, so containers that
+started or went away while the observer was not connected (an agent restart,
+containerd restarting) are in, or out of, the registry before the first event
+is handled. Envelopes that do not decode are counted and skipped. When the
+socket goes away the observer waits a jittered, capped exponential backoff
+and connects again; ``by_cgroup`` answers from the registry meanwhile.
+
+What each containerd event becomes (only a container's init process counts;
+exec'd processes are not container lifecycle):
+
+- ``/containers/create`` -> CREATE (labels, spec env/annotations, image digest)
+- ``/tasks/create``      -> registry: pid and cgroup (no event)
+- ``/tasks/start``       -> START (pid, cgroup path and id, started_at)
+- ``/tasks/oom``         -> registry: oom_killed, carried by the DIE that follows
+- ``/tasks/exit``        -> DIE (exit code, stopped_at, oom_killed)
+- ``/tasks/delete``      -> STOP (the cgroup id no longer names the container)
+- ``/containers/delete`` -> DELETE (removed from the registry)
+- ``/images/create``, ``/images/update`` -> IMAGE_PULL (name and target digest)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
+from stellaops_runtime.lifecycle.base import LifecycleObserver
+from stellaops_runtime.lifecycle.cgroups import CgroupResolver
+from stellaops_runtime.lifecycle.containerd_client import ContainerdClient, event_filters
+from stellaops_runtime.lifecycle.decode import Decoded, DecodeFailure, Ignored, decode_envelope, timestamp_of
+from stellaops_runtime.lifecycle.records import (
+    apply_task,
+    image_event,
+    is_init,
+    lifecycle_event,
+    record_from_container,
+)
+from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from stellaops_runtime.privacy.filter import PrivacyFilter
+from stellaops_runtime.wire.containerd import events_pb2, image_events_pb2
+
+log = logging.getLogger(__name__)
+
+T = LifecycleEventType
+
+
+class ContainerdObserver(LifecycleObserver):
+    """Watches one containerd namespace; see the module docstring for what it emits."""
+
+    runtime = "containerd"
+
+    def __init__(
+        self,
+        client: ContainerdClient,
+        *,
+        privacy: PrivacyFilter | None = None,
+        resolver: CgroupResolver | None = None,
+        reconnect_initial: float = 0.5,
+        reconnect_max: float = 30.0,
+        on_sync: Callable[[ContainerRegistry], None] | None = None,
+    ) -> None:
+        super().__init__(
+            address=client.address,
+            namespace=client.namespace,
+            privacy=privacy,
+            resolver=resolver,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=reconnect_max,
+            on_sync=on_sync,
+        )
+        self.client = client
+
+    async def _close(self) -> None:
+        await self.client.close()
+
+    async def resync(self) -> None:
+        """Rebuild the registry from the runtime's lists (containers, tasks, image digests)."""
+        await self.client.connect()
+        containers = await self.client.list_containers()
+        # Tasks/List names a task's container in ``id`` (``container_id`` is left empty).
+        tasks = {t.container_id or t.id: t for t in await self.client.list_tasks()}
+        digests: dict[str, str] = {}
+        records = []
+        for c in containers:
+            if c.image not in digests:
+                digests[c.image] = await self.client.image_digest(c.image)
+            rec = self._record(c, digests[c.image])
+            task = tasks.get(c.id)
+            if task is not None:
+                apply_task(rec, task)
+                self._find_cgroup(rec)
+            records.append(rec)
+        self._rebuilt(records)
+
+    # -- one connection --------------------------------------------------------
+
+    async def _connection(self, stop: asyncio.Event) -> AsyncIterator[ContainerLifecycleEvent]:
+        await self.client.connect()
+        stream = self.client.subscribe(event_filters(self.namespace))
+        # Request the subscription before listing. containerd acknowledges nothing, so a
+        # container created in the instant before it is registered is seen at its next
+        # event (which fetches it) or the next rebuild.
+        pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
+        stopper: asyncio.Future[Any] | None = None
+        await asyncio.sleep(0)
+        try:
+            await self.resync()
+            self._synced()
+            stopper = asyncio.ensure_future(stop.wait())
+            while True:
+                done, _ = await asyncio.wait((pending, stopper), return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done and pending not in done:
+                    return
+                try:
+                    raw = pending.result()
+                except StopAsyncIteration:
+                    raise ConnectionError("containerd ended the event stream") from None
+                except grpc.aio.AioRpcError as e:
+                    raise ConnectionError(f"event stream failed: {e.code().name}: {e.details()}") from None
+                for ev in await self._handle(raw):
+                    yield ev
+                pending = asyncio.ensure_future(anext(stream))
+        finally:
+            for fut in (pending, stopper):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+                    with contextlib.suppress(BaseException):
+                        await fut
+            await stream.aclose()
+
+    # -- events ----------------------------------------------------------------
+
+    async def _handle(self, raw: bytes) -> list[ContainerLifecycleEvent]:
+        self.stats.envelopes += 1
+        d = decode_envelope(raw)
+        if isinstance(d, DecodeFailure):
+            self.stats.count_failure(d.reason)
+            log.debug("skipped undecodable containerd event: %s", d.detail)
+            return []
+        if isinstance(d, Ignored):
+            self.stats.count_ignored(d.type_name)
+            return []
+        if d.namespace and d.namespace != self.namespace:
+            self.stats.count_ignored("other_namespace")
+            return []
+        out = await self._apply(d)
+        for ev in out:
+            self.stats.count_event(str(ev.event_type))
+        return out
+
+    async def _apply(self, d: Decoded) -> list[ContainerLifecycleEvent]:
+        p = d.payload
+        ts = d.timestamp or datetime.now(UTC)
+        if isinstance(p, events_pb2.ContainerCreate | events_pb2.ContainerUpdate):
+            rec = await self._fetch(p.id)
+            if rec is None or isinstance(p, events_pb2.ContainerUpdate):
+                return []
+            return [lifecycle_event(T.CREATE, rec, timestamp=ts, topic=d.topic)]
+        if isinstance(p, events_pb2.ContainerDelete):
+            gone = self.registry.remove(self.namespace, p.id)
+            gone = gone or ContainerRecord(container_id=p.id, namespace=self.namespace)
+            return [lifecycle_event(T.DELETE, gone, timestamp=ts, topic=d.topic)]
+        if isinstance(p, image_events_pb2.ImageCreate | image_events_pb2.ImageUpdate):
+            digest = await self.client.image_digest(p.name)
+            ev = image_event(
+                namespace=self.namespace,
+                name=p.name,
+                digest=digest,
+                labels=dict(p.labels),
+                timestamp=ts,
+                topic=d.topic,
+            )
+            return [ev]
+        if isinstance(p, image_events_pb2.ImageDelete):
+            return []
+        return await self._apply_task(d, p, ts)
+
+    async def _apply_task(self, d: Decoded, p: object, ts: datetime) -> list[ContainerLifecycleEvent]:
+        cid: str = getattr(p, "container_id", "")
+        if isinstance(p, events_pb2.TaskExit | events_pb2.TaskDelete) and not is_init(cid, p.id):
+            return []  # an exec'd process, not the container
+        rec = self.registry.get(self.namespace, cid) or await self._fetch(cid)
+        if rec is None:
+            return []
+        if isinstance(p, events_pb2.TaskCreate):
+            rec.pid, rec.status = p.pid, "created"
+            self._find_cgroup(rec)
+        elif isinstance(p, events_pb2.TaskStart):
+            rec.pid, rec.status, rec.started_at = p.pid, "running", ts
+            rec.stopped_at, rec.exit_code, rec.oom_killed = None, None, False
+            self._find_cgroup(rec)
+            return [lifecycle_event(T.START, rec, timestamp=ts, topic=d.topic)]
+        elif isinstance(p, events_pb2.TaskOOM):
+            rec.oom_killed = True
+        elif isinstance(p, events_pb2.TaskExit):
+            rec.status, rec.exit_code = "stopped", p.exit_status
+            rec.stopped_at = timestamp_of(p.exited_at) or ts
+            return [lifecycle_event(T.DIE, rec, timestamp=ts, topic=d.topic)]
+        elif isinstance(p, events_pb2.TaskDelete):
+            rec.status, rec.exit_code = "stopped", p.exit_status
+            rec.stopped_at = rec.stopped_at or timestamp_of(p.exited_at) or ts
+            self.registry.task_gone(rec)
+            return [lifecycle_event(T.STOP, rec, timestamp=ts, topic=d.topic)]
+        elif isinstance(p, events_pb2.TaskPaused):
+            rec.status = "paused"
+        elif isinstance(p, events_pb2.TaskResumed):
+            rec.status = "running"
+        return []
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _record(self, c: object, digest: str) -> ContainerRecord:
+        rec, problem = record_from_container(
+            c,  # type: ignore[arg-type]
+            namespace=self.namespace,
+            image_digest=digest,
+            env_filter=self.privacy.filter_env,
+        )
+        if problem:
+            self.stats.spec_problems += 1
+            log.debug("container %s: %s", rec.container_id, problem)
+        return rec
+
+    async def _fetch(self, container_id: str) -> ContainerRecord | None:
+        """(Re)read a container from containerd into the registry, keeping known task facts."""
+        c = await self.client.get_container(container_id)
+        if c is None:
+            return None
+        rec = self._record(c, await self.client.image_digest(c.image))
+        old = self.registry.get(self.namespace, container_id)
+        if old is not None:
+            for name in (
+                "status",
+                "pid",
+                "cgroup_path",
+                "cgroup_id",
+                "started_at",
+                "stopped_at",
+                "exit_code",
+            ):
+                setattr(rec, name, getattr(old, name))
+            rec.oom_killed = old.oom_killed
+        self.registry.put(rec)
+        return rec

@@ -1,0 +1,165 @@
+"""The live map cgroup id -> container -> image digest and pod, kept by the lifecycle observer.
+
+Every eBPF event names its process's container only by cgroup id; this
+registry turns that into the container, its image digest (what hot symbols
+are keyed by), its pod and its scan id. It holds one ``ContainerRecord`` per
+container the runtime has (running or not): a record gains a pid and a
+cgroup when its task starts and loses the cgroup index entry when the task
+is deleted or the container removed, so a reused cgroup id never points at a
+dead container. ``replace_all`` rebuilds it from the runtime's list after a
+(re)connect, dropping what the runtime no longer has. Pure data: the observer
+does the I/O and calls these methods from one event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from stellaops_runtime.contracts.lifecycle import (
+    CONTAINER_NAME_LABEL,
+    POD_NAME_LABEL,
+    POD_NAMESPACE_LABEL,
+    SCAN_ID_LABEL,
+)
+
+
+@dataclass(slots=True)
+class ContainerRecord:
+    """What is known about one container (mutable: updated as its events arrive)."""
+
+    container_id: str
+    namespace: str
+    image_ref: str = ""
+    image_digest: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    env_vars: tuple[str, ...] = ()  # already through the privacy filter
+    status: str = "created"  # created | running | paused | stopped
+    pid: int = 0
+    cgroup_path: str = ""
+    cgroup_id: int = 0
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+
+    @property
+    def pod_namespace(self) -> str:
+        return self.labels.get(POD_NAMESPACE_LABEL, "")
+
+    @property
+    def pod_name(self) -> str:
+        return self.labels.get(POD_NAME_LABEL, "")
+
+    @property
+    def container_name(self) -> str:
+        return self.labels.get(CONTAINER_NAME_LABEL, "")
+
+    @property
+    def scan_id(self) -> str:
+        """The ``stellaops.io/scan-id`` label, else the OCI annotation of that name."""
+        return self.labels.get(SCAN_ID_LABEL) or self.annotations.get(SCAN_ID_LABEL, "")
+
+    def copy(self) -> ContainerRecord:
+        return replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
+
+    def to_json(self) -> dict[str, Any]:
+        def ts(v: datetime | None) -> str | None:
+            return v.isoformat() if v is not None else None
+
+        return {
+            "container_id": self.container_id,
+            "namespace": self.namespace,
+            "image_ref": self.image_ref,
+            "image_digest": self.image_digest,
+            "pod_namespace": self.pod_namespace,
+            "pod_name": self.pod_name,
+            "container_name": self.container_name,
+            "scan_id": self.scan_id,
+            "status": self.status,
+            "pid": self.pid,
+            "cgroup_path": self.cgroup_path,
+            "cgroup_id": self.cgroup_id,
+            "started_at": ts(self.started_at),
+            "stopped_at": ts(self.stopped_at),
+            "exit_code": self.exit_code,
+            "oom_killed": self.oom_killed,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "env_vars": list(self.env_vars),
+        }
+
+
+class ContainerRegistry:
+    """Containers by (namespace, id) and, while their task runs, by cgroup id."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[tuple[str, str], ContainerRecord] = {}
+        self._by_cgroup: dict[int, ContainerRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, namespace: str, container_id: str) -> ContainerRecord | None:
+        return self._by_id.get((namespace, container_id))
+
+    def by_cgroup(self, cgroup_id: int) -> ContainerRecord | None:
+        """The container whose running task lives in cgroup ``cgroup_id`` (a copy), or ``None``."""
+        rec = self._by_cgroup.get(cgroup_id)
+        return rec.copy() if rec is not None else None
+
+    def put(self, rec: ContainerRecord) -> None:
+        """Add or replace a record, re-indexing its cgroup."""
+        old = self._by_id.get((rec.namespace, rec.container_id))
+        if old is not None and old.cgroup_id and self._by_cgroup.get(old.cgroup_id) is old:
+            del self._by_cgroup[old.cgroup_id]
+        self._by_id[(rec.namespace, rec.container_id)] = rec
+        self._index(rec)
+
+    def _index(self, rec: ContainerRecord) -> None:
+        if rec.cgroup_id and rec.status in ("running", "paused", "created") and rec.pid:
+            self._by_cgroup[rec.cgroup_id] = rec
+
+    def set_cgroup(self, rec: ContainerRecord, cgroup_path: str, cgroup_id: int) -> None:
+        """Record where the container's task runs and index it by cgroup id."""
+        if rec.cgroup_id and self._by_cgroup.get(rec.cgroup_id) is rec:
+            del self._by_cgroup[rec.cgroup_id]
+        rec.cgroup_path = cgroup_path
+        rec.cgroup_id = cgroup_id
+        self._index(rec)
+
+    def task_gone(self, rec: ContainerRecord) -> None:
+        """The task no longer runs: its cgroup id no longer names this container."""
+        if rec.cgroup_id and self._by_cgroup.get(rec.cgroup_id) is rec:
+            del self._by_cgroup[rec.cgroup_id]
+
+    def remove(self, namespace: str, container_id: str) -> ContainerRecord | None:
+        rec = self._by_id.pop((namespace, container_id), None)
+        if rec is not None:
+            self.task_gone(rec)
+        return rec
+
+    def replace_all(self, namespace: str, records: list[ContainerRecord]) -> tuple[int, int]:
+        """Make ``namespace``'s containers exactly ``records``: (added or changed, removed)."""
+        fresh = {r.container_id: r for r in records}
+        removed = 0
+        for key in [k for k in self._by_id if k[0] == namespace and k[1] not in fresh]:
+            self.remove(*key)
+            removed += 1
+        changed = 0
+        for rec in fresh.values():
+            old = self._by_id.get((namespace, rec.container_id))
+            if old is None or old.to_json() != rec.to_json():
+                changed += 1
+            self.put(rec)
+        return changed, removed
+
+    def records(self) -> list[ContainerRecord]:
+        """Copies of every record, ordered by namespace then container id."""
+        return [self._by_id[k].copy() for k in sorted(self._by_id)]
+
+    def cgroup_ids(self) -> dict[int, str]:
+        """cgroup id -> container id of every indexed (running) container."""
+        return {cg: rec.container_id for cg, rec in sorted(self._by_cgroup.items())}
