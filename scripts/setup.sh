@@ -33,6 +33,7 @@ if (( want_server )); then
   command -v containerd >/dev/null 2>&1 || apt_pkgs+=(containerd)
   command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || apt_pkgs+=(runc)
   command -v dockerd >/dev/null 2>&1 || apt_pkgs+=(docker.io)  # the lifecycle observer's Docker side
+  [[ -d /usr/lib/python3/dist-packages/bcc ]] || apt_pkgs+=(python3-bpfcc)  # native probes (BCC)
   command -v rpmbuild >/dev/null 2>&1 || apt_pkgs+=(rpm)
   command -v kubectl >/dev/null 2>&1 || apt_pkgs+=(kubernetes-client)
   command -v jq >/dev/null 2>&1 || apt_pkgs+=(jq)

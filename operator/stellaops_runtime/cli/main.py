@@ -27,6 +27,7 @@ COMMANDS = {
     "containers": "stellaops_runtime.cli.containers",
     "evidence": "stellaops_runtime.cli.evidence",
     "operator": "stellaops_runtime.cli.operator",
+    "probes": "stellaops_runtime.cli.probes",
     "query": "stellaops_runtime.cli.query",
     "tetragon-replay": "stellaops_runtime.cli.replay",
     "symbolize": "stellaops_runtime.cli.symbolize",

@@ -1,0 +1,73 @@
+"""Direct bpf(2) calls for capability checks: can this process create a map or load a program?
+
+Detection must answer without BCC (which may be missing) and without
+compiling anything, so these create the smallest object of each kind and
+close it at once. Errors come back as an errno name, never as an exception.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+
+BPF_SYSCALL_NR = {"x86_64": 321, "aarch64": 280, "arm64": 280}
+BPF_MAP_CREATE = 0
+BPF_PROG_LOAD = 5
+
+MAP_HASH = 1
+MAP_PERF_EVENT_ARRAY = 4
+MAP_STACK_TRACE = 7
+MAP_RINGBUF = 27
+PROG_TYPE_TRACEPOINT = 5
+
+# r0 = 0; exit
+_RETURN_ZERO = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+
+
+def _bpf(cmd: int, attr: bytes) -> tuple[int, int]:
+    """(fd or -1, errno)."""
+    nr = BPF_SYSCALL_NR.get(platform.machine())
+    if nr is None:
+        return -1, errno.ENOSYS
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
+    return (fd, 0) if fd >= 0 else (-1, ctypes.get_errno())
+
+
+def _result(fd: int, err: int, what: str) -> tuple[bool, str]:
+    if fd >= 0:
+        os.close(fd)
+        return True, ""
+    return False, f"bpf({what}): {errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+
+
+def create_map(map_type: int, key_size: int, value_size: int, max_entries: int) -> tuple[bool, str]:
+    """Create and close a map of ``map_type``; (ok, why not)."""
+    # union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size, max_entries, map_flags.
+    attr = struct.pack("<IIIII", map_type, key_size, value_size, max_entries, 0) + bytes(108)
+    fd, err = _bpf(BPF_MAP_CREATE, attr)
+    return _result(fd, err, f"BPF_MAP_CREATE type {map_type}")
+
+
+def load_trivial_tracepoint_program() -> tuple[bool, str]:
+    """Load and close a two-instruction tracepoint program; (ok, why not)."""
+    insns = ctypes.create_string_buffer(_RETURN_ZERO, len(_RETURN_ZERO))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    attr = struct.pack(
+        "<IIQQIIQII",
+        PROG_TYPE_TRACEPOINT,
+        len(_RETURN_ZERO) // 8,
+        ctypes.addressof(insns),
+        ctypes.addressof(license_),
+        0,
+        0,
+        0,
+        0,
+        0,
+    ) + bytes(72)
+    fd, err = _bpf(BPF_PROG_LOAD, attr)
+    return _result(fd, err, "BPF_PROG_LOAD")

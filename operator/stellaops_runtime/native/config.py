@@ -1,0 +1,163 @@
+"""Configuration of the native probes: what to attach and how much the kernel lets through.
+
+Plain data with validation; a bad value is a ``NativeConfigError`` with a
+message naming the field. Filtering happens in the kernel (probes/prelude.py):
+the cgroup allow list, the per-cgroup token bucket and 1-in-N sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stellaops_runtime.contracts.syscalls import X86_64
+
+MAX_CGROUPS = 4096
+MAX_UPROBE_TARGETS = 64
+
+
+class NativeConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UprobeTarget:
+    binary: str  # absolute path of the ELF file (on a node: through /proc/<pid>/root for a container)
+    symbol: str
+
+    def label(self) -> str:
+        return f"{self.binary}:{self.symbol}"
+
+
+# Probes whose arguments 1 and 2 are C strings (Python's: file name, function name, line).
+KNOWN_STRING_ARGS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("python", "function__entry"): (1, 2),
+    ("python", "function__return"): (1, 2),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UsdtTarget:
+    binary: str
+    provider: str
+    name: str
+    string_args: tuple[int, ...] | None = None  # which of args 1, 2 are strings (None: known table)
+
+    def label(self) -> str:
+        return f"{self.binary}:{self.provider}:{self.name}"
+
+    def strings(self) -> tuple[int, ...]:
+        if self.string_args is not None:
+            return self.string_args
+        return KNOWN_STRING_ARGS.get((self.provider, self.name), ())
+
+
+@dataclass(slots=True)
+class NativeConfig:
+    exec_events: bool = True
+    syscalls: tuple[str, ...] = ()  # syscall names a policy asks for ("openat", "connect", ...)
+    uprobes: tuple[UprobeTarget, ...] = ()
+    usdt: tuple[UsdtTarget, ...] = ()
+    user_stacks: bool = True  # user stack of each uprobe call, through a stack-trace map
+    stack_map_entries: int = 4096
+    # Only these cgroup ids (cgroup v2 inode numbers) are traced; empty = every cgroup.
+    cgroup_allow: tuple[int, ...] = ()
+    # Token bucket per cgroup for syscall and uprobe events; 0 = unlimited.
+    rate_per_second: int = 0
+    burst: int = 0  # bucket size; defaults to rate_per_second when 0
+    # Syscall events: 1 in N is emitted (the rest counted as sampled out); 1 = all.
+    syscall_sample_every: int = 1
+    ring_buffer_pages: int = 64  # per ring buffer (or per CPU for the perf buffer); power of two
+    force_perf_buffer: bool = False
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NativeConfig:
+        """From the camelCase mapping of an agent config (``native:`` section)."""
+        if not isinstance(d, dict):
+            raise NativeConfigError(f"native: expected a mapping, got {type(d).__name__}")
+        ups = d.get("uprobes", [])
+        if not isinstance(ups, list):
+            raise NativeConfigError("native.uprobes: expected a list of {binary, symbol}")
+        usdts = d.get("usdt", [])
+        if not isinstance(usdts, list) or not all(
+            isinstance(u, dict) and all(isinstance(u.get(k), str) for k in ("binary", "provider", "name"))
+            for u in usdts
+        ):
+            raise NativeConfigError("native.usdt: expected a list of {binary, provider, name}")
+        targets = []
+        for i, u in enumerate(ups):
+            if (
+                not isinstance(u, dict)
+                or not isinstance(u.get("binary"), str)
+                or not isinstance(u.get("symbol"), str)
+            ):
+                raise NativeConfigError(f"native.uprobes[{i}]: expected {{binary: str, symbol: str}}")
+            targets.append(UprobeTarget(u["binary"], u["symbol"]))
+        known = {
+            "execEvents": "exec_events", "syscalls": "syscalls", "userStacks": "user_stacks",
+            "stackMapEntries": "stack_map_entries", "cgroupAllow": "cgroup_allow",
+            "ratePerSecond": "rate_per_second", "burst": "burst",
+            "syscallSampleEvery": "syscall_sample_every", "ringBufferPages": "ring_buffer_pages",
+            "forcePerfBuffer": "force_perf_buffer",
+        }  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "uprobes": tuple(targets),
+            "usdt": tuple(UsdtTarget(u["binary"], u["provider"], u["name"]) for u in usdts),
+        }
+        for key, value in d.items():
+            if key in ("uprobes", "usdt"):
+                continue
+            if key not in known:
+                raise NativeConfigError(f"native.{key}: unknown field (known: {', '.join(sorted(known))})")
+            kwargs[known[key]] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
+
+
+def _int_field(cfg: NativeConfig, name: str, lo: int, hi: int) -> int:
+    v = getattr(cfg, name)
+    if type(v) is not int or not lo <= v <= hi:
+        raise NativeConfigError(f"native.{name}: expected an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def validate(cfg: NativeConfig) -> None:
+    for name in ("exec_events", "user_stacks", "force_perf_buffer"):
+        if type(getattr(cfg, name)) is not bool:
+            raise NativeConfigError(f"native.{name}: expected true or false")
+    _int_field(cfg, "stack_map_entries", 16, 1 << 20)
+    _int_field(cfg, "rate_per_second", 0, 10_000_000)
+    _int_field(cfg, "burst", 0, 10_000_000)
+    _int_field(cfg, "syscall_sample_every", 1, 1_000_000)
+    pages = _int_field(cfg, "ring_buffer_pages", 1, 1 << 16)
+    if pages & (pages - 1):
+        raise NativeConfigError(f"native.ring_buffer_pages: must be a power of two, got {pages}")
+    if not isinstance(cfg.syscalls, tuple) or not all(isinstance(s, str) for s in cfg.syscalls):
+        raise NativeConfigError("native.syscalls: expected a list of syscall names")
+    unknown = [s for s in cfg.syscalls if s not in X86_64]
+    if unknown:
+        raise NativeConfigError(f"native.syscalls: unknown on x86_64: {', '.join(sorted(unknown))}")
+    if not isinstance(cfg.cgroup_allow, tuple) or not all(
+        type(c) is int and 0 < c < 1 << 64 for c in cfg.cgroup_allow
+    ):
+        raise NativeConfigError("native.cgroup_allow: expected a list of cgroup ids (positive integers)")
+    if len(cfg.cgroup_allow) > MAX_CGROUPS:
+        raise NativeConfigError(f"native.cgroup_allow: at most {MAX_CGROUPS} cgroups")
+    if len(cfg.uprobes) > MAX_UPROBE_TARGETS:
+        raise NativeConfigError(f"native.uprobes: at most {MAX_UPROBE_TARGETS} targets")
+    if len(cfg.usdt) > MAX_UPROBE_TARGETS:
+        raise NativeConfigError(f"native.usdt: at most {MAX_UPROBE_TARGETS} targets")
+    for t in cfg.usdt:
+        if not t.binary.startswith("/") or any("\x00" in x for x in (t.binary, t.provider, t.name)):
+            raise NativeConfigError(f"native.usdt: {t.label()!r}: needs an absolute path, provider and name")
+        if not t.provider or not t.name or not set(t.strings()) <= {1, 2}:
+            raise NativeConfigError(f"native.usdt: {t.label()!r}: needs provider, name; string args in 1, 2")
+    for u in cfg.uprobes:
+        if not u.binary.startswith("/") or "\x00" in u.binary or "\x00" in u.symbol or not u.symbol:
+            raise NativeConfigError(f"native.uprobes: {u.label()!r}: needs an absolute path and a symbol")
+
+
+def effective_burst(cfg: NativeConfig) -> int:
+    return cfg.burst or cfg.rate_per_second

@@ -1,0 +1,220 @@
+"""Native probe payloads -> RuntimeCallEvent, in the shapes the Tetragon adapter gives.
+
+A payload is one kernel record (records.py) followed by a trailer the source
+adds from /proc (procinfo.py): the binary, the exec time, and the user stack
+as (address, file offset, file). The same event seen by Tetragon and by these
+probes becomes the same RuntimeCallEvent:
+
+- exec: kind ``exec``, ``module`` = ``process.binary``;
+- syscall: kind ``syscall``, ``function_name`` = ``__x64_sys_<name>`` (the
+  kprobe symbol Tetragon reports), with an argument ``sample_every`` when sampled;
+- uprobe: kind ``uprobe``, ``function_name`` = symbol, ``module`` = binary path,
+  plus ``latency_ns`` (Tetragon has none) and the user stack;
+- usdt: kind ``usdt``, ``function_name`` = ``provider:name``, ``module`` = binary
+  path, arguments ``arg1``.. as text (strings read from the process) or integers.
+
+Pure: no I/O. A malformed payload is counted by reason and dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Callable, Sequence
+
+from stellaops_runtime.adapter import validate
+from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.contracts.events import (
+    Argument,
+    ContainerInfo,
+    EventKind,
+    ProcessInfo,
+    RuntimeCallEvent,
+    StackFrame,
+)
+from stellaops_runtime.contracts.syscalls import X86_64
+from stellaops_runtime.native import records
+from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
+
+SOURCE = "bcc"
+SYSCALL_PREFIX = "__x64_sys_"
+_NAME_OF_NR = {nr: name for name, nr in X86_64.items()}
+_TRAILER_HEAD = struct.Struct("<QHH")  # exec ktime, binary length, frame count
+_FRAME = struct.Struct("<QQH")  # address, file offset, module length
+MAX_FRAMES = 127
+MAX_PATH = 4096
+
+
+class Malformed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode_trailer(binary: str, exec_ktime_ns: int, frames: Sequence[tuple[int, int, str]]) -> bytes:
+    """What the source appends to a kernel record (see decode)."""
+    b = binary.encode("utf-8", "surrogateescape")[:MAX_PATH]
+    frames = frames[:MAX_FRAMES]
+    out = [_TRAILER_HEAD.pack(exec_ktime_ns, len(b), len(frames)), b]
+    for addr, off, module in frames:
+        m = module.encode("utf-8", "surrogateescape")[:MAX_PATH]
+        out.append(_FRAME.pack(addr, off, len(m)))
+        out.append(m)
+    return b"".join(out)
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
+
+
+def _trailer(payload: bytes, at: int) -> tuple[str, int, list[StackFrame]]:
+    if at == len(payload):
+        return "", 0, []
+    if len(payload) - at < _TRAILER_HEAD.size:
+        raise Malformed("native_short_trailer")
+    ktime, blen, nframes = _TRAILER_HEAD.unpack_from(payload, at)
+    at += _TRAILER_HEAD.size
+    if nframes > MAX_FRAMES or blen > MAX_PATH or at + blen > len(payload):
+        raise Malformed("native_bad_trailer")
+    binary = payload[at : at + blen].decode("utf-8", "replace")
+    at += blen
+    frames: list[StackFrame] = []
+    for _ in range(nframes):
+        if at + _FRAME.size > len(payload):
+            raise Malformed("native_bad_trailer")
+        addr, off, mlen = _FRAME.unpack_from(payload, at)
+        at += _FRAME.size
+        if mlen > MAX_PATH or at + mlen > len(payload):
+            raise Malformed("native_bad_trailer")
+        module = payload[at : at + mlen].decode("utf-8", "replace")
+        at += mlen
+        frames.append(StackFrame(module=module, offset=off if module else 0, address=addr))
+    if at != len(payload):
+        raise Malformed("native_bad_trailer")
+    return binary, ktime, frames
+
+
+def exec_id(node_name: str, ktime_ns: int, pid: int) -> str:
+    """Tetragon's form (base64 of ``node:ktime:pid``), from the exec time we saw; '' when unseen."""
+    if not ktime_ns:
+        return ""
+    return base64.b64encode(f"{node_name}:{ktime_ns}:{pid}".encode()).decode()
+
+
+class Decoder:
+    """Turns payloads into events; counts by kind and malformed reason in ``stats`` (AdapterStats)."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        targets: Sequence[UprobeTarget],
+        wall_minus_monotonic_ns: int,
+        usdt_targets: Sequence[UsdtTarget] = (),
+        stats: AdapterStats | None = None,
+        containers: Callable[[int], ContainerInfo | None] | None = None,
+        max_stack_depth: int = validate.DEFAULT_MAX_STACK_DEPTH,
+    ) -> None:
+        self.node_name = node_name
+        self.targets = list(targets)
+        self.usdt_targets = list(usdt_targets)
+        self.offset_ns = wall_minus_monotonic_ns
+        self.stats = stats or AdapterStats()
+        self.containers = containers
+        self.max_stack_depth = max_stack_depth
+
+    def decode(self, payload: bytes, *, received_ns: int = 0) -> RuntimeCallEvent | None:
+        try:
+            ev = self._decode(payload, received_ns)
+            validate.normalize(ev, self.stats.repaired)
+        except Malformed as e:
+            self.stats.malformed[e.reason] += 1
+            return None
+        except validate.BadEvent as e:
+            self.stats.malformed[e.reason] += 1
+            return None
+        self.stats.events[ev.kind] += 1
+        return ev
+
+    def _usdt(self, ev: RuntimeCallEvent, body: tuple) -> None:  # type: ignore[type-arg]
+        target, nargs, a1, a2, a3, s1, s2 = body
+        if target >= len(self.usdt_targets) or nargs > 3:
+            raise Malformed("native_unknown_usdt_target")
+        t = self.usdt_targets[target]
+        ev.kind = EventKind.USDT
+        ev.function_name = f"{t.provider}:{t.name}"  # Tetragon's form
+        ev.module = t.binary
+        strings = t.strings()
+        args: list[Argument] = []
+        for n, (raw, text) in enumerate(((a1, s1), (a2, s2), (a3, b"")), start=1):
+            if n > nargs:
+                break
+            if n in strings:
+                args.append(Argument(label=f"arg{n}", type="string_arg", value=_cstr(text)))
+            else:
+                args.append(
+                    Argument(
+                        label=f"arg{n}", type="int_arg", value=str(raw - (1 << 64) if raw >> 63 else raw)
+                    )
+                )
+        ev.arguments = args
+
+    def _decode(self, payload: bytes, received_ns: int) -> RuntimeCallEvent:
+        if type(payload) is not bytes or len(payload) < records.HEADER.size:
+            raise Malformed("native_short_record")
+        kind = payload[0]
+        s = records.STRUCTS.get(kind)
+        if s is None:
+            raise Malformed("native_unknown_kind")
+        if len(payload) < s.size:
+            raise Malformed("native_short_record")
+        fields = s.unpack_from(payload, 0)
+        _, _, _, pid, tid, uid, ktime, cgroup_id, comm = fields[:9]
+        body = fields[9:]
+        binary, exec_ktime, frames = _trailer(payload, s.size)
+        proc = ProcessInfo(pid=pid, tid=tid, uid=uid, binary=binary)
+        ev = RuntimeCallEvent(
+            kind=EventKind.EXEC,
+            timestamp_ns=ktime + self.offset_ns,
+            node_name=self.node_name,
+            process=proc,
+            source=SOURCE,
+            received_ns=received_ns,
+        )
+        if self.containers is not None and cgroup_id:
+            c = self.containers(cgroup_id)
+            if c is not None:
+                ev.container = c
+        if kind == records.KIND_EXEC:
+            _old_pid, _pad, filename = body
+            path = _cstr(filename)  # as given to execve: may be relative, then /proc's answer wins
+            proc.binary = path if path.startswith("/") else (binary or path)
+            proc.exec_id = exec_id(self.node_name, ktime, pid)
+            ev.module = proc.binary
+            if not proc.binary:
+                proc.binary = _cstr(comm)
+        elif kind == records.KIND_SYSCALL:
+            nr, sample_every = body
+            name = _NAME_OF_NR.get(nr)
+            if name is None:
+                raise Malformed("native_unknown_syscall")
+            ev.kind = EventKind.SYSCALL
+            ev.function_name = SYSCALL_PREFIX + name
+            proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
+            if sample_every > 1:
+                ev.arguments = [Argument(label="sample_every", type="int_arg", value=str(sample_every))]
+        elif kind == records.KIND_USDT:
+            self._usdt(ev, body)
+            proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
+        else:
+            target, _stack_id, latency = body
+            if target >= len(self.targets):
+                raise Malformed("native_unknown_uprobe_target")
+            t = self.targets[target]
+            ev.kind = EventKind.UPROBE
+            ev.function_name = t.symbol
+            ev.module = t.binary
+            ev.latency_ns = latency
+            proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
+            ev.user_stack = frames[: self.max_stack_depth]
+        return ev

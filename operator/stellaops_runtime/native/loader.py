@@ -1,0 +1,248 @@
+"""Compile the selected probes into one BPF program with BCC, attach them, and read what they write.
+
+One program holds every probe so the filters, counters and the output
+channel are shared. A probe that cannot attach (a missing binary or symbol)
+is reported and left out; the others keep working. Compilation runs against
+the kernel's headers when installed, else against our header tree
+(headershim.py), chosen through ``BCC_KERNEL_SOURCE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from stellaops_runtime.native import records
+from stellaops_runtime.native.bccimport import load_bcc
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.probes import exec as exec_probe
+from stellaops_runtime.native.probes import prelude, syscalls, uprobes, usdtprobes
+
+
+class LoadError(Exception):
+    """The program could not be compiled or loaded; the message says why."""
+
+
+@contextlib.contextmanager
+def compile_env(kernel_source: str) -> Iterator[None]:
+    """BCC reads ``BCC_KERNEL_SOURCE`` while compiling; set it only for that time."""
+    old = os.environ.get("BCC_KERNEL_SOURCE")
+    if kernel_source:
+        os.environ["BCC_KERNEL_SOURCE"] = kernel_source
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("BCC_KERNEL_SOURCE", None)
+        else:
+            os.environ["BCC_KERNEL_SOURCE"] = old
+
+
+MAX_DIAGNOSTICS = 4000
+MAX_WALKED = 65536  # stack walks cached (ids are stable, see ProbeSet.stack)
+
+
+@contextlib.contextmanager
+def captured_output(into: list[str]) -> Iterator[None]:
+    """Collect what libbcc/clang write to fd 1 and fd 2 meanwhile into ``into``.
+
+    Their diagnostics are their only error channel, and BCC prints some of
+    them to stdout, where they would corrupt ``probes run --json``. What was
+    captured is written to stderr afterwards, so other threads' log lines of
+    that second are delayed, not lost.
+    """
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            data = tmp.read(1 << 20)
+            into.append(data.decode("utf-8", "replace"))
+            if data:  # anything else the process wrote meanwhile (log lines) is not lost: to stderr
+                with contextlib.suppress(OSError):
+                    os.write(2, data)
+
+
+def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
+    parts = ["#include <uapi/linux/ptrace.h>\n"]  # struct pt_regs, for USDT arguments
+    parts += [records.c_struct(k) for k in records.BODIES]
+    parts.append(prelude.c_source(cfg, ring_buffer=ring_buffer))
+    if cfg.exec_events:
+        parts.append(exec_probe.c_source(ring_buffer=ring_buffer))
+    if cfg.syscalls:
+        parts.append(syscalls.c_source(cfg, ring_buffer=ring_buffer))
+    if cfg.uprobes:
+        parts.append(uprobes.c_source(cfg, ring_buffer=ring_buffer))
+    if cfg.usdt:
+        parts.append(usdtprobes.c_source(cfg, ring_buffer=ring_buffer))
+    return "\n".join(parts)
+
+
+@dataclass(slots=True)
+class ProbeSet:
+    """A loaded program: poll it for records, read its counters, close it."""
+
+    bpf: Any
+    cfg: NativeConfig
+    ring_buffer: bool
+    attached: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (probe, why)
+    perf_lost: int = 0  # records the perf buffer lost (its lost callback), when used
+    _pending: list[bytes] = field(default_factory=list)
+    _stacks: Any = None
+    _walked: dict[int, list[int]] = field(default_factory=dict)
+    _perf_fds: list[int] = field(default_factory=list)  # USDT perf events we opened ourselves
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        """Records written since the last poll (waits up to ``timeout_ms`` for the first)."""
+        if self.ring_buffer:
+            self.bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self.bpf.perf_buffer_poll(timeout_ms)
+        out = self._pending[:]  # the callbacks hold this very list: empty it in place
+        self._pending.clear()
+        return out
+
+    def stack(self, stack_id: int) -> list[int]:
+        """The user-space return addresses of a stack id, innermost first ([] when none).
+
+        Ids are never deleted or reused (no BPF_F_REUSE_STACKID): an id names one
+        stack for the life of the program, so a walk is cached. A stack that does
+        not fit (bucket taken by another stack) is counted in-kernel as stack_lost.
+        """
+        if stack_id < 0 or self._stacks is None:
+            return []
+        cached = self._walked.get(stack_id)
+        if cached is None:
+            try:
+                cached = [int(a) for a in self._stacks.walk(stack_id)]
+            except KeyError:
+                return []
+            if len(self._walked) >= MAX_WALKED:
+                self._walked.clear()
+            self._walked[stack_id] = cached
+        return cached
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per probe kind, every filter decision summed over CPUs (records.COUNTERS)."""
+        table = self.bpf[b"stella_counters"]
+        n = len(records.COUNTERS)
+        out: dict[str, dict[str, int]] = {}
+        for kind, name in records.KIND_NAMES.items():
+            out[name] = {}
+            for i, cname in enumerate(records.COUNTERS):
+                values = table[ctypes.c_int(kind * n + i)]
+                out[name][cname] = int(sum(values))
+        if not self.ring_buffer:
+            out["perf_buffer"] = {"lost": self.perf_lost}
+        return out
+
+    def allow_cgroup(self, cgroup_id: int, allowed: bool = True) -> None:
+        """Add or remove one cgroup id in the allow map (only checked when cgroup_allow was set)."""
+        m = self.bpf[b"stella_cgroup_allow"]
+        key = ctypes.c_uint64(cgroup_id)
+        if allowed:
+            m[key] = ctypes.c_uint8(1)
+        else:
+            with contextlib.suppress(KeyError):
+                del m[key]
+
+    def close(self) -> None:
+        for fd in self._perf_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._perf_fds.clear()
+        with contextlib.suppress(Exception):
+            self.bpf.cleanup()
+
+
+def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSet:
+    """Compile, load and attach; raises LoadError with BCC's reason when nothing could be loaded."""
+    bcc, why = load_bcc()
+    if bcc is None:
+        raise LoadError(why)
+    text = program_text(cfg, ring_buffer=ring_buffer)
+    diagnostics: list[str] = []
+    try:
+        with compile_env(kernel_source), captured_output(diagnostics):
+            b = bcc.BPF(text=text.encode())
+    except Exception as e:  # BCC raises bare Exception; clang's diagnostics went to stderr
+        detail = "\n".join(diagnostics).strip()[-MAX_DIAGNOSTICS:]
+        raise LoadError(
+            f"BCC could not compile or load the probes: {e}" + (f"\n{detail}" if detail else "")
+        ) from None
+    ps = ProbeSet(bpf=b, cfg=cfg, ring_buffer=ring_buffer)
+    try:
+        _attach(ps, bcc)
+    except Exception:
+        ps.close()
+        raise
+    return ps
+
+
+def _attach(ps: ProbeSet, bcc: Any) -> None:
+    b, cfg = ps.bpf, ps.cfg
+    if cfg.exec_events:
+        ps.failed += exec_probe.attach(b)
+        ps.attached.append(exec_probe.TRACEPOINT)
+    if cfg.syscalls:
+        ps.failed += syscalls.attach(b, cfg)
+        ps.attached.append(f"{syscalls.TRACEPOINT} ({', '.join(sorted(cfg.syscalls))})")
+    if cfg.uprobes:
+        failed = uprobes.attach(b, cfg)
+        bad = {label for label, _ in failed}
+        ps.failed += failed
+        ps.attached += [f"uprobe {t.label()}" for t in cfg.uprobes if t.label() not in bad]
+        if cfg.user_stacks:
+            ps._stacks = b[b"stella_stacks"]
+    if cfg.usdt:
+        fds, failed = usdtprobes.attach(b, bcc, cfg)
+        ps._perf_fds += fds
+        bad = {label for label, _ in failed}
+        ps.failed += failed
+        ps.attached += [f"usdt {t.label()}" for t in cfg.usdt if t.label() not in bad]
+    m = b[b"stella_cgroup_allow"]
+    for cg in cfg.cgroup_allow:
+        m[ctypes.c_uint64(cg)] = ctypes.c_uint8(1)
+    pending = ps._pending
+    if ps.ring_buffer:
+
+        def on_ring(_ctx: Any, data: Any, size: int) -> int:
+            pending.append(ctypes.string_at(data, size))
+            return 0
+
+        b[b"stella_events"].open_ring_buffer(on_ring)
+    else:
+
+        def on_perf(_cpu: int, data: Any, size: int) -> None:
+            pending.append(ctypes.string_at(data, size))
+
+        def on_lost(count: int) -> None:
+            ps.perf_lost += int(count)
+
+        b[b"stella_events"].open_perf_buffer(on_perf, page_cnt=ps.cfg.ring_buffer_pages, lost_cb=on_lost)
+
+
+def stack_id_of(record: bytes) -> int:
+    """The stack id of a uprobe record (-1 for other kinds or a short record)."""
+    s = records.STRUCTS[records.KIND_UPROBE]
+    if len(record) < s.size or record[0] != records.KIND_UPROBE:
+        return -1
+    return int(struct.unpack_from("<i", record, records.HEADER.size + 4)[0])

@@ -1,0 +1,1 @@
+"""One BPF program part per concern (exec, syscalls, uprobes), sharing the prelude's filters and output."""

@@ -1,0 +1,51 @@
+"""The syscalls a policy asks for, through ``raw_syscalls:sys_enter`` and an in-kernel number filter.
+
+One tracepoint sees every syscall of every process, so the wanted numbers sit
+in an array map (``stella_syscall_want``) checked first, before the cgroup
+filter, the token bucket and sampling: an unwanted syscall costs one lookup
+and is not even counted as seen.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from stellaops_runtime.contracts.syscalls import X86_64
+from stellaops_runtime.native import records
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
+
+TRACEPOINT = "raw_syscalls:sys_enter"
+MAX_NR = 512
+
+
+def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
+    k = records.KIND_SYSCALL
+    return (
+        f"BPF_ARRAY(stella_syscall_want, u8, {MAX_NR});\n"
+        "TRACEPOINT_PROBE(raw_syscalls, sys_enter) {\n"
+        "    u32 nr = (u32)args->id;\n"
+        "    u8 *want = stella_syscall_want.lookup(&nr);\n"
+        "    if (!want || !*want) return 0;\n"
+        "    u64 cg = bpf_get_current_cgroup_id();\n"
+        f"    if (!stella_admit({k}, cg, 1, 1)) return 0;\n"
+        + emit_begin("stella_syscall", "e", k, ring_buffer=ring_buffer)
+        + f"    stella_header(e, {k}, cg);\n"
+        "    e->nr = nr;\n"
+        f"    e->sample_every = {cfg.syscall_sample_every};\n"
+        + emit_end("stella_syscall", "e", k, ring_buffer=ring_buffer, ctx="args")
+        + "    return 0;\n}\n"
+    )
+
+
+def numbers(names: tuple[str, ...]) -> list[int]:
+    return sorted({X86_64[n] for n in names if n in X86_64 and X86_64[n] < MAX_NR})
+
+
+def attach(b: Any, cfg: NativeConfig) -> list[tuple[str, str]]:
+    """Fill the wanted-number map (the tracepoint itself is attached by BCC at load)."""
+    want = b[b"stella_syscall_want"]
+    for nr in numbers(cfg.syscalls):
+        want[ctypes.c_int(nr)] = ctypes.c_uint8(1)
+    return []

@@ -1,0 +1,122 @@
+"""Uprobes and uretprobes on the functions a policy lists: calls, latency and the caller's stack.
+
+Each target (binary, symbol) gets its own pair of tiny programs that call a
+shared body with the target's index. The entry probe applies the filters,
+takes the user stack id and the time, and keeps them per thread and
+recursion depth; the return probe emits one record per completed call with
+its latency. A call whose thread never returns (killed, longjmp) emits
+nothing; its kept entry ages out of the LRU map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Any
+
+from stellaops_runtime.native import records
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
+
+
+def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
+    k = records.KIND_UPROBE
+    stacks = cfg.user_stacks
+    parts = [
+        "struct stella_up_key { u64 pid_tgid; u32 target; u32 depth; };\n",
+        "struct stella_up_start { u64 ts; s32 stack_id; u32 pad; };\n",
+        "struct stella_up_depth_key { u64 pid_tgid; u32 target; u32 pad; };\n",
+        'BPF_TABLE("lru_hash", struct stella_up_key, struct stella_up_start, stella_up_starts, 65536);\n',
+        'BPF_TABLE("lru_hash", struct stella_up_depth_key, u32, stella_up_depths, 65536);\n',
+    ]
+    if stacks:
+        parts.append(f"BPF_STACK_TRACE(stella_stacks, {cfg.stack_map_entries});\n")
+    parts.append(
+        "static __always_inline int stella_up_enter(struct pt_regs *ctx, u32 target) {\n"
+        "    u64 cg = bpf_get_current_cgroup_id();\n"
+        f"    if (!stella_admit({k}, cg, 1, 0)) return 0;\n"
+        "    struct stella_up_depth_key dk = { .pid_tgid = bpf_get_current_pid_tgid(), .target = target };\n"
+        "    u32 depth = 0;\n"
+        "    u32 *d = stella_up_depths.lookup(&dk);\n"
+        "    if (d) depth = *d + 1;\n"
+        "    stella_up_depths.update(&dk, &depth);\n"
+        "    struct stella_up_key key = { .pid_tgid = dk.pid_tgid, .target = target, .depth = depth };\n"
+        "    struct stella_up_start st = { .ts = bpf_ktime_get_ns(), .stack_id = -1 };\n"
+        + (
+            "    st.stack_id = stella_stacks.get_stackid(ctx, BPF_F_USER_STACK);\n"
+            f"    if (st.stack_id < 0) stella_count({k}, {records.C_STACK_LOST});\n"
+            if stacks
+            else ""
+        )
+        + "    stella_up_starts.update(&key, &st);\n"
+        "    return 0;\n}\n"
+        "static __always_inline int stella_up_return(struct pt_regs *ctx, u32 target) {\n"
+        "    struct stella_up_depth_key dk = { .pid_tgid = bpf_get_current_pid_tgid(), .target = target };\n"
+        "    u32 *d = stella_up_depths.lookup(&dk);\n"
+        "    if (!d) return 0;  /* the entry was filtered out, or came before attach */\n"
+        "    u32 depth = *d;\n"
+        "    if (depth == 0) stella_up_depths.delete(&dk);\n"
+        "    else { u32 up = depth - 1; stella_up_depths.update(&dk, &up); }\n"
+        "    struct stella_up_key key = { .pid_tgid = dk.pid_tgid, .target = target, .depth = depth };\n"
+        "    struct stella_up_start *st = stella_up_starts.lookup(&key);\n"
+        "    if (!st) return 0;\n"
+        "    u64 ts = st->ts;\n"
+        "    s32 stack_id = st->stack_id;\n"
+        "    stella_up_starts.delete(&key);\n"
+        "    u64 cg = bpf_get_current_cgroup_id();\n"
+        + emit_begin("stella_uprobe", "e", k, ring_buffer=ring_buffer)
+        + f"    stella_header(e, {k}, cg);\n"
+        "    e->target = target;\n"
+        "    e->stack_id = stack_id;\n"
+        "    e->latency_ns = e->ktime_ns - ts;\n"
+        + emit_end("stella_uprobe", "e", k, ring_buffer=ring_buffer)
+        + "    return 0;\n}\n"
+    )
+    for i in range(len(cfg.uprobes)):
+        parts.append(
+            f"int stella_up_enter_{i}(struct pt_regs *ctx) {{ return stella_up_enter(ctx, {i}); }}\n"
+            f"int stella_up_return_{i}(struct pt_regs *ctx) {{ return stella_up_return(ctx, {i}); }}\n"
+        )
+    return "".join(parts)
+
+
+def attach(b: Any, cfg: NativeConfig) -> list[tuple[str, str]]:
+    """Attach every target; (label, why) for each one that failed. The others keep working."""
+    failed: list[tuple[str, str]] = []
+    for i, t in enumerate(cfg.uprobes):
+        label = t.label()
+        if not os.path.isfile(t.binary):
+            failed.append((label, f"binary {t.binary} not found"))
+            continue
+        try:
+            addr = b.get_user_addresses(t.binary.encode(), f"^{_re_escape(t.symbol)}$".encode())
+        except Exception as e:  # BCC raises bare Exception for an unreadable or non-ELF file
+            failed.append((label, f"cannot read symbols of {t.binary}: {e}"))
+            continue
+        if not addr:
+            failed.append((label, f"symbol {t.symbol} not found in {t.binary}"))
+            continue
+        entered = False
+        try:
+            b.attach_uprobe(
+                name=t.binary.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_enter_{i}".encode()
+            )
+            entered = True
+            b.attach_uretprobe(
+                name=t.binary.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_return_{i}".encode()
+            )
+        except Exception as e:
+            if entered:
+                _detach_entry(b, t)
+            failed.append((label, f"attach failed: {e}"))
+    return failed
+
+
+def _detach_entry(b: Any, t: Any) -> None:
+    with contextlib.suppress(Exception):  # already gone: nothing left to undo
+        b.detach_uprobe(name=t.binary.encode(), sym=t.symbol.encode())
+
+
+def _re_escape(s: str) -> str:
+    return re.escape(s)

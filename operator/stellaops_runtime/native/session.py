@@ -1,0 +1,133 @@
+"""Run the native probes for a while and collect what they saw: the engine of ``probes run``.
+
+Also the simplest way to drive the whole native path (detect -> load -> source
+-> decoder) from tests and the benchmark without the agent around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.detect import Report, detect
+from stellaops_runtime.native.events import Decoder
+from stellaops_runtime.native.source import NativeProbeSource
+from stellaops_runtime.sources.queue import EventQueue
+
+
+def default_cache_dir() -> str:
+    """Where the header tree is written: $STELLA_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache."""
+    explicit = os.environ.get("STELLA_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "stellaops-runtime")
+
+
+@dataclass(slots=True)
+class SessionResult:
+    report: Report
+    events: list[RuntimeCallEvent] = field(default_factory=list)
+    decoded: int = 0  # events decoded (kept in ``events`` or handed to ``on_event``)
+    error: str = ""
+    attached: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    kernel_counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    queue_dropped: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+    proc: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "posture": str(self.report.posture),
+            "error": self.error,
+            "attached": self.attached,
+            "failed": [{"probe": p, "reason": r} for p, r in self.failed],
+            "kernel": self.kernel_counters,
+            "queueDropped": self.queue_dropped,
+            "malformed": self.malformed,
+            "frames": self.proc,
+            "events": self.decoded,
+        }
+
+
+async def run_session(
+    cfg: NativeConfig,
+    *,
+    seconds: float,
+    report: Report | None = None,
+    during: Callable[[], Any] | None = None,
+    on_event: Callable[[RuntimeCallEvent], None] | None = None,
+    queue_capacity: int = 100_000,
+) -> SessionResult:
+    """Load, run ``during`` (a blocking callable, e.g. a workload, in a thread) or sleep ``seconds``, stop.
+
+    Events are decoded as they arrive; with ``on_event`` they are handed over and not kept.
+    """
+    report = report or detect(mount_tracefs=True, cache_dir=default_cache_dir())
+    res = SessionResult(report=report)
+    queue = EventQueue(queue_capacity, max_bytes=256 << 20)
+    source = NativeProbeSource(
+        cfg,
+        queue=queue,
+        kernel_source=report.kernel_source,
+        ring_buffer=report.ok("ring buffer"),  # else the perf buffer
+        retry_seconds=3600,
+    )
+    decoder = Decoder(
+        node_name=platform.node(),
+        targets=cfg.uprobes,
+        usdt_targets=cfg.usdt,
+        wall_minus_monotonic_ns=time.time_ns() - time.monotonic_ns(),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.run(stop))
+
+    def drain() -> None:
+        for payload, received in queue.take(len(queue)):
+            ev = decoder.decode(payload, received_ns=received)
+            if ev is None:
+                continue
+            res.decoded += 1
+            if on_event is not None:
+                on_event(ev)
+            else:
+                res.events.append(ev)
+
+    try:
+        await source.ready.wait()
+        if source.stats.connected:
+            deadline = time.monotonic() + seconds
+            if during is not None:
+                work = asyncio.get_running_loop().run_in_executor(None, during)
+                while not work.done():
+                    await asyncio.wait({work}, timeout=0.05)
+                    drain()
+                await work
+                deadline = time.monotonic() + min(seconds, 0.3)  # the last records are on their way
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                drain()
+    finally:
+        stop.set()
+        await task
+    drain()
+    st = source.stats
+    res.error = "" if st.connects else st.last_error
+    res.attached, res.failed, res.kernel_counters = st.attached, st.failed, st.kernel
+    res.queue_dropped = queue.dropped
+    res.malformed = dict(decoder.stats.malformed)
+    p = source.procs.stats
+    res.proc = {
+        "resolved": p.frames_resolved,
+        "unresolved": p.frames_unresolved,
+        "mapsUnreadable": p.maps_unreadable,
+    }
+    return res

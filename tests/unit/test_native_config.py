@@ -1,0 +1,58 @@
+"""Native probe configuration: every bad value is a NativeConfigError naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from stellaops_runtime.native.config import NativeConfig, NativeConfigError, UprobeTarget
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"syscalls": ("opnat",)}, "native.syscalls: unknown on x86_64: opnat"),
+        ({"rate_per_second": -1}, "native.rate_per_second: expected an integer in [0, 10000000], got -1"),
+        ({"syscall_sample_every": 0}, "native.syscall_sample_every: expected an integer in [1, 1000000]"),
+        ({"ring_buffer_pages": 3}, "native.ring_buffer_pages: must be a power of two, got 3"),
+        ({"burst": "10"}, "native.burst: expected an integer"),
+        ({"user_stacks": 1}, "native.user_stacks: expected true or false"),
+        ({"cgroup_allow": (0,)}, "native.cgroup_allow: expected a list of cgroup ids"),
+        ({"cgroup_allow": (1 << 64,)}, "native.cgroup_allow: expected a list of cgroup ids"),
+        ({"uprobes": (UprobeTarget("relative/bin", "f"),)}, "needs an absolute path and a symbol"),
+        ({"uprobes": (UprobeTarget("/bin/x\x00y", "f"),)}, "needs an absolute path and a symbol"),
+        ({"uprobes": (UprobeTarget("/bin/x", ""),)}, "needs an absolute path and a symbol"),
+        ({"uprobes": tuple(UprobeTarget("/b", f"f{i}") for i in range(65))}, "at most 64 targets"),
+    ],
+)
+def test_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(NativeConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        NativeConfig(**kwargs)
+
+
+def test_from_dict_reads_the_agent_config_section() -> None:
+    cfg = NativeConfig.from_dict(
+        {
+            "syscalls": ["openat", "connect"],
+            "uprobes": [{"binary": "/usr/bin/x", "symbol": "f"}],
+            "ratePerSecond": 100,
+            "cgroupAllow": [42],
+            "syscallSampleEvery": 8,
+        }
+    )
+    assert cfg.syscalls == ("openat", "connect")
+    assert cfg.uprobes == (UprobeTarget("/usr/bin/x", "f"),)
+    assert cfg.rate_per_second == 100 and cfg.cgroup_allow == (42,) and cfg.syscall_sample_every == 8
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], "native: expected a mapping, got list"),
+        ({"uprobes": "x"}, "native.uprobes: expected a list"),
+        ({"uprobes": [{"binary": 1, "symbol": "f"}]}, r"native.uprobes\[0\]: expected"),
+        ({"rateLimit": 5}, "native.rateLimit: unknown field"),
+    ],
+)
+def test_from_dict_hostile(raw: object, message: str) -> None:
+    with pytest.raises(NativeConfigError, match=message):
+        NativeConfig.from_dict(raw)  # type: ignore[arg-type]
