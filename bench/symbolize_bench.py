@@ -14,7 +14,10 @@ What it measures, on one core (the process pins itself to its first allowed CPU)
    bisect + memoized name);
 3. whole-table loads of containerd: pyelftools ``iter_symbols()`` over
    ``.dynsym`` (the baseline, measured in the same run) against our
-   ``struct.iter_unpack`` reader, and the ``.gopclntab`` parse.
+   ``struct.iter_unpack`` reader, and the ``.gopclntab`` parse;
+4. cold batch against llvm-symbolizer (bench/symbolize_batch.py): 10,000
+   in-function offsets of libstdc++, containerd and libLLVM, first sight,
+   llvm-symbolizer (Debian's ``llvm``) as the baseline in the same run.
 
 Machines here are shared and noisy: compare ratios within one run. Usage::
 
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from elftools.elf.elffile import ELFFile
+from symbolize_batch import bench_cold_batch, print_cold_batch  # bench/ (run.py puts it on sys.path)
 
 from stellaops_runtime.canonical import gopclntab
 from stellaops_runtime.canonical.demangle import clear_cache
@@ -189,6 +193,7 @@ def run(*, runs: int = 5) -> dict[str, Any]:
         "cold_first_frame": bench_cold(COLD_TARGETS, runs),
         "warm": bench_warm(runs),
         "containerd_table_load": bench_tables(runs),
+        "cold_batch_vs_llvm_symbolizer": bench_cold_batch(runs),
     }
 
 
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  struct reader vs pyelftools iter_symbols: {t['speedup_struct_vs_pyelftools']}x faster")
     else:
         print(t)
+    print_cold_batch(res["cold_batch_vs_llvm_symbolizer"])
     return 0
 
 

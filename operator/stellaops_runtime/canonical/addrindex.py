@@ -5,6 +5,14 @@ A symbol source (``.symtab``, ``.dynsym``, DWARF, ``.gopclntab``) becomes one
 names, sorted by start, searched with ``bisect``. It is built once per build-id
 and kept in an LRU, so a warm lookup is one bisect plus a list index.
 
+It is built column-wise, never with an object per symbol: the ELF reader
+(canonical/symtab.py) hands over :class:`SymbolColumns` whose names are
+string-table offsets (:class:`StrtabNames`, decoded on first use); indices
+are sorted by start (``sorted(range(n), key=starts.__getitem__)``), ends come
+from one ``map`` over starts and sizes, and only alias groups and symbols
+without a size are visited in Python. DWARF and Go tables still hand
+over per-symbol tuples (:data:`RawSymbol`), turned into columns first.
+
 Rules, chosen so the same address always gives the same name:
 
 - Aliases (several symbols at one address, e.g. libc's ``read``/``__read``/
@@ -23,15 +31,19 @@ Tables are built on the agent's parse-worker thread (canonical/parseworker.py)
 while the pipeline thread keeps running: symbols are sorted in runs of
 ``_SORT_RUN`` and the runs then merged, because one ``sorted()`` over 500,000
 shuffled entries is a single C call holding the GIL (a 358 ms pause of the
-pipeline thread measured on a loaded 2-core machine; 44 ms in runs).
+pipeline thread measured on a loaded 2-core machine; 44 ms in runs). The
+column passes (``map``, ``compress``) are single C calls too, each one
+pass over the symbols without a sort.
 """
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import compress
+from typing import Generic, Protocol, TypeVar
 
 from stellaops_runtime.canonical.demangle import demangle
 
@@ -63,10 +75,132 @@ def sorted_by_start(symbols: Iterable[RawSymbol]) -> list[RawSymbol]:
     return runs
 
 
-def _alias_rank(sym: RawSymbol) -> tuple[int, int, int, int, str]:
-    name = sym[2]
+def _order_by_start(starts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(indices of ``starts`` in start order, the starts in that order); stable for equal starts.
+
+    Sorted in runs of ``_SORT_RUN``, then merged, so no single C call holds the
+    GIL for long. (Packing start and index into one int to sort without a key
+    was measured slower: addresses then no longer fit one machine digit, and
+    CPython's sort has a fast path for those.)
+    """
+    key = starts.__getitem__
+    n = len(starts)
+    if n <= _SORT_RUN:
+        order = sorted(range(n), key=key)
+    else:
+        order = []
+        for i in range(0, n, _SORT_RUN):
+            order.extend(sorted(range(i, min(n, i + _SORT_RUN)), key=key))
+        order.sort(key=key)  # merges the sorted runs
+    return order, _take(starts, order)
+
+
+class Names(Protocol):
+    """Raw names by index: a list, or a view that decodes on demand."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int, /) -> str: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+def _take(seq: Sequence[int], idx: list[int]) -> list[int]:
+    """``[seq[i] for i in idx]`` in one C call."""
+    if len(idx) > 1:
+        return list(operator.itemgetter(*idx)(seq))
+    return [seq[i] for i in idx]
+
+
+class StrtabNames:
+    """Raw symbol names as offsets into a string table, decoded when asked for (most never are)."""
+
+    __slots__ = ("_find", "max_bytes", "offsets", "strtab")
+
+    def __init__(self, strtab: bytes, offsets: list[int], max_bytes: int) -> None:
+        self.strtab = strtab
+        self.offsets = offsets
+        self.max_bytes = max_bytes
+        self._find = strtab.find
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> str:
+        off = self.offsets[i]
+        end = self._find(b"\0", off, off + self.max_bytes)
+        if end < 0:
+            end = min(len(self.strtab), off + self.max_bytes)
+        return self.strtab[off:end].decode("utf-8", "replace")
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self.offsets)))
+
+
+class _Picked:
+    """The names of a table's entries: entry ``i`` is symbol ``picks[i]`` of the source's names."""
+
+    __slots__ = ("names", "picks")
+
+    def __init__(self, names: Names, picks: list[int]) -> None:
+        self.names = names
+        self.picks = picks
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    def __getitem__(self, i: int) -> str:
+        return self.names[self.picks[i]]
+
+    def __iter__(self) -> Iterator[str]:
+        names = self.names
+        return (names[p] for p in self.picks)
+
+
+class SymbolColumns:
+    """Function symbols of one source as parallel columns, in any order (what the ELF reader produces).
+
+    ``names`` may decode lazily (:class:`StrtabNames`); ``limit_of(i)`` is the end of
+    symbol ``i``'s section (0 when unknown), needed only for a symbol without a size.
+    """
+
+    __slots__ = ("binds", "names", "section_ends", "sections", "sizes", "starts")
+
+    def __init__(
+        self,
+        starts: list[int],
+        sizes: list[int],
+        names: Names,
+        binds: Sequence[int],
+        sections: Sequence[int],
+        section_ends: Sequence[int],
+    ) -> None:
+        self.starts = starts
+        self.sizes = sizes
+        self.names = names
+        self.binds = binds
+        self.sections = sections  # per symbol: an index into section_ends
+        self.section_ends = section_ends
+
+    @classmethod
+    def from_raw(cls, symbols: Iterable[RawSymbol]) -> SymbolColumns:
+        items = symbols if isinstance(symbols, list) else list(symbols)
+        if not items:
+            return cls([], [], [], [], [], [])
+        starts, sizes, names, binds, limits = (list(c) for c in zip(*items, strict=True))
+        return cls(starts, sizes, names, binds, range(len(limits)), limits)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def limit_of(self, i: int) -> int:
+        sec = self.sections[i]
+        return self.section_ends[sec] if sec < len(self.section_ends) else 0
+
+
+def _alias_rank(size: int, name: str, bind: int) -> tuple[int, int, int, int, str]:
     underscores = len(name) - len(name.lstrip("_"))
-    return (0 if sym[1] else 1, underscores, _BIND_RANK.get(sym[3], 3), len(name), name)
+    return (0 if size else 1, underscores, _BIND_RANK.get(bind, 3), len(name), name)
 
 
 class AddressTable:
@@ -74,48 +208,62 @@ class AddressTable:
 
     __slots__ = ("_by_canonical", "_by_name", "canonical", "ends", "names", "source", "starts")
 
-    def __init__(self, source: str, symbols: Iterable[RawSymbol]) -> None:
+    def __init__(self, source: str, symbols: Iterable[RawSymbol] | SymbolColumns) -> None:
         self.source = source
-        ordered = sorted_by_start(symbols)
-        starts: list[int] = []
-        sizes: list[int] = []
-        limits: list[int] = []
-        names: list[str] = []
-        i, n = 0, len(ordered)
-        while i < n:
-            sym = ordered[i]
-            j = i + 1
-            while j < n and ordered[j][0] == sym[0]:
-                j += 1
-            if j > i + 1:  # aliases: rank only these (most addresses have one symbol)
-                group = ordered[i:j]
-                sym = min(group, key=_alias_rank)
-                size = sym[1] or max(g[1] for g in group)
-            else:
-                size = sym[1]
-            starts.append(sym[0])
-            sizes.append(size)
-            limits.append(sym[4])
-            names.append(sym[2])
-            i = j
-        ends: list[int] = []
-        n = len(starts)
-        for i in range(n):
-            if sizes[i]:
-                ends.append(starts[i] + sizes[i])
-                continue
-            nxt = starts[i + 1] if i + 1 < n else 0
-            limit = limits[i]
+        cols = symbols if isinstance(symbols, SymbolColumns) else SymbolColumns.from_raw(symbols)
+        order, ordered_starts = _order_by_start(cols.starts)
+        n = len(order)
+        # Positions whose start equals the previous one's: aliases (most addresses have one symbol).
+        same = list(compress(range(1, n), map(operator.eq, ordered_starts, ordered_starts[1:])))
+        if same:
+            picks, starts, sizes = self._pick_aliases(cols, order, ordered_starts, same)
+        else:
+            picks, starts = order, ordered_starts
+            sizes = _take(cols.sizes, order)
+        m = len(starts)
+        ends = list(map(operator.add, starts, sizes))
+        for i in compress(range(m), map(operator.not_, sizes)):  # no size: to the next symbol / section end
+            nxt = starts[i + 1] if i + 1 < m else 0
+            limit = cols.limit_of(picks[i])
             if nxt and limit:
-                ends.append(min(nxt, limit))
+                ends[i] = min(nxt, limit)
             else:
-                ends.append(nxt or limit or starts[i] + 1)
+                ends[i] = nxt or limit or starts[i] + 1
         self.starts = starts
         self.ends = ends
-        self.names = names
-        self.canonical: list[str | None] = [None] * n
+        self.names: Names = _Picked(cols.names, picks)
+        self.canonical: list[str | None] = [None] * m
         self._by_name: dict[str, int] | None = None
         self._by_canonical: dict[str, int] | None = None
+
+    @staticmethod
+    def _pick_aliases(
+        cols: SymbolColumns, order: list[int], ordered_starts: list[int], same: list[int]
+    ) -> tuple[list[int], list[int], list[int]]:
+        """One symbol per start: fewest underscores, GLOBAL > WEAK > LOCAL, shortest, first by name.
+
+        Only the alias groups are visited in Python; the rest is kept with one
+        ``compress`` over a byte mask.
+        """
+        names, sizes_of, binds = cols.names, cols.sizes, cols.binds
+        n = len(order)
+        keep = bytearray(b"\x01") * n
+        picks = list(order)
+        sizes = _take(sizes_of, order)
+        k, nsame = 0, len(same)
+        while k < nsame:
+            first = same[k] - 1  # the group [first, last) of equal starts
+            last = same[k] + 1
+            k += 1
+            while k < nsame and same[k] == last:
+                last += 1
+                k += 1
+            group = order[first:last]
+            best = min(group, key=lambda o: _alias_rank(sizes_of[o], names[o], binds[o]))
+            picks[first] = best
+            sizes[first] = sizes_of[best] or max(sizes_of[o] for o in group)
+            keep[first + 1 : last] = bytes(last - first - 1)
+        return list(compress(picks, keep)), list(compress(ordered_starts, keep)), list(compress(sizes, keep))
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 ELF_MAGIC = b"\x7fELF"
@@ -97,6 +97,8 @@ class ElfLayout:
     note_ranges: list[tuple[int, int, int]]  # (offset, size, align) of PT_NOTE segments
     shentsize: int = 0
     shstrndx: int = 0
+    # (offset, end, vaddr - offset) of each PT_LOAD, built from ``loads`` on first use by vaddr_of
+    _ranges: list[tuple[int, int, int]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def endian(self) -> str:
@@ -108,9 +110,12 @@ class ElfLayout:
 
     def vaddr_of(self, file_offset: int) -> int | None:
         """The virtual address a file offset is loaded at, or None when no PT_LOAD maps it."""
-        for s in self.loads:
-            if s.offset <= file_offset < s.offset + s.filesz:
-                return file_offset - s.offset + s.vaddr
+        ranges = self._ranges
+        if ranges is None:
+            ranges = self._ranges = [(s.offset, s.offset + s.filesz, s.vaddr - s.offset) for s in self.loads]
+        for lo, hi, delta in ranges:
+            if lo <= file_offset < hi:
+                return file_offset + delta
         return None
 
     def offset_of(self, vaddr: int) -> int | None:

@@ -22,6 +22,11 @@ SHA-256), never by build-id alone; refused files are remembered. With a
 parse-worker gate (canonical/parseworker.py) a resolution whose file is still
 being parsed ends with ``parse_pending``. Blocking file I/O: call from a
 worker thread, never from an event loop.
+
+Warm path (canonical/recentfiles.py): ``resolve_file`` answers from the
+Binary it last resolved at the same (root, path) without ``stat``-ing the
+file again for ``recheck_seconds`` (default 1 s): a file replaced at a path
+is seen at most that much later; ``recheck_seconds=0`` checks on every call.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from stellaops_runtime.canonical.procmaps import (
     process_root,
     read_maps,
 )
+from stellaops_runtime.canonical.recentfiles import DEFAULT_RECHECK_SECONDS, RecentFiles
 from stellaops_runtime.canonical.resolution import Outcome, Resolution, Source
 from stellaops_runtime.canonical.rootopen import NotRegularFile
 
@@ -84,8 +90,10 @@ class Symbolizer(BinaryCache):
         file_lines: bool = False,
         limits: Limits = DEFAULT_LIMITS,
         gate: ParseGate | None = None,
+        recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
     ) -> None:
         super().__init__(max_binaries=max_binaries, max_paths=max_paths, limits=limits, gate=gate)
+        self.recent = RecentFiles(self._lock, self.counters, recheck_seconds, max_paths)  # warm path
         self.proc_root = proc_root
         self.kallsyms_path = kallsyms_path
         self.kernel_notes_path = kernel_notes_path
@@ -120,10 +128,93 @@ class Symbolizer(BinaryCache):
         input: str = "",
     ) -> Resolution:
         """Resolve a file offset inside ``path`` (as seen under ``root``)."""
-        res = Resolution(input=input or f"{path}+{file_offset:#x}", module=path, file_offset=file_offset)
+        root = root or "/"
+        if not self.file_lines:
+            warm = self.recent.resolve(
+                root,
+                path,
+                file_offset,
+                input,
+                self._binaries.evictions,
+                expected_build_id,
+            )
+            if isinstance(warm, Resolution):
+                return warm
+        else:
+            warm = self.recent.get(root, path, self._binaries.evictions, expected_build_id)
+        label = input or f"{path}+{file_offset:#x}"
+        if warm is not None:  # trusted, but no loaded table names it: the remembered Binary (no stat)
+            res = Resolution(label, path, warm.build_id, file_offset=file_offset)
+            try:
+                fill(res, warm.binary, file_offset, file_lines=self.file_lines)
+            except ParsePending as e:
+                res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
+            if len(warm.tables) != len(warm.binary.tables):  # a lazy source was loaded
+                warm.refresh_tables()
+            return self.count(res)
+        res = Resolution(label, path, file_offset=file_offset)
         return self.count(
-            self._resolve_in(res, path, file_offset, root=root or "/", expected_build_id=expected_build_id)
+            self._resolve_in(
+                res, path, file_offset, root=root, expected_build_id=expected_build_id, warm=True
+            )
         )
+
+    def resolve_file_many(
+        self,
+        path: str,
+        offsets: list[int],
+        *,
+        root: str = "/",
+        expected_build_id: str = "",
+        inputs: list[str] | None = None,
+    ) -> list[Resolution]:
+        """Resolve several file offsets inside ``path``: what ``resolve_file`` gives for each, in order.
+
+        The file is checked (``stat``, identity) once for the batch when its
+        first offset has been resolved, rather than per call.
+        """
+        root = root or "/"
+        labels = inputs or [f"{path}+{o:#x}" for o in offsets]
+        if not offsets:
+            return []
+        first = self.resolve_file(
+            path, offsets[0], root=root, expected_build_id=expected_build_id, input=labels[0]
+        )
+        recent, answers = (
+            (None, [])
+            if self.file_lines
+            else self.recent.resolve_many(
+                root, path, offsets[1:], labels[1:], self._binaries.evictions, expected_build_id
+            )
+        )
+        if recent is None:
+            rest = zip(offsets[1:], labels[1:], strict=True)
+            return [first] + [
+                self.resolve_file(path, o, root=root, expected_build_id=expected_build_id, input=s)
+                for o, s in rest
+            ]
+        out = [first]
+        for o, s, res in zip(offsets[1:], labels[1:], answers, strict=True):
+            if res is None:  # no loaded table names it: the Binary (a lazy source, or no symbol)
+                res = Resolution(s, path, recent.build_id, file_offset=o)
+                try:
+                    fill(res, recent.binary, o)
+                except ParsePending as e:
+                    res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
+                if len(recent.tables) != len(recent.binary.tables):
+                    recent.refresh_tables()
+                self.count(res)
+            out.append(res)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        self.recent.flush()  # warm answers are counted in batches (canonical/recentfiles.py)
+        return super().stats()
+
+    def close(self) -> None:
+        self.recent.flush()
+        self.recent.clear()
+        super().close()
 
     def resolve_pid(self, pid: int, address: int, *, input: str = "") -> Resolution:
         """Resolve an address in the address space of live process ``pid``."""
@@ -173,7 +264,14 @@ class Symbolizer(BinaryCache):
         return out
 
     def _resolve_in(
-        self, res: Resolution, path: str, file_offset: int, *, root: str = "/", expected_build_id: str = ""
+        self,
+        res: Resolution,
+        path: str,
+        file_offset: int,
+        *,
+        root: str = "/",
+        expected_build_id: str = "",
+        warm: bool = False,
     ) -> Resolution:
         try:
             b = self.binary(path, root=root)
@@ -198,10 +296,13 @@ class Symbolizer(BinaryCache):
             res.detail = f"{path} has build-id {b.build_id}, expected {expected_build_id}"
             return res
         try:
-            return fill(res, b, file_offset, file_lines=self.file_lines)
+            fill(res, b, file_offset, file_lines=self.file_lines)
         except ParsePending as e:  # a lazy source (DWARF, .gopclntab) is still being read
             res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
             return res
+        if warm:  # resolve_file: the next calls for this path may skip the stat (canonical/recentfiles.py)
+            self.recent.put(root, path, b, self._binaries.evictions)
+        return res
 
     # -- kernel --------------------------------------------------------------------
 
@@ -256,13 +357,25 @@ def _kernel_hit(res: Resolution, ks: KernelSymbols, i: int, offset: int, *, symb
 
 def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = False) -> Resolution:
     """Complete ``res`` from Binary ``b`` at ``file_offset`` (symbol, offset, ID, source or error)."""
-    vaddr, hit = b.lookup_file_offset(file_offset)
+    vaddr = b.layout.vaddr_of(file_offset)
     if vaddr is None:
         res.error = Outcome.OFFSET_OUTSIDE_FILE
         res.detail = f"file offset {file_offset:#x} is in no loadable segment"
         res.offset = file_offset
         res.function_id = unresolved_function_id(b.build_id, file_offset)
         return res
+    for t in b.tables:  # the loaded sources, best first: the warm path, without building a Hit
+        i = t.find(vaddr)
+        if i >= 0:
+            start = t.starts[i]
+            res.symbol = symbol = t.canonical_name(i)
+            res.offset = offset = vaddr - start
+            res.source = t.source
+            res.function_id = format_function_id(b.build_id, symbol, offset)
+            if file_lines:
+                res.file_line = b.file_line(vaddr)
+            return res
+    hit = b.lookup(vaddr)  # loads the lazy sources (DWARF, .gopclntab) while they miss
     if hit is None:
         res.error = b.failure_reason or Outcome.NO_SYMBOL
         res.detail = f"no function covers address {vaddr:#x} (sources: {', '.join(b.sources) or 'none'})"

@@ -1,29 +1,39 @@
-"""Function symbols from ``.symtab`` / ``.dynsym``: pyelftools finds the sections, ``struct`` reads them.
+"""Function symbols from ``.symtab`` / ``.dynsym``, read a column at a time from the raw section bytes.
 
-pyelftools' ``iter_symbols()`` builds a Container per record and is 18-52x
-slower than unpacking the raw section bytes with ``struct.iter_unpack``
-(containerd's 117,627-record ``.dynsym``: ~2.7 s against ~50 ms; see
-bench/symbolize_bench.py). pyelftools is used only for what it is good at
-here: the section header table (headers only, see :func:`read_sections`).
+pyelftools' ``iter_symbols()`` builds a Container per record and is ~50x
+slower than unpacking the raw section bytes; unpacking a tuple per record
+(``struct.iter_unpack``) and decoding every name still cost a Python object
+per symbol. Here each field is sliced out of the section bytes as a whole
+(``bytes[4::24]``, ``array``), the records to keep are chosen with byte masks
+(``bytes.translate``) and ``itertools.compress``, and names stay offsets into
+the string table until a function is looked up (see bench/symbolize_bench.py).
+The section header table is read with ``struct`` (:func:`read_section_table`).
 
 Kept: STT_FUNC and STT_GNU_IFUNC symbols defined in a section (not undefined,
-not absolute), with their size and binding; a zero size is left for
+not absolute), at a non-zero address and with a non-empty name, with their
+size and binding; a zero size is left for
 :class:`~stellaops_runtime.canonical.addrindex.AddressTable` to handle, with
 the end of the symbol's section as its bound.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import struct
+import sys
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from itertools import compress, repeat
+from typing import TYPE_CHECKING, BinaryIO
 
-from elftools.elf.elffile import ELFFile
-
-from stellaops_runtime.canonical.addrindex import RawSymbol
+from stellaops_runtime.canonical.addrindex import StrtabNames, SymbolColumns
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import Budget, pread_exact
+
+if TYPE_CHECKING:  # pyelftools is loaded only where DWARF is read (issue 13)
+    from elftools.elf.elffile import ELFFile
 
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
@@ -32,7 +42,6 @@ SHN_LORESERVE = 0xFF00
 SHT_NOBITS = "SHT_NOBITS"
 _SHT_NAMES = {2: "SHT_SYMTAB", 3: "SHT_STRTAB", 7: "SHT_NOTE", 8: "SHT_NOBITS", 11: "SHT_DYNSYM"}
 SHF_COMPRESSED = 0x800
-_RECORDS_PER_STEP = 2048
 MAX_NAME_BYTES = 16_384  # longer names are cut (real mangled names are far shorter)
 _FUNC_TYPES = frozenset({STT_FUNC, STT_GNU_IFUNC})
 _SYMTAB_TYPES = {".symtab": "SHT_SYMTAB", ".dynsym": "SHT_DYNSYM"}
@@ -127,6 +136,34 @@ def read_section_table(f: BinaryIO, layout: ElfLayout, budget: Budget | None = N
     return out
 
 
+def _byte_table(pred: Callable[[int], bool]) -> bytes:
+    return bytes(1 if pred(b) else 0 for b in range(256))
+
+
+_IS_FUNC = _byte_table(lambda b: (b & 0xF) in _FUNC_TYPES)
+_NOT_FF = _byte_table(lambda b: b != 0xFF)  # shndx high byte 0xff: reserved indices (ABS, COMMON, ...)
+_NONZERO = _byte_table(bool)
+_BIND = bytes(b >> 4 for b in range(256))
+
+
+def _and(*masks: bytes) -> bytes:
+    """Byte-wise AND of 0/1 masks of one length (no carries cross bytes)."""
+    n = len(masks[0])
+    acc = int.from_bytes(masks[0], "little")
+    for m in masks[1:]:
+        acc &= int.from_bytes(m, "little")
+    return acc.to_bytes(n, "little")
+
+
+def _words(data: bytes, code: str, little: bool) -> array[int]:
+    """``data`` as unsigned ints of ``code``'s width, in the file's byte order."""
+    col = array(code)
+    col.frombytes(data)
+    if little != (sys.byteorder == "little"):
+        col.byteswap()
+    return col
+
+
 def function_symbols(
     sections: list[SectionInfo],
     f: BinaryIO,
@@ -136,61 +173,83 @@ def function_symbols(
     little: bool,
     arm: bool = False,
     budget: Budget | None = None,
-) -> list[RawSymbol]:
-    """The function symbols of section ``name`` (".symtab" or ".dynsym"); [] when it is absent."""
+) -> SymbolColumns:
+    """The function symbols of section ``name`` (".symtab" or ".dynsym"); empty when it is absent.
+
+    Column at a time, never a Python object per record: the fields are sliced
+    out of the section bytes (``bytes[i::24]``, ``array``), the records kept are
+    chosen with byte masks, and names stay offsets into the string table,
+    decoded only for the functions looked up (:class:`StrtabNames`).
+    """
     sec = next((s for s in sections if s.name == name), None)
     if sec is None or sec.type != _SYMTAB_TYPES[name] or not sec.size:
-        return []
-    e = "<" if little else ">"
-    fmt = e + ("IBBHQQ" if is64 else "IIIBBH")
-    rec = struct.calcsize(fmt)
+        return SymbolColumns([], [], [], [], [], [])
+    rec = 24 if is64 else 16
     if sec.entsize != rec:
         raise ElfError("bad_elf", f"{name}: symbol entry size {sec.entsize}, expected {rec}")
     if not 0 < sec.link < len(sections):
         raise ElfError("bad_elf", f"{name}: string table link {sec.link} out of range")
     strsec = sections[sec.link]
     if strsec.type == SHT_NOBITS:
-        return []
+        return SymbolColumns([], [], [], [], [], [])
     data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
     strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
-    limits = [s.addr + s.size for s in sections]
-    nsec = len(limits)
-    out: list[RawSymbol] = []
-    append = out.append
-    find = strtab.find
-    view = memoryview(data)
-    step = rec * _RECORDS_PER_STEP
-    names_bytes = 0
-    for pos in range(0, len(data), step):
-        if budget is not None:
-            budget.check_symbols(len(out), name)
-            budget.charge(names_bytes, f"{name} names")
-            names_bytes = 0
-        for rec_fields in struct.iter_unpack(fmt, view[pos : pos + step]):
-            if is64:
-                name_off, info, _other, shndx, value, sym_size = rec_fields
-            else:
-                name_off, value, sym_size, info, _other, shndx = rec_fields
-            if (info & 0xF) not in _FUNC_TYPES or shndx == SHN_UNDEF or shndx >= SHN_LORESERVE or not value:
-                continue
-            end = find(b"\0", name_off, name_off + MAX_NAME_BYTES)
-            if end < 0:
-                end = min(len(strtab), name_off + MAX_NAME_BYTES)
-            raw = strtab[name_off:end]
-            names_bytes += len(raw)
-            if not raw:
-                continue
-            if arm:
-                value &= ~1  # Thumb functions have bit 0 set
-            append(
-                (
-                    value,
-                    sym_size,
-                    raw.decode("utf-8", "replace"),
-                    info >> 4,
-                    limits[shndx] if shndx < nsec else 0,
-                )
-            )
+    if is64:  # st_name(4) st_info(1) st_other(1) st_shndx(2) st_value(8) st_size(8)
+        info_at, shndx_at, per = 4, 6, 3
+    else:  # st_name(4) st_value(4) st_size(4) st_info(1) st_other(1) st_shndx(2)
+        info_at, shndx_at, per = 12, 14, 4
+    lo_at, hi_at = (shndx_at, shndx_at + 1) if little else (shndx_at + 1, shndx_at)
+    info = data[info_at::rec]
+    shndx_lo, shndx_hi = data[lo_at::rec], data[hi_at::rec]
+    defined = (int.from_bytes(shndx_lo, "little") | int.from_bytes(shndx_hi, "little")).to_bytes(
+        len(info), "little"
+    )
+    keep = _and(info.translate(_IS_FUNC), shndx_hi.translate(_NOT_FF), defined.translate(_NONZERO))
+    # One array of the section's words: 64-bit records are 3 words (name|info|other|shndx, value,
+    # size), 32-bit ones 4 (name, value, size, info|other|shndx); fields are split from the words kept.
+    words = _words(data, "Q" if is64 else "I", little)
+    values = list(compress(words[1::per], keep))
+    sizes = list(compress(words[2::per], keep))
+    if is64:
+        head = list(compress(words[0::per], keep))
+        if little:
+            name_offs = list(map(operator.and_, head, repeat(0xFFFFFFFF)))
+            shndx = list(map(operator.rshift, head, repeat(48)))
+        else:
+            name_offs = list(map(operator.rshift, head, repeat(32)))
+            shndx = list(map(operator.and_, head, repeat(0xFFFF)))
+    else:
+        name_offs = list(compress(words[0::per], keep))
+        tail = list(compress(words[3::per], keep))
+        if little:
+            shndx = list(map(operator.rshift, tail, repeat(16)))
+        else:
+            shndx = list(map(operator.and_, tail, repeat(0xFFFF)))
+    binds = bytes(compress(info, keep)).translate(_BIND)
+    # Drop what the record filter could not: address 0, and an empty (or out-of-table) name.
+    table = strtab
+    if name_offs and max(name_offs) >= len(strtab):  # names outside the table: empty
+        table = strtab + b"\0"
+        name_offs = list(map(min, name_offs, repeat(len(strtab))))
+    if len(name_offs) > 1:
+        first_bytes = bytes(operator.itemgetter(*name_offs)(table))  # one C call
+    else:
+        first_bytes = bytes(table[o] for o in name_offs)
+    named = first_bytes.translate(_NONZERO)
+    keep2 = _and(named, bytes(map(bool, values)))
+    if keep2.count(0):
+        values, sizes = list(compress(values, keep2)), list(compress(sizes, keep2))
+        name_offs, shndx = list(compress(name_offs, keep2)), list(compress(shndx, keep2))
+        binds = bytes(compress(binds, keep2))
+    if arm:
+        values = [v & ~1 for v in values]  # Thumb functions have bit 0 set
     if budget is not None:
-        budget.check_symbols(len(out), name)
-    return out
+        budget.check_symbols(len(values), name)
+    return SymbolColumns(
+        values,
+        sizes,
+        StrtabNames(strtab, name_offs, MAX_NAME_BYTES),
+        binds,
+        shndx,
+        [s.addr + s.size for s in sections],
+    )
