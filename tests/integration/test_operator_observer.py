@@ -372,6 +372,18 @@ async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
             mark = c.mark()
             await asyncio.sleep(2.5)  # two periodic reconciles
             assert c.writes(mark) == []
+            # a metadata-only write (a label; `kubectl apply --server-side` taking over
+            # managedFields) bumps the Secret's resourceVersion but not its data: no roll
+            before = (await c.kube.get(SECRETS, name="stellaops-store", namespace=NS))["metadata"]
+            await c.kube.patch(
+                SECRETS, name="stellaops-store", namespace=NS, patch={"metadata": {"labels": {"team": "x"}}}
+            )
+            after = (await c.kube.get(SECRETS, name="stellaops-store", namespace=NS))["metadata"]
+            assert after["resourceVersion"] != before["resourceVersion"]
+            mark = c.mark()
+            await asyncio.sleep(2.5)  # two periodic reconciles read the relabelled Secret
+            assert c.writes(mark) == []
+            assert template() == created
             # a new password: the template changes, the DaemonSet rolls (a new generation)
             await c.kube.patch(
                 SECRETS, name="stellaops-store", namespace=NS, patch={"data": {"url": "b3RoZXI="}}

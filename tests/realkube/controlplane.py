@@ -9,7 +9,8 @@ etcd from Debian's ``etcd-server`` (installed by the same script).
   by ``openssl`` (a throwaway CA, a serving certificate for 127.0.0.1, an admin
   client certificate in ``system:masters``), authorizes with Node + RBAC,
   signs ServiceAccount tokens (TokenRequest) with a key made here, and writes
-  an audit log (every request at Metadata level, JSON lines) to a file.
+  an audit log (JSON lines) to a file: every request at Metadata level,
+  requests for our own kinds (``stellaops.io``) at Request level (with the body).
 - kube-controller-manager runs the controllers the tests need: the
   ServiceAccount (``default`` SAs, which pod admission waits for) and token
   controllers, the garbage collector and the namespace controller.
@@ -48,7 +49,12 @@ AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
-    "rules": [{"level": "Metadata"}],
+    "rules": [
+        # Our own kinds with the request body, so a test can tell what a write carried
+        # (tests/realkube/test_status_subresource.py: status only through /status).
+        {"level": "Request", "resources": [{"group": "stellaops.io"}]},
+        {"level": "Metadata"},
+    ],
 }
 
 
@@ -484,11 +490,18 @@ class ControlPlane:
 
     # -- audit -------------------------------------------------------------------------------
 
-    def audit_events(self) -> list[dict[str, Any]]:
+    def audit_offset(self) -> int:
+        """Where the audit log ends now: ``audit_events(since=...)`` reads what comes after."""
+        return self.audit_log.stat().st_size if self.audit_log.exists() else 0
+
+    def audit_events(self, *, since: int = 0) -> list[dict[str, Any]]:
         if not self.audit_log.exists():
             return []
+        with self.audit_log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
         out = []
-        for line in self.audit_log.read_text().splitlines():
+        for line in text.splitlines():
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
         return out
@@ -545,3 +558,41 @@ class OperatorProcess:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+# -- the operator's own requests, from the audit log --------------------------------------------
+
+OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT = "stellaops-system", "stellaops-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def start_operator_as_service_account(cp: ControlPlane, directory: Path, *, name: str) -> OperatorProcess:
+    """The operator CLI with a TokenRequest token of its ServiceAccount (the manifests' RBAC)."""
+    token = cp.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+    kubeconfig = cp.write_kubeconfig(directory / f"{name}.kubeconfig", token=token)
+    return OperatorProcess(cp, kubeconfig, name=name).start()
+
+
+def is_peering_keepalive(event: dict[str, Any], *, peering: str) -> bool:
+    """kopf's keep-alive of the operator's ClusterKopfPeering ``peering``, and nothing else."""
+    ref = event.get("objectRef") or {}
+    return (
+        event.get("verb") == "patch"
+        and ref.get("apiGroup") == "kopf.dev"
+        and ref.get("resource") == "clusterkopfpeerings"
+        and ref.get("name") == peering
+        and not ref.get("subresource")
+    )
+
+
+def operator_writes(events: list[dict[str, Any]], *, peering: str) -> list[str]:
+    """The operator's write requests in ``events`` except its peering keep-alives, one line each."""
+    out = []
+    for e in events:
+        if (e.get("user") or {}).get("username") != OPERATOR_USER or e.get("verb") not in WRITE_VERBS:
+            continue
+        if e.get("stage") not in (None, "ResponseComplete") or is_peering_keepalive(e, peering=peering):
+            continue
+        out.append(f"{e['verb']} {e.get('requestURI')} -> {(e.get('responseStatus') or {}).get('code')}")
+    return out

@@ -97,6 +97,10 @@ def life(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         yield life
     finally:
         op.stop()
+        # Later modules share the control plane: a node left here would count as a node
+        # every later policy must roll out to ("1/2 nodes running, 1 pending").
+        admin.delete(API_VERSION, crds.NODE_KIND, NODE)
+        admin.delete("v1", "Node", NODE)
 
 
 def _drive(life: Life) -> None:

@@ -41,14 +41,20 @@ of the agent namespace, so the operator needs no right to write RBAC.
 A config change rolls the DaemonSet: the pod template carries the SHA-256 of
 the ConfigMap's data. The store URL (with its password) comes from the
 RuntimeObserver's Secret reference through ``$STELLA_RUNTIME_STORE``; the
-ConfigMap holds none. A change to that Secret rolls the agents too: the
-template carries a hash of the Secret's uid and resourceVersion
-(``store_secret_token``; never of its content, so the template reveals
-nothing about the password), which the reconciler reads on every reconcile.
+ConfigMap holds none. A change to that Secret's data rolls the agents too:
+the template carries ``store_secret_token`` of the Secret, which the
+reconciler reads on every reconcile. The token follows the data, not the
+resourceVersion: a write that leaves the data as it was (a label, an
+annotation, ``kubectl apply --server-side`` taking over managedFields)
+changes the resourceVersion and must not restart every agent. It is an
+HMAC-SHA256 of the data keyed with the Secret's uid, so whoever can read the
+DaemonSet but not the Secret cannot test guessed passwords against it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -62,7 +68,13 @@ from stellaops_runtime.contracts.crds import (
     OBSERVER_LABEL,
     RuntimeObserverSpec,
 )
-from stellaops_runtime.controller.naming import dns_label, managed_labels, owner_reference, sha256_hex
+from stellaops_runtime.controller.naming import (
+    canonical_json,
+    dns_label,
+    managed_labels,
+    owner_reference,
+    sha256_hex,
+)
 
 # On the agent pod template: which version of the store Secret the agents were started with.
 STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
@@ -105,15 +117,20 @@ def agent_capabilities(source: AgentSource, requested: Sequence[str] | None = No
 
 
 def store_secret_token(secret: Mapping[str, Any] | None) -> str:
-    """What identifies the version of the store Secret the agents read: its uid and resourceVersion.
+    """What identifies the store Secret the agents read: its uid and a keyed digest of its data.
 
-    ``absent`` when it does not exist (the pods wait in CreateContainerConfigError,
-    and its creation rolls them), ``unreadable`` when the operator may not read it.
+    Equal for two reads of an unchanged Secret whatever happened to its
+    metadata; different when its data changes or it is re-created. ``absent``
+    when it does not exist (the pods wait in CreateContainerConfigError, and
+    its creation rolls them); the reconciler says ``unreadable`` when it may
+    not read it.
     """
     if secret is None:
         return "absent"
-    meta = secret.get("metadata") or {}
-    return f"{meta.get('uid', '')}/{meta.get('resourceVersion', '')}"
+    uid = str((secret.get("metadata") or {}).get("uid") or "")
+    data = {str(k): str(v) for k, v in (secret.get("data") or {}).items()}
+    digest = hmac.new(uid.encode(), canonical_json(data).encode(), hashlib.sha256).hexdigest()
+    return f"{uid}/{digest}"
 
 
 def agent_resource_name(observer_name: str) -> str:
