@@ -2,9 +2,10 @@
 
 The table's expectations come from ``compute_posture`` for the same inputs,
 plus a few spelled-out rows that pin the rules down. The operator must write
-exactly that (annotations and the observe label), post one Event per bad
-annotation value, label Nodes with their features, and re-evaluate pods when
-a policy, an ObservationNode or a namespace changes.
+exactly that (annotations, the level labels, and the observe-off label on a
+pod whose annotation opts it out), post one Event per bad annotation value,
+label Nodes with their features, and re-evaluate pods when a policy, an
+ObservationNode or a namespace changes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stellaops_runtime.contracts.crds import (
     NODE_KIND,
     OBSERVE_LABEL,
     OBSERVE_LEVEL_ANNOTATION,
+    OBSERVE_OFF_LABEL,
     POLICY_KIND,
     POSTURE_ANNOTATION,
     POSTURE_REASON_ANNOTATION,
@@ -58,7 +60,7 @@ POLICIES = {
     "active": {"maxLevel": "ActiveTracing", "syscalls": ["execve"]},
     "full": {"maxLevel": "FullInstrumentation", "syscalls": ["execve", "openat"]},
 }
-ANNOTATIONS = {"none": None, "passive": "passive", "deep": "EbpfDeep", "bogus": "turbo"}
+ANNOTATIONS = {"none": None, "passive": "passive", "deep": "EbpfDeep", "bogus": "turbo", "off": " none"}
 CASES = list(itertools.product(ANNOTATIONS, [*POLICIES, "nopolicy"], NODES))
 
 
@@ -148,6 +150,9 @@ async def test_posture_table(
     assert meta["annotations"][POSTURE_REASON_ANNOTATION] == want.reason
     assert (meta.get("labels", {}).get(OBSERVE_LABEL) == "true") is want.observe_label
     assert OBSERVE_LABEL in meta.get("labels", {}) or not want.observe_label  # removed, never "false"
+    ours = {k: v for k, v in meta.get("labels", {}).items() if k.startswith("stellaops.io/")}
+    assert ours == want.labels  # level labels, or observe-off for an opted-out pod
+    assert (OBSERVE_OFF_LABEL in ours) is (annotation == "off")
 
 
 @pytest.mark.parametrize(
@@ -161,6 +166,7 @@ async def test_posture_table(
         ("passive", "full", "full", "Passive", False),
         ("none", "full", "noagent", "None", False),  # no agent on the node
         ("bogus", "active", "full", "ActiveTracing", True),  # a bad value is ignored
+        ("off", "full", "full", "None", False),  # the annotation opts the pod out
     ],
 )
 async def test_spelled_out_rules(
@@ -266,5 +272,49 @@ async def test_namespace_labels_drive_cluster_policies(cluster: Cluster, operato
     await wait_for(
         lambda: _pod(cluster, name)["metadata"]["annotations"][POSTURE_ANNOTATION] == "ActiveTracing",
         what="namespace label picked up",
+    )
+    await operator.settle()
+
+
+async def test_opt_out_label_follows_the_annotation(cluster: Cluster, operator: OperatorRun) -> None:
+    """observe-off is set while the annotation opts the pod out, removed (never "false") otherwise."""
+    name = pod_name("off", "full", "full")
+
+    def labels() -> dict[str, str]:
+        return _pod(cluster, name)["metadata"].get("labels", {})
+
+    assert labels().get(OBSERVE_OFF_LABEL) == "true" and OBSERVE_LABEL not in labels()
+    await cluster.patch(
+        r.PODS, name, {"metadata": {"annotations": {OBSERVE_LEVEL_ANNOTATION: "Passive"}}}, namespace=NS
+    )
+    await wait_for(
+        lambda: (
+            OBSERVE_OFF_LABEL not in labels()
+            and _pod(cluster, name)["metadata"]["annotations"][POSTURE_ANNOTATION] == "Passive"
+        ),
+        what="opt-out label removed when the annotation opts back in",
+    )
+    await cluster.patch(
+        r.PODS, name, {"metadata": {"annotations": {OBSERVE_LEVEL_ANNOTATION: "NONE"}}}, namespace=NS
+    )
+    await wait_for(lambda: labels().get(OBSERVE_OFF_LABEL) == "true", what="opt-out label set again")
+    await cluster.patch(
+        r.PODS, name, {"metadata": {"annotations": {OBSERVE_LEVEL_ANNOTATION: None}}}, namespace=NS
+    )
+    await wait_for(
+        lambda: OBSERVE_OFF_LABEL not in labels() and labels().get(OBSERVE_LABEL) == "true",
+        what="annotation removed: the policies opt the pod in again",
+    )
+    await operator.settle()
+
+
+async def test_a_hand_set_opt_out_label_without_the_annotation_is_removed(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    name = pod_name("passive", "nopolicy", "full")
+    await cluster.patch(r.PODS, name, {"metadata": {"labels": {OBSERVE_OFF_LABEL: "true"}}}, namespace=NS)
+    await wait_for(
+        lambda: OBSERVE_OFF_LABEL not in _pod(cluster, name)["metadata"].get("labels", {}),
+        what="the operator removes an opt-out label the annotation does not back",
     )
     await operator.settle()

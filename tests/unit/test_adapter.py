@@ -225,3 +225,85 @@ def test_rfc3339(text: str, ns: int) -> None:
 )
 def test_image_digest(image_id: str, digest: str) -> None:
     assert common.image_digest(image_id) == digest
+
+
+# --- pod annotations (Tetragon v1.5+ with --enable-pod-annotations: Pod field 8) -----------------
+
+OPT_OUT = "stellaops.io/observe-level"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _with_annotations(annotations: object) -> bytes:
+    """The fixture's first process_exec (a real Tetragon line) with ``pod_annotations`` added."""
+    obj = _first("process_exec")
+    obj["process_exec"]["process"]["pod"]["pod_annotations"] = annotations
+    return orjson.dumps(obj)
+
+
+def test_pod_annotations_field_is_number_8_on_the_wire() -> None:
+    """Bytes encoded by hand as Tetragon writes them (map entry: 1 key, 2 value) reach pod_annotations."""
+    from stellaops_runtime.wire.tetragon import tetragon_pb2
+
+    key, value = OPT_OUT.encode(), b"None"
+    entry = bytes([0x0A, len(key)]) + key + bytes([0x12, len(value)]) + value
+    pod = tetragon_pb2.Pod.FromString(bytes([0x42, len(entry)]) + entry + b"\x12\x03web")  # 8: map, 2: name
+    assert dict(pod.pod_annotations) == {OPT_OUT: "None"} and pod.name == "web"
+
+
+def test_pod_annotations_reach_the_event_through_both_adapters() -> None:
+    annotations = {
+        OPT_OUT: "None",
+        # kubectl's copy of the whole pod: environment values and all. Never copied into the event.
+        LAST_APPLIED: '{"spec":{"containers":[{"env":[{"name":"DB_PASSWORD","value":"hunter2"}]}]}}',
+        "prometheus.io/scrape": "true",
+    }
+    line = _with_annotations(annotations)
+    js, ps = common.AdapterStats(), common.AdapterStats()
+    msg = json_format.Parse(line, events_pb2.GetEventsResponse())
+    assert dict(msg.process_exec.process.pod.pod_annotations) == annotations  # our proto reads it
+    via_proto = from_proto.adapt(from_proto.decode(msg.SerializeToString(), ps), stats=ps)
+    via_json = from_json.adapt(from_json.decode_line(line), stats=js)
+    assert via_proto is not None and via_json is not None
+    for ev in (via_proto, via_json):
+        assert ev.pod is not None
+        assert ev.pod.annotations == {OPT_OUT: "None"}  # only the annotation the agent acts on
+        assert ev.pod.labels["class"] == "tiefighter"
+    via_proto.source = via_json.source
+    assert via_proto == via_json
+    assert "hunter2" not in repr(via_json)
+
+
+def test_no_pod_annotations_gives_an_empty_map() -> None:
+    """Tetragon without --enable-pod-annotations sends none; a pod without annotations neither."""
+    for line in (orjson.dumps(_first("process_exec")), _with_annotations({}), _with_annotations(None)):
+        st = common.AdapterStats()
+        msg = json_format.Parse(line, events_pb2.GetEventsResponse())
+        for ev in (
+            from_json.adapt(from_json.decode_line(line), stats=st),
+            from_proto.adapt(from_proto.decode(msg.SerializeToString(), st), stats=st),
+        ):
+            assert ev is not None and ev.pod is not None and ev.pod.annotations == {}
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [["stellaops.io/observe-level", "None"], "None", {OPT_OUT: 0}, {OPT_OUT: ["None"]}, {OPT_OUT: {"v": 1}}],
+    ids=["a list", "a string", "a number value", "a list value", "an object value"],
+)
+def test_wrong_typed_pod_annotations_reject_the_event(annotations: object) -> None:
+    st = common.AdapterStats()
+    assert from_json.adapt(from_json.decode_line(_with_annotations(annotations)), stats=st) is None
+    assert st.malformed == {"bad_type": 1} and not st.events
+
+
+def test_wrong_typed_annotations_we_do_not_read_are_left_alone() -> None:
+    st = common.AdapterStats()
+    ev = from_json.adapt(from_json.decode_line(_with_annotations({"other": 7})), stats=st)
+    assert ev is not None and ev.pod is not None and ev.pod.annotations == {}
+
+
+def test_kept_annotation_is_the_operators_observe_level_annotation() -> None:
+    from stellaops_runtime.contracts.crds import OBSERVE_LEVEL_ANNOTATION
+    from stellaops_runtime.contracts.events import KEPT_POD_ANNOTATIONS
+
+    assert KEPT_POD_ANNOTATIONS == (OBSERVE_LEVEL_ANNOTATION,)

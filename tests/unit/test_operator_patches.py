@@ -7,7 +7,12 @@ import json
 
 import pytest
 
-from stellaops_runtime.contracts.crds import OBSERVE_LABEL, POSTURE_ANNOTATION, POSTURE_REASON_ANNOTATION
+from stellaops_runtime.contracts.crds import (
+    OBSERVE_LABEL,
+    OBSERVE_OFF_LABEL,
+    POSTURE_ANNOTATION,
+    POSTURE_REASON_ANNOTATION,
+)
 from stellaops_runtime.controller.patches import (
     APPLIED_FIELDS_ANNOTATION,
     covers,
@@ -132,6 +137,27 @@ def test_pod_posture_patch_is_one_merge_patch() -> None:
         level_labels={OBSERVE_LABEL: "true", deep: "true", full: "true"},
     )
     assert p is not None and p["metadata"]["labels"] == {OBSERVE_LABEL: "true", deep: "true", full: "true"}
+
+
+def test_pod_posture_patch_sets_and_removes_the_opt_out_label() -> None:
+    off = {OBSERVE_OFF_LABEL: "true"}
+    # opted out: the level labels go, observe-off is set
+    have = {OBSERVE_LABEL: "true", "stellaops.io/observe-deep": "true", "app": "web"}
+    p = pod_posture_patch(annotations={}, labels=have, posture="None", reason="out", level_labels=off)
+    assert p is not None and p["metadata"]["labels"] == {
+        OBSERVE_LABEL: None, "stellaops.io/observe-deep": None, OBSERVE_OFF_LABEL: "true"
+    }  # fmt: skip
+    # already recorded: nothing to write
+    ann = {POSTURE_ANNOTATION: "None", POSTURE_REASON_ANNOTATION: "out"}
+    assert pod_posture_patch(annotations=ann, labels={**off, "app": "web"}, posture="None", reason="out",
+                             level_labels=off) is None  # fmt: skip
+    # opted back in (annotation removed or changed): observe-off is removed, never set to "false"
+    p = pod_posture_patch(annotations=ann, labels={**off, "app": "web"}, posture="Passive", reason="r",
+                          level_labels={})  # fmt: skip
+    assert p is not None and p["metadata"]["labels"] == {OBSERVE_OFF_LABEL: None}
+    # at None for another reason (no agent on the node): no observe-off, and none removed that is absent
+    p = pod_posture_patch(annotations={}, labels={"app": "web"}, posture="None", reason="r", level_labels={})
+    assert p is not None and "labels" not in p["metadata"]
 
 
 def test_labels_patch_removes_stale_feature_labels_only() -> None:

@@ -9,7 +9,8 @@ delivers (Tetragon answering: the kernel's probe kinds; Tetragon's stream
 without its API: Passive; nothing working, the unimplemented native source,
 or an old agent's ``source: tetragon`` beside ``reachable: false``: None).
 One level label per level reached (observe at ActiveTracing, observe-deep at
-EbpfDeep, observe-full at FullInstrumentation); an invalid annotation is
+EbpfDeep, observe-full at FullInstrumentation); an annotation requesting None
+opts the pod out and labels it observe-off; an invalid annotation is
 reported and ignored.
 """
 
@@ -209,6 +210,9 @@ def test_every_combination(annotation: str | None, policy_set: str, node_name: s
         "stellaops.io/observe-deep": expected >= P.EBPF_DEEP,
         "stellaops.io/observe-full": expected >= P.FULL_INSTRUMENTATION,
     }
+    # an explicit opt-out (the annotation requests None) also gets the label that tells the agent
+    want_labels["stellaops.io/observe-off"] = requested == P.NONE
+    assert decision.opted_out is (requested == P.NONE)
     assert decision.labels == {k: "true" for k, on in want_labels.items() if on}
     assert decision.invalid_level == ("bogus-level" if annotation == "bogus-level" else None)
 
@@ -431,3 +435,73 @@ def test_level_labels_and_the_label_each_level_needs() -> None:
     for below in (P.NONE, P.PASSIVE):
         with pytest.raises(ValueError, match="no pod label"):
             level_label(below)
+
+
+def test_only_the_annotation_opts_a_pod_out() -> None:
+    """observe-off is set for an explicit opt-out only, never for a pod at None for another reason."""
+    no_agent = compute_posture(
+        annotations={},
+        pod_labels=POD_LABELS,
+        namespace=NS,
+        namespace_labels=NS_LABELS,
+        policies=[],
+        node=None,
+    )
+    assert no_agent.posture == P.NONE and not no_agent.opted_out and no_agent.labels == {}
+    policy_none = compute_posture(
+        annotations={OBSERVE_LEVEL_ANNOTATION: "passive"},
+        pod_labels=POD_LABELS,
+        namespace=NS,
+        namespace_labels=NS_LABELS,
+        policies=[ns_policy(P.NONE)],
+        node=node_capabilities(observation_node(tetragon=True)),
+    )
+    assert policy_none.posture == P.NONE and not policy_none.opted_out and policy_none.labels == {}
+    for value in ("None", " none\n", "NONE"):
+        d = compute_posture(
+            annotations={OBSERVE_LEVEL_ANNOTATION: value},
+            pod_labels=POD_LABELS,
+            namespace=NS,
+            namespace_labels=NS_LABELS,
+            policies=[ns_policy(P.FULL_INSTRUMENTATION)],
+            node=node_capabilities(observation_node(tetragon=True, uprobes=True, usdt=True)),
+        )
+        assert (d.posture, d.opted_out) == (P.NONE, True)
+        assert d.labels == {"stellaops.io/observe-off": "true"}  # and no level label
+        assert d.reason == f"annotation {OBSERVE_LEVEL_ANNOTATION} opts the pod out (None)"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["None", "none", " NONE\t", "Passive", "bogus", "", "None\x00", 0, None, b"None", ["None"]],
+    ids=repr,
+)
+def test_opts_out_is_the_annotation_parser_of_compute_posture(value: object) -> None:
+    """The agent's reading (opts_out) and the operator's (compute_posture) of one value agree."""
+    from stellaops_runtime.controller.posture import opts_out
+
+    if isinstance(value, str):
+        d = compute_posture(
+            annotations={OBSERVE_LEVEL_ANNOTATION: value},
+            pod_labels={}, namespace=NS, namespace_labels={}, policies=[], node=None,
+        )  # fmt: skip
+        assert opts_out(value) is d.opted_out
+    else:
+        assert opts_out(value) is False  # not a string: no opt-out (Kubernetes annotations are strings)
+
+
+def test_pod_label_keys_and_reserved_selector_keys() -> None:
+    from stellaops_runtime.contracts.crds import OBSERVE_OFF_LABEL, RESERVED_POD_LABEL_KEYS, SpecError
+    from stellaops_runtime.controller.posture import LEVEL_LABEL_KEYS, POD_LABEL_KEYS
+
+    assert OBSERVE_OFF_LABEL == "stellaops.io/observe-off"
+    assert (*LEVEL_LABEL_KEYS, OBSERVE_OFF_LABEL) == POD_LABEL_KEYS
+    assert set(RESERVED_POD_LABEL_KEYS) == set(POD_LABEL_KEYS)
+    # a policy may not select on the opt-out label: it is the operator's, set from the annotation
+    for selector in (
+        {"matchLabels": {OBSERVE_OFF_LABEL: "true"}},
+        {"matchExpressions": [{"key": OBSERVE_OFF_LABEL, "operator": "DoesNotExist"}]},
+    ):
+        with pytest.raises(SpecError) as e:
+            parse_policy_spec({"podSelector": selector, "syscalls": ["execve"]}, cluster=False)
+        assert e.value.reason == "ConflictingSelectors" and OBSERVE_OFF_LABEL in e.value.message

@@ -16,6 +16,7 @@ import orjson
 
 from stellaops_runtime.adapter import common, validate
 from stellaops_runtime.contracts.events import (
+    KEPT_POD_ANNOTATIONS,
     Argument,
     EventKind,
     PodInfo,
@@ -68,6 +69,23 @@ def _process(p: dict[str, Any]) -> ProcessInfo:
         cwd=p.get("cwd", ""),
         parent_exec_id=p.get("parent_exec_id", ""),
     )
+
+
+def _annotations(raw: object) -> dict[str, str]:
+    """The pod annotations the agent acts on (``KEPT_POD_ANNOTATIONS``); a wrong type rejects the event."""
+    if not raw:  # Tetragon without --enable-pod-annotations, or a pod without annotations
+        return {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"pod annotations are a {type(raw).__name__}, not a map")
+    out: dict[str, str] = {}
+    for key in KEPT_POD_ANNOTATIONS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"pod annotation {key} is a {type(value).__name__}, not a string")
+        out[key] = value
+    return out
 
 
 def _frames(
@@ -224,6 +242,7 @@ def _adapt(
             labels=pod.get("pod_labels") or {},
             workload=pod.get("workload", ""),
             workload_kind=pod.get("workload_kind", ""),
+            annotations=_annotations(pod.get("pod_annotations")),
         )
     elif proc.get("docker"):
         ev.container = common.make_container(raw_id=proc["docker"], name="", image_id="", image_name="")

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from stellaops_runtime.adapter import common, validate
 from stellaops_runtime.contracts.events import (
+    KEPT_POD_ANNOTATIONS,
     Argument,
     EventKind,
     PodInfo,
@@ -52,6 +53,18 @@ def _process(p: Any) -> ProcessInfo:
         cwd=p.cwd,
         parent_exec_id=p.parent_exec_id,
     )
+
+
+def _annotations(raw: Any) -> dict[str, str]:
+    """The pod annotations the agent acts on (``KEPT_POD_ANNOTATIONS``): looked up, the others never read."""
+    if not raw:  # Tetragon without --enable-pod-annotations, or a pod without annotations
+        return {}
+    out: dict[str, str] = {}
+    for key in KEPT_POD_ANNOTATIONS:
+        value = raw.get(key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _frames(entries: Any, max_depth: int, stats: common.AdapterStats) -> list[StackFrame]:
@@ -161,6 +174,7 @@ def adapt(
             labels=dict(pod.pod_labels),
             workload=pod.workload,
             workload_kind=pod.workload_kind,
+            annotations=_annotations(pod.pod_annotations),
         )
     elif proc.docker:
         ev.container = common.make_container(raw_id=proc.docker, name="", image_id="", image_name="")

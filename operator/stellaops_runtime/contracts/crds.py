@@ -23,6 +23,10 @@ from typing import Any, Literal
 from packageurl import PackageURL
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+# The agent reads these two too, without the CRD models: defined in contracts/posture.py.
+# "observe-off" is "true" when the pod opted out with its observe-level annotation (None).
+from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION as OBSERVE_LEVEL_ANNOTATION
+from stellaops_runtime.contracts.posture import OBSERVE_OFF_LABEL
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
 from stellaops_runtime.image import IMAGE
 
@@ -41,14 +45,14 @@ TETRAGON_API_VERSION = f"{TETRAGON_GROUP}/{TETRAGON_VERSION}"
 TETRAGON_POLICY_KIND, TETRAGON_POLICY_PLURAL = "TracingPolicy", "tracingpolicies"
 TETRAGON_NAMESPACED_KIND, TETRAGON_NAMESPACED_PLURAL = "TracingPolicyNamespaced", "tracingpoliciesnamespaced"
 
-OBSERVE_LEVEL_ANNOTATION = "stellaops.io/observe-level"  # set by users on pods
 POSTURE_ANNOTATION = "stellaops.io/observe-posture"  # written by the operator: effective posture
 POSTURE_REASON_ANNOTATION = "stellaops.io/observe-posture-reason"
 OBSERVE_LABEL = "stellaops.io/observe"  # "true" exactly when eBPF tracing applies (ActiveTracing or more)
 OBSERVE_DEEP_LABEL = "stellaops.io/observe-deep"  # "true" at EbpfDeep or more
 OBSERVE_FULL_LABEL = "stellaops.io/observe-full"  # "true" at FullInstrumentation
-# Written by the operator from the computed posture: a policy's podSelector may not use them.
 LEVEL_LABEL_KEYS = (OBSERVE_LABEL, OBSERVE_DEEP_LABEL, OBSERVE_FULL_LABEL)
+# Written by the operator from the computed posture: a policy's podSelector may not use them.
+RESERVED_POD_LABEL_KEYS = (*LEVEL_LABEL_KEYS, OBSERVE_OFF_LABEL)
 MANAGED_BY = ("app.kubernetes.io/managed-by", "stellaops-runtime")
 FEATURE_LABEL_PREFIX = "feature.stellaops.io/"
 CONFIG_HASH_ANNOTATION = "stellaops.io/config-hash"  # on the agent pod template
@@ -448,7 +452,7 @@ def parse_policy_spec(spec: Mapping[str, Any], *, cluster: bool) -> PolicySpec:
             "use a ClusterObservationPolicy to select namespaces",
         )
     model: PolicySpec = _validate(PolicySpec, spec)
-    _check_selector(model.pod_selector, where="spec.podSelector", reserved=LEVEL_LABEL_KEYS)
+    _check_selector(model.pod_selector, where="spec.podSelector", reserved=RESERVED_POD_LABEL_KEYS)
     if model.namespace_selector is not None:
         _check_selector(model.namespace_selector, where="spec.namespaceSelector")
     for i, name in enumerate(model.syscalls):

@@ -81,6 +81,16 @@ class ContainerInfo:
     cgroup_id: int = 0
 
 
+# The pod annotations the adapters copy into PodInfo.annotations: only the
+# ones the agent acts on (the user's observe level, read by privacy/optout.py).
+# Tetragon sends every annotation of the pod with every event when run with
+# --enable-pod-annotations, kubectl's last-applied-configuration (the whole
+# pod spec, environment values included) among them; none of the others is
+# copied, so none can be kept, logged or stored. Equal to
+# contracts.crds.OBSERVE_LEVEL_ANNOTATION (a test checks; this module imports nothing).
+KEPT_POD_ANNOTATIONS: tuple[str, ...] = ("stellaops.io/observe-level",)
+
+
 @dataclass(slots=True)
 class PodInfo:
     namespace: str = ""
@@ -89,6 +99,9 @@ class PodInfo:
     labels: dict[str, str] = field(default_factory=dict)
     workload: str = ""
     workload_kind: str = ""
+    # Of the pod's annotations, those in KEPT_POD_ANNOTATIONS that the source
+    # sent (Tetragon only with --enable-pod-annotations, v1.5+); empty otherwise.
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -93,3 +93,28 @@ def posture_of_rank(rank: int | None) -> Posture | None:
 
 def posture_text(p: Posture | None) -> str:
     return p.value if p is not None else UNKNOWN_TEXT
+
+
+# Pod keys the agent reads too (privacy/optout.py), so they live here and not with the CRD models.
+OBSERVE_LEVEL_ANNOTATION = "stellaops.io/observe-level"  # set by users on pods
+OBSERVE_OFF_LABEL = "stellaops.io/observe-off"  # set by the operator on pods opted out by the annotation
+
+ALLOWED_LEVELS = ("none", "passive", "active-tracing", "ebpf-deep", "full-instrumentation")
+_BY_TEXT: dict[str, Posture] = {}
+for _p, _kebab in zip(ORDER, ALLOWED_LEVELS, strict=True):
+    _BY_TEXT[_p.value.lower()] = _p
+    _BY_TEXT[_kebab] = _p
+
+
+def parse_level(text: str) -> Posture | None:
+    """A level from an annotation value: the posture names or kebab-case, any case; None if neither."""
+    return _BY_TEXT.get(text.strip().lower())
+
+
+def opts_out(value: object) -> bool:
+    """Whether an ``stellaops.io/observe-level`` value opts the pod out (reads as ``None``).
+
+    Anything but a string that ``parse_level`` reads as ``None`` does not: an
+    invalid value is ignored, as if absent, by the operator and the agent alike.
+    """
+    return isinstance(value, str) and parse_level(value) is Posture.NONE

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stellaops_runtime.contracts.crds import POSTURE_ANNOTATION, POSTURE_REASON_ANNOTATION
-from stellaops_runtime.controller.posture import LEVEL_LABEL_KEYS
+from stellaops_runtime.controller.posture import POD_LABEL_KEYS
 
 APPLIED_FIELDS_ANNOTATION = "stellaops.io/applied-fields"
 _IDENTITY_KEYS = ("apiVersion", "kind", "status")
@@ -182,11 +182,12 @@ def pod_posture_patch(
     reason: str,
     level_labels: Mapping[str, str],
 ) -> dict[str, Any] | None:
-    """The one merge patch that records a pod's posture (annotations) and its level labels; None if set.
+    """The one merge patch that records a pod's posture (annotations) and its labels; None if set.
 
     ``level_labels`` are the labels the pod should carry out of
-    ``LEVEL_LABEL_KEYS``; the others of those keys are removed (never set to
-    ``false``), so a selector ``key=true`` matches exactly the pods at that level.
+    ``POD_LABEL_KEYS`` (the level labels and ``stellaops.io/observe-off``); the
+    others of those keys are removed (never set to ``false``), so a selector
+    ``key=true`` matches exactly the pods at that level (or opted out).
     """
     annotations = annotations or {}
     labels = labels or {}
@@ -196,7 +197,7 @@ def pod_posture_patch(
     if ann:
         meta["annotations"] = ann
     lab: dict[str, str | None] = {}
-    for key in LEVEL_LABEL_KEYS:
+    for key in POD_LABEL_KEYS:
         value = level_labels.get(key)
         if value is not None and labels.get(key) != value:
             lab[key] = value

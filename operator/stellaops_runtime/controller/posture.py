@@ -35,6 +35,15 @@ more, ``stellaops.io/observe-deep=true`` at EbpfDeep or more,
 Tetragon object requires the label of the level its probes need
 (``render_policy``), so a pod lowered to ActiveTracing gets a policy's
 syscall probes but not its uprobes or stack traces.
+
+A pod whose annotation requests ``None`` has **opted out**
+(``PostureDecision.opted_out``): besides losing every level label it gets
+``stellaops.io/observe-off=true``. Tetragon exports pod labels with every
+event but annotations only with ``--enable-pod-annotations``, so this label
+is how the agent learns of the opt-out when annotations do not reach it; the
+agent drops such a pod's events before they are counted
+(``privacy/optout.py``). ``opts_out`` is the one reading of the annotation
+value both sides use, so they agree on spelling, case and whitespace.
 """
 
 from __future__ import annotations
@@ -49,11 +58,13 @@ from stellaops_runtime.contracts.crds import (
     OBSERVE_FULL_LABEL,
     OBSERVE_LABEL,
     OBSERVE_LEVEL_ANNOTATION,
+    OBSERVE_OFF_LABEL,
     POLICY_KIND,
     PolicySpec,
 )
+from stellaops_runtime.contracts.posture import ALLOWED_LEVELS, Posture, parse_level
 from stellaops_runtime.contracts.posture import ORDER as _ORDER
-from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.contracts.posture import opts_out as opts_out
 
 # One label per level reached (see the module docstring): the key a probe needing that level selects on.
 LEVEL_LABELS: tuple[tuple[Posture, str], ...] = (
@@ -62,6 +73,8 @@ LEVEL_LABELS: tuple[tuple[Posture, str], ...] = (
     (Posture.FULL_INSTRUMENTATION, OBSERVE_FULL_LABEL),
 )
 LEVEL_LABEL_KEYS = tuple(key for _, key in LEVEL_LABELS)
+# Every pod label the operator maintains: the level labels and the opt-out label.
+POD_LABEL_KEYS = (*LEVEL_LABEL_KEYS, OBSERVE_OFF_LABEL)
 
 
 def level_labels(posture: Posture) -> dict[str, str]:
@@ -75,18 +88,6 @@ def level_label(level: Posture) -> str:
         if at == level:
             return key
     raise ValueError(f"no pod label selects on {level} (probes need ActiveTracing or more)")
-
-
-ALLOWED_LEVELS = ("none", "passive", "active-tracing", "ebpf-deep", "full-instrumentation")
-_BY_TEXT: dict[str, Posture] = {}
-for _p, _kebab in zip(_ORDER, ALLOWED_LEVELS, strict=True):
-    _BY_TEXT[_p.value.lower()] = _p
-    _BY_TEXT[_kebab] = _p
-
-
-def parse_level(text: str) -> Posture | None:
-    """A level from an annotation value: the posture names or kebab-case, any case; None if neither."""
-    return _BY_TEXT.get(text.strip().lower())
 
 
 def allowed_levels_message() -> str:
@@ -260,11 +261,15 @@ class PostureDecision:
     reason: str
     observe_label: bool
     invalid_level: str | None
+    opted_out: bool = False  # the annotation requests None (the posture is then None too)
 
     @property
     def labels(self) -> dict[str, str]:
-        """The level labels the pod carries at this posture (``level_labels``)."""
-        return level_labels(self.posture)
+        """The operator's labels the pod carries (of ``POD_LABEL_KEYS``): its level labels, or the opt-out."""
+        out = level_labels(self.posture)
+        if self.opted_out:
+            out[OBSERVE_OFF_LABEL] = "true"
+        return out
 
 
 def compute_posture(
@@ -319,6 +324,7 @@ def compute_posture(
         reason=reason,
         observe_label=posture >= Posture.ACTIVE_TRACING,
         invalid_level=invalid,
+        opted_out=requested is Posture.NONE,
     )
 
 

@@ -6,7 +6,10 @@ written as the annotations ``stellaops.io/observe-posture`` and
 ``stellaops.io/observe-posture-reason`` and the level labels
 ``stellaops.io/observe``, ``stellaops.io/observe-deep`` and
 ``stellaops.io/observe-full`` (``posture.level_labels``,
-``patches.pod_posture_patch``). Those keys are the
+``patches.pod_posture_patch``), or, for a pod whose annotation opts it out
+(``None``), the label ``stellaops.io/observe-off=true``, which tells the
+agent to drop its events even where Tetragon exports no annotations
+(``privacy/optout.py``). Those keys are the
 only part of a pod the operator ever changes; the optional admission policy
 in ``manifests/admission/`` holds it to that (docs/security.md).
 """
