@@ -14,6 +14,8 @@ What it measures, on one core (the process pins itself to CPU 0):
 3. memory: RSS growth of the aggregator holding 100,000 distinct hot keys;
 4. store: upsert rate into a private PostgreSQL as a ratio to raw binary COPY
    into the same table shape (bench/store_bench.py), measured in the same run;
+   and a fleet of 50 agents flushing 2,000 overlapping keys every 10 s for
+   2 minutes into one PostgreSQL (bench/store_fleet.py, ``store_fleet``);
 5. later stages, each in its own module (SECTIONS below): demangling
    (bench/demangle_bench.py), symbolization (bench/symbolize_bench.py), package
    attribution (bench/attribute_bench.py), the operator's pure rendering,
@@ -70,6 +72,7 @@ SECTIONS = {
     "operator_pure": "operator_pure_bench",
     "attribute": "attribute_bench",
     "operator": "operator_bench",
+    "agent_memory": "agent_memory_bench",
 }
 
 
@@ -278,11 +281,11 @@ def main() -> int:
     ap.add_argument(
         "--only",
         nargs="+",
-        choices=["pipeline", "latency", "memory", "store", *SECTIONS],
+        choices=["pipeline", "latency", "memory", "store", "store_fleet", *SECTIONS],
         help="run only these sections (default: all)",
     )
     args = ap.parse_args()
-    want = set(args.only or ["pipeline", "latency", "memory", "store", *SECTIONS])
+    want = set(args.only or ["pipeline", "latency", "memory", "store", "store_fleet", *SECTIONS])
     pin_one_core()
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -300,6 +303,11 @@ def main() -> int:
     if "store" in want and not args.skip_store:
         results["store"] = bench_store(args.store_rows, args.runs)
         print(json.dumps(results["store"], indent=2), flush=True)
+    if "store_fleet" in want and not args.skip_store:
+        from bench.store_fleet import run_on_private_server
+
+        results["store_fleet"] = run_on_private_server()
+        print(json.dumps(results["store_fleet"], indent=2), flush=True)
     for name, module in SECTIONS.items():
         if name in want:
             results[name] = _section(module).run(runs=args.runs)

@@ -129,3 +129,33 @@ def test_upgrade_from_0004_keeps_rows_without_gaps(url: str) -> None:
     finally:
         store.close()
     migrate(create_store_engine(url), revision="0004")  # and back down
+
+
+def test_a_row_the_outage_buffer_dropped_makes_its_window_unknown(store: HotSymbolStore) -> None:
+    """A full outage buffer drops the oldest rows: their windows answer unknown, never "not observed".
+
+    The image was watched in three windows; in the first, ``f`` was called, but
+    that row is dropped (the buffer holds 2 rows). Without the gap the store
+    would say "watched for 3 windows, f never called".
+    """
+    import asyncio
+
+    from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+    from stellaops_runtime.store.pending import PendingWrites
+
+    def call(fn: str, window: int) -> HotSymbolDelta:
+        key = HotSymbolKey(IMG, "/lib/libz.so.1", fn, EvidenceKind.INVOKED)
+        return HotSymbolDelta(key, window, 4, window + S, window + 2 * S, node_name="n1")
+
+    pending = PendingWrites(max_pending_rows=2, window_seconds=60)
+    pending.add([call("f", T0)], [seen(IMG, T0)])
+    pending.add([call("g", T0 + W)], [seen(IMG, T0 + W)])
+    pending.add([call("g", T0 + 2 * W)], [seen(IMG, T0 + 2 * W)])
+    assert pending.dropped_invocations == 4 + 4  # f's row and the first g row: the oldest two
+    assert asyncio.run(pending.flush(store)) is True
+    assert [r["function_name"] for r in store.read_hot_symbols()] == ["g"]
+    with store.engine.connect() as conn:
+        gaps = coverage.image_gaps(conn, image=IMG)
+        assert sum(g.dropped_events for g in gaps) == 8
+        v = coverage.absence(IMG, coverage.image_windows(conn, image=IMG), gaps=gaps)
+        assert v.answer == coverage.UNKNOWN, v

@@ -90,7 +90,7 @@ async def test_outage_keeps_rows_and_final_counts_are_exact(pg: PgServer, pg_url
 
 async def test_bound_drops_oldest_and_stored_plus_dropped_equals_added(pg: PgServer, pg_url: str) -> None:
     store = open_store(pg_url)
-    pending = PendingWrites(max_pending_rows=50)
+    pending = PendingWrites(max_pending_rows=50, window_seconds=W // S)
     added = 0
     try:
         pg.stop()
@@ -100,14 +100,20 @@ async def test_bound_drops_oldest_and_stored_plus_dropped_equals_added(pg: PgSer
                 pending.add(b, [])
                 added += total(b)
                 assert await pending.flush(store) is False
-                assert pending.pending_rows <= 50
+                assert pending.pending_rows <= 50 + pending.gap_rows_from_drops
         finally:
             pg.start()
         assert await pending.flush(store) is True
         assert pending.dropped_rows == 70
         stored = sum(r["invocation_count"] for r in store.read_hot_symbols())
         assert stored + pending.dropped_invocations == added
-        assert pending.rows_flushed + pending.dropped_rows == 120
+        # Every window that lost rows is stored as a gap, with exactly the lost invocations.
+        gaps = {
+            (o["window_start"].timestamp() * S - T0) // W: o["dropped_events"]
+            for o in store.read_observation_windows()
+            if o["gap_end"] is not None
+        }
+        assert sorted(gaps) == [0, 1, 2, 3] and sum(gaps.values()) == pending.dropped_invocations
         kept = sorted({(w["window_start"].timestamp() * S - T0) // W for w in store.read_windows()})
         assert kept == [3, 4, 5]  # windows 0-2 went first, then 10 of the 20 rows of window 3
     finally:

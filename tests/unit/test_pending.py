@@ -191,15 +191,54 @@ async def test_failed_batch_is_retried_as_it_was_then_rows_added_meanwhile() -> 
     assert [seq for _, seq in store.batches] == [1, 2]
 
 
-def test_bound_drops_oldest_windows_first_and_counts_them() -> None:
-    p = PendingWrites(max_pending_rows=3)
-    p.add([delta("a", window=5, count=7), delta("b", window=5, count=1)], [])
-    p.add([delta("a", window=1, count=100)], [])  # older window arrives late: it is the one dropped
+async def test_bound_drops_oldest_windows_first_and_marks_their_gaps() -> None:
+    p = PendingWrites(max_pending_rows=3, window_seconds=60)
+    p.add([delta("a", window=5, count=7, node_name="n"), delta("b", window=5, count=1, node_name="n")], [])
+    p.add([delta("a", window=1, count=100, node_name="n")], [])  # older window arrives late: dropped first
     assert (p.pending_rows, p.dropped_rows, p.dropped_invocations) == (3, 0, 0)
-    p.add([delta("c", window=6, count=2), delta("d", window=7, count=3)], [])
-    assert p.pending_rows == 3
+    p.add([delta("c", window=6, count=2, node_name="n"), delta("d", window=7, count=3, node_name="n")], [])
     assert p.dropped_rows == 2
     assert p.dropped_invocations == 100 + 1  # window 1, then the newest row of window 5 ("b")
+    # Each dropped row left a gap over its whole window, with the lost invocations:
+    # 3 hot-symbol rows kept (the bound) plus 2 gap rows, which the bound does not count.
+    assert (p.pending_rows, p.gap_rows_from_drops) == (5, 2)
+    store = Recorder()
+    assert await p.flush(store) is True
+    [(deltas, windows)] = store.calls
+    assert sorted((d.key.function_name, d.window_start_ns // W) for d in deltas) == [
+        ("a", 5),
+        ("c", 6),
+        ("d", 7),
+    ]
+    gaps = {(o.window_start_ns // W, o.gap_start_ns, o.gap_end_ns, o.dropped_events) for o in windows}
+    assert gaps == {(1, 1 * W, 2 * W, 100), (5, 5 * W, 6 * W, 1)}
+    assert all(o.image_digest == "sha256:aa" and o.node_name == "n" and o.has_gap for o in windows)
+
+
+def test_gap_rows_are_never_dropped_and_only_they_may_exceed_the_bound() -> None:
+    p = PendingWrites(max_pending_rows=2, window_seconds=60)
+    tetragon_gap = ObservationWindow("sha256:aa", "n", 0, 0, None, 60, "", 5 * S, 9 * S, 1, 0)
+    p.add([], [tetragon_gap])
+    for w in range(1, 40):  # every window's row is dropped in turn: its gap stays
+        p.add([delta(f"f{w}", window=w, count=w, node_name="n")], [])
+        assert p.pending_rows - p.gap_rows_from_drops - 1 <= 2
+    assert p.dropped_rows == 37 and p.gap_rows_from_drops == 37
+    units = [u for b in p.take_all() for u in b.units if u is not None]
+    gaps = [u for u in units if isinstance(u, ObservationWindow)]
+    assert tetragon_gap in gaps and len(gaps) == 38
+    assert sum(g.dropped_events for g in gaps) == p.dropped_invocations == sum(range(1, 38))
+    assert sorted(u.window_start_ns // W for u in units if isinstance(u, HotSymbolDelta)) == [38, 39]
+
+
+def test_a_dropped_row_turns_its_windows_observation_into_a_gap() -> None:
+    """A dropped count never leaves a window that says "watched, nothing called"."""
+    p = PendingWrites(max_pending_rows=2, window_seconds=60)
+    p.add([delta("f", window=0, count=9, node_name="n")], [ObservationWindow("sha256:aa", "n", 0, 9)])
+    p.add([delta("g", window=1, count=1, node_name="n")], [])  # over the bound: the oldest row goes
+    units = [u for b in p.take_all() for u in b.units if u is not None]
+    [obs] = [u for u in units if isinstance(u, ObservationWindow)]
+    assert (obs.event_count, obs.has_gap, obs.dropped_events) == (9, True, 9)
+    assert (obs.gap_start_ns, obs.gap_end_ns) == (1, W)  # the whole window (0 means "no gap": 1)
 
 
 async def test_stored_plus_dropped_equals_added() -> None:
@@ -212,11 +251,13 @@ async def test_stored_plus_dropped_equals_added() -> None:
         added += sum(d.invocation_count for d in batch)
         p.add(batch, [])
         assert await p.flush(store) is False
-        assert p.pending_rows <= 10
+        assert p.pending_rows <= 10 + p.gap_rows_from_drops
     store.down = False
     assert await p.flush(store) is True
     assert store.invocations() + p.dropped_invocations == added
-    assert p.rows_flushed + p.dropped_rows == 32
+    assert sum(len(ds) for ds, _ in store.calls) + p.dropped_rows == 32
+    gaps = [o for _, ws in store.calls for o in ws]
+    assert all(o.has_gap for o in gaps) and sum(o.dropped_events for o in gaps) == p.dropped_invocations
     stored_windows = {d.window_start_ns // W for ds, _ in store.calls for d in ds}
     assert min(stored_windows) >= 5  # the oldest windows went first, from the frozen batch too
 
@@ -370,6 +411,8 @@ def test_take_all_and_load_keep_batch_identity_and_bound() -> None:
     q = PendingWrites(max_pending_rows=2, agent_id="b/2")
     q.load(batches)
     assert q.spool_loaded_rows == 3 and q.spool_batches_left == 1
-    assert q.pending_rows == 2 and q.dropped_rows == 1  # the oldest window went, as a tombstone
-    [b] = q.take_all()
+    # The oldest row went, as a tombstone; its gap is a new row of this agent's own.
+    assert q.dropped_rows == 1 and q.gap_rows_from_drops == 1 and q.pending_rows == 3
+    b, gap = q.take_all()
     assert (b.agent_id, b.seq, len(b.units), b.rows) == ("a/1", 1, 3, 2)
+    assert (gap.agent_id, gap.seq, gap.rows) == ("b/2", 1, 1)

@@ -68,7 +68,11 @@ class Flusher:
             idle_in_transaction=st.idle_in_transaction_timeout,
             keepalive=st.tcp_keepalive,
         )
-        self.pending = PendingWrites(max_pending_rows=config.hot_symbols.max_pending_rows, agent_id=agent_id)
+        self.pending = PendingWrites(
+            max_pending_rows=config.hot_symbols.max_pending_rows,
+            agent_id=agent_id,
+            window_seconds=config.hot_symbols.window_seconds,
+        )
         self.store: HotSymbolStore | None = None
         self._drain_fn = drain
         self._stop = stop

@@ -9,13 +9,16 @@ built from those stages' own flat counters.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-from stellaops_runtime.attribution.attributor import AttributionStats
 from stellaops_runtime.canonical.demangle import demangle_stats
 from stellaops_runtime.canonical.resolution import Outcome
+
+if TYPE_CHECKING:
+    from stellaops_runtime.attribution.attributor import AttributionStats
 
 P = "stellaops_runtime_"
 
@@ -95,8 +98,9 @@ def canonicalizer_metrics(stats: dict[str, int]) -> Iterator[Metric]:
     yield counter("demangle_failures", "Names that looked mangled but did not demangle.", d.failures)
 
 
-def attribution_metrics(outcomes: dict[str, int], st: AttributionStats) -> Iterator[Metric]:
-    """Package attribution counters (agent/purls.py, Attributor.stats) as metric families."""
+def attribution_metrics(outcomes: dict[str, int], st: AttributionStats | None) -> Iterator[Metric]:
+    """Package attribution counters (agent/purls.py, Attributor.stats) as metric families; ``st`` is
+    None before the first key made the Attributor (the same families, every value 0)."""
     yield labelled(
         "hot_symbols_attributed", "Drained hot-symbol keys, by attribution outcome.", "outcome", outcomes
     )
@@ -105,13 +109,14 @@ def attribution_metrics(outcomes: dict[str, int], st: AttributionStats) -> Itera
         "Cold attribution answers, by scope and source.",
         labels=["scope", "source"],
     )
-    for scope, values in (("file", st.files), ("function", st.functions)):
+    files, functions, errors = (st.files, st.functions, st.errors) if st else ({}, {}, {})
+    for scope, values in (("file", files), ("function", functions)):
         for src, n in sorted(values.items()):
             answers.add_metric([scope, src], n)
     yield answers
-    yield labelled("attribution_errors", "Bad input met while attributing, by kind.", "kind", dict(st.errors))
+    yield labelled("attribution_errors", "Bad input met while attributing, by kind.", "kind", dict(errors))
     g = GaugeMetricFamily(P + "attribution_cache_entries", "Attribution cache entries.", labels=["cache"])
-    g.add_metric(["files"], st.cached_files)
-    g.add_metric(["functions"], st.cached_functions)
-    g.add_metric(["images"], st.images)
+    g.add_metric(["files"], st.cached_files if st else 0)
+    g.add_metric(["functions"], st.cached_functions if st else 0)
+    g.add_metric(["images"], st.images if st else 0)
     yield g

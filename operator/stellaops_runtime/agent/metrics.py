@@ -31,6 +31,7 @@ The richer set, all prefixed ``stellaops_runtime_``:
 events_received_total{source}        payloads the sources handed to the queue
 events_total{kind}                   events adapted, by RuntimeCallEvent kind
 events_filtered_total{reason}        events dropped on purpose (privacy allowlist)
+events_opted_out_total{reason}       events of pods opted out (annotation or label), dropped first
 events_malformed_total{reason}       undecodable or invalid events, skipped
 events_repaired_total{reason}        events kept after a repair: nul_replaced, time_clamped, time_invalid,
                                      stack_truncated, text_truncated (adapter/validate.py)
@@ -42,9 +43,12 @@ fields_redacted_total                argument fields in which a secret was redac
 arguments_truncated_total            arguments cut to privacy.maxArgumentBytes
 hot_symbols_flushed_total            hot-symbol rows written to the store
 hot_symbols_in_memory                keys aggregated and not flushed yet
+hot_symbols_early_drains_total       drains forced by hotSymbols.maxKeys (counts moved to the store
+                                     buffer early, none dropped)
 hot_symbols_pending                  rows waiting for the store (outage buffer)
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
+store_gap_rows_from_drops_total      gaps marked for those dropped rows (their windows answer unknown)
 store_flush_timeouts_total           writes abandoned after store.flushTimeout (connections closed, retried)
 store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
@@ -157,6 +161,13 @@ class AgentCollector(Collector):
             "events_filtered", "Events dropped on purpose by the privacy filter.", "reason", filtered
         )
         yield _labelled(
+            "events_opted_out",
+            "Events of pods opted out by stellaops.io/observe-level: None, dropped before the privacy "
+            "filter, by how the pod said so.",
+            "reason",
+            p.optout.counts(),
+        )
+        yield _labelled(
             "events_malformed", "Malformed events, counted and skipped.", "reason", dict(ad.malformed)
         )
         yield _labelled(
@@ -188,10 +199,20 @@ class AgentCollector(Collector):
         yield _gauge(
             "hot_symbols_in_memory", "Hot-symbol keys aggregated, not flushed yet.", p.aggregator.key_count
         )
+        yield _counter(
+            "hot_symbols_early_drains",
+            "Drains forced because hotSymbols.maxKeys rows were held (counts moved to the store buffer).",
+            a.early_drains,
+        )
         yield _gauge("hot_symbols_pending", "Hot-symbol rows waiting for the store.", pend.pending_rows)
         yield _counter("store_flush_failures", "Failed store writes (retried).", pend.failures)
         yield _counter(
             "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows
+        )
+        yield _counter(
+            "store_gap_rows_from_drops",
+            "Gap rows marked because dropped hot-symbol rows left their windows without evidence.",
+            pend.gap_rows_from_drops,
         )
         yield from store_metrics(a)
         yield _counter(

@@ -28,13 +28,15 @@ from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.agent.purls import HotSymbolAttribution
 from stellaops_runtime.canonical import demangle as demangling
 from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
+from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.frames import FrameCanonicalizer
-from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.contracts.config import AgentConfig, SymbolsConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.hotsymbols.gaps import GapTracker
 from stellaops_runtime.privacy.filter import PrivacyFilter
+from stellaops_runtime.privacy.optout import OptOut
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonical
     if not demangling.BINDINGS_AVAILABLE and demangling.current_fallback() is None:
         # The demangler bindings are missing from this install: GNU c++filt, one coprocess.
         demangling.install_fallback(CxxfiltDemangler())
-    return FrameCanonicalizer(
+    fc = FrameCanonicalizer(
         max_binaries=sym.max_binaries,
         max_frames=sym.max_frames,
         proc_root=sym.proc_root or None,
@@ -85,6 +87,17 @@ def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonical
         kallsyms_path=sym.kallsyms_path,
         node_name=node_name,
         parse_wait=sym.parse_wait_milliseconds / 1000,
+    )
+    fc.symbolizer.set_debug_search(debug_search(sym))
+    return fc
+
+
+def debug_search(sym: SymbolsConfig) -> DebugSearch:
+    """Where separate debug files are looked for: the process's root, the host root, a debuginfod cache."""
+    return DebugSearch(
+        enabled=sym.debug_files,
+        roots=(sym.host_root,) if sym.host_root else (),
+        debuginfod_dirs=(sym.debuginfod_cache_dir,) if sym.debuginfod_cache_dir else (),
     )
 
 
@@ -96,6 +109,7 @@ class Pipeline:
         self.node_name = node_name
         self.adapter_stats = AdapterStats()
         self.privacy = PrivacyFilter(config.privacy)
+        self.optout = OptOut()  # pods opted out by stellaops.io/observe-level: None (privacy/optout.py)
         self.aggregator = HotSymbolAggregator(
             window_seconds=hs.window_seconds,
             min_confidence=hs.min_confidence_threshold,
@@ -118,7 +132,7 @@ class Pipeline:
         self.max_stack_depth = validate.DEFAULT_MAX_STACK_DEPTH
 
     def _finish(self, ev: RuntimeCallEvent | None) -> None:
-        if ev is None:
+        if ev is None or self.optout.drops(ev):  # an opted-out pod: counted, nothing else noted
             return
         if not ev.timestamp_ns:
             ev.timestamp_ns = time.time_ns()

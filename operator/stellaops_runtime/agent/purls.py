@@ -26,16 +26,19 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
-from stellaops_runtime.attribution.attributor import AttributionStats, Attributor
-from stellaops_runtime.attribution.model import Attribution
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
+
+if TYPE_CHECKING:  # the attributor and its package-database readers load with the first key (issue 13)
+    from stellaops_runtime.attribution.attributor import AttributionStats, Attributor
+    from stellaops_runtime.attribution.model import Attribution
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +51,8 @@ class HotSymbolAttribution:
     """Fills ``HotSymbolDelta.purl`` (pipeline thread only)."""
 
     def __init__(self, config: AttributionConfig, *, proc_root: str, node_name: str) -> None:
-        self.attributor = Attributor(
-            sbom_dir=config.sbom_dir or None,
-            max_images=config.max_images,
-            max_entries=config.max_entries,
-        )
+        self._config = config
+        self._attributor: Attributor | None = None
         self.proc_root = proc_root
         self.node_name = node_name
         self.host_root = config.host_root or None
@@ -68,6 +68,18 @@ class HotSymbolAttribution:
             if len(pids) >= _MAX_IMAGES_TRACKED and ev.image_key not in pids:
                 pids.clear()  # a bound, not an LRU: images come back with their next event
             pids[ev.image_key] = pid
+
+    @property
+    def attributor(self) -> Attributor:
+        """The Attributor, made (and its modules imported) when the first key needs it."""
+        if self._attributor is None:
+            from stellaops_runtime.attribution.attributor import Attributor
+
+            c = self._config
+            self._attributor = Attributor(
+                sbom_dir=c.sbom_dir or None, max_images=c.max_images, max_entries=c.max_entries
+            )
+        return self._attributor
 
     def fill(self, deltas: list[HotSymbolDelta]) -> None:
         for d in deltas:
@@ -137,5 +149,6 @@ class HotSymbolAttribution:
         return True
 
     @property
-    def stats(self) -> AttributionStats:
-        return self.attributor.stats
+    def stats(self) -> AttributionStats | None:
+        """The Attributor's counters; None until a key needed it (every counter still 0)."""
+        return self._attributor.stats if self._attributor is not None else None

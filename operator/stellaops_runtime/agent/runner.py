@@ -43,28 +43,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS, Flusher
-from stellaops_runtime.agent.http import start_http
-from stellaops_runtime.agent.node_status import ObservationNodeWriter
+from stellaops_runtime.agent.optional_parts import make_node_status, make_poller, make_source, make_witness
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.contracts.config import AgentConfig, ConfigError
+from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.sources.queue import EventQueue
-from stellaops_runtime.sources.tetragon_export import TetragonExportSource
-from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
-from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats, TetragonMetricsPoller
 from stellaops_runtime.store.engine import StoreConfigError
-from stellaops_runtime.store.pending import PendingWrites
-from stellaops_runtime.store.writer import HotSymbolStore
 
 if TYPE_CHECKING:
-    from stellaops_runtime.witness.bridge import WitnessBridge
+    from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats
+    from stellaops_runtime.store.pending import PendingWrites
+    from stellaops_runtime.store.writer import HotSymbolStore
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 BATCH = 512
+TRIM_AFTER_ROWS = 10_000  # rows stored between two returns of freed memory to the kernel
 
 
 class Agent:
@@ -84,34 +82,13 @@ class Agent:
         # that touches pipeline state (processing, draining, metric collection)
         # goes through this one thread, so that state needs no locks.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
-        t = config.tetragon
-        self.source: TetragonExportSource | TetragonGrpcSource
-        if t.export_file:
-            self.source = TetragonExportSource(
-                t.export_file, queue=self.queue, from_start=t.export_from_start
-            )
-            self._process = self.pipeline.process_json
-        else:
-            self.source = TetragonGrpcSource(t, queue=self.queue)
-            self._process = self.pipeline.process_proto
+        # What a config may leave off is imported only when it is on (agent/optional_parts.py).
+        self.source, self._process = make_source(config, self.queue, self.pipeline)
         # Ledger identity of this agent's flushes: node name for people, a UUID for uniqueness.
         self.agent_id = f"{self.node_name}/{uuid.uuid4()}"
         self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
-        self._poller = TetragonMetricsPoller(t.metrics_url) if t.metrics_url else None
-        # The witness bridge (witness/bridge.py): claims touched by drained counts get signed witnesses.
-        self.witness: WitnessBridge | None = None
-        if config.witness.enabled:  # imported only when used: signing pulls in cryptography
-            from stellaops_runtime.witness.bridge import ClaimsError, WitnessBridge, load_claims
-            from stellaops_runtime.witness.keys import KeyError_
-
-            w = config.witness
-            try:
-                self.witness = WitnessBridge(
-                    load_claims(w.claims_file), key_file=w.key_file, output_dir=w.output_dir,
-                    concurrency=w.sign_concurrency,
-                )  # fmt: skip
-            except (ClaimsError, KeyError_) as e:  # the CLI reports it and exits 2
-                raise ConfigError(f"witness: {e}") from None
+        self._poller = make_poller(config)
+        self.witness = make_witness(config)
         self.stop_event = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._flush_stop = asyncio.Event()  # the flush loop ends after its current flush
@@ -120,12 +97,9 @@ class Agent:
         self.http_port: int | None = None
         self.deadline: float | None = None  # monotonic time shutdown must be done by
         self.dropped_at_shutdown = 0
-        # The ObservationNode writer (capabilities, heartbeat, Tetragon policy states), when enabled.
-        self.node_status: ObservationNodeWriter | None = None
-        if config.observation_node.enabled:
-            self.node_status = ObservationNodeWriter(
-                node_name=self.node_name, config=config.observation_node, tetragon=t
-            )
+        self.early_drains = 0  # drains forced by hotSymbols.maxKeys (hot_symbols_early_drains_total)
+        self._rows_at_trim = 0
+        self.node_status = make_node_status(config, node_name=self.node_name)
 
     # -- views for metrics and health -------------------------------------
 
@@ -200,6 +174,8 @@ class Agent:
             self._worker.shutdown(wait=False)
             return exitcodes.ERROR
         await self.in_pipeline(self.pipeline.warm_up)
+        from stellaops_runtime.agent.http import start_http  # aiohttp and prometheus-client: serving only
+
         runner = await start_http(self)
         if runner is None:
             return exitcodes.ERROR
@@ -332,8 +308,8 @@ class Agent:
             if (drops := q.take_drops()) is not None:  # what we dropped is a gap, not "not observed"
                 await self.in_pipeline(self.pipeline.note_own_drops, *drops)
                 del batch
-            if self.pipeline.aggregator.key_count >= max_keys:
-                self._flush_now.set()
+            if self.pipeline.aggregator.rows >= max_keys:
+                await self._early_drain()
 
     async def _idle_watch(self, idle: float) -> None:
         while not self.stop_event.is_set():
@@ -347,6 +323,18 @@ class Agent:
                 return
 
     # -- store -------------------------------------------------------------
+
+    async def _early_drain(self) -> None:
+        """``hotSymbols.maxKeys`` rows are held: hand them to the outage buffer now.
+
+        Not left to the flush loop: while it writes (a slow store, or one that is
+        down and retried) the aggregator would keep growing under a key storm.
+        The counts move exactly as in a periodic drain (nothing dropped); the
+        buffer is bounded by ``maxPendingRows``, its drops counted.
+        """
+        self.early_drains += 1
+        await self._drain()
+        self._flush_now.set()
 
     async def _drain(self) -> None:
         """Move the aggregator's counts into the outage buffer.
@@ -372,6 +360,14 @@ class Agent:
         if self.witness is not None and deltas:
             self.witness.observe(deltas)
 
+    async def _trim_after_flush(self) -> None:
+        """Once ``TRIM_AFTER_ROWS`` rows were stored since the last time, give the memory their
+        drain and write freed back to the kernel (agent/allocator.py), on a worker thread."""
+        done = self.pending.rows_flushed
+        if done - self._rows_at_trim >= TRIM_AFTER_ROWS:
+            self._rows_at_trim = done
+            await asyncio.to_thread(release_free_memory)
+
     async def _flush_loop(self) -> None:
         interval = self.config.hot_symbols.flush_interval_seconds
         delay = interval
@@ -384,6 +380,7 @@ class Agent:
                 ok = await self.flusher.flush()
                 if ok and self.witness is not None:
                     self.witness.stored()
+                await self._trim_after_flush()
             except Exception as e:  # never let one bad flush end periodic flushing
                 self.pending.failures += 1
                 self.pending.last_error = f"unexpected error: {redact(repr(e))}"

@@ -29,16 +29,23 @@ on what was asked for.
 Counts accumulate in memory per (aggregation window, key) and are drained as
 deltas by the flush loop; the store adds them up, so nothing here needs to
 know what was flushed before. This module is pure: no I/O, no clock.
+
+Memory per key is what bounds the agent (issue 13), so a key costs one dict
+entry and one ``__slots__`` record, nothing more: keys are grouped by
+(window, image, module, evidence), and inside a group the function name
+itself is the dict key (no tuple per key); functionless keys (exec, loaded)
+are one flat dict. The strings a key keeps (image, module, node, build-id) and
+its example observation are shared with equal ones (hotsymbols/samples.py).
+Distinct callers are one string per key until a second caller appears. The
+aggregator holds at most what the agent lets it: the agent drains it early
+once ``hotSymbols.maxKeys`` keys are held (agent/runner.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
-from stellaops_runtime.canonical.function_id import function_entry_id
-from stellaops_runtime.canonical.resolution import RESOLVED_SOURCES
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 from stellaops_runtime.contracts.hotsymbols import (
     CONFIDENCE,
@@ -48,6 +55,13 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import EVENT_POSTURE, ORDER
+from stellaops_runtime.hotsymbols.samples import (
+    SampleTable,
+    StringTable,
+    frame_entry_id,
+    frame_function,
+    sample_dict,
+)
 
 _INVOKED = EvidenceKind.INVOKED
 _KERNEL = EvidenceKind.KERNEL_CALL
@@ -61,33 +75,10 @@ _KERNEL_KINDS = frozenset({EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEP
 # its cache, an Enum member through a Python-level __hash__ (this is per event).
 _POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items()}
 
-# Internal key: a plain tuple hashes several times faster than a dataclass.
-_Key = tuple[str, str, str, EvidenceKind]  # image, module, function, evidence
-
-
-def frame_function(f: StackFrame) -> str:
-    """The function name a frame is counted under.
-
-    The symbol when one is known; otherwise the file offset (``0x1a2b``), so
-    that an unsymbolized frame is still one stable key per location.
-    """
-    return f.symbol or f"0x{f.offset:x}"
-
-
-def frame_entry_id(f: StackFrame) -> str:
-    """The canonical ID of the function a frame is in (its entry), or "" when not resolved."""
-    if f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
-        return function_entry_id(f.build_id, f.symbol)
-    return ""
-
-
-def frame_text(f: StackFrame) -> str:
-    """A frame for a sample: ``module!symbol+0x<offset from the symbol>`` once resolved, else
-    ``module!<hint or 0xfile offset>+0x<file offset>`` as the source gave it."""
-    off = f.symbol_offset if f.source in RESOLVED_SOURCES else f.offset
-    if f.module:
-        return f"{f.module}!{frame_function(f)}+0x{off:x}"
-    return f"{frame_function(f)}+0x{off:x}"
+# A group of keys: (window start, image, module, evidence); its functions are the dict keys.
+_Group = tuple[int, str, str, EvidenceKind]
+# Callers are kept across windows and drains: (image, module, evidence) -> function -> caller(s).
+_CallerGroup = tuple[str, str, EvidenceKind]
 
 
 def _id_symbol(function_id: str) -> str:
@@ -95,17 +86,31 @@ def _id_symbol(function_id: str) -> str:
     return function_id[function_id.index(":") + 1 : function_id.rindex("+0x")]
 
 
-@dataclass(slots=True)
 class _Slot:
-    count: int
-    first_ns: int
-    last_ns: int
-    total_latency_ns: int
-    max_latency_ns: int
-    node: str
-    build_id: str
-    function_id: str
-    sample: tuple[Any, ...] | None
+    """The counts of one key in one window (one record, no dict: there are up to maxKeys of them)."""
+
+    __slots__ = (
+        "build_id",
+        "count",
+        "first_ns",
+        "function_id",
+        "last_ns",
+        "max_latency_ns",
+        "node",
+        "sample",
+        "total_latency_ns",
+    )
+
+    def __init__(self, ts: int, lat: int, node: str, build_id: str, function_id: str, sample: Any) -> None:
+        self.count = 1
+        self.first_ns = ts
+        self.last_ns = ts
+        self.total_latency_ns = lat
+        self.max_latency_ns = lat
+        self.node = node
+        self.build_id = build_id
+        self.function_id = function_id
+        self.sample = sample
 
 
 class HotSymbolAggregator:
@@ -126,23 +131,31 @@ class HotSymbolAggregator:
         self.source = source
         self._max_callers = max_callers_per_symbol
         self._max_caller_keys = max_tracked_caller_keys
-        self._symbol_id_only = symbol_id_only
         self._enabled = {e: c >= min_confidence for e, c in CONFIDENCE.items()}
-        self._slots: dict[tuple[int, _Key], _Slot] = {}
+        self._groups: dict[_Group, dict[str, _Slot]] = {}
+        self._keys = 0
         # (image, node, window start) -> [event count, highest posture rank]
         self._windows: dict[tuple[str, str, int], list[int]] = {}
-        # Distinct callers per key, kept across drains (bounded).
-        self._callers: dict[_Key, set[str]] = {}
+        # Distinct callers per key, kept across drains (bounded): one str, or a set from the second.
+        self._callers: dict[_CallerGroup, dict[str, str | set[str]]] = {}
+        self._caller_keys = 0
         # exec_id -> {path: build-id} from process_loader events, for stack frames.
         self._build_ids: dict[str, dict[str, str]] = {}
-        self._sample_event: RuntimeCallEvent | None = None
-        self._sample_value: tuple[Any, ...] = ()
+        self._share = StringTable()
+        self._samples = SampleTable(self._share, symbol_id_only=symbol_id_only)
         self.observations = 0
         self.below_threshold = 0
+        self.peak_keys = 0  # the most keys held at once (the bench and tests read it)
 
     @property
     def key_count(self) -> int:
-        return len(self._slots)
+        """Distinct (window, key) pairs held."""
+        return self._keys
+
+    @property
+    def rows(self) -> int:
+        """Rows a drain would hand over: keys plus observation windows (what the agent bounds)."""
+        return self._keys + len(self._windows)
 
     # -- observing -------------------------------------------------------
 
@@ -156,7 +169,7 @@ class HotSymbolAggregator:
         level = _POSTURE_RANK[kind._value_]
         seen = self._windows.get(wkey)
         if seen is None:
-            self._windows[wkey] = [1, level]
+            self._windows[(self._share(image), self._share(ev.node_name), win)] = [1, level]
         else:
             seen[0] += 1
             if level > seen[1]:
@@ -166,22 +179,25 @@ class HotSymbolAggregator:
             fid = ev.function_id
             name = _id_symbol(fid) if fid else ev.function_name
             bid = fid[: fid.index(":")] if fid else ev.build_id
-            n += self._add(win, (image, ev.module, name, _INVOKED), ev, bid, function_id=fid)
+            n += self._add((win, image, ev.module, _INVOKED), name, ev, bid, function_id=fid)
         elif kind in _KERNEL_KINDS:
             fid = ev.function_id
             bid = fid[: fid.index(":")] if fid else ""
-            n += self._add(win, (image, KERNEL_MODULE, ev.function_name, _KERNEL), ev, bid, function_id=fid)
+            group = (win, image, KERNEL_MODULE, _KERNEL)
+            n += self._add(group, ev.function_name, ev, bid, function_id=fid)
             if ev.user_stack:
                 n += self._observe_stack(win, image, ev)
         elif kind is EventKind.EXEC:
-            n += self._add(win, (image, ev.process.binary, "", _EXEC), ev, "")
+            n += self._add((win, image, ev.process.binary, _EXEC), "", ev, "")
         elif kind is EventKind.LOADER:
             if ev.build_id:
                 self._remember_build_id(ev.process.exec_id, ev.module, ev.build_id)
-            n += self._add(win, (image, ev.module, "", _LOADED), ev, ev.build_id)
+            n += self._add((win, image, ev.module, _LOADED), "", ev, ev.build_id)
         elif kind is EventKind.EXIT:
             self._build_ids.pop(ev.process.exec_id, None)
         self.observations += n
+        if self._keys > self.peak_keys:
+            self.peak_keys = self._keys
         return n
 
     def _observe_stack(self, win: int, image: str, ev: RuntimeCallEvent) -> int:
@@ -192,24 +208,23 @@ class HotSymbolAggregator:
         last = len(stack) - 1
         for i, f in enumerate(stack):
             fn = frame_function(f)
-            key = (image, f.module, fn, _STACK)
             caller = ""
             if i < last:
                 c = stack[i + 1]
                 caller = f"{c.module}!{frame_function(c)}"
             if (f.module, fn) in seen:  # recursion: one observation, but every caller counts
                 if caller and self._enabled[_STACK]:
-                    self._add_caller(key, caller)
+                    self._add_caller((image, f.module, _STACK), fn, caller)
                 continue
             seen.add((f.module, fn))
             build_id = f.build_id or (ids.get(f.module, "") if ids else "")
-            n += self._add(win, key, ev, build_id, caller, frame=f)
+            n += self._add((win, image, f.module, _STACK), fn, ev, build_id, caller, frame=f)
         return n
 
     def _add(
         self,
-        win: int,
-        key: _Key,
+        group: _Group,
+        function: str,
         ev: RuntimeCallEvent,
         build_id: str,
         caller: str = "",
@@ -217,20 +232,18 @@ class HotSymbolAggregator:
         function_id: str = "",
         frame: StackFrame | None = None,
     ) -> int:
-        """Count one observation of ``key``; a stack ``frame``'s entry ID is built only when the
-        key's slot has none yet (not per event)."""
-        if not self._enabled[key[3]]:
+        """Count one observation of ``function`` in ``group``; a stack ``frame``'s entry ID is built
+        only when the key's slot has none yet (not per event)."""
+        evidence = group[3]
+        if not self._enabled[evidence]:
             self.below_threshold += 1
             return 0
         ts = ev.timestamp_ns
         lat = ev.latency_ns or 0
-        slot = self._slots.get((win, key))
+        slots = self._groups.get(group)
+        slot = slots.get(function) if slots is not None else None
         if slot is None:
-            if frame is not None:
-                function_id = frame_entry_id(frame)
-            self._slots[(win, key)] = _Slot(
-                1, ts, ts, lat, lat, ev.node_name, build_id, function_id, self._sample(ev)
-            )
+            self._new_slot(group, slots, function, ev, ts, lat, build_id, function_id, frame)
         else:
             slot.count += 1
             if ts < slot.first_ns:
@@ -242,24 +255,63 @@ class HotSymbolAggregator:
                 if lat > slot.max_latency_ns:
                     slot.max_latency_ns = lat
             if build_id and not slot.build_id:
-                slot.build_id = build_id
+                slot.build_id = self._share(build_id)
             if not slot.function_id:
                 if frame is not None:
                     function_id = frame_entry_id(frame)
                 if function_id:
                     slot.function_id = function_id
         if caller:
-            self._add_caller(key, caller)
+            self._add_caller((group[1], group[2], evidence), function, caller)
         return 1
 
-    def _add_caller(self, key: _Key, caller: str) -> None:
-        callers = self._callers.get(key)
-        if callers is None:
-            if len(self._callers) >= self._max_caller_keys:
+    def _new_slot(
+        self,
+        group: _Group,
+        slots: dict[str, _Slot] | None,
+        function: str,
+        ev: RuntimeCallEvent,
+        ts: int,
+        lat: int,
+        build_id: str,
+        function_id: str,
+        frame: StackFrame | None,
+    ) -> None:
+        share = self._share
+        if slots is None:
+            win, image, module, evidence = group
+            slots = self._groups[(win, share(image), share(module), evidence)] = {}
+        if frame is not None:
+            function_id = frame_entry_id(frame)
+        slots[function] = _Slot(
+            ts, lat, share(ev.node_name), share(build_id), function_id, self._samples.of(ev)
+        )
+        self._keys += 1
+
+    def _add_caller(self, group: _CallerGroup, function: str, caller: str) -> None:
+        by_function = self._callers.get(group)
+        known = by_function.get(function) if by_function is not None else None
+        if known is None:
+            if self._caller_keys >= self._max_caller_keys:
                 self._callers.clear()  # the store keeps the maximum it saw
-            callers = self._callers[key] = set()
-        if len(callers) < self._max_callers:
-            callers.add(caller)
+                self._caller_keys = 0
+                by_function = None
+            if by_function is None:
+                by_function = self._callers[group] = {}
+            by_function[function] = caller
+            self._caller_keys += 1
+        elif isinstance(known, str):
+            if known != caller and self._max_callers > 1:
+                by_function[function] = {known, caller}  # type: ignore[index]
+        elif len(known) < self._max_callers:
+            known.add(caller)
+
+    def _unique_callers(self, image: str, module: str, evidence: EvidenceKind, function: str) -> int:
+        by_function = self._callers.get((image, module, evidence))
+        known = by_function.get(function) if by_function is not None else None
+        if known is None:
+            return 0
+        return 1 if isinstance(known, str) else len(known)
 
     def _remember_build_id(self, exec_id: str, path: str, build_id: str) -> None:
         ids = self._build_ids.get(exec_id)
@@ -269,76 +321,41 @@ class HotSymbolAggregator:
             ids = self._build_ids[exec_id] = {}
         ids[path] = build_id
 
-    def _sample(self, ev: RuntimeCallEvent) -> tuple[Any, ...]:
-        """One example observation for a new key (arguments already privacy-filtered).
-
-        Built once per event and shared by every key that event creates, as a
-        compact tuple (strings are the event's own); a dict only at drain.
-        """
-        if ev is self._sample_event:
-            return self._sample_value
-        stack = tuple(frame_text(f) for f in ev.user_stack)
-        if self._symbol_id_only:
-            value: tuple[Any, ...] = (ev.process.binary, stack)
-        else:
-            pod = ev.pod
-            value = (
-                ev.process.binary,
-                stack,
-                ev.process.arguments,
-                tuple(f"{a.label}={a.value}" if a.label else a.value for a in ev.arguments),
-                pod.namespace if pod else "",
-                pod.name if pod else "",
-                ev.container.id if ev.container else "",
-                tuple(frame_text(f) for f in ev.kernel_stack),
-            )
-        self._sample_event, self._sample_value = ev, value
-        return value
-
-    @staticmethod
-    def _sample_dict(value: tuple[Any, ...] | None) -> dict[str, Any]:
-        if not value:
-            return {}
-        out = {"binary": value[0], "stack": list(value[1])}
-        if len(value) > 2:
-            out |= {
-                "arguments": value[2],
-                "event_arguments": list(value[3]),
-                "namespace": value[4],
-                "pod": value[5],
-                "container_id": value[6],
-                "kernel_stack": list(value[7]),
-            }
-        return out
-
     # -- draining --------------------------------------------------------
 
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
         """Everything counted since the last drain, as deltas; resets the counts."""
-        slots, self._slots = self._slots, {}
+        groups, self._groups = self._groups, {}
         windows, self._windows = self._windows, {}
+        self._keys = 0
         deltas = []
-        for (win, key), s in slots.items():
-            callers = self._callers.get(key)
-            deltas.append(
-                HotSymbolDelta(
-                    key=HotSymbolKey(
-                        image_digest=key[0], module=key[1], function_name=key[2], evidence=key[3]
-                    ),
-                    window_start_ns=win,
-                    invocation_count=s.count,
-                    first_seen_ns=s.first_ns,
-                    last_seen_ns=s.last_ns,
-                    unique_callers=len(callers) if callers else 0,
-                    total_latency_ns=s.total_latency_ns,
-                    max_latency_ns=s.max_latency_ns,
-                    confidence=CONFIDENCE[key[3]],
-                    build_id=s.build_id,
-                    function_id=s.function_id,
-                    node_name=s.node,
-                    sample=self._sample_dict(s.sample),
+        # One sample dict per sample tuple: the keys of one event share it (nothing mutates it).
+        samples: dict[int, dict[str, Any]] = {}
+        for (win, image, module, evidence), slots in groups.items():
+            confidence = CONFIDENCE[evidence]
+            for function, s in slots.items():
+                sample = samples.get(id(s.sample))
+                if sample is None:
+                    sample = samples[id(s.sample)] = sample_dict(s.sample)
+                deltas.append(
+                    HotSymbolDelta(
+                        key=HotSymbolKey(
+                            image_digest=image, module=module, function_name=function, evidence=evidence
+                        ),
+                        window_start_ns=win,
+                        invocation_count=s.count,
+                        first_seen_ns=s.first_ns,
+                        last_seen_ns=s.last_ns,
+                        unique_callers=self._unique_callers(image, module, evidence, function),
+                        total_latency_ns=s.total_latency_ns,
+                        max_latency_ns=s.max_latency_ns,
+                        confidence=confidence,
+                        build_id=s.build_id,
+                        function_id=s.function_id,
+                        node_name=s.node,
+                        sample=sample,
+                    )
                 )
-            )
         obs = [
             ObservationWindow(
                 image_digest=i,

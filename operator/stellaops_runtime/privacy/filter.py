@@ -70,7 +70,7 @@ from stellaops_runtime.privacy.engine import (
     sub_compiled,
     sub_extra,
 )
-from stellaops_runtime.privacy.library_rules import LIBRARY_RULES
+from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
     TRUNCATED_TAIL,
@@ -92,9 +92,17 @@ _TAIL_WINDOW_CHARS = 512
 # practice a handful: which secrets appear together in one field).
 _MAX_COMPILED_SUBSETS = 256
 # One trigger pass for both rule lists: [0] the default patterns, [1] detect-secrets' rules.
-_INDEX = TriggerIndex(
-    [(p.triggers, p.gate) for p in DEFAULT_PATTERNS], [(r.triggers, r.gate) for r in LIBRARY_RULES]
-)
+# Built with the first filter that uses the default patterns: detect-secrets (and the
+# requests library it imports) is loaded only then (issue 13).
+_INDEX: list[TriggerIndex] = []
+
+
+def _trigger_index(rules: tuple[LibraryRule, ...]) -> TriggerIndex:
+    if not _INDEX:
+        own = [(p.triggers, p.gate) for p in DEFAULT_PATTERNS]
+        _INDEX.append(TriggerIndex(own, [(r.triggers, r.gate) for r in rules]))
+    return _INDEX[0]
+
 
 _PROCESS_CACHE_MAX_ENTRIES = 65_536
 # (fields redacted, arguments truncated, (pattern name, redactions) ...) of one filtering
@@ -155,7 +163,9 @@ class PrivacyFilter:
                 self.redactions_by_pattern[p.name] = 0
             self.redactions_by_pattern[TRUNCATED_TAIL.name] = 0
             self.redactions_by_pattern["cli_option"] = 0
-            for r in LIBRARY_RULES:
+            self._library = library_rules()
+            self._index = _trigger_index(self._library)
+            for r in self._library:
                 self.redactions_by_pattern[LIBRARY_COUNTER_PREFIX + r.name] = 0
         if self._env_arg_rx is not None:
             self.redactions_by_pattern["env_name"] = 0
@@ -321,7 +331,7 @@ class PrivacyFilter:
     ) -> tuple[str, int]:
         hits = 0
         if self._use_default:
-            own, lib = _INDEX.masks(text, text.lower())
+            own, lib = self._index.masks(text, text.lower())
             cp = self._default_for(own)
             if cp is not None:
                 text, n = sub_compiled(cp, text, counts=counts)
@@ -337,7 +347,7 @@ class PrivacyFilter:
             # matches in or across the marker (test_privacy_formats.py).
             mask = lib
             if mask:
-                for i, rule in enumerate(LIBRARY_RULES):
+                for i, rule in enumerate(self._library):
                     if mask >> i & 1:
                         name = LIBRARY_COUNTER_PREFIX + rule.name
                         spans.extend((s, e, name) for s, e in rule.spans(text))

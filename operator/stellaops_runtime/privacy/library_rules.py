@@ -1,4 +1,4 @@
-"""The regex rules of detect-secrets (pinned in pyproject.toml), loaded from the library at start-up.
+"""The regex rules of detect-secrets (pinned in pyproject.toml), loaded from the library when first used.
 
 detect-secrets is Yelp's maintained secret scanner; its regex plugins
 (``RegexBasedDetector`` subclasses, each with a ``denylist`` of compiled
@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.plugins.base import RegexBasedDetector
+from typing import Any
 
 LIBRARY = "detect-secrets"
 EXCLUDED = frozenset({"IPPublicDetector", "PrivateKeyDetector"})
@@ -110,8 +108,13 @@ class LibraryRule:
 
 def load_rules() -> tuple[LibraryRule, ...]:
     """Every regex plugin of the installed detect-secrets, minus EXCLUDED, with our triggers."""
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    mapping = globals().get("get_mapping_from_secret_type_to_class") or __getattr__(
+        "get_mapping_from_secret_type_to_class"
+    )
     rules = []
-    for cls in get_mapping_from_secret_type_to_class().values():
+    for cls in mapping().values():
         if not issubclass(cls, RegexBasedDetector) or cls.__name__ in EXCLUDED:
             continue
         triggers, gate, group = _KNOWN.get(cls.__name__, ((), "", 0))
@@ -128,5 +131,25 @@ def load_rules() -> tuple[LibraryRule, ...]:
     return tuple(sorted(rules, key=lambda r: r.name))
 
 
-LIBRARY_RULES: tuple[LibraryRule, ...] = load_rules()
 KNOWN_PLUGINS: frozenset[str] = frozenset(_KNOWN)
+_RULES: list[tuple[LibraryRule, ...]] = []
+
+
+def library_rules() -> tuple[LibraryRule, ...]:
+    """The rules, loaded from the library on first use (detect-secrets' plugin base imports
+    ``requests``: an agent whose privacy filter does not use the default patterns never loads it)."""
+    if not _RULES:
+        _RULES.append(load_rules())
+    return _RULES[0]
+
+
+def __getattr__(name: str) -> Any:
+    """``LIBRARY_RULES`` and the library's plugin lookup, imported on first access (PEP 562)."""
+    if name == "LIBRARY_RULES":
+        return library_rules()
+    if name == "get_mapping_from_secret_type_to_class":
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+        globals()[name] = get_mapping_from_secret_type_to_class
+        return get_mapping_from_secret_type_to_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,6 +51,7 @@ class Batch:
     # same transaction (so the ledger holds a few rows per live agent).
     ledger_floor: int = 0
     _front: int = 0  # units before this index are all tombstones
+    _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 
     @property
     def rows(self) -> int:
@@ -76,6 +77,28 @@ class Batch:
         u = self.units[self._front]
         assert u is not None
         return u.window_start_ns
+
+    def oldest_droppable_window(self) -> int | None:
+        """The window start of the oldest live row that may be dropped: not a gap row."""
+        units = self.units
+        i = max(self._droppable, self._front)
+        while i < len(units) and (units[i] is None or _is_gap(units[i])):
+            i += 1
+        self._droppable = i
+        if i == len(units):
+            return None
+        u = units[i]
+        assert u is not None
+        return u.window_start_ns
+
+    def drop_oldest_droppable(self) -> Unit:
+        """Tombstone the oldest live row that is not a gap row and return it."""
+        if self.oldest_droppable_window() is None:
+            raise IndexError("nothing droppable in the batch")
+        u = self.units[self._droppable]
+        assert u is not None
+        self.units[self._droppable] = None
+        return u
 
     def drop_oldest(self) -> Unit:
         """Tombstone the oldest live row and return it (the batch must not be empty)."""
@@ -200,3 +223,8 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
     if not isinstance(agent_id, str) or not agent_id or not isinstance(seq, int):
         raise ValueError("a batch needs a non-empty agent_id and an integer seq")
     return Batch(agent_id, seq, units, from_spool=True)
+
+
+def _is_gap(u: Unit | None) -> bool:
+    """A gap row says evidence is missing: dropping it could turn "unknown" into "not observed"."""
+    return isinstance(u, ObservationWindow) and u.has_gap

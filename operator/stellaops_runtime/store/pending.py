@@ -20,7 +20,15 @@ failure is counted and the batch is retried later on a new connection.
 Memory is bounded by ``max_pending_rows``: past it the OLDEST windows are
 dropped first, from the buffer or from frozen batches (as tombstones, so a
 batch keeps its shape), and what is dropped is counted (``dropped_rows``,
-``dropped_invocations``) for the agent's metrics.
+``dropped_invocations``) for the agent's metrics. A dropped count is never a
+silent loss: a dropped hot-symbol row becomes a *gap* on its image, node and
+window (an observation-window row whose gap covers the whole window, with the
+lost invocations as ``dropped_events``), so no "not observed" can rest on the
+window it was in. Gap rows themselves are never dropped: when only gap rows
+are left the buffer may exceed the bound by them (one row per image, node and
+window at most). A dropped observation-window row without a gap only removes
+evidence of watching, which can turn a "not observed" into "unknown", never
+the other way.
 
 The caller (the agent loop) decides when to flush, using
 :meth:`next_retry_delay` after a failure.
@@ -109,11 +117,17 @@ class PendingWrites:
     """Bounded, merging buffer of rows on their way to the store, written exactly once."""
 
     def __init__(
-        self, *, max_pending_rows: int = 1_000_000, rng: random.Random | None = None, agent_id: str = ""
+        self,
+        *,
+        max_pending_rows: int = 1_000_000,
+        rng: random.Random | None = None,
+        agent_id: str = "",
+        window_seconds: int = 60,
     ) -> None:
         if max_pending_rows < 1:
             raise ValueError("max_pending_rows must be >= 1")
         self.max_pending_rows = max_pending_rows
+        self.window_seconds = max(1, int(window_seconds))  # the aggregation window: a dropped row's gap
         self.agent_id = agent_id or f"agent-{uuid.uuid4()}"
         self._next_seq = 1
         self._buf: _Buffer = {}
@@ -133,6 +147,7 @@ class PendingWrites:
         self.quarantined_invocations = 0
         self.dropped_rows = 0
         self.dropped_invocations = 0
+        self.gap_rows_from_drops = 0  # gaps marked because hot-symbol rows were dropped
         self.spool_loaded_rows = 0
         self.spool_replayed_rows = 0
         self.last_error: str | None = None
@@ -180,30 +195,84 @@ class PendingWrites:
         self._next_seq += 1
 
     def _enforce_bound(self) -> None:
-        excess = self.pending_rows - self.max_pending_rows
+        """Drop the oldest droppable rows until at most ``max_pending_rows`` of them are left.
+
+        Gap rows do not count against the bound and are never dropped (see the
+        module docstring); each dropped hot-symbol row may add one.
+        """
+        if self.pending_rows <= self.max_pending_rows:
+            return
+        excess = self.pending_rows - self._gap_rows() - self.max_pending_rows
         while excess > 0:
-            oldest_buf = min(self._buf) if self._buf else None
-            fronts = [(w, i) for i, b in enumerate(self._batches) if (w := b.oldest_window()) is not None]
+            oldest_buf = self._oldest_droppable_buffer_window()
+            fronts = [
+                (w, i) for i, b in enumerate(self._batches) if (w := b.oldest_droppable_window()) is not None
+            ]
             oldest_batch = min(fronts) if fronts else None
             if oldest_batch is not None and (oldest_buf is None or oldest_batch[0] <= oldest_buf):
-                self._count_drop(self._batches[oldest_batch[1]].drop_oldest())
+                dropped: Unit = self._batches[oldest_batch[1]].drop_oldest_droppable()
             elif oldest_buf is not None:
                 win = self._buf[oldest_buf]
                 if win.deltas:
-                    self._count_drop(win.deltas.popitem()[1])
+                    dropped = win.deltas.popitem()[1]
                 else:
-                    self._count_drop(win.observations.popitem()[1])
+                    key = next(k for k, o in win.observations.items() if not o.has_gap)
+                    dropped = win.observations.pop(key)
                 self._rows -= 1
                 if not len(win):
                     del self._buf[oldest_buf]
             else:
                 return
-            excess -= 1
+            excess -= 1 + self._count_drop(dropped)
 
-    def _count_drop(self, u: Unit) -> None:
+    def _gap_rows(self) -> int:
+        """Live gap rows in the buffer and the frozen batches."""
+        n = sum(o.has_gap for w in self._buf.values() for o in w.observations.values())
+        for b in self._batches:
+            n += sum(isinstance(u, ObservationWindow) and u.has_gap for u in b.units)
+        return n
+
+    def _oldest_droppable_buffer_window(self) -> int | None:
+        for start in sorted(self._buf):
+            w = self._buf[start]
+            if w.deltas or any(not o.has_gap for o in w.observations.values()):
+                return start
+        return None
+
+    def _count_drop(self, u: Unit) -> int:
+        """Count a dropped row; 1 when marking its gap turned a droppable buffered row into a gap row."""
         self.dropped_rows += 1
         if isinstance(u, HotSymbolDelta):
             self.dropped_invocations += u.invocation_count
+            return self._mark_gap(u)
+        return 0
+
+    def _mark_gap(self, d: HotSymbolDelta) -> int:
+        """The dropped row's image, node and window lose evidence: a gap over the whole window.
+
+        1 when the gap was merged into a buffered observation row that had none
+        (one droppable row fewer), else 0.
+        """
+        window_ns = self.window_seconds * 1_000_000_000
+        gap = ObservationWindow(
+            d.key.image_digest,
+            d.node_name,
+            d.window_start_ns,
+            0,
+            None,
+            self.window_seconds,
+            "",
+            max(1, d.window_start_ns),
+            d.window_start_ns + window_ns,
+            0,
+            d.invocation_count,
+        )
+        w = self._buf.get(d.window_start_ns)
+        had = w.observations.get((gap.image_digest, gap.node_name)) if w is not None else None
+        if _add_observation(self._buf, gap):
+            self._rows += 1
+            self.gap_rows_from_drops += 1
+        return int(had is not None and not had.has_gap)
 
     # -- flushing --------------------------------------------------------------
 

@@ -1,0 +1,81 @@
+"""The agent's parts that only some configs use, each imported only when its config turns it on.
+
+Split from :mod:`stellaops_runtime.agent.runner` for issue 13 (an agent that
+costs little on every node): a module imported is memory held for the life of
+the process, so the runner imports none of these at module level.
+
+- the event source: Tetragon's gRPC stream (grpc) or its JSON export file;
+- Tetragon's metrics poller (aiohttp), with ``tetragon.metricsUrl``;
+- the witness bridge (cryptography), with ``witness.enabled``;
+- the ObservationNode writer (the Kubernetes client), with ``observationNode.enabled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from stellaops_runtime.contracts.config import AgentConfig, ConfigError
+from stellaops_runtime.sources.queue import EventQueue
+
+if TYPE_CHECKING:
+    from stellaops_runtime.agent.node_status import ObservationNodeWriter
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+    from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
+    from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
+    from stellaops_runtime.witness.bridge import WitnessBridge
+
+
+def make_source(
+    config: AgentConfig, queue: EventQueue, pipeline: Pipeline
+) -> tuple[TetragonExportSource | TetragonGrpcSource, Callable[[list[tuple[bytes, int]]], None]]:
+    """The configured source, and the pipeline method its payloads go to."""
+    t = config.tetragon
+    if t.export_file:
+        from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+
+        source = TetragonExportSource(t.export_file, queue=queue, from_start=t.export_from_start)
+        return source, pipeline.process_json
+    from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
+
+    return TetragonGrpcSource(t, queue=queue), pipeline.process_proto
+
+
+def make_poller(config: AgentConfig) -> TetragonMetricsPoller | None:
+    """Tetragon's metrics poller, when ``tetragon.metricsUrl`` is set."""
+    url = config.tetragon.metrics_url
+    if not url:
+        return None
+    from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
+
+    return TetragonMetricsPoller(url)
+
+
+def make_witness(config: AgentConfig) -> WitnessBridge | None:
+    """The witness bridge (witness/bridge.py), when enabled: claims touched by drained counts get
+    signed witnesses. A bad claims or key file is a ConfigError (the CLI reports it and exits 2)."""
+    w = config.witness
+    if not w.enabled:
+        return None
+    from stellaops_runtime.witness.bridge import ClaimsError, WitnessBridge, load_claims
+    from stellaops_runtime.witness.keys import KeyError_
+
+    try:
+        return WitnessBridge(
+            load_claims(w.claims_file), key_file=w.key_file, output_dir=w.output_dir,
+            concurrency=w.sign_concurrency,
+        )  # fmt: skip
+    except (ClaimsError, KeyError_) as e:
+        raise ConfigError(f"witness: {e}") from None
+
+
+def make_node_status(config: AgentConfig, *, node_name: str) -> ObservationNodeWriter | None:
+    """The ObservationNode writer (capabilities, heartbeat, Tetragon policy states), when enabled."""
+    if not config.observation_node.enabled:
+        return None
+    from stellaops_runtime.agent.node_status import ObservationNodeWriter
+
+    return ObservationNodeWriter(
+        node_name=node_name, config=config.observation_node, tetragon=config.tetragon
+    )

@@ -1,0 +1,114 @@
+"""The node agent loads only what it runs (issue 13): heavy modules stay out of its process.
+
+Every module imported is memory held for the life of the agent, on every
+node. A fresh interpreter (a subprocess: this test process has imported
+everything) takes the agent's entry path, the way ``stella-runtime agent``
+does: the CLI, its agent command, the runner; then builds the agent from a
+config, as start-up does before it connects. What it must not have loaded:
+
+- migration tooling (Alembic, Mako, Pygments): only a store that needs
+  migrating loads it, when it opens;
+- the operator's world (kopf, the Kubernetes client, the CRD models);
+- the protobuf compiler (``grpc_tools.protoc``) and the debugger (``pdb``,
+  which pyelftools' ``construct`` imports: pyelftools loads only where DWARF
+  is read);
+- HTTP clients and servers (aiohttp, requests) before anything is served;
+- package attribution's readers, until a key needs a package.
+
+Not asserted: ``grpc_tools`` itself. grpcio imports that package (an empty
+``__init__``) when it is installed, as a compatibility alias; grpcio-tools is
+a test dependency (pyproject.toml), absent from the agent's image.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+# Loaded neither by the entry path nor by building the agent with these configs. (Later, or
+# with other settings, some do load where they are used: cryptography with witness.enabled,
+# psycopg with a PostgreSQL store, pyelftools when a binary's DWARF is read, Alembic and
+# its templates when the store needs migrating.)
+NEVER = (
+    "alembic",
+    "mako",
+    "pygments",
+    "kopf",
+    "kubernetes",
+    "stellaops_runtime.contracts.crds",
+    "stellaops_runtime.kube.client",
+    "grpc_tools.protoc",
+    "pdb",
+    "elftools",
+    "cryptography",
+    "psycopg",
+)
+# Not at import time: the entry path imports no source, server or detector yet.
+NOT_AT_IMPORT = (
+    *NEVER,
+    "aiohttp",
+    "requests",
+    "detect_secrets",
+    "prometheus_client",
+    "grpc",
+    "stellaops_runtime.attribution.attributor",
+    "stellaops_runtime.agent.node_status",
+)
+# Not after building the agent with the default config (gRPC source, default privacy patterns).
+NOT_AT_START = (
+    *NEVER,
+    "aiohttp",
+    "prometheus_client",
+    "stellaops_runtime.attribution.attributor",
+    "stellaops_runtime.agent.node_status",
+)
+
+
+def _modules(config: dict, *, build: bool) -> tuple[set[str], set[str]]:
+    """(modules after the entry path's imports, modules after building the agent)."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from stellaops_runtime.cli import main
+        main.build_parser(["agent"])  # the agent command's module, as `stella-runtime agent` loads it
+        from stellaops_runtime.agent.runner import Agent
+        from stellaops_runtime.contracts.config import parse_config
+        imported = sorted(sys.modules)
+        if {build!r}:
+            Agent(parse_config(json.loads({json.dumps(json.dumps(config))})), node_name="n")
+        print(json.dumps([imported, sorted(sys.modules)]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    imported, built = json.loads(out.stdout)
+    return set(imported), set(built)
+
+
+def test_the_agents_entry_path_imports_no_heavy_module() -> None:
+    imported, _ = _modules({}, build=False)
+    assert "stellaops_runtime.agent.runner" in imported and "stellaops_runtime.cli.agent" in imported
+    assert sorted(m for m in NOT_AT_IMPORT if m in imported) == []
+
+
+def test_an_agent_built_with_the_default_config_loads_only_what_it_runs() -> None:
+    _, built = _modules({}, build=True)
+    assert "grpc" in built and "stellaops_runtime.sources.tetragon_grpc" in built  # its source
+    assert "detect_secrets" in built  # the default privacy patterns include detect-secrets' rules
+    assert sorted(m for m in NOT_AT_START if m in built) == []
+
+
+def test_optional_parts_load_only_when_configured() -> None:
+    # Without the default patterns the privacy filter never loads detect-secrets (nor requests);
+    # a JSON export source loads no gRPC.
+    config = {
+        "privacy": {"useDefaultRedactionPatterns": False},
+        "tetragon": {"exportFile": "/nonexistent/tetragon.log"},
+    }
+    _, built = _modules(config, build=True)
+    assert "stellaops_runtime.sources.tetragon_export" in built
+    assert sorted(m for m in ("detect_secrets", "requests", "grpc") if m in built) == []
+    assert sorted(m for m in NOT_AT_START if m in built) == []
