@@ -76,7 +76,11 @@ def input_files(root: Path = ROOT) -> list[Path]:
     files = [root / f for f in INPUT_FILES]
     for tree in INPUT_TREES:
         for p in sorted((root / tree).rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            rel = p.relative_to(root / tree).parts
+            # Caches tools leave in the tree (__pycache__, .ruff_cache, ...) are not inputs:
+            # `make test` runs ruff after `make image`, and the key must not change with it.
+            cache = any(x == "__pycache__" or x.startswith(".") for x in rel)
+            if p.is_file() and not cache and p.suffix != ".pyc":
                 files.append(p)
     return files
 

@@ -386,3 +386,22 @@ def test_a_capability_the_node_lacks_keeps_the_container_from_starting(container
     assert "apply caps" in res.stderr, res.stderr  # runc's words, which the kubelet reports
     ok = containerd.run(ROOT_REF, "caps-default", "true", opts=_agent_caps("CAP_SYS_PTRACE"))
     assert ok.returncode == 0, ok.stderr
+
+
+def test_tool_caches_in_the_source_tree_do_not_change_the_image_key(tmp_path: Path) -> None:
+    """`make test` runs ruff after `make image`: its .ruff_cache (and __pycache__) must not rebuild it."""
+    root = tmp_path / "repo"
+    for f in oci.INPUT_FILES:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_text(f)
+    pkg = root / oci.INPUT_TREES[0]
+    (pkg / "wire").mkdir(parents=True)
+    (pkg / "wire" / "m.py").write_text("x = 1\n")
+    before = oci.inputs_key(root)
+    (pkg / "wire" / ".ruff_cache" / "0.1").mkdir(parents=True)
+    (pkg / "wire" / ".ruff_cache" / "0.1" / "cache").write_bytes(b"\0" * 10)
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+    assert oci.inputs_key(root) == before
+    (pkg / "wire" / "m.py").write_text("x = 2\n")
+    assert oci.inputs_key(root) != before
