@@ -137,7 +137,7 @@ def run_phases(path: str, offsets: list[int]) -> dict[str, float]:
     sym = Symbolizer(file_lines=False)
     gc.collect()
     t0 = time.perf_counter()
-    sym.identify(path)  # build-id and content identity (SHA-256 of the whole file)
+    sym.identify(path)  # build-id and cache identity (no hashing unless another file claims the build-id)
     t1 = time.perf_counter()
     sym.binary(path)  # section headers, symbol tables, address index
     t2 = time.perf_counter()

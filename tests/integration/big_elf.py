@@ -18,8 +18,14 @@ BASE = 0x400000
 FUNC_BYTES = 16
 
 
-def build(count: int, *, build_id: bytes = b"\x5a" * 20, prefix: str = "slow_function_") -> bytes:
-    """The file's bytes; function ``i`` starts at file offset :func:`func_offset` (data, i)."""
+def build(
+    count: int, *, build_id: bytes = b"\x5a" * 20, prefix: str = "slow_function_", sized: bool = True
+) -> bytes:
+    """The file's bytes; function ``i`` starts at file offset :func:`func_offset` (data, i).
+
+    ``sized=False`` writes every symbol with size 0 (as assembly often does): the
+    canonicalizer then derives each function's end from the next start, a slower path.
+    """
     note = struct.pack("<III", 4, len(build_id), 3) + b"GNU\0" + build_id
     head = 64 + 56 * 2
     note_off = head
@@ -32,7 +38,7 @@ def build(count: int, *, build_id: bytes = b"\x5a" * 20, prefix: str = "slow_fun
     syms = bytearray(24)
     for i in range(count):
         off = text_off + i * FUNC_BYTES
-        syms += struct.pack("<IBBHQQ", len(strtab), 0x12, 0, 1, BASE + off, FUNC_BYTES)
+        syms += struct.pack("<IBBHQQ", len(strtab), 0x12, 0, 1, BASE + off, FUNC_BYTES if sized else 0)
         strtab += f"{prefix}{i}".encode() + b"\0"
     while len(body) % 8:
         body += b"\0"
@@ -67,6 +73,6 @@ def func_offset(index: int) -> int:
     return ((64 + 56 * 2 + 12 + 4 + 20 + 15) & ~15) + index * FUNC_BYTES
 
 
-def write(path: Path, count: int, *, build_id: bytes = b"\x5a" * 20) -> None:
+def write(path: Path, count: int, *, build_id: bytes = b"\x5a" * 20, sized: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(build(count, build_id=build_id))
+    path.write_bytes(build(count, build_id=build_id, sized=sized))

@@ -6,10 +6,12 @@ against what is cached here). A file is opened through canonical/rootopen.py
 inside its root and must be a regular file. :class:`BinaryCache` keeps:
 
 - a file's :class:`FileId` (build-id and content identity) per (root, path,
-  device, inode, size, mtime);
+  device, inode, size, mtime, ctime);
 - one :class:`~stellaops_runtime.canonical.binary.Binary` per *identity*
-  (build-id + SHA-256 of the content), LRU-bounded: a file that merely claims
-  another file's build-id never shares its parsed sources;
+  (build-id + the file's stat identity, or + SHA-256 of the content once
+  another file claims the build-id: canonical/buildidclaims.py), LRU-bounded:
+  a file that merely claims another file's build-id never shares its parsed
+  sources;
 - the files refused for their budget, damage or type, by (device, inode,
   size, mtime) and by identity, so they are not read again.
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
+from stellaops_runtime.canonical.buildidclaims import BuildIdClaims, StatId, check_size, stat_identity
 from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_FALLBACK,
@@ -58,7 +61,7 @@ from stellaops_runtime.canonical.limits import (
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
 
-_StatKey = tuple[str, str, int, int, int, int]
+_StatKey = tuple[str, str, int, int, int, int, int]  # (root, path, *stat identity)
 # Refusals worth remembering: the same bytes would be refused again.
 _REMEMBERED = frozenset({BUDGET_EXCEEDED, MALFORMED, NOT_REGULAR, "not_elf", "truncated_elf", "bad_elf"})
 
@@ -72,6 +75,7 @@ class FileId:
     identity: str
     key: FileKey
     debug: DebugRef | None = None  # its separate debug file, when one was accepted
+    sid: StatId | None = None  # (device, inode, size, mtime, ctime) when it was identified
 
 
 def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
@@ -109,6 +113,7 @@ class BinaryCache:
         self._paths: LRU[_StatKey, FileId] = LRU(max_paths)
         self.refused = RefusedFiles(max_paths)
         self.counters: Counter[str] = Counter()
+        self._claims = BuildIdClaims(limits, open_file, self.bump, max_build_ids=max_paths)
 
     def set_debug_search(self, search: DebugSearch) -> None:
         """Where separate debug files are looked for from now on (files identified before keep theirs)."""
@@ -145,7 +150,7 @@ class BinaryCache:
     def _cached_identity(self, root: str, path: str) -> tuple[_StatKey, FileId | None]:
         """The file's stat key and its cached FileId (None: not read yet); raises for a refused file."""
         st = stat_file(root, path)
-        skey = (root, path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        skey = (root, path, *stat_identity(st))
         with self._lock:
             hit = self._paths.get(skey)
         if hit is None:
@@ -164,23 +169,28 @@ class BinaryCache:
             with os.fdopen(os.dup(fd), "rb") as f:
                 layout = read_layout(f)
                 bid, kind = build_id_from_notes(read_notes(f, layout))
-            digest = file_digest(fd, st.st_size, self.limits)
+            check_size(st.st_size, self.limits)  # the budget a digest would have: as before
+            digest = file_digest(fd, st.st_size, self.limits) if not bid else ""
+            if not bid:
+                bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
             debug = self._debug.find(
                 root=root, path=path, f_fd=fd, layout=layout, build_id=bid, kind=kind, main_key=fkey
             )
+            # another debug file, other names: another cache entry
+            suffix = f"+debug@{debug.digest[:32]}" if debug is not None else ""
+            sid = stat_identity(st)
+            if digest:
+                identity = f"{bid}@{digest[:32]}{suffix}"
+            else:  # hashed only when another file claims this build-id (canonical/buildidclaims.py)
+                identity = self._claims.identity(bid, suffix, sid, root, path, fd)
         except ElfError as e:
             self._refuse(fkey, e.reason)
             raise
         finally:
             os.close(fd)
-        if not bid:
-            bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
-        identity = f"{bid}@{digest[:32]}"
-        if debug is not None:  # another debug file, other names: another cache entry
-            identity += f"+debug@{debug.digest[:32]}"
-        fid = FileId(bid, kind, identity, fkey, debug)
+        fid = FileId(bid, kind, identity, fkey, debug, sid)
         with self._lock:
-            self._paths.put((root, path, *fkey), fid)
+            self._paths.put((root, path, *sid), fid)
         return fid
 
     def file_build_id(self, path: str, *, root: str = "/") -> tuple[str, str]:
@@ -229,7 +239,7 @@ class BinaryCache:
             return cached
         self._check_refused(fid.identity, path)
         fd, st = open_file(root, path)
-        if file_key(st) != fid.key:
+        if file_key(st) != fid.key or (fid.sid is not None and stat_identity(st) != fid.sid):
             os.close(fd)
             raise OSError(errno.ESTALE, "file changed while it was read", path)
         try:
@@ -248,13 +258,12 @@ class BinaryCache:
         if fid.debug is not None and not self._attach_debug(b, fid):
             # The debug file was replaced since the file was identified: identify it again, once.
             b.close()
+            skey: _StatKey = (root, path, *(fid.sid or (*fid.key, 0)))
             with self._lock:
-                self._paths.pop((root, path, *fid.key))
+                self._paths.pop(skey)
             if not retry:
                 raise OSError(errno.ESTALE, "debug file changed while it was read", fid.debug.path)
-            return self._index(
-                root, path, self._read_identity(root, path, (root, path, *fid.key)), retry=False
-            )
+            return self._index(root, path, self._read_identity(root, path, skey), retry=False)
         with self._lock:
             self._binaries.put(b.identity, b)
             self.counters["binaries_loaded"] += 1

@@ -18,7 +18,9 @@ file or none. So frames are keyed on (module, file offset) and:
 1. the build-id comes from the ``process_loader`` event of that process and
    path (remembered per exec_id until the process's EXIT), else from the file
    itself (canonical/locate.py);
-2. the file's content identity (build-id + SHA-256 of its bytes) is learnt
+2. the file's content identity (build-id + the file's stat identity, or the
+   SHA-256 of its bytes once another file claims the same build-id:
+   canonical/buildidclaims.py) is learnt
    once per (process, module), from the process's own file or the host-root
    file that has the loader's build-id; a warm frame is one dict lookup on
    (identity, file offset), so a file that only *claims* another file's

@@ -18,7 +18,9 @@ raises for a bad file or a vanished process.
 Files are opened, identified, parsed and cached by the base class
 (canonical/filecache.py): a file is resolved inside its root and must be a
 regular file; parsed binaries are cached by content identity (build-id +
-SHA-256), never by build-id alone; refused files are remembered. With a
+stat identity, or + SHA-256 once two files claim one build-id:
+canonical/buildidclaims.py), never by build-id alone; refused files are
+remembered. With a
 parse-worker gate (canonical/parseworker.py) a resolution whose file is still
 being parsed ends with ``parse_pending``. Blocking file I/O: call from a
 worker thread, never from an event loop.

@@ -147,6 +147,4 @@ def _resolve(sym: Symbolizer, args: argparse.Namespace) -> list[Resolution]:
         if args.pid <= 0:
             raise ValueError(f"not a process id: {args.pid}")
         return sym.resolve_pid_many(args.pid, numbers, inputs=inputs)
-    return [
-        sym.resolve_file(args.file, n, root=args.root, input=s) for s, n in zip(inputs, numbers, strict=True)
-    ]
+    return sym.resolve_file_many(args.file, numbers, root=args.root, inputs=inputs)
