@@ -227,12 +227,15 @@ async def test_a_row_postgres_refuses_is_quarantined_and_every_good_count_kept(t
     lines = [*GOOD[:1000], json.dumps(poison).encode(), *GOOD[1000:]]
     export = tmp_path / "tetragon.log"
     export.write_bytes(b"\n".join(lines) + b"\n")
-    cfg, port = config(tmp_path, pg_url, export)
+    # The store is healthy here: the tight 2 s timeouts of the outage tests would abandon a
+    # slow bisection on a loaded machine and retry it until the agent gives up.
+    cfg, port = config(tmp_path, pg_url, export, flushTimeout="30s", statementTimeout="30s")
     proc = h.start_agent(cfg, "--exit-when-idle", "3")
     await h.wait_for(lambda: processed(port) == len(lines), what="every event processed", timeout=60)
     await h.wait_for(
         lambda: h.metric(h.scrape(port), "stellaops_runtime_store_rows_quarantined_total") >= 1,
         what="the refused row quarantined",
+        timeout=90,
     )
     code, out = await asyncio.to_thread(h.finish, proc, 60)
     assert code == 0, out
