@@ -232,11 +232,15 @@ async def test_a_row_postgres_refuses_is_quarantined_and_every_good_count_kept(t
     cfg, port = config(tmp_path, pg_url, export, flushTimeout="30s", statementTimeout="30s")
     proc = h.start_agent(cfg, "--exit-when-idle", "3")
     await h.wait_for(lambda: processed(port) == len(lines), what="every event processed", timeout=60)
-    await h.wait_for(
-        lambda: h.metric(h.scrape(port), "stellaops_runtime_store_rows_quarantined_total") >= 1,
-        what="the refused row quarantined",
-        timeout=90,
-    )
+    try:
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port), "stellaops_runtime_store_rows_quarantined_total") >= 1,
+            what="the refused row quarantined",
+            timeout=90,
+        )
+    except AssertionError as e:  # say what the agent did
+        _, out = await asyncio.to_thread(h.finish, proc, 30)
+        raise AssertionError(f"{e}\n{out[-6000:]}") from None
     code, out = await asyncio.to_thread(h.finish, proc, 60)
     assert code == 0, out
     assert "quarantined" in out
