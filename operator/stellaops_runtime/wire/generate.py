@@ -44,32 +44,35 @@ def _fix_imports(text: str) -> str:
     return _IMPORT_RE.sub(f"from {PYTHON_PACKAGE} import ", text)
 
 
-def generate(out_dir: Path, *, proto_root: Path = PROTO_ROOT) -> list[Path]:
-    """Run protoc over ``proto_root/tetragon/*.proto`` and write the kept files to ``out_dir``.
+def run_protoc(proto_root: Path, protos: list[str], out: Path, *, grpc: bool) -> None:
+    """protoc from grpcio-tools over ``protos`` (relative to ``proto_root``), writing into ``out``.
 
-    Returns the written paths (in GENERATED_NAMES order). Raises RuntimeError if protoc fails.
+    Message code and type stubs always, gRPC stubs with ``grpc``. Raises RuntimeError if protoc fails.
     """
     import grpc_tools
     from grpc_tools import protoc
 
     well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
+    argv = ["grpc_tools.protoc", f"-I{proto_root}", f"-I{well_known}"]
+    argv += [f"--python_out={out}", f"--pyi_out={out}"]
+    if grpc:
+        argv.append(f"--grpc_python_out={out}")
+    # protoc resolves the relative .proto names against -I, not the cwd.
+    rc = protoc.main([*argv, *protos])
+    if rc != 0:
+        raise RuntimeError(f"protoc failed with exit code {rc}")
+
+
+def generate(out_dir: Path, *, proto_root: Path = PROTO_ROOT) -> list[Path]:
+    """Run protoc over ``proto_root/tetragon/*.proto`` and write the kept files to ``out_dir``.
+
+    Returns the written paths (in GENERATED_NAMES order). Raises RuntimeError if protoc fails.
+    """
     protos = sorted(str(p.relative_to(proto_root)) for p in (proto_root / PROTO_PACKAGE).glob("*.proto"))
     if not protos:
         raise RuntimeError(f"no .proto files under {proto_root / PROTO_PACKAGE}")
     with tempfile.TemporaryDirectory(prefix="stellaops-protoc-") as tmp:
-        argv = [
-            "grpc_tools.protoc",
-            f"-I{proto_root}",
-            f"-I{well_known}",
-            f"--python_out={tmp}",
-            f"--pyi_out={tmp}",
-            f"--grpc_python_out={tmp}",
-            *protos,
-        ]
-        # protoc resolves the relative .proto names against -I, not the cwd.
-        rc = protoc.main(argv)
-        if rc != 0:
-            raise RuntimeError(f"protoc failed with exit code {rc}")
+        run_protoc(proto_root, protos, Path(tmp), grpc=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for name in GENERATED_NAMES:

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from stellaops_runtime.wire.generate import run_protoc
+
 REPO_ROOT = Path(__file__).resolve().parents[4]
 PROTO_ROOT = REPO_ROOT / "protos"
 OUTPUT_DIR = Path(__file__).resolve().parent
@@ -40,26 +42,12 @@ def generated_names(proto_root: Path = PROTO_ROOT) -> list[str]:
 
 def generate(out_dir: Path, *, proto_root: Path = PROTO_ROOT) -> list[Path]:
     """Run protoc over the containerd protos and write the kept files to ``out_dir``."""
-    import grpc_tools
-    from grpc_tools import protoc
-
-    well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
     stems = proto_names(proto_root)
     if not stems:
         raise RuntimeError(f"no .proto files under {proto_root / PROTO_PACKAGE}")
     protos = [f"{PROTO_PACKAGE}/{stem}.proto" for stem in stems]
     with tempfile.TemporaryDirectory(prefix="stellaops-protoc-") as tmp:
-        argv = [
-            "grpc_tools.protoc",
-            f"-I{proto_root}",
-            f"-I{well_known}",
-            f"--python_out={tmp}",
-            f"--pyi_out={tmp}",
-            *protos,
-        ]
-        rc = protoc.main(argv)
-        if rc != 0:
-            raise RuntimeError(f"protoc failed with exit code {rc}")
+        run_protoc(proto_root, protos, Path(tmp), grpc=False)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for name in generated_names(proto_root):
