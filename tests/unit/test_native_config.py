@@ -22,6 +22,10 @@ from stellaops_runtime.native.config import NativeConfig, NativeConfigError, Upr
         ({"uprobes": (UprobeTarget("/bin/x\x00y", "f"),)}, "needs an absolute path and a symbol"),
         ({"uprobes": (UprobeTarget("/bin/x", ""),)}, "needs an absolute path and a symbol"),
         ({"uprobes": tuple(UprobeTarget("/b", f"f{i}") for i in range(65))}, "at most 64 targets"),
+        ({"syscall_periods": (("openat", 0),)}, "native.syscall_periods: expected"),
+        ({"uprobe_periods": (("/b:f", "60"),)}, "native.uprobe_periods: expected"),
+        ({"uprobe_periods": [("/b:f", 60)]}, "native.uprobe_periods: expected"),
+        ({"tcp_state": "yes"}, "native.tcp_state: expected true or false"),
     ],
 )
 def test_bad_values(kwargs: dict, message: str) -> None:

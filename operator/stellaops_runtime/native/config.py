@@ -14,6 +14,7 @@ from stellaops_runtime.contracts.syscalls import X86_64
 
 MAX_CGROUPS = 4096
 MAX_UPROBE_TARGETS = 64
+MAX_PERIOD_SECONDS = 7 * 86_400
 
 
 class NativeConfigError(ValueError):
@@ -24,6 +25,7 @@ class NativeConfigError(ValueError):
 class UprobeTarget:
     binary: str  # absolute path of the ELF file (on a node: through /proc/<pid>/root for a container)
     symbol: str
+    module: str = ""  # the path events report as module when not ``binary`` (a file inside a container)
 
     def label(self) -> str:
         return f"{self.binary}:{self.symbol}"
@@ -58,6 +60,7 @@ class NativeConfig:
     syscalls: tuple[str, ...] = ()  # syscall names a policy asks for ("openat", "connect", ...)
     uprobes: tuple[UprobeTarget, ...] = ()
     usdt: tuple[UsdtTarget, ...] = ()
+    tcp_state: bool = False  # TCP state changes (tracepoint sock:inet_sock_set_state)
     user_stacks: bool = True  # user stack of each uprobe call, through a stack-trace map
     stack_map_entries: int = 4096
     # Only these cgroup ids (cgroup v2 inode numbers) are traced; empty = every cgroup.
@@ -67,6 +70,9 @@ class NativeConfig:
     burst: int = 0  # bucket size; defaults to rate_per_second when 0
     # Syscall events: 1 in N is emitted (the rest counted as sampled out); 1 = all.
     syscall_sample_every: int = 1
+    # A policy's rateLimit, as Tetragon applies it: per thread and probe, one event per period.
+    syscall_periods: tuple[tuple[str, int], ...] = ()  # (syscall name, seconds)
+    uprobe_periods: tuple[tuple[str, int], ...] = ()  # (UprobeTarget.label(), seconds)
     ring_buffer_pages: int = 64  # per ring buffer (or per CPU for the perf buffer); power of two
     force_perf_buffer: bool = False
 
@@ -101,7 +107,7 @@ class NativeConfig:
             "stackMapEntries": "stack_map_entries", "cgroupAllow": "cgroup_allow",
             "ratePerSecond": "rate_per_second", "burst": "burst",
             "syscallSampleEvery": "syscall_sample_every", "ringBufferPages": "ring_buffer_pages",
-            "forcePerfBuffer": "force_perf_buffer",
+            "forcePerfBuffer": "force_perf_buffer", "tcpState": "tcp_state",
         }  # fmt: skip
         kwargs: dict[str, Any] = {
             "uprobes": tuple(targets),
@@ -124,7 +130,7 @@ def _int_field(cfg: NativeConfig, name: str, lo: int, hi: int) -> int:
 
 
 def validate(cfg: NativeConfig) -> None:
-    for name in ("exec_events", "user_stacks", "force_perf_buffer"):
+    for name in ("exec_events", "tcp_state", "user_stacks", "force_perf_buffer"):
         if type(getattr(cfg, name)) is not bool:
             raise NativeConfigError(f"native.{name}: expected true or false")
     _int_field(cfg, "stack_map_entries", 16, 1 << 20)
@@ -143,6 +149,15 @@ def validate(cfg: NativeConfig) -> None:
         type(c) is int and 0 < c < 1 << 64 for c in cfg.cgroup_allow
     ):
         raise NativeConfigError("native.cgroup_allow: expected a list of cgroup ids (positive integers)")
+    for name, pairs in (("syscall_periods", cfg.syscall_periods), ("uprobe_periods", cfg.uprobe_periods)):
+        if not isinstance(pairs, tuple) or not all(
+            isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int
+            and 0 < p[1] <= MAX_PERIOD_SECONDS
+            for p in pairs
+        ):  # fmt: skip
+            raise NativeConfigError(
+                f"native.{name}: expected (name, seconds) pairs, seconds in [1, {MAX_PERIOD_SECONDS}]"
+            )
     if len(cfg.cgroup_allow) > MAX_CGROUPS:
         raise NativeConfigError(f"native.cgroup_allow: at most {MAX_CGROUPS} cgroups")
     if len(cfg.uprobes) > MAX_UPROBE_TARGETS:

@@ -11,7 +11,12 @@ probes becomes the same RuntimeCallEvent:
 - uprobe: kind ``uprobe``, ``function_name`` = symbol, ``module`` = binary path,
   plus ``latency_ns`` (Tetragon has none) and the user stack;
 - usdt: kind ``usdt``, ``function_name`` = ``provider:name``, ``module`` = binary
-  path, arguments ``arg1``.. as text (strings read from the process) or integers.
+  path, arguments ``arg1``.. as text (strings read from the process) or integers;
+- tcp: kind ``tracepoint``, ``function_name`` = ``sock/inet_sock_set_state`` (the
+  adapter's ``subsys/event`` form), arguments named after the tracepoint's fields
+  (``oldstate``, ``newstate``, ``sport``, ``dport``, ``family``, ``protocol`` as
+  integers; ``saddr``, ``daddr`` as text). Unattributed (no owner task known):
+  pid 0, no binary, no container.
 
 Pure: no I/O. A malformed payload is counted by reason and dropped.
 """
@@ -19,6 +24,7 @@ Pure: no I/O. A malformed payload is counted by reason and dropped.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import struct
 from collections.abc import Callable, Sequence
 
@@ -42,6 +48,8 @@ _NAME_OF_NR = {nr: name for name, nr in X86_64.items()}
 _TRAILER_HEAD = struct.Struct("<QHH")  # exec ktime, binary length, frame count
 _FRAME = struct.Struct("<QQH")  # address, file offset, module length
 MAX_FRAMES = 127
+TCP_FUNCTION = "sock/inet_sock_set_state"
+AF_INET, AF_INET6 = 2, 10
 MAX_PATH = 4096
 
 
@@ -159,6 +167,26 @@ class Decoder:
                 )
         ev.arguments = args
 
+    def _tcp(self, ev: RuntimeCallEvent, flags: int, body: tuple) -> None:  # type: ignore[type-arg]
+        old, new, sport, dport, family, protocol, saddr, daddr = body
+        if family not in (AF_INET, AF_INET6):
+            raise Malformed("native_bad_tcp_family")
+        ev.kind = EventKind.TRACEPOINT
+        ev.function_name = TCP_FUNCTION
+        if not flags & records.FLAG_TCP_ATTRIBUTED:
+            ev.process = ProcessInfo()
+            ev.container = None
+        n = 4 if family == AF_INET else 16
+        ints = (("oldstate", old), ("newstate", new), ("sport", sport), ("dport", dport))
+        args = [Argument(label=k, type="int_arg", value=str(v)) for k, v in ints]
+        args += [
+            Argument(label="family", type="int_arg", value=str(family)),
+            Argument(label="protocol", type="int_arg", value=str(protocol)),
+            Argument(label="saddr", type="string_arg", value=str(ipaddress.ip_address(saddr[:n]))),
+            Argument(label="daddr", type="string_arg", value=str(ipaddress.ip_address(daddr[:n]))),
+        ]
+        ev.arguments = args
+
     def _decode(self, payload: bytes, received_ns: int) -> RuntimeCallEvent:
         if type(payload) is not bytes or len(payload) < records.HEADER.size:
             raise Malformed("native_short_record")
@@ -169,7 +197,7 @@ class Decoder:
         if len(payload) < s.size:
             raise Malformed("native_short_record")
         fields = s.unpack_from(payload, 0)
-        _, _, _, pid, tid, uid, ktime, cgroup_id, comm = fields[:9]
+        _, flags, _, pid, tid, uid, ktime, cgroup_id, comm = fields[:9]
         body = fields[9:]
         binary, exec_ktime, frames = _trailer(payload, s.size)
         proc = ProcessInfo(pid=pid, tid=tid, uid=uid, binary=binary)
@@ -206,6 +234,9 @@ class Decoder:
         elif kind == records.KIND_USDT:
             self._usdt(ev, body)
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
+        elif kind == records.KIND_TCP:
+            proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
+            self._tcp(ev, flags, body)
         else:
             target, _stack_id, latency = body
             if target >= len(self.targets):
@@ -213,7 +244,7 @@ class Decoder:
             t = self.targets[target]
             ev.kind = EventKind.UPROBE
             ev.function_name = t.symbol
-            ev.module = t.binary
+            ev.module = t.module or t.binary
             ev.latency_ns = latency
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
             ev.user_stack = frames[: self.max_stack_depth]

@@ -20,8 +20,9 @@ from typing import Any
 from stellaops_runtime.native import records
 from stellaops_runtime.native.bccimport import load_bcc
 from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.detect import TRACEFS_DIRS
 from stellaops_runtime.native.probes import exec as exec_probe
-from stellaops_runtime.native.probes import prelude, syscalls, uprobes, usdtprobes
+from stellaops_runtime.native.probes import prelude, syscalls, tcp, uprobes, usdtprobes
 
 
 class LoadError(Exception):
@@ -80,6 +81,16 @@ def captured_output(into: list[str]) -> Iterator[None]:
                     os.write(2, data)
 
 
+def tracepoint_exists(name: str) -> bool:
+    """Whether tracefs describes ``subsys:event`` (BCC cannot compile a TRACEPOINT_PROBE without it)."""
+    subsys, _, event = name.partition(":")
+    return any(os.path.isfile(os.path.join(d, "events", subsys, event, "format")) for d in TRACEFS_DIRS)
+
+
+def _tcp_wanted(cfg: NativeConfig) -> bool:
+    return cfg.tcp_state and tracepoint_exists(tcp.TRACEPOINT)
+
+
 def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     parts = ["#include <uapi/linux/ptrace.h>\n"]  # struct pt_regs, for USDT arguments
     parts += [records.c_struct(k) for k in records.BODIES]
@@ -92,6 +103,8 @@ def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         parts.append(uprobes.c_source(cfg, ring_buffer=ring_buffer))
     if cfg.usdt:
         parts.append(usdtprobes.c_source(cfg, ring_buffer=ring_buffer))
+    if _tcp_wanted(cfg):
+        parts.append(tcp.c_source(ring_buffer=ring_buffer))
     return "\n".join(parts)
 
 
@@ -218,6 +231,12 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
         bad = {label for label, _ in failed}
         ps.failed += failed
         ps.attached += [f"usdt {t.label()}" for t in cfg.usdt if t.label() not in bad]
+    if cfg.tcp_state:
+        if _tcp_wanted(cfg):
+            ps.failed += tcp.attach(b)
+            ps.attached.append(tcp.TRACEPOINT)
+        else:
+            ps.failed.append((tcp.TRACEPOINT, "the tracepoint is not in tracefs (kernel 4.16+ has it)"))
     m = b[b"stella_cgroup_allow"]
     for cg in cfg.cgroup_allow:
         m[ctypes.c_uint64(cg)] = ctypes.c_uint8(1)

@@ -14,7 +14,14 @@ KIND_EXEC = 1
 KIND_SYSCALL = 2
 KIND_UPROBE = 3
 KIND_USDT = 4
-KIND_NAMES = {KIND_EXEC: "exec", KIND_SYSCALL: "syscall", KIND_UPROBE: "uprobe", KIND_USDT: "usdt"}
+KIND_TCP = 5
+KIND_NAMES = {
+    KIND_EXEC: "exec", KIND_SYSCALL: "syscall", KIND_UPROBE: "uprobe", KIND_USDT: "usdt", KIND_TCP: "tcp",
+}  # fmt: skip
+
+# Header flags. TCP: the pid/uid/cgroup/comm are the socket owner's (the task that connected,
+# listened or closed it); without the flag no task is known and they are zero.
+FLAG_TCP_ATTRIBUTED = 1
 
 COMM_LEN = 16
 FILENAME_LEN = 256
@@ -22,9 +29,13 @@ USDT_STR1_LEN = 160  # Python's function__entry: the file name
 USDT_STR2_LEN = 96  # and the function name
 
 # Per-kind counters, in this order (see probes/prelude.py); metrics use these names.
-COUNTERS = ("seen", "cgroup_filtered", "rate_limited", "sampled_out", "lost", "emitted", "stack_lost")
-C_SEEN, C_CGROUP, C_RATE, C_SAMPLED, C_LOST, C_EMITTED, C_STACK_LOST = range(len(COUNTERS))
-NUM_KINDS = 5  # index 0 unused
+# period_limited: dropped by a policy's rateLimit (one event per thread and probe per period).
+COUNTERS = (
+    "seen", "cgroup_filtered", "rate_limited", "sampled_out", "lost", "emitted", "stack_lost",
+    "period_limited",
+)  # fmt: skip
+C_SEEN, C_CGROUP, C_RATE, C_SAMPLED, C_LOST, C_EMITTED, C_STACK_LOST, C_PERIOD = range(len(COUNTERS))
+NUM_KINDS = 6  # index 0 unused
 
 # (C type, C field, struct format)
 HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -54,6 +65,16 @@ BODIES: dict[int, tuple[tuple[str, str, str], ...]] = {
         ("u64", "arg3", "Q"),
         ("char", f"str1[{USDT_STR1_LEN}]", f"{USDT_STR1_LEN}s"),
         ("char", f"str2[{USDT_STR2_LEN}]", f"{USDT_STR2_LEN}s"),
+    ),
+    KIND_TCP: (
+        ("s32", "oldstate", "i"),
+        ("s32", "newstate", "i"),
+        ("u16", "sport", "H"),
+        ("u16", "dport", "H"),
+        ("u16", "family", "H"),
+        ("u16", "protocol", "H"),
+        ("u8", "saddr[16]", "16s"),  # IPv4: the first 4 bytes
+        ("u8", "daddr[16]", "16s"),
     ),
 }
 

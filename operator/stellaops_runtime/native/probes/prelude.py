@@ -7,10 +7,14 @@ signal pipeline, stage 1):
 - per-cgroup token bucket: ``rate_per_second`` tokens a second, at most
   ``burst`` held, for syscall and uprobe events (exec events are lifecycle and
   never limited);
-- sampling: 1 in ``syscall_sample_every`` syscall events is emitted.
+- sampling: 1 in ``syscall_sample_every`` syscall events is emitted;
+- period (a policy's ``rateLimit``, as Tetragon applies it): per thread and
+  probe (syscall number, uprobe target), one event per period; the others
+  are dropped until the period since the last one passed is over.
 
 Every decision is counted per probe kind in a per-CPU array (records.COUNTERS),
-so ``seen == cgroup_filtered + rate_limited + sampled_out + lost + emitted``.
+so ``seen == cgroup_filtered + period_limited + rate_limited + sampled_out +
+lost + emitted``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     out.append("struct stella_bucket { u64 tokens; u64 last_ns; };\n")
     out.append('BPF_TABLE("lru_hash", u64, struct stella_bucket, stella_buckets, 16384);\n')
     out.append("BPF_PERCPU_ARRAY(stella_sample, u64, 1);\n")
+    periods = bool(cfg.syscall_periods or cfg.uprobe_periods)
+    out.append("struct stella_period_key { u32 tid; u32 kind; u32 id; u32 pad; };\n")
+    out.append('BPF_TABLE("lru_hash", struct stella_period_key, u64, stella_periods, 65536);\n')
     burst = effective_burst(cfg)
     out.append(
         f"""
@@ -44,11 +51,22 @@ static __always_inline void stella_count(u32 kind, u32 what) {{
     if (c) *c += 1;
 }}
 
-/* 1 when the event may be emitted; every refusal is counted. */
-static __always_inline int stella_admit(u32 kind, u64 cg, int limited, int sampled) {{
+/* 1 when the event may be emitted; every refusal is counted. ``id``: the probe within its kind
+   (syscall number, uprobe target) for the period filter, which ``period_ns`` 0 turns off. */
+static __always_inline int stella_admit_p(u32 kind, u64 cg, int limited, int sampled, u32 id,
+                                          u64 period_ns) {{
     stella_count(kind, {records.C_SEEN});
 #if {int(bool(cfg.cgroup_allow))}
     if (!stella_cgroup_allow.lookup(&cg)) {{ stella_count(kind, {records.C_CGROUP}); return 0; }}
+#endif
+#if {int(periods)}
+    if (period_ns) {{
+        struct stella_period_key pk = {{ .tid = (u32)bpf_get_current_pid_tgid(), .kind = kind, .id = id }};
+        u64 t = bpf_ktime_get_ns();
+        u64 *last = stella_periods.lookup(&pk);
+        if (last && t - *last < period_ns) {{ stella_count(kind, {records.C_PERIOD}); return 0; }}
+        stella_periods.update(&pk, &t);
+    }}
 #endif
 #if {int(cfg.syscall_sample_every > 1)}
     if (sampled) {{
@@ -86,6 +104,10 @@ static __always_inline int stella_admit(u32 kind, u64 cg, int limited, int sampl
     }}
 #endif
     return 1;
+}}
+
+static __always_inline int stella_admit(u32 kind, u64 cg, int limited, int sampled) {{
+    return stella_admit_p(kind, cg, limited, sampled, 0, 0);
 }}
 
 static __always_inline void stella_header(void *rec, u32 kind, u64 cg) {{

@@ -24,12 +24,14 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     k = records.KIND_SYSCALL
     return (
         f"BPF_ARRAY(stella_syscall_want, u8, {MAX_NR});\n"
+        f"BPF_ARRAY(stella_syscall_period, u64, {MAX_NR});\n"
         "TRACEPOINT_PROBE(raw_syscalls, sys_enter) {\n"
         "    u32 nr = (u32)args->id;\n"
         "    u8 *want = stella_syscall_want.lookup(&nr);\n"
         "    if (!want || !*want) return 0;\n"
         "    u64 cg = bpf_get_current_cgroup_id();\n"
-        f"    if (!stella_admit({k}, cg, 1, 1)) return 0;\n"
+        "    u64 *period = stella_syscall_period.lookup(&nr);\n"
+        f"    if (!stella_admit_p({k}, cg, 1, 1, nr, period ? *period : 0)) return 0;\n"
         + emit_begin("stella_syscall", "e", k, ring_buffer=ring_buffer)
         + f"    stella_header(e, {k}, cg);\n"
         "    e->nr = nr;\n"
@@ -48,4 +50,8 @@ def attach(b: Any, cfg: NativeConfig) -> list[tuple[str, str]]:
     want = b[b"stella_syscall_want"]
     for nr in numbers(cfg.syscalls):
         want[ctypes.c_int(nr)] = ctypes.c_uint8(1)
+    periods = b[b"stella_syscall_period"]
+    for name, seconds in cfg.syscall_periods:
+        if name in X86_64 and X86_64[name] < MAX_NR:
+            periods[ctypes.c_int(X86_64[name])] = ctypes.c_uint64(seconds * 1_000_000_000)
     return []

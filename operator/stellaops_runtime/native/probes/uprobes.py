@@ -33,9 +33,9 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     if stacks:
         parts.append(f"BPF_STACK_TRACE(stella_stacks, {cfg.stack_map_entries});\n")
     parts.append(
-        "static __always_inline int stella_up_enter(struct pt_regs *ctx, u32 target) {\n"
+        "static __always_inline int stella_up_enter(struct pt_regs *ctx, u32 target, u64 period_ns) {\n"
         "    u64 cg = bpf_get_current_cgroup_id();\n"
-        f"    if (!stella_admit({k}, cg, 1, 0)) return 0;\n"
+        f"    if (!stella_admit_p({k}, cg, 1, 0, target, period_ns)) return 0;\n"
         "    struct stella_up_depth_key dk = { .pid_tgid = bpf_get_current_pid_tgid(), .target = target };\n"
         "    u32 depth = 0;\n"
         "    u32 *d = stella_up_depths.lookup(&dk);\n"
@@ -73,9 +73,11 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         + emit_end("stella_uprobe", "e", k, ring_buffer=ring_buffer)
         + "    return 0;\n}\n"
     )
-    for i in range(len(cfg.uprobes)):
+    periods = dict(cfg.uprobe_periods)
+    for i, t in enumerate(cfg.uprobes):
+        ns = periods.get(t.label(), 0) * 1_000_000_000
         parts.append(
-            f"int stella_up_enter_{i}(struct pt_regs *ctx) {{ return stella_up_enter(ctx, {i}); }}\n"
+            f"int stella_up_enter_{i}(struct pt_regs *ctx) {{ return stella_up_enter(ctx, {i}, {ns}ULL); }}\n"
             f"int stella_up_return_{i}(struct pt_regs *ctx) {{ return stella_up_return(ctx, {i}); }}\n"
         )
     return "".join(parts)

@@ -1,0 +1,285 @@
+"""The operator's probe ConfigMap turned into native probe configuration.
+
+The operator renders every ObservationPolicy twice: into Tetragon
+TracingPolicies and into one entry of the probe ConfigMap
+(``controller/render_policy.py``, key ``probes.json``), which the agent pod
+mounts as a file. This module reads that file so one policy means the same
+thing on a node without Tetragon: its syscalls, its ``binaryPath`` functions
+(uprobes on the node's file, reached through the host's root since the agent
+runs with the host's PID namespace), its TCP state request, its user stack
+traces and its ``rateLimit`` (as Tetragon applies it: per thread and probe,
+one event per period) are merged into the agent's own ``NativeConfig``.
+
+What the native probes cannot do as Tetragon would is never dropped in
+silence: each such feature becomes a sentence in ``ProbePolicy.not_covered``
+(and a warning in the log from ``load_probe_config``). Functions named by
+package URL are returned apart (``purl_functions``): they are resolved per
+container, through each container's root (``native/purl_targets.py``).
+
+Pure apart from reading the one file: a bad file is a ``NativeConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from stellaops_runtime.contracts.syscalls import X86_64
+from stellaops_runtime.native.config import (
+    MAX_PERIOD_SECONDS,
+    MAX_UPROBE_TARGETS,
+    NativeConfig,
+    NativeConfigError,
+    UprobeTarget,
+)
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "stellaops.io/v1alpha1"  # contracts.crds.API_VERSION (a test checks they agree)
+KIND = "ProbeConfig"  # controller.render_policy.PROBE_CONFIG_KIND (a test checks)
+CONFIGMAP_KEY = "probes.json"  # controller.render_policy.PROBE_CONFIG_KEY (a test checks)
+MAX_FILE_BYTES = 4 << 20  # a ConfigMap holds at most 1 MiB; anything far larger is not one
+DEFAULT_HOST_ROOT = "/proc/1/root"  # the node's root as seen from the agent pod (hostPID)
+
+# Entry fields and what the native side does with them.
+_USED = frozenset({"syscalls", "functions", "stackTraces", "tcpState"})
+_INFORMATIONAL = frozenset({"kind", "namespace", "name", "maxLevel", "tetragonPolicies"})
+_REPORTED = frozenset({"podSelector", "namespaceSelector", "rateLimit", "rateLimitSeconds"})
+
+
+@dataclass(frozen=True, slots=True)
+class PurlFunction:
+    """A function a policy names by package URL; resolved per container, not node-wide."""
+
+    policy: str  # the ConfigMap key of the policy (``<kind>/<namespace>/<name>``)
+    purl: str
+    symbols: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class ProbePolicy:
+    config: NativeConfig
+    policies: list[str] = field(default_factory=list)  # keys of the policies merged in
+    purl_functions: list[PurlFunction] = field(default_factory=list)
+    not_covered: list[str] = field(default_factory=list)  # what native probes do not do as asked
+
+
+def _err(where: str, what: str) -> NativeConfigError:
+    return NativeConfigError(f"probe config {where}: {what}")
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v or "\x00" in v or len(v) > 4096:
+        raise _err(where, f"expected a non-empty string without NUL, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any, where: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _err(where, f"expected a list, got {type(v).__name__}")
+    return v
+
+
+def parse_payload(raw: bytes, *, source: str = "payload") -> dict[str, dict[str, Any]]:
+    """The ``policies`` mapping of a probe ConfigMap payload (or of a whole ConfigMap object)."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise _err(source, f"{len(raw)} bytes, more than a ConfigMap can hold ({MAX_FILE_BYTES})")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _err(source, f"not JSON: {e}") from None
+    if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":  # `kubectl get cm -o json` saved
+        data = doc.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get(CONFIGMAP_KEY), str):
+            raise _err(source, f"a ConfigMap without data[{CONFIGMAP_KEY!r}]")
+        return parse_payload(data[CONFIGMAP_KEY].encode("utf-8"), source=f"{source} data[{CONFIGMAP_KEY}]")
+    if not isinstance(doc, dict):
+        raise _err(source, f"expected a JSON object, got {type(doc).__name__}")
+    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
+        raise _err(
+            source,
+            f"expected apiVersion {API_VERSION} kind {KIND}, "
+            f"got {str(doc.get('apiVersion'))[:80]!r} {str(doc.get('kind'))[:80]!r}",
+        )
+    policies = doc.get("policies", {})
+    if not isinstance(policies, dict) or not all(isinstance(v, dict) for v in policies.values()):
+        raise _err(source, "policies: expected a mapping of policy key to entry")
+    return policies
+
+
+def _period(key: str, entry: dict[str, Any], notes: list[str]) -> int:
+    """The entry's rateLimit in seconds (0: none): Tetragon's one event per thread and probe per period."""
+    seconds = entry.get("rateLimitSeconds")
+    if entry.get("rateLimit") is None and seconds is None:
+        return 0
+    if type(seconds) is not int or seconds <= 0:
+        raise _err(f"{key}.rateLimitSeconds", f"expected a positive integer with rateLimit, got {seconds!r}")
+    if seconds > MAX_PERIOD_SECONDS:
+        notes.append(
+            f"{key}: rateLimit of {seconds} s is longer than the native maximum; {MAX_PERIOD_SECONDS} s used"
+        )
+        return MAX_PERIOD_SECONDS
+    return seconds
+
+
+def _periods(wanted: dict[str, list[int]]) -> tuple[tuple[str, int], ...]:
+    """Per probe, the loosest limit the policies naming it ask for: none if any asks for none."""
+    return tuple((name, min(v)) for name, v in sorted(wanted.items()) if v and 0 not in v)
+
+
+def _syscalls(key: str, entry: dict[str, Any], out: list[str], notes: list[str]) -> None:
+    for i, sc in enumerate(_list(entry.get("syscalls"), f"{key}.syscalls")):
+        where = f"{key}.syscalls[{i}]"
+        if not isinstance(sc, dict):
+            raise _err(where, f"expected {{name, x86_64, arm64}}, got {type(sc).__name__}")
+        name = _str(sc.get("name"), f"{where}.name")
+        if name not in X86_64:
+            notes.append(f"{key}: syscall {name} does not exist on x86_64, the native probes' architecture")
+        elif name not in out:
+            out.append(name)
+
+
+def _functions(
+    key: str, entry: dict[str, Any], host_root: str, targets: list[UprobeTarget], res: ProbePolicy
+) -> None:
+    for i, fn in enumerate(_list(entry.get("functions"), f"{key}.functions")):
+        where = f"{key}.functions[{i}]"
+        if not isinstance(fn, dict):
+            raise _err(where, f"expected {{binaryPath|purl, symbols}}, got {type(fn).__name__}")
+        symbols = tuple(_str(s, f"{where}.symbols") for s in _list(fn.get("symbols"), f"{where}.symbols"))
+        if not symbols:
+            raise _err(where, "no symbols")
+        if ("binaryPath" in fn) == ("purl" in fn):
+            raise _err(where, "expected exactly one of binaryPath and purl")
+        if "purl" in fn:
+            res.purl_functions.append(PurlFunction(key, _str(fn["purl"], f"{where}.purl"), symbols))
+            continue
+        path = _str(fn["binaryPath"], f"{where}.binaryPath")
+        if not path.startswith("/"):
+            raise _err(f"{where}.binaryPath", f"{path!r} is not an absolute path")
+        for sym in symbols:
+            t = UprobeTarget(host_root + path, sym)
+            if t in targets:
+                continue
+            if len(targets) >= MAX_UPROBE_TARGETS:
+                res.not_covered.append(
+                    f"{key}: function {path}:{sym} not probed: more than {MAX_UPROBE_TARGETS} uprobe targets"
+                )
+                continue
+            targets.append(t)
+
+
+def _named_targets(entry: dict[str, Any], host_root: str, known: list[UprobeTarget]) -> list[UprobeTarget]:
+    """Of the targets already merged, those this entry names too (after _functions validated it)."""
+    named = {
+        (host_root + fn["binaryPath"], sym)
+        for fn in entry.get("functions") or ()
+        if "binaryPath" in fn
+        for sym in fn["symbols"]
+    }
+    return [t for t in known if (t.binary, t.symbol) in named]
+
+
+def _stacks(key: str, entry: dict[str, Any], has_syscalls: bool, notes: list[str]) -> bool:
+    """Whether the entry asks for user stacks (on its functions); notes what is not done."""
+    st = entry.get("stackTraces") or {}
+    if not isinstance(st, dict) or not all(type(st.get(k, False)) is bool for k in ("kernel", "user")):
+        raise _err(f"{key}.stackTraces", "expected {kernel: bool, user: bool}")
+    if has_syscalls and (st.get("kernel") or st.get("user")):
+        kinds = " and ".join(k for k in ("kernel", "user") if st.get(k))
+        notes.append(f"{key}: {kinds} stack traces on syscalls: native syscall events carry no stacks")
+    return bool(st.get("user"))
+
+
+def _reported(key: str, entry: dict[str, Any], notes: list[str]) -> None:
+    sel = entry.get("podSelector")
+    if sel or entry.get("namespaceSelector"):
+        shown = json.dumps({"podSelector": sel, "namespaceSelector": entry.get("namespaceSelector")})
+        notes.append(
+            f"{key}: pod selection {shown[:300]} is not applied by the native probes: they select by "
+            "cgroup id (cgroupAllow), so pods outside the selector are traced too"
+        )
+    for k in sorted(set(entry) - _USED - _INFORMATIONAL - _REPORTED):
+        notes.append(f"{key}: field {k[:80]!r} is not understood by the native probes and was not applied")
+
+
+def merge_entries(
+    policies: dict[str, dict[str, Any]], base: NativeConfig, *, host_root: str = DEFAULT_HOST_ROOT
+) -> ProbePolicy:
+    """``base`` with every policy entry merged in (lists united, requests switched on)."""
+    res = ProbePolicy(config=base)
+    syscalls = list(base.syscalls)
+    targets = list(base.uprobes)
+    # per probe, the period each asker wants (0: every event); the agent's own probes want every event
+    given_sys, given_up = dict(base.syscall_periods), dict(base.uprobe_periods)
+    sys_periods = {n: [given_sys.get(n, 0)] for n in syscalls}
+    up_periods = {t.label(): [given_up.get(t.label(), 0)] for t in targets}
+    user_stacks = False
+    tcp_state = base.tcp_state
+    for key in sorted(policies):
+        entry = policies[key]
+        if not isinstance(entry, dict):
+            raise _err(key, f"expected an entry object, got {type(entry).__name__}")
+        period = _period(key, entry, res.not_covered)
+        mine: list[str] = []
+        _syscalls(key, entry, mine, res.not_covered)
+        for name in mine:
+            sys_periods.setdefault(name, []).append(period)
+            if name not in syscalls:
+                syscalls.append(name)
+        before = len(targets)
+        _functions(key, entry, host_root, targets, res)
+        for t in _named_targets(entry, host_root, targets[:before]) + targets[before:]:
+            up_periods.setdefault(t.label(), []).append(period)
+        has_syscalls = bool(entry.get("syscalls"))
+        user_stacks |= _stacks(key, entry, has_syscalls, res.not_covered) and bool(entry.get("functions"))
+        tcp = entry.get("tcpState", False)
+        if type(tcp) is not bool:
+            raise _err(f"{key}.tcpState", f"expected true or false, got {type(tcp).__name__}")
+        tcp_state |= tcp
+        _reported(key, entry, res.not_covered)
+        res.policies.append(key)
+    changes: dict[str, Any] = {
+        "syscalls": tuple(syscalls),
+        "uprobes": tuple(targets),
+        "tcp_state": tcp_state,
+        "syscall_periods": _periods(sys_periods),
+        "uprobe_periods": _periods(up_periods),
+    }
+    if policies:
+        # The policies decide about stacks: Tetragon nodes deliver none on uprobes, so they are
+        # only taken where a policy asks for user stacks and names functions.
+        changes["user_stacks"] = user_stacks
+    res.config = dataclasses.replace(base, **changes)
+    return res
+
+
+def read_probe_config(path: str, base: NativeConfig, *, host_root: str = DEFAULT_HOST_ROOT) -> ProbePolicy:
+    """Read the mounted payload file and merge it into ``base``; raises NativeConfigError."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise _err(path, f"cannot read: {e.strerror or e}") from None
+    return merge_entries(parse_payload(raw, source=path), base, host_root=host_root)
+
+
+def load_probe_config(path: str, base: NativeConfig) -> NativeConfig:
+    """``base`` with the policies of the probe ConfigMap file at ``path``; what is not covered is logged."""
+    res = read_probe_config(path, base)
+    for note in res.not_covered:
+        log.warning("not covered by native probes: %s", note)
+    for fn in res.purl_functions:
+        log.warning(
+            "not covered by the node-wide native probes: %s: function %s (%s) named by purl is "
+            "resolved per container",
+            fn.policy,
+            fn.purl,
+            ", ".join(fn.symbols),
+        )
+    return res.config

@@ -1,0 +1,250 @@
+"""Uprobe targets for functions named by PURL, resolved inside each running container's root.
+
+Tetragon resolves uprobe paths in its own filesystem and cannot reach a file
+that exists only in a pod's image (cilium/tetragon#5105). The native probes
+can: for a container whose process ``pid`` is running, the package's files are
+read from its database through ``/proc/<pid>/root`` (``purl_files.py``), each
+ELF file among them is searched for the symbol, and every file that defines it
+becomes a uprobe target. Each function gets a report per container: attached,
+not found (no such package installed), not in package (installed, but none of
+its files defines the symbol), unsupported, or an error with the reason.
+
+Two rules keep counts exact:
+
+- **No escape.** Files are opened confined to the container's root
+  (``rootopen``); the probe is attached through ``/proc/self/fd/<fd>`` of
+  that very descriptor, so a container that swaps a directory for a symlink
+  after the lookup cannot point the probe at a host file. The plan keeps the
+  descriptors open until ``close()``.
+- **One probe per file.** A uprobe fires for every process mapping the inode,
+  whatever container it is in, and two probes on one file would count each
+  call twice. Containers of the same image share their layers' files, so
+  files are keyed by (inode, size, mtime, ctime) as seen through the overlay
+  (overlayfs reports the layer file's inode number; the device differs per
+  container and is left out) and a file already planned is not probed again.
+  Events name the container by the calling process's cgroup, not by the probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from stellaops_runtime.attribution.model import AttributionError
+from stellaops_runtime.attribution.rootfs import RootFS
+from stellaops_runtime.canonical import symtab
+from stellaops_runtime.canonical.elflayout import ElfError, read_layout
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
+from stellaops_runtime.canonical.rootopen import open_in_root
+from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, UprobeTarget
+from stellaops_runtime.native.purl_files import PackageLookupError, package_files
+
+ATTACHED = "attached"
+RESOLVED = "resolved"  # files found, not attached yet
+NOT_FOUND = "not_found"
+NOT_IN_PACKAGE = "not_in_package"
+UNSUPPORTED = "unsupported"
+ERROR = "error"
+ATTACH_FAILED = "attach_failed"
+
+FileKey = tuple[int, int, int, int]  # st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionFile:
+    path: str  # in-root path, symlinks resolved (what the container's maps show)
+    host_path: str  # the same file through /proc/<pid>/root
+    offset: int  # file offset of the symbol (where the uprobe sits)
+    key: FileKey
+
+
+@dataclass(slots=True)
+class FunctionReport:
+    container: str
+    pid: int
+    purl: str
+    symbol: str
+    status: str
+    detail: str = ""
+    packages: list[str] = field(default_factory=list)  # PURLs of the installed packages matched
+    files: list[FunctionFile] = field(default_factory=list)
+
+    @property
+    def locations(self) -> list[tuple[str, int]]:
+        """(host path via /proc/<pid>/root, symbol file offset) of every file defining the symbol."""
+        return [(f.host_path, f.offset) for f in self.files]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "container": self.container, "pid": self.pid, "purl": self.purl, "symbol": self.symbol,
+            "status": self.status, "detail": self.detail, "packages": self.packages,
+            "files": [{"path": f.path, "offset": f.offset} for f in self.files],
+        }  # fmt: skip
+
+
+def symbol_offsets(fd: int, symbols: Iterable[str]) -> dict[str, int]:
+    """File offsets of those ``symbols`` the ELF file defines as functions (.symtab, then .dynsym)."""
+    wanted = set(symbols)
+    out: dict[str, int] = {}
+    with os.fdopen(os.dup(fd), "rb") as f:
+        layout = read_layout(f)  # ElfError when not ELF or damaged
+        budget = DEFAULT_LIMITS.budget(f"symbols of {fd}")  # the symbolizer's bounds on bytes, symbols, time
+        sections = symtab.read_section_table(f, layout, budget)
+        for section in (".symtab", ".dynsym"):
+            cols = symtab.function_symbols(
+                sections, f, section, is64=layout.is64, little=layout.little, budget=budget
+            )
+            for i, sym in enumerate(cols.names):
+                if sym not in wanted or sym in out:
+                    continue
+                file_off = layout.offset_of(cols.starts[i])
+                if file_off is not None:
+                    out[sym] = file_off
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def _open_files(fs: RootFS, paths: Sequence[str]) -> tuple[list[tuple[str, int, FileKey]], int]:
+    """(resolved path, fd, key) of each distinct regular file listed; and how many could not be opened."""
+    out: list[tuple[str, int, FileKey]] = []
+    seen: set[str] = set()
+    unreadable = 0
+    for p in paths:
+        try:
+            resolved = fs.resolve(p)
+        except AttributionError:
+            unreadable += 1
+            continue
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        try:
+            fd, st = open_in_root(fs.root, resolved)
+        except OSError:  # gone, a directory, a device: not a function's file
+            continue
+        out.append((resolved, fd, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
+    return out, unreadable
+
+
+def resolve(
+    pid: int, purl: str, symbols: Sequence[str], *, container: str = "", proc_root: str = "/proc"
+) -> tuple[list[FunctionReport], dict[FileKey, int]]:
+    """Reports for each symbol of ``purl`` in the root of ``pid``, and an open fd per file found.
+
+    The caller owns the descriptors (``PurlProbePlan`` closes them).
+    """
+    root = os.path.join(proc_root, str(pid), "root")
+
+    def all_(status: str, detail: str, packages: Sequence[str] = ()) -> list[FunctionReport]:
+        return [FunctionReport(container, pid, purl, s, status, detail, list(packages)) for s in symbols]
+
+    try:
+        fs = RootFS(root)
+        pkg = package_files(fs, purl)
+    except ValueError as e:
+        return all_(UNSUPPORTED, str(e)), {}
+    except (AttributionError, PackageLookupError, OSError) as e:
+        return all_(ERROR, f"cannot read the package database through {root}: {e}"), {}
+    if not pkg.purls:
+        return all_(NOT_FOUND, f"no installed package matches {purl} in the root of pid {pid}"), {}
+    opened, unreadable = _open_files(fs, pkg.files)
+    reports = {
+        s: FunctionReport(container, pid, purl, s, NOT_IN_PACKAGE, "", list(pkg.purls)) for s in symbols
+    }
+    fds: dict[FileKey, int] = {}
+    elf_files = 0
+    for path, fd, key in opened:
+        try:
+            found = symbol_offsets(fd, symbols)
+            elf_files += 1
+        except ElfError:  # not ELF, damaged, or over the parse budget: not a function's file
+            found = {}
+        except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
+            os.close(fd)
+            continue
+        for sym, off in found.items():
+            reports[sym].files.append(FunctionFile(path, fs.host_path(path), off, key))
+        if found and key not in fds:
+            fds[key] = fd
+        else:
+            os.close(fd)
+    for r in reports.values():
+        if r.files:
+            r.status = RESOLVED
+        else:
+            r.detail = f"none of the {elf_files} ELF file(s) of {', '.join(pkg.purls)} defines {r.symbol}" + (
+                f" ({unreadable} listed path(s) unreadable)" if unreadable else ""
+            )
+    return list(reports.values()), fds
+
+
+def resolve_function(pid: int, purl: str, symbol: str, *, proc_root: str = "/proc") -> FunctionReport:
+    """One function in one container: its report, with ``locations`` (host path, offset)."""
+    reports, fds = resolve(pid, purl, [symbol], proc_root=proc_root)
+    for fd in fds.values():
+        os.close(fd)
+    return reports[0]
+
+
+class PurlProbePlan:
+    """Functions by PURL over the running containers: one uprobe target per distinct file.
+
+    ``add`` resolves in one container; ``targets()`` gives the UprobeTargets
+    (through ``/proc/self/fd``; ``module`` is the in-root path events report);
+    after loading, ``mark`` turns RESOLVED into ATTACHED or ATTACH_FAILED.
+    """
+
+    def __init__(self, *, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self.reports: list[FunctionReport] = []
+        self._fds: dict[FileKey, int] = {}
+        self._targets: dict[tuple[FileKey, str], UprobeTarget] = {}
+
+    def add(self, container: str, pid: int, purl: str, symbols: Sequence[str]) -> list[FunctionReport]:
+        reports, fds = resolve(pid, purl, symbols, container=container, proc_root=self.proc_root)
+        for key, fd in fds.items():
+            if key in self._fds:
+                os.close(fd)  # the same file as another container's: already probed once
+            else:
+                self._fds[key] = fd
+        for r in reports:
+            for f in r.files:
+                tk = (f.key, r.symbol)
+                if tk in self._targets:
+                    continue
+                if len(self._targets) >= MAX_UPROBE_TARGETS:
+                    r.status, r.detail = ERROR, f"more than {MAX_UPROBE_TARGETS} uprobe targets: not probed"
+                    continue
+                self._targets[tk] = UprobeTarget(f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path)
+        self.reports += reports
+        return reports
+
+    def targets(self) -> tuple[UprobeTarget, ...]:
+        return tuple(self._targets.values())
+
+    def mark(self, attached: Sequence[str], failed: Sequence[tuple[str, str]]) -> None:
+        """Attach results of the loader (``ProbeSet.attached``, ``.failed``) into the reports."""
+        why = dict(failed)
+        ok = {a.removeprefix("uprobe ") for a in attached}
+        for r in self.reports:
+            if r.status not in (RESOLVED, ATTACHED, ATTACH_FAILED):
+                continue
+            labels = [
+                self._targets[(f.key, r.symbol)].label()
+                for f in r.files
+                if (f.key, r.symbol) in self._targets
+            ]
+            bad = [why.get(lb, "the probe was not attached") for lb in labels if lb not in ok]
+            if labels and not bad:
+                r.status, r.detail = ATTACHED, ""
+            else:
+                r.status, r.detail = ATTACH_FAILED, "; ".join(bad) or "no probe planned"
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
