@@ -104,7 +104,7 @@ def test_0007_partitions_the_history_of_a_0006_store_and_keeps_every_row(pg_url:
             before, answers = _history(conn), _answers(conn)
         assert len(before) == 12 and answers[1] == 36  # 40 watched days, 4 of them with calls
 
-        migrate(engine)
+        migrate(engine, revision="0007")
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM signals.alembic_version")).scalar() == "0007"
             assert (

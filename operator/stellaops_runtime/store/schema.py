@@ -28,6 +28,13 @@ without a schema: engines map ``signals`` to ``None`` with
   reported in the window (throttled cgroup, rate-limited export), rows with
   an empty ``image_digest`` being node-wide gaps.
 
+Keys (migration 0008): on PostgreSQL every primary and unique key includes
+the column the table is distributed by on Citus (``image_digest``, or
+``agent_id`` for the ledger and the quarantine; the plan is
+:mod:`stellaops_runtime.store.citus`), so ``hot_symbols`` and
+``observation_windows`` are keyed by their natural key with no ``id``.
+SQLite keeps its ``id`` columns and 0007's unique keys on the same columns.
+
 The migrations (``store/migrations/versions``) create exactly these tables;
 this module is what the writer and the queries use. Timestamps are
 timezone-aware UTC on both backends (:class:`UtcDateTime`).
@@ -93,8 +100,9 @@ def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> st
 
 
 def _id() -> sa.Column[int]:
+    """A bigint identity (Citus fills sequences on workers only for bigint); part of the primary key."""
     return sa.Column(
-        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), primary_key=True
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), nullable=False
     )
 
 
@@ -117,7 +125,6 @@ metadata = sa.MetaData(schema=SCHEMA)
 hot_symbols = sa.Table(
     "hot_symbols",
     metadata,
-    _id(),
     *_key_columns(),
     sa.Column("build_id", sa.Text, nullable=False, server_default=""),
     sa.Column("purl", sa.Text, nullable=False, server_default=""),
@@ -132,7 +139,7 @@ hot_symbols = sa.Table(
     sa.Column("node_name", sa.Text, nullable=False, server_default=""),
     sa.Column("sample", JSON_TYPE, nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint(*KEY_COLUMNS, name="uq_hot_symbols_key"),
+    sa.PrimaryKeyConstraint(*KEY_COLUMNS, name="pk_hot_symbols"),  # SQLite: id + uq_hot_symbols_key
     sa.Index("ix_hot_symbols_image_function", "image_digest", "function_name"),
     sa.Index("ix_hot_symbols_image_purl", "image_digest", "purl"),
     sa.Index("ix_hot_symbols_purl_prefix", "purl", postgresql_ops={"purl": "text_pattern_ops"}),
@@ -156,7 +163,6 @@ hot_symbol_windows = sa.Table(
 observation_windows = sa.Table(
     "observation_windows",
     metadata,
-    _id(),
     sa.Column("image_digest", sa.Text, nullable=False),
     sa.Column("node_name", sa.Text, nullable=False),
     sa.Column("window_start", UtcDateTime, nullable=False),
@@ -169,7 +175,8 @@ observation_windows = sa.Table(
     sa.Column("gap_end", UtcDateTime, nullable=True),
     sa.Column("throttle_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("dropped_events", sa.BigInteger, nullable=False, server_default="0"),
-    sa.UniqueConstraint("image_digest", "node_name", "window_start", name="uq_observation_windows_key"),
+    # SQLite: id + uq_observation_windows_key on the same columns.
+    sa.PrimaryKeyConstraint("image_digest", "node_name", "window_start", name="pk_observation_windows"),
     sa.Index("ix_observation_windows_window_start", "window_start"),  # retention (migration 0007)
 )
 
@@ -195,6 +202,7 @@ quarantined_rows = sa.Table(
     sa.Column("row_json", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("quarantined_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("agent_id", "id", name="pk_quarantined_rows"),  # SQLite: id alone
 )
 
 # Migration 0006: signed runtime witnesses (witness/, docs/witnesses.md).
@@ -212,7 +220,9 @@ runtime_witnesses = sa.Table(
     sa.Column("envelope_sha256", sa.Text, nullable=False),
     sa.Column("envelope", sa.Text, nullable=False),
     sa.Column("issued_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("envelope_sha256", name="uq_runtime_witnesses_envelope"),
+    # PostgreSQL (0008): as strict as the digest alone, since an envelope names its image; SQLite: digest.
+    sa.UniqueConstraint("envelope_sha256", "image_digest", name="uq_runtime_witnesses_envelope"),
+    sa.PrimaryKeyConstraint("id", "image_digest", name="pk_runtime_witnesses"),  # SQLite: id alone
     sa.Index("ix_runtime_witnesses_image_claim", "image_digest", "claim_id"),
 )
 
