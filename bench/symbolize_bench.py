@@ -17,7 +17,9 @@ What it measures, on one core (the process pins itself to its first allowed CPU)
    ``struct.iter_unpack`` reader, and the ``.gopclntab`` parse;
 4. cold batch against llvm-symbolizer (bench/symbolize_batch.py): 10,000
    in-function offsets of libstdc++, containerd and libLLVM, first sight,
-   llvm-symbolizer (Debian's ``llvm``) as the baseline in the same run.
+   llvm-symbolizer (Debian's ``llvm``) as the baseline in the same run, with
+   CPU times beside the wall times, and a restart that loads the tables from
+   the index cache (canonical/indexcache.py).
 
 Machines here are shared and noisy: compare ratios within one run. Usage::
 

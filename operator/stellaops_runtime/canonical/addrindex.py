@@ -1,4 +1,4 @@
-"""Address -> function lookup over sorted arrays, and the bounded LRU the caches use.
+"""Address -> function lookup over sorted arrays (the bounded LRU the caches use is re-exported).
 
 A symbol source (``.symtab``, ``.dynsym``, DWARF, ``.gopclntab``) becomes one
 :class:`AddressTable`: parallel lists of start addresses, end addresses and raw
@@ -31,21 +31,37 @@ Tables are built on the agent's parse-worker thread (canonical/parseworker.py)
 while the pipeline thread keeps running: symbols are sorted in runs of
 ``_SORT_RUN`` and the runs then merged, because one ``sorted()`` over 500,000
 shuffled entries is a single C call holding the GIL (a 358 ms pause of the
-pipeline thread measured on a loaded 2-core machine; 44 ms in runs). The
-column passes (``map``, ``compress``) are single C calls too, each one
-pass over the symbols without a sort.
+pipeline thread measured on a loaded 2-core machine; 44 ms in runs of 32,768).
+Runs are 65,536 entries since issue 12's cold-speed work: containerd's and
+libLLVM's tables are then sorted by one call rather than two runs and a
+merge that computes every key again (docs/symbolization.md has the pause
+measured). The column passes (``map``, ``compress``) are single C calls too,
+each one pass over the symbols without a sort.
 """
 
 from __future__ import annotations
 
 import operator
 from bisect import bisect_right
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
-from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.canonical.demangle import demangle_uncached
+from stellaops_runtime.canonical.lru import LRU
+
+__all__ = [
+    "LRU",
+    "STB_GLOBAL",
+    "STB_LOCAL",
+    "STB_WEAK",
+    "AddressTable",
+    "Gathered",
+    "RawSymbol",
+    "StrtabNames",
+    "SymbolColumns",
+    "sorted_by_start",
+]
 
 STB_LOCAL = 0
 STB_GLOBAL = 1
@@ -53,7 +69,7 @@ STB_WEAK = 2
 
 _BIND_RANK = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
 _NESTED_LOOKBACK = 8
-_SORT_RUN = 32_768
+_SORT_RUN = 65_536
 
 # (start, size, raw name, binding, section end or 0 when unknown)
 RawSymbol = tuple[int, int, str, int, int]
@@ -93,6 +109,37 @@ def _order_by_start(starts: Sequence[int]) -> tuple[list[int], list[int]]:
             order.extend(sorted(range(i, min(n, i + _SORT_RUN)), key=key))
         order.sort(key=key)  # merges the sorted runs
     return order, _take(starts, order)
+
+
+def _zero_positions(sizes: list[int]) -> list[int]:
+    """Indices of the zeros in ``sizes`` (symbols without a size: few), found by C-level scans."""
+    out: list[int] = []
+    if 0 in sizes:
+        i = sizes.index(0)
+        while True:
+            out.append(i)
+            try:
+                i = sizes.index(0, i + 1)
+            except ValueError:
+                return out
+    return out
+
+
+class Gathered:
+    """``seq[idx[i]]`` by ``i``, without copying: the per-symbol columns few symbols need (binding,
+    section), read from the whole section's column through the record numbers kept."""
+
+    __slots__ = ("idx", "seq")
+
+    def __init__(self, seq: Sequence[int], idx: Sequence[int]) -> None:
+        self.seq = seq
+        self.idx = idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> int:
+        return self.seq[self.idx[i]]
 
 
 class Names(Protocol):
@@ -206,7 +253,7 @@ def _alias_rank(size: int, name: str, bind: int) -> tuple[int, int, int, int, st
 class AddressTable:
     """Functions of one symbol source, sorted by start address."""
 
-    __slots__ = ("_by_canonical", "_by_name", "canonical", "ends", "names", "source", "starts")
+    __slots__ = ("_by_canonical", "_by_name", "_strtab", "canonical", "ends", "names", "source", "starts")
 
     def __init__(self, source: str, symbols: Iterable[RawSymbol] | SymbolColumns) -> None:
         self.source = source
@@ -222,7 +269,7 @@ class AddressTable:
             sizes = _take(cols.sizes, order)
         m = len(starts)
         ends = list(map(operator.add, starts, sizes))
-        for i in compress(range(m), map(operator.not_, sizes)):  # no size: to the next symbol / section end
+        for i in _zero_positions(sizes):  # no size: to the next symbol / section end
             nxt = starts[i + 1] if i + 1 < m else 0
             limit = cols.limit_of(picks[i])
             if nxt and limit:
@@ -233,6 +280,12 @@ class AddressTable:
         self.ends = ends
         self.names: Names = _Picked(cols.names, picks)
         self.canonical: list[str | None] = [None] * m
+        # The first lookup of an entry decodes its name straight from the string table (no calls
+        # through the Names views): a good part of a cold lookup (bench/symbolize_batch.py).
+        raw = cols.names
+        self._strtab: tuple[bytes, Sequence[int], Sequence[int], int] | None = (
+            (raw.strtab, raw.offsets, picks, raw.max_bytes) if isinstance(raw, StrtabNames) else None
+        )
         self._by_name: dict[str, int] | None = None
         self._by_canonical: dict[str, int] | None = None
 
@@ -246,6 +299,8 @@ class AddressTable:
         ``compress`` over a byte mask.
         """
         names, sizes_of, binds = cols.names, cols.sizes, cols.binds
+        name_of = names.__getitem__
+        bind_rank = _BIND_RANK.get
         n = len(order)
         keep = bytearray(b"\x01") * n
         picks = list(order)
@@ -258,12 +313,47 @@ class AddressTable:
             while k < nsame and same[k] == last:
                 last += 1
                 k += 1
-            group = order[first:last]
-            best = min(group, key=lambda o: _alias_rank(sizes_of[o], names[o], binds[o]))
+            # min() by _alias_rank over the group in table order, inlined (a call per member
+            # costs more than the comparison): the first of equal ranks wins, as min() keeps it.
+            best, best_rank = -1, None
+            largest = 0
+            for o in order[first:last]:
+                name = name_of(o)
+                size = sizes_of[o]
+                if size > largest:
+                    largest = size
+                under = len(name) - len(name.lstrip("_"))
+                rank = (0 if size else 1, under, bind_rank(binds[o], 3), len(name), name)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = o, rank
             picks[first] = best
-            sizes[first] = sizes_of[best] or max(sizes_of[o] for o in group)
+            sizes[first] = sizes_of[best] or largest
             keep[first + 1 : last] = bytes(last - first - 1)
         return list(compress(picks, keep)), list(compress(ordered_starts, keep)), list(compress(sizes, keep))
+
+    @classmethod
+    def restored(cls, source: str, starts: list[int], ends: list[int], names: StrtabNames) -> AddressTable:
+        """A table as :meth:`saved` described it (canonical/indexcache.py): entry ``i`` is named
+        ``names[i]``; ``starts`` sorted, one entry per start."""
+        t = cls.__new__(cls)
+        t.source = source
+        t.starts = starts
+        t.ends = ends
+        t.names = names
+        t.canonical = [None] * len(starts)
+        t._strtab = (names.strtab, names.offsets, range(len(starts)), names.max_bytes)
+        t._by_name = None
+        t._by_canonical = None
+        return t
+
+    def saved(self) -> tuple[bytes, list[int], int] | None:
+        """(string table, name offset of each entry, name length cap) to rebuild the table with
+        :meth:`restored`; None when its names are not read from a string table (DWARF, Go)."""
+        st = self._strtab
+        if st is None:
+            return None
+        strtab, offsets, picks, max_bytes = st
+        return strtab, _take(offsets, list(picks)), max_bytes
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -284,7 +374,17 @@ class AddressTable:
     def canonical_name(self, i: int) -> str:
         name = self.canonical[i]
         if name is None:
-            name = self.canonical[i] = demangle(self.names[i])
+            st = self._strtab
+            if st is None:
+                raw = self.names[i]
+            else:  # StrtabNames.__getitem__, inlined
+                strtab, offsets, picks, max_bytes = st
+                off = offsets[picks[i]]
+                end = strtab.find(b"\0", off, off + max_bytes)
+                if end < 0:
+                    end = min(len(strtab), off + max_bytes)
+                raw = strtab[off:end].decode("utf-8", "replace")
+            name = self.canonical[i] = demangle_uncached(raw)
         return name
 
     def find_name(self, name: str) -> int:
@@ -303,53 +403,3 @@ class AddressTable:
                 by_canon.setdefault(self.canonical_name(i), i)
             self._by_canonical = by_canon
         return self._by_canonical.get(name, -1)
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    """A dict bounded by entry count; the least recently used entry is evicted first."""
-
-    __slots__ = ("_data", "_on_evict", "evictions", "max_entries")
-
-    def __init__(self, max_entries: int, *, on_evict: Callable[[V], None] | None = None) -> None:
-        if max_entries < 1:
-            raise ValueError(f"LRU size must be >= 1, got {max_entries}")
-        self.max_entries = max_entries
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._on_evict = on_evict
-        self.evictions = 0
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: K) -> bool:
-        return key in self._data
-
-    def get(self, key: K) -> V | None:
-        data = self._data
-        value = data.get(key)
-        if value is not None:
-            data.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        data = self._data
-        data[key] = value
-        data.move_to_end(key)
-        while len(data) > self.max_entries:
-            _, old = data.popitem(last=False)
-            self.evictions += 1
-            if self._on_evict is not None:
-                self._on_evict(old)
-
-    def pop(self, key: K) -> V | None:
-        return self._data.pop(key, None)
-
-    def clear(self) -> None:
-        while self._data:
-            _, old = self._data.popitem(last=False)
-            if self._on_evict is not None:
-                self._on_evict(old)

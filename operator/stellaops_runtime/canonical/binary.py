@@ -13,6 +13,11 @@ is opened as a Binary of its own and attached (:meth:`attach_debug`): its
 ``.symtab`` ranks as the binary's own symbol table would, its DWARF stands in
 for the DWARF the binary lacks; addresses are the binary's link-time ones.
 
+With an index cache (canonical/indexcache.py; ``Symbolizer(index_cache_dir=...)``)
+the ``.symtab``/``.dynsym`` tables of a file with a content identity are
+loaded from disk when a valid copy is there, and written there when they
+were built; the lazy sources are read as before.
+
 Every read is bounded (canonical/limits.py): opening and indexing a file is
 one budget, each lazy source another; section headers and symbol tables are
 read with ``struct``, and pyelftools is only built for DWARF, behind a
@@ -49,7 +54,8 @@ from stellaops_runtime.canonical.elflayout import (
     read_layout,
     sdt_probes,
 )
-from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Limits
+from stellaops_runtime.canonical.indexcache import IndexCache
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Budget, Limits
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.resolution import Source
 from stellaops_runtime.canonical.rootopen import open_regular
@@ -113,6 +119,7 @@ class Binary:
         identity: str = "",
         limits: Limits = DEFAULT_LIMITS,
         gate: ParseGate | None = None,
+        index_cache: IndexCache | None = None,
     ) -> None:
         self.path = path
         self.gate: ParseGate = gate or InlineGate()
@@ -137,18 +144,15 @@ class Binary:
             budget = limits.budget(path)
             try:
                 sections = read_section_table(f, layout, budget)
-                for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
-                    syms = function_symbols(
-                        sections,
-                        f,
-                        name,
-                        is64=layout.is64,
-                        little=layout.little,
-                        arm=layout.machine == EM_ARM,
-                        budget=budget,
-                    )
-                    if syms:
-                        self._tables = [*self._tables, AddressTable(source, syms)]
+                # Only a content identity (never a bare build-id) names a cache file.
+                cache = index_cache if identity and identity != build_id else None
+                cached = cache.load(identity) if cache is not None else None
+                if cached is not None:
+                    self._tables = cached
+                else:
+                    self._tables = self._index_symbols(sections, f, layout, budget)
+                    if cache is not None:
+                        cache.save(identity, self._tables)
             except ElfError:
                 raise
             except Exception as e:
@@ -166,6 +170,25 @@ class Binary:
             # No section headers at all: only a Go table can still be found (in the segments).
             self._lazy.append(Source.GOPCLNTAB)
 
+    @staticmethod
+    def _index_symbols(
+        sections: list[SectionInfo], f: BinaryIO, layout: ElfLayout, budget: Budget
+    ) -> list[AddressTable]:
+        tables: list[AddressTable] = []
+        for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
+            syms = function_symbols(
+                sections,
+                f,
+                name,
+                is64=layout.is64,
+                little=layout.little,
+                arm=layout.machine == EM_ARM,
+                budget=budget,
+            )
+            if syms:
+                tables.append(AddressTable(source, syms))
+        return tables
+
     # -- opening -----------------------------------------------------------
 
     @classmethod
@@ -178,6 +201,7 @@ class Binary:
         limits: Limits = DEFAULT_LIMITS,
         fd: int | None = None,
         gate: ParseGate | None = None,
+        index_cache: IndexCache | None = None,
     ) -> Binary:
         """Index an open file (``fd``, taken over) or ``path``; OSError / ElfError when not usable."""
         if fd is None:
@@ -198,6 +222,7 @@ class Binary:
                 identity=identity,
                 limits=limits,
                 gate=gate,
+                index_cache=index_cache,
             )
         except BaseException:
             f.close()

@@ -156,6 +156,20 @@ def _replace_numbered(text: str, opener: str, label: str, *, paren: bool) -> str
     return "".join(out)
 
 
+def _load_library(soname: str, name: str) -> ctypes.CDLL:
+    """The library by its usual soname (one ``dlopen``), else wherever ``find_library`` finds it.
+
+    ``find_library`` runs ``ldconfig -p`` in a subprocess (~10 ms): paid only where the soname differs.
+    """
+    try:
+        return ctypes.CDLL(soname)
+    except OSError:
+        found = ctypes.util.find_library(name)
+        if not found:
+            raise
+        return ctypes.CDLL(found)
+
+
 class _CxaDemangle:
     """libstdc++'s own ``__cxa_demangle`` through ctypes: the second chance for C++ names LLVM rejects.
 
@@ -175,8 +189,8 @@ class _CxaDemangle:
                 return
             self._tried = True
             try:
-                lib = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                lib = _load_library("libstdc++.so.6", "stdc++")
+                libc = _load_library("libc.so.6", "c")
             except OSError as exc:
                 log.info("libstdc++ not loadable, no second-chance C++ demangling: %s", exc)
                 return

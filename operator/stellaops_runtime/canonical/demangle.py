@@ -34,19 +34,32 @@ The rules (docs/function-ids.md has the worked examples):
 
 :func:`demangle` never raises. A name that looks mangled but does not demangle is returned as it
 came in (after the version/``.llvm.`` normalization) and counted as a failure.
+
+This module dispatches and caches; the rules shared with other readers live
+apart and are re-exported here: decorations (canonical/namedecor.py), Go names
+and package paths (canonical/gonames.py), Rust crates (canonical/rustcrates.py),
+GNU C++ spellings (canonical/cxx_gnu.py).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from stellaops_runtime.canonical.cxx_gnu import canonicalize_gnu_cxx, unparenthesize_callees
 from stellaops_runtime.canonical.cxx_gnu import gnu_cxa_demangle as _gnu_cxa_demangle
+from stellaops_runtime.canonical.gonames import canonicalize_go, go_after_dot, go_package_path, looks_go
+from stellaops_runtime.canonical.namedecor import (
+    HEX,
+    LLVM_SUFFIX,
+    drop_llvm_suffix,
+    is_legacy_rust,
+    strip_symbol_decorations,
+)
+from stellaops_runtime.canonical.rustcrates import rust_crate_name
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +85,7 @@ __all__ = [
     "current_fallback",
     "demangle",
     "demangle_stats",
+    "demangle_uncached",
     "go_package_path",
     "install_fallback",
     "is_legacy_rust",
@@ -84,11 +98,6 @@ __all__ = [
 
 CACHE_SIZE = 32_768
 """Most distinct names kept by the warm-call cache (an LRU; ~8 MB when full of long Rust v0 names)."""
-
-_HEX = "0123456789abcdef"
-_LLVM_SUFFIX = ".llvm."
-# LTO's ".llvm.<decimal hash>" as a whole suffix (then the end or another ".suffix"), never the name
-_LLVM_HASH = re.compile(r"(?<=.)\.llvm\.[0-9]+(?=\.|\Z)", re.DOTALL)
 
 
 class Demangler(Protocol):
@@ -154,134 +163,22 @@ def install_fallback(demangler: Demangler | None) -> None:
     clear_cache()
 
 
-def is_legacy_rust(name: str) -> bool:
-    """True when a ``_ZN`` symbol is legacy Rust: its last path element is ``17h<16 hex>`` + ``E``.
+def demangle_uncached(name: str) -> str:
+    """:func:`demangle` without its cache, for callers that keep each answer themselves.
 
-    A ``.suffix`` after the final ``E`` (``.llvm.123``, ``.cold``) is allowed.
+    An address table memoizes the name of each entry it has answered for
+    (canonical/addrindex.py); going through the shared LRU as well made a cold
+    lookup's demangling slower (bench/symbolize_batch.py) and kept a second
+    copy of every name. Same answers, same per-language counters.
     """
-    if not name.startswith("_ZN"):
-        return False
-    end = len(name) - 1
-    if name[end] != "E":
-        end = name.find("E.", 3)
-        while end != -1 and not _legacy_hash_before(name, end):
-            end = name.find("E.", end + 1)
-        return end != -1
-    return _legacy_hash_before(name, end)
-
-
-def _legacy_hash_before(name: str, end: int) -> bool:
-    # name[end] == "E"; the 20 characters before it must be "17h" + 16 lower-case hex digits
-    # and at least one path element ("1a") must come between "_ZN" and the hash element
-    return end >= 24 and name[end - 19 : end - 16] == "17h" and not name[end - 16 : end].strip(_HEX)
-
-
-def strip_symbol_decorations(name: str) -> str:
-    """Drop an ELF symbol version (``@VER``/``@@VER``), every LTO ``.llvm.<digits>`` suffix and
-    Mach-O's extra leading underscore (``__Z``/``__R`` -> ``_Z``/``_R``)."""
-    at = name.find("@")
-    if at > 0:
-        name = name[:at]
-    if _LLVM_SUFFIX in name:
-        name = _drop_llvm_suffix(name)
-    if name[:2] == "__" and (name[2:3] == "Z" or name[2:3] == "R"):
-        name = name[1:]
-    return name
-
-
-def canonicalize_go(name: str) -> str:
-    """Drop a linker ABI suffix, and replace the type arguments of every generic instantiation by ``[...]``.
-
-    ``crypto/sha256.block.abi0`` -> ``crypto/sha256.block`` (the symbol table's name for an
-    assembly body that has an ABIInternal wrapper; ``.gopclntab`` and DWARF call both
-    ``crypto/sha256.block``), likewise ``.abiinternal`` (shared-library builds) and any other
-    ``.abi<N>``; the suffix is only dropped when a ``pkg.`` qualifier stays (``pkg.abi0`` is a function).
-    ``pkg.Map[go.shape.string,go.shape.int]`` -> ``pkg.Map[...]``;
-    ``pkg.(*List[go.shape.*uint8]).Push.func1`` -> ``pkg.(*List[...]).Push.func1``.
-    Brackets nest (``[go.shape.[]int]``), so they are matched, not searched with a regex.
-    """
-    if ".abi" in name:
-        name = _drop_go_abi_suffix(name)
-    start = name.find("[")
-    if start < 0:
-        return name
-    out: list[str] = []
-    pos = 0
-    while start >= 0:
-        depth = 0
-        stop = -1
-        for i in range(start, len(name)):
-            c = name[i]
-            if c == "[":
-                depth += 1
-            elif c == "]":
-                depth -= 1
-                if depth == 0:
-                    stop = i
-                    break
-        if stop < 0:  # unbalanced: leave the rest as it is
-            break
-        out.append(name[pos:start])
-        out.append("[...]")
-        pos = stop + 1
-        start = name.find("[", pos)
-    out.append(name[pos:])
-    return "".join(out)
-
-
-def _drop_go_abi_suffix(name: str) -> str:
-    # the Go linker's mangleABIName: "<name>.abi<version>" (".abi0") or "<name>.abiinternal"
-    dot = name.rfind(".abi")
-    tail = name[dot + 4 :]
-    if dot > 0 and (tail == "internal" or tail.isdigit()):
-        slash = name.rfind("/", 0, dot)  # the qualifier's dot is after the import path's last "/"
-        if name.find(".", slash + 1, dot) > slash + 1:
-            return name[:dot]
-    return name
-
-
-# linker-generated Go symbols (no package: "type" and "go" are keywords) and cgo's C glue
-_GO_GENERATED_PREFIXES = ("type:", "type.", "go:", "go.", "gclocals", "_cgo_", "x_cgo_")
-
-
-def _looks_go(name: str) -> bool:
-    # a dot that is not a C compiler clone suffix: "pkg.F", "a/b.(*T).M", but not "f.cold", "f.1234"
-    dot = name.find(".")
-    return dot > 0 and _go_after_dot(name, dot)
-
-
-def _go_after_dot(name: str, dot: int) -> bool:
-    end = name.find(".", dot + 1)
-    word = name[dot + 1 :] if end < 0 else name[dot + 1 : end]
-    if word in _CLONE_WORDS or word.isdigit():
-        return not _is_clone_suffix(name[dot:])
-    return True
-
-
-_CLONE_WORDS = frozenset(
-    {"cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm"}
-)
-
-
-def _is_clone_suffix(suffix: str) -> bool:
-    # ".cold", ".part.0", ".isra.0.cold", ".constprop.0.isra.0", ".lto_priv.0", ".1234"
-    return all(word in _CLONE_WORDS or word.isdigit() for word in suffix[1:].split("."))
-
-
-def _drop_llvm_suffix(name: str) -> str:
-    # wherever it is among the suffixes: "f.llvm.123", "f.llvm.123.cold", "f.llvm.1.llvm.2.warm"
-    return _LLVM_HASH.sub("", name)
-
-
-def _demangle_uncached(name: str) -> str:
     # One function on purpose: every Python call level costs ~5% of the cold throughput.
     try:
         if "@" in name:
             at = name.find("@")
             if at > 0:
                 name = name[:at]
-        if _LLVM_SUFFIX in name:
-            name = _drop_llvm_suffix(name)
+        if LLVM_SUFFIX in name:
+            name = drop_llvm_suffix(name)
         c = _COUNTS
         head = name[:2]
         if head == "__" and (name[2:3] == "Z" or name[2:3] == "R"):  # Mach-O's extra underscore
@@ -292,7 +189,7 @@ def _demangle_uncached(name: str) -> str:
                 (
                     name[-20:-17] == "17h"
                     and name[-1] == "E"
-                    and not name[-17:-1].strip(_HEX)
+                    and not name[-17:-1].strip(HEX)
                     and len(name) > 24
                 )
                 or ("." in name and is_legacy_rust(name))
@@ -354,7 +251,7 @@ def _demangle_uncached(name: str) -> str:
             c.rust_v0 += 1
             return out
         dot = name.find(".")
-        if dot > 0 and _go_after_dot(name, dot):
+        if dot > 0 and go_after_dot(name, dot):
             c.go += 1
             return canonicalize_go(name) if "[" in name or ".abi" in name else name
         c.plain += 1
@@ -383,7 +280,7 @@ if not BINDINGS_AVAILABLE:  # pragma: no cover
     _llvm_itanium = _llvm_rust = _rustc_demangle = _fallback_only  # type: ignore[assignment]
 
 
-demangle = functools.lru_cache(maxsize=CACHE_SIZE)(_demangle_uncached)
+demangle = functools.lru_cache(maxsize=CACHE_SIZE)(demangle_uncached)
 """The canonical demangled name of a C/C++/Rust/Go symbol (see the module docstring).
 
 Never raises for a ``str``: returns the name as it came in (after dropping an ELF symbol version
@@ -408,7 +305,7 @@ def language_of(name: str) -> str:
         return "rust_legacy" if name[2:3] == "N" and is_legacy_rust(name) else "cxx"
     if name[:2] == "_R":
         return "rust_v0"
-    return "go" if _looks_go(name) else "plain"
+    return "go" if looks_go(name) else "plain"
 
 
 def clear_cache() -> None:
@@ -438,172 +335,3 @@ def reset_stats() -> None:
     """Zero the per-language and failure counters (the cache figures reset with clear_cache)."""
     global _COUNTS
     _COUNTS = _Counters()
-
-
-# --- package attribution helpers (used by issue #4) --------------------------------------------
-
-
-def go_package_path(name: str) -> str:
-    """The import path of the package a Go function belongs to; "" when it has none.
-
-    ``github.com/containerd/containerd/v2/core/content.(*Store).Info`` ->
-    ``github.com/containerd/containerd/v2/core/content``. The package ends at the first ``.``
-    after the last ``/``: the linker escapes dots of the last path element as ``%2e``
-    (``gopkg.in/yaml%2ev3.Unmarshal`` -> ``gopkg.in/yaml.v3``), and ``%xx`` escapes are decoded.
-    Receivers ``(...)`` and type arguments ``[...]`` may be followed by other paths (a promoted
-    unexported method is qualified with its own package: ``k8s.io/x/resource.(*T).gopkg.in/inf%2ev0.quo``),
-    so only the text before the first ``(`` or ``[`` is searched. A ``vendor/`` prefix (Go's own
-    vendored copies, or GOPATH-era ``.../vendor/...``) is removed: the result is the path of the
-    code's real package. Linker-generated names (``type:.eq.*``, ``go:buildid``, ``go.shape.*``),
-    cgo glue and C names give "".
-    """
-    name = strip_symbol_decorations(name)
-    if not name or name.startswith(_GO_GENERATED_PREFIXES) or name[:2] in ("_Z", "_R"):
-        return ""
-    head = name
-    for stop in ("(", "["):  # never part of an import path; what follows may contain paths
-        cut = head.find(stop)
-        if cut >= 0:
-            head = head[:cut]
-    slash = head.rfind("/")
-    dot = head.find(".", slash + 1)
-    if dot <= slash + 1:
-        return ""
-    path = head[:dot]
-    if slash < 0 and _is_clone_suffix(head[dot:]):
-        return ""  # a C clone such as "memcpy.part.0", not a Go package
-    if "%" in path:
-        path = _unescape_go_path(path)
-    if path.startswith("vendor/"):
-        path = path[len("vendor/") :]
-    vendored = path.rfind("/vendor/")
-    if vendored >= 0:
-        path = path[vendored + len("/vendor/") :]
-    return path
-
-
-def _unescape_go_path(path: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(path):
-        c = path[i]
-        if c == "%" and i + 2 < len(path) + 0 and _is_hex2(path[i + 1 : i + 3]):
-            out.append(chr(int(path[i + 1 : i + 3], 16)))
-            i += 3
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def _is_hex2(text: str) -> bool:
-    return len(text) == 2 and not text.lower().strip(_HEX)
-
-
-_SYSROOT_CRATES = frozenset(
-    {"core", "alloc", "std", "proc_macro", "test", "panic_unwind", "panic_abort", "compiler_builtins"}
-)
-
-
-def rust_crate_name(demangled: str) -> str:
-    """The crate a demangled Rust function belongs to; "" when the name does not say.
-
-    * ``core::fmt::write`` -> ``core``; ``mycrate::a::{closure#0}`` -> ``mycrate``;
-    * inherent impls ``<alloc::vec::Vec<T>>::push`` -> ``alloc``; ``<&mut mycrate::T>::f`` -> ``mycrate``;
-    * trait impls ``<Self as Trait>::f`` (and ``<impl Trait for Self>``) -> the crate of ``Self``,
-      unless ``Self`` has no path (a primitive, ``&T``, slice, tuple, generic parameter) or is a
-      sysroot crate's type while the trait is not (Rust's orphan rule then puts the impl in the
-      trait's crate): ``<u8 as serde::Serialize>::serialize`` -> ``serde``;
-    * ``<[T]>::sort`` and other inherent impls of primitive types -> "".
-    """
-    text = demangled.strip()
-    if text.startswith("_<"):
-        text = text[1:]
-    if not text:
-        return ""
-    if text[0] != "<":
-        crate = _leading_crate(text)
-        return crate
-    inner = _first_angle_group(text)
-    if inner is None:
-        return ""
-    if inner.startswith("impl "):
-        body = inner[5:]
-        self_ty, trait = _split_top(body, " for ")
-        if trait is None:
-            return _type_crate(body)
-        trait, self_ty = self_ty, trait
-    else:
-        self_ty, trait = _split_top(inner, " as ")
-    self_crate = _type_crate(self_ty)
-    if trait is None:
-        return self_crate
-    trait_crate = _type_crate(trait)
-    if not self_crate:
-        return trait_crate
-    if self_crate in _SYSROOT_CRATES and trait_crate and trait_crate not in _SYSROOT_CRATES:
-        return trait_crate
-    return self_crate
-
-
-def _leading_crate(path: str) -> str:
-    end = path.find("::")
-    crate = path if end < 0 else path[:end]
-    # a path segment, not a primitive/generic parameter or punctuation
-    if not crate or not (crate[0].isalpha() or crate[0] == "_") or not _is_ident(crate):
-        return ""
-    if end < 0:  # a bare name ("u8", "T") is a type without a crate
-        return ""
-    return crate
-
-
-def _is_ident(text: str) -> bool:
-    return text.replace("_", "a").isalnum()
-
-
-def _type_crate(ty: str) -> str:
-    ty = ty.strip()
-    while True:
-        for prefix in ("&mut ", "&", "*const ", "*mut ", "dyn ", "mut "):
-            if ty.startswith(prefix):
-                ty = ty[len(prefix) :].lstrip()
-                break
-        else:
-            break
-    if not ty or ty[0] in "[(":
-        return ""
-    if ty[0] == "<":  # a qualified path as the type: <<A as T>::f as U>::g
-        return rust_crate_name(ty)
-    return _leading_crate(ty)
-
-
-def _first_angle_group(text: str) -> str | None:
-    depth = 0
-    for i, c in enumerate(text):
-        if c == "<":
-            depth += 1
-        elif c == ">":
-            if i > 0 and text[i - 1] == "-":  # "->" in fn types
-                continue
-            depth -= 1
-            if depth == 0:
-                return text[1:i]
-    return None
-
-
-def _split_top(text: str, sep: str) -> tuple[str, str | None]:
-    """Split at the first ``sep`` outside <>, [] and () brackets."""
-    depth = 0
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c in "<[(":
-            depth += 1
-        elif c in ">])":
-            if not (c == ">" and i > 0 and text[i - 1] == "-"):
-                depth -= 1
-        elif depth == 0 and text.startswith(sep, i):
-            return text[:i], text[i + len(sep) :]
-        i += 1
-    return text, None

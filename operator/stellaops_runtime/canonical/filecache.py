@@ -47,6 +47,7 @@ from stellaops_runtime.canonical.elflayout import (
     read_layout,
     read_notes,
 )
+from stellaops_runtime.canonical.indexcache import IndexCache
 from stellaops_runtime.canonical.limits import (
     BUDGET_EXCEEDED,
     DEFAULT_LIMITS,
@@ -103,6 +104,7 @@ class BinaryCache:
         limits: Limits = DEFAULT_LIMITS,
         gate: ParseGate | None = None,
         debug: DebugSearch | None = None,
+        index_cache_dir: str | None = None,
     ) -> None:
         self.limits = limits
         self.debug_search = debug or DebugSearch()
@@ -114,6 +116,12 @@ class BinaryCache:
         self.refused = RefusedFiles(max_paths)
         self.counters: Counter[str] = Counter()
         self._claims = BuildIdClaims(limits, open_file, self.bump, max_build_ids=max_paths)
+        # Indexed symbol tables kept on disk across restarts (canonical/indexcache.py), when asked for.
+        self.index_cache = (
+            IndexCache(index_cache_dir, max_entries=limits.max_symbols, bump=self.bump)
+            if index_cache_dir
+            else None
+        )
 
     def set_debug_search(self, search: DebugSearch) -> None:
         """Where separate debug files are looked for from now on (files identified before keep theirs)."""
@@ -250,6 +258,7 @@ class BinaryCache:
                 limits=self.limits,
                 fd=fd,
                 gate=self.gate,
+                index_cache=self.index_cache,
             )
         except ElfError as e:
             self._refuse(fid.identity, e.reason)

@@ -169,12 +169,12 @@ class RecentFiles:
             offset = vaddr - starts[i]
             bid = r.build_id
             res = Resolution(
-                input or f"{path}+{file_offset:#x}",
+                input or f"{path}+{hex(file_offset)}",
                 path,
                 bid,
                 symbol,
                 offset,
-                f"{bid}:{symbol}+{offset:#x}",
+                f"{bid}:{symbol}+{hex(offset)}",
                 t.source,
                 file_offset,
             )
@@ -234,7 +234,7 @@ class RecentFiles:
                         bid,
                         symbol,
                         offset,
-                        f"{bid}:{symbol}+{offset:#x}",
+                        f"{bid}:{symbol}+{hex(offset)}",
                         t.source,
                         file_offset,
                     )

@@ -25,6 +25,10 @@ parse-worker gate (canonical/parseworker.py) a resolution whose file is still
 being parsed ends with ``parse_pending``. Blocking file I/O: call from a
 worker thread, never from an event loop.
 
+``index_cache_dir`` (off by default) keeps the indexed symbol tables of
+each file on disk (canonical/indexcache.py), so a restarted process loads
+them instead of indexing the file again.
+
 Warm path (canonical/recentfiles.py): ``resolve_file`` answers from the
 Binary it last resolved at the same (root, path) without ``stat``-ing the
 file again for ``recheck_seconds`` (default 1 s): a file replaced at a path
@@ -93,8 +97,15 @@ class Symbolizer(BinaryCache):
         limits: Limits = DEFAULT_LIMITS,
         gate: ParseGate | None = None,
         recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
+        index_cache_dir: str | None = None,
     ) -> None:
-        super().__init__(max_binaries=max_binaries, max_paths=max_paths, limits=limits, gate=gate)
+        super().__init__(
+            max_binaries=max_binaries,
+            max_paths=max_paths,
+            limits=limits,
+            gate=gate,
+            index_cache_dir=index_cache_dir,
+        )
         self.recent = RecentFiles(self._lock, self.counters, recheck_seconds, max_paths)  # warm path
         self.proc_root = proc_root
         self.kallsyms_path = kallsyms_path
@@ -144,7 +155,7 @@ class Symbolizer(BinaryCache):
                 return warm
         else:
             warm = self.recent.get(root, path, self._binaries.evictions, expected_build_id)
-        label = input or f"{path}+{file_offset:#x}"
+        label = input or f"{path}+{hex(file_offset)}"
         if warm is not None:  # trusted, but no loaded table names it: the remembered Binary (no stat)
             res = Resolution(label, path, warm.build_id, file_offset=file_offset)
             try:
@@ -176,7 +187,7 @@ class Symbolizer(BinaryCache):
         first offset has been resolved, rather than per call.
         """
         root = root or "/"
-        labels = inputs or [f"{path}+{o:#x}" for o in offsets]
+        labels = inputs or [f"{path}+{hex(o)}" for o in offsets]
         if not offsets:
             return []
         first = self.resolve_file(

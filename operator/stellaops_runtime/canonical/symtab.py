@@ -3,10 +3,14 @@
 pyelftools' ``iter_symbols()`` builds a Container per record and is ~50x
 slower than unpacking the raw section bytes; unpacking a tuple per record
 (``struct.iter_unpack``) and decoding every name still cost a Python object
-per symbol. Here each field is sliced out of the section bytes as a whole
-(``bytes[4::24]``, ``array``), the records to keep are chosen with byte masks
-(``bytes.translate``) and ``itertools.compress``, and names stay offsets into
-the string table until a function is looked up (see bench/symbolize_bench.py).
+per symbol. Here each field is a strided slice of the section read as an
+``array`` of 2-, 4- or 8-byte words, the records to keep are chosen with byte
+masks (``bytes.translate``), only the kept records' start, size and name
+offset become Python ints (one ``itemgetter`` call per column), binding and
+section index stay columns of the whole section read through the kept record
+numbers (few symbols need them: aliases, symbols without a size), and names
+stay offsets into the string table until a function is looked up (see
+bench/symbolize_bench.py).
 The section header table is read with ``struct`` (:func:`read_section_table`).
 
 Kept: STT_FUNC and STT_GNU_IFUNC symbols defined in a section (not undefined,
@@ -23,12 +27,12 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, BinaryIO
 
-from stellaops_runtime.canonical.addrindex import StrtabNames, SymbolColumns
+from stellaops_runtime.canonical.addrindex import Gathered, StrtabNames, SymbolColumns
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import Budget, pread_exact
 
@@ -164,6 +168,15 @@ def _words(data: bytes, code: str, little: bool) -> array[int]:
     return col
 
 
+def _getter(idx: list[int]) -> Callable[[Sequence[int]], list[int]]:
+    """``seq -> [seq[i] for i in idx]`` in one C call per sequence."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda seq: [seq[i]]
+    get = operator.itemgetter(*idx)
+    return lambda seq: list(get(seq))
+
+
 def function_symbols(
     sections: list[SectionInfo],
     f: BinaryIO,
@@ -195,9 +208,9 @@ def function_symbols(
     data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
     strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
     if is64:  # st_name(4) st_info(1) st_other(1) st_shndx(2) st_value(8) st_size(8)
-        info_at, shndx_at, per = 4, 6, 3
+        info_at, shndx_at = 4, 6
     else:  # st_name(4) st_value(4) st_size(4) st_info(1) st_other(1) st_shndx(2)
-        info_at, shndx_at, per = 12, 14, 4
+        info_at, shndx_at = 12, 14
     lo_at, hi_at = (shndx_at, shndx_at + 1) if little else (shndx_at + 1, shndx_at)
     info = data[info_at::rec]
     shndx_lo, shndx_hi = data[lo_at::rec], data[hi_at::rec]
@@ -205,30 +218,22 @@ def function_symbols(
         len(info), "little"
     )
     keep = _and(info.translate(_IS_FUNC), shndx_hi.translate(_NOT_FF), defined.translate(_NONZERO))
-    # One array of the section's words: 64-bit records are 3 words (name|info|other|shndx, value,
-    # size), 32-bit ones 4 (name, value, size, info|other|shndx); fields are split from the words kept.
-    words = _words(data, "Q" if is64 else "I", little)
-    values = list(compress(words[1::per], keep))
-    sizes = list(compress(words[2::per], keep))
+    # The section as arrays of 2-, 4- and 8-byte words in the file's byte order; each field is a
+    # strided slice of one of them, and only the records kept become Python ints (one C call per
+    # field through an itemgetter of the kept record numbers).
+    kept = list(compress(range(len(info)), keep))
+    if not kept:
+        return SymbolColumns([], [], [], [], [], [])
+    take = _getter(kept)
+    w32 = _words(data, "I", little)
     if is64:
-        head = list(compress(words[0::per], keep))
-        if little:
-            name_offs = list(map(operator.and_, head, repeat(0xFFFFFFFF)))
-            shndx = list(map(operator.rshift, head, repeat(48)))
-        else:
-            name_offs = list(map(operator.rshift, head, repeat(32)))
-            shndx = list(map(operator.and_, head, repeat(0xFFFF)))
+        w64 = _words(data, "Q", little)
+        values, sizes, name_offs = take(w64[1::3]), take(w64[2::3]), take(w32[0::6])
     else:
-        name_offs = list(compress(words[0::per], keep))
-        tail = list(compress(words[3::per], keep))
-        if little:
-            shndx = list(map(operator.rshift, tail, repeat(16)))
-        else:
-            shndx = list(map(operator.and_, tail, repeat(0xFFFF)))
-    binds = bytes(compress(info, keep)).translate(_BIND)
+        values, sizes, name_offs = take(w32[1::4]), take(w32[2::4]), take(w32[0::4])
     # Drop what the record filter could not: address 0, and an empty (or out-of-table) name.
     table = strtab
-    if name_offs and max(name_offs) >= len(strtab):  # names outside the table: empty
+    if max(name_offs) >= len(strtab):  # names outside the table: empty
         table = strtab + b"\0"
         name_offs = list(map(min, name_offs, repeat(len(strtab))))
     if len(name_offs) > 1:
@@ -239,8 +244,11 @@ def function_symbols(
     keep2 = _and(named, bytes(map(bool, values)))
     if keep2.count(0):
         values, sizes = list(compress(values, keep2)), list(compress(sizes, keep2))
-        name_offs, shndx = list(compress(name_offs, keep2)), list(compress(shndx, keep2))
-        binds = bytes(compress(binds, keep2))
+        name_offs, kept = list(compress(name_offs, keep2)), list(compress(kept, keep2))
+    # Binding and section index are read by few symbols (aliases, symbols without a size): they
+    # stay columns of the whole section, read through the record numbers kept.
+    binds = Gathered(info.translate(_BIND), kept)
+    shndx = Gathered(_words(data, "H", little)[shndx_at // 2 :: rec // 2], kept)
     if arm:
         values = [v & ~1 for v in values]  # Thumb functions have bit 0 set
     if budget is not None:
