@@ -476,7 +476,8 @@ def test_store_url_reaches_agents_only_through_the_secret() -> None:
     (cm,) = [o for o in objs if o["kind"] == "ConfigMap"]
     assert "url" not in (yaml.safe_load(next(iter(cm["data"].values()))).get("store") or {})
     volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["tetragon"]["hostPath"] == {"path": TETRAGON_SOCKET_DIR, "type": "Directory"}
+    # DirectoryOrCreate: the agent starts without Tetragon (docs/install.md, "Install without Tetragon")
+    assert volumes["tetragon"]["hostPath"] == {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}
 
 
 def test_image_section_matches_the_build() -> None:

@@ -389,7 +389,31 @@ def test_posture_counts_lists_every_level() -> None:
             P.NONE,
             "Tetragon is unreachable: no source delivers events",
         ),
-        ({"source": "native"}, P.NONE, "the native source is not implemented: nothing observes this node"),
+        ({"source": "native"}, P.NONE, "the native probes report no posture: nothing observes this node"),
+        (
+            {"source": "native", "maxPosture": "None", "maxPostureReason": "no bcc"},
+            P.NONE,
+            "the native probes report no posture: nothing observes this node",
+        ),
+        (
+            {
+                "source": "native",
+                "maxPosture": "EbpfDeep",
+                "capabilities": {"tetragon": {"reachable": False}},
+            },
+            P.EBPF_DEEP,
+            "the agent's native probes (BCC) deliver events",
+        ),
+        (
+            {"source": "native", "maxPosture": "ActiveTracing", "maxPostureReason": "no uprobes"},
+            P.ACTIVE_TRACING,
+            "no uprobes",
+        ),
+        (
+            {"source": "native", "maxPosture": "Bogus"},
+            P.NONE,
+            "the native probes report no posture: nothing observes this node",
+        ),
         (
             {
                 "source": "tetragon",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,12 @@ from stellaops_runtime.controller.render_agent import (
     agent_capabilities,
     agent_resource_name,
     default_capabilities,
+    native_fallback,
     probe_configmap_name,
     render_agent_objects,
     store_secret_token,
 )
+from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY
 from stellaops_runtime.image import IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,10 +58,21 @@ MOUNTS = {
     ("config", "/etc/stellaops-runtime/agent", True),
     ("probes", "/etc/stellaops-runtime/probes", True),
     ("tetragon", "/var/run/tetragon", True),
+    ("containerd", "/run/containerd", True),
     ("spool", SPOOL_DIR, False),
+    ("index-cache", "/var/lib/stellaops-runtime/index-cache", False),
 }
-# Tetragon's directory must exist (never created by us); the spool directory is ours.
-HOST_PATHS = {"/var/run/tetragon": "Directory", SPOOL_DIR: "DirectoryOrCreate"}
+# Tetragon's directory is created empty on a node without Tetragon (the agent must start there and
+# fall back to its own probes); the spool directory is ours.
+HOST_PATHS = {
+    "/var/run/tetragon": "DirectoryOrCreate", "/run/containerd": "DirectoryOrCreate",
+    SPOOL_DIR: "DirectoryOrCreate", "/var/lib/stellaops-runtime/index-cache": "DirectoryOrCreate",
+}  # fmt: skip
+# What the BCC fallback reads on the host, read-only, only when the agent may load BPF programs.
+NATIVE_HOST_PATHS = {
+    "/sys/kernel/tracing": "Directory", "/sys/kernel/debug": "Directory", "/lib/modules": "Directory",
+    "/sys/fs/cgroup": "Directory",
+}  # fmt: skip
 
 
 def render(spec: dict[str, Any] | None = None, *, name: str = "default") -> dict[str, dict[str, Any]]:
@@ -135,6 +149,10 @@ def test_configmap_is_a_valid_agent_config_with_no_secret() -> None:
     assert config.privacy.extra_patterns == ["token=\\S+"] and config.privacy.redact_arguments is True
     assert (config.metrics.address, config.metrics.port) == ("0.0.0.0", 9100)
     assert config.observation_node.enabled is True
+    # The lifecycle observer runs when containerd's socket is in the mounted /run/containerd.
+    assert (config.lifecycle.enabled, config.lifecycle.runtime) == ("auto", "containerd")
+    assert os.path.dirname(config.lifecycle.containerd_address) == "/run/containerd"
+    assert config.symbols.index_cache_dir == "/var/lib/stellaops-runtime/index-cache"  # a hostPath
     # The URL comes from the Secret; the store section holds only the spool on its hostPath.
     assert yaml.safe_load(cm["data"][AGENT_CONFIG_KEY])["store"] == {
         "spoolPath": f"{SPOOL_DIR}/hot-symbols.spool"
@@ -457,3 +475,44 @@ def test_long_or_dotted_observer_names_give_valid_distinct_names() -> None:
     objs = render(name="x" * 253)
     assert objs["DaemonSet"]["metadata"]["labels"]["app.kubernetes.io/instance"] != "x" * 253
     assert len(objs["DaemonSet"]["metadata"]["labels"]["app.kubernetes.io/instance"]) <= 63
+
+
+@pytest.mark.parametrize(
+    ("caps", "source", "native"),
+    [
+        (None, "tetragon", False),  # the default: SYS_PTRACE only, no BPF program can load
+        (None, "native", True),
+        (["SYS_PTRACE", "BPF", "PERFMON"], "tetragon", True),  # the observer asks for the fallback
+        (["SYS_PTRACE", "SYS_ADMIN"], "tetragon", True),
+        (["SYS_PTRACE", "BPF"], "tetragon", False),  # BPF alone cannot attach probes
+        ([], "native", False),
+    ],
+)
+def test_the_bcc_fallback_is_rendered_only_with_the_capabilities_to_load_it(
+    caps: list[str] | None, source: Any, native: bool
+) -> None:
+    spec = with_("agent.capabilities", caps) if caps is not None else BASE
+    objs = {o["kind"]: o for o in render_agent_objects(
+        name="default", uid=UID, namespace="ns", spec=parse_observer_spec(spec), source=source
+    )}  # fmt: skip
+    pod = objs["DaemonSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    config = parse_config(yaml.safe_load(objs["ConfigMap"]["data"][AGENT_CONFIG_KEY]))
+    host_paths = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in pod["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: m["readOnly"] for m in container["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert config.native.enabled is native
+    assert native_fallback(container["securityContext"]["capabilities"]["add"]) is native
+    if native:
+        assert host_paths == HOST_PATHS | NATIVE_HOST_PATHS
+        assert all(mounts[p] is True for p in NATIVE_HOST_PATHS)
+        assert mounts[env["STELLA_CACHE_DIR"]] is False  # the header tree: the root fs is read-only
+        assert {v["name"] for v in pod["volumes"] if "emptyDir" in v} == {"cache"}
+    else:
+        assert host_paths == HOST_PATHS and "STELLA_CACHE_DIR" not in env
+        assert not set(NATIVE_HOST_PATHS) & set(mounts)
+    # The probe ConfigMap's payload, where the probes volume mounts it: read on every node, for the
+    # operator's list of opted-out pods even where the BCC probes never run.
+    assert config.native.probe_config_file == f"/etc/stellaops-runtime/probes/{PROBE_CONFIG_KEY}"
+    assert mounts["/etc/stellaops-runtime/probes"] is True
+    assert pod["hostPID"] is True

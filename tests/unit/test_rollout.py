@@ -457,6 +457,12 @@ def test_feature_labels_follow_the_working_source_not_the_kernel() -> None:
         {"status": {"source": "tetragon", "capabilities": caps | {"tetragon": {"reachable": True}}}}
     )
     assert (back[p + "source"], back[p + "max-posture"]) == ("tetragon", "FullInstrumentation")
+    native = node_feature_labels(
+        {"status": {"source": "native", "maxPosture": "EbpfDeep", "capabilities": caps}}
+    )
+    assert (native[p + "source"], native[p + "max-posture"]) == ("native", "EbpfDeep")
+    no_bcc = node_feature_labels({"status": {"source": "native", "maxPosture": "None", "capabilities": caps}})
+    assert (no_bcc[p + "source"], no_bcc[p + "max-posture"]) == ("none", "None")
 
 
 def test_a_stale_node_claims_nothing() -> None:
@@ -477,3 +483,31 @@ def test_a_stale_node_claims_nothing() -> None:
     assert node_feature_labels(obs)[p + "max-posture"] == "EbpfDeep"
     stale = node_feature_labels(obs, stale=True)
     assert (stale[p + "max-posture"], stale[p + "source"]) == ("None", "none")
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"metadata": {"name": "h"}, "status": "garbage"},
+        {"metadata": "garbage", "spec": ["x"], "status": {"heartbeatTime": 7}},
+        {"metadata": {"name": "h"}, "status": {"heartbeatTime": "2026-12-02T00:00:00Z", "policies": "x"}},
+        {
+            "metadata": {"name": "h"},
+            "status": {
+                "heartbeatTime": "2026-12-02T00:00:00Z",
+                "conditions": 5,
+                "capabilities": {"tetragon": {"reachable": False}},
+            },
+        },
+    ],
+)
+def test_a_hostile_observation_node_is_read_as_saying_nothing(node: dict) -> None:
+    """A hand-edited ObservationNode of the wrong shape never stops the fold of the others."""
+    good = {
+        "metadata": {"name": "g"},
+        "status": {"heartbeatTime": "2026-12-02T00:00:00Z", "source": "tetragon"},
+    }
+    reports = index_nodes(
+        [node, good], now=datetime(2026, 12, 2, 0, 0, 30, tzinfo=UTC), stale_after_seconds=120
+    )
+    assert len(reports) == 2 and "g" in {r.name for r in reports}

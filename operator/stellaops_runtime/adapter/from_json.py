@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from stellaops_runtime.adapter import common, validate
+from stellaops_runtime.adapter import common, tcp_state_args, validate
 from stellaops_runtime.contracts.events import (
     KEPT_POD_ANNOTATIONS,
     Argument,
@@ -268,6 +268,8 @@ def _adapt(
     elif kind is EventKind.TRACEPOINT:
         ev.function_name = f"{body.get('subsys', '')}/{body.get('event', '')}"
         ev.arguments = _arguments(body.get("args"), None)
+        if tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
+            stats.repaired["tcp_state_unrecognised"] += 1
     elif kind is EventKind.LSM:
         ev.function_name = body.get("function_name", "")
         ev.arguments = _arguments(body.get("args"), None)

@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from stellaops_runtime.adapter import common, validate
+from stellaops_runtime.adapter import common, tcp_state_args, validate
 from stellaops_runtime.contracts.events import (
     KEPT_POD_ANNOTATIONS,
     Argument,
@@ -202,6 +202,8 @@ def adapt(
         ev.function_name = f"{body.subsys}/{body.event}"
         ev.policy_name = body.policy_name
         ev.arguments = _arguments(body.args, None)
+        if tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
+            stats.repaired["tcp_state_unrecognised"] += 1
     elif kind is EventKind.LSM:
         ev.function_name = body.function_name
         ev.policy_name = body.policy_name

@@ -4,6 +4,7 @@
 source can deliver (exit 0 when at least Passive, 2 when None); ``probes run``
 loads the probes, prints the events they see for ``--seconds``, then the
 in-kernel counters (seen, filtered, rate limited, sampled out, lost, emitted).
+``--tcp`` adds TCP state changes, printed with their old and new state.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.native.config import NativeConfig, NativeConfigError, UprobeTarget, UsdtTarget
@@ -40,6 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--uprobe", action="append", default=[], metavar="BINARY:SYMBOL", help="probe a function")
     r.add_argument(
         "--usdt", action="append", default=[], metavar="BINARY:PROVIDER:NAME", help="probe a USDT probe"
+    )
+    r.add_argument(
+        "--tcp", action="store_true", help="TCP state changes (tracepoint sock:inet_sock_set_state)"
     )
     r.add_argument("--no-stacks", action="store_true", help="no user stacks on uprobe events")
     r.add_argument(
@@ -92,8 +97,9 @@ def _config(args: argparse.Namespace) -> NativeConfig:
     return NativeConfig(
         usdt=tuple(usdts),
         exec_events=not args.no_exec, syscalls=tuple(args.syscall), uprobes=tuple(targets),
-        user_stacks=not args.no_stacks, cgroup_allow=tuple(args.cgroup), rate_per_second=args.rate,
-        burst=args.burst, syscall_sample_every=args.sample, force_perf_buffer=args.perf_buffer,
+        tcp_state=args.tcp, user_stacks=not args.no_stacks, cgroup_allow=tuple(args.cgroup),
+        rate_per_second=args.rate, burst=args.burst, syscall_sample_every=args.sample,
+        force_perf_buffer=args.perf_buffer,
     )  # fmt: skip
 
 
@@ -108,7 +114,19 @@ def _event_text(ev: RuntimeCallEvent) -> str:
     what = ev.function_name or ev.module
     lat = f" latency={ev.latency_ns}ns" if ev.latency_ns is not None else ""
     frames = f" frames={len(ev.user_stack)}" if ev.user_stack else ""
-    return f"{ev.kind} pid={p.pid} tid={p.tid} binary={p.binary} {what}{lat}{frames}"
+    return f"{ev.kind} pid={p.pid} tid={p.tid} binary={p.binary} {what}{lat}{frames}{_tcp_text(ev)}"
+
+
+def _tcp_text(ev: RuntimeCallEvent) -> str:
+    """`` SYN_SENT->ESTABLISHED 10.0.0.1:40000->10.0.0.2:443`` for a TCP state event, else ''."""
+    if ev.function_name != tcp_state.FUNCTION_NAME:
+        return ""
+    a = {arg.label: arg.value for arg in ev.arguments}
+    states = [
+        tcp_state.TCP_STATES.get(int(a[k]), a[k]) if a.get(k, "").isdigit() else "?"
+        for k in ("oldstate", "newstate")
+    ]
+    return f" {states[0]}->{states[1]} {a.get('saddr')}:{a.get('sport')}->{a.get('daddr')}:{a.get('dport')}"
 
 
 def run_probes(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION as OBSERVE_LEVEL_ANNOTATION
 from stellaops_runtime.contracts.posture import OBSERVE_OFF_LABEL
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
+from stellaops_runtime.contracts.tcp_state import FIELD as TCP_STATE_FIELD
 from stellaops_runtime.image import IMAGE
 
 GROUP = "stellaops.io"
@@ -269,6 +270,7 @@ class PolicySpec(_Model):
     functions: tuple[FunctionSpec, ...] = ()
     stack_traces: StackTracesSpec = Field(default_factory=StackTracesSpec, alias="stackTraces")  # type: ignore[arg-type]
     rate_limit: str | None = Field(None, alias="rateLimit")
+    tcp_state: StrictBool = Field(False, alias=TCP_STATE_FIELD)  # contracts/tcp_state.py
     tetragon_host_root: str = Field(DEFAULT_TETRAGON_HOST_ROOT, alias="tetragonHostRoot")
 
     @property

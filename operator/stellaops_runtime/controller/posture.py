@@ -23,9 +23,12 @@ tetragon`` and ``tetragon.reachable``) gives the capability-based ceiling;
 Tetragon's event stream still delivering while its API does not answer gives
 ``Passive`` (only when the agent says so in ``status.maxPosture``); anything
 else (``source: none``, an agent of an older version reporting ``source:
-tetragon`` beside ``reachable: false``, the ``native`` source, which does not
-exist yet) gives ``None``. An agent's own ``status.maxPosture`` can lower the
-ceiling further, never raise it. A node whose agent stopped heart-beating
+tetragon`` beside ``reachable: false``) gives ``None``. The ``native``
+source (the agent's own BCC probes, while Tetragon is unreachable) gives
+what the agent's capability report says they deliver (``status.maxPosture``,
+from native/detect.py), and ``None`` when the agent reports no ceiling.
+An agent's own ``status.maxPosture`` can lower the ceiling further, never
+raise it. A node whose agent stopped heart-beating
 (``stale``) is ``None``, whatever it last said.
 
 The **level labels** say which probes may select a pod, one label per level
@@ -148,8 +151,11 @@ class NodeCapabilities:
 
     @property
     def working_source(self) -> str:
-        """``tetragon`` when Tetragon delivers events on the node now (see ``ceiling``), else ``none``."""
-        return "tetragon" if self.ceiling()[0] > Posture.NONE else "none"
+        """The source that delivers events on the node now (``tetragon`` or ``native``, see
+        ``ceiling``), else ``none``."""
+        if self.ceiling()[0] == Posture.NONE:
+            return "none"
+        return "native" if self.source == "native" else "tetragon"
 
     def capability_ceiling(self) -> tuple[Posture, str]:
         """What a working Tetragon on this node can deliver, from the kernel's probe kinds."""
@@ -169,7 +175,9 @@ class NodeCapabilities:
             level = Posture.PASSIVE
             why = "Tetragon's events arrive but its API does not answer: process events only"
         elif self.source == "native":
-            return Posture.NONE, "the native source is not implemented: nothing observes this node"
+            if self.agent_max is None or self.agent_max < Posture.PASSIVE:
+                return Posture.NONE, "the native probes report no posture: nothing observes this node"
+            return self.agent_max, self.agent_max_reason or "the agent's native probes (BCC) deliver events"
         elif self.source == "tetragon" or not self.tetragon_reachable:
             return Posture.NONE, "Tetragon is unreachable: no source delivers events"
         else:

@@ -3,7 +3,8 @@
 One reconcile per RuntimeObserver: render its ServiceAccount, ConfigMap,
 DaemonSet and metrics Service in the agent namespace (``render_agent``) and
 the native probes' ConfigMap (``render_policy.render_probe_configmap``, every
-valid policy's entry), write the difference through the ownership-checked
+valid policy's entry and every pod opted out by its annotation, terminating
+ones included since their processes still run), write the difference through the ownership-checked
 writer (``owned``), delete what it no longer renders, and fold the
 DaemonSet's status, the pods' postures and the ObservationNodes into the
 observer's status. Its cluster RBAC is not rendered: the agents' ClusterRole
@@ -32,6 +33,7 @@ from typing import Any
 
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import (
+    OBSERVE_LEVEL_ANNOTATION,
     OBSERVER_LABEL,
     POSTURE_ANNOTATION,
     SpecError,
@@ -39,15 +41,16 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.agent_pods import fleet_problem
 from stellaops_runtime.controller.conditions import State, state_conditions
+from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
-from stellaops_runtime.controller.posture import Posture, node_capabilities
+from stellaops_runtime.controller.posture import Posture, node_capabilities, opts_out
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
 from stellaops_runtime.controller.render_agent import (
     probe_configmap_name,
     render_agent_objects,
     store_secret_token,
 )
-from stellaops_runtime.controller.render_policy import render_probe_configmap
+from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
 from stellaops_runtime.controller.rollout import parse_time
 from stellaops_runtime.controller.state import (
     INDEX_OBSERVATION_NODES,
@@ -118,14 +121,21 @@ class ObserverReconciler(PolicyReconciler):
             spec=spec,
             store_secret=await self.store_secret_version(namespace, secret_ref.name),
         )
-        desired.append(
-            render_probe_configmap(
-                name=probe_configmap_name(name),
-                namespace=namespace,
-                entries=self.probe_entries(),
-                owner=body,
-            )
+        probe_cm = render_probe_configmap(
+            name=probe_configmap_name(name),
+            namespace=namespace,
+            entries=self.probe_entries(),
+            owner=body,
+            opted_out=self.opted_out_pods(),
         )
+        if '"optedOutOmitted"' in probe_cm["data"][PROBE_CONFIG_KEY]:
+            log.warning(
+                "more opted-out pods than the probe ConfigMap %s/%s holds: the rest rely on the "
+                "annotation or label reaching the agents",
+                namespace,
+                probe_cm["metadata"]["name"],
+            )
+        desired.append(probe_cm)
         errors: list[str] = []
         refused: list[NotOwnedError] = []
         for obj in desired:
@@ -188,6 +198,15 @@ class ObserverReconciler(PolicyReconciler):
             if ns == namespace and pod.labels.get(OBSERVER_LABEL) == observer and not pod.deleting:
                 pods.append((pod_name, pod.node, pod.problems))
         return fleet_problem(pods)
+
+    def opted_out_pods(self) -> list[OptedOutPod]:
+        """Every known pod whose ``stellaops.io/observe-level`` opts it out (terminating ones too)."""
+        out = []
+        for key, pod in self._items(INDEX_PODS):
+            view = self._pod(key) or pod
+            if opts_out(view.annotations.get(OBSERVE_LEVEL_ANNOTATION)):
+                out.append(OptedOutPod(namespace=view.namespace, name=view.name, uid=view.uid))
+        return out
 
     def posture_counts(self) -> dict[str, int]:
         counts = {p.value: 0 for p in Posture}

@@ -44,6 +44,7 @@ from stellaops_runtime.controller.owned import OwnedWriter
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.policy_state import policy_state as _policy_state
 from stellaops_runtime.controller.posture import PolicyView, policy_selects, policy_view
+from stellaops_runtime.controller.purl_coverage import fold_purl_functions
 from stellaops_runtime.controller.render_agent import probe_configmap_name
 from stellaops_runtime.controller.render_policy import (
     PROBE_CONFIG_KEY,
@@ -75,6 +76,7 @@ POLICY_STATUS_KEYS = (
     "unresolvedFunctions",
     "notes",
     "rollout",
+    "purlFunctions",
 )
 TETRAGON_KINDS = frozenset({crds.TETRAGON_POLICY_KIND, crds.TETRAGON_NAMESPACED_KIND})
 
@@ -314,6 +316,13 @@ class PolicyReconciler(OwnedWriter):
             unreachable=(overdue, recent) if names else ([], []),
             unreachable_after=self.config.tetragon_unreachable_seconds,
         )
+        purl_functions = fold_purl_functions(  # which source covers each function named by purl
+            policy=probe_entry_key(kind=kind, namespace=namespace, name=name),
+            functions=rendered.unresolved_functions,
+            nodes=nodes,
+            now=now,
+            stale_after_seconds=self.config.stale_after_seconds,
+        )
         status = {
             "observedGeneration": generation,
             "conditions": state_conditions(
@@ -323,6 +332,7 @@ class PolicyReconciler(OwnedWriter):
             "unresolvedFunctions": rendered.unresolved_functions,
             "notes": rendered.notes,
             "rollout": rollout,
+            "purlFunctions": purl_functions,
         }
         written = await self._write_status(res, key, seen, body, status, owned=POLICY_STATUS_KEYS)
         if refused and written:  # once per change of the condition, not once per retry

@@ -13,7 +13,19 @@ docs/security.md for the namespace and RBAC around it):
   process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check, which
   a process without capabilities fails against any process holding some);
   Tetragon loads every probe, so no BPF capability at all. A native source
-  (the agent's own eBPF probes, a later stage) adds ``BPF`` and ``PERFMON``.
+  (the agent's own eBPF probes) adds ``BPF`` and ``PERFMON``.
+- the **native fallback** (the agent's own BCC probes while Tetragon is
+  unreachable, agent/source_switch.py) is on exactly when the agent gets the
+  capabilities to load them: ``BPF`` and ``PERFMON``, or ``SYS_ADMIN``
+  (``native_fallback``), by the source's default or because
+  ``spec.agent.capabilities`` lists them. Only then does the agent config say
+  ``native.enabled: true`` (with ``native.probeConfigFile``, the probe
+  ConfigMap's ``probes.json``), and only then are the host's
+  ``/sys/kernel/tracing``, ``/sys/kernel/debug`` (tracepoints and uprobes),
+  ``/lib/modules`` (kernel headers, when the node has them) and
+  ``/sys/fs/cgroup`` (cgroup ids of the host's view) mounted read-only, type
+  ``Directory``, plus an ``emptyDir`` for the header tree BCC compiles against
+  (``$STELLA_CACHE_DIR``; the root filesystem is read-only).
   ``SYS_RESOURCE`` (the locked-memory limit of BPF maps, needed only on
   kernels before 5.11) is never a default: a capability missing from the
   node's bounding set makes runc refuse the container ("unable to apply
@@ -23,12 +35,24 @@ docs/security.md for the namespace and RBAC around it):
   Runs as root (Tetragon's socket is ``0660 root:root``), no privilege
   escalation, read-only root filesystem, the runtime's default seccomp profile.
 - host mounts: ``/var/run/tetragon`` read-only (the directory, so a socket
-  re-created by a restarted Tetragon is seen; type ``Directory``: Tetragon
-  creates it, and the agent must not create a directory on the host where
-  another daemon's socket belongs), and the spool directory
+  re-created by a restarted Tetragon is seen; type ``DirectoryOrCreate``: on
+  a node without Tetragon the agent must still start, and fall back to its own
+  probes, instead of waiting in ContainerCreating for a directory nobody
+  makes; an empty directory is what Tetragon itself would create),
+  ``/run/containerd`` read-only (type ``DirectoryOrCreate``, for the same
+  reason) for the container lifecycle observer (lifecycle/, ``lifecycle.enabled:
+  auto`` in the agent config: on when containerd's socket is there): the
+  image and pod of every running container, and the observation windows of
+  images that ran without a call. containerd's socket is root on the node:
+  whoever holds it can start privileged containers; the agent only lists
+  and subscribes. And the spool directory
   ``/var/lib/stellaops-runtime/spool`` read-write (type ``DirectoryOrCreate``:
   it is ours; rows the agent could not store before a shutdown are spooled
-  there and survive a rolling update during a store outage). Kernel BTF
+  there and survive a rolling update during a store outage), and
+  ``/var/lib/stellaops-runtime/index-cache`` read-write (``DirectoryOrCreate``,
+  ours: ``symbols.indexCacheDir``, the indexed symbol tables of binaries, so a
+  restarted agent does not index the same files again; every file in it is
+  validated before use, canonical/indexcache.py). Kernel BTF
   (``/sys/kernel/btf/vmlinux``) and the perf PMUs capability detection reads
   are in the container's own read-only sysfs; no host mount is needed.
 - two ConfigMap volumes (read-only): the agent's config in ``/etc/stellaops-runtime/agent``
@@ -83,7 +107,9 @@ AGENT_CONFIG_KEY = "agent.yaml"
 CONFIG_DIR = "/etc/stellaops-runtime/agent"
 PROBES_DIR = "/etc/stellaops-runtime/probes"
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"
+CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
 SPOOL_DIR = "/var/lib/stellaops-runtime/spool"
+INDEX_CACHE_DIR = "/var/lib/stellaops-runtime/index-cache"  # symbols.indexCacheDir (canonical/indexcache.py)
 SPOOL_PATH = f"{SPOOL_DIR}/hot-symbols.spool"
 TERMINATION_GRACE_SECONDS = (
     30  # above the agent's shutdown.graceSeconds default (20): it flushes, then spools
@@ -95,6 +121,16 @@ BASE_CAPABILITIES = ("SYS_PTRACE",)
 # Only for the native source: loading and attaching eBPF programs. Tetragon as the source
 # loads every probe itself. SYS_RESOURCE (memlock, kernels before 5.11) only when asked for.
 NATIVE_CAPABILITIES = ("BPF", "PERFMON")
+CACHE_DIR = "/var/cache/stellaops-runtime"  # the BCC header tree (native/headershim.py), an emptyDir
+CACHE_ENV = "STELLA_CACHE_DIR"
+PROBE_CONFIG_FILE = f"{PROBES_DIR}/probes.json"  # render_policy.PROBE_CONFIG_KEY (a test checks)
+# What BCC reads on the host, read-only: (volume name, host path), all of type Directory.
+NATIVE_HOST_PATHS = (
+    ("tracefs", "/sys/kernel/tracing"),
+    ("debugfs", "/sys/kernel/debug"),
+    ("modules", "/lib/modules"),
+    ("cgroup", "/sys/fs/cgroup"),
+)
 DEFAULT_TOLERATIONS = ({"operator": "Exists"},)  # a node agent belongs on every node
 APP_NAME = "stellaops-runtime-agent"
 
@@ -114,6 +150,12 @@ def agent_capabilities(source: AgentSource, requested: Sequence[str] | None = No
     those, else the source's default.
     """
     return default_capabilities(source) if requested is None else sorted(set(requested))
+
+
+def native_fallback(capabilities: Sequence[str]) -> bool:
+    """Whether these capabilities let the agent load its own BCC probes (its config then enables them)."""
+    caps = set(capabilities)
+    return "SYS_ADMIN" in caps or {"BPF", "PERFMON"} <= caps
 
 
 def store_secret_token(secret: Mapping[str, Any] | None) -> str:
@@ -160,7 +202,7 @@ def common_labels(observer_name: str) -> dict[str, str]:
     )
 
 
-def agent_config(spec: RuntimeObserverSpec) -> dict[str, Any]:
+def agent_config(spec: RuntimeObserverSpec, *, native: bool = False) -> dict[str, Any]:
     """The agent's config document (``stellaops_runtime.contracts.config`` keys); no store URL.
 
     Written with the seed design's key names (``connectionTimeout``,
@@ -186,6 +228,13 @@ def agent_config(spec: RuntimeObserverSpec) -> dict[str, Any]:
         "observationNode": {"enabled": True},
         # No url here (it comes from the Secret); the spool is on a hostPath (see the module docstring).
         "store": {"spoolPath": SPOOL_PATH},
+        # Indexed symbol tables survive a restart of the agent pod (a hostPath, see the docstring).
+        "symbols": {"indexCacheDir": INDEX_CACHE_DIR},
+        # The BCC fallback, only when the pod may load BPF programs (native_fallback).
+        # The probe ConfigMap is read on every node: the operator's list of opted-out pods is in it.
+        "native": {"enabled": native, "probeConfigFile": PROBE_CONFIG_FILE},
+        # containerd's socket is mounted (CONTAINERD_SOCKET_DIR): on when it is there.
+        "lifecycle": {"enabled": "auto", "runtime": "containerd"},
     }
 
 
@@ -225,7 +274,9 @@ def render_agent_objects(
         "kind": "ServiceAccount",
         "metadata": _meta(name=res, namespace=namespace, labels=labels, owner=owner),
     }
-    config_text = yaml.safe_dump(agent_config(spec), sort_keys=True, default_flow_style=False)
+    capabilities = agent_capabilities(source, agent.capabilities)
+    native = native_fallback(capabilities)
+    config_text = yaml.safe_dump(agent_config(spec, native=native), sort_keys=True, default_flow_style=False)
     config_data = {AGENT_CONFIG_KEY: config_text}
     config_map = {
         "apiVersion": "v1",
@@ -273,14 +324,16 @@ def render_agent_objects(
             "runAsUser": 0,
             "runAsGroup": 0,
             "runAsNonRoot": False,
-            "capabilities": {"drop": ["ALL"], "add": agent_capabilities(source, agent.capabilities)},
+            "capabilities": {"drop": ["ALL"], "add": capabilities},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "probes", "mountPath": PROBES_DIR, "readOnly": True},
             {"name": "tetragon", "mountPath": TETRAGON_SOCKET_DIR, "readOnly": True},
+            {"name": "containerd", "mountPath": CONTAINERD_SOCKET_DIR, "readOnly": True},
             {"name": "spool", "mountPath": SPOOL_DIR, "readOnly": False},
+            {"name": "index-cache", "mountPath": INDEX_CACHE_DIR, "readOnly": False},
         ],
     }
     tolerations = (
@@ -302,12 +355,22 @@ def render_agent_objects(
                 "configMap": {"name": res, "items": [{"key": AGENT_CONFIG_KEY, "path": AGENT_CONFIG_KEY}]},
             },
             {"name": "probes", "configMap": {"name": probe_configmap_name(name), "optional": True}},
-            # Tetragon's directory: it must exist (Tetragon made it); never created by us.
-            {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "Directory"}},
+            # Tetragon's directory: created empty when Tetragon is absent, so the agent starts anyway.
+            {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+            # containerd's directory, for the lifecycle observer (created empty on a node without it).
+            {"name": "containerd", "hostPath": {"path": CONTAINERD_SOCKET_DIR, "type": "DirectoryOrCreate"}},
             # Ours: created on first start, kept across pod restarts and rolling updates.
             {"name": "spool", "hostPath": {"path": SPOOL_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "index-cache", "hostPath": {"path": INDEX_CACHE_DIR, "type": "DirectoryOrCreate"}},
         ],
     }
+    if native:
+        for vol, path in NATIVE_HOST_PATHS:
+            container["volumeMounts"].append({"name": vol, "mountPath": path, "readOnly": True})
+            pod_spec["volumes"].append({"name": vol, "hostPath": {"path": path, "type": "Directory"}})
+        container["volumeMounts"].append({"name": "cache", "mountPath": CACHE_DIR, "readOnly": False})
+        pod_spec["volumes"].append({"name": "cache", "emptyDir": {"sizeLimit": "64Mi"}})
+        container["env"].append({"name": CACHE_ENV, "value": CACHE_DIR})
     if agent.priority_class_name:
         pod_spec["priorityClassName"] = agent.priority_class_name
     template_annotations = {CONFIG_HASH_ANNOTATION: sha256_hex(config_data)}

@@ -32,6 +32,11 @@ Rules (docs/operator.md, "Rendering"):
   on the syscall kprobes (Tetragon delivers stacks on kprobe events only;
   uprobe stacks never reach the event, cilium/tetragon#5695), and only when
   ``maxLevel`` is EbpfDeep or more.
+- ``tcpState`` (ActiveTracing and up) becomes the tracepoint
+  ``sock/inet_sock_set_state`` in ``stellaops-<name>-tcp`` for pods labelled
+  ``observe``, reporting only the transitions a socket's own task makes in a
+  system call (``contracts/tcp_state.py``), without rateLimit (the native probe
+  applies none to TCP events either); ``tcpState: true`` in the probe entry.
 - A ClusterObservationPolicy's namespaceSelector is carried into Tetragon's
   podSelector where Tetragon can express it (requirements on
   ``kubernetes.io/metadata.name`` become the pseudo-label
@@ -41,7 +46,7 @@ Rules (docs/operator.md, "Rendering"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +63,7 @@ from stellaops_runtime.contracts.crds import (
     PolicySpec,
 )
 from stellaops_runtime.contracts.syscalls import ARM64, X86_64
+from stellaops_runtime.contracts.tcp_state import LEVEL as TCP_LEVEL
 from stellaops_runtime.controller.naming import (
     canonical_json,
     dns_subdomain,
@@ -65,8 +71,10 @@ from stellaops_runtime.controller.naming import (
     owner_reference,
     owner_reference_of,
 )
+from stellaops_runtime.controller.opted_out import OptedOutPod, opted_out_entries
 from stellaops_runtime.controller.policy_templates import load_template
 from stellaops_runtime.controller.posture import Posture, level_label
+from stellaops_runtime.controller.render_tcp import tcp_policy_name, tcp_tracepoint
 
 PROBE_CONFIG_KEY = "probes.json"  # the data key of the native probes' ConfigMap
 PROBE_CONFIG_KIND = "ProbeConfig"
@@ -252,6 +260,9 @@ def render_policy(
         notes.append(f"maxLevel {level}: functions are not traced (uprobes need EbpfDeep)")
     if not deep and (spec.stack_traces.kernel or spec.stack_traces.user):
         notes.append(f"maxLevel {level}: stack traces are off (they need EbpfDeep)")
+    tcp = spec.tcp_state and level >= TCP_LEVEL
+    if spec.tcp_state and not tcp:
+        notes.append(f"maxLevel {level}: tcpState is off (the tracepoint needs {TCP_LEVEL})")
 
     syscall_name, uprobe_name = tetragon_policy_names(name=name)
     objects: list[dict] = []
@@ -278,7 +289,7 @@ def render_policy(
             obj["spec"]["podSelector"] = with_level(pod_selector, Posture.EBPF_DEEP)
             obj["spec"]["kprobes"] = _syscall_kprobes(syscalls, spec, stacks=stacks, notes=None)
             objects.append(obj)
-    elif tracing and not path_functions:
+    elif tracing and not path_functions and not tcp:
         notes.append(
             "nothing for Tetragon to trace: the policy names no syscalls and no binaryPath functions"
         )
@@ -304,6 +315,20 @@ def render_policy(
         obj["spec"]["podSelector"] = with_level(pod_selector, Posture.EBPF_DEEP)
         obj["spec"]["uprobes"] = uprobes
         objects.append(obj)
+
+    if tcp:
+        obj = _skeleton(
+            kind=kind, name=name, namespace=namespace, uid=uid, object_name=tcp_policy_name(name=name),
+            part="tcp-state",
+        )  # fmt: skip
+        obj["spec"]["podSelector"] = with_level(pod_selector, TCP_LEVEL)
+        obj["spec"]["tracepoints"] = [tcp_tracepoint()]
+        objects.append(obj)
+        if spec.rate_limit:
+            notes.append(
+                "rateLimit is not applied to TCP state events (on Tetragon it would compare each "
+                "event's arguments, on native probes it is not applied to them)"
+            )
 
     unresolved = [
         {"purl": f.purl, "symbols": sorted(f.symbols), "message": PURL_NOT_TRACED}
@@ -333,24 +358,39 @@ def render_policy(
         "rateLimitSeconds": spec.rate_limit_seconds,
         "tetragonPolicies": [o["metadata"]["name"] for o in objects],
     }
+    if tcp:
+        probe_entry["tcpState"] = True
     return RenderedPolicy(
         tracing_policies=objects, probe_entry=probe_entry, unresolved_functions=unresolved, notes=notes
     )
 
 
 def render_probe_configmap(
-    *, name: str, namespace: str, entries: Mapping[str, dict], owner: Mapping[str, Any] | None
+    *,
+    name: str,
+    namespace: str,
+    entries: Mapping[str, dict],
+    owner: Mapping[str, Any] | None,
+    opted_out: Iterable[OptedOutPod] = (),
 ) -> dict:
     """The one ConfigMap the native probes read: every policy's probe entry keyed by ``probe_entry_key``.
 
-    The payload is canonical JSON (sorted keys, no whitespace) so unchanged
-    entries give a byte-identical ConfigMap and the handler sends no write.
+    It also lists the pods opted out by their annotation (``optedOut``: uid,
+    namespace and name, sorted; absent when there is none), which every agent
+    drops the events of whatever their source (privacy/optout.py). The payload
+    is canonical JSON (sorted keys, no whitespace) so unchanged entries give a
+    byte-identical ConfigMap and the handler sends no write.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": PROBE_CONFIG_KIND,
         "policies": {key: entries[key] for key in sorted(entries)},
     }
+    listed, omitted = opted_out_entries(opted_out)
+    if listed:
+        payload["optedOut"] = listed
+    if omitted:
+        payload["optedOutOmitted"] = omitted
     meta: dict[str, Any] = {
         "name": name,
         "namespace": namespace,

@@ -93,7 +93,8 @@ def _unreachable(status: Mapping[str, Any]) -> tuple[bool, datetime | None, str]
     tetragon = caps.get("tetragon") if isinstance(caps, Mapping) else None
     if not isinstance(tetragon, Mapping) or tetragon.get("reachable") is not False:
         return False, None, ""  # reachable, or not said: only an agent's explicit false counts
-    for c in status.get("conditions") or ():
+    conditions = status.get("conditions")
+    for c in conditions if isinstance(conditions, list) else ():
         if isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "False":
             return (
                 True,
@@ -101,6 +102,10 @@ def _unreachable(status: Mapping[str, Any]) -> tuple[bool, datetime | None, str]
                 str(c.get("message") or "")[:MAX_MESSAGE_CHARS],
             )
     return True, None, ""
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def index_nodes(
@@ -117,9 +122,9 @@ def index_nodes(
         now = now.replace(tzinfo=UTC)
     out = []
     for node in nodes:
-        meta = node.get("metadata") or {}
-        name = str(meta.get("name") or (node.get("spec") or {}).get("nodeName"))
-        status = node.get("status") or {}
+        meta = _mapping(node.get("metadata"))
+        name = str(meta.get("name") or _mapping(node.get("spec")).get("nodeName"))
+        status = _mapping(node.get("status"))  # a hand-edited status of the wrong type says nothing
         beat = parse_time(status.get("heartbeatTime"))
         if beat is None or (now - beat).total_seconds() > stale_after_seconds:
             out.append(NodeReport(name=name, kind="stale", loaded={}))
@@ -128,7 +133,8 @@ def index_nodes(
             out.append(NodeReport(name=name, kind="native", loaded={}))
             continue
         loaded: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for entry in status.get("policies") or ():
+        policies = status.get("policies")
+        for entry in policies if isinstance(policies, list) else ():
             if isinstance(entry, Mapping) and entry.get("name"):
                 loaded[(str(entry.get("namespace") or ""), str(entry["name"]))] = entry
         down, since, message = _unreachable(status)

@@ -61,6 +61,9 @@ class NativeConfig:
     uprobes: tuple[UprobeTarget, ...] = ()
     usdt: tuple[UsdtTarget, ...] = ()
     tcp_state: bool = False  # TCP state changes (tracepoint sock:inet_sock_set_state)
+    # With tcp_state: every change, not only the ones Tetragon is given (contracts/tcp_state.py);
+    # the extra ones carry the socket's remembered process or none, and a Tetragon node never has them.
+    tcp_all_transitions: bool = False
     user_stacks: bool = True  # user stack of each uprobe call, through a stack-trace map
     stack_map_entries: int = 4096
     # Only these cgroup ids (cgroup v2 inode numbers) are traced; empty = every cgroup.
@@ -108,6 +111,7 @@ class NativeConfig:
             "ratePerSecond": "rate_per_second", "burst": "burst",
             "syscallSampleEvery": "syscall_sample_every", "ringBufferPages": "ring_buffer_pages",
             "forcePerfBuffer": "force_perf_buffer", "tcpState": "tcp_state",
+            "tcpAllTransitions": "tcp_all_transitions",
         }  # fmt: skip
         kwargs: dict[str, Any] = {
             "uprobes": tuple(targets),
@@ -130,7 +134,7 @@ def _int_field(cfg: NativeConfig, name: str, lo: int, hi: int) -> int:
 
 
 def validate(cfg: NativeConfig) -> None:
-    for name in ("exec_events", "tcp_state", "user_stacks", "force_perf_buffer"):
+    for name in ("exec_events", "tcp_state", "tcp_all_transitions", "user_stacks", "force_perf_buffer"):
         if type(getattr(cfg, name)) is not bool:
             raise NativeConfigError(f"native.{name}: expected true or false")
     _int_field(cfg, "stack_map_entries", 16, 1 << 20)

@@ -15,8 +15,11 @@ probes becomes the same RuntimeCallEvent:
 - tcp: kind ``tracepoint``, ``function_name`` = ``sock/inet_sock_set_state`` (the
   adapter's ``subsys/event`` form), arguments named after the tracepoint's fields
   (``oldstate``, ``newstate``, ``sport``, ``dport``, ``family``, ``protocol`` as
-  integers; ``saddr``, ``daddr`` as text). Unattributed (no owner task known):
-  pid 0, no binary, no container.
+  integers; ``saddr``, ``daddr`` as text): the shape ``adapter/tcp_state_args.py``
+  gives Tetragon's unlabelled ``int_arg``/``uint_arg``/``sock_arg`` arguments.
+  By default the kernel emits only the transitions Tetragon is given, under
+  the calling task; with ``tcpAllTransitions`` a record may be unattributed
+  (no owner task known): then pid 0, no binary, no container.
 
 Pure: no I/O. A malformed payload is counted by reason and dropped.
 """
@@ -30,6 +33,7 @@ from collections.abc import Callable, Sequence
 
 from stellaops_runtime.adapter import validate
 from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.contracts.events import (
     Argument,
     ContainerInfo,
@@ -48,8 +52,8 @@ _NAME_OF_NR = {nr: name for name, nr in X86_64.items()}
 _TRAILER_HEAD = struct.Struct("<QHH")  # exec ktime, binary length, frame count
 _FRAME = struct.Struct("<QQH")  # address, file offset, module length
 MAX_FRAMES = 127
-TCP_FUNCTION = "sock/inet_sock_set_state"
-AF_INET, AF_INET6 = 2, 10
+TCP_FUNCTION = tcp_state.FUNCTION_NAME
+AF_INET, AF_INET6 = tcp_state.FAMILY_NUMBER["AF_INET"], tcp_state.FAMILY_NUMBER["AF_INET6"]
 MAX_PATH = 4096
 
 
@@ -171,17 +175,20 @@ class Decoder:
         old, new, sport, dport, family, protocol, saddr, daddr = body
         if family not in (AF_INET, AF_INET6):
             raise Malformed("native_bad_tcp_family")
+        if old not in tcp_state.TCP_STATES or new not in tcp_state.TCP_STATES:
+            raise Malformed("native_bad_tcp_state")  # the Tetragon adapter refuses these too
         ev.kind = EventKind.TRACEPOINT
         ev.function_name = TCP_FUNCTION
         if not flags & records.FLAG_TCP_ATTRIBUTED:
             ev.process = ProcessInfo()
             ev.container = None
         n = 4 if family == AF_INET else 16
-        ints = (("oldstate", old), ("newstate", new), ("sport", sport), ("dport", dport))
-        args = [Argument(label=k, type="int_arg", value=str(v)) for k, v in ints]
+        ints = (old, new, sport, dport, family, protocol)
+        args = [
+            Argument(label=k, type="int_arg", value=str(v))
+            for k, v in zip(tcp_state.EVENT_INT_ARGS, ints, strict=True)
+        ]
         args += [
-            Argument(label="family", type="int_arg", value=str(family)),
-            Argument(label="protocol", type="int_arg", value=str(protocol)),
             Argument(label="saddr", type="string_arg", value=str(ipaddress.ip_address(saddr[:n]))),
             Argument(label="daddr", type="string_arg", value=str(ipaddress.ip_address(daddr[:n]))),
         ]

@@ -104,7 +104,7 @@ def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     if cfg.usdt:
         parts.append(usdtprobes.c_source(cfg, ring_buffer=ring_buffer))
     if _tcp_wanted(cfg):
-        parts.append(tcp.c_source(ring_buffer=ring_buffer))
+        parts.append(tcp.c_source(cfg, ring_buffer=ring_buffer))
     return "\n".join(parts)
 
 

@@ -16,6 +16,10 @@ silence: each such feature becomes a sentence in ``ProbePolicy.not_covered``
 package URL are returned apart (``purl_functions``): they are resolved per
 container, through each container's root (``native/purl_targets.py``).
 
+The same payload lists the pods opted out by their annotation (``optedOut``);
+``parse_opted_out`` reads it for the pipeline's opt-out stage
+(agent/optout_watch.py, privacy/optout.py), not for the probes.
+
 Pure apart from reading the one file: a bad file is a ``NativeConfigError``.
 """
 
@@ -42,6 +46,9 @@ API_VERSION = "stellaops.io/v1alpha1"  # contracts.crds.API_VERSION (a test chec
 KIND = "ProbeConfig"  # controller.render_policy.PROBE_CONFIG_KIND (a test checks)
 CONFIGMAP_KEY = "probes.json"  # controller.render_policy.PROBE_CONFIG_KEY (a test checks)
 MAX_FILE_BYTES = 4 << 20  # a ConfigMap holds at most 1 MiB; anything far larger is not one
+# The operator's list of opted-out pods (``optedOut``): at most this many entries are read.
+MAX_OPTED_OUT = 5_000  # controller.opted_out.MAX_OPTED_OUT (a test checks)
+MAX_POD_FIELD = 253  # a namespace, pod name or uid is a DNS subdomain or shorter
 DEFAULT_HOST_ROOT = "/proc/1/root"  # the node's root as seen from the agent pod (hostPID)
 
 # Entry fields and what the native side does with them.
@@ -85,19 +92,19 @@ def _list(v: Any, where: str) -> list[Any]:
     return v
 
 
-def parse_payload(raw: bytes, *, source: str = "payload") -> dict[str, dict[str, Any]]:
-    """The ``policies`` mapping of a probe ConfigMap payload (or of a whole ConfigMap object)."""
+def _document(raw: bytes, source: str) -> dict[str, Any]:
+    """The ProbeConfig payload object (of a payload, or of a whole ConfigMap object saved as JSON)."""
     if len(raw) > MAX_FILE_BYTES:
         raise _err(source, f"{len(raw)} bytes, more than a ConfigMap can hold ({MAX_FILE_BYTES})")
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _err(source, f"not JSON: {e}") from None
     if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":  # `kubectl get cm -o json` saved
         data = doc.get("data")
         if not isinstance(data, dict) or not isinstance(data.get(CONFIGMAP_KEY), str):
             raise _err(source, f"a ConfigMap without data[{CONFIGMAP_KEY!r}]")
-        return parse_payload(data[CONFIGMAP_KEY].encode("utf-8"), source=f"{source} data[{CONFIGMAP_KEY}]")
+        return _document(data[CONFIGMAP_KEY].encode("utf-8"), f"{source} data[{CONFIGMAP_KEY}]")
     if not isinstance(doc, dict):
         raise _err(source, f"expected a JSON object, got {type(doc).__name__}")
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
@@ -106,10 +113,50 @@ def parse_payload(raw: bytes, *, source: str = "payload") -> dict[str, dict[str,
             f"expected apiVersion {API_VERSION} kind {KIND}, "
             f"got {str(doc.get('apiVersion'))[:80]!r} {str(doc.get('kind'))[:80]!r}",
         )
+    return doc
+
+
+def parse_payload(raw: bytes, *, source: str = "payload") -> dict[str, dict[str, Any]]:
+    """The ``policies`` mapping of a probe ConfigMap payload (or of a whole ConfigMap object)."""
+    doc = _document(raw, source)
     policies = doc.get("policies", {})
     if not isinstance(policies, dict) or not all(isinstance(v, dict) for v in policies.values()):
         raise _err(source, "policies: expected a mapping of policy key to entry")
     return policies
+
+
+def _pod_field(entry: dict[str, Any], key: str) -> str | None:
+    """A pod identity field: a string without NUL of at most MAX_POD_FIELD characters ("" if absent)."""
+    v = entry.get(key, "")
+    if not isinstance(v, str) or "\x00" in v or len(v) > MAX_POD_FIELD:
+        return None
+    return v
+
+
+def parse_opted_out(raw: bytes, *, source: str = "payload") -> tuple[list[tuple[str, str, str]], int]:
+    """The operator's ``optedOut`` pods, (namespace, name, uid) each, and how many entries were unusable.
+
+    An unusable entry (not an object, a field of the wrong type or size, no
+    uid and no namespace/name) is skipped and counted: it must not cost the
+    other pods their opt-out. A file that is no ProbeConfig at all, or an
+    ``optedOut`` that is not a list, raises NativeConfigError.
+    """
+    doc = _document(raw, source)
+    entries = doc.get("optedOut", [])
+    if not isinstance(entries, list):
+        raise _err(source, f"optedOut: expected a list, got {type(entries).__name__}")
+    pods: list[tuple[str, str, str]] = []
+    bad = 0
+    for entry in entries[:MAX_OPTED_OUT]:
+        if not isinstance(entry, dict):
+            bad += 1
+            continue
+        ns, name, uid = (_pod_field(entry, k) for k in ("namespace", "name", "uid"))
+        if ns is None or name is None or uid is None or not (uid or (ns and name)):
+            bad += 1
+            continue
+        pods.append((ns, name, uid))
+    return pods, bad + max(0, len(entries) - MAX_OPTED_OUT)
 
 
 def _period(key: str, entry: dict[str, Any], notes: list[str]) -> int:

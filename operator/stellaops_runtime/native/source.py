@@ -10,6 +10,13 @@ and the event loop must not.
 A load failure (no BCC, no tracefs, a kernel that refuses the program) is
 not retried in a tight loop: it is reported in ``last_error`` and tried again
 after ``retry_seconds``.
+
+``run`` may be called again after it returned (the agent's source switch,
+agent/source_switch.py, stops and restarts the probes as Tetragon comes and
+goes): counters add up across runs, and ``attached_ns`` / ``detached_ns`` say
+(wall clock) when the probes of the latest run were attached and detached,
+the edges of the observation gaps around a switch. ``cfg`` may be replaced
+between runs (the probe ConfigMap is read again at every switch).
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ class NativeStats:
     attached: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # probes that could not attach, and why
     kernel: dict[str, dict[str, int]] = field(default_factory=dict)  # ProbeSet.counters(), last read
+    attached_ns: int = 0  # wall clock just after the latest load attached the probes (0: never)
+    detached_ns: int = 0  # wall clock just after the latest run closed them (0: not yet)
 
 
 class NativeProbeSource:
@@ -65,18 +74,22 @@ class NativeProbeSource:
         self.cfg = cfg
         self.queue = queue
         self.kernel_source = kernel_source
+        self._ring_buffer_ok = ring_buffer  # the kernel has one (detect.py)
         self.ring_buffer = ring_buffer and not cfg.force_perf_buffer
         self.retry_seconds = retry_seconds
         self.stats = NativeStats()
         self.procs = ProcCache(proc_root=proc_root)
         self.probes: ProbeSet | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcc")
+        self._thread: ThreadPoolExecutor | None = None
         self.ready = asyncio.Event()  # set once the probes are attached (or the load failed)
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcc")
+        self.ready.clear()
+        self.ring_buffer = self._ring_buffer_ok and not self.cfg.force_perf_buffer
         try:
             while not stop.is_set():
                 try:
@@ -92,6 +105,8 @@ class NativeProbeSource:
                 if self.stats.connects:
                     self.stats.reconnects += 1
                 self.stats.connects += 1
+                self.stats.attached_ns = time.time_ns()
+                self.stats.detached_ns = 0
                 self.stats.connected = True
                 self.ready.set()
                 try:
@@ -102,6 +117,7 @@ class NativeProbeSource:
                     if probes is not None:
                         await self._call(self._final_counters, probes)
                         await self._call(probes.close)
+                    self.stats.detached_ns = time.time_ns()
         finally:
             self._thread.shutdown(wait=False)
 

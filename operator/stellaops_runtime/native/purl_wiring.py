@@ -1,0 +1,146 @@
+"""Functions named by PURL over the node's running containers: the probes' targets and their report.
+
+``PurlProbePlan`` (purl_targets.py) resolves one function in one container;
+this module runs it for every function of the probe ConfigMap
+(``policy_config.PurlFunction``) in every running container the lifecycle
+registry knows (its pid gives ``/proc/<pid>/root``), adds the targets to the
+node-wide probes (within the 64-target bound, the rest reported), and sums the
+per-container reports into one entry per policy function for the agent's
+ObservationNode (``contracts/purl_status.py``):
+
+- ``attached`` when the probe is attached for at least one container
+  (``containers``: how many);
+- otherwise the first of ``error``, ``not_in_package``, ``not_found``,
+  ``unsupported`` any container gave (``containers``: how many gave it), with
+  that container's reason; ``not_found`` with no container when none runs.
+
+A container is summed once per function, whatever the number of its files.
+``probed`` gives the installed package's PURL of each file probed, per image
+digest, for the pipeline's package attribution (agent/purls.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stellaops_runtime.contracts import purl_status as ps
+from stellaops_runtime.native import purl_targets as pt
+from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, NativeConfig
+from stellaops_runtime.native.policy_config import PurlFunction
+
+_PRECEDENCE = (ps.ERROR, ps.NOT_IN_PACKAGE, ps.NOT_FOUND, ps.UNSUPPORTED)
+_STATE_OF = {
+    pt.ATTACHED: ps.ATTACHED,
+    pt.ATTACH_FAILED: ps.ERROR,
+    pt.RESOLVED: ps.ERROR,  # resolved but never marked: the probes did not load
+    pt.NOT_FOUND: ps.NOT_FOUND,
+    pt.NOT_IN_PACKAGE: ps.NOT_IN_PACKAGE,
+    pt.UNSUPPORTED: ps.UNSUPPORTED,
+    pt.ERROR: ps.ERROR,
+}
+
+
+class ContainerLike(Protocol):
+    """What is read of a lifecycle registry record (lifecycle/registry.ContainerRecord)."""
+
+    container_id: str
+    status: str
+    pid: int
+
+    @property
+    def is_sandbox(self) -> bool: ...
+
+
+def running(records: Iterable[ContainerLike]) -> list[tuple[str, int]]:
+    """(container id, pid) of every running container with a pid (pod sandboxes left out), sorted."""
+    return sorted(
+        {(r.container_id, r.pid) for r in records if r.status == "running" and r.pid > 0 and not r.is_sandbox}
+    )
+
+
+@dataclass(slots=True)
+class PurlWiring:
+    """One resolution of the PURL functions over a set of containers (see the module docstring)."""
+
+    functions: tuple[PurlFunction, ...]
+    containers: tuple[tuple[str, int], ...]
+    plan: pt.PurlProbePlan
+    config: NativeConfig  # the base configuration with the targets added
+    over: list[tuple[str, str]] = field(default_factory=list)  # targets past the bound, and why
+    _reports: dict[tuple[str, str, str], list[pt.FunctionReport]] = field(default_factory=dict)
+
+    def mark(self, attached: Sequence[str], failed: Sequence[tuple[str, str]]) -> None:
+        """The loader's results (``ProbeSet.attached``, ``.failed``) into the per-container reports."""
+        self.plan.mark(attached, [*failed, *self.over])
+
+    def entries(self) -> tuple[list[dict[str, Any]], int]:
+        """The ObservationNode's ``purlFunctions`` (sorted, bounded) and how many were left out."""
+        out = []
+        for (policy, purl, symbol), reports in sorted(self._reports.items()):
+            out.append(_entry(policy, purl, symbol, reports))
+        return out[: ps.MAX_NODE_ENTRIES], max(0, len(out) - ps.MAX_NODE_ENTRIES)
+
+    def probed(self, digests: Mapping[str, str]) -> dict[tuple[str, str], str]:
+        """(image digest, path in the image) -> installed package PURL of every file probed.
+
+        ``digests`` maps container id to image digest. A function matching
+        several installed packages names none of them (the caller's attribution decides).
+        """
+        out: dict[tuple[str, str], str] = {}
+        for reports in self._reports.values():
+            for r in reports:
+                digest = digests.get(r.container, "")
+                if digest and len(r.packages) == 1:
+                    for f in r.files:
+                        out[(digest, f.path)] = r.packages[0]
+        return out
+
+    def close(self) -> None:
+        self.plan.close()
+
+
+def _entry(policy: str, purl: str, symbol: str, reports: Sequence[pt.FunctionReport]) -> dict[str, Any]:
+    by_state: dict[str, list[pt.FunctionReport]] = {}
+    for r in reports:
+        by_state.setdefault(_STATE_OF.get(r.status, ps.ERROR), []).append(r)
+    if ps.ATTACHED in by_state:
+        state, why = ps.ATTACHED, ""
+    elif not reports:
+        state, why = ps.NOT_FOUND, "no running container on this node"
+    else:
+        state = next(s for s in _PRECEDENCE if s in by_state)
+        why = by_state[state][0].detail or state
+    n = len({r.container for r in by_state.get(state, ())})
+    return {
+        "policy": policy, "purl": purl, "symbol": symbol, "source": ps.SOURCE_NATIVE,
+        "state": state, "reason": why[: ps.MAX_REASON_CHARS], "containers": n,
+    }  # fmt: skip
+
+
+def wire(
+    functions: Sequence[PurlFunction],
+    containers: Sequence[tuple[str, int]],
+    base: NativeConfig,
+    *,
+    proc_root: str = "/proc",
+) -> PurlWiring:
+    """Resolve every function in every container; ``config`` is ``base`` plus their uprobe targets."""
+    plan = pt.PurlProbePlan(proc_root=proc_root)
+    reports: dict[tuple[str, str, str], list[pt.FunctionReport]] = {}
+    for fn in functions:
+        for sym in fn.symbols:
+            reports.setdefault((fn.policy, fn.purl, sym), [])
+        for cid, pid in containers:
+            for r in plan.add(cid, pid, fn.purl, fn.symbols):
+                reports[(fn.policy, fn.purl, r.symbol)].append(r)
+    targets = plan.targets()
+    room = max(0, MAX_UPROBE_TARGETS - len(base.uprobes))
+    over = [
+        (t.label(), f"more than {MAX_UPROBE_TARGETS} uprobe targets on this node: not probed")
+        for t in targets[room:]
+    ]
+    cfg = dataclasses.replace(base, uprobes=base.uprobes + targets[:room]) if targets else base
+    return PurlWiring(tuple(functions), tuple(containers), plan, cfg, over, reports)
