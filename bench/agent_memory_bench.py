@@ -20,7 +20,9 @@ retries), and, for the storm, one fixed event time:
    peak RSS and whether every key reached the store (``rows_stored`` equals
    the keys sent plus the observation windows, nothing dropped);
 4. ``aggregator``: bytes per key of the aggregator alone, in this process
-   (RSS growth holding 100,000 uprobe keys, as section 3 of bench/run.py).
+   (RSS growth holding 100,000 uprobe keys, as section 3 of bench/run.py);
+5. ``store_write_100k``: one write of 100,000 rows into a migrated SQLite
+   store (store/upsert.py) in a fresh process: RSS growth at its peak and after.
 
 Keys come from kprobe events with 32-frame user stacks of distinct
 functions (about 50-character names) in 50 modules of 200 images, so
@@ -28,10 +30,14 @@ they pass through the whole pipeline (privacy filter, canonicalizer: the
 files do not exist, so frames keep Tetragon's names, package attribution).
 
 ``--agent-path DIR`` runs the agent from another checkout's ``operator/``
-(e.g. ``git archive HEAD operator | tar -x -C /tmp/head``) for a before/after
-in one run. Usage::
+(e.g. ``git archive HEAD operator | tar -x -C /tmp/head``); ``--before DIR``
+measures that one first and then this checkout, for a before/after in one
+run. ``kallsyms`` is the kernel symbol table the agent loads at start-up:
+its load time (CPU and wall, medians of five fresh processes, in a bare
+interpreter and in one that imported the agent first), the RSS it adds and
+the peak RSS while it loads. Usage::
 
-    .venv/bin/python bench/agent_memory_bench.py [--skip-storm] [--agent-path DIR]
+    .venv/bin/python bench/agent_memory_bench.py [--skip-storm] [--agent-path DIR] [--before DIR]
     .venv/bin/python bench/run.py --only agent_memory
 """
 
@@ -298,8 +304,111 @@ def _aggregator(keys: int = 100_000) -> dict[str, Any]:
     }
 
 
+_KALLSYMS = """
+import json, sys, time
+from stellaops_runtime.agent.allocator import tune_malloc
+tune_malloc()  # as the agent does before it starts
+if sys.argv[1] == "agent":  # the heap the agent has when it loads the table (Pipeline.warm_up)
+    import stellaops_runtime.agent.runner, stellaops_runtime.agent.pipeline
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith(key))
+from stellaops_runtime.canonical.kallsyms import KernelSymbols
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM := VmRSS: the peak from here on
+before = status("VmRSS")
+t, cpu = time.perf_counter(), time.process_time()
+k = KernelSymbols()
+seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kb": status("VmRSS") - before,
+                  "peak_kb": status("VmHWM") - before, "symbols": len(k)}))
+"""
+
+
+def _kallsyms(agent_path: str | None, loads: int = 5) -> dict[str, Any]:
+    """The kernel symbol table the agent loads at start-up: load time (medians of fresh
+    processes, alternating a bare interpreter and one that imported the agent first, as at
+    start-up: the garbage collector's cost depends on the heap) and the RSS it adds."""
+    env = dict(os.environ)
+    if agent_path:
+        env["PYTHONPATH"] = agent_path
+    runs: dict[str, list[dict[str, Any]]] = {"agent": [], "bare": []}
+    for _ in range(loads):
+        for where, got in runs.items():
+            cmd = [sys.executable, "-c", _KALLSYMS, where]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            got.append(json.loads(done.stdout))
+
+    def median(where: str, key: str) -> float:
+        return sorted(r[key] for r in runs[where])[loads // 2]
+
+    return {
+        "symbols": runs["bare"][0]["symbols"],
+        # CPU time: what the load costs, less disturbed than wall time on a shared machine
+        "load_cpu_ms_in_agent": round(median("agent", "cpu") * 1000),
+        "load_cpu_ms_bare": round(median("bare", "cpu") * 1000),
+        "load_ms_in_agent": round(median("agent", "seconds") * 1000),
+        "rss_mb": round(median("bare", "rss_kb") / 1024, 1),
+        "peak_mb": round(median("bare", "peak_kb") / 1024, 1),  # growth of VmHWM while loading
+    }
+
+
+_STORE_WRITE = """
+import gc, json, sys, tempfile, time
+from stellaops_runtime.agent.allocator import release_free_memory, tune_malloc
+tune_malloc()
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.upsert import write_rows
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith(key))
+n = int(sys.argv[1])
+t0 = 1_796_000_000_000_000_000
+with tempfile.TemporaryDirectory() as d:
+    store = open_store(f"sqlite:///{d}/s.db")
+    deltas = [
+        HotSymbolDelta(
+            HotSymbolKey(f"sha256:{i % 200:064x}", f"/usr/lib/lib{i % 50}.so",
+                         f"_ZN4core3fmt9Formatter9write_str{i:08d}h0123456789abcdefE_" + "x" * 40,
+                         EvidenceKind.ON_STACK),
+            t0, 3, t0 + i, t0 + i + 5, unique_callers=1, node_name="bench-node",
+            sample={"binary": "/app/server", "arguments": "--port 8080", "stack": ["a", "b"]},
+        )
+        for i in range(n)
+    ]
+    gc.collect()
+    release_free_memory()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    before = status("VmRSS")
+    t = time.perf_counter()
+    with store.engine.begin() as conn:
+        rows = write_rows(conn, deltas, [])
+    seconds = time.perf_counter() - t
+    peak = status("VmHWM") - before
+    gc.collect()
+    release_free_memory()
+    print(json.dumps({"rows": rows, "seconds": round(seconds, 1), "peak_growth_mb": round(peak / 1024, 1),
+                      "after_mb": round((status("VmRSS") - before) / 1024, 1)}))
+"""
+
+
+def _store_write(agent_path: str | None, rows: int = 100_000) -> dict[str, Any]:
+    """One write of ``rows`` hot-symbol rows into a migrated SQLite store, in a fresh process:
+    how much its RSS grows at the peak of the write, and after it (freed memory returned)."""
+    env = dict(os.environ)
+    if agent_path:
+        env["PYTHONPATH"] = agent_path
+    cmd = [sys.executable, "-c", _STORE_WRITE, str(rows)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
 def run(*, runs: int = 1, storm: bool = True, agent_path: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"agent_path": agent_path or "this checkout"}
+    out["kallsyms"] = _kallsyms(agent_path)
+    out["store_write_100k"] = _store_write(agent_path)
     out["idle"] = _idle(agent_path)
     out["keys_100k"] = _keyed(100_000, fixed_time=False, agent_path=agent_path, timeout=600)
     if storm:
@@ -316,8 +425,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-storm", action="store_true")
     ap.add_argument("--agent-path", help="PYTHONPATH for the agent process (another checkout's operator/)")
+    ap.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also measure the agent from DIR (another checkout's operator/) first: before/after in one run",
+    )
     args = ap.parse_args(argv)
-    print(json.dumps(run(storm=not args.skip_storm, agent_path=args.agent_path), indent=2))
+    if args.before:
+        out = {
+            "before": run(storm=not args.skip_storm, agent_path=args.before),
+            "after": run(storm=not args.skip_storm, agent_path=args.agent_path),
+        }
+    else:
+        out = run(storm=not args.skip_storm, agent_path=args.agent_path)
+    print(json.dumps(out, indent=2))
     return 0
 
 

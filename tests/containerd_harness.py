@@ -30,7 +30,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,3 +355,18 @@ class Watcher:
         self._loop.close()
         if self._error is not None:
             raise self._error
+
+
+def running() -> Iterator[Containerd]:
+    """A started private containerd for a module's tests (``yield from running()`` in a fixture);
+    fails with the setup hint where the machine cannot run one."""
+    if not available():
+        import pytest
+
+        pytest.fail(SETUP_HINT, pytrace=False)
+    c = Containerd()
+    try:
+        c.start()
+        yield c
+    finally:
+        c.teardown()

@@ -70,6 +70,9 @@ def write_config(tmp: Path, **sections: dict[str, Any]) -> tuple[Path, int]:
         "tetragon": {"reconnectInitialSeconds": 0.1, "reconnectMaxSeconds": 0.5, "connectionTimeout": 2},
         "hotSymbols": {"flushIntervalSeconds": 0.5, "aggregationWindowSeconds": 60},
         "metrics": {"address": "127.0.0.1", "port": port},
+        # Off unless a test turns it on: a containerd running on the test host must not add its
+        # containers' windows to every test's store (lifecycle.enabled "auto" would).
+        "lifecycle": {"enabled": False},
     }
     for k, v in sections.items():
         doc.setdefault(k, {}).update(v)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
-from tests.containerd_harness import SETUP_HINT, Containerd, Image, available, build_image
+from tests.containerd_harness import Containerd, Image, build_image, running
 from tests.docker_harness import Dockerd, Registry, docker_available
 from tests.e2e.harness import cli
 
@@ -34,14 +34,7 @@ SECRET = "cli-secret-9f8e7d"
 
 @pytest.fixture(scope="module")
 def ctd() -> Iterator[Containerd]:
-    if not available():
-        pytest.fail(SETUP_HINT, pytrace=False)
-    c = Containerd()
-    try:
-        c.start()
-        yield c
-    finally:
-        c.teardown()
+    yield from running()
 
 
 @pytest.fixture(scope="module")

@@ -304,3 +304,25 @@ def test_lazy_sources_are_read_as_before_with_a_cache(tmp_path: Path) -> None:
             assert sym.stats()["index_cache_hits" if round_ == "loaded" else "index_cache_written"] == 1
         finally:
             sym.close()
+
+
+def test_the_agent_config_turns_the_cache_on(binaries: list[Path], tmp_path: Path) -> None:
+    """``symbols.indexCacheDir``: a second agent (a restart) loads what the first one indexed."""
+    from stellaops_runtime.agent.pipeline import make_canonicalizer
+    from stellaops_runtime.contracts.config import parse_config
+
+    path, cache = binaries[0], tmp_path / "index"
+    config = parse_config({"symbols": {"indexCacheDir": str(cache)}})
+    counts = []
+    for _ in range(2):
+        fc = make_canonicalizer(config, node_name="n")
+        assert fc is not None
+        try:
+            ids = _all_ids(fc.symbolizer, path)
+            counts.append({k: v for k, v in fc.symbolizer.stats().items() if k.startswith("index_cache_")})
+        finally:
+            fc.symbolizer.close()
+    assert counts == [{"index_cache_misses": 1, "index_cache_written": 1}, {"index_cache_hits": 1}]
+    assert ids == _reference(path)
+    off = make_canonicalizer(parse_config({}), node_name="n")
+    assert off is not None and off.symbolizer.index_cache is None  # off by default

@@ -24,7 +24,7 @@ from stellaops_runtime.contracts.lifecycle import LifecycleEventType as T
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver, unified_path
 from stellaops_runtime.lifecycle.containerd_client import ContainerdClient
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
-from tests.containerd_harness import SETUP_HINT, Containerd, Image, Watcher, available, build_image
+from tests.containerd_harness import Containerd, Image, Watcher, build_image, running
 
 SECRET = "hunter2-s3cr3t-value"
 POD_LABELS = (
@@ -41,14 +41,7 @@ POD_LABELS = (
 
 @pytest.fixture(scope="module")
 def ctd() -> Iterator[Containerd]:
-    if not available():
-        pytest.fail(SETUP_HINT, pytrace=False)
-    c = Containerd()
-    try:
-        c.start()
-        yield c
-    finally:
-        c.teardown()
+    yield from running()
 
 
 @pytest.fixture(scope="module")

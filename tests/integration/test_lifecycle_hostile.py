@@ -24,19 +24,12 @@ from stellaops_runtime.contracts.lifecycle import LifecycleEventType as T
 from stellaops_runtime.lifecycle.containerd_client import ContainerdClient
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
 from stellaops_runtime.wire.containerd import events_pb2
-from tests.containerd_harness import SETUP_HINT, Containerd, Image, Watcher, available, build_image
+from tests.containerd_harness import Containerd, Image, Watcher, build_image, running
 
 
 @pytest.fixture(scope="module")
 def ctd() -> Iterator[Containerd]:
-    if not available():
-        pytest.fail(SETUP_HINT, pytrace=False)
-    c = Containerd()
-    try:
-        c.start()
-        yield c
-    finally:
-        c.teardown()
+    yield from running()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ config, as start-up does before it connects. What it must not have loaded:
 - the protobuf compiler (``grpc_tools.protoc``) and the debugger (``pdb``,
   which pyelftools' ``construct`` imports: pyelftools loads only where DWARF
   is read);
-- HTTP clients and servers (aiohttp, requests) before anything is served;
+- HTTP clients and servers: aiohttp not even while serving (the endpoints run on
+  plain asyncio, agent/httpserver.py), requests not even with detect-secrets' rules
+  loaded (privacy/deferred_import.py);
 - package attribution's readers, until a key needs a package.
 
 Not asserted: ``grpc_tools`` itself. grpcio imports that package (an empty
@@ -60,6 +62,12 @@ NOT_AT_IMPORT = (
 NOT_AT_START = (
     *NEVER,
     "aiohttp",
+    # detect-secrets' plugins import requests for online verification; the agent loads them
+    # with requests deferred (privacy/deferred_import.py), so neither it nor urllib3 loads.
+    "requests",
+    "urllib3",
+    "charset_normalizer",
+    "chardet",
     "prometheus_client",
     "stellaops_runtime.attribution.attributor",
     "stellaops_runtime.agent.node_status",
@@ -112,3 +120,47 @@ def test_optional_parts_load_only_when_configured() -> None:
     assert "stellaops_runtime.sources.tetragon_export" in built
     assert sorted(m for m in ("detect_secrets", "requests", "grpc") if m in built) == []
     assert sorted(m for m in NOT_AT_START if m in built) == []
+
+
+def test_a_serving_agent_has_no_aiohttp() -> None:
+    # The running agent, its endpoints answered once: they are served on plain asyncio
+    # (agent/httpserver.py). aiohttp stays a dependency of the operator and of the optional
+    # parts (Tetragon's metrics poller, the ObservationNode writer), not of the default agent.
+    code = textwrap.dedent(
+        """
+        import asyncio, json, sys, tempfile
+        from stellaops_runtime.agent.runner import Agent
+        from stellaops_runtime.contracts.config import parse_config
+
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                cfg = parse_config({
+                    "tetragon": {"address": "127.0.0.1:1"},  # nobody there: the agent retries
+                    "store": {"url": f"sqlite:///{d}/hs.db"},
+                    "metrics": {"address": "127.0.0.1", "port": 0},
+                })
+                agent = Agent(cfg, node_name="n")
+                task = asyncio.create_task(agent.run())
+                for _ in range(600):
+                    if agent.http_port:
+                        break
+                    await asyncio.sleep(0.05)
+                statuses = []
+                for path in ("/metrics", "/healthz", "/readyz"):
+                    r, w = await asyncio.open_connection("127.0.0.1", agent.http_port)
+                    w.write(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n".encode())
+                    statuses.append(int((await r.read()).split()[1]))
+                    w.close()
+                agent.stop("done")
+                await asyncio.wait_for(task, 60)
+                print(json.dumps([statuses, sorted(sys.modules)]))
+
+        asyncio.run(main())
+        """
+    )
+    cmd = [sys.executable, "-c", code]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=180)
+    statuses, modules = json.loads(done.stdout.splitlines()[-1])
+    assert statuses == [200, 200, 503]  # not ready: no Tetragon to connect to
+    # (Alembic is loaded here: this store is new and migrates when it opens.)
+    assert sorted(m for m in ("aiohttp", "yarl", "multidict") if m in modules) == []

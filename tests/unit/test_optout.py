@@ -63,7 +63,7 @@ def _operator_opts_out(value: str) -> bool:
 def test_annotation_none_in_any_spelling_the_operator_accepts_drops_the_event(value: str) -> None:
     stage = OptOut()
     assert stage.drops(_event(annotations={OBSERVE_LEVEL_ANNOTATION: value}))
-    assert stage.counts() == {"annotation": 1, "label": 0}
+    assert stage.counts() == {"annotation": 1, "label": 0, "operator": 0}
     assert _operator_opts_out(value)  # the operator reads it as an opt-out too
 
 
@@ -78,7 +78,7 @@ def test_other_annotation_values_keep_the_event_as_the_operator_does(value: str)
 def test_the_operators_label_drops_the_event() -> None:
     stage = OptOut()
     assert stage.drops(_event(labels={OBSERVE_OFF_LABEL: "true", "app": "web"}))
-    assert stage.counts() == {"annotation": 0, "label": 1}
+    assert stage.counts() == {"annotation": 0, "label": 1, "operator": 0}
 
 
 @pytest.mark.parametrize("value", ["True", "TRUE", "false", "", "1", "yes", "true\x00", " true"])
@@ -90,7 +90,7 @@ def test_annotation_and_label_together_count_once_as_annotation() -> None:
     stage = OptOut()
     ev = _event(annotations={OBSERVE_LEVEL_ANNOTATION: "None"}, labels={OBSERVE_OFF_LABEL: "true"})
     assert stage.drops(ev) and stage.drops(ev)
-    assert stage.counts() == {"annotation": 2, "label": 0} and stage.total == 2
+    assert stage.counts() == {"annotation": 2, "label": 0, "operator": 0} and stage.total == 2
 
 
 def test_label_opts_out_even_when_the_annotation_says_otherwise() -> None:
@@ -189,7 +189,7 @@ def test_opted_out_pods_leave_nothing_in_the_hot_symbol_index() -> None:
     pipeline._take_drop_signals()
     deltas, windows = pipeline.drain()
 
-    assert stage.counts() == {"annotation": 30, "label": 30}
+    assert stage.counts() == {"annotation": 30, "label": 30, "operator": 0}
     assert pipeline.processed == 30 and stats.events == {EventKind.EXEC: 90}
     assert {d.key.image_digest for d in deltas} == {WATCHED_DIGEST}
     assert {w.image_digest for w in windows} == {WATCHED_DIGEST, NODE_WIDE}

@@ -18,6 +18,7 @@ from stellaops_runtime.canonical.demangle import demangle_stats
 from stellaops_runtime.canonical.resolution import Outcome
 
 if TYPE_CHECKING:
+    from stellaops_runtime.agent.fastpath_outcome import FastPathStats
     from stellaops_runtime.attribution.attributor import AttributionStats
 
 P = "stellaops_runtime_"
@@ -120,3 +121,21 @@ def attribution_metrics(outcomes: dict[str, int], st: AttributionStats | None) -
     g.add_metric(["functions"], st.cached_functions if st else 0)
     g.add_metric(["images"], st.images if st else 0)
     yield g
+
+
+def fastpath_metrics(stats: FastPathStats) -> Iterator[Metric]:
+    """What the fast path (agent/fastpath.py) did: repeats counted without processing them again."""
+    yield counter("fastpath_hits", "Events counted as repeats of an event just seen.", stats.hits)
+    yield counter("fastpath_misses", "Events processed in full by the ordinary path.", stats.misses)
+    yield counter(
+        "fastpath_evictions", "Remembered outcomes evicted at the fast path's bounds.", stats.evictions
+    )
+    yield counter(
+        "fastpath_stale",
+        "Remembered outcomes found invalid (loader build-ids or containers changed).",
+        stats.stale,
+    )
+    yield labelled("fastpath_not_kept", "Outcomes not remembered, by reason.", "reason", dict(stats.not_kept))
+    yield counter(
+        "fastpath_skipped", "Events sent straight to the ordinary path while nothing repeated.", stats.skipped
+    )

@@ -31,7 +31,10 @@ The richer set, all prefixed ``stellaops_runtime_``:
 events_received_total{source}        payloads the sources handed to the queue
 events_total{kind}                   events adapted, by RuntimeCallEvent kind
 events_filtered_total{reason}        events dropped on purpose (privacy allowlist)
-events_opted_out_total{reason}       events of pods opted out (annotation or label), dropped first
+events_opted_out_total{reason}       events of pods opted out (annotation, label, or operator: the
+                                     operator's list in the probe ConfigMap), dropped first
+optout_operator_pods                 pods named by the operator's opted-out list the agent holds
+optout_list_errors_total             reads of that list that failed (the last list read is kept)
 events_malformed_total{reason}       undecodable or invalid events, skipped
 events_repaired_total{reason}        events kept after a repair: nul_replaced, time_clamped, time_invalid,
                                      stack_truncated, text_truncated (adapter/validate.py)
@@ -58,6 +61,11 @@ witnesses_generated_total            signed runtime witnesses (witness bridge: n
 event_processing_latency_seconds     receive -> in-memory hot-symbol record
 queue_depth / queue_capacity         the receive queue
 tetragon_connected                   1 while a GetEvents stream is open
+agent_source{source}                 1 for the source in use now (tetragon | bcc), with native.enabled
+source_switches_total{to}            switches to bcc / to tetragon (agent/source_switch.py)
+native_connected                     1 while the agent's own BCC probes are attached
+native_probe_config_errors_total     native.probeConfigFile reads that failed (the probes ran without it)
+native_kernel_events_total{probe,counter} the BCC probes' in-kernel counters (seen, filtered, lost, ...)
 tetragon_reconnects_total            streams opened after the first
 tetragon_stream_errors_total         streams that broke
 tetragon_overflowed_events_total     Tetragon's own per-client drops (from its metrics endpoint)
@@ -70,6 +78,11 @@ symbol_cache_entries{cache}          frames, processes and parsed binaries held 
 symbolizer_operations_total{op}      the symbolizer's own counters (binaries parsed, cache hits, ...)
 demangled_total{language}            names demangled (cache misses), by language
 demangle_failures_total              names that looked mangled but did not demangle
+fastpath_hits_total / _misses_total  events counted as repeats (agent/fastpath.py) / processed in full;
+                                     fastpath_evictions_total, fastpath_stale_total,
+                                     fastpath_not_kept_total{reason}, fastpath_skipped_total
+metrics_stale_seconds                age of the /metrics text (0: fresh; else the pipeline thread was
+                                     busy and the last rendering was served; agent/http.py)
 hot_symbols_attributed_total{outcome} drained keys: attributed, unattributed, no_root, skipped ([kernel])
 attribution_answers_total{scope,source} cold attribution answers (file / function) by source; none =
                                      unattributed, file = a function fell back to its file's package
@@ -83,6 +96,8 @@ tetragon_rate_limit_reports_total{node}  Tetragon's rate_limit_info events
 tetragon_rate_limit_dropped_events_total{node}  events those reports say Tetragon dropped
 observation_gap_windows_total{scope} observation-window rows marked as gaps (scope image | node)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
+http_rejected_total{reason}          requests to /metrics, /healthz, /readyz refused or cut off (timeout,
+                                     head_too_large, bad_request_line, connections, ...; agent/http.py)
 """
 
 from __future__ import annotations
@@ -102,6 +117,7 @@ from stellaops_runtime.agent.metric_families import (
     P,
     attribution_metrics,
     canonicalizer_metrics,
+    fastpath_metrics,
 )
 from stellaops_runtime.agent.metric_families import counter as _counter
 from stellaops_runtime.agent.metric_families import gauge as _gauge
@@ -153,7 +169,7 @@ class AgentCollector(Collector):
             "events_received",
             "Payloads received from the event source.",
             "source",
-            {a.source_name: a.received},
+            getattr(a.source, "received_by_source", None) or {a.source_name: a.received},
         )
         yield _labelled("events", "Events adapted into RuntimeCallEvents, by kind.", "kind", dict(ad.events))
         filtered = {"namespace_not_allowed": pf.events_filtered}
@@ -166,6 +182,17 @@ class AgentCollector(Collector):
             "filter, by how the pod said so.",
             "reason",
             p.optout.counts(),
+        )
+        yield _gauge(
+            "optout_operator_pods",
+            "Pods named by the operator's opted-out list (probe ConfigMap optedOut) the agent holds.",
+            p.optout.operator_pods,
+        )
+        watch = p.optout_watch
+        yield _counter(
+            "optout_list_errors",
+            "Reads of the operator's opted-out list that failed; the last list read is kept.",
+            watch.errors if watch is not None else 0,
         )
         yield _labelled(
             "events_malformed", "Malformed events, counted and skipped.", "reason", dict(ad.malformed)
@@ -223,6 +250,8 @@ class AgentCollector(Collector):
         yield _counter("witnesses_generated", "Signed runtime witnesses generated.", a.witnesses_generated)
         if p.canonicalizer is not None:
             yield from canonicalizer_metrics(p.canonicalizer.stats)
+        if p.fast_path is not None:
+            yield from fastpath_metrics(p.fast_path.stats)
         if p.attribution is not None:
             yield from attribution_metrics(dict(p.attribution.outcomes), p.attribution.stats)
         h = p.latency
@@ -243,7 +272,9 @@ class AgentCollector(Collector):
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)
         s = a.source_stats
         yield _gauge(
-            "tetragon_connected", "1 while a Tetragon event stream is open.", 1 if s.connected else 0
+            "tetragon_connected",
+            "1 while a Tetragon event stream is open.",
+            1 if getattr(s, "tetragon_connected", s.connected) else 0,
         )
         yield _counter("tetragon_reconnects", "Tetragon event streams opened after the first.", s.reconnects)
         yield _counter("tetragon_stream_errors", "Tetragon event streams that broke.", s.stream_errors)
@@ -258,6 +289,10 @@ class AgentCollector(Collector):
             writes, errors = dict(ns.stats.writes), dict(ns.stats.errors)
             yield _labelled("observation_node_writes", "ObservationNode writes, by reason.", "reason", writes)
             yield _labelled("observation_node_errors", "ObservationNode writer failures.", "kind", errors)
+        if (source_metrics := getattr(a.source, "metrics", None)) is not None:  # agent/source_switch.py
+            yield from source_metrics()
+        if (lifecycle := getattr(a, "lifecycle", None)) is not None:  # agent/lifecycle_part.py
+            yield from lifecycle.metrics()
 
 
 def tetragon_drop_metrics(gaps: GapTracker) -> Iterator[Metric]:

@@ -9,19 +9,28 @@ its status current:
 - ``source``: the event source that works *now*, re-decided on every poll
   (``working_source``): ``tetragon`` when Tetragon answers (and, when the
   agent's event stream is known, that stream is connected), or when the
-  stream delivers while Tetragon's API does not answer; ``none`` otherwise.
-  Kernel capabilities alone are no source (``native`` probes are a later
-  stage and never reported);
+  stream delivers while Tetragon's API does not answer; ``native`` while the
+  agent's own BCC probes deliver instead (agent/source_switch.py, Tetragon
+  unreachable); ``none`` otherwise. Kernel capabilities alone are no source;
 - ``maxPosture`` / ``maxPostureReason``: the highest posture that source
   delivers now: with Tetragon answering, what the kernel's probe kinds allow
   (``posture.NodeCapabilities.capability_ceiling``); with only its event
   stream (API down), ``Passive`` (process events still arrive, policy load
-  states cannot be read); with no working source, ``None``. The operator
+  states cannot be read); with the BCC probes, the posture their capability
+  report gives (native/detect.py); with no working source, ``None`` (and
+  the reason says why BCC is no fallback, when it was tried). The operator
   never lets a node's pods go above it;
 - ``policies``: Tetragon's ListTracingPolicies on this node (state without
   ``TP_STATE_``, error message, sensors, kernel memory): the only per-node
   truth about policy loading, which the operator folds into each policy's
   rollout status;
+- ``purlFunctions`` (with the source switch only): per function a policy
+  names by package URL, whether the BCC probes attached it in this node's
+  running containers (``attached``, ``not_found``, ``not_in_package``,
+  ``unsupported``, ``error``, with a reason and the number of containers;
+  agent/source_switch.py, native/purl_wiring.py); empty while Tetragon is the
+  source, which cannot trace them. At most 256 entries, the rest counted in
+  ``purlFunctionsOmitted``;
 - ``heartbeatTime``: refreshed every ``heartbeatSeconds``.
 
 Writes are rare on purpose: Tetragon is polled every third of a heartbeat,
@@ -85,15 +94,61 @@ class StreamState(Protocol):
     connected: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NativeState:
+    """The agent's own BCC probes as the status sees them (from the source switch's stats)."""
+
+    active: bool  # the switch runs them now (Tetragon unreachable)
+    connected: bool  # ... and they are attached
+    posture: Posture | None  # detect.py's answer (None: not asked yet)
+    why: str = ""  # what their posture lacks (posture None: why they cannot run)
+
+
+def native_state(stream: object) -> NativeState | None:
+    """The native side of a source switch's stats; None for a plain Tetragon source."""
+    active = getattr(stream, "active", None)
+    if active is None:
+        return None
+    return NativeState(
+        active=active == "bcc",
+        connected=active == "bcc" and bool(getattr(stream, "connected", False)),
+        posture=getattr(stream, "native_posture", None),
+        why=str(getattr(stream, "native_why", "") or ""),
+    )
+
+
 def working_source(
-    *, capabilities: Capabilities, tetragon: TetragonInfo, stream_connected: bool | None
+    *,
+    capabilities: Capabilities,
+    tetragon: TetragonInfo,
+    stream_connected: bool | None,
+    native: NativeState | None = None,
 ) -> tuple[str, Posture, str]:
     """``(source, max posture, why)`` of what delivers events on this node now.
 
-    ``stream_connected`` is whether the agent's event stream is connected
-    (None when the writer is not told: Tetragon answering is then taken as
-    the stream working).
+    ``stream_connected`` is whether the agent's Tetragon event stream is
+    connected (None when the writer is not told: Tetragon answering is then
+    taken as the stream working). ``native`` is the BCC probes' state when the
+    agent runs the source switch.
     """
+    address = redact(tetragon.address)
+    if native is not None and native.connected and native.posture is not None:
+        why = f"the agent's own BCC probes deliver (Tetragon at {address} is not the source now)"
+        if native.posture < Posture.FULL_INSTRUMENTATION and native.why:
+            why += f"; {native.why}"
+        return "native", native.posture, why
+    found = _tetragon_source(capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected)
+    if found[0] == "none" and native is not None:
+        if native.posture is Posture.NONE:
+            return "none", Posture.NONE, f"{found[2]}; the BCC probes cannot run here: {native.why}"
+        if native.active:
+            return "none", Posture.NONE, f"{found[2]}; the BCC probes are not attached (yet)"
+    return found
+
+
+def _tetragon_source(
+    *, capabilities: Capabilities, tetragon: TetragonInfo, stream_connected: bool | None
+) -> tuple[str, Posture, str]:
     address = redact(tetragon.address)
     if tetragon.reachable and stream_connected is not False:
         caps = NodeCapabilities(
@@ -123,6 +178,8 @@ def build_status(
     existing_conditions: list[dict[str, Any]] | None,
     now: str,
     stream_connected: bool | None = None,
+    native: NativeState | None = None,
+    purl_functions: tuple[list[dict[str, Any]], int] | None = None,
 ) -> dict[str, Any]:
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
 
@@ -131,7 +188,7 @@ def build_status(
     ``tetragon`` is reported as ``none`` with posture None).
     """
     found, max_posture, max_why = working_source(
-        capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected
+        capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected, native=native
     )
     if source is not None and source != found and found != "none":
         found, max_posture, max_why = "none", Posture.NONE, f"source {source!r} is not working"
@@ -163,7 +220,17 @@ def build_status(
         "policies": policies or [],
         "conditions": merge_conditions(existing_conditions, [ready], now=now),
     }
+    if purl_functions is not None:  # written empty too: a merge patch would keep an old list
+        status["purlFunctions"], status["purlFunctionsOmitted"] = purl_functions
     return status
+
+
+def purl_state(stream: object) -> tuple[list[dict[str, Any]], int] | None:
+    """The source switch's PURL function entries and how many were left out (None: no switch)."""
+    entries = getattr(stream, "purl_functions", None)
+    if not isinstance(entries, list):
+        return None
+    return [dict(e) for e in entries], int(getattr(stream, "purl_functions_omitted", 0) or 0)
 
 
 class ObservationNodeWriter:
@@ -309,7 +376,9 @@ class ObservationNodeWriter:
             policies=policies,
             existing_conditions=self._conditions,
             now=now_rfc3339(),
-            stream_connected=bool(self.stream.connected) if self.stream is not None else None,
+            stream_connected=_tetragon_connected(self.stream),
+            native=native_state(self.stream),
+            purl_functions=purl_state(self.stream),
         )
         if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):
             log.info(
@@ -348,3 +417,10 @@ class ObservationNodeWriter:
             caps.kprobes, caps.usdt, caps.ring_buffer, f" ({'; '.join(notes)})" if notes else "",
         )  # fmt: skip
         return caps
+
+
+def _tetragon_connected(stream: object) -> bool | None:
+    """Whether the agent's Tetragon stream is connected (None: the writer was not given the source)."""
+    if stream is None:
+        return None
+    return bool(getattr(stream, "tetragon_connected", getattr(stream, "connected", False)))

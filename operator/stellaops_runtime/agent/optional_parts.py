@@ -4,7 +4,9 @@ Split from :mod:`stellaops_runtime.agent.runner` for issue 13 (an agent that
 costs little on every node): a module imported is memory held for the life of
 the process, so the runner imports none of these at module level.
 
-- the event source: Tetragon's gRPC stream (grpc) or its JSON export file;
+- the event source: Tetragon's gRPC stream (grpc) or its JSON export file; with
+  ``native.enabled`` (the default) the gRPC stream runs inside the source switch
+  (agent/source_switch.py), which imports the BCC probes only when it falls back;
 - Tetragon's metrics poller (aiohttp), with ``tetragon.metricsUrl``;
 - the witness bridge (cryptography), with ``witness.enabled``;
 - the ObservationNode writer (the Kubernetes client), with ``observationNode.enabled``.
@@ -12,8 +14,8 @@ the process, so the runner imports none of these at module level.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.contracts.config import AgentConfig, ConfigError
 from stellaops_runtime.sources.queue import EventQueue
@@ -21,6 +23,7 @@ from stellaops_runtime.sources.queue import EventQueue
 if TYPE_CHECKING:
     from stellaops_runtime.agent.node_status import ObservationNodeWriter
     from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.agent.source_switch import SourceSwitch
     from stellaops_runtime.sources.tetragon_export import TetragonExportSource
     from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
     from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
@@ -28,15 +31,28 @@ if TYPE_CHECKING:
 
 
 def make_source(
-    config: AgentConfig, queue: EventQueue, pipeline: Pipeline
-) -> tuple[TetragonExportSource | TetragonGrpcSource, Callable[[list[tuple[bytes, int]]], None]]:
-    """The configured source, and the pipeline method its payloads go to."""
+    config: AgentConfig,
+    queue: EventQueue,
+    pipeline: Pipeline,
+    in_pipeline: Callable[..., Awaitable[Any]] | None = None,
+) -> tuple[
+    TetragonExportSource | TetragonGrpcSource | SourceSwitch, Callable[[list[tuple[bytes, int]]], None]
+]:
+    """The configured source, and the pipeline method its payloads go to.
+
+    ``in_pipeline`` runs a call on the pipeline thread (the source switch marks its gaps through it).
+    """
     t = config.tetragon
     if t.export_file:
         from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
         source = TetragonExportSource(t.export_file, queue=queue, from_start=t.export_from_start)
         return source, pipeline.process_json
+    if config.native.enabled and in_pipeline is not None:
+        from stellaops_runtime.agent.source_switch import SourceSwitch
+
+        switch = SourceSwitch(config, queue=queue, pipeline=pipeline, in_pipeline=in_pipeline)
+        return switch, switch.process
     from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 
     return TetragonGrpcSource(t, queue=queue), pipeline.process_proto
@@ -70,12 +86,18 @@ def make_witness(config: AgentConfig) -> WitnessBridge | None:
         raise ConfigError(f"witness: {e}") from None
 
 
-def make_node_status(config: AgentConfig, *, node_name: str) -> ObservationNodeWriter | None:
-    """The ObservationNode writer (capabilities, heartbeat, Tetragon policy states), when enabled."""
+def make_node_status(
+    config: AgentConfig, *, node_name: str, stream: Any = None
+) -> ObservationNodeWriter | None:
+    """The ObservationNode writer (capabilities, heartbeat, Tetragon policy states), when enabled.
+
+    ``stream`` is the agent's source's stats (``connected``; from the source switch also
+    ``active`` and the native probes' posture), so the status names the source that works.
+    """
     if not config.observation_node.enabled:
         return None
     from stellaops_runtime.agent.node_status import ObservationNodeWriter
 
     return ObservationNodeWriter(
-        node_name=node_name, config=config.observation_node, tetragon=config.tetragon
+        node_name=node_name, config=config.observation_node, tetragon=config.tetragon, stream=stream
     )

@@ -22,21 +22,31 @@ import logging
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter import from_json, from_proto, validate
 from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.agent.fastpath import FastPath
+from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
 from stellaops_runtime.canonical import demangle as demangling
 from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.frames import FrameCanonicalizer
+from stellaops_runtime.canonical.parseworker import ParseWorker
+from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.config import AgentConfig, SymbolsConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.hotsymbols.gaps import GapTracker
+from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.privacy.optout import OptOut
+
+if TYPE_CHECKING:
+    from stellaops_runtime.contracts.events import ContainerInfo
+    from stellaops_runtime.lifecycle.lookup import ContainerLookup
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +89,20 @@ def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonical
     if not demangling.BINDINGS_AVAILABLE and demangling.current_fallback() is None:
         # The demangler bindings are missing from this install: GNU c++filt, one coprocess.
         demangling.install_fallback(CxxfiltDemangler())
+    symbolizer = Symbolizer(
+        max_binaries=sym.max_binaries,
+        proc_root=sym.proc_root or "/proc",
+        kallsyms_path=sym.kallsyms_path,
+        gate=ParseWorker(sym.parse_wait_milliseconds / 1000),
+        index_cache_dir=sym.index_cache_dir or None,
+    )
     fc = FrameCanonicalizer(
+        symbolizer=symbolizer,
         max_binaries=sym.max_binaries,
         max_frames=sym.max_frames,
         proc_root=sym.proc_root or None,
         host_root=sym.host_root or None,
-        kallsyms_path=sym.kallsyms_path,
         node_name=node_name,
-        parse_wait=sym.parse_wait_milliseconds / 1000,
     )
     fc.symbolizer.set_debug_search(debug_search(sym))
     return fc
@@ -104,12 +120,15 @@ def debug_search(sym: SymbolsConfig) -> DebugSearch:
 class Pipeline:
     """Everything between a raw payload and an in-memory hot-symbol count."""
 
-    def __init__(self, config: AgentConfig, *, node_name: str = "") -> None:
+    def __init__(self, config: AgentConfig, *, node_name: str = "", fast_path: bool = True) -> None:
         hs = config.hot_symbols
         self.node_name = node_name
         self.adapter_stats = AdapterStats()
         self.privacy = PrivacyFilter(config.privacy)
         self.optout = OptOut()  # pods opted out by stellaops.io/observe-level: None (privacy/optout.py)
+        # The operator's list of opted-out pods, in the probe ConfigMap file (agent/optout_watch.py).
+        path = config.native.probe_config_file
+        self.optout_watch = OptOutWatch(path, self.optout) if path else None
         self.aggregator = HotSymbolAggregator(
             window_seconds=hs.window_seconds,
             min_confidence=hs.min_confidence_threshold,
@@ -130,9 +149,19 @@ class Pipeline:
         self.attribution_failures = 0  # drains whose attribution step raised (rows kept, no purls)
         self.internal_errors = 0  # events skipped because a stage raised on them
         self.max_stack_depth = validate.DEFAULT_MAX_STACK_DEPTH
+        # Container facts from the lifecycle observer (agent/lifecycle_part.py): None until it runs.
+        # by_cgroup() names the container of a cgroup id; Tetragon events lacking a digest or pod
+        # are filled in from it in _finish (lifecycle/lookup.py: a snapshot swapped whole, no lock).
+        self.container_lookup: ContainerLookup | None = None
+        # Repeats of events already processed are counted without processing them again (agent/fastpath.py).
+        self.fast_path = self._new_fast_path() if fast_path else None
 
     def _finish(self, ev: RuntimeCallEvent | None) -> None:
-        if ev is None or self.optout.drops(ev):  # an opted-out pod: counted, nothing else noted
+        if ev is None:
+            return
+        if (lookup := self.container_lookup) is not None and ev.container is not None:
+            lookup.enrich(ev)  # what Tetragon gave is never overwritten
+        if self.optout.drops(ev):  # an opted-out pod: counted, nothing else noted
             return
         if not ev.timestamp_ns:
             ev.timestamp_ns = time.time_ns()
@@ -174,7 +203,10 @@ class Pipeline:
         return deltas, windows
 
     def _batch(self) -> AbstractContextManager[None]:
-        """One parse wait shared by the whole batch (see make_canonicalizer)."""
+        """One parse wait shared by the whole batch (see make_canonicalizer); the opt-out list is current."""
+        if (watch := self.optout_watch) is not None and watch.poll() and self.fast_path is not None:
+            # Outcomes remembered before the list changed may keep counting a pod now opted out.
+            self.fast_path.invalidate()
         return self.canonicalizer.batch() if self.canonicalizer is not None else nullcontext()
 
     def process_proto(self, items: list[tuple[bytes, int]]) -> None:
@@ -184,11 +216,23 @@ class Pipeline:
         self._take_drop_signals()
         self._observe_latency(items)
 
+    def _new_fast_path(self) -> FastPath:
+        return FastPath(
+            finish=self._finish, stats=self.adapter_stats, optout=self.optout, privacy=self.privacy,
+            canonicalizer=self.canonicalizer, aggregator=self.aggregator, gaps=self.gaps,
+            attribution=self.attribution,
+        )  # fmt: skip
+
     def _process_proto(self, items: list[tuple[bytes, int]]) -> None:
         stats = self.adapter_stats
         depth = self.max_stack_depth
+        fast = self.fast_path
         for payload, received in items:
             try:
+                if fast is not None:  # a repeat is counted there; anything else runs _finish from there
+                    n = fast.proto(payload, received, depth, self.container_lookup)
+                    self.processed += n  # after the call: the ordinary path counts in _finish
+                    continue
                 msg = from_proto.decode(payload, stats)
                 if msg is not None:
                     self._finish(
@@ -226,11 +270,50 @@ class Pipeline:
         self._take_drop_signals()
         self._observe_latency(items)
 
+    def process_native(self, items: list[tuple[bytes, int]], native: NativeConfig | None = None) -> None:
+        """The agent's own BCC probe records (native/events.py) with their arrival time.
+
+        ``native`` is the configuration the probes were loaded with: its uprobe
+        and USDT target lists number the records' targets, so the decoder is
+        rebuilt when it changes. Containers come from ``container_lookup`` (the
+        lifecycle observer's cgroup map), when there is one.
+        """
+        from stellaops_runtime.native.events import Decoder  # only on nodes where BCC runs
+
+        dec = getattr(self, "_native_decoder", None)
+        if dec is None or dec[0] is not native:
+            cfg = native or NativeConfig()
+
+            def containers(cgroup_id: int) -> ContainerInfo | None:
+                lookup = getattr(self, "container_lookup", None)
+                return lookup.by_cgroup(cgroup_id) if lookup is not None else None
+
+            decoder = Decoder(
+                node_name=self.node_name, targets=cfg.uprobes, usdt_targets=cfg.usdt,
+                wall_minus_monotonic_ns=time.time_ns() - time.monotonic_ns(), stats=self.adapter_stats,
+                containers=containers, max_stack_depth=self.max_stack_depth,
+            )  # fmt: skip
+            dec = self._native_decoder = (native, decoder)
+        decode = dec[1].decode
+        with self._batch():
+            for payload, received in items:
+                try:
+                    self._finish(decode(payload, received_ns=received))
+                except Exception as e:  # one bad event must never cost the good ones around it
+                    self._internal_error(e)
+        self._take_drop_signals()
+        self._observe_latency(items)
+
     def _process_json(self, items: list[tuple[bytes, int]]) -> None:
         stats = self.adapter_stats
         depth = self.max_stack_depth
+        fast = self.fast_path
         for line, received in items:
             try:
+                if fast is not None:
+                    n = fast.json(line, received, depth, self.container_lookup)
+                    self.processed += n
+                    continue
                 obj = from_json.decode_line(line)
                 self._finish(from_json.adapt(obj, received_ns=received, stats=stats, max_stack_depth=depth))
             except from_json.MalformedEvent as e:

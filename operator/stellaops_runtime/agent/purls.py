@@ -14,6 +14,10 @@ through ``<procRoot>/<pid>/root`` when the aggregator's deltas are drained
   but only when its build-id is the one the events reported, and those
   answers are cached apart from the image's own (the host's package database
   is not the image's);
+- a file the native probes resolved by PURL (native/purl_wiring.py) is known
+  before any flush: ``probed`` maps (image digest, path) to the installed
+  package's PURL, set by the source switch when it resolves the containers,
+  so the row gets it even when the container stopped before the flush;
 - a key no source claims keeps an empty purl; the store fills it from a later
   flush that knows it (``purl`` is kept from the first delta that has one);
 - every file is opened confined to its root (canonical/rootopen.py): a
@@ -59,6 +63,8 @@ class HotSymbolAttribution:
         self._pids: dict[str, int] = {}  # image key -> pid of its last process seen on this node
         self._host_ids: dict[str, str] = {}  # path under host_root -> its build-id ("" unreadable)
         self.outcomes: Counter[str] = Counter()  # per delta: attributed, unattributed, skipped, ...
+        # (image digest, path in the image) -> PURL of files probed by PURL; replaced whole, never mutated
+        self.probed: dict[tuple[str, str], str] = {}
 
     def note(self, ev: RuntimeCallEvent) -> None:
         """Remember a live process of the event's image (cheap: called per event)."""
@@ -93,6 +99,10 @@ class HotSymbolAttribution:
 
     def _fill(self, d: HotSymbolDelta) -> None:
         k = d.key
+        if (known := self.probed.get((k.image_digest, k.module))) is not None:
+            d.purl = known
+            self.outcomes["attributed"] += 1
+            return
         if not k.module or k.module == KERNEL_MODULE or not k.module.startswith("/"):
             self.outcomes["skipped"] += 1
             return

@@ -2,7 +2,9 @@
 
 Tasks on one event loop, plus one pipeline thread:
 
-- the source (Tetragon gRPC stream or JSON export follower) fills the queue;
+- the source (Tetragon gRPC stream or JSON export follower; with
+  ``native.enabled`` the gRPC stream inside the switch to the agent's own BCC
+  probes, agent/source_switch.py) fills the queue;
 - the consumer takes batches from the queue and hands each to the pipeline
   thread (decode, privacy, adapter, frame canonicalizer, hot-symbol
   aggregator), so the loop stays free to read the socket while a binary is
@@ -44,9 +46,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stellaops_runtime.agent.allocator import release_free_memory
-from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS, Flusher
+from stellaops_runtime.agent.flusher import Flusher
+from stellaops_runtime.agent.lifecycle_part import make_lifecycle
 from stellaops_runtime.agent.optional_parts import make_node_status, make_poller, make_source, make_witness
+from stellaops_runtime.agent.outages import OutageMarker
 from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.agent.shutdown import shutdown
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
@@ -75,7 +80,7 @@ class Agent:
         self.node_name = node_name or config.node_name or socket.gethostname()
         self.exit_when_idle = exit_when_idle
         self.queue = EventQueue(config.tetragon.queue_size)
-        self.pipeline = Pipeline(config, node_name=self.node_name)
+        self.pipeline = Pipeline(config, node_name=self.node_name, fast_path=config.hot_symbols.fast_path)
         # The pipeline runs on one dedicated thread, never on the event loop: the
         # frame canonicalizer's first sight of a binary parses its ELF (tens of ms
         # for a big Go binary) and reads files through /proc/<pid>/root. Everything
@@ -83,7 +88,7 @@ class Agent:
         # goes through this one thread, so that state needs no locks.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         # What a config may leave off is imported only when it is on (agent/optional_parts.py).
-        self.source, self._process = make_source(config, self.queue, self.pipeline)
+        self.source, self._process = make_source(config, self.queue, self.pipeline, self.in_pipeline)
         # Ledger identity of this agent's flushes: node name for people, a UUID for uniqueness.
         self.agent_id = f"{self.node_name}/{uuid.uuid4()}"
         self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
@@ -99,7 +104,12 @@ class Agent:
         self.dropped_at_shutdown = 0
         self.early_drains = 0  # drains forced by hotSymbols.maxKeys (hot_symbols_early_drains_total)
         self._rows_at_trim = 0
-        self.node_status = make_node_status(config, node_name=self.node_name)
+        self.node_status = make_node_status(config, node_name=self.node_name, stream=self.source.stats)
+        self.lifecycle = make_lifecycle(config, node_name=self.node_name, pipeline=self.pipeline)
+        if self.lifecycle is not None and hasattr(self.source, "watch_registry"):  # PURL functions
+            self.source.watch_registry(self.lifecycle)
+        # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
+        self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
 
     # -- views for metrics and health -------------------------------------
 
@@ -174,7 +184,7 @@ class Agent:
             self._worker.shutdown(wait=False)
             return exitcodes.ERROR
         await self.in_pipeline(self.pipeline.warm_up)
-        from stellaops_runtime.agent.http import start_http  # aiohttp and prometheus-client: serving only
+        from stellaops_runtime.agent.http import start_http  # prometheus-client: serving only
 
         runner = await start_http(self)
         if runner is None:
@@ -192,6 +202,11 @@ class Agent:
             tasks.append(asyncio.create_task(self._idle_watch(self.exit_when_idle), name="idle"))
         if self.node_status:
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
+        if self.outages.enabled:
+            tasks.append(asyncio.create_task(self.outages.run(self.stop_event), name="outages"))
+        if self.lifecycle is not None:
+            run = self.lifecycle.run(self.stop_event, self.in_pipeline, lambda: self.source_stats)
+            tasks.append(asyncio.create_task(run, name="lifecycle"))
         if self.witness is not None:
             interval = self.config.witness.interval_seconds
             tasks.append(
@@ -220,47 +235,8 @@ class Agent:
         return exitcodes.OK if ok else exitcodes.ERROR
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> bool:
-        """Stop within ``shutdown.graceSeconds``: drain, flush, and spool what the store did not take."""
-        grace = self.config.shutdown.grace_seconds
-        self.deadline = deadline = time.monotonic() + grace
-        reserve = min(2.0, grace / 4)  # kept back for writing the spool file
-        log.info("stopping: draining the queue and flushing (at most %gs)", grace)
-        tasks[0].cancel()  # an idle stream would never look at stop_event
-        await asyncio.gather(tasks[0], return_exceptions=True)
-        # The consumer ends once the source is done and the queue is empty.
-        budget = max(0.0, (deadline - reserve) - time.monotonic()) / 2
-        done, _ = await asyncio.wait({tasks[1]}, timeout=budget)
-        if not done:
-            tasks[1].cancel()
-            await asyncio.gather(tasks[1], return_exceptions=True)
-            self.dropped_at_shutdown = len(self.queue)
-            log.error("shutdown deadline: %d queued events were not processed (counted as dropped)",
-                      self.dropped_at_shutdown)  # fmt: skip
-        # A running flush may finish: its batch is frozen, so if it must be cut
-        # short, aborting it loses nothing and its retry cannot count twice.
-        self._flush_stop.set()
-        done, _ = await asyncio.wait({tasks[2]}, timeout=max(0.0, deadline - reserve - time.monotonic()))
-        if not done:
-            self.flusher.abort()
-            done, _ = await asyncio.wait({tasks[2]}, timeout=ABORT_WAIT_SECONDS)
-            if not done:
-                tasks[2].cancel()
-            await asyncio.gather(tasks[2], return_exceptions=True)
-        for t in tasks[3:]:
-            t.cancel()
-        await asyncio.gather(*tasks[3:], return_exceptions=True)
-        ok = await self.flusher.final_flush(deadline - reserve)
-        if self.witness is not None and ok:  # the last witnesses, from what was just stored
-            self.witness.stored()
-            left = deadline - time.monotonic()
-            if left > 0:
-                try:
-                    await asyncio.wait_for(self.witness.flush(self._store_engine()), timeout=left)
-                except TimeoutError:
-                    log.warning(
-                        "shutdown deadline: %d claims left without a new witness", self.witness.marked
-                    )
-        return ok
+        """Stop within ``shutdown.graceSeconds`` (agent/shutdown.py)."""
+        return await shutdown(self, tasks)
 
     async def _open_store(self) -> None:
         try:

@@ -24,19 +24,29 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from stellaops_runtime.contracts.config_base import (  # noqa: F401 (re-exported)
+    ConfigError,
+    Seconds,
+    WholeSeconds,
+    _check_regexes,
+    _Model,
+    parse_duration,
+)
+from stellaops_runtime.contracts.config_node import (
+    LifecycleConfig,
+    NativeSourceConfig,
+    ShutdownConfig,
+)
 from stellaops_runtime.contracts.redact import redact
 
 log = logging.getLogger(__name__)
@@ -60,83 +70,6 @@ EVENT_TYPES = (
 # CLI (a DaemonSet sets it from a Secret, so the URL and its password stay out
 # of the ConfigMap).
 STORE_URL_ENV = "STELLA_RUNTIME_STORE"
-
-
-class ConfigError(ValueError):
-    """The configuration file is unreadable or invalid; the message says where and why."""
-
-
-# A Go duration (time.ParseDuration, as Kubernetes writes them): one or more
-# <decimal><unit>, units ns, us (µs), ms, s, m, h; no sign.
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+")
-_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number (seconds) or a duration string: ``30s``, ``1m``, ``1h30m``, ``500ms``."""
-    if isinstance(value, bool):  # YAML yes/no: never a duration
-        raise ValueError(f"expected a duration (e.g. 30s, 1m, 1h30m, 500ms) or seconds, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if _PLAIN_NUMBER.fullmatch(text):
-            return float(text)
-        if _DURATION.fullmatch(text):
-            return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    raise ValueError(f"expected a duration (e.g. 30s, 1m, 1h30m, 500ms) or seconds, got {value!r}")
-
-
-def _whole_seconds(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    seconds = parse_duration(value)
-    if seconds != int(seconds):
-        raise ValueError(f"must be a whole number of seconds, got {value!r}")
-    return int(seconds)
-
-
-# Duration-valued keys: a number of seconds or a Go/Kubernetes duration string.
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-WholeSeconds = Annotated[int, BeforeValidator(_whole_seconds)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-    # The section's key path, for messages, and its deprecated YAML names: old -> new.
-    _section: ClassVar[str] = ""
-    _deprecated: ClassVar[dict[str, str]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _deprecated_names(cls, data: Any) -> Any:
-        """Accept a deprecated name as its replacement: one warning per key, an error with both."""
-        if not cls._deprecated or not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for old, new in cls._deprecated.items():
-            if old not in data:
-                continue
-            where = f"{cls._section}." if cls._section else ""
-            if new in data:
-                raise ValueError(
-                    f"{where}{old} is the deprecated name of {where}{new}: give only {where}{new}"
-                )
-            log.warning("config key %s%s is deprecated, use %s%s", where, old, where, new)
-            data[new] = data.pop(old)
-        return data
-
-
-def _check_regexes(values: list[str]) -> list[str]:
-    for v in values:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"invalid regular expression {v!r}: {e}") from e
-    return values
 
 
 class EventFilter(_Model):
@@ -200,6 +133,9 @@ class HotSymbolsConfig(_Model):
     # Rows a failing store may hold for retry before the oldest are dropped (counted).
     max_pending_rows: int = Field(1_000_000, alias="maxPendingRows", ge=100)
     max_callers_per_symbol: int = Field(256, alias="maxCallersPerSymbol", ge=1)
+    # Repeats of an event just seen are counted without processing them again (agent/fastpath.py);
+    # the results are the same either way (tests/integration/test_fastpath.py).
+    fast_path: bool = Field(True, alias="fastPath")
 
 
 class PrivacyConfig(_Model):
@@ -290,6 +226,9 @@ class SymbolsConfig(_Model):
     debug_files: bool = Field(True, alias="debugFiles")
     # A debuginfod-style cache directory (<dir>/<build-id>/debuginfo) read as it is; never fetched.
     debuginfod_cache_dir: str = Field("", alias="debuginfodCacheDir")
+    # Indexed symbol tables kept on disk (canonical/indexcache.py), so a restarted agent loads
+    # them instead of indexing the same files again. Empty: not kept.
+    index_cache_dir: str = Field("", alias="indexCacheDir")
 
 
 class AttributionConfig(_Model):
@@ -325,13 +264,6 @@ class WitnessConfig(_Model):
         return self
 
 
-class ShutdownConfig(_Model):
-    """SIGTERM: the agent stores (or spools) what it holds and exits within ``graceSeconds``."""
-
-    # Below Kubernetes' default terminationGracePeriodSeconds (30), so the kubelet never kills it.
-    grace_seconds: Seconds = Field(20.0, alias="graceSeconds", ge=1, le=3_600)
-
-
 class AgentConfig(_Model):
     node_name: str = Field("", alias="nodeName")
     tetragon: TetragonConfig = Field(default_factory=TetragonConfig)  # type: ignore[arg-type]
@@ -343,10 +275,12 @@ class AgentConfig(_Model):
     witness: WitnessConfig = Field(default_factory=WitnessConfig)  # type: ignore[arg-type]
     symbols: SymbolsConfig = Field(default_factory=SymbolsConfig)  # type: ignore[arg-type]
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)  # type: ignore[arg-type]
     observation_node: ObservationNodeConfig = Field(
         default_factory=ObservationNodeConfig,  # type: ignore[arg-type]
         alias="observationNode",
     )
+    native: NativeSourceConfig = Field(default_factory=NativeSourceConfig)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _backoff(self) -> AgentConfig:

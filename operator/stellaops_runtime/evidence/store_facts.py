@@ -20,7 +20,13 @@ from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
 from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
-from stellaops_runtime.store.queries import SymbolRow, _gap_days, has_gap_columns, has_posture_columns
+from stellaops_runtime.store.queries import (
+    SymbolRow,
+    gap_days,
+    has_gap_columns,
+    has_posture_columns,
+    is_coverage,
+)
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 
@@ -69,9 +75,13 @@ def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
         return set()
     o = observation_windows.c
     day = utc_date(o.window_start)
-    where = [o.image_digest == image, o.event_count > 0, o.posture_level >= FUNCTION_VISIBLE.rank]
+    where = [
+        o.image_digest == image,
+        is_coverage(conn, observation_windows),
+        o.posture_level >= FUNCTION_VISIBLE.rank,
+    ]
     if has_gap_columns(conn):
-        where.append(day.not_in(_gap_days(image)))
+        where.append(day.not_in(gap_days(conn, image)))
     return {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
 
 

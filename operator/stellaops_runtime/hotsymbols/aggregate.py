@@ -24,7 +24,9 @@ posture the event evidences (``contracts.posture.EVENT_POSTURE``: exec, exit
 and loader are Passive; kernel probes ActiveTracing; uprobes EbpfDeep; USDT
 FullInstrumentation): a window's posture is the highest any of its events
 showed, so a "not observed" answer rests on what the source delivered, never
-on what was asked for.
+on what was asked for. A window also says which source delivered its events
+(``tetragon`` or ``bcc``, the agent's own probes; ``bcc,tetragon`` when the
+agent switched sources inside it; ``source`` for events that name none).
 
 Counts accumulate in memory per (aggregation window, key) and are drained as
 deltas by the flush loop; the store adds them up, so nothing here needs to
@@ -43,7 +45,7 @@ once ``hotSymbols.maxKeys`` keys are held (agent/runner.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
@@ -62,6 +64,9 @@ from stellaops_runtime.hotsymbols.samples import (
     frame_function,
     sample_dict,
 )
+
+if TYPE_CHECKING:
+    from stellaops_runtime.hotsymbols.run_windows import RunWindows
 
 _INVOKED = EvidenceKind.INVOKED
 _KERNEL = EvidenceKind.KERNEL_CALL
@@ -113,6 +118,19 @@ class _Slot:
         self.sample = sample
 
 
+# An event's source (RuntimeCallEvent.source) as observation windows name it.
+WINDOW_SOURCE = {"tetragon-grpc": "tetragon", "tetragon-export": "tetragon", "bcc": "bcc"}
+
+
+def _joined_sources(have: str, other: str) -> str:
+    return ",".join(sorted(set(have.split(",")) | {other}))
+
+
+def window_source(raw: str, default: str) -> str:
+    """The ``source`` of a window from its events' sources (comma-joined when several), sorted."""
+    return ",".join(sorted({WINDOW_SOURCE.get(p, p) or default for p in raw.split(",")}))
+
+
 class HotSymbolAggregator:
     """Windowed counts per hot-symbol key, drained as deltas."""
 
@@ -134,8 +152,8 @@ class HotSymbolAggregator:
         self._enabled = {e: c >= min_confidence for e, c in CONFIDENCE.items()}
         self._groups: dict[_Group, dict[str, _Slot]] = {}
         self._keys = 0
-        # (image, node, window start) -> [event count, highest posture rank]
-        self._windows: dict[tuple[str, str, int], list[int]] = {}
+        # (image, node, window start) -> [event count, highest posture rank, event source(s)]
+        self._windows: dict[tuple[str, str, int], list[Any]] = {}
         # Distinct callers per key, kept across drains (bounded): one str, or a set from the second.
         self._callers: dict[_CallerGroup, dict[str, str | set[str]]] = {}
         self._caller_keys = 0
@@ -146,6 +164,13 @@ class HotSymbolAggregator:
         self.observations = 0
         self.below_threshold = 0
         self.peak_keys = 0  # the most keys held at once (the bench and tests read it)
+        # Windows of images that ran here while watched (lifecycle registry; agent/lifecycle_part.py).
+        self.runs: RunWindows | None = None
+        # Bumped whenever slots or callers are dropped (drain, the callers' bound): slots handed
+        # out by observe_bound() are only valid for repeat() while it is unchanged (agent/fastpath.py).
+        self.epoch = 0
+        # When a list, observe() appends every slot it counts in (the fast path keeps them).
+        self.touched: list[_Slot] | None = None
 
     @property
     def key_count(self) -> int:
@@ -169,11 +194,13 @@ class HotSymbolAggregator:
         level = _POSTURE_RANK[kind._value_]
         seen = self._windows.get(wkey)
         if seen is None:
-            self._windows[(self._share(image), self._share(ev.node_name), win)] = [1, level]
+            self._windows[(self._share(image), self._share(ev.node_name), win)] = [1, level, ev.source]
         else:
             seen[0] += 1
             if level > seen[1]:
                 seen[1] = level
+            if seen[2] != ev.source:  # a window both sources observed (a switch inside it)
+                seen[2] = _joined_sources(seen[2], ev.source)
         n = 0
         if kind is EventKind.UPROBE or kind is EventKind.USDT:
             fid = ev.function_id
@@ -243,7 +270,7 @@ class HotSymbolAggregator:
         slots = self._groups.get(group)
         slot = slots.get(function) if slots is not None else None
         if slot is None:
-            self._new_slot(group, slots, function, ev, ts, lat, build_id, function_id, frame)
+            slot = self._new_slot(group, slots, function, ev, ts, lat, build_id, function_id, frame)
         else:
             slot.count += 1
             if ts < slot.first_ns:
@@ -263,6 +290,8 @@ class HotSymbolAggregator:
                     slot.function_id = function_id
         if caller:
             self._add_caller((group[1], group[2], evidence), function, caller)
+        if self.touched is not None:
+            self.touched.append(slot)
         return 1
 
     def _new_slot(
@@ -276,17 +305,18 @@ class HotSymbolAggregator:
         build_id: str,
         function_id: str,
         frame: StackFrame | None,
-    ) -> None:
+    ) -> _Slot:
         share = self._share
         if slots is None:
             win, image, module, evidence = group
             slots = self._groups[(win, share(image), share(module), evidence)] = {}
         if frame is not None:
             function_id = frame_entry_id(frame)
-        slots[function] = _Slot(
+        slot = slots[function] = _Slot(
             ts, lat, share(ev.node_name), share(build_id), function_id, self._samples.of(ev)
         )
         self._keys += 1
+        return slot
 
     def _add_caller(self, group: _CallerGroup, function: str, caller: str) -> None:
         by_function = self._callers.get(group)
@@ -294,6 +324,7 @@ class HotSymbolAggregator:
         if known is None:
             if self._caller_keys >= self._max_caller_keys:
                 self._callers.clear()  # the store keeps the maximum it saw
+                self.epoch += 1
                 self._caller_keys = 0
                 by_function = None
             if by_function is None:
@@ -313,6 +344,58 @@ class HotSymbolAggregator:
             return 0
         return 1 if isinstance(known, str) else len(known)
 
+    # -- repeats (agent/fastpath.py) ----------------------------------------
+
+    @property
+    def window_ns(self) -> int:
+        return self._window_ns
+
+    def observe_bound(self, ev: RuntimeCallEvent) -> tuple[int, list[_Slot], list[Any]]:
+        """:meth:`observe`, also returning the slots it counted in and its observation window's entry.
+
+        An event exactly like ``ev`` later in the same window (and :attr:`epoch`) is
+        then counted by :meth:`repeat` on those slots, with the same outcome.
+        """
+        touched: list[_Slot] = []
+        self.touched = touched
+        try:
+            n = self.observe(ev)
+        finally:
+            self.touched = None
+        return n, touched, self.window_entry(ev)
+
+    def window_entry(self, ev: RuntimeCallEvent) -> list[Any]:
+        """The observation window ``ev`` was counted in ([events, posture rank, source])."""
+        ts = ev.timestamp_ns
+        return self._windows[(ev.image_key, ev.node_name, ts - ts % self._window_ns)]
+
+    def repeat(
+        self, slots: list[_Slot], window: list[Any], ts: int, lat: int, observations: int, below: int
+    ) -> None:
+        """Count one more event like the one :meth:`observe_bound` returned ``slots`` and ``window`` for.
+
+        Only what differs between two such events changes: counts, first and last
+        seen, latency. Build-ids, function IDs, callers and the window's posture and
+        source were set by that first event and are never taken back in an epoch.
+        """
+        window[0] += 1
+        for s in slots:
+            s.count += 1
+            if ts < s.first_ns:
+                s.first_ns = ts
+            elif ts > s.last_ns:
+                s.last_ns = ts
+            if lat:
+                s.total_latency_ns += lat
+                if lat > s.max_latency_ns:
+                    s.max_latency_ns = lat
+        self.observations += observations
+        self.below_threshold += below
+
+    def knows_build_ids(self, exec_id: str) -> bool:
+        """Whether loader build-ids of this process are held (dropped at its exit or by the bound)."""
+        return exec_id in self._build_ids
+
     def _remember_build_id(self, exec_id: str, path: str, build_id: str) -> None:
         ids = self._build_ids.get(exec_id)
         if ids is None:
@@ -326,6 +409,7 @@ class HotSymbolAggregator:
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
         """Everything counted since the last drain, as deltas; resets the counts."""
         groups, self._groups = self._groups, {}
+        self.epoch += 1
         windows, self._windows = self._windows, {}
         self._keys = 0
         deltas = []
@@ -364,8 +448,10 @@ class HotSymbolAggregator:
                 event_count=count,
                 posture=ORDER[rank],
                 window_seconds=self._window_seconds,
-                source=self.source,
+                source=window_source(src, self.source),
             )
-            for (i, n, w), (count, rank) in windows.items()
+            for (i, n, w), (count, rank, src) in windows.items()
         ]
+        if self.runs is not None:
+            obs = self.runs.drain(obs, self.source)
         return deltas, obs

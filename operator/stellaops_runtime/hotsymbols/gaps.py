@@ -19,6 +19,10 @@ on the observation windows of the images affected:
 - the agent's **own drops** (its receive queue was full, :meth:`GapTracker.own_drop`)
   are events nobody counted, anyone's on the node: a node-wide gap, in wall
   clock over the drops and in event time around them;
+- a **source switch** (agent/source_switch.py: Tetragon went away and the
+  agent's own BCC probes took over, or back) leaves a time no source
+  observed: :meth:`GapTracker.source_gap` marks it node-wide, with the source
+  ``none``;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -47,6 +51,7 @@ _CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
 # A throttle spanning more windows than this marks only its latest ones (clock trouble).
 MAX_GAP_WINDOWS = 100_000
 MAX_NODES = 1_000
+SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
 
 
 def container_id_of_cgroup(cgroup: str) -> str:
@@ -92,7 +97,7 @@ class GapTracker:
     ) -> None:
         self._window_ns = window_seconds * 1_000_000_000
         self._window_seconds = window_seconds
-        self._source = source
+        self.source = source  # of the rows marked (the agent's source switch sets the active one)
         self._max_containers = max_containers
         self._containers: dict[str, _Container] = {}
         self._open: dict[tuple[str, str], _Open] = {}  # (node, cgroup) -> throttle
@@ -187,6 +192,10 @@ class GapTracker:
         for n in self._nodes:  # each node's row: N events dropped, any of which could be its own
             self._mark(NODE_WIDE, n, start, max(start, self._seen_max_ns), dropped=count)
 
+    def source_gap(self, node: str, start_ns: int, end_ns: int) -> None:
+        """No source observed this node from ``start_ns`` to ``end_ns`` (wall clock): a node-wide gap."""
+        self._mark(NODE_WIDE, node, start_ns, end_ns, source=SWITCH_GAP_SOURCE)
+
     def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
         """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""
         cid = container_id_of_cgroup(cgroup)
@@ -200,7 +209,15 @@ class GapTracker:
     # -- marking and draining -------------------------------------------------
 
     def _mark(
-        self, image: str, node: str, start_ns: int, end_ns: int, *, throttles: int = 0, dropped: int = 0
+        self,
+        image: str,
+        node: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        throttles: int = 0,
+        dropped: int = 0,
+        source: str = "",
     ) -> None:
         """Mark [start_ns, end_ns] as a gap on every window it touches; counts go to the last one."""
         if end_ns < start_ns:
@@ -216,7 +233,7 @@ class GapTracker:
         w = first
         while w <= last:
             row = ObservationWindow(
-                image, node, w, 0, None, self._window_seconds, self._source,
+                image, node, w, 0, None, self._window_seconds, source or self.source,
                 gap_start_ns=max(start_ns, w, 1), gap_end_ns=max(min(end_ns, w + wn), 1),
                 throttles=throttles if w == last else 0, dropped_events=dropped if w == last else 0,
             )  # fmt: skip

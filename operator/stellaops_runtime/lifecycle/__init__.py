@@ -6,5 +6,6 @@ loop); ``observer`` is containerd's (over ``containerd_client``, with
 and ``records`` building registry records from them), ``docker_observer``
 the Docker Engine's (over ``docker_client``). ``registry`` keeps cgroup id ->
 container -> image digest and pod, ``cgroups`` finds a pid's cgroup v2 id,
-``metrics`` exposes the counters. See docs/lifecycle.md.
+``metrics`` exposes the counters, ``lookup`` is the immutable registry
+snapshot the agent's pipeline reads (agent/lifecycle_part.py). See docs/lifecycle.md.
 """

@@ -164,3 +164,55 @@ def spec_facts(spec_json: bytes) -> SpecFacts:
     if not isinstance(cgroups_path, str):
         cgroups_path = ""
     return SpecFacts(env=env, annotations=annotations, cgroups_path=cgroups_path, problem="; ".join(problems))
+
+
+# containerd's CRI plugin keeps each pod sandbox's metadata (the kubelet's
+# PodSandboxConfig: the pod's name, uid, namespace, labels and annotations) as
+# JSON in this extension of the sandbox container, versioned {"Version": "v1",
+# "Metadata": {"Config": {...}}}; the containers of the pod carry no
+# annotations of the pod (unless the runtime is configured to pass some).
+SANDBOX_METADATA_EXTENSION = "io.cri-containerd.sandbox.metadata"
+SANDBOX_METADATA_VERSION = "v1"
+MAX_SANDBOX_METADATA_BYTES = 1 << 20  # a pod's annotations are limited to 256 KiB by the API server
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxFacts:
+    annotations: dict[str, str] = field(default_factory=dict)  # only the ``keep`` keys
+    problem: str = ""
+
+
+def sandbox_facts(extensions: object, keep: tuple[str, ...]) -> SandboxFacts:
+    """The ``keep`` annotations of the pod in a CRI sandbox's metadata extension, never raising.
+
+    ``extensions`` is a container's ``extensions`` map (name -> Any). Nothing
+    but the ``keep`` annotations is returned: a pod's other annotations (the
+    whole last-applied pod spec among them) never leave this function.
+    """
+    try:
+        ext = extensions.get(SANDBOX_METADATA_EXTENSION) if extensions is not None else None  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return SandboxFacts(problem="extensions are not a map")
+    if ext is None:
+        return SandboxFacts()
+    raw = getattr(ext, "value", b"")
+    if not isinstance(raw, bytes) or not raw:
+        return SandboxFacts(problem="sandbox metadata is empty")
+    if len(raw) > MAX_SANDBOX_METADATA_BYTES:
+        return SandboxFacts(problem=f"sandbox metadata of {len(raw)} bytes, over the limit")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        return SandboxFacts(problem=f"sandbox metadata is not JSON: {e}")
+    if not isinstance(doc, dict) or doc.get("Version") != SANDBOX_METADATA_VERSION:
+        version = doc.get("Version") if isinstance(doc, dict) else None
+        return SandboxFacts(problem=f"sandbox metadata of unknown version {str(version)[:40]!r}")
+    meta = doc.get("Metadata")
+    config = meta.get("Config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict):
+        return SandboxFacts(problem="sandbox metadata without a Config object")
+    annotations = config.get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        return SandboxFacts(problem="sandbox annotations are not an object")
+    kept = {k: v for k in keep if isinstance(v := (annotations or {}).get(k), str) and "\x00" not in v}
+    return SandboxFacts(annotations=kept)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from stellaops_runtime.contracts.events import KEPT_POD_ANNOTATIONS
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
-from stellaops_runtime.lifecycle.decode import spec_facts, timestamp_of
+from stellaops_runtime.lifecycle.decode import sandbox_facts, spec_facts, timestamp_of
 from stellaops_runtime.lifecycle.registry import ContainerRecord
 from stellaops_runtime.wire.containerd import containers_pb2, task_pb2
 
@@ -34,6 +35,7 @@ def record_from_container(
 ) -> tuple[ContainerRecord, str]:
     """A record for ``c`` (no task facts yet) and why its spec could not be read ("" if it could)."""
     facts = spec_facts(c.spec.value if c.HasField("spec") else b"")
+    sandbox = sandbox_facts(c.extensions, KEPT_POD_ANNOTATIONS)
     rec = ContainerRecord(
         container_id=c.id,
         namespace=namespace,
@@ -41,10 +43,11 @@ def record_from_container(
         image_digest=image_digest,
         labels=dict(c.labels),
         annotations=dict(facts.annotations),
+        pod_annotations=sandbox.annotations,
         env_vars=tuple(env_filter(list(facts.env))),
         cgroup_path=facts.cgroups_path,
     )
-    return rec, facts.problem
+    return rec, "; ".join(p for p in (facts.problem, sandbox.problem) if p)
 
 
 def is_init(container_id: str, process_id: str) -> bool:

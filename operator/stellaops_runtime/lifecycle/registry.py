@@ -6,9 +6,15 @@ are keyed by), its pod and its scan id. It holds one ``ContainerRecord`` per
 container the runtime has (running or not): a record gains a pid and a
 cgroup when its task starts and loses the cgroup index entry when the task
 is deleted or the container removed, so a reused cgroup id never points at a
-dead container. ``replace_all`` rebuilds it from the runtime's list after a
-(re)connect, dropping what the runtime no longer has. Pure data: the observer
-does the I/O and calls these methods from one event loop.
+dead container. Kubernetes containers also name their pod: its uid (the
+``io.kubernetes.pod.uid`` label kubelet gives every container of the pod)
+and, kept on the pod's sandbox container (``io.cri-containerd.kind:
+sandbox``), the pod's labels and, in the CRI sandbox metadata, the pod's
+annotations, of which only ``stellaops.io/observe-level`` is kept
+(``pod_annotations``, for the pod opt-out, privacy/optout.py).
+``replace_all`` rebuilds it from the runtime's list after a (re)connect,
+dropping what the runtime no longer has. Pure data: the observer does the
+I/O and calls these methods from one event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from stellaops_runtime.contracts.lifecycle import (
     SCAN_ID_LABEL,
 )
 
+POD_UID_LABEL = "io.kubernetes.pod.uid"  # kubelet's label on the sandbox and every container of a pod
+CRI_KIND_LABEL = "io.cri-containerd.kind"  # containerd's CRI plugin: "sandbox" or "container"
+
 
 @dataclass(slots=True)
 class ContainerRecord:
@@ -35,6 +44,8 @@ class ContainerRecord:
     image_digest: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    # Of a CRI sandbox's pod annotations (lifecycle/decode.sandbox_facts), the kept ones.
+    pod_annotations: dict[str, str] = field(default_factory=dict)
     env_vars: tuple[str, ...] = ()  # already through the privacy filter
     status: str = "created"  # created | running | paused | stopped
     pid: int = 0
@@ -54,6 +65,15 @@ class ContainerRecord:
         return self.labels.get(POD_NAME_LABEL, "")
 
     @property
+    def pod_uid(self) -> str:
+        return self.labels.get(POD_UID_LABEL, "")
+
+    @property
+    def is_sandbox(self) -> bool:
+        """A CRI pod sandbox (the pause container): it carries the pod's labels and annotations."""
+        return self.labels.get(CRI_KIND_LABEL) == "sandbox"
+
+    @property
     def container_name(self) -> str:
         return self.labels.get(CONTAINER_NAME_LABEL, "")
 
@@ -63,7 +83,12 @@ class ContainerRecord:
         return self.labels.get(SCAN_ID_LABEL) or self.annotations.get(SCAN_ID_LABEL, "")
 
     def copy(self) -> ContainerRecord:
-        return replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
+        return replace(
+            self,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            pod_annotations=dict(self.pod_annotations),
+        )
 
     def to_json(self) -> dict[str, Any]:
         def ts(v: datetime | None) -> str | None:
@@ -76,6 +101,7 @@ class ContainerRecord:
             "image_digest": self.image_digest,
             "pod_namespace": self.pod_namespace,
             "pod_name": self.pod_name,
+            "pod_uid": self.pod_uid,
             "container_name": self.container_name,
             "scan_id": self.scan_id,
             "status": self.status,
@@ -88,6 +114,7 @@ class ContainerRecord:
             "oom_killed": self.oom_killed,
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
+            "pod_annotations": dict(self.pod_annotations),
             "env_vars": list(self.env_vars),
         }
 

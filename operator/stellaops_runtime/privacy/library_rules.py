@@ -108,13 +108,19 @@ class LibraryRule:
 
 def load_rules() -> tuple[LibraryRule, ...]:
     """Every regex plugin of the installed detect-secrets, minus EXCLUDED, with our triggers."""
-    from detect_secrets.plugins.base import RegexBasedDetector
+    from stellaops_runtime.privacy.deferred_import import deferred
 
-    mapping = globals().get("get_mapping_from_secret_type_to_class") or __getattr__(
-        "get_mapping_from_secret_type_to_class"
-    )
+    # Its plugin modules import ``requests`` for online verification, never used here: the
+    # package is loaded only if something uses it (privacy/deferred_import.py).
+    with deferred("requests"):
+        from detect_secrets.plugins.base import RegexBasedDetector
+
+        mapping = globals().get("get_mapping_from_secret_type_to_class") or __getattr__(
+            "get_mapping_from_secret_type_to_class"
+        )
+        plugins = list(mapping().values())
     rules = []
-    for cls in mapping().values():
+    for cls in plugins:
         if not issubclass(cls, RegexBasedDetector) or cls.__name__ in EXCLUDED:
             continue
         triggers, gate, group = _KNOWN.get(cls.__name__, ((), "", 0))
@@ -136,8 +142,9 @@ _RULES: list[tuple[LibraryRule, ...]] = []
 
 
 def library_rules() -> tuple[LibraryRule, ...]:
-    """The rules, loaded from the library on first use (detect-secrets' plugin base imports
-    ``requests``: an agent whose privacy filter does not use the default patterns never loads it)."""
+    """The rules, loaded from the library on first use (an agent whose privacy filter does not
+    use the default patterns never loads detect-secrets; ``requests``, which its plugins import,
+    is not loaded even then)."""
     if not _RULES:
         _RULES.append(load_rules())
     return _RULES[0]

@@ -11,7 +11,7 @@ opted-out pod's cgroup then names a container the agent never noted, so it
 is a node-wide gap (every image on the node is unknown while it lasts),
 never a row naming the pod's image.
 
-The agent learns of the opt-out in one of two ways, either enough:
+The agent learns of the opt-out in one of three ways, any one enough:
 
 - the annotation itself, when Tetragon exports pod annotations (v1.5+, run
   with ``--enable-pod-annotations``): read with the operator's own parser
@@ -21,26 +21,51 @@ The agent learns of the opt-out in one of two ways, either enough:
   every pod the annotation opts out (Tetragon exports labels with every
   event). Events from before the operator labelled the pod are not
   recognised this way: that is why ``--enable-pod-annotations`` is
-  recommended.
+  recommended;
+- the operator's list of opted-out pods (uid, namespace, name), which it
+  renders into the probe ConfigMap (``optedOut`` in ``probes.json``,
+  controller/render_policy.py) and the agent re-reads when the mounted file
+  changes (agent/optout_watch.py): an event of a pod with a uid matches by
+  uid, one without (Tetragon sends none) by namespace and name. This is the
+  one way that reaches events which carry neither the annotation nor the
+  label: the agent's own BCC probes (their pod comes from the container
+  runtime, lifecycle/lookup.py), a Tetragon without
+  ``--enable-pod-annotations``, events from before the operator labelled the
+  pod.
+
+Events of the agent's own BCC probes carry no pod labels or annotations;
+their pod is filled in from the container registry (lifecycle/lookup.py),
+which reads, for containers created by containerd's CRI plugin, the pod's
+uid from the ``io.kubernetes.pod.uid`` label and the pod's
+``stellaops.io/observe-level`` annotation and ``stellaops.io/observe-off``
+label from the pod's sandbox container (its labels, and the PodSandboxConfig
+in its ``io.cri-containerd.sandbox.metadata`` extension). Those are fixed
+when the pod is created; an annotation added later reaches such events
+through the operator's list.
 
 Dropped events are counted by how the opt-out was recognised (``annotation``
-first, then ``label``); the agent exports the counts as
+first, then ``label``, then ``operator``); the agent exports the counts as
 ``stellaops_runtime_events_opted_out_total{reason}``. Nothing else about the
 event is kept. Observation windows are made from received events only, so a
 dropped event never makes a "not observed" answer claim the pod was watched.
 
-Pure and cheap: two dict look-ups an event, no I/O, no clock.
+Pure and cheap: a few dict and set look-ups an event, no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from stellaops_runtime.contracts.events import PodInfo, RuntimeCallEvent
 from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, OBSERVE_OFF_LABEL, opts_out
 
 # Reasons, in the order they are checked (the metric's label values).
-REASONS = ("annotation", "label")
+REASONS = ("annotation", "label", "operator")
+
+
+def _text(v: object) -> str:
+    return v if type(v) is str else ""
 
 
 def opt_out_reason(pod: PodInfo | None) -> str | None:
@@ -64,16 +89,54 @@ def opt_out_reason(pod: PodInfo | None) -> str | None:
 class OptOut:
     """The per-event stage: ``drops(ev)`` is True (and counted) for an event of an opted-out pod."""
 
-    __slots__ = ("dropped",)
+    __slots__ = ("_bare", "_names", "_uids", "dropped")
 
     def __init__(self) -> None:
         self.dropped: Counter[str] = Counter()  # events dropped, by reason
+        self._uids: frozenset[str] = frozenset()  # the operator's list (set_operator)
+        self._names: frozenset[tuple[str, str]] = frozenset()
+        self._bare: frozenset[tuple[str, str]] = frozenset()  # entries without a uid, by name
+
+    def set_operator(self, pods: Iterable[tuple[str, str, str]]) -> bool:
+        """Replace the operator's list of opted-out pods, (namespace, name, uid) each; True if it changed.
+
+        An entry without a uid matches every event by namespace and name; one
+        without a namespace or name matches by uid only.
+        """
+        pods = list(pods)
+        uids = frozenset(uid for _, _, uid in pods if uid)
+        names = frozenset((ns, name) for ns, name, _ in pods if ns and name)
+        bare = frozenset((ns, name) for ns, name, uid in pods if ns and name and not uid)
+        if uids == self._uids and names == self._names and bare == self._bare:
+            return False
+        self._uids, self._names, self._bare = uids, names, bare
+        return True
+
+    @property
+    def operator_pods(self) -> int:
+        """How many pods the operator's list names (by uid, else by name)."""
+        return max(len(self._uids), len(self._names))
+
+    def operator_reason(self, pod: PodInfo | None) -> str | None:
+        """``operator`` when the operator's list names ``pod``: by uid if the event has one, else by name."""
+        if pod is None or not (self._uids or self._names):
+            return None
+        uid = _text(pod.uid)
+        key = (_text(pod.namespace), _text(pod.name))
+        # A uid names one pod: a same-named pod created later is not the one that opted out.
+        hit = (uid in self._uids or key in self._bare) if uid else key in self._names
+        return "operator" if hit else None
 
     def drops(self, ev: RuntimeCallEvent) -> bool:
         """Whether ``ev`` belongs to an opted-out pod and must go no further (counted if so)."""
-        reason = opt_out_reason(ev.pod)
+        pod = ev.pod
+        reason = opt_out_reason(pod)
         if reason is None:
-            return False
+            if not (self._uids or self._names):  # no list: no call per event
+                return False
+            reason = self.operator_reason(pod)
+            if reason is None:
+                return False
         self.dropped[reason] += 1
         return True
 

@@ -9,6 +9,14 @@ export allow/deny lists apply to its JSON file only, never to gRPC streams.
 Connection failures and broken streams are retried forever with capped
 exponential backoff and full jitter; every reconnect and stream error is
 counted.
+
+Tetragon replays nothing after a reconnect, so the time between a stream
+that ended and the next one is an *outage*: nobody watched the node.
+``take_outage`` hands the agent each outage's span (wall clock, from the
+moment the stream ended to the moment the next one opened; an outage still
+open is handed up to now, piece by piece), which the agent records as a
+node-wide observation gap (agent/outages.py), so a "not observed" answer
+never covers it, however short it was.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import contextlib
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -122,6 +131,8 @@ class TetragonGrpcSource:
         self._backoff = Backoff(initial=cfg.reconnect_initial_seconds, maximum=cfg.reconnect_max_seconds)
         self._channel: grpc.aio.Channel | None = None
         self._shown = redact(cfg.address)  # the address for messages, password masked
+        self._outage_from: int | None = None  # wall ns: an outage not yet handed over starts here
+        self._connected_at = 0  # wall ns the current stream opened
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stream until ``stop`` is set (or the task is cancelled), reconnecting on failure."""
@@ -137,6 +148,8 @@ class TetragonGrpcSource:
                 self.stats.last_error = redact_error(e)
                 log.warning("tetragon stream error (%s): %s", self._shown, self.stats.last_error)
             finally:
+                if self.stats.connected and not stop.is_set() and self._outage_from is None:
+                    self._outage_from = time.time_ns()  # the stream ended: nobody watches from here
                 self.stats.connected = False
                 await self._close()
             if stop.is_set():
@@ -163,6 +176,7 @@ class TetragonGrpcSource:
         if self.stats.connects:
             self.stats.reconnects += 1
         self.stats.connects += 1
+        self._connected_at = time.time_ns()
         self.stats.connected = True
         log.info("streaming events from tetragon at %s", self._shown)
         put = self.queue.put
@@ -183,6 +197,25 @@ class TetragonGrpcSource:
         if not stop.is_set():
             stats.stream_errors += 1
             raise ConnectionError("tetragon ended the event stream")
+
+    def take_outage(self) -> tuple[int, int] | None:
+        """The part of an outage not handed over yet, as (start, end) wall ns; None if there is none.
+
+        While the stream is down the span ends now (and the next call continues from there);
+        once a new stream is open it ends at the moment it opened, and the outage is closed.
+        """
+        start = self._outage_from
+        if start is None:
+            return None
+        if self.stats.connected:
+            end, self._outage_from = self._connected_at, None
+        else:
+            end = self._outage_from = time.time_ns()
+        return (start, end) if end > start else None
+
+    def forget_outage(self) -> None:
+        """Drop an open outage: another source takes over and accounts for the time itself."""
+        self._outage_from = None
 
     async def _close(self) -> None:
         if self._channel is not None:

@@ -14,8 +14,11 @@ A window in which Tetragon said it dropped events (a throttled cgroup, its
 export rate limiter; migration 0005) has a *gap*: :func:`image_gaps` reads
 the image's own gaps and the node-wide ones on windows in which the image was
 observed, and :func:`absence` answers unknown, naming them, whenever one
-falls in the period asked about (all time without one). Rows with no events
-(gap-only and node-wide rows) are never coverage.
+falls in the period asked about (all time without one). Gap-only and
+node-wide rows (no events, no posture) are never coverage; a row with no
+events but a posture is: the agent's lifecycle observer saw the image's
+container run through that window while the source was connected
+(:func:`is_coverage`, hotsymbols/run_windows.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
-from stellaops_runtime.store.queries import has_gap_columns, has_posture_columns, rfc3339
+from stellaops_runtime.store.queries import (
+    has_gap_columns,
+    has_posture_columns,
+    is_coverage,
+    rfc3339,
+    watched_node_windows,
+)
 from stellaops_runtime.store.schema import observation_windows
 
 OBSERVED = "observed"
@@ -255,8 +264,7 @@ def _groups(
 ) -> list[WindowGroup]:
     o = observation_windows.c
     extra, extra_group = _select(conn)
-    # Gap-only and node-wide rows (no events, migration 0005) are not coverage.
-    base: list[sa.ColumnElement[bool]] = [o.event_count > 0]
+    base: list[sa.ColumnElement[bool]] = [is_coverage(conn, observation_windows)]
     if image is not None:
         base.append(o.image_digest == image)
     if until is not None:
@@ -348,18 +356,7 @@ def image_gaps(
     if not has_gap_columns(conn):
         return []
     o = observation_windows.c
-    seen = observation_windows.alias("seen")
-    s = seen.c
-    observed_there = (
-        sa.select(sa.literal(1))
-        .where(
-            s.image_digest == image,
-            s.node_name == o.node_name,
-            s.window_start == o.window_start,
-            s.event_count > 0,
-        )
-        .exists()
-    )
+    observed_there = sa.tuple_(o.node_name, o.window_start).in_(watched_node_windows(conn, image))
     where = [
         o.gap_end.is_not(None),
         sa.or_(o.image_digest == image, sa.and_(o.image_digest == "", observed_there)),

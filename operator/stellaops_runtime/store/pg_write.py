@@ -201,6 +201,29 @@ def stage_tuples(deltas: Iterable[HotSymbolDelta]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def check_times(deltas: Sequence[HotSymbolDelta]) -> None:
+    """Raise OverflowError (as :func:`stage_tuples` would) for a time no datetime can hold."""
+    for attr in ("window_start_ns", "first_seen_ns", "last_seen_ns"):
+        col = [getattr(d, attr) // 1000 for d in deltas]
+        if col and (min(col) < MIN_US or max(col) > MAX_US):
+            bad = next(v for v in col if not MIN_US <= v <= MAX_US)
+            ns_to_datetime(bad * 1000)  # the error the datetime path gives
+            raise OverflowError(f"timestamp out of range: {bad} microseconds since the epoch")
+
+
+def distinct_deltas(deltas: Sequence[HotSymbolDelta]) -> tuple[int, bool]:
+    """:func:`distinct` of the staging rows these deltas make, without making them."""
+    keys = len({_key_tuple(d) for d in deltas})
+    if keys == len(deltas):
+        return keys, True
+    return len({(*_key_tuple(d), d.window_start_ns // 1000) for d in deltas}), False
+
+
+def _key_tuple(d: HotSymbolDelta) -> tuple[str, str, str, str]:
+    k = d.key
+    return (k.image_digest, k.module, k.function_name, k.evidence.value)
+
+
 def distinct(rows: list[tuple[Any, ...]]) -> tuple[int, bool]:
     """How many distinct (key, window) the staging rows hold, and whether every key is there once."""
     keys = len({r[:4] for r in rows})
@@ -220,14 +243,21 @@ def copy_rows(
 
 
 def write_postgres(
-    conn: sa.Connection, rows: list[tuple[Any, ...]], obs: list[ObservationWindow], *, unique_keys: bool
+    conn: sa.Connection,
+    deltas: Sequence[HotSymbolDelta],
+    obs: list[ObservationWindow],
+    *,
+    unique_keys: bool,
+    chunk_rows: int = 5_000,
 ) -> None:
     """Stage, append and roll up, inside the caller's transaction.
 
-    ``rows`` come from :func:`stage_tuples`, at most one per (key, window), so
-    the oldest/newest window of a key is well defined; ``unique_keys``: at
-    most one per key (see :func:`distinct`).
+    ``deltas``: at most one per (key, window), so the oldest/newest window of
+    a key is well defined; ``unique_keys``: at most one per key (see
+    :func:`distinct`). They become staging rows ``chunk_rows`` at a time, all
+    streamed into one COPY, so a large flush never holds every row's tuple.
     """
+    rows = (r for i in range(0, len(deltas), chunk_rows) for r in stage_tuples(deltas[i : i + chunk_rows]))
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur:
@@ -237,7 +267,7 @@ def write_postgres(
                 cur, table="pg_temp._stage_obs", columns=OBS_COLS, types=OBS_TYPES, rows=map(obs_tuple, obs)
             )
             cur.execute(UPSERT_OBS)  # rows of this agent's node: not contended
-        if rows:
+        if deltas:
             cur.execute(STAGE_HOT_DDL)
             copy_rows(cur, table="pg_temp._stage_hot", columns=STAGE_COLS, types=STAGE_TYPES, rows=rows)
             cur.execute(APPEND_WINDOWS)  # no row lock taken

@@ -94,6 +94,33 @@ def has_posture_columns(conn: sa.Connection) -> bool:
     return all(name in have for name in OBSERVATION_POSTURE_COLUMNS)
 
 
+def is_coverage(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Rows that say an image was watched in their window.
+
+    A row with events; or one with no events but a posture (agent/lifecycle_part.py: the
+    image's container ran here through a window the source was connected). Gap-only and
+    node-wide rows (no events, no posture, migration 0005) are not coverage. Every answer
+    that rests on "the image was watched" (``query observed``, days without calls, the
+    evidence's watched days) uses this one rule.
+    """
+    t = table.c
+    if not has_posture_columns(conn):
+        return t.event_count > 0
+    return sa.or_(t.event_count > 0, sa.and_(t.posture_level.is_not(None), t.image_digest != ""))
+
+
+def watched_node_windows(conn: sa.Connection, image: str) -> sa.Select[Any]:
+    """(node, window start) of every window in which ``image`` was watched (``is_coverage``).
+
+    Not correlated with the outer query, and filtered by ``image_digest``: on Citus (tables
+    distributed by ``image_digest``, docs/operations.md) it runs on the one shard of the image.
+    """
+    seen = observation_windows.alias("seen")
+    return sa.select(seen.c.node_name, seen.c.window_start).where(
+        seen.c.image_digest == image, is_coverage(conn, seen)
+    )
+
+
 def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery) -> list[str]:
     """The distinct stored purls of ``image`` that are the package ``purl`` asks for."""
     c = hot_symbols.c
@@ -294,33 +321,23 @@ def observed_days_without_calls(
         return 0
     where = [
         o.image_digest == image,
-        o.event_count > 0,
+        is_coverage(conn, observation_windows),
         o.posture_level >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),
     ]
     if has_gap_columns(conn):
-        where.append(obs_day.not_in(_gap_days(image)))
+        where.append(obs_day.not_in(gap_days(conn, image)))
     stmt = sa.select(sa.func.count(sa.distinct(obs_day))).where(*where)
     return int(conn.execute(stmt).scalar_one())
 
 
-def _gap_days(image: str) -> sa.Select[Any]:
-    """UTC days with a gap in a window of ``image``: its own, or node-wide where it was observed."""
+def gap_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
+    """UTC days with a gap in a window of ``image``: its own, or node-wide where it was watched."""
     g = observation_windows.alias("gap")
-    seen = observation_windows.alias("seen")
-    observed_there = (
-        sa.select(sa.literal(1))
-        .where(
-            seen.c.image_digest == image,
-            seen.c.node_name == g.c.node_name,
-            seen.c.window_start == g.c.window_start,
-            seen.c.event_count > 0,
-        )
-        .exists()
-    )
+    watched_there = sa.tuple_(g.c.node_name, g.c.window_start).in_(watched_node_windows(conn, image))
     return sa.select(utc_date(g.c.window_start)).where(
         g.c.gap_end.is_not(None),
-        sa.or_(g.c.image_digest == image, sa.and_(g.c.image_digest == "", observed_there)),
+        sa.or_(g.c.image_digest == image, sa.and_(g.c.image_digest == "", watched_there)),
     )
 
 

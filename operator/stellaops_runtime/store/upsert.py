@@ -11,6 +11,14 @@ both use it without importing each other.
 - SQLite: ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE`` into both
   tables (SQLite >= 3.24): one writer at a time, so the simple path is enough.
 
+A flush may hold 100,000 rows or more; turned into statement parameters all at
+once they cost several KB each (issue 13: +466 MB for one write of 100,000
+rows into SQLite). Both paths therefore turn at most :data:`CHUNK_ROWS` rows
+into parameters at a time, inside the caller's one transaction: SQLite runs
+one ``executemany`` per chunk, PostgreSQL streams the chunks into its one
+COPY. What is written, and what one transaction commits (the flush ledger's
+unit, :mod:`stellaops_runtime.store.ledger`), is unchanged.
+
 ON CONFLICT may touch a row only once per statement, so the SQLite path merges
 deltas per key (cumulative table) and per (key, window) (history table) first,
 in the pure functions :func:`merge_by_key`, :func:`merge_by_window` and
@@ -22,8 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -33,7 +41,12 @@ from stellaops_runtime.store import pg_write
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS, hot_tuple, obs_tuple, win_tuple
 from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols, observation_windows
 
+T = TypeVar("T")
+
 # -- pure merging -------------------------------------------------------------
+
+
+CHUNK_ROWS = 5_000  # rows turned into statement parameters at a time
 
 
 def _copy(d: HotSymbolDelta) -> HotSymbolDelta:
@@ -41,15 +54,23 @@ def _copy(d: HotSymbolDelta) -> HotSymbolDelta:
 
 
 def merge_by_window(deltas: Iterable[HotSymbolDelta]) -> list[HotSymbolDelta]:
-    """One delta per (key, window_start), merged in the given order; inputs are not modified."""
+    """One delta per (key, window_start), merged in the given order; inputs are not modified.
+
+    A delta alone in its (key, window) is returned as it is (no copy: most are alone);
+    one that others merge into is copied first.
+    """
     out: dict[tuple[HotSymbolKey, int], HotSymbolDelta] = {}
+    copied: set[tuple[HotSymbolKey, int]] = set()
     for d in deltas:
         k = (d.key, d.window_start_ns)
         have = out.get(k)
         if have is None:
-            out[k] = _copy(d)
-        else:
-            have.merge(d)
+            out[k] = d
+            continue
+        if k not in copied:
+            have = out[k] = _copy(have)
+            copied.add(k)
+        have.merge(d)
     return list(out.values())
 
 
@@ -61,12 +82,16 @@ def merge_by_key(deltas: Iterable[HotSymbolDelta]) -> list[HotSymbolDelta]:
     is its earliest window.
     """
     out: dict[HotSymbolKey, HotSymbolDelta] = {}
+    copied: set[HotSymbolKey] = set()
     for d in sorted(deltas, key=lambda d: d.window_start_ns):
         have = out.get(d.key)
         if have is None:
-            out[d.key] = _copy(d)
-        else:
-            have.merge(d)
+            out[d.key] = d  # copied only if a later window merges into it (inputs stay as they are)
+            continue
+        if d.key not in copied:
+            have = out[d.key] = _copy(have)
+            copied.add(d.key)
+        have.merge(d)
     return list(out.values())
 
 
@@ -153,27 +178,34 @@ def _write_sqlite(conn: sa.Connection, deltas: list[HotSymbolDelta], obs: list[O
     by_window = sorted(merge_by_window(deltas), key=_sort_key)
     by_key = sorted(merge_by_key(by_window), key=_sort_key)
     now = dt.datetime.now(dt.UTC)
-    if by_key:
+    for part in chunks(by_key):
         conn.execute(
-            _SQLITE_HOT, [dict(zip(HOT_COLS, hot_tuple(d), strict=True), updated_at=now) for d in by_key]
+            _SQLITE_HOT, [dict(zip(HOT_COLS, hot_tuple(d), strict=True), updated_at=now) for d in part]
         )
-    if by_window:
-        conn.execute(_SQLITE_WIN, [dict(zip(WIN_COLS, win_tuple(d), strict=True)) for d in by_window])
-    if obs:
-        conn.execute(_SQLITE_OBS, [dict(zip(OBS_COLS, obs_tuple(w), strict=True)) for w in obs])
+    for part in chunks(by_window):
+        conn.execute(_SQLITE_WIN, [dict(zip(WIN_COLS, win_tuple(d), strict=True)) for d in part])
+    for windows in chunks(obs):
+        conn.execute(_SQLITE_OBS, [dict(zip(OBS_COLS, obs_tuple(w), strict=True)) for w in windows])
     return len(by_window)
 
 
 def _write_postgres(conn: sa.Connection, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
-    rows = pg_write.stage_tuples(deltas)
-    distinct, unique_keys = pg_write.distinct(rows)
-    if distinct < len(rows):  # one (key, window) twice: merge first, so "oldest window" is defined
-        rows = pg_write.stage_tuples(merge_by_window(deltas))
-    pg_write.write_postgres(conn, rows, obs, unique_keys=unique_keys)
+    pg_write.check_times(deltas)  # before the COPY starts: a refused row fails the batch up front
+    distinct, unique_keys = pg_write.distinct_deltas(deltas)
+    if distinct < len(deltas):  # one (key, window) twice: merge first, so "oldest window" is defined
+        deltas = merge_by_window(deltas)
+    pg_write.write_postgres(conn, deltas, obs, unique_keys=unique_keys, chunk_rows=CHUNK_ROWS)
     return distinct
 
 
 # -- both backends -------------------------------------------------------------
+
+
+def chunks(rows: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
+    """``rows`` in consecutive slices of at most ``size`` (default :data:`CHUNK_ROWS`)."""
+    size = size or CHUNK_ROWS
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
 
 
 def write_rows(conn: sa.Connection, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:

@@ -1,0 +1,243 @@
+"""The container lifecycle observer as one of the agent's tasks (docs/lifecycle.md, "In the agent").
+
+The agent runs the observer (lifecycle/observer.py for containerd,
+lifecycle/docker_observer.py for Docker) on its event loop when the
+``lifecycle`` config asks for it, and gives the pipeline two things from its
+registry:
+
+- a :class:`~stellaops_runtime.lifecycle.lookup.ContainerLookup` set as
+  ``Pipeline.container_lookup``: an immutable snapshot, replaced by a new one
+  after every change, which the pipeline thread reads without a lock to name
+  the container of a cgroup id and to fill what Tetragon events lack (digest, pod);
+- a :class:`~stellaops_runtime.hotsymbols.run_windows.RunWindows` set as the
+  aggregator's ``runs``: once a second the task samples whether the event
+  source and the runtime are both connected (and stayed so since the last
+  sample) and which containers run, so that every image that ran here through a
+  whole watched window gets an observation window, events or not.
+
+Only what the config turns on is imported, and only when the task starts: the
+agent of a node without a runtime socket loads none of it (issue 13). A
+runtime socket that is absent, refuses or hangs is counted
+(``lifecycle_stream_errors_total``), logged and retried with backoff by the
+observer; the agent keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
+from stellaops_runtime.lifecycle.lookup import ContainerLookup, EnrichStats
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.lifecycle.base import LifecycleObserver
+    from stellaops_runtime.lifecycle.registry import ContainerRecord
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0  # how often the watch is sampled
+_RUNNING = ("running", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    runtime: str  # "containerd" | "docker"
+    address: str
+
+
+def _socket_path(address: str) -> str:
+    for prefix in ("unix://", "unix:"):
+        if address.startswith(prefix):
+            return address[len(prefix) :]
+    return address
+
+
+def lifecycle_target(config: AgentConfig) -> Target | None:
+    """Which runtime the agent watches, or None (off, or ``auto`` and no runtime socket exists)."""
+    lc = config.lifecycle
+    if lc.enabled is False:
+        return None
+    containerd = Target("containerd", lc.containerd_address)
+    docker = Target("docker", lc.docker_address)
+    candidates = {"containerd": [containerd], "docker": [docker]}.get(lc.runtime, [containerd, docker])
+    for t in candidates:
+        if os.path.exists(_socket_path(t.address)):
+            return t
+    if lc.enabled is True:  # asked for: watched anyway, retried (and counted) until the socket appears
+        return candidates[0]
+    return None
+
+
+def _ns(value: Any) -> int:
+    return int(value.timestamp() * 1e9) if value is not None else 0
+
+
+def runs_of(records: list[ContainerRecord]) -> list[Run]:
+    """What the registry says ran: one Run per container with an image digest."""
+    return [
+        Run(r.image_digest, _ns(r.started_at), _ns(r.stopped_at), r.status in _RUNNING)
+        for r in records
+        if r.image_digest and (r.status in _RUNNING or r.stopped_at is not None)
+    ]
+
+
+class LifecyclePart:
+    """The observer task, its lookup for the pipeline and its windows for the aggregator."""
+
+    def __init__(self, config: AgentConfig, target: Target, *, node_name: str, pipeline: Pipeline) -> None:
+        self.config = config
+        self.target = target
+        self.pipeline = pipeline
+        self.enrich_stats = EnrichStats()
+        self.runs = RunWindows(
+            window_seconds=config.hot_symbols.window_seconds,
+            node_name=node_name,
+            settle_ns=int(config.lifecycle.window_settle_seconds * 1e9),
+        )
+        self.observer: LifecycleObserver | None = None
+        pipeline.container_lookup = ContainerLookup(stats=self.enrich_stats)
+        pipeline.aggregator.runs = self.runs
+        self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
+        self._seen: tuple[int, int] | None = None  # (source connects, runtime connects) at the last sample
+
+    def _make_observer(self) -> LifecycleObserver:
+        lc = self.config.lifecycle
+        kw: dict[str, Any] = {
+            "privacy": self.pipeline.privacy,
+            "reconnect_initial": lc.reconnect_initial_seconds,
+            "reconnect_max": lc.reconnect_max_seconds,
+            "on_sync": lambda registry: self._refresh(),
+        }
+        if self.target.runtime == "docker":
+            from stellaops_runtime.lifecycle.docker_client import DockerClient
+            from stellaops_runtime.lifecycle.docker_observer import DockerObserver
+
+            return DockerObserver(DockerClient(self.target.address, timeout=lc.timeout_seconds), **kw)
+        from stellaops_runtime.lifecycle.containerd_client import ContainerdClient
+        from stellaops_runtime.lifecycle.observer import ContainerdObserver
+
+        client = ContainerdClient(
+            self.target.address, namespace=lc.containerd_namespace, timeout=lc.timeout_seconds
+        )
+        return ContainerdObserver(client, **kw)
+
+    def _refresh(self) -> None:
+        if self.observer is not None:  # a new snapshot, assigned whole (lifecycle/lookup.py)
+            registry = self.observer.registry
+            records = registry.records()
+            self._sizes = (len(registry), len(registry.cgroup_ids()))  # for metrics, read on another thread
+            lookup = ContainerLookup(records, self.target.runtime, stats=self.enrich_stats)
+            if not lookup.same_as(self.pipeline.container_lookup):  # a swap invalidates the fast path
+                self.pipeline.container_lookup = lookup
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        in_pipeline: Callable[..., Awaitable[Any]],
+        source_stats: Callable[[], Any],
+    ) -> None:
+        """Follow the runtime until ``stop``; sample the watch every TICK_SECONDS."""
+        self.observer = obs = self._make_observer()
+        log.info("container lifecycle observer: %s at %s", self.target.runtime, self.target.address)
+        sampler = asyncio.create_task(self._sample(stop, in_pipeline, source_stats), name="lifecycle-windows")
+        try:
+            async for _ in obs.events(stop):
+                self._refresh()
+        except Exception:  # the observer retries the runtime itself; anything else must not end the agent
+            log.exception("container lifecycle observer stopped; the agent keeps running without it")
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            self.runs.final = True  # the agent stops: whole windows are emitted at the final drain
+
+    async def _sample(
+        self,
+        stop: asyncio.Event,
+        in_pipeline: Callable[..., Awaitable[Any]],
+        source_stats: Callable[[], Any],
+    ) -> None:
+        while not stop.is_set():
+            try:
+                await self._sample_once(in_pipeline, source_stats)
+            except Exception:  # a failed sample breaks the watch (no window rests on it), never the loop
+                log.exception("lifecycle window sample failed")
+                self._seen = None
+                await in_pipeline(self.runs.tick, time.time_ns(), False, ())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK_SECONDS)
+
+    async def _sample_once(
+        self, in_pipeline: Callable[..., Awaitable[Any]], source_stats: Callable[[], Any]
+    ) -> None:
+        obs = self.observer
+        assert obs is not None
+        s = source_stats()
+        seen = (int(s.connects), obs.stats.connects)
+        watching = bool(s.connected) and obs.stats.connected and obs.synced.is_set()
+        now = time.time_ns()
+        records = obs.registry.records() if watching else []
+        if watching and self._seen is not None and seen != self._seen:
+            await in_pipeline(self.runs.tick, now, False, ())  # a reconnect since the last sample
+        self._seen = seen if watching else None
+        await in_pipeline(self.runs.tick, now, watching, runs_of(records))
+
+    def metrics(self) -> Iterator[Metric]:
+        """The observer's families and the agent's own (enrichment, lifecycle windows).
+
+        Collected on the pipeline thread: reads plain counters and the sizes kept at the last
+        registry change, never the registry's dicts, which the event loop mutates."""
+        from stellaops_runtime.agent.metric_families import counter, gauge, labelled
+        from stellaops_runtime.lifecycle.metrics import lifecycle_metrics
+
+        obs = self.observer
+        if obs is not None:
+            ls = obs.stats  # its dicts copied whole (one C call each): the loop may add keys meanwhile
+            ls = replace(
+                ls, ignored=dict(ls.ignored), decode_failures=dict(ls.decode_failures), events=dict(ls.events)
+            )
+            containers, cgroups = self._sizes
+            yield from lifecycle_metrics(ls, containers=containers, cgroups=cgroups)
+        yield labelled(
+            "lifecycle_enriched",
+            "Tetragon events given a missing image digest or pod from the lifecycle registry, by field.",
+            "field",
+            dict(self.enrich_stats.fields),
+        )
+        st = self.runs.stats
+        yield counter(
+            "lifecycle_window_rows",
+            "Observation-window rows for images that ran through a whole watched window.",
+            st.rows,
+        )
+        yield counter(
+            "lifecycle_watch_breaks",
+            "Times the watch broke (event source or runtime away or reconnected): windows it cut get no row.",
+            st.broken,
+        )
+        yield gauge(
+            "lifecycle_watching",
+            "1 while the event source and the runtime are both connected and the registry in sync.",
+            int(self.runs.watching),
+        )
+
+
+def make_lifecycle(config: AgentConfig, *, node_name: str, pipeline: Pipeline) -> LifecyclePart | None:
+    """The lifecycle part when ``lifecycle`` turns it on (nothing of the observer is imported yet)."""
+    target = lifecycle_target(config)
+    if target is None:
+        if config.lifecycle.enabled is not False:
+            log.info("container lifecycle observer off: no runtime socket (lifecycle.enabled: auto)")
+        return None
+    return LifecyclePart(config, target, node_name=node_name, pipeline=pipeline)

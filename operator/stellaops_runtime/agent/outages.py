@@ -1,0 +1,64 @@
+"""Source outages become observation gaps: the time nobody watched is never "not observed".
+
+Tetragon's gRPC stream replays nothing after a reconnect, so every moment
+between a stream that ended and the next one is unwatched, even a reconnect
+of a fraction of a second. The source (sources/tetragon_grpc.py, or the
+source switch, agent/source_switch.py) reports each outage's span through
+``take_outage``; this loop hands the spans to the gap tracker on the
+pipeline thread once a second, as node-wide gaps of the agent's node
+(hotsymbols/gaps.py ``source_gap``). An outage still open is marked up to
+now each time, so a drain in the middle of it already carries it.
+
+A source without ``take_outage`` (Tetragon's JSON export file: the file
+keeps what the agent has not read yet) has no outages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MARK_SECONDS = 1.0
+
+
+class OutageMarker:
+    """Moves the source's outages into the pipeline's gap tracker (see the module docstring)."""
+
+    def __init__(self, source: Any, *, pipeline: Any, in_pipeline: Callable[..., Awaitable[Any]]) -> None:
+        self.take = getattr(source, "take_outage", None)
+        self.pipeline = pipeline
+        self.in_pipeline = in_pipeline
+        self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
+        self.seconds = 0.0  # unwatched seconds recorded as gaps
+
+    @property
+    def enabled(self) -> bool:
+        return self.take is not None
+
+    async def mark(self) -> None:
+        """Hand over what the source reports now (called on every tick and at shutdown)."""
+        if self.take is None:
+            return
+        span = self.take()
+        if span is None:
+            return
+        start, end = span
+        await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, end)
+        self.outages += 1
+        self.seconds += (end - start) / 1e9
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.mark()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never end gap marking over one failure
+                log.exception("marking a source outage as a gap failed (retried)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), MARK_SECONDS)

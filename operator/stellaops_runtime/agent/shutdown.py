@@ -1,0 +1,77 @@
+"""The agent's shutdown sequence: everything it holds stored or spooled within ``shutdown.graceSeconds``.
+
+Split from :mod:`stellaops_runtime.agent.runner` (its ``Agent._shutdown``).
+The order matters, and each step has its share of the deadline:
+
+1. the source is cancelled (an idle stream never looks at the stop event);
+2. the consumer processes what is queued, for at most half of what is left;
+   past that, queued events are counted as dropped, never silently lost;
+3. a flush already running may finish: its batch is frozen, so aborting it
+   when it must be cut short loses nothing and its retry cannot count twice;
+4. the other tasks end; an outage of the source still open becomes a gap
+   (agent/outages.py) so the last drain carries it;
+5. the final flush drains the pipeline and writes, spooling what the store
+   did not take (a reserve of the deadline is kept for writing the spool);
+6. the last witnesses are signed from what was just stored, if time is left.
+
+``tasks`` is the runner's list: source, consumer, flush loop, then the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS
+
+if TYPE_CHECKING:
+    from stellaops_runtime.agent.runner import Agent
+
+log = logging.getLogger("stellaops_runtime.agent.runner")
+
+
+async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
+    """Stop within ``shutdown.graceSeconds``: drain, flush, and spool what the store did not take."""
+    grace = agent.config.shutdown.grace_seconds
+    agent.deadline = deadline = time.monotonic() + grace
+    reserve = min(2.0, grace / 4)  # kept back for writing the spool file
+    log.info("stopping: draining the queue and flushing (at most %gs)", grace)
+    tasks[0].cancel()  # an idle stream would never look at stop_event
+    await asyncio.gather(tasks[0], return_exceptions=True)
+    # The consumer ends once the source is done and the queue is empty.
+    budget = max(0.0, (deadline - reserve) - time.monotonic()) / 2
+    done, _ = await asyncio.wait({tasks[1]}, timeout=budget)
+    if not done:
+        tasks[1].cancel()
+        await asyncio.gather(tasks[1], return_exceptions=True)
+        agent.dropped_at_shutdown = len(agent.queue)
+        log.error("shutdown deadline: %d queued events were not processed (counted as dropped)",
+                  agent.dropped_at_shutdown)  # fmt: skip
+    # A running flush may finish: its batch is frozen, so if it must be cut
+    # short, aborting it loses nothing and its retry cannot count twice.
+    agent._flush_stop.set()
+    done, _ = await asyncio.wait({tasks[2]}, timeout=max(0.0, deadline - reserve - time.monotonic()))
+    if not done:
+        agent.flusher.abort()
+        done, _ = await asyncio.wait({tasks[2]}, timeout=ABORT_WAIT_SECONDS)
+        if not done:
+            tasks[2].cancel()
+        await asyncio.gather(tasks[2], return_exceptions=True)
+    for t in tasks[3:]:
+        t.cancel()
+    await asyncio.gather(*tasks[3:], return_exceptions=True)
+    with contextlib.suppress(Exception):  # an outage still open is a gap in the last drain too
+        await asyncio.wait_for(agent.outages.mark(), timeout=max(0.1, deadline - reserve - time.monotonic()))
+    ok = await agent.flusher.final_flush(deadline - reserve)
+    if agent.witness is not None and ok:  # the last witnesses, from what was just stored
+        agent.witness.stored()
+        left = deadline - time.monotonic()
+        if left > 0:
+            try:
+                await asyncio.wait_for(agent.witness.flush(agent._store_engine()), timeout=left)
+            except TimeoutError:
+                log.warning("shutdown deadline: %d claims left without a new witness", agent.witness.marked)
+    return ok

@@ -1,0 +1,132 @@
+"""The agent's node-facing sections: the container lifecycle observer, the BCC fallback, shutdown.
+
+Split from :mod:`stellaops_runtime.contracts.config` (which re-exports them)
+to keep that module small; the keys are documented in docs/configuration.md
+(``lifecycle``, ``native``, ``shutdown``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    Field,
+    model_serializer,
+    model_validator,
+)
+
+from stellaops_runtime.contracts.config_base import Seconds, _Model
+
+
+class LifecycleConfig(_Model):
+    """The container lifecycle observer inside the agent (docs/lifecycle.md, "In the agent")."""
+
+    _section = "lifecycle"
+
+    # "auto": on when the runtime's socket exists at start-up; true: on (retried while absent); false: off.
+    enabled: Literal["auto"] | bool = "auto"
+    # "auto": containerd when its socket exists, else Docker when its socket exists.
+    runtime: Literal["auto", "containerd", "docker"] = "auto"
+    containerd_address: str = Field("/run/containerd/containerd.sock", alias="containerdAddress")
+    containerd_namespace: str = Field("k8s.io", alias="containerdNamespace", min_length=1)
+    docker_address: str = Field("/var/run/docker.sock", alias="dockerAddress")
+    timeout_seconds: Seconds = Field(10.0, alias="connectionTimeout", gt=0, le=300)
+    reconnect_initial_seconds: Seconds = Field(0.5, alias="reconnectInitialSeconds", gt=0)
+    reconnect_max_seconds: Seconds = Field(30.0, alias="reconnectMaxSeconds", gt=0)
+    # A window's lifecycle rows wait this long after it ends, for its late events' posture.
+    window_settle_seconds: Seconds = Field(5.0, alias="windowSettleSeconds", ge=0, le=3_600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> LifecycleConfig:
+        if self.reconnect_max_seconds < self.reconnect_initial_seconds:
+            raise ValueError("lifecycle.reconnectMaxSeconds must be >= lifecycle.reconnectInitialSeconds")
+        return self
+
+
+class ShutdownConfig(_Model):
+    """SIGTERM: the agent stores (or spools) what it holds and exits within ``graceSeconds``."""
+
+    # Below Kubernetes' default terminationGracePeriodSeconds (30), so the kubelet never kills it.
+    grace_seconds: Seconds = Field(20.0, alias="graceSeconds", ge=1, le=3_600)
+
+
+def _probe_settings(cfg: Any) -> dict[str, Any]:
+    """A NativeConfig in the camelCase form ``NativeConfig.from_dict`` reads: the fields set, not defaults."""
+    out: dict[str, Any] = {}
+    default = type(cfg)()
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if v == getattr(default, f.name):
+            continue
+        if f.name == "uprobes":
+            v = [{"binary": t.binary, "symbol": t.symbol} for t in v]
+        elif f.name == "usdt":
+            v = [{"binary": t.binary, "provider": t.provider, "name": t.name} for t in v]
+        elif isinstance(v, tuple):
+            v = list(v)
+        head, *rest = f.name.split("_")
+        out[head + "".join(p.title() for p in rest)] = v
+    return out
+
+
+class NativeSourceConfig(_Model):
+    """The agent's own BCC probes: the fallback source when Tetragon is unreachable (docs/native-probes.md).
+
+    The switching keys are fields here; every other key of the ``native:``
+    section is the probes' own configuration (``native/config.py``,
+    ``NativeConfig.from_dict``), held in ``probes``.
+    """
+
+    _section = "native"
+    _switch_keys: ClassVar[dict[str, str]] = {
+        "enabled": "enabled",
+        "fallbackAfterSeconds": "fallback_after_seconds",
+        "probeConfigFile": "probe_config_file",
+        "tetragonCheckSeconds": "tetragon_check_seconds",
+        "retrySeconds": "retry_seconds",
+    }
+
+    # Falls back to BCC when Tetragon is unreachable and BCC works on the node.
+    enabled: bool = True
+    # How long Tetragon must be unreachable (or never reached) before the BCC probes start.
+    fallback_after_seconds: Seconds = Field(30.0, alias="fallbackAfterSeconds", ge=0, le=86_400)
+    # The operator's probe ConfigMap payload (probes.json), read each time the probes start.
+    probe_config_file: str = Field("", alias="probeConfigFile")
+    # While BCC runs: how often Tetragon is asked whether it is back.
+    tetragon_check_seconds: Seconds = Field(5.0, alias="tetragonCheckSeconds", gt=0, le=3_600)
+    # A probe load that failed is tried again after this long.
+    retry_seconds: Seconds = Field(30.0, alias="retrySeconds", gt=0, le=86_400)
+    probes: Any = None  # NativeConfig (native/config.py), built from the section's other keys
+
+    @model_serializer(mode="wrap")
+    def _flatten(self, handler: Any) -> dict[str, Any]:
+        """Dumped as written: the probe settings beside the switching keys (parse_config reads it back)."""
+        out: dict[str, Any] = handler(self)
+        out.pop("probes", None)
+        if self.probes is not None:
+            out.update(_probe_settings(self.probes))
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        """Switching keys stay; the rest is ``NativeConfig.from_dict``'s (its error names the field)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping, got {type(data).__name__}")
+        if "probes" in data:
+            raise ValueError("probes: unknown key (the probe settings go directly under native:)")
+        from stellaops_runtime.native.config import NativeConfig, NativeConfigError
+
+        known = set(cls._switch_keys) | set(cls._switch_keys.values())
+        own = {k: v for k, v in data.items() if k in known}
+        try:
+            own["probes"] = NativeConfig.from_dict({k: v for k, v in data.items() if k not in known})
+        except NativeConfigError as e:
+            msg = str(e).removeprefix("native.")
+            if "unknown field" in msg:
+                msg += f"; switching keys: {', '.join(sorted(cls._switch_keys))}"
+            raise ValueError(msg) from None
+        except TypeError as e:  # a value of the wrong type deep inside (e.g. a mapping for a list)
+            raise ValueError(f"invalid probe settings: {e}") from None
+        return own

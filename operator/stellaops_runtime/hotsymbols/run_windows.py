@@ -1,0 +1,161 @@
+"""Observation windows from the container lifecycle: an image ran here while the source was watching.
+
+"Observed for 30 days, never called" rests on knowing that the image was
+under observation, and an image whose functions were never called may send
+no event at all. The hot-symbol aggregator only opens a window for images
+that produced events; this module adds one for every image whose container
+ran on this node during a window (the lifecycle registry says so), with no
+events (``event_count`` 0).
+
+A window gets such a row only when the whole window was watched: the agent
+was running, its event source connected and the runtime's registry in sync
+from the window's first instant to its last (sampled by :meth:`tick`; a
+source or runtime reconnect between two samples breaks the watch). A window
+in which the agent started or stopped, or the source or runtime was away for
+any moment, gets none: no "not observed" may rest on it.
+
+The row's posture is Passive, always. That the image ran here while the
+source was connected says its processes' exec and exit would have been seen
+(Tetragon's base sensor and the native exec probe see every process of the
+node), nothing more: which probes selected the image's pods (a policy's
+podSelector, the pod's observe level) the agent cannot tell from the
+runtime, and another image's syscall or uprobe events on this node say
+nothing about this one. So a lifecycle row never backs a "not observed" for
+a function on its own (``query observed`` answers unknown, "only at posture
+Passive"); merged with the image's own events of the window (``merged``
+keeps the higher posture) it changes nothing of theirs. An earlier version
+took the highest posture of *any* image's events on the node, which would
+have said "not observed" about images no policy traced.
+Its source is the sources of the node's events in the window (the
+aggregator's own when none). Rows are held until the window ended and a
+settle time passed, so that the window's events (which reach the aggregator
+with some delay) are merged first. Gaps (hotsymbols/gaps.py) still cut these windows in the
+store. Pure: no I/O, no clock (times are passed in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
+
+SETTLE_NS = 5_000_000_000  # a window's rows wait this long after its end for its events
+MAX_WINDOWS = 10_000  # windows held at once (a stuck drain must not grow memory without bound)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One container's run as the registry knows it (times in ns since the epoch; 0 = unknown)."""
+
+    image: str
+    started_ns: int
+    stopped_ns: int  # 0 while running
+    running: bool
+
+
+@dataclass(slots=True)
+class RunWindowStats:
+    rows: int = 0  # lifecycle window rows emitted
+    broken: int = 0  # watches broken (source or runtime away, or a reconnect between samples)
+    discarded: int = 0  # windows dropped because a watch broke inside them
+
+
+class RunWindows:
+    """Windows in which images ran while watched; see the module docstring."""
+
+    def __init__(self, *, window_seconds: int, node_name: str, settle_ns: int = SETTLE_NS) -> None:
+        self._wn = window_seconds * 1_000_000_000
+        self._window_seconds = window_seconds
+        self._node = node_name
+        self._settle = settle_ns
+        self._since: int | None = None  # start of the current unbroken watch
+        self._last = 0  # time of the latest sample
+        self._ran: dict[int, set[str]] = {}  # window start -> images that ran in it (this watch)
+        self._sources: dict[int, set[str]] = {}  # window start -> sources of this node's events
+        self.stats = RunWindowStats()
+        # Set when the agent stops (its queue processed): the last whole windows need not settle.
+        self.final = False
+
+    @property
+    def held(self) -> int:
+        """Windows held, not yet emitted."""
+        return len(self._ran)
+
+    @property
+    def watching(self) -> bool:
+        return self._since is not None
+
+    def tick(self, now_ns: int, watching: bool, runs: Iterable[Run]) -> None:
+        """A sample: is everything watching (and has it been since the last sample), and what runs."""
+        prev = self._last
+        self._last = max(self._last, now_ns)
+        if not watching:
+            if self._since is not None:  # windows that ended by the last watched sample stay whole
+                self.stats.broken += 1
+                for w in [w for w in self._ran if w + self._wn > prev]:
+                    del self._ran[w]
+                    self.stats.discarded += 1
+            self._since = None
+            return
+        if self._since is None or now_ns <= prev:
+            if self._since is None:
+                self._since = now_ns
+            return
+        wn = self._wn
+        if now_ns - prev > 2 * wn:  # a sample missed for more than a window: a stalled loop, not a watch
+            self._since = now_ns
+            return
+        first_whole = self._since - self._since % wn + (wn if self._since % wn else 0)
+        for r in runs:
+            if not r.image:
+                continue
+            start = max(prev, r.started_ns)
+            end = now_ns if r.running else min(now_ns, r.stopped_ns)
+            if end < start or (end <= prev and not r.running):
+                continue
+            first = start - start % wn
+            last = end - end % wn
+            if end > start and end == last:  # ends exactly on a boundary: not the next window
+                last -= wn
+            w = max(first_whole, first)
+            while w <= last:
+                if len(self._ran) >= MAX_WINDOWS and w not in self._ran:
+                    break
+                self._ran.setdefault(w, set()).add(r.image)
+                w += wn
+
+    def drain(self, windows: list[ObservationWindow], source: str) -> list[ObservationWindow]:
+        """``windows`` (the aggregator's) with the rows of every settled, wholly watched window merged in."""
+        node = self._node
+        for o in windows:
+            if o.node_name == node and o.event_count > 0 and o.source:
+                self._sources.setdefault(o.window_start_ns, set()).update(o.source.split(","))
+        settle = 0 if self.final else self._settle
+        ready = [w for w in self._ran if w + self._wn + settle <= self._last]
+        if not ready:
+            self._prune()
+            return windows
+        out: dict[tuple[str, str, int], ObservationWindow] = {
+            (o.image_digest, o.node_name, o.window_start_ns): o for o in windows
+        }
+        for w in sorted(ready):
+            src = ",".join(sorted(self._sources.get(w, ()))) or source
+            for image in sorted(self._ran.pop(w)):
+                if image == NODE_WIDE:
+                    continue
+                row = ObservationWindow(image, node, w, 0, Posture.PASSIVE, self._window_seconds, src)
+                self.stats.rows += 1
+                k = (image, node, w)
+                have = out.get(k)
+                out[k] = row if have is None else have.merged(row)
+        self._prune()
+        return list(out.values())
+
+    def _prune(self) -> None:
+        """Forget the sources of windows no pending row can need."""
+        current = self._last - self._last % self._wn
+        keep_from = min(min(self._ran, default=current), current) - self._wn
+        for w in [w for w in self._sources if w < keep_from]:
+            del self._sources[w]
