@@ -50,7 +50,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import grpc
@@ -63,12 +63,18 @@ from stellaops_runtime.agent.capabilities import (
     list_tracing_policies,
     probe_tetragon,
 )
+from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-exported)
+    NativeState,
+    StreamState,
+    build_status,
+    native_state,
+    purl_state,
+    working_source,
+)
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
-from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.controller.conditions import condition, merge_conditions, now_rfc3339
-from stellaops_runtime.controller.posture import NodeCapabilities
+from stellaops_runtime.controller.conditions import now_rfc3339
 from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
 from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
 
@@ -86,151 +92,6 @@ class NodeStatusStats:
     policies: int = 0  # entries in the last ListTracingPolicies answer
     last_error: str = ""
     last_write: float = 0.0  # monotonic time of the last status write (0: never)
-
-
-class StreamState(Protocol):
-    """The agent's event source as the writer sees it (the sources' stats objects)."""
-
-    connected: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NativeState:
-    """The agent's own BCC probes as the status sees them (from the source switch's stats)."""
-
-    active: bool  # the switch runs them now (Tetragon unreachable)
-    connected: bool  # ... and they are attached
-    posture: Posture | None  # detect.py's answer (None: not asked yet)
-    why: str = ""  # what their posture lacks (posture None: why they cannot run)
-
-
-def native_state(stream: object) -> NativeState | None:
-    """The native side of a source switch's stats; None for a plain Tetragon source."""
-    active = getattr(stream, "active", None)
-    if active is None:
-        return None
-    return NativeState(
-        active=active == "bcc",
-        connected=active == "bcc" and bool(getattr(stream, "connected", False)),
-        posture=getattr(stream, "native_posture", None),
-        why=str(getattr(stream, "native_why", "") or ""),
-    )
-
-
-def working_source(
-    *,
-    capabilities: Capabilities,
-    tetragon: TetragonInfo,
-    stream_connected: bool | None,
-    native: NativeState | None = None,
-) -> tuple[str, Posture, str]:
-    """``(source, max posture, why)`` of what delivers events on this node now.
-
-    ``stream_connected`` is whether the agent's Tetragon event stream is
-    connected (None when the writer is not told: Tetragon answering is then
-    taken as the stream working). ``native`` is the BCC probes' state when the
-    agent runs the source switch.
-    """
-    address = redact(tetragon.address)
-    if native is not None and native.connected and native.posture is not None:
-        why = f"the agent's own BCC probes deliver (Tetragon at {address} is not the source now)"
-        if native.posture < Posture.FULL_INSTRUMENTATION and native.why:
-            why += f"; {native.why}"
-        return "native", native.posture, why
-    found = _tetragon_source(capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected)
-    if found[0] == "none" and native is not None:
-        if native.posture is Posture.NONE:
-            return "none", Posture.NONE, f"{found[2]}; the BCC probes cannot run here: {native.why}"
-        if native.active:
-            return "none", Posture.NONE, f"{found[2]}; the BCC probes are not attached (yet)"
-    return found
-
-
-def _tetragon_source(
-    *, capabilities: Capabilities, tetragon: TetragonInfo, stream_connected: bool | None
-) -> tuple[str, Posture, str]:
-    address = redact(tetragon.address)
-    if tetragon.reachable and stream_connected is not False:
-        caps = NodeCapabilities(
-            source="tetragon", tetragon_reachable=True, uprobes=capabilities.uprobes, usdt=capabilities.usdt
-        )
-        level, why = caps.capability_ceiling()
-        return "tetragon", level, why
-    if stream_connected:
-        why = f"Tetragon's events arrive but its API at {address} does not answer: process events only"
-        return "tetragon", Posture.PASSIVE, why
-    if tetragon.reachable:
-        return (
-            "none",
-            Posture.NONE,
-            f"Tetragon at {address} answers but the agent's event stream is not connected",
-        )
-    error = redact(tetragon.error) or "no answer"
-    return "none", Posture.NONE, f"no event source works: Tetragon at {address} does not answer: {error}"
-
-
-def build_status(
-    *,
-    capabilities: Capabilities,
-    tetragon: TetragonInfo,
-    source: str | None = None,
-    policies: list[dict[str, Any]] | None,
-    existing_conditions: list[dict[str, Any]] | None,
-    now: str,
-    stream_connected: bool | None = None,
-    native: NativeState | None = None,
-    purl_functions: tuple[list[dict[str, Any]], int] | None = None,
-) -> dict[str, Any]:
-    """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
-
-    ``source`` and ``maxPosture`` come from ``working_source``; a ``source``
-    given by the caller can only lower what it finds (anything but a working
-    ``tetragon`` is reported as ``none`` with posture None).
-    """
-    found, max_posture, max_why = working_source(
-        capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected, native=native
-    )
-    if source is not None and source != found and found != "none":
-        found, max_posture, max_why = "none", Posture.NONE, f"source {source!r} is not working"
-    caps = capabilities.to_status()
-    caps["tetragon"] = tetragon.to_status()
-    address = redact(tetragon.address)  # conditions are readable cluster-wide
-    if tetragon.reachable:
-        ready = condition(
-            type="Ready",
-            status=True,
-            reason="TetragonReachable",
-            message=f"Tetragon {tetragon.version or '(unknown version)'} at {address}",
-            generation=None,
-        )
-    else:
-        ready = condition(
-            type="Ready",
-            status=False,
-            reason="TetragonUnreachable",
-            message=f"Tetragon at {address} does not answer: {redact(tetragon.error) or 'no answer'}",
-            generation=None,
-        )
-    status: dict[str, Any] = {
-        "agentVersion": __version__,
-        "source": found,
-        "maxPosture": max_posture.value,
-        "maxPostureReason": max_why[:1024],
-        "capabilities": caps,
-        "policies": policies or [],
-        "conditions": merge_conditions(existing_conditions, [ready], now=now),
-    }
-    if purl_functions is not None:  # written empty too: a merge patch would keep an old list
-        status["purlFunctions"], status["purlFunctionsOmitted"] = purl_functions
-    return status
-
-
-def purl_state(stream: object) -> tuple[list[dict[str, Any]], int] | None:
-    """The source switch's PURL function entries and how many were left out (None: no switch)."""
-    entries = getattr(stream, "purl_functions", None)
-    if not isinstance(entries, list):
-        return None
-    return [dict(e) for e in entries], int(getattr(stream, "purl_functions_omitted", 0) or 0)
 
 
 class ObservationNodeWriter:
