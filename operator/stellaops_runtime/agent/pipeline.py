@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter import from_json, from_proto, validate
 from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.adapter.python_usdt import Outcome, PythonFunctions
 from stellaops_runtime.agent.fastpath import FastPath
 from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
@@ -36,7 +37,7 @@ from stellaops_runtime.canonical.frames import FrameCanonicalizer
 from stellaops_runtime.canonical.parseworker import ParseWorker
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.config import AgentConfig, SymbolsConfig
-from stellaops_runtime.contracts.events import RuntimeCallEvent
+from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.hotsymbols.gaps import GapTracker
@@ -125,6 +126,12 @@ class Pipeline:
         self.node_name = node_name
         self.adapter_stats = AdapterStats()
         self.privacy = PrivacyFilter(config.privacy)
+        # Python's USDT function__entry -> the Python function it names (adapter/python_usdt.py).
+        self.python_functions = PythonFunctions(
+            max_argument_bytes=config.privacy.max_argument_bytes,
+            redact=self.privacy.redact_text,
+            malformed=self.adapter_stats.malformed,
+        )
         self.optout = OptOut()  # pods opted out by stellaops.io/observe-level: None (privacy/optout.py)
         # The operator's list of opted-out pods, in the probe ConfigMap file (agent/optout_watch.py).
         path = config.native.probe_config_file
@@ -169,9 +176,15 @@ class Pipeline:
             ev.node_name = self.node_name
         if ev.container is not None:
             self.gaps.note(ev)  # before the privacy filter: a throttled filtered pod is no unknown one
+        python = False
+        if ev.kind is EventKind.USDT:  # before the filter: symbolIdOnly clears the args naming the function
+            outcome = self.python_functions.apply(ev)
+            if outcome is Outcome.DROP:
+                return
+            python = outcome is Outcome.FUNCTION
         if self.privacy.apply(ev) is None:
             return
-        if self.canonicalizer is not None:
+        if self.canonicalizer is not None and not python:  # a .py file has no ELF function to resolve
             self.canonicalizer.canonicalize(ev)
         self.aggregator.observe(ev)
         if self.attribution is not None:

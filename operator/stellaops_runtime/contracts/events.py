@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stellaops_runtime.contracts.posture import Posture
 
 
 class EventKind(enum.StrEnum):
@@ -138,6 +142,10 @@ class RuntimeCallEvent:
     source: str = ""  # "tetragon-grpc", "tetragon-export", "bcc"
     # Monotonic ns when the agent received the event; used for capture latency.
     received_ns: int = 0
+    # At most this much coverage may rest on the event (its observation window's posture is
+    # capped by it): a Python function seen through USDT proves calls were seen only while the
+    # interpreter fired its probe (adapter/python_usdt.py), so it backs no "not observed". None: the kind's.
+    posture_cap: Posture | None = None
 
     @property
     def image_key(self) -> str:

@@ -192,6 +192,8 @@ class HotSymbolAggregator:
         wkey = (image, ev.node_name, win)
         kind = ev.kind
         level = _POSTURE_RANK[kind._value_]
+        if ev.posture_cap is not None and ev.posture_cap.rank < level:  # e.g. Python USDT: Passive
+            level = ev.posture_cap.rank
         seen = self._windows.get(wkey)
         if seen is None:
             self._windows[(self._share(image), self._share(ev.node_name), win)] = [1, level, ev.source]
