@@ -10,6 +10,7 @@ ObservationNode or a namespace changes.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -130,6 +131,15 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def operator(cluster: Cluster) -> AsyncIterator[OperatorRun]:
     async with OperatorRun(cluster) as op:
+        # Quiet alone is not enough on a loaded machine: kopf may not have listed every pod yet
+        # when the scheduler is first empty. Wait until every pod was decided, then settle.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while loop.time() < deadline:
+            metas = [cluster.stored(r.PODS, pod_name(*case), NS) for case in CASES]
+            if all(m and POSTURE_ANNOTATION in (m["metadata"].get("annotations") or {}) for m in metas):
+                break
+            await asyncio.sleep(0.1)
         await op.settle()
         yield op
 
