@@ -349,7 +349,19 @@ class SourceSwitch(ProbeReloads):
         self._gap_from = None
 
     def take_outage(self) -> tuple[int, int] | None:
-        """Tetragon's own outages while it is the source (agent/outages.py); the switch's gaps are its own."""
+        """What agent/outages.py records as a gap: the switch's own open gap up to now (closed once
+        Tetragon delivers again, so an agent stopped right after a switch still records all of it),
+        else Tetragon's own outages while it is the source."""
+        if self._gap_from is not None:
+            start, end = self._gap_marked, time.time_ns()
+            self._gap_marked = max(start, end)
+            if self.mode == TETRAGON and self.tetragon.stats.connected:
+                log.info(
+                    "source %s delivers: no source observed this node for %.1fs (recorded as a gap)",
+                    self.mode, (self._gap_marked - self._gap_from) / 1e9,
+                )  # fmt: skip
+                self._gap_from = None
+            return (start, end) if end > start else None
         return self.tetragon.take_outage() if self.mode == TETRAGON else None
 
     @property
