@@ -17,20 +17,18 @@ import ipaddress
 
 import orjson
 import pytest
-from google.protobuf import json_format
 from pydantic import ValidationError
 
-from stellaops_runtime.adapter import from_json, from_proto
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.contracts.config_node import NativeSourceConfig
-from stellaops_runtime.contracts.events import ContainerInfo, EventKind, RuntimeCallEvent
+from stellaops_runtime.contracts.events import ContainerInfo, EventKind
 from stellaops_runtime.controller.render_tcp import tcp_tracepoint
 from stellaops_runtime.native import loader, policy_config, records
 from stellaops_runtime.native.config import NativeConfig, NativeConfigError
 from stellaops_runtime.native.events import Decoder, encode_trailer
 from stellaops_runtime.native.probes import tcp
-from stellaops_runtime.wire.tetragon import events_pb2
+from tests.unit.test_tcp_state_adapter import via_json, via_proto  # the two real adapters
 
 NODE = "node-a"
 FAMILY_NAME = {2: "AF_INET", 10: "AF_INET6"}
@@ -81,20 +79,6 @@ def tetragon_json(
         "node_name": NODE,
         "time": "2026-12-03T09:00:00.000000001Z",
     }
-
-
-def via_json(obj: dict) -> RuntimeCallEvent:
-    ev = from_json.adapt(orjson.loads(orjson.dumps(obj)), stats=AdapterStats())
-    assert ev is not None
-    return ev
-
-
-def via_proto(obj: dict) -> RuntimeCallEvent:
-    stats = AdapterStats()
-    msg = json_format.ParseDict(obj, events_pb2.GetEventsResponse())
-    ev = from_proto.adapt(from_proto.decode(msg.SerializeToString(), stats), stats=stats)
-    assert ev is not None
-    return ev
 
 
 # The five changes Tetragon is given, one per selector, over both families.

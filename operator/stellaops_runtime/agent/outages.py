@@ -35,6 +35,7 @@ class OutageMarker:
         self.in_pipeline = in_pipeline
         self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
         self.seconds = 0.0  # unwatched seconds recorded as gaps
+        self._held: tuple[int, int] | None = None  # a span taken from the source, not marked yet
 
     @property
     def enabled(self) -> bool:
@@ -44,11 +45,19 @@ class OutageMarker:
         """Hand over what the source reports now (called on every tick and at shutdown)."""
         if self.take is None:
             return
+        # A span taken but not marked (a cancelled or failed call) is kept and marked next time,
+        # merged with what the source reports then: a gap is never lost between the two.
         span = self.take()
+        if self._held is not None:
+            start = self._held[0]
+            end = span[1] if span is not None else self._held[1]
+            span = (start, max(end, self._held[1]))
         if span is None:
             return
+        self._held = span
         start, end = span
         await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, end)
+        self._held = None
         self.outages += 1
         self.seconds += (end - start) / 1e9
 
