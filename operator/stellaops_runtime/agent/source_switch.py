@@ -131,6 +131,7 @@ class SourceSwitch(ProbeReloads):
         self._gap_from: int | None = None  # wall ns: an open switch gap starts here
         self._gap_marked = 0  # ... and is marked up to here
         self._gap_mark_at = 0.0
+        self._stopped = False  # run() has ended: the agent is stopping
         # Running containers of the lifecycle registry (records with container_id, status, pid).
         self.containers: Callable[[], Iterable[Any]] = tuple
         self.purl: PurlWiring | None = None  # the PURL functions' targets of the running probes
@@ -201,6 +202,7 @@ class SourceSwitch(ProbeReloads):
                     await asyncio.wait_for(stop.wait(), TICK_SECONDS)
         finally:
             await self._stop_active()
+            self._stopped = True  # an open gap is taken whole at shutdown (take_outage)
 
     def _start(self, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         self._sub_stop = asyncio.Event()
@@ -355,10 +357,11 @@ class SourceSwitch(ProbeReloads):
         if self._gap_from is not None:
             start, end = self._gap_marked, time.time_ns()
             self._gap_marked = max(start, end)
-            if self.mode == TETRAGON and self.tetragon.stats.connected:
+            if self._stopped or (self.mode == TETRAGON and self.tetragon.stats.connected):
                 log.info(
-                    "source %s delivers: no source observed this node for %.1fs (recorded as a gap)",
-                    self.mode, (self._gap_marked - self._gap_from) / 1e9,
+                    "source %s %s: no source observed this node for %.1fs (recorded as a gap)",
+                    self.mode, "stopped" if self._stopped else "delivers",
+                    (self._gap_marked - self._gap_from) / 1e9,
                 )  # fmt: skip
                 self._gap_from = None
             return (start, end) if end > start else None
