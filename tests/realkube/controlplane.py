@@ -521,7 +521,13 @@ class OperatorProcess:
     """``python -m stellaops_runtime.cli.main operator`` against the control plane, logging to a file."""
 
     def __init__(
-        self, cp: ControlPlane, kubeconfig: Path, *, name: str = "operator", priority: int = 10
+        self,
+        cp: ControlPlane,
+        kubeconfig: Path,
+        *,
+        name: str = "operator",
+        priority: int = 10,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.log = cp.tmp / f"{name}.log"
         self.argv = [
@@ -531,6 +537,7 @@ class OperatorProcess:
             "operator",
             f"--kubeconfig={kubeconfig}",
             f"--priority={priority}",
+            *extra,
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -567,11 +574,13 @@ OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_A
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
-def start_operator_as_service_account(cp: ControlPlane, directory: Path, *, name: str) -> OperatorProcess:
+def start_operator_as_service_account(
+    cp: ControlPlane, directory: Path, *, name: str, extra: tuple[str, ...] = ()
+) -> OperatorProcess:
     """The operator CLI with a TokenRequest token of its ServiceAccount (the manifests' RBAC)."""
     token = cp.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
     kubeconfig = cp.write_kubeconfig(directory / f"{name}.kubeconfig", token=token)
-    return OperatorProcess(cp, kubeconfig, name=name).start()
+    return OperatorProcess(cp, kubeconfig, name=name, extra=extra).start()
 
 
 def is_peering_keepalive(event: dict[str, Any], *, peering: str) -> bool:

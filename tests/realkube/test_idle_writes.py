@@ -12,10 +12,12 @@ other than kopf's keep-alive patches of the peering object
 
 - over an idle window of ``IDLE_WINDOW_SECONDS`` during which the agent
   keeps heartbeating. The operator's periodic work runs every
-  ``rollout_refresh_seconds`` (30 s): the RuntimeObservers' refresh with its
-  store-Secret read, the policies' rollout timer with its stale-heartbeat
-  refold. 65 s covers each of them at least twice; the issue's two minutes
-  are measured by hand (docs/development.md);
+  ``--rollout-refresh-seconds`` (30 s by default, 10 s here so the window is
+  short): the RuntimeObservers' refresh with its store-Secret read, the
+  policies' rollout timer with its stale-heartbeat refold. The window covers
+  each of them at least twice and the agent heartbeats every 10 s in it; the
+  issue's two minutes at the default interval are measured by hand
+  (docs/development.md);
 - after a restart: the old process is stopped and a new one started; from
   the new one's start until one periodic cycle later it writes nothing,
   although it reconciles everything again (its read of the store Secret
@@ -57,11 +59,15 @@ from tests.realkube.controlplane import (
 
 pytestmark = pytest.mark.realkube
 
-# Two cycles of every periodic loop of the operator (each runs every rollout_refresh_seconds);
-# the issue's two minutes by hand: STELLAOPS_IDLE_WINDOW_SECONDS=120 (docs/development.md).
-IDLE_WINDOW_SECONDS = max(65.0, float(os.environ.get("STELLAOPS_IDLE_WINDOW_SECONDS") or 65.0))
-REFRESH_SECONDS = ControllerConfig().rollout_refresh_seconds
-HEARTBEAT_SECONDS = 30.0  # the agent's default (ObservationNodeConfig.heartbeatSeconds)
+# Every periodic loop of the operator runs every --rollout-refresh-seconds; the suite shortens
+# it to REFRESH_SECONDS and idles two cycles. The issue's two minutes at the default interval, by
+# hand: STELLAOPS_IDLE_WINDOW_SECONDS=120 STELLAOPS_IDLE_REFRESH_SECONDS=30 (docs/development.md).
+REFRESH_SECONDS = float(os.environ.get("STELLAOPS_IDLE_REFRESH_SECONDS") or 10.0)
+assert ControllerConfig().rollout_refresh_seconds >= REFRESH_SECONDS
+IDLE_WINDOW_SECONDS = max(
+    2 * REFRESH_SECONDS + 5.0, float(os.environ.get("STELLAOPS_IDLE_WINDOW_SECONDS") or 0.0)
+)
+HEARTBEAT_SECONDS = 10.0  # an agent with ObservationNodeConfig.heartbeatSeconds 10 (default 30)
 EXAMPLES = REPO / "docs" / "examples"
 NODE = "node-idle"
 CILIUM = "cilium.io/v1alpha1"
@@ -149,7 +155,7 @@ class Scene:
         self.beat_at = time.monotonic()
 
     def heartbeat(self) -> None:
-        """What the agent does between status changes: only heartbeatTime, every 30 s."""
+        """What the agent does between status changes: only heartbeatTime, every HEARTBEAT_SECONDS."""
         if time.monotonic() - self.beat_at >= HEARTBEAT_SECONDS:
             status = {"heartbeatTime": _now()}
             self.admin.patch(API_VERSION, crds.NODE_KIND, NODE, {"status": status}, subresource="status")
@@ -242,7 +248,9 @@ def scene(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     s.report()
     s.apply()
     setup = control_plane.audit_offset()
-    s.op = start_operator_as_service_account(control_plane, tmp, name="idle-operator")
+    s.op = start_operator_as_service_account(
+        control_plane, tmp, name="idle-operator", extra=(f"--rollout-refresh-seconds={REFRESH_SECONDS}",)
+    )
     try:
         wait_for(
             lambda: admin.list(CILIUM, "TracingPolicyNamespaced", "default"),
@@ -280,19 +288,29 @@ def test_no_write_while_idle(scene: Scene) -> None:
     assert scene.writes(start) == []
     mine = [e for e in events if (e.get("user") or {}).get("username") == OPERATOR_USER]
     # The window saw the periodic work: the observer refresh read its store Secret twice,
-    # and the peering keep-alive (the one write allowed) went on.
+    # and the agent's heartbeats (each one a status change the operator is told of) went on.
     secret_reads = [
         e for e in mine if e["verb"] == "get" and (e.get("objectRef") or {}).get("name") == STORE_SECRET
     ]
     assert len(secret_reads) >= 2, len(secret_reads)
-    assert any(e["verb"] == "patch" and e["objectRef"].get("resource") == "clusterkopfpeerings" for e in mine)
+    beats = [
+        e
+        for e in events
+        if e["verb"] == "patch"
+        and e.get("stage") in (None, "ResponseComplete")
+        and (e.get("objectRef") or {}).get("resource") == "observationnodes"
+        and (e.get("objectRef") or {}).get("subresource") == "status"
+    ]
+    assert len(beats) >= 2, len(beats)
 
 
 def test_no_write_after_a_restart(scene: Scene) -> None:
     assert scene.op is not None
     assert scene.op.stop() is not None
     start = scene.cp.audit_offset()
-    op = scene.op = start_operator_as_service_account(scene.cp, scene.tmp, name="idle-operator-2")
+    op = scene.op = start_operator_as_service_account(
+        scene.cp, scene.tmp, name="idle-operator-2", extra=(f"--rollout-refresh-seconds={REFRESH_SECONDS}",)
+    )
     wait_for(lambda: "stellaops-runtime operator started" in op.text(), what="the new operator started")
     scene.idle(REFRESH_SECONDS + 5)  # its first reconcile of everything, and one cycle of each loop
     assert scene.writes(start) == []

@@ -10,11 +10,22 @@ def test_timing_flags_reach_the_controller_settings(capsys: pytest.CaptureFixtur
     from stellaops_runtime.cli.operator import controller_config
 
     argv = ["operator", "--stale-after-seconds", "45", "--tetragon-unreachable-seconds", "30"]
+    argv += ["--rollout-refresh-seconds", "7.5"]
     config = controller_config(build_parser(argv).parse_args(argv))
     assert (config.stale_after_seconds, config.tetragon_unreachable_seconds) == (45.0, 30.0)
+    assert config.rollout_refresh_seconds == 7.5
     default = controller_config(build_parser(["operator"]).parse_args(["operator"]))
     assert default.tetragon_unreachable_seconds == 120.0
+    assert default.rollout_refresh_seconds == 30.0
     from stellaops_runtime.cli.main import main
 
     assert main(["operator", "--tetragon-unreachable-seconds", "0"]) == 2
     assert "--tetragon-unreachable-seconds > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "3601", "nan"])
+def test_a_refresh_interval_out_of_range_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from stellaops_runtime.cli.main import main
+
+    assert main(["operator", "--rollout-refresh-seconds", value]) == 2
+    assert "--rollout-refresh-seconds between 1 and 3600" in capsys.readouterr().err

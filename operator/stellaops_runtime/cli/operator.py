@@ -118,6 +118,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a policy turns Degraded (TetragonUnreachable) once a selected node's agent has "
         "reported Tetragon unreachable for this long (default 120)",
     )
+    p.add_argument(
+        "--rollout-refresh-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="how often every policy's rollout, RuntimeObserver and node staleness is looked at again "
+        "without an event (default 30)",
+    )
     p.set_defaults(func=run)
 
 
@@ -144,10 +152,15 @@ def operator_identity(env: dict[str, str] | os._Environ[str] | None = None) -> s
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.coalesce_seconds < 0 or args.stale_after_seconds <= 0 or args.tetragon_unreachable_seconds <= 0:
+    if (
+        args.coalesce_seconds < 0
+        or args.stale_after_seconds <= 0
+        or args.tetragon_unreachable_seconds <= 0
+        or not 1.0 <= args.rollout_refresh_seconds <= 3600.0
+    ):
         print(
-            "stella-runtime operator: --coalesce-seconds >= 0, --stale-after-seconds > 0 and "
-            "--tetragon-unreachable-seconds > 0",
+            "stella-runtime operator: --coalesce-seconds >= 0, --stale-after-seconds > 0, "
+            "--tetragon-unreachable-seconds > 0 and --rollout-refresh-seconds between 1 and 3600",
             file=sys.stderr,
         )
         return exitcodes.ERROR
@@ -173,6 +186,7 @@ def controller_config(args: argparse.Namespace) -> ControllerConfig:
         coalesce_seconds=args.coalesce_seconds,
         stale_after_seconds=args.stale_after_seconds,
         tetragon_unreachable_seconds=args.tetragon_unreachable_seconds,
+        rollout_refresh_seconds=args.rollout_refresh_seconds,
     )
 
 
