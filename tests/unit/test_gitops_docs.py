@@ -42,14 +42,11 @@ from stellaops_runtime.contracts.crds import (
     parse_policy_spec,
 )
 from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.controller.agent_capabilities import default_capabilities
 from stellaops_runtime.controller.patches import pod_posture_patch
 from stellaops_runtime.controller.posture import compute_posture, level_labels, node_capabilities, policy_view
 from stellaops_runtime.controller.reconcile_policies import _policy_state
-from stellaops_runtime.controller.render_agent import (
-    TETRAGON_SOCKET_DIR,
-    default_capabilities,
-    render_agent_objects,
-)
+from stellaops_runtime.controller.render_agent import TETRAGON_SOCKET_DIR, render_agent_objects
 from stellaops_runtime.controller.render_policy import render_policy, render_probe_configmap
 from stellaops_runtime.controller.rollout import fold_rollout
 from stellaops_runtime.controller.settings import FINALIZER

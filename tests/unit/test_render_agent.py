@@ -26,14 +26,16 @@ from stellaops_runtime.contracts.crds import (
     OBSERVER_LABEL,
     parse_observer_spec,
 )
-from stellaops_runtime.controller.naming import canonical_json, sha256_hex
-from stellaops_runtime.controller.render_agent import (
-    AGENT_CONFIG_KEY,
-    STORE_SECRET_ANNOTATION,
+from stellaops_runtime.controller.agent_capabilities import (
     agent_capabilities,
-    agent_resource_name,
     default_capabilities,
     native_fallback,
+)
+from stellaops_runtime.controller.agent_config import AGENT_CONFIG_KEY
+from stellaops_runtime.controller.naming import canonical_json, sha256_hex
+from stellaops_runtime.controller.render_agent import (
+    STORE_SECRET_ANNOTATION,
+    agent_resource_name,
     probe_configmap_name,
     render_agent_objects,
     store_secret_token,

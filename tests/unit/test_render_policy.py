@@ -26,6 +26,7 @@ from stellaops_runtime.contracts.crds import (
     parse_policy_spec,
 )
 from stellaops_runtime.controller.naming import canonical_json
+from stellaops_runtime.controller.policy_selectors import NAMESPACE_PSEUDO_LABEL
 from stellaops_runtime.controller.policy_templates import TEMPLATE_NAMES, load_template
 from stellaops_runtime.controller.posture import (
     OBSERVE_DEEP_LABEL,
@@ -34,7 +35,6 @@ from stellaops_runtime.controller.posture import (
     selector_matches,
 )
 from stellaops_runtime.controller.render_policy import (
-    NAMESPACE_PSEUDO_LABEL,
     PROBE_CONFIG_KEY,
     probe_entry_key,
     render_policy,

@@ -66,7 +66,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +204,7 @@ class SourceSwitch(ProbeReloads):
             await self._stop_active()
             self._stopped = True  # an open gap is taken whole at shutdown (take_outage)
 
-    def _start(self, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    def _start(self, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
         self._sub_stop = asyncio.Event()
         self._task = asyncio.create_task(run(self._sub_stop), name=f"source-{self.mode}")
 

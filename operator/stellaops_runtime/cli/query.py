@@ -20,14 +20,14 @@ Reading never changes the store: no migrations, and a SQLite file that does
 not exist is an error rather than a new empty database; a store from before
 migration 0003 answers with posture unknown. Every failure (bad URL,
 unreachable server, never-migrated database) is one line on stderr and exit
-2, never a traceback.
+2, never a traceback (cli/store_access.py, shared with the other commands
+that read the store; cli/query_output.py prints).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -43,28 +43,18 @@ from stellaops_runtime.cli.query_output import (
     emit_json,
     table,
 )
-from stellaops_runtime.contracts.config import DEFAULT_STORE_URL, STORE_URL_ENV
-from stellaops_runtime.contracts.redact import redact, redact_error
+from stellaops_runtime.cli.store_access import (
+    STORE_ENV,
+    error,
+    image_and_store_options,
+    ref_type,
+    store_options,
+    with_store,
+)
+from stellaops_runtime.contracts.config import DEFAULT_STORE_URL
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
-from stellaops_runtime.store.engine import (
-    StoreError,
-    create_store_engine,
-    has_schema,
-    normalize_url,
-    safe_url,
-    sqlite_path,
-)
-from stellaops_runtime.store.refs import (
-    FunctionQuery,
-    PurlQuery,
-    RefError,
-    function_query,
-    image_key,
-    parse_rfc3339,
-)
-
-STORE_ENV = STORE_URL_ENV
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, parse_rfc3339
 
 HELP = f"""\
 Query the hot-symbol store the agent writes.
@@ -101,21 +91,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(o)
+    image_and_store_options(o)
     o.add_argument(
         "--function",
         required=True,
-        type=_arg(function_query),
+        type=ref_type(function_query),
         metavar="NAME|ID",
         help="symbol name (mangled or canonical) or function ID <build-id>:<symbol>+0x<offset>",
     )
     o.add_argument("--purl", metavar="PURL", help="only rows of this package (no version: any version)")
-    o.add_argument("--since", type=_arg(parse_rfc3339), metavar="TIME", help="RFC 3339 start of the period")
-    o.add_argument("--until", type=_arg(parse_rfc3339), metavar="TIME", help="RFC 3339 end of the period")
+    o.add_argument(
+        "--since", type=ref_type(parse_rfc3339), metavar="TIME", help="RFC 3339 start of the period"
+    )
+    o.add_argument("--until", type=ref_type(parse_rfc3339), metavar="TIME", help="RFC 3339 end of the period")
     o.set_defaults(func=run_observed)
 
     f = qs.add_parser("functions", help="functions of a package observed in an image")
-    _common(f)
+    image_and_store_options(f)
     f.add_argument(
         "--purl", required=True, metavar="PURL", help="package URL (or a raw prefix with --prefix)"
     )
@@ -129,47 +121,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.set_defaults(func=run_functions)
 
     h = qs.add_parser("hot", help="the most-invoked functions of an image")
-    _common(h)
+    image_and_store_options(h)
     h.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="how many rows (default 20)")
     h.set_defaults(func=run_hot)
 
     i = qs.add_parser("images", help="the observed images, their observation windows and posture")
-    _store_options(i)
+    store_options(i)
     i.set_defaults(func=run_images)
-
-
-def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse ``type`` from a parser raising RefError (argparse then exits 2 with the message)."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except RefError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--image",
-        required=True,
-        type=_arg(image_key),
-        metavar="IMAGE",
-        help="image digest or reference with a digest: sha256:<hex>, repo@sha256:<hex>, <hex>",
-    )
-    _store_options(p)
-
-
-def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--store",
-        metavar="URL",
-        default=None,
-        help=f"store URL (default: ${STORE_ENV} or {DEFAULT_STORE_URL})",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
 
 def _positive_int(text: str) -> int:
@@ -198,11 +156,11 @@ def run_observed(args: argparse.Namespace) -> int:
     since: dt.datetime | None = args.since
     until: dt.datetime | None = args.until
     if since is not None and until is not None and since > until:
-        return _error("--since is after --until", code=exitcodes.ERROR)
+        return error("--since is after --until", code=exitcodes.ERROR)
     try:
         pq = PurlQuery.parse(args.purl) if args.purl is not None else None
     except RefError as e:
-        return _error(str(e))
+        return error(str(e))
     what = fq.text + (f" ({args.purl})" if args.purl else "")
 
     def ask(conn: sa.Connection) -> int:
@@ -248,7 +206,7 @@ def run_observed(args: argparse.Namespace) -> int:
             emit(f"unknown: {what} in {args.image}: {verdict.reason}")
         return EXIT[verdict.answer]
 
-    return _with_store(args, ask)
+    return with_store(args, ask)
 
 
 def _empty_answer(conn: sa.Connection, image: str) -> Verdict:
@@ -260,7 +218,7 @@ def run_functions(args: argparse.Namespace) -> int:
     try:
         pq = None if args.prefix else PurlQuery.parse(args.purl)
     except RefError as e:
-        return _error(str(e))
+        return error(str(e))
 
     def ask(conn: sa.Connection) -> int:
         if pq is None:
@@ -291,7 +249,7 @@ def run_functions(args: argparse.Namespace) -> int:
                 emit(f"{head}, under observation {verdict.coverage.describe()}")
         return EXIT[verdict.answer]
 
-    return _with_store(args, ask)
+    return with_store(args, ask)
 
 
 def run_hot(args: argparse.Namespace) -> int:
@@ -313,7 +271,7 @@ def run_hot(args: argparse.Namespace) -> int:
             emit(f"no functions observed in {args.image}, under observation {verdict.coverage.describe()}")
         return EXIT[verdict.answer]
 
-    return _with_store(args, ask)
+    return with_store(args, ask)
 
 
 ImageLine = tuple[str, Coverage | None, queries.SymbolCounts]
@@ -360,52 +318,4 @@ def run_images(args: argparse.Namespace) -> int:
             emit("no images observed")
         return exitcodes.OK if lines else exitcodes.NOT_FOUND
 
-    return _with_store(args, ask)
-
-
-# -- store access -------------------------------------------------------------
-
-
-def store_url(args: argparse.Namespace) -> str:
-    return str(args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL)
-
-
-def _with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) -> int:
-    """Open the store read-only-ish, run ``ask``, map every failure to one line + exit 2.
-
-    The URL is shown as given, password masked (:func:`safe_url` on the string,
-    not on SQLAlchemy's parse of it), and so is every error text.
-    """
-    command = str(getattr(args, "command", None) or "query")
-
-    def fail(message: str) -> int:
-        return _error(message, command=command)
-
-    url = store_url(args)
-    shown = safe_url(url)
-    try:
-        u = normalize_url(url)
-        if u.get_backend_name() == "sqlite":
-            path = sqlite_path(u)
-            if path is not None and not path.is_file():
-                return fail(f"no hot-symbol store at {shown}: {path} does not exist (run the agent first)")
-        engine = create_store_engine(u)
-    except StoreError as e:
-        return fail(redact_error(e))
-    except Exception as e:  # e.g. a driver that is not installed
-        return fail(f"cannot open store {shown}: {redact_error(e)}")
-    try:
-        with engine.connect() as conn:
-            if not has_schema(conn):
-                return fail(f"no hot-symbol data in {shown}: run the agent first")
-            return ask(conn)
-    except sa.exc.SQLAlchemyError as e:
-        detail = str(getattr(e, "orig", None) or e).strip().splitlines()
-        return fail(f"cannot query store {shown}: {redact(detail[0]) if detail else type(e).__name__}")
-    finally:
-        engine.dispose()
-
-
-def _error(message: str, *, code: int = exitcodes.ERROR, command: str = "query") -> int:
-    print(f"stella-runtime {command}: {message}", file=sys.stderr)
-    return code
+    return with_store(args, ask)

@@ -22,8 +22,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.cli.query import _arg, _store_options, _with_store
 from stellaops_runtime.cli.query_output import emit
+from stellaops_runtime.cli.store_access import ref_type as _arg
+from stellaops_runtime.cli.store_access import store_options as _store_options
+from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence import vex, vex_input
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe

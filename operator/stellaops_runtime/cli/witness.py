@@ -22,8 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.cli.query import _arg, _common, _with_store
 from stellaops_runtime.cli.query_output import emit
+from stellaops_runtime.cli.store_access import image_and_store_options as _common
+from stellaops_runtime.cli.store_access import ref_type as _arg
+from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key

@@ -8,7 +8,8 @@ docs/security.md for the namespace and RBAC around it):
   pids; with the host's PID namespace the container's own ``/proc`` is the
   host's view, so no ``/proc`` hostPath is mounted.
 - capabilities, all others dropped: ``spec.agent.capabilities`` when set,
-  else the default of the agent's source (``default_capabilities``):
+  else the default of the agent's source (``default_capabilities``;
+  the capability rules are in controller/agent_capabilities.py):
   with Tetragon as the source only ``SYS_PTRACE`` (reading another
   process's ``/proc/<pid>/root`` and ``maps`` is a ptrace access check, which
   a process without capabilities fails against any process holding some);
@@ -62,6 +63,9 @@ The agents' cluster RBAC (their ObservationNode and Node reads) is not
 rendered: the manifests ship one ClusterRole bound to the service accounts
 of the agent namespace, so the operator needs no right to write RBAC.
 
+The agent's config document and the paths it names are in
+controller/agent_config.py.
+
 A config change rolls the DaemonSet: the pod template carries the SHA-256 of
 the ConfigMap's data. The store URL (with its password) comes from the
 RuntimeObserver's Secret reference through ``$STELLA_RUNTIME_STORE``; the
@@ -79,18 +83,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
 from stellaops_runtime.contracts.config import STORE_URL_ENV
-from stellaops_runtime.contracts.crds import (
+from stellaops_runtime.contracts.crd_names import (
     API_VERSION,
     CONFIG_HASH_ANNOTATION,
     OBSERVER_KIND,
     OBSERVER_LABEL,
-    RuntimeObserverSpec,
+)
+from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
+from stellaops_runtime.controller.agent_capabilities import AgentSource, agent_capabilities, native_fallback
+from stellaops_runtime.controller.agent_config import (
+    AGENT_CONFIG_KEY,
+    CONFIG_DIR,
+    INDEX_CACHE_DIR,
+    PROBES_DIR,
+    SPOOL_DIR,
+    agent_config,
 )
 from stellaops_runtime.controller.naming import (
     canonical_json,
@@ -103,27 +116,14 @@ from stellaops_runtime.controller.naming import (
 # On the agent pod template: which version of the store Secret the agents were started with.
 STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
 
-AGENT_CONFIG_KEY = "agent.yaml"
-CONFIG_DIR = "/etc/stellaops-runtime/agent"
-PROBES_DIR = "/etc/stellaops-runtime/probes"
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"
 CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
-SPOOL_DIR = "/var/lib/stellaops-runtime/spool"
-INDEX_CACHE_DIR = "/var/lib/stellaops-runtime/index-cache"  # symbols.indexCacheDir (canonical/indexcache.py)
-SPOOL_PATH = f"{SPOOL_DIR}/hot-symbols.spool"
 TERMINATION_GRACE_SECONDS = (
     30  # above the agent's shutdown.graceSeconds default (20): it flushes, then spools
 )
 
-AgentSource = Literal["tetragon", "native"]
-# Reading /proc/<pid>/root and /proc/<pid>/maps of other processes (a ptrace access check).
-BASE_CAPABILITIES = ("SYS_PTRACE",)
-# Only for the native source: loading and attaching eBPF programs. Tetragon as the source
-# loads every probe itself. SYS_RESOURCE (memlock, kernels before 5.11) only when asked for.
-NATIVE_CAPABILITIES = ("BPF", "PERFMON")
 CACHE_DIR = "/var/cache/stellaops-runtime"  # the BCC header tree (native/headershim.py), an emptyDir
 CACHE_ENV = "STELLA_CACHE_DIR"
-PROBE_CONFIG_FILE = f"{PROBES_DIR}/probes.json"  # render_policy.PROBE_CONFIG_KEY (a test checks)
 # What BCC reads on the host, read-only: (volume name, host path), all of type Directory.
 NATIVE_HOST_PATHS = (
     ("tracefs", "/sys/kernel/tracing"),
@@ -133,29 +133,6 @@ NATIVE_HOST_PATHS = (
 )
 DEFAULT_TOLERATIONS = ({"operator": "Exists"},)  # a node agent belongs on every node
 APP_NAME = "stellaops-runtime-agent"
-
-
-def default_capabilities(source: AgentSource) -> list[str]:
-    """The capabilities an agent of ``source`` adds when the RuntimeObserver names none, sorted."""
-    caps = set(BASE_CAPABILITIES)
-    if source == "native":
-        caps.update(NATIVE_CAPABILITIES)
-    return sorted(caps)
-
-
-def agent_capabilities(source: AgentSource, requested: Sequence[str] | None = None) -> list[str]:
-    """The capabilities the agent container adds (all others dropped), sorted.
-
-    ``requested`` is ``spec.agent.capabilities``: when set (even empty) exactly
-    those, else the source's default.
-    """
-    return default_capabilities(source) if requested is None else sorted(set(requested))
-
-
-def native_fallback(capabilities: Sequence[str]) -> bool:
-    """Whether these capabilities let the agent load its own BCC probes (its config then enables them)."""
-    caps = set(capabilities)
-    return "SYS_ADMIN" in caps or {"BPF", "PERFMON"} <= caps
 
 
 def store_secret_token(secret: Mapping[str, Any] | None) -> str:
@@ -200,42 +177,6 @@ def common_labels(observer_name: str) -> dict[str, str]:
             OBSERVER_LABEL: observer_name,
         }
     )
-
-
-def agent_config(spec: RuntimeObserverSpec, *, native: bool = False) -> dict[str, Any]:
-    """The agent's config document (``stellaops_runtime.contracts.config`` keys); no store URL.
-
-    Written with the seed design's key names (``connectionTimeout``,
-    ``aggregationWindowSeconds``, ``useDefaultRedactionPatterns``,
-    ``symbolIdOnlyMode``), never the deprecated ones the agent would warn about.
-    """
-    p = spec.privacy
-    return {
-        "tetragon": {"address": spec.tetragon.address, "connectionTimeout": spec.tetragon.timeout_seconds},
-        "hotSymbols": {
-            "aggregationWindowSeconds": spec.hot_symbols.window_seconds,
-            "minConfidenceThreshold": spec.hot_symbols.min_confidence_threshold,
-            "flushIntervalSeconds": spec.hot_symbols.flush_interval_seconds,
-        },
-        "privacy": {
-            "redactArguments": p.redact_arguments,
-            "useDefaultRedactionPatterns": p.default_patterns,
-            "extraPatterns": list(p.extra_patterns),
-            "symbolIdOnlyMode": p.symbol_id_only,
-            "allowedNamespaces": list(p.allowed_namespaces),
-        },
-        "metrics": {"address": "0.0.0.0", "port": spec.metrics.port},
-        "observationNode": {"enabled": True},
-        # No url here (it comes from the Secret); the spool is on a hostPath (see the module docstring).
-        "store": {"spoolPath": SPOOL_PATH},
-        # Indexed symbol tables survive a restart of the agent pod (a hostPath, see the docstring).
-        "symbols": {"indexCacheDir": INDEX_CACHE_DIR},
-        # The BCC fallback, only when the pod may load BPF programs (native_fallback).
-        # The probe ConfigMap is read on every node: the operator's list of opted-out pods is in it.
-        "native": {"enabled": native, "probeConfigFile": PROBE_CONFIG_FILE},
-        # containerd's socket is mounted (CONTAINERD_SOCKET_DIR): on when it is there.
-        "lifecycle": {"enabled": "auto", "runtime": "containerd"},
-    }
 
 
 def _meta(*, name: str, namespace: str | None, labels: dict[str, str], owner: dict) -> dict[str, Any]:

@@ -42,6 +42,11 @@ Rules (docs/operator.md, "Rendering"):
   ``kubernetes.io/metadata.name`` become the pseudo-label
   ``k8s:io.kubernetes.pod.namespace``); other namespace labels are enforced
   through the observe label alone, and a note says so.
+
+The selectors are built in controller/policy_selectors.py, the kprobe and
+uprobe entries in controller/render_hooks.py, the TCP tracepoint in
+controller/render_tcp.py; this module assembles the objects and the probe
+entry, and renders the probe ConfigMap.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stellaops_runtime.contracts.crds import (
+from stellaops_runtime.contracts.crd_names import (
     API_VERSION,
     CLUSTER_POLICY_KIND,
     POLICY_KIND,
@@ -60,8 +65,8 @@ from stellaops_runtime.contracts.crds import (
     TETRAGON_API_VERSION,
     TETRAGON_NAMESPACED_KIND,
     TETRAGON_POLICY_KIND,
-    PolicySpec,
 )
+from stellaops_runtime.contracts.crd_specs import PolicySpec
 from stellaops_runtime.contracts.syscalls import ARM64, X86_64
 from stellaops_runtime.contracts.tcp_state import LEVEL as TCP_LEVEL
 from stellaops_runtime.controller.naming import (
@@ -72,14 +77,14 @@ from stellaops_runtime.controller.naming import (
     owner_reference_of,
 )
 from stellaops_runtime.controller.opted_out import OptedOutPod, opted_out_entries
+from stellaops_runtime.controller.policy_selectors import tetragon_pod_selector, with_level
 from stellaops_runtime.controller.policy_templates import load_template
-from stellaops_runtime.controller.posture import Posture, level_label
+from stellaops_runtime.controller.posture import Posture
+from stellaops_runtime.controller.render_hooks import syscall_kprobes, uprobes
 from stellaops_runtime.controller.render_tcp import tcp_policy_name, tcp_tracepoint
 
 PROBE_CONFIG_KEY = "probes.json"  # the data key of the native probes' ConfigMap
 PROBE_CONFIG_KIND = "ProbeConfig"
-NAMESPACE_PSEUDO_LABEL = "k8s:io.kubernetes.pod.namespace"  # Tetragon's podSelector namespace label
-_NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 PURL_NOT_TRACED = (
     "named by package URL: not traced by Tetragon, which resolves uprobe paths in its own filesystem "
     "and cannot reach files inside pod images (cilium/tetragon#5105); passed to the agents' probe "
@@ -108,69 +113,6 @@ def tetragon_policy_names(*, name: str) -> tuple[str, str]:
 def stacks_policy_name(*, name: str) -> str:
     """The name of the syscall object with stack traces (for pods at EbpfDeep or more)."""
     return dns_subdomain("stellaops", name, "stacks")
-
-
-def with_level(
-    selector: Mapping[str, Any], level: Posture, *, below: Posture | None = None
-) -> dict[str, Any]:
-    """``selector`` plus the level label ``level`` needs (and, with ``below``, not ``below``'s label)."""
-    match_labels = dict(selector.get("matchLabels") or {})
-    match_labels[level_label(level)] = "true"
-    expressions = [dict(e) for e in selector.get("matchExpressions") or ()]
-    if below is not None:
-        expressions.append({"key": level_label(below), "operator": "DoesNotExist"})
-    out: dict[str, Any] = {"matchLabels": dict(sorted(match_labels.items()))}
-    if expressions:
-        out["matchExpressions"] = expressions
-    return out
-
-
-def _pod_selector(spec: PolicySpec, *, cluster: bool, notes: list[str]) -> dict[str, Any]:
-    """The user's selector in Tetragon's terms (namespace requirements folded in), without level labels."""
-    selector = spec.pod_selector.to_dict()
-    match_labels = dict(selector.get("matchLabels", {}))
-    expressions = list(selector.get("matchExpressions", []))
-    ns_sel = spec.namespace_selector
-    if cluster and ns_sel is not None:
-        dropped = []
-        for key, value in sorted(ns_sel.match_labels.items()):
-            if key == _NAMESPACE_NAME_LABEL:
-                expressions.append({"key": NAMESPACE_PSEUDO_LABEL, "operator": "In", "values": [value]})
-            else:
-                dropped.append(key)
-        for req in ns_sel.match_expressions:
-            if req.key == _NAMESPACE_NAME_LABEL:
-                expr: dict[str, Any] = {"key": NAMESPACE_PSEUDO_LABEL, "operator": req.operator}
-                if req.values:
-                    expr["values"] = list(req.values)
-                expressions.append(expr)
-            else:
-                dropped.append(req.key)
-        if dropped:
-            notes.append(
-                "namespaceSelector labels "
-                + ", ".join(sorted(set(dropped)))
-                + " cannot be expressed in Tetragon's podSelector; Tetragon scopes this policy through "
-                "the stellaops.io/observe level labels, which another policy selecting the same pod "
-                "can also set"
-            )
-    out: dict[str, Any] = {"matchLabels": dict(sorted(match_labels.items()))}
-    if expressions:
-        out["matchExpressions"] = expressions
-    return out
-
-
-def _post_action(template_hook: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-    selectors = [dict(s) for s in template_hook.get("selectors") or [{"matchActions": [{"action": "Post"}]}]]
-    for sel in selectors:
-        actions = []
-        for action in sel.get("matchActions") or [{"action": "Post"}]:
-            action = dict(action)
-            if action.get("action") == "Post":
-                action.update(options)
-            actions.append(action)
-        sel["matchActions"] = actions
-    return selectors
 
 
 def _metadata(*, kind: str, name: str, namespace: str | None, uid: str, object_name: str, part: str) -> dict:
@@ -203,36 +145,6 @@ def _skeleton(*, kind: str, name: str, namespace: str | None, uid: str, object_n
     return obj
 
 
-def _syscall_kprobes(
-    syscalls: list[str], spec: PolicySpec, *, stacks: Mapping[str, bool], notes: list[str] | None
-) -> list[dict]:
-    """One kprobe per syscall; ``notes`` (when given) learns of syscalls one architecture lacks."""
-    template = load_template("syscalls.yaml")["spec"]["kprobes"][0]
-    post: dict[str, Any] = {}
-    if spec.rate_limit:
-        post["rateLimit"] = spec.rate_limit
-    if stacks["kernel"]:
-        post["kernelStackTrace"] = True
-    if stacks["user"]:
-        post["userStackTrace"] = True
-    kprobes = []
-    one_arch = []
-    for sc in syscalls:
-        hook = {k: v for k, v in template.items() if k != "selectors"}
-        hook["call"] = f"sys_{sc}"
-        hook["syscall"] = True
-        if (sc in X86_64) != (sc in ARM64):
-            hook["ignore"] = {"callNotFound": True}
-            one_arch.append(f"{sc} ({'x86_64' if sc in X86_64 else 'arm64'} only)")
-        hook["selectors"] = _post_action(template, post)
-        kprobes.append(hook)
-    if one_arch and notes is not None:
-        notes.append(
-            "syscalls that exist on one architecture only are skipped on the other: " + ", ".join(one_arch)
-        )
-    return kprobes
-
-
 def render_policy(
     *, kind: str, name: str, namespace: str | None, uid: str, spec: PolicySpec
 ) -> RenderedPolicy:
@@ -245,7 +157,7 @@ def render_policy(
     namespace = None if cluster else namespace
     level = Posture(spec.max_level)
     notes: list[str] = []
-    pod_selector = _pod_selector(spec, cluster=cluster, notes=notes)
+    pod_selector = tetragon_pod_selector(spec, cluster=cluster, notes=notes)
 
     tracing = level >= Posture.ACTIVE_TRACING
     deep = level >= Posture.EBPF_DEEP
@@ -268,7 +180,7 @@ def render_policy(
     objects: list[dict] = []
     if syscalls:
         with_stacks = stacks["kernel"] or stacks["user"]
-        plain = _syscall_kprobes(syscalls, spec, stacks={"kernel": False, "user": False}, notes=notes)
+        plain = syscall_kprobes(syscalls, spec, stacks={"kernel": False, "user": False}, notes=notes)
         obj = _skeleton(
             kind=kind, name=name, namespace=namespace, uid=uid, object_name=syscall_name, part="syscalls"
         )
@@ -287,7 +199,7 @@ def render_policy(
                 part="syscalls-stacks",
             )
             obj["spec"]["podSelector"] = with_level(pod_selector, Posture.EBPF_DEEP)
-            obj["spec"]["kprobes"] = _syscall_kprobes(syscalls, spec, stacks=stacks, notes=None)
+            obj["spec"]["kprobes"] = syscall_kprobes(syscalls, spec, stacks=stacks, notes=None)
             objects.append(obj)
     elif tracing and not path_functions and not tcp:
         notes.append(
@@ -295,15 +207,6 @@ def render_policy(
         )
 
     if path_functions:
-        template = load_template("uprobes.yaml")["spec"]["uprobes"][0]
-        post = {"rateLimit": spec.rate_limit} if spec.rate_limit else {}
-        uprobes = []
-        for fn in sorted(path_functions, key=lambda f: f.binary_path or ""):
-            hook = {k: v for k, v in template.items() if k not in ("selectors", "path", "symbols")}
-            hook["path"] = f"{spec.tetragon_host_root}{fn.binary_path}"
-            hook["symbols"] = sorted(fn.symbols)
-            hook["selectors"] = _post_action(template, post)
-            uprobes.append(hook)
         if spec.stack_traces.user and deep:
             notes.append(
                 "user stack traces are not requested on uprobes: Tetragon drops them from uprobe events "
@@ -313,7 +216,7 @@ def render_policy(
             kind=kind, name=name, namespace=namespace, uid=uid, object_name=uprobe_name, part="uprobes"
         )
         obj["spec"]["podSelector"] = with_level(pod_selector, Posture.EBPF_DEEP)
-        obj["spec"]["uprobes"] = uprobes
+        obj["spec"]["uprobes"] = uprobes(path_functions, spec)
         objects.append(obj)
 
     if tcp:

@@ -1,0 +1,179 @@
+"""The cold lookup of one file's package in one image, source by source, first claim wins.
+
+The order (the SBOM, then the OS package databases, then the language
+ecosystems and what a binary says about itself) and why it is that order
+are in :mod:`~stellaops_runtime.attribution.attributor` and
+docs/attribution.md. These functions do the lookup for a path already
+resolved inside the image's root; the attributor caches their answers and
+holds its lock while they run, so they may change its counters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+
+from stellaops_runtime.attribution import langdb, purls
+from stellaops_runtime.attribution.binaries import BinaryInfo
+from stellaops_runtime.attribution.counters import AttributionCounters
+from stellaops_runtime.attribution.function_packages import go_module_package
+from stellaops_runtime.attribution.image import ImageIndex
+from stellaops_runtime.attribution.model import Attribution, ErrorKind, Package, Source
+from stellaops_runtime.attribution.owners import Hit
+from stellaops_runtime.attribution.rootfs import RootFS
+from stellaops_runtime.attribution.sbomindex import SbomIndex
+
+log = logging.getLogger("stellaops_runtime.attribution.attributor")
+
+
+def lookup_file(
+    image: ImageIndex,
+    fs: RootFS,
+    path: str,
+    resolved: str,
+    link: str,
+    counters: AttributionCounters,
+    *,
+    max_hash_bytes: int,
+) -> Attribution:
+    """The package of ``path`` (``resolved``: its target, ``link``: the path with its last symlink kept)."""
+    keys = (resolved,) if link == resolved else (resolved, link)
+    sbom = image.sbom(fs)
+    if sbom is not None:
+        hit = sbom.by_path(*keys)
+        if hit is not None:
+            return _from_hit(path, resolved, Source.SBOM, "path", hit, counters)
+        if sbom.algorithms:
+            pkg = _by_digest(sbom, fs, resolved, counters, max_hash_bytes)
+            if pkg is not None:
+                return Attribution(
+                    path, pkg.purl, Source.SBOM.value, pkg.name, pkg.version, "hash", resolved=resolved
+                )
+
+    att = _in_image(image, fs, path, resolved, keys, counters)
+    if att is None:
+        reasons = "; ".join(f"{k}: {v}" for k, v in image.fatal.items())
+        return Attribution(path, None, Source.NONE.value, resolved=resolved, error=reasons or None)
+    return with_sbom_purl(sbom, att, counters)
+
+
+def with_sbom_purl(sbom: SbomIndex | None, att: Attribution, counters: AttributionCounters) -> Attribution:
+    """``att`` with the SBOM's PURL when the SBOM lists the same package (``evidence="package:<source>"``)."""
+    if sbom is None or att.purl is None:
+        return att
+    pkg, mismatch = sbom.by_identity(att.purl)
+    if pkg is None:
+        if mismatch:
+            counters.mismatch += 1
+        return att
+    return replace(att, purl=pkg.purl, source=Source.SBOM.value, evidence=f"package:{att.source}")
+
+
+def _in_image(
+    image: ImageIndex,
+    fs: RootFS,
+    path: str,
+    resolved: str,
+    keys: tuple[str, ...],
+    counters: AttributionCounters,
+) -> Attribution | None:
+    for source, build in ((Source.DPKG, image.dpkg), (Source.APK, image.apk), (Source.RPM, image.rpm)):
+        index = build(fs).index
+        if index is not None:
+            hit = index.lookup(*keys)
+            if hit is not None:
+                return _from_hit(path, resolved, source, "db", hit, counters)
+
+    for site in langdb.site_package_dirs(fs, resolved):
+        index = image.site_packages(fs, site).index
+        if index is not None:
+            hit = index.lookup(*keys)
+            if hit is not None:
+                return _from_hit(path, resolved, Source.PYPI, "record", hit, counters)
+
+    if langdb.npm_eligible(resolved):
+        pkg = image.npm_owner(fs, resolved, counters.npm_error)
+        if pkg is not None:
+            return Attribution(
+                path, pkg.purl, Source.NPM.value, pkg.name, pkg.version, "package.json", resolved=resolved
+            )
+
+    info = image.binary(fs, resolved)
+    counters.binary_errors(info)
+    return _self_described(path, resolved, info, counters)
+
+
+def _self_described(
+    path: str, resolved: str, info: BinaryInfo, counters: AttributionCounters
+) -> Attribution | None:
+    if info.go is not None and info.go.main is not None:
+        pkg = go_module_package(info.go.main)
+        return Attribution(
+            path, pkg.purl, Source.GOMOD.value, pkg.name, pkg.version, "buildinfo", resolved=resolved
+        )
+    if info.crates:
+        roots = [c for c in info.crates if c.root]
+        if len(roots) == 1:
+            pkg = purls.cargo(name=roots[0].name, version=roots[0].version)
+            return Attribution(
+                path, pkg.purl, Source.CARGO.value, pkg.name, pkg.version, "dep-v0", resolved=resolved
+            )
+    if info.jar is not None:
+        pkg = purls.maven(
+            group_id=info.jar.group_id, artifact_id=info.jar.artifact_id, version=info.jar.version
+        )
+        return Attribution(
+            path, pkg.purl, Source.MAVEN.value, pkg.name, pkg.version, "pom.properties", resolved=resolved
+        )
+    if info.jar_artifacts > 1:
+        counters.ambiguous += 1  # a shaded JAR whose own artifact is not recognizable by its name
+    return None
+
+
+def _from_hit(
+    path: str, resolved: str, source: Source, evidence: str, hit: Hit, counters: AttributionCounters
+) -> Attribution:
+    if hit.claimants > 1:
+        counters.ambiguous += 1
+    pkg = hit.package
+    return Attribution(path, pkg.purl, source.value, pkg.name, pkg.version, evidence, resolved=resolved)
+
+
+def _by_digest(
+    sbom: SbomIndex, fs: RootFS, resolved: str, counters: AttributionCounters, max_hash_bytes: int
+) -> Package | None:
+    digests = _digests(fs, resolved, sbom.algorithms, counters, max_hash_bytes)
+    if not digests:
+        return None
+    pkg, ambiguous = sbom.by_digest(digests)
+    if ambiguous:
+        counters.ambiguous += 1
+    return pkg
+
+
+def _digests(
+    fs: RootFS, resolved: str, algorithms: Iterable[str], counters: AttributionCounters, max_hash_bytes: int
+) -> dict[str, str]:
+    try:
+        fd = fs.open(resolved, resolved=True)  # confined, regular files only, never blocks
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if st.st_size > max_hash_bytes:
+            return {}
+        hashers = {alg: hashlib.new(alg) for alg in algorithms}
+        with os.fdopen(os.dup(fd), "rb") as f:
+            while chunk := f.read(1 << 20):
+                for h in hashers.values():
+                    h.update(chunk)
+        return {alg: h.hexdigest() for alg, h in hashers.items()}
+    except OSError as e:
+        counters.error(ErrorKind.IO)
+        log.warning("cannot hash %s: %s", resolved, e)
+        return {}
+    finally:
+        os.close(fd)

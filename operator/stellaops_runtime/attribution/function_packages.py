@@ -1,0 +1,98 @@
+"""The package of one function of a statically linked Go or Rust binary, from the binary's own metadata.
+
+A Go binary's build info names its modules: a function belongs to the
+module whose path is the longest prefix of the function's package, and a
+package without a dot in its first element is the standard library
+(``pkg:golang/stdlib@<go version>``). A Rust binary built with
+cargo-auditable lists its crates: a function belongs to the one runtime
+crate of its name. When the metadata cannot say, the function gets its
+file's attribution (``scope="file"``); see
+:mod:`~stellaops_runtime.attribution.attributor`.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.attribution import binaries, purls
+from stellaops_runtime.attribution.binaries import BinaryInfo
+from stellaops_runtime.attribution.counters import AttributionCounters
+from stellaops_runtime.attribution.gobuildinfo import DEVEL, GoBuildInfo, GoModule
+from stellaops_runtime.attribution.model import Attribution, Package, Scope, Source
+from stellaops_runtime.canonical.demangle import go_package_path, rust_crate_name
+
+
+def function_package(
+    path: str, file_att: Attribution, info: BinaryInfo, function: str, counters: AttributionCounters
+) -> Attribution:
+    """The package of ``function`` (``scope="function"``) as the binary's metadata says, else ``file_att``."""
+    pkg: Package | None = None
+    source = Source.NONE
+    if info.go is not None:
+        pkg = go_function_package(info.go, function)
+        source, evidence = Source.GOMOD, "buildinfo"
+    elif info.crates:
+        pkg, ambiguous = rust_function_package(info.crates, function)
+        if ambiguous:
+            counters.ambiguous += 1
+        source, evidence = Source.CARGO, "dep-v0"
+    if pkg is None:
+        return file_att
+    return Attribution(
+        path,
+        pkg.purl,
+        source.value,
+        pkg.name,
+        pkg.version,
+        evidence,
+        scope=Scope.FUNCTION.value,
+        resolved=file_att.resolved,
+    )
+
+
+def go_module_package(module: GoModule) -> Package:
+    """PURL of a module as compiled: a versioned replacement's, else the module's own.
+
+    ``(devel)`` (an unversioned main module) and a local-directory
+    replacement have no version: the PURL then has none rather than a made-up one.
+    """
+    rep = module.replaced_by
+    if rep is not None and not module.is_local_replacement:
+        return purls.golang(module=rep.path, version=rep.version)
+    version = None if module.is_local_replacement or module.version in ("", DEVEL) else module.version
+    return purls.golang(module=module.path, version=version)
+
+
+def go_function_package(info: GoBuildInfo, function: str) -> Package | None:
+    """The module a Go function comes from, ``pkg:golang/stdlib@<v>`` for the standard library.
+
+    ``None`` when the build info cannot say (a GOPATH-mode binary's own
+    packages, linker-generated symbols): the caller falls back to the file.
+    """
+    if function.startswith("vendor/"):  # GOROOT/src/vendor: the standard library's own copies
+        return purls.golang_stdlib(go_version=info.go_version)
+    package = go_package_path(function)
+    if not package:
+        return None
+    if package == "main":
+        return go_module_package(info.main) if info.main is not None else None
+    module = info.module_for(package)
+    if module is not None:
+        return go_module_package(module)
+    if "." not in package.split("/", 1)[0]:
+        return purls.golang_stdlib(go_version=info.go_version)
+    return None
+
+
+def rust_function_package(crates: tuple[binaries.Crate, ...], function: str) -> tuple[Package | None, bool]:
+    """(the crate a demangled Rust function comes from, ambiguous): only runtime crates count.
+
+    Two versions of one crate linked into the same binary cannot be told apart
+    by name: that is ambiguous and gives ``None``.
+    """
+    crate = rust_crate_name(function)
+    if not crate:
+        return None, False
+    matches = {(c.name, c.version) for c in crates if c.kind != "build" and c.crate_name == crate}
+    if len(matches) != 1:
+        return None, len(matches) > 1
+    name, version = next(iter(matches))
+    return purls.cargo(name=name, version=version), False
