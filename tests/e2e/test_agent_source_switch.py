@@ -187,8 +187,9 @@ async def test_the_agent_switches_to_bcc_and_back_without_losing_or_doubling(
     gaps = [(a, b) for i, s, n, _, a, b in windows if i == "" and s == "none"]
     assert gaps, windows
     first, last = min(a for a, _ in gaps), max(b for _, b in gaps)
-    # From the last moment Tetragon was seen (before its server went) to Tetragon's return.
-    assert t_stop - 2_000_000_000 <= first <= t_stopped, (first, t_stop, t_stopped)
+    # From the last moment Tetragon was known alive (its last message, which arrived before the
+    # test saw the whole first run and stopped the server) to Tetragon's return.
+    assert t_stop - 10_000_000_000 <= first <= t_stop, (first, t_stop, t_stopped)
     assert last >= t_back and last <= time.time_ns(), (last, t_back)
     assert out.count("recorded as a gap") == 2, out  # Tetragon -> BCC, and BCC -> Tetragon
 

@@ -28,8 +28,9 @@ watches. That moment is recorded as a node-wide observation gap with source
 ``none`` (hotsymbols/gaps.py ``source_gap``), so no "not observed" answer
 covers it:
 
-- Tetragon -> BCC: from the last moment Tetragon was seen connected (or the
-  agent's start, if it never was) until the probes are attached;
+- Tetragon -> BCC: from the last moment Tetragon was known to deliver (the
+  arrival of the stream's last message, or its opening; the agent's start,
+  if it never connected) until the probes are attached;
 - BCC -> Tetragon: from the moment the probes were asked to stop until the
   Tetragon stream is connected (if Tetragon fails again before that, the gap
   stays open until the probes are back).
@@ -233,7 +234,8 @@ class SourceSwitch(ProbeReloads):
 
     async def _tick_tetragon(self, now: float) -> None:
         if self.tetragon.stats.connected:
-            self._tetragon_seen_ns = time.time_ns()
+            # the last moment it is known to have delivered (its last message, or the stream's opening)
+            self._tetragon_seen_ns = self.tetragon.alive_ns
             self._lost_at = None
             if self._gap_from is not None:
                 await self._close_gap(self._tetragon_seen_ns)

@@ -13,10 +13,14 @@ counted.
 Tetragon replays nothing after a reconnect, so the time between a stream
 that ended and the next one is an *outage*: nobody watched the node.
 ``take_outage`` hands the agent each outage's span (wall clock, from the
-moment the stream ended to the moment the next one opened; an outage still
-open is handed up to now, piece by piece), which the agent records as a
-node-wide observation gap (agent/outages.py), so a "not observed" answer
-never covers it, however short it was.
+last moment the stream was known alive to the moment the next one opened;
+an outage still open is handed up to now, piece by piece), which the agent
+records as a node-wide observation gap (agent/outages.py), so a "not
+observed" answer never covers it, however short it was. "Known alive" is
+the arrival of the stream's last message (or its opening, if it delivered
+none): a stream noticed broken only later may already have lost what
+Tetragon sent after that, so the gap starts there, not at the moment the
+break was noticed.
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ class TetragonGrpcSource:
         self._shown = redact(cfg.address)  # the address for messages, password masked
         self._outage_from: int | None = None  # wall ns: an outage not yet handed over starts here
         self._connected_at = 0  # wall ns the current stream opened
+        self.alive_ns = 0  # wall ns the stream was last known alive (its last message, or its opening)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stream until ``stop`` is set (or the task is cancelled), reconnecting on failure."""
@@ -149,7 +154,7 @@ class TetragonGrpcSource:
                 log.warning("tetragon stream error (%s): %s", self._shown, self.stats.last_error)
             finally:
                 if self.stats.connected and not stop.is_set() and self._outage_from is None:
-                    self._outage_from = time.time_ns()  # the stream ended: nobody watches from here
+                    self._outage_from = self.alive_ns  # nobody is known to watch from here
                 self.stats.connected = False
                 await self._close()
             if stop.is_set():
@@ -176,14 +181,16 @@ class TetragonGrpcSource:
         if self.stats.connects:
             self.stats.reconnects += 1
         self.stats.connects += 1
-        self._connected_at = time.time_ns()
+        self._connected_at = self.alive_ns = time.time_ns()
         self.stats.connected = True
         log.info("streaming events from tetragon at %s", self._shown)
         put = self.queue.put
         stats = self.stats
         first = True
+        now = time.time_ns
         try:
             async for payload in call:
+                self.alive_ns = now()
                 stats.received += 1
                 put(payload)
                 if first:  # a stream that delivers is healthy again
