@@ -324,7 +324,9 @@ def test_native_side_applies_no_rate_limit_to_tcp_either(tmp_path: Path) -> None
     cfg = read_probe_config(str(path), NativeConfig()).config
     assert cfg.tcp_state is True and cfg.syscall_periods == (("connect", 60),)
     tcp_fields = [f.name for f in dataclasses.fields(NativeConfig) if "tcp" in f.name]
-    assert tcp_fields == ["tcp_state", "tcp_all_transitions"]  # no period among them
+    assert tcp_fields == [  # no period among them
+        "tcp_state", "tcp_all_transitions", "tcp_kernel_stacks", "tcp_user_stacks",
+    ]  # fmt: skip
 
 
 def test_native_loader_keeps_the_tcp_probe_off_when_no_policy_may_use_it(tmp_path: Path) -> None:

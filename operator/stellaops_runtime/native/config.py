@@ -65,7 +65,14 @@ class NativeConfig:
     # the extra ones carry the socket's remembered process or none, and a Tetragon node never has them.
     tcp_all_transitions: bool = False
     user_stacks: bool = True  # user stack of each uprobe call, through a stack-trace map
-    stack_map_entries: int = 4096
+    # Syscall events that carry the kernel stack (the syscall's entry path) and the user stack
+    # (the code that made the call); every name must be in ``syscalls``.
+    kernel_stack_syscalls: tuple[str, ...] = ()
+    user_stack_syscalls: tuple[str, ...] = ()
+    # TCP state events (with ``tcp_state``): kernel and user stack of the task making the change.
+    tcp_kernel_stacks: bool = False
+    tcp_user_stacks: bool = False
+    stack_map_entries: int = 4096  # one stack-trace map for every stack taken (user and kernel)
     # Only these cgroup ids (cgroup v2 inode numbers) are traced; empty = every cgroup.
     cgroup_allow: tuple[int, ...] = ()
     # Token bucket per cgroup for syscall and uprobe events; 0 = unlimited.
@@ -111,7 +118,9 @@ class NativeConfig:
             "ratePerSecond": "rate_per_second", "burst": "burst",
             "syscallSampleEvery": "syscall_sample_every", "ringBufferPages": "ring_buffer_pages",
             "forcePerfBuffer": "force_perf_buffer", "tcpState": "tcp_state",
-            "tcpAllTransitions": "tcp_all_transitions",
+            "tcpAllTransitions": "tcp_all_transitions", "kernelStackSyscalls": "kernel_stack_syscalls",
+            "userStackSyscalls": "user_stack_syscalls", "tcpKernelStacks": "tcp_kernel_stacks",
+            "tcpUserStacks": "tcp_user_stacks",
         }  # fmt: skip
         kwargs: dict[str, Any] = {
             "uprobes": tuple(targets),
@@ -125,6 +134,17 @@ class NativeConfig:
             kwargs[known[key]] = tuple(value) if isinstance(value, list) else value
         return cls(**kwargs)
 
+    def syscall_stacks(self) -> bool:
+        """Whether any syscall event takes a stack (the program then has the code for it)."""
+        return bool(self.kernel_stack_syscalls or self.user_stack_syscalls)
+
+    def tcp_stacks(self) -> bool:
+        return self.tcp_state and (self.tcp_kernel_stacks or self.tcp_user_stacks)
+
+    def stack_map(self) -> bool:
+        """Whether the program needs the stack-trace map (some probe takes a stack)."""
+        return bool(self.uprobes and self.user_stacks) or self.syscall_stacks() or self.tcp_stacks()
+
 
 def _int_field(cfg: NativeConfig, name: str, lo: int, hi: int) -> int:
     v = getattr(cfg, name)
@@ -134,7 +154,10 @@ def _int_field(cfg: NativeConfig, name: str, lo: int, hi: int) -> int:
 
 
 def validate(cfg: NativeConfig) -> None:
-    for name in ("exec_events", "tcp_state", "tcp_all_transitions", "user_stacks", "force_perf_buffer"):
+    for name in (
+        "exec_events", "tcp_state", "tcp_all_transitions", "user_stacks", "force_perf_buffer",
+        "tcp_kernel_stacks", "tcp_user_stacks",
+    ):  # fmt: skip
         if type(getattr(cfg, name)) is not bool:
             raise NativeConfigError(f"native.{name}: expected true or false")
     _int_field(cfg, "stack_map_entries", 16, 1 << 20)
@@ -149,6 +172,14 @@ def validate(cfg: NativeConfig) -> None:
     unknown = [s for s in cfg.syscalls if s not in X86_64]
     if unknown:
         raise NativeConfigError(f"native.syscalls: unknown on x86_64: {', '.join(sorted(unknown))}")
+    for name in ("kernel_stack_syscalls", "user_stack_syscalls"):
+        names = getattr(cfg, name)
+        if not isinstance(names, tuple) or not all(isinstance(s, str) for s in names):
+            raise NativeConfigError(f"native.{name}: expected a list of syscall names")
+        missing = sorted(set(names) - set(cfg.syscalls))
+        if missing:
+            shown = ", ".join(repr(m[:64]) for m in missing[:8])
+            raise NativeConfigError(f"native.{name}: not in native.syscalls: {shown}")
     if not isinstance(cfg.cgroup_allow, tuple) or not all(
         type(c) is int and 0 < c < 1 << 64 for c in cfg.cgroup_allow
     ):

@@ -21,7 +21,20 @@ probes becomes the same RuntimeCallEvent:
   the calling task; with ``tcpAllTransitions`` a record may be unattributed
   (no owner task known): then pid 0, no binary, no container.
 
-Pure: no I/O. A malformed payload is counted by reason and dropped.
+Stacks: the trailer carries user frames (address, file offset, file), and,
+after them, kernel return addresses. Syscall and TCP events get both when the
+probes took them (``native/probes/syscalls.py``, ``tcp.py``); uprobe events
+get the user stack. Kernel addresses become Tetragon's kernel frames: the
+kallsyms symbol and the offset from its start (``module`` left empty, as
+Tetragon leaves it), through the kernel symbol table the canonicalizer uses
+(``canonical/kallsyms.py``), so the same frame gets the same function ID
+whichever source saw it. An address no kernel text symbol covers is dropped,
+as Tetragon drops it; each event that lost a frame so is counted
+(``native_kernel_frame_unsymbolized``).
+Either stack is cut at ``max_stack_depth`` frames (``stack_truncated``).
+
+Pure apart from reading the kernel symbol table once when none is given. A
+malformed payload is counted by reason and dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from collections.abc import Callable, Sequence
 
 from stellaops_runtime.adapter import validate
 from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.canonical.kallsyms import KernelSymbols
 from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.contracts.events import (
     Argument,
@@ -51,7 +65,10 @@ SYSCALL_PREFIX = "__x64_sys_"
 _NAME_OF_NR = {nr: name for name, nr in X86_64.items()}
 _TRAILER_HEAD = struct.Struct("<QHH")  # exec ktime, binary length, frame count
 _FRAME = struct.Struct("<QQH")  # address, file offset, module length
+_KERNEL_HEAD = struct.Struct("<H")  # kernel address count (the section is absent when none)
+_KERNEL_ADDR = struct.Struct("<Q")
 MAX_FRAMES = 127
+MAX_KERNEL_CACHE = 65536  # symbolized kernel addresses kept (kernel stacks repeat)
 TCP_FUNCTION = tcp_state.FUNCTION_NAME
 AF_INET, AF_INET6 = tcp_state.FAMILY_NUMBER["AF_INET"], tcp_state.FAMILY_NUMBER["AF_INET6"]
 MAX_PATH = 4096
@@ -63,8 +80,13 @@ class Malformed(Exception):
         self.reason = reason
 
 
-def encode_trailer(binary: str, exec_ktime_ns: int, frames: Sequence[tuple[int, int, str]]) -> bytes:
-    """What the source appends to a kernel record (see decode)."""
+def encode_trailer(
+    binary: str,
+    exec_ktime_ns: int,
+    frames: Sequence[tuple[int, int, str]],
+    kernel: Sequence[int] = (),
+) -> bytes:
+    """What the source appends to a kernel record (see decode); ``kernel``: kernel return addresses."""
     b = binary.encode("utf-8", "surrogateescape")[:MAX_PATH]
     frames = frames[:MAX_FRAMES]
     out = [_TRAILER_HEAD.pack(exec_ktime_ns, len(b), len(frames)), b]
@@ -72,6 +94,10 @@ def encode_trailer(binary: str, exec_ktime_ns: int, frames: Sequence[tuple[int, 
         m = module.encode("utf-8", "surrogateescape")[:MAX_PATH]
         out.append(_FRAME.pack(addr, off, len(m)))
         out.append(m)
+    kernel = kernel[:MAX_FRAMES]
+    if kernel:
+        out.append(_KERNEL_HEAD.pack(len(kernel)))
+        out += [_KERNEL_ADDR.pack(a) for a in kernel]
     return b"".join(out)
 
 
@@ -79,9 +105,9 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
 
 
-def _trailer(payload: bytes, at: int) -> tuple[str, int, list[StackFrame]]:
+def _trailer(payload: bytes, at: int) -> tuple[str, int, list[StackFrame], list[int]]:
     if at == len(payload):
-        return "", 0, []
+        return "", 0, [], []
     if len(payload) - at < _TRAILER_HEAD.size:
         raise Malformed("native_short_trailer")
     ktime, blen, nframes = _TRAILER_HEAD.unpack_from(payload, at)
@@ -101,9 +127,16 @@ def _trailer(payload: bytes, at: int) -> tuple[str, int, list[StackFrame]]:
         module = payload[at : at + mlen].decode("utf-8", "replace")
         at += mlen
         frames.append(StackFrame(module=module, offset=off if module else 0, address=addr))
+    kernel: list[int] = []
     if at != len(payload):
-        raise Malformed("native_bad_trailer")
-    return binary, ktime, frames
+        if len(payload) - at < _KERNEL_HEAD.size:
+            raise Malformed("native_bad_trailer")
+        (count,) = _KERNEL_HEAD.unpack_from(payload, at)
+        at += _KERNEL_HEAD.size
+        if not 0 < count <= MAX_FRAMES or len(payload) - at != count * _KERNEL_ADDR.size:
+            raise Malformed("native_bad_trailer")
+        kernel = [a for (a,) in _KERNEL_ADDR.iter_unpack(payload[at:])]
+    return binary, ktime, frames, kernel
 
 
 def exec_id(node_name: str, ktime_ns: int, pid: int) -> str:
@@ -126,7 +159,10 @@ class Decoder:
         stats: AdapterStats | None = None,
         containers: Callable[[int], ContainerInfo | None] | None = None,
         max_stack_depth: int = validate.DEFAULT_MAX_STACK_DEPTH,
+        kernel_symbols: Callable[[], KernelSymbols] | None = None,
     ) -> None:
+        """``kernel_symbols``: the canonicalizer's table to share (``Symbolizer.kernel``); without
+        it the decoder reads /proc/kallsyms itself, once, at the first kernel frame."""
         self.node_name = node_name
         self.targets = list(targets)
         self.usdt_targets = list(usdt_targets)
@@ -134,6 +170,10 @@ class Decoder:
         self.stats = stats or AdapterStats()
         self.containers = containers
         self.max_stack_depth = max_stack_depth
+        self._kernel_symbols = kernel_symbols
+        self._ksyms: KernelSymbols | None = None
+        self._ksyms_failed = False
+        self._kernel_hits: dict[int, tuple[str, int] | None] = {}
 
     def decode(self, payload: bytes, *, received_ns: int = 0) -> RuntimeCallEvent | None:
         try:
@@ -147,6 +187,49 @@ class Decoder:
             return None
         self.stats.events[ev.kind] += 1
         return ev
+
+    def _symbols(self) -> KernelSymbols | None:
+        if self._ksyms is None and not self._ksyms_failed:
+            try:
+                self._ksyms = self._kernel_symbols() if self._kernel_symbols else KernelSymbols()
+            except OSError:
+                self._ksyms_failed = True  # every kernel frame is then counted as unsymbolized
+        return self._ksyms
+
+    def _kernel_frame(self, address: int) -> tuple[str, int] | None:
+        """(kallsyms symbol, offset from its start) of a kernel text address, None when none covers it."""
+        if address in self._kernel_hits:
+            return self._kernel_hits[address]
+        ks = self._symbols()
+        hit = None
+        if ks is not None:
+            i = ks.find_address(address)
+            if i >= 0:
+                off = address - ks.addrs[i]
+                size = ks.size(i)
+                if not size or off < size:
+                    hit = (ks.names[i], off)
+        if len(self._kernel_hits) >= MAX_KERNEL_CACHE:
+            self._kernel_hits.clear()
+        self._kernel_hits[address] = hit
+        return hit
+
+    def _stack(self, frames: list[StackFrame]) -> list[StackFrame]:
+        if len(frames) > self.max_stack_depth:
+            self.stats.repaired["stack_truncated"] += 1
+            return frames[: self.max_stack_depth]
+        return frames
+
+    def _kernel_stack(self, addresses: list[int]) -> list[StackFrame]:
+        """Tetragon's kernel frames; an event that lost any (no symbol covers it) is counted once."""
+        out: list[StackFrame] = []
+        for a in addresses:
+            hit = self._kernel_frame(a)
+            if hit is not None:
+                out.append(StackFrame(symbol=hit[0], offset=hit[1], address=a))
+        if len(out) < len(addresses):
+            self.stats.repaired["native_kernel_frame_unsymbolized"] += 1
+        return self._stack(out)
 
     def _usdt(self, ev: RuntimeCallEvent, body: tuple) -> None:  # type: ignore[type-arg]
         target, nargs, a1, a2, a3, s1, s2 = body
@@ -201,12 +284,13 @@ class Decoder:
         s = records.STRUCTS.get(kind)
         if s is None:
             raise Malformed("native_unknown_kind")
-        if len(payload) < s.size:
+        size = records.record_size(payload)
+        if len(payload) < size:
             raise Malformed("native_short_record")
         fields = s.unpack_from(payload, 0)
         _, flags, _, pid, tid, uid, ktime, cgroup_id, comm = fields[:9]
         body = fields[9:]
-        binary, exec_ktime, frames = _trailer(payload, s.size)
+        binary, exec_ktime, frames, kernel = _trailer(payload, size)
         proc = ProcessInfo(pid=pid, tid=tid, uid=uid, binary=binary)
         ev = RuntimeCallEvent(
             kind=EventKind.EXEC,
@@ -238,12 +322,16 @@ class Decoder:
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
             if sample_every > 1:
                 ev.arguments = [Argument(label="sample_every", type="int_arg", value=str(sample_every))]
+            ev.user_stack = self._stack(frames)
+            ev.kernel_stack = self._kernel_stack(kernel)
         elif kind == records.KIND_USDT:
             self._usdt(ev, body)
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
         elif kind == records.KIND_TCP:
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
             self._tcp(ev, flags, body)
+            ev.user_stack = self._stack(frames)
+            ev.kernel_stack = self._kernel_stack(kernel)
         else:
             target, _stack_id, latency = body
             if target >= len(self.targets):
@@ -254,5 +342,5 @@ class Decoder:
             ev.module = t.module or t.binary
             ev.latency_ns = latency
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
-            ev.user_stack = frames[: self.max_stack_depth]
+            ev.user_stack = self._stack(frames)
         return ev

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +93,7 @@ def _tcp_wanted(cfg: NativeConfig) -> bool:
 def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     parts = ["#include <uapi/linux/ptrace.h>\n"]  # struct pt_regs, for USDT arguments
     parts += [records.c_struct(k) for k in records.BODIES]
+    parts += [records.c_struct(k, stacked=True) for k in records.STACK_KINDS]
     parts.append(prelude.c_source(cfg, ring_buffer=ring_buffer))
     if cfg.exec_events:
         parts.append(exec_probe.c_source(ring_buffer=ring_buffer))
@@ -134,11 +134,13 @@ class ProbeSet:
         return out
 
     def stack(self, stack_id: int) -> list[int]:
-        """The user-space return addresses of a stack id, innermost first ([] when none).
+        """The return addresses of a stack id, innermost first ([] when none).
 
-        Ids are never deleted or reused (no BPF_F_REUSE_STACKID): an id names one
-        stack for the life of the program, so a walk is cached. A stack that does
-        not fit (bucket taken by another stack) is counted in-kernel as stack_lost.
+        User and kernel stacks share the one map (``stella_stacks``); which one an
+        id is depends on the record field it came from. Ids are never deleted or
+        reused (no BPF_F_REUSE_STACKID): an id names one stack for the life of the
+        program, so a walk is cached. A stack that does not fit (bucket taken by
+        another stack) is counted in-kernel as stack_lost.
         """
         if stack_id < 0 or self._stacks is None:
             return []
@@ -152,6 +154,11 @@ class ProbeSet:
                 self._walked.clear()
             self._walked[stack_id] = cached
         return cached
+
+    def stacks_of(self, record: bytes) -> tuple[list[int], list[int]]:
+        """(user addresses, kernel addresses) of the stacks a record names, innermost first."""
+        user, kernel = records.stack_ids(record)
+        return self.stack(user), self.stack(kernel)
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Per probe kind, every filter decision summed over CPUs (records.COUNTERS)."""
@@ -223,8 +230,6 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
         bad = {label for label, _ in failed}
         ps.failed += failed
         ps.attached += [f"uprobe {t.label()}" for t in cfg.uprobes if t.label() not in bad]
-        if cfg.user_stacks:
-            ps._stacks = b[b"stella_stacks"]
     if cfg.usdt:
         fds, failed = usdtprobes.attach(b, bcc, cfg)
         ps._perf_fds += fds
@@ -237,6 +242,8 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
             ps.attached.append(tcp.TRACEPOINT)
         else:
             ps.failed.append((tcp.TRACEPOINT, "the tracepoint is not in tracefs (kernel 4.16+ has it)"))
+    if cfg.stack_map():  # the prelude declared it
+        ps._stacks = b[b"stella_stacks"]
     m = b[b"stella_cgroup_allow"]
     for cg in cfg.cgroup_allow:
         m[ctypes.c_uint64(cg)] = ctypes.c_uint8(1)
@@ -260,8 +267,5 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
 
 
 def stack_id_of(record: bytes) -> int:
-    """The stack id of a uprobe record (-1 for other kinds or a short record)."""
-    s = records.STRUCTS[records.KIND_UPROBE]
-    if len(record) < s.size or record[0] != records.KIND_UPROBE:
-        return -1
-    return int(struct.unpack_from("<i", record, records.HEADER.size + 4)[0])
+    """The user stack id of a record (-1 when it names none or is too short)."""
+    return records.stack_ids(record)[0]

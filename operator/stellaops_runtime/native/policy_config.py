@@ -6,8 +6,9 @@ TracingPolicies and into one entry of the probe ConfigMap
 mounts as a file. This module reads that file so one policy means the same
 thing on a node without Tetragon: its syscalls, its ``binaryPath`` functions
 (uprobes on the node's file, reached through the host's root since the agent
-runs with the host's PID namespace), its TCP state request, its user stack
-traces and its ``rateLimit`` (as Tetragon applies it: per thread and probe,
+runs with the host's PID namespace), its TCP state request, its stack traces
+(kernel and user on its syscalls and TCP state events, user on its functions)
+and its ``rateLimit`` (as Tetragon applies it: per thread and probe,
 one event per period) are merged into the agent's own ``NativeConfig``.
 
 What the native probes cannot do as Tetragon would is never dropped in
@@ -232,15 +233,22 @@ def _named_targets(entry: dict[str, Any], host_root: str, known: list[UprobeTarg
     return [t for t in known if (t.binary, t.symbol) in named]
 
 
-def _stacks(key: str, entry: dict[str, Any], has_syscalls: bool, notes: list[str]) -> bool:
-    """Whether the entry asks for user stacks (on its functions); notes what is not done."""
+def _stacks(key: str, entry: dict[str, Any], notes: list[str]) -> tuple[bool, bool]:
+    """(kernel, user): the stacks the entry asks for; notes what the native probes cannot take.
+
+    Syscall and TCP state events take both; uprobes the user stack only (a
+    uprobe fires in user space: no kernel path is under way).
+    """
     st = entry.get("stackTraces") or {}
     if not isinstance(st, dict) or not all(type(st.get(k, False)) is bool for k in ("kernel", "user")):
         raise _err(f"{key}.stackTraces", "expected {kernel: bool, user: bool}")
-    if has_syscalls and (st.get("kernel") or st.get("user")):
-        kinds = " and ".join(k for k in ("kernel", "user") if st.get(k))
-        notes.append(f"{key}: {kinds} stack traces on syscalls: native syscall events carry no stacks")
-    return bool(st.get("user"))
+    kernel, user = bool(st.get("kernel")), bool(st.get("user"))
+    if kernel and entry.get("functions"):
+        notes.append(
+            f"{key}: kernel stack traces on functions: a uprobe fires in user space, with no kernel "
+            "path under way, so function events carry the user stack only"
+        )
+    return kernel, user
 
 
 def _reported(key: str, entry: dict[str, Any], notes: list[str]) -> None:
@@ -268,6 +276,8 @@ def merge_entries(
     up_periods = {t.label(): [given_up.get(t.label(), 0)] for t in targets}
     user_stacks = False
     tcp_state = base.tcp_state
+    kernel_sys, user_sys = list(base.kernel_stack_syscalls), list(base.user_stack_syscalls)
+    tcp_kernel, tcp_user = base.tcp_kernel_stacks, base.tcp_user_stacks
     for key in sorted(policies):
         entry = policies[key]
         if not isinstance(entry, dict):
@@ -283,12 +293,16 @@ def merge_entries(
         _functions(key, entry, host_root, targets, res)
         for t in _named_targets(entry, host_root, targets[:before]) + targets[before:]:
             up_periods.setdefault(t.label(), []).append(period)
-        has_syscalls = bool(entry.get("syscalls"))
-        user_stacks |= _stacks(key, entry, has_syscalls, res.not_covered) and bool(entry.get("functions"))
+        kernel, user = _stacks(key, entry, res.not_covered)
+        user_stacks |= user and bool(entry.get("functions"))
+        for wanted, into in ((kernel, kernel_sys), (user, user_sys)):
+            into += [n for n in mine if wanted and n not in into]
         tcp = entry.get("tcpState", False)
         if type(tcp) is not bool:
             raise _err(f"{key}.tcpState", f"expected true or false, got {type(tcp).__name__}")
         tcp_state |= tcp
+        tcp_kernel |= tcp and kernel
+        tcp_user |= tcp and user
         _reported(key, entry, res.not_covered)
         res.policies.append(key)
     changes: dict[str, Any] = {
@@ -297,6 +311,10 @@ def merge_entries(
         "tcp_state": tcp_state,
         "syscall_periods": _periods(sys_periods),
         "uprobe_periods": _periods(up_periods),
+        "kernel_stack_syscalls": tuple(kernel_sys),
+        "user_stack_syscalls": tuple(user_sys),
+        "tcp_kernel_stacks": tcp_kernel,
+        "tcp_user_stacks": tcp_user,
     }
     if policies:
         # The policies decide about stacks: Tetragon nodes deliver none on uprobes, so they are

@@ -4,6 +4,13 @@ Every record starts with the same 48-byte header; the probe kind picks the
 body. Little-endian, no padding surprises: each field sits at its natural
 alignment, and the C structs are generated from these tables so the two sides
 cannot drift.
+
+Stack ids: a uprobe record carries its user stack id in its body. Syscall and
+TCP records taken with stacks (the policy asked for them) carry the flag
+``FLAG_STACK_IDS`` and 8 more bytes after the body, ``STACK_IDS``: the user
+and the kernel stack id in the one stack-trace map (``stella_stacks``), -1
+for a stack not asked for or not stored (counted as ``stack_lost``). Records
+without the flag keep their size, so stacks cost nothing when off.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ KIND_NAMES = {
 # Header flags. TCP: the pid/uid/cgroup/comm are the socket owner's (the task that connected,
 # listened or closed it); without the flag no task is known and they are zero.
 FLAG_TCP_ATTRIBUTED = 1
+# Any kind in STACK_KINDS: the record is followed by STACK_IDS (user id, kernel id).
+FLAG_STACK_IDS = 2
 
 COMM_LEN = 16
 FILENAME_LEN = 256
@@ -81,9 +90,57 @@ BODIES: dict[int, tuple[tuple[str, str, str], ...]] = {
 HEADER = struct.Struct("<" + "".join(f for _, _, f in HEADER_FIELDS))
 STRUCTS = {k: struct.Struct(HEADER.format + "".join(f for _, _, f in body)) for k, body in BODIES.items()}
 
+# The kinds whose records may carry STACK_IDS after their body (see the module docstring).
+STACK_KINDS = (KIND_SYSCALL, KIND_TCP)
+STACK_ID_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("s32", "user_stack_id", "i"),
+    ("s32", "kernel_stack_id", "i"),
+)
+STACK_IDS = struct.Struct("<" + "".join(f for _, _, f in STACK_ID_FIELDS))
+_UPROBE_STACK_AT = HEADER.size + 4  # the uprobe body: u32 target, s32 stack_id, ...
+_FLAGS_AT = 1
 
-def c_struct(kind: int) -> str:
-    """The C definition of one record kind (``struct stella_<name>``)."""
-    fields = HEADER_FIELDS + BODIES[kind]
+
+def c_struct(kind: int, *, stacked: bool = False) -> str:
+    """The C definition of one record kind (``struct stella_<name>``, ``..._st`` with stack ids)."""
+    fields = HEADER_FIELDS + BODIES[kind] + (STACK_ID_FIELDS if stacked else ())
     lines = "".join(f"    {t} {n};\n" for t, n, _ in fields)
-    return f"struct stella_{KIND_NAMES[kind]} {{\n{lines}}};\n"
+    return f"struct stella_{KIND_NAMES[kind]}{'_st' if stacked else ''} {{\n{lines}}};\n"
+
+
+def c_struct_name(kind: int, *, stacked: bool) -> str:
+    return f"stella_{KIND_NAMES[kind]}{'_st' if stacked else ''}"
+
+
+def _stacked(rec: bytes, kind: int) -> bool:
+    return kind in STACK_KINDS and len(rec) > _FLAGS_AT and bool(rec[_FLAGS_AT] & FLAG_STACK_IDS)
+
+
+def record_size(rec: bytes) -> int:
+    """Bytes of the kernel record at the start of ``rec`` (what follows is padding or the trailer).
+
+    An unknown kind gives ``len(rec)``: the decoder refuses it anyway.
+    """
+    if not rec:
+        return 0
+    kind = rec[0]
+    s = STRUCTS.get(kind)
+    if s is None:
+        return len(rec)
+    return s.size + (STACK_IDS.size if _stacked(rec, kind) else 0)
+
+
+def stack_ids(rec: bytes) -> tuple[int, int]:
+    """(user stack id, kernel stack id) of a record; -1 for none, or for a record too short to say."""
+    if not rec:
+        return -1, -1
+    kind = rec[0]
+    s = STRUCTS.get(kind)
+    if s is None or len(rec) < s.size:
+        return -1, -1
+    if kind == KIND_UPROBE:
+        return int(struct.unpack_from("<i", rec, _UPROBE_STACK_AT)[0]), -1
+    if _stacked(rec, kind) and len(rec) >= s.size + STACK_IDS.size:
+        user, kernel = STACK_IDS.unpack_from(rec, s.size)
+        return int(user), int(kernel)
+    return -1, -1

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.events import encode_trailer
-from stellaops_runtime.native.loader import LoadError, ProbeSet, load, stack_id_of
+from stellaops_runtime.native.loader import LoadError, ProbeSet, load
 from stellaops_runtime.native.procinfo import ProcCache
 from stellaops_runtime.sources.queue import EventQueue
 
@@ -161,17 +161,13 @@ class NativeProbeSource:
         if len(rec) < records.HEADER.size:
             return rec  # the decoder counts it as malformed
         kind = rec[0]
-        size = records.STRUCTS[kind].size if kind in records.STRUCTS else len(rec)
-        rec = rec[:size]  # the perf buffer pads samples to 8 bytes; the trailer must follow the record
+        rec = rec[: records.record_size(rec)]  # the perf buffer pads samples; the trailer must follow
         pid = int.from_bytes(rec[4:8], "little")
         if kind == records.KIND_EXEC and len(rec) >= _EXEC.size:
             fields = _EXEC.unpack_from(rec, 0)
             path = fields[-1].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             self.procs.exec_seen(pid, path if path.startswith("/") else "", fields[6])
         binary, exec_ktime = self.procs.binary(pid)
-        frames: list[tuple[int, int, str]] = []
-        if kind == records.KIND_UPROBE:
-            sid = stack_id_of(rec)
-            if sid >= 0:
-                frames = self.procs.frames(pid, ps.stack(sid))
-        return rec + encode_trailer(binary, exec_ktime, frames)
+        user, kernel = ps.stacks_of(rec)  # user and kernel return addresses (native/records.py)
+        frames = self.procs.frames(pid, user)
+        return rec + encode_trailer(binary, exec_ktime, frames, kernel)

@@ -15,6 +15,13 @@ signal pipeline, stage 1):
 Every decision is counted per probe kind in a per-CPU array (records.COUNTERS),
 so ``seen == cgroup_filtered + period_limited + rate_limited + sampled_out +
 lost + emitted``.
+
+Stacks: one stack-trace map (``stella_stacks``, ``stack_map_entries`` buckets)
+holds every stack any probe takes, user and kernel alike; it exists only when
+some probe takes a stack (``NativeConfig.stack_map``). Ids are not reused
+(no BPF_F_REUSE_STACKID): a stack whose bucket holds another one is not
+stored, its id is -1 and ``stack_lost`` counts it; the event is emitted all
+the same.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     out.append("struct stella_bucket { u64 tokens; u64 last_ns; };\n")
     out.append('BPF_TABLE("lru_hash", u64, struct stella_bucket, stella_buckets, 16384);\n')
     out.append("BPF_PERCPU_ARRAY(stella_sample, u64, 1);\n")
+    if cfg.stack_map():
+        out.append(f"BPF_STACK_TRACE(stella_stacks, {cfg.stack_map_entries});\n")
     periods = bool(cfg.syscall_periods or cfg.uprobe_periods)
     out.append("struct stella_period_key { u32 tid; u32 kind; u32 id; u32 pad; };\n")
     out.append('BPF_TABLE("lru_hash", struct stella_period_key, u64, stella_periods, 65536);\n')
@@ -152,3 +161,27 @@ def emit_end(struct_name: str, var: str, kind: int, *, ring_buffer: bool, ctx: s
         f"    else\n"
         f"        stella_count({kind}, {records.C_EMITTED});\n"
     )
+
+
+def take_stacks(var: str, kind: int, *, ctx: str, kernel: str, user: str) -> str:
+    """C statements filling the stack ids of record ``var`` (a ``_st`` struct) and its flag.
+
+    ``kernel`` and ``user`` are C conditions ("1", "0" or a test); for "0" no
+    code is generated. A stack that cannot be stored leaves its id -1 and is
+    counted as ``stack_lost`` of ``kind``; the record is emitted regardless.
+    """
+    out = [
+        f"    {var}->flags |= {records.FLAG_STACK_IDS};\n",
+        f"    {var}->user_stack_id = -1;\n",
+        f"    {var}->kernel_stack_id = -1;\n",
+    ]
+    for cond, field, flags in ((kernel, "kernel_stack_id", "0"), (user, "user_stack_id", "BPF_F_USER_STACK")):
+        if cond == "0":
+            continue
+        out.append(
+            f"    if ({cond}) {{\n"
+            f"        {var}->{field} = stella_stacks.get_stackid({ctx}, {flags});\n"
+            f"        if ({var}->{field} < 0) stella_count({kind}, {records.C_STACK_LOST});\n"
+            "    }\n"
+        )
+    return "".join(out)

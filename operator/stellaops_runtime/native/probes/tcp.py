@@ -23,6 +23,14 @@ closes it). A socket reaching CLOSE is forgotten; a new child socket
 Filters: the cgroup allow map and the token bucket apply to the owner's
 cgroup (the caller's, for a selected change); unattributed records have
 cgroup 0.
+
+Stacks (``tcp_kernel_stacks``, ``tcp_user_stacks``): taken for the selected
+changes only, where the current task is the one making the change in its
+system call (the kernel stack runs from the syscall entry down to the state
+change, the user stack is the code that called). The other changes run in
+softirq or timer context, on whatever task the CPU interrupted: neither of
+its stacks belongs to the socket, so those records carry none (ids -1, not
+counted as lost).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Any
 from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
-from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
+from stellaops_runtime.native.probes.prelude import emit_begin, emit_end, take_stacks
 
 TRACEPOINT = f"{tcp_state.SUBSYSTEM}:{tcp_state.EVENT}"
 TCP_STATES = tcp_state.TCP_STATES
@@ -50,7 +58,17 @@ def selected_condition() -> str:
     return "(" + " || ".join(terms) + ")"
 
 
-def _fields(k: int, ring_buffer: bool) -> str:
+def _stacks(cfg: NativeConfig, cond: str) -> str:
+    """The stack code of a record (none without TCP stacks); ``cond``: the task is the caller."""
+    if not cfg.tcp_stacks():
+        return ""
+    return take_stacks(
+        "e", records.KIND_TCP, ctx="args",
+        kernel=cond if cfg.tcp_kernel_stacks else "0", user=cond if cfg.tcp_user_stacks else "0",
+    )  # fmt: skip
+
+
+def _fields(k: int, ring_buffer: bool, struct_name: str) -> str:
     """Fill and submit record ``e`` from the tracepoint's fields (the header is set by the caller)."""
     return (
         "    e->oldstate = old;\n"
@@ -67,29 +85,31 @@ def _fields(k: int, ring_buffer: bool) -> str:
         "    } else {\n"
         "        bpf_probe_read_kernel(&e->saddr, 4, args->saddr);\n"
         "        bpf_probe_read_kernel(&e->daddr, 4, args->daddr);\n"
-        "    }\n" + emit_end("stella_tcp", "e", k, ring_buffer=ring_buffer, ctx="args") + "    return 0;\n}\n"
+        "    }\n" + emit_end(struct_name, "e", k, ring_buffer=ring_buffer, ctx="args") + "    return 0;\n}\n"
     )
 
 
-def _selected_source(ring_buffer: bool) -> str:
+def _selected_source(cfg: NativeConfig, ring_buffer: bool) -> str:
     """Only the selected transitions, each under the task making it (Tetragon's rendering)."""
     k = records.KIND_TCP
+    name = records.c_struct_name(k, stacked=cfg.tcp_stacks())
     return (
         "TRACEPOINT_PROBE(sock, inet_sock_set_state) {\n"
         "    int old = args->oldstate, new = args->newstate;\n"
         f"    if (!{selected_condition()}) return 0;\n"
         "    u64 cg = bpf_get_current_cgroup_id();\n"
         f"    if (!stella_admit({k}, cg, 1, 0)) return 0;\n"
-        + emit_begin("stella_tcp", "e", k, ring_buffer=ring_buffer)
+        + emit_begin(name, "e", k, ring_buffer=ring_buffer)
         + f"    stella_header(e, {k}, cg);\n"
-        f"    e->flags = {records.FLAG_TCP_ATTRIBUTED};\n" + _fields(k, ring_buffer)
+        f"    e->flags = {records.FLAG_TCP_ATTRIBUTED};\n" + _stacks(cfg, "1") + _fields(k, ring_buffer, name)
     )
 
 
-def _all_source(ring_buffer: bool) -> str:
+def _all_source(cfg: NativeConfig, ring_buffer: bool) -> str:
     """Every transition; the owner from the selected ones, remembered per socket for the others."""
     k = records.KIND_TCP
     s = _S
+    name = records.c_struct_name(k, stacked=cfg.tcp_stacks())
     return (
         "struct stella_tcp_owner { u32 pid; u32 tid; u32 uid; u32 pad; u64 cgroup_id; char comm[16]; };\n"
         'BPF_TABLE("lru_hash", u64, struct stella_tcp_owner, stella_tcp_owners, 65536);\n'
@@ -98,7 +118,9 @@ def _all_source(ring_buffer: bool) -> str:
         "    int old = args->oldstate, new = args->newstate;\n"
         "    struct stella_tcp_owner own = {};\n"
         "    u8 flags = 0;\n"
+        "    int caller = 0;  /* the current task makes this change: its stacks are the change's */\n"
         f"    if {selected_condition()} {{\n"
+        "        caller = 1;\n"
         "        u64 id = bpf_get_current_pid_tgid();\n"
         "        own.pid = id >> 32;\n"
         "        own.tid = (u32)id;\n"
@@ -114,7 +136,7 @@ def _all_source(ring_buffer: bool) -> str:
         "    }\n"
         f"    if (new == {s['CLOSE']}) stella_tcp_owners.delete(&sk);\n"
         f"    if (!stella_admit({k}, own.cgroup_id, 1, 0)) return 0;\n"
-        + emit_begin("stella_tcp", "e", k, ring_buffer=ring_buffer)
+        + emit_begin(name, "e", k, ring_buffer=ring_buffer)
         + f"    e->kind = {k};\n"
         "    e->flags = flags;\n"
         "    e->reserved = 0;\n"
@@ -123,15 +145,17 @@ def _all_source(ring_buffer: bool) -> str:
         "    e->uid = own.uid;\n"
         "    e->ktime_ns = bpf_ktime_get_ns();\n"
         "    e->cgroup_id = own.cgroup_id;\n"
-        "    __builtin_memcpy(&e->comm, &own.comm, sizeof(e->comm));\n" + _fields(k, ring_buffer)
+        "    __builtin_memcpy(&e->comm, &own.comm, sizeof(e->comm));\n"
+        + _stacks(cfg, "caller")
+        + _fields(k, ring_buffer, name)
     )
 
 
 def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     """The probe's C text: Tetragon's selection, or every transition with ``cfg.tcp_all_transitions``."""
     if cfg.tcp_all_transitions:
-        return _all_source(ring_buffer)
-    return _selected_source(ring_buffer)
+        return _all_source(cfg, ring_buffer)
+    return _selected_source(cfg, ring_buffer)
 
 
 def attach(b: Any) -> list[tuple[str, str]]:

@@ -6,6 +6,9 @@ takes the user stack id and the time, and keeps them per thread and
 recursion depth; the return probe emits one record per completed call with
 its latency. A call whose thread never returns (killed, longjmp) emits
 nothing; its kept entry ages out of the LRU map.
+
+No kernel stack is taken: a uprobe fires in user space, with no system call
+or kernel code under way, so there is no kernel path to record.
 """
 
 from __future__ import annotations
@@ -30,8 +33,7 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         'BPF_TABLE("lru_hash", struct stella_up_key, struct stella_up_start, stella_up_starts, 65536);\n',
         'BPF_TABLE("lru_hash", struct stella_up_depth_key, u32, stella_up_depths, 65536);\n',
     ]
-    if stacks:
-        parts.append(f"BPF_STACK_TRACE(stella_stacks, {cfg.stack_map_entries});\n")
+    # The stack-trace map is the prelude's (shared with syscall and TCP stacks).
     parts.append(
         "static __always_inline int stella_up_enter(struct pt_regs *ctx, u32 target, u64 period_ns) {\n"
         "    u64 cg = bpf_get_current_cgroup_id();\n"
