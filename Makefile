@@ -22,6 +22,7 @@ test: setup-server kube image
 	$(PY) -m ruff format --check .
 	$(PY) -m stellaops_runtime.wire.generate --check
 	$(PY) -m stellaops_runtime.wire.containerd.generate --check
+	$(PY) -m stellaops_runtime.wire.cri.generate --check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -32,6 +33,7 @@ lint: setup
 protos: setup
 	$(PY) -m stellaops_runtime.wire.generate
 	$(PY) -m stellaops_runtime.wire.containerd.generate
+	$(PY) -m stellaops_runtime.wire.cri.generate
 
 bench: setup-server
 	$(PY) bench/run.py

@@ -61,6 +61,7 @@ MOUNTS = {
     ("probes", "/etc/stellaops-runtime/probes", True),
     ("tetragon", "/var/run/tetragon", True),
     ("containerd", "/run/containerd", True),
+    ("crio", "/var/run/crio", True),
     ("spool", SPOOL_DIR, False),
     ("index-cache", "/var/lib/stellaops-runtime/index-cache", False),
 }
@@ -68,6 +69,7 @@ MOUNTS = {
 # fall back to its own probes); the spool directory is ours.
 HOST_PATHS = {
     "/var/run/tetragon": "DirectoryOrCreate", "/run/containerd": "DirectoryOrCreate",
+    "/var/run/crio": "DirectoryOrCreate",
     SPOOL_DIR: "DirectoryOrCreate", "/var/lib/stellaops-runtime/index-cache": "DirectoryOrCreate",
 }  # fmt: skip
 # What the BCC fallback reads on the host, read-only, only when the agent may load BPF programs.
@@ -151,9 +153,11 @@ def test_configmap_is_a_valid_agent_config_with_no_secret() -> None:
     assert config.privacy.extra_patterns == ["token=\\S+"] and config.privacy.redact_arguments is True
     assert (config.metrics.address, config.metrics.port) == ("0.0.0.0", 9100)
     assert config.observation_node.enabled is True
-    # The lifecycle observer runs when containerd's socket is in the mounted /run/containerd.
-    assert (config.lifecycle.enabled, config.lifecycle.runtime) == ("auto", "containerd")
+    # The lifecycle observer runs when containerd's socket is in the mounted /run/containerd, else
+    # when CRI-O's is in the mounted /var/run/crio.
+    assert (config.lifecycle.enabled, config.lifecycle.runtime) == ("auto", "auto")
     assert os.path.dirname(config.lifecycle.containerd_address) == "/run/containerd"
+    assert "/var/run/crio" in {os.path.dirname(a) for a in config.lifecycle.cri_addresses}
     assert config.symbols.index_cache_dir == "/var/lib/stellaops-runtime/index-cache"  # a hostPath
     # The URL comes from the Secret; the store section holds only the spool on its hostPath.
     assert yaml.safe_load(cm["data"][AGENT_CONFIG_KEY])["store"] == {

@@ -1,7 +1,8 @@
 """The container lifecycle observer as one of the agent's tasks (docs/lifecycle.md, "In the agent").
 
 The agent runs the observer (lifecycle/observer.py for containerd,
-lifecycle/docker_observer.py for Docker) on its event loop when the
+lifecycle/docker_observer.py for Docker, lifecycle/cri_observer.py for a CRI
+runtime such as CRI-O) on its event loop when the
 ``lifecycle`` config asks for it, and gives the pipeline two things from its
 registry:
 
@@ -47,12 +48,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0  # how often the watch is sampled
+DEFAULT_CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # never taken for a CRI runtime by ``auto``
 _RUNNING = ("running", "paused")
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    runtime: str  # "containerd" | "docker"
+    runtime: str  # "containerd" | "docker" | "cri"
     address: str
 
 
@@ -64,13 +66,21 @@ def _socket_path(address: str) -> str:
 
 
 def lifecycle_target(config: AgentConfig) -> Target | None:
-    """Which runtime the agent watches, or None (off, or ``auto`` and no runtime socket exists)."""
+    """Which runtime the agent watches, or None (off, or ``auto`` and no runtime socket exists).
+
+    One runtime, never two: ``auto`` tries containerd's events service, then
+    Docker, then the CRI sockets other than containerd's (its own or the
+    default one), so containerd is watched through its events service, never
+    through its CRI as well (docs/lifecycle.md, "CRI")."""
     lc = config.lifecycle
     if lc.enabled is False:
         return None
     containerd = Target("containerd", lc.containerd_address)
     docker = Target("docker", lc.docker_address)
-    candidates = {"containerd": [containerd], "docker": [docker]}.get(lc.runtime, [containerd, docker])
+    cri = [Target("cri", address) for address in lc.cri_addresses]
+    containerds = {_socket_path(lc.containerd_address), DEFAULT_CONTAINERD_SOCKET}
+    auto = [containerd, docker, *(t for t in cri if _socket_path(t.address) not in containerds)]
+    candidates = {"containerd": [containerd], "docker": [docker], "cri": cri}.get(lc.runtime, auto)
     for t in candidates:
         if os.path.exists(_socket_path(t.address)):
             return t
@@ -124,6 +134,12 @@ class LifecyclePart:
             from stellaops_runtime.lifecycle.docker_observer import DockerObserver
 
             return DockerObserver(DockerClient(self.target.address, timeout=lc.timeout_seconds), **kw)
+        if self.target.runtime == "cri":
+            from stellaops_runtime.lifecycle.cri_client import CriClient
+            from stellaops_runtime.lifecycle.cri_observer import CriObserver
+
+            cri = CriClient(self.target.address, timeout=lc.timeout_seconds)
+            return CriObserver(cri, relist_seconds=lc.cri_relist_seconds, **kw)
         from stellaops_runtime.lifecycle.containerd_client import ContainerdClient
         from stellaops_runtime.lifecycle.observer import ContainerdObserver
 

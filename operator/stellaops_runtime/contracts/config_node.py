@@ -26,11 +26,19 @@ class LifecycleConfig(_Model):
 
     # "auto": on when the runtime's socket exists at start-up; true: on (retried while absent); false: off.
     enabled: Literal["auto"] | bool = "auto"
-    # "auto": containerd when its socket exists, else Docker when its socket exists.
-    runtime: Literal["auto", "containerd", "docker"] = "auto"
+    # "auto": containerd when its socket exists, else Docker's, else the first CRI socket that exists.
+    runtime: Literal["auto", "containerd", "docker", "cri"] = "auto"
     containerd_address: str = Field("/run/containerd/containerd.sock", alias="containerdAddress")
     containerd_namespace: str = Field("k8s.io", alias="containerdNamespace", min_length=1)
     docker_address: str = Field("/var/run/docker.sock", alias="dockerAddress")
+    # The CRI sockets tried in order (containerd's CRI plugin, CRI-O); the first that exists is watched.
+    cri_addresses: list[str] = Field(
+        default_factory=lambda: ["/run/containerd/containerd.sock", "/var/run/crio/crio.sock"],
+        alias="criAddresses",
+        min_length=1,
+    )
+    # Where the CRI runtime has no GetContainerEvents (containerd 1.6), how often it is relisted.
+    cri_relist_seconds: Seconds = Field(2.0, alias="criRelistSeconds", gt=0, le=3_600)
     timeout_seconds: Seconds = Field(10.0, alias="connectionTimeout", gt=0, le=300)
     reconnect_initial_seconds: Seconds = Field(0.5, alias="reconnectInitialSeconds", gt=0)
     reconnect_max_seconds: Seconds = Field(30.0, alias="reconnectMaxSeconds", gt=0)

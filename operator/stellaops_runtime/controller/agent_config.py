@@ -53,6 +53,7 @@ def agent_config(spec: RuntimeObserverSpec, *, native: bool = False) -> dict[str
         # The BCC fallback, only when the pod may load BPF programs (native_fallback).
         # The probe ConfigMap is read on every node: the operator's list of opted-out pods is in it.
         "native": {"enabled": native, "probeConfigFile": PROBE_CONFIG_FILE},
-        # containerd's socket is mounted (render_agent.CONTAINERD_SOCKET_DIR): on when it is there.
-        "lifecycle": {"enabled": "auto", "runtime": "containerd"},
+        # containerd's and CRI-O's directories are mounted (render_agent): containerd's events when its
+        # socket is there, else CRI-O's CRI (lifecycle.md "One runtime, never two"); off on neither.
+        "lifecycle": {"enabled": "auto", "runtime": "auto"},
     }

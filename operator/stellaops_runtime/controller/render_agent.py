@@ -40,8 +40,9 @@ docs/security.md for the namespace and RBAC around it):
   a node without Tetragon the agent must still start, and fall back to its own
   probes, instead of waiting in ContainerCreating for a directory nobody
   makes; an empty directory is what Tetragon itself would create),
-  ``/run/containerd`` read-only (type ``DirectoryOrCreate``, for the same
-  reason) for the container lifecycle observer (lifecycle/, ``lifecycle.enabled:
+  ``/run/containerd`` and ``/var/run/crio`` (CRI-O's CRI socket) read-only
+  (type ``DirectoryOrCreate``, for the same reason) for the container
+  lifecycle observer (lifecycle/, ``lifecycle.enabled:
   auto`` in the agent config: on when containerd's socket is there): the
   image and pod of every running container, and the observation windows of
   images that ran without a call. containerd's socket is root on the node:
@@ -118,6 +119,7 @@ STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
 
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"
 CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
+CRIO_SOCKET_DIR = "/var/run/crio"  # CRI-O's CRI socket, for the same observer (lifecycle.criAddresses)
 TERMINATION_GRACE_SECONDS = (
     30  # above the agent's shutdown.graceSeconds default (20): it flushes, then spools
 )
@@ -273,6 +275,7 @@ def render_agent_objects(
             {"name": "probes", "mountPath": PROBES_DIR, "readOnly": True},
             {"name": "tetragon", "mountPath": TETRAGON_SOCKET_DIR, "readOnly": True},
             {"name": "containerd", "mountPath": CONTAINERD_SOCKET_DIR, "readOnly": True},
+            {"name": "crio", "mountPath": CRIO_SOCKET_DIR, "readOnly": True},
             {"name": "spool", "mountPath": SPOOL_DIR, "readOnly": False},
             {"name": "index-cache", "mountPath": INDEX_CACHE_DIR, "readOnly": False},
         ],
@@ -300,6 +303,8 @@ def render_agent_objects(
             {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}},
             # containerd's directory, for the lifecycle observer (created empty on a node without it).
             {"name": "containerd", "hostPath": {"path": CONTAINERD_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+            # CRI-O's directory, for the lifecycle observer on CRI-O nodes (created empty elsewhere).
+            {"name": "crio", "hostPath": {"path": CRIO_SOCKET_DIR, "type": "DirectoryOrCreate"}},
             # Ours: created on first start, kept across pod restarts and rolling updates.
             {"name": "spool", "hostPath": {"path": SPOOL_DIR, "type": "DirectoryOrCreate"}},
             {"name": "index-cache", "hostPath": {"path": INDEX_CACHE_DIR, "type": "DirectoryOrCreate"}},

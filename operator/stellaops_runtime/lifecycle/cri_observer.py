@@ -1,0 +1,346 @@
+"""The CRI lifecycle observer: ``GetContainerEvents`` where the runtime has it, relisting where not.
+
+Same API and registry as the containerd and Docker observers (:mod:`.base`),
+for nodes whose runtime speaks only the Kubernetes CRI (CRI-O) or when the
+agent is told to use it (``lifecycle.runtime: cri``). Each connection asks
+for the runtime's Version, opens the ``GetContainerEvents`` stream (cri-api
+v0.26+: containerd 1.7, CRI-O 1.26), then rebuilds the registry from
+ListPodSandbox and ListContainers plus a verbose ContainerStatus of each
+container (pid, environment and cgroups path from the runtime's ``info``
+JSON; image digest from the status's image reference or ImageStatus's repo
+digests). A runtime that answers the stream with ``UNIMPLEMENTED``
+(containerd 1.6) is relisted every ``relist_seconds`` instead; with the
+stream, a relist still runs every ``resync_seconds`` as a backstop for
+events a runtime dropped.
+
+An event and a relist both end in the same comparison
+(:func:`~stellaops_runtime.lifecycle.cri_records.transitions`) of what the
+registry held with what the runtime says now, so a container seen by both is
+announced once: CREATE, START (pid, cgroup), DIE then STOP (exit code,
+finished_at, OOM from the status's ``OOMKilled`` reason; the CRI deletes a
+task when it exits, as containerd's TaskExit and TaskDelete), DELETE when it
+leaves the list. What ran before the observer's first sync is listed, not
+announced; after a reconnect the differences are announced with the times
+the runtime recorded. Pod sandboxes are registry entries only (they carry the
+pod's labels and opt-out annotation). Image pulls are not seen: the CRI has no
+image events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
+from stellaops_runtime.lifecycle.base import LifecycleObserver
+from stellaops_runtime.lifecycle.cgroups import CgroupResolver
+from stellaops_runtime.lifecycle.cri_client import CriClient
+from stellaops_runtime.lifecycle.cri_records import (
+    RUNTIME,
+    Pod,
+    VerboseFacts,
+    container_record,
+    digest_in_ref,
+    ns_time,
+    pick_repo_digest,
+    pod_of,
+    sandbox_record,
+    transitions,
+    verbose_facts,
+)
+from stellaops_runtime.lifecycle.records import lifecycle_event
+from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from stellaops_runtime.privacy.filter import PrivacyFilter
+from stellaops_runtime.wire.cri import api_pb2
+
+log = logging.getLogger(__name__)
+
+_STATE = {
+    api_pb2.CONTAINER_CREATED: "created",
+    api_pb2.CONTAINER_RUNNING: "running",
+    api_pb2.CONTAINER_EXITED: "stopped",
+}
+
+
+class CriObserver(LifecycleObserver):
+    """Watches one CRI runtime; see the module docstring for what it emits."""
+
+    runtime = RUNTIME
+
+    def __init__(
+        self,
+        client: CriClient,
+        *,
+        privacy: PrivacyFilter | None = None,
+        resolver: CgroupResolver | None = None,
+        reconnect_initial: float = 0.5,
+        reconnect_max: float = 30.0,
+        relist_seconds: float = 2.0,
+        resync_seconds: float = 60.0,
+        on_sync: Callable[[ContainerRegistry], None] | None = None,
+    ) -> None:
+        super().__init__(
+            address=client.address,
+            namespace="",
+            privacy=privacy,
+            resolver=resolver,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=reconnect_max,
+            on_sync=on_sync,
+        )
+        self.client = client
+        self.relist_seconds = relist_seconds
+        self.resync_seconds = resync_seconds
+        self.mode = ""  # "events" while the stream is open, "relist" where the runtime lacks it
+        self.runtime_name = ""  # the runtime's own name (Version): "containerd", "cri-o" ...
+        self.relists = 0
+        self._announce = False  # False until the first registry build of this observer
+        self._pods: dict[str, Pod] = {}
+        self._sandbox_of: dict[str, str] = {}  # container id -> its pod sandbox id
+        self._digests: dict[str, str] = {}  # image reference -> manifest digest, per connection
+
+    async def _close(self) -> None:
+        await self.client.close()
+
+    async def resync(self) -> None:
+        """Rebuild the registry from the runtime's lists (connecting if needed)."""
+        await self.client.connect()
+        await self._relist(announce=False, rebuild=True)
+
+    # -- one connection --------------------------------------------------------
+
+    async def _connection(self, stop: asyncio.Event) -> AsyncIterator[ContainerLifecycleEvent]:
+        version = await self.client.connect()
+        self.runtime_name = version.runtime_name[:64]
+        self._digests.clear()
+        stream = self.client.container_events()
+        pending: asyncio.Future[Any] | None = asyncio.ensure_future(anext(stream))
+        stopper: asyncio.Future[Any] | None = None
+        self.mode = "events"
+        await asyncio.sleep(0)  # the stream is requested before the list is read
+        try:
+            first = await self._relist(announce=self._announce, rebuild=True)
+            self._synced()
+            self._announce = True
+            for ev in first:
+                yield ev
+            stopper = asyncio.ensure_future(stop.wait())
+            while True:
+                interval = self.relist_seconds if pending is None else self.resync_seconds
+                waiting = {stopper} if pending is None else {stopper, pending}
+                done, _ = await asyncio.wait(waiting, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done and (pending is None or pending not in done):
+                    return
+                if pending is None or pending not in done:
+                    for ev in await self._relist(announce=True, rebuild=False):
+                        yield ev
+                    continue
+                try:
+                    raw = pending.result()
+                except StopAsyncIteration:
+                    raise ConnectionError("the CRI runtime ended the event stream") from None
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                        raise ConnectionError(
+                            f"event stream failed: {e.code().name}: {e.details()}"
+                        ) from None
+                    pending, self.mode = None, "relist"
+                    log.info(
+                        "%s at %s has no GetContainerEvents; relisting every %.1fs",
+                        self.runtime_name or "the CRI runtime",
+                        self.address,
+                        self.relist_seconds,
+                    )
+                    continue
+                for ev in await self._handle(raw):
+                    yield ev
+                pending = asyncio.ensure_future(anext(stream))
+        finally:
+            self.mode = ""
+            for fut in (pending, stopper):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+                    with contextlib.suppress(BaseException):
+                        await fut
+            await stream.aclose()
+
+    # -- the relist --------------------------------------------------------------
+
+    async def _relist(self, *, announce: bool, rebuild: bool) -> list[ContainerLifecycleEvent]:
+        """Read both lists, update the registry to them and return what changed (when ``announce``)."""
+        self.relists += 1
+        sandboxes = await self.client.list_sandboxes()
+        containers = await self.client.list_containers()
+        self._pods = {sb.id: pod_of(sb.id, sb.metadata) for sb in sandboxes if sb.id}
+        records: list[ContainerRecord] = []
+        for sb in sandboxes:
+            if not sb.id:
+                self.stats.count_failure("field")
+                continue
+            old = self.registry.get("", sb.id)
+            ready = "running" if sb.state == api_pb2.SANDBOX_READY else "stopped"
+            if old is not None and old.status == ready:
+                records.append(old)
+                continue
+            rec = await self._fetch_sandbox(sb)
+            records.append(rec)
+        out: list[ContainerLifecycleEvent] = []
+        for c in containers:
+            if not c.id:
+                self.stats.count_failure("field")
+                continue
+            self._sandbox_of[c.id] = c.pod_sandbox_id
+            old = self.registry.get("", c.id)
+            if old is not None and not old.is_sandbox and old.status == _STATE.get(c.state, "unknown"):
+                records.append(old)
+                continue
+            got = await self._fetch(c.id)
+            if got is None:  # removed between the list and its status: the next look sees it gone
+                if old is not None:
+                    records.append(old)
+                continue
+            rec, created_at = got
+            out += self._emit(old, rec, created_at, announce=announce, topic="relist")
+            records.append(rec)
+        listed = {r.container_id for r in records}
+        for gone in self.registry.records():
+            if gone.container_id not in listed:
+                self._sandbox_of.pop(gone.container_id, None)
+                if announce and not gone.is_sandbox:
+                    out += self._emit_delete(gone, topic="relist")
+        _, removed = self.registry.replace_all("", records)
+        if rebuild:
+            self.stats.resyncs += 1
+            self.stats.resync_removed += removed
+        return out
+
+    async def _fetch_sandbox(self, sb: api_pb2.PodSandbox | api_pb2.PodSandboxStatus) -> ContainerRecord:
+        resp = await self.client.sandbox_status(sb.id) if sb.state == api_pb2.SANDBOX_READY else None
+        facts = verbose_facts(resp.info) if resp is not None else VerboseFacts()
+        rec, problem = sandbox_record(sb, facts)
+        self._problem(sb.id, problem)
+        self._find_cgroup(rec)
+        return rec
+
+    async def _fetch(
+        self, cid: str, pod: Pod | None = None
+    ) -> tuple[ContainerRecord, datetime | None] | None:
+        """A container's record from its verbose status (None when the runtime no longer has it)."""
+        resp = await self.client.container_status(cid)
+        if resp is None or not resp.HasField("status"):
+            return None
+        st = resp.status
+        if st.id != cid:
+            self.stats.count_failure("field")
+            log.warning("CRI status of %.80s names container %.80r; skipped", cid, st.id)
+            return None
+        facts = verbose_facts(resp.info)
+        pod = pod or self._pods.get(self._sandbox_of.get(cid, ""))
+        rec, problem = container_record(
+            st, pod=pod, image_digest=await self._digest(st), facts=facts, env_filter=self.privacy.filter_env
+        )
+        self._problem(cid, problem)
+        return rec, ns_time(st.created_at)
+
+    async def _digest(self, st: api_pb2.ContainerStatus) -> str:
+        """The manifest digest of a container's image: in its reference, else in the image's repo digests."""
+        digest = digest_in_ref(st.image_ref) or digest_in_ref(st.image.image)
+        if digest:
+            return digest
+        key = st.image_ref or st.image_id or st.image.image
+        if key not in self._digests:
+            repo_digests = await self.client.image_repo_digests(key)
+            self._digests[key] = pick_repo_digest(repo_digests, st.image.image)
+        return self._digests[key]
+
+    def _problem(self, cid: str, problem: str) -> None:
+        if problem:
+            self.stats.spec_problems += 1
+            log.warning("CRI container %.80s: %s", cid, problem)
+
+    # -- the event stream ----------------------------------------------------------
+
+    async def _handle(self, raw: bytes) -> list[ContainerLifecycleEvent]:
+        self.stats.envelopes += 1
+        try:
+            msg = api_pb2.ContainerEventResponse.FromString(raw)
+        except DecodeError:
+            self.stats.count_failure("envelope")
+            log.warning("skipped a CRI container event that does not decode (%d bytes)", len(raw))
+            return []
+        kind = (
+            api_pb2.ContainerEventType.Name(msg.container_event_type)
+            if msg.container_event_type in (api_pb2.ContainerEventType.values())
+            else ""
+        )
+        cid = msg.container_id
+        if not cid or not kind:
+            self.stats.count_failure("field")
+            log.warning("skipped a CRI container event without a container id or a known type")
+            return []
+        sb = msg.pod_sandbox_status if msg.HasField("pod_sandbox_status") else None
+        pod = pod_of(sb.id, sb.metadata) if sb is not None and sb.id else None
+        if pod is not None:
+            self._pods[pod.sandbox_id] = pod
+        if sb is not None and cid == sb.id:  # the sandbox's own lifecycle: registry only
+            if msg.container_event_type == api_pb2.CONTAINER_DELETED_EVENT:
+                self.registry.remove("", cid)
+            else:
+                self.registry.put(await self._fetch_sandbox(sb))
+            return []
+        old = self.registry.get("", cid)
+        if msg.container_event_type == api_pb2.CONTAINER_DELETED_EVENT:
+            self._sandbox_of.pop(cid, None)
+            if old is None:
+                return []
+            self.registry.remove("", cid)
+            return self._count(self._emit_delete(old, topic=kind))
+        if pod is not None:
+            self._sandbox_of[cid] = pod.sandbox_id
+        got = await self._fetch(cid, pod)
+        if got is None:
+            return []
+        rec, created_at = got
+        out = self._emit(old, rec, created_at or ns_time(msg.created_at), announce=True, topic=kind)
+        self.registry.put(rec)
+        return out
+
+    # -- events out ----------------------------------------------------------------
+
+    def _emit(
+        self,
+        old: ContainerRecord | None,
+        rec: ContainerRecord,
+        created_at: datetime | None,
+        *,
+        announce: bool,
+        topic: str,
+    ) -> list[ContainerLifecycleEvent]:
+        if old is not None and rec.status == "stopped" and not rec.pid:
+            rec.pid, rec.cgroup_path = old.pid, old.cgroup_path or rec.cgroup_path
+        if rec.status in ("created", "running", "paused") and not rec.cgroup_id:
+            self._find_cgroup(rec)
+        out = []
+        for kind, ts in transitions(old, rec, created_at=created_at, announce_new=announce):
+            out.append(
+                lifecycle_event(kind, rec, timestamp=ts or datetime.now(UTC), topic=topic, runtime=RUNTIME)
+            )
+        return self._count(out)
+
+    def _emit_delete(self, gone: ContainerRecord, *, topic: str) -> list[ContainerLifecycleEvent]:
+        ev = lifecycle_event(
+            LifecycleEventType.DELETE, gone, timestamp=datetime.now(UTC), topic=topic, runtime=RUNTIME
+        )
+        return self._count([ev])
+
+    def _count(self, events: list[ContainerLifecycleEvent]) -> list[ContainerLifecycleEvent]:
+        for ev in events:
+            self.stats.count_event(str(ev.event_type))
+        return events
