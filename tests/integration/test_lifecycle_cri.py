@@ -210,3 +210,34 @@ def test_survives_containerd_killed_and_restarted(cri: CriSetup) -> None:
     finally:
         d.stop_pod(pod.sandbox_id)
         d.remove_pod(pod.sandbox_id)
+
+
+def test_the_containers_cli_lists_a_cri_runtime(cri: CriSetup) -> None:
+    """``stella-runtime containers --runtime cri``, the real CLI, lists pods and containers of the CRI."""
+    from tests.e2e.harness import cli
+
+    d = cri.driver
+    pod = d.run_pod(_name(), "cli")
+    cid = d.create(pod, "web", cri.image.ref, ["sleep", "600"], env={"API_TOKEN": SECRET})
+    d.start(cid)
+    pid = _pid(cri, cid)
+    _, inode = _cgroup_inode(pid)
+    try:
+        r = cli("containers", "--runtime", "cri", "--address", cri.containerd.socket, "--json")
+        assert r.returncode == 0, r.stderr
+        records = {rec["container_id"]: rec for rec in (json.loads(x)["registry"] for x in r.stdout.splitlines())}
+        web = records[cid]
+        assert (web["status"], web["pid"], web["cgroup_id"]) == ("running", pid, inode)
+        assert web["image_digest"] == cri.image.manifest_digest
+        assert (web["pod_namespace"], web["pod_name"]) == ("cli", pod.name)
+        assert SECRET not in r.stdout
+        assert records[pod.sandbox_id]["pod_name"] == pod.name  # the sandbox is listed too
+        table = cli("containers", "--runtime", "cri", "--address", cri.containerd.socket)
+        assert table.returncode == 0 and cid in table.stdout and f"cli/{pod.name}" in table.stdout
+        gone = cli("containers", "--runtime", "cri", "--address", str(cri.containerd.dir / "nothing.sock"))
+        assert gone.returncode == 2 and "cannot read containers from" in gone.stderr
+    finally:
+        d.stop(cid)
+        d.remove(cid)
+        d.stop_pod(pod.sandbox_id)
+        d.remove_pod(pod.sandbox_id)

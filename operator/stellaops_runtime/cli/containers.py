@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -22,6 +23,9 @@ from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent
 from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.containerd_client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, ContainerdClient
+from stellaops_runtime.lifecycle.cri_client import DEFAULT_ADDRESSES as CRI_ADDRESSES
+from stellaops_runtime.lifecycle.cri_client import CriClient
+from stellaops_runtime.lifecycle.cri_observer import CriObserver
 from stellaops_runtime.lifecycle.docker_client import DEFAULT_DOCKER_ADDRESS, DockerClient
 from stellaops_runtime.lifecycle.docker_observer import DockerObserver
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
@@ -31,7 +35,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 List the containers of a containerd namespace (or, with --runtime docker, of
-a Docker Engine) as the lifecycle observer's registry holds them (status,
+a Docker Engine; with --runtime cri, of a CRI runtime: CRI-O, or containerd's
+CRI plugin, pod sandboxes included) as the lifecycle observer's registry holds them (status,
 init pid, cgroup v2 id, image digest, pod), and with --watch stream the
 lifecycle events (create, start, die, stop, delete, image_pull) as they
 happen. With --json every line is one JSON object:
@@ -46,20 +51,21 @@ the observer keeps reconnecting).
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "containers",
-        help="show containers and lifecycle events as the node agent sees them (containerd, docker)",
+        help="show containers and lifecycle events as the node agent sees them (containerd, docker, cri)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--runtime",
-        choices=("containerd", "docker"),
+        choices=("containerd", "docker", "cri"),
         default="containerd",
         help="container runtime (default containerd)",
     )
     parser.add_argument(
         "--address",
         default=None,
-        help=f"runtime socket (default {DEFAULT_ADDRESS}; docker: {DEFAULT_DOCKER_ADDRESS})",
+        help=f"runtime socket (default {DEFAULT_ADDRESS}; docker: {DEFAULT_DOCKER_ADDRESS}; "
+        f"cri: the first of {', '.join(CRI_ADDRESSES)} that exists)",
     )
     parser.add_argument(
         "--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace (default {DEFAULT_NAMESPACE})"
@@ -160,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     obs: LifecycleObserver
     if args.runtime == "docker":
         obs = DockerObserver(DockerClient(args.address or DEFAULT_DOCKER_ADDRESS, timeout=args.timeout))
+    elif args.runtime == "cri":
+        address = args.address or next((a for a in CRI_ADDRESSES if os.path.exists(a)), CRI_ADDRESSES[0])
+        obs = CriObserver(CriClient(address, timeout=args.timeout))
     else:
         client = ContainerdClient(
             args.address or DEFAULT_ADDRESS, namespace=args.namespace, timeout=args.timeout
