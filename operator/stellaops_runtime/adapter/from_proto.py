@@ -6,6 +6,12 @@ the rare compound argument types, so that they render exactly as the JSON
 adapter renders them. Process arguments and argument values are cut as they
 are read (``validate.cut_early``): a hostile workload's 4 MiB argument is
 copied once out of the message, never again.
+
+``decode`` keeps the payload with the message; ``adapt`` then takes the
+process description and stack frames an event repeats from
+adapter/proto_parts.py, by their raw bytes, instead of reading them out of
+the message again (the same answer, a test compares every field). A message
+decoded elsewhere (tests, tools) is read field by field.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from stellaops_runtime.adapter import common, tcp_state_args, validate
+from stellaops_runtime.adapter import common, proto_parts, tcp_state_args, validate
 from stellaops_runtime.contracts.events import (
-    KEPT_POD_ANNOTATIONS,
     Argument,
+    ContainerInfo,
     EventKind,
     PodInfo,
     ProcessInfo,
@@ -33,45 +39,63 @@ _ARG_FIELDS = tetragon_pb2.KprobeArgument.DESCRIPTOR.fields_by_name
 _ENUM_ARGS = {name: f.enum_type for name, f in _ARG_FIELDS.items() if f.enum_type is not None}
 
 
-def decode(payload: bytes, stats: common.AdapterStats) -> Any | None:
-    """Decode one serialized GetEventsResponse; malformed bytes are counted, not raised."""
+class Decoded:
+    """A payload the real schema accepted: the decoded message and the payload's bytes."""
+
+    __slots__ = ("msg", "payload")
+
+    def __init__(self, msg: Any, payload: bytes) -> None:
+        self.msg = msg
+        self.payload = payload
+
+
+def decode(payload: bytes, stats: common.AdapterStats) -> Decoded | None:
+    """Decode one serialized GetEventsResponse for :func:`adapt`; malformed bytes are counted, not raised."""
     try:
-        return GetEventsResponse.FromString(payload)
+        return Decoded(GetEventsResponse.FromString(payload), payload)
     except DecodeError:
         stats.malformed["invalid_protobuf"] += 1
         return None
 
 
-def _process(p: Any) -> ProcessInfo:
-    return ProcessInfo(
-        exec_id=p.exec_id,
-        pid=p.pid.value,
-        tid=p.tid.value,
-        uid=p.uid.value if p.HasField("uid") else None,
-        binary=p.binary,
-        arguments=validate.cut_early(p.arguments),
-        cwd=p.cwd,
-        parent_exec_id=p.parent_exec_id,
-    )
-
-
-def _annotations(raw: Any) -> dict[str, str]:
-    """The pod annotations the agent acts on (``KEPT_POD_ANNOTATIONS``): looked up, the others never read."""
-    if not raw:  # Tetragon without --enable-pod-annotations, or a pod without annotations
-        return {}
-    out: dict[str, str] = {}
-    for key in KEPT_POD_ANNOTATIONS:
-        value = raw.get(key)
-        if value is not None:
-            out[key] = value
-    return out
+def _with_process(ev: RuntimeCallEvent, part: proto_parts.ProcessPart) -> None:
+    pv, cv, podv, _ = part
+    ev.process = ProcessInfo(*pv)
+    if cv is not None:
+        ev.container = ContainerInfo(*cv)
+    if podv is not None:
+        ns, name, uid, labels, workload, kind, annotations = podv
+        ev.pod = PodInfo(ns, name, uid, dict(labels), workload, kind, dict(annotations))
 
 
 def _frames(entries: Any, max_depth: int, stats: common.AdapterStats) -> list[StackFrame]:
     if len(entries) > max_depth:
         stats.repaired["stack_truncated"] += 1
         entries = entries[:max_depth]  # innermost first: the frames that matter most are kept
-    return [StackFrame(module=e.module, symbol=e.symbol, offset=e.offset, address=e.address) for e in entries]
+    return [StackFrame(e.module, e.symbol, e.offset, e.address) for e in entries]
+
+
+def _known_frames(
+    raws: Any, body: Any, field: str, max_depth: int, stats: common.AdapterStats
+) -> tuple[list[StackFrame], bool]:
+    """Frames by their raw bytes (proto_parts), read from ``body.<field>`` if unknown; whether all clean."""
+    if len(raws) > max_depth:
+        stats.repaired["stack_truncated"] += 1
+        raws = raws[:max_depth]
+    known = proto_parts.PARTS.frames
+    out: list[StackFrame] = []
+    clean = True
+    entries = None
+    for i, raw in enumerate(raws):
+        f = known.get(raw)
+        if f is None:
+            if entries is None:
+                entries = getattr(body, field)
+            f = proto_parts.PARTS.new_frame(raw, entries[i])
+        out.append(StackFrame(f[0], f[1], f[2], f[3]))
+        if not f[4]:
+            clean = False
+    return out, clean
 
 
 def _argument(a: Any, label: str) -> Argument:
@@ -135,11 +159,18 @@ def adapt(
     stats: common.AdapterStats,
     max_stack_depth: int = validate.DEFAULT_MAX_STACK_DEPTH,
 ) -> RuntimeCallEvent | None:
-    """One GetEventsResponse -> RuntimeCallEvent, or None (counted) if not an event we use.
+    """One GetEventsResponse (as :func:`decode` gives it, or a message) -> RuntimeCallEvent, or None (counted)
+    if not an event we use.
 
     The event is normalized (adapter/validate.py): NULs replaced, absurd times
     clamped, stacks cut at ``max_stack_depth``.
     """
+    shadow_body = None
+    if type(msg) is Decoded:
+        payload = msg.payload
+        msg = msg.msg
+    else:
+        payload = None
     kind_name = msg.WhichOneof("event")
     kind = common.HANDLED_KINDS.get(kind_name) if kind_name else None
     if kind is None:
@@ -151,33 +182,21 @@ def adapt(
     if not body.HasField("process"):
         stats.malformed["no_process"] += 1
         return None
-    proc = body.process
     t = msg.time
-    ev = RuntimeCallEvent(
-        kind=kind,
-        timestamp_ns=t.seconds * 1_000_000_000 + t.nanos,
-        node_name=msg.node_name,
-        process=_process(proc),
-        source="tetragon-grpc",
-        received_ns=received_ns,
-    )
-    if proc.HasField("pod"):
-        pod = proc.pod
-        c = pod.container
-        ev.container = common.make_container(
-            raw_id=c.id, name=c.name, image_id=c.image.id, image_name=c.image.name
-        )
-        ev.pod = PodInfo(
-            namespace=pod.namespace,
-            name=pod.name,
-            uid=pod.uid,
-            labels=dict(pod.pod_labels),
-            workload=pod.workload,
-            workload_kind=pod.workload_kind,
-            annotations=_annotations(pod.pod_annotations),
-        )
-    elif proc.docker:
-        ev.container = common.make_container(raw_id=proc.docker, name="", image_id="", image_name="")
+    ev = RuntimeCallEvent(kind, t.seconds * 1_000_000_000 + t.nanos, msg.node_name, _NO_PROCESS)
+    ev.source = "tetragon-grpc"
+    ev.received_ns = received_ns
+    if payload is not None:  # the parts an event repeats, by their raw bytes (adapter/proto_parts.py)
+        shadow_body = getattr(proto_parts.SHADOW.FromString(payload), kind_name)
+        raws = shadow_body.process
+        key = raws[0] if len(raws) == 1 else tuple(raws)
+        part = proto_parts.PARTS.processes.get(key)
+        if part is None:
+            part = proto_parts.PARTS.new_process(key, body.process)
+    else:
+        part = proto_parts.read_process(body.process)
+    _with_process(ev, part)
+    clean = part[3]
 
     if kind is EventKind.KPROBE:
         fn = body.function_name
@@ -185,8 +204,18 @@ def adapt(
         ev.function_name = fn
         ev.policy_name = body.policy_name
         ev.arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
-        ev.kernel_stack = _frames(body.kernel_stack_trace, max_stack_depth, stats)
-        ev.user_stack = _frames(body.user_stack_trace, max_stack_depth, stats)
+        if shadow_body is not None:
+            ev.kernel_stack, k_clean = _known_frames(
+                shadow_body.kernel_stack_trace, body, "kernel_stack_trace", max_stack_depth, stats
+            )
+            ev.user_stack, u_clean = _known_frames(
+                shadow_body.user_stack_trace, body, "user_stack_trace", max_stack_depth, stats
+            )
+            clean = clean and k_clean and u_clean
+        else:
+            ev.kernel_stack = _frames(body.kernel_stack_trace, max_stack_depth, stats)
+            ev.user_stack = _frames(body.user_stack_trace, max_stack_depth, stats)
+            clean = False
     elif kind is EventKind.UPROBE:
         ev.function_name = body.symbol
         ev.module = body.path
@@ -213,10 +242,25 @@ def adapt(
         ev.module = body.path
         ev.policy_name = body.policy_name
         ev.arguments = _arguments(body.args, None)
+    if clean:  # the parts reused were clean: only what was read for this event is checked
+        texts: list[object] = [ev.node_name, ev.function_name, ev.module, ev.build_id, ev.policy_name]
+        for a in ev.arguments:
+            texts += (a.label, a.type, a.value)
+        clean = validate.fields_clean(texts)
     try:
-        validate.normalize(ev, stats.repaired)
+        if clean:  # normalize() would change no text: only the time is checked (the rest is protobuf-typed)
+            ts = ev.timestamp_ns
+            if ts < 0 or ts > validate.max_event_ns():
+                stats.repaired["time_clamped"] += 1
+                ev.timestamp_ns = 0
+        else:
+            validate.normalize(ev, stats.repaired)
     except validate.BadEvent as e:
         stats.malformed[e.reason] += 1
         return None
     stats.events[ev.kind] += 1
     return ev
+
+
+# A placeholder replaced before the event leaves adapt() (RuntimeCallEvent needs a process to be built).
+_NO_PROCESS = ProcessInfo()

@@ -148,6 +148,20 @@ def _suspicious(fields: list[object]) -> bool:
     return len(joined) > MAX_TEXT_CHARS * 4 or joined.count("\x00") != len(fields) - 1
 
 
+def fields_clean(fields: list[object] | tuple[object, ...]) -> bool:
+    """Whether :func:`normalize` would leave these text fields as they are: each a ``str`` of at most
+    ``MAX_TEXT_CHARS`` characters without NUL (adapters remember this of parts they reuse)."""
+    if not fields:
+        return True
+    try:
+        joined = "\x00".join(fields)  # type: ignore[arg-type]  # TypeError is the check
+    except TypeError:
+        return False
+    if joined.count("\x00") != len(fields) - 1:
+        return False
+    return len(joined) <= MAX_TEXT_CHARS or max(map(len, fields)) <= MAX_TEXT_CHARS  # type: ignore[arg-type]
+
+
 def max_event_ns() -> int:
     """The latest event time accepted (now + ``MAX_FUTURE_SECONDS``), in ns since the epoch."""
     return (int(time.time()) + MAX_FUTURE_SECONDS) * 1_000_000_000

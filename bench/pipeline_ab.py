@@ -1,0 +1,158 @@
+"""Before/after comparison of the pipeline's throughput: two source trees, alternating processes.
+
+Why it exists: on a shared machine two runs of ``bench/run.py --only pipeline``
+minutes apart are not comparable, so a change to the adapter, the privacy
+filter or the pipeline glue is measured against the code before it in the
+same minutes. Each round starts one fresh interpreter per tree
+(``PYTHONPATH`` set to that tree's ``operator/``, pinned to one core) that
+runs the corpora of bench/run.py (written once by this process, so both
+trees see the same bytes) through ``Pipeline.process_proto`` in batches of
+512, as bench/run.py does, after one untimed warm-up pass:
+
+- ``never repeating``: stacks that never repeat (bench/run.py ``unique_stacks``),
+  fast path on (the default) and off;
+- ``fixture mix``: the synthetic stream cycled (bench/run.py ``corpus``), fast
+  path on and off;
+- ``adapter only``: ``from_proto.decode`` and ``adapt`` alone on both corpora;
+- ``decode only``: upb decoding of the fixture mix (the baseline).
+
+Rounds alternate the trees (and which goes first) so drifting load hits both
+alike; each case reports events per CPU second (``time.process_time``) and
+per wall second, median over rounds, and after/before ratios. Usage (the
+"before" tree from git, e.g. ``git archive HEAD operator | tar -x -C /tmp/before``)::
+
+    .venv/bin/python bench/pipeline_ab.py --before /tmp/before/operator [--rounds 5] [--events 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_CHILD = r"""
+import gc, json, os, struct, sys, time
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+def read(path):
+    data = open(path, "rb").read()
+    out, i = [], 0
+    while i < len(data):
+        (n,) = struct.unpack_from("<I", data, i)
+        out.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return out
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.wire.tetragon import events_pb2
+cfg = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}})
+corpora = {"never repeating": read(sys.argv[1]), "fixture mix": read(sys.argv[2])}
+out = {}
+def timed(fn):
+    gc.collect()
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - c0, time.perf_counter() - t0
+for name, payloads in corpora.items():
+    items = [(p, 1) for p in payloads]
+    for fast in (True, False):
+        def run():
+            pipe = Pipeline(cfg, node_name="bench", fast_path=fast)
+            pipe.warm_up()
+            def go():
+                for i in range(0, len(items), 512):
+                    pipe.process_proto(items[i : i + 512])
+                assert pipe.processed == len(items)
+            return go
+        run()()  # warm-up pass: imports, first sights of files
+        cpu, wall = timed(run())
+        out[f"{name}, fast path {'on' if fast else 'off'}"] = (len(items) / cpu, len(items) / wall)
+from stellaops_runtime.adapter import common, from_proto
+for name, payloads in corpora.items():
+    def adapter(payloads=payloads):
+        st = common.AdapterStats()
+        for p in payloads:
+            from_proto.adapt(from_proto.decode(p, st), received_ns=1, stats=st)
+    adapter()
+    cpu, wall = timed(adapter)
+    out[f"{name}, adapter only (decode and adapt)"] = (len(payloads) / cpu, len(payloads) / wall)
+parse = events_pb2.GetEventsResponse.FromString
+mix = corpora["fixture mix"]
+def dec():
+    for p in mix:
+        parse(p)
+dec()
+cpu, wall = timed(dec)
+out["decode only"] = (len(mix) / cpu, len(mix) / wall)
+print(json.dumps(out))
+"""
+
+
+def _write(path: Path, payloads: list[bytes]) -> None:
+    with path.open("wb") as f:
+        for p in payloads:
+            f.write(len(p).to_bytes(4, "little"))
+            f.write(p)
+
+
+def _child(tree: str, uniq: Path, mix: Path) -> dict[str, tuple[float, float]]:
+    env = dict(os.environ, PYTHONPATH=tree)
+    r = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(uniq), str(mix)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {k: tuple(v) for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}  # type: ignore[misc]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", required=True, help="the 'before' tree's operator/ directory")
+    ap.add_argument("--after", default=str(ROOT / "operator"), help="the 'after' tree (default: this one)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--events", type=int, default=30_000)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+    import run as bench  # the corpora exactly as bench/run.py makes them
+
+    trees = {"before": args.before, "after": args.after}
+    got: dict[str, dict[str, list[tuple[float, float]]]] = {t: {} for t in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        uniq, mix = Path(tmp) / "uniq.bin", Path(tmp) / "mix.bin"
+        _write(uniq, bench.unique_stacks(args.events))
+        _write(mix, bench.corpus(args.events)[0])
+        for r in range(args.rounds):
+            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            for t in order:
+                for case, v in _child(trees[t], uniq, mix).items():
+                    got[t].setdefault(case, []).append(v)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    report: dict[str, dict[str, float]] = {}
+    for case in got["before"]:
+        b_cpu = statistics.median(v[0] for v in got["before"][case])
+        a_cpu = statistics.median(v[0] for v in got["after"][case])
+        b_wall = statistics.median(v[1] for v in got["before"][case])
+        a_wall = statistics.median(v[1] for v in got["after"][case])
+        report[case] = {
+            "before_ev_per_cpu_s": round(b_cpu),
+            "after_ev_per_cpu_s": round(a_cpu),
+            "after_vs_before_cpu": round(a_cpu / b_cpu, 3),
+            "before_ev_per_wall_s": round(b_wall),
+            "after_ev_per_wall_s": round(a_wall),
+            "after_vs_before_wall": round(a_wall / b_wall, 3),
+        }
+    print(json.dumps({"events": args.events, "rounds": args.rounds, "cases": report}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

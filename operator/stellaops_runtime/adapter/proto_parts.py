@@ -1,0 +1,167 @@
+"""The parts of a Tetragon event that repeat, adapted once and remembered by their raw bytes.
+
+Tetragon repeats a process's whole description (ids, binary, arguments, pod,
+labels, container, image) in every event of that process, and most stack
+frames of a process are the frames of its last event. Reading those fields
+out of a decoded message costs one Python object per field and frame (~60 %
+of the gRPC adapter's time on an event with stacks), yet the same bytes
+always give the same fields. So the gRPC adapter takes, besides the decoded
+message, the raw bytes of
+
+- each occurrence of the event body's ``process`` field (protobuf merges a
+  field that occurs more than once: the key is every occurrence, in order),
+- each entry of ``kernel_stack_trace`` and ``user_stack_trace``,
+
+from a second view of the same payload (``SHADOW``: Tetragon's schema with
+those fields declared ``repeated bytes``; ``decode`` runs it only on payloads
+the real schema accepted, so validity is the real decoder's, unchanged), and
+looks them up here. A hit gives the values the adapter read the first time,
+and whether they passed the text checks of adapter/validate.py (``clean``);
+a miss reads them from the decoded message as before and remembers them.
+Values are immutable (strings, ints, tuples): every event gets new
+``ProcessInfo``/``ContainerInfo``/``PodInfo``/``StackFrame`` objects and new
+label dicts, because later stages change them in place.
+
+Bounded: at most ``MAX_PROCESSES`` process entries of at most
+``MAX_PROCESS_BYTES`` bytes each and ``MAX_FRAMES`` frames of at most
+``MAX_FRAME_BYTES``; a table that is full starts over. Larger parts are
+never remembered (a hostile 4 MiB argument list is read once, as before).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    duration_pb2,
+    field_mask_pb2,
+    message_factory,
+    timestamp_pb2,
+    wrappers_pb2,
+)
+
+from stellaops_runtime.adapter import common, validate
+from stellaops_runtime.contracts.events import KEPT_POD_ANNOTATIONS
+from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
+
+MAX_PROCESSES = 1024
+MAX_PROCESS_BYTES = 4096
+MAX_FRAMES = 4096
+MAX_FRAME_BYTES = 512
+
+# The event bodies the adapter reads (common.HANDLED_KINDS), by message name.
+_BODIES = (
+    "ProcessExec", "ProcessExit", "ProcessKprobe", "ProcessTracepoint",
+    "ProcessUprobe", "ProcessUsdt", "ProcessLsm", "ProcessLoader",
+)  # fmt: skip
+_STACKS = ("kernel_stack_trace", "user_stack_trace")
+
+
+def _shadow_class() -> Any:
+    """GetEventsResponse with the bodies' ``process`` and stack entries as ``repeated bytes``."""
+    pool = descriptor_pool.DescriptorPool()
+    for mod in (duration_pb2, field_mask_pb2, timestamp_pb2, wrappers_pb2):
+        pool.Add(descriptor_pb2.FileDescriptorProto.FromString(mod.DESCRIPTOR.serialized_pb))
+    for mod in (tetragon_pb2, events_pb2):
+        fdp = descriptor_pb2.FileDescriptorProto.FromString(mod.DESCRIPTOR.serialized_pb)
+        for msg in fdp.message_type:
+            if msg.name not in _BODIES:
+                continue
+            for f in msg.field:
+                if f.name == "process" or (msg.name == "ProcessKprobe" and f.name in _STACKS):
+                    f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    f.label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+                    f.ClearField("type_name")
+        pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tetragon.GetEventsResponse"))
+
+
+SHADOW = _shadow_class()
+
+# (process, container, pod, clean): ProcessInfo's fields in order; ContainerInfo's first six or None;
+# PodInfo's fields in order with both maps as tuples of items, or None; whether every text field that
+# adapter/validate.py checks is clean (validate.fields_clean).
+ProcessPart = tuple[tuple[Any, ...], tuple[Any, ...] | None, tuple[Any, ...] | None, bool]
+# (module, symbol, offset, address, clean)
+FramePart = tuple[str, str, int, int, bool]
+
+
+def _annotations(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not raw:
+        return ()
+    out = []
+    for key in KEPT_POD_ANNOTATIONS:
+        value = raw.get(key)
+        if value is not None:
+            out.append((key, value))
+    return tuple(out)
+
+
+def read_process(p: Any) -> ProcessPart:
+    """A decoded Process message as the adapter reads it (the one place that reads it)."""
+    pv = (
+        p.exec_id, p.pid.value, p.tid.value, p.uid.value if p.HasField("uid") else None, p.binary,
+        validate.cut_early(p.arguments), p.cwd, p.parent_exec_id,
+    )  # fmt: skip
+    texts: list[object] = [pv[0], pv[4], pv[5], pv[6], pv[7]]
+    cv: Any = None
+    podv: Any = None
+    if p.HasField("pod"):
+        pod = p.pod
+        c = pod.container
+        image_id = c.image.id
+        runtime, cid = common.split_container_id(c.id)
+        cv = (cid, runtime, c.name, c.image.name, image_id, common.image_digest(image_id))
+        labels = tuple(pod.pod_labels.items())
+        podv = (
+            pod.namespace, pod.name, pod.uid, labels, pod.workload, pod.workload_kind,
+            _annotations(pod.pod_annotations),
+        )  # fmt: skip
+        texts += cv
+        texts += (podv[0], podv[1], podv[2], podv[4], podv[5])
+        for k, v in labels:
+            texts += (k, v)
+    elif p.docker:
+        runtime, cid = common.split_container_id(p.docker)
+        cv = (cid, runtime, "", "", "", "")
+        texts += cv
+    return pv, cv, podv, validate.fields_clean(texts)
+
+
+class Parts:
+    """The two tables. Their values are a pure function of the bytes, so one pair serves every adapter."""
+
+    __slots__ = ("frames", "processes")
+
+    def __init__(self) -> None:
+        self.processes: dict[bytes | tuple[bytes, ...], ProcessPart] = {}
+        self.frames: dict[bytes, FramePart] = {}
+
+    def new_process(self, key: bytes | tuple[bytes, ...], decoded: Any) -> ProcessPart:
+        """Read the decoded Process whose raw occurrence(s) are ``key``, and remember it (a miss)."""
+        part = read_process(decoded)
+        size = len(key) if isinstance(key, bytes) else sum(len(k) for k in key)
+        if size <= MAX_PROCESS_BYTES:
+            if len(self.processes) >= MAX_PROCESSES:
+                self.processes.clear()
+            self.processes[key] = part
+        return part
+
+    def new_frame(self, raw: bytes, decoded: Any) -> FramePart:
+        """Read the decoded stack entry whose raw bytes are ``raw``, and remember it (a miss)."""
+        part = read_frame(decoded)
+        if len(raw) <= MAX_FRAME_BYTES:
+            if len(self.frames) >= MAX_FRAMES:
+                self.frames.clear()
+            self.frames[raw] = part
+        return part
+
+
+def read_frame(e: Any) -> FramePart:
+    module, symbol = e.module, e.symbol
+    return module, symbol, e.offset, e.address, validate.fields_clean((module, symbol))
+
+
+PARTS = Parts()
