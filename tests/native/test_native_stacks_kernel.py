@@ -5,8 +5,10 @@ libc wrapper), so the innermost user frame is the calling function. Every
 kernel frame is checked against /proc/kallsyms read here, every user frame
 against the program's ELF symbol table read here, and the kernel frames must
 get the function IDs the canonicalizer gives the same stack from a Tetragon
-kprobe event. Counts stay exact with stacks on, off, and when the stack map
-is too small to hold them. Skips, with detect.py's reason, where the kernel or
+kprobe event. Counts stay exact with stacks on and off, and thousands of
+distinct stacks (more than any stack-trace map we used to have buckets for)
+each arrive with their own frames: stacks travel in the record, nothing can
+fill up or hand one event another's frames. Skips, with detect.py's reason, where the kernel or
 BCC cannot.
 """
 
@@ -19,6 +21,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +35,7 @@ from stellaops_runtime.canonical.frames import FrameCanonicalizer
 from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import Report, detect
 from stellaops_runtime.native.loader import program_text
 from stellaops_runtime.native.session import SessionResult, run_session
@@ -42,6 +45,7 @@ pytestmark = pytest.mark.bpf
 PROGRAM = r"""
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +67,18 @@ __attribute__((noinline)) long stella_connect_caller(int fd, const struct sockad
     return RAW_SYSCALL3(SYS_connect, fd, a, sizeof(*a));
 }
 
+/* Paths: stella_path(i) runs down PATH_DEPTH levels, stella_left for a 1 bit of i, stella_right for
+   a 0 (the lowest bit outermost), then makes the system call: a different user stack for every i,
+   from which the test reads i back. */
+#define PATH_DEPTH 13
+__attribute__((noinline)) long stella_left(int bits, int d);
+__attribute__((noinline)) long stella_right(int bits, int d);
+#define STELLA_STEP(bits, d) ((d) == 0 ? stella_getppid_caller() : \
+    ((bits) & 1) ? stella_left((bits) >> 1, (d) - 1) : stella_right((bits) >> 1, (d) - 1))
+long stella_left(int bits, int d) { return STELLA_STEP(bits, d) + 1; }
+long stella_right(int bits, int d) { return STELLA_STEP(bits, d) + 2; }
+__attribute__((noinline)) long stella_path(int i) { return STELLA_STEP(i, PATH_DEPTH); }
+
 /* A different user stack at every depth. */
 __attribute__((noinline)) long stella_deep(int d) {
     if (d <= 0) return stella_getppid_caller();
@@ -70,12 +86,19 @@ __attribute__((noinline)) long stella_deep(int d) {
 }
 
 int main(int argc, char **argv) {
-    /* usage: prog getppid|deep|connect N ; then it waits for stdin's end, so /proc/<pid>/maps stays
-       readable until the test has seen its events */
+    /* usage: prog getppid|deep|paths|connect N (or loop 0); then it waits for stdin's end, so
+       /proc/<pid>/maps stays readable until the test has seen its events */
     int n = atoi(argv[2]);
     long s = 0;
     if (!strcmp(argv[1], "getppid")) for (int i = 0; i < n; i++) s += stella_getppid_caller() > 0;
     if (!strcmp(argv[1], "deep")) for (int i = 0; i < n; i++) s += stella_deep(i) > 0;
+    if (!strcmp(argv[1], "paths")) for (int i = 0; i < n; i++) s += stella_path(i) > 0;
+    if (!strcmp(argv[1], "loop")) {  /* a call every 10 ms until stdin ends */
+        struct pollfd in = {.fd = 0, .events = POLLIN};
+        while (poll(&in, 1, 10) == 0) s += stella_getppid_caller() > 0;
+        printf("%ld\n", s);
+        return 0;
+    }
     if (!strcmp(argv[1], "connect")) {
         int l = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -340,6 +363,8 @@ def test_syscall_and_tcp_events_carry_kernel_and_user_stacks(
             "main",
         ]
     same_ids_as_tetragon(calls[0])
+    # kernel stacks on: the symbol table was read ahead, in a worker thread, before any event
+    assert res.kernel_symbols > 1000
 
     connects = syn_sent(mine(events, connect_pid, EventKind.TRACEPOINT))
     assert len(connects) == m
@@ -356,30 +381,88 @@ def test_syscall_and_tcp_events_carry_kernel_and_user_stacks(
     assert res.malformed == {}
 
 
-def test_a_full_stack_map_loses_stacks_counted_never_events(
-    report: Report, program: Path, cgroup: tuple[str, int]
+PATH_DEPTH = 13
+
+
+def path_of(program: Path, frames: list, funcs: dict[int, str]) -> int:
+    """The ``i`` whose stella_path(i) made this user stack (innermost first), read from its frames."""
+    names = [funcs.get(f.offset, "?") for f in frames]
+    assert all(f.module == str(program) for f in frames[: len(names) - names[::-1].index("main")]), frames
+    inner = names.index("stella_path")
+    steps = names[:inner]
+    while steps and steps[0] not in ("stella_left", "stella_right"):
+        steps.pop(0)  # the frames below the path (stella_getppid_caller), when present
+    assert len(steps) == PATH_DEPTH and names[inner + 1] == "main", names
+    return sum(1 << k for k, name in enumerate(reversed(steps)) if name == "stella_left")
+
+
+def frame_names(program: Path) -> Callable[[list[int]], dict[int, str]]:
+    """file offset -> function of ``program``, for the offsets asked (the test's own ELF reading)."""
+    funcs, loads = elf_functions(program)
+    spans = sorted((start, start + size, name) for name, (start, size) in funcs.items() if size)
+
+    def names(offsets: list[int]) -> dict[int, str]:
+        out = {}
+        for off in set(offsets):
+            vaddr = next((v + off - o for o, v, n in loads if o <= off < o + n), -1)
+            i = bisect.bisect_right(spans, (vaddr, float("inf"), "")) - 1
+            out[off] = spans[i][2] if i >= 0 and spans[i][0] <= vaddr < spans[i][1] else ""
+        return out
+
+    return names
+
+
+@pytest.mark.parametrize(("perf", "n"), [(False, 5000), (True, 1000)], ids=["ring_buffer", "perf_buffer"])
+def test_thousands_of_distinct_stacks_each_arrive_with_their_own_frames(
+    report: Report, program: Path, kallsyms: Kallsyms, cgroup: tuple[str, int], perf: bool, n: int
 ) -> None:
-    depth = 64  # 64 different user stacks; the map holds at most 16
+    """Every call has a stack of its own (its path), more than the 4,096 buckets of the stack-trace
+    map we used to have (which lost stacks from about 90 distinct ones on): none is lost, none
+    is another call's."""
     cfg = NativeConfig(
-        exec_events=False, syscalls=("getppid",), user_stack_syscalls=("getppid",), stack_map_entries=16,
-        force_perf_buffer=True,
+        exec_events=False, syscalls=("getppid",), kernel_stack_syscalls=("getppid",),
+        user_stack_syscalls=("getppid",), force_perf_buffer=perf, ring_buffer_pages=1024,
     )  # fmt: skip
-    assert "get_stackid(args, 0)" not in program_text(cfg, ring_buffer=False)  # user stacks only
-    res, (pid,), events = observe(
-        cfg, report, program, cgroup, [(["deep", str(depth)], syscalls_seen(depth))]
-    )
+    res, (pid,), events = observe(cfg, report, program, cgroup, [(["paths", str(n)], syscalls_seen(n))])
     calls = mine(events, pid, EventKind.SYSCALL)
-    assert len(calls) == depth  # every call counted, with or without its stack
-    assert all(e.kernel_stack == [] for e in calls)
-    lost = [e for e in calls if not e.user_stack]
-    kept = [e for e in calls if e.user_stack]
-    assert len(kept) <= 16 and len(lost) >= depth - 16
+    assert len(calls) == n
+    names = frame_names(program)({f.offset for e in calls for f in e.user_stack})
+    assert sorted(path_of(program, e.user_stack, names) for e in calls) == list(range(n))
+    for e in calls:
+        assert names[e.user_stack[0].offset] == "stella_getppid_caller"
+        # innermost: the caller, PATH_DEPTH path levels, stella_path, main (libc's start below)
+        assert len(e.user_stack) >= 1 + PATH_DEPTH + 2
+    for e in calls[:: max(1, n // 200)]:
+        assert "do_syscall_64" in check_kernel_frames(e, kallsyms)
     k = res.kernel_counters["syscall"]
-    assert (admitted(k), k["emitted"], k["stack_lost"]) == (depth, depth, len(lost))
-    for ev in kept:
-        assert function_at(program, ev.user_stack[0].offset) == "stella_getppid_caller"
-        assert function_at(program, ev.user_stack[1].offset) in ("stella_deep", "main")
-    assert res.kernel_counters["perf_buffer"]["lost"] == 0
+    assert (admitted(k), k["emitted"], k["lost"], k["stack_lost"]) == (n, n, 0, 0)
+    assert res.malformed == {} and res.queue_dropped == 0
+    if perf:
+        assert res.kernel_counters["perf_buffer"]["lost"] == 0
+
+
+@pytest.mark.parametrize("perf", [False, True], ids=["ring_buffer", "perf_buffer"])
+def test_uprobe_calls_carry_their_callers_stack_taken_at_the_return(
+    report: Report, program: Path, cgroup: tuple[str, int], perf: bool
+) -> None:
+    n = 600
+    target = UprobeTarget(str(program), "stella_getppid_caller")
+    cfg = NativeConfig(exec_events=False, uprobes=(target,), ring_buffer_pages=256, force_perf_buffer=perf)
+    text = program_text(cfg, ring_buffer=True)
+    assert "BPF_STACK_TRACE" not in text
+    res, (pid,), events = observe(
+        cfg, report, program, cgroup,
+        [(["paths", str(n)], lambda evs: len([e for e in evs if e.kind is EventKind.UPROBE]) >= n)],
+    )  # fmt: skip
+    calls = mine(events, pid, EventKind.UPROBE)
+    assert len(calls) == n and all(e.function_name == "stella_getppid_caller" for e in calls)
+    names = frame_names(program)({f.offset for e in calls for f in e.user_stack})
+    # the function's own frame is gone at the return: the innermost frame is its direct caller
+    assert all(names[e.user_stack[0].offset] in ("stella_left", "stella_right") for e in calls)
+    assert sorted(path_of(program, e.user_stack, names) for e in calls) == list(range(n))
+    k = res.kernel_counters["uprobe"]
+    assert (admitted(k), k["emitted"], k["lost"], k["stack_lost"]) == (n, n, 0, 0)
+    assert res.malformed == {}
 
 
 def test_without_stacks_no_stack_code_no_frames_and_exact_counts(
@@ -388,7 +471,7 @@ def test_without_stacks_no_stack_code_no_frames_and_exact_counts(
     n, m = 25, 6
     cfg = NativeConfig(exec_events=False, syscalls=("getppid",), tcp_state=True)
     text = program_text(cfg, ring_buffer=True)
-    assert "get_stackid" not in text and "BPF_STACK_TRACE" not in text
+    assert "bpf_get_stack" not in text and "BPF_STACK_TRACE" not in text
     res, (getppid_pid, connect_pid), events = observe(
         cfg,
         report,
@@ -399,6 +482,7 @@ def test_without_stacks_no_stack_code_no_frames_and_exact_counts(
     calls = mine(events, getppid_pid, EventKind.SYSCALL)
     connects = syn_sent(mine(events, connect_pid, EventKind.TRACEPOINT))
     assert (len(calls), len(connects)) == (n, m)
+    assert res.kernel_symbols == 0  # no kernel stack asked for: the symbol table is not read
     assert all(not e.kernel_stack and not e.user_stack for e in calls + connects)
     k = res.kernel_counters
     assert (admitted(k["syscall"]), k["syscall"]["emitted"], k["syscall"]["stack_lost"]) == (n, n, 0)
@@ -424,3 +508,48 @@ def test_every_tcp_change_only_the_callers_changes_carry_stacks(
     assert others  # e.g. SYN_SENT -> ESTABLISHED, made while the SYN-ACK is processed
     assert all(e.kernel_stack and e.user_stack for e in selected)
     assert all(not e.kernel_stack and not e.user_stack for e in others)
+
+
+def test_probes_run_cli_takes_syscall_stacks_when_asked(
+    report: Report, program: Path, kallsyms: Kallsyms, cgroup: tuple[str, int]
+) -> None:
+    """``stella-runtime probes run --kernel-stack getppid --user-stack getppid`` as a user runs it."""
+    path, cg_id = cgroup
+
+    def enter() -> None:
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "6", "--json",
+         "--no-exec", "--kernel-stack", "getppid", "--user-stack", "getppid", "--stack-depth", "2",
+         "--cgroup", str(cg_id)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    work = subprocess.Popen([str(program), "loop", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            preexec_fn=enter)  # fmt: skip
+    assert cli.stdout is not None and work.stdin is not None
+    seen: list[dict] = []
+    for line in cli.stdout:
+        obj = orjson.loads(line)
+        if obj.get("process", {}).get("pid") == work.pid:
+            seen.append(obj)
+            if len(seen) == 3:
+                break
+    work.stdin.close()
+    assert work.wait(timeout=30) == 0
+    rest, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, err
+    assert len(seen) == 3, err
+    for ev in seen:
+        assert ev["function_name"] == "__x64_sys_getppid"
+        assert len(ev["kernel_stack"]) == len(ev["user_stack"]) == 2  # --stack-depth 2: the innermost two
+        for f in ev["kernel_stack"]:
+            start, names = kallsyms.covering(f["address"])
+            assert f["symbol"] in names and f["offset"] == f["address"] - start
+        assert [function_at(program, f["offset"]) for f in ev["user_stack"]] == [
+            "stella_getppid_caller",
+            "main",
+        ]
+    summary = orjson.loads(rest.strip().splitlines()[-1])["summary"]
+    assert summary["kernel"]["syscall"]["stack_lost"] == 0 and summary["kernelSymbols"] > 0

@@ -10,6 +10,9 @@ Tetragon kprobe event gives, hostile ones counted.
 from __future__ import annotations
 
 import re
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -20,12 +23,14 @@ from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.canonical.kallsyms import KernelSymbols
 from stellaops_runtime.contracts.crds import parse_policy_spec
 from stellaops_runtime.contracts.events import EventKind
+from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.contracts.syscalls import X86_64
 from stellaops_runtime.controller.render_policy import render_policy
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig, NativeConfigError, UprobeTarget
+from stellaops_runtime.native.detect import Check, Report, detect, posture_of
 from stellaops_runtime.native.events import MAX_FRAMES, Decoder, encode_trailer
-from stellaops_runtime.native.loader import program_text, stack_id_of
+from stellaops_runtime.native.loader import program_text
 from stellaops_runtime.native.policy_config import merge_entries
 from stellaops_runtime.native.probes import syscalls, tcp, uprobes
 
@@ -117,11 +122,18 @@ def test_config_reads_the_stack_fields_and_refuses_bad_ones() -> None:
         {
             "syscalls": ["openat", "connect"], "kernelStackSyscalls": ["openat"],
             "userStackSyscalls": ["connect"], "tcpState": True, "tcpKernelStacks": True,
-            "tcpUserStacks": False, "stackMapEntries": 64,
+            "tcpUserStacks": False, "stackDepth": 64,
         }
     )  # fmt: skip
     assert (cfg.kernel_stack_syscalls, cfg.user_stack_syscalls) == (("openat",), ("connect",))
-    assert cfg.tcp_kernel_stacks and cfg.stack_map() and cfg.stack_map_entries == 64
+    assert cfg.tcp_kernel_stacks and cfg.takes_stacks() and cfg.kernel_stacks() and cfg.stack_depth == 64
+    for bad in (0, 128, True, "64"):
+        with pytest.raises(
+            NativeConfigError, match=r"native\.stack_depth: expected an integer in \[1, 127\]"
+        ):
+            NativeConfig.from_dict({"stackDepth": bad})
+    with pytest.raises(NativeConfigError, match="stackMapEntries"):  # the map is gone, so is its size
+        NativeConfig.from_dict({"stackMapEntries": 4096})
     with pytest.raises(
         NativeConfigError, match=r"native.kernel_stack_syscalls: not in native.syscalls: 'mmap'"
     ):
@@ -145,22 +157,44 @@ def _c(cfg: NativeConfig) -> str:
     return program_text(cfg, ring_buffer=True) + tcp.c_source(cfg, ring_buffer=True)
 
 
+def _walks(text: str) -> list[str]:
+    return re.findall(r"bpf_get_stack\([^;]*\);", text)
+
+
 def test_without_stacks_the_program_has_no_stack_code() -> None:
     cfg = NativeConfig(syscalls=("openat", "getppid"), tcp_state=True, uprobes=(UprobeTarget("/bin/x", "f"),),
                        user_stacks=False)  # fmt: skip
     text = _c(cfg)
-    assert "get_stackid" not in text and "BPF_STACK_TRACE" not in text
-    assert "stella_syscall_st *e" not in text and "stella_tcp_st *e" not in text  # plain records
+    assert "bpf_get_stack" not in text and "stella_scratch" not in text and "BPF_STACK_TRACE" not in text
+    assert "stella_syscall_st" not in text and "stella_tcp_st" not in text  # plain records
+
+
+def test_no_probe_uses_a_stack_trace_map_any_more() -> None:
+    cfg = NativeConfig(syscalls=("getppid",), kernel_stack_syscalls=("getppid",),
+                       user_stack_syscalls=("getppid",), tcp_state=True, tcp_kernel_stacks=True,
+                       tcp_user_stacks=True, uprobes=(UprobeTarget("/bin/x", "f"),))  # fmt: skip
+    for ring_buffer in (True, False):
+        text = _c(cfg)
+        assert "BPF_STACK_TRACE" not in text and "get_stackid" not in text
+        assert len(_walks(program_text(cfg, ring_buffer=ring_buffer))) == 5  # 2 syscall, 2 tcp, 1 uprobe
 
 
 def test_kernel_stacks_on_syscalls_take_the_kernel_stack_only_where_the_syscall_asks() -> None:
-    cfg = NativeConfig(
-        syscalls=("openat", "getppid"), kernel_stack_syscalls=("getppid",), stack_map_entries=128
-    )
+    cfg = NativeConfig(syscalls=("openat", "getppid"), kernel_stack_syscalls=("getppid",), stack_depth=16)
     text = syscalls.c_source(cfg, ring_buffer=True)
-    assert re.findall(r"get_stackid\([^)]*\)", text) == ["get_stackid(args, 0)"]  # no BPF_F_USER_STACK
+    assert _walks(text) == ["bpf_get_stack(args, &e->addrs[0], 128, 0);"]  # no BPF_F_USER_STACK
     assert f"if (w & {syscalls.KERNEL_STACK})" in text
-    assert "BPF_STACK_TRACE(stella_stacks, 128);" in program_text(cfg, ring_buffer=True)
+    # a walk that fails (r < 0) or finds nothing (r == 0) is counted as stack_lost; the record still goes
+    lost = f"stella_count({records.KIND_SYSCALL}, {records.C_STACK_LOST})"
+    assert f"if (r > 0) stella_kn = (u32)r / 8; else {lost};" in text
+    assert text.index(lost) < text.index("stella_events.ringbuf_output")
+    whole = program_text(cfg, ring_buffer=True)
+    # room for 16 kernel addresses, in a per-CPU scratch record; only the used part is output
+    assert (
+        "u64 addrs[16];" in whole
+        and "BPF_PERCPU_ARRAY(stella_scratch_syscall, struct stella_syscall_st, 1);" in whole
+    )
+    assert "stella_events.ringbuf_output(e, stella_size, 0)" in text and "ringbuf_reserve" not in text
     bits = syscalls.want_bits(cfg)
     assert bits == {X86_64["openat"]: syscalls.WANT, X86_64["getppid"]: syscalls.WANT | syscalls.KERNEL_STACK}
 
@@ -169,24 +203,30 @@ def test_user_stacks_on_syscalls_and_both_on_tcp() -> None:
     cfg = NativeConfig(syscalls=("connect",), user_stack_syscalls=("connect",), tcp_state=True,
                        tcp_kernel_stacks=True, tcp_user_stacks=True)  # fmt: skip
     sc = syscalls.c_source(cfg, ring_buffer=False)
-    assert re.findall(r"get_stackid\([^)]*\)", sc) == ["get_stackid(args, BPF_F_USER_STACK)"]
-    assert "sizeof(struct stella_syscall_st)" in sc  # the perf buffer submits the record with its ids
+    assert _walks(sc) == ["bpf_get_stack(args, &e->addrs[at], 1016, BPF_F_USER_STACK);"]
+    assert "stella_events.perf_submit(args, e, stella_size)" in sc  # the perf buffer: the used part too
     t = tcp.c_source(cfg, ring_buffer=True)
-    assert re.findall(r"get_stackid\([^)]*\)", t) == [
-        "get_stackid(args, 0)",
-        "get_stackid(args, BPF_F_USER_STACK)",
+    assert _walks(t) == [
+        "bpf_get_stack(args, &e->addrs[0], 1016, 0);",
+        "bpf_get_stack(args, &e->addrs[at], 1016, BPF_F_USER_STACK);",  # right after the kernel frames
     ]
+    assert "u64 addrs[254];" in program_text(cfg, ring_buffer=True)  # the TCP record: room for both
     # every change: stacks only where the current task is the caller (not in softirq context)
     every = tcp.c_source(NativeConfig(tcp_state=True, tcp_all_transitions=True, tcp_kernel_stacks=True),
                          ring_buffer=True)  # fmt: skip
-    assert "if (caller) {\n        e->kernel_stack_id = stella_stacks.get_stackid(args, 0);" in every
+    assert "if (caller) {\n        long r = bpf_get_stack(args, &e->addrs[0], 1016, 0);" in every
 
 
-def test_uprobes_never_take_a_kernel_stack() -> None:
+def test_uprobes_take_the_callers_user_stack_at_the_return_never_a_kernel_stack() -> None:
     cfg = NativeConfig(uprobes=(UprobeTarget("/bin/x", "f"),), user_stacks=True)
-    assert re.findall(r"get_stackid\([^)]*\)", uprobes.c_source(cfg, ring_buffer=True)) == [
-        "get_stackid(ctx, BPF_F_USER_STACK)"
-    ]
+    text = uprobes.c_source(cfg, ring_buffer=True)
+    assert _walks(text) == ["bpf_get_stack(ctx, &e->addrs[at], 1016, BPF_F_USER_STACK);"]
+    assert text.index("bpf_get_stack") > text.index("stella_up_return(")  # in the return probe
+    # uprobe programs may be preempted midway: with the ring buffer their record is reserved there,
+    # private to the call, not built in a per-CPU scratch copy another task could overwrite
+    assert "stella_events.ringbuf_reserve(sizeof(struct stella_uprobe_st))" in text
+    assert "stella_scratch_uprobe" not in program_text(cfg, ring_buffer=True)
+    assert "stella_scratch_uprobe.lookup" in uprobes.c_source(cfg, ring_buffer=False)  # perf: no other room
 
 
 # -- records and decoding ----------------------------------------------------------------------
@@ -204,35 +244,85 @@ def _head(kind: int, flags: int, pid: int = 4242) -> tuple:
     return (kind, flags, 0, pid, pid, 0, 5_000, 77, b"prog")
 
 
-def _syscall(user: int, kernel: int, nr: int = X86_64["getppid"]) -> bytes:
-    rec = records.STRUCTS[records.KIND_SYSCALL].pack(
-        *_head(records.KIND_SYSCALL, records.FLAG_STACK_IDS), nr, 1
+def _syscall(
+    user: list[int] | None = None, kernel: list[int] | None = None, nr: int = X86_64["getppid"]
+) -> bytes:
+    """A syscall record as the kernel writes it with stacks: head, kernel addresses, user addresses."""
+    user, kernel = user or [], kernel or []
+    rec = records.STRUCTS[records.KIND_SYSCALL].pack(*_head(records.KIND_SYSCALL, records.FLAG_STACKS), nr, 1)
+    return (
+        rec
+        + records.STACK_HEAD.pack(len(user), len(kernel), 0)
+        + struct.pack(f"<{len(kernel) + len(user)}Q", *kernel, *user)
     )
-    return rec + records.STACK_IDS.pack(user, kernel)
 
 
 def _decoder(ks: KernelSymbols, **kw: object) -> Decoder:
     return Decoder(node_name=NODE, targets=[], wall_minus_monotonic_ns=0, kernel_symbols=lambda: ks, **kw)  # type: ignore[arg-type]
 
 
-def test_record_size_and_stack_ids_follow_the_flag() -> None:
-    plain = records.STRUCTS[records.KIND_SYSCALL].pack(*_head(records.KIND_SYSCALL, 0), 1, 1)
-    assert records.record_size(plain + b"\0" * 8) == len(plain)  # perf padding is not ids
-    assert records.stack_ids(plain + b"\xff" * 8) == (-1, -1)
-    stacked = _syscall(7, 9)
-    assert records.record_size(stacked) == len(plain) + 8 and records.stack_ids(stacked) == (7, 9)
-    assert stack_id_of(stacked) == 7
-    assert records.stack_ids(stacked[:-1]) == (-1, -1)  # too short to say
-    up = records.STRUCTS[records.KIND_UPROBE].pack(*_head(records.KIND_UPROBE, 0), 0, 12, 100)
-    assert records.stack_ids(up) == (12, -1)
-    assert records.record_size(b"") == 0 and records.stack_ids(b"\x63") == (-1, -1)
+def test_record_size_and_split_stacks_follow_the_flag_and_the_counts() -> None:
+    plain = records.STRUCTS[records.KIND_SYSCALL].pack(*_head(records.KIND_SYSCALL, 0), X86_64["getppid"], 1)
+    assert records.record_size(plain + b"\0" * 8) == len(plain)  # perf padding is not a stack
+    assert records.split_stacks(plain + b"\xff" * 8) == (plain + b"\xff" * 8, [], [])
+    stacked = _syscall(user=[0x401000, 0x401100], kernel=[0xFFFFFFFF81400180])
+    assert records.record_size(stacked + b"\0" * 5) == len(plain) + 8 + 3 * 8
+    rec, user, kernel = records.split_stacks(stacked)
+    assert (user, kernel) == ([0x401000, 0x401100], [0xFFFFFFFF81400180])
+    assert rec == plain  # the flag cleared, the stacks taken out
+    assert records.record_size(rec) == len(plain)
+    # a kernel-only and a user-only record
+    assert records.split_stacks(_syscall(kernel=[7]))[1:] == ([], [7])
+    assert records.split_stacks(_syscall(user=[9]))[1:] == ([9], [])
+    # cut short, or counting more than any stack the kernel walks: left as they are (the decoder refuses)
+    for bad in (stacked[:-1], stacked[: len(plain) + 3]):
+        assert records.split_stacks(bad) == (bad, [], [])
+    too_many = _syscall(user=[1] * (records.MAX_STACK_FRAMES + 1))
+    assert records.split_stacks(too_many) == (too_many, [], [])
+    up = records.STRUCTS[records.KIND_UPROBE].pack(
+        *_head(records.KIND_UPROBE, records.FLAG_STACKS), 0, 0, 100
+    )
+    up += records.STACK_HEAD.pack(1, 0, 0) + struct.pack("<Q", 0x401234)
+    assert records.split_stacks(up)[1:] == ([0x401234], [])
+    assert records.record_size(b"") == 0 and records.split_stacks(b"\x63") == (b"\x63", [], [])
+    exec_rec = records.STRUCTS[records.KIND_EXEC].pack(
+        *_head(records.KIND_EXEC, records.FLAG_STACKS), 1, 0, b"/x"
+    )
+    assert records.record_size(exec_rec) == len(exec_rec)  # exec records never carry stacks
+
+
+def test_the_source_hands_the_decoder_plain_records_and_the_addresses_in_the_trailer(
+    ksyms: KernelSymbols,
+) -> None:
+    kernel = [0xFFFFFFFF81400180, 0xFFFFFFFF8140060F]
+    rec, user, kern = records.split_stacks(_syscall(user=[0x55D0000011EF], kernel=kernel))
+    ev = _decoder(ksyms).decode(
+        rec + encode_trailer("/usr/bin/prog", 0, [(user[0], 0x11EF, "/usr/bin/prog")], kern)
+    )
+    assert ev is not None
+    assert [f.symbol for f in ev.kernel_stack] == ["syscall_trace_enter", "do_syscall_64"]
+    assert [(f.module, f.offset) for f in ev.user_stack] == [("/usr/bin/prog", 0x11EF)]
+
+
+def test_a_record_still_carrying_stacks_is_read_past_them_and_bad_counts_are_counted(
+    ksyms: KernelSymbols,
+) -> None:
+    d = _decoder(ksyms)
+    ev = d.decode(_syscall(user=[1, 2], kernel=[3]) + encode_trailer("/b", 0, []))
+    assert ev is not None and ev.process.binary == "/b"
+    too_many = _syscall(kernel=[1] * (records.MAX_STACK_FRAMES + 1))
+    assert d.decode(too_many + encode_trailer("/b", 0, [])) is None
+    assert d.stats.malformed["native_bad_stack"] == 1
+    huge = bytearray(_syscall())
+    huge[records.STRUCTS[records.KIND_SYSCALL].size] = 0xFF  # says 255 user frames, holds none
+    assert d.decode(bytes(huge)) is None and d.stats.malformed["native_short_record"] == 1
 
 
 def test_kernel_addresses_become_tetragons_kernel_frames(ksyms: KernelSymbols) -> None:
     kernel = [0xFFFFFFFF81400180, 0xFFFFFFFF8140060F, 0xFFFFFFFF81000176]
     user = [(0x55D0000011EF, 0x11EF, "/usr/bin/prog")]
     d = _decoder(ksyms)
-    ev = d.decode(_syscall(3, 4) + encode_trailer("/usr/bin/prog", 0, user, kernel))
+    ev = d.decode(_syscall() + encode_trailer("/usr/bin/prog", 0, user, kernel))
     assert ev is not None and ev.kind is EventKind.SYSCALL and ev.function_name == "__x64_sys_getppid"
     got = [(f.symbol, f.offset, f.address, f.module) for f in ev.kernel_stack]
     assert got == [
@@ -257,7 +347,7 @@ def test_kernel_addresses_become_tetragons_kernel_frames(ksyms: KernelSymbols) -
 def test_unsymbolized_and_too_deep_kernel_frames_are_counted_and_the_event_kept(ksyms: KernelSymbols) -> None:
     d = _decoder(ksyms, max_stack_depth=2)
     below_text = 0xFFFFFFFF80000000  # before the first symbol
-    ev = d.decode(_syscall(-1, 4) + encode_trailer("", 0, [], [below_text] + [0xFFFFFFFF81400410] * 3))
+    ev = d.decode(_syscall() + encode_trailer("", 0, [], [below_text] + [0xFFFFFFFF81400410] * 3))
     assert ev is not None and [f.symbol for f in ev.kernel_stack] == ["do_syscall_64"] * 2
     assert d.stats.repaired["native_kernel_frame_unsymbolized"] == 1
     assert d.stats.repaired["stack_truncated"] == 1
@@ -270,7 +360,7 @@ def test_unreadable_kallsyms_costs_the_kernel_frames_not_the_event() -> None:
 
     d = Decoder(node_name=NODE, targets=[], wall_minus_monotonic_ns=0, kernel_symbols=unreadable)
     for _ in range(2):
-        ev = d.decode(_syscall(-1, 4) + encode_trailer("", 0, [], [0xFFFFFFFF81400410]))
+        ev = d.decode(_syscall() + encode_trailer("", 0, [], [0xFFFFFFFF81400410]))
         assert ev is not None and ev.kernel_stack == []
     assert d.stats.repaired["native_kernel_frame_unsymbolized"] == 2
     assert d.stats.events[EventKind.SYSCALL] == 2
@@ -278,10 +368,12 @@ def test_unreadable_kallsyms_costs_the_kernel_frames_not_the_event() -> None:
 
 def test_a_tcp_record_with_stacks_decodes_with_both(ksyms: KernelSymbols) -> None:
     k = records.KIND_TCP
-    flags = records.FLAG_TCP_ATTRIBUTED | records.FLAG_STACK_IDS
+    flags = records.FLAG_TCP_ATTRIBUTED | records.FLAG_STACKS
     rec = records.STRUCTS[k].pack(*_head(k, flags), 7, 2, 0, 443, 2, 6, b"\x7f\0\0\x01" + b"\0" * 12,
                                   b"\x7f\0\0\x01" + b"\0" * 12)  # fmt: skip
-    rec += records.STACK_IDS.pack(1, 2)
+    rec += records.STACK_HEAD.pack(1, 1, 0) + struct.pack("<QQ", 0xFFFFFFFF81400810, 0x401000)
+    rec, user, kernel = records.split_stacks(rec)
+    assert (user, kernel) == ([0x401000], [0xFFFFFFFF81400810])
     ev = _decoder(ksyms).decode(
         rec + encode_trailer("/bin/c", 0, [(0x401000, 0x1000, "/bin/c")], [0xFFFFFFFF81400810])
     )
@@ -303,17 +395,73 @@ def test_a_tcp_record_with_stacks_decodes_with_both(ksyms: KernelSymbols) -> Non
 )
 def test_hostile_kernel_sections_are_counted(ksyms: KernelSymbols, tail: bytes, reason: str) -> None:
     d = _decoder(ksyms)
-    assert d.decode(_syscall(-1, -1) + encode_trailer("/b", 0, []) + tail) is None
+    assert d.decode(_syscall() + encode_trailer("/b", 0, []) + tail) is None
     assert d.stats.malformed[reason] == 1
 
 
-def test_a_flagged_record_cut_before_its_ids_is_short(ksyms: KernelSymbols) -> None:
+def test_a_flagged_record_cut_before_its_stacks_end_is_short(ksyms: KernelSymbols) -> None:
     d = _decoder(ksyms)
-    assert d.decode(_syscall(1, 2)[:-3]) is None
+    assert d.decode(_syscall(user=[1], kernel=[2])[:-3]) is None
     assert d.stats.malformed["native_short_record"] == 1
 
 
 def test_encode_trailer_keeps_at_most_max_frames_kernel_addresses(ksyms: KernelSymbols) -> None:
     d = _decoder(ksyms, max_stack_depth=1000)
-    ev = d.decode(_syscall(-1, 1) + encode_trailer("", 0, [], [0xFFFFFFFF81400410] * 500))
+    ev = d.decode(_syscall() + encode_trailer("", 0, [], [0xFFFFFFFF81400410] * 500))
     assert ev is not None and len(ev.kernel_stack) == MAX_FRAMES
+
+
+# -- detection and the CLI ---------------------------------------------------------------------
+
+
+def test_detect_checks_bpf_get_stack_and_ebpf_deep_needs_it(tmp_path: Path) -> None:
+    rep = detect(mount_tracefs=False, cache_dir=str(tmp_path))
+    check = rep.check("bpf_get_stack")
+    assert check is not None
+    if not rep.ok("bpf syscall"):
+        pytest.skip(f"no bpf(2) here: {rep.check('bpf syscall')}")
+    assert check.ok and check.detail == "a tracepoint program calling bpf_get_stack loads"
+    # without it, no stacks: the posture stops below EbpfDeep and says why
+    r = Report(kernel=rep.kernel, machine="x86_64", kernel_source="/x")
+    r.checks = [Check(c.name, True, c.detail) for c in rep.checks if c.name != "bpf_get_stack"]
+    r.checks.append(Check("bpf_get_stack", False, "gone"))
+    assert posture_of(r, compile_checked=False) == (
+        Posture.ACTIVE_TRACING,
+        ["EbpfDeep needs bpf_get_stack: gone"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stack-depth", "0"], r"native.stack_depth: expected an integer in [1, 127], got 0"),
+        (["--kernel-stack", "no_such_call"], "native.syscalls: unknown on x86_64: no_such_call"),
+    ],
+)
+def test_probes_run_refuses_bad_stack_options_with_exit_2(args: list[str], message: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "1", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+def test_probes_run_stack_flags_make_the_config() -> None:
+    import argparse
+
+    from stellaops_runtime.cli import probes as cli_probes
+
+    parser = argparse.ArgumentParser()
+    cli_probes.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["probes", "run", "--seconds", "1", "--syscall", "openat", "--kernel-stack", "getppid",
+         "--user-stack", "getppid", "--user-stack", "openat", "--tcp", "--tcp-kernel-stack",
+         "--tcp-user-stack", "--stack-depth", "9"]
+    )  # fmt: skip
+    cfg = cli_probes._config(args)
+    assert cfg.syscalls == ("openat", "getppid")  # a stacked syscall is traced without --syscall
+    assert (cfg.kernel_stack_syscalls, cfg.user_stack_syscalls) == (("getppid",), ("getppid", "openat"))
+    assert cfg.tcp_kernel_stacks and cfg.tcp_user_stacks and cfg.stack_depth == 9
+    plain = cli_probes._config(parser.parse_args(["probes", "run", "--seconds", "1", "--tcp"]))
+    assert not plain.takes_stacks() and plain.stack_depth == 127

@@ -5,6 +5,10 @@ source can deliver (exit 0 when at least Passive, 2 when None); ``probes run``
 loads the probes, prints the events they see for ``--seconds``, then the
 in-kernel counters (seen, filtered, rate limited, sampled out, lost, emitted).
 ``--tcp`` adds TCP state changes, printed with their old and new state.
+Stacks: ``--kernel-stack NAME`` / ``--user-stack NAME`` trace syscall NAME
+with the kernel / user stack of each call (``--tcp-kernel-stack``,
+``--tcp-user-stack`` for TCP state changes; uprobe calls carry the caller's
+user stack unless ``--no-stacks``); ``--stack-depth`` caps the frames kept.
 """
 
 from __future__ import annotations
@@ -47,6 +51,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--tcp", action="store_true", help="TCP state changes (tracepoint sock:inet_sock_set_state)"
     )
     r.add_argument("--no-stacks", action="store_true", help="no user stacks on uprobe events")
+    r.add_argument(
+        "--kernel-stack", action="append", default=[], metavar="NAME",
+        help="trace this syscall with the kernel stack of each call (its entry path); repeatable",
+    )  # fmt: skip
+    r.add_argument(
+        "--user-stack", action="append", default=[], metavar="NAME",
+        help="trace this syscall with the user stack of each call (the code making it); repeatable",
+    )  # fmt: skip
+    r.add_argument("--tcp-kernel-stack", action="store_true", help="with --tcp: kernel stack of the caller")
+    r.add_argument("--tcp-user-stack", action="store_true", help="with --tcp: user stack of the caller")
+    r.add_argument(
+        "--stack-depth", type=int, default=127, metavar="N",
+        help="frames kept per stack, 1-127 (the innermost; default 127)",
+    )  # fmt: skip
     r.add_argument(
         "--cgroup", action="append", type=int, default=[], metavar="ID", help="only this cgroup id"
     )
@@ -94,9 +112,12 @@ def _config(args: argparse.Namespace) -> NativeConfig:
         if not binary or not provider or not name:
             raise NativeConfigError(f"--usdt {spec!r}: expected BINARY:PROVIDER:NAME")
         usdts.append(UsdtTarget(binary, provider, name))
+    syscalls = tuple(dict.fromkeys([*args.syscall, *args.kernel_stack, *args.user_stack]))
     return NativeConfig(
-        usdt=tuple(usdts),
-        exec_events=not args.no_exec, syscalls=tuple(args.syscall), uprobes=tuple(targets),
+        usdt=tuple(usdts), kernel_stack_syscalls=tuple(dict.fromkeys(args.kernel_stack)),
+        user_stack_syscalls=tuple(dict.fromkeys(args.user_stack)), tcp_kernel_stacks=args.tcp_kernel_stack,
+        tcp_user_stacks=args.tcp_user_stack, stack_depth=args.stack_depth,
+        exec_events=not args.no_exec, syscalls=syscalls, uprobes=tuple(targets),
         tcp_state=args.tcp, user_stacks=not args.no_stacks, cgroup_allow=tuple(args.cgroup),
         rate_per_second=args.rate, burst=args.burst, syscall_sample_every=args.sample,
         force_perf_buffer=args.perf_buffer,
@@ -114,6 +135,7 @@ def _event_text(ev: RuntimeCallEvent) -> str:
     what = ev.function_name or ev.module
     lat = f" latency={ev.latency_ns}ns" if ev.latency_ns is not None else ""
     frames = f" frames={len(ev.user_stack)}" if ev.user_stack else ""
+    frames += f" kernel_frames={len(ev.kernel_stack)}" if ev.kernel_stack else ""
     return f"{ev.kind} pid={p.pid} tid={p.tid} binary={p.binary} {what}{lat}{frames}{_tcp_text(ev)}"
 
 

@@ -53,14 +53,37 @@ def create_map(map_type: int, key_size: int, value_size: int, max_entries: int) 
     return _result(fd, err, f"BPF_MAP_CREATE type {map_type}")
 
 
+# bpf_get_stack(ctx, fp - 8, 8, BPF_F_USER_STACK); r0 = 0; exit: r1 (ctx) is already set
+# (mov64 r2 = r10; add64 r2 += -8; mov64 r3 = 8; mov64 r4 = 256; call 67).
+HELPER_GET_STACK = 67
+BPF_F_USER_STACK = 256
+_GET_STACK = (
+    struct.pack("<BBhi", 0xBF, 0xA2, 0, 0)
+    + struct.pack("<BBhi", 0x07, 0x02, 0, -8)
+    + struct.pack("<BBhi", 0xB7, 0x03, 0, 8)
+    + struct.pack("<BBhi", 0xB7, 0x04, 0, BPF_F_USER_STACK)
+    + struct.pack("<BBhi", 0x85, 0, 0, HELPER_GET_STACK)
+    + _RETURN_ZERO
+)
+
+
 def load_trivial_tracepoint_program() -> tuple[bool, str]:
     """Load and close a two-instruction tracepoint program; (ok, why not)."""
-    insns = ctypes.create_string_buffer(_RETURN_ZERO, len(_RETURN_ZERO))
+    return _load_tracepoint(_RETURN_ZERO)
+
+
+def load_get_stack_program() -> tuple[bool, str]:
+    """Load and close a tracepoint program calling ``bpf_get_stack`` (kernel 4.18+); (ok, why not)."""
+    return _load_tracepoint(_GET_STACK)
+
+
+def _load_tracepoint(code: bytes) -> tuple[bool, str]:
+    insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
     attr = struct.pack(
         "<IIQQIIQII",
         PROG_TYPE_TRACEPOINT,
-        len(_RETURN_ZERO) // 8,
+        len(code) // 8,
         ctypes.addressof(insns),
         ctypes.addressof(license_),
         0,

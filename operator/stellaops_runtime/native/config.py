@@ -64,7 +64,7 @@ class NativeConfig:
     # With tcp_state: every change, not only the ones Tetragon is given (contracts/tcp_state.py);
     # the extra ones carry the socket's remembered process or none, and a Tetragon node never has them.
     tcp_all_transitions: bool = False
-    user_stacks: bool = True  # user stack of each uprobe call, through a stack-trace map
+    user_stacks: bool = True  # user stack of each uprobe call (the caller's, taken at the return)
     # Syscall events that carry the kernel stack (the syscall's entry path) and the user stack
     # (the code that made the call); every name must be in ``syscalls``.
     kernel_stack_syscalls: tuple[str, ...] = ()
@@ -72,7 +72,9 @@ class NativeConfig:
     # TCP state events (with ``tcp_state``): kernel and user stack of the task making the change.
     tcp_kernel_stacks: bool = False
     tcp_user_stacks: bool = False
-    stack_map_entries: int = 4096  # one stack-trace map for every stack taken (user and kernel)
+    # Frames each stack may have (kernel and user alike): room reserved per stack in the kernel;
+    # a deeper stack keeps its innermost ``stack_depth`` frames.
+    stack_depth: int = 127
     # Only these cgroup ids (cgroup v2 inode numbers) are traced; empty = every cgroup.
     cgroup_allow: tuple[int, ...] = ()
     # Token bucket per cgroup for syscall and uprobe events; 0 = unlimited.
@@ -114,7 +116,7 @@ class NativeConfig:
             targets.append(UprobeTarget(u["binary"], u["symbol"]))
         known = {
             "execEvents": "exec_events", "syscalls": "syscalls", "userStacks": "user_stacks",
-            "stackMapEntries": "stack_map_entries", "cgroupAllow": "cgroup_allow",
+            "stackDepth": "stack_depth", "cgroupAllow": "cgroup_allow",
             "ratePerSecond": "rate_per_second", "burst": "burst",
             "syscallSampleEvery": "syscall_sample_every", "ringBufferPages": "ring_buffer_pages",
             "forcePerfBuffer": "force_perf_buffer", "tcpState": "tcp_state",
@@ -141,9 +143,13 @@ class NativeConfig:
     def tcp_stacks(self) -> bool:
         return self.tcp_state and (self.tcp_kernel_stacks or self.tcp_user_stacks)
 
-    def stack_map(self) -> bool:
-        """Whether the program needs the stack-trace map (some probe takes a stack)."""
+    def takes_stacks(self) -> bool:
+        """Whether some probe takes a stack (the program then has stack code)."""
         return bool(self.uprobes and self.user_stacks) or self.syscall_stacks() or self.tcp_stacks()
+
+    def kernel_stacks(self) -> bool:
+        """Whether some probe takes a kernel stack (the kernel symbol table will then be needed)."""
+        return bool(self.kernel_stack_syscalls) or (self.tcp_state and self.tcp_kernel_stacks)
 
 
 def _int_field(cfg: NativeConfig, name: str, lo: int, hi: int) -> int:
@@ -160,7 +166,7 @@ def validate(cfg: NativeConfig) -> None:
     ):  # fmt: skip
         if type(getattr(cfg, name)) is not bool:
             raise NativeConfigError(f"native.{name}: expected true or false")
-    _int_field(cfg, "stack_map_entries", 16, 1 << 20)
+    _int_field(cfg, "stack_depth", 1, 127)
     _int_field(cfg, "rate_per_second", 0, 10_000_000)
     _int_field(cfg, "burst", 0, 10_000_000)
     _int_field(cfg, "syscall_sample_every", 1, 1_000_000)

@@ -22,7 +22,10 @@ probes becomes the same RuntimeCallEvent:
   (no owner task known): then pid 0, no binary, no container.
 
 Stacks: the trailer carries user frames (address, file offset, file), and,
-after them, kernel return addresses. Syscall and TCP events get both when the
+after them, kernel return addresses; the source took both out of the kernel
+record (``records.split_stacks``), which carries them as it was written. A
+record that still has its stack section is read past it (its counts must be
+ones the kernel can write, else ``native_bad_stack``). Syscall and TCP events get both when the
 probes took them (``native/probes/syscalls.py``, ``tcp.py``); uprobe events
 get the user stack. Kernel addresses become Tetragon's kernel frames: the
 kallsyms symbol and the offset from its start (``module`` left empty, as
@@ -287,6 +290,10 @@ class Decoder:
         size = records.record_size(payload)
         if len(payload) < size:
             raise Malformed("native_short_record")
+        if kind in records.STACK_KINDS and payload[1] & records.FLAG_STACKS:
+            user_n, kernel_n, _ = records.STACK_HEAD.unpack_from(payload, s.size)
+            if max(user_n, kernel_n) > records.MAX_STACK_FRAMES:
+                raise Malformed("native_bad_stack")  # the kernel never walks more
         fields = s.unpack_from(payload, 0)
         _, flags, _, pid, tid, uid, ktime, cgroup_id, comm = fields[:9]
         body = fields[9:]
@@ -333,7 +340,7 @@ class Decoder:
             ev.user_stack = self._stack(frames)
             ev.kernel_stack = self._kernel_stack(kernel)
         else:
-            target, _stack_id, latency = body
+            target, _unused, latency = body
             if target >= len(self.targets):
                 raise Malformed("native_unknown_uprobe_target")
             t = self.targets[target]

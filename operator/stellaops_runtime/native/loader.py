@@ -44,7 +44,6 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 
 
 MAX_DIAGNOSTICS = 4000
-MAX_WALKED = 65536  # stack walks cached (ids are stable, see ProbeSet.stack)
 
 
 @contextlib.contextmanager
@@ -93,7 +92,10 @@ def _tcp_wanted(cfg: NativeConfig) -> bool:
 def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     parts = ["#include <uapi/linux/ptrace.h>\n"]  # struct pt_regs, for USDT arguments
     parts += [records.c_struct(k) for k in records.BODIES]
-    parts += [records.c_struct(k, stacked=True) for k in records.STACK_KINDS]
+    for k in records.STACK_KINDS:
+        slots = sum(prelude.stack_slots(cfg, k))
+        if slots:
+            parts.append(records.c_struct(k, slots=slots))
     parts.append(prelude.c_source(cfg, ring_buffer=ring_buffer))
     if cfg.exec_events:
         parts.append(exec_probe.c_source(ring_buffer=ring_buffer))
@@ -119,8 +121,6 @@ class ProbeSet:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (probe, why)
     perf_lost: int = 0  # records the perf buffer lost (its lost callback), when used
     _pending: list[bytes] = field(default_factory=list)
-    _stacks: Any = None
-    _walked: dict[int, list[int]] = field(default_factory=dict)
     _perf_fds: list[int] = field(default_factory=list)  # USDT perf events we opened ourselves
 
     def poll(self, timeout_ms: int) -> list[bytes]:
@@ -132,33 +132,6 @@ class ProbeSet:
         out = self._pending[:]  # the callbacks hold this very list: empty it in place
         self._pending.clear()
         return out
-
-    def stack(self, stack_id: int) -> list[int]:
-        """The return addresses of a stack id, innermost first ([] when none).
-
-        User and kernel stacks share the one map (``stella_stacks``); which one an
-        id is depends on the record field it came from. Ids are never deleted or
-        reused (no BPF_F_REUSE_STACKID): an id names one stack for the life of the
-        program, so a walk is cached. A stack that does not fit (bucket taken by
-        another stack) is counted in-kernel as stack_lost.
-        """
-        if stack_id < 0 or self._stacks is None:
-            return []
-        cached = self._walked.get(stack_id)
-        if cached is None:
-            try:
-                cached = [int(a) for a in self._stacks.walk(stack_id)]
-            except KeyError:
-                return []
-            if len(self._walked) >= MAX_WALKED:
-                self._walked.clear()
-            self._walked[stack_id] = cached
-        return cached
-
-    def stacks_of(self, record: bytes) -> tuple[list[int], list[int]]:
-        """(user addresses, kernel addresses) of the stacks a record names, innermost first."""
-        user, kernel = records.stack_ids(record)
-        return self.stack(user), self.stack(kernel)
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Per probe kind, every filter decision summed over CPUs (records.COUNTERS)."""
@@ -242,8 +215,6 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
             ps.attached.append(tcp.TRACEPOINT)
         else:
             ps.failed.append((tcp.TRACEPOINT, "the tracepoint is not in tracefs (kernel 4.16+ has it)"))
-    if cfg.stack_map():  # the prelude declared it
-        ps._stacks = b[b"stella_stacks"]
     m = b[b"stella_cgroup_allow"]
     for cg in cfg.cgroup_allow:
         m[ctypes.c_uint64(cg)] = ctypes.c_uint8(1)
@@ -264,8 +235,3 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
             ps.perf_lost += int(count)
 
         b[b"stella_events"].open_perf_buffer(on_perf, page_cnt=ps.cfg.ring_buffer_pages, lost_cb=on_lost)
-
-
-def stack_id_of(record: bytes) -> int:
-    """The user stack id of a record (-1 when it names none or is too short)."""
-    return records.stack_ids(record)[0]

@@ -5,12 +5,16 @@ body. Little-endian, no padding surprises: each field sits at its natural
 alignment, and the C structs are generated from these tables so the two sides
 cannot drift.
 
-Stack ids: a uprobe record carries its user stack id in its body. Syscall and
-TCP records taken with stacks (the policy asked for them) carry the flag
-``FLAG_STACK_IDS`` and 8 more bytes after the body, ``STACK_IDS``: the user
-and the kernel stack id in the one stack-trace map (``stella_stacks``), -1
-for a stack not asked for or not stored (counted as ``stack_lost``). Records
-without the flag keep their size, so stacks cost nothing when off.
+Stacks travel in the record itself (``bpf_get_stack``, no stack-trace map):
+a syscall, TCP or uprobe record taken with stacks carries the flag
+``FLAG_STACKS`` and, after its body, ``STACK_HEAD`` (user frame count,
+kernel frame count) and then that many return addresses, innermost first:
+the kernel ones, then the user ones. Only the frames walked are written, so
+a record's size varies with its stacks; a stack that could not be walked has
+count 0 (counted in the kernel as ``stack_lost``). Records without the flag
+keep their plain size, so stacks cost nothing when off. The agent's source
+(``source.py``) takes the addresses out of the record (``split_stacks``) and
+hands the decoder the plain record plus its trailer.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ KIND_NAMES = {
 # Header flags. TCP: the pid/uid/cgroup/comm are the socket owner's (the task that connected,
 # listened or closed it); without the flag no task is known and they are zero.
 FLAG_TCP_ATTRIBUTED = 1
-# Any kind in STACK_KINDS: the record is followed by STACK_IDS (user id, kernel id).
-FLAG_STACK_IDS = 2
+# Any kind in STACK_KINDS: the body is followed by STACK_HEAD and the addresses it counts.
+FLAG_STACKS = 2
+MAX_STACK_FRAMES = 127  # frames per stack at most (the kernel's perf_event_max_stack default)
 
 COMM_LEN = 16
 FILENAME_LEN = 256
@@ -65,7 +70,8 @@ BODIES: dict[int, tuple[tuple[str, str, str], ...]] = {
         ("char", f"filename[{FILENAME_LEN}]", f"{FILENAME_LEN}s"),
     ),
     KIND_SYSCALL: (("u32", "nr", "I"), ("u32", "sample_every", "I")),
-    KIND_UPROBE: (("u32", "target", "I"), ("s32", "stack_id", "i"), ("u64", "latency_ns", "Q")),
+    # unused: held a stack id when stacks went through a stack-trace map
+    KIND_UPROBE: (("u32", "target", "I"), ("s32", "unused", "i"), ("u64", "latency_ns", "Q")),
     KIND_USDT: (
         ("u32", "target", "I"),
         ("u32", "nargs", "I"),
@@ -90,22 +96,26 @@ BODIES: dict[int, tuple[tuple[str, str, str], ...]] = {
 HEADER = struct.Struct("<" + "".join(f for _, _, f in HEADER_FIELDS))
 STRUCTS = {k: struct.Struct(HEADER.format + "".join(f for _, _, f in body)) for k, body in BODIES.items()}
 
-# The kinds whose records may carry STACK_IDS after their body (see the module docstring).
-STACK_KINDS = (KIND_SYSCALL, KIND_TCP)
-STACK_ID_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("s32", "user_stack_id", "i"),
-    ("s32", "kernel_stack_id", "i"),
+# The kinds whose records may carry stacks (see the module docstring).
+STACK_KINDS = (KIND_SYSCALL, KIND_TCP, KIND_UPROBE)
+STACK_HEAD_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("u16", "user_n", "H"),
+    ("u16", "kernel_n", "H"),
+    ("u32", "stack_pad", "I"),
 )
-STACK_IDS = struct.Struct("<" + "".join(f for _, _, f in STACK_ID_FIELDS))
-_UPROBE_STACK_AT = HEADER.size + 4  # the uprobe body: u32 target, s32 stack_id, ...
+STACK_HEAD = struct.Struct("<" + "".join(f for _, _, f in STACK_HEAD_FIELDS))
+_ADDR = 8
 _FLAGS_AT = 1
 
 
-def c_struct(kind: int, *, stacked: bool = False) -> str:
-    """The C definition of one record kind (``struct stella_<name>``, ``..._st`` with stack ids)."""
-    fields = HEADER_FIELDS + BODIES[kind] + (STACK_ID_FIELDS if stacked else ())
+def c_struct(kind: int, *, slots: int = 0) -> str:
+    """The C definition of one record kind: ``struct stella_<name>``, or with ``slots`` > 0
+    ``struct stella_<name>_st``, which adds the stack head and room for ``slots`` addresses."""
+    fields = HEADER_FIELDS + BODIES[kind] + (STACK_HEAD_FIELDS if slots else ())
     lines = "".join(f"    {t} {n};\n" for t, n, _ in fields)
-    return f"struct stella_{KIND_NAMES[kind]}{'_st' if stacked else ''} {{\n{lines}}};\n"
+    if slots:
+        lines += f"    u64 addrs[{slots}];\n"
+    return f"struct stella_{KIND_NAMES[kind]}{'_st' if slots else ''} {{\n{lines}}};\n"
 
 
 def c_struct_name(kind: int, *, stacked: bool) -> str:
@@ -113,13 +123,14 @@ def c_struct_name(kind: int, *, stacked: bool) -> str:
 
 
 def _stacked(rec: bytes, kind: int) -> bool:
-    return kind in STACK_KINDS and len(rec) > _FLAGS_AT and bool(rec[_FLAGS_AT] & FLAG_STACK_IDS)
+    return kind in STACK_KINDS and len(rec) > _FLAGS_AT and bool(rec[_FLAGS_AT] & FLAG_STACKS)
 
 
 def record_size(rec: bytes) -> int:
     """Bytes of the kernel record at the start of ``rec`` (what follows is padding or the trailer).
 
-    An unknown kind gives ``len(rec)``: the decoder refuses it anyway.
+    An unknown kind gives ``len(rec)``: the decoder refuses it anyway. A stacked
+    record too short to hold its stack head gives more than ``len(rec)``.
     """
     if not rec:
         return 0
@@ -127,20 +138,32 @@ def record_size(rec: bytes) -> int:
     s = STRUCTS.get(kind)
     if s is None:
         return len(rec)
-    return s.size + (STACK_IDS.size if _stacked(rec, kind) else 0)
+    if not _stacked(rec, kind):
+        return s.size
+    if len(rec) < s.size + STACK_HEAD.size:
+        return s.size + STACK_HEAD.size
+    user_n, kernel_n, _ = STACK_HEAD.unpack_from(rec, s.size)
+    return s.size + STACK_HEAD.size + _ADDR * (user_n + kernel_n)
 
 
-def stack_ids(rec: bytes) -> tuple[int, int]:
-    """(user stack id, kernel stack id) of a record; -1 for none, or for a record too short to say."""
-    if not rec:
-        return -1, -1
-    kind = rec[0]
-    s = STRUCTS.get(kind)
-    if s is None or len(rec) < s.size:
-        return -1, -1
-    if kind == KIND_UPROBE:
-        return int(struct.unpack_from("<i", rec, _UPROBE_STACK_AT)[0]), -1
-    if _stacked(rec, kind) and len(rec) >= s.size + STACK_IDS.size:
-        user, kernel = STACK_IDS.unpack_from(rec, s.size)
-        return int(user), int(kernel)
-    return -1, -1
+def split_stacks(rec: bytes) -> tuple[bytes, list[int], list[int]]:
+    """(the record without its stacks and with the flag cleared, user addresses, kernel addresses).
+
+    A record without stacks comes back as it is, with no addresses. One whose
+    stack head is cut short or counts more than ``MAX_STACK_FRAMES`` a stack
+    also comes back as it is: the decoder then refuses it (``native_short_record``
+    or ``native_bad_stack``), it is never given made-up frames.
+    """
+    if not rec or not _stacked(rec, rec[0]):
+        return rec, [], []
+    s = STRUCTS[rec[0]]
+    if len(rec) < s.size + STACK_HEAD.size:
+        return rec, [], []
+    user_n, kernel_n, _ = STACK_HEAD.unpack_from(rec, s.size)
+    at = s.size + STACK_HEAD.size
+    too_many = user_n > MAX_STACK_FRAMES or kernel_n > MAX_STACK_FRAMES
+    if too_many or len(rec) < at + _ADDR * (user_n + kernel_n):
+        return rec, [], []
+    addrs = list(struct.unpack_from(f"<{kernel_n + user_n}Q", rec, at))
+    plain = bytes([rec[0], rec[_FLAGS_AT] & ~FLAG_STACKS & 0xFF]) + rec[2 : s.size]
+    return plain, addrs[kernel_n:], addrs[:kernel_n]

@@ -2,6 +2,11 @@
 
 Also the simplest way to drive the whole native path (detect -> load -> source
 -> decoder) from tests and the benchmark without the agent around it.
+
+With kernel stacks on, the kernel symbol table (``/proc/kallsyms``, about a
+second to read) is read in a worker thread while the probes load, before the
+first event is decoded: the decoder would otherwise read it on the event loop
+at the first kernel frame and stall everything else meanwhile.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stellaops_runtime.canonical.kallsyms import KernelSymbols
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.detect import Report, detect
@@ -36,6 +42,7 @@ class SessionResult:
     report: Report
     events: list[RuntimeCallEvent] = field(default_factory=list)
     decoded: int = 0  # events decoded (kept in ``events`` or handed to ``on_event``)
+    kernel_symbols: int = 0  # symbols of the kernel table read ahead (0: no kernel stacks, or unreadable)
     error: str = ""
     attached: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -55,6 +62,7 @@ class SessionResult:
             "malformed": self.malformed,
             "frames": self.proc,
             "events": self.decoded,
+            "kernelSymbols": self.kernel_symbols,
         }
 
 
@@ -81,11 +89,26 @@ async def run_session(
         ring_buffer=report.ok("ring buffer"),  # else the perf buffer
         retry_seconds=3600,
     )
+    preload = (
+        asyncio.get_running_loop().run_in_executor(None, _read_kernel_symbols)
+        if cfg.kernel_stacks()
+        else None
+    )
+    ksyms: list[KernelSymbols | OSError] = []
+
+    def kernel_symbols() -> KernelSymbols:
+        if not ksyms:  # not read ahead (no kernel stacks asked for): read now
+            ksyms.append(_read_kernel_symbols())
+        if isinstance(ksyms[0], OSError):
+            raise ksyms[0]  # the decoder counts every kernel frame as unsymbolized
+        return ksyms[0]
+
     decoder = Decoder(
         node_name=platform.node(),
         targets=cfg.uprobes,
         usdt_targets=cfg.usdt,
         wall_minus_monotonic_ns=time.time_ns() - time.monotonic_ns(),
+        kernel_symbols=kernel_symbols,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(source.run(stop))
@@ -103,6 +126,10 @@ async def run_session(
 
     try:
         await source.ready.wait()
+        if preload is not None:
+            ksyms.append(await preload)
+            if isinstance(ksyms[0], KernelSymbols):
+                res.kernel_symbols = len(ksyms[0].names)
         if source.stats.connected:
             deadline = time.monotonic() + seconds
             if during is not None:
@@ -131,3 +158,11 @@ async def run_session(
         "mapsUnreadable": p.maps_unreadable,
     }
     return res
+
+
+def _read_kernel_symbols() -> KernelSymbols | OSError:
+    """The kernel symbol table, or why it could not be read (returned, so a worker thread can give it)."""
+    try:
+        return KernelSymbols()
+    except OSError as e:
+        return e

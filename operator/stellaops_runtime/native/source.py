@@ -157,7 +157,7 @@ class NativeProbeSource:
         return [self._with_trailer(ps, rec) for rec in ps.poll(timeout_ms)]
 
     def _with_trailer(self, ps: ProbeSet, rec: bytes) -> bytes:
-        """The record plus what /proc knows now: binary, exec time, user stack frames."""
+        """The record (its stacks taken out) plus what /proc knows now: binary, exec time, frames."""
         if len(rec) < records.HEADER.size:
             return rec  # the decoder counts it as malformed
         kind = rec[0]
@@ -168,6 +168,6 @@ class NativeProbeSource:
             path = fields[-1].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             self.procs.exec_seen(pid, path if path.startswith("/") else "", fields[6])
         binary, exec_ktime = self.procs.binary(pid)
-        user, kernel = ps.stacks_of(rec)  # user and kernel return addresses (native/records.py)
+        rec, user, kernel = records.split_stacks(rec)  # return addresses carried in the record
         frames = self.procs.frames(pid, user)
         return rec + encode_trailer(binary, exec_ktime, frames, kernel)

@@ -16,12 +16,18 @@ Every decision is counted per probe kind in a per-CPU array (records.COUNTERS),
 so ``seen == cgroup_filtered + period_limited + rate_limited + sampled_out +
 lost + emitted``.
 
-Stacks: one stack-trace map (``stella_stacks``, ``stack_map_entries`` buckets)
-holds every stack any probe takes, user and kernel alike; it exists only when
-some probe takes a stack (``NativeConfig.stack_map``). Ids are not reused
-(no BPF_F_REUSE_STACKID): a stack whose bucket holds another one is not
-stored, its id is -1 and ``stack_lost`` counts it; the event is emitted all
-the same.
+Stacks: taken with ``bpf_get_stack`` straight into the record (kernel 4.18+,
+the same release as ``bpf_get_current_cgroup_id``, which every probe uses, so
+every kernel that loads these programs has it). A stacked record is built in a
+per-CPU scratch copy (``stella_scratch_<kind>``, too big for the BPF stack),
+the kernel frames first and the user frames right after them, and only the
+bytes used are output (tracepoint programs never interleave on one CPU: the
+kernel runs one at a time there, its ``bpf_prog_active``). Uprobe programs may be preempted midway on newer
+kernels, so with the ring buffer their records are reserved there whole
+(private to the call; the reader cuts them to the frames walked) instead.
+There is no stack-trace map: nothing fills up on a long-running node and no
+record can name another stack's frames. A walk that fails or finds no frame
+counts ``stack_lost`` of the kind; the event is emitted all the same.
 """
 
 from __future__ import annotations
@@ -32,9 +38,30 @@ from stellaops_runtime.native.config import MAX_CGROUPS, NativeConfig, effective
 TOKEN = 1_000_000_000  # one token in bucket units (rate * elapsed_ns adds units)
 
 
+# Kinds whose programs may be preempted midway (uprobes: run with only migration disabled on newer
+# kernels); their stacked records are reserved in the ring buffer, not built in a shared scratch copy.
+PREEMPTIBLE_KINDS = (records.KIND_UPROBE,)
+
+
+def stack_slots(cfg: NativeConfig, kind: int) -> tuple[int, int]:
+    """(kernel, user) addresses a record of ``kind`` has room for: ``stack_depth`` for each stack
+    some probe of that kind may take, 0 for the others."""
+    d = cfg.stack_depth
+    if kind == records.KIND_SYSCALL:
+        return d * bool(cfg.kernel_stack_syscalls), d * bool(cfg.user_stack_syscalls)
+    if kind == records.KIND_TCP:
+        return d * cfg.tcp_stacks() * cfg.tcp_kernel_stacks, d * cfg.tcp_stacks() * cfg.tcp_user_stacks
+    if kind == records.KIND_UPROBE:
+        return 0, d * bool(cfg.uprobes and cfg.user_stacks)
+    return 0, 0
+
+
 def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     out = [
         "#ifndef __always_inline\n#define __always_inline inline __attribute__((always_inline))\n#endif\n",
+        # ``v`` at most ``max``, bounded in the very register the next use takes (see emit_end_stacked).
+        '#define STELLA_CLAMP(v, max) ({ u64 _v = (v); asm volatile("" : "+r"(_v)); '
+        'if (_v > (max)) _v = (max); asm volatile("" : "+r"(_v)); _v; })\n',
         f"#define STELLA_NUM_COUNTERS {len(records.COUNTERS)}\n",
     ]
     out.append(f"BPF_PERCPU_ARRAY(stella_counters, u64, {records.NUM_KINDS * len(records.COUNTERS)});\n")
@@ -46,8 +73,11 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     out.append("struct stella_bucket { u64 tokens; u64 last_ns; };\n")
     out.append('BPF_TABLE("lru_hash", u64, struct stella_bucket, stella_buckets, 16384);\n')
     out.append("BPF_PERCPU_ARRAY(stella_sample, u64, 1);\n")
-    if cfg.stack_map():
-        out.append(f"BPF_STACK_TRACE(stella_stacks, {cfg.stack_map_entries});\n")
+    for kind in records.STACK_KINDS:
+        kernel, user = stack_slots(cfg, kind)
+        if kernel + user and not (ring_buffer and kind in PREEMPTIBLE_KINDS):
+            name = records.c_struct_name(kind, stacked=True)
+            out.append(f"BPF_PERCPU_ARRAY(stella_scratch_{records.KIND_NAMES[kind]}, struct {name}, 1);\n")
     periods = bool(cfg.syscall_periods or cfg.uprobe_periods)
     out.append("struct stella_period_key { u32 tid; u32 kind; u32 id; u32 pad; };\n")
     out.append('BPF_TABLE("lru_hash", struct stella_period_key, u64, stella_periods, 65536);\n')
@@ -163,25 +193,80 @@ def emit_end(struct_name: str, var: str, kind: int, *, ring_buffer: bool, ctx: s
     )
 
 
-def take_stacks(var: str, kind: int, *, ctx: str, kernel: str, user: str) -> str:
-    """C statements filling the stack ids of record ``var`` (a ``_st`` struct) and its flag.
+def emit_begin_stacked(kind: int, var: str, *, reserve: bool = False) -> str:
+    """C statements that give ``var``, the kind's per-CPU scratch record (see the module docstring).
+
+    ``reserve`` (ring buffer only): room for the whole record reserved in the ring buffer instead,
+    for programs that may be preempted midway (uprobes on newer kernels run with only migration
+    disabled): a scratch copy shared per CPU could then be overwritten by another task's event.
+    """
+    struct_name = records.c_struct_name(kind, stacked=True)
+    if reserve:
+        return emit_begin(struct_name, var, kind, ring_buffer=True)
+    name = records.KIND_NAMES[kind]
+    return (
+        "    u32 stella_zero = 0;\n"
+        f"    struct {struct_name} *{var} = stella_scratch_{name}.lookup(&stella_zero);\n"
+        f"    if (!{var}) {{ stella_count({kind}, {records.C_LOST}); return 0; }}\n"
+    )
+
+
+def take_stacks(var: str, kind: int, *, ctx: str, kernel: str, user: str, cfg: NativeConfig) -> str:
+    """C statements walking the stacks into scratch record ``var`` and setting its counts and flag.
 
     ``kernel`` and ``user`` are C conditions ("1", "0" or a test); for "0" no
-    code is generated. A stack that cannot be stored leaves its id -1 and is
-    counted as ``stack_lost`` of ``kind``; the record is emitted regardless.
+    code is generated. The kernel frames go to the start of ``addrs``, the
+    user frames right after them. A walk that fails or finds nothing leaves
+    that count 0 and is counted as ``stack_lost`` of ``kind``.
     """
+    kslots, uslots = stack_slots(cfg, kind)
     out = [
-        f"    {var}->flags |= {records.FLAG_STACK_IDS};\n",
-        f"    {var}->user_stack_id = -1;\n",
-        f"    {var}->kernel_stack_id = -1;\n",
+        f"    {var}->flags |= {records.FLAG_STACKS};\n",
+        "    u32 stella_kn = 0, stella_un = 0;\n",
     ]
-    for cond, field, flags in ((kernel, "kernel_stack_id", "0"), (user, "user_stack_id", "BPF_F_USER_STACK")):
-        if cond == "0":
-            continue
+    if kernel != "0" and kslots:
         out.append(
-            f"    if ({cond}) {{\n"
-            f"        {var}->{field} = stella_stacks.get_stackid({ctx}, {flags});\n"
-            f"        if ({var}->{field} < 0) stella_count({kind}, {records.C_STACK_LOST});\n"
+            f"    if ({kernel}) {{\n"
+            f"        long r = bpf_get_stack({ctx}, &{var}->addrs[0], {kslots * 8}, 0);\n"
+            f"        if (r > 0) stella_kn = (u32)r / 8; else stella_count({kind}, {records.C_STACK_LOST});\n"
             "    }\n"
+            f"    stella_kn = STELLA_CLAMP(stella_kn, {kslots});\n"
         )
+    if user != "0" and uslots:
+        out.append(
+            f"    if ({user}) {{\n"
+            f"        u64 at = STELLA_CLAMP(stella_kn, {kslots});\n"
+            f"        long r = bpf_get_stack({ctx}, &{var}->addrs[at], {uslots * 8}, BPF_F_USER_STACK);\n"
+            f"        if (r > 0) stella_un = (u32)r / 8; else stella_count({kind}, {records.C_STACK_LOST});\n"
+            "    }\n"
+            f"    stella_un = STELLA_CLAMP(stella_un, {uslots});\n"
+        )
+    out.append(f"    {var}->user_n = stella_un;\n    {var}->kernel_n = stella_kn;\n")
+    out.append(f"    {var}->stack_pad = 0;\n")
     return "".join(out)
+
+
+def emit_end_stacked(kind: int, var: str, *, ring_buffer: bool, ctx: str, reserve: bool = False) -> str:
+    """Output the used part of scratch record ``var``: its fixed fields and the frames walked.
+
+    ``reserve``: ``var`` is a reserved ring buffer record (emit_begin_stacked): submitted whole;
+    the reader cuts it to the frames its counts say (records.record_size)."""
+    name = records.c_struct_name(kind, stacked=True)
+    if reserve:
+        return emit_end(name, var, kind, ring_buffer=True)
+    # STELLA_CLAMP's empty asm statements keep clang from checking the bound on one copy of the
+    # size and passing another: the verifier must see the very register it is given bounded.
+    size = (
+        f"    u64 stella_size = STELLA_CLAMP(__builtin_offsetof(struct {name}, addrs)\n"
+        f"        + (u64)(stella_kn + stella_un) * 8, sizeof(struct {name}));\n"
+    )
+    if ring_buffer:
+        out = f"    long stella_rc = stella_events.ringbuf_output({var}, stella_size, 0);\n"
+    else:
+        out = f"    long stella_rc = stella_events.perf_submit({ctx}, {var}, stella_size);\n"
+    return (
+        size
+        + out
+        + f"    if (stella_rc < 0) stella_count({kind}, {records.C_LOST});\n"
+        + f"    else stella_count({kind}, {records.C_EMITTED});\n"
+    )

@@ -11,8 +11,9 @@ The kernel stack is taken at the tracepoint, on the syscall's way in
 (``entry_SYSCALL_64`` -> ``do_syscall_64`` and what the kernel runs there
 before dispatching): the syscall's own function (``__x64_sys_<name>``, the
 event's ``function_name``) has not been called yet. The user stack is the
-code that made the call. Without any stack asked for, the program has no
-stack code at all and the records keep their plain size.
+code that made the call. Both are walked with ``bpf_get_stack`` into the
+record itself (probes/prelude.py). Without any stack asked for, the program
+has no stack code at all and the records keep their plain size.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Any
 from stellaops_runtime.contracts.syscalls import X86_64
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
-from stellaops_runtime.native.probes.prelude import emit_begin, emit_end, take_stacks
+from stellaops_runtime.native.probes.prelude import (
+    emit_begin,
+    emit_begin_stacked,
+    emit_end,
+    emit_end_stacked,
+    take_stacks,
+)
 
 TRACEPOINT = "raw_syscalls:sys_enter"
 MAX_NR = 512
@@ -35,12 +42,16 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     stacked = cfg.syscall_stacks()
     struct_name = records.c_struct_name(k, stacked=stacked)
     stacks = ""
+    begin = emit_begin(struct_name, "e", k, ring_buffer=ring_buffer)
+    end = emit_end(struct_name, "e", k, ring_buffer=ring_buffer, ctx="args")
     if stacked:
         stacks = take_stacks(
-            "e", k, ctx="args",
+            "e", k, ctx="args", cfg=cfg,
             kernel=f"w & {KERNEL_STACK}" if cfg.kernel_stack_syscalls else "0",
             user=f"w & {USER_STACK}" if cfg.user_stack_syscalls else "0",
         )  # fmt: skip
+        begin = emit_begin_stacked(k, "e")
+        end = emit_end_stacked(k, "e", ring_buffer=ring_buffer, ctx="args")
     return (
         f"BPF_ARRAY(stella_syscall_want, u8, {MAX_NR});\n"
         f"BPF_ARRAY(stella_syscall_period, u64, {MAX_NR});\n"
@@ -52,13 +63,10 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         "    u64 cg = bpf_get_current_cgroup_id();\n"
         "    u64 *period = stella_syscall_period.lookup(&nr);\n"
         f"    if (!stella_admit_p({k}, cg, 1, 1, nr, period ? *period : 0)) return 0;\n"
-        + emit_begin(struct_name, "e", k, ring_buffer=ring_buffer)
+        + begin
         + f"    stella_header(e, {k}, cg);\n"
         "    e->nr = nr;\n"
-        f"    e->sample_every = {cfg.syscall_sample_every};\n"
-        + stacks
-        + emit_end(struct_name, "e", k, ring_buffer=ring_buffer, ctx="args")
-        + "    return 0;\n}\n"
+        f"    e->sample_every = {cfg.syscall_sample_every};\n" + stacks + end + "    return 0;\n}\n"
     )
 
 

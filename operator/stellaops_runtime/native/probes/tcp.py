@@ -29,8 +29,8 @@ changes only, where the current task is the one making the change in its
 system call (the kernel stack runs from the syscall entry down to the state
 change, the user stack is the code that called). The other changes run in
 softirq or timer context, on whatever task the CPU interrupted: neither of
-its stacks belongs to the socket, so those records carry none (ids -1, not
-counted as lost).
+its stacks belongs to the socket, so those records carry none (no frames,
+not counted as lost).
 """
 
 from __future__ import annotations
@@ -40,7 +40,13 @@ from typing import Any
 from stellaops_runtime.contracts import tcp_state
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
-from stellaops_runtime.native.probes.prelude import emit_begin, emit_end, take_stacks
+from stellaops_runtime.native.probes.prelude import (
+    emit_begin,
+    emit_begin_stacked,
+    emit_end,
+    emit_end_stacked,
+    take_stacks,
+)
 
 TRACEPOINT = f"{tcp_state.SUBSYSTEM}:{tcp_state.EVENT}"
 TCP_STATES = tcp_state.TCP_STATES
@@ -63,12 +69,26 @@ def _stacks(cfg: NativeConfig, cond: str) -> str:
     if not cfg.tcp_stacks():
         return ""
     return take_stacks(
-        "e", records.KIND_TCP, ctx="args",
+        "e", records.KIND_TCP, ctx="args", cfg=cfg,
         kernel=cond if cfg.tcp_kernel_stacks else "0", user=cond if cfg.tcp_user_stacks else "0",
     )  # fmt: skip
 
 
-def _fields(k: int, ring_buffer: bool, struct_name: str) -> str:
+def _begin(cfg: NativeConfig, ring_buffer: bool) -> str:
+    k = records.KIND_TCP
+    if cfg.tcp_stacks():
+        return emit_begin_stacked(k, "e")
+    return emit_begin(records.c_struct_name(k, stacked=False), "e", k, ring_buffer=ring_buffer)
+
+
+def _end(cfg: NativeConfig, ring_buffer: bool) -> str:
+    k = records.KIND_TCP
+    if cfg.tcp_stacks():
+        return emit_end_stacked(k, "e", ring_buffer=ring_buffer, ctx="args")
+    return emit_end(records.c_struct_name(k, stacked=False), "e", k, ring_buffer=ring_buffer, ctx="args")
+
+
+def _fields(cfg: NativeConfig, ring_buffer: bool) -> str:
     """Fill and submit record ``e`` from the tracepoint's fields (the header is set by the caller)."""
     return (
         "    e->oldstate = old;\n"
@@ -85,23 +105,22 @@ def _fields(k: int, ring_buffer: bool, struct_name: str) -> str:
         "    } else {\n"
         "        bpf_probe_read_kernel(&e->saddr, 4, args->saddr);\n"
         "        bpf_probe_read_kernel(&e->daddr, 4, args->daddr);\n"
-        "    }\n" + emit_end(struct_name, "e", k, ring_buffer=ring_buffer, ctx="args") + "    return 0;\n}\n"
+        "    }\n" + _end(cfg, ring_buffer) + "    return 0;\n}\n"
     )
 
 
 def _selected_source(cfg: NativeConfig, ring_buffer: bool) -> str:
     """Only the selected transitions, each under the task making it (Tetragon's rendering)."""
     k = records.KIND_TCP
-    name = records.c_struct_name(k, stacked=cfg.tcp_stacks())
     return (
         "TRACEPOINT_PROBE(sock, inet_sock_set_state) {\n"
         "    int old = args->oldstate, new = args->newstate;\n"
         f"    if (!{selected_condition()}) return 0;\n"
         "    u64 cg = bpf_get_current_cgroup_id();\n"
         f"    if (!stella_admit({k}, cg, 1, 0)) return 0;\n"
-        + emit_begin(name, "e", k, ring_buffer=ring_buffer)
+        + _begin(cfg, ring_buffer)
         + f"    stella_header(e, {k}, cg);\n"
-        f"    e->flags = {records.FLAG_TCP_ATTRIBUTED};\n" + _stacks(cfg, "1") + _fields(k, ring_buffer, name)
+        f"    e->flags = {records.FLAG_TCP_ATTRIBUTED};\n" + _stacks(cfg, "1") + _fields(cfg, ring_buffer)
     )
 
 
@@ -109,7 +128,6 @@ def _all_source(cfg: NativeConfig, ring_buffer: bool) -> str:
     """Every transition; the owner from the selected ones, remembered per socket for the others."""
     k = records.KIND_TCP
     s = _S
-    name = records.c_struct_name(k, stacked=cfg.tcp_stacks())
     return (
         "struct stella_tcp_owner { u32 pid; u32 tid; u32 uid; u32 pad; u64 cgroup_id; char comm[16]; };\n"
         'BPF_TABLE("lru_hash", u64, struct stella_tcp_owner, stella_tcp_owners, 65536);\n'
@@ -136,7 +154,7 @@ def _all_source(cfg: NativeConfig, ring_buffer: bool) -> str:
         "    }\n"
         f"    if (new == {s['CLOSE']}) stella_tcp_owners.delete(&sk);\n"
         f"    if (!stella_admit({k}, own.cgroup_id, 1, 0)) return 0;\n"
-        + emit_begin(name, "e", k, ring_buffer=ring_buffer)
+        + _begin(cfg, ring_buffer)
         + f"    e->kind = {k};\n"
         "    e->flags = flags;\n"
         "    e->reserved = 0;\n"
@@ -147,7 +165,7 @@ def _all_source(cfg: NativeConfig, ring_buffer: bool) -> str:
         "    e->cgroup_id = own.cgroup_id;\n"
         "    __builtin_memcpy(&e->comm, &own.comm, sizeof(e->comm));\n"
         + _stacks(cfg, "caller")
-        + _fields(k, ring_buffer, name)
+        + _fields(cfg, ring_buffer)
     )
 
 

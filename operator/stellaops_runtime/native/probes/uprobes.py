@@ -1,11 +1,15 @@
 """Uprobes and uretprobes on the functions a policy lists: calls, latency and the caller's stack.
 
 Each target (binary, symbol) gets its own pair of tiny programs that call a
-shared body with the target's index. The entry probe applies the filters,
-takes the user stack id and the time, and keeps them per thread and
-recursion depth; the return probe emits one record per completed call with
-its latency. A call whose thread never returns (killed, longjmp) emits
-nothing; its kept entry ages out of the LRU map.
+shared body with the target's index. The entry probe applies the filters and
+keeps the time per thread and recursion depth; the return probe emits one
+record per completed call with its latency and, with ``user_stacks``, the
+caller's user stack, walked there with ``bpf_get_stack`` into the record
+(probes/prelude.py). At the return the function's own frame is gone: the
+innermost frame is the call site in the direct caller (at the entry, before
+the function's frame pointer is pushed, a frame-pointer walk would skip that
+caller), then its callers. A call whose thread never returns (killed,
+longjmp) emits nothing; its kept entry ages out of the LRU map.
 
 No kernel stack is taken: a uprobe fires in user space, with no system call
 or kernel code under way, so there is no kernel path to record.
@@ -20,20 +24,34 @@ from typing import Any
 
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
-from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
+from stellaops_runtime.native.probes.prelude import (
+    emit_begin,
+    emit_begin_stacked,
+    emit_end,
+    emit_end_stacked,
+    take_stacks,
+)
 
 
 def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     k = records.KIND_UPROBE
-    stacks = cfg.user_stacks
+    stacked = cfg.user_stacks
+    if stacked:
+        reserve = ring_buffer  # see prelude.PREEMPTIBLE_KINDS
+        begin = emit_begin_stacked(k, "e", reserve=reserve)
+        stacks = take_stacks("e", k, ctx="ctx", kernel="0", user="1", cfg=cfg)
+        end = emit_end_stacked(k, "e", ring_buffer=ring_buffer, ctx="ctx", reserve=reserve)
+    else:
+        begin = emit_begin("stella_uprobe", "e", k, ring_buffer=ring_buffer)
+        stacks = ""
+        end = emit_end("stella_uprobe", "e", k, ring_buffer=ring_buffer)
     parts = [
         "struct stella_up_key { u64 pid_tgid; u32 target; u32 depth; };\n",
-        "struct stella_up_start { u64 ts; s32 stack_id; u32 pad; };\n",
+        "struct stella_up_start { u64 ts; };\n",
         "struct stella_up_depth_key { u64 pid_tgid; u32 target; u32 pad; };\n",
         'BPF_TABLE("lru_hash", struct stella_up_key, struct stella_up_start, stella_up_starts, 65536);\n',
         'BPF_TABLE("lru_hash", struct stella_up_depth_key, u32, stella_up_depths, 65536);\n',
     ]
-    # The stack-trace map is the prelude's (shared with syscall and TCP stacks).
     parts.append(
         "static __always_inline int stella_up_enter(struct pt_regs *ctx, u32 target, u64 period_ns) {\n"
         "    u64 cg = bpf_get_current_cgroup_id();\n"
@@ -44,14 +62,8 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         "    if (d) depth = *d + 1;\n"
         "    stella_up_depths.update(&dk, &depth);\n"
         "    struct stella_up_key key = { .pid_tgid = dk.pid_tgid, .target = target, .depth = depth };\n"
-        "    struct stella_up_start st = { .ts = bpf_ktime_get_ns(), .stack_id = -1 };\n"
-        + (
-            "    st.stack_id = stella_stacks.get_stackid(ctx, BPF_F_USER_STACK);\n"
-            f"    if (st.stack_id < 0) stella_count({k}, {records.C_STACK_LOST});\n"
-            if stacks
-            else ""
-        )
-        + "    stella_up_starts.update(&key, &st);\n"
+        "    struct stella_up_start st = { .ts = bpf_ktime_get_ns() };\n"
+        "    stella_up_starts.update(&key, &st);\n"
         "    return 0;\n}\n"
         "static __always_inline int stella_up_return(struct pt_regs *ctx, u32 target) {\n"
         "    struct stella_up_depth_key dk = { .pid_tgid = bpf_get_current_pid_tgid(), .target = target };\n"
@@ -64,16 +76,11 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         "    struct stella_up_start *st = stella_up_starts.lookup(&key);\n"
         "    if (!st) return 0;\n"
         "    u64 ts = st->ts;\n"
-        "    s32 stack_id = st->stack_id;\n"
         "    stella_up_starts.delete(&key);\n"
-        "    u64 cg = bpf_get_current_cgroup_id();\n"
-        + emit_begin("stella_uprobe", "e", k, ring_buffer=ring_buffer)
-        + f"    stella_header(e, {k}, cg);\n"
+        "    u64 cg = bpf_get_current_cgroup_id();\n" + begin + f"    stella_header(e, {k}, cg);\n"
         "    e->target = target;\n"
-        "    e->stack_id = stack_id;\n"
-        "    e->latency_ns = e->ktime_ns - ts;\n"
-        + emit_end("stella_uprobe", "e", k, ring_buffer=ring_buffer)
-        + "    return 0;\n}\n"
+        "    e->unused = 0;\n"
+        "    e->latency_ns = e->ktime_ns - ts;\n" + stacks + end + "    return 0;\n}\n"
     )
     periods = dict(cfg.uprobe_periods)
     for i, t in enumerate(cfg.uprobes):
