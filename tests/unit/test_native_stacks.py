@@ -465,3 +465,20 @@ def test_probes_run_stack_flags_make_the_config() -> None:
     assert cfg.tcp_kernel_stacks and cfg.tcp_user_stacks and cfg.stack_depth == 9
     plain = cli_probes._config(parser.parse_args(["probes", "run", "--seconds", "1", "--tcp"]))
     assert not plain.takes_stacks() and plain.stack_depth == 127
+
+
+def test_the_agent_pipeline_decodes_kernel_frames_with_the_canonicalizers_table(tmp_path: Path) -> None:
+    """One kernel symbol table per agent: the native decoder shares the canonicalizer's (~10 MB)."""
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.contracts.config import parse_config
+
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text(KALLSYMS)
+    cfg = parse_config({"symbols": {"kallsymsPath": str(kallsyms)}, "attribution": {"enabled": False}})
+    pipe = Pipeline(cfg, node_name=NODE)
+    assert pipe.canonicalizer is not None
+    rec, _, kern = records.split_stacks(_syscall(kernel=[0xFFFFFFFF81400180, 0xFFFFFFFF8140060F]))
+    pipe.process_native([(rec + encode_trailer("/usr/bin/prog", 0, [], kern), 0)])
+    decoder = pipe._native_decoder[1]
+    assert decoder._ksyms is pipe.canonicalizer.symbolizer.kernel()  # the same object, loaded once
+    assert pipe.adapter_stats.malformed == {}

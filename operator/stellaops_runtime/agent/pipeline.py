@@ -305,6 +305,8 @@ class Pipeline:
                 node_name=self.node_name, targets=cfg.uprobes, usdt_targets=cfg.usdt,
                 wall_minus_monotonic_ns=time.time_ns() - time.monotonic_ns(), stats=self.adapter_stats,
                 containers=containers, max_stack_depth=self.max_stack_depth,
+                # one kernel symbol table for the decoder's kernel frames and the canonicalizer's
+                kernel_symbols=None if self.canonicalizer is None else self.canonicalizer.symbolizer.kernel,
             )  # fmt: skip
             dec = self._native_decoder = (native, decoder)
         decode = dec[1].decode
