@@ -113,6 +113,20 @@ def test_a_time_a_few_hours_ahead_is_kept() -> None:
     assert ev.timestamp_ns == ts and not issues
 
 
+@pytest.mark.parametrize("size", [MAX_TEXT_CHARS + 1, MAX_TEXT_CHARS * 2, MAX_TEXT_CHARS * 4 - 10])
+@pytest.mark.parametrize("where", ["cwd", "argument"])
+def test_one_field_a_little_over_the_limit_is_cut_and_counted(size: int, where: str) -> None:
+    """Not only text four times the limit: a single field one character over is cut and counted."""
+    ev, issues = _event(), Counter()
+    if where == "cwd":
+        ev.process.cwd = "c" * size
+    else:
+        ev.arguments = [Argument(label="a", type="string", value="v" * size)]
+    normalize(ev, issues)
+    got = ev.process.cwd if where == "cwd" else ev.arguments[0].value
+    assert len(got) == MAX_TEXT_CHARS and issues == Counter({"text_truncated": 1})
+
+
 def test_huge_text_is_cut() -> None:
     ev, issues = _event(), Counter()
     ev.process.cwd = "x" * (MAX_TEXT_CHARS * 5)

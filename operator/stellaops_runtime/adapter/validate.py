@@ -141,11 +141,9 @@ def cut_bytes_early(raw: bytes) -> bytes:
 
 
 def _suspicious(fields: list[object]) -> bool:
-    try:
-        joined = "\x00".join(fields)  # type: ignore[arg-type]  # TypeError is the check
-    except TypeError:
-        return True
-    return len(joined) > MAX_TEXT_CHARS * 4 or joined.count("\x00") != len(fields) - 1
+    """Whether some field is not a ``str``, holds a NUL or is over ``MAX_TEXT_CHARS`` (then every
+    field is checked and cleaned one by one)."""
+    return not fields_clean(fields)
 
 
 def fields_clean(fields: list[object] | tuple[object, ...]) -> bool:
