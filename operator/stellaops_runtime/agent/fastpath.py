@@ -88,6 +88,7 @@ SAMPLE = 512
 SKIP = 8 * SAMPLE
 # Processes whose loader build-ids are followed before the table starts over (as the canonicalizer's).
 _MAX_PROCESSES = 65_536
+_NO_SLOTS: list[Any] = []  # what a drained outcome holds instead of its slots (never mutated)
 
 
 class FastPath:
@@ -129,6 +130,7 @@ class FastPath:
         # Sampling (see _sample): keyed misses and first sights since the last decision, events to skip.
         self._misses = self._firsts = self._hits_at = self._skip = 0
         self.stats = FastPathStats()
+        aggregator.on_drain.append(self._release_slots)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -140,6 +142,13 @@ class FastPath:
         FastPath would not know them, and would keep outcomes its process's exit invalidates.
         """
         self._generation += 1
+
+    def _release_slots(self) -> None:
+        """After a drain, drop the drained slots outcomes hold: their keys' counts and samples would
+        stay alive until the key came back (a repeat in a new epoch observes in full again)."""
+        for o in self._entries.values():
+            if type(o) is Outcome:
+                o.slots = o.window = _NO_SLOTS
 
     # -- the two encodings ----------------------------------------------------------
 

@@ -38,13 +38,18 @@ entry and one ``__slots__`` record, nothing more: keys are grouped by
 itself is the dict key (no tuple per key); functionless keys (exec, loaded)
 are one flat dict. The strings a key keeps (image, module, node, build-id) and
 its example observation are shared with equal ones (hotsymbols/samples.py).
-Distinct callers are one string per key until a second caller appears. The
-aggregator holds at most what the agent lets it: the agent drains it early
-once ``hotSymbols.maxKeys`` keys are held (agent/runner.py).
+Distinct callers are kept apart as small ints, across drains
+(hotsymbols/callers.py); observation windows are counted in
+hotsymbols/window_counts.py. The aggregator holds at most what the agent lets
+it: the agent drains it early once ``hotSymbols.maxKeys`` keys are held
+(agent/runner.py). A drain leaves nothing of the drained keys behind: the
+string and sample tables start over with the next window's keys, and the
+``on_drain`` callbacks let the fast path drop the slots it held.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
@@ -56,7 +61,8 @@ from stellaops_runtime.contracts.hotsymbols import (
     HotSymbolKey,
     ObservationWindow,
 )
-from stellaops_runtime.contracts.posture import EVENT_POSTURE, ORDER
+from stellaops_runtime.contracts.posture import EVENT_POSTURE
+from stellaops_runtime.hotsymbols.callers import CallerTable
 from stellaops_runtime.hotsymbols.samples import (
     SampleTable,
     StringTable,
@@ -64,6 +70,7 @@ from stellaops_runtime.hotsymbols.samples import (
     frame_function,
     sample_dict,
 )
+from stellaops_runtime.hotsymbols.window_counts import WindowCounts
 
 if TYPE_CHECKING:
     from stellaops_runtime.hotsymbols.run_windows import RunWindows
@@ -82,8 +89,6 @@ _POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items
 
 # A group of keys: (window start, image, module, evidence); its functions are the dict keys.
 _Group = tuple[int, str, str, EvidenceKind]
-# Callers are kept across windows and drains: (image, module, evidence) -> function -> caller(s).
-_CallerGroup = tuple[str, str, EvidenceKind]
 
 
 def _id_symbol(function_id: str) -> str:
@@ -118,19 +123,6 @@ class _Slot:
         self.sample = sample
 
 
-# An event's source (RuntimeCallEvent.source) as observation windows name it.
-WINDOW_SOURCE = {"tetragon-grpc": "tetragon", "tetragon-export": "tetragon", "bcc": "bcc"}
-
-
-def _joined_sources(have: str, other: str) -> str:
-    return ",".join(sorted(set(have.split(",")) | {other}))
-
-
-def window_source(raw: str, default: str) -> str:
-    """The ``source`` of a window from its events' sources (comma-joined when several), sorted."""
-    return ",".join(sorted({WINDOW_SOURCE.get(p, p) or default for p in raw.split(",")}))
-
-
 class HotSymbolAggregator:
     """Windowed counts per hot-symbol key, drained as deltas."""
 
@@ -147,20 +139,20 @@ class HotSymbolAggregator:
         self._window_ns = window_seconds * 1_000_000_000
         self._window_seconds = window_seconds
         self.source = source
-        self._max_callers = max_callers_per_symbol
         self._max_caller_keys = max_tracked_caller_keys
         self._enabled = {e: c >= min_confidence for e, c in CONFIDENCE.items()}
         self._groups: dict[_Group, dict[str, _Slot]] = {}
         self._keys = 0
-        # (image, node, window start) -> [event count, highest posture rank, event source(s)]
-        self._windows: dict[tuple[str, str, int], list[Any]] = {}
-        # Distinct callers per key, kept across drains (bounded): one str, or a set from the second.
-        self._callers: dict[_CallerGroup, dict[str, str | set[str]]] = {}
-        self._caller_keys = 0
+        self._windows = WindowCounts(window_seconds)
+        # Distinct callers per stack key, kept across drains (bounded).
+        self._callers = CallerTable(max_callers=max_callers_per_symbol, max_keys=max_tracked_caller_keys)
         # exec_id -> {path: build-id} from process_loader events, for stack frames.
         self._build_ids: dict[str, dict[str, str]] = {}
+        self._symbol_id_only = symbol_id_only
         self._share = StringTable()
         self._samples = SampleTable(self._share, symbol_id_only=symbol_id_only)
+        # Called (no arguments) after every drain: holders of slots let them go (agent/fastpath.py).
+        self.on_drain: list[Callable[[], None]] = []
         self.observations = 0
         self.below_threshold = 0
         self.peak_keys = 0  # the most keys held at once (the bench and tests read it)
@@ -189,20 +181,11 @@ class HotSymbolAggregator:
         ts = ev.timestamp_ns
         win = ts - ts % self._window_ns
         image = ev.image_key
-        wkey = (image, ev.node_name, win)
         kind = ev.kind
         level = _POSTURE_RANK[kind._value_]
         if ev.posture_cap is not None and ev.posture_cap.rank < level:  # e.g. Python USDT: Passive
             level = ev.posture_cap.rank
-        seen = self._windows.get(wkey)
-        if seen is None:
-            self._windows[(self._share(image), self._share(ev.node_name), win)] = [1, level, ev.source]
-        else:
-            seen[0] += 1
-            if level > seen[1]:
-                seen[1] = level
-            if seen[2] != ev.source:  # a window both sources observed (a switch inside it)
-                seen[2] = _joined_sources(seen[2], ev.source)
+        self._windows.note(image, ev.node_name, win, level, ev.source, self._share)
         n = 0
         if kind is EventKind.UPROBE or kind is EventKind.USDT:
             fid = ev.function_id
@@ -235,19 +218,18 @@ class HotSymbolAggregator:
         seen: set[tuple[str, str]] = set()
         n = 0
         last = len(stack) - 1
+        callers = self._enabled[_STACK]  # below the threshold: neither counted nor callers kept
         for i, f in enumerate(stack):
             fn = frame_function(f)
-            caller = ""
-            if i < last:
+            if (f.module, fn) not in seen:
+                seen.add((f.module, fn))
+                build_id = f.build_id or (ids.get(f.module, "") if ids else "")
+                n += self._add((win, image, f.module, _STACK), fn, ev, build_id, frame=f)
+            # else recursion: one observation, but every caller counts
+            if callers and i < last:
                 c = stack[i + 1]
-                caller = f"{c.module}!{frame_function(c)}"
-            if (f.module, fn) in seen:  # recursion: one observation, but every caller counts
-                if caller and self._enabled[_STACK]:
-                    self._add_caller((image, f.module, _STACK), fn, caller)
-                continue
-            seen.add((f.module, fn))
-            build_id = f.build_id or (ids.get(f.module, "") if ids else "")
-            n += self._add((win, image, f.module, _STACK), fn, ev, build_id, caller, frame=f)
+                if self._callers.add(image, f.module, fn, c.module, frame_function(c)):
+                    self.epoch += 1  # the table started over: repeats must note their callers again
         return n
 
     def _add(
@@ -256,7 +238,6 @@ class HotSymbolAggregator:
         function: str,
         ev: RuntimeCallEvent,
         build_id: str,
-        caller: str = "",
         *,
         function_id: str = "",
         frame: StackFrame | None = None,
@@ -290,8 +271,6 @@ class HotSymbolAggregator:
                     function_id = frame_entry_id(frame)
                 if function_id:
                     slot.function_id = function_id
-        if caller:
-            self._add_caller((group[1], group[2], evidence), function, caller)
         if self.touched is not None:
             self.touched.append(slot)
         return 1
@@ -320,32 +299,6 @@ class HotSymbolAggregator:
         self._keys += 1
         return slot
 
-    def _add_caller(self, group: _CallerGroup, function: str, caller: str) -> None:
-        by_function = self._callers.get(group)
-        known = by_function.get(function) if by_function is not None else None
-        if known is None:
-            if self._caller_keys >= self._max_caller_keys:
-                self._callers.clear()  # the store keeps the maximum it saw
-                self.epoch += 1
-                self._caller_keys = 0
-                by_function = None
-            if by_function is None:
-                by_function = self._callers[group] = {}
-            by_function[function] = caller
-            self._caller_keys += 1
-        elif isinstance(known, str):
-            if known != caller and self._max_callers > 1:
-                by_function[function] = {known, caller}  # type: ignore[index]
-        elif len(known) < self._max_callers:
-            known.add(caller)
-
-    def _unique_callers(self, image: str, module: str, evidence: EvidenceKind, function: str) -> int:
-        by_function = self._callers.get((image, module, evidence))
-        known = by_function.get(function) if by_function is not None else None
-        if known is None:
-            return 0
-        return 1 if isinstance(known, str) else len(known)
-
     # -- repeats (agent/fastpath.py) ----------------------------------------
 
     @property
@@ -369,7 +322,7 @@ class HotSymbolAggregator:
     def window_entry(self, ev: RuntimeCallEvent) -> list[Any]:
         """The observation window ``ev`` was counted in ([events, posture rank, source])."""
         ts = ev.timestamp_ns
-        return self._windows[(ev.image_key, ev.node_name, ts - ts % self._window_ns)]
+        return self._windows.entry(ev.image_key, ev.node_name, ts - ts % self._window_ns)
 
     def repeat(
         self, slots: list[_Slot], window: list[Any], ts: int, lat: int, observations: int, below: int
@@ -409,16 +362,22 @@ class HotSymbolAggregator:
     # -- draining --------------------------------------------------------
 
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
-        """Everything counted since the last drain, as deltas; resets the counts."""
+        """Everything counted since the last drain, as deltas; resets the counts.
+
+        Nothing of the drained keys stays behind: the string and sample tables
+        start over (the next keys share among themselves), and every
+        :attr:`on_drain` callback runs once the deltas are built.
+        """
         groups, self._groups = self._groups, {}
         self.epoch += 1
-        windows, self._windows = self._windows, {}
         self._keys = 0
+        callers = self._callers
         deltas = []
         # One sample dict per sample tuple: the keys of one event share it (nothing mutates it).
         samples: dict[int, dict[str, Any]] = {}
         for (win, image, module, evidence), slots in groups.items():
             confidence = CONFIDENCE[evidence]
+            stack = evidence is _STACK  # only stack keys have callers
             for function, s in slots.items():
                 sample = samples.get(id(s.sample))
                 if sample is None:
@@ -432,7 +391,7 @@ class HotSymbolAggregator:
                         invocation_count=s.count,
                         first_seen_ns=s.first_ns,
                         last_seen_ns=s.last_ns,
-                        unique_callers=self._unique_callers(image, module, evidence, function),
+                        unique_callers=callers.count(image, module, function) if stack else 0,
                         total_latency_ns=s.total_latency_ns,
                         max_latency_ns=s.max_latency_ns,
                         confidence=confidence,
@@ -442,18 +401,12 @@ class HotSymbolAggregator:
                         sample=sample,
                     )
                 )
-        obs = [
-            ObservationWindow(
-                image_digest=i,
-                node_name=n,
-                window_start_ns=w,
-                event_count=count,
-                posture=ORDER[rank],
-                window_seconds=self._window_seconds,
-                source=window_source(src, self.source),
-            )
-            for (i, n, w), (count, rank, src) in windows.items()
-        ]
+        del groups, samples
+        obs = self._windows.drain(self.source)
         if self.runs is not None:
             obs = self.runs.drain(obs, self.source)
+        self._share = StringTable()
+        self._samples = SampleTable(self._share, symbol_id_only=self._symbol_id_only)
+        for release in self.on_drain:
+            release()
         return deltas, obs

@@ -1,0 +1,84 @@
+"""Observation windows as the aggregator counts them: events, highest posture and sources per window.
+
+Split from :mod:`stellaops_runtime.hotsymbols.aggregate`, which counts per
+key; this module keeps the per-(image, node, window) bookkeeping that says an
+image was under observation, at which posture, by which source. A "not
+observed" answer rests on these rows, so their rules live in one place:
+
+- a window's posture is the highest any of its events showed;
+- its ``source`` is the sources of its events (``tetragon`` for both Tetragon
+  transports, ``bcc`` for the agent's own probes), comma-joined and sorted
+  when the agent switched sources inside it; an event naming no source
+  counts under the aggregator's own.
+
+Each window is one list ``[event count, posture rank, source(s)]`` that the
+fast path (agent/fastpath.py) may hold and count into until the next drain.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.posture import ORDER
+
+# An event's source (RuntimeCallEvent.source) as observation windows name it.
+WINDOW_SOURCE = {"tetragon-grpc": "tetragon", "tetragon-export": "tetragon", "bcc": "bcc"}
+
+
+def window_source(raw: str, default: str) -> str:
+    """The ``source`` of a window from its events' sources (comma-joined when several), sorted."""
+    return ",".join(sorted({WINDOW_SOURCE.get(p, p) or default for p in raw.split(",")}))
+
+
+def _joined_sources(have: str, other: str) -> str:
+    return ",".join(sorted(set(have.split(",")) | {other}))
+
+
+class WindowCounts:
+    """Event count, highest posture rank and raw sources per (image, node, window start)."""
+
+    __slots__ = ("_windows", "window_seconds")
+
+    def __init__(self, window_seconds: int) -> None:
+        self.window_seconds = window_seconds
+        self._windows: dict[tuple[str, str, int], list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def note(
+        self, image: str, node: str, win: int, level: int, source: str, share: Callable[[str], str]
+    ) -> None:
+        """One event of ``image`` on ``node`` in the window starting at ``win``, at posture rank ``level``."""
+        seen = self._windows.get((image, node, win))
+        if seen is None:
+            self._windows[(share(image), share(node), win)] = [1, level, source]
+            return
+        seen[0] += 1
+        if level > seen[1]:
+            seen[1] = level
+        if seen[2] != source:  # a window both sources observed (a switch inside it)
+            seen[2] = _joined_sources(seen[2], source)
+
+    def entry(self, image: str, node: str, win: int) -> list[Any]:
+        """The window's list ([events, posture rank, source]); KeyError when it has no event."""
+        return self._windows[(image, node, win)]
+
+    def drain(self, default_source: str) -> list[ObservationWindow]:
+        """Every window counted since the last drain, as rows; starts empty again."""
+        windows, self._windows = self._windows, {}
+        return [
+            ObservationWindow(
+                image_digest=i,
+                node_name=n,
+                window_start_ns=w,
+                event_count=count,
+                posture=ORDER[rank],
+                window_seconds=self.window_seconds,
+                source=window_source(src, default_source),
+            )
+            for (i, n, w), (count, rank, src) in windows.items()
+        ]
