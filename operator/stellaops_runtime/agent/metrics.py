@@ -57,7 +57,7 @@ store_rows_duplicate_total           rows a retry found already stored (lost ack
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
 store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
                                      (stored from the spool), corrupt (spool files moved aside)
-witnesses_generated_total            signed runtime witnesses (witness bridge: not built yet)
+witnesses_generated_total            signed runtime witnesses the agent generated (agent/witness bridge)
 event_processing_latency_seconds     receive -> in-memory hot-symbol record
 queue_depth / queue_capacity         the receive queue
 tetragon_connected                   1 while a GetEvents stream is open
@@ -66,6 +66,8 @@ source_switches_total{to}            switches to bcc / to tetragon (agent/source
 native_connected                     1 while the agent's own BCC probes are attached
 native_probe_config_errors_total     native.probeConfigFile reads that failed (the probes ran without it)
 native_kernel_events_total{probe,counter} the BCC probes' in-kernel counters (seen, filtered, lost, ...)
+native_drop_gaps_total               gaps recorded for events the BCC probes dropped in the kernel
+                                     (rate limit, sampling, full buffer, recursion misses)
 tetragon_reconnects_total            streams opened after the first
 tetragon_stream_errors_total         streams that broke
 tetragon_overflowed_events_total     Tetragon's own per-client drops (from its metrics endpoint)

@@ -53,6 +53,11 @@ new targets; the moment between them is a node-wide gap with source ``none``.
 The result per function (attached, not_found, ...) is in
 ``stats.purl_functions``, which the ObservationNode carries.
 
+What the probes dropped in the kernel (native/drop_counters.py: rate limit,
+sampling, a full buffer, recursion misses) is taken from the BCC source at
+every tick (and after it stopped) and marked on the pipeline thread as a
+node-wide gap carrying the count (hotsymbols/gaps.py ``native_drop``).
+
 When BCC cannot work on the node (no BCC, no tracefs, no BPF permission),
 the native probes' capability report (native/detect.py) says why: logged
 once, kept in ``stats.native_why``, the posture is None, and the switch
@@ -203,6 +208,8 @@ class SourceSwitch(ProbeReloads):
                     await asyncio.wait_for(stop.wait(), TICK_SECONDS)
         finally:
             await self._stop_active()
+            with contextlib.suppress(Exception):
+                await self._mark_native_drops()  # what the probes dropped before they stopped
             self._stopped = True  # an open gap is taken whole at shutdown (take_outage)
 
     def _start(self, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
@@ -253,6 +260,7 @@ class SourceSwitch(ProbeReloads):
             await self._close_gap(b.stats.attached_ns)
         if b is not None:
             self._mark_purl(b)
+            await self._mark_native_drops()
         if now >= self._reload_check_at:
             self._reload_check_at = now + source_switch_purl.RELOAD_CHECK_SECONDS
             if now - self._reloaded_at >= source_switch_purl.RELOAD_MIN_SECONDS and self._reload_wanted():
@@ -297,6 +305,7 @@ class SourceSwitch(ProbeReloads):
         )
         self._open_gap(time.time_ns())  # the probes may detach any moment from now
         await self._stop_active()
+        await self._mark_native_drops()
         self._set_wiring(None)
         self.mode = TETRAGON
         self._boundary(TETRAGON)
@@ -351,6 +360,13 @@ class SourceSwitch(ProbeReloads):
             self.mode, (self._gap_marked - (self._gap_from or self._gap_marked)) / 1e9,
         )  # fmt: skip
         self._gap_from = None
+
+    async def _mark_native_drops(self) -> None:
+        b = self.bcc
+        for d in b.take_drops() if b is not None else ():
+            node = self.pipeline.node_name
+            await self.in_pipeline(self.pipeline.gaps.native_drop, node, d.start_ns, d.end_ns, d.total, BCC)
+            self.stats.native_drop_gaps += 1
 
     def take_outage(self) -> tuple[int, int] | None:
         """What agent/outages.py records as a gap: the switch's own open gap up to now (closed once

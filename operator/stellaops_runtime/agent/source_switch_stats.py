@@ -32,6 +32,7 @@ class SwitchStats:
         # Functions named by PURL: one entry per policy function (contracts/purl_status.py), while BCC runs.
         self.purl_functions: list[dict[str, Any]] = []
         self.purl_functions_omitted = 0  # entries past the bound
+        self.native_drop_gaps = 0  # gaps marked for events the BCC probes dropped in the kernel
 
     def _bcc(self) -> Any:
         return self._s.bcc.stats if self._s.bcc is not None else None
@@ -103,6 +104,12 @@ def switch_metrics(switch: SourceSwitch) -> Iterator[Metric]:
         P + "native_probe_config_errors", "Probe ConfigMap files that could not be read.",
         value=switch.stats.probe_config_errors,
     )  # fmt: skip
+    yield CounterMetricFamily(
+        P + "native_drop_gaps",
+        "Observation gaps marked because the native probes dropped events in the kernel "
+        "(rate limit, sampling, a full buffer, recursion misses).",
+        value=switch.stats.native_drop_gaps,
+    )
     if switch.bcc is not None:
         k = CounterMetricFamily(
             P + "native_kernel_events",

@@ -23,6 +23,11 @@ on the observation windows of the images affected:
   agent's own BCC probes took over, or back) leaves a time no source
   observed: :meth:`GapTracker.source_gap` marks it node-wide, with the source
   ``none``;
+- the agent's **own BCC probes' drops** (native/drop_counters.py: events a
+  probe's rate limit, sampling or full ring/perf buffer kept from us, and runs
+  the kernel skipped as recursion) are anyone's on this node:
+  :meth:`GapTracker.native_drop` marks a node-wide gap over the time between
+  the two counter reads that saw them, carrying the number dropped;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -86,6 +91,7 @@ class GapStats:
     rate_limit_dropped: Counter[str] = field(default_factory=Counter)  # node -> events Tetragon dropped
     gap_windows: Counter[str] = field(default_factory=Counter)  # image | node -> window rows marked
     own_dropped: Counter[str] = field(default_factory=Counter)  # node -> events our own queue dropped
+    native_dropped: Counter[str] = field(default_factory=Counter)  # node -> events our BCC probes dropped
     capped: int = 0  # throttles longer than MAX_GAP_WINDOWS windows
 
 
@@ -195,6 +201,14 @@ class GapTracker:
     def source_gap(self, node: str, start_ns: int, end_ns: int) -> None:
         """No source observed this node from ``start_ns`` to ``end_ns`` (wall clock): a node-wide gap."""
         self._mark(NODE_WIDE, node, start_ns, end_ns, source=SWITCH_GAP_SOURCE)
+
+    def native_drop(self, node: str, start_ns: int, end_ns: int, count: int, source: str = "") -> None:
+        """The node's own probes dropped ``count`` events between ``start_ns`` and ``end_ns`` (wall clock):
+        a node-wide gap carrying the count (``source``: the probes' source name, else the active one)."""
+        if count <= 0:
+            return
+        self.stats.native_dropped[node] += count
+        self._mark(NODE_WIDE, node, start_ns, max(start_ns, end_ns), dropped=count, source=source)
 
     def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
         """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""

@@ -94,3 +94,55 @@ def _load_tracepoint(code: bytes) -> tuple[bool, str]:
     ) + bytes(72)
     fd, err = _bpf(BPF_PROG_LOAD, attr)
     return _result(fd, err, "BPF_PROG_LOAD")
+
+
+# struct bpf_prog_info (uapi/linux/bpf.h): ``recursion_misses`` (kernel 5.12+) is the u64 at byte 208,
+# after run_time_ns (192) and run_cnt (200). The kernel copies min(our size, its size) bytes and
+# writes that length back: a shorter answer means an older kernel without the field.
+BPF_OBJ_GET_INFO_BY_FD = 15
+PROG_INFO_SIZE = 256  # more than any field we read; the kernel accepts a larger buffer (zeros past its own)
+PROG_INFO_TYPE_AT = 0
+PROG_INFO_NAME_AT = 64
+RECURSION_MISSES_AT = 208
+
+
+def prog_info(prog_fd: int, size: int = PROG_INFO_SIZE) -> tuple[bytes, str]:
+    """The first bytes of ``struct bpf_prog_info`` the kernel filled for the program at ``prog_fd``.
+
+    (info, "") on success, the info cut to the length the kernel reported; (b"", why) on failure.
+    """
+    info = ctypes.create_string_buffer(size)
+    attr = struct.pack("<IIQ", prog_fd, size, ctypes.addressof(info)) + bytes(104)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    nr = BPF_SYSCALL_NR.get(platform.machine())
+    if nr is None:
+        return b"", "bpf(BPF_OBJ_GET_INFO_BY_FD): no bpf syscall number for this machine"
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.syscall(ctypes.c_long(nr), ctypes.c_int(BPF_OBJ_GET_INFO_BY_FD), buf, ctypes.c_uint(len(attr)))
+    if rc < 0:
+        err = ctypes.get_errno()
+        return b"", f"bpf(BPF_OBJ_GET_INFO_BY_FD): {errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+    info_len = struct.unpack_from("<I", buf.raw, 4)[0]  # the kernel wrote back how much it filled
+    return info.raw[: min(info_len, size)], ""
+
+
+def recursion_misses(info: bytes) -> int | None:
+    """The program's ``recursion_misses`` from its prog info, or None when the kernel does not report it."""
+    if len(info) < RECURSION_MISSES_AT + 8:
+        return None
+    return int(struct.unpack_from("<Q", info, RECURSION_MISSES_AT)[0])
+
+
+def load_counting_tracepoint_program() -> tuple[int, str]:
+    """Load a trivial tracepoint program and keep it open (for tests of prog_info); (fd or -1, why not)."""
+    insns = ctypes.create_string_buffer(_RETURN_ZERO, len(_RETURN_ZERO))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    name = b"stella_info"
+    attr = struct.pack(
+        "<IIQQIIQII16s", PROG_TYPE_TRACEPOINT, 2, ctypes.addressof(insns), ctypes.addressof(license_),
+        0, 0, 0, 0, 0, name,
+    ) + bytes(56)  # fmt: skip
+    fd, err = _bpf(BPF_PROG_LOAD, attr)
+    if fd < 0:
+        return -1, f"bpf(BPF_PROG_LOAD): {errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+    return fd, ""

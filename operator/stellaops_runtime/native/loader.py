@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellaops_runtime.native import records
+from stellaops_runtime.native import bpfsys, records
 from stellaops_runtime.native.bccimport import load_bcc
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.detect import TRACEFS_DIRS
@@ -145,7 +145,27 @@ class ProbeSet:
                 out[name][cname] = int(sum(values))
         if not self.ring_buffer:
             out["perf_buffer"] = {"lost": self.perf_lost}
+        missed = self.recursion_missed()
+        if missed is not None:
+            out["programs"] = {"recursion_missed": missed}
         return out
+
+    def recursion_missed(self) -> int | None:
+        """Runs of our programs the kernel skipped because another BPF program ran on that CPU.
+
+        The sum of ``recursion_misses`` over every loaded program (kernel 5.12+);
+        None where the kernel does not report it (or no program could be asked).
+        """
+        total: int | None = None
+        for fn in list(getattr(self.bpf, "funcs", {}).values()):
+            fd = getattr(fn, "fd", -1)
+            if not isinstance(fd, int) or fd < 0:
+                continue
+            info, _ = bpfsys.prog_info(fd)
+            n = bpfsys.recursion_misses(info)
+            if n is not None:
+                total = (total or 0) + n
+        return total
 
     def allow_cgroup(self, cgroup_id: int, allowed: bool = True) -> None:
         """Add or remove one cgroup id in the allow map (only checked when cgroup_allow was set)."""

@@ -17,6 +17,14 @@ goes): counters add up across runs, and ``attached_ns`` / ``detached_ns`` say
 (wall clock) when the probes of the latest run were attached and detached,
 the edges of the observation gaps around a switch. ``cfg`` may be replaced
 between runs (the probe ConfigMap is read again at every switch).
+
+Each read of the kernel counters is compared with the previous one of the
+same run (the first with zero): what the probes dropped meanwhile
+(native/drop_counters.py) is queued as a :class:`NativeDrop` over the wall
+time between the two reads, for the source switch to mark as a gap
+(:meth:`take_drops`). An episode of drops is logged when it starts, at most
+every DROP_LOG_SECONDS while it lasts, and with its totals when a read sees
+none again (or the probes stop).
 """
 
 from __future__ import annotations
@@ -30,6 +38,14 @@ from dataclasses import dataclass, field
 
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.drop_counters import (
+    Key,
+    NativeDrop,
+    add_pending,
+    describe,
+    drop_values,
+    increases,
+)
 from stellaops_runtime.native.events import encode_trailer
 from stellaops_runtime.native.loader import LoadError, ProbeSet, load
 from stellaops_runtime.native.procinfo import ProcCache
@@ -38,6 +54,7 @@ from stellaops_runtime.sources.queue import EventQueue
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
+DROP_LOG_SECONDS = 60.0  # while an episode of drops lasts, logged at most this often
 _EXEC = records.STRUCTS[records.KIND_EXEC]
 
 
@@ -54,6 +71,8 @@ class NativeStats:
     kernel: dict[str, dict[str, int]] = field(default_factory=dict)  # ProbeSet.counters(), last read
     attached_ns: int = 0  # wall clock just after the latest load attached the probes (0: never)
     detached_ns: int = 0  # wall clock just after the latest run closed them (0: not yet)
+    drops: list[NativeDrop] = field(default_factory=list)  # not yet taken by the switch (take_drops)
+    dropped_total: int = 0  # events the probes dropped, all runs (drop_counters.py)
 
 
 class NativeProbeSource:
@@ -82,6 +101,10 @@ class NativeProbeSource:
         self.probes: ProbeSet | None = None
         self._thread: ThreadPoolExecutor | None = None
         self.ready = asyncio.Event()  # set once the probes are attached (or the load failed)
+        self._drop_prev: dict[Key, int] = {}  # drop counters at the previous read of this run
+        self._drop_read_ns = 0  # wall clock of that read (of the load, before the first)
+        self._episode: dict[Key, int] | None = None  # drops of the current episode (None: none)
+        self._episode_logged = 0.0  # monotonic time of its last log line
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -92,6 +115,7 @@ class NativeProbeSource:
         self.ring_buffer = self._ring_buffer_ok and not self.cfg.force_perf_buffer
         try:
             while not stop.is_set():
+                self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 try:
                     self.probes = await self._call(self._load)
                 except LoadError as e:
@@ -116,6 +140,8 @@ class NativeProbeSource:
                     probes, self.probes = self.probes, None
                     if probes is not None:
                         await self._call(self._final_counters, probes)
+                        self._note_drops(self.stats.kernel, time.time_ns())
+                        self._end_episode()
                         await self._call(probes.close)
                     self.stats.detached_ns = time.time_ns()
         finally:
@@ -145,10 +171,52 @@ class NativeProbeSource:
             if now - last_counters >= 1.0:
                 last_counters = now
                 self.stats.kernel = await self._call(self.probes.counters)  # type: ignore[union-attr]
+                self._note_drops(self.stats.kernel, time.time_ns())
         batch = await self._call(self._poll_batch, 0)  # what arrived up to the stop
         for payload in batch:
             put(payload)
         self.stats.received += len(batch)
+
+    def _note_drops(self, kernel: dict[str, dict[str, int]], now_ns: int) -> None:
+        """Queue what the probes dropped since the previous read (see the module docstring)."""
+        cur = drop_values(kernel)
+        inc = increases(self._drop_prev, cur)
+        start, self._drop_prev, self._drop_read_ns = self._drop_read_ns, cur, max(now_ns, self._drop_read_ns)
+        if not inc:
+            self._end_episode()
+            return
+        drop = NativeDrop(start, self._drop_read_ns, inc)
+        add_pending(self.stats.drops, drop)
+        self.stats.dropped_total += drop.total
+        first = self._episode is None
+        ep = self._episode if self._episode is not None else {}
+        for k, n in inc.items():
+            ep[k] = ep.get(k, 0) + n
+        self._episode = ep
+        now = time.monotonic()
+        if first:
+            log.warning(
+                "native probes dropped events in the kernel (%s): recorded as observation gaps", describe(inc)
+            )
+            self._episode_logged = now
+        elif now - self._episode_logged >= DROP_LOG_SECONDS:
+            log.warning("native probes still dropping events in the kernel (so far: %s)", describe(ep))
+            self._episode_logged = now
+
+    def _end_episode(self) -> None:
+        """A read without drops (or the probes' stop) ends the episode: its totals, once."""
+        if self._episode is None:
+            return
+        log.info(
+            "native probes stopped dropping events: %d in this episode (%s), recorded as observation gaps",
+            sum(self._episode.values()), describe(self._episode),
+        )  # fmt: skip
+        self._episode = None
+
+    def take_drops(self) -> list[NativeDrop]:
+        """The drops queued since the last call (the event loop's thread only)."""
+        out, self.stats.drops = self.stats.drops, []
+        return out
 
     def _poll_batch(self, timeout_ms: int) -> list[bytes]:
         ps = self.probes
