@@ -358,3 +358,32 @@ def test_a_stored_window_keeps_the_source_it_was_first_written_with(tmp_path: Pa
         s.write([], [ObservationWindow("sha256:aa", NODE, w, 2, Posture.PASSIVE, 60, "bcc")])
         (row,) = s.read_observation_windows()
     assert (row["source"], row["event_count"]) == ("tetragon", 5)
+
+
+async def test_a_native_drop_whose_marking_failed_is_marked_by_the_next_call() -> None:
+    """The kernel's drops are never lost between the source and the gap tracker (agent/source_switch.py)."""
+    from stellaops_runtime.native.drop_counters import NativeDrop
+    from stellaops_runtime.native.source import NativeProbeSource
+
+    cfg = config()
+    p = pipeline(cfg)
+    calls: list[tuple[int, int, int]] = []
+    fail = [True]
+
+    async def flaky(fn: Any, *args: Any) -> Any:
+        if fail[0]:
+            fail[0] = False
+            raise RuntimeError("the pipeline thread is busy")
+        calls.append((args[1], args[2], args[3]))
+        return fn(*args)
+
+    sw = SourceSwitch(cfg, queue=EventQueue(100), pipeline=p, in_pipeline=flaky)
+    sw.bcc = NativeProbeSource(NativeConfig(), queue=EventQueue(100), kernel_source="", ring_buffer=True)
+    sw.bcc.stats.drops = [NativeDrop(1_000, 2_000, {("syscall", "lost"): 3}),
+                          NativeDrop(2_000, 3_000, {("syscall", "rate_limited"): 4})]  # fmt: skip
+    with pytest.raises(RuntimeError):
+        await sw._mark_native_drops()
+    assert len(sw.bcc.stats.drops) == 2 and sw.stats.native_drop_gaps == 0  # put back, nothing lost
+    await sw._mark_native_drops()
+    assert calls == [(1_000, 2_000, 3), (2_000, 3_000, 4)] and sw.stats.native_drop_gaps == 2
+    assert sw.bcc.stats.drops == [] and p.gaps.stats.native_dropped == {NODE: 7}

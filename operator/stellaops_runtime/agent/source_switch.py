@@ -362,10 +362,25 @@ class SourceSwitch(ProbeReloads):
         self._gap_from = None
 
     async def _mark_native_drops(self) -> None:
+        """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
+        in front of the source's queue and marked by the next call, never lost."""
         b = self.bcc
-        for d in b.take_drops() if b is not None else ():
-            node = self.pipeline.node_name
-            await self.in_pipeline(self.pipeline.gaps.native_drop, node, d.start_ns, d.end_ns, d.total, BCC)
+        drops = b.take_drops() if b is not None else []
+        while drops:
+            d = drops[0]
+            try:
+                await self.in_pipeline(
+                    self.pipeline.gaps.native_drop,
+                    self.pipeline.node_name,
+                    d.start_ns,
+                    d.end_ns,
+                    d.total,
+                    BCC,
+                )
+            except BaseException:
+                b.stats.drops[:0] = drops  # type: ignore[union-attr]
+                raise
+            drops.pop(0)
             self.stats.native_drop_gaps += 1
 
     def take_outage(self) -> tuple[int, int] | None:
