@@ -40,6 +40,8 @@ NEVER = (
     "kopf",
     "kubernetes",
     "stellaops_runtime.contracts.crds",
+    "stellaops_runtime.contracts.crd_specs",  # the CRD models crds re-exports
+    "stellaops_runtime.contracts.crd_validation",
     "stellaops_runtime.kube.client",
     "grpc_tools.protoc",
     "pdb",
