@@ -7,7 +7,8 @@ and kept in an LRU, so a warm lookup is one bisect plus a list index.
 
 It is built column-wise, never with an object per symbol: the ELF reader
 (canonical/symtab.py) hands over :class:`SymbolColumns` whose names are
-string-table offsets (:class:`StrtabNames`, decoded on first use); indices
+string-table offsets (:class:`StrtabNames`, decoded on first use; both in
+canonical/symcolumns.py, re-exported here); indices
 are sorted by start (``sorted(range(n), key=starts.__getitem__)``), ends come
 from one ``map`` over starts and sizes, and only alias groups and symbols
 without a size are visited in Python. DWARF and Go tables still hand
@@ -43,12 +44,20 @@ from __future__ import annotations
 
 import operator
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import compress
-from typing import Protocol
 
 from stellaops_runtime.canonical.demangle import demangle_uncached
 from stellaops_runtime.canonical.lru import LRU
+from stellaops_runtime.canonical.symcolumns import (
+    Gathered,
+    Names,
+    PickedNames,
+    RawSymbol,
+    StrtabNames,
+    SymbolColumns,
+    take,
+)
 
 __all__ = [
     "LRU",
@@ -70,9 +79,6 @@ STB_WEAK = 2
 _BIND_RANK = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
 _NESTED_LOOKBACK = 8
 _SORT_RUN = 65_536
-
-# (start, size, raw name, binding, section end or 0 when unknown)
-RawSymbol = tuple[int, int, str, int, int]
 
 
 def _start(sym: RawSymbol) -> int:
@@ -108,7 +114,7 @@ def _order_by_start(starts: Sequence[int]) -> tuple[list[int], list[int]]:
         for i in range(0, n, _SORT_RUN):
             order.extend(sorted(range(i, min(n, i + _SORT_RUN)), key=key))
         order.sort(key=key)  # merges the sorted runs
-    return order, _take(starts, order)
+    return order, take(starts, order)
 
 
 def _zero_positions(sizes: list[int]) -> list[int]:
@@ -123,131 +129,6 @@ def _zero_positions(sizes: list[int]) -> list[int]:
             except ValueError:
                 return out
     return out
-
-
-class Gathered:
-    """``seq[idx[i]]`` by ``i``, without copying: the per-symbol columns few symbols need (binding,
-    section), read from the whole section's column through the record numbers kept."""
-
-    __slots__ = ("idx", "seq")
-
-    def __init__(self, seq: Sequence[int], idx: Sequence[int]) -> None:
-        self.seq = seq
-        self.idx = idx
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def __getitem__(self, i: int) -> int:
-        return self.seq[self.idx[i]]
-
-
-class Names(Protocol):
-    """Raw names by index: a list, or a view that decodes on demand."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, i: int, /) -> str: ...
-
-    def __iter__(self) -> Iterator[str]: ...
-
-
-def _take(seq: Sequence[int], idx: list[int]) -> list[int]:
-    """``[seq[i] for i in idx]`` in one C call."""
-    if len(idx) > 1:
-        return list(operator.itemgetter(*idx)(seq))
-    return [seq[i] for i in idx]
-
-
-class StrtabNames:
-    """Raw symbol names as offsets into a string table, decoded when asked for (most never are)."""
-
-    __slots__ = ("_find", "max_bytes", "offsets", "strtab")
-
-    def __init__(self, strtab: bytes, offsets: list[int], max_bytes: int) -> None:
-        self.strtab = strtab
-        self.offsets = offsets
-        self.max_bytes = max_bytes
-        self._find = strtab.find
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def __getitem__(self, i: int) -> str:
-        off = self.offsets[i]
-        end = self._find(b"\0", off, off + self.max_bytes)
-        if end < 0:
-            end = min(len(self.strtab), off + self.max_bytes)
-        return self.strtab[off:end].decode("utf-8", "replace")
-
-    def __iter__(self) -> Iterator[str]:
-        return (self[i] for i in range(len(self.offsets)))
-
-
-class _Picked:
-    """The names of a table's entries: entry ``i`` is symbol ``picks[i]`` of the source's names."""
-
-    __slots__ = ("names", "picks")
-
-    def __init__(self, names: Names, picks: list[int]) -> None:
-        self.names = names
-        self.picks = picks
-
-    def __len__(self) -> int:
-        return len(self.picks)
-
-    def __getitem__(self, i: int) -> str:
-        return self.names[self.picks[i]]
-
-    def __iter__(self) -> Iterator[str]:
-        names = self.names
-        return (names[p] for p in self.picks)
-
-
-class SymbolColumns:
-    """Function symbols of one source as parallel columns, in any order (what the ELF reader produces).
-
-    ``names`` may decode lazily (:class:`StrtabNames`); ``limit_of(i)`` is the end of
-    symbol ``i``'s section (0 when unknown), needed only for a symbol without a size.
-    """
-
-    __slots__ = ("binds", "names", "section_ends", "sections", "sizes", "starts")
-
-    def __init__(
-        self,
-        starts: list[int],
-        sizes: list[int],
-        names: Names,
-        binds: Sequence[int],
-        sections: Sequence[int],
-        section_ends: Sequence[int],
-    ) -> None:
-        self.starts = starts
-        self.sizes = sizes
-        self.names = names
-        self.binds = binds
-        self.sections = sections  # per symbol: an index into section_ends
-        self.section_ends = section_ends
-
-    @classmethod
-    def from_raw(cls, symbols: Iterable[RawSymbol]) -> SymbolColumns:
-        items = symbols if isinstance(symbols, list) else list(symbols)
-        if not items:
-            return cls([], [], [], [], [], [])
-        starts, sizes, names, binds, limits = (list(c) for c in zip(*items, strict=True))
-        return cls(starts, sizes, names, binds, range(len(limits)), limits)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def limit_of(self, i: int) -> int:
-        sec = self.sections[i]
-        return self.section_ends[sec] if sec < len(self.section_ends) else 0
-
-
-def _alias_rank(size: int, name: str, bind: int) -> tuple[int, int, int, int, str]:
-    underscores = len(name) - len(name.lstrip("_"))
-    return (0 if size else 1, underscores, _BIND_RANK.get(bind, 3), len(name), name)
 
 
 class AddressTable:
@@ -266,7 +147,7 @@ class AddressTable:
             picks, starts, sizes = self._pick_aliases(cols, order, ordered_starts, same)
         else:
             picks, starts = order, ordered_starts
-            sizes = _take(cols.sizes, order)
+            sizes = take(cols.sizes, order)
         m = len(starts)
         ends = list(map(operator.add, starts, sizes))
         for i in _zero_positions(sizes):  # no size: to the next symbol / section end
@@ -278,7 +159,7 @@ class AddressTable:
                 ends[i] = nxt or limit or starts[i] + 1
         self.starts = starts
         self.ends = ends
-        self.names: Names = _Picked(cols.names, picks)
+        self.names: Names = PickedNames(cols.names, picks)
         self.canonical: list[str | None] = [None] * m
         # The first lookup of an entry decodes its name straight from the string table (no calls
         # through the Names views): a good part of a cold lookup (bench/symbolize_batch.py).
@@ -304,7 +185,7 @@ class AddressTable:
         n = len(order)
         keep = bytearray(b"\x01") * n
         picks = list(order)
-        sizes = _take(sizes_of, order)
+        sizes = take(sizes_of, order)
         k, nsame = 0, len(same)
         while k < nsame:
             first = same[k] - 1  # the group [first, last) of equal starts
@@ -353,7 +234,7 @@ class AddressTable:
         if st is None:
             return None
         strtab, offsets, picks, max_bytes = st
-        return strtab, _take(offsets, list(picks)), max_bytes
+        return strtab, take(offsets, list(picks)), max_bytes
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -43,26 +43,25 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from stellaops_runtime.canonical import gopclnfind, gopclntab
-from stellaops_runtime.canonical.addrindex import STB_GLOBAL, AddressTable
+from stellaops_runtime.canonical import gopclnfind
+from stellaops_runtime.canonical.addrindex import AddressTable, RawSymbol
 from stellaops_runtime.canonical.elflayout import (
     EM_ARM,
     ElfError,
     ElfLayout,
     file_build_id,
-    parse_notes,
     read_layout,
-    sdt_probes,
 )
 from stellaops_runtime.canonical.indexcache import IndexCache
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Budget, Limits
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
+from stellaops_runtime.canonical.quicklookup import QuickLookup
 from stellaops_runtime.canonical.resolution import Source
 from stellaops_runtime.canonical.rootopen import open_regular
+from stellaops_runtime.canonical.sdtprobe import find_sdt_probe
 from stellaops_runtime.canonical.symtab import (
     SectionInfo,
     function_symbols,
-    read_section,
     read_section_table,
 )
 
@@ -72,8 +71,6 @@ if TYPE_CHECKING:  # pyelftools and the DWARF reader load only when DWARF is rea
     from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
 
 log = logging.getLogger(__name__)
-
-_MAX_SDT_NOTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +136,7 @@ class Binary:
         self._sections: dict[str, SectionInfo] = {}
         self._section_list: list[SectionInfo] = []
         self.debug: Binary | None = None  # a separate debug file attached (canonical/debugfiles.py)
+        self._quick: QuickLookup | bool | None = None  # made on first use; False: build-id unfit for IDs
         self.debug_file = ""  # where it was found, for people
         if layout.has_section_headers:
             budget = limits.budget(path)
@@ -241,6 +239,7 @@ class Binary:
         """
         self.debug = debug
         self.debug_file = where or debug.path
+        self._quick = None  # its tables change here
         own = {t.source for t in self._tables}
         if Source.SYMTAB not in own:
             self._tables = [t for t in debug._tables if t.source == Source.SYMTAB] + self._tables
@@ -259,6 +258,18 @@ class Binary:
         return next(iter(self.load_reasons.values()), "")
 
     # -- lookups -----------------------------------------------------------
+
+    @property
+    def quick(self) -> QuickLookup | None:
+        """This Binary's warm lookup (canonical/quicklookup.py), made on first use; None when its
+        build-id cannot carry a function ID (callers then take :meth:`lookup` and its errors)."""
+        q = self._quick
+        if q is None:
+            try:
+                q = self._quick = QuickLookup(self)
+            except ValueError:
+                q = self._quick = False
+        return q if isinstance(q, QuickLookup) else None
 
     @property
     def tables(self) -> list[AddressTable]:
@@ -358,21 +369,7 @@ class Binary:
 
     def sdt_probe(self, provider: str, name: str) -> int | None:
         """Link-time address of USDT probe ``provider:name`` from ``.note.stapsdt``, or None."""
-        sec = self._sections.get(".note.stapsdt")
-        if sec is None or sec.size > _MAX_SDT_NOTES:
-            return None
-        try:
-            data = read_section(self._f, sec.offset, sec.size, ".note.stapsdt")
-        except ElfError:
-            return None
-        notes = parse_notes(data, little=self.layout.little, align=sec.addralign or 4)
-        base_sec = self._sections.get(".stapsdt.base")
-        for p in sdt_probes(notes, little=self.layout.little, is64=self.layout.is64):
-            if p.provider == provider and p.name == name:
-                if base_sec is not None and p.base:
-                    return p.pc + (base_sec.addr - p.base)  # prelink adjustment
-                return p.pc
-        return None
+        return find_sdt_probe(self._f, self._sections, self.layout, provider, name)
 
     # -- lazy sources --------------------------------------------------------
 
@@ -395,15 +392,8 @@ class Binary:
         self._tables = [*self._tables, table]
         return table
 
-    def _go_functions(self) -> list[tuple[int, int, str, int, int]]:
-        budget = self.limits.budget(self.path)
-        try:  # its own section, .data.rel.ro of a PIE, or the segments (canonical/gopclnfind.py)
-            found = gopclnfind.find_table(self._f, self.layout, self._sections, budget)
-            if found is None:
-                return []
-            _, funcs = gopclntab.parse_functions(
-                found.data, little=self.layout.little, text_start=found.text_start, budget=budget
-            )
-        except ValueError as e:
-            raise ElfError(MALFORMED, str(e)) from None
-        return [(start, end - start, name, STB_GLOBAL, 0) for start, end, name in funcs]
+    def _go_functions(self) -> list[RawSymbol]:
+        # its own section, .data.rel.ro of a PIE, or the segments (canonical/gopclnfind.py)
+        return gopclnfind.function_symbols(
+            self._f, self.layout, self._sections, self.limits.budget(self.path)
+        )

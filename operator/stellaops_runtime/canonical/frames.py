@@ -27,11 +27,15 @@ file or none. So frames are keyed on (module, file offset) and:
    build-id never gets that file's names;
 3. a cold one is resolved against the Binary canonical/locate.py finds: one
    already indexed for that identity, the process's own file, or the host
-   root's file with exactly the loader's build-id;
+   root's file with exactly the loader's build-id; its loaded tables answer
+   through the Binary's warm lookup (canonical/quicklookup.py), the Binary
+   itself only when they miss (lazy sources, failures);
 4. when nothing resolves, the frame keeps module + file offset, its build-id
    when known (function ID ``<build-id>:+0x<file offset>``), Tetragon's hint
    as ``symbol`` with source ``hint`` if there was one, else source ``none``;
    the reason is counted. Nothing raises.
+
+How each kind of frame is filled is in canonical/framefill.py.
 
 Kernel frames (kallsyms symbol + offset) get module ``[kernel]`` (or
 ``[<module>]``), the kernel's build-id and source ``kallsyms`` when the symbol
@@ -43,12 +47,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary, Hit
 from stellaops_runtime.canonical.demangle import demangle
-from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
+from stellaops_runtime.canonical.framefill import (
+    KernelHit,
+    WarmAnswer,
+    hint_disagrees,
+    probed_function,
+    resolved_answer,
+    unresolved,
+)
+from stellaops_runtime.canonical.function_id import format_function_id
 from stellaops_runtime.canonical.locate import BinaryLocator, Ids
 from stellaops_runtime.canonical.parseworker import ParseGate, ParsePending, ParseWorker
 from stellaops_runtime.canonical.resolution import Outcome, Source
@@ -56,11 +67,6 @@ from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 
 log = logging.getLogger(__name__)
-
-# (symbol, symbol offset, function ID, source) of a resolved frame
-_Resolved = tuple[str, int, str, str]
-
-_RESOLVED_KEY = {str(src): f"resolved_{src}" for src in Source}
 
 
 class FrameCanonicalizer:
@@ -113,9 +119,9 @@ class FrameCanonicalizer:
             node_name=node_name,
             max_unavailable=max_binaries * 64,
         )
-        self._frames: LRU[tuple[str, int], _Resolved] = LRU(max_frames)
+        self._frames: LRU[tuple[str, int], WarmAnswer] = LRU(max_frames)
         self._functions: LRU[tuple[str, str, str], str] = LRU(max_frames)  # (identity, module, name)
-        self._kernel: LRU[tuple[str, int], _KernelHit] = LRU(max_frames)
+        self._kernel: LRU[tuple[str, int], KernelHit] = LRU(max_frames)
         # exec_id -> {module path: build-id ("" when it could not be read)}
         self._ids: LRU[str, Ids] = LRU(max_processes)
         self.counters: Counter[str] = Counter()
@@ -174,7 +180,7 @@ class FrameCanonicalizer:
                 except Exception:
                     log.exception("canonicalizing frame %s+%#x failed", f.module, f.offset)
                     self.counters["internal_error"] += 1
-                    _unresolved(f, f.build_id, Source.HINT if f.symbol else Source.NONE)
+                    unresolved(f, f.build_id, Source.HINT if f.symbol else Source.NONE)
 
     def kernel_function_id(self, name: str) -> str:
         """``<kernel build-id>:<name>+0x0`` for a kernel function this kernel has, else ""."""
@@ -187,9 +193,7 @@ class FrameCanonicalizer:
                 log.exception("resolving kernel function %s failed", name)
                 self.counters["events_internal_error"] += 1
                 return ""
-            hit = _KernelHit(
-                res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error)
-            )
+            hit = KernelHit(res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error))
             self._kernel.put(key, hit)
         if hit.error:
             self.counters[f"events_function_kernel_{hit.error}"] += 1
@@ -209,53 +213,75 @@ class FrameCanonicalizer:
 
     def _process_ids(self, ev: RuntimeCallEvent) -> Ids:
         key = ev.process.exec_id or f"pid:{ev.process.pid}"
-        ids = self._ids.get(key)
+        known = self._ids.data  # LRU.get, inlined: once per event
+        ids = known.get(key)
         if ids is None:
             ids = {}
             self._ids.put(key, ids)
+        else:
+            known.move_to_end(key)
         return ids
 
     def _user_frame(self, ev: RuntimeCallEvent, ids: Ids, f: StackFrame) -> None:
         module = f.module
         if not module:
             self.counters[Outcome.NOT_FILE_BACKED] += 1
-            _unresolved(f, "", Source.HINT if f.symbol else Source.NONE)
+            unresolved(f, "", Source.HINT if f.symbol else Source.NONE)
             return
-        bid, ident = self.locator.build_id(ev, ids, module)
+        got = ids.get(module)  # locator.build_id's first step, inlined: the warm path
+        bid, ident = got if got is not None else self.locator.build_id(ev, ids, module)
+        counters = self.counters
         if ident:
-            hit = self._frames.get((ident, f.offset))
+            key = (ident, f.offset)
+            frames = self._frames.data  # LRU.get, inlined
+            hit = frames.get(key)
             if hit is not None:
+                frames.move_to_end(key)
                 f.build_id = bid
-                f.symbol, f.symbol_offset, f.function_id, f.source = hit
-                self.counters[_RESOLVED_KEY[hit[3]]] += 1
-                self.counters["cache_hits"] += 1
+                f.symbol, f.symbol_offset, f.function_id, f.source, counter = hit
+                counters[counter] += 1
+                counters["cache_hits"] += 1
                 return
         binary, reason = self.locator.find_cached(ev, module, bid, ident)
         if binary is None:
-            self.counters[reason] += 1
-            _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
+            counters[reason] += 1
+            unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
             return
-        bid = binary.build_id
-        ids[module] = (bid, binary.identity)
+        if bid != binary.build_id or ident != binary.identity:
+            bid = binary.build_id
+            ids[module] = (bid, binary.identity)
+        quick = binary.quick  # a loaded table names most offsets (canonical/quicklookup.py)
+        found = quick.find(f.offset) if quick is not None else None
+        if found is None:
+            found = self._lookup(binary, f, bid)
+            if found is None:
+                return
+            if quick is not None and quick.stale:  # a lazy source was loaded: let it answer here too
+                quick.refresh()
+        symbol = found[0]
+        if f.symbol and hint_disagrees(f.symbol, symbol):
+            counters["hint_disagreements"] += 1
+            log.debug("frame %s+%#x: hint %r, resolved %r", module, f.offset, f.symbol, symbol)
+        self._frames.put((binary.identity, f.offset), found)
+        f.build_id = bid
+        f.symbol, f.symbol_offset, f.function_id, f.source, counter = found
+        counters[counter] += 1
+
+    def _lookup(self, binary: Binary, f: StackFrame, bid: str) -> WarmAnswer | None:
+        """The frame through the Binary itself (lazy sources, failures); None when it stays unresolved
+        (counted, and the frame filled as such)."""
         try:
             vaddr, found = binary.lookup_file_offset(f.offset)
         except ParsePending:  # a lazy source (DWARF, .gopclntab) is still being read: not cached
             self.counters[Outcome.PARSE_PENDING] += 1
-            _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
-            return
+            unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
+            return None
         if found is None:
             why = Outcome.OFFSET_OUTSIDE_FILE if vaddr is None else binary.failure_reason or Outcome.NO_SYMBOL
             self.counters[why] += 1
-            _unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
-            return
-        resolved = _resolved(bid, found)
-        if f.symbol and _hint_disagrees(f.symbol, found.symbol):
-            self.counters["hint_disagreements"] += 1
-            log.debug("frame %s+%#x: hint %r, resolved %r", module, f.offset, f.symbol, found.symbol)
-        self._frames.put((binary.identity, f.offset), resolved)
-        f.build_id = bid
-        f.symbol, f.symbol_offset, f.function_id, f.source = resolved
-        self.counters[f"resolved_{found.source}"] += 1
+            unresolved(f, bid, Source.HINT if f.symbol else Source.NONE)
+            return None
+        return resolved_answer(bid, found)
 
     # -- the probed function of uprobe / USDT events ------------------------------------
 
@@ -278,7 +304,7 @@ class FrameCanonicalizer:
             try:  # reads notes, builds name indexes, may load lazy sources: a parse job
                 found, kind = binary, ev.kind
                 hit = self.gate.run(
-                    ("function", found.identity, kind, name), lambda: _probed_function(found, kind, name)
+                    ("function", found.identity, kind, name), lambda: probed_function(found, kind, name)
                 )
             except ParsePending:
                 bid, binary, reason = binary.build_id, None, Outcome.PARSE_PENDING
@@ -310,12 +336,13 @@ class FrameCanonicalizer:
 
     def _kernel_frame(self, f: StackFrame) -> None:
         key = (f.symbol, f.offset)
-        hit = self._kernel.get(key)
-        if hit is None:
+        kernel = self._kernel.data  # LRU.get, inlined
+        hit = kernel.get(key)
+        if hit is not None:
+            kernel.move_to_end(key)
+        else:
             res = self.symbolizer.resolve_kernel(f.symbol, f.offset)
-            hit = _KernelHit(
-                res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error)
-            )
+            hit = KernelHit(res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error))
             self._kernel.put(key, hit)
         f.module = hit.module
         if hit.error:
@@ -329,45 +356,3 @@ class FrameCanonicalizer:
         f.function_id = hit.function_id
         f.source = Source.KALLSYMS
         self.counters["resolved_kallsyms"] += 1
-
-
-@dataclass(frozen=True, slots=True)
-class _KernelHit:
-    module: str
-    build_id: str
-    symbol: str
-    offset: int
-    function_id: str
-    error: str
-
-
-def _probed_function(binary: Binary, kind: EventKind, name: str) -> Hit | None:
-    """The function a uprobe (by name) or USDT probe (``provider:name``, by its note) is in."""
-    if kind is EventKind.USDT:
-        provider, _, probe = name.partition(":")
-        pc = binary.sdt_probe(provider, probe)
-        return binary.lookup(pc) if pc is not None else None
-    return binary.find_function(name)
-
-
-def _resolved(build_id: str, hit: Hit) -> _Resolved:
-    return (
-        hit.symbol,
-        hit.symbol_offset,
-        format_function_id(build_id, hit.symbol, hit.symbol_offset),
-        hit.source,
-    )
-
-
-def _unresolved(f: StackFrame, build_id: str, source: str) -> None:
-    """A frame nothing resolved: module + file offset kept, hint (if any) kept as the symbol."""
-    f.build_id = build_id
-    if f.symbol:
-        f.symbol = demangle(f.symbol)
-    f.symbol_offset = 0
-    f.function_id = unresolved_function_id(build_id, f.offset) if build_id else ""
-    f.source = source
-
-
-def _hint_disagrees(hint: str, resolved: str) -> bool:
-    return hint != resolved and demangle(hint) != resolved

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from stellaops_runtime.canonical import gopclntab
-from stellaops_runtime.canonical.elflayout import ElfLayout
-from stellaops_runtime.canonical.limits import Budget
+from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
+from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
+from stellaops_runtime.canonical.limits import MALFORMED, Budget
 from stellaops_runtime.canonical.symtab import SectionInfo, read_section
 
 OWN_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")
@@ -139,3 +140,20 @@ def relative_addend(
                 return addend if addend > 0 else 0
         pos = data.find(needle, pos + 1)
     return 0
+
+
+def function_symbols(
+    f: BinaryIO, layout: ElfLayout, sections: dict[str, SectionInfo], budget: Budget
+) -> list[RawSymbol]:
+    """The Go function table of an open file as symbols (start, size, name, GLOBAL, 0); [] when it
+    has none. A table found but unreadable is an ElfError ``malformed`` (moved from canonical/binary.py)."""
+    try:
+        found = find_table(f, layout, sections, budget)
+        if found is None:
+            return []
+        _, funcs = gopclntab.parse_functions(
+            found.data, little=layout.little, text_start=found.text_start, budget=budget
+        )
+    except ValueError as e:
+        raise ElfError(MALFORMED, str(e)) from None
+    return [(start, end - start, name, STB_GLOBAL, 0) for start, end, name in funcs]

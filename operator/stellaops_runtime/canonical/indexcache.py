@@ -58,12 +58,13 @@ class CacheFileError(ValueError):
 
 
 def rules_fingerprint() -> str:
-    """A digest of the code that decides what a table holds (canonical/symtab.py, addrindex.py, this
-    module): it names every cache file, so a file written by other rules is never found."""
-    from stellaops_runtime.canonical import addrindex, symtab
+    """A digest of the code that decides what a table holds (canonical/symtab.py, addrindex.py,
+    symcolumns.py, this module): it names every cache file, so a file written by other rules is
+    never found."""
+    from stellaops_runtime.canonical import addrindex, symcolumns, symtab
 
     h = hashlib.sha256(f"{VERSION}".encode())
-    for module in (symtab, addrindex, sys.modules[__name__]):
+    for module in (symtab, addrindex, symcolumns, sys.modules[__name__]):
         try:
             with open(module.__file__ or "", "rb") as f:
                 h.update(f.read())

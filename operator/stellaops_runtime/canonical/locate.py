@@ -119,15 +119,18 @@ class BinaryLocator:
         self, ev: RuntimeCallEvent, module: str, bid: str, ident: str = ""
     ) -> tuple[Binary | None, str]:
         """:meth:`find`, remembering failures that no live process could change."""
-        cached = self.symbolizer.cached_binary(ident)
-        if cached is not None:
-            return cached, ""
+        if ident:  # no identity (no file read yet): nothing to look up
+            cached = self.symbolizer.cached_binary(ident)
+            if cached is not None:
+                return cached, ""
         if self.local(ev):
             return self.find(ev, module, bid)
         key = (module, bid)
-        reason = self._unavailable.get(key)
-        if reason is not None:
-            return None, reason
+        unavailable = self._unavailable.data  # LRU.get, inlined: once per frame of such a module
+        known = unavailable.get(key)
+        if known is not None:
+            unavailable.move_to_end(key)
+            return None, known
         binary, reason = self.find(ev, module, bid)
         if binary is None and reason != Outcome.PARSE_PENDING:
             self._unavailable.put(key, reason)

@@ -38,12 +38,12 @@ is seen at most that much later; ``recheck_seconds=0`` checks on every call.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
+from time import monotonic
 
-from stellaops_runtime.canonical.binary import Binary, Hit
-from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.filecache import BinaryCache, FileId, open_file, stat_file
-from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
+from stellaops_runtime.canonical.fill import KERNEL_MODULE, apply_hit, fill, kernel_hit, module_label
 from stellaops_runtime.canonical.kallsyms import KernelSymbols
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, Limits
 from stellaops_runtime.canonical.parseworker import ParseGate, ParsePending
@@ -56,8 +56,8 @@ from stellaops_runtime.canonical.procmaps import (
     process_root,
     read_maps,
 )
-from stellaops_runtime.canonical.recentfiles import DEFAULT_RECHECK_SECONDS, RecentFiles
-from stellaops_runtime.canonical.resolution import Outcome, Resolution, Source
+from stellaops_runtime.canonical.recentfiles import DEFAULT_RECHECK_SECONDS, FLUSH_AT, RecentFiles
+from stellaops_runtime.canonical.resolution import Outcome, Resolution
 from stellaops_runtime.canonical.rootopen import NotRegularFile
 
 __all__ = [
@@ -72,13 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-KERNEL_MODULE = "[kernel]"
-
-
-def module_label(module: str) -> str:
-    """How a kernel object is named in a frame's ``module``: ``[kernel]`` or ``[<module>]``."""
-    return f"[{module}]" if module else KERNEL_MODULE
 
 
 class Symbolizer(BinaryCache):
@@ -107,6 +100,8 @@ class Symbolizer(BinaryCache):
             index_cache_dir=index_cache_dir,
         )
         self.recent = RecentFiles(self._lock, self.counters, recheck_seconds, max_paths)  # warm path
+        self._recent_entries = self.recent.entries  # read by resolve_file's warm path (never replaced)
+        self._recent_hits = self.recent.hits
         self.proc_root = proc_root
         self.kallsyms_path = kallsyms_path
         self.kernel_notes_path = kernel_notes_path
@@ -140,21 +135,54 @@ class Symbolizer(BinaryCache):
         expected_build_id: str = "",
         input: str = "",
     ) -> Resolution:
-        """Resolve a file offset inside ``path`` (as seen under ``root``)."""
+        """Resolve a file offset inside ``path`` (as seen under ``root``).
+
+        The warm path first (canonical/recentfiles.py): the Binary last resolved at
+        (root, path), still trusted, answers from its loaded tables through its warm
+        lookup (canonical/quicklookup.py, ``QuickLookup.find`` inlined: a call is a
+        good part of a warm lookup), without a ``stat``.
+        """
         root = root or "/"
-        if not self.file_lines:
-            warm = self.recent.resolve(
-                root,
-                path,
-                file_offset,
-                input,
-                self._binaries.evictions,
-                expected_build_id,
-            )
-            if isinstance(warm, Resolution):
-                return warm
-        else:
-            warm = self.recent.get(root, path, self._binaries.evictions, expected_build_id)
+        warm = self._recent_entries.get((root, path))
+        if warm is not None and (
+            warm.deadline <= monotonic()
+            or warm.evictions != self._binaries.evictions
+            or (expected_build_id and expected_build_id != warm.build_id)
+        ):
+            warm = None
+        if warm is not None and not self.file_lines:
+            q = warm.quick
+            for lo, hi, delta in q.ranges:
+                if lo <= file_offset < hi:
+                    vaddr = file_offset + delta
+                    for t, key, source in q.tables:
+                        starts = t.starts
+                        i = bisect_right(starts, vaddr) - 1
+                        if i < 0:
+                            continue
+                        if vaddr >= t.ends[i]:
+                            i = t.find(vaddr)  # nested functions: a few entries back
+                            if i < 0:
+                                continue
+                        symbol = t.canonical[i]
+                        if symbol is None:
+                            symbol = t.canonical_name(i)
+                        offset = vaddr - starts[i]
+                        hits = self._recent_hits
+                        hits.append(key)
+                        if len(hits) >= FLUSH_AT:
+                            self.recent.flush()
+                        return Resolution(
+                            input or f"{path}+{hex(file_offset)}",
+                            path,
+                            warm.build_id,
+                            symbol,
+                            offset,
+                            f"{q.build_id}:{symbol}+{hex(offset)}",
+                            source,
+                            file_offset,
+                        )
+                    break
         label = input or f"{path}+{hex(file_offset)}"
         if warm is not None:  # trusted, but no loaded table names it: the remembered Binary (no stat)
             res = Resolution(label, path, warm.build_id, file_offset=file_offset)
@@ -162,7 +190,7 @@ class Symbolizer(BinaryCache):
                 fill(res, warm.binary, file_offset, file_lines=self.file_lines)
             except ParsePending as e:
                 res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
-            if len(warm.tables) != len(warm.binary.tables):  # a lazy source was loaded
+            if warm.quick.stale:  # a lazy source was loaded
                 warm.refresh_tables()
             return self.count(res)
         res = Resolution(label, path, file_offset=file_offset)
@@ -214,7 +242,7 @@ class Symbolizer(BinaryCache):
                     fill(res, recent.binary, o)
                 except ParsePending as e:
                     res.error, res.detail = Outcome.PARSE_PENDING, f"{path}: {e}"
-                if len(recent.tables) != len(recent.binary.tables):
+                if recent.quick.stale:
                     recent.refresh_tables()
                 self.count(res)
             out.append(res)
@@ -335,7 +363,7 @@ class Symbolizer(BinaryCache):
         if size and offset >= size:
             # Past the symbol's end: it is in a later symbol; resolve the address instead.
             return self.resolve_kernel_address(ks.addrs[i] + offset, input=res.input)
-        return self.count(_kernel_hit(res, ks, i, offset, symbol=symbol))
+        return self.count(kernel_hit(res, ks, i, offset, symbol=symbol))
 
     def resolve_kernel_address(self, address: int, *, input: str = "") -> Resolution:
         """Resolve a kernel text address (needs kallsyms addresses, i.e. root)."""
@@ -353,58 +381,4 @@ class Symbolizer(BinaryCache):
         if i < 0 or (ks.size(i) and address - ks.addrs[i] >= ks.size(i)):
             res.error, res.detail = Outcome.NO_SYMBOL, f"{address:#x} is outside kernel text symbols"
             return self.count(res)
-        return self.count(_kernel_hit(res, ks, i, address - ks.addrs[i]))
-
-
-def _kernel_hit(res: Resolution, ks: KernelSymbols, i: int, offset: int, *, symbol: str = "") -> Resolution:
-    module = ks.modules[i]
-    res.module = module_label(module)
-    res.symbol = demangle(symbol or ks.names[i])
-    res.offset = offset
-    res.source = Source.KALLSYMS
-    res.build_id = ks.build_id(module)
-    if res.build_id:
-        res.function_id = format_function_id(res.build_id, res.symbol, offset)
-    return res
-
-
-def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = False) -> Resolution:
-    """Complete ``res`` from Binary ``b`` at ``file_offset`` (symbol, offset, ID, source or error)."""
-    vaddr = b.layout.vaddr_of(file_offset)
-    if vaddr is None:
-        res.error = Outcome.OFFSET_OUTSIDE_FILE
-        res.detail = f"file offset {file_offset:#x} is in no loadable segment"
-        res.offset = file_offset
-        res.function_id = unresolved_function_id(b.build_id, file_offset)
-        return res
-    for t in b.tables:  # the loaded sources, best first: the warm path, without building a Hit
-        i = t.find(vaddr)
-        if i >= 0:
-            start = t.starts[i]
-            res.symbol = symbol = t.canonical_name(i)
-            res.offset = offset = vaddr - start
-            res.source = t.source
-            res.function_id = format_function_id(b.build_id, symbol, offset)
-            if file_lines:
-                res.file_line = b.file_line(vaddr)
-            return res
-    hit = b.lookup(vaddr)  # loads the lazy sources (DWARF, .gopclntab) while they miss
-    if hit is None:
-        res.error = b.failure_reason or Outcome.NO_SYMBOL
-        res.detail = f"no function covers address {vaddr:#x} (sources: {', '.join(b.sources) or 'none'})"
-        if b.load_errors:
-            res.detail += "; not read: " + "; ".join(f"{k}: {v}" for k, v in b.load_errors.items())
-        res.offset = file_offset
-        res.function_id = unresolved_function_id(b.build_id, file_offset)
-    else:
-        apply_hit(res, b.build_id, hit)
-    if file_lines:
-        res.file_line = b.file_line(vaddr)
-    return res
-
-
-def apply_hit(res: Resolution, build_id: str, hit: Hit) -> None:
-    res.symbol = hit.symbol
-    res.offset = hit.symbol_offset
-    res.source = hit.source
-    res.function_id = format_function_id(build_id, hit.symbol, hit.symbol_offset)
+        return self.count(kernel_hit(res, ks, i, address - ks.addrs[i]))

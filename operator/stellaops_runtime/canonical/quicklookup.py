@@ -1,0 +1,125 @@
+"""The warm lookup of one Binary: a file offset to (symbol, offset, function ID) in a few list reads.
+
+Why this module exists: once a file is indexed, most of the cost of
+resolving one more offset in it was not the search but what surrounded it
+(a ``Hit`` object, a validated ``format_function_id``, a counter key built per
+call, the segment found by a method). :class:`QuickLookup` keeps what a warm
+lookup needs, flattened, once per Binary:
+
+- the file-offset ranges of the PT_LOADs with their ``vaddr - offset`` delta,
+  executable ones first (``ElfLayout.vaddr_of``'s answer, see
+  :func:`load_ranges`);
+- the Binary's loaded address tables, best source first, each with its
+  source and counter key.
+
+(A cache of function-ID prefixes ``<build-id>:<symbol>+`` per symbol start was
+tried: it saved about 2 % of a warm lookup's instructions and held up to one
+string per function of every cached file, so it is not kept. An ID's text
+depends on the offset too, and whole answers per offset are the frame
+cache's job, canonical/frames.py.)
+
+:meth:`QuickLookup.find` answers only what a *loaded* table names, exactly as
+``Binary.lookup`` would (loaded tables are searched in the same order, and a
+lazily loaded source is only ever appended, ranking lower). Everything else
+(an offset in no segment, a miss that may need DWARF or ``.gopclntab``, a
+failure to explain) returns None and the caller asks the Binary, then calls
+:meth:`QuickLookup.refresh` if a lazy source was loaded. Both the
+Symbolizer's warm path (canonical/recentfiles.py) and the FrameCanonicalizer
+(canonical/frames.py) use it; a test checks its answers equal the Binary's
+for every function of real binaries (tests/integration/test_canonical_warm.py).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+from stellaops_runtime.canonical.addrindex import AddressTable
+from stellaops_runtime.canonical.elflayout import PF_X, ElfLayout
+from stellaops_runtime.canonical.function_id import format_function_id
+
+if TYPE_CHECKING:
+    from stellaops_runtime.canonical.binary import Binary
+
+__all__ = ["QuickLookup", "WarmAnswer", "load_ranges"]
+
+# (symbol, offset from the symbol's start, function ID, source, counter key "resolved_<source>")
+WarmAnswer = tuple[str, int, str, str, str]
+
+# (table, counter key, source)
+_Table = tuple[AddressTable, str, str]
+
+
+def load_ranges(layout: ElfLayout) -> list[tuple[int, int, int]]:
+    """(file offset, end, vaddr - offset) of each PT_LOAD, executable ones first when none overlap.
+
+    ``ElfLayout.vaddr_of`` takes the first segment in address order that holds
+    an offset; segments that do not overlap in the file give the same answer in
+    any order, and frames are nearly all in the executable one.
+    """
+    loads = layout.loads
+    ranges = [(s.offset, s.offset + s.filesz, s.vaddr - s.offset) for s in loads]
+    spans = sorted((lo, hi) for lo, hi, _ in ranges if hi > lo)
+    if all(a[1] <= b[0] for a, b in pairwise(spans)):
+        order = sorted(range(len(loads)), key=lambda i: not loads[i].flags & PF_X)
+        ranges = [ranges[i] for i in order]
+    return ranges
+
+
+class QuickLookup:
+    """A Binary's loaded tables and segments, flattened for warm lookups (see the module docstring)."""
+
+    __slots__ = ("binary", "build_id", "ranges", "tables")
+
+    def __init__(self, binary: Binary) -> None:
+        format_function_id(binary.build_id, "", 0)  # a build-id unfit for an ID raises ValueError, once
+        self.binary = binary
+        self.build_id = binary.build_id
+        self.ranges = load_ranges(binary.layout)
+        self.tables: list[_Table] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take the Binary's loaded tables again (after a miss made it load a lazy source)."""
+        known = {id(t[0]): t for t in self.tables}
+        self.tables = [
+            known.get(id(t)) or (t, f"resolved_{t.source}", str(t.source)) for t in self.binary.tables
+        ]
+
+    @property
+    def stale(self) -> bool:
+        """Whether the Binary has loaded a source since :meth:`refresh` (its answers stay right: see
+        the module docstring; refreshing only lets the new source answer here too)."""
+        return len(self.tables) != len(self.binary.tables)
+
+    def vaddr(self, file_offset: int) -> int | None:
+        """The link-time address of ``file_offset``, or None when no PT_LOAD holds it."""
+        for lo, hi, delta in self.ranges:
+            if lo <= file_offset < hi:
+                return file_offset + delta
+        return None
+
+    def find(self, file_offset: int) -> WarmAnswer | None:
+        """What a loaded table says about ``file_offset``; None when the Binary must be asked."""
+        for lo, hi, delta in self.ranges:
+            if lo <= file_offset < hi:
+                vaddr = file_offset + delta
+                break
+        else:
+            return None
+        for t, key, source in self.tables:
+            starts = t.starts
+            i = bisect_right(starts, vaddr) - 1
+            if i < 0:
+                continue
+            if vaddr >= t.ends[i]:
+                i = t.find(vaddr)  # nested functions: a few entries back
+                if i < 0:
+                    continue
+            symbol = t.canonical[i]
+            if symbol is None:
+                symbol = t.canonical_name(i)
+            offset = vaddr - starts[i]
+            return symbol, offset, f"{self.build_id}:{symbol}+{hex(offset)}", source, key
+        return None
