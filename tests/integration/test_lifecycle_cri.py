@@ -225,7 +225,9 @@ def test_the_containers_cli_lists_a_cri_runtime(cri: CriSetup) -> None:
     try:
         r = cli("containers", "--runtime", "cri", "--address", cri.containerd.socket, "--json")
         assert r.returncode == 0, r.stderr
-        records = {rec["container_id"]: rec for rec in (json.loads(x)["registry"] for x in r.stdout.splitlines())}
+        records = {
+            rec["container_id"]: rec for rec in (json.loads(x)["registry"] for x in r.stdout.splitlines())
+        }
         web = records[cid]
         assert (web["status"], web["pid"], web["cgroup_id"]) == ("running", pid, inode)
         assert web["image_digest"] == cri.image.manifest_digest
