@@ -38,7 +38,6 @@ is seen at most that much later; ``recheck_seconds=0`` checks on every call.
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
 from time import monotonic
 
 from stellaops_runtime.canonical.elflayout import ElfError
@@ -139,8 +138,7 @@ class Symbolizer(BinaryCache):
 
         The warm path first (canonical/recentfiles.py): the Binary last resolved at
         (root, path), still trusted, answers from its loaded tables through its warm
-        lookup (canonical/quicklookup.py, ``QuickLookup.find`` inlined: a call is a
-        good part of a warm lookup), without a ``stat``.
+        lookup (canonical/quicklookup.py ``QuickLookup.find``), without a ``stat``.
         """
         root = root or "/"
         warm = self._recent_entries.get((root, path))
@@ -151,38 +149,23 @@ class Symbolizer(BinaryCache):
         ):
             warm = None
         if warm is not None and not self.file_lines:
-            q = warm.quick
-            for lo, hi, delta in q.ranges:
-                if lo <= file_offset < hi:
-                    vaddr = file_offset + delta
-                    for t, key, source in q.tables:
-                        starts = t.starts
-                        i = bisect_right(starts, vaddr) - 1
-                        if i < 0:
-                            continue
-                        if vaddr >= t.ends[i]:
-                            i = t.find(vaddr)  # nested functions: a few entries back
-                            if i < 0:
-                                continue
-                        symbol = t.canonical[i]
-                        if symbol is None:
-                            symbol = t.canonical_name(i)
-                        offset = vaddr - starts[i]
-                        hits = self._recent_hits
-                        hits.append(key)
-                        if len(hits) >= FLUSH_AT:
-                            self.recent.flush()
-                        return Resolution(
-                            input or f"{path}+{hex(file_offset)}",
-                            path,
-                            warm.build_id,
-                            symbol,
-                            offset,
-                            f"{q.build_id}:{symbol}+{hex(offset)}",
-                            source,
-                            file_offset,
-                        )
-                    break
+            found = warm.quick.find(file_offset)
+            if found is not None:
+                symbol, offset, function_id, source, key = found
+                hits = self._recent_hits
+                hits.append(key)
+                if len(hits) >= FLUSH_AT:
+                    self.recent.flush()
+                return Resolution(
+                    input or f"{path}+{hex(file_offset)}",
+                    path,
+                    warm.build_id,
+                    symbol,
+                    offset,
+                    function_id,
+                    source,
+                    file_offset,
+                )
         label = input or f"{path}+{hex(file_offset)}"
         if warm is not None:  # trusted, but no loaded table names it: the remembered Binary (no stat)
             res = Resolution(label, path, warm.build_id, file_offset=file_offset)
