@@ -51,7 +51,7 @@ def test_each_check_matches_the_kernel_config(report: detect_mod.Report) -> None
     assert report.ok("uprobes") == (cfg.get("CONFIG_UPROBE_EVENTS") == "y")
     assert report.ok("kprobes") == (cfg.get("CONFIG_KPROBE_EVENTS") == "y")
     assert report.ok("bpf syscall") == (cfg.get("CONFIG_BPF_SYSCALL") == "y")
-    assert report.ok("stack trace map") == (cfg.get("CONFIG_BPF_SYSCALL") == "y")
+    assert report.check("stack trace map") is None  # stacks travel in the records (bpf_get_stack): no map
     major, minor = (int(x) for x in platform.release().split(".")[:2])
     assert report.ok("ring buffer") == ((major, minor) >= (5, 8) and cfg.get("CONFIG_BPF_SYSCALL") == "y")
     headers = os.path.isfile(f"/lib/modules/{platform.release()}/build/include/linux/kconfig.h")
@@ -71,7 +71,7 @@ def test_this_machine_facts(report: detect_mod.Report) -> None:
     assert report.ok("btf")
     assert not report.ok("kprobes")
     assert "CONFIG_KPROBES" in report.check("kprobes").detail  # type: ignore[union-attr]
-    assert report.ok("uprobes") and report.ok("ring buffer") and report.ok("stack trace map")
+    assert report.ok("uprobes") and report.ok("ring buffer") and report.ok("bpf_get_stack")
     assert not report.ok("kernel headers")
     assert "our own minimal header tree" in report.check("kernel headers").detail  # type: ignore[union-attr]
     assert report.ok("usdt")
@@ -93,14 +93,14 @@ def test_posture_drops_with_a_clear_message_for_each_missing_piece(report: detec
             for c in report.checks
         ]
         for needed in ("usdt", "bpf syscall", "bcc", "tracefs", "tracepoint sched:sched_process_exec",
-                       "tracepoint raw_syscalls:sys_enter", "uprobes", "stack trace map"):  # fmt: skip
+                       "tracepoint raw_syscalls:sys_enter", "uprobes", "bpf_get_stack"):  # fmt: skip
             if needed != name and not r.ok(needed):
                 r.checks.append(detect_mod.Check(needed, True, "assumed"))
         return detect_mod.posture_of(r, compile_checked=False)
 
     assert without("usdt") == (Posture.EBPF_DEEP, ["FullInstrumentation needs usdt: gone"])
     assert without("uprobes") == (Posture.ACTIVE_TRACING, ["EbpfDeep needs uprobes: gone"])
-    assert without("stack trace map") == (Posture.ACTIVE_TRACING, ["EbpfDeep needs stack trace map: gone"])
+    assert without("bpf_get_stack") == (Posture.ACTIVE_TRACING, ["EbpfDeep needs bpf_get_stack: gone"])
     assert without("tracepoint raw_syscalls:sys_enter") == (
         Posture.PASSIVE,
         ["ActiveTracing needs tracepoint raw_syscalls:sys_enter: gone"],

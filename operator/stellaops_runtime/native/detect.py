@@ -136,8 +136,6 @@ def detect(*, mount_tracefs: bool = False, compile_test: bool = False, cache_dir
     add(Check("ring buffer", rb_ok, "BPF_MAP_TYPE_RINGBUF" if rb_ok else f"{rb_why}: perf buffer is used"))
     pb_ok, pb_why = bpfsys.create_map(bpfsys.MAP_PERF_EVENT_ARRAY, 4, 4, 1)
     add(Check("perf buffer", pb_ok, "BPF_MAP_TYPE_PERF_EVENT_ARRAY" if pb_ok else pb_why))
-    st_ok, st_why = bpfsys.create_map(bpfsys.MAP_STACK_TRACE, 4, 127 * 8, 16)
-    add(Check("stack trace map", st_ok, "BPF_MAP_TYPE_STACK_TRACE" if st_ok else st_why))
     gs_ok, gs_why = bpfsys.load_get_stack_program()
     add(Check("bpf_get_stack", gs_ok, "a tracepoint program calling bpf_get_stack loads" if gs_ok else
               f"{gs_why}: no stacks (the helper is in kernel 4.18+)"))  # fmt: skip
@@ -208,7 +206,7 @@ def posture_of(rep: Report, *, compile_checked: bool) -> tuple[Posture, list[str
             + (["bcc compile"] if compile_checked else []),
         ),
         (Posture.ACTIVE_TRACING, ["tracepoint raw_syscalls:sys_enter"]),
-        (Posture.EBPF_DEEP, ["uprobes", "stack trace map", "bpf_get_stack"]),
+        (Posture.EBPF_DEEP, ["uprobes", "bpf_get_stack"]),
         (Posture.FULL_INSTRUMENTATION, ["usdt"]),
     ]
     posture = Posture.NONE
