@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,13 +59,18 @@ def _bad_store_urls() -> list[tuple[str, str]]:
 BAD_STORE_URLS = _bad_store_urls()
 
 
+def _test_id(url: str) -> str:
+    """The URL as a test ID, with a free port spelled out as PORT so every collection gives the same IDs."""
+    return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", url)
+
+
 def _assert_masked(out: str, kept: str) -> None:
     assert SECRET not in out and SECRET[:4] + "@" not in out and SECRET[4:] + "@" not in out, out
     assert kept in out, out
     assert "Traceback" not in out, out
 
 
-@pytest.mark.parametrize(("url", "kept"), BAD_STORE_URLS, ids=[u for u, _ in BAD_STORE_URLS])
+@pytest.mark.parametrize(("url", "kept"), BAD_STORE_URLS, ids=[_test_id(u) for u, _ in BAD_STORE_URLS])
 def test_query_with_a_bad_store_url_exits_2_without_the_password(url: str, kept: str) -> None:
     code, out = _run("query", "images", "--store", url)
     assert code == 2, out
@@ -77,7 +83,7 @@ def test_query_with_a_bad_store_url_exits_2_without_the_password(url: str, kept:
 @pytest.mark.parametrize(
     ("url", "kept"),
     [(u, k) for u, k in BAD_STORE_URLS if "127.0.0.1" not in u],  # these fail at start-up, not later
-    ids=[u for u, _ in BAD_STORE_URLS if "127.0.0.1" not in u],
+    ids=[_test_id(u) for u, _ in BAD_STORE_URLS if "127.0.0.1" not in u],
 )
 def test_agent_with_a_bad_store_url_exits_2_without_the_password(url: str, kept: str) -> None:
     code, out = _run("agent", "--store", url, "--exit-when-idle", "1")
