@@ -1,6 +1,10 @@
 # The README's two commands are `make demo` and `make test`.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# Test files run on this many workers at once (pytest-xdist, one file per worker at a time: a file's
+# tests and module fixtures stay together). Most slow tests wait on subprocesses and servers, so two
+# workers on two cores take about two thirds of the serial time. PYTEST_WORKERS=0 runs in-process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup setup-server demo test lint protos bench clean image
 
@@ -23,7 +27,7 @@ test: setup-server kube image
 	$(PY) -m stellaops_runtime.wire.generate --check
 	$(PY) -m stellaops_runtime.wire.containerd.generate --check
 	$(PY) -m stellaops_runtime.wire.cri.generate --check
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -135,7 +135,8 @@ def metric_sum(samples: dict, name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == name)
 
 
-async def wait_for(pred, *, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ASYNC109
+# Generous: the suite runs on two workers at once (a busy machine); a condition that holds returns at once.
+async def wait_for(pred, *, timeout: float = 90.0, what: str = "condition") -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:
         if await asyncio.to_thread(pred):
