@@ -152,12 +152,30 @@ class ObservationWindow:
             self.event_count + other.event_count,
             higher_posture(self.posture, other.posture),
             max(self.window_seconds, other.window_seconds),
-            self.source or other.source,
+            union_sources(self.source, other.source),
             min(starts) if starts else 0,
             max(self.gap_end_ns, other.gap_end_ns),
             self.throttles + other.throttles,
             self.dropped_events + other.dropped_events,
         )
+
+
+def union_sources(a: str, b: str) -> str:
+    """Both rows' sources (comma-joined names), each once, sorted: a window both sources observed
+    (the agent switched inside it, in one flush or across two) names both, whichever was written first."""
+    if a == b or not b:
+        return a
+    if not a:
+        return b
+    return normal_sources(a + "," + b)
+
+
+def normal_sources(text: str) -> str:
+    """A stored ``source`` as one spelling: its names each once, sorted (the store appends a second
+    source in the order the rows came, ``bcc,tetragon`` or ``tetragon,bcc``)."""
+    if "," not in text:
+        return text
+    return ",".join(sorted({p for p in text.split(",") if p}))
 
 
 # ``image_digest`` of a node-wide observation-window row (a gap that has no pod).

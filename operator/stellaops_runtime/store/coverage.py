@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
 from stellaops_runtime.store.queries import (
     has_gap_columns,
@@ -130,7 +131,7 @@ def summarize(groups: Iterable[WindowGroup]) -> Coverage | None:
         nodes=tuple(sorted({g.node_name for g in gs})),
         lowest=postures[0],
         highest=postures[-1],
-        sources=tuple(sorted({g.source for g in gs if g.source})),
+        sources=tuple(sorted({p for g in gs for p in g.source.split(",") if p})),
         event_count=sum(g.event_count for g in gs),
     )
 
@@ -301,7 +302,7 @@ def _groups(
                     node_name=r.node_name,
                     posture=posture_of_rank(r.posture_level),
                     seconds=int(r.window_seconds or 0),
-                    source=r.source or "",
+                    source=normal_sources(r.source or ""),
                     first_start=_utc(r.first_start),
                     last_start=_utc(r.last_start),
                     windows=int(r.windows),

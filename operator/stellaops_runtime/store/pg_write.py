@@ -160,7 +160,12 @@ ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
     event_count = t.event_count + EXCLUDED.event_count,
     posture_level = GREATEST(t.posture_level, EXCLUDED.posture_level),
     window_seconds = GREATEST(t.window_seconds, EXCLUDED.window_seconds),
-    source = CASE WHEN t.source = '' THEN EXCLUDED.source ELSE t.source END,
+    source = CASE
+        WHEN EXCLUDED.source = '' THEN t.source
+        WHEN strpos(',' || t.source || ',', ',' || EXCLUDED.source || ',') > 0 THEN t.source
+        WHEN t.source = '' THEN EXCLUDED.source
+        WHEN t.source < EXCLUDED.source THEN t.source || ',' || EXCLUDED.source
+        ELSE EXCLUDED.source || ',' || t.source END,
     gap_start = LEAST(t.gap_start, EXCLUDED.gap_start),
     gap_end = GREATEST(t.gap_end, EXCLUDED.gap_end),
     throttle_count = t.throttle_count + EXCLUDED.throttle_count,

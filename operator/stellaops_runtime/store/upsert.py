@@ -160,7 +160,16 @@ def _sqlite_statements() -> tuple[Any, Any, Any]:
             "window_seconds": sa.func.coalesce(
                 sa.func.max(t.window_seconds, x.window_seconds), t.window_seconds, x.window_seconds
             ),
-            "source": sa.case((t.source == "", x.source), else_=t.source),
+            # both sources when they differ (contracts.hotsymbols.union_sources; readers normalise)
+            "source": sa.case(
+                (
+                    sa.or_(x.source == "", sa.func.instr("," + t.source + ",", "," + x.source + ",") > 0),
+                    t.source,
+                ),
+                (t.source == "", x.source),
+                (t.source < x.source, t.source + "," + x.source),
+                else_=x.source + "," + t.source,
+            ),
             # a gap is the union of both reports; NULL (no gap) loses to any time
             "gap_start": sa.func.coalesce(sa.func.min(t.gap_start, x.gap_start), t.gap_start, x.gap_start),
             "gap_end": sa.func.coalesce(sa.func.max(t.gap_end, x.gap_end), t.gap_end, x.gap_end),
