@@ -348,7 +348,7 @@ def test_the_switch_is_the_source_only_for_the_grpc_stream_with_native_enabled()
     assert isinstance(source, TetragonExportSource) and process == p.process_json
 
 
-def test_a_stored_window_keeps_the_source_it_was_first_written_with(tmp_path: Path) -> None:
+def test_a_stored_window_names_both_sources_written_to_it(tmp_path: Path) -> None:
     from stellaops_runtime.contracts.hotsymbols import ObservationWindow
     from stellaops_runtime.store.engine import open_store
 
@@ -357,7 +357,7 @@ def test_a_stored_window_keeps_the_source_it_was_first_written_with(tmp_path: Pa
         s.write([], [ObservationWindow("sha256:aa", NODE, w, 3, Posture.PASSIVE, 60, "tetragon")])
         s.write([], [ObservationWindow("sha256:aa", NODE, w, 2, Posture.PASSIVE, 60, "bcc")])
         (row,) = s.read_observation_windows()
-    assert (row["source"], row["event_count"]) == ("tetragon", 5)
+    assert (row["source"], row["event_count"]) == ("bcc,tetragon", 5)
 
 
 async def test_a_native_drop_whose_marking_failed_is_marked_by_the_next_call() -> None:
