@@ -445,6 +445,7 @@ def test_agent_rbac_comes_with_the_manifests_and_matches_what_the_agent_does() -
         },
         {"apiGroups": ["stellaops.io"], "resources": ["observationnodes/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["list"]},  # agent/pod_view.py
     ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",

@@ -98,6 +98,8 @@ tetragon_rate_limit_reports_total{node}  Tetragon's rate_limit_info events
 tetragon_rate_limit_dropped_events_total{node}  events those reports say Tetragon dropped
 observation_gap_windows_total{scope} observation-window rows marked as gaps (scope image | node)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
+native_selection_*, native_pod_view_*  native events dropped or kept by pod selection and the pod view's
+                                     state (agent/native_selection_metrics.py lists them)
 http_rejected_total{reason}          requests to /metrics, /healthz, /readyz refused or cut off (timeout,
                                      head_too_large, bad_request_line, connections, ...; agent/http.py)
 """
@@ -295,6 +297,11 @@ class AgentCollector(Collector):
             yield from source_metrics()
         if (lifecycle := getattr(a, "lifecycle", None)) is not None:  # agent/lifecycle_part.py
             yield from lifecycle.metrics()
+        if (sel := p.native_selection) is not None:  # agent/native_selection.py
+            from stellaops_runtime.agent.native_selection_metrics import selection_metrics
+
+            view = getattr(a, "pod_view", None)
+            yield from selection_metrics(sel, view.stats if view is not None else None)
 
 
 def tetragon_drop_metrics(gaps: GapTracker) -> Iterator[Metric]:

@@ -9,7 +9,9 @@ the process, so the runner imports none of these at module level.
   (agent/source_switch.py), which imports the BCC probes only when it falls back;
 - Tetragon's metrics poller (aiohttp), with ``tetragon.metricsUrl``;
 - the witness bridge (cryptography), with ``witness.enabled``;
-- the ObservationNode writer (the Kubernetes client), with ``observationNode.enabled``.
+- the ObservationNode writer (the Kubernetes client), with ``observationNode.enabled``;
+- the pod view that selects native probe events by pod (agent/pod_view.py), with the source
+  switch, ``native.probeConfigFile`` and ``observationNode.enabled`` (an agent that talks to the API).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from stellaops_runtime.sources.queue import EventQueue
 if TYPE_CHECKING:
     from stellaops_runtime.agent.node_status import ObservationNodeWriter
     from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.agent.pod_view import PodViewLister
     from stellaops_runtime.agent.source_switch import SourceSwitch
     from stellaops_runtime.sources.tetragon_export import TetragonExportSource
     from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
@@ -101,3 +104,21 @@ def make_node_status(
     return ObservationNodeWriter(
         node_name=node_name, config=config.observation_node, tetragon=config.tetragon, stream=stream
     )
+
+
+def make_pod_view(config: AgentConfig, pipeline: Pipeline, *, node_name: str) -> PodViewLister | None:
+    """The lister of this node's pods for the native pod selection, when the agent can use one.
+
+    Only with the source switch (``native.enabled``), the probe ConfigMap
+    (``native.probeConfigFile``: the policies to select by) and
+    ``observationNode.enabled`` (the agent is configured to reach the Kubernetes
+    API, with the same credentials). Otherwise the native probes stay node-wide.
+    """
+    sel = pipeline.native_selection
+    if sel is None or not config.observation_node.enabled:
+        return None
+    if config.tetragon.export_file:  # the export source never runs the native probes
+        return None
+    from stellaops_runtime.agent.pod_view import PodViewLister
+
+    return PodViewLister(sel, node_name=node_name, kubeconfig=config.observation_node.kubeconfig)

@@ -28,6 +28,7 @@ from stellaops_runtime.adapter import from_json, from_proto, validate
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.adapter.python_usdt import Outcome, PythonFunctions
 from stellaops_runtime.agent.fastpath import FastPath
+from stellaops_runtime.agent.native_selection import NativeSelection
 from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
 from stellaops_runtime.canonical import demangle as demangling
@@ -136,6 +137,10 @@ class Pipeline:
         # The operator's list of opted-out pods, in the probe ConfigMap file (agent/optout_watch.py).
         path = config.native.probe_config_file
         self.optout_watch = OptOutWatch(path, self.optout) if path else None
+        # Native events kept only for pods a policy selects, once a pod view lists them
+        # (agent/native_selection.py, agent/pod_view.py).
+        native = path and config.native.enabled
+        self.native_selection = NativeSelection(path, config.native.probes) if native else None
         self.aggregator = HotSymbolAggregator(
             window_seconds=hs.window_seconds,
             min_confidence=hs.min_confidence_threshold,
@@ -169,6 +174,8 @@ class Pipeline:
         if (lookup := self.container_lookup) is not None and ev.container is not None:
             lookup.enrich(ev)  # what Tetragon gave is never overwritten
         if self.optout.drops(ev):  # an opted-out pod: counted, nothing else noted
+            return
+        if (sel := self.native_selection) is not None and sel.drops(ev):  # a pod no policy selects
             return
         if not ev.timestamp_ns:
             ev.timestamp_ns = time.time_ns()
@@ -220,6 +227,8 @@ class Pipeline:
         if (watch := self.optout_watch) is not None and watch.poll() and self.fast_path is not None:
             # Outcomes remembered before the list changed may keep counting a pod now opted out.
             self.fast_path.invalidate()
+        if (sel := self.native_selection) is not None and sel.refresh() and self.fast_path is not None:
+            self.fast_path.invalidate()  # no outcome computed under other pods' labels or policies is reused
         return self.canonicalizer.batch() if self.canonicalizer is not None else nullcontext()
 
     def process_proto(self, items: list[tuple[bytes, int]]) -> None:

@@ -48,7 +48,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.agent.lifecycle_part import make_lifecycle
-from stellaops_runtime.agent.optional_parts import make_node_status, make_poller, make_source, make_witness
+from stellaops_runtime.agent.optional_parts import (
+    make_node_status,
+    make_pod_view,
+    make_poller,
+    make_source,
+    make_witness,
+)
 from stellaops_runtime.agent.outages import OutageMarker
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.shutdown import shutdown
@@ -105,6 +111,7 @@ class Agent:
         self.early_drains = 0  # drains forced by hotSymbols.maxKeys (hot_symbols_early_drains_total)
         self._rows_at_trim = 0
         self.node_status = make_node_status(config, node_name=self.node_name, stream=self.source.stats)
+        self.pod_view = make_pod_view(config, self.pipeline, node_name=self.node_name)  # native pod selection
         self.lifecycle = make_lifecycle(config, node_name=self.node_name, pipeline=self.pipeline)
         if self.lifecycle is not None and hasattr(self.source, "watch_registry"):  # PURL functions
             self.source.watch_registry(self.lifecycle)
@@ -202,6 +209,8 @@ class Agent:
             tasks.append(asyncio.create_task(self._idle_watch(self.exit_when_idle), name="idle"))
         if self.node_status:
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
+        if self.pod_view is not None:
+            tasks.append(asyncio.create_task(self.pod_view.run(self.stop_event), name="pod-view"))
         if self.outages.enabled:
             tasks.append(asyncio.create_task(self.outages.run(self.stop_event), name="outages"))
         if self.lifecycle is not None:

@@ -9,6 +9,12 @@ attribution. The switch looks every ``RELOAD_CHECK_SECONDS`` whether the
 ConfigMap file or the running containers changed and reloads the probes, at
 most once every ``RELOAD_MIN_SECONDS``. After each load the per-function
 results go to ``stats.purl_functions`` (the ObservationNode's list).
+
+With a pod view (agent/pod_view.py) a policy's functions are attached only in
+the containers of pods it selects at EbpfDeep, and a change of which
+containers those are (a label, a new pod) reloads the probes like a change of
+containers does; the files probed and the policies they serve go to the
+pipeline's pod selection (``NativeSelection.purl_owners``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class ProbeReloads:
     _config_stamp: tuple[int, int] | None
     _reloaded_at: float
     _marked: tuple[int, int]
+    _selection_policies: tuple[Any, ...] = ()  # the probe ConfigMap's policies as last configured
 
     if TYPE_CHECKING:  # the switch's own, used by a reload
 
@@ -75,7 +82,9 @@ class ProbeReloads:
 
             records = list(self.containers())
             containers = running(records)
-            wiring = await asyncio.to_thread(wire, self._purl_functions, containers, base)
+            self._selection_policies = self._read_selection_policies()
+            selects = self._purl_selects(records)
+            wiring = await asyncio.to_thread(wire, self._purl_functions, containers, base, selects=selects)
             self._note_probed(wiring, {r.container_id: r.image_digest for r in records})
             base = wiring.config
             n = sum(len(f.symbols) for f in self._purl_functions)
@@ -84,7 +93,32 @@ class ProbeReloads:
                 n, len(containers), len(wiring.plan.targets()),
             )  # fmt: skip
         self._set_wiring(wiring)
+        if (sel := self.pipeline.native_selection) is not None:
+            sel.purl_owners = wiring.owners() if wiring is not None else None  # swapped whole
         return base
+
+    def _read_selection_policies(self) -> tuple[Any, ...]:
+        sel = self.pipeline.native_selection
+        if sel is None or sel.view is None:
+            return ()
+        from stellaops_runtime.agent.native_selection import load_policies
+        from stellaops_runtime.native.config import NativeConfigError
+
+        try:
+            return load_policies(self.native_cfg.probe_config_file, host_root=sel.host_root)
+        except (OSError, NativeConfigError):  # read_probe_config logged it; the pipeline's copy stands in
+            return sel.policies
+
+    def _purl_selects(self, records: list[Any]) -> Callable[[str, str], bool] | None:
+        """Which containers each policy's functions go to, with a pod view (None: every container)."""
+        sel = self.pipeline.native_selection
+        view = sel.view if sel is not None else None
+        if view is None:
+            return None
+        from stellaops_runtime.agent.native_selection import purl_selects
+
+        pods = {r.container_id: (r.pod_uid, r.pod_namespace, r.pod_name) for r in records}
+        return purl_selects(self._selection_policies, view, pods)
 
     def watch_registry(self, lifecycle: Any) -> None:
         """Resolve PURL functions in the containers of ``lifecycle``'s registry (agent/lifecycle_part.py)."""
@@ -98,8 +132,19 @@ class ProbeReloads:
             return False
         from stellaops_runtime.native.purl_wiring import running
 
-        have = self.purl.containers if self.purl is not None else ()
-        return tuple(running(self.containers())) != have
+        records = list(self.containers())
+        now = tuple(running(records))
+        if now != (self.purl.containers if self.purl is not None else ()):
+            return True
+        if self.purl is None:
+            return False
+        if self.purl.selection is None and self._purl_selects(records) is None:
+            return False
+        from stellaops_runtime.native.purl_wiring import selection_of
+
+        if self.purl.selection is not None and not self._selection_policies:
+            self._selection_policies = self._read_selection_policies()
+        return selection_of(self._purl_functions, now, self._purl_selects(records)) != self.purl.selection
 
     async def _reload_bcc(self) -> None:
         """BCC to BCC with a new configuration: the old probes end before the new attach (a gap between)."""

@@ -257,7 +257,8 @@ def _reported(key: str, entry: dict[str, Any], notes: list[str]) -> None:
         shown = json.dumps({"podSelector": sel, "namespaceSelector": entry.get("namespaceSelector")})
         notes.append(
             f"{key}: pod selection {shown[:300]} is not applied by the native probes: they select by "
-            "cgroup id (cgroupAllow), so pods outside the selector are traced too"
+            "cgroup id (cgroupAllow), so pods outside the selector are traced too; the agent drops "
+            "those events itself while it lists its node's pods (agent/native_selection.py)"
         )
     for k in sorted(set(entry) - _USED - _INFORMATIONAL - _REPORTED):
         notes.append(f"{key}: field {k[:80]!r} is not understood by the native probes and was not applied")

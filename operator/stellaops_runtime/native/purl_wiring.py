@@ -15,6 +15,13 @@ ObservationNode (``contracts/purl_status.py``):
   that container's reason; ``not_found`` with no container when none runs.
 
 A container is summed once per function, whatever the number of its files.
+
+With a pod view (agent/native_selection.py) a policy's functions are resolved
+only in the containers of pods that policy selects at EbpfDeep (``selects``);
+``selection`` records which, so a change of pod labels re-wires the probes.
+``owners`` tells the pipeline's pod selection which policies each probed file
+and symbol belongs to (a probe on a shared file fires in every container
+mapping it; the pipeline drops the calls of pods the policy does not select).
 ``probed`` gives the installed package's PURL of each file probed, per image
 digest, for the pipeline's package attribution (agent/purls.py).
 """
@@ -22,7 +29,7 @@ digest, for the pipeline's package attribution (agent/purls.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,6 +78,8 @@ class PurlWiring:
     config: NativeConfig  # the base configuration with the targets added
     over: list[tuple[str, str]] = field(default_factory=list)  # targets past the bound, and why
     _reports: dict[tuple[str, str, str], list[pt.FunctionReport]] = field(default_factory=dict)
+    # With a pod view: (policy, container ids of the pods it selects at EbpfDeep), sorted; else None.
+    selection: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
     def mark(self, attached: Sequence[str], failed: Sequence[tuple[str, str]]) -> None:
         """The loader's results (``ProbeSet.attached``, ``.failed``) into the per-container reports."""
@@ -80,7 +89,7 @@ class PurlWiring:
         """The ObservationNode's ``purlFunctions`` (sorted, bounded) and how many were left out."""
         out = []
         for (policy, purl, symbol), reports in sorted(self._reports.items()):
-            out.append(_entry(policy, purl, symbol, reports))
+            out.append(_entry(policy, purl, symbol, reports, selected=self.selection is not None))
         return out[: ps.MAX_NODE_ENTRIES], max(0, len(out) - ps.MAX_NODE_ENTRIES)
 
     def probed(self, digests: Mapping[str, str]) -> dict[tuple[str, str], str]:
@@ -98,18 +107,36 @@ class PurlWiring:
                         out[(digest, f.path)] = r.packages[0]
         return out
 
+    def owners(self) -> dict[tuple[str, str], frozenset[str]]:
+        """(path in the image, symbol) of every file probed -> the policies whose functions it serves."""
+        out: dict[tuple[str, str], set[str]] = {}
+        for (policy, _purl, symbol), reports in self._reports.items():
+            for r in reports:
+                for f in r.files:
+                    out.setdefault((f.path, symbol), set()).add(policy)
+        return {k: frozenset(v) for k, v in out.items()}
+
     def close(self) -> None:
         self.plan.close()
 
 
-def _entry(policy: str, purl: str, symbol: str, reports: Sequence[pt.FunctionReport]) -> dict[str, Any]:
+def _entry(
+    policy: str, purl: str, symbol: str, reports: Sequence[pt.FunctionReport], *, selected: bool = False
+) -> dict[str, Any]:
     by_state: dict[str, list[pt.FunctionReport]] = {}
     for r in reports:
         by_state.setdefault(_STATE_OF.get(r.status, ps.ERROR), []).append(r)
     if ps.ATTACHED in by_state:
         state, why = ps.ATTACHED, ""
     elif not reports:
-        state, why = ps.NOT_FOUND, "no running container on this node"
+        state, why = (
+            ps.NOT_FOUND,
+            (
+                "no running container of a pod this policy selects at EbpfDeep on this node"
+                if selected
+                else "no running container on this node"
+            ),
+        )
     else:
         state = next(s for s in _PRECEDENCE if s in by_state)
         why = by_state[state][0].detail or state
@@ -120,20 +147,39 @@ def _entry(policy: str, purl: str, symbol: str, reports: Sequence[pt.FunctionRep
     }  # fmt: skip
 
 
+Selects = Callable[[str, str], bool]  # (policy key, container id) -> whether the policy selects its pod
+
+
+def selection_of(
+    functions: Sequence[PurlFunction], containers: Sequence[tuple[str, int]], selects: Selects | None
+) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """Per policy naming PURL functions, the running containers it selects (None: every container)."""
+    if selects is None:
+        return None
+    policies = sorted({fn.policy for fn in functions})
+    return tuple((p, tuple(cid for cid, _ in containers if selects(p, cid))) for p in policies)
+
+
 def wire(
     functions: Sequence[PurlFunction],
     containers: Sequence[tuple[str, int]],
     base: NativeConfig,
     *,
     proc_root: str = "/proc",
+    selects: Selects | None = None,
 ) -> PurlWiring:
-    """Resolve every function in every container; ``config`` is ``base`` plus their uprobe targets."""
+    """Resolve every function in every container (with ``selects``: in those of the pods its policy
+    selects); ``config`` is ``base`` plus their uprobe targets."""
     plan = pt.PurlProbePlan(proc_root=proc_root)
     reports: dict[tuple[str, str, str], list[pt.FunctionReport]] = {}
+    selection = selection_of(functions, containers, selects)
+    chosen = dict(selection) if selection is not None else None
     for fn in functions:
         for sym in fn.symbols:
             reports.setdefault((fn.policy, fn.purl, sym), [])
         for cid, pid in containers:
+            if chosen is not None and cid not in chosen.get(fn.policy, ()):
+                continue
             for r in plan.add(cid, pid, fn.purl, fn.symbols):
                 reports[(fn.policy, fn.purl, r.symbol)].append(r)
     targets = plan.targets()
@@ -143,4 +189,4 @@ def wire(
         for t in targets[room:]
     ]
     cfg = dataclasses.replace(base, uprobes=base.uprobes + targets[:room]) if targets else base
-    return PurlWiring(tuple(functions), tuple(containers), plan, cfg, over, reports)
+    return PurlWiring(tuple(functions), tuple(containers), plan, cfg, over, reports, selection)

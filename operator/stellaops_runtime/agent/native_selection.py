@@ -1,0 +1,351 @@
+"""Events of the agent's own BCC probes kept only for the pods a policy selects, as on Tetragon nodes.
+
+The native probes are loaded node-wide: the kernel cannot tell a pod's labels,
+so every probe a policy asks for fires in every container. On a Tetragon node
+the same policy reaches only the pods its rendered TracingPolicies select. So
+the pipeline thread drops, right after the opt-out drop (agent/pipeline.py),
+each native event whose probe no policy selecting its pod asks for:
+
+- a syscall event (kind ``syscall``) needs a policy naming that syscall, a TCP
+  state event (``sock/inet_sock_set_state``) one with ``tcpState``, a function
+  event (``uprobe``) one naming that function (by ``binaryPath`` or by
+  ``purl``, the file the agent resolved it to) **and** the pod labelled
+  ``stellaops.io/observe-deep=true``; the policy selects the pod when the pod
+  is in its namespace (ObservationPolicy) or in a namespace its
+  ``namespaceSelector`` matches (ClusterObservationPolicy) and its
+  ``podSelector`` (which holds ``stellaops.io/observe=true``) matches the
+  pod's labels as the pod view last listed them (agent/pod_view.py);
+- a syscall event kept for a pod keeps its kernel (user) stack only when the
+  pod is labelled ``stellaops.io/observe-deep=true`` and a selecting policy
+  naming the syscall asks for kernel (user) stack traces: Tetragon's stack
+  object selects only such pods (``stacks_removed`` counts the others);
+- process events (exec, exit) and USDT events are kept for every pod: the
+  base sensor is node-wide on Tetragon nodes too (Passive), and no policy
+  renders USDT probes; so are events of a probe the agent's own ``native``
+  configuration asks for (a hand-written agent config is node-wide by intent);
+- an event of no pod (a host process, a container the lifecycle observer does
+  not know, a TCP change no task owns) is dropped (``no_pod``): a podSelector
+  never matches a host process; one of a pod no policy asking for the probe
+  selects as ``not_selected``; one of a pod the view does not list (yet: it
+  relists every few seconds, and a new pod's first calls come before) is
+  **kept** whole and counted in ``kept_unlisted``: whether a policy selects it
+  is not known yet, and a call that ran is never lost for want of a label
+  (a count kept for a pod no policy selects is still a true count).
+
+Without a pod view (no Kubernetes API configured or reached yet) nothing is
+dropped: the probes stay node-wide, as before, and ``pod_view_active`` says
+so. A view, once listed, is kept while the API is unreachable (stale labels
+rather than none). The policies come from the probe ConfigMap file
+(``native.probeConfigFile``), looked at once a second like the opt-out list
+(agent/optout_watch.py); a file that cannot be read or parsed keeps the last
+policies read.
+
+The pod view and the PURL owners are snapshots swapped whole by the event
+loop (like ``Pipeline.container_lookup``); the pipeline thread reads each
+once per event and caches, per snapshot, which policies select a pod.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from stellaops_runtime.agent.native_selection_policies import (
+    DEEP_LABEL,
+    SelectionPolicy,
+    parse_policies,
+    pod_match_labels,
+)
+from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
+from stellaops_runtime.native.config import NativeConfig, NativeConfigError
+from stellaops_runtime.native.policy_config import DEFAULT_HOST_ROOT, MAX_FILE_BYTES, parse_payload
+
+log = logging.getLogger(__name__)
+
+SOURCE = "bcc"  # native.events.SOURCE (not imported: that module is loaded only where BCC runs)
+SYSCALL_PREFIX = "__x64_sys_"  # native.events.SYSCALL_PREFIX
+TCP_FUNCTION = "sock/inet_sock_set_state"  # contracts.tcp_state.FUNCTION_NAME
+INTERVAL_SECONDS = 1.0
+REASONS = ("no_pod", "not_selected")
+_UNLISTED = "unlisted"  # the decision for a pod the view does not list: kept whole, not a drop reason
+MAX_CACHED = 65_536  # (pod, probe) decisions kept; cleared whole when full or when an input changes
+
+Owners = Mapping[tuple[str, str], frozenset[str]]  # (module, symbol) -> policy keys
+
+
+@dataclass(frozen=True, slots=True)
+class ViewPod:
+    uid: str
+    namespace: str
+    name: str
+    labels: tuple[tuple[str, str], ...]  # sorted
+
+
+class PodView:
+    """The pods of this node and the labels of namespaces, as listed once: never changed afterwards."""
+
+    __slots__ = ("_by_name", "_by_uid", "namespaces")
+
+    def __init__(self, pods: Iterable[ViewPod], namespaces: Mapping[str, Mapping[str, str]] | None = None):
+        self._by_uid = {p.uid: p for p in pods if p.uid}
+        self._by_name = {(p.namespace, p.name): p for p in self._by_uid.values()}
+        self.namespaces = {k: dict(v) for k, v in (namespaces or {}).items()}
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+    def same_as(self, other: PodView | None) -> bool:
+        return other is not None and self._by_uid == other._by_uid and self.namespaces == other.namespaces
+
+    def pod(self, uid: str, namespace: str = "", name: str = "") -> ViewPod | None:
+        """By uid when the event has one (a re-created pod of the same name is another), else by name."""
+        if uid:
+            return self._by_uid.get(uid)
+        return self._by_name.get((namespace, name)) if namespace and name else None
+
+
+def selecting(
+    policies: Iterable[SelectionPolicy], pod: ViewPod, namespace_labels: Mapping[str, str] | None
+) -> tuple[tuple[SelectionPolicy, ...], bool]:
+    """The policies whose probes reach ``pod`` (at ActiveTracing), and whether it carries the deep label."""
+    labels = dict(pod.labels)
+    match = pod_match_labels(pod.namespace, labels)
+    chosen = tuple(p for p in policies if p.selects(pod.namespace, match, namespace_labels))
+    return chosen, labels.get(DEEP_LABEL) == "true"
+
+
+def purl_selects(
+    policies: tuple[SelectionPolicy, ...], view: PodView, pods: Mapping[str, tuple[str, str, str]]
+) -> Callable[[str, str], bool]:
+    """(policy key, container id) -> whether that policy's functions reach the container's pod.
+
+    ``pods`` maps container id to its pod's (uid, namespace, name). A function
+    needs the pod selected at ActiveTracing and labelled ``observe-deep``, as
+    the rendered uprobe object requires; a container of no pod, or of a pod
+    the view does not list, is selected by no policy.
+    """
+    cache: dict[tuple[str, str, str], tuple[frozenset[str], bool]] = {}
+
+    def selects(policy: str, container_id: str) -> bool:
+        ident = pods.get(container_id)
+        if ident is None:
+            return False
+        if ident not in cache:
+            pod = view.pod(*ident)
+            if pod is None:
+                cache[ident] = (frozenset(), False)
+            else:
+                chosen, deep = selecting(policies, pod, view.namespaces.get(pod.namespace))
+                cache[ident] = (frozenset(p.key for p in chosen), deep)
+        keys, deep = cache[ident]
+        return deep and policy in keys
+
+    return selects
+
+
+def load_policies(path: str, *, host_root: str = DEFAULT_HOST_ROOT) -> tuple[SelectionPolicy, ...]:
+    """The usable policies of the probe ConfigMap file; raises NativeConfigError (or OSError)."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    return parse_policies(parse_payload(raw, source=path), host_root=host_root)[0]
+
+
+def asks(policy: SelectionPolicy, ev: RuntimeCallEvent, deep: bool, owners: Owners | None) -> bool:
+    """Whether ``policy`` (selecting the event's pod) asks for the probe that gave ``ev``."""
+    kind = ev.kind
+    if kind is EventKind.SYSCALL:
+        return ev.function_name.removeprefix(SYSCALL_PREFIX) in policy.syscalls
+    if kind is EventKind.TRACEPOINT:
+        return policy.tcp_state and ev.function_name == TCP_FUNCTION
+    if not deep:  # functions need stellaops.io/observe-deep=true, as their rendered object does
+        return False
+    key = (ev.module, ev.function_name)
+    if key in policy.paths:
+        return True
+    if owners is not None and key in owners:
+        return policy.key in owners[key]
+    return False
+
+
+def node_wide_probes(base: NativeConfig | None) -> frozenset[tuple[str, str]]:
+    """(kind, name) of the probes the agent's own ``native`` settings ask for: kept for every pod."""
+    if base is None:
+        return frozenset()
+    out = {("syscall", s) for s in base.syscalls}
+    out |= {("uprobe", f"{t.module or t.binary}\x00{t.symbol}") for t in base.uprobes}
+    if base.tcp_state:
+        out.add(("tcp", TCP_FUNCTION))
+    return frozenset(out)
+
+
+def _probe(ev: RuntimeCallEvent) -> tuple[str, str] | None:
+    """The probe key of a filtered kind, None for kinds kept for every pod."""
+    kind = ev.kind
+    if kind is EventKind.SYSCALL:
+        return "syscall", ev.function_name.removeprefix(SYSCALL_PREFIX)
+    if kind is EventKind.TRACEPOINT and ev.function_name == TCP_FUNCTION:
+        return "tcp", TCP_FUNCTION
+    if kind is EventKind.UPROBE:
+        return "uprobe", f"{ev.module}\x00{ev.function_name}"
+    return None
+
+
+class NativeSelection:
+    """The filter the pipeline applies to native events (call ``poll`` and ``drops`` on its thread only)."""
+
+    def __init__(
+        self,
+        path: str,
+        base: NativeConfig | None = None,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        host_root: str = DEFAULT_HOST_ROOT,
+    ) -> None:
+        self.path = path
+        self.interval = interval
+        self.host_root = host_root
+        self.view: PodView | None = None  # swapped whole by the pod view (agent/pod_view.py)
+        self.purl_owners: Owners | None = None  # swapped whole by the source switch (PURL wiring)
+        self.policies: tuple[SelectionPolicy, ...] = ()
+        self.node_wide = node_wide_probes(base)
+        self.dropped: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
+        self.kept = 0  # native events of a filtered kind kept because a selecting policy asks
+        self.kept_unlisted = 0  # kept because their pod is not in the view yet (nothing known of its labels)
+        self.stacks_removed = 0  # kept syscall events whose stacks a Tetragon node would not give
+        self.read_errors = 0  # reads of the file that failed (the last policies kept)
+        self.bad_entries = 0  # entries of the last read left out (they select nothing)
+        self.bad_entries_total = 0  # the same, summed over every read
+        self._next = 0.0
+        self._seen: tuple[int, int, int] | None = None
+        self._last_error = ""
+        # (pod uid, namespace, name, probe) -> why such events are dropped, or the stacks they keep
+        self._cache: dict[tuple[str, str, str, tuple[str, str]], str | tuple[bool, bool]] = {}
+        self._cached_for: tuple[object, object, object] = (None, None, None)
+        self._seen_inputs: tuple[object, object, object] = (None, None, None)
+
+    @property
+    def active(self) -> bool:
+        """Whether native events are selected by pod now (else they are node-wide)."""
+        return self.view is not None
+
+    def refresh(self, now: float | None = None) -> bool:
+        """Before a batch: ``poll``, and whether any input (policies, view, PURL owners) changed since."""
+        self.poll(now)
+        inputs = (self.policies, self.view, self.purl_owners)
+        if all(a is b for a, b in zip(inputs, self._seen_inputs, strict=True)):
+            return False
+        self._seen_inputs = inputs
+        return True
+
+    # -- the probe ConfigMap's policies -------------------------------------------
+
+    def poll(self, now: float | None = None) -> bool:
+        """Re-read the policies if due and the file changed; True when they changed."""
+        now = time.monotonic() if now is None else now
+        if not self.path or now < self._next:
+            return False
+        self._next = now + self.interval
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._seen = None
+            return False
+        except OSError as e:
+            return self._failed(None, f"cannot stat: {e.strerror or e}")
+        mark = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if mark == self._seen:
+            return False
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+            entries = parse_payload(raw, source=self.path)
+        except OSError as e:
+            return self._failed(mark, f"cannot read: {e.strerror or e}")
+        except NativeConfigError as e:
+            return self._failed(mark, str(e))
+        self._seen = mark
+        self._last_error = ""
+        policies, bad = parse_policies(entries, host_root=self.host_root)
+        self.bad_entries = len(bad)
+        self.bad_entries_total += len(bad)
+        for why in bad[:5]:
+            log.warning("probe ConfigMap entry selects no pod: %s", why)
+        if policies == self.policies:
+            return False
+        self.policies = policies
+        return True
+
+    def _failed(self, mark: tuple[int, int, int] | None, why: str) -> bool:
+        self.read_errors += 1
+        if why != self._last_error:
+            log.error("native pod selection: %s not re-read (%s); the last policies read are kept",
+                      self.path, why)  # fmt: skip
+        self._last_error = why
+        self._seen = mark
+        return False
+
+    # -- the per-event decision ---------------------------------------------------
+
+    def drops(self, ev: RuntimeCallEvent) -> bool:
+        """Whether to drop ``ev`` (counted by reason): see the module docstring."""
+        if ev.source != SOURCE:
+            return False
+        view = self.view
+        if view is None:
+            return False
+        probe = _probe(ev)
+        if probe is None or probe in self.node_wide:
+            return False
+        info = ev.pod
+        if info is None:
+            self.dropped["no_pod"] += 1
+            return True
+        owners = self.purl_owners
+        if (
+            self._cached_for[0] is not view
+            or self._cached_for[1] is not self.policies
+            or self._cached_for[2] is not owners
+        ):
+            self._cache.clear()
+            self._cached_for = (view, self.policies, owners)
+        key = (info.uid, info.namespace, info.name, probe)
+        decision = self._cache.get(key)
+        if decision is None:  # not decided yet for this pod and probe
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            decision = self._cache[key] = self._decide(view, ev, info.uid, info.namespace, info.name, owners)
+        if decision == _UNLISTED:
+            self.kept_unlisted += 1
+            return False
+        if isinstance(decision, str):
+            self.dropped[decision] += 1
+            return True
+        self.kept += 1
+        kernel, user = decision
+        if (ev.kernel_stack and not kernel) or (ev.user_stack and not user):
+            self.stacks_removed += 1
+            if not kernel:
+                ev.kernel_stack = []
+            if not user:
+                ev.user_stack = []
+        return False
+
+    def _decide(
+        self, view: PodView, ev: RuntimeCallEvent, uid: str, namespace: str, name: str, owners: Owners | None
+    ) -> str | tuple[bool, bool]:
+        """Why an event of this probe from this pod is dropped, or (kernel, user): which of its stacks
+        it keeps; the same for every such event."""
+        pod = view.pod(uid, namespace, name)
+        if pod is None:
+            return _UNLISTED
+        policies, deep = selecting(self.policies, pod, view.namespaces.get(pod.namespace))
+        asking = [p for p in policies if asks(p, ev, deep, owners)]
+        if not asking:
+            return "not_selected"
+        if ev.kind is not EventKind.SYSCALL:
+            return True, True  # TCP state and function stacks: what the probe took (Tetragon has none)
+        return deep and any(p.kernel_stacks for p in asking), deep and any(p.user_stacks for p in asking)
