@@ -22,6 +22,21 @@ per wall second, median over rounds, and after/before ratios. Usage (the
 "before" tree from git, e.g. ``git archive HEAD operator | tar -x -C /tmp/before``)::
 
     .venv/bin/python bench/pipeline_ab.py --before /tmp/before/operator [--rounds 5] [--events 30000]
+
+Two more modes measure what load cannot move, or where the time goes:
+
+- ``--instructions``: machine instructions per event (valgrind's cachegrind,
+  ``valgrind`` must be installed) of the never-repeating stream through the
+  pipeline (fast path on and off) and through the adapter alone, counted as
+  the difference between a child that processes ``--events`` events after
+  its warm-up pass and one that processes none (``PYTHONHASHSEED=0``: the
+  same run twice gives the same count). One run per tree and case; slow
+  (about a minute each at 3,000 events).
+- ``--profile``: cProfile over the pipeline (fast path on) on the
+  never-repeating stream of the "after" tree, and the share of the time in
+  each stage: the adapter (decode and adapt), the fast path's own work
+  (keys, sampling, remembering), the opt-out check, the privacy filter, the
+  canonicalizer, the aggregator, and the pipeline's glue (the rest).
 """
 
 from __future__ import annotations
@@ -95,6 +110,133 @@ print(json.dumps(out))
 """
 
 
+# One case of --instructions: after the warm-up pass, ``n`` events (0: none) of the never-repeating corpus.
+_COUNT_CHILD = r"""
+import struct, sys
+def read(path):
+    data = open(path, "rb").read()
+    out, i = [], 0
+    while i < len(data):
+        (n,) = struct.unpack_from("<I", data, i)
+        out.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return out
+from stellaops_runtime.adapter import common, from_proto
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
+payloads, case, n = read(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+items = [(p, 1) for p in payloads]
+cfg = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}})
+def pipeline(items, fast):
+    pipe = Pipeline(cfg, node_name="bench", fast_path=fast)
+    pipe.warm_up()
+    for i in range(0, len(items), 512):
+        pipe.process_proto(items[i : i + 512])
+def adapter(payloads):
+    st = common.AdapterStats()
+    for p in payloads:
+        from_proto.adapt(from_proto.decode(p, st), received_ns=1, stats=st)
+if case == "adapter":
+    adapter(payloads)
+    adapter(payloads[:n])
+else:
+    pipeline(items, case == "on")
+    pipeline(items[:n], case == "on")
+"""
+COUNT_CASES = {
+    "on": "never repeating, fast path on",
+    "off": "never repeating, fast path off",
+    "adapter": "never repeating, adapter only (decode and adapt)",
+}
+
+
+def _instructions(tree: str, corpus: Path, case: str, n: int) -> int:
+    env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    r = subprocess.run(
+        [*cmd, sys.executable, "-c", _COUNT_CHILD, str(corpus), case, str(n)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    refs = [ln for ln in r.stderr.splitlines() if "I refs" in ln or "I   refs" in ln]
+    return int(refs[-1].split(":")[1].replace(",", "").split()[0])
+
+
+def count_instructions(trees: dict[str, str], events: int) -> dict[str, dict[str, int | float]]:
+    """Instructions per event, per case and tree (see the module docstring), and after/before."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import run as bench
+
+    out: dict[str, dict[str, int | float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        uniq = Path(tmp) / "uniq.bin"
+        _write(uniq, bench.unique_stacks(events))
+        for case, label in COUNT_CASES.items():
+            row: dict[str, int | float] = {}
+            for t, tree in trees.items():
+                none, some = (_instructions(tree, uniq, case, n) for n in (0, events))
+                row[f"{t}_instructions_per_event"] = round((some - none) / events)
+                print(f"{label}, {t}: {row[f'{t}_instructions_per_event']}", file=sys.stderr, flush=True)
+            row["after_vs_before"] = round(
+                row["after_instructions_per_event"] / row["before_instructions_per_event"], 3
+            )
+            out[label] = row
+    return out
+
+
+# Stages of --profile: the functions whose cumulative time is each stage's (file suffix, function name).
+_FAST = "agent/fastpath.py"
+STAGES = {
+    "adapter (decode and adapt)": [("adapter/from_proto.py", "decode"), ("adapter/from_proto.py", "adapt")],
+    "fast path (keys, sampling, remembering)": [
+        ("adapter/rawkey.py", "proto_key"), (_FAST, "_sample"), (_FAST, "_store"), (_FAST, "_not_kept"),
+    ],
+    "opt-out check": [("privacy/optout.py", "drops")],
+    "privacy filter": [("privacy/filter.py", "apply")],
+    "canonicalizer": [("canonical/frames.py", "canonicalize")],
+    "aggregator": [("hotsymbols/aggregate.py", "observe"), ("hotsymbols/gaps.py", "note")],
+}  # fmt: skip
+
+
+def profile(events: int) -> dict[str, float]:
+    """Shares of the pipeline's time per stage (cProfile, fast path on, never-repeating stream)."""
+    import cProfile
+    import pstats
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import run as bench
+
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.contracts.config import parse_config
+
+    items = [(p, 1) for p in bench.unique_stacks(events)]
+    cfg = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}})
+
+    def run() -> None:
+        pipe = Pipeline(cfg, node_name="bench", fast_path=True)
+        pipe.warm_up()
+        for i in range(0, len(items), 512):
+            pipe.process_proto(items[i : i + 512])
+
+    run()  # warm-up: imports, first sights of files
+    prof = cProfile.Profile()
+    prof.runcall(run)
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    cum: dict[tuple[str, str], float] = {}
+    total = 0.0
+    for (file, _, name), (_, _, _, ct, _) in stats.items():
+        for suffix, fn in (x for parts in STAGES.values() for x in parts):
+            if file.endswith(suffix) and name == fn:
+                cum[(suffix, fn)] = cum.get((suffix, fn), 0.0) + ct
+        if name == "process_proto" and file.endswith("agent/pipeline.py"):
+            total += ct
+    shares = {stage: sum(cum.get(p, 0.0) for p in parts) / total for stage, parts in STAGES.items()}
+    shares["pipeline glue (the rest)"] = 1 - sum(shares.values())
+    return {k: round(v, 3) for k, v in shares.items()}
+
+
 def _write(path: Path, payloads: list[bytes]) -> None:
     with path.open("wb") as f:
         for p in payloads:
@@ -120,7 +262,17 @@ def main() -> int:
     ap.add_argument("--after", default=str(ROOT / "operator"), help="the 'after' tree (default: this one)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--events", type=int, default=30_000)
+    ap.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
+    ap.add_argument("--profile", action="store_true", help="shares of the time per stage (the after tree)")
     args = ap.parse_args()
+    if args.profile:
+        sys.path.insert(0, args.after)
+        print(json.dumps({"events": args.events, "shares": profile(args.events)}, indent=2))
+        return 0
+    if args.instructions:
+        counts = count_instructions({"before": args.before, "after": args.after}, args.events)
+        print(json.dumps({"events": args.events, "instructions": counts}, indent=2))
+        return 0
     sys.path.insert(0, str(ROOT / "bench"))
     import run as bench  # the corpora exactly as bench/run.py makes them
 

@@ -37,6 +37,7 @@ GetEventsResponse = events_pb2.GetEventsResponse
 
 _ARG_FIELDS = tetragon_pb2.KprobeArgument.DESCRIPTOR.fields_by_name
 _ENUM_ARGS = {name: f.enum_type for name, f in _ARG_FIELDS.items() if f.enum_type is not None}
+_SHADOW_PARSE = proto_parts.SHADOW.FromString
 
 
 class Decoded:
@@ -58,16 +59,6 @@ def decode(payload: bytes, stats: common.AdapterStats) -> Decoded | None:
         return None
 
 
-def _with_process(ev: RuntimeCallEvent, part: proto_parts.ProcessPart) -> None:
-    pv, cv, podv, _ = part
-    ev.process = ProcessInfo(*pv)
-    if cv is not None:
-        ev.container = ContainerInfo(*cv)
-    if podv is not None:
-        ns, name, uid, labels, workload, kind, annotations = podv
-        ev.pod = PodInfo(ns, name, uid, dict(labels), workload, kind, dict(annotations))
-
-
 def _frames(entries: Any, max_depth: int, stats: common.AdapterStats) -> list[StackFrame]:
     if len(entries) > max_depth:
         stats.repaired["stack_truncated"] += 1
@@ -82,19 +73,19 @@ def _known_frames(
     if len(raws) > max_depth:
         stats.repaired["stack_truncated"] += 1
         raws = raws[:max_depth]
-    known = proto_parts.PARTS.frames
+    get = proto_parts.PARTS.frames.get
     out: list[StackFrame] = []
     clean = True
     entries = None
     for i, raw in enumerate(raws):
-        f = known.get(raw)
-        if f is None:
+        f = get(raw)
+        if f is None:  # not remembered (or not clean): read from the decoded message
             if entries is None:
                 entries = getattr(body, field)
-            f = proto_parts.PARTS.new_frame(raw, entries[i])
-        out.append(StackFrame(f[0], f[1], f[2], f[3]))
-        if not f[4]:
-            clean = False
+            f, ok = proto_parts.PARTS.new_frame(raw, entries[i])
+            if not ok:
+                clean = False
+        out.append(StackFrame(*f))
     return out, clean
 
 
@@ -120,7 +111,7 @@ def _argument(a: Any, label: str) -> Argument:
 
 
 def _arguments(args: Any, ret: Any | None) -> list[Argument]:
-    out = [_argument(a, a.label) for a in args]
+    out = [_argument(a, a.label) for a in args] if args else []  # most syscall kprobes carry none
     if ret is not None:
         out.append(_argument(ret, "return"))
     return out
@@ -179,71 +170,87 @@ def adapt(
         stats.unhandled[kind_name or "none"] += 1
         return None
     body = getattr(msg, kind_name)
-    if not body.HasField("process"):
+    if payload is not None:  # the parts an event repeats, by their raw bytes (adapter/proto_parts.py)
+        shadow_body = getattr(_SHADOW_PARSE(payload), kind_name)
+        raws = shadow_body.process  # one entry per occurrence of the field: none when it is absent
+        has_process = len(raws) > 0
+    else:
+        has_process = body.HasField("process")
+    if not has_process:
         stats.malformed["no_process"] += 1
         return None
     t = msg.time
-    ev = RuntimeCallEvent(kind, t.seconds * 1_000_000_000 + t.nanos, msg.node_name, _NO_PROCESS)
-    ev.source = "tetragon-grpc"
-    ev.received_ns = received_ns
-    if payload is not None:  # the parts an event repeats, by their raw bytes (adapter/proto_parts.py)
-        shadow_body = getattr(proto_parts.SHADOW.FromString(payload), kind_name)
-        raws = shadow_body.process
+    ts = t.seconds * 1_000_000_000 + t.nanos
+    node = msg.node_name
+    if payload is not None:
         key = raws[0] if len(raws) == 1 else tuple(raws)
         part = proto_parts.PARTS.processes.get(key)
         if part is None:
             part = proto_parts.PARTS.new_process(key, body.process)
     else:
         part = proto_parts.read_process(body.process)
-    _with_process(ev, part)
-    clean = part[3]
-
+    pv, cv, podv, clean = part
+    process = ProcessInfo(*pv)
+    container = None if cv is None else ContainerInfo(*cv)
+    pod = None
+    if podv is not None:
+        ns, name, uid, labels, workload, workload_kind, annotations = podv
+        pod = PodInfo(ns, name, uid, dict(labels), workload, workload_kind, dict(annotations))
+    # The event's own fields, read once and handed to RuntimeCallEvent in one call (no field set twice).
+    function_name = module = build_id = policy_name = ""
+    symbol_offset = 0
+    arguments: list[Argument] = []
+    kernel_stack: list[StackFrame] = []
+    user_stack: list[StackFrame] = []
     if kind is EventKind.KPROBE:
-        fn = body.function_name
-        ev.kind = common.kprobe_kind(fn)
-        ev.function_name = fn
-        ev.policy_name = body.policy_name
-        ev.arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
+        function_name = body.function_name
+        kind = common.kprobe_kind(function_name)
+        policy_name = body.policy_name
+        arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
         if shadow_body is not None:
-            ev.kernel_stack, k_clean = _known_frames(
+            kernel_stack, k_clean = _known_frames(
                 shadow_body.kernel_stack_trace, body, "kernel_stack_trace", max_stack_depth, stats
             )
-            ev.user_stack, u_clean = _known_frames(
+            user_stack, u_clean = _known_frames(
                 shadow_body.user_stack_trace, body, "user_stack_trace", max_stack_depth, stats
             )
             clean = clean and k_clean and u_clean
         else:
-            ev.kernel_stack = _frames(body.kernel_stack_trace, max_stack_depth, stats)
-            ev.user_stack = _frames(body.user_stack_trace, max_stack_depth, stats)
+            kernel_stack = _frames(body.kernel_stack_trace, max_stack_depth, stats)
+            user_stack = _frames(body.user_stack_trace, max_stack_depth, stats)
             clean = False
     elif kind is EventKind.UPROBE:
-        ev.function_name = body.symbol
-        ev.module = body.path
-        ev.symbol_offset = body.offset
-        ev.policy_name = body.policy_name
-        ev.arguments = _arguments(body.args, None)
+        function_name = body.symbol
+        module = body.path
+        symbol_offset = body.offset
+        policy_name = body.policy_name
+        arguments = _arguments(body.args, None)
     elif kind is EventKind.LOADER:
-        ev.module = body.path
-        ev.build_id = common.build_id_hex(body.buildid)
+        module = body.path
+        build_id = common.build_id_hex(body.buildid)
     elif kind is EventKind.EXEC:
-        ev.module = ev.process.binary
+        module = process.binary
     elif kind is EventKind.TRACEPOINT:
-        ev.function_name = f"{body.subsys}/{body.event}"
-        ev.policy_name = body.policy_name
-        ev.arguments = _arguments(body.args, None)
-        if tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
-            stats.repaired["tcp_state_unrecognised"] += 1
+        function_name = f"{body.subsys}/{body.event}"
+        policy_name = body.policy_name
+        arguments = _arguments(body.args, None)
     elif kind is EventKind.LSM:
-        ev.function_name = body.function_name
-        ev.policy_name = body.policy_name
-        ev.arguments = _arguments(body.args, None)
+        function_name = body.function_name
+        policy_name = body.policy_name
+        arguments = _arguments(body.args, None)
     elif kind is EventKind.USDT:
-        ev.function_name = f"{body.provider}:{body.name}"
-        ev.module = body.path
-        ev.policy_name = body.policy_name
-        ev.arguments = _arguments(body.args, None)
+        function_name = f"{body.provider}:{body.name}"
+        module = body.path
+        policy_name = body.policy_name
+        arguments = _arguments(body.args, None)
+    ev = RuntimeCallEvent(
+        kind, ts, node, process, container, pod, function_name, module, symbol_offset, build_id, "",
+        policy_name, arguments, kernel_stack, user_stack, None, "tetragon-grpc", received_ns,
+    )  # fmt: skip
+    if kind is EventKind.TRACEPOINT and tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
+        stats.repaired["tcp_state_unrecognised"] += 1
     if clean:  # the parts reused were clean: only what was read for this event is checked
-        texts: list[object] = [ev.node_name, ev.function_name, ev.module, ev.build_id, ev.policy_name]
+        texts: list[object] = [node, function_name, module, build_id, policy_name]
         for a in ev.arguments:
             texts += (a.label, a.type, a.value)
         clean = validate.fields_clean(texts)
@@ -260,7 +267,3 @@ def adapt(
         return None
     stats.events[ev.kind] += 1
     return ev
-
-
-# A placeholder replaced before the event leaves adapt() (RuntimeCallEvent needs a process to be built).
-_NO_PROCESS = ProcessInfo()

@@ -16,8 +16,9 @@ from a second view of the same payload (``SHADOW``: Tetragon's schema with
 those fields declared ``repeated bytes``; ``decode`` runs it only on payloads
 the real schema accepted, so validity is the real decoder's, unchanged), and
 looks them up here. A hit gives the values the adapter read the first time,
-and whether they passed the text checks of adapter/validate.py (``clean``);
-a miss reads them from the decoded message as before and remembers them.
+and whether they passed the text checks of adapter/validate.py (``clean``;
+a frame is remembered only when clean, so a frame found is a clean one); a
+miss reads them from the decoded message as before and remembers them.
 Values are immutable (strings, ints, tuples): every event gets new
 ``ProcessInfo``/``ContainerInfo``/``PodInfo``/``StackFrame`` objects and new
 label dicts, because later stages change them in place.
@@ -84,8 +85,8 @@ SHADOW = _shadow_class()
 # PodInfo's fields in order with both maps as tuples of items, or None; whether every text field that
 # adapter/validate.py checks is clean (validate.fields_clean).
 ProcessPart = tuple[tuple[Any, ...], tuple[Any, ...] | None, tuple[Any, ...] | None, bool]
-# (module, symbol, offset, address, clean)
-FramePart = tuple[str, str, int, int, bool]
+# (module, symbol, offset, address): StackFrame's first four fields, a clean frame's (only those are kept)
+FramePart = tuple[str, str, int, int]
 
 
 def _annotations(raw: Any) -> tuple[tuple[str, str], ...]:
@@ -137,7 +138,7 @@ class Parts:
 
     def __init__(self) -> None:
         self.processes: dict[bytes | tuple[bytes, ...], ProcessPart] = {}
-        self.frames: dict[bytes, FramePart] = {}
+        self.frames: dict[bytes, FramePart] = {}  # clean frames only
 
     def new_process(self, key: bytes | tuple[bytes, ...], decoded: Any) -> ProcessPart:
         """Read the decoded Process whose raw occurrence(s) are ``key``, and remember it (a miss)."""
@@ -149,19 +150,21 @@ class Parts:
             self.processes[key] = part
         return part
 
-    def new_frame(self, raw: bytes, decoded: Any) -> FramePart:
-        """Read the decoded stack entry whose raw bytes are ``raw``, and remember it (a miss)."""
-        part = read_frame(decoded)
-        if len(raw) <= MAX_FRAME_BYTES:
+    def new_frame(self, raw: bytes, decoded: Any) -> tuple[FramePart, bool]:
+        """Read the decoded stack entry whose raw bytes are ``raw`` (a miss), and whether it is clean;
+        a clean one is remembered."""
+        part, clean = read_frame(decoded)
+        if clean and len(raw) <= MAX_FRAME_BYTES:
             if len(self.frames) >= MAX_FRAMES:
                 self.frames.clear()
             self.frames[raw] = part
-        return part
+        return part, clean
 
 
-def read_frame(e: Any) -> FramePart:
+def read_frame(e: Any) -> tuple[FramePart, bool]:
+    """A decoded stack entry's fields, and whether its texts are clean (validate.fields_clean)."""
     module, symbol = e.module, e.symbol
-    return module, symbol, e.offset, e.address, validate.fields_clean((module, symbol))
+    return (module, symbol, e.offset, e.address), validate.fields_clean((module, symbol))
 
 
 PARTS = Parts()

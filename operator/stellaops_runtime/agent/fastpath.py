@@ -279,9 +279,15 @@ class FastPath:
         if lookup is not self._lookup:
             self._lookup = lookup
             self._generation += 1
+        kind = ev.kind
+        if split is None and kind is not EventKind.LOADER and kind is not EventKind.EXIT:
+            # No key (skipped while nothing repeats, or none to compute), nothing to follow: the
+            # ordinary path alone (the common case of a stream whose stacks never repeat).
+            self._finish(ev)
+            self._not_kept("no_key")
+            return
         privacy = self._privacy
         seen, filtered = privacy.events_seen, privacy.events_filtered
-        kind = ev.kind
         why = ""
         if split is None:
             why = "no_key"
