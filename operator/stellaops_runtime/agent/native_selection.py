@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -60,6 +58,7 @@ from stellaops_runtime.agent.native_selection_policies import (
     parse_policies,
     pod_match_labels,
 )
+from stellaops_runtime.agent.watched_file import Missing, WatchedFile
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 from stellaops_runtime.native.config import NativeConfig, NativeConfigError
 from stellaops_runtime.native.policy_config import DEFAULT_HOST_ROOT, MAX_FILE_BYTES, parse_payload
@@ -206,7 +205,6 @@ class NativeSelection:
         host_root: str = DEFAULT_HOST_ROOT,
     ) -> None:
         self.path = path
-        self.interval = interval
         self.host_root = host_root
         self.view: PodView | None = None  # swapped whole by the pod view (agent/pod_view.py)
         self.purl_owners: Owners | None = None  # swapped whole by the source switch (PURL wiring)
@@ -216,12 +214,11 @@ class NativeSelection:
         self.kept = 0  # native events of a filtered kind kept because a selecting policy asks
         self.kept_unlisted = 0  # kept because their pod is not in the view yet (nothing known of its labels)
         self.stacks_removed = 0  # kept syscall events whose stacks a Tetragon node would not give
-        self.read_errors = 0  # reads of the file that failed (the last policies kept)
         self.bad_entries = 0  # entries of the last read left out (they select nothing)
         self.bad_entries_total = 0  # the same, summed over every read
-        self._next = 0.0
-        self._seen: tuple[int, int, int] | None = None
-        self._last_error = ""
+        self._file = WatchedFile(
+            path, interval=interval, max_bytes=MAX_FILE_BYTES, what="pod selection policies"
+        )
         # (pod uid, namespace, name, probe) -> why such events are dropped, or the stacks they keep
         self._cache: dict[tuple[str, str, str, tuple[str, str]], str | tuple[bool, bool]] = {}
         self._cached_for: tuple[object, object, object] = (None, None, None)
@@ -243,32 +240,33 @@ class NativeSelection:
 
     # -- the probe ConfigMap's policies -------------------------------------------
 
+    @property
+    def interval(self) -> float:
+        """Seconds between two looks at the file (tests set 0)."""
+        return self._file.interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self._file.interval = seconds
+
+    @property
+    def read_errors(self) -> int:
+        """Reads of the file that failed (the last policies kept)."""
+        return self._file.errors
+
     def poll(self, now: float | None = None) -> bool:
         """Re-read the policies if due and the file changed; True when they changed."""
-        now = time.monotonic() if now is None else now
-        if not self.path or now < self._next:
+        if not self.path:
             return False
-        self._next = now + self.interval
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._seen = None
-            return False
-        except OSError as e:
-            return self._failed(None, f"cannot stat: {e.strerror or e}")
-        mark = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if mark == self._seen:
+        got = self._file.poll(now)
+        if got is None or isinstance(got, Missing):
             return False
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
-            entries = parse_payload(raw, source=self.path)
-        except OSError as e:
-            return self._failed(mark, f"cannot read: {e.strerror or e}")
+            entries = parse_payload(got.raw, source=self.path)
         except NativeConfigError as e:
-            return self._failed(mark, str(e))
-        self._seen = mark
-        self._last_error = ""
+            self._file.refused(got.mark, str(e))
+            return False
+        self._file.accepted(got.mark)
         policies, bad = parse_policies(entries, host_root=self.host_root)
         self.bad_entries = len(bad)
         self.bad_entries_total += len(bad)
@@ -278,15 +276,6 @@ class NativeSelection:
             return False
         self.policies = policies
         return True
-
-    def _failed(self, mark: tuple[int, int, int] | None, why: str) -> bool:
-        self.read_errors += 1
-        if why != self._last_error:
-            log.error("native pod selection: %s not re-read (%s); the last policies read are kept",
-                      self.path, why)  # fmt: skip
-        self._last_error = why
-        self._seen = mark
-        return False
 
     # -- the per-event decision ---------------------------------------------------
 

@@ -19,9 +19,8 @@ was read once. Entries the parser skips are counted in ``bad_entries``.
 from __future__ import annotations
 
 import logging
-import os
-import time
 
+from stellaops_runtime.agent.watched_file import Missing, WatchedFile
 from stellaops_runtime.native.config import NativeConfigError
 from stellaops_runtime.native.policy_config import MAX_FILE_BYTES, parse_opted_out
 from stellaops_runtime.privacy.optout import OptOut
@@ -37,42 +36,39 @@ class OptOutWatch:
     def __init__(self, path: str, optout: OptOut, *, interval: float = INTERVAL_SECONDS) -> None:
         self.path = path
         self.optout = optout
-        self.interval = interval
         self.reads = 0  # successful reads
-        self.errors = 0  # reads that failed (the list kept as it was)
         self.bad_entries = 0  # entries of the last read that were skipped
-        self._next = 0.0
-        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime ns) of the last attempt
+        self._file = WatchedFile(path, interval=interval, max_bytes=MAX_FILE_BYTES, what="opted-out pods")
         self._ever_read = False
-        self._last_error = ""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two looks at the file (tests set 0)."""
+        return self._file.interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self._file.interval = seconds
+
+    @property
+    def errors(self) -> int:
+        """Reads that failed (the list kept as it was)."""
+        return self._file.errors
 
     def poll(self, now: float | None = None) -> bool:
         """Re-read the file if it is due and changed; True when the opt-out list changed."""
-        now = time.monotonic() if now is None else now
-        if now < self._next:
+        got = self._file.poll(now)
+        if got is None:
             return False
-        self._next = now + self.interval
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._seen = None
+        if isinstance(got, Missing):
             return False if self._ever_read else self.optout.set_operator(())
-        except OSError as e:
-            return self._failed(None, f"cannot stat: {e.strerror or e}")
-        mark = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if mark == self._seen:
-            return False
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
-            pods, bad = parse_opted_out(raw, source=self.path)
-        except OSError as e:
-            return self._failed(mark, f"cannot read: {e.strerror or e}")
+            pods, bad = parse_opted_out(got.raw, source=self.path)
         except NativeConfigError as e:
-            return self._failed(mark, str(e))
-        self._seen = mark
+            self._file.refused(got.mark, str(e))
+            return False
+        self._file.accepted(got.mark)
         self._ever_read = True
-        self._last_error = ""
         self.reads += 1
         self.bad_entries = bad
         if bad:
@@ -81,11 +77,3 @@ class OptOutWatch:
         if changed:
             log.info("opted-out pods from the operator: %d", self.optout.operator_pods)
         return changed
-
-    def _failed(self, mark: tuple[int, int, int] | None, why: str) -> bool:
-        self.errors += 1
-        if why != self._last_error:
-            log.error("opted-out pods not re-read (%s); the last list read is kept", why)
-        self._last_error = why
-        self._seen = mark  # the same bad file is not parsed again every second
-        return False
