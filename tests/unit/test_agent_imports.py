@@ -135,7 +135,9 @@ def test_a_serving_agent_has_no_aiohttp() -> None:
         from stellaops_runtime.contracts.config import parse_config
 
         async def main():
-            with tempfile.TemporaryDirectory() as d:
+            # The store may still be migrating in its thread when the agent is stopped this early
+            # (a loaded machine); its files may appear while the directory is removed.
+            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as d:
                 cfg = parse_config({
                     "tetragon": {"address": "127.0.0.1:1"},  # nobody there: the agent retries
                     "store": {"url": f"sqlite:///{d}/hs.db"},
