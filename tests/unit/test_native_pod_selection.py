@@ -291,9 +291,15 @@ def test_purl_wiring_goes_only_to_containers_of_selected_deep_pods(sel: NativeSe
     view = PodView([
         pod("w", "shop", "web", {"app": "web", **DEEP}), pod("a", "shop", "web-a", {"app": "web", **OBSERVE}),
     ])  # fmt: skip
-    pods = {"c1": ("w", "shop", "web"), "c2": ("a", "shop", "web-a"), "c3": ("", "", "")}
+    pods = {
+        "c1": ("w", "shop", "web"),
+        "c2": ("a", "shop", "web-a"),
+        "c3": ("", "", ""),
+        "c5": ("n", "shop", "new"),
+    }
     selects = purl_selects(sel.policies, view, pods)
-    assert [selects(WEB[0], c) for c in ("c1", "c2", "c3", "c4")] == [True, False, False, False]
+    # c3: no pod; c4: not a running container; c5: a pod not listed yet, probed as without a view
+    assert [selects(WEB[0], c) for c in ("c1", "c2", "c3", "c4", "c5")] == [True, False, False, False, True]
 
     class F:  # a PurlFunction's fields that selection_of reads
         policy = WEB[0]

@@ -124,23 +124,28 @@ def purl_selects(
 
     ``pods`` maps container id to its pod's (uid, namespace, name). A function
     needs the pod selected at ActiveTracing and labelled ``observe-deep``, as
-    the rendered uprobe object requires; a container of no pod, or of a pod
-    the view does not list, is selected by no policy.
+    the rendered uprobe object requires; a container of no pod is selected by
+    no policy. A container of a pod the view does not list yet is selected by
+    every policy, as without a pod view (its labels are unknown; its calls are
+    kept, ``NativeSelection.drops``), until a listing says otherwise.
     """
-    cache: dict[tuple[str, str, str], tuple[frozenset[str], bool]] = {}
+    cache: dict[tuple[str, str, str], tuple[frozenset[str], bool] | None] = {}
 
     def selects(policy: str, container_id: str) -> bool:
         ident = pods.get(container_id)
-        if ident is None:
+        if ident is None or not (ident[0] or ident[2]):  # a container of no pod (no uid, no name)
             return False
         if ident not in cache:
             pod = view.pod(*ident)
             if pod is None:
-                cache[ident] = (frozenset(), False)
+                cache[ident] = None
             else:
                 chosen, deep = selecting(policies, pod, view.namespaces.get(pod.namespace))
                 cache[ident] = (frozenset(p.key for p in chosen), deep)
-        keys, deep = cache[ident]
+        got = cache[ident]
+        if got is None:  # not listed yet: every policy, as without a view
+            return True
+        keys, deep = got
         return deep and policy in keys
 
     return selects
