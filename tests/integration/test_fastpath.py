@@ -30,7 +30,7 @@ import pytest
 import sqlalchemy as sa
 from google.protobuf import json_format
 
-from stellaops_runtime.agent.fastpath import SAMPLE, SKIP
+from stellaops_runtime.agent.fastpath import MAX_SKIP, SAMPLE, SKIP
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.canonical.parseworker import ParsePending, ParseWorker
 from stellaops_runtime.contracts.config import AgentConfig, parse_config
@@ -430,9 +430,34 @@ def test_invalidate_recomputes_every_outcome_and_keeps_following_processes(tmp_p
 
 
 def test_the_defaults_documented() -> None:
-    """docs/benchmarks.md: at most 4,096 outcomes and 4 MiB of keys; 4,096 events skipped at a time."""
+    """docs/benchmarks.md: at most 4,096 outcomes and 4 MiB of keys; 4,096 events skipped at first,
+    doubling while nothing repeats up to 65,536."""
     fp = Pipeline(CFG).fast_path
-    assert fp is not None and (fp._max_entries, fp._max_key_bytes, SKIP) == (4096, 4 << 20, 4096)
+    assert fp is not None and (fp._max_entries, fp._max_key_bytes, SKIP, MAX_SKIP) == (
+        4096,
+        4 << 20,
+        4096,
+        65536,
+    )
+
+
+def test_the_skip_doubles_while_nothing_repeats_and_starts_over_on_repeats() -> None:
+    fp = Pipeline(CFG).fast_path
+    assert fp is not None
+    skips = []
+    for _ in range(7):  # samples of first sights only: stacks that never repeat
+        for _ in range(SAMPLE):
+            fp._sample(True)
+        skips.append(fp._skip)
+        fp._skip = 0  # as if the skipped events went by
+    assert skips == [SKIP, 2 * SKIP, 4 * SKIP, 8 * SKIP, 16 * SKIP, MAX_SKIP, MAX_SKIP]
+    for _ in range(SAMPLE):  # a sample of repeats (seen before): no skip, and the next one is SKIP again
+        fp._sample(False)
+    assert fp._skip == 0
+    for _ in range(SAMPLE):
+        fp._sample(True)
+    assert fp._skip == SKIP
+    assert fp.stats.skipped == 0  # counted as events are skipped, not when a skip is decided
 
 
 def test_an_outcome_is_kept_from_the_third_sight(tmp_path: Path) -> None:
@@ -505,6 +530,7 @@ def test_a_stream_that_never_repeats_skips_its_keys_and_still_follows_loaders(tm
     _, fast = _both(tmp_path, "unique", CFG, _encode(msgs, False), json_lines=False, batch=64)
     st = fast.pipe.fast_path.stats  # type: ignore[union-attr]
     assert st.skipped > 0 and st.stale > 0
+    assert st.skipped <= st.misses and st.hits + st.misses == len(msgs)  # skipped: events that went by
     assert (b"\x42" * 20).hex() in set(_column(fast, "build_id"))
 
 
