@@ -52,11 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_CHILD = r"""
-import gc, json, os, struct, sys, time
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-def read(path):
+# The corpora as the children read them: length-prefixed payloads (written by ``_write``).
+_READ = r"""def read(path):
     data = open(path, "rb").read()
     out, i = [], 0
     while i < len(data):
@@ -64,7 +61,16 @@ def read(path):
         out.append(data[i + 4 : i + 4 + n])
         i += 4 + n
     return out
-from stellaops_runtime.agent.pipeline import Pipeline
+"""
+
+_CHILD = (
+    r"""
+import gc, json, os, struct, sys, time
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+"""
+    + _READ
+    + r"""from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.wire.tetragon import events_pb2
 cfg = parse_config({"hotSymbols": {"aggregationWindowSeconds": 60}})
@@ -108,20 +114,16 @@ cpu, wall = timed(dec)
 out["decode only"] = (len(mix) / cpu, len(mix) / wall)
 print(json.dumps(out))
 """
+)
 
 
 # One case of --instructions: after the warm-up pass, ``n`` events (0: none) of the never-repeating corpus.
-_COUNT_CHILD = r"""
+_COUNT_CHILD = (
+    r"""
 import struct, sys
-def read(path):
-    data = open(path, "rb").read()
-    out, i = [], 0
-    while i < len(data):
-        (n,) = struct.unpack_from("<I", data, i)
-        out.append(data[i + 4 : i + 4 + n])
-        i += 4 + n
-    return out
-from stellaops_runtime.adapter import common, from_proto
+"""
+    + _READ
+    + r"""from stellaops_runtime.adapter import common, from_proto
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
 payloads, case, n = read(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -143,6 +145,7 @@ else:
     pipeline(items, case == "on")
     pipeline(items[:n], case == "on")
 """
+)
 COUNT_CASES = {
     "on": "never repeating, fast path on",
     "off": "never repeating, fast path off",

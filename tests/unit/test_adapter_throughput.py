@@ -14,8 +14,6 @@ to remember, and never hand one event an object another event can change.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from google.protobuf import descriptor_pb2
 
@@ -29,16 +27,6 @@ from tests.integration import test_adapter_golden as golden
 def payloads() -> list[bytes]:
     s = golden._streams(with_json=False)
     return [p for name in ("stream-a", "upstream", "never-repeating", "hostile") for p in s[name][0]]
-
-
-@pytest.fixture
-def fresh_parts() -> Iterator[proto_parts.Parts]:
-    saved = proto_parts.PARTS
-    proto_parts.PARTS = proto_parts.Parts()
-    try:
-        yield proto_parts.PARTS
-    finally:
-        proto_parts.PARTS = saved
 
 
 def _both(payloads: list[bytes]) -> tuple[list[RuntimeCallEvent | None], list[RuntimeCallEvent | None]]:

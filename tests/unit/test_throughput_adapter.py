@@ -11,23 +11,11 @@ carries it, and is never served from the table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from stellaops_runtime.adapter import common, from_proto, proto_parts
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.wire.tetragon import events_pb2
-
-
-@pytest.fixture
-def fresh_parts() -> Iterator[proto_parts.Parts]:
-    saved = proto_parts.PARTS
-    proto_parts.PARTS = proto_parts.Parts()
-    try:
-        yield proto_parts.PARTS
-    finally:
-        proto_parts.PARTS = saved
 
 
 def _kprobe(*, process: str = "set", symbol: str = "getaddrinfo") -> bytes:

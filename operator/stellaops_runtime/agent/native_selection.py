@@ -246,15 +246,6 @@ class NativeSelection:
     # -- the probe ConfigMap's policies -------------------------------------------
 
     @property
-    def interval(self) -> float:
-        """Seconds between two looks at the file (tests set 0)."""
-        return self._file.interval
-
-    @interval.setter
-    def interval(self, seconds: float) -> None:
-        self._file.interval = seconds
-
-    @property
     def read_errors(self) -> int:
         """Reads of the file that failed (the last policies kept)."""
         return self._file.errors
