@@ -153,8 +153,8 @@ def _big_sbom(path: Path, components: int) -> None:
     )
 
 
-async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path) -> None:
-    """The demo's failure: stop while the first drain is still attributing (cold caches)."""
+async def _sigterm_during_a_slow_first_drain(tmp_path: Path, grace: float) -> tuple[int, str, Path]:
+    """SIGTERM while the first drain is still attributing (cold caches); (exit code, output, store)."""
     sboms = tmp_path / "sboms"
     sboms.mkdir()
     _big_sbom(sboms / "big.json", 25_000)
@@ -170,6 +170,7 @@ async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path) -> 
         hotSymbols={"flushIntervalSeconds": 3},
         attribution={"sbomDir": str(sboms), "hostRoot": "/"},
         store={"url": f"sqlite:///{db}"},
+        shutdown={"graceSeconds": grace},
     )
     proc = h.start_agent(cfg)
     try:
@@ -186,8 +187,25 @@ async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path) -> 
         if proc.poll() is None:
             proc.kill()
         await server.stop()
+    return code, out, db
+
+
+async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path) -> None:
+    """The demo's failure: stop while the first drain is still attributing, with time to finish it
+    (a grace long enough for a loaded machine: the drain takes ~10 s on a quiet one)."""
+    code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, grace=120)
     assert code == 0, out
     assert_exact(db)
+
+
+async def test_a_drain_still_running_at_the_deadline_is_reported_lost_never_exit_0(tmp_path) -> None:
+    """The grace ends while the first drain still holds every count: neither the store nor the
+    spool can have them, so the agent says so and exits 2 (it once exited 0 with an empty store)."""
+    code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, grace=1)
+    assert code == 2, out
+    assert "drain(s) of the hot-symbol aggregator still running" in out, out
+    assert "neither stored nor spooled" in out
+    assert _counts(db, "hot_symbols", "invoked") != h.EXPECTED["uprobe_counts"]  # the case it covers
 
 
 async def test_sigterm_at_random_points_never_loses_or_doubles_a_count(tmp_path) -> None:

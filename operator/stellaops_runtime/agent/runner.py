@@ -107,6 +107,10 @@ class Agent:
         self._source_done = asyncio.Event()
         self.http_port: int | None = None
         self.deadline: float | None = None  # monotonic time shutdown must be done by
+        self.drain_deadline: float | None = None  # set by shutdown: drains are waited for until then
+        # Drains submitted to the pipeline thread whose rows have not reached the buffer yet.
+        self.drains_running: set[asyncio.Future[Any]] = set()
+        self.drains_lost = 0  # drains still running when shutdown had to end (their counts lost)
         self.dropped_at_shutdown = 0
         self.early_drains = 0  # drains forced by hotSymbols.maxKeys (hot_symbols_early_drains_total)
         self._rows_at_trim = 0
@@ -328,12 +332,22 @@ class Agent:
         future, not after the ``await``: if the caller is cancelled while the
         drain runs (attribution can take seconds on a cold cache), the counts
         still reach the buffer instead of vanishing with the cancelled task.
+
+        Once shutdown has set :attr:`drain_deadline`, the wait ends there: the drain
+        goes on, and shutdown reports its counts as lost if it is still running
+        when shutdown must end (agent/shutdown.py), instead of exiting as if
+        nothing had been held.
         """
         fut = asyncio.get_running_loop().run_in_executor(self._worker, self.pipeline.drain)
+        self.drains_running.add(fut)
         fut.add_done_callback(self._keep_drained)
-        await asyncio.shield(fut)
+        if self.drain_deadline is None:
+            await asyncio.shield(fut)
+        else:
+            await asyncio.wait({fut}, timeout=max(0.0, self.drain_deadline - time.monotonic()))
 
     def _keep_drained(self, fut: asyncio.Future[Any]) -> None:
+        self.drains_running.discard(fut)
         if fut.cancelled():
             return
         if (e := fut.exception()) is not None:
