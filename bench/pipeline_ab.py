@@ -27,7 +27,8 @@ Two more modes measure what load cannot move, or where the time goes:
 
 - ``--instructions``: machine instructions per event (valgrind's cachegrind,
   ``valgrind`` must be installed) of the never-repeating stream through the
-  pipeline (fast path on and off) and through the adapter alone, counted as
+  pipeline (fast path on and off) and through the adapter alone, and of the
+  fixture mix through the pipeline (fast path on: mostly repeats), counted as
   the difference between a child that processes ``--events`` events after
   its warm-up pass and one that processes none (``PYTHONHASHSEED=0``: the
   same run twice gives the same count). One run per tree and case; slow
@@ -117,7 +118,7 @@ print(json.dumps(out))
 )
 
 
-# One case of --instructions: after the warm-up pass, ``n`` events (0: none) of the never-repeating corpus.
+# One case of --instructions: after the warm-up pass, ``n`` events (0: none) of the case's corpus.
 _COUNT_CHILD = (
     r"""
 import struct, sys
@@ -142,14 +143,15 @@ if case == "adapter":
     adapter(payloads)
     adapter(payloads[:n])
 else:
-    pipeline(items, case == "on")
-    pipeline(items[:n], case == "on")
+    pipeline(items, case in ("on", "mix_on"))
+    pipeline(items[:n], case in ("on", "mix_on"))
 """
 )
 COUNT_CASES = {
     "on": "never repeating, fast path on",
     "off": "never repeating, fast path off",
     "adapter": "never repeating, adapter only (decode and adapt)",
+    "mix_on": "fixture mix, fast path on",
 }
 
 
@@ -167,19 +169,25 @@ def _instructions(tree: str, corpus: Path, case: str, n: int) -> int:
     return int(refs[-1].split(":")[1].replace(",", "").split()[0])
 
 
-def count_instructions(trees: dict[str, str], events: int) -> dict[str, dict[str, int | float]]:
+def count_instructions(
+    trees: dict[str, str], events: int, cases: list[str] | None = None
+) -> dict[str, dict[str, int | float]]:
     """Instructions per event, per case and tree (see the module docstring), and after/before."""
     sys.path.insert(0, str(ROOT / "bench"))
     import run as bench
 
     out: dict[str, dict[str, int | float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        uniq = Path(tmp) / "uniq.bin"
+        uniq, mix = Path(tmp) / "uniq.bin", Path(tmp) / "mix.bin"
         _write(uniq, bench.unique_stacks(events))
+        _write(mix, bench.corpus(events)[0])
         for case, label in COUNT_CASES.items():
+            if cases and case not in cases:
+                continue
             row: dict[str, int | float] = {}
+            corpus = mix if case.startswith("mix") else uniq
             for t, tree in trees.items():
-                none, some = (_instructions(tree, uniq, case, n) for n in (0, events))
+                none, some = (_instructions(tree, corpus, case, n) for n in (0, events))
                 row[f"{t}_instructions_per_event"] = round((some - none) / events)
                 print(f"{label}, {t}: {row[f'{t}_instructions_per_event']}", file=sys.stderr, flush=True)
             row["after_vs_before"] = round(
@@ -267,13 +275,20 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=30_000)
     ap.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
     ap.add_argument("--profile", action="store_true", help="shares of the time per stage (the after tree)")
+    ap.add_argument(
+        "--cases", default="", help=f"with --instructions: some of {','.join(COUNT_CASES)} (default: all)"
+    )
     args = ap.parse_args()
     if args.profile:
         sys.path.insert(0, args.after)
         print(json.dumps({"events": args.events, "shares": profile(args.events)}, indent=2))
         return 0
     if args.instructions:
-        counts = count_instructions({"before": args.before, "after": args.after}, args.events)
+        cases = [c for c in args.cases.split(",") if c]
+        unknown = set(cases) - set(COUNT_CASES)
+        if unknown:
+            ap.error(f"unknown --cases {sorted(unknown)}: choose from {', '.join(COUNT_CASES)}")
+        counts = count_instructions({"before": args.before, "after": args.after}, args.events, cases)
         print(json.dumps({"events": args.events, "instructions": counts}, indent=2))
         return 0
     sys.path.insert(0, str(ROOT / "bench"))

@@ -121,3 +121,57 @@ def test_json_lines_that_take_the_ordinary_path() -> None:
     assert rawkey.json_key(b'{"time":"1969-12-31T23:59:59Z"}') is None  # before 1970
     assert rawkey.json_key(b"x" * 10_000_000) is None
     assert rawkey.json_key(b"") is None
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(rng: random.Random) -> bytes:
+    """One field of a would-be Timestamp: seconds or nanos in and out of range, unknown, or junk."""
+    kind = rng.randrange(9)
+    if kind == 0:
+        return b"\x08" + _varint(rng.randrange(1 << 64))
+    if kind == 1:
+        return b"\x08" + _varint(rng.choice([0, 1, 1_795_000_000, (1 << 63) - 1, 1 << 63, (1 << 64) - 1]))
+    if kind == 2:
+        return b"\x10" + _varint(rng.choice([0, 999_999_999, 1 << 30, (1 << 31) - 1, 1 << 31, (1 << 64) - 1]))
+    if kind == 3:
+        return b"\x10" + _varint(rng.randrange(1 << 40))
+    if kind == 4:  # the same value spelled with redundant continuation bytes
+        return b"\x08" + bytes([0x81, 0x80, 0x80, 0x00])
+    if kind == 5:
+        return b"\x18" + _varint(rng.randrange(1000))  # unknown field 3
+    if kind == 6:
+        return b"\x22\x02ab"  # unknown length-delimited field 4
+    if kind == 7:
+        return bytes([0x08, 0xFF])  # a varint cut short
+    return bytes([rng.randrange(256) for _ in range(rng.randrange(1, 4))])
+
+
+def test_the_time_is_read_as_protobuf_reads_it_whatever_its_encoding() -> None:
+    """proto_key's time is the one protobuf reads from the whole message (seconds and nanos in and
+    out of range, repeated, reordered, unknown fields, redundant varint bytes), or both refuse."""
+    rng = random.Random(11)
+    no_time = _msg(T)
+    no_time.ClearField("time")
+    body = no_time.SerializeToString()
+    for _ in range(6000):
+        t = b"".join(_field(rng) for _ in range(rng.randrange(0, 4)))
+        raw = body + b"\xca\x3e" + _varint(len(t)) + t
+        try:
+            decoded = events_pb2.GetEventsResponse.FromString(raw)
+        except Exception:
+            assert rawkey.proto_key(raw) is None, t.hex()
+            continue
+        want = decoded.time.seconds * S + decoded.time.nanos
+        got = rawkey.proto_key(raw)
+        assert got == ((body, want) if want > 0 else None), t.hex()
