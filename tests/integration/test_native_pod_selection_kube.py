@@ -184,6 +184,8 @@ async def test_an_api_server_that_goes_away_leaves_the_last_view(tmp_path: Path)
 async def test_the_agent_runs_its_pod_view_and_exports_the_selection_metrics(
     cluster: Cluster, tmp_path: Path
 ) -> None:
+    # A pod of its own on the node (the cluster is shared by the module's tests, in any order).
+    await cluster.create(pod_obj("metrics-1", NODE, {"app": "metrics", **OBSERVE}))
     tetragon = ReplayServer([])
     await tetragon.start("127.0.0.1:0")
     assert tetragon.address

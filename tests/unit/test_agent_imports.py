@@ -8,7 +8,8 @@ config, as start-up does before it connects. What it must not have loaded:
 
 - migration tooling (Alembic, Mako, Pygments): only a store that needs
   migrating loads it, when it opens;
-- the operator's world (kopf, the Kubernetes client, the CRD models);
+- the operator's world (kopf, the Kubernetes client, the CRD models and
+  pydantic, which only they use);
 - the protobuf compiler (``grpc_tools.protoc``) and the debugger (``pdb``,
   which pyelftools' ``construct`` imports: pyelftools loads only where DWARF
   is read);
@@ -48,6 +49,9 @@ NEVER = (
     "elftools",
     "cryptography",
     "psycopg",
+    # The configuration is plain dataclasses (contracts/config_fields.py): pydantic is the CRD models'.
+    "pydantic",
+    "pydantic_core",
 )
 # Not at import time: the entry path imports no source, server or detector yet.
 NOT_AT_IMPORT = (

@@ -17,10 +17,10 @@ import ipaddress
 
 import orjson
 import pytest
-from pydantic import ValidationError
 
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.contracts import tcp_state
+from stellaops_runtime.contracts.config_base import ConfigError
 from stellaops_runtime.contracts.config_node import NativeSourceConfig
 from stellaops_runtime.contracts.events import ContainerInfo, EventKind
 from stellaops_runtime.controller.render_tcp import tcp_tracepoint
@@ -183,7 +183,7 @@ def test_tcp_all_transitions_is_an_agent_setting_and_needs_tcp_state() -> None:
     for bad in ("yes", 1, None, [True]):
         with pytest.raises(NativeConfigError, match="tcp_all_transitions"):
             NativeConfig.from_dict({"tcpState": True, "tcpAllTransitions": bad})
-        with pytest.raises(ValidationError, match="tcp_all_transitions: expected true or false"):
+        with pytest.raises(ConfigError, match="tcp_all_transitions: expected true or false"):
             NativeSourceConfig.model_validate({"tcpState": True, "tcpAllTransitions": bad})
     alone = NativeConfig(tcp_all_transitions=True)
     assert tcp.TRACEPOINT.split(":")[1] not in loader.program_text(alone, ring_buffer=True)

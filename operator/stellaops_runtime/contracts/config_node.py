@@ -10,53 +10,58 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    Field,
-    model_serializer,
-    model_validator,
+from stellaops_runtime.contracts.config_base import Seconds
+from stellaops_runtime.contracts.config_fields import (
+    Model,
+    anything,
+    choice,
+    duration,
+    model,
+    setting,
+    strings,
 )
 
-from stellaops_runtime.contracts.config_base import Seconds, _Model
 
-
-class LifecycleConfig(_Model):
+@model
+class LifecycleConfig(Model):
     """The container lifecycle observer inside the agent (docs/lifecycle.md, "In the agent")."""
 
     _section = "lifecycle"
 
     # "auto": on when the runtime's socket exists at start-up; true: on (retried while absent); false: off.
-    enabled: Literal["auto"] | bool = "auto"
+    enabled: Literal["auto"] | bool = choice("auto", ("auto",), or_bool=True)
     # "auto": containerd when its socket exists, else Docker's, else the first CRI socket that exists.
-    runtime: Literal["auto", "containerd", "docker", "cri"] = "auto"
-    containerd_address: str = Field("/run/containerd/containerd.sock", alias="containerdAddress")
-    containerd_namespace: str = Field("k8s.io", alias="containerdNamespace", min_length=1)
-    docker_address: str = Field("/var/run/docker.sock", alias="dockerAddress")
+    runtime: Literal["auto", "containerd", "docker", "cri"] = choice(
+        "auto", ("auto", "containerd", "docker", "cri")
+    )
+    containerd_address: str = setting("/run/containerd/containerd.sock", key="containerdAddress")
+    containerd_namespace: str = setting("k8s.io", key="containerdNamespace", min_length=1)
+    docker_address: str = setting("/var/run/docker.sock", key="dockerAddress")
     # The CRI sockets tried in order (containerd's CRI plugin, CRI-O); the first that exists is watched.
-    cri_addresses: list[str] = Field(
-        default_factory=lambda: ["/run/containerd/containerd.sock", "/var/run/crio/crio.sock"],
-        alias="criAddresses",
+    cri_addresses: list[str] = strings(
+        default=("/run/containerd/containerd.sock", "/var/run/crio/crio.sock"),
+        key="criAddresses",
         min_length=1,
     )
     # Where the CRI runtime has no GetContainerEvents (containerd 1.6), how often it is relisted.
-    cri_relist_seconds: Seconds = Field(2.0, alias="criRelistSeconds", gt=0, le=3_600)
-    timeout_seconds: Seconds = Field(10.0, alias="connectionTimeout", gt=0, le=300)
-    reconnect_initial_seconds: Seconds = Field(0.5, alias="reconnectInitialSeconds", gt=0)
-    reconnect_max_seconds: Seconds = Field(30.0, alias="reconnectMaxSeconds", gt=0)
+    cri_relist_seconds: Seconds = duration(2.0, key="criRelistSeconds", gt=0, le=3_600)
+    timeout_seconds: Seconds = duration(10.0, key="connectionTimeout", gt=0, le=300)
+    reconnect_initial_seconds: Seconds = duration(0.5, key="reconnectInitialSeconds", gt=0)
+    reconnect_max_seconds: Seconds = duration(30.0, key="reconnectMaxSeconds", gt=0)
     # A window's lifecycle rows wait this long after it ends, for its late events' posture.
-    window_settle_seconds: Seconds = Field(5.0, alias="windowSettleSeconds", ge=0, le=3_600)
+    window_settle_seconds: Seconds = duration(5.0, key="windowSettleSeconds", ge=0, le=3_600)
 
-    @model_validator(mode="after")
-    def _backoff(self) -> LifecycleConfig:
+    def _check(self) -> None:
         if self.reconnect_max_seconds < self.reconnect_initial_seconds:
             raise ValueError("lifecycle.reconnectMaxSeconds must be >= lifecycle.reconnectInitialSeconds")
-        return self
 
 
-class ShutdownConfig(_Model):
+@model
+class ShutdownConfig(Model):
     """SIGTERM: the agent stores (or spools) what it holds and exits within ``graceSeconds``."""
 
     # Below Kubernetes' default terminationGracePeriodSeconds (30), so the kubelet never kills it.
-    grace_seconds: Seconds = Field(20.0, alias="graceSeconds", ge=1, le=3_600)
+    grace_seconds: Seconds = duration(20.0, key="graceSeconds", ge=1, le=3_600)
 
 
 def _probe_settings(cfg: Any) -> dict[str, Any]:
@@ -78,7 +83,18 @@ def _probe_settings(cfg: Any) -> dict[str, Any]:
     return out
 
 
-class NativeSourceConfig(_Model):
+def _short(message: str) -> str:
+    """A probe-settings message that quotes a huge value, without the value (redacting it would take long)."""
+    if len(message) <= 4096:
+        return message
+    head = message.partition(":")[0]
+    return (
+        f"{head if len(head) <= 100 else 'a probe setting'}: invalid (a message of {len(message)} characters)"
+    )
+
+
+@model
+class NativeSourceConfig(Model):
     """The agent's own BCC probes: the fallback source when Tetragon is unreachable (docs/native-probes.md).
 
     The switching keys are fields here; every other key of the ``native:``
@@ -96,32 +112,25 @@ class NativeSourceConfig(_Model):
     }
 
     # Falls back to BCC when Tetragon is unreachable and BCC works on the node.
-    enabled: bool = True
+    enabled: bool = setting(True)
     # How long Tetragon must be unreachable (or never reached) before the BCC probes start.
-    fallback_after_seconds: Seconds = Field(30.0, alias="fallbackAfterSeconds", ge=0, le=86_400)
+    fallback_after_seconds: Seconds = duration(30.0, key="fallbackAfterSeconds", ge=0, le=86_400)
     # The operator's probe ConfigMap payload (probes.json), read each time the probes start.
-    probe_config_file: str = Field("", alias="probeConfigFile")
+    probe_config_file: str = setting("", key="probeConfigFile")
     # While BCC runs: how often Tetragon is asked whether it is back.
-    tetragon_check_seconds: Seconds = Field(5.0, alias="tetragonCheckSeconds", gt=0, le=3_600)
+    tetragon_check_seconds: Seconds = duration(5.0, key="tetragonCheckSeconds", gt=0, le=3_600)
     # A probe load that failed is tried again after this long.
-    retry_seconds: Seconds = Field(30.0, alias="retrySeconds", gt=0, le=86_400)
-    probes: Any = None  # NativeConfig (native/config.py), built from the section's other keys
+    retry_seconds: Seconds = duration(30.0, key="retrySeconds", gt=0, le=86_400)
+    probes: Any = anything()  # NativeConfig (native/config.py), built from the section's other keys
 
-    @model_serializer(mode="wrap")
-    def _flatten(self, handler: Any) -> dict[str, Any]:
+    def _dump_extra(self, out: dict[str, Any]) -> None:
         """Dumped as written: the probe settings beside the switching keys (parse_config reads it back)."""
-        out: dict[str, Any] = handler(self)
-        out.pop("probes", None)
         if self.probes is not None:
             out.update(_probe_settings(self.probes))
-        return out
 
-    @model_validator(mode="before")
     @classmethod
-    def _split(cls, data: Any) -> Any:
+    def _before(cls, data: dict[Any, Any]) -> dict[Any, Any]:
         """Switching keys stay; the rest is ``NativeConfig.from_dict``'s (its error names the field)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a mapping, got {type(data).__name__}")
         if "probes" in data:
             raise ValueError("probes: unknown key (the probe settings go directly under native:)")
         from stellaops_runtime.native.config import NativeConfig, NativeConfigError
@@ -131,10 +140,11 @@ class NativeSourceConfig(_Model):
         try:
             own["probes"] = NativeConfig.from_dict({k: v for k, v in data.items() if k not in known})
         except NativeConfigError as e:
-            msg = str(e).removeprefix("native.")
+            msg = _short(str(e).removeprefix("native."))
             if "unknown field" in msg:
                 msg += f"; switching keys: {', '.join(sorted(cls._switch_keys))}"
             raise ValueError(msg) from None
-        except TypeError as e:  # a value of the wrong type deep inside (e.g. a mapping for a list)
-            raise ValueError(f"invalid probe settings: {e}") from None
+        except (TypeError, AttributeError, OverflowError, RecursionError) as e:
+            # a value of the wrong type deep inside (e.g. a mapping for a list)
+            raise ValueError(_short(f"invalid probe settings: {e}")) from None
         return own
