@@ -43,6 +43,7 @@ from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.store import schema
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.wire.tetragon import events_pb2
+from tests.wire_bytes import varint as _varint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 STREAM_A = FIXTURES / "tetragon" / "synthetic" / "stream-a.jsonl.gz"
@@ -309,15 +310,6 @@ _JSON_ONLY = [
 ]
 # Bytes that are no GetEventsResponse.
 _PROTO_ONLY = [b"\x0a\xff\xff\xff\xff\x0f", b"\xff" * 64, b"\x08", b""]
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _ld(field: int, body: bytes) -> bytes:

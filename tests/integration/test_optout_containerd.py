@@ -46,6 +46,7 @@ from stellaops_runtime.native import records
 from stellaops_runtime.native.events import encode_trailer
 from stellaops_runtime.wire.containerd import containers_pb2
 from tests.containerd_harness import Containerd, Image, Watcher, build_image, running
+from tests.wire_bytes import varint as _varint
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SECRET = "optout-sandbox-secret-4e7a"
@@ -65,16 +66,6 @@ def image(ctd: Containerd) -> Image:
     img = build_image(ctd.dir)
     ctd.import_image(img)
     return img
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _pod_labels(ns: str, name: str, uid: str) -> dict[str, str]:

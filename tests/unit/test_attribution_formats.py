@@ -30,6 +30,7 @@ from stellaops_runtime.attribution.osrelease import parse_os_release
 from stellaops_runtime.attribution.pathindex import PathIndex
 from stellaops_runtime.attribution.rootfs import RootFS, normalize
 from stellaops_runtime.attribution.sbom import parse_document, parse_sbom
+from tests.wire_bytes import varint as _varint
 
 # -- dpkg -------------------------------------------------------------------------------------------
 
@@ -148,15 +149,6 @@ def test_rpm_damaged_headers(blob: bytes, message: str) -> None:
 
 START = bytes.fromhex("3077af0c9274080241e1c107e6d618e6")
 END = bytes.fromhex("f932433186182072008242104116d8f2")
-
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
 
 
 def _blob(version: str, modinfo: str, *, flags: int = 2, pad: int = 16) -> bytes:

@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from stellaops_runtime.adapter import rawkey
 from stellaops_runtime.adapter.common import rfc3339_to_ns
 from stellaops_runtime.wire.tetragon import events_pb2
+from tests.wire_bytes import varint as _varint
 
 S = 1_000_000_000
 T = 1_795_000_000 * S + 123_456_789
@@ -121,18 +122,6 @@ def test_json_lines_that_take_the_ordinary_path() -> None:
     assert rawkey.json_key(b'{"time":"1969-12-31T23:59:59Z"}') is None  # before 1970
     assert rawkey.json_key(b"x" * 10_000_000) is None
     assert rawkey.json_key(b"") is None
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def _field(rng: random.Random) -> bytes:

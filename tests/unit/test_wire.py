@@ -19,6 +19,7 @@ from google.protobuf import json_format, timestamp_pb2
 
 from stellaops_runtime.wire import generate
 from stellaops_runtime.wire.tetragon import events_pb2, sensors_pb2, sensors_pb2_grpc, tetragon_pb2
+from tests.wire_bytes import varint as _varint
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "tetragon"
@@ -196,18 +197,6 @@ def test_hand_encoded_wrapper_pid() -> None:
     # A plain uint32 (wire type 0) under number 2 is not our field: it stays unknown.
     proc = tetragon_pb2.Process.FromString(bytes([0x10, 42]))
     assert not proc.HasField("pid")
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _field(number: int, payload: bytes) -> bytes:
