@@ -27,6 +27,7 @@ test: setup-server kube image
 	$(PY) -m stellaops_runtime.wire.generate --check
 	$(PY) -m stellaops_runtime.wire.containerd.generate --check
 	$(PY) -m stellaops_runtime.wire.cri.generate --check
+	$(PY) -m stellaops_runtime.store.agent_sql_gen --check
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup

@@ -383,7 +383,7 @@ with tempfile.TemporaryDirectory() as d:
         f.write("5")  # VmHWM := VmRSS
     before = status("VmRSS")
     t = time.perf_counter()
-    with store.engine.begin() as conn:
+    with store.db.begin() as conn:
         rows = write_rows(conn, deltas, [])
     seconds = time.perf_counter() - t
     peak = status("VmHWM") - before

@@ -255,7 +255,7 @@ def test_ledger_rows_past_the_retention_are_pruned(store: HotSymbolStore) -> Non
                 agent_id="gone/1", flush_seq=1, part="0-1", row_count=1, committed_at=old
             )
         )
-    assert prune_ledger(store.engine) == 1
+    assert prune_ledger(store.db) == 1
     with store.engine.connect() as c:
         left = c.execute(sa.select(flush_ledger.c.agent_id)).scalars().all()
     assert left == ["node-1/x"]

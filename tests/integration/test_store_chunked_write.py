@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -119,16 +118,16 @@ def test_a_batch_over_many_chunks_is_stored_exactly_once(
     with open_store(url) as store:
         statements: list[int] = []  # rows per INSERT into the cumulative table (SQLite)
 
-        def seen(_conn, _cursor, statement, params, _context, many) -> None:  # type: ignore[no-untyped-def]
+        def seen(statement: str, params: list[tuple[object, ...]], many: bool) -> None:
             if many and statement.startswith("INSERT INTO main.hot_symbols "):
                 statements.append(len(params))
 
-        sa.event.listen(store.engine, "before_cursor_execute", seen)
+        store.db.hooks.append(seen)  # what the agent's DB-API layer sends, before the driver
         b = Batch("node-1/x", 1, units)
         result = store.write_batch(b)
         exp_keys, exp_windows = _expected(units)
         assert (result.written, result.quarantined, result.duplicate) == (len(exp_windows) + 2, 0, 0)
-        if store.engine.dialect.name == "sqlite":  # one executemany per chunk, none larger
+        if store.db.dialect == "sqlite":  # one executemany per chunk, none larger
             assert sum(statements) == len(exp_keys) and max(statements) == chunk_rows
             assert len(statements) == -(-len(exp_keys) // chunk_rows) > 1
         got_keys, got_windows = _stored(store)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -210,14 +211,14 @@ def test_maintenance_waits_for_the_table_lock_only_so_long_and_never_fails_a_wri
     assert LOCK_TIMEOUT_MS == 5_000
     with open_store(pg_url) as store, store.engine.connect() as reader:
         reader.execute(sa.text("LOCK TABLE signals.hot_symbol_windows IN ACCESS SHARE MODE"))  # a long query
-        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
-            maintain(store.engine, retention_days=90, now=NOW + dt.timedelta(days=30), lock_timeout_ms=200)
+        with pytest.raises(psycopg.OperationalError, match="lock timeout"):
+            maintain(store.db, retention_days=90, now=NOW + dt.timedelta(days=30), lock_timeout_ms=200)
         reader.rollback()
         with store.engine.begin() as c:  # so that the writer's own call has DDL to do
             c.execute(sa.text(f"DROP TABLE signals.{partition_name(TODAY + dt.timedelta(days=2))}"))
         reader.execute(sa.text("LOCK TABLE signals.hot_symbol_windows IN ACCESS SHARE MODE"))
         store.maintain = lambda **kw: maintain(  # type: ignore[method-assign]
-            store.engine, retention_days=90, lock_timeout_ms=200, **kw
+            store.db, retention_days=90, lock_timeout_ms=200, **kw
         )
         # the writer's own call times out on the lock: logged, and the batch is stored
         result = store.write_batch(Batch("node-1/e", 1, units([0])))  # type: ignore[arg-type]

@@ -28,7 +28,6 @@ from stellaops_runtime.store.engine import (
     StoreConfigError,
     StoreError,
     Timeouts,
-    normalize_url,
     open_store,
     prepare_sqlite_directory,
     safe_url,
@@ -41,6 +40,7 @@ from stellaops_runtime.store.spool import (
     remove_spool,
     write_spool,
 )
+from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
 from stellaops_runtime.store.writer import HotSymbolStore
 
@@ -152,7 +152,7 @@ class Flusher:
         the store itself is opened in the background.
         """
         st = self.config.store
-        normalize_url(st.url)
+        parse_store_url(st.url)  # without SQLAlchemy: the agent never loads it (issue 13)
         prepare_sqlite_directory(st.url, create=st.create_directories)
 
     async def open(self, *, deadline: float | None = None) -> bool:

@@ -1,10 +1,15 @@
 """Open the hot-symbol store's database and bring its schema up to date.
 
-One SQLAlchemy engine per URL, PostgreSQL (psycopg 3) in production and SQLite
-as the embedded default. Both see the same tables: on SQLite the engine maps
-schema ``signals`` to no schema. Migrations are Alembic revisions shipped in
-the package and run from code (no alembic.ini): :func:`migrate` is
-idempotent, so every agent may call it at start-up.
+The agent writes through plain DB-API connections
+(:mod:`stellaops_runtime.store.dbconn`: sqlite3, psycopg 3) and never loads
+SQLAlchemy nor Alembic while its store is at the newest revision (issue 13);
+the readers (queries, CLI, evidence, witness) get a SQLAlchemy engine from
+:func:`create_store_engine`, which imports SQLAlchemy when called. Both see
+the same tables: on SQLite the engine maps schema ``signals`` to no schema.
+Migrations are Alembic revisions shipped in the package and run from code (no
+alembic.ini): :func:`migrate` is idempotent, so every agent may call it at
+start-up, and :func:`open_store` loads SQLAlchemy and Alembic only when the
+store is not at head (:func:`at_head` reads the version over DB-API).
 
 A SQLite file's directory must exist: :func:`open_store` raises
 :class:`StoreConfigError` for a missing one unless asked to create it
@@ -17,94 +22,101 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
-
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.store.schema import SCHEMA, SQLITE_SCHEMA_MAP, hot_symbols
+from stellaops_runtime.store.dbconn import CONNECT_TIMEOUT_SECONDS, Database, Timeouts
+from stellaops_runtime.store.errors import (
+    StoreConfigError,
+    StoreError,
+    StoreNotInitialized,
+    StoreUnavailable,
+    first_line,
+    is_database_error,
+    is_unavailable,
+)
+from stellaops_runtime.store.store_url import StoreURL, parse_store_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import URL, Engine
 
     from stellaops_runtime.store.writer import HotSymbolStore
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-CONNECT_TIMEOUT_SECONDS = 10
+SCHEMA = "signals"  # as store/schema.py, which this module does not import (it loads SQLAlchemy)
+HOT_SYMBOLS = "hot_symbols"
+
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "StoreConfigError",
+    "StoreError",
+    "StoreNotInitialized",
+    "StoreUnavailable",
+    "Timeouts",
+    "at_head",
+    "create_store_engine",
+    "first_line",
+    "has_schema",
+    "head_revision",
+    "is_database_error",
+    "is_unavailable",
+    "migrate",
+    "normalize_url",
+    "open_store",
+    "prepare_sqlite_directory",
+    "safe_url",
+]
 
 
-class StoreError(Exception):
-    """The store could not do what was asked; the message says which store and why."""
-
-
-class StoreUnavailable(StoreError):
-    """The store is down or unreachable; the same write may be retried later."""
-
-
-class StoreNotInitialized(StoreError):
-    """The database has no hot-symbol tables (never migrated)."""
-
-
-class StoreConfigError(StoreError):
-    """The store's configuration is wrong (e.g. a SQLite directory that does not exist).
-
-    Permanent: retrying cannot help, the configuration must change.
-    """
-
-
-def normalize_url(url: str | URL) -> URL:
-    """Parse a store URL; ``postgresql://`` and ``postgresql+psycopg2://`` become psycopg 3.
+def normalize_url(url: str | URL | StoreURL) -> URL:
+    """Parse a store URL into SQLAlchemy's ``URL``; ``postgresql://`` and ``+psycopg2`` become psycopg 3.
 
     Raises :class:`StoreConfigError` for anything that is not SQLite or PostgreSQL,
     and for a PostgreSQL URL whose password holds an unencoded ``@`` (SQLAlchemy
     would take part of the password for the host). Messages show the URL
     through :func:`safe_url` and never the parser's own text, which may quote
-    a piece of the password (an unparseable "port").
+    a piece of the password (an unparseable "port"). Imports SQLAlchemy: the
+    agent uses :func:`~stellaops_runtime.store.store_url.parse_store_url`.
     """
-    try:
-        u = make_url(url)
-    except sa.exc.ArgumentError:
-        raise StoreConfigError(
-            f"invalid store URL {safe_url(url)!r}: not an SQLAlchemy URL "
-            "(expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB)"
-        ) from None
-    except ValueError:  # int() of the port: its text may be a piece of the password
-        raise StoreConfigError(
-            f"invalid store URL {safe_url(url)!r}: the port is not a number ({_ENCODE_HINT})"
-        ) from None
-    backend = u.get_backend_name()
-    if backend == "postgresql":
-        if "@" in (u.host or "") or "@" in (u.database or ""):
-            raise StoreConfigError(
-                f"invalid store URL {safe_url(url)!r}: '@' after the host ({_ENCODE_HINT})"
-            )
-        return u.set(drivername="postgresql+psycopg")
-    if backend == "sqlite":
-        return u
-    raise StoreConfigError(
-        f"unsupported store URL {safe_url(url)!r}: expected sqlite:///PATH or postgresql://..."
-    )
+    from sqlalchemy.engine import make_url
+
+    u = store_url(url)  # the store's rules, and its messages
+    if isinstance(url, str):
+        parsed = make_url(url)
+    elif isinstance(url, StoreURL):
+        parsed = make_url(url.render(hide_password=False))
+    else:
+        parsed = url
+    return parsed.set(drivername=u.drivername)
+
+
+def store_url(url: str | URL | StoreURL) -> StoreURL:
+    """:func:`parse_store_url` of a string, a parsed URL or SQLAlchemy's ``URL`` (no SQLAlchemy needed)."""
+    if isinstance(url, str | StoreURL):
+        return parse_store_url(url)
+    return parse_store_url(url.render_as_string(hide_password=False))
 
 
 _ENCODE_HINT = "percent-encode @ : / # in the password: %40 %3A %2F %23"
 
 
-def safe_url(url: str | URL) -> str:
+def safe_url(url: str | URL | StoreURL) -> str:
     """The URL for messages: its password, and password-like query parameters, masked.
 
     A string is masked as written, not parsed first: a malformed URL is what
     needs a message, and SQLAlchemy's parser may leave part of a password in
     the host or path (see :mod:`stellaops_runtime.contracts.redact`).
     """
-    if isinstance(url, URL):
-        return redact(url.render_as_string(hide_password=True))
-    return redact(url)
+    if isinstance(url, str):
+        return redact(url)
+    if isinstance(url, StoreURL):
+        return redact(url.render(hide_password=True))
+    return redact(url.render_as_string(hide_password=True))
 
 
-def sqlite_path(url: URL) -> Path | None:
+def sqlite_path(url: URL | StoreURL) -> Path | None:
     """The file of a SQLite URL; None for in-memory databases."""
     db = url.database
     if not db or db == ":memory:" or db.startswith("file:"):
@@ -112,7 +124,7 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(db)
 
 
-def prepare_sqlite_directory(url: str | URL, *, create: bool = False) -> None:
+def prepare_sqlite_directory(url: str | URL | StoreURL, *, create: bool = False) -> None:
     """Check that a SQLite URL's directory exists; with ``create``, make it (and its parents).
 
     Does nothing for PostgreSQL and in-memory SQLite. Raises
@@ -120,8 +132,8 @@ def prepare_sqlite_directory(url: str | URL, *, create: bool = False) -> None:
     ``store.createDirectories`` key, the URL without its password) for a
     directory that is missing, not a directory, or cannot be created.
     """
-    u = normalize_url(url)
-    path = sqlite_path(u) if u.get_backend_name() == "sqlite" else None
+    u = store_url(url)
+    path = sqlite_path(u) if u.backend == "sqlite" else None
     if path is None:
         return
     directory = Path(os.path.abspath(path)).parent
@@ -143,62 +155,22 @@ def prepare_sqlite_directory(url: str | URL, *, create: bool = False) -> None:
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """How long the store may take before the agent gives up on a connection (``store.*`` keys).
-
-    - ``connect``: libpq ``connect_timeout``;
-    - ``statement``: the server's ``statement_timeout`` (SQLite: the busy timeout);
-    - ``idle_in_transaction``: the server ends a session that sits inside a
-      transaction this long (an abandoned write's locks are released);
-      0 for either: not sent, the server's setting applies;
-    - ``keepalive``: TCP keepalive idle time and ``tcp_user_timeout``, so a
-      peer that vanished from the network is noticed.
-    """
-
-    connect: float = CONNECT_TIMEOUT_SECONDS
-    statement: float = 30.0
-    idle_in_transaction: float = 60.0
-    keepalive: float = 30.0
-
-    def postgres_connect_args(self) -> dict[str, Any]:
-        ka = max(1, round(self.keepalive))
-        args: dict[str, Any] = {
-            "connect_timeout": max(2, round(self.connect)),
-            "application_name": "stellaops-runtime",
-            "keepalives": 1,
-            "keepalives_idle": ka,
-            "keepalives_interval": max(1, ka // 3),
-            "keepalives_count": 3,
-            "tcp_user_timeout": ka * 1000,
-        }
-        # Server settings go in the startup packet's options; 0 leaves the server's own
-        # (a pooler such as PgBouncer refuses startup options: set both to 0 there).
-        options = [
-            f"-c {name}={round(seconds * 1000)}"
-            for name, seconds in (
-                ("statement_timeout", self.statement),
-                ("idle_in_transaction_session_timeout", self.idle_in_transaction),
-            )
-            if seconds > 0
-        ]
-        if options:
-            args["options"] = " ".join(options)
-        return args
-
-
-def create_store_engine(url: str | URL, *, timeouts: Timeouts | None = None, **kwargs: Any) -> Engine:
-    """An engine for the store URL, with the schema mapping and timeouts its backend needs.
+def create_store_engine(
+    url: str | URL | StoreURL, *, timeouts: Timeouts | None = None, **kwargs: Any
+) -> Engine:
+    """A SQLAlchemy engine for the store URL, with the schema mapping and timeouts its backend needs.
 
     Connections are pre-pinged, so after an outage the pool replaces dead
-    connections instead of failing the first write.
+    connections instead of failing the first write. Imports SQLAlchemy.
     """
+    import sqlalchemy as sa
+
+    from stellaops_runtime.store.schema import SQLITE_SCHEMA_MAP
+
     t = timeouts or Timeouts()
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
-        engine = sa.create_engine(
-            u, connect_args={"timeout": t.statement or 30.0, "check_same_thread": False}, **kwargs
-        )
+        engine = sa.create_engine(u, connect_args=t.sqlite_connect_args(), **kwargs)
         return engine.execution_options(schema_translate_map=SQLITE_SCHEMA_MAP)
     return sa.create_engine(u, pool_pre_ping=True, connect_args=t.postgres_connect_args(), **kwargs)
 
@@ -253,41 +225,57 @@ def head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 and len(set(parents.values())) == len(parents) else None
 
 
-def at_head(engine: Engine) -> bool:
-    """Whether the store's Alembic version is :func:`head_revision` (False for a new database)."""
+def at_head(db: Database | Engine) -> bool:
+    """Whether the store's Alembic version is :func:`head_revision` (False for a new database).
+
+    ``db``: the agent's :class:`~stellaops_runtime.store.dbconn.Database` or a
+    SQLAlchemy engine; read over the DB-API either way.
+    """
     head = head_revision()
     if head is None:
         return False
-    postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("alembic_version", schema=SCHEMA if postgres else None):
+    postgres = _dialect(db) == "postgresql"
+    with _connect(db) as conn:
+        if not has_table(conn, "alembic_version"):
             return False
         table = f"{SCHEMA}.alembic_version" if postgres else "alembic_version"
-        versions = conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all()
+        versions = [r[0] for r in _rows(conn, f"SELECT version_num FROM {table}", ())]
     return versions == [head]
 
 
-def has_schema(conn: sa.Connection) -> bool:
-    """Whether the hot-symbol tables exist (i.e. the store was migrated)."""
-    schema = SCHEMA if conn.dialect.name == "postgresql" else None
-    return sa.inspect(conn).has_table(hot_symbols.name, schema=schema)
+def has_table(conn: Any, name: str) -> bool:
+    """Whether the table exists (PostgreSQL: in schema ``signals``).
 
-
-def is_unavailable(e: BaseException) -> bool:
-    """Whether a database error means "down or unreachable" (worth retrying)."""
-    if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
-        return True
-    return isinstance(e, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.DisconnectionError)
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of a database error's message (the driver's, when there is one), redacted.
-
-    Drivers may quote the connection string they were given (libpq's
-    ``password=...``), so the line goes through :func:`redact`.
+    ``conn``: a :class:`~stellaops_runtime.store.dbconn.Conn` or a SQLAlchemy connection.
     """
-    text = str(getattr(e, "orig", None) or e).strip()
-    return redact(text.splitlines()[0]) if text else type(e).__name__
+    if _dialect(conn) == "postgresql":
+        sql = (
+            "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'f', 'v', 'm')"
+        )
+        return bool(_rows(conn, sql, (SCHEMA, name)))
+    sql = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+    return bool(_rows(conn, sql, (name,)))
+
+
+def has_schema(conn: Any) -> bool:
+    """Whether the hot-symbol tables exist (i.e. the store was migrated); ``conn`` as :func:`has_table`."""
+    return has_table(conn, HOT_SYMBOLS)
+
+
+def _dialect(x: Any) -> str:
+    d = x.dialect
+    return d if isinstance(d, str) else str(d.name)
+
+
+def _connect(db: Any) -> Any:
+    return db.connect()
+
+
+def _rows(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    if hasattr(conn, "exec_driver_sql"):  # a SQLAlchemy connection: its driver's placeholders
+        return list(conn.exec_driver_sql(sql, params).all())
+    return conn.execute(sql, params).rows
 
 
 def open_store(
@@ -314,20 +302,23 @@ def open_store(
     from stellaops_runtime.store.writer import HotSymbolStore
 
     check_retention_days(retention_days)
-    prepare_sqlite_directory(url, create=create_directories)
-    engine = create_store_engine(url, timeouts=timeouts)
+    u = parse_store_url(url)
+    prepare_sqlite_directory(u, create=create_directories)
+    db = Database(u, timeouts=timeouts)
     if migrate:
         try:
-            _migrate(engine)
+            if not at_head(db):  # only now SQLAlchemy and Alembic are loaded
+                engine = create_store_engine(u, timeouts=timeouts)
+                try:
+                    _migrate(engine)
+                finally:
+                    engine.dispose()
         except Exception as e:
-            engine.dispose()
+            db.dispose()
             if is_unavailable(e):
                 raise StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
             raise StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
-    # Connections the migration opened were made before the store could track
-    # them (HotSymbolStore.abort must reach every connection): start afresh.
-    engine.dispose()
-    return HotSymbolStore(engine, retention_days=retention_days)
+    return HotSymbolStore(db, retention_days=retention_days)
 
 
 _migrate = migrate

@@ -28,12 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+import sys
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
+from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.batches import (
     Batch,
     BatchResult,
@@ -43,7 +41,7 @@ from stellaops_runtime.store.batches import (
     part_name,
     unit_to_json,
 )
-from stellaops_runtime.store.schema import flush_ledger, quarantined_rows
+from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.upsert import write_rows
 
 # SQLSTATE classes that mean "this data cannot be stored", not "try later".
@@ -64,11 +62,9 @@ def is_row_refusal(e: BaseException) -> bool:
         return True
     # psycopg refuses some values before they reach the server (e.g. a NUL in a
     # text field, an integer too large for int8): a DataError without SQLSTATE.
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
-    return isinstance(orig, psycopg.DataError)
+    # Not loaded: not its error (a SQLite agent never loads the PostgreSQL driver).
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(orig, psycopg.DataError)
 
 
 class _Rollback(Exception):
@@ -87,17 +83,18 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _lock(conn: sa.Connection, batch: Batch) -> None:
-    if conn.dialect.name == "postgresql":
+def _lock(conn: Conn, batch: Batch) -> None:
+    if conn.dialect == "postgresql":
         conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": f"stellaops-flush/{batch.agent_id}/{batch.seq}"},
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"stellaops-flush/{batch.agent_id}/{batch.seq}",),
         )
 
 
-def _claim(conn: sa.Connection, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
+def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
     """Insert this range's ledger row; say whether the range (or part of it) was applied before."""
     _lock(conn, batch)
+    sql = STATEMENTS[conn.dialect]
     part = part_name(lo, hi)
     values = {
         "agent_id": batch.agent_id,
@@ -106,42 +103,31 @@ def _claim(conn: sa.Connection, batch: Batch, lo: int, hi: int, rows: int) -> Co
         "row_count": rows,
         "committed_at": _now(),
     }
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        ins: Any = pg_insert(flush_ledger).values(values).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        ins = sqlite_insert(flush_ledger).values(values).on_conflict_do_nothing()
-    # RETURNING, not rowcount: the psycopg dialect may report -1 for ON CONFLICT inserts.
-    if conn.execute(ins.returning(flush_ledger.c.part)).first() is None:
+    # RETURNING, not rowcount: the psycopg driver may report -1 for ON CONFLICT inserts.
+    if conn.execute(sql["ledger_claim"], values).first() is None:
         return Coverage.APPLIED
-    c = flush_ledger.c
     if batch.ledger_floor > 0:  # this agent's confirmed batches: never retried again
-        conn.execute(
-            flush_ledger.delete().where(c.agent_id == batch.agent_id, c.flush_seq < batch.ledger_floor)
-        )
+        conn.execute(sql["ledger_delete_below"], {"agent_id": batch.agent_id, "floor": batch.ledger_floor})
     others = conn.execute(
-        sa.select(c.part).where(c.agent_id == batch.agent_id, c.flush_seq == batch.seq, c.part != part)
+        sql["ledger_other_parts"], {"agent_id": batch.agent_id, "flush_seq": batch.seq, "part": part}
     ).scalars()
     return coverage((lo, hi), [r for p in others if (r := parse_part(p)) is not None])
 
 
-def write_batch(engine: Engine, batch: Batch) -> BatchResult:
+def write_batch(db: Database, batch: Batch) -> BatchResult:
     """Write ``batch`` exactly once; raise on anything but a refused row (the caller retries)."""
     result = BatchResult()
-    _write_range(engine, batch, 0, len(batch.units), result)
+    _write_range(db, batch, 0, len(batch.units), result)
     return result
 
 
-def _write_range(engine: Engine, batch: Batch, lo: int, hi: int, result: BatchResult) -> None:
+def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResult) -> None:
     deltas, obs = batch.split(lo, hi)
     rows = len(deltas) + len(obs)
     if not rows:
         return
     try:
-        with engine.begin() as conn:
+        with db.begin() as conn:
             state = _claim(conn, batch, lo, hi, rows)
             if state is not Coverage.FREE:
                 raise _Rollback(state)
@@ -158,32 +144,33 @@ def _write_range(engine: Engine, batch: Batch, lo: int, hi: int, result: BatchRe
         refused = e
     if hi - lo == 1:
         assert refused is not None  # a single row is never partially applied
-        _quarantine(engine, batch, lo, refused, result)
+        _quarantine(db, batch, lo, refused, result)
         return
     result.splits += 1
     mid = (lo + hi) // 2
-    _write_range(engine, batch, lo, mid, result)
-    _write_range(engine, batch, mid, hi, result)
+    _write_range(db, batch, lo, mid, result)
+    _write_range(db, batch, mid, hi, result)
 
 
-def _quarantine(engine: Engine, batch: Batch, i: int, error: BaseException, result: BatchResult) -> None:
+def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result: BatchResult) -> None:
     """Keep a refused row in ``quarantined_rows`` (as ASCII JSON, which any database takes)."""
     unit = batch.units[i]
     assert unit is not None
     is_delta = isinstance(unit, HotSymbolDelta)
     text = _error_text(error)
-    with engine.begin() as conn:
+    with db.begin() as conn:
         if _claim(conn, batch, i, i + 1, 1) is not Coverage.FREE:
             result.duplicate += 1
             return
         conn.execute(
-            quarantined_rows.insert().values(
-                agent_id=batch.agent_id,
-                table_name="hot_symbols" if is_delta else "observation_windows",
-                row_json=json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True),
-                error=text,
-                quarantined_at=_now(),
-            )
+            STATEMENTS[conn.dialect]["quarantine"],
+            {
+                "agent_id": batch.agent_id,
+                "table_name": "hot_symbols" if is_delta else "observation_windows",
+                "row_json": json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True),
+                "error": text,
+                "quarantined_at": _now(),
+            },
         )
     result.quarantined += 1
     if isinstance(unit, HotSymbolDelta):
@@ -191,8 +178,8 @@ def _quarantine(engine: Engine, batch: Batch, i: int, error: BaseException, resu
     result.errors.append(text)
 
 
-def prune_ledger(engine: Engine, *, older_than: dt.timedelta = LEDGER_RETENTION) -> int:
+def prune_ledger(db: Database, *, older_than: dt.timedelta = LEDGER_RETENTION) -> int:
     """Delete ledger rows older than the retention; returns how many went."""
-    with engine.begin() as conn:
-        res = conn.execute(flush_ledger.delete().where(flush_ledger.c.committed_at < _now() - older_than))
-        return int(res.rowcount or 0)
+    with db.begin() as conn:
+        res = conn.execute(STATEMENTS[conn.dialect]["ledger_prune"], {"before": _now() - older_than})
+        return max(0, int(res.rowcount or 0))

@@ -39,8 +39,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from stellaops_runtime.store.agent_sql import STATEMENTS
+from stellaops_runtime.store.dbconn import Conn, Database
 
 DEFAULT_RETENTION_DAYS = 90
 MIN_RETENTION_DAYS = 31
@@ -121,7 +121,7 @@ def days_to_drop(existing: Iterable[dt.date], cutoff: dt.datetime) -> list[dt.da
 
 
 def maintain(
-    engine: Engine,
+    db: Database,
     *,
     retention_days: int,
     now: dt.datetime | None = None,
@@ -134,35 +134,34 @@ def maintain(
     every agent) and the local clock on SQLite.
     """
     check_retention_days(retention_days)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+    with db.begin() as conn:
+        if conn.dialect == "postgresql":
             return _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
         if not retention:
             return Maintenance(ran=True)
         return _maintain_sqlite(conn, retention_days, now or dt.datetime.now(dt.UTC))
 
 
-def _maintain_sqlite(conn: sa.Connection, retention_days: int, now: dt.datetime) -> Maintenance:
-    from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows
-
+def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maintenance:
     cutoff = retention_cutoff(now, retention_days)
     out = Maintenance(ran=True, cutoff=cutoff)
-    for table in (hot_symbol_windows, observation_windows):
-        res = conn.execute(table.delete().where(table.c.window_start < cutoff))
-        out.deleted_rows += int(res.rowcount or 0)
+    sql = STATEMENTS["sqlite"]
+    for name in ("retention_hot_symbol_windows", "retention_observation_windows"):
+        res = conn.execute(sql[name], {"cutoff": cutoff})
+        out.deleted_rows += max(0, int(res.rowcount or 0))
     return out
 
 
 def _maintain_postgres(
-    conn: sa.Connection, retention_days: int, now: dt.datetime | None, retention: bool, lock_timeout_ms: int
+    conn: Conn, retention_days: int, now: dt.datetime | None, retention: bool, lock_timeout_ms: int
 ) -> Maintenance:
-    if not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID}).scalar_one():
+    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_ID,)).scalar():
         return Maintenance()
     if not _is_partitioned(conn):  # a store not migrated to 0007 (store.migrate: false)
         return Maintenance()
-    conn.execute(sa.text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+    conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
     if now is None:
-        now = conn.execute(sa.text("SELECT now()")).scalar_one()
+        now = conn.execute("SELECT now()").scalar()
     assert now is not None
     cutoff = retention_cutoff(now, retention_days)
     out = Maintenance(ran=True, cutoff=cutoff)
@@ -172,70 +171,58 @@ def _maintain_postgres(
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     if create or drop:
         # Taken first, whole: the DDL below needs it, and a lock taken in steps could deadlock.
-        conn.execute(sa.text(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE")
     for day in create:
         out.moved_rows += _create_day(conn, day)
         out.created.append(partition_name(day))
     for day in drop:
-        conn.execute(sa.text(f"DROP TABLE signals.{partition_name(day)}"))
+        conn.execute(f"DROP TABLE signals.{partition_name(day)}")
         out.dropped.append(partition_name(day))
     for table in (DEFAULT_PARTITION, "observation_windows") if retention else ():
-        res = conn.execute(
-            sa.text(f"DELETE FROM signals.{table} WHERE window_start < :cutoff"), {"cutoff": cutoff}
-        )
-        out.deleted_rows += int(res.rowcount or 0)
+        res = conn.execute(f"DELETE FROM signals.{table} WHERE window_start < %s", (cutoff,))
+        out.deleted_rows += max(0, int(res.rowcount or 0))
     return out
 
 
-def _is_partitioned(conn: sa.Connection) -> bool:
+def _is_partitioned(conn: Conn) -> bool:
     kind = conn.execute(
-        sa.text(
-            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'signals' AND c.relname = :t"
-        ),
-        {"t": PARENT},
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'signals' AND c.relname = %s",
+        (PARENT,),
     ).scalar()
     return kind == "p"
 
 
-def _existing_days(conn: sa.Connection) -> list[dt.date]:
+def _existing_days(conn: Conn) -> list[dt.date]:
     names = conn.execute(
-        sa.text(
-            "SELECT c.relname FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "JOIN pg_namespace n ON n.oid = p.relnamespace "
-            "WHERE n.nspname = 'signals' AND p.relname = :t"
-        ),
-        {"t": PARENT},
+        "SELECT c.relname FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+        "JOIN pg_namespace n ON n.oid = p.relnamespace "
+        "WHERE n.nspname = 'signals' AND p.relname = %s",
+        (PARENT,),
     ).scalars()
     return [d for name in names if (d := partition_day(name)) is not None]
 
 
-def _create_day(conn: sa.Connection, day: dt.date) -> int:
+def _create_day(conn: Conn, day: dt.date) -> int:
     """Create one day's partition; rows of that day already in the DEFAULT partition move into it.
 
     PostgreSQL refuses a new partition whose range has rows in the DEFAULT
     partition, so they are taken out first and put back through the parent.
     """
     lo, hi = midnight(day), midnight(day + dt.timedelta(days=1))
-    bounds = {"lo": lo, "hi": hi}
     conn.execute(
-        sa.text(
-            f"CREATE TEMP TABLE _moved_windows ON COMMIT DROP AS SELECT * FROM signals.{DEFAULT_PARTITION} "
-            "WHERE window_start >= :lo AND window_start < :hi"
-        ),
-        bounds,
+        f"CREATE TEMP TABLE _moved_windows ON COMMIT DROP AS SELECT * FROM signals.{DEFAULT_PARTITION} "
+        "WHERE window_start >= %s AND window_start < %s",
+        (lo, hi),
     )
     moved = conn.execute(
-        sa.text(f"DELETE FROM signals.{DEFAULT_PARTITION} WHERE window_start >= :lo AND window_start < :hi"),
-        bounds,
+        f"DELETE FROM signals.{DEFAULT_PARTITION} WHERE window_start >= %s AND window_start < %s", (lo, hi)
     ).rowcount
     conn.execute(
-        sa.text(
-            f"CREATE TABLE signals.{partition_name(day)} PARTITION OF signals.{PARENT} "
-            f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
-        )
+        f"CREATE TABLE signals.{partition_name(day)} PARTITION OF signals.{PARENT} "
+        f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
     )
-    conn.execute(sa.text(f"INSERT INTO signals.{PARENT} SELECT * FROM pg_temp._moved_windows"))
-    conn.execute(sa.text("DROP TABLE pg_temp._moved_windows"))
-    return int(moved or 0)
+    conn.execute(f"INSERT INTO signals.{PARENT} SELECT * FROM pg_temp._moved_windows")
+    conn.execute("DROP TABLE pg_temp._moved_windows")
+    return max(0, int(moved or 0))

@@ -32,11 +32,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.store.dbconn import Conn
 from stellaops_runtime.store.rows import OBS_COLS, OBS_TYPES, obs_tuple
-from stellaops_runtime.store.schema import ns_to_datetime
+from stellaops_runtime.store.timeconv import ns_to_datetime
 
 # What ns_to_datetime (a Python datetime) can hold, in microseconds since the epoch.
 MIN_US = -62_135_596_800_000_000  # 0001-01-01
@@ -248,7 +247,7 @@ def copy_rows(
 
 
 def write_postgres(
-    conn: sa.Connection,
+    conn: Conn,
     deltas: Sequence[HotSymbolDelta],
     obs: list[ObservationWindow],
     *,
@@ -263,9 +262,7 @@ def write_postgres(
     streamed into one COPY, so a large flush never holds every row's tuple.
     """
     rows = (r for i in range(0, len(deltas), chunk_rows) for r in stage_tuples(deltas[i : i + chunk_rows]))
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
+    with conn.raw.cursor() as cur:
         if obs:
             cur.execute(STAGE_OBS_DDL)
             copy_rows(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
-from stellaops_runtime.store.schema import ns_to_datetime
+from stellaops_runtime.store.timeconv import ns_to_datetime
 
 HOT_COLS = (
     "image_digest",

@@ -52,6 +52,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from stellaops_runtime.store.timeconv import datetime_to_ns, ns_to_datetime  # noqa: F401 (re-exported)
+
 SCHEMA = "signals"
 # Engines on SQLite run with this map: same tables, no schema.
 SQLITE_SCHEMA_MAP: dict[str | None, str | None] = {SCHEMA: None}
@@ -230,15 +232,3 @@ runtime_witnesses = sa.Table(
 OBSERVATION_POSTURE_COLUMNS = ("posture_level", "window_seconds", "source")
 # Columns added by migration 0005 (observation gaps); likewise.
 OBSERVATION_GAP_COLUMNS = ("gap_start", "gap_end", "throttle_count", "dropped_events")
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def ns_to_datetime(ns: int) -> dt.datetime:
-    """Nanoseconds since the epoch -> aware UTC datetime (microsecond precision)."""
-    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
-
-
-def datetime_to_ns(value: dt.datetime) -> int:
-    delta = value.astimezone(dt.UTC) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000

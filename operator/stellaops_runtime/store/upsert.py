@@ -10,6 +10,9 @@ both use it without importing each other.
   BY key ON CONFLICT DO UPDATE``.
 - SQLite: ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE`` into both
   tables (SQLite >= 3.24): one writer at a time, so the simple path is enough.
+  The statements are generated from the SQLAlchemy schema
+  (:mod:`stellaops_runtime.store.agent_sql`) and run over plain DB-API
+  (:mod:`stellaops_runtime.store.dbconn`): the agent never loads SQLAlchemy.
 
 A flush may hold 100,000 rows or more; turned into statement parameters all at
 once they cost several KB each (issue 13: +466 MB for one write of 100,000
@@ -33,13 +36,11 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
 from stellaops_runtime.store import pg_write
+from stellaops_runtime.store.agent_sql import STATEMENTS
+from stellaops_runtime.store.dbconn import Conn, adopt
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS, hot_tuple, obs_tuple, win_tuple
-from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols, observation_windows
 
 T = TypeVar("T")
 
@@ -111,94 +112,27 @@ def _sort_key(d: HotSymbolDelta) -> tuple[str, str, str, str, int]:
 
 
 # -- SQLite: executemany of INSERT ... ON CONFLICT DO UPDATE ------------------
+# The statements are built from the schema with SQLAlchemy by store/agent_sql_gen.py
+# (upsert_hot, upsert_win, upsert_obs) and run here as plain SQL.
 
 
-def _sqlite_statements() -> tuple[Any, Any, Any]:
-    ins = sqlite_insert(hot_symbols)
-    t, x = hot_symbols.c, ins.excluded
-    hot = ins.on_conflict_do_update(
-        index_elements=[t.image_digest, t.module, t.function_name, t.evidence_kind],
-        set_={
-            "invocation_count": t.invocation_count + x.invocation_count,
-            "unique_callers": sa.func.max(t.unique_callers, x.unique_callers),
-            "total_latency_ns": t.total_latency_ns + x.total_latency_ns,
-            "max_latency_ns": sa.func.max(t.max_latency_ns, x.max_latency_ns),
-            "confidence": sa.func.max(t.confidence, x.confidence),
-            "first_seen": sa.func.min(t.first_seen, x.first_seen),
-            "last_seen": sa.func.max(t.last_seen, x.last_seen),
-            "build_id": sa.case((t.build_id == "", x.build_id), else_=t.build_id),
-            "purl": sa.case((t.purl == "", x.purl), else_=t.purl),
-            "function_id": sa.case((t.function_id == "", x.function_id), else_=t.function_id),
-            "sample": sa.func.coalesce(t.sample, x.sample),
-            "node_name": sa.case((x.node_name == "", t.node_name), else_=x.node_name),
-            "updated_at": x.updated_at,
-        },
-    )
-    ins = sqlite_insert(hot_symbol_windows)
-    t, x = hot_symbol_windows.c, ins.excluded
-    win = ins.on_conflict_do_update(
-        index_elements=[t.image_digest, t.module, t.function_name, t.evidence_kind, t.window_start],
-        set_={
-            "invocation_count": t.invocation_count + x.invocation_count,
-            "unique_callers": sa.func.max(t.unique_callers, x.unique_callers),
-            "total_latency_ns": t.total_latency_ns + x.total_latency_ns,
-            "max_latency_ns": sa.func.max(t.max_latency_ns, x.max_latency_ns),
-            "first_seen": sa.func.min(t.first_seen, x.first_seen),
-            "last_seen": sa.func.max(t.last_seen, x.last_seen),
-        },
-    )
-    ins = sqlite_insert(observation_windows)
-    t, x = observation_windows.c, ins.excluded
-    obs = ins.on_conflict_do_update(
-        index_elements=[t.image_digest, t.node_name, t.window_start],
-        set_={
-            "event_count": t.event_count + x.event_count,
-            # SQLite's max() of a NULL is NULL: unknown (NULL) must lose to any level.
-            "posture_level": sa.func.coalesce(
-                sa.func.max(t.posture_level, x.posture_level), t.posture_level, x.posture_level
-            ),
-            "window_seconds": sa.func.coalesce(
-                sa.func.max(t.window_seconds, x.window_seconds), t.window_seconds, x.window_seconds
-            ),
-            # both sources when they differ (contracts.hotsymbols.union_sources; readers normalise)
-            "source": sa.case(
-                (
-                    sa.or_(x.source == "", sa.func.instr("," + t.source + ",", "," + x.source + ",") > 0),
-                    t.source,
-                ),
-                (t.source == "", x.source),
-                (t.source < x.source, t.source + "," + x.source),
-                else_=x.source + "," + t.source,
-            ),
-            # a gap is the union of both reports; NULL (no gap) loses to any time
-            "gap_start": sa.func.coalesce(sa.func.min(t.gap_start, x.gap_start), t.gap_start, x.gap_start),
-            "gap_end": sa.func.coalesce(sa.func.max(t.gap_end, x.gap_end), t.gap_end, x.gap_end),
-            "throttle_count": t.throttle_count + x.throttle_count,
-            "dropped_events": t.dropped_events + x.dropped_events,
-        },
-    )
-    return hot, win, obs
-
-
-_SQLITE_HOT, _SQLITE_WIN, _SQLITE_OBS = _sqlite_statements()
-
-
-def _write_sqlite(conn: sa.Connection, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
+def _write_sqlite(conn: Conn, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
+    sql = STATEMENTS["sqlite"]
     by_window = sorted(merge_by_window(deltas), key=_sort_key)
     by_key = sorted(merge_by_key(by_window), key=_sort_key)
     now = dt.datetime.now(dt.UTC)
     for part in chunks(by_key):
-        conn.execute(
-            _SQLITE_HOT, [dict(zip(HOT_COLS, hot_tuple(d), strict=True), updated_at=now) for d in part]
+        conn.executemany(
+            sql["upsert_hot"], [dict(zip(HOT_COLS, hot_tuple(d), strict=True), updated_at=now) for d in part]
         )
     for part in chunks(by_window):
-        conn.execute(_SQLITE_WIN, [dict(zip(WIN_COLS, win_tuple(d), strict=True)) for d in part])
+        conn.executemany(sql["upsert_win"], [dict(zip(WIN_COLS, win_tuple(d), strict=True)) for d in part])
     for windows in chunks(obs):
-        conn.execute(_SQLITE_OBS, [dict(zip(OBS_COLS, obs_tuple(w), strict=True)) for w in windows])
+        conn.executemany(sql["upsert_obs"], [dict(zip(OBS_COLS, obs_tuple(w), strict=True)) for w in windows])
     return len(by_window)
 
 
-def _write_postgres(conn: sa.Connection, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
+def _write_postgres(conn: Conn, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
     pg_write.check_times(deltas)  # before the COPY starts: a refused row fails the batch up front
     distinct, unique_keys = pg_write.distinct_deltas(deltas)
     if distinct < len(deltas):  # one (key, window) twice: merge first, so "oldest window" is defined
@@ -217,14 +151,17 @@ def chunks(rows: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
         yield rows[i : i + size]
 
 
-def write_rows(conn: sa.Connection, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:
+def write_rows(conn: Conn | Any, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:
     """Add deltas and observation windows inside the caller's transaction.
 
+    ``conn``: a :class:`~stellaops_runtime.store.dbconn.Conn` (the agent), or a
+    SQLAlchemy connection (tools, benchmarks), whose DB-API connection is used.
     Returns the number of rows written: distinct (key, window) hot-symbol rows
     plus distinct observation-window rows.
     """
+    conn = adopt(conn)
     obs = merge_observations(windows)
     if not deltas and not obs:
         return 0
-    write = _write_postgres if conn.dialect.name == "postgresql" else _write_sqlite
+    write = _write_postgres if conn.dialect == "postgresql" else _write_sqlite
     return write(conn, deltas, obs) + len(obs)

@@ -24,20 +24,19 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.batches import Batch, BatchResult
+from stellaops_runtime.store.dbconn import Database
 from stellaops_runtime.store.engine import (
     StoreError,
     StoreNotInitialized,
     StoreUnavailable,
+    create_store_engine,
     first_line,
     has_schema,
+    is_database_error,
     is_unavailable,
     open_store,
     safe_url,
@@ -49,8 +48,11 @@ from stellaops_runtime.store.partitions import (
     check_retention_days,
     maintain,
 )
-from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols, observation_windows
 from stellaops_runtime.store.upsert import merge_by_key, merge_by_window, merge_observations, write_rows
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 _SUMS = frozenset({"invocation_count", "total_latency_ns"})  # sum() of a bigint: numeric on PostgreSQL
@@ -72,31 +74,54 @@ __all__ = [
 
 
 class HotSymbolStore:
-    """The hot-symbol store on one database (PostgreSQL or SQLite)."""
+    """The hot-symbol store on one database (PostgreSQL or SQLite).
 
-    def __init__(self, engine: Engine, *, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
-        self.engine = engine
+    Writes go over plain DB-API connections (``db``,
+    :class:`~stellaops_runtime.store.dbconn.Database`); :attr:`engine` is a
+    SQLAlchemy engine on the same database, created on first use, for the
+    readers that share the process (the witness part, tools, tests).
+    """
+
+    def __init__(self, db: Database, *, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
+        self.db = db
         self.retention_days = check_retention_days(retention_days)
         self._maintained_at: float | None = None  # time.monotonic() of the last maintenance attempt
-        self.url = safe_url(engine.url)
-        self._postgres = engine.dialect.name == "postgresql"
-        # Every DBAPI connection the engine opened and has not closed: what
-        # abort() shuts down. By id: sqlite3 connections take no weak references.
-        self._raw: dict[int, Any] = {}
-        self._raw_lock = threading.Lock()
+        self.url = safe_url(db.url)
+        self._postgres = db.dialect == "postgresql"
+        self._engine: Engine | None = None
+        # DBAPI connections of the SQLAlchemy engine (if one was made): abort() reaches them too.
+        self._sa_raw: dict[int, Any] = {}
+        self._engine_lock = threading.Lock()
         self._batches = 0
         self.aborts = 0
-        event.listen(engine, "connect", self._on_connect)
-        event.listen(engine, "close", self._on_close)
-        event.listen(engine, "close_detached", self._on_close_detached)
+
+    @property
+    def _raw(self) -> dict[int, Any]:
+        """Every DB-API connection the store opened and has not closed (what :meth:`abort` reaches)."""
+        with self._engine_lock:
+            return {**self.db._raw, **self._sa_raw}
+
+    @property
+    def engine(self) -> Engine:
+        """A SQLAlchemy engine on the store's database (imports SQLAlchemy on first use)."""
+        with self._engine_lock:
+            if self._engine is None:
+                from sqlalchemy import event
+
+                engine = create_store_engine(self.db.url, timeouts=self.db.timeouts)
+                event.listen(engine, "connect", self._on_connect)
+                event.listen(engine, "close", self._on_close)
+                event.listen(engine, "close_detached", self._on_close_detached)
+                self._engine = engine
+            return self._engine
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
-        with self._raw_lock:
-            self._raw[id(dbapi_conn)] = dbapi_conn
+        with self._engine_lock:
+            self._sa_raw[id(dbapi_conn)] = dbapi_conn
 
     def _on_close(self, dbapi_conn: Any, _record: Any) -> None:
-        with self._raw_lock:
-            self._raw.pop(id(dbapi_conn), None)
+        with self._engine_lock:
+            self._sa_raw.pop(id(dbapi_conn), None)
 
     def _on_close_detached(self, dbapi_conn: Any) -> None:
         self._on_close(dbapi_conn, None)
@@ -113,7 +138,7 @@ class HotSymbolStore:
         the agent uses :meth:`write_batch`.
         """
         try:
-            with self.engine.begin() as conn:
+            with self.db.begin() as conn:
                 return write_rows(conn, deltas, windows)
         except Exception as e:
             raise self._wrap(e, "write to") from e
@@ -126,7 +151,7 @@ class HotSymbolStore:
         :class:`StoreError`, and the same batch may be retried as it is.
         """
         try:
-            result = write_batch(self.engine, batch)
+            result = write_batch(self.db, batch)
         except Exception as e:
             raise self._wrap(e, "write to") from e
         self._batches += 1
@@ -142,7 +167,7 @@ class HotSymbolStore:
                 log.warning("cannot maintain the history partitions of %s: %s", self.url, first_line(e))
         if self._batches % PRUNE_EVERY_BATCHES == 1:
             try:
-                pruned = prune_ledger(self.engine)
+                pruned = prune_ledger(self.db)
             except Exception as e:  # pruning is housekeeping: never fail a write for it
                 log.warning("cannot prune the flush ledger of %s: %s", self.url, first_line(e))
             else:
@@ -157,7 +182,7 @@ class HotSymbolStore:
         hourly, with the retention from the second run on (an hour after the
         first batch); see :mod:`stellaops_runtime.store.partitions`.
         """
-        done = maintain(self.engine, retention_days=self.retention_days, now=now, retention=retention)
+        done = maintain(self.db, retention_days=self.retention_days, now=now, retention=retention)
         if done.created or done.dropped or done.deleted_rows:
             log.info(
                 "history maintenance: created %s, dropped %s, deleted %d rows older than %s",
@@ -174,32 +199,38 @@ class HotSymbolStore:
         call opens a new connection.
         """
         self.aborts += 1
-        with self._raw_lock:
-            conns = list(self._raw.values())
+        self.db.abort()
+        with self._engine_lock:
+            conns = list(self._sa_raw.values())
+            engine = self._engine
         for raw in conns:
             with contextlib.suppress(Exception):
                 if self._postgres:
-                    fd = raw.fileno()
-                    dup = socket.socket(fileno=socket.dup(fd))
+                    dup = socket.socket(fileno=socket.dup(raw.fileno()))
                     try:
                         dup.shutdown(socket.SHUT_RDWR)
                     finally:
                         dup.close()
                 else:
                     raw.interrupt()
-        with contextlib.suppress(Exception):
-            self.engine.pool.dispose()
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                engine.pool.dispose()
 
     def _wrap(self, e: Exception, what: str) -> StoreError:
-        import psycopg  # the PostgreSQL driver; its errors may escape SQLAlchemy via the raw cursor
-
         detail = first_line(e)
-        if is_unavailable(e) or isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+        if is_unavailable(e):
             return StoreUnavailable(f"cannot {what} store {self.url}: {detail}")
-        if isinstance(e, sa.exc.SQLAlchemyError | psycopg.Error):
-            with self.engine.connect() as conn:
-                if not has_schema(conn):
-                    return StoreNotInitialized(f"no hot-symbol tables in {self.url}: run the migrations")
+        if is_database_error(e):
+            try:
+                with self.db.connect() as conn:
+                    missing = not has_schema(conn)
+            except Exception as check:  # the store went away while we looked
+                if is_unavailable(check):
+                    return StoreUnavailable(f"cannot {what} store {self.url}: {detail}")
+                missing = False
+            if missing:
+                return StoreNotInitialized(f"no hot-symbol tables in {self.url}: run the migrations")
             return StoreError(f"cannot {what} store {self.url}: {detail}")
         raise e
 
@@ -207,6 +238,8 @@ class HotSymbolStore:
 
     def read_hot_symbols(self) -> list[dict[str, Any]]:
         """Every cumulative row, ordered by key."""
+        from stellaops_runtime.store.schema import hot_symbols
+
         return self._read(
             hot_symbols,
             hot_symbols.c.image_digest,
@@ -217,6 +250,10 @@ class HotSymbolStore:
 
     def read_windows(self) -> list[dict[str, Any]]:
         """The per-window history, one row per (key, window) (appended rows summed), ordered by both."""
+        import sqlalchemy as sa
+
+        from stellaops_runtime.store.schema import hot_symbol_windows
+
         c = hot_symbol_windows.c
         group = (c.image_digest, c.module, c.function_name, c.evidence_kind, c.window_start)
         stmt = (
@@ -242,10 +279,14 @@ class HotSymbolStore:
             raise self._wrap(e, "read from") from e
 
     def read_observation_windows(self) -> list[dict[str, Any]]:
+        from stellaops_runtime.store.schema import observation_windows
+
         c = observation_windows.c
         return self._read(observation_windows, c.image_digest, c.node_name, c.window_start)
 
     def _read(self, table: sa.Table, *order: sa.ColumnElement[Any]) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
         try:
             with self.engine.connect() as conn:
                 return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*order))]
@@ -253,7 +294,11 @@ class HotSymbolStore:
             raise self._wrap(e, "read from") from e
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()
+        with self._engine_lock:
+            engine = self._engine
+        if engine is not None:
+            engine.dispose()
 
     def __enter__(self) -> HotSymbolStore:
         return self

@@ -1,0 +1,99 @@
+"""The agent writes its store without SQLAlchemy (issue 13: ~16 MB of RSS for a writer that needs none).
+
+SQLAlchemy and Alembic stay with whoever reads the store (queries, CLI,
+evidence, witness) or migrates it. A fresh interpreter that imports the
+agent's runner, and a real agent idle on a migrated SQLite or PostgreSQL
+store (its store open, the schema version checked), then writing a batch
+through that store and running its maintenance, must have loaded neither.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.store.engine import open_store
+
+HEAVY = ("sqlalchemy", "alembic", "mako")
+
+
+def _loaded(modules: list[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+def test_importing_the_agents_runner_loads_no_sqlalchemy() -> None:
+    code = "import json, sys; import stellaops_runtime.agent.runner; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    modules = json.loads(out.stdout)
+    assert "stellaops_runtime.agent.flusher" in modules and "stellaops_runtime.store.writer" in modules
+    assert _loaded(modules) == []
+
+
+IDLE_AGENT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.contracts.config import parse_config
+    from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+    from stellaops_runtime.store.batches import Batch
+
+    async def main():
+        cfg = parse_config({
+            "tetragon": {"address": "127.0.0.1:1"},  # nobody there: the agent idles and retries
+            "store": {"url": sys.argv[1]},
+            "metrics": {"address": "127.0.0.1", "port": 0},
+        })
+        agent = Agent(cfg, node_name="n")
+        task = asyncio.create_task(agent.run())
+        for _ in range(2400):  # up to 120 s on a loaded machine
+            if agent.store is not None and agent.http_port:
+                break
+            await asyncio.sleep(0.05)
+        assert agent.store is not None, "the store never opened"
+        await asyncio.sleep(1.0)  # idle, connected
+        idle = sorted(sys.modules)
+        t = 1_796_000_000_000_000_000
+        key = HotSymbolKey("sha256:" + "c" * 64, "/lib/libz.so.1", "inflate", EvidenceKind.INVOKED)
+        d = HotSymbolDelta(key, t, 3, t + 1, t + 2, sample={"binary": "/app"})
+        result = await asyncio.to_thread(agent.store.write_batch, Batch("n/test", 1, [d]))
+        await asyncio.to_thread(agent.store.maintain)
+        agent.stop("done")
+        await asyncio.wait_for(task, 60)
+        print(json.dumps([idle, sorted(sys.modules), result.written]))
+
+    asyncio.run(main())
+    """
+)
+
+
+def _run_idle_agent(url: str, cwd: Path) -> tuple[list[str], list[str], int]:
+    open_store(url).close()  # migrated beforehand, as a node's agent finds it
+    done = subprocess.run(
+        [sys.executable, "-c", IDLE_AGENT, url], capture_output=True, text=True, timeout=240, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    idle, after, written = json.loads(done.stdout.splitlines()[-1])
+    return idle, after, written
+
+
+def test_an_idle_agent_on_sqlite_writes_without_sqlalchemy(tmp_path: Path) -> None:
+    idle, after, written = _run_idle_agent(f"sqlite:///{tmp_path}/hot.db", tmp_path)
+    assert written == 1
+    assert "stellaops_runtime.store.dbconn" in idle
+    assert _loaded(idle) == [] and _loaded(after) == []
+    assert "psycopg" not in after  # a SQLite store loads no PostgreSQL driver either
+
+
+@pytest.mark.postgres
+def test_an_idle_agent_on_postgres_writes_without_sqlalchemy(pg_url: str, tmp_path: Path) -> None:
+    idle, after, written = _run_idle_agent(pg_url, tmp_path)
+    assert written == 1
+    assert "psycopg" in idle  # its driver, and nothing above it
+    assert _loaded(idle) == [] and _loaded(after) == []
