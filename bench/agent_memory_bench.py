@@ -383,7 +383,8 @@ with tempfile.TemporaryDirectory() as d:
         f.write("5")  # VmHWM := VmRSS
     before = status("VmRSS")
     t = time.perf_counter()
-    with store.db.begin() as conn:
+    db = getattr(store, "db", None) or store.engine  # the agent's own path (an older tree: SQLAlchemy)
+    with db.begin() as conn:
         rows = write_rows(conn, deltas, [])
     seconds = time.perf_counter() - t
     peak = status("VmHWM") - before

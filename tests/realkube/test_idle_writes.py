@@ -190,23 +190,33 @@ class Scene:
         """Everything the examples ask for is reported, then the operator goes quiet."""
         self.report()  # the rendered Tetragon policies exist now: the agent lists them loaded
 
+        why = ["not checked yet"]
+
         def converged() -> bool:
             self.alive()
             self.heartbeat()
             observer = self.admin.get(API_VERSION, OBSERVER_KIND, "default")
             policy = self.admin.get(API_VERSION, POLICY_KIND, "web", "default")
             cluster = self.admin.get(API_VERSION, CLUSTER_POLICY_KIND, "apps-syscalls")
-            for o in (observer, policy, cluster):
+            for kind, o in ((OBSERVER_KIND, observer), (POLICY_KIND, policy), (CLUSTER_POLICY_KIND, cluster)):
                 if not o or (o.get("status") or {}).get("observedGeneration") != o["metadata"]["generation"]:
+                    why[0] = f"{kind} not observed at its generation"
                     return False
-            if _condition(policy, "Ready").get("status") != "True":
-                return False
-            if _condition(cluster, "Ready").get("status") != "True":
-                return False
+            for kind, o in ((POLICY_KIND, policy), (CLUSTER_POLICY_KIND, cluster)):
+                if _condition(o, "Ready").get("status") != "True":
+                    why[0] = f"{kind} not Ready: {_condition(o, 'Ready')}"
+                    return False
             pods = [self.admin.get("v1", "Pod", name, "default") for name in self.pods]
-            return all(crds.POSTURE_ANNOTATION in (p["metadata"].get("annotations") or {}) for p in pods)
+            unannotated = [p["metadata"]["name"] for p in pods if crds.POSTURE_ANNOTATION not in
+                           (p["metadata"].get("annotations") or {})]  # fmt: skip
+            why[0] = f"pods without a posture annotation: {unannotated}"
+            return not unannotated
 
-        wait_for(converged, what="the examples reconciled and Ready", timeout=90)
+        # A loaded machine (two test workers beside other work) has taken over 90 s here.
+        try:
+            wait_for(converged, what="the examples reconciled and Ready", timeout=180)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {why[0]}") from None
         self.quiet()
 
 
