@@ -6,7 +6,8 @@ a store URL with the settings SQLAlchemy's engine used (PostgreSQL: libpq
 keywords from the URL, then :class:`Timeouts`' connect arguments; SQLite: the
 absolute file, the busy timeout, ``check_same_thread=False``, sqlite3's own
 transaction handling), keeps a few idle ones, pings a PostgreSQL connection
-before reusing it (one that died during an outage is replaced, not used), and
+before reusing it (one that died during an outage is replaced, not used;
+one whose ping an abort cut fails the call instead), and
 tracks every connection it opened so that :meth:`Database.abort` can shut them
 all down from another thread: PostgreSQL at the socket (a hung peer cannot
 hold them), SQLite by interrupting. A connection open at an abort is closed
@@ -274,6 +275,8 @@ class Database:
             raw.close()
 
     def _checkout(self) -> Any:
+        with self._lock:
+            generation = self._generation
         while True:
             with self._lock:
                 raw = self._idle.pop() if self._idle else None
@@ -287,8 +290,11 @@ class Database:
             try:  # pre-ping: a connection that died while idle is replaced, not used
                 with raw.cursor() as cur:
                     cur.execute("SELECT 1")
-            except Exception:
+            except Exception as e:
                 self._close(raw)
+                if self._generation != generation:  # aborted during the ping: fail now, no new connection
+                    e.connection_broken = True  # type: ignore[attr-defined]
+                    raise
                 continue
             return raw
 

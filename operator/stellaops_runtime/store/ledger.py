@@ -19,16 +19,24 @@ spool file.
 When the database refuses a row (a data, integrity or size error, SQLSTATE
 classes 22, 23 and 54), the range is split in halves and each half written in
 its own transaction, down to the single row, which goes to
-``quarantined_rows`` with its error instead. Any other error (connection
-lost, timeout, lock) means "try the whole batch again later" and is raised.
+``quarantined_rows`` with its error instead. A refused hot-symbol row whose
+sample holds what PostgreSQL's jsonb cannot (a NUL, a lone surrogate, an
+infinite number) is first tried once more with those replaced (U+FFFD,
+null): the sample is an illustration, the counts are the evidence. Any
+other error (connection lost, timeout, lock) means "try the whole batch
+again later" and is raised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import math
+import re
 import sqlite3
 import sys
+from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.store.agent_sql import STATEMENTS
@@ -56,7 +64,8 @@ def is_row_refusal(e: BaseException) -> bool:
     sqlstate = getattr(orig, "sqlstate", None)
     if isinstance(sqlstate, str) and sqlstate:
         return sqlstate[:2] in ROW_REFUSAL_CLASSES
-    if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError):
+    # UnicodeEncodeError: a lone surrogate (a surrogateescape-decoded path) no driver can encode.
+    if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError | UnicodeEncodeError):
         return True
     if isinstance(orig, sqlite3.InterfaceError) and "binding parameter" in str(orig):
         return True
@@ -144,12 +153,35 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
         refused = e
     if hi - lo == 1:
         assert refused is not None  # a single row is never partially applied
+        unit = batch.units[lo]
+        if isinstance(unit, HotSymbolDelta) and (sample := _storable_sample(unit.sample)) != unit.sample:
+            # PostgreSQL's jsonb takes no NUL and no lone surrogate (a surrogateescape-decoded
+            # path or argument): the sample is an illustration, its counts are the evidence.
+            batch.units[lo] = dataclasses.replace(unit, sample=sample)
+            _write_range(db, batch, lo, hi, result)  # refused again: quarantined, no third try
+            return
         _quarantine(db, batch, lo, refused, result)
         return
     result.splits += 1
     mid = (lo + hi) // 2
     _write_range(db, batch, lo, mid, result)
     _write_range(db, batch, mid, hi, result)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable_sample(value: Any) -> Any:
+    """``value`` with NUL, lone surrogates and non-finite floats replaced (U+FFFD, None)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_storable_sample(str(k)): _storable_sample(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable_sample(v) for v in value]
+    return value
 
 
 def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result: BatchResult) -> None:

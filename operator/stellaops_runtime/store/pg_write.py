@@ -202,7 +202,28 @@ def stage_tuples(deltas: Iterable[HotSymbolDelta]) -> list[tuple[Any, ...]]:
             bad = next(v for v in col if not MIN_US <= v <= MAX_US)
             ns_to_datetime(bad * 1000)  # the error the datetime path gives
             raise OverflowError(f"timestamp out of range: {bad} microseconds since the epoch")
+    check_small_ints(rows, STAGE_COLS, STAGE_TYPES)
     return rows
+
+
+_SMALL_INTS = {"int2": 2**15, "int4": 2**31}
+
+
+def check_small_ints(rows: Sequence[tuple[Any, ...]], cols: Sequence[str], types: Sequence[str]) -> None:
+    """Raise OverflowError for a value an int2/int4 column cannot hold.
+
+    psycopg's binary COPY dumpers for int2 and int4 keep only the low bytes of
+    a larger int (2**31 would be stored as -2**31), where an INSERT is refused
+    by the server (SQLSTATE 22003): the row is refused here instead.
+    """
+    for i, (col, typ) in enumerate(zip(cols, types, strict=True)):
+        limit = _SMALL_INTS.get(typ)
+        if limit is None or not rows:
+            continue
+        values = [v for r in rows if (v := r[i]) is not None]
+        if values and (min(values) < -limit or max(values) >= limit):
+            bad = next(v for v in values if not -limit <= v < limit)
+            raise OverflowError(f"{col} out of range for {typ}: {bad}")
 
 
 def check_times(deltas: Sequence[HotSymbolDelta]) -> None:
@@ -264,6 +285,7 @@ def write_postgres(
     rows = (r for i in range(0, len(deltas), chunk_rows) for r in stage_tuples(deltas[i : i + chunk_rows]))
     with conn.raw.cursor() as cur:
         if obs:
+            check_small_ints([obs_tuple(w) for w in obs], OBS_COLS, OBS_TYPES)
             cur.execute(STAGE_OBS_DDL)
             copy_rows(
                 cur, table="pg_temp._stage_obs", columns=OBS_COLS, types=OBS_TYPES, rows=map(obs_tuple, obs)

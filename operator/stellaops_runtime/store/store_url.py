@@ -115,6 +115,9 @@ class StoreURL:
                 out[key] = value
         for key, q in self.query:
             out[key] = q if isinstance(q, str) else ",".join(q)
+        hosts = self.query_dict.get("host")
+        if hosts is not None:
+            out.update(_split_hosts(hosts, "port" in self.query_dict))
         return out
 
     def sqlite_target(self) -> tuple[str, bool]:
@@ -129,6 +132,39 @@ class StoreURL:
             return filename, True
         filename = self.database or ":memory:"
         return (filename if filename == ":memory:" else os.path.abspath(filename)), False
+
+
+_HOST_PORT = re.compile(r"([a-zA-Z0-9\-.]*)(?::(\d*))?")
+
+
+def _split_hosts(hosts: str | tuple[str, ...], port_in_query: bool) -> dict[str, str]:
+    """``host`` and ``port`` from the query's multi-host forms, as SQLAlchemy's psycopg dialect reads them.
+
+    ``?host=h1:5432&host=h2:5433`` (or one ``?host=db:5433``) names each host with
+    its port: libpq gets ``host=h1,h2 port=5432,5433``, never a host called
+    ``h1:5432``. ``?host=h1,h2&port=p1,p2`` and a socket directory stay as written.
+    Raises :class:`StoreConfigError` where SQLAlchemy refuses the URL.
+    """
+    if isinstance(hosts, str):
+        m = _HOST_PORT.fullmatch(hosts)
+        if port_in_query or "," in hosts or ":" not in hosts or m is None:
+            return {}
+        pairs = [(m.group(1), m.group(2) or "")]
+    else:
+        if port_in_query:
+            raise StoreConfigError(
+                "store URL: use either ?host=h1:p1&host=h2:p2 or ?host=h1,h2&port=p1,p2, not both"
+            )
+        split = [h.split(":") for h in hosts]
+        if any(len(hp) > 2 for hp in split):
+            raise StoreConfigError("store URL: more than one ':' in a ?host=HOST:PORT")
+        pairs = [(hp[0], hp[1] if len(hp) == 2 else "") for hp in split]
+    if not all(p.isdigit() or not p for _, p in pairs):
+        raise StoreConfigError("store URL: a port in ?host=HOST:PORT is not a number")
+    out = {"host": ",".join(h for h, _ in pairs)}
+    if any(p for _, p in pairs):
+        out["port"] = ",".join(p for _, p in pairs)
+    return out
 
 
 _PYSQLITE_ARGS = (
@@ -216,7 +252,9 @@ def parse_store_url(url: str | StoreURL) -> StoreURL:
             raise StoreConfigError(
                 f"invalid store URL {safe_text(url)!r}: '@' after the host ({_ENCODE_HINT})"
             )
-        return StoreURL("postgresql+psycopg", u.username, u.password, u.host, u.port, u.database, u.query)
+        pg = StoreURL("postgresql+psycopg", u.username, u.password, u.host, u.port, u.database, u.query)
+        pg.postgres_params()  # the multi-host forms' own rules (StoreConfigError), as SQLAlchemy's
+        return pg
     if u.backend == "sqlite":
         return u
     raise StoreConfigError(
