@@ -189,6 +189,17 @@ def test_a_sqlite_store_in_a_missing_directory_exits_2_with_one_line(tmp_path: P
     assert not (tmp_path / "not").exists()
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_store_exits_2_with_one_line(url: str) -> None:
+    """Every connection to it is a new empty database: the agent would hold its counts for ever."""
+    r = _run("agent", "--config", str(SEED_CONFIGMAP), env=_env(STELLA_RUNTIME_STORE=url), timeout=30)
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"stella-runtime agent: store.url {url}: an in-memory SQLite database is new and empty on every "
+        "connection, so nothing the agent writes would be kept; give a file (sqlite:///PATH)\n"
+    )
+
+
 async def test_create_directories_lets_the_agent_make_the_sqlite_directory(tmp_path: Path) -> None:
     db = tmp_path / "new" / "dir" / "hs.db"
     cfg = {

@@ -30,6 +30,7 @@ from stellaops_runtime.store.engine import (
     Timeouts,
     open_store,
     prepare_sqlite_directory,
+    refuse_in_memory,
     safe_url,
 )
 from stellaops_runtime.store.pending import PendingWrites
@@ -153,6 +154,7 @@ class Flusher:
         """
         st = self.config.store
         parse_store_url(st.url)  # without SQLAlchemy: the agent never loads it (issue 13)
+        refuse_in_memory(st.url)
         prepare_sqlite_directory(st.url, create=st.create_directories)
 
     async def open(self, *, deadline: float | None = None) -> bool:

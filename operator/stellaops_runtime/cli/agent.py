@@ -76,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
-    from stellaops_runtime.store.engine import StoreConfigError, prepare_sqlite_directory
+    from stellaops_runtime.store.engine import StoreConfigError, prepare_sqlite_directory, refuse_in_memory
 
     try:  # a missing SQLite directory is a config error, not an outage to retry
+        refuse_in_memory(config.store.url)
         prepare_sqlite_directory(config.store.url, create=config.store.create_directories)
     except StoreConfigError as e:
         print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)

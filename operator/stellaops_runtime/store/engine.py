@@ -124,6 +124,22 @@ def sqlite_path(url: URL | StoreURL) -> Path | None:
     return Path(db)
 
 
+def refuse_in_memory(url: str | StoreURL) -> None:
+    """Raise StoreConfigError for an in-memory SQLite URL given to the agent.
+
+    Each connection to ``sqlite://`` (or ``sqlite:///:memory:``) is a new, empty
+    database: the agent would migrate one and write to another, retrying
+    "no such table" for ever while it holds every count. A file it is.
+    """
+    u = parse_store_url(url)
+    if u.backend == "sqlite" and u.sqlite_target() == (":memory:", False):
+        raise StoreConfigError(
+            f"store.url {safe_url(url if isinstance(url, str) else u)}: an in-memory SQLite database "
+            "is new and empty on every connection, so nothing the agent writes would be kept; "
+            "give a file (sqlite:///PATH)"
+        )
+
+
 def prepare_sqlite_directory(url: str | URL | StoreURL, *, create: bool = False) -> None:
     """Check that a SQLite URL's directory exists; with ``create``, make it (and its parents).
 
