@@ -89,8 +89,12 @@ def entry(symbol: str, state: str, reason: str, containers: int) -> dict[str, An
 async def test_policy_status_says_which_source_covers_each_purl_function(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
-    pol = cluster.stored(r.OBSERVATION_POLICIES, "tls", NS)
-    assert pol is not None and [u["purl"] for u in pol["status"]["unresolvedFunctions"]] == [PURL]
+    def unresolved() -> list[str]:
+        status = (cluster.stored(r.OBSERVATION_POLICIES, "tls", NS) or {}).get("status") or {}
+        return [u["purl"] for u in status.get("unresolvedFunctions") or []]
+
+    # The operator's first status write (a loaded machine may still be on it after the settle).
+    assert await wait_for(unresolved, limit_s=15, what="the policy's unresolved functions") == [PURL]
     missing = "none of the 1 ELF file(s) of openssl defines SSL_nope"
     view = SwitchView([entry("SSL_read", "attached", "", 2), entry("SSL_nope", "not_in_package", missing, 2)])
     native = make_writer(cluster, f"127.0.0.1:{h.free_port()}", view)  # type: ignore[arg-type]

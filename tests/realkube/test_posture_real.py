@@ -182,6 +182,11 @@ def run(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -
         yield r
     finally:
         op.stop()
+        # The control plane is shared by the worker's other test files: a Node left behind here
+        # is one more node whose agent never reports, and their policies never become Ready.
+        admin.delete(API_VERSION, POLICY_KIND, "levels", NS)
+        admin.delete(API_VERSION, crds.NODE_KIND, NODE)
+        admin.delete("v1", "Node", NODE)
 
 
 def test_every_observe_level_on_real_pods(run: Run) -> None:

@@ -1,4 +1,4 @@
-"""Docker's OOM report, before or after the container's ``die``.
+"""The OOM report of Docker and of the CRI, before or after the container's ``die``.
 
 containerd's runc shim can deliver a task's OOM after its exit on cgroup v2
 (containerd#12714); Docker then sends ``die`` with ``OOMKilled`` false and an
@@ -89,3 +89,25 @@ def test_a_sigkill_is_no_oom() -> None:
     obs, events = _run(_Engine(), [({}, _line("start")), (_EXITED, _line("die", exitCode="137"))])
     assert [e.oom_killed for e in events if e.event_type == T.DIE] == [False]
     assert not obs.registry.get("", CID).oom_killed
+
+
+def test_the_cri_observer_looks_again_at_a_sigkilled_container_for_a_while() -> None:
+    """The CRI relist keeps an exited container's record unless its status may still turn OOMKilled."""
+    from datetime import UTC, datetime, timedelta
+
+    from stellaops_runtime.lifecycle.cri_observer import LATE_OOM_SECONDS, _late_oom_possible
+    from stellaops_runtime.lifecycle.registry import ContainerRecord
+
+    now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    just = now - timedelta(seconds=1)
+
+    def rec(**kw: Any) -> ContainerRecord:
+        base: dict[str, Any] = {"status": "stopped", "exit_code": 137, "stopped_at": just}
+        return ContainerRecord(container_id=CID, namespace="", **{**base, **kw})
+
+    assert _late_oom_possible(rec(), now)
+    assert not _late_oom_possible(rec(oom_killed=True), now)  # already said
+    assert not _late_oom_possible(rec(exit_code=3), now)  # not a SIGKILL
+    assert not _late_oom_possible(rec(status="running"), now)
+    assert not _late_oom_possible(rec(stopped_at=None), now)
+    assert not _late_oom_possible(rec(stopped_at=now - timedelta(seconds=LATE_OOM_SECONDS)), now)

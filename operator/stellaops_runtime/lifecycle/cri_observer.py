@@ -68,6 +68,22 @@ _STATE = {
     api_pb2.CONTAINER_EXITED: "stopped",
 }
 
+# containerd's runc shim can deliver a task's OOM after its exit (containerd#12714): the CRI
+# status then says reason "Error" at first and "OOMKilled" a moment later. A container that died
+# of SIGKILL is looked at again on the relists of this long after it stopped.
+LATE_OOM_SECONDS = 30.0
+
+
+def _late_oom_possible(rec: ContainerRecord, now: datetime) -> bool:
+    """Whether a stopped container's status may still change to OOMKilled."""
+    return (
+        rec.status == "stopped"
+        and not rec.oom_killed
+        and rec.exit_code == 137
+        and rec.stopped_at is not None
+        and (now - rec.stopped_at).total_seconds() < LATE_OOM_SECONDS
+    )
+
 
 class CriObserver(LifecycleObserver):
     """Watches one CRI runtime; see the module docstring for what it emits."""
@@ -198,7 +214,12 @@ class CriObserver(LifecycleObserver):
                 continue
             self._sandbox_of[c.id] = c.pod_sandbox_id
             old = self.registry.get("", c.id)
-            if old is not None and not old.is_sandbox and old.status == _STATE.get(c.state, "unknown"):
+            if (
+                old is not None
+                and not old.is_sandbox
+                and old.status == _STATE.get(c.state, "unknown")
+                and not _late_oom_possible(old, datetime.now(UTC))
+            ):
                 records.append(old)
                 continue
             got = await self._fetch(c.id)
