@@ -351,15 +351,7 @@ class Database:
             conns = list(self._raw.values())
             idle, self._idle = self._idle, []
         for raw in conns:
-            with contextlib.suppress(Exception):
-                if self.dialect == "postgresql":
-                    dup = socket.socket(fileno=socket.dup(raw.fileno()))
-                    try:
-                        dup.shutdown(socket.SHUT_RDWR)
-                    finally:
-                        dup.close()
-                else:
-                    raw.interrupt()
+            cut(raw, self.dialect)
         for raw in idle:
             self._close(raw)
 
@@ -370,6 +362,23 @@ class Database:
             idle, self._idle = self._idle, []
         for raw in idle:
             self._close(raw)
+
+
+def cut(raw: Any, dialect: str) -> None:
+    """End whatever a DB-API connection is doing, from another thread; never raises.
+
+    PostgreSQL: its socket is shut down (a hung peer cannot hold the blocked
+    read: it returns at once); SQLite: the connection is interrupted.
+    """
+    with contextlib.suppress(Exception):
+        if dialect == "postgresql":
+            dup = socket.socket(fileno=socket.dup(raw.fileno()))
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            finally:
+                dup.close()
+        else:
+            raw.interrupt()
 
 
 def adopt(conn: Any) -> Conn:

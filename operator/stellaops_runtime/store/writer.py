@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.batches import Batch, BatchResult
-from stellaops_runtime.store.dbconn import Database
+from stellaops_runtime.store.dbconn import Database, cut
 from stellaops_runtime.store.engine import (
     StoreError,
     StoreNotInitialized,
@@ -87,7 +86,6 @@ class HotSymbolStore:
         self.retention_days = check_retention_days(retention_days)
         self._maintained_at: float | None = None  # time.monotonic() of the last maintenance attempt
         self.url = safe_url(db.url)
-        self._postgres = db.dialect == "postgresql"
         self._engine: Engine | None = None
         # DBAPI connections of the SQLAlchemy engine (if one was made): abort() reaches them too.
         self._sa_raw: dict[int, Any] = {}
@@ -204,15 +202,7 @@ class HotSymbolStore:
             conns = list(self._sa_raw.values())
             engine = self._engine
         for raw in conns:
-            with contextlib.suppress(Exception):
-                if self._postgres:
-                    dup = socket.socket(fileno=socket.dup(raw.fileno()))
-                    try:
-                        dup.shutdown(socket.SHUT_RDWR)
-                    finally:
-                        dup.close()
-                else:
-                    raw.interrupt()
+            cut(raw, self.db.dialect)
         if engine is not None:
             with contextlib.suppress(Exception):
                 engine.pool.dispose()
