@@ -325,6 +325,15 @@ class Watcher:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
 
+    def wait_record(self, container_id: str, field: str, want: Any, timeout: float = 10.0) -> None:
+        """Wait until the registry's record of the container has ``field`` equal to ``want``."""
+        deadline = time.monotonic() + timeout
+        registry = self.observer.registry
+        while (got := self.query(lambda: getattr(registry.get("", container_id), field))) != want:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{container_id[:12]}: registry {field} is {got!r}, not {want!r}")
+            time.sleep(0.05)
+
     def wait_synced(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.query(self.observer.synced.is_set):
@@ -370,3 +379,13 @@ def running() -> Iterator[Containerd]:
         yield c
     finally:
         c.teardown()
+
+
+def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether ``check()`` becomes true within ``seconds`` (a runtime's late report had time to land)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,7 +30,7 @@ from stellaops_runtime.lifecycle.cgroups import unified_path
 from stellaops_runtime.lifecycle.cri_client import CriClient
 from stellaops_runtime.lifecycle.cri_observer import CriObserver
 from stellaops_runtime.wire.cri import api_pb2
-from tests.containerd_harness import Watcher, build_image
+from tests.containerd_harness import Watcher, build_image, eventually
 from tests.cri_harness import CriSetup, running
 
 SECRET = "hunter2-cri-s3cr3t"
@@ -132,17 +131,6 @@ def test_pod_container_lifecycle_through_the_cri(cri: CriSetup) -> None:
         assert stats.stream_errors == 0 and w.observer.relists > 3
 
 
-def _oom_reason_settled(d: Any, cid: str) -> bool:
-    """Whether the runtime says OOMKilled, once a late OOM report had time to land."""
-    deadline = time.monotonic() + 10
-    while True:
-        if d.status(cid).status.reason == "OOMKilled":
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-
-
 def test_exit_code_and_oom_between_two_looks(cri: CriSetup) -> None:
     """A container created, started and gone between two relists still yields all four events."""
     d = cri.driver
@@ -160,12 +148,9 @@ def test_exit_code_and_oom_between_two_looks(cri: CriSetup) -> None:
         # containerd's shim may report the OOM after the exit (containerd#12714): the status says
         # "OOMKilled" only a moment later. The observer's record must end where the runtime's
         # status does, and a `die` may claim OOM only if the runtime says so.
-        runtime_says = _oom_reason_settled(d, oom)
+        runtime_says = eventually(lambda: d.status(oom).status.reason == "OOMKilled")
         assert runtime_says or not killed.oom_killed
-        deadline = time.monotonic() + 10
-        while w.query(lambda: w.observer.registry.get("", oom).oom_killed) != runtime_says:
-            assert time.monotonic() < deadline, f"the record never agreed with the runtime ({runtime_says})"
-            time.sleep(0.1)
+        w.wait_record(oom, "oom_killed", runtime_says)
         d.stop_pod(pod.sandbox_id)
         d.remove_pod(pod.sandbox_id)
         w.wait_for(lambda e: e.event_type == T.DELETE and e.container_id == oom)

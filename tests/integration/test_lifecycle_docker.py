@@ -29,7 +29,7 @@ from stellaops_runtime.lifecycle.docker_observer import (
     docker_time,
     record_from_inspect,
 )
-from tests.containerd_harness import Watcher, build_image
+from tests.containerd_harness import Watcher, build_image, eventually
 from tests.docker_harness import Dockerd, Registry, SocketProxy, docker_available
 
 SECRET = "docker-s3cret-value"
@@ -120,24 +120,10 @@ def test_stop_exit_code_and_oom(engine: tuple[Dockerd, Registry]) -> None:
         # containerd's shim may report the OOM after the exit (containerd#12714): Docker then
         # says OOMKilled only after its `die`, with a late `oom` event. The observer's record
         # must end where Docker's does, and a `die` may claim OOM only if Docker says so.
-        docker_says = _docker_oom_killed(d, oom)
+        docker_says = eventually(lambda: d.docker("inspect", "-f", "{{.State.OOMKilled}}", oom) == "true")
         assert docker_says or not die.oom_killed
-        deadline = time.monotonic() + 10
-        while w.query(lambda: w.observer.registry.get("", oom).oom_killed) != docker_says:
-            assert time.monotonic() < deadline, f"observer's record never agreed with Docker ({docker_says})"
-            time.sleep(0.05)
+        w.wait_record(oom, "oom_killed", docker_says)
         d.remove_all()
-
-
-def _docker_oom_killed(d: Dockerd, cid: str) -> bool:
-    """Docker's OOMKilled for an exited container, once a late OOM report had time to land."""
-    deadline = time.monotonic() + 10
-    while True:
-        if d.docker("inspect", "-f", "{{.State.OOMKilled}}", cid) == "true":
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
 
 
 def test_a_restarted_observer_finds_what_runs(engine: tuple[Dockerd, Registry]) -> None:

@@ -208,6 +208,7 @@ class CriObserver(LifecycleObserver):
             rec = await self._fetch_sandbox(sb)
             records.append(rec)
         out: list[ContainerLifecycleEvent] = []
+        now = datetime.now(UTC)
         for c in containers:
             if not c.id:
                 self.stats.count_failure("field")
@@ -218,7 +219,7 @@ class CriObserver(LifecycleObserver):
                 old is not None
                 and not old.is_sandbox
                 and old.status == _STATE.get(c.state, "unknown")
-                and not _late_oom_possible(old, datetime.now(UTC))
+                and not _late_oom_possible(old, now)
             ):
                 records.append(old)
                 continue
