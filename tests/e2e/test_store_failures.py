@@ -13,6 +13,7 @@ counted, /readyz 200, SIGTERM ignored for 45 s, 2,748 events lost).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import json
 import os
@@ -28,6 +29,9 @@ import pytest
 import sqlalchemy as sa
 from pgproxy import PgProxy
 
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.spool import write_spool
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -36,6 +40,7 @@ with gzip.open(h.STREAM) as _f:
     GOOD = [ln for ln in _f.read().splitlines() if ln.strip()]
 OBJS = h.stream_objects()
 IMAGES = {i["digest"] for i in h.EXPECTED["images"]}
+T_SPOOL = 1_763_971_200 * 1_000_000_000  # 2025-11-24, a window of an earlier agent
 EVERY_KIND = ("invoked", "on_stack", "executed", "loaded", "kernel_call")
 
 
@@ -250,6 +255,41 @@ async def test_a_row_postgres_refuses_is_quarantined_and_every_good_count_kept(t
         q = c.execute(sa.text("SELECT table_name, row_json, error FROM signals.quarantined_rows")).all()
     eng.dispose()
     assert q and all(json.loads(r[1])["function_name"] == huge for r in q if r[0] == "hot_symbols")
+
+
+async def test_a_wrongly_typed_spool_row_is_quarantined_and_blocks_no_later_flush(tmp_path, pg_url) -> None:
+    # A spool left by an earlier agent (another version, say) with one row whose window start is
+    # text: before, converting it raised a TypeError (no database error), so the spool's batch was
+    # retried for ever and every flush after it waited behind it: no count of the stream was stored.
+    img = "sha256:" + "5" * 64
+    key = HotSymbolKey(img, "/lib/libz.so.1", "spooled_fn", EvidenceKind.INVOKED)
+    good = HotSymbolDelta(key=key, window_start_ns=T_SPOOL, invocation_count=5, first_seen_ns=T_SPOOL,
+                          last_seen_ns=T_SPOOL + 1, node_name="node-0")  # fmt: skip
+    bad = dataclasses.replace(good, key=dataclasses.replace(key, function_name="typed_wrong"))
+    bad.window_start_ns = "2026-11-24"  # type: ignore[assignment]
+    spool = tmp_path / "hot.spool"
+    write_spool(spool, [Batch("node-0/earlier", 4, [good, bad])])
+    export = tmp_path / "tetragon.log"
+    export.write_bytes(b"\n".join(GOOD) + b"\n")
+    cfg, port = config(tmp_path, pg_url, export, spoolPath=str(spool), flushTimeout="30s",
+                       statementTimeout="30s")  # fmt: skip
+    proc = h.start_agent(cfg, "--exit-when-idle", "3")
+    await h.wait_for(lambda: processed(port) == len(GOOD), what="every event processed", timeout=60)
+    code, out = await asyncio.to_thread(h.finish, proc, 90)
+    assert code == 0, out
+    assert "window_start_ns is not an integer" in out, out
+    assert stored(pg_url) == expected()
+    eng = sa.create_engine(pg_url)
+    with eng.connect() as c:
+        spooled = c.execute(
+            sa.text("SELECT function_name, invocation_count FROM signals.hot_symbols WHERE image_digest=:i"),
+            {"i": img},
+        ).all()
+        q = c.execute(sa.text("SELECT row_json, error FROM signals.quarantined_rows")).all()
+    eng.dispose()
+    assert [tuple(r) for r in spooled] == [("spooled_fn", 5)]
+    assert [json.loads(r[0])["function_name"] for r in q] == ["typed_wrong"]
+    assert not spool.exists()
 
 
 async def test_sigkill_loses_at_most_the_unflushed_counts_and_never_doubles(tmp_path, pg_url) -> None:

@@ -22,9 +22,15 @@ its own transaction, down to the single row, which goes to
 ``quarantined_rows`` with its error instead. A refused hot-symbol row whose
 sample holds what PostgreSQL's jsonb cannot (a NUL, a lone surrogate, an
 infinite number) is first tried once more with those replaced (U+FFFD,
-null): the sample is an illustration, the counts are the evidence. Any
-other error (connection lost, timeout, lock) means "try the whole batch
-again later" and is raised.
+null): the sample is an illustration, the counts are the evidence.
+
+A row read back from a spool file is checked before the database sees it
+(store/rowcheck.py: a count that is not a non-negative integer, a sample that
+is no JSON, ...), and a row with a problem is handled as a refused row; so is
+a ``TypeError`` or ``ValueError`` raised while a row's values are converted
+(not a database's error, but no retry could change it). Any other error
+(connection lost, timeout, lock) means "try the whole batch again later" and
+is raised.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import sqlite3
 import sys
 from typing import Any
 
-from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.batches import (
     Batch,
@@ -50,6 +56,8 @@ from stellaops_runtime.store.batches import (
     unit_to_json,
 )
 from stellaops_runtime.store.dbconn import Conn, Database
+from stellaops_runtime.store.errors import is_database_error
+from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
 from stellaops_runtime.store.upsert import write_rows
 
 # SQLSTATE classes that mean "this data cannot be stored", not "try later".
@@ -74,6 +82,22 @@ def is_row_refusal(e: BaseException) -> bool:
     # Not loaded: not its error (a SQLite agent never loads the PostgreSQL driver).
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(orig, psycopg.DataError)
+
+
+class RowProblem(ValueError):
+    """A row that cannot be stored as it is (store/rowcheck.py), refused before the database saw it."""
+
+
+def _is_conversion_refusal(e: BaseException) -> bool:
+    """An error of our own conversions (not the database's): the same row fails every time."""
+    return isinstance(e, TypeError | ValueError | RecursionError) and not is_database_error(e)
+
+
+def _range_problem(deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> RowProblem | None:
+    for u in (*deltas, *obs):
+        if (p := row_problem(u)) is not None:
+            return RowProblem(f"not stored as read from the spool: {p}")
+    return None
 
 
 class _Rollback(Exception):
@@ -135,22 +159,24 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
     rows = len(deltas) + len(obs)
     if not rows:
         return
-    try:
-        with db.begin() as conn:
-            state = _claim(conn, batch, lo, hi, rows)
-            if state is not Coverage.FREE:
-                raise _Rollback(state)
-            result.written += write_rows(conn, deltas, obs)
-        return
-    except _Rollback as r:
-        if r.outcome is Coverage.APPLIED:
-            result.duplicate += rows
+    # Rows the aggregator built have their types; a spool file's are checked first.
+    refused: BaseException | None = _range_problem(deltas, obs) if batch.from_spool else None
+    if refused is None:
+        try:
+            with db.begin() as conn:
+                state = _claim(conn, batch, lo, hi, rows)
+                if state is not Coverage.FREE:
+                    raise _Rollback(state)
+                result.written += write_rows(conn, deltas, obs)
             return
-        refused: BaseException | None = None
-    except Exception as e:
-        if not is_row_refusal(e):
-            raise
-        refused = e
+        except _Rollback as r:
+            if r.outcome is Coverage.APPLIED:
+                result.duplicate += rows
+                return
+        except Exception as e:
+            if not (is_row_refusal(e) or _is_conversion_refusal(e)):
+                raise
+            refused = e
     if hi - lo == 1:
         assert refused is not None  # a single row is never partially applied
         unit = batch.units[lo]
@@ -171,17 +197,24 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable_sample(value: Any) -> Any:
-    """``value`` with NUL, lone surrogates and non-finite floats replaced (U+FFFD, None)."""
+def _storable_sample(value: Any, depth: int = 0) -> Any:
+    """``value`` with NUL, lone surrogates and non-finite floats replaced (U+FFFD, None).
+
+    So is what JSON cannot hold (another type, below ``MAX_SAMPLE_DEPTH`` levels): None.
+    """
     if isinstance(value, str):
         return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int):
+        return value
+    if depth >= MAX_SAMPLE_DEPTH:
+        return None
     if isinstance(value, dict):
-        return {_storable_sample(str(k)): _storable_sample(v) for k, v in value.items()}
+        return {_storable_sample(str(k)): _storable_sample(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_storable_sample(v) for v in value]
-    return value
+        return [_storable_sample(v, depth + 1) for v in value]
+    return None
 
 
 def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result: BatchResult) -> None:
@@ -189,6 +222,12 @@ def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result
     unit = batch.units[i]
     assert unit is not None
     is_delta = isinstance(unit, HotSymbolDelta)
+    try:
+        row_json = json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True)
+    except (ValueError, RecursionError):  # a sample too deep (or circular) for JSON: kept cleaned
+        assert isinstance(unit, HotSymbolDelta)
+        unit = dataclasses.replace(unit, sample=_storable_sample(unit.sample))
+        row_json = json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True)
     text = _error_text(error)
     with db.begin() as conn:
         if _claim(conn, batch, i, i + 1, 1) is not Coverage.FREE:
@@ -199,13 +238,13 @@ def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result
             {
                 "agent_id": batch.agent_id,
                 "table_name": "hot_symbols" if is_delta else "observation_windows",
-                "row_json": json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True),
+                "row_json": row_json,
                 "error": text,
                 "quarantined_at": _now(),
             },
         )
     result.quarantined += 1
-    if isinstance(unit, HotSymbolDelta):
+    if isinstance(unit, HotSymbolDelta) and type(unit.invocation_count) is int and unit.invocation_count > 0:
         result.quarantined_invocations += unit.invocation_count
     result.errors.append(text)
 

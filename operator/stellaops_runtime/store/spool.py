@@ -115,8 +115,9 @@ def parse_spool(data: bytes, *, where: str = "spool") -> list[Batch]:
         batches = [batch_from_json(json.loads(line)) for line in lines[1:]]
     except SpoolError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise SpoolError(f"{where}: bad record: {e}") from None
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
+        # Whatever shape the file holds, the answer is a SpoolError (the file is set aside), never a crash.
+        raise SpoolError(f"{where}: bad record: {str(e)[:200]}") from None
     if len(batches) != header.get("batches") or sum(b.rows for b in batches) != header.get("rows"):
         raise SpoolError(f"{where}: batch or row count does not match its header")
     return batches
