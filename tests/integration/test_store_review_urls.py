@@ -88,3 +88,19 @@ def test_a_fail_over_list_whose_first_server_is_down_writes_to_the_second(pg_url
         assert store.write_batch(batch(1, n=3)).written == 4
         assert store.write_batch(batch(1, n=3)).duplicate == 4  # and exactly once
         assert counts(store) == {"fn_0": 1, "fn_1": 2, "fn_2": 3}
+
+
+@pytest.mark.postgres
+def test_a_urls_own_options_reach_the_server_beside_the_timeouts(pg_url: str) -> None:
+    # Before: the timeouts' startup options replaced the URL's, so its -c settings were dropped.
+    sep = "&" if "?" in pg_url else "?"
+    url = f"{pg_url}{sep}options=-c%20lock_timeout%3D4321%20-c%20statement_timeout%3D7654"
+    settings = ("lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout")
+    with open_store(url) as store:
+        with store.db.connect() as conn:  # the agent's write path
+            agent = [conn.execute(f"SHOW {s}").first()[0] for s in settings]
+        with store.engine.connect() as c:  # SQLAlchemy, for readers and tools
+            readers = [c.exec_driver_sql(f"SHOW {s}").scalar() for s in settings]
+        assert store.write_batch(batch(1, n=2)).written == 3
+    # The URL's own settings, the one it shares with the timeouts the URL's; the rest the timeouts'.
+    assert agent == readers == ["4321ms", "7654ms", "1min"]

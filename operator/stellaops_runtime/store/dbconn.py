@@ -55,7 +55,13 @@ class Timeouts:
     idle_in_transaction: float = 60.0
     keepalive: float = 30.0
 
-    def postgres_connect_args(self) -> dict[str, Any]:
+    def postgres_connect_args(self, url_options: str | None = None) -> dict[str, Any]:
+        """libpq keywords for these timeouts; ``url_options``: the store URL's own ``options``.
+
+        The URL's options are kept, after the timeouts' (so a setting given in both is the
+        URL's): before, the timeouts' options replaced them, and a URL's ``-c lock_timeout=...``
+        or ``-c role=...`` was dropped without a word.
+        """
         ka = max(1, round(self.keepalive))
         args: dict[str, Any] = {
             "connect_timeout": max(2, round(self.connect)),
@@ -76,6 +82,8 @@ class Timeouts:
             )
             if seconds > 0
         ]
+        if url_options and url_options.strip():
+            options.append(url_options.strip())
         if options:
             args["options"] = " ".join(options)
         return args
@@ -257,7 +265,7 @@ class Database:
             import psycopg
 
             params = self.url.postgres_params()
-            params.update(self.timeouts.postgres_connect_args())
+            params.update(self.timeouts.postgres_connect_args(params.get("options")))
             raw = psycopg.connect(**params)
         else:
             filename, uri = self.url.sqlite_target()

@@ -188,7 +188,9 @@ def create_store_engine(
     if u.get_backend_name() == "sqlite":
         engine = sa.create_engine(u, connect_args=t.sqlite_connect_args(), **kwargs)
         return engine.execution_options(schema_translate_map=SQLITE_SCHEMA_MAP)
-    return sa.create_engine(u, pool_pre_ping=True, connect_args=t.postgres_connect_args(), **kwargs)
+    opts = u.query.get("options")
+    args = t.postgres_connect_args(opts if isinstance(opts, str) else " ".join(opts or ()))
+    return sa.create_engine(u, pool_pre_ping=True, connect_args=args, **kwargs)
 
 
 def alembic_config() -> Config:
