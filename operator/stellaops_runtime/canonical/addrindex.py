@@ -45,7 +45,7 @@ from __future__ import annotations
 import operator
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import compress
+from itertools import compress, islice
 
 from stellaops_runtime.canonical.demangle import demangle_uncached
 from stellaops_runtime.canonical.lru import LRU
@@ -142,7 +142,11 @@ class AddressTable:
         order, ordered_starts = _order_by_start(cols.starts)
         n = len(order)
         # Positions whose start equals the previous one's: aliases (most addresses have one symbol).
-        same = list(compress(range(1, n), map(operator.eq, ordered_starts, ordered_starts[1:])))
+        # Looked for only when there is one: ``any`` stops at the first, and a table without
+        # aliases (Go's) is one comparison per entry, without a list of them.
+        same: list[int] = []
+        if any(map(operator.eq, ordered_starts, islice(ordered_starts, 1, None))):
+            same = list(compress(range(1, n), map(operator.eq, ordered_starts, ordered_starts[1:])))
         if same:
             picks, starts, sizes = self._pick_aliases(cols, order, ordered_starts, same)
         else:
@@ -264,7 +268,10 @@ class AddressTable:
                 end = strtab.find(b"\0", off, off + max_bytes)
                 if end < 0:
                     end = min(len(strtab), off + max_bytes)
-                raw = strtab[off:end].decode("utf-8", "replace")
+                try:  # strict UTF-8 first: the decoder's fast path, the same text when it succeeds
+                    raw = strtab[off:end].decode()
+                except UnicodeDecodeError:
+                    raw = strtab[off:end].decode("utf-8", "replace")
             name = self.canonical[i] = demangle_uncached(raw)
         return name
 

@@ -75,7 +75,10 @@ class StrtabNames:
         end = self._find(b"\0", off, off + self.max_bytes)
         if end < 0:
             end = min(len(self.strtab), off + self.max_bytes)
-        return self.strtab[off:end].decode("utf-8", "replace")
+        try:  # strict UTF-8 first: the decoder's fast path, the same text when it succeeds
+            return self.strtab[off:end].decode()
+        except UnicodeDecodeError:
+            return self.strtab[off:end].decode("utf-8", "replace")
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(len(self.offsets)))

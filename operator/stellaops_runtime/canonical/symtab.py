@@ -3,9 +3,10 @@
 pyelftools' ``iter_symbols()`` builds a Container per record and is ~50x
 slower than unpacking the raw section bytes; unpacking a tuple per record
 (``struct.iter_unpack``) and decoding every name still cost a Python object
-per symbol. Here each field is a strided slice of the section read as an
-``array`` of 2-, 4- or 8-byte words, the records to keep are chosen with byte
-masks (``bytes.translate``), only the kept records' start, size and name
+per symbol. Here each field is a strided slice of the section seen as 2-, 4-
+or 8-byte words (a ``memoryview`` cast, no copy, when the file's byte order is
+the machine's), the records to keep are chosen with byte tables
+(``bytes.translate``) summed as ints, only the kept records' start, size and name
 offset become Python ints (one ``itemgetter`` call per column), binding and
 section index stay columns of the whole section read through the kept record
 numbers (few symbols need them: aliases, symbols without a size), and names
@@ -30,7 +31,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from stellaops_runtime.canonical.addrindex import Gathered, StrtabNames, SymbolColumns
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
@@ -145,9 +146,14 @@ def _byte_table(pred: Callable[[int], bool]) -> bytes:
 
 
 _IS_FUNC = _byte_table(lambda b: (b & 0xF) in _FUNC_TYPES)
-_NOT_FF = _byte_table(lambda b: b != 0xFF)  # shndx high byte 0xff: reserved indices (ABS, COMMON, ...)
 _NONZERO = _byte_table(bool)
 _BIND = bytes(b >> 4 for b in range(256))
+# Per record: 4 for a function type, + 2 for a section index whose high byte is neither 0 nor 0xff
+# (+ 1 when it is 0), + 1 for a non-zero low byte; kept when the sum is 6 or 7 (a function with
+# st_shndx in 1..0xfeff).
+_FUNC_4 = bytes(4 * b for b in _IS_FUNC)
+_HI_SCORE = bytes(1 if b == 0 else 0 if b == 0xFF else 2 for b in range(256))
+_KEEP_SCORE = bytes(1 if b >= 6 else 0 for b in range(256))
 
 
 def _and(*masks: bytes) -> bytes:
@@ -159,12 +165,18 @@ def _and(*masks: bytes) -> bytes:
     return acc.to_bytes(n, "little")
 
 
-def _words(data: bytes, code: str, little: bool) -> array[int]:
-    """``data`` as unsigned ints of ``code``'s width, in the file's byte order."""
+def _words(data: bytes, code: Literal["H", "I", "Q"], little: bool) -> Sequence[int]:
+    """``data`` as unsigned ints of ``code``'s width, in the file's byte order.
+
+    A view of ``data`` (no copy: a copy of containerd's ``.dynsym`` is 2.8 MB of
+    fresh memory per width) when the file's byte order is the machine's; else a
+    byte-swapped ``array``.
+    """
+    if little == (sys.byteorder == "little"):
+        return memoryview(data).cast(code)
     col = array(code)
     col.frombytes(data)
-    if little != (sys.byteorder == "little"):
-        col.byteswap()
+    col.byteswap()
     return col
 
 
@@ -175,6 +187,13 @@ def _getter(idx: list[int]) -> Callable[[Sequence[int]], list[int]]:
         return lambda seq: [seq[i]]
     get = operator.itemgetter(*idx)
     return lambda seq: list(get(seq))
+
+
+def _first_bytes(table: bytes, offsets: list[int]) -> bytes:
+    """The byte at each offset of ``table`` (0: an empty name), in one C call; IndexError past its end."""
+    if len(offsets) > 1:
+        return bytes(operator.itemgetter(*offsets)(table))
+    return bytes([table[o] for o in offsets])
 
 
 def function_symbols(
@@ -190,8 +209,8 @@ def function_symbols(
     """The function symbols of section ``name`` (".symtab" or ".dynsym"); empty when it is absent.
 
     Column at a time, never a Python object per record: the fields are sliced
-    out of the section bytes (``bytes[i::24]``, ``array``), the records kept are
-    chosen with byte masks, and names stay offsets into the string table,
+    out of the section bytes (``bytes[i::24]``, ``memoryview``), the records kept are
+    chosen with byte tables, and names stay offsets into the string table,
     decoded only for the functions looked up (:class:`StrtabNames`).
     """
     sec = next((s for s in sections if s.name == name), None)
@@ -214,13 +233,18 @@ def function_symbols(
     lo_at, hi_at = (shndx_at, shndx_at + 1) if little else (shndx_at + 1, shndx_at)
     info = data[info_at::rec]
     shndx_lo, shndx_hi = data[lo_at::rec], data[hi_at::rec]
-    defined = (int.from_bytes(shndx_lo, "little") | int.from_bytes(shndx_hi, "little")).to_bytes(
-        len(info), "little"
+    # Kept: a function (info) in a section (shndx neither 0 nor reserved, high byte 0xff). Each
+    # record's three conditions become small numbers in one byte, summed over whole columns as
+    # ints (no byte exceeds 7, so no carry crosses records), then one table says which sums keep.
+    total = (
+        int.from_bytes(info.translate(_FUNC_4), "little")
+        + int.from_bytes(shndx_hi.translate(_HI_SCORE), "little")
+        + int.from_bytes(shndx_lo.translate(_NONZERO), "little")
     )
-    keep = _and(info.translate(_IS_FUNC), shndx_hi.translate(_NOT_FF), defined.translate(_NONZERO))
-    # The section as arrays of 2-, 4- and 8-byte words in the file's byte order; each field is a
-    # strided slice of one of them, and only the records kept become Python ints (one C call per
-    # field through an itemgetter of the kept record numbers).
+    keep = total.to_bytes(len(info), "little").translate(_KEEP_SCORE)
+    # The section as 2-, 4- and 8-byte words in the file's byte order (views, see _words); each
+    # field is a strided slice of one of them, and only the records kept become Python ints (one
+    # C call per field through an itemgetter of the kept record numbers).
     kept = list(compress(range(len(info)), keep))
     if not kept:
         return SymbolColumns([], [], [], [], [], [])
@@ -232,17 +256,14 @@ def function_symbols(
     else:
         values, sizes, name_offs = take(w32[1::4]), take(w32[2::4]), take(w32[0::4])
     # Drop what the record filter could not: address 0, and an empty (or out-of-table) name.
-    table = strtab
-    if max(name_offs) >= len(strtab):  # names outside the table: empty
-        table = strtab + b"\0"
+    # Both are rare: the masks are built only when a first byte is 0 or an address is 0.
+    try:
+        first_bytes = _first_bytes(strtab, name_offs)
+    except IndexError:  # names outside the table: empty
         name_offs = list(map(min, name_offs, repeat(len(strtab))))
-    if len(name_offs) > 1:
-        first_bytes = bytes(operator.itemgetter(*name_offs)(table))  # one C call
-    else:
-        first_bytes = bytes(table[o] for o in name_offs)
-    named = first_bytes.translate(_NONZERO)
-    keep2 = _and(named, bytes(map(bool, values)))
-    if keep2.count(0):
+        first_bytes = _first_bytes(strtab + b"\0", name_offs)
+    if 0 in first_bytes or 0 in values:
+        keep2 = _and(first_bytes.translate(_NONZERO), bytes(map(bool, values)))
         values, sizes = list(compress(values, keep2)), list(compress(sizes, keep2))
         name_offs, kept = list(compress(name_offs, keep2)), list(compress(kept, keep2))
     # Binding and section index are read by few symbols (aliases, symbols without a size): they
