@@ -18,8 +18,9 @@ recorded from the code before the throughput work (see the README there):
   the privacy filter and the canonicalizer): its full ``repr``, hashed.
 
 The canonicalizer reads a kallsyms file written here from the streams' own
-kernel symbols and an empty /proc, so the answers do not depend on this
-machine's kernel or processes. ``STELLAOPS_REGEN_GOLDEN=1`` rewrites the
+kernel symbols, a kernel notes file of its own (the kernel's build-id) and an
+empty /proc, so the answers do not depend on this machine's kernel or
+processes. ``STELLAOPS_REGEN_GOLDEN=1`` rewrites the
 golden file; do that only for a change of answer that was meant and reviewed.
 """
 
@@ -29,6 +30,7 @@ import datetime as dt
 import gzip
 import hashlib
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -458,10 +460,26 @@ def _event_hash(ev: RuntimeCallEvent, since_ns: int) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
+# The kernel build-id the golden file was written with: a notes file of the test's own gives it,
+# so the answers do not depend on the kernel of the machine running the test (they did: the
+# golden file held one machine's /sys/kernel/notes, and every case failed on another kernel).
+KERNEL_BUILD_ID = "a3e4cd60a8ec14f02aa41b41d5b5846d3d9f1dd8"
+
+
+def _kernel_notes(tmp_path: Path) -> str:
+    """A /sys/kernel/notes file holding one GNU build-id note, :data:`KERNEL_BUILD_ID`."""
+    desc = bytes.fromhex(KERNEL_BUILD_ID)
+    path = tmp_path / "kernel-notes"
+    path.write_bytes(struct.pack("<III", 4, len(desc), 3) + b"GNU\0" + desc)
+    return str(path)
+
+
 def _run(tmp_path: Path, name: str, items: list[bytes], *, json_lines: bool, fast: bool) -> dict[str, Any]:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
     since_ns = int(since.timestamp()) * S
     pipe = Pipeline(_config(tmp_path), node_name="golden-node", fast_path=fast)
+    assert pipe.canonicalizer is not None
+    pipe.canonicalizer.symbolizer.kernel_notes_path = _kernel_notes(tmp_path)
     events: list[str] = []
     if not fast:  # the ordinary path calls _finish per event; record what left it
         finish = pipe._finish
