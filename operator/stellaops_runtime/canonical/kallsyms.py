@@ -12,13 +12,22 @@ they read as zeros and :attr:`KernelSymbols.addresses_visible` is False.
 Only text symbols (types t/T/w/W) are kept, loaded once on first use. The
 table is compact because the agent holds it for its whole life (about 120,000
 entries: as Python lists and a dict they cost ~33 MB, issue 13): sorted
-addresses in one ``array('Q')``, every name in one UTF-8 blob with an offsets
-array (a name is decoded only when a lookup returns it), a module number per
-entry, and names found by binary search over sorted ``hash bucket | record``
-keys in an ``array`` instead of a dict of strings (recent answers cached).
-Every answer is the one the lists and dict gave
-(tests/unit/test_kallsyms_compact.py); the file is parsed a block at a time
-so that loading does not peak above the old table's size.
+addresses in one ``array('Q')``; the names raw-deflated in blocks of 32 records
+(neighbours by address share most of their text: 2.8 MB of names take 0.74 MB;
+a block is inflated, ~40,000 instructions, only when a lookup needs it); each entry's
+module as runs of equal modules (a module's symbols are contiguous); names
+found by binary search over sorted ``hash bucket | record`` keys in an
+``array``, with 8 more hash bits per record so that a lookup decompresses
+only the block of a likely match (recent answers cached). Every answer is the
+one the lists and dict gave (tests/unit/test_kallsyms_compact.py,
+test_kallsyms_blocks.py).
+
+Loading leaves nothing behind but the table (~2.7 MB; docs/benchmarks.md,
+"Agent memory"): the file is parsed into flat buffers (canonical/kallsyms_rows.py)
+and the table's own objects are made before the parse or after every
+temporary is freed, so that no small-object arena stays pinned half-empty
+(tests/unit/test_kallsyms_load_memory.py; a loaded table used to cost the
+idle agent ~2 MB more than its bytes, ~11 MB more with modules' symbols).
 """
 
 from __future__ import annotations
@@ -28,139 +37,36 @@ import logging
 import os
 import sys
 from array import array
-from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
-from itertools import accumulate, compress, islice
-from operator import eq, le, ne, or_
-from typing import BinaryIO
+from bisect import bisect_right
+from collections.abc import Iterable
+from itertools import compress, islice
+from operator import ne
 
 from stellaops_runtime.canonical.elflayout import build_id_from_notes, parse_notes
+from stellaops_runtime.canonical.kallsyms_rows import (
+    BLOCK_NAMES,
+    BLOCK_SHIFT,
+    Rows,
+    block_names,
+    bucket_range,
+    check_bytes,
+    compress_names,
+    name_hash,
+    name_index,
+    parse,
+)
 
 log = logging.getLogger(__name__)
 
 KERNEL_OBJECT = "kernel"
 NAME_CACHE_ENTRIES = 4096  # find_name answers kept (at most ~2 MB: names of at most...)
 KSYM_NAME_LEN = 512  # ... the kernel's own limit on a symbol name
-_TEXT_TYPES = frozenset((b"t", b"T", b"w", b"W"))
 
 
-def _is_hex(field: bytes) -> bool:
-    try:
-        return 0 <= int(field, 16) < 1 << 64
-    except ValueError:
-        return False
-
-
-def _addresses(fields: list[bytes]) -> array[int] | None:
-    """The fields as hexadecimal numbers, or None when one is not a number."""
-    a: array[int] = array("Q")
-    if set(map(len, fields)) == {16}:  # 64-bit kernels: one conversion for all
-        try:
-            raw = bytes.fromhex(b"".join(fields).decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            pass
-        else:
-            a.frombytes(raw)
-            if sys.byteorder == "little":
-                a.byteswap()
-            return a
-    try:
-        a.extend(int(f, 16) for f in fields)
-    except (ValueError, OverflowError):
-        return None
-    return a
-
-
-_BLOCK = 1 << 18  # bytes of the file split into lines and fields at a time
-
-
-def _parse(f: BinaryIO) -> tuple[array[int], list[bytes], list[str]]:
-    """Addresses, names (UTF-8) and modules of the text symbol lines (address, type t/T/w/W,
-    name, optional ``[module]``, split on ASCII whitespace), in file order; a line whose
-    address is not hexadecimal (or not 64-bit) is skipped.
-
-    The file is read and split into lines and fields a block at a time: all of it at
-    once would hold the text and ~230 bytes per line of lists and field objects
-    (~37 MB at the agent's start-up, for a table of ~8 MB).
-    """
-    addrs: array[int] = array("Q")
-    names: list[bytes] = []
-    mods: list[str] = []
-    rest = b""
-    while True:
-        chunk = f.read(_BLOCK)
-        block = rest + chunk
-        if chunk:
-            cut = block.rfind(b"\n") + 1
-            block, rest = block[:cut], block[cut:]
-        if not block:
-            if chunk:
-                continue  # no line end yet in a long line: read on
-            break
-        rows = [p for p in map(bytes.split, block.split(b"\n")) if len(p) >= 3 and p[1] in _TEXT_TYPES]
-        del block
-        got = _addresses([p[0] for p in rows])
-        if got is None:
-            rows = [p for p in rows if _is_hex(p[0])]
-            got = _addresses([p[0] for p in rows])
-            assert got is not None
-        addrs.extend(got)
-        names += [p[2] for p in rows]
-        mods += [p[3].strip(b"[]").decode("utf-8", "replace") if len(p) > 3 else "" for p in rows]
-        if not chunk:
-            break
-    try:
-        b"".join(names).decode("utf-8")
-    except UnicodeDecodeError:  # as the text each name decodes to, with U+FFFD for bad bytes
-        names = [n.decode("utf-8", "replace").encode("utf-8") for n in names]
-    return addrs, names, mods
-
-
-def _alias_rank(name: bytes) -> tuple[int, int, str]:
-    text = name.decode("utf-8", "replace")
-    return (len(text) - len(text.lstrip("_")), len(text), text)
-
-
-def _sorted_order(addrs: array[int], names: list[bytes]) -> list[int] | None:
-    """Row numbers by address (None: the rows already are); aliases at one address: the name
-    with the fewest leading underscores, then the shortest, then the alphabetically first,
-    is the one the address resolves to (it comes first)."""
-    order: list[int] | None = None
-    sa: Sequence[int] = addrs
-    if not all(map(le, addrs, islice(addrs, 1, None))):  # the kernel's own symbols come sorted
-        order = sorted(range(len(addrs)), key=addrs.__getitem__)
-        sa = [addrs[i] for i in order]
-    dups = list(compress(range(1, len(sa)), map(eq, sa, islice(sa, 1, None))))
-    i = 0
-    while i < len(dups):  # each run of equal addresses, once
-        j = i
-        while j + 1 < len(dups) and dups[j + 1] == dups[j] + 1:
-            j += 1
-        if order is None:
-            order = list(range(len(addrs)))
-        lo, hi = dups[i] - 1, dups[j] + 1
-        order[lo:hi] = sorted(order[lo:hi], key=lambda r: _alias_rank(names[r]))
-        i = j + 1
-    return order
-
-
-def _name_index(names: list[bytes]) -> tuple[array[int], int, int]:
-    """Name lookup without a dict: ``bucket << shift | record`` for every record, sorted
-    (record order within a bucket), where a name's bucket is the low bits of its hash. A
-    lookup is two binary searches, then a name comparison per record of the bucket. Keys
-    below 2**30 (13 bucket bits for up to 131,071 names: ~15 per bucket) keep the sort on
-    one-digit integers, which Python compares fastest; built with C-level maps and one
-    sort, no Python loop per record."""
-    shift = max(1, len(names).bit_length())
-    bits = max(30 - shift, 13)
-    keyed = sorted(
-        map(
-            or_,
-            map((1 << shift).__mul__, map(((1 << bits) - 1).__and__, map(hash, names))),
-            range(len(names)),
-        )
-    )
-    return array("I" if shift + bits <= 32 else "Q", keyed), shift, bits
+def _fill(dst: array[int], items: Iterable[int]) -> None:
+    """Append ``items`` to ``dst`` in its own buffer: ``dst`` (made before the parse) stays the
+    table's object, the array the items are gathered in goes."""
+    dst.frombytes(memoryview(array(dst.typecode, items)).cast("B"))
 
 
 class _Names:
@@ -175,12 +81,7 @@ class _Names:
         return len(self._ks.addrs)
 
     def __getitem__(self, i: int) -> str:
-        n = len(self._ks.addrs)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("kernel symbol index out of range")
-        return self._ks._record_name(self._ks._entry_rec[i])
+        return self._ks._record_name(self._ks._entry_rec[self._ks._entry(i)])
 
 
 class _Modules:
@@ -195,7 +96,7 @@ class _Modules:
         return len(self._ks.addrs)
 
     def __getitem__(self, i: int) -> str:
-        return self._ks._module_names[self._ks._entry_mod[i]]
+        return self._ks._module_names[self._ks._module(self._ks._entry(i))]
 
 
 class KernelSymbols:
@@ -211,19 +112,26 @@ class KernelSymbols:
         self.kallsyms_path = kallsyms_path
         self.notes_path = notes_path
         self.sys_module_path = sys_module_path
+        # Every object the table keeps is made here, before the parse, and filled in place.
         self.addrs: array[int] = array("Q")  # entry -> address, sorted
         self.names = _Names(self)  # entry -> name (str, decoded on access)
         self.modules = _Modules(self)  # entry -> module name, "" for the kernel itself
         self.addresses_visible = False
-        # Records: every kept (address, name) row, aliases included, in sorted row order.
-        self._blob = b""  # UTF-8 names of all records, back to back
-        self._name_off: array[int] = array("I", [0])  # record r's name is blob[off[r]:off[r+1]]
-        self._rec_entry: array[int] = array("I")  # record -> the entry its address resolves to
-        self._entry_rec: array[int] = array("I")  # entry -> the record naming it
-        self._entry_mod: array[int] = array("H")  # entry -> index in _module_names
+        # Records: every kept (address, name) row, aliases included, in sorted row order; an
+        # entry's records are consecutive, the one naming it first.
+        # UTF-8 names of all records, line-fed, in raw-deflated blocks of BLOCK_NAMES records;
+        # block b is _zblob[_zoff[b]:_zoff[b + 1]] (see kallsyms_rows.compress_names).
+        self._zblob = b""
+        self._zoff: array[int] = array("I")
+        self._entry_rec: array[int] = array("I")  # entry -> its first record (the one naming it)
+        # Modules: entries mod_starts[j] up to the next start belong to _module_names[mod_ids[j]].
+        self._mod_starts: array[int] = array("I")
+        self._mod_ids: array[int] = array("I")
         self._module_names: list[str] = [""]
-        # Names: sorted ``bucket << _shift | record`` (see _name_index).
+        # Names: sorted ``bucket << _shift | record`` (see name_index) and per record the
+        # next 8 bits of its name's hash (see check_bytes).
         self._name_keys: array[int] = array("I")
+        self._check: array[int] = array("B")
         self._shift = 1
         self._hash_bits = 13
         self._build_ids: dict[str, str] = {}
@@ -237,45 +145,73 @@ class KernelSymbols:
         gc.disable()
         try:
             with open(self.kallsyms_path, "rb") as f:
-                parsed = _parse(f)
-            self._build(*parsed)
+                rows = parse(f)
+            mod_fields, mod_starts, mod_ids = self._build(rows)
+            del rows
+            # Made once the temporaries are gone: the module names and runs (small objects).
+            text = [m.strip(b"[]").decode("utf-8", "replace") for m in mod_fields]
+            self._module_names[1:] = sorted(set(text) - {""})
+            ids = {m: i for i, m in enumerate(self._module_names)}
+            _fill(self._mod_starts, mod_starts)
+            _fill(self._mod_ids, [ids[text[t]] if t else 0 for t in mod_ids])
         finally:
             if collecting:
                 gc.enable()
 
-    def _build(self, raddrs: array[int], names: list[bytes], mods: list[str]) -> None:
-        order = _sorted_order(raddrs, names)
-        if order is not None:
-            raddrs = array("Q", map(raddrs.__getitem__, order))
-            names = [names[i] for i in order]
-            mods = [mods[i] for i in order]
-        del order
-        n = len(raddrs)
+    def _build(self, rows: Rows) -> tuple[list[bytes], array[int], array[int]]:
+        """Fill the table from the file's rows but for the modules: returned as the raw module
+        fields (index 0: the kernel itself) and the runs of entries of one module (the entry
+        each starts at, its index in the fields), for _load to name."""
+        rows.sort()
+        n = len(rows)
+        zblob, zoff = compress_names(rows.names, rows.name_off)
+        self._zblob = zblob
+        del zblob
+        _fill(self._zoff, zoff)
+        del zoff
+        rows.names = bytearray()
+        rows.name_off = array("I")
+        keys, self._shift, self._hash_bits = name_index(rows.hashes, n)
+        _fill(self._check, check_bytes(rows.hashes, self._hash_bits))
+        rows.hashes = array("I")
+        if keys.typecode == self._name_keys.typecode:
+            _fill(self._name_keys, keys)
+        else:  # over 2**19 records
+            self._name_keys = keys
+        del keys
+        raddrs = rows.addrs
         visible = any(raddrs)
         # An entry starts at every record whose address differs from the one before (every
         # record when the addresses are hidden); its other records are aliases.
         starts = [True, *map(ne, islice(raddrs, 1, None), raddrs)] if visible else [True] * n
-        self.addrs = array("Q", compress(raddrs, starts))
-        del raddrs
-        self._entry_rec = array("I", compress(range(n), starts))
-        self._rec_entry = array("I", accumulate(starts[1:], initial=0)) if n else array("I")
-        module_names = ["", *sorted(set(mods) - {""})]
-        self._module_names = module_names
-        code = "H" if len(module_names) <= 0xFFFF else "I"
-        # Most entries are the kernel's (0); an entry's module is that of its first record.
-        self._entry_mod = array(code, bytes(array(code).itemsize * len(self.addrs)))
-        ids = {m: i for i, m in enumerate(module_names)}
-        for r in compress(range(n), mods):
-            if starts[r]:
-                self._entry_mod[self._rec_entry[r]] = ids[mods[r]]
-        del mods, starts
-        self._blob = b"".join(names)
-        self._name_off = array("I", accumulate(map(len, names), initial=0))
+        _fill(self.addrs, compress(raddrs, starts))
+        rows.addrs = raddrs = array("Q")
+        _fill(self._entry_rec, compress(range(n), starts))
+        del starts
+        # An entry's module is that of its first record.
+        emods = array("I", map(rows.mods.__getitem__, self._entry_rec))
+        rows.mods = array("I")
+        runs = [True, *map(ne, islice(emods, 1, None), emods)] if emods else []
+        mod_starts = array("I", compress(range(len(emods)), runs))
+        mod_ids = array("I", compress(emods, runs))
         self.addresses_visible = visible
-        self._name_keys, self._shift, self._hash_bits = _name_index(names)
+        return rows.mod_fields, mod_starts, mod_ids
+
+    def _entry(self, i: int) -> int:
+        n = len(self.addrs)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("kernel symbol index out of range")
+        return i
+
+    def _module(self, e: int) -> int:
+        """Index in _module_names of entry ``e``'s module (0: the kernel itself)."""
+        return int(self._mod_ids[bisect_right(self._mod_starts, e) - 1])
 
     def _record_name(self, r: int) -> str:
-        return self._blob[self._name_off[r] : self._name_off[r + 1]].decode("utf-8", "replace")
+        names = block_names(self._zblob, self._zoff, r >> BLOCK_SHIFT)
+        return names[r & (BLOCK_NAMES - 1)].decode("utf-8", "replace")
 
     def __len__(self) -> int:
         return len(self.addrs)
@@ -304,19 +240,25 @@ class KernelSymbols:
             nb = symbol.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: no stored name (valid UTF-8) is equal
             return -1
-        keys, shift = self._name_keys, self._shift
-        h = hash(nb) & ((1 << self._hash_bits) - 1)
-        lo = bisect_left(keys, h << shift)
-        hi = bisect_left(keys, (h + 1) << shift, lo)
+        keys, shift, bits = self._name_keys, self._shift, self._hash_bits
+        h = name_hash(nb)
+        lo, hi = bucket_range(keys, shift, bits, h)
         low = (1 << shift) - 1
-        blob, off, rec_entry, entry_mod = self._blob, self._name_off, self._rec_entry, self._entry_mod
+        check, entry_rec = self._check, self._entry_rec
+        c = (h >> bits) & 0xFF
         found = -1
-        for k in range(lo, hi):
+        block, names = -1, []
+        for k in range(lo, hi):  # in record order: a block's records come together
             r = keys[k] & low
-            if blob[off[r] : off[r + 1]] != nb:
+            if check[r] != c:
                 continue
-            e = rec_entry[r]
-            if found < 0 or (entry_mod[found] and not entry_mod[e]):
+            if r >> BLOCK_SHIFT != block:
+                block = r >> BLOCK_SHIFT
+                names = block_names(self._zblob, self._zoff, block)
+            if names[r & (BLOCK_NAMES - 1)] != nb:
+                continue
+            e = bisect_right(entry_rec, r) - 1  # the entry whose records start at or before r
+            if found < 0 or (self._module(found) and not self._module(e)):
                 found = e
         return int(found)
 
@@ -333,16 +275,17 @@ class KernelSymbols:
         return bisect_right(self.addrs, address) - 1
 
     def nbytes(self) -> int:
-        """Bytes the table holds (arrays and the name blob; the benchmark reports it)."""
+        """Bytes the table holds (arrays and the compressed names; the benchmark reports it)."""
         arrays = (
             self.addrs,
-            self._name_off,
-            self._rec_entry,
+            self._zoff,
             self._entry_rec,
-            self._entry_mod,
+            self._mod_starts,
+            self._mod_ids,
             self._name_keys,
+            self._check,
         )
-        return len(self._blob) + sum(a.itemsize * len(a) for a in arrays)
+        return len(self._zblob) + sum(a.itemsize * len(a) for a in arrays)
 
     def build_id(self, module: str = "") -> str:
         """GNU build-id of the kernel ("" module) or of a loaded module; "" when unreadable."""
