@@ -325,11 +325,13 @@ class Watcher:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
 
-    def wait_record(self, container_id: str, field: str, want: Any, timeout: float = 10.0) -> None:
+    def wait_record(
+        self, container_id: str, field: str, want: Any, timeout: float = 10.0, namespace: str = ""
+    ) -> None:
         """Wait until the registry's record of the container has ``field`` equal to ``want``."""
         deadline = time.monotonic() + timeout
         registry = self.observer.registry
-        while (got := self.query(lambda: getattr(registry.get("", container_id), field))) != want:
+        while (got := self.query(lambda: getattr(registry.get(namespace, container_id), field))) != want:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{container_id[:12]}: registry {field} is {got!r}, not {want!r}")
             time.sleep(0.05)
