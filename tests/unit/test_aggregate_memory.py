@@ -8,7 +8,7 @@ tests pin what a drain lets go of, by object identity and reference counts
   event of a drained key stays referenced;
 - the fast path drops the drained slots its outcomes held (and keeps counting
   repeats exactly, see tests/integration/test_fastpath.py);
-- callers are kept across drains as hashed ints (hotsymbols/callers.py):
+- callers are kept across drains as hashes in arrays (hotsymbols/callers.py):
   equal callers from different objects count once, callers whose
   ``module!function`` texts would coincide count apart, the bound still holds.
 """
@@ -19,6 +19,7 @@ import gc
 import gzip
 import sys
 import time
+from array import array
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -94,10 +95,10 @@ def test_callers_survive_drains_as_ints_and_count_exactly() -> None:
     a.observe(ev(61, [("/l.so", "f"), ("/app", "serve")]))
     d, _ = a.drain()
     assert {x.key.function_name: x.unique_callers for x in d if x.key.module == "/l.so"} == {"f": 2}
-    # Kept: ints only, no string of a key or a caller.
+    # Kept: machine words in arrays only, no string or other object of a key or a caller.
     table = a._callers
     assert len(table) == 1
-    assert all(isinstance(v, int) or all(isinstance(c, int) for c in v) for v in table._by_key.values())
+    assert all(type(getattr(table, s)) in (array, int) for s in CallerTable.__slots__)
 
 
 def test_callers_whose_texts_would_coincide_are_two() -> None:

@@ -38,8 +38,8 @@ entry and one ``__slots__`` record, nothing more: keys are grouped by
 itself is the dict key (no tuple per key); functionless keys (exec, loaded)
 are one flat dict. The strings a key keeps (image, module, node, build-id) and
 its example observation are shared with equal ones (hotsymbols/samples.py).
-Distinct callers are kept apart as small ints, across drains
-(hotsymbols/callers.py); observation windows are counted in
+Distinct callers are kept across drains as hashes in arrays, no object
+per key (hotsymbols/callers.py); observation windows are counted in
 hotsymbols/window_counts.py. The aggregator holds at most what the agent lets
 it: the agent drains it early once ``hotSymbols.maxKeys`` keys are held
 (agent/runner.py). A drain leaves nothing of the drained keys behind: the
