@@ -28,10 +28,19 @@ Two more modes measure what load cannot move, or where the time goes:
 - ``--instructions``: machine instructions per event (valgrind's cachegrind,
   ``valgrind`` must be installed) of the never-repeating stream through the
   pipeline (fast path on and off) and through the adapter alone, and of the
-  fixture mix through the pipeline (fast path on: mostly repeats), counted as
+  fixture mix through the pipeline (fast path on; a new pipeline, so in 3,000
+  events most are first or second sights) and, ``mix_warm``, through a
+  pipeline that has processed the same events three times already (mostly
+  repeats, as in bench/run.py's 60,000 events), counted as
   the difference between a child that processes ``--events`` events after
   its warm-up pass and one that processes none (``PYTHONHASHSEED=0``: the
-  same run twice gives the same count). One run per tree and case; slow
+  same run twice gives the same count). Where the cyclic garbage collector's
+  full passes fall (inside the counted events or not) can move one tree's
+  count against another's by far more than a change of a few per cent in
+  the work per event (the fixture mix by up to 25 %): given as
+  ``--before <tree>:<dir>`` and ``--after <tree>:<dir>``, where ``<dir>``
+  holds a ``sitecustomize.py`` that calls ``gc.disable()``, the counts
+  leave the collector out. One run per tree and case; slow
   (about a minute each at 3,000 events).
 - ``--profile``: cProfile over the pipeline (fast path on) on the
   never-repeating stream of the "after" tree, and the share of the time in
@@ -142,6 +151,12 @@ def adapter(payloads):
 if case == "adapter":
     adapter(payloads)
     adapter(payloads[:n])
+elif case == "mix_warm":  # the measured events go through a pipeline that has seen the stream 3 times
+    pipe = Pipeline(cfg, node_name="bench", fast_path=True)
+    pipe.warm_up()
+    for chunk in (items, items, items, items[:n]):
+        for i in range(0, len(chunk), 512):
+            pipe.process_proto(chunk[i : i + 512])
 else:
     pipeline(items, case in ("on", "mix_on"))
     pipeline(items[:n], case in ("on", "mix_on"))
@@ -152,6 +167,7 @@ COUNT_CASES = {
     "off": "never repeating, fast path off",
     "adapter": "never repeating, adapter only (decode and adapt)",
     "mix_on": "fixture mix, fast path on",
+    "mix_warm": "fixture mix, fast path on, after three passes (mostly repeats)",
 }
 
 
@@ -200,13 +216,16 @@ def count_instructions(
 # Stages of --profile: the functions whose cumulative time is each stage's (file suffix, function name).
 _FAST = "agent/fastpath.py"
 STAGES = {
-    "adapter (decode and adapt)": [("adapter/from_proto.py", "decode"), ("adapter/from_proto.py", "adapt")],
+    "adapter (decode and adapt)": [
+        ("adapter/from_proto.py", "decode"), ("adapter/from_proto.py", "adapt"),
+        ("adapter/from_proto.py", "adapt_payload"),
+    ],
     "fast path (keys, sampling, remembering)": [
         ("adapter/rawkey.py", "proto_key"), (_FAST, "_sample"), (_FAST, "_store"), (_FAST, "_not_kept"),
     ],
     "opt-out check": [("privacy/optout.py", "drops")],
     "privacy filter": [("privacy/filter.py", "apply")],
-    "canonicalizer": [("canonical/frames.py", "canonicalize")],
+    "canonicalizer": [("canonical/frames.py", "canonicalize"), ("canonical/frames.py", "_canonicalize")],
     "aggregator": [("hotsymbols/aggregate.py", "observe"), ("hotsymbols/gaps.py", "note")],
 }  # fmt: skip
 

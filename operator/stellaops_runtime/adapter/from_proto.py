@@ -7,11 +7,16 @@ adapter renders them. Process arguments and argument values are cut as they
 are read (``validate.cut_early``): a hostile workload's 4 MiB argument is
 copied once out of the message, never again.
 
-``decode`` keeps the payload with the message; ``adapt`` then takes the
-process description and stack frames an event repeats from
-adapter/proto_parts.py, by their raw bytes, instead of reading them out of
-the message again (the same answer, a test compares every field). A message
-decoded elsewhere (tests, tools) is read field by field.
+``decode`` (and ``adapt_payload``, both in one call) decodes the payload's
+second view (adapter/proto_parts.py), which keeps the process description
+and stack entries an event repeats as raw bytes; ``adapt`` takes those from
+proto_parts' tables instead of reading them out of a message again (the same
+answer, a test compares every field). When every part is known (or a stack
+entry small enough to read alone), the event is built from the second view
+alone (adapter/known_parts.py); otherwise the payload is decoded whole with
+Tetragon's schema as before, and a payload that schema refuses is counted
+``invalid_protobuf``. A message decoded elsewhere (tests, tools) is read
+field by field.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from stellaops_runtime.adapter import common, proto_parts, tcp_state_args, validate
+from stellaops_runtime.adapter import common, known_parts, proto_parts, tcp_state_args, validate
 from stellaops_runtime.contracts.events import (
     Argument,
     ContainerInfo,
@@ -38,22 +43,27 @@ GetEventsResponse = events_pb2.GetEventsResponse
 _ARG_FIELDS = tetragon_pb2.KprobeArgument.DESCRIPTOR.fields_by_name
 _ENUM_ARGS = {name: f.enum_type for name, f in _ARG_FIELDS.items() if f.enum_type is not None}
 _SHADOW_PARSE = proto_parts.SHADOW.FromString
+_PARSE = GetEventsResponse.FromString
 
 
 class Decoded:
-    """A payload the real schema accepted: the decoded message and the payload's bytes."""
+    """A payload the second view (proto_parts.SHADOW) accepted: that view and the payload's bytes."""
 
-    __slots__ = ("msg", "payload")
+    __slots__ = ("payload", "shadow")
 
-    def __init__(self, msg: Any, payload: bytes) -> None:
-        self.msg = msg
+    def __init__(self, shadow: Any, payload: bytes) -> None:
+        self.shadow = shadow
         self.payload = payload
 
 
 def decode(payload: bytes, stats: common.AdapterStats) -> Decoded | None:
-    """Decode one serialized GetEventsResponse for :func:`adapt`; malformed bytes are counted, not raised."""
+    """Decode one serialized GetEventsResponse for :func:`adapt`; malformed bytes are counted, not raised.
+
+    Only the second view is decoded here: it refuses no payload Tetragon's schema accepts, and
+    :func:`adapt` counts ``invalid_protobuf`` for one that schema refuses (see :func:`known_parts.known`).
+    """
     try:
-        return Decoded(GetEventsResponse.FromString(payload), payload)
+        return Decoded(_SHADOW_PARSE(payload), payload)
     except DecodeError:
         stats.malformed["invalid_protobuf"] += 1
         return None
@@ -156,12 +166,47 @@ def adapt(
     The event is normalized (adapter/validate.py): NULs replaced, absurd times
     clamped, stacks cut at ``max_stack_depth``.
     """
-    shadow_body = None
     if type(msg) is Decoded:
-        payload = msg.payload
-        msg = msg.msg
-    else:
-        payload = None
+        return _from_shadow(msg.shadow, msg.payload, received_ns, stats, max_stack_depth)
+    return _adapt(msg, None, received_ns, stats, max_stack_depth)
+
+
+def adapt_payload(
+    payload: bytes,
+    received_ns: int,
+    stats: common.AdapterStats,
+    max_stack_depth: int = validate.DEFAULT_MAX_STACK_DEPTH,
+) -> RuntimeCallEvent | None:
+    """``adapt(decode(payload, stats), ...)`` in one call (the pipeline's): the same event and counters."""
+    try:
+        shadow = _SHADOW_PARSE(payload)
+    except DecodeError:
+        stats.malformed["invalid_protobuf"] += 1
+        return None
+    return _from_shadow(shadow, payload, received_ns, stats, max_stack_depth)
+
+
+def _from_shadow(
+    shadow: Any, payload: bytes, received_ns: int, stats: common.AdapterStats, max_stack_depth: int
+) -> RuntimeCallEvent | None:
+    """The event of a payload the second view accepted: from that view when every part is known (see
+    :func:`known_parts.known`), else decoded whole with Tetragon's schema (which may refuse it: counted)."""
+    known = known_parts.known(shadow, payload, max_stack_depth)
+    if known is not None:
+        return _build(*known, received_ns, stats)
+    try:
+        msg = _PARSE(payload)
+    except DecodeError:
+        stats.malformed["invalid_protobuf"] += 1
+        return None
+    return _adapt(msg, shadow, received_ns, stats, max_stack_depth)
+
+
+def _adapt(
+    msg: Any, shadow: Any | None, received_ns: int, stats: common.AdapterStats, max_stack_depth: int
+) -> RuntimeCallEvent | None:
+    """:func:`adapt` of a decoded message; ``shadow`` the second view of its payload (None: a message
+    decoded elsewhere, read field by field)."""
     kind_name = msg.WhichOneof("event")
     kind = common.HANDLED_KINDS.get(kind_name) if kind_name else None
     if kind is None:
@@ -170,44 +215,26 @@ def adapt(
         stats.unhandled[kind_name or "none"] += 1
         return None
     body = getattr(msg, kind_name)
-    if payload is not None:  # the parts an event repeats, by their raw bytes (adapter/proto_parts.py)
-        shadow_body = getattr(_SHADOW_PARSE(payload), kind_name)
+    if shadow is not None:  # the parts an event repeats, by their raw bytes (adapter/proto_parts.py)
+        shadow_body = getattr(shadow, kind_name)
         raws = shadow_body.process  # one entry per occurrence of the field: none when it is absent
-        has_process = len(raws) > 0
-    else:
-        has_process = body.HasField("process")
-    if not has_process:
-        stats.malformed["no_process"] += 1
-        return None
-    t = msg.time
-    ts = t.seconds * 1_000_000_000 + t.nanos
-    node = msg.node_name
-    if payload is not None:
+        if not raws:
+            stats.malformed["no_process"] += 1
+            return None
         key = raws[0] if len(raws) == 1 else tuple(raws)
         part = proto_parts.PARTS.processes.get(key)
         if part is None:
             part = proto_parts.PARTS.new_process(key, body.process)
     else:
+        if not body.HasField("process"):
+            stats.malformed["no_process"] += 1
+            return None
         part = proto_parts.read_process(body.process)
-    pv, cv, podv, clean = part
-    process = ProcessInfo(*pv)
-    container = None if cv is None else ContainerInfo(*cv)
-    pod = None
-    if podv is not None:
-        ns, name, uid, labels, workload, workload_kind, annotations = podv
-        pod = PodInfo(ns, name, uid, dict(labels), workload, workload_kind, dict(annotations))
-    # The event's own fields, read once and handed to RuntimeCallEvent in one call (no field set twice).
-    function_name = module = build_id = policy_name = ""
-    symbol_offset = 0
-    arguments: list[Argument] = []
+    clean = part[3]
     kernel_stack: list[StackFrame] = []
     user_stack: list[StackFrame] = []
     if kind is EventKind.KPROBE:
-        function_name = body.function_name
-        kind = common.kprobe_kind(function_name)
-        policy_name = body.policy_name
-        arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
-        if shadow_body is not None:
+        if shadow is not None:
             kernel_stack, k_clean = _known_frames(
                 shadow_body.kernel_stack_trace, body, "kernel_stack_trace", max_stack_depth, stats
             )
@@ -219,6 +246,40 @@ def adapt(
             kernel_stack = _frames(body.kernel_stack_trace, max_stack_depth, stats)
             user_stack = _frames(body.user_stack_trace, max_stack_depth, stats)
             clean = False
+    t = msg.time
+    ts = t.seconds * 1_000_000_000 + t.nanos
+    return _build(ts, msg.node_name, kind, body, part, kernel_stack, user_stack, clean, received_ns, stats)
+
+
+def _build(
+    ts: int,
+    node: str,
+    kind: EventKind,
+    body: Any,
+    part: proto_parts.ProcessPart,
+    kernel_stack: list[StackFrame],
+    user_stack: list[StackFrame],
+    clean: bool,
+    received_ns: int,
+    stats: common.AdapterStats,
+) -> RuntimeCallEvent | None:
+    """The event from its time, node, body (either view), process part and stacks; normalized, counted."""
+    pv, cv, podv, _ = part
+    process = ProcessInfo(*pv)
+    container = None if cv is None else ContainerInfo(*cv)
+    pod = None
+    if podv is not None:
+        ns, name, uid, labels, workload, workload_kind, annotations = podv
+        pod = PodInfo(ns, name, uid, dict(labels), workload, workload_kind, dict(annotations))
+    # The event's own fields, read once and handed to RuntimeCallEvent in one call (no field set twice).
+    function_name = module = build_id = policy_name = ""
+    symbol_offset = 0
+    arguments: list[Argument] = []
+    if kind is EventKind.KPROBE:
+        function_name = body.function_name
+        kind = common.kprobe_kind(function_name)
+        policy_name = body.policy_name
+        arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
     elif kind is EventKind.UPROBE:
         function_name = body.symbol
         module = body.path

@@ -13,12 +13,13 @@ message, the raw bytes of
 - each entry of ``kernel_stack_trace`` and ``user_stack_trace``,
 
 from a second view of the same payload (``SHADOW``: Tetragon's schema with
-those fields declared ``repeated bytes``; ``decode`` runs it only on payloads
-the real schema accepted, so validity is the real decoder's, unchanged), and
-looks them up here. A hit gives the values the adapter read the first time,
-and whether they passed the text checks of adapter/validate.py (``clean``;
-a frame is remembered only when clean, so a frame found is a clean one); a
-miss reads them from the decoded message as before and remembers them.
+those fields declared ``repeated bytes``; it refuses no payload the real
+schema accepts, and what the real schema accepts is decided as before:
+adapter/known_parts.py), and looks them up here. A hit gives the values the
+adapter read the first time, and whether they passed the text checks of
+adapter/validate.py (``clean``; a frame is remembered only when clean, so a
+frame found is a clean one); a miss reads them from the decoded message (or
+a stack entry alone) as before and remembers them.
 Values are immutable (strings, ints, tuples): every event gets new
 ``ProcessInfo``/``ContainerInfo``/``PodInfo``/``StackFrame`` objects and new
 label dicts, because later stages change them in place.
@@ -51,6 +52,12 @@ MAX_PROCESSES = 1024
 MAX_PROCESS_BYTES = 4096
 MAX_FRAMES = 4096
 MAX_FRAME_BYTES = 512
+# A stack entry this small is read on its own (StackTraceEntry.FromString) when not remembered: it
+# cannot nest the 99 groups (a start and an end tag each, at least 2 bytes) that would reach Tetragon's
+# schema's depth limit inside a payload, where an entry sits two messages deep (upb's limit is 100, so
+# 98 nested groups are accepted there and 100 alone), so alone and in its payload it is accepted or
+# refused alike (tests/unit/test_adapter_known_parts.py). A larger unknown one: the payload is decoded whole.
+MAX_ALONE_FRAME_BYTES = 2 * 98
 
 # The event bodies the adapter reads (common.HANDLED_KINDS), by message name.
 _BODIES = (

@@ -22,6 +22,7 @@ RFC 3339 ``"time"``. Pure functions over bytes: no decoding of the event itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -53,54 +54,85 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-def proto_key(payload: bytes) -> tuple[bytes, int] | None:
-    """(key, time) of a serialized GetEventsResponse, or None (see the module docstring)."""
-    n = len(payload)
+_NO_TIME = (-1, -1, -1)
+_TIME_HEAD = bytes((_TIME_TAG & 0x7F | 0x80, _TIME_TAG >> 7))  # the time's tag, as encoders write it
+# Where a JSON export line's key ends ('"}' and blanks): a key ending otherwise is no JSON line's.
+_JSON_ENDS = frozenset(b"} \t\r\n")
+
+
+def _scan(buf: bytes) -> tuple[int, int, int] | None:
+    """The top-level time field's (tag at, value start, value end) in ``buf``, ``_NO_TIME`` if there is
+    none; None when ``buf`` is not a run of well-formed fields or holds the time twice."""
+    n = len(buf)
     i = 0
-    cut = None
+    cut = _NO_TIME
     try:
         while i < n:
             at = i
-            tag = payload[i]  # tags and lengths of one or two bytes inline: the common case
+            tag = buf[i]  # tags and lengths of one or two bytes inline: the common case
             i += 1
             if tag & 0x80:
-                b = payload[i]
+                b = buf[i]
                 i += 1
                 tag = (tag & 0x7F) | (b << 7) if b < 0x80 else -1
                 if tag < 0:
-                    tag, i = _varint(payload, at)
+                    tag, i = _varint(buf, at)
             wire = tag & 7
             if wire == 2:
-                length = payload[i]
+                length = buf[i]
                 i += 1
                 if length & 0x80:
-                    length, i = _varint(payload, i - 1)
+                    length, i = _varint(buf, i - 1)
                 end = i + length
                 if end > n:
                     return None
                 if tag == _TIME_TAG:
-                    if cut is not None:
+                    if cut is not _NO_TIME:
                         return None
                     cut = (at, i, end)
                 i = end
             elif wire == 0:
-                _, i = _varint(payload, i)
+                _, i = _varint(buf, i)
             elif wire == 1:
                 i += 8
             elif wire == 5:
                 i += 4
             else:
                 return None
-        if i != n or cut is None:
-            return None
-        at, start, end = cut
+    except (IndexError, ValueError):
+        return None
+    return cut if i == n else None
+
+
+def proto_key(payload: bytes, known: Container[bytes] = ()) -> tuple[bytes, int] | None:
+    """(key, time) of a serialized GetEventsResponse, or None (see the module docstring).
+
+    ``known``: keys this function gave before (and export lines' keys, which end otherwise). A payload
+    that is such a key followed by its time (where Tetragon puts it) is not read field by field again:
+    the key holds well-formed fields and no time, so reading would find exactly that key and time.
+    """
+    n = len(payload)
+    j = payload.rfind(_TIME_HEAD, n - 25 if n > 25 else 0)  # a time of at most 22 bytes, last
+    if j >= 0 and j + 3 <= n and payload[j + 2] == n - j - 3:
+        key = payload[:j]
+        if (key and key[-1] not in _JSON_ENDS and key in known) or _scan(key) is _NO_TIME:
+            return _with_time(key, payload, j + 3, n)
+    cut = _scan(payload)
+    if cut is None or cut is _NO_TIME:
+        return None
+    at, start, end = cut
+    return _with_time(payload[:at] if end == n else payload[:at] + payload[end:], payload, start, end)
+
+
+def _with_time(key: bytes, payload: bytes, start: int, end: int) -> tuple[bytes, int] | None:
+    try:
         t = _Timestamp.FromString(payload[start:end])  # exactly as the adapter reads it
-    except (IndexError, ValueError, DecodeError):
+    except DecodeError:
         return None
     ts = t.seconds * 1_000_000_000 + t.nanos
     if ts <= 0:
         return None
-    return payload[:at] + payload[end:], ts
+    return key, ts
 
 
 # The last member of a Tetragon export line: "time":"<RFC 3339>"}. Plain characters only: a

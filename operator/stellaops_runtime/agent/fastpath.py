@@ -166,15 +166,10 @@ class FastPath:
             self._skip -= 1
             self.stats.skipped += 1
         else:
-            split = rawkey.proto_key(payload)
+            split = rawkey.proto_key(payload, self._entries)
             if split is not None and (n := self._repeat(split[0], split[1], received, lookup)) >= 0:
                 return n
-        stats = self._stats
-        msg = from_proto.decode(payload, stats)
-        ev = None
-        if msg is not None:
-            ev = from_proto.adapt(msg, received_ns=received, stats=stats, max_stack_depth=depth)
-        self._process(ev, split, lookup)
+        self._process(from_proto.adapt_payload(payload, received, self._stats, depth), split, lookup)
         return 0
 
     def json(self, line: bytes, received: int, depth: int, lookup: object) -> int:
@@ -263,10 +258,15 @@ class FastPath:
             if facts == o.facts:
                 if not facts or o.opted_out or o.privacy_dropped:
                     return True
-                # The loader build-ids must still be held where the outcome took them from
-                # (get(): the canonicalizer's entry stays as recent as a full pass keeps it).
+                # The loader build-ids must still be held where the outcome took them from (the
+                # canonicalizer's entry stays as recent as a full pass keeps it: LRU.get, inlined).
                 fc = self._fc
-                held = fc is None or fc._ids.get(o.exec_id) is not None
+                held = True
+                if fc is not None:
+                    ids = fc._ids.data
+                    held = ids.get(o.exec_id) is not None
+                    if held:
+                        ids.move_to_end(o.exec_id)
                 if held and self._agg.knows_build_ids(o.exec_id):
                     return True
         self._stale(o)
@@ -292,7 +292,8 @@ class FastPath:
             # No key (skipped while nothing repeats, or none to compute), nothing to follow: the
             # ordinary path alone (the common case of a stream whose stacks never repeat).
             self._finish(ev)
-            self._not_kept("no_key")
+            d = self.stats.not_kept  # _not_kept("no_key"), inlined: once per such event
+            d["no_key"] = d.get("no_key", 0) + 1
             return
         privacy = self._privacy
         seen, filtered = privacy.events_seen, privacy.events_filtered

@@ -192,7 +192,7 @@ class Pipeline:
         if self.privacy.apply(ev) is None:
             return
         if self.canonicalizer is not None and not python:  # a .py file has no ELF function to resolve
-            self.canonicalizer.canonicalize(ev)
+            self.canonicalizer.canonicalize_in_batch(ev)  # every caller of _finish holds a _batch()
         self.aggregator.observe(ev)
         if self.attribution is not None:
             self.attribution.note(ev)
@@ -255,11 +255,7 @@ class Pipeline:
                     n = fast.proto(payload, received, depth, self.container_lookup)
                     self.processed += n  # after the call: the ordinary path counts in _finish
                     continue
-                msg = from_proto.decode(payload, stats)
-                if msg is not None:
-                    self._finish(
-                        from_proto.adapt(msg, received_ns=received, stats=stats, max_stack_depth=depth)
-                    )
+                self._finish(from_proto.adapt_payload(payload, received, stats, depth))
             except Exception as e:  # one bad event must never cost the good ones around it
                 self._internal_error(e)
 
@@ -354,7 +350,14 @@ class Pipeline:
             log.error("event skipped after an internal error (%s)", name, exc_info=e)
 
     def _observe_latency(self, items: list[tuple[bytes, int]]) -> None:
+        """LatencyHistogram.observe_ns for each event of the batch, inlined (no call per event)."""
         now = time.monotonic_ns()
-        observe = self.latency.observe_ns
+        h = self.latency
+        bounds, counts = h.bounds_ns, h.counts
+        total = 0
         for _, received in items:
-            observe(now - received)
+            value = now - received
+            counts[bisect.bisect_left(bounds, value)] += 1
+            total += value
+        h.sum_ns += total
+        h.count += len(items)

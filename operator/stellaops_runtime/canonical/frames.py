@@ -150,6 +150,7 @@ class FrameCanonicalizer:
             self._canonicalize(ev)
 
     def _canonicalize(self, ev: RuntimeCallEvent) -> None:
+        """Also public as :meth:`canonicalize_in_batch`, for a caller inside :meth:`batch` (the pipeline)."""
         kind = ev.kind
         if kind is EventKind.LOADER:
             if ev.module and ev.build_id:
@@ -181,6 +182,10 @@ class FrameCanonicalizer:
                     log.exception("canonicalizing frame %s+%#x failed", f.module, f.offset)
                     self.counters["internal_error"] += 1
                     unresolved(f, f.build_id, Source.HINT if f.symbol else Source.NONE)
+
+    # :meth:`canonicalize` without a batch of its own, for a caller inside :meth:`batch` already (the
+    # pipeline holds one per batch of events): the same, without entering and leaving it per event.
+    canonicalize_in_batch = _canonicalize
 
     def kernel_function_id(self, name: str) -> str:
         """``<kernel build-id>:<name>+0x0`` for a kernel function this kernel has, else ""."""
