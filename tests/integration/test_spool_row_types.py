@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -40,9 +39,8 @@ from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.spool import SpoolError, parse_spool, read_spool, write_spool
 from stellaops_runtime.store.writer import HotSymbolStore
+from tests.integration.test_flush_ledger import T0, S, counts, quarantined
 
-S = 1_000_000_000
-T0 = 1_740_787_200 * S
 IMG = "sha256:" + "d" * 64
 
 # (field, value, what the quarantined row's error says)
@@ -81,16 +79,6 @@ def store(url: str) -> Iterator[HotSymbolStore]:
     s = open_store(url)
     yield s
     s.close()
-
-
-def counts(store: HotSymbolStore) -> dict[str, Any]:
-    return {r["function_name"]: r["invocation_count"] for r in store.read_hot_symbols()}
-
-
-def quarantined(store: HotSymbolStore) -> list[dict[str, Any]]:
-    t = "signals.quarantined_rows" if store.engine.dialect.name == "postgresql" else "quarantined_rows"
-    with store.engine.connect() as c:
-        return [dict(r._mapping) for r in c.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))]
 
 
 def spooled(tmp_path: Path, units: list[HotSymbolDelta | ObservationWindow | None]) -> Batch:
