@@ -149,6 +149,7 @@ async def test_purl_functions_are_probed_per_container_counted_exactly_and_repor
     cfg = parse_config({
         "tetragon": {"address": addr, "connectionTimeout": 0.3},
         "store": {"url": f"sqlite:///{db}"},
+        "metrics": {"address": "127.0.0.1", "port": 0},  # not 8080: another worker's agent may hold it
         "native": {"fallbackAfterSeconds": 0.2, "tetragonCheckSeconds": 0.5, "probeConfigFile": str(probes)},
     })  # fmt: skip
     a = Contained(rootfs, "a", DIGEST_A)

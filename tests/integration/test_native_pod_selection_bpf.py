@@ -69,6 +69,7 @@ async def test_a_purl_function_counts_only_in_the_selected_pod_and_follows_a_lab
     cfg = parse_config({
         "tetragon": {"address": f"127.0.0.1:{h.free_port()}", "connectionTimeout": 0.3},
         "store": {"url": f"sqlite:///{db}"},
+        "metrics": {"address": "127.0.0.1", "port": 0},  # not 8080: another worker's agent may hold it
         "native": {"fallbackAfterSeconds": 0.2, "tetragonCheckSeconds": 0.5, "probeConfigFile": str(probes)},
     })  # fmt: skip
     a, b = Contained(rootfs, "sel-a", DIGEST_A), Contained(rootfs, "sel-b", DIGEST_B)

@@ -166,6 +166,7 @@ async def test_python_function_calls_are_stored_exactly_under_their_pip_purl(
     cfg = parse_config({
         "tetragon": {"address": f"127.0.0.1:{h.free_port()}", "connectionTimeout": 0.3},
         "store": {"url": f"sqlite:///{db}"},
+        "metrics": {"address": "127.0.0.1", "port": 0},  # not 8080: another worker's agent may hold it
         "native": {
             "fallbackAfterSeconds": 0.2, "tetragonCheckSeconds": 5, "execEvents": False,
             "usdt": [{"binary": str(container.python), "provider": "python", "name": "function__entry"}],
