@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import subprocess
 import time
@@ -387,3 +388,31 @@ async def test_a_native_drop_whose_marking_failed_is_marked_by_the_next_call() -
     await sw._mark_native_drops()
     assert calls == [(1_000, 2_000, 3), (2_000, 3_000, 4)] and sw.stats.native_drop_gaps == 2
     assert sw.bcc.stats.drops == [] and p.gaps.stats.native_dropped == {NODE: 7}
+
+
+async def test_a_gap_closed_by_the_outage_loop_while_its_mark_waits_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Tetragon back: the switch closes its gap, awaiting the pipeline thread to mark it; the outage loop's
+    take_outage closes the same gap meanwhile. One report, not a second 'for 0.0s' (seen in CI)."""
+    cfg = config()
+    p = pipeline(cfg)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(fn: Any, *args: Any) -> Any:
+        entered.set()
+        await release.wait()  # the pipeline thread is busy with a batch
+        return fn(*args)
+
+    sw = SourceSwitch(cfg, queue=EventQueue(100), pipeline=p, in_pipeline=slow)
+    sw._open_gap(time.time_ns() - 2_000_000_000)
+    sw.tetragon.stats.connected = True  # Tetragon delivers again
+    caplog.set_level(logging.INFO, logger="stellaops_runtime.agent.source_switch")
+    closing = asyncio.create_task(sw._close_gap(time.time_ns()))
+    await entered.wait()
+    assert sw.take_outage() is not None  # the outage loop's turn: it records the gap and says so
+    release.set()
+    await closing
+    said = [r.getMessage() for r in caplog.records if "recorded as a gap" in r.getMessage()]
+    assert len(said) == 1 and "for 2." in said[0], said
+    assert sw.take_outage() is None  # closed: nothing more to record

@@ -355,9 +355,11 @@ class SourceSwitch(ProbeReloads):
 
     async def _close_gap(self, to_ns: int) -> None:
         await self._mark_gap(max(to_ns, self._gap_marked))
+        if self._gap_from is None:  # take_outage (agent/outages.py) closed it, and said so, meanwhile
+            return
         log.info(
             "source %s delivers: no source observed this node for %.1fs (recorded as a gap)",
-            self.mode, (self._gap_marked - (self._gap_from or self._gap_marked)) / 1e9,
+            self.mode, (self._gap_marked - self._gap_from) / 1e9,
         )  # fmt: skip
         self._gap_from = None
 
