@@ -37,6 +37,7 @@ from stellaops_runtime.contracts.events import (
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.hotsymbols.callers import CallerTable
+from stellaops_runtime.hotsymbols.slots import Slot
 from stellaops_runtime.wire.tetragon import events_pb2
 
 S = 1_000_000_000
@@ -131,7 +132,7 @@ def test_the_callers_bound_invalidates_slots_the_fast_path_holds() -> None:
 
 def _live_slots() -> int:
     gc.collect()
-    return sum(1 for o in gc.get_objects() if type(o).__name__ == "_Slot")
+    return sum(1 for o in gc.get_objects() if type(o) is Slot)
 
 
 def _stream_a_three_times() -> list[bytes]:

@@ -116,14 +116,20 @@ class BinaryLocator:
         return process_root(pid, proc_root=self.proc_root), module
 
     def find_cached(
-        self, ev: RuntimeCallEvent, module: str, bid: str, ident: str = ""
+        self, ev: RuntimeCallEvent, module: str, bid: str, ident: str = "", local: bool | None = None
     ) -> tuple[Binary | None, str]:
-        """:meth:`find`, remembering failures that no live process could change."""
+        """:meth:`find`, remembering failures that no live process could change.
+
+        ``local`` is :meth:`local` of ``ev`` when the caller has it already (the canonicalizer
+        asks once per event, not once per frame); None asks here.
+        """
         if ident:  # no identity (no file read yet): nothing to look up
             cached = self.symbolizer.cached_binary(ident)
             if cached is not None:
                 return cached, ""
-        if self.local(ev):
+        if local is None:
+            local = self.local(ev)
+        if local:
             return self.find(ev, module, bid)
         key = (module, bid)
         unavailable = self._unavailable.data  # LRU.get, inlined: once per frame of such a module

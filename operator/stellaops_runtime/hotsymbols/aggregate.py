@@ -53,23 +53,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
+from stellaops_runtime.canonical.function_id import function_entry_id
+from stellaops_runtime.canonical.resolution import RESOLVED_SOURCES
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 from stellaops_runtime.contracts.hotsymbols import (
     CONFIDENCE,
     EvidenceKind,
     HotSymbolDelta,
-    HotSymbolKey,
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import EVENT_POSTURE
 from stellaops_runtime.hotsymbols.callers import CallerTable
-from stellaops_runtime.hotsymbols.samples import (
-    SampleTable,
-    StringTable,
-    frame_entry_id,
-    frame_function,
-    sample_dict,
-)
+from stellaops_runtime.hotsymbols.samples import SampleTable, StringTable, frame_entry_id
+from stellaops_runtime.hotsymbols.slots import Group, Slot, id_symbol, slot_deltas
 from stellaops_runtime.hotsymbols.window_counts import WindowCounts
 
 if TYPE_CHECKING:
@@ -81,46 +77,14 @@ _STACK = EvidenceKind.ON_STACK
 _EXEC = EvidenceKind.EXECUTED
 _LOADED = EvidenceKind.LOADED
 
+# Event kinds as module names: an enum class attribute read costs ~90 ns (per event here).
+_UPROBE, _USDT, _EXEC_KIND = EventKind.UPROBE, EventKind.USDT, EventKind.EXEC
+_LOADER_KIND, _EXIT_KIND = EventKind.LOADER, EventKind.EXIT
 _KERNEL_KINDS = frozenset({EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEPOINT, EventKind.LSM})
 
 # Posture rank per event kind, keyed by the kind's string value: a str hashes from
 # its cache, an Enum member through a Python-level __hash__ (this is per event).
 _POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items()}
-
-# A group of keys: (window start, image, module, evidence); its functions are the dict keys.
-_Group = tuple[int, str, str, EvidenceKind]
-
-
-def _id_symbol(function_id: str) -> str:
-    """The symbol part of ``<build-id>:<symbol>+0x<offset>`` (no validation: IDs here are ours)."""
-    return function_id[function_id.index(":") + 1 : function_id.rindex("+0x")]
-
-
-class _Slot:
-    """The counts of one key in one window (one record, no dict: there are up to maxKeys of them)."""
-
-    __slots__ = (
-        "build_id",
-        "count",
-        "first_ns",
-        "function_id",
-        "last_ns",
-        "max_latency_ns",
-        "node",
-        "sample",
-        "total_latency_ns",
-    )
-
-    def __init__(self, ts: int, lat: int, node: str, build_id: str, function_id: str, sample: Any) -> None:
-        self.count = 1
-        self.first_ns = ts
-        self.last_ns = ts
-        self.total_latency_ns = lat
-        self.max_latency_ns = lat
-        self.node = node
-        self.build_id = build_id
-        self.function_id = function_id
-        self.sample = sample
 
 
 class HotSymbolAggregator:
@@ -141,7 +105,7 @@ class HotSymbolAggregator:
         self.source = source
         self._max_caller_keys = max_tracked_caller_keys
         self._enabled = {e: c >= min_confidence for e, c in CONFIDENCE.items()}
-        self._groups: dict[_Group, dict[str, _Slot]] = {}
+        self._groups: dict[Group, dict[str, Slot]] = {}
         self._keys = 0
         self._windows = WindowCounts(window_seconds)
         # Distinct callers per stack key, kept across drains (bounded).
@@ -162,7 +126,7 @@ class HotSymbolAggregator:
         # out by observe_bound() are only valid for repeat() while it is unchanged (agent/fastpath.py).
         self.epoch = 0
         # When a list, observe() appends every slot it counts in (the fast path keeps them).
-        self.touched: list[_Slot] | None = None
+        self.touched: list[Slot] | None = None
 
     @property
     def key_count(self) -> int:
@@ -187,9 +151,9 @@ class HotSymbolAggregator:
             level = ev.posture_cap.rank
         self._windows.note(image, ev.node_name, win, level, ev.source, self._share)
         n = 0
-        if kind is EventKind.UPROBE or kind is EventKind.USDT:
+        if kind is _UPROBE or kind is _USDT:
             fid = ev.function_id
-            name = _id_symbol(fid) if fid else ev.function_name
+            name = id_symbol(fid) if fid else ev.function_name
             bid = fid[: fid.index(":")] if fid else ev.build_id
             n += self._add((win, image, ev.module, _INVOKED), name, ev, bid, function_id=fid)
         elif kind in _KERNEL_KINDS:
@@ -199,13 +163,13 @@ class HotSymbolAggregator:
             n += self._add(group, ev.function_name, ev, bid, function_id=fid)
             if ev.user_stack:
                 n += self._observe_stack(win, image, ev)
-        elif kind is EventKind.EXEC:
+        elif kind is _EXEC_KIND:
             n += self._add((win, image, ev.process.binary, _EXEC), "", ev, "")
-        elif kind is EventKind.LOADER:
+        elif kind is _LOADER_KIND:
             if ev.build_id:
                 self._remember_build_id(ev.process.exec_id, ev.module, ev.build_id)
             n += self._add((win, image, ev.module, _LOADED), "", ev, ev.build_id)
-        elif kind is EventKind.EXIT:
+        elif kind is _EXIT_KIND:
             self._build_ids.pop(ev.process.exec_id, None)
         self.observations += n
         if self._keys > self.peak_keys:
@@ -213,28 +177,65 @@ class HotSymbolAggregator:
         return n
 
     def _observe_stack(self, win: int, image: str, ev: RuntimeCallEvent) -> int:
+        """Each distinct (module, function) of the user stack once, and each frame's caller.
+
+        The repeat branch of :meth:`_add` is inlined here (per frame: the stream whose stacks
+        never repeat spends most of the aggregator's time in this loop); a new key goes through
+        :meth:`_new_slot`, as in ``_add``.
+        """
         stack = ev.user_stack
+        if not self._enabled[_STACK]:  # below the threshold: neither counted nor callers kept
+            self.below_threshold += len({(f.module, f.symbol or f"0x{f.offset:x}") for f in stack})
+            return 0
         ids = self._build_ids.get(ev.process.exec_id)
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, str]] = set()
+        groups = self._groups
+        touched = self.touched
+        add_caller = self._callers.add_hashed
+        ts = ev.timestamp_ns
+        lat = ev.latency_ns or 0
+        below = None  # hash of the frame above this one (this frame is its caller)
         n = 0
-        last = len(stack) - 1
-        callers = self._enabled[_STACK]  # below the threshold: neither counted nor callers kept
-        for i, f in enumerate(stack):
-            fn = frame_function(f)
-            if (f.module, fn) not in seen:
-                seen.add((f.module, fn))
-                build_id = f.build_id or (ids.get(f.module, "") if ids else "")
-                n += self._add((win, image, f.module, _STACK), fn, ev, build_id, frame=f)
-            # else recursion: one observation, but every caller counts
-            if callers and i < last:
-                c = stack[i + 1]
-                if self._callers.add(image, f.module, fn, c.module, frame_function(c)):
-                    self.epoch += 1  # the table started over: repeats must note their callers again
+        for f in stack:
+            module = f.module
+            fn = f.symbol or f"0x{f.offset:x}"  # frame_function, inlined
+            key = (image, module, fn)  # one tuple per frame: seen, and hashed for the callers
+            h = hash(key)
+            if below is not None and add_caller(below, h):
+                self.epoch += 1  # the table started over: repeats must note their callers again
+            below = h
+            if key in seen:
+                continue  # recursion: one observation, but every caller counts
+            seen.add(key)
+            build_id = f.build_id or (ids.get(module, "") if ids else "")
+            group = (win, image, module, _STACK)
+            slots = groups.get(group)
+            slot = slots.get(fn) if slots is not None else None
+            if slot is None:
+                slot = self._new_slot(group, slots, fn, ev, ts, lat, build_id, "", f)
+            else:
+                slot.count += 1
+                if ts < slot.first_ns:
+                    slot.first_ns = ts
+                elif ts > slot.last_ns:
+                    slot.last_ns = ts
+                if lat:
+                    slot.total_latency_ns += lat
+                    if lat > slot.max_latency_ns:
+                        slot.max_latency_ns = lat
+                if build_id and not slot.build_id:
+                    slot.build_id = self._share(build_id)
+                # frame_entry_id, inlined: an unresolved frame (most here) fails the first test
+                if not slot.function_id and f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
+                    slot.function_id = function_entry_id(f.build_id, f.symbol)
+            if touched is not None:
+                touched.append(slot)
+            n += 1
         return n
 
     def _add(
         self,
-        group: _Group,
+        group: Group,
         function: str,
         ev: RuntimeCallEvent,
         build_id: str,
@@ -277,8 +278,8 @@ class HotSymbolAggregator:
 
     def _new_slot(
         self,
-        group: _Group,
-        slots: dict[str, _Slot] | None,
+        group: Group,
+        slots: dict[str, Slot] | None,
         function: str,
         ev: RuntimeCallEvent,
         ts: int,
@@ -286,14 +287,14 @@ class HotSymbolAggregator:
         build_id: str,
         function_id: str,
         frame: StackFrame | None,
-    ) -> _Slot:
+    ) -> Slot:
         share = self._share
         if slots is None:
             win, image, module, evidence = group
             slots = self._groups[(win, share(image), share(module), evidence)] = {}
         if frame is not None:
             function_id = frame_entry_id(frame)
-        slot = slots[function] = _Slot(
+        slot = slots[function] = Slot(
             ts, lat, share(ev.node_name), share(build_id), function_id, self._samples.of(ev)
         )
         self._keys += 1
@@ -305,13 +306,13 @@ class HotSymbolAggregator:
     def window_ns(self) -> int:
         return self._window_ns
 
-    def observe_bound(self, ev: RuntimeCallEvent) -> tuple[int, list[_Slot], list[Any]]:
+    def observe_bound(self, ev: RuntimeCallEvent) -> tuple[int, list[Slot], list[Any]]:
         """:meth:`observe`, also returning the slots it counted in and its observation window's entry.
 
         An event exactly like ``ev`` later in the same window (and :attr:`epoch`) is
         then counted by :meth:`repeat` on those slots, with the same outcome.
         """
-        touched: list[_Slot] = []
+        touched: list[Slot] = []
         self.touched = touched
         try:
             n = self.observe(ev)
@@ -325,7 +326,7 @@ class HotSymbolAggregator:
         return self._windows.entry(ev.image_key, ev.node_name, ts - ts % self._window_ns)
 
     def repeat(
-        self, slots: list[_Slot], window: list[Any], ts: int, lat: int, observations: int, below: int
+        self, slots: list[Slot], window: list[Any], ts: int, lat: int, observations: int, below: int
     ) -> None:
         """Count one more event like the one :meth:`observe_bound` returned ``slots`` and ``window`` for.
 
@@ -371,37 +372,8 @@ class HotSymbolAggregator:
         groups, self._groups = self._groups, {}
         self.epoch += 1
         self._keys = 0
-        callers = self._callers
-        deltas = []
-        # One sample dict per sample tuple: the keys of one event share it (nothing mutates it).
-        samples: dict[int, dict[str, Any]] = {}
-        for (win, image, module, evidence), slots in groups.items():
-            confidence = CONFIDENCE[evidence]
-            stack = evidence is _STACK  # only stack keys have callers
-            for function, s in slots.items():
-                sample = samples.get(id(s.sample))
-                if sample is None:
-                    sample = samples[id(s.sample)] = sample_dict(s.sample)
-                deltas.append(
-                    HotSymbolDelta(
-                        key=HotSymbolKey(
-                            image_digest=image, module=module, function_name=function, evidence=evidence
-                        ),
-                        window_start_ns=win,
-                        invocation_count=s.count,
-                        first_seen_ns=s.first_ns,
-                        last_seen_ns=s.last_ns,
-                        unique_callers=callers.count(image, module, function) if stack else 0,
-                        total_latency_ns=s.total_latency_ns,
-                        max_latency_ns=s.max_latency_ns,
-                        confidence=confidence,
-                        build_id=s.build_id,
-                        function_id=s.function_id,
-                        node_name=s.node,
-                        sample=sample,
-                    )
-                )
-        del groups, samples
+        deltas = slot_deltas(groups, self._callers)
+        del groups
         obs = self._windows.drain(self.source)
         if self.runs is not None:
             obs = self.runs.drain(obs, self.source)

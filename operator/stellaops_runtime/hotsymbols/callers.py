@@ -8,13 +8,14 @@ reported, so the number survives the table starting over).
 
 Why hashes (issue 13): the table outlives drains, so whatever it holds stays
 in the agent's memory after every flush. A key is the 60-bit hash of
-(image, module, function) and a caller the 60-bit hash of (module,
-function). Two different callers of one key (at most ``max_callers`` of
-them) collide with a probability of about 2^-45; two keys among the 200,000
-the table holds at most, of about 2^-26. A collision can only lower or
-raise one key's ``unique_callers`` by the callers of the other; no
-invocation count depends on this table. Python's ``hash`` of strings is
-seeded per process, which is fine: the table never leaves it.
+(image, module, function) and a caller the 60-bit hash of (the key's image,
+its module, its function), so one hash of a stack frame serves as both. Two
+different callers of one key (at most ``max_callers`` of them) collide with
+a probability of about 2^-45; two keys among the 200,000 the table holds at
+most, of about 2^-26. A collision can only lower or raise one key's
+``unique_callers`` by the callers of the other; no invocation count depends
+on this table. Python's ``hash`` of strings is seeded per process, which is
+fine: the table never leaves it.
 
 Why arrays, not a dict of ints (issue 13, docs/benchmarks.md): the table's
 entries are made while a window's keys are held, and a dict of them is two
@@ -93,8 +94,16 @@ class CallerTable:
 
     def add(self, image: str, module: str, function: str, caller_module: str, caller_function: str) -> bool:
         """Note one call of ``function`` from the caller; True when the table started over to make room."""
-        key = (hash((image, module, function)) & _MASK) + 1
-        caller = hash((caller_module, caller_function)) & _MASK
+        return self.add_hashed(hash((image, module, function)), hash((image, caller_module, caller_function)))
+
+    def add_hashed(self, key_hash: int, caller_hash: int) -> bool:
+        """:meth:`add`, given ``hash((image, module, function))`` of the key and of the caller.
+
+        A caller is hashed with its key's image (the same for both), so the aggregator hashes
+        each stack frame once: as a key, and as the caller of the frame above it.
+        """
+        key = (key_hash & _MASK) + 1
+        caller = caller_hash & _MASK
         keys = self._keys
         mask = self._mask
         i = key & mask
