@@ -405,6 +405,26 @@ def test_function_id_from_the_store_at_any_offset(store: str) -> None:
     assert (code, doc["answer"]) == (1, "not_observed")
 
 
+def test_a_function_id_in_another_spelling_gets_the_same_answer(store: str) -> None:
+    """Upper-case hex, ``0X``, leading zeros: the same function, never "not observed" (was exit 1)."""
+    code, doc = answer(store, "functions", "--image", IMAGE, "--purl", "pkg:deb/debian/zlib1g")
+    fid = next(
+        f["function_id"] for f in doc["functions"] if f["function_name"] == "crc32" and f["function_id"]
+    )
+    bid = fid.split(":", 1)[0]
+    by_id = answer(store, "observed", "--image", IMAGE, "--function", fid)[1]
+    for text in (f"{bid.upper()}:crc32+0x0", f"{bid}:crc32+0X1F", f"{bid.upper()}:crc32+0x0001f"):
+        code, doc = answer(store, "observed", "--image", IMAGE, "--function", text)
+        assert (code, doc["answer"]) == (0, "observed"), text
+        assert doc["records"] == by_id["records"]
+        r = h.cli("evidence", "--store", store, "--image", IMAGE, "--purl", "pkg:deb/debian/zlib1g",
+                  "--function", text, "--json")  # fmt: skip
+        assert (r.returncode, json.loads(r.stdout)["reachability_state"]) == (0, "DynamicReachable"), r.stderr
+    for broken in (f"{bid}:crc32+0xZZ", f"{bid}:crc32"):  # an ID that does not read: an error, not a name
+        r = query(store, "observed", "--image", IMAGE, "--function", broken)
+        assert r.returncode == 2 and "malformed function ID" in r.stderr, r.stderr
+
+
 def test_mangled_and_canonical_names(store: str) -> None:
     for name in (MANGLED, CXX_NAME):
         code, doc = answer(store, "observed", "--image", CXX_IMAGE, "--function", name)

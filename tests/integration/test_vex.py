@@ -12,6 +12,7 @@ cyclonedx-python-lib, and each cited witness verifies.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -186,3 +187,36 @@ def test_osv_records_with_function_data() -> None:
 def test_malformed_input_is_a_clear_error(bad: Any) -> None:
     with pytest.raises(VexInputError):
         parse(bad)
+
+
+def test_a_function_id_in_another_spelling_is_the_function_it_names(tmp_path: Path) -> None:
+    """An upper-case ID of a function that ran was read as a name nothing matched: not_affected."""
+    bid = "1f95d5498d283b79505861523e20b3db2afdf518"
+    url = f"sqlite:///{tmp_path}/hot.db"
+    ran = dataclasses.replace(delta("crc32", 3, 12), function_id=f"{bid}:crc32+0x0", build_id=bid)
+    windows = [
+        ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon")
+        for d in range(40)
+    ]
+    with open_store(url) as s:
+        s.write([delta("", 0, 1, EvidenceKind.LOADED), ran], windows)
+    key, cli = tmp_path / "w.key", [sys.executable, "-m", "stellaops_runtime.cli.main"]
+    subprocess.run([*cli, "witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub")],
+                   check=True, cwd=ROOT, capture_output=True)  # fmt: skip
+
+    def vex_of(functions: list[str]) -> subprocess.CompletedProcess[str]:
+        affected = [{"purl": "pkg:deb/debian/zlib1g", "functions": functions}]
+        doc = {"vulnerabilities": [{"id": "CVE-X", "affected": affected}]}
+        (tmp_path / "vulns.json").write_text(json.dumps(doc))
+        return subprocess.run(
+            [*cli, "vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "vulns.json"),
+             "--key", str(key), "--witness-dir", str(tmp_path / "w")],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )  # fmt: skip
+
+    for text in (f"{bid}:crc32+0x0", f"{bid.upper()}:crc32+0x0", f"{bid}:crc32+0X1F"):
+        r = vex_of([text])
+        assert r.returncode == 0, r.stderr
+        assert by_vuln(json.loads(r.stdout))["CVE-X"]["status"] == "affected", text
+    r = vex_of(["crc32", f"{bid}:crc32+0xZZ"])  # an ID that does not read: the file's error, no statement
+    assert (r.returncode, r.stdout) == (2, "") and "CVE-X: malformed function ID" in r.stderr, r.stderr

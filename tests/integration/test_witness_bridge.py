@@ -8,6 +8,7 @@ writes it to the output directory; a claim whose signing fails stays marked.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -115,6 +116,14 @@ async def test_marking_never_waits_for_a_slow_signer(world) -> None:  # type: ig
         ("- {image: 'sha256:" + "d" * 64 + "', purl: 'not a purl', function: f}", "claim 0"),
         ("- [1, 2]", "expected a mapping"),
         ("{{{", "not YAML"),
+        (
+            "- {image: 'sha256:"
+            + "d" * 64
+            + "', purl: 'pkg:deb/debian/z', function: '"
+            + "A" * 40
+            + ":f+0xZZ'}",
+            "claim 0: malformed function ID",
+        ),
     ],
 )
 def test_bad_claims_files_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -123,3 +132,24 @@ def test_bad_claims_files_are_clear_errors(tmp_path: Path, text: str, message: s
     with pytest.raises(ClaimsError, match=message):
         load_claims(p)
     assert Claim(IMG, "pkg:deb/debian/z", "f").id == wstore.claim_id(IMG, "pkg:deb/debian/z", "f", None)
+
+
+async def test_a_claim_naming_a_function_id_in_another_spelling_is_witnessed_as_observed(
+    tmp_path: Path,
+) -> None:
+    bid = "1f95d5498d283b79505861523e20b3db2afdf518"
+    store = open_store(f"sqlite:///{tmp_path}/hot.db")
+    ran = dataclasses.replace(delta("crc32", 12), function_id=f"{bid}:crc32+0x0", build_id=bid)
+    store.write([ran], [ObservationWindow(IMG, "n", T0, 5, Posture.EBPF_DEEP, 60, "tetragon")])
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        f"- {{image: '{IMG}', purl: 'pkg:deb/debian/zlib1g', function: '{bid.upper()}:crc32+0X0'}}\n"
+    )
+    bridge = WitnessBridge(load_claims(claims), key_file=str(tmp_path / "k"))
+    bridge.observe([ran])
+    bridge.stored()
+    assert await bridge.flush(store.engine) == 1
+    with store.engine.connect() as conn:
+        [w] = wstore.find(conn, image=IMG)
+    assert w.state == "DynamicReachable"  # read as a name, the ID matched nothing: PotentiallyReachable

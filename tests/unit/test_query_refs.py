@@ -151,6 +151,54 @@ def test_an_unresolved_function_id_names_the_file_offset_key() -> None:
     assert (q.build_id, q.entry_id, q.names) == (BID, "", ("0x1a2b",))
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        f"{BID.upper()}:crc32+0x0",
+        f"{BID}:crc32+0X0",
+        f"{BID}:crc32+0x00",
+        f"{BID.upper()}:crc32+0X1F",
+        f"  {BID[:20].upper()}{BID[20:]}:crc32+0x1f\n",
+    ],
+)
+def test_a_function_id_in_another_spelling_names_the_same_function(typed: str) -> None:
+    # Read as a plain name, such text matched nothing: "not observed" for a function that ran.
+    q = function_query(typed)
+    assert (q.build_id, q.entry_id, q.names) == (BID, f"{BID}:crc32+0x0", ("crc32",))
+
+
+def test_fallback_and_go_build_ids_in_another_spelling() -> None:
+    fallback = "sha256-" + "ab" * 20
+    q = function_query(f"SHA256-{'AB' * 20}:main+0X0")
+    assert (q.build_id, q.entry_id) == (fallback, f"{fallback}:main+0x0")
+    go = "Ab_9-x/Yz0/Qr/Tu"  # a Go build-id's letters are case-sensitive: kept as typed
+    q = function_query(f"{go}:main.main+0X10")
+    assert (q.build_id, q.entry_id) == (go, f"{go}:main.main+0x0")
+    assert function_query(f"{go}:main.main+0x10").build_id == go
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        f"{BID}:crc32",
+        f"{BID}:crc32+0x",
+        f"{BID}:crc32+0xZZ",
+        f"{BID}:crc32+16",
+        f"{BID.upper()}:crc32+0x1g",
+        f"sha256-{'ab' * 20}:main",
+    ],
+)
+def test_a_hex_build_id_with_a_broken_offset_is_an_error_not_a_name(bad: str) -> None:
+    with pytest.raises(RefError, match="malformed function ID"):
+        function_query(bad)
+
+
+def test_names_with_colons_stay_names() -> None:
+    for name in ("std::string::find(char) const", "go:itab.*os.File,io.Writer", "abc::def+0x1A", "ab:cd"):
+        q = function_query(name)
+        assert not q.is_function_id and q.names[-1] == name
+
+
 def test_empty_function_is_an_error() -> None:
     with pytest.raises(RefError):
         function_query("  ")

@@ -82,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
         image = image_key(args.image)
         private = keys.load_private(args.key)
         vulns = vex_input.parse(json.loads(Path(args.vulns).read_bytes()))
+        for v in vulns:  # a function ID that does not read is the file's error, before any answer
+            for t in v.targets:
+                for fn in t.functions:
+                    try:
+                        function_query(fn)
+                    except RefError as e:
+                        raise vex_input.VexInputError(f"{v.id}: {e}") from None
     except (RefError, keys.KeyError_, vex_input.VexInputError) as e:
         return _fail(f"{args.vulns}: {e}" if isinstance(e, vex_input.VexInputError) else str(e))
     except OSError as e:

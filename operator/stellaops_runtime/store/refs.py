@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from packageurl import PackageURL
 
 from stellaops_runtime.canonical.demangle import demangle
-from stellaops_runtime.canonical.function_id import function_entry_id, parse_function_id
+from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
 
 
 class RefError(ValueError):
@@ -174,16 +174,54 @@ class FunctionQuery:
         return bool(self.build_id)
 
 
+_FALLBACK = "sha256-"  # the build-id of a file with no build-id note (docs/function-ids.md)
+
+
+def _hex_build_id(bid: str) -> str | None:
+    """A GNU or fallback build-id in its canonical lower case; None for anything else (a Go
+    build-id, whose letters are case-sensitive, or a name)."""
+    body = bid[len(_FALLBACK) :] if bid[: len(_FALLBACK)].lower() == _FALLBACK else bid
+    if len(body) < 16 or not _HEX.issuperset(body):
+        return None
+    return bid.lower()
+
+
+def _function_id_as_typed(t: str) -> FunctionId | None:
+    """A function ID in another spelling: upper-case hex in the build-id or offset, ``0X``,
+    leading zeros. Such text names the same function as the canonical ID, so it must get
+    the same answer; read as a plain name it would match nothing and be "not observed".
+
+    A text whose build-id is hex (16 digits or more, or the fallback) and that does not
+    read as an ID is refused: it cannot be a symbol name either.
+    """
+    colon = t.find(":")
+    if colon <= 0 or t[colon + 1 : colon + 2] == ":":  # no build-id, or a C++ scope (``a::b``)
+        return None
+    bid = _hex_build_id(t[:colon])
+    plus = t.lower().rfind("+0x")
+    digits = t[plus + 3 :] if plus > colon else ""
+    if digits and _HEX.issuperset(digits):
+        go = "/" in t[:colon] and not any(c.isspace() for c in t[:colon])  # a Go build-id, as it is
+        if bid is None and not go:
+            return None
+        return FunctionId(bid or t[:colon], t[colon + 1 : plus], int(digits, 16))
+    if bid is not None:
+        raise RefError(f"malformed function ID {t[:200]!r}: expected <build-id>:<symbol>+0x<hex offset>")
+    return None
+
+
 def function_query(text: str) -> FunctionQuery:
     t = text.strip()
     if not t:
         raise RefError("empty function name")
     fid = None
-    if ":" in t and "+0x" in t:
+    if ":" in t:
         try:
             fid = parse_function_id(t)
         except ValueError:
-            fid = None
+            fid = _function_id_as_typed(t)
+    if fid is not None and (bid := _hex_build_id(fid.build_id)) is not None and bid != fid.build_id:
+        fid = FunctionId(bid, fid.symbol, fid.offset)  # upper-case hex: the same build-id
     if fid is not None and not any(c.isspace() for c in fid.build_id):
         if not fid.symbol:
             return FunctionQuery(text=t, names=(f"0x{fid.offset:x}",), build_id=fid.build_id)
