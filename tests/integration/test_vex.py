@@ -167,7 +167,11 @@ def test_osv_records_with_function_data() -> None:
     [v] = parse({"vulns": [osv]})
     assert (v.id, v.aliases, v.description) == ("GO-2024-0001", ("CVE-2024-0001",), "bad parse")
     [t] = v.targets
-    assert (t.purl, t.functions) == ("pkg:golang/golang.org/x/net", ("Parse", "ParseFragment"))
+    assert (t.purl, t.functions) == (
+        "pkg:golang/golang.org/x/net",
+        ("golang.org/x/net/html.Parse", "golang.org/x/net/html.ParseFragment"),
+    )
+    assert t.names_of("golang.org/x/net/html.Parse") == ("golang.org/x/net/html.Parse[...]",)
     [v] = parse(
         {
             **osv,
@@ -220,3 +224,81 @@ def test_a_function_id_in_another_spelling_is_the_function_it_names(tmp_path: Pa
         assert by_vuln(json.loads(r.stdout))["CVE-X"]["status"] == "affected", text
     r = vex_of(["crc32", f"{bid}:crc32+0xZZ"])  # an ID that does not read: the file's error, no statement
     assert (r.returncode, r.stdout) == (2, "") and "CVE-X: malformed function ID" in r.stderr, r.stderr
+
+
+def test_go_vulnerability_database_symbols_match_the_names_the_agent_stores(tmp_path: Path) -> None:
+    """OSV's Go symbols (``Parse``, ``Tokenizer.Next``) are unqualified and receiver-blind; the agent
+    stores ``golang.org/x/net/html.(*Tokenizer).Next``. Asked as given, no symbol matched anything,
+    and a watched image whose module was loaded was declared not_affected."""
+    net, std = "pkg:golang/golang.org/x/net@v0.17.0", "pkg:golang/stdlib@1.21.5"
+    app = "/app/server"
+
+    def ran(fn: str, purl: str) -> HotSymbolDelta:
+        start = T0 + 3 * DAY
+        return HotSymbolDelta(
+            key=HotSymbolKey(IMG, app, fn, EvidenceKind.ON_STACK), window_start_ns=start, invocation_count=5,
+            first_seen_ns=start + S, last_seen_ns=start + 2 * S, purl=purl, node_name="node-1",
+        )  # fmt: skip
+
+    url = f"sqlite:///{tmp_path}/hot.db"
+    windows = [
+        ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon")
+        for d in range(40)
+    ]
+    with open_store(url) as s:
+        s.write(
+            [
+                ran("golang.org/x/net/html.(*Tokenizer).Next", net),
+                ran("golang.org/x/net/html.Parse", net),
+                ran("golang.org/x/net/http2.Framer.ReadFrame", net),  # a value receiver
+                ran("golang.org/x/net/idna.Map[...]", net),  # a generic function
+                ran("net/http.(*Server).Serve", std),
+            ],
+            windows,
+        )
+
+    def osv(vid: str, module: str, path: str, *symbols: str) -> dict[str, Any]:
+        imports = [{"path": path, "symbols": list(symbols)}]
+        return {"id": vid, "affected": [{"package": {"ecosystem": "Go", "name": module},
+                                         "ecosystem_specific": {"imports": imports}}]}  # fmt: skip
+
+    vulns = {
+        "vulns": [
+            osv("GO-POINTER", "golang.org/x/net", "golang.org/x/net/html", "Tokenizer.Next"),
+            osv("GO-VALUE", "golang.org/x/net", "golang.org/x/net/http2", "Framer.ReadFrame"),
+            osv("GO-GENERIC", "golang.org/x/net", "golang.org/x/net/idna", "Map"),
+            osv("GO-STDLIB", "stdlib", "net/http", "Server.Serve"),
+            osv("GO-NOTRUN", "golang.org/x/net", "golang.org/x/net/html", "ParseFragment", "Tokenizer.Raw"),
+        ]
+    }
+    (tmp_path / "vulns.json").write_text(json.dumps(vulns))
+    key, cli = tmp_path / "w.key", [sys.executable, "-m", "stellaops_runtime.cli.main"]
+    subprocess.run([*cli, "witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub")],
+                   check=True, cwd=ROOT, capture_output=True)  # fmt: skip
+    r = subprocess.run(
+        [*cli, "vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "vulns.json"),
+         "--key", str(key), "--witness-dir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, OPENVEX_SCHEMA)
+    s = by_vuln(doc)
+    for vid in ("GO-POINTER", "GO-VALUE", "GO-GENERIC", "GO-STDLIB"):
+        assert s[vid]["status"] == "affected", (vid, s[vid].get("status_notes"))
+    assert "golang.org/x/net/html.Tokenizer.Next (5 calls)" in s["GO-POINTER"]["status_notes"]
+    # Parse ran, ParseFragment did not: a prefix never matches.
+    assert (s["GO-NOTRUN"]["status"], s["GO-NOTRUN"]["justification"]) == (
+        "not_affected",
+        "vulnerable_code_not_in_execute_path",
+    )
+
+
+def test_go_symbols_without_their_package_path_are_an_input_error() -> None:
+    pkg = {"ecosystem": "Go", "name": "golang.org/x/net"}
+    rec = {
+        "id": "GO-1",
+        "affected": [{"package": pkg, "ecosystem_specific": {"imports": [{"symbols": ["Parse"]}]}}],
+    }
+    with pytest.raises(VexInputError, match="symbols without a package path"):
+        parse(rec)

@@ -13,6 +13,7 @@ or CycloneDX, on stdout or ``--out``. Exit 0 when the document was written,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 pq = PurlQuery.parse(t.purl)
                 for fn in t.functions:
                     fq = function_query(fn)
+                    if others := t.names_of(fn):  # a Go symbol's other spellings (vex_input)
+                        fq = dataclasses.replace(fq, names=(*fq.names, *others))
                     obs = observe(conn, image=image, purl=pq, function=fq)
                     doc = evidence(obs, image=image, purl=t.purl, function=fn)
                     stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)

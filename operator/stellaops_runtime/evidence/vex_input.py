@@ -9,7 +9,9 @@ Our format (docs/vex.md)::
 OSV records (one object, a list, or ``{"vulns": [...]}``) are read the same
 way: ``affected[].package.purl`` (or ecosystem + name for PyPI, npm and Go)
 with the function names of ``affected[].ecosystem_specific.imports[].symbols``
-(the Go vulnerability database's form) or ``.functions``. A vulnerability
+(the Go vulnerability database's form: each symbol qualified with its
+import's ``path`` and asked in every spelling the agent stores it under,
+:func:`go_symbol_names`) or ``.functions``. A vulnerability
 without any function cannot be decided at function level: it is reported
 ``under_investigation``. Pure: the caller reads the file.
 """
@@ -30,6 +32,14 @@ class VexInputError(Exception):
 class Target:
     purl: str
     functions: tuple[str, ...]
+    # Other canonical spellings of a function, (function, (spelling, ...)) pairs: the Go
+    # vulnerability database names ``Tokenizer.Next`` a method the agent stores as
+    # ``golang.org/x/net/html.(*Tokenizer).Next`` (docs/function-ids.md, Go).
+    spellings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def names_of(self, function: str) -> tuple[str, ...]:
+        """The other spellings of ``function`` (empty when it has none)."""
+        return dict(self.spellings).get(function, ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +72,46 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _osv_functions(aff: dict[str, Any], where: str) -> tuple[str, ...]:
+def go_symbol_names(path: str, symbol: str) -> tuple[str, ...]:
+    """The canonical names a Go vulnerability database symbol of package ``path`` can be stored as.
+
+    The database writes ``Parse`` for a function and ``Tokenizer.Next`` for a method, whatever
+    its receiver; the agent stores ``<path>.Parse``, ``<path>.Tokenizer.Next`` for a value
+    receiver, ``<path>.(*Tokenizer).Next`` for a pointer receiver, and ``[...]`` after a generic
+    function or type (docs/function-ids.md). A type has at most one method of a name, so every
+    spelling names the same function. The first is the one shown.
+    """
+    head, dot, method = symbol.partition(".")
+    if not dot:
+        return (f"{path}.{symbol}", f"{path}.{symbol}[...]")
+    return (
+        f"{path}.{head}.{method}",
+        f"{path}.(*{head}).{method}",
+        f"{path}.{head}[...].{method}",
+        f"{path}.(*{head}[...]).{method}",
+    )
+
+
+def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
     es = aff.get("ecosystem_specific") or {}
     out: list[str] = list(_strings(es.get("functions"), f"{where}.ecosystem_specific.functions"))
+    spellings: dict[str, tuple[str, ...]] = {}
     for i, imp in enumerate(es.get("imports") or []):
-        if isinstance(imp, dict):
-            out += _strings(imp.get("symbols"), f"{where}.ecosystem_specific.imports[{i}].symbols")
-    return tuple(dict.fromkeys(out))
+        if not isinstance(imp, dict):
+            continue
+        symbols = _strings(imp.get("symbols"), f"{where}.ecosystem_specific.imports[{i}].symbols")
+        path = imp.get("path")
+        if not isinstance(path, str) or not path:  # a symbol without its package names nothing stored
+            if symbols:
+                raise VexInputError(
+                    f"{where}.ecosystem_specific.imports[{i}]: symbols without a package path"
+                )
+            continue
+        for sym in symbols:
+            shown, *others = go_symbol_names(path, sym)
+            out.append(shown)
+            spellings[shown] = tuple(others)
+    return tuple(dict.fromkeys(out)), spellings
 
 
 def _one(doc: Any, where: str) -> Vulnerability:
@@ -79,9 +122,10 @@ def _one(doc: Any, where: str) -> Vulnerability:
         w = f"{where}.affected[{i}]"
         if not isinstance(aff, dict):
             raise VexInputError(f"{w}: expected an object")
+        spellings: dict[str, tuple[str, ...]] = {}
         if "package" in aff:  # OSV
             purl = _purl_of(aff["package"] if isinstance(aff["package"], dict) else {})
-            functions = _osv_functions(aff, w)
+            functions, spellings = _osv_functions(aff, w)
         else:
             purl = str(aff["purl"]) if isinstance(aff.get("purl"), str) else ""
             functions = _strings(aff.get("functions"), f"{w}.functions")
@@ -91,7 +135,7 @@ def _one(doc: Any, where: str) -> Vulnerability:
             PackageURL.from_string(purl)
         except ValueError as e:
             raise VexInputError(f"{w}: {purl!r} is not a package URL: {e}") from None
-        targets.append(Target(purl, functions))
+        targets.append(Target(purl, functions, tuple(spellings.items())))
     if not targets:
         raise VexInputError(f"{where} ({doc['id']}): no affected package")
     return Vulnerability(
