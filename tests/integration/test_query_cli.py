@@ -416,3 +416,33 @@ def test_store_errors_name_the_command_that_failed(
     err = capsys.readouterr().err
     assert err.startswith(f"stella-runtime {command}: no hot-symbol store at"), err
     assert "Traceback" not in err
+
+
+def test_a_name_without_parameters_names_every_overload(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Advisories write ``foo::bar``; the agent stores ``foo::bar(int)``. Exact otherwise: case,
+    a longer name and LIKE's wildcards never match."""
+    with open_store(url) as store:
+        store.write(
+            [
+                d("foo::bar(int)", 2),
+                d("foo::bar(char const*) const", 3),
+                d("foo::barista(int)", 5),
+                d("FOO::bar(long)", 7),
+                d("a_b::c%d(int)", 11),
+                d("(anonymous namespace)::scaled(double)", 13),
+            ],
+            [],
+        )
+
+    def counts(text: str) -> tuple[int, list[int]]:
+        code, doc = ask(url, capsys, "observed", "--image", IMG, "--function", text)
+        return code, sorted(r["invocation_count"] for r in doc["records"])
+
+    assert counts("foo::bar") == (0, [2, 3])
+    assert counts("foo::bar(int)") == (0, [2])
+    assert counts("foo::bar(long)") == (exitcodes.NOT_FOUND, [])
+    assert counts("foo::ba") == (exitcodes.NOT_FOUND, [])
+    assert counts("a_b::c%d") == (0, [11])
+    assert counts("aXb::c%d") == (exitcodes.NOT_FOUND, [])  # _ is no wildcard
+    assert counts("a_b::c") == (exitcodes.NOT_FOUND, [])  # nor %
+    assert counts("(anonymous namespace)::scaled") == (0, [13])

@@ -79,21 +79,34 @@ def store(tmp: Path, days: range, *, gap_day: int | None = None) -> str:
     return url
 
 
-def run_vex(tmp: Path, url: str, fmt: str = "openvex", *extra: str) -> dict[str, Any]:
-    (tmp / "vulns.json").write_text(json.dumps(VULNS))
+def vex_cli(
+    tmp: Path, url: str, vulns: Any, *extra: str, image: str = IMG
+) -> subprocess.CompletedProcess[str]:
+    """``stella-runtime vex`` as a subprocess on ``vulns`` (a key made once per directory)."""
+    (tmp / "vulns.json").write_text(json.dumps(vulns))
     key = tmp / "w.key"
     cli = [sys.executable, "-m", "stellaops_runtime.cli.main"]
     if not key.exists():
         keygen = [*cli, "witness", "keygen", "--private", str(key), "--public", str(tmp / "w.pub")]
         subprocess.run(keygen, check=True, cwd=ROOT, capture_output=True)
-    r = subprocess.run(
-        [*cli, "vex", "--store", url, "--image", f"registry.example/shop/app@{IMG}",
-         "--vulns", str(tmp / "vulns.json"), "--format", fmt, "--key", str(key),
-         "--witness-dir", str(tmp / "w"), *extra],
+    return subprocess.run(
+        [*cli, "vex", "--store", url, "--image", image, "--vulns", str(tmp / "vulns.json"),
+         "--key", str(key), "--witness-dir", str(tmp / "w"), *extra],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
+
+
+def run_vex(tmp: Path, url: str, fmt: str = "openvex", *extra: str) -> dict[str, Any]:
+    r = vex_cli(tmp, url, VULNS, "--format", fmt, *extra, image=f"registry.example/shop/app@{IMG}")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+def watched(days: range = range(40)) -> list[ObservationWindow]:
+    """A window at EbpfDeep on each day (the 30-day window ends at the last)."""
+    return [
+        ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon") for d in days
+    ]
 
 
 def by_vuln(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -198,25 +211,13 @@ def test_a_function_id_in_another_spelling_is_the_function_it_names(tmp_path: Pa
     bid = "1f95d5498d283b79505861523e20b3db2afdf518"
     url = f"sqlite:///{tmp_path}/hot.db"
     ran = dataclasses.replace(delta("crc32", 3, 12), function_id=f"{bid}:crc32+0x0", build_id=bid)
-    windows = [
-        ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon")
-        for d in range(40)
-    ]
+    windows = watched()
     with open_store(url) as s:
         s.write([delta("", 0, 1, EvidenceKind.LOADED), ran], windows)
-    key, cli = tmp_path / "w.key", [sys.executable, "-m", "stellaops_runtime.cli.main"]
-    subprocess.run([*cli, "witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub")],
-                   check=True, cwd=ROOT, capture_output=True)  # fmt: skip
 
     def vex_of(functions: list[str]) -> subprocess.CompletedProcess[str]:
         affected = [{"purl": "pkg:deb/debian/zlib1g", "functions": functions}]
-        doc = {"vulnerabilities": [{"id": "CVE-X", "affected": affected}]}
-        (tmp_path / "vulns.json").write_text(json.dumps(doc))
-        return subprocess.run(
-            [*cli, "vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "vulns.json"),
-             "--key", str(key), "--witness-dir", str(tmp_path / "w")],
-            capture_output=True, text=True, timeout=120, cwd=ROOT,
-        )  # fmt: skip
+        return vex_cli(tmp_path, url, {"vulnerabilities": [{"id": "CVE-X", "affected": affected}]})
 
     for text in (f"{bid}:crc32+0x0", f"{bid.upper()}:crc32+0x0", f"{bid}:crc32+0X1F"):
         r = vex_of([text])
@@ -241,10 +242,7 @@ def test_go_vulnerability_database_symbols_match_the_names_the_agent_stores(tmp_
         )  # fmt: skip
 
     url = f"sqlite:///{tmp_path}/hot.db"
-    windows = [
-        ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon")
-        for d in range(40)
-    ]
+    windows = watched()
     with open_store(url) as s:
         s.write(
             [
@@ -271,15 +269,7 @@ def test_go_vulnerability_database_symbols_match_the_names_the_agent_stores(tmp_
             osv("GO-NOTRUN", "golang.org/x/net", "golang.org/x/net/html", "ParseFragment", "Tokenizer.Raw"),
         ]
     }
-    (tmp_path / "vulns.json").write_text(json.dumps(vulns))
-    key, cli = tmp_path / "w.key", [sys.executable, "-m", "stellaops_runtime.cli.main"]
-    subprocess.run([*cli, "witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub")],
-                   check=True, cwd=ROOT, capture_output=True)  # fmt: skip
-    r = subprocess.run(
-        [*cli, "vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "vulns.json"),
-         "--key", str(key), "--witness-dir", str(tmp_path / "w")],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    r = vex_cli(tmp_path, url, vulns)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     jsonschema.validate(doc, OPENVEX_SCHEMA)
@@ -302,3 +292,27 @@ def test_go_symbols_without_their_package_path_are_an_input_error() -> None:
     }
     with pytest.raises(VexInputError, match="symbols without a package path"):
         parse(rec)
+
+
+def test_a_cxx_function_named_without_its_parameters_is_each_overload(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hot.db"
+    windows = watched()
+    with open_store(url) as s:
+        s.write(
+            [
+                delta("", 0, 1, EvidenceKind.LOADED),
+                delta("Poco::Net::HTTPRequest::read(std::istream&)", 3, 4),
+            ],
+            windows,
+        )
+    fns = {"CVE-CXX": ["Poco::Net::HTTPRequest::read"], "CVE-OTHER": ["Poco::Net::HTTPRequest::readHeader"]}
+    doc = {
+        "vulnerabilities": [
+            {"id": k, "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": v}]} for k, v in fns.items()
+        ]
+    }
+    r = vex_cli(tmp_path, url, doc)
+    assert r.returncode == 0, r.stderr
+    s = by_vuln(json.loads(r.stdout))
+    assert s["CVE-CXX"]["status"] == "affected"  # was not_affected: the name matched no stored name
+    assert s["CVE-OTHER"]["status"] == "not_affected"

@@ -153,3 +153,18 @@ async def test_a_claim_naming_a_function_id_in_another_spelling_is_witnessed_as_
     with store.engine.connect() as conn:
         [w] = wstore.find(conn, image=IMG)
     assert w.state == "DynamicReachable"  # read as a name, the ID matched nothing: PotentiallyReachable
+
+
+def test_a_claim_without_a_parameter_list_is_marked_by_each_overload(tmp_path: Path) -> None:
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = [
+        Claim(IMG, "pkg:deb/debian/zlib1g", "foo::bar"),
+        Claim(IMG, "pkg:deb/debian/zlib1g", "foo::baz(int)"),
+    ]
+    bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+    bridge.observe([delta("foo::barista(int)"), delta("foo::baz(long)"), delta("FOO::bar(int)")])
+    bridge.stored()
+    assert bridge.marked == 0  # another name, another overload of an exact claim, another case
+    bridge.observe([delta("foo::bar(char const*) const")])
+    bridge.stored()
+    assert bridge.marked == 1

@@ -126,6 +126,14 @@ def test_a_plain_or_canonical_name_is_itself() -> None:
     assert function_query("a::operator+(A const&)").names == ("a::operator+(A const&)",)
 
 
+def test_a_name_without_a_parameter_list_also_names_its_overloads() -> None:
+    assert function_query("foo::bar").overloads == ("foo::bar",)
+    assert function_query("crc32").overloads == ("crc32",)
+    assert function_query("foo::bar(int)").overloads == ()
+    assert function_query("_ZN3foo3barEv").overloads == ("_ZN3foo3barEv",)  # demangles to foo::bar()
+    assert function_query(f"{BID}:crc32+0x0").overloads == ()  # an ID is one function
+
+
 def test_a_mangled_name_is_demangled_the_way_the_agent_does() -> None:
     q = function_query("_ZN3foo3barEv")
     assert q.names[0] == demangle("_ZN3foo3barEv") == "foo::bar()"

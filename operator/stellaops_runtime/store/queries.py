@@ -141,7 +141,9 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
     if isinstance(function, str):
         return c.function_name == function
     if not function.is_function_id:
-        return c.function_name.in_(function.names)
+        # substr, not LIKE: SQLite's LIKE ignores case, and names hold LIKE's wildcards (_ and %)
+        overloads = [sa.func.substr(c.function_name, 1, len(n) + 1) == f"{n}(" for n in function.overloads]
+        return sa.or_(c.function_name.in_(function.names), *overloads)
     by_name = sa.and_(
         c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
     )

@@ -161,13 +161,18 @@ class FunctionQuery:
     a function names the same function), ``build_id`` and ``names`` (the
     symbol) match rows stored without an ID. An unresolved ID
     (``<build-id>:+0x<file offset>``) names the frame the agent keys as
-    ``0x<file offset>``.
+    ``0x<file offset>``. A name that does not end with a parameter list also
+    names every stored ``<name>(…)`` (``overloads``): advisories write
+    ``foo::bar`` for what the agent stores as ``foo::bar(int)``.
     """
 
     text: str
     names: tuple[str, ...]
     build_id: str = ""
     entry_id: str = ""
+    # Names given without a parameter list (``foo::bar``): each also names every stored
+    # ``foo::bar(...)``, all its overloads; canonical C++ names always carry one.
+    overloads: tuple[str, ...] = ()
 
     @property
     def is_function_id(self) -> bool:
@@ -232,7 +237,8 @@ def function_query(text: str) -> FunctionQuery:
             build_id=fid.build_id,
             entry_id=function_entry_id(fid.build_id, symbol),
         )
-    return FunctionQuery(text=t, names=tuple(dict.fromkeys((demangle(t), t))))
+    names = tuple(dict.fromkeys((demangle(t), t)))
+    return FunctionQuery(text=t, names=names, overloads=tuple(n for n in names if not n.endswith(")")))
 
 
 # -- time -----------------------------------------------------------------------

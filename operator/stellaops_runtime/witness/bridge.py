@@ -119,11 +119,14 @@ class WitnessBridge:
         self._source = source
         self._queries: dict[str, tuple[FunctionQuery, PurlQuery]] = {}
         self._by_image_name: dict[tuple[str, str], list[str]] = {}
+        self._by_image_overload: dict[tuple[str, str], list[str]] = {}
         for cid, c in self.claims.items():
             fq, pq = function_query(c.function), PurlQuery.parse(c.purl)
             self._queries[cid] = (fq, pq)
             for name in fq.names:
                 self._by_image_name.setdefault((c.image, name), []).append(cid)
+            for name in fq.overloads:  # ``foo::bar`` also claims each stored ``foo::bar(...)``
+                self._by_image_overload.setdefault((c.image, name), []).append(cid)
         self._staged: set[str] = set()  # touched by counts not yet confirmed stored
         self._marked: set[str] = set()
         self.generated = 0
@@ -140,9 +143,20 @@ class WitnessBridge:
             k = d.key
             if k.evidence in FILE_EVIDENCE or not d.invocation_count:
                 continue
-            for cid in self._by_image_name.get((k.image_digest, k.function_name), ()):
+            for cid in self._claims_of(k.image_digest, k.function_name):
                 if cid not in self._staged and (not d.purl or self._queries[cid][1].matches(d.purl)):
                     self._staged.add(cid)
+
+    def _claims_of(self, image: str, name: str) -> list[str]:
+        """Claims naming ``name`` itself, or a prefix of it followed by ``(`` (its overloads)."""
+        found = self._by_image_name.get((image, name), [])
+        if self._by_image_overload and "(" in name:
+            found = list(found)
+            i = name.find("(")
+            while i >= 0:
+                found += self._by_image_overload.get((image, name[:i]), ())
+                i = name.find("(", i + 1)
+        return found
 
     def stored(self) -> None:
         """The counts seen so far are in the store: their claims are due a witness."""
