@@ -28,6 +28,13 @@ execute, counted by valgrind's cachegrind (``valgrind`` must be installed)
 as the difference between a child that makes 2 warm passes over 2,000
 offsets and one that makes none, per call. One run per tree; slow (about a
 minute per file and tree).
+
+``--cold-instructions`` counts the cold batch the same way, per phase
+(millions of instructions): children that stop after imports, after
+``Symbolizer.binary()`` (identity and index), after the 10,000
+``resolve_file`` calls of bench/symbolize_batch.py (``--batch``: one
+``resolve_file_many`` call) and after 10,000 more; each phase is the
+difference between two of them. Four valgrind runs per file and tree.
 """
 
 from __future__ import annotations
@@ -105,9 +112,67 @@ print(json.dumps({"cold_cpu": cold_cpu, "cold_wall": cold_wall, "warm_us": warm 
 
 KEYS = ("cold_cpu", "cold_wall", "warm_us", "frame_first_us", "frame_second_us")
 
+# --cold-instructions: a child that stops after a stage (0 imports and a new Symbolizer, 1 the file
+# identified and indexed, 2 the 10,000 offsets resolved cold, 3 resolved again warm); the
+# difference between two stages is what the later one costs.
+_COLD_CHILD = r"""
+import gc, json, sys
+path, offsets, stage, batch = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), sys.argv[4] == "1"
+from stellaops_runtime.canonical.demangle import clear_cache
+from stellaops_runtime.canonical.symbolizer import Symbolizer
+sym = Symbolizer(file_lines=False, recheck_seconds=3600)
+clear_cache()
+gc.collect()
+if stage >= 1:
+    sym.binary(path)
+if stage >= 2:
+    if batch:
+        answers = sym.resolve_file_many(path, offsets)
+    else:
+        answers = [sym.resolve_file(path, off) for off in offsets]  # kept, as bench/symbolize_batch.py does
+if stage >= 3:
+    for off in offsets:
+        sym.resolve_file(path, off)
+"""
+COLD_STAGES = ("index", "first_lookups", "warm_lookups")
+
+
+def _pythonpath(tree: str) -> str:
+    """The children's module path: ``tree`` first, then this process's own ``PYTHONPATH`` if any (so
+    another interpreter, e.g. the image's Debian python3 given the venv's site-packages, works too)."""
+    inherited = os.environ.get("PYTHONPATH", "")
+    return f"{tree}{os.pathsep}{inherited}" if inherited else tree
+
+
+def _cachegrind(cmd: list[str], env: dict[str, str]) -> int:
+    proc = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    refs = [ln for ln in proc.stderr.splitlines() if "I   refs" in ln or "I refs" in ln]
+    return int(refs[-1].split(":")[1].replace(",", "").split()[0])
+
+
+def cold_instructions(tree: str, path: str, offsets_file: str, batch: bool) -> dict[str, float]:
+    """Millions of machine instructions (cachegrind) of each phase of the cold batch: identifying and
+    indexing the file, the first lookups of the offsets (names decoded and demangled), the same
+    lookups warm; ``cold`` is the first two. ``batch``: one ``resolve_file_many`` call for the
+    first lookups instead of a ``resolve_file`` call per offset."""
+    env = {**os.environ, "PYTHONPATH": _pythonpath(tree), "PYTHONHASHSEED": "0"}
+    counts = [
+        _cachegrind([sys.executable, "-c", _COLD_CHILD, path, offsets_file, str(stage), str(int(batch))], env)
+        for stage in range(4)
+    ]
+    out = {name: round((counts[k + 1] - counts[k]) / 1e6, 1) for k, name in enumerate(COLD_STAGES)}
+    out["cold"] = round((counts[2] - counts[0]) / 1e6, 1)
+    return out
+
 
 def run_child(tree: str, path: str, offsets_file: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": tree}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(tree)}
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, path, offsets_file],
         env=env,
@@ -143,7 +208,7 @@ def compare(before: str, after: str, path: str, rounds: int) -> dict[str, dict[s
 def instructions(tree: str, path: str, offsets_file: str, n: int) -> dict[str, int]:
     """Machine instructions per warm call / frame (cachegrind): 2 passes minus none, per item."""
     out: dict[str, int] = {}
-    env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}  # the same run twice: same count
+    env = {**os.environ, "PYTHONPATH": _pythonpath(tree), "PYTHONHASHSEED": "0"}  # same run twice: same count
     for mode in ("resolve_file", "frame_first", "frame_second"):
         counts = []
         for passes in (0, 2):
@@ -178,11 +243,35 @@ def main() -> None:
     ap.add_argument("--after", default=str(Path(__file__).resolve().parent.parent / "operator"))
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
+    ap.add_argument(
+        "--cold-instructions",
+        action="store_true",
+        help="count the cold batch's instructions per phase with valgrind (index, first lookups, warm)",
+    )
+    ap.add_argument(
+        "--batch", action="store_true", help="with --cold-instructions: one resolve_file_many call"
+    )
     ap.add_argument("targets", nargs="*")
     args = ap.parse_args()
     for path in args.targets or TARGETS:
         if not Path(path).exists():
             print(f"{path}: missing")
+            continue
+        if args.cold_instructions:
+            _, offsets = pick_addresses(path)
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump(offsets, f)
+            try:
+                cold = {
+                    name: cold_instructions(tree, path, f.name, args.batch)
+                    for name, tree in (("before", args.before), ("after", args.after))
+                }
+            finally:
+                os.unlink(f.name)
+            print(json.dumps({path: cold}))
+            b, a = cold["before"], cold["after"]
+            phases = ", ".join(f"{k} {b[k]} -> {a[k]}" for k in (*COLD_STAGES, "cold"))
+            print(f"  {Path(path).name}: millions of instructions, {phases}", flush=True)
             continue
         if args.instructions:
             _, offsets = pick_addresses(path, 2000)
