@@ -214,14 +214,14 @@ def count_instructions(
 
 
 # Stages of --profile: the functions whose cumulative time is each stage's (file suffix, function name).
-_FAST = "agent/fastpath.py"
+_TABLE = "agent/fastpath_table.py"
 STAGES = {
     "adapter (decode and adapt)": [
         ("adapter/from_proto.py", "decode"), ("adapter/from_proto.py", "adapt"),
         ("adapter/from_proto.py", "adapt_payload"),
     ],
     "fast path (keys, sampling, remembering)": [
-        ("adapter/rawkey.py", "proto_key"), (_FAST, "_sample"), (_FAST, "_store"), (_FAST, "_not_kept"),
+        ("adapter/rawkey.py", "proto_key"), (_TABLE, "_sample"), (_TABLE, "_store"), (_TABLE, "_not_kept"),
     ],
     "opt-out check": [("privacy/optout.py", "drops")],
     "privacy filter": [("privacy/filter.py", "apply")],

@@ -44,6 +44,20 @@ _ARG_FIELDS = tetragon_pb2.KprobeArgument.DESCRIPTOR.fields_by_name
 _ENUM_ARGS = {name: f.enum_type for name, f in _ARG_FIELDS.items() if f.enum_type is not None}
 _SHADOW_PARSE = proto_parts.SHADOW.FromString
 _PARSE = GetEventsResponse.FromString
+# EventKind members as module globals: on Python 3.11 reading a member through its class costs ~90 ns
+# (the enum's class attribute lookup), a global ~7 ns, and the kind is compared on every event.
+_KPROBE, _UPROBE, _LOADER, _EXEC = EventKind.KPROBE, EventKind.UPROBE, EventKind.LOADER, EventKind.EXEC
+_TRACEPOINT, _LSM, _USDT = EventKind.TRACEPOINT, EventKind.LSM, EventKind.USDT
+# The latest event time accepted, as last computed (validate.max_event_ns: now + a day). The limit only
+# grows, so a time at or below the last one computed is below the current one: computed again (a clock
+# read) only for a time above it, which then decides with the current limit (as agent/fastpath.py does).
+_max_ns = 0
+
+
+def _above_limit(ts: int) -> bool:
+    global _max_ns
+    _max_ns = validate.max_event_ns()
+    return ts > _max_ns
 
 
 class Decoded:
@@ -183,7 +197,10 @@ def adapt_payload(
     except DecodeError:
         stats.malformed["invalid_protobuf"] += 1
         return None
-    return _from_shadow(shadow, payload, received_ns, stats, max_stack_depth)
+    known = known_parts.known(shadow, payload, max_stack_depth)  # _from_shadow, inlined (once per event)
+    if known is not None:
+        return _build(*known, received_ns, stats)
+    return _whole(shadow, payload, received_ns, stats, max_stack_depth)
 
 
 def _from_shadow(
@@ -194,6 +211,13 @@ def _from_shadow(
     known = known_parts.known(shadow, payload, max_stack_depth)
     if known is not None:
         return _build(*known, received_ns, stats)
+    return _whole(shadow, payload, received_ns, stats, max_stack_depth)
+
+
+def _whole(
+    shadow: Any, payload: bytes, received_ns: int, stats: common.AdapterStats, max_stack_depth: int
+) -> RuntimeCallEvent | None:
+    """The event of a payload decoded whole with Tetragon's schema (which may refuse it: counted)."""
     try:
         msg = _PARSE(payload)
     except DecodeError:
@@ -233,7 +257,7 @@ def _adapt(
     clean = part[3]
     kernel_stack: list[StackFrame] = []
     user_stack: list[StackFrame] = []
-    if kind is EventKind.KPROBE:
+    if kind is _KPROBE:
         if shadow is not None:
             kernel_stack, k_clean = _known_frames(
                 shadow_body.kernel_stack_trace, body, "kernel_stack_trace", max_stack_depth, stats
@@ -275,31 +299,31 @@ def _build(
     function_name = module = build_id = policy_name = ""
     symbol_offset = 0
     arguments: list[Argument] = []
-    if kind is EventKind.KPROBE:
+    if kind is _KPROBE:
         function_name = body.function_name
         kind = common.kprobe_kind(function_name)
         policy_name = body.policy_name
         arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
-    elif kind is EventKind.UPROBE:
+    elif kind is _UPROBE:
         function_name = body.symbol
         module = body.path
         symbol_offset = body.offset
         policy_name = body.policy_name
         arguments = _arguments(body.args, None)
-    elif kind is EventKind.LOADER:
+    elif kind is _LOADER:
         module = body.path
         build_id = common.build_id_hex(body.buildid)
-    elif kind is EventKind.EXEC:
+    elif kind is _EXEC:
         module = process.binary
-    elif kind is EventKind.TRACEPOINT:
+    elif kind is _TRACEPOINT:
         function_name = f"{body.subsys}/{body.event}"
         policy_name = body.policy_name
         arguments = _arguments(body.args, None)
-    elif kind is EventKind.LSM:
+    elif kind is _LSM:
         function_name = body.function_name
         policy_name = body.policy_name
         arguments = _arguments(body.args, None)
-    elif kind is EventKind.USDT:
+    elif kind is _USDT:
         function_name = f"{body.provider}:{body.name}"
         module = body.path
         policy_name = body.policy_name
@@ -308,23 +332,23 @@ def _build(
         kind, ts, node, process, container, pod, function_name, module, symbol_offset, build_id, "",
         policy_name, arguments, kernel_stack, user_stack, None, "tetragon-grpc", received_ns,
     )  # fmt: skip
-    if kind is EventKind.TRACEPOINT and tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
+    if kind is _TRACEPOINT and tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
         stats.repaired["tcp_state_unrecognised"] += 1
     if clean:  # the parts reused were clean: only what was read for this event is checked
         texts: list[object] = [node, function_name, module, build_id, policy_name]
-        for a in ev.arguments:
-            texts += (a.label, a.type, a.value)
+        if arguments:
+            for a in ev.arguments:  # the event's (a TCP state event's were rewritten)
+                texts += (a.label, a.type, a.value)
         clean = validate.fields_clean(texts)
-    try:
-        if clean:  # normalize() would change no text: only the time is checked (the rest is protobuf-typed)
-            ts = ev.timestamp_ns
-            if ts < 0 or ts > validate.max_event_ns():
-                stats.repaired["time_clamped"] += 1
-                ev.timestamp_ns = 0
-        else:
+    if clean:  # normalize() would change no text: only the time is checked (the rest is protobuf-typed)
+        if ts < 0 or (ts > _max_ns and _above_limit(ts)):
+            stats.repaired["time_clamped"] += 1
+            ev.timestamp_ns = 0
+    else:
+        try:
             validate.normalize(ev, stats.repaired)
-    except validate.BadEvent as e:
-        stats.malformed[e.reason] += 1
-        return None
-    stats.events[ev.kind] += 1
+        except validate.BadEvent as e:
+            stats.malformed[e.reason] += 1
+            return None
+    stats.events[kind] += 1
     return ev

@@ -22,6 +22,8 @@ from stellaops_runtime.contracts.events import EventKind, StackFrame
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
 _ENTRY_PARSE = tetragon_pb2.StackTraceEntry.FromString
+# A module global: on Python 3.11 reading an enum member through its class costs ~90 ns, a global ~7 ns.
+_KPROBE = EventKind.KPROBE
 
 
 def _varint_bytes(value: int) -> bytes:
@@ -72,15 +74,12 @@ def known(shadow: Any, payload: bytes, max_depth: int) -> tuple[Any, ...] | None
         return None
     ts = seconds * 1_000_000_000 + nanos
     kind = tagged[1]
-    if kind is not EventKind.KPROBE:
+    if kind is not _KPROBE:
         return ts, node, kind, body, part, [], [], part[3]
-    kernel = checked_frames(body.kernel_stack_trace, max_depth)
-    if kernel is None:
+    stacks = checked_stacks(body.kernel_stack_trace, body.user_stack_trace, max_depth)
+    if stacks is None:
         return None
-    user = checked_frames(body.user_stack_trace, max_depth)
-    if user is None:
-        return None
-    return ts, node, kind, body, part, kernel[0], user[0], part[3] and kernel[1] and user[1]
+    return ts, node, kind, body, part, stacks[0], stacks[1], part[3] and stacks[2]
 
 
 def alone(payload: bytes, tag: bytes, node: str, seconds: int, nanos: int) -> bool:
@@ -116,26 +115,31 @@ def alone(payload: bytes, tag: bytes, node: str, seconds: int, nanos: int) -> bo
     return rest == 0
 
 
-def checked_frames(raws: Any, max_depth: int) -> tuple[list[StackFrame], bool] | None:
-    """A stack's entries by their raw bytes, known (proto_parts) or read alone, and whether all are clean;
-    None: decode the payload whole (more than ``max_depth`` entries, one too large or malformed)."""
-    if len(raws) > max_depth:
+def checked_stacks(
+    kernel: Any, user: Any, max_depth: int
+) -> tuple[list[StackFrame], list[StackFrame], bool] | None:
+    """The two stacks' entries by their raw bytes, known (proto_parts) or read alone, and whether all are
+    clean; None: decode the payload whole (more than ``max_depth`` entries, one too large or malformed).
+    Both stacks in one call: a kprobe event makes one Python call fewer."""
+    if len(kernel) > max_depth or len(user) > max_depth:
         return None
     parts = proto_parts.PARTS
     get = parts.frames.get
-    out: list[StackFrame] = []
     clean = True
-    for raw in raws:
-        f = get(raw)
-        if f is None:
-            if len(raw) > proto_parts.MAX_ALONE_FRAME_BYTES:
-                return None
-            try:
-                entry = _ENTRY_PARSE(raw)
-            except DecodeError:
-                return None
-            f, ok = parts.new_frame(raw, entry)
-            if not ok:
-                clean = False
-        out.append(StackFrame(*f))
-    return out, clean
+    k: list[StackFrame] = []
+    u: list[StackFrame] = []
+    for raws, out in ((kernel, k), (user, u)):
+        for raw in raws:
+            f = get(raw)
+            if f is None:
+                if len(raw) > proto_parts.MAX_ALONE_FRAME_BYTES:
+                    return None
+                try:
+                    entry = _ENTRY_PARSE(raw)
+                except DecodeError:
+                    return None
+                f, ok = parts.new_frame(raw, entry)
+                if not ok:
+                    clean = False
+            out.append(StackFrame(*f))
+    return k, u, clean

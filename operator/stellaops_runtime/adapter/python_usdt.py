@@ -57,6 +57,13 @@ class Outcome(Enum):
     DROP = "drop"  # not counted (a return, or args not to be trusted)
 
 
+# Enum members as module globals: on Python 3.11 reading a member through its class costs ~90 ns (the
+# enum's class attribute lookup), a global ~7 ns, and apply() reads them on every USDT event.
+_USDT = EventKind.USDT
+_OTHER, _FUNCTION, _DROP = Outcome.OTHER, Outcome.FUNCTION, Outcome.DROP
+_PASSIVE = Posture.PASSIVE
+
+
 def _unusable(text: object, limit: int, redact: Callable[[str], str] | None) -> str:
     """Why ``text`` cannot name a file or function ('' when it can)."""
     if type(text) is not str:
@@ -97,14 +104,14 @@ class PythonFunctions:
         self.malformed = malformed
 
     def apply(self, ev: RuntimeCallEvent) -> Outcome:
-        if ev.kind is not EventKind.USDT or not ev.function_name.startswith(PREFIX):
-            return Outcome.OTHER
+        if ev.kind is not _USDT or not ev.function_name.startswith(PREFIX):
+            return _OTHER
         name = ev.function_name
         if name == RETURN:
             self.stats["return_not_counted"] += 1
-            return Outcome.DROP
+            return _DROP
         if name != ENTRY:
-            return Outcome.OTHER  # another Python probe (gc__start, ...): left as it is
+            return _OTHER  # another Python probe (gc__start, ...): left as it is
         args = ev.arguments
         if len(args) < 2:
             return self._drop("missing_arguments")
@@ -124,12 +131,12 @@ class PythonFunctions:
         ev.function_id = ""
         # CPython 3.11-3.13 fire function__entry only while a trace or profile function is set
         # (CPython gh-98894): a call is proof, but no call proves nothing. Coverage: Passive.
-        ev.posture_cap = Posture.PASSIVE
+        ev.posture_cap = _PASSIVE
         self.stats["functions"] += 1
-        return Outcome.FUNCTION
+        return _FUNCTION
 
     def _drop(self, reason: str) -> Outcome:
         self.stats[f"dropped_{reason}"] += 1
         if self.malformed is not None:
             self.malformed[f"python_usdt_{reason}"] += 1
-        return Outcome.DROP
+        return _DROP

@@ -31,6 +31,9 @@ from stellaops_runtime.contracts.events import Argument, EventKind, RuntimeCallE
 SHAPE = (*tcp_state.EVENT_INT_ARGS, *tcp_state.EVENT_TEXT_ARGS)
 _TETRAGON_TYPES = ("int_arg", "int_arg", "uint_arg", "uint_arg", "sock_arg")
 _TETRAGON_LABELS = tuple(label for label, _, _, _ in tcp_state.TETRAGON_ARGS)
+# A module global: on Python 3.11 reading an enum member through its class costs ~90 ns, a global ~7 ns
+# (is_tcp_state runs on every tracepoint event).
+_TRACEPOINT = EventKind.TRACEPOINT
 
 
 class _Unrecognised(ValueError):
@@ -97,7 +100,7 @@ def _rewrite(args: list[Argument]) -> list[Argument]:
 
 
 def is_tcp_state(ev: RuntimeCallEvent) -> bool:
-    return ev.kind is EventKind.TRACEPOINT and ev.function_name == tcp_state.FUNCTION_NAME
+    return ev.kind is _TRACEPOINT and ev.function_name == tcp_state.FUNCTION_NAME
 
 
 def normalize(ev: RuntimeCallEvent) -> bool:

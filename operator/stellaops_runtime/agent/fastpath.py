@@ -39,7 +39,9 @@ And a remembered outcome is no longer used when what it was computed from change
   swap invalidates every outcome.
 
 Bounded: ``max_entries`` outcomes and ``max_key_bytes`` of keys; the oldest
-quarter is evicted when full (counted). A key is kept only from its third
+quarter is evicted when full (counted). gRPC payloads' and export lines' keys
+are held apart (agent/fastpath_table.py), so equal key bytes in the two
+encodings never replay each other's outcome. A key is kept only from its third
 sight, once two full passes in a row gave the canonicalizer the same work, so
 what a repeat replays is what the ordinary path counts with warm caches. When
 nearly every keyed event is a first sight (stacks that never repeat), the
@@ -55,7 +57,6 @@ every fixture stream both ways and compares every stored column and counter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.adapter import from_json, from_proto, rawkey, validate
@@ -64,13 +65,16 @@ from stellaops_runtime.agent.fastpath_outcome import (
     UNSEEN,
     Counts,
     Facts,
-    FastPathStats,
     Outcome,
     add_enrich,
     delta,
     enrich_counts,
     unsettled,
 )
+from stellaops_runtime.agent.fastpath_table import MAX_SKIP as MAX_SKIP
+from stellaops_runtime.agent.fastpath_table import SAMPLE as SAMPLE
+from stellaops_runtime.agent.fastpath_table import SKIP as SKIP
+from stellaops_runtime.agent.fastpath_table import Entries, OutcomeTable
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 
 if TYPE_CHECKING:
@@ -84,20 +88,17 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_ENTRIES = 4096
 DEFAULT_MAX_KEY_BYTES = 4 << 20  # ~1.6 KB a kprobe key with a stack: ~2,600 of them
-# A stream in which nothing repeats pays for its keys only on SAMPLE keyed misses in SAMPLE + SKIP
-# events: the others take the ordinary path at once (their loaders and exits are still followed).
-SAMPLE = 512
-SKIP = 8 * SAMPLE
-# Consecutive samples in which nothing repeats double the skip up to this: keys are then computed for
-# ~0.8 % of such a stream's events instead of 11 %, and repeats are noticed again within 65,536 events.
-MAX_SKIP = 16 * SKIP
 # Processes whose loader build-ids are followed before the table starts over (as the canonicalizer's).
 _MAX_PROCESSES = 65_536
 _NO_SLOTS: list[Any] = []  # what a drained outcome holds instead of its slots (never mutated)
+# EventKind members as module globals: on Python 3.11 reading a member through its class costs ~90 ns
+# (the enum's class attribute lookup), a global ~7 ns, and _process compares kinds on every event.
+_LOADER, _EXIT = EventKind.LOADER, EventKind.EXIT
 
 
-class FastPath:
-    """Recognises repeats of events the pipeline processed, and counts them (one per Pipeline)."""
+class FastPath(OutcomeTable):
+    """Recognises repeats of events the pipeline processed, and counts them (one per Pipeline); its
+    entries are an OutcomeTable's (agent/fastpath_table.py)."""
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class FastPath:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
     ) -> None:
+        super().__init__(max_entries, max_key_bytes)
         self._finish = finish
         self._stats = stats
         self._optout = optout
@@ -121,25 +123,13 @@ class FastPath:
         self._agg = aggregator
         self._gaps = gaps
         self._attribution = attribution
-        self._max_entries = max_entries
-        self._max_key_bytes = max_key_bytes
-        # key -> its outcome; None: seen once; the canonicalizer's counts of the last pass: not settled
-        self._entries: dict[bytes, Outcome | Counts | None] = {}
-        self._key_bytes = 0
         # exec id -> (path, build-id) pairs of its loader events since its exit (see the docstring)
         self._facts: dict[str, Facts] = {}
         self._exits = 0
         self._generation = 0
         self._lookup: object = None  # the container snapshot outcomes were computed with
         self._max_ns = validate.max_event_ns()  # a time up to this is never clamped (the limit only grows)
-        # Sampling (see _sample): keyed misses and first sights since the last decision, events to skip.
-        self._misses = self._firsts = self._hits_at = self._skip = 0
-        self._next_skip = SKIP  # what the next skip will be (doubles while nothing repeats)
-        self.stats = FastPathStats()
         aggregator.on_drain.append(self._release_slots)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def invalidate(self) -> None:
         """Something every outcome may depend on changed (the opt-out list): recompute each before use.
@@ -152,7 +142,7 @@ class FastPath:
     def _release_slots(self) -> None:
         """After a drain, drop the drained slots outcomes hold: their keys' counts and samples would
         stay alive until the key came back (a repeat in a new epoch observes in full again)."""
-        for o in self._entries.values():
+        for o in self._values():
             if type(o) is Outcome:
                 o.slots = o.window = _NO_SLOTS
 
@@ -161,15 +151,24 @@ class FastPath:
     def proto(self, payload: bytes, received: int, depth: int, lookup: object) -> int:
         """One serialized GetEventsResponse; returns 1 when it was counted here as a repeat, else 0
         (the ordinary path ran, counting it itself, and its outcome may have been kept)."""
-        split = None
-        if self._skip:
+        if self._skip:  # no key: _process(ev, None, ...) of an event that is no loader or exit, inlined
             self._skip -= 1
-            self.stats.skipped += 1
-        else:
-            split = rawkey.proto_key(payload, self._entries)
-            if split is not None and (n := self._repeat(split[0], split[1], received, lookup)) >= 0:
-                return n
-        self._process(from_proto.adapt_payload(payload, received, self._stats, depth), split, lookup)
+            stats = self.stats
+            stats.skipped += 1
+            ev = from_proto.adapt_payload(payload, received, self._stats, depth)
+            if ev is not None and lookup is self._lookup and (k := ev.kind) is not _LOADER and k is not _EXIT:
+                stats.misses += 1
+                self._finish(ev)
+                d = stats.not_kept
+                d["no_key"] = d.get("no_key", 0) + 1
+            else:
+                self._process(ev, None, lookup, self._proto)
+            return 0
+        entries = self._proto
+        split = rawkey.proto_key(payload, entries)
+        if split is not None and (n := self._repeat(entries, split[0], split[1], received, lookup)) >= 0:
+            return n
+        self._process(from_proto.adapt_payload(payload, received, self._stats, depth), split, lookup, entries)
         return 0
 
     def json(self, line: bytes, received: int, depth: int, lookup: object) -> int:
@@ -180,18 +179,22 @@ class FastPath:
             self.stats.skipped += 1
         else:
             split = rawkey.json_key(line)
-            if split is not None and (n := self._repeat(split[0], split[1], received, lookup)) >= 0:
+            if (
+                split is not None
+                and (n := self._repeat(self._json, split[0], split[1], received, lookup)) >= 0
+            ):
                 return n
         obj = from_json.decode_line(line)
         self._process(from_json.adapt(obj, received_ns=received, stats=self._stats, max_stack_depth=depth),
-                      split, lookup)  # fmt: skip
+                      split, lookup, self._json)  # fmt: skip
         return 0
 
     # -- repeats --------------------------------------------------------------------
 
-    def _repeat(self, key: bytes, ts: int, received: int, lookup: object) -> int:
-        """Count a repeat of a remembered outcome: 1 (processed), 0 (dropped as it was), -1 (no repeat)."""
-        o = self._entries.get(key)
+    def _repeat(self, entries: Entries, key: bytes, ts: int, received: int, lookup: object) -> int:
+        """Count a repeat of the outcome remembered under ``key`` among ``entries`` (its encoding's):
+        1 (processed), 0 (dropped as it was), -1 (no repeat)."""
+        o = entries.get(key)
         if type(o) is not Outcome:  # unseen, or not settled
             return -1
         if o.generation != self._generation or lookup is not self._lookup or o.facts:
@@ -279,7 +282,9 @@ class FastPath:
 
     # -- the ordinary path, remembered ------------------------------------------------
 
-    def _process(self, ev: RuntimeCallEvent | None, split: tuple[bytes, int] | None, lookup: object) -> None:
+    def _process(
+        self, ev: RuntimeCallEvent | None, split: tuple[bytes, int] | None, lookup: object, entries: Entries
+    ) -> None:
         self.stats.misses += 1
         if ev is None:
             self._finish(ev)
@@ -288,7 +293,7 @@ class FastPath:
             self._lookup = lookup
             self._generation += 1
         kind = ev.kind
-        if split is None and kind is not EventKind.LOADER and kind is not EventKind.EXIT:
+        if split is None and kind is not _LOADER and kind is not _EXIT:
             # No key (skipped while nothing repeats, or none to compute), nothing to follow: the
             # ordinary path alone (the common case of a stream whose stacks never repeat).
             self._finish(ev)
@@ -309,17 +314,17 @@ class FastPath:
         if why:
             self._finish(ev)
             reached = privacy.events_seen != seen and privacy.events_filtered == filtered
-            if reached and (kind is EventKind.LOADER or kind is EventKind.EXIT):
+            if reached and (kind is _LOADER or kind is _EXIT):
                 self._follow(ev)  # it reached the canonicalizer and the aggregator
             self._not_kept(why)
             return
         assert split is not None
         key = split[0]
-        prev = self._entries.get(key, UNSEEN)
+        prev = entries.get(key, UNSEEN)
         self._sample(prev is UNSEEN)
         if prev is UNSEEN:  # first sight: only marked (a key that never repeats costs nothing more)
             self._finish(ev)
-            self._store(key, None)
+            self._store(entries, key, None)
             return
         o = Outcome(ev, self._generation, self._facts.get(ev.process.exec_id))
         stats, fc, agg, optout = self._stats, self._fc, self._agg, self._optout
@@ -362,26 +367,10 @@ class FastPath:
         # Kept once two passes in a row gave the canonicalizer the same work (its caches are warm:
         # what a repeat replays is what the ordinary path would count from now on).
         if (prev.canon if type(prev) is Outcome else prev) != o.canon:
-            self._store(key, o.canon)
+            self._store(entries, key, o.canon)
             self._not_kept("settling")
             return
-        self._store(key, o)
-
-    def _sample(self, first: bool) -> None:
-        """Count a keyed miss; after SAMPLE of them, skip the keys of the next SKIP events when
-        nearly every miss was a first sight and hardly anything repeated (stacks that never repeat)."""
-        self._misses += 1
-        self._firsts += first
-        if self._misses < SAMPLE:
-            return
-        hits = self.stats.hits - self._hits_at
-        if self._firsts * 16 >= self._misses * 15 and hits * 16 < self._misses + hits:
-            self._skip = self._next_skip
-            self._next_skip = min(2 * self._next_skip, MAX_SKIP)
-        else:
-            self._next_skip = SKIP
-        self._misses = self._firsts = 0
-        self._hits_at = self.stats.hits
+        self._store(entries, key, o)
 
     def _follow(self, ev: RuntimeCallEvent) -> None:
         """What a loader or exit event changed for its process (see the module docstring)."""
@@ -389,7 +378,7 @@ class FastPath:
         if not exec_id:
             return
         facts = self._facts
-        if ev.kind is EventKind.LOADER:
+        if ev.kind is _LOADER:
             if ev.build_id:  # the aggregator keeps it even without a path
                 pairs = dict(facts.get(exec_id, ()))
                 pairs[ev.module] = ev.build_id
@@ -402,32 +391,3 @@ class FastPath:
             facts[exec_id] = (("", f"exited {self._exits}"),)  # a process of this node: its files are gone
         else:
             facts.pop(exec_id, None)
-
-    def _store(self, key: bytes, o: Outcome | Counts | None) -> None:
-        if len(key) > self._max_key_bytes:
-            self._not_kept("too_large")
-            return
-        entries = self._entries
-        if entries.pop(key, None) is not None:
-            self._key_bytes -= len(key)
-        if len(entries) >= self._max_entries or self._key_bytes + len(key) > self._max_key_bytes:
-            # The oldest quarter at once: deleting from the front one by one would make every
-            # eviction scan the slots freed before it.
-            old = list(islice(entries, max(1, len(entries) // 4)))
-            for k in old:
-                del entries[k]
-                self._key_bytes -= len(k)
-            self.stats.evictions += len(old)
-            while entries and self._key_bytes + len(key) > self._max_key_bytes:
-                k = next(iter(entries))
-                del entries[k]
-                self._key_bytes -= len(k)
-                self.stats.evictions += 1
-        entries[key] = o
-        self._key_bytes += len(key)
-        if type(o) is Outcome:
-            self.stats.stored += 1
-
-    def _not_kept(self, reason: str) -> None:
-        d = self.stats.not_kept
-        d[reason] = d.get(reason, 0) + 1

@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Enum members as module globals: on Python 3.11 reading a member through its class costs ~90 ns (the
+# enum's class attribute lookup), a global ~7 ns, and _finish compares the kind on every event.
+_USDT = EventKind.USDT
+_DROP, _FUNCTION = Outcome.DROP, Outcome.FUNCTION
+
 # Seconds; from 50 µs (in-memory goal is < 5 ms P95) to 10 s (a starved agent).
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -184,11 +189,11 @@ class Pipeline:
         if ev.container is not None:
             self.gaps.note(ev)  # before the privacy filter: a throttled filtered pod is no unknown one
         python = False
-        if ev.kind is EventKind.USDT:  # before the filter: symbolIdOnly clears the args naming the function
+        if ev.kind is _USDT:  # before the filter: symbolIdOnly clears the args naming the function
             outcome = self.python_functions.apply(ev)
-            if outcome is Outcome.DROP:
+            if outcome is _DROP:
                 return
-            python = outcome is Outcome.FUNCTION
+            python = outcome is _FUNCTION
         if self.privacy.apply(ev) is None:
             return
         if self.canonicalizer is not None and not python:  # a .py file has no ELF function to resolve
