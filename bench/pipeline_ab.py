@@ -60,6 +60,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cachegrind import instructions as instructions_of
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The corpora as the children read them: length-prefixed payloads (written by ``_write``).
@@ -173,16 +175,7 @@ COUNT_CASES = {
 
 def _instructions(tree: str, corpus: Path, case: str, n: int) -> int:
     env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    r = subprocess.run(
-        [*cmd, sys.executable, "-c", _COUNT_CHILD, str(corpus), case, str(n)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    refs = [ln for ln in r.stderr.splitlines() if "I refs" in ln or "I   refs" in ln]
-    return int(refs[-1].split(":")[1].replace(",", "").split()[0])
+    return instructions_of([sys.executable, "-c", _COUNT_CHILD, str(corpus), case, str(n)], env)
 
 
 def count_instructions(

@@ -48,6 +48,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cachegrind import instructions as instructions_of
 from symbolize_batch import TARGETS, pick_addresses
 
 _CHILD = r"""
@@ -144,28 +145,14 @@ def _pythonpath(tree: str) -> str:
     return f"{tree}{os.pathsep}{inherited}" if inherited else tree
 
 
-def _cachegrind(cmd: list[str], env: dict[str, str]) -> int:
-    proc = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *cmd],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    refs = [ln for ln in proc.stderr.splitlines() if "I   refs" in ln or "I refs" in ln]
-    return int(refs[-1].split(":")[1].replace(",", "").split()[0])
-
-
 def cold_instructions(tree: str, path: str, offsets_file: str, batch: bool) -> dict[str, float]:
     """Millions of machine instructions (cachegrind) of each phase of the cold batch: identifying and
     indexing the file, the first lookups of the offsets (names decoded and demangled), the same
     lookups warm; ``cold`` is the first two. ``batch``: one ``resolve_file_many`` call for the
     first lookups instead of a ``resolve_file`` call per offset."""
     env = {**os.environ, "PYTHONPATH": _pythonpath(tree), "PYTHONHASHSEED": "0"}
-    counts = [
-        _cachegrind([sys.executable, "-c", _COLD_CHILD, path, offsets_file, str(stage), str(int(batch))], env)
-        for stage in range(4)
-    ]
+    child = [sys.executable, "-c", _COLD_CHILD, path, offsets_file]
+    counts = [instructions_of([*child, str(stage), str(int(batch))], env) for stage in range(4)]
     out = {name: round((counts[k + 1] - counts[k]) / 1e6, 1) for k, name in enumerate(COLD_STAGES)}
     out["cold"] = round((counts[2] - counts[0]) / 1e6, 1)
     return out
@@ -212,27 +199,8 @@ def instructions(tree: str, path: str, offsets_file: str, n: int) -> dict[str, i
     for mode in ("resolve_file", "frame_first", "frame_second"):
         counts = []
         for passes in (0, 2):
-            proc = subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=cachegrind",
-                    "--cache-sim=no",
-                    "--cachegrind-out-file=/dev/null",
-                    sys.executable,
-                    "-c",
-                    _CHILD,
-                    path,
-                    offsets_file,
-                    mode,
-                    str(passes),
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            refs = [ln for ln in proc.stderr.splitlines() if "I   refs" in ln or "I refs" in ln]
-            counts.append(int(refs[-1].split(":")[1].replace(",", "").split()[0]))
+            cmd = [sys.executable, "-c", _CHILD, path, offsets_file, mode, str(passes)]
+            counts.append(instructions_of(cmd, env))
         out[mode] = round((counts[1] - counts[0]) / (2 * n))
     return out
 
