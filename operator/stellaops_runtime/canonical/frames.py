@@ -321,7 +321,7 @@ class FrameCanonicalizer:
             except ParsePending:
                 bid, binary, reason = binary.build_id, None, Outcome.PARSE_PENDING
         if binary is None:
-            if ev.kind is EventKind.UPROBE and bid:
+            if ev.kind is _UPROBE and bid:
                 # The probe was attached to this very symbol name: the ID holds without the file.
                 self.counters[f"events_function_unverified_{reason}"] += 1
                 fid = format_function_id(bid, demangle(name), 0)
@@ -331,7 +331,7 @@ class FrameCanonicalizer:
             self.counters[f"events_function_{reason}"] += 1
             return ""
         if hit is None:
-            if ev.kind is EventKind.UPROBE:
+            if ev.kind is _UPROBE:
                 self.counters["events_function_not_in_binary"] += 1
                 fid = format_function_id(binary.build_id, demangle(name), 0)
             else:
