@@ -79,6 +79,20 @@ NOT_AT_START = (
     "stellaops_runtime.agent.node_status",
 )
 
+# prometheus-client's exposition module and what only it imports (HTTP server and client, WSGI,
+# gzip), with the default collectors its package __init__ registers. (Not `email`: the serving
+# test's new store migrates, and SQLAlchemy's importlib.metadata loads it.)
+PROMETHEUS_EXPOSITION = (
+    "prometheus_client.exposition",
+    "prometheus_client.gc_collector",
+    "prometheus_client.process_collector",
+    "prometheus_client.platform_collector",
+    "http.server",
+    "wsgiref",
+    "urllib.request",
+    "gzip",
+)
+
 
 def _modules(config: dict, *, build: bool) -> tuple[set[str], set[str]]:
     """(modules after the entry path's imports, modules after building the agent)."""
@@ -173,3 +187,7 @@ def test_a_serving_agent_has_no_aiohttp() -> None:
     assert statuses == [200, 200, 503]  # not ready: no Tetragon to connect to
     # (Alembic is loaded here: this store is new and migrates when it opens.)
     assert sorted(m for m in ("aiohttp", "yarl", "multidict") if m in modules) == []
+    # prometheus-client without its package __init__ (agent/prometheus_core.py): the agent renders
+    # /metrics itself, so neither the library's exposition module nor what it imports is loaded.
+    assert "prometheus_client.metrics_core" in modules
+    assert sorted(m for m in PROMETHEUS_EXPOSITION if m in modules) == []

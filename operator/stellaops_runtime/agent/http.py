@@ -5,8 +5,9 @@ agent (its collector and :meth:`~stellaops_runtime.agent.runner.Agent.readiness`
 ``/metrics`` is rendered on the pipeline thread, because the collector reads
 counters the pipeline mutates. They are served by the agent's own small HTTP/1.1
 server on asyncio (agent/httpserver.py), not aiohttp (9-10 MB per node, issue 13);
-prometheus-client still renders the exposition text. Requests the server
-refuses are counted in ``stellaops_runtime_http_rejected_total{reason}``.
+agent/prometheus_core.py renders the exposition text, byte for byte as
+prometheus-client does. Requests the server refuses are counted in
+``stellaops_runtime_http_rejected_total{reason}``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
 from stellaops_runtime.agent.httpserver import HttpServer, Response
 from stellaops_runtime.agent.metric_families import P
 from stellaops_runtime.agent.metrics import AgentCollector
+from stellaops_runtime.agent.prometheus_core import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    CounterMetricFamily,
+    Metric,
+    generate_latest,
+)
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.runner import Agent

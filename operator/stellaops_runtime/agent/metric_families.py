@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.samples import Sample
-
+from stellaops_runtime.agent.prometheus_core import CounterMetricFamily, GaugeMetricFamily, Metric, Sample
 from stellaops_runtime.canonical.demangle import demangle_stats
 from stellaops_runtime.canonical.resolution import Outcome
 

@@ -109,14 +109,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-
 from stellaops_runtime.agent.metric_families import (
     P,
     attribution_metrics,
@@ -127,6 +119,13 @@ from stellaops_runtime.agent.metric_families import counter as _counter
 from stellaops_runtime.agent.metric_families import gauge as _gauge
 from stellaops_runtime.agent.metric_families import labelled as _labelled
 from stellaops_runtime.agent.metric_families import untyped as _untyped
+from stellaops_runtime.agent.prometheus_core import (
+    Collector,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import LatencyHistogram

@@ -255,11 +255,14 @@ class Agent:
 
     async def _open_store(self) -> None:
         try:
-            await self.flusher.open()
+            opened = await self.flusher.open()
         except StoreConfigError as e:  # e.g. migrations refused for good: stop, as at start-up
             self.flusher.config_error = str(e)
             log.error("%s; stopping", e)
             self.stop("store configuration error")
+            return
+        if opened:  # start-up's garbage (the store's first connection, a migration) is free heap now
+            await self.in_pipeline(release_free_memory)
 
     def unreachable_message(self) -> str:
         t = self.config.tetragon

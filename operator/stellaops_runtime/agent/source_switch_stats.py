@@ -84,9 +84,8 @@ class SwitchStats:
 
 def switch_metrics(switch: SourceSwitch) -> Iterator[Metric]:
     """The switch's families for the agent's /metrics (listed in agent/metrics.py)."""
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
     from stellaops_runtime.agent.metric_families import P
+    from stellaops_runtime.agent.prometheus_core import CounterMetricFamily, GaugeMetricFamily
 
     g = GaugeMetricFamily(P + "agent_source", "1 for the event source in use now.", labels=["source"])
     for s in (TETRAGON, BCC):

@@ -1,0 +1,102 @@
+"""Where the idle agent's RSS is, by mapping (issue 13): a breakdown, not a figure.
+
+bench/agent_memory_bench.py gives the idle agent's VmRSS; this script starts
+the same agent (its ``_Agent``: the real ``stella-runtime agent`` process,
+connected to the replay server, a migrated SQLite store), waits until it is
+ready and idle (3 s more, as the bench does), and reads ``/proc/<pid>/smaps``:
+
+- ``heap``: glibc's main heap (``[heap]``): blocks below the mmap threshold,
+  most of them Python objects larger than 512 bytes (code, dicts);
+- ``anonymous``: the other anonymous mappings: pymalloc's 1 MiB arenas, the
+  blocks glibc maps on their own (the kernel symbol table's arrays), the second
+  malloc arena, thread stacks (``stack_like``: the 8 MiB mappings, of which
+  only the touched pages are resident);
+- each file: its resident pages, private dirty (relocations, its data) and
+  shared clean (code and read-only data read from the page cache);
+- the threads by name (``/proc/<pid>/task/*/comm``).
+
+Usage::
+
+    .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import agent_memory_bench as bench
+
+FIELDS = ("Rss", "Private_Dirty", "Private_Clean", "Shared_Clean", "Size")
+STACK_KB = 8192  # glibc's default thread stack (the guard page is a mapping of its own)
+
+
+def smaps(pid: int) -> list[dict[str, Any]]:
+    """Every mapping: its name ("" when anonymous), permissions and the FIELDS in kB."""
+    rows: list[dict[str, Any]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head, _, rest = line.partition(" ")
+        if "-" in head and not head.endswith(":"):
+            parts = line.split(maxsplit=5)
+            rows.append({"name": parts[5] if len(parts) > 5 else "", "perm": parts[1]})
+        elif head.rstrip(":") in FIELDS:
+            rows[-1][head.rstrip(":")] = int(rest.split()[0])
+    return rows
+
+
+def breakdown(rows: list[dict[str, Any]], top: int) -> dict[str, Any]:
+    groups: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+    for r in rows:
+        name = r["name"]
+        if not name:
+            key = "stack_like" if r.get("Size") == STACK_KB else "anonymous"
+        elif name.startswith("["):
+            key = name.strip("[]")
+        else:
+            key = "file:" + name.rsplit("/", 1)[-1]
+        for f in FIELDS:
+            groups[key][f] += r.get(f, 0)
+    mb = {k: {f: round(v[f] / 1024, 2) for f in FIELDS if f != "Size"} for k, v in groups.items()}
+    ordered = sorted(mb.items(), key=lambda kv: -kv[1]["Rss"])
+    files = [kv for kv in ordered if kv[0].startswith("file:")]
+    rest = [kv for kv in ordered if not kv[0].startswith("file:")]
+    return {
+        "rss_mb": round(sum(g["Rss"] for g in groups.values()) / 1024, 1),
+        "files_rss_mb": round(sum(v["Rss"] for _, v in files), 1),
+        "anonymous_and_special": dict(rest),
+        "files": dict(files[:top]),
+        "other_files_rss_mb": round(sum(v["Rss"] for _, v in files[top:]), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agent-path", help="PYTHONPATH for the agent process (another checkout's operator/)")
+    ap.add_argument("--top", type=int, default=20, help="files listed one by one (default 20)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        a = bench._Agent(Path(d), events=0, fixed_time=False, agent_path=args.agent_path)
+        try:
+            bench._wait(a.ready, 120, "the agent to be ready")
+            time.sleep(3)  # idle, as the bench measures it
+            status = a.status()
+            rows = smaps(a.proc.pid)
+            tasks = sorted(Path(f"/proc/{a.proc.pid}/task").iterdir())
+            threads = [(t / "comm").read_text().strip() for t in tasks]
+        finally:
+            a.close()
+    out = {"status": status, "threads": threads, **breakdown(rows, args.top)}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
