@@ -360,7 +360,7 @@ class Agent:
             return
         deltas, windows = fut.result()
         if deltas or windows:
-            self.pending.add(deltas, windows)
+            self.pending.add(deltas, windows, owned=True)  # fresh rows: kept, not copied
         if self.witness is not None and deltas:
             self.witness.observe(deltas)
 

@@ -164,10 +164,19 @@ class PendingWrites:
 
     # -- adding ----------------------------------------------------------------
 
-    def add(self, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> None:
-        """Merge rows in (the caller's objects are not modified), then enforce the bound."""
+    def add(
+        self, deltas: list[HotSymbolDelta], windows: list[ObservationWindow], *, owned: bool = False
+    ) -> None:
+        """Merge rows in, then enforce the bound.
+
+        The caller's objects are not modified, unless ``owned``: a drain's deltas are
+        the caller's alone and are kept as they are (a later drain's rows of the same
+        key and window merge into them) instead of copied, so that a 100,000-key drain
+        does not hold two copies of its rows at once (issue 13: the flush's peak).
+        """
+        copy = not owned
         for d in deltas:
-            self._rows += _add_delta(self._buf, d, copy=True)
+            self._rows += _add_delta(self._buf, d, copy=copy)
         for o in windows:
             self._rows += _add_observation(self._buf, o)
         self._enforce_bound()
