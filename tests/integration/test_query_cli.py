@@ -20,6 +20,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 )
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import create_store_engine, open_store
+from tests.native.rust_names import crate_names
 
 S = 1_000_000_000
 T0 = 1_740_787_200 * S  # 2025-03-01T00:00:00Z
@@ -446,3 +447,39 @@ def test_a_name_without_parameters_names_every_overload(url: str, capsys: pytest
     assert counts("aXb::c%d") == (exitcodes.NOT_FOUND, [])  # _ is no wildcard
     assert counts("a_b::c") == (exitcodes.NOT_FOUND, [])  # nor %
     assert counts("(anonymous namespace)::scaled") == (0, [13])
+
+
+def test_a_rust_path_without_generics_names_what_rustc_demangle_prints(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RustSec writes ``smallvec::SmallVec::insert_many``; the agent stores the names of a real build
+    (legacy ``smallvec::SmallVec<A>::insert_many``, v0 ``<smallvec::SmallVec<u8>>::insert_many::<…>``,
+    their closures). Before, nothing matched: not observed. Never another function: ``insert``,
+    ``Other::insert_many``, std's functions instantiated with it, another case (SQLite's LIKE)."""
+    real = sorted({*crate_names("legacy"), *crate_names("v0")})
+    near = [
+        "Smallvec::SmallVec<A>::insert_many",
+        "smallvec::SmallVec<A>::INSERT_MANY",
+        "smallvec::SmallVec<A>::insert_many_x",
+    ]
+    with open_store(url) as store:
+        store.write([d(n, 1) for n in [*real, *near]], [])
+
+    def found(text: str) -> tuple[int, list[str]]:
+        code, doc = ask(url, capsys, "observed", "--image", IMG, "--function", text)
+        return code, sorted(r["function_name"] for r in doc["records"])
+
+    heads = ("smallvec::SmallVec<A>::insert_many", "<smallvec::SmallVec<u8>>::insert_many")
+    want = sorted(n for n in real if n.startswith(heads))
+    assert len(want) == 4  # each mangling's function and its closure
+    assert found("smallvec::SmallVec::insert_many") == (exitcodes.OK, want)
+    assert found("smallvec::SmallVec::insert") == (
+        exitcodes.OK,
+        ["<smallvec::SmallVec<u8>>::insert", "smallvec::SmallVec<A>::insert"],
+    )
+    assert found("smallvec::Other::insert_many") == (
+        exitcodes.OK,
+        ["<smallvec::Other>::insert_many", "smallvec::Other::insert_many"],
+    )
+    assert found("smallvec::SmallVec::insert_man")[0] == exitcodes.NOT_FOUND
+    assert found("smallvec::smallvec::insert_many")[0] == exitcodes.NOT_FOUND

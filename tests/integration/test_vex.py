@@ -36,6 +36,7 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.evidence.vex_input import VexInputError, parse
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.native.rust_names import crate_names
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENVEX_SCHEMA = json.loads(
@@ -316,3 +317,65 @@ def test_a_cxx_function_named_without_its_parameters_is_each_overload(tmp_path: 
     s = by_vuln(json.loads(r.stdout))
     assert s["CVE-CXX"]["status"] == "affected"  # was not_affected: the name matched no stored name
     assert s["CVE-OTHER"]["status"] == "not_affected"
+
+
+def test_rustsec_function_paths_match_the_names_of_a_real_rust_build(tmp_path: Path, url: str) -> None:
+    """RustSec's OSV records name ``smallvec::SmallVec::insert_many`` under
+    ``ecosystem_specific.affects.functions`` (or ``affected_functions``); the agent stores what
+    rustc-demangle prints for a real v0 build (``<smallvec::SmallVec<u8>>::insert_many::<…>``).
+    Before, the OSV record was under_investigation (its functions were not read) and the same path
+    in our format was signed not_affected for a function that ran. SQLite and PostgreSQL alike."""
+    app, cargo = "/app/server", "pkg:cargo/smallvec@1.6.0"
+
+    def ran(fn: str, count: int, kind: EvidenceKind = EvidenceKind.ON_STACK) -> HotSymbolDelta:
+        start = T0 + 3 * DAY
+        return HotSymbolDelta(
+            key=HotSymbolKey(IMG, app, fn, kind), window_start_ns=start, invocation_count=count,
+            first_seen_ns=start + S, last_seen_ns=start + 2 * S, purl=cargo, node_name="node-1",
+        )  # fmt: skip
+
+    names = crate_names("v0")
+    assert any(n.startswith("<smallvec::SmallVec<u8>>::insert_many::<") for n in names), names
+    with open_store(url) as s:
+        s.write([ran("", 1, EvidenceKind.LOADED), *(ran(n, 3) for n in names)], watched())
+
+    def rustsec(vid: str, *functions: str, field: str = "affects") -> dict[str, Any]:
+        pkg = {"ecosystem": "crates.io", "name": "smallvec", "purl": "pkg:cargo/smallvec"}
+        es = {"affects": {"arch": [], "os": [], "functions": list(functions)}}
+        if field != "affects":
+            es = {field: list(functions)}
+        return {"id": vid, "affected": [{"package": pkg, "ecosystem_specific": es}]}
+
+    ours = {
+        "id": "OURS",
+        "affected": [{"purl": "pkg:cargo/smallvec", "functions": ["smallvec::SmallVec::insert_many"]}],
+    }
+    vulns = [
+        rustsec("RUSTSEC-2021-0003", "smallvec::SmallVec::insert_many"),
+        rustsec("RUSTSEC-DROP", "smallvec::SmallVec::drop", field="affected_functions"),
+        rustsec("RUSTSEC-PROVIDED", "smallvec::Shape::describe"),  # a trait's provided method
+        rustsec("RUSTSEC-NOTRUN", "smallvec::SmallVec::grow", "smallvec::SmallVec::insert_man"),
+        ours,
+    ]
+    r = vex_cli(tmp_path, url, vulns)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, OPENVEX_SCHEMA)
+    st = by_vuln(doc)
+    for vid in ("RUSTSEC-2021-0003", "RUSTSEC-DROP", "RUSTSEC-PROVIDED", "OURS"):
+        assert st[vid]["status"] == "affected", (vid, st[vid])
+    assert "smallvec::SmallVec::insert_many (6 calls)" in st["OURS"]["status_notes"]  # function, closure
+    assert (st["RUSTSEC-NOTRUN"]["status"], st["RUSTSEC-NOTRUN"]["justification"]) == (
+        "not_affected",
+        "vulnerable_code_not_in_execute_path",
+    )
+
+
+def test_a_rustsec_affects_that_is_not_an_object_is_an_input_error() -> None:
+    es = {"affects": ["smallvec::SmallVec::insert_many"]}
+    rec = {
+        "id": "RUSTSEC-1",
+        "affected": [{"package": {"ecosystem": "crates.io", "name": "smallvec"}, "ecosystem_specific": es}],
+    }
+    with pytest.raises(VexInputError, match=r"ecosystem_specific\.affects: expected an object"):
+        parse(rec)

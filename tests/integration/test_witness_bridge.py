@@ -28,6 +28,7 @@ from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.bridge import Claim, ClaimsError, WitnessBridge, load_claims
 from stellaops_runtime.witness.statement import check_statement
+from tests.native.rust_names import crate_names
 
 S = 1_000_000_000
 T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
@@ -166,5 +167,30 @@ def test_a_claim_without_a_parameter_list_is_marked_by_each_overload(tmp_path: P
     bridge.stored()
     assert bridge.marked == 0  # another name, another overload of an exact claim, another case
     bridge.observe([delta("foo::bar(char const*) const")])
+    bridge.stored()
+    assert bridge.marked == 1
+
+
+@pytest.mark.parametrize("mangling", ["legacy", "v0"])
+def test_a_claim_naming_a_rust_path_is_marked_by_the_names_rustc_demangle_prints(
+    tmp_path: Path, mangling: str
+) -> None:
+    """A claim ``smallvec::SmallVec::insert_many`` (RustSec's form) is marked by a real build's
+    ``smallvec::SmallVec<A>::insert_many`` / ``<smallvec::SmallVec<u8>>::insert_many::<…>``; before,
+    by nothing. ``insert``, ``Other::insert_many`` and std's functions instantiated with it never
+    mark it."""
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    names = crate_names(mangling)
+    heads = ("smallvec::SmallVec<A>::insert_many", "<smallvec::SmallVec<u8>>::insert_many")
+    others = [n for n in names if not n.startswith(heads)]
+    assert others and len(others) < len(names)
+    bridge = WitnessBridge(
+        [Claim(IMG, "pkg:deb/debian/zlib1g", "smallvec::SmallVec::insert_many")], key_file=str(tmp_path / "k")
+    )
+    bridge.observe([delta(n) for n in others])
+    bridge.observe([delta(n, image="sha256:" + "e" * 64) for n in names])  # another image
+    bridge.stored()
+    assert bridge.marked == 0
+    bridge.observe([delta(next(n for n in names if n.startswith(heads)))])
     bridge.stored()
     assert bridge.marked == 1

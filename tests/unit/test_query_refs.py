@@ -224,3 +224,16 @@ def test_rfc3339() -> None:
         parse_rfc3339("2026-12-01T00:00:00")
     with pytest.raises(RefError, match="not an RFC 3339"):
         parse_rfc3339("yesterday")
+
+
+def test_a_generic_free_rust_path_is_also_asked_as_a_rust_path() -> None:
+    assert function_query("smallvec::SmallVec::insert_many").rust_paths == (
+        "smallvec::SmallVec::insert_many",
+    )
+    q = function_query("smallvec::SmallVec::insert_many")
+    assert q.matches_name("<smallvec::SmallVec<u8>>::insert_many::<core::iter::Empty<u8>>")
+    assert not q.matches_name("<smallvec::SmallVec<u8>>::insert")
+    assert function_query("smallvec::SmallVec<A>::insert_many").rust_paths == ()  # as stored: exact
+    assert function_query("foo::bar(int)").rust_paths == ()
+    assert function_query("crc32").rust_paths == ()
+    assert function_query(f"{BID}:crc32+0x0").rust_paths == ()  # an ID is one function

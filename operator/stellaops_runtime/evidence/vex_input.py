@@ -11,7 +11,10 @@ way: ``affected[].package.purl`` (or ecosystem + name for PyPI, npm and Go)
 with the function names of ``affected[].ecosystem_specific.imports[].symbols``
 (the Go vulnerability database's form: each symbol qualified with its
 import's ``path`` and asked in every spelling the agent stores it under,
-:func:`go_symbol_names`) or ``.functions``. A vulnerability
+:func:`go_symbol_names`), ``.affects.functions`` and ``.affected_functions``
+(RustSec's generic-free paths such as ``smallvec::SmallVec::insert_many``,
+matched to stored Rust names by :mod:`stellaops_runtime.store.rust_paths`)
+or ``.functions``. A vulnerability
 without any function cannot be decided at function level: it is reported
 ``under_investigation``. Pure: the caller reads the file.
 """
@@ -95,6 +98,12 @@ def go_symbol_names(path: str, symbol: str) -> tuple[str, ...]:
 def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
     es = aff.get("ecosystem_specific") or {}
     out: list[str] = list(_strings(es.get("functions"), f"{where}.ecosystem_specific.functions"))
+    affects = es.get("affects")  # RustSec: generic-free paths, matched as store/rust_paths.py says
+    if affects is not None and not isinstance(affects, dict):
+        raise VexInputError(f"{where}.ecosystem_specific.affects: expected an object")
+    if affects:
+        out += _strings(affects.get("functions"), f"{where}.ecosystem_specific.affects.functions")
+    out += _strings(es.get("affected_functions"), f"{where}.ecosystem_specific.affected_functions")
     spellings: dict[str, tuple[str, ...]] = {}
     for i, imp in enumerate(es.get("imports") or []):
         if not isinstance(imp, dict):

@@ -143,7 +143,14 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
     if not function.is_function_id:
         # substr, not LIKE: SQLite's LIKE ignores case, and names hold LIKE's wildcards (_ and %)
         overloads = [sa.func.substr(c.function_name, 1, len(n) + 1) == f"{n}(" for n in function.overloads]
-        return sa.or_(c.function_name.in_(function.names), *overloads)
+        # A Rust path's stored names hold ``::<last segment>``; SQL cannot read generics away, so
+        # this only narrows the image's rows and observed() keeps those that match_name (the LIKE
+        # may ignore case on SQLite: the Python check makes both backends give the same rows).
+        rust = [
+            c.function_name.contains(f"::{p.rpartition('::')[2]}", autoescape=True)
+            for p in function.rust_paths
+        ]
+        return sa.or_(c.function_name.in_(function.names), *overloads, *rust)
     by_name = sa.and_(
         c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
     )
@@ -164,10 +171,10 @@ def observed(
     """Rows of ``function`` in ``image`` (every module and evidence kind), optionally of one package.
 
     A string ``function``/``purl`` must match exactly; a :class:`FunctionQuery`
-    matches canonical names or a function ID, a :class:`PurlQuery` every
-    stored purl of that package. With ``since``/``until`` only calls seen in
-    that period count: counts and first/last seen are the period's (from the
-    per-window history) and rows without calls in it are left out.
+    matches canonical names (with their overloads and Rust generic-free paths)
+    or a function ID, a :class:`PurlQuery` every stored purl of that package.
+    With ``since``/``until`` only calls seen in that period count: counts and
+    first/last seen are the period's (from the per-window history) and rows without calls in it are left out.
     """
     c = hot_symbols.c
     stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, _name_filter(function))
@@ -177,6 +184,8 @@ def observed(
             return []
         stmt = stmt.where(where)
     rows = _rows(conn, stmt.order_by(c.invocation_count.desc(), c.module, c.evidence_kind))
+    if isinstance(function, FunctionQuery) and function.rust_paths and not function.is_function_id:
+        rows = [r for r in rows if function.matches_name(r.function_name)]
     if rows and (since is not None or until is not None):
         rows = _in_period(conn, rows, since=since, until=until)
     return rows

@@ -19,6 +19,7 @@ from packageurl import PackageURL
 
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
+from stellaops_runtime.store import rust_paths
 
 
 class RefError(ValueError):
@@ -163,7 +164,11 @@ class FunctionQuery:
     (``<build-id>:+0x<file offset>``) names the frame the agent keys as
     ``0x<file offset>``. A name that does not end with a parameter list also
     names every stored ``<name>(…)`` (``overloads``): advisories write
-    ``foo::bar`` for what the agent stores as ``foo::bar(int)``.
+    ``foo::bar`` for what the agent stores as ``foo::bar(int)``. A generic-free
+    Rust path (``rust_paths``, RustSec's form ``smallvec::SmallVec::insert_many``)
+    also names every stored name whose path is that one once generics, turbofish,
+    trait qualification, closures and suffixes are read away
+    (:mod:`stellaops_runtime.store.rust_paths`).
     """
 
     text: str
@@ -173,10 +178,22 @@ class FunctionQuery:
     # Names given without a parameter list (``foo::bar``): each also names every stored
     # ``foo::bar(...)``, all its overloads; canonical C++ names always carry one.
     overloads: tuple[str, ...] = ()
+    # Names given as a generic-free Rust path (``crate::Type::method``): each also names every
+    # stored Rust name with that path (``<crate::Type<u8>>::method::<…>``, rust_paths.matches).
+    rust_paths: tuple[str, ...] = ()
 
     @property
     def is_function_id(self) -> bool:
         return bool(self.build_id)
+
+    def matches_name(self, stored: str) -> bool:
+        """Whether a stored function name is this (non-ID) question's: equal to one of ``names``,
+        one of the ``overloads`` followed by ``(``, or a Rust name of one of ``rust_paths``."""
+        if stored in self.names:
+            return True
+        if any(stored.startswith(f"{n}(") for n in self.overloads):
+            return True
+        return bool(self.rust_paths) and rust_paths.matches(self.rust_paths, stored)
 
 
 _FALLBACK = "sha256-"  # the build-id of a file with no build-id note (docs/function-ids.md)
@@ -238,7 +255,12 @@ def function_query(text: str) -> FunctionQuery:
             entry_id=function_entry_id(fid.build_id, symbol),
         )
     names = tuple(dict.fromkeys((demangle(t), t)))
-    return FunctionQuery(text=t, names=names, overloads=tuple(n for n in names if not n.endswith(")")))
+    return FunctionQuery(
+        text=t,
+        names=names,
+        overloads=tuple(n for n in names if not n.endswith(")")),
+        rust_paths=tuple(p for n in names if (p := rust_paths.query_path(n)) is not None),
+    )
 
 
 # -- time -----------------------------------------------------------------------

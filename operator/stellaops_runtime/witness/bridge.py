@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store import rust_paths
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
@@ -120,6 +121,10 @@ class WitnessBridge:
         self._queries: dict[str, tuple[FunctionQuery, PurlQuery]] = {}
         self._by_image_name: dict[tuple[str, str], list[str]] = {}
         self._by_image_overload: dict[tuple[str, str], list[str]] = {}
+        # image -> (every Rust path its claims ask, as one gate; each claim's own)
+        self._rust_by_image: dict[str, tuple[rust_paths.Asked, list[tuple[str, rust_paths.Asked]]]] = {}
+        rust: dict[str, list[tuple[str, rust_paths.Asked]]] = {}
+        rust_asked: dict[str, list[str]] = {}
         for cid, c in self.claims.items():
             fq, pq = function_query(c.function), PurlQuery.parse(c.purl)
             self._queries[cid] = (fq, pq)
@@ -127,6 +132,11 @@ class WitnessBridge:
                 self._by_image_name.setdefault((c.image, name), []).append(cid)
             for name in fq.overloads:  # ``foo::bar`` also claims each stored ``foo::bar(...)``
                 self._by_image_overload.setdefault((c.image, name), []).append(cid)
+            if fq.rust_paths:  # ``crate::Type::f`` also claims ``<crate::Type<u8>>::f::<…>`` (rust_paths)
+                rust.setdefault(c.image, []).append((cid, rust_paths.Asked(fq.rust_paths)))
+                rust_asked.setdefault(c.image, []).extend(fq.rust_paths)
+        for image, asked in rust.items():
+            self._rust_by_image[image] = (rust_paths.Asked(tuple(rust_asked[image])), asked)
         self._staged: set[str] = set()  # touched by counts not yet confirmed stored
         self._marked: set[str] = set()
         self.generated = 0
@@ -148,7 +158,8 @@ class WitnessBridge:
                     self._staged.add(cid)
 
     def _claims_of(self, image: str, name: str) -> list[str]:
-        """Claims naming ``name`` itself, or a prefix of it followed by ``(`` (its overloads)."""
+        """Claims naming ``name`` itself, a prefix of it followed by ``(`` (its overloads), or its
+        generic-free Rust path (``rust_paths.matches``, parsed once per name: an LRU cache)."""
         found = self._by_image_name.get((image, name), [])
         if self._by_image_overload and "(" in name:
             found = list(found)
@@ -156,6 +167,8 @@ class WitnessBridge:
             while i >= 0:
                 found += self._by_image_overload.get((image, name[:i]), ())
                 i = name.find("(", i + 1)
+        if self._rust_by_image and (rust := self._rust_by_image.get(image)) and rust[0].may_match(name):
+            found = [*found, *(cid for cid, asked in rust[1] if asked.matches(name))]
         return found
 
     def stored(self) -> None:
