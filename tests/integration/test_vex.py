@@ -114,6 +114,15 @@ def by_vuln(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["vulnerability"]["name"]: s for s in doc["statements"]}
 
 
+def statements(tmp: Path, url: str, vulns: Any) -> dict[str, dict[str, Any]]:
+    """``vex`` on ``vulns`` (exit 0, a valid OpenVEX document): its statements by vulnerability."""
+    r = vex_cli(tmp, url, vulns)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, OPENVEX_SCHEMA)
+    return by_vuln(doc)
+
+
 def test_three_statuses_from_a_fully_watched_window(tmp_path: Path) -> None:
     doc = run_vex(tmp_path, store(tmp_path, range(40)))
     jsonschema.validate(doc, OPENVEX_SCHEMA)
@@ -270,11 +279,7 @@ def test_go_vulnerability_database_symbols_match_the_names_the_agent_stores(tmp_
             osv("GO-NOTRUN", "golang.org/x/net", "golang.org/x/net/html", "ParseFragment", "Tokenizer.Raw"),
         ]
     }
-    r = vex_cli(tmp_path, url, vulns)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    jsonschema.validate(doc, OPENVEX_SCHEMA)
-    s = by_vuln(doc)
+    s = statements(tmp_path, url, vulns)
     for vid in ("GO-POINTER", "GO-VALUE", "GO-GENERIC", "GO-STDLIB"):
         assert s[vid]["status"] == "affected", (vid, s[vid].get("status_notes"))
     assert "golang.org/x/net/html.Tokenizer.Next (5 calls)" in s["GO-POINTER"]["status_notes"]
@@ -312,9 +317,7 @@ def test_a_cxx_function_named_without_its_parameters_is_each_overload(tmp_path: 
             {"id": k, "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": v}]} for k, v in fns.items()
         ]
     }
-    r = vex_cli(tmp_path, url, doc)
-    assert r.returncode == 0, r.stderr
-    s = by_vuln(json.loads(r.stdout))
+    s = statements(tmp_path, url, doc)
     assert s["CVE-CXX"]["status"] == "affected"  # was not_affected: the name matched no stored name
     assert s["CVE-OTHER"]["status"] == "not_affected"
 
@@ -357,11 +360,7 @@ def test_rustsec_function_paths_match_the_names_of_a_real_rust_build(tmp_path: P
         rustsec("RUSTSEC-NOTRUN", "smallvec::SmallVec::grow", "smallvec::SmallVec::insert_man"),
         ours,
     ]
-    r = vex_cli(tmp_path, url, vulns)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    jsonschema.validate(doc, OPENVEX_SCHEMA)
-    st = by_vuln(doc)
+    st = statements(tmp_path, url, vulns)
     for vid in ("RUSTSEC-2021-0003", "RUSTSEC-DROP", "RUSTSEC-PROVIDED", "OURS"):
         assert st[vid]["status"] == "affected", (vid, st[vid])
     assert "smallvec::SmallVec::insert_many (6 calls)" in st["OURS"]["status_notes"]  # function, closure
