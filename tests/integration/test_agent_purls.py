@@ -55,3 +55,16 @@ def test_events_of_other_nodes_and_exited_processes_give_no_root() -> None:
     att.fill([d])
     assert d.purl == ""
     assert att.outcomes["no_root"] == 2  # the dead process's root was dropped, not guessed around
+
+
+def test_the_attributor_is_made_with_the_first_event_not_among_a_windows_keys() -> None:
+    """Its modules and objects live as long as the agent: made at the first drain, among a window's
+    keys, they kept those keys' arenas resident after every flush (docs/benchmarks.md)."""
+    att = HotSymbolAttribution(AttributionConfig(), proc_root="/proc", node_name="n1")
+    assert att._attributor is None  # an agent that sees no event never loads the package readers
+    att.note(event(os.getpid()))
+    made = att._attributor
+    assert made is not None
+    att.note(event(os.getpid()))
+    att.fill([delta(LIBZ)])
+    assert att._attributor is made

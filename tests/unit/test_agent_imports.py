@@ -16,7 +16,7 @@ config, as start-up does before it connects. What it must not have loaded:
 - HTTP clients and servers: aiohttp not even while serving (the endpoints run on
   plain asyncio, agent/httpserver.py), requests not even with detect-secrets' rules
   loaded (privacy/deferred_import.py);
-- package attribution's readers, until a key needs a package.
+- package attribution's readers, until the first event (agent/purls.py).
 
 Not asserted: ``grpc_tools`` itself. grpcio imports that package (an empty
 ``__init__``) when it is installed, as a compatibility alias; grpcio-tools is

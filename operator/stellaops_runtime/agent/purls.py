@@ -40,7 +40,7 @@ from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
 
-if TYPE_CHECKING:  # the attributor and its package-database readers load with the first key (issue 13)
+if TYPE_CHECKING:  # the attributor and its package-database readers load with the first event (issue 13)
     from stellaops_runtime.attribution.attributor import AttributionStats, Attributor
     from stellaops_runtime.attribution.model import Attribution
 
@@ -68,6 +68,11 @@ class HotSymbolAttribution:
 
     def note(self, ev: RuntimeCallEvent) -> None:
         """Remember a live process of the event's image (cheap: called per event)."""
+        if self._attributor is None:
+            # Made with the first event, not the first key the drain attributes: the attributor's
+            # modules and objects live as long as the agent, and made among a window's keys they
+            # would keep the arenas of those keys resident after every flush (issue 13).
+            self.attributor  # noqa: B018
         pid = ev.process.pid
         if pid > 0 and (not ev.node_name or not self.node_name or ev.node_name == self.node_name):
             pids = self._pids
@@ -77,7 +82,7 @@ class HotSymbolAttribution:
 
     @property
     def attributor(self) -> Attributor:
-        """The Attributor, made (and its modules imported) when the first key needs it."""
+        """The Attributor, made (and its modules imported) with the first event (:meth:`note`)."""
         if self._attributor is None:
             from stellaops_runtime.attribution.attributor import Attributor
 
