@@ -99,6 +99,13 @@ def test_malformed_images_say_why(ref: str, message: str) -> None:
         ("pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64", ZLIB, True),
         ("pkg:deb/debian/zlib1g?foo=bar", ZLIB, False),
         ("pkg:pypi/Foo_Bar", "pkg:pypi/foo-bar@1.0", True),  # pypi names normalise
+        ("pkg:pypi/zope-interface", "pkg:pypi/zope.interface@6.0", True),  # as PEP 503 compares them
+        ("pkg:pypi/Zope.Interface", "pkg:pypi/zope-interface@6.0", True),
+        ("pkg:pypi/zope--interface", "pkg:pypi/zope._interface@6.0", True),
+        ("pkg:pypi/zopeinterface", "pkg:pypi/zope.interface@6.0", False),
+        ("pkg:cargo/serde-json", "pkg:cargo/serde_json@1.0.108", True),  # one crate on crates.io
+        ("pkg:cargo/serde.json", "pkg:cargo/serde_json@1.0.108", False),
+        ("pkg:npm/left-pad", "pkg:npm/left_pad@1.0.0", False),  # other registries: as written
         ("pkg:deb/debian/zlib1g", "", False),
         ("pkg:deb/debian/zlib1g", "not a purl", False),
     ],

@@ -12,6 +12,7 @@ function ID. Each raises :class:`RefError` with a message meant for the user.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
 from dataclasses import dataclass
 
@@ -98,10 +99,20 @@ def image_key(text: str) -> str:
 _LOWER_NAME_TYPES = frozenset({"deb"})
 
 
+# Names their registries treat as one whatever the separators: PyPI compares names as PEP 503 does
+# (runs of ``-``, ``_`` and ``.`` are one ``-``, case ignored: ``zope.interface`` is
+# ``zope-interface``), crates.io treats ``-`` and ``_`` as one (``serde_json`` is ``serde-json``).
+# packageurl-python only turns PyPI's ``_`` into ``-``: a question spelled the other way would find
+# the package "never seen loaded".
+_SEPARATORS = {"pypi": re.compile(r"[-_.]+"), "cargo": re.compile(r"[-_]+")}
+
+
 def _normalized(p: PackageURL) -> tuple[str, str, str]:
     ns, name = p.namespace or "", p.name
     if p.type in _LOWER_NAME_TYPES:
         ns, name = ns.lower(), name.lower()
+    if (sep := _SEPARATORS.get(p.type)) is not None:
+        name = sep.sub("-", name.lower())
     return p.type, ns, name
 
 
