@@ -7,7 +7,9 @@ shortcut, what a stack must produce: each distinct (module, function) counted
 once per event, with first/last seen, latency, the first build-id and entry ID
 any of its frames carried (or its process's loader reported), and the distinct
 callers of each frame; and that the fast path's repeat of an event counts what
-observing it again would.
+observing it again would. Functions inlined at a frame (``StackFrame.inlined``,
+canonical/inlines.py) are frames of their own, innermost first, just above it:
+counted once per event, with the frame's build-id and their own entry IDs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ S = 1_000_000_000
 DIGEST = "sha256:" + "b" * 64
 MODULES = ["/lib/libc.so.6", "/lib/libz.so.1", "/app/server"]
 NAMES = ["", "", "read", "crc32", "main", "_ZN3foo3barEv"]
+INLINED = ["inl_a", "inl_b", "read", "main"]  # "read", "main": also physical frames elsewhere
 SOURCES = [Source.SYMTAB, Source.DYNSYM, Source.HINT, Source.NONE, ""]
 BUILD_IDS = ["", "", "ab" * 20, "cd" * 20]
 
@@ -59,13 +62,16 @@ def random_event(rng: random.Random, t: int) -> RuntimeCallEvent:
             g = frames[rng.randrange(len(frames))]
             frames.append(StackFrame(module=g.module, symbol=g.symbol, offset=g.offset))
             continue
+        symbol = rng.choice(NAMES)
+        inlined = tuple(rng.sample(INLINED, rng.randint(1, 3))) if symbol and rng.random() < 0.3 else ()
         frames.append(
             StackFrame(
                 module=rng.choice(MODULES),
-                symbol=rng.choice(NAMES),
+                symbol=symbol,
                 offset=rng.choice([0x10, 0x20, 0x1A2B]),
                 build_id=rng.choice(BUILD_IDS),
                 source=rng.choice(SOURCES),
+                inlined=inlined,
             )
         )
     return RuntimeCallEvent(
@@ -81,14 +87,24 @@ def random_event(rng: random.Random, t: int) -> RuntimeCallEvent:
     )
 
 
+def logical(stack: list[StackFrame]) -> list[tuple[StackFrame, str, str]]:
+    """(frame, function, resolved symbol) innermost first: the functions inlined at a frame, then
+    the frame's own (its symbol, "" when it has none)."""
+    out = []
+    for f in stack:
+        out.extend((f, name, name) for name in f.inlined)
+        out.append((f, function(f), f.symbol))
+    return out
+
+
 def model(events: list[RuntimeCallEvent], loader_ids: dict[str, dict[str, str]]) -> dict[tuple, Expected]:
     out: dict[tuple, Expected] = {}
     for ev in events:
         lat = ev.latency_ns or 0
-        stack = ev.user_stack
+        stack = logical(ev.user_stack)
         seen = set()
-        for i, f in enumerate(stack):
-            key = (f.module, function(f))
+        for i, (f, name, symbol) in enumerate(stack):
+            key = (f.module, name)
             if key not in seen:
                 seen.add(key)
                 e = out.get(key)
@@ -102,10 +118,11 @@ def model(events: list[RuntimeCallEvent], loader_ids: dict[str, dict[str, str]])
                 bid = f.build_id or loader_ids.get(ev.process.exec_id, {}).get(f.module, "")
                 if not e.build_id:
                     e.build_id = bid
-                if not e.function_id and f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
-                    e.function_id = function_entry_id(f.build_id, f.symbol)
+                if not e.function_id and f.source in RESOLVED_SOURCES and f.build_id and symbol:
+                    e.function_id = function_entry_id(f.build_id, symbol)
             if i < len(stack) - 1:
-                out[key].callers.add((stack[i + 1].module, function(stack[i + 1])))
+                g, caller, _ = stack[i + 1]
+                out[key].callers.add((g.module, caller))
     return out
 
 
@@ -167,3 +184,37 @@ def test_repeat_of_an_observed_stack_counts_as_observing_it_again() -> None:
         bound.repeat(slots, window, e.timestamp_ns, e.latency_ns or 0, n, 0)
         assert twice.observations == bound.observations
         assert twice.drain()[0] == bound.drain()[0]
+
+
+def test_a_sample_shows_inlined_functions_above_their_frame() -> None:
+    bid = "ab" * 20
+    outer = StackFrame(
+        module="/app/server",
+        symbol="main.serve",
+        offset=0x1234,
+        build_id=bid,
+        symbol_offset=0x34,
+        source=Source.GOPCLNTAB,
+        inlined=("main.parse", "main.check"),
+    )
+    caller = StackFrame(module="/app/server", symbol="main.main", offset=0x2000, build_id=bid)
+    caller.symbol_offset, caller.source = 8, Source.GOPCLNTAB
+    ev = random_event(random.Random(1), S)
+    ev.user_stack = [outer, caller]
+    a = HotSymbolAggregator(window_seconds=60, min_confidence=0.0)
+    a.observe(ev)
+    deltas, _ = a.drain()
+    rows = {d.key.function_name: d for d in deltas if d.key.evidence is EvidenceKind.ON_STACK}
+    assert set(rows) == {"main.parse", "main.check", "main.serve", "main.main"}
+    want_stack = [
+        "/app/server!main.parse (inlined)",
+        "/app/server!main.check (inlined)",
+        "/app/server!main.serve+0x34",
+        "/app/server!main.main+0x8",
+    ]
+    for name, d in rows.items():
+        assert d.function_id == f"{bid}:{name}+0x0"
+        assert d.sample is not None and d.sample["stack"] == want_stack
+    # the caller chain runs through the inlined functions: parse <- check <- serve <- main
+    chain = ("main.parse", "main.check", "main.serve", "main.main")
+    assert [rows[n].unique_callers for n in chain] == [1, 1, 1, 0]

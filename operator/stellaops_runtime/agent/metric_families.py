@@ -63,8 +63,14 @@ def canonicalizer_metrics(stats: dict[str, int]) -> Iterator[Metric]:
     caches: dict[str, int] = {}
     symbolizer: dict[str, int] = {}
     other: dict[str, int] = {}
+    inline: dict[str, int] = {}
+    inlined = 0
     for key, value in sorted(stats.items()):
-        if key.startswith("resolved_"):
+        if key == "inlined_frames":
+            inlined = value
+        elif key.startswith("inline_"):
+            inline[key.removeprefix("inline_")] = value
+        elif key.startswith("resolved_"):
             src = key.removeprefix("resolved_")
             resolved.add_metric(["kernel" if src == "kallsyms" else "user", src], value)
         elif key.startswith("kernel_"):
@@ -81,6 +87,17 @@ def canonicalizer_metrics(stats: dict[str, int]) -> Iterator[Metric]:
             other[key] = value
     yield resolved
     yield unresolved
+    yield counter(
+        "frames_inlined",
+        "Functions found inlined at resolved user frames, each counted as a frame of its own.",
+        inlined,
+    )
+    yield labelled(
+        "inline_lookups_unanswered",
+        "Lookups of inlined functions that gave no answer yet, by reason (parse_pending: asked again).",
+        "reason",
+        inline,
+    )
     yield labelled("function_ids", "IDs of probed functions, by outcome.", "outcome", fids)
     g = GaugeMetricFamily(P + "symbol_cache_entries", "Entries held by the canonicalizer.", labels=["cache"])
     for k, v in sorted(caches.items()):

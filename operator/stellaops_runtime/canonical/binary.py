@@ -46,29 +46,25 @@ from typing import TYPE_CHECKING, BinaryIO
 from stellaops_runtime.canonical import gopclnfind
 from stellaops_runtime.canonical.addrindex import AddressTable, RawSymbol
 from stellaops_runtime.canonical.elflayout import (
-    EM_ARM,
     ElfError,
     ElfLayout,
     file_build_id,
     read_layout,
 )
 from stellaops_runtime.canonical.indexcache import IndexCache
-from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Budget, Limits
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Limits
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.quicklookup import QuickLookup
 from stellaops_runtime.canonical.resolution import Source
 from stellaops_runtime.canonical.rootopen import open_regular
 from stellaops_runtime.canonical.sdtprobe import find_sdt_probe
-from stellaops_runtime.canonical.symtab import (
-    SectionInfo,
-    function_symbols,
-    read_section_table,
-)
+from stellaops_runtime.canonical.symtab import SectionInfo, index_tables, read_section_table
 
 if TYPE_CHECKING:  # pyelftools and the DWARF reader load only when DWARF is read (issue 13)
     from elftools.elf.elffile import ELFFile
 
     from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
+    from stellaops_runtime.canonical.inlines import Inlines
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +126,8 @@ class Binary:
         self._tables: list[AddressTable] = []
         self._lazy: list[str] = []
         self._dwarf: DwarfIndex | None = None
+        self._inlines: Inlines | None = None  # canonical/inlines.py, read once (_inlines_read)
+        self._inlines_read = False
         self.load_errors: dict[str, str] = {}
         self.load_reasons: dict[str, str] = {}  # source -> outcome (budget_exceeded, malformed, ...)
         self._text_addr = 0
@@ -148,7 +146,7 @@ class Binary:
                 if cached is not None:
                     self._tables = cached
                 else:
-                    self._tables = self._index_symbols(sections, f, layout, budget)
+                    self._tables = index_tables(sections, f, layout, budget)
                     if cache is not None:
                         cache.save(identity, self._tables)
             except ElfError:
@@ -167,25 +165,6 @@ class Binary:
         elif layout.loads:
             # No section headers at all: only a Go table can still be found (in the segments).
             self._lazy.append(Source.GOPCLNTAB)
-
-    @staticmethod
-    def _index_symbols(
-        sections: list[SectionInfo], f: BinaryIO, layout: ElfLayout, budget: Budget
-    ) -> list[AddressTable]:
-        tables: list[AddressTable] = []
-        for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
-            syms = function_symbols(
-                sections,
-                f,
-                name,
-                is64=layout.is64,
-                little=layout.little,
-                arm=layout.machine == EM_ARM,
-                budget=budget,
-            )
-            if syms:
-                tables.append(AddressTable(source, syms))
-        return tables
 
     # -- opening -----------------------------------------------------------
 
@@ -336,6 +315,32 @@ class Binary:
             if i >= 0:
                 return Hit(t.source, t.canonical_name(i), t.starts[i], 0)
         return None
+
+    def inlined_at(self, address: int) -> tuple[str, ...]:
+        """Canonical names of the functions inlined at ``address``, innermost first (canonical/inlines.py).
+
+        The inline source is read once, through the gate (may raise ParsePending), and a DWARF
+        one is asked through it too (a CU is decoded on first use); an unreadable one answers ()
+        with its reason in ``load_errors["inlines"]`` (never a frame's failure reason)."""
+        if not self._inlines_read:
+            self.gate.run(("inlines", self.identity or self.path), self._load_inlines)
+        src = self._inlines
+        if src is None:
+            return ()
+        if src.kind == "dwarf":
+            return self.gate.run(("inlined_at", self.identity or self.path, address), lambda: src.at(address))
+        return src.at(address)
+
+    def _load_inlines(self) -> None:
+        if self._inlines_read:
+            return
+        from stellaops_runtime.canonical.inlines import load_for
+
+        try:
+            self._inlines = load_for(self)
+        except Exception as e:  # budget, damaged tables, pyelftools: no inlines, the reason kept
+            self.load_errors["inlines"] = f"{type(e).__name__}: {e}"
+        self._inlines_read = True
 
     def file_line(self, address: int) -> str:
         """``file:line`` from DWARF when the binary has a line table, else ""."""

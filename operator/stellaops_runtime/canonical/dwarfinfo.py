@@ -37,6 +37,7 @@ from bisect import bisect_right
 from typing import Any
 
 from elftools.common.exceptions import ELFError
+from elftools.dwarf.aranges import ARanges
 from elftools.dwarf.compileunit import CompileUnit
 from elftools.dwarf.die import DIE
 from elftools.dwarf.dwarfinfo import DWARFInfo
@@ -133,6 +134,7 @@ class DwarfIndex:
         self._budget = budget
         self._dwarf: DWARFInfo | None = None
         self._cu_ranges: list[tuple[int, int, int]] | None = None  # (low, high, cu offset)
+        self._aranges: list[ARanges | None] = []  # parsed once: pyelftools re-reads it per call
         self._lines: dict[int, tuple[list[int], list[tuple[str, int]]]] = {}
         self.errors = 0
         self.unnamed = 0  # subprograms with code but no symbol name in DWARF (left out)
@@ -237,9 +239,24 @@ class DwarfIndex:
         path, line = where[i]
         return f"{path}:{line}" if path and line else ""
 
+    # public aliases for canonical/dwarfinline.py (one DWARF view and CU lookup per binary)
+    def dwarf_info(self) -> DWARFInfo:
+        return self._info()
+
+    def cu_offset_for(self, address: int) -> int:
+        """Offset of the compile unit holding ``address`` (aranges, else unit ranges); -1 if none."""
+        return self._cu_offset_for(address)
+
     def _cu_offset_for(self, address: int) -> int:
         dwarf = self._info()
-        aranges = dwarf.get_aranges()
+        if not self._aranges:
+            try:
+                self._aranges.append(dwarf.get_aranges())
+            except Exception as e:  # damaged .debug_aranges: the units' own ranges still answer
+                self.errors += 1
+                log.debug("DWARF aranges unreadable: %s: %s", type(e).__name__, e)
+                self._aranges.append(None)
+        aranges = self._aranges[0]
         if aranges is not None:
             off = aranges.cu_offset_at_addr(address)
             if off is not None:
@@ -317,6 +334,9 @@ def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE) -> list[tuple[int, 
         else:
             out.append((base + entry.begin_offset, base + entry.end_offset))
     return out
+
+
+die_ranges = _die_ranges  # public alias for canonical/dwarfinline.py
 
 
 def _file_name(files: Any, dirs: Any, index: int, version: int, comp_dir: str) -> str:

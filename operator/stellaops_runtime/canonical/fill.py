@@ -56,7 +56,7 @@ def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = Fal
             res.source = t.source
             res.function_id = format_function_id(b.build_id, symbol, offset)
             if file_lines:
-                res.file_line = b.file_line(vaddr)
+                _details(res, b, vaddr)
             return res
     hit = b.lookup(vaddr)  # loads the lazy sources (DWARF, .gopclntab) while they miss
     if hit is None:
@@ -68,9 +68,18 @@ def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = Fal
         res.function_id = unresolved_function_id(b.build_id, file_offset)
     else:
         apply_hit(res, b.build_id, hit)
+        if file_lines:
+            res.inlined = b.inlined_at(vaddr)
     if file_lines:
         res.file_line = b.file_line(vaddr)
     return res
+
+
+def _details(res: Resolution, b: Binary, vaddr: int) -> None:
+    """What the CLI adds to a resolved frame: file:line and the functions inlined at the address
+    itself (as ``llvm-symbolizer --inlines`` reads an address: not a return address)."""
+    res.file_line = b.file_line(vaddr)
+    res.inlined = b.inlined_at(vaddr)
 
 
 def apply_hit(res: Resolution, build_id: str, hit: Hit) -> None:

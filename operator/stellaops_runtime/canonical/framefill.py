@@ -19,7 +19,19 @@ from stellaops_runtime.canonical.function_id import format_function_id, unresolv
 from stellaops_runtime.canonical.quicklookup import WarmAnswer
 from stellaops_runtime.contracts.events import EventKind, StackFrame
 
-__all__ = ["KernelHit", "WarmAnswer", "hint_disagrees", "probed_function", "resolved_answer", "unresolved"]
+__all__ = [
+    "FrameAnswer",
+    "KernelHit",
+    "WarmAnswer",
+    "hint_disagrees",
+    "probed_function",
+    "resolved_answer",
+    "unresolved",
+]
+
+# A WarmAnswer and the canonical names of the functions inlined at the frame (canonical/inlines.py):
+# what the frame cache keeps per (file identity, file offset).
+FrameAnswer = tuple[str, int, str, str, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,7 @@ def unresolved(f: StackFrame, build_id: str, source: str) -> None:
     if f.symbol:
         f.symbol = demangle(f.symbol)
     f.symbol_offset = 0
+    f.inlined = ()
     if not build_id:
         f.function_id = ""
     elif ":" in build_id or f.offset < 0:  # unfit for an ID: format_function_id says why (ValueError)

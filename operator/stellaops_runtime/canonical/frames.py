@@ -7,8 +7,9 @@ before the hot-symbol bridge. With ``parse_wait`` set (the agent's
 (canonical/parseworker.py): a frame whose file is not parsed within the wait
 is left unresolved with reason ``parse_pending`` and resolves in later events.
 It fills each StackFrame's ``build_id``, ``symbol`` (canonical demangled
-name), ``symbol_offset``, ``function_id`` and ``source``, and for uprobe/USDT
-events the event's ``function_id``.
+name), ``symbol_offset``, ``function_id``, ``source`` and ``inlined`` (the
+functions the compiler inlined at a resolved frame's return address:
+canonical/inlines.py), and for uprobe/USDT events the event's ``function_id``.
 
 Tetragon user frames carry a FILE offset inside ``module`` (not an offset from
 the symbol) and a ``symbol`` that is only a hint: Tetragon looked it up by
@@ -52,6 +53,7 @@ from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary, Hit
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.framefill import (
+    FrameAnswer,
     KernelHit,
     WarmAnswer,
     hint_disagrees,
@@ -125,7 +127,7 @@ class FrameCanonicalizer:
             node_name=node_name,
             max_unavailable=max_binaries * 64,
         )
-        self._frames: LRU[tuple[str, int], WarmAnswer] = LRU(max_frames)
+        self._frames: LRU[tuple[str, int], FrameAnswer] = LRU(max_frames)
         self._functions: LRU[tuple[str, str, str], str] = LRU(max_frames)  # (identity, module, name)
         self._kernel: LRU[tuple[str, int], KernelHit] = LRU(max_frames)
         # exec_id -> {module path: build-id ("" when it could not be read)}
@@ -250,9 +252,12 @@ class FrameCanonicalizer:
             if hit is not None:
                 frames.move_to_end(key)
                 f.build_id = bid
-                f.symbol, f.symbol_offset, f.function_id, f.source, counter = hit
+                f.symbol, f.symbol_offset, f.function_id, f.source, counter, inlined = hit
                 counters[counter] += 1
                 counters["cache_hits"] += 1
+                if inlined:
+                    f.inlined = inlined
+                    counters["inlined_frames"] += len(inlined)
                 return
         binary, reason = self.locator.find_cached(ev, module, bid, ident, local)
         if binary is None:
@@ -274,10 +279,34 @@ class FrameCanonicalizer:
         if f.symbol and hint_disagrees(f.symbol, symbol):
             counters["hint_disagreements"] += 1
             log.debug("frame %s+%#x: hint %r, resolved %r", module, f.offset, f.symbol, symbol)
-        self._frames.put((binary.identity, f.offset), found)
+        inlined = self._inlined(binary, f.offset, found[1])
+        if inlined is not None:  # None: the inline source is still being read; asked again later
+            self._frames.put((binary.identity, f.offset), (*found, inlined))
         f.build_id = bid
         f.symbol, f.symbol_offset, f.function_id, f.source, counter = found
         counters[counter] += 1
+        if inlined:
+            f.inlined = inlined
+            counters["inlined_frames"] += len(inlined)
+
+    def _inlined(self, binary: Binary, file_offset: int, symbol_offset: int) -> tuple[str, ...] | None:
+        """The functions inlined at a return address (canonical/inlines.py), asked at the call's
+        last byte; None while the inline source is being read (counted ``inline_parse_pending``)."""
+        if symbol_offset <= 0:  # a return address at a function's entry: the call was in another
+            return ()
+        vaddr = binary.layout.vaddr_of(file_offset)
+        if vaddr is None:
+            return ()
+        try:
+            inlined = binary.inlined_at(vaddr - 1)
+        except ParsePending:
+            self.counters["inline_parse_pending"] += 1
+            return None
+        except Exception:  # a bug in a decoder must cost the inlined frames, not the frame
+            log.exception("inlined functions at %s+%#x", binary.path, file_offset)
+            self.counters["inline_internal_error"] += 1
+            return ()
+        return inlined
 
     def _lookup(self, binary: Binary, f: StackFrame, bid: str) -> WarmAnswer | None:
         """The frame through the Binary itself (lazy sources, failures); None when it stays unresolved

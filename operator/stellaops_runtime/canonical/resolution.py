@@ -68,6 +68,7 @@ class Resolution:
     source: str = Source.NONE
     file_offset: int | None = None
     file_line: str = ""
+    inlined: tuple[str, ...] = ()  # functions inlined at the address, innermost first (canonical/inlines.py)
     error: str = ""  # an Outcome value when no symbol was resolved
     detail: str = ""  # a human-readable reason to go with ``error``
 
@@ -89,6 +90,8 @@ class Resolution:
             out["file_offset"] = self.file_offset
         if self.file_line:
             out["file_line"] = self.file_line
+        if self.inlined:
+            out["inlined"] = list(self.inlined)
         if self.error:
             out["error"] = self.error
             if self.detail:

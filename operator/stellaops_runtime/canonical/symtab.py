@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
-from stellaops_runtime.canonical.addrindex import Gathered, StrtabNames, SymbolColumns
-from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
+from stellaops_runtime.canonical.addrindex import AddressTable, Gathered, StrtabNames, SymbolColumns
+from stellaops_runtime.canonical.elflayout import EM_ARM, ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import Budget, pread_exact
+from stellaops_runtime.canonical.resolution import Source
 
 if TYPE_CHECKING:  # pyelftools is loaded only where DWARF is read (issue 13)
     from elftools.elf.elffile import ELFFile
@@ -282,3 +283,24 @@ def function_symbols(
         shndx,
         [s.addr + s.size for s in sections],
     )
+
+
+def index_tables(
+    sections: list[SectionInfo], f: BinaryIO, layout: ElfLayout, budget: Budget
+) -> list[AddressTable]:
+    """The address tables of ``.symtab`` and ``.dynsym`` (in that rank), for those that have functions."""
+
+    tables: list[AddressTable] = []
+    for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
+        syms = function_symbols(
+            sections,
+            f,
+            name,
+            is64=layout.is64,
+            little=layout.little,
+            arm=layout.machine == EM_ARM,
+            budget=budget,
+        )
+        if syms:
+            tables.append(AddressTable(source, syms))
+    return tables

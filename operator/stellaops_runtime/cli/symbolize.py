@@ -9,8 +9,12 @@ Three input kinds, one JSON object per input on stdout, in input order::
 Each object has ``input``, ``module``, ``build_id``, ``symbol``, ``offset``
 (from the symbol's start; the file offset when unresolved), ``function_id``,
 ``source`` (symtab|dynsym|dwarf|gopclntab|kallsyms|hint|none), plus
-``file_offset``, ``file_line`` (DWARF, when the binary has a line table) and
-``error``/``detail`` when present. Numbers are hex (0x...) or decimal.
+``file_offset``, ``file_line`` (DWARF, when the binary has a line table),
+``inlined`` (the functions the compiler inlined at that address, innermost
+first, from Go's inline tree or DWARF; canonical/inlines.py) and
+``error``/``detail`` when present. Numbers are hex (0x...) or decimal. An
+address is read as it is (as ``llvm-symbolizer --inlines`` does); the agent
+asks about a stack frame's return address minus one.
 
 Exit codes: 0 every input resolved to a symbol; 1 some did not; 2 error (bad
 usage, no such process, file missing, unreadable or not a usable ELF, not a
@@ -78,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="with --file: PATH is resolved inside this root, never leaving it (default /)",
     )
-    p.add_argument("--no-lines", action="store_true", help="skip file:line lookups in DWARF")
+    p.add_argument("--no-lines", action="store_true", help="skip file:line and inlined-function lookups")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="addresses, file offsets or SYMBOL+0xOFF")
     p.set_defaults(func=run)
 

@@ -47,7 +47,10 @@ class StackFrame:
     demangled name it resolved itself, ``symbol_offset`` (offset from that
     symbol's start), ``function_id`` (``<build-id>:<symbol>+0x<offset>``) and
     ``source``, where the symbol came from (symtab, dynsym, dwarf, gopclntab,
-    kallsyms, hint, none; empty until canonicalized).
+    kallsyms, hint, none; empty until canonicalized), and ``inlined``: the
+    canonical names of the functions the compiler inlined at this frame's
+    return address, innermost first (Go's inline tree, DWARF inlined
+    subroutines; canonical/inlines.py). They ran, but have no frame of their own.
     """
 
     module: str = ""
@@ -58,6 +61,7 @@ class StackFrame:
     symbol_offset: int = 0
     function_id: str = ""
     source: str = ""
+    inlined: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -185,7 +185,9 @@ class HotSymbolAggregator:
         """
         stack = ev.user_stack
         if not self._enabled[_STACK]:  # below the threshold: neither counted nor callers kept
-            self.below_threshold += len({(f.module, f.symbol or f"0x{f.offset:x}") for f in stack})
+            self.below_threshold += len(
+                {(f.module, fn) for f in stack for fn in (*f.inlined, f.symbol or f"0x{f.offset:x}")}
+            )
             return 0
         ids = self._build_ids.get(ev.process.exec_id)
         seen: set[tuple[str, str, str]] = set()
@@ -198,6 +200,9 @@ class HotSymbolAggregator:
         n = 0
         for f in stack:
             module = f.module
+            if f.inlined:  # functions inlined here: frames of their own, below this one
+                below, k = self._observe_inlined(win, image, ev, f, below, seen, ids)
+                n += k
             fn = f.symbol or f"0x{f.offset:x}"  # frame_function, inlined
             key = (image, module, fn)  # one tuple per frame: seen, and hashed for the callers
             h = hash(key)
@@ -232,6 +237,38 @@ class HotSymbolAggregator:
                 touched.append(slot)
             n += 1
         return n
+
+    def _observe_inlined(
+        self,
+        win: int,
+        image: str,
+        ev: RuntimeCallEvent,
+        f: StackFrame,
+        below: int | None,
+        seen: set[tuple[str, str, str]],
+        ids: dict[str, str] | None,
+    ) -> tuple[int | None, int]:
+        """The functions the compiler inlined at frame ``f`` (canonical/inlines.py), innermost first,
+        each observed as a stack frame of its own: its caller is the next one out, the outermost's is
+        ``f``'s function. Returns the last one's key hash (the caller chain goes on from it) and the
+        number of observations."""
+        module = f.module
+        build_id = f.build_id or (ids.get(module, "") if ids else "")
+        resolved = f.source in RESOLVED_SOURCES and bool(f.build_id)
+        group = (win, image, module, _STACK)
+        n = 0
+        for name in f.inlined:
+            key = (image, module, name)
+            h = hash(key)
+            if below is not None and self._callers.add_hashed(below, h):
+                self.epoch += 1
+            below = h
+            if key in seen:
+                continue
+            seen.add(key)
+            fid = function_entry_id(f.build_id, name) if resolved else ""
+            n += self._add(group, name, ev, build_id, function_id=fid)
+        return below, n
 
     def _add(
         self,

@@ -57,6 +57,18 @@ def frame_text(f: StackFrame) -> str:
     return f"{frame_function(f)}+0x{off:x}"
 
 
+def stack_text(frames: list[StackFrame]) -> tuple[str, ...]:
+    """A stack for a sample: :func:`frame_text` per frame, each preceded by the functions inlined
+    at it, innermost first, as ``module!name (inlined)`` (they have no offset of their own)."""
+    out: list[str] = []
+    for f in frames:
+        if f.inlined:
+            at = f"{f.module}!" if f.module else ""
+            out.extend(f"{at}{name} (inlined)" for name in f.inlined)
+        out.append(frame_text(f))
+    return tuple(out)
+
+
 class StringTable:
     """Equal strings as one object (bounded; see the module docstring)."""
 
@@ -97,7 +109,7 @@ class SampleTable:
         if ev is self._event:
             return self._value
         share = self._share
-        stack = tuple(frame_text(f) for f in ev.user_stack)
+        stack = stack_text(ev.user_stack)
         binary = share(ev.process.binary)
         if self._symbol_id_only:
             value: tuple[Any, ...] = (binary, stack)
