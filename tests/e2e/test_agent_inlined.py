@@ -185,23 +185,13 @@ def observed(url: str, function: str) -> tuple[int, dict[str, Any]]:
     return r.returncode, json.loads(r.stdout)
 
 
-def test_an_inlined_function_on_a_stripped_go_stack_is_observed(tmp_path: Path) -> None:
-    full, stripped = build(tmp_path / "go")
-    root = tmp_path / "container"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "server").write_bytes(stripped.read_bytes())
+def run_agent(tmp_path: Path, root: Path, frames: list[dict[str, Any]]) -> tuple[str, dict[Any, float]]:
+    """The real agent over three kprobe events with ``frames``, the process's root at ``root``
+    (a procfs of the test's own); returns the store URL and the last metrics scraped."""
     proc_root = tmp_path / "proc"
     (proc_root / str(PID)).mkdir(parents=True)
     (proc_root / str(PID) / "root").symlink_to(root)
     (proc_root / str(PID) / "maps").write_text("")
-
-    ret = return_after_call(full, "main.handle", "strings.Index")
-    ret_main = return_after_call(full, "main.main", "main.handle")
-    assert "main.parseHeader" in llvm_inlined(full, [ret - 1])[0]  # the reference agrees it is inlined
-    frames = [
-        {"module": "/app/server", "offset": str(file_offset(full, ret))},
-        {"module": "/app/server", "offset": str(file_offset(full, ret_main))},
-    ]
     export = tmp_path / "export.jsonl"
     export.write_text("".join(json.dumps(kprobe(n, frames)) + "\n" for n in range(3)))
     url = f"sqlite:///{tmp_path}/hot.db"
@@ -209,7 +199,8 @@ def test_an_inlined_function_on_a_stripped_go_stack_is_observed(tmp_path: Path) 
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
         store={"url": url},
-        symbols={"procRoot": str(proc_root)},
+        # the first event waits for the files' tables, so every event counts the same keys
+        symbols={"procRoot": str(proc_root), "parseWaitMilliseconds": 20_000},
         attribution={"enabled": False},
     )
     agent = h.start_agent(cfg, "--exit-when-idle", "3")
@@ -225,6 +216,23 @@ def test_an_inlined_function_on_a_stripped_go_stack_is_observed(tmp_path: Path) 
         if agent.poll() is None:
             agent.kill()
     assert code == 0, out
+    return url, m
+
+
+def test_an_inlined_function_on_a_stripped_go_stack_is_observed(tmp_path: Path) -> None:
+    full, stripped = build(tmp_path / "go")
+    root = tmp_path / "container"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "server").write_bytes(stripped.read_bytes())
+
+    ret = return_after_call(full, "main.handle", "strings.Index")
+    ret_main = return_after_call(full, "main.main", "main.handle")
+    assert "main.parseHeader" in llvm_inlined(full, [ret - 1])[0]  # the reference agrees it is inlined
+    frames = [
+        {"module": "/app/server", "offset": str(file_offset(full, ret))},
+        {"module": "/app/server", "offset": str(file_offset(full, ret_main))},
+    ]
+    url, m = run_agent(tmp_path, root, frames)
 
     with stripped.open("rb") as f:
         bid = file_build_id(f)[0]
@@ -310,3 +318,36 @@ def test_symbolize_reads_a_stripped_cxx_binarys_debug_file_for_inlined_functions
     got = [d.get("inlined", []) for d in docs]
     wrong = [(hex(a), g, w) for a, g, w in zip(addrs, got, want, strict=True) if g != w]
     assert not wrong, f"{len(wrong)} of {len(addrs)} addresses disagree, e.g. {wrong[:5]}"
+
+
+def test_an_inlined_cxx_function_is_observed_through_the_images_debug_file(tmp_path: Path) -> None:
+    """The DWARF path in the agent (parse worker): a stripped C++ binary in the container root
+    with its DWARF in ``/app/shop.debug`` (``.gnu_debuglink``); a frame inside code of
+    ``shop::Cart::price`` inlined into ``shop::handle`` counts the inlined functions llvm-symbolizer
+    names there, under their demangled names, and ``query observed`` finds ``shop::Cart::price``."""
+    root = tmp_path / "container"
+    (root / "app").mkdir(parents=True)
+    (tmp_path / "shop.cpp").write_text(CXX)
+    full, stripped = tmp_path / "shop", root / "app" / "shop"
+    subprocess.run(["g++", "-O2", "-g", "-o", str(full), str(tmp_path / "shop.cpp")], check=True)
+    subprocess.run(["objcopy", "--only-keep-debug", str(full), str(root / "app" / "shop.debug")], check=True)
+    subprocess.run(["strip", "-o", str(stripped), str(full)], check=True)
+    subprocess.run(["objcopy", "--add-gnu-debuglink=shop.debug", str(stripped)], check=True, cwd=root / "app")
+    start, end = next(v for k, v in nm_functions(full).items() if k.startswith("_ZN4shop6handle"))
+    chains = llvm_inlined(full, list(range(start, end)))
+    at = next(start + i for i, c in enumerate(chains) if any("price" in n for n in c))
+    inlined = chains[at - start]
+    # the agent reads a frame's offset as a return address and asks one byte before it
+    frames = [{"module": "/app/shop", "offset": str(file_offset(full, at) + 1)}]
+    url, m = run_agent(tmp_path, root, frames)
+
+    with stripped.open("rb") as f:
+        bid = file_build_id(f)[0]
+    rows = {r["function_name"]: r for r in stored(url)}
+    assert set(rows) == {*inlined, "shop::handle(int)"}, rows
+    for name in rows:
+        assert (rows[name]["invocation_count"], rows[name]["function_id"]) == (3, f"{bid}:{name}+0x0")
+    assert h.metric(m, "stellaops_runtime_frames_inlined_total") == 3 * len(inlined)
+    price = next(n for n in inlined if "price" in n)
+    code, doc = observed(url, price)
+    assert (code, doc["answer"]) == (0, "observed"), doc
