@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.canonical.elflayout import file_build_id
 from tests.e2e import harness as h
+from tests.elf_files import file_offset
 from tests.native.build import GO_CACHE, _env, find_go
 
 pytestmark = [pytest.mark.e2e]
@@ -121,17 +122,6 @@ def llvm_inlined(path: Path, addrs: list[int]) -> list[list[str]]:
     entries = doc if isinstance(doc, list) else [doc]
     assert len(entries) == len(addrs), out[:2000]
     return [[fr["FunctionName"] for fr in e["Symbol"][:-1]] for e in entries]
-
-
-def file_offset(path: Path, vaddr: int) -> int:
-    from elftools.elf.elffile import ELFFile
-
-    with path.open("rb") as f:
-        for seg in ELFFile(f).iter_segments():
-            hd = seg.header
-            if hd.p_type == "PT_LOAD" and hd.p_vaddr <= vaddr < hd.p_vaddr + hd.p_filesz:
-                return int(vaddr - hd.p_vaddr + hd.p_offset)
-    raise AssertionError(f"{vaddr:#x} is in no PT_LOAD of {path}")
 
 
 def kprobe(n: int, frames: list[dict[str, Any]]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from stellaops_runtime.canonical.dwarfinline import DwarfInlines, dwarf_inlines
 from stellaops_runtime.canonical.limits import Limits
+from tests.elf_files import patched as patched_copy
 
 SAMPLES = 300
 LIMITS = Limits(parse_seconds=60.0)
@@ -292,14 +293,6 @@ def _ranges(die: DIE) -> tuple[int, int] | None:
     return low.value, low.value + high.value
 
 
-def _patched(src: Path, dst: Path, patches: list[tuple[int, bytes]]) -> Path:
-    data = bytearray(src.read_bytes())
-    for off, raw in patches:
-        data[off : off + len(raw)] = raw
-    dst.write_bytes(bytes(data))
-    return dst
-
-
 def _check_only_dropped(
     path: Path, patched: Path, addrs: list[int]
 ) -> tuple[list[tuple[str, ...]], dict[str, int]]:
@@ -336,7 +329,7 @@ def test_bad_abstract_origin_gives_nothing(built: dict[str, Path], tmp_path: Pat
         "mid_die": die.offset + 1,  # inside the unit, not a DIE's start
         "not_subprogram": die.offset,  # the inlined DIE itself
     }[where]
-    patched = _patched(
+    patched = patched_copy(
         path, tmp_path / "bad", [(sec_off + origin.offset, struct.pack("<I", target - cu_off))]
     )
     addrs = list(range(low, high))
@@ -368,7 +361,7 @@ def test_self_referencing_specification_gives_nothing(built: dict[str, Path], tm
     else:
         raise AssertionError("no inlined DIE whose origin has a ref4 DW_AT_specification (static member)")
     low, high = span
-    patched = _patched(
+    patched = patched_copy(
         path, tmp_path / "loop", [(sec_off + spec.offset, struct.pack("<I", target.offset - cu_off))]
     )
     after, stats = _check_only_dropped(path, patched, list(range(low, high)))
@@ -395,7 +388,7 @@ def test_damaged_unit_gives_nothing(built: dict[str, Path], tmp_path: Path, how:
         patch = (_shdr_size_field(path, ".debug_info"), struct.pack("<Q", cu_off + cu_size // 2))
     else:  # the unit's second half overwritten with 0xff
         patch = (sec_off + cu_off + cu_size // 2, b"\xff" * (cu_size - cu_size // 2))
-    patched = _patched(path, tmp_path / how, [patch])
+    patched = patched_copy(path, tmp_path / how, [patch])
     addrs, n_own = addresses(path, MARKERS["cxx"])
     after, stats = _check_only_dropped(path, patched, addrs)
     assert after[:n_own] == [()] * n_own

@@ -49,6 +49,7 @@ from stellaops_runtime.canonical.goinline import GoInlines, load_go_inlines
 from stellaops_runtime.canonical.gopclnfind import find_table
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.symtab import SectionInfo, read_section_table
+from tests.elf_files import file_offset
 from tests.native.build import GO_CACHE, drop_section_headers, find_go
 
 LLVM_SYMBOLIZER = shutil.which("llvm-symbolizer") or "/usr/bin/llvm-symbolizer"
@@ -172,15 +173,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 # -- independent readers ---------------------------------------------------------------------------
-
-
-def file_offset(path: Path, vaddr: int) -> int:
-    with path.open("rb") as f:
-        for s in ELFFile(f).iter_segments():
-            h = s.header
-            if h.p_type == "PT_LOAD" and h.p_vaddr <= vaddr < h.p_vaddr + h.p_filesz:
-                return int(vaddr - h.p_vaddr + h.p_offset)
-    raise AssertionError(f"{vaddr:#x} in no loadable segment of {path}")
 
 
 def nm_functions(path: Path) -> list[tuple[int, int, str]]:

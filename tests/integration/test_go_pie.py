@@ -34,6 +34,7 @@ from elftools.elf.elffile import ELFFile
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.canonical.symbolizer import Symbolizer
+from tests.elf_files import patched
 from tests.native.build import Programs, build_go_variants, find_go
 
 VARIANTS = ("go_exe", "go_pie_int", "go_pie_ext")
@@ -285,14 +286,6 @@ def _text_start_field(full: Path, stripped: Path) -> tuple[int, int]:
     return field, off
 
 
-def _patch(src: Path, dst: Path, edits: list[tuple[int, bytes]]) -> Path:
-    data = bytearray(src.read_bytes())
-    for off, raw in edits:
-        data[off : off + len(raw)] = raw
-    dst.write_bytes(bytes(data))
-    return dst
-
-
 def _rela_entry(path: Path, vaddr: int) -> int:
     """File offset of the .rela.dyn entry whose r_offset is ``vaddr`` (pyelftools)."""
     with path.open("rb") as f:
@@ -308,7 +301,7 @@ def test_text_start_from_the_relocation(go_progs: Programs, tmp_path: Path) -> N
     full, ref = require_go(go_progs, "go_pie_ext")
     stripped = go_progs.get("go_pie_ext_stripped")
     field, off = _text_start_field(full, stripped)
-    zeroed = _patch(stripped, tmp_path / "zeroed", [(off, b"\0" * 8)])
+    zeroed = patched(stripped, tmp_path / "zeroed", [(off, b"\0" * 8)])
     addrs = sample_addresses(gosym_list(ref, full), SAMPLE, "zeroed")
     offsets = [file_offset(segments(stripped), a) for a in addrs]
     sym = Symbolizer()
@@ -319,9 +312,9 @@ def test_text_start_from_the_relocation(go_progs: Programs, tmp_path: Path) -> N
         assert all(r.symbol for r in got)
         # Neither the word nor a relocation: refused and counted, never guessed from .text.
         rel = _rela_entry(stripped, field)
-        norel = _patch(zeroed, tmp_path / "norel", [(rel, struct.pack("<Q", 0))])
+        norel = patched(zeroed, tmp_path / "norel", [(rel, struct.pack("<Q", 0))])
         noshdr = tmp_path / "zeroed_noshdr"
-        _patch(go_progs.get("go_pie_ext_noshdr"), noshdr, [(off, b"\0" * 8)])
+        patched(go_progs.get("go_pie_ext_noshdr"), noshdr, [(off, b"\0" * 8)])
         for path in (norel, noshdr):
             r = sym.resolve_file(str(path), offsets[0])
             assert r.error == "malformed" and not r.symbol, r
@@ -353,7 +346,7 @@ def _hostile_copies(full: Path, stripped: Path, tmp_path: Path) -> dict[str, Pat
         "name_outside": [(functab + func5 + 4, struct.pack("<i", 0x7FFFFFF0))],
     }
     assert fn_off < pcln
-    return {name: _patch(stripped, tmp_path / name, e) for name, e in edits.items()}
+    return {name: patched(stripped, tmp_path / name, e) for name, e in edits.items()}
 
 
 @pytest.mark.parametrize("variant", ["go_pie_int", "go_pie_ext"])
