@@ -200,7 +200,7 @@ class HotSymbolAggregator:
         n = 0
         for f in stack:
             module = f.module
-            if f.inlined:  # functions inlined here: frames of their own, below this one
+            if f.inlined:  # functions inlined here: frames of their own, just above this one
                 below, k = self._observe_inlined(win, image, ev, f, below, seen, ids)
                 n += k
             fn = f.symbol or f"0x{f.offset:x}"  # frame_function, inlined
