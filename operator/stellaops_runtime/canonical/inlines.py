@@ -48,9 +48,8 @@ MAX_DEPTH = 64
 
 
 class InlineSource(Protocol):
-    """What canonical/goinline.py and canonical/dwarfinline.py provide."""
-
-    stats: dict[str, int]
+    """What canonical/goinline.py and canonical/dwarfinline.py provide (each counts its refusals in
+    its own ``stats``)."""
 
     def inlined_at(self, vaddr: int) -> tuple[str, ...]: ...
 
@@ -80,10 +79,6 @@ class Inlines:
                 n = names[r] = demangle(r)
             out.append(n)
         return tuple(out)
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return dict(self.source.stats)
 
 
 def load_go(
