@@ -2,7 +2,8 @@
 
 bench/agent_memory_bench.py gives the idle agent's VmRSS; this script starts
 the same agent (its ``_Agent``: the real ``stella-runtime agent`` process,
-connected to the replay server, a migrated SQLite store), waits until it is
+connected to the replay server, a migrated SQLite store, or with ``--postgres``
+a database of a private PostgreSQL cluster), waits until it is
 ready and idle (3 s more, as the bench does), and reads ``/proc/<pid>/smaps``:
 
 - ``heap``: glibc's main heap (``[heap]``): blocks below the mmap threshold,
@@ -17,12 +18,13 @@ ready and idle (3 s more, as the bench does), and reads ``/proc/<pid>/smaps``:
 
 Usage::
 
-    .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20]
+    .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -81,9 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agent-path", help="PYTHONPATH for the agent process (another checkout's operator/)")
     ap.add_argument("--top", type=int, default=20, help="files listed one by one (default 20)")
+    ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as d:
-        a = bench._Agent(Path(d), events=0, fixed_time=False, agent_path=args.agent_path)
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+        url = None
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.pg import make_server
+
+            server = make_server()
+            server.setup()
+            stack.callback(server.teardown)
+            url = server.fresh_database()
+        a = bench._Agent(Path(d), events=0, fixed_time=False, agent_path=args.agent_path, store_url=url)
         try:
             bench._wait(a.ready, 120, "the agent to be ready")
             time.sleep(3)  # idle, as the bench measures it

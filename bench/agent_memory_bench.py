@@ -3,17 +3,21 @@
 Every figure is the RSS of a real ``stella-runtime agent`` process (read from
 ``/proc/<pid>/status``: VmRSS now, VmHWM its peak), connected over gRPC to the
 real replay server (replay/server.py, in a child process), with every setting
-at its default except the addresses, a SQLite store in a temporary directory,
-migrated before the agent starts (as a node's agent finds it), with
-``store.flushTimeout`` 600 s (a loaded machine must not turn a slow write into
-retries), and, for the storm, one fixed event time:
+at its default except the addresses, a store migrated before the agent starts
+(as a node's agent finds it), with ``store.flushTimeout`` 600 s (a loaded
+machine must not turn a slow write into retries), and, for the storm, one
+fixed event time. The store is a SQLite file in a temporary directory, and for
+the ``*_postgres`` figures a private PostgreSQL cluster (tests/pg.py, or
+``$STELLA_TEST_PG_URL``): what a node's agent runs in production, with
+psycopg, libpq and their OpenSSL loaded (``--stores`` picks):
 
-1. ``idle``: connected to a server that sends nothing (ready: the stream is
-   open and the store is open), before the first event;
-2. ``keys_100k``: after 100,000 distinct hot keys were counted and a flush
-   wrote them (the gauge of keys in memory back at 0, nothing pending);
-   ``bytes_per_key`` is the peak's growth over idle per key (the flush's
-   own peak included);
+1. ``idle`` (SQLite) and ``idle_postgres``: connected to a server that sends
+   nothing (ready: the stream is open and the store is open), before the
+   first event;
+2. ``keys_100k`` and ``keys_100k_postgres``: after 100,000 distinct hot keys
+   were counted and a flush wrote them (the gauge of keys in memory back at
+   0, nothing pending); ``bytes_per_key`` is the peak's growth over idle per
+   key (the flush's own peak included);
 3. ``storm_1m``: 1,000,000 distinct keys in one aggregation window. The
    aggregator holds at most ``hotSymbols.maxKeys`` (200,000) before it is
    drained early into the store's buffer (``early_drains``); reported: the
@@ -37,7 +41,8 @@ its load time (CPU and wall, medians of five fresh processes, in a bare
 interpreter and in one that imported the agent first), the RSS it adds and
 the peak RSS while it loads. Usage::
 
-    .venv/bin/python bench/agent_memory_bench.py [--skip-storm] [--agent-path DIR] [--before DIR]
+    .venv/bin/python bench/agent_memory_bench.py [--skip-storm] [--stores sqlite,postgres]
+        [--agent-path DIR] [--before DIR]
     .venv/bin/python bench/run.py --only agent_memory
 """
 
@@ -64,6 +69,7 @@ FRAMES = 32
 IMAGES = 200
 MODULES = 50
 T0 = 1_796_000_000  # one fixed second: every storm key falls in one aggregation window
+STORES = ("sqlite", "postgres")
 
 
 def _event(i: int, *, fixed_time: bool) -> bytes:
@@ -150,7 +156,15 @@ def _wait(pred: Any, timeout: float, what: str) -> None:
 class _Agent:
     """A real agent process and the replay server it reads from."""
 
-    def __init__(self, tmp: Path, *, events: int, fixed_time: bool, agent_path: str | None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        events: int,
+        fixed_time: bool,
+        agent_path: str | None,
+        store_url: str | None = None,
+    ) -> None:
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         self.server = ctx.Process(target=_serve, args=(events, fixed_time, q), daemon=True)
@@ -163,7 +177,7 @@ class _Agent:
             # flushTimeout raised: on a loaded machine a write of 200,000 SQLite rows can take
             # longer than the default 30 s, and an abandoned write is retried whole (memory is
             # what is measured here, not the store's speed).
-            "store": {"url": f"sqlite:///{tmp}/agent.db", "flushTimeout": 600},
+            "store": {"url": store_url or f"sqlite:///{tmp}/agent.db", "flushTimeout": 600},
             "metrics": {"address": "127.0.0.1", "port": self.port},
         }
         path = tmp / "agent.yaml"
@@ -216,9 +230,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _idle(agent_path: str | None) -> dict[str, Any]:
+def _idle(agent_path: str | None, store_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
-        a = _Agent(Path(d), events=0, fixed_time=False, agent_path=agent_path)
+        a = _Agent(Path(d), events=0, fixed_time=False, agent_path=agent_path, store_url=store_url)
         try:
             _wait(a.ready, 120, "the agent to be ready")
             time.sleep(3)  # idle: a few flush loop turns, no event
@@ -229,10 +243,12 @@ def _idle(agent_path: str | None) -> dict[str, Any]:
     return {"rss_mb": st["VmRSS"], "peak_mb": st["VmHWM"], "anon_mb": st["RssAnon"], "file_mb": st["RssFile"]}
 
 
-def _keyed(keys: int, *, fixed_time: bool, agent_path: str | None, timeout: float) -> dict[str, Any]:
+def _keyed(
+    keys: int, *, fixed_time: bool, agent_path: str | None, timeout: float, store_url: str | None = None
+) -> dict[str, Any]:
     events = keys // FRAMES
     with tempfile.TemporaryDirectory() as d:
-        a = _Agent(Path(d), events=events, fixed_time=fixed_time, agent_path=agent_path)
+        a = _Agent(Path(d), events=events, fixed_time=fixed_time, agent_path=agent_path, store_url=store_url)
         try:
             t0 = time.monotonic()
             _wait(a.ready, 300, "the agent to be ready")
@@ -406,12 +422,34 @@ def _store_write(agent_path: str | None, rows: int = 100_000) -> dict[str, Any]:
     return dict(json.loads(done.stdout.splitlines()[-1]))
 
 
-def run(*, runs: int = 1, storm: bool = True, agent_path: str | None = None) -> dict[str, Any]:
+def _postgres_agent(agent_path: str | None, out: dict[str, Any]) -> None:
+    """``idle_postgres`` and ``keys_100k_postgres``: the agent on a PostgreSQL store, each on a
+    fresh database of a private cluster (the database the agent needs, migrated first)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.pg import make_server
+
+    server = make_server()  # a private cluster (fsync off, as in the tests), or $STELLA_TEST_PG_URL
+    server.setup()
+    try:
+        out["idle_postgres"] = _idle(agent_path, server.fresh_database())
+        out["keys_100k_postgres"] = _keyed(
+            100_000, fixed_time=False, agent_path=agent_path, timeout=600, store_url=server.fresh_database()
+        )
+    finally:
+        server.teardown()
+
+
+def run(
+    *, runs: int = 1, storm: bool = True, agent_path: str | None = None, stores: tuple[str, ...] = STORES
+) -> dict[str, Any]:
     out: dict[str, Any] = {"agent_path": agent_path or "this checkout"}
     out["kallsyms"] = _kallsyms(agent_path)
     out["store_write_100k"] = _store_write(agent_path)
-    out["idle"] = _idle(agent_path)
-    out["keys_100k"] = _keyed(100_000, fixed_time=False, agent_path=agent_path, timeout=600)
+    if "sqlite" in stores:
+        out["idle"] = _idle(agent_path)
+        out["keys_100k"] = _keyed(100_000, fixed_time=False, agent_path=agent_path, timeout=600)
+    if "postgres" in stores:
+        _postgres_agent(agent_path, out)
     if storm:
         out["storm_1m"] = _keyed(1_000_000, fixed_time=True, agent_path=agent_path, timeout=1800)
     # In a fresh process, from the same checkout as the agent.
@@ -425,6 +463,11 @@ def run(*, runs: int = 1, storm: bool = True, agent_path: str | None = None) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-storm", action="store_true")
+    ap.add_argument(
+        "--stores",
+        default=",".join(STORES),
+        help="the stores the idle and 100k-key agents run on: sqlite, postgres or both (default)",
+    )
     ap.add_argument("--agent-path", help="PYTHONPATH for the agent process (another checkout's operator/)")
     ap.add_argument(
         "--before",
@@ -432,13 +475,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the agent from DIR (another checkout's operator/) first: before/after in one run",
     )
     args = ap.parse_args(argv)
+    stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
+    if unknown := set(stores) - set(STORES):
+        ap.error(f"unknown store(s): {', '.join(sorted(unknown))}")
     if args.before:
         out = {
-            "before": run(storm=not args.skip_storm, agent_path=args.before),
-            "after": run(storm=not args.skip_storm, agent_path=args.agent_path),
+            "before": run(storm=not args.skip_storm, agent_path=args.before, stores=stores),
+            "after": run(storm=not args.skip_storm, agent_path=args.agent_path, stores=stores),
         }
     else:
-        out = run(storm=not args.skip_storm, agent_path=args.agent_path)
+        out = run(storm=not args.skip_storm, agent_path=args.agent_path, stores=stores)
     print(json.dumps(out, indent=2))
     return 0
 

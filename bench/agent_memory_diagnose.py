@@ -2,7 +2,8 @@
 
 bench/agent_memory_bench.py measures the real agent process from outside;
 this script runs the same agent (agent/runner.py, every setting at its
-default but the addresses, a migrated SQLite store, the same replay server
+default but the addresses, a migrated SQLite store, or with ``--postgres`` a
+database of a private PostgreSQL cluster (tests/pg.py), the same replay server
 and events) *inside* this process, so that it can look at it once the
 100,000 keys are flushed:
 
@@ -20,7 +21,7 @@ and events) *inside* this process, so that it can look at it once the
 Its RSS is not the agent's (this process also imported the bench and
 multiprocessing); compare runs of this script with each other only. Usage::
 
-    .venv/bin/python bench/agent_memory_diagnose.py [--keys 100000] [--trace 30]
+    .venv/bin/python bench/agent_memory_diagnose.py [--keys 100000] [--trace 30] [--postgres]
     PYTHONPATH=/tmp/head/operator .venv/bin/python bench/agent_memory_diagnose.py   # another checkout
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import multiprocessing as mp
 import os
@@ -139,13 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--trace", type=int, default=0, metavar="N", help="tracemalloc: the top N lines")
+    ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
     args = ap.parse_args(argv)
     from stellaops_runtime.agent.allocator import tune_malloc
     from stellaops_runtime.store.engine import open_store
 
     tune_malloc()  # as the agent does
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         url = f"sqlite:///{d}/agent.db"
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.pg import make_server
+
+            server = make_server()
+            server.setup()
+            stack.callback(server.teardown)
+            url = server.fresh_database()
         open_store(url).close()  # migrated, as a node's agent finds it
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
