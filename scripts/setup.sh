@@ -9,7 +9,8 @@
 #                             binaries containerd, ctr and runc; rpm/rpmbuild (a real
 #                             rpm database for attribution); kubectl (kustomize);
 #                             llvm (llvm-symbolizer, libLLVM) and libc6-dbg (the
-#                             symbolizer's reference tool and real debug files)
+#                             symbolizer's reference tool and real debug files);
+#                             clang (test programs in clang's DWARF 5)
 #
 # Runs apt-get only for what is missing (root needed then), and pip only when
 # pyproject.toml changed since the last install.
@@ -43,6 +44,8 @@ if (( want_server )); then
   command -v llvm-symbolizer >/dev/null 2>&1 || [[ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]] \
     || apt_pkgs+=(llvm)
   command -v rustfilt >/dev/null 2>&1 || apt_pkgs+=(rustfilt)  # reference Rust demangler
+  # clang: its default DWARF 5 (indexed addresses and range lists) for the symbolizer's tests
+  command -v clang++ >/dev/null 2>&1 || apt_pkgs+=(clang)
   [[ -d /usr/lib/debug/.build-id ]] && dpkg -s libc6-dbg >/dev/null 2>&1 || apt_pkgs+=(libc6-dbg)
 fi
 if (( ${#apt_pkgs[@]} )); then

@@ -83,6 +83,17 @@ def recipes() -> tuple[list[Recipe], dict[str, str]]:
             )
     else:
         missing.update(cpp_O2g="no g++", cpp_O0g="no g++")
+    if shutil.which("clang++"):  # DWARF 5 as clang writes it: indexed addresses and range lists
+        out.append(
+            Recipe(
+                "cpp_clang_O2g",
+                ["clang++", "-O2", "-g", "-o", "{out}", str(cpp)],
+                source=cpp,
+                variants=("debuglink", "dwarfonly"),
+            )
+        )
+    else:
+        missing["cpp_clang_O2g"] = "no clang++"
     rustc = find_rustc()
     rs = HERE / "stella_rs.rs"
     for mangling in ("legacy", "v0"):
@@ -184,6 +195,7 @@ def all_names() -> list[str]:
     for base, variants in (
         ("cpp_O2g", ("debuglink", "dwarfonly")),
         ("cpp_O0g", ("debuglink", "dwarfonly")),
+        ("cpp_clang_O2g", ("debuglink", "dwarfonly")),
         ("rs_legacy", ("debuglink", "dwarfonly")),
         ("rs_v0", ("debuglink", "dwarfonly")),
         ("go_exe", ("stripped",)),

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 _ADDRX_FORMS = frozenset(
     {"DW_FORM_addrx", "DW_FORM_addrx1", "DW_FORM_addrx2", "DW_FORM_addrx3", "DW_FORM_addrx4"}
 )
+# DW_AT_ranges: an offset in .debug_ranges/.debug_rnglists, or (DWARF 5) an index into the
+# unit's offset table there, which pyelftools resolves to the same kind of offset
+_RANGES_FORMS = frozenset({"DW_FORM_sec_offset", "DW_FORM_rnglistx"})
 _MAX_LINE_CACHE = 64
 _CHECK_EVERY = 1024
 
@@ -297,8 +300,9 @@ class DwarfIndex:
 
 
 def _address(dwarf: DWARFInfo, cu: CompileUnit, attr: Any) -> int:
-    if attr.form in _ADDRX_FORMS:
-        return int(dwarf.get_addr(cu, attr.value))
+    if attr.form in _ADDRX_FORMS:  # DWARF 5 (clang's default): an index into .debug_addr
+        # raw_value is the index; pyelftools may already have put the address in value
+        return int(dwarf.get_addr(cu, attr.raw_value))
     return int(attr.value)
 
 
@@ -314,7 +318,7 @@ def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE) -> list[tuple[int, 
             high = low + int(high_attr.value)  # DWARF 4+: an offset from low_pc
         return [(low, high)]
     ranges_attr = attrs.get("DW_AT_ranges")
-    if ranges_attr is None or ranges_attr.form != "DW_FORM_sec_offset":
+    if ranges_attr is None or ranges_attr.form not in _RANGES_FORMS:
         return []
     base = 0
     top = cu.get_top_DIE()
@@ -325,6 +329,8 @@ def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE) -> list[tuple[int, 
     lists = dwarf.range_lists()
     if lists is None:
         return []
+    # DW_FORM_rnglistx (DWARF 5, clang): pyelftools has turned the index into the list's offset
+    # in .debug_rnglists through the unit's DW_AT_rnglists_base, as sec_offset gives it
     for entry in lists.get_range_list_at_offset(ranges_attr.value, cu=cu):
         if isinstance(entry, BaseAddressEntry):
             base = entry.base_address

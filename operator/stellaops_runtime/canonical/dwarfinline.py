@@ -79,7 +79,7 @@ STAT_KEYS = (
     "origin_loop",  # references that loop
     "no_name",  # an inlined DIE whose references give no name at all
     "plain_name",  # a C++/Rust inlined function named by DW_AT_name only (no linkage name)
-    "ranges_unread",  # DW_AT_ranges in a form not decoded (e.g. DWARF 5 rnglistx)
+    "ranges_unread",  # DW_AT_ranges in a form not decoded (neither a section offset nor rnglistx)
     "chains_dropped",  # lookups answered () because a link of the chain had no name
     "errors",  # anything else that failed in a lookup (e.g. an unreadable unit header or aranges)
 )
