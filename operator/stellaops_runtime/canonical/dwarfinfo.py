@@ -53,7 +53,7 @@ from stellaops_runtime.canonical.dwarfnames import (
     usable_name,
 )
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
-from stellaops_runtime.canonical.limits import MALFORMED, Budget, pread_exact
+from stellaops_runtime.canonical.limits import MALFORMED, Budget, Limits, pread_exact
 from stellaops_runtime.canonical.symtab import SHF_COMPRESSED, SectionInfo
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ _ADDRX_FORMS = frozenset(
 _RANGES_FORMS = frozenset({"DW_FORM_sec_offset", "DW_FORM_rnglistx"})
 _MAX_LINE_CACHE = 64
 _CHECK_EVERY = 1024
+_UNITS_CHECK_EVERY = 64  # a unit's top DIE costs far more than one DIE of a walk
 
 
 def is_dwarf_section(name: str) -> bool:
@@ -140,6 +141,7 @@ class DwarfIndex:
         self._aranges: list[ARanges | None] = []  # parsed once: pyelftools re-reads it per call
         self._lines: dict[int, tuple[list[int], list[tuple[str, int]]]] = {}
         self.errors = 0
+        self.units_over_budget = 0  # walks over every unit's top DIE stopped by the parse budget
         self.unnamed = 0  # subprograms with code but no symbol name in DWARF (left out)
         self.ambiguous = 0  # clone bodies named like another body (left out)
 
@@ -265,16 +267,41 @@ class DwarfIndex:
             if off is not None:
                 return int(off)
         if self._cu_ranges is None:
-            ranges: list[tuple[int, int, int]] = []
-            for cu in dwarf.iter_CUs():
-                top = cu.get_top_DIE()
-                for low, high in _die_ranges(dwarf, cu, top):
-                    ranges.append((low, high, cu.cu_offset))
-            self._cu_ranges = ranges
+            self._cu_ranges = self._unit_ranges(dwarf)
         for low, high, off in self._cu_ranges:
             if low <= address < high:
                 return off
         return -1
+
+    def _unit_ranges(self, dwarf: DWARFInfo) -> list[tuple[int, int, int]]:
+        """Every unit's code ranges, from its top DIE: what answers without ``.debug_aranges``
+        (clang writes none by default). One walk over the units, under a parse budget of its own
+        (its clock starts here, not when the file was opened); a walk over budget is remembered
+        as answering nothing (counted in :attr:`errors` and :attr:`units_over_budget`)."""
+        limits = self._budget.limits if self._budget is not None else Limits()
+        budget = limits.budget("DWARF unit ranges")
+        ranges: list[tuple[int, int, int]] = []
+        try:
+            for n, cu in enumerate(dwarf.iter_CUs(), 1):
+                if not n % _UNITS_CHECK_EVERY:
+                    budget.check_time("DWARF unit ranges")
+                if n > limits.max_dwarf_dies:  # each unit decodes at least its top DIE
+                    raise budget.exceeded(f"more than {limits.max_dwarf_dies} DWARF units")
+                try:
+                    top = cu.get_top_DIE()
+                    ranges.extend((low, high, cu.cu_offset) for low, high in _die_ranges(dwarf, cu, top))
+                except (ELFError, KeyError, ValueError, IndexError, AttributeError, AssertionError) as e:
+                    self.errors += 1  # one damaged unit must not hide the others
+                    log.debug("DWARF unit at %#x: top entry unreadable: %s", cu.cu_offset, e)
+        except ElfError as e:
+            self.errors += 1
+            self.units_over_budget += 1
+            log.debug("DWARF unit ranges not read: %s", e)
+            return []
+        except (ELFError, KeyError, ValueError, IndexError, AttributeError) as e:
+            self.errors += 1  # a damaged unit header ends the walk: the units before it answer
+            log.debug("DWARF units unreadable after %d ranges: %s", len(ranges), e)
+        return ranges
 
     def _line_rows(self, cu_offset: int) -> tuple[list[int], list[tuple[str, int]]]:
         dwarf = self._info()
