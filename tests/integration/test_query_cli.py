@@ -147,6 +147,7 @@ def test_observed_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
         "(1 window on 1 node, posture EbpfDeep, source tetragon, 2413 events)",
         "coverage": coverage,
         "gaps": [],
+        "unnamed": [],
         "records": [],
     }
 

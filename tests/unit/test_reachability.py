@@ -58,3 +58,15 @@ def test_calls_win_over_any_watch() -> None:
     a = assess(facts(invocations=1, max_calls_in_a_day=1, watched_days=0, days_without_calls=0))
     assert a.state is State.DYNAMIC_REACHABLE and a.rts == rts(facts(invocations=1, max_calls_in_a_day=1))
     assert a.rts.score == 0.80
+
+
+@pytest.mark.parametrize("days", [5, 31, 400])
+def test_code_that_ran_under_no_name_keeps_the_neutral_score(days: int) -> None:
+    """Days "without calls" may hold calls no symbol named (store/unnamed.py): never the 0.20 row."""
+    a = assess(facts(watched_days=days, days_without_calls=days, unnamed_calls=42))
+    assert (a.state, a.confidence, a.rts.score) == (State.POTENTIALLY_REACHABLE, 0.50, 0.50)
+    assert "ran 42 times under no name" in a.rts.scenario
+    assert "cannot be ruled out" in a.reason
+    # calls found by name still win
+    ran = assess(facts(invocations=3, max_calls_in_a_day=3, unnamed_calls=42))
+    assert ran.state is State.DYNAMIC_REACHABLE and ran.rts.score == 0.80

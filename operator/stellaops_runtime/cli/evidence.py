@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
             emit(f"watched days: {data['watched_days']}, without calls: {data['days_without_calls']}")
             for g in obs.gaps:
                 emit(f"gap: {g.describe()}")
+            for u in obs.unnamed:
+                emit(f"ran under no name: {u.describe()}")
+        if obs.unnamed and not obs.facts.invocations:  # not found by name, and may be that code
+            return exitcodes.UNKNOWN
         return EXIT.get(State(state), exitcodes.UNKNOWN) if state else exitcodes.UNKNOWN
 
     return _with_store(args, ask)

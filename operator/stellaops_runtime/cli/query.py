@@ -55,6 +55,7 @@ from stellaops_runtime.contracts.config import DEFAULT_STORE_URL
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, parse_rfc3339
+from stellaops_runtime.store.unnamed import unnamed_code
 
 HELP = f"""\
 Query the hot-symbol store the agent writes.
@@ -176,7 +177,10 @@ def run_observed(args: argparse.Namespace) -> int:
             cov = coverage.backing(groups)
         else:
             gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
-            verdict = coverage.absence(args.image, groups, since=since, until=until, gaps=gaps)
+            nameless = unnamed_code(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
+            verdict = coverage.absence(
+                args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless
+            )
             cov = verdict.coverage
         if args.json:
             doc: dict[str, Any] = {"image": args.image, "function": fq.text}
@@ -191,6 +195,7 @@ def run_observed(args: argparse.Namespace) -> int:
                 "reason": verdict.reason,
                 "coverage": cov.to_json() if cov is not None else None,
                 "gaps": [g.to_json() for g in verdict.gaps],
+                "unnamed": [u.to_json() for u in verdict.unnamed],
                 "records": [r.to_json() for r in rows],
             }
             emit_json(doc)

@@ -18,7 +18,8 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
 - 1.00: more than 1,000 calls in one UTC day (exactly 1,000 is not more);
 - 0.80: any calls;
 - 0.20: more than 30 distinct gap-free days observed without a call
-  (exactly 30 is not more);
+  (exactly 30 is not more), unless the package's code ran under no name
+  (store/unnamed.py): then 0.50, as those days may hold calls no symbol named;
 - 0.50: watched, no calls, 30 days or fewer;
 - 0.50: no posture that can see calls.
 
@@ -60,6 +61,7 @@ class Facts:
     days_without_calls: int  # of those, the days with no call of the function
     package_loaded: bool  # any row of the package in the image (a file mapped, a function seen)
     exploit_path: bool = False  # the claim records a confirmed vulnerable flow
+    unnamed_calls: int = 0  # times the package's code was on a stack under no name (store/unnamed.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ def rts(f: Facts) -> Rts:
         return Rts(0.80, "Moderate observation (calls observed)")
     if f.watched_days <= 0:
         return Rts(0.50, "No runtime posture (no gap-free day at a posture that can see calls)")
+    if f.unnamed_calls > 0:  # days "without calls" may hold calls no symbol named
+        ran = f"the package's code ran {f.unnamed_calls} times under no name"
+        return Rts(0.50, f"No observation (neutral: {ran})")
     if f.days_without_calls > LONG_WINDOW_DAYS:
         return Rts(0.20, f"No observation (long window: {f.days_without_calls} days without calls)")
     return Rts(0.50, f"No observation (neutral: {f.days_without_calls} days without calls)")
@@ -106,4 +111,9 @@ def assess(f: Facts) -> Assessment:
                           "defer to static analysis")  # fmt: skip
     state = State.POTENTIALLY_REACHABLE
     why = f"package loaded, function not observed over {f.watched_days} gap-free watched days"
+    if f.unnamed_calls > 0:
+        why += (
+            f", but the package's code ran {f.unnamed_calls} times under no name (no symbol table or "
+            "debug file covers it): a call of the function cannot be ruled out"
+        )
     return Assessment(state, CONFIDENCE[state], score, why)

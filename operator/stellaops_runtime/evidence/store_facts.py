@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from stellaops_runtime.store.queries import (
 )
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
+from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Observation:
     purls: list[str]
     coverage: Coverage | None  # windows at a posture that can see calls
     gaps: list[Gap]
+    unnamed: list[UnnamedCode] = field(default_factory=list)  # the package's code under no name
 
 
 def _as_date(value: Any) -> dt.date:
@@ -97,6 +99,7 @@ def observe(
         by_kind[r.evidence_kind] += r.invocation_count
     per_day = _calls_per_day(conn, image, rows)
     watched = _watched_days(conn, image)
+    nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     facts = Facts(
         invocations=max(by_kind.values(), default=0),
         max_calls_in_a_day=max(per_day.values(), default=0),
@@ -104,6 +107,7 @@ def observe(
         days_without_calls=len(watched - {d for d, n in per_day.items() if n > 0}),
         package_loaded=bool(purls),
         exploit_path=exploit_path,
+        unnamed_calls=sum(u.calls for u in nameless),
     )
     groups = [g for g in coverage.image_windows(conn, image=image) if g.sees_functions]
     return Observation(
@@ -113,4 +117,5 @@ def observe(
         purls=purls,
         coverage=coverage.summarize(groups),
         gaps=coverage.image_gaps(conn, image=image),
+        unnamed=nameless,
     )

@@ -5,7 +5,8 @@ The rule (docs/vex.md):
 - **affected**: a vulnerable function was observed running in the image;
 - **not_affected**, justification ``vulnerable_code_not_in_execute_path``:
   only when every affected package was seen loaded in the image, none of
-  the vulnerable functions was called, and the image was watched at a
+  the vulnerable functions was called, none of the packages' code ran under
+  no name (store/unnamed.py), and the image was watched at a
   posture that can see calls, without a gap, on every UTC day of the
   configured window (``window_days`` days ending at the last watched day,
   or at ``until``). "Not loaded" is never turned into
@@ -108,9 +109,16 @@ def decide(
     if not_loaded:
         why = f"package never seen loaded in the image: {', '.join(not_loaded)}"
         return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
+    names = ", ".join(sorted({f.function for f in fs}))
+    unnamed = sorted({u.module for f in fs for u in f.obs.unnamed})
+    if unnamed:  # a function not found by name may be code that ran under no name
+        why = (
+            f"no call of {names} found by name, but the package's code ran under no name in "
+            f"{', '.join(unnamed)} (no symbol table or debug file covers it)"
+        )
+        return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
     watched = fs[0].obs.watched if fs else frozenset()
     ok, window = full_window(watched, window_days, until)
-    names = ", ".join(sorted({f.function for f in fs}))
     if ok:
         return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}{tail}", fs)
     return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{tail}", fs)

@@ -14,7 +14,9 @@ A window in which Tetragon said it dropped events (a throttled cgroup, its
 export rate limiter; migration 0005) has a *gap*: :func:`image_gaps` reads
 the image's own gaps and the node-wide ones on windows in which the image was
 observed, and :func:`absence` answers unknown, naming them, whenever one
-falls in the period asked about (all time without one). Gap-only and
+falls in the period asked about (all time without one). So it does when code of
+the image ran under no name (store/unnamed.py): a frame no symbol named may be
+the function asked about. Gap-only and
 node-wide rows (no events, no posture) are never coverage; a row with no
 events but a posture is: the agent's lifecycle observer saw the image's
 container run through that window while the source was connected
@@ -40,6 +42,7 @@ from stellaops_runtime.store.queries import (
     watched_node_windows,
 )
 from stellaops_runtime.store.schema import observation_windows
+from stellaops_runtime.store.unnamed import UnnamedCode, describe
 
 OBSERVED = "observed"
 NOT_OBSERVED = "not_observed"
@@ -184,6 +187,7 @@ class Verdict:
     reason: str
     coverage: Coverage | None
     gaps: tuple[Gap, ...] = ()
+    unnamed: tuple[UnnamedCode, ...] = ()  # code that ran under no name (store/unnamed.py)
 
 
 def _period_text(since: dt.datetime | None, until: dt.datetime | None) -> str:
@@ -201,8 +205,10 @@ def absence(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     gaps: Sequence[Gap] = (),
+    unnamed: Sequence[UnnamedCode] = (),
 ) -> Verdict:
-    """What "no rows" means for ``image`` given its windows and gaps (already narrowed to the period)."""
+    """What "no rows" means for ``image`` given its windows, gaps and the code that ran under no
+    name (each already narrowed to the period and, for ``unnamed``, to the question's package)."""
     period = _period_text(since, until)
     if not groups:
         return Verdict(UNKNOWN, f"no observation window for image {image}{period}", None)
@@ -230,6 +236,13 @@ def absence(
             "with gaps (ask about a period without them with --since/--until)"
         )
         return Verdict(UNKNOWN, why, cov, tuple(gaps))
+    if unnamed:
+        why = (
+            f"image {image} was under observation{period} {cov.describe()}, but code ran there that "
+            f"no symbol names: {describe(list(unnamed))}; the function asked about may be that code "
+            "(no symbol table or debug file covers it: docs/symbolization.md)"
+        )
+        return Verdict(UNKNOWN, why, cov, unnamed=tuple(unnamed))
     return Verdict(NOT_OBSERVED, f"image {image} was under observation {cov.describe()}", cov)
 
 

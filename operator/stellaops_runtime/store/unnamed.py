@@ -1,0 +1,110 @@
+"""Code that ran in an image under no name: what a "not observed" cannot rest on.
+
+A user stack frame the canonicalizer could not name (a stripped file without a debug file, a
+file over its parse budget or unreadable, docs/symbolization.md) and for which the event source
+gave no symbol either is counted under its file offset: an ``on_stack`` row whose function is
+``0x<offset>`` (hotsymbols/aggregate.py). Such a row says that code of that file ran, and not
+which function it was. A function asked about and not found by name may be exactly that code,
+so ``query observed`` and the VEX decision answer *unknown* / *under investigation* while the
+image (or, when the question names one, the package or the build) has such rows in the period,
+naming the files. Frames outside any file (JIT code, anonymous memory) are not counted: no
+symbol table could name them, and no package or build is theirs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
+
+_ON_STACK = EvidenceKind.ON_STACK.value
+
+
+@dataclass(frozen=True, slots=True)
+class UnnamedCode:
+    """One file's frames that ran without a name: how many distinct offsets, how many times."""
+
+    module: str
+    offsets: int
+    calls: int
+
+    def describe(self) -> str:
+        plural = "s" if self.offsets != 1 else ""
+        return f"{self.module} ({self.offsets} offset{plural}, {self.calls} on stacks)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"module": self.module, "offsets": self.offsets, "calls": self.calls}
+
+
+def describe(found: list[UnnamedCode], limit: int = 5) -> str:
+    """The files, largest first, at most ``limit`` of them named."""
+    shown = ", ".join(u.describe() for u in found[:limit])
+    more = len(found) - limit
+    return shown + (f" and {more} more file{'s' if more != 1 else ''}" if more > 0 else "")
+
+
+def unnamed_code(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery | None = None,
+    purl: PurlQuery | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[UnnamedCode]:
+    """The files of ``image`` with frames that ran under no name, most calls first.
+
+    Narrowed to the package ``purl`` asks about (its stored purls), to the build a function-ID
+    question names, and with ``since``/``until`` to frames seen in that period."""
+    c = hot_symbols.c
+    where = [
+        c.image_digest == image,
+        c.evidence_kind == _ON_STACK,
+        sa.func.substr(c.function_name, 1, 2) == "0x",
+        sa.func.substr(c.module, 1, 1) == "/",  # a file: not JIT code or anonymous memory
+        c.invocation_count > 0,
+    ]
+    if purl is not None:
+        found = queries.matching_purls(conn, image=image, purl=purl)
+        if not found:
+            return []
+        where.append(c.purl.in_(found))
+    if function is not None and function.is_function_id:
+        if not function.entry_id:  # "<build-id>:+0x<offset>" asks about one unnamed offset itself
+            return []
+        where.append(c.build_id == function.build_id)
+    rows = conn.execute(sa.select(c.module, c.function_name, c.invocation_count).where(*where)).all()
+    if rows and (since is not None or until is not None):
+        rows = _in_period(conn, image, rows, since, until)
+    by_module: dict[str, list[int]] = {}
+    for module, _, calls in rows:
+        got = by_module.setdefault(module, [0, 0])
+        got[0] += 1
+        got[1] += int(calls)
+    out = [UnnamedCode(m, n, calls) for m, (n, calls) in by_module.items()]
+    return sorted(out, key=lambda u: (-u.calls, u.module))
+
+
+def _in_period(
+    conn: sa.Connection, image: str, rows: list[Any], since: dt.datetime | None, until: dt.datetime | None
+) -> list[tuple[str, str, int]]:
+    """Each row's calls in the period (per-window history), rows without any left out."""
+    w = hot_symbol_windows.c
+    keys = [(image, m, f, _ON_STACK) for m, f, _ in rows]
+    stmt = sa.select(w.module, w.function_name, sa.func.sum(w.invocation_count)).where(
+        sa.tuple_(w.image_digest, w.module, w.function_name, w.evidence_kind).in_(keys),
+        w.invocation_count > 0,
+    )
+    if since is not None:
+        stmt = stmt.where(w.last_seen >= since)
+    if until is not None:
+        stmt = stmt.where(w.first_seen <= until)
+    stmt = stmt.group_by(w.module, w.function_name)
+    return [(m, f, int(n)) for m, f, n in conn.execute(stmt)]

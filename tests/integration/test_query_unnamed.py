@@ -1,0 +1,133 @@
+"""``query observed`` never answers "not observed" over code that ran under no name (store/unnamed.py).
+
+A stack frame nobody could name (a stripped file without its debug file) is stored under its
+offset, ``0x<offset>``. The function asked about may be that code, so while such rows exist in
+the scope of the question (the image, the package asked about, the build of a function ID) and
+the period, the answer is *unknown* (exit 3), naming the files. Real stores, SQLite and
+PostgreSQL, through the CLI's own main.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.engine import open_store
+from tests.integration.test_query_cli import cli
+
+S = 1_000_000_000
+T0 = 1_740_787_200 * S  # 2025-03-01T00:00:00Z
+T1 = T0 + 120 * S  # a second window, with every frame named
+IMG = "sha256:" + "e" * 64
+JIT_IMG = "sha256:" + "f" * 64
+LIBXML = "/usr/lib/x86_64-linux-gnu/libxml2.so.2.9.14"
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+XML_PURL = "pkg:deb/debian/libxml2@2.9.14%2Bdfsg-1.3?arch=amd64"
+LIBC_PURL = "pkg:deb/debian/glibc@2.36-9?arch=amd64"
+XML_BUILD = "ab" * 20
+OTHER_BUILD = "cd" * 20
+
+
+def row(image: str, module: str, fn: str, count: int, start: int, purl: str, **kw: object) -> HotSymbolDelta:
+    return HotSymbolDelta(
+        key=HotSymbolKey(image, module, fn, kw.pop("evidence", EvidenceKind.ON_STACK)),  # type: ignore[arg-type]
+        window_start_ns=start,
+        invocation_count=count,
+        first_seen_ns=start + S,
+        last_seen_ns=start + 2 * S,
+        purl=purl,
+        node_name="node-1",
+        confidence=1.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    u = (
+        f"sqlite:///{tmp_path}/hot.db"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    with open_store(u) as store:
+        store.write(
+            [
+                # libxml2 stripped, no debug file: two offsets ran under no name, in the first window
+                row(IMG, LIBXML, "xmlParseDocument", 7, T0, XML_PURL, build_id=XML_BUILD),
+                row(IMG, LIBXML, "0x4a1f0", 30, T0, XML_PURL, build_id=XML_BUILD),
+                row(IMG, LIBXML, "0x4b002", 10, T0, XML_PURL, build_id=XML_BUILD),
+                row(IMG, LIBC, "malloc", 90, T0, LIBC_PURL),
+                row(IMG, LIBC, "free", 80, T1, LIBC_PURL),
+                # JIT code: no file, so no symbol could ever name it
+                row(JIT_IMG, "", "0x7f00dead", 50, T0, ""),
+                row(JIT_IMG, LIBC, "malloc", 5, T0, LIBC_PURL),
+            ],
+            [
+                ObservationWindow(IMG, "node-1", T0, 500, Posture.EBPF_DEEP, 60, "tetragon"),
+                ObservationWindow(IMG, "node-1", T1, 400, Posture.EBPF_DEEP, 60, "tetragon"),
+                ObservationWindow(JIT_IMG, "node-1", T0, 55, Posture.EBPF_DEEP, 60, "tetragon"),
+            ],
+        )
+    return u
+
+
+def ask(url: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    code = cli("query", "observed", *args, "--store", url, "--json")
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_unnamed_code_makes_an_absence_unknown(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "xmlParseCharRef")
+    assert code == exitcodes.UNKNOWN and doc["answer"] == "unknown" and doc["observed"] is None
+    assert doc["unnamed"] == [{"module": LIBXML, "offsets": 2, "calls": 40}]
+    assert f"{LIBXML} (2 offsets, 40 on stacks)" in str(doc["reason"])
+    # the same question as a table
+    assert cli("query", "observed", "--image", IMG, "--function", "xmlParseCharRef", "--store", url) == 3
+    out = capsys.readouterr().out
+    assert out.startswith(f"unknown: xmlParseCharRef in {IMG}: ") and "no symbol names" in out
+
+
+def test_named_functions_are_still_observed(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "xmlParseDocument", "--purl", XML_PURL)
+    assert code == exitcodes.OK and doc["observed"] is True and doc["unnamed"] == []
+
+
+def test_the_package_asked_about_scopes_it(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "xmlParseCharRef", "--purl", XML_PURL)
+    assert code == exitcodes.UNKNOWN and doc["unnamed"] == [{"module": LIBXML, "offsets": 2, "calls": 40}]
+    # glibc's code in the image was all named: a glibc function not found is not observed
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "realloc", "--purl", LIBC_PURL)
+    assert code == exitcodes.NOT_FOUND and doc["answer"] == "not_observed" and doc["unnamed"] == []
+
+
+def test_the_build_of_a_function_id_scopes_it(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{XML_BUILD}:xmlParseCharRef+0x0")
+    assert code == exitcodes.UNKNOWN and len(doc["unnamed"]) == 1  # type: ignore[arg-type]
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{OTHER_BUILD}:xmlParseCharRef+0x0")
+    assert code == exitcodes.NOT_FOUND and doc["unnamed"] == []
+    # an unnamed offset asked about by its own ID: the other offsets are not it
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{XML_BUILD}:+0x4c000")
+    assert code == exitcodes.NOT_FOUND and doc["unnamed"] == []
+
+
+def test_a_period_without_unnamed_code_is_not_observed(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    since = "2025-03-01T00:01:30Z"  # only the second window, where every frame was named
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "xmlParseCharRef", "--since", since)
+    assert code == exitcodes.NOT_FOUND and doc["unnamed"] == []
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "xmlParseCharRef", "--until", since)
+    assert code == exitcodes.UNKNOWN and doc["unnamed"] == [{"module": LIBXML, "offsets": 2, "calls": 40}]
+
+
+def test_code_outside_any_file_does_not_count(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = ask(url, capsys, "--image", JIT_IMG, "--function", "xmlParseCharRef")
+    assert code == exitcodes.NOT_FOUND and doc["unnamed"] == []
