@@ -1,0 +1,76 @@
+"""End to end: code that ran under no name makes a "not observed" unknown.
+
+A C program is built here with ``-rdynamic`` (its exported ``handle`` is in ``.dynsym``) and
+stripped of ``.symtab``, as images ship it. Its ``static`` function ``parse_token`` is then in
+no symbol table at all. The real agent reads a Tetragon export file whose kprobe stacks hold
+a frame inside ``parse_token`` (the return address after its call of ``strchr``) and one inside
+``handle``, with the process's root at a directory of the test's own (a procfs of its own).
+
+- The ``handle`` frame is named from ``.dynsym``; the ``parse_token`` frame is stored under its
+  offset (``0x...``), as nothing names it: neither our tables nor the event.
+- ``query observed`` for ``parse_token`` answers **unknown** (exit 3) and names the file. Before
+  this rule it answered "not observed" (exit 1) for a function that ran on every event.
+- ``handle`` is observed (exit 0), and a question scoped to another build (a function ID of
+  another build-id) stays "not observed".
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.canonical.elflayout import file_build_id
+from tests.e2e.test_agent_inlined import DIGEST, nm_functions, observed, return_after_call, run_agent, stored
+from tests.elf_files import file_offset
+
+pytestmark = [pytest.mark.e2e]
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <string.h>
+__attribute__((noinline)) static int parse_token(const char *s) {
+  const char *colon = strchr(s, ':');
+  return colon ? (int)(colon - s) * 3 + 1 : (int)strlen(s);
+}
+__attribute__((noinline)) int handle(const char *s) { return parse_token(s) * 2 + 1; }
+int main(int argc, char **argv) { printf("%d\n", handle(argc > 1 ? argv[1] : "a:b")); return 0; }
+"""
+
+
+def test_a_function_in_no_symbol_table_is_unknown_not_unobserved(tmp_path: Path) -> None:
+    root = tmp_path / "container"
+    (root / "app").mkdir(parents=True)
+    (tmp_path / "server.c").write_text(PROGRAM)
+    full, stripped = tmp_path / "server", root / "app" / "server"
+    subprocess.run(["gcc", "-O2", "-rdynamic", "-o", str(full), str(tmp_path / "server.c")], check=True)
+    subprocess.run(["strip", "--strip-all", "-o", str(stripped), str(full)], check=True)
+    funcs = nm_functions(full)
+    parse = next(k for k in funcs if k.startswith("parse_token"))  # gcc may name it parse_token.isra.0
+    dynsym = subprocess.run(["nm", "-D", "--defined-only", str(stripped)], capture_output=True, text=True)
+    assert " handle" in dynsym.stdout and "parse_token" not in dynsym.stdout
+    in_parse = return_after_call(full, parse, "strchr@plt")
+    in_handle = return_after_call(full, "handle", parse)
+    frames = [
+        {"module": "/app/server", "offset": str(file_offset(full, in_parse))},
+        {"module": "/app/server", "offset": str(file_offset(full, in_handle))},
+    ]
+    url, _ = run_agent(tmp_path, root, frames)
+
+    rows = {r["function_name"]: r for r in stored(url)}
+    unnamed = f"0x{file_offset(full, in_parse):x}"
+    assert set(rows) == {"handle", unnamed}, rows
+    assert rows[unnamed]["invocation_count"] == 3 and rows[unnamed]["module"] == "/app/server"
+
+    code, doc = observed(url, "parse_token")
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    assert doc["unnamed"] == [{"module": "/app/server", "offsets": 1, "calls": 3}], doc
+    assert "no symbol names: /app/server" in doc["reason"]
+    assert observed(url, "handle")[0] == 0
+    with stripped.open("rb") as f:
+        bid = file_build_id(f)[0]
+    other = "0" * len(bid)
+    assert observed(url, f"{other}:parse_token+0x0")[0] == 1  # another build: not this code
+    assert observed(url, f"{bid}:parse_token+0x0")[0] == 3
+    assert DIGEST in doc["reason"]
