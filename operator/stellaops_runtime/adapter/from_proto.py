@@ -60,6 +60,29 @@ def _above_limit(ts: int) -> bool:
     return ts > _max_ns
 
 
+# common.kprobe_kind by function name: a kprobe's kind is read on every kprobe event (bounded: starts over).
+_kprobe_kinds: dict[str, EventKind] = {}
+_MAX_KPROBE_KINDS = 4096
+
+
+def _kprobe_kind(function_name: str) -> EventKind:
+    kind = common.kprobe_kind(function_name)
+    if len(function_name) <= 256:
+        if len(_kprobe_kinds) >= _MAX_KPROBE_KINDS:
+            _kprobe_kinds.clear()
+        _kprobe_kinds[function_name] = kind
+    return kind
+
+
+def _clean_payload(payload: bytes) -> bool:
+    """Whether every text an event without arguments reads from ``payload`` passes
+    validate.fields_clean: each is a ``str`` (protobuf's), none holds a NUL (a NUL character is the
+    byte 0 in UTF-8, which protobuf's decoder checks, and the payload holds none) and none is longer
+    than validate.MAX_TEXT_CHARS (a text has at most as many characters as the payload has bytes;
+    a loader's build-id is written in hex, two characters a byte: hence half)."""
+    return len(payload) <= validate.MAX_TEXT_CHARS // 2 and b"\x00" not in payload
+
+
 class Decoded:
     """A payload the second view (proto_parts.SHADOW) accepted: that view and the payload's bytes."""
 
@@ -199,7 +222,7 @@ def adapt_payload(
         return None
     known = known_parts.known(shadow, payload, max_stack_depth)  # _from_shadow, inlined (once per event)
     if known is not None:
-        return _build(*known, received_ns, stats)
+        return _build(*known, received_ns, stats, payload)
     return _whole(shadow, payload, received_ns, stats, max_stack_depth)
 
 
@@ -210,7 +233,7 @@ def _from_shadow(
     :func:`known_parts.known`), else decoded whole with Tetragon's schema (which may refuse it: counted)."""
     known = known_parts.known(shadow, payload, max_stack_depth)
     if known is not None:
-        return _build(*known, received_ns, stats)
+        return _build(*known, received_ns, stats, payload)
     return _whole(shadow, payload, received_ns, stats, max_stack_depth)
 
 
@@ -286,22 +309,26 @@ def _build(
     clean: bool,
     received_ns: int,
     stats: common.AdapterStats,
+    payload: bytes | None = None,
 ) -> RuntimeCallEvent | None:
-    """The event from its time, node, body (either view), process part and stacks; normalized, counted."""
+    """The event from its time, node, body (either view), process part and stacks; normalized, counted.
+
+    ``payload``: the bytes the event was read from, when they were all read from it (the second view).
+    """
     pv, cv, podv, _ = part
     process = ProcessInfo(*pv)
     container = None if cv is None else ContainerInfo(*cv)
     pod = None
     if podv is not None:
         ns, name, uid, labels, workload, workload_kind, annotations = podv
-        pod = PodInfo(ns, name, uid, dict(labels), workload, workload_kind, dict(annotations))
+        pod = PodInfo(ns, name, uid, labels.copy(), workload, workload_kind, annotations.copy())
     # The event's own fields, read once and handed to RuntimeCallEvent in one call (no field set twice).
     function_name = module = build_id = policy_name = ""
     symbol_offset = 0
     arguments: list[Argument] = []
     if kind is _KPROBE:
         function_name = body.function_name
-        kind = common.kprobe_kind(function_name)
+        kind = _kprobe_kinds.get(function_name) or _kprobe_kind(function_name)
         policy_name = body.policy_name
         arguments = _arguments(body.args, getattr(body, "return") if body.HasField("return") else None)
     elif kind is _UPROBE:
@@ -334,7 +361,9 @@ def _build(
     )  # fmt: skip
     if kind is _TRACEPOINT and tcp_state_args.is_tcp_state(ev) and not tcp_state_args.normalize(ev):
         stats.repaired["tcp_state_unrecognised"] += 1
-    if clean:  # the parts reused were clean: only what was read for this event is checked
+    if clean and not arguments and payload is not None and _clean_payload(payload):
+        pass  # its texts hold no NUL, none is too long: what fields_clean would say, without the list
+    elif clean:  # the parts reused were clean: only what was read for this event is checked
         texts: list[object] = [node, function_name, module, build_id, policy_name]
         if arguments:
             for a in ev.arguments:  # the event's (a TCP state event's were rewritten)

@@ -134,12 +134,14 @@ def checked_stacks(
             if f is None:
                 if len(raw) > proto_parts.MAX_ALONE_FRAME_BYTES:
                     return None
-                try:
-                    entry = _ENTRY_PARSE(raw)
-                except DecodeError:
-                    return None
-                f, ok = parts.new_frame(raw, entry)
-                if not ok:
-                    clean = False
+                f = parts.shaped(raw)  # a known entry's shape at another offset: what reading it gives
+                if f is None:
+                    try:
+                        entry = _ENTRY_PARSE(raw)
+                    except DecodeError:
+                        return None
+                    f, ok = parts.new_frame(raw, entry)
+                    if not ok:
+                        clean = False
             out.append(StackFrame(*f))
     return k, u, clean

@@ -40,7 +40,8 @@ How each kind of frame is filled is in canonical/framefill.py.
 
 Kernel frames (kallsyms symbol + offset) get module ``[kernel]`` (or
 ``[<module>]``), the kernel's build-id and source ``kallsyms`` when the symbol
-exists on this kernel, else they keep the symbol as a hint.
+exists on this kernel, else they keep the symbol as a hint
+(canonical/kernelframes.py).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ from stellaops_runtime.canonical.framefill import (
     resolved_answer,
     unresolved,
 )
-from stellaops_runtime.canonical.function_id import format_function_id
+from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
+from stellaops_runtime.canonical.kernelframes import Counts, KernelFrames
 from stellaops_runtime.canonical.locate import BinaryLocator, Ids
 from stellaops_runtime.canonical.parseworker import ParseGate, ParsePending, ParseWorker
 from stellaops_runtime.canonical.resolution import Outcome, Source
@@ -74,10 +76,10 @@ log = logging.getLogger(__name__)
 # metaclass (~90 ns, several per event and per frame), a module global is a dict read.
 _LOADER, _EXIT, _KPROBE, _SYSCALL = EventKind.LOADER, EventKind.EXIT, EventKind.KPROBE, EventKind.SYSCALL
 _UPROBE, _USDT = EventKind.UPROBE, EventKind.USDT
-_HINT, _NONE, _KALLSYMS = Source.HINT, Source.NONE, Source.KALLSYMS
+_HINT, _NONE = Source.HINT, Source.NONE
 
 
-class FrameCanonicalizer:
+class FrameCanonicalizer(KernelFrames):
     """Fills the canonical fields of stack frames and of uprobe/USDT events (synchronous)."""
 
     def __init__(
@@ -132,7 +134,7 @@ class FrameCanonicalizer:
         self._kernel: LRU[tuple[str, int], KernelHit] = LRU(max_frames)
         # exec_id -> {module path: build-id ("" when it could not be read)}
         self._ids: LRU[str, Ids] = LRU(max_processes)
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counts()
 
     # -- public ------------------------------------------------------------------
 
@@ -175,45 +177,72 @@ class FrameCanonicalizer:
             except Exception:  # a bug here must cost one ID, not the event
                 log.exception("canonicalizing the function of a %s event failed", kind)
                 self.counters["events_internal_error"] += 1
-        for f in ev.kernel_stack:
-            try:
-                self._kernel_frame(f)
-            except Exception:
-                log.exception("canonicalizing kernel frame %s+%#x failed", f.symbol, f.offset)
-                self.counters["internal_error"] += 1
+        if ev.kernel_stack:
+            self._kernel_stack(ev.kernel_stack)
         if ev.user_stack:
-            ids = self._process_ids(ev)
-            local = self.locator.local(ev)  # once per event, not per frame
-            for f in ev.user_stack:
-                try:
-                    self._user_frame(ev, ids, f, local)
-                except Exception:
-                    log.exception("canonicalizing frame %s+%#x failed", f.module, f.offset)
-                    self.counters["internal_error"] += 1
-                    unresolved(f, f.build_id, _HINT if f.symbol else _NONE)
+            self._user_stack(ev)
 
     # :meth:`canonicalize` without a batch of its own, for a caller inside :meth:`batch` already (the
     # pipeline holds one per batch of events): the same, without entering and leaving it per event.
     canonicalize_in_batch = _canonicalize
 
-    def kernel_function_id(self, name: str) -> str:
-        """``<kernel build-id>:<name>+0x0`` for a kernel function this kernel has, else ""."""
-        key = (name, 0)
-        hit = self._kernel.get(key)
-        if hit is None:
+    def _user_stack(self, ev: RuntimeCallEvent) -> None:
+        """Each user frame as :meth:`_user_frame` fills it. A frame of an event that may not read this
+        node's files, whose module has no file identity yet and is known to have no file (the
+        locator's ``find_cached`` would answer from its table of unavailable modules: LRU.get inlined),
+        is filled here as unresolved, its reason counted once for a run of equal ones. Anything else
+        goes through :meth:`_user_frame`, after the run so far is counted: the same counts, in order."""
+        ids = self._process_ids(ev)
+        local = self.locator.local(ev)  # once per event, not per frame
+        unavailable = None if local else self.locator._unavailable.data  # find_cached, inlined
+        counters = self.counters
+        reason = ""
+        run = 0
+        for f in ev.user_stack:
             try:
-                res = self.symbolizer.resolve_kernel(name, 0)
+                module = f.module
+                if unavailable is not None and module:
+                    got = ids.get(module)
+                    if got is not None and not got[1]:  # no identity: only the unavailable table answers
+                        bid = got[0]
+                        key = (module, bid)
+                        why = unavailable.get(key)
+                        if why is not None:
+                            unavailable.move_to_end(key)
+                            if why != reason:
+                                if run:
+                                    counters[reason] += run
+                                reason, run = why, 0
+                            run += 1
+                            # framefill.unresolved, inlined (in its order: a frame that raises is left
+                            # as it leaves it)
+                            f.build_id = bid
+                            symbol = f.symbol
+                            if symbol:
+                                f.symbol = demangle(symbol)
+                            f.symbol_offset = 0
+                            f.inlined = ()
+                            if not bid:
+                                f.function_id = ""
+                            elif ":" in bid or f.offset < 0:  # unfit: unresolved_function_id says why
+                                f.function_id = unresolved_function_id(bid, f.offset)
+                            else:
+                                f.function_id = f"{bid}:+{hex(f.offset)}"
+                            f.source = _HINT if symbol else _NONE
+                            continue
+                if run:
+                    counters[reason] += run
+                    run = 0
+                self._user_frame(ev, ids, f, local)
             except Exception:
-                log.exception("resolving kernel function %s failed", name)
-                self.counters["events_internal_error"] += 1
-                return ""
-            hit = KernelHit(res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error))
-            self._kernel.put(key, hit)
-        if hit.error:
-            self.counters[f"events_function_kernel_{hit.error}"] += 1
-            return ""
-        self.counters["events_function_resolved_kallsyms"] += 1
-        return hit.function_id
+                if run:
+                    counters[reason] += run
+                    run = 0
+                log.exception("canonicalizing frame %s+%#x failed", f.module, f.offset)
+                counters["internal_error"] += 1
+                unresolved(f, f.build_id, _HINT if f.symbol else _NONE)
+        if run:
+            counters[reason] += run
 
     def remember_build_id(self, exec_id: str, module: str, build_id: str) -> None:
         """Record the build-id a process_loader event reported for (process, path)."""
@@ -372,28 +401,3 @@ class FrameCanonicalizer:
         ids[module] = (binary.build_id, binary.identity)
         self._functions.put((binary.identity, module, name), fid)
         return fid
-
-    # -- kernel frames ---------------------------------------------------------------
-
-    def _kernel_frame(self, f: StackFrame) -> None:
-        key = (f.symbol, f.offset)
-        kernel = self._kernel.data  # LRU.get, inlined
-        hit = kernel.get(key)
-        if hit is not None:
-            kernel.move_to_end(key)
-        else:
-            res = self.symbolizer.resolve_kernel(f.symbol, f.offset)
-            hit = KernelHit(res.module, res.build_id, res.symbol, res.offset, res.function_id, str(res.error))
-            self._kernel.put(key, hit)
-        f.module = hit.module
-        if hit.error:
-            self.counters[f"kernel_{hit.error}"] += 1
-            f.source = _HINT if f.symbol else _NONE
-            f.symbol_offset = f.offset
-            return
-        f.build_id = hit.build_id
-        f.symbol = hit.symbol
-        f.symbol_offset = hit.offset
-        f.function_id = hit.function_id
-        f.source = _KALLSYMS
-        self.counters["resolved_kallsyms"] += 1

@@ -40,7 +40,8 @@ are one flat dict. The strings a key keeps (image, module, node, build-id) and
 its example observation are shared with equal ones (hotsymbols/samples.py).
 Distinct callers are kept across drains as hashes in arrays, no object
 per key (hotsymbols/callers.py); observation windows are counted in
-hotsymbols/window_counts.py. The aggregator holds at most what the agent lets
+hotsymbols/window_counts.py; what the fast path asks of the aggregator is in
+hotsymbols/repeats.py. The aggregator holds at most what the agent lets
 it: the agent drains it early once ``hotSymbols.maxKeys`` keys are held
 (agent/runner.py). A drain leaves nothing of the drained keys behind: the
 string and sample tables start over with the next window's keys, and the
@@ -50,7 +51,7 @@ string and sample tables start over with the next window's keys, and the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
 from stellaops_runtime.canonical.function_id import function_entry_id
@@ -64,6 +65,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 )
 from stellaops_runtime.contracts.posture import EVENT_POSTURE
 from stellaops_runtime.hotsymbols.callers import CallerTable
+from stellaops_runtime.hotsymbols.repeats import RepeatCounting
 from stellaops_runtime.hotsymbols.samples import SampleTable, StringTable, frame_entry_id
 from stellaops_runtime.hotsymbols.slots import Group, Slot, id_symbol, slot_deltas
 from stellaops_runtime.hotsymbols.window_counts import WindowCounts
@@ -87,7 +89,7 @@ _KERNEL_KINDS = frozenset({EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEP
 _POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items()}
 
 
-class HotSymbolAggregator:
+class HotSymbolAggregator(RepeatCounting):
     """Windowed counts per hot-symbol key, drained as deltas."""
 
     def __init__(
@@ -158,9 +160,33 @@ class HotSymbolAggregator:
             n += self._add((win, image, ev.module, _INVOKED), name, ev, bid, function_id=fid)
         elif kind in _KERNEL_KINDS:
             fid = ev.function_id
-            bid = fid[: fid.index(":")] if fid else ""
-            group = (win, image, KERNEL_MODULE, _KERNEL)
-            n += self._add(group, ev.function_name, ev, bid, function_id=fid)
+            if self._enabled[_KERNEL]:  # _add, inlined (once per kernel event); the build-id cut when used
+                group = (win, image, KERNEL_MODULE, _KERNEL)
+                slots = self._groups.get(group)
+                slot = slots.get(ev.function_name) if slots is not None else None
+                ts, lat = ev.timestamp_ns, ev.latency_ns or 0
+                if slot is None:
+                    bid = fid[: fid.index(":")] if fid else ""
+                    slot = self._new_slot(group, slots, ev.function_name, ev, ts, lat, bid, fid, None)
+                else:
+                    slot.count += 1
+                    if ts < slot.first_ns:
+                        slot.first_ns = ts
+                    elif ts > slot.last_ns:
+                        slot.last_ns = ts
+                    if lat:
+                        slot.total_latency_ns += lat
+                        if lat > slot.max_latency_ns:
+                            slot.max_latency_ns = lat
+                    if fid and not slot.build_id:
+                        slot.build_id = self._share(fid[: fid.index(":")])
+                    if fid and not slot.function_id:
+                        slot.function_id = fid
+                if self.touched is not None:
+                    self.touched.append(slot)
+                n = 1
+            else:
+                self.below_threshold += 1
             if ev.user_stack:
                 n += self._observe_stack(win, image, ev)
         elif kind is _EXEC_KIND:
@@ -212,11 +238,11 @@ class HotSymbolAggregator:
             if key in seen:
                 continue  # recursion: one observation, but every caller counts
             seen.add(key)
-            build_id = f.build_id or (ids.get(module, "") if ids else "")
             group = (win, image, module, _STACK)
             slots = groups.get(group)
             slot = slots.get(fn) if slots is not None else None
             if slot is None:
+                build_id = f.build_id or (ids.get(module, "") if ids else "")
                 slot = self._new_slot(group, slots, fn, ev, ts, lat, build_id, "", f)
             else:
                 slot.count += 1
@@ -228,7 +254,7 @@ class HotSymbolAggregator:
                     slot.total_latency_ns += lat
                     if lat > slot.max_latency_ns:
                         slot.max_latency_ns = lat
-                if build_id and not slot.build_id:
+                if not slot.build_id and (build_id := f.build_id or (ids.get(module, "") if ids else "")):
                     slot.build_id = self._share(build_id)
                 # frame_entry_id, inlined: an unresolved frame (most here) fails the first test
                 if not slot.function_id and f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
@@ -336,58 +362,6 @@ class HotSymbolAggregator:
         )
         self._keys += 1
         return slot
-
-    # -- repeats (agent/fastpath.py) ----------------------------------------
-
-    @property
-    def window_ns(self) -> int:
-        return self._window_ns
-
-    def observe_bound(self, ev: RuntimeCallEvent) -> tuple[int, list[Slot], list[Any]]:
-        """:meth:`observe`, also returning the slots it counted in and its observation window's entry.
-
-        An event exactly like ``ev`` later in the same window (and :attr:`epoch`) is
-        then counted by :meth:`repeat` on those slots, with the same outcome.
-        """
-        touched: list[Slot] = []
-        self.touched = touched
-        try:
-            n = self.observe(ev)
-        finally:
-            self.touched = None
-        return n, touched, self.window_entry(ev)
-
-    def window_entry(self, ev: RuntimeCallEvent) -> list[Any]:
-        """The observation window ``ev`` was counted in ([events, posture rank, source])."""
-        ts = ev.timestamp_ns
-        return self._windows.entry(ev.image_key, ev.node_name, ts - ts % self._window_ns)
-
-    def repeat(
-        self, slots: list[Slot], window: list[Any], ts: int, lat: int, observations: int, below: int
-    ) -> None:
-        """Count one more event like the one :meth:`observe_bound` returned ``slots`` and ``window`` for.
-
-        Only what differs between two such events changes: counts, first and last
-        seen, latency. Build-ids, function IDs, callers and the window's posture and
-        source were set by that first event and are never taken back in an epoch.
-        """
-        window[0] += 1
-        for s in slots:
-            s.count += 1
-            if ts < s.first_ns:
-                s.first_ns = ts
-            elif ts > s.last_ns:
-                s.last_ns = ts
-            if lat:
-                s.total_latency_ns += lat
-                if lat > s.max_latency_ns:
-                    s.max_latency_ns = lat
-        self.observations += observations
-        self.below_threshold += below
-
-    def knows_build_ids(self, exec_id: str) -> bool:
-        """Whether loader build-ids of this process are held (dropped at its exit or by the bound)."""
-        return exec_id in self._build_ids
 
     def _remember_build_id(self, exec_id: str, path: str, build_id: str) -> None:
         ids = self._build_ids.get(exec_id)

@@ -123,8 +123,24 @@ class CallerTable:
         if self._first[i] == caller:
             return False
         n = self._count[i]
-        if n < self._max_callers and self._add_pair(key, caller):
-            self._count[i] = n + 1
+        if n >= self._max_callers:
+            return False
+        # _add_pair, inlined: most calls of a stream whose stacks never repeat end here (a key's
+        # further caller, already noted)
+        pair_keys, callers, pair_mask = self._pair_keys, self._pair_callers, self._pair_mask
+        j = hash((key, caller)) & pair_mask
+        k = pair_keys[j]
+        while k:
+            if k == key and callers[j] == caller:
+                return False
+            j = (j + 1) & pair_mask
+            k = pair_keys[j]
+        pair_keys[j] = key
+        callers[j] = caller
+        self._count[i] = n + 1
+        self._pairs += 1
+        if 2 * self._pairs > pair_mask:
+            self._grow_pairs()
         return False
 
     def _new_key(self, key: int, caller: int) -> bool:
@@ -161,23 +177,6 @@ class CallerTable:
             first[i] = old_first[j]
             count[i] = old_count[j]
         self._keys, self._first, self._count, self._mask = keys, first, count, mask
-
-    def _add_pair(self, key: int, caller: int) -> bool:
-        """Note a caller after the key's first; True when it was not noted yet."""
-        keys, callers, mask = self._pair_keys, self._pair_callers, self._pair_mask
-        i = hash((key, caller)) & mask
-        k = keys[i]
-        while k:
-            if k == key and callers[i] == caller:
-                return False
-            i = (i + 1) & mask
-            k = keys[i]
-        keys[i] = key
-        callers[i] = caller
-        self._pairs += 1
-        if 2 * self._pairs > mask:
-            self._grow_pairs()
-        return True
 
     def _grow_pairs(self) -> None:
         old_keys, old_callers = self._pair_keys, self._pair_callers

@@ -196,8 +196,10 @@ class PrivacyFilter:
             hit = self._by_process.get(proc.exec_id) if proc.exec_id else None
             if hit is not None and hit[0] == hash(text):
                 fields, truncated, patterns = hit[2]
-                self.fields_redacted += fields
-                self.arguments_truncated += truncated
+                if fields:  # most processes' arguments hold nothing to redact: no update of 0
+                    self.fields_redacted += fields
+                if truncated:
+                    self.arguments_truncated += truncated
                 for name, n in patterns:
                     self.redactions_by_pattern[name] += n
                 proc.arguments = hit[1]
