@@ -349,6 +349,11 @@ class FrameCanonicalizer(KernelFrames):
         if found is None:
             why = Outcome.OFFSET_OUTSIDE_FILE if vaddr is None else binary.failure_reason or Outcome.NO_SYMBOL
             self.counters[why] += 1
+            if why is Outcome.NO_SYMBOL and f.symbol:
+                # This file, read whole, names nothing here: the event's name came from another file
+                # (Tetragon opens the path in its own mount namespace). Unnamed, never misnamed.
+                self.counters["hint_dropped"] += 1
+                f.symbol = ""
             unresolved(f, bid, _HINT if f.symbol else _NONE)
             return None
         return resolved_answer(bid, found)
