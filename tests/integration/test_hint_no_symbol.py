@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from stellaops_runtime.agent.metric_families import canonicalizer_metrics
 from stellaops_runtime.canonical.frames import FrameCanonicalizer
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent, StackFrame
@@ -48,3 +49,6 @@ def test_a_hint_the_file_contradicts_is_dropped(tmp_path: Path) -> None:
         assert (named.symbol, named.source) == ("handle", "dynsym")
     assert fc.stats["hint_dropped"] == 3
     assert fc.stats["no_symbol"] >= 1
+    # as the agent exports it (docs/symbolization.md)
+    ops = next(m for m in canonicalizer_metrics(fc.stats) if m.name.endswith("symbolizer_operations"))
+    assert {s.labels["op"]: s.value for s in ops.samples}["hint_dropped"] == 3
