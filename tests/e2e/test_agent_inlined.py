@@ -293,21 +293,24 @@ def test_symbolize_reads_a_stripped_cxx_binarys_debug_file_for_inlined_functions
     subprocess.run(["objcopy", "--only-keep-debug", str(full), str(debug)], check=True)
     subprocess.run(["strip", "-o", str(stripped), str(full)], check=True)
     subprocess.run(["objcopy", f"--add-gnu-debuglink={debug}", str(stripped)], check=True, cwd=tmp_path)
-    start, end = next(v for k, v in nm_functions(full).items() if k.startswith("_ZN4shop6handle"))
+    docs = symbolize_agrees_on_inlines(full, stripped, "_ZN4shop6handle")
+    assert all(d["source"] == "symtab" for d in docs), docs[0]  # the debug file's .symtab
+
+
+def symbolize_agrees_on_inlines(full: Path, stripped: Path, function_prefix: str) -> list[dict[str, Any]]:
+    """``symbolize --file stripped`` at every address of the function named ``function_prefix...``
+    gives the inlined functions llvm-symbolizer names on ``full`` (each tool demangling); its answers."""
+    start, end = next(v for k, v in nm_functions(full).items() if k.startswith(function_prefix))
     addrs = list(range(start, end))
-    out = subprocess.run(
-        ["llvm-symbolizer", "--inlines", "--output-style=JSON", f"--obj={full}", *map(hex, addrs)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    want = [[fr["FunctionName"] for fr in e["Symbol"][:-1]] for e in json.loads(out)]
+    want = llvm_inlined(full, addrs)
     assert sum(bool(w) for w in want) > len(addrs) // 4, "too little inlined code to prove anything"
     r = h.cli("symbolize", "--file", str(stripped), *(str(file_offset(full, a)) for a in addrs))
     assert r.returncode == 0, r.stderr
     docs = [json.loads(line) for line in r.stdout.splitlines()]
-    assert all(d["source"] == "symtab" for d in docs), docs[0]  # the debug file's .symtab
     got = [d.get("inlined", []) for d in docs]
     wrong = [(hex(a), g, w) for a, g, w in zip(addrs, got, want, strict=True) if g != w]
     assert not wrong, f"{len(wrong)} of {len(addrs)} addresses disagree, e.g. {wrong[:5]}"
+    return docs
 
 
 def test_an_inlined_cxx_function_is_observed_through_the_images_debug_file(tmp_path: Path) -> None:

@@ -26,15 +26,13 @@ here rather than pass without testing anything.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from tests.e2e import harness as h
-from tests.elf_files import file_offset
+from tests.e2e.test_agent_inlined import symbolize_agrees_on_inlines
 from tests.integration import test_dwarf_cold as cold
 from tests.integration import test_dwarf_inline_chain as chains
 from tests.native.build import HERE, dwarf_only_copy
@@ -144,32 +142,5 @@ def test_cli_names_a_clang_builds_inlined_functions_from_its_debug_file(
     subprocess.run(["objcopy", "--only-keep-debug", str(full), str(debug)], check=True)
     subprocess.run(["strip", "-o", str(stripped), str(full)], check=True)
     subprocess.run(["objcopy", f"--add-gnu-debuglink={debug}", str(stripped)], check=True, cwd=tmp_path)
-    start, end = next(v for k, v in nm_functions(full).items() if k.startswith("_ZN3inl7entry_a"))
-    addrs = list(range(start, end))
-    out = subprocess.run(
-        ["llvm-symbolizer", "--inlines", "--output-style=JSON", f"--obj={full}", *map(hex, addrs)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    want = [[fr["FunctionName"] for fr in e["Symbol"][:-1]] for e in json.loads(out)]
-    assert sum(bool(w) for w in want) > len(addrs) // 4, "too little inlined code to prove anything"
-    r = h.cli("symbolize", "--file", str(stripped), *(str(file_offset(full, a)) for a in addrs))
-    assert r.returncode == 0, r.stderr
-    docs = [json.loads(line) for line in r.stdout.splitlines()]
+    docs = symbolize_agrees_on_inlines(full, stripped, "_ZN3inl7entry_a")
     assert all(d["symbol"] == "inl::entry_a(int)" for d in docs), docs[0]
-    got = [d.get("inlined", []) for d in docs]
-    wrong = [(hex(a), g, w) for a, g, w in zip(addrs, got, want, strict=True) if g != w]
-    assert not wrong, f"{len(wrong)} of {len(addrs)} addresses disagree, e.g. {wrong[:5]}"
-
-
-def nm_functions(path: Path) -> dict[str, tuple[int, int]]:
-    """Raw function name -> (start, end) from the symbol table (nm)."""
-    out = subprocess.run(
-        ["nm", "-S", "--defined-only", str(path)], capture_output=True, text=True, check=True
-    )
-    found: dict[str, tuple[int, int]] = {}
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2] in "Tt":
-            start = int(parts[0], 16)
-            found[parts[3]] = (start, start + int(parts[1], 16))
-    return found

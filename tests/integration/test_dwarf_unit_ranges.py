@@ -22,6 +22,7 @@ from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
 from stellaops_runtime.canonical.limits import Limits
+from tests.e2e.test_agent_inlined import nm_functions
 from tests.elf_files import patched
 from tests.integration.test_dwarf_inline_chain import _tool
 
@@ -55,12 +56,7 @@ def _truth(path: Path) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
         for cu in ELFFile(f).get_dwarf_info().iter_CUs():
             name = cu.get_top_DIE().attributes["DW_AT_name"].value.decode()
             units[Path(name).name] = cu.cu_offset
-    funcs: dict[str, tuple[int, int]] = {}
-    nm = subprocess.run(["nm", "-S", "--defined-only", str(path)], capture_output=True, text=True, check=True)
-    for line in nm.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2] in "Tt":
-            funcs[parts[3]] = (int(parts[0], 16), int(parts[1], 16))
+    funcs = {name: (start, end - start) for name, (start, end) in nm_functions(path).items()}
     return units, funcs
 
 

@@ -191,6 +191,20 @@ def observed(
     return rows
 
 
+def rows_where(
+    conn: sa.Connection,
+    *where: sa.ColumnElement[bool],
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[SymbolRow]:
+    """The hot-symbol rows matching ``where``; with ``since``/``until`` only those with calls in that
+    period, their counts and first/last seen the period's (as :func:`observed` gives them)."""
+    rows = _rows(conn, sa.select(*_ROW_COLUMNS).where(*where))
+    if rows and (since is not None or until is not None):
+        rows = _in_period(conn, rows, since=since, until=until)
+    return rows
+
+
 def _in_period(
     conn: sa.Connection, rows: list[SymbolRow], *, since: dt.datetime | None, until: dt.datetime | None
 ) -> list[SymbolRow]:

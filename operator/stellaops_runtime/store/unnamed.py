@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
-from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
+from stellaops_runtime.store.schema import hot_symbols
 
 _ON_STACK = EvidenceKind.ON_STACK.value
 
@@ -80,31 +80,10 @@ def unnamed_code(
         if not function.entry_id:  # "<build-id>:+0x<offset>" asks about one unnamed offset itself
             return []
         where.append(c.build_id == function.build_id)
-    rows = conn.execute(sa.select(c.module, c.function_name, c.invocation_count).where(*where)).all()
-    if rows and (since is not None or until is not None):
-        rows = _in_period(conn, image, rows, since, until)
     by_module: dict[str, list[int]] = {}
-    for module, _, calls in rows:
-        got = by_module.setdefault(module, [0, 0])
+    for r in queries.rows_where(conn, *where, since=since, until=until):
+        got = by_module.setdefault(r.module, [0, 0])
         got[0] += 1
-        got[1] += int(calls)
+        got[1] += r.invocation_count
     out = [UnnamedCode(m, n, calls) for m, (n, calls) in by_module.items()]
     return sorted(out, key=lambda u: (-u.calls, u.module))
-
-
-def _in_period(
-    conn: sa.Connection, image: str, rows: list[Any], since: dt.datetime | None, until: dt.datetime | None
-) -> list[tuple[str, str, int]]:
-    """Each row's calls in the period (per-window history), rows without any left out."""
-    w = hot_symbol_windows.c
-    keys = [(image, m, f, _ON_STACK) for m, f, _ in rows]
-    stmt = sa.select(w.module, w.function_name, sa.func.sum(w.invocation_count)).where(
-        sa.tuple_(w.image_digest, w.module, w.function_name, w.evidence_kind).in_(keys),
-        w.invocation_count > 0,
-    )
-    if since is not None:
-        stmt = stmt.where(w.last_seen >= since)
-    if until is not None:
-        stmt = stmt.where(w.first_seen <= until)
-    stmt = stmt.group_by(w.module, w.function_name)
-    return [(m, f, int(n)) for m, f, n in conn.execute(stmt)]
