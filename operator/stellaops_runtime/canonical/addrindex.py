@@ -18,7 +18,9 @@ Rules, chosen so the same address always gives the same name:
 
 - Aliases (several symbols at one address, e.g. libc's ``read``/``__read``/
   ``__libc_read``) keep one name: fewest leading underscores, then GLOBAL over
-  WEAK over LOCAL, then the shortest, then the alphabetically first.
+  WEAK over LOCAL, then the shortest, then the alphabetically first. Where the
+  winner cannot change the entry's end, it is chosen at the entry's first
+  lookup rather than while indexing (canonical/aliasgroups.py).
 - A symbol with a size covers ``[start, start + size)``. A zero-size symbol
   (hand-written assembly often has no size) covers up to the next symbol's
   start, but never past the end of its own section.
@@ -47,6 +49,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import compress, islice
 
+from stellaops_runtime.canonical.aliasgroups import PendingAliases, best_member
 from stellaops_runtime.canonical.demangle import demangle_uncached
 from stellaops_runtime.canonical.lru import LRU
 from stellaops_runtime.canonical.symcolumns import (
@@ -56,6 +59,7 @@ from stellaops_runtime.canonical.symcolumns import (
     RawSymbol,
     StrtabNames,
     SymbolColumns,
+    gather,
     take,
 )
 
@@ -76,8 +80,11 @@ STB_LOCAL = 0
 STB_GLOBAL = 1
 STB_WEAK = 2
 
-_BIND_RANK = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
 _NESTED_LOOKBACK = 8
+# Larger alias groups are decided while indexing (on the parse worker, canonical/parseworker.py):
+# deciding one at a lookup takes a pass over its members on the caller's thread, and real groups
+# have 2-4 members (a hostile table could put every symbol at one address).
+_LAZY_GROUP_MAX = 8
 _SORT_RUN = 65_536
 
 
@@ -134,7 +141,17 @@ def _zero_positions(sizes: list[int]) -> list[int]:
 class AddressTable:
     """Functions of one symbol source, sorted by start address."""
 
-    __slots__ = ("_by_canonical", "_by_name", "_strtab", "canonical", "ends", "names", "source", "starts")
+    __slots__ = (
+        "_aliases",
+        "_by_canonical",
+        "_by_name",
+        "_strtab",
+        "canonical",
+        "ends",
+        "names",
+        "source",
+        "starts",
+    )
 
     def __init__(self, source: str, symbols: Iterable[RawSymbol] | SymbolColumns) -> None:
         self.source = source
@@ -146,9 +163,12 @@ class AddressTable:
         # aliases (Go's) is one comparison per entry, without a list of them.
         same: list[int] = []
         if any(map(operator.eq, ordered_starts, islice(ordered_starts, 1, None))):
-            same = list(compress(range(1, n), map(operator.eq, ordered_starts, ordered_starts[1:])))
+            same = list(
+                compress(range(1, n), map(operator.eq, ordered_starts, islice(ordered_starts, 1, None)))
+            )
+        aliases: PendingAliases | None = None
         if same:
-            picks, starts, sizes = self._pick_aliases(cols, order, ordered_starts, same)
+            picks, starts, sizes, aliases = self._pick_aliases(cols, order, ordered_starts, same)
         else:
             picks, starts = order, ordered_starts
             sizes = take(cols.sizes, order)
@@ -163,7 +183,8 @@ class AddressTable:
                 ends[i] = nxt or limit or starts[i] + 1
         self.starts = starts
         self.ends = ends
-        self.names: Names = PickedNames(cols.names, picks)
+        self._aliases = aliases
+        self.names: Names = PickedNames(cols.names, picks, aliases.settle if aliases is not None else None)
         self.canonical: list[str | None] = [None] * m
         # The first lookup of an entry decodes its name straight from the string table (no calls
         # through the Names views): a good part of a cold lookup (bench/symbolize_batch.py).
@@ -177,19 +198,24 @@ class AddressTable:
     @staticmethod
     def _pick_aliases(
         cols: SymbolColumns, order: list[int], ordered_starts: list[int], same: list[int]
-    ) -> tuple[list[int], list[int], list[int]]:
-        """One symbol per start: fewest underscores, GLOBAL > WEAK > LOCAL, shortest, first by name.
+    ) -> tuple[list[int], list[int], list[int], PendingAliases | None]:
+        """One entry per start (picks, starts, sizes), and the alias groups left pending.
 
-        Only the alias groups are visited in Python; the rest is kept with one
-        ``compress`` over a byte mask.
+        A group (of at most ``_LAZY_GROUP_MAX`` members) whose members with a
+        size all have one size keeps that size whichever member wins, so its
+        winner is chosen at the first read of its name (canonical/aliasgroups.py:
+        its pick is stored past the last record); the other groups are decided
+        here by the same rule. Only the groups are visited in
+        Python; the rest is kept with one ``compress`` over a byte mask. ``order``
+        becomes the picks (changed in place).
         """
         names, sizes_of, binds = cols.names, cols.sizes, cols.binds
-        name_of = names.__getitem__
-        bind_rank = _BIND_RANK.get
+        base = len(names)
         n = len(order)
         keep = bytearray(b"\x01") * n
-        picks = list(order)
         sizes = take(sizes_of, order)
+        pending: list[int] = []  # members with a size of the pending groups, group after group
+        bounds = [0]
         k, nsame = 0, len(same)
         while k < nsame:
             first = same[k] - 1  # the group [first, last) of equal starts
@@ -198,23 +224,34 @@ class AddressTable:
             while k < nsame and same[k] == last:
                 last += 1
                 k += 1
-            # min() by _alias_rank over the group in table order, inlined (a call per member
-            # costs more than the comparison): the first of equal ranks wins, as min() keeps it.
-            best, best_rank = -1, None
-            largest = 0
-            for o in order[first:last]:
-                name = name_of(o)
-                size = sizes_of[o]
-                if size > largest:
-                    largest = size
-                under = len(name) - len(name.lstrip("_"))
-                rank = (0 if size else 1, under, bind_rank(binds[o], 3), len(name), name)
-                if best_rank is None or rank < best_rank:
-                    best, best_rank = o, rank
-            picks[first] = best
-            sizes[first] = sizes_of[best] or largest
+            group = sizes[first:last]
+            largest = max(group)
+            members = order[first:last]
+            if (
+                last - first <= _LAZY_GROUP_MAX
+                and largest
+                and group.count(largest) + group.count(0) == last - first
+            ):
+                pending += compress(members, group) if 0 in group else members
+                order[first] = base + len(bounds) - 1  # past the last record: see aliasgroups.py
+                bounds.append(len(pending))
+                sizes[first] = largest
+            else:  # the winner decides the size (or, without one, the section that bounds the end)
+                best = best_member(members, group, [binds[o] for o in members], names.__getitem__)
+                order[first] = best
+                sizes[first] = sizes_of[best] or largest
             keep[first + 1 : last] = bytes(last - first - 1)
-        return list(compress(picks, keep)), list(compress(ordered_starts, keep)), list(compress(sizes, keep))
+        aliases = (
+            PendingAliases(base, pending, gather(binds, pending), bounds, names.__getitem__)
+            if pending
+            else None
+        )
+        return (
+            list(compress(order, keep)),
+            list(compress(ordered_starts, keep)),
+            list(compress(sizes, keep)),
+            aliases,
+        )
 
     @classmethod
     def restored(cls, source: str, starts: list[int], ends: list[int], names: StrtabNames) -> AddressTable:
@@ -229,6 +266,7 @@ class AddressTable:
         t._strtab = (names.strtab, names.offsets, range(len(starts)), names.max_bytes)
         t._by_name = None
         t._by_canonical = None
+        t._aliases = None
         return t
 
     def saved(self) -> tuple[bytes, list[int], int] | None:
@@ -238,6 +276,8 @@ class AddressTable:
         if st is None:
             return None
         strtab, offsets, picks, max_bytes = st
+        if self._aliases is not None:
+            self._aliases.settle_all(picks)
         return strtab, take(offsets, list(picks)), max_bytes
 
     def __len__(self) -> int:
@@ -264,7 +304,10 @@ class AddressTable:
                 raw = self.names[i]
             else:  # StrtabNames.__getitem__, inlined
                 strtab, offsets, picks, max_bytes = st
-                off = offsets[picks[i]]
+                try:
+                    off = offsets[picks[i]]
+                except IndexError:  # an alias group not decided yet (canonical/aliasgroups.py)
+                    off = offsets[self._settle(picks, i)]
                 end = strtab.find(b"\0", off, off + max_bytes)
                 if end < 0:
                     end = min(len(strtab), off + max_bytes)
@@ -274,6 +317,14 @@ class AddressTable:
                     raw = strtab[off:end].decode("utf-8", "replace")
             name = self.canonical[i] = demangle_uncached(raw)
         return name
+
+    def _settle(self, picks: Sequence[int], i: int) -> int:
+        """The record naming entry ``i`` when its pick is past the last record: its alias group,
+        decided now."""
+        aliases = self._aliases
+        if aliases is None or not isinstance(picks, list):
+            raise ValueError(f"entry {i} has no record and no pending alias group")
+        return aliases.settle(picks, i)
 
     def find_name(self, name: str) -> int:
         """Index of the function named ``name`` (raw symbol first, then canonical name), or -1."""

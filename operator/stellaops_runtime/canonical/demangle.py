@@ -185,15 +185,15 @@ def demangle_uncached(name: str) -> str:
             name = name[1:]
             head = name[:2]
         if head == "_Z":
-            if name[2:3] == "N" and (
-                (
-                    name[-20:-17] == "17h"
-                    and name[-1] == "E"
-                    and not name[-17:-1].strip(HEX)
-                    and len(name) > 24
-                )
-                or ("." in name and is_legacy_rust(name))
-            ):
+            # Legacy Rust: "_ZN...17h<16 hex>E", or with a ".suffix" (is_legacy_rust); the last
+            # character first, the cheapest test that rejects most C++ names
+            if (
+                name[-1] == "E"
+                and name[2:3] == "N"
+                and name[-20:-17] == "17h"
+                and not name[-17:-1].strip(HEX)
+                and len(name) > 24
+            ) or ("." in name and is_legacy_rust(name)):
                 try:
                     out = _rustc_demangle(name)
                 except Exception:  # pyderust.DemangleError
@@ -204,14 +204,14 @@ def demangle_uncached(name: str) -> str:
                 c.rust_legacy += 1
                 return out
             out = None
-            # GNU's own demangler first where LLVM's text differs from c++filt's (cxx_gnu.py)
+            # GNU's own demangler first where LLVM's text differs from c++filt's (cxx_gnu.py). A
+            # two-character search costs several one-character ones (a long name is scanned by
+            # a slower loop), so each waits for its first character to be found.
             gnu = (
-                "CI" in name
-                or "Dt" in name
-                or "DT" in name
-                or name.find("Z", 2) > 0
-                or name[2:4] == "TH"
-                or name[2:4] == "TW"
+                ("C" in name and "CI" in name)
+                or ("D" in name and ("Dt" in name or "DT" in name))
+                or name.rfind("Z") > 1  # a "Z" after "_Z": a local name
+                or (name[2:3] == "T" and (name[3:4] == "H" or name[3:4] == "W"))
             )
             if gnu:
                 out = _gnu_cxa_demangle(name)

@@ -13,10 +13,10 @@ without copying it. Pure: no I/O.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-__all__ = ["Gathered", "Names", "PickedNames", "RawSymbol", "StrtabNames", "SymbolColumns", "take"]
+__all__ = ["Gathered", "Names", "PickedNames", "RawSymbol", "StrtabNames", "SymbolColumns", "gather", "take"]
 
 # (start, size, raw name, binding, section end or 0 when unknown)
 RawSymbol = tuple[int, int, str, int, int]
@@ -56,6 +56,13 @@ def take(seq: Sequence[int], idx: list[int]) -> list[int]:
     return [seq[i] for i in idx]
 
 
+def gather(column: Sequence[int] | Gathered, idx: list[int]) -> list[int]:
+    """``[column[i] for i in idx]`` in C calls, through a :class:`Gathered` view's own columns."""
+    if isinstance(column, Gathered):
+        return take(column.seq, take(column.idx, idx))
+    return take(column, idx)
+
+
 class StrtabNames:
     """Raw symbol names as offsets into a string table, decoded when asked for (most never are)."""
 
@@ -85,21 +92,37 @@ class StrtabNames:
 
 
 class PickedNames:
-    """The names of a table's entries: entry ``i`` is symbol ``picks[i]`` of the source's names."""
+    """The names of a table's entries: entry ``i`` is symbol ``picks[i]`` of the source's names.
 
-    __slots__ = ("names", "picks")
+    A pick past the source's last record is an alias group not decided yet
+    (canonical/aliasgroups.py): ``settle(picks, i)`` decides it, stores and returns
+    the record.
+    """
 
-    def __init__(self, names: Names, picks: list[int]) -> None:
+    __slots__ = ("names", "picks", "settle")
+
+    def __init__(
+        self, names: Names, picks: list[int], settle: Callable[[list[int], int], int] | None = None
+    ) -> None:
         self.names = names
         self.picks = picks
+        self.settle = settle
 
     def __len__(self) -> int:
         return len(self.picks)
 
     def __getitem__(self, i: int) -> str:
-        return self.names[self.picks[i]]
+        try:
+            return self.names[self.picks[i]]
+        except IndexError:
+            n = len(self.picks)
+            if self.settle is None or not -n <= i < n:
+                raise
+            return self.names[self.settle(self.picks, i % n)]
 
     def __iter__(self) -> Iterator[str]:
+        if self.settle is not None:
+            return (self[i] for i in range(len(self.picks)))
         names = self.names
         return (names[p] for p in self.picks)
 
