@@ -33,6 +33,10 @@ functions (about 50-character names) in 50 modules of 200 images, so
 they pass through the whole pipeline (privacy filter, canonicalizer: the
 files do not exist, so frames keep Tetragon's names, package attribution).
 
+The agent runs with the allocator ``stella-runtime agent`` chooses (agent/jemalloc.py:
+jemalloc where Debian's libjemalloc2 is installed, else the interpreter's); each figure
+says which (``allocator``, read from the process's own ``/proc/<pid>/maps``).
+
 ``--agent-path DIR`` runs the agent from another checkout's ``operator/``
 (e.g. ``git archive HEAD operator | tar -x -C /tmp/head``); ``--before DIR``
 measures that one first and then this checkout, for a before/after in one
@@ -211,6 +215,10 @@ class _Agent:
     def status(self) -> dict[str, float]:
         return _status(self.proc.pid)
 
+    def allocator(self) -> str:
+        """jemalloc when the running agent has it mapped (agent/jemalloc.py), else pymalloc."""
+        return "jemalloc" if "libjemalloc" in Path(f"/proc/{self.proc.pid}/maps").read_text() else "pymalloc"
+
     def close(self) -> None:
         self.proc.terminate()
         try:
@@ -237,10 +245,17 @@ def _idle(agent_path: str | None, store_url: str | None = None) -> dict[str, Any
             _wait(a.ready, 120, "the agent to be ready")
             time.sleep(3)  # idle: a few flush loop turns, no event
             st = a.status()
+            allocator = a.allocator()
             assert _metric(a.metrics(), "stellaops_runtime_events_received_total") == 0
         finally:
             a.close()
-    return {"rss_mb": st["VmRSS"], "peak_mb": st["VmHWM"], "anon_mb": st["RssAnon"], "file_mb": st["RssFile"]}
+    return {
+        "rss_mb": st["VmRSS"],
+        "peak_mb": st["VmHWM"],
+        "anon_mb": st["RssAnon"],
+        "file_mb": st["RssFile"],
+        "allocator": allocator,
+    }
 
 
 def _keyed(
@@ -268,6 +283,7 @@ def _keyed(
             time.sleep(2)  # the flush loop returns freed memory right after a flush (agent/allocator.py)
             st = a.status()
             m = a.metrics()
+            allocator = a.allocator()
         finally:
             a.close()
     stored = int(_metric(m, "stellaops_runtime_hot_symbols_flushed_total"))
@@ -283,6 +299,7 @@ def _keyed(
         "rows_dropped": int(_metric(m, "stellaops_runtime_store_rows_dropped_total")),
         "early_drains": int(_metric(m, "stellaops_runtime_hot_symbols_early_drains_total")),
         "store_write_timeouts": int(_metric(m, "stellaops_runtime_store_flush_timeouts_total")),
+        "allocator": allocator,
     }
 
 

@@ -267,8 +267,8 @@ def _write(path: Path, payloads: list[bytes]) -> None:
             f.write(p)
 
 
-def _child(tree: str, uniq: Path, mix: Path) -> dict[str, tuple[float, float]]:
-    env = dict(os.environ, PYTHONPATH=tree)
+def _child(tree: str, uniq: Path, mix: Path, extra: dict[str, str]) -> dict[str, tuple[float, float]]:
+    env = dict(os.environ, PYTHONPATH=tree, **extra)
     r = subprocess.run(
         [sys.executable, "-c", _CHILD, str(uniq), str(mix)],
         env=env,
@@ -283,6 +283,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", required=True, help="the 'before' tree's operator/ directory")
     ap.add_argument("--after", default=str(ROOT / "operator"), help="the 'after' tree (default: this one)")
+    ap.add_argument(
+        "--after-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the 'after' children's environment only (e.g. PYTHONMALLOC=malloc); repeatable",
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--events", type=int, default=30_000)
     ap.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
@@ -307,6 +314,7 @@ def main() -> int:
     import run as bench  # the corpora exactly as bench/run.py makes them
 
     trees = {"before": args.before, "after": args.after}
+    envs: dict[str, dict[str, str]] = {"before": {}, "after": dict(e.split("=", 1) for e in args.after_env)}
     got: dict[str, dict[str, list[tuple[float, float]]]] = {t: {} for t in trees}
     with tempfile.TemporaryDirectory() as tmp:
         uniq, mix = Path(tmp) / "uniq.bin", Path(tmp) / "mix.bin"
@@ -315,7 +323,7 @@ def main() -> int:
         for r in range(args.rounds):
             order = list(trees) if r % 2 == 0 else list(reversed(trees))
             for t in order:
-                for case, v in _child(trees[t], uniq, mix).items():
+                for case, v in _child(trees[t], uniq, mix, envs[t]).items():
                     got[t].setdefault(case, []).append(v)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     report: dict[str, dict[str, float]] = {}
@@ -332,7 +340,8 @@ def main() -> int:
             "after_ev_per_wall_s": round(a_wall),
             "after_vs_before_wall": round(a_wall / b_wall, 3),
         }
-    print(json.dumps({"events": args.events, "rounds": args.rounds, "cases": report}, indent=2))
+    out = {"events": args.events, "rounds": args.rounds, "after_env": envs["after"], "cases": report}
+    print(json.dumps(out, indent=2))
     return 0
 
 

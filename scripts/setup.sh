@@ -10,7 +10,8 @@
 #                             rpm database for attribution); kubectl (kustomize);
 #                             llvm (llvm-symbolizer, libLLVM) and libc6-dbg (the
 #                             symbolizer's reference tool and real debug files);
-#                             clang (test programs in clang's DWARF 5)
+#                             clang (test programs in clang's DWARF 5);
+#                             libjemalloc2 (the agent's allocator, as in the image)
 #
 # Runs apt-get only for what is missing (root needed then), and pip only when
 # pyproject.toml changed since the last install.
@@ -46,6 +47,8 @@ if (( want_server )); then
   command -v rustfilt >/dev/null 2>&1 || apt_pkgs+=(rustfilt)  # reference Rust demangler
   # clang: its default DWARF 5 (indexed addresses and range lists) for the symbolizer's tests
   command -v clang++ >/dev/null 2>&1 || apt_pkgs+=(clang)
+  # libjemalloc2: the agent re-executes itself under it (agent/jemalloc.py), as in the image
+  dpkg -s libjemalloc2 >/dev/null 2>&1 || apt_pkgs+=(libjemalloc2)
   [[ -d /usr/lib/debug/.build-id ]] && dpkg -s libc6-dbg >/dev/null 2>&1 || apt_pkgs+=(libc6-dbg)
 fi
 if (( ${#apt_pkgs[@]} )); then

@@ -267,6 +267,8 @@ def test_demo_runs_inside_the_image(containerd: Containerd) -> None:
     assert res.returncode == 0, out[-4000:]
     assert re.search(r"demo: OK: \d+ hot functions with a package URL", out), out[-4000:]
     assert "crc32" in out and "Traceback" not in out
+    # the agent re-executed itself under the image's jemalloc (agent/jemalloc.py)
+    assert "memory allocator: jemalloc (/usr/lib/" in out, out[-4000:]
 
 
 async def _operator_in_image(containerd: Containerd, cluster: Cluster, name: str, *opts: str) -> tuple:

@@ -155,6 +155,12 @@ class Parts:
         # a clean entry's bytes after its leading offset field -> (module, symbol, address): see shaped()
         self.shapes: dict[bytes, tuple[str, str, int]] = {}
 
+    def clear(self) -> None:
+        """Forget every table's entries (see Pipeline.shed_caches: they are read again when next seen)."""
+        self.processes.clear()
+        self.frames.clear()
+        self.shapes.clear()
+
     def new_process(self, key: bytes | tuple[bytes, ...], decoded: Any) -> ProcessPart:
         """Read the decoded Process whose raw occurrence(s) are ``key``, and remember it (a miss)."""
         part = read_process(decoded)

@@ -27,6 +27,10 @@ agent's RSS stays at its peak. :func:`release_free_memory` (``malloc_trim``)
 gives those free pages back; the agent calls it after flushes that wrote many
 rows (measured: after 100,000 rows, RSS from ~540 MB back to ~195 MB, in
 about 0.1 s; docs/benchmarks.md, "Agent memory").
+
+Where the agent runs under jemalloc (agent/jemalloc.py, the default where it is
+installed), glibc's allocator holds nothing: the settings are not applied and
+the release asks jemalloc to purge instead.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import logging
 import os
 import platform
 import sys
+
+from stellaops_runtime.agent import jemalloc
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +69,25 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _libc: list[ctypes.CDLL | None] = []  # looked up once
+_jemalloc: list[bool] = []  # whether this process runs under jemalloc, looked up once
+
+
+def under_jemalloc() -> bool:
+    """True when this process's malloc is jemalloc (agent/jemalloc.py)."""
+    if not _jemalloc:
+        _jemalloc.append(jemalloc.active() is not None)
+    return _jemalloc[0]
 
 
 def release_free_memory() -> bool:
     """Return the heaps' free pages to the kernel (glibc ``malloc_trim(0)``); True when some were.
 
     Takes the allocator's locks for its duration (about 0.1 s for a heap of
-    500 MB), so callers run it on a worker thread. False off glibc.
+    500 MB), so callers run it on a worker thread. False off glibc. Under jemalloc: its
+    purge of every arena.
     """
+    if under_jemalloc():
+        return jemalloc.purge()
     if not _libc:
         _libc.append(_glibc())
     libc = _libc[0]
@@ -80,8 +97,8 @@ def release_free_memory() -> bool:
 
 
 def tune_malloc() -> dict[str, int]:
-    """Apply the settings above; returns the ones applied (name -> value), empty off glibc."""
-    libc = _glibc()
+    """Apply the settings above; returns the ones applied (name -> value), empty off glibc's malloc."""
+    libc = None if under_jemalloc() else _glibc()
     if libc is None:
         return {}
     applied: dict[str, int] = {}

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from stellaops_runtime.adapter import from_json, from_proto, validate
+from stellaops_runtime.adapter import from_json, from_proto, proto_parts, validate
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.adapter.python_usdt import Outcome, PythonFunctions
 from stellaops_runtime.agent.fastpath import FastPath
@@ -214,6 +214,11 @@ class Pipeline:
                 self.canonicalizer.symbolizer.kernel()
             except OSError as e:
                 log.warning("kernel symbols unavailable (%s): kernel frames keep their names", e)
+
+    def shed_caches(self) -> None:
+        """Empty the decode caches whose entries were made among a window's keys (pipeline thread)."""
+        proto_parts.PARTS.clear()
+        demangling.clear_cache()
 
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
         """Everything aggregated since the last drain (see HotSymbolAggregator.drain), with purls."""

@@ -370,6 +370,7 @@ class Agent:
         done = self.pending.rows_flushed
         if done - self._rows_at_trim >= TRIM_AFTER_ROWS:
             self._rows_at_trim = done
+            await self.in_pipeline(self.pipeline.shed_caches)
             await asyncio.to_thread(release_free_memory)
 
     async def _flush_loop(self) -> None:

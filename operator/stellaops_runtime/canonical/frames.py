@@ -47,6 +47,7 @@ exists on this kernel, else they keep the symbol as a hint
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from contextlib import AbstractContextManager
 
@@ -250,7 +251,7 @@ class FrameCanonicalizer(KernelFrames):
         if ids is None:
             ids = {}
             self._ids.put(exec_id, ids)
-        ids[module] = (build_id, "")
+        ids[sys.intern(module)] = (build_id, "")  # one string per path (see BinaryLocator.build_id)
 
     # -- user frames ----------------------------------------------------------------
 

@@ -22,6 +22,8 @@ Runs on the caller's (pipeline) thread; its own cache is not shared.
 
 from __future__ import annotations
 
+import sys
+
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
 from stellaops_runtime.canonical.elflayout import ElfError
@@ -101,7 +103,9 @@ class BinaryLocator:
                 return got  # not remembered: the next event asks again
             except (OSError, ElfError, ProcessError):
                 pass
-        ids[module] = got
+        # Interned: every process maps the same few paths, and one string per path (not one per
+        # process) is what outlives the window whose events named it (docs/benchmarks.md, eleventh pass).
+        ids[sys.intern(module)] = got
         return got
 
     def process_path(self, pid: int, module: str) -> tuple[str, str]:

@@ -23,6 +23,10 @@ Prometheus metrics and health on :8080 (/metrics, /healthz, /readyz).
 SIGTERM or SIGINT stops the sources, flushes everything counted so far and
 exits 0; exit 2 on a bad config (a SQLite store's directory must exist unless
 store.createDirectories is true) or when the final flush cannot reach the store.
+
+Where Debian's libjemalloc2 is installed (the image has it), the agent re-executes
+itself once under jemalloc, which gives a flushed window's memory back to the
+node; STELLA_AGENT_ALLOCATOR=system keeps the interpreter's allocator.
 """
 
 
@@ -63,6 +67,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stellaops_runtime.agent import jemalloc
+
+    # First of all, so that nothing (a config warning, a config error) is said twice: under
+    # jemalloc where it is installed this does not return (agent/jemalloc.py).
+    why = jemalloc.reexec_if_planned()
     try:
         config = load_config(args.config) if args.config else parse_config({})
         store = args.store or os.environ.get(STORE_URL_ENV)
@@ -87,8 +96,12 @@ def run(args: argparse.Namespace) -> int:
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:
         print("stella-runtime agent: --exit-when-idle must be > 0", file=sys.stderr)
         return exitcodes.ERROR
-    from stellaops_runtime.agent.allocator import tune_malloc
+    from stellaops_runtime.agent.allocator import tune_malloc, under_jemalloc
 
+    if under_jemalloc():
+        log.info("memory allocator: jemalloc (%s)", jemalloc.active())
+    else:
+        log.info("memory allocator: the interpreter's (%s)", why)
     tune_malloc()  # before any thread exists: large buffers go back to the kernel when freed
     from stellaops_runtime.agent.runner import Agent  # heavy imports only when running
 
