@@ -253,7 +253,7 @@ def test_config_hash_changes_when_the_config_changes(path: str, value: Any) -> N
     [
         ("agent.image", "ghcr.io/stellaops/stellaops-runtime:0.2.0"),
         ("agent.pullPolicy", "Always"),
-        ("agent.resources", {"limits": {"memory": "1Gi"}}),
+        ("agent.resources", {"limits": {"memory": "2Gi"}}),
         ("agent.nodeSelector", {"pool": "general"}),
         ("agent.tolerations", []),
         ("agent.priorityClassName", "node-agents"),

@@ -104,7 +104,9 @@ QUANTITY_PATTERN = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NU
 
 
 DEFAULT_REQUESTS: dict[str, Quantity] = {"cpu": "100m", "memory": "128Mi"}
-DEFAULT_LIMITS: dict[str, Quantity] = {"memory": "512Mi"}
+# A 1,000,000-key storm with the store lagging peaks at ~650-690 MB (the outage buffer at its
+# default bound, maxPendingRows; docs/benchmarks.md, "Eleventh pass"): 512Mi would OOM-kill it.
+DEFAULT_LIMITS: dict[str, Quantity] = {"memory": "1Gi"}
 
 
 class Resources(_Model):
