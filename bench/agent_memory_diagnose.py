@@ -21,7 +21,7 @@ and events) *inside* this process, so that it can look at it once the
 The agent process runs under jemalloc where it is installed (agent/jemalloc.py), this
 script under whatever it was started with: to look at the agent as it runs, start it the
 same way (``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 PYTHONMALLOC=malloc
-MALLOC_CONF=narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0``; pymalloc's arena figures are -1
+MALLOC_CONF=narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0,slab_sizes:1-4096:1``; pymalloc's arena figures are -1
 then). Its RSS is not the agent's (this process also imported the bench and
 multiprocessing); compare runs of this script with each other only. Usage::
 

@@ -5,9 +5,10 @@ window of 100,000 new keys allocates ~60 MB of small Python objects and frees th
 flush. CPython's own allocator (pymalloc) returns a 1 MiB arena to the kernel only when
 its last object is freed, and every window leaves a few long-lived objects (module paths of
 new processes, statement caches, metric children) among its keys: the agent on PostgreSQL
-held ~130 MB after such a flush, ~65 MB of it free. jemalloc works in pages, gives a freed
-page back at once (``dirty_decay_ms:0``) and is as fast as pymalloc on the agent's pipeline
-(bench/pipeline_ab.py ``--after-env``); with it the same agent held ~105 MB.
+held ~135 MB after such a flush, ~55 MB of it free arenas. jemalloc works in pages, gives a
+freed page back at once (``dirty_decay_ms:0``) and runs the agent's pipeline within 1-3 % of
+pymalloc's speed (bench/pipeline_ab.py ``--after-env``); with it, and one-page slabs, the same
+agent held ~97 MB.
 
 The allocator is chosen when a process starts (``LD_PRELOAD``, ``PYTHONMALLOC``), so
 ``stella-runtime agent`` re-executes itself once, with the same interpreter and arguments,
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 SONAME = "libjemalloc.so.2"
 CHOICE_ENV = "STELLA_AGENT_ALLOCATOR"  # auto (default), jemalloc, system
 MARK_ENV = "STELLA_AGENT_ALLOCATOR_EXEC"  # set across the one re-exec: never twice
-# One arena for the few threads the agent has; a freed page goes back to the kernel at once.
-MALLOC_CONF = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0"
+# One arena for the few threads the agent has; a freed page goes back to the kernel at once;
+# small objects in one-page slabs (jemalloc's default is up to 7 pages), so that an object that
+# outlives its window keeps one page of it, not 28 KiB.
+MALLOC_CONF = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0,slab_sizes:1-4096:1"
 CHOICES = ("auto", "jemalloc", "system")
 
 
