@@ -93,3 +93,12 @@ async def test_an_operators_pythonmalloc_is_kept(tmp_path: Path) -> None:
     assert jemalloc.SONAME not in maps
     assert environ["PYTHONMALLOC"] == "pymalloc"
     assert "memory allocator: the interpreter's (PYTHONMALLOC or LD_PRELOAD set by the operator" in out
+
+
+async def test_a_preload_the_loader_dropped_is_reported(tmp_path: Path) -> None:
+    """As if re-executed with a library ld.so could not preload (it says so and carries on)."""
+    maps, environ, out = await _run(tmp_path, STELLA_AGENT_ALLOCATOR_EXEC="/nonexistent/libjemalloc.so.2")
+    assert jemalloc.SONAME not in maps
+    assert "PYTHONMALLOC" not in environ  # no second exec
+    assert "WARNING" in out
+    assert "memory allocator: /nonexistent/libjemalloc.so.2 was preloaded but is not loaded" in out

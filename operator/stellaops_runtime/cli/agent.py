@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     if under_jemalloc():
         log.info("memory allocator: jemalloc (%s)", jemalloc.active())
+    elif preloaded := os.environ.get(jemalloc.MARK_ENV):  # re-executed, but the loader dropped it
+        log.warning("memory allocator: %s was preloaded but is not loaded: the interpreter's", preloaded)
     else:
         log.info("memory allocator: the interpreter's (%s)", why)
     tune_malloc()  # before any thread exists: large buffers go back to the kernel when freed
