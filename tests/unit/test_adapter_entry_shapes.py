@@ -21,28 +21,20 @@ import pytest
 from stellaops_runtime.adapter import common, from_proto, known_parts, proto_parts
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
+from tests.wire_bytes import varint
 
 _SYMBOL, _MODULE = b"getaddrinfo", b"/usr/lib/x86_64-linux-gnu/libc.so.6"
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _text(field: int, value: bytes) -> bytes:
-    return bytes((field << 3 | 2,)) + _varint(len(value)) + value
+    return bytes((field << 3 | 2,)) + varint(len(value)) + value
 
 
 REST = _text(3, _SYMBOL) + _text(4, _MODULE)  # symbol, module: what follows Tetragon's offset field
 
 
 def _entry(offset: int) -> bytes:
-    return b"\x10" + _varint(offset) + REST
+    return b"\x10" + varint(offset) + REST
 
 
 def _payload(*entries: bytes, seconds: int = 1_795_000_000) -> bytes:
@@ -144,7 +136,7 @@ def test_a_hostile_entry_takes_the_old_path_and_gives_the_old_answer(
         # Other offsets before the same rest: still what the schema reads.
         for offset in (3, 0x4000):
             start = known_parts.proto_parts._leading_offset(raw)[1]
-            _both(_payload(b"\x10" + _varint(offset) + raw[start:] if start else raw))
+            _both(_payload(b"\x10" + varint(offset) + raw[start:] if start else raw))
     for rest in fresh_parts.shapes:
         assert rest == REST or (b"\x10" not in rest and b"\x00" not in rest), rest
 
@@ -157,13 +149,13 @@ def test_shapes_are_remembered_within_their_bound(
     for i in range(10):
         rest = _text(3, f"f{i}".encode()) + _text(4, _MODULE)
         for offset in (5, 6):
-            ev = _both(_payload(b"\x10" + _varint(offset) + rest))
+            ev = _both(_payload(b"\x10" + varint(offset) + rest))
             assert ev is not None and ev.user_stack[0].symbol == f"f{i}" and ev.user_stack[0].offset == offset
         assert len(fresh_parts.shapes) <= 3
     # A large entry is never read by its shape (nor alone): the payload is decoded whole, as before.
     big = _text(3, b"s" * 300) + _text(4, _MODULE)
     for offset in (5, 6, 7):
-        _both(_payload(b"\x10" + _varint(offset) + big))
+        _both(_payload(b"\x10" + varint(offset) + big))
     assert big not in fresh_parts.shapes
 
 

@@ -69,14 +69,19 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _libc: list[ctypes.CDLL | None] = []  # looked up once
-_jemalloc: list[bool] = []  # whether this process runs under jemalloc, looked up once
+_jemalloc: list[str | None] = []  # the jemalloc library this process runs with, looked up once
+
+
+def jemalloc_library() -> str | None:
+    """The jemalloc library this process's malloc is (agent/jemalloc.py), else None."""
+    if not _jemalloc:
+        _jemalloc.append(jemalloc.active())
+    return _jemalloc[0]
 
 
 def under_jemalloc() -> bool:
-    """True when this process's malloc is jemalloc (agent/jemalloc.py)."""
-    if not _jemalloc:
-        _jemalloc.append(jemalloc.active() is not None)
-    return _jemalloc[0]
+    """True when this process's malloc is jemalloc."""
+    return jemalloc_library() is not None
 
 
 def release_free_memory() -> bool:

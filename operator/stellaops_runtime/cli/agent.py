@@ -96,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:
         print("stella-runtime agent: --exit-when-idle must be > 0", file=sys.stderr)
         return exitcodes.ERROR
-    from stellaops_runtime.agent.allocator import tune_malloc, under_jemalloc
+    from stellaops_runtime.agent.allocator import jemalloc_library, tune_malloc
 
-    if under_jemalloc():
-        log.info("memory allocator: jemalloc (%s)", jemalloc.active())
+    if library := jemalloc_library():
+        log.info("memory allocator: jemalloc (%s)", library)
     elif preloaded := os.environ.get(jemalloc.MARK_ENV):  # re-executed, but the loader dropped it
         log.warning("memory allocator: %s was preloaded but is not loaded: the interpreter's", preloaded)
     else:
