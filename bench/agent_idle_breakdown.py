@@ -16,9 +16,15 @@ ready and idle (3 s more, as the bench does), and reads ``/proc/<pid>/smaps``:
   shared clean (code and read-only data read from the page cache);
 - the threads by name (``/proc/<pid>/task/*/comm``).
 
+With ``--floor``, the same run also measures the floor no agent code can go below: a second
+interpreter, started like the agent (under jemalloc when the agent would be,
+agent/jemalloc.py's plan), that imports only asyncio and grpcio and keeps Tetragon's GetEvents
+stream open on the same replay server (``floor`` in the output: its VmRSS, anonymous and
+file-backed, and its largest files).
+
 Usage::
 
-    .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20] [--postgres]
+    .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20] [--postgres] [--floor]
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,12 +87,66 @@ def breakdown(rows: list[dict[str, Any]], top: int) -> dict[str, Any]:
     }
 
 
+# The floor: an interpreter with asyncio and grpcio, Tetragon's event stream open (raw bytes, as
+# sources/tetragon_grpc.py asks for them), idle until its stdin closes.
+FLOOR_CODE = """
+import asyncio, sys
+import grpc
+
+async def main(address):
+    async with grpc.aio.insecure_channel(address) as ch:
+        await ch.channel_ready()
+        call = ch.unary_stream("/tetragon.FineGuidanceSensors/GetEvents")(b"")
+        reading = asyncio.ensure_future(call.read())  # the stream open, as the agent's
+        await asyncio.sleep(0.5)
+        print("open", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        call.cancel()
+        reading.cancel()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def floor(address: str, top: int) -> dict[str, Any]:
+    """The floor process's memory, idle with its stream open for 3 s (see the docstring)."""
+    from stellaops_runtime.agent import jemalloc
+
+    decision = jemalloc.plan(os.environ, jemalloc.find_library())
+    env = decision.env if decision.env is not None else dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_CODE, address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        if proc.stdout.readline().strip() != "open":
+            raise RuntimeError("the floor process could not open the stream")
+        time.sleep(3)
+        status = bench._status(proc.pid)
+        rows = smaps(proc.pid)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    b = breakdown(rows, top)
+    return {"status": status, "allocator": decision.reason, "rss_mb": b["rss_mb"], "files": b["files"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agent-path", help="PYTHONPATH for the agent process (another checkout's operator/)")
     ap.add_argument("--top", type=int, default=20, help="files listed one by one (default 20)")
     ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
+    ap.add_argument("--floor", action="store_true", help="also measure asyncio + grpcio alone (see above)")
     args = ap.parse_args(argv)
+    floor_out: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         url = None
         if args.postgres:
@@ -103,9 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = smaps(a.proc.pid)
             tasks = sorted(Path(f"/proc/{a.proc.pid}/task").iterdir())
             threads = [(t / "comm").read_text().strip() for t in tasks]
+            if args.floor:
+                floor_out = floor(a.address, min(args.top, 8))
         finally:
             a.close()
     out = {"status": status, "threads": threads, **breakdown(rows, args.top)}
+    if floor_out is not None:
+        out["floor"] = floor_out
     print(json.dumps(out, indent=2))
     return 0
 

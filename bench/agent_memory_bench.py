@@ -174,6 +174,7 @@ class _Agent:
         self.server = ctx.Process(target=_serve, args=(events, fixed_time, q), daemon=True)
         self.server.start()
         address = q.get(timeout=600)
+        self.address = address
         self.port = _free_port()
         cfg = {
             "nodeName": "bench-node",

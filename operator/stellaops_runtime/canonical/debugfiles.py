@@ -48,6 +48,7 @@ from stellaops_runtime.canonical.elflayout import (
     ElfLayout,
     build_id_from_notes,
     parse_notes,
+    read_chunks,
     read_layout,
     read_notes,
 )
@@ -56,7 +57,6 @@ from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, o
 from stellaops_runtime.canonical.symtab import SHT_NOBITS, SectionInfo, read_section, read_section_table
 
 DEBUG_DIR = "/usr/lib/debug"
-_CHUNK = 1 << 20
 _MAX_DEBUGLINK_BYTES = 4096
 
 # How a debug file was found (the suffix of ``debug_files_found_<how>``).
@@ -180,18 +180,16 @@ def _digest_and_crc(fd: int, size: int, limits: Limits) -> tuple[str, int]:
     budget = limits.budget()
     h = hashlib.sha256()
     crc = 0
-    pos = 0
-    while pos < size:
-        chunk = os.pread(fd, min(_CHUNK, size - pos), pos)
-        if not chunk:
-            break
+
+    def consume(chunk: memoryview) -> None:
+        nonlocal crc
         h.update(chunk)
         crc = zlib.crc32(chunk, crc)
-        pos += len(chunk)
-        try:
-            budget.check_time("hashing a debug file")
-        except ElfError as e:
-            raise Rejected(e.reason, str(e)) from None
+
+    try:
+        pos = read_chunks(fd, size, consume, lambda: budget.check_time("hashing a debug file"))
+    except ElfError as e:
+        raise Rejected(e.reason, str(e)) from None
     if pos != size:
         raise Rejected(UNREADABLE, "file shrank while it was read")
     return h.hexdigest(), crc

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -54,6 +55,7 @@ BUILD_ID_FALLBACK = "fallback"
 _MAX_NOTE_BYTES = 1 << 20
 _MAX_PHNUM = 4096
 MAX_FALLBACK_HASH_BYTES = 1 << 30  # limits.DEFAULT_MAX_FILE_BYTES
+READ_CHUNK_BYTES = 1 << 20  # read_chunks' buffer
 
 
 class ElfError(Exception):
@@ -306,12 +308,38 @@ def fallback_from_digest(hexdigest: str) -> str:
 
 def _sha256_hex(f: BinaryIO, size: int) -> str:
     h = hashlib.sha256()
-    fd = f.fileno()
-    pos = 0
-    while pos < size and (chunk := os.pread(fd, min(1 << 20, size - pos), pos)):
-        h.update(chunk)
-        pos += len(chunk)
+    read_chunks(f.fileno(), size, h.update)
     return h.hexdigest()
+
+
+def read_chunks(
+    fd: int, size: int, consume: Callable[[memoryview], object], check: Callable[[], object] | None = None
+) -> int:
+    """Feed the file's first ``size`` bytes to ``consume`` in 1 MiB chunks, read at their offsets
+    (the file position is not moved), calling ``check`` after each; returns the bytes read (fewer
+    when the file is shorter).
+
+    Every chunk is read into one buffer, reused: a new ``bytes`` per chunk (``os.pread``) costs a
+    fresh allocation whose pages the kernel must zero, about a third of the time of hashing a file
+    already in the page cache. ``consume`` gets a view of the buffer valid only during its call
+    (``hashlib``'s ``update`` and ``zlib.crc32`` are done with it when they return).
+    """
+    buf = bytearray(min(READ_CHUNK_BYTES, max(size, 0)))
+    view = memoryview(buf)
+    pos = 0
+    try:
+        while pos < size:
+            want = min(READ_CHUNK_BYTES, size - pos)
+            n = os.preadv(fd, [view[:want]], pos)
+            if not n:
+                break
+            consume(view[:n])
+            pos += n
+            if check is not None:
+                check()
+    finally:
+        view.release()
+    return pos
 
 
 def file_build_id(

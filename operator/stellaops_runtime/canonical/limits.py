@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
-from stellaops_runtime.canonical.elflayout import ElfError
+from stellaops_runtime.canonical.elflayout import ElfError, read_chunks
 
 BUDGET_EXCEEDED = "budget_exceeded"
 MALFORMED = "malformed"
@@ -45,7 +45,6 @@ DEFAULT_MAX_PARSE_BYTES = 64 << 20
 DEFAULT_MAX_SYMBOLS = 500_000
 DEFAULT_MAX_DWARF_DIES = 250_000
 DEFAULT_PARSE_SECONDS = 2.0
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +118,7 @@ def file_digest(fd: int, size: int, limits: Limits, *, budget: Budget | None = N
         )
     b = budget or limits.budget()
     h = hashlib.sha256()
-    pos = 0
-    while pos < size:
-        chunk = os.pread(fd, min(_CHUNK, size - pos), pos)
-        if not chunk:
-            break
-        h.update(chunk)
-        pos += len(chunk)
-        b.check_time("hashing the file")
+    read_chunks(fd, size, h.update, lambda: b.check_time("hashing the file"))
     return h.hexdigest()
 
 
