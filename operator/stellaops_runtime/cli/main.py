@@ -16,6 +16,9 @@ import sys
 
 from stellaops_runtime import __version__
 from stellaops_runtime.cli import exitcodes, pipes
+from stellaops_runtime.contracts.redact import redact_error
+
+log = logging.getLogger(__name__)
 
 # Subcommand name -> module, in the order `--help` lists them. Only the module
 # of the command asked for is imported (each pulls in its own libraries: the
@@ -103,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader closed our output: not an error of ours
         pipes.silence_stdout()
         return exitcodes.OK
+    except Exception as e:
+        # Python's own exit status for an uncaught exception is 1, which `query observed`,
+        # `evidence` and `vex` define as "no" (not observed): a crash must never read as an answer.
+        log.error("%s failed", args.command, exc_info=True)  # where, for a bug report
+        print(
+            f"stella-runtime {args.command}: internal error, no answer: {type(e).__name__}: "
+            f"{redact_error(e)} (exit {exitcodes.ERROR})",
+            file=sys.stderr,
+        )
+        code = exitcodes.ERROR
     pipes.flush()
     return code
 
