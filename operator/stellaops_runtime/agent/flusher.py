@@ -13,6 +13,9 @@ its store handling can each be read on their own.
   connection; ``/readyz`` reports the failure meanwhile.
 - At shutdown, what the store cannot take before the grace deadline is
   written to ``store.spoolPath`` and replayed by the next agent on the node.
+  Two agents of one node may share that path: a spool file this agent did
+  not load (another agent wrote it since) is merged into the one it writes,
+  never replaced, and only the very file it loaded is removed once replayed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import (
     StoreConfigError,
     StoreError,
@@ -35,10 +39,14 @@ from stellaops_runtime.store.engine import (
 )
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import (
+    Identity,
     SpoolError,
     quarantine_spool,
-    read_spool,
+    read_spool_identified,
     remove_spool,
+    remove_stale_temporaries,
+    spool_identity,
+    spool_lock,
     write_spool,
 )
 from stellaops_runtime.store.store_url import parse_store_url
@@ -83,6 +91,7 @@ class Flusher:
         self.spool_corrupt = 0
         self.spool_error = ""
         self._spool_loaded = False
+        self._spool_identity: Identity | None = None  # the file load_spool read
         self._opening: asyncio.Future[HotSymbolStore] | None = None
 
     @property
@@ -96,27 +105,68 @@ class Flusher:
         path = self.config.store.spool_path
         if not path:
             return
-        try:
-            batches = read_spool(path)
-        except SpoolError as e:
-            self.spool_corrupt += 1
-            self.spool_error = str(e)
-            moved = quarantine_spool(path)
-            log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
+        with spool_lock(path) as locked:
+            if locked and (n := remove_stale_temporaries(path)):
+                log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
+            try:
+                got = read_spool_identified(path)
+            except SpoolError as e:
+                self._set_aside(path, e)
+                return
+        if got is None:
             return
-        if batches is None:
-            return
+        batches, self._spool_identity = got
         self.pending.load(batches)
         self._spool_loaded = True
         log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
                  self.pending.spool_loaded_rows, len(batches), path)  # fmt: skip
 
+    def _set_aside(self, path: str, e: SpoolError) -> None:
+        self.spool_corrupt += 1
+        self.spool_error = str(e)
+        moved = quarantine_spool(path)
+        log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
+
     def _spool_done(self) -> None:
         if self._spool_loaded and not self.pending.spool_batches_left:
-            remove_spool(self.config.store.spool_path)
+            path = self.config.store.spool_path
+            with spool_lock(path, wait=0) as locked:
+                if not locked:
+                    return  # another agent is at the file: try again after the next flush
+                removed = self._remove_loaded_spool(path)
             self._spool_loaded = False
-            log.info("the spooled rows are stored (%d rows); spool file %s removed",
-                     self.pending.spool_replayed_rows, self.config.store.spool_path)  # fmt: skip
+            what = "removed" if removed else "kept: another agent wrote it since it was loaded"
+            log.info("the spooled rows are stored (%d rows); spool file %s %s",
+                     self.pending.spool_replayed_rows, path, what)  # fmt: skip
+
+    def _remove_loaded_spool(self, path: str) -> bool:
+        """Remove the spool file if it is still the one :meth:`load_spool` read (call under the lock)."""
+        loaded, self._spool_identity = self._spool_identity, None
+        if loaded is None or spool_identity(path) != loaded:
+            return False
+        remove_spool(path)
+        return True
+
+    def _foreign_spool(self, path: str) -> list[Batch]:
+        """The batches of a spool file this agent did not load (call under the lock); [] if none.
+
+        Another agent wrote it after this one started (or after this one replayed
+        and removed its own): replacing it would erase that agent's counts.
+        Its batches keep their agent id and sequence, so the ledger stores each once.
+        """
+        now = spool_identity(path)
+        if now is None or now == self._spool_identity:
+            return []  # none, or the one loaded: its unreplayed batches are pending here
+        try:
+            got = read_spool_identified(path)
+        except SpoolError as e:
+            self._set_aside(path, e)
+            return []
+        if got is None:
+            return []
+        log.warning("spool file %s was written by another agent since this one started: its %d rows "
+                    "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
+        return got[0]
 
     def save_spool(self) -> bool:
         """Write everything still pending to the spool file; True when nothing is left unsaved."""
@@ -124,22 +174,25 @@ class Flusher:
         rows = self.pending.pending_rows
         if not rows:
             if self._spool_loaded:
-                remove_spool(path)
+                with spool_lock(path):
+                    self._remove_loaded_spool(path)
             return True
         if not path:
             self.lost_rows = rows
             log.error("could not store %d hot-symbol rows before shutdown: %s (set store.spoolPath to "
                       "keep them for the next start)", rows, self.pending.last_error)  # fmt: skip
             return False
-        batches = self.pending.take_all()
-        try:
-            self.spooled_rows = write_spool(path, batches)
-        except SpoolError as e:
-            self.pending.load(batches)
-            self.lost_rows = rows
-            log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
-                      rows, self.pending.last_error, e)  # fmt: skip
-            return False
+        own = self.pending.take_all()
+        with spool_lock(path):
+            batches = self._foreign_spool(path) + own
+            try:
+                self.spooled_rows = write_spool(path, batches)
+            except SpoolError as e:
+                self.pending.load(own)
+                self.lost_rows = rows
+                log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
+                          rows, self.pending.last_error, e)  # fmt: skip
+                return False
         log.warning("the store could not take %d hot-symbol rows before shutdown (%s); spooled them to "
                     "%s for the next start", self.spooled_rows, self.pending.last_error, path)  # fmt: skip
         return True
@@ -186,6 +239,7 @@ class Flusher:
             log.warning("store %s not usable (will retry): %s", self.label, e)
             return False
         if self.store is None:  # two waiters on one attempt: the first keeps it
+            store.defer_maintenance = True  # run after a flush, outside its timeout (_maintain)
             self.store = store
             log.info("hot-symbol store ready: %s", self.label)
         return True
@@ -228,10 +282,27 @@ class Flusher:
         )
         if ok:
             self._spool_done()
+            if deadline is None:  # not at shutdown: no time for housekeeping then
+                await self._maintain()
         else:
             log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
                         self.pending.last_error)  # fmt: skip
         return ok
+
+    async def _maintain(self) -> None:
+        """The history's partitions and retention, after a flush and outside its write timeout.
+
+        Bounded by the store's own timeouts (lock, statement); waited for at most
+        ``store.flushTimeout``, and left to finish on its thread after that.
+        """
+        store = self.store
+        if store is None or not store.maintenance_due:
+            return
+        fut = run_detached(store.run_due_maintenance, name="store-maintain")
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=self.config.store.flush_timeout)
+        except Exception as e:  # housekeeping (a timeout included): never a failed flush
+            log.warning("history maintenance of %s still running or failed: %r", self.label, e)
 
     def flush_stuck(self) -> float:
         """Seconds the running write is past ``store.flushTimeout`` (0 when none is)."""

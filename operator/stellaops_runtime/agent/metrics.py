@@ -40,7 +40,9 @@ events_repaired_total{reason}        events kept after a repair: nul_replaced, t
                                      stack_truncated, text_truncated (adapter/validate.py)
 events_unhandled_total{kind}         event kinds we do not use (e.g. process_throttle)
 events_dropped_total{reason}         events lost: queue_full and queue_bytes (ours: the receive queue's
-                                     count and large-payload byte bounds), tetragon_* (Tetragon's)
+                                     count and large-payload byte bounds; queue_bytes also counts an
+                                     event the source could not take: a gRPC message over the channel's
+                                     limit, an export line over the line limit), tetragon_* (Tetragon's)
 attribution_drain_failures_total     drains whose attribution step raised (rows kept without purls)
 fields_redacted_total                argument fields in which a secret was redacted
 arguments_truncated_total            arguments cut to privacy.maxArgumentBytes

@@ -73,6 +73,16 @@ class EventQueue:
             self._ready.set()
         return True
 
+    def drop_oversize(self) -> None:
+        """Count a payload the source itself had to drop for its size (never queued).
+
+        Counted as the queue's own byte-bound drops are (``events_dropped_total``
+        ``{reason="queue_bytes"}``), and a node-wide gap like every drop (:meth:`take_drops`).
+        """
+        self._dropped_one()
+        self.dropped_oversize += 1
+        self._ready.set()  # wake the consumer: it hands drops to the gap tracker after each wake
+
     def _dropped_one(self) -> None:
         self.dropped += 1
         now = time.time_ns()

@@ -141,8 +141,11 @@ class TetragonExportSource:
             start = nl + 1
         del buf[:start]
         if len(buf) > MAX_LINE:
-            self.stats.oversized_lines += 1
-            log.warning("dropping a line longer than %d bytes in %s", MAX_LINE, self.path)
+            if not self._skipping:  # once per line, however many reads it spans
+                self.stats.oversized_lines += 1
+                # An event nobody counts: a drop in the metrics and a gap, never a silent loss.
+                self.queue.drop_oversize()
+                log.warning("dropping a line longer than %d bytes in %s", MAX_LINE, self.path)
             buf.clear()
             self._skipping = True
 

@@ -20,7 +20,9 @@ observed" answer never covers it, however short it was. "Known alive" is
 the arrival of the stream's last message (or its opening, if it delivered
 none): a stream noticed broken only later may already have lost what
 Tetragon sent after that, so the gap starts there, not at the moment the
-break was noticed.
+break was noticed. A stream that goes silent with its connection still open is
+noticed by HTTP/2 keepalive pings (``KEEPALIVE_SECONDS`` of silence, then
+``KEEPALIVE_TIMEOUT_SECONDS`` for the answer) and handled the same way.
 """
 
 from __future__ import annotations
@@ -56,6 +58,33 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # docs/benchmarks.md). The default 64 KiB look-ahead keeps a local socket busy.
     ("grpc.http2.bdp_probe", 0),
 )
+
+# A stream that stops delivering while its connection stays open (a frozen Tetragon, a
+# stuck hop on a TCP address) looked connected for good: /readyz 200 and no outage, so no
+# gap covered the time nobody watched. HTTP/2 keepalive pings notice it: after this long
+# without a byte from the server the client pings, and a ping unanswered within
+# KEEPALIVE_TIMEOUT_SECONDS ends the stream (UNAVAILABLE), which the run loop treats as any
+# broken stream: reconnect, and an outage from the last message on. Not shorter: Tetragon's
+# gRPC server keeps Go's default enforcement (a ping less than 5 minutes after the last one
+# is a strike; the third gets the connection closed with "too_many_pings"), so a quiet but
+# healthy stream would be cut and counted as an outage.
+KEEPALIVE_SECONDS = 330.0
+KEEPALIVE_TIMEOUT_SECONDS = 20.0
+
+
+def channel_options() -> tuple[tuple[str, int], ...]:
+    """The stream channel's options: :data:`CHANNEL_OPTIONS` plus keepalive (read when called)."""
+    timeout_ms = int(KEEPALIVE_TIMEOUT_SECONDS * 1000)
+    return (
+        *CHANNEL_OPTIONS,
+        ("grpc.keepalive_time_ms", int(KEEPALIVE_SECONDS * 1000)),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # gRPC >= 1.6x times a ping out with this one (default 60 s), not keepalive_timeout_ms.
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        # The client sends no data after its request: without this it stops pinging after two.
+        ("grpc.http2.max_pings_without_data", 0),
+    )
+
 
 # A Kubernetes Service name: Tetragon's stream is per node, a Service would
 # mix the events of arbitrary nodes.
@@ -165,7 +194,7 @@ class TetragonGrpcSource:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _stream_once(self, stop: asyncio.Event) -> None:
-        self._channel = grpc.aio.insecure_channel(self.cfg.address, options=CHANNEL_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(self.cfg.address, options=channel_options())
         try:
             await asyncio.wait_for(self._channel.channel_ready(), self.cfg.timeout_seconds)
         except TimeoutError:
@@ -198,6 +227,10 @@ class TetragonGrpcSource:
                     first = False
         except grpc.aio.AioRpcError as e:
             stats.stream_errors += 1
+            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
+                # One event over max_receive_message_length ended the stream: it is lost (Tetragon
+                # replays nothing), so it is a counted drop, besides the outage that follows.
+                self.queue.drop_oversize()
             raise ConnectionError(f"stream failed: {e.code().name}: {e.details()}") from None
         finally:
             call.cancel()

@@ -12,15 +12,26 @@ byte before it. The file is written to a temporary file in the same
 directory, fsynced and renamed over the old one, so a reader sees a whole old
 file or a whole new one. A file whose digest or counts do not match is
 corrupt: it is moved aside (``<path>.corrupt-<time>``), never half-loaded.
+
+Several agents may share one path (two agent pods of a node at once: a
+rolling update with surge, a manual run): :func:`spool_lock` serializes
+what they do to it, and :func:`spool_identity` lets an agent tell the file it
+loaded from one another agent wrote since (agent/flusher.py merges such a
+file into the one it writes, and removes only the file it loaded).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import secrets
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +40,10 @@ from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_jso
 FORMAT = "stellaops-runtime-spool"
 VERSION = 1
 MAX_SPOOL_BYTES = 1 << 30  # refuse to read a larger file into memory
+STALE_TEMP_SECONDS = 600.0  # a temporary spool file this old is a killed agent's
+
+# (device, inode, size, mtime ns) of a spool file: another agent's rename changes it.
+Identity = tuple[int, int, int, int]
 
 
 class SpoolError(Exception):
@@ -45,7 +60,9 @@ def write_spool(path: str | Path, batches: list[Batch]) -> int:
     lines += [json.dumps(batch_to_json(b), ensure_ascii=True, sort_keys=True) for b in batches]
     body = ("\n".join(lines) + "\n").encode("ascii")
     trailer = json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode("ascii") + b"\n"
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    # Not the pid alone: agents in two containers are often both pid 1, and the same
+    # temporary name would let them truncate each other's file before the rename.
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
@@ -80,6 +97,12 @@ def _fsync_dir(d: Path) -> None:
 
 def read_spool(path: str | Path) -> list[Batch] | None:
     """The batches of a spool file; None when there is none. Raises SpoolError when it is corrupt."""
+    got = read_spool_identified(path)
+    return None if got is None else got[0]
+
+
+def read_spool_identified(path: str | Path) -> tuple[list[Batch], Identity] | None:
+    """:func:`read_spool`, with the identity of the very file read (see :func:`spool_identity`)."""
     p = Path(path)
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
@@ -92,7 +115,49 @@ def read_spool(path: str | Path) -> list[Batch] | None:
         if st.st_size > MAX_SPOOL_BYTES:
             raise SpoolError(f"spool file {p} is {st.st_size} bytes, over the {MAX_SPOOL_BYTES} limit")
         data = f.read()
-    return parse_spool(data, where=str(p))
+    return parse_spool(data, where=str(p)), _identity(st)
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def spool_identity(path: str | Path) -> Identity | None:
+    """Which file is at ``path`` now (None: none); a file written since has another identity."""
+    try:
+        return _identity(os.stat(path, follow_symlinks=False))
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def spool_lock(path: str | Path, *, wait: float = 1.0) -> Iterator[bool]:
+    """Hold the spool's lock file (``.<name>.lock`` beside it) while reading, merging or removing.
+
+    Yields whether the lock is held: False after ``wait`` seconds of another
+    holder, or when the lock file cannot be made (a read-only directory, where
+    no spool file can be written either); the caller decides what to skip.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p.with_name(f".{p.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def parse_spool(data: bytes, *, where: str = "spool") -> list[Batch]:
@@ -121,6 +186,27 @@ def parse_spool(data: bytes, *, where: str = "spool") -> list[Batch]:
     if len(batches) != header.get("batches") or sum(b.rows for b in batches) != header.get("rows"):
         raise SpoolError(f"{where}: batch or row count does not match its header")
     return batches
+
+
+def remove_stale_temporaries(path: str | Path, *, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Remove temporary spool files (``.<name>.tmp-*``) not modified for ``older_than`` seconds.
+
+    An agent killed while writing its spool (SIGKILL at the end of the grace
+    period) leaves one behind, up to the size of a whole spool, on a hostPath
+    nothing else cleans. Call it under :func:`spool_lock`: an agent writing its
+    spool holds the lock, and the age spares the file of an agent that does not.
+    """
+    p = Path(path)
+    removed = 0
+    cutoff = time.time() - older_than
+    with contextlib.suppress(OSError):
+        for tmp in p.parent.glob(f".{p.name}.tmp-*"):
+            with contextlib.suppress(OSError):
+                st = tmp.lstat()
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+    return removed
 
 
 def quarantine_spool(path: str | Path) -> Path | None:

@@ -92,6 +92,9 @@ class HotSymbolStore:
         self._engine_lock = threading.Lock()
         self._batches = 0
         self.aborts = 0
+        # The agent sets it: a write it times out must not include housekeeping (see write_batch).
+        self.defer_maintenance = False
+        self._maintenance_due: bool | None = None  # deferred: None, or whether to apply retention
 
     @property
     def _raw(self) -> dict[int, Any]:
@@ -159,10 +162,13 @@ class HotSymbolStore:
             # often a spool replay, is no time for a large DELETE).
             retention = self._maintained_at is not None
             self._maintained_at = now
-            try:
-                self.maintain(retention=retention)
-            except Exception as e:  # housekeeping: the next attempt is in an hour, rows go to DEFAULT
-                log.warning("cannot maintain the history partitions of %s: %s", self.url, first_line(e))
+            if self.defer_maintenance:
+                # The batch is committed: a slow maintenance (a table lock waited for, a large
+                # DELETE) inside the caller's timed write made it look hung, so it was abandoned,
+                # retried and counted as a duplicate instead of as flushed.
+                self._maintenance_due = retention
+            else:
+                self._maintain_quietly(retention)
         if self._batches % PRUNE_EVERY_BATCHES == 1:
             try:
                 pruned = prune_ledger(self.db)
@@ -172,6 +178,23 @@ class HotSymbolStore:
                 if pruned:
                     log.info("pruned %d flush-ledger rows older than the retention", pruned)
         return result
+
+    @property
+    def maintenance_due(self) -> bool:
+        """A maintenance :meth:`write_batch` deferred (``defer_maintenance``) is waiting to run."""
+        return self._maintenance_due is not None
+
+    def run_due_maintenance(self) -> None:
+        """Run the deferred maintenance, if any (errors are logged: it is housekeeping)."""
+        retention, self._maintenance_due = self._maintenance_due, None
+        if retention is not None:
+            self._maintain_quietly(retention)
+
+    def _maintain_quietly(self, retention: bool) -> None:
+        try:
+            self.maintain(retention=retention)
+        except Exception as e:  # housekeeping: the next attempt is in an hour, rows go to DEFAULT
+            log.warning("cannot maintain the history partitions of %s: %s", self.url, first_line(e))
 
     def maintain(self, *, now: dt.datetime | None = None, retention: bool = True) -> Maintenance:
         """Create the coming day partitions of the history and (``retention``) apply ``retention_days``.

@@ -1,0 +1,182 @@
+"""Two agents on one spool file: neither may silently erase the other's counts.
+
+Probe (s29/h3): the spool file is a hostPath shared by every agent pod of a
+node. Two agents may live at once on one node (a rolling update with
+``maxSurge``, a manual run next to the DaemonSet's pod, a pod restarted
+while its predecessor is still in its grace period). Before, the agent that
+shut down last replaced the file with its own rows, and an agent that had
+replayed an older file removed whatever file was at the path by then: the
+other agent's spooled counts were gone, with exit 0 and no count anywhere.
+Now a spool file the agent did not load is merged into the one it writes
+(its batches keep their agent id and sequence, so the flush ledger still
+stores each once), and only the very file the agent loaded is removed.
+
+The real agent CLI runs as subprocesses against the real PostgreSQL test
+cluster, behind a black-holing proxy (tests/pgproxy.py) while the store is
+"down"; ground truth is the synthetic stream's expected counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pgproxy import PgProxy
+
+from stellaops_runtime.store.spool import read_spool
+from tests.e2e import harness as h
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+with gzip.open(h.STREAM) as _f:
+    GOOD = [ln for ln in _f.read().splitlines() if ln.strip()]
+OBJS = h.stream_objects()
+IMAGES = {i["digest"] for i in h.EXPECTED["images"]}
+SPOOL_ROWS = "stellaops_runtime_store_spool_rows_total"
+
+
+def stored(url: str) -> dict[str, int]:
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        rows = c.execute(
+            sa.text("SELECT image_digest, module, function_name, evidence_kind, invocation_count "
+                    "FROM signals.hot_symbols")
+        ).all()  # fmt: skip
+    eng.dispose()
+    return {
+        f"{r[3]}|{r[0]}|{r[1]}|{r[2]}": r[4]
+        for r in rows
+        if r[0] in IMAGES and r[3] in ("invoked", "on_stack")
+    }
+
+
+def expected() -> dict[str, int]:
+    out = {f"invoked|{k}": v for k, v in h.EXPECTED["uprobe_counts"].items()}
+    out.update({f"on_stack|{k}": v for k, v in h.expected_stack_counts(OBJS).items()})
+    return out
+
+
+def config(tmp: Path, url: str, export: Path, spool: Path) -> tuple[Path, int]:
+    tmp.mkdir(exist_ok=True)
+    return h.write_config(
+        tmp,
+        tetragon={"exportFile": str(export), "exportFromStart": True},
+        store={"url": url, "flushTimeout": "2s", "statementTimeout": "2s", "connectTimeout": "2s",
+               "idleInTransactionTimeout": "3s", "tcpKeepalive": "2s", "spoolPath": str(spool)},
+        shutdown={"graceSeconds": 5},
+    )  # fmt: skip
+
+
+def processed(port: int) -> float:
+    return h.metric_sum(h.scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
+
+
+@pytest.fixture
+def proxy(pg) -> Any:  # type: ignore[no-untyped-def]
+    p = PgProxy("127.0.0.1", pg.port)
+    yield p
+    p.close()
+
+
+async def _run_until_processed(cfg: Path, port: int, n: int) -> Any:
+    proc = h.start_agent(cfg)
+    try:
+        await h.wait_for(lambda: processed(port) == n, what=f"{n} events processed", timeout=60)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+async def _stop(proc: Any) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    return await asyncio.to_thread(h.finish, proc, 30)
+
+
+async def test_two_agents_spooling_to_one_file_keep_both_agents_counts(tmp_path, pg_url, proxy) -> None:
+    proxy.blackhole()  # the store is down for both agents
+    spool = tmp_path / "spool" / "hot.spool"
+    spool.parent.mkdir()
+    half = len(GOOD) // 2
+    parts = (GOOD[:half], GOOD[half:])
+    procs = []
+    for i, lines in enumerate(parts):
+        export = tmp_path / f"tetragon-{i}.log"
+        export.write_bytes(b"\n".join(lines) + b"\n")
+        cfg, port = config(tmp_path / f"agent-{i}", proxy.url(pg_url), export, spool)
+        procs.append(await _run_until_processed(cfg, port, len(lines)))
+    outs = []
+    for p in procs:  # the first spools, then the second, to the same file
+        code, out = await _stop(p)
+        assert code == 0, out
+        outs.append(out)
+    batches = read_spool(spool) or []
+    assert len({b.agent_id for b in batches}) == 2, outs[1]  # both agents' rows are in the file
+
+    # The next agent, with the store back, replays the file: every count of both agents, once.
+    proxy.heal()
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool)
+    code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "3"), 90)
+    assert code == 0, out
+    assert not spool.exists(), out
+    assert stored(pg_url) == expected()
+
+
+async def test_an_agent_that_replayed_a_spool_never_removes_a_newer_one(tmp_path, pg_url, proxy) -> None:
+    spool = tmp_path / "spool" / "hot.spool"
+    spool.parent.mkdir()
+    half = len(GOOD) // 2
+    # 1. An earlier agent left the first half's rows in the spool file (the store was down).
+    proxy.blackhole()
+    export_a = tmp_path / "a.log"
+    export_a.write_bytes(b"\n".join(GOOD[:half]) + b"\n")
+    cfg_a, port_a = config(tmp_path / "agent-a", proxy.url(pg_url), export_a, spool)
+    code, out = await _stop(await _run_until_processed(cfg_a, port_a, half))
+    assert code == 0 and spool.exists(), out
+    # 2. Agent B starts and loads that file; the store is still down, so it cannot replay it yet.
+    export_b = tmp_path / "b.log"
+    export_b.write_bytes(b"")
+    cfg_b, port_b = config(tmp_path / "agent-b", proxy.url(pg_url), export_b, spool)
+    proc_b = h.start_agent(cfg_b)
+    try:
+        await h.wait_for(
+            lambda: (
+                h.metric(h.scrape(port_b), "stellaops_runtime_store_spool_rows_total", event="loaded") > 0
+            ),
+            what="B loaded the spool",
+        )
+        # 3. Agent C, beside B, takes the second half and spools it at its shutdown.
+        export_c = tmp_path / "c.log"
+        export_c.write_bytes(b"\n".join(GOOD[half:]) + b"\n")
+        cfg_c, port_c = config(tmp_path / "agent-c", proxy.url(pg_url), export_c, spool)
+        code, out = await _stop(await _run_until_processed(cfg_c, port_c, len(GOOD) - half))
+        assert code == 0, out
+        # 4. The store comes back: B replays what it loaded; the newer file must stay.
+        proxy.heal()
+        await h.wait_for(
+            lambda: (
+                h.metric(h.scrape(port_b), "stellaops_runtime_hot_symbols_pending") == 0
+                and h.metric(h.scrape(port_b), SPOOL_ROWS, event="replayed") > 0
+            ),
+            what="B replayed the spool",
+        )
+        code, out_b = await _stop(proc_b)
+    finally:
+        if proc_b.poll() is None:
+            proc_b.kill()
+    assert code == 0, out_b
+    assert spool.exists(), out_b  # C's rows are still on disk
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool)
+    code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "3"), 90)
+    assert code == 0, out
+    assert not spool.exists(), out
+    assert stored(pg_url) == expected()
