@@ -10,6 +10,7 @@ with orjson into dicts and read here directly; protobuf's own JSON parser
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -26,6 +27,9 @@ from stellaops_runtime.contracts.events import (
 )
 
 log = logging.getLogger(__name__)
+# Distinct unknown event kinds kept as labels of events_unhandled_total (the rest: "other").
+MAX_UNHANDLED_LABELS = 32
+_KIND_NAME = re.compile(r"process_[a-z][a-z0-9_]{0,47}|test|rate_limit_info|none")
 _EMPTY: dict[str, Any] = {}
 # EventKind members as module globals: on Python 3.11 reading a member through its class costs ~90 ns
 # (the enum's class attribute lookup), a global ~7 ns, and the kind is compared on every event.
@@ -115,7 +119,7 @@ def _frames(
 
 def _arguments(args: list[dict[str, Any]] | None, ret: dict[str, Any] | None) -> list[Argument]:
     out: list[Argument] = []
-    for a in args or ():
+    for a in (args or ())[: validate.MAX_ARGUMENTS + 1]:  # normalize cuts and counts the rest
         out.append(_argument(a, a.get("label", "")))
     if ret:
         out.append(_argument(ret, "return"))
@@ -146,7 +150,8 @@ def adapt(
         ev = _adapt(obj, received_ns, stats, max_stack_depth)
     except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as e:
         stats.malformed["bad_type"] += 1
-        log.debug("export line with a field of the wrong type: %s", e)
+        # The type only: int()'s message quotes the value ("invalid literal ... 'hunter2'").
+        log.debug("export line with a field of the wrong type (%s)", type(e).__name__)
         return None
     if ev is None:
         return None
@@ -157,6 +162,21 @@ def adapt(
         return None
     stats.events[ev.kind] += 1
     return ev
+
+
+def _unhandled_label(key: str, stats: common.AdapterStats) -> str:
+    """The ``events_unhandled_total{kind}`` label of an export line's unknown key.
+
+    The key is whatever the line's writer put there, and it becomes a metric
+    label: only a name shaped like Tetragon's event kinds (``process_`` and
+    lower-case snake case, bounded) is kept, and only so many distinct ones;
+    anything else (``process_password=x``, a millionth new name) is "other".
+    """
+    if key in stats.unhandled:
+        return key
+    if _KIND_NAME.fullmatch(key) is None or len(stats.unhandled) >= MAX_UNHANDLED_LABELS:
+        return "other"
+    return key
 
 
 def _time_ns(value: object, stats: common.AdapterStats) -> int:
@@ -209,7 +229,7 @@ def _adapt(
         other = next((k for k in obj if k.startswith("process_") or k in ("test", "rate_limit_info")), "none")
         if other in ("process_throttle", "rate_limit_info") and _drop_signal(obj, other, stats):
             return None
-        stats.unhandled[other] += 1
+        stats.unhandled[_unhandled_label(other, stats)] += 1
         return None
     if not isinstance(body, dict):
         stats.malformed["bad_event_body"] += 1

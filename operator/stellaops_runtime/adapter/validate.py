@@ -14,8 +14,9 @@ stack took the agent to 920 MB. So every event leaves the adapter:
   now + ``MAX_FUTURE_SECONDS``] it is replaced by the time the agent received
   it (counted as ``time_clamped``), so windows are never filed in year 33000;
 - with stacks of at most ``max_stack_depth`` frames (the adapters cut them
-  before building frames; counted as ``stack_truncated``) and text fields of
-  at most ``MAX_TEXT_CHARS`` characters (counted as ``text_truncated``).
+  before building frames; counted as ``stack_truncated``), text fields of
+  at most ``MAX_TEXT_CHARS`` characters and at most ``MAX_ARGUMENTS`` traced
+  arguments (both counted as ``text_truncated``).
 
 The common case costs two C-level calls: every text field is joined with
 NUL as the separator, which raises ``TypeError`` on a non-``str`` and holds
@@ -34,6 +35,9 @@ from stellaops_runtime.contracts.events import RuntimeCallEvent
 DEFAULT_MAX_STACK_DEPTH = 127
 # Longest text kept in any one field (arguments are cut further by the privacy filter).
 MAX_TEXT_CHARS = 64 * 1024
+# Most traced arguments kept of one event (a Tetragon policy traces a handful); also counted as
+# text_truncated. Adapters may stop reading at one more than this.
+MAX_ARGUMENTS = 64
 # A clock can be off; an event from more than a day ahead is not an event time.
 MAX_FUTURE_SECONDS = 86_400
 REPLACEMENT = "\ufffd"
@@ -175,10 +179,15 @@ def normalize(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
     A zero timestamp (the source gave none) is left for the pipeline to stamp
     with the arrival time.
     """
+    cut = len(ev.arguments) > MAX_ARGUMENTS  # an export line with a million tiny arguments
+    if cut:
+        del ev.arguments[MAX_ARGUMENTS:]
     if _suspicious(_text_fields(ev)):
-        found: set[str] = set()
+        found: set[str] = {"text_truncated"} if cut else set()
         _repair(ev, found)
         issues.update(found)  # counted once per event and reason, whatever the number of fields
+    elif cut:
+        issues["text_truncated"] += 1
     ts = ev.timestamp_ns
     if type(ts) is not int:
         raise BadEvent("bad_type", f"time is a {type(ts).__name__}")

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 REDACTED = "[REDACTED]"
 
+# A double-quoted value: JSON and shells escape a quote inside it with a backslash
+# (``"pa\\"ss word"``), so an escaped quote does not end it; the closing quote is
+# optional (the text may have been truncated). Single quotes escape nothing.
+DOUBLE_QUOTED = r'"(?:[^"\\]|\\[\s\S])*"?'
+
 # Gates: cheap regexes a field must match before a rule that names the gate
 # runs. "run": a run of 20 token characters at the start or after a non-token
 # character (every provider token has one; ``/x86_64-linux-gnu`` does not);

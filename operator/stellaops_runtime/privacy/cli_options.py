@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import re
 
-from stellaops_runtime.privacy.base import SecretPattern, compile_patterns, number_groups
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, SecretPattern, compile_patterns, number_groups
 
 # An option value: a quoted string (closing quote optional: the text may have
-# been truncated) or a run of non-space characters.
-_V = r"""(?P<s>"[^"]*"?|'[^']*'?|[^\s"']+)"""
+# been truncated; ``\"`` does not end a double-quoted one) or a run of non-space characters.
+_V = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|[^\s"']+)"""
 
 
 def _after(sep: str) -> str:
     """The password half of ``user<sep>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U)."""
     return (
-        rf"""(?:"[^"{sep}]*{sep}(?P<s>[^"]*)"?|'[^'{sep}]*{sep}(?P<s>[^']*)'?"""
+        rf"""(?:"[^"{sep}]*{sep}(?P<s>(?:[^"\\]|\\[\s\S])*)"?|'[^'{sep}]*{sep}(?P<s>[^']*)'?"""
         rf"""|[^\s{sep}"']*{sep}(?P<s>[^\s"']+))"""
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from stellaops_runtime.privacy.base import REDACTED
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, REDACTED
 
 DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
@@ -27,6 +27,8 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSPHRASE*",
     "*_PWD",
     "*_PASS",
+    "PASS",
+    "*_PW",
     "SSHPASS",
     "*TOKEN*",
     "*SECRET*",
@@ -36,6 +38,9 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*APIKEY*",
     "*PRIVATE_KEY*",
     "*_AUTH",
+    "AUTH",
+    "JWT",
+    "*_JWT",
     "*COOKIE*",
     "*SESSION_ID*",
     "*CONNECTION_STRING*",
@@ -71,7 +76,7 @@ def name_regex(globs: Iterable[str]) -> re.Pattern[str]:
 def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     """``NAME=value`` in argument text with an upper-case NAME matching a glob: group ``s`` is the value."""
     names = "|".join(glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]") for g in globs)
-    value = r"""(?P<s>"[^"]*"?|'[^']*'?|[^\s"';&]+)"""
+    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|[^\s"';&]+)"""
     return re.compile(rf"(?<![\w.$-])(?:{names})=(?=\S){value}", re.ASCII)
 
 

@@ -36,9 +36,13 @@ What the filter does, in order, in ``PrivacyFilter.apply``:
    says what each covers. Truncating first bounds the regex
    work (a 1 MiB argument costs a scan of ``max_argument_bytes``); a secret cut
    in half by the truncation is still redacted (key=value, bearer and PEM
-   patterns match to the end of the text; ``TRUNCATED_TAIL`` catches a
-   connection string cut before its ``@``, a token with a known prefix cut
-   short and a JWT cut before its third segment).
+   patterns match to the end of the text; ``TRUNCATED_TAIL`` catches what a
+   cut leaves of formats known by their end or length: a connection string
+   before its ``@``, a prefixed token, a JWT, an e-mail address, a card number).
+
+A traced argument whose policy label names a secret (``password``) is redacted
+whole, and a field holding U+FFFD (a NUL) is redacted again with it read as a
+space (``hostile_text``).
 
 ``extra_patterns`` are regexes from the config: when one has a group named
 ``secret`` only that group is replaced, else group 1 if it has groups, else the
@@ -57,6 +61,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from stellaops_runtime.adapter.validate import MAX_TEXT_CHARS
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.privacy import entropy, env_names
@@ -70,9 +75,11 @@ from stellaops_runtime.privacy.engine import (
     sub_compiled,
     sub_extra,
 )
+from stellaops_runtime.privacy.hostile_text import REPLACED, SecretLabels, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
+    REDACTED,
     TRUNCATED_TAIL,
     CompiledPatterns,
     compile_patterns,
@@ -148,6 +155,9 @@ class PrivacyFilter:
         self._env_triggers = env_names.literal_triggers(env_globs)
         self._patterns_on = self._use_default or bool(self._extras) or bool(env_globs) or self._entropy
         self._clean: dict[str, None] = {}
+        # A traced argument whose policy label names a secret is redacted whole (default rules only).
+        self._label_rule = self._redact and self._use_default
+        self._labels = SecretLabels()
         # Tetragon repeats a process's arguments on every event of that process:
         # exec_id -> (hash of the raw text, filtered text, counter deltas). Only a
         # hash of the raw text is kept, never the secret itself.
@@ -207,7 +217,13 @@ class PrivacyFilter:
                 proc.arguments = self._filter_process_arguments(proc.exec_id, text, proc.binary)
         for arg in event.arguments:
             if arg.value:
-                arg.value = self.filter_field(arg.value)
+                family = self._labels.family(arg.label) if arg.label and self._label_rule else ""
+                if family and arg.value != REDACTED:
+                    arg.value = REDACTED
+                    self.fields_redacted += 1
+                    self.redactions_by_pattern[family] += 1
+                elif not family:
+                    arg.value = self.filter_field(arg.value)
         return event
 
     def _filter_process_arguments(self, exec_id: str, text: str, binary: str) -> str:
@@ -253,7 +269,10 @@ class PrivacyFilter:
         hits = 0
         if self._redact and self._patterns_on:
             out, hits = self._redact_text(
-                cut, counts=self.redactions_by_pattern, truncated=removed > 0, tool=tool
+                cut,
+                counts=self.redactions_by_pattern,
+                truncated=removed > 0 or len(text) >= MAX_TEXT_CHARS,
+                tool=tool,
             )
         if removed:
             self.arguments_truncated += 1
@@ -329,6 +348,17 @@ class PrivacyFilter:
         return cp
 
     def _redact_text(
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+    ) -> tuple[str, int]:
+        out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool)
+        if REPLACED in out:  # a NUL between a flag and its value (hostile_text.py)
+            out, more = redact_replaced_as_separators(
+                out, lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool)
+            )
+            hits += more
+        return out, hits
+
+    def _redact_pass(
         self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
     ) -> tuple[str, int]:
         hits = 0

@@ -44,10 +44,17 @@ from __future__ import annotations
 
 import re
 
-from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, SecretPattern, compile_patterns
+from stellaops_runtime.privacy.base import (
+    DOUBLE_QUOTED,
+    REDACTED,
+    CompiledPatterns,
+    SecretPattern,
+    compile_patterns,
+    number_groups,
+)
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
-from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS
+from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -61,9 +68,10 @@ __all__ = [
 
 
 # A key=value / flag value: a quoted string (closing quote optional, the text may
-# have been truncated) or a run of characters up to whitespace, a quote, ``;``
-# (ODBC-style strings) or ``&`` (URL query strings).
-_VALUE = r"""(?:"[^"]*"?|'[^']*'?|[^\s"';&]+)"""
+# have been truncated; ``\"`` inside double quotes does not end it) or a run of
+# characters up to whitespace, a quote, ``;`` (ODBC-style strings) or ``&`` (URL
+# query strings).
+_VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[^\s"';&]+)"""
 
 
 def _first_char_alternatives(word: str, tail: str = "") -> list[str]:
@@ -96,6 +104,24 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
             kv.append(rf"{alt}{sep}(?P<s_{len(kv) + 2}>{_VALUE})")
     return "|".join([flag, *kv])
 
+
+# The credential words a key must end with (regex fragments, case-insensitive):
+# the "password" and "secret_token" rules; the filter also redacts a traced
+# argument whole when the tracing policy's label for it ends with one.
+PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "pwd")
+SECRET_WORDS: tuple[str, ...] = (
+    "token",
+    r"api[_-]?key",
+    "secret",
+    r"secret[_-]?key",
+    r"access[_-]?key",
+    "auth",
+    r"session[_-]?id",
+    "cookie",
+    "signature",
+    r"private[_-]?key(?:[_-]?id)?",
+    r"account[_-]?key",
+)
 
 # Token-ish run: base64, base64url and the usual token punctuation.
 _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
@@ -195,24 +221,10 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r"[sr](?<![A-Za-z0-9_][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]{10,})",
         triggers=("k_live_", "k_test_"),
     ),
-    SecretPattern("password", _keyed(["password", "passwd", "passphrase", "pwd"]), triggers=("pass", "pwd")),
+    SecretPattern("password", _keyed(list(PASSWORD_WORDS)), triggers=("pass", "pwd")),
     SecretPattern(
         "secret_token",
-        _keyed(
-            [
-                "token",
-                r"api[_-]?key",
-                "secret",
-                r"secret[_-]?key",
-                r"access[_-]?key",
-                "auth",
-                r"session[_-]?id",
-                "cookie",
-                "signature",
-                r"private[_-]?key(?:[_-]?id)?",
-                r"account[_-]?key",
-            ]
-        ),
+        _keyed(list(SECRET_WORDS)),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
     ),
     CLI_FLAG_SECRET,
@@ -230,20 +242,31 @@ DEFAULT_PATTERN_NAMES: tuple[str, ...] = tuple(p.name for p in DEFAULT_PATTERNS)
 
 # Applied only to the end of an argument that was truncated: secrets whose full
 # pattern needs text that the cut removed (the ``@host`` of a connection string,
-# the rest of a token with a well-known prefix, the third segment of a JWT).
-TRUNCATED_TAIL = SecretPattern(
-    "truncated_secret",
-    r":(?<=[A-Za-z0-9]:)//[^\s:/@]*:(?P<s>[^\s@/]+)\Z"
-    r"|A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s_2>[A-Za-z0-9_-]+)\Z"
-    r"|g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s_4>[A-Za-z0-9_]+)\Z"
-    r"|x(?<![A-Za-z0-9_-]x)ox[abpr]-(?P<s_5>[A-Za-z0-9-]+)\Z"
-    r"|[sr](?<![A-Za-z0-9_-][sr])k_(?:live|test)_(?P<s_6>[A-Za-z0-9]+)\Z"
-    r"|e(?<![A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}\Z(?P<w>)"
-    r"|[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s_3>\S+)\Z"
-    r"|h(?<![A-Za-z0-9_-]h)f_(?P<s_7>[A-Za-z0-9]+)\Z"
-    r"|n(?<![A-Za-z0-9_-]n)pm_(?P<s_8>[A-Za-z0-9]+)\Z"
-    r"|s(?<![A-Za-z0-9_-]s)k-(?P<s_9>[A-Za-z0-9_-]+)\Z"
-    r"|g(?<![A-Za-z0-9_-]g)lpat-(?P<s_10>[A-Za-z0-9_-]+)\Z"
-    r"|y(?<![A-Za-z0-9_-]y)a29\.(?P<s_11>[A-Za-z0-9_-]+)\Z"
-    r"|S(?<![A-Za-z0-9_-]S)G\.(?P<s_12>[A-Za-z0-9_.-]+)\Z",
+# the rest of a token with a well-known prefix, the third segment of a JWT, the
+# domain of an e-mail address, the last digits of a card number or SSN). What
+# survived the cut is most of a secret, so it goes even where it would be too
+# short to be recognised on its own (a cut number of five digits or more, an
+# address without its top-level domain): over-redaction of a field's last word,
+# never a partial leak.
+_TAIL_ALTERNATIVES: tuple[str, ...] = (
+    r":(?<=[A-Za-z0-9]:)//[^\s:/@]*:(?P<s>[^\s@/]+)\Z",
+    r"A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s>[A-Za-z0-9_-]+)\Z",
+    r"g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s>[A-Za-z0-9_]+)\Z",
+    r"x(?<![A-Za-z0-9_-]x)(?:ox[abeoprs]|app)-(?P<s>[A-Za-z0-9-]+)\Z",
+    r"[sr](?<![A-Za-z0-9_-][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]+)\Z",
+    r"e(?<![A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}\Z(?P<w>)",
+    r"[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s>\S+)\Z",
+    *truncated_alternatives(),
+    # detect-secrets' formats: Twilio SK/AC keys, Telegram bot tokens, Discord bot
+    # tokens (cut in their second or third segment), Mailchimp keys (cut in the "-us" suffix)
+    r"[SA](?<![A-Za-z0-9_-][SA])[KC](?P<s>[0-9a-fA-F]{6,})\Z",
+    r"[0-9](?<![A-Za-z0-9_-][0-9])[0-9]{7,9}:(?P<s>[A-Za-z0-9_-]+)\Z",
+    r"[MNO](?<![A-Za-z0-9_-][MNO])[A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?\Z(?P<w_2>)",
+    r"[0-9a-z](?<![0-9a-z][0-9a-z])[0-9a-z]{31}-(?:us?[0-9]{0,2})?\Z(?P<w_3>)",
+    # an e-mail address cut in its domain (or right after its "@"): the whole address
+    r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@[A-Za-z0-9.-]*\Z(?P<w_4>)",
+    # five or more digits, single spaces or dashes between them: a card number or SSN cut short
+    r"[0-9](?<![\w./+-][0-9])(?:[ -]?[0-9]){4,}[ -]?\Z(?P<w_5>)",
 )
+
+TRUNCATED_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_TAIL_ALTERNATIVES)))

@@ -152,3 +152,29 @@ PROVIDER_TOKEN_B64 = SecretPattern(
 )
 
 PROVIDER_PATTERNS: tuple[SecretPattern, ...] = (PROVIDER_TOKEN, PROVIDER_TOKEN_B64)
+
+# What is left of a token that truncation cut short: any run of token characters.
+_TAIL_BODY = r"[A-Za-z0-9_=.+/~-]+"
+
+
+def truncated_alternatives() -> list[str]:
+    """Regex alternatives for a provider token cut short at the end of a truncated field.
+
+    Each format's prefix followed by whatever is left of its body up to the
+    end of the text (``\\Z``): the body's minimum length no longer holds, so
+    the full patterns above miss it, yet the part that survived is most of a
+    secret. Each alternative names its secret ``(?P<s>...)`` (renumbered by
+    the caller with ``number_groups``).
+    """
+    out = [_alternative(p, rf"{_TAIL_BODY}\Z") for p, _ in _PREFIXED]
+    out += [
+        _alternative(p, rf"{_TAIL_BODY}\Z")
+        for p in ("ABSK", "fm[12][ar]?_", "ops_eyJ", "sntrys_eyJ", "sk\\.eyJ")
+    ]
+    out += [
+        rf"[A-Za-z0-9_~.](?<![A-Za-z0-9_~.-][A-Za-z0-9_~.])[A-Za-z0-9_~.]{{2}}\dQ~(?P<s>{_TAIL_BODY})\Z",
+        rf"[a-z0-9](?<![A-Za-z0-9_-][a-z0-9])[a-z0-9]{{13}}\.atlasv1\.(?P<s>{_TAIL_BODY})\Z",
+        r"h(?<![A-Za-z0-9_-]h)ooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]+)\Z",
+        r"\.(?<=webhook\.office\.com)/webhookb2/(?P<s>[A-Za-z0-9@/_-]+)\Z",
+    ]
+    return out

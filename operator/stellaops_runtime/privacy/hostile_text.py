@@ -1,0 +1,65 @@
+"""Two ways a secret slipped past the rules, closed before and around them.
+
+- **A tracing policy's argument label names the secret.** A policy that
+  labels a traced argument ``password`` or ``api_token`` (Tetragon's
+  ``args[].label``) says what the value is; the sample stores it as
+  ``password=<value>``, yet the value alone looks like any word. Such a
+  value is redacted whole (:class:`SecretLabels`).
+- **U+FFFD between a flag and its value.** The adapter puts U+FFFD for a NUL
+  in a traced value (a bytes or char_buf argument holding ``argv`` or an
+  environment block: ``--password\\x00SECRET``) and for invalid UTF-8. Read
+  as a character it hides the separator the flag and client rules need;
+  :func:`redact_replaced_as_separators` runs the rules once more with it read
+  as whitespace, and puts U+FFFD back where nothing was redacted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from stellaops_runtime.privacy.patterns import PASSWORD_WORDS, SECRET_WORDS
+
+# What the adapter puts for a NUL or invalid UTF-8 (adapter/validate.py, adapter/common.py).
+REPLACED = "\ufffd"
+# Whitespace characters (for every rule's ``\s``) that stand in for U+FFFD while it is read as a
+# separator: one the text lacks, so that it can be put back. A text holding both gets spaces.
+_STAND_INS = ("\x0b", "\x0c")
+
+# A label ending in a credential word (``db_password``, ``api-token``, ``keypass``).
+_SECRET_LABEL = re.compile(
+    rf"(?:(?P<pw>{'|'.join((*PASSWORD_WORDS, 'pass'))})|{'|'.join(SECRET_WORDS)})\Z", re.IGNORECASE | re.ASCII
+)
+_MAX_LABELS = 4096
+
+
+class SecretLabels:
+    """Which rule family (``password``, ``secret_token``) an argument label names; "" for none."""
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def family(self, label: str) -> str:
+        family = self._known.get(label)
+        if family is None:
+            m = _SECRET_LABEL.search(label)
+            family = "" if m is None else ("password" if m.group("pw") else "secret_token")
+            if len(self._known) >= _MAX_LABELS:  # labels come from policies: a handful, but bounded
+                self._known.clear()
+            self._known[label] = family
+        return family
+
+
+def redact_replaced_as_separators(text: str, redact: Callable[[str], tuple[str, int]]) -> tuple[str, int]:
+    """``redact`` of ``text`` with U+FFFD read as whitespace: (text, redactions).
+
+    ``text`` has been through ``redact`` once already (a secret that holds a
+    U+FFFD is gone); markers it holds are not counted again.
+    """
+    sep = next((c for c in _STAND_INS if c not in text), " ")
+    out, hits = redact(text.replace(REPLACED, sep))
+    if not hits:
+        return text, 0
+    return (out.replace(sep, REPLACED) if sep != " " else out), hits

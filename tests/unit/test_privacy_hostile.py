@@ -1,0 +1,255 @@
+"""Secrets that got past the privacy filter through the adapter's own repairs and cuts (session s29 probe).
+
+Each test here failed before its fix:
+
+- a NUL between a flag and its value in a traced buffer (``--password\\0SECRET``)
+  became U+FFFD, which hid the separator the flag and client rules need;
+- a JSON value with an escaped quote (``"pa\\"ss word"``) was cut at the
+  escaped quote and the rest of the secret kept;
+- a secret cut by truncation: only a dozen token prefixes were caught cut
+  short, so most provider tokens, e-mail addresses, card numbers and SSNs
+  left most of themselves behind; and a field the adapter cut at
+  ``MAX_TEXT_CHARS`` (under a larger ``maxArgumentBytes``) got no tail rule;
+- a traced argument that the tracing policy labels ``password`` was stored
+  as ``password=<value>`` in clear;
+- ``ROOT_PW=``, ``PASS=``, ``AUTH=`` and ``JWT=`` kept their value (no
+  environment-name glob matched them);
+- the JSON adapter put an export line's unknown key into a metric label
+  (``events_unhandled_total{kind="process_password=x"}``, unbounded) and
+  logged a wrong-typed value at DEBUG (``invalid literal ... 'SECRET'``);
+- an export line with 500,000 tiny traced arguments kept them all (seconds of
+  work, one multi-megabyte stored sample).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stellaops_runtime.adapter import from_json, validate
+from stellaops_runtime.adapter.common import AdapterStats
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.privacy import REDACTED, TRUNCATION_MARKER, PrivacyFilter
+from stellaops_runtime.privacy.cli_options import TOOLS
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "privacy"
+
+
+def _kprobe(args: list[dict[str, Any]], **process: Any) -> dict[str, Any]:
+    proc = {"exec_id": "e1", "pid": 7, "binary": "/usr/bin/app", "arguments": "--cfg x", **process}
+    return {"process_kprobe": {"process": proc, "function_name": "f", "args": args}, "node_name": "n"}
+
+
+def _adapt_and_filter(obj: dict[str, Any], **config: Any) -> RuntimeCallEvent:
+    ev = from_json.adapt(obj, stats=AdapterStats())
+    assert ev is not None
+    out = PrivacyFilter(PrivacyConfig(**config)).apply(ev)
+    assert out is ev
+    return ev
+
+
+# -- NUL between a flag and its value ---------------------------------------------------
+
+
+def test_a_nul_separated_traced_buffer_loses_its_secrets() -> None:
+    raw = b"mysql\0-u\0root\0--password\0hunter2Xq\0-h\0db\0"
+    ev = _adapt_and_filter(
+        _kprobe([{"bytes_arg": base64.b64encode(raw).decode()}, {"string_arg": "sshpass\0-p\0s3cr3tZ\0ssh"}])
+    )
+    values = [a.value for a in ev.arguments]
+    assert values == [
+        "mysql\ufffd-u\ufffdroot\ufffd--password\ufffd[REDACTED]\ufffd-h\ufffddb\ufffd",
+        "sshpass\ufffd-p\ufffd[REDACTED]\ufffdssh",
+    ]
+
+
+def test_a_replacement_character_inside_a_secret_still_takes_the_whole_secret() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field("--password=abc\ufffddef next") == "--password=[REDACTED] next"
+    # The stand-in whitespace characters already in the text: spaces for good, still redacted.
+    assert pf.filter_field("--password\ufffdhunter2Xq \x0b\x0c") == "--password [REDACTED] \x0b\x0c"
+    assert pf.filter_field("a\ufffdb \ufffd") == "a\ufffdb \ufffd"  # nothing redacted: kept as it was
+
+
+# -- quoted values ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"password":"ab\\"SECRETq rest"}', '{"password":[REDACTED]}'),
+        ('{"db": {"api_key": "x\\"y SECRETq"}, "n": 1}', '{"db": {"api_key": [REDACTED]}, "n": 1}'),
+        ('PGPASSWORD="p\\"SECRETq z" psql', "PGPASSWORD=[REDACTED] psql"),
+        ('mongosh -p "a\\" SECRETq"', "mongosh -p [REDACTED]"),
+        ('curl -u "bob:a\\" SECRETq" https://x', 'curl -u "bob:[REDACTED]" https://x'),
+    ],
+)
+def test_an_escaped_quote_does_not_end_a_quoted_secret(text: str, expected: str) -> None:
+    assert PrivacyFilter(PrivacyConfig()).filter_field(text) == expected
+
+
+# -- truncation -----------------------------------------------------------------------------
+
+LIMIT = 256
+SHORTEST_LEAK = 8  # a run of this many characters of a secret left behind is a leak
+# Cases (by their start) with a cut no rule can see as a secret: nothing that identifies it survived.
+UNRECOGNISABLE_WHEN_CUT = {
+    "git -c user.email=bob.smith+ci@corp.example.co.uk commit": "an address cut before its '@'",
+    "--port 8080 --email alice@example.com": "an address cut before its '@'",
+    "discord-bot run MPuVxXQQxJR--_cPkgOcDTa4.": "Discord, in its 1st part",
+    "mailchimp-export nbecb5ya245q3xo4pb4havobdq0ug54i-us12": "a Mailchimp key before its '-us'",
+    "tg-notify 815898210:T8girgagubxRkfaRW1gqSGtLUp1_jM5E2aj": "Telegram: its public bot id",
+}
+
+
+def _corpus() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in ("corpus.yaml", "cli_corpus.yaml", "formats_corpus.yaml"):
+        out += yaml.safe_load((FIXTURES / name).read_text(encoding="utf-8"))["secrets"]
+    return out
+
+
+def _leaks_when_cut(case: dict[str, Any], pf: PrivacyFilter) -> list[tuple[str, int]]:
+    """(secret, k) for each cut after the k-th character of a secret that leaves k of them behind."""
+    text = case["input"]
+    base = case.get("binary", "").rpartition("/")[2]
+    tool = base if base in TOOLS else ""
+    found = []
+    for secret in case["secrets"]:
+        pos = text.find(secret)
+        for k in range(SHORTEST_LEAK, len(secret)):
+            pad = LIMIT - (pos + k)  # innocent words before the case put the cut after k characters
+            if pos < 0 or pad < 2:
+                continue
+            out = pf.filter_field("q" * (pad - 1) + " " + text, tool=tool)
+            assert "…[truncated " in out
+            if secret[:k] in out:
+                found.append((secret, k))
+    return found
+
+
+def test_no_corpus_secret_survives_a_cut_through_it() -> None:
+    """Every corpus secret, cut after each of its characters: at most 7 characters of it are left."""
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=LIMIT))
+    leaks = {}
+    for case in _corpus():
+        known = any(case["input"].startswith(k) for k in UNRECOGNISABLE_WHEN_CUT)
+        if not known and (found := _leaks_when_cut(case, pf)):
+            leaks[case["input"]] = found[0]
+    assert not leaks
+
+
+@pytest.mark.parametrize(
+    ("tail", "cut", "kept", "gone"),
+    [
+        (
+            "dop_v1_" + "e0555c359047192be38e7eb720ef6e0f220b8c0cd3e2e0555c359047192be38e",
+            20,
+            "dop_v1_",
+            "e0555c35",
+        ),
+        ("reach me at alice.doe@example.com", 8, "reach me at ", "alice.doe"),
+        ("--card 4111 1111 1111 1111", 7, "--card ", "4111 11"),
+        ("--ssn 457-55-5462", 3, "--ssn ", "457-55-5"),
+        ("PMAK-fd8d9ea04160c034ba8dc0ee-0ae79b3b02c7950428b78c", 7, "PMAK-", "fd8d9ea0"),
+        ("twilio SK436d95b5d6640001720de5f3a223fa7f", 7, "twilio SK", "436d95b5"),
+    ],
+)
+def test_what_a_cut_leaves_of_a_secret_goes(tail: str, cut: int, kept: str, gone: str) -> None:
+    text = tail if len(tail) >= 64 + cut else "q" * (63 + cut - len(tail)) + " " + tail
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=len(text) - cut))
+    out = pf.filter_field(text)
+    assert out.endswith(REDACTED + TRUNCATION_MARKER.format(n=cut))
+    assert kept in out and gone not in out
+    assert pf.redactions_by_pattern["truncated_secret"] == 1
+
+
+def test_a_field_the_adapter_cut_gets_the_tail_rules_under_a_larger_limit() -> None:
+    token = "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    args = "q" * (validate.MAX_TEXT_CHARS - 20) + " " + token + " more"
+    obj = {"process_exec": {"process": {"exec_id": "e", "pid": 1, "binary": "/b", "arguments": args}}}
+    ev = _adapt_and_filter(obj, max_argument_bytes=1 << 20)
+    assert ev.process.arguments.endswith(" ghp_[REDACTED]")
+    assert "A1b2C3d4" not in ev.process.arguments
+
+
+# -- argument labels ------------------------------------------------------------------------------
+
+
+def _labelled(*labels: str) -> RuntimeCallEvent:
+    return RuntimeCallEvent(
+        kind=EventKind.UPROBE,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=1, binary="/usr/bin/app"),
+        arguments=[Argument(label=label, type="string_arg", value="plainword") for label in labels],
+    )
+
+
+def test_a_value_the_policy_labels_as_a_secret_is_redacted_whole() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    ev = _labelled("password", "db_passwd", "API-Token", "client_secret", "keypass", "path", "user", "")
+    pf.apply(ev)
+    assert [a.value for a in ev.arguments] == [REDACTED] * 5 + ["plainword"] * 3
+    assert pf.fields_redacted == 5
+    assert (pf.redactions_by_pattern["password"], pf.redactions_by_pattern["secret_token"]) == (3, 2)
+
+
+@pytest.mark.parametrize("config", [{"redact_arguments": False}, {"default_patterns": False}])
+def test_labels_follow_the_redaction_switches(config: dict[str, Any]) -> None:
+    ev = _labelled("password")
+    PrivacyFilter(PrivacyConfig(**config)).apply(ev)
+    assert ev.arguments[0].value == "plainword"
+
+
+# -- the JSON adapter's metric label and debug log -------------------------------------------------------
+
+
+def test_an_unknown_export_key_is_a_bounded_label_without_its_text() -> None:
+    st = AdapterStats()
+    assert from_json.adapt({"process_password=hunter2Xq": {}}, stats=st) is None
+    assert from_json.adapt({"process_something_new": {}}, stats=st) is None
+    for i in range(1000):
+        from_json.adapt({f"process_new_kind_{i}": {}}, stats=st)
+    assert len(st.unhandled) <= from_json.MAX_UNHANDLED_LABELS + 1
+    assert st.unhandled["process_something_new"] == 1
+    assert sum(st.unhandled.values()) == 1002
+    assert not any("hunter2Xq" in k for k in st.unhandled)
+
+
+def test_a_wrong_typed_value_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="stellaops_runtime.adapter.from_json")
+    st = AdapterStats()
+    obj = _kprobe([{"sock_arg": {"sport": "hunter2Xq"}}])
+    obj["process_kprobe"]["user_stack_trace"] = [{"module": "m", "offset": "s3cr3tZq"}]
+    assert from_json.adapt(obj, stats=st) is None
+    assert from_json.adapt(_kprobe([{"sock_arg": {"sport": "hunter2Xq"}}]), stats=st) is None
+    assert st.malformed["bad_type"] == 2
+    assert "wrong type" in caplog.text
+    assert "hunter2Xq" not in caplog.text and "s3cr3tZq" not in caplog.text
+
+
+# -- environment variable names ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["PASS", "ROOT_PW", "AUTH", "JWT", "APP_JWT"])
+def test_short_secret_variable_names_lose_their_value(name: str) -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    kept = ["PWD=/home/app", "JWT_ALGORITHM=HS256", "PASSPORT_TYPE=eu"]
+    assert pf.filter_env([f"{name}=hunter2Xq", *kept]) == [f"{name}=[REDACTED]", *kept]
+    assert pf.filter_field(f"env {name}=hunter2Xq app") == f"env {name}=[REDACTED] app"
+
+
+def test_an_export_line_with_a_million_arguments_keeps_a_bounded_number() -> None:
+    st = AdapterStats()
+    obj = _kprobe([{"string_arg": f"a{i}"} for i in range(100_000)])
+    ev = from_json.adapt(obj, stats=st)
+    assert ev is not None and len(ev.arguments) == validate.MAX_ARGUMENTS
+    assert [a.value for a in ev.arguments[:2]] == ["a0", "a1"]
+    assert st.repaired == {"text_truncated": 1}
