@@ -23,6 +23,7 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.reachability import State
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError, function_query
 
 HELP = """\
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.ERROR
 
     def ask(conn: sa.Connection) -> int:
+        snapshot(conn)  # one snapshot: agents flush while this reads
         obs = observe(conn, image=args.image, purl=pq, function=args.function, exploit_path=args.exploit_path)
         doc = evidence(obs, image=args.image, purl=args.purl, function=args.function.text)
         state = doc["reachability_state"]
@@ -94,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
                 emit(f"gap: {g.describe()}")
             for u in obs.unnamed:
                 emit(f"ran under no name: {u.describe()}")
-        if obs.unnamed and not obs.facts.invocations:  # not found by name, and may be that code
+            for d in obs.doubts:
+                emit(f"may have run ({d.kind}): {d.why}")
+        if (obs.unnamed or obs.doubts) and not obs.facts.invocations:  # may be that code
             return exitcodes.UNKNOWN
         return EXIT.get(State(state), exitcodes.UNKNOWN) if state else exitcodes.UNKNOWN
 

@@ -6,9 +6,10 @@ this image?), ``functions`` (which functions of this package ran?), ``hot``
 well?). Answers are three-valued (DESIGN.md): *observed* (exit 0); *not
 observed* while the image was under observation at a posture that can see
 function calls, stating the windows and posture that back it (exit 1);
-*unknown* when there is no such evidence, or when Tetragon reported dropping
-events (throttling, rate limiting) in a window it would rest on (exit 3),
-saying why. Output is an
+*unknown* when there is no such evidence, when Tetragon reported dropping
+events (throttling, rate limiting) in a window it would rest on, or when calls
+that may be the function's are stored where the question cannot count them
+(evidence/doubts.py) (exit 3), saying why. Output is an
 aligned table for people or, with ``--json``, one JSON document for scripts.
 
 Images may be written ``registry/repo@sha256:…``, ``repo:tag@sha256:…``,
@@ -52,6 +53,8 @@ from stellaops_runtime.cli.store_access import (
     with_store,
 )
 from stellaops_runtime.contracts.config import DEFAULT_STORE_URL
+from stellaops_runtime.evidence.doubts import doubts as find_doubts
+from stellaops_runtime.evidence.doubts import package_doubts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, parse_rfc3339
@@ -63,8 +66,10 @@ Query the hot-symbol store the agent writes.
   observed   was FUNCTION observed in image IMAGE?
              exit 0 observed; 1 not observed while IMAGE was under observation
              (the window and posture are stated); 3 unknown (never observed, only
-             at a posture that cannot see function calls, or Tetragon reported
-             dropping events in the period: the gaps are named)
+             at a posture that cannot see function calls, Tetragon reported
+             dropping events in the period, or calls that may be the function's
+             are where the question cannot count them: a file of no package, a
+             row the store refused, history retention removed; each is named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
   images     the observed images: windows, nodes, posture, events, rows
@@ -165,6 +170,7 @@ def run_observed(args: argparse.Namespace) -> int:
     what = fq.text + (f" ({args.purl})" if args.purl else "")
 
     def ask(conn: sa.Connection) -> int:
+        queries.snapshot(conn)  # one snapshot: agents flush while this reads
         rows = queries.observed(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
         groups = coverage.image_windows(conn, image=args.image, since=since, until=until)
         by_evidence = ""
@@ -178,8 +184,9 @@ def run_observed(args: argparse.Namespace) -> int:
         else:
             gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
             nameless = unnamed_code(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
+            doubts = find_doubts(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             verdict = coverage.absence(
-                args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless
+                args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless, doubts=doubts
             )
             cov = verdict.coverage
         if args.json:
@@ -198,6 +205,8 @@ def run_observed(args: argparse.Namespace) -> int:
                 "unnamed": [u.to_json() for u in verdict.unnamed],
                 "records": [r.to_json() for r in rows],
             }
+            for d in verdict.doubts:  # the rows an "unknown" rests on: refused, unattributed, ...
+                doc[d.kind] = [r.to_json() for r in d.rows]
             emit_json(doc)
         elif verdict.answer == OBSERVED:
             emit(f"observed: {what} in {args.image} ({by_evidence})")
@@ -214,9 +223,10 @@ def run_observed(args: argparse.Namespace) -> int:
     return with_store(args, ask)
 
 
-def _empty_answer(conn: sa.Connection, image: str) -> Verdict:
+def _empty_answer(conn: sa.Connection, image: str, purl: PurlQuery | None = None) -> Verdict:
     windows = coverage.image_windows(conn, image=image)
-    return coverage.absence(image, windows, gaps=coverage.image_gaps(conn, image=image))
+    doubts = package_doubts(conn, image=image, purl=purl)
+    return coverage.absence(image, windows, gaps=coverage.image_gaps(conn, image=image), doubts=doubts)
 
 
 def run_functions(args: argparse.Namespace) -> int:
@@ -226,11 +236,12 @@ def run_functions(args: argparse.Namespace) -> int:
         return error(str(e))
 
     def ask(conn: sa.Connection) -> int:
+        queries.snapshot(conn)  # one snapshot: agents flush while this reads
         if pq is None:
             rows = queries.functions(conn, image=args.image, purl_prefix=args.purl)
         else:
             rows = queries.functions(conn, image=args.image, purl=pq)
-        verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image)
+        verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image, pq)
         if args.json:
             emit_json(
                 {
@@ -241,6 +252,7 @@ def run_functions(args: argparse.Namespace) -> int:
                     "functions": [r.to_json() for r in rows],
                 }
                 | ({"reason": verdict.reason} if not rows else {})
+                | {d.kind: [r.to_json() for r in d.rows] for d in verdict.doubts}
             )
         elif rows:
             emit(table(rows, FUNCTIONS_COLUMNS))
@@ -259,6 +271,7 @@ def run_functions(args: argparse.Namespace) -> int:
 
 def run_hot(args: argparse.Namespace) -> int:
     def ask(conn: sa.Connection) -> int:
+        queries.snapshot(conn)  # one snapshot: agents flush while this reads
         rows = queries.hot(conn, image=args.image, limit=args.limit)
         verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image)
         if args.json:
@@ -266,6 +279,7 @@ def run_hot(args: argparse.Namespace) -> int:
                 {"image": args.image, "limit": args.limit, "answer": verdict.answer}
                 | ({"reason": verdict.reason} if not rows else {})
                 | {"hot": [r.to_json() for r in rows]}
+                | {d.kind: [r.to_json() for r in d.rows] for d in verdict.doubts}
             )
         elif rows:
             emit(table(rows, HOT_COLUMNS))
@@ -296,6 +310,7 @@ IMAGES_COLUMNS: list[tuple[str, Callable[[ImageLine], str]]] = [
 
 def run_images(args: argparse.Namespace) -> int:
     def ask(conn: sa.Connection) -> int:
+        queries.snapshot(conn)  # one snapshot: agents flush while this reads
         windows = coverage.all_image_windows(conn)
         counts = queries.symbol_counts(conn)
         none = queries.SymbolCounts(0, 0)

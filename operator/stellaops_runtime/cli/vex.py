@@ -13,9 +13,11 @@ or CycloneDX, on stdout or ``--out``. Exit 0 when the document was written,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -30,6 +32,7 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence import vex, vex_input
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness.statement import encode, statement
@@ -81,10 +84,16 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--window-days must be at least 1")
     try:
         image = image_key(args.image)
+        if not image.startswith("sha256:"):  # the product and every witness name a sha256 digest
+            raise RefError(f"vex needs an image's sha256 digest (the VEX product), got {args.image!r}")
         private = keys.load_private(args.key)
         vulns = vex_input.parse(json.loads(Path(args.vulns).read_bytes()))
-        for v in vulns:  # a function ID that does not read is the file's error, before any answer
+        for v in vulns:  # a function ID or package that does not read is the file's error
             for t in v.targets:
+                try:
+                    PurlQuery.parse(t.purl)  # a version range would match nothing
+                except RefError as e:
+                    raise vex_input.VexInputError(f"{v.id}: {e}") from None
                 for fn in t.functions:
                     try:
                         function_query(fn)
@@ -103,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot create {wdir}: {e.strerror or e}")
 
     def ask(conn: sa.Connection) -> int:
+        snapshot(conn)  # one snapshot: agents flush while this reads
         decisions = []
         for v in vulns:
             findings: list[vex.Finding] = []
@@ -117,13 +127,23 @@ def run(args: argparse.Namespace) -> int:
                     stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)
                     data = (json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n").encode()
                     name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', v.id)}-{len(findings) + 1}.witness.json"
-                    (wdir / name).write_bytes(data)
+                    try:
+                        (wdir / name).write_bytes(data)
+                    except OSError as e:
+                        return _fail(f"cannot write witness {wdir / name}: {e.strerror or e}")
                     findings.append(vex.Finding(t.purl, fn, obs, f"{vex.envelope_digest(data)} ({name})"))
             decisions.append(vex.decide(v, findings, window_days=args.window_days, until=args.until))
         render = vex.openvex if args.format == "openvex" else vex.cyclonedx
         text = json.dumps(render(image, decisions, image_name=args.image), indent=2) + "\n"
         if args.out:
-            Path(args.out).write_text(text)
+            out, part = Path(args.out), Path(f"{args.out}.part")
+            try:  # whole or not at all: a policy engine must never read half a document
+                part.write_text(text)
+                os.replace(part, out)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    part.unlink()
+                return _fail(f"cannot write {out}: {e.strerror or e}")
             states = (vex.AFFECTED, vex.NOT_AFFECTED, vex.UNDER_INVESTIGATION)
             counts = {s: sum(d.status == s for d in decisions) for s in states}
             emit(f"{args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

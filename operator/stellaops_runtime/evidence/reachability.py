@@ -19,7 +19,9 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
 - 0.80: any calls;
 - 0.20: more than 30 distinct gap-free days observed without a call
   (exactly 30 is not more), unless the package's code ran under no name
-  (store/unnamed.py): then 0.50, as those days may hold calls no symbol named;
+  (store/unnamed.py), or calls that may be the function's hide elsewhere
+  (evidence/doubts.py: a file of no package, a row the store refused): then
+  0.50, as those days may hold calls of the function;
 - 0.50: watched, no calls, 30 days or fewer;
 - 0.50: no posture that can see calls.
 
@@ -62,6 +64,7 @@ class Facts:
     package_loaded: bool  # any row of the package in the image (a file mapped, a function seen)
     exploit_path: bool = False  # the claim records a confirmed vulnerable flow
     unnamed_calls: int = 0  # times the package's code was on a stack under no name (store/unnamed.py)
+    doubts: tuple[str, ...] = ()  # calls that may be the function's, in words (evidence/doubts.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,8 @@ def rts(f: Facts) -> Rts:
     if f.unnamed_calls > 0:  # days "without calls" may hold calls no symbol named
         ran = f"the package's code ran {f.unnamed_calls} times under no name"
         return Rts(0.50, f"No observation (neutral: {ran})")
+    if f.doubts:  # calls that may be the function's: the days "without calls" may hold them
+        return Rts(0.50, f"No observation (neutral: {'; '.join(f.doubts)})")
     if f.days_without_calls > LONG_WINDOW_DAYS:
         return Rts(0.20, f"No observation (long window: {f.days_without_calls} days without calls)")
     return Rts(0.50, f"No observation (neutral: {f.days_without_calls} days without calls)")
@@ -116,4 +121,6 @@ def assess(f: Facts) -> Assessment:
             f", but the package's code ran {f.unnamed_calls} times under no name (no symbol table or "
             "debug file covers it): a call of the function cannot be ruled out"
         )
+    if f.doubts:
+        why += f", but {'; and '.join(f.doubts)}: a call of the function cannot be ruled out"
     return Assessment(state, CONFIDENCE[state], score, why)

@@ -3,7 +3,9 @@
 Everything comes from recorded rows: calls from ``hot_symbols`` and their
 per-window history, watched days from ``observation_windows`` (UTC days with
 a window at a posture that can see function calls, minus days with a gap
-Tetragon reported, migration 0005), the package from the stored purls. No
+Tetragon reported, migration 0005), the package from the stored purls, and the
+calls that may be the function's where the question does not find them
+(:mod:`stellaops_runtime.evidence.doubts`). No
 wall clock. The pure decision is :mod:`stellaops_runtime.evidence.reachability`.
 """
 
@@ -17,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
+from stellaops_runtime.evidence import doubts
+from stellaops_runtime.evidence.doubts import Doubt
 from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
@@ -43,6 +47,7 @@ class Observation:
     coverage: Coverage | None  # windows at a posture that can see calls
     gaps: list[Gap]
     unnamed: list[UnnamedCode] = field(default_factory=list)  # the package's code under no name
+    doubts: list[Doubt] = field(default_factory=list)  # calls that may be it (evidence/doubts.py)
 
 
 def _as_date(value: Any) -> dt.date:
@@ -100,6 +105,7 @@ def observe(
     per_day = _calls_per_day(conn, image, rows)
     watched = _watched_days(conn, image)
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
+    found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)
     facts = Facts(
         invocations=max(by_kind.values(), default=0),
         max_calls_in_a_day=max(per_day.values(), default=0),
@@ -108,6 +114,7 @@ def observe(
         package_loaded=bool(purls),
         exploit_path=exploit_path,
         unnamed_calls=sum(u.calls for u in nameless),
+        doubts=tuple(d.why for d in found),
     )
     groups = [g for g in coverage.image_windows(conn, image=image) if g.sees_functions]
     return Observation(
@@ -118,4 +125,5 @@ def observe(
         coverage=coverage.summarize(groups),
         gaps=coverage.image_gaps(conn, image=image),
         unnamed=nameless,
+        doubts=found,
     )

@@ -6,7 +6,9 @@ The rule (docs/vex.md):
 - **not_affected**, justification ``vulnerable_code_not_in_execute_path``:
   only when every affected package was seen loaded in the image, none of
   the vulnerable functions was called, none of the packages' code ran under
-  no name (store/unnamed.py), and the image was watched at a
+  no name (store/unnamed.py), no call that may be a vulnerable function's
+  hides elsewhere (evidence/doubts.py: a file of no package, a row the store
+  refused), and the image was watched at a
   posture that can see calls, without a gap, on every UTC day of the
   configured window (``window_days`` days ending at the last watched day,
   or at ``until``). "Not loaded" is never turned into
@@ -71,17 +73,26 @@ def envelope_digest(data: bytes) -> str:
 
 
 def full_window(watched: frozenset[dt.date], days: int, until: dt.date | None) -> tuple[bool, str]:
-    """Whether every UTC day of the window was watched gap-free; and the window as text."""
+    """Whether every UTC day of the window was watched gap-free; and the window as text.
+
+    Counted, not enumerated: ``--window-days`` may be any size, and a window reaching back
+    before year 1 starts there (no day of it was watched)."""
     if not watched:
         return False, f"no gap-free watched day (window {days} days)"
     end = until or max(watched)
-    span = [end - dt.timedelta(days=i) for i in range(days)]
-    missing = [d for d in span if d not in watched]
-    text = f"{span[-1].isoformat()}..{end.isoformat()}"
-    if missing:
+    try:
+        first = end - dt.timedelta(days=days - 1)
+    except OverflowError:
+        first = dt.date.min
+    text = f"{first.isoformat()}..{end.isoformat()}"
+    missing = days - sum(first <= d <= end for d in watched)
+    if missing > 0:
+        gap = first
+        while gap in watched:
+            gap += dt.timedelta(days=1)
         return (
             False,
-            f"window {text}: {len(missing)} of {days} days not watched gap-free (first {min(missing)})",
+            f"window {text}: {missing} of {days} days not watched gap-free (first {gap.isoformat()})",
         )
     return True, f"window {text}: all {days} days watched gap-free"
 
@@ -116,6 +127,10 @@ def decide(
             f"no call of {names} found by name, but the package's code ran under no name in "
             f"{', '.join(unnamed)} (no symbol table or debug file covers it)"
         )
+        return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
+    doubts = [f"{f.function}: {d.why}" for f in fs for d in f.obs.doubts]
+    if doubts:  # calls that may be a vulnerable function's: a file of no package, a refused row
+        why = f"no call of {names} found in the packages' files, but {'; '.join(doubts)}"
         return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
     watched = fs[0].obs.watched if fs else frozenset()
     ok, window = full_window(watched, window_days, until)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -44,6 +44,10 @@ from stellaops_runtime.store.queries import (
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
 
+if TYPE_CHECKING:
+    from stellaops_runtime.evidence.doubts import Doubt
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 OBSERVED = "observed"
 NOT_OBSERVED = "not_observed"
 UNKNOWN = "unknown"
@@ -188,6 +192,7 @@ class Verdict:
     coverage: Coverage | None
     gaps: tuple[Gap, ...] = ()
     unnamed: tuple[UnnamedCode, ...] = ()  # code that ran under no name (store/unnamed.py)
+    doubts: tuple[Doubt, ...] = ()  # calls that may be the function's (evidence/doubts.py)
 
 
 def _period_text(since: dt.datetime | None, until: dt.datetime | None) -> str:
@@ -206,9 +211,11 @@ def absence(
     until: dt.datetime | None = None,
     gaps: Sequence[Gap] = (),
     unnamed: Sequence[UnnamedCode] = (),
+    doubts: Sequence[Doubt] = (),
 ) -> Verdict:
-    """What "no rows" means for ``image`` given its windows, gaps and the code that ran under no
-    name (each already narrowed to the period and, for ``unnamed``, to the question's package)."""
+    """What "no rows" means for ``image`` given its windows, gaps, the code that ran under no
+    name and the calls that may be the function's (``doubts``), each already narrowed to the
+    period and, for ``unnamed``, to the question's package."""
     period = _period_text(since, until)
     if not groups:
         return Verdict(UNKNOWN, f"no observation window for image {image}{period}", None)
@@ -229,6 +236,12 @@ def absence(
         return Verdict(UNKNOWN, why, cov)
     cov = summarize(seeing)
     assert cov is not None
+    if doubts:
+        why = (
+            f"image {image} was under observation{period} {cov.describe()}, but "
+            f"{'; and '.join(d.why for d in doubts)}"
+        )
+        return Verdict(UNKNOWN, why, cov, doubts=tuple(doubts))
     if gaps:
         why = (
             f"image {image} was under observation{period} {cov.describe()}, but Tetragon reported dropping "
@@ -292,7 +305,8 @@ def _groups(
         passes = []
         for s in lengths:
             same = o.window_seconds.is_(None) if s is None else o.window_seconds == s
-            passes.append([*base, same, o.window_start > since - dt.timedelta(seconds=s or 0)])
+            back = min(dt.timedelta(seconds=s or 0), since - _EARLIEST)  # --since 0001-01-01
+            passes.append([*base, same, o.window_start > since - back])
     out: list[WindowGroup] = []
     for where in passes:
         stmt = (

@@ -87,6 +87,21 @@ def _function_filter(*, image: str, function: str, module: str | None) -> list[s
     return where
 
 
+def snapshot(conn: sa.Connection) -> None:
+    """Make every later read on ``conn`` one snapshot of the store (PostgreSQL REPEATABLE READ).
+
+    Agents flush while a question is answered. Reads from before and after one flush (calls
+    before it, watched days after it) can say "not called" of a call that flush stored; VEX made
+    ``not_affected`` of one. SQLite is left as it is: a read transaction there would hold off
+    the agent's writes (rollback journal) for as long as the question takes.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    if conn.in_transaction():
+        conn.commit()
+    conn.execution_options(isolation_level="REPEATABLE READ")
+
+
 def has_posture_columns(conn: sa.Connection) -> bool:
     """Whether ``observation_windows`` has the columns of migration 0003 (posture, length, source)."""
     schema = SCHEMA if conn.dialect.name == "postgresql" else None
@@ -187,7 +202,7 @@ def observed(
     if isinstance(function, FunctionQuery) and function.rust_paths and not function.is_function_id:
         rows = [r for r in rows if function.matches_name(r.function_name)]
     if rows and (since is not None or until is not None):
-        rows = _in_period(conn, rows, since=since, until=until)
+        rows = _in_period(conn, rows, since=since, until=until, sure=True)
     return rows
 
 
@@ -206,8 +221,15 @@ def rows_where(
 
 
 def _in_period(
-    conn: sa.Connection, rows: list[SymbolRow], *, since: dt.datetime | None, until: dt.datetime | None
+    conn: sa.Connection,
+    rows: list[SymbolRow],
+    *,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    sure: bool = False,
 ) -> list[SymbolRow]:
+    """``rows`` with their calls in windows that meet the period. ``sure``: only windows whose
+    first or last call (both calls) is in it; a period strictly between them may hold none."""
     w = hot_symbol_windows.c
     key = sa.tuple_(w.image_digest, w.module, w.function_name, w.evidence_kind)
     stmt = sa.select(
@@ -226,6 +248,8 @@ def _in_period(
         stmt = stmt.where(w.last_seen >= since)
     if until is not None:
         stmt = stmt.where(w.first_seen <= until)
+    if sure and since is not None and until is not None:
+        stmt = stmt.where(sa.or_(w.first_seen >= since, w.last_seen <= until))
     stmt = stmt.group_by(w.image_digest, w.module, w.function_name, w.evidence_kind)
     found = {tuple(r[:4]): r for r in conn.execute(stmt)}
     out = []

@@ -116,6 +116,12 @@ def _normalized(p: PackageURL) -> tuple[str, str, str]:
     return p.type, ns, name
 
 
+# How version ranges start (npm ``^1.2``/``~1.2``/``>=1``, Maven ``[1.0,2.0)``, ``vers:``): no
+# version of any ecosystem the agent attributes starts so (a deb version starts with a digit).
+_RANGE_STARTS = ("<", ">", "=", "!", "^", "~", "*", "[", "(", "vers:")
+_WILD = frozenset({"x", "X", "*"})  # npm's x-ranges: 4.x, 4.2.*
+
+
 @dataclass(frozen=True, slots=True)
 class PurlQuery:
     """A package URL as a question: which stored purls belong to this package (and version)?
@@ -134,10 +140,18 @@ class PurlQuery:
         t = text.strip()
         if not t:
             raise RefError("empty package URL")
+        _utf8(t, "package URL")
         try:
             p = PackageURL.from_string(t)
         except ValueError as e:
             raise RefError(f"malformed package URL {text!r}: {e}") from None
+        v = p.version or ""
+        if v.startswith(_RANGE_STARTS) or any(m in v for m in ("||", ",", " ")) or _WILD & set(v.split(".")):
+            # matched as a version it matches nothing: a "not observed" about a package that ran
+            raise RefError(
+                f"package URL {text!r}: version {v!r} is a range, not a version "
+                "(give one version, or none to match every version)"
+            )
         return cls(text=t, purl=p)
 
     def matches(self, stored: str) -> bool:
@@ -243,10 +257,24 @@ def _function_id_as_typed(t: str) -> FunctionId | None:
     return None
 
 
+def _utf8(text: str, what: str) -> None:
+    """Text no store can hold: lone surrogates (argv that was not UTF-8, JSON's ``\\udcff``) make
+    the database driver raise (a traceback, exit 1, read as "not observed"), and PostgreSQL's
+    text takes no NUL (a failed query where SQLite answers)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode()[:200]
+        raise RefError(f"{what} '{shown}' is not valid UTF-8") from None
+    if "\x00" in text:
+        raise RefError(f"{what} {text[:200]!r} contains a NUL byte")
+
+
 def function_query(text: str) -> FunctionQuery:
     t = text.strip()
     if not t:
         raise RefError("empty function name")
+    _utf8(t, "function name")
     fid = None
     if ":" in t:
         try:
@@ -286,4 +314,7 @@ def parse_rfc3339(text: str) -> dt.datetime:
         raise RefError(f"not an RFC 3339 timestamp: {text!r} (e.g. 2026-12-01T00:00:00Z)") from None
     if value.tzinfo is None:
         raise RefError(f"timestamp {text!r} has no UTC offset (add Z or +HH:MM)")
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise RefError(f"timestamp {text!r} is out of range in UTC (years 1 to 9999)") from None

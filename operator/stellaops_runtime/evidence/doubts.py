@@ -1,0 +1,284 @@
+"""Calls that may be the function asked about though no row of it says so: what forbids a "no".
+
+Four places where a call can hide from a question about a function of a package:
+
+- **unattributed**: the function ran in a file no package was attributed to (purl ``""``:
+  the file's attribution failed, or no source claims it; docs/attribution.md). A question
+  about a package cannot rule it out: the file may be the package's.
+- **history_removed**: the cumulative row says the function ran between its first and last
+  call, and that meets the period asked about, but ``store.retentionDays`` removed the
+  per-window history that would say when (store/partitions.py).
+- **window_spans_period**: a window's first call is before the period and its last after it;
+  its other calls lie anywhere between (the history keeps no more), in the period or not.
+- **refused**: the database refused the row of the calls and the store kept it in
+  ``quarantined_rows`` (a file path that was not UTF-8, a name too long for PostgreSQL's key
+  index: docs/operations.md, "A failing store"). Its observation window was stored; its calls
+  were not. Read back from the row's JSON; what cannot be read counts against the answer.
+
+Each is a :class:`Doubt`: ``query observed`` answers unknown,
+``evidence`` keeps the neutral RTS and exits 3, ``vex`` says under_investigation, naming them.
+``query functions`` and ``query hot`` with nothing to list answer unknown on refused rows
+(:func:`package_doubts`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, quarantined_rows
+from stellaops_runtime.store.timeconv import ns_to_datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """Calls that may be the function asked about though no row of it says so."""
+
+    kind: str  # the JSON key of ``rows``: "unattributed", "history_removed", "refused", ...
+    why: str  # a clause for people
+    rows: tuple[SymbolRow, ...]
+
+
+UNATTRIBUTED = "unattributed"
+HISTORY_REMOVED = "history_removed"
+REFUSED = "refused"
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _files(rows: list[SymbolRow]) -> str:
+    return ", ".join(sorted({r.module or "(unreadable)" for r in rows}))
+
+
+def unattributed(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Doubt | None:
+    """Calls of ``function`` in ``image`` in files no package was attributed to (the period's)."""
+    rows = queries.observed(conn, image=image, function=function, purl="", since=since, until=until)
+    rows = [r for r in rows if r.evidence_kind not in FILE_EVIDENCE and r.invocation_count > 0]
+    if not rows:
+        return None
+    by_kind: dict[str, int] = {}
+    for r in rows:  # one call seen two ways (invoked, on a stack) counts once
+        by_kind[r.evidence_kind] = by_kind.get(r.evidence_kind, 0) + r.invocation_count
+    n = max(by_kind.values())
+    why = (
+        f"the function ran {n} times in files no package was attributed to: {_files(rows)} (their "
+        "attribution failed, or no package claims them): they may be the package's"
+    )
+    return Doubt(UNATTRIBUTED, why, tuple(rows))
+
+
+def history_removed(
+    conn: sa.Connection, rows: list[SymbolRow], *, since: dt.datetime | None, until: dt.datetime | None
+) -> Doubt | None:
+    """Of the cumulative ``rows``, those whose first..last call meets the period while their
+    per-window history no longer holds all their calls (retention removed the oldest windows)."""
+    meet = [
+        r
+        for r in rows
+        if (since is None or r.last_seen >= since) and (until is None or r.first_seen <= until)
+    ]
+    if not meet:
+        return None
+    w = hot_symbol_windows.c
+    cols = (w.image_digest, w.module, w.function_name, w.evidence_kind)
+    keys = [(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in meet]
+    stmt = sa.select(*cols, sa.func.sum(w.invocation_count)).where(sa.tuple_(*cols).in_(keys)).group_by(*cols)
+    kept = {tuple(r[:4]): int(r[4] or 0) for r in conn.execute(stmt)}
+    lost = [r for r, k in zip(meet, keys, strict=True) if kept.get(k, 0) < r.invocation_count]
+    if not lost:
+        return None
+    ran = "; ".join(sorted({f"{r.module} {rfc3339(r.first_seen)}..{rfc3339(r.last_seen)}" for r in lost}))
+    why = (
+        f"the function ran between its first and last call ({ran}), which meets the period, but the "
+        "per-window history of those calls was removed (store.retentionDays): whether one fell in "
+        "the period cannot be told"
+    )
+    return Doubt(HISTORY_REMOVED, why, tuple(lost))
+
+
+def spanning(
+    conn: sa.Connection, rows: list[SymbolRow], *, since: dt.datetime | None, until: dt.datetime | None
+) -> Doubt | None:
+    """Windows of the cumulative ``rows`` whose first call is before the period and last call after
+    it: their other calls lie anywhere between, in the period or not (queries.observed leaves them
+    out)."""
+    if since is None or until is None or not rows:
+        return None
+    w = hot_symbol_windows.c
+    cols = (w.image_digest, w.module, w.function_name, w.evidence_kind)
+    keys = [(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in rows]
+    stmt = sa.select(*cols, w.invocation_count, w.first_seen, w.last_seen).where(
+        sa.tuple_(*cols).in_(keys), w.invocation_count > 0, w.first_seen < since, w.last_seen > until
+    )
+    by_key = {k: r for r, k in zip(rows, keys, strict=True)}
+    found = [
+        dataclasses.replace(
+            by_key[tuple(x[:4])],
+            invocation_count=int(x.invocation_count),
+            first_seen=_utc(x.first_seen),
+            last_seen=_utc(x.last_seen),
+        )
+        for x in conn.execute(stmt)
+    ]
+    if not found:
+        return None
+    ran = "; ".join(sorted({f"{r.module} {rfc3339(r.first_seen)}..{rfc3339(r.last_seen)}" for r in found}))
+    why = (
+        f"the function ran in windows whose first call is before the period and last call after it "
+        f"({ran}): their other calls lie anywhere between, so whether one fell in the period cannot be told"
+    )
+    return Doubt("window_spans_period", why, tuple(found))
+
+
+def _utc(value: Any) -> dt.datetime:
+    """A UTC column as read back: SQLite gives naive text, PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: Any, default: dt.datetime) -> dt.datetime:
+    ns = _int(value)
+    try:
+        return ns_to_datetime(ns) if ns is not None else default
+    except OverflowError:
+        return default
+
+
+def _text(d: dict[str, Any], key: str) -> str:
+    """A text field, its lone surrogates (a path that was not UTF-8) written ``\\udcff``: printable."""
+    v = d.get(key)
+    return v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else ""
+
+
+def _may_be(d: dict[str, Any], function: FunctionQuery | None, purl: PurlQuery | None, loose: bool) -> bool:
+    """Whether a refused row may hold calls of the function (of the package) asked about; any
+    function's, when ``function`` is None."""
+    if d.get("evidence") in FILE_EVIDENCE:
+        return False
+    count = _int(d.get("invocation_count"))
+    if count is not None and count <= 0:
+        return False
+    name, p = d.get("function_name"), d.get("purl")
+    if purl is not None and isinstance(p, str) and (p or not loose) and not purl.matches(p):
+        return False  # another package's file (or, unless ``loose``, a file of no package)
+    if function is None or not isinstance(name, str) or name.startswith("0x"):  # or under no name
+        return True
+    if function.is_function_id:
+        return name in function.names or d.get("function_id") == function.entry_id
+    return function.matches_name(name)
+
+
+def _row(d: dict[str, Any], image: str) -> SymbolRow:
+    first = _time(d.get("first_seen_ns"), _EARLIEST)
+    last = _time(d.get("last_seen_ns"), _LATEST)
+    conf = d.get("confidence")
+    return SymbolRow(
+        image_digest=image,
+        module=_text(d, "module"),
+        function_name=_text(d, "function_name"),
+        evidence_kind=_text(d, "evidence"),
+        purl=_text(d, "purl"),
+        build_id=_text(d, "build_id"),
+        function_id=_text(d, "function_id"),
+        invocation_count=_int(d.get("invocation_count")) or 0,
+        unique_callers=_int(d.get("unique_callers")) or 0,
+        confidence=float(conf) if isinstance(conf, int | float) and not isinstance(conf, bool) else 0.0,
+        first_seen=first,
+        last_seen=max(first, last),
+        node_name=_text(d, "node_name"),
+        sample=None,
+    )
+
+
+def refused(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery | None,
+    purl: PurlQuery | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    unattributed_too: bool = True,
+) -> Doubt | None:
+    """Hot-symbol rows of ``image`` the store refused that may hold calls of the function asked
+    about (of ``purl``'s package or of none), seen in the period (always, when unreadable)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    if not sa.inspect(conn).has_table(quarantined_rows.name, schema=schema):  # before migration 0004
+        return None
+    q = quarantined_rows.c
+    stmt = sa.select(q.row_json, q.error).where(
+        q.table_name == "hot_symbols", q.row_json.contains(image, autoescape=True)
+    )
+    rows, errors = [], []
+    for text, error in conn.execute(stmt):
+        try:
+            d = json.loads(text)
+        except ValueError:
+            d = {"image_digest": image}  # a row we cannot read may be anything of the image
+        if (
+            not isinstance(d, dict)
+            or d.get("image_digest") != image
+            or not _may_be(d, function, purl, unattributed_too)
+        ):
+            continue
+        r = _row(d, image)
+        if (since is None or r.last_seen >= since) and (until is None or r.first_seen <= until):
+            rows.append(r)
+            errors.append(_text({"e": str(error).splitlines()[0][:200]}, "e") if error else "")
+    if not rows:
+        return None
+    n = sum(r.invocation_count for r in rows)
+    whose = "the function's" if function is not None else "of the functions asked about"
+    why = (
+        f"the store refused {len(rows)} row{'s' * (len(rows) != 1)} of {n} calls that may be {whose}, "
+        f"in {_files(rows)} (kept in quarantined_rows: {errors[0] or 'no error text'})"
+    )
+    return Doubt(REFUSED, why, tuple(rows))
+
+
+def doubts(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery,
+    purl: PurlQuery | None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[Doubt]:
+    """Every doubt on a "no" about ``function`` (of ``purl``) in ``image`` in the period."""
+    found = [refused(conn, image=image, function=function, purl=purl, since=since, until=until)]
+    if purl is not None:
+        found.append(unattributed(conn, image=image, function=function, since=since, until=until))
+    if since is not None or until is not None:
+        whole = queries.observed(conn, image=image, function=function, purl=purl)
+        found.append(history_removed(conn, whole, since=since, until=until))
+        found.append(spanning(conn, whole, since=since, until=until))
+    return [d for d in found if d is not None]
+
+
+def package_doubts(conn: sa.Connection, *, image: str, purl: PurlQuery | None) -> list[Doubt]:
+    """What forbids "no function (of ``purl``'s package) ran in ``image``": refused rows of any
+    function of the image (of the package, when one is asked about)."""
+    found = refused(conn, image=image, function=None, purl=purl, unattributed_too=False)
+    return [found] if found is not None else []

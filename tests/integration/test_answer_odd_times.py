@@ -1,0 +1,76 @@
+"""Times at the edges of the calendar are answers or clear errors, never a traceback read as "no".
+
+A Python traceback exits 1, which ``query observed`` documents as "not observed" (a script
+reads it as a "no"). Before the fix ``--since 0001-01-01T00:00:00Z`` (a window's length taken
+from it), ``--since 0001-01-01T00:00:00+01:00`` (before year 1 in UTC), ``vex --window-days
+1000000000000`` and ``vex --until 0001-01-03`` (a window reaching before year 1) each ended in
+an OverflowError traceback, exit 1. Now the first is answered as "since the beginning", the
+second is exit 2 naming the range, and the VEX windows are simply not fully watched
+(under_investigation). The real CLI as a subprocess, the real writer, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from stellaops_runtime.store.engine import open_store
+from tests.integration.test_vex import (
+    IMG,
+    OPENVEX_SCHEMA,
+    ROOT,
+    VULNS,
+    by_vuln,
+    delta,
+    store,
+    vex_cli,
+    watched,
+)
+
+
+def observed(url: str, function: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
+         "--image", IMG, "--function", function, "--json", *extra],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_a_period_from_the_first_day_of_the_calendar_is_answered(url: str) -> None:
+    with open_store(url) as s:
+        s.write([delta("crc32", 3, 12)], watched(range(5)))
+    for since in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000001+00:00"):
+        r = observed(url, "crc32", "--since", since)
+        assert r.returncode == 0 and json.loads(r.stdout)["records"][0]["invocation_count"] == 12, r.stderr
+        r = observed(url, "inflate", "--since", since, "--until", "9999-12-31T23:59:59.999999Z")
+        assert (r.returncode, json.loads(r.stdout)["coverage"]["windows"]) == (1, 5), r.stderr
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_the_utc_calendar_is_a_usage_error(tmp_path: Path, text: str) -> None:
+    url = store(tmp_path, range(3))
+    for option in ("--since", "--until"):
+        r = observed(url, "crc32", option, text)
+        assert r.returncode == 2 and "out of range in UTC" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("--window-days", "1000000000000"), ("--window-days", "1000000"), ("--until", "0001-01-03")],
+)
+def test_a_vex_window_reaching_before_year_one_is_not_fully_watched(
+    tmp_path: Path, extra: tuple[str, str]
+) -> None:
+    url = store(tmp_path, range(40))
+    assert by_vuln(json.loads(vex_cli(tmp_path, url, VULNS).stdout))["CVE-NEVER"]["status"] == "not_affected"
+    r = vex_cli(tmp_path, url, VULNS, *extra)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, OPENVEX_SCHEMA)
+    never = by_vuln(doc)["CVE-NEVER"]
+    assert never["status"] == "under_investigation" and "not watched gap-free" in never["status_notes"]

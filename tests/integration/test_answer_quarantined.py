@@ -1,0 +1,119 @@
+"""Calls the store refused (``quarantined_rows``) are never read as "not called".
+
+A row the database refuses is quarantined and every other row of its batch stored
+(docs/operations.md, "A failing store"): its observation window stays, its calls do not. A
+library at a path that is not valid UTF-8 (a lone surrogate once decoded: any process can
+choose its paths) is refused on both backends, a function name too long for PostgreSQL's key
+index there. Before the fix, ``inflateGetHeader`` called 9 times from such a library read as
+"not observed" (exit 1) while the image was watched, ``evidence`` gave RTS 0.20 "likely unused"
+and ``vex`` wrote ``not_affected``. Now: unknown (exit 3), PotentiallyReachable at 0.50 (exit 3),
+under_investigation, each naming the refused rows; a refused row of another function or package,
+or outside the period asked about, changes nothing. The store's own write path, the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.engine import open_store
+from tests.integration.test_answer_unattributed import FN, VULNS, cli, filled, row
+from tests.integration.test_vex import DAY, IMG, PURL, T0, S, by_vuln, vex_cli, watched
+
+BAD_PATH = "/usr/lib/libz\udcff.so.1"  # a path that was not UTF-8, as the agent decodes it
+ASK = ("--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", FN)
+
+
+def row_loaded() -> HotSymbolDelta:
+    return row("", EvidenceKind.LOADED, PURL, day=0, n=1)
+
+
+def refused(
+    url: str, fn: str = FN, *, module: str = BAD_PATH, purl: str = PURL, day: int = 3, seq: int = 1
+) -> None:
+    start = T0 + day * DAY
+    d = HotSymbolDelta(
+        HotSymbolKey(IMG, module, fn, EvidenceKind.INVOKED), start, 9, start + S, start + 2 * S, purl=purl
+    )
+    with open_store(url) as s:
+        result = s.write_batch(Batch("node-1/q", seq, [d]))
+    assert result.quarantined == 1, result
+
+
+def answers(tmp: Path, url: str, *period: str) -> tuple[int, int, float, str]:
+    """(query observed exit, evidence exit, RTS score, vex status) for inflateGetHeader of zlib1g."""
+    q, _ = cli(url, "query", "observed", *ASK, *period)
+    e, doc = cli(url, "evidence", *ASK)
+    r = vex_cli(tmp, url, VULNS)
+    assert r.returncode == 0, r.stderr
+    return q, e, doc["rts"]["score"], by_vuln(json.loads(r.stdout))["CVE-H"]["status"]
+
+
+def test_calls_the_store_refused_are_never_not_called(tmp_path: Path, url: str) -> None:
+    filled(url)
+    assert answers(tmp_path, url) == (1, 1, 0.20, "not_affected")  # the control: 40 days, no call
+    refused(url)
+    assert answers(tmp_path, url) == (3, 3, 0.50, "under_investigation")
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", FN)
+    assert (code, doc["answer"], doc["observed"]) == (3, "unknown", None)
+    [row] = doc["refused"]
+    assert (row["function_name"], row["invocation_count"], row["evidence_kind"]) == (FN, 9, "invoked")
+    assert "quarantined_rows" in doc["reason"]
+    _, ev = cli(url, "evidence", *ASK)
+    assert ev["reachability_state"] == "PotentiallyReachable" and "refused" in ev["reason"]
+    statement = by_vuln(json.loads(vex_cli(tmp_path, url, VULNS).stdout))["CVE-H"]
+    assert "justification" not in statement and "quarantined_rows" in statement["status_notes"]
+    # a period that starts after the refused window: the windows left back a "not observed"
+    assert cli(url, "query", "observed", *ASK, "--since", "2026-06-10T00:00:00Z")[0] == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"fn": "crc32"}, {"purl": "pkg:deb/debian/other@1"}],
+    ids=["another function", "another package"],
+)
+def test_a_refused_row_of_something_else_changes_nothing(
+    tmp_path: Path, url: str, other: dict[str, str]
+) -> None:
+    filled(url)
+    refused(url, **other)
+    assert answers(tmp_path, url) == (1, 1, 0.20, "not_affected")
+
+
+def test_a_name_too_long_for_the_key_index_is_never_not_observed(url: str) -> None:
+    """PostgreSQL refuses a 12,000-character name (its key index); SQLite stores it. Asked as
+    the overload's name without parameters, it is observed or unknown, never "not observed"."""
+    filled(url)
+    letters = random.Random(7).choices(string.ascii_letters + string.digits, k=12_000)  # no compression
+    long_name = "ns::f(" + "".join(letters) + ")"
+    start = T0 + 3 * DAY
+    d = HotSymbolDelta(
+        HotSymbolKey(IMG, "/usr/lib/libz.so.1", long_name, EvidenceKind.INVOKED), start, 4, start, start
+    )
+    with open_store(url) as s:
+        quarantined = s.write_batch(Batch("node-1/q", 1, [d])).quarantined
+    assert quarantined == (0 if url.startswith("sqlite") else 1)
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "ns::f")
+    assert (code, doc["answer"]) in ((0, "observed"), (3, "unknown")), doc["reason"]
+
+
+def test_hot_and_functions_with_nothing_to_list_but_refused_rows_are_unknown(url: str) -> None:
+    with open_store(url) as s:  # watched, zlib1g loaded, and the only calls refused
+        s.write([row_loaded()], watched())
+    functions = ("query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g")
+    assert cli(url, "query", "hot", "--image", IMG)[0] == 1  # the control: watched, nothing ran
+    assert cli(url, *functions)[0] == 1
+    refused(url, purl="pkg:deb/debian/other@1")
+    assert cli(url, *functions)[0] == 1  # another package's refused row: zlib1g's answer stands
+    code, doc = cli(url, "query", "hot", "--image", IMG)
+    assert (code, doc["answer"], len(doc["refused"])) == (3, "unknown", 1)
+    refused(url, "crc32", day=5, seq=2)
+    code, doc = cli(url, *functions)
+    assert (code, doc["answer"]) == (3, "unknown") and "quarantined_rows" in doc["reason"]
+    assert [r["function_name"] for r in doc["refused"]] == ["crc32"]
