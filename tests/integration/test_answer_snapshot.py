@@ -13,6 +13,7 @@ hook on the statement that reads the watched days, through a connection of its o
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +71,34 @@ def test_a_flush_between_two_reads_never_makes_not_affected(
     # and read again, all of it: the call is there
     assert main([*argv, "--witness-dir", str(tmp_path / "w2")]) == 0
     assert json.loads(capsys.readouterr().out)["statements"][0]["status"] == "affected"
+
+
+def _assessment(capsys: pytest.CaptureFixture[str]) -> tuple[Any, ...]:
+    envelope = json.loads(capsys.readouterr().out)
+    predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    a, calls = predicate["assessment"], [r["invocation_count"] for r in predicate["observation"]["functions"]]
+    return a["reachability_state"], a["rts"], calls
+
+
+@pytest.mark.postgres
+def test_a_witness_rests_on_one_snapshot(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    # witness sign reads through the same observe() as vex: its claim is the answer of one snapshot,
+    # the one before the flush or the one after it, never calls from before and days from after.
+    with open_store(pg_url) as s:
+        s.write([delta("", 1, 1, EvidenceKind.LOADED)], watched(range(1, 30)))
+    key = tmp_path / "w.key"
+    assert main(["witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub")]) == 0
+    capsys.readouterr()
+    argv = ["witness", "sign", "--store", pg_url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+            "--function", FN, "--key", str(key)]  # fmt: skip
+    assert main(argv) == 0
+    before = _assessment(capsys)
+    fired = request.getfixturevalue("flush_between_reads")
+    assert main(argv) == 0
+    assert fired == [1]
+    across = _assessment(capsys)
+    assert main(argv) == 0
+    after = _assessment(capsys)
+    assert before != after and across in (before, after), (before, across, after)

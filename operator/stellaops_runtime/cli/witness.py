@@ -28,6 +28,7 @@ from stellaops_runtime.cli.store_access import ref_type as _arg
 from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
@@ -108,6 +109,7 @@ def run_sign(args: argparse.Namespace) -> int:
         return _fail(str(e))
 
     def ask(conn: sa.Connection) -> int:
+        snapshot(conn)  # one snapshot: agents flush while this reads (as vex and evidence)
         obs = observe(conn, image=args.image, purl=pq, function=args.function, exploit_path=args.exploit_path)
         doc = evidence(obs, image=args.image, purl=args.purl, function=args.function.text)
         stmt = statement(obs, doc, image=args.image, purl=args.purl, function=args.function.text,
