@@ -36,6 +36,7 @@ from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, quarantined_rows
 from stellaops_runtime.store.timeconv import ns_to_datetime
+from stellaops_runtime.store.unnamed import history_incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +88,7 @@ def history_removed(
 ) -> Doubt | None:
     """Of the cumulative ``rows``, those whose first..last call meets the period while their
     per-window history no longer holds all their calls (retention removed the oldest windows)."""
-    meet = [
-        r
-        for r in rows
-        if (since is None or r.last_seen >= since) and (until is None or r.first_seen <= until)
-    ]
-    if not meet:
-        return None
-    w = hot_symbol_windows.c
-    cols = (w.image_digest, w.module, w.function_name, w.evidence_kind)
-    keys = [(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in meet]
-    stmt = sa.select(*cols, sa.func.sum(w.invocation_count)).where(sa.tuple_(*cols).in_(keys)).group_by(*cols)
-    kept = {tuple(r[:4]): int(r[4] or 0) for r in conn.execute(stmt)}
-    lost = [r for r, k in zip(meet, keys, strict=True) if kept.get(k, 0) < r.invocation_count]
+    lost = history_incomplete(conn, rows, since=since, until=until)
     if not lost:
         return None
     ran = "; ".join(sorted({f"{r.module} {rfc3339(r.first_seen)}..{rfc3339(r.last_seen)}" for r in lost}))

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
+from stellaops_runtime.store.queries import SymbolRow
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
-from stellaops_runtime.store.schema import hot_symbols
+from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
 
 _ON_STACK = EvidenceKind.ON_STACK.value
 
@@ -80,10 +81,42 @@ def unnamed_code(
         if not function.entry_id:  # "<build-id>:+0x<offset>" asks about one unnamed offset itself
             return []
         where.append(c.build_id == function.build_id)
+    rows = queries.rows_where(conn, *where, since=since, until=until)
+    if since is not None or until is not None:
+        # Rows whose history retention removed (store.retentionDays) are not found in the period's
+        # windows, yet their first..last may meet it: such code may have run in it.
+        found_keys = {_key(r) for r in rows}
+        rest = [r for r in queries.rows_where(conn, *where) if _key(r) not in found_keys]
+        rows += history_incomplete(conn, rest, since=since, until=until)
     by_module: dict[str, list[int]] = {}
-    for r in queries.rows_where(conn, *where, since=since, until=until):
+    for r in rows:
         got = by_module.setdefault(r.module, [0, 0])
         got[0] += 1
         got[1] += r.invocation_count
     out = [UnnamedCode(m, n, calls) for m, (n, calls) in by_module.items()]
     return sorted(out, key=lambda u: (-u.calls, u.module))
+
+
+def _key(r: SymbolRow) -> tuple[str, str, str, str]:
+    return (r.image_digest, r.module, r.function_name, r.evidence_kind)
+
+
+def history_incomplete(
+    conn: sa.Connection, rows: list[SymbolRow], *, since: dt.datetime | None, until: dt.datetime | None
+) -> list[SymbolRow]:
+    """Of the cumulative ``rows``, those whose first..last call meets the period while their
+    per-window history no longer holds all their calls (retention removed the oldest windows):
+    whether one of their calls fell in the period cannot be told."""
+    meet = [
+        r
+        for r in rows
+        if (since is None or r.last_seen >= since) and (until is None or r.first_seen <= until)
+    ]
+    if not meet:
+        return []
+    w = hot_symbol_windows.c
+    cols = (w.image_digest, w.module, w.function_name, w.evidence_kind)
+    keys = [_key(r) for r in meet]
+    stmt = sa.select(*cols, sa.func.sum(w.invocation_count)).where(sa.tuple_(*cols).in_(keys)).group_by(*cols)
+    kept = {tuple(r[:4]): int(r[4] or 0) for r in conn.execute(stmt)}
+    return [r for r, k in zip(meet, keys, strict=True) if kept.get(k, 0) < r.invocation_count]

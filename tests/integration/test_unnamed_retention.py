@@ -1,0 +1,76 @@
+"""Code that ran under no name before a retention cut still forbids a "no" in a period reaching back to it.
+
+A stack frame no symbol named is stored under its offset (``0x…``, store/unnamed.py); while such
+rows of the package asked about fall in the period, ``query observed`` answers unknown, because
+the function may be that code. Retention removes the per-window history older than
+``store.retentionDays`` and keeps the cumulative rows. An unnamed row of libz that ran 40 to 59
+days ago then left no window in a period starting 50 days ago, and ``query observed --since``
+answered "not observed" (exit 1) from the windows left, though the cumulative row says that code
+last ran 40 days ago, inside the period. Now the row counts as unnamed code of the period. The
+real CLI as a subprocess, the writer's own retention, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.queries import rfc3339
+from stellaops_runtime.store.schema import datetime_to_ns
+from tests.integration.test_answer_retention import IMG, LIB, NOW, ROOT, S, midnight
+
+PURL = "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64"
+
+
+def fill(url: str) -> None:
+    """Watched every day of the last 60; libz loaded on each; an unnamed offset of libz on stacks
+    40..59 days ago, and the named ``crc32`` of libz every day."""
+    deltas, windows = [], []
+    for d in range(60):
+        start = datetime_to_ns(midnight(d))
+        windows.append(ObservationWindow(IMG, "node-1", start, 5, Posture.EBPF_DEEP, 60, "tetragon"))
+        for fn, kind, ran in (("", EvidenceKind.LOADED, True), ("crc32", EvidenceKind.INVOKED, True),
+                              ("0x1a2b0", EvidenceKind.ON_STACK, d >= 40)):  # fmt: skip
+            if ran:
+                key = HotSymbolKey(IMG, LIB, fn, kind)
+                deltas.append(
+                    HotSymbolDelta(key, start, 3, start + S, start + 2 * S, node_name="node-1", purl=PURL)
+                )
+    with open_store(url) as s:
+        s.write(deltas, windows)
+
+
+def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    r = subprocess.run(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
+         "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", "inflateGetHeader", "--json",
+         *period],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode in (0, 1, 3), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_unnamed_code_whose_history_retention_removed_still_makes_a_period_unknown(url: str) -> None:
+    fill(url)
+    back = ("--since", rfc3339(midnight(50)))
+    code, doc = observed(url, *back)
+    assert (code, doc["answer"]) == (3, "unknown")
+    assert doc["unnamed"] == [{"module": LIB, "offsets": 1, "calls": 33}]  # days 40..50
+    with open_store(url, retention_days=31) as s:
+        assert s.maintain(now=NOW).ran
+    code, doc = observed(url, *back)
+    assert (code, doc["answer"]) == (3, "unknown"), doc["reason"]  # was (1, "not_observed")
+    assert doc["unnamed"] == [{"module": LIB, "offsets": 1, "calls": 60}]  # the whole row: its days are gone
+    # a period after the unnamed code's last frame: the windows left back a "not observed"
+    code, doc = observed(url, "--since", rfc3339(midnight(39)))
+    assert (code, doc["answer"]) == (1, "not_observed") and not doc.get("unnamed"), doc["reason"]
