@@ -99,6 +99,12 @@ tetragon_throttled_cgroups{node}     throttles started and not stopped
 tetragon_rate_limit_reports_total{node}  Tetragon's rate_limit_info events
 tetragon_rate_limit_dropped_events_total{node}  events those reports say Tetragon dropped
 observation_gap_windows_total{scope} observation-window rows marked as gaps (scope image | node)
+source_outage_marks_total            source outage spans marked as node-wide gaps (agent/outages.py);
+                                     source_outage_seconds_total: their length on the wall clock
+restart_gaps_total                   holes since the node's last agent, from its watch record
+                                     (<store.spoolPath>.alive, agent/watch_record.py), marked as outages
+watch_record_ignored_total{reason}   watch records not used: not_json, too_large, bad_shape, bad_time,
+                                     future, other_node, unreadable, error; watch_record_write_errors_total
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
 native_selection_*, native_pod_view_*  native events dropped or kept by pod selection and the pod view's
                                      state (agent/native_selection_metrics.py lists them)
@@ -143,6 +149,21 @@ def _latency_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
         buckets.append((repr(bound_ns / 1e9), acc))
     buckets.append(("+Inf", h.count))
     return buckets
+
+
+def outage_metrics(a: Agent) -> Iterator[Metric]:
+    """Source outages and the hole since the node's last agent, both marked as gaps."""
+    yield _counter("source_outage_marks", "Source outage spans marked as node-wide gaps.", a.outages.outages)
+    yield _counter(
+        "source_outage_seconds", "Seconds of source outages marked as gaps (wall clock).", a.outages.seconds
+    )
+    w = a.watch
+    yield _counter("restart_gaps", "Holes since the node's last agent, marked as outages.", w.restart_gaps)
+    yield _labelled(
+        "watch_record_ignored", "Watch records (<store.spoolPath>.alive) not used, by reason.", "reason",
+        dict(w.ignored),
+    )  # fmt: skip
+    yield _counter("watch_record_write_errors", "Failed writes of the node's watch record.", w.write_errors)
 
 
 def seed_metrics(
@@ -253,6 +274,7 @@ class AgentCollector(Collector):
             p.attribution_failures,
         )
         yield _counter("witnesses_generated", "Signed runtime witnesses generated.", a.witnesses_generated)
+        yield from outage_metrics(a)
         if p.canonicalizer is not None:
             yield from canonicalizer_metrics(p.canonicalizer.stats)
         if p.fast_path is not None:

@@ -11,6 +11,10 @@ now each time, so a drain in the middle of it already carries it.
 
 A source without ``take_outage`` (Tetragon's JSON export file: the file
 keeps what the agent has not read yet) has no outages.
+
+Each tick also samples the source's last watching moment for the node's
+watch record (agent/watch_record.py), so the hole between this agent and the
+next one on the node is a gap too.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class OutageMarker:
     """Moves the source's outages into the pipeline's gap tracker (see the module docstring)."""
 
     def __init__(self, source: Any, *, pipeline: Any, in_pipeline: Callable[..., Awaitable[Any]]) -> None:
+        self.source = source
         self.take = getattr(source, "take_outage", None)
+        self.record: Any = None  # agent/watch_record.py WatchRecord: sampled on every tick
         self.pipeline = pipeline
         self.in_pipeline = in_pipeline
         self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
@@ -69,5 +75,7 @@ class OutageMarker:
                 raise
             except Exception:  # never end gap marking over one failure
                 log.exception("marking a source outage as a gap failed (retried)")
+            if self.record is not None:
+                self.record.tick(self.source)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), MARK_SECONDS)

@@ -58,6 +58,7 @@ from stellaops_runtime.agent.optional_parts import (
 from stellaops_runtime.agent.outages import OutageMarker
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.shutdown import shutdown
+from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
@@ -121,6 +122,7 @@ class Agent:
             self.source.watch_registry(self.lifecycle)
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
+        self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
 
     # -- views for metrics and health -------------------------------------
 
@@ -231,7 +233,9 @@ class Agent:
             )
         try:
             await self.stop_event.wait()
+            alive = self.source.watching_ns() if hasattr(self.source, "watching_ns") else None
             ok = await self._shutdown(tasks)
+            self.watch.final(alive, ok and not self.dropped_at_shutdown)  # all stored or spooled
         finally:
             for t in tasks:
                 t.cancel()
@@ -381,6 +385,7 @@ class Agent:
             if self._flush_stop.is_set():
                 return  # the final flush takes over
             self._flush_now.clear()
+            taken = self.watch.flush_starts()  # agent/watch_record.py
             try:
                 ok = await self.flusher.flush()
                 if ok and self.witness is not None:
@@ -391,6 +396,7 @@ class Agent:
                 self.pending.last_error = f"unexpected error: {redact(repr(e))}"
                 log.exception("hot-symbol flush failed unexpectedly (rows kept for retry)")
                 ok = False
+            self.watch.flushed(taken, ok)
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
 
 

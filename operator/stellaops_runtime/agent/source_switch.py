@@ -402,6 +402,20 @@ class SourceSwitch(ProbeReloads):
             return (start, end) if end > start else None
         return self.tetragon.take_outage() if self.mode == TETRAGON else None
 
+    def resume_outage(self, from_ns: int) -> None:
+        """Nobody watched since ``from_ns`` (the last agent's record, agent/watch_record.py): Tetragon's
+        outage until its first stream opens, or the switch's gap until the probes attach."""
+        self.tetragon.resume_outage(from_ns)
+        self._tetragon_seen_ns = min(self._tetragon_seen_ns, from_ns)
+
+    def watching_ns(self) -> int | None:
+        """The last moment the active source was known to watch; None during an outage or a switch."""
+        if self._gap_from is not None:
+            return None
+        if self.mode == TETRAGON:
+            return self.tetragon.watching_ns()
+        return time.time_ns() if self.bcc is not None and self.bcc.stats.connected else None
+
     @property
     def received_by_source(self) -> dict[str, int]:
         out = {self.tetragon.name: self.tetragon.stats.received}

@@ -253,6 +253,15 @@ class TetragonGrpcSource:
             end = self._outage_from = time.time_ns()
         return (start, end) if end > start else None
 
+    def resume_outage(self, from_ns: int) -> None:
+        """An outage open since ``from_ns``: the last agent's last watching moment (agent/watch_record.py)."""
+        if self._outage_from is None or from_ns < self._outage_from:
+            self._outage_from = from_ns
+
+    def watching_ns(self) -> int | None:
+        """The last moment the open stream was known alive; None while no stream is open."""
+        return self.alive_ns if self.stats.connected else None
+
     def forget_outage(self) -> None:
         """Drop an open outage: another source takes over and accounts for the time itself."""
         self._outage_from = None

@@ -1,0 +1,248 @@
+"""The node's "last known watching" record: the time between two agents on a node is a gap.
+
+Tetragon replays nothing, so an outage of its stream is a node-wide gap
+(agent/outages.py). An agent that stops (an upgrade, a crash, SIGKILL, an OOM
+kill, a node reboot) leaves a hole of the same kind: nobody watches the node
+until the next agent's first stream opens. Nothing in the store says so (the
+windows before and after exist), so without this record the day would count
+as watched and a "not observed" could rest on a hole of seconds to hours.
+
+The record is ``<store.spoolPath>.alive``, on the same hostPath as the spool
+file, so the next agent pod on the node finds it: JSON with the node name,
+the agent id and ``alive_ns``, the last wall-clock moment the agent knew its
+source was watching (the stream's last message, or its opening) *and* had
+stored the counts of everything that arrived by then. Both matter: an agent
+killed by SIGKILL or the OOM killer loses the counts it had not flushed, and a
+window row it had already stored claims the whole window, so the next agent's
+gap must start before the first lost event, not at the last message. The
+outage marker's tick samples the watching moment about once a second (none
+while the source is not watching: that outage is recorded as it goes); each
+flush that stores everything the pipeline had taken when it started writes
+the latest sample it covers; a graceful shutdown that stored or spooled every
+count writes the moment stop was asked. Each write goes to a temporary file
+beside it and is renamed (mode 0600), with no fsync: a lost write leaves an
+older time, i.e. a larger gap, the safe side.
+
+At start the next agent reads it; a record of this node with a sane time
+makes the span from that time until its first stream opens an outage of the
+source (``resume_outage``), handed over by ``take_outage`` like a reconnect.
+A missing record (the node's first agent) adds no gap. A record that cannot
+be trusted (too large, not JSON, wrong shape, another node's, a time <= 0 or
+in the future beyond :data:`FUTURE_SKEW_NS`, a symlink) is ignored, logged and
+counted in :attr:`WatchRecord.ignored`; it never stops the agent. Without
+``store.spoolPath`` there is no record, and restart holes are not recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import stat
+import time
+from collections import Counter, deque
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".alive"
+MAX_RECORD_BYTES = 4096  # the record is ~150 bytes; anything larger is not ours
+FUTURE_SKEW_NS = 10 * 1_000_000_000  # a time this far ahead of the clock is accepted (as now)
+FORMAT = "stellaops-runtime-alive"
+MAX_SAMPLES = 4096  # watching moments waiting for a flush that covers them
+
+
+class RecordIgnored(Exception):
+    """The record cannot be used; ``reason`` is its metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def record_path(spool_path: str) -> str:
+    """Where the record of a spool path lives ("" without a spool path: no record)."""
+    return spool_path + SUFFIX if spool_path else ""
+
+
+def encode(node: str, agent_id: str, alive_ns: int) -> bytes:
+    doc = {"format": FORMAT, "node": node, "agent_id": agent_id, "alive_ns": int(alive_ns)}
+    return json.dumps(doc, ensure_ascii=True, sort_keys=True).encode()
+
+
+def write_record(path: str, node: str, agent_id: str, alive_ns: int) -> None:
+    """Replace the record (temporary file beside it, mode 0600, renamed). Raises OSError."""
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(encode(node, agent_id, alive_ns))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_record(path: str, *, node: str, now_ns: int) -> tuple[int, str]:
+    """``(alive_ns, agent_id)`` of a usable record; None-like failures raise :class:`RecordIgnored`.
+
+    A missing file raises FileNotFoundError (not an error: the node's first agent).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # ELOOP: a symlink; EACCES, ...
+        raise RecordIgnored("unreadable", f"cannot open: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RecordIgnored("unreadable", "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+    except OSError as e:
+        raise RecordIgnored("unreadable", f"cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_RECORD_BYTES:
+        raise RecordIgnored("too_large", f"larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        doc: Any = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RecordIgnored("not_json", "not a JSON document") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise RecordIgnored("bad_shape", "not an alive record")
+    rec_node, agent_id, alive = doc.get("node"), doc.get("agent_id"), doc.get("alive_ns")
+    if not isinstance(rec_node, str) or not isinstance(agent_id, str):
+        raise RecordIgnored("bad_shape", "node or agent_id is not a string")
+    if type(alive) is not int:  # bool and float are not times
+        raise RecordIgnored("bad_shape", "alive_ns is not an integer")
+    if rec_node != node:
+        raise RecordIgnored("other_node", f"written for node {rec_node[:64]!r}, this is {node!r}")
+    if alive <= 0:
+        raise RecordIgnored("bad_time", f"alive_ns {alive} is not a time")
+    if alive > now_ns + FUTURE_SKEW_NS:
+        raise RecordIgnored(
+            "future", f"alive_ns is {min(alive - now_ns, 10**18) // 10**9}s or more in the future"
+        )
+    return min(alive, now_ns), agent_id[:128]
+
+
+def _iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+
+
+class WatchRecord:
+    """Reads the record at start (:meth:`resume`); keeps it at the last moment both watched and stored.
+
+    A moment counts once every payload that had arrived by then is in a flush that
+    succeeded: an agent killed (SIGKILL, OOM) loses what it had not stored, so the
+    next agent's gap must start before that. :meth:`tick` samples ``(watching time,
+    payloads enqueued)``; :meth:`flush_starts` reads how many payloads the pipeline
+    has taken (all of them are in the drain that starts the flush: the pipeline
+    thread runs in order); :meth:`flushed` writes the latest sample that flush covered.
+    """
+
+    def __init__(self, path: str, *, node: str, agent_id: str, queue: Any) -> None:
+        self.path = path
+        self.node = node
+        self.agent_id = agent_id
+        self.queue = queue  # sources/queue.py EventQueue: ``enqueued`` and ``len()``
+        self.ignored: Counter[str] = Counter()  # records not used, by reason
+        self.restart_gaps = 0  # restart holes handed to the source as outages
+        self.restart_gap_seconds = 0.0  # ... their length up to this agent's start
+        self.write_errors = 0
+        self._written = 0  # alive_ns of the last write
+        self._samples: deque[tuple[int, int]] = deque()  # (watching ns, payloads enqueued then)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.path)
+
+    def resume(self, source: Any) -> int | None:
+        """Hand the hole since the last agent to ``source.resume_outage``; returns its start (or None)."""
+        if not self.path or getattr(source, "resume_outage", None) is None:
+            return None
+        now = time.time_ns()
+        from stellaops_runtime.store.spool import remove_stale_temporaries
+
+        with contextlib.suppress(OSError):  # a killed agent's temporary record files
+            remove_stale_temporaries(self.path)
+        try:
+            alive, last_agent = read_record(self.path, node=self.node, now_ns=now)
+        except FileNotFoundError:
+            log.info("no watch record at %s: the first agent on this node, no restart gap", self.path)
+            return None
+        except RecordIgnored as e:
+            self.ignored[e.reason] += 1
+            log.warning("watch record %s ignored (%s): %s", self.path, e.reason, e)
+            return None
+        except Exception as e:  # never stop an agent over this file: the gap is lost, and said so
+            self.ignored["error"] += 1
+            log.error("watch record %s ignored (error): %r; a restart hole may go unrecorded", self.path, e)
+            return None
+        source.resume_outage(alive)
+        self.restart_gaps += 1
+        self.restart_gap_seconds = (now - alive) / 1e9
+        log.warning(
+            "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap",
+            _iso(alive), last_agent, self.restart_gap_seconds,
+        )  # fmt: skip
+        return alive
+
+    def tick(self, source: Any) -> None:
+        """Sample the source's last watching moment (about once a second), if it is watching."""
+        watching = getattr(source, "watching_ns", None)
+        alive = watching() if self.path and watching is not None else None
+        if alive is None or (self._samples and alive <= self._samples[-1][0]) or alive <= self._written:
+            return
+        if len(self._samples) < MAX_SAMPLES:  # full (the store down for long): the oldest ones count
+            self._samples.append((alive, self.queue.enqueued))
+
+    def flush_starts(self) -> int:
+        """Payloads the pipeline has taken so far: the flush starting now drains all of them."""
+        return int(self.queue.enqueued - len(self.queue))
+
+    def flushed(self, taken: int, ok: bool) -> None:
+        """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""
+        best = 0
+        while ok and self._samples and self._samples[0][1] <= taken:
+            best = self._samples.popleft()[0]
+        if best:
+            self.write(best)
+
+    def final(self, alive: int | None, ok: bool) -> None:
+        """At shutdown: ``alive`` (the source's last watching moment when stop was asked) if the
+        shutdown stored or spooled every count (``ok``); else the record keeps its stored moment."""
+        if ok and alive is not None:
+            self.write(alive)
+
+    def write(self, alive: int) -> None:
+        if not self.path or alive <= self._written:
+            return
+        try:
+            write_record(self.path, self.node, self.agent_id, alive)
+        except OSError as e:
+            self.write_errors += 1
+            if self.write_errors == 1 or self.write_errors % 600 == 0:
+                log.warning(
+                    "cannot write the watch record %s: %s (%d failures)", self.path, e, self.write_errors
+                )
+            return
+        self._written = alive
+
+
+def attach_watch_record(agent: Any) -> WatchRecord:
+    """The agent's record (agent/runner.py): resumes the last agent's hole, ticks with the outage marker."""
+    rec = WatchRecord(
+        record_path(agent.config.store.spool_path),
+        node=agent.node_name,
+        agent_id=agent.agent_id,
+        queue=agent.queue,
+    )
+    rec.resume(agent.source)
+    agent.outages.record = rec
+    return rec
