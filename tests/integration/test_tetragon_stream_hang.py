@@ -83,7 +83,7 @@ class HoldingProxy:
                 if not data:
                     return
                 b.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed under it (heal, close): fd -1 is a ValueError in select
             return
 
 
