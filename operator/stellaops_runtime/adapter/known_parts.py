@@ -123,6 +123,9 @@ def checked_stacks(
     Both stacks in one call: a kprobe event makes one Python call fewer."""
     if len(kernel) > max_depth or len(user) > max_depth:
         return None
+    # Sliced into lists first: a loop over upb's repeated field reads it item by item until an
+    # IndexError, formatted (~1k instructions per loop); a slice is read in one call.
+    kernel, user = kernel[:], user[:]
     parts = proto_parts.PARTS
     get = parts.frames.get
     clean = True

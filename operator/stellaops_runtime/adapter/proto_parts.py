@@ -190,9 +190,22 @@ class Parts:
         entry only in its leading offset field: its value is read here (a varint of at most 9 bytes)
         and the rest looked up, instead of decoding the entry and reading its four fields.
         """
-        value, start = _leading_offset(raw)
-        if not start:
-            return None
+        # _leading_offset's one- to three-byte cases, inlined (two unknown entries per event on that
+        # stream: a call each saved); anything longer or other goes through it.
+        if raw[:1] != b"\x10" or len(raw) > MAX_ALONE_FRAME_BYTES or len(raw) < 4:
+            value, start = _leading_offset(raw)
+            if not start:
+                return None
+        elif (b := raw[1]) < 0x80:
+            value, start = b, 2
+        elif (c := raw[2]) < 0x80:
+            value, start = b & 0x7F | c << 7, 3
+        elif (d := raw[3]) < 0x80:
+            value, start = b & 0x7F | (c & 0x7F) << 7 | d << 14, 4
+        else:
+            value, start = _leading_offset(raw)
+            if not start:
+                return None
         got = self.shapes.get(raw[start:])
         if got is None:
             return None

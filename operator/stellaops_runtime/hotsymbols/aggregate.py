@@ -64,7 +64,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import EVENT_POSTURE
-from stellaops_runtime.hotsymbols.callers import CallerTable
+from stellaops_runtime.hotsymbols.callers import CallerTable, NotedChains
 from stellaops_runtime.hotsymbols.repeats import RepeatCounting
 from stellaops_runtime.hotsymbols.samples import SampleTable, StringTable, frame_entry_id
 from stellaops_runtime.hotsymbols.slots import Group, Slot, id_symbol, slot_deltas
@@ -112,6 +112,7 @@ class HotSymbolAggregator(RepeatCounting):
         self._windows = WindowCounts(window_seconds)
         # Distinct callers per stack key, kept across drains (bounded).
         self._callers = CallerTable(max_callers=max_callers_per_symbol, max_keys=max_tracked_caller_keys)
+        self._chains = NotedChains()  # stacks' caller chains already in that table (emptied at drain)
         # exec_id -> {path: build-id} from process_loader events, for stack frames.
         self._build_ids: dict[str, dict[str, str]] = {}
         self._symbol_id_only = symbol_id_only
@@ -146,7 +147,11 @@ class HotSymbolAggregator(RepeatCounting):
         """Record what one event observes; returns the number of observations."""
         ts = ev.timestamp_ns
         win = ts - ts % self._window_ns
-        image = ev.image_key
+        c = ev.container  # RuntimeCallEvent.image_key, inlined (once per event: no property call)
+        if c is None:
+            image = f"host:{ev.node_name}"
+        else:
+            image = c.image_digest or c.image_id or c.image_ref or f"container:{c.id}"
         kind = ev.kind
         level = _POSTURE_RANK[kind._value_]
         if ev.posture_cap is not None and ev.posture_cap.rank < level:  # e.g. Python USDT: Passive
@@ -203,7 +208,8 @@ class HotSymbolAggregator(RepeatCounting):
         return n
 
     def _observe_stack(self, win: int, image: str, ev: RuntimeCallEvent) -> int:
-        """Each distinct (module, function) of the user stack once, and each frame's caller.
+        """Each distinct (module, function) of the user stack once, and each frame's caller (the
+        stack's key hashes in order, noted in the callers table once per chain: NotedChains).
 
         The repeat branch of :meth:`_add` is inlined here (per frame: the stream whose stacks
         never repeat spends most of the aggregator's time in this loop); a new key goes through
@@ -219,22 +225,17 @@ class HotSymbolAggregator(RepeatCounting):
         seen: set[tuple[str, str, str]] = set()
         groups = self._groups
         touched = self.touched
-        add_caller = self._callers.add_hashed
         ts = ev.timestamp_ns
         lat = ev.latency_ns or 0
-        below = None  # hash of the frame above this one (this frame is its caller)
+        chain: list[int] = []  # each frame's key hash, innermost first: a frame's caller is the next one
         n = 0
         for f in stack:
             module = f.module
             if f.inlined:  # functions inlined here: frames of their own, just above this one
-                below, k = self._observe_inlined(win, image, ev, f, below, seen, ids)
-                n += k
+                n += self._observe_inlined(win, image, ev, f, chain, seen, ids)
             fn = f.symbol or f"0x{f.offset:x}"  # frame_function, inlined
             key = (image, module, fn)  # one tuple per frame: seen, and hashed for the callers
-            h = hash(key)
-            if below is not None and add_caller(below, h):
-                self.epoch += 1  # the table started over: repeats must note their callers again
-            below = h
+            chain.append(hash(key))
             if key in seen:
                 continue  # recursion: one observation, but every caller counts
             seen.add(key)
@@ -262,6 +263,8 @@ class HotSymbolAggregator(RepeatCounting):
             if touched is not None:
                 touched.append(slot)
             n += 1
+        if len(chain) > 1 and (started_over := self._chains.note(self._callers, chain)):
+            self.epoch += started_over  # the table started over: repeats must note their callers again
         return n
 
     def _observe_inlined(
@@ -270,13 +273,13 @@ class HotSymbolAggregator(RepeatCounting):
         image: str,
         ev: RuntimeCallEvent,
         f: StackFrame,
-        below: int | None,
+        chain: list[int],
         seen: set[tuple[str, str, str]],
         ids: dict[str, str] | None,
-    ) -> tuple[int | None, int]:
+    ) -> int:
         """The functions the compiler inlined at frame ``f`` (canonical/inlines.py), innermost first,
         each observed as a stack frame of its own: its caller is the next one out, the outermost's is
-        ``f``'s function. Returns the last one's key hash (the caller chain goes on from it) and the
+        ``f``'s function. Their key hashes go on ``chain`` (NotedChains.note notes them); returns the
         number of observations."""
         module = f.module
         build_id = f.build_id or (ids.get(module, "") if ids else "")
@@ -285,16 +288,13 @@ class HotSymbolAggregator(RepeatCounting):
         n = 0
         for name in f.inlined:
             key = (image, module, name)
-            h = hash(key)
-            if below is not None and self._callers.add_hashed(below, h):
-                self.epoch += 1
-            below = h
+            chain.append(hash(key))
             if key in seen:
                 continue
             seen.add(key)
             fid = function_entry_id(f.build_id, name) if resolved else ""
             n += self._add(group, name, ev, build_id, function_id=fid)
-        return below, n
+        return n
 
     def _add(
         self,
@@ -384,6 +384,7 @@ class HotSymbolAggregator(RepeatCounting):
         self.epoch += 1
         self._keys = 0
         deltas = slot_deltas(groups, self._callers)
+        self._chains.clear()  # nothing of the window's stacks outlives it
         del groups
         obs = self._windows.drain(self.source)
         if self.runs is not None:

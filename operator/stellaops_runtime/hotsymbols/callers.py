@@ -206,3 +206,55 @@ class CallerTable:
             if not k:
                 return 0
             i = (i + 1) & mask
+
+
+# Bounds of NotedChains: hashes held in all, and frames in one chain it remembers (a hostile 200-frame
+# stack is noted every time instead).
+MAX_CHAIN_HASHES = 8192
+MAX_CHAIN_FRAMES = 64
+
+
+class NotedChains:
+    """Caller chains (a stack's key hashes, innermost first) whose pairs were all noted in a CallerTable.
+
+    Noting a pair again changes nothing until the table starts over: a pair noted stays noted, and a
+    key at ``max_callers`` stays there. A stream whose stacks never repeat still repeats their
+    functions (the same names at other offsets), and noting its pairs again cost ~5k instructions
+    each (docs/benchmarks.md). So a chain noted whole is remembered, and noted again only once the
+    table started over (then every chain is forgotten). Bounded (MAX_CHAIN_HASHES, MAX_CHAIN_FRAMES);
+    the aggregator empties it at drain, so nothing of a window's stacks outlives it.
+    """
+
+    __slots__ = ("_chains", "_hashes")
+
+    def __init__(self) -> None:
+        self._chains: set[tuple[int, ...]] = set()
+        self._hashes = 0
+
+    def clear(self) -> None:
+        self._chains = set()  # a new set: the old one's table is freed whole
+        self._hashes = 0
+
+    def note(self, table: CallerTable, chain: list[int]) -> int:
+        """Each hash of ``chain`` as the caller of the one before it (CallerTable.add_hashed, in order),
+        unless the chain was noted whole since the table last started over; returns how many times
+        the table started over meanwhile (each invalidates what the fast path holds)."""
+        small = len(chain) <= MAX_CHAIN_FRAMES
+        key = tuple(chain) if small else ()
+        if small and key in self._chains:
+            return 0
+        add = table.add_hashed
+        below = chain[0]
+        started_over = 0
+        for h in chain[1:]:
+            if add(below, h):
+                started_over += 1
+            below = h
+        if started_over:
+            self.clear()
+        elif small:
+            if self._hashes + len(key) > MAX_CHAIN_HASHES:
+                self.clear()
+            self._chains.add(key)
+            self._hashes += len(key)
+        return started_over
