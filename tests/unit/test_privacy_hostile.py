@@ -31,12 +31,13 @@ from typing import Any
 import pytest
 import yaml
 
-from stellaops_runtime.adapter import from_json, validate
+from stellaops_runtime.adapter import from_json, from_proto, validate
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import REDACTED, TRUNCATION_MARKER, PrivacyFilter
 from stellaops_runtime.privacy.cli_options import TOOLS
+from stellaops_runtime.wire.tetragon import events_pb2
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "privacy"
 
@@ -253,3 +254,23 @@ def test_an_export_line_with_a_million_arguments_keeps_a_bounded_number() -> Non
     assert ev is not None and len(ev.arguments) == validate.MAX_ARGUMENTS
     assert [a.value for a in ev.arguments[:2]] == ["a0", "a1"]
     assert st.repaired == {"text_truncated": 1}
+
+
+def test_a_grpc_event_with_thousands_of_arguments_keeps_a_bounded_number() -> None:
+    # The gRPC adapter skips normalize() for clean events: more arguments than it keeps are not clean.
+    m = events_pb2.GetEventsResponse(node_name="n")
+    m.time.seconds = 1_700_000_000
+    k = m.process_kprobe
+    k.process.exec_id, k.process.pid.value, k.process.binary = "e1", 7, "/bin/app"
+    k.function_name = "__x64_sys_write"
+    for i in range(1000):
+        k.args.add().string_arg = f"a{i}"
+    payload = m.SerializeToString()
+    for read in ("decoded", "second view"):
+        st = AdapterStats()
+        decoded = events_pb2.GetEventsResponse.FromString(payload)
+        msg = decoded if read == "decoded" else from_proto.decode(payload, st)
+        ev = from_proto.adapt(msg, stats=st)
+        assert ev is not None and len(ev.arguments) == validate.MAX_ARGUMENTS, read
+        assert [a.value for a in ev.arguments[:2]] == ["a0", "a1"]
+        assert st.repaired == {"text_truncated": 1}, read

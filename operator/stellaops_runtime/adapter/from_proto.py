@@ -377,7 +377,8 @@ def _build(
         if arguments:
             for a in ev.arguments:  # the event's (a TCP state event's were rewritten)
                 texts += (a.label, a.type, a.value)
-        clean = validate.fields_clean(texts)
+        # more traced arguments than normalize() keeps (a hostile message with thousands): cut, counted
+        clean = validate.fields_clean(texts) and len(ev.arguments) <= validate.MAX_ARGUMENTS
     if clean:  # normalize() would change no text: only the time is checked (the rest is protobuf-typed)
         if ts < 0 or (ts > _max_ns and _above_limit(ts)):
             stats.repaired["time_clamped"] += 1

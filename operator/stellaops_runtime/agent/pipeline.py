@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
+import traceback
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
@@ -357,7 +358,11 @@ class Pipeline:
         self.adapter_stats.malformed[f"internal_{name}"] += 1
         self.internal_errors += 1
         if self.internal_errors <= 10:
-            log.error("event skipped after an internal error (%s)", name, exc_info=e)
+            # The message can quote the event's text (a path, an argument): through the privacy
+            # filter's rules, and the traceback's frames without it.
+            where = "".join(traceback.format_tb(e.__traceback__))
+            text = self.privacy.redact_text(str(e)[:2000])
+            log.error("event skipped after an internal error (%s: %s)\n%s", name, text, where)
 
     def _observe_latency(self, items: list[tuple[bytes, int]]) -> None:
         """LatencyHistogram.observe_ns for each event of the batch, inlined (no call per event)."""
