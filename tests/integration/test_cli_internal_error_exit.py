@@ -32,7 +32,8 @@ def _damaged(tmp: Path) -> str:
     url = store(tmp, range(5))
     db = sqlite3.connect(tmp / "hot.db")
     with db:
-        db.execute("UPDATE observation_windows SET window_start = 'not a time ' || id")
+        # the message quotes the value: a secret in it must not reach the output in clear
+        db.execute("UPDATE observation_windows SET window_start = 'not a time password=hunter2xyz ' || id")
     db.close()
     return url
 
@@ -48,6 +49,7 @@ def test_a_crash_is_an_error_not_an_answer(tmp_path: Path, ask: str) -> None:
     )  # fmt: skip
     assert r.returncode == exitcodes.ERROR, (r.returncode, r.stderr[-2000:])
     assert "internal error, no answer: ValueError" in r.stderr
+    assert "hunter2xyz" not in r.stderr and "Traceback" not in r.stderr and "line " in r.stderr  # frames
     assert r.stdout == ""  # nothing a reader could take for an answer
 
 
@@ -57,3 +59,4 @@ def test_vex_on_a_damaged_store_writes_no_document(tmp_path: Path) -> None:
     r = vex_cli(tmp_path, url, VULNS, "--out", str(out))
     assert r.returncode == exitcodes.ERROR, (r.returncode, r.stderr[-2000:])
     assert "internal error, no answer" in r.stderr and not out.exists()
+    assert "hunter2xyz" not in r.stderr

@@ -183,7 +183,7 @@ class Flusher:
                       "keep them for the next start)", rows, self.pending.last_error)  # fmt: skip
             return False
         own = self.pending.take_all()
-        with spool_lock(path):
+        with spool_lock(path):  # held or not (another agent past the wait): the rows are written
             batches = self._foreign_spool(path) + own
             try:
                 self.spooled_rows = write_spool(path, batches)

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from stellaops_runtime import __version__
 from stellaops_runtime.cli import exitcodes, pipes
@@ -109,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         # Python's own exit status for an uncaught exception is 1, which `query observed`,
         # `evidence` and `vex` define as "no" (not observed): a crash must never read as an answer.
-        log.error("%s failed", args.command, exc_info=True)  # where, for a bug report
+        # Where, for a bug report: the traceback's frames, not its last line (the message, which
+        # can quote a store URL's password; it is printed redacted below).
+        log.error("%s failed at\n%s", args.command, "".join(traceback.format_tb(e.__traceback__)))
         print(
             f"stella-runtime {args.command}: internal error, no answer: {type(e).__name__}: "
             f"{redact_error(e)} (exit {exitcodes.ERROR})",
