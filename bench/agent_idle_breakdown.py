@@ -136,7 +136,13 @@ def floor(address: str, top: int) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
     b = breakdown(rows, top)
-    return {"status": status, "allocator": decision.reason, "rss_mb": b["rss_mb"], "files": b["files"]}
+    return {
+        "status": status,
+        "allocator": decision.reason,
+        "rss_mb": b["rss_mb"],
+        "anonymous_and_special": b["anonymous_and_special"],
+        "files": b["files"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

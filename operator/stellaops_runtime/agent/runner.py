@@ -299,8 +299,8 @@ class Agent:
                     return
                 continue
             batch = q.take(BATCH)
-            try:
-                await self.in_pipeline(process, batch)
+            try:  # shielded: a batch taken is processed even when shutdown cuts the consumer short
+                await asyncio.shield(self.in_pipeline(process, batch))
             finally:
                 q.done(batch)  # its payloads no longer count against the queue's byte bound
             if (drops := q.take_drops()) is not None:  # what we dropped is a gap, not "not observed"

@@ -5,7 +5,8 @@ The order matters, and each step has its share of the deadline:
 
 1. the source is cancelled (an idle stream never looks at the stop event);
 2. the consumer processes what is queued, for at most half of what is left;
-   past that, queued events are counted as dropped, never silently lost;
+   past that, queued events are counted as dropped and are a gap in the last
+   drain (like every drop of the queue), never silently lost;
 3. a flush already running may finish: its batch is frozen, so aborting it
    when it must be cut short loses nothing and its retry cannot count twice;
 4. the other tasks end; an outage of the source still open becomes a gap
@@ -50,9 +51,15 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     if not done:
         tasks[1].cancel()
         await asyncio.gather(tasks[1], return_exceptions=True)
-        agent.dropped_at_shutdown = len(agent.queue)
-        log.error("shutdown deadline: %d queued events were not processed (counted as dropped)",
-                  agent.dropped_at_shutdown)  # fmt: skip
+        agent.dropped_at_shutdown = agent.queue.discard_queued()
+        log.error("shutdown deadline: %d queued events were not processed (counted as dropped, "
+                  "a gap)", agent.dropped_at_shutdown)  # fmt: skip
+    if (drops := agent.queue.take_drops()) is not None:
+        # Dropped events nobody reported yet (the consumer was cut short, or these): a gap in the
+        # last drain. Queued on the pipeline thread ahead of that drain, so it is in it even when
+        # the thread is still busy now.
+        noted = asyncio.ensure_future(agent.in_pipeline(agent.pipeline.note_own_drops, *drops))
+        await asyncio.wait({noted}, timeout=max(0.0, deadline - reserve - time.monotonic()))
     # A running flush may finish: its batch is frozen, so if it must be cut
     # short, aborting it loses nothing and its retry cannot count twice.
     agent._flush_stop.set()

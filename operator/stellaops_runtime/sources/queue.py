@@ -127,3 +127,24 @@ class EventQueue:
     def done(self, batch: list[tuple[bytes, int]]) -> None:
         """The consumer has finished with a batch from :meth:`take`: its bytes no longer count."""
         self.in_flight_bytes = max(0, self.in_flight_bytes - sum(len(p) for p, _ in batch))
+
+    def discard_queued(self) -> int:
+        """Empty the queue at the shutdown deadline: the payloads left are dropped, as a gap.
+
+        Counted apart from :attr:`dropped` (the runner reports them as
+        ``reason="shutdown_deadline"``), but reported by :meth:`take_drops` like every drop,
+        over the wall-clock span from the oldest one's arrival to now, so that no window the
+        agent stores claims it watched while these events went uncounted.
+        """
+        n = len(self._items)
+        if not n:
+            return 0
+        now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+        oldest = now_wall - max(0, now_mono - self._items[0][1])
+        self._items.clear()
+        self.bytes = 0
+        if not self._gap_count or oldest < self._gap_first_ns:
+            self._gap_first_ns = oldest
+        self._gap_last_ns = now_wall
+        self._gap_count += n
+        return n
