@@ -7,18 +7,20 @@ this test they did, and ``query observed`` for a function that did not run answe
 observed" (exit 1) although the dropped events could have held a call of it.
 
 The real agent runs in this process against the real replay server and a SQLite store; its
-pipeline thread is held busy (a job queued on it with the agent's own ``in_pipeline``) while the
-stream arrives, so the events are queued when the stop comes, and released once the deadline
-has dropped them. The stream is the synthetic one with its node set to the agent's and its times
+pipeline thread is held busy (a job queued on it with the agent's own ``in_pipeline``) once half
+the stream is processed, so the rest is queued when the stop comes, and released once the
+deadline has dropped it. The stream is the synthetic one with its node set to the agent's and its times
 to now, as a live Tetragon's are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from stellaops_runtime.agent.runner import Agent
@@ -28,6 +30,8 @@ from tests.e2e import harness as h
 from tests.e2e.test_agent_restart_gap import NODE, OBJS, retimed
 
 IMAGE = h.EXPECTED["images"][0]["digest"]
+WINDOW = 3600  # aggregation window (s)
+RATE = 2000.0  # events/s served: the second half arrives while the pipeline thread is held
 
 
 def _stored_events(db: Path) -> int:
@@ -40,15 +44,17 @@ def _stored_events(db: Path) -> int:
 
 
 async def test_events_dropped_at_the_shutdown_deadline_are_a_gap(tmp_path: Path) -> None:
+    if (left := WINDOW - time.time() % WINDOW) < 30:  # the whole run in one aggregation window
+        await asyncio.sleep(left + 1)
     events = retimed(tmp_path, OBJS, "live")
-    server = ReplayServer(events)
-    addr = await server.start("127.0.0.1:0")
+    server = ReplayServer(events, rate=RATE)
+    addr = f"127.0.0.1:{h.free_port()}"  # nothing listens yet: the agent retries until it does
     db = tmp_path / "hs.db"
     cfg = parse_config(
         {
             "tetragon": {"address": addr},
             "store": {"url": f"sqlite:///{db}"},
-            "hotSymbols": {"flushIntervalSeconds": 3600},
+            "hotSymbols": {"flushIntervalSeconds": 3600, "aggregationWindowSeconds": WINDOW},
             "shutdown": {"graceSeconds": 4},
         }
     )
@@ -56,7 +62,8 @@ async def test_events_dropped_at_the_shutdown_deadline_are_a_gap(tmp_path: Path)
     gate = threading.Event()
     task = asyncio.create_task(agent.run())
     try:
-        await h.wait_for(lambda: agent.store is not None and agent.source_stats.connected, what="connected")
+        await server.start(addr)
+        await h.wait_for(lambda: agent.pipeline.processed >= len(events) // 2, what="half processed")
         held = asyncio.ensure_future(agent.in_pipeline(gate.wait))  # the pipeline thread is busy
         await h.wait_for(lambda: agent.received == len(events), what="the whole stream received")
         agent.stop("test: stop with events queued")
@@ -79,3 +86,37 @@ async def test_events_dropped_at_the_shutdown_deadline_are_a_gap(tmp_path: Path)
     doc = json.loads(r.stdout)
     assert (r.returncode, doc["answer"]) == (3, "unknown"), doc
     assert sum(g["dropped_events"] for g in doc["gaps"]) == dropped, doc["gaps"]
+
+
+async def test_a_gap_handed_to_a_busy_pipeline_reaches_the_drain_after_its_caller_gave_up(
+    tmp_path: Path,
+) -> None:
+    """The shutdown's last outage mark waits for the pipeline thread only until the deadline.
+
+    When the thread is busy past it, the caller gives up; the mark must still run, before the
+    last drain queued behind it, so the outage is a gap in what is stored. (Before, the job was
+    cancelled unrun: the outage, and a batch of events, vanished.)
+    """
+    cfg = parse_config({"store": {"url": f"sqlite:///{tmp_path}/hs.db"}})
+    agent = Agent(cfg, node_name=NODE)
+    gate = threading.Event()
+    marker = agent.outages
+    span = (1_700_000_000 * 10**9, 1_700_000_090 * 10**9)
+    marker.take = lambda: span  # the source reports one outage
+
+    async def main() -> None:
+        held = asyncio.ensure_future(agent.in_pipeline(gate.wait))
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(marker.mark(), timeout=0.2)  # as shutdown calls it
+        finally:
+            gate.set()
+        await held
+        _, windows = await agent.in_pipeline(agent.pipeline.drain)  # the last drain
+        gaps = [(w.gap_start_ns, w.gap_end_ns) for w in windows if w.gap_end_ns]
+        assert gaps and min(a for a, _ in gaps) <= span[0] and max(b for _, b in gaps) >= span[1], gaps
+
+    try:
+        await main()
+    finally:
+        agent._worker.shutdown(wait=True)

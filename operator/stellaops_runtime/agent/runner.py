@@ -77,6 +77,12 @@ BATCH = 512
 TRIM_AFTER_ROWS = 10_000  # rows stored between two returns of freed memory to the kernel
 
 
+def _log_orphan_failure(fut: asyncio.Future[Any]) -> None:
+    """A pipeline job whose caller was cancelled failed: nobody else will see its error."""
+    if not fut.cancelled() and (e := fut.exception()) is not None:
+        log.error("a pipeline job failed after its caller stopped waiting: %s", type(e).__name__)
+
+
 class Agent:
     """One node agent; ``await Agent(cfg).run()`` returns the exit code."""
 
@@ -286,8 +292,18 @@ class Agent:
             self._source_done.set()
 
     async def in_pipeline(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` on the pipeline thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        """Run ``fn(*args)`` on the pipeline thread, after every job handed to it before.
+
+        A job once handed over runs even when its caller is cancelled or gives up waiting (the
+        shutdown deadline): a batch of events, a gap to mark, must reach the last drain, which is
+        queued behind them, rather than vanish unrun with the counts or the gap they carry.
+        """
+        fut = asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(_log_orphan_failure)
+            raise
 
     async def _consume(self) -> None:
         q = self.queue
@@ -299,8 +315,8 @@ class Agent:
                     return
                 continue
             batch = q.take(BATCH)
-            try:  # shielded: a batch taken is processed even when shutdown cuts the consumer short
-                await asyncio.shield(self.in_pipeline(process, batch))
+            try:  # a batch taken is processed even when shutdown cuts the consumer short
+                await self.in_pipeline(process, batch)
             finally:
                 q.done(batch)  # its payloads no longer count against the queue's byte bound
             if (drops := q.take_drops()) is not None:  # what we dropped is a gap, not "not observed"
