@@ -23,6 +23,7 @@ Kubernetes informer). The agent (``stella-runtime agent``) with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import threading
@@ -230,7 +231,8 @@ def test_the_agent_enriches_events_and_records_windows_of_containers_that_ran(
 async def test_no_window_while_the_event_source_is_not_connected(
     ctd: Containerd, images: dict[str, Image], tmp_path: Path
 ) -> None:
-    """The runtime is watched, but Tetragon is unreachable: nobody could have seen a call, so no window."""
+    """The runtime is watched, but Tetragon is unreachable: nobody could have seen a call, so no
+    watched window; the time the image ran here unwatched is a gap of the image (source ``none``)."""
     idle = uuid.uuid4().hex * 2
     ctd.ctr("run", "-d", images["idle"].ref, idle)
     url = f"sqlite:///{tmp_path}/hot.db"
@@ -261,13 +263,33 @@ async def test_no_window_while_the_event_source_is_not_connected(
 
         await h.wait_for(registry_in_sync, timeout=30, what="the registry in sync")
         await asyncio.sleep(3.5)  # three whole windows with the container running
+        t_away = time.time()  # every second before this one, from the first sample on, is unwatched
         m = await asyncio.to_thread(h.scrape, agent.http_port)
         assert h.metric(m, "stellaops_runtime_lifecycle_connected") == 1
         assert h.metric(m, "stellaops_runtime_tetragon_connected") == 0
         assert h.metric(m, "stellaops_runtime_lifecycle_watching") == 0
+        assert h.metric(m, "stellaops_runtime_lifecycle_unwatched_gap_rows_total") > 0
     finally:
         agent.stop("test")
         assert await asyncio.wait_for(task, 60) == 0
         ctd.remove_all()
     assert part.runs.stats.rows == 0
-    assert windows_of(url, images["idle"].manifest_digest) == {}
+    windows = windows_of(url, images["idle"].manifest_digest)
+    assert windows and all(v == (0, None) for v in windows.values()), windows  # gaps, never watched
+    eng = create_store_engine(url)
+    try:
+        with eng.connect() as conn:
+            o = observation_windows.c
+            spans = conn.execute(
+                sa.select(o.gap_start, o.gap_end, o.source)
+                .where(o.image_digest == images["idle"].manifest_digest)
+                .order_by(o.window_start)
+            ).all()
+    finally:
+        eng.dispose()
+    assert {r.source for r in spans} == {"none"}
+    assert all(a.gap_end >= b.gap_start for a, b in itertools.pairwise(spans))  # unbroken
+    assert spans[-1].gap_end.timestamp() >= t_away - 1.5  # up to a sample of the last second
+    r = h.cli("query", "observed", "--store", url, "--image", images["idle"].manifest_digest,
+              "--function", FUNCTION, "--json")  # fmt: skip
+    assert r.returncode == 3, r.stdout  # unknown, never "not observed"

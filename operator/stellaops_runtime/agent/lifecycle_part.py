@@ -201,13 +201,15 @@ class LifecyclePart:
         assert obs is not None
         s = source_stats()
         seen = (int(s.connects), obs.stats.connects)
-        watching = bool(s.connected) and obs.stats.connected and obs.synced.is_set()
+        runtime_known = obs.stats.connected and obs.synced.is_set()
+        watching = bool(s.connected) and runtime_known
         now = time.time_ns()
-        records = obs.registry.records() if watching else []
+        # While the source is away the registry still says what ran: those images' time is a gap.
+        runs = runs_of(obs.registry.records()) if runtime_known else []
         if watching and self._seen is not None and seen != self._seen:
-            await in_pipeline(self.runs.tick, now, False, ())  # a reconnect since the last sample
+            await in_pipeline(self.runs.tick, now, False, runs, True)  # a reconnect since the last sample
         self._seen = seen if watching else None
-        await in_pipeline(self.runs.tick, now, watching, runs_of(records))
+        await in_pipeline(self.runs.tick, now, watching, runs, runtime_known)
 
     def metrics(self) -> Iterator[Metric]:
         """The observer's families and the agent's own (enrichment, lifecycle windows).
@@ -236,6 +238,11 @@ class LifecyclePart:
             "lifecycle_window_rows",
             "Observation-window rows for images that ran through a whole watched window.",
             st.rows,
+        )
+        yield counter(
+            "lifecycle_unwatched_gap_rows",
+            "Gap rows for images that ran while the event source was away (the registry in sync).",
+            st.unwatched,
         )
         yield counter(
             "lifecycle_watch_breaks",

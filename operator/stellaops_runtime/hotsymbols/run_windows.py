@@ -26,6 +26,15 @@ Passive"); merged with the image's own events of the window (``merged``
 keeps the higher posture) it changes nothing of theirs. An earlier version
 took the highest posture of *any* image's events on the node, which would
 have said "not observed" about images no policy traced.
+The other side: while the runtime's registry is in sync but the event source
+is away (a Tetragon outage, the agent started before Tetragon was reachable),
+every image the registry says ran gets a *gap* in each window it ran in
+(source ``none``, over the part of the window between the last watched sample
+and now), so a question about that image meets the time it ran here
+unwatched, even when it sent no event that day on this node and another node
+watched it throughout. The agent's first sample starts no such span: the time
+before an agent started is the watch record's (agent/watch_record.py).
+
 Its source is the sources of the node's events in the window (the
 aggregator's own when none). Rows are held until the window ended and a
 settle time passed, so that the window's events (which reach the aggregator
@@ -41,6 +50,7 @@ from dataclasses import dataclass
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 
+UNWATCHED_SOURCE = "none"  # the source of an unwatched span's gap, as hotsymbols/gaps.py names it
 SETTLE_NS = 5_000_000_000  # a window's rows wait this long after its end for its events
 MAX_WINDOWS = 10_000  # windows held at once (a stuck drain must not grow memory without bound)
 
@@ -60,6 +70,7 @@ class RunWindowStats:
     rows: int = 0  # lifecycle window rows emitted
     broken: int = 0  # watches broken (source or runtime away, or a reconnect between samples)
     discarded: int = 0  # windows dropped because a watch broke inside them
+    unwatched: int = 0  # image gap rows emitted: the image ran while the source was away
 
 
 class RunWindows:
@@ -74,6 +85,8 @@ class RunWindows:
         self._last = 0  # time of the latest sample
         self._ran: dict[int, set[str]] = {}  # window start -> images that ran in it (this watch)
         self._sources: dict[int, set[str]] = {}  # window start -> sources of this node's events
+        # (image, window start) -> [first, last] ns an image ran while the source was away
+        self._unwatched: dict[tuple[str, int], list[int]] = {}
         self.stats = RunWindowStats()
         # Set when the agent stops (its queue processed): the last whole windows need not settle.
         self.final = False
@@ -87,10 +100,16 @@ class RunWindows:
     def watching(self) -> bool:
         return self._since is not None
 
-    def tick(self, now_ns: int, watching: bool, runs: Iterable[Run]) -> None:
-        """A sample: is everything watching (and has it been since the last sample), and what runs."""
+    def tick(self, now_ns: int, watching: bool, runs: Iterable[Run], runtime_known: bool = False) -> None:
+        """A sample: is everything watching (and has it been since the last sample), and what runs.
+
+        ``runtime_known``: not watching, but the registry is in sync (the source is what is away),
+        so ``runs`` says which images ran unwatched since the last sample.
+        """
         prev = self._last
         self._last = max(self._last, now_ns)
+        if not watching and runtime_known and prev:
+            self._note_unwatched(prev, now_ns, runs)
         if not watching:
             if self._since is not None:  # windows that ended by the last watched sample stay whole
                 self.stats.broken += 1
@@ -126,20 +145,65 @@ class RunWindows:
                 self._ran.setdefault(w, set()).add(r.image)
                 w += wn
 
+    def _note_unwatched(self, prev: int, now_ns: int, runs: Iterable[Run]) -> None:
+        """Each image that ran between the last sample and now, while the source was away."""
+        wn = self._wn
+        for r in runs:
+            if not r.image or r.image == NODE_WIDE:
+                continue
+            start = max(prev, r.started_ns)
+            end = now_ns if r.running else min(now_ns, r.stopped_ns)
+            if end < start:
+                continue
+            w = start - start % wn
+            last = end - end % wn
+            if end > start and end == last:  # ends exactly on a boundary: not the next window
+                last -= wn
+            while w <= last:
+                key = (r.image, w)
+                span = self._unwatched.get(key)
+                lo, hi = max(start, w, 1), min(end, w + wn)
+                if span is not None:
+                    span[0], span[1] = min(span[0], lo), max(span[1], hi)
+                elif len(self._unwatched) < MAX_WINDOWS:
+                    self._unwatched[key] = [lo, hi]
+                else:  # past the bound: the node-wide gap of the window (one per window), never none
+                    span = self._unwatched.setdefault((NODE_WIDE, w), [lo, hi])
+                    span[0], span[1] = min(span[0], lo), max(span[1], hi)
+                w += wn
+
     def drain(self, windows: list[ObservationWindow], source: str) -> list[ObservationWindow]:
-        """``windows`` (the aggregator's) with the rows of every settled, wholly watched window merged in."""
+        """``windows`` (the aggregator's) with the rows of every settled, wholly watched window merged in,
+        and the gaps of images that ran while the source was away."""
         node = self._node
         for o in windows:
             if o.node_name == node and o.event_count > 0 and o.source:
                 self._sources.setdefault(o.window_start_ns, set()).update(o.source.split(","))
         settle = 0 if self.final else self._settle
         ready = [w for w in self._ran if w + self._wn + settle <= self._last]
-        if not ready:
+        if not ready and not self._unwatched:
             self._prune()
             return windows
         out: dict[tuple[str, str, int], ObservationWindow] = {
             (o.image_digest, o.node_name, o.window_start_ns): o for o in windows
         }
+        unwatched, self._unwatched = self._unwatched, {}
+        for (image, w), (lo, hi) in sorted(unwatched.items()):
+            gap = ObservationWindow(
+                image,
+                node,
+                w,
+                0,
+                None,
+                self._window_seconds,
+                UNWATCHED_SOURCE,
+                gap_start_ns=lo,
+                gap_end_ns=hi,
+            )
+            self.stats.unwatched += 1
+            k = (image, node, w)
+            have = out.get(k)
+            out[k] = gap if have is None else have.merged(gap)
         for w in sorted(ready):
             src = ",".join(sorted(self._sources.get(w, ()))) or source
             for image in sorted(self._ran.pop(w)):
