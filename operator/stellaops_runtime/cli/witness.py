@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,8 @@ def run_sign(args: argparse.Namespace) -> int:
         private = keys.load_private(args.key)
     except (RefError, keys.KeyError_) as e:
         return _fail(str(e))
+    if args.out and os.path.exists(args.out) and os.path.samefile(args.out, args.key):
+        return _fail(f"--out {args.out} is the key file: not overwriting a key")
 
     def ask(conn: sa.Connection) -> int:
         snapshot(conn)  # one snapshot: agents flush while this reads (as vex and evidence)
@@ -126,7 +130,10 @@ def run_sign(args: argparse.Namespace) -> int:
                 f"stella-runtime witness: stored as {row}{'' if new else ' (already there)'}", file=sys.stderr
             )
         if args.out:
-            Path(args.out).write_text(text)
+            try:
+                Path(args.out).write_text(text)
+            except OSError as e:
+                return _fail(f"cannot write {args.out}: {e.strerror or e}")
             emit(f"witness for {args.function.text} in {args.image}: {doc['reachability_state'] or 'defer'}"
                  f" -> {args.out}")  # fmt: skip
         else:
@@ -161,8 +168,11 @@ def run_list(args: argparse.Namespace) -> int:
     return _with_store(args, ask)
 
 
+_REF = re.compile(r"[0-9]{1,18}|sha256:[0-9a-f]{64}")  # a row id (BIGINT) or an envelope digest
+
+
 def run_get(args: argparse.Namespace) -> int:
-    if not (args.ref.startswith("sha256:") or args.ref.isdigit()):
+    if not _REF.fullmatch(args.ref):
         return _fail(f"expected a row id or sha256:<digest>, got {args.ref!r}")
 
     def ask(conn: sa.Connection) -> int:
@@ -173,12 +183,21 @@ def run_get(args: argparse.Namespace) -> int:
         if data is None:
             return _fail(f"no stored witness {args.ref}", exitcodes.NOT_FOUND)
         if args.out:
-            Path(args.out).write_bytes(data)
+            try:
+                Path(args.out).write_bytes(data)
+            except OSError as e:
+                return _fail(f"cannot write {args.out}: {e.strerror or e}")
         else:
             sys.stdout.write(data.decode())
         return exitcodes.OK
 
     return _with_store(args, ask)
+
+
+def _shown(text: str) -> str:
+    """``text`` with control and format characters escaped: a signed claim's newline or terminal
+    escape must not print a second, forged verdict line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -187,11 +206,11 @@ def run_verify(args: argparse.Namespace) -> int:
     except keys.KeyError_ as e:
         return _fail(str(e))
     try:
-        envelope: Any = json.loads(Path(args.file).read_bytes())
+        envelope: Any = dsse.read_envelope(args.file)
     except OSError as e:
         return _fail(f"cannot read {args.file}: {e.strerror or e}")
-    except ValueError:
-        return _fail(f"{args.file}: not JSON (a witness is a DSSE envelope)", exitcodes.NOT_FOUND)
+    except dsse.VerificationError as e:
+        return _fail(f"{args.file}: {e}", exitcodes.NOT_FOUND)
     try:
         stmt = check_statement(dsse.verify(envelope, public), image=args.image)
     except dsse.VerificationError as e:
@@ -201,6 +220,6 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         claim, a = stmt["predicate"]["claim"], stmt["predicate"]["assessment"]
         state = a["reachability_state"] or "defer to static analysis"
-        emit(f"verified: {claim['function']} of {claim['purl']} in {claim['image_digest']}: {state}, "
-             f"signed by key {keys.key_id(public)}")  # fmt: skip
+        emit(f"verified: {_shown(claim['function'])} of {_shown(claim['purl'])} in {claim['image_digest']}: "
+             f"{state}, signed by key {keys.key_id(public)}")  # fmt: skip
     return exitcodes.OK

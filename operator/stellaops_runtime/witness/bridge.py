@@ -13,11 +13,12 @@ ConfigMap, :func:`load_claims`). The bridge:
   and marking is a dictionary lookup per row: the hot-symbol path never
   waits for a signer;
 - every ``intervalSeconds``, and once more at shutdown, signs a witness for
-  each marked claim from what the store holds (the same document as
-  ``stella-runtime witness sign``), keeps it in the store and, when
-  ``outputDir`` is set, writes it there. ``signConcurrency`` signers run at
-  once (an asyncio semaphore, the seed's SemaphoreSlim); a claim whose
-  signing fails stays marked and is tried again next time.
+  each marked claim from what the store holds, read as one snapshot while
+  other nodes flush (the same document as ``stella-runtime witness sign``),
+  keeps it in the store and, when ``outputDir`` is set, writes it there.
+  ``signConcurrency`` signers run at once (an asyncio semaphore, the seed's
+  SemaphoreSlim), each on a daemon thread; a claim whose signing fails or
+  hangs stays marked and is tried again next time (:meth:`WitnessBridge.flush`).
 
 ``generated`` counts the witnesses made (``tetragon_witness_generated``).
 """
@@ -30,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store import rust_paths
+from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
@@ -49,6 +52,7 @@ from stellaops_runtime.witness.statement import encode, statement
 
 log = logging.getLogger(__name__)
 FILE_EVIDENCE = ("loaded", "executed")
+HUNG_AFTER_SECONDS = 60.0  # a periodic signing round running longer is abandoned (run)
 
 
 class ClaimsError(Exception):
@@ -96,7 +100,10 @@ def load_claims(path: str | Path) -> list[Claim]:
         vuln = c.get("vulnerability")
         if vuln is not None and not isinstance(vuln, str):
             raise ClaimsError(f"{where}: vulnerability must be a string")
-        out.append(Claim(image, purl, fn, vuln or None, bool(c.get("exploitPath", False))))
+        exploit = c.get("exploitPath") or False  # left out or null: no confirmed flow
+        if not isinstance(exploit, bool):  # "false" is a true string: it would claim a live exploit path
+            raise ClaimsError(f"{where}: exploitPath must be true or false, got {exploit!r}")
+        out.append(Claim(image, purl, fn, vuln or None, exploit))
     return out
 
 
@@ -139,6 +146,7 @@ class WitnessBridge:
             self._rust_by_image[image] = (rust_paths.Asked(tuple(rust_asked[image])), asked)
         self._staged: set[str] = set()  # touched by counts not yet confirmed stored
         self._marked: set[str] = set()
+        self._signing: dict[str, asyncio.Future[None]] = {}  # claims whose signer has not returned
         self.generated = 0
         self.failures = 0
         self.last_error = ""
@@ -171,36 +179,92 @@ class WitnessBridge:
             found = [*found, *(cid for cid, asked in rust[1] if asked.matches(name))]
         return found
 
-    def stored(self) -> None:
-        """The counts seen so far are in the store: their claims are due a witness."""
-        self._marked |= self._staged
-        self._staged = set()
+    def stored(self, taken: set[str] | None = None) -> None:
+        """The counts seen so far are in the store: their claims are due a witness. With ``taken``
+        (from :meth:`take_staged`), only those claims: counts drained while the write ran (an
+        early drain under a key storm) may wait for the next write, and stay staged until it."""
+        if taken is None:
+            taken, self._staged = self._staged, set()
+        self._marked |= taken
+
+    def take_staged(self) -> set[str]:
+        """The claims staged so far, for :meth:`stored` once the write that follows succeeds
+        (or :meth:`restage` when it fails); claims staged meanwhile wait for the next write."""
+        taken, self._staged = self._staged, set()
+        return taken
+
+    def restage(self, taken: set[str]) -> None:
+        """A write failed: the claims :meth:`take_staged` gave wait for the next one."""
+        self._staged |= taken
 
     async def flush(self, engine: Engine | None) -> int:
-        """Sign a witness for every marked claim; returns how many were made."""
+        """Sign a witness for every marked claim; returns how many were made.
+
+        Cancelled (the shutdown deadline, :meth:`run`'s :data:`HUNG_AFTER_SECONDS`), every claim
+        not signed yet stays marked and the count of those made is kept. A signer runs on a daemon
+        thread of its own: one whose read never returns (a dead route to the store) is left to
+        finish alone and never holds the agent's exit. A claim whose last signer still runs gets
+        its next one only once that one has returned, so the last witness rests on the last read.
+        """
         if engine is None or not self._marked:
             return 0
         todo, self._marked = self._marked, set()
 
         async def one(cid: str) -> bool:
-            async with self._sem:
-                try:
-                    await asyncio.to_thread(self._sign, engine, self.claims[cid])
-                    return True
-                except Exception as e:  # keep it marked: tried again at the next flush
-                    self._marked.add(cid)
-                    self.failures += 1
-                    self.last_error = f"{type(e).__name__}: {e}"
-                    log.warning("witness for claim %s not made (will retry): %s", cid, self.last_error)
-                    return False
+            try:
+                if (busy := self._signing.get(cid)) is not None:
+                    with contextlib.suppress(Exception):  # its outcome was its own round's to report
+                        await asyncio.shield(busy)
+                async with self._sem:
+                    await asyncio.shield(self._in_thread(engine, self.claims[cid]))
+            except asyncio.CancelledError:
+                self._marked.add(cid)  # not made: due again
+                raise
+            except Exception as e:  # keep it marked: tried again at the next flush
+                self._marked.add(cid)
+                self.failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.warning("witness for claim %s not made (will retry): %s", cid, self.last_error)
+                return False
+            self.generated += 1
+            return True
 
-        made = sum(await asyncio.gather(*(one(c) for c in sorted(todo))))
-        self.generated += made
-        return made
+        return sum(await asyncio.gather(*(one(c) for c in sorted(todo))))
+
+    def _in_thread(self, engine: Engine, c: Claim) -> asyncio.Future[None]:
+        """:meth:`_sign` on a daemon thread (asyncio.to_thread's threads are joined at exit); the
+        future is done when the thread has returned."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if nobody waits
+
+        def done(error: BaseException | None) -> None:
+            if self._signing.get(c.id) is fut:
+                del self._signing[c.id]
+            if fut.done():
+                return
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+        def work() -> None:
+            error: BaseException | None = None
+            try:
+                self._sign(engine, c)
+            except Exception as e:
+                error = e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the agent has exited
+                loop.call_soon_threadsafe(done, error)
+
+        self._signing[c.id] = fut
+        threading.Thread(target=work, name=f"witness-{c.id[7:19]}", daemon=True).start()
+        return fut
 
     def _sign(self, engine: Engine, c: Claim) -> None:
         fq, pq = self._queries[c.id]
         with engine.connect() as conn:
+            snapshot(conn)  # one snapshot: other nodes flush while this reads (as `witness sign`)
             obs = observe(conn, image=c.image, purl=pq, function=fq, exploit_path=c.exploit_path)
             doc = evidence(obs, image=c.image, purl=c.purl, function=c.function)
             stmt = statement(obs, doc, image=c.image, purl=c.purl, function=c.function,
@@ -217,9 +281,15 @@ class WitnessBridge:
             (self._out / name).write_bytes(data)
 
     async def run(self, stop: asyncio.Event, engine: Callable[[], Engine | None], interval: float) -> None:
-        """Flush every ``interval`` seconds until ``stop``; the caller flushes once more at shutdown."""
+        """Flush every ``interval`` seconds until ``stop``; the caller flushes once more at shutdown.
+        A flush still running after ``max(interval, HUNG_AFTER_SECONDS)`` is abandoned: its claims
+        stay due, and the other claims are signed at the next interval."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             if not stop.is_set():
-                await self.flush(engine())
+                try:
+                    await asyncio.wait_for(self.flush(engine()), timeout=max(interval, HUNG_AFTER_SECONDS))
+                except TimeoutError:
+                    log.warning("witness signing still running after %gs (the store hangs?): %d claims "
+                                "left due", max(interval, HUNG_AFTER_SECONDS), self.marked)  # fmt: skip

@@ -8,7 +8,13 @@ type is signed too. The envelope is ``{"payload": base64, "payloadType",
 
 :func:`verify` names what failed: not an envelope, a payload type other than
 the one expected, no signature by the key, or a signature that does not
-verify. An independent implementation (securesystemslib) verifies our
+verify. Every signature is tried, those naming the key (or no key) first:
+a bad one beside the good one (another signer's, a damaged copy) does not
+hide it, and neither does a ``keyid`` another tool computes its own way
+(it is not signed; securesystemslib's, say).
+:func:`read_envelope` reads at most :data:`MAX_ENVELOPE_BYTES` of a file, so
+a huge or endless file (``/dev/zero``) is an answer, not a machine out of
+memory. An independent implementation (securesystemslib) verifies our
 envelopes in the tests.
 """
 
@@ -16,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from stellaops_runtime.witness.keys import key_id
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+# A witness stays well under 100 KB (statement.py); 16 MiB leaves room for any we sign.
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
@@ -63,6 +73,20 @@ def _b64(value: Any, what: str) -> bytes:
     raise VerificationError(f"{what} is not valid base64")
 
 
+def read_envelope(path: str | Path) -> Any:
+    """The JSON of an envelope file, read to at most MAX_ENVELOPE_BYTES; raises VerificationError
+    for content that is no envelope (too large, not JSON, nested too deeply) and OSError when the
+    file cannot be read."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_ENVELOPE_BYTES + 1)
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise VerificationError(f"larger than {MAX_ENVELOPE_BYTES} bytes: not a witness (a DSSE envelope)")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise VerificationError("not JSON (a witness is a DSSE envelope)") from None
+
+
 def verify(envelope: Any, public: Ed25519PublicKey, *, payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> bytes:
     """The payload of an envelope signed by ``public``; raises VerificationError naming the failure."""
     if not isinstance(envelope, dict) or not {"payload", "payloadType", "signatures"} <= envelope.keys():
@@ -74,17 +98,20 @@ def verify(envelope: Any, public: Ed25519PublicKey, *, payload_type: str = IN_TO
     if not isinstance(sigs, list) or not sigs:
         raise VerificationError("the envelope has no signatures")
     kid = key_id(public)
-    mine = [s for s in sigs if isinstance(s, dict) and s.get("keyid") in (kid, "", None)]
-    if not mine:
-        by = ", ".join(str(s.get("keyid"))[:16] for s in sigs if isinstance(s, dict))
-        raise VerificationError(f"no signature by key {kid[:16]}… (signed by: {by})")
+    entries = [s for s in sigs if isinstance(s, dict)]
+    # keyid is an unsigned hint (DSSE): the ones naming this key (or none) first, then any other,
+    # as another tool names the same key its own way (securesystemslib, cosign)
+    entries.sort(key=lambda s: s.get("keyid") not in (kid, "", None))
     message = pae(envelope["payloadType"], body)
-    for s in mine:
+    for s in entries:
         try:
             public.verify(_b64(s.get("sig"), "signature"), message)
             return body
-        except InvalidSignature:
+        except (InvalidSignature, VerificationError):  # not this one: try the others
             continue
+    if not any(s.get("keyid") in (kid, "", None) for s in entries):
+        by = ", ".join(str(s.get("keyid"))[:16] for s in entries)
+        raise VerificationError(f"no signature by key {kid[:16]}… (signed by: {by})")
     raise VerificationError(
         f"the signature does not verify with key {kid[:16]}…: the payload or the signature was changed"
     )

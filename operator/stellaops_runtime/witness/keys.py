@@ -5,16 +5,27 @@ holding the public key computes the same id without a registry. Private keys
 are PKCS#8 PEM, written with mode 0600; a Kubernetes Secret mounted as a file
 works the same way. Only Ed25519 is accepted: one algorithm, nothing to
 negotiate.
+
+:func:`generate` never overwrites or follows an existing path (private or
+public: a trusted public key replaced would make every earlier witness fail
+to verify), and leaves no half-written pair behind. Key files are read to at
+most :data:`MAX_KEY_FILE_BYTES`, so a wrong path (``/dev/zero``, a log) is an
+error, not a machine out of memory. Error messages name the file and never
+quote its content.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
+from typing import IO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+MAX_KEY_FILE_BYTES = 64 * 1024  # an Ed25519 PEM is ~120 bytes; room for comments and chains
 
 
 class KeyError_(Exception):
@@ -30,30 +41,56 @@ def public_hex(public: Ed25519PublicKey) -> str:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
+def _create(path: str | Path, mode: int) -> IO[bytes]:
+    """A new file at ``path``: never an existing one, never through a symlink (O_EXCL)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise KeyError_(f"{path} exists: not overwriting a key") from None
+    return os.fdopen(fd, "wb")
+
+
 def generate(private_path: str | Path, public_path: str | Path) -> str:
-    """Write a new key pair (private 0600, refusing to overwrite); returns the key id."""
+    """Write a new key pair (private 0600, public 0644 less the umask; neither path may exist);
+    returns the key id. On any failure neither file is left behind."""
+    if os.path.abspath(private_path) == os.path.abspath(public_path):
+        raise KeyError_(f"--private and --public are the same file ({private_path})")
+    for path in (private_path, public_path):
+        if os.path.lexists(path):
+            raise KeyError_(f"{path} exists: not overwriting a key")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    try:
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyError_(f"{private_path} exists: not overwriting a key") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
     pub = key.public_key()
-    Path(public_path).write_bytes(
-        pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    made: list[str | Path] = []
+    try:
+        spki = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for path, mode, data in ((private_path, 0o600, pem), (public_path, 0o644, spki)):
+            with _create(path, mode) as f:
+                made.append(path)
+                f.write(data)
+    except BaseException:
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
     return key_id(pub)
 
 
-def load_private(path: str | Path) -> Ed25519PrivateKey:
+def _read(path: str | Path, what: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
     except OSError as e:
-        raise KeyError_(f"cannot read private key {path}: {e.strerror or e}") from None
+        raise KeyError_(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise KeyError_(f"{path} is larger than {MAX_KEY_FILE_BYTES} bytes: not a {what}")
+    return data
+
+
+def load_private(path: str | Path) -> Ed25519PrivateKey:
+    data = _read(path, "private key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
@@ -64,10 +101,7 @@ def load_private(path: str | Path) -> Ed25519PrivateKey:
 
 
 def load_public(path: str | Path) -> Ed25519PublicKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise KeyError_(f"cannot read public key {path}: {e.strerror or e}") from None
+    data = _read(path, "public key")
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):

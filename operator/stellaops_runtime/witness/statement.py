@@ -10,17 +10,23 @@
   the producer (name, version, source) and the policy hash when given.
   Stacks are referenced by SHA-256 from each row. The stack itself is
   included only while the predicate stays under :data:`MAX_PREDICATE_BYTES`,
-  so a witness fits what public transparency logs accept (~100 KB).
+  and past it rows too are left out, the least called first (counted in
+  ``functions_omitted``; the totals still count them), so a witness fits
+  what public transparency logs accept (~100 KB) whatever the names' length.
 
 :func:`check_statement` is the verifier's side: the statement type, the
-predicate type and that the subject is the image the claim names (and the
-one the verifier expects).
+predicate type, exactly one subject named by its own sha256 digest (and no
+other digest), a claim and an assessment it can report (a state the runtime
+states: never "unreachable"), and that the subject is the image the claim
+names (and the one the verifier expects). Anything else fails with a message,
+never a crash: the key that signed it may sign other statements too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from stellaops_runtime import __version__
@@ -98,6 +104,17 @@ def statement(
     }
     if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:
         predicate["stacks"] = {}  # the digests stay on each row
+    if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:  # long names (C++ templates): fewer rows
+        predicate["observation"]["functions"] = []
+        room = MAX_PREDICATE_BYTES - len(_canonical(predicate)) - 8  # the omitted count's digits
+        kept = 0
+        for row in rows:  # busiest first
+            room -= len(_canonical(row)) + 1
+            if room < 0:
+                break
+            kept += 1
+        predicate["observation"]["functions"] = rows[:kept]
+        predicate["observation"]["functions_omitted"] = len(obs.rows) - kept
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": image, "digest": {"sha256": hexdigest}}],
@@ -111,11 +128,48 @@ def encode(stmt: dict[str, Any]) -> bytes:
     return _canonical(stmt)
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# what the runtime says (evidence/reachability.py), None: defer to static analysis; never "unreachable"
+STATES = (None, "DynamicReachable", "LiveExploitPath", "PotentiallyReachable")
+
+
+def _subject(stmt: dict[str, Any]) -> tuple[str, Any]:
+    """The one image a witness is about (exactly one subject, a sha256 digest alone) and its name."""
+    subjects = stmt.get("subject")
+    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
+        raise VerificationError("a runtime witness has exactly one subject with a sha256 digest")
+    digest = subjects[0].get("digest")
+    hexdigest = digest.get("sha256") if isinstance(digest, dict) and len(digest) == 1 else None
+    if not isinstance(hexdigest, str) or not _SHA256.fullmatch(hexdigest):
+        raise VerificationError(f"the subject's digest {digest!r} is not a sha256 digest alone")
+    return f"sha256:{hexdigest}", subjects[0].get("name")
+
+
+def _predicate(stmt: dict[str, Any]) -> dict[str, Any]:
+    """The claim and the assessment a verifier reports, checked for type (not the whole schema)."""
+    predicate = stmt.get("predicate")
+    if not isinstance(predicate, dict):
+        raise VerificationError("the predicate is not a JSON object")
+    claim = predicate.get("claim")
+    if not (
+        isinstance(claim, dict)
+        and all(isinstance(claim.get(k), str) for k in ("image_digest", "purl", "function"))
+        and isinstance(claim.get("vulnerability"), str | None)
+    ):
+        raise VerificationError("the predicate's claim needs image_digest, purl and function strings")
+    a = predicate.get("assessment")
+    if not isinstance(a, dict) or "reachability_state" not in a:
+        raise VerificationError("the predicate has no assessment with a reachability_state")
+    if a["reachability_state"] not in STATES:
+        raise VerificationError(f"reachability state {a['reachability_state']!r} is not one a witness states")
+    return claim
+
+
 def check_statement(body: bytes, *, image: str | None = None) -> dict[str, Any]:
     """The statement a verified payload holds; raises VerificationError naming what is wrong."""
     try:
         stmt = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise VerificationError("the payload is not JSON") from None
     if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE:
         raise VerificationError(f"the payload is not an in-toto Statement v1 ({STATEMENT_TYPE})")
@@ -123,17 +177,12 @@ def check_statement(body: bytes, *, image: str | None = None) -> dict[str, Any]:
         raise VerificationError(
             f"predicate type is {stmt.get('predicateType')!r}, expected {PREDICATE_TYPE!r}"
         )
-    subjects = stmt.get("subject")
-    digests = [
-        f"sha256:{s['digest']['sha256']}"
-        for s in subjects or []
-        if isinstance(s, dict) and isinstance(s.get("digest"), dict) and "sha256" in s["digest"]
-    ]
-    if len(digests) != 1:
-        raise VerificationError("a runtime witness has exactly one subject with a sha256 digest")
-    claim = (stmt.get("predicate") or {}).get("claim") or {}
-    if claim.get("image_digest") != digests[0]:
-        raise VerificationError(f"subject {digests[0]} is not the claim's image {claim.get('image_digest')}")
-    if image is not None and digests[0] != image:
-        raise VerificationError(f"subject {digests[0]} is not the expected image {image}")
+    subject, name = _subject(stmt)
+    claim = _predicate(stmt)
+    if claim["image_digest"] != subject:
+        raise VerificationError(f"subject {subject} is not the claim's image {claim['image_digest']}")
+    if name != subject:  # a reader of the name alone would take it for another image
+        raise VerificationError(f"subject name {name!r} is not its digest {subject}")
+    if image is not None and subject != image:
+        raise VerificationError(f"subject {subject} is not the expected image {image}")
     return stmt
