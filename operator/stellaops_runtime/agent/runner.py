@@ -402,16 +402,24 @@ class Agent:
                 return  # the final flush takes over
             self._flush_now.clear()
             taken = self.watch.flush_starts()  # agent/watch_record.py
+            # Claims whose counts were drained before this write: the buffer it freezes holds them.
+            # Counts drained while it runs (an early drain under a key storm) wait for the next.
+            claims = self.witness.take_staged() if self.witness is not None else set()
+            ok = False
             try:
                 ok = await self.flusher.flush()
-                if ok and self.witness is not None:
-                    self.witness.stored()
                 await self._trim_after_flush()
             except Exception as e:  # never let one bad flush end periodic flushing
                 self.pending.failures += 1
                 self.pending.last_error = f"unexpected error: {redact(repr(e))}"
                 log.exception("hot-symbol flush failed unexpectedly (rows kept for retry)")
                 ok = False
+            finally:  # cancelled too (shutdown): the claims wait for the final flush
+                if self.witness is not None:
+                    if ok:
+                        self.witness.stored(claims)
+                    else:
+                        self.witness.restage(claims)
             self.watch.flushed(taken, ok)
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
 
