@@ -121,6 +121,9 @@ def run_sign(args: argparse.Namespace) -> int:
         text = json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n"
         if args.save:
             issued = dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
+            # The answer is read: end its snapshot before writing. On SQLite an agent's write held
+            # off by it goes first; writing inside it would fail at once ("database is locked").
+            conn.commit()
             try:
                 kid = keys.key_id(private.public_key())
                 row, new = wstore.save(conn, envelope=text.encode(), stmt=stmt, key_id=kid, issued_at=issued)

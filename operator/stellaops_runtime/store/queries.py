@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, EvidenceKind
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import (
@@ -88,18 +88,21 @@ def _function_filter(*, image: str, function: str, module: str | None) -> list[s
 
 
 def snapshot(conn: sa.Connection) -> None:
-    """Make every later read on ``conn`` one snapshot of the store (PostgreSQL REPEATABLE READ).
+    """Make every later read on ``conn`` one snapshot of the store.
 
     Agents flush while a question is answered. Reads from before and after one flush (calls
     before it, watched days after it) can say "not called" of a call that flush stored; VEX made
-    ``not_affected`` of one. SQLite is left as it is: a read transaction there would hold off
-    the agent's writes (rollback journal) for as long as the question takes.
+    ``not_affected`` of one. PostgreSQL: REPEATABLE READ. SQLite: one read transaction (its first
+    read takes the shared lock and keeps it to the end), so an agent's write waits, within its
+    busy timeout, until the answer is read: answers take milliseconds to seconds, and a write
+    that waits longer is retried, never lost (the flush ledger makes the retry exact).
     """
-    if conn.dialect.name != "postgresql":
-        return
     if conn.in_transaction():
         conn.commit()
-    conn.execution_options(isolation_level="REPEATABLE READ")
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")  # sqlite3 opens none for reads; the connection's end closes it
 
 
 def has_posture_columns(conn: sa.Connection) -> bool:
@@ -124,16 +127,28 @@ def is_coverage(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[b
     return sa.or_(t.event_count > 0, sa.and_(t.posture_level.is_not(None), t.image_digest != ""))
 
 
-def watched_node_windows(conn: sa.Connection, image: str) -> sa.Select[Any]:
-    """(node, window start) of every window in which ``image`` was watched (``is_coverage``).
+def watched_node_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
+    """(node, UTC day) of every day on which ``image`` was watched on that node (``is_coverage``).
 
     Not correlated with the outer query, and filtered by ``image_digest``: on Citus (tables
     distributed by ``image_digest``, docs/operations.md) it runs on the one shard of the image.
     """
     seen = observation_windows.alias("seen")
-    return sa.select(seen.c.node_name, seen.c.window_start).where(
+    return sa.select(seen.c.node_name, utc_date(seen.c.window_start)).where(
         seen.c.image_digest == image, is_coverage(conn, seen)
     )
+
+
+def touches_image(conn: sa.Connection, table: sa.FromClause, image: str) -> sa.ColumnElement[bool]:
+    """Gap rows of ``table`` that touch ``image``: its own, and the node-wide ones of any UTC day
+    on which it was watched on that node (not only of the windows in which it had events: the
+    events lost may be exactly its events of a window, which then has no row of it)."""
+    t = table.c
+    node_wide = sa.and_(
+        t.image_digest == NODE_WIDE,
+        sa.tuple_(t.node_name, utc_date(t.window_start)).in_(watched_node_days(conn, image)),
+    )
+    return sa.or_(t.image_digest == image, node_wide)
 
 
 def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery) -> list[str]:
@@ -354,9 +369,8 @@ def observed_days_without_calls(
 
     A day counts only when a window of it was watched at a posture that can
     see function calls (ActiveTracing or more; stores from before migration
-    0003 record no posture, so none of their days count), and never when
-    Tetragon reported dropping events that day in a window of the image
-    (its own gap, or a node-wide one where it was observed; migration 0005).
+    0003 record no posture, so none of their days count), and never when a
+    gap touches the image that day (:func:`gap_days`; migration 0005).
     """
     o = observation_windows.c
     w = hot_symbol_windows.c
@@ -381,13 +395,10 @@ def observed_days_without_calls(
 
 
 def gap_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
-    """UTC days with a gap in a window of ``image``: its own, or node-wide where it was watched."""
+    """UTC days with a gap that touches ``image`` (:func:`touches_image`)."""
     g = observation_windows.alias("gap")
-    watched_there = sa.tuple_(g.c.node_name, g.c.window_start).in_(watched_node_windows(conn, image))
-    return sa.select(utc_date(g.c.window_start)).where(
-        g.c.gap_end.is_not(None),
-        sa.or_(g.c.image_digest == image, sa.and_(g.c.image_digest == "", watched_there)),
-    )
+    where = [g.c.gap_end.is_not(None), touches_image(conn, g, image)]
+    return sa.select(utc_date(g.c.window_start)).where(*where)
 
 
 def has_gap_columns(conn: sa.Connection) -> bool:
