@@ -9,7 +9,8 @@ The seed's "Runtime Evidence -> Policy Engine" mapping, made exact:
   function calls on at least one gap-free day, and its package was seen
   loaded -> **PotentiallyReachable**, 0.50;
 - anything else (never observed, posture None or only Passive, every
-  watched day covered by a gap Tetragon reported, or a package never seen
+  watched day covered by a gap (dropped events, an outage, an opted-out pod
+  of the image: store/coverage_gaps.py), or a package never seen
   loaded in the image) -> **defer to static analysis** (state ``None``): the
   runtime has nothing to say, and saying "not reachable" would be a lie.
 

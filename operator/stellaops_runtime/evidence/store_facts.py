@@ -3,7 +3,7 @@
 Everything comes from recorded rows: calls from ``hot_symbols`` and their
 per-window history, watched days from ``observation_windows`` (UTC days with
 a window at a posture that can see function calls, minus days with a gap
-Tetragon reported, migration 0005), the package from the stored purls, and the
+that touches the image, store/coverage_gaps.py), the package from the stored purls, and the
 calls that may be the function's where the question does not find them
 (:mod:`stellaops_runtime.evidence.doubts`). No
 wall clock. The pure decision is :mod:`stellaops_runtime.evidence.reachability`.

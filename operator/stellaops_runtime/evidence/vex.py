@@ -36,6 +36,7 @@ from packageurl import PackageURL
 from stellaops_runtime import __version__
 from stellaops_runtime.evidence.store_facts import Observation
 from stellaops_runtime.evidence.vex_input import Vulnerability
+from stellaops_runtime.store.coverage_gaps import Gap
 from stellaops_runtime.store.queries import rfc3339
 
 AFFECTED = "affected"
@@ -136,7 +137,21 @@ def decide(
     ok, window = full_window(watched, window_days, until)
     if ok:
         return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}{tail}", fs)
-    return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{tail}", fs)
+    gaps = _window_gaps(fs[0].obs.gaps if fs else [], watched, window_days, until)
+    why = f"; gaps: {'; '.join(g.describe() for g in gaps)}" if gaps else ""
+    return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{why}{tail}", fs)
+
+
+def _window_gaps(gaps: list[Gap], watched: frozenset[dt.date], days: int, until: dt.date | None) -> list[Gap]:
+    """The gaps that meet the window (what took its days out of the watch, named in the note)."""
+    if not watched and until is None:
+        return list(gaps)
+    end = until or max(watched)
+    try:
+        first = end - dt.timedelta(days=days - 1)
+    except OverflowError:
+        first = dt.date.min
+    return [g for g in gaps if g.start.date() <= end and g.end.date() >= first]
 
 
 def _image_component(image: str, image_name: str) -> dict[str, Any]:

@@ -11,9 +11,10 @@ summaries of the ``observation_windows`` rows that :func:`image_windows` and
 windows is a handful of rows).
 
 A window in which Tetragon said it dropped events (a throttled cgroup, its
-export rate limiter; migration 0005) has a *gap*: :func:`image_gaps` reads
-the image's own gaps and the node-wide ones on windows in which the image was
-observed, and :func:`absence` answers unknown, naming them, whenever one
+export rate limiter; migration 0005), an outage or an opted-out pod of the
+image has a *gap*: :func:`image_gaps` (store/coverage_gaps.py) reads the
+image's own gaps and the node-wide ones of days on which the image was
+observed on that node, and :func:`absence` answers unknown, naming them, whenever one
 falls in the period asked about (all time without one). So it does when code of
 the image ran under no name (store/unnamed.py): a frame no symbol named may be
 the function asked about. Gap-only and
@@ -34,12 +35,12 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
+from stellaops_runtime.store.coverage_gaps import OPTED_OUT_SOURCE, Gap, gaps_lead
+from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # read as coverage.image_gaps
 from stellaops_runtime.store.queries import (
-    has_gap_columns,
     has_posture_columns,
     is_coverage,
     rfc3339,
-    watched_node_windows,
 )
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
@@ -138,49 +139,9 @@ def summarize(groups: Iterable[WindowGroup]) -> Coverage | None:
         nodes=tuple(sorted({g.node_name for g in gs})),
         lowest=postures[0],
         highest=postures[-1],
-        sources=tuple(sorted({p for g in gs for p in g.source.split(",") if p})),
+        sources=tuple(sorted({p for g in gs for p in g.source.split(",") if p and p != OPTED_OUT_SOURCE})),
         event_count=sum(g.event_count for g in gs),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Where Tetragon said it dropped events, on one node, for an image or node-wide."""
-
-    node_name: str
-    node_wide: bool  # a rate-limit report or a throttle of a container never seen: any image there
-    start: dt.datetime
-    end: dt.datetime
-    windows: int
-    throttles: int
-    dropped_events: int
-
-    @property
-    def interval(self) -> str:
-        return f"{rfc3339(self.start)}/{rfc3339(self.end)}"
-
-    def describe(self) -> str:
-        what = []
-        if self.dropped_events:
-            what.append(f"its export rate limiter dropped {self.dropped_events} events of the node")
-        if self.throttles or not self.dropped_events:
-            whose = "a container it could not attribute" if self.node_wide else "the image's cgroup"
-            n = self.throttles
-            what.append(f"it throttled {whose} ({n} throttle signal{'s' * (n != 1)})")
-        w = self.windows
-        return f"on node {self.node_name} {self.interval} ({w} window{'s' * (w != 1)}): {' and '.join(what)}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node_name,
-            "scope": "node" if self.node_wide else "image",
-            "start": rfc3339(self.start),
-            "end": rfc3339(self.end),
-            "interval": self.interval,
-            "windows": self.windows,
-            "throttles": self.throttles,
-            "dropped_events": self.dropped_events,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +205,8 @@ def absence(
         return Verdict(UNKNOWN, why, cov, doubts=tuple(doubts))
     if gaps:
         why = (
-            f"image {image} was under observation{period} {cov.describe()}, but Tetragon reported dropping "
-            f"events: {'; '.join(g.describe() for g in gaps)}; a 'not observed' cannot rest on windows "
+            f"image {image} was under observation{period} {cov.describe()}, but {gaps_lead(gaps)}: "
+            f"{'; '.join(g.describe() for g in gaps)}; a 'not observed' cannot rest on windows "
             "with gaps (ask about a period without them with --since/--until)"
         )
         return Verdict(UNKNOWN, why, cov, tuple(gaps))
@@ -363,60 +324,3 @@ def all_image_windows(conn: sa.Connection) -> dict[str, list[WindowGroup]]:
     for g in _groups(conn, image=None):
         out.setdefault(g.image_digest, []).append(g)
     return out
-
-
-# -- reading the gaps ------------------------------------------------------------
-
-
-def image_gaps(
-    conn: sa.Connection,
-    *,
-    image: str,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-) -> list[Gap]:
-    """The gaps that touch ``image`` in the period (all of them without one), per node and scope.
-
-    The image's own gaps (its cgroup throttled), and the node-wide ones (rate
-    limiting, unattributed throttles) in windows in which the image was
-    observed on that node.
-    """
-    if not has_gap_columns(conn):
-        return []
-    o = observation_windows.c
-    observed_there = sa.tuple_(o.node_name, o.window_start).in_(watched_node_windows(conn, image))
-    where = [
-        o.gap_end.is_not(None),
-        sa.or_(o.image_digest == image, sa.and_(o.image_digest == "", observed_there)),
-    ]
-    if since is not None:
-        where.append(o.gap_end > since)  # a gap ending at a window end (exclusive) is before it
-    if until is not None:
-        where.append(o.gap_start <= until)
-    node_wide = (o.image_digest == "").label("node_wide")
-    stmt = (
-        sa.select(
-            o.node_name,
-            node_wide,
-            sa.func.min(o.gap_start).label("start"),
-            sa.func.max(o.gap_end).label("end"),
-            sa.func.count().label("windows"),
-            sa.func.sum(o.throttle_count).label("throttles"),
-            sa.func.sum(o.dropped_events).label("dropped"),
-        )
-        .where(*where)
-        .group_by(o.node_name, node_wide)
-        .order_by(o.node_name, node_wide)
-    )
-    return [
-        Gap(
-            node_name=r.node_name,
-            node_wide=bool(r.node_wide),
-            start=_utc(r.start),
-            end=_utc(r.end),
-            windows=int(r.windows),
-            throttles=int(r.throttles or 0),
-            dropped_events=int(r.dropped or 0),
-        )
-        for r in conn.execute(stmt)
-    ]
