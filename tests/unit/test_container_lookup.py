@@ -60,7 +60,7 @@ def test_by_cgroup_answers_running_containers_with_copies() -> None:
     got.image_digest = "changed"
     assert lk.by_cgroup(4242).image_digest == DIGEST  # callers get copies
     assert lk.pod_by_cgroup(4242) == PodInfo(namespace="shop", name="cart-1")
-    assert lk.by_cgroup(99) is None  # a stopped container's cgroup names nothing
+    assert lk.by_cgroup(99).id == "f" * 64  # a stopped container's cgroup still names it (late records)
     assert lk.by_container_id(("f" * 64)[:31]).image_digest == DIGEST  # but its id is still known
     assert ContainerLookup().by_cgroup(4242) is None and len(ContainerLookup()) == 0
     assert lk.same_as(

@@ -153,7 +153,10 @@ class LifecyclePart:
             registry = self.observer.registry
             records = registry.records()
             self._sizes = (len(registry), len(registry.cgroup_ids()))  # for metrics, read on another thread
-            lookup = ContainerLookup(records, self.target.runtime, stats=self.enrich_stats)
+            # Removed containers too (``--rm``): their last records are decoded after they are gone.
+            lookup = ContainerLookup(
+                records, self.target.runtime, stats=self.enrich_stats, departed=registry.departed()
+            )
             if not lookup.same_as(self.pipeline.container_lookup):  # a swap invalidates the fast path
                 self.pipeline.container_lookup = lookup
 

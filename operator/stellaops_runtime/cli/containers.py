@@ -82,19 +82,27 @@ def _short(digest: str) -> str:
     return digest[:19] if digest else "-"
 
 
+def _clean(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``): a container's labels
+    are chosen by whoever created it, and must not forge rows or drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _table(records: list[ContainerRecord]) -> str:
     rows = [("CONTAINER", "STATUS", "PID", "CGROUP_ID", "DIGEST", "POD", "IMAGE")]
     for r in records:
         pod = f"{r.pod_namespace}/{r.pod_name}" if r.pod_name else "-"
         rows.append(
             (
-                r.container_id,
+                _clean(r.container_id),
                 r.status,
                 str(r.pid or "-"),
                 str(r.cgroup_id or "-"),
-                _short(r.image_digest),
-                pod,
-                r.image_ref or "-",
+                _clean(_short(r.image_digest)),
+                _clean(pod),
+                _clean(r.image_ref or "-"),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -119,7 +127,7 @@ def _event_line(ev: ContainerLifecycleEvent) -> str:
         parts.append(f"digest={ev.image_digest}")
     if ev.pod_name:
         parts.append(f"pod={ev.pod_namespace}/{ev.pod_name}")
-    return " ".join(parts)
+    return _clean(" ".join(parts))
 
 
 def _print(text: str) -> None:

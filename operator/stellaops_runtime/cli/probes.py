@@ -130,13 +130,21 @@ def event_json(ev: RuntimeCallEvent) -> bytes:
     return orjson.dumps(d)
 
 
+def _clean(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``): any user of the node
+    names the files it executes, and a name must not forge lines or drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _event_text(ev: RuntimeCallEvent) -> str:
     p = ev.process
     what = ev.function_name or ev.module
     lat = f" latency={ev.latency_ns}ns" if ev.latency_ns is not None else ""
     frames = f" frames={len(ev.user_stack)}" if ev.user_stack else ""
     frames += f" kernel_frames={len(ev.kernel_stack)}" if ev.kernel_stack else ""
-    return f"{ev.kind} pid={p.pid} tid={p.tid} binary={p.binary} {what}{lat}{frames}{_tcp_text(ev)}"
+    return _clean(f"{ev.kind} pid={p.pid} tid={p.tid} binary={p.binary} {what}{lat}{frames}{_tcp_text(ev)}")
 
 
 def _tcp_text(ev: RuntimeCallEvent) -> str:

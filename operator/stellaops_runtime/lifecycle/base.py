@@ -7,6 +7,19 @@ class runs that forever: a failure is counted (``stream_errors``) and logged,
 the registry stays as it was (``by_cgroup`` keeps answering), and the next
 connection follows a jittered, capped exponential backoff. It also resolves a
 record's cgroup id from its init pid and indexes it.
+
+An init pid named by an event handled late (a backlog, a rebuild) may by
+then belong to another process (the init exited and the kernel reused its
+pid): its cgroup, the host's or another container's, must not become this
+container's. A cgroup path naming the container's id is the container's
+(containerd, Docker, the CRI runtimes all name the container's cgroup after
+it); otherwise a process that started after the event (or after the start
+the runtime reports) is not the one the runtime meant, and the cgroup is
+left unresolved, counted in ``cgroup_unresolved``. When the init is gone
+(or refused so), the cgroup the container's spec names (``cgroup_path``,
+containerd's and the CRI's ``linux.cgroupsPath``) is taken while its
+directory still exists: a container that exited before the observer handled
+its task events still gets the cgroup id its processes' records carry.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent
@@ -26,6 +40,10 @@ from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.sources.tetragon_grpc import Backoff
 
 log = logging.getLogger(__name__)
+
+# How much later than the runtime's event (or reported start) an init pid's process may seem to
+# have started: the runtimes' and the kernel's readings of one wall clock, and clock slew.
+START_SLACK_SECONDS = 0.5
 
 
 class _ConsumerError(Exception):
@@ -128,14 +146,38 @@ class LifecycleObserver:
         self.stats.resyncs += 1
         self.stats.resync_removed += removed
 
-    def _find_cgroup(self, rec: ContainerRecord) -> None:
-        """Resolve and index the cgroup of a record whose task runs (counted when not found)."""
+    def _find_cgroup(self, rec: ContainerRecord, at: datetime | None = None) -> None:
+        """Resolve and index the cgroup of a record whose task runs (counted when not found).
+
+        ``at``: when the runtime said the task had this pid (its event's time); the
+        record's ``started_at`` when not given. See the module docstring."""
         if rec.status not in ("created", "running", "paused") or not rec.pid:
             return
         info = self.resolver.resolve(rec.pid)
+        if info is not None and info.cgroup_id and not self._same_process(rec, info.path, at):
+            log.warning(
+                "container %s: pid %d is now another process's (in %s): its cgroup is not the container's",
+                rec.container_id[:12], rec.pid, info.path,
+            )  # fmt: skip
+            info = None
+        if info is None or not info.cgroup_id:
+            # The init is gone (or its pid another's): the spec's cgroup, while its directory lasts.
+            resolve_spec = getattr(self.resolver, "resolve_spec", None)
+            spec = resolve_spec(rec.cgroup_path) if resolve_spec is not None and rec.cgroup_path else None
+            if spec is not None and spec.cgroup_id and rec.container_id and rec.container_id in spec.path:
+                info = spec  # a cgroup named after the container (never a shared one a spec names)
         if info is None or not info.cgroup_id:
             self.stats.cgroup_unresolved += 1
             if info is not None:
                 rec.cgroup_path = info.path
             return
         self.registry.set_cgroup(rec, info.path, info.cgroup_id)
+
+    def _same_process(self, rec: ContainerRecord, path: str, at: datetime | None) -> bool:
+        """Whether the process now at ``rec.pid`` (in cgroup ``path``) can be the one the runtime named."""
+        if rec.container_id and rec.container_id in path:
+            return True
+        at = at or rec.started_at
+        started = getattr(self.resolver, "started", None)
+        since = started(rec.pid) if at is not None and started is not None else None
+        return since is None or at is None or since <= at.timestamp() + START_SLACK_SECONDS

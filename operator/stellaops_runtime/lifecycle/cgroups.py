@@ -9,11 +9,18 @@ process lives in: ``/proc/<pid>/cgroup`` gives the path (the ``0::`` line),
 one), and a ``stat`` gives the inode. The parsing is pure; ``resolve`` does
 the reads and returns ``None`` rather than raising when a process is gone or
 the host has no cgroup2 mount.
+
+``started`` tells when the process now holding a pid started (wall clock),
+so that a caller can tell a pid's new holder from the process a runtime
+event named (a pid is reused once its process is gone). ``resolve_spec``
+finds the cgroup an OCI spec's ``linux.cgroupsPath`` names, for a container
+whose init is gone while its cgroup directory is still there.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +93,24 @@ def directory_of(path: str, mounts: list[CgroupMount]) -> str | None:
     return None
 
 
+def spec_cgroup_path(cgroups_path: str) -> str | None:
+    """The cgroup v2 path an OCI ``linux.cgroupsPath`` names (see ``CgroupResolver.resolve_spec``)."""
+    if cgroups_path.startswith("/"):
+        return cgroups_path if "\x00" not in cgroups_path and "/../" not in cgroups_path + "/" else None
+    parts = cgroups_path.split(":")
+    if len(parts) != 3 or not all(parts) or "/" in cgroups_path or not parts[0].endswith(".slice"):
+        return None
+    slice_name, prefix, name = parts
+    pieces = slice_name.removesuffix(".slice").split("-")
+    if slice_name == "-.slice" or "" in pieces:
+        return None
+    levels, acc = [], ""
+    for piece in pieces:
+        acc = f"{acc}-{piece}" if acc else piece
+        levels.append(acc + ".slice")
+    return "/" + "/".join(levels) + f"/{prefix}-{name}.scope"
+
+
 class CgroupResolver:
     """Resolves pids to cgroup v2 paths and ids on this host (``proc`` may point at a host /proc)."""
 
@@ -120,3 +145,34 @@ class CgroupResolver:
             return CgroupInfo(path=path, cgroup_id=os.stat(directory).st_ino)
         except OSError:
             return CgroupInfo(path=path, cgroup_id=0)
+
+    def resolve_spec(self, cgroups_path: str) -> CgroupInfo | None:
+        """The cgroup an OCI spec's ``linux.cgroupsPath`` names, while its directory exists.
+
+        Two forms: a path (cgroupfs driver, ``/k8s.io/<id>``) and systemd's
+        ``slice:prefix:name`` (``kubepods-besteffort-pod<uid>.slice:cri-containerd:<id>``:
+        the scope ``prefix-name.scope`` under the slice, each ``-`` of a slice's name
+        one level deeper). None for anything else, or when the directory is gone."""
+        path = spec_cgroup_path(cgroups_path)
+        directory = directory_of(path, self.mounts()) if path else None
+        if path is None or directory is None:
+            return None
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return None
+        return CgroupInfo(path=path, cgroup_id=st.st_ino)
+
+    def started(self, pid: int) -> float | None:
+        """When process ``pid`` started (Unix time, at most a clock tick early); None if unknown.
+
+        ``/proc/<pid>/stat`` gives the start in clock ticks since boot (boot time,
+        counting suspends), cut down to a tick; it is put on the wall clock with
+        the time elapsed since then."""
+        try:
+            stat = (self.proc / str(pid) / "stat").read_bytes()
+            ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+        except (OSError, ValueError, IndexError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK") or 100
+        return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / hz)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from datetime import datetime
 
 import grpc
 
+from stellaops_runtime.lifecycle.decode import timestamp_of
 from stellaops_runtime.wire.containerd import (
     containers_pb2,
     events_service_pb2,
@@ -151,8 +153,13 @@ class ContainerdClient:
 
     async def image_digest(self, name: str) -> str:
         """The digest of image ``name``'s target (manifest or index); "" when containerd has no such image."""
+        return (await self.image_target(name))[0]
+
+    async def image_target(self, name: str) -> tuple[str, datetime | None]:
+        """(the digest of image ``name``'s target, when the name was last updated); ("", None) when
+        containerd has no such image. A name re-pulled or re-imported may point at another image."""
         if not name:
-            return ""
+            return "", None
         try:
             resp = await self._ch().unary_unary(
                 IMAGES_GET,
@@ -161,9 +168,9 @@ class ContainerdClient:
             )(images_pb2.GetImageRequest(name=name), metadata=self.metadata, timeout=self.timeout)
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
-                return ""
+                return "", None
             raise
-        return resp.image.target.digest
+        return resp.image.target.digest, timestamp_of(resp.image.updated_at)
 
     async def publish(self, topic: str, type_url: str, value: bytes) -> None:
         """Put an event on containerd's bus (the tests publish hostile payloads this way)."""

@@ -10,8 +10,8 @@ the pipeline thread alone writes). A new object per change also tells the
 fast path (agent/fastpath.py) that outcomes computed with the old one no
 longer hold.
 
-Two indexes: the cgroup id of every running container (what a native eBPF
-event carries), and the container id cut to Tetragon's 31 characters (what
+Two indexes: the cgroup id of every container whose task runs or ran (what
+a native eBPF event carries), and the container id cut to Tetragon's 31 characters (what
 Tetragon's ``process.docker`` carries) of every container the runtime has.
 :meth:`ContainerLookup.enrich` fills what a Tetragon event lacks (image
 digest, image reference, container name, pod namespace and name) from the
@@ -24,6 +24,20 @@ sandbox holds them), the ``stellaops.io/observe-level`` annotation and the
 ``stellaops.io/observe-off`` label, nothing else of the pod's labels or
 annotations. So an event of the agent's own probes, which knows only its
 cgroup, is dropped for a pod that opted out when it was created.
+
+A stopped container keeps its cgroup id here until the runtime removes it.
+Native records reach the decoder up to a poll interval (and any queue
+backlog) after the kernel wrote them, while the runtime reports an exit
+within milliseconds: answering only for running containers filed the last
+records of every container, and all of a short-lived one's (a Job, an init
+container), under no image, and let those of a pod that opted out through as
+node events. The kernel never gives a cgroup id twice (on 64-bit, kernfs ids
+are 64-bit and not reused; a restarted container gets a new directory, so a
+new id), so the id of a stopped container names nothing else; should two
+records claim one id, the container that runs wins. For the same reason the
+containers the runtime removed (``departed``: ContainerRegistry.departed,
+``docker run --rm`` removes a container right after its exit) are indexed
+too, below every container the runtime still has.
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ from stellaops_runtime.lifecycle.registry import ContainerRecord
 
 ID_PREFIX = 31  # Tetragon keeps 31 characters of a container id (hotsymbols/gaps.py says why)
 _INDEXED = ("created", "running", "paused")
+_RAN = "stopped"  # indexed by cgroup too, below any container that runs (see the module docstring)
 
 
 def _copy(c: ContainerInfo) -> ContainerInfo:
@@ -108,14 +123,24 @@ class ContainerLookup:
     __slots__ = ("_by_cgroup", "_by_id", "stats")
 
     def __init__(
-        self, records: Iterable[ContainerRecord] = (), runtime: str = "", *, stats: EnrichStats | None = None
+        self,
+        records: Iterable[ContainerRecord] = (),
+        runtime: str = "",
+        *,
+        stats: EnrichStats | None = None,
+        departed: Iterable[ContainerRecord] = (),
     ) -> None:
+        """``departed``: containers the runtime removed (ContainerRegistry.departed), named by their
+        cgroup and id only where no container the runtime has claims them."""
         self.stats = stats if stats is not None else EnrichStats()
         by_cgroup: dict[int, _Entry] = {}
+        stopped: dict[int, _Entry] = {}
         by_id: dict[str, _Entry] = {}
         records = list(records)
+        n_current = len(records)
+        records += [r for r in departed if r.cgroup_id]
         pods = _pod_keys(records)
-        for r in records:
+        for n, r in enumerate(records):
             uid = r.pod_uid
             pod_labels, pod_annotations = pods.get(uid, ((), ()))
             entry = _Entry(
@@ -133,10 +158,19 @@ class ContainerLookup:
                 pod_labels,
                 pod_annotations,
             )
+            if n >= n_current:  # removed by the runtime: below everything it still has
+                if r.container_id:
+                    by_id.setdefault(r.container_id[:ID_PREFIX].lower(), entry)
+                stopped.setdefault(r.cgroup_id, entry)
+                continue
             if r.container_id:
                 by_id[r.container_id[:ID_PREFIX].lower()] = entry
             if r.cgroup_id and r.pid and r.status in _INDEXED:
                 by_cgroup[r.cgroup_id] = entry
+            elif r.cgroup_id and r.status == _RAN:
+                stopped[r.cgroup_id] = entry
+        for cgroup_id, entry in stopped.items():
+            by_cgroup.setdefault(cgroup_id, entry)
         self._by_cgroup = by_cgroup
         self._by_id = by_id
 
@@ -150,7 +184,7 @@ class ContainerLookup:
     # -- the pipeline's side --------------------------------------------------------
 
     def by_cgroup(self, cgroup_id: int) -> ContainerInfo | None:
-        """The running container in cgroup ``cgroup_id`` (a copy), or None."""
+        """The container whose task runs, or ran, in cgroup ``cgroup_id`` (a copy), or None."""
         e = self._by_cgroup.get(cgroup_id)
         return _copy(e.container) if e is not None else None
 

@@ -34,6 +34,8 @@ class LifecycleStats:
     resync_removed: int = 0  # containers dropped by a rebuild (gone while we were away)
     spec_problems: int = 0  # container specs that could not be read (fully)
     cgroup_unresolved: int = 0  # running tasks whose cgroup v2 id could not be found
+    # Containers older than their image reference's last move: the digest they run is not known.
+    digest_unverified: int = 0
     connected: bool = False
     last_error: str = ""
 

@@ -21,6 +21,13 @@ exec'd processes are not container lifecycle):
 - ``/tasks/delete``      -> STOP (the cgroup id no longer names the container)
 - ``/containers/delete`` -> DELETE (removed from the registry)
 - ``/images/create``, ``/images/update`` -> IMAGE_PULL (name and target digest)
+
+A container names its image by reference, and a reference can be pulled
+again onto another image while the container still runs the old one. So a
+container keeps the digest it was first seen with, and a container created
+before its reference was last updated (an observer started after the move)
+gets no digest rather than the new image's: counted in
+``digest_unverified`` and logged.
 """
 
 from __future__ import annotations
@@ -90,18 +97,32 @@ class ContainerdObserver(LifecycleObserver):
         containers = await self.client.list_containers()
         # Tasks/List names a task's container in ``id`` (``container_id`` is left empty).
         tasks = {t.container_id or t.id: t for t in await self.client.list_tasks()}
-        digests: dict[str, str] = {}
+        targets: dict[str, tuple[str, datetime | None]] = {}
         records = []
         for c in containers:
-            if c.image not in digests:
-                digests[c.image] = await self.client.image_digest(c.image)
-            rec = self._record(c, digests[c.image])
+            if c.image not in targets:
+                targets[c.image] = await self.client.image_target(c.image)
+            rec = self._record(c, self._digest(c, targets[c.image]))
             task = tasks.get(c.id)
             if task is not None:
                 apply_task(rec, task)
                 self._find_cgroup(rec)
+            self._keep_stopped(rec, task is not None)
             records.append(rec)
         self._rebuilt(records)
+
+    def _keep_stopped(self, rec: ContainerRecord, has_task: bool) -> None:
+        """What a rebuild cannot list of a container known stopped: its exit facts once its task is
+        deleted (a task-less container lists as never started), and the cgroup its task had,
+        which still names it for its late records (lookup.py)."""
+        known = self.registry.get(self.namespace, rec.container_id)
+        if known is None or known.status != "stopped":
+            return
+        if not has_task:
+            for name in ("status", "pid", "started_at", "stopped_at", "exit_code", "oom_killed"):
+                setattr(rec, name, getattr(known, name))
+        if rec.status == "stopped" and not rec.cgroup_id and known.cgroup_id:
+            rec.cgroup_path, rec.cgroup_id = known.cgroup_path, known.cgroup_id
 
     # -- one connection --------------------------------------------------------
 
@@ -195,11 +216,11 @@ class ContainerdObserver(LifecycleObserver):
             return []
         if isinstance(p, events_pb2.TaskCreate):
             rec.pid, rec.status = p.pid, "created"
-            self._find_cgroup(rec)
+            self._find_cgroup(rec, ts)
         elif isinstance(p, events_pb2.TaskStart):
             rec.pid, rec.status, rec.started_at = p.pid, "running", ts
             rec.stopped_at, rec.exit_code, rec.oom_killed = None, None, False
-            self._find_cgroup(rec)
+            self._find_cgroup(rec, ts)
             return [lifecycle_event(T.START, rec, timestamp=ts, topic=d.topic)]
         elif isinstance(p, events_pb2.TaskOOM):
             rec.oom_killed = True
@@ -232,12 +253,30 @@ class ContainerdObserver(LifecycleObserver):
             log.debug("container %s: %s", rec.container_id, problem)
         return rec
 
+    def _digest(self, c: Any, target: tuple[str, datetime | None]) -> str:
+        """The digest of the image container ``c`` runs: the one it was first seen with, else its
+        reference's target, unless the reference moved after the container was created ("")."""
+        known = self.registry.get(self.namespace, c.id)
+        if known is not None and known.image_ref == c.image and known.image_digest:
+            return known.image_digest
+        digest, updated = target
+        created = timestamp_of(c.created_at)
+        if digest and updated is not None and created is not None and updated > created:
+            self.stats.digest_unverified += 1
+            log.warning(
+                "container %s: image %s was updated after the container was created; "
+                "the digest it runs is unknown (not %s)",
+                c.id[:12], c.image, digest,
+            )  # fmt: skip
+            return ""
+        return digest
+
     async def _fetch(self, container_id: str) -> ContainerRecord | None:
         """(Re)read a container from containerd into the registry, keeping known task facts."""
         c = await self.client.get_container(container_id)
         if c is None:
             return None
-        rec = self._record(c, await self.client.image_digest(c.image))
+        rec = self._record(c, self._digest(c, await self.client.image_target(c.image)))
         old = self.registry.get(self.namespace, container_id)
         if old is not None:
             for name in (

@@ -15,10 +15,18 @@ annotations, of which only ``stellaops.io/observe-level`` is kept
 ``replace_all`` rebuilds it from the runtime's list after a (re)connect,
 dropping what the runtime no longer has. Pure data: the observer does the
 I/O and calls these methods from one event loop.
+
+A removed container whose task had a cgroup is remembered apart
+(``departed``, the latest DEPARTED_MAX): records of its processes can still
+be on their way when the runtime reports the removal (``docker run --rm``,
+``ctr run --rm``: right after the exit), and the pipeline's lookup
+(lookup.py) must still name their image. A cgroup id is never given twice,
+so a departed container's id can name nothing else.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -32,6 +40,7 @@ from stellaops_runtime.contracts.lifecycle import (
 
 POD_UID_LABEL = "io.kubernetes.pod.uid"  # kubelet's label on the sandbox and every container of a pod
 CRI_KIND_LABEL = "io.cri-containerd.kind"  # containerd's CRI plugin: "sandbox" or "container"
+DEPARTED_MAX = 1024  # removed containers remembered by cgroup (see the module docstring)
 
 
 @dataclass(slots=True)
@@ -125,6 +134,8 @@ class ContainerRegistry:
     def __init__(self) -> None:
         self._by_id: dict[tuple[str, str], ContainerRecord] = {}
         self._by_cgroup: dict[int, ContainerRecord] = {}
+        # (namespace, container id, cgroup id) -> the record as it was removed, oldest first
+        self._departed: OrderedDict[tuple[str, str, int], ContainerRecord] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -166,7 +177,15 @@ class ContainerRegistry:
         rec = self._by_id.pop((namespace, container_id), None)
         if rec is not None:
             self.task_gone(rec)
+            if rec.cgroup_id:
+                self._departed[(namespace, container_id, rec.cgroup_id)] = rec
+                if len(self._departed) > DEPARTED_MAX:
+                    self._departed.popitem(last=False)
         return rec
+
+    def departed(self) -> list[ContainerRecord]:
+        """Copies of the removed containers that had a cgroup, the latest DEPARTED_MAX, oldest first."""
+        return [r.copy() for r in self._departed.values()]
 
     def replace_all(self, namespace: str, records: list[ContainerRecord]) -> tuple[int, int]:
         """Make ``namespace``'s containers exactly ``records``: (added or changed, removed)."""

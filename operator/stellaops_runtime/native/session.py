@@ -156,6 +156,8 @@ async def run_session(
         "resolved": p.frames_resolved,
         "unresolved": p.frames_unresolved,
         "mapsUnreadable": p.maps_unreadable,
+        "pidReused": p.pid_reused,
+        "staleRecords": p.stale_records,
     }
     return res
 

@@ -222,7 +222,9 @@ class NativeProbeSource:
         ps = self.probes
         if ps is None:
             return []
-        return [self._with_trailer(ps, rec) for rec in ps.poll(timeout_ms)]
+        recs = ps.poll(timeout_ms)
+        self.procs.begin_batch()  # each pid's owner is looked at again (procinfo.py: pid reuse)
+        return [self._with_trailer(ps, rec) for rec in recs]
 
     def _with_trailer(self, ps: ProbeSet, rec: bytes) -> bytes:
         """The record (its stacks taken out) plus what /proc knows now: binary, exec time, frames."""
@@ -231,11 +233,12 @@ class NativeProbeSource:
         kind = rec[0]
         rec = rec[: records.record_size(rec)]  # the perf buffer pads samples; the trailer must follow
         pid = int.from_bytes(rec[4:8], "little")
+        ktime = int.from_bytes(rec[16:24], "little")  # when the kernel wrote it (monotonic)
         if kind == records.KIND_EXEC and len(rec) >= _EXEC.size:
             fields = _EXEC.unpack_from(rec, 0)
             path = fields[-1].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             self.procs.exec_seen(pid, path if path.startswith("/") else "", fields[6])
-        binary, exec_ktime = self.procs.binary(pid)
+        binary, exec_ktime = self.procs.binary(pid, ktime)
         rec, user, kernel = records.split_stacks(rec)  # return addresses carried in the record
-        frames = self.procs.frames(pid, user)
+        frames = self.procs.frames(pid, user, ktime)
         return rec + encode_trailer(binary, exec_ktime, frames, kernel)
