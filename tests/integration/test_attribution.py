@@ -744,7 +744,8 @@ def test_answers_are_cached_per_image_and_path_and_bounded(tmp_path: Path) -> No
     assert stats.index_builds["dpkg"] == 1  # the image's index is built once
 
 
-def test_build_id_shares_parsed_build_info_across_images(go_app: Path, tmp_path: Path) -> None:
+def test_a_claimed_build_id_never_shares_another_images_build_info(go_app: Path, tmp_path: Path) -> None:
+    """Image two's file claims image one's build-id but is another file: it is read, not trusted."""
     roots_ = []
     for name in ("one", "two"):
         r = tmp_path / name
@@ -755,8 +756,9 @@ def test_build_id_shares_parsed_build_info_across_images(go_app: Path, tmp_path:
     a1 = att.attribute_function(
         image_digest="sha256:1", root=str(roots_[0]), path="/bin/app", function="fmt.Fprintln", build_id="b1"
     )
-    (roots_[1] / "bin/app").write_bytes(b"replaced, but the build-id says it is the same binary")
+    (roots_[1] / "bin/app").write_bytes(b"replaced, though it claims the same build-id")
     a2 = att.attribute_function(
         image_digest="sha256:2", root=str(roots_[1]), path="/bin/app", function="fmt.Fprintln", build_id="b1"
     )
-    assert a1.purl == a2.purl and a2.scope == "function"
+    assert a1.scope == "function" and a1.purl is not None
+    assert a2.purl is None and a2.scope == "file"

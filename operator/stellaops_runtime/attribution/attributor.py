@@ -101,7 +101,6 @@ class Attributor:
         self._lock = threading.RLock()
         self._files: dict[tuple[str, str], Attribution] = {}
         self._functions: dict[tuple[str, str, str], Attribution] = {}
-        self._binaries: dict[str, BinaryInfo] = {}  # by build-id
         self._images: OrderedDict[str, ImageIndex] = OrderedDict()
         self._roots: dict[str, RootFS] = {}
         self._registered: dict[str, list[SbomData]] = {}
@@ -121,8 +120,9 @@ class Attributor:
     ) -> Attribution:
         """The package of ``function`` (canonical name) in the binary at ``path``.
 
-        ``build_id`` (the binary's GNU/Go build-id, as in function IDs) lets
-        images that share a binary share its parsed build info.
+        ``build_id`` is accepted and not used: a build-id is what a file *claims*, and a
+        container can craft a binary claiming another image's build-id with forged build
+        info, so parsed metadata is never shared across images by it.
         """
         hit = self._functions.get((image_digest or root, path, function))
         if hit is not None:
@@ -192,7 +192,6 @@ class Attributor:
         with self._lock:
             self._files.clear()
             self._functions.clear()
-            self._binaries.clear()
             self._images.clear()
             self._roots.clear()
 
@@ -273,6 +272,20 @@ class Attributor:
                 )
                 if fs.memo_size > _MEMO_KEEP:  # an index build resolved every directory of a database
                     fs.forget()
+                if not os.path.isdir(root):
+                    # The process exited during the lookup: what its root gave may be partial (a
+                    # database half-read, files "missing"). Neither that answer nor the image's
+                    # indexes are kept, or every other container of the image would get them.
+                    self._images.pop(key, None)
+                    self._roots.pop(root, None)
+                    self._counters.error(ErrorKind.BAD_ROOT)
+                    self._counters.files[Source.NONE.value] += 1
+                    return Attribution(
+                        path,
+                        None,
+                        Source.NONE.value,
+                        error=f"root filesystem {root!r} went away during the lookup",
+                    )
             self._counters.files[att.source] += 1
             self._put(self._files, (key, path), att)
             return att
@@ -304,18 +317,9 @@ class Attributor:
             return att
 
     def _function_binary(self, key: str, root: str, resolved: str, build_id: str) -> BinaryInfo | None:
-        if build_id:
-            info = self._binaries.get(build_id)
-            if info is not None:
-                return info
         try:
             fs = self._rootfs(root)
         except AttributionError:
             return None
         image = self._images.get(key)
-        info = image.binary(fs, resolved) if image is not None else read_binary(fs, resolved)
-        if build_id and (info.go is not None or info.crates is not None):
-            if len(self._binaries) >= self._max_entries:
-                del self._binaries[next(iter(self._binaries))]
-            self._binaries[build_id] = info
-        return info
+        return image.binary(fs, resolved) if image is not None else read_binary(fs, resolved)

@@ -15,8 +15,10 @@ over its budget is ``refused="budget_exceeded"``.
 
 from __future__ import annotations
 
+import lzma
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -147,7 +149,15 @@ def _jar(f: BinaryIO, name: str) -> BinaryInfo:
                     return BinaryInfo(maven_error=f"{name}: {info.filename} is {info.file_size} bytes")
                 text = z.read(info).decode("utf-8", "replace")
                 artifacts.append(maven.artifact_of(text, member=info.filename))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        EOFError,
+        RuntimeError,  # an encrypted member; NotImplementedError: an unknown compression method
+        zlib.error,  # damaged deflate data
+        lzma.LZMAError,
+    ) as e:
         return BinaryInfo(maven_error=f"{name}: {e}")
     own = maven.own_artifact(artifacts, file_name=os.path.basename(name))
     return BinaryInfo(jar=own, jar_artifacts=len(artifacts))

@@ -15,6 +15,9 @@ import zlib
 from dataclasses import dataclass
 
 MAX_JSON_BYTES = 8 << 20
+# A parsed crate costs ~180 bytes and a binary's answer is cached per image and per build-id:
+# 8 MB of JSON could hold 170,000 crates (30 MB kept per binary). Real binaries link hundreds.
+MAX_CRATES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +45,13 @@ def parse_dep_v0(section: bytes) -> list[Crate]:
         raise ValueError(f".dep-v0 is not zlib data: {e}") from None
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # deep nesting: RecursionError
         raise ValueError(f".dep-v0 is not JSON: {e}") from None
     packages = doc.get("packages") if isinstance(doc, dict) else None
     if not isinstance(packages, list):
         raise ValueError('.dep-v0 JSON has no "packages" list')
+    if len(packages) > MAX_CRATES:
+        raise ValueError(f".dep-v0 lists {len(packages)} packages, more than {MAX_CRATES}")
     out: list[Crate] = []
     for i, p in enumerate(packages):
         if (

@@ -6,6 +6,8 @@ Each installed package's files are in ``/var/lib/dpkg/info/<name>.list`` or,
 for ``Multi-Arch: same`` packages, ``<name>:<arch>.list``; distroless images
 have no ``info/`` but one stanza per file in ``status.d/<name>`` and the
 files in ``status.d/<name>.md5sums`` (``<md5>  <path without leading />``).
+``/var/lib/dpkg/diversions`` says which package's copy of a diverted path is
+where (:func:`parse_diversions`, :func:`diverted`).
 
 The parser is strict about structure and lenient about content: a stanza
 that breaks the format (a line that is neither ``Field:`` nor a
@@ -140,3 +142,37 @@ def parse_md5sums(text: str) -> list[str]:
         if sep and len(digest) == 32 and path:
             out.append("/" + path.lstrip("/"))
     return out
+
+
+def parse_diversions(text: str, *, origin: str) -> tuple[dict[str, tuple[str, str | None]], list[str]]:
+    """``/var/lib/dpkg/diversions``: ``{from: (to, diverting package or None for a local one)}``.
+
+    The file is groups of three lines: the diverted path, where the other
+    packages' copy of it goes, and the package that diverts it (``:`` for a
+    local diversion made by the administrator). A group that is not three
+    absolute paths and a name is reported and skipped.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    out: dict[str, tuple[str, str | None]] = {}
+    errors: list[str] = []
+    for i in range(0, len(lines), 3):
+        group = [line.rstrip("\r") for line in lines[i : i + 3]]
+        if len(group) < 3 or not group[0].startswith("/") or not group[1].startswith("/") or not group[2]:
+            errors.append(f"{origin}:{i + 1}: not a 'from, to, package' group of three lines")
+            continue
+        src, dst, by = group
+        out[src] = (dst, None if by == ":" else by)
+    return out, errors
+
+
+def diverted(path: str, package: str, diversions: dict[str, tuple[str, str | None]]) -> str:
+    """Where ``package``'s file ``path`` really is: a diverted path belongs to the diverting
+    package, every other package's copy of it was installed at the diversion's target
+    (``dpkg-divert``: ``/usr/bin/pg_config`` is postgresql-common's, libpq-dev's is at
+    ``/usr/bin/pg_config.libpq-dev``)."""
+    diversion = diversions.get(path)
+    if diversion is None or diversion[1] == package:
+        return path
+    return diversion[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from stellaops_runtime.attribution import langdb, purls
@@ -21,7 +21,7 @@ from stellaops_runtime.attribution.binaries import BinaryInfo
 from stellaops_runtime.attribution.counters import AttributionCounters
 from stellaops_runtime.attribution.function_packages import go_module_package
 from stellaops_runtime.attribution.image import ImageIndex
-from stellaops_runtime.attribution.model import Attribution, ErrorKind, Package, Source
+from stellaops_runtime.attribution.model import CORRUPT_KIND, Attribution, ErrorKind, Package, Source
 from stellaops_runtime.attribution.owners import Hit
 from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.attribution.sbomindex import SbomIndex
@@ -44,6 +44,8 @@ def lookup_file(
     sbom = image.sbom(fs)
     if sbom is not None:
         hit = sbom.by_path(*keys)
+        if hit is not None and hit.claimants > 1:
+            return _sbom_tie(image, fs, path, resolved, keys, hit, sbom, counters)
         if hit is not None:
             return _from_hit(path, resolved, Source.SBOM, "path", hit, counters)
         if sbom.algorithms:
@@ -58,6 +60,25 @@ def lookup_file(
         reasons = "; ".join(f"{k}: {v}" for k, v in image.fatal.items())
         return Attribution(path, None, Source.NONE.value, resolved=resolved, error=reasons or None)
     return with_sbom_purl(sbom, att, counters)
+
+
+def _sbom_tie(
+    image: ImageIndex,
+    fs: RootFS,
+    path: str,
+    resolved: str,
+    keys: tuple[str, ...],
+    hit: Hit,
+    sbom: SbomIndex,
+    counters: AttributionCounters,
+) -> Attribution:
+    """A path the SBOM gives to several packages (syft lists a Go binary's path for each of its
+    modules): the image's own answer decides, but only among the packages the SBOM named."""
+    choices = {purls.identity(p) for p in (hit.package.purl, *hit.others)}
+    att = _in_image(image, fs, path, resolved, keys, counters)
+    if att is not None and att.purl is not None and purls.identity(att.purl) in choices:
+        return with_sbom_purl(sbom, att, counters)
+    return _from_hit(path, resolved, Source.SBOM, "path", hit, counters)  # unknown, counted ambiguous
 
 
 def with_sbom_purl(sbom: SbomIndex | None, att: Attribution, counters: AttributionCounters) -> Attribution:
@@ -87,7 +108,7 @@ def _in_image(
             if hit is not None:
                 return _from_hit(path, resolved, source, "db", hit, counters)
 
-    for site in langdb.site_package_dirs(fs, resolved):
+    for site in langdb.site_package_dirs(fs, resolved, image.pythons):
         index = image.site_packages(fs, site).index
         if index is not None:
             hit = index.lookup(*keys)
@@ -109,25 +130,32 @@ def _in_image(
 def _self_described(
     path: str, resolved: str, info: BinaryInfo, counters: AttributionCounters
 ) -> Attribution | None:
+    claims: list[tuple[Source, str, Callable[[], Package]]] = []
     if info.go is not None and info.go.main is not None:
-        pkg = go_module_package(info.go.main)
-        return Attribution(
-            path, pkg.purl, Source.GOMOD.value, pkg.name, pkg.version, "buildinfo", resolved=resolved
-        )
+        main = info.go.main
+        claims.append((Source.GOMOD, "buildinfo", lambda: go_module_package(main)))
     if info.crates:
         roots = [c for c in info.crates if c.root]
         if len(roots) == 1:
-            pkg = purls.cargo(name=roots[0].name, version=roots[0].version)
-            return Attribution(
-                path, pkg.purl, Source.CARGO.value, pkg.name, pkg.version, "dep-v0", resolved=resolved
-            )
+            root = roots[0]
+            claims.append((Source.CARGO, "dep-v0", lambda: purls.cargo(name=root.name, version=root.version)))
     if info.jar is not None:
-        pkg = purls.maven(
-            group_id=info.jar.group_id, artifact_id=info.jar.artifact_id, version=info.jar.version
+        jar = info.jar
+        claims.append(
+            (
+                Source.MAVEN,
+                "pom.properties",
+                lambda: purls.maven(group_id=jar.group_id, artifact_id=jar.artifact_id, version=jar.version),
+            )
         )
-        return Attribution(
-            path, pkg.purl, Source.MAVEN.value, pkg.name, pkg.version, "pom.properties", resolved=resolved
-        )
+    for source, evidence, make in claims:
+        try:
+            pkg = make()
+        except ValueError as e:  # a name no PURL can carry: that claim is damaged, not the file's others
+            counters.error(CORRUPT_KIND[source])
+            log.warning("%s: %s: %s", source.value, resolved, e)
+            continue
+        return Attribution(path, pkg.purl, source.value, pkg.name, pkg.version, evidence, resolved=resolved)
     if info.jar_artifacts > 1:
         counters.ambiguous += 1  # a shaded JAR whose own artifact is not recognizable by its name
     return None
@@ -136,9 +164,18 @@ def _self_described(
 def _from_hit(
     path: str, resolved: str, source: Source, evidence: str, hit: Hit, counters: AttributionCounters
 ) -> Attribution:
-    if hit.claimants > 1:
-        counters.ambiguous += 1
     pkg = hit.package
+    if hit.claimants > 1:  # unknown, never the first in database order: the image writes its databases
+        counters.ambiguous += 1
+        named = sorted((pkg.purl, *hit.others))
+        claimants = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
+        return Attribution(
+            path,
+            None,
+            Source.NONE.value,
+            resolved=resolved,
+            error=f"ambiguous: {source.value} lists {resolved} in {hit.claimants} packages: {claimants}",
+        )
     return Attribution(path, pkg.purl, source.value, pkg.name, pkg.version, evidence, resolved=resolved)
 
 

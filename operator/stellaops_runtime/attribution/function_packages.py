@@ -12,12 +12,16 @@ file's attribution (``scope="file"``); see
 
 from __future__ import annotations
 
+import logging
+
 from stellaops_runtime.attribution import binaries, purls
 from stellaops_runtime.attribution.binaries import BinaryInfo
 from stellaops_runtime.attribution.counters import AttributionCounters
 from stellaops_runtime.attribution.gobuildinfo import DEVEL, GoBuildInfo, GoModule
-from stellaops_runtime.attribution.model import Attribution, Package, Scope, Source
+from stellaops_runtime.attribution.model import CORRUPT_KIND, Attribution, Package, Scope, Source
 from stellaops_runtime.canonical.demangle import go_package_path, rust_crate_name
+
+log = logging.getLogger("stellaops_runtime.attribution.attributor")
 
 
 def function_package(
@@ -26,14 +30,19 @@ def function_package(
     """The package of ``function`` (``scope="function"``) as the binary's metadata says, else ``file_att``."""
     pkg: Package | None = None
     source = Source.NONE
-    if info.go is not None:
-        pkg = go_function_package(info.go, function)
-        source, evidence = Source.GOMOD, "buildinfo"
-    elif info.crates:
-        pkg, ambiguous = rust_function_package(info.crates, function)
-        if ambiguous:
-            counters.ambiguous += 1
-        source, evidence = Source.CARGO, "dep-v0"
+    try:
+        if info.go is not None:
+            source, evidence = Source.GOMOD, "buildinfo"
+            pkg = go_function_package(info.go, function)
+        elif info.crates:
+            source, evidence = Source.CARGO, "dep-v0"
+            pkg, ambiguous = rust_function_package(info.crates, function)
+            if ambiguous:
+                counters.ambiguous += 1
+    except ValueError as e:  # a module or crate name no PURL can carry: the binary's metadata is damaged
+        counters.error(CORRUPT_KIND[source])
+        log.warning("%s: %s: %s", source.value, path, e)
+        return file_att
     if pkg is None:
         return file_att
     return Attribution(

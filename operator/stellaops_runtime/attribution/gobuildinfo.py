@@ -27,6 +27,9 @@ HEADER_SIZE = 32
 ALIGN = 16
 FLAG_INLINE_STRINGS = 0x2
 DEVEL = "(devel)"
+# Modules a binary may name: its answer is cached per image and per build-id, and 4 MB of module
+# info could hold 50,000 (12 MB kept per binary). Kubernetes' binaries name a few hundred.
+MAX_MODULES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,8 @@ def parse_modinfo(go_version: str, text: str) -> GoBuildInfo:
             main = _module(fields, lineno)
             last = "mod"
         elif key == "dep":
+            if len(deps) >= MAX_MODULES:
+                raise ValueError(f"Go module info names more than {MAX_MODULES} modules")
             deps.append(_module(fields, lineno))
             last = "dep"
         elif key == "=>":

@@ -11,6 +11,7 @@ bounded (oldest first out).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from stellaops_runtime.attribution.sbomindex import SbomIndex
 from stellaops_runtime.canonical.rootopen import NotRegularFile
 
 Report = Callable[[Source, BuildResult], None]
+
+log = logging.getLogger("stellaops_runtime.attribution.attributor")
 
 
 def _bounded_put(d: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
@@ -49,6 +52,7 @@ class ImageIndex:
         "_sites",
         "fatal",
         "key",
+        "pythons",
     )
 
     def __init__(self, key: str, *, sbom_docs: list[SbomData], report: Report, limit: int) -> None:
@@ -65,6 +69,7 @@ class ImageIndex:
         self._npm_dirs: dict[str, Package | None] = {}
         self._binaries: dict[str, BinaryInfo] = {}
         self.fatal: dict[str, str] = {}  # source -> why its database could not be used
+        self.pythons: dict[str, list[str]] = {}  # <prefix>/lib -> its python3*/site-packages
 
     def os_release(self, fs: RootFS) -> OsRelease:
         if self._os is None:
@@ -77,6 +82,21 @@ class ImageIndex:
                 self._os = parse_os_release(data.decode("utf-8", "replace"))
                 break
         return self._os
+
+    def _build(self, source: Source, build: Callable[[], BuildResult]) -> BuildResult:
+        """Run one index build; a bug it hits makes that database unusable, once.
+
+        Without this, an exception would escape every lookup of the image and
+        the build would be retried (the whole database re-read) on each.
+        """
+        try:
+            result = build()
+        except Exception as e:  # a bug here must cost one database, not the image
+            log.exception("building the %s index of image %s failed", source.value, self.key)
+            result = BuildResult(
+                fatal=f"{source.value}: internal error reading the database: {type(e).__name__}"
+            )
+        return self._built(source, result)
 
     def _built(self, source: Source, result: BuildResult) -> BuildResult:
         if result.fatal:
@@ -96,23 +116,23 @@ class ImageIndex:
 
     def dpkg(self, fs: RootFS) -> BuildResult:
         if self._dpkg is None:
-            self._dpkg = self._built(Source.DPKG, osdb.build_dpkg(fs, self.os_release(fs)))
+            self._dpkg = self._build(Source.DPKG, lambda: osdb.build_dpkg(fs, self.os_release(fs)))
         return self._dpkg
 
     def apk(self, fs: RootFS) -> BuildResult:
         if self._apk is None:
-            self._apk = self._built(Source.APK, osdb.build_apk(fs, self.os_release(fs)))
+            self._apk = self._build(Source.APK, lambda: osdb.build_apk(fs, self.os_release(fs)))
         return self._apk
 
     def rpm(self, fs: RootFS) -> BuildResult:
         if self._rpm is None:
-            self._rpm = self._built(Source.RPM, osdb.build_rpm(fs, self.os_release(fs)))
+            self._rpm = self._build(Source.RPM, lambda: osdb.build_rpm(fs, self.os_release(fs)))
         return self._rpm
 
     def site_packages(self, fs: RootFS, site: str) -> BuildResult:
         hit = self._sites.get(site)
         if hit is None:
-            hit = self._built(Source.PYPI, langdb.build_site_packages(fs, site))
+            hit = self._build(Source.PYPI, lambda: langdb.build_site_packages(fs, site))
             _bounded_put(self._sites, site, hit, 256)
         return hit
 
@@ -127,12 +147,11 @@ class ImageIndex:
                 break
             visited.append(directory)
             try:
-                pkg = langdb.read_package_json(fs, directory)
+                found = langdb.read_package_json(fs, directory)
             except (ValueError, OSError, AttributionError) as e:
                 on_error(str(e))  # the nearest package is unreadable: stop, do not claim it for the one above
                 break
-            if pkg is not None:
-                found = langdb.npm_package(pkg)
+            if found is not None:
                 break
             if directory == "/" or split(directory)[1] == "node_modules":
                 break

@@ -40,6 +40,7 @@ class ErrorKind(StrEnum):
     OUTSIDE_ROOT = "outside_root"  # the path climbs above the root ("../../etc/passwd")
     SYMLINK_ESCAPE = "symlink_escape"  # a relative symlink inside the root points above it
     SYMLINK_LOOP = "symlink_loop"  # too many symlinks (a loop)
+    BAD_PATH = "bad_path"  # a path with a NUL byte (names no file) or nested too deep to resolve
     IO = "io"  # a file could not be read (permissions, vanished process, ...)
     NOT_REGULAR = "not_regular"  # a FIFO, device, socket where a file was expected: refused, never read
     BUDGET_EXCEEDED = "budget_exceeded"  # a binary needs more bytes or time than its parse budget

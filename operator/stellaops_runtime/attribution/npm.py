@@ -21,7 +21,7 @@ def parse_package_json(data: bytes, *, origin: str) -> NpmPackage | None:
     """The package, ``None`` for a marker file without name/version; ``ValueError`` if not a JSON object."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # deep nesting: RecursionError
         raise ValueError(f"{origin}: not JSON: {e}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{origin}: not a JSON object")

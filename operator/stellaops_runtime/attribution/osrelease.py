@@ -9,6 +9,7 @@ qualifier; a rolling release without ``VERSION_ID`` falls back to
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -46,7 +47,17 @@ def parse_os_release(text: str) -> OsRelease:
             words = [value.strip("\"'")]
         fields[key.strip()] = words[0] if words else ""
     return OsRelease(
-        id=fields.get("ID", "").lower() or None,
-        version_id=fields.get("VERSION_ID") or None,
-        version_codename=fields.get("VERSION_CODENAME") or None,
+        id=_valid(fields.get("ID", "").lower()),
+        version_id=_valid(fields.get("VERSION_ID", "")),
+        version_codename=_valid(fields.get("VERSION_CODENAME", "")),
     )
+
+
+# os-release(5): ID, VERSION_ID and VERSION_CODENAME are "a-z, 0-9, '.', '_' and '-'" (VERSION_ID
+# also upper case and '~'). Anything else (a '/', a space, a control character written by whoever
+# controls the image) is ignored rather than put into every PURL's namespace and qualifier.
+_VALUE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
+def _valid(value: str) -> str | None:
+    return value if _VALUE.fullmatch(value) else None

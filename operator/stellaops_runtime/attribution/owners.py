@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from stellaops_runtime.attribution import purls
 from stellaops_runtime.attribution.model import AttributionError, Package
 from stellaops_runtime.attribution.pathindex import PathIndex
 from stellaops_runtime.attribution.rootfs import RootFS, join, normalize, split
@@ -53,6 +54,7 @@ class KeyBuilder:
 class Hit:
     package: Package
     claimants: int  # how many distinct packages list the path (1 unless shared)
+    others: tuple[str, ...] = ()  # the other claimants' PURLs (sorted), when shared
 
 
 class OwnerIndex:
@@ -70,10 +72,24 @@ class OwnerIndex:
         return len(self.index)
 
     def lookup(self, *keys: str) -> Hit | None:
-        """The owner of the first key that has one; the lowest-numbered package if several list it."""
+        """The owner of the first key that has one.
+
+        When packages of different identities (type, namespace, name,
+        version) list it, ``claimants`` says how many and ``others`` names
+        the rest: the caller must not pick one (which one is first is
+        database order, which whoever writes the database chooses). Packages
+        that differ only in qualifiers (``libc6:amd64`` and ``libc6:i386`` of
+        one version sharing their documentation) are one claimant.
+        """
         for key in keys:
             owners = self.index.owners(key)
             if owners:
-                purls = {self.packages[o].purl for o in owners}
-                return Hit(self.packages[owners[0]], len(purls))
+                first = self.packages[owners[0]]
+                if len(owners) == 1:
+                    return Hit(first, 1)
+                mine = purls.identity(first.purl)
+                others = {self.packages[o].purl for o in owners}
+                others = {p for p in others if purls.identity(p) != mine}
+                claimants = 1 + len({purls.identity(p) for p in others})
+                return Hit(first, claimants, tuple(sorted(others)))
         return None

@@ -19,6 +19,12 @@ from stellaops_runtime.attribution.model import Package
 _PEP503 = re.compile(r"[-_.]+")
 
 
+# Control characters and lone surrogates (undecodable bytes of a database read with
+# "surrogateescape") have no place in a PURL: packageurl-python would raise UnicodeEncodeError
+# on the latter, and silently drop a trailing newline or an all-blank version.
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _render(
     *,
     type: str,
@@ -27,10 +33,36 @@ def _render(
     version: str | None = None,
     **qualifiers: str | None,
 ) -> str:
+    """The PURL text; ``ValueError`` for parts no PURL can carry faithfully.
+
+    Package databases inside an image are attacker-controlled, so every part is
+    checked: no control characters or undecodable bytes, a non-empty name
+    without ``/`` (it would silently become a namespace), and a version that
+    survives the round trip (``" "`` would silently vanish). Callers skip and
+    count the one package; the rest of its database still answers.
+    """
     quals = {k: v for k, v in qualifiers.items() if v}
-    return PackageURL(
-        type=type, namespace=namespace or None, name=name, version=version or None, qualifiers=quals or None
-    ).to_string()
+    for part in (name, namespace, version, *quals.values()):
+        if part and _BAD_CHARS.search(part):
+            raise ValueError(
+                f"{type} package {name!r}: {part!r} holds a control character or undecodable byte"
+            )
+    if not name.strip() or "/" in name:
+        raise ValueError(f"{type} package name {name!r} is empty or holds '/'")
+    try:
+        text = PackageURL(
+            type=type,
+            namespace=namespace or None,
+            name=name,
+            version=version or None,
+            qualifiers=quals or None,
+        ).to_string()
+        parsed = PackageURL.from_string(text)
+    except (TypeError, ValueError, UnicodeError) as e:
+        raise ValueError(f"{type} package {name!r}: not a valid package URL: {e}") from None
+    if (parsed.version or None) != (version or None):
+        raise ValueError(f"{type} package {name!r}: version {version!r} does not survive as a PURL")
+    return text
 
 
 def deb(*, namespace: str, name: str, version: str, arch: str | None, distro: str | None) -> Package:

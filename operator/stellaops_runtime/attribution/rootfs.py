@@ -7,7 +7,8 @@ Debian 12's ``/lib -> usr/lib``) is re-anchored at the root, a relative one is
 followed from its directory. What never happens is leaving the root: a path
 whose ``..`` climbs above ``/`` is ``outside_root`` and a relative symlink
 that does is ``symlink_escape`` (both :class:`AttributionError`), and more
-than 40 links is a ``symlink_loop``.
+than 40 links is a ``symlink_loop``. A path with a NUL byte, or nested too deep
+for the recursive walk below, is a ``bad_path``.
 
 Names are resolved by string walking with ``lstat``/``readlink`` under the
 root (memoized per directory, which is what package-database indexes need);
@@ -65,6 +66,18 @@ def join(parent: str, name: str) -> str:
     return parent + name if parent == "/" else f"{parent}/{name}"
 
 
+def _check(path: str) -> None:
+    """A NUL byte ends a path for the kernel; Python refuses it (``ValueError``): it names no file."""
+    if "\0" in path:
+        raise AttributionError(ErrorKind.BAD_PATH, f"{path!r}: a path with a NUL byte names no file")
+
+
+def _too_deep(path: str) -> AttributionError:
+    # Resolution recurses once per directory level (and per symlink): a path nested a
+    # thousand levels deep (an image can hold one, PATH_MAX allows 2,048) is refused, not a crash.
+    return AttributionError(ErrorKind.BAD_PATH, f"{path[:200]!r}...: nested too deep to resolve")
+
+
 class RootFS:
     """One root filesystem: resolve names inside it and read files through it."""
 
@@ -106,11 +119,19 @@ class RootFS:
         symlink keeps its own name (``libz.so.1`` rather than its target).
         """
         budget = [MAX_SYMLINKS]
-        return self._canon(normalize(path), follow_final, budget, path)
+        _check(path)
+        try:
+            return self._canon(normalize(path), follow_final, budget, path)
+        except RecursionError:
+            raise _too_deep(path) from None
 
     def resolve_dir(self, path: str) -> str:
         """Resolved form of a normalized directory path, memoized (index builds resolve thousands)."""
-        return self._canon_dir(path, [MAX_SYMLINKS], path)
+        _check(path)
+        try:
+            return self._canon_dir(path, [MAX_SYMLINKS], path)
+        except RecursionError:
+            raise _too_deep(path) from None
 
     def _canon(self, path: str, follow: bool, budget: list[int], original: str) -> str:
         if path == "/":

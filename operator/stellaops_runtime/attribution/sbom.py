@@ -122,7 +122,7 @@ def parse_sbom(data: bytes, *, origin: str) -> SbomData:
     """Parse a CycloneDX or SPDX JSON document (bytes as read from the file)."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # deep nesting: RecursionError
         raise _malformed(f"{origin}: not JSON: {e}") from None
     return parse_document(doc, origin=origin)
 
