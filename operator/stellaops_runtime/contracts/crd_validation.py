@@ -130,7 +130,7 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
     for i, pattern in enumerate(model.privacy.extra_patterns):
         try:
             re.compile(pattern)
-        except re.error as e:
+        except (re.error, RecursionError, OverflowError) as e:  # the agent's check_regexes catches these too
             raise SpecError(
                 "InvalidRegex", f"spec.privacy.extraPatterns[{i}] {pattern!r} does not compile: {e}"
             ) from None

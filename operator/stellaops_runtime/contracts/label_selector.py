@@ -99,6 +99,7 @@ def parse_selector(obj: Any, *, where: str = "selector") -> Selector | None:
             raise SelectorError(f"{at}: expected a mapping, got {type(e).__name__}")
         key = _text(e.get("key"), f"{at}.key")
         op = e.get("operator")
+        op = op if isinstance(op, str) else ""  # a list or object is unhashable: no TypeError, just refused
         values = e.get("values")
         if op in _WITH_VALUES:
             if not isinstance(values, list) or not values or len(values) > MAX_VALUES:
@@ -109,5 +110,6 @@ def parse_selector(obj: Any, *, where: str = "selector") -> Selector | None:
                 raise SelectorError(f"{at}.values: {op} takes no values")
             reqs.append(Requirement(key, op))
         else:
-            raise SelectorError(f"{at}.operator: {str(op)[:32]!r} is not In, NotIn, Exists or DoesNotExist")
+            shown = str(e.get("operator"))[:32]
+            raise SelectorError(f"{at}.operator: {shown!r} is not In, NotIn, Exists or DoesNotExist")
     return Selector(tuple(reqs))

@@ -18,7 +18,14 @@ from typing import Any
 
 from stellaops_runtime.controller.ownership import NotOwnedError, Owner, why_not_ours
 from stellaops_runtime.controller.patches import for_create, managed_view, owned_patch
-from stellaops_runtime.controller.state import INDEX_CHILDREN, INDEX_OWNED, ObjKey, ReconcilerState, obj_key
+from stellaops_runtime.controller.state import (
+    INDEX_CHILDREN,
+    INDEX_OWNED,
+    ObjKey,
+    ReconcilerState,
+    obj_key,
+    utcnow,
+)
 from stellaops_runtime.kube.client import ApiError
 from stellaops_runtime.kube.resources import resource_for
 
@@ -71,6 +78,8 @@ class OwnedWriter(ReconcilerState):
         body = await self.api.patch(res, name=name, namespace=namespace, patch=patch)
         self.stats.writes[f"patch {desired['kind']}"] += 1
         self._remember(key, part, body)
+        if "spec" in patch:  # a new version of a name the nodes may list already (rollout.fold_rollout)
+            self._spec_written[key] = utcnow()
         log.info("%s %s/%s differed from its rendering: patched", desired["kind"], namespace or "", name)
         return "patched"
 
@@ -96,6 +105,7 @@ class OwnedWriter(ReconcilerState):
                 kind=key[1], namespace=key[2], name=key[3], why="it was replaced by another object"
             ) from None
         self._remember(key, managed_view(seen) if seen is not None else None, None)
+        self._spec_written.pop(key, None)
         if gone:
             self.stats.writes[f"delete {key[1]}"] += 1
         return gone

@@ -195,7 +195,9 @@ def node_capabilities(observation_node: Mapping[str, Any] | None) -> NodeCapabil
     """Capabilities from an ObservationNode object (None when there is none: no agent on the node)."""
     if observation_node is None:
         return None
-    status = observation_node.get("status") or {}
+    status = observation_node.get("status")
+    if not isinstance(status, Mapping):  # a hand-edited status of the wrong type says nothing
+        status = {}
     caps = status.get("capabilities") or {}
     if not isinstance(caps, Mapping):
         caps = {}
@@ -280,6 +282,21 @@ class PostureDecision:
         return out
 
 
+SHOWN_VALUE_CHARS = 64
+
+
+def shown_value(value: str) -> str:
+    """An annotation value for a reason or an Event: quoted, cut to ``SHOWN_VALUE_CHARS``.
+
+    The reason is itself a pod annotation, and a pod's annotations share one
+    256 KiB limit: copying a huge value whole would make the posture patch
+    itself too big for the API server (422), on every retry.
+    """
+    if len(value) <= SHOWN_VALUE_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
+
+
 def compute_posture(
     *,
     annotations: Mapping[str, str],
@@ -326,7 +343,7 @@ def compute_posture(
     if requested is not None and requested == Posture.NONE:
         reason = f"annotation {OBSERVE_LEVEL_ANNOTATION} opts the pod out (None)"
     if invalid is not None:
-        reason = f"ignored invalid {OBSERVE_LEVEL_ANNOTATION} {invalid!r}; {reason}"
+        reason = f"ignored invalid {OBSERVE_LEVEL_ANNOTATION} {shown_value(invalid)}; {reason}"
     return PostureDecision(
         posture=posture,
         reason=reason,

@@ -173,7 +173,9 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         """An ObservationNode changed: labels of its Node; pods there if its ceiling moved; rollouts."""
         self.trigger(("node", name))
         caps = node_capabilities(body) if body is not None else None
-        status = (body or {}).get("status") or {}
+        status = (body or {}).get("status")
+        if not isinstance(status, Mapping):
+            status = {}
         beat = parse_time(status.get("heartbeatTime"))
         fresh = beat is not None and (utcnow() - beat).total_seconds() <= self.config.stale_after_seconds
         state = (caps, canonical_json(status.get("policies") or []), status.get("source"), fresh)
@@ -187,6 +189,10 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         if old is None or old[1:] != state[1:] or body is None:
             self.trigger_policies()
             self.trigger_observers()
+        elif beat is not None:  # a heartbeat only: the policies waiting for a report newer than their write
+            for policy, written in list(self._awaiting_reports.items()):
+                if beat >= written.replace(microsecond=0):  # as rollout.reported_before reads it
+                    self.trigger(("policy", *policy), delay=self.config.coalesce_seconds)
 
     def observer_deleted(self, *, uid: str) -> None:
         """Its objects carry owner references (the garbage collector removes them); do it now too."""

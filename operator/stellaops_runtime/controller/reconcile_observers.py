@@ -111,6 +111,7 @@ class ObserverReconciler(PolicyReconciler):
             }
             if await self._write_status(r.RUNTIME_OBSERVERS, key, seen, body, status, owned=()):
                 await self._event(body, type="Warning", reason=err.reason, message=err.message)
+            await self._keep_probe_configmap(name, body, uid)
             return
         namespace = spec.agent_namespace
         secret_ref = spec.store.secret_ref
@@ -171,6 +172,27 @@ class ObserverReconciler(PolicyReconciler):
         if errors or refused:
             raise RuntimeError("; ".join([*errors, *map(str, refused)]))
 
+    async def _keep_probe_configmap(self, name: str, body: Mapping[str, Any], uid: str) -> None:
+        """While the observer's spec is invalid: its probe ConfigMap, where it is, stays current.
+
+        The agents keep their last valid configuration, but the probe ConfigMap is not part of
+        it: it lists every policy's probe entry (a deleted policy's finalizer waits for its
+        entry to leave) and the opted-out pods every agent drops the events of.
+        """
+        cm_name = probe_configmap_name(name)
+        children = self._children(("uid", uid)) if uid else set()
+        for child in sorted(children, key=str):
+            if child[1] != "ConfigMap" or child[3] != cm_name or not child[2]:
+                continue
+            probe_cm = render_probe_configmap(
+                name=cm_name,
+                namespace=str(child[2]),
+                entries=self.probe_entries(),
+                owner=body,
+                opted_out=self.opted_out_pods(),
+            )
+            await self.apply(probe_cm)
+
     async def store_secret_version(self, namespace: str, name: str) -> str:
         """``render_agent.store_secret_token`` of the store Secret (``unreadable`` on 403, logged once)."""
         try:
@@ -222,7 +244,9 @@ class ObserverReconciler(PolicyReconciler):
         now = utcnow()
         for _, node in self._items(INDEX_OBSERVATION_NODES):
             out["total"] += 1
-            status = node.get("status") or {}
+            status = node.get("status")
+            if not isinstance(status, Mapping):  # a status of the wrong type says nothing: stale
+                status = {}
             beat = parse_time(status.get("heartbeatTime"))
             if beat is None or (now - beat).total_seconds() > self.config.stale_after_seconds:
                 out["stale"] += 1

@@ -26,6 +26,7 @@ from stellaops_runtime.controller.posture import (
     allowed_levels_message,
     compute_posture,
     node_capabilities,
+    shown_value,
 )
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
 from stellaops_runtime.controller.rollout import is_stale
@@ -112,7 +113,7 @@ class PodReconciler(PolicyReconciler):
         if not writing and pod.annotations.get(POSTURE_REASON_ANNOTATION) == decision.reason:
             return  # recorded on the pod already: an earlier operator process posted the Event
         message = (
-            f"{OBSERVE_LEVEL_ANNOTATION}={value!r} is not an observe level and is ignored; "
+            f"{OBSERVE_LEVEL_ANNOTATION}={shown_value(value)} is not an observe level and is ignored; "
             f"{allowed_levels_message()}. Effective posture: {decision.posture} ({decision.reason})"
         )
         await self._event(pod.ref, type="Warning", reason="InvalidObserveLevel", message=message)

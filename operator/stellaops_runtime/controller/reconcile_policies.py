@@ -52,7 +52,12 @@ from stellaops_runtime.controller.render_policy import (
     probe_entry_key,
     render_policy,
 )
-from stellaops_runtime.controller.rollout import fold_rollout, index_nodes, unreachable_nodes
+from stellaops_runtime.controller.rollout import (
+    awaiting_since,
+    fold_rollout,
+    index_nodes,
+    unreachable_nodes,
+)
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
@@ -240,6 +245,7 @@ class PolicyReconciler(OwnedWriter):
         body = self._resource(key, seen)
         res = r.OBSERVATION_POLICIES if kind == POLICY_KIND else r.CLUSTER_OBSERVATION_POLICIES
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self._awaiting_reports.pop((kind, namespace, name), None)
             uid = ((body or {}).get("metadata") or {}).get("uid")
             children = self._policy_children(kind, namespace, name, uid)
             # Refusals are logged by the writer; they do not hold the policy's deletion.
@@ -275,6 +281,7 @@ class PolicyReconciler(OwnedWriter):
         errors: list[str] = []
         refused: list[NotOwnedError] = []
         missing_crd = False
+        wanted = {obj_key(o) for o in rendered.tracing_policies}
         for obj in rendered.tracing_policies:
             try:
                 await self.apply(obj)
@@ -287,7 +294,6 @@ class PolicyReconciler(OwnedWriter):
                     return
                 missing_crd = missing_crd or e.not_found
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")
-        wanted = {obj_key(o) for o in rendered.tracing_policies}
         refused += await self.delete_children(
             self._policy_children(kind, namespace, name, uid) - wanted, owner
         )
@@ -296,6 +302,9 @@ class PolicyReconciler(OwnedWriter):
         now = utcnow()
         reports = index_nodes(nodes, now=now, stale_after_seconds=self.config.stale_after_seconds)
         self._notice_staleness({r.name for r in reports if r.kind == "stale"})
+        spec_written = {
+            (namespace or "", k[3]): t for k in wanted if (t := self._spec_written.get(k)) is not None
+        }
         rollout = fold_rollout(
             tetragon_policies=[(namespace, n) for n in names],
             nodes=(),
@@ -303,7 +312,13 @@ class PolicyReconciler(OwnedWriter):
             stale_after_seconds=self.config.stale_after_seconds,
             max_messages=self.config.max_rollout_messages,
             reports=reports,
+            written=spec_written,
         )
+        # Refolded on the next report of a node that has not reported since the write (reconcile.py).
+        if (waiting := awaiting_since(reports, spec_written)) is not None:
+            self._awaiting_reports[(kind, namespace, name)] = waiting
+        else:
+            self._awaiting_reports.pop((kind, namespace, name), None)
         overdue, recent = unreachable_nodes(
             reports, now=now, after_seconds=self.config.tetragon_unreachable_seconds
         )
@@ -357,7 +372,8 @@ class PolicyReconciler(OwnedWriter):
             doc = json.loads((body.get("data") or {}).get(PROBE_CONFIG_KEY) or "{}")
         except ValueError:
             return set()
-        return set((doc.get("policies") or {}).keys())
+        policies = doc.get("policies") if isinstance(doc, dict) else None
+        return set(policies) if isinstance(policies, dict) else set()
 
     def _current_observer_child_configmap(self, observer: str) -> dict | None:
         obs = self._resource(
@@ -365,8 +381,9 @@ class PolicyReconciler(OwnedWriter):
         )
         if obs is None:
             return None
-        ns = ((obs.get("spec") or {}).get("agentNamespace")) or crds.DEFAULT_AGENT_NAMESPACE
-        return self._owned(("v1", "ConfigMap", ns, probe_configmap_name(observer)))
+        spec = obs.get("spec")
+        ns = (spec.get("agentNamespace") if isinstance(spec, dict) else None) or crds.DEFAULT_AGENT_NAMESPACE
+        return self._owned(("v1", "ConfigMap", str(ns), probe_configmap_name(observer)))
 
 
 def _namespace_terminating(e: ApiError) -> bool:

@@ -16,6 +16,15 @@ module folds those into one policy's ``status.rollout``:
   are ENABLED; **pending** otherwise (not listed yet, LOADING, UNLOADING,
   UNKNOWN). A partial node is not running: what its missing hooks would have
   seen is not observed there.
+- A node's report of an object counts only when it was made **after** the
+  operator last patched that object's spec (``written``; the report's time is
+  the ObservationNode's ``heartbeatTime``, which the agent writes with every
+  change of its list, in whole seconds: a report stamped in the second of
+  the write counts). Tetragon lists a policy by name, not by version: after
+  a spec change the node lists the old version as ENABLED (or LOAD_ERROR)
+  until its agent polls again, and that says nothing of the new one. An older report counts as pending. (A
+  created object is not held back: a node cannot list a name before it
+  exists, except one deleted just before, which is reported gone soon.)
 - An object Tetragon SKIPPED (its nodeSelector did not match the node) is not
   meant to run there and is ignored; a node where every object is SKIPPED
   runs nothing of the policy and is counted in ``nodesSkipped``, outside the
@@ -86,6 +95,7 @@ class NodeReport:
     unreachable: bool = False  # a fresh Tetragon node whose agent cannot reach Tetragon
     unreachable_since: datetime | None = None  # Ready=False's lastTransitionTime (None: not said)
     unreachable_message: str = ""
+    beat: datetime | None = None  # heartbeatTime: when the agent made this report
 
 
 def _unreachable(status: Mapping[str, Any]) -> tuple[bool, datetime | None, str]:
@@ -146,6 +156,7 @@ def index_nodes(
                 unreachable=down,
                 unreachable_since=since,
                 unreachable_message=message,
+                beat=beat,
             )
         )
     out.sort(key=lambda r: r.name)
@@ -160,11 +171,15 @@ def fold_rollout(
     stale_after_seconds: float,
     max_messages: int = 5,
     reports: Sequence[NodeReport] | None = None,
+    written: Mapping[tuple[str, str], datetime] | None = None,
 ) -> dict:
     """``status.rollout`` of one policy from every ObservationNode (see the module docstring).
 
     With ``reports`` (from ``index_nodes``) the nodes are not read again and
-    ``nodes``, ``now`` and ``stale_after_seconds`` are not used.
+    ``nodes``, ``now`` and ``stale_after_seconds`` are not used. ``written``:
+    (namespace or "", name) of a Tetragon object -> when its spec was last
+    written; a node's report of it made before then is not about that
+    version and counts as pending.
     """
     if reports is None:
         reports = index_nodes(nodes, now=now, stale_after_seconds=stale_after_seconds)
@@ -175,7 +190,7 @@ def fold_rollout(
         if report.kind != "tetragon":
             counts[report.kind] += 1
             continue
-        kind, problems = _node_outcome(report, wanted)
+        kind, problems = _node_outcome(report, wanted, written or {})
         if kind == "pending" and report.unreachable:
             problems = [_unreachable_entry(report, wanted)]
         counts[kind] += 1
@@ -230,14 +245,39 @@ def unreachable_nodes(
     return overdue, recent
 
 
-def _node_outcome(report: NodeReport, wanted: Sequence[tuple[str, str]]) -> tuple[str, list[dict[str, Any]]]:
+def reported_before(report: NodeReport, written: datetime | None) -> bool:
+    """Whether ``report`` predates a write at ``written`` (so says nothing of what was written).
+
+    ``heartbeatTime`` has whole seconds: a report stamped in the second of the write is taken
+    as after it (waiting for the next report would hold a policy for a heartbeat period).
+    """
+    if written is None:
+        return False
+    return report.beat is None or report.beat < written.replace(microsecond=0)
+
+
+def awaiting_since(
+    reports: Sequence[NodeReport], written: Mapping[tuple[str, str], datetime]
+) -> datetime | None:
+    """The last write that some fresh, reachable Tetragon node has not reported since; else None."""
+    last = max(written.values(), default=None)
+    if last is not None and any(
+        r.kind == "tetragon" and not r.unreachable and reported_before(r, last) for r in reports
+    ):
+        return last
+    return None
+
+
+def _node_outcome(
+    report: NodeReport, wanted: Sequence[tuple[str, str]], written: Mapping[tuple[str, str], datetime]
+) -> tuple[str, list[dict[str, Any]]]:
     """running | partial | failed | pending | skipped for one fresh Tetragon node, and its failure entries."""
     failed: list[dict[str, Any]] = []
     partial: list[dict[str, Any]] = []
     pending = False
     considered = 0
     for key in wanted:
-        entry = report.loaded.get(key)
+        entry = None if reported_before(report, written.get(key)) else report.loaded.get(key)
         state = _state(entry) if entry is not None else "NOT_LOADED"
         if state in SKIPPED_STATES:
             continue

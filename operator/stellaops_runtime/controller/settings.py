@@ -13,7 +13,8 @@ Choices that matter for a GitOps-managed cluster:
   (``@kopf.on.event``, which kopf never persists), so kopf writes such
   annotations only on the two policy kinds, whose ``@kopf.on.delete``
   handler needs a finalizer: the finalizer itself (once per object), and
-  ``operator.stellaops.io/last-handled-configuration`` when the spec changes.
+  ``operator.stellaops.io/last-handled-configuration`` when the spec changes
+  (a digest of it, ``diffbase.py``, not kopf's copy of the whole spec).
   An unchanged resource gets no write from kopf either.
 - **Events**: kopf turns per-object log messages at ``posting.level`` and
   above into Kubernetes Events; WARNING keeps routine "handler succeeded"
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import kopf
 
 from stellaops_runtime.contracts.crds import MANAGED_BY
+from stellaops_runtime.controller.diffbase import DigestDiffBaseStorage
 from stellaops_runtime.kube import resources as r
 
 FINALIZER = "stellaops.io/finalizer"
@@ -92,9 +94,8 @@ def operator_settings(
     settings.peering.stealth = True
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key=DIFFBASE_KEY
-    )
+    # A digest, not kopf's copy of the spec: a big policy must fit the annotations' 256 KiB (diffbase.py).
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=ANNOTATION_PREFIX, key=DIFFBASE_KEY)
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = COMPONENT
     settings.posting.event_name_prefix = "stellaops-operator-"

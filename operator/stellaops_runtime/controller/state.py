@@ -174,6 +174,11 @@ class ReconcilerState:
         self._node_state: dict[str, Any] = {}
         self._namespace_labels: dict[str, dict[str, str]] = {}
         self._unreadable_secrets: set[tuple[str, str]] = set()  # store Secrets we were refused (logged once)
+        # When this process last patched the spec of an owned object: node reports made before
+        # then are not about that version (rollout.fold_rollout).
+        self._spec_written: dict[ObjKey, datetime] = {}
+        # Policies whose rollout waits for a node report newer than this (reconcile.observation_node_event).
+        self._awaiting_reports: dict[tuple[str, str | None, str], datetime] = {}
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep kopf's live index objects (they are updated in place as events arrive)."""
