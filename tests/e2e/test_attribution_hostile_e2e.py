@@ -178,4 +178,5 @@ async def test_agent_attributes_a_container_whose_dpkg_database_was_rewritten(tm
         (CLEAN, "/usr/bin/tool"): deb.format("diverter@1.0"),
     }
     assert h.metric(m, "stellaops_runtime_attribution_errors_total", kind="dpkg_corrupt") == 1
+    assert h.metric(m, "stellaops_runtime_attribution_ambiguous_total") >= 1  # libz: an operator sees why
     assert h.metric(m, "stellaops_runtime_hot_symbols_attributed_total", outcome="internal_error") == 0

@@ -131,6 +131,16 @@ def attribution_metrics(outcomes: dict[str, int], st: AttributionStats | None) -
             answers.add_metric([scope, src], n)
     yield answers
     yield labelled("attribution_errors", "Bad input met while attributing, by kind.", "kind", dict(errors))
+    yield counter(
+        "attribution_ambiguous",
+        "Files, digests or crates several packages claim: answered unknown, never one of them.",
+        st.ambiguous if st else 0,
+    )
+    yield counter(
+        "attribution_sbom_version_mismatches",
+        "Packages whose version in the image's own SBOM differs from its package database.",
+        st.sbom_version_mismatch if st else 0,
+    )
     g = GaugeMetricFamily(P + "attribution_cache_entries", "Attribution cache entries.", labels=["cache"])
     g.add_metric(["files"], st.cached_files if st else 0)
     g.add_metric(["functions"], st.cached_functions if st else 0)
