@@ -12,15 +12,10 @@ The program is run from a directory bind-mounted under a name unique to the
 test, so execs of other tests on the node (the probes trace all of it) are
 not taken for these.
 
-KNOWN DEFECT (strict xfail until the agent's pipeline is changed, see
-/work/briefs/s30/out/h4_lifecycle.md): a container's first records reach
-the decoder within milliseconds, before containerd has even published the
-task's start (runc starts the process first), so the lookup the pipeline
-holds cannot name their cgroup yet and every one of these execs is stored
-under ``host:<node>``; an exec made 0.7 s into the same containers is
-stored under the image. The pipeline must hold a record whose cgroup the
-lookup does not know until a newer lookup names it or a short deadline
-passes.
+Before the pipeline held such records (agent/native_hold.py), a container's first records
+reached the decoder within milliseconds, before containerd had even published the task's start
+(runc starts the process first), so the lookup could not name their cgroup yet and every one of
+these execs was stored under ``host:<node>``.
 """
 
 from __future__ import annotations
@@ -77,11 +72,6 @@ def counts(db: Path, binary: str) -> dict[str, int]:
     return {digest: int(n) for digest, n in rows}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent pipeline decodes a container's first native records before the runtime's events "
-    "name its cgroup (filed under host:<node>); fix belongs to agent/pipeline.py",
-)
 async def test_execs_of_short_lived_containers_are_stored_under_their_image(
     tmp_path: Path, ctd: Containerd, image: Image
 ) -> None:

@@ -29,6 +29,7 @@ from stellaops_runtime.adapter import from_json, from_proto, proto_parts, valida
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.adapter.python_usdt import Outcome, PythonFunctions
 from stellaops_runtime.agent.fastpath import FastPath
+from stellaops_runtime.agent.native_hold import NativeHold
 from stellaops_runtime.agent.native_selection import NativeSelection
 from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
@@ -171,6 +172,7 @@ class Pipeline:
         # by_cgroup() names the container of a cgroup id; Tetragon events lacking a digest or pod
         # are filled in from it in _finish (lifecycle/lookup.py: a snapshot swapped whole, no lock).
         self.container_lookup: ContainerLookup | None = None
+        self.native_hold = NativeHold()  # native records waiting for the lookup to name their cgroup
         # Repeats of events already processed are counted without processing them again (agent/fastpath.py).
         self.fast_path = self._new_fast_path() if fast_path else None
 
@@ -223,6 +225,7 @@ class Pipeline:
 
     def drain(self) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
         """Everything aggregated since the last drain (see HotSymbolAggregator.drain), with purls."""
+        self.release_native_held()  # held native records whose wait is over count in this drain
         deltas, windows = self.aggregator.drain()
         windows = self.gaps.drain(windows)
         if self.attribution is not None:
@@ -326,6 +329,15 @@ class Pipeline:
             )  # fmt: skip
             dec = self._native_decoder = (native, decoder)
         decode = dec[1].decode
+        lookup = self.container_lookup
+        if lookup is not None:  # the lifecycle observer names containers: wait a moment for new ones
+            from stellaops_runtime.native.events import cgroup_of
+
+            def known(cg: int) -> bool:
+                return lookup.by_cgroup(cg) is not None
+
+            hold = self.native_hold
+            items = hold.release(time.monotonic_ns(), known) + hold.sort(items, cgroup_of, known)
         with self._batch():
             for payload, received in items:
                 try:
@@ -334,6 +346,18 @@ class Pipeline:
                     self._internal_error(e)
         self._take_drop_signals()
         self._observe_latency(items)
+
+    def release_native_held(self, everything: bool = False) -> None:
+        """Decode the held native records whose wait is over (all: ``everything``, at a stop)."""
+        if len(self.native_hold) and (dec := getattr(self, "_native_decoder", None)) is not None:
+            lookup = self.container_lookup
+
+            def known(cg: int) -> bool:
+                return lookup is not None and lookup.by_cgroup(cg) is not None
+
+            items = self.native_hold.release(time.monotonic_ns(), known, everything=everything)
+            if items:
+                self.process_native(items, dec[0])
 
     def _process_json(self, items: list[tuple[bytes, int]]) -> None:
         stats = self.adapter_stats

@@ -142,6 +142,17 @@ def _trailer(payload: bytes, at: int) -> tuple[str, int, list[StackFrame], list[
     return binary, ktime, frames, kernel
 
 
+_CGROUP_AT = records.HEADER.size - records.COMM_LEN - 8  # the header's cgroup id, just before ``comm``
+_CGROUP = struct.Struct("<Q")
+
+
+def cgroup_of(payload: bytes) -> int:
+    """The cgroup id a record names (0 when it is too short to say): read without decoding it."""
+    if len(payload) < records.HEADER.size or payload[0] not in records.STRUCTS:
+        return 0
+    return int(_CGROUP.unpack_from(payload, _CGROUP_AT)[0])
+
+
 def exec_id(node_name: str, ktime_ns: int, pid: int) -> str:
     """Tetragon's form (base64 of ``node:ktime:pid``), from the exec time we saw; '' when unseen."""
     if not ktime_ns:
