@@ -1,7 +1,7 @@
 """Shedding the decode caches after a large flush (Pipeline.shed_caches) changes no stored value.
 
 The agent empties the adapter's frame and process tables and the demangler's cache once a flush
-stored ``TRIM_AFTER_ROWS`` rows (agent/runner.py): their entries were made among a window's keys
+stored ``TRIM_AFTER_ROWS`` rows (agent/draining.py): their entries were made among a window's keys
 and would keep its freed memory from going back to the node (docs/benchmarks.md, "Eleventh
 pass"). They are pure functions of the bytes and names they hold, so nothing stored may change:
 stream-a, twice across windows, runs through a pipeline that sheds every few batches and one that
@@ -16,7 +16,7 @@ from pathlib import Path
 from unittest import mock
 
 from stellaops_runtime.adapter import proto_parts
-from stellaops_runtime.agent import runner
+from stellaops_runtime.agent import draining, runner
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.canonical import demangle
 from stellaops_runtime.contracts.config import parse_config
@@ -58,14 +58,14 @@ def test_the_agent_sheds_once_a_flush_stored_enough_rows(tmp_path: Path) -> None
         await agent._trim_after_flush()
 
     async def main() -> None:
-        with mock.patch.object(runner, "release_free_memory", lambda: calls.append("release") or True):
-            await flushed(runner.TRIM_AFTER_ROWS - 1)
+        with mock.patch.object(draining, "release_free_memory", lambda: calls.append("release") or True):
+            await flushed(draining.TRIM_AFTER_ROWS - 1)
             assert calls == []  # a small flush keeps the caches warm
-            await flushed(runner.TRIM_AFTER_ROWS)
+            await flushed(draining.TRIM_AFTER_ROWS)
             assert calls == ["shed", "release"]  # shed first: what it frees is released
-            await flushed(runner.TRIM_AFTER_ROWS + 5)
+            await flushed(draining.TRIM_AFTER_ROWS + 5)
             assert calls == ["shed", "release"]
-            await flushed(2 * runner.TRIM_AFTER_ROWS)
+            await flushed(2 * draining.TRIM_AFTER_ROWS)
             assert calls == ["shed", "release"] * 2
 
     try:

@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stellaops_runtime.agent.allocator import release_free_memory
+from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.agent.lifecycle_part import make_lifecycle
 from stellaops_runtime.agent.optional_parts import (
@@ -67,14 +68,12 @@ from stellaops_runtime.store.engine import StoreConfigError
 
 if TYPE_CHECKING:
     from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats
-    from stellaops_runtime.store.pending import PendingWrites
     from stellaops_runtime.store.writer import HotSymbolStore
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 BATCH = 512
-TRIM_AFTER_ROWS = 10_000  # rows stored between two returns of freed memory to the kernel
 
 
 def _log_orphan_failure(fut: asyncio.Future[Any]) -> None:
@@ -83,7 +82,7 @@ def _log_orphan_failure(fut: asyncio.Future[Any]) -> None:
         log.error("a pipeline job failed after its caller stopped waiting: %s", type(e).__name__)
 
 
-class Agent:
+class Agent(Draining):
     """One node agent; ``await Agent(cfg).run()`` returns the exit code."""
 
     def __init__(
@@ -138,10 +137,6 @@ class Agent:
 
     def _store_engine(self) -> Any:
         return self.store.engine if self.store is not None else None
-
-    @property
-    def pending(self) -> PendingWrites:
-        return self.flusher.pending
 
     @property
     def store(self) -> HotSymbolStore | None:
@@ -335,100 +330,3 @@ class Agent:
                 else:
                     self.stop(f"no event for {idle:g}s")
                 return
-
-    # -- store -------------------------------------------------------------
-
-    async def _early_drain(self) -> None:
-        """``hotSymbols.maxKeys`` rows are held: hand them to the outage buffer now.
-
-        Not left to the flush loop: while it writes (a slow store, or one that is
-        down and retried) the aggregator would keep growing under a key storm.
-        The counts move exactly as in a periodic drain (nothing dropped); the
-        buffer is bounded by ``maxPendingRows``, its drops counted.
-        """
-        self.early_drains += 1
-        await self._drain()
-        self._flush_now.set()
-
-    async def _drain(self) -> None:
-        """Move the aggregator's counts into the outage buffer.
-
-        The rows join the buffer in a done-callback of the pipeline thread's
-        future, not after the ``await``: if the caller is cancelled while the
-        drain runs (attribution can take seconds on a cold cache), the counts
-        still reach the buffer instead of vanishing with the cancelled task.
-
-        Once shutdown has set :attr:`drain_deadline`, the wait ends there: the drain
-        goes on, and shutdown reports its counts as lost if it is still running
-        when shutdown must end (agent/shutdown.py), instead of exiting as if
-        nothing had been held.
-        """
-        fut = asyncio.get_running_loop().run_in_executor(self._worker, self.pipeline.drain)
-        self.drains_running.add(fut)
-        fut.add_done_callback(self._keep_drained)
-        if self.drain_deadline is None:
-            await asyncio.shield(fut)
-        else:
-            await asyncio.wait({fut}, timeout=max(0.0, self.drain_deadline - time.monotonic()))
-
-    def _keep_drained(self, fut: asyncio.Future[Any]) -> None:
-        self.drains_running.discard(fut)
-        if fut.cancelled():
-            return
-        if (e := fut.exception()) is not None:
-            log.error("draining the hot-symbol aggregator failed: %r", e)
-            return
-        deltas, windows = fut.result()
-        if deltas or windows:
-            self.pending.add(deltas, windows, owned=True)  # fresh rows: kept, not copied
-        if self.witness is not None and deltas:
-            self.witness.observe(deltas)
-
-    async def _trim_after_flush(self) -> None:
-        """Once ``TRIM_AFTER_ROWS`` rows were stored since the last time, give the memory their
-        drain and write freed back to the kernel (agent/allocator.py), on a worker thread."""
-        done = self.pending.rows_flushed
-        if done - self._rows_at_trim >= TRIM_AFTER_ROWS:
-            self._rows_at_trim = done
-            await self.in_pipeline(self.pipeline.shed_caches)
-            await asyncio.to_thread(release_free_memory)
-
-    async def _flush_loop(self) -> None:
-        interval = self.config.hot_symbols.flush_interval_seconds
-        delay = interval
-        while not self._flush_stop.is_set():
-            await _wait_any(self._flush_now, self._flush_stop, seconds=delay)
-            if self._flush_stop.is_set():
-                return  # the final flush takes over
-            self._flush_now.clear()
-            taken = self.watch.flush_starts()  # agent/watch_record.py
-            # Claims whose counts were drained before this write: the buffer it freezes holds them.
-            # Counts drained while it runs (an early drain under a key storm) wait for the next.
-            claims = self.witness.take_staged() if self.witness is not None else set()
-            ok = False
-            try:
-                ok = await self.flusher.flush()
-                await self._trim_after_flush()
-            except Exception as e:  # never let one bad flush end periodic flushing
-                self.pending.failures += 1
-                self.pending.last_error = f"unexpected error: {redact(repr(e))}"
-                log.exception("hot-symbol flush failed unexpectedly (rows kept for retry)")
-                ok = False
-            finally:  # cancelled too (shutdown): the claims wait for the final flush
-                if self.witness is not None:
-                    if ok:
-                        self.witness.stored(claims)
-                    else:
-                        self.witness.restage(claims)
-            self.watch.flushed(taken, ok)
-            delay = interval if ok else min(interval, self.pending.next_retry_delay())
-
-
-async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
-    """Return when any of ``events`` is set or ``seconds`` have passed."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
