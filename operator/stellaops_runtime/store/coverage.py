@@ -37,13 +37,10 @@ from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
 from stellaops_runtime.store.coverage_gaps import OPTED_OUT_SOURCE, Gap, gaps_lead
 from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # read as coverage.image_gaps
-from stellaops_runtime.store.queries import (
-    has_posture_columns,
-    is_coverage,
-    rfc3339,
-)
+from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
+from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
 if TYPE_CHECKING:
     from stellaops_runtime.evidence.doubts import Doubt

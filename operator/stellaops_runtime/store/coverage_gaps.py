@@ -17,7 +17,7 @@ set. Three kinds, told apart by the row's ``source``:
   unwatched is, so no answer says "not observed" about that time.
 
 An image's own gap rows touch it; a node-wide row touches every image
-watched on that node on that UTC day (``queries.touches_image``).
+watched on that node on that UTC day (``watched_sql.touches_image``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stellaops_runtime.store.queries import _as_utc, has_gap_columns, rfc3339, touches_image
+from stellaops_runtime.store.queries import _as_utc, rfc3339
 from stellaops_runtime.store.schema import observation_windows
+from stellaops_runtime.store.watched_sql import has_gap_columns, touches_image
 
 OUTAGE_SOURCE = "none"  # hotsymbols/gaps.py SWITCH_GAP_SOURCE
 OPTED_OUT_SOURCE = "opted_out"  # hotsymbols/gaps.py OPTED_OUT_SOURCE
@@ -115,7 +116,7 @@ def image_gaps(
 
     The image's own gaps (its cgroup throttled, an opted-out pod of it), and the node-wide ones
     (rate limiting, unattributed throttles, outages) of any UTC day on which the image was
-    observed on that node (``queries.touches_image``).
+    observed on that node (``watched_sql.touches_image``).
     """
     if not has_gap_columns(conn):
         return []

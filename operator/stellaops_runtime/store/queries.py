@@ -23,18 +23,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, EvidenceKind
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import (
-    OBSERVATION_GAP_COLUMNS,
-    OBSERVATION_POSTURE_COLUMNS,
-    SCHEMA,
     hot_symbol_windows,
     hot_symbols,
     observation_windows,
     utc_date,
 )
+from stellaops_runtime.store.watched_sql import gap_days, has_gap_columns, has_posture_columns, is_coverage
 
 # Evidence about files (an exec'd binary, a mapped library), not functions.
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
@@ -103,52 +101,6 @@ def snapshot(conn: sa.Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ")
     elif conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN")  # sqlite3 opens none for reads; the connection's end closes it
-
-
-def has_posture_columns(conn: sa.Connection) -> bool:
-    """Whether ``observation_windows`` has the columns of migration 0003 (posture, length, source)."""
-    schema = SCHEMA if conn.dialect.name == "postgresql" else None
-    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
-    return all(name in have for name in OBSERVATION_POSTURE_COLUMNS)
-
-
-def is_coverage(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[bool]:
-    """Rows that say an image was watched in their window.
-
-    A row with events; or one with no events but a posture (agent/lifecycle_part.py: the
-    image's container ran here through a window the source was connected). Gap-only and
-    node-wide rows (no events, no posture, migration 0005) are not coverage. Every answer
-    that rests on "the image was watched" (``query observed``, days without calls, the
-    evidence's watched days) uses this one rule.
-    """
-    t = table.c
-    if not has_posture_columns(conn):
-        return t.event_count > 0
-    return sa.or_(t.event_count > 0, sa.and_(t.posture_level.is_not(None), t.image_digest != ""))
-
-
-def watched_node_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
-    """(node, UTC day) of every day on which ``image`` was watched on that node (``is_coverage``).
-
-    Not correlated with the outer query, and filtered by ``image_digest``: on Citus (tables
-    distributed by ``image_digest``, docs/operations.md) it runs on the one shard of the image.
-    """
-    seen = observation_windows.alias("seen")
-    return sa.select(seen.c.node_name, utc_date(seen.c.window_start)).where(
-        seen.c.image_digest == image, is_coverage(conn, seen)
-    )
-
-
-def touches_image(conn: sa.Connection, table: sa.FromClause, image: str) -> sa.ColumnElement[bool]:
-    """Gap rows of ``table`` that touch ``image``: its own, and the node-wide ones of any UTC day
-    on which it was watched on that node (not only of the windows in which it had events: the
-    events lost may be exactly its events of a window, which then has no row of it)."""
-    t = table.c
-    node_wide = sa.and_(
-        t.image_digest == NODE_WIDE,
-        sa.tuple_(t.node_name, utc_date(t.window_start)).in_(watched_node_days(conn, image)),
-    )
-    return sa.or_(t.image_digest == image, node_wide)
 
 
 def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery) -> list[str]:
@@ -392,20 +344,6 @@ def observed_days_without_calls(
         where.append(obs_day.not_in(gap_days(conn, image)))
     stmt = sa.select(sa.func.count(sa.distinct(obs_day))).where(*where)
     return int(conn.execute(stmt).scalar_one())
-
-
-def gap_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
-    """UTC days with a gap that touches ``image`` (:func:`touches_image`)."""
-    g = observation_windows.alias("gap")
-    where = [g.c.gap_end.is_not(None), touches_image(conn, g, image)]
-    return sa.select(utc_date(g.c.window_start)).where(*where)
-
-
-def has_gap_columns(conn: sa.Connection) -> bool:
-    """Whether ``observation_windows`` has the columns of migration 0005 (observation gaps)."""
-    schema = SCHEMA if conn.dialect.name == "postgresql" else None
-    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
-    return all(name in have for name in OBSERVATION_GAP_COLUMNS)
 
 
 def _as_date(value: Any) -> dt.date:

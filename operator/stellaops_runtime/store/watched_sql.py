@@ -1,0 +1,82 @@
+"""Which rows say an image was watched, and which gaps touch it: the SQL every answer shares.
+
+Split from :mod:`stellaops_runtime.store.queries` (the coverage rule and the gap rule that
+``query observed``, days without calls, the evidence's watched days, VEX and witnesses all rest
+on, so that they cannot disagree). Pure statement builders over a connection's dialect and
+schema; nothing here runs a query but the column checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
+from stellaops_runtime.store.schema import (
+    OBSERVATION_GAP_COLUMNS,
+    OBSERVATION_POSTURE_COLUMNS,
+    SCHEMA,
+    observation_windows,
+    utc_date,
+)
+
+
+def has_posture_columns(conn: sa.Connection) -> bool:
+    """Whether ``observation_windows`` has the columns of migration 0003 (posture, length, source)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
+    return all(name in have for name in OBSERVATION_POSTURE_COLUMNS)
+
+
+def is_coverage(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Rows that say an image was watched in their window.
+
+    A row with events; or one with no events but a posture (agent/lifecycle_part.py: the
+    image's container ran here through a window the source was connected). Gap-only and
+    node-wide rows (no events, no posture, migration 0005) are not coverage. Every answer
+    that rests on "the image was watched" (``query observed``, days without calls, the
+    evidence's watched days) uses this one rule.
+    """
+    t = table.c
+    if not has_posture_columns(conn):
+        return t.event_count > 0
+    return sa.or_(t.event_count > 0, sa.and_(t.posture_level.is_not(None), t.image_digest != ""))
+
+
+def watched_node_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
+    """(node, UTC day) of every day on which ``image`` was watched on that node (``is_coverage``).
+
+    Not correlated with the outer query, and filtered by ``image_digest``: on Citus (tables
+    distributed by ``image_digest``, docs/operations.md) it runs on the one shard of the image.
+    """
+    seen = observation_windows.alias("seen")
+    return sa.select(seen.c.node_name, utc_date(seen.c.window_start)).where(
+        seen.c.image_digest == image, is_coverage(conn, seen)
+    )
+
+
+def touches_image(conn: sa.Connection, table: sa.FromClause, image: str) -> sa.ColumnElement[bool]:
+    """Gap rows of ``table`` that touch ``image``: its own, and the node-wide ones of any UTC day
+    on which it was watched on that node (not only of the windows in which it had events: the
+    events lost may be exactly its events of a window, which then has no row of it)."""
+    t = table.c
+    node_wide = sa.and_(
+        t.image_digest == NODE_WIDE,
+        sa.tuple_(t.node_name, utc_date(t.window_start)).in_(watched_node_days(conn, image)),
+    )
+    return sa.or_(t.image_digest == image, node_wide)
+
+
+def gap_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
+    """UTC days with a gap that touches ``image`` (:func:`touches_image`)."""
+    g = observation_windows.alias("gap")
+    where = [g.c.gap_end.is_not(None), touches_image(conn, g, image)]
+    return sa.select(utc_date(g.c.window_start)).where(*where)
+
+
+def has_gap_columns(conn: sa.Connection) -> bool:
+    """Whether ``observation_windows`` has the columns of migration 0005 (observation gaps)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
+    return all(name in have for name in OBSERVATION_GAP_COLUMNS)
