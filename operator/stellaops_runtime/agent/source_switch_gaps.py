@@ -1,0 +1,122 @@
+"""The source switch's gaps: no source watched the node between two sources, or the probes dropped.
+
+Split from :mod:`stellaops_runtime.agent.source_switch` (a mixin of ``SourceSwitch``: the
+attributes are the switch's). A switch from Tetragon to the native probes, or back, leaves a span
+in which no source watched the node: it is opened when the active source is lost, marked as a
+node-wide gap (hotsymbols/gaps.py ``source_gap``) up to now every ``GAP_MARK_SECONDS`` and when
+the next source delivers, and handed to agent/outages.py through :meth:`SwitchGaps.take_outage`
+so an agent stopped right after a switch still records all of it. The probes' own kernel drops
+become gaps too, never lost between two marks. The watch record (agent/watch_record.py) asks
+:meth:`SwitchGaps.watching_ns` for the last moment a source was known to watch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON, SwitchStats
+
+if TYPE_CHECKING:
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.native.source import NativeProbeSource
+    from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
+
+log = logging.getLogger("stellaops_runtime.agent.source_switch")
+
+GAP_MARK_SECONDS = 1.0  # an open gap is marked up to now this often
+
+
+class SwitchGaps:
+    """The switch's open gap and the probes' drops (a mixin: see the module docstring)."""
+
+    pipeline: Pipeline
+    in_pipeline: Callable[..., Awaitable[Any]]
+    tetragon: TetragonGrpcSource
+    bcc: NativeProbeSource | None
+    mode: str
+    stats: SwitchStats
+    _gap_from: int | None
+    _gap_marked: int
+    _gap_mark_at: float
+    _stopped: bool
+    _tetragon_seen_ns: int
+
+    # -- gaps ---------------------------------------------------------------------
+
+    def _open_gap(self, from_ns: int) -> None:
+        if self._gap_from is None:
+            self._gap_from = self._gap_marked = from_ns
+            self._gap_mark_at = 0.0
+
+    async def _mark_gap(self, to_ns: int) -> None:
+        start = self._gap_marked
+        if to_ns > start:
+            await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, to_ns)
+            self._gap_marked = to_ns
+        self._gap_mark_at = time.monotonic() + GAP_MARK_SECONDS
+
+    async def _close_gap(self, to_ns: int) -> None:
+        await self._mark_gap(max(to_ns, self._gap_marked))
+        if self._gap_from is None:  # take_outage (agent/outages.py) closed it, and said so, meanwhile
+            return
+        log.info(
+            "source %s delivers: no source observed this node for %.1fs (recorded as a gap)",
+            self.mode, (self._gap_marked - self._gap_from) / 1e9,
+        )  # fmt: skip
+        self._gap_from = None
+
+    async def _mark_native_drops(self) -> None:
+        """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
+        in front of the source's queue and marked by the next call, never lost."""
+        b = self.bcc
+        drops = b.take_drops() if b is not None else []
+        while drops:
+            d = drops[0]
+            try:
+                await self.in_pipeline(
+                    self.pipeline.gaps.native_drop,
+                    self.pipeline.node_name,
+                    d.start_ns,
+                    d.end_ns,
+                    d.total,
+                    BCC,
+                )
+            except BaseException:
+                b.stats.drops[:0] = drops  # type: ignore[union-attr]
+                raise
+            drops.pop(0)
+            self.stats.native_drop_gaps += 1
+
+    def take_outage(self) -> tuple[int, int] | None:
+        """What agent/outages.py records as a gap: the switch's own open gap up to now (closed once
+        Tetragon delivers again, so an agent stopped right after a switch still records all of it),
+        else Tetragon's own outages while it is the source."""
+        if self._gap_from is not None:
+            start, end = self._gap_marked, time.time_ns()
+            self._gap_marked = max(start, end)
+            if self._stopped or (self.mode == TETRAGON and self.tetragon.stats.connected):
+                log.info(
+                    "source %s %s: no source observed this node for %.1fs (recorded as a gap)",
+                    self.mode, "stopped" if self._stopped else "delivers",
+                    (self._gap_marked - self._gap_from) / 1e9,
+                )  # fmt: skip
+                self._gap_from = None
+            return (start, end) if end > start else None
+        return self.tetragon.take_outage() if self.mode == TETRAGON else None
+
+    def resume_outage(self, from_ns: int) -> None:
+        """Nobody watched since ``from_ns`` (the last agent's record, agent/watch_record.py): Tetragon's
+        outage until its first stream opens, or the switch's gap until the probes attach."""
+        self.tetragon.resume_outage(from_ns)
+        self._tetragon_seen_ns = min(self._tetragon_seen_ns, from_ns)
+
+    def watching_ns(self) -> int | None:
+        """The last moment the active source was known to watch; None during an outage or a switch."""
+        if self._gap_from is not None:
+            return None
+        if self.mode == TETRAGON:
+            return self.tetragon.watching_ns()
+        return time.time_ns() if self.bcc is not None and self.bcc.stats.connected else None
