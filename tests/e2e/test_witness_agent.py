@@ -4,7 +4,8 @@ The agent reads the synthetic stream from Tetragon replayed over gRPC
 into PostgreSQL; a claim on billing-70's zlib ``crc32`` (which the stream calls) gets
 a witness that ``witness verify`` accepts, ``witness list`` finds by its
 claim, and ``tetragon_witness_generated`` counts; a claim nothing touches
-gets none. A claims file that cannot be read stops the agent with exit 2.
+gets none. A claims file that cannot be read, or with a key no claim has,
+stops the agent with exit 2.
 """
 
 from __future__ import annotations
@@ -87,8 +88,16 @@ async def test_the_agent_signs_witnesses_for_the_claims_its_counts_touch(tmp_pat
     assert r.returncode == 1  # never called: no count touched that claim, so no witness
 
 
-def test_a_bad_claims_file_is_exit_2(tmp_path: Path) -> None:
-    (tmp_path / "claims.yaml").write_text("- {image: not-a-digest, purl: 'pkg:deb/debian/z', function: f}\n")
+@pytest.mark.parametrize(
+    ("claim", "names"),
+    [
+        ("{image: not-a-digest, purl: 'pkg:deb/debian/z', function: f}", "not-a-digest"),
+        # snake case: silently dropped, the witness would sign a claim without the exploit path
+        (f"{{image: '{IMAGE}', purl: 'pkg:deb/debian/z', function: f, exploit_path: true}}", "exploit_path"),
+    ],
+)
+def test_a_bad_claims_file_is_exit_2(tmp_path: Path, claim: str, names: str) -> None:
+    (tmp_path / "claims.yaml").write_text(f"- {claim}\n")
     assert (
         h.cli(
             "witness", "keygen", "--private", str(tmp_path / "k"), "--public", str(tmp_path / "k.pub")
@@ -105,4 +114,4 @@ def test_a_bad_claims_file_is_exit_2(tmp_path: Path) -> None:
         },
     )
     code, out = h.finish(h.start_agent(cfg), 60)
-    assert code == 2 and "witness: claims file" in out and "claim 0" in out, out
+    assert code == 2 and "witness: claims file" in out and "claim 0" in out and names in out, out

@@ -32,8 +32,10 @@ def test_an_exploit_path_that_is_no_boolean_is_refused(tmp_path: Path, value: ob
 
 def test_an_exploit_path_given_as_a_boolean_or_left_out_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "claims.yaml"
-    claim = f"{{image: '{IMG}', purl: 'pkg:deb/debian/zlib1g', function: crc32"
-    path.write_text(f"- {claim}, exploitPath: true}}\n- {claim}}}\n- {claim}, exploitPath: null}}\n")
+    claim = f"{{image: '{IMG}', purl: 'pkg:deb/debian/zlib1g', function: "  # three claims: one each
+    path.write_text(
+        f"- {claim}crc32, exploitPath: true}}\n- {claim}inflate}}\n- {claim}adler32, exploitPath: null}}\n"
+    )
     assert [c.exploit_path for c in load_claims(path)] == [True, False, False]
 
 

@@ -5,7 +5,10 @@
   a vulnerability) from what the store recorded: an in-toto Statement in a
   DSSE envelope, signed with the key;
 - ``verify``: check an envelope's signature, payload type, statement and
-  subject; exit 0 when it holds, 1 naming what failed, 2 on usage errors;
+  subject, and with ``--image``, ``--purl``, ``--function`` and ``--vuln``
+  that it is the witness of that claim (each read by the parser ``sign``
+  reads it with); exit 0 when it holds, 1 naming what failed, 2 on usage
+  errors;
 - ``list`` and ``get``: the witnesses ``sign --save`` kept in the store, by
   image and claim, and one envelope back as it was signed.
 """
@@ -31,10 +34,10 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.store.refs import PurlQuery, function_query
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
-from stellaops_runtime.witness.statement import check_statement, encode, statement
+from stellaops_runtime.witness.statement import check_statement, encode, statement, subject_image
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,9 +52,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     s = ws.add_parser("sign", help="the signed witness for a claim, from the store")
     _common(s)
-    s.add_argument("--purl", required=True, metavar="PURL", help="package URL (no version: any version)")
+    s.add_argument("--purl", required=True, type=_arg(PurlQuery.parse), metavar="PURL",
+                   help="package URL (no version: any version)")  # fmt: skip
     s.add_argument("--function", required=True, type=_arg(function_query), metavar="NAME|ID")
-    s.add_argument("--vuln", metavar="ID", help="the vulnerability the claim is about (e.g. CVE-2022-37434)")
+    s.add_argument("--vuln", type=_arg(wstore.vulnerability_id), metavar="ID",
+                   help="the vulnerability the claim is about (e.g. CVE-2022-37434)")  # fmt: skip
     s.add_argument(
         "--exploit-path", action="store_true", help="the claim records a confirmed vulnerable flow"
     )
@@ -64,9 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls = ws.add_parser("list", help="witnesses kept in the store for an image (and claim)")
     _common(ls)
     ls.add_argument("--claim", metavar="ID", help="claim id (sha256:…), or give --purl and --function")
-    ls.add_argument("--purl", metavar="PURL", help="with --function (and --vuln): the claim")
-    ls.add_argument("--function", metavar="NAME|ID")
-    ls.add_argument("--vuln", metavar="ID")
+    _claim_options(ls, "with --function (and --vuln): the claim")
     ls.set_defaults(func=run_list)
 
     g = ws.add_parser("get", help="one stored envelope, by row id or sha256:<digest>")
@@ -79,9 +82,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v = ws.add_parser("verify", help="check a witness: signature, payload type, statement, subject")
     v.add_argument("file", metavar="FILE", help="the DSSE envelope (JSON)")
     v.add_argument("--key", required=True, metavar="FILE", help="Ed25519 public key (PEM)")
-    v.add_argument("--image", type=_arg(image_key), metavar="IMAGE", help="the image the subject must be")
+    v.add_argument("--image", type=_arg(subject_image), metavar="IMAGE", help="the image the subject must be")
+    _claim_options(v, "the package the claim must name")
     v.add_argument("--json", action="store_true", help="print the verified statement")
     v.set_defaults(func=run_verify)
+
+
+def _claim_options(p: argparse.ArgumentParser, purl_help: str) -> None:
+    """``--purl``, ``--function`` and ``--vuln`` read by the parsers ``sign`` reads them with, so
+    ``list`` finds and ``verify`` accepts the claim ``sign`` signed, however it was typed."""
+    p.add_argument("--purl", type=_arg(PurlQuery.parse), metavar="PURL", help=purl_help)
+    p.add_argument("--function", type=_arg(function_query), metavar="NAME|ID")
+    p.add_argument("--vuln", type=_arg(wstore.vulnerability_id), metavar="ID")
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -104,10 +116,12 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_sign(args: argparse.Namespace) -> int:
+    pq: PurlQuery = args.purl
+    if not args.image.startswith("sha256:"):  # a host's or container's key: no witness subject
+        return _fail(f"--image {args.image}: a witness is of an image digest (sha256:<64 hex digits>)")
     try:
-        pq = PurlQuery.parse(args.purl)
         private = keys.load_private(args.key)
-    except (RefError, keys.KeyError_) as e:
+    except keys.KeyError_ as e:
         return _fail(str(e))
     if args.out and os.path.exists(args.out) and os.path.samefile(args.out, args.key):
         return _fail(f"--out {args.out} is the key file: not overwriting a key")
@@ -115,8 +129,8 @@ def run_sign(args: argparse.Namespace) -> int:
     def ask(conn: sa.Connection) -> int:
         snapshot(conn)  # one snapshot: agents flush while this reads (as vex and evidence)
         obs = observe(conn, image=args.image, purl=pq, function=args.function, exploit_path=args.exploit_path)
-        doc = evidence(obs, image=args.image, purl=args.purl, function=args.function.text)
-        stmt = statement(obs, doc, image=args.image, purl=args.purl, function=args.function.text,
+        doc = evidence(obs, image=args.image, purl=pq.text, function=args.function.text)
+        stmt = statement(obs, doc, image=args.image, purl=pq.text, function=args.function.text,
                          vulnerability=args.vuln, policy_hash=args.policy_hash)  # fmt: skip
         text = json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n"
         if args.save:
@@ -137,8 +151,8 @@ def run_sign(args: argparse.Namespace) -> int:
                 Path(args.out).write_text(text)
             except OSError as e:
                 return _fail(f"cannot write {args.out}: {e.strerror or e}")
-            emit(f"witness for {args.function.text} in {args.image}: {doc['reachability_state'] or 'defer'}"
-                 f" -> {args.out}")  # fmt: skip
+            state = doc["reachability_state"] or "defer"
+            emit(f"witness for {_shown(args.function.text)} in {args.image}: {state} -> {args.out}")
         else:
             emit(text.rstrip("\n"))
         return exitcodes.OK
@@ -148,10 +162,10 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     claim = args.claim
-    if claim is None and (args.purl or args.function):
-        if not (args.purl and args.function):
-            return _fail("give --purl and --function together (or --claim)")
-        claim = wstore.claim_id(args.image, args.purl, args.function, args.vuln)
+    if claim is None and (args.purl or args.function or args.vuln):
+        if not (args.purl and args.function):  # --vuln alone would list every claim's witnesses
+            return _fail("give --purl and --function together (and --vuln with them), or --claim")
+        claim = wstore.claim_id(args.image, args.purl.text, args.function.text, args.vuln)
 
     def ask(conn: sa.Connection) -> int:
         try:
@@ -163,9 +177,13 @@ def run_list(args: argparse.Namespace) -> int:
             emit(json.dumps({"image": args.image, "claim_id": claim, "witnesses": found}, indent=2))
         else:
             for r in rows:
-                vuln = f" {r.vulnerability}" if r.vulnerability else ""
-                emit(f"{r.id}\t{r.envelope_sha256}\t{r.state or 'defer'}\t{r.function} ({r.purl}){vuln}"
-                     f"\t{r.issued_at.isoformat()}")  # fmt: skip
+                # one line per witness: a claim's newline or tab cannot forge another
+                claimed = f"{_shown(r.function)} ({_shown(r.purl)})" + (
+                    f" {_shown(r.vulnerability)}" if r.vulnerability else ""
+                )
+                emit(
+                    f"{r.id}\t{r.envelope_sha256}\t{r.state or 'defer'}\t{claimed}\t{r.issued_at.isoformat()}"
+                )
         return exitcodes.OK if rows else exitcodes.NOT_FOUND
 
     return _with_store(args, ask)
@@ -215,7 +233,8 @@ def run_verify(args: argparse.Namespace) -> int:
     except dsse.VerificationError as e:
         return _fail(f"{args.file}: {e}", exitcodes.NOT_FOUND)
     try:
-        stmt = check_statement(dsse.verify(envelope, public), image=args.image)
+        stmt = check_statement(dsse.verify(envelope, public), image=args.image, purl=args.purl,
+                               function=args.function, vulnerability=args.vuln)  # fmt: skip
     except dsse.VerificationError as e:
         return _fail(f"{args.file}: verification failed: {e}", exitcodes.NOT_FOUND)
     if args.json:

@@ -15,7 +15,9 @@ ConfigMap, :func:`load_claims`). The bridge:
 - every ``intervalSeconds``, and once more at shutdown, signs a witness for
   each marked claim from what the store holds, read as one snapshot while
   other nodes flush (the same document as ``stella-runtime witness sign``),
-  keeps it in the store and, when ``outputDir`` is set, writes it there.
+  keeps it in the store and, when ``outputDir`` is set, writes it there
+  atomically (a temporary file in that directory, fsync, rename: a reader
+  or a kill never sees half a witness).
   ``signConcurrency`` signers run at once (an asyncio semaphore, the seed's
   SemaphoreSlim), each on a daemon thread; a claim whose signing fails or
   hangs stays marked and is tried again next time (:meth:`WitnessBridge.flush`).
@@ -30,7 +32,9 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,10 +49,10 @@ from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store import rust_paths
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
-from stellaops_runtime.witness.statement import encode, statement
+from stellaops_runtime.witness.statement import encode, statement, subject_image
 
 log = logging.getLogger(__name__)
 FILE_EVIDENCE = ("loaded", "executed")
@@ -72,38 +76,67 @@ class Claim:
         return wstore.claim_id(self.image, self.purl, self.function, self.vulnerability)
 
 
+CLAIM_KEYS = ("image", "purl", "function", "vulnerability", "exploitPath")
+
+
+def _unknown(where: str, key: object, known: tuple[str, ...]) -> ClaimsError:
+    """A key no claim has: refused, since dropping it silently (``exploit_path: true``) signs a
+    claim other than the one written."""
+    near = [k for k in known if k.lower() == re.sub(r"[-_]", "", str(key)).lower()]
+    hint = f" (did you mean {near[0]}?)" if near else f" (a claim has {', '.join(known)})"
+    return ClaimsError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _text(c: dict[Any, Any], key: str, where: str) -> str:
+    """A required string: YAML's ``function:`` (null) or ``function: 0x10`` (16) is no name."""
+    value = c.get(key)
+    if not isinstance(value, str):
+        raise ClaimsError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
 def load_claims(path: str | Path) -> list[Claim]:
     """Claims from YAML or JSON: a list, or ``{"claims": [...]}``, of
-    ``{image, purl, function, vulnerability?, exploitPath?}``."""
+    ``{image, purl, function, vulnerability?, exploitPath?}`` (any other key is refused), each
+    read by the parsers ``witness sign`` reads its options with: the same claim, the same id."""
     try:
         doc: Any = yaml.safe_load(Path(path).read_text())
     except OSError as e:
         raise ClaimsError(f"cannot read claims file {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         raise ClaimsError(f"claims file {path} is not YAML or JSON: {e}") from None
+    if isinstance(doc, dict) and (extra := [k for k in doc if k != "claims"]):
+        raise ClaimsError(f"claims file {path}: unknown key {extra[0]!r} (expected claims: [...])")
     items = doc.get("claims") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise ClaimsError(f"claims file {path}: expected a list of claims (or claims: [...])")
-    out = []
+    out: list[Claim] = []
+    seen: dict[str, int] = {}  # claim id -> the index of its first entry
     for i, c in enumerate(items):
         where = f"claims file {path}, claim {i}"
         if not isinstance(c, dict):
             raise ClaimsError(f"{where}: expected a mapping")
-        try:
-            image = image_key(str(c.get("image", "")))
-            purl = str(c.get("purl", ""))
-            PurlQuery.parse(purl)
-            fn = str(c.get("function", ""))
-            function_query(fn)
-        except RefError as e:
-            raise ClaimsError(f"{where}: {e}") from None
+        for key in c:
+            if key not in CLAIM_KEYS:
+                raise _unknown(where, key, CLAIM_KEYS)
         vuln = c.get("vulnerability")
         if vuln is not None and not isinstance(vuln, str):
             raise ClaimsError(f"{where}: vulnerability must be a string")
+        try:
+            image = subject_image(_text(c, "image", where))
+            purl = PurlQuery.parse(_text(c, "purl", where)).text
+            fn = function_query(_text(c, "function", where)).text
+            vuln = wstore.vulnerability_id(vuln)
+        except RefError as e:
+            raise ClaimsError(f"{where}: {e}") from None
         exploit = c.get("exploitPath") or False  # left out or null: no confirmed flow
         if not isinstance(exploit, bool):  # "false" is a true string: it would claim a live exploit path
             raise ClaimsError(f"{where}: exploitPath must be true or false, got {exploit!r}")
-        out.append(Claim(image, purl, fn, vuln or None, exploit))
+        claim = Claim(image, purl, fn, vuln, exploit)
+        first = seen.setdefault(claim.id, i)
+        if first != i and out[first].exploit_path != exploit:  # which one would its witness sign?
+            raise ClaimsError(f"{where}: the claim of claim {first} again, with exploitPath {exploit}")
+        out.append(claim)
     return out
 
 
@@ -278,7 +311,7 @@ class WitnessBridge:
                 f"{re.sub(r'[^A-Za-z0-9._-]', '_', c.id.removeprefix('sha256:')[:16])}-{stamp}.witness.json"
             )
             self._out.mkdir(parents=True, exist_ok=True)
-            (self._out / name).write_bytes(data)
+            write_atomically(self._out / name, data)
 
     async def run(self, stop: asyncio.Event, engine: Callable[[], Engine | None], interval: float) -> None:
         """Flush every ``interval`` seconds until ``stop``; the caller flushes once more at shutdown.
@@ -293,3 +326,28 @@ class WitnessBridge:
                 except TimeoutError:
                     log.warning("witness signing still running after %gs (the store hangs?): %d claims "
                                 "left due", max(interval, HUNG_AFTER_SECONDS), self.marked)  # fmt: skip
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all: written to a hidden temporary file in the same
+    directory (``.<name>.<random>.tmp``, which no ``*.witness.json`` matches), fsynced, renamed
+    over ``path`` and the directory fsynced. A kill, a full disk or a file size limit mid-write
+    leaves no truncated witness (at most the temporary file, after a kill); a reader sees the
+    old file or the new one. The mode is 0644: a witness is a public, signed document."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)

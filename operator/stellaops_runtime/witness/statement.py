@@ -18,12 +18,17 @@
 predicate type, exactly one subject named by its own sha256 digest (and no
 other digest), a claim and an assessment it can report (a state the runtime
 states: never "unreachable"), and that the subject is the image the claim
-names (and the one the verifier expects). Anything else fails with a message,
-never a crash: the key that signed it may sign other statements too.
+names (and the one the verifier expects). Asked, it also checks that the
+claim is the one the verifier asks about (:func:`claim_mismatch`): the package,
+function and vulnerability read by the parsers ``witness sign`` reads them
+with, so a witness of another function of the same image never passes for it.
+Anything else fails with a message, never a crash: the key that signed it may
+sign other statements too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -32,6 +37,7 @@ from typing import Any
 from stellaops_runtime import __version__
 from stellaops_runtime.evidence.store_facts import Observation
 from stellaops_runtime.store.queries import rfc3339
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness.dsse import VerificationError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -42,6 +48,15 @@ MAX_FUNCTION_ROWS = 200
 
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def subject_image(text: str) -> str:
+    """An image reference as a witness subject: :func:`image_key`, and a sha256 digest (a host's
+    or a container's key, or a sha512 digest, names nothing a witness can be of)."""
+    image = image_key(text)
+    if not image.startswith("sha256:"):
+        raise RefError(f"a witness is of an image digest (sha256:<64 hex digits>), not {image[:200]!r}")
+    return image
 
 
 def stack_digest(stack: list[Any]) -> str:
@@ -165,8 +180,55 @@ def _predicate(stmt: dict[str, Any]) -> dict[str, Any]:
     return claim
 
 
-def check_statement(body: bytes, *, image: str | None = None) -> dict[str, Any]:
-    """The statement a verified payload holds; raises VerificationError naming what is wrong."""
+def _same_purl(asked: PurlQuery, signed: str) -> bool:
+    """Whether the signed purl is the question ``asked`` as ``sign`` reads both: each matches the
+    other (the same package after the spec's normalisation, the same version or none, the same
+    qualifiers and subpath). A version on one side only is another question."""
+    try:
+        theirs = PurlQuery.parse(signed)
+    except RefError:
+        return False
+    return asked.matches(theirs.text) and theirs.matches(asked.text)
+
+
+def _same_function(asked: FunctionQuery, signed: str) -> bool:
+    """Whether the signed function is the question ``asked`` as ``sign`` reads both (a function
+    ID in any case of its hex digits, or at any offset in the same function, is one question)."""
+    try:
+        theirs = function_query(signed)
+    except RefError:
+        return False
+    return dataclasses.replace(theirs, text="") == dataclasses.replace(asked, text="")
+
+
+def claim_mismatch(
+    claim: dict[str, Any],
+    *,
+    purl: PurlQuery | None = None,
+    function: FunctionQuery | None = None,
+    vulnerability: str | None = None,
+) -> str | None:
+    """What differs between a witness's claim and the one asked (only what is asked), or None."""
+    if purl is not None and not _same_purl(purl, claim["purl"]):
+        return f"the claim's package {claim['purl']!r} is not the expected package {purl.text!r}"
+    if function is not None and not _same_function(function, claim["function"]):
+        return f"the claim's function {claim['function']!r} is not the expected function {function.text!r}"
+    if vulnerability is not None and (claim.get("vulnerability") or None) != vulnerability:
+        have = repr(claim["vulnerability"]) if claim.get("vulnerability") else "no vulnerability"
+        return f"the claim names {have}, not the expected vulnerability {vulnerability!r}"
+    return None
+
+
+def check_statement(
+    body: bytes,
+    *,
+    image: str | None = None,
+    purl: PurlQuery | None = None,
+    function: FunctionQuery | None = None,
+    vulnerability: str | None = None,
+) -> dict[str, Any]:
+    """The statement a verified payload holds, of the claim asked when ``image``, ``purl``,
+    ``function`` or ``vulnerability`` is given; raises VerificationError naming what is wrong."""
     try:
         stmt = json.loads(body)
     except (ValueError, RecursionError):
@@ -185,4 +247,7 @@ def check_statement(body: bytes, *, image: str | None = None) -> dict[str, Any]:
         raise VerificationError(f"subject name {name!r} is not its digest {subject}")
     if image is not None and subject != image:
         raise VerificationError(f"subject {subject} is not the expected image {image}")
+    wrong = claim_mismatch(claim, purl=purl, function=function, vulnerability=vulnerability)
+    if wrong is not None:
+        raise VerificationError(wrong)
     return stmt

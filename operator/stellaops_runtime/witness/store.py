@@ -4,6 +4,8 @@ A claim's id is ``sha256:`` + the SHA-256 of ``image \\n purl \\n function \\n
 vulnerability`` (an empty line when there is no vulnerability), so a policy
 engine computes it from the claim alone. Envelopes are stored as the exact
 bytes written out (unique by their SHA-256), so one read back verifies.
+:func:`vulnerability_id` reads a claim's vulnerability the one way ``sign``,
+``list``, ``verify`` and the agent's claims files all read it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,25 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.store.queries import rfc3339
+from stellaops_runtime.store.refs import RefError
 from stellaops_runtime.store.schema import SCHEMA, runtime_witnesses
 
 
 class NoWitnessTable(Exception):
     """The store was not migrated to revision 0006 (runtime_witnesses) yet."""
+
+
+def vulnerability_id(text: str | None) -> str | None:
+    """A claim's vulnerability as typed, stripped (``" CVE-1"`` is ``CVE-1``: one claim, one id);
+    empty is none. :class:`RefError` for text no store holds (NUL, not UTF-8)."""
+    v = (text or "").strip()
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RefError(f"vulnerability {v[:200]!r} is not valid UTF-8") from None
+    if not v.isprintable():  # NUL: PostgreSQL's text takes none; a newline would forge a list line
+        raise RefError(f"vulnerability {v[:200]!r} contains control characters")
+    return v or None
 
 
 def claim_id(image: str, purl: str, function: str, vulnerability: str | None) -> str:
