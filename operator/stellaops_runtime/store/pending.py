@@ -45,18 +45,16 @@ observation-window row, the unit :meth:`HotSymbolStore.write` returns.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.batches import Batch, BatchResult, Unit
 from stellaops_runtime.store.engine import StoreError, StoreUnavailable
+from stellaops_runtime.store.pending_buffer import Buffer, add_delta, add_observation, freeze
 from stellaops_runtime.store.threads import run_detached
 
 log = logging.getLogger(__name__)
@@ -73,58 +71,6 @@ class Writer(Protocol):
     def write_batch(self, batch: Batch) -> BatchResult: ...
 
     def abort(self) -> None: ...
-
-
-@dataclass(slots=True)
-class _Window:
-    """Everything pending for one window_start."""
-
-    deltas: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)
-    observations: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)  # (image, node)
-
-    def __len__(self) -> int:
-        return len(self.deltas) + len(self.observations)
-
-
-_Buffer = dict[int, _Window]  # window_start_ns -> rows
-
-
-def _add_delta(buf: _Buffer, d: HotSymbolDelta, *, copy: bool) -> bool:
-    """Merge one delta in; True when it made a new row."""
-    w = buf.get(d.window_start_ns)
-    if w is None:
-        w = buf[d.window_start_ns] = _Window()
-    have = w.deltas.get(d.key)
-    if have is None:
-        w.deltas[d.key] = dataclasses.replace(d) if copy else d
-        return True
-    have.merge(d)
-    return False
-
-
-def _add_observation(buf: _Buffer, o: ObservationWindow) -> bool:
-    w = buf.get(o.window_start_ns)
-    if w is None:
-        w = buf[o.window_start_ns] = _Window()
-    k = (o.image_digest, o.node_name)
-    have = w.observations.get(k)
-    w.observations[k] = o if have is None else have.merged(o)
-    return have is None
-
-
-def _freeze(buf: _Buffer, max_rows: int) -> Iterator[list[Unit | None]]:
-    """The buffer's rows, oldest window first (deltas, then observations), ``max_rows`` at a time."""
-    units: list[Unit | None] = []
-    for start in sorted(buf):
-        w = buf[start]
-        for part in (w.deltas.values(), w.observations.values()):
-            for u in part:
-                units.append(u)
-                if len(units) == max_rows:
-                    yield units
-                    units = []
-    if units:
-        yield units
 
 
 class PendingWrites:
@@ -146,7 +92,7 @@ class PendingWrites:
         self.window_seconds = max(1, int(window_seconds))  # the aggregation window: a dropped row's gap
         self.agent_id = agent_id or f"agent-{uuid.uuid4()}"
         self._next_seq = 1
-        self._buf: _Buffer = {}
+        self._buf: Buffer = {}
         self._rows = 0
         self._batches: list[Batch] = []  # frozen, oldest first; written before the buffer
         self._lock: asyncio.Lock | None = None
@@ -192,9 +138,9 @@ class PendingWrites:
         """
         copy = not owned
         for d in deltas:
-            self._rows += _add_delta(self._buf, d, copy=copy)
+            self._rows += add_delta(self._buf, d, copy=copy)
         for o in windows:
-            self._rows += _add_observation(self._buf, o)
+            self._rows += add_observation(self._buf, o)
         self._enforce_bound()
 
     def load(self, batches: list[Batch]) -> None:
@@ -215,7 +161,7 @@ class PendingWrites:
         if not self._buf:
             return
         buf, self._buf, self._rows = self._buf, {}, 0
-        for units in _freeze(buf, self.max_batch_rows):
+        for units in freeze(buf, self.max_batch_rows):
             self._batches.append(Batch(self.agent_id, self._next_seq, units))
             self._next_seq += 1
 
@@ -294,7 +240,7 @@ class PendingWrites:
         )
         w = self._buf.get(d.window_start_ns)
         had = w.observations.get((gap.image_digest, gap.node_name)) if w is not None else None
-        if _add_observation(self._buf, gap):
+        if add_observation(self._buf, gap):
             self._rows += 1
             self.gap_rows_from_drops += 1
         return int(had is not None and not had.has_gap)
