@@ -1,4 +1,4 @@
-"""End to end: a pod that opted out leaves nothing in the store, through the real agent CLI.
+"""End to end: a pod that opted out leaves only its image's gaps, through the real agent CLI.
 
 The synthetic stream (3,144 events, four images on three nodes) is changed so
 that every pod of one image carries the annotation
@@ -11,9 +11,13 @@ arguments. The real agent (``stella-runtime agent``) reads the stream once
 over gRPC from the replay server and once from a Tetragon JSON export file,
 into SQLite. Then:
 
-- no hot-symbol row, window row or observation window names either image,
-  and neither marker nor the last-applied secret is anywhere in the database
-  file or the agent's output;
+- no hot-symbol row or window row names either image; their only trace is
+  a gap-only observation window (no events, no posture, source
+  ``opted_out``, gap over the whole window) for exactly each (image, node,
+  aggregation window) in which the stream had their events (tests/e2e/optout_store.py);
+  the digests are in no other byte of the database, nor in the agent's
+  output or /metrics; neither marker, the last-applied secret nor a pod name
+  is anywhere in the database file, the agent's output or /metrics;
 - every other image's counts are exactly the ground truth;
 - ``stellaops_runtime_events_opted_out_total`` counts every dropped event,
   by reason (annotation, label), and every event was still received and adapted.
@@ -33,6 +37,7 @@ from stellaops_runtime.contracts.crds import OBSERVE_LEVEL_ANNOTATION, OBSERVE_O
 from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
+from tests.e2e import optout_store as store
 
 pytestmark = [pytest.mark.e2e]
 
@@ -100,14 +105,7 @@ def _stored(db: Path) -> tuple[list[dict[str, Any]], set[str], set[str]]:
     return rows, window_images, observed
 
 
-def _database_bytes(tmp: Path) -> bytes:
-    raw = (tmp / "hot.db").read_bytes()
-    for extra in sorted(tmp.glob("hot.db-*")):
-        raw += extra.read_bytes()
-    return raw
-
-
-async def _run(tmp: Path, tetragon: dict[str, Any], source: str) -> tuple[dict, str]:
+async def _run(tmp: Path, tetragon: dict[str, Any], source: str) -> tuple[dict, str, str]:
     cfg, port = h.write_config(tmp, tetragon=tetragon, store={"url": f"sqlite:///{tmp}/hot.db"})
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
@@ -128,15 +126,16 @@ async def _run(tmp: Path, tetragon: dict[str, Any], source: str) -> tuple[dict, 
             timeout=60,
         )
         m = h.scrape(port)
+        metrics = await asyncio.to_thread(store.metrics_text, port)
         code, out = await asyncio.to_thread(h.finish, proc, 120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert code == 0, out
-    return m, out
+    return m, out, metrics
 
 
-def _check(tmp: Path, m: dict, out: str) -> None:
+def _check(tmp: Path, m: dict, out: str, metrics: str) -> None:
     assert "Traceback" not in out
     assert COUNTS["annotation"] > 100 and COUNTS["label"] > 100
     # Dropped on purpose, counted by reason; still received and adapted like every event.
@@ -151,17 +150,20 @@ def _check(tmp: Path, m: dict, out: str) -> None:
     images = {r["image_digest"] for r in rows}
     assert images and not images & set(OPTED_OUT)
     assert not window_images & set(OPTED_OUT)
-    assert not observed & set(OPTED_OUT)  # no window claims the opted-out pods were watched
-    raw = _database_bytes(tmp)
-    for needle in (
-        MARKER,
-        SECRET,
-        *(d.removeprefix("sha256:") for d in OPTED_OUT),
-        "billing-70",
-        "worker-71",
-    ):
+    # No window claims the opted-out pods were watched: their images' only rows are gap-only,
+    # one for each window of the stream in which their events were dropped.
+    truth = store.opted_out_windows(STREAM, lambda o: store.image_of(o) in OPTED_OUT)
+    assert {img for img, _, _ in truth} == set(OPTED_OUT)
+    store.check_gap_only_rows(tmp / "hot.db", OPTED_OUT, truth)
+    assert observed & set(OPTED_OUT) == set(OPTED_OUT)
+    clean = store.bytes_without_gap_rows(tmp / "hot.db", OPTED_OUT, tmp)
+    raw = store.database_bytes(tmp / "hot.db")
+    for digest in (d.removeprefix("sha256:") for d in OPTED_OUT):
+        assert digest.encode() in raw and digest.encode() not in clean, digest  # in its gap rows only
+        assert digest not in out and digest not in metrics, digest
+    for needle in (MARKER, SECRET, "billing-70", "worker-71"):
         assert needle.encode() not in raw, needle
-        assert needle not in out, needle
+        assert needle not in out and needle not in metrics, needle
 
     # Every other image counts exactly as in the ground truth.
     invoked = {
@@ -186,14 +188,16 @@ async def test_opted_out_pods_leave_nothing_over_grpc(tmp_path: Path) -> None:
     server = ReplayServer(loaded.events)
     addr = await server.start("127.0.0.1:0")
     try:
-        m, out = await _run(tmp_path, {"address": addr}, "tetragon-grpc")
+        m, out, metrics = await _run(tmp_path, {"address": addr}, "tetragon-grpc")
     finally:
         await server.stop()
-    _check(tmp_path, m, out)
+    _check(tmp_path, m, out, metrics)
 
 
 async def test_opted_out_pods_leave_nothing_from_the_json_export(tmp_path: Path) -> None:
     export = tmp_path / "tetragon.log"
     export.write_text("".join(json.dumps(o) + "\n" for o in STREAM))
-    m, out = await _run(tmp_path, {"exportFile": str(export), "exportFromStart": True}, "tetragon-export")
-    _check(tmp_path, m, out)
+    m, out, metrics = await _run(
+        tmp_path, {"exportFile": str(export), "exportFromStart": True}, "tetragon-export"
+    )
+    _check(tmp_path, m, out, metrics)

@@ -6,8 +6,12 @@ without ``--enable-pod-annotations`` before the operator labelled the pods.
 The probe ConfigMap file the operator renders (its own function) names the
 pods of one image; the agent, started as a subprocess with that file as
 ``native.probeConfigFile``, must drop all their events (counted as
-``reason="operator"``), store nothing naming that image, and count every
-other image exactly as in the ground truth.
+``reason="operator"``) and count every other image exactly as in the ground
+truth. Of that image it may store only a gap-only observation window for
+each (node, aggregation window) in which the stream had its events
+(tests/e2e/optout_store.py); its digest is in no other byte of the database,
+nor in the agent's output or /metrics, and no pod name of the list is in any
+of them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sqlalchemy as sa
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
 from tests.e2e import harness as h
+from tests.e2e import optout_store as store
 
 pytestmark = [pytest.mark.e2e]
 
@@ -71,6 +76,7 @@ async def test_pods_on_the_operators_list_leave_nothing(tmp_path: Path) -> None:
             timeout=90,
         )
         m = h.scrape(port)
+        metrics = await asyncio.to_thread(store.metrics_text, port)
         code, out = await asyncio.to_thread(h.finish, proc, 120)
     finally:
         if proc.poll() is None:
@@ -87,7 +93,18 @@ async def test_pods_on_the_operators_list_leave_nothing(tmp_path: Path) -> None:
         rows = [dict(r._mapping) for r in c.execute(sa.text("SELECT * FROM hot_symbols"))]
         observed = {i for (i,) in c.execute(sa.text("SELECT image_digest FROM observation_windows"))}
     eng.dispose()
-    assert rows and DIGEST not in {r["image_digest"] for r in rows} and DIGEST not in observed
+    assert rows and DIGEST not in {r["image_digest"] for r in rows} and DIGEST in observed
+    truth = store.opted_out_windows(OBJS, _of_image)
+    assert truth and {img for img, _, _ in truth} == {DIGEST}
+    store.check_gap_only_rows(tmp_path / "hot.db", [DIGEST], truth)
+    hexdigest = DIGEST.removeprefix("sha256:").encode()
+    raw = store.database_bytes(tmp_path / "hot.db")
+    assert hexdigest in raw and hexdigest not in store.bytes_without_gap_rows(
+        tmp_path / "hot.db", [DIGEST], tmp_path
+    )
+    assert hexdigest.decode() not in out and hexdigest.decode() not in metrics
+    for _, name in pods:
+        assert name.encode() not in raw and name not in out and name not in metrics, name
     invoked = {
         f"{r['image_digest']}|{r['module']}|{r['function_name']}": r["invocation_count"]
         for r in rows

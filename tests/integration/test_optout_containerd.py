@@ -12,7 +12,9 @@ probes emit them (the record structs the kernel side writes, with each
 container's real cgroup id) run through the real pipeline:
 
 - the pod annotated ``stellaops.io/observe-level: None`` leaves no count and
-  no window; its events are counted as ``annotation`` opt-outs; none of its
+  no watched window; its events are counted as ``annotation`` opt-outs and
+  leave only their image's gap over the whole window (source ``opted_out``,
+  docs/privacy.md), never a claim that the image was watched; none of its
   other annotations (a secret in the last-applied configuration) reaches the
   registry;
 - the other pod counts every event;
@@ -164,7 +166,12 @@ def test_an_opted_out_pods_bcc_events_are_dropped_and_the_operator_list_takes_ef
     deltas, windows = pipe.drain()
     assert {(d.key.module, d.invocation_count) for d in deltas} == {("/app/web", 7)}
     assert pipe.optout.counts() == {"annotation": 5, "label": 0, "operator": 0}
-    assert len(windows) == 1 and windows[0].event_count == 7  # no window was made from the private pod
+    # One window of the image both pods run: the web pod's 7 events, watched; the private pod's time
+    # is the image's gap over that whole window, and nothing of it is counted.
+    [w] = windows
+    wn = cfg.hot_symbols.window_seconds * 1_000_000_000
+    assert (w.event_count, w.gap_start_ns, w.gap_end_ns) == (7, w.window_start_ns, w.window_start_ns + wn)
+    assert "opted_out" in w.source.split(",") and (w.throttles, w.dropped_events) == (0, 0)
 
     # The operator lists the web pod (its annotation changed after creation): the agent follows.
     cm = render_probe_configmap(
@@ -175,5 +182,11 @@ def test_an_opted_out_pods_bcc_events_are_dropped_and_the_operator_list_takes_ef
     pipe.process_native([(bcc_exec(on_cg, b"/app/web", 300 + i), now) for i in range(4)])
     pipe.process_native([(bcc_exec(off_cg, b"/app/private", 400), now)])
     deltas, windows = pipe.drain()
-    assert deltas == [] and windows == []
+    # Nothing counted, no watched window: only the image's gap over each window its pods ran in.
+    assert deltas == [] and windows
+    for g in windows:
+        assert (g.image_digest, g.node_name, g.event_count, g.posture, g.source) == (
+            w.image_digest, NODE, 0, None, "opted_out",
+        )  # fmt: skip
+        assert (g.gap_start_ns, g.gap_end_ns) == (g.window_start_ns, g.window_start_ns + wn)
     assert pipe.optout.counts() == {"annotation": 6, "label": 0, "operator": 4}

@@ -47,6 +47,7 @@ from stellaops_runtime.native.config import NativeConfigError
 from stellaops_runtime.native.policy_config import parse_opted_out, parse_payload
 from stellaops_runtime.privacy.optout import OptOut
 from tests.e2e import harness as h
+from tests.e2e import optout_store as store
 
 UID_A = "0f6c2b9e-3c55-4a8e-9d1e-000000000001"
 UID_B = "0f6c2b9e-3c55-4a8e-9d1e-000000000002"
@@ -270,7 +271,27 @@ def test_a_pod_added_to_the_list_later_is_dropped_from_every_tetragon_event_fast
     after, windows = pipe.drain()
     dropped = pipe.optout.counts()["operator"]
     assert dropped == 3 * sum(1 for p in pods if (p["namespace"], p["name"]) in names) > 0
-    assert digest not in {d.key.image_digest for d in after} | {w.image_digest for w in windows}
+    assert digest not in {d.key.image_digest for d in after}
+    # Of its pods only this is kept: its image ran unwatched in each window in which their events were
+    # dropped (the whole window, no events, no posture, source opted_out), and nothing else.
+    wn = cfg.hot_symbols.window_seconds * store.S
+    gaps = [w for w in windows if w.image_digest == digest]
+
+    def listed(o: dict[str, Any]) -> bool:
+        pod = store.pod_of(o)
+        return pod is not None and (pod["namespace"], pod["name"]) in names
+
+    truth = store.opted_out_windows(map(json.loads, lines), listed, cfg.hot_symbols.window_seconds)
+    assert truth and {(w.image_digest, w.node_name, w.window_start_ns) for w in gaps} == truth
+    for w in gaps:
+        assert (w.event_count, w.posture, w.source, w.throttles, w.dropped_events) == (
+            0,
+            None,
+            "opted_out",
+            0,
+            0,
+        )
+        assert (w.gap_start_ns, w.gap_end_ns) == (w.window_start_ns, w.window_start_ns + wn), w
     counts = {k: 0 for k in kept}
     for d in after:
         counts[d.key.image_digest] += d.invocation_count

@@ -216,6 +216,7 @@ class FastPath(OutcomeTable):
             add_enrich(lookup, o.enrich)
         if o.opted_out:
             self._optout.dropped[o.opted_out] += 1
+            self._gaps.opted_out(o.event.image_key, o.event.node_name, ts)
             return 0
         ev = o.event
         ev.timestamp_ns = ts

@@ -208,11 +208,33 @@ class LifecyclePart:
         watching = bool(s.connected) and runtime_known
         now = time.time_ns()
         # While the source is away the registry still says what ran: those images' time is a gap.
-        runs = runs_of(obs.registry.records()) if runtime_known else []
+        records = obs.registry.records() if runtime_known else []
         if watching and self._seen is not None and seen != self._seen:
-            await in_pipeline(self.runs.tick, now, False, runs, True)  # a reconnect since the last sample
+            await in_pipeline(self._tick, now, False, records, True)  # a reconnect since the last sample
         self._seen = seen if watching else None
-        await in_pipeline(self.runs.tick, now, watching, runs, runtime_known)
+        await in_pipeline(self._tick, now, watching, records, runtime_known)
+
+    def _tick(self, now: int, watching: bool, records: list[ContainerRecord], runtime_known: bool) -> None:
+        """One sample, on the pipeline thread (the opt-out and the gaps are the pipeline's).
+
+        A container of a pod that opted out (the annotation, the label or the operator's list) is
+        no run: it would get Passive rows claiming its image watched, and gaps placed at its own
+        start time. Its image gets the opted-out gap of each window it runs in instead, as its
+        events would give it (hotsymbols/gaps.py ``opted_out``: the whole window, nothing of the pod).
+        """
+        from stellaops_runtime.privacy.optout import opt_out_reason
+
+        pipe = self.pipeline
+        lookup, optout = pipe.container_lookup, pipe.optout
+        kept: list[ContainerRecord] = []
+        for r in records:
+            pod = lookup.pod_by_container_id(r.container_id) if lookup is not None else None
+            if pod is not None and (opt_out_reason(pod) or optout.operator_reason(pod)):
+                if r.image_digest and r.status in _RUNNING:
+                    pipe.gaps.opted_out(r.image_digest, pipe.node_name, now)
+                continue
+            kept.append(r)
+        self.runs.tick(now, watching, runs_of(kept), runtime_known)
 
     def metrics(self) -> Iterator[Metric]:
         """The observer's families and the agent's own (enrichment, lifecycle windows).

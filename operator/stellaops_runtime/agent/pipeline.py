@@ -181,7 +181,9 @@ class Pipeline:
             return
         if (lookup := self.container_lookup) is not None and ev.container is not None:
             lookup.enrich(ev)  # what Tetragon gave is never overwritten
-        if self.optout.drops(ev):  # an opted-out pod: counted, nothing else noted
+        if self.optout.drops(ev):  # an opted-out pod: counted, and its image's time marked unwatched
+            ev.node_name = ev.node_name or self.node_name
+            self.gaps.opted_out(ev.image_key, ev.node_name, ev.timestamp_ns or time.time_ns())
             return
         if (sel := self.native_selection) is not None and sel.drops(ev):  # a pod no policy selects
             return

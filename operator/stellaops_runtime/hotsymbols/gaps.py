@@ -28,6 +28,13 @@ on the observation windows of the images affected:
   the kernel skipped as recursion) are anyone's on this node:
   :meth:`GapTracker.native_drop` marks a node-wide gap over the time between
   the two counter reads that saw them, carrying the number dropped;
+- an **opted-out pod** (``stellaops.io/observe-level``, privacy/optout.py):
+  its events are dropped unseen, but the time it ran is not watched for its
+  image: :meth:`GapTracker.opted_out` marks the image's gap (source
+  ``opted_out``) over each aggregation window in which such events were
+  dropped, so that no "not observed" about the image rests on a time one of
+  its pods ran unwatched. Only the image, node and window are kept: no pod,
+  no call, no time within the window;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -57,6 +64,9 @@ _CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
 MAX_GAP_WINDOWS = 100_000
 MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
+OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
+MAX_OPTED_WINDOWS = 100_000  # (image, node, window) keys held between drains, then node-wide
+_DIGEST_PREFIXES = ("sha256:", "sha512:")  # image keys a question can name (store/refs.py)
 
 
 def container_id_of_cgroup(cgroup: str) -> str:
@@ -93,6 +103,7 @@ class GapStats:
     own_dropped: Counter[str] = field(default_factory=Counter)  # node -> events our own queue dropped
     native_dropped: Counter[str] = field(default_factory=Counter)  # node -> events our BCC probes dropped
     capped: int = 0  # throttles longer than MAX_GAP_WINDOWS windows
+    opted_out: Counter[str] = field(default_factory=Counter)  # node -> opted-out events marked as gaps
 
 
 class GapTracker:
@@ -108,6 +119,7 @@ class GapTracker:
         self._containers: dict[str, _Container] = {}
         self._open: dict[tuple[str, str], _Open] = {}  # (node, cgroup) -> throttle
         self._marks: dict[tuple[str, str, int], ObservationWindow] = {}
+        self._opted: set[tuple[str, str, int]] = set()  # (image, node, window) an opted-out pod ran in
         self._latest_ns = 0
         self._seen_max_ns = 0  # the latest event time seen (own drops are placed against it)
         self._own_pending: tuple[int, int] | None = None  # (count, from event time)
@@ -202,6 +214,40 @@ class GapTracker:
         """No source observed this node from ``start_ns`` to ``end_ns`` (wall clock): a node-wide gap."""
         self._mark(NODE_WIDE, node, start_ns, end_ns, source=SWITCH_GAP_SOURCE)
 
+    def opted_out(self, image: str, node: str, ts_ns: int) -> None:
+        """An event of an opted-out pod of ``image`` on ``node`` at ``ts_ns`` was dropped unseen.
+
+        The image's window of that time gets a gap (source ``opted_out``) over the whole window:
+        the pod ran there unwatched, and a call of the function asked about may be among what was
+        dropped; when in the window it ran is not kept. Cheap (one set look-up): it runs for every
+        dropped event. A pod whose image has no digest, and past ``MAX_OPTED_WINDOWS`` keys between
+        two drains any pod, marks the node's whole window node-wide instead: a wider gap, never a
+        lost one.
+        """
+        if ts_ns <= 0:
+            return
+        self.stats.opted_out[node] += 1
+        if not image.startswith(_DIGEST_PREFIXES):
+            # No digest (``container:<id>``, an image name): no question could name it, and its
+            # container or name is not to be kept. It could be any image here: node-wide.
+            image = NODE_WIDE
+        w = ts_ns - ts_ns % self._window_ns
+        key = (image, node, w)
+        if key in self._opted:
+            return
+        if len(self._opted) < MAX_OPTED_WINDOWS:
+            self._opted.add(key)
+        else:
+            self._mark(NODE_WIDE, node, w, w + self._window_ns, source=OPTED_OUT_SOURCE)
+
+    def _take_opted(self) -> None:
+        """Turn the opted-out (image, node, window) keys into whole-window gap marks (at drain)."""
+        opted, self._opted = self._opted, set()
+        for image, node, w in opted:
+            # The whole window, not the span of the pod's events in it: when within the window an
+            # opted-out pod was active is not kept (privacy), and the wider gap is the safe side.
+            self._mark(image, node, w, w + self._window_ns, source=OPTED_OUT_SOURCE)
+
     def native_drop(self, node: str, start_ns: int, end_ns: int, count: int, source: str = "") -> None:
         """The node's own probes dropped ``count`` events between ``start_ns`` and ``end_ns`` (wall clock):
         a node-wide gap carrying the count (``source``: the probes' source name, else the active one)."""
@@ -264,6 +310,7 @@ class GapTracker:
         in every window up to now.
         """
         self.after_batch()  # drops with no batch after them: up to the latest event seen
+        self._take_opted()
         wn = self._window_ns
         for w in windows:
             self._latest_ns = max(self._latest_ns, w.window_start_ns)

@@ -193,6 +193,11 @@ class ContainerLookup:
         e = self._by_cgroup.get(cgroup_id)
         return e.pod() if e is not None else None
 
+    def pod_by_container_id(self, container_id: str) -> PodInfo | None:
+        """The pod of the container whose id starts like ``container_id`` (as :meth:`by_container_id`)."""
+        e = self._by_id.get(container_id[:ID_PREFIX].lower()) if container_id else None
+        return e.pod() if e is not None else None
+
     def by_container_id(self, container_id: str) -> ContainerInfo | None:
         """The container whose id starts with ``container_id``'s first 31 characters (a copy), or None."""
         e = self._by_id.get(container_id[:ID_PREFIX].lower()) if container_id else None
