@@ -227,7 +227,7 @@ def adapt_payload(
         return None
     known = known_parts.known(shadow, payload, max_stack_depth)  # _from_shadow, inlined (once per event)
     if known is not None:
-        return _build(*known, received_ns, stats, payload)
+        return _build(*known, received_ns, stats, payload)  # type: ignore[call-arg]  # 8 parts
     return _whole(shadow, payload, received_ns, stats, max_stack_depth)
 
 
@@ -238,7 +238,7 @@ def _from_shadow(
     :func:`known_parts.known`), else decoded whole with Tetragon's schema (which may refuse it: counted)."""
     known = known_parts.known(shadow, payload, max_stack_depth)
     if known is not None:
-        return _build(*known, received_ns, stats, payload)
+        return _build(*known, received_ns, stats, payload)  # type: ignore[call-arg]  # 8 parts
     return _whole(shadow, payload, received_ns, stats, max_stack_depth)
 
 

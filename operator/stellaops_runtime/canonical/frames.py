@@ -309,15 +309,15 @@ class FrameCanonicalizer(KernelFrames):
         if f.symbol and hint_disagrees(f.symbol, symbol):
             counters["hint_disagreements"] += 1
             log.debug("frame %s+%#x: hint %r, resolved %r", module, f.offset, f.symbol, symbol)
-        inlined = self._inlined(binary, f.offset, found[1])
-        if inlined is not None:  # None: the inline source is still being read; asked again later
-            self._frames.put((binary.identity, f.offset), (*found, inlined))
+        names = self._inlined(binary, f.offset, found[1])
+        if names is not None:  # None: the inline source is still being read; asked again later
+            self._frames.put((binary.identity, f.offset), (*found, names))
         f.build_id = bid
         f.symbol, f.symbol_offset, f.function_id, f.source, counter = found
         counters[counter] += 1
-        if inlined:
-            f.inlined = inlined
-            counters["inlined_frames"] += len(inlined)
+        if names:
+            f.inlined = names
+            counters["inlined_frames"] += len(names)
 
     def _inlined(self, binary: Binary, file_offset: int, symbol_offset: int) -> tuple[str, ...] | None:
         """The functions inlined at a return address (canonical/inlines.py), asked at the call's

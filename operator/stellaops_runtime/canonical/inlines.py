@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
@@ -166,7 +166,7 @@ def load_for(b: Binary) -> Inlines | None:
     budget = owner.limits.budget(owner.path)
     check_dwarf_sections(fd, owner._section_list, owner.layout, budget)
     try:
-        elf = ELFFile(PreadFile(fd))  # its own position: see PreadFile
+        elf = ELFFile(cast("IO[bytes]", PreadFile(fd)))  # its own position: see PreadFile (duck-typed)
     except Exception as e:  # pyelftools raises many types on a damaged file
         raise ElfError(MALFORMED, f"section headers unreadable: {type(e).__name__}: {e}") from None
     return load_dwarf(elf, budget)

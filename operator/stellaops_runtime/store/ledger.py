@@ -94,7 +94,8 @@ def _is_conversion_refusal(e: BaseException) -> bool:
 
 
 def _range_problem(deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> RowProblem | None:
-    for u in (*deltas, *obs):
+    units: list[HotSymbolDelta | ObservationWindow] = [*deltas, *obs]
+    for u in units:
         if (p := row_problem(u)) is not None:
             return RowProblem(f"not stored as read from the spool: {p}")
     return None
