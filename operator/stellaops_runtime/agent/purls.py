@@ -1,10 +1,14 @@
 """Package attribution of hot-symbol rows: which package (PURL) owns each counted file or function.
 
 The Attributor (``attribution/``) answers for a path inside a root filesystem.
-This module gives it one: for every image, the agent remembers the pid of the
-last process of that image seen on this node, and reads the image's files
-through ``<procRoot>/<pid>/root`` when the aggregator's deltas are drained
-(on the pipeline thread, once per key and flush; a warm answer is a dict hit).
+This module gives it roots: for every image, the agent remembers the pid of the
+last process seen on this node of each of the image's last few containers, and
+reads the image's files through each ``<procRoot>/<pid>/root`` when the
+aggregator's deltas are drained (on the pipeline thread, once per key and flush;
+a warm answer is a dict hit per root). A row counts every container of the
+image, and each container can rewrite its own package databases: the PURL is
+the one every live container gives, and unknown when they disagree
+(attribution/agreement.py), never the one of whichever container was seen last.
 
 - uprobe and stack-frame keys of Go and Rust binaries are attributed per
   function (a Go binary links many modules); every other key per file;
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 _FUNCTION_EVIDENCE = frozenset({EvidenceKind.INVOKED, EvidenceKind.ON_STACK})
 _HOST_KEY_PREFIX = "host-root:"
 _MAX_IMAGES_TRACKED = 100_000
+_MAX_CONTAINERS_ASKED = 4  # per image: the containers noted last (one place each, however many pids)
 
 
 class HotSymbolAttribution:
@@ -60,7 +65,8 @@ class HotSymbolAttribution:
         self.proc_root = proc_root
         self.node_name = node_name
         self.host_root = config.host_root or None
-        self._pids: dict[str, int] = {}  # image key -> pid of its last process seen on this node
+        # image key -> container id -> pid of its last process seen on this node (last seen last)
+        self._pids: dict[str, dict[str, int]] = {}
         self._host_ids: dict[str, str] = {}  # path under host_root -> its build-id ("" unreadable)
         self.outcomes: Counter[str] = Counter()  # per delta: attributed, unattributed, skipped, ...
         # (image digest, path in the image) -> PURL of files probed by PURL; replaced whole, never mutated
@@ -76,9 +82,18 @@ class HotSymbolAttribution:
         pid = ev.process.pid
         if pid > 0 and (not ev.node_name or not self.node_name or ev.node_name == self.node_name):
             pids = self._pids
-            if len(pids) >= _MAX_IMAGES_TRACKED and ev.image_key not in pids:
-                pids.clear()  # a bound, not an LRU: images come back with their next event
-            pids[ev.image_key] = pid
+            per = pids.get(ev.image_key)
+            cid = ev.container.id if ev.container is not None else ""
+            if per is not None and per.get(cid) == pid:
+                return  # the usual case: a process already remembered (order kept as first noted)
+            if per is None:
+                if len(pids) >= _MAX_IMAGES_TRACKED:
+                    pids.clear()  # a bound, not an LRU: images come back with their next event
+                per = pids[ev.image_key] = {}
+            per.pop(cid, None)
+            per[cid] = pid
+            if len(per) > _MAX_CONTAINERS_ASKED:
+                del per[next(iter(per))]
 
     @property
     def attributor(self) -> Attributor:
@@ -88,7 +103,9 @@ class HotSymbolAttribution:
 
             c = self._config
             self._attributor = Attributor(
-                sbom_dir=c.sbom_dir or None, max_images=c.max_images, max_entries=c.max_entries
+                sbom_dir=c.sbom_dir or None,
+                max_images=c.max_images,
+                max_entries=c.max_entries,
             )
         return self._attributor
 
@@ -111,12 +128,18 @@ class HotSymbolAttribution:
         if not k.module or k.module == KERNEL_MODULE or not k.module.startswith("/"):
             self.outcomes["skipped"] += 1
             return
-        pid = self._pids.get(k.image_digest)
+        per = self._pids.get(k.image_digest)
         att: Attribution | None = None
-        if pid is not None:
-            root = f"{self.proc_root}/{pid}/root"
-            att = self._ask(k.image_digest, root, d)
-            if att.error and not os.path.isdir(root):  # the process is gone (not cached by the Attributor)
+        if per:
+            att = self._ask(
+                k.image_digest,
+                [f"{self.proc_root}/{p}/root" for p in reversed(per.values())],
+                d,
+            )
+            for cid, p in list(per.items()):
+                if not os.path.isdir(f"{self.proc_root}/{p}/root"):  # the process is gone
+                    del per[cid]
+            if not per:
                 self._pids.pop(k.image_digest, None)
                 att = None
         if (
@@ -125,7 +148,7 @@ class HotSymbolAttribution:
             and d.build_id
             and self._host_matches(k.module, d.build_id)
         ):
-            att = self._ask(_HOST_KEY_PREFIX + k.image_digest, self.host_root, d)
+            att = self._ask(_HOST_KEY_PREFIX + k.image_digest, [self.host_root], d)
         if att is None:
             self.outcomes["no_root"] += 1
             return
@@ -135,14 +158,20 @@ class HotSymbolAttribution:
         else:
             self.outcomes["unattributed"] += 1
 
-    def _ask(self, image: str, root: str, d: HotSymbolDelta) -> Attribution:
+    def _ask(self, image: str, roots: list[str], d: HotSymbolDelta) -> Attribution:
+        from stellaops_runtime.attribution.agreement import attribute_in_roots
+
         k = d.key
         fn = k.function_name
-        if k.evidence in _FUNCTION_EVIDENCE and fn and not fn.startswith("0x"):
-            return self.attributor.attribute_function(
-                image_digest=image, root=root, path=k.module, function=fn, build_id=d.build_id
-            )
-        return self.attributor.attribute_file(image_digest=image, root=root, path=k.module)
+        function = fn if k.evidence in _FUNCTION_EVIDENCE and fn and not fn.startswith("0x") else None
+        return attribute_in_roots(
+            self.attributor,
+            image_digest=image,
+            roots=roots,
+            path=k.module,
+            function=function,
+            build_id=d.build_id,
+        )
 
     def _host_matches(self, module: str, build_id: str) -> bool:
         assert self.host_root is not None

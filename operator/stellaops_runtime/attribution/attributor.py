@@ -24,10 +24,16 @@ prefixes the function's package; ``pkg:golang/stdlib@<go version>`` for the
 standard library) or crate (cargo-auditable); otherwise the function gets the
 file's attribution (``scope="file"``).
 
-Caching: answers per (image digest, path) and per (image digest, path,
-function) in bounded dicts (oldest out first); a warm lookup is one dict
-hit. Source indexes are built once per image, lazily, and at most
-``max_images`` images are kept. Cold work runs under one lock, so the
+Caching is per *view*: an image digest seen through one root filesystem,
+named by that root directory's (``st_dev``, ``st_ino``). Every container has
+its own root, and every file in it, package databases included, is writable
+by whoever runs in it: an index or answer built from one container's root
+must never answer for another container of the same image (a compromised
+container would decide its neighbours' attribution). Answers are cached per
+(view, path) and per (view, path, function) in bounded dicts (oldest out
+first); a warm lookup is one ``stat`` of the root and one dict hit. Source
+indexes are built once per view, lazily, and at most ``max_images`` views
+are kept. Cold work runs under one lock, so the
 attributor may be shared by threads; it does blocking file I/O and ELF
 parsing, so call it from a worker thread, never from an event loop.
 
@@ -71,6 +77,9 @@ DEFAULT_MAX_SBOM_BYTES = 256 << 20
 SBOM_SUFFIXES = (".json", ".cdx.json", ".spdx.json")
 _ROOT_CACHE = 64
 _MEMO_KEEP = 4096  # resolved directories kept per root between lookups
+_GONE_KEEP = 4096  # roots whose last view is remembered
+
+View = tuple[str, int, int]  # (image key, st_dev, st_ino of the root directory)
 
 
 class Attributor:
@@ -99,10 +108,13 @@ class Attributor:
         self._max_hash_bytes = max_hash_bytes
         self._max_sbom_bytes = max_sbom_bytes
         self._lock = threading.RLock()
-        self._files: dict[tuple[str, str], Attribution] = {}
-        self._functions: dict[tuple[str, str, str], Attribution] = {}
-        self._images: OrderedDict[str, ImageIndex] = OrderedDict()
-        self._roots: dict[str, RootFS] = {}
+        self._files: dict[tuple[View, str], Attribution] = {}
+        self._functions: dict[tuple[View, str, str], Attribution] = {}
+        self._images: OrderedDict[View, ImageIndex] = OrderedDict()
+        self._roots: dict[tuple[str, View | None], RootFS] = {}
+        # (image key, root) -> the view it named at its last cold lookup: when the root is gone
+        # (its process exited), the answers cached for that view still answer through it.
+        self._gone: dict[tuple[str, str], View] = {}
         self._registered: dict[str, list[SbomData]] = {}
         self._counters = AttributionCounters()
 
@@ -110,10 +122,12 @@ class Attributor:
 
     def attribute_file(self, *, image_digest: str, root: str, path: str) -> Attribution:
         """The package of the file at ``path`` (inside ``root``) of image ``image_digest``."""
-        hit = self._files.get((image_digest or root, path))
+        view = _view(image_digest or root, root)
+        seen = view or self._gone.get((image_digest or root, root))
+        hit = self._files.get((seen, path)) if seen is not None else None
         if hit is not None:
             return hit
-        return self._resolve_file(image_digest or root, image_digest, root, path)
+        return self._resolve_file(view, image_digest, root, path)
 
     def attribute_function(
         self, *, image_digest: str, root: str, path: str, function: str, build_id: str = ""
@@ -124,10 +138,12 @@ class Attributor:
         container can craft a binary claiming another image's build-id with forged build
         info, so parsed metadata is never shared across images by it.
         """
-        hit = self._functions.get((image_digest or root, path, function))
+        view = _view(image_digest or root, root)
+        seen = view or self._gone.get((image_digest or root, root))
+        hit = self._functions.get((seen, path, function)) if seen is not None else None
         if hit is not None:
             return hit
-        return self._resolve_function(image_digest or root, image_digest, root, path, function, build_id)
+        return self._resolve_function(view, image_digest, root, path, function, build_id)
 
     # -- SBOMs -------------------------------------------------------------------------
 
@@ -140,10 +156,11 @@ class Attributor:
         data = self._load_sbom(Path(path))
         with self._lock:
             self._registered.setdefault(image_digest, []).append(data)
-            self._images.pop(image_digest, None)
-            for fkey in [k for k in self._files if k[0] == image_digest]:
+            for view in [v for v in self._images if v[0] == image_digest]:
+                del self._images[view]
+            for fkey in [k for k in self._files if k[0][0] == image_digest]:
                 del self._files[fkey]
-            for gkey in [k for k in self._functions if k[0] == image_digest]:
+            for gkey in [k for k in self._functions if k[0][0] == image_digest]:
                 del self._functions[gkey]
         return data
 
@@ -181,11 +198,20 @@ class Attributor:
                 cached_files=len(self._files), cached_functions=len(self._functions), images=len(self._images)
             )
 
-    def image_errors(self, image_digest: str) -> dict[str, str]:
-        """Sources whose database in this image could not be used, with why."""
+    def count_ambiguous(self) -> None:
+        """Count an answer left unknown because its claimants disagree (:mod:`.agreement`)."""
         with self._lock:
-            image = self._images.get(image_digest)
-            return dict(image.fatal) if image is not None else {}
+            self._counters.ambiguous += 1
+
+    def image_errors(self, image_digest: str) -> dict[str, str]:
+        """Sources whose database in this image could not be used, with why (any of its views)."""
+        with self._lock:
+            out: dict[str, str] = {}
+            for view, image in self._images.items():
+                if view[0] == image_digest:
+                    for source, why in image.fatal.items():
+                        out.setdefault(source, why)
+            return out
 
     def clear(self) -> None:
         """Forget every cached answer and index (counters are kept)."""
@@ -194,6 +220,7 @@ class Attributor:
             self._functions.clear()
             self._images.clear()
             self._roots.clear()
+            self._gone.clear()
 
     def clear_answers(self) -> None:
         """Forget cached answers but keep the per-image indexes (what a benchmark's cold pass wants)."""
@@ -209,22 +236,24 @@ class Attributor:
             self._counters.evictions += 1
         cache[key] = value
 
-    def _rootfs(self, root: str) -> RootFS:
-        fs = self._roots.get(root)
+    def _rootfs(self, root: str, view: View | None) -> RootFS:
+        """The root's reader, kept per (root path, view): its directory memo is that root's
+        (``/proc/<pid>/root`` of a reused pid is another container's root)."""
+        fs = self._roots.get((root, view))
         if fs is not None:
             if os.path.isdir(root):  # a container's /proc/<pid>/root goes away with its process
                 return fs
-            del self._roots[root]
+            del self._roots[(root, view)]
         fs = RootFS(root)
         if len(self._roots) >= _ROOT_CACHE:
             del self._roots[next(iter(self._roots))]
-        self._roots[root] = fs
+        self._roots[(root, view)] = fs
         return fs
 
-    def _image(self, key: str, image_digest: str) -> ImageIndex:
-        image = self._images.get(key)
+    def _image(self, view: View, image_digest: str) -> ImageIndex:
+        image = self._images.get(view)
         if image is not None:
-            self._images.move_to_end(key)
+            self._images.move_to_end(view)
             return image
         docs = list(self._registered.get(image_digest, ()))
         failures: list[str] = []
@@ -240,21 +269,29 @@ class Attributor:
                 log.warning(
                     "SBOM %s: %d entries skipped, first: %s", doc.origin, len(doc.warnings), doc.warnings[0]
                 )
-        image = ImageIndex(key, sbom_docs=docs, report=self._counters.report_build, limit=self._max_entries)
+        image = ImageIndex(
+            view[0], sbom_docs=docs, report=self._counters.report_build, limit=self._max_entries
+        )
         if failures:
             image.fatal[Source.SBOM.value] = "; ".join(failures)
         if len(self._images) >= self._max_images:
             self._images.popitem(last=False)
-        self._images[key] = image
+        self._images[view] = image
         return image
 
-    def _resolve_file(self, key: str, image_digest: str, root: str, path: str) -> Attribution:
+    def _resolve_file(self, view: View | None, image_digest: str, root: str, path: str) -> Attribution:
         with self._lock:
-            hit = self._files.get((key, path))
+            hit = self._files.get((view, path)) if view is not None else None
             if hit is not None:
                 return hit
+            if view is not None and self._gone.get((view[0], root)) != view:
+                if len(self._gone) >= _GONE_KEEP:
+                    del self._gone[next(iter(self._gone))]
+                self._gone[(view[0], root)] = view
             try:
-                fs = self._rootfs(root)
+                fs = self._rootfs(root, view)
+                if view is None:
+                    raise AttributionError(ErrorKind.BAD_ROOT, f"root filesystem {root!r} went away")
             except AttributionError as e:  # not cached: the root may come back (a restarted container)
                 self._counters.error(e.kind)
                 self._counters.files[Source.NONE.value] += 1
@@ -266,18 +303,18 @@ class Attributor:
                 self._counters.error(e.kind)
                 att = Attribution(path, None, Source.NONE.value, error=str(e))
             else:
-                image = self._image(key, image_digest)
+                image = self._image(view, image_digest)
                 att = lookup_file(
                     image, fs, path, resolved, link, self._counters, max_hash_bytes=self._max_hash_bytes
                 )
                 if fs.memo_size > _MEMO_KEEP:  # an index build resolved every directory of a database
                     fs.forget()
-                if not os.path.isdir(root):
-                    # The process exited during the lookup: what its root gave may be partial (a
-                    # database half-read, files "missing"). Neither that answer nor the image's
-                    # indexes are kept, or every other container of the image would get them.
-                    self._images.pop(key, None)
-                    self._roots.pop(root, None)
+                if _view(view[0], root) != view:
+                    # The process exited during the lookup (or its pid now names another root):
+                    # what its root gave may be partial (a database half-read, files "missing").
+                    # Neither that answer nor the view's indexes are kept.
+                    self._images.pop(view, None)
+                    self._roots.pop((root, view), None)
                     self._counters.error(ErrorKind.BAD_ROOT)
                     self._counters.files[Source.NONE.value] += 1
                     return Attribution(
@@ -287,39 +324,57 @@ class Attributor:
                         error=f"root filesystem {root!r} went away during the lookup",
                     )
             self._counters.files[att.source] += 1
-            self._put(self._files, (key, path), att)
+            self._put(self._files, (view, path), att)
             return att
 
     # -- cold path: functions ----------------------------------------------------------
 
     def _resolve_function(
-        self, key: str, image_digest: str, root: str, path: str, function: str, build_id: str
+        self, view: View | None, image_digest: str, root: str, path: str, function: str, build_id: str
     ) -> Attribution:
         file_att = self.attribute_file(image_digest=image_digest, root=root, path=path)
+        if view is None:  # no root: the file's answer (unattributed, not cached) is the function's
+            with self._lock:
+                self._counters.functions[Source.NONE.value] += 1
+            return file_att
         with self._lock:
-            fkey = (key, path, function)
+            fkey = (view, path, function)
             hit = self._functions.get(fkey)
             if hit is not None:
                 return hit
             att = file_att
             if file_att.resolved is not None:
-                info = self._function_binary(key, root, file_att.resolved, build_id)
+                info = self._function_binary(view, root, file_att.resolved, build_id)
                 if info is not None:
                     att = function_package(path, file_att, info, function, self._counters)
             if att.scope == Scope.FUNCTION.value:
-                image = self._images.get(key)  # its SBOM index was built by the file lookup just made
+                image = self._images.get(view)  # its SBOM index was built by the file lookup just made
                 att = with_sbom_purl(image.built_sbom if image is not None else None, att, self._counters)
                 self._counters.functions[att.source] += 1
             else:
                 self._counters.functions["file" if att.purl else Source.NONE.value] += 1
-            if (key, path) in self._files:  # not when the root was missing: that answer is not cached either
+            if (view, path) in self._files:  # not when the root was missing: that answer is not cached either
                 self._put(self._functions, fkey, att)
             return att
 
-    def _function_binary(self, key: str, root: str, resolved: str, build_id: str) -> BinaryInfo | None:
+    def _function_binary(self, view: View, root: str, resolved: str, build_id: str) -> BinaryInfo | None:
         try:
-            fs = self._rootfs(root)
+            fs = self._rootfs(root, view)
         except AttributionError:
             return None
-        image = self._images.get(key)
+        image = self._images.get(view)
         return image.binary(fs, resolved) if image is not None else read_binary(fs, resolved)
+
+
+def _view(key: str, root: str) -> View | None:
+    """The view of image ``key`` through ``root``; ``None`` if the root is gone.
+
+    ``os.stat`` follows ``/proc/<pid>/root`` to the container's root directory: two
+    processes of one container share it, two containers never do, and a reused pid
+    names its new container's root.
+    """
+    try:
+        st = os.stat(root)
+    except (OSError, ValueError):
+        return None
+    return (key, st.st_dev, st.st_ino)

@@ -96,15 +96,27 @@ class PurlWiring:
         """(image digest, path in the image) -> installed package PURL of every file probed.
 
         ``digests`` maps container id to image digest. A function matching
-        several installed packages names none of them (the caller's attribution decides).
+        several installed packages names none of them (the caller's attribution decides), and so
+        does a file the image's containers disagree on: each container reads its own package
+        database, which it can rewrite, and the row counts all of them; the last one read must
+        not decide (a forged status claiming a fixed version would).
         """
         out: dict[tuple[str, str], str] = {}
+        disputed: set[tuple[str, str]] = set()
         for reports in self._reports.values():
             for r in reports:
                 digest = digests.get(r.container, "")
-                if digest and len(r.packages) == 1:
-                    for f in r.files:
-                        out[(digest, f.path)] = r.packages[0]
+                if not digest:
+                    continue
+                for f in r.files:
+                    key = (digest, f.path)
+                    purl = r.packages[0] if len(r.packages) == 1 else ""
+                    if not purl or out.get(key, purl) != purl:
+                        disputed.add(key)
+                    else:
+                        out[key] = purl
+        for key in disputed:
+            out.pop(key, None)
         return out
 
     def owners(self) -> dict[tuple[str, str], frozenset[str]]:
