@@ -11,7 +11,10 @@ forth, or the second reporting Ready for syscalls nobody traces.
 
 Through the real operator against kmock: the object stays the first
 policy's, unwritten by the second; the second is Degraded (NotOwned) naming
-the first; once the first is deleted, the second takes the name and is Ready.
+the first; once the first is deleted, the second takes the name and is applied.
+(This cluster has no ObservationNode, so an applied policy is Progressing with
+reason NoNodeRunning, never Ready: that reason is reached only when nothing was
+refused and nothing failed to apply.)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pytest_asyncio
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON
+from stellaops_runtime.controller.policy_state import NO_NODE_RUNNING
 from stellaops_runtime.controller.render_policy import stacks_policy_name, tetragon_policy_names
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, obj, wait_for
@@ -37,6 +41,7 @@ NS = "shop"
 NAME = "stellaops-api-stacks"
 PATH = f"/apis/{crds.TETRAGON_API_VERSION}/namespaces/{NS}/{crds.TETRAGON_NAMESPACED_PLURAL}/{NAME}"
 API = {"maxLevel": "EbpfDeep", "syscalls": ["execve"], "stackTraces": {"kernel": True}}
+APPLIED = NO_NODE_RUNNING  # applied without refusal or error, in a cluster without nodes
 API_STACKS = {"maxLevel": "ActiveTracing", "syscalls": ["connect"]}
 
 
@@ -77,7 +82,7 @@ async def test_the_second_policy_neither_takes_nor_claims_the_name(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
     await cluster.create(obj(API_VERSION, POLICY_KIND, "api", namespace=NS, spec=API))
-    await wait_for(lambda: _true(cluster, "api").get("type") == "Ready", what="api ready")
+    await wait_for(lambda: _true(cluster, "api").get("reason") == APPLIED, what="api applied")
     stacks = cluster.stored(r.TRACING_POLICIES_NAMESPACED, NAME, NS)
     assert _controller(cluster) == "api" and "kernelStackTrace" in str(stacks)
     mark = cluster.mark()
@@ -92,11 +97,11 @@ async def test_the_second_policy_neither_takes_nor_claims_the_name(
     assert cluster.stored(r.TRACING_POLICIES_NAMESPACED, NAME, NS) == stacks  # not a byte changed
     written = [w for w in cluster.writes(mark) if w.split(" ", 1)[1] == PATH and not w.startswith("POST")]
     assert written == []
-    assert _true(cluster, "api").get("type") == "Ready"
+    assert _true(cluster, "api").get("reason") == APPLIED
 
     # The first goes: the second takes the name with its own syscalls.
     await cluster.delete(r.OBSERVATION_POLICIES, "api", namespace=NS)
     await wait_for(lambda: _controller(cluster) == "api-stacks", limit_s=15, what="the name taken over")
-    await wait_for(lambda: _true(cluster, "api-stacks").get("type") == "Ready", limit_s=15, what="ready")
+    await wait_for(lambda: _true(cluster, "api-stacks").get("reason") == APPLIED, limit_s=15, what="applied")
     body = str(cluster.stored(r.TRACING_POLICIES_NAMESPACED, NAME, NS))
     assert "connect" in body and "kernelStackTrace" not in body

@@ -21,8 +21,8 @@ from stellaops_runtime.kube import resources as r
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.policy_config import read_probe_config
 from tests.crd_schema import errors, load_crd, validator_for
-from tests.integration.kubeharness import Cluster, OperatorRun, obj
-from tests.integration.test_operator_policies import condition, strip_server
+from tests.integration.kubeharness import Cluster, OperatorRun, obj, wait_for
+from tests.integration.test_operator_policies import assert_applied_on_no_node, strip_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -56,6 +56,11 @@ async def operator(cluster: Cluster) -> AsyncIterator[OperatorRun]:
 
 
 async def test_the_operator_applies_the_tcp_tracepoint(cluster: Cluster, operator: OperatorRun) -> None:
+    # settle() can return before the first reconcile on a loaded machine: wait for what it writes
+    await wait_for(
+        lambda: (cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") or {}).get("status"),
+        what="web's status",
+    )
     pol = cluster.stored(r.OBSERVATION_POLICIES, "web", "shop")
     assert pol is not None
     meta = pol["metadata"]
@@ -80,7 +85,7 @@ async def test_the_operator_applies_the_tcp_tracepoint(cluster: Cluster, operato
     )
     (tetragon_crd,) = [d for d in yaml.load_all(crd.read_text(), Loader=LOADER) if d]
     assert errors(validator_for(tetragon_crd), stored[0]) == []
-    assert condition(pol, "Ready")["status"] == "True"
+    assert_applied_on_no_node(pol)  # applied; this cluster has no ObservationNode, so not Ready
     assert pol["status"]["tetragonPolicies"] == ["stellaops-web-tcp"]
     ours = validator_for(load_crd(REPO / "manifests" / "crds" / "observationpolicies.yaml"))
     assert errors(ours, pol) == []
@@ -89,6 +94,9 @@ async def test_the_operator_applies_the_tcp_tracepoint(cluster: Cluster, operato
 async def test_the_native_loader_reads_the_operators_configmap(
     cluster: Cluster, operator: OperatorRun, tmp_path: Path
 ) -> None:
+    await wait_for(
+        lambda: cluster.stored(r.CONFIGMAPS, probe_configmap_name(OBSERVER), NS), what="the probes"
+    )
     cm = cluster.stored(r.CONFIGMAPS, probe_configmap_name(OBSERVER), NS)
     assert cm is not None
     saved = tmp_path / "probes-cm.json"  # `kubectl get cm stellaops-probes-fleet -o json > probes-cm.json`

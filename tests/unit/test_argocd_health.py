@@ -208,7 +208,7 @@ def node(name: str, state: str | None, *, error: str = "", namespace: str = "def
 ROLLOUTS = [
     # (node states, missing Tetragon CRDs, expected condition type, expected reason)
     (["ENABLED", "ENABLED"], False, "Ready", "RolledOut"),
-    ([], False, "Ready", "RolledOut"),  # no node yet: nothing pending
+    ([], False, "Progressing", "NoNodeRunning"),  # no node runs it: not Ready
     (["ENABLED", "LOADING"], False, "Progressing", "RollingOut"),
     (["ENABLED", None], False, "Progressing", "RollingOut"),  # not listed yet on one node
     (["ENABLED", "LOAD_ERROR"], False, "Degraded", "LoadFailed"),

@@ -120,6 +120,39 @@ def _check_selector(sel: LabelSelector, *, where: str, reserved: tuple[str, ...]
             )
 
 
+# Python's re recurses once per nested group: whether a deep pattern compiles depends on the
+# process's recursion limit and stack depth (a library may raise the limit: celpy sets 2500), so
+# the same pattern could be valid here and raise RecursionError in an agent. A fixed cap, far below
+# where re gives up, makes the verdict the same everywhere.
+MAX_GROUP_DEPTH = 100
+
+
+def group_depth(pattern: str) -> int:
+    """How deep ``pattern``'s groups nest (escapes and character classes do not count)."""
+    depth = deepest = 0
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":  # a class: up to the first unescaped "]" that is not its first member
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
 def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
     """Validate a RuntimeObserver ``spec``; raises SpecError with a condition reason."""
     model: RuntimeObserverSpec = _validate(RuntimeObserverSpec, spec)
@@ -128,6 +161,11 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
             "InvalidSpec", f"spec.agentNamespace {model.agent_namespace!r} is not a namespace name"
         )
     for i, pattern in enumerate(model.privacy.extra_patterns):
+        if (depth := group_depth(pattern)) > MAX_GROUP_DEPTH:
+            raise SpecError(
+                "InvalidRegex",
+                f"spec.privacy.extraPatterns[{i}] nests groups {depth} deep, at most {MAX_GROUP_DEPTH}",
+            )
         try:
             re.compile(pattern)
         except (re.error, RecursionError, OverflowError) as e:  # the agent's check_regexes catches these too

@@ -322,6 +322,10 @@ def build_registry(
                 reconciler.trigger(("policy", crds.POLICY_KIND, meta.get("namespace"), ref.get("name")))
             else:
                 reconciler.trigger(("policy", crds.CLUSTER_POLICY_KIND, None, ref.get("name")))
+        if body.get("kind") == "DaemonSet" and type != "MODIFIED":  # its pods are agents: posture None
+            reconciler.trigger_agent_pods(
+                namespace=str(meta.get("namespace") or ""), daemonset=str(meta["name"])
+            )
         entry = (meta.get("annotations") or {}).get(POLICY_ANNOTATION)
         if not owners and entry:  # owner references stripped by hand: the annotation still says whose
             owner_kind, _sep, rest = str(entry).partition("/")

@@ -7,7 +7,9 @@ message. The order of precedence: not ours (``NotOwned``), apply errors
 (``TetragonNotInstalled``, ``ApplyFailed``), load errors (``LoadFailed``),
 partial loads (``PartiallyLoaded``), nodes that cannot reach Tetragon for
 longer than the bound (``TetragonUnreachable``), nodes still pending
-(``Progressing``/``RollingOut``), else ``Ready``/``RolledOut``.
+(``Progressing``/``RollingOut``), no node running it (``Progressing``/
+``NoNodeRunning``: no node at all, or every node stale, native or skipping
+it; a ``Ready`` there would rest on nothing), else ``Ready``/``RolledOut``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 from stellaops_runtime.controller.conditions import State
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError
 from stellaops_runtime.controller.rollout import FAILED_STATES, NodeReport
+
+# Progressing: the policy is applied, but no fresh Tetragon node runs it (docs/operator.md, Status).
+NO_NODE_RUNNING = "NoNodeRunning"
 
 
 def policy_state(
@@ -88,7 +93,25 @@ def policy_state(
             f"{running}/{total} nodes running, {rollout['nodesPending']} pending{waiting}",
         )
     what = f"{len(names)} Tetragon policies" if names else "no Tetragon policy (native probe entry only)"
+    if not running:  # Ready is read as "watched" (kubectl wait, Argo CD, Flux): never on no node at all
+        return "Progressing", NO_NODE_RUNNING, f"{what}; no node runs it yet: {_not_running(rollout)}"
     return "Ready", "RolledOut", f"{what}; {running}/{total} nodes running, {rollout['nodesStale']} stale"
+
+
+def _not_running(rollout: Mapping[str, Any]) -> str:
+    """Why no node runs the policy: the nodes there are, by kind, or that there are none."""
+    parts = [
+        f"{rollout.get(key) or 0} {what}"
+        for key, what in (
+            ("nodesStale", "stale"),
+            ("nodesNative", "native (their agents report no per-policy load state)"),
+            ("nodesSkipped", "skipped by the policy's nodeSelector"),
+        )
+        if rollout.get(key)
+    ]
+    return f"0/{rollout['nodesTotal']} nodes running" + (
+        ": " + ", ".join(parts) if parts else "; no ObservationNode"
+    )
 
 
 def unreachable_text(report: NodeReport) -> str:

@@ -109,6 +109,7 @@ class PolicyView:
     max_level: Posture
     pod_selector: dict
     namespace_selector: dict | None
+    note: str = ""  # why ``max_level`` is lower than the spec's (``in_force``: an object not applied)
 
     @property
     def ref(self) -> str:
@@ -322,7 +323,7 @@ def compute_posture(
         top = selecting[0]
         policy_max = top.max_level
         more = f" (and {len(selecting) - 1} more)" if len(selecting) > 1 else ""
-        policy_why = f"policy {top.ref}{more} allows at most {policy_max}"
+        policy_why = f"policy {top.ref}{more} allows at most {policy_max}{top.note}"
     else:
         policy_max = Posture.PASSIVE
         policy_why = "no ObservationPolicy or ClusterObservationPolicy selects the pod (process events only)"

@@ -130,6 +130,17 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         for ns, name in pods:
             self.trigger(("pod", ns, name), delay=self.config.coalesce_seconds)
 
+    def trigger_agent_pods(self, *, namespace: str, daemonset: str) -> None:
+        """The pods an agent DaemonSet controls (it appeared or went: they are agents, or no longer)."""
+        pods = self._all(INDEX_PODS_BY_NAMESPACE, namespace)
+        self.trigger_pods(
+            key
+            for key in pods
+            if (pod := self._one(INDEX_PODS, key)) is not None
+            and pod.controller is not None
+            and pod.controller[:2] == ("DaemonSet", daemonset)
+        )
+
     def resync(self) -> None:
         """Reconcile every known object now (tests and the benchmark prove it writes nothing)."""
         for (kind, ns, name), _ in self._items(INDEX_POLICIES):

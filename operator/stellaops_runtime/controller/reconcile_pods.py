@@ -12,13 +12,27 @@ agent to drop its events even where Tetragon exports no annotations
 (``privacy/optout.py``). Those keys are the
 only part of a pod the operator ever changes; the optional admission policy
 in ``manifests/admission/`` holds it to that (docs/security.md).
+
+A policy counts only with the Tetragon objects it has in force
+(``in_force``: on a Tetragon node, one with an object refused or not applied
+gives at most the level below what that object needs), and a pod of an
+agent DaemonSet the operator rendered (recognised by that DaemonSet's uid,
+``_agent_of``) is always ``None``: the agents do not observe themselves.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from stellaops_runtime.contracts.crds import OBSERVE_LEVEL_ANNOTATION, POSTURE_REASON_ANNOTATION
+from stellaops_runtime.contracts.crds import (
+    API_VERSION,
+    OBSERVE_LEVEL_ANNOTATION,
+    OBSERVER_KIND,
+    POSTURE_REASON_ANNOTATION,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.controller.in_force import InForceCap, capped
+from stellaops_runtime.controller.ownership import controller_of
 from stellaops_runtime.controller.patches import pod_posture_patch
 from stellaops_runtime.controller.posture import (
     NodeCapabilities,
@@ -33,6 +47,7 @@ from stellaops_runtime.controller.rollout import is_stale
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
+    INDEX_OWNED,
     INDEX_PODS,
     PodSnapshot,
     utcnow,
@@ -63,17 +78,57 @@ class PodReconciler(PolicyReconciler):
             return replace(caps, stale=True)  # the agent stopped heart-beating: nothing it said holds
         return caps
 
+    def note_in_force(self, key: tuple[str, str | None, str], cap: InForceCap | None) -> None:
+        """Record what a policy's applied objects give (``in_force``); its pods again when that changed."""
+        if self._apply_caps.get(key) == cap:
+            return
+        if cap is None:
+            self._apply_caps.pop(key, None)
+        else:
+            self._apply_caps[key] = cap
+        parsed = self._parse(*key)
+        trigger_pods = getattr(self, "trigger_pods", None)  # reconcile.Reconciler routes them
+        if parsed is not None and parsed.view is not None and trigger_pods is not None:
+            trigger_pods(self._pods_selected_by([parsed.view]))
+
     def pod_decision(self, pod: PodSnapshot) -> PostureDecision:
         self.policy_views()
         candidates = self._views_by_ns.get(pod.namespace, []) + self._cluster_views
-        return compute_posture(
+        node = self._node_caps(pod.node)
+        if self._apply_caps and (node is None or node.working_source != "native"):
+            candidates = capped(candidates, self._apply_caps)  # only what their applied objects trace
+        decision = compute_posture(
             annotations=pod.annotations,
             pod_labels=pod.labels,
             namespace=pod.namespace,
             namespace_labels=self._one(INDEX_NAMESPACES, pod.namespace) or {},
             policies=candidates,
-            node=self._node_caps(pod.node),
+            node=node,
         )
+        agent = self._agent_of(pod)
+        if agent is not None and not decision.opted_out:  # opted out: that says None, and more
+            why = f"a StellaOps agent pod (DaemonSet {pod.namespace}/{pod.controller and pod.controller[1]} "
+            why += f"of RuntimeObserver {agent}): the agents do not observe themselves"
+            decision = replace(decision, posture=Posture.NONE, reason=why, observe_label=False)
+        return decision
+
+    def _agent_of(self, pod: PodSnapshot) -> str | None:
+        """The RuntimeObserver whose agent DaemonSet (one the operator owns, by uid) runs ``pod``.
+
+        Never by name or labels alone, which any pod may copy: the pod's controller must be the
+        very DaemonSet object (same uid) that the operator rendered for a RuntimeObserver.
+        """
+        ref = pod.controller
+        if ref is None or ref[0] != "DaemonSet" or not ref[2]:
+            return None
+        ds = self._one(INDEX_OWNED, ("apps/v1", "DaemonSet", pod.namespace or None, ref[1]))
+        meta = ds.get("metadata") if isinstance(ds, dict) else None
+        if not isinstance(meta, dict) or meta.get("uid") != ref[2]:
+            return None
+        owner = controller_of(ds or {})
+        if owner is None or owner.get("kind") != OBSERVER_KIND or owner.get("apiVersion") != API_VERSION:
+            return None
+        return str(owner.get("name") or "")
 
     async def reconcile_pod(self, namespace: str, name: str) -> None:
         key = ("v1", "Pod", namespace, name)

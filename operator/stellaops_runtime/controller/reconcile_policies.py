@@ -39,6 +39,7 @@ from stellaops_runtime.contracts.crds import (
     parse_policy_spec,
 )
 from stellaops_runtime.controller.conditions import state_conditions
+from stellaops_runtime.controller.in_force import in_force_cap
 from stellaops_runtime.controller.naming import canonical_json
 from stellaops_runtime.controller.owned import OwnedWriter
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
@@ -246,6 +247,7 @@ class PolicyReconciler(OwnedWriter):
         res = r.OBSERVATION_POLICIES if kind == POLICY_KIND else r.CLUSTER_OBSERVATION_POLICIES
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             self._awaiting_reports.pop((kind, namespace, name), None)
+            self._apply_caps.pop((kind, namespace, name), None)
             uid = ((body or {}).get("metadata") or {}).get("uid")
             children = self._policy_children(kind, namespace, name, uid)
             # Refusals are logged by the writer; they do not hold the policy's deletion.
@@ -261,6 +263,7 @@ class PolicyReconciler(OwnedWriter):
         assert parsed is not None
         owner = policy_owner(kind, namespace, name, uid)
         if parsed.error is not None:
+            self._apply_caps.pop((kind, namespace, name), None)
             await self.delete_children(self._policy_children(kind, namespace, name, uid), owner)
             err = parsed.error
             status = {
@@ -281,19 +284,25 @@ class PolicyReconciler(OwnedWriter):
         errors: list[str] = []
         refused: list[NotOwnedError] = []
         missing_crd = False
+        missing: list[str] = []  # rendered objects not applied: pods get no more than the rest give
         wanted = {obj_key(o) for o in rendered.tracing_policies}
         for obj in rendered.tracing_policies:
             try:
                 await self.apply(obj)
             except NotOwnedError as e:
                 refused.append(e)
+                missing.append(obj["metadata"]["name"])
             except ApiError as e:
                 if kind == POLICY_KIND and namespace and _namespace_terminating(e):
                     log.info("%s %s/%s: namespace is being deleted; nothing rendered", kind, namespace, name)
                     self._terminating.add(namespace)
                     return
                 missing_crd = missing_crd or e.not_found
+                if self._owned(obj_key(obj)) is None:  # an older version of ours still traces: not missing
+                    missing.append(obj["metadata"]["name"])
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")
+        if (note := getattr(self, "note_in_force", None)) is not None:  # pod posture (reconcile_pods)
+            note((kind, namespace, name), in_force_cap(rendered.tracing_policies, missing))
         refused += await self.delete_children(
             self._policy_children(kind, namespace, name, uid) - wanted, owner
         )

@@ -88,6 +88,14 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _controller_ref(meta: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return str(ref.get("kind") or ""), str(ref.get("name") or ""), str(ref.get("uid") or "")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class PodSnapshot:
     """What the operator needs of a pod: identity, labels, our annotations, its node.
@@ -104,6 +112,7 @@ class PodSnapshot:
     node: str
     deleting: bool
     problems: tuple[ContainerProblem, ...] = ()
+    controller: tuple[str, str, str] | None = None  # (kind, name, uid) of its controller ownerReference
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> PodSnapshot:
@@ -119,6 +128,7 @@ class PodSnapshot:
             node=str((body.get("spec") or {}).get("nodeName") or ""),
             deleting=bool(meta.get("deletionTimestamp")),
             problems=container_problems(body),
+            controller=_controller_ref(meta),
         )
 
     def patched(self, patch: Mapping[str, Any]) -> PodSnapshot:
@@ -179,6 +189,8 @@ class ReconcilerState:
         self._spec_written: dict[ObjKey, datetime] = {}
         # Policies whose rollout waits for a node report newer than this (reconcile.observation_node_event).
         self._awaiting_reports: dict[tuple[str, str | None, str], datetime] = {}
+        # Policies with a Tetragon object refused or not applied: the level they really give (in_force).
+        self._apply_caps: dict[tuple[str, str | None, str], tuple[Any, str]] = {}
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep kopf's live index objects (they are updated in place as events arrive)."""
