@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from stellaops_runtime.contracts.crd_validation import MAX_GROUP_DEPTH, group_depth
 from stellaops_runtime.contracts.crds import SpecError, parse_observer_spec
+from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 
 SPEC = {
     "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
@@ -79,3 +79,22 @@ def test_a_pattern_at_the_cap_compiles_even_deep_in_a_stack() -> None:
 def test_group_depth_counts_only_real_groups(pattern: str, depth: int) -> None:
     re.compile(pattern)  # each is a real pattern
     assert group_depth(pattern) == depth
+
+
+def test_the_agent_refuses_what_the_operator_refuses_whatever_its_recursion_limit() -> None:
+    """The agent's own config check (contracts/config_base.check_regexes) used to depend on the
+    recursion limit like the operator's did: a pattern the operator refused could pass in an agent
+    (or the reverse), so the operator and the agents disagreed on a privacy pattern."""
+    from stellaops_runtime.contracts.config_base import check_regexes
+
+    too_deep = _nested(MAX_GROUP_DEPTH + 1)
+    limit = sys.getrecursionlimit()
+    try:
+        for new_limit in (limit, 5000):
+            sys.setrecursionlimit(new_limit)
+            re.purge()
+            with pytest.raises(ValueError, match="nests groups"):
+                check_regexes([too_deep])
+            assert check_regexes([_nested(MAX_GROUP_DEPTH)]) == [_nested(MAX_GROUP_DEPTH)]
+    finally:
+        sys.setrecursionlimit(limit)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 
 
 class ConfigError(ValueError):
@@ -188,6 +189,10 @@ def check_regexes(values: list[str]) -> list[str]:
     for v in values:
         if len(v) > REGEX_MAX_CHARS:
             raise ValueError(f"a regular expression has at most {REGEX_MAX_CHARS} characters, got {shown(v)}")
+        if (depth := group_depth(v)) > MAX_GROUP_DEPTH:  # as the operator: the same verdict everywhere
+            raise ValueError(
+                f"regular expression {shown(v)} nests groups {depth} deep, at most {MAX_GROUP_DEPTH}"
+            )
         try:
             re.compile(v)
         except (re.error, RecursionError, OverflowError) as e:

@@ -30,6 +30,7 @@ from stellaops_runtime.contracts.crd_specs import (
     SpecError,
     rate_limit_seconds,
 )
+from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
 
 # Kubernetes label syntax (apimachinery validation: qualified names and values).
@@ -118,39 +119,6 @@ def _check_selector(sel: LabelSelector, *, where: str, reserved: tuple[str, ...]
                 "ConflictingSelectors",
                 f"{where}: no value of label {key} satisfies every requirement; it selects nothing",
             )
-
-
-# Python's re recurses once per nested group: whether a deep pattern compiles depends on the
-# process's recursion limit and stack depth (a library may raise the limit: celpy sets 2500), so
-# the same pattern could be valid here and raise RecursionError in an agent. A fixed cap, far below
-# where re gives up, makes the verdict the same everywhere.
-MAX_GROUP_DEPTH = 100
-
-
-def group_depth(pattern: str) -> int:
-    """How deep ``pattern``'s groups nest (escapes and character classes do not count)."""
-    depth = deepest = 0
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":  # a class: up to the first unescaped "]" that is not its first member
-            i += 1
-            if i < n and pattern[i] == "^":
-                i += 1
-            if i < n and pattern[i] == "]":
-                i += 1
-            while i < n and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
-        elif c == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == ")":
-            depth = max(0, depth - 1)
-        i += 1
-    return deepest
 
 
 def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
