@@ -102,7 +102,7 @@ def test_a_node_wide_gap_covers_images_observed_on_that_node_that_day(store: Hot
     with store.engine.connect() as conn:
         [g] = coverage.image_gaps(conn, image=IMG)
         assert (g.node_wide, g.dropped_events, g.throttles) == (True, 12, 0)
-        assert "its export rate limiter dropped 12 events of the node" in g.describe()
+        assert "12 events of the node were dropped (by Tetragon's export rate limiter" in g.describe()
         assert [g.dropped_events for g in coverage.image_gaps(conn, image=OTHER)] == [12]
         assert coverage.image_gaps(conn, image=ELSEWHERE) == []
         images = coverage.all_image_windows(conn)

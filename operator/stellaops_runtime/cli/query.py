@@ -6,8 +6,8 @@ this image?), ``functions`` (which functions of this package ran?), ``hot``
 well?). Answers are three-valued (DESIGN.md): *observed* (exit 0); *not
 observed* while the image was under observation at a posture that can see
 function calls, stating the windows and posture that back it (exit 1);
-*unknown* when there is no such evidence, when Tetragon reported dropping
-events (throttling, rate limiting) in a window it would rest on, or when calls
+*unknown* when there is no such evidence, when events were dropped (Tetragon's throttling or
+rate limiting, the agent's own queue or probes) in a window it would rest on, or when calls
 that may be the function's are stored where the question cannot count them
 (evidence/doubts.py) (exit 3), saying why. Output is an
 aligned table for people or, with ``--json``, one JSON document for scripts.

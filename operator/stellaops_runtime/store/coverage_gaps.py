@@ -63,7 +63,10 @@ class Gap:
     def describe(self) -> str:
         what = []
         if self.dropped_events:
-            what.append(f"its export rate limiter dropped {self.dropped_events} events of the node")
+            what.append(
+                f"{self.dropped_events} events of the node were dropped (by Tetragon's export rate "
+                "limiter, or by the agent's own receive queue or probes)"
+            )
         if self.throttles or (not self.dropped_events and not self.not_watched):
             whose = "a container it could not attribute" if self.node_wide else "the image's cgroup"
             n = self.throttles
@@ -99,7 +102,7 @@ def gaps_lead(gaps: Sequence[Gap]) -> str:
     dropped = any(g.dropped for g in gaps)
     unwatched = any(g.not_watched for g in gaps)
     if dropped and not unwatched:
-        return "Tetragon reported dropping events"
+        return "events were dropped"
     if unwatched and not dropped:
         return "the image was not watched throughout"
     return "events were dropped and the image was not watched throughout"
