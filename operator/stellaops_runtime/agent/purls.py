@@ -110,6 +110,7 @@ class HotSymbolAttribution:
         return self._attributor
 
     def fill(self, deltas: list[HotSymbolDelta]) -> None:
+        self._prune_gone({d.key.image_digest for d in deltas if not d.purl})
         for d in deltas:
             if d.purl:
                 continue
@@ -131,16 +132,9 @@ class HotSymbolAttribution:
         per = self._pids.get(k.image_digest)
         att: Attribution | None = None
         if per:
-            att = self._ask(
-                k.image_digest,
-                [f"{self.proc_root}/{p}/root" for p in reversed(per.values())],
-                d,
-            )
-            for cid, p in list(per.items()):
-                if not os.path.isdir(f"{self.proc_root}/{p}/root"):  # the process is gone
-                    del per[cid]
-            if not per:
-                self._pids.pop(k.image_digest, None)
+            roots = [f"{self.proc_root}/{p}/root" for p in reversed(per.values())]
+            att = self._ask(k.image_digest, roots, d)
+            if att.error and not any(os.path.isdir(r) for r in roots):  # all gone since the prune
                 att = None
         if (
             att is None
@@ -157,6 +151,19 @@ class HotSymbolAttribution:
             self.outcomes["attributed"] += 1
         else:
             self.outcomes["unattributed"] += 1
+
+    def _prune_gone(self, images: set[str]) -> None:
+        """Forget the processes of ``images`` that are gone: once per drain and image, not per key
+        (a root that goes away during the drain is left out by attribute_in_roots itself)."""
+        for image in images:
+            per = self._pids.get(image)
+            if per is None:
+                continue
+            for cid, p in list(per.items()):
+                if not os.path.isdir(f"{self.proc_root}/{p}/root"):
+                    del per[cid]
+            if not per:
+                del self._pids[image]
 
     def _ask(self, image: str, roots: list[str], d: HotSymbolDelta) -> Attribution:
         from stellaops_runtime.attribution.agreement import attribute_in_roots
