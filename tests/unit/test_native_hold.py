@@ -62,3 +62,20 @@ def test_cgroup_of_reads_the_header_as_the_decoder_does() -> None:
     assert s.unpack_from(payload)[7] == 0xDEADBEEF12345678
     assert cgroup_of(payload) == 0xDEADBEEF12345678
     assert cgroup_of(payload[:10]) == 0 and cgroup_of(b"\xff" + payload[1:]) == 0  # short, unknown kind
+
+
+def test_an_unchanged_lookup_before_the_wait_is_over_releases_nothing_and_reads_nothing() -> None:
+    h = NativeHold(hold_ns=2000 * MS)
+    asked: list[int] = []
+
+    def known(cg: int) -> bool:
+        asked.append(cg)
+        return cg == 7
+
+    lookup = object()
+    assert h.sort([rec(7, 0), rec(8, 0)], cg_of, lambda cg: False) == []
+    assert h.release(100 * MS, known, lookup=lookup) == [rec(7, 0)]  # a new lookup: both checked
+    asked.clear()
+    assert h.release(200 * MS, known, lookup=lookup) == []  # the same snapshot: nothing can change
+    assert asked == []
+    assert h.release(2000 * MS, known, lookup=lookup) == [rec(8, 0)]  # but the wait still ends

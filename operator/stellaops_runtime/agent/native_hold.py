@@ -39,6 +39,7 @@ class NativeHold:
         self.held_total = 0  # records that waited
         self.named_late = 0  # of them, named by a newer lookup
         self.overflow = 0  # decoded at once because MAX_HELD were waiting
+        self._last_lookup: object = None  # the lookup the held records were last checked against
 
     def __len__(self) -> int:
         return len(self._held)
@@ -60,10 +61,25 @@ class NativeHold:
                 self.held_total += 1
         return out
 
-    def release(self, now_ns: int, known: Callable[[int], bool], *, everything: bool = False) -> list[Item]:
-        """Held records whose cgroup the lookup now names, or whose wait is over (all: ``everything``)."""
+    def release(
+        self, now_ns: int, known: Callable[[int], bool], *, everything: bool = False, lookup: object = None
+    ) -> list[Item]:
+        """Held records whose cgroup the lookup now names, or whose wait is over (all: ``everything``).
+
+        ``lookup``: the container lookup ``known`` asks. A lookup is a snapshot replaced whole, so
+        while it is the one of the last call and the oldest wait is not over, nothing can be
+        released and the held records are not looked at (this runs for every native batch).
+        """
         if not self._held:
             return []
+        if (
+            not everything
+            and lookup is not None
+            and lookup is self._last_lookup
+            and now_ns - self._held[0][0][1] < self.hold_ns
+        ):
+            return []
+        self._last_lookup = lookup
         out: list[Item] = []
         keep: deque[tuple[Item, int]] = deque()
         for item, cg in self._held:

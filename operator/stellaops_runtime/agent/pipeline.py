@@ -339,7 +339,8 @@ class Pipeline:
                 return lookup.by_cgroup(cg) is not None
 
             hold = self.native_hold
-            items = hold.release(time.monotonic_ns(), known) + hold.sort(items, cgroup_of, known)
+            released = hold.release(time.monotonic_ns(), known, lookup=lookup)
+            items = released + hold.sort(items, cgroup_of, known)
         with self._batch():
             for payload, received in items:
                 try:
