@@ -170,6 +170,27 @@ def test_resolver_on_a_fake_proc_tree(tmp_path) -> None:  # type: ignore[no-unty
     assert r.resolve(79) is None and r.resolve(-1) is None
 
 
+def test_oom_kills_from_memory_events(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cg = tmp_path / "cg"
+    (cg / "k8s.io" / "c1").mkdir(parents=True)
+    (cg / "k8s.io" / "c2").mkdir(parents=True)
+    (cg / "k8s.io" / "c3").mkdir(parents=True)
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(f"40 30 0:35 / {cg} rw - cgroup2 cgroup2 rw\n")
+    (cg / "k8s.io" / "c1" / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n")
+    (cg / "k8s.io" / "c2" / "memory.events").write_text("oom_kill banana\n")
+    r = cgroups.CgroupResolver(str(proc))
+    assert r.oom_kills("/k8s.io/c1") == 1
+    assert r.oom_kills("/k8s.io/c2") is None  # not a number: not an OOM kill
+    assert r.oom_kills("/k8s.io/c3") is None  # no memory controller
+    assert r.oom_kills("/k8s.io/gone") is None
+    assert r.oom_kills("k8s.io/c1") is None and r.oom_kills("/k8s.io/../k8s.io/c1") is None
+    assert r.oom_kills("/k8s.io/c1\x00") is None
+    assert cgroups.oom_kill_count("oom 3\noom_kill 0\n") == 0
+    assert cgroups.oom_kill_count("") is None
+
+
 def test_registry_cgroup_index_follows_the_task() -> None:
     reg = ContainerRegistry()
     a = ContainerRecord(
@@ -236,6 +257,7 @@ DOCUMENTED_METRICS = {
     "lifecycle_resync_removed",
     "lifecycle_spec_problems",
     "lifecycle_cgroup_unresolved",
+    "lifecycle_oom_from_cgroup",
     "lifecycle_connected",
     "lifecycle_containers",
     "lifecycle_cgroups",

@@ -173,6 +173,20 @@ class LifecycleObserver:
             return
         self.registry.set_cgroup(rec, info.path, info.cgroup_id)
 
+    def _oom_counted(self, rec: ContainerRecord) -> bool:
+        """Whether the kernel counted an OOM kill in the container's own cgroup (see ``cgroups``).
+
+        Only a cgroup named after the container: a shared one counts its neighbours' kills."""
+        oom_kills = getattr(self.resolver, "oom_kills", None)
+        if oom_kills is None or not rec.cgroup_path or not rec.container_id:
+            return False
+        if rec.container_id not in rec.cgroup_path:
+            return False
+        kills = oom_kills(rec.cgroup_path)
+        if kills:
+            self.stats.oom_from_cgroup += 1
+        return bool(kills)
+
     def _same_process(self, rec: ContainerRecord, path: str, at: datetime | None) -> bool:
         """Whether the process now at ``rec.pid`` (in cgroup ``path``) can be the one the runtime named."""
         if rec.container_id and rec.container_id in path:

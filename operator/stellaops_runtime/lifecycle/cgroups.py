@@ -15,6 +15,12 @@ so that a caller can tell a pid's new holder from the process a runtime
 event named (a pid is reused once its process is gone). ``resolve_spec``
 finds the cgroup an OCI spec's ``linux.cgroupsPath`` names, for a container
 whose init is gone while its cgroup directory is still there.
+
+``oom_kills`` reads a cgroup's ``memory.events`` ``oom_kill`` count: the
+kernel's own record that its OOM killer killed a process there. containerd
+publishes ``/tasks/oom`` from that same counter, but its runc shim can miss
+it when the task exits first (seen here: no event at all within 30 s), so an
+exit is checked against the counter while the directory still exists.
 """
 
 from __future__ import annotations
@@ -111,6 +117,18 @@ def spec_cgroup_path(cgroups_path: str) -> str | None:
     return "/" + "/".join(levels) + f"/{prefix}-{name}.scope"
 
 
+def oom_kill_count(memory_events: str) -> int | None:
+    """The ``oom_kill`` count in a ``memory.events`` text; ``None`` when it holds none."""
+    for line in memory_events.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 class CgroupResolver:
     """Resolves pids to cgroup v2 paths and ids on this host (``proc`` may point at a host /proc)."""
 
@@ -176,3 +194,18 @@ class CgroupResolver:
             return None
         hz = os.sysconf("SC_CLK_TCK") or 100
         return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / hz)
+
+    def oom_kills(self, path: str) -> int | None:
+        """How many processes the OOM killer killed in cgroup ``path`` (its ``memory.events``).
+
+        None when the directory is gone, has no memory controller, or the path is not one."""
+        if not path.startswith("/") or "\x00" in path or "/../" in path + "/":
+            return None
+        directory = directory_of(path, self.mounts())
+        if directory is None:
+            return None
+        try:
+            text = Path(directory, "memory.events").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return oom_kill_count(text)

@@ -36,6 +36,8 @@ class LifecycleStats:
     cgroup_unresolved: int = 0  # running tasks whose cgroup v2 id could not be found
     # Containers older than their image reference's last move: the digest they run is not known.
     digest_unverified: int = 0
+    # Exits found OOM-killed from the cgroup's memory.events (the runtime's OOM event had not come).
+    oom_from_cgroup: int = 0
     connected: bool = False
     last_error: str = ""
 
@@ -86,6 +88,11 @@ def lifecycle_metrics(stats: LifecycleStats, *, containers: int, cgroups: int) -
         "lifecycle_cgroup_unresolved",
         "Running containers whose cgroup v2 id was not found.",
         stats.cgroup_unresolved,
+    )
+    yield counter(
+        "lifecycle_oom_from_cgroup",
+        "Container exits found OOM-killed from their cgroup's memory.events before the runtime said so.",
+        stats.oom_from_cgroup,
     )
     yield gauge(
         "lifecycle_connected",
