@@ -136,6 +136,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._next_check = 0.0  # monotonic time of the next Tetragon check while BCC runs
         self._gap_from: int | None = None  # wall ns: an open switch gap starts here
         self._gap_marked = 0  # ... and is marked up to here
+        self._gap_boots = (0, 0)  # boottime of _gap_from and _gap_marked (hotsymbols/clock_span.py)
         self._gap_mark_at = 0.0
         self._stopped = False  # run() has ended: the agent is stopping
         # Running containers of the lifecycle registry (records with container_id, status, pid).

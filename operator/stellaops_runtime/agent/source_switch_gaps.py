@@ -5,7 +5,9 @@ attributes are the switch's). A switch from Tetragon to the native probes, or ba
 in which no source watched the node: it is opened when the active source is lost, marked as a
 node-wide gap (hotsymbols/gaps.py ``source_gap``) up to now every ``GAP_MARK_SECONDS`` and when
 the next source delivers, and handed to agent/outages.py through :meth:`SwitchGaps.take_outage`
-so an agent stopped right after a switch still records all of it. The probes' own kernel drops
+so an agent stopped right after a switch still records all of it; a wall-clock step inside it
+widens each span to hold both clocks' sides (hotsymbols/clock_span.py, measured by boottime, so
+a step back never drops it). The probes' own kernel drops
 become gaps too, never lost between two marks. The watch record (agent/watch_record.py) asks
 :meth:`SwitchGaps.watching_ns` for the last moment a source was known to watch.
 """
@@ -18,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON, SwitchStats
+from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import Pipeline
@@ -40,6 +43,7 @@ class SwitchGaps:
     stats: SwitchStats
     _gap_from: int | None
     _gap_marked: int
+    _gap_boots: tuple[int, int]  # boottime of _gap_from and of _gap_marked
     _gap_mark_at: float
     _stopped: bool
     _tetragon_seen_ns: int
@@ -49,24 +53,34 @@ class SwitchGaps:
     def _open_gap(self, from_ns: int) -> None:
         if self._gap_from is None:
             self._gap_from = self._gap_marked = from_ns
+            boot = boot_of(from_ns)
+            self._gap_boots = (boot, boot)
             self._gap_mark_at = 0.0
 
     async def _mark_gap(self, to_ns: int) -> None:
-        start = self._gap_marked
-        if to_ns > start:
-            await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, to_ns)
-            self._gap_marked = to_ns
+        """Mark the open gap up to ``to_ns`` (a recent wall-clock moment); a moment already marked
+        (by boottime: the wall clock may have stepped) marks nothing more."""
+        start, (from_boot, start_boot) = self._gap_marked, self._gap_boots
+        to_boot = boot_of(to_ns)
+        if to_boot > start_boot:
+            a, b = covering(start, start_boot, to_ns, to_boot)
+            await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, a, b)
+            self._gap_marked, self._gap_boots = to_ns, (from_boot, to_boot)
         self._gap_mark_at = time.monotonic() + GAP_MARK_SECONDS
 
     async def _close_gap(self, to_ns: int) -> None:
-        await self._mark_gap(max(to_ns, self._gap_marked))
+        await self._mark_gap(to_ns)
         if self._gap_from is None:  # take_outage (agent/outages.py) closed it, and said so, meanwhile
             return
         log.info(
             "source %s delivers: no source observed this node for %.1fs (recorded as a gap)",
-            self.mode, (self._gap_marked - self._gap_from) / 1e9,
+            self.mode, self._gap_seconds(),
         )  # fmt: skip
         self._gap_from = None
+
+    def _gap_seconds(self) -> float:
+        """How long the open gap has lasted so far (boottime: steady whatever the wall clock did)."""
+        return (self._gap_boots[1] - self._gap_boots[0]) / 1e9
 
     async def _mark_native_drops(self) -> None:
         """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
@@ -95,16 +109,18 @@ class SwitchGaps:
         Tetragon delivers again, so an agent stopped right after a switch still records all of it),
         else Tetragon's own outages while it is the source."""
         if self._gap_from is not None:
-            start, end = self._gap_marked, time.time_ns()
-            self._gap_marked = max(start, end)
+            end, end_boot = now_pair()
+            start, start_boot = self._gap_marked, self._gap_boots[1]
+            span = covering(start, start_boot, end, end_boot) if end_boot > start_boot else None
+            if span is not None:
+                self._gap_marked, self._gap_boots = end, (self._gap_boots[0], end_boot)
             if self._stopped or (self.mode == TETRAGON and self.tetragon.stats.connected):
                 log.info(
                     "source %s %s: no source observed this node for %.1fs (recorded as a gap)",
-                    self.mode, "stopped" if self._stopped else "delivers",
-                    (self._gap_marked - self._gap_from) / 1e9,
+                    self.mode, "stopped" if self._stopped else "delivers", self._gap_seconds(),
                 )  # fmt: skip
                 self._gap_from = None
-            return (start, end) if end > start else None
+            return span if span is not None and span[1] > span[0] else None
         return self.tetragon.take_outage() if self.mode == TETRAGON else None
 
     def resume_outage(self, from_ns: int) -> None:

@@ -1,0 +1,57 @@
+"""The wall-clock span of an unwatched time, whichever way the wall clock stepped inside it.
+
+Gaps are recorded in wall-clock time (event times are wall clock), but the
+wall clock can step: NTP correcting a node that booted with a wrong clock, an
+operator running ``date -s``, a VM resumed from a snapshot. An outage measured
+only by two wall-clock readings loses time when the clock steps back inside
+it: its end comes before its start, and the span was dropped. Yet every call
+made in it was stamped on one side of the step or the other, and none was
+seen, so a "not observed" must not rest on either side.
+
+Each moment is therefore read on two clocks: the wall clock and
+``CLOCK_BOOTTIME`` (steady, and it keeps counting through a suspend, which is
+unwatched time too). Between two moments ``elapsed`` boottime passed; the
+calls made between them were stamped somewhere in ``[start, start + elapsed]``
+(before a step, on the old clock) or ``[end - elapsed, end]`` (after it, on
+the new one). :func:`covering` returns the one span that holds both. When the
+clock did not step it is ``[start, end]``: the two clocks may disagree by up to
+:data:`READ_SLACK_NS` (two reads are never at the same instant; NTP slews
+rather than steps under 128 ms) before a step is assumed. When it stepped
+forward it is ``[start, end]`` too (wider than the real outage: the safe side).
+"""
+
+from __future__ import annotations
+
+import time
+
+READ_SLACK_NS = 1_000_000  # the clocks' disagreement taken for the time between two reads, not a step
+
+
+def boot_ns() -> int:
+    """Nanoseconds since the node booted, counting suspended time; never steps."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def now_pair() -> tuple[int, int]:
+    """``(wall ns, boottime ns)`` of one moment."""
+    return time.time_ns(), boot_ns()
+
+
+def boot_of(wall_ns: int) -> int:
+    """The boottime of a recent wall-clock moment, read back from now (a step since is not seen)."""
+    wall, boot = now_pair()
+    return boot - max(0, wall - wall_ns)
+
+
+def covering(start_wall: int, start_boot: int | None, end_wall: int, end_boot: int) -> tuple[int, int]:
+    """The wall-clock span holding every moment between two (see the module docstring).
+
+    ``start_boot`` None: the start's boottime is unknown (a moment of another boot) and the
+    span is the two wall-clock readings, ordered.
+    """
+    if start_boot is None:
+        return min(start_wall, end_wall), max(start_wall, end_wall)
+    elapsed = max(0, end_boot - start_boot)
+    if end_wall >= start_wall and abs((end_wall - start_wall) - elapsed) <= READ_SLACK_NS:
+        return start_wall, end_wall  # no step
+    return min(start_wall, end_wall - elapsed), max(end_wall, start_wall + elapsed)

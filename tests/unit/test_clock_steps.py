@@ -1,0 +1,70 @@
+"""Wall-clock steps inside unwatched time (hotsymbols/clock_span.py): the gap holds both sides.
+
+The clock is stepped by replacing ``time.time_ns`` (boottime keeps running, as the kernel's does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.agent.source_switch import SourceSwitch
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.sources.queue import EventQueue
+from tests.e2e import harness as h
+
+HOUR = 3600 * 1_000_000_000
+SECOND = 1_000_000_000
+
+
+def _switch(marked: list[tuple[int, int]]) -> SourceSwitch:
+    cfg = parse_config(
+        {"tetragon": {"address": f"127.0.0.1:{h.free_port()}"}, "symbols": {"enabled": False},
+         "attribution": {"enabled": False}}
+    )  # fmt: skip
+    p = Pipeline(cfg, node_name="n")
+
+    async def in_pipeline(fn: Any, node: str, start: int, end: int) -> None:
+        marked.append((start, end))
+
+    return SourceSwitch(cfg, queue=EventQueue(10), pipeline=p, in_pipeline=in_pipeline)
+
+
+def _covered(spans: list[tuple[int, int]], t: int) -> bool:
+    return any(a <= t <= b for a, b in spans)
+
+
+def _step_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() - HOUR)
+
+
+def test_a_switch_gap_taken_after_a_step_back_holds_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+    sw = _switch([])
+    opened = time.time_ns() - 2 * SECOND  # no source watched since two seconds ago
+    sw._open_gap(opened)
+    _step_back(monkeypatch)
+    span = sw.take_outage()
+    now = time.time_ns()
+    assert span is not None, "the switch's gap was dropped"
+    # old clock: the two seconds since it opened; new clock: the same two seconds, an hour earlier
+    assert _covered([span], opened) and _covered([span], opened + 2 * SECOND - 1_000_000)
+    assert _covered([span], now - 2 * SECOND + 1_000_000) and _covered([span], now - 1)
+    later = sw.take_outage()  # goes on from the new clock
+    assert later is not None and later[0] <= now <= later[1]
+
+
+def test_a_switch_gap_marked_after_a_step_back_is_marked(monkeypatch: pytest.MonkeyPatch) -> None:
+    marked: list[tuple[int, int]] = []
+    sw = _switch(marked)
+    opened = time.time_ns() - 2 * SECOND
+    sw._open_gap(opened)
+    _step_back(monkeypatch)
+    asyncio.run(sw._mark_gap(time.time_ns()))
+    now = time.time_ns()
+    assert marked, "nothing marked until the clock is back where it was, an hour on"
+    assert _covered(marked, opened) and _covered(marked, now - 2 * SECOND + 1_000_000)
