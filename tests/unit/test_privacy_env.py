@@ -42,6 +42,34 @@ def test_secret_names_lose_their_value(name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        # Kubernetes accepts any printable name but "=": Spring and .NET read these spellings
+        "spring.datasource.password",
+        "SPRING_DATASOURCE.PASSWORD",
+        "db-password",
+        "app.secret-key",
+        "ConnectionStrings:Default:Password",
+        "MY PASSWORD",
+        "api-token",
+    ],
+)
+def test_names_with_dots_dashes_and_colons_lose_their_value(name: str) -> None:
+    assert filter_env([f"{name}=v4lue"]) == [f"{name}=[REDACTED]"]
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_env([f"{name}=v4lue"]) == [f"{name}=[REDACTED]"]
+    assert pf.redactions_by_pattern["env_name"] == 1
+
+
+def test_a_configured_glob_still_matches_a_name_as_it_is_spelled() -> None:
+    pf = PrivacyFilter(PrivacyConfig(extraEnvNamePatterns=["acme.license"]))
+    assert pf.filter_env(["acme.license=L1", "acme_license=L2"]) == [
+        "acme.license=[REDACTED]",
+        "acme_license=L2",
+    ]
+
+
+@pytest.mark.parametrize(
     "entry",
     [
         "PWD=/home/app",
@@ -50,6 +78,8 @@ def test_secret_names_lose_their_value(name: str) -> None:
         "HOME=/root",
         "LOG_LEVEL=debug",
         "KEY_COUNT=4",  # *_KEY needs the name to end in _KEY
+        "spring.datasource.url=jdbc:postgresql://db/shop",
+        "key.count=4",
         "AWS_ACCESS_KEY_ID=not-secret-id",
         "HOSTNAME=web-1",
         "EMPTY=",

@@ -12,6 +12,11 @@ matched against the whole name, case-insensitively in env lists; in argument
 text only upper-case names count as variables (``token_limit=5`` in a config
 string is not an environment variable), so the argument rule needs an
 upper-case name.
+
+A name in an env list may hold any character but ``=`` (Kubernetes accepts
+``spring.datasource.password`` and ``db-password``; Spring and .NET read such
+names), so a list entry's name is also matched with every character other
+than a letter, a digit or ``_`` read as ``_`` (:func:`name_matches`).
 """
 
 from __future__ import annotations
@@ -73,6 +78,18 @@ def name_regex(globs: Iterable[str]) -> re.Pattern[str]:
     return re.compile("(?:" + "|".join(glob_to_regex(g) for g in globs) + r")\Z", re.IGNORECASE | re.ASCII)
 
 
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
+
+def name_matches(rx: re.Pattern[str], name: str) -> bool:
+    """Whether an env list entry's ``name`` matches ``rx`` (a :func:`name_regex`), as it is or with
+    each character outside ``[A-Za-z0-9_]`` read as ``_`` (``spring.datasource.password``)."""
+    if rx.match(name):
+        return True
+    plain = _NOT_NAME_CHAR.sub("_", name)
+    return plain != name and rx.match(plain) is not None
+
+
 def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     """``NAME=value`` in argument text with an upper-case NAME matching a glob: group ``s`` is the value."""
     names = "|".join(glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]") for g in globs)
@@ -102,7 +119,7 @@ def filter_env(
 ) -> list[str]:
     """Filter ``NAME=value`` environment entries.
 
-    A name matching ``name_patterns`` (case-insensitively) keeps its name and
+    A name matching ``name_patterns`` (case-insensitively, :func:`name_matches`) keeps its name and
     loses its value (``NAME=[REDACTED]``); any other entry's value goes through
     ``redact_value`` (the value rules) when given. An entry without ``=`` is
     passed to ``redact_value`` whole. Order and count are kept.
@@ -114,7 +131,7 @@ def filter_env(
         name, eq, value = entry.partition("=")
         if not eq:
             out.append(redact_value(entry) if redact_value else entry)
-        elif rx is not None and rx.match(name):
+        elif rx is not None and name_matches(rx, name):
             out.append(f"{name}={REDACTED}")
         else:
             out.append(f"{name}={redact_value(value) if redact_value else value}")

@@ -312,7 +312,7 @@ class PrivacyFilter:
             if before != after:
                 self.fields_redacted += 1
                 name, eq, _ = before.partition("=")
-                if eq and self._env_name_rx is not None and self._env_name_rx.match(name):
+                if eq and self._env_name_rx is not None and env_names.name_matches(self._env_name_rx, name):
                     self.redactions_by_pattern["env_name"] += 1
         return out
 
