@@ -21,7 +21,7 @@ from stellaops_runtime.contracts.crds import (
     POLICY_KIND,
     parse_policy_spec,
 )
-from stellaops_runtime.controller.patches import APPLIED_FIELDS_ANNOTATION
+from stellaops_runtime.controller.patches import APPLIED_FIELDS_ANNOTATION, SPEC_WRITTEN_ANNOTATION
 from stellaops_runtime.controller.render_policy import render_policy
 from stellaops_runtime.controller.settings import FINALIZER
 from stellaops_runtime.kube import resources as r
@@ -64,6 +64,7 @@ def strip_server(o: dict[str, Any]) -> dict[str, Any]:
         meta.pop(k, None)
     ann = meta.get("annotations") or {}
     ann.pop(APPLIED_FIELDS_ANNOTATION, None)
+    ann.pop(SPEC_WRITTEN_ANNOTATION, None)  # when the operator last wrote the spec
     if not ann:
         meta.pop("annotations", None)
     o.pop("status", None)

@@ -14,10 +14,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from stellaops_runtime.contracts import crds
 from stellaops_runtime.controller.ownership import NotOwnedError, Owner, why_not_ours
-from stellaops_runtime.controller.patches import for_create, managed_view, owned_patch
+from stellaops_runtime.controller.patches import (
+    SPEC_WRITTEN_ANNOTATION,
+    for_create,
+    managed_view,
+    owned_patch,
+)
+from stellaops_runtime.controller.rollout import parse_time
 from stellaops_runtime.controller.state import (
     INDEX_CHILDREN,
     INDEX_OWNED,
@@ -30,6 +38,13 @@ from stellaops_runtime.kube.client import ApiError
 from stellaops_runtime.kube.resources import resource_for
 
 log = logging.getLogger(__name__)
+
+# Kinds whose load state the nodes report by name (Tetragon's policies): a spec patch is stamped.
+REPORTED_KINDS = frozenset({crds.TETRAGON_POLICY_KIND, crds.TETRAGON_NAMESPACED_KIND})
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class OwnedWriter(ReconcilerState):
@@ -75,11 +90,18 @@ class OwnedWriter(ReconcilerState):
         uid = (current.get("metadata") or {}).get("uid")
         if uid:  # a precondition: the API server refuses to change an object's uid
             patch = {**patch, "metadata": {**(patch.get("metadata") or {}), "uid": uid}}
+        written = utcnow()
+        if "spec" in patch and desired["kind"] in REPORTED_KINDS:  # nodes list these by name only
+            meta = patch["metadata"] = dict(patch.get("metadata") or {})
+            meta["annotations"] = {
+                **(meta.get("annotations") or {}),
+                SPEC_WRITTEN_ANNOTATION: _rfc3339(written),
+            }
         body = await self.api.patch(res, name=name, namespace=namespace, patch=patch)
         self.stats.writes[f"patch {desired['kind']}"] += 1
         self._remember(key, part, body)
         if "spec" in patch:  # a new version of a name the nodes may list already (rollout.fold_rollout)
-            self._spec_written[key] = utcnow()
+            self._spec_written[key] = written
         log.info("%s %s/%s differed from its rendering: patched", desired["kind"], namespace or "", name)
         return "patched"
 
@@ -127,6 +149,23 @@ class OwnedWriter(ReconcilerState):
                 if self._owned(child) is not None:
                     out.add(child)
         return out
+
+    def spec_written_at(self, key: ObjKey) -> datetime | None:
+        """When the current version of an owned object's spec was written, as far as anyone can tell.
+
+        The latest of: this process's own last spec patch, the annotation every spec patch sets
+        (which outlives the process: a restarted operator reads it), and the object's
+        ``creationTimestamp`` (a name deleted and created again is a new version too).
+        """
+        current = self._owned(key)
+        meta = (current or {}).get("metadata") or {}
+        annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else {}
+        times = [
+            self._spec_written.get(key),
+            parse_time((annotations or {}).get(SPEC_WRITTEN_ANNOTATION)),
+            parse_time(meta.get("creationTimestamp")),
+        ]
+        return max((t for t in times if t is not None), default=None)
 
     def _is_ours(self, key: ObjKey, owner: Owner) -> bool:
         current = self._owned(key)

@@ -28,6 +28,9 @@ from stellaops_runtime.contracts.crds import POSTURE_ANNOTATION, POSTURE_REASON_
 from stellaops_runtime.controller.posture import POD_LABEL_KEYS
 
 APPLIED_FIELDS_ANNOTATION = "stellaops.io/applied-fields"
+# When the operator last wrote the object's spec (RFC 3339): node reports made before then are about
+# an older version (rollout.fold_rollout); on the object, so a restarted operator still knows it.
+SPEC_WRITTEN_ANNOTATION = "stellaops.io/spec-written-at"
 _IDENTITY_KEYS = ("apiVersion", "kind", "status")
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 

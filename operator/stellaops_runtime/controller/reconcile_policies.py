@@ -312,7 +312,7 @@ class PolicyReconciler(OwnedWriter):
         reports = index_nodes(nodes, now=now, stale_after_seconds=self.config.stale_after_seconds)
         self._notice_staleness({r.name for r in reports if r.kind == "stale"})
         spec_written = {
-            (namespace or "", k[3]): t for k in wanted if (t := self._spec_written.get(k)) is not None
+            (namespace or "", k[3]): t for k in wanted if (t := self.spec_written_at(k)) is not None
         }
         rollout = fold_rollout(
             tetragon_policies=[(namespace, n) for n in names],

@@ -17,14 +17,18 @@ module folds those into one policy's ``status.rollout``:
   UNKNOWN). A partial node is not running: what its missing hooks would have
   seen is not observed there.
 - A node's report of an object counts only when it was made **after** the
-  operator last patched that object's spec (``written``; the report's time is
+  current version of that object was written (``written``; the report's time is
   the ObservationNode's ``heartbeatTime``, which the agent writes with every
   change of its list, in whole seconds: a report stamped in the second of
   the write counts). Tetragon lists a policy by name, not by version: after
   a spec change the node lists the old version as ENABLED (or LOAD_ERROR)
-  until its agent polls again, and that says nothing of the new one. An older report counts as pending. (A
-  created object is not held back: a node cannot list a name before it
-  exists, except one deleted just before, which is reported gone soon.)
+  until its agent polls again, and that says nothing of the new one. An
+  older report counts as pending. The write's time is the latest of the
+  operator's spec patch (kept on the object, annotation
+  ``stellaops.io/spec-written-at``, so a restarted operator knows it) and the
+  object's ``creationTimestamp`` (a name deleted and created again, as a
+  GitOps prune and re-apply does, is listed under the old object until the
+  node polls again).
 - An object Tetragon SKIPPED (its nodeSelector did not match the node) is not
   meant to run there and is ignored; a node where every object is SKIPPED
   runs nothing of the policy and is counted in ``nodesSkipped``, outside the
