@@ -67,11 +67,17 @@ __all__ = [
 ]
 
 
+# An SQL string literal: single quotes (a quote inside is doubled), optionally with
+# a national or escape-string prefix (``N'...'`` in SQL Server, ``E'...'`` in
+# PostgreSQL), or double quotes (MySQL; an Oracle quoted identifier); the closing
+# quote is optional (the text may have been truncated).
+_SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUBLE_QUOTED})"""
+
 # A key=value / flag value: a quoted string (closing quote optional, the text may
-# have been truncated; ``\"`` inside double quotes does not end it) or a run of
-# characters up to whitespace, a quote, ``;`` (ODBC-style strings) or ``&`` (URL
-# query strings).
-_VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[^\s"';&]+)"""
+# have been truncated; ``\"`` inside double quotes does not end it; an SQL
+# ``N'...'`` literal, ``PASSWORD = N'x'``) or a run of characters up to
+# whitespace, a quote, ``;`` (ODBC-style strings) or ``&`` (URL query strings).
+_VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|[^\s"';&]+)"""
 
 
 def _first_char_alternatives(word: str, tail: str = "") -> list[str]:
@@ -222,6 +228,24 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         triggers=("k_live_", "k_test_"),
     ),
     SecretPattern("password", _keyed(list(PASSWORD_WORDS)), triggers=("pass", "pwd")),
+    SecretPattern(
+        "sql_password",
+        # Passwords in SQL statements (``psql -c``, ``mysql -e``, init scripts), where no
+        # ``=`` follows the word: PostgreSQL ``CREATE|ALTER ROLE|USER ... [ENCRYPTED] PASSWORD
+        # 'x'`` (also CQL), MySQL ``PASSWORD('x')``, ``IDENTIFIED [WITH plugin] BY|AS
+        # [PASSWORD] 'x'`` (MySQL, Oracle; Oracle's unquoted too), ``SET PASSWORD [FOR
+        # user] = 'x'``. The literal is the secret; ``PASSWORD = 'x'`` is the key rule's.
+        "|".join(
+            [
+                rf"[Pp](?<![\w$-][Pp])(?i:assword)(?:\s+|\s*\(\s*)(?P<s>{_SQL_LITERAL})",
+                r"[Ii](?<![\w$-][Ii])(?i:dentified)\s+(?:(?i:with)\s+[^\s;'\"]+\s+)?(?i:by|as)\s+"
+                rf"(?:(?i:password)\s+)?(?P<s_2>{_SQL_LITERAL}|[^\s;'\"]+)",
+                r"[Ss](?<![\w$-][Ss])(?i:et)\s+(?i:password)\b[^=;]{0,256}?=\s*"
+                rf"(?:(?i:password)\s*\(\s*)?(?P<s_3>{_SQL_LITERAL})",
+            ]
+        ),
+        triggers=("password", "identified"),
+    ),
     SecretPattern(
         "secret_token",
         _keyed(list(SECRET_WORDS)),
