@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import jsonpatch
 import kmock
 import kopf
@@ -119,6 +120,9 @@ class ApiServer(kmock.KubernetesEmulator):
         self._inflight: set[int] = set()
         # Optional authorizer: a request it returns False for is 403 Forbidden (RBAC tests).
         self.authorize: Callable[[Any], bool] | None = None
+        # Optional throttle: a request it returns a Retry-After value for (a string, sent as is;
+        # "" for none) is 429 TooManyRequests, as API Priority and Fairness answers.
+        self.throttle: Callable[[Any], str | None] | None = None
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -149,6 +153,19 @@ class ApiServer(kmock.KubernetesEmulator):
             self.status[id(request)] = status
 
     async def _handle_one(self, request: Any) -> Any:
+        if self.throttle is not None and (retry_after := self.throttle(request)) is not None:
+            return aiohttp.web.json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": "Too many requests, please try again later.",
+                    "reason": "TooManyRequests",
+                    "code": 429,
+                },
+                status=429,
+                headers={"Retry-After": retry_after} if retry_after else None,
+            )
         if self.authorize is not None and not self.authorize(request):
             raise kmock.KubernetesError(
                 status=403,

@@ -145,6 +145,8 @@ class ObserverReconciler(PolicyReconciler):
             except NotOwnedError as e:
                 refused.append(e)
             except ApiError as e:
+                if e.throttled:  # not a failure of the agents: the scheduler retries after Retry-After
+                    raise
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")
         wanted = {obj_key(o) for o in desired}
         if uid:

@@ -293,6 +293,8 @@ class PolicyReconciler(OwnedWriter):
                 refused.append(e)
                 missing.append(obj["metadata"]["name"])
             except ApiError as e:
+                if e.throttled:  # not a failure of the policy: the scheduler retries after Retry-After
+                    raise
                 if kind == POLICY_KIND and namespace and _namespace_terminating(e):
                     log.info("%s %s/%s: namespace is being deleted; nothing rendered", kind, namespace, name)
                     self._terminating.add(namespace)

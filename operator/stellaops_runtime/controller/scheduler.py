@@ -10,6 +10,8 @@ kopf delivers watch events per object; the operator's handlers only say
   exactly one more run;
 - a failed run is retried with capped exponential backoff (kopf does not
   retry ``@kopf.on.event`` handlers), counted, and logged once per failure;
+  an error that says how long the server asked to wait (``retry_after``: a
+  throttled API request, ``kube.client``) is retried no sooner than that;
 - ``concurrency`` bounds how many reconciles talk to the API server at once.
 
 ``wait_idle()`` lets tests and the benchmark know when the operator has
@@ -128,6 +130,7 @@ class Scheduler:
                 waiters, entry.waiters = entry.waiters, []
                 entry.running = True
                 failed = False
+                server_wait = 0.0
                 async with self._slots:
                     self.stats.runs += 1
                     try:
@@ -136,6 +139,7 @@ class Scheduler:
                         raise
                     except Exception as e:
                         failed = True
+                        server_wait = _retry_after(e)
                         entry.failures += 1
                         self.stats.failures += 1
                         log.warning("reconcile %s failed (attempt %d): %s", key, entry.failures, e,
@@ -150,6 +154,7 @@ class Scheduler:
                 if failed:
                     self.stats.retries += 1
                     backoff = min(self._retry_max, self._retry_initial * 2 ** (entry.failures - 1))
+                    backoff = max(backoff, server_wait)  # the API server's Retry-After comes first
                     entry.due = loop.time() + backoff
                     continue
                 return
@@ -161,3 +166,9 @@ class Scheduler:
                 del self._entries[key]
             if not self._entries:
                 self._idle.set()
+
+
+def _retry_after(error: BaseException) -> float:
+    """Seconds the API server asked to wait before the next attempt (``ApiError.retry_after``), else 0."""
+    wait = getattr(error, "retry_after", None)
+    return float(wait) if isinstance(wait, int | float) and wait > 0 else 0.0

@@ -11,6 +11,15 @@ credential plugin, so they run in a worker thread; so does the token refresh
 they install (bound service-account tokens rotate), at most every
 ``TOKEN_REFRESH_SECONDS`` and once more after a 401.
 
+A server that throttles (429 Too Many Requests, as API Priority and Fairness
+answers, or 503 with a ``Retry-After``) is waited for as it asks: the
+request is sent again after the server's ``Retry-After`` (1 s when it gives
+none), at most ``THROTTLE_RETRIES`` times and only when the wait is at most
+``MAX_THROTTLE_WAIT`` seconds; otherwise the ``ApiError`` carries the wait
+(``retry_after``, capped at ``RETRY_AFTER_CAP``) so the caller's next attempt
+comes no sooner (the operator's scheduler honours it). A throttled request
+was not processed, so sending it again is safe.
+
 Writes are JSON merge patches (``application/merge-patch+json``), which every
 API server and kmock's emulator apply the same way. Every request is counted
 by verb and resource, so tests and the benchmark can prove that an unchanged
@@ -35,7 +44,14 @@ from typing import Any
 import aiohttp
 
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.kube.errors import ApiError, api_error
 from stellaops_runtime.kube.resources import EVENTS, Resource
+from stellaops_runtime.kube.throttle import (
+    DEFAULT_THROTTLE_WAIT,
+    MAX_THROTTLE_WAIT,
+    THROTTLE_RETRIES,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +62,6 @@ WRITE_VERBS = frozenset({"create", "patch", "delete"})
 
 class KubeConfigError(RuntimeError):
     """No usable credentials: not in a cluster and no readable kubeconfig."""
-
-
-class ApiError(RuntimeError):
-    """The API server answered with an error status (``status`` is the HTTP code)."""
-
-    def __init__(self, *, status: int, reason: str, message: str, method: str, path: str) -> None:
-        super().__init__(f"{method} {path}: {status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
 
 
 @dataclass(slots=True)
@@ -173,8 +171,18 @@ class Connection:
 class KubeClient:
     """Async CRUD on Kubernetes objects; use as ``async with KubeClient(conn) as kube``."""
 
-    def __init__(self, connection: Connection, *, timeout: float = 30.0, user_agent: str = "") -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        timeout: float = 30.0,
+        user_agent: str = "",
+        throttle_retries: int = THROTTLE_RETRIES,
+        max_throttle_wait: float = MAX_THROTTLE_WAIT,
+    ) -> None:
         self.connection = connection
+        self.throttle_retries = throttle_retries
+        self.max_throttle_wait = max_throttle_wait
         self.stats = RequestStats()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent or "stellaops-runtime"
@@ -239,7 +247,9 @@ class KubeClient:
         await self._refresh(force=False)
         data = json.dumps(body, separators=(",", ":")) if body is not None else None
         url = self.connection.server + path
-        for attempt in (1, 2):
+        refreshed = False  # one token refresh after a 401
+        throttled = 0  # waits for the server's Retry-After so far
+        while True:
             headers = {"Content-Type": content_type} if data is not None else {}
             if self.connection.authorization:
                 headers["Authorization"] = self.connection.authorization
@@ -247,15 +257,25 @@ class KubeClient:
             self.stats.by_resource[f"{verb} {resource}"] += 1
             async with session.request(method, url, data=data, params=params, headers=headers) as resp:
                 text = await resp.text()
-                if resp.status == 401 and attempt == 1 and self.connection._config is not None:
-                    self.stats.errors[401] += 1
-                    await self._refresh(force=True)
-                    continue
-                if resp.status >= 400:
-                    self.stats.errors[resp.status] += 1
-                    raise _api_error(resp.status, text, method=method, path=path)
-                return json.loads(text) if text else None
-        raise AssertionError("unreachable")  # the loop returns or raises
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+            if resp.status == 401 and not refreshed and self.connection._config is not None:
+                self.stats.errors[401] += 1
+                refreshed = True
+                await self._refresh(force=True)
+                continue
+            if resp.status >= 400:
+                self.stats.errors[resp.status] += 1
+                err = api_error(resp.status, text, method=method, path=path, retry_after=retry_after)
+                if err.throttled:
+                    wait = retry_after if retry_after is not None else DEFAULT_THROTTLE_WAIT
+                    if throttled < self.throttle_retries and wait <= self.max_throttle_wait:
+                        throttled += 1
+                        log.debug("%s %s throttled (%s): sent again in %gs", method, path, resp.status, wait)
+                        await asyncio.sleep(wait)
+                        continue
+                    err.retry_after = wait
+                raise err
+            return json.loads(text) if text else None
 
     # -- object verbs ----------------------------------------------------------
 
@@ -372,15 +392,3 @@ class KubeClient:
             "count": 1,
         }
         return await self.create(EVENTS, event)
-
-
-def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
-    reason, message = "", text[:500]
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        reason = str(doc.get("reason") or "")
-        message = str(doc.get("message") or message)[:500]
-    return ApiError(status=status, reason=reason, message=message, method=method, path=path)

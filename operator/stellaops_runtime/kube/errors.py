@@ -1,0 +1,62 @@
+"""The API server's error answers as one exception, ``ApiError``, with what callers decide on.
+
+Callers branch on the HTTP status (404 gone, 409 conflict, 403 refused) and,
+for a throttled request (429, or 503 with a ``Retry-After``), on how long the
+server asked to wait (``retry_after``, ``kube.throttle``). The server's own
+``reason`` and ``message`` are kept (cut at 500 characters) for logs, Events
+and status messages.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class ApiError(RuntimeError):
+    """The API server answered with an error status (``status`` is the HTTP code)."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        reason: str,
+        message: str,
+        method: str,
+        path: str,
+        retry_after: float | None = None,
+    ) -> None:
+        wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
+        super().__init__(f"{method} {path}: {status} {reason}: {message}{wait}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after  # seconds the server asked to wait (throttling), else None
+
+    @property
+    def throttled(self) -> bool:
+        """The server refused for load (429, or 503 with a Retry-After): not processed; try later."""
+        return self.status == 429 or (self.status == 503 and self.retry_after is not None)
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def api_error(
+    status: int, text: str, *, method: str, path: str, retry_after: float | None = None
+) -> ApiError:
+    reason, message = "", text[:500]
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        reason = str(doc.get("reason") or "")
+        message = str(doc.get("message") or message)[:500]
+    return ApiError(
+        status=status, reason=reason, message=message, method=method, path=path, retry_after=retry_after
+    )
