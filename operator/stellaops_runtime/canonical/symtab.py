@@ -225,8 +225,18 @@ def function_symbols(
     strsec = sections[sec.link]
     if strsec.type == SHT_NOBITS:
         return SymbolColumns([], [], [], [], [], [])
+    if strsec.type != "SHT_STRTAB":
+        # Names would be read out of whatever bytes that section holds (the symbol table itself,
+        # code): every name wrong. No linker writes this.
+        raise ElfError("bad_elf", f"{name}: string table link {sec.link} is a section of type {strsec.type}")
     data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
     strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
+    if strtab and (strtab[0] != 0 or strtab[-1] != 0):
+        # The ELF specification: a string table's first and last bytes are NUL. A table that does
+        # not start with one is read from the wrong place (a damaged sh_offset): every name would
+        # be shifted or garbage.
+        where = f"{strsec.offset:#x}"
+        raise ElfError("bad_elf", f"{name}: string table at {where} does not begin and end with NUL")
     if is64:  # st_name(4) st_info(1) st_other(1) st_shndx(2) st_value(8) st_size(8)
         info_at, shndx_at = 4, 6
     else:  # st_name(4) st_value(4) st_size(4) st_info(1) st_other(1) st_shndx(2)
