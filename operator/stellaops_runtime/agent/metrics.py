@@ -104,7 +104,7 @@ source_outage_marks_total            source outage spans marked as node-wide gap
 restart_gaps_total                   holes since the node's last agent, from its watch record
                                      (<store.spoolPath>.alive, agent/watch_record.py), marked as outages
 watch_record_ignored_total{reason}   watch records not used: not_json, too_large, bad_shape, bad_time,
-                                     future, other_node, unreadable, error; watch_record_write_errors_total
+                                     other_node, unreadable, error; watch_record_write_errors_total
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
 native_selection_*, native_pod_view_*  native events dropped or kept by pod selection and the pod view's
                                      state (agent/native_selection_metrics.py lists them)

@@ -123,10 +123,11 @@ class SwitchGaps:
             return span if span is not None and span[1] > span[0] else None
         return self.tetragon.take_outage() if self.mode == TETRAGON else None
 
-    def resume_outage(self, from_ns: int) -> None:
-        """Nobody watched since ``from_ns`` (the last agent's record, agent/watch_record.py): Tetragon's
-        outage until its first stream opens, or the switch's gap until the probes attach."""
-        self.tetragon.resume_outage(from_ns)
+    def resume_outage(self, from_ns: int, from_boot: int | None = None) -> None:
+        """Nobody watched since ``from_ns`` (boottime ``from_boot``; the last agent's record,
+        agent/watch_record.py): Tetragon's outage until its first stream opens, or the switch's gap
+        until the probes attach."""
+        self.tetragon.resume_outage(from_ns, from_boot)
         self._tetragon_seen_ns = min(self._tetragon_seen_ns, from_ns)
 
     def watching_ns(self) -> int | None:

@@ -27,10 +27,22 @@ At start the next agent reads it; a record of this node with a sane time
 makes the span from that time until its first stream opens an outage of the
 source (``resume_outage``), handed over by ``take_outage`` like a reconnect.
 A missing record (the node's first agent) adds no gap. A record that cannot
-be trusted (too large, not JSON, wrong shape, another node's, a time <= 0 or
-in the future beyond :data:`FUTURE_SKEW_NS`, a symlink) is ignored, logged and
-counted in :attr:`WatchRecord.ignored`; it never stops the agent. Without
-``store.spoolPath`` there is no record, and restart holes are not recorded.
+be trusted (too large, not JSON, wrong shape, another node's, a time <= 0, a
+symlink) is ignored, logged and counted in :attr:`WatchRecord.ignored`; it
+never stops the agent. Without ``store.spoolPath`` there is no record, and
+restart holes are not recorded.
+
+The wall clock may have stepped since the record was written (NTP, ``date
+-s``): a record "from the future" is a clock stepped back, and its hole is
+still a hole. The record also keeps the node's boot id and the moment on the
+boot clock (``CLOCK_BOOTTIME``, which never steps), so on the same boot the
+hole is measured exactly and marked on both sides of the step
+(hotsymbols/clock_span.py). A record ahead of the clock by more than
+:data:`FUTURE_SKEW_NS` without that (another boot, an older record) or by more
+than :data:`MAX_STEP_NS` (not a time any clock had) says nothing about where
+the hole began on the old clock: the gap then starts where the hole must have
+started on the new one, the boot (or, on the same boot, the boot clock's
+measure of the hole), never nowhere.
 """
 
 from __future__ import annotations
@@ -43,13 +55,17 @@ import secrets
 import stat
 import time
 from collections import Counter, deque
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from stellaops_runtime.hotsymbols.clock_span import READ_SLACK_NS, boot_ns, boot_of
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".alive"
 MAX_RECORD_BYTES = 4096  # the record is ~150 bytes; anything larger is not ours
-FUTURE_SKEW_NS = 10 * 1_000_000_000  # a time this far ahead of the clock is accepted (as now)
+FUTURE_SKEW_NS = 10 * 1_000_000_000  # a time this far ahead of the clock is taken as now
+MAX_STEP_NS = 86_400 * 1_000_000_000  # a record further ahead than this is no clock's time
 FORMAT = "stellaops-runtime-alive"
 MAX_SAMPLES = 4096  # watching moments waiting for a flush that covers them
 
@@ -67,19 +83,38 @@ def record_path(spool_path: str) -> str:
     return spool_path + SUFFIX if spool_path else ""
 
 
-def encode(node: str, agent_id: str, alive_ns: int) -> bytes:
-    doc = {"format": FORMAT, "node": node, "agent_id": agent_id, "alive_ns": int(alive_ns)}
+def this_boot() -> str:
+    """The kernel's id of this boot ("" when unreadable: boot-clock times are then not kept)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:64]
+    except OSError:
+        return ""
+
+
+def encode(node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None) -> bytes:
+    doc: dict[str, Any] = {"format": FORMAT, "node": node, "agent_id": agent_id, "alive_ns": int(alive_ns)}
+    boot_id = this_boot() if alive_boot is not None else ""
+    if boot_id:
+        doc["boot_id"], doc["boot_ns"] = boot_id, int(alive_boot)  # type: ignore[arg-type]
     return json.dumps(doc, ensure_ascii=True, sort_keys=True).encode()
 
 
-def write_record(path: str, node: str, agent_id: str, alive_ns: int) -> None:
+class Hole(NamedTuple):
+    """Where the hole since the last agent starts: wall ns, its boottime (None: unknown), the agent."""
+
+    alive_ns: int
+    agent_id: str
+    boot_ns: int | None = None
+
+
+def write_record(path: str, node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None) -> None:
     """Replace the record (temporary file beside it, mode 0600, renamed). Raises OSError."""
     d, name = os.path.split(path)
     tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(encode(node, agent_id, alive_ns))
+            f.write(encode(node, agent_id, alive_ns, alive_boot))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -87,8 +122,9 @@ def write_record(path: str, node: str, agent_id: str, alive_ns: int) -> None:
         raise
 
 
-def read_record(path: str, *, node: str, now_ns: int) -> tuple[int, str]:
-    """``(alive_ns, agent_id)`` of a usable record; None-like failures raise :class:`RecordIgnored`.
+def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = None) -> Hole:
+    """Where the hole of a usable record starts (see the module docstring); failures raise
+    :class:`RecordIgnored`. ``now_boot``: the boot clock now (read when None).
 
     A missing file raises FileNotFoundError (not an error: the node's first agent).
     """
@@ -124,11 +160,28 @@ def read_record(path: str, *, node: str, now_ns: int) -> tuple[int, str]:
         raise RecordIgnored("other_node", f"written for node {rec_node[:64]!r}, this is {node!r}")
     if alive <= 0:
         raise RecordIgnored("bad_time", f"alive_ns {alive} is not a time")
-    if alive > now_ns + FUTURE_SKEW_NS:
-        raise RecordIgnored(
-            "future", f"alive_ns is {min(alive - now_ns, 10**18) // 10**9}s or more in the future"
-        )
-    return min(alive, now_ns), agent_id[:128]
+    now_boot = boot_ns() if now_boot is None else now_boot
+    boot = doc.get("boot_ns")
+    if doc.get("boot_id") != this_boot() or type(boot) is not int or not 0 <= boot <= now_boot:
+        boot = None  # another boot's (or an older record's): its boot-clock time means nothing here
+    return _hole_start(alive, boot, now_ns, now_boot, agent_id[:128])
+
+
+def _hole_start(alive: int, boot: int | None, now: int, now_boot: int, agent_id: str) -> Hole:
+    """The hole's start, the wall clock's steps allowed for (see the module docstring)."""
+    ahead = alive - now
+    if boot is not None and ahead <= MAX_STEP_NS:
+        return Hole(alive, agent_id, boot)  # measured on the boot clock: both sides of any step
+    if ahead <= FUTURE_SKEW_NS:
+        return Hole(min(alive, now), agent_id)
+    # The clock stepped back since (or the time is no clock's): the old clock's side is unknowable;
+    # the new clock's side starts at least where the boot clock puts the hole's start, or at the boot.
+    start = now - (now_boot - boot if boot is not None else now_boot)
+    log.warning(
+        "watch record time is %ss ahead of the clock (stepped back?): the gap starts at %s instead",
+        min(ahead, 10**18) // 10**9, _iso(start),
+    )  # fmt: skip
+    return Hole(start, agent_id)
 
 
 def _iso(ns: int) -> str:
@@ -155,8 +208,9 @@ class WatchRecord:
         self.restart_gaps = 0  # restart holes handed to the source as outages
         self.restart_gap_seconds = 0.0  # ... their length up to this agent's start
         self.write_errors = 0
-        self._written = 0  # alive_ns of the last write
-        self._samples: deque[tuple[int, int]] = deque()  # (watching ns, payloads enqueued then)
+        self._written = (0, 0)  # (alive_ns, its boottime) of the last write
+        # (watching ns, its boottime, payloads enqueued then)
+        self._samples: deque[tuple[int, int, int]] = deque()
 
     @property
     def enabled(self) -> bool:
@@ -172,7 +226,7 @@ class WatchRecord:
         with contextlib.suppress(OSError):  # a killed agent's temporary record files
             remove_stale_temporaries(self.path)
         try:
-            alive, last_agent = read_record(self.path, node=self.node, now_ns=now)
+            alive, last_agent, alive_boot = read_record(self.path, node=self.node, now_ns=now)
         except FileNotFoundError:
             log.info("no watch record at %s: the first agent on this node, no restart gap", self.path)
             return None
@@ -184,9 +238,9 @@ class WatchRecord:
             self.ignored["error"] += 1
             log.error("watch record %s ignored (error): %r; a restart hole may go unrecorded", self.path, e)
             return None
-        source.resume_outage(alive)
+        source.resume_outage(alive, alive_boot)
         self.restart_gaps += 1
-        self.restart_gap_seconds = (now - alive) / 1e9
+        self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
         log.warning(
             "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap",
             _iso(alive), last_agent, self.restart_gap_seconds,
@@ -197,10 +251,13 @@ class WatchRecord:
         """Sample the source's last watching moment (about once a second), if it is watching."""
         watching = getattr(source, "watching_ns", None)
         alive = watching() if self.path and watching is not None else None
-        if alive is None or (self._samples and alive <= self._samples[-1][0]) or alive <= self._written:
+        if alive is None:
+            return
+        boot = boot_of(alive)
+        if not _later((alive, boot), self._samples[-1][:2] if self._samples else self._written):
             return
         if len(self._samples) < MAX_SAMPLES:  # full (the store down for long): the oldest ones count
-            self._samples.append((alive, self.queue.enqueued))
+            self._samples.append((alive, boot, self.queue.enqueued))
 
     def flush_starts(self) -> int:
         """Payloads the pipeline has taken so far: the flush starting now drains all of them."""
@@ -208,11 +265,11 @@ class WatchRecord:
 
     def flushed(self, taken: int, ok: bool) -> None:
         """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""
-        best = 0
-        while ok and self._samples and self._samples[0][1] <= taken:
-            best = self._samples.popleft()[0]
-        if best:
-            self.write(best)
+        best = None
+        while ok and self._samples and self._samples[0][2] <= taken:
+            best = self._samples.popleft()
+        if best is not None:
+            self.write(best[0], best[1])
 
     def final(self, alive: int | None, ok: bool) -> None:
         """At shutdown: ``alive`` (the source's last watching moment when stop was asked) if the
@@ -220,11 +277,13 @@ class WatchRecord:
         if ok and alive is not None:
             self.write(alive)
 
-    def write(self, alive: int) -> None:
-        if not self.path or alive <= self._written:
+    def write(self, alive: int, boot: int | None = None) -> None:
+        """Record ``alive`` (boottime ``boot``; read back from now when None) if it is later."""
+        boot = boot_of(alive) if boot is None else boot
+        if not self.path or not _later((alive, boot), self._written):
             return
         try:
-            write_record(self.path, self.node, self.agent_id, alive)
+            write_record(self.path, self.node, self.agent_id, alive, boot)
         except OSError as e:
             self.write_errors += 1
             if self.write_errors == 1 or self.write_errors % 600 == 0:
@@ -232,7 +291,12 @@ class WatchRecord:
                     "cannot write the watch record %s: %s (%d failures)", self.path, e, self.write_errors
                 )
             return
-        self._written = alive
+        self._written = (alive, boot)
+
+
+def _later(moment: tuple[int, int], than: tuple[int, int]) -> bool:
+    """A moment after another: on the wall clock, or on the boot clock once the wall clock stepped back."""
+    return moment[0] > than[0] or moment[1] > than[1] + READ_SLACK_NS
 
 
 def attach_watch_record(agent: Any) -> WatchRecord:
