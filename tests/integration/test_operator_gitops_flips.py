@@ -1,0 +1,141 @@
+"""GitOps moves on one policy, fast: specs flipped back and forth, pruned and re-applied, many at once.
+
+What a GitOps tool does to the operator in a bad hour: a policy flipped
+between two specs faster than the operator reconciles (a revert of a revert),
+a policy deleted and created again with the same name (Argo CD prune then
+sync, or ``Replace=true``), a rollback to an older spec. After each burst,
+once the operator settles, the cluster must hold exactly the Tetragon objects
+of the last spec, owned by the policy object that exists now (never the old
+spec's leftovers, never the new one's deleted), and the status must describe
+the current generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
+from stellaops_runtime.kube import resources as r
+from stellaops_runtime.kube.client import ApiError
+from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NS = "shop"
+DEEP: dict[str, Any] = {  # renders stellaops-<name>, -stacks and -tcp
+    "podSelector": {"matchLabels": {"app": "web"}},
+    "maxLevel": "EbpfDeep",
+    "syscalls": ["execve", "connect"],
+    "stackTraces": {"kernel": True, "user": False},
+    "tcpState": True,
+}
+ACTIVE: dict[str, Any] = {  # renders stellaops-<name> only
+    "podSelector": {"matchLabels": {"app": "web"}},
+    "maxLevel": "ActiveTracing",
+    "syscalls": ["openat"],
+    "stackTraces": {"kernel": False, "user": False},
+    "tcpState": False,
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    async with Cluster(tmp_path_factory.mktemp("kube")) as c:
+        await c.create(obj("v1", "Namespace", NS))
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def operator(cluster: Cluster) -> AsyncIterator[OperatorRun]:
+    async with OperatorRun(cluster, fast_config(cluster)) as op:
+        await op.settle()
+        yield op
+
+
+def _tetragon(cluster: Cluster, policy: str) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o
+        for o in cluster.listed(r.TRACING_POLICIES_NAMESPACED, NS)
+        if o["metadata"]["name"]
+        in {f"stellaops-{policy}{part}" for part in ("", "-stacks", "-tcp", "-uprobes")}
+    }
+
+
+def _check(cluster: Cluster, policy: str, spec: dict[str, Any]) -> None:
+    pol = cluster.stored(r.OBSERVATION_POLICIES, policy, NS)
+    assert pol is not None
+    want = {f"stellaops-{policy}"}
+    if spec["maxLevel"] == "EbpfDeep":
+        want.add(f"stellaops-{policy}-stacks")
+    if spec.get("tcpState"):
+        want.add(f"stellaops-{policy}-tcp")
+    have = _tetragon(cluster, policy)
+    assert set(have) == want
+    for name, o in have.items():
+        owners = [ref["uid"] for ref in o["metadata"].get("ownerReferences") or ()]
+        assert owners == [pol["metadata"]["uid"]], name
+    main = have[f"stellaops-{policy}"]
+    syscalls = {str(spec["syscalls"])}
+    assert all(s in str(main["spec"]) for s in spec["syscalls"]), syscalls
+    status = pol.get("status") or {}
+    assert status.get("observedGeneration") == pol["metadata"]["generation"]
+    assert sorted(status.get("tetragonPolicies") or []) == sorted(want)
+
+
+async def test_a_spec_flipped_fast_settles_on_exactly_the_last_one(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    await cluster.create(obj(API_VERSION, POLICY_KIND, "flip", namespace=NS, spec=DEEP))
+    await operator.settle()
+    _check(cluster, "flip", DEEP)
+    for last in (ACTIVE, DEEP):
+        for i in range(12):
+            spec = DEEP if i % 2 else ACTIVE
+            await cluster.patch(r.OBSERVATION_POLICIES, "flip", {"spec": spec}, namespace=NS)
+        await cluster.patch(r.OBSERVATION_POLICIES, "flip", {"spec": last}, namespace=NS)
+        await operator.settle()
+        _check(cluster, "flip", last)
+
+
+async def test_a_policy_pruned_and_reapplied_keeps_only_the_new_objects(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    await cluster.create(obj(API_VERSION, POLICY_KIND, "again", namespace=NS, spec=DEEP))
+    await operator.settle()
+    for round_, spec in enumerate((ACTIVE, DEEP, ACTIVE, DEEP)):
+        await cluster.delete(r.OBSERVATION_POLICIES, "again", NS)
+
+        # A GitOps tool re-creates as soon as the name is free (409 while the finalizer holds it).
+        async def recreate(spec: dict[str, Any] = spec) -> bool:
+            try:
+                await cluster.create(obj(API_VERSION, POLICY_KIND, "again", namespace=NS, spec=spec))
+            except ApiError as e:
+                if e.conflict:
+                    return False
+                raise
+            return True
+
+        await wait_for(recreate, what=f"re-created (round {round_})")
+        await operator.settle()
+        _check(cluster, "again", spec)
+
+
+async def test_many_policies_at_once_each_settles_on_its_own_objects(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    names = [f"many-{i}" for i in range(40)]
+    for i, name in enumerate(names):
+        await cluster.create(
+            obj(API_VERSION, POLICY_KIND, name, namespace=NS, spec=DEEP if i % 2 else ACTIVE)
+        )
+    for i, name in enumerate(names[:20]):  # half roll back to the other spec at once
+        await cluster.patch(r.OBSERVATION_POLICIES, name, {"spec": ACTIVE if i % 2 else DEEP}, namespace=NS)
+    await operator.settle(timeout=60)
+    for i, name in enumerate(names):
+        flipped = i < 20
+        deep = bool(i % 2) != flipped
+        _check(cluster, name, DEEP if deep else ACTIVE)
