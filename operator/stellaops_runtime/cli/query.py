@@ -57,7 +57,14 @@ from stellaops_runtime.evidence.doubts import doubts as find_doubts
 from stellaops_runtime.evidence.doubts import package_doubts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, parse_rfc3339
+from stellaops_runtime.store.refs import (
+    FunctionQuery,
+    PurlQuery,
+    RefError,
+    function_query,
+    parse_rfc3339,
+    plain_text,
+)
 from stellaops_runtime.store.unnamed import unnamed_code
 
 HELP = f"""\
@@ -232,6 +239,8 @@ def _empty_answer(conn: sa.Connection, image: str, purl: PurlQuery | None = None
 def run_functions(args: argparse.Namespace) -> int:
     try:
         pq = None if args.prefix else PurlQuery.parse(args.purl)
+        if pq is None:
+            plain_text(args.purl, "package URL prefix")
     except RefError as e:
         return error(str(e))
 

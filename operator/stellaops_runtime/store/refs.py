@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 
 from packageurl import PackageURL
@@ -67,6 +68,7 @@ def image_key(text: str) -> str:
     ref = text.strip()
     if not ref:
         raise RefError("empty image reference: give a digest, e.g. sha256:<64 hex digits>")
+    no_controls(ref, "image reference")
     if ref.startswith(NON_IMAGE_PREFIXES) and ref.partition(":")[2] and not any(c in ref for c in "@/ "):
         return ref
     if any(c.isspace() for c in ref):
@@ -141,10 +143,15 @@ class PurlQuery:
         if not t:
             raise RefError("empty package URL")
         _utf8(t, "package URL")
+        no_controls(t, "package URL")
         try:
             p = PackageURL.from_string(t)
         except ValueError as e:
             raise RefError(f"malformed package URL {text!r}: {e}") from None
+        quals = p.qualifiers if isinstance(p.qualifiers, dict) else {}
+        for part in (p.type, p.namespace, p.name, p.version, p.subpath, *quals, *quals.values()):
+            if part:  # percent-decoded: %00 and %1b are a NUL and an escape no stored purl holds
+                no_controls(part, f"package URL {_shown(t)}: the part")
         v = p.version or ""
         if v.startswith(_RANGE_STARTS) or any(m in v for m in ("||", ",", " ")) or _WILD & set(v.split(".")):
             # matched as a version it matches nothing: a "not observed" about a package that ran
@@ -270,11 +277,43 @@ def _utf8(text: str, what: str) -> None:
         raise RefError(f"{what} {text[:200]!r} contains a NUL byte")
 
 
+# Characters no stored name, purl or key holds, and that a terminal does not show as themselves:
+# C0 and C1 controls and DEL (Cc), format characters (Cf: bidi overrides, zero-width marks), line
+# and paragraph separators. A question holding one matches nothing, and its answer would read as
+# "not observed" of the name it looks like: ``crc32\x01`` prints as ``crc32``.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _shown(text: str) -> str:
+    """``text`` (its first 200 characters) with what a terminal does not show escaped, quoted."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:200])
+    return f"'{shown}'"
+
+
+def no_controls(text: str, what: str) -> None:
+    """:class:`RefError` when ``text`` holds a control, format or line-separator character."""
+    for c in text:
+        if unicodedata.category(c) in _INVISIBLE:
+            raise RefError(
+                f"{what} {_shown(text)} contains a control character (U+{ord(c):04X}): "
+                "no stored name holds one"
+            )
+
+
+def plain_text(text: str, what: str) -> str:
+    """``text`` when a store can hold it and a terminal shows it (valid UTF-8, no NUL, no control
+    character), else :class:`RefError`: for text matched as it is (``query functions --prefix``)."""
+    _utf8(text, what)
+    no_controls(text, what)
+    return text
+
+
 def function_query(text: str) -> FunctionQuery:
     t = text.strip()
     if not t:
         raise RefError("empty function name")
     _utf8(t, "function name")
+    no_controls(t, "function name")
     fid = None
     if ":" in t:
         try:
