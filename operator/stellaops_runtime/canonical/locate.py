@@ -30,6 +30,7 @@ from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.parseworker import ParsePending
 from stellaops_runtime.canonical.procmaps import (
     DELETED_SUFFIX,
+    ESCAPED_NEWLINE,
     ProcessError,
     map_files_path,
     process_alive,
@@ -111,12 +112,26 @@ class BinaryLocator:
     def process_path(self, pid: int, module: str) -> tuple[str, str]:
         """(root, path) through which ``module`` of process ``pid`` is read."""
         assert self.proc_root is not None
-        if module.endswith(DELETED_SUFFIX):
-            path = module[: -len(DELETED_SUFFIX)]
-            for m in read_maps(pid, proc_root=self.proc_root):
-                if m.deleted and m.path == path:
-                    return "/", map_files_path(pid, m, proc_root=self.proc_root)
-            raise ProcessError(Outcome.DELETED_FILE, f"{module}: no deleted mapping of it in process {pid}")
+        deleted = module.endswith(DELETED_SUFFIX)
+        if deleted or ESCAPED_NEWLINE in module:
+            # The mapped file itself (map_files), never the file now at its path (a deleted one
+            # replaced by an upgrade) or another file maps names the same (canonical/procmaps.py).
+            path = module[: -len(DELETED_SUFFIX)] if deleted else module
+            found = [
+                m for m in read_maps(pid, proc_root=self.proc_root) if m.deleted == deleted and m.path == path
+            ]
+            if len({m.inode for m in found}) == 1:
+                return "/", map_files_path(pid, found[0], proc_root=self.proc_root)
+            if deleted:
+                what = (
+                    "no deleted mapping of it" if not found else f"{len(found)} deleted files mapped under it"
+                )
+                raise ProcessError(Outcome.DELETED_FILE, f"{module}: {what} in process {pid}")
+            raise ProcessError(
+                Outcome.UNREADABLE_FILE,
+                f"{module!r}: maps shows a newline as \\012, so this name is not read by path "
+                f"({len(found)} files of process {pid} mapped under it)",
+            )
         return process_root(pid, proc_root=self.proc_root), module
 
     def find_cached(

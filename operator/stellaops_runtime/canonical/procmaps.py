@@ -6,6 +6,12 @@ bare path (which on the host may be a different file, or none). A mapping
 whose file was deleted (maps says ``(deleted)``) can still be read while the
 process lives through ``/proc/<pid>/map_files/<start>-<end>`` (root only).
 
+The kernel writes a newline in a mapped file's name as ``\\012`` and leaves a
+backslash as it is, so a maps line holding ``\\012`` may name either of two
+files (``a<newline>b`` and a file literally named ``a\\012b``): such a mapping
+(:attr:`Mapping.ambiguous`) is read only through its ``map_files`` entry,
+which is the mapped file itself, never by its name.
+
 Failures are :class:`ProcessError` with the outcome they are counted under:
 ``no_such_process`` (the pid does not exist) or ``process_exited`` (a zombie,
 or gone between two reads).
@@ -18,6 +24,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 DELETED_SUFFIX = " (deleted)"
+ESCAPED_NEWLINE = "\\012"  # how maps shows a newline in a path (a backslash is not escaped)
 
 
 class ProcessError(Exception):
@@ -39,6 +46,11 @@ class Mapping:
     @property
     def file_backed(self) -> bool:
         return self.inode != 0 and self.path.startswith("/")
+
+    @property
+    def ambiguous(self) -> bool:
+        """The name as maps shows it may be another file's: read it through map_files only."""
+        return ESCAPED_NEWLINE in self.path
 
     def file_offset(self, address: int) -> int:
         return address - self.start + self.offset

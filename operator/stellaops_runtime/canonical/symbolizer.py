@@ -270,17 +270,24 @@ class Symbolizer(BinaryCache):
             return res
         off = m.file_offset(address)
         res.file_offset = off
-        if m.deleted:
+        if m.deleted or m.ambiguous:  # the mapped file itself, never a file now at (or named like) its path
             path = map_files_path(pid, m, proc_root=self.proc_root)
             out = self._resolve_in(res, path, off)
             if out.error in (Outcome.UNREADABLE_FILE, Outcome.NO_FILE):
                 if not process_alive(pid, proc_root=self.proc_root):
                     out.error, out.detail = Outcome.PROCESS_EXITED, f"process {pid} exited"
-                else:
+                elif m.deleted:
                     out.error = Outcome.DELETED_FILE
                     out.detail = f"{m.path} was deleted and {path} is unreadable"
+                else:
+                    out.detail = (
+                        f"maps names {m.path!r}, which may be a name with a newline or another file "
+                        f"named so; {path}, the mapped file itself, is unreadable"
+                    )
             elif not out.error:
-                self.bump("deleted_file_read_via_map_files")
+                self.bump(
+                    "deleted_file_read_via_map_files" if m.deleted else "ambiguous_path_read_via_map_files"
+                )
             return out
         out = self._resolve_in(res, m.path, off, root=process_root(pid, proc_root=self.proc_root))
         if out.error == Outcome.UNREADABLE_FILE and not process_alive(pid, proc_root=self.proc_root):

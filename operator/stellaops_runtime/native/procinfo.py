@@ -35,7 +35,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stellaops_runtime.canonical.procmaps import Mapping, ProcessError, find_mapping, read_maps
+from stellaops_runtime.canonical.procmaps import (
+    DELETED_SUFFIX,
+    Mapping,
+    ProcessError,
+    find_mapping,
+    read_maps,
+)
 
 DEFAULT_MAX_PIDS = 4096
 _TICK_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)  # /proc/<pid>/stat's start time unit
@@ -169,5 +175,7 @@ class ProcCache:
                 out.append((addr, 0, ""))
             else:
                 self.stats.frames_resolved += 1
-                out.append((addr, m.file_offset(addr), m.path))
+                # A deleted file keeps maps' suffix, as Tetragon's paths do: the canonicalizer then
+                # reads the mapped file (map_files), not the one an upgrade put at its path.
+                out.append((addr, m.file_offset(addr), m.path + DELETED_SUFFIX if m.deleted else m.path))
         return out
