@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
 from stellaops_runtime.lifecycle.lookup import ContainerLookup, EnrichStats
 
@@ -206,15 +207,23 @@ class LifecyclePart:
         seen = (int(s.connects), obs.stats.connects)
         runtime_known = obs.stats.connected and obs.synced.is_set()
         watching = bool(s.connected) and runtime_known
-        now = time.time_ns()
+        now, boot = now_pair()  # the boot clock measures the time between samples if the wall clock steps
         # While the source is away the registry still says what ran: those images' time is a gap.
         records = obs.registry.records() if runtime_known else []
         if watching and self._seen is not None and seen != self._seen:
-            await in_pipeline(self._tick, now, False, records, True)  # a reconnect since the last sample
+            # a reconnect since the last sample
+            await in_pipeline(self._tick, now, False, records, True, boot)
         self._seen = seen if watching else None
-        await in_pipeline(self._tick, now, watching, records, runtime_known)
+        await in_pipeline(self._tick, now, watching, records, runtime_known, boot)
 
-    def _tick(self, now: int, watching: bool, records: list[ContainerRecord], runtime_known: bool) -> None:
+    def _tick(
+        self,
+        now: int,
+        watching: bool,
+        records: list[ContainerRecord],
+        runtime_known: bool,
+        boot: int | None = None,
+    ) -> None:
         """One sample, on the pipeline thread (the opt-out and the gaps are the pipeline's).
 
         A container of a pod that opted out (the annotation, the label or the operator's list) is
@@ -234,7 +243,7 @@ class LifecyclePart:
                     pipe.gaps.opted_out(r.image_digest, pipe.node_name, now)
                 continue
             kept.append(r)
-        self.runs.tick(now, watching, runs_of(kept), runtime_known)
+        self.runs.tick(now, watching, runs_of(kept), runtime_known, boot)
 
     def metrics(self) -> Iterator[Metric]:
         """The observer's families and the agent's own (enrichment, lifecycle windows).

@@ -35,6 +35,15 @@ unwatched, even when it sent no event that day on this node and another node
 watched it throughout. The agent's first sample starts no such span: the time
 before an agent started is the watch record's (agent/watch_record.py).
 
+The samples' times are the wall clock's, which may step. A sample behind the
+last one (the clock stepped back; with ``boot_ns``, the boot clock's measure
+of the time between them disagreeing by more than :data:`STEP_SLACK_NS`)
+breaks the watch, keeps the windows that were whole before it (emitted at
+the next drain) and goes on from the new clock: images running while the
+source is away get their gaps over the time since the last sample on the new
+clock (with ``boot_ns``; without it from that sample on), never nothing until
+the clock is back where it was.
+
 Its source is the sources of the node's events in the window (the
 aggregator's own when none). Rows are held until the window ended and a
 settle time passed, so that the window's events (which reach the aggregator
@@ -53,6 +62,7 @@ from stellaops_runtime.contracts.posture import Posture
 UNWATCHED_SOURCE = "none"  # the source of an unwatched span's gap, as hotsymbols/gaps.py names it
 SETTLE_NS = 5_000_000_000  # a window's rows wait this long after its end for its events
 MAX_WINDOWS = 10_000  # windows held at once (a stuck drain must not grow memory without bound)
+STEP_SLACK_NS = 10_000_000  # wall and boot clock may disagree by this between samples before a step is seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,8 @@ class RunWindows:
         self._settle = settle_ns
         self._since: int | None = None  # start of the current unbroken watch
         self._last = 0  # time of the latest sample
+        self._last_boot: int | None = None  # ... on the boot clock (when the caller gives it)
+        self._whole: set[int] = set()  # windows watched whole before the clock stepped back: ready
         self._ran: dict[int, set[str]] = {}  # window start -> images that ran in it (this watch)
         self._sources: dict[int, set[str]] = {}  # window start -> sources of this node's events
         # (image, window start) -> [first, last] ns an image ran while the source was away
@@ -100,13 +112,26 @@ class RunWindows:
     def watching(self) -> bool:
         return self._since is not None
 
-    def tick(self, now_ns: int, watching: bool, runs: Iterable[Run], runtime_known: bool = False) -> None:
+    def tick(
+        self,
+        now_ns: int,
+        watching: bool,
+        runs: Iterable[Run],
+        runtime_known: bool = False,
+        boot_ns: int | None = None,
+    ) -> None:
         """A sample: is everything watching (and has it been since the last sample), and what runs.
 
         ``runtime_known``: not watching, but the registry is in sync (the source is what is away),
-        so ``runs`` says which images ran unwatched since the last sample.
+        so ``runs`` says which images ran unwatched since the last sample. ``boot_ns``: the boot
+        clock at the sample (CLOCK_BOOTTIME), which measures the time since the last one whatever
+        the wall clock did.
         """
-        prev = self._last
+        prev, prev_boot = self._last, self._last_boot
+        self._last_boot = boot_ns
+        if prev and (now_ns < prev or _stepped_back(now_ns - prev, prev_boot, boot_ns)):
+            self._stepped_back(prev, now_ns, watching, runs, runtime_known, prev_boot, boot_ns)
+            return
         self._last = max(self._last, now_ns)
         if not watching and runtime_known and prev:
             self._note_unwatched(prev, now_ns, runs)
@@ -145,6 +170,35 @@ class RunWindows:
                 self._ran.setdefault(w, set()).add(r.image)
                 w += wn
 
+    def _stepped_back(
+        self,
+        prev: int,
+        now_ns: int,
+        watching: bool,
+        runs: Iterable[Run],
+        runtime_known: bool,
+        prev_boot: int | None,
+        boot_ns: int | None,
+    ) -> None:
+        """The wall clock stepped back since the last sample (see the module docstring)."""
+        self._last = now_ns
+        if not watching and runtime_known:
+            since = (
+                now_ns - max(0, boot_ns - prev_boot)
+                if boot_ns is not None and prev_boot is not None
+                else now_ns
+            )
+            self._note_unwatched(since, now_ns, runs)
+        if self._since is not None:  # the watch breaks; the windows whole before the step are kept
+            self.stats.broken += 1
+            for w in list(self._ran):
+                if w + self._wn > prev:
+                    del self._ran[w]
+                    self.stats.discarded += 1
+                else:
+                    self._whole.add(w)
+        self._since = now_ns if watching else None
+
     def _note_unwatched(self, prev: int, now_ns: int, runs: Iterable[Run]) -> None:
         """Each image that ran between the last sample and now, while the source was away."""
         wn = self._wn
@@ -180,7 +234,8 @@ class RunWindows:
             if o.node_name == node and o.event_count > 0 and o.source:
                 self._sources.setdefault(o.window_start_ns, set()).update(o.source.split(","))
         settle = 0 if self.final else self._settle
-        ready = [w for w in self._ran if w + self._wn + settle <= self._last]
+        ready = [w for w in self._ran if w + self._wn + settle <= self._last or w in self._whole]
+        self._whole.difference_update(ready)
         if not ready and not self._unwatched:
             self._prune()
             return windows
@@ -223,3 +278,10 @@ class RunWindows:
         keep_from = min(min(self._ran, default=current), current) - self._wn
         for w in [w for w in self._sources if w < keep_from]:
             del self._sources[w]
+
+
+def _stepped_back(wall_elapsed: int, prev_boot: int | None, boot_ns: int | None) -> bool:
+    """The wall clock moved less than the boot clock between two samples, by more than the slack."""
+    if prev_boot is None or boot_ns is None:
+        return False
+    return wall_elapsed < (boot_ns - prev_boot) - STEP_SLACK_NS
