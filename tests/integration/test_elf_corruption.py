@@ -31,6 +31,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.symbolizer import Symbolizer
+from tests.integration import test_hostile_elf_builder as eb
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "tests" / "native" / "stella_cpp.cpp"
@@ -197,3 +198,46 @@ def test_truncated_copies_are_refused_or_resolve_as_the_original(original: Origi
         assert original.misnamed(path) == [], cut
         errors = {r.error for r in Symbolizer().resolve_file_many(str(path), original.offsets)}
         assert errors <= {"truncated_elf", "not_elf", "bad_elf"}, (cut, errors)
+
+
+def _with_note(path: Path, desc: bytes, *, go: bool = False) -> int:
+    """Write a crafted ELF whose one note holds ``desc`` (GNU type 3, or patched into Go's
+    type 4); the file offset of its function."""
+    offset = eb.write(path, eb.Elf(build_id=desc, functions=["noted_function"]))["noted_function"]
+    if go:
+        data = bytearray(path.read_bytes())
+        at = data.index(b"GNU\0") - 12  # namesz, descsz, type, then the name
+        data[at + 8 : at + 16] = (4).to_bytes(4, "little") + b"Go\0\0"
+        path.write_bytes(bytes(data))
+    return offset
+
+
+@pytest.mark.parametrize(
+    ("size", "go", "kept"),
+    [
+        *[
+            (1, False, True),
+            (20, False, True),
+            (64, False, True),
+            (65, False, False),
+            (1 << 19, False, False),
+        ],
+        *[(83, True, True), (256, True, True), (257, True, False), (1 << 19, True, False)],
+    ],
+)
+def test_build_id_notes_of_odd_sizes(tmp_path: Path, size: int, go: bool, kept: bool) -> None:
+    """A build-id is the prefix of every function ID of its file: one longer than any real one
+    (a hostile 512 KiB note gave 1 MB IDs) is skipped and the file gets the content-hash one."""
+    desc = (b"abcdefgh" * (size // 8 + 1))[:size]
+    path = tmp_path / "noted.so"
+    offset = _with_note(path, desc, go=go)
+    sym = Symbolizer()
+    r = sym.resolve_file(str(path), offset)
+    assert r.symbol == "noted_function", r
+    if kept:
+        assert r.build_id == (desc.decode() if go else desc.hex())
+        assert "build_id_notes_oversized" not in sym.stats()
+    else:
+        assert r.build_id.startswith("sha256-") and len(r.build_id) == 47, r.build_id[:80]
+        assert sym.stats()["build_id_notes_oversized"] == 1
+    assert len(r.function_id) < 600

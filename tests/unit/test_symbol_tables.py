@@ -17,10 +17,10 @@ from stellaops_runtime.canonical.elflayout import (
     build_id_from_notes,
     go_build_id_text,
     parse_notes,
-    sdt_probes,
 )
 from stellaops_runtime.canonical.gopclntab import MAGIC_GO116, MAGIC_GO118, MAGIC_GO120, parse_functions
 from stellaops_runtime.canonical.procmaps import find_mapping, parse_maps
+from stellaops_runtime.canonical.sdtprobe import sdt_probes
 from stellaops_runtime.cli.symbolize import parse_kernel_input, parse_number
 
 # -- address tables ---------------------------------------------------------------------

@@ -39,7 +39,6 @@ PF_X = 1
 PF_W = 2
 NT_GNU_BUILD_ID = 3
 NT_GO_BUILD_ID = 4
-NT_STAPSDT = 3
 PN_XNUM = 0xFFFF
 SHN_XINDEX = 0xFFFF
 EM_ARM = 40
@@ -50,6 +49,9 @@ FALLBACK_HEX_DIGITS = 40
 BUILD_ID_GNU = "gnu"
 BUILD_ID_GO = "go"
 BUILD_ID_FALLBACK = "fallback"
+
+MAX_GNU_BUILD_ID_BYTES = 64  # real ones: 8 (xxhash), 16 (md5, uuid), 20 (sha1), 32 (sha256)
+MAX_GO_BUILD_ID_BYTES = 256  # real ones: ~83 characters ("actionID/contentID" in base64)
 
 # Largest note segment we read; real ones are a few hundred bytes.
 _MAX_NOTE_BYTES = 1 << 20
@@ -263,13 +265,37 @@ def read_notes(f: BinaryIO, layout: ElfLayout) -> list[Note]:
     return out
 
 
+def _gnu_build_id(note: Note) -> bool:
+    return note.name == "GNU" and note.type == NT_GNU_BUILD_ID and bool(note.desc)
+
+
+def _go_build_id(note: Note) -> bool:
+    return note.name == "Go" and note.type == NT_GO_BUILD_ID and bool(note.desc)
+
+
+def oversized_build_id_notes(notes: list[Note]) -> int:
+    """How many GNU or Go build-id notes :func:`build_id_from_notes` skipped for their size."""
+    return sum(
+        1
+        for n in notes
+        if (_gnu_build_id(n) and len(n.desc) > MAX_GNU_BUILD_ID_BYTES)
+        or (_go_build_id(n) and len(n.desc) > MAX_GO_BUILD_ID_BYTES)
+    )
+
+
 def build_id_from_notes(notes: list[Note]) -> tuple[str, str]:
-    """(build-id, kind) from notes: GNU first, then Go; ("", "") when neither is there."""
+    """(build-id, kind) from notes: GNU first, then Go; ("", "") when neither is there.
+
+    A note longer than any build-id (more than 64 bytes for GNU, as elfutils'
+    debuginfod client allows; 256 for Go's ~83-character text) is skipped: it
+    would be the prefix of every function ID of the file, and a hostile one
+    of 1 MiB made IDs of 2 MB (an index row PostgreSQL refuses).
+    """
     go = ""
     for note in notes:
-        if note.name == "GNU" and note.type == NT_GNU_BUILD_ID and note.desc:
+        if _gnu_build_id(note) and len(note.desc) <= MAX_GNU_BUILD_ID_BYTES:
             return note.desc.hex(), BUILD_ID_GNU
-        if note.name == "Go" and note.type == NT_GO_BUILD_ID and note.desc and not go:
+        if _go_build_id(note) and len(note.desc) <= MAX_GO_BUILD_ID_BYTES and not go:
             go = go_build_id_text(note.desc)
     if go:
         return go, BUILD_ID_GO
@@ -352,32 +378,3 @@ def file_build_id(
     if bid:
         return bid, kind
     return fallback_build_id(f, max_bytes=max_bytes), BUILD_ID_FALLBACK
-
-
-@dataclass(frozen=True, slots=True)
-class SdtProbe:
-    """One SystemTap/USDT probe from a ``.note.stapsdt`` note."""
-
-    provider: str
-    name: str
-    pc: int  # link-time virtual address of the probe point
-    base: int  # link-time address of .stapsdt.base (for prelink adjustment)
-
-
-def sdt_probes(notes: list[Note], *, little: bool, is64: bool) -> list[SdtProbe]:
-    """USDT probes described by ``stapsdt`` notes (type 3, name "stapsdt")."""
-    e = "<" if little else ">"
-    fmt = e + ("QQQ" if is64 else "III")
-    head = struct.calcsize(fmt)
-    out: list[SdtProbe] = []
-    for note in notes:
-        if note.name != "stapsdt" or note.type != NT_STAPSDT or len(note.desc) < head + 2:
-            continue
-        pc, base, _sem = struct.unpack_from(fmt, note.desc, 0)
-        parts = note.desc[head:].split(b"\0")
-        if len(parts) < 2:
-            continue
-        out.append(
-            SdtProbe(parts[0].decode("utf-8", "replace"), parts[1].decode("utf-8", "replace"), pc, base)
-        )
-    return out

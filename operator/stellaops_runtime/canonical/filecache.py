@@ -44,6 +44,7 @@ from stellaops_runtime.canonical.elflayout import (
     ElfError,
     build_id_from_notes,
     fallback_from_digest,
+    oversized_build_id_notes,
     read_layout,
     read_notes,
 )
@@ -176,7 +177,10 @@ class BinaryCache:
             self._check_refused(fkey, path)
             with os.fdopen(os.dup(fd), "rb") as f:
                 layout = read_layout(f)
-                bid, kind = build_id_from_notes(read_notes(f, layout))
+                notes = read_notes(f, layout)
+                bid, kind = build_id_from_notes(notes)
+                if oversized_build_id_notes(notes):  # skipped: a hostile size (canonical/elflayout.py)
+                    self.bump("build_id_notes_oversized")
             check_size(st.st_size, self.limits)  # the budget a digest would have: as before
             digest = file_digest(fd, st.st_size, self.limits) if not bid else ""
             if not bid:
