@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.contracts.regex_backtracking import BACKTRACKING_ADVICE, backtracking_risk
 from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 
 
@@ -197,6 +198,8 @@ def check_regexes(values: list[str]) -> list[str]:
             re.compile(v)
         except (re.error, RecursionError, OverflowError) as e:
             raise ValueError(f"invalid regular expression {shown(v)}: {e}") from None
+        if why := backtracking_risk(v):  # as the operator (contracts/regex_backtracking.py)
+            raise ValueError(f"regular expression {shown(v)} {BACKTRACKING_ADVICE.format(why=why)}")
     return values
 
 

@@ -30,6 +30,7 @@ from stellaops_runtime.contracts.crd_specs import (
     SpecError,
     rate_limit_seconds,
 )
+from stellaops_runtime.contracts.regex_backtracking import BACKTRACKING_ADVICE, backtracking_risk
 from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
 
@@ -140,6 +141,10 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
             raise SpecError(
                 "InvalidRegex", f"spec.privacy.extraPatterns[{i}] {pattern!r} does not compile: {e}"
             ) from None
+        if why := backtracking_risk(pattern):  # as the agent's check_regexes
+            raise SpecError(
+                "InvalidRegex", f"spec.privacy.extraPatterns[{i}] {BACKTRACKING_ADVICE.format(why=why)}"
+            )
     address = model.tetragon.address
     if address.startswith("unix://"):
         if not address[len("unix://") :].startswith("/"):
