@@ -113,3 +113,29 @@ async def test_a_policy_recreated_with_the_same_name_waits_for_a_report_of_the_n
         assert _state(cluster) == (1, "Progressing", "RollingOut")
         await _past(await _report(cluster))
         await wait_for(lambda: _state(cluster) == (1, "Ready", "RolledOut"), what="the new policy ready")
+
+
+async def test_a_policy_deleted_while_the_operator_was_down_is_finalized_on_restart(
+    cluster: Cluster,
+) -> None:
+    async with OperatorRun(cluster, fast_config(cluster)) as op:
+        await cluster.create(
+            obj(API_VERSION, POLICY_KIND, "late", namespace=NS, spec=SPEC | {"syscalls": ["execve"]})
+        )
+        await wait_for(
+            lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-late", NS), what="rendered"
+        )
+        await op.settle()
+    # Pruned while no operator runs: the finalizer holds it (Terminating), its objects stay.
+    await cluster.delete(r.OBSERVATION_POLICIES, "late", NS)
+    held = cluster.stored(r.OBSERVATION_POLICIES, "late", NS)
+    assert held is not None and held["metadata"].get("deletionTimestamp")
+    assert cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-late", NS) is not None
+    async with OperatorRun(cluster, fast_config(cluster)) as op:
+        await wait_for(
+            lambda: cluster.stored(r.OBSERVATION_POLICIES, "late", NS) is None, what="the policy released"
+        )
+        await op.settle()
+        assert cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-late", NS) is None
+        # The other policy's objects are untouched.
+        assert _tp(cluster) is not None
