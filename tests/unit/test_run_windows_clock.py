@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
+from stellaops_runtime.hotsymbols.run_windows import MAX_WINDOWS, Run, RunWindows
 
 S = 1_000_000_000
 WS = 10
@@ -72,3 +72,30 @@ def test_a_step_back_while_watched_restarts_the_watch_and_windows_go_on() -> Non
     assert {T0, T0 + W} <= rows  # whole before the step
     assert {back + W, back + 2 * W} <= rows  # whole after it
     assert back not in rows or back % W == 0
+
+
+def test_a_forward_step_of_years_while_the_source_is_away_marks_the_real_time_not_every_window() -> None:
+    """A node whose clock booted in the past (a reset RTC) and is set right by NTP years later, while
+    Tetragon is away: the second between two samples is marked on both clocks; the years skipped hold
+    no moment anything ran. Before, every window of the years was walked and held (millions: the
+    agent stalled and its memory grew without bound)."""
+    r = RunWindows(window_seconds=WS, node_name="n1")
+    runs = [Run(A, T0 - 10 * HOUR, 0, True)]
+    boot = 500 * S
+    r.tick(T0, False, runs, True, boot_ns=boot)
+    later = T0 + 30 * 365 * 24 * HOUR  # thirty years on, one second later
+    r.tick(later, False, runs, True, boot_ns=boot + S)
+    assert r.held + len(r._unwatched) <= 4
+    spans = gap_spans(r.drain([], "tetragon"))
+    assert covered(spans, T0, T0 + S) and covered(spans, later - S, later), spans
+
+
+def test_without_the_boot_clock_a_long_jump_marks_at_most_the_bound() -> None:
+    r = RunWindows(window_seconds=WS, node_name="n1")
+    runs = [Run(A, T0 - 10 * HOUR, 0, True)]
+    r.tick(T0, False, runs, True)
+    later = T0 + 30 * 365 * 24 * HOUR
+    r.tick(later, False, runs, True)
+    assert len(r._unwatched) <= MAX_WINDOWS
+    spans = gap_spans(r.drain([], "tetragon"))
+    assert covered(spans, later - 1000 * W, later), spans[-3:]  # the latest windows, never none

@@ -42,7 +42,11 @@ breaks the watch, keeps the windows that were whole before it (emitted at
 the next drain) and goes on from the new clock: images running while the
 source is away get their gaps over the time since the last sample on the new
 clock (with ``boot_ns``; without it from that sample on), never nothing until
-the clock is back where it was.
+the clock is back where it was. A step forward (an RTC reset to the past, set
+right by NTP) marks the time between two samples on each side of the jump,
+not every window of the years it skipped (nothing ran at those times); a jump
+without the boot clock to measure it marks the latest :data:`MAX_WINDOWS`
+windows (``stats.capped``).
 
 Its source is the sources of the node's events in the window (the
 aggregator's own when none). Rows are held until the window ended and a
@@ -81,6 +85,7 @@ class RunWindowStats:
     broken: int = 0  # watches broken (source or runtime away, or a reconnect between samples)
     discarded: int = 0  # windows dropped because a watch broke inside them
     unwatched: int = 0  # image gap rows emitted: the image ran while the source was away
+    capped: int = 0  # unwatched spans longer than MAX_WINDOWS windows, marked over the latest ones
 
 
 class RunWindows:
@@ -134,7 +139,9 @@ class RunWindows:
             return
         self._last = max(self._last, now_ns)
         if not watching and runtime_known and prev:
-            self._note_unwatched(prev, now_ns, runs)
+            runs = list(runs)
+            for a, b in _between(prev, now_ns, prev_boot, boot_ns):
+                self._note_unwatched(a, b, runs)
         if not watching:
             if self._since is not None:  # windows that ended by the last watched sample stay whole
                 self.stats.broken += 1
@@ -200,8 +207,12 @@ class RunWindows:
         self._since = now_ns if watching else None
 
     def _note_unwatched(self, prev: int, now_ns: int, runs: Iterable[Run]) -> None:
-        """Each image that ran between the last sample and now, while the source was away."""
+        """Each image that ran between the last sample and now, while the source was away (the latest
+        ``MAX_WINDOWS`` windows of a longer span: a clock jump without the boot clock to measure it)."""
         wn = self._wn
+        if now_ns - prev > MAX_WINDOWS * wn:
+            self.stats.capped += 1
+            prev = now_ns - MAX_WINDOWS * wn
         for r in runs:
             if not r.image or r.image == NODE_WIDE:
                 continue
@@ -285,3 +296,12 @@ def _stepped_back(wall_elapsed: int, prev_boot: int | None, boot_ns: int | None)
     if prev_boot is None or boot_ns is None:
         return False
     return wall_elapsed < (boot_ns - prev_boot) - STEP_SLACK_NS
+
+
+def _between(prev: int, now: int, prev_boot: int | None, boot_ns: int | None) -> list[tuple[int, int]]:
+    """The wall-clock spans of the time between two samples: both clocks' sides when the wall clock
+    stepped forward by more than the slack (the span it skipped held no moment anything ran)."""
+    if prev_boot is None or boot_ns is None or now - prev <= boot_ns - prev_boot + STEP_SLACK_NS:
+        return [(prev, now)]
+    real = max(0, boot_ns - prev_boot)
+    return [(prev, prev + real), (now - real, now)]
