@@ -16,7 +16,7 @@ import sys
 import sqlalchemy as sa
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.cli.query_output import emit, emit_json
+from stellaops_runtime.cli.query_output import emit_json, emit_line
 from stellaops_runtime.cli.store_access import image_and_store_options as _common
 from stellaops_runtime.cli.store_access import ref_type as _arg
 from stellaops_runtime.cli.store_access import with_store as _with_store
@@ -85,19 +85,19 @@ def run(args: argparse.Namespace) -> int:
             emit_json(doc)
         else:
             data, r = doc["data"], doc["rts"]
-            emit(f"state: {state or 'none (defer to static analysis)'}")
-            emit(f"confidence: {doc['confidence'] if doc['confidence'] is not None else '-'}")
-            emit(f"rts: {r['score']:.2f} (weight {r['weight']}): {r['scenario']}")
-            emit(f"reason: {doc['reason']}")
-            emit(f"invocations: {data['invocation_count']} (busiest day {data['max_calls_in_a_day']})")
-            emit(f"observation window: {data['observation_window'] or '-'}")
-            emit(f"watched days: {data['watched_days']}, without calls: {data['days_without_calls']}")
+            emit_line(f"state: {state or 'none (defer to static analysis)'}")
+            emit_line(f"confidence: {doc['confidence'] if doc['confidence'] is not None else '-'}")
+            emit_line(f"rts: {r['score']:.2f} (weight {r['weight']}): {r['scenario']}")
+            emit_line(f"reason: {doc['reason']}")
+            emit_line(f"invocations: {data['invocation_count']} (busiest day {data['max_calls_in_a_day']})")
+            emit_line(f"observation window: {data['observation_window'] or '-'}")
+            emit_line(f"watched days: {data['watched_days']}, without calls: {data['days_without_calls']}")
             for g in obs.gaps:
-                emit(f"gap: {g.describe()}")
+                emit_line(f"gap: {g.describe()}")
             for u in obs.unnamed:
-                emit(f"ran under no name: {u.describe()}")
+                emit_line(f"ran under no name: {u.describe()}")
             for d in obs.doubts:
-                emit(f"may have run ({d.kind}): {d.why}")
+                emit_line(f"may have run ({d.kind}): {d.why}")
         if (obs.unnamed or obs.doubts) and not obs.facts.invocations:  # may be that code
             return exitcodes.UNKNOWN
         return EXIT.get(State(state), exitcodes.UNKNOWN) if state else exitcodes.UNKNOWN

@@ -42,6 +42,7 @@ from stellaops_runtime.cli.query_output import (
     OBSERVED_COLUMNS,
     emit,
     emit_json,
+    emit_line,
     table,
 )
 from stellaops_runtime.cli.store_access import (
@@ -216,15 +217,15 @@ def run_observed(args: argparse.Namespace) -> int:
                 doc[d.kind] = [r.to_json() for r in d.rows]
             emit_json(doc)
         elif verdict.answer == OBSERVED:
-            emit(f"observed: {what} in {args.image} ({by_evidence})")
+            emit_line(f"observed: {what} in {args.image} ({by_evidence})")
             emit(table(rows, OBSERVED_COLUMNS))
             if cov is not None:
-                emit(f"coverage: {cov.describe()}")
+                emit_line(f"coverage: {cov.describe()}")
         elif verdict.answer == NOT_OBSERVED:
             assert cov is not None
-            emit(f"not observed: {what} in {args.image}, under observation {cov.describe()}")
+            emit_line(f"not observed: {what} in {args.image}, under observation {cov.describe()}")
         else:
-            emit(f"unknown: {what} in {args.image}: {verdict.reason}")
+            emit_line(f"unknown: {what} in {args.image}: {verdict.reason}")
         return EXIT[verdict.answer]
 
     return with_store(args, ask)
@@ -269,10 +270,10 @@ def run_functions(args: argparse.Namespace) -> int:
             kind = "prefix" if args.prefix else "package"
             head = f"no functions of {kind} {args.purl} observed in {args.image}"
             if verdict.answer == UNKNOWN:
-                emit(f"unknown: {head}: {verdict.reason}")
+                emit_line(f"unknown: {head}: {verdict.reason}")
             else:
                 assert verdict.coverage is not None
-                emit(f"{head}, under observation {verdict.coverage.describe()}")
+                emit_line(f"{head}, under observation {verdict.coverage.describe()}")
         return EXIT[verdict.answer]
 
     return with_store(args, ask)
@@ -293,10 +294,11 @@ def run_hot(args: argparse.Namespace) -> int:
         elif rows:
             emit(table(rows, HOT_COLUMNS))
         elif verdict.answer == UNKNOWN:
-            emit(f"unknown: no functions observed in {args.image}: {verdict.reason}")
+            emit_line(f"unknown: no functions observed in {args.image}: {verdict.reason}")
         else:
             assert verdict.coverage is not None
-            emit(f"no functions observed in {args.image}, under observation {verdict.coverage.describe()}")
+            cov_text = verdict.coverage.describe()
+            emit_line(f"no functions observed in {args.image}, under observation {cov_text}")
         return EXIT[verdict.answer]
 
     return with_store(args, ask)

@@ -3,6 +3,11 @@
 Everything goes through :func:`emit`, which survives a reader that closes the
 pipe early (``| head -1``): the rest of the output is dropped, the exit
 status stays the answer's.
+
+Text the store holds came from the workloads watched: a file named ``x\nobserved: …``, a symbol
+holding escape sequences. Table cells and answer lines (:func:`emit_line`) show what a terminal
+does not show as itself escaped (:func:`shown`), so no stored text forges a line of an answer or
+drives the user's terminal; ``--json`` escapes it as JSON does.
 """
 
 from __future__ import annotations
@@ -21,6 +26,18 @@ Column = tuple[str, Callable[[T], str]]
 def emit(text: str = "") -> None:
     """One line (or block) of output."""
     pipes.write(text + "\n")
+
+
+def shown(text: str) -> str:
+    """``text`` with control, format and line-separator characters escaped (``\\n``, ``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def emit_line(text: str) -> None:
+    """One line of an answer, whatever stored text it quotes: :func:`shown`."""
+    emit(shown(text))
 
 
 def emit_json(doc: dict[str, Any]) -> None:
@@ -59,7 +76,7 @@ _NUMERIC = {"INVOCATIONS", "CALLERS", "CONFIDENCE", "WINDOWS", "NODES", "EVENTS"
 
 def table(rows: Sequence[T], columns: Sequence[Column[T]]) -> str:
     """Aligned plain-text columns: numbers right-aligned, the last column unpadded."""
-    cells = [[h for h, _ in columns]] + [[fmt(r) for _, fmt in columns] for r in rows]
+    cells = [[h for h, _ in columns]] + [[shown(fmt(r)) for _, fmt in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = []
     for row in cells:
