@@ -68,3 +68,21 @@ def test_a_switch_gap_marked_after_a_step_back_is_marked(monkeypatch: pytest.Mon
     now = time.time_ns()
     assert marked, "nothing marked until the clock is back where it was, an hour on"
     assert _covered(marked, opened) and _covered(marked, now - 2 * SECOND + 1_000_000)
+
+
+def test_a_gap_over_a_forward_jump_keeps_both_ends() -> None:
+    """An outage across a forward jump of years (a reset RTC set right by NTP) is one span from the
+    old clock's moment to the new one's. Only the ends hold real time: the windows kept past the
+    bound must include the first ones (the old clock's side), not only the latest."""
+    from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
+    from stellaops_runtime.hotsymbols.gaps import MAX_GAP_WINDOWS, GapTracker
+
+    g = GapTracker(window_seconds=60)
+    t0 = 1_000_000_000 * SECOND  # 2001, on the reset clock
+    t1 = t0 + 25 * 365 * 24 * HOUR + 30 * SECOND  # the right time, 25 years on
+    g.source_gap("n", t0 + 5 * SECOND, t1)
+    rows = [w for w in g.drain([]) if w.image_digest == NODE_WIDE]
+    assert len(rows) <= MAX_GAP_WINDOWS and g.stats.capped == 1
+    starts = {w.window_start_ns for w in rows}
+    wn = 60 * SECOND
+    assert (t0 + 5 * SECOND) // wn * wn in starts and t1 // wn * wn in starts

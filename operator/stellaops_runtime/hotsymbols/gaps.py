@@ -60,7 +60,8 @@ from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 # (procevents.BpfContainerIdLength); IDs are compared on that prefix.
 ID_PREFIX = 31
 _CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
-# A throttle spanning more windows than this marks only its latest ones (clock trouble).
+# A gap spanning more windows than this marks only its first and latest ones, half each (clock
+# trouble: a throttle started in 1970, an outage across a jump of years; only its ends held real time).
 MAX_GAP_WINDOWS = 100_000
 MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
@@ -287,11 +288,15 @@ class GapTracker:
         last = end_ns - end_ns % wn
         if end_ns > start_ns and end_ns == last:  # ends exactly on a boundary: not the next window
             last -= wn
+        skip_from = skip_to = last + wn  # windows in [skip_from, skip_to) are not marked
         if (last - first) // wn >= MAX_GAP_WINDOWS:
             self.stats.capped += 1
-            first = last - (MAX_GAP_WINDOWS - 1) * wn
+            skip_from = first + (MAX_GAP_WINDOWS // 2) * wn
+            skip_to = last - (MAX_GAP_WINDOWS - MAX_GAP_WINDOWS // 2 - 1) * wn
         w = first
         while w <= last:
+            if w == skip_from:
+                w = skip_to
             row = ObservationWindow(
                 image, node, w, 0, None, self._window_seconds, source or self.source,
                 gap_start_ns=max(start_ns, w, 1), gap_end_ns=max(min(end_ns, w + wn), 1),
