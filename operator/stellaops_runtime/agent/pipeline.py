@@ -330,6 +330,8 @@ class Pipeline:
                 kernel_symbols=None if self.canonicalizer is None else self.canonicalizer.symbolizer.kernel,
             )  # fmt: skip
             dec = self._native_decoder = (native, decoder)
+        # per batch: the probes' monotonic clock stands still in a suspend and never steps
+        dec[1].offset_ns = time.time_ns() - time.monotonic_ns()
         decode = dec[1].decode
         lookup = self.container_lookup
         if lookup is not None:  # the lifecycle observer names containers: wait a moment for new ones
