@@ -153,7 +153,10 @@ def parse_functions(
     if entries[-1] <= entries[0]:
         raise ValueError("gopclntab function table covers no code (unrelocated or damaged)")
     names_base = h.funcname_offset
+    # funcnametab ends where the next table (cutab) begins, when the header orders them so.
+    names_end = h.cu_offset if h.cu_offset > names_base else size
     nameoff_fmt = e + "i"
+    entry_fmt = e + ("I" if h.version != "go1.16" else ("Q" if h.ptr_size == 8 else "I"))
     out: list[tuple[int, int, str]] = []
     find = buf.find
     prev = -1
@@ -169,10 +172,17 @@ def parse_functions(
         func_pos = base + pair[1]
         if func_pos + name_at + 4 > size:
             raise ValueError(f"gopclntab _func {i} outside the table")
+        if struct.unpack_from(entry_fmt, buf, func_pos)[0] != pair[0]:
+            # A _func begins with its own entry, as the functab gives it: another one was read.
+            raise ValueError(f"gopclntab _func {i} is not the function the function table names")
         (nameoff,) = struct.unpack_from(nameoff_fmt, buf, func_pos + name_at)
         npos = names_base + nameoff
-        if not 0 <= npos < size:
-            raise ValueError(f"gopclntab name of function {i} outside the table")
+        if not names_base <= npos < names_end:
+            raise ValueError(f"gopclntab name of function {i} outside funcnametab")
+        if npos > names_base and buf[npos - 1]:
+            # funcnametab is NUL-terminated names back to back: a name starts after a NUL (a
+            # damaged funcnameOffset would read every name from the middle of another).
+            raise ValueError(f"gopclntab name of function {i} does not start a name (funcnametab misplaced)")
         end = find(b"\0", npos, npos + MAX_NAME_BYTES)
         if end < 0:
             end = min(size, npos + MAX_NAME_BYTES)
