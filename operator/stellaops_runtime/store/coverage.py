@@ -176,6 +176,12 @@ def absence(
     period and, for ``unnamed``, to the question's package."""
     period = _period_text(since, until)
     if not groups:
+        if gaps:  # it ran here, unwatched (an opted-out pod) or with every event dropped
+            why = (
+                f"image {image} was never watched{period}; it ran with every event of it missing: "
+                f"{'; '.join(g.describe() for g in gaps)}"
+            )
+            return Verdict(UNKNOWN, why, None, tuple(gaps))
         return Verdict(UNKNOWN, f"no observation window for image {image}{period}", None)
     seeing = [g for g in groups if g.sees_functions]
     if not seeing:
