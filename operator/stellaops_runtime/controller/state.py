@@ -206,13 +206,17 @@ class ReconcilerState:
 
     # -- index access ----------------------------------------------------------------
 
+    # kopf keeps one value per object under a key, and never drops the entry of an object deleted
+    # while its watch was down (it re-lists after 410 Gone without telling the indexes what went).
+    # An object re-created under the same name is then indexed after the dead one: of several
+    # values under a key that names one object, the last one kopf stored is the live object.
+
     def _one(self, index: str, key: Any) -> Any:
         idx = self.indexes.get(index)
         if idx is None or key not in idx:
             return None
-        for value in idx[key]:
-            return value
-        return None
+        values = tuple(idx[key])
+        return values[-1] if values else None  # the last one (see above)
 
     def _all(self, index: str, key: Any) -> list[Any]:
         idx = self.indexes.get(index)
@@ -221,11 +225,13 @@ class ReconcilerState:
         return list(idx[key])
 
     def _items(self, index: str) -> Iterator[tuple[Any, Any]]:
+        """Each key of a one-object-per-key index with its live value (``_one``)."""
         idx = self.indexes.get(index)
         if idx is None:
             return
         for key in list(idx):
-            for value in idx.get(key, ()):
+            value = self._one(index, key)
+            if value is not None:
                 yield key, value
 
     # Read-your-writes: after a write, the index shows the old state until the watch event

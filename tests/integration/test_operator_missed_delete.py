@@ -1,0 +1,85 @@
+"""A deletion the operator never saw (a watch gap) must not make it act on the dead object.
+
+kopf re-lists after a watch ends in 410 Gone (or reconnects from a
+resourceVersion the API server no longer has), but it never tells its indexes
+about objects deleted while the watch was down: their entries stay. A policy
+pruned in such a gap and applied again under the same name (a GitOps rollback,
+Argo CD's replace) is then indexed twice, the dead object first. The operator
+read the first entry: it kept rendering the dead object's spec for the new one
+(its Tetragon objects, stack traces and all, for a policy that no longer asked
+for them) and never wrote the new object's status at all (what it computed
+matched the dead object's status), so GitOps waited on a policy the operator
+would never report.
+
+The deletion is made here without a watch event (the emulator's store is
+changed directly), which is exactly what the operator's indexes see after
+such a gap. Of two entries under one name, the operator now takes the one
+it saw last: the live object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
+from stellaops_runtime.kube import resources as r
+from tests.integration.kubeharness import Cluster, OperatorRun, _key, fast_config, obj, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NS = "shop"
+DEEP: dict[str, Any] = {
+    "podSelector": {"matchLabels": {"app": "web"}},
+    "maxLevel": "EbpfDeep",
+    "syscalls": ["execve"],
+    "stackTraces": {"kernel": True, "user": False},
+    "tcpState": True,
+}
+ACTIVE: dict[str, Any] = {
+    "podSelector": {"matchLabels": {"app": "web"}},
+    "maxLevel": "ActiveTracing",
+    "syscalls": ["openat"],
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    async with Cluster(tmp_path_factory.mktemp("kube")) as c:
+        await c.create(obj("v1", "Namespace", NS))
+        yield c
+
+
+def _names(cluster: Cluster) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in cluster.listed(r.TRACING_POLICIES_NAMESPACED, NS))
+
+
+async def test_a_policy_recreated_after_a_missed_delete_is_the_one_reconciled(cluster: Cluster) -> None:
+    async with OperatorRun(cluster, fast_config(cluster)) as op:
+        await cluster.create(obj(API_VERSION, POLICY_KIND, "p", namespace=NS, spec=DEEP))
+        await op.settle()
+        assert _names(cluster) == ["stellaops-p", "stellaops-p-stacks", "stellaops-p-tcp"]
+
+        # Deleted while the operator's watch was down: no DELETED event ever reaches it.
+        del cluster.api.objects[_key(r.OBSERVATION_POLICIES), NS, "p"]
+        await cluster.create(obj(API_VERSION, POLICY_KIND, "p", namespace=NS, spec=ACTIVE))
+        live = cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}
+        await wait_for(
+            lambda: ((cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}).get("status") or {}).get(
+                "tetragonPolicies"
+            ),
+            what="the new policy's status",
+        )
+        await op.settle()
+
+        # Only what the live object asks for, owned by it, and its status.
+        assert _names(cluster) == ["stellaops-p"]
+        tp = cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-p", NS) or {}
+        assert [ref["uid"] for ref in tp["metadata"]["ownerReferences"]] == [live["metadata"]["uid"]]
+        assert "openat" in str(tp["spec"]) and "execve" not in str(tp["spec"])
+        status = (cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}).get("status") or {}
+        assert status["tetragonPolicies"] == ["stellaops-p"]
+        assert status["observedGeneration"] == live["metadata"]["generation"]
