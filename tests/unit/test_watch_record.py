@@ -295,7 +295,9 @@ def test_a_record_ahead_of_a_clock_stepped_back_on_this_boot_is_a_gap_on_both_si
     assert start <= alive and end >= alive + 5 * SECOND - 100_000_000  # the old clock's side
 
 
-@pytest.mark.parametrize("kind", ["other_boot", "no_boot", "huge"])
+@pytest.mark.parametrize(
+    "kind", ["other_boot", "other_boot_just_ahead", "other_boot_behind", "no_boot", "huge"]
+)
 def test_a_record_ahead_of_the_clock_without_a_measure_is_a_gap_from_the_boot(
     tmp_path: Path, kind: str
 ) -> None:
@@ -304,8 +306,12 @@ def test_a_record_ahead_of_the_clock_without_a_measure_is_a_gap_from_the_boot(
     p = tmp_path / "s.alive"
     now = time.time_ns()
     doc = {"format": wr.FORMAT, "node": NODE, "agent_id": "old", "alive_ns": now + HOUR}
-    if kind == "other_boot":
+    if kind.startswith("other_boot"):
         doc.update(boot_id="00000000-0000-0000-0000-000000000000", boot_ns=1)
+        if kind == "other_boot_just_ahead":  # within the 10 s taken for clock skew on one boot
+            doc["alive_ns"] = now + 5 * SECOND
+        elif kind == "other_boot_behind":  # after this boot began: the clock went back across the reboot
+            doc["alive_ns"] = now - 5 * SECOND
     elif kind == "huge":
         doc["alive_ns"] = 10**400
     p.write_text(json.dumps(doc))

@@ -42,7 +42,9 @@ hole is measured exactly and marked on both sides of the step
 than :data:`MAX_STEP_NS` (not a time any clock had) says nothing about where
 the hole began on the old clock: the gap then starts where the hole must have
 started on the new one, the boot (or, on the same boot, the boot clock's
-measure of the hole), never nowhere.
+measure of the hole), never nowhere. A record of another boot starts the gap
+at the boot at the latest, whatever its time: the clock may have gone back
+across the reboot, and nobody watched the node since it booted.
 """
 
 from __future__ import annotations
@@ -161,17 +163,22 @@ def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = Non
     if alive <= 0:
         raise RecordIgnored("bad_time", f"alive_ns {alive} is not a time")
     now_boot = boot_ns() if now_boot is None else now_boot
-    boot = doc.get("boot_ns")
-    if doc.get("boot_id") != this_boot() or type(boot) is not int or not 0 <= boot <= now_boot:
+    boot, boot_id, here = doc.get("boot_ns"), doc.get("boot_id"), this_boot()
+    other_boot = isinstance(boot_id, str) and bool(boot_id) and bool(here) and boot_id != here
+    if boot_id != here or type(boot) is not int or not 0 <= boot <= now_boot:
         boot = None  # another boot's (or an older record's): its boot-clock time means nothing here
-    return _hole_start(alive, boot, now_ns, now_boot, agent_id[:128])
+    return _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
 
 
-def _hole_start(alive: int, boot: int | None, now: int, now_boot: int, agent_id: str) -> Hole:
+def _hole_start(
+    alive: int, boot: int | None, now: int, now_boot: int, agent_id: str, *, other_boot: bool = False
+) -> Hole:
     """The hole's start, the wall clock's steps allowed for (see the module docstring)."""
     ahead = alive - now
     if boot is not None and ahead <= MAX_STEP_NS:
         return Hole(alive, agent_id, boot)  # measured on the boot clock: both sides of any step
+    if other_boot and ahead <= FUTURE_SKEW_NS:  # the node rebooted: nobody watched it since it booted
+        return Hole(min(alive, now - now_boot), agent_id)
     if ahead <= FUTURE_SKEW_NS:
         return Hole(min(alive, now), agent_id)
     # The clock stepped back since (or the time is no clock's): the old clock's side is unknowable;
