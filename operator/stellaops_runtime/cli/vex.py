@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     def ask(conn: sa.Connection) -> int:
         snapshot(conn)  # one snapshot: agents flush while this reads
         decisions = []
+        # Witnesses written per file stem: ids that read the same as a file name (CVE/1, CVE_1)
+        # number on, so no witness of this run overwrites another's that a statement cites.
+        numbered: dict[str, int] = {}
         for v in vulns:
             findings: list[vex.Finding] = []
             for t in v.targets:
@@ -126,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
                     doc = evidence(obs, image=image, purl=t.purl, function=fn)
                     stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)
                     data = (json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n").encode()
-                    name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', v.id)}-{len(findings) + 1}.witness.json"
+                    stem = re.sub(r"[^A-Za-z0-9._-]", "_", v.id)
+                    numbered[stem] = numbered.get(stem, 0) + 1
+                    name = f"{stem}-{numbered[stem]}.witness.json"
                     try:
                         (wdir / name).write_bytes(data)
                     except OSError as e:
