@@ -16,7 +16,8 @@ import's ``path`` and asked in every spelling the agent stores it under,
 matched to stored Rust names by :mod:`stellaops_runtime.store.rust_paths`)
 or ``.functions``. A vulnerability
 without any function cannot be decided at function level: it is reported
-``under_investigation``. Pure: the caller reads the file.
+``under_investigation``. Entries of one id are one vulnerability (:func:`_one_per_id`).
+Pure: the caller reads the file.
 """
 
 from __future__ import annotations
@@ -170,4 +171,25 @@ def parse(doc: Any) -> list[Vulnerability]:
     out = [_one(v, f"{name}[{i}]") for i, v in enumerate(items)]
     if not out:
         raise VexInputError("no vulnerabilities in the input")
-    return out
+    return _one_per_id(out)
+
+
+def _one_per_id(vulns: list[Vulnerability]) -> list[Vulnerability]:
+    """Entries of one id as one vulnerability: its packages and functions together, aliases
+    joined, the first description; in the order the ids first appear. Two statements of one id
+    could say ``affected`` and ``not_affected`` in one document."""
+    by_id: dict[str, Vulnerability] = {}
+    for v in vulns:
+        have = by_id.get(v.id)
+        if have is not None:
+            v = Vulnerability(
+                id=v.id,
+                description=have.description or v.description,
+                aliases=(*have.aliases, *v.aliases),
+                targets=(*have.targets, *v.targets),
+            )
+        by_id[v.id] = v
+    return [
+        Vulnerability(v.id, v.description, tuple(dict.fromkeys(v.aliases)), tuple(dict.fromkeys(v.targets)))
+        for v in by_id.values()
+    ]
