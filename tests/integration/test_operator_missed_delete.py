@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
+from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, _key, fast_config, obj, wait_for
 
@@ -83,3 +83,33 @@ async def test_a_policy_recreated_after_a_missed_delete_is_the_one_reconciled(cl
         status = (cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}).get("status") or {}
         assert status["tetragonPolicies"] == ["stellaops-p"]
         assert status["observedGeneration"] == live["metadata"]["generation"]
+
+
+async def test_objects_deleted_behind_the_operators_back_are_found_by_the_audit(cluster: Cluster) -> None:
+    """Deleted in a watch gap and not re-created: the periodic audit notices and acts (index_audit)."""
+    await cluster.create(obj(API_VERSION, NODE_KIND, "node-gone", spec={"nodeName": "node-gone"}))
+    async with OperatorRun(cluster, fast_config(cluster, index_audit_seconds=1.0)) as op:
+        await cluster.create(obj(API_VERSION, POLICY_KIND, "dead", namespace=NS, spec=DEEP))
+        await op.settle()
+        assert "stellaops-dead-stacks" in _names(cluster)
+        total = lambda: (  # noqa: E731
+            ((cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}).get("status") or {}).get("rollout") or {}
+        ).get("nodesTotal")
+        await wait_for(lambda: total() == 1, what="the ObservationNode counted")
+
+        # A policy, a Tetragon object of a live policy and an ObservationNode go in a watch gap.
+        del cluster.api.objects[_key(r.OBSERVATION_POLICIES), NS, "dead"]
+        del cluster.api.objects[_key(r.TRACING_POLICIES_NAMESPACED), NS, "stellaops-p"]
+        del cluster.api.objects[_key(r.OBSERVATION_NODES), None, "node-gone"]
+
+        # The dead policy's objects are removed, the live policy's object comes back, the node
+        # no longer counts.
+        await wait_for(
+            lambda: _names(cluster) == ["stellaops-p"], limit_s=15, what="the dead policy's objects removed"
+        )
+        await wait_for(lambda: total() == 0, limit_s=15, what="the deleted ObservationNode no longer counted")
+        await op.settle()
+        assert op.reconciler.stats.errors["stale-index"] == 3
+        tp = cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-p", NS) or {}
+        live = cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}
+        assert [ref["uid"] for ref in tp["metadata"]["ownerReferences"]] == [live["metadata"]["uid"]]

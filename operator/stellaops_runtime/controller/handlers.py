@@ -17,6 +17,8 @@ registers:
   refusal is logged at ERROR with an Event (``controller.finalizer``);
 - a ``@kopf.timer`` on policies: a node whose heartbeats stop becomes stale
   without any event, so rollouts are refolded periodically;
+- a task that checks the indexes for objects deleted while a watch was down
+  (``controller.index_audit``: kopf keeps them after a re-list);
 - a task started with the operator that reconciles every RuntimeObserver
   every ``rollout_refresh_seconds``: their store Secret is read, not watched,
   so a change to it is noticed by a periodic reconcile (a kopf timer would
@@ -41,6 +43,7 @@ import kopf
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import MANAGED_BY
 from stellaops_runtime.controller.finalizer import release_finalizer
+from stellaops_runtime.controller.index_audit import audit_loop
 from stellaops_runtime.controller.ownership import POLICY_ANNOTATION
 from stellaops_runtime.controller.reconcile import Reconciler
 from stellaops_runtime.controller.settings import FINALIZER, OWNED, ControllerConfig
@@ -143,15 +146,18 @@ def build_registry(
         kwargs["memo"].observer_refresh = asyncio.create_task(
             refresh_observers(reconciler, config.rollout_refresh_seconds), name="refresh RuntimeObservers"
         )
+        kwargs["memo"].index_audit = asyncio.create_task(
+            audit_loop(reconciler, config.index_audit_seconds), name="audit the indexes"
+        )
         kwargs["logger"].info("stellaops-runtime operator started")
 
     @kopf.on.cleanup(registry=registry)
     async def stellaops_cleanup(memo: Any, **_: Any) -> None:
-        refresh = getattr(memo, "observer_refresh", None)
-        if refresh is not None:
-            refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh
+        for task in (getattr(memo, "observer_refresh", None), getattr(memo, "index_audit", None)):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await _reconciler(memo).stop()
 
     # -- indexes -----------------------------------------------------------------------------

@@ -66,6 +66,8 @@ class ControllerConfig:
     stale_after_seconds: float = 90.0
     # How often each policy's rollout is refolded even without events (staleness is time-driven).
     rollout_refresh_seconds: float = 30.0
+    # How often the indexes are checked for objects deleted while a watch was down (index_audit).
+    index_audit_seconds: float = 300.0
     # Reconciles talking to the API server at once.
     concurrency: int = 16
     # First retry delay of a failed reconcile (doubles up to retry_max_seconds).

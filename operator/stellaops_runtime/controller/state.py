@@ -79,6 +79,14 @@ def obj_key(obj: Mapping[str, Any]) -> ObjKey:
     )
 
 
+def _uid_of(value: Any) -> str | None:
+    """The uid of an index value (an object snapshot or a PodSnapshot), if it has one."""
+    if isinstance(value, Mapping):
+        meta = value.get("metadata")
+        return str(meta.get("uid") or "") or None if isinstance(meta, Mapping) else None
+    return getattr(value, "uid", None) or None
+
+
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """A plain deep copy of a watched object for an index (without managedFields)."""
     obj = copy.deepcopy(dict(body))
@@ -189,6 +197,8 @@ class ReconcilerState:
         self._spec_written: dict[ObjKey, datetime] = {}
         # Policies whose rollout waits for a node report newer than this (reconcile.observation_node_event).
         self._awaiting_reports: dict[tuple[str, str | None, str], datetime] = {}
+        # uids of indexed objects found deleted while the watch was down (controller.index_audit).
+        self._gone_uids: set[str] = set()
         # Policies with a Tetragon object refused or not applied: the level they really give (in_force).
         self._apply_caps: dict[tuple[str, str | None, str], tuple[Any, str]] = {}
 
@@ -216,6 +226,8 @@ class ReconcilerState:
         if idx is None or key not in idx:
             return None
         values = tuple(idx[key])
+        if self._gone_uids:  # objects found deleted behind kopf's back (controller.index_audit)
+            values = tuple(v for v in values if _uid_of(v) not in self._gone_uids)
         return values[-1] if values else None  # the last one (see above)
 
     def _all(self, index: str, key: Any) -> list[Any]:

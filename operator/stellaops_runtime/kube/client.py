@@ -33,18 +33,17 @@ import collections
 import json
 import logging
 import os
-import secrets
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.kube.errors import ApiError, api_error
+from stellaops_runtime.kube.events import event_body
 from stellaops_runtime.kube.resources import EVENTS, Resource
 from stellaops_runtime.kube.throttle import (
     DEFAULT_THROTTLE_WAIT,
@@ -57,6 +56,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_REFRESH_SECONDS = 30.0
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 WRITE_VERBS = frozenset({"create", "patch", "delete"})
 
 
@@ -241,6 +241,7 @@ class KubeClient:
         body: Any = None,
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        accept: str | None = None,
     ) -> Any:
         """One API call; returns the decoded JSON body. Raises ApiError, or aiohttp errors on I/O failure."""
         session = self._open()
@@ -251,6 +252,8 @@ class KubeClient:
         throttled = 0  # waits for the server's Retry-After so far
         while True:
             headers = {"Content-Type": content_type} if data is not None else {}
+            if accept:
+                headers["Accept"] = accept
             if self.connection.authorization:
                 headers["Authorization"] = self.connection.authorization
             self.stats.by_verb[verb] += 1
@@ -291,11 +294,22 @@ class KubeClient:
             raise
 
     async def list(
-        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        metadata_only: bool = False,
     ) -> list[dict]:
+        """Every object (with ``metadata_only``, their metadata: a server that cannot gives all)."""
         params = {"labelSelector": label_selector} if label_selector else None
         doc = await self.request(
-            "GET", resource.path(namespace=namespace), verb="list", resource=resource, params=params
+            "GET",
+            resource.path(namespace=namespace),
+            verb="list",
+            resource=resource,
+            params=params,
+            accept=METADATA_LIST if metadata_only else None,
         )
         return list((doc or {}).get("items") or [])
 
@@ -363,32 +377,5 @@ class KubeClient:
         component: str,
     ) -> dict:
         """A core/v1 Event about ``involved`` (a whole object); cluster-scoped objects' go to ``default``."""
-        meta = involved.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ref = {
-            "apiVersion": involved.get("apiVersion", ""),
-            "kind": involved.get("kind", ""),
-            "name": meta.get("name", ""),
-            "uid": meta.get("uid", ""),
-        }
-        if meta.get("namespace"):
-            ref["namespace"] = meta["namespace"]
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{meta.get('name', 'object')}.{secrets.token_hex(8)}",
-                "namespace": namespace,
-            },
-            "involvedObject": ref,
-            "reason": reason,
-            "message": message[:1024],
-            "type": type,
-            "source": {"component": component},
-            "reportingComponent": component,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        event = event_body(involved, type=type, reason=reason, message=message, component=component)
         return await self.create(EVENTS, event)

@@ -1,0 +1,161 @@
+"""Finding index entries of objects deleted while the operator's watch was down.
+
+kopf fills the operator's indexes from watch events. When a watch ends in
+410 Gone (the API server no longer has the resourceVersion to resume from:
+after an API server restart, a long network cut), kopf lists the resource
+again, but it never removes from its indexes the objects deleted in the gap:
+their DELETED events are lost and nothing else says they went. The operator
+then goes on acting on a dead object:
+
+- a **policy** deleted in the gap keeps being rendered: its Tetragon objects
+  stay (in a real cluster the garbage collector deletes them, their owner is
+  gone, and the operator creates them again: a loop), and its entry stays in
+  the agents' probe ConfigMap;
+- a **Tetragon object** of ours deleted in the gap is believed present and is
+  never created again (its policy stays Progressing for good);
+- an **ObservationNode** deleted in the gap counts in every rollout for ever.
+
+So every ``index_audit_seconds`` the operator lists those kinds (metadata
+only) and, for each indexed object whose uid the list does not hold, reads
+it by name: when it is gone, or its name now belongs to another object, the
+uid is marked gone. ``ReconcilerState._one``/``_items`` skip gone uids and
+the object's key is reconciled as deleted. A confirmed stale entry is
+counted (``stats.errors["stale-index"]``) and logged at WARNING. The cost is
+one metadata list per kind per audit, and one GET per candidate (an object
+created between the list and the scan is a candidate, and the GET clears it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.crds import MANAGED_BY
+from stellaops_runtime.controller.ownership import POLICY_ANNOTATION
+from stellaops_runtime.controller.state import (
+    INDEX_OBSERVATION_NODES,
+    INDEX_OWNED,
+    INDEX_POLICIES,
+    ReconcilerState,
+)
+from stellaops_runtime.kube import resources as r
+from stellaops_runtime.kube.client import ApiError
+from stellaops_runtime.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+_POLICY_RES = {
+    crds.POLICY_KIND: r.OBSERVATION_POLICIES,
+    crds.CLUSTER_POLICY_KIND: r.CLUSTER_OBSERVATION_POLICIES,
+}
+_TETRAGON_RES = {
+    crds.TETRAGON_POLICY_KIND: r.TRACING_POLICIES,
+    crds.TETRAGON_NAMESPACED_KIND: r.TRACING_POLICIES_NAMESPACED,
+}
+_MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+
+
+def _meta(value: Any) -> Mapping[str, Any]:
+    meta = value.get("metadata") if isinstance(value, Mapping) else None
+    return meta if isinstance(meta, Mapping) else {}
+
+
+async def _live_uids(state: ReconcilerState) -> set[str]:
+    """The uids of every policy, Tetragon object of ours and ObservationNode now in the cluster."""
+    uids: set[str] = set()
+    listed: list[tuple[Resource, str | None]] = [(res, None) for res in _POLICY_RES.values()]
+    listed += [(res, _MANAGED) for res in _TETRAGON_RES.values()]
+    listed.append((r.OBSERVATION_NODES, None))
+    for res, selector in listed:
+        for item in await state.api.list(res, label_selector=selector, metadata_only=True):
+            if uid := _meta(item).get("uid"):
+                uids.add(str(uid))
+    return uids
+
+
+async def _gone(state: ReconcilerState, res: Resource, value: Any) -> bool:
+    """Whether the indexed object ``value`` no longer exists (its name is free or another's)."""
+    meta = _meta(value)
+    try:
+        current = await state.api.get(res, name=str(meta.get("name")), namespace=meta.get("namespace"))
+    except ApiError:
+        return False  # not sure: the next audit asks again
+    return current is None or _meta(current).get("uid") != meta.get("uid")
+
+
+def _candidates(state: ReconcilerState, live: set[str]) -> list[tuple[str, Any, Resource, Any]]:
+    """(index, key, resource, value) of each indexed object whose uid the lists do not hold."""
+    out = []
+    for index in (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES):
+        idx = state.indexes.get(index)
+        for key in list(idx or ()):
+            for value in list(idx.get(key, ())) if idx is not None else ():
+                uid = str(_meta(value).get("uid") or "")
+                if not uid or uid in live or uid in state._gone_uids:
+                    continue
+                kind = str(value.get("kind") or "") if isinstance(value, Mapping) else ""
+                if index == INDEX_POLICIES:
+                    res = _POLICY_RES.get(kind)
+                elif index == INDEX_OWNED:
+                    res = _TETRAGON_RES.get(kind)
+                else:
+                    res = r.OBSERVATION_NODES
+                if res is not None:
+                    out.append((index, key, res, value))
+    return out
+
+
+async def audit_indexes(state: Any) -> int:
+    """Mark the index entries of deleted objects gone and reconcile their keys; how many were found.
+
+    ``state`` is the ``reconcile.Reconciler`` (its triggers route the keys).
+    """
+    live = await _live_uids(state)
+    found = 0
+    for index, key, res, value in _candidates(state, live):
+        if not await _gone(state, res, value):
+            continue
+        meta = _meta(value)
+        state._gone_uids.add(str(meta.get("uid")))
+        state.stats.errors["stale-index"] += 1
+        found += 1
+        where = f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else meta.get("name")
+        log.warning(
+            "%s %s (uid %s) was deleted while the watch was down; it is no longer acted on",
+            value.get("kind"), where, meta.get("uid"),
+        )  # fmt: skip
+        if index == INDEX_POLICIES:
+            kind, ns, name = key
+            state.policy_event(kind=kind, namespace=ns, name=name, deleted=state._one(index, key) is None)
+        elif index == INDEX_OWNED:
+            entry = str((meta.get("annotations") or {}).get(POLICY_ANNOTATION) or "")
+            owner_kind, _sep, rest = entry.partition("/")
+            owner_ns, _sep, owner_name = rest.partition("/")
+            if owner_name:
+                state.trigger(("policy", owner_kind, owner_ns or None, owner_name))
+        else:
+            state.observation_node_event(name=str(key), body=state._one(index, key))
+    indexed = {
+        str(_meta(v).get("uid"))
+        for index in (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES)
+        for idx in [state.indexes.get(index) or {}]
+        for key in list(idx)
+        for v in idx.get(key, ())
+    }
+    state._gone_uids &= indexed  # forget uids kopf no longer indexes
+    return found
+
+
+async def audit_loop(state: Any, interval: float) -> None:
+    """``audit_indexes`` every ``interval`` seconds; a failed audit is logged and tried again."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await audit_indexes(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the API server down or refusing: the next audit tries again
+            log.warning("index audit failed: %s", e)

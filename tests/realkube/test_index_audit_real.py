@@ -1,0 +1,81 @@
+"""The index audit's metadata-only lists on the real kube-apiserver (v1.20), under the operator's RBAC.
+
+``controller.index_audit`` lists policies, our Tetragon objects and
+ObservationNodes as ``PartialObjectMetadataList`` (metadata only: an audit
+must not pull every ObservationNode's whole status every few minutes). kmock
+ignores that Accept header; here the real server must honour it for our CRDs
+and Tetragon's, and the operator's ServiceAccount must be allowed each list
+(tests/integration/test_operator_missed_delete.py runs the audit itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
+from stellaops_runtime.kube import resources as r
+from stellaops_runtime.kube.client import KubeClient
+from tests.realkube.controlplane import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ControlPlane
+
+pytestmark = pytest.mark.realkube
+
+NS = "audit-real"
+
+
+async def _lists(kubeconfig: Path) -> dict[str, list[dict]]:
+    kube = await KubeClient.connect(kubeconfig=str(kubeconfig))
+    async with kube:
+        return {
+            res.plural: await kube.list(res, label_selector=selector, metadata_only=True)
+            for res, selector in (
+                (r.OBSERVATION_POLICIES, None),
+                (r.CLUSTER_OBSERVATION_POLICIES, None),
+                (r.TRACING_POLICIES, "app.kubernetes.io/managed-by=stellaops-runtime"),
+                (r.TRACING_POLICIES_NAMESPACED, "app.kubernetes.io/managed-by=stellaops-runtime"),
+                (r.OBSERVATION_NODES, None),
+            )
+        }
+
+
+def test_metadata_only_lists_work_under_the_operators_rbac(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    admin = control_plane.admin
+    assert admin is not None
+    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    spec = {
+        "podSelector": {"matchLabels": {"app": "audit"}},
+        "maxLevel": "ActiveTracing",
+        "syscalls": ["execve"],
+    }
+    admin.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": POLICY_KIND,
+            "metadata": {"name": "a", "namespace": NS},
+            "spec": spec,
+        }
+    )
+    admin.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": NODE_KIND,
+            "metadata": {"name": "audit-node"},
+            "spec": {"nodeName": "audit-node"},
+        }
+    )
+    token = control_plane.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+    kubeconfig = control_plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token=token)
+
+    lists = asyncio.run(_lists(kubeconfig))
+
+    policies = [i for i in lists[r.OBSERVATION_POLICIES.plural] if i["metadata"]["namespace"] == NS]
+    nodes = [i for i in lists[r.OBSERVATION_NODES.plural] if i["metadata"]["name"] == "audit-node"]
+    for item in (*policies, *nodes):
+        assert item["metadata"]["uid"]
+        assert item.get("kind") == "PartialObjectMetadata"  # the server honoured the Accept header
+        assert "spec" not in item and "status" not in item
+    assert len(policies) == 1 and len(nodes) == 1
