@@ -156,7 +156,10 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         "connection_string",
         # scheme://user:password@host: keep scheme, user and host. The password
         # runs to the last ``@`` before whitespace or ``/`` (``p@ss`` is allowed).
-        r":(?<=[A-Za-z0-9]:)//[^\s:/@]*:(?P<s>[^\s/]+)(?=@)",
+        # A user with an empty password or GitHub's ``x-oauth-basic`` placeholder is
+        # itself the token (``https://<token>:x-oauth-basic@github.com/org/repo``).
+        r":(?<=[A-Za-z0-9]:)//(?:(?P<s_2>[^\s:/@]+):(?:x-oauth-basic)?(?=@)"
+        r"|[^\s:/@]*:(?P<s>[^\s/]+)(?=@))",
         triggers=("://",),
     ),
     SecretPattern(
@@ -264,6 +267,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
 
 DEFAULT_PATTERN_NAMES: tuple[str, ...] = tuple(p.name for p in DEFAULT_PATTERNS)
 
+
 # Applied only to the end of an argument that was truncated: secrets whose full
 # pattern needs text that the cut removed (the ``@host`` of a connection string,
 # the rest of a token with a well-known prefix, the third segment of a JWT, the
@@ -272,7 +276,18 @@ DEFAULT_PATTERN_NAMES: tuple[str, ...] = tuple(p.name for p in DEFAULT_PATTERNS)
 # short to be recognised on its own (a cut number of five digits or more, an
 # address without its top-level domain): over-redaction of a field's last word,
 # never a partial leak.
+def _prefixes(word: str) -> str:
+    """A regex matching every prefix of ``word`` (the empty one too)."""
+    out = ""
+    for ch in reversed(word):
+        out = f"(?:{re.escape(ch)}{out})?"
+    return out
+
+
 _TAIL_ALTERNATIVES: tuple[str, ...] = (
+    # a URL cut in its user (or host), or after its user's ":" or in GitHub's placeholder
+    # password: the user may be the token (``https://<token>:x-oauth-basic@github.com``)
+    rf":(?<=[A-Za-z0-9]:)//(?P<s>[^\s:/@]+(?::{_prefixes('x-oauth-basic')})?)\Z",
     r":(?<=[A-Za-z0-9]:)//[^\s:/@]*:(?P<s>[^\s@/]+)\Z",
     r"A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s>[A-Za-z0-9_-]+)\Z",
     r"g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s>[A-Za-z0-9_]+)\Z",
