@@ -204,6 +204,12 @@ async def test_operator_folds_nodes_into_policy_rollout(cluster: Cluster, tetrag
                 "syscalls": ["execve"],
             }
             await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=spec))
+            # The nodes report after the Tetragon object exists, as a real Tetragon can only list it
+            # then (a report made before it was created says nothing of it: rollout.fold_rollout).
+            await wait_for(
+                lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-web", "shop"),
+                what="the Tetragon object created",
+            )
             for node, srv in (("node-a", tetragon_a), ("node-b", failing)):
                 w = writer(cluster, srv, node=node)
                 try:
