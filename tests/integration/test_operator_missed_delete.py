@@ -113,3 +113,31 @@ async def test_objects_deleted_behind_the_operators_back_are_found_by_the_audit(
         tp = cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-p", NS) or {}
         live = cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}
         assert [ref["uid"] for ref in tp["metadata"]["ownerReferences"]] == [live["metadata"]["uid"]]
+
+
+async def test_a_kind_that_cannot_be_listed_leaves_the_others_audited(cluster: Cluster) -> None:
+    """Tetragon's CRDs missing (a native-only cluster) or a list refused must not stop the audit."""
+
+    def authorize(req: Any) -> bool:  # every list of Tetragon objects is refused, watches are not
+        return not (
+            req.method.value == "GET"
+            and req.url.path.endswith("/tracingpoliciesnamespaced")
+            and req.url.query.get("watch") not in ("true", "1")
+            and "PartialObjectMetadataList" in req.headers.get("Accept", "")
+        )
+
+    cluster.api.authorize = authorize
+    try:
+        async with OperatorRun(cluster, fast_config(cluster, index_audit_seconds=1.0)) as op:
+            await cluster.create(obj(API_VERSION, POLICY_KIND, "dead2", namespace=NS, spec=ACTIVE))
+            await op.settle()
+            assert "stellaops-dead2" in _names(cluster)
+            del cluster.api.objects[_key(r.OBSERVATION_POLICIES), NS, "dead2"]
+            await wait_for(
+                lambda: "stellaops-dead2" not in _names(cluster),
+                limit_s=15,
+                what="the dead policy's object removed",
+            )
+            assert op.reconciler.stats.errors["stale-index"] == 1
+    finally:
+        cluster.api.authorize = None

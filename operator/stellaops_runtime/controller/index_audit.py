@@ -63,17 +63,26 @@ def _meta(value: Any) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
-async def _live_uids(state: ReconcilerState) -> set[str]:
-    """The uids of every policy, Tetragon object of ours and ObservationNode now in the cluster."""
+async def _live_uids(state: ReconcilerState) -> tuple[set[str], set[Resource]]:
+    """The uids of every policy, Tetragon object of ours and ObservationNode now in the cluster,
+    and the resources that could be listed (one refused or not installed, Tetragon's CRDs on a
+    cluster without Tetragon say, leaves only its own entries unchecked)."""
     uids: set[str] = set()
-    listed: list[tuple[Resource, str | None]] = [(res, None) for res in _POLICY_RES.values()]
-    listed += [(res, _MANAGED) for res in _TETRAGON_RES.values()]
-    listed.append((r.OBSERVATION_NODES, None))
-    for res, selector in listed:
-        for item in await state.api.list(res, label_selector=selector, metadata_only=True):
-            if uid := _meta(item).get("uid"):
-                uids.add(str(uid))
-    return uids
+    listed: set[Resource] = set()
+    wanted: list[tuple[Resource, str | None]] = [(res, None) for res in _POLICY_RES.values()]
+    wanted += [(res, _MANAGED) for res in _TETRAGON_RES.values()]
+    wanted.append((r.OBSERVATION_NODES, None))
+    for res, selector in wanted:
+        try:
+            items = await state.api.list(res, label_selector=selector, metadata_only=True)
+        except ApiError as e:
+            if e.throttled or e.status >= 500:
+                raise  # the whole audit waits for the next round
+            log.debug("index audit: cannot list %s (%s); its entries are not checked", res.plural, e)
+            continue
+        listed.add(res)
+        uids.update(str(uid) for item in items if (uid := _meta(item).get("uid")))
+    return uids, listed
 
 
 async def _gone(state: ReconcilerState, res: Resource, value: Any) -> bool:
@@ -86,7 +95,9 @@ async def _gone(state: ReconcilerState, res: Resource, value: Any) -> bool:
     return current is None or _meta(current).get("uid") != meta.get("uid")
 
 
-def _candidates(state: ReconcilerState, live: set[str]) -> list[tuple[str, Any, Resource, Any]]:
+def _candidates(
+    state: ReconcilerState, live: set[str], listed: set[Resource]
+) -> list[tuple[str, Any, Resource, Any]]:
     """(index, key, resource, value) of each indexed object whose uid the lists do not hold."""
     out = []
     for index in (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES):
@@ -103,7 +114,7 @@ def _candidates(state: ReconcilerState, live: set[str]) -> list[tuple[str, Any, 
                     res = _TETRAGON_RES.get(kind)
                 else:
                     res = r.OBSERVATION_NODES
-                if res is not None:
+                if res is not None and res in listed:
                     out.append((index, key, res, value))
     return out
 
@@ -113,9 +124,9 @@ async def audit_indexes(state: Any) -> int:
 
     ``state`` is the ``reconcile.Reconciler`` (its triggers route the keys).
     """
-    live = await _live_uids(state)
+    live, listed = await _live_uids(state)
     found = 0
-    for index, key, res, value in _candidates(state, live):
+    for index, key, res, value in _candidates(state, live, listed):
         if not await _gone(state, res, value):
             continue
         meta = _meta(value)
