@@ -58,15 +58,14 @@ async def test_follows_appends_rotation_and_truncation(tmp_path: Path) -> None:
     assert src.stats.lines == 8
 
 
-async def test_starts_at_end_by_default_and_waits_for_missing_file(tmp_path: Path) -> None:
+async def test_starts_at_end_by_default(tmp_path: Path) -> None:
     path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"old":1}\n')  # there before the agent: skipped (tail)
     q = EventQueue(100)
     src = TetragonExportSource(str(path), queue=q, poll_interval=0.02)
     stop = asyncio.Event()
     task = asyncio.create_task(src.run(stop))
     try:
-        await _until(lambda: src.stats.missing_file_waits > 0)
-        path.write_bytes(b'{"old":1}\n')  # exists before the follower opens it: skipped (tail)
         await _until(lambda: src.stats.connected)
         with path.open("ab") as f:
             f.write(b'{"new":1}\n')
@@ -77,7 +76,30 @@ async def test_starts_at_end_by_default_and_waits_for_missing_file(tmp_path: Pat
         await asyncio.wait_for(task, 2)
 
 
-async def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
+async def test_a_file_that_appears_later_is_read_from_its_start(tmp_path: Path) -> None:
+    """Probe s31/h7: the follower waited for a missing file, then opened it at its end, so the
+    lines Tetragon wrote between creating it and the next poll were lost, uncounted."""
+    path = tmp_path / "tetragon.log"
+    q = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q, poll_interval=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: src.stats.missing_file_waits > 0)
+        path.write_bytes(b'{"first":1}\n')  # written after the agent looked: it must be read
+        await _until(lambda: src.stats.connected)
+        with path.open("ab") as f:
+            f.write(b'{"new":1}\n')
+        await _until(lambda: len(q) == 2)
+        assert _lines(q) == [b'{"first":1}', b'{"new":1}']
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+
+
+async def test_full_queue_makes_the_reader_wait_not_drop(tmp_path: Path) -> None:
+    """Probe s31/h7: a full queue dropped export lines (40 of 50 here), as a gRPC stream must;
+    but the file keeps what is not read yet, so the reader now waits for room: nothing lost."""
     path = tmp_path / "tetragon.log"
     path.write_bytes(b"".join(b'{"n":%d}\n' % i for i in range(50)))
     q = EventQueue(100)
@@ -85,9 +107,17 @@ async def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
     src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.02)
     stop = asyncio.Event()
     task = asyncio.create_task(src.run(stop))
+    got: list[bytes] = []
     try:
-        await _until(lambda: src.stats.lines == 50)
+        await _until(lambda: len(q) == 10)
+        assert src.stats.lines == 10 and src.stats.queue_waits == 1
+        while len(got) < 50:  # the consumer takes a few at a time
+            await q.wait(5)
+            batch = q.take(3)
+            got += [p for p, _ in batch]
+            q.done(batch)
     finally:
         stop.set()
         await asyncio.wait_for(task, 2)
-    assert len(q) == 10 and q.dropped == 40 and q.enqueued == 10
+    assert got == [b'{"n":%d}' % i for i in range(50)]
+    assert q.dropped == 0 and q.enqueued == 50 and src.stats.lines == 50

@@ -6,11 +6,16 @@ must keep reading the socket whatever processing does: it appends raw
 payloads here and, when the queue is full, the event is dropped and counted
 by us, where an operator can see it, instead of by Tetragon where nobody
 does.
+
+A source that can wait (the JSON export file keeps what is not read yet) asks
+:meth:`EventQueue.has_room` first and waits in :meth:`EventQueue.wait_room`
+instead of dropping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 
@@ -41,6 +46,7 @@ class EventQueue:
         self.in_flight_bytes = 0  # taken and not yet done
         self._items: deque[tuple[bytes, int]] = deque()
         self._ready = asyncio.Event()
+        self._room = asyncio.Event()  # set whenever the consumer takes or hands back payloads
         self.dropped = 0
         self.dropped_oversize = 0  # of ``dropped``: refused because of max_bytes
         self.enqueued = 0
@@ -72,6 +78,19 @@ class EventQueue:
         if not self._ready.is_set():
             self._ready.set()
         return True
+
+    def has_room(self, size: int) -> bool:
+        """Whether :meth:`put` would take a payload of ``size`` bytes now (never counts a drop)."""
+        if len(self._items) >= self.capacity:
+            return False
+        held = self.bytes + self.in_flight_bytes
+        return not (size > LARGE_PAYLOAD and held and held + size > self.max_bytes)
+
+    async def wait_room(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until the consumer takes or hands back payloads, or ``timeout`` seconds."""
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout)
 
     def drop_oversize(self) -> None:
         """Count a payload the source itself had to drop for its size (never queued).
@@ -122,11 +141,14 @@ class EventQueue:
         size = sum(len(p) for p, _ in out)
         self.bytes -= size
         self.in_flight_bytes += size
+        if n:
+            self._room.set()
         return out
 
     def done(self, batch: list[tuple[bytes, int]]) -> None:
         """The consumer has finished with a batch from :meth:`take`: its bytes no longer count."""
         self.in_flight_bytes = max(0, self.in_flight_bytes - sum(len(p) for p, _ in batch))
+        self._room.set()
 
     def discard_queued(self) -> int:
         """Empty the queue at the shutdown deadline: the payloads left are dropped, as a gap.
@@ -143,6 +165,7 @@ class EventQueue:
         oldest = now_wall - max(0, now_mono - self._items[0][1])
         self._items.clear()
         self.bytes = 0
+        self._room.set()
         if not self._gap_count or oldest < self._gap_first_ns:
             self._gap_first_ns = oldest
         self._gap_last_ns = now_wall

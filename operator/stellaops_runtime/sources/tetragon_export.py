@@ -8,17 +8,32 @@ like ``tail -F``: it reads to the end of the current file, notices when the
 path names a new file (rotation) or the file shrank (truncation), finishes
 the old one and continues with the new one from its first byte.
 
-Lines go to the EventQueue undecoded; the pipeline decodes them.
+Lines go to the EventQueue undecoded; the pipeline decodes them. Unlike a gRPC
+stream, the file keeps what the agent has not read yet, so a full queue makes
+the reader wait rather than drop lines (``queue_waits``). A path that cannot be
+followed (a directory, a FIFO or device, a file the agent may not read) is
+retried with a logged reason and never stops the agent.
+
+An agent starts at the file's end (unless ``exportFromStart``), so the lines
+written while no agent ran are never read: like the gRPC source, this source
+gives the node's watch record (agent/watch_record.py) its watching moment
+(``watching_ns``: the last time it had read every complete line written
+before) and takes the hole since the last agent (``resume_outage``) as an
+outage up to the moment it opened the file (``take_outage``), a node-wide gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import stat
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from stellaops_runtime.hotsymbols.clock_span import covering, now_pair
 from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
@@ -34,6 +49,9 @@ class ExportStats:
     truncations: int = 0
     oversized_lines: int = 0
     missing_file_waits: int = 0
+    open_errors: int = 0  # the path exists but cannot be followed (retried)
+    read_errors: int = 0  # a read or stat of the followed file failed (retried)
+    queue_waits: int = 0  # the queue was full: the reader waited (the file keeps the rest)
     connected: bool = False  # the file is open and being followed
     connects: int = 0  # times the file was opened (0: it never existed while we looked)
     last_error: str = ""
@@ -56,6 +74,11 @@ class TetragonExportSource:
         self.stats = ExportStats()
         self._buf = bytearray()
         self._skipping = False  # inside an oversized line
+        self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
+        self._outage_from: int | None = None  # wall ns: the hole since the last agent starts here
+        self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
+        self._opened_at = (0, 0)  # (wall, boottime) ns the first file was opened
+        self.alive_ns = 0  # wall ns: every complete line written before it has been queued
 
     async def run(self, stop: asyncio.Event) -> None:
         f = await self._open(stop, at_end=not self.from_start)
@@ -63,22 +86,29 @@ class TetragonExportSource:
             return
         try:
             while not stop.is_set():
-                data = f.read(CHUNK)
+                before = time.time_ns()
+                try:
+                    data = f.read(CHUNK)
+                except OSError as e:
+                    self._error("read_errors", f"cannot read export file {self.path}: {e.strerror}")
+                    await asyncio.sleep(self.poll_interval)
+                    continue
                 if data:
                     self._feed(data)
+                    if not await self._queue_lines(stop):
+                        return
                     if len(data) == CHUNK:
                         await asyncio.sleep(0)  # let the consumer run between big reads
                         continue
+                if not self._buf:  # at the end, no line half written: all written before is queued
+                    self.alive_ns = before
                 switched = self._switched(f)
                 if switched:
-                    rest = f.read()  # whatever was written before the rename
-                    if rest:
-                        self._feed(rest)
-                    self._flush_partial()
+                    if not await self._finish(f, stop):
+                        return
                     f.close()
-                    if switched == "rotated":
-                        self.stats.rotations += 1
-                        log.info("export file %s rotated; following the new file", self.path)
+                    self.stats.rotations += 1
+                    log.info("export file %s rotated; following the new file", self.path)
                     new = await self._open(stop, at_end=False)
                     if new is None:
                         return
@@ -89,46 +119,111 @@ class TetragonExportSource:
             f.close()
             self.stats.connected = False
 
-    def _switched(self, f: BinaryIO) -> str:
+    async def _finish(self, f: BinaryIO, stop: asyncio.Event) -> bool:
+        """Queue the rest of a rotated file (read by chunks: it may be far behind); False if stopped."""
+        while True:
+            try:
+                rest = f.read(CHUNK)
+            except OSError as e:
+                self._error("read_errors", f"cannot read the rotated export file {self.path}: {e.strerror}")
+                rest = b""
+            if not rest:
+                break
+            self._feed(rest)
+            if not await self._queue_lines(stop):
+                return False
+            await asyncio.sleep(0)
+        self._flush_partial()
+        return await self._queue_lines(stop)
+
+    def _switched(self, f: BinaryIO) -> bool:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return ""  # renamed away and not recreated yet: keep the old handle
+            return False  # renamed away and not recreated yet: keep the old handle
+        except OSError as e:  # keep following the open file; the path is looked at again next time
+            self._error("read_errors", f"cannot stat export file {self.path}: {e.strerror}")
+            return False
         cur = os.fstat(f.fileno())
         if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):
-            return "rotated"
+            return True
         if st.st_size < f.tell():
             self.stats.truncations += 1
             log.info("export file %s was truncated; reading from its start", self.path)
             f.seek(0)
             self._buf.clear()
-        return ""
+            self._skipping = False
+        return False
 
     async def _open(self, stop: asyncio.Event, *, at_end: bool) -> BinaryIO | None:
-        warned = False
+        warned = ""
         while not stop.is_set():
             try:
-                f = open(self.path, "rb")  # noqa: SIM115, ASYNC230 - closed by run(); a local open does not block
+                # O_NONBLOCK: a FIFO at the path must not block the event loop in open().
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except FileNotFoundError:
-                if not warned:
+                if warned != "missing":
                     log.warning("export file %s does not exist yet; waiting for it", self.path)
-                    warned = True
+                    warned = "missing"
                 self.stats.missing_file_waits += 1
                 self.stats.last_error = f"export file {self.path} does not exist"
+                at_end = False  # everything in a file that appears later was written after we looked
                 await asyncio.sleep(self.poll_interval)
                 continue
+            except OSError as e:
+                reason = e.strerror or errno.errorcode.get(e.errno or 0, "error")
+                why = f"cannot open export file {self.path}: {reason}"
+                warned = self._error("open_errors", why, warned)
+                await asyncio.sleep(self.poll_interval)
+                continue
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(fd)
+                kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+                warned = self._error("open_errors", f"export file {self.path} is {kind}; waiting", warned)
+                at_end = False  # it held no line: a regular file put there later is read whole
+                await asyncio.sleep(self.poll_interval)
+                continue
+            f = os.fdopen(fd, "rb")
             if at_end:
-                f.seek(0, os.SEEK_END)
+                self._seek_line_start(f)
+            if not self.stats.connects:
+                self._opened_at = now_pair()  # lines written from here on are read
             self.stats.connected = True
             self.stats.connects += 1
+            self.stats.last_error = ""
             return f
         return None
+
+    @staticmethod
+    def _seek_line_start(f: BinaryIO) -> None:
+        """Go to the file's end, or to the start of a last line still being written (read it whole)."""
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(CHUNK, pos)
+            f.seek(pos - step)
+            nl = f.read(step).rfind(b"\n")
+            if nl >= 0:
+                f.seek(pos - step + nl + 1)
+                return
+            pos -= step
+            if end - pos > MAX_LINE:  # no line start near the end: from the end, as before
+                break
+        f.seek(end if pos > 0 else 0)
+
+    def _error(self, counter: str, why: str, warned: str = "") -> str:
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        self.stats.last_error = why
+        if why != warned:
+            log.warning("%s (retried every %gs)", why, self.poll_interval)
+        return why
 
     def _feed(self, data: bytes) -> None:
         buf = self._buf
         buf += data
         start = 0
-        put = self.queue.put
+        out = self._pending
         while True:
             nl = buf.find(b"\n", start)
             if nl < 0:
@@ -136,8 +231,7 @@ class TetragonExportSource:
             if self._skipping:
                 self._skipping = False
             elif nl > start:
-                put(bytes(buf[start:nl]))
-                self.stats.lines += 1
+                out.append(bytes(buf[start:nl]))
             start = nl + 1
         del buf[:start]
         if len(buf) > MAX_LINE:
@@ -149,9 +243,68 @@ class TetragonExportSource:
             buf.clear()
             self._skipping = True
 
+    async def _queue_lines(self, stop: asyncio.Event) -> bool:
+        """Queue the lines read, waiting while the queue has no room; False if stopped meanwhile."""
+        lines, q = self._pending, self.queue
+        i = 0
+        try:
+            while i < len(lines):
+                if not q.has_room(len(lines[i])):
+                    self.stats.queue_waits += 1
+                    while not q.has_room(len(lines[i])):
+                        if stop.is_set():
+                            return False
+                        await q.wait_room(self.poll_interval)
+                q.put(lines[i])
+                self.stats.lines += 1
+                i += 1
+        finally:
+            del lines[:i]
+        return True
+
     def _flush_partial(self) -> None:
         if self._buf and not self._skipping:
-            self.queue.put(bytes(self._buf))
-            self.stats.lines += 1
+            self._pending.append(bytes(self._buf))
         self._buf.clear()
         self._skipping = False
+
+    # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
+
+    def watching_ns(self) -> int | None:
+        """The last moment every complete line written before it was queued; None while no file is open."""
+        return self.alive_ns if self.stats.connected and self.alive_ns else None
+
+    def resume_outage(self, from_ns: int, from_boot: int | None = None) -> None:
+        """Nobody watched since ``from_ns`` (boottime ``from_boot``; the last agent's record): a gap
+        until the file is opened.
+
+        With ``exportFromStart`` the file is read from its start all the same (a replay may be
+        another file); if it is the file the last agent followed, its lines count twice: said so.
+        """
+        if self._outage_from is None or from_ns < self._outage_from:
+            self._outage_from, self._outage_boot = from_ns, from_boot
+        if self.from_start:
+            log.warning(
+                "exportFromStart with an earlier agent's watch record: if %s is the file that agent "
+                "followed, the lines it counted are counted again; use exportFromStart only for "
+                "one-shot replays",
+                self.path,
+            )
+
+    def take_outage(self) -> tuple[int, int] | None:
+        """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
+        opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py)."""
+        start, start_boot = self._outage_from, self._outage_boot
+        if start is None:
+            return None
+        if self.stats.connects:
+            end, end_boot = self._opened_at
+            self._outage_from = self._outage_boot = None
+        else:
+            end, end_boot = now_pair()
+            self._outage_from, self._outage_boot = end, end_boot
+        start, end = covering(start, start_boot, end, end_boot)
+        return (start, end) if end > start else None
+
+    def forget_outage(self) -> None:
+        self._outage_from = self._outage_boot = None
