@@ -35,3 +35,38 @@ def test_an_out_that_cannot_be_written_is_an_error(tmp_path: Path, where: str) -
     r = vex_cli(tmp_path, url, VULNS, "--out", str(tmp_path / where))
     assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not list(tmp_path.rglob("*.part"))
+
+
+HEX = "d" * 64
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        (f"registry.example/shop/app@sha256:{HEX}", "app"),
+        (f"reg.example:5000/Shop/App:1.2@sha256:{HEX}", "app"),
+        (f"sha256:{HEX}", "image"),  # no repository given: it was named "sha256"
+        (HEX, "image"),  # it was named after the digest itself
+        (f"shop#frag@sha256:{HEX}", "shop#frag"),  # read back, "#" began a subpath: no version
+        (f"shop?arch=x@sha256:{HEX}", "shop?arch=x"),  # read back, "?" began qualifiers: no version
+        (f'x%zz"<y>@sha256:{HEX}', 'x%zz"<y>'),  # not an IRI
+    ],
+)
+def test_the_product_is_a_purl_of_the_image_digest(tmp_path: Path, given: str, name: str) -> None:
+    """The product's ``@id`` reads back as ``pkg:oci`` of the image's digest under the name given
+    (percent-encoded), and is an IRI as the OpenVEX schema's ``format: iri`` requires (checked
+    with a format checker: ``jsonschema.validate`` alone does not check formats)."""
+    import jsonschema
+    from packageurl import PackageURL
+
+    from tests.integration.test_vex import OPENVEX_SCHEMA
+
+    r = vex_cli(tmp_path, store(tmp_path, range(3)), VULNS, image=given)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    jsonschema.Draft202012Validator(OPENVEX_SCHEMA, format_checker=checker).validate(doc)
+    for st in doc["statements"]:
+        purl = PackageURL.from_string(st["products"][0]["@id"])
+        assert (purl.type, purl.name, purl.version) == ("oci", name, f"sha256:{HEX}"), st["products"]
+        assert not purl.qualifiers and not purl.subpath

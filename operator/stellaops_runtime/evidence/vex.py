@@ -155,9 +155,20 @@ def _window_gaps(gaps: list[Gap], watched: frozenset[dt.date], days: int, until:
 
 
 def _image_component(image: str, image_name: str) -> dict[str, Any]:
+    """The image as an OpenVEX product: ``pkg:oci/<name>@sha256%3A<hex>``.
+
+    ``<name>`` is the last path part of the repository the reference names (tag and digest
+    left out, lower case), percent-encoded so that it reads back as itself (a ``#`` or ``?`` in
+    it began a subpath or qualifiers, and the purl read back had no version: any image of the
+    name); ``image`` when the reference names no repository (``sha256:<hex>``, bare hex).
+    """
     hexdigest = image.partition(":")[2]
-    name = (image_name.rsplit("/", 1)[-1].split(":")[0].split("@")[0] or "image").lower()
-    return {"@id": f"pkg:oci/{name}@sha256%3A{hexdigest}", "hashes": {"sha-256": hexdigest}}
+    repository, at, _digest = image_name.rpartition("@")
+    last = repository.rsplit("/", 1)[-1] if at else ""
+    if ":" in last:  # a tag (a registry's port is in an earlier part)
+        last = last.rpartition(":")[0]
+    name = PackageURL(type="oci", name=last.lower() or "image").to_string()
+    return {"@id": f"{name}@sha256%3A{hexdigest}", "hashes": {"sha-256": hexdigest}}
 
 
 def openvex(
