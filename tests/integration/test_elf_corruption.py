@@ -111,15 +111,18 @@ class Original:
         return int.from_bytes(self.data[off : off + width], "little")
 
     def misnamed(self, path: Path, *, file_lines: bool = True) -> list[str]:
-        """Frames of ``path`` resolved under the original's build-id to a name the original lacks.
+        """Frames of ``path`` resolved under the original's build-id to a name the original lacks,
+        or to the original's function at another offset (a file offset read at a wrong address).
 
         ``file_lines`` also reads DWARF (file:line, inlined functions): ~0.3 s a copy here.
         """
         got = Symbolizer(file_lines=file_lines).resolve_file_many(str(path), self.offsets)
         return [
             f"{r.file_offset:#x}: {r.function_id[:120]!r} ({r.source})"
-            for r in got
-            if r.resolved and r.build_id == self.build_id and r.symbol not in self.names
+            for r, was in zip(got, self.results, strict=True)
+            if r.resolved
+            and r.build_id == self.build_id
+            and (r.symbol not in self.names or (r.symbol == was.symbol and r.offset != was.offset))
         ]
 
 
@@ -153,6 +156,28 @@ def test_symbol_names_read_from_the_wrong_place_are_refused(original: Original, 
         assert {r.error for r in got} == {"bad_elf"}, (label, got[0])
         assert "string table" in got[0].detail, got[0].detail
         assert sym.stats()["bad_elf"] == len(original.offsets)
+
+
+def test_a_segment_no_kernel_could_map_is_refused(original: Original, tmp_path: Path) -> None:
+    """A PT_LOAD whose address and file offset differ modulo the page size (the kernel and ld.so
+    refuse to map it) read every offset at a shifted address: the same names, wrong offsets."""
+    loads = [label[: -len(".type")] for label, _, _ in original.fields if label.endswith(".type")]
+    loads = [ph for ph in loads if ph.startswith("ph") and original.value(f"{ph}.type") == 1]
+    text = next(
+        ph
+        for ph in loads
+        if original.value(f"{ph}.offset")
+        <= original.offsets[0]
+        < (original.value(f"{ph}.offset") + original.value(f"{ph}.filesz"))
+    )
+    for delta in (1, -1, 0x800):
+        off, width = original.field(f"{text}.vaddr")
+        path = original.copy(
+            tmp_path / f"shift{delta}", [(off, width, original.value(f"{text}.vaddr") + delta)]
+        )
+        assert original.misnamed(path, file_lines=False) == [], delta
+        r = Symbolizer().resolve_file(str(path), original.offsets[0])
+        assert r.error == "bad_elf" and "not mappable" in r.detail, r
 
 
 def _interesting(width: int, old: int, size: int, rng: random.Random) -> int:

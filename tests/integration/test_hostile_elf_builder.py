@@ -90,11 +90,11 @@ def build(e: Elf) -> tuple[bytes, dict[str, int]]:
         body += b"\0"
     shoff = len(body)
     shdrs = bytearray(b"\0" * 64)
-    for (sec, off), name in zip(placed, names, strict=False):
+    for (sec, off), name_off in zip(placed, names, strict=False):
         size = TEXT_SIZE if sec.name == ".text" else (sec.size if sec.size is not None else len(sec.data))
         addr = BASE + off if sec.name == ".text" else 0
         shdrs += struct.pack(
-            "<IIQQQQIIQQ", name, sec.type, sec.flags, addr, off, size, sec.link, 0, 8, sec.entsize
+            "<IIQQQQIIQQ", name_off, sec.type, sec.flags, addr, off, size, sec.link, 0, 8, sec.entsize
         )
     shdrs += struct.pack("<IIQQQQIIQQ", names[-1], SHT_STRTAB, 0, 0, shstr_off, len(shstr), 0, 0, 1, 0)
     body += shdrs

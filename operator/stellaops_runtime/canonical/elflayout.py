@@ -56,6 +56,7 @@ MAX_GO_BUILD_ID_BYTES = 256  # real ones: ~83 characters ("actionID/contentID" i
 # Largest note segment we read; real ones are a few hundred bytes.
 _MAX_NOTE_BYTES = 1 << 20
 _MAX_PHNUM = 4096
+_MIN_PAGE = 4096  # every Linux page size is a multiple of it
 MAX_FALLBACK_HASH_BYTES = 1 << 30  # limits.DEFAULT_MAX_FILE_BYTES
 READ_CHUNK_BYTES = 1 << 20  # read_chunks' buffer
 
@@ -214,6 +215,15 @@ def read_layout(f: BinaryIO) -> ElfLayout:
                         "truncated_elf",
                         f"loadable segment at file offset {p_offset:#x} (+{p_filesz:#x}) "
                         f"ends past the end of the file ({size:#x} bytes)",
+                    )
+                if p_filesz and (p_vaddr - p_offset) % _MIN_PAGE:
+                    # Neither the kernel nor ld.so maps such a segment (the file offset and the
+                    # address must agree modulo the page size): no process runs this file as it
+                    # is, and its offsets would be read at the wrong addresses.
+                    raise ElfError(
+                        "bad_elf",
+                        f"loadable segment at file offset {p_offset:#x} has address {p_vaddr:#x}: "
+                        "not mappable (offset and address differ modulo the page size)",
                     )
                 loads.append(Segment(p_offset, p_filesz, p_vaddr, p_memsz, p_flags))
             elif p_type == PT_NOTE:
