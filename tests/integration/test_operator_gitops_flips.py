@@ -120,8 +120,13 @@ async def test_a_policy_pruned_and_reapplied_keeps_only_the_new_objects(
             return True
 
         await wait_for(recreate, what=f"re-created (round {round_})")
+        mark = cluster.mark()
         await operator.settle()
         _check(cluster, "again", spec)
+        # Nothing of the new policy was deleted on the way (the old one's last events arrive
+        # while the new one is already indexed under the same name).
+        deleted = [w for w in cluster.writes(mark) if w.startswith("DELETE") and "tracingpolicies" in w]
+        assert deleted == [], deleted
 
 
 async def test_many_policies_at_once_each_settles_on_its_own_objects(
@@ -139,3 +144,35 @@ async def test_many_policies_at_once_each_settles_on_its_own_objects(
         flipped = i < 20
         deep = bool(i % 2) != flipped
         _check(cluster, name, DEEP if deep else ACTIVE)
+
+
+async def test_a_replace_that_drops_the_finalizer_and_annotation_gets_them_back(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """Argo CD's Replace=true sends the object as git has it: kopf's marks go, the operator restores them."""
+    await cluster.create(obj(API_VERSION, POLICY_KIND, "replaced", namespace=NS, spec=ACTIVE))
+    await operator.settle()
+    key = "operator.stellaops.io/last-handled-configuration"
+
+    def marks() -> tuple[bool, bool]:
+        meta = (cluster.stored(r.OBSERVATION_POLICIES, "replaced", NS) or {}).get("metadata") or {}
+        return "stellaops.io/finalizer" in (meta.get("finalizers") or ()), key in (
+            meta.get("annotations") or {}
+        )
+
+    assert marks() == (True, True)
+    replaced = await cluster.patch(
+        r.OBSERVATION_POLICIES,
+        "replaced",
+        {"metadata": {"finalizers": None, "annotations": {key: None}}, "spec": DEEP},
+        namespace=NS,
+    )
+    gone = replaced["metadata"]
+    assert not gone.get("finalizers") and key not in (gone.get("annotations") or {})
+    await wait_for(lambda: marks() == (True, True), what="the finalizer and annotation back")
+    await operator.settle()
+    _check(cluster, "replaced", DEEP)
+    # And the deletion still goes through the finalizer: its Tetragon objects are removed first.
+    await cluster.delete(r.OBSERVATION_POLICIES, "replaced", NS)
+    await wait_for(lambda: cluster.stored(r.OBSERVATION_POLICIES, "replaced", NS) is None, what="deleted")
+    assert _tetragon(cluster, "replaced") == {}
