@@ -63,3 +63,29 @@ def test_a_source_without_outages_is_not_watched() -> None:
     marker = OutageMarker(object(), pipeline=Pipe(), in_pipeline=None)  # type: ignore[arg-type]
     assert not marker.enabled
     asyncio.run(marker.mark())
+
+
+def test_a_held_span_merged_with_one_widened_by_a_clock_step_keeps_the_earlier_start() -> None:
+    """A span taken after a wall-clock step back starts before the one held (hotsymbols/clock_span.py):
+    the merge keeps the earliest start and the latest end, never the held start alone."""
+    from stellaops_runtime.agent.outages import OutageMarker
+
+    pipe = Pipe()
+    calls = 0
+
+    async def in_pipeline(fn: Any, *args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TimeoutError
+        fn(*args)
+
+    marker = OutageMarker(Source([(100, 200), (40, 210)]), pipeline=pipe, in_pipeline=in_pipeline)
+
+    async def run() -> None:
+        with pytest.raises(TimeoutError):
+            await marker.mark()
+        await marker.mark()
+
+    asyncio.run(run())
+    assert pipe.gaps.marked == [("n1", 40, 210)]

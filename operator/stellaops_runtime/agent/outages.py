@@ -54,10 +54,9 @@ class OutageMarker:
         # A span taken but not marked (a cancelled or failed call) is kept and marked next time,
         # merged with what the source reports then: a gap is never lost between the two.
         span = self.take()
-        if self._held is not None:
-            start = self._held[0]
-            end = span[1] if span is not None else self._held[1]
-            span = (start, max(end, self._held[1]))
+        if self._held is not None:  # the union: a span widened by a clock step may start earlier
+            held = self._held
+            span = held if span is None else (min(held[0], span[0]), max(held[1], span[1]))
         if span is None:
             return
         self._held = span
