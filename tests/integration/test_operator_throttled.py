@@ -111,3 +111,39 @@ async def test_a_server_that_keeps_throttling_gives_up_with_the_wait_it_asked(cl
     assert err.value.status == 429 and err.value.throttled
     assert err.value.retry_after is not None and err.value.retry_after >= 60
     assert len(calls) == 1
+
+
+async def test_a_throttled_finalizer_removal_is_not_reported_as_a_refusal(cluster: Cluster) -> None:
+    """A 429 on the finalizer's removal is load, not the 'invalid under the CRD' refusal (finalizer.py)."""
+    refused: list[str] = []
+
+    def throttle(req: Any) -> str | None:
+        if (
+            req.method.value == "PATCH"
+            and req.url.path.endswith("/observationpolicies/gone")
+            and "json-patch" in req.headers.get("Content-Type", "")
+            and _ours(req)
+            and not refused
+        ):
+            refused.append(req.url.path)
+            return "30"  # beyond the client's own wait: the refusal reaches the finalizer code
+        return None
+
+    async with OperatorRun(cluster, fast_config(cluster)) as op:
+        await cluster.create(obj(API_VERSION, POLICY_KIND, "gone", namespace=NS, spec=SPEC))
+        await op.settle()
+        cluster.api.throttle = throttle
+        mark = cluster.mark()
+        await cluster.delete(r.OBSERVATION_POLICIES, "gone", NS)
+        await wait_for(
+            lambda: cluster.stored(r.OBSERVATION_POLICIES, "gone", NS) is None, limit_s=20, what="released"
+        )
+        cluster.api.throttle = None
+        assert refused
+        assert op.reconciler.stats.events["FinalizerRemovalRejected"] == 0
+        posted = [
+            json.dumps(req.data)
+            for req in cluster.requests()[mark:]
+            if req.method.value == "POST" and req.url.path.endswith("/events") and _ours(req)
+        ]
+        assert not any("FinalizerRemovalRejected" in p for p in posted), posted

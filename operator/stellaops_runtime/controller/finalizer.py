@@ -10,7 +10,9 @@ nothing said why.
 
 So the operator removes its own finalizer as the last step of its delete
 handler: a JSON patch that tests the finalizer is still at the index it was
-seen at and removes it (kopf then finds nothing left to do). When that patch
+seen at and removes it (kopf then finds nothing left to do). A patch the
+server throttled (429) or failed (5xx) is no refusal: kopf tries again,
+nothing is reported. When that patch
 is refused for another reason than the test (the object is re-read: the
 finalizer is still where it was), ``release_finalizer`` logs an ERROR with
 the object, the status code and the server's message, and posts a Warning
@@ -78,6 +80,9 @@ async def release_finalizer(
     except ApiError as e:
         if e.not_found:
             return True
+        if e.throttled or e.status >= 500:  # load or an outage, not a refusal: kopf tries again
+            log.info("%s %s: finalizer removal not done yet (%s); tried again", resource.kind, name, e)
+            return False
         refusal = e
     # A failed "test" (the finalizers changed since kopf's copy) is a lost race: kopf retries.
     try:
