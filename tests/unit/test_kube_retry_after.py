@@ -58,3 +58,34 @@ async def test_the_scheduler_retries_no_sooner_than_the_server_asked() -> None:
     await asyncio.wait_for(done.wait(), 5)
     await scheduler.close()
     assert runs[1] - runs[0] >= 0.5
+
+
+async def test_events_do_not_bring_a_throttled_retry_forward() -> None:
+    """Triggers arriving while the server's Retry-After runs (heartbeats, pod events) wait for it too."""
+    runs: list[float] = []
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    first_running = asyncio.Event()
+    release = asyncio.Event()
+
+    async def reconcile(key: object) -> None:
+        runs.append(loop.time())
+        if len(runs) == 1:
+            first_running.set()
+            await release.wait()
+            raise ApiError(
+                status=429, reason="TooManyRequests", message="", method="GET", path="/x", retry_after=0.5
+            )
+        done.set()
+
+    scheduler = Scheduler(reconcile, retry_initial=0.01, retry_max=0.02)
+    scheduler.trigger(("k",))
+    await first_running.wait()
+    scheduler.trigger(("k",))  # an event while the throttled run is in flight
+    release.set()
+    for _ in range(5):  # and events while it waits
+        await asyncio.sleep(0.05)
+        scheduler.trigger(("k",))
+    await asyncio.wait_for(done.wait(), 5)
+    await scheduler.close()
+    assert runs[1] - runs[0] >= 0.5, runs

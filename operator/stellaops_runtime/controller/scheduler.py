@@ -11,7 +11,8 @@ kopf delivers watch events per object; the operator's handlers only say
 - a failed run is retried with capped exponential backoff (kopf does not
   retry ``@kopf.on.event`` handlers), counted, and logged once per failure;
   an error that says how long the server asked to wait (``retry_after``: a
-  throttled API request, ``kube.client``) is retried no sooner than that;
+  throttled API request, ``kube.client``) is retried no sooner than that,
+  whatever triggers arrive meanwhile;
 - ``concurrency`` bounds how many reconciles talk to the API server at once.
 
 ``wait_idle()`` lets tests and the benchmark know when the operator has
@@ -38,6 +39,9 @@ class _Entry:
     running: bool = False
     again_due: float | None = None
     failures: int = 0
+    not_before: float = (
+        0.0  # loop time the API server asked to wait for (Retry-After): no trigger runs sooner
+    )
     task: asyncio.Task[None] | None = None
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -86,7 +90,7 @@ class Scheduler:
             entry.task = asyncio.create_task(self._drive(key, entry), name=f"reconcile {key}")
         elif entry.running:
             entry.again_due = due if entry.again_due is None else min(entry.again_due, due)
-        elif due < entry.due:
+        elif (due := max(due, entry.not_before)) < entry.due:
             entry.due = due
             entry.wakeup.set()
 
@@ -148,8 +152,9 @@ class Scheduler:
                 for w in waiters:
                     if not w.done():
                         w.set_result(None)
+                entry.not_before = loop.time() + server_wait if failed and server_wait else 0.0
                 if entry.again_due is not None:
-                    entry.due, entry.again_due = entry.again_due, None
+                    entry.due, entry.again_due = max(entry.again_due, entry.not_before), None
                     continue
                 if failed:
                     self.stats.retries += 1
