@@ -68,6 +68,7 @@ SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap
 OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
 MAX_OPTED_WINDOWS = 100_000  # (image, node, window) keys held between drains, then node-wide
 _DIGEST_PREFIXES = ("sha256:", "sha512:")  # image keys a question can name (store/refs.py)
+_NO_TIME = 1 << 63  # above every event time
 
 
 def container_id_of_cgroup(cgroup: str) -> str:
@@ -123,6 +124,7 @@ class GapTracker:
         self._opted: set[tuple[str, str, int]] = set()  # (image, node, window) an opted-out pod ran in
         self._latest_ns = 0
         self._seen_max_ns = 0  # the latest event time seen (own drops are placed against it)
+        self._batch_min_ns = _NO_TIME  # the earliest event time seen since the last batch closed
         self._own_pending: tuple[int, int] | None = None  # (count, from event time)
         # Nodes whose events this agent received (one in a DaemonSet; a replayed stream has more):
         # a dropped event could have been any of theirs.
@@ -138,8 +140,11 @@ class GapTracker:
 
     def note(self, ev: RuntimeCallEvent) -> None:
         """Remember which image (and pod) a container ID belongs to; cheap when already known."""
-        if ev.timestamp_ns > self._seen_max_ns:
-            self._seen_max_ns = ev.timestamp_ns
+        ts = ev.timestamp_ns
+        if ts > self._seen_max_ns:
+            self._seen_max_ns = ts
+        if ts < self._batch_min_ns:
+            self._batch_min_ns = ts
         if ev.node_name not in self._nodes and len(self._nodes) < MAX_NODES:
             self._nodes.add(ev.node_name)
         c = ev.container
@@ -189,8 +194,11 @@ class GapTracker:
         every node whose events this agent receives. It is marked over the wall-clock span of the drops
         (where a live stream's event times are) and, in event time, from the
         latest event seen before them to the latest seen in the next batch
-        (:meth:`after_batch`), where a delayed or replayed stream's are.
+        (:meth:`after_batch`), where a delayed or replayed stream's are; with no event seen
+        before them, from the earliest event of that batch. A wall-clock span whose end came
+        before its start (the clock stepped back between the drops) is marked in either order.
         """
+        first_ns, last_ns = min(first_ns, last_ns), max(first_ns, last_ns)
         self.stats.own_dropped[node] += count
         if not self._nodes:  # no event seen yet: the agent's own node
             self._nodes.add(node)
@@ -203,9 +211,14 @@ class GapTracker:
 
     def after_batch(self) -> None:
         """A batch was processed: close the event-time span of drops reported before it."""
-        if self._own_pending is None or not self._own_pending[1]:
+        low, self._batch_min_ns = self._batch_min_ns, _NO_TIME
+        if self._own_pending is None:
             return
         count, start = self._own_pending
+        if not start:  # no event seen before the drops: from the earliest one seen since
+            if low == _NO_TIME:
+                return  # none yet either: the next batch closes it
+            start = low
         self._own_pending = None
         self._latest_ns = max(self._latest_ns, self._seen_max_ns)
         for n in self._nodes:  # each node's row: N events dropped, any of which could be its own
