@@ -86,3 +86,16 @@ def test_a_gap_over_a_forward_jump_keeps_both_ends() -> None:
     starts = {w.window_start_ns for w in rows}
     wn = 60 * SECOND
     assert (t0 + 5 * SECOND) // wn * wn in starts and t1 // wn * wn in starts
+
+
+def test_probe_drops_read_across_a_step_back_mark_both_reads() -> None:
+    """The probes' drop counters are read about a second apart on the wall clock; a step back between
+    the two reads put the second before the first, and only the first read's instant was marked."""
+    from stellaops_runtime.hotsymbols.gaps import GapTracker
+
+    g = GapTracker(window_seconds=60)
+    first = 1_900_000_000 * SECOND
+    g.native_drop("n", first, first - HOUR + SECOND, 3)
+    rows = g.drain([])
+    assert min(r.gap_start_ns for r in rows) <= first - HOUR + SECOND
+    assert max(r.gap_end_ns for r in rows) >= first and sum(r.dropped_events for r in rows) == 3

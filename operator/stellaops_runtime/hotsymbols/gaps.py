@@ -268,7 +268,8 @@ class GapTracker:
         if count <= 0:
             return
         self.stats.native_dropped[node] += count
-        self._mark(NODE_WIDE, node, start_ns, max(start_ns, end_ns), dropped=count, source=source)
+        a, b = min(start_ns, end_ns), max(start_ns, end_ns)  # the second read first: a clock step back
+        self._mark(NODE_WIDE, node, a, b, dropped=count, source=source)
 
     def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
         """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""
