@@ -110,11 +110,34 @@ def _frames(
         StackFrame(
             module=e.get("module", ""),
             symbol=e.get("symbol", ""),
-            offset=int(e.get("offset") or 0),
-            address=int(e.get("address") or 0),
+            offset=_u64(e.get("offset")),
+            address=_u64(e.get("address")),
         )
         for e in entries
     ]
+
+
+U64_END = 1 << 64
+
+
+def _u64(v: object) -> int:
+    """A protojson uint64 (a JSON number, or a string of digits as protojson writes 64-bit
+    numbers) as an int; anything else raises ValueError or TypeError (the event is ``bad_type``).
+
+    A negative offset passed every check and made the canonicalizer raise (the event lost as
+    ``internal_ValueError``); a fraction was cut silently, a boolean read as 1.
+    """
+    if v is None or v == "":
+        return 0
+    if type(v) is int:
+        n = v
+    elif (type(v) is str and v.isascii() and v.isdigit()) or (type(v) is float and v.is_integer()):
+        n = int(v)
+    else:
+        raise TypeError(f"a {type(v).__name__} where an unsigned integer belongs")
+    if not 0 <= n < U64_END:
+        raise ValueError("an unsigned integer out of range")
+    return n
 
 
 def _arguments(args: list[dict[str, Any]] | None, ret: dict[str, Any] | None) -> list[Argument]:
@@ -281,7 +304,7 @@ def _adapt(
     elif kind is _UPROBE:
         ev.function_name = body.get("symbol", "")
         ev.module = body.get("path", "")
-        ev.symbol_offset = int(body.get("offset") or 0)
+        ev.symbol_offset = _u64(body.get("offset"))
         ev.arguments = _arguments(body.get("args"), None)
     elif kind is _LOADER:
         ev.module = body.get("path", "")
