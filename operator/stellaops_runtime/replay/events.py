@@ -90,36 +90,41 @@ class LoadResult:
     policy_names: list[str] = field(default_factory=list)  # distinct, in order of first appearance
 
 
-def _lines(path: Path) -> Iterator[str]:
+def _lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes: each is decoded on its own, so one line that is not UTF-8 is
+    that line's error (decoding the whole file as text made it fail the whole load)."""
     if path.name.endswith(".gz"):
-        with gzip.open(path, "rt", encoding="utf-8") as gz:
+        with gzip.open(path, "rb") as gz:
             yield from gz
     else:
-        with path.open(encoding="utf-8") as fh:
+        with path.open("rb") as fh:
             yield from fh
 
 
 def load_events(path: str | Path) -> LoadResult:
     """Read a Tetragon JSON export (``.jsonl`` or ``.jsonl.gz``), one GetEventsResponse per line.
 
-    Blank lines are ignored. A line that is not a JSON object or does not parse
-    strictly as a GetEventsResponse (unknown field, wrong type) is skipped and
-    reported in ``errors``. OSError/EOFError (unreadable or truncated file)
-    propagate to the caller.
+    Blank lines are ignored. A line that is not UTF-8, not a JSON object (or
+    nested too deep to read) or does not parse strictly as a GetEventsResponse
+    (unknown field, wrong type) is skipped and reported in ``errors``.
+    OSError/EOFError (unreadable or truncated file) propagate to the caller.
     """
     result = LoadResult()
     seen_policies: set[str] = set()
     for line_no, line in enumerate(_lines(Path(path)), start=1):
-        text = line.strip()
-        if not text:
+        raw = line.strip()
+        if not raw:
             continue
         try:
-            obj = json.loads(text)
+            obj = json.loads(raw.decode("utf-8"))
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             msg = json_format.ParseDict(obj, events_pb2.GetEventsResponse())
-        except (ValueError, json_format.ParseError) as e:
+        except (ValueError, json_format.ParseError) as e:  # UnicodeDecodeError is a ValueError
             result.errors.append((line_no, str(e)))
+            continue
+        except RecursionError:
+            result.errors.append((line_no, "nested too deep to read"))
             continue
         event = ReplayEvent.from_message(msg)
         result.events.append(event)
