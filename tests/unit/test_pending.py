@@ -411,8 +411,10 @@ def test_take_all_and_load_keep_batch_identity_and_bound() -> None:
     q = PendingWrites(max_pending_rows=2, agent_id="b/2")
     q.load(batches)
     assert q.spool_loaded_rows == 3 and q.spool_batches_left == 1
-    # The oldest row went, as a tombstone; its gap is a new row of this agent's own.
+    # The oldest row went; its gap took its place in the batch (same identity, same shape), so it
+    # is stored with the batch's observation of that window (test_store_drop_gap_batch.py).
     assert q.dropped_rows == 1 and q.gap_rows_from_drops == 1 and q.pending_rows == 3
-    b, gap = q.take_all()
-    assert (b.agent_id, b.seq, len(b.units), b.rows) == ("a/1", 1, 3, 2)
-    assert (gap.agent_id, gap.seq, gap.rows) == ("b/2", 1, 1)
+    (b,) = q.take_all()
+    assert (b.agent_id, b.seq, len(b.units), b.rows) == ("a/1", 1, 3, 3)
+    gap = b.units[0]
+    assert isinstance(gap, ObservationWindow) and gap.has_gap and gap.dropped_events == 2

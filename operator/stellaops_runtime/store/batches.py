@@ -91,14 +91,29 @@ class Batch:
         assert u is not None
         return u.window_start_ns
 
-    def drop_oldest_droppable(self) -> Unit:
-        """Tombstone the oldest live row that is not a gap row and return it."""
+    def drop_oldest_droppable(self) -> tuple[int, Unit]:
+        """Tombstone the oldest live row that is not a gap row; return its index and the row.
+
+        The caller may put the row's gap in its place (:meth:`put_gap`).
+        """
         if self.oldest_droppable_window() is None:
             raise IndexError("nothing droppable in the batch")
-        u = self.units[self._droppable]
+        i = self._droppable
+        u = self.units[i]
         assert u is not None
-        self.units[self._droppable] = None
-        return u
+        self.units[i] = None
+        return i, u
+
+    def put_gap(self, i: int, gap: ObservationWindow) -> None:
+        """Put a dropped row's gap in its tombstone ``i``: stored in the same ledger range as the row.
+
+        So the gap is never stored after the batch's observation of that window
+        (a window claimed watched without the dropped calls), and when the range
+        was stored already (a lost acknowledgement), so was the row: no gap is due.
+        """
+        if self.units[i] is not None or not gap.has_gap:
+            raise ValueError("a gap goes only into a tombstone")
+        self.units[i] = gap
 
     def drop_oldest(self) -> Unit:
         """Tombstone the oldest live row and return it (the batch must not be empty)."""

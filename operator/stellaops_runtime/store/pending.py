@@ -29,11 +29,14 @@ batch keeps its shape), and what is dropped is counted (``dropped_rows``,
 silent loss: a dropped hot-symbol row becomes a *gap* on its image, node and
 window (an observation-window row whose gap covers the whole window, with the
 lost invocations as ``dropped_events``), so no "not observed" can rest on the
-window it was in. Gap rows themselves are never dropped: when only gap rows
-are left the buffer may exceed the bound by them (one row per image, node and
-window at most). A dropped observation-window row without a gap only removes
-evidence of watching, which can turn a "not observed" into "unknown", never
-the other way.
+window it was in. A row dropped from a frozen batch gets its gap in its place
+in that batch (stored with the batch's observation of the window, under the
+same ledger range); a buffered row's gap joins its window in the buffer. Gap
+rows themselves are never dropped: when only gap rows are left the buffer may
+exceed the bound by them (in the buffer one row per image, node and window at
+most; in a frozen batch one per dropped row, in its place). A dropped
+observation-window row without a gap only removes evidence of watching, which
+can turn a "not observed" into "unknown", never the other way.
 
 The caller (the agent loop) decides when to flush, using
 :meth:`next_retry_delay` after a failure.
@@ -181,8 +184,12 @@ class PendingWrites:
             ]
             oldest_batch = min(fronts) if fronts else None
             if oldest_batch is not None and (oldest_buf is None or oldest_batch[0] <= oldest_buf):
-                dropped: Unit = self._batches[oldest_batch[1]].drop_oldest_droppable()
-            elif oldest_buf is not None:
+                batch = self._batches[oldest_batch[1]]
+                i, dropped = batch.drop_oldest_droppable()
+                self._count_drop(dropped, batch=batch, index=i)
+                excess -= 1  # a tombstone, or a gap row in its place (gap rows do not count)
+                continue
+            if oldest_buf is not None:
                 win = self._buf[oldest_buf]
                 if win.deltas:
                     dropped = win.deltas.popitem()[1]
@@ -210,22 +217,43 @@ class PendingWrites:
                 return start
         return None
 
-    def _count_drop(self, u: Unit) -> int:
-        """Count a dropped row; 1 when marking its gap turned a droppable buffered row into a gap row."""
+    def _count_drop(self, u: Unit, *, batch: Batch | None = None, index: int = 0) -> int:
+        """Count a dropped row and mark its gap; 1 when that turned a droppable buffered row into a gap row.
+
+        A row dropped from a frozen batch (``batch``, at ``index``) gets its gap in
+        its place there, never in the buffer: the batch also holds the window's
+        observation, which, stored without the gap, said the image was watched
+        in the window without the dropped calls until (or, after a failure and
+        a stop, for good instead of until) a later batch was stored.
+        """
         self.dropped_rows += 1
-        if isinstance(u, HotSymbolDelta):
-            self.dropped_invocations += u.invocation_count
-            return self._mark_gap(u)
-        return 0
+        if not isinstance(u, HotSymbolDelta):
+            return 0
+        self.dropped_invocations += u.invocation_count
+        if batch is not None:
+            batch.put_gap(index, self._gap_of(u))
+            self.gap_rows_from_drops += 1
+            return 0
+        return self._mark_gap(u)
 
     def _mark_gap(self, d: HotSymbolDelta) -> int:
-        """The dropped row's image, node and window lose evidence: a gap over the whole window.
+        """The dropped buffered row's gap, merged into its window in the buffer.
 
         1 when the gap was merged into a buffered observation row that had none
         (one droppable row fewer), else 0.
         """
+        gap = self._gap_of(d)
+        w = self._buf.get(d.window_start_ns)
+        had = w.observations.get((gap.image_digest, gap.node_name)) if w is not None else None
+        if add_observation(self._buf, gap):
+            self._rows += 1
+            self.gap_rows_from_drops += 1
+        return int(had is not None and not had.has_gap)
+
+    def _gap_of(self, d: HotSymbolDelta) -> ObservationWindow:
+        """The dropped row's image, node and window lose evidence: a gap over the whole window."""
         window_ns = self.window_seconds * 1_000_000_000
-        gap = ObservationWindow(
+        return ObservationWindow(
             d.key.image_digest,
             d.node_name,
             d.window_start_ns,
@@ -238,12 +266,6 @@ class PendingWrites:
             0,
             d.invocation_count,
         )
-        w = self._buf.get(d.window_start_ns)
-        had = w.observations.get((gap.image_digest, gap.node_name)) if w is not None else None
-        if add_observation(self._buf, gap):
-            self._rows += 1
-            self.gap_rows_from_drops += 1
-        return int(had is not None and not had.has_gap)
 
     # -- flushing --------------------------------------------------------------
 
