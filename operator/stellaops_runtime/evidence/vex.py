@@ -154,6 +154,12 @@ def _window_gaps(gaps: list[Gap], watched: frozenset[dt.date], days: int, until:
     return [g for g in gaps if g.start.date() <= end and g.end.date() >= first]
 
 
+def _canonical(purl: str) -> str:
+    """A package URL in its canonical, percent-encoded form: an IRI, as OpenVEX's ``@id`` must be
+    (the input's ``?arch=a b`` or ``zlib"1g`` is none)."""
+    return str(PackageURL.from_string(purl).to_string())
+
+
 def _image_component(image: str, image_name: str) -> dict[str, Any]:
     """The image as an OpenVEX product: ``pkg:oci/<name>@sha256%3A<hex>``.
 
@@ -184,7 +190,8 @@ def openvex(
             vuln["description"] = v.description
         if v.aliases:
             vuln["aliases"] = list(v.aliases)
-        product = _image_component(image, image_name) | {"subcomponents": [{"@id": p} for p in d.purls]}
+        subcomponents = [{"@id": p} for p in sorted({_canonical(p) for p in d.purls})]
+        product = _image_component(image, image_name) | {"subcomponents": subcomponents}
         st: dict[str, Any] = {
             "vulnerability": vuln,
             "timestamp": ts,

@@ -27,6 +27,9 @@ from typing import Any
 
 from packageurl import PackageURL
 
+from stellaops_runtime.store.refs import RefError
+from stellaops_runtime.witness.store import vulnerability_id
+
 
 class VexInputError(Exception):
     """The input file cannot be read as vulnerabilities (the message says where)."""
@@ -125,7 +128,13 @@ def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], di
 
 
 def _one(doc: Any, where: str) -> Vulnerability:
-    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+        raise VexInputError(f"{where}: a vulnerability needs a string id")
+    try:  # as witness sign/verify --vuln read it: the id each witness names
+        vid = vulnerability_id(doc["id"])
+    except RefError as e:
+        raise VexInputError(f"{where}: {e}") from None
+    if vid is None:
         raise VexInputError(f"{where}: a vulnerability needs a string id")
     targets: list[Target] = []
     for i, aff in enumerate(doc.get("affected") or []):
@@ -137,7 +146,7 @@ def _one(doc: Any, where: str) -> Vulnerability:
             purl = _purl_of(aff["package"] if isinstance(aff["package"], dict) else {})
             functions, spellings = _osv_functions(aff, w)
         else:
-            purl = str(aff["purl"]) if isinstance(aff.get("purl"), str) else ""
+            purl = str(aff["purl"]).strip() if isinstance(aff.get("purl"), str) else ""
             functions = _strings(aff.get("functions"), f"{w}.functions")
         if not purl or not purl.startswith("pkg:"):
             raise VexInputError(f"{w}: no package URL")
@@ -147,9 +156,9 @@ def _one(doc: Any, where: str) -> Vulnerability:
             raise VexInputError(f"{w}: {purl!r} is not a package URL: {e}") from None
         targets.append(Target(purl, functions, tuple(spellings.items())))
     if not targets:
-        raise VexInputError(f"{where} ({doc['id']}): no affected package")
+        raise VexInputError(f"{where} ({vid}): no affected package")
     return Vulnerability(
-        id=doc["id"],
+        id=vid,
         description=str(doc.get("details") or doc.get("summary") or doc.get("description") or ""),
         aliases=_strings(doc.get("aliases"), f"{where}.aliases"),
         targets=tuple(targets),
