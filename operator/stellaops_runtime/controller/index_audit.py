@@ -16,7 +16,9 @@ then goes on acting on a dead object:
 - an **ObservationNode** deleted in the gap counts in every rollout for ever.
 
 So every ``index_audit_seconds`` the operator lists those kinds (metadata
-only) and, for each indexed object whose uid the list does not hold, reads
+only; a kind it may not or cannot list, Tetragon's CRDs on a cluster without
+Tetragon say, is left unchecked, the others are audited) and, for each
+indexed object whose uid the list does not hold, reads
 it by name: when it is gone, or its name now belongs to another object, the
 uid is marked gone. ``ReconcilerState._one``/``_items`` skip gone uids and
 the object's key is reconciled as deleted. A confirmed stale entry is

@@ -225,7 +225,10 @@ class ReconcilerState:
         idx = self.indexes.get(index)
         if idx is None or key not in idx:
             return None
-        values = tuple(idx[key])
+        store = idx[key]
+        if len(store) == 1 and not self._gone_uids:  # the usual case, on every pod's reconcile
+            return next(iter(store))
+        values = tuple(store)
         if self._gone_uids:  # objects found deleted behind kopf's back (controller.index_audit)
             values = tuple(v for v in values if _uid_of(v) not in self._gone_uids)
         return values[-1] if values else None  # the last one (see above)
