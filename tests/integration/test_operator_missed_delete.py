@@ -27,7 +27,16 @@ import pytest_asyncio
 
 from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
 from stellaops_runtime.kube import resources as r
-from tests.integration.kubeharness import Cluster, OperatorRun, _key, fast_config, obj, wait_for
+from tests.integration.kubeharness import (
+    TEST_AGENT,
+    Cluster,
+    OperatorRun,
+    _key,
+    fast_config,
+    obj,
+    wait_for,
+)
+from tests.integration.test_rbac_requests import Authorizer, attributes, manifest_docs
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -51,6 +60,10 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     async with Cluster(tmp_path_factory.mktemp("kube")) as c:
         await c.create(obj("v1", "Namespace", NS))
         yield c
+
+
+def _ours(req: Any) -> bool:
+    return not req.headers.get("User-Agent", "").startswith(TEST_AGENT)
 
 
 def _names(cluster: Cluster) -> list[str]:
@@ -98,6 +111,7 @@ async def test_objects_deleted_behind_the_operators_back_are_found_by_the_audit(
         await wait_for(lambda: total() == 1, what="the ObservationNode counted")
 
         # A policy, a Tetragon object of a live policy and an ObservationNode go in a watch gap.
+        mark = cluster.mark()
         del cluster.api.objects[_key(r.OBSERVATION_POLICIES), NS, "dead"]
         del cluster.api.objects[_key(r.TRACING_POLICIES_NAMESPACED), NS, "stellaops-p"]
         del cluster.api.objects[_key(r.OBSERVATION_NODES), None, "node-gone"]
@@ -110,6 +124,13 @@ async def test_objects_deleted_behind_the_operators_back_are_found_by_the_audit(
         await wait_for(lambda: total() == 0, limit_s=15, what="the deleted ObservationNode no longer counted")
         await op.settle()
         assert op.reconciler.stats.errors["stale-index"] == 3
+        # The audit's requests are within the operator's RBAC (it may list ObservationNodes, not get them).
+        docs = manifest_docs()
+        (sa,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+        rbac = Authorizer(docs, namespace=sa["metadata"]["namespace"], name=sa["metadata"]["name"])
+        ours = [q for q in cluster.requests()[mark:] if _ours(q)]
+        asked = [a for q in ours if (a := attributes(q.method.value, q.url.path, dict(q.url.query)))]
+        assert [str(a) for a in asked if not rbac.allows(a)] == []
         tp = cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-p", NS) or {}
         live = cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}
         assert [ref["uid"] for ref in tp["metadata"]["ownerReferences"]] == [live["metadata"]["uid"]]

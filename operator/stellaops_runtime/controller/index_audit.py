@@ -19,12 +19,13 @@ So every ``index_audit_seconds`` the operator lists those kinds (metadata
 only; a kind it may not or cannot list, Tetragon's CRDs on a cluster without
 Tetragon say, is left unchecked, the others are audited) and, for each
 indexed object whose uid the list does not hold, reads
-it by name: when it is gone, or its name now belongs to another object, the
-uid is marked gone. ``ReconcilerState._one``/``_items`` skip gone uids and
+it by name (a list with a field selector: the operator's RBAC lets it list
+ObservationNodes, not get them): when it is gone, or its name now belongs to
+another object, the uid is marked gone. ``ReconcilerState._one``/``_items`` skip gone uids and
 the object's key is reconciled as deleted. A confirmed stale entry is
 counted (``stats.errors["stale-index"]``) and logged at WARNING. The cost is
-one metadata list per kind per audit, and one GET per candidate (an object
-created between the list and the scan is a candidate, and the GET clears it).
+one metadata list per kind per audit, and one more per candidate (an object
+created between the list and the scan is a candidate, and that list clears it).
 """
 
 from __future__ import annotations
@@ -90,11 +91,16 @@ async def _live_uids(state: ReconcilerState) -> tuple[set[str], set[Resource]]:
 async def _gone(state: ReconcilerState, res: Resource, value: Any) -> bool:
     """Whether the indexed object ``value`` no longer exists (its name is free or another's)."""
     meta = _meta(value)
-    try:
-        current = await state.api.get(res, name=str(meta.get("name")), namespace=meta.get("namespace"))
+    try:  # a list by name, not a GET: the operator may list ObservationNodes, not get them
+        found = await state.api.list(
+            res,
+            namespace=meta.get("namespace") if res.namespaced else None,
+            field_selector=f"metadata.name={meta.get('name')}",
+            metadata_only=True,
+        )
     except ApiError:
         return False  # not sure: the next audit asks again
-    return current is None or _meta(current).get("uid") != meta.get("uid")
+    return not any(_meta(item).get("uid") == meta.get("uid") for item in found)
 
 
 def _candidates(

@@ -299,16 +299,19 @@ class KubeClient:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         metadata_only: bool = False,
     ) -> list[dict]:
         """Every object (with ``metadata_only``, their metadata: a server that cannot gives all)."""
-        params = {"labelSelector": label_selector} if label_selector else None
+        params = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            params["fieldSelector"] = field_selector
         doc = await self.request(
             "GET",
             resource.path(namespace=namespace),
             verb="list",
             resource=resource,
-            params=params,
+            params=params or None,
             accept=METADATA_LIST if metadata_only else None,
         )
         return list((doc or {}).get("items") or [])
