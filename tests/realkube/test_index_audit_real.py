@@ -28,7 +28,18 @@ NS = "audit-real"
 async def _lists(kubeconfig: Path) -> dict[str, list[dict]]:
     kube = await KubeClient.connect(kubeconfig=str(kubeconfig))
     async with kube:
-        return {
+        by_name = {  # how the audit confirms a missing object: a list by name (RBAC: no get)
+            "node-by-name": await kube.list(
+                r.OBSERVATION_NODES, field_selector="metadata.name=audit-node", metadata_only=True
+            ),
+            "policy-by-name": await kube.list(
+                r.OBSERVATION_POLICIES, namespace=NS, field_selector="metadata.name=a", metadata_only=True
+            ),
+            "no-such-name": await kube.list(
+                r.OBSERVATION_NODES, field_selector="metadata.name=no-such-node", metadata_only=True
+            ),
+        }
+        return by_name | {
             res.plural: await kube.list(res, label_selector=selector, metadata_only=True)
             for res, selector in (
                 (r.OBSERVATION_POLICIES, None),
@@ -79,3 +90,6 @@ def test_metadata_only_lists_work_under_the_operators_rbac(
         assert item.get("kind") == "PartialObjectMetadata"  # the server honoured the Accept header
         assert "spec" not in item and "status" not in item
     assert len(policies) == 1 and len(nodes) == 1
+    assert [i["metadata"]["uid"] for i in lists["node-by-name"]] == [nodes[0]["metadata"]["uid"]]
+    assert [i["metadata"]["uid"] for i in lists["policy-by-name"]] == [policies[0]["metadata"]["uid"]]
+    assert lists["no-such-name"] == []
