@@ -117,12 +117,17 @@ class Original:
         ``file_lines`` also reads DWARF (file:line, inlined functions): ~0.3 s a copy here.
         """
         got = Symbolizer(file_lines=file_lines).resolve_file_many(str(path), self.offsets)
+        known = self.names | {n for was in self.results for n in was.inlined}
         return [
-            f"{r.file_offset:#x}: {r.function_id[:120]!r} ({r.source})"
+            f"{r.file_offset:#x}: {r.function_id[:120]!r} ({r.source}) inlined {r.inlined}"
             for r, was in zip(got, self.results, strict=True)
             if r.resolved
             and r.build_id == self.build_id
-            and (r.symbol not in self.names or (r.symbol == was.symbol and r.offset != was.offset))
+            and (
+                r.symbol not in self.names
+                or (r.symbol == was.symbol and r.offset != was.offset)
+                or not set(r.inlined) <= known
+            )
         ]
 
 
@@ -160,7 +165,8 @@ def test_symbol_names_read_from_the_wrong_place_are_refused(original: Original, 
 
 def test_dwarf_read_from_another_sections_bytes_is_refused(original: Original, tmp_path: Path) -> None:
     """A DWARF-only copy (no ``.symtab``) whose ``.debug_str`` offset points at other bytes gave
-    names such as ``e\\x07``: sections that overlap each other or the headers are ``bad_elf``."""
+    names such as ``e\\x07``: sections that overlap each other or the headers are ``bad_elf``;
+    one whose ``.debug_str`` is empty gave the name ``None``: such names are no names."""
     if shutil.which("strip") is None:
         pytest.skip("binutils' strip not installed")
     dwarf_only = tmp_path / "dwarf_only"
@@ -184,6 +190,20 @@ def test_dwarf_read_from_another_sections_bytes_is_refused(original: Original, t
         assert copy.misnamed(path) == [], value
         r = Symbolizer().resolve_file(str(path), original.offsets[0])
         assert r.error == "bad_elf" and "overlaps" in r.detail, r
+    # An empty .debug_str: pyelftools gives None for every name in it (they were named "None"),
+    # and a plain DW_AT_name stood in for the unreadable linkage name ("run" for a member function),
+    # also among the functions inlined at an address.
+    path = copy.copy(tmp_path / "str_empty", [(at + 8, 8, 0)])
+    assert copy.misnamed(path) == []
+    step = range(text_offset, text_offset + 0x1000, 5)
+    inlined = [
+        r for r in Symbolizer(file_lines=True).resolve_file_many(str(dwarf_only), list(step)) if r.inlined
+    ]
+    assert len(inlined) > 20
+    known = {n for r in inlined for n in r.inlined}
+    offsets = [r.file_offset or 0 for r in inlined]
+    got = Symbolizer(file_lines=True).resolve_file_many(str(path), offsets)
+    assert [r.inlined for r in got if not set(r.inlined) <= known] == []
 
 
 def test_a_segment_no_kernel_could_map_is_refused(original: Original, tmp_path: Path) -> None:

@@ -19,11 +19,18 @@ _LINKAGE_ATTRS = ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name")
 
 
 def attr_text(die: DIE, name: str) -> str:
+    """A string attribute's text; "" when absent or not a string.
+
+    pyelftools gives None for a string its section does not hold (a ``DW_FORM_strp`` offset past
+    a damaged ``.debug_str``) and an int for a wrong form: neither is a name (``str()`` of them
+    named functions ``None``)."""
     attr = die.attributes.get(name)
     if attr is None:
         return ""
     value = attr.value
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
 
 
 # DW_LANG_* of languages whose functions have mangled symbol names (C++ family, ObjC++, Rust)
@@ -55,6 +62,8 @@ def usable_name(die: DIE, mangling: bool) -> str:
             text = attr_text(cur, attr)
             if text:
                 return text
+            if attr in attrs:  # a linkage name that cannot be read: the symbol's name is unknown
+                return ""
         plain = plain or attr_text(cur, "DW_AT_name")
         ext = attrs.get("DW_AT_external")
         external = external or bool(ext is not None and ext.value)
