@@ -6,7 +6,8 @@ own reference parser (a malformed digest is a usage error, exit 2). The store
 is ``--store``, else ``$STELLA_RUNTIME_STORE``, else the default URL. Reading never changes the
 store: no migrations, and a SQLite file that does not exist is an error
 rather than a new empty database. Every failure (bad URL, unreachable
-server, never-migrated database) is one line on stderr and exit 2, never a
+server, never-migrated database, a store older than migration 0002 or missing
+a table the answers read) is one line on stderr and exit 2, never a
 traceback, with the URL's password masked.
 """
 
@@ -24,9 +25,12 @@ from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import DEFAULT_STORE_URL, STORE_URL_ENV
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.store.engine import (
+    HOT_SYMBOLS,
+    SCHEMA,
     StoreError,
     create_store_engine,
     has_schema,
+    has_table,
     normalize_url,
     safe_url,
     sqlite_path,
@@ -104,12 +108,32 @@ def with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) ->
         with engine.connect() as conn:
             if not has_schema(conn):
                 return fail(f"no hot-symbol data in {shown}: run the agent first")
+            if missing := _missing(conn):
+                return fail(
+                    f"the store at {shown} is from an older schema or incomplete (no {', '.join(missing)}): "
+                    "let the agent migrate it (it migrates the store when it starts)"
+                )
             return ask(conn)
     except sa.exc.SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()
         return fail(f"cannot query store {shown}: {redact(detail[0]) if detail else type(e).__name__}")
     finally:
         engine.dispose()
+
+
+# What every answer reads: the tables of migration 0001 and hot_symbols' function IDs (0002).
+# Later columns (postures 0003, gaps 0005) are optional: without them an answer is unknown.
+_READ_TABLES = ("observation_windows", "hot_symbol_windows")
+
+
+def _missing(conn: sa.Connection) -> list[str]:
+    """What the answers read that the store lacks (empty: it can answer)."""
+    missing = [t for t in _READ_TABLES if not has_table(conn, t)]
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    columns = {c["name"] for c in sa.inspect(conn).get_columns(HOT_SYMBOLS, schema=schema)}
+    if "function_id" not in columns:
+        missing.append("hot_symbols.function_id (migration 0002)")
+    return missing
 
 
 def error(message: str, *, code: int = exitcodes.ERROR, command: str = "query") -> int:
