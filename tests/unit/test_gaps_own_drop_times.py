@@ -1,5 +1,5 @@
-"""The agent's own drops (hotsymbols/gaps.py ``own_drop``) at odd times: before any event, and across
-a wall-clock step back.
+"""Gaps at odd times (hotsymbols/gaps.py): the agent's own drops before any event and across a
+wall-clock step back, and a throttle that stops "before" it started.
 
 Drops before the first event (the queue overflowing at start, while the first batch was still
 being processed) left a pending report with no event-time start, which then never closed: no row
@@ -41,3 +41,19 @@ def test_a_wall_clock_span_of_drops_across_a_step_back_is_still_marked() -> None
     rows = [r for r in g.drain([]) if r.image_digest == NODE_WIDE and r.window_start_ns >= WALL - 60 * S]
     assert rows and min(r.gap_start_ns for r in rows) <= WALL - 30 * S
     assert max(r.gap_end_ns for r in rows) >= WALL + 30 * S
+
+
+def test_a_throttle_stop_before_its_start_marks_its_own_window() -> None:
+    """Tetragon stamps each event with the wall clock as it sends it: a throttle that stops after the
+    clock stepped back stops "before" it started. The part after the step was marked nowhere; the
+    STOP's own window up to the STOP is marked, as for a STOP whose START was never seen."""
+    from stellaops_runtime.contracts.drops import DropKind
+    from tests.unit.test_gaps import IMG, throttle
+
+    g = GapTracker(window_seconds=60)
+    g.note(event(T0))
+    g.signal(throttle(DropKind.THROTTLE_START, T0 + 30 * S))
+    g.drain([])
+    g.signal(throttle(DropKind.THROTTLE_STOP, T0 + 30 * S - 3600 * S))  # an hour back
+    assert gaps_of(g.drain([]))[(IMG, -60)] == (-3600, -3570, 0, 0)
+    assert not g.open_throttles

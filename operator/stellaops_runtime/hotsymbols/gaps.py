@@ -14,8 +14,9 @@ on the observation windows of the images affected:
   unknown image, so the gap is node-wide. The gap runs from THROTTLE_START
   to THROTTLE_STOP; while no STOP has been seen it extends to the end of the
   latest window the agent has seen (events or signals), drain after drain. A
-  STOP without a START (the agent started mid-throttle) marks its own window
-  up to the STOP.
+  STOP without a START (the agent started mid-throttle), or stamped before its
+  START (the wall clock stepped back in between), marks its own window up to
+  the STOP.
 - the agent's **own drops** (its receive queue was full, :meth:`GapTracker.own_drop`)
   are events nobody counted, anyone's on the node: a node-wide gap, in wall
   clock over the drops and in event time around them;
@@ -91,6 +92,7 @@ class _Open:
 
     image: str
     marked_from_ns: int  # the gap is marked up to here already
+    started_ns: int = 0  # the START's time
 
 
 @dataclass(slots=True)
@@ -179,13 +181,16 @@ class GapTracker:
         if s.kind is DropKind.THROTTLE_START:
             self._mark(image, node, ts, ts, throttles=1)
             if have is None:
-                self._open[key] = _Open(image, ts)
+                self._open[key] = _Open(image, ts, ts)
             return
         if have is not None:
             del self._open[key]
             self._mark(have.image, node, have.marked_from_ns, ts)
-        else:  # started before we were watching: its own window, up to the STOP
-            self._mark(image, node, ts - ts % self._window_ns, ts)
+            if ts >= have.started_ns:
+                return
+        # Started before we were watching, or stopped "before" it started (the wall clock stepped back
+        # in between: Tetragon stamps each event as it sends it): its own window, up to the STOP.
+        self._mark(have.image if have is not None else image, node, ts - ts % self._window_ns, ts)
 
     def own_drop(self, node: str, first_ns: int, last_ns: int, count: int) -> None:
         """Our receive queue dropped ``count`` events from ``first_ns`` to ``last_ns`` (wall clock).
