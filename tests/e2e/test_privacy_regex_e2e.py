@@ -69,13 +69,17 @@ async def test_an_exponential_pattern_is_refused_at_start(tmp_path: Path) -> Non
 async def test_the_possessive_rewrite_processes_the_same_stream(tmp_path: Path) -> None:
     cfg, port = _config(tmp_path, r"(?:\w++\s?+)+=(?P<secret>\S+)")
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
-    await h.wait_for(
-        lambda: h.metric_sum(h.scrape(port), "stellaops_runtime_events_total") == 3,
-        what="all three events counted",
-        timeout=60,
-    )
-    m = h.scrape(port)
-    code, out = await asyncio.to_thread(h.finish, proc, 60)
+    try:
+        await h.wait_for(
+            lambda: h.metric_sum(h.scrape(port), "stellaops_runtime_events_total") == 3,
+            what="all three events counted",
+            timeout=60,
+        )
+        m = h.scrape(port)
+        code, out = await asyncio.to_thread(h.finish, proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert code == 0, out
     assert h.metric(m, "stellaops_runtime_fields_redacted_total") == 1
     assert "Xy7Secret" not in out

@@ -62,10 +62,15 @@ def _userpass(opt: str, sep: str = ":") -> str:
     return rf"(?<!\S){opt}(?:\s+|(?=\S)){_after(sep)}"
 
 
+# Words between a subcommand and its option (``docker login -u USER -p SECRET``: 2). Bounded, so
+# that each ``login`` of a text of thousands costs a few words, not a scan to the end.
+_MAX_WORDS_AFTER_SUB = 32
+
+
 def _after_sub(sub: str, rule: str) -> str:
-    """``rule`` only after the subcommand ``sub`` in the same command."""
+    """``rule`` only after the subcommand ``sub`` in the same command, at most 32 words after it."""
     tail = rule.removeprefix(r"(?<!\S)")
-    return rf"(?<!\S){sub}\s(?:.*?\s)?{tail}"
+    return rf"(?<!\S){sub}\s+(?:\S+\s+){{0,{_MAX_WORDS_AFTER_SUB}}}?{tail}"
 
 
 _MYSQL = (

@@ -11,6 +11,7 @@ merged and replaced once.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Iterable, Sequence
@@ -139,21 +140,69 @@ def replace_spans(
     return "".join(out), len(merged)
 
 
+# Scans of one client's rules over one command, each from one more of the client's words in it,
+# before the rest of the command is taken as the secret (fail closed: see _client_spans).
+MAX_CLIENT_SCANS = 16
+
+
 def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
-    """Secret spans of client options: all of ``text`` for the executed ``tool``, after each client word."""
-    segments: list[tuple[str, int, int]] = []
+    """Secret spans of client options: all of ``text`` for the executed ``tool``, after each client word.
+
+    A client word starts a command up to the next shell separator; the rules of the client run
+    from each word of it to that command's end, and the spans are the union of those scans,
+    computed so that each position is scanned about once (:func:`_client_spans`): a text of
+    thousands of client words (``curl curl curl ...``) once cost a scan per word, quadratic time.
+    """
+    # (client, command end) -> where its scans start (a client word's end; 0 for the executed tool)
+    groups: dict[tuple[str, int], list[int]] = {}
     if tool:
-        segments.append((tool, 0, len(text)))
+        groups[(tool, len(text))] = [0]
     if not TOOLS.isdisjoint(words(text)):
+        stops = [m.start() for m in COMMAND_END.finditer(text)]
         for w in TOOL_WORD.finditer(text):
-            stop = COMMAND_END.search(text, w.end())
-            segments.append((w.group(), w.end(), stop.start() if stop else len(text)))
+            i = bisect.bisect_left(stops, w.end())
+            end = stops[i] if i < len(stops) else len(text)
+            groups.setdefault((w.group(), end), []).append(w.end())
     out: list[tuple[int, int, str]] = []
-    for name, start, end in segments:
-        for m in TOOL_RULES[name].finditer(text, start, end):
+    for (name, end), starts in groups.items():
+        out.extend((s, e, "cli_option") for s, e in _client_spans(TOOL_RULES[name], text, starts, end))
+    return out
+
+
+def _client_spans(rx: re.Pattern[str], text: str, starts: list[int], end: int) -> list[tuple[int, int]]:
+    """Secret spans of ``rx.finditer(text, a, end)`` for every ``a`` in ``starts`` (ascending), the union.
+
+    A scan from ``a`` gives the same matches as an earlier scan from there on when the earlier
+    one searched across ``a`` (it looked from a position at or before ``a`` and found its next
+    match at or after it, or none): whether a match starts at a position does not depend on
+    where the search began. So such a start is skipped, and a new scan stops at a match that
+    ends where an earlier scan's match ended (both go on from the same position). After
+    MAX_CLIENT_SCANS scans the rest of the command, from the next start, is the secret: text
+    that nests a client's commands that often in each other's options is not a command line.
+    """
+    out: list[tuple[int, int]] = []
+    searched = bytearray(end + 1)  # 1 where a start would repeat an earlier scan
+    ends: set[int] = set()
+    scans = 0
+    for a in starts:
+        if searched[a]:
+            continue
+        scans += 1
+        if scans > MAX_CLIENT_SCANS:
+            out.append((a, end))
+            break
+        q = a
+        for m in rx.finditer(text, a, end):
+            searched[q : m.start() + 1] = b"\x01" * (m.start() + 1 - q)
             s, e = m.span(m.lastgroup or 0)
             if e > s:
-                out.append((s, e, "cli_option"))
+                out.append((s, e))
+            if m.end() in ends or searched[m.end()]:  # an earlier scan went on from here or searched
+                break  # across it: the rest is the same
+            ends.add(m.end())
+            q = m.end()
+        else:
+            searched[q : end + 1] = b"\x01" * (end + 1 - q)
     return out
 
 
