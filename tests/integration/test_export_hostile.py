@@ -216,3 +216,25 @@ async def test_watching_moment_and_the_hole_since_the_last_agent(tmp_path: Path,
         await asyncio.wait_for(task, 2)
     assert _lines(q) == [b'{"counted":"by the last agent"}', b'{"half":1}']  # from its start: a replay
     assert src.watching_ns() is None
+
+
+async def test_truncated_and_rewritten_past_the_read_position_is_read_from_its_start(tmp_path: Path) -> None:
+    """copytruncate under load: between two polls the file is emptied and written past where the
+    follower was; the size never looked smaller, so it read on from the old position: the new
+    lines before it lost, a piece of a line read as one."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"old":1}\n{"old":2}\n')
+    q = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: len(q) == 2)
+        new = [b'{"new":%d,"pad":"%s"}' % (i, b"x" * i) for i in range(6)]
+        path.write_bytes(b"\n".join(new) + b"\n")  # no await since the last read: one step
+        await _until(lambda: len(q) == 8)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+    assert _lines(q) == [b'{"old":1}', b'{"old":2}', *new]
+    assert src.stats.truncations == 1

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is dropped and counted
+TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
 
 
 @dataclass(slots=True)
@@ -74,6 +75,7 @@ class TetragonExportSource:
         self.stats = ExportStats()
         self._buf = bytearray()
         self._skipping = False  # inside an oversized line
+        self._tail = b""  # the last bytes read, just before the read position ("" unknown)
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
         self._outage_from: int | None = None  # wall ns: the hole since the last agent starts here
         self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
@@ -87,6 +89,8 @@ class TetragonExportSource:
         try:
             while not stop.is_set():
                 before = time.time_ns()
+                if self._tail and self._rewritten(f, f.tell()):
+                    self._truncated(f)
                 try:
                     data = f.read(CHUNK)
                 except OSError as e:
@@ -94,6 +98,7 @@ class TetragonExportSource:
                     await asyncio.sleep(self.poll_interval)
                     continue
                 if data:
+                    self._tail = (self._tail + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
                     self._feed(data)
                     if not await self._queue_lines(stop):
                         return
@@ -148,12 +153,25 @@ class TetragonExportSource:
         if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):
             return True
         if st.st_size < f.tell():
-            self.stats.truncations += 1
-            log.info("export file %s was truncated; reading from its start", self.path)
-            f.seek(0)
-            self._buf.clear()
-            self._skipping = False
+            self._truncated(f)
         return False
+
+    def _truncated(self, f: BinaryIO) -> None:
+        self.stats.truncations += 1
+        log.info("export file %s was truncated; reading from its start", self.path)
+        f.seek(0)
+        self._buf.clear()
+        self._skipping = False
+        self._tail = b""
+
+    def _rewritten(self, f: BinaryIO, pos: int) -> bool:
+        """Whether the bytes before ``pos`` changed: truncated and written past ``pos`` again between
+        two polls (logrotate's copytruncate under load), which the size alone does not show."""
+        tail = self._tail
+        try:
+            return os.pread(f.fileno(), len(tail), pos - len(tail)) != tail
+        except OSError:
+            return False
 
     async def _open(self, stop: asyncio.Event, *, at_end: bool) -> BinaryIO | None:
         warned = ""
@@ -189,6 +207,7 @@ class TetragonExportSource:
                 self._seek_line_start(f)
             if not self.stats.connects:
                 self._opened_at = now_pair()  # lines written from here on are read
+            self._tail = b""
             self.stats.connected = True
             self.stats.connects += 1
             self.stats.last_error = ""
