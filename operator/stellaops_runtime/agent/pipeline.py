@@ -388,9 +388,10 @@ class Pipeline:
         self.internal_errors += 1
         if self.internal_errors <= 10:
             # The message can quote the event's text (a path, an argument): through the privacy
-            # filter's rules, and the traceback's frames without it.
+            # filter's rules, whole (a cut first could leave a secret its rule no longer knows),
+            # then cut; the traceback's frames without it.
             where = "".join(traceback.format_tb(e.__traceback__))
-            text = self.privacy.redact_text(str(e)[:2000])
+            text = self.privacy.redact_text(str(e)[: 1 << 20])[:2000]
             log.error("event skipped after an internal error (%s: %s)\n%s", name, text, where)
 
     def _observe_latency(self, items: list[tuple[bytes, int]]) -> None:
