@@ -20,6 +20,7 @@ of growing a directory tree somewhere.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from pathlib import Path
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
     from stellaops_runtime.store.writer import HotSymbolStore
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SCHEMA = "signals"  # as store/schema.py, which this module does not import (it loads SQLAlchemy)
@@ -233,14 +236,33 @@ def head_revision() -> str | None:
     file): then :func:`migrate` leaves the answer to Alembic. A unit test
     holds this equal to Alembic's own head.
     """
+    parents = _revision_parents()
+    if parents is None:
+        return None
+    heads = set(parents) - set(parents.values())
+    return heads.pop() if len(heads) == 1 and len(set(parents.values())) == len(parents) else None
+
+
+@functools.cache
+def _revision_parents() -> dict[str, str | None] | None:
+    """Each revision in migrations/versions -> its down revision; None when a file cannot be read so."""
     parents: dict[str, str | None] = {}
     for path in sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*.py")):
         found = {m[1]: m[2] or m[3] or None for m in _REVISION_LINE.finditer(path.read_text())}
         if "revision" not in found or "down_revision" not in found:
             return None
         parents[str(found["revision"])] = found["down_revision"]
-    heads = set(parents) - set(parents.values())
-    return heads.pop() if len(heads) == 1 and len(set(parents.values())) == len(parents) else None
+    return parents
+
+
+def store_revisions(db: Database | Engine) -> list[str] | None:
+    """The store's Alembic version(s); None when it has no version table (never migrated)."""
+    postgres = _dialect(db) == "postgresql"
+    with _connect(db) as conn:
+        if not has_table(conn, "alembic_version"):
+            return None
+        table = f"{SCHEMA}.alembic_version" if postgres else "alembic_version"
+        return [str(r[0]) for r in _rows(conn, f"SELECT version_num FROM {table}", ())]
 
 
 def at_head(db: Database | Engine) -> bool:
@@ -250,15 +272,41 @@ def at_head(db: Database | Engine) -> bool:
     SQLAlchemy engine; read over the DB-API either way.
     """
     head = head_revision()
-    if head is None:
-        return False
-    postgres = _dialect(db) == "postgresql"
-    with _connect(db) as conn:
-        if not has_table(conn, "alembic_version"):
-            return False
-        table = f"{SCHEMA}.alembic_version" if postgres else "alembic_version"
-        versions = [r[0] for r in _rows(conn, f"SELECT version_num FROM {table}", ())]
-    return versions == [head]
+    return head is not None and store_revisions(db) == [head]
+
+
+def behind_head(db: Database | Engine) -> str | None:
+    """The store's revision when it is an older revision of this code's chain than the head, else None.
+
+    A revision this code does not know (a newer agent migrated the store) is
+    not behind: counts are additive and later revisions stay writable by
+    earlier agents (docs/operations.md, "Upgrading").
+    """
+    head, parents = head_revision(), _revision_parents()
+    versions = store_revisions(db)
+    if head is None or parents is None or not versions or versions == [head]:
+        return None
+    older = set(parents) - {head}
+    return next((v for v in versions if v in older), None)
+
+
+def _check_revision(db: Database, url: str) -> None:
+    """Refuse a store whose schema is older than this agent writes (``store.migrate: false``).
+
+    At 0005/0006 the history's unique (key, window) key refused every second
+    flush of a (key, window) written the 0007 way: quarantined, lost to every answer.
+    """
+    try:
+        behind = behind_head(db)
+    except Exception as e:  # unreachable, locked, damaged: the first write says so, as before
+        log.debug("cannot read the schema revision of %s: %s", safe_url(url), first_line(e))
+        return
+    if behind is not None:
+        raise StoreNotInitialized(
+            f"store {safe_url(url)} is at schema revision {behind}; this agent needs "
+            f"{head_revision()}: run the migrations first (one agent or Job with store.migrate: true, "
+            "see docs/operations.md, Upgrading); the counts are kept until then"
+        )
 
 
 def has_table(conn: Any, name: str) -> bool:
@@ -314,7 +362,9 @@ def open_store(
     :class:`StoreConfigError` for a bad URL or a missing SQLite directory
     (permanent: do not retry), :class:`StoreUnavailable` when the database
     cannot be reached (retry later) and :class:`StoreError` for anything else
-    (failed migration).
+    (failed migration). Without ``migrate``, a store at an older revision of
+    this code's chain raises :class:`StoreNotInitialized` (retry once the
+    migrations have run; :func:`behind_head`).
     """
     from stellaops_runtime.store.partitions import check_retention_days
     from stellaops_runtime.store.writer import HotSymbolStore
@@ -323,19 +373,25 @@ def open_store(
     u = parse_store_url(url)
     prepare_sqlite_directory(u, create=create_directories)
     db = Database(u, timeouts=timeouts)
-    if migrate:
+    if not migrate:
         try:
-            if not at_head(db):  # only now SQLAlchemy and Alembic are loaded
-                engine = create_store_engine(u, timeouts=timeouts)
-                try:
-                    _migrate(engine)
-                finally:
-                    engine.dispose()
-        except Exception as e:
+            _check_revision(db, url)
+        except StoreError:
             db.dispose()
-            if is_unavailable(e):
-                raise StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
-            raise StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
+            raise
+        return HotSymbolStore(db, retention_days=retention_days)
+    try:
+        if not at_head(db):  # only now SQLAlchemy and Alembic are loaded
+            engine = create_store_engine(u, timeouts=timeouts)
+            try:
+                _migrate(engine)
+            finally:
+                engine.dispose()
+    except Exception as e:
+        db.dispose()
+        if is_unavailable(e):
+            raise StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
+        raise StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
     return HotSymbolStore(db, retention_days=retention_days)
 
 
