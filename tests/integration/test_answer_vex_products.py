@@ -70,3 +70,16 @@ def test_the_product_is_a_purl_of_the_image_digest(tmp_path: Path, given: str, n
         purl = PackageURL.from_string(st["products"][0]["@id"])
         assert (purl.type, purl.name, purl.version) == ("oci", name, f"sha256:{HEX}"), st["products"]
         assert not purl.qualifiers and not purl.subpath
+
+
+@pytest.mark.parametrize("which", ["w.key", "vulns.json"], ids=["the private key", "the input"])
+def test_out_never_replaces_the_key_or_the_input(tmp_path: Path, which: str) -> None:
+    """``--out`` naming the signing key (or the vulnerabilities read) is refused, as ``witness sign
+    --out`` refuses the key: before the fix ``vex --out w.key`` replaced the private key with the
+    VEX document, exit 0."""
+    url = store(tmp_path, range(3))
+    assert vex_cli(tmp_path, url, VULNS).returncode == 0  # makes the key
+    before = (tmp_path / which).read_bytes()
+    r = vex_cli(tmp_path, url, VULNS, "--out", str(tmp_path / which))
+    assert r.returncode == 2 and "not overwriting" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / which).read_bytes() == before

@@ -79,6 +79,16 @@ def _fail(message: str) -> int:
     return exitcodes.ERROR
 
 
+def _one_of_ours(out: str, *, key: str, vulns: str) -> str:
+    """What ``out`` is when it is the private key or the input (a typo must not replace either
+    with the document, as ``witness sign --out`` never replaces the key); "" otherwise."""
+    for what, path in (("the private key", key), ("the vulnerabilities file", vulns)):
+        with contextlib.suppress(OSError):  # one that does not exist is neither
+            if os.path.samefile(out, path):
+                return what
+    return ""
+
+
 def run(args: argparse.Namespace) -> int:
     if args.window_days < 1:
         return _fail("--window-days must be at least 1")
@@ -105,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot read {args.vulns}: {e.strerror or e}")
     except ValueError:
         return _fail(f"{args.vulns}: not JSON")
+    if args.out and (what := _one_of_ours(args.out, key=args.key, vulns=args.vulns)):
+        return _fail(f"--out {args.out} is {what}: not overwriting it")
     wdir = Path(args.witness_dir)
     try:
         wdir.mkdir(parents=True, exist_ok=True)
