@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,14 @@ def test_inspect_of_the_wrong_shape_reads_as_absent() -> None:
     assert record_from_inspect({"Config": None, "State": 7}, digest="", env_filter=keep).status == "stopped"
     assert docker_time("0001-01-01T00:00:00Z") is None
     assert docker_time("2026-12-03T06:28:30.506410921Z").microsecond == 506410  # type: ignore[union-attr]
+    # An offset is the instant it names (it was dropped: +01:00 read as UTC, an hour late).
+    utc = datetime(2026, 12, 4, 9, 0, 0, 123456, tzinfo=UTC)
+    assert docker_time("2026-12-04T10:00:00.123456789+01:00") == utc
+    assert docker_time("2026-12-04T03:30:00.123456-05:30") == utc
+    assert docker_time("2026-12-04T09:00:00.123456789Z") == utc == docker_time("2026-12-04T09:00:00.123456")
+    assert docker_time("2026-12-04T10:00:00+01:00") == utc.replace(microsecond=0)
+    for bad in ("garbage", "2026-12-04T09:00:00.Z", "2026-13-04T09:00:00Z", "2026-12-04T09:00:00+1"):
+        assert docker_time(bad) is None, bad
     img = {"RepoDigests": ["other/x@sha256:aa", "127.0.0.1:5000/lifecycle@sha256:bb", 7]}
     assert digest_of(img, "127.0.0.1:5000/lifecycle:1") == "sha256:bb"
     assert digest_of(img, "") == "sha256:aa"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -49,16 +50,23 @@ def _field(d: dict[str, Any], key: str, kind: type[Any], default: Any) -> Any:
     return v if isinstance(v, kind) and not (kind is int and isinstance(v, bool)) else default
 
 
+# date and time, an optional fraction (any number of digits), then Z or a numeric offset (none: UTC)
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
 def docker_time(text: object) -> datetime | None:
     """An RFC 3339 time from the Engine (nanoseconds cut to microseconds); ``None`` for Go's zero time."""
     if not isinstance(text, str) or not text or text.startswith("0001-"):
         return None
-    main, _, frac = text.rstrip("Z").partition(".")
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        return None
+    main, frac, zone = m.group(1), (m.group(2) or "")[:7], m.group(3) or "Z"
     try:
-        value = datetime.fromisoformat(main + ("." + frac[:6] if frac else "")).replace(tzinfo=UTC)
+        value = datetime.fromisoformat(main + frac + ("+00:00" if zone in ("Z", "z") else zone))
     except ValueError:
         return None
-    return value
+    return value.astimezone(UTC)  # the instant, whatever offset the Engine wrote it in
 
 
 def digest_of(image: dict[str, Any] | None, ref: str) -> str:
