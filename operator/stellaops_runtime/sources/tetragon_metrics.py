@@ -4,6 +4,11 @@ Tetragon drops events for a slow gRPC client silently: the only trace is its
 metric ``tetragon_notify_overflowed_events_total``. Reading it lets the agent
 report Tetragon's drops next to its own, so "we saw no calls" can be told
 apart from "we were not sent the calls".
+
+The endpoint's text is not trusted: a watched counter whose value is not a
+finite count (NaN, ±Inf, negative) fails the scrape (counted, the last good
+values kept); it made every later rendering of the agent's own /metrics fail
+with HTTP 500. A body over :data:`MAX_BODY_BYTES` fails the scrape too.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stellaops_runtime.contracts.redact import redact, redact_error
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 << 20  # Tetragon's exposition is a few hundred KiB
 
 WATCHED = {
     "tetragon_notify_overflowed_events": "overflowed",
@@ -46,7 +54,10 @@ def parse_drops(text: str) -> dict[str, float]:
             continue
         for sample in family.samples:
             if sample.name.endswith("_total") or sample.name == family.name:
-                out[field] += sample.value
+                v = sample.value
+                if not (math.isfinite(v) and v >= 0):
+                    raise ValueError(f"{sample.name} is {v!r}, not a count")
+                out[field] += v
     return out
 
 
@@ -62,8 +73,10 @@ class TetragonMetricsPoller:
         try:
             async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as r:
                 r.raise_for_status()
-                text = await r.text()
-            drops = parse_drops(text)
+                body = await r.content.read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                raise ValueError(f"the metrics page is larger than {MAX_BODY_BYTES} bytes")
+            drops = parse_drops(body.decode("utf-8"))
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             self.stats.scrape_errors += 1
             self.stats.last_error = redact_error(e)  # aiohttp errors quote the URL
