@@ -12,13 +12,16 @@ the current generation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
+from stellaops_runtime.contracts.crds import API_VERSION, OBSERVER_KIND, POLICY_KIND
+from stellaops_runtime.controller.render_agent import probe_configmap_name
+from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, probe_entry_key
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
@@ -42,11 +45,31 @@ ACTIVE: dict[str, Any] = {  # renders stellaops-<name> only
 }
 
 
+AGENTS_NS, OBSERVER = "stellaops-system", "fleet"
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     async with Cluster(tmp_path_factory.mktemp("kube")) as c:
         await c.create(obj("v1", "Namespace", NS))
+        await c.create(obj("v1", "Namespace", AGENTS_NS))
+        observer = {
+            "agentNamespace": AGENTS_NS,
+            "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
+            "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
+        }
+        await c.create(obj(API_VERSION, OBSERVER_KIND, OBSERVER, spec=observer))
         yield c
+
+
+def _probe_entry(cluster: Cluster, policy: str) -> dict[str, Any] | None:
+    """The policy's entry in the agents' native probe ConfigMap (None when absent)."""
+    cm = cluster.stored(r.CONFIGMAPS, probe_configmap_name(OBSERVER), AGENTS_NS) or {}
+    doc = json.loads((cm.get("data") or {}).get(PROBE_CONFIG_KEY) or "{}")
+    entry: dict[str, Any] | None = (doc.get("policies") or {}).get(
+        probe_entry_key(kind=POLICY_KIND, namespace=NS, name=policy)
+    )
+    return entry
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -84,6 +107,11 @@ def _check(cluster: Cluster, policy: str, spec: dict[str, Any]) -> None:
     status = pol.get("status") or {}
     assert status.get("observedGeneration") == pol["metadata"]["generation"]
     assert sorted(status.get("tetragonPolicies") or []) == sorted(want)
+    # The native probes read the same spec from the probe ConfigMap.
+    entry = _probe_entry(cluster, policy)
+    assert entry is not None
+    assert sorted(s["name"] for s in entry["syscalls"]) == sorted(spec["syscalls"])
+    assert bool(entry.get("tcpState")) == bool(spec.get("tcpState"))
 
 
 async def test_a_spec_flipped_fast_settles_on_exactly_the_last_one(
@@ -176,3 +204,4 @@ async def test_a_replace_that_drops_the_finalizer_and_annotation_gets_them_back(
     await cluster.delete(r.OBSERVATION_POLICIES, "replaced", NS)
     await wait_for(lambda: cluster.stored(r.OBSERVATION_POLICIES, "replaced", NS) is None, what="deleted")
     assert _tetragon(cluster, "replaced") == {}
+    assert _probe_entry(cluster, "replaced") is None
