@@ -484,3 +484,16 @@ def test_a_rust_path_without_generics_names_what_rustc_demangle_prints(
     )
     assert found("smallvec::SmallVec::insert_man")[0] == exitcodes.NOT_FOUND
     assert found("smallvec::smallvec::insert_many")[0] == exitcodes.NOT_FOUND
+
+
+@pytest.mark.parametrize("limit", ["9223372036854775808", "99999999999999999999"])
+def test_a_limit_no_database_takes_is_a_usage_error(
+    url: str, capsys: pytest.CaptureFixture[str], limit: str
+) -> None:
+    """Before the fix ``--limit`` past 2**63 - 1 reached the database: an "internal error" with a
+    traceback's frames in the log on SQLite, "bigint out of range" on PostgreSQL."""
+    assert cli("query", "hot", "--image", IMG, "--limit", limit, "--store", url) == exitcodes.ERROR
+    err = capsys.readouterr().err
+    assert "--limit" in err and "at most 9223372036854775807" in err and "internal error" not in err, err
+    biggest = str(2**63 - 1)
+    assert cli("query", "hot", "--image", IMG, "--limit", biggest, "--store", url) == exitcodes.OK

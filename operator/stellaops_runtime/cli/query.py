@@ -144,6 +144,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.set_defaults(func=run_images)
 
 
+MAX_LIMIT = 2**63 - 1
+
+
 def _positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -151,6 +154,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    if n > MAX_LIMIT:  # a SQL LIMIT is a 64-bit integer: past it, the database's error, not an answer
+        raise argparse.ArgumentTypeError(f"expected a positive integer at most {MAX_LIMIT}, got {n}")
     return n
 
 
