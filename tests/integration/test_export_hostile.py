@@ -238,3 +238,31 @@ async def test_truncated_and_rewritten_past_the_read_position_is_read_from_its_s
         await asyncio.wait_for(task, 2)
     assert _lines(q) == [b'{"old":1}', b'{"old":2}', *new]
     assert src.stats.truncations == 1
+
+
+async def test_a_path_pointed_back_at_a_file_read_before_continues_where_it_was(tmp_path: Path) -> None:
+    """The path replaced by a symlink to the file rotated away (or renamed back): every line of
+    that file was read again from its start, each event counted twice."""
+    path = tmp_path / "tetragon.log"
+    old = tmp_path / "tetragon-1.log"
+    path.write_bytes(b'{"a":1}\n{"a":2}\n')
+    q = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: len(q) == 2)
+        os.rename(path, old)
+        path.write_bytes(b'{"b":1}\n')
+        await _until(lambda: len(q) == 3)
+        with old.open("ab") as f:
+            f.write(b'{"a":3}\n')  # written to the old file after the rotation was noticed
+        tmp = tmp_path / "link"
+        tmp.symlink_to(old)
+        os.replace(tmp, path)  # the path is now a symlink to the old file
+        await _until(lambda: src.stats.rotations == 2 and len(q) >= 4)
+        await asyncio.sleep(0.1)  # more polls: nothing else may come (the old code read a:1-3 again)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+    assert _lines(q) == [b'{"a":1}', b'{"a":2}', b'{"b":1}', b'{"a":3}']

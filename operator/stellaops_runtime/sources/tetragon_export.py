@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is dropped and counted
 TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
+SEEN_FILES = 16  # files left at a rotation whose read position is kept (a path pointed back at one)
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class TetragonExportSource:
         self._buf = bytearray()
         self._skipping = False  # inside an oversized line
         self._tail = b""  # the last bytes read, just before the read position ("" unknown)
+        self._seen: dict[tuple[int, int], tuple[int, bytes]] = {}  # (dev, ino) -> (position, tail)
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
         self._outage_from: int | None = None  # wall ns: the hole since the last agent starts here
         self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
@@ -111,6 +113,7 @@ class TetragonExportSource:
                 if switched:
                     if not await self._finish(f, stop):
                         return
+                    self._leave(f)
                     f.close()
                     self.stats.rotations += 1
                     log.info("export file %s rotated; following the new file", self.path)
@@ -203,16 +206,40 @@ class TetragonExportSource:
                 await asyncio.sleep(self.poll_interval)
                 continue
             f = os.fdopen(fd, "rb")
+            self._tail = b""
             if at_end:
                 self._seek_line_start(f)
+            else:
+                self._resume_seen(f)
             if not self.stats.connects:
                 self._opened_at = now_pair()  # lines written from here on are read
-            self._tail = b""
             self.stats.connected = True
             self.stats.connects += 1
             self.stats.last_error = ""
             return f
         return None
+
+    def _leave(self, f: BinaryIO) -> None:
+        """Keep where a file left at a rotation was read to, should the path name it again."""
+        st = os.fstat(f.fileno())
+        self._seen.pop((st.st_dev, st.st_ino), None)
+        if len(self._seen) >= SEEN_FILES:
+            del self._seen[next(iter(self._seen))]
+        self._seen[(st.st_dev, st.st_ino)] = (f.tell(), self._tail)
+
+    def _resume_seen(self, f: BinaryIO) -> None:
+        """A file read before (the path pointed back at it: a symlink, a rename back) continues where
+        it was left, not from its first line again (counted twice), if its bytes there are the same
+        (else the inode is another file's now)."""
+        st = os.fstat(f.fileno())
+        seen = self._seen.pop((st.st_dev, st.st_ino), None)
+        if seen is None:
+            return
+        pos, tail = seen
+        if st.st_size >= pos and os.pread(f.fileno(), len(tail), pos - len(tail)) == tail:
+            f.seek(pos)
+            self._tail = tail
+            log.warning("export file %s names a file read before: continuing at byte %d", self.path, pos)
 
     @staticmethod
     def _seek_line_start(f: BinaryIO) -> None:
