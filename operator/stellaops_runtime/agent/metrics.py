@@ -18,7 +18,7 @@ tetragon_events_filtered    untyped   events the privacy filter dropped (= sum o
                                       stellaops_runtime_events_filtered_total)
 tetragon_hotsymbols_flushed untyped   hot-symbol rows written to the store
                                       (= stellaops_runtime_hot_symbols_flushed_total)
-tetragon_witness_generated  untyped   runtime witnesses generated, 0 until the witness bridge exists
+tetragon_witness_generated  untyped   runtime witnesses the witness bridge signed (witness.enabled)
                                       (= stellaops_runtime_witnesses_generated_total)
 tetragon_latency_seconds    histogram event processing latency, the same buckets as
                                       stellaops_runtime_event_processing_latency_seconds
