@@ -314,3 +314,14 @@ def test_build_id_notes_of_odd_sizes(tmp_path: Path, size: int, go: bool, kept: 
         assert r.build_id.startswith("sha256-") and len(r.build_id) == 47, r.build_id[:80]
         assert sym.stats()["build_id_notes_oversized"] == 1
     assert len(r.function_id) < 600
+
+
+def test_names_are_cut_at_16_kib(tmp_path: Path) -> None:
+    """docs/symbolization.md: "Names are cut at 16 KiB" (a symbol table's name with no end in sight)."""
+    long_name = "f" * 40_000
+    path = tmp_path / "long.so"
+    offsets = eb.write(path, eb.Elf(functions=[long_name, "short_one"]))
+    sym = Symbolizer()
+    r = sym.resolve_file(str(path), offsets[long_name] + 1)
+    assert (r.symbol, r.offset, r.source) == ("f" * 16_384, 1, "symtab")
+    assert sym.resolve_file(str(path), offsets["short_one"]).symbol == "short_one"
