@@ -14,6 +14,7 @@ The in-process fleet of 20 writers is tests/integration/test_store_fleet.py.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pg import libpq_dsn
 from pgproxy import PgProxy
 
 from tests.e2e import harness as h
-from tests.e2e.test_store_failures import GOOD, config, expected, stored
+from tests.e2e.test_store_failures import GOOD, config, expected, processed, readyz, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -48,6 +49,13 @@ def terminate_writers(dsn: str, stop: threading.Event, ended: list[int], most: i
             stop.wait(0.005)
 
 
+def pending(port: int) -> float:
+    """Rows not yet stored (-1 until the store is open and confirmed, so 0 means every row is stored)."""
+    if readyz(port)[0] != 200:
+        return -1
+    return h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_pending")
+
+
 def event_totals(url: str) -> int:
     engine = sa.create_engine(url)
     try:
@@ -66,7 +74,8 @@ async def test_three_agents_with_lost_acknowledgements_and_ended_backends_store_
     proxies = [PgProxy("127.0.0.1", pg.port) for _ in range(AGENTS)]
     stop, ended = threading.Event(), []
     killer = threading.Thread(target=terminate_writers, args=(libpq_dsn(pg_url), stop, ended, 2), daemon=True)
-    procs = []
+    procs: list[Any] = []
+    ports: list[int] = []
     try:
         for i, proxy in enumerate(proxies):
             proxy.drop_commit_acks = 2
@@ -74,13 +83,19 @@ async def test_three_agents_with_lost_acknowledgements_and_ended_backends_store_
             d.mkdir()
             export = d / "tetragon.log"
             export.write_bytes(b"\n".join(GOOD) + b"\n")
-            cfg, _port = config(d, proxy.url(pg_url), export, flushTimeout="20s", statementTimeout="20s")
+            cfg, port = config(d, proxy.url(pg_url), export, flushTimeout="20s", statementTimeout="20s")
             doc = yaml.safe_load(cfg.read_text())
             doc["nodeName"] = f"fleet-node-{i}"
             cfg.write_text(yaml.safe_dump(doc))
-            procs.append(h.start_agent(cfg, "--exit-when-idle", "4"))
+            procs.append(h.start_agent(cfg))
+            ports.append(port)
         killer.start()
-        results = await asyncio.gather(*(asyncio.to_thread(h.finish, p, 150) for p in procs))
+        for port in ports:  # every event taken in and stored (not --exit-when-idle: a stall is no idle)
+            await h.wait_for(lambda port=port: processed(port) == len(GOOD), what="every event processed")
+            await h.wait_for(lambda port=port: pending(port) == 0, what="every row stored")
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*(asyncio.to_thread(h.finish, p, 60) for p in procs))
     finally:
         stop.set()
         for p in procs:
