@@ -86,6 +86,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    pipes.ensure_stdout()  # started with stdout closed: write to /dev/null, the status is the answer
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader closed our output: not an error of ours
         pipes.silence_stdout()
         return exitcodes.OK
+    except pipes.OutputError as e:  # a full disk: the answer was not written
+        return _unwritten(args.command, e)
     except Exception as e:
         # Python's own exit status for an uncaught exception is 1, which `query observed`,
         # `evidence` and `vex` define as "no" (not observed): a crash must never read as an answer.
@@ -119,8 +122,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         code = exitcodes.ERROR
-    pipes.flush()
+    try:
+        pipes.flush()
+    except pipes.OutputError as e:
+        return _unwritten(args.command, e)
     return code
+
+
+def _unwritten(command: str, e: pipes.OutputError) -> int:
+    print(f"stella-runtime {command}: cannot write the answer: {e} (exit {exitcodes.ERROR})", file=sys.stderr)
+    return exitcodes.ERROR
 
 
 if __name__ == "__main__":

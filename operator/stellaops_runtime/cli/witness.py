@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli import exitcodes, pipes
 from stellaops_runtime.cli.query_output import emit
 from stellaops_runtime.cli.store_access import image_and_store_options as _common
 from stellaops_runtime.cli.store_access import ref_type as _arg
@@ -209,7 +209,7 @@ def run_get(args: argparse.Namespace) -> int:
             except OSError as e:
                 return _fail(f"cannot write {args.out}: {e.strerror or e}")
         else:
-            sys.stdout.write(data.decode())
+            pipes.write(data.decode())
         return exitcodes.OK
 
     return _with_store(args, ask)
