@@ -129,6 +129,17 @@ SECRET_WORDS: tuple[str, ...] = (
     r"account[_-]?key",
 )
 
+# ``pw`` ends a password key too (PuTTY's ``plink -pw X``, OpenLDAP's ``rootpw=X``,
+# ``DB_PW=X``, ``adminPw=X``), in one case (or camelCase) and, for a flag, alone or after a separator
+# (``--pw``, ``--root-pw``): ``mysql -pS3cretMyPw db`` is a glued password whose
+# last letters are no key, and ``db`` no value.
+_PW = (
+    rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s_90>{_VALUE})"
+    rf"|p(?<![A-Z]p)w[\"']?\s*[=:]\s*(?P<s_91>{_VALUE})"
+    rf"|P(?<![a-z]P)W[\"']?\s*[=:]\s*(?P<s_92>{_VALUE})"
+    rf"|P(?<=[a-z]P)w[\"']?\s*[=:]\s*(?P<s_93>{_VALUE})"  # camelCase: adminPw=
+)
+
 # Token-ish run: base64, base64url and the usual token punctuation.
 _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # A bare ``Bearer``/``Basic`` credential must look like one (a digit, a symbol or
@@ -230,7 +241,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r"[sr](?<![A-Za-z0-9_][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]{10,})",
         triggers=("k_live_", "k_test_"),
     ),
-    SecretPattern("password", _keyed(list(PASSWORD_WORDS)), triggers=("pass", "pwd")),
+    SecretPattern("password", f"{_keyed(list(PASSWORD_WORDS))}|{_PW}", triggers=("pass", "pw")),
     SecretPattern(
         "sql_password",
         # Passwords in SQL statements (``psql -c``, ``mysql -e``, init scripts), where no
