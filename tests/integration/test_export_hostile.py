@@ -253,16 +253,49 @@ async def test_a_path_pointed_back_at_a_file_read_before_continues_where_it_was(
     try:
         await _until(lambda: len(q) == 2)
         os.rename(path, old)
+        with old.open("ab") as f:
+            f.write(b'{"a":"2b"}\n')  # the old file's last line: read at the rotation
         path.write_bytes(b'{"b":1}\n')
-        await _until(lambda: len(q) == 3)
+        await _until(lambda: len(q) == 4)
         with old.open("ab") as f:
             f.write(b'{"a":3}\n')  # written to the old file after the rotation was noticed
         tmp = tmp_path / "link"
         tmp.symlink_to(old)
         os.replace(tmp, path)  # the path is now a symlink to the old file
-        await _until(lambda: src.stats.rotations == 2 and len(q) >= 4)
+        await _until(lambda: src.stats.rotations == 2 and len(q) >= 5)
         await asyncio.sleep(0.1)  # more polls: nothing else may come (the old code read a:1-3 again)
     finally:
         stop.set()
         await asyncio.wait_for(task, 2)
-    assert _lines(q) == [b'{"a":1}', b'{"a":2}', b'{"b":1}', b'{"a":3}']
+    assert _lines(q) == [b'{"a":1}', b'{"a":2}', b'{"a":"2b"}', b'{"b":1}', b'{"a":3}']
+
+
+async def test_two_rotations_while_the_reader_is_behind_lose_no_file(tmp_path: Path, monkeypatch) -> None:
+    """The reader waits for room (the pipeline behind) while Tetragon rotates twice: the file in
+    between was at the path only while the reader was busy with the first one, and was never read
+    (it looked at the path only at the first file's end). Every line of the three files, once."""
+    monkeypatch.setattr(tetragon_export, "CHUNK", 64)
+    path = tmp_path / "tetragon.log"
+    a = [b'{"a":%04d}' % i for i in range(60)]
+    b = [b'{"b":%04d}' % i for i in range(30)]
+    c = [b'{"c":%04d}' % i for i in range(10)]
+    path.write_bytes(b"\n".join(a) + b"\n")
+    q = EventQueue(100)
+    q.capacity = 5
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    got: list[bytes] = []
+    try:
+        await _until(lambda: src.stats.queue_waits > 0)  # behind, in the first file
+        os.rename(path, tmp_path / "tetragon-1.log")
+        path.write_bytes(b"\n".join(b) + b"\n")
+        await asyncio.sleep(0.1)  # the path names the second file for a few polls
+        os.rename(path, tmp_path / "tetragon-2.log")
+        path.write_bytes(b"\n".join(c) + b"\n")
+        await _drain(q, 100, got)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+    assert got == a + b + c
+    assert q.dropped == 0 and src.stats.rotations == 2

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import covering, now_pair
+from stellaops_runtime.sources.export_files import SeenFiles, bytes_before, seek_line_start
 from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a longer line is dropped and counted
 TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
-SEEN_FILES = 16  # files left at a rotation whose read position is kept (a path pointed back at one)
+MAX_NEXT = 64  # files rotated in while the current one is still being read, held open until read
 
 
 @dataclass(slots=True)
@@ -77,7 +78,10 @@ class TetragonExportSource:
         self._buf = bytearray()
         self._skipping = False  # inside an oversized line
         self._tail = b""  # the last bytes read, just before the read position ("" unknown)
-        self._seen: dict[tuple[int, int], tuple[int, bytes]] = {}  # (dev, ino) -> (position, tail)
+        self._seen = SeenFiles()  # positions of files left at rotations (a path pointed back at one)
+        self._cur_id = (0, 0)  # (dev, ino) of the file being read
+        self._next: list[tuple[BinaryIO, tuple[int, int]]] = []  # files that came later, in order
+        self._look_warned = ""
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
         self._outage_from: int | None = None  # wall ns: the hole since the last agent starts here
         self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
@@ -91,7 +95,8 @@ class TetragonExportSource:
         try:
             while not stop.is_set():
                 before = time.time_ns()
-                if self._tail and self._rewritten(f, f.tell()):
+                self._look()
+                if self._tail and bytes_before(f, f.tell(), len(self._tail)) not in (self._tail, None):
                     self._truncated(f)
                 try:
                     data = f.read(CHUNK)
@@ -100,31 +105,34 @@ class TetragonExportSource:
                     await asyncio.sleep(self.poll_interval)
                     continue
                 if data:
-                    self._tail = (self._tail + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
                     self._feed(data)
                     if not await self._queue_lines(stop):
                         return
                     if len(data) == CHUNK:
                         await asyncio.sleep(0)  # let the consumer run between big reads
                         continue
-                if not self._buf:  # at the end, no line half written: all written before is queued
+                self._look()
+                if not self._buf and not self._next:  # every line written before is queued
                     self.alive_ns = before
-                switched = self._switched(f)
-                if switched:
+                if self._next:  # the path names a later file: this one is finished
                     if not await self._finish(f, stop):
                         return
-                    self._leave(f)
+                    self._seen.leave(f, self._tail)
                     f.close()
+                    f, self._cur_id = self._next.pop(0)
+                    self._tail = self._seen.resume(f) or b""
+                    if self._tail:
+                        log.warning("export file %s names a file read before: continuing there", self.path)
                     self.stats.rotations += 1
                     log.info("export file %s rotated; following the new file", self.path)
-                    new = await self._open(stop, at_end=False)
-                    if new is None:
-                        return
-                    f = new
                     continue
+                self._check_size(f)
                 await asyncio.sleep(self.poll_interval)
         finally:
             f.close()
+            for g, _ in self._next:
+                g.close()
+            self._next.clear()
             self.stats.connected = False
 
     async def _finish(self, f: BinaryIO, stop: asyncio.Event) -> bool:
@@ -144,20 +152,45 @@ class TetragonExportSource:
         self._flush_partial()
         return await self._queue_lines(stop)
 
-    def _switched(self, f: BinaryIO) -> bool:
+    def _look(self) -> None:
+        """Open a file newly at the path at once (a rotation), to be read after the current one: a
+        second rotation before the current file is read to its end (the pipeline behind, the
+        reader waiting for room) cannot take it away unread."""
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
-            return False  # renamed away and not recreated yet: keep the old handle
-        except OSError as e:  # keep following the open file; the path is looked at again next time
-            self._error("read_errors", f"cannot stat export file {self.path}: {e.strerror}")
-            return False
-        cur = os.fstat(f.fileno())
-        if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):
-            return True
-        if st.st_size < f.tell():
+            if self._known((st.st_dev, st.st_ino)):
+                return
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:  # renamed away and not recreated yet, or unreadable: looked at next time
+            if not isinstance(e, FileNotFoundError):
+                why = f"cannot open export file {self.path}: {e.strerror}"
+                self._look_warned = self._error("open_errors", why, self._look_warned)
+            return
+        st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino)
+        if self._known(ident) or not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
+                why = f"export file {self.path} is not a regular file; still reading the last one"
+                self._look_warned = self._error("open_errors", why, self._look_warned)
+            os.close(fd)
+            return
+        if len(self._next) >= MAX_NEXT:  # never on Tetragon's rotation sizes: a drop and a gap
+            old, _ = self._next.pop(0)
+            old.close()
+            self.queue.drop_oversize()
+            log.warning("more than %d export files rotated in unread; the oldest is skipped", MAX_NEXT)
+        self._next.append((os.fdopen(fd, "rb"), ident))
+
+    def _known(self, ident: tuple[int, int]) -> bool:
+        return ident == self._cur_id or any(i == ident for _, i in self._next)
+
+    def _check_size(self, f: BinaryIO) -> None:
+        try:
+            size = os.fstat(f.fileno()).st_size
+        except OSError:
+            return
+        if size < f.tell():
             self._truncated(f)
-        return False
 
     def _truncated(self, f: BinaryIO) -> None:
         self.stats.truncations += 1
@@ -166,15 +199,6 @@ class TetragonExportSource:
         self._buf.clear()
         self._skipping = False
         self._tail = b""
-
-    def _rewritten(self, f: BinaryIO, pos: int) -> bool:
-        """Whether the bytes before ``pos`` changed: truncated and written past ``pos`` again between
-        two polls (logrotate's copytruncate under load), which the size alone does not show."""
-        tail = self._tail
-        try:
-            return os.pread(f.fileno(), len(tail), pos - len(tail)) != tail
-        except OSError:
-            return False
 
     async def _open(self, stop: asyncio.Event, *, at_end: bool) -> BinaryIO | None:
         warned = ""
@@ -207,10 +231,10 @@ class TetragonExportSource:
                 continue
             f = os.fdopen(fd, "rb")
             self._tail = b""
+            st = os.fstat(fd)
+            self._cur_id = (st.st_dev, st.st_ino)
             if at_end:
-                self._seek_line_start(f)
-            else:
-                self._resume_seen(f)
+                seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
             if not self.stats.connects:
                 self._opened_at = now_pair()  # lines written from here on are read
             self.stats.connected = True
@@ -218,45 +242,6 @@ class TetragonExportSource:
             self.stats.last_error = ""
             return f
         return None
-
-    def _leave(self, f: BinaryIO) -> None:
-        """Keep where a file left at a rotation was read to, should the path name it again."""
-        st = os.fstat(f.fileno())
-        self._seen.pop((st.st_dev, st.st_ino), None)
-        if len(self._seen) >= SEEN_FILES:
-            del self._seen[next(iter(self._seen))]
-        self._seen[(st.st_dev, st.st_ino)] = (f.tell(), self._tail)
-
-    def _resume_seen(self, f: BinaryIO) -> None:
-        """A file read before (the path pointed back at it: a symlink, a rename back) continues where
-        it was left, not from its first line again (counted twice), if its bytes there are the same
-        (else the inode is another file's now)."""
-        st = os.fstat(f.fileno())
-        seen = self._seen.pop((st.st_dev, st.st_ino), None)
-        if seen is None:
-            return
-        pos, tail = seen
-        if st.st_size >= pos and os.pread(f.fileno(), len(tail), pos - len(tail)) == tail:
-            f.seek(pos)
-            self._tail = tail
-            log.warning("export file %s names a file read before: continuing at byte %d", self.path, pos)
-
-    @staticmethod
-    def _seek_line_start(f: BinaryIO) -> None:
-        """Go to the file's end, or to the start of a last line still being written (read it whole)."""
-        end = f.seek(0, os.SEEK_END)
-        pos = end
-        while pos > 0:
-            step = min(CHUNK, pos)
-            f.seek(pos - step)
-            nl = f.read(step).rfind(b"\n")
-            if nl >= 0:
-                f.seek(pos - step + nl + 1)
-                return
-            pos -= step
-            if end - pos > MAX_LINE:  # no line start near the end: from the end, as before
-                break
-        f.seek(end if pos > 0 else 0)
 
     def _error(self, counter: str, why: str, warned: str = "") -> str:
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
@@ -266,6 +251,7 @@ class TetragonExportSource:
         return why
 
     def _feed(self, data: bytes) -> None:
+        self._tail = (self._tail + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
         buf = self._buf
         buf += data
         start = 0
@@ -300,6 +286,7 @@ class TetragonExportSource:
                     while not q.has_room(len(lines[i])):
                         if stop.is_set():
                             return False
+                        self._look()  # a rotation meanwhile: its file is held open
                         await q.wait_room(self.poll_interval)
                 q.put(lines[i])
                 self.stats.lines += 1

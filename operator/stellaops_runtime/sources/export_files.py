@@ -1,0 +1,77 @@
+"""Where the export follower reads a file from: positions, and the bytes that must lie before them.
+
+Split from :mod:`stellaops_runtime.sources.tetragon_export` (the follower's loop): the checks
+that keep a position honest when the file under it changes.
+
+- :func:`seek_line_start`: an agent starting at a file's end starts at the last line still
+  being written, so that line is read whole, not its tail as a line of its own.
+- :func:`bytes_before`: the bytes just before a position, compared with those last read
+  there; a file truncated and written past the position again reads differently.
+- :class:`SeenFiles`: a file left at a rotation keeps its position, so a path pointed back
+  at it (a symlink to the rotated file, a rename back) continues there instead of counting
+  every line again; the bytes before the position must still be the same (else the inode
+  was reused by another file, which is then read from its start).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+SEEN_FILES = 16  # files left at a rotation whose read position is kept
+
+
+def ident(f: BinaryIO) -> tuple[int, int]:
+    st = os.fstat(f.fileno())
+    return (st.st_dev, st.st_ino)
+
+
+def bytes_before(f: BinaryIO, pos: int, n: int) -> bytes | None:
+    """The ``n`` bytes before ``pos`` as the file holds them now (None if unreadable)."""
+    try:
+        return os.pread(f.fileno(), n, pos - n)
+    except OSError:
+        return None
+
+
+def seek_line_start(f: BinaryIO, *, chunk: int, max_line: int) -> None:
+    """Go to the file's end, or to the start of a last line still being written (read it whole)."""
+    end = f.seek(0, os.SEEK_END)
+    pos = end
+    while pos > 0:
+        step = min(chunk, pos)
+        f.seek(pos - step)
+        nl = f.read(step).rfind(b"\n")
+        if nl >= 0:
+            f.seek(pos - step + nl + 1)
+            return
+        pos -= step
+        if end - pos > max_line:  # no line start near the end: from the end
+            break
+    f.seek(end if pos > 0 else 0)
+
+
+class SeenFiles:
+    """Read positions of the files left at rotations, the most recent :data:`SEEN_FILES`."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[int, int], tuple[int, bytes]] = {}  # (dev, ino) -> (position, tail)
+
+    def leave(self, f: BinaryIO, tail: bytes) -> None:
+        key = ident(f)
+        self._files.pop(key, None)
+        if len(self._files) >= SEEN_FILES:
+            del self._files[next(iter(self._files))]
+        self._files[key] = (f.tell(), tail)
+
+    def resume(self, f: BinaryIO) -> bytes | None:
+        """Position ``f`` where it was left and return the tail read there; None (left at its
+        start) for a file not left before, or whose bytes there changed."""
+        seen = self._files.pop(ident(f), None)
+        if seen is None:
+            return None
+        pos, tail = seen
+        if os.fstat(f.fileno()).st_size < pos or bytes_before(f, pos, len(tail)) != tail:
+            return None
+        f.seek(pos)
+        return tail
