@@ -170,6 +170,12 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("mc",): (r"(?<!\S)alias\s+set\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",),
     # https://www.rabbitmq.com/docs/man/rabbitmqctl.8 (add_user / change_password USER PASSWORD)
     ("rabbitmqctl",): (r"(?<!\S)(?:add_user|change_password)\s+\S+\s+(?P<s>\S+)",),
+    # https://github.com/FreeRDP/FreeRDP/wiki/CommandLineInterface (/p:, /gp: gateway password,
+    # /password:), and rdesktop(1) (-p password)
+    ("xfreerdp", "xfreerdp3", "wlfreerdp", "wlfreerdp3", "sdl-freerdp", "sdl-freerdp3"): (
+        r"""(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>[^\s"']+)""",
+    ),
+    ("rdesktop",): (_sep("-p"),),
     # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)
     ("nmcli",): (_sep("password"), _sep(r"[\w.-]*psk")),
 }
