@@ -138,6 +138,11 @@ _PW = (
     rf"|p(?<![A-Z]p)w[\"']?\s*[=:]\s*(?P<s_91>{_VALUE})"
     rf"|P(?<![a-z]P)W[\"']?\s*[=:]\s*(?P<s_92>{_VALUE})"
     rf"|P(?<=[a-z]P)w[\"']?\s*[=:]\s*(?P<s_93>{_VALUE})"  # camelCase: adminPw=
+    # ``pass`` ends a key as a word of its own (``db_pass=``, ``pass:``, ``adminPass=``,
+    # ``DB_PASS=``), not inside one (``bypass=``, ``compass=``).
+    rf"|p(?<![A-Za-z0-9]p)ass[\"']?\s*[=:]\s*(?P<s_94>{_VALUE})"
+    rf"|P(?<=[a-z]P)ass[\"']?\s*[=:]\s*(?P<s_95>{_VALUE})"
+    rf"|P(?<![A-Za-z0-9]P)ASS[\"']?\s*[=:]\s*(?P<s_96>{_VALUE})"
 )
 
 # Token-ish run: base64, base64url and the usual token punctuation.
