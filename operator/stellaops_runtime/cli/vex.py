@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -79,6 +80,23 @@ def _fail(message: str) -> int:
     return exitcodes.ERROR
 
 
+MAX_VULNS_BYTES = 256 * 1024 * 1024  # a vulnerability list for one image is far smaller
+
+
+def read_vulns(path: str) -> Any:
+    """The ``--vulns`` document, read up to :data:`MAX_VULNS_BYTES` (a pipe too: ``<(curl …)``);
+    VexInputError for a larger one (``/dev/zero`` was read until memory ran out) or one nested
+    too deep to parse; ValueError (not JSON) and OSError as ``json`` and ``open`` raise them."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_VULNS_BYTES + 1)
+    if len(data) > MAX_VULNS_BYTES:
+        raise vex_input.VexInputError(f"larger than {MAX_VULNS_BYTES} bytes: not read")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _one_of_ours(out: str, *, key: str, vulns: str) -> str:
     """What ``out`` is when it is the private key or the input (a typo must not replace either
     with the document, as ``witness sign --out`` never replaces the key); "" otherwise."""
@@ -97,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         if not image.startswith("sha256:"):  # the product and every witness name a sha256 digest
             raise RefError(f"vex needs an image's sha256 digest (the VEX product), got {args.image!r}")
         private = keys.load_private(args.key)
-        vulns = vex_input.parse(json.loads(Path(args.vulns).read_bytes()))
+        vulns = vex_input.parse(read_vulns(args.vulns))
         for v in vulns:  # a function ID or package that does not read is the file's error
             for t in v.targets:
                 try:
