@@ -121,7 +121,14 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://www.mongodb.com/docs/mongodb-shell/reference/options/
     _MONGO: (_sep_or_glued("-p"),),
     # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
-    _REDIS: (_sep("-a"), r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]+(?:\s+[^\s;|&-][^\s;|&]*)?)"),
+    # CONFIG SET requirepass|masterauth VALUE (https://redis.io/docs/latest/commands/config-set/),
+    # ACL SETUSER name ... >password (https://redis.io/docs/latest/commands/acl-setuser/)
+    _REDIS: (
+        _sep("-a"),
+        r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]+(?:\s+[^\s;|&-][^\s;|&]*)?)",
+        r"(?<!\S)(?i:config)\s+(?i:set)\s+(?i:requirepass|masterauth)\s+(?P<s>[^\s;|&]+)",
+        r"(?<!\S)(?i:acl)\s+(?i:setuser)\s+(?:[^\s;|&>]\S*\s+){0,32}?>(?P<s>[^\s;|&]+)",
+    ),
     # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
     _SQLCMD: (_sep_or_glued("-P"),),
     # https://curl.se/docs/manpage.html (-u/--user, -U/--proxy-user, -E/--cert, --oauth2-bearer, -b/--cookie)
