@@ -106,6 +106,8 @@ UNRECOGNISABLE_WHEN_CUT = {
     "discord-bot run MPuVxXQQxJR--_cPkgOcDTa4.": "Discord, in its 1st part",
     "mailchimp-export nbecb5ya245q3xo4pb4havobdq0ug54i-us12": "a Mailchimp key before its '-us'",
     "tg-notify 815898210:T8girgagubxRkfaRW1gqSGtLUp1_jM5E2aj": "Telegram: its public bot id",
+    "sh -c 'echo -e \"PwdPipe_7b": "a password echoed into passwd, cut before the pipe",
+    "bash -c echo StdinPw_2c9": "a password echoed into passwd, cut before the pipe",
 }
 
 

@@ -143,6 +143,10 @@ _PW = (
     rf"|p(?<![A-Za-z0-9]p)ass[\"']?\s*[=:]\s*(?P<s_94>{_VALUE})"
     rf"|P(?<=[a-z]P)ass[\"']?\s*[=:]\s*(?P<s_95>{_VALUE})"
     rf"|P(?<![A-Za-z0-9]P)ASS[\"']?\s*[=:]\s*(?P<s_96>{_VALUE})"
+    # A password piped into chpasswd(8) or passwd(1) (container entrypoints: ``echo root:X |
+    # chpasswd``, ``echo -e "X\nX" | passwd app``, ``echo X | passwd --stdin app``): what is echoed.
+    r"""|e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?(?P<s_97>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
+    r"\s*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])"
 )
 
 # Token-ish run: base64, base64url and the usual token punctuation.
