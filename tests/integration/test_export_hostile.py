@@ -290,7 +290,7 @@ async def test_two_rotations_while_the_reader_is_behind_lose_no_file(tmp_path: P
         await _until(lambda: src.stats.queue_waits > 0)  # behind, in the first file
         os.rename(path, tmp_path / "tetragon-1.log")
         path.write_bytes(b"\n".join(b) + b"\n")
-        await asyncio.sleep(0.1)  # the path names the second file for a few polls
+        await _until(lambda: len(src._next) == 1)  # the reader, still in the first file, holds it
         os.rename(path, tmp_path / "tetragon-2.log")
         path.write_bytes(b"\n".join(c) + b"\n")
         await _drain(q, 100, got)
