@@ -13,9 +13,10 @@ function-table entry pointed a function at another's ``_func`` record. A name
 must now start after a NUL inside funcnametab, and a ``_func`` must begin with
 the entry the function table gives it, else the table is ``malformed``.
 
-Not caught (docs/symbolization.md, "Limits"): ``textStart`` moved by a
-multiple of the functions' alignment still gives real names, of the
-neighbouring functions; nothing in the table itself says where code starts.
+A ``textStart`` moved by a multiple of the functions' alignment gave real names, of the
+neighbouring functions (``runtime.panicIndex`` for ``runtime.panicIndexU``): nothing in the
+table itself says where code starts, the runtime's ``moduledata.text`` does, and a table
+whose textStart is not it is now ``malformed`` too.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.canonical.binary import Binary
+from stellaops_runtime.canonical.resolution import Resolution
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from tests.native.build import GO_CACHE, HERE, find_go
 
 SEED = 20261204
-HEADER_WORDS = {0: "nfunc", 1: "nfiles", 3: "funcnameOffset", 4: "cuOffset", 5: "filetabOffset"}
-HEADER_WORDS |= {6: "pctabOffset", 7: "pclnOffset"}  # word 2, textStart: see the module docstring
+HEADER_WORDS = {0: "nfunc", 1: "nfiles", 2: "textStart", 3: "funcnameOffset", 4: "cuOffset"}
+HEADER_WORDS |= {5: "filetabOffset", 6: "pctabOffset", 7: "pclnOffset"}
 
 
 class GoPie:
@@ -55,8 +57,8 @@ class GoPie:
                 self.offsets.append(offset)
         finally:
             b.close()
-        got = Symbolizer().resolve_file_many(str(path), self.offsets)
-        assert all(r.source == "gopclntab" for r in got), got[0]
+        self.results = Symbolizer().resolve_file_many(str(path), self.offsets)
+        assert all(r.source == "gopclntab" for r in self.results), self.results[0]
         self.table = self._find_table()
 
     def _find_table(self) -> int:
@@ -73,15 +75,23 @@ class GoPie:
         at = self.table + 8 + 8 * i
         return int.from_bytes(self.data[at : at + 8], "little")
 
-    def misnamed(self, dst: Path, edits: list[tuple[int, bytes]]) -> list[str]:
+    def copy_resolved(self, dst: Path, edits: list[tuple[int, bytes]]) -> list[Resolution]:
         data = bytearray(self.data)
         for at, raw in edits:
             data[at : at + len(raw)] = raw
         dst.write_bytes(bytes(data))
-        got = Symbolizer().resolve_file_many(str(dst), self.offsets)
-        return [
-            f"{r.file_offset:#x}: {r.symbol[:80]!r}" for r in got if r.resolved and r.symbol not in self.names
+        return Symbolizer().resolve_file_many(str(dst), self.offsets)
+
+    def misnamed(self, dst: Path, edits: list[tuple[int, bytes]]) -> list[str]:
+        """Frames named after a function the table lacks, or after another function than the
+        original's at that offset (a real neighbour's name)."""
+        got = self.copy_resolved(dst, edits)
+        wrong = [
+            r
+            for r, was in zip(got, self.results, strict=True)
+            if r.resolved and (r.symbol not in self.names or r.function_id != was.function_id)
         ]
+        return [f"{r.file_offset:#x}: {r.symbol[:80]!r}" for r in wrong]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +115,15 @@ def test_a_moved_funcname_table_is_refused(gopie: GoPie, tmp_path: Path, delta: 
     assert gopie.misnamed(tmp_path / "m", [(at, value)]) == []
     r = Symbolizer().resolve_file(str(tmp_path / "m"), gopie.offsets[0])
     assert r.error == "malformed" and "funcnametab" in r.detail, r
+
+
+@pytest.mark.parametrize("delta", [16, -16, 0x20, 0x1000])
+def test_a_moved_text_start_is_refused(gopie: GoPie, tmp_path: Path, delta: int) -> None:
+    at = gopie.table + 8 + 8 * 2
+    value = (gopie.word(2) + delta).to_bytes(8, "little")
+    assert gopie.misnamed(tmp_path / "m", [(at, value)]) == [], delta
+    moved = gopie.copy_resolved(tmp_path / "m", [(at, value)])
+    assert {r.error for r in moved} == {"malformed"} and "moduledata.text" in moved[0].detail, moved[0]
 
 
 def test_seeded_damage_to_the_table_never_misnames_a_frame(gopie: GoPie, tmp_path: Path) -> None:

@@ -77,6 +77,42 @@ def find_gofunc(
     return None
 
 
+def moduledata_text(
+    f: BinaryIO,
+    layout: ElfLayout,
+    sections: dict[str, SectionInfo],
+    table_vaddr: int,
+    h: PclnHeader,
+    budget: Budget,
+) -> int | None:
+    """``moduledata.text`` of the moduledata that points at this table (its pcHeader, funcnametab
+    and pctab words), or None when none is found (then nothing can confirm the table's textStart).
+
+    From the words in the file; words left 0 there are read from the RELATIVE relocations.
+    """
+    letter = "Q" if h.ptr_size == 8 else "I"
+    ptr = h.ptr_size
+    nwords = _MD_TEXT_WORD + 1
+    pctab = table_vaddr + h.pctab_offset
+    needle = struct.pack(layout.endian + letter * 2, table_vaddr, table_vaddr + h.funcname_offset)
+    for data in _writable_regions(f, layout, sections, budget):
+        pos, hits = data.find(needle), 0
+        while pos >= 0 and hits < _MAX_HITS:
+            hits += 1
+            if pos % ptr == 0 and pos + nwords * ptr <= len(data):
+                words = struct.unpack_from(layout.endian + letter * nwords, data, pos)
+                if words[_MD_PCTAB_WORD] == pctab and words[_MD_TEXT_WORD]:
+                    return int(words[_MD_TEXT_WORD])
+            pos = data.find(needle, pos + 1)
+    relocs = _relative_relocs(f, layout, sections, budget)
+    for offset, addend in relocs.items():
+        if addend == table_vaddr and relocs.get(offset + _MD_PCTAB_WORD * ptr) == pctab:
+            text = relocs.get(offset + _MD_TEXT_WORD * ptr)
+            if text:
+                return text
+    return None
+
+
 def _confirm(
     words: tuple[int, ...],
     table_vaddr: int,

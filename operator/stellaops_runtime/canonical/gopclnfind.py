@@ -36,6 +36,7 @@ from typing import BinaryIO
 from stellaops_runtime.canonical import gopclntab
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
+from stellaops_runtime.canonical.gomoduledata import moduledata_text
 from stellaops_runtime.canonical.limits import MALFORMED, Budget
 from stellaops_runtime.canonical.symtab import SectionInfo, read_section
 
@@ -151,9 +152,16 @@ def function_symbols(
         found = find_table(f, layout, sections, budget)
         if found is None:
             return []
-        _, funcs = gopclntab.parse_functions(
+        h, funcs = gopclntab.parse_functions(
             found.data, little=layout.little, text_start=found.text_start, budget=budget
         )
+        text_start = h.text_start or found.text_start
+        if h.version != "go1.16":
+            # The runtime's moduledata says where code starts: a table whose textStart is another
+            # (damaged) would give every function its neighbour's name (canonical/gomoduledata.py).
+            text = moduledata_text(f, layout, sections, found.vaddr, h, budget)
+            if text is not None and text != text_start:
+                raise ValueError(f"gopclntab textStart {text_start:#x} is not moduledata.text {text:#x}")
     except ValueError as e:
         raise ElfError(MALFORMED, str(e)) from None
     return [(start, end - start, name, STB_GLOBAL, 0) for start, end, name in funcs]
