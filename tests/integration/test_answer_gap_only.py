@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,3 +85,17 @@ def test_an_image_never_seen_still_has_no_observation_window(url: str) -> None:
     r = cli(url, *QUESTIONS["observed"], "--image", NEVER, "--json")
     doc = json.loads(r.stdout)
     assert r.returncode == 3 and doc["gaps"] == [] and "no observation window" in doc["reason"], doc
+
+
+def test_vex_on_a_gap_only_image_names_its_gaps(tmp_path: Path, url: str) -> None:
+    """VEX said "package never seen loaded …; never watched at a posture that can see calls" of
+    an image whose pods all opted out: as of an image without the package. The note now names
+    the gaps (under_investigation, as before)."""
+    from tests.integration.test_vex import VULNS, vex_cli
+
+    r = vex_cli(tmp_path, seeded(url), VULNS, image=OPTED)
+    assert r.returncode == 0, r.stderr
+    for st in json.loads(r.stdout)["statements"]:
+        assert st["status"] == "under_investigation", st
+        if st["vulnerability"]["name"] != "CVE-NOFUNC":  # no function: nothing of the store asked
+            assert "opted out of observation" in st["status_notes"] and "node-1" in st["status_notes"], st

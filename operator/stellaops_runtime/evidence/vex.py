@@ -101,6 +101,10 @@ def full_window(watched: frozenset[dt.date], days: int, until: dt.date | None) -
 def _coverage(findings: tuple[Finding, ...]) -> str:
     cov = next((f.obs.coverage for f in findings if f.obs.coverage is not None), None)
     if cov is None:
+        gaps = findings[0].obs.gaps if findings else []
+        if gaps:  # it ran here unwatched (its pods opted out) or with every event of it dropped
+            named = "; ".join(g.describe() for g in gaps)
+            return f"never watched at a posture that can see calls; gaps: {named}"
         return "never watched at a posture that can see calls"
     return f"observed {cov.interval}, posture {cov.posture_range}, nodes {', '.join(cov.nodes)}"
 
@@ -138,6 +142,8 @@ def decide(
     if ok:
         return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}{tail}", fs)
     gaps = _window_gaps(fs[0].obs.gaps if fs else [], watched, window_days, until)
+    if fs and fs[0].obs.coverage is None:
+        gaps = []  # never watched: the coverage (the tail) names every gap already
     why = f"; gaps: {'; '.join(g.describe() for g in gaps)}" if gaps else ""
     return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{why}{tail}", fs)
 
