@@ -52,6 +52,7 @@ from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
+from stellaops_runtime.witness.files import read_regular
 from stellaops_runtime.witness.statement import encode, statement, subject_image
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Claim:
 
 
 CLAIM_KEYS = ("image", "purl", "function", "vulnerability", "exploitPath")
+MAX_CLAIMS_FILE_BYTES = 4 * 1024 * 1024  # a ConfigMap holds at most 1 MiB; a file of claims, a few
 
 
 def _unknown(where: str, key: object, known: tuple[str, ...]) -> ClaimsError:
@@ -100,11 +102,17 @@ def load_claims(path: str | Path) -> list[Claim]:
     ``{image, purl, function, vulnerability?, exploitPath?}`` (any other key is refused), each
     read by the parsers ``witness sign`` reads its options with: the same claim, the same id."""
     try:
-        doc: Any = yaml.safe_load(Path(path).read_text())
+        data = read_regular(path, MAX_CLAIMS_FILE_BYTES)
     except OSError as e:
         raise ClaimsError(f"cannot read claims file {path}: {e.strerror or e}") from None
+    if len(data) > MAX_CLAIMS_FILE_BYTES:
+        raise ClaimsError(f"claims file {path} is larger than {MAX_CLAIMS_FILE_BYTES} bytes")
+    try:
+        doc: Any = yaml.safe_load(data)  # bytes: YAML's own encoding rules (UTF-8, or a BOM's)
     except yaml.YAMLError as e:
         raise ClaimsError(f"claims file {path} is not YAML or JSON: {e}") from None
+    except RecursionError:
+        raise ClaimsError(f"claims file {path} is not YAML or JSON: nested too deeply") from None
     if isinstance(doc, dict) and (extra := [k for k in doc if k != "claims"]):
         raise ClaimsError(f"claims file {path}: unknown key {extra[0]!r} (expected claims: [...])")
     items = doc.get("claims") if isinstance(doc, dict) else doc
@@ -129,7 +137,9 @@ def load_claims(path: str | Path) -> list[Claim]:
             vuln = wstore.vulnerability_id(vuln)
         except RefError as e:
             raise ClaimsError(f"{where}: {e}") from None
-        exploit = c.get("exploitPath") or False  # left out or null: no confirmed flow
+        exploit = c.get("exploitPath")
+        if exploit is None:  # left out or null: no confirmed flow (0 or "" are no booleans)
+            exploit = False
         if not isinstance(exploit, bool):  # "false" is a true string: it would claim a live exploit path
             raise ClaimsError(f"{where}: exploitPath must be true or false, got {exploit!r}")
         claim = Claim(image, purl, fn, vuln, exploit)

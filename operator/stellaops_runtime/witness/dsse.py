@@ -12,10 +12,11 @@ verify. Every signature is tried, those naming the key (or no key) first:
 a bad one beside the good one (another signer's, a damaged copy) does not
 hide it, and neither does a ``keyid`` another tool computes its own way
 (it is not signed; securesystemslib's, say).
-:func:`read_envelope` reads at most :data:`MAX_ENVELOPE_BYTES` of a file, so
-a huge or endless file (``/dev/zero``) is an answer, not a machine out of
-memory. An independent implementation (securesystemslib) verifies our
-envelopes in the tests.
+:func:`read_envelope` reads at most :data:`MAX_ENVELOPE_BYTES` of a regular
+file, so a huge file is an answer, not a machine out of memory, and a FIFO
+or a device (``/dev/zero``) is an unreadable file, not a wait for ever. An
+independent implementation (securesystemslib) verifies our envelopes in the
+tests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from stellaops_runtime.witness.files import read_regular
 from stellaops_runtime.witness.keys import key_id
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -77,8 +79,7 @@ def read_envelope(path: str | Path) -> Any:
     """The JSON of an envelope file, read to at most MAX_ENVELOPE_BYTES; raises VerificationError
     for content that is no envelope (too large, not JSON, nested too deeply) and OSError when the
     file cannot be read."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_ENVELOPE_BYTES + 1)
+    data = read_regular(path, MAX_ENVELOPE_BYTES)  # a FIFO or device: OSError, never a wait
     if len(data) > MAX_ENVELOPE_BYTES:
         raise VerificationError(f"larger than {MAX_ENVELOPE_BYTES} bytes: not a witness (a DSSE envelope)")
     try:

@@ -9,9 +9,10 @@ negotiate.
 :func:`generate` never overwrites or follows an existing path (private or
 public: a trusted public key replaced would make every earlier witness fail
 to verify), and leaves no half-written pair behind. Key files are read to at
-most :data:`MAX_KEY_FILE_BYTES`, so a wrong path (``/dev/zero``, a log) is an
-error, not a machine out of memory. Error messages name the file and never
-quote its content.
+most :data:`MAX_KEY_FILE_BYTES`, and only when regular files (witness/files.py),
+so a wrong path (``/dev/zero``, a FIFO, a log) is an error, not a machine out
+of memory or a command that never returns. Error messages name the file and
+never quote its content.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import IO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from stellaops_runtime.witness.files import read_regular
 
 MAX_KEY_FILE_BYTES = 64 * 1024  # an Ed25519 PEM is ~120 bytes; room for comments and chains
 
@@ -80,8 +83,7 @@ def generate(private_path: str | Path, public_path: str | Path) -> str:
 
 def _read(path: str | Path, what: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
+        data = read_regular(path, MAX_KEY_FILE_BYTES)
     except OSError as e:
         raise KeyError_(f"cannot read {what} {path}: {e.strerror or e}") from None
     if len(data) > MAX_KEY_FILE_BYTES:
