@@ -19,7 +19,8 @@ canonical) or function IDs. Malformed input is a usage error (exit 2).
 
 Reading never changes the store: no migrations, and a SQLite file that does
 not exist is an error rather than a new empty database; a store from before
-migration 0003 answers with posture unknown. Every failure (bad URL,
+migration 0003 answers with posture unknown, one from before 0002 is an error
+naming what it lacks (cli/store_access.py). Every failure (bad URL,
 unreachable server, never-migrated database) is one line on stderr and exit
 2, never a traceback (cli/store_access.py, shared with the other commands
 that read the store; cli/query_output.py prints).
