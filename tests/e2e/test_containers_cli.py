@@ -83,6 +83,12 @@ def test_list_shows_running_containers_with_kernel_facts(ctd: Containerd, image:
         "io.kubernetes.pod.namespace=ns1",
         "--label",
         "io.kubernetes.pod.name=web-0",
+        "--label",
+        f"db.password={SECRET}",
+        "--label",
+        f"deploy.note=mysql -u app --password={SECRET}",
+        "--label",
+        "team=payments",
         image.ref,
         name,
     )
@@ -107,6 +113,16 @@ def test_list_shows_running_containers_with_kernel_facts(ctd: Containerd, image:
         assert row["image_digest"] == image.manifest_digest
         assert (row["pod_namespace"], row["pod_name"]) == ("ns1", "web-0")
         assert "SERVICE_TOKEN=[REDACTED]" in row["env_vars"] and SECRET not in r.stdout
+        # Labels are chosen by whoever starts the container: their values are filtered like the
+        # environment (a secret's name loses its value, others go through the argument rules);
+        # the ones naming the pod are shown as they are.
+        labels = row["labels"]
+        assert labels["db.password"] == "[REDACTED]" and labels["team"] == "payments"
+        assert (
+            labels["deploy.note"].startswith("mysql -u app --password=")
+            and SECRET not in labels["deploy.note"]
+        )
+        assert labels["io.kubernetes.pod.name"] == "web-0"
 
         table = cli("containers", "--address", ctd.socket)
         assert table.returncode == 0, table.stderr
@@ -136,7 +152,7 @@ def test_watch_streams_events_and_stops_on_sigterm(ctd: Containerd, image: Image
     try:
         lines = Lines(proc)
         lines.until(lambda x: "synced" in x)  # subscribed and listed: what follows is new
-        ctd.ctr("run", "-d", image.ref, name, "/prog", "exit", "4")
+        ctd.ctr("run", "-d", "--label", f"api-token={SECRET}", image.ref, name, "/prog", "exit", "4")
         got = lines.until(
             lambda x: (
                 "event" in x and x["event"]["event_type"] == "die" and x["event"]["container_id"] == name
@@ -146,6 +162,7 @@ def test_watch_streams_events_and_stops_on_sigterm(ctd: Containerd, image: Image
         assert kinds[:3] == ["create", "start", "die"]
         assert got[-1]["event"]["exit_code"] == 4
         assert got[-1]["event"]["image_digest"] == image.manifest_digest
+        assert got[-1]["event"]["labels"]["api-token"] == "[REDACTED]" and SECRET not in json.dumps(got)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
