@@ -299,3 +299,42 @@ async def test_two_rotations_while_the_reader_is_behind_lose_no_file(tmp_path: P
         await asyncio.wait_for(task, 2)
     assert got == a + b + c
     assert q.dropped == 0 and src.stats.rotations == 2
+
+
+async def test_a_read_that_keeps_failing_is_retried_and_logged_once(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    q = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    failing = {"on": True}
+
+    class Broken:  # a file whose reads fail with EIO (a failing disk) until it recovers
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n=-1):
+            if failing["on"]:
+                raise OSError(5, "Input/output error")
+            return self.f.read(n)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    real_open = src._open
+
+    async def broken_open(stop, *, at_end):
+        f = await real_open(stop, at_end=at_end)
+        return Broken(f) if f is not None else None
+
+    src._open = broken_open  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: src.stats.read_errors >= 20)
+        assert not task.done() and "Input/output error" in src.stats.last_error
+        failing["on"] = False
+        await _until(lambda: len(q) == 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 2)
+    assert sum("Input/output error" in r.getMessage() for r in caplog.records) == 1

@@ -82,6 +82,7 @@ class TetragonExportSource:
         self._cur_id = (0, 0)  # (dev, ino) of the file being read
         self._next: list[tuple[BinaryIO, tuple[int, int]]] = []  # files that came later, in order
         self._look_warned = ""
+        self._read_warned = ""  # a read failing on every poll is logged once per reason
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
         self._outage_from: int | None = None  # wall ns: the hole since the last agent starts here
         self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
@@ -101,7 +102,8 @@ class TetragonExportSource:
                 try:
                     data = f.read(CHUNK)
                 except OSError as e:
-                    self._error("read_errors", f"cannot read export file {self.path}: {e.strerror}")
+                    why = f"cannot read export file {self.path}: {e.strerror}"
+                    self._read_warned = self._error("read_errors", why, self._read_warned)
                     await asyncio.sleep(self.poll_interval)
                     continue
                 if data:
