@@ -59,6 +59,9 @@ def test_subcomponents_are_canonical_purls(tmp_path: Path, url: str, given: str,
     assert st["status"] == status, st
     [sub] = st["products"][0]["subcomponents"]
     assert PackageURL.from_string(sub["@id"]) == PackageURL.from_string(given.strip()), sub
+    cdx = vex_cli(tmp_path, url, vulns, "--format", "cyclonedx")
+    [component] = json.loads(cdx.stdout)["components"]
+    assert component["purl"] == sub["@id"], component  # the same canonical form
 
 
 def test_a_vulnerability_id_is_read_as_witness_reads_it(tmp_path: Path, url: str) -> None:

@@ -236,7 +236,7 @@ def cyclonedx(
     components = []
     for p in purls:
         pu = PackageURL.from_string(p)
-        comp: dict[str, Any] = {"type": "library", "bom-ref": p, "name": pu.name, "purl": p}
+        comp: dict[str, Any] = {"type": "library", "bom-ref": p, "name": pu.name, "purl": _canonical(p)}
         if pu.version:
             comp["version"] = pu.version
         components.append(comp)
