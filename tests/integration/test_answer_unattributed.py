@@ -17,14 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
-
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
 from tests.integration.test_vex import (
     DAY,
     IMG,
-    OPENVEX_SCHEMA,
+    OPENVEX,
     PURL,
     ROOT,
     T0,
@@ -73,7 +71,7 @@ def answers(tmp: Path, url: str) -> tuple[str, int, int]:
     r = vex_cli(tmp, url, VULNS)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    jsonschema.validate(doc, OPENVEX_SCHEMA)
+    OPENVEX.validate(doc)
     ask = ("--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", FN)
     q, _ = cli(url, "query", "observed", *ask)
     e, _ = cli(url, "evidence", *ask)

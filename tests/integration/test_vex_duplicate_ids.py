@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsonschema
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.evidence.vex_input import parse
 from stellaops_runtime.store.engine import open_store
-from tests.integration.test_vex import OPENVEX_SCHEMA, delta, vex_cli, watched
+from tests.integration.test_vex import OPENVEX, delta, vex_cli, watched
 
 ZLIB = "pkg:deb/debian/zlib1g"
 TWICE = {
@@ -46,7 +45,7 @@ def test_one_statement_per_vulnerability_decided_on_all_its_entries(tmp_path: Pa
     r = vex_cli(tmp_path, seeded(url), TWICE)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    jsonschema.validate(doc, OPENVEX_SCHEMA)
+    OPENVEX.validate(doc)
     names = [s["vulnerability"]["name"] for s in doc["statements"]]
     assert names == ["CVE-1", "CVE-2"], names
     cve1 = doc["statements"][0]
