@@ -1,13 +1,14 @@
-"""Reading the small files witnesses rest on: keys, the agent's claims file, envelopes.
+"""Reading the small files a user names: the agent's config, witness keys, claims, envelopes.
 
-Each path is a user's (a config value, a command-line argument), so it may
-name what is no file at all: a FIFO nobody writes to (``open`` waits for a
-writer for ever: the agent never started and ``witness verify`` never
-answered), a device that never ends (``/dev/zero``) or a socket. A file is
-therefore opened without blocking, must be a regular file (a Kubernetes
-Secret or ConfigMap mount is symlinks to one, which are followed), and is
-read to at most one byte past the caller's limit, so the caller can say the
-file is too large without reading all of it.
+Each path is a user's (``--config``, a config value, a command-line
+argument), so it may name what is no file at all: a FIFO nobody writes to
+(``open`` waits for a writer for ever, and the retried call outlives SIGTERM:
+the agent never started and ``witness verify`` never answered), a device
+that never ends (``/dev/zero``) or a socket. A file is therefore opened
+without blocking, must be a regular file (a Kubernetes Secret or ConfigMap
+mount is symlinks to one, which are followed), and is read to at most one
+byte past the caller's limit, so the caller can say the file is too large
+without reading all of it.
 """
 
 from __future__ import annotations

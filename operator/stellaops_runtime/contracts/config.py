@@ -52,6 +52,7 @@ from stellaops_runtime.contracts.config_node import (
     ShutdownConfig,
 )
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.regular_file import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -322,12 +323,21 @@ def parse_config(doc: Any) -> AgentConfig:
     return AgentConfig.model_validate(doc)
 
 
+MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024  # a ConfigMap holds at most 1 MiB
+
+
 def load_config(path: str | Path) -> AgentConfig:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
+    try:  # a FIFO or device (/dev/zero) is an error, not a start-up that never ends
+        data = read_regular(p, MAX_CONFIG_FILE_BYTES)
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"config file {p} is larger than {MAX_CONFIG_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start})") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -47,12 +47,12 @@ from sqlalchemy.engine import Engine
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.regular_file import read_regular
 from stellaops_runtime.store import rust_paths
 from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
-from stellaops_runtime.witness.files import read_regular
 from stellaops_runtime.witness.statement import encode, statement, subject_image
 
 log = logging.getLogger(__name__)

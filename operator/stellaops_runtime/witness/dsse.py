@@ -31,7 +31,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from stellaops_runtime.witness.files import read_regular
+from stellaops_runtime.regular_file import read_regular
 from stellaops_runtime.witness.keys import key_id
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"

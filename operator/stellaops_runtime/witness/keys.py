@@ -9,7 +9,7 @@ negotiate.
 :func:`generate` never overwrites or follows an existing path (private or
 public: a trusted public key replaced would make every earlier witness fail
 to verify), and leaves no half-written pair behind. Key files are read to at
-most :data:`MAX_KEY_FILE_BYTES`, and only when regular files (witness/files.py),
+most :data:`MAX_KEY_FILE_BYTES`, and only when regular files (regular_file.py),
 so a wrong path (``/dev/zero``, a FIFO, a log) is an error, not a machine out
 of memory or a command that never returns. Error messages name the file and
 never quote its content.
@@ -26,7 +26,7 @@ from typing import IO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from stellaops_runtime.witness.files import read_regular
+from stellaops_runtime.regular_file import read_regular
 
 MAX_KEY_FILE_BYTES = 64 * 1024  # an Ed25519 PEM is ~120 bytes; room for comments and chains
 
