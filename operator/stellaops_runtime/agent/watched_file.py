@@ -20,6 +20,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from stellaops_runtime.regular_file import read_regular
+
 log = logging.getLogger(__name__)
 
 Mark = tuple[int, int, int]  # (inode, size, mtime ns)
@@ -74,8 +76,7 @@ class WatchedFile:
         if mark == self._seen:
             return None
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(self.max_bytes + 1)
+            raw = read_regular(self.path, self.max_bytes)  # a FIFO must not stop the pipeline thread
         except OSError as e:
             self.refused(mark, f"cannot read: {e.strerror or e}")
             return None

@@ -40,6 +40,7 @@ from stellaops_runtime.native.config import (
     NativeConfigError,
     UprobeTarget,
 )
+from stellaops_runtime.regular_file import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +329,7 @@ def merge_entries(
 def read_probe_config(path: str, base: NativeConfig, *, host_root: str = DEFAULT_HOST_ROOT) -> ProbePolicy:
     """Read the mounted payload file and merge it into ``base``; raises NativeConfigError."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_regular(path, MAX_FILE_BYTES)  # a FIFO or device: an error, never a wait
     except OSError as e:
         raise _err(path, f"cannot read: {e.strerror or e}") from None
     return merge_entries(parse_payload(raw, source=path), base, host_root=host_root)
