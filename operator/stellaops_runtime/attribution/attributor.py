@@ -65,6 +65,7 @@ from stellaops_runtime.attribution.model import (
 )
 from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.attribution.sbom import SbomData, parse_sbom
+from stellaops_runtime.regular_file import read_regular
 
 __all__ = ["AttributionStats", "Attributor"]  # AttributionStats: the agent imports it from here
 
@@ -165,15 +166,13 @@ class Attributor:
         return data
 
     def _load_sbom(self, path: Path) -> SbomData:
-        try:
-            size = path.stat().st_size
-            if size > self._max_sbom_bytes:
-                raise AttributionError(
-                    ErrorKind.SBOM_MALFORMED, f"{path}: {size} bytes, more than {self._max_sbom_bytes}"
-                )
-            raw = path.read_bytes()
+        try:  # a FIFO or device (``--sbom /dev/zero``) is an error, never a wait or an endless read
+            raw = read_regular(path, self._max_sbom_bytes)
         except OSError as e:
             raise AttributionError(ErrorKind.SBOM_MALFORMED, f"{path}: cannot read: {e.strerror}") from None
+        if len(raw) > self._max_sbom_bytes:
+            too_large = f"{path}: more than {self._max_sbom_bytes} bytes"
+            raise AttributionError(ErrorKind.SBOM_MALFORMED, too_large)
         return parse_sbom(raw, origin=str(path))
 
     def _sbom_files(self, image_digest: str) -> list[Path]:
