@@ -1,4 +1,4 @@
-"""Reading the small files a user names: the agent's config, witness keys, claims, envelopes.
+"""Reading the files a user names: the agent's config, witness keys, claims, envelopes, kallsyms, the spool.
 
 Each path is a user's (``--config``, a config value, a command-line
 argument), so it may name what is no file at all: a FIFO nobody writes to
@@ -27,17 +27,32 @@ _KINDS = (
 )
 
 
-def read_regular(path: str | Path, limit: int) -> bytes:
-    """At most ``limit + 1`` bytes of the regular file at ``path``.
+def open_regular(path: str | Path, *, follow: bool = True) -> int:
+    """A read-only descriptor of the regular file at ``path``, opened without blocking.
 
-    Raises OSError when it cannot be opened or read, or is no regular file
-    (``strerror`` then says what it is: ``not a regular file (a FIFO)``)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    For a caller that streams the file itself (``/proc/kallsyms``: a regular file whose
+    size says 0, read to its end). ``follow=False`` refuses a symlink (``O_NOFOLLOW``).
+    Raises OSError as :func:`read_regular` does."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "not a file")
             raise OSError(errno.EINVAL, f"not a regular file ({kind})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the regular file at ``path``.
+
+    Raises OSError when it cannot be opened or read, or is no regular file
+    (``strerror`` then says what it is: ``not a regular file (a FIFO)``)."""
+    fd = open_regular(path)
+    try:
         chunks: list[bytes] = []
         left = limit + 1
         while left > 0:

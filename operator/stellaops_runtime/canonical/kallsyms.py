@@ -55,6 +55,7 @@ from stellaops_runtime.canonical.kallsyms_rows import (
     name_index,
     parse,
 )
+from stellaops_runtime.regular_file import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ class KernelSymbols:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            with open(self.kallsyms_path, "rb") as f:
+            # A FIFO at kallsymsPath would block the agent's start for ever (and SIGTERM with it).
+            with os.fdopen(open_regular(self.kallsyms_path), "rb") as f:
                 rows = parse(f)
             mod_fields, mod_starts, mod_ids = self._build(rows)
             del rows
@@ -299,7 +301,7 @@ class KernelSymbols:
             path = self.notes_path
         bid = ""
         try:
-            with open(path, "rb") as f:
+            with os.fdopen(open_regular(path), "rb") as f:
                 data = f.read(1 << 16)
             bid, kind = build_id_from_notes(parse_notes(data, little=sys.byteorder == "little"))
             if kind != "gnu":

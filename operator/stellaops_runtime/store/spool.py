@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stellaops_runtime.regular_file import open_regular
 from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
 
 FORMAT = "stellaops-runtime-spool"
@@ -105,7 +106,7 @@ def read_spool_identified(path: str | Path) -> tuple[list[Batch], Identity] | No
     """:func:`read_spool`, with the identity of the very file read (see :func:`spool_identity`)."""
     p = Path(path)
     try:
-        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_regular(p, follow=False)  # a FIFO at the spool path must not block the start
     except FileNotFoundError:
         return None
     except OSError as e:
