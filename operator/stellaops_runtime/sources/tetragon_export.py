@@ -33,8 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from stellaops_runtime.hotsymbols.clock_span import covering, now_pair
+from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_files import SeenFiles, bytes_before, seek_line_start
+from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,7 @@ class TetragonExportSource:
         self._look_warned = ""
         self._read_warned = ""  # a read failing on every poll is logged once per reason
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
-        self._outage_from: int | None = None  # wall ns: the hole since the last agent starts here
-        self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
+        self._outage = OpenOutage()  # the hole since the last agent (sources/open_outage.py)
         self._opened_at = (0, 0)  # (wall, boottime) ns the first file was opened
         self.alive_ns = 0  # wall ns: every complete line written before it has been queued
 
@@ -316,8 +316,7 @@ class TetragonExportSource:
         With ``exportFromStart`` the file is read from its start all the same (a replay may be
         another file); if it is the file the last agent followed, its lines count twice: said so.
         """
-        if self._outage_from is None or from_ns < self._outage_from:
-            self._outage_from, self._outage_boot = from_ns, from_boot
+        self._outage.resume(from_ns, from_boot)
         if self.from_start:
             log.warning(
                 "exportFromStart with an earlier agent's watch record: if %s is the file that agent "
@@ -329,17 +328,7 @@ class TetragonExportSource:
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
         opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py)."""
-        start, start_boot = self._outage_from, self._outage_boot
-        if start is None:
-            return None
-        if self.stats.connects:
-            end, end_boot = self._opened_at
-            self._outage_from = self._outage_boot = None
-        else:
-            end, end_boot = now_pair()
-            self._outage_from, self._outage_boot = end, end_boot
-        start, end = covering(start, start_boot, end, end_boot)
-        return (start, end) if end > start else None
+        return self._outage.take(self._opened_at if self.stats.connects else None)
 
     def forget_outage(self) -> None:
-        self._outage_from = self._outage_boot = None
+        self._outage.forget()

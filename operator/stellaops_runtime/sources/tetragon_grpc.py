@@ -39,7 +39,8 @@ import grpc
 
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
-from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
+from stellaops_runtime.hotsymbols.clock_span import boot_of, now_pair
+from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
@@ -165,8 +166,7 @@ class TetragonGrpcSource:
         self._backoff = Backoff(initial=cfg.reconnect_initial_seconds, maximum=cfg.reconnect_max_seconds)
         self._channel: grpc.aio.Channel | None = None
         self._shown = redact(cfg.address)  # the address for messages, password masked
-        self._outage_from: int | None = None  # wall ns: an outage not yet handed over starts here
-        self._outage_boot: int | None = None  # ... and its boottime (None: unknown, another boot's)
+        self._outage = OpenOutage()  # an outage not handed over yet (sources/open_outage.py)
         self._connected_at = 0  # wall ns the current stream opened
         self._connected_boot = 0  # ... and its boottime
         self.alive_ns = 0  # wall ns the stream was last known alive (its last message, or its opening)
@@ -185,9 +185,9 @@ class TetragonGrpcSource:
                 self.stats.last_error = redact_error(e)
                 log.warning("tetragon stream error (%s): %s", self._shown, self.stats.last_error)
             finally:
-                if self.stats.connected and not stop.is_set() and self._outage_from is None:
-                    self._outage_from = self.alive_ns  # nobody is known to watch from here
-                    self._outage_boot = boot_of(self.alive_ns)
+                if self.stats.connected and not stop.is_set():
+                    # nobody is known to watch from here (an outage still open started earlier)
+                    self._outage.open(self.alive_ns, boot_of(self.alive_ns))
                 self.stats.connected = False
                 await self._close()
             if stop.is_set():
@@ -250,24 +250,13 @@ class TetragonGrpcSource:
         once a new stream is open it ends at the moment it opened, and the outage is closed.
         A wall-clock step inside it widens the span to hold both clocks' sides (hotsymbols/clock_span.py).
         """
-        start = self._outage_from
-        if start is None:
-            return None
-        start_boot = self._outage_boot
-        if self.stats.connected:
-            end, end_boot = self._connected_at, self._connected_boot
-            self._outage_from = self._outage_boot = None
-        else:
-            end, end_boot = now_pair()
-            self._outage_from, self._outage_boot = end, end_boot
-        start, end = covering(start, start_boot, end, end_boot)
-        return (start, end) if end > start else None
+        watching = (self._connected_at, self._connected_boot) if self.stats.connected else None
+        return self._outage.take(watching)
 
     def resume_outage(self, from_ns: int, from_boot: int | None = None) -> None:
         """An outage open since ``from_ns`` (boottime ``from_boot``, None when unknown): the last
         agent's last watching moment (agent/watch_record.py)."""
-        if self._outage_from is None or from_ns < self._outage_from:
-            self._outage_from, self._outage_boot = from_ns, from_boot
+        self._outage.resume(from_ns, from_boot)
 
     def watching_ns(self) -> int | None:
         """The last moment the open stream was known alive; None while no stream is open."""
@@ -275,7 +264,7 @@ class TetragonGrpcSource:
 
     def forget_outage(self) -> None:
         """Drop an open outage: another source takes over and accounts for the time itself."""
-        self._outage_from = self._outage_boot = None
+        self._outage.forget()
 
     async def _close(self) -> None:
         if self._channel is not None:
