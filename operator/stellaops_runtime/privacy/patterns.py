@@ -78,6 +78,11 @@ _SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUB
 # ``N'...'`` literal, ``PASSWORD = N'x'``) or a run of characters up to
 # whitespace, a quote, ``;`` (ODBC-style strings) or ``&`` (URL query strings).
 _VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|[^\s"';&]+)"""
+# The same after a flag or a key that starts an argument (``--password=``,
+# ``password=``): a run up to whitespace or a quote, since a password may hold ``&``
+# or ``;`` (``Tr0ub4dor&3`` kept ``&3``); only a ``;`` or ``&`` that ends the run
+# (``cookie=x; session``, ``PASSWORD=x &``) or doubles (``&&``) ends it.
+_WIDE_VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|(?:[^\s"';&]|[;&](?![\s;&]|\Z))+)"""
 
 
 def _first_char_alternatives(word: str, tail: str = "") -> list[str]:
@@ -97,16 +102,24 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
 
     ``keywords`` (regex fragments) match case-insensitively and must end the key;
     the key may have any prefix (``db_password``, ``PGPASSWORD``). A keyword
-    right after ``/`` is a path (``/etc/passwd:``), not a key. ``bare_space``
+    right after ``/`` is a path (``/etc/passwd:``), not a key. The value of a flag
+    or of a key that starts an argument runs to whitespace or a quote; any other
+    key's also ends at ``&`` or ``;`` (a URL query, an ODBC string). ``bare_space``
     also accepts ``KEYWORD value`` without a dash, for keys specific enough
     (``aws configure set aws_secret_access_key VALUE``).
     """
     kw = "|".join(keywords)
-    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])(?P<s>{_VALUE})"
+    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])(?P<s>{_WIDE_VALUE})"
+    sep = r"(?:[\"']?\s*[=:]\s*|\s+(?=[^\s-]))" if bare_space else r"[\"']?\s*[=:]\s*"
     kv: list[str] = []
     for k in keywords:
-        for alt in _first_char_alternatives(k, tail="(?<!/@)"):
-            sep = r"(?:[\"']?\s*[=:]\s*|\s+(?=[^\s-]))" if bare_space else r"[\"']?\s*[=:]\s*"
+        # A key that starts an argument or is a flag's (``password=``, ``--password=``,
+        # ``--db-password=``): its value ends at whitespace. After anything else it may be one
+        # of a query or ODBC string (``?access_token=``, ``;Password=``), whose values end at
+        # the next ``&`` or ``;``.
+        for alt in _first_char_alternatives(k, tail=r"(?<![^\s-]@)"):
+            kv.append(rf"{alt}{sep}(?P<s_{len(kv) + 2}>{_WIDE_VALUE})")
+        for alt in _first_char_alternatives(k, tail=r"(?<=[^\s/-]@)"):
             kv.append(rf"{alt}{sep}(?P<s_{len(kv) + 2}>{_VALUE})")
     return "|".join([flag, *kv])
 
