@@ -10,6 +10,7 @@ error. Each is now that line's error; every good line around it is served.
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,16 @@ def test_the_cli_serves_a_file_with_hostile_lines(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert "internal error" not in err and "cannot read" not in err, err
     assert f"{path}:2: skipped" in err and f"{path}:4: skipped: nested too deep" in err, err
+
+
+@pytest.mark.parametrize("name", ["export.jsonl", "export.jsonl.gz"])
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path, name: str) -> None:
+    """A FIFO nobody writes to made ``tetragon-replay`` wait in ``open`` for ever (brief H8)."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    cli = [sys.executable, "-m", "stellaops_runtime.cli.main", "tetragon-replay"]
+    argv = [*cli, str(fifo), "--listen", "127.0.0.1:0"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert f"cannot read {fifo}" in r.stderr and "not a regular file (a FIFO)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import json_format
 
+from stellaops_runtime.regular_file import open_regular
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
 _EVENT_ONEOF = events_pb2.GetEventsResponse.DESCRIPTOR.oneofs_by_name["event"]
@@ -93,11 +95,12 @@ class LoadResult:
 def _lines(path: Path) -> Iterator[bytes]:
     """The file's lines as bytes: each is decoded on its own, so one line that is not UTF-8 is
     that line's error (decoding the whole file as text made it fail the whole load)."""
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as gz:
-            yield from gz
-    else:
-        with path.open("rb") as fh:
+    # Opened without blocking and only if a regular file: a FIFO nobody writes to waited for ever.
+    with os.fdopen(open_regular(path), "rb") as fh:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+                yield from gz
+        else:
             yield from fh
 
 
