@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,37 @@ def test_a_failed_write_is_exit_2_in_one_line(store_url: str, name: str) -> None
     assert r.returncode == 2, (r.returncode, r.stderr)
     [line] = r.stderr.strip().splitlines()
     assert "cannot write the answer" in line and "No space left on device" in line, r.stderr
+
+
+def test_ctrl_c_is_exit_130_as_the_help_says() -> None:
+    """``--help`` lists 130 for an interrupted command (it listed 0-3 only); a Ctrl-C while a
+    question waits for a PostgreSQL that never answers ends it so, without a traceback."""
+    cli = [sys.executable, "-m", "stellaops_runtime.cli.main"]
+    helped = subprocess.run([*cli, "--help"], capture_output=True, text=True, timeout=60)
+    assert "130 interrupted" in " ".join(helped.stdout.split()), helped.stdout
+    with socket.socket() as server:  # accepts connections (the kernel's backlog), answers nothing
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"postgresql+psycopg://u@127.0.0.1:{server.getsockname()[1]}/db"
+        proc = subprocess.Popen(
+            [*cli, "query", "images", "--store", url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not _connected(proc.pid, server.getsockname()[1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err, err
+
+
+def _connected(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP connection to ``port`` (it is past start-up, at the store)."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        lines = open("/proc/net/tcp").read().splitlines()[1:]  # noqa: SIM115
+    except OSError:
+        return False
+    remote = f"0100007F:{port:04X}"
+    return any(f[2] == remote and f"socket:[{f[9]}]" in inodes for f in (line.split() for line in lines))

@@ -60,7 +60,7 @@ exit codes: 0 success (or "observed"), 1 a "no" answer (e.g. not observed
 while the image was under observation), 2 error (bad usage, bad config, store
 or server unreachable), 3 unknown (query: the image was never observed, or
 not at a posture that can see function calls, so there is no evidence either
-way).
+way), 130 interrupted (Ctrl-C).
 """
 
 
