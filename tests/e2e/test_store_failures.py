@@ -110,7 +110,10 @@ async def test_a_black_holed_store_is_noticed_abandoned_and_recovered(tmp_path, 
     export = tmp_path / "tetragon.log"
     half = len(GOOD) // 2
     export.write_bytes(b"\n".join(GOOD[:half]) + b"\n")
-    cfg, port = config(tmp_path, proxy.url(pg_url), export)
+    # A connection opened into the black hole must be abandoned by the flush deadline (2 s),
+    # not end at libpq's connect timeout first: with both at 2 s either could win each attempt,
+    # and a run of connect failures (with their backoff) held the abandonment past the wait.
+    cfg, port = config(tmp_path, proxy.url(pg_url), export, connectTimeout="5s")
     proc = h.start_agent(cfg)
     try:
         await h.wait_for(lambda: processed(port) == half, what="first half processed", timeout=60)
