@@ -1,7 +1,7 @@
 """The index audit's metadata-only lists on the real kube-apiserver (v1.20), under the operator's RBAC.
 
-``controller.index_audit`` lists policies, our Tetragon objects and
-ObservationNodes as ``PartialObjectMetadataList`` (metadata only: an audit
+``controller.index_audit`` lists policies, our Tetragon objects,
+ObservationNodes and pods as ``PartialObjectMetadataList`` (metadata only: an audit
 must not pull every ObservationNode's whole status every few minutes). kmock
 ignores that Accept header; here the real server must honour it for our CRDs
 and Tetragon's, and the operator's ServiceAccount must be allowed each list
@@ -38,6 +38,9 @@ async def _lists(kubeconfig: Path) -> dict[str, list[dict]]:
             "no-such-name": await kube.list(
                 r.OBSERVATION_NODES, field_selector="metadata.name=no-such-node", metadata_only=True
             ),
+            "pod-by-name": await kube.list(
+                r.PODS, namespace=NS, field_selector="metadata.name=no-such-pod", metadata_only=True
+            ),
         }
         return by_name | {
             res.plural: await kube.list(res, label_selector=selector, metadata_only=True)
@@ -47,6 +50,7 @@ async def _lists(kubeconfig: Path) -> dict[str, list[dict]]:
                 (r.TRACING_POLICIES, "app.kubernetes.io/managed-by=stellaops-runtime"),
                 (r.TRACING_POLICIES_NAMESPACED, "app.kubernetes.io/managed-by=stellaops-runtime"),
                 (r.OBSERVATION_NODES, None),
+                (r.PODS, None),
             )
         }
 
@@ -93,3 +97,6 @@ def test_metadata_only_lists_work_under_the_operators_rbac(
     assert [i["metadata"]["uid"] for i in lists["node-by-name"]] == [nodes[0]["metadata"]["uid"]]
     assert [i["metadata"]["uid"] for i in lists["policy-by-name"]] == [policies[0]["metadata"]["uid"]]
     assert lists["no-such-name"] == []
+    # Pods too (a list refused by RBAC would have raised): every item metadata only.
+    assert lists["pod-by-name"] == []
+    assert all(i.get("kind") == "PartialObjectMetadata" for i in lists[r.PODS.plural])

@@ -13,10 +13,14 @@ then goes on acting on a dead object:
   the agents' probe ConfigMap;
 - a **Tetragon object** of ours deleted in the gap is believed present and is
   never created again (its policy stays Progressing for good);
-- an **ObservationNode** deleted in the gap counts in every rollout for ever.
+- an **ObservationNode** deleted in the gap counts in every rollout for ever;
+- a **pod** deleted in the gap keeps counting in its RuntimeObserver's
+  ``status.posture`` counts, stays on the agents' opt-out list, and an agent
+  pod that was stuck (ImagePullBackOff, say) keeps the RuntimeObserver
+  Degraded for good although its replacement runs.
 
 So every ``index_audit_seconds`` the operator lists those kinds (metadata
-only; a kind it may not or cannot list, Tetragon's CRDs on a cluster without
+only, pods too; a kind it may not or cannot list, Tetragon's CRDs on a cluster without
 Tetragon say, is left unchecked, the others are audited) and, for each
 indexed object whose uid the list does not hold, reads
 it by name (a list with a field selector: the operator's RBAC lets it list
@@ -41,7 +45,9 @@ from stellaops_runtime.controller.ownership import POLICY_ANNOTATION
 from stellaops_runtime.controller.state import (
     INDEX_OBSERVATION_NODES,
     INDEX_OWNED,
+    INDEX_PODS,
     INDEX_POLICIES,
+    PodSnapshot,
     ReconcilerState,
 )
 from stellaops_runtime.kube import resources as r
@@ -59,15 +65,18 @@ _TETRAGON_RES = {
     crds.TETRAGON_NAMESPACED_KIND: r.TRACING_POLICIES_NAMESPACED,
 }
 _MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+_AUDITED = (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES, INDEX_PODS)
 
 
 def _meta(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, PodSnapshot):  # the pod index keeps a snapshot, not the object
+        return {"uid": value.uid, "namespace": value.namespace, "name": value.name}
     meta = value.get("metadata") if isinstance(value, Mapping) else None
     return meta if isinstance(meta, Mapping) else {}
 
 
 async def _live_uids(state: ReconcilerState) -> tuple[set[str], set[Resource]]:
-    """The uids of every policy, Tetragon object of ours and ObservationNode now in the cluster,
+    """The uids of every policy, Tetragon object of ours, ObservationNode and pod now in the cluster,
     and the resources that could be listed (one refused or not installed, Tetragon's CRDs on a
     cluster without Tetragon say, leaves only its own entries unchecked)."""
     uids: set[str] = set()
@@ -75,6 +84,7 @@ async def _live_uids(state: ReconcilerState) -> tuple[set[str], set[Resource]]:
     wanted: list[tuple[Resource, str | None]] = [(res, None) for res in _POLICY_RES.values()]
     wanted += [(res, _MANAGED) for res in _TETRAGON_RES.values()]
     wanted.append((r.OBSERVATION_NODES, None))
+    wanted.append((r.PODS, None))
     for res, selector in wanted:
         try:
             items = await state.api.list(res, label_selector=selector, metadata_only=True)
@@ -108,7 +118,7 @@ def _candidates(
 ) -> list[tuple[str, Any, Resource, Any]]:
     """(index, key, resource, value) of each indexed object whose uid the lists do not hold."""
     out = []
-    for index in (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES):
+    for index in _AUDITED:
         idx = state.indexes.get(index)
         for key in list(idx or ()):
             for value in list(idx.get(key, ())) if idx is not None else ():
@@ -120,6 +130,8 @@ def _candidates(
                     res = _POLICY_RES.get(kind)
                 elif index == INDEX_OWNED:
                     res = _TETRAGON_RES.get(kind)
+                elif index == INDEX_PODS:
+                    res = r.PODS
                 else:
                     res = r.OBSERVATION_NODES
                 if res is not None and res in listed:
@@ -138,13 +150,15 @@ async def audit_indexes(state: Any) -> int:
         if not await _gone(state, res, value):
             continue
         meta = _meta(value)
-        state._gone_uids.add(str(meta.get("uid")))
+        uid = str(meta.get("uid"))
+        state._gone_uids.add(uid)
         state.stats.errors["stale-index"] += 1
         found += 1
         where = f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else meta.get("name")
+        what = "Pod" if index == INDEX_PODS else value.get("kind")
         log.warning(
             "%s %s (uid %s) was deleted while the watch was down; it is no longer acted on",
-            value.get("kind"), where, meta.get("uid"),
+            what, where, meta.get("uid"),
         )  # fmt: skip
         if index == INDEX_POLICIES:
             kind, ns, name = key
@@ -155,11 +169,13 @@ async def audit_indexes(state: Any) -> int:
             owner_ns, _sep, owner_name = rest.partition("/")
             if owner_name:
                 state.trigger(("policy", owner_kind, owner_ns or None, owner_name))
+        elif index == INDEX_PODS:
+            state.pod_deleted(namespace=str(meta.get("namespace")), name=str(meta.get("name")), uid=uid)
         else:
             state.observation_node_event(name=str(key), body=state._one(index, key))
     indexed = {
         str(_meta(v).get("uid"))
-        for index in (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES)
+        for index in _AUDITED
         for idx in [state.indexes.get(index) or {}]
         for key in list(idx)
         for v in idx.get(key, ())
