@@ -180,3 +180,36 @@ async def test_drops_after_the_last_read_are_taken_when_the_probes_stop(report: 
     assert sum(d.total for d in drops) == limited == src.stats.dropped_total
     assert drops[-1].end_ns >= stopped_ns  # taken by the read at the stop
     assert drops[-1].start_ns < stopped_ns
+
+
+@pytest.mark.bpf
+async def test_a_full_perf_buffer_is_a_gap_of_the_records_lost_counted_once(report: Report) -> None:
+    """One page of perf buffer and a storm of syscalls between two polls: records are lost, and the
+    gap carries each of them once (the probes' ``lost`` and the perf ring's own count are the same
+    records; both were summed, a gap of more dropped events than calls made)."""
+    cfg = NativeConfig(exec_events=False, syscalls=("getsid",), ring_buffer_pages=1, force_perf_buffer=True)
+    src = NativeProbeSource(
+        cfg, queue=EventQueue(400_000), kernel_source=report.kernel_source, ring_buffer=False
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    calls = 100_000
+    storm = f"import os\nfor _ in range({calls}):\n    os.getsid(0)\n"
+    try:
+        await asyncio.wait_for(src.ready.wait(), 60)
+        assert src.stats.connected, src.stats.last_error
+        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", storm], check=True)
+        # the perf ring tells its reader of its losses when it next reads: wait until it did
+        await h.wait_for(
+            lambda: src.stats.kernel.get("perf_buffer", {}).get("lost", 0) > 0, timeout=20, what="perf losses"
+        )
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+    k = src.stats.kernel
+    lost = k["syscall"]["lost"]
+    assert 0 < k["perf_buffer"]["lost"] <= lost, k
+    assert sum(d.total for d in src.take_drops()) == src.stats.dropped_total == lost
+    assert lost <= k["syscall"]["seen"]

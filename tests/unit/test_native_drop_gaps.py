@@ -52,8 +52,22 @@ def test_only_the_counters_of_events_not_delivered_are_drops() -> None:
     v = drop_values(reading(rate=5, sampled=6, lost=7, perf=8, rec=9))
     assert v == {
         ("syscall", "rate_limited"): 5, ("syscall", "sampled_out"): 6, ("syscall", "lost"): 7,
-        ("perf_buffer", "lost"): 8, ("programs", "recursion_missed"): 9,
+        ("perf_buffer", "lost"): 1, ("programs", "recursion_missed"): 9,
     }  # fmt: skip  # seen, emitted, filtered, a policy's period limit and a missing stack are not
+
+
+def test_the_perf_rings_lost_records_are_the_kinds_lost_ones_not_more_drops() -> None:
+    """perf_submit found no room: the probe counted the record lost, and the perf ring counted it too."""
+    both = reading(lost=13_000, perf=12_900)  # the ring's count is read later: at most the probes'
+    assert drop_values(both) == {("syscall", "lost"): 13_000}
+    assert sum(increases({}, drop_values(both)).values()) == 13_000  # not 25,900
+    same = reading(lost=13_000, perf=13_000)
+    assert increases(drop_values(both), drop_values(same)) == {}
+    # a kernel whose perf_submit does not report the failure: the perf ring's count is all there is
+    assert drop_values(reading(perf=40)) == {("perf_buffer", "lost"): 40}
+    tcp = reading(lost=10, perf=25)
+    tcp["tcp"] = {"lost": 5}
+    assert drop_values(tcp) == {("syscall", "lost"): 10, ("tcp", "lost"): 5, ("perf_buffer", "lost"): 10}
 
 
 def test_hostile_counter_values_are_ignored_not_a_crash() -> None:

@@ -2,12 +2,20 @@
 
 The probes count in the kernel every event they did not deliver: per probe
 kind ``rate_limited`` (the per-cgroup token bucket), ``sampled_out`` (1 in N
-syscalls kept) and ``lost`` (the ring buffer was full); the perf buffer's
-``lost`` (``perf_buffer``); and ``programs.recursion_missed``, runs of our
+syscalls kept) and ``lost`` (no room in the output buffer); the perf buffer's
+``lost`` (``perf_buffer``) beyond those; and ``programs.recursion_missed``, runs of our
 programs the kernel skipped because another BPF program was running on that
 CPU. Each of those is a call that happened and that no count holds, so an
 increase between two reads is an observation gap over the time between them
 (hotsymbols/gaps.py ``native_drop``), never a silent "not observed".
+
+The perf buffer's own ``lost`` counts the very records the probes counted as
+``lost`` under their kind (``perf_submit`` failed for want of room, and the
+perf ring counted the same record), reported to the reader later. Summing
+both counted each lost record twice (20,000 calls, 13,000 lost, made a gap of
+26,000 dropped events), so only what it holds beyond the kinds' ``lost`` is a
+drop: nothing on a kernel whose ``perf_submit`` reports the failure (the
+probes count it), all of it on one that does not.
 
 Pure: the caller reads the counters and the clock.
 """
@@ -28,21 +36,28 @@ Key = tuple[str, str]  # (probe, counter)
 
 
 def drop_values(kernel: dict[str, dict[str, int]]) -> dict[Key, int]:
-    """The drop counters among a ``ProbeSet.counters()`` reading (others ignored, bad values as 0)."""
+    """The drop counters among a ``ProbeSet.counters()`` reading (others ignored, bad values as 0).
+
+    ``("perf_buffer", "lost")`` is what the perf ring lost beyond the kinds' ``lost``.
+    """
     out: dict[Key, int] = {}
+    perf_lost = 0
     for probe, counters in kernel.items():
         if not isinstance(counters, dict):
             continue
         if probe == PERF_BUFFER:
-            names: tuple[str, ...] = ("lost",)
-        elif probe == PROGRAMS:
-            names = (RECURSION_MISSED,)
-        else:
-            names = KIND_DROPS
+            v = counters.get("lost")
+            perf_lost = v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+            continue
+        names: tuple[str, ...] = (RECURSION_MISSED,) if probe == PROGRAMS else KIND_DROPS
         for name in names:
             v = counters.get(name)
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 out[(probe, name)] = v
+    # the perf ring's lost records are the kinds' lost ones (module docstring): only the excess
+    beyond = perf_lost - sum(n for (_, c), n in out.items() if c == "lost")
+    if beyond > 0:
+        out[(PERF_BUFFER, "lost")] = beyond
     return out
 
 
