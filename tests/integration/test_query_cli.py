@@ -383,6 +383,7 @@ def test_query_images(url: str, capsys: pytest.CaptureFixture[str]) -> None:
         "ROWS",
         "FUNCTIONS",
         "POSTURE",
+        "STATE",
     ]
     assert lines[2].split()[1:] == [
         "2025-03-01T00:00:00Z",
@@ -393,6 +394,9 @@ def test_query_images(url: str, capsys: pytest.CaptureFixture[str]) -> None:
         "0",
         "0",
         "unknown..FullInstrumentation",
+        "watched,",
+        "nothing",
+        "observed",
     ]
 
 

@@ -31,12 +31,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli.query_images import run_images
 from stellaops_runtime.cli.query_output import (
     FUNCTIONS_COLUMNS,
     HOT_COLUMNS,
@@ -58,7 +58,7 @@ from stellaops_runtime.contracts.config import DEFAULT_STORE_URL
 from stellaops_runtime.evidence.doubts import doubts as find_doubts
 from stellaops_runtime.evidence.doubts import package_doubts
 from stellaops_runtime.store import coverage, queries
-from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Coverage, Verdict
+from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Verdict
 from stellaops_runtime.store.refs import (
     FunctionQuery,
     PurlQuery,
@@ -81,7 +81,8 @@ Query the hot-symbol store the agent writes.
              row the store refused, history retention removed; each is named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
-  images     the observed images: windows, nodes, posture, events, rows
+  images     every image known: windows, nodes, posture, events, rows, state
+             (observed; watched, nothing observed; gaps only: ran unwatched)
 
 IMAGE: registry/repo@sha256:<hex>, repo:tag@sha256:<hex>, sha256:<hex> or <hex>.
 PURL: a package URL; without a version it matches every version of the package.
@@ -140,7 +141,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     h.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="how many rows (default 20)")
     h.set_defaults(func=run_hot)
 
-    i = qs.add_parser("images", help="the observed images, their observation windows and posture")
+    i = qs.add_parser(
+        "images", help="every image known: observation windows, posture and state (gaps only included)"
+    )
     store_options(i)
     i.set_defaults(func=run_images)
 
@@ -306,53 +309,5 @@ def run_hot(args: argparse.Namespace) -> int:
             cov_text = verdict.coverage.describe()
             emit_line(f"no functions observed in {args.image}, under observation {cov_text}")
         return EXIT[verdict.answer]
-
-    return with_store(args, ask)
-
-
-ImageLine = tuple[str, Coverage | None, queries.SymbolCounts]
-
-IMAGES_COLUMNS: list[tuple[str, Callable[[ImageLine], str]]] = [
-    ("IMAGE", lambda x: x[0]),
-    ("FIRST START", lambda x: queries.rfc3339(x[1].start) if x[1] else "-"),
-    ("LAST END", lambda x: queries.rfc3339(x[1].end) if x[1] else "-"),
-    ("WINDOWS", lambda x: str(x[1].windows) if x[1] else "0"),
-    ("NODES", lambda x: str(len(x[1].nodes)) if x[1] else "0"),
-    ("EVENTS", lambda x: str(x[1].event_count) if x[1] else "0"),
-    ("ROWS", lambda x: str(x[2].rows)),
-    ("FUNCTIONS", lambda x: str(x[2].function_rows)),
-    ("POSTURE", lambda x: x[1].posture_range if x[1] else "-"),
-]
-
-
-def run_images(args: argparse.Namespace) -> int:
-    def ask(conn: sa.Connection) -> int:
-        queries.snapshot(conn)  # one snapshot: agents flush while this reads
-        windows = coverage.all_image_windows(conn)
-        counts = queries.symbol_counts(conn)
-        none = queries.SymbolCounts(0, 0)
-        lines: list[ImageLine] = [
-            (img, coverage.summarize(windows.get(img, ())), counts.get(img, none))
-            for img in sorted(windows.keys() | counts.keys())
-        ]
-        if args.json:
-            emit_json(
-                {
-                    "images": [
-                        {
-                            "image": img,
-                            "coverage": cov.to_json() if cov is not None else None,
-                            "hot_symbol_rows": n.rows,
-                            "function_rows": n.function_rows,
-                        }
-                        for img, cov, n in lines
-                    ]
-                }
-            )
-        elif lines:
-            emit(table(lines, IMAGES_COLUMNS))
-        else:
-            emit("no images observed")
-        return exitcodes.OK if lines else exitcodes.NOT_FOUND
 
     return with_store(args, ask)

@@ -163,6 +163,15 @@ def image_gaps(
     return [folded[k] for k in sorted(folded)]
 
 
+def images_with_gaps(conn: sa.Connection) -> set[str]:
+    """Every image that has gap rows of its own (node-wide rows name no image)."""
+    if not has_gap_columns(conn):
+        return set()
+    o = observation_windows.c
+    stmt = sa.select(o.image_digest).where(o.gap_end.is_not(None), o.image_digest != "").distinct()
+    return set(conn.execute(stmt).scalars())
+
+
 def _fold(a: Gap, b: Gap) -> Gap:
     """Two groups of one node and scope (rows of different sources) as one gap."""
     return Gap(
