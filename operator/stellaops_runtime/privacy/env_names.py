@@ -93,8 +93,12 @@ def name_matches(rx: re.Pattern[str], name: str) -> bool:
 def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     """``NAME=value`` in argument text with an upper-case NAME matching a glob: group ``s`` is the value."""
     names = "|".join(glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]") for g in globs)
-    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|[^\s"';&]+)"""
-    return re.compile(rf"(?<![\w.$-])(?:{names})=(?=\S){value}", re.ASCII)
+    # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
+    # (group ``q``) the name is one of a URL query or a connection string's (or follows a
+    # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
+    start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
+    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|[^\s"']\S*))"""
+    return re.compile(rf"{start}(?:{names})=(?=\S){value}", re.ASCII)
 
 
 def literal_triggers(globs: Iterable[str]) -> tuple[str, ...]:

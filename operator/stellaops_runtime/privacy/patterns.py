@@ -21,6 +21,9 @@ Decisions worth knowing (the corpus in tests/fixtures/privacy proves them):
 * a key counts only when the secret word ends the key: ``--password=x``,
   ``db_password=x`` and ``PGPASSWORD=x`` are redacted; ``--password-file=/run/x``
   and ``--token-file=/var/run/x`` are paths to secrets, not secrets, and are kept;
+* a value runs to whitespace (a password may hold ``&``, ``;``, a quote), except a
+  key's right after ``?``/``&``/``#`` (a URL query: ends at ``&``) or ``;`` (an ODBC
+  string: ends at ``;``, braces ``{a;b}`` kept whole);
 * the flag form with a space (``--password x``) needs a leading ``-`` and a
   value that does not start with ``-`` (the next flag); ``--no-password`` is a
   switch, not a key;
@@ -73,16 +76,27 @@ __all__ = [
 # quote is optional (the text may have been truncated).
 _SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUBLE_QUOTED})"""
 
-# A key=value / flag value: a quoted string (closing quote optional, the text may
-# have been truncated; ``\"`` inside double quotes does not end it; an SQL
-# ``N'...'`` literal, ``PASSWORD = N'x'``) or a run of characters up to
-# whitespace, a quote, ``;`` (ODBC-style strings) or ``&`` (URL query strings).
-_VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|[^\s"';&]+)"""
-# The same after a flag or a key that starts an argument (``--password=``,
-# ``password=``): a run up to whitespace or a quote, since a password may hold ``&``
-# or ``;`` (``Tr0ub4dor&3`` kept ``&3``); only a ``;`` or ``&`` that ends the run
-# (``cookie=x; session``, ``PASSWORD=x &``) or doubles (``&&``) ends it.
-_WIDE_VALUE = rf"""(?:{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|(?:[^\s"';&]|[;&](?![\s;&]|\Z))+)"""
+# A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
+# ``N'...'``/``E'...'`` literal; the closing quote is optional (the text may have been truncated).
+_QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?"""
+# A key's or flag's value: quoted, or a run up to whitespace. A password may hold ``&``,
+# ``;`` or a quote (``Tr0ub4dor&3``, ``PGPASSWORD=ab&cd``, ``it's``): all of it goes.
+_WIDE_VALUE = rf"""(?:{_QUOTED}|[^\s"']\S*)"""
+# The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
+# body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
+# it is written ``%26``).
+_QUERY_VALUE = rf"""(?:{_QUOTED}|[^\s"'&#]+)"""
+# The value of a key right after ``;`` (an ODBC or ADO.NET connection string:
+# ``Server=db;Pwd=x;Database=y``): braced (``{a;b}``, ``}}`` is a ``}`` inside) or quoted,
+# else a run up to the next ``;`` or quote. ODBC keeps ``&`` and spaces in a value, so a
+# space ends it only before the next flag (`` -Q``) or the end of the text.
+_ODBC_VALUE = (
+    rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
+    r"""|[^\s;"'](?:[^;"]*?(?=\s*[;"]|\s*\Z|\s+-))?)"""
+)
+# What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
+# ``spring.datasource.``).
+_KEY_PREFIX = r"[\w.-]*?"
 
 
 def _first_char_alternatives(word: str, tail: str = "") -> list[str]:
@@ -97,31 +111,39 @@ def _first_char_alternatives(word: str, tail: str = "") -> list[str]:
     return [f"{c}{tail.replace('@', re.escape(c))}(?i:{rest})" for c in cases]
 
 
+def _in_query_or_odbc(keyword: str, sep: str) -> list[str]:
+    """A key ending in ``keyword`` right after ``?``/``&``/``#`` or ``;``, with the value of that context.
+
+    These alternatives start at the ``?``, ``&``, ``#`` or ``;`` before the key, so in the
+    one combined regex they match before the key's own alternative (which starts at the
+    credential word, further right) and the query's or ODBC string's value rule wins.
+    """
+    return [
+        rf"[?&#]{_KEY_PREFIX}(?:{keyword}){sep}(?P<s>{_QUERY_VALUE})",
+        rf";[ \t]*{_KEY_PREFIX}(?:{keyword}){sep}(?P<s>{_ODBC_VALUE})",
+    ]
+
+
 def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     """``[prefix]KEYWORD=value``, ``KEYWORD: value``, ``"KEYWORD": value`` or ``--[prefix]KEYWORD value``.
 
     ``keywords`` (regex fragments) match case-insensitively and must end the key;
     the key may have any prefix (``db_password``, ``PGPASSWORD``). A keyword
-    right after ``/`` is a path (``/etc/passwd:``), not a key. The value of a flag
-    or of a key that starts an argument runs to whitespace or a quote; any other
-    key's also ends at ``&`` or ``;`` (a URL query, an ODBC string). ``bare_space``
+    right after ``/`` is a path (``/etc/passwd:``), not a key. A value runs to
+    whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
+    ``&``) or ``;`` (an ODBC string: it ends at ``;``). ``bare_space``
     also accepts ``KEYWORD value`` without a dash, for keys specific enough
-    (``aws configure set aws_secret_access_key VALUE``).
+    (``aws configure set aws_secret_access_key VALUE``). Every secret group is ``s``
+    (``number_groups`` numbers them).
     """
     kw = "|".join(keywords)
     flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])(?P<s>{_WIDE_VALUE})"
     sep = r"(?:[\"']?\s*[=:]\s*|\s+(?=[^\s-]))" if bare_space else r"[\"']?\s*[=:]\s*"
-    kv: list[str] = []
+    alts = [flag, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
-        # A key that starts an argument or is a flag's (``password=``, ``--password=``,
-        # ``--db-password=``): its value ends at whitespace. After anything else it may be one
-        # of a query or ODBC string (``?access_token=``, ``;Password=``), whose values end at
-        # the next ``&`` or ``;``.
-        for alt in _first_char_alternatives(k, tail=r"(?<![^\s-]@)"):
-            kv.append(rf"{alt}{sep}(?P<s_{len(kv) + 2}>{_WIDE_VALUE})")
-        for alt in _first_char_alternatives(k, tail=r"(?<=[^\s/-]@)"):
-            kv.append(rf"{alt}{sep}(?P<s_{len(kv) + 2}>{_VALUE})")
-    return "|".join([flag, *kv])
+        for alt in _first_char_alternatives(k, tail=r"(?<!/@)"):
+            alts.append(rf"{alt}{sep}(?P<s>{_WIDE_VALUE})")
+    return "|".join(alts)
 
 
 # The credential words a key must end with (regex fragments, case-insensitive):
@@ -146,20 +168,27 @@ SECRET_WORDS: tuple[str, ...] = (
 # ``DB_PW=X``, ``adminPw=X``), in one case (or camelCase) and, for a flag, alone or after a separator
 # (``--pw``, ``--root-pw``): ``mysql -pS3cretMyPw db`` is a glued password whose
 # last letters are no key, and ``db`` no value.
-_PW = (
-    rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s_90>{_VALUE})"
-    rf"|p(?<![A-Z]p)w[\"']?\s*[=:]\s*(?P<s_91>{_VALUE})"
-    rf"|P(?<![a-z]P)W[\"']?\s*[=:]\s*(?P<s_92>{_VALUE})"
-    rf"|P(?<=[a-z]P)w[\"']?\s*[=:]\s*(?P<s_93>{_VALUE})"  # camelCase: adminPw=
+# The ``pw`` and ``pass`` words, each where it ends a key (lookbehinds after the first character).
+_PW_WORDS: tuple[str, ...] = (
+    r"p(?<![A-Z]p)w",
+    r"P(?<![a-z]P)W",
+    r"P(?<=[a-z]P)w",  # camelCase: adminPw=
     # ``pass`` ends a key as a word of its own (``db_pass=``, ``pass:``, ``adminPass=``,
     # ``DB_PASS=``), not inside one (``bypass=``, ``compass=``).
-    rf"|p(?<![A-Za-z0-9]p)ass[\"']?\s*[=:]\s*(?P<s_94>{_VALUE})"
-    rf"|P(?<=[a-z]P)ass[\"']?\s*[=:]\s*(?P<s_95>{_VALUE})"
-    rf"|P(?<![A-Za-z0-9]P)ASS[\"']?\s*[=:]\s*(?P<s_96>{_VALUE})"
-    # A password piped into chpasswd(8) or passwd(1) (container entrypoints: ``echo root:X |
-    # chpasswd``, ``echo -e "X\nX" | passwd app``, ``echo X | passwd --stdin app``): what is echoed.
-    r"""|e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?(?P<s_97>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
-    r"\s*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])"
+    r"p(?<![A-Za-z0-9]p)ass",
+    r"P(?<=[a-z]P)ass",
+    r"P(?<![A-Za-z0-9]P)ASS",
+)
+_PW = "|".join(
+    [
+        rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{_WIDE_VALUE})",
+        *_in_query_or_odbc("|".join(_PW_WORDS), r"[\"']?\s*=\s*"),
+        *(rf"{w}[\"']?\s*[=:]\s*(?P<s>{_WIDE_VALUE})" for w in _PW_WORDS),
+        # A password piped into chpasswd(8) or passwd(1) (container entrypoints: ``echo root:X |
+        # chpasswd``, ``echo -e "X\nX" | passwd app``, ``echo X | passwd --stdin app``): what is echoed.
+        r"""e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
+        r"\s*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])",
+    ]
 )
 
 # Token-ish run: base64, base64url and the usual token punctuation.
@@ -224,7 +253,9 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "aws_secret_access_key",
-        _keyed([r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True),
+        number_groups(
+            _keyed([r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True)
+        ),
         triggers=("aws",),
     ),
     SecretPattern(
@@ -243,6 +274,8 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
                     )
                 ),
                 r"s(?<=[?&]s)ig=(?P<s>[^\s&\"'#]+)",
+                # In a connection string: tried at its ``;``, before the key rules' ODBC alternative.
+                r";[ \t]*(?i:accountkey|sharedaccess(?:key|signature))\s*=\s*(?P<s_9>[^\s;\"']+)",
             ]
         ),
         triggers=("accountkey", "sharedaccess", "sig="),
@@ -263,7 +296,9 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r"[sr](?<![A-Za-z0-9_][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]{10,})",
         triggers=("k_live_", "k_test_"),
     ),
-    SecretPattern("password", f"{_keyed(list(PASSWORD_WORDS))}|{_PW}", triggers=("pass", "pw")),
+    SecretPattern(
+        "password", number_groups(f"{_keyed(list(PASSWORD_WORDS))}|{_PW}"), triggers=("pass", "pw")
+    ),
     SecretPattern(
         "sql_password",
         # Passwords in SQL statements (``psql -c``, ``mysql -e``, init scripts), where no
@@ -284,7 +319,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "secret_token",
-        _keyed(list(SECRET_WORDS)),
+        number_groups(_keyed(list(SECRET_WORDS))),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
     ),
     CLI_FLAG_SECRET,
