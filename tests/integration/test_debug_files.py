@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from stellaops_runtime.agent.pipeline import make_canonicalizer
+from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.symbolizer import Symbolizer

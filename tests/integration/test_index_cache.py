@@ -308,7 +308,7 @@ def test_lazy_sources_are_read_as_before_with_a_cache(tmp_path: Path) -> None:
 
 def test_the_agent_config_turns_the_cache_on(binaries: list[Path], tmp_path: Path) -> None:
     """``symbols.indexCacheDir``: a second agent (a restart) loads what the first one indexed."""
-    from stellaops_runtime.agent.pipeline import make_canonicalizer
+    from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
     from stellaops_runtime.contracts.config import parse_config
 
     path, cache = binaries[0], tmp_path / "index"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from stellaops_runtime.agent.pipeline import make_canonicalizer
+from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol, sorted_by_start
 from stellaops_runtime.canonical.parseworker import DEFAULT_MAX_QUEUED, InlineGate, ParsePending, ParseWorker
 from stellaops_runtime.contracts.config import ConfigError, parse_config

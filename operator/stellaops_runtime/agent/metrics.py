@@ -55,6 +55,8 @@ store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
 store_gap_rows_from_drops_total      gaps marked for those dropped rows (their windows answer unknown)
 store_flush_timeouts_total           writes abandoned after store.flushTimeout (connections closed, retried)
+store_statement_timeout_splits_total ranges of a flush written in halves: their write passed
+                                     store.statementTimeout (each part stored once, via the ledger)
 store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
 store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
@@ -136,7 +138,7 @@ from stellaops_runtime.agent.prometheus_core import (
 )
 
 if TYPE_CHECKING:
-    from stellaops_runtime.agent.pipeline import LatencyHistogram
+    from stellaops_runtime.agent.latency import LatencyHistogram
     from stellaops_runtime.agent.runner import Agent
     from stellaops_runtime.hotsymbols.gaps import GapTracker
 
@@ -370,6 +372,11 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
     pend, fl = a.pending, a.flusher
     yield _counter(
         "store_flush_timeouts", "Store writes abandoned after store.flushTimeout (retried).", pend.timeouts
+    )
+    yield _counter(
+        "store_statement_timeout_splits",
+        "Ranges of a flush written in halves because their write passed store.statementTimeout.",
+        pend.timeout_splits,
     )
     yield _counter(
         "store_rows_duplicate",

@@ -8,38 +8,34 @@ batch, and its gaps join the observation windows at drain.
 Synchronous and allocation-light on purpose: the agent calls it on batches
 taken from the receive queue, and the benchmark calls the very same methods,
 so what is measured is what runs. The one thing it never does inline is parse
-a binary: the frame canonicalizer hands that to its parse-worker thread and a
-batch waits at most ``symbols.parseWaitMilliseconds`` for it; a frame whose
-file is still being parsed is counted with module + offset (``parse_pending``).
+a binary: the frame canonicalizer (built by agent/canonicalizer_setup.py)
+hands that to its parse-worker thread and a batch waits at most
+``symbols.parseWaitMilliseconds`` for it; a frame whose file is still being
+parsed is counted with module + offset (``parse_pending``).
 Latency is measured from the moment the receiver queued an event to the end
-of the batch that aggregated it (one clock read per batch).
+of the batch that aggregated it (one clock read per batch, agent/latency.py).
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 import traceback
-from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter import from_json, from_proto, proto_parts, validate
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.adapter.python_usdt import Outcome, PythonFunctions
+from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
 from stellaops_runtime.agent.fastpath import FastPath
+from stellaops_runtime.agent.latency import LatencyHistogram
 from stellaops_runtime.agent.native_hold import NativeHold
 from stellaops_runtime.agent.native_selection import NativeSelection
 from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
 from stellaops_runtime.canonical import demangle as demangling
-from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
-from stellaops_runtime.canonical.debugfiles import DebugSearch
-from stellaops_runtime.canonical.frames import FrameCanonicalizer
-from stellaops_runtime.canonical.parseworker import ParseWorker
-from stellaops_runtime.canonical.symbolizer import Symbolizer
-from stellaops_runtime.contracts.config import AgentConfig, SymbolsConfig
+from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
@@ -58,72 +54,6 @@ log = logging.getLogger(__name__)
 # enum's class attribute lookup), a global ~7 ns, and _finish compares the kind on every event.
 _USDT = EventKind.USDT
 _DROP, _FUNCTION = Outcome.DROP, Outcome.FUNCTION
-
-# Seconds; from 50 µs (in-memory goal is < 5 ms P95) to 10 s (a starved agent).
-LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-)  # fmt: skip
-
-
-class LatencyHistogram:
-    """A Prometheus-style histogram cheap enough to update per event."""
-
-    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
-        self.bounds_ns = [int(b * 1e9) for b in buckets]
-        self.counts = [0] * (len(self.bounds_ns) + 1)  # last = +Inf
-        self.sum_ns = 0
-        self.count = 0
-
-    def observe_ns(self, value_ns: int) -> None:
-        self.counts[bisect.bisect_left(self.bounds_ns, value_ns)] += 1
-        self.sum_ns += value_ns
-        self.count += 1
-
-    def quantile_ns(self, q: float) -> int:
-        """Upper bound of the bucket holding quantile q (for logs and the benchmark)."""
-        target = q * self.count
-        acc = 0
-        for i, c in enumerate(self.counts):
-            acc += c
-            if acc >= target and c:
-                return self.bounds_ns[i] if i < len(self.bounds_ns) else self.bounds_ns[-1]
-        return 0
-
-
-def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonicalizer | None:
-    """The frame canonicalizer the config asks for (None when ``symbols.enabled`` is off)."""
-    sym = config.symbols
-    if not sym.enabled:
-        return None
-    if not demangling.BINDINGS_AVAILABLE and demangling.current_fallback() is None:
-        # The demangler bindings are missing from this install: GNU c++filt, one coprocess.
-        demangling.install_fallback(CxxfiltDemangler())
-    symbolizer = Symbolizer(
-        max_binaries=sym.max_binaries,
-        proc_root=sym.proc_root or "/proc",
-        kallsyms_path=sym.kallsyms_path,
-        gate=ParseWorker(sym.parse_wait_milliseconds / 1000),
-        index_cache_dir=sym.index_cache_dir or None,
-    )
-    fc = FrameCanonicalizer(
-        symbolizer=symbolizer,
-        max_binaries=sym.max_binaries,
-        max_frames=sym.max_frames,
-        proc_root=sym.proc_root or None,
-        host_root=sym.host_root or None,
-        node_name=node_name,
-    )
-    fc.symbolizer.set_debug_search(debug_search(sym))
-    return fc
-
-
-def debug_search(sym: SymbolsConfig) -> DebugSearch:
-    """Where separate debug files are looked for: the process's root, the host root, a debuginfod cache."""
-    return DebugSearch(
-        enabled=sym.debug_files,
-        roots=(sym.host_root,) if sym.host_root else (),
-        debuginfod_dirs=(sym.debuginfod_cache_dir,) if sym.debuginfod_cache_dir else (),
-    )
 
 
 class Pipeline:
@@ -239,7 +169,7 @@ class Pipeline:
         return deltas, windows
 
     def _batch(self) -> AbstractContextManager[None]:
-        """One parse wait shared by the whole batch (see make_canonicalizer); the opt-out list is current."""
+        """One parse wait shared by the whole batch (module docstring); the opt-out list is current."""
         if (watch := self.optout_watch) is not None and watch.poll() and self.fast_path is not None:
             # Outcomes remembered before the list changed may keep counting a pod now opted out.
             self.fast_path.invalidate()
@@ -395,14 +325,5 @@ class Pipeline:
             log.error("event skipped after an internal error (%s: %s)\n%s", name, text, where)
 
     def _observe_latency(self, items: list[tuple[bytes, int]]) -> None:
-        """LatencyHistogram.observe_ns for each event of the batch, inlined (no call per event)."""
-        now = time.monotonic_ns()
-        h = self.latency
-        bounds, counts = h.bounds_ns, h.counts
-        total = 0
-        for _, received in items:
-            value = now - received
-            counts[bisect.bisect_left(bounds, value)] += 1
-            total += value
-        h.sum_ns += total
-        h.count += len(items)
+        """The batch's events in the latency histogram (agent/latency.py), one clock read for all."""
+        self.latency.observe_batch(items, time.monotonic_ns())
