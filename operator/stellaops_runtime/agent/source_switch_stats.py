@@ -109,6 +109,16 @@ def switch_metrics(switch: SourceSwitch) -> Iterator[Metric]:
         "(rate limit, sampling, a full buffer, recursion misses).",
         value=switch.stats.native_drop_gaps,
     )
+    probes = GaugeMetricFamily(
+        P + "native_probes",
+        "Probes of the native probes' latest load while attached: attached, or failed to attach "
+        "(each logged with its reason); 0 while they are not attached.",
+        labels=["state"],
+    )
+    up = switch.bcc.stats if switch.bcc is not None and switch.bcc.stats.connected else None
+    probes.add_metric(["attached"], len(up.attached) if up is not None else 0)
+    probes.add_metric(["failed"], len(up.failed) if up is not None else 0)
+    yield probes
     if switch.bcc is not None:
         k = CounterMetricFamily(
             P + "native_kernel_events",
