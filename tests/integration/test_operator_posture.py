@@ -32,8 +32,8 @@ from stellaops_runtime.contracts.crds import (
     POSTURE_REASON_ANNOTATION,
     parse_policy_spec,
 )
+from stellaops_runtime.controller.node_labels import node_feature_labels
 from stellaops_runtime.controller.posture import compute_posture, node_capabilities, policy_view
-from stellaops_runtime.controller.rollout import node_feature_labels
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, obj, wait_for
 

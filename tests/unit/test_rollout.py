@@ -9,14 +9,12 @@ from typing import Any
 import pytest
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
+from stellaops_runtime.controller.node_labels import FEATURE_LABEL_KEYS, is_stale, node_feature_labels
 from stellaops_runtime.controller.policy_state import policy_state as _policy_state
 from stellaops_runtime.controller.rollout import (
-    FEATURE_LABEL_KEYS,
     MAX_MESSAGE_CHARS,
     fold_rollout,
     index_nodes,
-    is_stale,
-    node_feature_labels,
     parse_time,
     unreachable_nodes,
 )

@@ -40,6 +40,7 @@ from typing import Any
 import grpc
 
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.controller.loaded_version import version_from_info
 from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,10 @@ async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[
 def policy_entry(p: Any) -> dict[str, Any]:
     """One ``TracingPolicyStatus`` as an ObservationNode ``status.policies`` entry.
 
+    ``objectUid``/``objectGeneration``: the Kubernetes object and generation
+    Tetragon loaded, which its ``info`` names for a policy it took from the
+    API server (``controller.loaded_version``); absent otherwise.
+
     When Tetragon reports hook statuses, ``hooksTotal``/``hooksLoaded`` count
     them and ``failedHooks`` names the first ``MAX_FAILED_HOOKS`` that did not
     load: ``{section, index, hook, state}`` with ``state`` the HookState name
@@ -246,6 +251,8 @@ def policy_entry(p: Any) -> dict[str, Any]:
     }
     if p.error:
         entry["error"] = p.error[:1024]
+    if (version := version_from_info(p.info)) is not None:  # the object and generation Tetragon loaded
+        entry["objectUid"], entry["objectGeneration"] = version
     hooks = p.hook_statuses
     if hooks:
         failed = [h for h in hooks if h.state != sensors_pb2.STATUS_LOADED]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stellaops_runtime.contracts import crds
+from stellaops_runtime.controller.loaded_version import Version, object_version
 from stellaops_runtime.controller.ownership import NotOwnedError, Owner, why_not_ours
 from stellaops_runtime.controller.patches import (
     SPEC_WRITTEN_ANNOTATION,
@@ -166,6 +167,22 @@ class OwnedWriter(ReconcilerState):
             parse_time(meta.get("creationTimestamp")),
         ]
         return max((t for t in times if t is not None), default=None)
+
+    def written_versions(
+        self, keys: set[ObjKey]
+    ) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], Version]]:
+        """Per owned Tetragon object, (namespace or "", name) -> when its spec was written, and ->
+        its (uid, generation) now: what a node's report must be newer than, or name
+        (``rollout.fold_rollout``)."""
+        written: dict[tuple[str, str], datetime] = {}
+        versions: dict[tuple[str, str], Version] = {}
+        for key in keys:
+            ref = (key[2] or "", key[3])
+            if (t := self.spec_written_at(key)) is not None:
+                written[ref] = t
+            if (v := object_version(self._owned(key))) is not None:
+                versions[ref] = v
+        return written, versions
 
     def _is_ours(self, key: ObjKey, owner: Owner) -> bool:
         current = self._owned(key)

@@ -2,7 +2,7 @@
 
 From a node's ObservationNode (written by its agent) the operator derives
 labels such as ``feature.stellaops.io/btf`` or ``max-posture``
-(``rollout.node_feature_labels``) and patches the Node's labels under that
+(``node_labels.node_feature_labels``) and patches the Node's labels under that
 prefix only (``patches.labels_patch``): nothing else of a Node is ever
 written. The optional admission policy in ``manifests/admission/`` holds it
 to that (docs/security.md).
@@ -16,8 +16,8 @@ policies' rollouts notices it and triggers the node again).
 from __future__ import annotations
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
+from stellaops_runtime.controller.node_labels import is_stale, node_feature_labels
 from stellaops_runtime.controller.patches import labels_patch
-from stellaops_runtime.controller.rollout import is_stale, node_feature_labels
 from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, ReconcilerState, utcnow
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError

@@ -32,6 +32,7 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.controller.in_force import InForceCap, capped
+from stellaops_runtime.controller.node_labels import is_stale
 from stellaops_runtime.controller.ownership import controller_of
 from stellaops_runtime.controller.patches import pod_posture_patch
 from stellaops_runtime.controller.posture import (
@@ -43,7 +44,6 @@ from stellaops_runtime.controller.posture import (
     shown_value,
 )
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
-from stellaops_runtime.controller.rollout import is_stale
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,

@@ -313,9 +313,7 @@ class PolicyReconciler(OwnedWriter):
         now = utcnow()
         reports = index_nodes(nodes, now=now, stale_after_seconds=self.config.stale_after_seconds)
         self._notice_staleness({r.name for r in reports if r.kind == "stale"})
-        spec_written = {
-            (namespace or "", k[3]): t for k in wanted if (t := self.spec_written_at(k)) is not None
-        }
+        spec_written, versions = self.written_versions(wanted)
         rollout = fold_rollout(
             tetragon_policies=[(namespace, n) for n in names],
             nodes=(),
@@ -324,6 +322,7 @@ class PolicyReconciler(OwnedWriter):
             max_messages=self.config.max_rollout_messages,
             reports=reports,
             written=spec_written,
+            versions=versions,
         )
         # Refolded on the next report of a node that has not reported since the write (reconcile.py).
         if (waiting := awaiting_since(reports, spec_written)) is not None:

@@ -16,14 +16,19 @@ module folds those into one policy's ``status.rollout``:
   are ENABLED; **pending** otherwise (not listed yet, LOADING, UNLOADING,
   UNKNOWN). A partial node is not running: what its missing hooks would have
   seen is not observed there.
-- A node's report of an object counts only when it was made **after** the
-  current version of that object was written (``written``; the report's time is
-  the ObservationNode's ``heartbeatTime``, which the agent writes with every
+- A node's report of an object counts only when it is about the current
+  version of that object. When the report names the version Tetragon loaded
+  (``objectUid``/``objectGeneration``, from Tetragon's ``info``;
+  ``controller.loaded_version``), it counts only when that is the uid and
+  generation of the object now (``versions``), and no clock is compared.
+  Otherwise Tetragon lists the policy by name only: after a spec change the
+  node lists the old version as ENABLED (or LOAD_ERROR) until its agent polls
+  again, so the report counts only when it was made **after** the current
+  version was written (``written``; the report's time is the
+  ObservationNode's ``heartbeatTime``, which the agent writes with every
   change of its list, in whole seconds: a report stamped in the second of
-  the write counts). Tetragon lists a policy by name, not by version: after
-  a spec change the node lists the old version as ENABLED (or LOAD_ERROR)
-  until its agent polls again, and that says nothing of the new one. An
-  older report counts as pending. The write's time is the latest of the
+  the write counts). A report of another version, or an older one, counts
+  as pending. The write's time is the latest of the
   operator's spec patch (kept on the object, annotation
   ``stellaops.io/spec-written-at``, so a restarted operator knows it) and the
   object's ``creationTimestamp`` (a name deleted and created again, as a
@@ -47,19 +52,17 @@ module folds those into one policy's ``status.rollout``:
 not load (``hooks``, from the ``failedHooks`` the agent copied from
 Tetragon's ``hook_statuses``).
 
-It also derives a node's ``feature.stellaops.io/*`` labels.
+A node's ``feature.stellaops.io/*`` labels are derived in ``controller.node_labels``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
-from stellaops_runtime.controller.naming import label_value
-from stellaops_runtime.controller.posture import node_capabilities
+from stellaops_runtime.controller.loaded_version import Version, reported_version, speaks_of
 
 FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED"})
 UNREACHABLE_STATE = "TetragonUnreachable"
@@ -176,14 +179,16 @@ def fold_rollout(
     max_messages: int = 5,
     reports: Sequence[NodeReport] | None = None,
     written: Mapping[tuple[str, str], datetime] | None = None,
+    versions: Mapping[tuple[str, str], Version] | None = None,
 ) -> dict:
     """``status.rollout`` of one policy from every ObservationNode (see the module docstring).
 
     With ``reports`` (from ``index_nodes``) the nodes are not read again and
     ``nodes``, ``now`` and ``stale_after_seconds`` are not used. ``written``:
     (namespace or "", name) of a Tetragon object -> when its spec was last
-    written; a node's report of it made before then is not about that
-    version and counts as pending.
+    written; ``versions``: the same key -> its (uid, generation) now. A
+    node's report of another version, or (without a version in the report)
+    one made before the write, counts as pending.
     """
     if reports is None:
         reports = index_nodes(nodes, now=now, stale_after_seconds=stale_after_seconds)
@@ -194,7 +199,7 @@ def fold_rollout(
         if report.kind != "tetragon":
             counts[report.kind] += 1
             continue
-        kind, problems = _node_outcome(report, wanted, written or {})
+        kind, problems = _node_outcome(report, wanted, written or {}, versions or {})
         if kind == "pending" and report.unreachable:
             problems = [_unreachable_entry(report, wanted)]
         counts[kind] += 1
@@ -260,20 +265,43 @@ def reported_before(report: NodeReport, written: datetime | None) -> bool:
     return report.beat is None or report.beat < written.replace(microsecond=0)
 
 
+def current_entry(
+    report: NodeReport, key: tuple[str, str], written: datetime | None, version: Version | None
+) -> Mapping[str, Any] | None:
+    """The node's entry for ``key`` when it is about the current version, else None (pending)."""
+    entry = report.loaded.get(key)
+    same = speaks_of(entry, version)
+    if same is not None:  # the report names the version Tetragon loaded: no clock is compared
+        return entry if same else None
+    return None if reported_before(report, written) else entry
+
+
 def awaiting_since(
     reports: Sequence[NodeReport], written: Mapping[tuple[str, str], datetime]
 ) -> datetime | None:
-    """The last write that some fresh, reachable Tetragon node has not reported since; else None."""
+    """The last write that some fresh, reachable Tetragon node has not reported since; else None.
+
+    Only nodes whose entries name no version wait on the time rule: a node that
+    names the loaded version changes its list when Tetragon reloads, which
+    refolds every policy anyway.
+    """
     last = max(written.values(), default=None)
     if last is not None and any(
-        r.kind == "tetragon" and not r.unreachable and reported_before(r, last) for r in reports
+        r.kind == "tetragon"
+        and not r.unreachable
+        and reported_before(r, last)
+        and any(reported_version(r.loaded.get(key)) is None for key in written)
+        for r in reports
     ):
         return last
     return None
 
 
 def _node_outcome(
-    report: NodeReport, wanted: Sequence[tuple[str, str]], written: Mapping[tuple[str, str], datetime]
+    report: NodeReport,
+    wanted: Sequence[tuple[str, str]],
+    written: Mapping[tuple[str, str], datetime],
+    versions: Mapping[tuple[str, str], Version],
 ) -> tuple[str, list[dict[str, Any]]]:
     """running | partial | failed | pending | skipped for one fresh Tetragon node, and its failure entries."""
     failed: list[dict[str, Any]] = []
@@ -281,7 +309,7 @@ def _node_outcome(
     pending = False
     considered = 0
     for key in wanted:
-        entry = None if reported_before(report, written.get(key)) else report.loaded.get(key)
+        entry = current_entry(report, key, written.get(key), versions.get(key))
         state = _state(entry) if entry is not None else "NOT_LOADED"
         if state in SKIPPED_STATES:
             continue
@@ -327,69 +355,3 @@ def _partial_entry(node: str, policy: str, entry: Mapping[str, Any]) -> dict[str
         "message": (f"{head}: {detail}" if detail else head)[:MAX_MESSAGE_CHARS],
         "hooks": hooks[:MAX_HOOKS_LISTED],
     }
-
-
-FEATURE_LABEL_KEYS = tuple(
-    FEATURE_LABEL_PREFIX + k
-    for k in (
-        "btf",
-        "bpf",
-        "tracepoints",
-        "uprobes",
-        "kprobes",
-        "usdt",
-        "ring-buffer",
-        "tetragon",
-        "source",
-        "max-posture",
-        "kernel-version",
-        "tetragon-version",
-    )
-)
-
-
-def is_stale(observation_node: Mapping[str, Any], *, now: datetime, stale_after_seconds: float) -> bool:
-    """No ``heartbeatTime``, an unreadable one, or one older than ``stale_after_seconds``."""
-    status = observation_node.get("status") or {}
-    beat = parse_time(status.get("heartbeatTime")) if isinstance(status, Mapping) else None
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return beat is None or (now - beat).total_seconds() > stale_after_seconds
-
-
-def node_feature_labels(observation_node: Mapping[str, Any], *, stale: bool = False) -> dict[str, str]:
-    """``feature.stellaops.io/<capability>`` labels for the Node an ObservationNode describes.
-
-    Boolean capabilities are ``"true"``/``"false"`` (what the kernel allows,
-    whether or not a source uses it); ``source`` is the source that works now
-    (tetragon or none); ``max-posture`` is the node's posture ceiling, what
-    that source delivers (``NodeCapabilities.ceiling``; None and source none
-    when ``stale``: the agent stopped heart-beating); versions
-    are made valid label values and left out when unknown. Keys under the
-    prefix that the result does not contain should be removed from the Node.
-    """
-    caps = node_capabilities(observation_node)
-    if caps is None:  # node_capabilities returns None only for None
-        return {}
-    if stale:
-        caps = replace(caps, stale=True)
-    ceiling, _ = caps.ceiling()
-    p = FEATURE_LABEL_PREFIX
-    labels = {
-        p + "btf": caps.btf,
-        p + "bpf": caps.bpf_permitted,
-        p + "tracepoints": caps.tracepoints,
-        p + "uprobes": caps.uprobes,
-        p + "kprobes": caps.kprobes,
-        p + "usdt": caps.usdt,
-        p + "ring-buffer": caps.ring_buffer,
-        p + "tetragon": caps.tetragon_reachable,
-    }
-    out = {k: "true" if v else "false" for k, v in labels.items()}
-    out[p + "source"] = caps.working_source
-    out[p + "max-posture"] = ceiling.value
-    if caps.kernel_version:
-        out[p + "kernel-version"] = label_value(caps.kernel_version)
-    if caps.tetragon_version:
-        out[p + "tetragon-version"] = label_value(caps.tetragon_version)
-    return dict(sorted(out.items()))
