@@ -292,3 +292,29 @@ def test_a_secret_holding_spaces_goes_whole_as_tetragon_quotes_it(text: str, wan
     # (the real sample tests/fixtures/tetragon/events.jsonl: `-c "curl https://ebpf.io/..."`), so a
     # password with spaces arrives quoted and is redacted whole, never up to its first space.
     assert PrivacyFilter(PrivacyConfig()).filter_field(text) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ('{"password":"Xs3"}\ufffd', '{"password":[REDACTED]}\ufffd'),
+        ("conn(password=Xs3) \ufffd", "conn(password=[REDACTED] \ufffd"),
+        (
+            "env K_PASSWORD=Xs3 {\ufffd} K_TOKEN=[REDACTED]}",
+            "env K_PASSWORD=[REDACTED] {\ufffd} K_TOKEN=[REDACTED]}",
+        ),
+    ],
+)
+def test_a_second_pass_neither_counts_a_marker_again_nor_eats_what_follows_it(text: str, want: str) -> None:
+    # The U+FFFD pass (and log text redacted twice) reads text that already holds markers: a
+    # key's value ``[REDACTED]}`` was taken for a new secret, counted twice and lost its ``}``.
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field(text) == want
+    assert sum(pf.redactions_by_pattern.values()) == 1
+    assert pf.redact_text(want) == want
+
+
+def test_a_fake_marker_does_not_hide_a_secret_after_it() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field("--password=[REDACTED]S3cretQ9 x") == "--password=[REDACTED] x"
+    assert pf.filter_field("DB_KEY=[REDACTED]S3cretQ9 x") == "DB_KEY=[REDACTED] x"

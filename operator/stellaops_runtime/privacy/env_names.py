@@ -97,7 +97,8 @@ def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
     start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
-    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|[^\s"']\S*))"""
+    not_a_marker = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"  # ``[REDACTED]}`` (redacted before)
+    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{not_a_marker}[^\s"']\S*))"""
     return re.compile(rf"{start}(?:{names})=(?=\S){value}", re.ASCII)
 
 

@@ -81,7 +81,10 @@ _SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUB
 _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?"""
 # A key's or flag's value: quoted, or a run up to whitespace. A password may hold ``&``,
 # ``;`` or a quote (``Tr0ub4dor&3``, ``PGPASSWORD=ab&cd``, ``it's``): all of it goes.
-_WIDE_VALUE = rf"""(?:{_QUOTED}|[^\s"']\S*)"""
+# A marker the text already holds (``password=[REDACTED]}``: log text redacted twice,
+# the second pass of hostile_text) is no value; ``[REDACTED]S3cret`` is.
+_NOT_A_MARKER = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"
+_WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}[^\s"']\S*)"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
