@@ -41,8 +41,10 @@ What the filter does, in order, in ``PrivacyFilter.apply``:
    before its ``@``, a prefixed token, a JWT, an e-mail address, a card number).
 
 A traced argument whose policy label names a secret (``password``) is redacted
-whole, and a field holding U+FFFD (a NUL) is redacted again with it read as a
-space (``hostile_text``).
+whole, a field holding U+FFFD (a NUL) is redacted again with it read as a
+space (``hostile_text``), and a field holding look-alikes of ASCII (fullwidth
+``=``, a no-break space, a Cyrillic ``a``) is read with them folded to ASCII
+(``lookalike``).
 
 ``extra_patterns`` are regexes from the config: when one has a group named
 ``secret`` only that group is replaced, else group 1 if it has groups, else the
@@ -64,7 +66,7 @@ from collections.abc import Iterable
 from stellaops_runtime.adapter.validate import MAX_TEXT_CHARS
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
-from stellaops_runtime.privacy import entropy, env_names
+from stellaops_runtime.privacy import entropy, env_names, lookalike
 from stellaops_runtime.privacy.cli_options import TOOLS
 from stellaops_runtime.privacy.engine import (
     ExtraPattern,
@@ -348,6 +350,17 @@ class PrivacyFilter:
         return cp
 
     def _redact_text(
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+    ) -> tuple[str, int]:
+        if not text.isascii():  # look-alikes of the ASCII the rules need (lookalike.py)
+            folded = lookalike.fold(text)
+            if folded != text:
+                out, hits = self._redact_separated(folded, counts=counts, truncated=truncated, tool=tool)
+                if hits:
+                    return out, hits
+        return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool)
+
+    def _redact_separated(
         self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
     ) -> tuple[str, int]:
         out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool)
