@@ -40,7 +40,7 @@ says which (``allocator``, read from the process's own ``/proc/<pid>/maps``).
 ``--agent-path DIR`` runs the agent from another checkout's ``operator/``
 (e.g. ``git archive HEAD operator | tar -x -C /tmp/head``); ``--before DIR``
 measures that one first and then this checkout, for a before/after in one
-run. ``kallsyms`` is the kernel symbol table the agent loads at start-up:
+run. ``kallsyms`` is the kernel symbol table the agent loads at its first kernel frame:
 its load time (CPU and wall, medians of five fresh processes, in a bare
 interpreter and in one that imported the agent first), the RSS it adds and
 the peak RSS while it loads. Usage::
@@ -342,7 +342,7 @@ _KALLSYMS = """
 import json, sys, time
 from stellaops_runtime.agent.allocator import tune_malloc
 tune_malloc()  # as the agent does before it starts
-if sys.argv[1] == "agent":  # the heap the agent has when it loads the table (Pipeline.warm_up)
+if sys.argv[1] == "agent":  # the heap the agent has when it loads the table (at its first kernel frame)
     import stellaops_runtime.agent.runner, stellaops_runtime.agent.pipeline
 def status(key):
     with open("/proc/self/status") as f:
@@ -360,7 +360,7 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kb": status("VmRSS") - be
 
 
 def _kallsyms(agent_path: str | None, loads: int = 5) -> dict[str, Any]:
-    """The kernel symbol table the agent loads at start-up: load time (medians of fresh
+    """The kernel symbol table the agent loads at its first kernel frame: load time (medians of fresh
     processes, alternating a bare interpreter and one that imported the agent first, as at
     start-up: the garbage collector's cost depends on the heap) and the RSS it adds."""
     env = dict(os.environ)

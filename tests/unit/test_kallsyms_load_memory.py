@@ -1,7 +1,7 @@
 """Loading the kernel symbol table leaves nothing resident but the table (issue 13).
 
-The agent loads /proc/kallsyms once at start-up (agent/pipeline.py, ``warm_up``, on
-its pipeline thread) and keeps the table for its whole life. Python's small-object
+The agent loads /proc/kallsyms once, at the first kernel frame (on its pipeline
+thread; tests/unit/test_kernel_table_lazy.py), and keeps the table for its whole life. Python's small-object
 allocator gives a 1 MiB arena back to the system only when every object in it is
 freed, so a parse that makes an object per line and keeps a few objects made
 meanwhile leaves megabytes resident for ever: the table used to cost the idle

@@ -19,6 +19,7 @@ of the batch that aggregated it (one clock read per batch, agent/latency.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +44,7 @@ from stellaops_runtime.hotsymbols.gaps import GapTracker
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.privacy.optout import OptOut
+from stellaops_runtime.regular_file import open_regular
 
 if TYPE_CHECKING:
     from stellaops_runtime.contracts.events import ContainerInfo
@@ -139,14 +141,23 @@ class Pipeline:
         self.processed += 1
 
     def warm_up(self) -> None:
-        """Load what the first events would otherwise pay for (the kernel's symbol table, ~0.1 s).
+        """Check at start-up that the kernel's symbol table can be read; load it on the first kernel frame.
 
-        The agent calls it on the pipeline thread at start-up, so the first kprobe event
-        does not stall the queue; an unreadable kallsyms is counted when frames need it.
+        The table takes ~2.75 MB for the agent's whole life (docs/benchmarks.md, "Agent
+        memory") and only kernel frames need it: Tetragon's kprobes with
+        ``kernelStackTrace``, the agent's own probes' kernel stacks. A node whose policies
+        ask for none never loads it; elsewhere the first kernel frame loads it, once (~0.15 s
+        on the pipeline thread, the receive queue holding what arrives meanwhile). An
+        unreadable kallsyms is logged here, at start-up, and counted when frames need it.
         """
         if self.canonicalizer is not None:
+            path = self.canonicalizer.symbolizer.kallsyms_path
             try:
-                self.canonicalizer.symbolizer.kernel()
+                fd = open_regular(path)
+                try:
+                    os.read(fd, 64)  # readable, not only openable
+                finally:
+                    os.close(fd)
             except OSError as e:
                 log.warning("kernel symbols unavailable (%s): kernel frames keep their names", e)
 
