@@ -495,7 +495,7 @@ def test_a_live_process_whose_file_cannot_be_read_is_never_remembered(tmp_path: 
 
 @pytest.mark.parametrize("json_lines", [False, True], ids=["grpc", "json"])
 def test_hostile_messages_between_repeats(tmp_path: Path, json_lines: bool) -> None:
-    """Truncated, doubled-time, time-less, far-future and garbage messages among repeats."""
+    """Truncated, doubled-time, time-less, far-future, too old and garbage messages among repeats."""
     good = _kprobe(T0)
     items: list[bytes] = []
     for i in range(12):
@@ -504,7 +504,8 @@ def test_hostile_messages_between_repeats(tmp_path: Path, json_lines: bool) -> N
         items.append(raw)
         items.append(raw[: len(raw) // 2])  # cut short
         items.append(b"\x00\xff garbage")
-        future = _kprobe(T0 + 10**9 * S) if i % 2 else _kprobe(-5 * S)
+        # far ahead, negative, 1 ns, a boot-relative time (1970-01-31): all clamped (validate.MIN_EVENT_NS)
+        future = _kprobe((T0 + 10**9 * S, -5 * S, 1, 30 * 86_400 * S)[i % 4])
         items.append(_json(future) if json_lines else future.SerializeToString())
         timeless = events_pb2.GetEventsResponse()
         timeless.CopyFrom(good)

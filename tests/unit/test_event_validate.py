@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from stellaops_runtime.adapter import common, from_json, from_proto
-from stellaops_runtime.adapter.validate import MAX_TEXT_CHARS, BadEvent, normalize
+from stellaops_runtime.adapter.validate import MAX_TEXT_CHARS, MIN_EVENT_NS, BadEvent, normalize
 from stellaops_runtime.contracts.events import (
     Argument,
     ContainerInfo,
@@ -99,9 +99,25 @@ def test_wrong_typed_labels_and_offsets_reject_the_event() -> None:
 
 @pytest.mark.parametrize(
     "ts",
-    [-1, -5_000_000_000, (33000 - 1970) * 31_556_952 * 10**9, (int(time.time()) + 2 * 86_400) * 10**9],
+    [
+        -1,
+        -5_000_000_000,
+        1,  # 1 ns: a day in 1970
+        30 * 86_400 * 10**9 + 17,  # a boot-relative time read as wall time
+        MIN_EVENT_NS - 1,
+        (33000 - 1970) * 31_556_952 * 10**9,
+        (int(time.time()) + 2 * 86_400) * 10**9,
+    ],
     # stable IDs: the last value depends on the clock, and parallel workers must collect the same tests
-    ids=["minus-1", "minus-5s", "year-33000", "two-days-ahead"],
+    ids=[
+        "minus-1",
+        "minus-5s",
+        "one-ns",
+        "boot-relative",
+        "just-before-2020",
+        "year-33000",
+        "two-days-ahead",
+    ],
 )
 def test_absurd_times_are_cleared_for_the_arrival_time(ts) -> None:
     ev, issues = _event(timestamp_ns=ts), Counter()
@@ -223,3 +239,10 @@ def test_grpc_adapter_cuts_huge_arguments_on_arrival_like_the_json_adapter() -> 
     assert [len(x.value) for x in a.arguments] == [MAX_TEXT_CHARS] * 5
     assert a.arguments[1].value == "é" * MAX_TEXT_CHARS and a.arguments[2].value == "\ufffd" * MAX_TEXT_CHARS
     assert ps.repaired["text_truncated"] == js.repaired["text_truncated"] == 1
+
+
+def test_the_floor_itself_a_2021_time_and_no_time_are_kept() -> None:
+    for ts in (MIN_EVENT_NS, 1_634_587_735 * 10**9, 0):  # 2020-01-01, Tetragon's 2021 test data, none
+        ev, issues = _event(timestamp_ns=ts), Counter()
+        normalize(ev, issues)
+        assert ev.timestamp_ns == ts and issues["time_clamped"] == 0

@@ -219,7 +219,7 @@ def _drop_signal(obj: dict[str, Any], kind_name: str, stats: common.AdapterStats
     """Tetragon's own drop signal (contracts/drops.py) onto ``stats.drop_signals``; False if unusable."""
     body = obj[kind_name] or _EMPTY
     ts = _time_ns(obj.get("time"), stats)
-    if ts < 0 or ts > validate.max_event_ns():
+    if ts < validate.MIN_EVENT_NS or ts > validate.max_event_ns():
         ts = 0  # stamped with the arrival time, like an event
     if kind_name == "rate_limit_info":
         dropped = int(body.get("number_of_dropped_process_events") or 0)

@@ -173,7 +173,7 @@ def _drop_signal(msg: Any, kind_name: str, stats: common.AdapterStats) -> bool:
     """Tetragon's own drop signal (contracts/drops.py) onto ``stats.drop_signals``; False if unusable."""
     t = msg.time
     ts = t.seconds * 1_000_000_000 + t.nanos if msg.HasField("time") else 0
-    if ts < 0 or ts > validate.max_event_ns():
+    if ts < validate.MIN_EVENT_NS or ts > validate.max_event_ns():
         ts = 0  # stamped with the arrival time, like an event
     if kind_name == "rate_limit_info":
         dropped = int(msg.rate_limit_info.number_of_dropped_process_events)
@@ -380,7 +380,7 @@ def _build(
         # more traced arguments than normalize() keeps (a hostile message with thousands): cut, counted
         clean = validate.fields_clean(texts) and len(ev.arguments) <= validate.MAX_ARGUMENTS
     if clean:  # normalize() would change no text: only the time is checked (the rest is protobuf-typed)
-        if ts < 0 or (ts > _max_ns and _above_limit(ts)):
+        if (ts < validate.MIN_EVENT_NS and ts != 0) or (ts > _max_ns and _above_limit(ts)):
             stats.repaired["time_clamped"] += 1
             ev.timestamp_ns = 0
     else:

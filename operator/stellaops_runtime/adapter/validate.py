@@ -10,9 +10,13 @@ stack took the agent to 920 MB. So every event leaves the adapter:
   event, counted as ``bad_type``), free of NUL characters (each replaced by
   U+FFFD, in process arguments by a space since NUL separates argv entries;
   counted as ``nul_replaced``: the event still counts);
-- with a time the store can hold and that is not absurd: outside [1970,
-  now + ``MAX_FUTURE_SECONDS``] it is replaced by the time the agent received
-  it (counted as ``time_clamped``), so windows are never filed in year 33000;
+- with a time the store can hold and that is not absurd: outside
+  [``MIN_EVENT_NS`` (2020-01-01), now + ``MAX_FUTURE_SECONDS``] it is replaced
+  by the time the agent received it (counted as ``time_clamped``), so windows
+  are never filed in year 33000, nor in 1970 for a time of 1 ns or a
+  boot-relative clock read as wall time. The floor is fixed, not the boot or
+  the agent's start: an export file read from its start legitimately holds
+  events of earlier boots (Tetragon's own test data dates from 2021);
 - with stacks of at most ``max_stack_depth`` frames (the adapters cut them
   before building frames; counted as ``stack_truncated``), text fields of
   at most ``MAX_TEXT_CHARS`` characters and at most ``MAX_ARGUMENTS`` traced
@@ -40,6 +44,11 @@ MAX_TEXT_CHARS = 64 * 1024
 MAX_ARGUMENTS = 64
 # A clock can be off; an event from more than a day ahead is not an event time.
 MAX_FUTURE_SECONDS = 86_400
+# The earliest event time accepted: 2020-01-01T00:00:00Z, before Tetragon (2022; its test data
+# from 2021) or our probes produced any event. A time before it is a clock value read wrong (0,
+# 1 ns, a boot-relative ktime taken for wall time: January 1970 plus the uptime), not when an
+# event happened; it would file counts and a watched window in 1970.
+MIN_EVENT_NS = 1_577_836_800 * 1_000_000_000
 REPLACEMENT = "\ufffd"
 
 
@@ -191,7 +200,7 @@ def normalize(ev: RuntimeCallEvent, issues: Counter[str]) -> None:
     ts = ev.timestamp_ns
     if type(ts) is not int:
         raise BadEvent("bad_type", f"time is a {type(ts).__name__}")
-    if ts < 0 or ts > _max_ns():
+    if (ts < MIN_EVENT_NS and ts != 0) or ts > _max_ns():
         issues["time_clamped"] += 1
         ev.timestamp_ns = 0  # the pipeline stamps it with the arrival time
     p = ev.process

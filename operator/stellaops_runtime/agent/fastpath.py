@@ -77,6 +77,8 @@ from stellaops_runtime.agent.fastpath_table import SKIP as SKIP
 from stellaops_runtime.agent.fastpath_table import Entries, OutcomeTable
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 
+_MIN_NS = validate.MIN_EVENT_NS  # a module global: read on every repeat
+
 if TYPE_CHECKING:
     from stellaops_runtime.adapter.common import AdapterStats
     from stellaops_runtime.agent.purls import HotSymbolAttribution
@@ -207,6 +209,8 @@ class FastPath(OutcomeTable):
             self._max_ns = validate.max_event_ns()
             if ts > self._max_ns:
                 return -1  # the ordinary path stamps it with the arrival time
+        elif ts < _MIN_NS:
+            return -1  # before validate.MIN_EVENT_NS: the ordinary path stamps and counts it
         self.stats.hits += 1
         stats = self._stats
         stats.events[o.kind] += 1
