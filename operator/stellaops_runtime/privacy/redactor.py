@@ -1,0 +1,196 @@
+"""The configured redaction rules, compiled, and the passes that run them over one text.
+
+``PrivacyFilter`` (filter.py) decides *which* text is filtered and counts what
+happened per event; this module decides *what in a text* is a secret. Kept
+apart so the passes, their order and their compiled state are read in one
+place, without the event, cache and truncation logic around them.
+
+With ``default_patterns``, one pass over a text runs, in order: the default
+rules (``patterns``, ``provider_tokens``, ``personal_data`` and the
+option-name rules of ``cli_options``) in one regex (only those whose triggers
+and gates the text passes, compiled per combination); on a truncated text the
+``TRUNCATED_TAIL`` rules near its end; the short options of the client that
+runs (``tool``) or is named in the text (``cli_options``); detect-secrets'
+rules (``library_rules``). Then environment variable names (``env_names``),
+each of ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
+(``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
+a space (``hostile_text``); a text holding look-alikes of ASCII is first read
+with them folded (``lookalike``).
+
+There is no logging here: a log line is exactly where a secret must not go.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import entropy, env_names, lookalike
+from stellaops_runtime.privacy.engine import (
+    ExtraPattern,
+    TriggerIndex,
+    cli_spans,
+    regex_spans,
+    replace_spans,
+    sub_compiled,
+    sub_extra,
+)
+from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
+from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
+from stellaops_runtime.privacy.patterns import (
+    DEFAULT_PATTERNS,
+    TRUNCATED_TAIL,
+    CompiledPatterns,
+    compile_patterns,
+)
+
+LIBRARY_COUNTER_PREFIX = "detect_secrets."
+
+# How far back from the end of a truncated field the tail patterns look.
+_TAIL_WINDOW_CHARS = 512
+# Distinct trigger combinations compiled before the cache starts over (in
+# practice a handful: which secrets appear together in one field).
+_MAX_COMPILED_SUBSETS = 256
+# One trigger pass for both rule lists: [0] the default patterns, [1] detect-secrets' rules.
+# Built with the first filter that uses the default patterns: detect-secrets (and the
+# requests library it imports) is loaded only then (issue 13).
+_INDEX: list[TriggerIndex] = []
+
+
+def _trigger_index(rules: tuple[LibraryRule, ...]) -> TriggerIndex:
+    if not _INDEX:
+        own = [(p.triggers, p.gate) for p in DEFAULT_PATTERNS]
+        _INDEX.append(TriggerIndex(own, [(r.triggers, r.gate) for r in rules]))
+    return _INDEX[0]
+
+
+class Redactor:
+    """The rules of one PrivacyConfig, compiled; :meth:`redact` runs them over a text."""
+
+    def __init__(self, config: PrivacyConfig) -> None:
+        self._use_default = config.default_patterns
+        # Default patterns compiled per set of triggered patterns (a bit mask):
+        # a field only pays for the patterns whose trigger words it contains.
+        self._by_mask: dict[int, CompiledPatterns] = {}
+        self._tail: CompiledPatterns | None = (
+            compile_patterns((TRUNCATED_TAIL,)) if config.default_patterns else None
+        )
+        self._extras = [
+            ExtraPattern(name=f"extra_{i}", regex=re.compile(rx))
+            for i, rx in enumerate(config.extra_patterns)
+        ]
+        self._entropy = config.entropy_detection
+        self._entropy_threshold = config.entropy_threshold
+        self._entropy_min_length = config.entropy_min_length
+        # Environment-variable names: the defaults (with default_patterns) and the config's own.
+        env_globs = [
+            *(env_names.DEFAULT_ENV_NAME_PATTERNS if config.default_patterns else ()),
+            *config.extra_env_name_patterns,
+        ]
+        self.env_globs = tuple(env_globs)
+        self._env_arg_rx = env_names.argument_regex(env_globs) if env_globs else None
+        self.env_name_rx = env_names.name_regex(env_globs) if env_globs else None
+        self._env_triggers = env_names.literal_triggers(env_globs)
+        # Whether any rule is configured at all (else no text needs a pass).
+        self.active = self._use_default or bool(self._extras) or bool(env_globs) or self._entropy
+        if self._use_default:
+            self._library = library_rules()
+            self._index = _trigger_index(self._library)
+
+    def counter_names(self) -> list[str]:
+        """Every counter a pass may increment, in the order the metrics list them."""
+        names: list[str] = []
+        if self._use_default:
+            names += [p.name for p in DEFAULT_PATTERNS]
+            names += [TRUNCATED_TAIL.name, "cli_option"]
+            names += [LIBRARY_COUNTER_PREFIX + r.name for r in self._library]
+        if self._env_arg_rx is not None:
+            names.append("env_name")
+        names += [x.name for x in self._extras]
+        if self._entropy:
+            names.append("high_entropy")
+        return names
+
+    def redact(
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+    ) -> tuple[str, int]:
+        """``text`` with its secrets replaced, and how many were (each counted in ``counts``).
+
+        ``truncated``: the text was cut (the tail rules run near its end); ``tool``:
+        the basename of the executed binary when ``text`` is its argument list.
+        """
+        if not text.isascii():  # look-alikes of the ASCII the rules need (lookalike.py)
+            folded = lookalike.fold(text)
+            if folded != text:
+                out, hits = self._redact_separated(folded, counts=counts, truncated=truncated, tool=tool)
+                if hits:
+                    return out, hits
+        return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool)
+
+    def _redact_separated(
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+    ) -> tuple[str, int]:
+        out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool)
+        if REPLACED in out:  # a NUL between a flag and its value (hostile_text.py)
+            out, more = redact_replaced_as_separators(
+                out, lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool)
+            )
+            hits += more
+        return out, hits
+
+    def _redact_pass(
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+    ) -> tuple[str, int]:
+        hits = 0
+        if self._use_default:
+            own, lib = self._index.masks(text, text.lower())
+            cp = self._default_for(own)
+            if cp is not None:
+                text, n = sub_compiled(cp, text, counts=counts)
+                hits += n
+            if truncated and self._tail is not None:
+                text, n = sub_compiled(
+                    self._tail, text, counts=counts, pos=max(0, len(text) - _TAIL_WINDOW_CHARS)
+                )
+                hits += n
+            spans = cli_spans(text, tool)
+            # Library rules are chosen on the text before the default pass: that pass
+            # only puts "[REDACTED]" where a secret was, and no library pattern
+            # matches in or across the marker (test_privacy_formats.py).
+            mask = lib
+            if mask:
+                for i, rule in enumerate(self._library):
+                    if mask >> i & 1:
+                        name = LIBRARY_COUNTER_PREFIX + rule.name
+                        spans.extend((s, e, name) for s, e in rule.spans(text))
+            if spans:
+                text, n = replace_spans(text, spans, counts=counts)
+                hits += n
+        if self._env_arg_rx is not None and "=" in text:
+            low = text.lower()
+            if not self._env_triggers or any(t in low for t in self._env_triggers):
+                text, n = replace_spans(text, regex_spans(self._env_arg_rx, text, "env_name"), counts=counts)
+                hits += n
+        for x in self._extras:
+            text, n = sub_extra(x, text, counts=counts)
+            hits += n
+        if self._entropy:
+            found = entropy.high_entropy_spans(
+                text, threshold=self._entropy_threshold, min_length=self._entropy_min_length
+            )
+            if found:
+                text, n = replace_spans(text, [(s, e, "high_entropy") for s, e in found], counts=counts)
+                hits += n
+        return text, hits
+
+    def _default_for(self, mask: int) -> CompiledPatterns | None:
+        """The default patterns of ``mask`` (their triggers and gates passed), compiled; None if none."""
+        if not mask:
+            return None
+        cp = self._by_mask.get(mask)
+        if cp is None:
+            if len(self._by_mask) >= _MAX_COMPILED_SUBSETS:
+                self._by_mask.clear()
+            cp = compile_patterns([p for i, p in enumerate(DEFAULT_PATTERNS) if mask >> i & 1])
+            self._by_mask[mask] = cp
+        return cp
