@@ -103,6 +103,14 @@ class SwitchGaps:
                 raise
             drops.pop(0)
             self.stats.native_drop_gaps += 1
+        spans = b.take_unwatched() if b is not None else []
+        while spans:  # a probed file replaced: its new processes were unwatched until followed
+            try:
+                await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, *spans[0])
+            except BaseException:
+                b.stats.unwatched[:0] = spans  # type: ignore[union-attr]
+                raise
+            spans.pop(0)
 
     def take_outage(self) -> tuple[int, int] | None:
         """What agent/outages.py records as a gap: the switch's own open gap up to now (closed once

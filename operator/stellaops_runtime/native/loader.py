@@ -20,6 +20,7 @@ from stellaops_runtime.native import bpfsys, records
 from stellaops_runtime.native.bccimport import load_bcc
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.detect import TRACEFS_DIRS
+from stellaops_runtime.native.follow import Followed, TargetWatch
 from stellaops_runtime.native.probes import exec as exec_probe
 from stellaops_runtime.native.probes import prelude, syscalls, tcp, uprobes, usdtprobes
 
@@ -122,6 +123,7 @@ class ProbeSet:
     perf_lost: int = 0  # records the perf buffer lost (its lost callback), when used
     _pending: list[bytes] = field(default_factory=list)
     _perf_fds: list[int] = field(default_factory=list)  # USDT perf events we opened ourselves
+    watch: TargetWatch | None = None  # the uprobe targets' files (native/follow.py)
 
     def poll(self, timeout_ms: int) -> list[bytes]:
         """Records written since the last poll (waits up to ``timeout_ms`` for the first)."""
@@ -177,6 +179,10 @@ class ProbeSet:
             with contextlib.suppress(KeyError):
                 del m[key]
 
+    def follow(self) -> Followed:
+        """Probe the new file of each uprobe target replaced on disk since the load (native/follow.py)."""
+        return self.watch.follow(self.bpf) if self.watch is not None else Followed()
+
     def close(self) -> None:
         for fd in self._perf_fds:
             with contextlib.suppress(OSError):
@@ -184,6 +190,8 @@ class ProbeSet:
         self._perf_fds.clear()
         with contextlib.suppress(Exception):
             self.bpf.cleanup()
+        if self.watch is not None:
+            self.watch.close()  # the files followed: their probes are gone now
 
 
 def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSet:
@@ -202,6 +210,8 @@ def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSe
             f"BCC could not compile or load the probes: {e}" + (f"\n{detail}" if detail else "")
         ) from None
     ps = ProbeSet(bpf=b, cfg=cfg, ring_buffer=ring_buffer)
+    if cfg.uprobes:  # each target's file before the attach: a file put there later is followed
+        ps.watch = TargetWatch.before_attach(cfg.uprobes)
     try:
         _attach(ps, bcc)
     except Exception:

@@ -25,6 +25,12 @@ time between the two reads, for the source switch to mark as a gap
 (:meth:`take_drops`). An episode of drops is logged when it starts, at most
 every DROP_LOG_SECONDS while it lasts, and with its totals when a read sees
 none again (or the probes stop).
+
+At the same reads, a uprobe target whose path now names another file (an
+upgrade renamed a new file over it) is probed in that file too
+(native/follow.py); the wall time between the previous read and that attach,
+when the new file's processes may have called it unseen, is queued for the
+switch to mark as a gap (:meth:`take_unwatched`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from stellaops_runtime.native.drop_counters import (
     increases,
 )
 from stellaops_runtime.native.events import encode_trailer
+from stellaops_runtime.native.follow import Followed
 from stellaops_runtime.native.loader import LoadError, ProbeSet, load
 from stellaops_runtime.native.procinfo import ProcCache
 from stellaops_runtime.sources.queue import EventQueue
@@ -54,6 +61,7 @@ from stellaops_runtime.sources.queue import EventQueue
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
+MAX_UNWATCHED = 1_000  # spans not yet taken by the switch; older ones merge
 DROP_LOG_SECONDS = 60.0  # while an episode of drops lasts, logged at most this often
 _EXEC = records.STRUCTS[records.KIND_EXEC]
 
@@ -73,6 +81,8 @@ class NativeStats:
     detached_ns: int = 0  # wall clock just after the latest run closed them (0: not yet)
     drops: list[NativeDrop] = field(default_factory=list)  # not yet taken by the switch (take_drops)
     dropped_total: int = 0  # events the probes dropped, all runs (drop_counters.py)
+    followed: int = 0  # uprobe targets probed in the new file put at their path (native/follow.py)
+    unwatched: list[tuple[int, int]] = field(default_factory=list)  # wall spans not yet taken
 
 
 class NativeProbeSource:
@@ -105,6 +115,7 @@ class NativeProbeSource:
         self._drop_read_ns = 0  # wall clock of that read (of the load, before the first)
         self._episode: dict[Key, int] | None = None  # drops of the current episode (None: none)
         self._episode_logged = 0.0  # monotonic time of its last log line
+        self._follow_ns = 0  # wall clock of the last look at the uprobe targets' files
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -116,6 +127,7 @@ class NativeProbeSource:
         try:
             while not stop.is_set():
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
+                self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
                 try:
                     self.probes = await self._call(self._load)
                 except LoadError as e:
@@ -172,6 +184,7 @@ class NativeProbeSource:
                 last_counters = now
                 self.stats.kernel = await self._call(self.probes.counters)  # type: ignore[union-attr]
                 self._note_drops(self.stats.kernel, time.time_ns())
+                self._note_followed(*await self._call(self._follow))
         batch = await self._call(self._poll_batch, 0)  # what arrived up to the stop
         for payload in batch:
             put(payload)
@@ -212,6 +225,35 @@ class NativeProbeSource:
             sum(self._episode.values()), describe(self._episode),
         )  # fmt: skip
         self._episode = None
+
+    def _follow(self) -> tuple[Followed, int]:
+        """Probe replaced targets' new files (on the probes' thread); and the wall clock after."""
+        ps = self.probes
+        res = ps.follow() if ps is not None else Followed()
+        return res, time.time_ns()
+
+    def _note_followed(self, res: Followed, now_ns: int) -> None:
+        """The span since the previous look is unwatched when a target's file was replaced."""
+        if res.attached or res.failed:
+            spans = self.stats.unwatched
+            spans.append((self._follow_ns, now_ns))
+            if len(spans) > MAX_UNWATCHED:  # the two oldest merge: wider, never lost
+                first, second = spans[0], spans.pop(1)
+                spans[0] = (min(first[0], second[0]), max(first[1], second[1]))
+            self.stats.followed += len(res.attached)
+            now_on = set(res.attached)  # a file there now is probed: no longer failed (a file put later)
+            failed = [f for f in self.stats.failed if f[0] not in now_on]
+            known = {label for label, _ in failed}
+            self.stats.failed = failed + [f for f in res.failed if f[0] not in known]
+            self.stats.attached += [
+                f"uprobe {x}" for x in res.attached if f"uprobe {x}" not in self.stats.attached
+            ]
+        self._follow_ns = max(now_ns, self._follow_ns)
+
+    def take_unwatched(self) -> list[tuple[int, int]]:
+        """The spans queued since the last call (the event loop's thread only)."""
+        out, self.stats.unwatched = self.stats.unwatched, []
+        return out
 
     def take_drops(self) -> list[NativeDrop]:
         """The drops queued since the last call (the event loop's thread only)."""
