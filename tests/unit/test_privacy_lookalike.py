@@ -109,5 +109,7 @@ def test_env_names_with_lookalikes_lose_their_value() -> None:
 def test_fold_leaves_ascii_and_lone_surrogates_alone() -> None:
     assert fold("plain --password=x") == "plain --password=x"
     assert fold("a\udcff\ufffd\uff1d") == "a\udcff\ufffd="
+    assert fold("caf\u00e9 \U0001f600 \u4f60\u597d") == "caf\u00e9 \U0001f600 \u4f60\u597d"  # nothing to fold
+    assert fold("\U0001f600\u00a0\U0001d429") == "\U0001f600 p"
     pf = PrivacyFilter(PrivacyConfig())
     assert pf.filter_field(f"\udcffpassword\uff1d{SECRET}") == "\udcffpassword=[REDACTED]"

@@ -29,6 +29,7 @@ without Latin look-alikes stay as they are).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # (first, last) code points whose NFKC form is looked at.
@@ -68,6 +69,9 @@ _HOMOGLYPHS: tuple[tuple[str, str], ...] = (
 )
 
 _TABLE: dict[int, int | str | None] = {}
+# Any character of the table: one C-speed search tells whether a text needs folding at all
+# (``str.translate`` looks every character up in a dict, several times slower).
+_FOLDABLE: list[re.Pattern[str]] = []
 
 
 def _table() -> dict[int, int | str | None]:
@@ -91,8 +95,24 @@ def _table() -> dict[int, int | str | None]:
     return _TABLE
 
 
+def _foldable() -> re.Pattern[str]:
+    if not _FOLDABLE:
+        # Runs of consecutive code points, every one outside the BMP taken (a text holding
+        # such a character is translated): the class compiles to one bitmap look-up per character.
+        ranges: list[list[int]] = [[0x10000, 0x10FFFF]]
+        for cp in sorted(c for c in _table() if c < 0x10000):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+        ranges.append(ranges.pop(0))
+        body = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+        _FOLDABLE.append(re.compile(f"[{body}]"))
+    return _FOLDABLE[0]
+
+
 def fold(text: str) -> str:
-    """``text`` with its look-alikes read as ASCII (the text itself when it is ASCII)."""
-    if text.isascii():
+    """``text`` with its look-alikes read as ASCII (the text itself when it holds none)."""
+    if text.isascii() or _foldable().search(text) is None:
         return text
     return text.translate(_table())
