@@ -134,6 +134,13 @@ def test_argument_specs(spec: str, expected: usdt.UsdtArg) -> None:
         ("8@%xmm0", "register %xmm0 unknown on x86_64"),
         ("8@8(%rax,%rbx,2)", "operand form not supported"),
         ("8@$zz", "bad constant"),
+        # past 64 bits: written into the program, a compile error that cost every probe
+        ("8@$99999999999999999999999", "does not fit in 64 bits"),
+        ("8@-99999999999999999999999(%rbp)", "does not fit in 64 bits"),
+        ("8@$-9223372036854775808", "does not fit in 64 bits"),
+        # more digits than Python converts: a ValueError escaped the load
+        ("8@" + "9" * 5000 + "(%rbp)", "bad displacement"),
+        ("8@$" + "9" * 5000, "bad constant"),
     ],
 )
 def test_hostile_argument_specs(spec: str, message: str) -> None:
@@ -178,3 +185,39 @@ def test_semaphore_guarded_probe_counts_exactly_with_its_arguments(report: Repor
 def test_without_our_probes_the_semaphore_stays_down(program: Path) -> None:
     out = subprocess.run([str(program), "10", "x"], capture_output=True, text=True, check=True).stdout
     assert out == "0\n"
+
+
+def test_a_note_with_operands_past_64_bits_costs_its_arguments_not_every_probe(
+    report: Report, tmp_path: Path
+) -> None:
+    """Before, BCC refused to compile the program: no probe at all loaded, exec and syscalls included."""
+    if report.posture < Posture.FULL_INSTRUMENTATION:
+        pytest.skip(f"native probes give {report.posture} here: {report.missing}")
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed")
+    hostile = PROGRAM.replace(
+        '".asciz \\"-4@%0 8@%1\\"\\n"',
+        '".asciz \\"8@$99999999999999999999999 8@-99999999999999999999999(%%rbp) 8@%1\\"\\n"',
+    )
+    assert hostile != PROGRAM
+    (tmp_path / "hostile.c").write_text(hostile)
+    prog = tmp_path / "stella_usdt_hostile"
+    subprocess.run(["gcc", "-O1", "-o", str(prog), str(tmp_path / "hostile.c")], check=True)
+    n = 4
+    cfg = NativeConfig(exec_events=True, usdt=(UsdtTarget(str(prog), "stella_app", "hit"),))
+    out: list[str] = []
+
+    def workload() -> None:
+        out.append(
+            subprocess.run([str(prog), str(n), "t"], capture_output=True, text=True, check=True).stdout
+        )
+
+    res = asyncio.run(run_session(cfg, seconds=1.0, report=report, during=workload))
+    assert not res.error, res.error
+    assert res.failed == [] and f"usdt {prog}:stella_app:hit" in res.attached
+    assert out == [f"{n}\n"]
+    evs = [e for e in res.events if e.kind is EventKind.USDT]
+    assert len(evs) == n and all(e.arguments == [] for e in evs)
+    assert any(e.kind is EventKind.EXEC and e.process.binary == str(prog) for e in res.events)
+    (probe,) = usdt.read_probes(str(prog))
+    assert probe.args == ()  # not read, still attached

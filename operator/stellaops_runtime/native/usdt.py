@@ -84,16 +84,32 @@ def parse_arg(spec: str) -> UsdtArg:
         return UsdtArg(size, "reg", reg=reg, spec=spec)
     if op.startswith("$"):
         try:
-            return UsdtArg(size, "const", disp=int(op[1:], 0), spec=spec)
+            value = int(op[1:], 0)
         except ValueError:
             raise UsdtError(f"argument {spec!r}: bad constant") from None
+        return UsdtArg(size, "const", disp=_int64(value, spec), spec=spec)
     mm = _MEM.match(op)
     if mm:
         reg = _REGS.get(mm.group(2))
         if reg is None:
             raise UsdtError(f"argument {spec!r}: register %{mm.group(2)} unknown on x86_64")
-        return UsdtArg(size, "mem", reg=reg, disp=int(mm.group(1) or "0", 0), spec=spec)
+        try:
+            disp = int(mm.group(1) or "0", 0)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise UsdtError(f"argument {spec[:80]!r}: bad displacement") from None
+        return UsdtArg(size, "mem", reg=reg, disp=_int64(disp, spec), spec=spec)
     raise UsdtError(f"argument {spec!r}: operand form not supported (indexed or segment addressing)")
+
+
+def _int64(value: int, spec: str) -> int:
+    """A constant or displacement as the C source will write it (``<n>LL``): a signed 64-bit value.
+
+    The notes come from the probed file. A value past 64 bits is no x86_64
+    operand, and written into the program it was a compile error that cost
+    every probe, not only this argument."""
+    if not -(1 << 63) < value < 1 << 63:
+        raise UsdtError(f"argument {spec[:80]!r}: {str(value)[:40]} does not fit in 64 bits")
+    return value
 
 
 def c_read_arg(arg: UsdtArg, dst: str) -> str:
