@@ -76,15 +76,21 @@ __all__ = [
 # quote is optional (the text may have been truncated).
 _SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUBLE_QUOTED})"""
 
+# A value quoted with escaped quotes, inside a double-quoted shell or JSON string
+# (``sh -c "app --password=\\"a b\\""``): to the next ``\\"``.
+_ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
 # A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
-# ``N'...'``/``E'...'`` literal; the closing quote is optional (the text may have been truncated).
-_QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?"""
+# ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
+# have been truncated).
+_QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace. A password may hold ``&``,
 # ``;`` or a quote (``Tr0ub4dor&3``, ``PGPASSWORD=ab&cd``, ``it's``): all of it goes.
 # A marker the text already holds (``password=[REDACTED]}``: log text redacted twice,
 # the second pass of hostile_text) is no value; ``[REDACTED]S3cret`` is.
 _NOT_A_MARKER = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"
-_WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}[^\s"']\S*)"""
+# The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
+# the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
+_WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}[^\s"'](?:[^\s"']|["'](?=\S))*)"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
