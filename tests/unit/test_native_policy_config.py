@@ -227,3 +227,40 @@ def test_missing_and_huge_files(tmp_path: Path) -> None:
         load_probe_config(str(big), NativeConfig())
     with pytest.raises(NativeConfigError, match="cannot read"):
         load_probe_config(str(tmp_path), NativeConfig())  # a directory
+
+
+def test_a_binary_path_follows_its_symlinks_inside_the_nodes_root(tmp_path: Path) -> None:
+    """An absolute symlink under /proc/1/root is followed by the kernel from the agent's own root:
+    /usr/bin/java -> /etc/alternatives/java was looked up in the agent's image. The path is
+    resolved inside the node's root; events keep the path the policy gave (``module``)."""
+    root = tmp_path / "node"
+    (root / "opt" / "real").mkdir(parents=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "opt" / "real" / "app").write_bytes(b"\x7fELF")
+    (root / "usr" / "bin" / "app").symlink_to("/etc/alternatives/app")  # absolute, as alternatives are
+    (root / "etc" / "alternatives").mkdir(parents=True)
+    (root / "etc" / "alternatives" / "app").symlink_to("/opt/real/app")
+    (root / "usr" / "bin" / "plain").write_bytes(b"\x7fELF")
+    (root / "usr" / "bin" / "up").symlink_to("../../../../../../../etc/hostname")  # climbs out
+    (root / "usr" / "bin" / "loop").symlink_to("/usr/bin/loop")
+    paths = ("/usr/bin/app", "/usr/bin/plain", "/usr/bin/up", "/usr/bin/loop")
+    fns = [{"binaryPath": p, "symbols": ["f"]} for p in paths]
+    entry = {"functions": fns, "rateLimit": "1m", "rateLimitSeconds": 60}
+    res = merge_entries({"P/ns/a": entry}, NativeConfig(), host_root=str(root))
+    assert res.config.uprobes == (
+        UprobeTarget(f"{root}/opt/real/app", "f", f"{root}/usr/bin/app"),
+        UprobeTarget(f"{root}/usr/bin/plain", "f"),
+    )  # a link climbing out of the root, or a loop, is not handed to the kernel: reported
+    skipped = [n for n in res.not_covered if "not probed" in n]
+    assert skipped == [
+        f"P/ns/a: function /usr/bin/up (f) not probed: cannot be resolved inside the node's root {root}: "
+        "'/usr/bin/up': symlink /usr/bin/up -> ../../../../../../../etc/hostname points outside the root "
+        "filesystem",
+        f"P/ns/a: function /usr/bin/loop (f) not probed: cannot be resolved inside the node's root {root}: "
+        "'/usr/bin/loop': too many levels of symbolic links",
+    ]
+    # the policy's rateLimit reaches the resolved targets
+    assert dict(res.config.uprobe_periods) == {t.label(): 60 for t in res.config.uprobes}
+    # without a node root (the agent's own paths) nothing is resolved
+    plain = merge_entries({"P/ns/a": {"functions": fns[:1]}}, NativeConfig(), host_root="")
+    assert plain.config.uprobes == (UprobeTarget("/usr/bin/app", "f"),)

@@ -32,6 +32,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from stellaops_runtime.attribution.model import AttributionError, ErrorKind
+from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.contracts.syscalls import X86_64
 from stellaops_runtime.native.config import (
     MAX_PERIOD_SECONDS,
@@ -193,6 +195,36 @@ def _syscalls(key: str, entry: dict[str, Any], out: list[str], notes: list[str])
             out.append(name)
 
 
+_UNRESOLVABLE = frozenset(
+    {ErrorKind.OUTSIDE_ROOT, ErrorKind.SYMLINK_ESCAPE, ErrorKind.SYMLINK_LOOP, ErrorKind.BAD_PATH}
+)
+
+
+def host_file(host_root: str, path: str) -> str:
+    """The node's file at ``path`` as the agent reaches it: ``host_root`` + the path with its symlinks
+    followed inside ``host_root``; raises NativeConfigError when they cannot be.
+
+    The kernel follows an absolute symlink met under ``/proc/1/root`` from the
+    agent's own root, not the node's: ``/usr/bin/java`` -> ``/etc/alternatives/java``
+    was looked up in the agent's image (not found, or a file of the agent's image
+    probed in the node's place, whose calls never come). A link climbing above
+    ``/``, a loop or too many links cannot be resolved inside the root: handing
+    the path to the kernel would leave it. A root or link that cannot be read
+    leaves the path as given (the attach then reports what it finds).
+    """
+    if not host_root:
+        return path
+    try:
+        fs = RootFS(host_root)
+        return fs.host_path(fs.resolve(path))
+    except AttributionError as e:
+        if e.kind in _UNRESOLVABLE:
+            raise NativeConfigError(f"cannot be resolved inside the node's root {host_root}: {e}") from None
+    except (OSError, ValueError):
+        pass
+    return host_root + path  # the root or a link unreadable: as given; the attach says what it finds
+
+
 def _functions(
     key: str, entry: dict[str, Any], host_root: str, targets: list[UprobeTarget], res: ProbePolicy
 ) -> None:
@@ -211,8 +243,14 @@ def _functions(
         path = _str(fn["binaryPath"], f"{where}.binaryPath")
         if not path.startswith("/"):
             raise _err(f"{where}.binaryPath", f"{path!r} is not an absolute path")
+        try:
+            binary = host_file(host_root, path)
+        except NativeConfigError as e:
+            res.not_covered.append(f"{key}: function {path} ({', '.join(symbols)}) not probed: {e}")
+            continue
+        module = host_root + path if binary != host_root + path else ""  # events name the path given
         for sym in symbols:
-            t = UprobeTarget(host_root + path, sym)
+            t = UprobeTarget(binary, sym, module)
             if t in targets:
                 continue
             if len(targets) >= MAX_UPROBE_TARGETS:
@@ -231,7 +269,7 @@ def _named_targets(entry: dict[str, Any], host_root: str, known: list[UprobeTarg
         if "binaryPath" in fn
         for sym in fn["symbols"]
     }
-    return [t for t in known if (t.binary, t.symbol) in named]
+    return [t for t in known if (t.module or t.binary, t.symbol) in named]
 
 
 def _stacks(key: str, entry: dict[str, Any], notes: list[str]) -> tuple[bool, bool]:
