@@ -220,8 +220,14 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r"(?P<s>[\s\S]+?)(?=-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"
         r"|-(?<![\w-]-)--- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----"
         r"(?P<s_2>[\s\S]+?)(?=---- END SSH2 ENCRYPTED PRIVATE KEY ----|\Z)"
-        r"|P(?<![\w-]P)uTTY-User-Key-File-[0-9]:(?P<s_3>[\s\S]+)",
-        triggers=("-----begin", "---- begin ssh2", "putty-user-key-file-"),
+        r"|P(?<![\w-]P)uTTY-User-Key-File-[0-9]:(?P<s_3>[\s\S]+)"
+        # The rest of a key whose start is in another field (a traced write() of a key file in
+        # two buffers): from the start of the field to its END line, when no BEGIN line comes
+        # first; a PuTTY key's private lines.
+        r"|\A(?P<s_4>(?:(?!-----BEGIN |---- BEGIN )[\s\S])+?)"
+        r"(?=-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|---- END SSH2 ENCRYPTED PRIVATE KEY ----)"
+        r"|P(?<![\w-]P)rivate-Lines:(?P<s_5>[\s\S]+)",
+        triggers=("-----begin", "---- begin ssh2", "putty-user-key-file-", "private key", "private-lines:"),
     ),
     SecretPattern(
         "connection_string",
