@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,42 @@ class Batch:
     # ledger rows below it are of confirmed batches, never retried, and go in the
     # same transaction (so the ledger holds a few rows per live agent).
     ledger_floor: int = 0
+    # Ranges of at least this many units took longer than the statement timeout: they are
+    # written in halves straight away (store/ledger.py), on this attempt and every retry.
+    timed_out_span: int = sys.maxsize
+    timeout_splits: int = 0  # ranges split because their write passed the statement timeout
+    writing: Range | None = None  # the range whose transaction runs now (store/ledger.py)
+    attempt: int = 0  # bumped when a write of the batch is abandoned: that write stops splitting
+    parts_done: int = 0  # ranges committed (or found stored): a write in parts is making progress
+    # Ranges this process saw committed, with how (``"written"``/``"duplicate"``): a retry of the
+    # batch skips them without a round trip (the ledger would answer "already stored").
+    stored_ranges: dict[Range, str] = field(default_factory=dict)
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
+
+    def range_stored(self, r: Range, how: str) -> None:
+        self.stored_ranges[r] = how
+        self.parts_done += 1
+
+    def stored_as(self, r: Range) -> str | None:
+        """How a range containing ``r`` was stored by this process (None: not known to be stored)."""
+        lo, hi = r
+        for (a, b), how in list(self.stored_ranges.items()):  # another thread may add one
+            if a <= lo and hi <= b:
+                return how
+        return None
+
+    def too_slow(self, r: Range | None = None) -> bool:
+        """Write ranges of ``r``'s size (default: the one being written) and larger in halves from now on.
+
+        False when there is nothing to halve (no range, or a single row).
+        """
+        r = r or self.writing
+        if r is None or r[1] - r[0] < 2:
+            return False
+        self.timed_out_span = min(self.timed_out_span, r[1] - r[0])
+        self.timeout_splits += 1
+        return True
 
     @property
     def rows(self) -> int:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from stellaops_runtime.store.pgcancel import cancel_in_background
 from stellaops_runtime.store.store_url import StoreURL
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -359,6 +360,8 @@ class Database:
             conns = list(self._raw.values())
             idle, self._idle = self._idle, []
         for raw in conns:
+            if self.dialect == "postgresql" and not any(raw is i for i in idle):
+                cancel_in_background(raw)  # the server would run it on, holding its locks
             cut(raw, self.dialect)
         for raw in idle:
             self._close(raw)

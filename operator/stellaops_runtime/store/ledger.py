@@ -28,9 +28,20 @@ A row read back from a spool file is checked before the database sees it
 (store/rowcheck.py: a count that is not a non-negative integer, a sample that
 is no JSON, ...), and a row with a problem is handled as a refused row; so is
 a ``TypeError`` or ``ValueError`` raised while a row's values are converted
-(not a database's error, but no retry could change it). Any other error
-(connection lost, timeout, lock) means "try the whole batch again later" and
-is raised.
+(not a database's error, but no retry could change it).
+
+A range whose write passes the server's ``statement_timeout`` (SQLSTATE
+57014), or the agent's own flush timeout (store/pending.py), is written in
+halves the same way, down to one row (retried later as it is): the same
+bisection, so its parts are recorded in the ledger as above and a retry
+stores each once. Ranges at least as large are not tried again for that
+batch (:attr:`Batch.timed_out_span`), a range this process saw committed is
+not asked about again (:attr:`Batch.stored_ranges`), and an attempt the agent
+abandoned stops at its next range (:attr:`Batch.attempt`). Before, such a
+batch was retried whole for ever and nothing after it was stored.
+
+Any other error (connection lost, lock) means "try the whole batch again
+later" and is raised.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 import re
 import sqlite3
@@ -59,6 +71,8 @@ from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.errors import is_database_error
 from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
 from stellaops_runtime.store.upsert import write_rows
+
+log = logging.getLogger(__name__)
 
 # SQLSTATE classes that mean "this data cannot be stored", not "try later".
 ROW_REFUSAL_CLASSES = frozenset({"22", "23", "54"})
@@ -148,33 +162,65 @@ def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
     return coverage((lo, hi), [r for p in others if (r := parse_part(p)) is not None])
 
 
+class Abandoned(Exception):
+    """The caller gave up on this attempt at the batch (``Batch.attempt`` moved on): stop writing."""
+
+
 def write_batch(db: Database, batch: Batch) -> BatchResult:
     """Write ``batch`` exactly once; raise on anything but a refused row (the caller retries)."""
     result = BatchResult()
-    _write_range(db, batch, 0, len(batch.units), result)
+    _write_range(db, batch, 0, len(batch.units), result, batch.attempt)
+    # Kept only across failed attempts (whose results were lost): written again, the batch is
+    # answered by the ledger ("already stored").
+    batch.stored_ranges.clear()
     return result
 
 
-def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResult) -> None:
+def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResult, attempt: int) -> None:
+    if batch.attempt != attempt:
+        # Abandoned at the flush deadline while splitting: a retry (or the spool) has the batch now.
+        raise Abandoned(f"flush {batch.agent_id}/{batch.seq}: attempt abandoned")
     deltas, obs = batch.split(lo, hi)
     rows = len(deltas) + len(obs)
     if not rows:
         return
+    if (how := batch.stored_as((lo, hi))) is not None:  # an earlier attempt stored it, acknowledged
+        if how == "written":
+            result.written += rows
+        else:
+            result.duplicate += rows
+        return
     # Rows the aggregator built have their types; a spool file's are checked first.
     refused: BaseException | None = _range_problem(deltas, obs) if batch.from_spool else None
+    if refused is None and hi - lo >= batch.timed_out_span:
+        _split(db, batch, lo, hi, result, attempt)  # a range this large passed the statement timeout before
+        return
     if refused is None:
+        batch.writing = (lo, hi)
         try:
             with db.begin() as conn:
                 state = _claim(conn, batch, lo, hi, rows)
                 if state is not Coverage.FREE:
                     raise _Rollback(state)
                 result.written += write_rows(conn, deltas, obs)
+            batch.range_stored((lo, hi), "written")
             return
         except _Rollback as r:
             if r.outcome is Coverage.APPLIED:
                 result.duplicate += rows
+                batch.range_stored((lo, hi), "duplicate")
                 return
         except Exception as e:
+            if batch.attempt != attempt:
+                raise Abandoned(f"flush {batch.agent_id}/{batch.seq}: attempt abandoned") from e
+            if is_statement_timeout(e) and batch.too_slow((lo, hi)):
+                log.warning(
+                    "flush %s/%d: rows %d-%d took longer than the statement timeout (%s); writing them "
+                    "in halves, each stored once through the ledger",
+                    batch.agent_id, batch.seq, lo, hi, _error_text(e),
+                )  # fmt: skip
+                _split(db, batch, lo, hi, result, attempt)
+                return
             if not (is_row_refusal(e) or _is_conversion_refusal(e)):
                 raise
             refused = e
@@ -185,14 +231,25 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
             # PostgreSQL's jsonb takes no NUL and no lone surrogate (a surrogateescape-decoded
             # path or argument): the sample is an illustration, its counts are the evidence.
             batch.units[lo] = dataclasses.replace(unit, sample=sample)
-            _write_range(db, batch, lo, hi, result)  # refused again: quarantined, no third try
+            _write_range(db, batch, lo, hi, result, attempt)  # refused again: quarantined, no third try
             return
         _quarantine(db, batch, lo, refused, result)
         return
     result.splits += 1
+    _split(db, batch, lo, hi, result, attempt)
+
+
+def _split(db: Database, batch: Batch, lo: int, hi: int, result: BatchResult, attempt: int) -> None:
+    """Write ``[lo, hi)`` as its two halves, lower first: the one bisection every attempt follows."""
     mid = (lo + hi) // 2
-    _write_range(db, batch, lo, mid, result)
-    _write_range(db, batch, mid, hi, result)
+    _write_range(db, batch, lo, mid, result, attempt)
+    _write_range(db, batch, mid, hi, result, attempt)
+
+
+def is_statement_timeout(e: BaseException) -> bool:
+    """Whether the server cancelled a statement (SQLSTATE 57014: ``statement_timeout`` or a cancel)."""
+    orig = getattr(e, "orig", None) or e
+    return getattr(orig, "sqlstate", None) == "57014"
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -17,6 +17,10 @@ merged back into a batch that may already be stored. A write that takes longer
 than ``write_timeout`` is abandoned: the store's connections are aborted, the
 failure is counted and the batch is retried later on a new connection.
 
+A batch whose write passes the server's statement timeout is written in
+halves by the store (store/ledger.py), each part once, so it makes progress
+instead of being retried whole for ever (``timeout_splits``).
+
 A frozen batch holds at most ``max_batch_rows`` rows (a larger buffer makes
 several, each with its own sequence): a batch is one transaction that must
 end within ``write_timeout``, and a long outage's backlog as one batch (up to
@@ -108,6 +112,7 @@ class PendingWrites:
         self.timeouts = 0
         self.abandoned = 0
         self.duplicate_rows = 0
+        self._timeout_splits_done = 0  # of batches no longer pending (see timeout_splits)
         self.quarantined_rows = 0
         self.quarantined_invocations = 0
         self.dropped_rows = 0
@@ -121,6 +126,11 @@ class PendingWrites:
     def pending_rows(self) -> int:
         """Rows not yet written: buffered plus frozen batches (including the one being written)."""
         return self._rows + sum(b.rows for b in self._batches)
+
+    @property
+    def timeout_splits(self) -> int:
+        """Ranges written in halves because their write passed the statement timeout (store/ledger.py)."""
+        return self._timeout_splits_done + sum(b.timeout_splits for b in self._batches)
 
     @property
     def spool_batches_left(self) -> int:
@@ -295,16 +305,12 @@ class PendingWrites:
                     self._freeze_buffer()  # once per flush (maybe several batches): later rows wait
                     buffer_frozen = True
                 batch = self._batches[0]
-                timeout = write_timeout
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self.failures += 1
-                        self.last_error = "no time left before the shutdown deadline"
-                        return False
-                    timeout = left if timeout is None else min(timeout, left)
+                if deadline is not None and deadline - time.monotonic() <= 0:
+                    self.failures += 1
+                    self.last_error = "no time left before the shutdown deadline"
+                    return False
                 try:
-                    result = await self._write(store, batch, timeout)
+                    result = await self._write(store, batch, write_timeout, deadline)
                 except StoreError as e:
                     self.failures += 1
                     self.last_error = str(e)
@@ -314,17 +320,39 @@ class PendingWrites:
             self.last_error = None
             return True
 
-    async def _write(self, store: Writer, batch: Batch, write_timeout: float | None) -> BatchResult:
+    async def _write(
+        self, store: Writer, batch: Batch, write_timeout: float | None, deadline: float | None
+    ) -> BatchResult:
+        """Write one batch; abandon it once ``write_timeout`` passes without a part committed.
+
+        A batch written in parts (store/ledger.py) makes progress part by part:
+        the timeout starts again at each committed part, never past ``deadline``.
+        """
         own = [b.seq for b in self._batches if b.agent_id == self.agent_id]
         batch.ledger_floor = min(own) if own else 0
         fut = run_detached(store.write_batch, batch, name="store-write")
         self.inflight_since = time.monotonic()
         try:
-            done, _ = await asyncio.wait({fut}, timeout=write_timeout)
-            if done:
-                return fut.result()
+            while True:
+                parts, timeout = batch.parts_done, write_timeout
+                if deadline is not None:
+                    left = max(0.0, deadline - time.monotonic())
+                    timeout = left if timeout is None else min(timeout, left)
+                done, _ = await asyncio.wait({fut}, timeout=timeout)
+                if done:
+                    return fut.result()
+                if batch.parts_done == parts or (deadline is not None and time.monotonic() >= deadline):
+                    break
+                self.inflight_since = time.monotonic()  # a part was stored: not hung
             # Hung: close the store's connections so the call returns, and retry later.
             self.timeouts += 1
+            batch.attempt += 1  # the abandoned call writes no further range (store/ledger.py)
+            if batch.too_slow():  # slow, not hung (or both): the retry writes that range in halves
+                log.warning(
+                    "flush %s/%d: rows %d-%d were still being written after %gs; the retry writes "
+                    "them in halves, each stored once through the ledger",
+                    batch.agent_id, batch.seq, *(batch.writing or (0, 0)), timeout or 0,
+                )  # fmt: skip
             store.abort()
             done, _ = await asyncio.wait({fut}, timeout=ABORT_GRACE_SECONDS)
             if not done:
@@ -332,7 +360,7 @@ class PendingWrites:
                 fut.add_done_callback(_swallow)
             else:
                 _swallow(fut)
-            raise _timed_out(write_timeout)
+            raise _timed_out(timeout)
         except asyncio.CancelledError:
             fut.add_done_callback(_swallow)
             raise
@@ -341,6 +369,7 @@ class PendingWrites:
 
     def _done(self, batch: Batch, result: BatchResult) -> None:
         self._batches.remove(batch)
+        self._timeout_splits_done += batch.timeout_splits
         self.rows_flushed += result.written
         self.duplicate_rows += result.duplicate
         self.quarantined_rows += result.quarantined
