@@ -132,11 +132,11 @@ def test_stop_exit_code_and_oom(engine: tuple[Dockerd, Registry]) -> None:
         # says OOMKilled only after its `die`, with a late `oom` event. And when the `oom` event
         # comes first, Docker may clear OOMKilled again as it records the exit (seen in CI with
         # Docker 28): its event stream said OOM, its inspect says no. The kernel did kill the
-        # container, so the observer's record must say OOM whenever Docker said it either way,
-        # and a `die` may claim OOM only if Docker said so.
-        said = eventually(docker_says)
-        assert said or not die.oom_killed
-        w.wait_record(oom, "oom_killed", said)
+        # container, so the observer's record must say OOM whenever Docker said it either way. A
+        # `die` may also say OOM when Docker never does: the kernel's count kept while the cgroup
+        # lived (lifecycle/oom_watch.py, tests/integration/test_docker_missed_oom.py).
+        if eventually(docker_says):
+            w.wait_record(oom, "oom_killed", True)
         d.remove_all()
 
 

@@ -33,8 +33,9 @@ from datetime import datetime
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent
 from stellaops_runtime.contracts.redact import redact_error
-from stellaops_runtime.lifecycle.cgroups import CgroupResolver
+from stellaops_runtime.lifecycle.cgroups import CgroupResolver, directory_of
 from stellaops_runtime.lifecycle.metrics import LifecycleCollector, LifecycleStats
+from stellaops_runtime.lifecycle.oom_watch import OomWatch
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.sources.tetragon_grpc import Backoff
@@ -71,6 +72,7 @@ class LifecycleObserver:
         self.privacy = privacy or PrivacyFilter(PrivacyConfig.model_validate({}))
         self.resolver = resolver or CgroupResolver()
         self.registry = ContainerRegistry()
+        self.oom_watch = OomWatch(str(getattr(self.resolver, "proc", "/proc")))
         self.stats = LifecycleStats()
         self.backoff = Backoff(initial=reconnect_initial, maximum=reconnect_max)
         self.synced = asyncio.Event()  # set after each rebuild, cleared on disconnect
@@ -105,6 +107,7 @@ class LifecycleObserver:
                 self.synced.clear()
                 await self._close()
             if stop.is_set():
+                self.oom_watch.close()
                 break
             delay = self.backoff.next_delay()
             log.info("reconnecting to %s at %s in %.2fs", self.runtime, self.address, delay)
@@ -145,6 +148,7 @@ class LifecycleObserver:
         _, removed = self.registry.replace_all(self.namespace, records)
         self.stats.resyncs += 1
         self.stats.resync_removed += removed
+        self.oom_watch.retain({(self.namespace, r.container_id) for r in records})
 
     def _find_cgroup(self, rec: ContainerRecord, at: datetime | None = None) -> None:
         """Resolve and index the cgroup of a record whose task runs (counted when not found).
@@ -153,7 +157,7 @@ class LifecycleObserver:
         record's ``started_at`` when not given. See the module docstring."""
         if rec.status not in ("created", "running", "paused") or not rec.pid:
             return
-        info = self.resolver.resolve(rec.pid)
+        info, from_pid = self.resolver.resolve(rec.pid), True
         if info is not None and info.cgroup_id and not self._same_process(rec, info.path, at):
             log.warning(
                 "container %s: pid %d is now another process's (in %s): its cgroup is not the container's",
@@ -165,13 +169,34 @@ class LifecycleObserver:
             resolve_spec = getattr(self.resolver, "resolve_spec", None)
             spec = resolve_spec(rec.cgroup_path) if resolve_spec is not None and rec.cgroup_path else None
             if spec is not None and spec.cgroup_id and rec.container_id and rec.container_id in spec.path:
-                info = spec  # a cgroup named after the container (never a shared one a spec names)
+                info, from_pid = spec, False  # named after the container (never a shared one a spec names)
         if info is None or not info.cgroup_id:
             self.stats.cgroup_unresolved += 1
             if info is not None:
                 rec.cgroup_path = info.path
             return
         self.registry.set_cgroup(rec, info.path, info.cgroup_id)
+        self._watch_oom(rec, from_pid=from_pid)
+
+    def _watch_oom(self, rec: ContainerRecord, *, from_pid: bool) -> None:
+        """Keep the OOM-kill count of the container's own cgroup while it exists (oom_watch.py)."""
+        if not rec.container_id:
+            return
+        mounts = getattr(self.resolver, "mounts", None)
+        v2_dir = directory_of(rec.cgroup_path, mounts()) if mounts is not None else None
+        found = self.oom_watch.counter_file(rec.pid if from_pid else 0, v2_dir, rec.container_id)
+        if found is not None:
+            self.oom_watch.watch((rec.namespace, rec.container_id), rec.cgroup_id, *found)
+
+    def _oom_at_exit(self, rec: ContainerRecord) -> bool:
+        """Whether the kernel OOM-killed a process in the container's own cgroup during this run:
+        the watched count (oom_watch.py), else the cgroup's count if its directory is still there."""
+        kills = self.oom_watch.final((rec.namespace, rec.container_id))
+        if kills is None:
+            return self._oom_counted(rec)
+        if kills:
+            self.stats.oom_from_cgroup += 1
+        return bool(kills)
 
     def _oom_counted(self, rec: ContainerRecord) -> bool:
         """Whether the kernel counted an OOM kill in the container's own cgroup (see ``cgroups``).

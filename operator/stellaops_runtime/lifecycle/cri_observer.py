@@ -17,7 +17,8 @@ An event and a relist both end in the same comparison
 (:func:`~stellaops_runtime.lifecycle.cri_records.transitions`) of what the
 registry held with what the runtime says now, so a container seen by both is
 announced once: CREATE, START (pid, cgroup), DIE then STOP (exit code,
-finished_at, OOM from the status's ``OOMKilled`` reason; the CRI deletes a
+finished_at, OOM from the status's ``OOMKilled`` reason or the kernel's count
+kept while the cgroup lived, oom_watch.py; the CRI deletes a
 task when it exits, as containerd's TaskExit and TaskDelete), DELETE when it
 leaves the list. What ran before the observer's first sync is listed, not
 announced; after a reconnect the differences are announced with the times
@@ -238,6 +239,7 @@ class CriObserver(LifecycleObserver):
                 if announce and not gone.is_sandbox:
                     out += self._emit_delete(gone, topic="relist")
         _, removed = self.registry.replace_all("", records)
+        self.oom_watch.retain({("", r.container_id) for r in records})
         if rebuild:
             self.stats.resyncs += 1
             self.stats.resync_removed += removed
@@ -347,6 +349,11 @@ class CriObserver(LifecycleObserver):
     ) -> list[ContainerLifecycleEvent]:
         if old is not None and rec.status == "stopped" and not rec.pid:
             rec.pid, rec.cgroup_path = old.pid, old.cgroup_path or rec.cgroup_path
+        if old is not None and rec.status == "stopped":
+            # The runtime deleted the cgroup before saying the container exited, and says
+            # OOMKilled only if containerd's shim reported it: the kernel's count (oom_watch.py).
+            alive = old.status in ("created", "running", "paused")
+            rec.oom_killed = rec.oom_killed or old.oom_killed or (alive and self._oom_at_exit(rec))
         if rec.status in ("created", "running", "paused") and not rec.cgroup_id:
             self._find_cgroup(rec)
         out = []
@@ -357,6 +364,7 @@ class CriObserver(LifecycleObserver):
         return self._count(out)
 
     def _emit_delete(self, gone: ContainerRecord, *, topic: str) -> list[ContainerLifecycleEvent]:
+        self.oom_watch.forget(("", gone.container_id))
         ev = lifecycle_event(
             LifecycleEventType.DELETE, gone, timestamp=datetime.now(UTC), topic=topic, runtime=RUNTIME
         )

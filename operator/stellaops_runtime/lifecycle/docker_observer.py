@@ -9,7 +9,8 @@ event becomes:
 - container ``create``  -> CREATE (labels, env (filtered), image reference and digest)
 - container ``start``   -> START (pid, cgroup path and id, started_at)
 - container ``oom``     -> registry: oom_killed, carried by the DIE that follows
-- container ``die``     -> DIE (exit code, OOM from the inspect); the cgroup id no longer names it
+- container ``die``     -> DIE (exit code, OOM from the inspect or the kernel's count kept
+  while the cgroup lived: oom_watch.py); the cgroup id no longer names it
 - container ``stop``    -> STOP (``docker stop``; a kill is only a DIE)
 - container ``destroy`` -> DELETE
 - image ``pull``, ``load`` -> IMAGE_PULL
@@ -252,6 +253,7 @@ class DockerObserver(LifecycleObserver):
             return None
         if action == "destroy":
             gone = self.registry.remove("", cid) or ContainerRecord(container_id=cid, namespace="")
+            self.oom_watch.forget(("", cid))
             return [lifecycle_event(T.DELETE, gone, timestamp=ts, topic=topic, runtime=self.runtime)]
         old = self.registry.get("", cid)
         rec = await self._fetch(cid)
@@ -275,6 +277,9 @@ class DockerObserver(LifecycleObserver):
             if isinstance(code, str) and code.lstrip("-").isdigit():
                 rec.exit_code = int(code)
             rec.stopped_at = rec.stopped_at or ts
+            # Docker deleted the cgroup before this event, and says OOM only if containerd's shim
+            # reported it: the kernel's count, kept while the cgroup lived (oom_watch.py).
+            rec.oom_killed = rec.oom_killed or self._oom_at_exit(rec)
             self.registry.task_gone(rec)
             return [
                 lifecycle_event(

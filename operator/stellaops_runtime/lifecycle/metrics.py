@@ -91,7 +91,7 @@ def lifecycle_metrics(stats: LifecycleStats, *, containers: int, cgroups: int) -
     )
     yield counter(
         "lifecycle_oom_from_cgroup",
-        "Container exits found OOM-killed from their cgroup's memory.events before the runtime said so.",
+        "Container exits found OOM-killed from the kernel's count in their cgroup, the runtime silent.",
         stats.oom_from_cgroup,
     )
     yield gauge(

@@ -190,6 +190,7 @@ class ContainerdObserver(LifecycleObserver):
             return [lifecycle_event(T.CREATE, rec, timestamp=ts, topic=d.topic)]
         if isinstance(p, events_pb2.ContainerDelete):
             gone = self.registry.remove(self.namespace, p.id)
+            self.oom_watch.forget((self.namespace, p.id))
             gone = gone or ContainerRecord(container_id=p.id, namespace=self.namespace)
             return [lifecycle_event(T.DELETE, gone, timestamp=ts, topic=d.topic)]
         if isinstance(p, image_events_pb2.ImageCreate | image_events_pb2.ImageUpdate):
@@ -227,7 +228,7 @@ class ContainerdObserver(LifecycleObserver):
         elif isinstance(p, events_pb2.TaskExit):
             rec.status, rec.exit_code = "stopped", p.exit_status
             rec.stopped_at = timestamp_of(p.exited_at) or ts
-            rec.oom_killed = rec.oom_killed or self._oom_counted(rec)
+            rec.oom_killed = rec.oom_killed or self._oom_at_exit(rec)
             return [lifecycle_event(T.DIE, rec, timestamp=ts, topic=d.topic)]
         elif isinstance(p, events_pb2.TaskDelete):
             rec.status, rec.exit_code = "stopped", p.exit_status

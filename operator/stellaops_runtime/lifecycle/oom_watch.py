@@ -1,0 +1,266 @@
+"""Keep each running container's OOM-kill count while its cgroup exists, for the exit to read.
+
+Docker and the CRI runtimes delete a container's task, and with it its
+cgroup, before they announce its exit; and they say "OOM-killed" only if
+containerd's shim reported the OOM, which it can miss when the task exits
+at once (containerd#12714). The kernel's own count of OOM kills in the
+container's cgroup (``memory.events`` ``oom_kill`` on cgroup v2,
+``memory.oom_control`` ``oom_kill`` in the v1 memory hierarchy) is then
+gone by the time the exit is handled. So, from the moment the observer
+resolves a running container's own cgroup (its path names the container),
+that file is held open and read again whenever the kernel says it changed:
+
+- cgroup v2: ``memory.events`` raises ``POLLPRI`` on every change (the
+  kernel's documented file-modified event), watched through one ``epoll``;
+- cgroup v1: an ``eventfd`` registered in ``cgroup.event_control`` for
+  ``memory.oom_control`` fires when the cgroup enters OOM (just before the
+  kill is counted) and when the cgroup is removed; the count is read at once
+  and again a little later (``REREAD_SECONDS``) while the cgroup lives.
+
+The exit (``final``) reads once more through the open file and answers the
+highest count seen: the kills counted while this task's cgroup existed.
+Reading by file descriptor, not path, a restarted container's new cgroup at
+the same path is never taken for the old one's. What this cannot see: an OOM
+kill before the observer resolved the container's cgroup when the cgroup is
+gone by then (a container that dies of OOM within moments of its start, while
+the observer was not connected); the runtime's own report still counts then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import resource
+import select
+from dataclasses import dataclass
+from pathlib import Path
+
+from stellaops_runtime.lifecycle.cgroups import CgroupMount, directory_of, oom_kill_count
+
+log = logging.getLogger(__name__)
+
+REREAD_SECONDS = (0.002, 0.01, 0.05, 0.25, 1.0)  # v1 notifies as OOM starts, before the kill is counted
+MAX_WATCHED = 8192  # open watches at most (two descriptors each at most) ...
+FD_SHARE = 4  # ... and at most a quarter of the process's file descriptor limit
+
+
+def watch_limit() -> int:
+    """How many watches may be open: ``MAX_WATCHED``, less under a low ``RLIMIT_NOFILE``."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_WATCHED
+    return min(MAX_WATCHED, max(0, soft // FD_SHARE // 2))
+
+
+def v1_memory_mounts(mountinfo: str) -> list[CgroupMount]:
+    """The cgroup v1 mounts holding the memory controller, in a ``mountinfo`` text."""
+    out = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        memory = len(rest) >= 3 and rest[0] == "cgroup" and "memory" in rest[2].split(",")
+        if sep and len(fields) >= 5 and memory:
+            out.append(CgroupMount(mount_point=fields[4], root=fields[3]))
+    return out
+
+
+def v1_memory_path(proc_cgroup: str) -> str | None:
+    """The v1 memory cgroup path in a ``/proc/<pid>/cgroup`` text, or None."""
+    for line in proc_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, sep, path = rest.partition(":")
+        if sep and hierarchy != "0" and "memory" in controllers.split(",") and path.startswith("/"):
+            return path
+    return None
+
+
+@dataclass(slots=True)
+class _Watch:
+    cgroup_id: int
+    fd: int  # the counter file, -1 once closed
+    event_fd: int = -1  # v1's eventfd, -1 for v2 or once closed
+    kills: int = 0  # the highest count read
+
+
+class OomWatch:
+    """The OOM-kill counts of watched containers' cgroups, kept current while the cgroups exist."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self.proc = Path(proc)
+        self._watches: dict[tuple[str, str], _Watch] = {}
+        self._by_fd: dict[int, tuple[str, str]] = {}
+        self._epoll: select.epoll | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._v1: list[CgroupMount] | None = None
+        self.notifications = 0  # changes the kernel announced
+        self.full = 0  # containers not watched: the limit reached (logged once)
+        self.limit = watch_limit()
+
+    # -- where the counter is ----------------------------------------------------------
+
+    def counter_file(self, pid: int, v2_directory: str | None, container_id: str) -> tuple[str, bool] | None:
+        """(path of the OOM counter file, whether v1) of process ``pid``'s own memory cgroup, or None.
+
+        Only a cgroup whose path names ``container_id`` (a shared one counts its neighbours')."""
+        if v2_directory and container_id in v2_directory:
+            events = os.path.join(v2_directory, "memory.events")
+            if os.path.exists(events):
+                return events, False
+        try:
+            text = (self.proc / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        path = v1_memory_path(text)
+        if path is None or container_id not in path or "/../" in path + "/" or "\x00" in path:
+            return None
+        if self._v1 is None:
+            try:
+                info = (self.proc / "self" / "mountinfo").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                info = ""
+            self._v1 = v1_memory_mounts(info)
+        directory = directory_of(path, self._v1)
+        if directory is None:
+            return None
+        control = os.path.join(directory, "memory.oom_control")
+        return (control, True) if os.path.exists(control) else None
+
+    # -- watching ----------------------------------------------------------------------
+
+    def watch(self, key: tuple[str, str], cgroup_id: int, counter: str, v1: bool) -> None:
+        """Hold ``counter`` open for ``key`` (a new cgroup id starts over) and read it now."""
+        old = self._watches.get(key)
+        if old is not None and old.cgroup_id == cgroup_id and old.fd >= 0:
+            return
+        self.forget(key)
+        if len(self) >= self.limit:
+            if not self.full:
+                log.warning(
+                    "%d containers' OOM counters are watched, the most allowed: an OOM kill the runtime "
+                    "misses in another container is not seen", self.limit,
+                )  # fmt: skip
+            self.full += 1
+            return
+        try:
+            fd = os.open(counter, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as e:
+            log.debug("OOM counter %s not opened: %s", counter, e)
+            return
+        w = _Watch(cgroup_id=cgroup_id, fd=fd)
+        self._watches[key] = w
+        self._read(key)  # also arms v2's POLLPRI
+        # No notifications for a plain file (tests) or outside an event loop: read at the exit only.
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            if v1:
+                w.event_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                control = os.path.join(os.path.dirname(counter), "cgroup.event_control")
+                with open(control, "w") as f:
+                    f.write(f"{w.event_fd} {fd}")
+                self._register(w.event_fd, select.EPOLLIN, key)
+            else:
+                self._register(fd, select.EPOLLPRI, key)
+
+    def final(self, key: tuple[str, str]) -> int | None:
+        """The kills counted in ``key``'s watched cgroup (read once more if it is there), then stop
+        watching it (the count stays for a second exit event); None when it was never watched."""
+        w = self._watches.get(key)
+        if w is None:
+            return None
+        self._read(key)
+        self._close(w)
+        return w.kills
+
+    def seen(self, key: tuple[str, str]) -> int | None:
+        """The highest count read so far for ``key`` (None when not watched), without reading."""
+        w = self._watches.get(key)
+        return None if w is None else w.kills
+
+    def forget(self, key: tuple[str, str]) -> None:
+        w = self._watches.pop(key, None)
+        if w is not None:
+            self._close(w)
+
+    def retain(self, keys: set[tuple[str, str]]) -> None:
+        """Forget every watch whose container is not among ``keys`` (a registry rebuild)."""
+        for key in [k for k in self._watches if k not in keys]:
+            self.forget(key)
+
+    def close(self) -> None:
+        for key in list(self._watches):
+            self.forget(key)
+        if self._epoll is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            self._epoll, self._loop = None, None
+
+    def __len__(self) -> int:
+        return sum(1 for w in self._watches.values() if w.fd >= 0)
+
+    # -- inside --------------------------------------------------------------------------
+
+    def _register(self, fd: int, mask: int, key: tuple[str, str]) -> None:
+        loop = asyncio.get_running_loop()  # RuntimeError outside a loop: no notifications
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        if loop is not self._loop:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._epoll.fileno())
+            loop.add_reader(self._epoll.fileno(), self._ready)
+            self._loop = loop
+        self._epoll.register(fd, mask)
+        self._by_fd[fd] = key
+
+    def _ready(self) -> None:
+        if self._epoll is None:
+            return
+        for fd, _mask in self._epoll.poll(0):
+            key = self._by_fd.get(fd)
+            w = self._watches.get(key) if key is not None else None
+            if key is None or w is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(fd)
+                continue
+            self.notifications += 1
+            if fd == w.event_fd:
+                with contextlib.suppress(OSError):
+                    os.eventfd_read(fd)
+            if self._read(key) and w.event_fd >= 0 and self._loop is not None:
+                for delay in REREAD_SECONDS:
+                    self._loop.call_later(delay, self._reread, key, w)
+
+    def _reread(self, key: tuple[str, str], w: _Watch) -> None:
+        if self._watches.get(key) is w and w.fd >= 0:
+            self._read(key)
+
+    def _read(self, key: tuple[str, str]) -> bool:
+        """Read ``key``'s counter into its watch; False (and closed) once the cgroup is gone."""
+        w = self._watches[key]
+        if w.fd < 0:
+            return False
+        try:
+            text = os.pread(w.fd, 4096, 0).decode("utf-8", "replace")
+        except OSError as e:
+            if e.errno not in (errno.ENODEV, errno.ENOENT):
+                log.debug("OOM counter of %s unreadable: %s", key[1][:12], e)
+            self._close(w)
+            return False
+        kills = oom_kill_count(text)
+        if kills is not None and kills > w.kills:
+            w.kills = kills
+        return True
+
+    def _close(self, w: _Watch) -> None:
+        for name in ("event_fd", "fd"):
+            fd = getattr(w, name)
+            if fd < 0:
+                continue
+            if self._by_fd.pop(fd, None) is not None and self._epoll is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            setattr(w, name, -1)

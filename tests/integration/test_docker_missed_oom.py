@@ -1,0 +1,90 @@
+"""An OOM kill Docker never reports is still reported, against a real Docker Engine.
+
+containerd's shim can miss an OOM (containerd#12714); Docker then says
+``OOMKilled: false`` and sends no ``oom`` event, and it deletes the
+container's cgroup before its ``die``, so the kernel's count is gone when
+the exit is handled. Before the fix the observer's DIE then said "not
+OOM-killed". Here a real container with a 16 MiB limit has a process the
+kernel's OOM killer really kills; the Engine's answers are passed through a
+client that hides every OOM report of Docker's (as a missed one looks). The
+DIE must still say OOM-killed, from the count the observer kept while the
+cgroup lived (lifecycle/oom_watch.py); a container only SIGKILLed must not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.contracts.lifecycle import LifecycleEventType as T
+from stellaops_runtime.lifecycle.docker_client import DockerClient
+from stellaops_runtime.lifecycle.docker_observer import DockerObserver
+from tests.containerd_harness import Watcher, build_image
+from tests.docker_harness import Dockerd, Registry, docker_available
+
+MEMORY = ("--memory", str(16 << 20), "--memory-swap", str(16 << 20))
+
+
+class OomBlindClient(DockerClient):
+    """The real Engine, but as if containerd never reported an OOM: no ``oom`` event, no OOMKilled."""
+
+    hidden = 0
+
+    async def get_or_none(self, path: str) -> Any:
+        doc = await super().get_or_none(path)
+        state = doc.get("State") if isinstance(doc, dict) else None
+        if isinstance(state, dict) and state.get("OOMKilled"):
+            state["OOMKilled"] = False
+            OomBlindClient.hidden += 1
+        return doc
+
+    async def events(self, filters: dict[str, list[str]]) -> AsyncGenerator[bytes, None]:
+        async for line in super().events(filters):
+            if json.loads(line).get("Action") == "oom":
+                OomBlindClient.hidden += 1
+                continue
+            yield line
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[Dockerd, Registry]]:
+    if not docker_available():
+        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
+    d = Dockerd()
+    reg: Registry | None = None
+    try:
+        reg = Registry(build_image(d.dir))
+        d.start()
+        d.docker("pull", reg.ref)
+        yield d, reg
+    finally:
+        d.teardown()
+        if reg is not None:
+            reg.close()
+
+
+def _run_and_kill(d: Dockerd, reg: Registry, w: Watcher, *, eat: bool) -> Any:
+    cid = d.docker("run", "-d", "--network", "none", *MEMORY, reg.ref, "sleep", "120")
+    w.wait_for(lambda e: e.event_type == T.START and e.container_id == cid)
+    # the observer holds the container's OOM counter from its start on
+    assert w.query(lambda: w.observer.oom_watch.seen(("", cid))) == 0
+    if eat:  # a process of the container that the kernel's OOM killer kills
+        d.docker("exec", cid, "/prog", "eat", check=False)
+    d.docker("kill", cid)
+    return w.wait_for(lambda e: e.event_type == T.DIE and e.container_id == cid, timeout=60)
+
+
+def test_an_oom_docker_does_not_report_is_reported(engine: tuple[Dockerd, Registry]) -> None:
+    d, reg = engine
+    client = OomBlindClient(d.socket, timeout=5.0)
+    with Watcher(DockerObserver(client)) as w:
+        die = _run_and_kill(d, reg, w, eat=True)
+        assert (die.exit_code, die.oom_killed) == (137, True)
+        assert w.query(lambda: w.observer.stats.oom_from_cgroup) == 1
+        plain = _run_and_kill(d, reg, w, eat=False)
+        assert (plain.exit_code, plain.oom_killed) == (137, False)
+        assert w.query(lambda: len(w.observer.oom_watch)) == 0  # nothing left open
+    d.remove_all()

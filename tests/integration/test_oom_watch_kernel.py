@@ -1,0 +1,110 @@
+"""The OOM watch against the real kernel: a kill is kept after the cgroup is gone.
+
+Docker and the CRI runtimes delete a container's cgroup before they announce
+its exit, so the kernel's OOM-kill count must be read while the cgroup lives
+(lifecycle/oom_watch.py). Here a real memory cgroup (v1 on a hybrid host, v2
+where the memory controller is there) with a 16 MiB limit holds a process
+that waits, then allocates until the kernel's OOM killer kills it. The watch
+must take the kill from the kernel's notification (no read at the exit can,
+the cgroup being removed first), and a plain SIGKILL must read as no kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.lifecycle.cgroups import CgroupResolver, directory_of
+from stellaops_runtime.lifecycle.oom_watch import OomWatch
+from tests.containerd_harness import static_program
+
+LIMIT = str(16 << 20)
+
+
+def _memory_cgroup(name: str) -> tuple[Path, bool]:
+    """A new memory cgroup directory (and whether it is v1), limited to 16 MiB without swap."""
+    resolver = CgroupResolver()
+    v2_root = directory_of("/", resolver.mounts())
+    if v2_root and "memory" in Path(v2_root, "cgroup.subtree_control").read_text(errors="replace"):
+        d = Path(v2_root, name)
+        d.mkdir()
+        (d / "memory.max").write_text(LIMIT)
+        if (d / "memory.swap.max").exists():
+            (d / "memory.swap.max").write_text("0")
+        return d, False
+    v1 = Path("/sys/fs/cgroup/memory")
+    if os.geteuid() != 0 or not (v1 / "memory.oom_control").exists():
+        pytest.skip("needs root and a memory cgroup controller (v1 or v2)")
+    d = v1 / name
+    d.mkdir()
+    (d / "memory.limit_in_bytes").write_text(LIMIT)
+    if (d / "memory.memsw.limit_in_bytes").exists():
+        (d / "memory.memsw.limit_in_bytes").write_text(LIMIT)
+    return d, True
+
+
+def _spawn(cgroup: Path) -> subprocess.Popen[bytes]:
+    """A process in ``cgroup`` that reads one line, then allocates until killed ("eat")."""
+    prog = static_program()
+
+    def join() -> None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    script = f"read line; exec {prog} eat"
+    return subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE, preexec_fn=join)
+
+
+async def _until(cond: object, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20.0
+    while not cond():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("death", ["oom", "sigkill"])
+def test_a_kill_counted_while_the_cgroup_lived_outlasts_it(death: str) -> None:
+    cid = uuid.uuid4().hex
+    cgroup, v1 = _memory_cgroup(f"stella-oomwatch-{cid}")
+    key = ("", cid)
+    watch = OomWatch()
+    proc = _spawn(cgroup)
+    try:
+
+        async def main() -> int | None:
+            found = watch.counter_file(proc.pid, None if v1 else str(cgroup), cid)
+            assert found is not None and found[1] is v1, found
+            watch.watch(key, 1, *found)
+            assert watch.seen(key) == 0 and len(watch) == 1
+            if death == "oom":
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+                proc.stdin.close()
+                # The kernel's notification, not a read at the exit: the cgroup goes first.
+                await _until(lambda: watch.seen(key) == 1, "the OOM kill counted from the notification")
+            else:
+                proc.send_signal(signal.SIGKILL)
+            assert await asyncio.to_thread(proc.wait, 20) == -signal.SIGKILL
+            await _until(lambda: not (cgroup / "cgroup.procs").read_text().strip(), "an empty cgroup")
+            cgroup.rmdir()  # as runc does before Docker or the CRI says the container exited
+            return watch.final(key)
+
+        kills = asyncio.run(main())
+        assert kills == (1 if death == "oom" else 0)
+        assert watch.final(key) == kills and len(watch) == 0  # a second exit event: the same answer
+        if death == "oom":
+            assert watch.notifications >= 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        watch.close()
+        if cgroup.exists():
+            cgroup.rmdir()

@@ -1,0 +1,97 @@
+"""The OOM watch's parts that need no kernel: where the counter is, and what it keeps.
+
+The notifications themselves are tested against the real kernel
+(tests/integration/test_oom_watch_kernel.py) and real runtimes
+(test_docker_missed_oom.py, test_cri_missed_oom.py). Here plain files stand in
+for the counters: a count read while the file was there outlasts the file;
+a shared cgroup (not named after the container) is never watched; a new
+cgroup id starts a new count; rebuilds and deletes close what they drop; and
+no more than ``MAX_WATCHED`` (or an eighth of the file descriptor limit) are held open.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.lifecycle import oom_watch
+from stellaops_runtime.lifecycle.oom_watch import OomWatch, v1_memory_mounts, v1_memory_path
+
+CID = "c" * 64
+MOUNTINFO = (
+    "30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n"
+    "31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+    "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+)
+
+
+def test_the_v1_memory_mount_and_path_are_found() -> None:
+    [m] = v1_memory_mounts(MOUNTINFO)
+    assert (m.mount_point, m.root) == ("/sys/fs/cgroup/memory", "/")
+    text = f"5:cpu,cpuacct:/docker/{CID}\n4:memory:/docker/{CID}\n0::/docker/{CID}\n"
+    assert v1_memory_path(text) == f"/docker/{CID}"
+    assert v1_memory_path(f"0::/docker/{CID}\n") is None  # v2 only
+
+
+def _proc(tmp_path: Path, cgroup_text: str) -> tuple[Path, Path]:
+    proc, mem = tmp_path / "proc", tmp_path / "memory"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(MOUNTINFO.replace("/sys/fs/cgroup/memory", str(mem)))
+    (proc / "42").mkdir()
+    (proc / "42" / "cgroup").write_text(cgroup_text)
+    return proc, mem
+
+
+def test_only_a_cgroup_named_after_the_container_is_watched(tmp_path: Path) -> None:
+    proc, mem = _proc(tmp_path, "4:memory:/kubepods/pod-1\n0::/kubepods/pod-1\n")
+    (mem / "kubepods" / "pod-1").mkdir(parents=True)
+    (mem / "kubepods" / "pod-1" / "memory.oom_control").write_text("oom_kill 3\n")
+    assert OomWatch(str(proc)).counter_file(42, None, CID) is None
+
+
+def test_a_count_read_while_the_cgroup_lived_outlasts_it(tmp_path: Path) -> None:
+    proc, mem = _proc(tmp_path, f"4:memory:/docker/{CID}\n0::/docker/{CID}\n")
+    d = mem / "docker" / CID
+    d.mkdir(parents=True)
+    (d / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    w = OomWatch(str(proc))
+    found = w.counter_file(42, None, CID)
+    assert found == (str(d / "memory.oom_control"), True)
+    w.watch(("", CID), 7, *found)
+    assert w.seen(("", CID)) == 1 and len(w) == 1
+    shutil.rmtree(d)
+    assert w.final(("", CID)) == 1 and len(w) == 0
+    assert w.final(("", CID)) == 1  # a second exit event
+    assert w.final(("", "other")) is None  # never watched
+
+
+def test_a_new_cgroup_starts_over_and_drops_close(tmp_path: Path) -> None:
+    counter = tmp_path / "memory.events"
+    counter.write_text("oom 1\noom_kill 1\n")
+    w = OomWatch(str(tmp_path))
+    w.watch(("", "a"), 1, str(counter), False)
+    counter.write_text("oom 0\noom_kill 0\n")
+    w.watch(("", "a"), 1, str(counter), False)  # the same cgroup: kept as it is
+    assert w.seen(("", "a")) == 1
+    w.watch(("", "a"), 2, str(counter), False)  # the container restarted: a new cgroup
+    assert w.seen(("", "a")) == 0
+    w.watch(("", "b"), 3, str(counter), False)
+    w.retain({("", "b")})
+    assert w.seen(("", "a")) is None and len(w) == 1
+    w.forget(("", "b"))
+    assert len(w) == 0
+
+
+def test_at_most_max_watched_are_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oom_watch, "MAX_WATCHED", 2)
+    assert oom_watch.watch_limit() <= 2
+    counter = tmp_path / "memory.events"
+    counter.write_text("oom_kill 0\n")
+    w = OomWatch(str(tmp_path))
+    for name in "abc":
+        w.watch(("", name), 1, str(counter), False)
+    assert len(w) == 2 and w.full == 1 and w.seen(("", "c")) is None
+    w.close()
+    assert len(w) == 0
