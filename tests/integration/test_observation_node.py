@@ -20,7 +20,7 @@ from stellaops_runtime.agent.capabilities import detect_kernel
 from stellaops_runtime.agent.node_status import ObservationNodeWriter
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig, parse_config
-from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
+from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.replay.server import HookReport, PolicyStatus, ReplayServer
 from tests.crd_schema import errors, load_crd, validator_for
@@ -108,6 +108,15 @@ async def test_creates_the_observation_node_owned_by_the_node(
     assert by_name["broken"]["error"] == "failed prog /sys/fs/bpf: invalid argument"
     assert condition(on, "Ready")["status"] == "True"
     assert errors(validator_for(load_crd(REPO / "manifests" / "crds" / "observationnodes.yaml")), on) == []
+
+
+async def first_seen_with_old_heartbeat(cluster: Cluster, name: str) -> None:
+    """The ObservationNode deleted and created again with its status stamped 2020 (a new object)."""
+    body = cluster.stored(r.OBSERVATION_NODES, name) or {}
+    await cluster.delete(r.OBSERVATION_NODES, name)
+    await cluster.create(obj(API_VERSION, NODE_KIND, name, spec=body["spec"]))
+    status = {**body["status"], "heartbeatTime": "2020-01-01T00:00:00Z"}
+    await cluster.patch(r.OBSERVATION_NODES, name, {"status": status}, status=True)
 
 
 def _set_event() -> asyncio.Event:
@@ -232,9 +241,10 @@ async def test_operator_folds_nodes_into_policy_rollout(cluster: Cluster, tetrag
             degraded = condition(pol, "Degraded")
             assert degraded["status"] == "True" and degraded["reason"] == "LoadFailed"
             assert "no BTF" in degraded["message"]
-            # a node that stops heart-beating is stale, whatever it last said
-            old = {"heartbeatTime": "2020-01-01T00:00:00Z"}
-            await cluster.patch(r.OBSERVATION_NODES, "node-b", {"status": old}, status=True)
+            # a node whose heartbeat is old when the operator first sees it is stale, whatever it
+            # says (ObservationNodes restored from a backup; an agent gone before the operator
+            # started). An agent that stops heart-beating: test_operator_clock_skew.py.
+            await first_seen_with_old_heartbeat(cluster, "node-b")
             await wait_for(lambda: rollout().get("nodesStale") == 1, what="stale node folded")
             assert (rollout()["nodesFailed"], rollout()["failures"]) == (0, [])
             assert (

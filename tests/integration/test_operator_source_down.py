@@ -46,6 +46,7 @@ from stellaops_runtime.controller.posture import LEVEL_LABEL_KEYS
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+from tests.integration.test_observation_node import first_seen_with_old_heartbeat
 from tests.integration.test_operator_policies import condition
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -282,10 +283,13 @@ async def test_tetragon_back_everything_returns(cluster: Cluster, operator: Oper
 async def test_an_agent_that_stops_heart_beating_claims_nothing(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
-    """Its last report said FullInstrumentation; a stopped heartbeat sends no event, the refold notices."""
+    """Its last report said FullInstrumentation, stamped 2020 when the operator first sees it.
+
+    (An ObservationNode restored from a backup, or an agent gone before the operator started; an agent
+    that stops heart-beating while the operator watches: test_operator_clock_skew.py.)
+    """
     assert all_at(cluster, UP)
-    old = {"heartbeatTime": "2020-01-01T00:00:00Z"}
-    await cluster.patch(r.OBSERVATION_NODES, NODE, {"status": old}, status=True)
+    await first_seen_with_old_heartbeat(cluster, NODE)
     await wait_for(lambda: all_at(cluster, DOWN), what="pods at None on a stale node")
     reason = pod(cluster, "p-full")["metadata"]["annotations"][POSTURE_REASON_ANNOTATION]
     assert (

@@ -37,10 +37,22 @@ FEATURE_LABEL_KEYS = tuple(
 )
 
 
-def is_stale(observation_node: Mapping[str, Any], *, now: datetime, stale_after_seconds: float) -> bool:
-    """No ``heartbeatTime``, an unreadable one, or one older than ``stale_after_seconds``."""
+def is_stale(
+    observation_node: Mapping[str, Any],
+    *,
+    now: datetime,
+    stale_after_seconds: float,
+    received: datetime | None = None,
+) -> bool:
+    """No ``heartbeatTime``, an unreadable one, or one older than ``stale_after_seconds``.
+
+    ``received``: when the operator saw that heartbeat arrive (``controller.heartbeats``), which
+    is then measured instead of the agent's stamp.
+    """
     status = observation_node.get("status") or {}
     beat = parse_time(status.get("heartbeatTime")) if isinstance(status, Mapping) else None
+    if beat is not None and received is not None:
+        beat = received
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return beat is None or (now - beat).total_seconds() > stale_after_seconds

@@ -41,7 +41,12 @@ NO_SOURCE = "no event source works on this node"
 NOT_REPORTED = "not_reported"
 
 
-def _fresh(nodes: Sequence[Mapping[str, Any]], now: datetime, stale_after_seconds: float) -> list[Any]:
+def _fresh(
+    nodes: Sequence[Mapping[str, Any]],
+    now: datetime,
+    stale_after_seconds: float,
+    beats: Mapping[str, datetime] | None,
+) -> list[Any]:
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     out = []
@@ -50,9 +55,11 @@ def _fresh(nodes: Sequence[Mapping[str, Any]], now: datetime, stale_after_second
         if not isinstance(status, Mapping):  # hostile or empty: no heartbeat, so nothing to trust
             continue
         beat = parse_time(status.get("heartbeatTime"))
+        name = str(meta.get("name") if isinstance(meta, Mapping) else "") or "(unnamed)"
+        if beats is not None and beat is not None:
+            beat = beats.get(name)  # when the operator saw it arrive (controller.heartbeats)
         if beat is None or (now - beat).total_seconds() > stale_after_seconds:
             continue
-        name = str(meta.get("name") if isinstance(meta, Mapping) else "") or "(unnamed)"
         out.append((name, status))
     out.sort(key=lambda t: t[0])
     return out
@@ -92,13 +99,14 @@ def fold_purl_functions(
     nodes: Sequence[Mapping[str, Any]],
     now: datetime,
     stale_after_seconds: float,
+    beats: Mapping[str, datetime] | None = None,
 ) -> list[dict[str, Any]]:
     """The policy's ``status.purlFunctions`` (see the module docstring).
 
     ``policy`` is its probe ConfigMap key (``render_policy.probe_entry_key``);
     ``functions`` its ``unresolvedFunctions`` (``purl`` and ``symbols`` each).
     """
-    fresh = _fresh(nodes, now, stale_after_seconds)
+    fresh = _fresh(nodes, now, stale_after_seconds, beats)
     wanted = sorted(
         {(str(f.get("purl")), str(s)) for f in functions for s in (f.get("symbols") or ()) if f.get("purl")}
     )

@@ -60,7 +60,6 @@ from stellaops_runtime.controller.state import (
     PodSnapshot,
     obj_key,
     snapshot,
-    utcnow,
 )
 from stellaops_runtime.kube.client import KubeClient
 
@@ -188,7 +187,9 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         if not isinstance(status, Mapping):
             status = {}
         beat = parse_time(status.get("heartbeatTime"))
-        fresh = beat is not None and (utcnow() - beat).total_seconds() <= self.config.stale_after_seconds
+        if body is None:
+            self.heartbeats.forget(name)
+        fresh = body is not None and not self._is_stale(body)  # notes when this heartbeat arrived
         state = (caps, canonical_json(status.get("policies") or []), status.get("source"), fresh)
         old = self._node_state.get(name)
         if body is None:

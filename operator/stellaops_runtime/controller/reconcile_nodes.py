@@ -16,9 +16,9 @@ policies' rollouts notices it and triggers the node again).
 from __future__ import annotations
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
-from stellaops_runtime.controller.node_labels import is_stale, node_feature_labels
+from stellaops_runtime.controller.node_labels import node_feature_labels
 from stellaops_runtime.controller.patches import labels_patch
-from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, ReconcilerState, utcnow
+from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, ReconcilerState
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
 
@@ -35,9 +35,7 @@ class NodeReconciler(ReconcilerState):
         hit, value = self._overlay(key, seen)
         labels = value if hit else seen
         obs = self._one(INDEX_OBSERVATION_NODES, name)
-        stale = obs is not None and is_stale(
-            obs, now=utcnow(), stale_after_seconds=self.config.stale_after_seconds
-        )
+        stale = obs is not None and self._is_stale(obs)
         desired = node_feature_labels(obs, stale=stale) if obs is not None else {}
         patch = labels_patch(labels, desired, prefix=FEATURE_LABEL_PREFIX)
         if patch is None:

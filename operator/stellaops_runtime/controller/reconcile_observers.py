@@ -51,7 +51,6 @@ from stellaops_runtime.controller.render_agent import (
     store_secret_token,
 )
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
-from stellaops_runtime.controller.rollout import parse_time
 from stellaops_runtime.controller.state import (
     INDEX_OBSERVATION_NODES,
     INDEX_OBSERVERS,
@@ -249,8 +248,7 @@ class ObserverReconciler(PolicyReconciler):
             status = node.get("status")
             if not isinstance(status, Mapping):  # a status of the wrong type says nothing: stale
                 status = {}
-            beat = parse_time(status.get("heartbeatTime"))
-            if beat is None or (now - beat).total_seconds() > self.config.stale_after_seconds:
+            if self._is_stale(node, now=now):  # heartbeats: on the operator's clock
                 out["stale"] += 1
                 continue
             source = status.get("source")

@@ -32,7 +32,6 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.controller.in_force import InForceCap, capped
-from stellaops_runtime.controller.node_labels import is_stale
 from stellaops_runtime.controller.ownership import controller_of
 from stellaops_runtime.controller.patches import pod_posture_patch
 from stellaops_runtime.controller.posture import (
@@ -50,7 +49,6 @@ from stellaops_runtime.controller.state import (
     INDEX_OWNED,
     INDEX_PODS,
     PodSnapshot,
-    utcnow,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
@@ -69,12 +67,7 @@ class PodReconciler(PolicyReconciler):
         else:
             caps = node_capabilities(seen) if seen is not None else None
             self._caps[node] = (seen, caps)
-        stale_after = self.config.stale_after_seconds
-        if (
-            caps is not None
-            and seen is not None
-            and is_stale(seen, now=utcnow(), stale_after_seconds=stale_after)
-        ):
+        if caps is not None and seen is not None and self._is_stale(seen):
             return replace(caps, stale=True)  # the agent stopped heart-beating: nothing it said holds
         return caps
 

@@ -311,14 +311,15 @@ class PolicyReconciler(OwnedWriter):
         names = [o["metadata"]["name"] for o in rendered.tracing_policies]
         nodes = [n for _, n in self._items(INDEX_OBSERVATION_NODES)]
         now = utcnow()
-        reports = index_nodes(nodes, now=now, stale_after_seconds=self.config.stale_after_seconds)
+        stale_after, beats = self.config.stale_after_seconds, self.heartbeats.received_all(nodes, now=now)
+        reports = index_nodes(nodes, now=now, stale_after_seconds=stale_after, beats=beats)
         self._notice_staleness({r.name for r in reports if r.kind == "stale"})
         spec_written, versions = self.written_versions(wanted)
         rollout = fold_rollout(
             tetragon_policies=[(namespace, n) for n in names],
             nodes=(),
             now=now,
-            stale_after_seconds=self.config.stale_after_seconds,
+            stale_after_seconds=stale_after,
             max_messages=self.config.max_rollout_messages,
             reports=reports,
             written=spec_written,
@@ -346,7 +347,8 @@ class PolicyReconciler(OwnedWriter):
             functions=rendered.unresolved_functions,
             nodes=nodes,
             now=now,
-            stale_after_seconds=self.config.stale_after_seconds,
+            stale_after_seconds=stale_after,
+            beats=beats,  # staleness on the operator's clock (heartbeats)
         )
         status = {
             "observedGeneration": generation,

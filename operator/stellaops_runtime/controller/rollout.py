@@ -6,7 +6,8 @@ agent copies that list into its ObservationNode's ``status.policies``; this
 module folds those into one policy's ``status.rollout``:
 
 - a node without a heartbeat newer than ``stale_after_seconds`` is **stale**
-  (its report cannot be trusted, whatever it says);
+  (its report cannot be trusted, whatever it says; measured from when the
+  operator saw it arrive, ``controller.heartbeats``);
 - a node whose source is ``native`` runs policies through the native probes
   (no Tetragon to load them): counted in ``nodesNative``;
 - otherwise a node is **failed** when any of the policy's Tetragon objects is
@@ -126,7 +127,11 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def index_nodes(
-    nodes: Sequence[Mapping[str, Any]], *, now: datetime, stale_after_seconds: float
+    nodes: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime,
+    stale_after_seconds: float,
+    beats: Mapping[str, datetime] | None = None,
 ) -> tuple[NodeReport, ...]:
     """Every ObservationNode read once, sorted by name: fold many policies over one index.
 
@@ -134,6 +139,8 @@ def index_nodes(
     the same nodes builds it once and passes it as ``reports`` (with 1,000
     nodes reporting 200 policies each that is the difference between reading
     200,000 entries per policy and two dictionary lookups per node).
+    ``beats``: node name -> when the operator saw its heartbeat arrive (``controller.heartbeats``);
+    staleness is then measured from that, on the operator's clock, not from the agent's stamp.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -143,7 +150,8 @@ def index_nodes(
         name = str(meta.get("name") or _mapping(node.get("spec")).get("nodeName"))
         status = _mapping(node.get("status"))  # a hand-edited status of the wrong type says nothing
         beat = parse_time(status.get("heartbeatTime"))
-        if beat is None or (now - beat).total_seconds() > stale_after_seconds:
+        arrived = beat if beats is None or beat is None else beats.get(name)
+        if arrived is None or (now - arrived).total_seconds() > stale_after_seconds:
             out.append(NodeReport(name=name, kind="stale", loaded={}))
             continue
         if str(status.get("source") or "") == "native":

@@ -34,6 +34,8 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.agent_pods import ContainerProblem, container_problems
 from stellaops_runtime.controller.conditions import merge_conditions, now_rfc3339
+from stellaops_runtime.controller.heartbeats import Heartbeats
+from stellaops_runtime.controller.node_labels import is_stale
 from stellaops_runtime.controller.patches import managed_view, status_patch
 from stellaops_runtime.controller.posture import NodeCapabilities
 from stellaops_runtime.controller.settings import COMPONENT, ControllerConfig
@@ -201,6 +203,8 @@ class ReconcilerState:
         self._gone_uids: set[str] = set()
         # Policies with a Tetragon object refused or not applied: the level they really give (in_force).
         self._apply_caps: dict[tuple[str, str | None, str], tuple[Any, str]] = {}
+        # When each ObservationNode's current heartbeat arrived, on this process's clock (heartbeats).
+        self.heartbeats = Heartbeats()
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep kopf's live index objects (they are updated in place as events arrive)."""
@@ -213,6 +217,14 @@ class ReconcilerState:
         if self.kube is None:
             raise RuntimeError("the reconciler is not started")
         return self.kube
+
+    def _is_stale(self, observation_node: Mapping[str, Any], *, now: datetime | None = None) -> bool:
+        """No heartbeat arrived from the node's agent for ``stale_after_seconds`` (operator's clock)."""
+        now = now or utcnow()
+        received = self.heartbeats.received(observation_node, now=now)
+        return is_stale(
+            observation_node, now=now, stale_after_seconds=self.config.stale_after_seconds, received=received
+        )
 
     # -- index access ----------------------------------------------------------------
 

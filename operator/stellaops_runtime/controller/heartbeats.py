@@ -1,0 +1,69 @@
+"""When each agent last gave a sign of life, on the operator's own clock.
+
+An ObservationNode's ``heartbeatTime`` is stamped by its agent's clock. The
+operator used to judge a node stale by comparing it with its own clock
+(older than ``stale_after_seconds``), so skew between the two moved the
+rule: an agent clock two minutes behind made a working node stale for good
+(its pods' posture ceiling dropped to None, no policy counted it), and an
+agent clock ahead kept a dead agent's last report fresh for as long as the
+skew (its policies stayed Ready, its pods kept their levels).
+
+So the operator remembers, per node, when it first saw the current
+``heartbeatTime`` value: a new value is a new report, made by a live agent
+no later than when it arrived, and staleness is measured from that arrival
+on the operator's clock alone. A value seen for the first time with no
+earlier one to compare (the operator just started, or the node is new) is
+taken as of the earlier of its stamp and now: an agent clock behind makes
+the node stale only until its next heartbeat, one ahead counts from now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from stellaops_runtime.controller.rollout import parse_time
+
+
+def _status(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    status = (node or {}).get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def _name(node: Mapping[str, Any]) -> str:
+    meta, spec = node.get("metadata"), node.get("spec")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return str(name or (spec.get("nodeName") if isinstance(spec, Mapping) else None))
+
+
+class Heartbeats:
+    """Per node name: (the ``heartbeatTime`` text last seen, when the operator first saw it)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, datetime]] = {}
+
+    def received(self, node: Mapping[str, Any], *, now: datetime) -> datetime | None:
+        """When this node's current report arrived, on the operator's clock (None: it has no heartbeat)."""
+        text = _status(node).get("heartbeatTime")
+        stamped = parse_time(text)
+        if stamped is None:
+            return None
+        name = _name(node)
+        before = self._seen.get(name)
+        if before is not None and before[0] == text:
+            return before[1]
+        at = now if before is not None else min(now, stamped)
+        self._seen[name] = (str(text), at)
+        return at
+
+    def received_all(self, nodes: Iterable[Mapping[str, Any]], *, now: datetime) -> dict[str, datetime]:
+        """``received`` of each node that has a heartbeat, by name."""
+        out = {}
+        for node in nodes:
+            if (at := self.received(node, now=now)) is not None:
+                out[_name(node)] = at
+        return out
+
+    def forget(self, name: str) -> None:
+        self._seen.pop(name, None)

@@ -1,0 +1,70 @@
+"""Staleness on the operator's clock: when a heartbeat arrived, not what the agent's clock stamped.
+
+``controller.heartbeats``: a new ``heartbeatTime`` value is a report a live
+agent made no later than its arrival; the first value seen of a node counts
+from the earlier of its stamp and now.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stellaops_runtime.controller.heartbeats import Heartbeats
+from stellaops_runtime.controller.node_labels import is_stale
+
+NOW = datetime(2026, 12, 5, 3, 0, 0, tzinfo=UTC)
+
+
+def _node(stamp: datetime | str | None, name: str = "node-a") -> dict[str, Any]:
+    text = stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(stamp, datetime) else stamp
+    return {"metadata": {"name": name}, "status": {} if text is None else {"heartbeatTime": text}}
+
+
+def _stale(beats: Heartbeats, node: dict[str, Any], now: datetime) -> bool:
+    return is_stale(node, now=now, stale_after_seconds=90, received=beats.received(node, now=now))
+
+
+def test_an_agent_clock_behind_is_fresh_from_its_next_heartbeat() -> None:
+    beats = Heartbeats()
+    behind = timedelta(minutes=5)
+    assert _stale(beats, _node(NOW - behind), NOW)  # first sight: its stamp, 5 min old by our clock
+    later = NOW + timedelta(seconds=30)
+    assert not _stale(beats, _node(later - behind), later)  # a new heartbeat arrived now: alive
+    assert not _stale(beats, _node(later - behind), later + timedelta(seconds=89))
+    assert _stale(beats, _node(later - behind), later + timedelta(seconds=91))  # none since: stale
+
+
+def test_an_agent_clock_ahead_does_not_keep_a_dead_agent_fresh() -> None:
+    beats = Heartbeats()
+    node = _node(NOW + timedelta(hours=1))
+    assert not _stale(beats, node, NOW)
+    assert _stale(beats, node, NOW + timedelta(seconds=91))  # the stamp is still "in the future"
+    far = _node("2099-01-01T00:00:00Z", name="node-b")
+    assert not _stale(beats, far, NOW)
+    assert _stale(beats, far, NOW + timedelta(minutes=2))
+
+
+def test_a_clock_stepped_back_is_still_a_live_agent() -> None:
+    beats = Heartbeats()
+    assert not _stale(beats, _node(NOW), NOW)
+    later = NOW + timedelta(seconds=60)
+    assert not _stale(beats, _node(NOW - timedelta(hours=2)), later)  # a new value: it wrote just now
+
+
+def test_no_heartbeat_or_an_unreadable_one_is_stale_and_forgetting_starts_over() -> None:
+    beats = Heartbeats()
+    assert _stale(beats, _node(None), NOW)
+    assert _stale(beats, _node("yesterday"), NOW)
+    assert _stale(beats, {"metadata": {"name": "x"}, "status": "hostile"}, NOW)
+    old = _node(NOW - timedelta(hours=1))
+    assert _stale(beats, old, NOW)
+    assert not _stale(beats, _node(NOW), NOW)
+    beats.forget("node-a")  # deleted: a re-created node with an old stamp is judged by it again
+    assert _stale(beats, old, NOW + timedelta(seconds=1))
+
+
+def test_received_all_by_name() -> None:
+    beats = Heartbeats()
+    nodes = [_node(NOW, "a"), _node(None, "b"), _node(NOW + timedelta(days=1), "c")]
+    assert beats.received_all(nodes, now=NOW) == {"a": NOW, "c": NOW}
