@@ -214,9 +214,10 @@ def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSe
         ps.watch = TargetWatch.before_attach(cfg.uprobes)
     try:
         _attach(ps, bcc)
-    except Exception:
+    except Exception as e:  # BCC raises bare Exception (a perf buffer refused: fds, locked memory)
         ps.close()
-        raise
+        # a LoadError, so the source reports it and tries again later (it ended the source before)
+        raise LoadError(f"the probes could not be attached: {type(e).__name__}: {e}") from None
     return ps
 
 
