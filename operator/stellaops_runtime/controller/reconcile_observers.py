@@ -27,6 +27,7 @@ Two inputs besides the observer itself:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -300,3 +301,24 @@ class ObserverReconciler(PolicyReconciler):
             "postureCounts": self.posture_counts(),
             "nodes": self.node_counts(),
         }
+
+    def _probe_configmap_entries(self, observer: str) -> set[str]:
+        body = self._current_observer_child_configmap(observer)
+        if body is None:
+            return set()
+        try:
+            doc = json.loads((body.get("data") or {}).get(PROBE_CONFIG_KEY) or "{}")
+        except ValueError:
+            return set()
+        policies = doc.get("policies") if isinstance(doc, dict) else None
+        return set(policies) if isinstance(policies, dict) else set()
+
+    def _current_observer_child_configmap(self, observer: str) -> dict | None:
+        obs = self._resource(
+            (crds.API_VERSION, crds.OBSERVER_KIND, None, observer), self._one(INDEX_OBSERVERS, observer)
+        )
+        if obs is None:
+            return None
+        spec = obs.get("spec")
+        ns = (spec.get("agentNamespace") if isinstance(spec, dict) else None) or crds.DEFAULT_AGENT_NAMESPACE
+        return self._owned(("v1", "ConfigMap", str(ns), probe_configmap_name(observer)))

@@ -24,7 +24,6 @@ objects. A 403 that says the namespace is being terminated marks it so too.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,9 +45,7 @@ from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedErr
 from stellaops_runtime.controller.policy_state import policy_state as _policy_state
 from stellaops_runtime.controller.posture import PolicyView, policy_selects, policy_view
 from stellaops_runtime.controller.purl_coverage import fold_purl_functions
-from stellaops_runtime.controller.render_agent import probe_configmap_name
 from stellaops_runtime.controller.render_policy import (
-    PROBE_CONFIG_KEY,
     RenderedPolicy,
     probe_entry_key,
     render_policy,
@@ -62,7 +59,6 @@ from stellaops_runtime.controller.rollout import (
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
-    INDEX_OBSERVERS,
     INDEX_PODS,
     INDEX_PODS_BY_NODE,
     INDEX_POLICIES,
@@ -375,27 +371,6 @@ class PolicyReconciler(OwnedWriter):
             if rendered is not None:
                 entries[probe_entry_key(kind=kind, namespace=ns, name=name)] = rendered.probe_entry
         return entries
-
-    def _probe_configmap_entries(self, observer: str) -> set[str]:
-        body = self._current_observer_child_configmap(observer)
-        if body is None:
-            return set()
-        try:
-            doc = json.loads((body.get("data") or {}).get(PROBE_CONFIG_KEY) or "{}")
-        except ValueError:
-            return set()
-        policies = doc.get("policies") if isinstance(doc, dict) else None
-        return set(policies) if isinstance(policies, dict) else set()
-
-    def _current_observer_child_configmap(self, observer: str) -> dict | None:
-        obs = self._resource(
-            (crds.API_VERSION, crds.OBSERVER_KIND, None, observer), self._one(INDEX_OBSERVERS, observer)
-        )
-        if obs is None:
-            return None
-        spec = obs.get("spec")
-        ns = (spec.get("agentNamespace") if isinstance(spec, dict) else None) or crds.DEFAULT_AGENT_NAMESPACE
-        return self._owned(("v1", "ConfigMap", str(ns), probe_configmap_name(observer)))
 
 
 def _namespace_terminating(e: ApiError) -> bool:
