@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +322,20 @@ def test_a_fake_marker_does_not_hide_a_secret_after_it() -> None:
     pf = PrivacyFilter(PrivacyConfig())
     assert pf.filter_field("--password=[REDACTED]S3cretQ9 x") == "--password=[REDACTED] x"
     assert pf.filter_field("DB_KEY=[REDACTED]S3cretQ9 x") == "DB_KEY=[REDACTED] x"
+
+
+def test_a_field_of_spaces_after_an_odbc_key_is_one_scan_not_one_per_space() -> None:
+    # An ODBC value may hold spaces, so the rule looked, at every character, whether only spaces
+    # followed: a 4 KiB field ``;password=a`` + spaces + ``x`` held the interpreter's lock for a
+    # second, 64 KiB for a minute, 200 KB for ten. Run where a hang cannot stop the test run.
+    code = (
+        "from stellaops_runtime.contracts.config import PrivacyConfig\n"
+        "from stellaops_runtime.privacy import PrivacyFilter\n"
+        "pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=262144))\n"
+        "out = pf.filter_field(';password=S3cr ' + ' ' * 200000 + 'x')\n"
+        "assert 'S3cr' not in out and out.startswith(';password=[REDACTED]'), out[:40]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

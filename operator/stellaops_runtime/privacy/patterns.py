@@ -97,11 +97,12 @@ _WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}[^\s"'](?:[^\s"']|["'](?=\S))*)""
 _QUERY_VALUE = rf"""(?:{_QUOTED}|[^\s"'&#]+)"""
 # The value of a key right after ``;`` (an ODBC or ADO.NET connection string:
 # ``Server=db;Pwd=x;Database=y``): braced (``{a;b}``, ``}}`` is a ``}`` inside) or quoted,
-# else a run up to the next ``;`` or quote. ODBC keeps ``&`` and spaces in a value, so a
-# space ends it only before the next flag (`` -Q``) or the end of the text.
+# else a run up to the next ``;`` or double quote. ODBC keeps ``&`` and spaces in a value,
+# so a space ends it only before ``;``, a quote, the next flag (`` -Q``) or the end of the
+# text. The whitespace is taken possessively: a field of spaces costs one scan, not one per space.
 _ODBC_VALUE = (
     rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
-    r"""|[^\s;"'](?:[^;"]*?(?=\s*[;"]|\s*\Z|\s+-))?)"""
+    r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
