@@ -259,6 +259,8 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         b = self.bcc
         if b is not None and b.stats.connected and self._gap_from is not None:
             await self._close_gap(b.stats.attached_ns)
+        elif b is not None and not b.stats.connected and b.stats.detached_ns and self._gap_from is None:
+            self._open_gap(b.stats.detached_ns)  # detached on their own (an error): nobody watches
         if b is not None:
             self._mark_purl(b)
             await self._mark_native_drops()

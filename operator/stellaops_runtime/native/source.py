@@ -9,7 +9,9 @@ and the event loop must not.
 
 A load failure (no BCC, no tracefs, a kernel that refuses the program) is
 not retried in a tight loop: it is reported in ``last_error`` and tried again
-after ``retry_seconds``.
+after ``retry_seconds``; so is an unexpected error while the probes run (they
+are closed, their counters read a last time, then loaded again), which the
+switch marks as a gap from the moment they were detached.
 
 ``run`` may be called again after it returned (the agent's source switch,
 agent/source_switch.py, stops and restarts the probes as Tetragon comes and
@@ -145,17 +147,31 @@ class NativeProbeSource:
                 self.stats.detached_ns = 0
                 self.stats.connected = True
                 self.ready.set()
+                failed: Exception | None = None
                 try:
                     await self._stream(stop)
+                except Exception as e:  # no error may end the node's observation: closed, loaded again
+                    failed = e
                 finally:
                     self.stats.connected = False
                     probes, self.probes = self.probes, None
                     if probes is not None:
-                        await self._call(self._final_counters, probes)
+                        tail = await self._call(self._final_counters, probes)
+                        for payload in tail:  # written between the reader's last poll and now
+                            self.queue.put(payload)
+                        self.stats.received += len(tail)
                         self._note_drops(self.stats.kernel, time.time_ns())
                         self._end_episode()
                         await self._call(probes.close)
                     self.stats.detached_ns = time.time_ns()
+                if failed is not None:
+                    self.stats.last_error = f"the probes' reader failed: {type(failed).__name__}: {failed}"
+                    log.error(
+                        "native probes stopped after an unexpected error (loaded again in %.0f s)",
+                        self.retry_seconds, exc_info=failed,
+                    )  # fmt: skip
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.retry_seconds)
         finally:
             self._thread.shutdown(wait=False)
 
@@ -167,9 +183,16 @@ class NativeProbeSource:
             log.warning("native probe %s not attached: %s", label, why)
         return ps
 
-    def _final_counters(self, ps: ProbeSet) -> None:
-        ps.poll(0)  # what the kernel wrote before the stop
+    def _final_counters(self, ps: ProbeSet) -> list[bytes]:
+        """The counters' last read, and the records written since the reader's last poll (before, they
+        were read here and thrown away: counted emitted in the kernel, never processed)."""
+        try:
+            tail = self._poll_batch(0, ps)
+        except Exception:  # the reader's own failure: the counters are still read
+            log.debug("last poll of the native probes failed", exc_info=True)
+            tail = []
         self.stats.kernel = ps.counters()
+        return tail
 
     async def _stream(self, stop: asyncio.Event) -> None:
         put = self.queue.put
@@ -260,8 +283,8 @@ class NativeProbeSource:
         out, self.stats.drops = self.stats.drops, []
         return out
 
-    def _poll_batch(self, timeout_ms: int) -> list[bytes]:
-        ps = self.probes
+    def _poll_batch(self, timeout_ms: int, probes: ProbeSet | None = None) -> list[bytes]:
+        ps = probes or self.probes
         if ps is None:
             return []
         recs = ps.poll(timeout_ms)
