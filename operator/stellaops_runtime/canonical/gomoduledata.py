@@ -24,6 +24,7 @@ headers nor the words in place gives None.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from stellaops_runtime.canonical.elflayout import PF_W, ElfLayout
@@ -53,27 +54,10 @@ def find_gofunc(
 
     From the words in the file, else from the RELATIVE relocations of ``.rela.dyn``/``.rela``.
     """
-    letter = "Q" if h.ptr_size == 8 else "I"
-    ptr = h.ptr_size
-    nwords = gofunc_word + 1
-    needle = struct.pack(layout.endian + letter * 2, table_vaddr, table_vaddr + h.funcname_offset)
-    for data in _writable_regions(f, layout, sections, budget):
-        pos, hits = data.find(needle), 0
-        while pos >= 0 and hits < _MAX_HITS:
-            hits += 1
-            if pos % ptr == 0 and pos + nwords * ptr <= len(data):
-                words = struct.unpack_from(layout.endian + letter * nwords, data, pos)
-                gofunc = _confirm(words, table_vaddr, h, text_start, gofunc_word, layout)
-                if gofunc is not None:
-                    return gofunc
-            pos = data.find(needle, pos + 1)
-    relocs = _relative_relocs(f, layout, sections, budget)
-    for offset, addend in relocs.items():
-        if addend == table_vaddr:
-            words = tuple(relocs.get(offset + k * ptr, 0) for k in range(nwords))
-            gofunc = _confirm(words, table_vaddr, h, text_start, gofunc_word, layout)
-            if gofunc is not None:
-                return gofunc
+    for words in _candidates(f, layout, sections, table_vaddr, h, gofunc_word + 1, budget):
+        gofunc = _confirm(words, table_vaddr, h, text_start, gofunc_word, layout)
+        if gofunc is not None:
+            return gofunc
     return None
 
 
@@ -90,27 +74,45 @@ def moduledata_text(
 
     From the words in the file; words left 0 there are read from the RELATIVE relocations.
     """
+    pctab = table_vaddr + h.pctab_offset  # never 0: the table's header comes before its pctab
+    for words in _candidates(f, layout, sections, table_vaddr, h, _MD_TEXT_WORD + 1, budget):
+        if words[_MD_PCTAB_WORD] == pctab and words[_MD_TEXT_WORD]:
+            return int(words[_MD_TEXT_WORD])
+    return None
+
+
+def _candidates(
+    f: BinaryIO,
+    layout: ElfLayout,
+    sections: dict[str, SectionInfo],
+    table_vaddr: int,
+    h: PclnHeader,
+    nwords: int,
+    budget: Budget,
+) -> Iterator[tuple[int, ...]]:
+    """The first ``nwords`` pointer-sized words of each place a moduledata of this table may start.
+
+    First where the file holds the pair (pclntab address, pclntab + funcnameOffset)
+    in its writable data (aligned, at most ``_MAX_HITS`` finds per region); then,
+    only when the caller asks for more, where a RELATIVE relocation's addend is the
+    pclntab address, each word read from the relocation at its place (0 where none
+    is). The relocations are read only if the words in the file confirmed nothing.
+    """
     letter = "Q" if h.ptr_size == 8 else "I"
     ptr = h.ptr_size
-    nwords = _MD_TEXT_WORD + 1
-    pctab = table_vaddr + h.pctab_offset
+    fmt = layout.endian + letter * nwords
     needle = struct.pack(layout.endian + letter * 2, table_vaddr, table_vaddr + h.funcname_offset)
     for data in _writable_regions(f, layout, sections, budget):
         pos, hits = data.find(needle), 0
         while pos >= 0 and hits < _MAX_HITS:
             hits += 1
             if pos % ptr == 0 and pos + nwords * ptr <= len(data):
-                words = struct.unpack_from(layout.endian + letter * nwords, data, pos)
-                if words[_MD_PCTAB_WORD] == pctab and words[_MD_TEXT_WORD]:
-                    return int(words[_MD_TEXT_WORD])
+                yield struct.unpack_from(fmt, data, pos)
             pos = data.find(needle, pos + 1)
     relocs = _relative_relocs(f, layout, sections, budget)
     for offset, addend in relocs.items():
-        if addend == table_vaddr and relocs.get(offset + _MD_PCTAB_WORD * ptr) == pctab:
-            text = relocs.get(offset + _MD_TEXT_WORD * ptr)
-            if text:
-                return text
-    return None
+        if addend == table_vaddr:
+            yield tuple(relocs.get(offset + k * ptr, 0) for k in range(nwords))
 
 
 def _confirm(
