@@ -55,8 +55,41 @@ def test_from_dict_reads_the_agent_config_section() -> None:
         ({"uprobes": "x"}, "native.uprobes: expected a list"),
         ({"uprobes": [{"binary": 1, "symbol": "f"}]}, r"native.uprobes\[0\]: expected"),
         ({"rateLimit": 5}, "native.rateLimit: unknown field"),
+        # a key an entry does not have was ignored: a filter never applied, a typo never seen
+        (
+            {"uprobes": [{"binary": "/x", "symbol": "f", "pid": 7}]},
+            r"native.uprobes\[0\].pid: unknown field \(known: binary, symbol\)",
+        ),
+        (
+            {"usdt": [{"binary": "/x", "provider": "p", "name": "n", "strings": [2]}]},
+            r"native.usdt\[0\].strings: unknown field \(known: binary, provider, name, stringArgs\)",
+        ),
+        (
+            {"usdt": [{"binary": "/x", "provider": "p", "name": "n", "stringArgs": [3]}]},
+            r"native.usdt\[0\].stringArgs: expected a list of 1 and 2",
+        ),
+        (
+            {"usdt": [{"binary": "/x", "provider": "p", "name": "n", "stringArgs": [True]}]},
+            r"native.usdt\[0\].stringArgs: expected a list of 1 and 2",
+        ),
     ],
 )
 def test_from_dict_hostile(raw: object, message: str) -> None:
     with pytest.raises(NativeConfigError, match=message):
         NativeConfig.from_dict(raw)  # type: ignore[arg-type]
+
+
+def test_a_usdt_target_names_its_string_arguments_and_the_agent_config_keeps_them() -> None:
+    """docs/native-probes.md: arguments are text, "strings ... (or the arguments a target lists as
+    strings)"; ``stringArgs`` was not read (the target's arguments came as integers, addresses)."""
+    from stellaops_runtime.contracts.config import parse_config
+    from stellaops_runtime.native.config import UsdtTarget
+
+    entry = {"binary": "/usr/bin/app", "provider": "app", "name": "req", "stringArgs": [1]}
+    cfg = NativeConfig.from_dict({"usdt": [entry]})
+    assert cfg.usdt == (UsdtTarget("/usr/bin/app", "app", "req", (1,)),)
+    assert cfg.usdt[0].strings() == (1,)
+    # the agent config reads it and writes it back the same (config dump, round trip)
+    agent = parse_config({"native": {"usdt": [entry]}})
+    assert agent.native.probes.usdt == cfg.usdt
+    assert parse_config(agent.model_dump(by_alias=True)).native.probes.usdt == cfg.usdt

@@ -75,7 +75,11 @@ def _probe_settings(cfg: Any) -> dict[str, Any]:
         if f.name == "uprobes":
             v = [{"binary": t.binary, "symbol": t.symbol} for t in v]
         elif f.name == "usdt":
-            v = [{"binary": t.binary, "provider": t.provider, "name": t.name} for t in v]
+            v = [
+                {"binary": t.binary, "provider": t.provider, "name": t.name}
+                | ({} if t.string_args is None else {"stringArgs": list(t.string_args)})
+                for t in v
+            ]
         elif isinstance(v, tuple):
             v = list(v)
         head, *rest = f.name.split("_")

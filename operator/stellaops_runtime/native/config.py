@@ -113,7 +113,21 @@ class NativeConfig:
                 or not isinstance(u.get("symbol"), str)
             ):
                 raise NativeConfigError(f"native.uprobes[{i}]: expected {{binary: str, symbol: str}}")
+            _entry_keys(u, f"native.uprobes[{i}]", _UPROBE_KEYS)
             targets.append(UprobeTarget(u["binary"], u["symbol"]))
+        usdt_targets = []
+        for i, u in enumerate(usdts):
+            _entry_keys(u, f"native.usdt[{i}]", _USDT_KEYS)
+            strings = u.get("stringArgs")
+            if strings is not None and (
+                not isinstance(strings, list) or not all(type(n) is int and n in (1, 2) for n in strings)
+            ):
+                raise NativeConfigError(
+                    f"native.usdt[{i}].stringArgs: expected a list of 1 and 2 (arguments read as strings)"
+                )
+            usdt_targets.append(
+                UsdtTarget(u["binary"], u["provider"], u["name"], None if strings is None else tuple(strings))
+            )
         known = {
             "execEvents": "exec_events", "syscalls": "syscalls", "userStacks": "user_stacks",
             "stackDepth": "stack_depth", "cgroupAllow": "cgroup_allow",
@@ -126,7 +140,7 @@ class NativeConfig:
         }  # fmt: skip
         kwargs: dict[str, Any] = {
             "uprobes": tuple(targets),
-            "usdt": tuple(UsdtTarget(u["binary"], u["provider"], u["name"]) for u in usdts),
+            "usdt": tuple(usdt_targets),
         }
         for key, value in d.items():
             if key in ("uprobes", "usdt"):
@@ -213,6 +227,17 @@ def validate(cfg: NativeConfig) -> None:
     for u in cfg.uprobes:
         if not u.binary.startswith("/") or "\x00" in u.binary or "\x00" in u.symbol or not u.symbol:
             raise NativeConfigError(f"native.uprobes: {u.label()!r}: needs an absolute path and a symbol")
+
+
+_UPROBE_KEYS = ("binary", "symbol")
+_USDT_KEYS = ("binary", "provider", "name", "stringArgs")
+
+
+def _entry_keys(entry: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
+    """A key a target entry does not have is an error naming it (a typo, or a filter never applied)."""
+    for key in entry:
+        if key not in known:
+            raise NativeConfigError(f"{where}.{str(key)[:80]}: unknown field (known: {', '.join(known)})")
 
 
 def effective_burst(cfg: NativeConfig) -> int:
