@@ -124,6 +124,30 @@ def test_exec_of_a_built_program_is_seen_with_pid_comm_and_path(report: Report, 
     assert res.kernel_counters["exec"]["emitted"] >= 1
 
 
+@pytest.mark.parametrize("how", ["fexecve", "proc-self-exe"])
+def test_an_exec_through_a_descriptor_names_the_file_not_the_descriptor(
+    report: Report, program: Path, how: str
+) -> None:
+    """fexecve/execveat give the kernel /dev/fd/N as the path, a runtime executing itself again
+    /proc/self/exe: before, that was the process's binary, on its exec and every later event."""
+    import sys
+
+    need(report, Posture.PASSIVE)
+    if how == "fexecve":  # the program, run through a descriptor of it (as glibc's fexecve does)
+        code = (
+            f"import os; fd = os.open({str(program)!r}, os.O_RDONLY); os.set_inheritable(fd, True); "
+            "os.execve(fd, ['p', 'none', '0'], dict(os.environ))"
+        )
+        want = str(program)
+    else:  # Python executing itself again
+        code = "import os, sys; os.execv('/proc/self/exe', [sys.executable, '-c', 'import os'])"
+        want = os.path.realpath(sys.executable)
+    res, pid = run(NativeConfig(), report, [sys.executable, "-c", code])
+    execs = [e for e in res.events if e.kind is EventKind.EXEC and e.process.pid == pid]
+    assert [e.process.binary for e in execs][-1] == want, [e.process.binary for e in execs]
+    assert execs[-1].module == want
+
+
 def test_uprobe_counts_exactly_the_calls_with_latency_and_stack(report: Report, program: Path) -> None:
     need(report, Posture.EBPF_DEEP)
     n = 37

@@ -15,7 +15,7 @@ from stellaops_runtime.contracts.events import ContainerInfo, EventKind
 from stellaops_runtime.contracts.syscalls import X86_64
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import UprobeTarget
-from stellaops_runtime.native.events import Decoder, encode_trailer, exec_id
+from stellaops_runtime.native.events import Decoder, encode_trailer, exec_id, names_file
 
 NODE = "node-a"
 OFFSET = 1_700_000_000_000_000_000  # wall clock minus monotonic clock
@@ -169,3 +169,16 @@ def test_wrong_payload_type_is_counted() -> None:
     d = decoder()
     assert d.decode("not bytes") is None  # type: ignore[arg-type]
     assert d.stats.malformed == {"native_short_record": 1}
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("/usr/bin/app", True), ("/dev/fdx", True), ("/proc/self/exe-like", True), ("/proc/12/exec", True),
+        ("app", False), ("./app", False), ("", False),
+        ("/dev/fd/3", False), ("/proc/self/fd/7", False), ("/proc/thread-self/fd/7", False),
+        ("/proc/self/exe", False), ("/proc/4242/exe", False), ("/proc/4242/fd/3", False),
+    ],
+)  # fmt: skip
+def test_an_execve_path_names_the_file_unless_relative_or_a_descriptor(path: str, names: bool) -> None:
+    assert names_file(path) is names

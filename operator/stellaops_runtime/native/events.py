@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import struct
 from collections.abc import Callable, Sequence
 
@@ -106,6 +107,16 @@ def encode_trailer(
 
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
+
+
+# An execve path naming a descriptor, not the file: fexecve/execveat (``/dev/fd/3``), a runtime
+# executing itself again (``/proc/self/exe``). /proc/<pid>/exe names the file.
+_DESCRIPTOR_PATH = re.compile(r"^/(?:dev/fd/|proc/(?:self|thread-self|\d+)/(?:fd/|exe$))")
+
+
+def names_file(path: str) -> bool:
+    """Whether an execve path names the executed file: absolute, and not a descriptor's path."""
+    return path.startswith("/") and not _DESCRIPTOR_PATH.match(path)
 
 
 def _trailer(payload: bytes, at: int) -> tuple[str, int, list[StackFrame], list[int]]:
@@ -324,8 +335,8 @@ class Decoder:
                 ev.container = c
         if kind == records.KIND_EXEC:
             _old_pid, _pad, filename = body
-            path = _cstr(filename)  # as given to execve: may be relative, then /proc's answer wins
-            proc.binary = path if path.startswith("/") else (binary or path)
+            path = _cstr(filename)  # as given to execve: relative or a descriptor's, /proc's answer wins
+            proc.binary = path if names_file(path) else (binary or path)
             proc.exec_id = exec_id(self.node_name, ktime, pid)
             ev.module = proc.binary
             if not proc.binary:

@@ -54,7 +54,7 @@ from stellaops_runtime.native.drop_counters import (
     drop_values,
     increases,
 )
-from stellaops_runtime.native.events import encode_trailer
+from stellaops_runtime.native.events import encode_trailer, names_file
 from stellaops_runtime.native.follow import Followed
 from stellaops_runtime.native.loader import LoadError, ProbeSet, load
 from stellaops_runtime.native.procinfo import ProcCache
@@ -302,7 +302,7 @@ class NativeProbeSource:
         if kind == records.KIND_EXEC and len(rec) >= _EXEC.size:
             fields = _EXEC.unpack_from(rec, 0)
             path = fields[-1].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-            self.procs.exec_seen(pid, path if path.startswith("/") else "", fields[6])
+            self.procs.exec_seen(pid, path if names_file(path) else "", fields[6])
         binary, exec_ktime = self.procs.binary(pid, ktime)
         rec, user, kernel = records.split_stacks(rec)  # return addresses carried in the record
         frames = self.procs.frames(pid, user, ktime)
