@@ -88,3 +88,20 @@ def test_an_oom_docker_does_not_report_is_reported(engine: tuple[Dockerd, Regist
         assert (plain.exit_code, plain.oom_killed) == (137, False)
         assert w.query(lambda: len(w.observer.oom_watch)) == 0  # nothing left open
     d.remove_all()
+
+
+def test_a_container_oom_killed_at_its_start_is_reported(engine: tuple[Dockerd, Registry]) -> None:
+    """Its program allocates at once: the cgroup can be gone before the observer handles its start
+    event. The cgroup was watched from its creation (a sibling's parent directory is watched)."""
+    d, reg = engine
+    client = OomBlindClient(d.socket, timeout=5.0)
+    with Watcher(DockerObserver(client)) as w:
+        sibling = d.docker("run", "-d", "--network", "none", reg.ref, "sleep", "120")
+        w.wait_for(lambda e: e.event_type == T.START and e.container_id == sibling)
+        for _ in range(4):
+            cid = d.docker("run", "-d", "--network", "none", *MEMORY, reg.ref, "eat")
+            die = w.wait_for(lambda e, c=cid: e.event_type == T.DIE and e.container_id == c, timeout=60)
+            assert (die.exit_code, die.oom_killed) == (137, True)
+        d.docker("kill", sibling)
+        w.wait_for(lambda e: e.event_type == T.DIE and e.container_id == sibling)
+    d.remove_all()

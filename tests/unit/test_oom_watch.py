@@ -95,3 +95,44 @@ def test_at_most_max_watched_are_held(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(w) == 2 and w.full == 1 and w.seen(("", "c")) is None
     w.close()
     assert len(w) == 0
+
+
+def test_a_sibling_cgroup_is_watched_from_its_creation(tmp_path: Path) -> None:
+    """A container that died before the observer resolved it has the count of its cgroup, opened
+    when the cgroup appeared beside a watched one (cgroup_births.py); a name without a container
+    id is not opened; a restarted container's new cgroup answers its next exit."""
+    import asyncio
+    import os
+
+    parent, staging = tmp_path / "docker", tmp_path / "staging"
+    a, b = "a" * 64, "b" * 64
+
+    def cgroup(where: Path, name: str, kills: int) -> Path:
+        d = where / name
+        d.mkdir(parents=True)
+        (d / "memory.events").write_text(f"oom {kills}\noom_kill {kills}\n")
+        return d
+
+    async def born(w: OomWatch, name: str, kills: int, opened: int) -> None:
+        os.rename(cgroup(staging, name, kills), parent / name)  # whole, as cgroupfs makes it
+        for _ in range(500):
+            if len(w) == opened:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{name} not opened")
+
+    async def main() -> None:
+        w = OomWatch(str(tmp_path))
+        first = cgroup(parent, a, 0)
+        w.watch(("", a), 1, str(first / "memory.events"), False)
+        await born(w, "not-a-container", 1, 1)
+        await born(w, f"docker-{b}.scope", 1, 2)
+        shutil.rmtree(parent / f"docker-{b}.scope")
+        assert w.final(("", b)) == 1  # never resolved, died OOM-killed
+        assert w.final(("", a)) == 0
+        shutil.rmtree(first)
+        await born(w, a, 1, 1)  # restarted, OOM-killed before its start was handled
+        assert w.final(("", a)) == 1
+        w.close()
+
+    asyncio.run(main())

@@ -20,10 +20,13 @@ that file is held open and read again whenever the kernel says it changed:
 The exit (``final``) reads once more through the open file and answers the
 highest count seen: the kills counted while this task's cgroup existed.
 Reading by file descriptor, not path, a restarted container's new cgroup at
-the same path is never taken for the old one's. What this cannot see: an OOM
-kill before the observer resolved the container's cgroup when the cgroup is
-gone by then (a container that dies of OOM within moments of its start, while
-the observer was not connected); the runtime's own report still counts then.
+the same path is never taken for the old one's. A container that dies of OOM
+within moments of its start may be gone before the observer resolves it: the
+parent directory of every watched cgroup is watched for new siblings
+(cgroup_births.py), whose counters are opened at their creation ("early"
+watches, keyed by the container id their name holds, at most ``MAX_EARLY``)
+and answer that container's exit. What this cannot see: such a container whose
+parent held no watched cgroup then; the runtime's own report still counts.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import resource
 import select
 from dataclasses import dataclass
 from pathlib import Path
 
+from stellaops_runtime.lifecycle.cgroup_births import Births
 from stellaops_runtime.lifecycle.cgroups import CgroupMount, directory_of, oom_kill_count
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,10 @@ log = logging.getLogger(__name__)
 REREAD_SECONDS = (0.002, 0.01, 0.05, 0.25, 1.0)  # v1 notifies as OOM starts, before the kill is counted
 MAX_WATCHED = 8192  # open watches at most (two descriptors each at most) ...
 FD_SHARE = 4  # ... and at most a quarter of the process's file descriptor limit
+MAX_EARLY = 256  # cgroups opened at their creation, before the runtime named their container
+_EARLY = "\x00early"  # the namespace of such a watch's key (with the container id the directory names)
+_BIRTHS = ("\x00births", "")
+_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def watch_limit() -> int:
@@ -81,6 +90,7 @@ def v1_memory_path(proc_cgroup: str) -> str | None:
 class _Watch:
     cgroup_id: int
     fd: int  # the counter file, -1 once closed
+    directory: str = ""  # the cgroup's directory
     event_fd: int = -1  # v1's eventfd, -1 for v2 or once closed
     kills: int = 0  # the highest count read
 
@@ -98,6 +108,8 @@ class OomWatch:
         self.notifications = 0  # changes the kernel announced
         self.full = 0  # containers not watched: the limit reached (logged once)
         self.limit = watch_limit()
+        self._births: Births | None = None
+        self._early: list[str] = []  # container ids of the early watches, oldest first
 
     # -- where the counter is ----------------------------------------------------------
 
@@ -131,11 +143,21 @@ class OomWatch:
     # -- watching ----------------------------------------------------------------------
 
     def watch(self, key: tuple[str, str], cgroup_id: int, counter: str, v1: bool) -> None:
-        """Hold ``counter`` open for ``key`` (a new cgroup id starts over) and read it now."""
+        """Hold ``counter`` open for ``key`` (a new cgroup id starts over) and read it now; and watch
+        its parent directory for new sibling cgroups (cgroup_births.py)."""
         old = self._watches.get(key)
         if old is not None and old.cgroup_id == cgroup_id and old.fd >= 0:
             return
-        self.forget(key)
+        self.forget(key, early=False)
+        early = self._watches.get((_EARLY, key[1]))
+        if early is not None and early.directory == os.path.dirname(counter):
+            self._adopt(key)  # opened when the runtime created the cgroup
+            early.cgroup_id = cgroup_id
+        elif self._open(key, cgroup_id, counter, v1) is None:
+            return
+        self._watch_parent(os.path.dirname(os.path.dirname(counter)), v1)
+
+    def _open(self, key: tuple[str, str], cgroup_id: int, counter: str, v1: bool) -> _Watch | None:
         if len(self) >= self.limit:
             if not self.full:
                 log.warning(
@@ -143,13 +165,13 @@ class OomWatch:
                     "misses in another container is not seen", self.limit,
                 )  # fmt: skip
             self.full += 1
-            return
+            return None
         try:
             fd = os.open(counter, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as e:
             log.debug("OOM counter %s not opened: %s", counter, e)
-            return
-        w = _Watch(cgroup_id=cgroup_id, fd=fd)
+            return None
+        w = _Watch(cgroup_id=cgroup_id, fd=fd, directory=os.path.dirname(counter))
         self._watches[key] = w
         self._read(key)  # also arms v2's POLLPRI
         # No notifications for a plain file (tests) or outside an event loop: read at the exit only.
@@ -162,10 +184,56 @@ class OomWatch:
                 self._register(w.event_fd, select.EPOLLIN, key)
             else:
                 self._register(fd, select.EPOLLPRI, key)
+        return w
+
+    def _adopt(self, key: tuple[str, str]) -> None:
+        """The early watch of ``key``'s container becomes ``key``'s."""
+        w = self._watches.pop((_EARLY, key[1]))
+        self._early.remove(key[1])
+        self._watches[key] = w
+        for fd in (w.fd, w.event_fd):
+            if fd >= 0 and fd in self._by_fd:
+                self._by_fd[fd] = key
+
+    def _watch_parent(self, parent: str, v1: bool) -> None:
+        if self._births is None:
+            try:
+                self._births = Births()
+                self._register(self._births.fd, select.EPOLLIN, _BIRTHS)
+            except (OSError, RuntimeError, AttributeError) as e:  # no inotify, or no event loop
+                log.debug("new cgroups are not watched: %s", e)
+                if self._births is not None:
+                    self._births.close()
+                self._births = None
+                return
+        self._births.add(parent, v1)
+
+    def _born(self) -> None:
+        """Open the counter of each new cgroup named after a container (an early watch)."""
+        assert self._births is not None
+        for directory, v1 in self._births.read():
+            m = _ID.search(os.path.basename(directory))
+            if m is None:
+                continue
+            cid = m.group(0)
+            self.forget((_EARLY, cid))
+            if len(self._early) >= MAX_EARLY:
+                self.forget((_EARLY, self._early[0]))
+            counter = os.path.join(directory, "memory.oom_control" if v1 else "memory.events")
+            if self._open((_EARLY, cid), 0, counter, v1) is not None:
+                self._early.append(cid)
 
     def final(self, key: tuple[str, str]) -> int | None:
         """The kills counted in ``key``'s watched cgroup (read once more if it is there), then stop
-        watching it (the count stays for a second exit event); None when it was never watched."""
+        watching it (the count stays for a second exit event); None when it was never watched.
+
+        A container not watched by its key (or whose watch an exit already read) has the count of
+        its early watch, if one was opened when its cgroup was created (it died before the
+        observer resolved it)."""
+        known = self._watches.get(key)
+        if (known is None or known.fd < 0) and (_EARLY, key[1]) in self._watches:
+            self.forget(key, early=False)  # an exit already read: this is a later run's
+            self._adopt(key)
         w = self._watches.get(key)
         if w is None:
             return None
@@ -178,19 +246,32 @@ class OomWatch:
         w = self._watches.get(key)
         return None if w is None else w.kills
 
-    def forget(self, key: tuple[str, str]) -> None:
+    def forget(self, key: tuple[str, str], *, early: bool = True) -> None:
+        """Stop watching ``key`` (and, with ``early``, its container's early watch)."""
         w = self._watches.pop(key, None)
         if w is not None:
             self._close(w)
+        if key[0] == _EARLY and key[1] in self._early:
+            self._early.remove(key[1])
+        elif early and key[0] != _EARLY:
+            self.forget((_EARLY, key[1]))
 
     def retain(self, keys: set[tuple[str, str]]) -> None:
-        """Forget every watch whose container is not among ``keys`` (a registry rebuild)."""
-        for key in [k for k in self._watches if k not in keys]:
-            self.forget(key)
+        """Forget every watch whose container is not among ``keys`` (a registry rebuild; the early
+        watches stay, bounded by ``MAX_EARLY``)."""
+        for key in [k for k in self._watches if k not in keys and k[0] != _EARLY]:
+            self.forget(key, early=False)
 
     def close(self) -> None:
         for key in list(self._watches):
             self.forget(key)
+        if self._births is not None:
+            self._by_fd.pop(self._births.fd, None)
+            if self._epoll is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(self._births.fd)
+            self._births.close()
+            self._births = None
         if self._epoll is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._epoll.fileno())
@@ -219,6 +300,9 @@ class OomWatch:
             return
         for fd, _mask in self._epoll.poll(0):
             key = self._by_fd.get(fd)
+            if key == _BIRTHS:
+                self._born()
+                continue
             w = self._watches.get(key) if key is not None else None
             if key is None or w is None:
                 with contextlib.suppress(OSError, ValueError):

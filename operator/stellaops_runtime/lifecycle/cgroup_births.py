@@ -1,0 +1,82 @@
+"""New cgroup directories under watched parents, as the kernel creates them (inotify).
+
+A container that the kernel OOM-kills within moments of its start may be gone,
+cgroup and all, before the observer handles its start event, so its OOM
+counter was never opened (lifecycle/oom_watch.py). Its cgroup is created
+earlier, though: the runtime makes it (runc ``create``) before the container's
+own program runs. So the OOM watch also watches, with inotify, the parent
+directory of each container cgroup it holds (``/sys/fs/cgroup/memory/docker``,
+a pod's cgroup): a new directory there is a sibling container's cgroup, opened
+at once, before the runtime announces anything. Python has no inotify of its
+own; the three libc calls are made through ctypes. Pure reads otherwise: no
+directory is created, changed or removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import struct
+
+IN_MOVED_TO = 0x80  # never in cgroupfs; a directory renamed in is born as well (tests)
+IN_CREATE = 0x100
+IN_Q_OVERFLOW = 0x4000
+IN_ONLYDIR = 0x01000000
+MAX_PARENTS = 1024  # parent directories watched at most
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+class Births:
+    """One inotify instance reporting directories created in the parents added to it."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._add_watch = libc.inotify_add_watch
+        self._add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+        self._add_watch.restype = ctypes.c_int
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+        self.fd: int = fd
+        self._dirs: dict[int, str] = {}
+        self._parents: dict[str, bool] = {}  # parent directory -> its children count OOM as v1
+        self.overflows = 0  # events the kernel dropped (its queue was full)
+
+    def add(self, directory: str, v1: bool) -> None:
+        """Report directories created in ``directory`` from now on (at most ``MAX_PARENTS``)."""
+        if directory in self._parents or len(self._parents) >= MAX_PARENTS or self.fd < 0:
+            return
+        wd = self._add_watch(self.fd, os.fsencode(directory), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+        if wd >= 0:
+            self._dirs[wd] = directory
+            self._parents[directory] = v1
+
+    def read(self) -> list[tuple[str, bool]]:
+        """The directories created since the last read: (path, whether v1)."""
+        out: list[tuple[str, bool]] = []
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            off = 0
+            while off + _EVENT.size <= len(data):
+                wd, mask, _cookie, length = _EVENT.unpack_from(data, off)
+                raw = data[off + _EVENT.size : off + _EVENT.size + length].split(b"\0", 1)[0]
+                off += _EVENT.size + length
+                if mask & IN_Q_OVERFLOW:
+                    self.overflows += 1
+                parent = self._dirs.get(wd)
+                if mask & (IN_CREATE | IN_MOVED_TO) and parent is not None and raw:
+                    out.append((os.path.join(parent, os.fsdecode(raw)), self._parents[parent]))
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
