@@ -136,3 +136,18 @@ def test_a_sibling_cgroup_is_watched_from_its_creation(tmp_path: Path) -> None:
         w.close()
 
     asyncio.run(main())
+
+
+def test_a_removed_parent_frees_its_place(tmp_path: Path) -> None:
+    from stellaops_runtime.lifecycle.cgroup_births import Births
+
+    births = Births()
+    pods = [tmp_path / f"pod-{i}" for i in range(3)]
+    for p in pods:
+        p.mkdir()
+        births.add(str(p), False)
+    assert len(births) == 3
+    pods[0].rmdir()
+    (pods[1] / "c").mkdir()
+    assert births.read() == [(str(pods[1] / "c"), False)] and len(births) == 2
+    births.close()

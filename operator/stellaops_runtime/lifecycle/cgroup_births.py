@@ -22,6 +22,7 @@ import struct
 IN_MOVED_TO = 0x80  # never in cgroupfs; a directory renamed in is born as well (tests)
 IN_CREATE = 0x100
 IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000  # the watch is gone (its directory was removed)
 IN_ONLYDIR = 0x01000000
 MAX_PARENTS = 1024  # parent directories watched at most
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
@@ -44,8 +45,12 @@ class Births:
         self._parents: dict[str, bool] = {}  # parent directory -> its children count OOM as v1
         self.overflows = 0  # events the kernel dropped (its queue was full)
 
+    def __len__(self) -> int:
+        return len(self._parents)
+
     def add(self, directory: str, v1: bool) -> None:
-        """Report directories created in ``directory`` from now on (at most ``MAX_PARENTS``)."""
+        """Report directories created in ``directory`` from now on (at most ``MAX_PARENTS`` at once;
+        a removed directory's watch ends, and frees its place)."""
         if directory in self._parents or len(self._parents) >= MAX_PARENTS or self.fd < 0:
             return
         wd = self._add_watch(self.fd, os.fsencode(directory), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
@@ -71,6 +76,10 @@ class Births:
                 if mask & IN_Q_OVERFLOW:
                     self.overflows += 1
                 parent = self._dirs.get(wd)
+                if mask & IN_IGNORED and parent is not None:  # a pod's cgroup removed: room for another
+                    del self._dirs[wd]
+                    self._parents.pop(parent, None)
+                    continue
                 if mask & (IN_CREATE | IN_MOVED_TO) and parent is not None and raw:
                     out.append((os.path.join(parent, os.fsdecode(raw)), self._parents[parent]))
         return out
