@@ -95,6 +95,10 @@ def test_a_command_named_in_the_text_ends_at_the_shell_separator() -> None:
     assert pf.redact_text("docker run -p 8080:80 img | docker login -p Pw2 r") == (
         "docker run -p 8080:80 img | docker login -p [REDACTED] r"
     )
+    # A separator inside a word is part of it (a password holding '&' or ';'); one standing apart ends it.
+    assert pf.redact_text("redis-cli AUTH app R3d&is;Pw; redis-cli -a x&&ls -a") == (
+        "redis-cli AUTH [REDACTED]; redis-cli -a [REDACTED]&&ls -a"
+    )
 
 
 def test_client_name_must_be_a_whole_word() -> None:
@@ -103,3 +107,11 @@ def test_client_name_must_be_a_whole_word() -> None:
         assert pf.redact_text(text) == text
     assert pf.redact_text("/usr/bin/mysql -pfoo") == "/usr/bin/mysql -p[REDACTED]"
     assert pf.redact_text('sh -c "mysql -pfoo db"') == 'sh -c "mysql -p[REDACTED] db"'
+
+
+def test_a_tool_name_without_client_rules_is_no_crash() -> None:
+    # filter_field(tool=...) and redact_text(tool=...) are public: a name that has no client
+    # rules (keytool's options are everyone's rules) raised KeyError from inside the passes.
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field("-storepass Kt0ol&Pw -list", tool="keytool") == "-storepass [REDACTED] -list"
+    assert pf.redact_text("-p 8080", tool="no-such-client") == "-p 8080"

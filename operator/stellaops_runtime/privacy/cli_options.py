@@ -125,9 +125,11 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # ACL SETUSER name ... >password (https://redis.io/docs/latest/commands/acl-setuser/)
     _REDIS: (
         _sep("-a"),
-        r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]+(?:\s+[^\s;|&-][^\s;|&]*)?)",
-        r"(?<!\S)(?i:config)\s+(?i:set)\s+(?i:requirepass|masterauth)\s+(?P<s>[^\s;|&]+)",
-        r"(?<!\S)(?i:acl)\s+(?i:setuser)\s+(?:[^\s;|&>]\S*\s+){0,32}?>(?P<s>[^\s;|&]+)",
+        # A value runs to whitespace (a password may hold ``&`` or ``;``); a second word (the
+        # password after a user name) counts unless the first ended with a shell separator.
+        r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]\S*(?:(?<![;|&])\s+[^\s;|&-]\S*)?)",
+        r"(?<!\S)(?i:config)\s+(?i:set)\s+(?i:requirepass|masterauth)\s+(?P<s>[^\s;|&]\S*)",
+        r"(?<!\S)(?i:acl)\s+(?i:setuser)\s+(?:[^\s;|&>]\S*\s+){0,32}?>(?P<s>[^\s;|&]\S*)",
     ),
     # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
     _SQLCMD: (_sep_or_glued("-P"),),
@@ -200,8 +202,10 @@ TOOL_WORD = re.compile(
     + "|".join(re.escape(t) for t in sorted(TOOLS, key=len, reverse=True))
     + r")(?=[\s\"']|$)"
 )
-# Where a command found in the text ends.
-COMMAND_END = re.compile(r"[;|&\n]")
+# Where a command found in the text ends: a newline, or ``;``, ``|``, ``&`` standing apart
+# (whitespace, the text's end or another separator on one side: ``a; b``, ``a && b``, ``a|
+# b``). One inside a word (``AUTH app R3d&is;Pw``, an argument holding it) is part of the word.
+COMMAND_END = re.compile(r"\n|(?<![^\s;|&])[;|&]|[;|&](?![^\s;|&])")
 
 
 def words(text: str) -> list[str]:

@@ -155,7 +155,7 @@ def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
     """
     # (client, command end) -> where its scans start (a client word's end; 0 for the executed tool)
     groups: dict[tuple[str, int], list[int]] = {}
-    if tool:
+    if tool in TOOLS:  # a name without client rules has none to run (filter_field's caller chose it)
         groups[(tool, len(text))] = [0]
     if not TOOLS.isdisjoint(words(text)):
         stops = [m.start() for m in COMMAND_END.finditer(text)]
