@@ -151,3 +151,34 @@ def test_a_removed_parent_frees_its_place(tmp_path: Path) -> None:
     (pods[1] / "c").mkdir()
     assert births.read() == [(str(pods[1] / "c"), False)] and len(births) == 2
     births.close()
+
+
+def test_at_most_max_early_cgroups_are_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oldest early watch goes first (a cgroup whose container the runtime never named)."""
+    import asyncio
+    import os
+
+    monkeypatch.setattr(oom_watch, "MAX_EARLY", 1)
+    parent = tmp_path / "docker"
+    known = parent / ("a" * 64)
+    known.mkdir(parents=True)
+    (known / "memory.events").write_text("oom_kill 0\n")
+    b, c = "b" * 64, "c" * 64
+
+    async def main() -> None:
+        w = OomWatch(str(tmp_path))
+        w.watch(("", "a" * 64), 1, str(known / "memory.events"), False)
+        for name in (b, c):
+            staged = tmp_path / "staging" / name
+            staged.mkdir(parents=True)
+            (staged / "memory.events").write_text("oom_kill 1\n")
+            os.rename(staged, parent / name)
+        for _ in range(500):
+            if w.seen((oom_watch._EARLY, c)) is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert len(w) == 2  # the known one and the latest early one
+        assert w.final(("", b)) is None and w.final(("", c)) == 1
+        w.close()
+
+    asyncio.run(main())
