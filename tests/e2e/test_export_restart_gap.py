@@ -10,6 +10,11 @@ source (docs/operations.md): the next agent records the span from the last agent
 watching moment to the moment it opened the file as a node-wide gap (source ``none``),
 and the answer is unknown (exit 3). Counts of the lines read stay exact.
 
+Since s32/h2 a restarted agent reads on from the last agent's checkpoint when the file at the
+path is still the file it followed (tests/e2e/test_export_resume.py): the hole is then read, not
+a gap. Here the file was rotated away, or emptied by copytruncate, while no agent ran: the
+checkpoint names bytes that are no longer at the path, so the hole stays a gap.
+
 The stream is the synthetic one (tests/fixtures/tetragon/synthetic, copied from
 /work/shared/fixtures/tetragon), its node set to the agent's and its times to now.
 """
@@ -100,8 +105,23 @@ def append(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-async def test_the_hole_between_two_export_agents_is_a_gap(tmp_path, pg_url, sig) -> None:
+def rotate(path: Path, how: str) -> None:
+    """Rotate the export file the way Tetragon does (rename), or the way logrotate's copytruncate does."""
+    if how == "rotated":
+        path.rename(path.with_suffix(".log.1"))
+        path.write_bytes(b"")
+    else:
+        path.with_suffix(".log.1").write_bytes(path.read_bytes())
+        with path.open("r+b") as f:
+            f.truncate(0)
+
+
+@pytest.mark.parametrize(
+    ("sig", "how"),
+    [(signal.SIGTERM, "rotated"), (signal.SIGKILL, "copytruncate")],
+    ids=["sigterm-rotated", "sigkill-copytruncate"],
+)
+async def test_the_hole_between_two_export_agents_is_a_gap(tmp_path, pg_url, sig, how) -> None:
     spool = str(tmp_path / "spool.jsonl")
     export = tmp_path / "tetragon.log"
     export.write_bytes(b"")
@@ -124,6 +144,7 @@ async def test_the_hole_between_two_export_agents_is_a_gap(tmp_path, pg_url, sig
         code_a, out_a = await asyncio.to_thread(h.finish, proc_a, 60)
         assert code_a == (0 if sig == signal.SIGTERM else -signal.SIGKILL), out_a
         stopped = dt.datetime.now(dt.UTC)
+        rotate(export, how)  # the file A followed is no longer at the path
         await asyncio.to_thread(append, export, lines(hole))  # written while no agent runs
         await asyncio.sleep(0.5)
         cfg_b, port_b = h.write_config(tmp_path / "b", **conf)

@@ -81,6 +81,7 @@ class Draining:
         when shutdown must end (agent/shutdown.py), instead of exiting as if
         nothing had been held.
         """
+        self.watch.drain_starts()  # an export checkpoint in flight is recorded before its rows move
         fut = asyncio.get_running_loop().run_in_executor(self._worker, self.pipeline.drain)
         self.drains_running.add(fut)
         fut.add_done_callback(self._keep_drained)

@@ -23,6 +23,11 @@ count writes the moment stop was asked. Each write goes to a temporary file
 beside it and is renamed (mode 0600), with no fsync: a lost write leaves an
 older time, i.e. a larger gap, the safe side.
 
+With the JSON export source the record also keeps the file's checkpoints (the
+offset where the stored counts end, and the one a running flush may store up to:
+agent/export_resume.py), so the next agent reads on from there instead of
+leaving a gap or counting lines twice.
+
 At start the next agent reads it; a record of this node with a sane time
 makes the span from that time until its first stream opens an outage of the
 source (``resume_outage``), handed over by ``take_outage`` like a reconnect.
@@ -60,7 +65,8 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from stellaops_runtime.hotsymbols.clock_span import READ_SLACK_NS, boot_ns, boot_of
+from stellaops_runtime.agent.export_resume import ExportResume, resume_export
+from stellaops_runtime.hotsymbols.clock_span import READ_SLACK_NS, boot_ns, boot_of, now_pair
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +99,17 @@ def this_boot() -> str:
         return ""
 
 
-def encode(node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None) -> bytes:
+def encode(
+    node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None, export: Any = None
+) -> bytes:
+    """The record; ``export``: the export source's checkpoints (agent/export_resume.py), kept
+    only with the boot clock (they are used on the same boot only)."""
     doc: dict[str, Any] = {"format": FORMAT, "node": node, "agent_id": agent_id, "alive_ns": int(alive_ns)}
     boot_id = this_boot() if alive_boot is not None else ""
     if boot_id:
         doc["boot_id"], doc["boot_ns"] = boot_id, int(alive_boot)  # type: ignore[arg-type]
+        if export:
+            doc["export"] = export
     return json.dumps(doc, ensure_ascii=True, sort_keys=True).encode()
 
 
@@ -107,16 +119,19 @@ class Hole(NamedTuple):
     alive_ns: int
     agent_id: str
     boot_ns: int | None = None
+    export: Any = None  # the export source's checkpoints, as written (same boot only)
 
 
-def write_record(path: str, node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None) -> None:
+def write_record(
+    path: str, node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None, export: Any = None
+) -> None:
     """Replace the record (temporary file beside it, mode 0600, renamed). Raises OSError."""
     d, name = os.path.split(path)
     tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(encode(node, agent_id, alive_ns, alive_boot))
+            f.write(encode(node, agent_id, alive_ns, alive_boot, export))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -167,7 +182,10 @@ def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = Non
     other_boot = isinstance(boot_id, str) and bool(boot_id) and bool(here) and boot_id != here
     if boot_id != here or type(boot) is not int or not 0 <= boot <= now_boot:
         boot = None  # another boot's (or an older record's): its boot-clock time means nothing here
-    return _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
+    hole = _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
+    if boot is not None and hole.boot_ns == boot and "export" in doc:
+        hole = hole._replace(export=doc["export"])  # checked by its user (agent/export_resume.py)
+    return hole
 
 
 def _hole_start(
@@ -218,6 +236,8 @@ class WatchRecord:
         self._written = (0, 0)  # (alive_ns, its boottime) of the last write
         # (watching ns, its boottime, payloads enqueued then)
         self._samples: deque[tuple[int, int, int]] = deque()
+        self.export = ExportResume(queue)  # the export source's checkpoints (agent/export_resume.py)
+        self._hole: tuple[int, int | None] | None = None  # the last agent's moment, if resumed
 
     @property
     def enabled(self) -> bool:
@@ -225,6 +245,7 @@ class WatchRecord:
 
     def resume(self, source: Any) -> int | None:
         """Hand the hole since the last agent to ``source.resume_outage``; returns its start (or None)."""
+        self.export.attach(source)
         if not self.path or getattr(source, "resume_outage", None) is None:
             return None
         now = time.time_ns()
@@ -233,7 +254,7 @@ class WatchRecord:
         with contextlib.suppress(OSError):  # a killed agent's temporary record files
             remove_stale_temporaries(self.path)
         try:
-            alive, last_agent, alive_boot = read_record(self.path, node=self.node, now_ns=now)
+            alive, last_agent, alive_boot, export = read_record(self.path, node=self.node, now_ns=now)
         except FileNotFoundError:
             log.info("no watch record at %s: the first agent on this node, no restart gap", self.path)
             return None
@@ -246,11 +267,14 @@ class WatchRecord:
             log.error("watch record %s ignored (error): %r; a restart hole may go unrecorded", self.path, e)
             return None
         source.resume_outage(alive, alive_boot)
+        self._hole = (alive, alive_boot)
         self.restart_gaps += 1
         self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
+        resumes = resume_export(source, export, (alive, alive_boot))
         log.warning(
-            "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap",
+            "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap%s",
             _iso(alive), last_agent, self.restart_gap_seconds,
+            " unless the export file is resumed where that agent's stored counts end" if resumes else "",
         )  # fmt: skip
         return alive
 
@@ -268,29 +292,54 @@ class WatchRecord:
 
     def flush_starts(self) -> int:
         """Payloads the pipeline has taken so far: the flush starting now drains all of them."""
-        return int(self.queue.enqueued - len(self.queue))
+        taken = int(self.queue.enqueued - len(self.queue))
+        self.export.flush_starts(taken)
+        return taken
+
+    def drain_starts(self) -> None:
+        """A drain is about to be handed to the pipeline thread: an export checkpoint it moves
+        past is recorded as in flight first (agent/export_resume.py)."""
+        if self.path and self.export.drain_starts():
+            self.write(*self._latest(), force=True)
+
+    def _latest(self) -> tuple[int, int]:
+        """The moment to keep with a record written for its checkpoints alone: the last written,
+        else the last agent's, else the first sample (the source's start), else now."""
+        if self._written[0]:
+            return self._written
+        if self._hole is not None and self._hole[1] is not None:
+            return (self._hole[0], self._hole[1])
+        return self._samples[0][:2] if self._samples else now_pair()
 
     def flushed(self, taken: int, ok: bool) -> None:
         """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""
         best = None
         while ok and self._samples and self._samples[0][2] <= taken:
             best = self._samples.popleft()
+        moved = self.export.flushed(taken, ok)
         if best is not None:
-            self.write(best[0], best[1])
+            self.write(best[0], best[1], force=moved)
+        elif moved:
+            self.write(*self._latest(), force=True)
 
     def final(self, alive: int | None, ok: bool) -> None:
         """At shutdown: ``alive`` (the source's last watching moment when stop was asked) if the
         shutdown stored or spooled every count (``ok``); else the record keeps its stored moment."""
         if ok and alive is not None:
-            self.write(alive)
+            self.write(alive, force=self.export.final())
 
-    def write(self, alive: int, boot: int | None = None) -> None:
-        """Record ``alive`` (boottime ``boot``; read back from now when None) if it is later."""
+    def write(self, alive: int, boot: int | None = None, *, force: bool = False) -> None:
+        """Record ``alive`` (boottime ``boot``; read back from now when None) if it is later;
+        ``force``: the export checkpoints changed, written even if the moment did not move."""
         boot = boot_of(alive) if boot is None else boot
-        if not self.path or not _later((alive, boot), self._written):
+        if not self.path:
             return
+        if not _later((alive, boot), self._written):
+            if not force:
+                return
+            alive, boot = self._written if self._written[0] else (alive, boot)
         try:
-            write_record(self.path, self.node, self.agent_id, alive, boot)
+            write_record(self.path, self.node, self.agent_id, alive, boot, self.export.doc())
         except OSError as e:
             self.write_errors += 1
             if self.write_errors == 1 or self.write_errors % 600 == 0:

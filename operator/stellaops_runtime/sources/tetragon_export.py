@@ -14,12 +14,16 @@ the reader wait rather than drop lines (``queue_waits``). A path that cannot be
 followed (a directory, a FIFO or device, a file the agent may not read) is
 retried with a logged reason and never stops the agent.
 
-An agent starts at the file's end (unless ``exportFromStart``), so the lines
-written while no agent ran are never read: like the gRPC source, this source
-gives the node's watch record (agent/watch_record.py) its watching moment
-(``watching_ns``: the last time it had read every complete line written
-before) and takes the hole since the last agent (``resume_outage``) as an
-outage up to the moment it opened the file (``take_outage``), a node-wide gap.
+A restarted agent resumes where the last agent's stored counts end when the
+node's watch record (agent/watch_record.py) holds a checkpoint of the file still
+at the path (sources/export_checkpoint.py, agent/export_resume.py): the lines
+written while no agent ran are read, none is counted twice. Otherwise it starts
+at the file's end (unless ``exportFromStart``), so the lines written while no
+agent ran are never read: like the gRPC source, this source gives the watch
+record its watching moment (``watching_ns``: the last time it had read every
+complete line written before) and takes the hole since the last agent
+(``resume_outage``) as an outage up to the moment it opened the file
+(``take_outage``), a node-wide gap.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches
 from stellaops_runtime.sources.export_files import SeenFiles, bytes_before, seek_line_start
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
@@ -61,6 +66,7 @@ class ExportStats:
     last_error: str = ""
     reconnects: int = 0  # gRPC-source counters, always 0 here (same metrics for every source)
     stream_errors: int = 0
+    resumed_at: int = -1  # the byte offset a restart resumed at (the last agent's checkpoint); -1: none
 
 
 class TetragonExportSource:
@@ -85,6 +91,9 @@ class TetragonExportSource:
         self._look_warned = ""
         self._read_warned = ""  # a read failing on every poll is logged once per reason
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
+        self._ends: list[int] = []  # the file offset just after each of them
+        self.positions = ExportPositions(path, queue)  # where the queued lines end (a checkpoint)
+        self._resume: tuple[dict[str, Any], tuple[int, int]] | None = None  # (checkpoint, its moment)
         self._outage = OpenOutage()  # the hole since the last agent (sources/open_outage.py)
         self._opened_at = (0, 0)  # (wall, boottime) ns the first file was opened
         self.alive_ns = 0  # wall ns: every complete line written before it has been queued
@@ -100,6 +109,7 @@ class TetragonExportSource:
                 if self._tail and bytes_before(f, f.tell(), len(self._tail)) not in (self._tail, None):
                     self._truncated(f)
                 try:
+                    at = f.tell()
                     data = f.read(CHUNK)
                 except OSError as e:
                     why = f"cannot read export file {self.path}: {e.strerror}"
@@ -107,7 +117,8 @@ class TetragonExportSource:
                     await asyncio.sleep(self.poll_interval)
                     continue
                 if data:
-                    self._feed(data)
+                    self.positions.read(f)
+                    self._feed(data, at)
                     if not await self._queue_lines(stop):
                         return
                     if len(data) == CHUNK:
@@ -123,6 +134,7 @@ class TetragonExportSource:
                     f.close()
                     f, self._cur_id = self._next.pop(0)
                     self._tail = self._seen.resume(f) or b""
+                    self.positions.opened(f)
                     if self._tail:
                         log.warning("export file %s names a file read before: continuing there", self.path)
                     self.stats.rotations += 1
@@ -141,17 +153,19 @@ class TetragonExportSource:
         """Queue the rest of a rotated file (read by chunks: it may be far behind); False if stopped."""
         while True:
             try:
+                at = f.tell()
                 rest = f.read(CHUNK)
             except OSError as e:
                 self._error("read_errors", f"cannot read the rotated export file {self.path}: {e.strerror}")
                 rest = b""
             if not rest:
                 break
-            self._feed(rest)
+            self.positions.read(f)
+            self._feed(rest, at)
             if not await self._queue_lines(stop):
                 return False
             await asyncio.sleep(0)
-        self._flush_partial()
+        self._flush_partial(f.tell())
         return await self._queue_lines(stop)
 
     def _look(self) -> None:
@@ -201,6 +215,7 @@ class TetragonExportSource:
         self._buf.clear()
         self._skipping = False
         self._tail = b""
+        self.positions.opened(f)
 
     async def _open(self, stop: asyncio.Event, *, at_end: bool) -> BinaryIO | None:
         warned = ""
@@ -235,10 +250,12 @@ class TetragonExportSource:
             self._tail = b""
             st = os.fstat(fd)
             self._cur_id = (st.st_dev, st.st_ino)
-            if at_end:
+            resumed = self._resume_at(f) if not self.stats.connects else None
+            if resumed is None and at_end:
                 seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
+            self.positions.opened(f)
             if not self.stats.connects:
-                self._opened_at = now_pair()  # lines written from here on are read
+                self._opened_at = resumed or now_pair()  # lines written from here on are read
             self.stats.connected = True
             self.stats.connects += 1
             self.stats.last_error = ""
@@ -252,12 +269,14 @@ class TetragonExportSource:
             log.warning("%s (retried every %gs)", why, self.poll_interval)
         return why
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes, at: int) -> None:
+        """Split what was read at file offset ``at`` into lines (each with the offset after it)."""
         self._tail = (self._tail + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
         buf = self._buf
+        base = at - len(buf)  # the file offset of buf[0]
         buf += data
         start = 0
-        out = self._pending
+        out, ends = self._pending, self._ends
         while True:
             nl = buf.find(b"\n", start)
             if nl < 0:
@@ -266,6 +285,7 @@ class TetragonExportSource:
                 self._skipping = False
             elif nl > start:
                 out.append(bytes(buf[start:nl]))
+                ends.append(base + nl + 1)
             start = nl + 1
         del buf[:start]
         if len(buf) > MAX_LINE:
@@ -291,15 +311,18 @@ class TetragonExportSource:
                         self._look()  # a rotation meanwhile: its file is held open
                         await q.wait_room(self.poll_interval)
                 q.put(lines[i])
+                self.positions.queued(self._ends[i])
                 self.stats.lines += 1
                 i += 1
         finally:
             del lines[:i]
+            del self._ends[:i]
         return True
 
-    def _flush_partial(self) -> None:
+    def _flush_partial(self, end: int) -> None:
         if self._buf and not self._skipping:
             self._pending.append(bytes(self._buf))
+            self._ends.append(end)
         self._buf.clear()
         self._skipping = False
 
@@ -311,19 +334,46 @@ class TetragonExportSource:
 
     def resume_outage(self, from_ns: int, from_boot: int | None = None) -> None:
         """Nobody watched since ``from_ns`` (boottime ``from_boot``; the last agent's record): a gap
-        until the file is opened.
-
-        With ``exportFromStart`` the file is read from its start all the same (a replay may be
-        another file); if it is the file the last agent followed, its lines count twice: said so.
-        """
+        until the file is opened, unless it is resumed at the last agent's checkpoint."""
         self._outage.resume(from_ns, from_boot)
-        if self.from_start:
+
+    def resume_checkpoint(self, cp: dict[str, Any], moment: tuple[int, int]) -> None:
+        """The last agent stored the counts of every line before ``cp`` (sources/export_checkpoint.py)
+        and none after it; the lines before it it may have stored were written before ``moment``
+        (wall, boottime ns). If the file at the path is still that file, it is read from there and
+        the gap since that agent ends at ``moment`` (none when nothing was in doubt)."""
+        self._resume = (cp, moment)
+
+    def _resume_at(self, f: BinaryIO) -> tuple[int, int] | None:
+        """Seek ``f`` to the checkpoint if it is its file; the moment the gap then ends (else None)."""
+        if self._resume is None:
+            if self.from_start and self._outage.start is not None:
+                log.warning(
+                    "exportFromStart with an earlier agent's watch record that holds no checkpoint of "
+                    "%s: if it is the file that agent followed, the lines it counted are counted again",
+                    self.path,
+                )
+            return None
+        cp, moment = self._resume
+        self._resume = None
+        why = "it was written for another path" if cp["path"] != self.path else matches(f, cp)
+        if why:
             log.warning(
-                "exportFromStart with an earlier agent's watch record: if %s is the file that agent "
-                "followed, the lines it counted are counted again; use exportFromStart only for "
-                "one-shot replays",
-                self.path,
-            )
+                "export file %s is not resumed where the last agent's stored counts end (%s): "
+                "read from its %s, the time since that agent is a gap",
+                self.path, why, "start" if self.from_start else "end",
+            )  # fmt: skip
+            return None
+        f.seek(cp["pos"])
+        self._tail = bytes_before(f, cp["pos"], min(TAIL, cp["pos"])) or b""
+        self.stats.resumed_at = cp["pos"]
+        log.warning(
+            "export file %s resumed at byte %d, where the last agent's stored counts end: the lines "
+            "written since are read, none counted twice%s",
+            self.path, cp["pos"], "" if moment[0] <= (self._outage.start or 0) else
+            " (the lines before it whose counts the last agent may not have stored are a gap)",
+        )  # fmt: skip
+        return moment
 
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file

@@ -1,0 +1,113 @@
+"""The export source's checkpoints in the node's watch record: a restart neither recounts nor skips.
+
+Split from :mod:`stellaops_runtime.agent.watch_record` (the record's file and its times). The
+JSON export file keeps the lines no agent has read, so the next agent reads them instead of
+marking the hole as a gap, starting exactly after the last line whose counts are stored
+(sources/export_checkpoint.py says what a checkpoint is). The record keeps two:
+
+- ``in_flight``: written when a drain is handed to the pipeline thread (before its rows can reach
+  the store), with that moment: the lines up to it may be stored from then on;
+- ``committed``: written once the flush that started with that drain stored everything (or a
+  graceful shutdown stored or spooled every count): the lines up to it are stored.
+
+At start the next agent resumes at ``in_flight`` when there is one (the lines between the two
+may or may not be counted: the time since the record's moment up to the in-flight moment is a
+gap, never a doubled count), else at ``committed`` with no gap at all; either only if the
+export file at the path is still that file, on the same boot. A record whose checkpoints are
+not well formed is not used for resuming (the hole is a gap, as without checkpoints).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from stellaops_runtime.hotsymbols.clock_span import boot_ns, now_pair
+from stellaops_runtime.sources.export_checkpoint import valid
+
+log = logging.getLogger("stellaops_runtime.agent.watch_record")
+
+
+class ExportResume:
+    """The checkpoints of the export source this agent follows (nothing for other sources)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue  # sources/queue.py EventQueue: ``enqueued`` and ``len()``
+        self.positions: Any = None  # sources/export_checkpoint.py ExportPositions of the source
+        self.committed: dict[str, Any] | None = None
+        self.in_flight: dict[str, Any] | None = None  # {"checkpoint", "at_ns", "at_boot"}
+        self._flush: tuple[int, dict[str, Any] | None] = (-1, None)  # (taken, checkpoint) at flush start
+
+    def attach(self, source: Any) -> None:
+        self.positions = getattr(source, "positions", None)
+
+    def doc(self) -> dict[str, Any] | None:
+        if self.committed is None and self.in_flight is None:
+            return None
+        return {"committed": self.committed, "in_flight": self.in_flight}
+
+    def _taken(self) -> int:
+        return int(self.queue.enqueued - len(self.queue))
+
+    def _checkpoint(self, taken: int) -> dict[str, Any] | None:
+        return self.positions.checkpoint(taken) if self.positions is not None else None
+
+    def drain_starts(self) -> bool:
+        """A drain is handed to the pipeline thread now; True if the record must say so first."""
+        cp = self._checkpoint(self._taken())
+        if cp is None or cp == self.committed:
+            return False
+        if self.in_flight is not None and self.in_flight["checkpoint"] == cp:
+            return False
+        wall, boot = now_pair()
+        self.in_flight = {"checkpoint": cp, "at_ns": wall, "at_boot": boot}
+        return True
+
+    def flush_starts(self, taken: int) -> None:
+        self._flush = (taken, self._checkpoint(taken))
+
+    def flushed(self, taken: int, ok: bool) -> bool:
+        """The flush that started at ``taken`` ended; True if the committed checkpoint moved."""
+        at, cp = self._flush
+        self._flush = (-1, None)
+        if not ok or at != taken or cp is None or cp == self.committed:
+            return False
+        self.committed = cp
+        if self.in_flight is not None and self.in_flight["checkpoint"] == cp:
+            self.in_flight = None  # nothing after it was drained meanwhile
+        return True
+
+    def final(self) -> bool:
+        """A shutdown stored or spooled every count: every line taken is committed."""
+        cp = self._checkpoint(self._taken())
+        if cp is None:
+            return False
+        self.committed, self.in_flight = cp, None
+        return True
+
+
+def resume_export(source: Any, export: Any, alive: tuple[int, int | None]) -> bool:
+    """Hand the last agent's checkpoint (its record's ``export``) to an export source; True if one
+    was handed. ``alive``: the record's (wall, boottime) moment, where the gap starts."""
+    if export is None or getattr(source, "resume_checkpoint", None) is None or alive[1] is None:
+        return False
+    committed = in_flight = moment = None
+    if isinstance(export, dict) and set(export) == {"committed", "in_flight"}:
+        committed = valid(export["committed"])
+        inf = export["in_flight"]
+        if isinstance(inf, dict) and set(inf) == {"checkpoint", "at_ns", "at_boot"}:
+            in_flight = valid(inf["checkpoint"])
+            wall, boot = inf["at_ns"], inf["at_boot"]
+            if type(wall) is int and type(boot) is int and wall >= alive[0] and 0 <= boot <= boot_ns():
+                moment = (wall, boot)
+        ok = (inf is None or (in_flight is not None and moment is not None)) and (
+            committed is not None or export["committed"] is None
+        )
+        if ok and in_flight is not None and moment is not None:
+            source.resume_checkpoint(in_flight, moment)
+            return True
+        if ok and committed is not None:
+            source.resume_checkpoint(committed, (alive[0], alive[1]))
+            return True
+    log.warning("the watch record's export checkpoints are not well formed: not used, the hole is a gap")
+    return False

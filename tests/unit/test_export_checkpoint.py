@@ -1,0 +1,224 @@
+"""The export follower's checkpoints: where the queued lines end, and whether a file is still the same.
+
+(s32/h2) A restarted export agent resumes at the last agent's checkpoint instead of counting the
+file again from its start (tests/e2e/test_export_resume.py runs real agents); these are the pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.agent.export_resume import ExportResume, resume_export
+from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches, valid
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+
+
+async def _until(cond, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+async def _read_all(src: TetragonExportSource, q: EventQueue, n: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: q.enqueued == n)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_the_checkpoint_of_a_count_is_where_that_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b'{"a":1}\n\n{"b":22}\n{"c":333}\n')
+    q = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    await _read_all(src, q, 3)
+    assert q.take(2)  # the consumer took two lines
+    cp = src.positions.checkpoint(2)
+    assert cp is not None and cp["pos"] == len(b'{"a":1}\n\n{"b":22}\n')
+    head = path.read_bytes()[: cp["pos"]]
+    assert (cp["head_len"], cp["head_sha256"]) == (len(head), hashlib.sha256(head).hexdigest())
+    assert valid(cp) == cp
+    with path.open("rb") as f:
+        assert matches(f, cp) == ""
+    assert src.positions.checkpoint(3)["pos"] == path.stat().st_size  # type: ignore[index]
+
+
+def test_marks_stay_bounded_by_the_lines_not_taken(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b"x\n" * 10)
+    q = EventQueue(10_000)
+    pos = ExportPositions(str(path), q)
+    with path.open("rb") as f:
+        pos.opened(f)
+    for i in range(5000):
+        q.put(b"x")
+        pos.queued(2 * (i + 1))
+        q.take(1)
+    assert len(pos._marks) <= 2
+    assert pos.checkpoint(5000)["pos"] == 10_000  # type: ignore[index]
+
+
+@pytest.mark.parametrize("how", ["rotated", "truncated", "rewritten"])
+def test_a_file_changed_under_the_checkpoint_does_not_match(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b'{"first":1}\n{"second":2}\n')
+    q = EventQueue(10)
+    pos = ExportPositions(str(path), q)
+    with path.open("rb") as f:
+        pos.opened(f)
+        f.seek(0, 2)
+        pos.read(f)
+    q.put(b"x")
+    pos.queued(12)
+    cp = pos.checkpoint(1)
+    assert cp is not None
+    if how == "rotated":
+        path.rename(tmp_path / "t.log.1")
+        path.write_bytes(b'{"first":1}\n{"second":2}\n')
+    elif how == "truncated":
+        with path.open("r+b") as f:
+            f.truncate(5)
+    else:
+        with path.open("r+b") as f:
+            f.write(b'{"FIRST":1}\n{"other":3}\n')
+    with path.open("rb") as f:
+        why = matches(f, cp)
+    assert why and {"rotated": "another file", "truncated": "shorter", "rewritten": "first bytes"}[how] in why
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {"path": "p"},
+        {"path": "p", "dev": 1, "ino": 2, "pos": -1, "head_len": 0, "head_sha256": ""},
+        {"path": "p", "dev": 1, "ino": 2, "pos": 3, "head_len": 4, "head_sha256": ""},
+        {"path": "p", "dev": True, "ino": 2, "pos": 3, "head_len": 3, "head_sha256": ""},
+    ],
+)
+def test_a_malformed_checkpoint_is_not_used(bad: object) -> None:
+    assert valid(bad) is None
+
+
+class _Source:
+    def __init__(self) -> None:
+        self.handed: list[tuple[dict, tuple[int, int]]] = []
+
+    def resume_checkpoint(self, cp: dict, moment: tuple[int, int]) -> None:
+        self.handed.append((cp, moment))
+
+
+CP = {"path": "/p", "dev": 1, "ino": 2, "pos": 10, "head_len": 10, "head_sha256": "ab"}
+
+
+def test_resume_prefers_the_checkpoint_in_flight_and_ends_the_gap_at_its_moment() -> None:
+    s = _Source()
+    doc = {
+        "committed": CP,
+        "in_flight": {"checkpoint": {**CP, "pos": 20, "head_len": 10}, "at_ns": 50, "at_boot": 1},
+    }
+    assert resume_export(s, doc, (40, 0))
+    assert s.handed == [({**CP, "pos": 20}, (50, 1))]
+    s2 = _Source()
+    assert resume_export(s2, {"committed": CP, "in_flight": None}, (40, 0))
+    assert s2.handed == [(CP, (40, 0))]  # nothing in doubt: the gap ends where it starts
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {
+            "committed": CP,
+            "in_flight": {"checkpoint": CP, "at_ns": "50", "at_boot": 1},
+        },  # in doubt, unreadable
+        {
+            "committed": CP,
+            "in_flight": {"checkpoint": CP, "at_ns": 10, "at_boot": 1},
+        },  # before the record's moment
+        {"committed": {**CP, "pos": "x"}, "in_flight": None},
+        {"committed": CP},
+        "export",
+    ],
+)
+def test_resume_uses_no_checkpoint_of_a_malformed_record(doc: object, caplog) -> None:
+    s = _Source()
+    assert not resume_export(s, doc, (40, 0))
+    assert s.handed == [] and "not well formed" in caplog.text
+
+
+def test_another_boot_uses_no_checkpoint() -> None:
+    s = _Source()
+    assert not resume_export(s, {"committed": CP, "in_flight": None}, (40, None))
+    assert s.handed == []
+
+
+def test_in_flight_is_recorded_before_a_drain_and_committed_after_its_flush(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b"a\nb\nc\n")
+    q = EventQueue(10)
+    pos = ExportPositions(str(path), q)
+    with path.open("rb") as f:
+        pos.opened(f)
+    r = ExportResume(q)
+    r.positions = pos
+    for end in (2, 4):
+        q.put(b"x")
+        pos.queued(end)
+    q.take(2)
+    r.flush_starts(2)
+    assert r.drain_starts() and r.in_flight is not None and r.in_flight["checkpoint"]["pos"] == 4
+    assert not r.drain_starts()  # the same position: nothing new to record
+    q.put(b"x")
+    pos.queued(6)
+    q.take(1)
+    assert r.drain_starts()  # an early drain while the flush runs: further in flight
+    assert r.flushed(2, True) and r.committed is not None and r.committed["pos"] == 4
+    assert r.in_flight is not None and r.in_flight["checkpoint"]["pos"] == 6  # still in doubt
+    r.flush_starts(3)
+    assert not r.flushed(3, False)  # a failed flush commits nothing
+    assert r.final() and r.committed["pos"] == 6 and r.in_flight is None
+
+
+async def test_a_source_resumes_at_a_matching_checkpoint_without_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b'{"old":1}\n{"old":2}\n')
+    q = EventQueue(100)
+    first = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    await _read_all(first, q, 2)
+    q.take(2)
+    cp = first.positions.checkpoint(2)
+    assert cp is not None
+    with path.open("ab") as f:
+        f.write(b'{"new":3}\n')
+    q2 = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q2, from_start=True, poll_interval=0.01)
+    src.resume_outage(1_000, None)
+    src.resume_checkpoint(cp, (1_000, 0))
+    await _read_all(src, q2, 1)
+    assert [p for p, _ in q2.take(10)] == [b'{"new":3}'] and src.stats.resumed_at == cp["pos"]
+    assert src.take_outage() is None  # nothing was in doubt: no gap
+
+
+async def test_a_source_whose_file_changed_reads_it_whole_and_keeps_the_gap(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b'{"old":1}\n')
+    cp = {"path": str(path), "dev": 0, "ino": 0, "pos": 10, "head_len": 10, "head_sha256": "00"}
+    q = EventQueue(100)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    src.resume_outage(1_000, None)
+    src.resume_checkpoint(cp, (1_000, 0))
+    await _read_all(src, q, 1)
+    assert src.stats.resumed_at == -1 and "not resumed" in caplog.text
+    gap = src.take_outage()
+    assert gap is not None and gap[0] == 1_000
