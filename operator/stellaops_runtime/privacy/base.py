@@ -17,6 +17,10 @@ REDACTED = "[REDACTED]"
 # (``"pa\\"ss word"``), so an escaped quote does not end it; the closing quote is
 # optional (the text may have been truncated). Single quotes escape nothing.
 DOUBLE_QUOTED = r'"(?:[^"\\]|\\[\s\S])*"?'
+# An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
+# one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
+# ``"-p x"``, so that closing quote is not the value's).
+WORD_VALUE = r"""[^\s"'](?:[^\s"']|["'](?=\S))*"""
 
 # Gates: cheap regexes a field must match before a rule that names the gate
 # runs. "run": a run of 20 token characters at the start or after a non-token

@@ -25,18 +25,24 @@ from __future__ import annotations
 
 import re
 
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, SecretPattern, compile_patterns, number_groups
+from stellaops_runtime.privacy.base import (
+    DOUBLE_QUOTED,
+    WORD_VALUE,
+    SecretPattern,
+    compile_patterns,
+    number_groups,
+)
 
 # An option value: a quoted string (closing quote optional: the text may have
-# been truncated; ``\"`` does not end a double-quoted one) or a run of non-space characters.
-_V = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|[^\s"']+)"""
+# been truncated; ``\"`` does not end a double-quoted one) or a run up to whitespace.
+_V = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|{WORD_VALUE})"""
 
 
 def _after(sep: str) -> str:
     """The password half of ``user<sep>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U)."""
     return (
         rf"""(?:"[^"{sep}]*{sep}(?P<s>(?:[^"\\]|\\[\s\S])*)"?|'[^'{sep}]*{sep}(?P<s>[^']*)'?"""
-        rf"""|[^\s{sep}"']*{sep}(?P<s>[^\s"']+))"""
+        rf"""|[^\s{sep}"']*{sep}(?P<s>{WORD_VALUE}))"""
     )
 
 
@@ -139,7 +145,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         _userpass("--(?:proxy-)?user"),
         _userpass("(?:-E|--cert|--proxy-cert)"),
         _sep("--oauth2-bearer"),
-        r"(?<!\S)(?:-b|--cookie)\s+[\"']?[^\s=\"']+=(?P<s>[^\s\"']+)",
+        rf"(?<!\S)(?:-b|--cookie)\s+[\"']?[^\s=\"']+=(?P<s>{WORD_VALUE})",
     ),
     # https://linux.die.net/man/1/sshpass (-p password, getopt: glued too)
     ("sshpass",): (_sep_or_glued("-p"),),
@@ -182,7 +188,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://github.com/FreeRDP/FreeRDP/wiki/CommandLineInterface (/p:, /gp: gateway password,
     # /password:), and rdesktop(1) (-p password)
     ("xfreerdp", "xfreerdp3", "wlfreerdp", "wlfreerdp3", "sdl-freerdp", "sdl-freerdp3"): (
-        r"""(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>[^\s"']+)""",
+        rf"""(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>{WORD_VALUE})""",
     ),
     ("rdesktop",): (_sep("-p"),),
     # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)

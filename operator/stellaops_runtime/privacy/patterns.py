@@ -50,6 +50,7 @@ import re
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
     REDACTED,
+    WORD_VALUE,
     CompiledPatterns,
     SecretPattern,
     compile_patterns,
@@ -90,7 +91,7 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 _NOT_A_MARKER = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
-_WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}[^\s"'](?:[^\s"']|["'](?=\S))*)"""
+_WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}{WORD_VALUE})"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
