@@ -33,6 +33,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
+from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import UprobeTarget
 
 log = logging.getLogger(__name__)
@@ -113,15 +114,13 @@ class TargetWatch:
 
     def _attach(self, bpf: Any, i: int, t: UprobeTarget) -> str:
         """'' when attached, else why not; the target's identity moves to the file looked at."""
-        try:
-            fd = os.open(t.binary, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:  # checked through O_PATH first: a device put there is never opened for reading
+            fd, st = open_in_root("/", t.binary)
         except OSError as e:
+            self.idents[i] = identity(t.binary)  # looked at: not tried again until it changes
             return f"the new file at {t.binary} cannot be opened: {e.strerror or e}"
         keep = False
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return f"{t.binary} is no longer a regular file"
             self.idents[i] = (st.st_dev, st.st_ino)  # looked at: not tried again until it changes
             if len(self.fds) >= MAX_FOLLOWED:
                 return (
