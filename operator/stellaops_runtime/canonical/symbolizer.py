@@ -37,6 +37,7 @@ is seen at most that much later; ``recheck_seconds=0`` checks on every call.
 
 from __future__ import annotations
 
+import gc
 import logging
 from time import monotonic
 
@@ -196,7 +197,31 @@ class Symbolizer(BinaryCache):
 
         The file is checked (``stat``, identity) once for the batch when its
         first offset has been resolved, rather than per call.
+
+        The cyclic garbage collector is paused for the batch (back on after it
+        if it was on): each few hundred kept answers made it walk the freshly
+        built index and the answers again (docs/symbolization.md). The lookups
+        make no reference cycles; others' cyclic garbage waits for the batch.
         """
+        if len(offsets) < 2:
+            return self._resolve_file_many(path, offsets, root, expected_build_id, inputs)
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            return self._resolve_file_many(path, offsets, root, expected_build_id, inputs)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _resolve_file_many(
+        self,
+        path: str,
+        offsets: list[int],
+        root: str,
+        expected_build_id: str,
+        inputs: list[str] | None,
+    ) -> list[Resolution]:
         root = root or "/"
         labels = inputs or [f"{path}+{hex(o)}" for o in offsets]
         if not offsets:
