@@ -32,7 +32,7 @@ def _offsets(path: str, n: int) -> list[int]:
         b = probe.binary(path)
         t = max(b.load_all(), key=len)
         rng = random.Random(12)
-        out = []
+        out: list[int] = []
         while len(out) < n:
             i = rng.randrange(len(t))
             off = b.layout.offset_of(t.starts[i] + rng.randrange(max(1, t.ends[i] - t.starts[i])))
@@ -118,7 +118,12 @@ def test_the_collector_is_back_on_when_a_batch_raises(monkeypatch: pytest.Monkey
     assert gc.isenabled()
     # a single offset is one call: nothing to pause for
     calls: list[bool] = []
-    monkeypatch.setattr(sym, "resolve_file", lambda *a, **k: calls.append(gc.isenabled()) or "answer")
+
+    def note(*args: object, **kwargs: object) -> str:
+        calls.append(gc.isenabled())
+        return "answer"
+
+    monkeypatch.setattr(sym, "resolve_file", note)
     assert sym.resolve_file_many(LIBSTDCXX, [0x1000]) == ["answer"]
     assert calls == [True]
     sym.close()
