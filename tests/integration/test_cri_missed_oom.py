@@ -67,3 +67,18 @@ def test_an_oom_the_runtime_does_not_report_is_reported(cri: CriSetup) -> None:
         assert w.query(lambda: w.observer.stats.oom_from_cgroup) == 1
         plain = _run_and_stop(cri, w, eat=False)
         assert (plain.exit_code, plain.oom_killed) == (137, False)
+
+
+def test_a_container_oom_killed_at_its_start_is_reported(cri: CriSetup) -> None:
+    """Its program allocates at once: the runtime's first word of it may already say exited. Its
+    cgroup was watched from its creation (beside the pod's sandbox, whose parent is watched)."""
+    client = OomBlindCri(cri.containerd.socket, timeout=3.0)
+    obs = CriObserver(client, relist_seconds=0.2, reconnect_initial=0.1, reconnect_max=0.5)  # type: ignore[arg-type]
+    d = cri.driver
+    with Watcher(obs) as w:
+        for _ in range(4):
+            pod = d.run_pod(f"p-{uuid.uuid4().hex[:8]}")
+            cid = d.create(pod, "app", cri.image.ref, ["eat"], memory_limit=16 << 20)
+            d.start(cid)
+            die = w.wait_for(lambda e, c=cid: e.event_type == T.DIE and e.container_id == c, timeout=60)
+            assert (die.exit_code, die.oom_killed) == (137, True)

@@ -349,11 +349,13 @@ class CriObserver(LifecycleObserver):
     ) -> list[ContainerLifecycleEvent]:
         if old is not None and rec.status == "stopped" and not rec.pid:
             rec.pid, rec.cgroup_path = old.pid, old.cgroup_path or rec.cgroup_path
-        if old is not None and rec.status == "stopped":
+        if rec.status == "stopped":
             # The runtime deleted the cgroup before saying the container exited, and says
-            # OOMKilled only if containerd's shim reported it: the kernel's count (oom_watch.py).
-            alive = old.status in ("created", "running", "paused")
-            rec.oom_killed = rec.oom_killed or old.oom_killed or (alive and self._oom_at_exit(rec))
+            # OOMKilled only if containerd's shim reported it: the kernel's count (oom_watch.py),
+            # also of a container first seen exited (its cgroup watched from its creation).
+            exits = old is None or old.status in ("created", "running", "paused")
+            said = rec.oom_killed or (old is not None and old.oom_killed)
+            rec.oom_killed = said or (exits and self._oom_at_exit(rec))
         if rec.status in ("created", "running", "paused") and not rec.cgroup_id:
             self._find_cgroup(rec)
         out = []
