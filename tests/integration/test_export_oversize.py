@@ -12,6 +12,7 @@ over the queue's byte bound) and, like every drop, a node-wide gap
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,39 @@ def test_drop_oversize_counts_like_the_queues_own_byte_bound(extra: int) -> None
     assert (q.dropped, q.dropped_oversize, len(q), q.enqueued) == (1 + extra, 1 + extra, 0, 0)
     first, last, n = q.take_drops() or (0, 0, 0)
     assert n == 1 + extra and 0 < first <= last
+
+
+async def test_a_60_mb_line_is_read_through_without_being_held(tmp_path: Path) -> None:
+    """s32/h2: with the limit at 64 MiB a 60 MB export line was held whole (and copied): the agent
+    peaked at 254 MB. The limit is 8 MiB (docs/configuration.md) and a line over it is read
+    through to its newline holding nothing: Python's own allocations while the follower reads
+    it stay a fraction of the line (tracemalloc counts every buffer, no RSS luck)."""
+    path = tmp_path / "tetragon.log"
+    with path.open("wb") as f:
+        f.write(b'{"before":1}\n{"huge":"')
+        block = b"x" * (1 << 20)
+        for _ in range(60):
+            f.write(block)
+        f.write(b'"}\n{"after":2}\n')
+    del block
+    q = EventQueue(10_000)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    stop = asyncio.Event()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        task = asyncio.create_task(src.run(stop))
+        try:
+            await _until(lambda: src.stats.lines >= 2)
+            await _until(lambda: q.enqueued + q.dropped_oversize >= 3)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert [p for p, _ in q.take(10)] == [b'{"before":1}', b'{"after":2}']  # the good lines around it
+    assert (src.stats.oversized_lines, q.dropped_oversize) == (1, 1)
+    assert tetragon_export.MAX_LINE <= 8 << 20  # the documented limit
+    assert src.stats.longest_held <= tetragon_export.MAX_LINE + tetragon_export.CHUNK
+    assert peak < 3 * tetragon_export.MAX_LINE, f"{peak / 2**20:.1f} MiB held for one line"

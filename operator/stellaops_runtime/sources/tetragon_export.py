@@ -46,7 +46,10 @@ from stellaops_runtime.sources.queue import EventQueue
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-MAX_LINE = 64 << 20  # a longer line is dropped and counted
+# A longer line is dropped and counted, read through without being held (docs/configuration.md):
+# Tetragon's largest events (an argument read with maxData, 320 KiB, base64 in JSON; 127-frame
+# stacks) are far below it. At 64 MiB a 60 MB line was held whole and the agent peaked at 254 MB.
+MAX_LINE = 8 << 20
 TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
 MAX_NEXT = 64  # files rotated in while the current one is still being read, held open until read
 
@@ -57,6 +60,7 @@ class ExportStats:
     rotations: int = 0
     truncations: int = 0
     oversized_lines: int = 0
+    longest_held: int = 0  # the most bytes of one unfinished line held at once (<= MAX_LINE + CHUNK)
     missing_file_waits: int = 0
     open_errors: int = 0  # the path exists but cannot be followed (retried)
     read_errors: int = 0  # a read or stat of the followed file failed (retried)
@@ -270,8 +274,17 @@ class TetragonExportSource:
         return why
 
     def _feed(self, data: bytes, at: int) -> None:
-        """Split what was read at file offset ``at`` into lines (each with the offset after it)."""
+        """Split what was read at file offset ``at`` into lines (each with the offset after it).
+
+        Inside a line over :data:`MAX_LINE` nothing is kept until its newline: at most
+        ``MAX_LINE`` plus one read of a line is ever held."""
         self._tail = (self._tail + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
+        if self._skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return
+            self._skipping = False
+            data, at = data[nl + 1 :], at + nl + 1
         buf = self._buf
         base = at - len(buf)  # the file offset of buf[0]
         buf += data
@@ -281,19 +294,20 @@ class TetragonExportSource:
             nl = buf.find(b"\n", start)
             if nl < 0:
                 break
-            if self._skipping:
-                self._skipping = False
-            elif nl > start:
+            if nl > start:
                 out.append(bytes(buf[start:nl]))
                 ends.append(base + nl + 1)
             start = nl + 1
         del buf[:start]
-        if len(buf) > MAX_LINE:
-            if not self._skipping:  # once per line, however many reads it spans
-                self.stats.oversized_lines += 1
-                # An event nobody counts: a drop in the metrics and a gap, never a silent loss.
-                self.queue.drop_oversize()
-                log.warning("dropping a line longer than %d bytes in %s", MAX_LINE, self.path)
+        self.stats.longest_held = max(self.stats.longest_held, len(buf))
+        if len(buf) > MAX_LINE:  # once per line: the rest of it is read through, never held
+            self.stats.oversized_lines += 1
+            # An event nobody counts: a drop in the metrics and a gap, never a silent loss.
+            self.queue.drop_oversize()
+            log.warning(
+                "dropping a line longer than %d bytes in %s (read through to its end, not held)",
+                MAX_LINE, self.path,
+            )  # fmt: skip
             buf.clear()
             self._skipping = True
 
