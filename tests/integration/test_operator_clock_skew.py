@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -61,7 +61,9 @@ async def tetragon() -> AsyncIterator[ReplayServer]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def operator(cluster: Cluster) -> AsyncIterator[OperatorRun]:
-    config = fast_config(cluster, stale_after_seconds=4.0, rollout_refresh_seconds=0.5)
+    config = fast_config(
+        cluster, stale_after_seconds=4.0, rollout_refresh_seconds=0.5, tetragon_unreachable_seconds=2.0
+    )
     async with OperatorRun(cluster, config) as op:
         await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
         await wait_for(lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, TP, NS), what="rendered")
@@ -78,14 +80,15 @@ class _Skewed(datetime):
 
 
 @contextlib.asynccontextmanager
-async def _agent(cluster: Cluster, tetragon: ReplayServer, skew: timedelta) -> AsyncIterator[None]:
+async def _agent(cluster: Cluster, tetragon: ReplayServer | str, skew: timedelta) -> AsyncIterator[None]:
     """The agent's ObservationNode writer, heart-beating every second by a clock off by ``skew``."""
-    assert tetragon.address
+    address = tetragon if isinstance(tetragon, str) else tetragon.address
+    assert address
     _Skewed.skew = skew
     w = ObservationNodeWriter(
         node_name=NODE,
         config=ObservationNodeConfig(enabled=True, heartbeatSeconds=1, kubeconfig=str(cluster.kubeconfig)),
-        tetragon=TetragonConfig(address=tetragon.address, timeoutSeconds=1),
+        tetragon=TetragonConfig(address=address, timeoutSeconds=1),
         poll_seconds=0.2,
     )
     stop = asyncio.Event()
@@ -147,6 +150,25 @@ async def test_a_dead_agent_with_a_clock_ahead_goes_stale(
     await wait_for(lambda: _policy(cluster)[1:] == (0, 1), limit_s=15, what="the node stale")
     assert _policy(cluster)[0] != "Ready"
     await wait_for(lambda: _ceiling(cluster) == "None", limit_s=15, what="the Node's ceiling label None")
+
+
+async def test_tetragon_unreachable_behind_an_agent_clock_ahead_still_turns_degraded(
+    cluster: Cluster, operator: OperatorRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent says since when it cannot reach Tetragon by its clock, a day ahead: Degraded after
+    ``tetragon_unreachable_seconds`` (2 s here) all the same, not a day later."""
+    monkeypatch.setattr(node_status, "datetime", _Skewed)
+    ahead = timedelta(days=1)
+    monkeypatch.setattr(
+        node_status, "now_rfc3339", lambda: (datetime.now(UTC) + ahead).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    async with _agent(cluster, "127.0.0.1:1", ahead):  # nothing listens there
+        await wait_for(lambda: _policy(cluster)[0] == "Progressing", what="the policy waiting on the node")
+        await wait_for(
+            lambda: _policy(cluster)[0] == "Degraded", limit_s=15, what="Degraded: Tetragon unreachable"
+        )
+        pol = cluster.stored(r.OBSERVATION_POLICIES, "web", NS) or {}
+        assert condition(pol, "Degraded")["reason"] == "TetragonUnreachable"
 
 
 def _beats(cluster: Cluster, mark: int) -> int:

@@ -68,3 +68,17 @@ def test_received_all_by_name() -> None:
     beats = Heartbeats()
     nodes = [_node(NOW, "a"), _node(None, "b"), _node(NOW + timedelta(days=1), "c")]
     assert beats.received_all(nodes, now=NOW) == {"a": NOW, "c": NOW}
+
+
+def test_unreachable_since_on_the_operators_clock() -> None:
+    beats = Heartbeats()
+    ahead = NOW + timedelta(days=1)
+    assert beats.unreachable_since("a", ahead, now=NOW) == NOW  # the agent's clock a day ahead: from now
+    assert beats.unreachable_since("a", ahead, now=NOW + timedelta(seconds=5)) == NOW  # same transition
+    behind = NOW - timedelta(days=1)
+    assert beats.unreachable_since("b", behind, now=NOW) == behind  # first sight: the earlier one
+    later = NOW + timedelta(seconds=10)
+    assert beats.unreachable_since("b", behind + timedelta(hours=1), now=later) == later  # a new transition
+    assert beats.unreachable_since("b", None, now=later) is None  # no time said: nothing assumed
+    beats.forget("a")
+    assert beats.unreachable_since("a", ahead, now=later) == later

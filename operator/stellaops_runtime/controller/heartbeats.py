@@ -15,6 +15,13 @@ on the operator's clock alone. A value seen for the first time with no
 earlier one to compare (the operator just started, or the node is new) is
 taken as of the earlier of its stamp and now: an agent clock behind makes
 the node stale only until its next heartbeat, one ahead counts from now.
+
+The same holds for since when a node's agent cannot reach Tetragon (its
+``Ready=False`` ``lastTransitionTime``, also the agent's clock), which
+turns its policies Degraded after ``tetragon_unreachable_seconds``: an
+agent clock a day ahead kept them Progressing for a day, one behind made
+them Degraded at once. ``unreachable_since`` times it from the operator's
+first sight of that transition, the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class Heartbeats:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, datetime]] = {}
+        self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
 
     def received(self, node: Mapping[str, Any], *, now: datetime) -> datetime | None:
         """When this node's current report arrived, on the operator's clock (None: it has no heartbeat)."""
@@ -65,5 +73,19 @@ class Heartbeats:
                 out[_name(node)] = at
         return out
 
+    def unreachable_since(self, name: str, stamped: datetime | None, *, now: datetime) -> datetime | None:
+        """Since when (operator's clock) the node's agent reports Tetragon unreachable, given the
+        agent's ``lastTransitionTime`` ``stamped`` (None: it does not say, and nothing is assumed)."""
+        if stamped is None:
+            self._down.pop(name, None)
+            return None
+        before = self._down.get(name)
+        if before is not None and before[0] == stamped:
+            return before[1]
+        at = now if before is not None else min(now, stamped)
+        self._down[name] = (stamped, at)
+        return at
+
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)
+        self._down.pop(name, None)

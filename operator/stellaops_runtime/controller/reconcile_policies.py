@@ -326,8 +326,11 @@ class PolicyReconciler(OwnedWriter):
             self._awaiting_reports[(kind, namespace, name)] = waiting
         else:
             self._awaiting_reports.pop((kind, namespace, name), None)
-        overdue, recent = unreachable_nodes(
-            reports, now=now, after_seconds=self.config.tetragon_unreachable_seconds
+        overdue, recent = unreachable_nodes(  # since when: on the operator's clock (heartbeats)
+            reports,
+            now=now,
+            after_seconds=self.config.tetragon_unreachable_seconds,
+            since=lambda n: self.heartbeats.unreachable_since(n.name, n.unreachable_since, now=now),
         )
         state, reason, message = _policy_state(
             names=names,

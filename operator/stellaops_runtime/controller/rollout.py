@@ -58,7 +58,7 @@ A node's ``feature.stellaops.io/*`` labels are derived in ``controller.node_labe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -240,12 +240,18 @@ def _unreachable_entry(report: NodeReport, wanted: Sequence[tuple[str, str]]) ->
 
 
 def unreachable_nodes(
-    reports: Sequence[NodeReport], *, now: datetime, after_seconds: float
+    reports: Sequence[NodeReport],
+    *,
+    now: datetime,
+    after_seconds: float,
+    since: Callable[[NodeReport], datetime | None] | None = None,
 ) -> tuple[list[NodeReport], list[NodeReport]]:
     """Fresh nodes with Tetragon unreachable: (for ``after_seconds`` or more, for less).
 
     A node that does not say since when counts as unreachable for long
-    enough: nothing it reports will make the policy load sooner.
+    enough: nothing it reports will make the policy load sooner. ``since``:
+    since when, on the operator's clock (``heartbeats.Heartbeats.unreachable_since``),
+    instead of the agent's stamp.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -254,8 +260,8 @@ def unreachable_nodes(
     for r in reports:
         if r.kind != "tetragon" or not r.unreachable:
             continue
-        since = r.unreachable_since
-        if since is None or (now - since).total_seconds() >= after_seconds:
+        at = r.unreachable_since if since is None else since(r)
+        if at is None or (now - at).total_seconds() >= after_seconds:
             overdue.append(r)
         else:
             recent.append(r)
