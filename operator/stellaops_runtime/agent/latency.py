@@ -31,15 +31,28 @@ class LatencyHistogram:
         self.count += 1
 
     def observe_batch(self, items: list[tuple[bytes, int]], now_ns: int) -> None:
-        """observe_ns(now_ns - received) for each (payload, received) of a batch, inlined."""
-        bounds, counts = self.bounds_ns, self.counts
-        total = 0
-        for _, received in items:
-            value = now_ns - received
-            counts[bisect.bisect_left(bounds, value)] += 1
-            total += value
-        self.sum_ns += total
-        self.count += len(items)
+        """observe_ns(now_ns - received) for each (payload, received) of a batch, in one pass per bucket.
+
+        All of a batch's values share ``now_ns``, so a value is at most a bucket's bound exactly
+        when its arrival is at least ``now_ns - bound``: with the arrival times sorted (they come
+        nearly in order, so the sort is linear), each bucket's count is the difference of two
+        binary searches, and the sum is ``len * now_ns - sum(arrivals)``; the same counts and
+        sum as observing each value (tests/unit/test_latency_batch.py), without a bisect per event.
+        """
+        n = len(items)
+        if not n:
+            return
+        arrivals = [received for _, received in items]
+        arrivals.sort()
+        counts = self.counts
+        below = 0  # values at most the previous bound
+        for i, bound in enumerate(self.bounds_ns):
+            at_most = n - bisect.bisect_left(arrivals, now_ns - bound)
+            counts[i] += at_most - below
+            below = at_most
+        counts[-1] += n - below
+        self.sum_ns += n * now_ns - sum(arrivals)
+        self.count += n
 
     def quantile_ns(self, q: float) -> int:
         """Upper bound of the bucket holding quantile q (for logs and the benchmark)."""
