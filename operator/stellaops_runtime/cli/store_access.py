@@ -36,6 +36,7 @@ from stellaops_runtime.store.engine import (
     sqlite_path,
 )
 from stellaops_runtime.store.refs import RefError, image_key
+from stellaops_runtime.store.threads import call_interruptibly
 
 STORE_ENV = STORE_URL_ENV
 
@@ -104,21 +105,27 @@ def with_store(args: argparse.Namespace, ask: Callable[[sa.Connection], int]) ->
         return fail(redact_error(e))
     except Exception as e:  # e.g. a driver that is not installed
         return fail(f"cannot open store {shown}: {redact_error(e)}")
-    try:
-        with engine.connect() as conn:
-            if not has_schema(conn):
-                return fail(f"no hot-symbol data in {shown}: run the agent first")
-            if missing := _missing(conn):
-                return fail(
-                    f"the store at {shown} is from an older schema or incomplete (no {', '.join(missing)}): "
-                    "let the agent migrate it (it migrates the store when it starts)"
-                )
-            return ask(conn)
+    try:  # on a daemon thread: Ctrl-C must not wait out a locked SQLite store's busy timeout
+        return call_interruptibly(_ask, engine, shown, ask, fail)
     except sa.exc.SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()
         return fail(f"cannot query store {shown}: {redact(detail[0]) if detail else type(e).__name__}")
     finally:
         engine.dispose()
+
+
+def _ask(
+    engine: sa.Engine, shown: str, ask: Callable[[sa.Connection], int], fail: Callable[[str], int]
+) -> int:
+    with engine.connect() as conn:
+        if not has_schema(conn):
+            return fail(f"no hot-symbol data in {shown}: run the agent first")
+        if missing := _missing(conn):
+            return fail(
+                f"the store at {shown} is from an older schema or incomplete (no {', '.join(missing)}): "
+                "let the agent migrate it (it migrates the store when it starts)"
+            )
+        return ask(conn)
 
 
 # What every answer reads: the tables of migration 0001 and hot_symbols' function IDs (0002).

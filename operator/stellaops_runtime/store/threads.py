@@ -1,4 +1,4 @@
-"""Run a blocking store call on a daemon thread and await it from the event loop.
+"""Run a blocking store call on a daemon thread: awaited from the event loop, or from the main thread.
 
 ``asyncio.to_thread`` uses the loop's default executor, whose threads the
 interpreter joins at exit: one write hung on a black-holed connection would
@@ -6,6 +6,13 @@ then hold the agent past its shutdown grace period, and the kubelet would
 SIGKILL it. A store call runs on its own daemon thread instead. The caller
 bounds the wait (and aborts the store's connections when it gives up), and a
 thread that never returns cannot stop the process from exiting.
+
+:func:`call_interruptibly` does the same for a command-line question: a
+SQLite store locked by a writer holds the call inside SQLite's busy wait
+(``store.statementTimeout``, 30 s), where neither a signal nor
+``sqlite3.Connection.interrupt`` reaches it, so Ctrl-C took effect only when
+the wait ended. The main thread now waits for the call instead, and Ctrl-C
+ends the command at once (exit 130; a question writes nothing).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 _T = TypeVar("_T")
 
@@ -45,3 +52,28 @@ def run_detached(fn: Callable[..., _T], *args: Any, name: str = "store") -> asyn
 
     threading.Thread(target=body, name=name, daemon=True).start()
     return fut
+
+
+def call_interruptibly(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` on a daemon thread; the calling (main) thread waits, so Ctrl-C ends the wait at once.
+
+    Its result is returned and its exception raised here; a ``KeyboardInterrupt``
+    in the caller leaves the call running on its thread, which cannot hold the
+    process's exit.
+    """
+    box: list[Any] = []
+
+    def body() -> None:
+        try:
+            box.append((True, fn(*args)))
+        except BaseException as e:  # handed to the caller
+            box.append((False, e))
+
+    t = threading.Thread(target=body, name="store-question", daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(0.1)  # returns to the interpreter often: a signal's handler runs between the waits
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return cast(_T, value)
