@@ -22,7 +22,9 @@ none): a stream noticed broken only later may already have lost what
 Tetragon sent after that, so the gap starts there, not at the moment the
 break was noticed. A stream that goes silent with its connection still open is
 noticed by HTTP/2 keepalive pings (``KEEPALIVE_SECONDS`` of silence, then
-``KEEPALIVE_TIMEOUT_SECONDS`` for the answer) and handled the same way.
+``KEEPALIVE_TIMEOUT_SECONDS`` for the answer) and handled the same way. Time the
+agent's event loop stalled with the stream open (it was not read: Tetragon may
+have dropped events for it) is handed over the same way (sources/loop_stall.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import grpc
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_of, now_pair
+from stellaops_runtime.sources.loop_stall import LoopStalls
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
@@ -170,12 +173,22 @@ class TetragonGrpcSource:
         self._connected_at = 0  # wall ns the current stream opened
         self._connected_boot = 0  # ... and its boottime
         self.alive_ns = 0  # wall ns the stream was last known alive (its last message, or its opening)
+        self.stalls = LoopStalls()  # the loop stalled with the stream open: unwatched (sources/loop_stall.py)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stream until ``stop`` is set (or the task is cancelled), reconnecting on failure."""
         warning = service_address_warning(self.cfg.address)
         if warning:
             log.warning("%s", warning)
+        monitor = asyncio.create_task(self.stalls.run(lambda: self.stats.connected), name="loop-stalls")
+        try:
+            await self._run(stop)
+        finally:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self._stream_once(stop)
@@ -249,9 +262,14 @@ class TetragonGrpcSource:
         While the stream is down the span ends now (and the next call continues from there);
         once a new stream is open it ends at the moment it opened, and the outage is closed.
         A wall-clock step inside it widens the span to hold both clocks' sides (hotsymbols/clock_span.py).
+        Event-loop stalls with the stream open (sources/loop_stall.py) are taken with it, as one span.
         """
         watching = (self._connected_at, self._connected_boot) if self.stats.connected else None
-        return self._outage.take(watching)
+        span = self._outage.take(watching)
+        # Stalls join it (one span per call: the last call, at shutdown, must take them all).
+        while (stall := self.stalls.take()) is not None:
+            span = stall if span is None else (min(span[0], stall[0]), max(span[1], stall[1]))
+        return span
 
     def resume_outage(self, from_ns: int, from_boot: int | None = None) -> None:
         """An outage open since ``from_ns`` (boottime ``from_boot``, None when unknown): the last
