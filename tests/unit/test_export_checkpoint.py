@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.agent.export_resume import ExportResume, resume_export
-from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches, valid
+from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches, path_hash, valid
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
@@ -119,7 +119,7 @@ class _Source:
         self.handed.append((cp, moment))
 
 
-CP = {"path": "/p", "dev": 1, "ino": 2, "pos": 10, "head_len": 10, "head_sha256": "ab"}
+CP = {"path_sha256": "0" * 64, "dev": 1, "ino": 2, "pos": 10, "head_len": 10, "head_sha256": "ab"}
 
 
 def test_resume_prefers_the_checkpoint_in_flight_and_ends_the_gap_at_its_moment() -> None:
@@ -213,7 +213,14 @@ async def test_a_source_resumes_at_a_matching_checkpoint_without_a_gap(tmp_path:
 async def test_a_source_whose_file_changed_reads_it_whole_and_keeps_the_gap(tmp_path: Path, caplog) -> None:
     path = tmp_path / "t.log"
     path.write_bytes(b'{"old":1}\n')
-    cp = {"path": str(path), "dev": 0, "ino": 0, "pos": 10, "head_len": 10, "head_sha256": "00"}
+    cp = {
+        "path_sha256": path_hash(str(path)),
+        "dev": 0,
+        "ino": 0,
+        "pos": 10,
+        "head_len": 10,
+        "head_sha256": "00",
+    }
     q = EventQueue(100)
     src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
     src.resume_outage(1_000, None)
@@ -222,3 +229,24 @@ async def test_a_source_whose_file_changed_reads_it_whole_and_keeps_the_gap(tmp_
     assert src.stats.resumed_at == -1 and "not resumed" in caplog.text
     gap = src.take_outage()
     assert gap is not None and gap[0] == 1_000
+
+
+def test_a_record_with_the_checkpoints_of_a_long_path_stays_within_its_bound(tmp_path: Path) -> None:
+    """The record is at most 4 KiB (agent/watch_record.py ignores a larger one, and with it the
+    restart gap): the checkpoints keep the followed path as a hash, whatever its length."""
+    from stellaops_runtime.agent import watch_record as wr
+
+    long = tmp_path.joinpath(*(c * 200 for c in "abcdefghijkl"), "t.log")  # 2,400+ bytes
+    long.parent.mkdir(parents=True)
+    long.write_bytes(b"x\n")
+    q = EventQueue(10)
+    pos = ExportPositions(str(long), q)
+    with long.open("rb") as f:
+        pos.opened(f)
+    q.put(b"x")
+    pos.queued(2)
+    cp = pos.checkpoint(1)
+    doc = {"committed": cp, "in_flight": {"checkpoint": cp, "at_ns": 2, "at_boot": 1}}
+    rec = tmp_path / "spool.alive"
+    wr.write_record(str(rec), "n", "n/1", 1, 0, doc)
+    assert len(rec.read_bytes()) <= wr.MAX_RECORD_BYTES

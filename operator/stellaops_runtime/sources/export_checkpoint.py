@@ -30,7 +30,12 @@ from collections import deque
 from typing import Any, BinaryIO
 
 HEAD = 1024  # bytes of a file's start that identify it with its (dev, inode)
-_KEYS = ("path", "dev", "ino", "pos", "head_len", "head_sha256")
+_KEYS = ("path_sha256", "dev", "ino", "pos", "head_len", "head_sha256")
+
+
+def path_hash(path: str) -> str:
+    """The followed path as the record keeps it: a hash (the record is at most 4 KiB; a path may not be)."""
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class FileInfo:
@@ -99,7 +104,7 @@ class ExportPositions:
         _, info, pos = self._marks[0]
         head = info.head[: min(pos, HEAD)]
         return {
-            "path": self.path,
+            "path_sha256": path_hash(self.path),
             "dev": info.dev,
             "ino": info.ino,
             "pos": pos,
@@ -112,7 +117,7 @@ def valid(cp: Any) -> dict[str, Any] | None:
     """A checkpoint read back from the watch record, or None if it is not one."""
     if not isinstance(cp, dict) or set(cp) != set(_KEYS):
         return None
-    if not isinstance(cp["path"], str) or not isinstance(cp["head_sha256"], str):
+    if not isinstance(cp["path_sha256"], str) or not isinstance(cp["head_sha256"], str):
         return None
     ints = (cp["dev"], cp["ino"], cp["pos"], cp["head_len"])
     if any(type(v) is not int or v < 0 for v in ints) or cp["head_len"] > min(cp["pos"], HEAD):

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
-from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches
+from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches, path_hash
 from stellaops_runtime.sources.export_files import SeenFiles, bytes_before, seek_line_start
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
@@ -370,7 +370,8 @@ class TetragonExportSource:
             return None
         cp, moment = self._resume
         self._resume = None
-        why = "it was written for another path" if cp["path"] != self.path else matches(f, cp)
+        other = cp["path_sha256"] != path_hash(self.path)
+        why = "it was written for another path" if other else matches(f, cp)
         if why:
             log.warning(
                 "export file %s is not resumed where the last agent's stored counts end (%s): "
