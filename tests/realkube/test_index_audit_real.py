@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
+from stellaops_runtime.controller.index_audit import listed_uids
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import KubeClient
 from tests.realkube.controlplane import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ControlPlane
@@ -42,6 +44,12 @@ async def _lists(kubeconfig: Path) -> dict[str, list[dict]]:
                 r.PODS, namespace=NS, field_selector="metadata.name=no-such-pod", metadata_only=True
             ),
         }
+        state = SimpleNamespace(api=kube)
+        paged = {  # the audit's own lists: one object per page, followed by ``continue``
+            res.plural: await listed_uids(state, res, page=1)  # type: ignore[arg-type]
+            for res in (r.OBSERVATION_POLICIES, r.PODS)
+        }
+        by_name |= {f"paged-{k}": [{"metadata": {"uid": u}} for u in sorted(v)] for k, v in paged.items()}
         return by_name | {
             res.plural: await kube.list(res, label_selector=selector, metadata_only=True)
             for res, selector in (
@@ -77,6 +85,14 @@ def test_metadata_only_lists_work_under_the_operators_rbac(
     admin.apply(
         {
             "apiVersion": API_VERSION,
+            "kind": POLICY_KIND,
+            "metadata": {"name": "b", "namespace": NS},
+            "spec": spec,
+        }
+    )
+    admin.apply(
+        {
+            "apiVersion": API_VERSION,
             "kind": NODE_KIND,
             "metadata": {"name": "audit-node"},
             "spec": {"nodeName": "audit-node"},
@@ -93,10 +109,17 @@ def test_metadata_only_lists_work_under_the_operators_rbac(
         assert item["metadata"]["uid"]
         assert item.get("kind") == "PartialObjectMetadata"  # the server honoured the Accept header
         assert "spec" not in item and "status" not in item
-    assert len(policies) == 1 and len(nodes) == 1
+    assert len(policies) == 2 and len(nodes) == 1
     assert [i["metadata"]["uid"] for i in lists["node-by-name"]] == [nodes[0]["metadata"]["uid"]]
-    assert [i["metadata"]["uid"] for i in lists["policy-by-name"]] == [policies[0]["metadata"]["uid"]]
+    (a,) = [i for i in policies if i["metadata"]["name"] == "a"]
+    assert [i["metadata"]["uid"] for i in lists["policy-by-name"]] == [a["metadata"]["uid"]]
     assert lists["no-such-name"] == []
     # Pods too (a list refused by RBAC would have raised): every item metadata only.
     assert lists["pod-by-name"] == []
     assert all(i.get("kind") == "PartialObjectMetadata" for i in lists[r.PODS.plural])
+    # Paged one by one (limit=1, continue), the audit finds every object the unpaged list has.
+    for res in (r.OBSERVATION_POLICIES, r.PODS):
+        assert {i["metadata"]["uid"] for i in lists[f"paged-{res.plural}"]} == {
+            i["metadata"]["uid"] for i in lists[res.plural]
+        }
+    assert len(lists[f"paged-{r.OBSERVATION_POLICIES.plural}"]) >= 2

@@ -15,13 +15,14 @@ then goes on acting on a dead object:
   never created again (its policy stays Progressing for good);
 - an **ObservationNode** deleted in the gap counts in every rollout for ever;
 - a **pod** deleted in the gap keeps counting in its RuntimeObserver's
-  ``status.posture`` counts, stays on the agents' opt-out list, and an agent
+  ``status.postureCounts``, stays on the agents' opt-out list, and an agent
   pod that was stuck (ImagePullBackOff, say) keeps the RuntimeObserver
   Degraded for good although its replacement runs.
 
 So every ``index_audit_seconds`` the operator lists those kinds (metadata
-only, pods too; a kind it may not or cannot list, Tetragon's CRDs on a cluster without
-Tetragon say, is left unchecked, the others are audited) and, for each
+only, in pages of 500, keeping only the uids; a kind it may not or cannot
+list, Tetragon's CRDs on a cluster without Tetragon say, is left unchecked,
+the others are audited) and, for each
 indexed object whose uid the list does not hold, reads
 it by name (a list with a field selector: the operator's RBAC lets it list
 ObservationNodes, not get them): when it is gone, or its name now belongs to
@@ -51,7 +52,7 @@ from stellaops_runtime.controller.state import (
     ReconcilerState,
 )
 from stellaops_runtime.kube import resources as r
-from stellaops_runtime.kube.client import ApiError
+from stellaops_runtime.kube.client import METADATA_LIST, ApiError
 from stellaops_runtime.kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ _TETRAGON_RES = {
 }
 _MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 _AUDITED = (INDEX_POLICIES, INDEX_OWNED, INDEX_OBSERVATION_NODES, INDEX_PODS)
+PAGE = 500  # objects per list request (a cluster's pods are many; only their uids are kept)
 
 
 def _meta(value: Any) -> Mapping[str, Any]:
@@ -73,6 +75,27 @@ def _meta(value: Any) -> Mapping[str, Any]:
         return {"uid": value.uid, "namespace": value.namespace, "name": value.name}
     meta = value.get("metadata") if isinstance(value, Mapping) else None
     return meta if isinstance(meta, Mapping) else {}
+
+
+async def listed_uids(
+    state: ReconcilerState, res: Resource, *, label_selector: str | None = None, page: int = PAGE
+) -> set[str]:
+    """The uids of every object of ``res``, listed metadata only in pages of ``page`` (``limit`` and
+    ``continue``), keeping nothing but the uids."""
+    params = {"limit": str(page)}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    uids: set[str] = set()
+    while True:
+        doc = await state.api.request(
+            "GET", res.path(), verb="list", resource=res, params=params, accept=METADATA_LIST
+        )
+        items = doc.get("items") if isinstance(doc, Mapping) else None
+        uids.update(str(uid) for item in items or () if (uid := _meta(item).get("uid")))
+        token = _meta(doc).get("continue")
+        if not token:
+            return uids
+        params["continue"] = str(token)
 
 
 async def _live_uids(state: ReconcilerState) -> tuple[set[str], set[Resource]]:
@@ -87,14 +110,14 @@ async def _live_uids(state: ReconcilerState) -> tuple[set[str], set[Resource]]:
     wanted.append((r.PODS, None))
     for res, selector in wanted:
         try:
-            items = await state.api.list(res, label_selector=selector, metadata_only=True)
+            found = await listed_uids(state, res, label_selector=selector)
         except ApiError as e:
             if e.throttled or e.status >= 500:
                 raise  # the whole audit waits for the next round
             log.debug("index audit: cannot list %s (%s); its entries are not checked", res.plural, e)
             continue
         listed.add(res)
-        uids.update(str(uid) for item in items if (uid := _meta(item).get("uid")))
+        uids |= found
     return uids, listed
 
 
