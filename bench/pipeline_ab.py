@@ -151,6 +151,17 @@ items = [(p, 1) for p in payloads]
 cfg = parse_config(
     {"hotSymbols": {"aggregationWindowSeconds": 60}, "symbols": {"parseWaitMilliseconds": 60_000}}
 )
+# And the binaries are parsed on this thread (no parse worker): with a second thread the
+# interpreter's switches between the two follow the wall clock too.
+import importlib
+from stellaops_runtime.canonical.parseworker import InlineGate
+for _name in ("stellaops_runtime.agent.canonicalizer_setup", "stellaops_runtime.agent.pipeline"):
+    try:  # where make_canonicalizer is (agent/pipeline.py in older trees)
+        _m = importlib.import_module(_name)
+    except ImportError:
+        continue
+    if hasattr(_m, "ParseWorker"):
+        _m.ParseWorker = lambda wait: InlineGate()
 def prepare(pipe):
     pipe.warm_up()
     if pipe.canonicalizer is not None:  # kallsyms, loaded by the first kernel frame: untimed
