@@ -93,6 +93,8 @@ class Flusher:
         self._spool_loaded = False
         self._spool_identity: Identity | None = None  # the file load_spool read
         self._opening: asyncio.Future[HotSymbolStore] | None = None
+        self.stored_through = 0.0  # time.monotonic() when the last flush that stored everything began
+        self.failed_at = 0.0  # time.monotonic() when the last failed flush ended
 
     @property
     def label(self) -> str:
@@ -180,7 +182,7 @@ class Flusher:
         if not path:
             self.lost_rows = rows
             log.error("could not store %d hot-symbol rows before shutdown: %s (set store.spoolPath to "
-                      "keep them for the next start)", rows, self.pending.last_error)  # fmt: skip
+                      "keep them for the next start)", rows, self._why())  # fmt: skip
             return False
         own = self.pending.take_all()
         with spool_lock(path):  # held or not (another agent past the wait): the rows are written
@@ -191,11 +193,23 @@ class Flusher:
                 self.pending.load(own)
                 self.lost_rows = rows
                 log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
-                          rows, self.pending.last_error, e)  # fmt: skip
+                          rows, self._why(), e)  # fmt: skip
                 return False
         log.warning("the store could not take %d hot-symbol rows before shutdown (%s); spooled them to "
-                    "%s for the next start", self.spooled_rows, self.pending.last_error, path)  # fmt: skip
+                    "%s for the next start", self.spooled_rows, self._why(), path)  # fmt: skip
         return True
+
+    def _why(self) -> str:
+        """Why rows are left at shutdown: the last error, else what was still running at the deadline.
+
+        A store whose opening (or first write) was still waiting at the deadline (a SQLite file
+        another process holds locked, a database that does not answer) left no error: the log said
+        "could not store 189 hot-symbol rows before shutdown: None".
+        """
+        if self.pending.last_error:
+            return self.pending.last_error
+        doing = "writing to" if self.store is not None else "opening"
+        return f"{doing} store {self.label} did not finish before the shutdown deadline"
 
     # -- store ----------------------------------------------------------------------
 
@@ -259,7 +273,23 @@ class Flusher:
         await self._drain_fn()
 
     async def flush(self, *, deadline: float | None = None) -> bool:
-        """Drain, then write everything pending; with ``deadline`` (monotonic), never past it."""
+        """Drain, then write everything pending; with ``deadline`` (monotonic), never past it.
+
+        ``stored_through`` becomes the start of a flush that stored everything (all counted
+        before it is in the store), ``failed_at`` the end of one that did not (``--exit-when-idle``).
+        """
+        started = time.monotonic()
+        ok = False
+        try:
+            ok = await self._flush(deadline=deadline)
+        finally:
+            if ok:
+                self.stored_through = started
+            else:
+                self.failed_at = time.monotonic()
+        return ok
+
+    async def _flush(self, *, deadline: float | None = None) -> bool:
         await self.drain()
         if not self.pending.pending_rows:
             self._spool_done()

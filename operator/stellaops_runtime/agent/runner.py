@@ -24,7 +24,9 @@ makes the retry exact), events still queued are counted as dropped, and what
 the store did not take is written to ``store.spoolPath`` for the next start.
 Exit 2 if rows could be neither stored nor spooled (they are counted as lost,
 never silently), or if ``--exit-when-idle`` ends an agent that never reached
-its source (Tetragon unreachable, export file missing).
+its source (Tetragon unreachable, export file missing) or that did not store
+every row (spooled or lost). ``--exit-when-idle`` stops only an agent whose
+export file is read to its end (see :meth:`Agent._idle_watch`).
 
 Counts that left the aggregator are always either stored or pending: a drain
 hands its rows to the outage buffer from a callback on the event loop, so
@@ -252,6 +254,11 @@ class Agent(Draining):
         if self.never_connected:
             log.error("%s", self.unreachable_message())
             return exitcodes.ERROR
+        left = self.flusher.spooled_rows + self.flusher.lost_rows
+        if self.exit_when_idle and left:  # a replay or script must not take this run as complete
+            where = f"spooled to {self.config.store.spool_path} for the next start" if ok else "lost"
+            log.error("--exit-when-idle: %d hot-symbol rows were not stored (%s)", left, where)
+            return exitcodes.ERROR
         return exitcodes.OK if ok else exitcodes.ERROR
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> bool:
@@ -321,12 +328,45 @@ class Agent(Draining):
                 await self._early_drain()
 
     async def _idle_watch(self, idle: float) -> None:
+        """``--exit-when-idle``: stop once no event arrived for ``idle`` s, the source is read to its end,
+        and a flush after that stored everything (or failed: the exit code then says what is left).
+
+        "No event" alone stopped an agent whose export-file reader was behind
+        (busy with a long line, starved on a loaded machine) or still starting:
+        it exited 0 with part of its file unread, or before its first write.
+        """
+        quiet_since: float | None = None  # since when no event came and the source was at its end
         while not self.stop_event.is_set():
             await asyncio.sleep(min(0.2, idle / 4))
-            if not len(self.queue) and time.monotonic() - self.queue.last_arrival >= idle:
-                if not self.source_stats.connects:
-                    self.never_connected = True
-                    self.stop(f"source never reachable in {idle:g}s")
-                else:
-                    self.stop(f"no event for {idle:g}s")
+            if len(self.queue) or time.monotonic() - self.queue.last_arrival < idle:
+                quiet_since = None
+                continue
+            if not self.source_stats.connects:
+                self.never_connected = True
+                self.stop(f"source never reachable in {idle:g}s")
                 return
+            if not self._source_read_to_end():
+                quiet_since = None
+                continue
+            if quiet_since is None:
+                quiet_since = time.monotonic()
+            # Everything counted is stored once a flush that began after the quiet moment
+            # succeeded; a failed one means the store does not take it now (the final flush
+            # then spools or reports what is left, and the exit code says so).
+            if self.flusher.stored_through > quiet_since:
+                self.stop(f"no event for {idle:g}s and everything stored")
+                return
+            if self.flusher.failed_at > quiet_since:
+                self.stop(f"no event for {idle:g}s; the store is not taking the rows")
+                return
+
+    def _source_read_to_end(self) -> bool:
+        """The export file was read to its end after the last event arrived (other sources: True).
+
+        A gRPC stream has no end to reach: for it, idle is only the time without an event.
+        """
+        if self.source.name != "tetragon-export":
+            return True
+        seen = self.source.watching_ns()  # every complete line written before it was queued
+        arrived_ns = time.time_ns() - int((time.monotonic() - self.queue.last_arrival) * 1e9)
+        return seen is not None and seen > arrived_ns

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--exit-when-idle",
         metavar="SECONDS",
         type=float,
-        help="stop, flush and exit 0 after no event arrived for this long (replays, scripts)",
+        help="stop, flush and exit 0 after no event arrived for this long and an export file was read to "
+        "its end (replays, scripts); exit 2 if rows could not be stored (spooled or lost)",
     )
     p.add_argument(
         "--store",
