@@ -11,6 +11,10 @@ its store handling can each be read on their own.
 - A write still running after ``store.flushTimeout`` is abandoned: the
   store's connections are shut down and the batch is retried later on a new
   connection; ``/readyz`` reports the failure meanwhile.
+- After each flush the store's idle connections are closed: an agent holds
+  a connection only while it writes, so a fleet larger than the server's
+  connection limit takes turns instead of leaving the agents past the
+  limit refused for good.
 - At shutdown, what the store cannot take before the grace deadline is
   written to ``store.spoolPath`` and replayed by the next agent on the node.
   Two agents of one node may share that path: a spool file this agent did
@@ -287,6 +291,8 @@ class Flusher:
                 self.stored_through = started
             else:
                 self.failed_at = time.monotonic()
+            if self.store is not None:  # between flushes, another agent may need the connection
+                run_detached(self.store.release, name="store-release").add_done_callback(_retrieved)
         return ok
 
     async def _flush(self, *, deadline: float | None = None) -> bool:
@@ -370,3 +376,9 @@ class Flusher:
                 await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
             except Exception as e:  # closing is best effort at exit (a timeout included)
                 log.debug("closing the store: %r", e)
+
+
+def _retrieved(fut: asyncio.Future[None]) -> None:
+    """Closing idle connections is best effort: its outcome is retrieved, never raised."""
+    if not fut.cancelled() and (e := fut.exception()) is not None:
+        log.debug("releasing the store's idle connections: %r", e)

@@ -306,6 +306,16 @@ class HotSymbolStore:
         except sa.exc.SQLAlchemyError as e:
             raise self._wrap(e, "read from") from e
 
+    def release(self) -> None:
+        """Close the idle write connections (the agent calls it after each flush).
+
+        An agent that kept its connection between flushes held it for life: a
+        fleet larger than the server's connection limit left the agents past it
+        refused ("too many connections") for good. Given back after each flush,
+        the connections go round; the next write opens a new one.
+        """
+        self.db.dispose()
+
     def close(self) -> None:
         self.db.dispose()
         with self._engine_lock:
