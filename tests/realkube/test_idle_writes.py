@@ -95,6 +95,7 @@ class Scene:
             d["metadata"]["name"] for f in sorted((examples / "pods").glob("*.yaml")) for d in load_yaml(f)
         ]
         self.beat_at = 0.0
+        self.listed: list[dict[str, str]] = []  # the Tetragon policies the last report listed
 
     def kubectl(self, *args: str) -> str:
         done = subprocess.run(
@@ -131,6 +132,19 @@ class Scene:
             ring_buffer=True,
             tetragon=tetragon,
         )
+        self.listed = loaded = self.tetragon_list()
+        current = self.admin.get(API_VERSION, crds.NODE_KIND, NODE) or {}
+        status = build_status(
+            capabilities=caps,
+            tetragon=tetragon,
+            policies=loaded,
+            existing_conditions=(current.get("status") or {}).get("conditions"),
+            now=_now(),
+        )
+        return {**status, "heartbeatTime": _now()}
+
+    def tetragon_list(self) -> list[dict[str, str]]:
+        """What Tetragon lists as loaded: every Tetragon policy that exists."""
         loaded = [
             {"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"], "state": "ENABLED"}
             for o in self.admin.list(CILIUM, "TracingPolicyNamespaced")
@@ -138,15 +152,7 @@ class Scene:
             {"name": o["metadata"]["name"], "state": "ENABLED"}
             for o in self.admin.list(CILIUM, "TracingPolicy")
         ]
-        current = self.admin.get(API_VERSION, crds.NODE_KIND, NODE) or {}
-        status = build_status(
-            capabilities=caps,
-            tetragon=tetragon,
-            policies=sorted(loaded, key=lambda p: (p.get("namespace", ""), p["name"])),
-            existing_conditions=(current.get("status") or {}).get("conditions"),
-            now=_now(),
-        )
-        return {**status, "heartbeatTime": _now()}
+        return sorted(loaded, key=lambda p: (p.get("namespace", ""), p["name"]))
 
     def report(self) -> None:
         self.admin.patch(
@@ -155,8 +161,15 @@ class Scene:
         self.beat_at = time.monotonic()
 
     def heartbeat(self) -> None:
-        """What the agent does between status changes: only heartbeatTime, every HEARTBEAT_SECONDS."""
-        if time.monotonic() - self.beat_at >= HEARTBEAT_SECONDS:
+        """What the agent does between status changes: only heartbeatTime, every HEARTBEAT_SECONDS.
+
+        A changed list of Tetragon policies is reported at once, as the agent does (it polls
+        Tetragon every third of its heartbeat): the first report may have been made while the
+        operator was still creating the rest of a policy's objects.
+        """
+        if self.tetragon_list() != self.listed:
+            self.report()
+        elif time.monotonic() - self.beat_at >= HEARTBEAT_SECONDS:
             status = {"heartbeatTime": _now()}
             self.admin.patch(API_VERSION, crds.NODE_KIND, NODE, {"status": status}, subresource="status")
             self.beat_at = time.monotonic()
