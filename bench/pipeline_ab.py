@@ -200,7 +200,9 @@ COUNT_CASES = {
 
 def _instructions(tree: str, corpus: Path, case: str, n: int) -> int:
     env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}
-    return instructions_of([sys.executable, "-c", _COUNT_CHILD, str(corpus), case, str(n)], env)
+    # ``n`` at one width: a child's count depends on its memory layout (a few per cent of the whole
+    # run's), and an argument one character longer moved the stack and with it every address.
+    return instructions_of([sys.executable, "-c", _COUNT_CHILD, str(corpus), case, f"{n:09d}"], env)
 
 
 def count_instructions(
