@@ -117,7 +117,9 @@ async def _run_with_locked_store(tmp_path: Path, *, stop: str) -> tuple[int, str
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.sleep(1.5)  # the stop is requested while the flush still waits
             else:
-                await asyncio.sleep(2.8)  # idle for 2.5 s: the stop comes while the flush still waits
+                # Quiet for 2.5 s while the flush waits: --exit-when-idle stops only once that flush
+                # has stored everything (idle means stored), after the lock is released.
+                await asyncio.sleep(2.8)
         code, out = await asyncio.to_thread(h.finish, proc, 60)
     finally:
         if proc.poll() is None:

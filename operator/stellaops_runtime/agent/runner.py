@@ -354,10 +354,12 @@ class Agent(Draining):
             # succeeded; a failed one means the store does not take it now (the final flush
             # then spools or reports what is left, and the exit code says so).
             if self.flusher.stored_through > quiet_since:
-                self.stop(f"no event for {idle:g}s and everything stored")
+                log.info("idle: the source is quiet and everything counted is stored")
+                self.stop(f"no event for {idle:g}s")
                 return
             if self.flusher.failed_at > quiet_since:
-                self.stop(f"no event for {idle:g}s; the store is not taking the rows")
+                log.warning("idle: the source is quiet but the store is not taking the rows")
+                self.stop(f"no event for {idle:g}s")
                 return
 
     def _source_read_to_end(self) -> bool:
