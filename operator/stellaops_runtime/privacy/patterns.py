@@ -84,10 +84,9 @@ _ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
 # ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
 # have been truncated).
 _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
-# A key's or flag's value: quoted, or a run up to whitespace. A password may hold ``&``,
-# ``;`` or a quote (``Tr0ub4dor&3``, ``PGPASSWORD=ab&cd``, ``it's``): all of it goes.
-# A marker the text already holds (``password=[REDACTED]}``: log text redacted twice,
-# the second pass of hostile_text) is no value; ``[REDACTED]S3cret`` is.
+# A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
+# hold ``&``, ``;`` or a quote). A marker the text already holds (``password=[REDACTED]}``: log
+# text redacted twice, hostile_text's second pass) is no value; ``[REDACTED]S3cret`` is.
 _NOT_A_MARKER = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
@@ -105,6 +104,9 @@ _ODBC_VALUE = (
     rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
     r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
+# Between a key and its value: ``=``, ``:``, or Perl's and Ruby's `` => `` (with a space on one
+# side: ``password=>x`` keeps ``>x`` as the value), after an optional closing quote of the key.
+_SEP = r"[\"']?(?:\s+=>|=>(?=\s)|\s*[=:])\s*"
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 _KEY_PREFIX = r"[\w.-]*?"
@@ -149,8 +151,10 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     """
     kw = "|".join(keywords)
     flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])(?P<s>{_WIDE_VALUE})"
-    sep = r"(?:[\"']?\s*[=:]\s*|\s+(?=[^\s-]))" if bare_space else r"[\"']?\s*[=:]\s*"
-    alts = [flag, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
+    sep = rf"(?:{_SEP}|\s+(?=[^\s-]))" if bare_space else _SEP
+    # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
+    xml = rf"<(?:[\w.-]+:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
+    alts = [flag, xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
         for alt in _first_char_alternatives(k, tail=r"(?<!/@)"):
             alts.append(rf"{alt}{sep}(?P<s>{_WIDE_VALUE})")
@@ -194,7 +198,7 @@ _PW = "|".join(
     [
         rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{_WIDE_VALUE})",
         *_in_query_or_odbc("|".join(_PW_WORDS), r"[\"']?\s*=\s*"),
-        *(rf"{w}[\"']?\s*[=:]\s*(?P<s>{_WIDE_VALUE})" for w in _PW_WORDS),
+        *(rf"{w}{_SEP}(?P<s>{_WIDE_VALUE})" for w in _PW_WORDS),
         # A password piped into chpasswd(8) or passwd(1) (container entrypoints: ``echo root:X |
         # chpasswd``, ``echo -e "X\nX" | passwd app``, ``echo X | passwd --stdin app``): what is echoed.
         r"""e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
