@@ -153,7 +153,7 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])(?P<s>{_WIDE_VALUE})"
     sep = rf"(?:{_SEP}|\s+(?=[^\s-]))" if bare_space else _SEP
     # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
-    xml = rf"<(?:[\w.-]+:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
+    xml = rf"<(?:[\w.-]++:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
     alts = [flag, xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
         for alt in _first_char_alternatives(k, tail=r"(?<!/@)"):
