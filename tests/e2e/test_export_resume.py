@@ -169,7 +169,7 @@ async def test_sigkill_while_lines_arrive_and_flushes_run(tmp_path: Path, pg_url
     lines were in doubt and a gap covers them: never more than the truth."""
     spool, export = str(tmp_path / "spool.jsonl"), tmp_path / "tetragon.log"
     export.write_bytes(b"")
-    chunks = [OBJS[i : i + 7] for i in range(0, len(OBJS), 7)]
+    chunks = [OBJS[i : i + 40] for i in range(0, len(OBJS), 40)]
     procs: list[Any] = []
     try:
         (tmp_path / "a").mkdir()
