@@ -51,6 +51,7 @@ hot_symbols_in_memory                keys aggregated and not flushed yet
 hot_symbols_early_drains_total       drains forced by hotSymbols.maxKeys (counts moved to the store
                                      buffer early, none dropped)
 hot_symbols_pending                  rows waiting for the store (outage buffer)
+node_other_agent                     1 while another agent of this node runs (agent/node_presence.py)
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
 store_gap_rows_from_drops_total      gaps marked for those dropped rows (their windows answer unknown)
@@ -71,6 +72,7 @@ native_connected                     1 while the agent's own BCC probes are atta
 native_probe_config_errors_total     native.probeConfigFile reads that failed (the probes ran without it)
 native_kernel_events_total{probe,counter} the BCC probes' in-kernel counters (seen, filtered, lost, ...)
 native_drop_gaps_total               gaps recorded for events the BCC probes dropped in the kernel
+native_probes{state}                 the latest load's BCC probes: attached, failed (source_switch_stats.py)
                                      (rate limit, sampling, full buffer, recursion misses)
 tetragon_reconnects_total            streams opened after the first
 tetragon_stream_errors_total         streams that broke
@@ -296,6 +298,11 @@ class AgentCollector(Collector):
             flushed=pend.rows_flushed,
             witnesses=a.witnesses_generated,
             latency=h,
+        )
+        yield _gauge(
+            "node_other_agent",
+            "1 while another agent of this node holds its lock (both count its events).",
+            1 if a.presence.other_agent else 0,
         )
         yield _gauge("queue_depth", "Events waiting in the receive queue.", len(a.queue))
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)

@@ -51,6 +51,7 @@ from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.agent.lifecycle_part import make_lifecycle
+from stellaops_runtime.agent.node_presence import NodePresence
 from stellaops_runtime.agent.optional_parts import (
     make_node_status,
     make_pod_view,
@@ -130,6 +131,7 @@ class Agent(Draining):
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
+        self.presence = NodePresence(config.store.spool_path)  # a second agent of this node is loud
 
     # -- views for metrics and health -------------------------------------
 
@@ -176,9 +178,11 @@ class Agent(Draining):
             "store_pending_rows": self.pending.pending_rows,
             "store_last_error": redact(self.pending.last_error) if self.pending.last_error else None,
             "store_write_overdue_seconds": round(self.flusher.flush_stuck(), 1),
+            "other_agent_on_node": self.presence.other_agent,
         }
         ready = (
-            detail["source_connected"]
+            not self.presence.other_agent
+            and detail["source_connected"]
             and self.store is not None
             and not self.pending.last_error
             and not detail["store_write_overdue_seconds"]
@@ -192,6 +196,7 @@ class Agent(Draining):
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop, sig.name)
+        self.presence.check()
         self.flusher.load_spool()
         try:
             self.flusher.check_config()
@@ -224,6 +229,8 @@ class Agent(Draining):
             tasks.append(asyncio.create_task(self.pod_view.run(self.stop_event), name="pod-view"))
         if self.outages.enabled:
             tasks.append(asyncio.create_task(self.outages.run(self.stop_event), name="outages"))
+        if self.presence.other_agent:
+            tasks.append(asyncio.create_task(self.presence.run(self.stop_event), name="node-presence"))
         if self.lifecycle is not None:
             run = self.lifecycle.run(self.stop_event, self.in_pipeline, lambda: self.source_stats)
             tasks.append(asyncio.create_task(run, name="lifecycle"))
@@ -245,6 +252,7 @@ class Agent(Draining):
             await runner.cleanup()
             self._worker.shutdown(wait=False, cancel_futures=True)
             await self.flusher.close()
+            self.presence.close()
         log.info(
             "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped, "
             "%d spooled, %d witnesses", self.received, self.pipeline.processed, self.pending.rows_flushed,
