@@ -16,15 +16,18 @@ SIGKILL or OOM kill too, so a dead agent never holds it. An agent that finds
 it held logs an error, reports ``stellaops_runtime_node_other_agent 1`` and
 ``/readyz`` 503 (``other_agent_on_node``), and tries again every
 :data:`RETRY_SECONDS`; once the other agent is gone it takes the lock, logs
-so, and is ready again. A surge rollout then stops at a new pod that is not
-ready (the old pod is only removed once the new one is ready), instead of
-running two agents through the whole rollout.
+so, and is ready again. The pod of the agent that came second shows 0/1
+ready, which is what people look at.
 
 What this does not do: the second agent still reads and stores while the
 other runs, so the counts of that time are in the store twice; the log line,
 the metric and ``/readyz`` say when (docs/operations.md, "One agent per
-node"). Holding it back until the lock is free would also hold back the
-spool-sharing agents tests/e2e/test_spool_shared.py runs on purpose.
+node"). A DaemonSet given ``maxSurge`` would stop its rollout at the first
+new pod, both agents counting. Holding the second agent's source back until
+the lock is free (and reporting it ready as a standby) would count nothing
+twice; it changes the start order (spool, watch record) that the
+spool-sharing agents of tests/e2e/test_spool_shared.py rely on, and is left
+for later.
 
 Without ``store.spoolPath`` there is no node path to meet on, and nothing is
 checked (the same holds for the watch record, agent/watch_record.py).
