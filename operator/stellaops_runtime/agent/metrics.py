@@ -134,15 +134,14 @@ from stellaops_runtime.agent.metric_families import untyped as _untyped
 from stellaops_runtime.agent.prometheus_core import (
     Collector,
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from stellaops_runtime.agent.tetragon_drop_metrics import tetragon_drop_metrics
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.latency import LatencyHistogram
     from stellaops_runtime.agent.runner import Agent
-    from stellaops_runtime.hotsymbols.gaps import GapTracker
 
 
 def _latency_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
@@ -334,44 +333,6 @@ class AgentCollector(Collector):
 
             view = getattr(a, "pod_view", None)
             yield from selection_metrics(sel, view.stats if view is not None else None)
-
-
-def tetragon_drop_metrics(gaps: GapTracker) -> Iterator[Metric]:
-    """Tetragon's throttle and rate-limit signals, per node and pod, and the gaps they made."""
-    st = gaps.stats
-    throttles = CounterMetricFamily(
-        P + "tetragon_throttle_events",
-        "Tetragon process_throttle signals (it stopped or resumed reporting a cgroup), by node and pod.",
-        labels=["node", "namespace", "pod", "type"],
-    )
-    for (node, namespace, pod, kind), n in sorted(st.throttles.items()):
-        throttles.add_metric([node, namespace, pod, kind], n)
-    yield throttles
-    g = GaugeMetricFamily(
-        P + "tetragon_throttled_cgroups", "Tetragon throttles started and not stopped.", labels=["node"]
-    )
-    for node, n in sorted(gaps.open_throttles.items()):
-        g.add_metric([node], n)
-    yield g
-    reports = CounterMetricFamily(
-        P + "tetragon_rate_limit_reports", "Tetragon rate_limit_info events, by node.", labels=["node"]
-    )
-    dropped = CounterMetricFamily(
-        P + "tetragon_rate_limit_dropped_events",
-        "Events Tetragon's export rate limiter reported dropped, by node.",
-        labels=["node"],
-    )
-    for node, n in sorted(st.rate_limit_reports.items()):
-        reports.add_metric([node], n)
-        dropped.add_metric([node], st.rate_limit_dropped[node])
-    yield reports
-    yield dropped
-    yield _labelled(
-        "observation_gap_windows",
-        "Observation-window rows marked as gaps (Tetragon dropped events), by scope.",
-        "scope",
-        dict(st.gap_windows),
-    )
 
 
 def store_metrics(a: Agent) -> Iterator[Metric]:
