@@ -18,7 +18,8 @@ import time
 import pytest
 
 from stellaops_runtime.store import agent_sql_gen
-from stellaops_runtime.store.dbconn import Database, Statement, sqlite_datetime
+from stellaops_runtime.store.dbconn import Database, Statement
+from stellaops_runtime.store.dbvalues import sqlite_datetime
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.errors import StoreUnavailable, is_unavailable
 from stellaops_runtime.store.ledger import is_row_refusal

@@ -22,8 +22,6 @@ generated from the SQLAlchemy schema into :mod:`stellaops_runtime.store.agent_sq
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import socket
 import sqlite3
 import threading
@@ -31,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from stellaops_runtime.store.dbvalues import CONVERT
 from stellaops_runtime.store.pgcancel import cancel_in_background
 from stellaops_runtime.store.store_url import StoreURL
 
@@ -105,54 +104,6 @@ class Statement(NamedTuple):
     consts: tuple[tuple[str, Any], ...] = ()  # the statement's own literals, bound like the rest
 
 
-# -- bind conversions (schema.py's column types) ------------------------------
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(dt.UTC)
-
-
-def sqlite_datetime(value: dt.datetime | None) -> str | None:
-    """UtcDateTime on SQLite: naive UTC in SQLAlchemy's text form (always six fraction digits)."""
-    if value is None:
-        return None
-    v = _utc(value)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
-    )
-
-
-def sqlite_json(value: Any) -> str | None:
-    """JSON(none_as_null=True) on SQLite: None is NULL, anything else ``json.dumps`` text."""
-    return None if value is None else json.dumps(value)
-
-
-def postgres_datetime(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else _utc(value)
-
-
-def postgres_json(value: Any) -> Any:
-    if value is None:
-        return None
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)
-
-
-def to_float(value: Any) -> float | None:
-    """REAL where the driver has no native decimal (SQLite): ``float()`` of the value."""
-    return None if value is None else float(value)
-
-
-_CONVERT: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "sqlite": {"utc_datetime": sqlite_datetime, "json": sqlite_json, "float": to_float},
-    "postgresql": {"utc_datetime": postgres_datetime, "json": postgres_json, "float": to_float},
-}
-
-
 # -- results and connections ---------------------------------------------------
 
 
@@ -181,7 +132,7 @@ class Conn:
     def __init__(self, raw: Any, dialect: str, hooks: list[Callable[[str, Any, bool], None]]) -> None:
         self.raw = raw
         self.dialect = dialect
-        self._convert = _CONVERT[dialect]
+        self._convert = CONVERT[dialect]
         self._hooks = hooks
 
     def bind(self, stmt: Statement, params: Mapping[str, Any]) -> tuple[Any, ...]:
