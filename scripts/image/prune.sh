@@ -6,7 +6,10 @@
 #   - the packages' own test suites;
 #   - the sources of the generated API and model modules (kubernetes/client/{api,models},
 #     55 MB with their docstrings): kept as bytecode compiled without docstrings, next to
-#     where the sources were, so only tracebacks inside them lose their source lines.
+#     where the sources were, so only tracebacks inside them lose their source lines;
+#   - type stubs (*.pyi): read by type checkers, never at run time;
+#   - the interpreter's pydoc_data (1.2 MB): the topic texts of the interactive help(),
+#     which no command of the image runs.
 # Usage: prune.sh VENV
 set -eu
 venv=$1
@@ -14,6 +17,8 @@ site=$(echo "$venv"/lib/python3*/site-packages)
 rm -rf "$site/kubernetes/aio" "$site/sqlalchemy/testing"
 find "$site" -depth -type d \( -name tests -o -name test \) -exec rm -rf {} +
 find "$site" -name '*_test.py' -delete
+find "$site" -name '*.pyi' -delete
+rm -rf /usr/lib/python3*/pydoc_data
 for generated in kubernetes/client/api kubernetes/client/models; do
   rm -rf "$site/$generated/__pycache__"
   "$venv/bin/python" -OO -m compileall -q -b "$site/$generated"
