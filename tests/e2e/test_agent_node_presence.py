@@ -1,17 +1,20 @@
-"""A second agent of one node is loud: an error, a metric and /readyz 503 until the first is gone.
+"""A second agent of one node waits for the first to exit: nothing is counted twice.
 
 Probe (s32/h1): two real agents with the same node name over one stream stored
 exactly twice every count, and both were ready and exited 0; nothing said so.
-Each agent now holds the node's agent lock beside ``store.spoolPath``
-(agent/node_presence.py). Here two real agent processes share a spool path;
-the second reports ``stellaops_runtime_node_other_agent 1`` and ``/readyz``
-503 (``other_agent_on_node``), the first stays ready, and once the first is
-killed (SIGKILL: the kernel drops its lock) the second takes the lock and is
-ready.
+Each agent now takes the node's agent lock beside ``store.spoolPath`` before it
+is built (agent/node_presence.py). Here two real agent processes share a spool
+path, an export file (read from its start) and a store: the second logs that
+it waits and reads nothing; once the first is gone (SIGTERM: it stores
+everything and leaves its checkpoint; SIGKILL: the kernel drops its lock) the
+second starts, resumes after the first's lines and is ready, and the stored
+totals are those the first agent stored alone. SIGTERM while waiting is exit 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import signal
 import urllib.error
@@ -19,13 +22,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from stellaops_runtime.agent.node_presence import NodePresence, lock_path
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e]
-
-OTHER = "stellaops_runtime_node_other_agent"
 
 
 def readyz(port: int) -> tuple[int, dict]:
@@ -38,40 +40,55 @@ def readyz(port: int) -> tuple[int, dict]:
         return 0, {}
 
 
-def _config(tmp: Path, name: str, spool: Path, export: Path) -> tuple[Path, int]:
-    d = tmp / name
-    d.mkdir()
-    return h.write_config(
-        d,
-        tetragon={"exportFile": str(export)},
-        store={"url": f"sqlite:///{d}/hot.db", "spoolPath": str(spool)},
-    )
+def _totals(db: Path) -> tuple[int, int]:
+    eng = sa.create_engine(f"sqlite:///{db}")
+    with eng.connect() as c:
+        n, total = c.execute(
+            sa.text("SELECT count(*), coalesce(sum(invocation_count), 0) FROM hot_symbols")
+        ).one()
+    eng.dispose()
+    return int(n), int(total)
 
 
-async def test_a_second_agent_of_the_node_is_not_ready_until_the_first_is_gone(tmp_path: Path) -> None:
+async def test_a_second_agent_of_the_node_waits_and_counts_nothing_twice(tmp_path: Path) -> None:
     spool = tmp_path / "node" / "hot.spool"
     spool.parent.mkdir()
     export = tmp_path / "tetragon.log"
-    export.write_bytes(b"")
-    cfg_a, port_a = _config(tmp_path, "a", spool, export)
-    cfg_b, port_b = _config(tmp_path, "b", spool, export)
+    with gzip.open(h.STREAM) as f:
+        export.write_bytes(f.read())
+    db = tmp_path / "hot.db"
+    cfgs = []
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        cfgs.append(
+            h.write_config(
+                d,
+                tetragon={"exportFile": str(export), "exportFromStart": True},
+                store={"url": f"sqlite:///{db}", "spoolPath": str(spool)},
+            )
+        )
+    (cfg_a, port_a), (cfg_b, port_b) = cfgs
     a = h.start_agent(cfg_a)
     b = None
     try:
         await h.wait_for(lambda: readyz(port_a)[0] == 200, what="the first agent ready")
-        assert h.metric(h.scrape(port_a), OTHER) == 0
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port_a), "stellaops_runtime_hot_symbols_flushed_total") > 0,
+            what="the first agent's counts stored",
+        )
         b = h.start_agent(cfg_b)
-        await h.wait_for(lambda: h.metric(h.scrape(port_b), OTHER) == 1, what="the second agent says so")
-        code, detail = readyz(port_b)
-        assert code == 503 and detail["other_agent_on_node"] is True, detail
-        code, detail = readyz(port_a)
-        assert code == 200 and detail["other_agent_on_node"] is False, detail
-        a.send_signal(signal.SIGKILL)  # no clean exit: the kernel releases the lock
-        a.wait(30)
+        await asyncio.sleep(3)  # the second agent waits: no endpoint, nothing read
+        assert b.poll() is None and readyz(port_b) == (0, {})
+        a.send_signal(signal.SIGTERM)
+        code_a, out_a = await asyncio.to_thread(h.finish, a, 60)
+        assert code_a == 0, out_a
+        stored = _totals(db)
+        assert stored[1] > 0
         await h.wait_for(lambda: readyz(port_b)[0] == 200, what="the second agent ready once alone")
-        assert h.metric(h.scrape(port_b), OTHER) == 0
+        await asyncio.sleep(2)  # a flush interval: it would have stored the file again by now
         b.send_signal(signal.SIGTERM)
-        code, out = h.finish(b, 60)
+        code, out = await asyncio.to_thread(h.finish, b, 60)
     finally:
         for p in (a, b):
             if p is not None and p.poll() is None:
@@ -79,6 +96,50 @@ async def test_a_second_agent_of_the_node_is_not_ready_until_the_first_is_gone(t
                 p.wait()
     assert code == 0, out
     assert "another agent of this node is running" in out, out
+    assert _totals(db) == stored, out  # the second agent resumed after the first's lines
+
+
+async def test_a_waiting_agent_starts_when_the_first_is_killed_and_stops_cleanly_while_waiting(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "node" / "hot.spool"
+    spool.parent.mkdir()
+    export = tmp_path / "tetragon.log"
+    export.write_bytes(b"")
+    cfgs = []
+    for name in ("a", "b", "c"):
+        d = tmp_path / name
+        d.mkdir()
+        cfgs.append(
+            h.write_config(
+                d,
+                tetragon={"exportFile": str(export)},
+                store={"url": f"sqlite:///{d}/hot.db", "spoolPath": str(spool)},
+            )
+        )
+    a = h.start_agent(cfgs[0][0])
+    b = c = None
+    try:
+        await h.wait_for(lambda: readyz(cfgs[0][1])[0] == 200, what="the first agent ready")
+        c = h.start_agent(cfgs[2][0])
+        await asyncio.sleep(2)
+        c.send_signal(signal.SIGTERM)  # stopped while waiting: nothing read, nothing to store
+        code_c, out_c = await asyncio.to_thread(h.finish, c, 30)
+        assert code_c == 0 and "nothing was read" in out_c, out_c
+        b = h.start_agent(cfgs[1][0])
+        await asyncio.sleep(2)
+        assert readyz(cfgs[1][1]) == (0, {})
+        a.send_signal(signal.SIGKILL)  # no clean exit: the kernel releases the lock
+        a.wait(30)
+        await h.wait_for(lambda: readyz(cfgs[1][1])[0] == 200, what="the second agent ready once alone")
+        b.send_signal(signal.SIGTERM)
+        code, out = await asyncio.to_thread(h.finish, b, 60)
+    finally:
+        for p in (a, b, c):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert code == 0, out
     assert "the node's other agent is gone" in out, out
 
 
@@ -100,3 +161,27 @@ def test_the_lock_is_taken_once_and_a_second_holder_is_refused(tmp_path: Path) -
         first.close()
         second.close()
     assert lock_path(spool) == str(tmp_path / ".hot.spool.agent.lock")
+
+
+def test_an_agent_built_without_the_wait_reports_the_other_agent(tmp_path: Path) -> None:
+    """``Agent`` built in a program (no CLI wait): not ready, other_agent_on_node, the metric at 1."""
+    from stellaops_runtime.agent.metrics import AgentCollector
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.contracts.config import parse_config
+
+    spool = str(tmp_path / "hot.spool")
+    holder = NodePresence(spool)
+    assert holder.check()
+    agent = Agent(
+        parse_config({"store": {"url": f"sqlite:///{tmp_path}/x.db", "spoolPath": spool}}), node_name="n"
+    )
+    try:
+        assert agent.presence.check() is False
+        ready, detail = agent.readiness()
+        assert not ready and detail["other_agent_on_node"] is True
+        samples = {s.name: s.value for fam in AgentCollector(agent).collect() for s in fam.samples}
+        assert samples["stellaops_runtime_node_other_agent"] == 1
+    finally:
+        agent._worker.shutdown(wait=False)
+        holder.close()
+        agent.presence.close()

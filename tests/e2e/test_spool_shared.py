@@ -1,15 +1,22 @@
 """Two agents on one spool file: neither may silently erase the other's counts.
 
 Probe (s29/h3): the spool file is a hostPath shared by every agent pod of a
-node. Two agents may live at once on one node (a rolling update with
-``maxSurge``, a manual run next to the DaemonSet's pod, a pod restarted
-while its predecessor is still in its grace period). Before, the agent that
-shut down last replaced the file with its own rows, and an agent that had
-replayed an older file removed whatever file was at the path by then: the
-other agent's spooled counts were gone, with exit 0 and no count anywhere.
-Now a spool file the agent did not load is merged into the one it writes
-(its batches keep their agent id and sequence, so the flush ledger still
-stores each once), and only the very file the agent loaded is removed.
+node. Two agents may meet there (a rolling update with ``maxSurge``, a manual
+run next to the DaemonSet's pod, a pod restarted while its predecessor is
+still in its grace period). Before, the agent that shut down last replaced
+the file with its own rows, and an agent that had replayed an older file
+removed whatever file was at the path by then: the other agent's spooled
+counts were gone, with exit 0 and no count anywhere. Now a spool file the
+agent did not load is merged into the one it writes (its batches keep their
+agent id and sequence, so the flush ledger still stores each once), and only
+the very file the agent loaded is removed.
+
+Since s32 a second agent of a node waits for the first to exit before it
+reads anything (agent/node_presence.py: both would count the node's events),
+so two agents take turns on the file: the second loads what the first
+spooled. The newer file an agent must not remove is therefore put in place
+as another writer would (an atomic rename), from a spool file a third agent
+wrote at another path.
 
 The real agent CLI runs as subprocesses against the real PostgreSQL test
 cluster, behind a black-holing proxy (tests/pgproxy.py) while the store is
@@ -104,19 +111,26 @@ async def test_two_agents_spooling_to_one_file_keep_both_agents_counts(tmp_path,
     spool.parent.mkdir()
     half = len(GOOD) // 2
     parts = (GOOD[:half], GOOD[half:])
-    procs = []
+    cfgs = []
     for i, lines in enumerate(parts):
         export = tmp_path / f"tetragon-{i}.log"
         export.write_bytes(b"\n".join(lines) + b"\n")
-        cfg, port = config(tmp_path / f"agent-{i}", proxy.url(pg_url), export, spool)
-        procs.append(await _run_until_processed(cfg, port, len(lines)))
-    outs = []
-    for p in procs:  # the first spools, then the second, to the same file
-        code, out = await _stop(p)
+        cfgs.append(config(tmp_path / f"agent-{i}", proxy.url(pg_url), export, spool))
+    first = await _run_until_processed(*cfgs[0], half)
+    second = h.start_agent(cfgs[1][0])  # waits for the first: the node's agent lock
+    try:
+        code, out = await _stop(first)  # the first spools, then the second loads it and adds its own
         assert code == 0, out
-        outs.append(out)
+        await h.wait_for(
+            lambda: processed(cfgs[1][1]) == len(GOOD) - half, what="the second agent's events", timeout=60
+        )
+        code, out = await _stop(second)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert code == 0, out
     batches = read_spool(spool) or []
-    assert len({b.agent_id for b in batches}) == 2, outs[1]  # both agents' rows are in the file
+    assert len({b.agent_id for b in batches}) == 2, out  # both agents' rows are in the file
 
     # The next agent, with the store back, replays the file: every count of both agents, once.
     proxy.heal()
@@ -133,8 +147,16 @@ async def test_an_agent_that_replayed_a_spool_never_removes_a_newer_one(tmp_path
     spool = tmp_path / "spool" / "hot.spool"
     spool.parent.mkdir()
     half = len(GOOD) // 2
-    # 1. An earlier agent left the first half's rows in the spool file (the store was down).
     proxy.blackhole()
+    # 0. Agent C, at another path, spools the second half: the newer file of step 3.
+    other = tmp_path / "other" / "hot.spool"
+    other.parent.mkdir()
+    export_c = tmp_path / "c.log"
+    export_c.write_bytes(b"\n".join(GOOD[half:]) + b"\n")
+    cfg_c, port_c = config(tmp_path / "agent-c", proxy.url(pg_url), export_c, other)
+    code, out = await _stop(await _run_until_processed(cfg_c, port_c, len(GOOD) - half))
+    assert code == 0 and other.exists(), out
+    # 1. An earlier agent left the first half's rows in the spool file (the store was down).
     export_a = tmp_path / "a.log"
     export_a.write_bytes(b"\n".join(GOOD[:half]) + b"\n")
     cfg_a, port_a = config(tmp_path / "agent-a", proxy.url(pg_url), export_a, spool)
@@ -152,12 +174,11 @@ async def test_an_agent_that_replayed_a_spool_never_removes_a_newer_one(tmp_path
             ),
             what="B loaded the spool",
         )
-        # 3. Agent C, beside B, takes the second half and spools it at its shutdown.
-        export_c = tmp_path / "c.log"
-        export_c.write_bytes(b"\n".join(GOOD[half:]) + b"\n")
-        cfg_c, port_c = config(tmp_path / "agent-c", proxy.url(pg_url), export_c, spool)
-        code, out = await _stop(await _run_until_processed(cfg_c, port_c, len(GOOD) - half))
-        assert code == 0, out
+        # 3. Another writer puts a newer spool file (C's second half) at the path, as a writer
+        #    does: written beside it, renamed into place.
+        tmp = spool.with_name("newer.tmp")
+        tmp.write_bytes(other.read_bytes())
+        tmp.replace(spool)
         # 4. The store comes back: B replays what it loaded; the newer file must stay.
         proxy.heal()
         await h.wait_for(

@@ -1,33 +1,32 @@
-"""A second agent on this node: found, logged, shown in metrics and ``/readyz``.
+"""One agent per node: a second agent waits for the first to exit before it reads anything.
 
 Two agents of one node (a rolling update someone gave ``maxSurge``, an agent
-run by hand beside the DaemonSet's pod) each read the node's Tetragon stream
-or export file, and each stores what it counted: every event of the time both
-run is counted twice in the store, with no error anywhere. The flush ledger
-cannot tell: each agent's batches are its own and stored once.
+run by hand beside the DaemonSet's pod, a second operator install) would each
+read the node's Tetragon stream or export file and each store what it
+counted: every event of the time both run would be in the store twice, with
+no error anywhere. The flush ledger cannot tell: each agent's batches are its
+own and stored once.
 
-The operator's DaemonSet never overlaps two pods on a node (``maxUnavailable:
-1`` and no surge: the next pod starts after the last one is gone), so this
-only happens when someone adds one. It must then be loud, not silent: each
-agent holds an exclusive ``flock`` on ``.<spool name>.agent.lock`` beside
-``store.spoolPath`` (the node's hostPath, shared by every agent pod of the
-node) for its whole life. The kernel releases it when the process ends, by
-SIGKILL or OOM kill too, so a dead agent never holds it. An agent that finds
-it held logs an error, reports ``stellaops_runtime_node_other_agent 1`` and
-``/readyz`` 503 (``other_agent_on_node``), and tries again every
-:data:`RETRY_SECONDS`; once the other agent is gone it takes the lock, logs
-so, and is ready again. The pod of the agent that came second shows 0/1
-ready, which is what people look at.
+So each agent holds an exclusive ``flock`` on ``.<spool name>.agent.lock``
+beside ``store.spoolPath`` (the node's hostPath, shared by every agent pod of
+the node) for its whole life. The kernel releases it when the process ends,
+by SIGKILL or OOM kill too, so a dead agent never holds it. The CLI takes it
+before the agent is built (:func:`wait_for_node`): an agent that finds it
+held logs an error and waits, reading no event and touching neither the spool
+nor the watch record, until the other agent is gone; SIGTERM or SIGINT while
+it waits ends it with exit 0 (it has nothing to store). Then it starts as any
+agent does after another: the watch record makes the time between the two a
+gap, and the export source resumes where the other stopped. The operator's
+DaemonSet never overlaps two pods on a node (``maxUnavailable: 1``, no
+surge), so its agents never wait.
 
-What this does not do: the second agent still reads and stores while the
-other runs, so the counts of that time are in the store twice; the log line,
-the metric and ``/readyz`` say when (docs/operations.md, "One agent per
-node"). A DaemonSet given ``maxSurge`` would stop its rollout at the first
-new pod, both agents counting. Holding the second agent's source back until
-the lock is free (and reporting it ready as a standby) would count nothing
-twice; it changes the start order (spool, watch record) that the
-spool-sharing agents of tests/e2e/test_spool_shared.py rely on, and is left
-for later.
+While it waits there is no HTTP endpoint (nothing to serve yet): a pod given
+a surge would fail its probes and be restarted, and its rollout would stop
+there, with one agent counting.
+
+:class:`NodePresence` also keeps the not-ready report for an agent built
+without the CLI's wait (``Agent`` in tests and tools): ``other_agent`` and
+``stellaops_runtime_node_other_agent``.
 
 Without ``store.spoolPath`` there is no node path to meet on, and nothing is
 checked (the same holds for the watch record, agent/watch_record.py).
@@ -40,6 +39,8 @@ import errno
 import fcntl
 import logging
 import os
+import signal
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ class NodePresence:
             if not self.other_agent:
                 self.conflicts += 1
                 log.error(
-                    "another agent of this node is running (it holds %s): while both run, both count "
-                    "the node's events and the store gets both counts; this agent reports not ready "
-                    "(other_agent_on_node) until the other is gone: run one agent per node",
+                    "another agent of this node is running (it holds %s): this agent waits for it to "
+                    "exit before reading any event, so that no event is counted twice; run one agent "
+                    "per node",
                     self.path,
                 )
             self.other_agent = True
@@ -114,3 +115,28 @@ class NodePresence:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def wait_for_node(presence: NodePresence, *, poll: float = RETRY_SECONDS) -> bool:
+    """Take the node's agent lock, waiting while another agent holds it; False if stopped meanwhile.
+
+    Runs before the event loop exists: SIGTERM and SIGINT end the wait (and
+    their previous handlers are put back either way).
+    """
+    if presence.check() or not presence.path:
+        return True
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(poll):
+            if presence.check():
+                return True
+        log.info("stopped while waiting for the node's other agent: nothing was read")
+        return False
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

@@ -89,7 +89,12 @@ class Agent(Draining):
     """One node agent; ``await Agent(cfg).run()`` returns the exit code."""
 
     def __init__(
-        self, config: AgentConfig, *, node_name: str = "", exit_when_idle: float | None = None
+        self,
+        config: AgentConfig,
+        *,
+        node_name: str = "",
+        exit_when_idle: float | None = None,
+        presence: NodePresence | None = None,
     ) -> None:
         self.config = config
         self.node_name = node_name or config.node_name or socket.gethostname()
@@ -131,7 +136,8 @@ class Agent(Draining):
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
-        self.presence = NodePresence(config.store.spool_path)  # a second agent of this node is loud
+        # The node's agent lock (the CLI waits for it before building the agent: agent/node_presence.py).
+        self.presence = presence or NodePresence(config.store.spool_path)
 
     # -- views for metrics and health -------------------------------------
 

@@ -106,11 +106,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         log.info("memory allocator: the interpreter's (%s)", why)
     tune_malloc()  # before any thread exists: large buffers go back to the kernel when freed
+    from stellaops_runtime.agent.node_presence import NodePresence, wait_for_node
     from stellaops_runtime.agent.runner import Agent  # heavy imports only when running
 
+    presence = NodePresence(config.store.spool_path)  # one agent per node: a second one waits
+    if not wait_for_node(presence):
+        return exitcodes.OK
     node = args.node_name or os.environ.get("NODE_NAME", "")
     try:
-        agent = Agent(config, node_name=node, exit_when_idle=args.exit_when_idle)
+        agent = Agent(config, node_name=node, exit_when_idle=args.exit_when_idle, presence=presence)
     except ConfigError as e:  # e.g. the witness claims or key file
         print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
