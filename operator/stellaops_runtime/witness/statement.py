@@ -11,8 +11,11 @@
   Stacks are referenced by SHA-256 from each row. The stack itself is
   included only while the predicate stays under :data:`MAX_PREDICATE_BYTES`,
   and past it rows too are left out, the least called first (counted in
-  ``functions_omitted``; the totals still count them), so a witness fits
-  what public transparency logs accept (~100 KB) whatever the names' length.
+  ``functions_omitted``; the totals still count them), and gaps and the
+  coverage's node names beyond their share of the room (counted in
+  ``gaps_omitted`` and ``nodes_omitted``), so a witness fits what public
+  transparency logs accept (~100 KB) whatever the names' length or the
+  number of nodes.
 
 :func:`check_statement` is the verifier's side: the statement type, the
 predicate type, exactly one subject named by its own sha256 digest (and no
@@ -109,6 +112,8 @@ def statement(
             "observation_window": data["observation_window"],
             "coverage": data["coverage"],
             "gaps": data["gaps"],
+            "gaps_omitted": 0,
+            "nodes_omitted": 0,
             "watched_days": data["watched_days"],
             "days_without_calls": data["days_without_calls"],
         },
@@ -119,23 +124,54 @@ def statement(
     }
     if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:
         predicate["stacks"] = {}  # the digests stay on each row
-    if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:  # long names (C++ templates): fewer rows
-        predicate["observation"]["functions"] = []
-        room = MAX_PREDICATE_BYTES - len(_canonical(predicate)) - 8  # the omitted count's digits
-        kept = 0
-        for row in rows:  # busiest first
-            room -= len(_canonical(row)) + 1
-            if room < 0:
-                break
-            kept += 1
-        predicate["observation"]["functions"] = rows[:kept]
-        predicate["observation"]["functions_omitted"] = len(obs.rows) - kept
+    if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:
+        _share_room(predicate, rows, len(obs.rows))
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": image, "digest": {"sha256": hexdigest}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
     }
+
+
+def _kept(items: list[Any], room: int) -> int:
+    """How many of ``items``, from the first, fit in ``room`` bytes of canonical JSON."""
+    kept = 0
+    for item in items:
+        room -= len(_canonical(item)) + 1
+        if room < 0:
+            break
+        kept += 1
+    return kept
+
+
+def _share_room(predicate: dict[str, Any], rows: list[dict[str, Any]], all_rows: int) -> None:
+    """Cut the function rows (the least called go first), the gaps (the node-wide ones go before the
+    image's own) and the coverage's node names until the predicate fits MAX_PREDICATE_BYTES, each
+    list keeping at least an equal share of the room, the omitted ones counted: long names (C++
+    templates) or a cluster of thousands of nodes, each with its own gap, stay under ~100 KB."""
+    o = predicate["observation"]
+    cov = o["coverage"] = dict(o["coverage"]) if isinstance(o["coverage"], dict) else o["coverage"]
+    gaps = sorted(o["gaps"], key=lambda g: g.get("scope") != "image")  # stable: node order kept
+    nodes = list(cov["nodes"]) if isinstance(cov, dict) else []
+    lists = [rows, gaps, nodes]
+    # measured empty, with each omitted count at its largest (its digits never grow)
+    o["functions"], o["gaps"] = [], []
+    o["functions_omitted"], o["gaps_omitted"], o["nodes_omitted"] = all_rows, len(gaps), len(nodes)
+    if isinstance(cov, dict):
+        cov["nodes"] = []
+    room = MAX_PREDICATE_BYTES - len(_canonical(predicate))
+    sizes = [sum(len(_canonical(x)) + 1 for x in items) for items in lists]
+    shares = [0, 0, 0]
+    for n, i in enumerate(sorted(range(3), key=lambda i: sizes[i])):  # water-filling, smallest first
+        shares[i] = max(0, min(sizes[i], room // (3 - n)))
+        room -= shares[i]
+    kept = [_kept(items, share) for items, share in zip(lists, shares, strict=True)]
+    o["functions"], o["gaps"] = rows[: kept[0]], gaps[: kept[1]]
+    o["functions_omitted"] = all_rows - kept[0]
+    o["gaps_omitted"], o["nodes_omitted"] = len(gaps) - kept[1], len(nodes) - kept[2]
+    if isinstance(cov, dict):
+        cov["nodes"] = nodes[: kept[2]]
 
 
 def encode(stmt: dict[str, Any]) -> bytes:
