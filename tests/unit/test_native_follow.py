@@ -4,12 +4,18 @@ The real kernel is in tests/integration/test_native_replaced_binary.py; here
 the decisions: a FIFO or device put at a target's path is never opened (a
 read of a FIFO would wait, a device's open can have effects), a file is
 probed through the descriptor held, under the target's own programs, once,
-and at most MAX_FOLLOWED new files are kept open per load.
+and at most MAX_FOLLOWED new files are kept open per load. A deleted former file
+of a target that live processes still run (real processes running a deleted
+copy of sleep) is probed once, or reported, and a gap while they run when it
+cannot be probed.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +105,111 @@ def test_a_file_appearing_where_none_was_is_probed_and_fd_targets_are_not_watche
     later = tmp_path / "later"
     held = UprobeTarget("/proc/self/fd/99", "h", module="/in/container")  # native/purl_wiring.py's
     w = TargetWatch.before_attach((UprobeTarget(str(later), "f"), held))
-    assert set(w.idents) == {0}
+    assert set(w.idents) == {("uprobe", 0)}
     later.write_bytes(b"has-symbol")
     assert w.follow(FakeBPF()).attached == [f"{later}:f"]
     w.close()
+
+
+class ScriptedBPF(FakeBPF):
+    """Attaches, finds no symbol, or fails to attach, as told; records the files attached to."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+    def get_user_addresses(self, path: bytes, sym_re: bytes) -> list[int]:  # type: ignore[override]
+        return [] if self.outcome == "no-symbol" else [0x1000]
+
+    def attach_uprobe(self, name: bytes, sym: bytes, fn_name: bytes) -> None:
+        if self.outcome == "refused":
+            raise Exception("Failed to attach BPF to uprobe")  # as BCC raises it
+        self.calls.append(("enter", os.readlink(name.decode()), sym.decode(), fn_name.decode()))
+
+
+def run_deleted(tmp_path: Path, copies: int = 2) -> tuple[Path, list[subprocess.Popen[bytes]]]:
+    """Processes running a copy of sleep whose path an upgrade then renamed a new file over."""
+    app = tmp_path / "bin" / "app"
+    app.parent.mkdir()
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", app)
+    procs = [subprocess.Popen([str(app), "600"]) for _ in range(copies)]
+    for p in procs:  # mapped once the exec is done: its maps name the file
+        deadline = time.monotonic() + 60
+        while str(app) not in Path(f"/proc/{p.pid}/maps").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    shutil.copy2(app, app.with_name("app.new"))
+    os.rename(app.with_name("app.new"), app)
+    return app, procs
+
+
+def test_a_deleted_former_file_still_run_is_probed_once(tmp_path: Path) -> None:
+    app, procs = run_deleted(tmp_path)
+    try:
+        w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
+        w.attached({f"{app}:f"})
+        bpf = ScriptedBPF("attach")
+        res = w.former(bpf)
+        assert (res.former, res.failed, res.unwatched) == (1, [], False)  # two processes, one file
+        assert [c[0] for c in bpf.calls] == ["enter", "return"] and bpf.calls[0][1] == f"{app} (deleted)"
+        assert w.former(bpf).former == 0 and len(bpf.calls) == 2  # once
+        assert w.follow(bpf).attached == [] and not w.follow(bpf).unwatched
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        w.close()
+
+
+def test_a_former_file_that_cannot_be_probed_is_unwatched_while_its_processes_live(tmp_path: Path) -> None:
+    app, procs = run_deleted(tmp_path, copies=1)
+    w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
+    try:
+        res = w.former(ScriptedBPF("refused"))
+        assert res.former == 0 and res.unwatched
+        ((label, why),) = res.failed
+        assert label == f"{app}:f (deleted former file, pid {procs[0].pid})"
+        assert why.startswith(f"attach to the deleted former file of {app} run by pid {procs[0].pid} failed")
+        assert w.follow(ScriptedBPF("attach")).unwatched  # every look while it runs
+        procs[0].kill()
+        procs[0].wait()
+        assert not w.follow(ScriptedBPF("attach")).unwatched  # gone: nothing runs unseen
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        w.close()
+
+
+def test_a_former_file_without_the_symbol_is_reported_and_no_gap(tmp_path: Path) -> None:
+    app, procs = run_deleted(tmp_path, copies=1)
+    w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
+    try:
+        res = w.former(ScriptedBPF("no-symbol"))
+        assert res.failed == [(f"{app}:f", f"symbol f not found in the deleted former file of {app} run by "
+                               f"pid {procs[0].pid}")]  # fmt: skip
+        assert not res.unwatched and not w.follow(ScriptedBPF("attach")).unwatched
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        w.close()
+
+
+def test_former_matches_the_path_as_the_process_sees_it_inside_its_root(tmp_path: Path) -> None:
+    """A target inside a container names /proc/<n>/root/<path>: the maps line says <path>."""
+    from stellaops_runtime.native import former
+
+    me = os.getpid()
+    assert former.where(f"/proc/{me}/root{tmp_path}/x") == ((os.stat("/").st_dev, os.stat("/").st_ino),
+                                                             f"{tmp_path}/x")  # fmt: skip
+    assert former.where("/proc/999999999/root/x") is None  # no such process: no root
+    text = (
+        "55d0-55d1 r-xp 00001000 fd:01 1234 /usr/bin/app (deleted)\n"
+        "55d1-55d2 r--p 00000000 00:00 0 /memfd:x (deleted)\n"
+        "55d2-55d3 r--p 00000000 fd:01 99 /usr/bin/app\n"
+        "garbage (deleted)\n"
+    )
+    found = list(former._deleted_mappings(text))
+    assert found == [("55d0-55d1", "/usr/bin/app", (os.makedev(0xFD, 1), 1234))]

@@ -1,26 +1,36 @@
-"""Probed binaries replaced on disk: the uprobes follow the new file and keep the old one.
+"""Probed binaries replaced on disk: the probes follow the new file and keep (or find) the old one.
 
-A uprobe is set on a file (its inode), not on a path. A package upgrade, a
-``cp`` to a temporary name then ``mv``, an image rebuilt on the node: each
-puts a new file at a probed path, and the probe stays on the old one. The
-processes started from the new file were then never seen, however often they
-called the function, while the node went on reporting the posture of a node
-whose uprobes are attached: a "not observed" said over calls nobody watched.
+A uprobe (and a USDT probe, a uprobe at a note's address) is set on a file
+(its inode), not on a path. A package upgrade, a ``cp`` to a temporary name
+then ``mv``, an image rebuilt on the node: each puts a new file at a probed
+path, and the probe stays on the old one. The processes started from the new
+file were then never seen, however often they called the function, while the
+node went on reporting the posture of a node whose probes are attached: a
+"not observed" said over calls nobody watched.
 
-So each uprobe target's file is identified (device, inode) before the probes
+So each target's file is identified (device, inode) before the probes
 attach, and looked at again at every read of the counters (about once a
 second, on the probes' thread). When its path names another file (or a file
 appeared where none was at the load), that file is opened, and the same
 programs (same target index: the events name the same path and symbol) are
-attached to it too, through ``/proc/self/fd/<n>`` of the descriptor held, so
-the file probed is the one looked at. The old file keeps its probe: the
-processes still running it are counted as before. A call is counted once (a
-process runs one of the two files). Between the last look that found the old
-file and the new attach, a new process may have called the function unseen:
-that span is returned for the caller to mark as a gap.
+attached to it too (native/follow_attach.py), through ``/proc/self/fd/<n>``
+of the descriptor held, so the file probed is the one looked at. The old file
+keeps its probe: the processes still running it are counted as before. A
+call is counted once (a process runs one of the files; a file already
+probed for the target is never attached again). Between the last look that
+found the old file and the new attach, a new process may have called the
+function unseen: that span is returned for the caller to mark as a gap.
 
-USDT targets are not followed (their programs are compiled from the file's
-notes); docs/native-probes.md says so.
+The other way round, a load meets files replaced before it: processes still
+running a target's former file (deleted, still mapped) are found through
+/proc (native/former.py) and that file is probed too (:meth:`former`). One
+that cannot be probed (unreadable, a USDT file whose sites differ) is
+reported, and every look while such a process lives returns its time as
+unwatched: a gap, never a window said watched over uncounted calls.
+
+A USDT target's new file is probed with the programs compiled at the load
+when its sites read their arguments the same way; else it is reported (and
+its time unwatched while its processes may run) until the next load.
 """
 
 from __future__ import annotations
@@ -28,19 +38,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellaops_runtime.canonical.rootopen import open_in_root
-from stellaops_runtime.native.config import UprobeTarget
+from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
+from stellaops_runtime.native import follow_attach, former
+from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
+from stellaops_runtime.native.usdt import UsdtProbe
 
 log = logging.getLogger(__name__)
 
 MAX_FOLLOWED = 64  # new files attached per load; past it a replacement is only reported
 
 Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
+Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
+Target = UprobeTarget | UsdtTarget
 
 
 def identity(path: str) -> Ident:
@@ -52,111 +65,194 @@ def identity(path: str) -> Ident:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
-def followable(t: UprobeTarget) -> bool:
+def followable(t: Target) -> bool:
     """A target named by a path (not by a descriptor held elsewhere: native/purl_wiring.py's)."""
     return not t.binary.startswith("/proc/self/fd/")
 
 
+def _starttime(pid: int) -> str:
+    """The process's start time (field 22 of its stat), '' when it is gone: a pid's owner."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    fields = text.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _lacks(why: str) -> bool:
+    """A file refused because it has no such function or probe (its processes cannot call it)."""
+    return why.startswith(("symbol ", "no USDT probe "))
+
+
 @dataclass(slots=True)
 class Followed:
-    """What one look found: targets now probed in a new file too, those that could not be."""
+    """What one look found: targets now probed in another file too, those that could not be."""
 
     attached: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    unwatched: bool = False  # a process runs a target's file that is not probed (a gap to mark)
+    former: int = 0  # deleted former files probed by this look
 
 
 @dataclass(slots=True)
 class TargetWatch:
-    """The files of a load's uprobe targets, as they were just before the probes attached."""
+    """The files of a load's targets, as they were just before the probes attached."""
 
     targets: tuple[UprobeTarget, ...]
-    idents: dict[int, Ident] = field(default_factory=dict)  # target index -> file now probed (latest)
+    usdt: tuple[UsdtTarget, ...] = ()
+    usdt_loaded: dict[int, tuple[UsdtProbe, ...]] = field(default_factory=dict)  # sites compiled
+    idents: dict[Key, Ident] = field(default_factory=dict)  # target -> file at its path, last looked at
+    probed: dict[Key, set[tuple[int, int]]] = field(default_factory=dict)  # files its programs are on
     fds: list[int] = field(default_factory=list)  # descriptors of the files attached since the load
-    given_up: set[int] = field(default_factory=set)  # targets whose latest file could not be probed
+    perf_fds: list[int] = field(default_factory=list)  # USDT perf events opened since the load
+    given_up: set[Key] = field(default_factory=set)  # targets whose latest file could not be probed
+    blind: set[Key] = field(default_factory=set)  # ... of those, the ones it may be called in unseen
+    unprobed: dict[tuple[int, str], str] = field(default_factory=dict)  # (pid, start) -> target label
 
     @classmethod
-    def before_attach(cls, targets: tuple[UprobeTarget, ...]) -> TargetWatch:
-        w = cls(targets)
-        for i, t in enumerate(targets):
+    def before_attach(
+        cls, targets: tuple[UprobeTarget, ...], usdt: tuple[UsdtTarget, ...] = ()
+    ) -> TargetWatch:
+        w = cls(targets, usdt)
+        for key, t in w._all():
             if followable(t):
-                w.idents[i] = identity(t.binary)
+                w.idents[key] = identity(t.binary)
         return w
 
-    def changed(self) -> list[int]:
-        """Indexes of the targets whose path names another regular file than the one probed."""
+    def _all(self) -> list[tuple[Key, Target]]:
+        up: list[tuple[Key, Target]] = [(("uprobe", i), t) for i, t in enumerate(self.targets)]
+        return up + [(("usdt", i), t) for i, t in enumerate(self.usdt)]
+
+    def _target(self, key: Key) -> Target:
+        return self.targets[key[1]] if key[0] == "uprobe" else self.usdt[key[1]]
+
+    def attached(self, labels: set[str]) -> None:
+        """After the load's attach: the targets attached (by label) are on the file looked at."""
+        for key, was in self.idents.items():
+            if was is not None and self._target(key).label() in labels:
+                self.probed.setdefault(key, set()).add(was)
+
+    def changed(self) -> list[Key]:
+        """The targets whose path names another regular file than the one last looked at."""
         out = []
-        for i, was in self.idents.items():
-            now = identity(self.targets[i].binary)
+        for key, was in self.idents.items():
+            now = identity(self._target(key).binary)
             if now is not None and now != was:
-                out.append(i)
+                out.append(key)
         return out
 
     def follow(self, bpf: Any) -> Followed:
         """Attach each replaced target's programs to its new file too (see the module docstring)."""
         res = Followed()
-        for i in self.changed():
-            t = self.targets[i]
-            why = self._attach(bpf, i, t)
+        for key in self.changed():
+            t = self._target(key)
+            why = self._attach_path(bpf, key, t)
+            if why == "probed":  # a file its programs are on already (put back): watched again
+                self.given_up.discard(key)
+                self.blind.discard(key)
+                continue
             if why:
                 res.failed.append((t.label(), why))
-                if i not in self.given_up:
+                if key not in self.given_up:
                     log.warning("native probe %s: %s", t.label(), why)
-                self.given_up.add(i)
+                self.given_up.add(key)
+                if _lacks(why):
+                    self.blind.discard(key)  # that version lacks it: nothing to miss
+                else:
+                    self.blind.add(key)
             else:
                 res.attached.append(t.label())
-                self.given_up.discard(i)
+                self.given_up.discard(key)
+                self.blind.discard(key)
                 log.warning(
                     "native probe %s: %s was replaced by another file: its processes are probed too "
                     "(the old file's keep their probe)",
                     t.label(), t.binary,
                 )  # fmt: skip
+        self._check_unprobed(res)
         return res
 
-    def _attach(self, bpf: Any, i: int, t: UprobeTarget) -> str:
-        """'' when attached, else why not; the target's identity moves to the file looked at."""
+    def former(self, bpf: Any, proc: str = "/proc") -> Followed:
+        """Probe the deleted former files of the targets that live processes still run."""
+        res = Followed()
+        keys = [key for key in self.idents]
+        paths = [self._target(key).binary for key in keys]
+        skip = {(n, ident) for n, key in enumerate(keys) for ident in self.probed.get(key, ())}
+        for f in former.scan(paths, skip=skip, proc=proc):
+            key = keys[f.want]
+            t = self._target(key)
+            what = f"the deleted former file of {t.binary} run by pid {f.pid}"
+            try:
+                fd, st = open_regular(f.map_file)
+            except OSError as e:
+                why = f"{what} cannot be opened: {e.strerror or e}"
+            else:
+                why = self._attach_fd(bpf, key, t, fd, what)
+                if not why:
+                    for ident in (f.ident, (st.st_dev, st.st_ino)):
+                        self.probed.setdefault(key, set()).add(ident)
+                    res.former += 1
+                    log.warning("native probe %s: %s is probed too", t.label(), what)
+                    continue
+            if _lacks(why):
+                res.failed.append((t.label(), why))  # that version lacks it: nothing to miss
+                continue
+            label = f"{t.label()} (deleted former file, pid {f.pid})"
+            res.failed.append((label, why))
+            log.warning("native probe %s: %s: its calls are a gap while it runs", t.label(), why)
+            start = _starttime(f.pid)
+            if start:
+                self.unprobed[(f.pid, start)] = t.label()
+        self._check_unprobed(res)
+        return res
+
+    def _check_unprobed(self, res: Followed) -> None:
+        """Processes running an unprobed former file: unwatched while any lives."""
+        for pid, start in list(self.unprobed):
+            if _starttime(pid) != start:
+                del self.unprobed[(pid, start)]
+        if self.unprobed or self.blind:
+            res.unwatched = True
+
+    def _attach_path(self, bpf: Any, key: Key, t: Target) -> str:
+        """'' when the file now at the path was attached, 'probed' when it already was, else why not."""
         try:  # checked through O_PATH first: a device put there is never opened for reading
             fd, st = open_in_root("/", t.binary)
         except OSError as e:
-            self.idents[i] = identity(t.binary)  # looked at: not tried again until it changes
+            self.idents[key] = identity(t.binary)  # looked at: not tried again until it changes
             return f"the new file at {t.binary} cannot be opened: {e.strerror or e}"
-        keep = False
-        try:
-            self.idents[i] = (st.st_dev, st.st_ino)  # looked at: not tried again until it changes
-            if len(self.fds) >= MAX_FOLLOWED:
-                return (
-                    f"{t.binary} was replaced, more than {MAX_FOLLOWED} new files since the load: not probed"
-                )
-            path, sym = f"/proc/self/fd/{fd}".encode(), t.symbol.encode()
-            try:
-                found = bpf.get_user_addresses(path, f"^{re.escape(t.symbol)}$".encode())
-            except Exception as e:  # BCC raises bare Exception for a file it cannot read as ELF
-                return f"the new file at {t.binary} cannot be read: {e}"
-            if not found:
-                return f"symbol {t.symbol} not found in the new file at {t.binary}"
-            try:
-                bpf.attach_uprobe(name=path, sym=sym, fn_name=f"stella_up_enter_{i}".encode())
-            except Exception as e:
-                return f"attach to the new file at {t.binary} failed: {e}"
-            keep = True  # the entry probe holds the file; the descriptor stays open with it
-            try:
-                bpf.attach_uretprobe(
-                    name=path, sym=t.symbol.encode(), fn_name=f"stella_up_return_{i}".encode()
-                )
-            except Exception as e:
-                with contextlib.suppress(Exception):
-                    bpf.detach_uprobe(name=path, sym=sym)
-                keep = False
-                return f"attach to the new file at {t.binary} failed: {e}"
-            return ""
-        finally:
-            if keep:
-                self.fds.append(fd)
-            else:
-                os.close(fd)
+        ident = (st.st_dev, st.st_ino)
+        self.idents[key] = ident  # looked at: not tried again until it changes
+        if ident in self.probed.get(key, ()):
+            os.close(fd)
+            return "probed"
+        if len(self.fds) >= MAX_FOLLOWED:
+            os.close(fd)
+            return f"{t.binary} was replaced, more than {MAX_FOLLOWED} new files since the load: not probed"
+        why = self._attach_fd(bpf, key, t, fd, f"the new file at {t.binary}")
+        if not why:
+            self.probed.setdefault(key, set()).add(ident)
+        return why
+
+    def _attach_fd(self, bpf: Any, key: Key, t: Target, fd: int, what: str) -> str:
+        """Attach ``key``'s programs to the file of ``fd`` (kept open when attached, else closed)."""
+        if isinstance(t, UprobeTarget):
+            why = follow_attach.uprobe(bpf, key[1], t, fd, what)
+        else:
+            pfds, why = follow_attach.usdt_sites(bpf, key[1], t, self.usdt_loaded.get(key[1], ()), fd, what)
+            self.perf_fds += pfds
+        if why:
+            os.close(fd)
+        else:
+            self.fds.append(fd)  # the probe holds the file; the descriptor stays open with it
+        return why
 
     def close(self) -> None:
-        """Close the descriptors (after the probes using them were detached)."""
-        for fd in self.fds:
+        """Close the descriptors (after the probes using them were detached) and the USDT events."""
+        for fd in self.perf_fds + self.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds.clear()
+        self.perf_fds.clear()

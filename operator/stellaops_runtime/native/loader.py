@@ -90,7 +90,7 @@ def _tcp_wanted(cfg: NativeConfig) -> bool:
     return cfg.tcp_state and tracepoint_exists(tcp.TRACEPOINT)
 
 
-def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
+def program_text(cfg: NativeConfig, *, ring_buffer: bool, usdt_sites: usdtprobes.Sites | None = None) -> str:
     parts = ["#include <uapi/linux/ptrace.h>\n"]  # struct pt_regs, for USDT arguments
     parts += [records.c_struct(k) for k in records.BODIES]
     for k in records.STACK_KINDS:
@@ -105,7 +105,7 @@ def program_text(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     if cfg.uprobes:
         parts.append(uprobes.c_source(cfg, ring_buffer=ring_buffer))
     if cfg.usdt:
-        parts.append(usdtprobes.c_source(cfg, ring_buffer=ring_buffer))
+        parts.append(usdtprobes.c_source(cfg, ring_buffer=ring_buffer, sites_of=usdt_sites))
     if _tcp_wanted(cfg):
         parts.append(tcp.c_source(cfg, ring_buffer=ring_buffer))
     return "\n".join(parts)
@@ -123,7 +123,9 @@ class ProbeSet:
     perf_lost: int = 0  # records the perf buffer lost (its lost callback), when used
     _pending: list[bytes] = field(default_factory=list)
     _perf_fds: list[int] = field(default_factory=list)  # USDT perf events we opened ourselves
-    watch: TargetWatch | None = None  # the uprobe targets' files (native/follow.py)
+    watch: TargetWatch | None = None  # the uprobe and USDT targets' files (native/follow.py)
+    usdt_sites: usdtprobes.Sites | None = None  # read once at the load: compiled and attached
+    former: Followed = field(default_factory=Followed)  # deleted former files found at the load
 
     def poll(self, timeout_ms: int) -> list[bytes]:
         """Records written since the last poll (waits up to ``timeout_ms`` for the first)."""
@@ -180,7 +182,7 @@ class ProbeSet:
                 del m[key]
 
     def follow(self) -> Followed:
-        """Probe the new file of each uprobe target replaced on disk since the load (native/follow.py)."""
+        """Probe the new file of each target replaced on disk since the load (native/follow.py)."""
         return self.watch.follow(self.bpf) if self.watch is not None else Followed()
 
     def close(self) -> None:
@@ -199,7 +201,11 @@ def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSe
     bcc, why = load_bcc()
     if bcc is None:
         raise LoadError(why)
-    text = program_text(cfg, ring_buffer=ring_buffer)
+    # each target's file before the sites are read and the probes attach: a file put there later
+    # is followed (native/follow.py)
+    watch = TargetWatch.before_attach(cfg.uprobes, cfg.usdt) if cfg.uprobes or cfg.usdt else None
+    sites = usdtprobes.probe_sites(cfg) if cfg.usdt else None
+    text = program_text(cfg, ring_buffer=ring_buffer, usdt_sites=sites)
     diagnostics: list[str] = []
     try:
         with compile_env(kernel_source), captured_output(diagnostics):
@@ -209,11 +215,14 @@ def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSe
         raise LoadError(
             f"BCC could not compile or load the probes: {e}" + (f"\n{detail}" if detail else "")
         ) from None
-    ps = ProbeSet(bpf=b, cfg=cfg, ring_buffer=ring_buffer)
-    if cfg.uprobes:  # each target's file before the attach: a file put there later is followed
-        ps.watch = TargetWatch.before_attach(cfg.uprobes)
+    ps = ProbeSet(bpf=b, cfg=cfg, ring_buffer=ring_buffer, watch=watch, usdt_sites=sites)
     try:
         _attach(ps, bcc)
+        if watch is not None:
+            watch.usdt_loaded = {i: tuple(s) for i, (s, _) in enumerate(sites or [])}
+            watch.attached({label.split(" ", 1)[1] for label in ps.attached if " " in label})
+            ps.former = watch.former(b)  # processes still running a file replaced before the load
+            ps.failed += ps.former.failed
     except Exception as e:  # BCC raises bare Exception (a perf buffer refused: fds, locked memory)
         ps.close()
         # a LoadError, so the source reports it and tries again later (it ended the source before)
@@ -235,7 +244,7 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
         ps.failed += failed
         ps.attached += [f"uprobe {t.label()}" for t in cfg.uprobes if t.label() not in bad]
     if cfg.usdt:
-        fds, failed = usdtprobes.attach(b, bcc, cfg)
+        fds, failed = usdtprobes.attach(b, bcc, cfg, ps.usdt_sites)
         ps._perf_fds += fds
         bad = {label for label, _ in failed}
         ps.failed += failed

@@ -28,11 +28,14 @@ time between the two reads, for the source switch to mark as a gap
 every DROP_LOG_SECONDS while it lasts, and with its totals when a read sees
 none again (or the probes stop).
 
-At the same reads, a uprobe target whose path now names another file (an
-upgrade renamed a new file over it) is probed in that file too
+At the same reads, a uprobe or USDT target whose path now names another file
+(an upgrade renamed a new file over it) is probed in that file too
 (native/follow.py); the wall time between the previous read and that attach,
 when the new file's processes may have called it unseen, is queued for the
-switch to mark as a gap (:meth:`take_unwatched`).
+switch to mark as a gap (:meth:`take_unwatched`). So is the time between two
+reads while a process runs a target's file that could not be probed (a
+deleted former file found at the load, native/former.py, or a new file
+refused).
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ class NativeStats:
     detached_ns: int = 0  # wall clock just after the latest run closed them (0: not yet)
     drops: list[NativeDrop] = field(default_factory=list)  # not yet taken by the switch (take_drops)
     dropped_total: int = 0  # events the probes dropped, all runs (drop_counters.py)
-    followed: int = 0  # uprobe targets probed in the new file put at their path (native/follow.py)
+    followed: int = 0  # targets probed in the new file put at their path (native/follow.py)
+    former: int = 0  # deleted former files of targets, still run, probed at the loads (native/former.py)
     unwatched: list[tuple[int, int]] = field(default_factory=list)  # wall spans not yet taken
 
 
@@ -179,6 +183,7 @@ class NativeProbeSource:
         ps = load(self.cfg, kernel_source=self.kernel_source, ring_buffer=self.ring_buffer)
         self.stats.attached = list(ps.attached)
         self.stats.failed = list(ps.failed)
+        self.stats.former += ps.former.former
         for label, why in ps.failed:
             log.warning("native probe %s not attached: %s", label, why)
         return ps
@@ -257,7 +262,7 @@ class NativeProbeSource:
 
     def _note_followed(self, res: Followed, now_ns: int) -> None:
         """The span since the previous look is unwatched when a target's file was replaced."""
-        if res.attached or res.failed:
+        if res.attached or res.failed or res.unwatched:
             spans = self.stats.unwatched
             spans.append((self._follow_ns, now_ns))
             if len(spans) > MAX_UNWATCHED:  # the two oldest merge: wider, never lost

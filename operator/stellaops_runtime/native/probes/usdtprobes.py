@@ -16,9 +16,12 @@ from stellaops_runtime.native import records, usdt
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
 
+Sites = list[tuple[list[usdt.UsdtProbe], str]]
 
-def _probes(cfg: NativeConfig) -> list[tuple[list[usdt.UsdtProbe], str]]:
-    """Per target: its probe sites in the binary, or ([], why not)."""
+
+def probe_sites(cfg: NativeConfig) -> Sites:
+    """Per target: its probe sites in the binary, or ([], why not); read once per load, so the
+    programs compiled and the sites attached (and followed: native/follow.py) are the same."""
     out: list[tuple[list[usdt.UsdtProbe], str]] = []
     for t in cfg.usdt:
         if not os.path.isfile(t.binary):
@@ -36,10 +39,10 @@ def _probes(cfg: NativeConfig) -> list[tuple[list[usdt.UsdtProbe], str]]:
     return out
 
 
-def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
+def c_source(cfg: NativeConfig, *, ring_buffer: bool, sites_of: Sites | None = None) -> str:
     k = records.KIND_USDT
     parts: list[str] = []
-    for i, (sites, _why) in enumerate(_probes(cfg)):
+    for i, (sites, _why) in enumerate(probe_sites(cfg) if sites_of is None else sites_of):
         strings = cfg.usdt[i].strings()
         for j, site in enumerate(sites):
             body = [
@@ -67,11 +70,13 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     return "".join(parts)
 
 
-def attach(b: Any, bcc: Any, cfg: NativeConfig) -> tuple[list[int], list[tuple[str, str]]]:
+def attach(
+    b: Any, bcc: Any, cfg: NativeConfig, sites_of: Sites | None = None
+) -> tuple[list[int], list[tuple[str, str]]]:
     """(perf event fds to close at the end, (label, why) of each target that failed)."""
     fds: list[int] = []
     failed: list[tuple[str, str]] = []
-    for i, (sites, why) in enumerate(_probes(cfg)):
+    for i, (sites, why) in enumerate(probe_sites(cfg) if sites_of is None else sites_of):
         t = cfg.usdt[i]
         if not sites:
             failed.append((t.label(), why))

@@ -1,0 +1,77 @@
+"""Attach a target's already loaded programs to one more file, held by a descriptor.
+
+native/follow.py finds the files to add (a new file put at a target's path,
+a deleted former file still run by a process); this puts the probes on them:
+for a uprobe target the entry and return programs of its index, for a USDT
+target the program of each probe site, compiled at the load from the
+loaded file's notes. A USDT file whose sites read their arguments otherwise
+(other registers, another count of sites) would need other programs: it is
+refused with the reason, for the caller to report (and mark as a gap) until
+the next load compiles programs for it.
+
+Each attach goes through ``/proc/self/fd/<n>`` of the caller's descriptor,
+so the file probed is the one looked at, whatever its path names meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Any
+
+from stellaops_runtime.native import usdt
+from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
+
+
+def uprobe(bpf: Any, i: int, t: UprobeTarget, fd: int, what: str) -> str:
+    """Attach uprobe target ``i``'s programs to the file of ``fd``: '' when done, else why not."""
+    path, sym = f"/proc/self/fd/{fd}".encode(), t.symbol.encode()
+    try:
+        found = bpf.get_user_addresses(path, f"^{re.escape(t.symbol)}$".encode())
+    except Exception as e:  # BCC raises bare Exception for a file it cannot read as ELF
+        return f"{what} cannot be read: {e}"
+    if not found:
+        return f"symbol {t.symbol} not found in {what}"
+    try:
+        bpf.attach_uprobe(name=path, sym=sym, fn_name=f"stella_up_enter_{i}".encode())
+    except Exception as e:
+        return f"attach to {what} failed: {e}"
+    try:
+        bpf.attach_uretprobe(name=path, sym=sym, fn_name=f"stella_up_return_{i}".encode())
+    except Exception as e:
+        with contextlib.suppress(Exception):
+            bpf.detach_uprobe(name=path, sym=sym)
+        return f"attach to {what} failed: {e}"
+    return ""
+
+
+def usdt_sites(
+    bpf: Any, i: int, t: UsdtTarget, loaded: tuple[usdt.UsdtProbe, ...], fd: int, what: str
+) -> tuple[list[int], str]:
+    """Attach USDT target ``i``'s site programs to the file of ``fd``: (perf event fds, '' or why not)."""
+    path = f"/proc/self/fd/{fd}"
+    if not loaded:
+        return [], f"{what}: no programs were compiled for this probe at the load"
+    try:
+        sites = [p for p in usdt.read_probes(path) if p.provider == t.provider and p.name == t.name]
+    except usdt.UsdtError as e:
+        return [], f"{what} cannot be read: {str(e).replace(path, 'it', 1)}"
+    if not sites:
+        return [], f"no USDT probe {t.provider}:{t.name} in {what}"
+    if [s.args for s in sites] != [s.args for s in loaded]:
+        return [], (
+            f"{what} has {len(sites)} site(s) of {t.provider}:{t.name} whose arguments differ from the "
+            f"loaded file's {len(loaded)}: probed from the next load of the probes"
+        )
+    fds: list[int] = []
+    try:
+        for j, site in enumerate(sites):
+            fn = bpf.load_func(f"stella_usdt_{i}_{j}".encode(), type(bpf).KPROBE)  # loaded: cached
+            fds.append(usdt.attach(fn.fd, path, site))
+    except Exception as e:  # usdt.UsdtError, or BCC's bare Exception
+        for pfd in fds:
+            with contextlib.suppress(OSError):
+                os.close(pfd)
+        return [], f"attach to {what} failed: {e}"
+    return fds, ""

@@ -1,0 +1,262 @@
+"""Files replaced before the probes load, and USDT targets replaced while they run.
+
+Two holes the last session left (the real source on the real kernel, with
+BCC; skips with detect.py's reason elsewhere, or without gcc):
+
+- a process started from a binary that an upgrade then replaced runs the
+  deleted old file; a load of the probes after that (an agent restart, a
+  reload) attached to the new file only, and the old process's calls went
+  uncounted while the window said watched. Now the load finds the deleted
+  file through /proc and probes it too (uprobes and USDT), each call once;
+- a USDT target's binary replaced while the probes run was not followed:
+  processes started from the new file were unseen until a reload. Now the
+  same programs are attached to the new file when its probe sites read their
+  arguments the same way; when they do not, the target is reported and every
+  look is an unwatched span (a gap) until the next load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.events import EventKind
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget, UsdtTarget
+from stellaops_runtime.native.detect import Report
+from stellaops_runtime.native.events import Decoder
+from stellaops_runtime.native.source import NativeProbeSource
+from stellaops_runtime.sources.queue import EventQueue
+from tests.integration.test_native_replaced_binary import SYMBOL, ask, build, replace, report, serve
+
+pytestmark = pytest.mark.bpf
+__all__ = ["report"]  # the module's fixture, used here
+
+USDT_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((section(".probes"))) volatile unsigned short h7_app_hit_semaphore = 0;
+#define H7_PROBE(a) __asm__ __volatile__ (                                              \
+    "990: nop\n"                                                                        \
+    ".pushsection .note.stapsdt,\"?\",\"note\"\n"                                       \
+    ".balign 4\n"                                                                       \
+    ".4byte 992f-991f, 994f-993f, 3\n"                                                  \
+    "991: .asciz \"stapsdt\"\n"                                                         \
+    "992: .balign 4\n"                                                                  \
+    "993: .8byte 990b\n"                                                                \
+    ".8byte _.stapsdt.base\n"                                                           \
+    ".8byte h7_app_hit_semaphore\n"                                                     \
+    ".asciz \"h7_app\"\n"                                                               \
+    ".asciz \"hit\"\n"                                                                  \
+    ".asciz \"ARGS\"\n"                                                                 \
+    "994: .balign 4\n"                                                                  \
+    ".popsection\n"                                                                     \
+    ".ifndef _.stapsdt.base\n"                                                          \
+    ".pushsection .stapsdt.base,\"aG\",\"progbits\",.stapsdt.base,comdat\n"             \
+    ".weak _.stapsdt.base\n"                                                            \
+    ".hidden _.stapsdt.base\n"                                                          \
+    "_.stapsdt.base: .space 1\n"                                                        \
+    ".size _.stapsdt.base, 1\n"                                                         \
+    ".popsection\n"                                                                     \
+    ".endif\n"                                                                          \
+    :: "r"(a))
+PADDING
+static int fire(int n) {
+    int fired = 0;
+    for (int i = 0; i < n; i++) if (h7_app_hit_semaphore) { H7_PROBE((long)i); fired++; }
+    return fired;
+}
+int main(int argc, char **argv) {
+    int n;
+    if (argc > 1) { printf("%d\n", fire(atoi(argv[1]))); return 0; }
+    while (scanf("%d", &n) == 1) { printf("%d\n", fire(n)); fflush(stdout); }
+    return 0;
+}
+"""
+
+
+def build_usdt(d: Path, name: str, *, padding: int = 0, args: str = "8@%0") -> Path:
+    """The USDT program; ``padding`` functions before it move every address of the file."""
+    pad = "".join(f"__attribute__((used, noinline)) int h7_pad{i}(int x) {{ return x * {i + 3}; }}\n"
+                  for i in range(padding))  # fmt: skip
+    return build(d, name, USDT_PROGRAM.replace("PADDING", pad).replace("ARGS", args))
+
+
+class Probes:
+    """The real source in-process; uprobe calls and USDT hits counted per (pid, module)."""
+
+    def __init__(self, cfg: NativeConfig, report: Report) -> None:
+        self.queue = EventQueue(100_000)
+        self.src = NativeProbeSource(
+            cfg, queue=self.queue, kernel_source=report.kernel_source, ring_buffer=report.ok("ring buffer")
+        )
+        self.decoder = Decoder(
+            node_name="h7", targets=cfg.uprobes, usdt_targets=cfg.usdt,
+            wall_minus_monotonic_ns=time.time_ns() - time.monotonic_ns(),
+        )  # fmt: skip
+        self.calls: Counter[tuple[int, str]] = Counter()
+        self.hits: Counter[tuple[int, str]] = Counter()
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Probes:
+        self.task = asyncio.create_task(self.src.run(self.stop))
+        await asyncio.wait_for(self.src.ready.wait(), 60)
+        assert self.src.stats.connected, self.src.stats.last_error
+        return self
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 60)
+
+    def drain(self) -> None:
+        for payload, received in self.queue.take(len(self.queue)):
+            ev = self.decoder.decode(payload, received_ns=received)
+            if ev is None:
+                continue
+            if ev.kind is EventKind.UPROBE and ev.function_name == SYMBOL:
+                self.calls[(ev.process.pid, ev.module)] += 1
+            elif ev.kind is EventKind.USDT and ev.function_name == "h7_app:hit":
+                self.hits[(ev.process.pid, ev.module)] += 1
+
+    async def until(self, pred, what: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, (
+                f"timed out waiting for {what}: {self.calls} {self.hits} {self.src.stats}"
+            )
+            await asyncio.sleep(0.05)
+            self.drain()
+
+    async def looks(self, n: int) -> None:
+        """Wait until the source has looked at the targets' files ``n`` more times (about 1 s each)."""
+        start = self.src._follow_ns
+        seen = 0
+        last = start
+        deadline = time.monotonic() + 60
+        while seen < n:
+            assert time.monotonic() < deadline, "the source stopped looking at its targets"
+            await asyncio.sleep(0.05)
+            if self.src._follow_ns != last:
+                last, seen = self.src._follow_ns, seen + 1
+        self.drain()
+
+
+def ask_usdt(proc: subprocess.Popen[str], n: int) -> int:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"{n}\n")
+    proc.stdin.flush()
+    return int(proc.stdout.readline())
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.wait(30)
+
+
+@pytest.fixture
+def gcc(report: Report) -> None:
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed")
+
+
+async def test_a_process_running_a_file_replaced_before_the_load_is_probed(
+    tmp_path: Path, report: Report, gcc: None
+) -> None:
+    built = tmp_path / "built"
+    built.mkdir()
+    path = tmp_path / "bin" / "app"
+    path.parent.mkdir()
+    shutil.copy2(build(built, "v1"), path)
+    old = await asyncio.to_thread(serve, path)
+    try:
+        replace(path, build(built, "v2"))  # the old process now runs a deleted file
+        cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
+        p = await Probes(cfg, report).start()
+        try:
+            await asyncio.to_thread(ask, old, 3)
+            fresh = await asyncio.to_thread(subprocess.run, [str(path), "2"])
+            await p.until(
+                lambda: p.calls[(old.pid, str(path))] == 3 and sum(p.calls.values()) == 5,
+                "the old process's calls and the new file's",
+            )
+            await p.looks(2)  # nothing more comes: each call once
+            assert p.calls[(old.pid, str(path))] == 3 and sum(p.calls.values()) == 5, p.calls
+            assert fresh.returncode == 0
+            assert p.src.stats.former == 1 and p.src.stats.failed == []
+            assert p.src.take_unwatched() == []  # every file a process ran was probed
+        finally:
+            await p.close()
+    finally:
+        await asyncio.to_thread(stop, old)
+
+
+async def test_a_usdt_target_replaced_while_the_probes_run_is_followed(
+    tmp_path: Path, report: Report, gcc: None
+) -> None:
+    built = tmp_path / "built"
+    built.mkdir()
+    path = tmp_path / "bin" / "app"
+    path.parent.mkdir()
+    shutil.copy2(build_usdt(built, "v1"), path)
+    new = build_usdt(built, "v2", padding=40)
+    cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
+    p = await Probes(cfg, report).start()
+    try:
+        old = await asyncio.to_thread(serve, path)
+        try:
+            assert await asyncio.to_thread(ask_usdt, old, 2) == 2
+            replace(path, new)
+            await p.until(lambda: p.src.stats.followed == 1, "the new file followed")
+            run = await asyncio.to_thread(subprocess.run, [str(path), "7"], capture_output=True, text=True)
+            assert run.stdout == "7\n"  # the kernel raised the new file's semaphore: it is probed
+            assert await asyncio.to_thread(ask_usdt, old, 3) == 3  # the old file keeps its probe
+            await p.until(lambda: sum(p.hits.values()) == 12, "every hit of both files")
+            await p.looks(2)
+            assert p.hits[(old.pid, str(path))] == 5 and sum(p.hits.values()) == 12, p.hits
+        finally:
+            await asyncio.to_thread(stop, old)
+        assert p.src.stats.failed == []
+        assert len(p.src.take_unwatched()) == 1  # until the look that attached the new file
+    finally:
+        await p.close()
+
+
+async def test_a_usdt_file_replaced_before_the_load_and_one_whose_sites_differ(
+    tmp_path: Path, report: Report, gcc: None
+) -> None:
+    built = tmp_path / "built"
+    built.mkdir()
+    path = tmp_path / "bin" / "app"
+    path.parent.mkdir()
+    shutil.copy2(build_usdt(built, "v1"), path)
+    old = await asyncio.to_thread(serve, path)
+    try:
+        replace(path, build_usdt(built, "v2", padding=40))
+        cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
+        p = await Probes(cfg, report).start()
+        try:
+            # the kernel raised the deleted file's semaphore in the old process when it was probed
+            assert await asyncio.to_thread(ask_usdt, old, 4) == 4
+            await p.until(lambda: p.hits[(old.pid, str(path))] == 4, "the old process's hits")
+            assert p.src.stats.former == 1 and p.src.stats.failed == []
+            assert p.src.take_unwatched() == []
+            # a new file whose probe reads its argument elsewhere: not probed, reported, a gap
+            replace(path, build_usdt(built, "v3", args="-4@%0"))
+            await p.until(lambda: p.src.stats.failed, "the refused file reported")
+            (label, why) = p.src.stats.failed[0]
+            assert label == f"{path}:h7_app:hit" and "arguments differ" in why, why
+            await p.looks(3)
+            spans = p.src.take_unwatched()
+            assert len(spans) >= 3, spans  # every look while its processes may run unseen
+        finally:
+            await p.close()
+    finally:
+        await asyncio.to_thread(stop, old)
