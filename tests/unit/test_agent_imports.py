@@ -142,6 +142,39 @@ def test_optional_parts_load_only_when_configured() -> None:
     assert sorted(m for m in NOT_AT_START if m in built) == []
 
 
+def _operators_config(tmp: str, *, native: bool) -> dict:
+    """The config document the operator writes into every node's agent ConfigMap
+    (controller/agent_config.py), its node paths moved under ``tmp``."""
+    from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
+    from stellaops_runtime.controller.agent_config import agent_config
+
+    spec = RuntimeObserverSpec.model_validate({"store": {"secretRef": {"name": "s", "key": "url"}}})
+    doc = agent_config(spec, native=native)
+    assert doc["observationNode"] == {"enabled": True}  # what the figures below are about
+    doc["store"]["spoolPath"] = f"{tmp}/spool/hot-symbols.spool"
+    doc["symbols"]["indexCacheDir"] = f"{tmp}/index-cache"
+    doc["native"]["probeConfigFile"] = f"{tmp}/probes/probes.json"
+    return doc
+
+
+# A node's agent writes its ObservationNode through the Kubernetes client (aiohttp); the CRD
+# models, pydantic and the image metadata reader are the operator's alone.
+NEVER_ON_A_NODE = (
+    *(m for m in NEVER if m != "stellaops_runtime.kube.client"),
+    "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
+)
+
+
+def test_an_agent_built_with_the_operators_config_loads_no_crd_model(tmp_path: object) -> None:
+    # The operator turns the ObservationNode writer on for every node, so the default config above
+    # is not what a node runs: this one is. Its writer needs the CRDs' names (group, kinds,
+    # labels), never their pydantic models (~10 MB of the idle agent, docs/benchmarks.md).
+    for native in (False, True):
+        _, built = _modules(_operators_config(str(tmp_path), native=native), build=True)
+        assert "stellaops_runtime.agent.node_status" in built and "stellaops_runtime.kube.client" in built
+        assert sorted(m for m in NEVER_ON_A_NODE if m in built) == [], f"native={native}"
+
+
 def test_a_serving_agent_has_no_aiohttp() -> None:
     # The running agent, its endpoints answered once: they are served on plain asyncio
     # (agent/httpserver.py). aiohttp stays a dependency of the operator and of the optional

@@ -71,7 +71,7 @@ from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-expor
     purl_state,
     working_source,
 )
-from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts import crd_names as crds  # the names, not the CRD models (pydantic)
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.conditions import now_rfc3339

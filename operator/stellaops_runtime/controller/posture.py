@@ -53,9 +53,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stellaops_runtime.contracts.crds import (
+# The names, not the CRD models: the agent imports this module (NodeCapabilities, for its
+# ObservationNode) and must not load pydantic (tests/unit/test_agent_imports.py).
+from stellaops_runtime.contracts.crd_names import (
     CLUSTER_POLICY_KIND,
     OBSERVE_DEEP_LABEL,
     OBSERVE_FULL_LABEL,
@@ -63,11 +65,13 @@ from stellaops_runtime.contracts.crds import (
     OBSERVE_LEVEL_ANNOTATION,
     OBSERVE_OFF_LABEL,
     POLICY_KIND,
-    PolicySpec,
 )
 from stellaops_runtime.contracts.posture import ALLOWED_LEVELS, Posture, parse_level
 from stellaops_runtime.contracts.posture import ORDER as _ORDER
 from stellaops_runtime.contracts.posture import opts_out as opts_out
+
+if TYPE_CHECKING:
+    from stellaops_runtime.contracts.crd_specs import PolicySpec
 
 # One label per level reached (see the module docstring): the key a probe needing that level selects on.
 LEVEL_LABELS: tuple[tuple[Posture, str], ...] = (

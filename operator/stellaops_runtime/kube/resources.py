@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts import crd_names as crds  # the names, not the CRD models (pydantic)
 
 
 @dataclass(frozen=True, slots=True)
