@@ -1,4 +1,4 @@
-"""Look-alikes of the ASCII a rule needs do not hide a secret (privacy/lookalike.py, docs/privacy.md).
+"""Look-alikes of the ASCII a rule needs do not hide a secret (contracts/lookalike.py, docs/privacy.md).
 
 Each case writes a key, a separator or a prefix with characters that look like
 (or, invisible, sit inside) the ASCII the rules match: the secret must go, every
@@ -11,9 +11,9 @@ import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.contracts.lookalike import fold
 from stellaops_runtime.privacy import PrivacyFilter
 from stellaops_runtime.privacy.env_names import filter_env
-from stellaops_runtime.privacy.lookalike import fold
 
 SECRET = "S3cretLk9"
 

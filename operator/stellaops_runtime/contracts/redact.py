@@ -22,9 +22,17 @@ messages stay useful):
   (``pkg:type/…@version``) and C++ names (``ns::f@GLIBC_2.2.5``) are left alone;
 - values of password-like keys: ``password=``, ``sslpassword=``,
   ``PGPASSWORD=``, ``token=``, ``secret=``, ``api_key=`` ... in URL query
-  strings and libpq key/value DSNs (``host=db password='a b'``), and
-  ``password: value`` as YAML or JSON write it;
+  strings and libpq key/value DSNs (``host=db password='a b'``),
+  ``password: value`` as YAML or JSON write it (``password:value`` too), and
+  flags: ``--password value``, ``-token value``;
 - ``Bearer <token>`` and ``Basic <base64>`` credentials.
+
+Text is also read as the privacy filter reads it (``escapes.reading``): with
+look-alikes of ASCII folded (a fullwidth ``=``, a Cyrillic ``a`` in
+``password``, a zero-width space inside a key, a no-break space after ``Bearer``)
+and escaped key names decoded (``pass%77ord=``, ``api%5Fkey=``,
+``password%3D``, ``pass\\u0077ord``); a secret found only in that reading leaves
+the text in it.
 
 Unencoded whitespace inside a password is not reliably found in free text;
 SQLAlchemy and libpq users percent-encode or quote such passwords anyway.
@@ -33,6 +41,8 @@ SQLAlchemy and libpq users percent-encode or quote such passwords anyway.
 from __future__ import annotations
 
 import re
+
+from stellaops_runtime.contracts.escapes import reading
 
 MASK = "***"
 
@@ -66,12 +76,23 @@ _AUTH_SCHEME = re.compile(r"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(?P<b>Basi
 _SECRET_VALUE = re.compile(
     r"""
     (?P<key>(?<![\w.\-])[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
-    (?P<sep>\s*=\s*|["']?\s*:\s+|["']\s*:\s*)
+    (?P<sep>\s*=\s*|["']?\s*:(?![:/])\s*)
     (?P<value>
         '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
       | "(?:[^"\\\n]|\\.)*"?
       | (?:[^\s&]|&(?![A-Za-z_][\w.\-]*=))+     # up to whitespace or the next &name=
     )
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+
+# ``--password VALUE``, ``-token VALUE``: a flag whose name ends in a credential word, then its value
+# (not the next flag). ``--password-file PATH`` and ``--token-file PATH`` name files, not secrets.
+_FLAG_VALUE = re.compile(
+    r"""
+    (?P<key>(?<![\w.\-])--?[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
+    (?P<sep>\s+)
+    (?P<value>(?!-)(?:"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|\S+))
     """,
     re.VERBOSE | re.IGNORECASE,
 )
@@ -99,9 +120,19 @@ def redact(text: object) -> str:
     s = text if isinstance(text, str) else str(text)
     if not s:
         return s
+    read = reading(s)  # look-alikes and escaped key names, read as the privacy filter reads them
+    if read != s:
+        masked = _masked(read)
+        if masked != read:
+            return masked
+    return _masked(s)
+
+
+def _masked(s: str) -> str:
     s = _USERINFO.sub(_userinfo, s)
     s = _AUTH_SCHEME.sub(_auth, s)
-    return _SECRET_VALUE.sub(_secret_value, s)
+    s = _SECRET_VALUE.sub(_secret_value, s)
+    return _FLAG_VALUE.sub(_secret_value, s)
 
 
 def redact_error(e: BaseException) -> str:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from stellaops_runtime.contracts.escapes import reading
 from stellaops_runtime.privacy.base import DOUBLE_QUOTED, REDACTED
-from stellaops_runtime.privacy.lookalike import fold
 
 DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
@@ -87,7 +87,7 @@ def name_matches(rx: re.Pattern[str], name: str) -> bool:
     each character outside ``[A-Za-z0-9_]`` read as ``_`` (``spring.datasource.password``)."""
     if rx.match(name):
         return True
-    plain = _NOT_NAME_CHAR.sub("_", fold(name))  # look-alikes as ASCII (lookalike.py)
+    plain = _NOT_NAME_CHAR.sub("_", reading(name))  # look-alikes as ASCII, escapes decoded (escapes.py)
     return plain != name and rx.match(plain) is not None
 
 

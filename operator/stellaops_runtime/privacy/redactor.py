@@ -14,8 +14,8 @@ runs (``tool``) or is named in the text (``cli_options``); detect-secrets'
 rules (``library_rules``). Then environment variable names (``env_names``),
 each of ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
-a space (``hostile_text``); a text holding look-alikes of ASCII is first read
-with them folded (``lookalike``).
+a space (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
+gets the passes again on its reading (``contracts/escapes.py``).
 
 There is no logging here: a log line is exactly where a secret must not go.
 """
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 
+from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.privacy import entropy, env_names, lookalike
+from stellaops_runtime.privacy import entropy, env_names
 from stellaops_runtime.privacy.engine import (
     ExtraPattern,
     TriggerIndex,
@@ -119,12 +120,15 @@ class Redactor:
         ``truncated``: the text was cut (the tail rules run near its end); ``tool``:
         the basename of the executed binary when ``text`` is its argument list.
         """
-        if not text.isascii():  # look-alikes of the ASCII the rules need (lookalike.py)
-            folded = lookalike.fold(text)
-            if folded != text:
-                out, hits = self._redact_separated(folded, counts=counts, truncated=truncated, tool=tool)
-                if hits:
-                    return out, hits
+        # Look-alikes of the ASCII the rules need, escaped key names (contracts/escapes.py): a
+        # text that reads differently is redacted in its reading when that finds a secret (the
+        # reading first: ``B\u0435arer`` (a Cyrillic e) read as it is would be taken for the value of
+        # ``Authorization:`` and leave the token after it), else as it is.
+        read = escapes.reading(text)
+        if read != text:
+            out, hits = self._redact_separated(read, counts=counts, truncated=truncated, tool=tool)
+            if hits:
+                return out, hits
         return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool)
 
     def _redact_separated(

@@ -25,6 +25,11 @@ character and the folding changes it; when that finds a secret, the field is kep
 in its folded reading (its look-alikes as ASCII, its invisible characters gone),
 else it is kept as it was. Nothing else is folded (accented letters, scripts
 without Latin look-alikes stay as they are).
+
+It lives with the plain data (``contracts/``) because the message redaction
+(``contracts/redact.py``: log lines, exception messages, CLI output, which the
+privacy filter does not see) reads text the same way; ``escapes.reading`` joins
+it with the reading of escaped key names.
 """
 
 from __future__ import annotations
