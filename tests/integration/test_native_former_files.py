@@ -30,6 +30,7 @@ from stellaops_runtime.contracts.events import EventKind
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget, UsdtTarget
 from stellaops_runtime.native.detect import Report
 from stellaops_runtime.native.events import Decoder
+from stellaops_runtime.native.session import run_session
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
 from tests.integration.test_native_replaced_binary import SYMBOL, ask, build, replace, report, serve
@@ -194,6 +195,10 @@ async def test_a_process_running_a_file_replaced_before_the_load_is_probed(
             assert p.src.take_unwatched() == []  # every file a process ran was probed
         finally:
             await p.close()
+        # `probes run`'s engine: the same, and its summary says so
+        res = await run_session(cfg, seconds=1.0, report=report, during=lambda: ask(old, 4))
+        assert res.summary()["former"] == 1 and res.failed == [], res.summary()
+        assert [e.process.pid for e in res.events if e.function_name == SYMBOL] == [old.pid] * 4
     finally:
         await asyncio.to_thread(stop, old)
 

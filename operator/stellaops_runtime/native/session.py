@@ -50,6 +50,8 @@ class SessionResult:
     queue_dropped: int = 0
     malformed: dict[str, int] = field(default_factory=dict)
     proc: dict[str, int] = field(default_factory=dict)
+    followed: int = 0  # targets probed in a new file put at their path meanwhile (native/follow.py)
+    former: int = 0  # deleted former files of targets, still run, probed at the load (native/former.py)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,8 @@ class SessionResult:
             "frames": self.proc,
             "events": self.decoded,
             "kernelSymbols": self.kernel_symbols,
+            "followed": self.followed,
+            "former": self.former,
         }
 
 
@@ -150,6 +154,7 @@ async def run_session(
     res.error = "" if st.connects else st.last_error
     res.attached, res.failed, res.kernel_counters = st.attached, st.failed, st.kernel
     res.queue_dropped = queue.dropped
+    res.followed, res.former = st.followed, st.former
     res.malformed = dict(decoder.stats.malformed)
     p = source.procs.stats
     res.proc = {
