@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from stellaops_runtime.adapter.common import KERNEL_MODULE
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
+from stellaops_runtime.canonical.proc_identity import pid_reused
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
@@ -65,8 +66,8 @@ class HotSymbolAttribution:
         self.proc_root = proc_root
         self.node_name = node_name
         self.host_root = config.host_root or None
-        # image key -> container id -> pid of its last process seen on this node (last seen last)
-        self._pids: dict[str, dict[str, int]] = {}
+        # image key -> container id -> (pid, exec_id) of its last process seen on this node (last seen last)
+        self._pids: dict[str, dict[str, tuple[int, str]]] = {}
         self._host_ids: dict[str, str] = {}  # path under host_root -> its build-id ("" unreadable)
         self.outcomes: Counter[str] = Counter()  # per delta: attributed, unattributed, skipped, ...
         # (image digest, path in the image) -> PURL of files probed by PURL; replaced whole, never mutated
@@ -84,14 +85,15 @@ class HotSymbolAttribution:
             pids = self._pids
             per = pids.get(ev.image_key)
             cid = ev.container.id if ev.container is not None else ""
-            if per is not None and per.get(cid) == pid:
+            proc = (pid, ev.process.exec_id)
+            if per is not None and per.get(cid) == proc:
                 return  # the usual case: a process already remembered (order kept as first noted)
             if per is None:
                 if len(pids) >= _MAX_IMAGES_TRACKED:
                     pids.clear()  # a bound, not an LRU: images come back with their next event
                 per = pids[ev.image_key] = {}
             per.pop(cid, None)
-            per[cid] = pid
+            per[cid] = proc
             if len(per) > _MAX_CONTAINERS_ASKED:
                 del per[next(iter(per))]
 
@@ -132,7 +134,7 @@ class HotSymbolAttribution:
         per = self._pids.get(k.image_digest)
         att: Attribution | None = None
         if per:
-            roots = [f"{self.proc_root}/{p}/root" for p in reversed(per.values())]
+            roots = [f"{self.proc_root}/{p}/root" for p, _ in reversed(per.values())]
             att = self._ask(k.image_digest, roots, d)
             if att.error and not any(os.path.isdir(r) for r in roots):  # all gone since the prune
                 att = None
@@ -154,14 +156,19 @@ class HotSymbolAttribution:
 
     def _prune_gone(self, images: set[str]) -> None:
         """Forget the processes of ``images`` that are gone: once per drain and image, not per key
-        (a root that goes away during the drain is left out by attribute_in_roots itself)."""
+        (a root that goes away during the drain is left out by attribute_in_roots itself). A pid
+        now held by a younger process is gone too: its root is another program's, maybe another
+        container's (canonical/proc_identity.py), and its packages are not the image's."""
         for image in images:
             per = self._pids.get(image)
             if per is None:
                 continue
-            for cid, p in list(per.items()):
+            for cid, (p, exec_id) in list(per.items()):
                 if not os.path.isdir(f"{self.proc_root}/{p}/root"):
                     del per[cid]
+                elif pid_reused(p, exec_id, proc_root=self.proc_root):
+                    del per[cid]
+                    self.outcomes["pid_reused"] += 1
             if not per:
                 del self._pids[image]
 

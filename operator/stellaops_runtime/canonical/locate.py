@@ -28,6 +28,7 @@ from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.parseworker import ParsePending
+from stellaops_runtime.canonical.proc_identity import pid_reused
 from stellaops_runtime.canonical.procmaps import (
     DELETED_SUFFIX,
     ESCAPED_NEWLINE,
@@ -82,6 +83,7 @@ class BinaryLocator:
         # live process (events from other nodes, or no process root): the answer only changes
         # when the host root does, so it is kept (bounded) instead of re-reading the file per frame.
         self._unavailable: LRU[tuple[str, str], str] = LRU(max_unavailable)
+        self.pid_reused = 0  # lookups refused because the event's pid now names a younger process
 
     def local(self, ev: RuntimeCallEvent) -> bool:
         """May this event's process be looked up in this node's /proc?"""
@@ -97,7 +99,7 @@ class BinaryLocator:
         got = ("", "")
         if self.local(ev):
             try:
-                root, path = self.process_path(ev.process.pid, module)
+                root, path = self.process_path(ev.process.pid, module, ev.process.exec_id)
                 fid = self.symbolizer.identify(path, root=root)
                 got = (fid.build_id, fid.identity)
             except ParsePending:
@@ -109,9 +111,18 @@ class BinaryLocator:
         ids[sys.intern(module)] = got
         return got
 
-    def process_path(self, pid: int, module: str) -> tuple[str, str]:
-        """(root, path) through which ``module`` of process ``pid`` is read."""
+    def process_path(self, pid: int, module: str, exec_id: str = "") -> tuple[str, str]:
+        """(root, path) through which ``module`` of process ``pid`` (``exec_id``) is read.
+
+        Never through a pid that now names a younger process (canonical/proc_identity.py): the
+        event's process is gone, and the pid's new holder has other files under the same names.
+        """
         assert self.proc_root is not None
+        if pid_reused(pid, exec_id, proc_root=self.proc_root):
+            self.pid_reused += 1
+            raise ProcessError(
+                Outcome.PROCESS_EXITED, f"process {pid} exited: its pid now names a process started after it"
+            )
         deleted = module.endswith(DELETED_SUFFIX)
         if deleted or ESCAPED_NEWLINE in module:
             # The mapped file itself (map_files), never the file now at its path (a deleted one
@@ -171,7 +182,7 @@ class BinaryLocator:
         reason: str = Outcome.NO_FILE
         if self.local(ev):
             try:
-                root, path = self.process_path(ev.process.pid, module)
+                root, path = self.process_path(ev.process.pid, module, ev.process.exec_id)
                 b = sym.binary(path, root=root)
                 if not bid or b.build_id == bid:
                     return b, ""

@@ -1,0 +1,171 @@
+"""Nothing of an event's process is read through a pid that now names a younger process.
+
+An event names its process by pid; by the time the canonicalizer or the package attribution reads
+its files through ``/proc/<pid>``, the process may be gone and its pid held by another program (of
+another container, or of the host). A CI run of tests/e2e/test_agent_restart_gap.py showed it:
+the stream's pids happened to be held by live processes of the machine, and the agent resolved the
+stream's libcrypto frames in those processes' libcrypto: ``RC2_cbc_encrypt`` and ``0x1f66e0``
+stored where the events said ``SSL_CTX_new``. The event's exec_id says when its process started;
+``/proc/<pid>/stat`` says when the pid's holder did (canonical/proc_identity.py).
+
+Real processes: a live ``sleep`` holds a pid while events claim an older process of that pid;
+tests/pid_reuse.py makes the kernel hand a dead process's pid to a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.agent.metric_families import canonicalizer_metrics
+from stellaops_runtime.agent.purls import HotSymbolAttribution
+from stellaops_runtime.canonical.frames import FrameCanonicalizer
+from stellaops_runtime.canonical.proc_identity import exec_start_ns, pid_reused, started_mono_ns
+from stellaops_runtime.contracts.config import AttributionConfig
+from stellaops_runtime.contracts.events import (
+    ContainerInfo,
+    EventKind,
+    ProcessInfo,
+    RuntimeCallEvent,
+    StackFrame,
+)
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from tests import pid_reuse
+from tests.elf_files import file_offset
+from tests.integration.test_agent_purls_containers import DIGEST, procfs
+from tests.integration.test_attribution_per_root import LIBZ, image_root
+
+
+def exec_id(node: str, ktime: int, pid: int) -> str:
+    return base64.b64encode(f"{node}:{ktime}:{pid}".encode()).decode()
+
+
+@pytest.fixture
+def holder() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process (``sleep``), exec'd: its libc is mapped."""
+    p = subprocess.Popen(["sleep", "120"])
+    try:
+        deadline = time.monotonic() + 30
+        while not os.readlink(f"/proc/{p.pid}/exe").endswith("sleep") or not _maps_libc(p.pid):
+            assert time.monotonic() < deadline, "sleep never exec'd and mapped its libc"
+            time.sleep(0.01)
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _maps_libc(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as f:
+        return next((line.split()[-1] for line in f if "/libc.so" in line or "/libc-" in line), "")
+
+
+def libc_of(pid: int) -> str:
+    path = _maps_libc(pid)
+    assert path
+    return path
+
+
+def function_offset(path: str, name: str) -> int:
+    """A file offset inside function ``name`` of ``path`` (its dynamic symbol, by nm)."""
+    out = subprocess.run(["nm", "-D", "--defined-only", path], check=True, capture_output=True, text=True)
+    rows = [ln.split() for ln in out.stdout.splitlines()]
+    addr = next(int(r[0], 16) for r in rows if len(r) == 3 and r[2].split("@")[0] == name)
+    return file_offset(Path(path), addr + 4)
+
+
+def canonicalized(pid: int, exec_id_: str, libc: str, offset: int) -> tuple[StackFrame, FrameCanonicalizer]:
+    fc = FrameCanonicalizer(node_name="n")
+    frame = StackFrame(module=libc, offset=offset, symbol="SSL_CTX_new")  # the old process's name for it
+    ev = RuntimeCallEvent(
+        EventKind.SYSCALL, 1, "n", ProcessInfo(exec_id=exec_id_, pid=pid), user_stack=[frame]
+    )
+    fc.canonicalize(ev)
+    return frame, fc
+
+
+def test_a_frame_of_an_older_process_of_the_pid_is_not_read_in_the_holders_files(holder) -> None:
+    libc = libc_of(holder.pid)
+    off = function_offset(libc, "getaddrinfo")
+    # The event's process exec'd 1 µs after boot: the pid's holder (started now) is another process.
+    frame, fc = canonicalized(holder.pid, exec_id("n", 1_000, holder.pid), libc, off)
+    assert (frame.symbol, frame.source) == ("SSL_CTX_new", "hint"), frame
+    assert frame.build_id == ""  # not the holder's libc's either
+    stats = fc.stats
+    assert stats["process_exited"] == 1 and stats["pid_reused"] >= 1, stats
+    ops = next(m for m in canonicalizer_metrics(stats) if m.name.endswith("symbolizer_operations"))
+    assert {s.labels["op"]: s.value for s in ops.samples}["pid_reused"] >= 1
+
+
+def test_the_pids_own_process_is_read(holder) -> None:
+    """The control: the same frame from the holder itself resolves in its libc (fork before exec)."""
+    libc = libc_of(holder.pid)
+    off = function_offset(libc, "getaddrinfo")
+    now = time.monotonic_ns()  # after the holder's exec (the fixture saw it)
+    frame, fc = canonicalized(holder.pid, exec_id("n", now, holder.pid), libc, off)
+    assert frame.symbol == "getaddrinfo" and frame.source in ("dynsym", "symtab"), frame
+    assert fc.stats["pid_reused"] == 0
+    # An exec_id of another form says nothing: read as before.
+    frame, fc = canonicalized(holder.pid, "exec-1", libc, off)
+    assert frame.symbol == "getaddrinfo"
+
+
+def test_exec_ids_that_say_nothing() -> None:
+    assert exec_start_ns(exec_id("node:with:colons", 42, 7), 7) == 42
+    assert exec_start_ns(exec_id("n", 42, 8), 7) is None  # another process's exec_id
+    odd = [base64.b64encode(b"n:x:7").decode(), base64.b64encode(b"\xff:1:7").decode(), exec_id("n", 0, 7)]
+    for bad in ["", "exec-1", "!!!", "A" * 5000, *odd]:
+        assert exec_start_ns(bad, 7) is None, bad
+    assert started_mono_ns(2**22 + 12345) is None  # no such pid
+    assert not pid_reused(os.getpid(), "exec-1")
+
+
+def test_a_pid_the_kernel_handed_to_another_process_is_reused(holder) -> None:
+    """Real reuse: the event's process dies and the kernel gives its pid to a new process."""
+    if not pid_reuse.can_pick_pids():
+        pytest.skip("needs root and a writable /proc/sys/kernel/ns_last_pid")
+    pid = holder.pid
+    old = exec_id("n", time.monotonic_ns(), pid)  # the holder's exec time is before this
+    assert not pid_reused(pid, old)
+    holder.kill()
+    holder.wait()
+    time.sleep(0.02)  # a tick: the newcomer's start (in ticks) must be after the old exec_id's time
+    helper = pid_reuse.fork_into(pid)
+    if helper is None:
+        pytest.skip(f"another process of the machine took pid {pid} first")
+    try:
+        assert pid_reused(pid, old)
+        assert not pid_reused(pid, exec_id("n", time.monotonic_ns(), pid))  # the newcomer's own
+    finally:
+        pid_reuse.release(helper, pid)
+
+
+def test_attribution_never_reads_the_root_of_a_younger_holder_of_the_pid(tmp_path: Path) -> None:
+    """The image's process (pid 100) is gone; pid 100 now roots another container: no purl, not its."""
+    proc = procfs(tmp_path, {100: image_root(tmp_path / "other", "1:1.3.1-1", "2.99.0")})
+    # /proc/100/stat of the newcomer: started 10^6 s after boot (field 22, in ticks)
+    ticks = 10**6 * os.sysconf("SC_CLK_TCK")
+    (proc / "100" / "stat").write_text("100 (x) S " + " ".join(["0"] * 18 + [str(ticks)] + ["0"] * 30) + "\n")
+    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
+    att.note(
+        RuntimeCallEvent(
+            kind=EventKind.EXEC,
+            timestamp_ns=1,
+            node_name="n1",
+            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, 100)),
+            container=ContainerInfo(id="c100", image_digest=DIGEST),
+        )
+    )
+    d = HotSymbolDelta(
+        key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
+        invocation_count=1, first_seen_ns=1, last_seen_ns=1,
+    )  # fmt: skip
+    att.fill([d])
+    assert d.purl == ""
+    assert att.outcomes["pid_reused"] == 1 and att.outcomes["no_root"] == 1, att.outcomes
