@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stellaops_runtime.native import follow
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
@@ -143,11 +145,13 @@ def run_deleted(tmp_path: Path, copies: int = 2) -> tuple[Path, list[subprocess.
     return app, procs
 
 
-def test_a_deleted_former_file_still_run_is_probed_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("named", ["as run", "under another root"])
+def test_a_deleted_former_file_still_run_is_probed_once(tmp_path: Path, named: str) -> None:
     app, procs = run_deleted(tmp_path)
+    target = str(app) if named == "as run" else f"/proc/{os.getpid()}/root{app}"  # /host/... alike
     try:
-        w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
-        w.attached({f"{app}:f"})
+        w = TargetWatch.before_attach((UprobeTarget(target, "f"),))
+        w.attached({f"{target}:f"})
         bpf = ScriptedBPF("attach")
         res = w.former(bpf)
         assert (res.former, res.failed, res.unwatched) == (1, [], False)  # two processes, one file
@@ -198,13 +202,19 @@ def test_a_former_file_without_the_symbol_is_reported_and_no_gap(tmp_path: Path)
 
 
 def test_former_matches_the_path_as_the_process_sees_it_inside_its_root(tmp_path: Path) -> None:
-    """A target inside a container names /proc/<n>/root/<path>: the maps line says <path>."""
+    """The agent names a file under another root (/host/<path>, /proc/<n>/root/<path>) than the
+    process running it, whose maps line says <path>: every directory on the way is a root."""
     from stellaops_runtime.native import former
 
-    me = os.getpid()
-    assert former.where(f"/proc/{me}/root{tmp_path}/x") == ((os.stat("/").st_dev, os.stat("/").st_ino),
-                                                             f"{tmp_path}/x")  # fmt: skip
-    assert former.where("/proc/999999999/root/x") is None  # no such process: no root
+    me, slash = os.getpid(), os.stat("/")
+    host = tmp_path / "host"
+    (host / "usr" / "bin").mkdir(parents=True)
+    hst = os.stat(host)
+    found = former.where(f"{host}/usr/bin/app")
+    assert ((slash.st_dev, slash.st_ino), f"{host}/usr/bin/app") in found
+    assert ((hst.st_dev, hst.st_ino), "/usr/bin/app") in found
+    assert ((slash.st_dev, slash.st_ino), f"{tmp_path}/x") in former.where(f"/proc/{me}/root{tmp_path}/x")
+    assert former.where("/nonexistent-h7/x") == [((slash.st_dev, slash.st_ino), "/nonexistent-h7/x")]
     text = (
         "55d0-55d1 r-xp 00001000 fd:01 1234 /usr/bin/app (deleted)\n"
         "55d1-55d2 r--p 00000000 00:00 0 /memfd:x (deleted)\n"

@@ -9,9 +9,9 @@ ConfigMap, or a switch back from Tetragon met after any upgrade of a probed
 binary whose old processes were still running.
 
 So at each load every process's ``/proc/<pid>/maps`` is read for mappings of
-``<path> (deleted)``, the path a target names as that process sees it (a
-target inside a container, ``/proc/<n>/root/<path>``, counts only for
-processes with the same root as ``<n>``). Each distinct such file (device and
+``<path> (deleted)``, the path a target names as that process sees it (the
+agent may see it under another root: ``/host/<path>``, ``/proc/<n>/root/<path>``;
+such a mapping counts for a process whose root is that directory). Each distinct such file (device and
 inode, as the maps line gives them) is handed to the caller with the
 ``/proc/<pid>/map_files/<range>`` entry that opens that very inode (the
 kernel allows it to CAP_SYS_ADMIN), for the same programs to attach to it
@@ -39,21 +39,25 @@ class Former:
     map_file: str  # /proc/<pid>/map_files/<start>-<end>: opens the file itself
 
 
-def where(path: str, proc: str = "/proc") -> tuple[tuple[int, int], str] | None:
-    """(identity of the root the path is in, the path inside that root), or None (no such root)."""
-    parts = path.split("/")
-    if path.startswith(proc + "/") and len(parts) > 4 and parts[2].isdigit() and parts[3] == "root":
-        root, inner = f"{proc}/{parts[2]}/root", "/" + "/".join(parts[4:])
-        real = os.path.realpath(path)
-        if real.startswith(root + "/"):  # a relative link inside: the name the process maps
-            inner = real[len(root) :]
-    else:
-        root, inner = "/", os.path.realpath(path)
-    try:
-        st = os.stat(root)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino), inner
+def where(path: str) -> list[tuple[tuple[int, int], str]]:
+    """Every (identity of a root, the path inside that root) the path can be named as by a process.
+
+    The agent sees a host file as ``/host/usr/bin/app`` (the host's root mounted in its pod) and a
+    container's as ``/proc/<n>/root/usr/bin/app``; the processes running them map
+    ``/usr/bin/app``, with that directory as their root. So each directory on the way is a root
+    candidate (``/`` naming the whole path); a process matches when its root is that directory."""
+    out: list[tuple[tuple[int, int], str]] = []
+    for name in dict.fromkeys((os.path.realpath(path), os.path.normpath(path))):
+        parts = name.split("/")
+        for n in range(1, len(parts)):
+            root, inner = "/".join(parts[:n]) or "/", "/" + "/".join(parts[n:])
+            try:
+                st = os.stat(root)
+            except OSError:
+                continue
+            if ((st.st_dev, st.st_ino), inner) not in out:
+                out.append(((st.st_dev, st.st_ino), inner))
+    return out
 
 
 def _device(text: str) -> int:
@@ -85,9 +89,8 @@ def scan(paths: list[str], *, skip: set[tuple[int, tuple[int, int]]], proc: str 
     passed over (a process gone runs nothing)."""
     wanted: dict[str, list[tuple[int, tuple[int, int]]]] = {}
     for i, p in enumerate(paths):
-        w = where(p, proc)
-        if w is not None:
-            wanted.setdefault(w[1], []).append((i, w[0]))
+        for root_ident, inner in where(p):
+            wanted.setdefault(inner, []).append((i, root_ident))
     if not wanted:
         return []
     found: list[Former] = []
