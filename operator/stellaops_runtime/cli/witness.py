@@ -7,8 +7,8 @@
 - ``verify``: check an envelope's signature, payload type, statement and
   subject, and with ``--image``, ``--purl``, ``--function`` and ``--vuln``
   that it is the witness of that claim (each read by the parser ``sign``
-  reads it with); exit 0 when it holds, 1 naming what failed, 2 on usage
-  errors;
+  reads it with), and with ``--not-before`` that it is no older witness of
+  the claim; exit 0 when it holds, 1 naming what failed, 2 on usage errors;
 - ``list`` and ``get``: the witnesses ``sign --save`` kept in the store, by
   image and claim, and one envelope back as it was signed.
 """
@@ -34,7 +34,7 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import PurlQuery, function_query
+from stellaops_runtime.store.refs import PurlQuery, function_query, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.statement import check_statement, encode, statement, subject_image
@@ -84,6 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("--key", required=True, metavar="FILE", help="Ed25519 public key (PEM)")
     v.add_argument("--image", type=_arg(subject_image), metavar="IMAGE", help="the image the subject must be")
     _claim_options(v, "the package the claim must name")
+    v.add_argument("--not-before", type=_arg(parse_rfc3339), metavar="TIME",
+                   help="RFC 3339: refuse a witness issued earlier (an older one of the claim)")  # fmt: skip
     v.add_argument("--json", action="store_true", help="print the verified statement")
     v.set_defaults(func=run_verify)
 
@@ -234,7 +236,8 @@ def run_verify(args: argparse.Namespace) -> int:
         return _fail(f"{args.file}: {e}", exitcodes.NOT_FOUND)
     try:
         stmt = check_statement(dsse.verify(envelope, public), image=args.image, purl=args.purl,
-                               function=args.function, vulnerability=args.vuln)  # fmt: skip
+                               function=args.function, vulnerability=args.vuln,
+                               not_before=args.not_before)  # fmt: skip
     except dsse.VerificationError as e:
         return _fail(f"{args.file}: verification failed: {e}", exitcodes.NOT_FOUND)
     if args.json:
@@ -242,6 +245,7 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         claim, a = stmt["predicate"]["claim"], stmt["predicate"]["assessment"]
         state = a["reachability_state"] or "defer to static analysis"
+        issued = _shown(str(stmt["predicate"].get("issued_at")))
         emit(f"verified: {_shown(claim['function'])} of {_shown(claim['purl'])} in {claim['image_digest']}: "
-             f"{state}, signed by key {keys.key_id(public)}")  # fmt: skip
+             f"{state}, issued {issued}, signed by key {keys.key_id(public)}")  # fmt: skip
     return exitcodes.OK

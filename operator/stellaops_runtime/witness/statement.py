@@ -24,7 +24,9 @@ states: never "unreachable"), and that the subject is the image the claim
 names (and the one the verifier expects). Asked, it also checks that the
 claim is the one the verifier asks about (:func:`claim_mismatch`): the package,
 function and vulnerability read by the parsers ``witness sign`` reads them
-with, so a witness of another function of the same image never passes for it.
+with, so a witness of another function of the same image never passes for it;
+and that it was issued no earlier than the verifier accepts (:func:`issued_before`),
+so an older witness of the claim cannot pass for the current one.
 Anything else fails with a message, never a crash: the key that signed it may
 sign other statements too.
 """
@@ -32,6 +34,7 @@ sign other statements too.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import re
@@ -40,7 +43,14 @@ from typing import Any
 from stellaops_runtime import __version__
 from stellaops_runtime.evidence.store_facts import Observation
 from stellaops_runtime.store.queries import rfc3339
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.store.refs import (
+    FunctionQuery,
+    PurlQuery,
+    RefError,
+    function_query,
+    image_key,
+    parse_rfc3339,
+)
 from stellaops_runtime.witness.dsse import VerificationError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -255,6 +265,27 @@ def claim_mismatch(
     return None
 
 
+def issued_before(stmt: dict[str, Any], not_before: dt.datetime) -> str | None:
+    """Why a witness issued before ``not_before`` (or at no readable time) is refused, or None.
+
+    A witness states what the store held when it was issued. An older witness of the same claim,
+    signed before the function was first called, still verifies: whoever hands the verifier a
+    witness picks which. A verifier that names the oldest time it accepts gets no stale answer."""
+    issued = stmt["predicate"].get("issued_at")
+    try:
+        at = parse_rfc3339(issued) if isinstance(issued, str) else None
+    except RefError:
+        at = None
+    if at is None:
+        return f"issued_at {issued!r} is not an RFC 3339 time: its age cannot be told"
+    if at < not_before:
+        return (
+            f"issued at {rfc3339(at)}, before {rfc3339(not_before)} (--not-before): an older "
+            "witness of the claim, a newer one may say otherwise"
+        )
+    return None
+
+
 def check_statement(
     body: bytes,
     *,
@@ -262,9 +293,11 @@ def check_statement(
     purl: PurlQuery | None = None,
     function: FunctionQuery | None = None,
     vulnerability: str | None = None,
+    not_before: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The statement a verified payload holds, of the claim asked when ``image``, ``purl``,
-    ``function`` or ``vulnerability`` is given; raises VerificationError naming what is wrong."""
+    ``function`` or ``vulnerability`` is given, issued at ``not_before`` or later when given;
+    raises VerificationError naming what is wrong."""
     try:
         stmt = json.loads(body)
     except (ValueError, RecursionError):
@@ -284,6 +317,8 @@ def check_statement(
     if image is not None and subject != image:
         raise VerificationError(f"subject {subject} is not the expected image {image}")
     wrong = claim_mismatch(claim, purl=purl, function=function, vulnerability=vulnerability)
+    if wrong is None and not_before is not None:
+        wrong = issued_before(stmt, not_before)
     if wrong is not None:
         raise VerificationError(wrong)
     return stmt
