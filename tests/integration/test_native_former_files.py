@@ -265,3 +265,37 @@ async def test_a_usdt_file_replaced_before_the_load_and_one_whose_sites_differ(
             await p.close()
     finally:
         await asyncio.to_thread(stop, old)
+
+
+async def test_a_file_replaced_between_the_look_and_the_attach_counts_each_call_once(
+    tmp_path: Path, report: Report, gcc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load looked at the file, then attached by path: a replacement in between put the probes
+    on the new file, which the next look took for a new file and probed again (each call twice).
+    Now the load attaches through the descriptor of the file it looked at."""
+    from stellaops_runtime.native.probes import uprobes
+
+    built = tmp_path / "built"
+    built.mkdir()
+    path = tmp_path / "bin" / "app"
+    path.parent.mkdir()
+    shutil.copy2(build(built, "v1"), path)
+    new = build(built, "v2")
+    real = uprobes.attach
+
+    def replaced_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        replace(path, new)  # the upgrade lands just as the probes attach
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(uprobes, "attach", replaced_first)
+    cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
+    p = await Probes(cfg, report).start()
+    try:
+        await p.until(lambda: p.src.stats.followed == 1, "the new file followed")
+        run = await asyncio.to_thread(subprocess.run, [str(path), "3"])
+        assert run.returncode == 0
+        await p.until(lambda: sum(p.calls.values()) >= 3, "the new file's calls")
+        await p.looks(2)
+        assert list(p.calls.values()) == [3], p.calls  # one process, each of its 3 calls once
+    finally:
+        await p.close()

@@ -111,15 +111,31 @@ class TargetWatch:
     blind: set[Key] = field(default_factory=set)  # ... of those, the ones it may be called in unseen
     unprobed: dict[tuple[int, str], str] = field(default_factory=dict)  # (pid, start) -> target label
 
+    held: dict[Key, int] = field(default_factory=dict)  # the file each target attaches to at the load
+    added: int = 0  # files attached since the load (new files at the paths, former files)
+
     @classmethod
     def before_attach(
         cls, targets: tuple[UprobeTarget, ...], usdt: tuple[UsdtTarget, ...] = ()
     ) -> TargetWatch:
+        """Each target's file, opened: the load reads and attaches to the very file looked at (a
+        replacement meanwhile is a new file for :meth:`follow`, never attached twice)."""
         w = cls(targets, usdt)
         for key, t in w._all():
-            if followable(t):
-                w.idents[key] = identity(t.binary)
+            if not followable(t):
+                continue
+            try:
+                fd, st = open_in_root("/", t.binary)
+            except OSError:
+                w.idents[key] = identity(t.binary)  # none there (or unreadable): the attach says why
+                continue
+            w.idents[key] = (st.st_dev, st.st_ino)
+            w.held[key] = fd
         return w
+
+    def paths(self, kind: str) -> dict[int, str]:
+        """Target index -> the path the load reads and attaches through (its held descriptor)."""
+        return {key[1]: f"/proc/self/fd/{fd}" for key, fd in self.held.items() if key[0] == kind}
 
     def _all(self) -> list[tuple[Key, Target]]:
         up: list[tuple[Key, Target]] = [(("uprobe", i), t) for i, t in enumerate(self.targets)]
@@ -133,6 +149,13 @@ class TargetWatch:
         for key, was in self.idents.items():
             if was is not None and self._target(key).label() in labels:
                 self.probed.setdefault(key, set()).add(was)
+        for key, fd in self.held.items():
+            if key in self.probed:
+                self.fds.append(fd)  # the probe holds the file; the descriptor stays open with it
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.held.clear()
 
     def changed(self) -> list[Key]:
         """The targets whose path names another regular file than the one last looked at."""
@@ -228,7 +251,7 @@ class TargetWatch:
         if ident in self.probed.get(key, ()):
             os.close(fd)
             return "probed"
-        if len(self.fds) >= MAX_FOLLOWED:
+        if self.added >= MAX_FOLLOWED:
             os.close(fd)
             return f"{t.binary} was replaced, more than {MAX_FOLLOWED} new files since the load: not probed"
         why = self._attach_fd(bpf, key, t, fd, f"the new file at {t.binary}")
@@ -246,13 +269,15 @@ class TargetWatch:
         if why:
             os.close(fd)
         else:
+            self.added += 1
             self.fds.append(fd)  # the probe holds the file; the descriptor stays open with it
         return why
 
     def close(self) -> None:
         """Close the descriptors (after the probes using them were detached) and the USDT events."""
-        for fd in self.perf_fds + self.fds:
+        for fd in self.perf_fds + self.fds + list(self.held.values()):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds.clear()
         self.perf_fds.clear()
+        self.held.clear()

@@ -204,13 +204,15 @@ def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSe
     # each target's file before the sites are read and the probes attach: a file put there later
     # is followed (native/follow.py)
     watch = TargetWatch.before_attach(cfg.uprobes, cfg.usdt) if cfg.uprobes or cfg.usdt else None
-    sites = usdtprobes.probe_sites(cfg) if cfg.usdt else None
-    text = program_text(cfg, ring_buffer=ring_buffer, usdt_sites=sites)
     diagnostics: list[str] = []
     try:
+        sites = usdtprobes.probe_sites(cfg, watch.paths("usdt") if watch else None) if cfg.usdt else None
+        text = program_text(cfg, ring_buffer=ring_buffer, usdt_sites=sites)
         with compile_env(kernel_source), captured_output(diagnostics):
             b = bcc.BPF(text=text.encode())
     except Exception as e:  # BCC raises bare Exception; clang's diagnostics went to stderr
+        if watch is not None:
+            watch.close()  # the files held for the attach (a load retried later holds its own)
         detail = "\n".join(diagnostics).strip()[-MAX_DIAGNOSTICS:]
         raise LoadError(
             f"BCC could not compile or load the probes: {e}" + (f"\n{detail}" if detail else "")
@@ -239,12 +241,13 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
         ps.failed += syscalls.attach(b, cfg)
         ps.attached.append(f"{syscalls.TRACEPOINT} ({', '.join(sorted(cfg.syscalls))})")
     if cfg.uprobes:
-        failed = uprobes.attach(b, cfg)
+        failed = uprobes.attach(b, cfg, ps.watch.paths("uprobe") if ps.watch else None)
         bad = {label for label, _ in failed}
         ps.failed += failed
         ps.attached += [f"uprobe {t.label()}" for t in cfg.uprobes if t.label() not in bad]
     if cfg.usdt:
-        fds, failed = usdtprobes.attach(b, bcc, cfg, ps.usdt_sites)
+        held = ps.watch.paths("usdt") if ps.watch else None
+        fds, failed = usdtprobes.attach(b, bcc, cfg, ps.usdt_sites, held)
         ps._perf_fds += fds
         bad = {label for label, _ in failed}
         ps.failed += failed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from stellaops_runtime.native import records
@@ -92,18 +93,22 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     return "".join(parts)
 
 
-def attach(b: Any, cfg: NativeConfig) -> list[tuple[str, str]]:
-    """Attach every target; (label, why) for each one that failed. The others keep working."""
+def attach(b: Any, cfg: NativeConfig, paths: Mapping[int, str] | None = None) -> list[tuple[str, str]]:
+    """Attach every target; (label, why) for each one that failed. The others keep working.
+
+    ``paths``: target index -> the path to read and attach through instead of the target's own (a
+    descriptor native/follow.py holds, so the file attached is the one it looked at)."""
     failed: list[tuple[str, str]] = []
     for i, t in enumerate(cfg.uprobes):
         label = t.label()
-        if not os.path.isfile(t.binary):
+        path = (paths or {}).get(i, t.binary)
+        if not os.path.isfile(path):
             failed.append((label, f"binary {t.binary} not found"))
             continue
         try:
-            addr = b.get_user_addresses(t.binary.encode(), f"^{_re_escape(t.symbol)}$".encode())
+            addr = b.get_user_addresses(path.encode(), f"^{_re_escape(t.symbol)}$".encode())
         except Exception as e:  # BCC raises bare Exception for an unreadable or non-ELF file
-            failed.append((label, f"cannot read symbols of {t.binary}: {e}"))
+            failed.append((label, f"cannot read symbols of {t.binary}: {str(e).replace(path, t.binary)}"))
             continue
         if not addr:
             failed.append((label, f"symbol {t.symbol} not found in {t.binary}"))
@@ -111,22 +116,22 @@ def attach(b: Any, cfg: NativeConfig) -> list[tuple[str, str]]:
         entered = False
         try:
             b.attach_uprobe(
-                name=t.binary.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_enter_{i}".encode()
+                name=path.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_enter_{i}".encode()
             )
             entered = True
             b.attach_uretprobe(
-                name=t.binary.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_return_{i}".encode()
+                name=path.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_return_{i}".encode()
             )
         except Exception as e:
             if entered:
-                _detach_entry(b, t)
-            failed.append((label, f"attach failed: {e}"))
+                _detach_entry(b, path, t.symbol)
+            failed.append((label, f"attach failed: {str(e).replace(path, t.binary)}"))
     return failed
 
 
-def _detach_entry(b: Any, t: Any) -> None:
+def _detach_entry(b: Any, path: str, symbol: str) -> None:
     with contextlib.suppress(Exception):  # already gone: nothing left to undo
-        b.detach_uprobe(name=t.binary.encode(), sym=t.symbol.encode())
+        b.detach_uprobe(name=path.encode(), sym=symbol.encode())
 
 
 def _re_escape(s: str) -> str:

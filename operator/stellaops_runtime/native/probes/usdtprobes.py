@@ -10,6 +10,7 @@ guarded by a semaphore are enabled by the kernel for every process.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from stellaops_runtime.native import records, usdt
@@ -19,18 +20,20 @@ from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
 Sites = list[tuple[list[usdt.UsdtProbe], str]]
 
 
-def probe_sites(cfg: NativeConfig) -> Sites:
+def probe_sites(cfg: NativeConfig, paths: Mapping[int, str] | None = None) -> Sites:
     """Per target: its probe sites in the binary, or ([], why not); read once per load, so the
-    programs compiled and the sites attached (and followed: native/follow.py) are the same."""
+    programs compiled and the sites attached (and followed: native/follow.py) are the same.
+    ``paths``: target index -> the path to read instead (a descriptor native/follow.py holds)."""
     out: list[tuple[list[usdt.UsdtProbe], str]] = []
-    for t in cfg.usdt:
-        if not os.path.isfile(t.binary):
+    for i, t in enumerate(cfg.usdt):
+        path = (paths or {}).get(i, t.binary)
+        if not os.path.isfile(path):
             out.append(([], f"binary {t.binary} not found"))
             continue
         try:
-            sites = [p for p in usdt.read_probes(t.binary) if p.provider == t.provider and p.name == t.name]
+            sites = [p for p in usdt.read_probes(path) if p.provider == t.provider and p.name == t.name]
         except usdt.UsdtError as e:
-            out.append(([], str(e)))
+            out.append(([], str(e).replace(path, t.binary)))
             continue
         if not sites:
             out.append(([], f"no USDT probe {t.provider}:{t.name} in {t.binary}"))
@@ -71,13 +74,15 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool, sites_of: Sites | None = N
 
 
 def attach(
-    b: Any, bcc: Any, cfg: NativeConfig, sites_of: Sites | None = None
+    b: Any, bcc: Any, cfg: NativeConfig, sites_of: Sites | None = None, paths: Mapping[int, str] | None = None
 ) -> tuple[list[int], list[tuple[str, str]]]:
-    """(perf event fds to close at the end, (label, why) of each target that failed)."""
+    """(perf event fds to close at the end, (label, why) of each target that failed); ``paths`` as
+    for :func:`probe_sites`."""
     fds: list[int] = []
     failed: list[tuple[str, str]] = []
     for i, (sites, why) in enumerate(probe_sites(cfg) if sites_of is None else sites_of):
         t = cfg.usdt[i]
+        path = (paths or {}).get(i, t.binary)
         if not sites:
             failed.append((t.label(), why))
             continue
@@ -85,11 +90,11 @@ def attach(
         try:
             for j, site in enumerate(sites):
                 fn = b.load_func(f"stella_usdt_{i}_{j}".encode(), bcc.BPF.KPROBE)
-                mine.append(usdt.attach(fn.fd, t.binary, site))
+                mine.append(usdt.attach(fn.fd, path, site))
         except (usdt.UsdtError, Exception) as e:  # BCC's load_func raises bare Exception
             for fd in mine:
                 os.close(fd)
-            failed.append((t.label(), str(e)))
+            failed.append((t.label(), str(e).replace(path, t.binary)))
             continue
         fds += mine
     return fds, failed
