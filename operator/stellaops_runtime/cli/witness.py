@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     ls = ws.add_parser("list", help="witnesses kept in the store for an image (and claim)")
     _common(ls)
-    ls.add_argument("--claim", metavar="ID", help="claim id (sha256:…), or give --purl and --function")
+    ls.add_argument("--claim", type=_arg(wstore.claim_ref), metavar="ID",
+                    help="claim id (sha256:…), or give --purl and --function")  # fmt: skip
     _claim_options(ls, "with --function (and --vuln): the claim")
     ls.set_defaults(func=run_list)
 
@@ -164,6 +165,8 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     claim = args.claim
+    if claim is not None and (args.purl or args.function or args.vuln):  # one would be ignored
+        return _fail("give --claim, or --purl and --function (and --vuln), not both")
     if claim is None and (args.purl or args.function or args.vuln):
         if not (args.purl and args.function):  # --vuln alone would list every claim's witnesses
             return _fail("give --purl and --function together (and --vuln with them), or --claim")

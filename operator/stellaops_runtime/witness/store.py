@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,19 @@ def vulnerability_id(text: str | None) -> str | None:
     if not v.isprintable():  # NUL: PostgreSQL's text takes none; a newline would forge a list line
         raise RefError(f"vulnerability {v[:200]!r} contains control characters")
     return v or None
+
+
+_CLAIM_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def claim_ref(text: str) -> str:
+    """A claim id as given to ``list --claim``: ``sha256:<64 hex digits>`` in any case, surrounding
+    blanks left out. :class:`RefError` for anything else: no claim id is spelled otherwise, and
+    looked up as given it would find none, an "exit 1: no witness" about a claim never asked."""
+    ref = text.strip().lower()
+    if not _CLAIM_ID.fullmatch(ref):
+        raise RefError(f"malformed claim id {text[:200]!r}: expected sha256:<64 hex digits>")
+    return ref
 
 
 def claim_id(image: str, purl: str, function: str, vulnerability: str | None) -> str:
