@@ -76,7 +76,7 @@ _AUTH_SCHEME = re.compile(r"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(?P<b>Basi
 _SECRET_VALUE = re.compile(
     r"""
     (?P<key>(?<![\w.\-])[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
-    (?P<sep>\s*=\s*|["']?\s*:(?![:/])\s*)
+    (?P<sep>\s*=\s*|(?:\\*["'])?\s*:(?![:/])\s*)   # a closing quote of the key, escaped too
     (?P<value>
         '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
       | "(?:[^"\\\n]|\\.)*"?

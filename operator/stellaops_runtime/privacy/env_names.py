@@ -103,6 +103,23 @@ def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     return re.compile(rf"{start}(?:{names})=(?=\S){value}", re.ASCII)
 
 
+def pair_regex(globs: Iterable[str]) -> re.Pattern[str]:
+    """``name: NAME`` then ``value: x``, NAME matching a glob (any case): group ``s`` is the value.
+
+    An environment entry as Kubernetes, Docker's API and ECS write it, in JSON or YAML
+    (``kubectl patch -p '{"env":[{"name":"DB_PASSWORD","value":"x"}]}'``,
+    ``- name: DB_PASSWORD\n  value: x``), its quotes escaped too (JSON in a shell string).
+    """
+    # A name may hold dots and dashes here (``spring.datasource.password``).
+    names = "|".join(glob_to_regex(g).replace(_NAME_CHAR, r"[\w.-]") for g in globs)
+    q = r"""(?:\\*["'])?"""
+    value = r"""(?P<s>\\*"(?:[^"\\]|\\(?!")[\s\S])*(?:\\*")?|'[^']*'?|[^\s"',}\]\\][^\r\n"',}\]]*)"""
+    return re.compile(
+        rf"(?<![\w.-]){q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}\s*,?\s*{q}value{q}[ \t]*[:=][ \t]*{value}",
+        re.IGNORECASE | re.ASCII,
+    )
+
+
 def literal_triggers(globs: Iterable[str]) -> tuple[str, ...]:
     """Lower-case literal parts of the globs; an argument text holding none cannot match.
 

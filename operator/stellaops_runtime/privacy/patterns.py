@@ -105,8 +105,8 @@ _ODBC_VALUE = (
     r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
 # Between a key and its value: ``=``, ``:``, or Perl's and Ruby's `` => `` (with a space on one
-# side: ``password=>x`` keeps ``>x`` as the value), after an optional closing quote of the key.
-_SEP = r"[\"']?(?:\s+=>|=>(?=\s)|\s*[=:])\s*"
+# side: ``password=>x`` keeps ``>x`` as the value), after the key's closing quote, escaped too (``\\"``).
+_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[=:])\s*"
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 _KEY_PREFIX = r"[\w.-]*?"
@@ -250,7 +250,8 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         "|".join(
             [
                 *(
-                    rf"{alt}\s*[:=]\s*(?:(?i:bearer|basic|token|apikey)\s+)?(?P<s_{i}>[^\s\"']+)"
+                    rf"{alt}(?:\\*[\"'])?\s*[:=]\s*(?:\\*[\"'])?"
+                    rf"(?:(?i:bearer|basic|token|apikey)\s+)?(?P<s_{i}>[^\s\"']+)"
                     for i, alt in enumerate(
                         _first_char_alternatives("authorization")
                         + _first_char_alternatives("proxy-authorization"),

@@ -90,6 +90,7 @@ class Redactor:
         ]
         self.env_globs = tuple(env_globs)
         self._env_arg_rx = env_names.argument_regex(env_globs) if env_globs else None
+        self._env_pair_rx = env_names.pair_regex(env_globs) if env_globs else None
         self.env_name_rx = env_names.name_regex(env_globs) if env_globs else None
         self._env_triggers = env_names.literal_triggers(env_globs)
         # Whether any rule is configured at all (else no text needs a pass).
@@ -170,10 +171,13 @@ class Redactor:
             if spans:
                 text, n = replace_spans(text, spans, counts=counts)
                 hits += n
-        if self._env_arg_rx is not None and "=" in text:
+        if self._env_arg_rx is not None and ("=" in text or "value" in text.lower()):
             low = text.lower()
             if not self._env_triggers or any(t in low for t in self._env_triggers):
-                text, n = replace_spans(text, regex_spans(self._env_arg_rx, text, "env_name"), counts=counts)
+                spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
+                if self._env_pair_rx is not None and "value" in low and "name" in low:
+                    spans.extend(regex_spans(self._env_pair_rx, text, "env_name"))
+                text, n = replace_spans(text, spans, counts=counts)
                 hits += n
         for x in self._extras:
             text, n = sub_extra(x, text, counts=counts)
