@@ -144,3 +144,44 @@ async def wait_for(pred, *, timeout: float = 90.0, what: str = "condition") -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+PROCESSED = "stellaops_runtime_event_processing_latency_seconds_count"
+
+
+async def wait_processed(
+    port: int,
+    n: int,
+    *,
+    source: str = "tetragon-grpc",
+    also: Any = None,
+    timeout: float = 90.0,  # noqa: ASYNC109
+    what: str = "every event received and processed",
+) -> dict:
+    """Wait until the agent received ``n`` events from ``source`` and its pipeline finished each one;
+    returns a scrape that holds every counter the pipeline moved for them.
+
+    "Received" alone races the pipeline thread (a first kernel frame loads the kernel's symbol
+    table, a first binary is parsed, and a loaded machine starves the thread): counters read then
+    can miss the last events. The latency histogram counts a batch's events once the batch is done,
+    after every counter the batch moved; the scrape returned is the next one (taken after one that
+    saw the whole count), or that one itself when the agent has exited meanwhile (the endpoint
+    renders the histogram after the pipeline's counters, so it holds them too). ``also(samples)``
+    adds a condition on the same scrape (say, a flush that met what the test asserts on).
+    """
+    seen: list[dict] = []
+
+    def whole(m: dict) -> bool:
+        received = metric(m, "stellaops_runtime_events_received_total", source=source)
+        return received == n and metric(m, PROCESSED) == n and (also is None or bool(also(m)))
+
+    def done() -> bool:
+        m = scrape(port)
+        if whole(m):
+            seen[:] = [m]
+            return True
+        return False
+
+    await wait_for(done, timeout=timeout, what=what)
+    after = await asyncio.to_thread(scrape, port)
+    return after if whole(after) else seen[0]

@@ -88,18 +88,14 @@ async def test_frames_resolve_against_matching_host_libraries(tmp_path: Path) ->
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
-        await h.wait_for(
-            lambda: (
-                h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
-                == len(EVENTS)
-                and h.metric(
-                    h.scrape(port), "stellaops_runtime_hot_symbols_attributed_total", outcome="attributed"
-                )
-                > 0
+        m = await h.wait_processed(
+            port,
+            len(EVENTS),
+            also=lambda m: (
+                h.metric(m, "stellaops_runtime_hot_symbols_attributed_total", outcome="attributed") > 0
             ),
-            what="all events received and a flush that attributed",
+            what="all events processed and a flush that attributed",
         )
-        m = h.scrape(port)
         code, out = await asyncio.to_thread(h.finish, proc)
     finally:
         await server.stop()

@@ -132,33 +132,18 @@ async def test_agent_attributes_a_container_whose_dpkg_database_was_rewritten(tm
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
-        scraped: list[dict] = []
 
-        def processed() -> bool:
-            # Every event received and accounted for by the pipeline (counted, malformed or
-            # unhandled): received alone raced the pipeline thread (the first kernel frame loads
-            # the kernel's symbol table, ~0.15 s, more on a loaded machine).
-            m = h.scrape(port)
-            scraped[:] = [m]
-            done = sum(
-                h.metric_sum(m, name)
-                for name in (
-                    "stellaops_runtime_events_total",
-                    "stellaops_runtime_events_malformed_total",
-                    "stellaops_runtime_events_unhandled_total",
-                )
-            )
-            received = h.metric(m, "stellaops_runtime_events_received_total", source="tetragon-grpc")
-            # ... and the drains have attributed both images' keys (attribution runs at drain; the
-            # forged database and the file two packages claim are each met at one of them).
-            attributed = (
+        def attributed(m: dict) -> bool:
+            # Attribution runs at drain: the forged database and the file two packages claim are
+            # each met at one of them.
+            return (
                 h.metric(m, "stellaops_runtime_attribution_errors_total", kind="dpkg_corrupt") > 0
                 and h.metric(m, "stellaops_runtime_attribution_ambiguous_total") > 0
             )
-            return received == len(events) and done >= len(events) and attributed
 
-        await h.wait_for(processed, timeout=60, what="every event received, processed and attributed")
-        m = scraped[0]
+        m = await h.wait_processed(
+            port, len(events), also=attributed, what="every event received, processed and attributed"
+        )
         code, out = await asyncio.to_thread(h.finish, proc)
     finally:
         await server.stop()

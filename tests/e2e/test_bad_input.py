@@ -76,27 +76,7 @@ async def test_grpc_bad_input_is_counted_and_the_agent_keeps_running(tmp_path) -
     cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": f"sqlite:///{db}"})
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
-        scraped: list[dict] = []
-
-        def processed() -> bool:
-            # Every event received and accounted for by the pipeline (counted, malformed or
-            # unhandled): received alone raced the pipeline thread (the first kernel frame loads
-            # the kernel's symbol table, ~0.15 s, more on a loaded machine).
-            m = h.scrape(port)
-            scraped[:] = [m]
-            done = sum(
-                h.metric_sum(m, name)
-                for name in (
-                    "stellaops_runtime_events_total",
-                    "stellaops_runtime_events_malformed_total",
-                    "stellaops_runtime_events_unhandled_total",
-                )
-            )
-            received = h.metric(m, "stellaops_runtime_events_received_total", source="tetragon-grpc")
-            return received == len(events) and done >= len(events)
-
-        await h.wait_for(processed, what="all events received and processed")
-        m = scraped[0]
+        m = await h.wait_processed(port, len(events))
         code, out = await asyncio.to_thread(h.finish, proc, 60)
     finally:
         await server.stop()
@@ -142,16 +122,7 @@ async def test_export_file_bad_input(tmp_path) -> None:
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     total = len(good) + len(bad)
-    await h.wait_for(
-        lambda: (
-            h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-export")
-            == total
-            and h.metric_sum(h.scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
-            == total
-        ),
-        what="all lines processed",
-    )
-    m = h.scrape(port)
+    m = await h.wait_processed(port, total, source="tetragon-export", what="all lines processed")
     code, out = await asyncio.to_thread(h.finish, proc, 60)
     assert code == 0, out
     assert h.metric(m, "stellaops_runtime_events_malformed_total", reason="invalid_json") == 1

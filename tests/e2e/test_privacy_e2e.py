@@ -131,15 +131,9 @@ async def test_no_corpus_secret_reaches_the_store_or_the_logs(tmp_path: Path) ->
         privacy={"maxArgumentBytes": 8192},
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
-    await h.wait_for(
-        lambda: (
-            h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-export")
-            == len(lines)
-        ),
-        what="every exported line received",
-        timeout=60,
+    m = await h.wait_processed(
+        port, len(lines), source="tetragon-export", what="every exported line processed"
     )
-    m = h.scrape(port)
     code, out = await asyncio.to_thread(h.finish, proc, 120)
     assert code == 0, out
 
