@@ -82,9 +82,12 @@ STB_WEAK = 2
 
 _NESTED_LOOKBACK = 8
 # Larger alias groups are decided while indexing (on the parse worker, canonical/parseworker.py):
-# deciding one at a lookup takes a pass over its members on the caller's thread, and real groups
-# have 2-4 members (a hostile table could put every symbol at one address).
-_LAZY_GROUP_MAX = 8
+# deciding one at a lookup takes a pass over its members on the caller's thread (a hostile table
+# could put every symbol at one address), so at most 32 names are ranked on one first lookup. C and
+# C++ groups have 2-4 members; identical-code folding makes larger ones: 417 of the 4,950 groups of
+# the Rust toolchain's librustc_driver have 9-196 members, 356 of them 9-32 (when only groups of up
+# to 8 were left to their first read, deciding these cost its cold batch ~3 %, docs/benchmarks.md).
+_LAZY_GROUP_MAX = 32
 _SORT_RUN = 65_536
 
 

@@ -16,7 +16,8 @@ rather than a negative one: Python reads a negative index from the end
 without complaint, so a negative pick would need a test on every first
 lookup, where a ``try`` costs nothing until it is taken.) Other groups
 (members of different sizes, or none with a size, where the winner's section
-bounds the end; groups of more than a few members) are decided while indexing.
+bounds the end; groups of more than 32 members, so that one first lookup ranks
+at most 32 names on the caller's thread) are decided while indexing.
 
 Pure: no I/O. canonical/addrindex.py builds and reads these.
 """
