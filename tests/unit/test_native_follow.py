@@ -223,3 +223,26 @@ def test_former_matches_the_path_as_the_process_sees_it_inside_its_root(tmp_path
     )
     found = list(former._deleted_mappings(text))
     assert found == [("55d0-55d1", "/usr/bin/app", (os.makedev(0xFD, 1), 1234))]
+
+
+def test_a_file_rewritten_in_place_is_a_gap_until_a_new_file_is_probed(tmp_path: Path) -> None:
+    """Same inode, new contents (cp over a binary nobody runs; on overlayfs a copy-up keeps the
+    number while new processes map another file): never said watched."""
+    a = tmp_path / "a"
+    a.write_bytes(b"v1 has-symbol")
+    w = TargetWatch.before_attach((UprobeTarget(str(a), "f"),))
+    w.attached({f"{a}:f"})
+    bpf = FakeBPF()
+    assert not w.follow(bpf).unwatched
+    with open(a, "r+b") as f:  # in place: the same inode
+        f.write(b"v2 has-symbol, longer")
+    res = w.follow(bpf)
+    ((label, why),) = res.failed
+    assert label == f"{a}:f" and why.startswith(f"{a} was rewritten in place") and res.unwatched
+    assert bpf.calls == []  # never attached again to the file its programs are on (twice counted)
+    again = w.follow(bpf)
+    assert again.failed == [] and again.unwatched  # reported once, a gap every look
+    put(a, b"v3 has-symbol")  # a new file: probed, watched again
+    res = w.follow(bpf)
+    assert res.attached == [f"{a}:f"] and not res.unwatched
+    w.close()

@@ -65,6 +65,17 @@ def identity(path: str) -> Ident:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
+def _look(path: str) -> tuple[Ident, tuple[int, int] | None]:
+    """:func:`identity`, and the file's contents as its size and modification time say."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None, None
+    if not stat.S_ISREG(st.st_mode):
+        return None, None
+    return (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns)
+
+
 def followable(t: Target) -> bool:
     """A target named by a path (not by a descriptor held elsewhere: native/purl_wiring.py's)."""
     return not t.binary.startswith("/proc/self/fd/")
@@ -112,6 +123,7 @@ class TargetWatch:
     unprobed: dict[tuple[int, str], str] = field(default_factory=dict)  # (pid, start) -> target label
 
     held: dict[Key, int] = field(default_factory=dict)  # the file each target attaches to at the load
+    contents: dict[Key, tuple[int, int] | None] = field(default_factory=dict)  # (size, mtime) looked at
     added: int = 0  # files attached since the load (new files at the paths, former files)
 
     @classmethod
@@ -130,6 +142,7 @@ class TargetWatch:
                 w.idents[key] = identity(t.binary)  # none there (or unreadable): the attach says why
                 continue
             w.idents[key] = (st.st_dev, st.st_ino)
+            w.contents[key] = (st.st_size, st.st_mtime_ns)
             w.held[key] = fd
         return w
 
@@ -158,20 +171,34 @@ class TargetWatch:
         self.held.clear()
 
     def changed(self) -> list[Key]:
-        """The targets whose path names another regular file than the one last looked at."""
+        """The targets whose path names another regular file than the one last looked at, or the same
+        one with other contents (size, modification time)."""
         out = []
         for key, was in self.idents.items():
-            now = identity(self._target(key).binary)
-            if now is not None and now != was:
+            now, contents = _look(self._target(key).binary)
+            if now is None:
+                continue
+            if now != was or (key in self.contents and contents != self.contents[key]):
                 out.append(key)
         return out
+
+    def _rewritten(self, key: Key, t: Target) -> str:
+        """'' unless the file probed at ``key``'s path was rewritten in place: then why it is a gap."""
+        ident, contents = _look(t.binary)
+        if ident is None or ident != self.idents.get(key) or ident not in self.probed.get(key, ()):
+            return ""
+        self.contents[key] = contents  # reported once per change
+        return (
+            f"{t.binary} was rewritten in place (the same file, new contents; on overlayfs a copy-up): "
+            "processes started from it may run code the probes are not on, a gap until the next load"
+        )
 
     def follow(self, bpf: Any) -> Followed:
         """Attach each replaced target's programs to its new file too (see the module docstring)."""
         res = Followed()
         for key in self.changed():
             t = self._target(key)
-            why = self._attach_path(bpf, key, t)
+            why = self._rewritten(key, t) or self._attach_path(bpf, key, t)
             if why == "probed":  # a file its programs are on already (put back): watched again
                 self.given_up.discard(key)
                 self.blind.discard(key)
@@ -248,6 +275,7 @@ class TargetWatch:
             return f"the new file at {t.binary} cannot be opened: {e.strerror or e}"
         ident = (st.st_dev, st.st_ino)
         self.idents[key] = ident  # looked at: not tried again until it changes
+        self.contents[key] = (st.st_size, st.st_mtime_ns)
         if ident in self.probed.get(key, ()):
             os.close(fd)
             return "probed"
