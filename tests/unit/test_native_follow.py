@@ -246,3 +246,26 @@ def test_a_file_rewritten_in_place_is_a_gap_until_a_new_file_is_probed(tmp_path:
     res = w.follow(bpf)
     assert res.attached == [f"{a}:f"] and not res.unwatched
     w.close()
+
+
+def test_a_linked_file_named_like_a_deleted_one_is_not_taken_for_the_target(tmp_path: Path) -> None:
+    """A process running a file literally named 'app (deleted)' maps a line that reads like the
+    deleted former file of 'app': the descriptor's link count tells them apart."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    decoy = d / "app (deleted)"
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", decoy)
+    proc = subprocess.Popen([str(decoy), "600"])
+    try:
+        deadline = time.monotonic() + 60
+        while str(decoy) not in Path(f"/proc/{proc.pid}/maps").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        w = TargetWatch.before_attach((UprobeTarget(str(d / "app"), "f"),))
+        bpf = ScriptedBPF("attach")
+        res = w.former(bpf)
+        assert (res.former, res.failed, bpf.calls) == (0, [], [])
+    finally:
+        proc.kill()
+        proc.wait()
+        w.close()

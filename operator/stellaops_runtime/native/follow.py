@@ -239,6 +239,9 @@ class TargetWatch:
             except OSError as e:
                 why = f"{what} cannot be opened: {e.strerror or e}"
             else:
+                if st.st_nlink:  # a file named "<path> (deleted)", still linked: not the target's
+                    os.close(fd)
+                    continue
                 why = self._attach_fd(bpf, key, t, fd, what)
                 if not why:
                     for ident in (f.ident, (st.st_dev, st.st_ino)):
