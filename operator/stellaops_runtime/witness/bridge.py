@@ -314,6 +314,10 @@ class WitnessBridge:
                              vulnerability=c.vulnerability, source=self._source)  # fmt: skip
             data = (json.dumps(dsse.sign(encode(stmt), self._private), indent=2) + "\n").encode()
             issued = dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
+            # The witness is read: end its snapshot before keeping it (as `witness sign --save`).
+            # On SQLite a flush waits on that read; writing inside it would be "database is
+            # locked" at once, and the witness lost for the interval.
+            conn.commit()
             wstore.save(conn, envelope=data, stmt=stmt, key_id=self._key_id, issued_at=issued)
         if self._out is not None:
             stamp = doc["timestamp"].replace(":", "").replace("-", "")
