@@ -112,7 +112,7 @@ class BuildIdClaims:
             if ident:
                 self._bump("identity_shared")
             else:
-                ident = f"{group}@{digest[:32]}{suffix}"
+                ident = f"{group}@{digest}{suffix}"  # all 256 bits: see docs/function-ids.md
             claims.append(_Claim(sid, root, path, ident, digest))
             if len(claims) > PER_BUILD_ID:
                 del claims[0]

@@ -189,10 +189,10 @@ class BinaryCache:
                 root=root, path=path, f_fd=fd, layout=layout, build_id=bid, kind=kind, main_key=fkey
             )
             # another debug file, other names: another cache entry
-            suffix = f"+debug@{debug.digest[:32]}" if debug is not None else ""
+            suffix = f"+debug@{debug.digest}" if debug is not None else ""
             sid = stat_identity(st)
             if digest:
-                identity = f"{bid}@{digest[:32]}{suffix}"
+                identity = f"{bid}@{digest}{suffix}"  # the whole digest (docs/function-ids.md)
             else:  # hashed only when another file claims this build-id (canonical/buildidclaims.py)
                 identity = self._claims.identity(bid, suffix, sid, root, path, fd)
         except ElfError as e:
