@@ -8,6 +8,8 @@ BCC; skips with detect.py's reason elsewhere, or without gcc):
   reload) attached to the new file only, and the old process's calls went
   uncounted while the window said watched. Now the load finds the deleted
   file through /proc and probes it too (uprobes and USDT), each call once;
+- (and a USDT process started before the load is seen: the kernel raises its
+  semaphore; the docs said it was not);
 - a USDT target's binary replaced while the probes run was not followed:
   processes started from the new file were unseen until a reload. Now the
   same programs are attached to the new file when its probe sites read their
@@ -299,3 +301,25 @@ async def test_a_file_replaced_between_the_look_and_the_attach_counts_each_call_
         assert list(p.calls.values()) == [3], p.calls  # one process, each of its 3 calls once
     finally:
         await p.close()
+
+
+async def test_a_usdt_process_started_before_the_load_is_seen(
+    tmp_path: Path, report: Report, gcc: None
+) -> None:
+    """The kernel raises the semaphore of every process mapping the file when the probe attaches,
+    not only of those started later (docs/native-probes.md said the contrary), and lowers it again
+    when the probes close."""
+    path = build_usdt(tmp_path, "app")
+    old = await asyncio.to_thread(serve, path)
+    try:
+        assert await asyncio.to_thread(ask_usdt, old, 3) == 0  # no probe: the semaphore is down
+        cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
+        p = await Probes(cfg, report).start()
+        try:
+            assert await asyncio.to_thread(ask_usdt, old, 4) == 4
+            await p.until(lambda: p.hits[(old.pid, str(path))] == 4, "the earlier process's hits")
+        finally:
+            await p.close()
+        assert await asyncio.to_thread(ask_usdt, old, 2) == 0
+    finally:
+        await asyncio.to_thread(stop, old)
