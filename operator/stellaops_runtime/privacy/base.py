@@ -21,6 +21,12 @@ DOUBLE_QUOTED = r'"(?:[^"\\]|\\[\s\S])*"?'
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).
 WORD_VALUE = r"""[^\s"'](?:[^\s"']|["'](?=\S))*"""
+# A YAML block scalar (``password: |`` or ``>-``, then the value on the indented lines below):
+# its indicator line and every following line that starts with whitespace (a sibling key
+# indented like the secret's goes too: over-redaction, never a line of the value left).
+# Possessive: blank lines are never read two ways.
+_INDENTED_LINE = r"\n(?:[ \t]*+\n)*+[ \t]++[^\n]*+"
+BLOCK_SCALAR = rf"[|>][+-]?[0-9]?[+-]?[ \t]*+(?:#[^\n]*+)?{_INDENTED_LINE}(?:{_INDENTED_LINE})*+"
 
 # Gates: cheap regexes a field must match before a rule that names the gate
 # runs. "run": a run of 20 token characters at the start or after a non-token

@@ -48,6 +48,7 @@ from __future__ import annotations
 import re
 
 from stellaops_runtime.privacy.base import (
+    BLOCK_SCALAR,
     DOUBLE_QUOTED,
     REDACTED,
     WORD_VALUE,
@@ -59,6 +60,7 @@ from stellaops_runtime.privacy.base import (
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
+from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -90,7 +92,7 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 _NOT_A_MARKER = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
-_WIDE_VALUE = rf"""(?:{_QUOTED}|{_NOT_A_MARKER}{WORD_VALUE})"""
+_WIDE_VALUE = rf"""(?:{BLOCK_SCALAR}|{_QUOTED}|{_NOT_A_MARKER}{WORD_VALUE})"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
@@ -199,10 +201,7 @@ _PW = "|".join(
         rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{_WIDE_VALUE})",
         *_in_query_or_odbc("|".join(_PW_WORDS), r"[\"']?\s*=\s*"),
         *(rf"{w}{_SEP}(?P<s>{_WIDE_VALUE})" for w in _PW_WORDS),
-        # A password piped into chpasswd(8) or passwd(1) (container entrypoints: ``echo root:X |
-        # chpasswd``, ``echo -e "X\nX" | passwd app``, ``echo X | passwd --stdin app``): what is echoed.
-        r"""e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
-        r"\s*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])",
+        *STDIN_SECRET_ALTERNATIVES,  # ``echo X | chpasswd``, ``| docker login --password-stdin``, .pgpass
     ]
 )
 

@@ -1,0 +1,37 @@
+"""Passwords a command hands another program on its standard input, or writes to its password file.
+
+Container entrypoints and CI steps set or use passwords this way, and the value is
+then in the command line of the shell that runs them (``sh -c "…"``), with no
+key or flag in front of it that the key rules could see:
+
+- what is echoed into chpasswd(8) or passwd(1): ``echo root:X | chpasswd``,
+  ``echo -e "X\\nX" | passwd app``, ``echo X | sudo passwd --stdin app``;
+- what is echoed into a command that reads its password from standard input
+  (``--password-stdin``: ``docker``, ``podman``, ``nerdctl``, ``buildah``,
+  ``helm registry``, ``oras``, ``skopeo``, ``cosign login``; ``--pass-stdin``:
+  ``regctl``): ``echo X | docker login -u u --password-stdin registry``;
+- the password field of a PostgreSQL password file line the command writes
+  (``echo db:5432:*:app:X > ~/.pgpass``; the format is
+  ``hostname:port:database:username:password``,
+  https://www.postgresql.org/docs/current/libpq-pgpass.html).
+
+These alternatives join the ``password`` rule (patterns.py, triggers ``pass`` and
+``pw``: every consumer here names one); each starts with a literal character, as
+the combined regex needs (patterns.py).
+"""
+
+from __future__ import annotations
+
+# What ``echo`` prints: a quoted string or a word, up to the pipe.
+_ECHOED = r"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
+_ECHO = rf"e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?{_ECHOED}\s*\|\s*"
+# The program on the other side of the pipe.
+_SETS_PASSWORD = r"(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])"
+_READS_PASSWORD = r"[^|;&\n]*?--pass(?:word)?-stdin(?![\w-])"
+
+STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
+    f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD})",
+    # A .pgpass line: from the ``:`` before its port (a number or ``*``) to its fifth field,
+    # in a text that names the file after it.
+    r""":(?<=[^\s:'"]:)(?:[0-9]{1,5}|\*):[^\s:'"]+:[^\s:'"]+:(?P<s>[^\s'"]+)(?=[^\n]*\.pgpass)""",
+)
