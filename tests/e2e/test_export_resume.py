@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections import Counter
 from pathlib import Path
@@ -51,6 +52,16 @@ def settled(port: int, n: int) -> bool:
         and h.metric(m, "stellaops_runtime_hot_symbols_pending") == 0
         and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
     )
+
+
+def committed_on_disk(spool: str) -> bool:
+    """The watch record holds a committed export checkpoint and nothing in flight."""
+    try:
+        doc = json.loads(Path(spool + ".alive").read_bytes())
+    except (OSError, ValueError):
+        return False
+    export = doc.get("export") or {}
+    return export.get("committed") is not None and export.get("in_flight") is None
 
 
 def truth(*parts: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
@@ -92,6 +103,9 @@ async def test_a_restart_reads_on_from_the_stored_position(tmp_path: Path, pg_ur
         procs.append(h.start_agent(cfg_a))
         await asyncio.to_thread(append, export, lines(first))
         await h.wait_for(lambda: settled(port_a, len(first)), what="A stored the first third")
+        # ... and its record says so: the flush's end is written just after its rows are stored
+        # (a SIGKILL between the two leaves the lines in doubt: a gap, tested below).
+        await h.wait_for(lambda: committed_on_disk(spool), what="A recorded the stored position")
         procs[0].send_signal(sig)
         code_a, out_a = await asyncio.to_thread(h.finish, procs[0], 60)
         assert code_a == (0 if sig == signal.SIGTERM else -signal.SIGKILL), out_a

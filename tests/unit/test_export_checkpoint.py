@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -113,9 +115,9 @@ def test_a_malformed_checkpoint_is_not_used(bad: object) -> None:
 
 class _Source:
     def __init__(self) -> None:
-        self.handed: list[tuple[dict, tuple[int, int]]] = []
+        self.handed: list[tuple[dict, tuple[int, int] | None]] = []
 
-    def resume_checkpoint(self, cp: dict, moment: tuple[int, int]) -> None:
+    def resume_checkpoint(self, cp: dict, moment: tuple[int, int] | None) -> None:
         self.handed.append((cp, moment))
 
 
@@ -157,10 +159,33 @@ def test_resume_uses_no_checkpoint_of_a_malformed_record(doc: object, caplog) ->
     assert s.handed == [] and "not well formed" in caplog.text
 
 
-def test_another_boot_uses_no_checkpoint() -> None:
+def test_another_boot_uses_no_checkpoint_as_a_time() -> None:
+    """A record of this boot without its boot-clock moment: nothing is handed."""
     s = _Source()
     assert not resume_export(s, {"committed": CP, "in_flight": None}, (40, None))
     assert s.handed == []
+
+
+def test_another_boots_checkpoint_positions_the_file_and_keeps_the_gap() -> None:
+    """s33/h3: after a reboot the checkpoint still says where the counted lines end (the file may
+    be kept on a persistent hostPath); it is handed without a moment (the gap stays whole)."""
+    s = _Source()
+    doc = {
+        "committed": CP,
+        "in_flight": {"checkpoint": {**CP, "pos": 20}, "at_ns": 50, "at_boot": 10**18},
+    }
+    assert resume_export(s, doc, (40, None), same_boot=False)
+    assert s.handed == [({**CP, "pos": 20}, None)]  # the furthest position that may be stored
+    s2 = _Source()
+    assert resume_export(s2, {"committed": CP, "in_flight": None}, (40, None), same_boot=False)
+    assert s2.handed == [(CP, None)]
+
+
+def _drain(r: ExportResume) -> bool:
+    """A drain as the agent runs it: its in-flight entry recorded (the write succeeded)."""
+    entry = r.drain_starts()
+    r.recorded(entry)
+    return entry is not None
 
 
 def test_in_flight_is_recorded_before_a_drain_and_committed_after_its_flush(tmp_path: Path) -> None:
@@ -177,17 +202,42 @@ def test_in_flight_is_recorded_before_a_drain_and_committed_after_its_flush(tmp_
         pos.queued(end)
     q.take(2)
     r.flush_starts(2)
-    assert r.drain_starts() and r.in_flight is not None and r.in_flight["checkpoint"]["pos"] == 4
-    assert not r.drain_starts()  # the same position: nothing new to record
+    assert _drain(r) and r.in_flight is not None and r.in_flight["checkpoint"]["pos"] == 4
+    assert not _drain(r)  # the same position: nothing new to record
     q.put(b"x")
     pos.queued(6)
     q.take(1)
-    assert r.drain_starts()  # an early drain while the flush runs: further in flight
+    assert _drain(r)  # an early drain while the flush runs: further in flight
     assert r.flushed(2, True) and r.committed is not None and r.committed["pos"] == 4
     assert r.in_flight is not None and r.in_flight["checkpoint"]["pos"] == 6  # still in doubt
     r.flush_starts(3)
     assert not r.flushed(3, False)  # a failed flush commits nothing
     assert r.final() and r.committed["pos"] == 6 and r.in_flight is None
+
+
+def test_a_held_drain_commits_nothing_until_one_is_recorded(tmp_path: Path) -> None:
+    """s33/h3: a drain whose in-flight entry could not be written is held; the flush it belonged
+    to commits nothing, nor does a shutdown while one is held."""
+    path = tmp_path / "t.log"
+    path.write_bytes(b"a\nb\n")
+    q = EventQueue(10)
+    pos = ExportPositions(str(path), q)
+    with path.open("rb") as f:
+        pos.opened(f)
+    r = ExportResume(q)
+    r.positions = pos
+    q.put(b"x")
+    pos.queued(2)
+    q.take(1)
+    r.flush_starts(1)
+    assert r.drain_starts() is not None
+    r.drain_held()  # the record could not be written
+    assert r.in_flight is None and r.held == 1 and r.holds == 1
+    assert not r.flushed(1, True)  # the flush stored nothing of those lines
+    assert r.committed is None and not r.final()  # held counts were never stored
+    r.flush_starts(1)
+    assert _drain(r) and r.held == 0  # written now: the drain goes
+    assert r.flushed(1, True) and r.committed is not None and r.committed["pos"] == 2
 
 
 async def test_a_source_resumes_at_a_matching_checkpoint_without_a_gap(tmp_path: Path) -> None:
@@ -250,3 +300,67 @@ def test_a_record_with_the_checkpoints_of_a_long_path_stays_within_its_bound(tmp
     rec = tmp_path / "spool.alive"
     wr.write_record(str(rec), "n", "n/1", 1, 0, doc)
     assert len(rec.read_bytes()) <= wr.MAX_RECORD_BYTES
+
+
+def test_a_checkpoint_of_another_boot_allows_a_new_device_number_only(tmp_path: Path) -> None:
+    """After a reboot a btrfs or overlay mount may number its device anew: the inode and the
+    first bytes still decide."""
+    path = tmp_path / "t.log"
+    path.write_bytes(b'{"a":1}\n')
+    st = path.stat()
+    head = path.read_bytes()
+    cp = {
+        "path_sha256": path_hash(str(path)),
+        "dev": st.st_dev + 1,
+        "ino": st.st_ino,
+        "pos": len(head),
+        "head_len": len(head),
+        "head_sha256": hashlib.sha256(head).hexdigest(),
+    }
+    with path.open("rb") as f:
+        assert "another file" in matches(f, cp)  # this boot: the device must match
+        assert matches(f, cp, same_dev=False) == ""
+        assert "another file" in matches(f, {**cp, "ino": st.st_ino + 1}, same_dev=False)
+        assert "first bytes" in matches(f, {**cp, "head_sha256": "00"}, same_dev=False)
+
+
+def test_a_record_of_another_boot_keeps_its_checkpoints_for_positioning(tmp_path: Path) -> None:
+    from stellaops_runtime.agent import watch_record as wr
+
+    rec = tmp_path / "spool.alive"
+    now = time.time_ns()
+    doc = {"committed": CP, "in_flight": None}
+    wr.write_record(str(rec), "n", "n/1", now - 10**9, 5, doc)
+    same = wr.read_record(str(rec), node="n", now_ns=now)
+    assert same.export == doc and same.export_boot
+    raw = json.loads(rec.read_bytes())
+    rec.write_text(json.dumps({**raw, "boot_id": "another-boot"}))
+    other = wr.read_record(str(rec), node="n", now_ns=now)
+    assert other.export == doc and not other.export_boot and other.boot_ns is None
+
+
+def test_a_drain_is_held_while_the_record_cannot_be_written(tmp_path: Path) -> None:
+    """s33/h3: the in-flight entry is written durably before the drain goes; a record whose
+    directory is gone holds the drain (False), and the next drain after it is back goes."""
+    from stellaops_runtime.agent import watch_record as wr
+
+    path = tmp_path / "t.log"
+    path.write_bytes(b"a\nb\n")
+    d = tmp_path / "node"
+    d.mkdir()
+    q = EventQueue(10)
+    pos = ExportPositions(str(path), q)
+    with path.open("rb") as f:
+        pos.opened(f)
+    rec = wr.WatchRecord(str(d / "spool.alive"), node="n", agent_id="n/1", queue=q)
+    rec.export.positions = pos
+    q.put(b"x")
+    pos.queued(2)
+    q.take(1)
+    d.rename(tmp_path / "away")
+    assert not rec.drain_starts() and rec.export.held == 1 and rec.write_errors == 1
+    assert rec.export.in_flight is None
+    (tmp_path / "away").rename(d)
+    assert rec.drain_starts() and rec.export.held == 0
+    on_disk = json.loads((d / "spool.alive").read_bytes())["export"]["in_flight"]["checkpoint"]
+    assert on_disk["pos"] == 2

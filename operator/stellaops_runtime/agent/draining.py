@@ -56,7 +56,7 @@ class Draining:
         """The outage buffer: rows drained and not yet stored."""
         return self.flusher.pending
 
-    async def _early_drain(self) -> None:
+    async def _early_drain(self) -> bool:
         """``hotSymbols.maxKeys`` rows are held: hand them to the outage buffer now.
 
         Not left to the flush loop: while it writes (a slow store, or one that is
@@ -65,10 +65,12 @@ class Draining:
         buffer is bounded by ``maxPendingRows``, its drops counted.
         """
         self.early_drains += 1
-        await self._drain()
+        if not await self._drain():
+            return False
         self._flush_now.set()
+        return True
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> bool:
         """Move the aggregator's counts into the outage buffer.
 
         The rows join the buffer in a done-callback of the pipeline thread's
@@ -80,8 +82,12 @@ class Draining:
         goes on, and shutdown reports its counts as lost if it is still running
         when shutdown must end (agent/shutdown.py), instead of exiting as if
         nothing had been held.
+
+        False: the drain is held, nothing moved (the export source's position could not be
+        recorded first: agent/watch_record.py ``drain_starts``); the next drain tries again.
         """
-        self.watch.drain_starts()  # an export checkpoint in flight is recorded before its rows move
+        if not self.watch.drain_starts():  # an export checkpoint in flight is recorded before its rows move
+            return False  # held: the record cannot be written (agent/watch_record.py)
         fut = asyncio.get_running_loop().run_in_executor(self._worker, self.pipeline.drain)
         self.drains_running.add(fut)
         fut.add_done_callback(self._keep_drained)
@@ -89,6 +95,7 @@ class Draining:
             await asyncio.shield(fut)
         else:
             await asyncio.wait({fut}, timeout=max(0.0, self.drain_deadline - time.monotonic()))
+        return True
 
     def _keep_drained(self, fut: asyncio.Future[Any]) -> None:
         self.drains_running.discard(fut)

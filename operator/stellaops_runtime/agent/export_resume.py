@@ -13,8 +13,14 @@ marking the hole as a gap, starting exactly after the last line whose counts are
 At start the next agent resumes at ``in_flight`` when there is one (the lines between the two
 may or may not be counted: the time since the record's moment up to the in-flight moment is a
 gap, never a doubled count), else at ``committed`` with no gap at all; either only if the
-export file at the path is still that file, on the same boot. A record whose checkpoints are
+export file at the path is still that file. After a node reboot (a record of another boot,
+its file kept on a persistent hostPath) the file is read on from there too, but the whole
+hole stays a gap (nobody watched the node while it booted). A record whose checkpoints are
 not well formed is not used for resuming (the hole is a gap, as without checkpoints).
+
+``in_flight`` is written durably (fsync) before the drain's rows can reach the store, and a
+drain whose entry cannot be written is held (agent/watch_record.py ``drain_starts``): the
+record on disk never names a position before rows already stored.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ class ExportResume:
         self.committed: dict[str, Any] | None = None
         self.in_flight: dict[str, Any] | None = None  # {"checkpoint", "at_ns", "at_boot"}
         self._flush: tuple[int, dict[str, Any] | None] = (-1, None)  # (taken, checkpoint) at flush start
+        self.held = 0  # drains held since the last one handed over (their checkpoint not recorded)
+        self.holds = 0  # drains ever held (``export_drains_held_total``)
+        self.holds_at_flush = 0
 
     def attach(self, source: Any) -> None:
         self.positions = getattr(source, "positions", None)
@@ -52,24 +61,40 @@ class ExportResume:
     def _checkpoint(self, taken: int) -> dict[str, Any] | None:
         return self.positions.checkpoint(taken) if self.positions is not None else None
 
-    def drain_starts(self) -> bool:
-        """A drain is handed to the pipeline thread now; True if the record must say so first."""
+    def drain_starts(self) -> dict[str, Any] | None:
+        """A drain is to be handed to the pipeline thread now: the in-flight entry the record must
+        hold first (None: nothing to record). The caller sets it with :meth:`recorded` once the
+        record holds it, or holds the drain (:meth:`drain_held`)."""
         cp = self._checkpoint(self._taken())
         if cp is None or cp == self.committed:
-            return False
+            return None
         if self.in_flight is not None and self.in_flight["checkpoint"] == cp:
-            return False
+            return None
         wall, boot = now_pair()
-        self.in_flight = {"checkpoint": cp, "at_ns": wall, "at_boot": boot}
-        return True
+        return {"checkpoint": cp, "at_ns": wall, "at_boot": boot}
+
+    def recorded(self, in_flight: dict[str, Any] | None) -> None:
+        """The drain goes ahead: its in-flight entry (if any) is in the record on disk."""
+        if in_flight is not None:
+            self.in_flight = in_flight
+        self.held = 0
+
+    def drain_held(self) -> None:
+        """The record could not be written: the drain is held, its counts stay in the aggregator."""
+        self.held += 1
+        self.holds += 1
 
     def flush_starts(self, taken: int) -> None:
         self._flush = (taken, self._checkpoint(taken))
+        self.holds_at_flush = self.holds
 
     def flushed(self, taken: int, ok: bool) -> bool:
-        """The flush that started at ``taken`` ended; True if the committed checkpoint moved."""
+        """The flush that started at ``taken`` ended; True if the committed checkpoint moved.
+        A drain held meanwhile kept counts of lines before ``taken`` out of it: nothing moves."""
         at, cp = self._flush
         self._flush = (-1, None)
+        if self.holds != self.holds_at_flush:
+            return False
         if not ok or at != taken or cp is None or cp == self.committed:
             return False
         self.committed = cp
@@ -80,16 +105,23 @@ class ExportResume:
     def final(self) -> bool:
         """A shutdown stored or spooled every count: every line taken is committed."""
         cp = self._checkpoint(self._taken())
-        if cp is None:
+        if cp is None or self.held:
             return False
         self.committed, self.in_flight = cp, None
         return True
 
 
-def resume_export(source: Any, export: Any, alive: tuple[int, int | None]) -> bool:
+def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, same_boot: bool = True) -> bool:
     """Hand the last agent's checkpoint (its record's ``export``) to an export source; True if one
-    was handed. ``alive``: the record's (wall, boottime) moment, where the gap starts."""
-    if export is None or getattr(source, "resume_checkpoint", None) is None or alive[1] is None:
+    was handed. ``alive``: the record's (wall, boottime) moment, where the gap starts.
+
+    ``same_boot`` False: the record is of an earlier boot (a node reboot; its file kept on a
+    persistent hostPath). Its latest checkpoint still says where the counted lines end, so the
+    file is read on from there (no line counted twice, with ``exportFromStart`` too), but the
+    gap is not shortened: nobody watched the node from its boot until the file is opened."""
+    if export is None or getattr(source, "resume_checkpoint", None) is None:
+        return False
+    if same_boot and alive[1] is None:
         return False
     committed = in_flight = moment = None
     if isinstance(export, dict) and set(export) == {"committed", "in_flight"}:
@@ -100,13 +132,18 @@ def resume_export(source: Any, export: Any, alive: tuple[int, int | None]) -> bo
             wall, boot = inf["at_ns"], inf["at_boot"]
             if type(wall) is int and type(boot) is int and wall >= alive[0] and 0 <= boot <= boot_ns():
                 moment = (wall, boot)
+            elif not same_boot and type(wall) is int and type(boot) is int:
+                moment = (wall, boot)  # another boot's: not used as a time (the gap stays whole)
         ok = (inf is None or (in_flight is not None and moment is not None)) and (
             committed is not None or export["committed"] is None
         )
+        if ok and not same_boot and (in_flight or committed) is not None:
+            source.resume_checkpoint(in_flight or committed, None)
+            return True
         if ok and in_flight is not None and moment is not None:
             source.resume_checkpoint(in_flight, moment)
             return True
-        if ok and committed is not None:
+        if ok and committed is not None and alive[1] is not None:
             source.resume_checkpoint(committed, (alive[0], alive[1]))
             return True
     log.warning("the watch record's export checkpoints are not well formed: not used, the hole is a gap")

@@ -70,7 +70,7 @@ class Flusher:
         config: AgentConfig,
         *,
         agent_id: str,
-        drain: Callable[[], Awaitable[None]],
+        drain: Callable[[], Awaitable[bool | None]],
         stop: Callable[[str], None],
     ) -> None:
         self.config = config
@@ -99,6 +99,7 @@ class Flusher:
         self._opening: asyncio.Future[HotSymbolStore] | None = None
         self.stored_through = 0.0  # time.monotonic() when the last flush that stored everything began
         self.failed_at = 0.0  # time.monotonic() when the last failed flush ended
+        self.drain_held = False  # the running flush's drain was held (agent/draining.py)
 
     @property
     def label(self) -> str:
@@ -273,8 +274,10 @@ class Flusher:
         )
 
     async def drain(self) -> None:
-        """Move the aggregator's counts into the outage buffer (see ``Agent._drain``)."""
-        await self._drain_fn()
+        """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
+        held (the export position not recorded) makes the flush that runs it not store everything."""
+        if await self._drain_fn() is False:
+            self.drain_held = True
 
     async def flush(self, *, deadline: float | None = None) -> bool:
         """Drain, then write everything pending; with ``deadline`` (monotonic), never past it.
@@ -284,8 +287,9 @@ class Flusher:
         """
         started = time.monotonic()
         ok = False
+        self.drain_held = False
         try:
-            ok = await self._flush(deadline=deadline)
+            ok = await self._flush(deadline=deadline) and not self.drain_held
         finally:
             if ok:
                 self.stored_through = started

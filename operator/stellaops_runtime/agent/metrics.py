@@ -167,6 +167,11 @@ def outage_metrics(a: Agent) -> Iterator[Metric]:
         dict(w.ignored),
     )  # fmt: skip
     yield _counter("watch_record_write_errors", "Failed writes of the node's watch record.", w.write_errors)
+    yield _counter(
+        "export_drains_held",
+        "Drains held because the export file's position could not be recorded first.",
+        w.export.holds,
+    )
 
 
 def seed_metrics(

@@ -338,8 +338,8 @@ class Agent(Draining):
             if (drops := q.take_drops()) is not None:  # what we dropped is a gap, not "not observed"
                 await self.in_pipeline(self.pipeline.note_own_drops, *drops)
                 del batch
-            if self.pipeline.aggregator.rows >= max_keys:
-                await self._early_drain()
+            if self.pipeline.aggregator.rows >= max_keys and not await self._early_drain():
+                await asyncio.sleep(1.0)  # held (agent/draining.py): read slower, the file keeps the rest
 
     async def _idle_watch(self, idle: float) -> None:
         """``--exit-when-idle``: stop once no event arrived for ``idle`` s, the source is read to its end,

@@ -55,162 +55,38 @@ across the reboot, and nobody watched the node since it booted.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import secrets
-import stat
 import time
 from collections import Counter, deque
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from stellaops_runtime.agent.export_resume import ExportResume, resume_export
+from stellaops_runtime.agent.watch_record_file import (
+    FORMAT,
+    FUTURE_SKEW_NS,
+    MAX_RECORD_BYTES,
+    MAX_STEP_NS,
+    SUFFIX,
+    Hole,
+    RecordIgnored,
+    _iso,
+    encode,
+    read_record,
+    record_path,
+    this_boot,
+    write_record,
+)
 from stellaops_runtime.hotsymbols.clock_span import READ_SLACK_NS, boot_ns, boot_of, now_pair
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".alive"
-MAX_RECORD_BYTES = 4096  # the record is ~150 bytes; anything larger is not ours
-FUTURE_SKEW_NS = 10 * 1_000_000_000  # a time this far ahead of the clock is taken as now
-MAX_STEP_NS = 86_400 * 1_000_000_000  # a record further ahead than this is no clock's time
-FORMAT = "stellaops-runtime-alive"
 MAX_SAMPLES = 4096  # watching moments waiting for a flush that covers them
 
-
-class RecordIgnored(Exception):
-    """The record cannot be used; ``reason`` is its metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
-def record_path(spool_path: str) -> str:
-    """Where the record of a spool path lives ("" without a spool path: no record)."""
-    return spool_path + SUFFIX if spool_path else ""
-
-
-def this_boot() -> str:
-    """The kernel's id of this boot ("" when unreadable: boot-clock times are then not kept)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:64]
-    except OSError:
-        return ""
-
-
-def encode(
-    node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None, export: Any = None
-) -> bytes:
-    """The record; ``export``: the export source's checkpoints (agent/export_resume.py), kept
-    only with the boot clock (they are used on the same boot only)."""
-    doc: dict[str, Any] = {"format": FORMAT, "node": node, "agent_id": agent_id, "alive_ns": int(alive_ns)}
-    boot_id = this_boot() if alive_boot is not None else ""
-    if boot_id:
-        doc["boot_id"], doc["boot_ns"] = boot_id, int(alive_boot)  # type: ignore[arg-type]
-        if export:
-            doc["export"] = export
-    return json.dumps(doc, ensure_ascii=True, sort_keys=True).encode()
-
-
-class Hole(NamedTuple):
-    """Where the hole since the last agent starts: wall ns, its boottime (None: unknown), the agent."""
-
-    alive_ns: int
-    agent_id: str
-    boot_ns: int | None = None
-    export: Any = None  # the export source's checkpoints, as written (same boot only)
-
-
-def write_record(
-    path: str, node: str, agent_id: str, alive_ns: int, alive_boot: int | None = None, export: Any = None
-) -> None:
-    """Replace the record (temporary file beside it, mode 0600, renamed). Raises OSError."""
-    d, name = os.path.split(path)
-    tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encode(node, agent_id, alive_ns, alive_boot, export))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = None) -> Hole:
-    """Where the hole of a usable record starts (see the module docstring); failures raise
-    :class:`RecordIgnored`. ``now_boot``: the boot clock now (read when None).
-
-    A missing file raises FileNotFoundError (not an error: the node's first agent).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise
-    except OSError as e:  # ELOOP: a symlink; EACCES, ...
-        raise RecordIgnored("unreadable", f"cannot open: {e.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise RecordIgnored("unreadable", "not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_RECORD_BYTES + 1)
-    except OSError as e:
-        raise RecordIgnored("unreadable", f"cannot read: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_RECORD_BYTES:
-        raise RecordIgnored("too_large", f"larger than {MAX_RECORD_BYTES} bytes")
-    try:
-        doc: Any = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise RecordIgnored("not_json", "not a JSON document") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise RecordIgnored("bad_shape", "not an alive record")
-    rec_node, agent_id, alive = doc.get("node"), doc.get("agent_id"), doc.get("alive_ns")
-    if not isinstance(rec_node, str) or not isinstance(agent_id, str):
-        raise RecordIgnored("bad_shape", "node or agent_id is not a string")
-    if type(alive) is not int:  # bool and float are not times
-        raise RecordIgnored("bad_shape", "alive_ns is not an integer")
-    if rec_node != node:
-        raise RecordIgnored("other_node", f"written for node {rec_node[:64]!r}, this is {node!r}")
-    if alive <= 0:
-        raise RecordIgnored("bad_time", f"alive_ns {alive} is not a time")
-    now_boot = boot_ns() if now_boot is None else now_boot
-    boot, boot_id, here = doc.get("boot_ns"), doc.get("boot_id"), this_boot()
-    other_boot = isinstance(boot_id, str) and bool(boot_id) and bool(here) and boot_id != here
-    if boot_id != here or type(boot) is not int or not 0 <= boot <= now_boot:
-        boot = None  # another boot's (or an older record's): its boot-clock time means nothing here
-    hole = _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
-    if boot is not None and hole.boot_ns == boot and "export" in doc:
-        hole = hole._replace(export=doc["export"])  # checked by its user (agent/export_resume.py)
-    return hole
-
-
-def _hole_start(
-    alive: int, boot: int | None, now: int, now_boot: int, agent_id: str, *, other_boot: bool = False
-) -> Hole:
-    """The hole's start, the wall clock's steps allowed for (see the module docstring)."""
-    ahead = alive - now
-    if boot is not None and ahead <= MAX_STEP_NS:
-        return Hole(alive, agent_id, boot)  # measured on the boot clock: both sides of any step
-    if other_boot and ahead <= FUTURE_SKEW_NS:  # the node rebooted: nobody watched it since it booted
-        return Hole(min(alive, now - now_boot), agent_id)
-    if ahead <= FUTURE_SKEW_NS:
-        return Hole(min(alive, now), agent_id)
-    # The clock stepped back since (or the time is no clock's): the old clock's side is unknowable;
-    # the new clock's side starts at least where the boot clock puts the hole's start, or at the boot.
-    start = now - (now_boot - boot if boot is not None else now_boot)
-    log.warning(
-        "watch record time is %ss ahead of the clock (stepped back?): the gap starts at %s instead",
-        min(ahead, 10**18) // 10**9, _iso(start),
-    )  # fmt: skip
-    return Hole(start, agent_id)
-
-
-def _iso(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+__all__ = [
+    "FORMAT", "FUTURE_SKEW_NS", "MAX_RECORD_BYTES", "MAX_SAMPLES", "MAX_STEP_NS", "SUFFIX", "Hole",
+    "RecordIgnored", "WatchRecord", "attach_watch_record", "encode", "read_record", "record_path",
+    "this_boot", "write_record",
+]  # fmt: skip
 
 
 class WatchRecord:
@@ -254,7 +130,9 @@ class WatchRecord:
         with contextlib.suppress(OSError):  # a killed agent's temporary record files
             remove_stale_temporaries(self.path)
         try:
-            alive, last_agent, alive_boot, export = read_record(self.path, node=self.node, now_ns=now)
+            alive, last_agent, alive_boot, export, export_boot = read_record(
+                self.path, node=self.node, now_ns=now
+            )
         except FileNotFoundError:
             log.info("no watch record at %s: the first agent on this node, no restart gap", self.path)
             return None
@@ -270,7 +148,7 @@ class WatchRecord:
         self._hole = (alive, alive_boot)
         self.restart_gaps += 1
         self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
-        resumes = resume_export(source, export, (alive, alive_boot))
+        resumes = resume_export(source, export, (alive, alive_boot), same_boot=export_boot)
         log.warning(
             "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap%s",
             _iso(alive), last_agent, self.restart_gap_seconds,
@@ -296,11 +174,31 @@ class WatchRecord:
         self.export.flush_starts(taken)
         return taken
 
-    def drain_starts(self) -> None:
+    def drain_starts(self) -> bool:
         """A drain is about to be handed to the pipeline thread: an export checkpoint it moves
-        past is recorded as in flight first (agent/export_resume.py)."""
-        if self.path and self.export.drain_starts():
-            self.write(*self._latest(), force=True)
+        past is recorded as in flight first, durably (agent/export_resume.py). False: the record
+        could not be written, and the drain must be held (its counts stay in the aggregator, the
+        file keeps the lines): stored rows past the checkpoint on disk would be read again by
+        the next agent and counted twice."""
+        entry = self.export.drain_starts() if self.path else None
+        if entry is None:
+            self.export.recorded(None)
+            return True
+        before = self.export.in_flight
+        self.export.in_flight = entry
+        if self.write(*self._latest(), force=True, durable=True):
+            self.export.recorded(entry)
+            return True
+        self.export.in_flight = before
+        self.export.drain_held()
+        if self.export.held == 1 or self.export.held % 60 == 0:
+            log.error(
+                "the watch record %s cannot be written, so the export file's position cannot be "
+                "recorded: the counts read since are held (not stored) until it can be (%d drains "
+                "held); if the agent stops meanwhile, the next agent reads those lines again",
+                self.path, self.export.held,
+            )  # fmt: skip
+        return False
 
     def _latest(self) -> tuple[int, int]:
         """The moment to keep with a record written for its checkpoints alone: the last written,
@@ -314,6 +212,7 @@ class WatchRecord:
     def flushed(self, taken: int, ok: bool) -> None:
         """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""
         best = None
+        ok = ok and self.export.holds == self.export.holds_at_flush  # a held drain: not all stored
         while ok and self._samples and self._samples[0][2] <= taken:
             best = self._samples.popleft()
         moved = self.export.flushed(taken, ok)
@@ -325,29 +224,34 @@ class WatchRecord:
     def final(self, alive: int | None, ok: bool) -> None:
         """At shutdown: ``alive`` (the source's last watching moment when stop was asked) if the
         shutdown stored or spooled every count (``ok``); else the record keeps its stored moment."""
-        if ok and alive is not None:
+        if ok and alive is not None and not self.export.held:  # held counts were never stored
             self.write(alive, force=self.export.final())
 
-    def write(self, alive: int, boot: int | None = None, *, force: bool = False) -> None:
+    def write(
+        self, alive: int, boot: int | None = None, *, force: bool = False, durable: bool = False
+    ) -> bool:
         """Record ``alive`` (boottime ``boot``; read back from now when None) if it is later;
-        ``force``: the export checkpoints changed, written even if the moment did not move."""
+        ``force``: the export checkpoints changed, written even if the moment did not move.
+        False if the write failed."""
         boot = boot_of(alive) if boot is None else boot
         if not self.path:
-            return
+            return True
         if not _later((alive, boot), self._written):
             if not force:
-                return
+                return True
             alive, boot = self._written if self._written[0] else (alive, boot)
         try:
-            write_record(self.path, self.node, self.agent_id, alive, boot, self.export.doc())
+            doc = self.export.doc()
+            write_record(self.path, self.node, self.agent_id, alive, boot, doc, durable=durable)
         except OSError as e:
             self.write_errors += 1
             if self.write_errors == 1 or self.write_errors % 600 == 0:
                 log.warning(
                     "cannot write the watch record %s: %s (%d failures)", self.path, e, self.write_errors
                 )
-            return
+            return False
         self._written = (alive, boot)
+        return True
 
 
 def _later(moment: tuple[int, int], than: tuple[int, int]) -> bool:

@@ -125,11 +125,13 @@ def valid(cp: Any) -> dict[str, Any] | None:
     return cp
 
 
-def matches(f: BinaryIO, cp: dict[str, Any]) -> str:
-    """Why ``f`` is not the file of checkpoint ``cp`` ("" when it is)."""
+def matches(f: BinaryIO, cp: dict[str, Any], *, same_dev: bool = True) -> str:
+    """Why ``f`` is not the file of checkpoint ``cp`` ("" when it is). ``same_dev`` False (a
+    checkpoint of an earlier boot): the device number may have changed (a btrfs or overlay
+    mount numbered anew at boot); the inode and the first bytes still must not."""
     try:
         st = os.fstat(f.fileno())
-        if (st.st_dev, st.st_ino) != (cp["dev"], cp["ino"]):
+        if st.st_ino != cp["ino"] or (same_dev and st.st_dev != cp["dev"]):
             return "another file is at the path (rotated or re-created)"
         if st.st_size < cp["pos"]:
             return "the file is shorter than the stored position (truncated)"

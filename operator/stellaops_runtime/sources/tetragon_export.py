@@ -34,12 +34,12 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches, path_hash
 from stellaops_runtime.sources.export_files import SeenFiles, bytes_before, seek_line_start
+from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
 
@@ -52,25 +52,6 @@ CHUNK = 1 << 20
 MAX_LINE = 8 << 20
 TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
 MAX_NEXT = 64  # files rotated in while the current one is still being read, held open until read
-
-
-@dataclass(slots=True)
-class ExportStats:
-    lines: int = 0
-    rotations: int = 0
-    truncations: int = 0
-    oversized_lines: int = 0
-    longest_held: int = 0  # the most bytes of one unfinished line held at once (<= MAX_LINE + CHUNK)
-    missing_file_waits: int = 0
-    open_errors: int = 0  # the path exists but cannot be followed (retried)
-    read_errors: int = 0  # a read or stat of the followed file failed (retried)
-    queue_waits: int = 0  # the queue was full: the reader waited (the file keeps the rest)
-    connected: bool = False  # the file is open and being followed
-    connects: int = 0  # times the file was opened (0: it never existed while we looked)
-    last_error: str = ""
-    reconnects: int = 0  # gRPC-source counters, always 0 here (same metrics for every source)
-    stream_errors: int = 0
-    resumed_at: int = -1  # the byte offset a restart resumed at (the last agent's checkpoint); -1: none
 
 
 class TetragonExportSource:
@@ -97,7 +78,7 @@ class TetragonExportSource:
         self._pending: list[bytes] = []  # complete lines not queued yet (the queue was full)
         self._ends: list[int] = []  # the file offset just after each of them
         self.positions = ExportPositions(path, queue)  # where the queued lines end (a checkpoint)
-        self._resume: tuple[dict[str, Any], tuple[int, int]] | None = None  # (checkpoint, its moment)
+        self._resume: tuple[dict[str, Any], tuple[int, int] | None] | None = None  # (checkpoint, moment)
         self._outage = OpenOutage()  # the hole since the last agent (sources/open_outage.py)
         self._opened_at = (0, 0)  # (wall, boottime) ns the first file was opened
         self.alive_ns = 0  # wall ns: every complete line written before it has been queued
@@ -254,12 +235,12 @@ class TetragonExportSource:
             self._tail = b""
             st = os.fstat(fd)
             self._cur_id = (st.st_dev, st.st_ino)
-            resumed = self._resume_at(f) if not self.stats.connects else None
-            if resumed is None and at_end:
+            resumed, moment = self._resume_at(f) if not self.stats.connects else (False, None)
+            if not resumed and at_end:
                 seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
             self.positions.opened(f)
             if not self.stats.connects:
-                self._opened_at = resumed or now_pair()  # lines written from here on are read
+                self._opened_at = moment or now_pair()  # lines written from here on are read
             self.stats.connected = True
             self.stats.connects += 1
             self.stats.last_error = ""
@@ -351,15 +332,19 @@ class TetragonExportSource:
         until the file is opened, unless it is resumed at the last agent's checkpoint."""
         self._outage.resume(from_ns, from_boot)
 
-    def resume_checkpoint(self, cp: dict[str, Any], moment: tuple[int, int]) -> None:
+    def resume_checkpoint(self, cp: dict[str, Any], moment: tuple[int, int] | None) -> None:
         """The last agent stored the counts of every line before ``cp`` (sources/export_checkpoint.py)
         and none after it; the lines before it it may have stored were written before ``moment``
         (wall, boottime ns). If the file at the path is still that file, it is read from there and
-        the gap since that agent ends at ``moment`` (none when nothing was in doubt)."""
+        the gap since that agent ends at ``moment`` (none when nothing was in doubt). ``moment``
+        None: the checkpoint is of an earlier boot; the file is read from there, the gap stays
+        until the file is opened (its device number may differ after a reboot: its inode and
+        first bytes must not)."""
         self._resume = (cp, moment)
 
-    def _resume_at(self, f: BinaryIO) -> tuple[int, int] | None:
-        """Seek ``f`` to the checkpoint if it is its file; the moment the gap then ends (else None)."""
+    def _resume_at(self, f: BinaryIO) -> tuple[bool, tuple[int, int] | None]:
+        """Seek ``f`` to the checkpoint if it is its file: (resumed, the moment the gap then ends,
+        None: when the file is opened)."""
         if self._resume is None:
             if self.from_start and self._outage.start is not None:
                 log.warning(
@@ -367,28 +352,32 @@ class TetragonExportSource:
                     "%s: if it is the file that agent followed, the lines it counted are counted again",
                     self.path,
                 )
-            return None
+            return False, None
         cp, moment = self._resume
         self._resume = None
         other = cp["path_sha256"] != path_hash(self.path)
-        why = "it was written for another path" if other else matches(f, cp)
+        why = "it was written for another path" if other else matches(f, cp, same_dev=moment is not None)
         if why:
             log.warning(
                 "export file %s is not resumed where the last agent's stored counts end (%s): "
                 "read from its %s, the time since that agent is a gap",
                 self.path, why, "start" if self.from_start else "end",
             )  # fmt: skip
-            return None
+            return False, None
         f.seek(cp["pos"])
         self._tail = bytes_before(f, cp["pos"], min(TAIL, cp["pos"])) or b""
         self.stats.resumed_at = cp["pos"]
+        if moment is None:
+            note = " (the node rebooted since: the time until now is a gap)"
+        elif moment[0] <= (self._outage.start or 0):
+            note = ""
+        else:
+            note = " (the lines before it whose counts the last agent may not have stored are a gap)"
         log.warning(
             "export file %s resumed at byte %d, where the last agent's stored counts end: the lines "
-            "written since are read, none counted twice%s",
-            self.path, cp["pos"], "" if moment[0] <= (self._outage.start or 0) else
-            " (the lines before it whose counts the last agent may not have stored are a gap)",
+            "written since are read, none counted twice%s", self.path, cp["pos"], note,
         )  # fmt: skip
-        return moment
+        return True, moment
 
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file

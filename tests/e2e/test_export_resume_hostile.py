@@ -1,0 +1,169 @@
+"""The export checkpoint under a node reboot and a watch record that cannot be written.
+
+Defects (s33/h3), reproduced with real agents as subprocesses and a real PostgreSQL:
+
+- A node reboot: the watch record's export checkpoint was used on the same boot only. An
+  agent with ``exportFromStart`` after a reboot, its export file kept on a persistent
+  hostPath (Tetragon's lumberjack appends to the file it finds), read the file from its
+  first line again and counted a second time every line the last agent had stored (it only
+  warned). Now the checkpoint of another boot positions the file when the file is still
+  that file (the reboot stays a gap: nobody watched the node from its boot until the file
+  was opened), so no line is counted twice.
+- A watch record that cannot be written (its directory gone, a full disk, read-only): the
+  rows of a drain went to the store while the record on disk still named an older
+  checkpoint, so the next agent read those lines again and counted them twice. Now a drain
+  whose checkpoint cannot be recorded first is held (its counts stay in the aggregator and
+  the file keeps the lines) until the record can be written.
+
+The reboot is what the next agent sees of one: a record written under another boot id (the
+kernel's boot id cannot be changed by a test). The stream is the synthetic one
+(tests/fixtures/tetragon/synthetic, copied from /work/shared/fixtures/tetragon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import harness as h
+from tests.e2e.test_export_restart_gap import OBJS, THIRD, append, lines, none_gaps
+from tests.e2e.test_export_resume import stored, truth
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def settled(port: int, n: int) -> bool:
+    """At least ``n`` events processed (more: a line read twice) and every count stored."""
+    m = h.scrape(port)
+    return (
+        h.metric(m, "stellaops_runtime_event_processing_latency_seconds_count") >= n
+        and h.metric(m, "stellaops_runtime_hot_symbols_in_memory") == 0
+        and h.metric(m, "stellaops_runtime_hot_symbols_pending") == 0
+        and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
+    )
+
+
+def _at_or_past(
+    got: tuple[dict[str, int], dict[str, int]], want: tuple[dict[str, int], dict[str, int]]
+) -> bool:
+    """Every count stored, or one past the truth (a line counted twice: judged by the caller)."""
+    if got == want:
+        return True
+    return any(n > w.get(k, 0) for g, w in zip(got, want, strict=True) for k, n in g.items())
+
+
+def _conf(url: str, spool: str, export: Path) -> dict[str, Any]:
+    return {
+        "store": {"url": url, "spoolPath": spool},
+        "tetragon": {"exportFile": str(export), "exportFromStart": True},
+    }
+
+
+def _as_if_rebooted(record: Path) -> None:
+    """The record as the first agent after a reboot reads it: written under another boot id."""
+    doc = json.loads(record.read_bytes())
+    assert "export" in doc, doc  # the last agent kept its checkpoint
+    doc["boot_id"] = str(uuid.uuid4())
+    record.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+async def test_a_reboot_with_export_from_start_never_counts_twice(tmp_path: Path, pg_url: str, sig) -> None:
+    spool, export = str(tmp_path / "spool.jsonl"), tmp_path / "tetragon.log"
+    export.write_bytes(b"")
+    first, after, last = OBJS[:THIRD], OBJS[THIRD : 2 * THIRD], OBJS[2 * THIRD :]
+    procs: list[Any] = []
+    try:
+        (tmp_path / "a").mkdir()
+        cfg_a, port_a = h.write_config(tmp_path / "a", **_conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_a))
+        await asyncio.to_thread(append, export, lines(first))
+        await h.wait_for(lambda: settled(port_a, len(first)), what="A stored the first third")
+        procs[0].send_signal(sig)
+        code_a, out_a = await asyncio.to_thread(h.finish, procs[0], 60)
+        assert code_a == (0 if sig == signal.SIGTERM else -signal.SIGKILL), out_a
+        _as_if_rebooted(Path(spool + ".alive"))
+        await asyncio.to_thread(append, export, lines(after))  # Tetragon after the reboot: same file
+        (tmp_path / "b").mkdir()
+        cfg_b, port_b = h.write_config(tmp_path / "b", **_conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_b))
+        await asyncio.to_thread(append, export, lines(last))
+        await h.wait_for(lambda: settled(port_b, len(after) + len(last)), what="B stored the rest")
+        procs[1].send_signal(signal.SIGTERM)
+        code_b, out_b = await asyncio.to_thread(h.finish, procs[1], 60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert code_b == 0, out_b
+    assert "resumed at byte" in out_b, out_b
+    assert stored(pg_url) == truth(first, after, last)  # each line once
+    assert none_gaps(pg_url), "the reboot is not a gap"  # nobody watched the node while it booted
+    digest = h.EXPECTED["images"][0]["digest"]
+    r = h.cli("query", "observed", "--function", "no_such_fn", "--image", digest, "--store", pg_url)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+async def test_a_record_that_cannot_be_written_never_counts_twice(tmp_path: Path, pg_url: str, sig) -> None:
+    """The spool directory (the node's hostPath) vanishes while A runs and comes back after A
+    stopped: A's record still names the first third's checkpoint. B must not count twice
+    what A stored meanwhile, nor lose what A could not store."""
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    spool, export = str(node_dir / "spool.jsonl"), tmp_path / "tetragon.log"
+    export.write_bytes(b"")
+    first, middle, last = OBJS[:THIRD], OBJS[THIRD : 2 * THIRD], OBJS[2 * THIRD :]
+    away = tmp_path / "node-away"
+    procs: list[Any] = []
+    try:
+        (tmp_path / "a").mkdir()
+        cfg_a, port_a = h.write_config(tmp_path / "a", **_conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_a))
+        await asyncio.to_thread(append, export, lines(first))
+        await h.wait_for(lambda: settled(port_a, len(first)), what="A stored the first third")
+        node_dir.rename(away)  # the record's directory is gone: every write of it fails
+        errors = h.metric(h.scrape(port_a), "stellaops_runtime_watch_record_write_errors_total")
+        await asyncio.to_thread(append, export, lines(middle))
+        await h.wait_for(
+            lambda: (
+                h.metric(h.scrape(port_a), "stellaops_runtime_event_processing_latency_seconds_count")
+                == len(first) + len(middle)
+            ),
+            what="A processed the middle third",
+        )
+        await h.wait_for(
+            lambda: h.metric(h.scrape(port_a), "stellaops_runtime_watch_record_write_errors_total") > errors,
+            what="A failed to write its record",
+        )
+        # A stored the middle third's counts (what it did before the fix), or held them.
+        held = "stellaops_runtime_export_drains_held_total"
+        await h.wait_for(
+            lambda: stored(pg_url) == truth(first, middle) or h.metric(h.scrape(port_a), held) > 0,
+            what="A stored or held the middle third",
+        )
+        procs[0].send_signal(sig)
+        code_a, out_a = await asyncio.to_thread(h.finish, procs[0], 60)
+        assert code_a in ((0, 1) if sig == signal.SIGTERM else (-signal.SIGKILL,)), out_a
+        away.rename(node_dir)  # back, with A's older record in it
+        (tmp_path / "b").mkdir()
+        cfg_b, _ = h.write_config(tmp_path / "b", **_conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_b))
+        await asyncio.to_thread(append, export, lines(last))
+        want = truth(first, middle, last)
+        await h.wait_for(lambda: _at_or_past(stored(pg_url), want), what="every line stored")
+        procs[1].send_signal(signal.SIGTERM)
+        code_b, out_b = await asyncio.to_thread(h.finish, procs[1], 60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert code_b == 0, out_b
+    assert "resumed at byte" in out_b, out_b
+    assert stored(pg_url) == want  # never twice, none lost
