@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, function_query, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
+from stellaops_runtime.witness.bridge import write_atomically
 from stellaops_runtime.witness.statement import check_statement, encode, statement, subject_image
 
 
@@ -109,6 +111,21 @@ def _fail(message: str, code: int = exitcodes.ERROR) -> int:
     return code
 
 
+def write_out(path: str, data: bytes) -> None:
+    """``--out``: a regular file (new, or through a symlink) gets ``data`` whole or not at all
+    (bridge.write_atomically: a full disk or a file size limit mid-write leaves the witness that
+    was there, never half of the new one); a stream (``/dev/stdout``, a FIFO) is written as one."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    write_atomically(Path(os.path.realpath(path)), data)
+
+
 def run_keygen(args: argparse.Namespace) -> int:
     try:
         kid = keys.generate(args.private, args.public)
@@ -151,7 +168,7 @@ def run_sign(args: argparse.Namespace) -> int:
             )
         if args.out:
             try:
-                Path(args.out).write_text(text)
+                write_out(args.out, text.encode())
             except OSError as e:
                 return _fail(f"cannot write {args.out}: {e.strerror or e}")
             state = doc["reachability_state"] or "defer"
@@ -210,7 +227,7 @@ def run_get(args: argparse.Namespace) -> int:
             return _fail(f"no stored witness {args.ref}", exitcodes.NOT_FOUND)
         if args.out:
             try:
-                Path(args.out).write_bytes(data)
+                write_out(args.out, data)
             except OSError as e:
                 return _fail(f"cannot write {args.out}: {e.strerror or e}")
         else:
