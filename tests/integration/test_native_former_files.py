@@ -1,20 +1,15 @@
-"""Files replaced before the probes load, and USDT targets replaced while they run.
+"""Files replaced before the probes load: the processes still running them are probed.
 
-Two holes the last session left (the real source on the real kernel, with
-BCC; skips with detect.py's reason elsewhere, or without gcc):
+A process started from a binary that an upgrade then replaced runs the
+deleted old file; a load of the probes after that (an agent restart, a
+reload) attached to the new file only, and the old process's calls went
+uncounted while the window said watched. Now the load finds the deleted file
+through /proc and probes it too, each call once. And a file replaced between
+the load's look and its attach is probed once, not twice.
 
-- a process started from a binary that an upgrade then replaced runs the
-  deleted old file; a load of the probes after that (an agent restart, a
-  reload) attached to the new file only, and the old process's calls went
-  uncounted while the window said watched. Now the load finds the deleted
-  file through /proc and probes it too (uprobes and USDT), each call once;
-- (and a USDT process started before the load is seen: the kernel raises its
-  semaphore; the docs said it was not);
-- a USDT target's binary replaced while the probes run was not followed:
-  processes started from the new file were unseen until a reload. Now the
-  same programs are attached to the new file when its probe sites read their
-  arguments the same way; when they do not, the target is reported and every
-  look is an unwatched span (a gap) until the next load.
+The real source on the real kernel, with BCC; skips with detect.py's reason
+elsewhere, or without gcc. The harness here (Probes, the USDT program) serves
+test_native_usdt_follow.py and test_native_overlay_rewrite.py too.
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.contracts.events import EventKind
-from stellaops_runtime.native.config import NativeConfig, UprobeTarget, UsdtTarget
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import Report
 from stellaops_runtime.native.events import Decoder
 from stellaops_runtime.native.session import run_session
@@ -205,70 +200,6 @@ async def test_a_process_running_a_file_replaced_before_the_load_is_probed(
         await asyncio.to_thread(stop, old)
 
 
-async def test_a_usdt_target_replaced_while_the_probes_run_is_followed(
-    tmp_path: Path, report: Report, gcc: None
-) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build_usdt(built, "v1"), path)
-    new = build_usdt(built, "v2", padding=40)
-    cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
-    p = await Probes(cfg, report).start()
-    try:
-        old = await asyncio.to_thread(serve, path)
-        try:
-            assert await asyncio.to_thread(ask_usdt, old, 2) == 2
-            replace(path, new)
-            await p.until(lambda: p.src.stats.followed == 1, "the new file followed")
-            run = await asyncio.to_thread(subprocess.run, [str(path), "7"], capture_output=True, text=True)
-            assert run.stdout == "7\n"  # the kernel raised the new file's semaphore: it is probed
-            assert await asyncio.to_thread(ask_usdt, old, 3) == 3  # the old file keeps its probe
-            await p.until(lambda: sum(p.hits.values()) == 12, "every hit of both files")
-            await p.looks(2)
-            assert p.hits[(old.pid, str(path))] == 5 and sum(p.hits.values()) == 12, p.hits
-        finally:
-            await asyncio.to_thread(stop, old)
-        assert p.src.stats.failed == []
-        assert len(p.src.take_unwatched()) == 1  # until the look that attached the new file
-    finally:
-        await p.close()
-
-
-async def test_a_usdt_file_replaced_before_the_load_and_one_whose_sites_differ(
-    tmp_path: Path, report: Report, gcc: None
-) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build_usdt(built, "v1"), path)
-    old = await asyncio.to_thread(serve, path)
-    try:
-        replace(path, build_usdt(built, "v2", padding=40))
-        cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
-        p = await Probes(cfg, report).start()
-        try:
-            # the kernel raised the deleted file's semaphore in the old process when it was probed
-            assert await asyncio.to_thread(ask_usdt, old, 4) == 4
-            await p.until(lambda: p.hits[(old.pid, str(path))] == 4, "the old process's hits")
-            assert p.src.stats.former == 1 and p.src.stats.failed == []
-            assert p.src.take_unwatched() == []
-            # a new file whose probe reads its argument elsewhere: not probed, reported, a gap
-            replace(path, build_usdt(built, "v3", args="-4@%0"))
-            await p.until(lambda: p.src.stats.failed, "the refused file reported")
-            (label, why) = p.src.stats.failed[0]
-            assert label == f"{path}:h7_app:hit" and "arguments differ" in why, why
-            await p.looks(3)
-            spans = p.src.take_unwatched()
-            assert len(spans) >= 3, spans  # every look while its processes may run unseen
-        finally:
-            await p.close()
-    finally:
-        await asyncio.to_thread(stop, old)
-
-
 async def test_a_file_replaced_between_the_look_and_the_attach_counts_each_call_once(
     tmp_path: Path, report: Report, gcc: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,25 +232,3 @@ async def test_a_file_replaced_between_the_look_and_the_attach_counts_each_call_
         assert list(p.calls.values()) == [3], p.calls  # one process, each of its 3 calls once
     finally:
         await p.close()
-
-
-async def test_a_usdt_process_started_before_the_load_is_seen(
-    tmp_path: Path, report: Report, gcc: None
-) -> None:
-    """The kernel raises the semaphore of every process mapping the file when the probe attaches,
-    not only of those started later (docs/native-probes.md said the contrary), and lowers it again
-    when the probes close."""
-    path = build_usdt(tmp_path, "app")
-    old = await asyncio.to_thread(serve, path)
-    try:
-        assert await asyncio.to_thread(ask_usdt, old, 3) == 0  # no probe: the semaphore is down
-        cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
-        p = await Probes(cfg, report).start()
-        try:
-            assert await asyncio.to_thread(ask_usdt, old, 4) == 4
-            await p.until(lambda: p.hits[(old.pid, str(path))] == 4, "the earlier process's hits")
-        finally:
-            await p.close()
-        assert await asyncio.to_thread(ask_usdt, old, 2) == 0
-    finally:
-        await asyncio.to_thread(stop, old)
