@@ -3,13 +3,11 @@
 Why not the ``kubernetes`` package's API classes: they block, and both the
 operator (kopf) and the agent run on one event loop, so every call would need
 a thread hop. This client speaks the REST API over aiohttp (what kopf itself
-uses) and takes its credentials from the ``kubernetes`` package's own config
-loaders: the pod's service account in a cluster, else a kubeconfig
-(``$KUBECONFIG`` or ``~/.kube/config``, read when the client is built, not when
-``kubernetes`` was imported). Those loaders may read files or run an exec
-credential plugin, so they run in a worker thread; so does the token refresh
-they install (bound service-account tokens rotate), at most every
-``TOKEN_REFRESH_SECONDS`` and once more after a 401.
+uses). Credentials: in a cluster, the pod's service account files (kube/incluster.py,
+without the ``kubernetes`` package: ~20 MB of a node's agent); else a kubeconfig
+(``$KUBECONFIG`` or ``~/.kube/config``) through the ``kubernetes`` package's loader,
+which may run an exec credential plugin. Both run in a worker thread, as does the
+token refresh (tokens rotate): at most every ``TOKEN_REFRESH_SECONDS``, and after a 401.
 
 A server that throttles (429 Too Many Requests, as API Priority and Fairness
 answers, or 503 with a ``Retry-After``) is waited for as it asks: the
@@ -44,6 +42,7 @@ import aiohttp
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.kube.errors import ApiError, api_error
 from stellaops_runtime.kube.events import event_body
+from stellaops_runtime.kube.incluster import InClusterError, ServiceAccount
 from stellaops_runtime.kube.resources import EVENTS, Resource
 from stellaops_runtime.kube.throttle import (
     DEFAULT_THROTTLE_WAIT,
@@ -78,17 +77,11 @@ class RequestStats:
 
 
 def _kubernetes_config(*, kubeconfig: str, context: str | None) -> tuple[Any, str]:
-    """A ``kubernetes.client.Configuration`` and where it came from (blocking: files, exec plugins)."""
+    """A kubeconfig's ``kubernetes.client.Configuration`` and its path (blocking: files, exec plugins)."""
     import kubernetes.client
     import kubernetes.config
 
     cfg = kubernetes.client.Configuration()
-    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=cfg)
-            return cfg, "in-cluster service account"
-        except kubernetes.config.ConfigException as e:
-            log.debug("in-cluster config unusable (%s); trying a kubeconfig", e)
     path = kubeconfig or os.environ.get("KUBECONFIG", "") or os.path.expanduser("~/.kube/config")
     try:
         kubernetes.config.load_kube_config(
@@ -136,6 +129,19 @@ class Connection:
     @classmethod
     def load(cls, *, kubeconfig: str = "", context: str | None = None) -> Connection:
         """Credentials from the cluster or a kubeconfig. Blocking; raises KubeConfigError."""
+        if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            try:
+                account = ServiceAccount.load(os.environ)
+            except InClusterError as e:
+                log.debug("in-cluster config unusable (%s); trying a kubeconfig", e)
+            else:
+                return cls(
+                    server=account.server,
+                    source="in-cluster service account",
+                    ca_path=account.ca_path,
+                    authorization=account.authorization(),
+                    _config=account,
+                )
         cfg, source = _kubernetes_config(kubeconfig=kubeconfig, context=context)
         return cls(
             server=str(cfg.host).rstrip("/"),
@@ -150,9 +156,21 @@ class Connection:
             _config=cfg,
         )
 
+    @property
+    def refreshes(self) -> bool:
+        """Whether the token may change: a service account's (it rotates), a kubeconfig's refresh hook."""
+        if isinstance(self._config, ServiceAccount):
+            return True
+        return self._config is not None and self._config.refresh_api_key_hook is not None
+
     def refresh(self) -> None:
-        """Re-read the token through the loader's refresh hook (blocking)."""
-        if self._config is not None:
+        """Re-read the token: the service account's file, or the loader's refresh hook (blocking)."""
+        if isinstance(self._config, ServiceAccount):
+            try:
+                self.authorization = self._config.authorization()
+            except InClusterError as e:
+                raise KubeConfigError(str(e)) from None
+        elif self._config is not None:
             self.authorization = _bearer(self._config)
 
     def ssl_context(self) -> ssl.SSLContext | bool:
@@ -222,8 +240,7 @@ class KubeClient:
             self._session = None
 
     async def _refresh(self, *, force: bool) -> None:
-        cfg = self.connection._config
-        if cfg is None or (cfg.refresh_api_key_hook is None and not force):
+        if self.connection._config is None or (not self.connection.refreshes and not force):
             return
         async with self._refresh_lock:
             if not force and time.monotonic() - self._refreshed_at < TOKEN_REFRESH_SECONDS:
