@@ -168,7 +168,14 @@ class _Agent:
         fixed_time: bool,
         agent_path: str | None,
         store_url: str | None = None,
+        config: dict[str, Any] | None = None,
+        wrap: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        """``config``: a config document to start from (e.g. the operator's, agent_idle_ab.py);
+        the addresses, the store and its flush timeout are always the bench's. ``wrap``: a
+        command the agent's runs under (it must exec the agent, keeping its pid);
+        ``extra_env``: set in the agent's environment."""
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         self.server = ctx.Process(target=_serve, args=(events, fixed_time, q), daemon=True)
@@ -176,20 +183,20 @@ class _Agent:
         address = q.get(timeout=600)
         self.address = address
         self.port = _free_port()
-        cfg = {
-            "nodeName": "bench-node",
-            "tetragon": {"address": address},
-            # flushTimeout raised: on a loaded machine a write of 200,000 SQLite rows can take
-            # longer than the default 30 s, and an abandoned write is retried whole (memory is
-            # what is measured here, not the store's speed).
-            "store": {"url": store_url or f"sqlite:///{tmp}/agent.db", "flushTimeout": 600},
-            "metrics": {"address": "127.0.0.1", "port": self.port},
-        }
+        cfg = json.loads(json.dumps(config or {}))  # a deep copy
+        cfg["nodeName"] = "bench-node"
+        cfg.setdefault("tetragon", {})["address"] = address
+        # flushTimeout raised: on a loaded machine a write of 200,000 SQLite rows can take
+        # longer than the default 30 s, and an abandoned write is retried whole (memory is
+        # what is measured here, not the store's speed).
+        cfg.setdefault("store", {}).update(url=store_url or f"sqlite:///{tmp}/agent.db", flushTimeout=600)
+        cfg["metrics"] = {"address": "127.0.0.1", "port": self.port}
         path = tmp / "agent.yaml"
         path.write_text(yaml.safe_dump(cfg))
         env = dict(os.environ)
         if agent_path:
             env["PYTHONPATH"] = agent_path
+        agent_env = {**env, **(extra_env or {})}
         # A node's agent finds its store migrated (by the operator or the first agent); the
         # migration tools (Alembic, Mako, Pygments) are loaded only by whoever migrates.
         url = cfg["store"]["url"]
@@ -197,9 +204,9 @@ class _Agent:
         subprocess.run([sys.executable, "-c", migrate], cwd=tmp, env=env, check=True, capture_output=True)
         cmd = [sys.executable, "-m", "stellaops_runtime.cli.main", "--log-level", "WARNING", "agent"]
         self.proc = subprocess.Popen(
-            [*cmd, "--config", str(path)],
+            [*(wrap or []), *cmd, "--config", str(path)],
             cwd=tmp,
-            env=env,
+            env=agent_env,
             stdout=subprocess.DEVNULL,
             stderr=open(tmp / "agent.log", "w"),  # noqa: SIM115 (closed with the process)
         )
