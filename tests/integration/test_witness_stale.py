@@ -150,3 +150,26 @@ def test_witnesses_of_one_claim_carry_totals_and_the_newest_supersedes(
     assert [w["issued_at"] for w in listed] == [
         statement_of(two[w])["predicate"]["issued_at"] for w in ("w3", "w2", "w1")
     ]
+
+
+def test_rows_of_one_call_seen_two_ways_do_not_add_up_to_the_total(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 42 calls invoked, 30 of them also on sampled stacks: the witness's total is 42, not 72
+    url = f"sqlite:///{tmp_path}/two_ways.db"
+    key = HotSymbolKey(IMG, ZLIB, "crc32", EvidenceKind.ON_STACK)
+    stacked = HotSymbolDelta(key, T0, 30, T0 + S, T0 + 2 * S, purl=PURL, node_name="n")
+    with open_store(url) as s:
+        s.write(
+            [calls(T0, 42), stacked], [ObservationWindow(IMG, "n", T0, 50, Posture.EBPF_DEEP, 60, "tetragon")]
+        )
+    priv, pub, out = tmp_path / "k", tmp_path / "k.pub", tmp_path / "w.json"
+    assert run(capsys, "keygen", "--private", str(priv), "--public", str(pub))[0] == 0
+    code, _, err = run(capsys, "sign", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                       "--function", "crc32", "--key", str(priv), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    o = statement_of(out)["predicate"]["observation"]
+    assert sorted((f["evidence_kind"], f["invocation_count"]) for f in o["functions"]) == [
+        ("invoked", 42), ("on_stack", 30)
+    ]  # fmt: skip
+    assert (o["invocation_count"], o["max_calls_in_a_day"]) == (42, 42)
