@@ -2,7 +2,8 @@
 
 Defects (s33/h3), reproduced with real agents as subprocesses and a real PostgreSQL:
 
-- A node reboot: the watch record's export checkpoint was used on the same boot only. An
+- A node reboot, or a wall clock set back more than a day: the watch record's export
+  checkpoint was used on the same boot and with a sane time only. An
   agent with ``exportFromStart`` after a reboot, its export file kept on a persistent
   hostPath (Tetragon's lumberjack appends to the file it finds), read the file from its
   first line again and counted a second time every line the last agent had stored (it only
@@ -65,16 +66,28 @@ def _conf(url: str, spool: str, export: Path) -> dict[str, Any]:
     }
 
 
-def _as_if_rebooted(record: Path) -> None:
-    """The record as the first agent after a reboot reads it: written under another boot id."""
+DAY_NS = 86_400 * 10**9
+
+
+def _as_if(record: Path, how: str) -> None:
+    """The record as the next agent reads it after a reboot (written under another boot id), or
+    after the wall clock was set back two days (written when it was two days ahead)."""
     doc = json.loads(record.read_bytes())
     assert "export" in doc, doc  # the last agent kept its checkpoint
-    doc["boot_id"] = str(uuid.uuid4())
+    if how == "rebooted":
+        doc["boot_id"] = str(uuid.uuid4())
+    else:
+        doc["alive_ns"] += 2 * DAY_NS
+        if doc["export"]["in_flight"] is not None:
+            doc["export"]["in_flight"]["at_ns"] += 2 * DAY_NS
     record.write_text(json.dumps(doc))
 
 
+@pytest.mark.parametrize("how", ["rebooted", "clock_set_back"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-async def test_a_reboot_with_export_from_start_never_counts_twice(tmp_path: Path, pg_url: str, sig) -> None:
+async def test_a_reboot_with_export_from_start_never_counts_twice(
+    tmp_path: Path, pg_url: str, sig, how: str
+) -> None:
     spool, export = str(tmp_path / "spool.jsonl"), tmp_path / "tetragon.log"
     export.write_bytes(b"")
     first, after, last = OBJS[:THIRD], OBJS[THIRD : 2 * THIRD], OBJS[2 * THIRD :]
@@ -88,7 +101,7 @@ async def test_a_reboot_with_export_from_start_never_counts_twice(tmp_path: Path
         procs[0].send_signal(sig)
         code_a, out_a = await asyncio.to_thread(h.finish, procs[0], 60)
         assert code_a == (0 if sig == signal.SIGTERM else -signal.SIGKILL), out_a
-        _as_if_rebooted(Path(spool + ".alive"))
+        _as_if(Path(spool + ".alive"), how)
         await asyncio.to_thread(append, export, lines(after))  # Tetragon after the reboot: same file
         (tmp_path / "b").mkdir()
         cfg_b, port_b = h.write_config(tmp_path / "b", **_conf(pg_url, spool, export))

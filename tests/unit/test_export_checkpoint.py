@@ -174,10 +174,10 @@ def test_another_boots_checkpoint_positions_the_file_and_keeps_the_gap() -> None
         "committed": CP,
         "in_flight": {"checkpoint": {**CP, "pos": 20}, "at_ns": 50, "at_boot": 10**18},
     }
-    assert resume_export(s, doc, (40, None), same_boot=False)
+    assert resume_export(s, doc, (40, None), timed=False)
     assert s.handed == [({**CP, "pos": 20}, None)]  # the furthest position that may be stored
     s2 = _Source()
-    assert resume_export(s2, {"committed": CP, "in_flight": None}, (40, None), same_boot=False)
+    assert resume_export(s2, {"committed": CP, "in_flight": None}, (40, None), timed=False)
     assert s2.handed == [(CP, None)]
 
 
@@ -332,11 +332,26 @@ def test_a_record_of_another_boot_keeps_its_checkpoints_for_positioning(tmp_path
     doc = {"committed": CP, "in_flight": None}
     wr.write_record(str(rec), "n", "n/1", now - 10**9, 5, doc)
     same = wr.read_record(str(rec), node="n", now_ns=now)
-    assert same.export == doc and same.export_boot
+    assert same.export == doc and same.export_timed
     raw = json.loads(rec.read_bytes())
     rec.write_text(json.dumps({**raw, "boot_id": "another-boot"}))
     other = wr.read_record(str(rec), node="n", now_ns=now)
-    assert other.export == doc and not other.export_boot and other.boot_ns is None
+    assert other.export == doc and not other.export_timed and other.boot_ns is None
+
+
+def test_a_record_further_ahead_than_any_clock_step_keeps_its_checkpoints_for_positioning(
+    tmp_path: Path,
+) -> None:
+    """The clock was set back more than a day since (this boot): the record's time says nothing,
+    but its checkpoint still says where the counted lines end (else exportFromStart re-reads)."""
+    from stellaops_runtime.agent import watch_record as wr
+
+    rec = tmp_path / "spool.alive"
+    now = time.time_ns()
+    doc = {"committed": CP, "in_flight": None}
+    wr.write_record(str(rec), "n", "n/1", now + 2 * 86_400 * 10**9, 5, doc)
+    hole = wr.read_record(str(rec), node="n", now_ns=now)
+    assert hole.export == doc and not hole.export_timed and hole.alive_ns <= now
 
 
 def test_a_drain_is_held_while_the_record_cannot_be_written(tmp_path: Path) -> None:

@@ -111,17 +111,19 @@ class ExportResume:
         return True
 
 
-def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, same_boot: bool = True) -> bool:
+def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, timed: bool = True) -> bool:
     """Hand the last agent's checkpoint (its record's ``export``) to an export source; True if one
     was handed. ``alive``: the record's (wall, boottime) moment, where the gap starts.
 
-    ``same_boot`` False: the record is of an earlier boot (a node reboot; its file kept on a
-    persistent hostPath). Its latest checkpoint still says where the counted lines end, so the
-    file is read on from there (no line counted twice, with ``exportFromStart`` too), but the
-    gap is not shortened: nobody watched the node from its boot until the file is opened."""
+    ``timed`` False: the record's moments cannot be used: it is of an earlier boot (a node
+    reboot, its file kept on a persistent hostPath) or its time is further ahead of the clock
+    than any step (a clock set far back since). Its latest checkpoint still says where the
+    counted lines end, so the file is read on from there (no line counted twice, with
+    ``exportFromStart`` too), but the gap is not shortened (after a reboot: nobody watched the
+    node from its boot until the file is opened)."""
     if export is None or getattr(source, "resume_checkpoint", None) is None:
         return False
-    if same_boot and alive[1] is None:
+    if timed and alive[1] is None:
         return False
     committed = in_flight = moment = None
     if isinstance(export, dict) and set(export) == {"committed", "in_flight"}:
@@ -132,12 +134,12 @@ def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, sa
             wall, boot = inf["at_ns"], inf["at_boot"]
             if type(wall) is int and type(boot) is int and wall >= alive[0] and 0 <= boot <= boot_ns():
                 moment = (wall, boot)
-            elif not same_boot and type(wall) is int and type(boot) is int:
+            elif not timed and type(wall) is int and type(boot) is int:
                 moment = (wall, boot)  # another boot's: not used as a time (the gap stays whole)
         ok = (inf is None or (in_flight is not None and moment is not None)) and (
             committed is not None or export["committed"] is None
         )
-        if ok and not same_boot and (in_flight or committed) is not None:
+        if ok and not timed and (in_flight or committed) is not None:
             source.resume_checkpoint(in_flight or committed, None)
             return True
         if ok and in_flight is not None and moment is not None:

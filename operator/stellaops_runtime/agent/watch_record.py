@@ -130,7 +130,7 @@ class WatchRecord:
         with contextlib.suppress(OSError):  # a killed agent's temporary record files
             remove_stale_temporaries(self.path)
         try:
-            alive, last_agent, alive_boot, export, export_boot = read_record(
+            alive, last_agent, alive_boot, export, export_timed = read_record(
                 self.path, node=self.node, now_ns=now
             )
         except FileNotFoundError:
@@ -148,7 +148,7 @@ class WatchRecord:
         self._hole = (alive, alive_boot)
         self.restart_gaps += 1
         self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
-        resumes = resume_export(source, export, (alive, alive_boot), same_boot=export_boot)
+        resumes = resume_export(source, export, (alive, alive_boot), timed=export_timed)
         log.warning(
             "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap%s",
             _iso(alive), last_agent, self.restart_gap_seconds,

@@ -71,7 +71,9 @@ class Hole(NamedTuple):
     agent_id: str
     boot_ns: int | None = None
     export: Any = None  # the export source's checkpoints, as written
-    export_boot: bool = True  # written on this boot (else: they position the file, the gap stays)
+    # The checkpoints' moments can be used (this boot, a sane time); else they position the file
+    # only and the gap stays whole (another boot, a record further ahead than any clock step).
+    export_timed: bool = True
 
 
 def write_record(
@@ -157,8 +159,8 @@ def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = Non
     hole = _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
     if boot is not None and hole.boot_ns == boot and "export" in doc:
         hole = hole._replace(export=doc["export"])  # checked by its user (agent/export_resume.py)
-    elif other_boot and "export" in doc:  # a reboot: the file may have been kept (a persistent hostPath)
-        hole = hole._replace(export=doc["export"], export_boot=False)
+    elif "export" in doc:  # a reboot (the file kept on a persistent hostPath), a clock stepped far back
+        hole = hole._replace(export=doc["export"], export_timed=False)
     return hole
 
 
