@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -185,3 +186,20 @@ async def wait_processed(
     await wait_for(done, timeout=timeout, what=what)
     after = await asyncio.to_thread(scrape, port)
     return after if whole(after) else seen[0]
+
+
+_STOPPED = re.compile(
+    r"agent stopped: (?P<received>\d+) events received, (?P<processed>\d+) processed, "
+    r"(?P<flushed>\d+) hot-symbol rows flushed, (?P<dropped>\d+) dropped, (?P<spooled>\d+) spooled, "
+    r"(?P<witnesses>\d+) witnesses"
+)
+
+
+def stopped_counts(out: str) -> dict[str, int]:
+    """The totals of the agent's last log line (agent/runner.py), read from its output once it exited.
+
+    A run ended by ``--exit-when-idle`` can exit between two scrapes: its own final count is the
+    one that cannot be missed. Empty when the agent never logged it (it did not stop cleanly).
+    """
+    found = list(_STOPPED.finditer(out))
+    return {k: int(v) for k, v in found[-1].groupdict().items()} if found else {}

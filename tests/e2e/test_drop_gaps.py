@@ -15,8 +15,9 @@ agent's metrics count the signals per node and pod.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,16 @@ def run_agent(tmp: Path, url: str, lines: list[dict[str, Any]]) -> dict:
         symbols={"hostRoot": "/"},
         attribution={"hostRoot": "/"},
     )
-    proc = h.start_agent(cfg, "--exit-when-idle", "2")
-    deadline = time.monotonic() + 90
-    last: dict = {}
-    while proc.poll() is None and time.monotonic() < deadline:
-        samples = h.scrape(port)
-        if samples:
-            last = samples
-        time.sleep(0.1)
-    code, out = h.finish(proc, 120)
+    # Stopped by SIGTERM once every line is processed (SIGTERM flushes all): the scrape returned
+    # holds every line's counters. --exit-when-idle could exit between two scrapes of a starved test.
+    proc = h.start_agent(cfg)
+    try:
+        last = asyncio.run(
+            h.wait_processed(port, len(lines), source="tetragon-export", what="every line processed")
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, out = h.finish(proc, 120)
     assert code == 0, out
     assert h.metric(last, "stellaops_runtime_events_received_total", source="tetragon-export") == len(
         lines
