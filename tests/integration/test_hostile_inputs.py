@@ -126,7 +126,7 @@ def test_rootopen_refuses_non_regular_files(tmp_path: Path, walk: str) -> None:
         t0 = time.monotonic()
         with pytest.raises(rootopen.NotRegularFile):
             rootopen.open_in_root(str(root), path)
-        assert time.monotonic() - t0 < 1.0, path
+        assert time.monotonic() - t0 < 10, path  # a FIFO opened for reading would block for good
     with pytest.raises(rootopen.NotRegularFile):
         rootopen.open_regular(str(root / "pipe.so"))  # /proc/<pid>/map_files paths are checked the same way
 

@@ -70,14 +70,16 @@ def _loader(fc: FrameCanonicalizer, exec_id: str = "e1") -> None:
 
 def test_first_sight_is_pending_then_the_frame_resolves(tmp_path: Path) -> None:
     proc, offsets = _setup(tmp_path, eb.Elf(build_id=BID, functions=["alpha", "beta"]))
-    fc = FrameCanonicalizer(proc_root=str(proc), parse_wait=0.05)
+    # A wait far longer than any stall of a loaded machine: a call that waited is told from one
+    # that did not by 30 s, not by 50 ms (the blocker is abandoned at its own 10 ms wait).
+    fc = FrameCanonicalizer(proc_root=str(proc), parse_wait=30)
     w = _worker(fc)
     release = _occupy(w)
     _loader(fc)
     ev, f = _event(offsets["beta"] + 3)
     t0 = time.monotonic()
     fc.canonicalize(ev)
-    assert time.monotonic() - t0 < 0.05  # the worker is busy with a slow parse: not waited for
+    assert time.monotonic() - t0 < 10  # the worker is busy with a slow parse: not waited for
     # Left as today's unresolvable frames: module + file offset, the loader's build-id, the hint.
     assert (f.module, f.offset, f.build_id, f.source, f.symbol) == (
         "/usr/lib/libx.so",
