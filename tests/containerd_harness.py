@@ -253,7 +253,7 @@ class Containerd:
             if not entry.isdigit():
                 continue
             with contextlib.suppress(OSError):
-                if marker in Path(f"/proc/{entry}/cmdline").read_bytes():
+                if _names_dir(Path(f"/proc/{entry}/cmdline").read_bytes(), marker):
                     mine.append(int(entry))
         return mine
 
@@ -391,3 +391,9 @@ def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def _names_dir(cmdline: bytes, directory: bytes) -> bool:
+    """An argument is ``directory`` or a path under it: ``/tmp/x/t1`` must not match ``/tmp/x/t10``
+    (another test's harness, whose processes are not ours to kill)."""
+    return directory + b"\0" in cmdline or directory + b"/" in cmdline

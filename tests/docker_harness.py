@@ -175,7 +175,7 @@ class Dockerd:
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 with contextlib.suppress(OSError):
-                    if marker in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    if _names_dir(Path(f"/proc/{entry}/cmdline").read_bytes(), marker):
                         os.kill(int(entry), signal.SIGKILL)
         mounts = []
         with contextlib.suppress(OSError):
@@ -258,3 +258,9 @@ class SocketProxy:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
+
+
+def _names_dir(cmdline: bytes, directory: bytes) -> bool:
+    """An argument is ``directory`` or a path under it: ``/tmp/x/t1`` must not match ``/tmp/x/t10``
+    (another test's harness, whose processes are not ours to kill)."""
+    return directory + b"\0" in cmdline or directory + b"/" in cmdline
