@@ -11,6 +11,7 @@ no more than ``MAX_WATCHED`` (or an eighth of the file descriptor limit) are hel
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -182,3 +183,35 @@ def test_at_most_max_early_cgroups_are_held(tmp_path: Path, monkeypatch: pytest.
         w.close()
 
     asyncio.run(main())
+
+
+def test_a_full_inotify_queue_is_counted_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The kernel's queue overflowed between two reads (more cgroups created than
+    fs.inotify.max_queued_events): births were dropped with nothing said (the overflow counted in
+    a field nobody reads); now a warning names the cost. The kernel's records are written here
+    (filling the real queue takes 16,384 directories), the births around them still reported."""
+    import struct
+
+    from stellaops_runtime.lifecycle import cgroup_births as cb
+
+    births = cb.Births()
+    births.add(str(tmp_path), False)
+    (wd,) = births._dirs
+    os.close(births.fd)
+    r, w = os.pipe()
+    births.fd = r
+    os.set_blocking(r, False)
+    name = b"c1\0\0"
+    records = [
+        struct.pack("iIII", wd, cb.IN_CREATE | 0x40000000, 0, len(name)) + name,
+        struct.pack("iIII", -1, cb.IN_Q_OVERFLOW, 0, 0),
+    ]
+    os.write(w, b"".join(records))
+    try:
+        with caplog.at_level("WARNING", logger="stellaops_runtime.lifecycle.cgroup_births"):
+            got = births.read()
+        assert got == [(str(tmp_path / "c1"), False)] and births.overflows == 1
+        assert "dropped new-cgroup notifications" in caplog.text
+    finally:
+        os.close(w)
+        births.close()

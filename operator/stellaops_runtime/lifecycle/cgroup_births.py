@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import struct
+
+log = logging.getLogger(__name__)
 
 IN_MOVED_TO = 0x80  # never in cgroupfs; a directory renamed in is born as well (tests)
 IN_CREATE = 0x100
@@ -75,6 +78,12 @@ class Births:
                 off += _EVENT.size + length
                 if mask & IN_Q_OVERFLOW:
                     self.overflows += 1
+                    log.warning(
+                        "the kernel dropped new-cgroup notifications (its inotify queue was full, "
+                        "fs.inotify.max_queued_events): a container OOM-killed within moments of its start "
+                        "may have its kill counted only if the runtime reports it (%d overflows so far)",
+                        self.overflows,
+                    )
                 parent = self._dirs.get(wd)
                 if mask & IN_IGNORED and parent is not None:  # a pod's cgroup removed: room for another
                     del self._dirs[wd]
