@@ -67,3 +67,30 @@ def test_look_alikes_of_these_forms_pass_unchanged(text: str) -> None:
     pf = PrivacyFilter(PrivacyConfig())
     assert pf.filter_field(text) == text
     assert pf.fields_redacted == 0
+
+
+def test_a_pgpass_password_with_escapes_and_tee_goes_whole() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field(f"echo db:5432:*:app:{SECRET}\\:x\\\\y > ~/.pgpass") == (
+        "echo db:5432:*:app:[REDACTED] > ~/.pgpass"
+    )
+    assert pf.filter_field(f'echo "db:*:*:app:{SECRET}" | tee -a /root/.pgpass') == (
+        'echo "db:*:*:app:[REDACTED]" | tee -a /root/.pgpass'
+    )
+
+
+def test_hostile_runs_around_the_new_forms_are_read_once() -> None:
+    """64 Ki characters of what the new alternatives start on (a ``:`` before a port, a backslash
+    before a quote, ``echo … |``, indented lines) are filtered, and a secret after them still goes.
+    Each such run once cost a scan to the end of the text per character (minutes at this size)."""
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
+    n = 1 << 16
+    for text in (
+        "pass " + "x:1:" * (n // 4),
+        "name value " + "\\" * n + '"',
+        'value "name":' + '\\"' * (n // 2),
+        "pass " + "echo a | " * (n // 9),
+        "password: |\n" + "  a\n" * (n // 4),
+    ):
+        out = pf.filter_field(f"{text} --password={SECRET}")
+        assert SECRET not in out

@@ -140,3 +140,12 @@ def test_the_cli_never_prints_a_password_hidden_by_a_lookalike_or_an_escape(url:
     assert done.returncode == 2, done.stderr
     assert "stella-runtime query" in done.stderr
     assert SECRET not in done.stderr + done.stdout
+
+
+def test_a_run_of_backslashes_is_read_once() -> None:
+    """64 Ki backslashes before ``u0077``: decoded from the first backslash of the run only (a search
+    from each of them cost minutes)."""
+    text = "pass" + "\\" * (1 << 16) + f"u0077ord={SECRET}"
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
+    assert SECRET not in pf.filter_field(text)
+    assert SECRET not in redact(text)

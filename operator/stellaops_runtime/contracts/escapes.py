@@ -33,8 +33,8 @@ _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 # ``\\u00XX`` (``\\\\u`` too: JSON inside a JSON string), ``\\xXX``, ``&#N;`` and ``&#xX;``.
 _ESCAPE = re.compile(
     r"%(?:25)*(?P<pct>[0-9A-Fa-f]{2})"
-    r"|\\+u00(?P<u>[0-9A-Fa-f]{2})"
-    r"|\\+x(?P<x>[0-9A-Fa-f]{2})"
+    r"|(?<!\\)\\+u00(?P<u>[0-9A-Fa-f]{2})"  # from the first backslash of a run only: linear
+    r"|(?<!\\)\\+x(?P<x>[0-9A-Fa-f]{2})"
     r"|&#(?:[xX]0*(?P<hx>[0-9A-Fa-f]{1,2})|0*(?P<dec>[0-9]{1,3}));"
 )
 # Whether a text may hold one (a C-speed check before the regex).

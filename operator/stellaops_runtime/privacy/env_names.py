@@ -112,7 +112,7 @@ def pair_regex(globs: Iterable[str]) -> re.Pattern[str]:
     """
     # A name may hold dots and dashes here (``spring.datasource.password``).
     names = "|".join(glob_to_regex(g).replace(_NAME_CHAR, r"[\w.-]") for g in globs)
-    q = r"""(?:\\*["'])?"""
+    q = r"""(?:(?<!\\)\\*["'])?"""  # a run of backslashes is read from its first only: linear
     value = r"""(?P<s>\\*"(?:[^"\\]|\\(?!")[\s\S])*(?:\\*")?|'[^']*'?|[^\s"',}\]\\][^\r\n"',}\]]*)"""
     return re.compile(
         rf"(?<![\w.-]){q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}\s*,?\s*{q}value{q}[ \t]*[:=][ \t]*{value}",

@@ -31,7 +31,10 @@ _READS_PASSWORD = r"[^|;&\n]*?--pass(?:word)?-stdin(?![\w-])"
 
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD})",
-    # A .pgpass line: from the ``:`` before its port (a number or ``*``) to its fifth field,
-    # in a text that names the file after it.
-    r""":(?<=[^\s:'"]:)(?:[0-9]{1,5}|\*):[^\s:'"]+:[^\s:'"]+:(?P<s>[^\s'"]+)(?=[^\n]*\.pgpass)""",
+    # A .pgpass line: from the ``:`` before its port (a number or ``*``) to its fifth field (a ``:``
+    # or a backslash in it is escaped with a backslash), written to the file (``> ~/.pgpass``, ``>>``,
+    # ``| tee -a``). Every part is bounded and possessive, so that a text of many ``x:1:`` costs a
+    # short scan per ``:``, never one to the end of the text.
+    r""":(?<=[^\s:'"]:)(?:[0-9]{1,5}|\*):[^\s:'"]{1,256}+:[^\s:'"]{1,256}+:(?P<s>(?:[^\s'":\\]|\\\S){1,512}+)"""
+    r"""(?=['"]?\s*(?:>>?|\|\s*tee\s+(?:-a\s+)?)\s*[^\s|;&]{0,4096}\.pgpass)""",
 )
