@@ -46,7 +46,7 @@ ESCAPED = [
 ]  # fmt: skip
 
 # The message redaction masks credentials of URLs, DSNs, keys and flags; token formats without a key
-# (``ghp_...``) are the privacy filter's (and the agent's log lines go through it: test_redact_logs.py).
+# (``ghp_...``) are the privacy filter's.
 SECRETS_TO_MASK = [(c[0], c[1]) for c in ESCAPED] + [
     (c[0], c[1]) for c in LOOKALIKE_CASES if "hp_" not in c[1]
 ]
