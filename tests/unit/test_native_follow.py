@@ -269,3 +269,23 @@ def test_a_linked_file_named_like_a_deleted_one_is_not_taken_for_the_target(tmp_
         proc.kill()
         proc.wait()
         w.close()
+
+
+def test_a_process_gone_between_the_scan_and_the_open_is_neither_failed_nor_a_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, procs = run_deleted(tmp_path, copies=1)
+    real = follow.open_regular
+
+    def exits_first(path: str):  # type: ignore[no-untyped-def]
+        procs[0].kill()
+        procs[0].wait()
+        return real(path)
+
+    monkeypatch.setattr(follow, "open_regular", exits_first)
+    w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
+    try:
+        res = w.former(ScriptedBPF("attach"))
+        assert (res.former, res.failed, res.unwatched) == (0, [], False)
+    finally:
+        w.close()

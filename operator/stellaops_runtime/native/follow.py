@@ -237,6 +237,8 @@ class TargetWatch:
             try:
                 fd, st = open_regular(f.map_file)
             except OSError as e:
+                if not _starttime(f.pid):
+                    continue  # it exited since the scan: nothing runs the file unseen
                 why = f"{what} cannot be opened: {e.strerror or e}"
             else:
                 if st.st_nlink:  # a file named "<path> (deleted)", still linked: not the target's
