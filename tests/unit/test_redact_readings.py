@@ -121,7 +121,7 @@ def test_env_entries_with_escaped_names_lose_their_value() -> None:
     [
         f"postgres\uff1a//u:{SECRET}@db/x",  # a fullwidth colon: no SQLAlchemy URL, echoed in the error
         f"postgresql://u@db:notaport/x?pass%77ord={SECRET}",  # libpq decodes the key: it is the password
-        f"sqlite:////nonexistent-h4-dir/x.db?api%5Fkey={SECRET}",
+        f"sqlite:///{{tmp}}/missing/x.db?api%5Fkey={SECRET}",  # no such store
         f"postgresql://u@db/x?sslpass%77ord={SECRET}&port=abc",
     ],
 )
@@ -129,7 +129,15 @@ def test_the_cli_never_prints_a_password_hidden_by_a_lookalike_or_an_escape(url:
     """The real CLI as a subprocess: a store URL it cannot use is named in its error, masked."""
     env = {**os.environ, "PYTHONPATH": str(OPERATOR), "STELLA_RUNTIME_STORE": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "images", "--store", url],
+        [
+            sys.executable,
+            "-m",
+            "stellaops_runtime.cli.main",
+            "query",
+            "images",
+            "--store",
+            url.replace("{tmp}", str(tmp_path)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
