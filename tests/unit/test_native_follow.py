@@ -289,3 +289,20 @@ def test_a_process_gone_between_the_scan_and_the_open_is_neither_failed_nor_a_ga
         assert (res.former, res.failed, res.unwatched) == (0, [], False)
     finally:
         w.close()
+
+
+def test_a_new_file_that_cannot_be_attached_is_a_gap_until_a_later_one_is_probed(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    a.write_bytes(b"v1")
+    w = TargetWatch.before_attach((UprobeTarget(str(a), "f"),))
+    w.attached({f"{a}:f"})
+    put(a, b"v2")
+    res = w.follow(ScriptedBPF("refused"))
+    ((label, why),) = res.failed
+    assert label == f"{a}:f" and why.startswith(f"attach to the new file at {a} failed") and res.unwatched
+    again = w.follow(ScriptedBPF("refused"))
+    assert again.failed == [] and again.unwatched  # reported once, a gap at every look
+    put(a, b"v3")
+    res = w.follow(ScriptedBPF("attach"))
+    assert res.attached == [f"{a}:f"] and not res.unwatched
+    w.close()
