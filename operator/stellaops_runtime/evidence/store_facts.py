@@ -34,6 +34,7 @@ from stellaops_runtime.store.queries import (
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
+from stellaops_runtime.store.watched_sql import touches_image
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +88,37 @@ def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
         is_coverage(conn, observation_windows),
         o.posture_level >= FUNCTION_VISIBLE.rank,
     ]
-    if has_gap_columns(conn):
-        where.append(day.not_in(gap_days(conn, image)))
-    return {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
+    if not has_gap_columns(conn):
+        return {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
+    where.append(day.not_in(gap_days(conn, image)))
+    days = {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
+    return days - _gap_days_after_midnight(conn, image)
+
+
+def _gap_days_after_midnight(conn: sa.Connection, image: str) -> set[dt.date]:
+    """UTC days a gap reaches past its window's first day: with ``aggregationWindowSeconds`` that
+    does not divide a day (5000 s), a window starts before midnight and ends after it, and a gap
+    at 00:10 is on a row of the day before. ``gap_days`` gives that row's day; the day the events
+    were dropped on is this one. A gap's end is exclusive (a window's end): one ending at
+    midnight does not reach the next day. Few rows: at most one window a day crosses midnight."""
+    g = observation_windows.alias("gap")
+    stmt = (
+        sa.select(g.c.gap_end)
+        .distinct()
+        .where(
+            g.c.gap_end.is_not(None),
+            touches_image(conn, g, image),
+            utc_date(g.c.gap_end) != utc_date(g.c.window_start),
+        )
+    )
+    ends = (_as_utc(end) for (end,) in conn.execute(stmt))
+    return {(end - dt.timedelta(microseconds=1)).date() for end in ends}
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):  # a raw SQLite value
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def observe(
