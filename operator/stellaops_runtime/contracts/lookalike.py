@@ -35,7 +35,6 @@ it with the reading of escaped key names.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 # (first, last) code points whose NFKC form is looked at.
 _COMPAT_RANGES: tuple[tuple[int, int], ...] = (
@@ -82,6 +81,10 @@ _FOLDABLE: list[re.Pattern[str]] = []
 def _table() -> dict[int, int | str | None]:
     """The translation table, built on first use (a few thousand NFKC look-ups)."""
     if not _TABLE:
+        # Imported here: every message redaction (contracts/redact.py, the CLI's, the operator's)
+        # reads text through fold, and ASCII text never needs the Unicode database.
+        import unicodedata
+
         for first, last in _COMPAT_RANGES:
             for cp in range(first, last + 1):
                 ch = chr(cp)
