@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -203,3 +204,43 @@ def stopped_counts(out: str) -> dict[str, int]:
     """
     found = list(_STOPPED.finditer(out))
     return {k: int(v) for k, v in found[-1].groupdict().items()} if found else {}
+
+
+class Output:
+    """A started agent's output, read as it comes (a thread), so a test can wait for one of its lines.
+
+    Waiting for what the agent says it does (it waits for the node's other agent, it is stopping)
+    instead of sleeping: a process still importing on a loaded machine has said nothing yet.
+    Use :meth:`finish` instead of :func:`finish` for that process (both would read its pipe).
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, name="agent-output", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def has(self, needle: str) -> bool:
+        return needle in self.text()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self._thread.join(30)
+            raise AssertionError(f"agent did not exit in {timeout}s:\n{self.text()}") from None
+        self._thread.join(30)
+        return self.proc.returncode, self.text()

@@ -29,6 +29,8 @@ from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e]
 
+WAITS = "another agent of this node is running"  # the waiting agent's line (agent/node_presence.py)
+
 
 def readyz(port: int) -> tuple[int, dict]:
     try:
@@ -78,8 +80,10 @@ async def test_a_second_agent_of_the_node_waits_and_counts_nothing_twice(tmp_pat
             what="the first agent's counts stored",
         )
         b = h.start_agent(cfg_b)
-        await asyncio.sleep(3)  # the second agent waits: no endpoint, nothing read
-        assert b.poll() is None and readyz(port_b) == (0, {})
+        b_out = h.Output(b)
+        # It says it waits (a fixed sleep let a slow start find the lock already free).
+        await h.wait_for(lambda: b_out.has(WAITS), what="the second agent to say it waits")
+        assert b.poll() is None and readyz(port_b) == (0, {})  # no endpoint, nothing read
         a.send_signal(signal.SIGTERM)
         code_a, out_a = await asyncio.to_thread(h.finish, a, 60)
         assert code_a == 0, out_a
@@ -88,14 +92,14 @@ async def test_a_second_agent_of_the_node_waits_and_counts_nothing_twice(tmp_pat
         await h.wait_for(lambda: readyz(port_b)[0] == 200, what="the second agent ready once alone")
         await asyncio.sleep(2)  # a flush interval: it would have stored the file again by now
         b.send_signal(signal.SIGTERM)
-        code, out = await asyncio.to_thread(h.finish, b, 60)
+        code, out = await asyncio.to_thread(b_out.finish, 60)
     finally:
         for p in (a, b):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
     assert code == 0, out
-    assert "another agent of this node is running" in out, out
+    assert WAITS in out, out
     assert _totals(db) == stored, out  # the second agent resumed after the first's lines
 
 
@@ -122,18 +126,20 @@ async def test_a_waiting_agent_starts_when_the_first_is_killed_and_stops_cleanly
     try:
         await h.wait_for(lambda: readyz(cfgs[0][1])[0] == 200, what="the first agent ready")
         c = h.start_agent(cfgs[2][0])
-        await asyncio.sleep(2)
+        c_out = h.Output(c)
+        await h.wait_for(lambda: c_out.has(WAITS), what="the third agent to say it waits")
         c.send_signal(signal.SIGTERM)  # stopped while waiting: nothing read, nothing to store
-        code_c, out_c = await asyncio.to_thread(h.finish, c, 30)
+        code_c, out_c = await asyncio.to_thread(c_out.finish, 30)
         assert code_c == 0 and "nothing was read" in out_c, out_c
         b = h.start_agent(cfgs[1][0])
-        await asyncio.sleep(2)
+        b_out = h.Output(b)
+        await h.wait_for(lambda: b_out.has(WAITS), what="the second agent to say it waits")
         assert readyz(cfgs[1][1]) == (0, {})
         a.send_signal(signal.SIGKILL)  # no clean exit: the kernel releases the lock
         a.wait(30)
         await h.wait_for(lambda: readyz(cfgs[1][1])[0] == 200, what="the second agent ready once alone")
         b.send_signal(signal.SIGTERM)
-        code, out = await asyncio.to_thread(h.finish, b, 60)
+        code, out = await asyncio.to_thread(b_out.finish, 60)
     finally:
         for p in (a, b, c):
             if p is not None and p.poll() is None:
@@ -185,3 +191,46 @@ def test_an_agent_built_without_the_wait_reports_the_other_agent(tmp_path: Path)
         agent._worker.shutdown(wait=False)
         holder.close()
         agent.presence.close()
+
+
+_SIGTERM_AFTER_THE_WAIT_LINE = """
+import logging, os, signal, sys
+from stellaops_runtime.agent.node_presence import NodePresence, wait_for_node
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+spool = sys.argv[1]
+holder = NodePresence(spool)
+assert holder.check()
+
+
+class Signalled(NodePresence):
+    # An operator's SIGTERM that lands right after the agent said it waits for the other one.
+    def check(self):
+        held = super().check()
+        if not held and not getattr(self, "sent", False):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return held
+
+
+print("started" if wait_for_node(Signalled(spool), poll=0.05) else "stopped", flush=True)
+"""
+
+
+def test_sigterm_right_after_the_waiting_line_is_a_clean_stop(tmp_path: Path) -> None:
+    """The CLI logged that it waits before it took SIGTERM over: a SIGTERM sent on that line (as a
+    test or an operator would) could kill it with the default action (-15) instead of exit 0."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_AFTER_THE_WAIT_LINE, str(tmp_path / "hot.spool")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=h.ROOT,
+    )
+    assert (r.returncode, r.stdout) == (0, "stopped\n"), r.stderr
+    assert "another agent of this node is running" in r.stderr
+    assert "stopped while waiting for the node's other agent: nothing was read" in r.stderr

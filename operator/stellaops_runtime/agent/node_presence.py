@@ -121,9 +121,12 @@ def wait_for_node(presence: NodePresence, *, poll: float = RETRY_SECONDS) -> boo
     """Take the node's agent lock, waiting while another agent holds it; False if stopped meanwhile.
 
     Runs before the event loop exists: SIGTERM and SIGINT end the wait (and
-    their previous handlers are put back either way).
+    their previous handlers are put back either way). They are taken over
+    before the first check, which logs that this agent waits: a SIGTERM sent
+    on that line is a clean stop, never the default action's death (-15); one
+    that comes while the lock is being taken stops the agent before it reads.
     """
-    if presence.check() or not presence.path:
+    if not presence.path:
         return True
     stop = threading.Event()
 
@@ -132,11 +135,13 @@ def wait_for_node(presence: NodePresence, *, poll: float = RETRY_SECONDS) -> boo
 
     old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not stop.wait(poll):
-            if presence.check():
-                return True
-        log.info("stopped while waiting for the node's other agent: nothing was read")
-        return False
+        held = presence.check() or not presence.path  # no path left: the lock cannot be made
+        while not held and not stop.wait(poll):
+            held = presence.check() or not presence.path
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    if stop.is_set():
+        log.info("stopped while waiting for the node's other agent: nothing was read")
+        return False
+    return True
