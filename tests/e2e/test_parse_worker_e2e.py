@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ SYMBOLS = 450_000
 FUNC = 123_456
 PID = 5151
 CHUNK = 50
+WAIT = 90  # seconds each step may take on a loaded machine (a step that is done returns at once)
 
 
 @dataclass
@@ -110,10 +112,12 @@ def test_a_slow_parse_does_not_stall_intake(tmp_path: Path) -> None:
         symbols={"procRoot": str(proc_root), "parseWaitMilliseconds": 20},
         attribution={"enabled": False},
     )
-    agent = h.start_agent(cfg, "--exit-when-idle", "3")
+    # Stopped by SIGTERM once the last event is processed: --exit-when-idle ended the agent while a
+    # loaded machine was still parsing (no event for 3 s), before the test appended its last event.
+    agent = h.start_agent(cfg)
     samples: list[Sample] = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + WAIT
         while (s := sample(port)) is None:
             assert agent.poll() is None and time.monotonic() < deadline, "agent did not come up"
             time.sleep(0.05)
@@ -126,12 +130,14 @@ def test_a_slow_parse_does_not_stall_intake(tmp_path: Path) -> None:
 
         writer = threading.Thread(target=feed)
         writer.start()
-        while writer.is_alive() or (samples and samples[-1].processed < len(OBJS) + 1):
+        deadline = time.monotonic() + WAIT
+        while writer.is_alive() or not samples or samples[-1].processed < len(OBJS) + 1:
             assert time.monotonic() < deadline, "events were not processed in time"
             if (s := sample(port)) is not None:
                 samples.append(s)
             time.sleep(0.02)
         writer.join()
+        deadline = time.monotonic() + WAIT
         while samples[-1].parses_in_flight:  # the parse finishes in the background
             assert time.monotonic() < deadline, "the slow parse never finished"
             time.sleep(0.05)
@@ -139,10 +145,12 @@ def test_a_slow_parse_does_not_stall_intake(tmp_path: Path) -> None:
                 samples.append(s)
         append(export, [slow_event(template, 1)])  # the same frame, after the parse
         m: dict = {}
+        deadline = time.monotonic() + WAIT
         while h.metric(m, "stellaops_runtime_event_processing_latency_seconds_count") < len(OBJS) + 2:
             assert time.monotonic() < deadline, "the last event was not processed"
             time.sleep(0.05)
             m = h.scrape(port) or m
+        agent.send_signal(signal.SIGTERM)
         code, out = h.finish(agent)
     finally:
         if agent.poll() is None:
