@@ -1,0 +1,112 @@
+"""The export checkpoint after a node reboot or a wall clock set back far.
+
+Defects (s33/h3), reproduced with real agents as subprocesses and a real PostgreSQL:
+
+- A node reboot, or a wall clock set back more than a day: the watch record's export
+  checkpoint was used on the same boot and with a sane time only. An
+  agent with ``exportFromStart`` after a reboot, its export file kept on a persistent
+  hostPath (Tetragon's lumberjack appends to the file it finds), read the file from its
+  first line again and counted a second time every line the last agent had stored (it only
+  warned). Now the checkpoint of another boot positions the file when the file is still
+  that file (the reboot stays a gap: nobody watched the node from its boot until the file
+  was opened), so no line is counted twice.
+
+The reboot is what the next agent sees of one: a record written under another boot id (the
+kernel's boot id cannot be changed by a test). The stream is the synthetic one
+(tests/fixtures/tetragon/synthetic, copied from /work/shared/fixtures/tetragon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import harness as h
+from tests.e2e.test_export_restart_gap import OBJS, THIRD, append, lines, none_gaps
+from tests.e2e.test_export_resume import stored, truth
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def settled(port: int, n: int) -> bool:
+    """At least ``n`` events processed (more: a line read twice) and every count stored."""
+    m = h.scrape(port)
+    return (
+        h.metric(m, "stellaops_runtime_event_processing_latency_seconds_count") >= n
+        and h.metric(m, "stellaops_runtime_hot_symbols_in_memory") == 0
+        and h.metric(m, "stellaops_runtime_hot_symbols_pending") == 0
+        and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
+    )
+
+
+def _conf(url: str, spool: str, export: Path) -> dict[str, Any]:
+    return {
+        "store": {"url": url, "spoolPath": spool},
+        "tetragon": {"exportFile": str(export), "exportFromStart": True},
+    }
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def _as_if(record: Path, how: str) -> None:
+    """The record as the next agent reads it after a reboot (written under another boot id), or
+    after the wall clock was set back two days (written when it was two days ahead)."""
+    doc = json.loads(record.read_bytes())
+    assert "export" in doc, doc  # the last agent kept its checkpoint
+    if how == "rebooted":
+        doc["boot_id"] = str(uuid.uuid4())
+    else:
+        doc["alive_ns"] += 2 * DAY_NS
+        if doc["export"]["in_flight"] is not None:
+            doc["export"]["in_flight"]["at_ns"] += 2 * DAY_NS
+    record.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("sig", "how"),
+    [(signal.SIGKILL, "rebooted"), (signal.SIGTERM, "clock_set_back")],
+    ids=["sigkill-rebooted", "sigterm-clock_set_back"],
+)
+async def test_a_reboot_with_export_from_start_never_counts_twice(
+    tmp_path: Path, pg_url: str, sig, how: str
+) -> None:
+    spool, export = str(tmp_path / "spool.jsonl"), tmp_path / "tetragon.log"
+    export.write_bytes(b"")
+    first, after, last = OBJS[:THIRD], OBJS[THIRD : 2 * THIRD], OBJS[2 * THIRD :]
+    procs: list[Any] = []
+    try:
+        (tmp_path / "a").mkdir()
+        cfg_a, port_a = h.write_config(tmp_path / "a", **_conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_a))
+        await asyncio.to_thread(append, export, lines(first))
+        await h.wait_for(lambda: settled(port_a, len(first)), what="A stored the first third")
+        procs[0].send_signal(sig)
+        code_a, out_a = await asyncio.to_thread(h.finish, procs[0], 60)
+        assert code_a == (0 if sig == signal.SIGTERM else -signal.SIGKILL), out_a
+        _as_if(Path(spool + ".alive"), how)
+        await asyncio.to_thread(append, export, lines(after))  # Tetragon after the reboot: same file
+        (tmp_path / "b").mkdir()
+        cfg_b, port_b = h.write_config(tmp_path / "b", **_conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_b))
+        await asyncio.to_thread(append, export, lines(last))
+        await h.wait_for(lambda: settled(port_b, len(after) + len(last)), what="B stored the rest")
+        procs[1].send_signal(signal.SIGTERM)
+        code_b, out_b = await asyncio.to_thread(h.finish, procs[1], 60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert code_b == 0, out_b
+    assert "resumed at byte" in out_b, out_b
+    assert stored(pg_url) == truth(first, after, last)  # each line once
+    assert none_gaps(pg_url), "the reboot is not a gap"  # nobody watched the node while it booted
+    digest = h.EXPECTED["images"][0]["digest"]
+    r = h.cli("query", "observed", "--function", "no_such_fn", "--image", digest, "--store", pg_url)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
