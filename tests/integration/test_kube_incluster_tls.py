@@ -8,7 +8,8 @@ holds now. A fresh interpreter, in-cluster by its environment, reads a Node thro
 ``KubeClient``, has its token rotated under it (the server answers 401 to the old one: the
 client reads the file again and sends the request once more), and must have verified the
 server against the account's CA and loaded neither ``kubernetes`` nor what it imports.
-A server whose certificate the CA did not sign is refused.
+A server whose certificate the CA did not sign is refused. Both transports: aiohttp (the
+operator's) and plain asyncio streams (the agent's, which must not load aiohttp either).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import textwrap
 from pathlib import Path
 
 import aiohttp.web
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -43,7 +45,7 @@ CLIENT = textwrap.dedent(
     from stellaops_runtime.kube.resources import NODES
 
     async def main():
-        async with await KubeClient.connect() as kube:
+        async with await KubeClient.connect(transport=sys.argv[2]) as kube:
             source = kube.connection.source
             first = await kube.get(NODES, name="n1")
             Path(sys.argv[1], "token").write_text("rotated-token")  # the kubelet rotates it
@@ -104,7 +106,7 @@ async def _server(cert: Path, key: Path, account: Path, seen: list[str]) -> tupl
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
-async def _client(account: Path, port: int) -> subprocess.CompletedProcess[str]:
+async def _client(account: Path, port: int, transport: str) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
         "KUBERNETES_SERVICE_HOST": "127.0.0.1",
@@ -112,13 +114,23 @@ async def _client(account: Path, port: int) -> subprocess.CompletedProcess[str]:
         "HOME": str(account.parent / "home"),  # no kubeconfig to fall back to
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLIENT, str(account), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        sys.executable,
+        "-c",
+        CLIENT,
+        str(account),
+        transport,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     return subprocess.CompletedProcess(CLIENT, proc.returncode or 0, out.decode(), err.decode())
 
 
-async def test_in_cluster_client_over_tls_rotates_its_token_without_kubernetes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "streams"])
+async def test_in_cluster_client_over_tls_rotates_its_token_without_kubernetes(
+    tmp_path: Path, transport: str
+) -> None:
     cert, key = _certificate(tmp_path, "apiserver")
     account = tmp_path / "serviceaccount"
     account.mkdir()
@@ -127,7 +139,7 @@ async def test_in_cluster_client_over_tls_rotates_its_token_without_kubernetes(t
     seen: list[str] = []
     runner, port = await _server(cert, key, account, seen)
     try:
-        done = await _client(account, port)
+        done = await _client(account, port, transport)
     finally:
         await runner.cleanup()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -136,9 +148,12 @@ async def test_in_cluster_client_over_tls_rotates_its_token_without_kubernetes(t
     # The old token once more after the rotation (refused), then the file's new one.
     assert seen == ["bearer first-token", "bearer first-token", "bearer rotated-token"]
     assert sorted(m for m in modules if m.split(".")[0] in NEVER) == []
+    if transport == "streams":  # the agent's (kube/transport.py)
+        assert sorted(m for m in modules if m.split(".")[0] in ("aiohttp", "yarl", "multidict")) == []
 
 
-async def test_a_server_the_accounts_ca_did_not_sign_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "streams"])
+async def test_a_server_the_accounts_ca_did_not_sign_is_refused(tmp_path: Path, transport: str) -> None:
     cert, key = _certificate(tmp_path, "apiserver")
     other, _ = _certificate(tmp_path, "other-ca")
     account = tmp_path / "serviceaccount"
@@ -148,7 +163,7 @@ async def test_a_server_the_accounts_ca_did_not_sign_is_refused(tmp_path: Path) 
     seen: list[str] = []
     runner, port = await _server(cert, key, account, seen)
     try:
-        done = await _client(account, port)
+        done = await _client(account, port, transport)
     finally:
         await runner.cleanup()
     assert done.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in done.stderr

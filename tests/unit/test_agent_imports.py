@@ -157,11 +157,15 @@ def _operators_config(tmp: str, *, native: bool) -> dict:
     return doc
 
 
-# A node's agent writes its ObservationNode through the Kubernetes client (aiohttp); the CRD
-# models, pydantic and the image metadata reader are the operator's alone.
+# A node's agent writes its ObservationNode through the Kubernetes client, on plain asyncio
+# streams (kube/transport.py: no aiohttp); the CRD models, pydantic and the image metadata
+# reader are the operator's alone.
 NEVER_ON_A_NODE = (
     *(m for m in NEVER if m != "stellaops_runtime.kube.client"),
     "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
+    "aiohttp",
+    "yarl",
+    "multidict",
 )
 
 

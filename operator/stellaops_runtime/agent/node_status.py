@@ -52,7 +52,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import grpc
 
 from stellaops_runtime import __version__
@@ -144,7 +143,7 @@ class ObservationNodeWriter:
             return await self._tick()
         except asyncio.CancelledError:
             raise
-        except (ApiError, aiohttp.ClientError, TimeoutError, KubeConfigError, OSError) as e:
+        except (ApiError, TimeoutError, KubeConfigError, OSError) as e:  # streams' I/O errors are OSErrors
             self._error("kubernetes", f"{type(e).__name__}: {e}")
         except Exception as e:  # a bug must not take the agent down: count it and keep polling
             self._error("internal", f"{type(e).__name__}: {e}")
@@ -161,8 +160,11 @@ class ObservationNodeWriter:
 
     async def _client(self) -> KubeClient:
         if self._kube is None:
+            # On plain asyncio streams: aiohttp would cost every node's agent ~10 MB (kube/transport.py).
             self._kube = await KubeClient.connect(
-                kubeconfig=self.config.kubeconfig, user_agent=f"stellaops-runtime-agent/{__version__}"
+                kubeconfig=self.config.kubeconfig,
+                user_agent=f"stellaops-runtime-agent/{__version__}",
+                transport="streams",
             )
         return self._kube
 

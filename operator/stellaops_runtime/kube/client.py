@@ -3,7 +3,8 @@
 Why not the ``kubernetes`` package's API classes: they block, and both the
 operator (kopf) and the agent run on one event loop, so every call would need
 a thread hop. This client speaks the REST API over aiohttp (what kopf itself
-uses). Credentials: in a cluster, the pod's service account files (kube/incluster.py,
+uses), or for the agent over plain asyncio streams (kube/transport.py).
+Credentials: in a cluster, the pod's service account files (kube/incluster.py,
 without the ``kubernetes`` package: ~20 MB of a node's agent); else a kubeconfig
 (``$KUBECONFIG`` or ``~/.kube/config``) through the ``kubernetes`` package's loader,
 which may run an exec credential plugin. Both run in a worker thread, as does the
@@ -37,8 +38,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.kube.errors import ApiError, api_error
 from stellaops_runtime.kube.events import event_body
@@ -50,6 +49,7 @@ from stellaops_runtime.kube.throttle import (
     THROTTLE_RETRIES,
     retry_after_seconds,
 )
+from stellaops_runtime.kube.transport import make_transport
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +197,15 @@ class KubeClient:
         user_agent: str = "",
         throttle_retries: int = THROTTLE_RETRIES,
         max_throttle_wait: float = MAX_THROTTLE_WAIT,
+        transport: str = "aiohttp",
     ) -> None:
+        """``transport``: ``aiohttp`` (pooled connections) or ``streams`` (no aiohttp: kube/transport.py)."""
         self.connection = connection
         self.throttle_retries = throttle_retries
         self.max_throttle_wait = max_throttle_wait
         self.stats = RequestStats()
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._user_agent = user_agent or "stellaops-runtime"
-        self._session: aiohttp.ClientSession | None = None
+        ua = user_agent or "stellaops-runtime"
+        self._transport = make_transport(transport, connection, timeout=timeout, user_agent=ua)
         self._refreshed_at = time.monotonic()
         self._refresh_lock = asyncio.Lock()
 
@@ -215,29 +216,14 @@ class KubeClient:
         return cls(conn, **kw)
 
     async def __aenter__(self) -> KubeClient:
-        self._open()
+        self._transport.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            auth = None
-            if self.connection.username and self.connection.password:
-                auth = aiohttp.BasicAuth(self.connection.username, self.connection.password)
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=64),
-                timeout=self._timeout,
-                auth=auth,
-                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.close()
 
     async def _refresh(self, *, force: bool) -> None:
         if self.connection._config is None or (not self.connection.refreshes and not force):
@@ -260,8 +246,9 @@ class KubeClient:
         content_type: str = "application/json",
         accept: str | None = None,
     ) -> Any:
-        """One API call; returns the decoded JSON body. Raises ApiError, or aiohttp errors on I/O failure."""
-        session = self._open()
+        """One API call; returns the decoded JSON body. Raises ApiError, or the transport's I/O errors
+        (aiohttp's; OSError and TimeoutError on streams)."""
+        self._transport.open()
         await self._refresh(force=False)
         data = json.dumps(body, separators=(",", ":")) if body is not None else None
         url = self.connection.server + path
@@ -275,22 +262,23 @@ class KubeClient:
                 headers["Authorization"] = self.connection.authorization
             self.stats.by_verb[verb] += 1
             self.stats.by_resource[f"{verb} {resource}"] += 1
-            async with session.request(method, url, data=data, params=params, headers=headers) as resp:
-                text = await resp.text()
-                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-            if resp.status == 401 and not refreshed and self.connection._config is not None:
+            status, text, retry_header = await self._transport.send(
+                method, url, data=data, params=params, headers=headers
+            )
+            retry_after = retry_after_seconds(retry_header)
+            if status == 401 and not refreshed and self.connection._config is not None:
                 self.stats.errors[401] += 1
                 refreshed = True
                 await self._refresh(force=True)
                 continue
-            if resp.status >= 400:
-                self.stats.errors[resp.status] += 1
-                err = api_error(resp.status, text, method=method, path=path, retry_after=retry_after)
+            if status >= 400:
+                self.stats.errors[status] += 1
+                err = api_error(status, text, method=method, path=path, retry_after=retry_after)
                 if err.throttled:
                     wait = retry_after if retry_after is not None else DEFAULT_THROTTLE_WAIT
                     if throttled < self.throttle_retries and wait <= self.max_throttle_wait:
                         throttled += 1
-                        log.debug("%s %s throttled (%s): sent again in %gs", method, path, resp.status, wait)
+                        log.debug("%s %s throttled (%s): sent again in %gs", method, path, status, wait)
                         await asyncio.sleep(wait)
                         continue
                     err.retry_after = wait
