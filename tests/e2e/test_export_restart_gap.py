@@ -12,8 +12,9 @@ and the answer is unknown (exit 3). Counts of the lines read stay exact.
 
 Since s32/h2 a restarted agent reads on from the last agent's checkpoint when the file at the
 path is still the file it followed (tests/e2e/test_export_resume.py): the hole is then read, not
-a gap. Here the file was rotated away, or emptied by copytruncate, while no agent ran: the
-checkpoint names bytes that are no longer at the path, so the hole stays a gap.
+a gap. Here the file was rotated away and compressed, or emptied by copytruncate, while no
+agent ran: the checkpoint names bytes that are no longer at the path, so the hole stays a gap
+(a file rotated once and kept uncompressed is read on: tests/e2e/test_export_rotated_while_stopped.py).
 
 The stream is the synthetic one (tests/fixtures/tetragon/synthetic, copied from
 /work/shared/fixtures/tetragon), its node set to the agent's and its times to now.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import json
 import signal
 from collections import Counter
@@ -107,9 +109,12 @@ def append(path: Path, data: bytes) -> None:
 
 def rotate(path: Path, how: str) -> None:
     """Rotate the export file the way Tetragon does (rename), or the way logrotate's copytruncate does."""
-    if how == "rotated":
-        path.rename(path.with_suffix(".log.1"))
+    if how == "rotated":  # with exportFileCompress: the rotated file is gzipped and removed
+        rotated = path.with_suffix(".log.1")
+        path.rename(rotated)
         path.write_bytes(b"")
+        rotated.with_suffix(".1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
+        rotated.unlink()
     else:
         path.with_suffix(".log.1").write_bytes(path.read_bytes())
         with path.open("r+b") as f:

@@ -11,14 +11,22 @@ that keep a position honest when the file under it changes.
   at it (a symlink to the rotated file, a rename back) continues there instead of counting
   every line again; the bytes before the position must still be the same (else the inode
   was reused by another file, which is then read from its start).
+- :func:`find_rotated`: the file of a restart checkpoint, rotated beside the path while no
+  agent ran (Tetragon's ``tetragon-<time>.log``, logrotate's ``tetragon.log.1``), so its
+  lines after the checkpoint are read instead of lost to a gap, when it is certain that it
+  is the only file rotated since.
 """
 
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+import stat
+from typing import Any, BinaryIO
+
+from stellaops_runtime.sources.export_checkpoint import matches
 
 SEEN_FILES = 16  # files left at a rotation whose read position is kept
+TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
 
 
 def ident(f: BinaryIO) -> tuple[int, int]:
@@ -75,3 +83,46 @@ class SeenFiles:
             return None
         f.seek(pos)
         return tail
+
+
+def find_rotated(
+    path: str, cp: dict[str, Any], current: BinaryIO, *, same_dev: bool = True
+) -> BinaryIO | None:
+    """The checkpoint's file, renamed beside ``path`` since (a rotation while no agent ran),
+    opened; None unless it is certain that the file now at the path (``current``) came right
+    after it: no other rotated file of that name (``<stem>…<ext>…``, compressed ones too) was
+    written after it, the current one was, and it is still the checkpoint's file (same inode,
+    at least that long, same first bytes). Anything less keeps the hole a gap."""
+    d, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    try:
+        cur = os.fstat(current.fileno())
+        entries = list(os.scandir(d or "."))
+    except OSError:
+        return None
+    found: tuple[str, os.stat_result] | None = None
+    newest_other = 0
+    for e in entries:
+        if e.name == name or not e.name.startswith(stem) or (ext and ext not in e.name[len(stem) :]):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == (cur.st_dev, cur.st_ino):
+            continue
+        if st.st_ino == cp["ino"] and (not same_dev or st.st_dev == cp["dev"]) and found is None:
+            found = (e.path, st)
+        else:
+            newest_other = max(newest_other, st.st_mtime_ns)
+    if found is None or newest_other >= found[1].st_mtime_ns or cur.st_mtime_ns < found[1].st_mtime_ns:
+        return None
+    try:
+        fd = os.open(found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode) or matches(f, cp, same_dev=same_dev):
+        f.close()
+        return None
+    return f

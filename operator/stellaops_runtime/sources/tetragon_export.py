@@ -37,8 +37,9 @@ import time
 from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
-from stellaops_runtime.sources.export_checkpoint import ExportPositions, matches, path_hash
-from stellaops_runtime.sources.export_files import SeenFiles, bytes_before, seek_line_start
+from stellaops_runtime.sources.export_checkpoint import ExportPositions
+from stellaops_runtime.sources.export_files import TAIL, SeenFiles, bytes_before, seek_line_start
+from stellaops_runtime.sources.export_restart import RestartResume
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
@@ -50,11 +51,10 @@ CHUNK = 1 << 20
 # Tetragon's largest events (an argument read with maxData, 320 KiB, base64 in JSON; 127-frame
 # stacks) are far below it. At 64 MiB a 60 MB line was held whole and the agent peaked at 254 MB.
 MAX_LINE = 8 << 20
-TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
 MAX_NEXT = 64  # files rotated in while the current one is still being read, held open until read
 
 
-class TetragonExportSource:
+class TetragonExportSource(RestartResume):
     """Follows a Tetragon JSON export file and queues each line."""
 
     name = "tetragon-export"
@@ -231,11 +231,13 @@ class TetragonExportSource:
                 at_end = False  # it held no line: a regular file put there later is read whole
                 await asyncio.sleep(self.poll_interval)
                 continue
-            f = os.fdopen(fd, "rb")
+            f: BinaryIO = os.fdopen(fd, "rb")
             self._tail = b""
             st = os.fstat(fd)
             self._cur_id = (st.st_dev, st.st_ino)
-            resumed, moment = self._resume_at(f) if not self.stats.connects else (False, None)
+            resumed, moment = (False, None)
+            if not self.stats.connects:
+                f, resumed, moment = self._resume_at(f)  # f: the rotated file it names, if so
             if not resumed and at_end:
                 seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
             self.positions.opened(f)
@@ -320,69 +322,3 @@ class TetragonExportSource:
             self._ends.append(end)
         self._buf.clear()
         self._skipping = False
-
-    # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
-
-    def watching_ns(self) -> int | None:
-        """The last moment every complete line written before it was queued; None while no file is open."""
-        return self.alive_ns if self.stats.connected and self.alive_ns else None
-
-    def resume_outage(self, from_ns: int, from_boot: int | None = None) -> None:
-        """Nobody watched since ``from_ns`` (boottime ``from_boot``; the last agent's record): a gap
-        until the file is opened, unless it is resumed at the last agent's checkpoint."""
-        self._outage.resume(from_ns, from_boot)
-
-    def resume_checkpoint(self, cp: dict[str, Any], moment: tuple[int, int] | None) -> None:
-        """The last agent stored the counts of every line before ``cp`` (sources/export_checkpoint.py)
-        and none after it; the lines before it it may have stored were written before ``moment``
-        (wall, boottime ns). If the file at the path is still that file, it is read from there and
-        the gap since that agent ends at ``moment`` (none when nothing was in doubt). ``moment``
-        None: the checkpoint is of an earlier boot; the file is read from there, the gap stays
-        until the file is opened (its device number may differ after a reboot: its inode and
-        first bytes must not)."""
-        self._resume = (cp, moment)
-
-    def _resume_at(self, f: BinaryIO) -> tuple[bool, tuple[int, int] | None]:
-        """Seek ``f`` to the checkpoint if it is its file: (resumed, the moment the gap then ends,
-        None: when the file is opened)."""
-        if self._resume is None:
-            if self.from_start and self._outage.start is not None:
-                log.warning(
-                    "exportFromStart with an earlier agent's watch record that holds no checkpoint of "
-                    "%s: if it is the file that agent followed, the lines it counted are counted again",
-                    self.path,
-                )
-            return False, None
-        cp, moment = self._resume
-        self._resume = None
-        other = cp["path_sha256"] != path_hash(self.path)
-        why = "it was written for another path" if other else matches(f, cp, same_dev=moment is not None)
-        if why:
-            log.warning(
-                "export file %s is not resumed where the last agent's stored counts end (%s): "
-                "read from its %s, the time since that agent is a gap",
-                self.path, why, "start" if self.from_start else "end",
-            )  # fmt: skip
-            return False, None
-        f.seek(cp["pos"])
-        self._tail = bytes_before(f, cp["pos"], min(TAIL, cp["pos"])) or b""
-        self.stats.resumed_at = cp["pos"]
-        if moment is None:
-            note = " (the node rebooted since: the time until now is a gap)"
-        elif moment[0] <= (self._outage.start or 0):
-            note = ""
-        else:
-            note = " (the lines before it whose counts the last agent may not have stored are a gap)"
-        log.warning(
-            "export file %s resumed at byte %d, where the last agent's stored counts end: the lines "
-            "written since are read, none counted twice%s", self.path, cp["pos"], note,
-        )  # fmt: skip
-        return True, moment
-
-    def take_outage(self) -> tuple[int, int] | None:
-        """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
-        opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py)."""
-        return self._outage.take(self._opened_at if self.stats.connects else None)
-
-    def forget_outage(self) -> None:
-        self._outage.forget()
