@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import json
 import os
@@ -244,3 +245,21 @@ class Output:
             raise AssertionError(f"agent did not exit in {timeout}s:\n{self.text()}") from None
         self._thread.join(30)
         return self.proc.returncode, self.text()
+
+
+def log_seconds(out: str, first: str, last: str) -> float:
+    """Seconds between the agent's first log line holding ``first`` and its last holding ``last``.
+
+    Its own clock, from its own lines: what the agent controls (say, SIGTERM to "agent stopped"),
+    without the start of the signal's handling and the interpreter's exit that a loaded machine
+    stretches. Fails when either line is missing.
+    """
+
+    def stamp(line: str) -> dt.datetime:
+        return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+    lines = out.splitlines()
+    starts = [stamp(ln) for ln in lines if first in ln]
+    ends = [stamp(ln) for ln in lines if last in ln]
+    assert starts and ends, f"no {first!r} or no {last!r} line in:\n{out}"
+    return (ends[-1] - starts[0]).total_seconds()

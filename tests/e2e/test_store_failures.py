@@ -184,7 +184,11 @@ async def test_sigterm_during_a_black_hole_ends_in_time_and_the_spool_loses_noth
         if proc.poll() is None:
             proc.kill()
     assert code == 0, out
-    assert elapsed < 6 + 3, f"shutdown took {elapsed:.1f}s with graceSeconds 6:\n{out}"
+    # Within the grace by the agent's own clock; the process is gone soon after it (a thread left in
+    # the black hole must not hold its exit), with room for a loaded machine's signal and exit.
+    took = h.log_seconds(out, "stop requested (SIGTERM)", "agent stopped:")
+    assert took < 6 + 3, f"shutdown took {took:.1f}s with graceSeconds 6:\n{out}"
+    assert elapsed < 6 + 20, f"the agent exited {elapsed:.1f}s after SIGTERM:\n{out}"
     assert "spooled them to" in out, out
     assert spool.exists() and oct(spool.stat().st_mode & 0o777) == "0o600"
 
@@ -345,7 +349,8 @@ async def test_without_a_spool_path_unstored_rows_are_reported_lost_and_exit_2(
         if proc.poll() is None:
             proc.kill()
     assert code == 2, out
-    assert elapsed < 6 + 3, out
+    assert h.log_seconds(out, "stop requested (SIGTERM)", "agent stopped:") < 6 + 3, out  # as above
+    assert elapsed < 6 + 20, out
     assert "could not store" in out and "set store.spoolPath" in out, out
 
 
