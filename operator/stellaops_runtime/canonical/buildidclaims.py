@@ -10,7 +10,9 @@ when it decides something:
 - the first file seen with a build-id gets an identity made of the build-id
   and its *stat identity* (device, inode, size, mtime, ctime): no other file
   has that device and inode while it exists, and its content cannot change
-  without its ctime changing (ctime cannot be set from user space);
+  without its ctime changing (ctime cannot be set from user space; before
+  Linux 6.13 times advance per clock tick, so two same-size writes in place
+  within one tick can: docs/symbolization.md, "Cache identity");
 - the same file seen again (another root or path, another process's mapping:
   the same stat identity) gets the same identity, still unhashed;
 - when another file (another stat identity) claims that build-id, it is
