@@ -8,7 +8,9 @@ in-kernel counters. All BCC calls run on one dedicated thread: polling blocks,
 and the event loop must not.
 
 A load failure (no BCC, no tracefs, a kernel that refuses the program) is
-not retried in a tight loop: it is reported in ``last_error`` and tried again
+not retried in a tight loop: it is reported in ``last_error`` (its message
+through contracts/redact.py, as are the log lines and the reader's traceback:
+BCC's or a reader's message may quote a path, a DSN or an event's text) and tried again
 after ``retry_seconds``; so is an unexpected error while the probes run (they
 are closed, their counters read a last time, then loaded again), which the
 switch marks as a gap from the moment they were detached.
@@ -44,9 +46,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.drop_counters import (
@@ -138,8 +142,8 @@ class NativeProbeSource:
                     self.probes = await self._call(self._load)
                 except LoadError as e:
                     self.stats.connect_failures += 1
-                    self.stats.last_error = str(e)
-                    log.warning("native probes not loaded: %s", e)
+                    self.stats.last_error = redact_error(e)
+                    log.warning("native probes not loaded: %s", self.stats.last_error)
                     self.ready.set()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.retry_seconds)
@@ -169,10 +173,13 @@ class NativeProbeSource:
                         await self._call(probes.close)
                     self.stats.detached_ns = time.time_ns()
                 if failed is not None:
-                    self.stats.last_error = f"the probes' reader failed: {type(failed).__name__}: {failed}"
+                    why = redact(str(failed))
+                    self.stats.last_error = f"the probes' reader failed: {type(failed).__name__}: {why}"
+                    # The traceback as text, redacted: its last line repeats the message.
+                    trace = redact("".join(traceback.format_exception(failed)))
                     log.error(
-                        "native probes stopped after an unexpected error (loaded again in %.0f s)",
-                        self.retry_seconds, exc_info=failed,
+                        "native probes stopped after an unexpected error (loaded again in %.0f s)\n%s",
+                        self.retry_seconds, trace,
                     )  # fmt: skip
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.retry_seconds)
