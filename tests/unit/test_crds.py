@@ -299,6 +299,32 @@ SCHEMA_REJECTS = [
     (crds.POLICY_KIND, "spec.functions", [{"binaryPath": "/usr/../x", "symbols": ["f"]}], "does not match"),
     (crds.POLICY_KIND, "spec.functions", [{"binaryPath": "/usr/bin/x", "symbols": []}], "non-empty"),
     (crds.POLICY_KIND, "spec.functions", [{"purl": "openssl@3", "symbols": ["f"]}], "does not match"),
+    # A NUL in a symbol or a package URL: the agents' probe-config reader refuses it, and with it
+    # every policy of the probe ConfigMap (one tenant's policy turned off the whole native fallback).
+    (
+        crds.POLICY_KIND,
+        "spec.functions",
+        [{"binaryPath": "/usr/bin/x", "symbols": ["f\x00g"]}],
+        "does not match",
+    ),
+    (
+        crds.CLUSTER_POLICY_KIND,
+        "spec.functions",
+        [{"binaryPath": "/x", "symbols": ["\x00"]}],
+        "does not match",
+    ),
+    (
+        crds.POLICY_KIND,
+        "spec.functions",
+        [{"purl": "pkg:deb/debian/ssl@3\x00", "symbols": ["f"]}],
+        "does not match",
+    ),
+    (
+        crds.CLUSTER_POLICY_KIND,
+        "spec.functions",
+        [{"purl": "pkg:npm/a\x00b@1", "symbols": ["f"]}],
+        "does not match",
+    ),
     (crds.POLICY_KIND, "spec.podSelector", {"matchLabels": {"app": "-bad-"}}, "does not match"),
     (
         crds.POLICY_KIND,
@@ -472,6 +498,9 @@ def fns(*entries: dict[str, Any]) -> dict[str, Any]:
         (fns({"binaryPath": "/a/./b", "symbols": ["f"]}), "InvalidFunction", "normalized"),
         (fns({"binaryPath": "/a", "symbols": ["f", "f"]}), "DuplicateEntry", "symbol twice"),
         (fns({"binaryPath": "/a", "symbols": ["two words"]}), "InvalidFunction", "one word"),
+        (fns({"binaryPath": "/a", "symbols": ["SSL_read\x00x"]}), "InvalidFunction", "NUL"),
+        (fns({"purl": "pkg:deb/debian/openssl@3.0.11\x00", "symbols": ["f"]}), "InvalidPurl", "NUL"),
+        (fns({"purl": "pkg:deb/debian/open\x00ssl@3", "symbols": ["f"]}), "InvalidPurl", "NUL"),
         (
             fns({"binaryPath": "/a", "symbols": ["f"]}, {"binaryPath": "/a", "symbols": ["g"]}),
             "DuplicateEntry",

@@ -189,6 +189,8 @@ def _check_function(i: int, fn: FunctionSpec) -> None:
                 "InvalidFunction", f"{at}.binaryPath {p!r}: expected an absolute, normalized path on the node"
             )
     if fn.purl is not None:
+        if "\0" in fn.purl:  # packageurl keeps it; the agents' probe-config reader refuses the whole file
+            raise SpecError("InvalidPurl", f"{at}.purl {fn.purl!r}: a package URL holds no NUL")
         try:
             purl = PackageURL.from_string(fn.purl)
         except ValueError as e:
@@ -198,6 +200,8 @@ def _check_function(i: int, fn: FunctionSpec) -> None:
     for j, sym in enumerate(fn.symbols):
         if not _SYMBOL_RE.match(sym):
             raise SpecError("InvalidFunction", f"{at}.symbols[{j}] {sym!r}: a symbol is one word")
+        if "\0" in sym:  # \S matches it; an ELF symbol name ends at it, and the agents refuse it
+            raise SpecError("InvalidFunction", f"{at}.symbols[{j}] {sym!r}: a symbol holds no NUL")
     if len(set(fn.symbols)) != len(fn.symbols):
         raise SpecError("DuplicateEntry", f"{at}.symbols lists a symbol twice")
 
