@@ -260,7 +260,9 @@ class LifecyclePart:
                 ls, ignored=dict(ls.ignored), decode_failures=dict(ls.decode_failures), events=dict(ls.events)
             )
             containers, cgroups = self._sizes
-            yield from lifecycle_metrics(ls, containers=containers, cgroups=cgroups)
+            yield from lifecycle_metrics(
+                ls, containers=containers, cgroups=cgroups, oom=obs.oom_watch.counts()
+            )
         yield labelled(
             "lifecycle_enriched",
             "Tetragon events given a missing image digest or pod from the lifecycle registry, by field.",

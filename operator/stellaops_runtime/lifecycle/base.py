@@ -85,7 +85,9 @@ class LifecycleObserver:
         return self.registry.by_cgroup(cgroup_id)
 
     def collector(self) -> LifecycleCollector:
-        return LifecycleCollector(self.stats, lambda: (len(self.registry), len(self.registry.cgroup_ids())))
+        return LifecycleCollector(
+            self.stats, lambda: (len(self.registry), len(self.registry.cgroup_ids())), self.oom_watch.counts
+        )
 
     async def events(self, stop: asyncio.Event | None = None) -> AsyncIterator[ContainerLifecycleEvent]:
         """Lifecycle events until ``stop`` is set, reconnecting (with backoff) whenever the stream fails."""

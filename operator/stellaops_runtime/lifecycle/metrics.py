@@ -53,8 +53,11 @@ class LifecycleStats:
         self.ignored[key] = self.ignored.get(key, 0) + 1
 
 
-def lifecycle_metrics(stats: LifecycleStats, *, containers: int, cgroups: int) -> Iterator[Metric]:
-    """The observer's families (``containers``/``cgroups``: the registry's current sizes)."""
+def lifecycle_metrics(
+    stats: LifecycleStats, *, containers: int, cgroups: int, oom: tuple[int, int, int] = (0, 0, 0)
+) -> Iterator[Metric]:
+    """The observer's families (``containers``/``cgroups``: the registry's current sizes; ``oom``:
+    the OOM watch's ``counts()``)."""
     yield counter("lifecycle_envelopes", "Container runtime event envelopes received.", stats.envelopes)
     yield labelled("lifecycle_events", "Container lifecycle events emitted, by type.", "type", stats.events)
     yield labelled(
@@ -94,6 +97,24 @@ def lifecycle_metrics(stats: LifecycleStats, *, containers: int, cgroups: int) -
         "Container exits found OOM-killed from the kernel's count in their cgroup, the runtime silent.",
         stats.oom_from_cgroup,
     )
+    notifications, unwatched, overflows = oom
+    yield counter(
+        "lifecycle_oom_notifications",
+        "Changes of watched containers' OOM counters the kernel announced.",
+        notifications,
+    )
+    yield counter(
+        "lifecycle_oom_unwatched",
+        "Running containers whose OOM counter was not watched (the watch limit reached): an OOM kill "
+        "their runtime misses is not seen.",
+        unwatched,
+    )
+    yield counter(
+        "lifecycle_oom_births_overflows",
+        "Times the kernel dropped new-cgroup notifications (its inotify queue full): a container "
+        "OOM-killed at its start may be counted only if its runtime reports it.",
+        overflows,
+    )
     yield gauge(
         "lifecycle_connected",
         "1 while the event stream of the container runtime is open.",
@@ -106,10 +127,16 @@ def lifecycle_metrics(stats: LifecycleStats, *, containers: int, cgroups: int) -
 class LifecycleCollector:
     """A prometheus-client collector over an observer's stats and registry sizes."""
 
-    def __init__(self, stats: LifecycleStats, sizes: Callable[[], tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        stats: LifecycleStats,
+        sizes: Callable[[], tuple[int, int]],
+        oom: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+    ) -> None:
         self._stats = stats
         self._sizes = sizes
+        self._oom = oom
 
     def collect(self) -> Iterator[Metric]:
         containers, cgroups = self._sizes()
-        yield from lifecycle_metrics(self._stats, containers=containers, cgroups=cgroups)
+        yield from lifecycle_metrics(self._stats, containers=containers, cgroups=cgroups, oom=self._oom())

@@ -109,6 +109,7 @@ class OomWatch:
         self.full = 0  # containers not watched: the limit reached (logged once)
         self.limit = watch_limit()
         self._births: Births | None = None
+        self._overflows_closed = 0  # overflows counted by closed Births instances
         self._early: list[str] = []  # container ids of the early watches, oldest first
 
     # -- where the counter is ----------------------------------------------------------
@@ -270,6 +271,7 @@ class OomWatch:
             if self._epoll is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self._epoll.unregister(self._births.fd)
+            self._overflows_closed += self._births.overflows
             self._births.close()
             self._births = None
         if self._epoll is not None:
@@ -280,6 +282,13 @@ class OomWatch:
 
     def __len__(self) -> int:
         return sum(1 for w in self._watches.values() if w.fd >= 0)
+
+    def counts(self) -> tuple[int, int, int]:
+        """(notifications, containers not watched for the limit, new-cgroup notification overflows)
+        since the start: plain ints, safe to read from the metrics thread."""
+        births = self._births
+        overflows = self._overflows_closed + (births.overflows if births is not None else 0)
+        return self.notifications, self.full, overflows
 
     # -- inside --------------------------------------------------------------------------
 
