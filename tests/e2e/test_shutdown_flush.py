@@ -168,8 +168,10 @@ async def _sigterm_during_a_slow_first_drain(tmp_path: Path, grace: float) -> tu
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"address": addr},
-        # The first drain comes after every event arrived (they take well under a second).
-        hotSymbols={"flushIntervalSeconds": 3},
+        # The first drain comes after every event arrived (well under a second on a quiet machine,
+        # seconds on a loaded one). Begun before, it would hold /metrics at a stale count (rendered
+        # on the pipeline thread) for the whole slow drain, and the wait below saw too few events.
+        hotSymbols={"flushIntervalSeconds": 6},
         attribution={"sbomDir": str(sboms), "hostRoot": "/"},
         store={"url": f"sqlite:///{db}"},
         shutdown={"graceSeconds": grace},

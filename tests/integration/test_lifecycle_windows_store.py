@@ -29,7 +29,7 @@ NEVER = "sha256:" + "b" * 64
 BUSY = "sha256:" + "c" * 64
 
 
-def ran(image: str, window: int, posture: Posture = Posture.ACTIVE_TRACING) -> ObservationWindow:
+def ran(image: str, window: int, posture: Posture = Posture.EBPF_DEEP) -> ObservationWindow:
     return ObservationWindow(image, "n1", window, 0, posture, 60, "tetragon")
 
 
@@ -48,7 +48,7 @@ def verdict(store: HotSymbolStore, image: str, **period: dt.datetime) -> coverag
 
 
 def test_an_image_that_ran_without_events_is_not_observed_over_its_windows(store: HotSymbolStore) -> None:
-    busy = ObservationWindow(BUSY, "n1", T0, 40, Posture.ACTIVE_TRACING, 60, "tetragon")
+    busy = ObservationWindow(BUSY, "n1", T0, 40, Posture.EBPF_DEEP, 60, "tetragon")
     store.write([], [busy, ran(RAN, T0), ran(RAN, T0 + W)])
     store.write([], [ran(RAN, T0 + W)])  # a second agent's row for the same window merges
     v = verdict(store, RAN)
@@ -64,6 +64,10 @@ def test_a_passive_lifecycle_window_cannot_back_not_observed(store: HotSymbolSto
     store.write([], [ran(RAN, T0, Posture.PASSIVE)])
     v = verdict(store, RAN)
     assert v.answer == coverage.UNKNOWN and "only at posture Passive" in v.reason
+    # Nor does one at ActiveTracing: no user stack was sampled (contracts/posture.py).
+    store.write([], [ran(RAN, T0 + W, Posture.ACTIVE_TRACING)])
+    v = verdict(store, RAN)
+    assert v.answer == coverage.UNKNOWN and "only at posture ActiveTracing" in v.reason
 
 
 def test_gaps_cut_lifecycle_windows_node_wide_ones_included(store: HotSymbolStore) -> None:

@@ -268,7 +268,7 @@ def seed_answers(url: str) -> None:
             ],
             [
                 ObservationWindow(IMG2, "node-1", T0, 4, Posture.PASSIVE, 60, "tetragon"),
-                ObservationWindow(IMG3, "node-1", T0, 10, Posture.ACTIVE_TRACING, 60, "tetragon"),
+                ObservationWindow(IMG3, "node-1", T0, 10, Posture.EBPF_DEEP, 60, "tetragon"),
                 ObservationWindow(IMG3, "node-2", T0 + M, 20, Posture.FULL_INSTRUMENTATION, 60, "tetragon"),
                 ObservationWindow(IMG3, "node-2", T0 + 5 * M, 7, Posture.PASSIVE, 60, "tetragon"),
                 ObservationWindow(IMG3, "node-3", T0 + 9 * M, 1),  # unknown posture
@@ -291,7 +291,7 @@ def test_three_answers_rest_on_coverage(url: str, capsys: pytest.CaptureFixture[
         "interval": "2025-03-01T00:00:00Z/2025-03-01T00:02:00Z",
         "windows": 2,
         "nodes": ["node-1", "node-2"],
-        "posture": {"lowest": "ActiveTracing", "highest": "FullInstrumentation"},
+        "posture": {"lowest": "EbpfDeep", "highest": "FullInstrumentation"},
         "source": "tetragon",
         "event_count": 30,
     }

@@ -394,7 +394,7 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
     for day in range(30):  # 30 days under observation, a window every 6 hours
         for h in range(0, 24, 6):
             start = T0 + day * DAY + h * hourly
-            windows.append(ObservationWindow(IMG, "node-1", start, 100, Posture.ACTIVE_TRACING, 60))
+            windows.append(ObservationWindow(IMG, "node-1", start, 100, Posture.EBPF_DEEP, 60))
             if day < 10:  # hot_fn: 300 calls per window for the first 10 days = 1200 a day
                 deltas.append(delta("hot_fn", window=start, count=300))
             if day == 3 and h == 12:
@@ -402,9 +402,11 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
                 deltas.append(
                     delta("rare_fn", window=start, count=0, evidence=EvidenceKind.LOADED, module="x")
                 )
-    windows.append(ObservationWindow(IMG, "node-2", T0, 1, Posture.EBPF_DEEP))  # a day already counted
-    # Days watched only at Passive (lifecycle events) or at an unknown posture cannot back a "no".
+    windows.append(ObservationWindow(IMG, "node-2", T0, 1, Posture.FULL_INSTRUMENTATION))  # a day counted
+    # Days watched only at Passive (lifecycle events), at ActiveTracing (kernel probes without user
+    # stacks, uprobes: no user function shows) or at an unknown posture cannot back a "no".
     windows.append(ObservationWindow(IMG, "node-1", T0 + 40 * DAY, 5, Posture.PASSIVE, 60))
+    windows.append(ObservationWindow(IMG, "node-1", T0 + 42 * DAY, 5, Posture.ACTIVE_TRACING, 60))
     windows.append(ObservationWindow(IMG, "node-1", T0 + 41 * DAY, 5))
     store.write(deltas, windows)
     last_day = (at(T0) + dt.timedelta(days=29)).date()

@@ -1,12 +1,23 @@
-"""Posture per observation window: the highest level the window's events evidence, never declared."""
+"""Posture per observation window: the highest level the window's events evidence, never declared.
+
+Only kernel-probe events whose user stack was counted show the image's functions (EbpfDeep,
+the first posture that backs a "not observed"); the same events without a stack, uprobes
+and USDT probes evidence ActiveTracing (contracts/posture.py).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from stellaops_runtime.contracts.events import ContainerInfo, EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.contracts.events import (
+    ContainerInfo,
+    EventKind,
+    ProcessInfo,
+    RuntimeCallEvent,
+    StackFrame,
+)
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow, higher_posture
-from stellaops_runtime.contracts.posture import EVENT_POSTURE, FUNCTION_VISIBLE, ORDER, Posture
+from stellaops_runtime.contracts.posture import EVENT_POSTURE, FUNCTION_VISIBLE, ORDER, Posture, event_rank
 from stellaops_runtime.controller.posture import Posture as ControllerPosture
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 
@@ -15,8 +26,12 @@ A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
 
 
-def ev(kind: EventKind, t: float, *, image: str = A, node: str = "node-1") -> RuntimeCallEvent:
+def ev(
+    kind: EventKind, t: float, *, image: str = A, node: str = "node-1", stack: bool = False
+) -> RuntimeCallEvent:
+    frames = [StackFrame(module="/lib/libz.so.1", symbol="inflate", offset=0x10)] if stack else []
     return RuntimeCallEvent(
+        user_stack=frames,
         kind=kind,
         timestamp_ns=int(t * S),
         node_name=node,
@@ -48,8 +63,8 @@ def windows(
         (EventKind.TRACEPOINT, Posture.ACTIVE_TRACING),
         (EventKind.LSM, Posture.ACTIVE_TRACING),
         (EventKind.NETWORK, Posture.ACTIVE_TRACING),
-        (EventKind.UPROBE, Posture.EBPF_DEEP),
-        (EventKind.USDT, Posture.FULL_INSTRUMENTATION),
+        (EventKind.UPROBE, Posture.ACTIVE_TRACING),  # only the probed function's calls show
+        (EventKind.USDT, Posture.ACTIVE_TRACING),
     ],
 )
 def test_each_event_kind_evidences_its_posture(kind: EventKind, posture: Posture) -> None:
@@ -65,7 +80,7 @@ def test_every_event_kind_has_a_posture() -> None:
 def test_window_posture_is_the_highest_of_its_events_per_image_node_and_window() -> None:
     got = windows(
         ev(EventKind.EXEC, 1),
-        ev(EventKind.SYSCALL, 2),
+        ev(EventKind.SYSCALL, 2, stack=True),
         ev(EventKind.UPROBE, 3),
         ev(EventKind.EXIT, 4),  # a later lower-level event does not lower it
         ev(EventKind.EXEC, 5, image=B),  # another image in the same window: lifecycle only
@@ -83,7 +98,7 @@ def test_window_posture_is_the_highest_of_its_events_per_image_node_and_window()
 
 def test_drain_resets_the_window_posture() -> None:
     a = HotSymbolAggregator(window_seconds=60, min_confidence=0.0)
-    a.observe(ev(EventKind.USDT, 1))
+    a.observe(ev(EventKind.SYSCALL, 1, stack=True))
     a.drain()
     a.observe(ev(EventKind.EXEC, 2))
     _, [w] = a.drain()
@@ -115,6 +130,44 @@ def test_posture_order_and_the_controller_import() -> None:
     assert ControllerPosture is Posture
     assert list(ORDER) == sorted(Posture, key=lambda p: p.rank)
     assert (
-        Posture.NONE < Posture.PASSIVE < FUNCTION_VISIBLE < Posture.EBPF_DEEP < Posture.FULL_INSTRUMENTATION
+        Posture.NONE
+        < Posture.PASSIVE
+        < Posture.ACTIVE_TRACING
+        < FUNCTION_VISIBLE
+        < Posture.FULL_INSTRUMENTATION
     )
+    assert FUNCTION_VISIBLE is Posture.EBPF_DEEP
     assert [p.rank for p in ORDER] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("kind", [EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEPOINT, EventKind.LSM])
+def test_a_kernel_probe_with_a_user_stack_shows_functions_one_without_shows_none(kind: EventKind) -> None:
+    [w] = windows(ev(kind, 1)).values()
+    assert w.posture is Posture.ACTIVE_TRACING and w.posture < FUNCTION_VISIBLE
+    [w] = windows(ev(kind, 1, stack=True)).values()
+    assert w.posture is Posture.EBPF_DEEP and w.posture >= FUNCTION_VISIBLE
+    assert event_rank(kind, stack_counted=True) == Posture.EBPF_DEEP.rank
+    assert event_rank(kind, stack_counted=True, cap=Posture.PASSIVE) == Posture.PASSIVE.rank
+
+
+@pytest.mark.parametrize("kind", [EventKind.UPROBE, EventKind.USDT, EventKind.NETWORK, EventKind.EXEC])
+def test_a_stack_on_an_event_whose_stack_is_not_counted_shows_no_function(kind: EventKind) -> None:
+    """The bridge counts stacks of kernel probes only: a stack elsewhere is not seen as functions."""
+    [w] = windows(ev(kind, 1, stack=True)).values()
+    assert w.posture is EVENT_POSTURE[kind] and w.posture < FUNCTION_VISIBLE
+    assert event_rank(kind, stack_counted=True) == EVENT_POSTURE[kind].rank
+
+
+def test_a_stack_below_the_confidence_threshold_shows_no_function() -> None:
+    """With on-stack observations below ``minConfidenceThreshold`` none of the stack's functions is
+    stored, so its window must not back a "not observed" (it read EbpfDeep, every absence a "no")."""
+    a = HotSymbolAggregator(window_seconds=60, min_confidence=0.9)
+    a.observe(ev(EventKind.SYSCALL, 1, stack=True))
+    deltas, [w] = a.drain()
+    assert w.posture is Posture.ACTIVE_TRACING
+    assert {d.key.evidence.value for d in deltas} == {"kernel_call"}
+    a = HotSymbolAggregator(window_seconds=60, min_confidence=0.8)
+    a.observe(ev(EventKind.SYSCALL, 1, stack=True))
+    deltas, [w] = a.drain()
+    assert w.posture is Posture.EBPF_DEEP
+    assert {d.key.evidence.value for d in deltas} == {"kernel_call", "on_stack"}

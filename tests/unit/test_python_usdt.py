@@ -172,8 +172,9 @@ def test_python_functions_back_no_not_observed_their_windows_are_passive(fast_pa
     deltas, windows = p.drain()
     assert {d.key.function_name: d.invocation_count for d in deltas} == {"target": 12}
     assert windows and all(w.posture is Posture.PASSIVE for w in windows), windows
-    # Another USDT probe (not a Python function) still evidences FullInstrumentation.
+    # Another USDT probe (not a Python function) is not capped: ActiveTracing, as a uprobe (it shows
+    # its own probe's calls, never another function's absence: contracts/posture.py).
     other = line(ENTRY, FILE, "target", 1).replace(b'"provider": "python"', b'"provider": "node"')
     p.process_json([(other, 0)])
     _, windows = p.drain()
-    assert [w.posture for w in windows] == [Posture.FULL_INSTRUMENTATION]
+    assert [w.posture for w in windows] == [Posture.ACTIVE_TRACING]

@@ -5,7 +5,8 @@ this image?), ``functions`` (which functions of this package ran?), ``hot``
 (what runs most?) and ``images`` (which images were observed, when and how
 well?). Answers are three-valued (DESIGN.md): *observed* (exit 0); *not
 observed* while the image was under observation at a posture that can see
-function calls, stating the windows and posture that back it (exit 1);
+function calls (EbpfDeep: user stacks were sampled, contracts/posture.py),
+stating the windows and posture that back it (exit 1);
 *unknown* when there is no such evidence, when events were dropped (Tetragon's throttling or
 rate limiting, the agent's own queue or probes) in a window it would rest on, or when calls
 that may be the function's are stored where the question cannot count them
@@ -75,8 +76,9 @@ Query the hot-symbol store the agent writes.
   observed   was FUNCTION observed in image IMAGE?
              exit 0 observed; 1 not observed while IMAGE was under observation
              (the window and posture are stated); 3 unknown (never observed, only
-             at a posture that cannot see function calls, Tetragon reported
-             dropping events in the period, or calls that may be the function's
+             at a posture that cannot see function calls: below EbpfDeep, no user
+             stack sampled; Tetragon reported dropping events in the period,
+             or calls that may be the function's
              are where the question cannot count them: a file of no package, a
              row the store refused, history retention removed; each is named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)

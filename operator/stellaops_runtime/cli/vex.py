@@ -5,7 +5,8 @@ affected package and vulnerable function is looked up in the store, a
 runtime witness is signed for each and written to ``--witness-dir``, and the
 status follows :mod:`stellaops_runtime.evidence.vex`: ``affected``,
 ``not_affected`` (``vulnerable_code_not_in_execute_path``, only after a
-fully watched window) or ``under_investigation``. Output: OpenVEX (default)
+window watched at EbpfDeep, user stacks sampled, on every day) or
+``under_investigation``. Output: OpenVEX (default)
 or CycloneDX, on stdout or ``--out``. Exit 0 when the document was written,
 2 on errors.
 """

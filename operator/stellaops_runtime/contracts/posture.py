@@ -1,18 +1,38 @@
 """Observation posture: how well a pod or an image is being watched.
 
-Levels, lowest first: None < Passive < ActiveTracing < EbpfDeep < FullInstrumentation.
+Levels, lowest first: None < Passive < ActiveTracing < EbpfDeep < FullInstrumentation
+(the seed's table: Passive "lifecycle only", ActiveTracing "syscalls + network",
+EbpfDeep "+ function calls", FullInstrumentation "+ USDT + coverage").
 
-- ``Passive``: process exec/exit (and loader) events only: lifecycle, no function calls;
+The controller computes the posture a pod *should* get (controller/posture.py):
+
+- ``Passive``: process exec/exit (and loader) events only;
 - ``ActiveTracing``: plus kernel probes (syscall kprobes, tracepoints, LSM hooks,
-  network); functions can be seen on the user stacks they carry;
-- ``EbpfDeep``: plus uprobes on chosen functions;
+  network), rendered without user stacks;
+- ``EbpfDeep``: plus uprobes on chosen functions, and the syscall kprobes with
+  user stacks when the policy asks for them;
 - ``FullInstrumentation``: plus USDT / language-runtime probes.
 
-The controller computes the posture a pod *should* get (controller/posture.py);
-the hot-symbol bridge records, per observation window, the posture the events
-*evidence* (:data:`EVENT_POSTURE`), which is what a "not observed" answer rests
-on. The store keeps a posture as its integer :attr:`Posture.rank` so that
-merging is a maximum on every backend. Plain data: no I/O.
+The hot-symbol bridge records, per observation window, the posture the events
+*evidence* (:func:`event_rank`), which is what a "not observed" answer rests
+on, so it says how much of the image's *function calls* the events could show:
+
+- exec, exit, loader: Passive;
+- a kernel-probe event without a user stack (or one whose stack was not
+  counted): ActiveTracing. It shows no user function at all;
+- a uprobe or USDT event: ActiveTracing too. It shows calls of the one function
+  it probes, never the absence of any other, and the store does not record
+  which functions were probed;
+- a kernel-probe event with a counted user stack: EbpfDeep. Every function on
+  the stack is seen (stack sampling at the probe: a function that makes no
+  system call while it runs is never on a sampled stack).
+
+Only EbpfDeep or more (:data:`FUNCTION_VISIBLE`) backs a "not observed".
+Stores written before this rule recorded every kernel-probe event as
+ActiveTracing (with a stack or not) and uprobes as EbpfDeep: their
+ActiveTracing windows now read as not function-visible (unknown, the safe
+direction). The store keeps a posture as its integer :attr:`Posture.rank` so
+that merging is a maximum on every backend. Plain data: no I/O.
 """
 
 from __future__ import annotations
@@ -63,10 +83,10 @@ ORDER: tuple[Posture, ...] = (
 )
 
 # The lowest posture at which an absence of calls means something: below it no
-# function call can be seen at all.
-FUNCTION_VISIBLE = Posture.ACTIVE_TRACING
+# user function call can be seen (only the calls of probed functions, by uprobe or USDT).
+FUNCTION_VISIBLE = Posture.EBPF_DEEP
 
-# What one event evidences about the posture of its image's window.
+# What one event evidences about the posture of its image's window, without a user stack.
 EVENT_POSTURE: dict[EventKind, Posture] = {
     EventKind.EXEC: Posture.PASSIVE,
     EventKind.EXIT: Posture.PASSIVE,
@@ -76,9 +96,20 @@ EVENT_POSTURE: dict[EventKind, Posture] = {
     EventKind.TRACEPOINT: Posture.ACTIVE_TRACING,
     EventKind.LSM: Posture.ACTIVE_TRACING,
     EventKind.NETWORK: Posture.ACTIVE_TRACING,
-    EventKind.UPROBE: Posture.EBPF_DEEP,
-    EventKind.USDT: Posture.FULL_INSTRUMENTATION,
+    EventKind.UPROBE: Posture.ACTIVE_TRACING,
+    EventKind.USDT: Posture.ACTIVE_TRACING,
 }
+# Kernel-probe kinds whose user stack the hot-symbol bridge counts (one observation per function).
+STACK_KINDS = frozenset({EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEPOINT, EventKind.LSM})
+# What such an event evidences when its user stack was counted: the stack's functions are seen.
+STACK_POSTURE = Posture.EBPF_DEEP
+
+
+def event_rank(kind: EventKind, *, stack_counted: bool, cap: Posture | None = None) -> int:
+    """The posture rank one event evidences (the rule of the module docstring), at most ``cap``'s."""
+    p = STACK_POSTURE if stack_counted and kind in STACK_KINDS else EVENT_POSTURE[kind]
+    return min(p.rank, cap.rank) if cap is not None else p.rank
+
 
 # Shown to people where a posture is unknown (rows written before postures were stored).
 UNKNOWN_TEXT = "unknown"

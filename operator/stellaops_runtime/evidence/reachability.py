@@ -27,7 +27,7 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
 - 0.50: no posture that can see calls.
 
 Days come from the recorded observation windows (UTC days with a window at
-ActiveTracing or above, minus days with a gap), never from wall-clock
+EbpfDeep or above, contracts/posture.py, minus days with a gap), never from wall-clock
 guesses. Pure: no I/O.
 """
 

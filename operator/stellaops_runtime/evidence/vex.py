@@ -9,9 +9,13 @@ The rule (docs/vex.md):
   no name (store/unnamed.py), no call that may be a vulnerable function's
   hides elsewhere (evidence/doubts.py: a file of no package, a row the store
   refused), and the image was watched at a
-  posture that can see calls, without a gap, on every UTC day of the
+  posture that can see calls (EbpfDeep: user stacks were sampled,
+  contracts/posture.py), without a gap, on every UTC day of the
   configured window (``window_days`` days ending at the last watched day,
-  or at ``until``). "Not loaded" is never turned into
+  or at ``until``). The note says what that rests on (:data:`BASIS`):
+  stacks sampled at system calls, which never show a function that runs
+  without making one, and uprobe calls, of functions the store does not
+  record as probed. "Not loaded" is never turned into
   ``vulnerable_code_not_present``: OpenVEX keeps that for code excluded at
   build time, and the runtime cannot know it;
 - **under_investigation** otherwise, saying what is missing.
@@ -44,6 +48,12 @@ NOT_AFFECTED = "not_affected"
 UNDER_INVESTIGATION = "under_investigation"
 NOT_IN_EXECUTE_PATH = "vulnerable_code_not_in_execute_path"
 OPENVEX_CONTEXT = "https://openvex.dev/ns/v0.2.0"
+# What a not_affected statement rests on, said in its note (docs/vex.md, "What not_affected rests on").
+BASIS = (
+    "rests on user stacks sampled at system calls (posture EbpfDeep) and on uprobe calls: a function "
+    "that runs without making a system call is on no sampled stack, and which functions uprobes "
+    "probed is not recorded"
+)
 CYCLONEDX_STATE = {AFFECTED: "exploitable", NOT_AFFECTED: "not_affected", UNDER_INVESTIGATION: "in_triage"}
 
 
@@ -140,7 +150,7 @@ def decide(
     watched = fs[0].obs.watched if fs else frozenset()
     ok, window = full_window(watched, window_days, until)
     if ok:
-        return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}{tail}", fs)
+        return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}; {BASIS}{tail}", fs)
     gaps = _window_gaps(fs[0].obs.gaps if fs else [], watched, window_days, until)
     if fs and fs[0].obs.coverage is None:
         gaps = []  # never watched: the coverage (the tail) names every gap already

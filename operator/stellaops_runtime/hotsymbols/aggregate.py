@@ -20,9 +20,10 @@ key also carries the function's canonical ID, ``<build-id>:<symbol>+0x0``,
 when the symbol was resolved from the file itself (not for a hint).
 
 Every event also marks its image as under observation in its window, at the
-posture the event evidences (``contracts.posture.EVENT_POSTURE``: exec, exit
-and loader are Passive; kernel probes ActiveTracing; uprobes EbpfDeep; USDT
-FullInstrumentation): a window's posture is the highest any of its events
+posture the event evidences (``contracts.posture.event_rank``: exec, exit and
+loader are Passive; kernel probes, uprobes and USDT ActiveTracing; a kernel
+probe whose user stack was counted here EbpfDeep, the only events that show
+the image's functions): a window's posture is the highest any of its events
 showed, so a "not observed" answer rests on what the source delivered, never
 on what was asked for. A window also says which source delivered its events
 (``tetragon`` or ``bcc``, the agent's own probes; ``bcc,tetragon`` when the
@@ -63,7 +64,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     HotSymbolDelta,
     ObservationWindow,
 )
-from stellaops_runtime.contracts.posture import EVENT_POSTURE
+from stellaops_runtime.contracts.posture import EVENT_POSTURE, STACK_KINDS, STACK_POSTURE
 from stellaops_runtime.hotsymbols.callers import CallerTable, NotedChains
 from stellaops_runtime.hotsymbols.repeats import RepeatCounting
 from stellaops_runtime.hotsymbols.samples import SampleTable, StringTable, frame_entry_id
@@ -82,11 +83,12 @@ _LOADED = EvidenceKind.LOADED
 # Event kinds as module names: an enum class attribute read costs ~90 ns (per event here).
 _UPROBE, _USDT, _EXEC_KIND = EventKind.UPROBE, EventKind.USDT, EventKind.EXEC
 _LOADER_KIND, _EXIT_KIND = EventKind.LOADER, EventKind.EXIT
-_KERNEL_KINDS = frozenset({EventKind.SYSCALL, EventKind.KPROBE, EventKind.TRACEPOINT, EventKind.LSM})
+_KERNEL_KINDS = STACK_KINDS  # the kinds whose user stacks are counted
 
 # Posture rank per event kind, keyed by the kind's string value: a str hashes from
 # its cache, an Enum member through a Python-level __hash__ (this is per event).
 _POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items()}
+_STACK_RANK = STACK_POSTURE.rank  # contracts.posture.event_rank, inlined in observe()
 
 
 class HotSymbolAggregator(RepeatCounting):
@@ -154,6 +156,8 @@ class HotSymbolAggregator(RepeatCounting):
             image = c.image_digest or c.image_id or c.image_ref or f"container:{c.id}"
         kind = ev.kind
         level = _POSTURE_RANK[kind._value_]
+        if ev.user_stack and kind in _KERNEL_KINDS and self._enabled[_STACK]:
+            level = _STACK_RANK  # its stack's functions are counted below: they were seen
         if ev.posture_cap is not None and ev.posture_cap.rank < level:  # e.g. Python USDT: Passive
             level = ev.posture_cap.rank
         self._windows.note(image, ev.node_name, win, level, ev.source, self._share)

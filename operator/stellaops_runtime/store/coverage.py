@@ -2,10 +2,13 @@
 
 DESIGN.md: answers are three-valued. A function is *observed* when the store
 has rows of it; *not observed* only when the image was watched at a posture
-that can see function calls (ActiveTracing or more) in the period asked
-about; otherwise the answer is *unknown*: never observed, or observed only at
-Passive (lifecycle events) or at an unknown posture (windows recorded before
-migration 0003). :func:`absence` is that rule, over :class:`Coverage`
+that can see function calls (EbpfDeep or more: user stacks were counted,
+contracts/posture.py) in the period asked about; otherwise the answer is
+*unknown*: never observed, or observed only at Passive (lifecycle events), at
+ActiveTracing (kernel probes without user stacks, uprobes, USDT: no function
+but a probed one shows; and every kernel-probe window of a store written
+before stacks were told apart) or at an unknown posture (windows recorded
+before migration 0003). :func:`absence` is that rule, over :class:`Coverage`
 summaries of the ``observation_windows`` rows that :func:`image_windows` and
 :func:`all_image_windows` read (grouped in SQL, so a month of one-minute
 windows is a handful of rows).
@@ -153,6 +156,13 @@ class Verdict:
     doubts: tuple[Doubt, ...] = ()  # calls that may be the function's (evidence/doubts.py)
 
 
+# What windows at a posture below FUNCTION_VISIBLE showed (contracts/posture.py).
+_SHOWED = {
+    Posture.PASSIVE: "lifecycle events",
+    Posture.ACTIVE_TRACING: "kernel probes without user stacks; uprobes and USDT show only their functions",
+}
+
+
 def _period_text(since: dt.datetime | None, until: dt.datetime | None) -> str:
     if since is not None and until is not None:
         return f" between {rfc3339(since)} and {rfc3339(until)}"
@@ -195,7 +205,7 @@ def absence(
         else:
             why = (
                 f"image {image} was observed{period} only at posture {posture_text(cov.highest)} "
-                "(lifecycle events), which cannot see function calls"
+                f"({_SHOWED.get(cov.highest, 'no events')}), which cannot see function calls"
             )
         return Verdict(UNKNOWN, why, cov)
     cov = summarize(seeing)

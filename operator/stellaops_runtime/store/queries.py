@@ -320,9 +320,9 @@ def observed_days_without_calls(
     """Distinct UTC days ``image`` was under observation on which ``function`` had no invocation.
 
     A day counts only when a window of it was watched at a posture that can
-    see function calls (ActiveTracing or more; stores from before migration
-    0003 record no posture, so none of their days count), and never when a
-    gap touches the image that day (:func:`gap_days`; migration 0005).
+    see function calls (EbpfDeep or more: contracts/posture.py; stores from
+    before migration 0003 record no posture, so none of their days count), and
+    never when a gap touches the image that day (:func:`gap_days`; migration 0005).
     """
     o = observation_windows.c
     w = hot_symbol_windows.c
