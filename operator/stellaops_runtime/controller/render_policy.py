@@ -268,6 +268,30 @@ def render_policy(
     )
 
 
+# A ConfigMap's data holds at most 1 MiB (the API server refuses more, and a refused write froze
+# the agents' copy: no new opt-out, no new policy, no policy deletion finished). The opted-out list
+# has its own budget (opted_out.py); policy entries fill what is left, smallest first.
+MAX_PROBE_CONFIG_BYTES = (1 << 20) - (16 << 10)
+
+
+def _fitting_entries(entries: Mapping[str, dict], budget: int) -> tuple[dict[str, dict], list[str]]:
+    """The entries that fit in ``budget`` bytes of payload (smallest first), and the keys left out, sorted.
+
+    Smallest first: a policy too big for what is left is the one that gives way, never
+    the many small ones beside it.
+    """
+    sizes = {key: len(canonical_json({key: entries[key]}).encode("utf-8")) for key in entries}
+    kept: list[str] = []
+    used = 0
+    for key in sorted(entries, key=lambda k: (sizes[k], k)):
+        if used + sizes[key] + 1 > budget:
+            continue
+        kept.append(key)
+        used += sizes[key] + 1
+    left_out = sorted(set(entries) - set(kept))
+    return {key: entries[key] for key in sorted(kept)}, left_out
+
+
 def render_probe_configmap(
     *,
     name: str,
@@ -280,20 +304,23 @@ def render_probe_configmap(
 
     It also lists the pods opted out by their annotation (``optedOut``: uid,
     namespace and name, sorted; absent when there is none), which every agent
-    drops the events of whatever their source (privacy/optout.py). The payload
+    drops the events of whatever their source (privacy/optout.py). Policy
+    entries beyond ``MAX_PROBE_CONFIG_BYTES`` are left out, largest first, and
+    their keys listed in ``policiesOmitted``. The payload
     is canonical JSON (sorted keys, no whitespace) so unchanged entries give a
     byte-identical ConfigMap and the handler sends no write.
     """
-    payload: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": PROBE_CONFIG_KIND,
-        "policies": {key: entries[key] for key in sorted(entries)},
-    }
+    payload: dict[str, Any] = {"apiVersion": API_VERSION, "kind": PROBE_CONFIG_KIND, "policies": {}}
     listed, omitted = opted_out_entries(opted_out)
     if listed:
         payload["optedOut"] = listed
     if omitted:
         payload["optedOutOmitted"] = omitted
+    room = MAX_PROBE_CONFIG_BYTES - len(canonical_json(payload).encode("utf-8"))
+    kept, left_out = _fitting_entries(entries, room)
+    payload["policies"] = kept
+    if left_out:
+        payload["policiesOmitted"] = left_out
     meta: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
