@@ -17,13 +17,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from stellaops_runtime.agent.node_status import ObservationNodeWriter
+from stellaops_runtime.agent.pod_view import PodViewLister
+from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
 from stellaops_runtime.kube import streams_http
 from stellaops_runtime.kube.client import Connection, KubeClient
 from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
 from stellaops_runtime.kube.streams_http import HttpError
+from stellaops_runtime.kube.transport import StreamsTransport
 
 
 @asynccontextmanager
@@ -195,3 +201,23 @@ async def test_kube_client_on_streams_retries_a_throttled_request_and_reads_404_
     )
     assert seen[3].startswith(b"POST /apis/" + OBSERVATION_NODES.path().encode()[6:])
     assert seen[3].endswith(b'{"metadata":{"name":"n1"}}')
+
+
+async def test_the_agents_kubernetes_users_take_the_streams_transport(tmp_path: Path) -> None:
+    # The ObservationNode writer (every node) and the pod view (native nodes): neither loads aiohttp.
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    lister = PodViewLister(cast(Any, None), node_name="n", kubeconfig=str(kubeconfig))
+    writer = ObservationNodeWriter(
+        node_name="n",
+        config=ObservationNodeConfig(enabled=True, kubeconfig=str(kubeconfig)),
+        tetragon=TetragonConfig(address="127.0.0.1:1"),
+    )
+    for kube in (await lister._connect(), await writer._client()):
+        assert isinstance(kube._transport, StreamsTransport)
+        await kube.close()

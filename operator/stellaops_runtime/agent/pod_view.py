@@ -123,7 +123,10 @@ class PodViewLister:
         self.node_name = node_name
         self.interval = interval
         self.stats = PodViewStats()
-        self._connect = connect or (lambda: KubeClient.connect(kubeconfig=kubeconfig, user_agent=USER_AGENT))
+        # On plain asyncio streams, as the ObservationNode writer: no aiohttp (kube/transport.py).
+        self._connect = connect or (
+            lambda: KubeClient.connect(kubeconfig=kubeconfig, user_agent=USER_AGENT, transport="streams")
+        )
         self._namespaces: dict[str, dict[str, str]] | None = None  # last listed (None: not listed)
         self._namespaces_at = 0.0
 
@@ -145,7 +148,7 @@ class PodViewLister:
                 except ApiError as e:
                     self._error("api", f"{e.status} {e.reason}: {e.message}")
                     delay, backoff = backoff, min(MAX_BACKOFF, backoff * 2)
-                except Exception as e:  # I/O, timeouts, aiohttp errors, a bad answer: counted, retried
+                except Exception as e:  # I/O, timeouts, a bad answer: counted, retried
                     self._error("io", f"{type(e).__name__}: {e}")
                     delay, backoff = backoff, min(MAX_BACKOFF, backoff * 2)
                 with contextlib.suppress(TimeoutError):
