@@ -83,6 +83,7 @@ async def test_a_record_that_cannot_be_written_never_counts_twice(tmp_path: Path
         procs[0].send_signal(sig)
         code_a, out_a = await asyncio.to_thread(h.finish, procs[0], 60)
         assert code_a in ((0, 1) if sig == signal.SIGTERM else (-signal.SIGKILL,)), out_a
+        assert "the counts read since are held" in out_a, out_a  # A said why it stored nothing
         away.rename(node_dir)  # back, with A's older record in it
         (tmp_path / "b").mkdir()
         cfg_b, port_b = h.write_config(tmp_path / "b", **_conf(pg_url, spool, export))

@@ -16,7 +16,8 @@ retried with a logged reason and never stops the agent.
 
 A restarted agent resumes where the last agent's stored counts end when the
 node's watch record (agent/watch_record.py) holds a checkpoint of the file still
-at the path (sources/export_checkpoint.py, agent/export_resume.py): the lines
+at the path (sources/export_checkpoint.py, agent/export_resume.py), or of the
+file rotated beside it once meanwhile (sources/export_restart.py): the lines
 written while no agent ran are read, none is counted twice. Otherwise it starts
 at the file's end (unless ``exportFromStart``), so the lines written while no
 agent ran are never read: like the gRPC source, this source gives the watch
