@@ -29,12 +29,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import psycopg
+
+from tests.ports import free_port
 
 PG_URL_ENV = "STELLA_TEST_PG_URL"
 SETUP_HINT = "PostgreSQL server binaries not found: run scripts/setup.sh"
@@ -55,12 +56,6 @@ def find_bindir() -> Path | None:
     if initdb and shutil.which("pg_ctl"):
         return Path(initdb).parent
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def libpq_dsn(url: str) -> str:

@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "tetragon"
@@ -35,12 +36,6 @@ STREAM_SECRETS = (
     "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
     "alice@example.com",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stream_objects() -> list[dict[str, Any]]:

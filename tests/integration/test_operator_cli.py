@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,16 +16,11 @@ from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import Connection, KubeConfigError
 from tests.integration.kubeharness import Cluster, http_get, obj, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_without_cluster(**extra: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ other paths, and nothing once it has stopped.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,14 +17,9 @@ import pytest
 import pytest_asyncio
 
 from tests.integration.kubeharness import Cluster, OperatorRun, http_get, wait_for
+from tests.ports import free_port as _free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -34,6 +34,7 @@ import pytest_asyncio
 from stellaops_runtime.cli.operator import operator_identity
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, http_get, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -54,12 +55,6 @@ needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or SETPRIV is None or not _no_passwd_entry(),
     reason="needs root, setpriv (util-linux) and no passwd entry for uid 65532",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def as_nobody(*argv: str) -> list[str]:

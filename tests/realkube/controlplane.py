@@ -26,7 +26,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -36,6 +35,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import yaml
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "kube" / "build.sh"
@@ -76,12 +77,6 @@ def find_binaries() -> tuple[Path, Path]:
         if not os.access(path / name, os.X_OK):
             raise SetupError(SETUP_HINT)
     return path, Path(etcd)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _openssl(*args: str, cwd: Path) -> None:
