@@ -420,8 +420,12 @@ class OperatorRun:
             if thread.is_alive():
                 raise TimeoutError("the operator did not stop within 30 s")
 
-    async def settle(self, *, quiet: float = 0.25, timeout: float = 20.0) -> None:  # noqa: ASYNC109
-        """Wait until the operator has nothing queued and sent no request for ``quiet`` seconds."""
+    async def settle(self, *, quiet: float = 0.25, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Wait until the operator has nothing queued and sent no request for ``quiet`` seconds.
+
+        It cannot tell an operator that is done from one that has not yet seen the test's last
+        write (a starved watch): after a write, wait for what it must cause, then settle.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last = self.cluster.mark()
@@ -453,9 +457,10 @@ def fast_config(cluster: Cluster, **kw: Any) -> ControllerConfig:
 
 
 async def wait_for(
-    check: Callable[[], Any], *, limit_s: float = 10.0, interval: float = 0.02, what: str = "condition"
+    check: Callable[[], Any], *, limit_s: float = 60.0, interval: float = 0.02, what: str = "condition"
 ) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
+    """Poll ``check`` (sync or async) until it returns something truthy (at once when it already is:
+    the generous default only lets a loaded machine's operator catch up)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     while True:

@@ -73,8 +73,12 @@ def _names(cluster: Cluster) -> list[str]:
 async def test_a_policy_recreated_after_a_missed_delete_is_the_one_reconciled(cluster: Cluster) -> None:
     async with OperatorRun(cluster, fast_config(cluster)) as op:
         await cluster.create(obj(API_VERSION, POLICY_KIND, "p", namespace=NS, spec=DEEP))
+        # settle() alone returned before a starved operator had even seen the new policy (nothing
+        # queued, no request for its quiet time): wait for what it renders, then for it to be done.
+        deep = ["stellaops-p", "stellaops-p-stacks", "stellaops-p-tcp"]
+        await wait_for(lambda: _names(cluster) == deep, limit_s=60, what="the policy's objects rendered")
         await op.settle()
-        assert _names(cluster) == ["stellaops-p", "stellaops-p-stacks", "stellaops-p-tcp"]
+        assert _names(cluster) == deep
 
         # Deleted while the operator's watch was down: no DELETED event ever reaches it.
         del cluster.api.objects[_key(r.OBSERVATION_POLICIES), NS, "p"]
@@ -103,12 +107,14 @@ async def test_objects_deleted_behind_the_operators_back_are_found_by_the_audit(
     await cluster.create(obj(API_VERSION, NODE_KIND, "node-gone", spec={"nodeName": "node-gone"}))
     async with OperatorRun(cluster, fast_config(cluster, index_audit_seconds=1.0)) as op:
         await cluster.create(obj(API_VERSION, POLICY_KIND, "dead", namespace=NS, spec=DEEP))
+        await wait_for(
+            lambda: "stellaops-dead-stacks" in _names(cluster), limit_s=60, what="the dead policy's objects"
+        )
         await op.settle()
-        assert "stellaops-dead-stacks" in _names(cluster)
         total = lambda: (  # noqa: E731
             ((cluster.stored(r.OBSERVATION_POLICIES, "p", NS) or {}).get("status") or {}).get("rollout") or {}
         ).get("nodesTotal")
-        await wait_for(lambda: total() == 1, what="the ObservationNode counted")
+        await wait_for(lambda: total() == 1, limit_s=60, what="the ObservationNode counted")
 
         # A policy, a Tetragon object of a live policy and an ObservationNode go in a watch gap.
         mark = cluster.mark()
@@ -119,9 +125,9 @@ async def test_objects_deleted_behind_the_operators_back_are_found_by_the_audit(
         # The dead policy's objects are removed, the live policy's object comes back, the node
         # no longer counts.
         await wait_for(
-            lambda: _names(cluster) == ["stellaops-p"], limit_s=15, what="the dead policy's objects removed"
+            lambda: _names(cluster) == ["stellaops-p"], limit_s=60, what="the dead policy's objects removed"
         )
-        await wait_for(lambda: total() == 0, limit_s=15, what="the deleted ObservationNode no longer counted")
+        await wait_for(lambda: total() == 0, limit_s=60, what="the deleted ObservationNode no longer counted")
         await op.settle()
         assert op.reconciler.stats.errors["stale-index"] == 3
         # The audit's requests are within the operator's RBAC (it may list ObservationNodes, not get them).
