@@ -4,11 +4,11 @@ For operators checking the container lifecycle observer by hand: it connects
 to containerd's socket (or Docker's, with ``--runtime docker``), prints the registry (every container of the
 namespace with its status, pid, cgroup id, image digest and pod) and, with
 ``--watch``, every lifecycle event after it until SIGINT or SIGTERM, printing
-the registry again after each reconnect. Environment values in the output
-have been through the privacy filter like everything the agent reports, and
-so have the values of labels and annotations (whoever starts a container
-chooses them: ``--label db.password=...``) except the ones naming the pod,
-container and scan, which the observer reads.
+the registry again after each reconnect. Environment values, labels,
+annotations and image references in the output have been through the
+privacy filter in the observer (lifecycle/scrub.py), like everything the
+agent reports: whoever starts a container chooses them
+(``--label db.password=...``, an image named ``user:pass@registry/app``).
 """
 
 from __future__ import annotations
@@ -20,15 +20,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.lifecycle import (
-    CONTAINER_NAME_LABEL,
-    POD_NAME_LABEL,
-    POD_NAMESPACE_LABEL,
-    SCAN_ID_LABEL,
     ContainerLifecycleEvent,
 )
 from stellaops_runtime.lifecycle.base import LifecycleObserver
@@ -40,12 +35,9 @@ from stellaops_runtime.lifecycle.docker_client import DEFAULT_DOCKER_ADDRESS, Do
 from stellaops_runtime.lifecycle.docker_observer import DockerObserver
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
 from stellaops_runtime.lifecycle.registry import (
-    CRI_KIND_LABEL,
-    POD_UID_LABEL,
     ContainerRecord,
     ContainerRegistry,
 )
-from stellaops_runtime.privacy.patterns import REDACTED
 
 log = logging.getLogger(__name__)
 
@@ -106,33 +98,6 @@ def _clean(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-# Read by the observer (pod identity, sandbox, scan): shown as they are.
-_IDENTITY_KEYS = frozenset(
-    {POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL, CONTAINER_NAME_LABEL, CRI_KIND_LABEL, SCAN_ID_LABEL}
-)
-_KEYED = ("labels", "annotations", "pod_annotations")
-
-
-def _filtered(obj: dict[str, Any], filter_env: Callable[[list[str]], list[str]]) -> dict[str, Any]:
-    """A record's or event's JSON with its label and annotation values through the privacy filter.
-
-    Each ``key=value`` is filtered as an environment entry: a key named like a secret
-    loses its value, any other value goes through the argument rules."""
-    for field in _KEYED:
-        values = obj.get(field)
-        if not isinstance(values, dict):
-            continue
-        out = {}
-        for k, v in values.items():
-            if k in _IDENTITY_KEYS:
-                out[k] = v
-                continue
-            entry = filter_env([f"{k}={v}"])[0] if "=" not in k else REDACTED
-            out[k] = entry[len(k) + 1 :] if entry.startswith(k + "=") else REDACTED
-        obj[field] = out
-    return obj
-
-
 def _table(records: list[ContainerRecord]) -> str:
     rows = [("CONTAINER", "STATUS", "PID", "CGROUP_ID", "DIGEST", "POD", "IMAGE")]
     for r in records:
@@ -178,17 +143,11 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
-def _show_registry(
-    registry: ContainerRegistry,
-    *,
-    as_json: bool,
-    filter_env: Callable[[list[str]], list[str]],
-    watching: bool = False,
-) -> None:
+def _show_registry(registry: ContainerRegistry, *, as_json: bool, watching: bool = False) -> None:
     records = registry.records()
     if as_json:
         for r in records:
-            _print(json.dumps({"registry": _filtered(r.to_json(), filter_env)}, sort_keys=True))
+            _print(json.dumps({"registry": r.to_json()}, sort_keys=True))
         if watching:  # the list is complete: every event from here on is new
             _print(json.dumps({"synced": {"containers": len(records)}}))
     else:
@@ -205,7 +164,7 @@ async def _list_once(obs: LifecycleObserver, as_json: bool) -> int:
         return exitcodes.ERROR
     finally:
         await obs.close()
-    _show_registry(obs.registry, as_json=as_json, filter_env=obs.privacy.filter_env)
+    _show_registry(obs.registry, as_json=as_json)
     return exitcodes.OK
 
 
@@ -215,7 +174,7 @@ async def _watch(obs: LifecycleObserver, as_json: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async for ev in obs.events(stop):
-        shown = json.dumps({"event": _filtered(ev.to_json(), obs.privacy.filter_env)}, sort_keys=True)
+        shown = json.dumps({"event": ev.to_json()}, sort_keys=True)
         _print(shown if as_json else _event_line(ev))
     return exitcodes.OK
 
@@ -234,7 +193,5 @@ def run(args: argparse.Namespace) -> int:
         obs = ContainerdObserver(client)
     if not args.watch:
         return asyncio.run(_list_once(obs, args.json))
-    obs.on_sync = lambda registry: _show_registry(
-        registry, as_json=args.json, filter_env=obs.privacy.filter_env, watching=True
-    )
+    obs.on_sync = lambda registry: _show_registry(registry, as_json=args.json, watching=True)
     return asyncio.run(_watch(obs, args.json))

@@ -58,6 +58,7 @@ from stellaops_runtime.lifecycle.cri_records import (
 )
 from stellaops_runtime.lifecycle.records import lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from stellaops_runtime.lifecycle.scrub import scrub
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.wire.cri import api_pb2
 
@@ -249,6 +250,7 @@ class CriObserver(LifecycleObserver):
         resp = await self.client.sandbox_status(sb.id) if sb.state == api_pb2.SANDBOX_READY else None
         facts = verbose_facts(resp.info) if resp is not None else VerboseFacts()
         rec, problem = sandbox_record(sb, facts)
+        scrub(rec, self.privacy)
         self._problem(sb.id, problem)
         self._find_cgroup(rec)
         return rec
@@ -271,7 +273,7 @@ class CriObserver(LifecycleObserver):
             st, pod=pod, image_digest=await self._digest(st), facts=facts, env_filter=self.privacy.filter_env
         )
         self._problem(cid, problem)
-        return rec, ns_time(st.created_at)
+        return scrub(rec, self.privacy), ns_time(st.created_at)
 
     async def _digest(self, st: api_pb2.ContainerStatus) -> str:
         """The manifest digest of a container's image: in its reference, else in the image's repo digests."""

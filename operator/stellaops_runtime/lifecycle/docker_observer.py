@@ -38,6 +38,7 @@ from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.docker_client import DockerClient
 from stellaops_runtime.lifecycle.records import image_event, lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from stellaops_runtime.lifecycle.scrub import scrub, scrub_ref
 from stellaops_runtime.privacy.filter import PrivacyFilter
 
 T = LifecycleEventType
@@ -161,7 +162,10 @@ class DockerObserver(LifecycleObserver):
             if info.get("Image")
             else None
         )
-        rec = record_from_inspect(info, digest=digest_of(image, ref), env_filter=self.privacy.filter_env)
+        rec = scrub(
+            record_from_inspect(info, digest=digest_of(image, ref), env_filter=self.privacy.filter_env),
+            self.privacy,
+        )
         if index:
             self.registry.put(rec)
         return rec
@@ -232,7 +236,7 @@ class DockerObserver(LifecycleObserver):
             return [
                 image_event(
                     namespace="",
-                    name=name,
+                    name=scrub_ref(name, self.privacy),
                     digest=digest_of(image, name),
                     labels={},
                     timestamp=ts,

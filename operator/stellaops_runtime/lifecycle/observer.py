@@ -54,6 +54,7 @@ from stellaops_runtime.lifecycle.records import (
     record_from_container,
 )
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from stellaops_runtime.lifecycle.scrub import scrub, scrub_map, scrub_ref
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.wire.containerd import events_pb2, image_events_pb2
 
@@ -197,9 +198,9 @@ class ContainerdObserver(LifecycleObserver):
             digest = await self.client.image_digest(p.name)
             ev = image_event(
                 namespace=self.namespace,
-                name=p.name,
+                name=scrub_ref(p.name, self.privacy),
                 digest=digest,
-                labels=dict(p.labels),
+                labels=scrub_map(dict(p.labels), self.privacy),
                 timestamp=ts,
                 topic=d.topic,
             )
@@ -253,13 +254,13 @@ class ContainerdObserver(LifecycleObserver):
         if problem:
             self.stats.spec_problems += 1
             log.debug("container %s: %s", rec.container_id, problem)
-        return rec
+        return scrub(rec, self.privacy)
 
     def _digest(self, c: Any, target: tuple[str, datetime | None]) -> str:
         """The digest of the image container ``c`` runs: the one it was first seen with, else its
         reference's target, unless the reference moved after the container was created ("")."""
         known = self.registry.get(self.namespace, c.id)
-        if known is not None and known.image_ref == c.image and known.image_digest:
+        if known is not None and known.image_ref == scrub_ref(c.image, self.privacy) and known.image_digest:
             return known.image_digest
         digest, updated = target
         created = timestamp_of(c.created_at)
@@ -268,7 +269,7 @@ class ContainerdObserver(LifecycleObserver):
             log.warning(
                 "container %s: image %s was updated after the container was created; "
                 "the digest it runs is unknown (not %s)",
-                c.id[:12], c.image, digest,
+                c.id[:12], scrub_ref(c.image, self.privacy), digest,
             )  # fmt: skip
             return ""
         return digest
