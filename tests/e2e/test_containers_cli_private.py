@@ -6,7 +6,9 @@ containerd takes any image name (``ctr images tag``, its API): an image named
 and kept so in the observer's registry and events (the pipeline's fallback
 image key). Labels were filtered by the CLI only. The observer now filters
 labels, annotations and the image reference as each record and event is
-made (lifecycle/scrub.py); the keys it reads (pod identity) are kept.
+made (lifecycle/scrub.py); the keys it reads (pod identity) are kept. A
+Docker container's secret label stays out too (the CLI's own filter, which
+did that before, is gone: the observer's must).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.containerd_harness import Containerd, Image, build_image, running
+from tests.docker_harness import Dockerd, Registry, docker_available
 from tests.e2e.harness import cli
 from tests.e2e.test_containers_cli import Lines
 
@@ -82,3 +85,23 @@ def test_image_refs_and_labels_with_credentials_are_never_printed(ctd: Container
             proc.wait()
         ctd.remove_all()
         ctd.ctr("images", "rm", PRIVATE_REF, check=False)
+
+
+def test_docker_labels_with_secrets_are_never_printed() -> None:
+    if not docker_available():
+        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
+    d = Dockerd()
+    reg = Registry(build_image(d.dir))
+    try:
+        d.start()
+        d.docker("pull", reg.ref)
+        cid = d.docker("run", "-d", "--network", "none", "-l", f"db.password={SECRET}",
+                       "-l", "io.kubernetes.pod.name=api-1", reg.ref)  # fmt: skip
+        r = cli("containers", "--runtime", "docker", "--address", d.socket, "--json")
+        assert r.returncode == 0, r.stderr
+        (row,) = [json.loads(line)["registry"] for line in r.stdout.splitlines()]
+        assert row["container_id"] == cid and row["pod_name"] == "api-1"
+        assert row["labels"]["db.password"] == "[REDACTED]" and SECRET not in r.stdout + r.stderr
+    finally:
+        d.teardown()
+        reg.close()
