@@ -136,16 +136,9 @@ class ObserverReconciler(PolicyReconciler):
                 namespace,
                 probe_cm["metadata"]["name"],
             )
-        if '"policiesOmitted"' in probe_cm["data"][PROBE_CONFIG_KEY]:
-            left_out = json.loads(probe_cm["data"][PROBE_CONFIG_KEY])["policiesOmitted"]
-            log.warning(
-                "the probe ConfigMap %s/%s cannot hold every policy's probe entry (1 MiB): the native "
-                "probes do not cover %d of them: %s",
-                namespace,
-                probe_cm["metadata"]["name"],
-                len(left_out),
-                ", ".join(left_out[:20]),
-            )
+        doc = probe_cm["data"][PROBE_CONFIG_KEY]
+        left_out = json.loads(doc)["policiesOmitted"] if '"policiesOmitted"' in doc else []
+        self.note_omitted_entries(set(left_out))  # logged once per change; their status says so
         desired.append(probe_cm)
         errors: list[str] = []
         refused: list[NotOwnedError] = []

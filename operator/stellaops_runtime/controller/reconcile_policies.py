@@ -46,6 +46,7 @@ from stellaops_runtime.controller.policy_state import policy_state as _policy_st
 from stellaops_runtime.controller.posture import PolicyView, policy_selects, policy_view
 from stellaops_runtime.controller.purl_coverage import fold_purl_functions
 from stellaops_runtime.controller.render_policy import (
+    OMITTED_NOTE,
     RenderedPolicy,
     probe_entry_key,
     render_policy,
@@ -114,6 +115,7 @@ class PolicyReconciler(OwnedWriter):
         self._cluster_views: list[PolicyView] = []
         self._terminating: set[str] = set()  # namespaces being deleted: nothing is created there
         self._stale_nodes: set[str] | None = None  # as of the last rollout fold (None: not folded yet)
+        self._omitted_entries: set[str] = set()  # probe entries the probe ConfigMap could not hold
 
     # -- namespaces being deleted ---------------------------------------------------------------
 
@@ -356,7 +358,9 @@ class PolicyReconciler(OwnedWriter):
             ),
             "tetragonPolicies": names,
             "unresolvedFunctions": rendered.unresolved_functions,
-            "notes": rendered.notes,
+            "notes": [*rendered.notes, OMITTED_NOTE]
+            if probe_entry_key(kind=kind, namespace=namespace, name=name) in self._omitted_entries
+            else rendered.notes,
             "rollout": rollout,
             "purlFunctions": purl_functions,
         }
@@ -365,6 +369,20 @@ class PolicyReconciler(OwnedWriter):
             await self._event(body, type="Warning", reason=NOT_OWNED_REASON, message=message)
         if errors or refused:
             raise RuntimeError("; ".join([*errors, *map(str, refused)]))  # retried with backoff
+
+    def note_omitted_entries(self, omitted: set[str]) -> None:
+        """The probe ConfigMap's ``policiesOmitted``; the policies that joined or left it again."""
+        changed, self._omitted_entries = omitted ^ self._omitted_entries, omitted
+        if changed and omitted:
+            log.warning(
+                "the probe ConfigMap cannot hold every policy's probe entry (1 MiB): the native probes "
+                "do not cover %d: %s",
+                len(omitted),
+                ", ".join(sorted(omitted)[:20]),
+            )
+        for (kind, ns, name), _ in list(self._items(INDEX_POLICIES)):
+            if probe_entry_key(kind=kind, namespace=ns, name=name) in changed:
+                self.trigger_policy(kind, ns, name)
 
     def probe_entries(self) -> dict[str, dict]:
         """Every valid policy's native-probe entry (policies being deleted are left out)."""

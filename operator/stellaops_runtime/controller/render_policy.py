@@ -272,6 +272,12 @@ def render_policy(
 # the agents' copy: no new opt-out, no new policy, no policy deletion finished). The opted-out list
 # has its own budget (opted_out.py); policy entries fill what is left, smallest first.
 MAX_PROBE_CONFIG_BYTES = (1 << 20) - (16 << 10)
+# In the status notes of a policy whose entry was left out (reconcile_policies.py).
+OMITTED_NOTE = (
+    "its probe entry does not fit in the agents' probe ConfigMap (1 MiB with the other policies' "
+    "entries and the opted-out pods; the largest are left out): the native probes do not cover "
+    "this policy (Tetragon nodes still load its TracingPolicies)"
+)
 
 
 def _fitting_entries(entries: Mapping[str, dict], budget: int) -> tuple[dict[str, dict], list[str]]:
