@@ -99,7 +99,7 @@ async def test_an_invalid_observer_still_updates_the_probe_configmap(
     assert key in _probes(cluster)["policies"]
     agent_cm = cluster.stored(r.CONFIGMAPS, agent_resource_name(NAME), NS)
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": ["("]}}})
-    await wait_for(lambda: _stalled(cluster)[0] == "InvalidRegex", what="the observer stalled")
+    await wait_for(lambda: _stalled(cluster)[0] == "InvalidRegex", limit_s=60, what="the observer stalled")
 
     # A pod opts out while the observer is invalid: the agents' list has it.
     pod = obj(
@@ -115,7 +115,7 @@ async def test_an_invalid_observer_still_updates_the_probe_configmap(
     uid = created["metadata"]["uid"]
     await wait_for(
         lambda: any(p.get("uid") == uid for p in _probes(cluster).get("optedOut") or ()),
-        limit_s=15,
+        limit_s=60,
         what="the opted-out pod in the probe ConfigMap",
     )
 
@@ -123,7 +123,7 @@ async def test_an_invalid_observer_still_updates_the_probe_configmap(
     await cluster.delete(r.OBSERVATION_POLICIES, "web", namespace=APP_NS)
     await wait_for(
         lambda: cluster.stored(r.OBSERVATION_POLICIES, "web", APP_NS) is None,
-        limit_s=15,
+        limit_s=60,
         what="the policy released",
     )
     assert key not in _probes(cluster)["policies"]
@@ -136,13 +136,21 @@ async def test_a_regex_re_cannot_compile_is_stalled_not_a_crash_loop(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": [OVERFLOW]}}})
-    await wait_for(lambda: OVERFLOW in _stalled(cluster)[1], what="the observer stalled on the pattern")
+    await wait_for(
+        lambda: OVERFLOW in _stalled(cluster)[1], limit_s=60, what="the observer stalled on the pattern"
+    )
     assert _stalled(cluster)[0] == "InvalidRegex"
-    events = [
-        e
-        for e in cluster.listed(r.EVENTS, "default")
-        if e["involvedObject"]["name"] == NAME and OVERFLOW in e["message"]
-    ]
-    assert len(events) == 1 and events[0]["reason"] == "InvalidRegex"
+
+    def events() -> list[dict]:
+        return [
+            e
+            for e in cluster.listed(r.EVENTS, "default")
+            if e["involvedObject"]["name"] == NAME and OVERFLOW in e["message"]
+        ]
+
+    # The Event is posted after the status write the test just saw: wait for it, then for quiet.
+    await wait_for(events, limit_s=60, what="the InvalidRegex Event")
+    await operator.settle(timeout=60)
+    assert len(events()) == 1 and events()[0]["reason"] == "InvalidRegex"
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": None}}})
-    await wait_for(lambda: _stalled(cluster) == ("", ""), what="the observer valid again")
+    await wait_for(lambda: _stalled(cluster) == ("", ""), limit_s=60, what="the observer valid again")
