@@ -350,9 +350,12 @@ class Agent(Draining):
         it exited 0 with part of its file unread, or before its first write.
         """
         quiet_since: float | None = None  # since when no event came and the source was at its end
+        # From now: the agent's own start-up (seconds on a loaded machine) is not time without events;
+        # counted, it stopped a source still connecting as "never reachable".
+        started = time.monotonic()
         while not self.stop_event.is_set():
             await asyncio.sleep(min(0.2, idle / 4))
-            if len(self.queue) or time.monotonic() - self.queue.last_arrival < idle:
+            if len(self.queue) or time.monotonic() - max(self.queue.last_arrival, started) < idle:
                 quiet_since = None
                 continue
             if not self.source_stats.connects:
