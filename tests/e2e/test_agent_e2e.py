@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import signal
 import time
 from collections import Counter
 
@@ -133,7 +134,9 @@ async def test_reconnect_counts_exactly_what_was_served(tmp_path, pg_url, native
         tmp_path, tetragon={"address": addr}, store={"url": pg_url}, native={"enabled": native}
     )
     deadline = time.monotonic() + 90  # the agent starts and connects (slow on a loaded machine)
-    proc = h.start_agent(cfg, "--exit-when-idle", "4")
+    # Stopped by SIGTERM once every event is processed (it flushes everything): --exit-when-idle
+    # ended the agent during the outage the test makes when a loaded machine stretched it past 4 s.
+    proc = h.start_agent(cfg)
     second = ReplayServer(EVENTS[half:])
     try:
         # A moment before the first server sent its last event (the outage starts at the agent's last
@@ -162,14 +165,19 @@ async def test_reconnect_counts_exactly_what_was_served(tmp_path, pg_url, native
         )
         await asyncio.sleep(1.5)  # Tetragon is away for a while: nobody watches the node
         await second.start(addr)
-        await second.wait_served(len(EVENTS) - half, timeout=30)
+        await second.wait_served(len(EVENTS) - half, timeout=90)
         await h.wait_for(
             lambda: h.metric(h.scrape(port), "stellaops_runtime_tetragon_reconnects_total") >= 1,
             what="a reconnect",
         )
         back = dt.datetime.now(dt.UTC)
+        await h.wait_processed(port, len(EVENTS))
+        proc.send_signal(signal.SIGTERM)
         code, out = await _finish(proc)
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         await first.stop(grace=0)
         await second.stop(grace=0)
     assert code == 0, out
