@@ -114,26 +114,45 @@ def _check(cluster: Cluster, policy: str, spec: dict[str, Any]) -> None:
     assert bool(entry.get("tcpState")) == bool(spec.get("tcpState"))
 
 
+async def _settled_on(cluster: Cluster, operator: OperatorRun, checks: dict[str, dict[str, Any]]) -> None:
+    """Wait (60 s) until every policy of ``checks`` passes ``_check``, let the operator go quiet, check again.
+
+    ``settle`` alone after a write can return before kopf has seen the write's watch event
+    on a loaded machine (nothing queued yet, no request for its quiet time).
+    """
+
+    def ok() -> bool:
+        try:
+            for policy, spec in checks.items():
+                _check(cluster, policy, spec)
+        except AssertionError:
+            return False
+        return True
+
+    await wait_for(ok, limit_s=60, what=f"settled on {sorted(checks)[:3]}")
+    await operator.settle(timeout=60)
+    for policy, spec in checks.items():
+        _check(cluster, policy, spec)
+
+
 async def test_a_spec_flipped_fast_settles_on_exactly_the_last_one(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
     await cluster.create(obj(API_VERSION, POLICY_KIND, "flip", namespace=NS, spec=DEEP))
-    await operator.settle()
-    _check(cluster, "flip", DEEP)
+    await _settled_on(cluster, operator, {"flip": DEEP})
     for last in (ACTIVE, DEEP):
         for i in range(12):
             spec = DEEP if i % 2 else ACTIVE
             await cluster.patch(r.OBSERVATION_POLICIES, "flip", {"spec": spec}, namespace=NS)
         await cluster.patch(r.OBSERVATION_POLICIES, "flip", {"spec": last}, namespace=NS)
-        await operator.settle()
-        _check(cluster, "flip", last)
+        await _settled_on(cluster, operator, {"flip": last})
 
 
 async def test_a_policy_pruned_and_reapplied_keeps_only_the_new_objects(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
     await cluster.create(obj(API_VERSION, POLICY_KIND, "again", namespace=NS, spec=DEEP))
-    await operator.settle()
+    await _settled_on(cluster, operator, {"again": DEEP})
     for round_, spec in enumerate((ACTIVE, DEEP, ACTIVE, DEEP)):
         await cluster.delete(r.OBSERVATION_POLICIES, "again", NS)
 
@@ -147,10 +166,9 @@ async def test_a_policy_pruned_and_reapplied_keeps_only_the_new_objects(
                 raise
             return True
 
-        await wait_for(recreate, what=f"re-created (round {round_})")
+        await wait_for(recreate, limit_s=60, what=f"re-created (round {round_})")
         mark = cluster.mark()
-        await operator.settle()
-        _check(cluster, "again", spec)
+        await _settled_on(cluster, operator, {"again": spec})
         # Nothing of the new policy was deleted on the way (the old one's last events arrive
         # while the new one is already indexed under the same name).
         deleted = [w for w in cluster.writes(mark) if w.startswith("DELETE") and "tracingpolicies" in w]
@@ -167,11 +185,8 @@ async def test_many_policies_at_once_each_settles_on_its_own_objects(
         )
     for i, name in enumerate(names[:20]):  # half roll back to the other spec at once
         await cluster.patch(r.OBSERVATION_POLICIES, name, {"spec": ACTIVE if i % 2 else DEEP}, namespace=NS)
-    await operator.settle(timeout=60)
-    for i, name in enumerate(names):
-        flipped = i < 20
-        deep = bool(i % 2) != flipped
-        _check(cluster, name, DEEP if deep else ACTIVE)
+    want = {name: DEEP if bool(i % 2) != (i < 20) else ACTIVE for i, name in enumerate(names)}
+    await _settled_on(cluster, operator, want)  # the first 20 flipped
 
 
 async def test_a_replace_that_drops_the_finalizer_and_annotation_gets_them_back(
@@ -179,7 +194,6 @@ async def test_a_replace_that_drops_the_finalizer_and_annotation_gets_them_back(
 ) -> None:
     """Argo CD's Replace=true sends the object as git has it: kopf's marks go, the operator restores them."""
     await cluster.create(obj(API_VERSION, POLICY_KIND, "replaced", namespace=NS, spec=ACTIVE))
-    await operator.settle()
     key = "operator.stellaops.io/last-handled-configuration"
 
     def marks() -> tuple[bool, bool]:
@@ -188,7 +202,8 @@ async def test_a_replace_that_drops_the_finalizer_and_annotation_gets_them_back(
             meta.get("annotations") or {}
         )
 
-    assert marks() == (True, True)
+    await wait_for(lambda: marks() == (True, True), limit_s=60, what="kopf's finalizer and annotation")
+    await operator.settle(timeout=60)
     replaced = await cluster.patch(
         r.OBSERVATION_POLICIES,
         "replaced",
@@ -197,11 +212,12 @@ async def test_a_replace_that_drops_the_finalizer_and_annotation_gets_them_back(
     )
     gone = replaced["metadata"]
     assert not gone.get("finalizers") and key not in (gone.get("annotations") or {})
-    await wait_for(lambda: marks() == (True, True), what="the finalizer and annotation back")
-    await operator.settle()
-    _check(cluster, "replaced", DEEP)
+    await wait_for(lambda: marks() == (True, True), limit_s=60, what="the finalizer and annotation back")
+    await _settled_on(cluster, operator, {"replaced": DEEP})
     # And the deletion still goes through the finalizer: its Tetragon objects are removed first.
     await cluster.delete(r.OBSERVATION_POLICIES, "replaced", NS)
-    await wait_for(lambda: cluster.stored(r.OBSERVATION_POLICIES, "replaced", NS) is None, what="deleted")
+    await wait_for(
+        lambda: cluster.stored(r.OBSERVATION_POLICIES, "replaced", NS) is None, limit_s=60, what="deleted"
+    )
     assert _tetragon(cluster, "replaced") == {}
     assert _probe_entry(cluster, "replaced") is None
