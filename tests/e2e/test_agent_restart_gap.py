@@ -140,7 +140,9 @@ async def test_the_hole_between_two_agents_is_a_gap(tmp_path, pg_url, sig, nativ
             await second.start(addr_b)
         b_started = dt.datetime.now(dt.UTC)
         cfg_b, port_b = h.write_config(tmp_path / "b", tetragon={"address": addr_b}, **conf)
-        proc_b = h.start_agent(cfg_b, "--exit-when-idle", "4" if late else "2")
+        # Late: Tetragon comes a second after B is up (and gRPC retries after ~1 s more); the idle
+        # time also bounds how long B waits for a first connection before "never reachable".
+        proc_b = h.start_agent(cfg_b, "--exit-when-idle", "8" if late else "2")
         if late:
             await h.wait_for(lambda: bool(h.scrape(port_b)), what="B up, Tetragon away")
             await asyncio.sleep(1.0)
