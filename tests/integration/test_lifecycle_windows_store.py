@@ -83,6 +83,16 @@ def test_gaps_cut_lifecycle_windows_node_wide_ones_included(store: HotSymbolStor
     assert verdict(store, RAN, since=since).answer == coverage.UNKNOWN  # nothing after the windows
 
 
+def test_a_window_that_cannot_see_calls_still_names_its_gaps(store: HotSymbolStore) -> None:
+    """Unknown for its posture, and its dropped events are named too (JSON ``gaps`` and the reason):
+    a native syscall probe without stacks (ActiveTracing) that also dropped events said only the former."""
+    node_gap = ObservationWindow(NODE_WIDE, "n1", T0, 0, None, 60, "tetragon", T0 + S, T0 + 2 * S, 0, 9)
+    store.write([], [ran(RAN, T0, Posture.ACTIVE_TRACING), node_gap])
+    v = verdict(store, RAN)
+    assert v.answer == coverage.UNKNOWN and [g.dropped_events for g in v.gaps] == [9]
+    assert "only at posture ActiveTracing" in v.reason and "; and events were dropped: " in v.reason
+
+
 def test_gap_only_rows_still_are_not_coverage(store: HotSymbolStore) -> None:
     own_gap = ObservationWindow(NEVER, "n1", T0, 0, None, 60, "tetragon", T0 + S, T0 + 2 * S, 1, 0)
     store.write([], [own_gap])

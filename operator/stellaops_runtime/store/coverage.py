@@ -207,7 +207,9 @@ def absence(
                 f"image {image} was observed{period} only at posture {posture_text(cov.highest)} "
                 f"({_SHOWED.get(cov.highest, 'no events')}), which cannot see function calls"
             )
-        return Verdict(UNKNOWN, why, cov)
+        if gaps:  # named too: events of the period were lost, whatever the posture could see
+            why += f"; and {gaps_lead(gaps)}: {'; '.join(g.describe() for g in gaps)}"
+        return Verdict(UNKNOWN, why, cov, tuple(gaps))
     cov = summarize(seeing)
     assert cov is not None
     if doubts:
