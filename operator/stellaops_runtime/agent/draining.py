@@ -42,6 +42,7 @@ class Draining:
     witness: Any
     watch: WatchRecord
     drains_running: set[asyncio.Future[Any]]
+    rows_in_transit: int
     drain_deadline: float | None
     early_drains: int
     _worker: ThreadPoolExecutor
@@ -88,7 +89,7 @@ class Draining:
         """
         if not self.watch.drain_starts():  # an export checkpoint in flight is recorded before its rows move
             return False  # held: the record cannot be written (agent/watch_record.py)
-        fut = asyncio.get_running_loop().run_in_executor(self._worker, self.pipeline.drain)
+        fut = asyncio.get_running_loop().run_in_executor(self._worker, self._drain_counted)
         self.drains_running.add(fut)
         fut.add_done_callback(self._keep_drained)
         if self.drain_deadline is None:
@@ -96,6 +97,14 @@ class Draining:
         else:
             await asyncio.wait({fut}, timeout=max(0.0, self.drain_deadline - time.monotonic()))
         return True
+
+    def _drain_counted(self) -> tuple[Any, Any]:
+        """The pipeline's drain (on its thread), its rows counted as in transit until the buffer has
+        them: a /metrics rendering queued behind the drain runs before the event loop's callback
+        below, and read "nothing in memory, nothing pending" while the rows were in neither."""
+        deltas, windows = self.pipeline.drain()
+        self.rows_in_transit += len(deltas)
+        return deltas, windows
 
     def _keep_drained(self, fut: asyncio.Future[Any]) -> None:
         self.drains_running.discard(fut)
@@ -107,6 +116,7 @@ class Draining:
         deltas, windows = fut.result()
         if deltas or windows:
             self.pending.add(deltas, windows, owned=True)  # fresh rows: kept, not copied
+        self.rows_in_transit -= len(deltas)  # after the buffer counts them (hot_symbols_pending)
         if self.witness is not None and deltas:
             self.witness.observe(deltas)
 

@@ -50,7 +50,8 @@ hot_symbols_flushed_total            hot-symbol rows written to the store
 hot_symbols_in_memory                keys aggregated and not flushed yet
 hot_symbols_early_drains_total       drains forced by hotSymbols.maxKeys (counts moved to the store
                                      buffer early, none dropped)
-hot_symbols_pending                  rows waiting for the store (outage buffer)
+hot_symbols_pending                  rows waiting for the store (the outage buffer, and rows drained
+                                     on their way to it)
 node_other_agent                     1 while another agent of this node runs (agent/node_presence.py)
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
@@ -265,7 +266,11 @@ class AgentCollector(Collector):
             "Drains forced because hotSymbols.maxKeys rows were held (counts moved to the store buffer).",
             a.early_drains,
         )
-        yield _gauge("hot_symbols_pending", "Hot-symbol rows waiting for the store.", pend.pending_rows)
+        yield _gauge(
+            "hot_symbols_pending",
+            "Hot-symbol rows waiting for the store.",
+            pend.pending_rows + a.rows_in_transit,  # drained rows on their way to the buffer too
+        )
         yield _counter("store_flush_failures", "Failed store writes (retried).", pend.failures)
         yield _counter(
             "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows

@@ -124,6 +124,7 @@ class Agent(Draining):
         self.drain_deadline: float | None = None  # set by shutdown: drains are waited for until then
         # Drains submitted to the pipeline thread whose rows have not reached the buffer yet.
         self.drains_running: set[asyncio.Future[Any]] = set()
+        self.rows_in_transit = 0  # drained on the pipeline thread, not yet in the outage buffer
         self.drains_lost = 0  # drains still running when shutdown had to end (their counts lost)
         self.dropped_at_shutdown = 0
         self.early_drains = 0  # drains forced by hotSymbols.maxKeys (hot_symbols_early_drains_total)
