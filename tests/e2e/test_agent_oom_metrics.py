@@ -73,10 +73,16 @@ def test_the_oom_watch_counts_reach_the_agent_metrics(ctd: Containerd, image: Im
     proc = h.start_agent(config)
     try:
         m = _wait(port, proc, lambda s: h.metric(s, P + "lifecycle_cgroups") >= 1, "the container's cgroup")
-        for family in ("notifications", "unwatched", "births_overflows"):
+        for family in (
+            "notifications",
+            "unwatched",
+            "births_overflows",
+            "early_evicted",
+            "parents_unwatched",
+        ):
             assert (P + f"lifecycle_oom_{family}_total", ()) in m, family
-        assert h.metric(m, P + "lifecycle_oom_unwatched_total") == 0
-        assert h.metric(m, P + "lifecycle_oom_births_overflows_total") == 0
+        for loss in ("unwatched", "births_overflows", "early_evicted", "parents_unwatched"):
+            assert h.metric(m, P + f"lifecycle_oom_{loss}_total") == 0, loss  # the parent is watched
         # A process of the container allocates past its limit: the kernel OOM-kills it and
         # announces the change of the container's OOM counter, which the watch holds open.
         rc = ctd.ctr_status("task", "exec", "--exec-id", "eat", name, "/prog", "eat")

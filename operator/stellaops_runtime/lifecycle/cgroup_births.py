@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import struct
@@ -47,19 +48,46 @@ class Births:
         self._dirs: dict[int, str] = {}
         self._parents: dict[str, bool] = {}  # parent directory -> its children count OOM as v1
         self.overflows = 0  # events the kernel dropped (its queue was full)
+        self._said: set[str] = set()  # refusal causes already logged
+        self.refused = 0  # parents not watched: MAX_PARENTS reached, or the kernel refused the watch
 
     def __len__(self) -> int:
         return len(self._parents)
 
-    def add(self, directory: str, v1: bool) -> None:
+    def add(self, directory: str, v1: bool) -> bool:
         """Report directories created in ``directory`` from now on (at most ``MAX_PARENTS`` at once;
-        a removed directory's watch ends, and frees its place)."""
-        if directory in self._parents or len(self._parents) >= MAX_PARENTS or self.fd < 0:
-            return
+        a removed directory's watch ends, and frees its place). False when it is not watched: the
+        limit reached or the kernel refused (``fs.inotify.max_user_watches``), counted in ``refused``
+        and said once per cause; a closed instance (the observer reconnecting) refuses silently."""
+        if directory in self._parents:
+            return True
+        if self.fd < 0:
+            return False
+        if len(self._parents) >= MAX_PARENTS:
+            self._refuse("limit", f"{MAX_PARENTS} parent directories are watched, the most allowed")
+            return False
         wd = self._add_watch(self.fd, os.fsencode(directory), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
-        if wd >= 0:
-            self._dirs[wd] = directory
-            self._parents[directory] = v1
+        if wd < 0:
+            err = ctypes.get_errno()
+            if err == errno.ENOENT:  # the directory is gone (its containers too): nothing to miss
+                return False
+            self._refuse(f"errno {err}", f"the kernel refused to watch {directory}: {os.strerror(err)}")
+            return False
+        self._dirs[wd] = directory
+        self._parents[directory] = v1
+        return True
+
+    def _refuse(self, cause: str, why: str) -> None:
+        self.refused += 1
+        if cause in self._said:
+            return
+        self._said.add(cause)
+        log.warning(
+            "new cgroups are not watched in a container's parent directory (%s): a sibling container "
+            "OOM-killed within moments of its start has its kill counted only if the runtime reports it "
+            "(lifecycle_oom_parents_unwatched_total counts each such container)",
+            why,
+        )
 
     def read(self) -> list[tuple[str, bool]]:
         """The directories created since the last read: (path, whether v1)."""

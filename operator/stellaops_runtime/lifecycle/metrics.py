@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 
 from stellaops_runtime.agent.metric_families import counter, gauge, labelled
+from stellaops_runtime.lifecycle.oom_watch import OomCounts
 
 DECODE_REASONS = ("envelope", "no_payload", "payload", "field")
+_NO_OOM = OomCounts()
 
 
 @dataclass
@@ -54,7 +56,7 @@ class LifecycleStats:
 
 
 def lifecycle_metrics(
-    stats: LifecycleStats, *, containers: int, cgroups: int, oom: tuple[int, int, int] = (0, 0, 0)
+    stats: LifecycleStats, *, containers: int, cgroups: int, oom: OomCounts = _NO_OOM
 ) -> Iterator[Metric]:
     """The observer's families (``containers``/``cgroups``: the registry's current sizes; ``oom``:
     the OOM watch's ``counts()``)."""
@@ -97,7 +99,7 @@ def lifecycle_metrics(
         "Container exits found OOM-killed from the kernel's count in their cgroup, the runtime silent.",
         stats.oom_from_cgroup,
     )
-    notifications, unwatched, overflows = oom
+    notifications, unwatched, overflows, early_evicted, parents_unwatched = oom
     yield counter(
         "lifecycle_oom_notifications",
         "Changes of watched containers' OOM counters the kernel announced.",
@@ -115,6 +117,18 @@ def lifecycle_metrics(
         "OOM-killed at its start may be counted only if its runtime reports it.",
         overflows,
     )
+    yield counter(
+        "lifecycle_oom_early_evicted",
+        "New cgroups opened at their creation and dropped for newer ones before any runtime event named "
+        "them (256 held): such a container OOM-killed at its start is counted only if its runtime says so.",
+        early_evicted,
+    )
+    yield counter(
+        "lifecycle_oom_parents_unwatched",
+        "Watched containers whose parent cgroup directory was not watched for new siblings (1024 watched, "
+        "or inotify refused): a sibling OOM-killed at its start is counted only if its runtime says so.",
+        parents_unwatched,
+    )
     yield gauge(
         "lifecycle_connected",
         "1 while the event stream of the container runtime is open.",
@@ -131,7 +145,7 @@ class LifecycleCollector:
         self,
         stats: LifecycleStats,
         sizes: Callable[[], tuple[int, int]],
-        oom: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+        oom: Callable[[], OomCounts] = OomCounts,
     ) -> None:
         self._stats = stats
         self._sizes = sizes

@@ -26,7 +26,9 @@ parent directory of every watched cgroup is watched for new siblings
 (cgroup_births.py), whose counters are opened at their creation ("early"
 watches, keyed by the container id their name holds, at most ``MAX_EARLY``)
 and answer that container's exit. What this cannot see: such a container whose
-parent held no watched cgroup then; the runtime's own report still counts.
+parent held no watched cgroup then, or was not watched (the limits, counted in
+``counts``: parents refused, early watches dropped for newer ones); the
+runtime's own report still counts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import resource
 import select
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from stellaops_runtime.lifecycle.cgroup_births import Births
 from stellaops_runtime.lifecycle.cgroups import CgroupMount, directory_of, oom_kill_count
@@ -86,6 +89,16 @@ def v1_memory_path(proc_cgroup: str) -> str | None:
     return None
 
 
+class OomCounts(NamedTuple):
+    """What ``OomWatch.counts`` answers (lifecycle/metrics.py turns it into families)."""
+
+    notifications: int = 0  # changes of watched counters the kernel announced
+    unwatched: int = 0  # containers not watched: the watch limit reached
+    overflows: int = 0  # times the kernel dropped new-cgroup notifications
+    early_evicted: int = 0  # cgroups opened at their creation, dropped for newer ones (MAX_EARLY)
+    parents_unwatched: int = 0  # containers whose parent directory was not watched for new siblings
+
+
 @dataclass(slots=True)
 class _Watch:
     cgroup_id: int
@@ -110,6 +123,8 @@ class OomWatch:
         self.limit = watch_limit()
         self._births: Births | None = None
         self._overflows_closed = 0  # overflows counted by closed Births instances
+        self._refused_closed = 0  # parents refused by closed Births instances, or with no inotify at all
+        self.early_evicted = 0  # early watches dropped for a newer one (MAX_EARLY reached)
         self._early: list[str] = []  # container ids of the early watches, oldest first
 
     # -- where the counter is ----------------------------------------------------------
@@ -202,10 +217,18 @@ class OomWatch:
                 self._births = Births()
                 self._register(self._births.fd, select.EPOLLIN, _BIRTHS)
             except (OSError, RuntimeError, AttributeError) as e:  # no inotify, or no event loop
-                log.debug("new cgroups are not watched: %s", e)
                 if self._births is not None:
                     self._births.close()
                 self._births = None
+                if not isinstance(e, OSError):  # outside an event loop (tests): read at the exit only
+                    log.debug("new cgroups are not watched: %s", e)
+                    return
+                if not self._refused_closed:  # fs.inotify.max_user_instances reached, say
+                    log.warning(
+                        "new cgroups are not watched (%s): a container OOM-killed within moments of its "
+                        "start has its kill counted only if the runtime reports it", e,
+                    )  # fmt: skip
+                self._refused_closed += 1
                 return
         self._births.add(parent, v1)
 
@@ -219,6 +242,13 @@ class OomWatch:
             cid = m.group(0)
             self.forget((_EARLY, cid))
             if len(self._early) >= MAX_EARLY:
+                if not self.early_evicted:
+                    log.warning(
+                        "%d new cgroups are held that no runtime event has named yet, the most allowed: "
+                        "the oldest is dropped, and its container's OOM kill is counted only if the "
+                        "runtime reports it (lifecycle_oom_early_evicted_total)", MAX_EARLY,
+                    )  # fmt: skip
+                self.early_evicted += 1
                 self.forget((_EARLY, self._early[0]))
             counter = os.path.join(directory, "memory.oom_control" if v1 else "memory.events")
             if self._open((_EARLY, cid), 0, counter, v1) is not None:
@@ -272,6 +302,7 @@ class OomWatch:
                 with contextlib.suppress(OSError, ValueError):
                     self._epoll.unregister(self._births.fd)
             self._overflows_closed += self._births.overflows
+            self._refused_closed += self._births.refused
             self._births.close()
             self._births = None
         if self._epoll is not None:
@@ -283,12 +314,13 @@ class OomWatch:
     def __len__(self) -> int:
         return sum(1 for w in self._watches.values() if w.fd >= 0)
 
-    def counts(self) -> tuple[int, int, int]:
-        """(notifications, containers not watched for the limit, new-cgroup notification overflows)
-        since the start: plain ints, safe to read from the metrics thread."""
+    def counts(self) -> OomCounts:
+        """The watch's losses and notifications since the start: plain ints, safe to read from the
+        metrics thread (a closed new-cgroup watcher's counts carried over: they never go down)."""
         births = self._births
         overflows = self._overflows_closed + (births.overflows if births is not None else 0)
-        return self.notifications, self.full, overflows
+        refused = self._refused_closed + (births.refused if births is not None else 0)
+        return OomCounts(self.notifications, self.full, overflows, self.early_evicted, refused)
 
     # -- inside --------------------------------------------------------------------------
 
