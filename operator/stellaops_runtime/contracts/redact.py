@@ -43,33 +43,9 @@ from __future__ import annotations
 import re
 
 from stellaops_runtime.contracts.escapes import reading
+from stellaops_runtime.contracts.redact_userinfo import sub_userinfo
 
 MASK = "***"
-
-# Characters after which a token starts (where a scheme-less user:password@host may begin).
-_TOKEN_START = r"""\s'"`=(\[{<,;"""
-
-_USERINFO = re.compile(
-    rf"""
-    # scheme://user:password@host: the password runs to the URL's last '@'
-    (?P<a>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'"]*:)
-    (?:
-        \S*@
-      | (?!\d{{1,5}}(?:[/?#\s'",;)\]]|$))       # not host:port: a password with a space?
-        (?:(?!://)[^\n@])*@(?:\S*@)?            # then to the next '@' on the line
-    )
-  |
-    # user:password@host without a scheme, at the start of a token
-    (?<![^{_TOKEN_START}])
-    (?!pkg:[A-Za-z][A-Za-z0-9.+\-]*/)           # a package URL
-    (?P<b>[^{_TOKEN_START}:/@]*:)
-    (?!//|:)                                    # a scheme URL without userinfo; a C++ name
-    \S*@
-    (?![A-Za-z][A-Za-z0-9+.\-]*:[0-9a-fA-F]{{32,}})  # an image digest
-    (?!@)
-    """,
-    re.VERBOSE,
-)
 
 _AUTH_SCHEME = re.compile(r"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(?P<b>Basic\s+)[A-Za-z0-9+/]{8,}={0,2}")
 
@@ -98,8 +74,8 @@ _FLAG_VALUE = re.compile(
 )
 
 
-def _userinfo(m: re.Match[str]) -> str:
-    return f"{m['a'] or m['b']}{MASK}@"
+def _userinfo(prefix: str) -> str:
+    return f"{prefix}{MASK}"
 
 
 def _auth(m: re.Match[str]) -> str:
@@ -129,7 +105,7 @@ def redact(text: object) -> str:
 
 
 def _masked(s: str) -> str:
-    s = _USERINFO.sub(_userinfo, s)
+    s = sub_userinfo(s, _userinfo)  # linear: redact_userinfo.py
     s = _AUTH_SCHEME.sub(_auth, s)
     s = _SECRET_VALUE.sub(_secret_value, s)
     return _FLAG_VALUE.sub(_secret_value, s)
