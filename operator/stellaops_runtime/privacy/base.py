@@ -28,6 +28,14 @@ WORD_VALUE = r"""[^\s"'](?:[^\s"']|["'](?=\S))*"""
 _INDENTED_LINE = r"\n(?:[ \t]*+\n)*+[ \t]++[^\n]*+"
 BLOCK_SCALAR = rf"[|>][+-]?[0-9]?[+-]?[ \t]*+(?:#[^\n]*+)?{_INDENTED_LINE}(?:{_INDENTED_LINE})*+"
 
+# A marker the text already holds is no value (log text redacted twice, hostile_text's second pass,
+# our own output read again): ``[REDACTED]`` then the end of the word (up to three closing
+# characters: ``[REDACTED]"}``), or then the separator before the next member of a JSON or YAML
+# flow (``{"token":[REDACTED],"n":1}``), a URL query or an ODBC string (``[REDACTED]&n=1``,
+# ``[REDACTED];Database=x``) or an XML closing tag. ``[REDACTED]S3cret`` and ``[REDACTED],S3cret``
+# are values.
+NOT_A_MARKER = r"(?!\[REDACTED\](?:[^\w\s]{0,3}(?!\S)|[}\]\"']{0,3}(?:,[\s\"'{\[]|[&;#]\s*[\w.%-]+[=:]|</)))"
+
 # Gates: cheap regexes a field must match before a rule that names the gate
 # runs. "run": a run of 20 token characters at the start or after a non-token
 # character (every provider token has one; ``/x86_64-linux-gnu`` does not);

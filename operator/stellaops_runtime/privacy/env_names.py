@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from stellaops_runtime.contracts.escapes import reading
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, REDACTED
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, NOT_A_MARKER, REDACTED
 
 DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
@@ -98,8 +98,7 @@ def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
     start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
-    not_a_marker = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"  # ``[REDACTED]}`` (redacted before)
-    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{not_a_marker}[^\s"']\S*))"""
+    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{NOT_A_MARKER}[^\s"']\S*))"""
     return re.compile(rf"{start}(?:{names})=(?=\S){value}", re.ASCII)
 
 

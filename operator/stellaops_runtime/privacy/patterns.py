@@ -50,6 +50,7 @@ import re
 from stellaops_runtime.privacy.base import (
     BLOCK_SCALAR,
     DOUBLE_QUOTED,
+    NOT_A_MARKER,
     REDACTED,
     WORD_VALUE,
     CompiledPatterns,
@@ -87,9 +88,8 @@ _ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
 # have been truncated).
 _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
-# hold ``&``, ``;`` or a quote). A marker the text already holds (``password=[REDACTED]}``: log
-# text redacted twice, hostile_text's second pass) is no value; ``[REDACTED]S3cret`` is.
-_NOT_A_MARKER = rf"(?!{re.escape(REDACTED)}[^\w\s]{{0,3}}(?!\S))"
+# hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
+_NOT_A_MARKER = NOT_A_MARKER
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
 _WIDE_VALUE = rf"""(?:{BLOCK_SCALAR}|{_QUOTED}|{_NOT_A_MARKER}{WORD_VALUE})"""
@@ -106,9 +106,9 @@ _ODBC_VALUE = (
     rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
     r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
-# Between a key and its value: ``=``, ``:``, or Perl's and Ruby's `` => `` (with a space on one
-# side: ``password=>x`` keeps ``>x`` as the value), after the key's closing quote, escaped too (``\\"``).
-_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[=:])\s*"
+# Between a key and its value: ``=``, ``:``, Perl's and Ruby's `` => `` (``password=>x`` keeps ``>x``;
+# the ``=`` of ``=> `` alone is none), after the key's closing quote, escaped too (``\\"``).
+_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[=:](?!>\s))\s*"
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 _KEY_PREFIX = r"[\w.-]*?"
