@@ -96,3 +96,27 @@ def test_a_vulnerability_id_no_witness_can_name_is_the_inputs_error(
     r = vex_cli(tmp_path, seeded(url), vulns)
     assert r.returncode == 2 and "vulnerabilities[0]" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "w").exists() or not list((tmp_path / "w").iterdir())
+
+
+def test_one_vulnerability_in_two_cases_is_one_statement(tmp_path: Path, url: str) -> None:
+    """``cve-2022-37434`` and ``CVE-2022-37434`` are one vulnerability (witness/store.py
+    ``vulnerability_id``): one statement, named as its database writes it, and its witness verifies
+    with ``--vuln`` in either case."""
+    vulns = {
+        "vulnerabilities": [
+            {"id": vid, "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": ["crc32"]}]}
+            for vid in ("cve-2022-37434", "CVE-2022-37434")
+        ]
+    }
+    r = vex_cli(tmp_path, seeded(url), vulns)
+    assert r.returncode == 0, r.stderr
+    [st] = json.loads(r.stdout)["statements"]
+    assert st["vulnerability"]["name"] == "CVE-2022-37434"
+    [witness] = (tmp_path / "w").iterdir()
+    for asked in ("cve-2022-37434", "CVE-2022-37434"):
+        v = subprocess.run(
+            [sys.executable, "-m", "stellaops_runtime.cli.main", "witness", "verify", str(witness),
+             "--key", str(tmp_path / "w.pub"), "--image", IMG, "--vuln", asked],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert v.returncode == 0, v.stderr

@@ -180,6 +180,17 @@ class PurlQuery:
             return False
         return not q.subpath or q.subpath == s.subpath
 
+    def canonical(self) -> str:
+        """The one spelling of this package URL among all that :meth:`matches` reads as one
+        question both ways: packageurl-python's canonical form (type and namespace rules per type,
+        qualifiers sorted, percent-encoded) of the name normalised as above (a deb name lower-cased,
+        PyPI's and crates.io's separators as ``-``). A claim's id is computed from it, so
+        ``pkg:deb/debian/Zlib1g`` and ``pkg:deb/debian/zlib1g`` are one claim, as ``verify`` reads them."""
+        p = self.purl
+        kind, ns, name = _normalized(p)
+        quals = p.qualifiers if isinstance(p.qualifiers, dict) else None
+        return PackageURL(kind, ns or None, name, p.version, quals or None, p.subpath).to_string()
+
 
 # -- functions ------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from stellaops_runtime.store.refs import (
     parse_rfc3339,
 )
 from stellaops_runtime.witness.dsse import VerificationError
+from stellaops_runtime.witness.store import vulnerability_id
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://stellaops.io/attestations/runtime-witness/v1"
@@ -247,6 +248,15 @@ def _same_function(asked: FunctionQuery, signed: str) -> bool:
     return dataclasses.replace(theirs, text="") == dataclasses.replace(asked, text="")
 
 
+def _vulnerability(signed: str | None) -> str | None:
+    """The signed vulnerability as ``sign`` reads it (a witness of ``cve-2024-1`` signed before ids
+    were normalised names ``CVE-2024-1``); text ``sign`` would refuse, as it is."""
+    try:
+        return vulnerability_id(signed)
+    except RefError:
+        return signed
+
+
 def claim_mismatch(
     claim: dict[str, Any],
     *,
@@ -259,7 +269,9 @@ def claim_mismatch(
         return f"the claim's package {claim['purl']!r} is not the expected package {purl.text!r}"
     if function is not None and not _same_function(function, claim["function"]):
         return f"the claim's function {claim['function']!r} is not the expected function {function.text!r}"
-    if vulnerability is not None and (claim.get("vulnerability") or None) != vulnerability:
+    if vulnerability is not None and _vulnerability(claim.get("vulnerability")) != vulnerability_id(
+        vulnerability
+    ):
         have = repr(claim["vulnerability"]) if claim.get("vulnerability") else "no vulnerability"
         return f"the claim names {have}, not the expected vulnerability {vulnerability!r}"
     return None

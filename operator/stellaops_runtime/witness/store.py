@@ -1,15 +1,19 @@
 """Keep signed witnesses in the store and find them again by image and claim.
 
 A claim's id is ``sha256:`` + the SHA-256 of ``image \\n purl \\n function \\n
-vulnerability`` (an empty line when there is no vulnerability), so a policy
-engine computes it from the claim alone. Envelopes are stored as the exact
-bytes written out (unique by their SHA-256), so one read back verifies.
+vulnerability`` (an empty line when there is no vulnerability), each in its
+canonical spelling (:func:`canonical_claim`), so a policy engine computes it
+from the claim alone, whichever way its SBOM spells the package. Witnesses kept
+by a version that hashed the values as typed are found too (:func:`find` reads
+the kept claims' ids again). Envelopes are stored as the exact bytes written
+out (unique by their SHA-256), so one read back verifies.
 :func:`vulnerability_id` reads a claim's vulnerability the one way ``sign``,
-``list``, ``verify`` and the agent's claims files all read it.
+``list``, ``verify``, ``vex`` and the agent's claims files all read it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -19,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.store.queries import rfc3339
-from stellaops_runtime.store.refs import RefError
+from stellaops_runtime.store.refs import PurlQuery, RefError, function_query
 from stellaops_runtime.store.schema import SCHEMA, runtime_witnesses
 
 
@@ -27,9 +31,18 @@ class NoWitnessTable(Exception):
     """The store was not migrated to revision 0006 (runtime_witnesses) yet."""
 
 
+# ``<scheme>-<year>-<number>`` (CVE, PYSEC, RUSTSEC, GO, OSV, ...): only the scheme has letters, and
+# no database tells ``cve-2024-1`` from ``CVE-2024-1``; GitHub's ``GHSA-xxxx-xxxx-xxxx`` ids are
+# written with a lower-case body (its alphabet has no vowels, no look-alike digits).
+_YEAR_ID = re.compile(r"([A-Za-z]+)(-[0-9]{4}-[0-9]+)")
+_GHSA = re.compile(r"(?i:ghsa)((?:-[23456789cfghjmpqrvwx]{4}){3})", re.IGNORECASE)
+
+
 def vulnerability_id(text: str | None) -> str | None:
-    """A claim's vulnerability as typed, stripped (``" CVE-1"`` is ``CVE-1``: one claim, one id);
-    empty is none. :class:`RefError` for text no store holds (NUL, not UTF-8)."""
+    """A claim's vulnerability, stripped (``" CVE-1"`` is ``CVE-1``: one claim, one id), its scheme
+    in the case its database writes it: ``cve-2024-1`` is ``CVE-2024-1``, ``ghsa-ABCD-…`` is
+    ``GHSA-abcd-…`` (one vulnerability, so one claim and one id); any other id as typed. Empty is
+    none. :class:`RefError` for text no store holds (NUL, not UTF-8)."""
     v = (text or "").strip()
     try:
         v.encode("utf-8")
@@ -37,7 +50,32 @@ def vulnerability_id(text: str | None) -> str | None:
         raise RefError(f"vulnerability {v[:200]!r} is not valid UTF-8") from None
     if not v.isprintable():  # NUL: PostgreSQL's text takes none; a newline would forge a list line
         raise RefError(f"vulnerability {v[:200]!r} contains control characters")
+    if m := _YEAR_ID.fullmatch(v):
+        v = m[1].upper() + m[2]
+    elif m := _GHSA.fullmatch(v):
+        v = "GHSA" + m[1].lower()
     return v or None
+
+
+def canonical_function(text: str) -> str:
+    """A claim's function in the one spelling of every text ``verify --function`` reads as it: a
+    name as typed (stripped); a function ID with its build-id's hex in lower case and the offset
+    of the function's entry (``+0x0``: any offset inside the function names the function), an
+    unresolved ID (``<build-id>:+0x<offset>``) with its offset's hex in lower case."""
+    fq = function_query(text)
+    if not fq.is_function_id:
+        return fq.text
+    if not fq.entry_id:  # unresolved: names is ("0x<offset>",)
+        return f"{fq.build_id}:+{fq.names[0]}"
+    return f"{fq.build_id}:{fq.names[-1]}+0x0"  # names: (demangled, as typed), or one when both
+
+
+def canonical_claim(purl: str, function: str, vulnerability: str | None) -> tuple[str, str, str | None]:
+    """A claim's purl, function and vulnerability as its id hashes them: the purl in
+    :meth:`PurlQuery.canonical` form (``pkg:deb/debian/Zlib1g`` is ``pkg:deb/debian/zlib1g``,
+    qualifiers sorted), the function in :func:`canonical_function` form and the vulnerability as
+    :func:`vulnerability_id` reads it. :class:`RefError` for a value ``sign`` refuses."""
+    return PurlQuery.parse(purl).canonical(), canonical_function(function), vulnerability_id(vulnerability)
 
 
 _CLAIM_ID = re.compile(r"sha256:[0-9a-f]{64}")
@@ -53,9 +91,26 @@ def claim_ref(text: str) -> str:
     return ref
 
 
-def claim_id(image: str, purl: str, function: str, vulnerability: str | None) -> str:
+def typed_claim_id(image: str, purl: str, function: str, vulnerability: str | None) -> str:
+    """The SHA-256 of the values joined by newlines, as they are: the id of a claim whose values
+    are canonical, and the id versions before canonical claims kept their witnesses under."""
     text = "\n".join((image, purl, function, vulnerability or ""))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def claim_id(image: str, purl: str, function: str, vulnerability: str | None) -> str:
+    """A claim's id: :func:`typed_claim_id` of its :func:`canonical_claim` values, so every spelling
+    ``sign`` and ``verify`` read as one claim has one id. :class:`RefError` for a value ``sign``
+    refuses."""
+    return typed_claim_id(image, *canonical_claim(purl, function, vulnerability))
+
+
+def _stored_claim_id(image: str, purl: str, function: str, vulnerability: str) -> str | None:
+    """The canonical id of a kept row's claim, None when its values no longer read as one."""
+    try:
+        return claim_id(image, purl, function, vulnerability or None)
+    except RefError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +154,10 @@ def save(
         return int(have), False
     p = stmt["predicate"]
     claim = p["claim"]
+    image = claim["image_digest"]
     row = {
-        "claim_id": claim_id(claim["image_digest"], claim["purl"], claim["function"], claim["vulnerability"]),
+        "claim_id": _stored_claim_id(image, claim["purl"], claim["function"], claim["vulnerability"] or "")
+        or typed_claim_id(image, claim["purl"], claim["function"], claim["vulnerability"]),
         "image_digest": claim["image_digest"], "purl": claim["purl"], "function": claim["function"],
         "vulnerability": claim["vulnerability"] or "", "state": p["assessment"]["reachability_state"] or "",
         "key_id": key_id, "envelope_sha256": digest, "envelope": envelope.decode(), "issued_at": issued_at,
@@ -110,14 +167,39 @@ def save(
     return int(new_id), True
 
 
+def _canonical_ids(conn: sa.Connection, image: str) -> dict[str, str]:
+    """Each claim id kept for ``image`` -> the canonical id of its claim. A version before canonical
+    claims hashed the values as typed (``pkg:deb/debian/Zlib1g``, ``cve-2024-1``): its rows are
+    read again here, so the id anyone computes from the claim finds them. One entry per distinct
+    claim spelling, few per image."""
+    c = runtime_witnesses.c
+    rows = conn.execute(
+        sa.select(c.claim_id, c.purl, c.function, c.vulnerability).where(c.image_digest == image).distinct()
+    )
+    return {
+        r.claim_id: _stored_claim_id(image, r.purl, r.function, r.vulnerability) or r.claim_id for r in rows
+    }
+
+
 def find(conn: sa.Connection, *, image: str, claim: str | None = None) -> list[StoredWitness]:
-    """Witnesses of ``image`` (of one claim id when given), newest first."""
+    """Witnesses of ``image`` (of one claim id when given), newest first, each with its claim's
+    canonical id. ``claim`` is a canonical id, or the id a version before canonical claims kept a
+    witness under."""
     _check(conn)
     c = runtime_witnesses.c
+    canonical = _canonical_ids(conn, image)
     stmt = sa.select(*(c[f] for f in StoredWitness.__slots__)).where(c.image_digest == image)  # type: ignore[attr-defined]
     if claim is not None:
-        stmt = stmt.where(c.claim_id == claim)
-    return [StoredWitness(**r._mapping) for r in conn.execute(stmt.order_by(c.issued_at.desc(), c.id.desc()))]
+        target = canonical.get(claim, claim)  # an id kept by an older version: its claim's
+        ids = sorted(kept for kept, cid in canonical.items() if cid == target or kept == claim)
+        if not ids:
+            return []
+        stmt = stmt.where(c.claim_id.in_(ids))
+    found = conn.execute(stmt.order_by(c.issued_at.desc(), c.id.desc()))
+    return [
+        dataclasses.replace(w, claim_id=canonical.get(w.claim_id, w.claim_id))
+        for w in (StoredWitness(**r._mapping) for r in found)
+    ]
 
 
 def envelope(conn: sa.Connection, *, ref: str) -> bytes | None:
