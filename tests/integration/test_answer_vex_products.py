@@ -34,7 +34,26 @@ def test_an_out_that_cannot_be_written_is_an_error(tmp_path: Path, where: str) -
     assert ok.returncode == 0 and json.loads((tmp_path / "vex.json").read_text())["statements"]
     r = vex_cli(tmp_path, url, VULNS, "--out", str(tmp_path / where))
     assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert not list(tmp_path.rglob("*.part"))
+    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob(".*.tmp-*"))
+
+
+def test_out_writes_through_no_planted_link(tmp_path: Path) -> None:
+    """``--out`` in a directory others can write (``/tmp``) follows no link planted beside it.
+
+    Before atomic_file.py the document went to the fixed name ``<out>.part`` opened by path: a
+    symlink planted there made ``vex`` overwrite the file it pointed at with the VEX document
+    (here a file standing for ``~/.bashrc``), then rename the link over ``<out>``."""
+    url = store(tmp_path, range(3))
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "shared" / "vex.json"
+    out.parent.mkdir()
+    (out.parent / "vex.json.part").symlink_to(victim)
+    r = vex_cli(tmp_path, url, VULNS, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert victim.read_text() == "precious\n"
+    assert not out.is_symlink() and json.loads(out.read_text())["statements"]
+    assert out.stat().st_mode & 0o777 == 0o644  # a VEX document is public, whatever the umask
 
 
 HEX = "d" * 64
@@ -72,11 +91,13 @@ def test_the_product_is_a_purl_of_the_image_digest(tmp_path: Path, given: str, n
         assert not purl.qualifiers and not purl.subpath
 
 
-@pytest.mark.parametrize("which", ["w.key", "vulns.json"], ids=["the private key", "the input"])
+@pytest.mark.parametrize(
+    "which", ["w.key", "vulns.json", "w.pub"], ids=["the private key", "the input", "the public key"]
+)
 def test_out_never_replaces_the_key_or_the_input(tmp_path: Path, which: str) -> None:
-    """``--out`` naming the signing key (or the vulnerabilities read) is refused, as ``witness sign
-    --out`` refuses the key: before the fix ``vex --out w.key`` replaced the private key with the
-    VEX document, exit 0."""
+    """``--out`` naming the signing key (or the vulnerabilities read, or any PEM key: the public key
+    beside it) is refused, as ``witness sign --out`` refuses the key: before the fix ``vex --out
+    w.key`` (later ``w.pub``) replaced the key with the VEX document, exit 0."""
     url = store(tmp_path, range(3))
     assert vex_cli(tmp_path, url, VULNS).returncode == 0  # makes the key
     before = (tmp_path / which).read_bytes()

@@ -8,16 +8,15 @@ a wall clock stepped since it was written are in that module's docstring.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from stellaops_runtime.atomic_file import write_atomically
 from stellaops_runtime.hotsymbols.clock_span import boot_ns
 
 log = logging.getLogger("stellaops_runtime.agent.watch_record")
@@ -91,26 +90,7 @@ def write_record(
     ``durable``: on disk before this returns (the file and the rename synced): an export
     checkpoint in flight must survive a power loss that the rows it lets into the store
     survive, or the next boot's agent would read those lines again."""
-    d, name = os.path.split(path)
-    tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encode(node, agent_id, alive_ns, alive_boot, export))
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        dfd = os.open(d or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    write_atomically(path, encode(node, agent_id, alive_ns, alive_boot, export), mode=0o600, durable=durable)
 
 
 def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = None) -> Hole:

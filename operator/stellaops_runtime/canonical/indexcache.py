@@ -41,6 +41,7 @@ from array import array
 from collections.abc import Callable
 from itertools import islice
 
+from stellaops_runtime.atomic_file import write_atomically
 from stellaops_runtime.canonical.addrindex import AddressTable, StrtabNames
 
 MAGIC = b"STLIDX\x00\x01"
@@ -226,8 +227,6 @@ class IndexCache:
         """Write the tables of ``identity`` (atomically); failures are counted, not raised."""
         if not tables or any(t.saved() is None for t in tables):
             return
-        import tempfile  # only where a cache is written (the agent's import set stays small, issue 13)
-
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             if len(os.listdir(self.directory)) >= self.max_files:
@@ -237,14 +236,8 @@ class IndexCache:
             if len(data) > self.max_file_bytes:
                 self._bump("index_cache_too_big")
                 return
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".idx")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, self.path_for(identity))
-            except BaseException:
-                self._remove(tmp)
-                raise
+            # Not durable: a cache entry lost to a power cut is parsed again; a torn one is never read.
+            write_atomically(self.path_for(identity), data, mode=0o600, durable=False)
         except Exception:  # a full disk, a read-only directory, anything: the cache is only a shortcut
             self._bump("index_cache_write_failed")
             return

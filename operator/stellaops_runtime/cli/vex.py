@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.atomic_file import write_atomically
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.cli.query_output import emit
 from stellaops_runtime.cli.store_access import ref_type as _arg
@@ -105,7 +106,7 @@ def _one_of_ours(out: str, *, key: str, vulns: str) -> str:
         with contextlib.suppress(OSError):  # one that does not exist is neither
             if os.path.samefile(out, path):
                 return what
-    return ""
+    return "a PEM key (-----BEGIN …)" if keys.holds_pem(out) else ""  # the public key beside it
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,13 +173,10 @@ def run(args: argparse.Namespace) -> int:
         render = vex.openvex if args.format == "openvex" else vex.cyclonedx
         text = json.dumps(render(image, decisions, image_name=args.image), indent=2) + "\n"
         if args.out:
-            out, part = Path(args.out), Path(f"{args.out}.part")
+            out = Path(args.out)
             try:  # whole or not at all: a policy engine must never read half a document
-                part.write_text(text)
-                os.replace(part, out)
+                write_atomically(out, text.encode(), mode=0o644, durable=True)
             except OSError as e:
-                with contextlib.suppress(OSError):
-                    part.unlink()
                 return _fail(f"cannot write {out}: {e.strerror or e}")
             states = (vex.AFFECTED, vex.NOT_AFFECTED, vex.UNDER_INVESTIGATION)
             counts = {s: sum(d.status == s for d in decisions) for s in states}

@@ -38,7 +38,7 @@ from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, function_query, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
-from stellaops_runtime.witness.bridge import write_atomically
+from stellaops_runtime.witness.bridge import write_witness
 from stellaops_runtime.witness.statement import check_statement, encode, statement, subject_image
 
 
@@ -113,7 +113,7 @@ def _fail(message: str, code: int = exitcodes.ERROR) -> int:
 
 def write_out(path: str, data: bytes) -> None:
     """``--out``: a regular file (new, or through a symlink) gets ``data`` whole or not at all
-    (bridge.write_atomically: a full disk or a file size limit mid-write leaves the witness that
+    (bridge.write_witness: a full disk or a file size limit mid-write leaves the witness that
     was there, never half of the new one); a stream (``/dev/stdout``, a FIFO) is written as one."""
     try:
         st = os.stat(path)
@@ -123,7 +123,7 @@ def write_out(path: str, data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
         return
-    write_atomically(Path(os.path.realpath(path)), data)
+    write_witness(Path(os.path.realpath(path)), data)
 
 
 def run_keygen(args: argparse.Namespace) -> int:
@@ -145,6 +145,8 @@ def run_sign(args: argparse.Namespace) -> int:
         return _fail(str(e))
     if args.out and os.path.exists(args.out) and os.path.samefile(args.out, args.key):
         return _fail(f"--out {args.out} is the key file: not overwriting a key")
+    if args.out and keys.holds_pem(args.out):
+        return _fail(f"--out {args.out} holds a PEM key (-----BEGIN …): not overwriting a key")
 
     def ask(conn: sa.Connection) -> int:
         snapshot(conn)  # one snapshot: agents flush while this reads (as vex and evidence)
@@ -217,6 +219,8 @@ _REF = re.compile(r"[0-9]{1,18}|sha256:[0-9a-f]{64}")  # a row id (BIGINT) or an
 def run_get(args: argparse.Namespace) -> int:
     if not _REF.fullmatch(args.ref):
         return _fail(f"expected a row id or sha256:<digest>, got {args.ref!r}")
+    if args.out and keys.holds_pem(args.out):
+        return _fail(f"--out {args.out} holds a PEM key (-----BEGIN …): not overwriting a key")
 
     def ask(conn: sa.Connection) -> int:
         try:

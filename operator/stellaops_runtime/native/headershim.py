@@ -18,6 +18,8 @@ import platform
 import re
 from pathlib import Path
 
+from stellaops_runtime.atomic_file import write_atomically
+
 # Bumped whenever a header below changes, so a stale tree is rewritten.
 SHIM_VERSION = 2
 
@@ -132,9 +134,7 @@ def ensure(cache_dir: str | os.PathLike[str], release: str | None = None) -> Pat
         if path.is_file() and path.read_text() == text:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomically(path, text.encode(), mode=0o644, durable=False)
     return root
 
 

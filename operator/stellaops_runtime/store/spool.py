@@ -28,13 +28,13 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stellaops_runtime.atomic_file import stale_temporaries, write_atomically
 from stellaops_runtime.regular_file import open_regular
 from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
 
@@ -61,39 +61,11 @@ def write_spool(path: str | Path, batches: list[Batch]) -> int:
     lines += [json.dumps(batch_to_json(b), ensure_ascii=True, sort_keys=True) for b in batches]
     body = ("\n".join(lines) + "\n").encode("ascii")
     trailer = json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode("ascii") + b"\n"
-    # Not the pid alone: agents in two containers are often both pid 1, and the same
-    # temporary name would let them truncate each other's file before the rename.
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            _write_all(fd, body + trailer)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, p)
-        _fsync_dir(p.parent)
+        write_atomically(p, body + trailer, mode=0o600, durable=True)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise SpoolError(f"cannot write spool file {p}: {e.strerror or e}") from None
     return rows
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read_spool(path: str | Path) -> list[Batch] | None:
@@ -201,7 +173,7 @@ def remove_stale_temporaries(path: str | Path, *, older_than: float = STALE_TEMP
     removed = 0
     cutoff = time.time() - older_than
     with contextlib.suppress(OSError):
-        for tmp in p.parent.glob(f".{p.name}.tmp-*"):
+        for tmp in stale_temporaries(p):
             with contextlib.suppress(OSError):
                 st = tmp.lstat()
                 if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:

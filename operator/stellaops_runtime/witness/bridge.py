@@ -32,9 +32,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from typing import Any
 import yaml
 from sqlalchemy.engine import Engine
 
+from stellaops_runtime.atomic_file import write_atomically
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
@@ -325,7 +324,7 @@ class WitnessBridge:
                 f"{re.sub(r'[^A-Za-z0-9._-]', '_', c.id.removeprefix('sha256:')[:16])}-{stamp}.witness.json"
             )
             self._out.mkdir(parents=True, exist_ok=True)
-            write_atomically(self._out / name, data)
+            write_witness(self._out / name, data)
 
     async def run(self, stop: asyncio.Event, engine: Callable[[], Engine | None], interval: float) -> None:
         """Flush every ``interval`` seconds until ``stop``; the caller flushes once more at shutdown.
@@ -342,26 +341,9 @@ class WitnessBridge:
                                 "left due", max(interval, HUNG_AFTER_SECONDS), self.marked)  # fmt: skip
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """``data`` at ``path`` whole or not at all: written to a hidden temporary file in the same
-    directory (``.<name>.<random>.tmp``, which no ``*.witness.json`` matches), fsynced, renamed
-    over ``path`` and the directory fsynced. A kill, a full disk or a file size limit mid-write
-    leaves no truncated witness (at most the temporary file, after a kill); a reader sees the
-    old file or the new one. The mode is 0644: a witness is a public, signed document."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o644)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+def write_witness(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all (atomic_file.py): a kill, a full disk or a file size
+    limit mid-write leaves no truncated witness, and a reader sees the old file or the new one. The
+    temporary name (``.<name>.tmp-…``) matches no ``*.witness.json``. The mode is 0644: a witness
+    is a public, signed document."""
+    write_atomically(path, data, mode=0o644, durable=True)
