@@ -1,31 +1,20 @@
-"""A Kubernetes API for tests: kmock's emulator over real HTTP, with the API server's bookkeeping.
+"""A Kubernetes API for tests: the emulated API server over real HTTP, and the real operator on it.
 
-kmock's KubernetesEmulator stores objects and streams watch events, but it
-assigns no ``uid``, ``resourceVersion`` or ``generation`` and knows nothing
-of the status subresource. ``ApiServer`` adds what the operator relies on,
-the way a real API server does it:
-
-- on create: ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``generation: 1``;
-- on every write: a new ``resourceVersion``; ``generation`` + 1 when ``spec`` changes;
-- a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
-  ``resourceVersion``) is 422 Invalid, not a 500;
-- for resources declared with a ``status`` subresource: a create and a PATCH
-  of the main resource drop ``status``, a PATCH of ``/status`` keeps only ``status``
-  (so code that writes status the wrong way fails here as it would there).
-
+``ApiServer`` (kube_emulator.py) is kmock's emulator with the API server's
+bookkeeping (uid, resourceVersion, generation, the status subresource).
 ``Cluster`` starts it on a loopback port, writes a kubeconfig pointing at it
 and offers a small client for the test side (its requests carry their own
 User-Agent, so ``writes()`` counts only what the operator and the agent send).
 ``OperatorRun`` runs the real operator (kopf, our registry and settings) on
-its own thread and event loop, talking to the emulator over HTTP.
+its own thread and event loop, talking to the emulator over HTTP; its
+``settle()`` waits until kopf has read and processed every watch event the
+emulator sent (watch_accounting.py), so a test can assert right after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import datetime
 import json
 import threading
 import uuid
@@ -34,192 +23,35 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiohttp.web
-import jsonpatch
 import kmock
 import kopf
 import yaml
-from kmock._internal import parsing as _kmock_parsing
+from kopf._cogs.structs import references as kopf_references
 
 from stellaops_runtime.controller.handlers import build_registry
 from stellaops_runtime.controller.reconcile import Reconciler
 from stellaops_runtime.controller.settings import ControllerConfig, operator_settings
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import Connection, KubeClient
+from tests.integration.kube_emulator import DECLARED, VERBS, WITH_STATUS, ApiServer, _key
+from tests.integration.watch_accounting import PROBE, KopfProbe
+
+__all__ = [
+    "DECLARED",
+    "TEST_AGENT",
+    "VERBS",
+    "WITH_STATUS",
+    "ApiServer",
+    "Cluster",
+    "OperatorRun",
+    "_key",
+    "fast_config",
+    "http_get",
+    "obj",
+    "wait_for",
+]
 
 TEST_AGENT = "stellaops-tests"
-VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
-WITH_STATUS = (
-    r.RUNTIME_OBSERVERS,
-    r.OBSERVATION_POLICIES,
-    r.CLUSTER_OBSERVATION_POLICIES,
-    r.OBSERVATION_NODES,
-    r.DAEMONSETS,
-    r.PODS,
-    r.NODES,
-)
-DECLARED = (
-    r.NAMESPACES,
-    r.EVENTS,
-    r.CRDS,
-    r.NODES,
-    r.PODS,
-    r.CONFIGMAPS,
-    r.SERVICES,
-    r.SERVICE_ACCOUNTS,
-    r.DAEMONSETS,
-    r.CLUSTER_ROLES,
-    r.CLUSTER_ROLE_BINDINGS,
-    r.RUNTIME_OBSERVERS,
-    r.OBSERVATION_POLICIES,
-    r.CLUSTER_OBSERVATION_POLICIES,
-    r.OBSERVATION_NODES,
-    r.TRACING_POLICIES,
-    r.TRACING_POLICIES_NAMESPACED,
-    r.CLUSTER_KOPF_PEERINGS,
-    r.KOPF_PEERINGS,
-)
-
-
-_kmock_parse_path = _kmock_parsing.parse_path
-
-
-def _parse_path(path: str) -> Any:
-    """kmock 0.8 reads ``/api/v1/namespaces[/NAME]`` as the prefix of a namespaced path and fails
-    (listing or creating Namespace objects is a 500); route those paths to the Namespace resource."""
-    parts = path.strip("/").split("/")
-    if len(parts) >= 3 and parts[0] == "api" and parts[2] == "namespaces":
-        rest = parts[3:]
-        if len(rest) <= 1 or (len(rest) == 2 and rest[1] in ("status", "finalize")):
-            return _kmock_parsing.ParsedPath(
-                "",
-                parts[1],
-                "namespaces",
-                None,
-                rest[0] if rest else None,
-                rest[1] if len(rest) == 2 else None,
-            )
-    return _kmock_parse_path(path)
-
-
-_kmock_parsing.parse_path = _parse_path
-
-
-def _key(res: r.Resource) -> str:
-    return f"{res.api_version}/{res.plural}"
-
-
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock's emulator plus uid/resourceVersion/generation and status-subresource rules."""
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self._rv = 1000
-        self.log: list[Any] = []  # every request, in arrival order
-        self.status: dict[int, int] = {}  # id(request) -> HTTP status of the response
-        self._inflight: set[int] = set()
-        # Optional authorizer: a request it returns False for is 403 Forbidden (RBAC tests).
-        self.authorize: Callable[[Any], bool] | None = None
-        # Optional throttle: a request it returns a Retry-After value for (a string, sent as is;
-        # "" for none) is 429 TooManyRequests, as API Priority and Fairness answers.
-        self.throttle: Callable[[Any], str | None] | None = None
-
-    def _next_rv(self) -> str:
-        self._rv += 1
-        return str(self._rv)
-
-    def _stored(self, request: Any) -> Any:
-        try:
-            return self.objects[request.resource, request.namespace, request.name]
-        except KeyError:
-            return None
-
-    async def _handle(self, request: Any) -> Any:
-        # kmock matches each request against its reactions by scanning its whole request log
-        # (quadratic over a long run): keep the log here and only in-flight requests there.
-        self.log.append(request)
-        self._inflight.add(id(request))
-        self._requests[:] = [q for q in self._requests if id(q) in self._inflight]
-        status = 500
-        try:
-            response = await self._handle_one(request)
-            status = response.status
-            return response
-        except kmock.KubernetesError as e:
-            status = e.status
-            raise
-        finally:
-            self._inflight.discard(id(request))
-            self.status[id(request)] = status
-
-    async def _handle_one(self, request: Any) -> Any:
-        if self.throttle is not None and (retry_after := self.throttle(request)) is not None:
-            return aiohttp.web.json_response(
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "status": "Failure",
-                    "message": "Too many requests, please try again later.",
-                    "reason": "TooManyRequests",
-                    "code": 429,
-                },
-                status=429,
-                headers={"Retry-After": retry_after} if retry_after else None,
-            )
-        if self.authorize is not None and not self.authorize(request):
-            raise kmock.KubernetesError(
-                status=403,
-                reason="Forbidden",
-                message=f"{request.method.value} {request.url.path} is forbidden",
-            )
-        res = request.resource
-        if res is not None:
-            info = self.resources.get(res, None)
-            has_status = info is not None and "status" in info.subresources
-            data = request.data
-            if request.action == kmock.action.CREATE and isinstance(data, dict):
-                if has_status:
-                    data.pop("status", None)
-                meta = data.setdefault("metadata", {})
-                meta.setdefault("uid", str(uuid.uuid4()))
-                meta.setdefault(
-                    "creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                )
-                meta["resourceVersion"] = self._next_rv()
-                meta.setdefault("generation", 1)
-            elif request.action == kmock.action.UPDATE and isinstance(data, dict):
-                if has_status and request.subresource == "status":
-                    for k in list(data):
-                        if k != "status":
-                            del data[k]
-                elif has_status:
-                    data.pop("status", None)
-                meta = data.setdefault("metadata", {})
-                meta["resourceVersion"] = self._next_rv()
-                stored = self._stored(request)
-                if "spec" in data and request.subresource is None and stored is not None:
-                    old = dict(stored).get("metadata", {}).get("generation") or 0
-                    new_spec = _merged(dict(stored).get("spec"), data["spec"])
-                    if new_spec != dict(stored).get("spec"):
-                        meta["generation"] = int(old) + 1
-            elif request.action == kmock.action.UPDATE and isinstance(data, list):
-                data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchTestFailed as e:  # a failed "test" op is 422 Invalid, as kopf expects
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(e)) from None
-
-
-def _merged(old: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict) or not isinstance(old, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(old)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merged(out.get(k), v)
-    return out
 
 
 class Cluster:
@@ -368,6 +200,8 @@ class OperatorRun:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.probe = KopfProbe()  # what its kopf has read and processed (watch_accounting.py)
+        self.insights: Any = None  # kopf's view of what it watches, set on the operator's thread
 
     async def __aenter__(self) -> OperatorRun:
         self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
@@ -388,6 +222,8 @@ class OperatorRun:
 
     async def _run(self) -> None:
         self.loop = asyncio.get_running_loop()
+        PROBE.set(self.probe)  # every task of this loop inherits it
+        self.insights = kopf_references.Insights()
         self.reconciler = Reconciler(self.config)
         standalone = self.priority is None
         settings = operator_settings(standalone=standalone, priority=self.priority or 0)
@@ -396,6 +232,7 @@ class OperatorRun:
         await kopf.operator(
             registry=build_registry(self.config, reconcile=self.reconcile),
             settings=settings,
+            insights=self.insights,
             memo=kopf.Memo(reconciler=self.reconciler),
             clusterwide=True,
             standalone=standalone,
@@ -421,11 +258,11 @@ class OperatorRun:
                 raise TimeoutError("the operator did not stop within 30 s")
 
     async def settle(self, *, quiet: float = 0.25, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        """Wait until the operator has nothing queued and sent no request for ``quiet`` seconds.
-
-        It cannot tell an operator that is done from one that has not yet seen the test's last
-        write (a starved watch): after a write, wait for what it must cause, then settle.
-        """
+        """Wait until the operator has consumed everything: kopf has listed every resource it
+        watches, read every event the API server sent on its open watch streams and processed it
+        (a worker asleep in kopf's own retry delay counts as done), nothing is queued in the
+        reconciler, and no request came for ``quiet`` seconds. A test can assert on what its
+        last write causes right after."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last = self.cluster.mark()
@@ -433,14 +270,22 @@ class OperatorRun:
         while True:
             await asyncio.sleep(0.02)
             now = loop.time()
-            if self.cluster.mark() != last:
+            unstarted = self.probe.unstarted(self.insights) if self.insights is not None else ["kopf"]
+            behind = self.cluster.api.behind()
+            busy = self.probe.busy()
+            pending = len(self.reconciler.scheduler)
+            if self.cluster.mark() != last or unstarted or behind or busy > 0 or pending:
                 last = self.cluster.mark()
                 quiet_since = now
-            if len(self.reconciler.scheduler) == 0 and now - quiet_since >= quiet:
+            elif now - quiet_since >= quiet:
                 return
             if now > deadline:
                 raise TimeoutError(
-                    f"operator did not settle; pending: {self.reconciler.scheduler.pending()[:10]}"
+                    f"the operator did not settle in {timeout:g} s: not yet listed: {unstarted or 'none'}; "
+                    f"watch events not read: "
+                    f"{behind or 'none'}; events read, not processed: {max(busy, 0)}; "
+                    f"reconciles pending: {self.reconciler.scheduler.pending()[:10]}; "
+                    f"operator error: {self.error!r}"
                 )
 
 
