@@ -107,3 +107,20 @@ def test_a_symlink_and_a_stream_still_get_the_witness(world: dict[str, Any]) -> 
     r = cli(*world["sign"], "--out", "/dev/stdout")  # a pipe here
     assert r.returncode == 0, r.stderr
     verifies(r.stdout.split("\nwitness for ")[0].encode(), world)
+
+
+def test_out_never_replaces_a_key_or_a_certificate(world: dict[str, Any]) -> None:
+    """``--out`` pointed at the public key beside the private one (only ``--key`` itself was
+    protected), or at any PEM file, through a symlink too, is refused: exit 2, the file unchanged."""
+    tmp = world["tmp"]
+    (tmp / "ca.pem").write_text("\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (tmp / "pub.link").symlink_to(tmp / "k.pub")
+    r = cli(*world["sign"], "--save", "--out", str(tmp / "first.json"))
+    assert r.returncode == 0, r.stderr
+    for target in ("k.pub", "pub.link", "ca.pem", "k"):
+        before = (tmp / target).read_bytes()
+        for cmd in (world["sign"], ["witness", "get", "1", "--store", world["url"]]):
+            r = cli(*cmd, "--out", str(tmp / target))
+            assert r.returncode == 2 and "key" in r.stderr, (target, cmd[1], r.stderr)
+            assert (tmp / target).read_bytes() == before, target
+    assert keys.load_public(tmp / "k.pub") == world["pub"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -114,3 +115,17 @@ def load_public(path: str | Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise KeyError_(f"{path} is a {type(key).__name__}, not an Ed25519 key")
     return key
+
+
+def holds_pem(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file holding a PEM key or certificate (``-----BEGIN``): an
+    output pointed at one by mistake (the public key beside the private one, a CA's certificate)
+    would replace it, and the verifiers reading it would fail, or trust what replaces it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:  # missing, or unreadable: the write says so
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"-----BEGIN")
