@@ -64,9 +64,16 @@ NOT_AT_IMPORT = (
     "stellaops_runtime.attribution.attributor",
     "stellaops_runtime.agent.node_status",
 )
+# Standard-library modules only a rare path uses, imported where it runs (issue 13, ~0.9 MB of the
+# idle agent together): detect-secrets' package imports multiprocessing, deferred like requests
+# (privacy/library_rules.py); ctypes.util (and tempfile with it) is the GNU demangler's fallback
+# for a libstdc++ not found by its soname (canonical/cxx_gnu.py); the email package parses a
+# Retry-After given as a date (kube/throttle.py), which the API server sends as seconds.
+RARE_PATHS = ("multiprocessing", "tempfile", "ctypes.util", "email")
 # Not after building the agent with the default config (gRPC source, default privacy patterns).
 NOT_AT_START = (
     *NEVER,
+    *RARE_PATHS,
     "aiohttp",
     # detect-secrets' plugins import requests for online verification; the agent loads them
     # with requests deferred (privacy/deferred_import.py), so neither it nor urllib3 loads.
@@ -162,6 +169,7 @@ def _operators_config(tmp: str, *, native: bool) -> dict:
 # reader are the operator's alone.
 NEVER_ON_A_NODE = (
     *(m for m in NEVER if m != "stellaops_runtime.kube.client"),
+    *RARE_PATHS,
     "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
     "aiohttp",
     "yarl",

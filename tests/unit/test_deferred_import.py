@@ -63,3 +63,30 @@ def test_an_already_imported_package_is_used_as_it_is() -> None:
         """
     )
     assert out == {"same": True}
+
+
+def test_rules_load_without_multiprocessing_and_its_scan_still_works() -> None:
+    # detect-secrets' package imports multiprocessing (for scanning many files at once, which
+    # the agent never does): deferred like requests, ~0.16 MB of modules the agent does not hold.
+    out = _run(
+        """
+        import json, sys
+        from stellaops_runtime.privacy.library_rules import library_rules
+        rules = library_rules()
+        loaded = sorted(m for m in sys.modules if m == "multiprocessing" or m.startswith("multiprocessing."))
+        from detect_secrets.core import secrets_collection
+        stand_in = type(secrets_collection.mp).__name__
+        # A use through the library's module imports the real package and answers from it.
+        cpus = secrets_collection.mp.cpu_count()
+        import multiprocessing
+        real = "multiprocessing.context" in sys.modules
+        print(json.dumps({
+            "loaded": loaded, "rules": len(rules), "stand_in": stand_in,
+            "real_after_use": cpus == multiprocessing.cpu_count() and real,
+            "import_is_real": type(multiprocessing).__name__ == "module" and hasattr(multiprocessing, "Pool"),
+        }))
+        """
+    )
+    assert out["loaded"] == [] and out["rules"] >= 20
+    assert out["stand_in"] == "DeferredModule"
+    assert out["real_after_use"] and out["import_is_real"]

@@ -503,3 +503,14 @@ def test_rust_crate_name(demangled: str, expected: str) -> None:
 )
 def test_canonicalize_gnu_cxx(gnu: str, canonical: str) -> None:
     assert canonicalize_gnu_cxx(gnu) == canonical
+
+
+def test_gnu_demangler_library_found_where_its_usual_soname_is_missing() -> None:
+    # The fallback imports ctypes.util only when it runs (it loads tempfile and more into the
+    # agent otherwise): a soname that cannot be opened is looked up by name, as before.
+    from stellaops_runtime.canonical import cxx_gnu
+
+    lib = cxx_gnu._load_library("libstellaops-no-such-soname.so.99", "c")
+    assert hasattr(lib, "free")
+    with pytest.raises(OSError):
+        cxx_gnu._load_library("libstellaops-no-such-soname.so.99", "stellaops-no-such-library")

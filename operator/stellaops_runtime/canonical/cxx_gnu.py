@@ -21,7 +21,6 @@ first use); this module imports nothing of the project, so canonical.demangle ca
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import re
 import threading
@@ -164,7 +163,11 @@ def _load_library(soname: str, name: str) -> ctypes.CDLL:
     try:
         return ctypes.CDLL(soname)
     except OSError:
-        found = ctypes.util.find_library(name)
+        # Imported only here: ctypes.util loads tempfile (and with it ~0.5 MB of modules) into
+        # every agent, for a fallback that runs only where the usual soname is missing.
+        from ctypes.util import find_library
+
+        found = find_library(name)
         if not found:
             raise
         return ctypes.CDLL(found)

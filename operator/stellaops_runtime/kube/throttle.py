@@ -11,7 +11,6 @@ than ``RETRY_AFTER_CAP``.
 
 from __future__ import annotations
 
-import email.utils
 import math
 from datetime import UTC, datetime
 
@@ -33,6 +32,10 @@ def retry_after_seconds(value: str | None, *, cap: float = RETRY_AFTER_CAP) -> f
     try:
         seconds = float(text)
     except ValueError:
+        # An HTTP date is rare (the API server sends seconds); email.utils and the part of the
+        # email package it loads (~0.25 MB) are imported only then, not by every node's agent.
+        import email.utils
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):

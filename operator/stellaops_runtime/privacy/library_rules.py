@@ -110,9 +110,10 @@ def load_rules() -> tuple[LibraryRule, ...]:
     """Every regex plugin of the installed detect-secrets, minus EXCLUDED, with our triggers."""
     from stellaops_runtime.privacy.deferred_import import deferred
 
-    # Its plugin modules import ``requests`` for online verification, never used here: the
-    # package is loaded only if something uses it (privacy/deferred_import.py).
-    with deferred("requests"):
+    # Its plugin modules import ``requests`` for online verification, and its package imports
+    # ``multiprocessing`` to scan many files at once, neither used here: each is loaded only if
+    # something uses it (privacy/deferred_import.py).
+    with deferred("requests"), deferred("multiprocessing"):
         from detect_secrets.plugins.base import RegexBasedDetector
 
         mapping = globals().get("get_mapping_from_secret_type_to_class") or __getattr__(
