@@ -36,7 +36,8 @@ file or none. So frames are keyed on (module, file offset) and:
    as ``symbol`` with source ``hint`` if there was one, else source ``none``;
    the reason is counted. Nothing raises.
 
-How each kind of frame is filled is in canonical/framefill.py.
+How each kind of frame is filled is in canonical/framefill.py; the probed function of
+a uprobe or USDT event is named by canonical/eventfunction.py.
 
 Kernel frames (kallsyms symbol + offset) get module ``[kernel]`` (or
 ``[<module>]``), the kernel's build-id and source ``kallsyms`` when the symbol
@@ -52,18 +53,18 @@ from collections import Counter
 from contextlib import AbstractContextManager
 
 from stellaops_runtime.canonical.addrindex import LRU
-from stellaops_runtime.canonical.binary import Binary, Hit
+from stellaops_runtime.canonical.binary import Binary
 from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.canonical.eventfunction import EventFunctions
 from stellaops_runtime.canonical.framefill import (
     FrameAnswer,
     KernelHit,
     WarmAnswer,
     hint_disagrees,
-    probed_function,
     resolved_answer,
     unresolved,
 )
-from stellaops_runtime.canonical.function_id import format_function_id, unresolved_function_id
+from stellaops_runtime.canonical.function_id import unresolved_function_id
 from stellaops_runtime.canonical.kernelframes import Counts, KernelFrames
 from stellaops_runtime.canonical.locate import BinaryLocator, Ids
 from stellaops_runtime.canonical.parseworker import ParseGate, ParsePending, ParseWorker
@@ -80,7 +81,7 @@ _UPROBE, _USDT = EventKind.UPROBE, EventKind.USDT
 _HINT, _NONE = Source.HINT, Source.NONE
 
 
-class FrameCanonicalizer(KernelFrames):
+class FrameCanonicalizer(KernelFrames, EventFunctions):
     """Fills the canonical fields of stack frames and of uprobe/USDT events (synchronous)."""
 
     def __init__(
@@ -359,52 +360,3 @@ class FrameCanonicalizer(KernelFrames):
             unresolved(f, bid, _HINT if f.symbol else _NONE)
             return None
         return resolved_answer(bid, found)
-
-    # -- the probed function of uprobe / USDT events ------------------------------------
-
-    def _event_function(self, ev: RuntimeCallEvent) -> str:
-        module, name = ev.module, ev.function_name
-        if not module:
-            self.counters["events_function_no_module"] += 1
-            return ""
-        ids = self._process_ids(ev)
-        bid, ident = self.locator.build_id(ev, ids, module)
-        key = (ident or f"unverified:{bid}", module, name)
-        if bid:
-            cached = self._functions.get(key)
-            if cached is not None:
-                self.counters["events_function_cached"] += 1
-                return cached
-        binary, reason = self.locator.find_cached(ev, module, bid, ident)
-        hit: Hit | None = None
-        if binary is not None:
-            try:  # reads notes, builds name indexes, may load lazy sources: a parse job
-                found, kind = binary, ev.kind
-                hit = self.gate.run(
-                    ("function", found.identity, kind, name), lambda: probed_function(found, kind, name)
-                )
-            except ParsePending:
-                bid, binary, reason = binary.build_id, None, Outcome.PARSE_PENDING
-        if binary is None:
-            if ev.kind is _UPROBE and bid:
-                # The probe was attached to this very symbol name: the ID holds without the file.
-                self.counters[f"events_function_unverified_{reason}"] += 1
-                fid = format_function_id(bid, demangle(name), 0)
-                if not self.locator.local(ev) and reason != Outcome.PARSE_PENDING:
-                    self._functions.put(key, fid)
-                return fid
-            self.counters[f"events_function_{reason}"] += 1
-            return ""
-        if hit is None:
-            if ev.kind is _UPROBE:
-                self.counters["events_function_not_in_binary"] += 1
-                fid = format_function_id(binary.build_id, demangle(name), 0)
-            else:
-                self.counters["events_function_no_probe"] += 1
-                return ""
-        else:
-            self.counters[f"events_function_resolved_{hit.source}"] += 1
-            fid = format_function_id(binary.build_id, hit.symbol, 0)
-        ids[module] = (binary.build_id, binary.identity)
-        self._functions.put((binary.identity, module, name), fid)
-        return fid

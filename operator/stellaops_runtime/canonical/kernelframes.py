@@ -1,7 +1,8 @@
 """The FrameCanonicalizer's kernel frames: kallsyms names and the kernel function IDs of kprobe events.
 
-Why this module exists: split from canonical/frames.py (user frames, the probed
-functions of uprobe and USDT events, the cache of processes' build-ids), it
+Why this module exists: split from canonical/frames.py (user frames and the cache of
+processes' build-ids; the probed functions of uprobe and USDT events are
+canonical/eventfunction.py's), it
 holds what the canonicalizer does with the kernel's symbols: a kernel frame
 (kallsyms symbol + offset) gets module ``[kernel]`` (or ``[<module>]``), the
 kernel's build-id and source ``kallsyms`` when the symbol exists on this
