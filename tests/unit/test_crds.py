@@ -410,6 +410,12 @@ CEL_RULES: dict[str, tuple[Callable[[dict[str, Any]], bool], dict[str, Any], str
         crds.OBSERVER_KIND,
         "InvalidSpec",
     ),
+    "86400 % self == 0": (
+        lambda window: 86_400 % window["windowSeconds"] == 0,
+        {"hotSymbols": {"windowSeconds": 5000}},
+        crds.OBSERVER_KIND,
+        "InvalidSpec",
+    ),
 }
 # where each rule sits, to find the object the rule sees inside a breaking spec
 _RULE_TARGET: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -418,6 +424,7 @@ _RULE_TARGET: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "!has(self.namespaceSelector)": lambda s: s,
     "!(has(self.operator)": lambda s: s["agent"]["tolerations"][0],
     "(has(self.key)": lambda s: s["agent"]["tolerations"][0],
+    "86400 % self": lambda s: s["hotSymbols"],  # the reading takes the integer from its parent
 }
 
 
@@ -456,6 +463,7 @@ def test_cel_readings_accept_valid_objects() -> None:
     assert _requirement_ok({"key": "a", "operator": "DoesNotExist"})
     assert _toleration_value_ok({"operator": "Exists"}) and _toleration_key_ok({"operator": "Exists"})
     assert _toleration_key_ok({"key": "k", "operator": "Equal", "value": "v"})
+    assert all(CEL_RULES["86400 % self == 0"][0]({"windowSeconds": w}) for w in (1, 60, 300, 3600, 86_400))
 
 
 # ---------------------------------------------------------------- semantic checks only parse can do

@@ -35,6 +35,7 @@ from stellaops_runtime.contracts.config_base import (  # noqa: F401 (re-exported
     WholeSeconds,
     _check_regexes,
     check_regexes,
+    divides_a_day,
     parse_duration,
     shown,
 )
@@ -138,7 +139,9 @@ class HotSymbolsConfig(Model):
     _deprecated = {"windowSeconds": "aggregationWindowSeconds"}
 
     enabled: bool = setting(True)
-    window_seconds: WholeSeconds = duration(60, key="aggregationWindowSeconds", whole=True, ge=1, le=86_400)
+    window_seconds: WholeSeconds = duration(
+        60, key="aggregationWindowSeconds", whole=True, ge=1, le=86_400, check=divides_a_day
+    )
     min_confidence_threshold: float = setting(0.20, key="minConfidenceThreshold", ge=0.0, le=1.0)
     flush_interval_seconds: Seconds = duration(10.0, key="flushIntervalSeconds", gt=0, le=3_600)
     # Distinct keys held in memory before an early flush is forced.

@@ -185,6 +185,22 @@ def one_of(choices: tuple[str, ...], or_bool: bool = False) -> Callable[[Any], A
     return convert
 
 
+SECONDS_PER_DAY = 86_400
+
+
+def divides_a_day(seconds: int) -> int:
+    """An aggregation window that divides a UTC day (60, 300, 3600, ...): windows start at
+    multiples of it, so one that does not divide 86,400 s starts one window a day before midnight
+    and ends it after, and that window's calls and gaps are dated the day before (a day's evidence
+    then rests on a window that is partly the next day's). The operator checks the same."""
+    if isinstance(seconds, int) and seconds > 0 and SECONDS_PER_DAY % seconds:
+        raise ValueError(
+            f"{seconds} s does not divide a day (86400 s): windows would straddle midnight; "
+            "give a divisor of 86400 (e.g. 60, 300, 600, 900, 1800, 3600, 86400)"
+        )
+    return seconds
+
+
 def check_regexes(values: list[str]) -> list[str]:
     """A list of regular expressions, each of which compiles."""
     for v in values:

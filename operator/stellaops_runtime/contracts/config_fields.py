@@ -94,9 +94,10 @@ def duration(
     gt: float | None = None,
     le: float | None = None,
     whole: bool = False,
+    check: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Seconds, or a Go/Kubernetes duration string; ``whole``: an int of whole seconds."""
-    spec = Spec(to_whole_seconds if whole else to_seconds, key, ge, gt, le)
+    spec = Spec(to_whole_seconds if whole else to_seconds, key, ge, gt, le, check=check)
     return _field(default, None, spec)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from packageurl import PackageURL
 from pydantic import BaseModel, ValidationError
 
+from stellaops_runtime.contracts.config_base import SECONDS_PER_DAY
 from stellaops_runtime.contracts.crd_names import RESERVED_POD_LABEL_KEYS
 from stellaops_runtime.contracts.crd_specs import (
     QUANTITY_PATTERN,
@@ -157,6 +158,12 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
             raise SpecError(
                 "InvalidSpec", f"spec.tetragon.address {address!r}: expected HOST:PORT or unix:///path"
             )
+    if SECONDS_PER_DAY % (window := model.hot_symbols.window_seconds):  # the agent refuses it too
+        raise SpecError(
+            "InvalidSpec",
+            f"spec.hotSymbols.windowSeconds {window} does not divide a day (86400 s): windows would "
+            "straddle midnight; give a divisor of 86400 (e.g. 60, 300, 3600)",
+        )
     for part, quantities in (
         ("requests", model.agent.resources.requests),
         ("limits", model.agent.resources.limits),
