@@ -113,6 +113,7 @@ UNRECOGNISABLE_WHEN_CUT = {
     "bash -c echo StdinPw_2c9": "a password echoed into passwd, cut before the pipe",
     '-c "echo DkStd_5e2 | docker': "a password echoed into docker login, cut before --password-stdin",
     "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1": "the middle of a key: neither its BEGIN nor its END line",
+    'kubectl patch deploy app -p \'{"env":[{"value"': "an env entry's value first, cut before its name",
 }
 
 

@@ -52,7 +52,7 @@ _AUTH_SCHEME = re.compile(r"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(?P<b>Basi
 _SECRET_VALUE = re.compile(
     r"""
     (?P<key>(?<![\w.\-])[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
-    (?P<sep>\s*=\s*|(?:\\*["'])?\s*:(?![:/])\s*)   # a closing quote of the key, escaped too
+    (?P<sep>\s*\\*=\s*|(?:\\*["'])?\s*:(?![:/])\s*)   # an escaped = (PASSWORD\=x); a closing quote of the key
     (?P<value>
         '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
       | "(?:[^"\\\n]|\\.)*"?

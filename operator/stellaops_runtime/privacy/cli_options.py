@@ -191,6 +191,14 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         rf"""(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>{WORD_VALUE})""",
     ),
     ("rdesktop",): (_sep("-p"),),
+    # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2012-r2-and-2012/gg651155(v=ws.11)
+    # net use [dev] \\host\share PASSWORD [/user:u] and net user NAME PASSWORD: the first word after
+    # the share or the name that is no /option and no * (prompts); /p: is /persistent:yes|no.
+    ("net", "net.exe"): (
+        r"(?<!\S)(?i:use)\s+(?:(?:[A-Za-z]:|\*)\s+)?\\\\\S+(?:\s+/\S+){0,8}\s+(?P<s>[^\s/*]\S*)",
+        r"(?<!\S)(?i:user)\s+[^\s/]\S*(?:\s+/\S+){0,8}\s+(?P<s>[^\s/*]\S*)",
+        r"(?<!\S)/(?i:p|persistent):(?!(?i:yes|no)(?!\S))(?P<s>\S+)",
+    ),
     # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)
     ("nmcli",): (_sep("password"), _sep(r"[\w.-]*psk")),
 }

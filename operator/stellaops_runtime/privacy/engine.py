@@ -12,7 +12,6 @@ merged and replaced once.
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -71,23 +70,30 @@ class TriggerIndex:
 def sub_compiled(
     cp: CompiledPatterns, text: str, *, counts: dict[str, int] | None, pos: int = 0
 ) -> tuple[str, int]:
-    """Replace the secret group of every (validated) match of a compiled pattern set."""
-    matches = cp.regex.finditer(text, pos)
-    first = next(matches, None)
-    if first is None:
+    """Replace the secret group of every (validated) match of a compiled pattern set.
+
+    A match its pattern's validator rejects (a Luhn-invalid number, a path after ``--key``)
+    takes nothing: the search goes on from the character after its start, so a secret inside
+    it (``--credentials /x?token=S3cret``) is still found.
+    """
+    rx = cp.regex
+    m = rx.search(text, pos)
+    if m is None:
         return text, 0
     groups = cp.groups
     out: list[str] = []
     last = 0
     hits = 0
-    for m in itertools.chain((first,), matches):
+    while m is not None:
         group = m.lastgroup
         name, whole, validate = groups[group]  # type: ignore[index]
         start, end = m.span() if whole else m.span(group)  # type: ignore[arg-type]
+        nxt = m.end() if m.end() > m.start() else m.end() + 1
         # A span that is exactly "[REDACTED]" was redacted before (log text
         # redacted twice, a tail match on a redacted end): leave it, uncounted.
         if end > start >= last and text[start:end] != REDACTED:
             if validate is not None and not validate(text[start:end]):
+                m = rx.search(text, m.start() + 1)
                 continue
             out.append(text[last:start])
             out.append(REDACTED)
@@ -95,6 +101,7 @@ def sub_compiled(
             hits += 1
             if counts is not None:
                 counts[name] += 1
+        m = rx.search(text, nxt) if nxt <= len(text) else None
     if not hits:
         return text, 0
     out.append(text[last:])

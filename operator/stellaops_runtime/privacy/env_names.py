@@ -99,7 +99,7 @@ def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
     start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
     value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{NOT_A_MARKER}[^\s"']\S*))"""
-    return re.compile(rf"{start}(?:{names})=(?=\S){value}", re.ASCII)
+    return re.compile(rf"{start}(?:{names})\\*=(?=\S){value}", re.ASCII)  # ``PASSWORD\\=x`` (escaped) too
 
 
 def pair_regex(globs: Iterable[str]) -> re.Pattern[str]:
@@ -115,6 +115,27 @@ def pair_regex(globs: Iterable[str]) -> re.Pattern[str]:
     value = r"""(?P<s>\\*"(?:[^"\\]|\\(?!")[\s\S])*(?:\\*")?|'[^']*'?|[^\s"',}\]\\][^\r\n"',}\]]*)"""
     return re.compile(
         rf"(?<![\w.-]){q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}\s*,?\s*{q}value{q}[ \t]*[:=][ \t]*{value}",
+        re.IGNORECASE | re.ASCII,
+    )
+
+
+def value_first_regex(globs: Iterable[str]) -> re.Pattern[str]:
+    """``value: x`` then ``name: NAME``, NAME matching a glob (any case): group ``s`` is the value.
+
+    The same entry with its members the other way round (``{"value":"x","name":"DB_PASSWORD"}``,
+    written by hand or by a serializer that keeps insertion order). The value must end before the
+    name: quoted (to its closing quote), or unquoted up to the end of its line, a comma or a
+    brace, at most 256 characters (possessive: each ``value`` of a text costs at most that).
+    """
+    names = "|".join(glob_to_regex(g).replace(_NAME_CHAR, r"[\w.-]") for g in globs)
+    q = r"""(?:(?<!\\)\\*["'])?"""
+    value = (
+        r"""(?P<s>\\*"(?:[^"\\]|\\(?!")[\s\S])*+\\*"|'[^']*+'"""
+        r"""|[^\s"',}\]\\][^\r\n"',}\]]{0,255}+)"""
+    )
+    return re.compile(
+        rf"(?<![\w.-]){q}value{q}[ \t]*[:=][ \t]*{value}"
+        rf"\s*,?\s*{q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}(?![\w.-])",
         re.IGNORECASE | re.ASCII,
     )
 

@@ -29,14 +29,10 @@ Decisions worth knowing (the corpus in tests/fixtures/privacy proves them):
   switch, not a key;
 * ``-p<secret>`` is too ambiguous (``-p 8080``, ``-p tcp``) to match for any
   program: short options are matched per client in ``cli_options``;
-* e-mail addresses need a dot and a letters-only TLD in the domain, and no
-  ``:`` after it, so ``user@host`` ssh targets, ``git@github.com:org/repo``
-  scp-style paths, ``image@sha256:...`` and ``pkg@1.2.3`` are kept;
-  the whole address is replaced (a personal domain identifies a person too);
-* connection strings ``scheme://user:password@host`` keep scheme, user and host;
-  ``http://host:8080/`` (no ``@``) is not a credential;
-* a PEM private key block is replaced from after its BEGIN line to its END line,
-  or to the end of the text when the END line was cut off.
+* e-mail addresses need a dot and a letters-only TLD and no ``:`` after it (``git@github.com:o/r``,
+  ``image@sha256:...`` stay); the whole address goes (a personal domain identifies a person too);
+* ``scheme://user:password@host`` keeps scheme, user and host; ``http://host:8080/`` is no credential;
+* a PEM private key goes from after its BEGIN line to its END line (or the end of a cut text).
 
 ``base.compile_patterns`` joins the patterns a field triggers into one
 alternation, so one pass over a field finds every secret and
@@ -59,6 +55,7 @@ from stellaops_runtime.privacy.base import (
     number_groups,
 )
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
+from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
 from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES
@@ -89,10 +86,9 @@ _ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
 _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
-_NOT_A_MARKER = NOT_A_MARKER
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
-_WIDE_VALUE = rf"""(?:{BLOCK_SCALAR}|{_QUOTED}|{_NOT_A_MARKER}{WORD_VALUE})"""
+_WIDE_VALUE = rf"""(?:{BLOCK_SCALAR}|{_QUOTED}|{NOT_A_MARKER}{WORD_VALUE})"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
@@ -107,8 +103,8 @@ _ODBC_VALUE = (
     r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
 # Between a key and its value: ``=``, ``:``, Perl's and Ruby's `` => `` (``password=>x`` keeps ``>x``;
-# the ``=`` of ``=> `` alone is none), after the key's closing quote, escaped too (``\\"``).
-_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[=:](?!>\s))\s*"
+# the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``), after the key's closing quote, escaped too.
+_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*\\*[=:](?!>\s))\s*"
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 _KEY_PREFIX = r"[\w.-]*?"
@@ -264,7 +260,10 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "jwt",
-        r"e(?<![A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?P<w>)",
+        r"e(?<![A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?P<w>)"
+        # glued to a word (``tok_eyJ…``): a header of at most 512 characters, so a run of ``eyJ`` costs
+        # 512 characters per start, not the rest of the run
+        r"|e(?<=[A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]{4,512}+\.eyJ[A-Za-z0-9_-]{4,}+\.[A-Za-z0-9_-]*+(?P<w_2>)",
         triggers=("eyj",),
     ),
     SecretPattern(
@@ -344,6 +343,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
     ),
     CLI_FLAG_SECRET,
+    *FLAG_VALUE_PATTERNS,
     *PROVIDER_PATTERNS,
     *PERSONAL_DATA_PATTERNS,
     SecretPattern(
@@ -382,7 +382,7 @@ _TAIL_ALTERNATIVES: tuple[str, ...] = (
     r"g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s>[A-Za-z0-9_]+)\Z",
     r"x(?<![A-Za-z0-9_-]x)(?:ox[abeoprs]|app)-(?P<s>[A-Za-z0-9-]+)\Z",
     r"[sr](?<![A-Za-z0-9_-][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]+)\Z",
-    r"e(?<![A-Za-z0-9_-]e)yJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}\Z(?P<w>)",
+    r"eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}\Z(?P<w>)",
     r"[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s>\S+)\Z",
     *truncated_alternatives(),
     # detect-secrets' formats: Twilio SK/AC keys, Telegram bot tokens, Discord bot

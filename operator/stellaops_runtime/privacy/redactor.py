@@ -90,7 +90,10 @@ class Redactor:
         ]
         self.env_globs = tuple(env_globs)
         self._env_arg_rx = env_names.argument_regex(env_globs) if env_globs else None
-        self._env_pair_rx = env_names.pair_regex(env_globs) if env_globs else None
+        # name-value entries (``{"name": "DB_PASSWORD", "value": x}``), either member first
+        self._env_pair_rxs = (
+            (env_names.pair_regex(env_globs), env_names.value_first_regex(env_globs)) if env_globs else ()
+        )
         self.env_name_rx = env_names.name_regex(env_globs) if env_globs else None
         self._env_triggers = env_names.literal_triggers(env_globs)
         # Whether any rule is configured at all (else no text needs a pass).
@@ -175,8 +178,9 @@ class Redactor:
             low = text.lower()
             if not self._env_triggers or any(t in low for t in self._env_triggers):
                 spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
-                if self._env_pair_rx is not None and "value" in low and "name" in low:
-                    spans.extend(regex_spans(self._env_pair_rx, text, "env_name"))
+                if "value" in low and "name" in low:
+                    for rx in self._env_pair_rxs:
+                        spans.extend(regex_spans(rx, text, "env_name"))
                 text, n = replace_spans(text, spans, counts=counts)
                 hits += n
         for x in self._extras:
