@@ -59,11 +59,19 @@ def watched_node_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
 def touches_image(conn: sa.Connection, table: sa.FromClause, image: str) -> sa.ColumnElement[bool]:
     """Gap rows of ``table`` that touch ``image``: its own, and the node-wide ones of any UTC day
     on which it was watched on that node (not only of the windows in which it had events: the
-    events lost may be exactly its events of a window, which then has no row of it)."""
+    events lost may be exactly its events of a window, which then has no row of it). A gap row
+    reaches its window's start day and its gap's end day: a window that does not divide a day
+    (5000 s, written before the configuration refused it) crosses midnight, and its gap at 00:10
+    touches an image first watched on that node after midnight (a gap ending at midnight reaches
+    the next day here, the safe side; the watched days leave that day in: evidence/store_facts.py)."""
     t = table.c
+    watched = watched_node_days(conn, image)
     node_wide = sa.and_(
         t.image_digest == NODE_WIDE,
-        sa.tuple_(t.node_name, utc_date(t.window_start)).in_(watched_node_days(conn, image)),
+        sa.or_(
+            sa.tuple_(t.node_name, utc_date(t.window_start)).in_(watched),
+            sa.tuple_(t.node_name, utc_date(t.gap_end)).in_(watched),
+        ),
     )
     return sa.or_(t.image_digest == image, node_wide)
 
