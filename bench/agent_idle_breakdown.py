@@ -10,8 +10,10 @@ ready and idle (3 s more, as the bench does), and reads ``/proc/<pid>/smaps``:
   most of them Python objects larger than 512 bytes (code, dicts);
 - ``anonymous``: the other anonymous mappings: pymalloc's 1 MiB arenas, the
   blocks glibc maps on their own (the kernel symbol table's arrays), the second
-  malloc arena, thread stacks (``stack_like``: the 8 MiB mappings, of which
-  only the touched pages are resident);
+  malloc arena, or under jemalloc its extents; thread stacks apart
+  (``thread_stacks``: an 8 MiB mapping right above its guard page, of which only
+  the touched pages are resident; jemalloc also maps 8 MiB extents, without a
+  guard page, which are not stacks);
 - each file: its resident pages, private dirty (relocations, its data) and
   shared clean (code and read-only data read from the page cache);
 - the threads by name (``/proc/<pid>/task/*/comm``).
@@ -22,9 +24,14 @@ agent/jemalloc.py's plan), that imports only asyncio and grpcio and keeps Tetrag
 stream open on the same replay server (``floor`` in the output: its VmRSS, anonymous and
 file-backed, and its largest files).
 
+With ``--node``, the agent runs as a node runs it: the operator's config document, in a pod's
+way (agent_idle_ab.py's ``node`` configuration: its ObservationNode writer on, a service account
+mounted; root only, else without them). Every figure of issue 13's idle goal is taken so.
+
 Usage::
 
     .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20] [--postgres] [--floor]
+        [--node]
 """
 
 from __future__ import annotations
@@ -56,7 +63,9 @@ def smaps(pid: int) -> list[dict[str, Any]]:
         head, _, rest = line.partition(" ")
         if "-" in head and not head.endswith(":"):
             parts = line.split(maxsplit=5)
-            rows.append({"name": parts[5] if len(parts) > 5 else "", "perm": parts[1]})
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            name = parts[5] if len(parts) > 5 else ""
+            rows.append({"name": name, "perm": parts[1], "start": start, "end": end})
         elif head.rstrip(":") in FIELDS:
             rows[-1][head.rstrip(":")] = int(rest.split()[0])
     return rows
@@ -64,10 +73,12 @@ def smaps(pid: int) -> list[dict[str, Any]]:
 
 def breakdown(rows: list[dict[str, Any]], top: int) -> dict[str, Any]:
     groups: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+    guards = {r["end"] for r in rows if not r["name"] and r["perm"] == "---p"}
     for r in rows:
         name = r["name"]
         if not name:
-            key = "stack_like" if r.get("Size") == STACK_KB else "anonymous"
+            stack = r.get("Size") == STACK_KB and r["start"] in guards
+            key = "thread_stacks" if stack else "anonymous"
         elif name.startswith("["):
             key = name.strip("[]")
         else:
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=20, help="files listed one by one (default 20)")
     ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
     ap.add_argument("--floor", action="store_true", help="also measure asyncio + grpcio alone (see above)")
+    ap.add_argument("--node", action="store_true", help="the operator's config, run as in a pod (see above)")
     args = ap.parse_args(argv)
     floor_out: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
@@ -163,7 +175,22 @@ def main(argv: list[str] | None = None) -> int:
             server.setup()
             stack.callback(server.teardown)
             url = server.fresh_database()
-        a = bench._Agent(Path(d), events=0, fixed_time=False, agent_path=args.agent_path, store_url=url)
+        doc, wrap, env = None, None, None
+        if args.node:
+            import agent_idle_ab
+
+            doc = agent_idle_ab.node_config(Path(d))
+            wrap, env = agent_idle_ab.in_pod(Path(d))
+        a = bench._Agent(
+            Path(d),
+            events=0,
+            fixed_time=False,
+            agent_path=args.agent_path,
+            store_url=url,
+            config=doc,
+            wrap=wrap,
+            extra_env=env,
+        )
         try:
             bench._wait(a.ready, 120, "the agent to be ready")
             time.sleep(3)  # idle, as the bench measures it
@@ -175,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 floor_out = floor(a.address, min(args.top, 8))
         finally:
             a.close()
-    out = {"status": status, "threads": threads, **breakdown(rows, args.top)}
+    out = {"status": status, "node": args.node, "in_cluster": wrap is not None, "threads": threads}
+    out.update(breakdown(rows, args.top))
     if floor_out is not None:
         out["floor"] = floor_out
     print(json.dumps(out, indent=2))
