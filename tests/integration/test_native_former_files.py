@@ -159,6 +159,15 @@ def stop(proc: subprocess.Popen[str]) -> None:
     proc.wait(30)
 
 
+@pytest.fixture(autouse=True)
+def whole_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load reads every process for former files (a loaded machine may pass the load's time
+    for the scan, whose rest then runs a second later; tests/unit/test_native_former_scan.py)."""
+    from stellaops_runtime.native import loader
+
+    monkeypatch.setattr(loader, "LOAD_SCAN_SECONDS", None)
+
+
 @pytest.fixture
 def gcc(report: Report) -> None:
     if not shutil.which("gcc"):

@@ -156,8 +156,8 @@ async def test_a_replaced_binary_is_followed_and_its_old_processes_still_count(
     try:
         await asyncio.to_thread(ask, old, 2)
         await p.until(lambda: p.calls[(old.pid, str(path))] == 2, "the old process's first calls")
-        replaced_ns = time.time_ns()
         replace(path, new)
+        replaced_ns = time.time_ns()  # a look that began before this may still have seen the old file
 
         # fresh processes from the new file, one call each, until the probes follow it
         fresh: list[int] = []

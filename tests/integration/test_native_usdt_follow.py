@@ -25,11 +25,11 @@ import pytest
 
 from stellaops_runtime.native.config import NativeConfig, UsdtTarget
 from stellaops_runtime.native.detect import Report
-from tests.integration.test_native_former_files import Probes, ask_usdt, build_usdt, gcc, stop
+from tests.integration.test_native_former_files import Probes, ask_usdt, build_usdt, gcc, stop, whole_scan
 from tests.integration.test_native_replaced_binary import replace, report, serve
 
 pytestmark = pytest.mark.bpf
-__all__ = ["gcc", "report"]  # the fixtures used here
+__all__ = ["gcc", "report", "whole_scan"]  # the fixtures used here
 
 
 async def test_a_usdt_target_replaced_while_the_probes_run_is_followed(

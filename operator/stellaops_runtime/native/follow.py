@@ -26,7 +26,13 @@ running a target's former file (deleted, still mapped) are found through
 /proc (native/former.py) and that file is probed too (:meth:`former`). One
 that cannot be probed (unreadable, a USDT file whose sites differ) is
 reported, and every look while such a process lives returns its time as
-unwatched: a gap, never a window said watched over uncounted calls.
+unwatched: a gap, never a window said watched over uncounted calls. Reading
+every process's maps takes seconds on a node of thousands of processes, with
+the probes' buffer unread: the load reads for ``loader.LOAD_SCAN_SECONDS`` and
+each look goes on for ``SCAN_STEP_SECONDS``; a former file found after the
+load was run unprobed since it (``since_load``: the caller marks that span),
+and probes stopped before the scan ended leave the whole load unwatched
+(:meth:`scanning`).
 
 A USDT target's new file is probed with the programs compiled at the load
 when its sites read their arguments the same way; else it is reported (and
@@ -50,6 +56,7 @@ from stellaops_runtime.native.usdt import UsdtProbe
 log = logging.getLogger(__name__)
 
 MAX_FOLLOWED = 64  # new files attached per load; past it a replacement is only reported
+SCAN_STEP_SECONDS = 0.1  # the former-file scan left after the load, per look (about one a second)
 
 Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
 Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
@@ -105,6 +112,7 @@ class Followed:
     failed: list[tuple[str, str]] = field(default_factory=list)
     unwatched: bool = False  # a process runs a target's file that is not probed (a gap to mark)
     former: int = 0  # deleted former files probed by this look
+    since_load: bool = False  # a former file found after the load: unwatched since the load
 
 
 @dataclass(slots=True)
@@ -125,6 +133,8 @@ class TargetWatch:
     held: dict[Key, int] = field(default_factory=dict)  # the file each target attaches to at the load
     contents: dict[Key, tuple[int, int] | None] = field(default_factory=dict)  # (size, mtime) looked at
     added: int = 0  # files attached since the load (new files at the paths, former files)
+    _scan: former.Scan | None = None  # the processes' maps read for former files, in steps
+    _scan_keys: list[Key] = field(default_factory=list)  # the targets of its paths, in order
 
     @classmethod
     def before_attach(
@@ -221,16 +231,34 @@ class TargetWatch:
                     "(the old file's keep their probe)",
                     t.label(), t.binary,
                 )  # fmt: skip
+        if self.scanning():  # the load's scan, continued
+            res.since_load = self._former_step(bpf, res, SCAN_STEP_SECONDS)
         self._check_unprobed(res)
         return res
 
-    def former(self, bpf: Any, proc: str = "/proc") -> Followed:
-        """Probe the deleted former files of the targets that live processes still run."""
+    def scanning(self) -> bool:
+        """Whether the load's former-file scan has processes left to read (their files unknown)."""
+        return self._scan is not None and not self._scan.done
+
+    def former(self, bpf: Any, proc: str = "/proc", seconds: float | None = None) -> Followed:
+        """Probe the deleted former files of the targets that live processes still run; with
+        ``seconds``, scan the processes that long and leave the rest to the next looks
+        (:meth:`follow`), whose finds make the time since the load unwatched."""
         res = Followed()
-        keys = [key for key in self.idents]
-        paths = [self._target(key).binary for key in keys]
+        if self._scan is None:
+            self._scan_keys = list(self.idents)
+            self._scan = former.Scan([self._target(key).binary for key in self._scan_keys], proc=proc)
+        self._former_step(bpf, res, seconds)
+        self._check_unprobed(res)
+        return res
+
+    def _former_step(self, bpf: Any, res: Followed, seconds: float | None) -> bool:
+        """One step of the scan into ``res``: whether it found a file run unprobed until now."""
+        assert self._scan is not None
+        keys = self._scan_keys
         skip = {(n, ident) for n, key in enumerate(keys) for ident in self.probed.get(key, ())}
-        for f in former.scan(paths, skip=skip, proc=proc):
+        missed = False
+        for f in self._scan.step(skip, seconds):
             key = keys[f.want]
             t = self._target(key)
             what = f"the deleted former file of {t.binary} run by pid {f.pid}"
@@ -249,6 +277,7 @@ class TargetWatch:
                     for ident in (f.ident, (st.st_dev, st.st_ino)):
                         self.probed.setdefault(key, set()).add(ident)
                     res.former += 1
+                    missed = True
                     log.warning("native probe %s: %s is probed too", t.label(), what)
                     continue
             if _lacks(why):
@@ -256,12 +285,12 @@ class TargetWatch:
                 continue
             label = f"{t.label()} (deleted former file, pid {f.pid})"
             res.failed.append((label, why))
+            missed = True
             log.warning("native probe %s: %s: its calls are a gap while it runs", t.label(), why)
             start = _starttime(f.pid)
             if start:
                 self.unprobed[(f.pid, start)] = t.label()
-        self._check_unprobed(res)
-        return res
+        return missed
 
     def _check_unprobed(self, res: Followed) -> None:
         """Processes running an unprobed former file: unwatched while any lives."""

@@ -22,6 +22,7 @@ its name: docs/native-probes.md says so.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -82,42 +83,88 @@ def _deleted_mappings(text: str) -> Iterator[tuple[str, str, tuple[int, int]]]:
         yield fields[0], fields[5][: -len(DELETED)], ident
 
 
-def scan(paths: list[str], *, skip: set[tuple[int, tuple[int, int]]], proc: str = "/proc") -> list[Former]:
-    """The deleted former files of ``paths`` that live processes map (each file once per path).
+class Scan:
+    """A scan of the live processes for the deleted former files of ``paths``, in steps.
 
-    ``skip``: (path index, identity) already probed. Processes that vanish or cannot be read are
-    passed over (a process gone runs nothing)."""
-    wanted: dict[str, list[tuple[int, tuple[int, int]]]] = {}
-    for i, p in enumerate(paths):
-        for root_ident, inner in where(p):
-            wanted.setdefault(inner, []).append((i, root_ident))
-    if not wanted:
-        return []
-    found: list[Former] = []
-    seen = set(skip)
-    try:
-        pids = [int(n) for n in os.listdir(proc) if n.isdigit()]
-    except OSError:
-        return []
-    for pid in sorted(pids):
+    Reading every process's maps costs the kernel a line per mapping: seconds on a node of
+    thousands of processes (about 1.5 ms per process of a few hundred mappings under load), while
+    the probes' buffer is not read. So :meth:`step` reads until ``seconds`` have passed (at least
+    one process) and the caller goes on later; :attr:`done` once every process listed at the
+    start, then those that appeared meanwhile (a fork of a process gone unread runs its file too),
+    were read. A file found is one of ``paths`` (each file once per path; ``skip``, (path index,
+    identity), already probed). Processes that vanish or cannot be read are passed over (a process
+    gone runs nothing)."""
+
+    def __init__(self, paths: list[str], *, proc: str = "/proc") -> None:
+        self.proc = proc
+        self._wanted: dict[str, list[tuple[int, tuple[int, int]]]] = {}
+        for i, p in enumerate(paths):
+            for root_ident, inner in where(p):
+                self._wanted.setdefault(inner, []).append((i, root_ident))
+        self._needles = [os.fsencode(name) + DELETED.encode() for name in self._wanted]
+        self._listed: set[int] = set()
+        self._todo: list[int] = self._list() if self._wanted else []
+        self._second = False  # the processes that appeared during the first pass are listed
+        self._seen: set[tuple[int, tuple[int, int]]] = set()
+        self.read = 0  # processes whose maps were read
+
+    def _list(self) -> list[int]:
+        try:
+            pids = {int(n) for n in os.listdir(self.proc) if n.isdigit()}
+        except OSError:
+            return []
+        new = sorted(pids - self._listed, reverse=True)  # popped from the end: lowest pid first
+        self._listed |= pids
+        return new
+
+    @property
+    def done(self) -> bool:
+        return not self._todo and (self._second or not self._wanted)
+
+    def step(self, skip: set[tuple[int, tuple[int, int]]], seconds: float | None = None) -> list[Former]:
+        """Read processes' maps for ``seconds`` (None: to the end) and the former files they map."""
+        found: list[Former] = []
+        until = None if seconds is None else time.monotonic() + seconds
+        while True:
+            if not self._todo and not self._second and self._wanted:
+                self._second = True
+                self._todo = self._list()
+            if not self._todo:
+                self._listed = set()  # done: the pids are not needed any more
+                return found
+            found += self._one(self._todo.pop(), skip)
+            if until is not None and time.monotonic() >= until:
+                return found
+
+    def _one(self, pid: int, skip: set[tuple[int, tuple[int, int]]]) -> list[Former]:
+        proc = self.proc
         try:
             with open(f"{proc}/{pid}/maps", "rb") as f:
-                text = f.read(MAX_MAPS_BYTES).decode("utf-8", "surrogateescape")
+                data = f.read(MAX_MAPS_BYTES)
         except OSError:
-            continue
+            return []
+        self.read += 1
+        if not any(n in data for n in self._needles):
+            return []  # no deleted file of a wanted name: the common case, no line parsed
+        out: list[Former] = []
         root: tuple[int, int] | None = None
-        for rng, name, ident in _deleted_mappings(text):
-            for i, want_root in wanted.get(name, ()):
-                if (i, ident) in seen:
+        for rng, name, ident in _deleted_mappings(data.decode("utf-8", "surrogateescape")):
+            for i, want_root in self._wanted.get(name, ()):
+                if (i, ident) in self._seen or (i, ident) in skip:
                     continue
                 if root is None:
                     try:
                         st = os.stat(f"{proc}/{pid}/root")
                     except OSError:
-                        break
+                        return out
                     root = (st.st_dev, st.st_ino)
                 if root != want_root:
                     continue
-                seen.add((i, ident))
-                found.append(Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}"))
-    return found
+                self._seen.add((i, ident))
+                out.append(Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}"))
+        return out
+
+
+def scan(paths: list[str], *, skip: set[tuple[int, tuple[int, int]]], proc: str = "/proc") -> list[Former]:
+    """The deleted former files of ``paths`` that live processes map, in one go (:class:`Scan`)."""
+    return Scan(paths, proc=proc).step(skip)

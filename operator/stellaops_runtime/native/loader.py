@@ -45,6 +45,7 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 
 
 MAX_DIAGNOSTICS = 4000
+LOAD_SCAN_SECONDS = 0.25  # the former-file scan at the load; its rest runs between reads of the buffer
 
 
 @contextlib.contextmanager
@@ -223,7 +224,9 @@ def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSe
         if watch is not None:
             watch.usdt_loaded = {i: tuple(s) for i, (s, _) in enumerate(sites or [])}
             watch.attached({label.split(" ", 1)[1] for label in ps.attached if " " in label})
-            ps.former = watch.former(b)  # processes still running a file replaced before the load
+            # processes still running a file replaced before the load: the scan's rest goes on at
+            # the reads of the counters, while the buffer is read (native/follow.py)
+            ps.former = watch.former(b, seconds=LOAD_SCAN_SECONDS)
             ps.failed += ps.former.failed
     except Exception as e:  # BCC raises bare Exception (a perf buffer refused: fds, locked memory)
         ps.close()

@@ -37,7 +37,9 @@ when the new file's processes may have called it unseen, is queued for the
 switch to mark as a gap (:meth:`take_unwatched`). So is the time between two
 reads while a process runs a target's file that could not be probed (a
 deleted former file found at the load, native/former.py, or a new file
-refused).
+refused). A former file found by the part of that scan left for the reads
+after the load (a node of many processes) makes the time since the load
+unwatched; probes stopped before the scan ended, their whole run.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class NativeProbeSource:
         self._episode: dict[Key, int] | None = None  # drops of the current episode (None: none)
         self._episode_logged = 0.0  # monotonic time of its last log line
         self._follow_ns = 0  # wall clock of the last look at the uprobe targets' files
+        self._load_ns = 0  # wall clock of the start of the last load
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -138,6 +141,7 @@ class NativeProbeSource:
             while not stop.is_set():
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
+                self._load_ns = self._drop_read_ns
                 try:
                     self.probes = await self._call(self._load)
                 except LoadError as e:
@@ -170,6 +174,9 @@ class NativeProbeSource:
                         self.stats.received += len(tail)
                         self._note_drops(self.stats.kernel, time.time_ns())
                         self._end_episode()
+                        if probes.watch is not None and probes.watch.scanning():
+                            # processes never read may have run a former file unprobed all along
+                            self._note_followed(Followed(since_load=True), time.time_ns())
                         await self._call(probes.close)
                     self.stats.detached_ns = time.time_ns()
                 if failed is not None:
@@ -189,10 +196,10 @@ class NativeProbeSource:
     def _load(self) -> ProbeSet:
         ps = load(self.cfg, kernel_source=self.kernel_source, ring_buffer=self.ring_buffer)
         self.stats.attached = list(ps.attached)
-        self.stats.failed = list(ps.failed)
+        self.stats.failed = [(label, redact(why)) for label, why in ps.failed]  # shown by probes, /readyz
         self.stats.former += ps.former.former
         for label, why in ps.failed:
-            log.warning("native probe %s not attached: %s", label, why)
+            log.warning("native probe %s not attached: %s", redact(label), redact(why))  # loader text
         return ps
 
     def _final_counters(self, ps: ProbeSet) -> list[bytes]:
@@ -261,21 +268,26 @@ class NativeProbeSource:
         )  # fmt: skip
         self._episode = None
 
-    def _follow(self) -> tuple[Followed, int]:
-        """Probe replaced targets' new files (on the probes' thread); and the wall clock after."""
+    def _follow(self) -> tuple[Followed, int, int]:
+        """Probe replaced targets' new files (on the probes' thread); the wall clock after, and
+        before (the files were looked at then: a file put there during the look's attaches and the
+        former-file scan's step is the next look's)."""
         ps = self.probes
+        looked_ns = time.time_ns()
         res = ps.follow() if ps is not None else Followed()
-        return res, time.time_ns()
+        return res, time.time_ns(), looked_ns
 
-    def _note_followed(self, res: Followed, now_ns: int) -> None:
+    def _note_followed(self, res: Followed, now_ns: int, looked_ns: int | None = None) -> None:
         """The span since the previous look is unwatched when a target's file was replaced."""
-        if res.attached or res.failed or res.unwatched:
+        if res.attached or res.failed or res.unwatched or res.since_load:
             spans = self.stats.unwatched
-            spans.append((self._follow_ns, now_ns))
+            # a former file found by the scan's rest was run unprobed since the load
+            spans.append((self._load_ns if res.since_load else self._follow_ns, now_ns))
             if len(spans) > MAX_UNWATCHED:  # the two oldest merge: wider, never lost
                 first, second = spans[0], spans.pop(1)
                 spans[0] = (min(first[0], second[0]), max(first[1], second[1]))
             self.stats.followed += len(res.attached)
+            self.stats.former += res.former
             now_on = set(res.attached)  # a file there now is probed: no longer failed (a file put later)
             failed = [f for f in self.stats.failed if f[0] not in now_on]
             known = {label for label, _ in failed}
@@ -283,7 +295,7 @@ class NativeProbeSource:
             self.stats.attached += [
                 f"uprobe {x}" for x in res.attached if f"uprobe {x}" not in self.stats.attached
             ]
-        self._follow_ns = max(now_ns, self._follow_ns)
+        self._follow_ns = max(now_ns if looked_ns is None else looked_ns, self._follow_ns)
 
     def take_unwatched(self) -> list[tuple[int, int]]:
         """The spans queued since the last call (the event loop's thread only)."""
