@@ -55,8 +55,28 @@ _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 _LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
+# A doubt names at most this many files (each at most MAX_NAME_CHARS), then counts the rest: an
+# image whose attribution failed for thousands of files would make a reason, an Evidence document
+# and a witness of hundreds of KB (a witness stays under ~100 KB: docs/witnesses.md).
+MAX_LISTED = 20
+MAX_NAME_CHARS = 300
+
+
+def _listed(items: set[str], what: str, sep: str = ", ") -> str:
+    """``items`` sorted, at most MAX_LISTED of them, each cut at MAX_NAME_CHARS, then how many more."""
+    shown = [i if len(i) <= MAX_NAME_CHARS else i[: MAX_NAME_CHARS - 1] + "…" for i in sorted(items)]
+    more = len(shown) - MAX_LISTED
+    return sep.join(shown[:MAX_LISTED]) + (f"{sep}and {more} more {what}" if more > 0 else "")
+
+
 def _files(rows: list[SymbolRow]) -> str:
-    return ", ".join(sorted({r.module or "(unreadable)" for r in rows}))
+    return _listed({r.module or "(unreadable)" for r in rows}, "files")
+
+
+def _spans(rows: list[SymbolRow]) -> str:
+    return _listed(
+        {f"{r.module} {rfc3339(r.first_seen)}..{rfc3339(r.last_seen)}" for r in rows}, "rows", "; "
+    )
 
 
 def unattributed(
@@ -91,7 +111,7 @@ def history_removed(
     lost = history_incomplete(conn, rows, since=since, until=until)
     if not lost:
         return None
-    ran = "; ".join(sorted({f"{r.module} {rfc3339(r.first_seen)}..{rfc3339(r.last_seen)}" for r in lost}))
+    ran = _spans(lost)
     why = (
         f"the function ran between its first and last call ({ran}), which meets the period, but the "
         "per-window history of those calls was removed (store.retentionDays): whether one fell in "
@@ -126,7 +146,7 @@ def spanning(
     ]
     if not found:
         return None
-    ran = "; ".join(sorted({f"{r.module} {rfc3339(r.first_seen)}..{rfc3339(r.last_seen)}" for r in found}))
+    ran = _spans(found)
     why = (
         f"the function ran in windows whose first call is before the period and last call after it "
         f"({ran}): their other calls lie anywhere between, so whether one fell in the period cannot be told"

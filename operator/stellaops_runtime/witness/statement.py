@@ -58,6 +58,7 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://stellaops.io/attestations/runtime-witness/v1"
 MAX_PREDICATE_BYTES = 64 * 1024
 MAX_FUNCTION_ROWS = 200
+MAX_REASON_CHARS = 4096  # the assessment's reason; past it a marker says how much was left out
 
 
 def _canonical(value: Any) -> bytes:
@@ -113,7 +114,7 @@ def statement(
             "confidence": evidence_doc["confidence"],
             "defer_to_static_analysis": evidence_doc["defer_to_static_analysis"],
             "rts": evidence_doc["rts"],
-            "reason": evidence_doc["reason"],
+            "reason": _bounded(evidence_doc["reason"]),
         },
         "observation": {
             "functions": rows,
@@ -143,6 +144,15 @@ def statement(
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
     }
+
+
+def _bounded(reason: Any) -> Any:
+    """The reason, at most MAX_REASON_CHARS (evidence/doubts.py bounds its lists of files already;
+    this bounds whatever else makes it long), the cut said in the text itself."""
+    if not isinstance(reason, str) or len(reason) <= MAX_REASON_CHARS:
+        return reason
+    left = len(reason) - MAX_REASON_CHARS
+    return f"{reason[:MAX_REASON_CHARS]}… [{left} more characters left out]"
 
 
 def _kept(items: list[Any], room: int) -> int:
