@@ -122,34 +122,44 @@ async def _run(src: NativeProbeSource, done: Any) -> None:
     assert reached, "the source never reached the state waited for"
 
 
-@pytest.mark.parametrize("ends", ["found", "stopped first"])
+@pytest.mark.parametrize(
+    "case", ["found after the load", "found at the stop", "nothing replaced", "not read in time"]
+)
 def test_the_source_marks_the_load_unwatched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ends: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     """The real loader and source: a former file found by the scan's rest makes the span from the
-    load unwatched (and is counted); probes stopped with processes unread leave their run unwatched."""
+    load unwatched (and is counted); probes stopped with processes unread read them: a former file
+    there, or processes still unread in time, leave the whole run unwatched; none, no gap."""
     monkeypatch.setattr(loader, "load_bcc", lambda: (_BCC, ""))
-    monkeypatch.setattr(loader, "LOAD_SCAN_SECONDS", 0.0)
-    monkeypatch.setattr(follow, "SCAN_STEP_SECONDS", None if ends == "found" else 0.0)
-    app, procs = run_deleted(tmp_path, copies=1)
+    monkeypatch.setattr(loader, "LOAD_SCAN_SECONDS", 0.0)  # one process at the load
+    monkeypatch.setattr(follow, "SCAN_STEP_SECONDS", None if case == "found after the load" else 0.0)
+    monkeypatch.setattr(follow, "STOP_SCAN_SECONDS", 0.0 if case == "not read in time" else None)
+    procs: list[Any] = []
+    if case == "nothing replaced":
+        app = tmp_path / "app"
+        app.write_bytes(b"v1")
+    else:
+        app, procs = run_deleted(tmp_path, copies=1)
     cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(app), "f"),))
     src = NativeProbeSource(cfg, queue=EventQueue(10), kernel_source="", retry_seconds=3600)
     try:
-        if ends == "found":
+        if case == "found after the load":
             asyncio.run(_run(src, lambda: src.stats.former == 1))
-        else:
+        else:  # stopped at once: a look reads one process a second, hundreds are listed
             asyncio.run(_run(src, lambda: src.stats.connected))
     finally:
         for p in procs:
             p.kill()
             p.wait()
-    assert src.stats.connects == 1 and src.stats.attached == [f"uprobe {app}:f"]
+    assert src.stats.connects == 1 and src.stats.attached == [f"uprobe {app}:f"] and src.stats.failed == []
     spans = src.take_unwatched()
-    assert spans and spans[0][0] == src._load_ns and spans[0][1] > src._load_ns, spans
-    if ends == "found":
-        assert src.stats.failed == []
-    else:
-        assert src.stats.former == 0 and spans[-1][1] >= src.stats.detached_ns - 10**9
+    if case == "nothing replaced":
+        assert spans == [] and src.stats.former == 0
+        return
+    assert len(spans) == 1 and spans[0][0] == src._load_ns < spans[0][1], spans
+    if case != "found after the load":
+        assert src.stats.former == 0 and spans[0][1] <= src.stats.detached_ns
 
 
 def test_the_next_gap_starts_when_the_files_were_looked_at_not_after_the_look() -> None:

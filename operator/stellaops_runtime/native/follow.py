@@ -31,8 +31,9 @@ every process's maps takes seconds on a node of thousands of processes, with
 the probes' buffer unread: the load reads for ``loader.LOAD_SCAN_SECONDS`` and
 each look goes on for ``SCAN_STEP_SECONDS``; a former file found after the
 load was run unprobed since it (``since_load``: the caller marks that span),
-and probes stopped before the scan ended leave the whole load unwatched
-(:meth:`scanning`).
+and probes stopped before the scan ended read the rest (for
+``STOP_SCAN_SECONDS``): a former file there, or processes still unread, leave
+the whole load unwatched (:meth:`unseen_at_stop`).
 
 A USDT target's new file is probed with the programs compiled at the load
 when its sites read their arguments the same way; else it is reported (and
@@ -56,7 +57,12 @@ from stellaops_runtime.native.usdt import UsdtProbe
 log = logging.getLogger(__name__)
 
 MAX_FOLLOWED = 64  # new files attached per load; past it a replacement is only reported
-SCAN_STEP_SECONDS = 0.1  # the former-file scan left after the load, per look (about one a second)
+SCAN_STEP_SECONDS: float | None = (
+    0.1  # the former-file scan left after the load, per look (about one a second)
+)
+STOP_SCAN_SECONDS: float | None = (
+    2.0  # ... and what is left of it when the probes stop (their whole run a gap past it)
+)
 
 Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
 Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
@@ -239,6 +245,16 @@ class TargetWatch:
     def scanning(self) -> bool:
         """Whether the load's former-file scan has processes left to read (their files unknown)."""
         return self._scan is not None and not self._scan.done
+
+    def unseen_at_stop(self) -> bool:
+        """As the probes stop with the scan unfinished: whether a process not read yet ran a former
+        file all along (the rest read for ``STOP_SCAN_SECONDS``, nothing attached: one found, or
+        not done)."""
+        if not self.scanning():
+            return False
+        assert self._scan is not None
+        skip = {(n, ident) for n, key in enumerate(self._scan_keys) for ident in self.probed.get(key, ())}
+        return bool(self._scan.step(skip, STOP_SCAN_SECONDS)) or not self._scan.done
 
     def former(self, bpf: Any, proc: str = "/proc", seconds: float | None = None) -> Followed:
         """Probe the deleted former files of the targets that live processes still run; with

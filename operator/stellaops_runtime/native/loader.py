@@ -45,7 +45,9 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 
 
 MAX_DIAGNOSTICS = 4000
-LOAD_SCAN_SECONDS = 0.25  # the former-file scan at the load; its rest runs between reads of the buffer
+LOAD_SCAN_SECONDS: float | None = (
+    0.25  # the former-file scan at the load; its rest runs between reads of the buffer
+)
 
 
 @contextlib.contextmanager

@@ -39,7 +39,9 @@ reads while a process runs a target's file that could not be probed (a
 deleted former file found at the load, native/former.py, or a new file
 refused). A former file found by the part of that scan left for the reads
 after the load (a node of many processes) makes the time since the load
-unwatched; probes stopped before the scan ended, their whole run.
+unwatched; probes stopped before the scan ended read its rest, and a former
+file there (or processes still unread after ``STOP_SCAN_SECONDS``) makes
+their whole run unwatched.
 """
 
 from __future__ import annotations
@@ -174,8 +176,9 @@ class NativeProbeSource:
                         self.stats.received += len(tail)
                         self._note_drops(self.stats.kernel, time.time_ns())
                         self._end_episode()
-                        if probes.watch is not None and probes.watch.scanning():
-                            # processes never read may have run a former file unprobed all along
+                        watch = probes.watch
+                        if watch is not None and await self._call(watch.unseen_at_stop):
+                            # a process the scan had not read yet ran a former file unprobed all along
                             self._note_followed(Followed(since_load=True), time.time_ns())
                         await self._call(probes.close)
                     self.stats.detached_ns = time.time_ns()
