@@ -7,9 +7,16 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from stellaops_runtime.cli import exitcodes
-from stellaops_runtime.contracts.config import STORE_URL_ENV, ConfigError, load_config, parse_config
+from stellaops_runtime.contracts.config import (
+    STORE_URL_ENV,
+    ConfigError,
+    PrivacyConfig,
+    load_config,
+    parse_config,
+)
 from stellaops_runtime.contracts.redact import redact_error
 
 log = logging.getLogger("stellaops_runtime.agent")
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except StoreConfigError as e:
         print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
+    _redact_logs(config.privacy)
     if args.exit_when_idle is not None and args.exit_when_idle <= 0:
         print("stella-runtime agent: --exit-when-idle must be > 0", file=sys.stderr)
         return exitcodes.ERROR
@@ -119,3 +127,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"stella-runtime agent: {redact_error(e)}", file=sys.stderr)
         return exitcodes.ERROR
     return asyncio.run(agent.run())
+
+
+def _redact_logs(privacy: PrivacyConfig) -> None:
+    """Mask secrets in every log record and traceback of the agent (privacy/log_filter.py).
+
+    The agent's privacy rules for tracebacks are compiled on the first traceback logged.
+    """
+    from stellaops_runtime.privacy.log_filter import attach
+
+    rules: list[Callable[[str], str]] = []
+
+    def deep(text: str) -> str:
+        if not rules:
+            from stellaops_runtime.privacy.filter import PrivacyFilter
+
+            rules.append(PrivacyFilter(privacy).redact_text)
+        return rules[0](text)
+
+    attach(deep)

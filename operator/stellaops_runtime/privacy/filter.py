@@ -95,6 +95,7 @@ class PrivacyFilter:
         self._redact = config.redact_arguments
         self._patterns_on = self._redactor.active
         self._clean: dict[str, None] = {}
+        self._images: dict[str, str] = {}  # image name or id -> the same, filtered (scrub_image)
         # A traced argument whose policy label names a secret is redacted whole (default rules only).
         self._label_rule = self._redact and config.default_patterns
         self._labels = SecretLabels()
@@ -208,6 +209,35 @@ class PrivacyFilter:
             clean[key] = None
         if hits:
             self.fields_redacted += 1
+        return out
+
+    def scrub_image(self, event: RuntimeCallEvent) -> None:
+        """Mask a credential or token in the event's image name and id, in place (once per name).
+
+        Tetragon reports the image name the runtime was given, and containerd accepts any
+        (``https://ci:S3cret@registry/app:1``); with no digest the name is the hot-symbol
+        index's key (``RuntimeCallEvent.image_key``) and a window's or gap's image. The
+        pipeline calls this before anything reads the key; the text is filtered as the
+        container lifecycle observer filters it (lifecycle/scrub.py ``scrub_ref``), so both
+        name the image alike. A digest (``sha256:…``) is left as it is.
+        """
+        c = event.container
+        if c is None or not self._patterns_on:
+            return
+        ref = c.image_ref
+        if ref:
+            out = self._images.get(ref)
+            c.image_ref = out if out is not None else self._scrub_name(ref)
+        ref = c.image_id
+        if ref and not ref.startswith("sha256:"):
+            out = self._images.get(ref)
+            c.image_id = out if out is not None else self._scrub_name(ref)
+
+    def _scrub_name(self, ref: str) -> str:
+        out = self.redact_text(ref)
+        if len(self._images) >= _CLEAN_CACHE_MAX_ENTRIES:
+            self._images.clear()
+        self._images[ref] = out
         return out
 
     # -- logs and environment lists -------------------------------------------------

@@ -1,0 +1,113 @@
+"""Secrets never reach the agent's log: each record and traceback is masked (privacy/log_filter.py).
+
+The agent attaches :class:`RedactingLogFilter` to its log handlers
+(``cli/agent.py``). A log call that forgot to mask its arguments, or an
+exception whose message quotes what it was given (a token read from an event,
+a DSN), was logged as it was, traceback included; the BCC source logged a
+probe's attach failure text unmasked and kept it in ``stats.failed``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.cli.agent import _redact_logs
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.source import NativeProbeSource
+from stellaops_runtime.privacy.log_filter import RedactingLogFilter
+from stellaops_runtime.sources.queue import EventQueue
+
+TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.S1gnatureQ9x"
+PW = "hunter2-s3cret"
+
+
+@pytest.fixture
+def agent_log() -> Iterator[io.StringIO]:
+    """The root logger's handler as ``cli/main.py`` sets it, with the agent's filter attached."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        _redact_logs(PrivacyConfig())
+        yield out
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)
+
+
+def test_a_message_and_a_traceback_quoting_secrets_are_masked(agent_log: io.StringIO) -> None:
+    log = logging.getLogger("stellaops_runtime.test")
+    log.warning("connect to %s failed", f"postgresql://app:{PW}@db/x?password={PW}")
+    try:
+        int(f"token {TOKEN} and {JWT}")
+    except ValueError:
+        log.error("reading a record failed", exc_info=True)
+    log.info("stack here", stack_info=True)
+    text = agent_log.getvalue()
+    assert "connect to postgresql://app:***@db/x?password=*** failed" in text
+    assert "Traceback (most recent call last)" in text and "ValueError: invalid literal for int()" in text
+    for secret in (PW, TOKEN[4:], "S1gnatureQ9x", "eyJzdWIiOiIxMjMifQ"):
+        assert secret not in text, text
+    assert "Stack (most recent call last)" in text
+
+
+def test_messages_without_secrets_and_messages_masked_before_keep_their_text(agent_log: io.StringIO) -> None:
+    log = logging.getLogger("stellaops_runtime.test")
+    lines = [
+        "store postgresql://u:***@127.0.0.1:5432/x not usable (will retry)",
+        "window 2026-12-05T08:00:00Z flushed: 12 keys, image sha256:" + "ab" * 32,
+        "memory allocator: jemalloc (/usr/lib/x86_64-linux-gnu/libjemalloc.so.2) for alice@example.com",
+        "100% of 3 events; 50%s",
+    ]
+    for line in lines:
+        log.info("%s", line)
+    assert agent_log.getvalue().splitlines() == [f"INFO stellaops_runtime.test: {x}" for x in lines]
+
+
+def test_the_filter_is_attached_once_and_lets_every_record_through() -> None:
+    f = RedactingLogFilter()
+    bad = logging.LogRecord("x", logging.INFO, __file__, 1, "%d", ("not a number",), None)
+    assert f.filter(bad) is True  # a bad format string is left for logging to report
+    handler = logging.StreamHandler(io.StringIO())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        _redact_logs(PrivacyConfig())
+        _redact_logs(PrivacyConfig())
+        assert sum(isinstance(x, RedactingLogFilter) for x in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)
+
+
+def test_a_probe_attach_failure_is_masked_in_the_log_and_in_stats(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    why = f"cannot attach: open postgres://app:{PW}@db/x failed, password={PW}"
+    probes = SimpleNamespace(attached=[], failed=[("uprobe:/app:f", why)], former=SimpleNamespace(former=0))
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        return probes
+
+    monkeypatch.setattr("stellaops_runtime.native.source.load", load)
+    src = NativeProbeSource(NativeConfig(exec_events=False), queue=EventQueue(10), kernel_source="")
+    with caplog.at_level("WARNING"):
+        src._load()
+    assert (
+        "native probe uprobe:/app:f not attached: cannot attach: open postgres://app:***@db/x" in caplog.text
+    )
+    assert PW not in caplog.text
+    assert src.stats.failed == [
+        ("uprobe:/app:f", "cannot attach: open postgres://app:***@db/x failed, password=***")
+    ]
