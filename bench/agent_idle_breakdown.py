@@ -28,10 +28,14 @@ With ``--node``, the agent runs as a node runs it: the operator's config documen
 way (agent_idle_ab.py's ``node`` configuration: its ObservationNode writer on, a service account
 mounted; root only, else without them). Every figure of issue 13's idle goal is taken so.
 
+With ``--inside`` (and ``--traced``), also the agent's own figures, read in its process after
+the mappings: jemalloc's statistics, modules, and with ``--traced`` Python's traced bytes
+(bench/agent_idle_inside.py; ``--traced`` makes the RSS figures of that run not comparable).
+
 Usage::
 
     .venv/bin/python bench/agent_idle_breakdown.py [--agent-path DIR] [--top 20] [--postgres] [--floor]
-        [--node]
+        [--node] [--inside [--traced]]
 """
 
 from __future__ import annotations
@@ -163,8 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
     ap.add_argument("--floor", action="store_true", help="also measure asyncio + grpcio alone (see above)")
     ap.add_argument("--node", action="store_true", help="the operator's config, run as in a pod (see above)")
+    ap.add_argument(
+        "--inside", action="store_true", help="also the allocator's figures from inside (see above)"
+    )
+    ap.add_argument(
+        "--traced", action="store_true", help="with --inside: Python's allocations too (see above)"
+    )
     args = ap.parse_args(argv)
     floor_out: dict[str, Any] | None = None
+    inside: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         url = None
         if args.postgres:
@@ -181,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
 
             doc = agent_idle_ab.node_config(Path(d))
             wrap, env = agent_idle_ab.in_pod(Path(d))
+        if args.inside:
+            import agent_idle_inside
+
+            env = {**(env or {}), **agent_idle_inside.prepare(Path(d), args.agent_path, traced=args.traced)}
         a = bench._Agent(
             Path(d),
             events=0,
@@ -198,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = smaps(a.proc.pid)
             tasks = sorted(Path(f"/proc/{a.proc.pid}/task").iterdir())
             threads = [(t / "comm").read_text().strip() for t in tasks]
+            if args.inside:
+                inside = agent_idle_inside.read(a.proc.pid, Path(d))
             if args.floor:
                 floor_out = floor(a.address, min(args.top, 8))
         finally:
             a.close()
     out = {"status": status, "node": args.node, "in_cluster": wrap is not None, "threads": threads}
     out.update(breakdown(rows, args.top))
+    if args.inside:
+        out["inside"] = inside
     if floor_out is not None:
         out["floor"] = floor_out
     print(json.dumps(out, indent=2))
