@@ -152,7 +152,7 @@ async def test_no_credentials_keeps_the_probes_node_wide_and_is_logged_once(
     stop = asyncio.Event()
     with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.pod_view"):
         task = asyncio.create_task(lister.run(stop))
-        await wait_for(lambda: lister.stats.errors["config"] >= 2, limit_s=10, what="two failed connects")
+        await wait_for(lambda: lister.stats.errors["config"] >= 2, limit_s=60, what="two failed connects")
         stop.set()
         await task
     assert sel.view is None and not sel.active

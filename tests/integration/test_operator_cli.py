@@ -51,11 +51,11 @@ async def test_runs_with_kubeconfig_env_liveness_and_peering(cluster: Cluster) -
     )  # fmt: skip
     try:
         # leader election: the peering object is created when missing, then kopf keeps it alive
-        await wait_for(lambda: cluster.stored(r.CLUSTER_KOPF_PEERINGS, "stellaops-runtime"), limit_s=20,
+        await wait_for(lambda: cluster.stored(r.CLUSTER_KOPF_PEERINGS, "stellaops-runtime"), limit_s=60,
                        what="ClusterKopfPeering created")  # fmt: skip
         await wait_for(
             lambda: (cluster.stored(r.CLUSTER_KOPF_PEERINGS, "stellaops-runtime") or {}).get("status"),
-            limit_s=20,
+            limit_s=60,
             what="the operator's keep-alive in the peering object",
         )
 
@@ -66,7 +66,7 @@ async def test_runs_with_kubeconfig_env_liveness_and_peering(cluster: Cluster) -
                 return False
             return status == 200
 
-        await wait_for(live, limit_s=20, what="liveness endpoint")
+        await wait_for(live, limit_s=60, what="liveness endpoint")
         spec = {
             "podSelector": {"matchLabels": {"app": "web"}},
             "maxLevel": "ActiveTracing",
@@ -75,7 +75,7 @@ async def test_runs_with_kubeconfig_env_liveness_and_peering(cluster: Cluster) -
         await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=spec))
         await wait_for(
             lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-web", "shop"),
-            limit_s=20,
+            limit_s=60,
             what="the policy reconciled by the CLI's operator",
         )
     finally:
@@ -99,7 +99,7 @@ async def test_standalone_in_one_namespace(cluster: Cluster) -> None:
         await cluster.create(obj(API_VERSION, POLICY_KIND, "api", namespace="shop", spec=spec))
         await wait_for(
             lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-api", "shop"),
-            limit_s=20,
+            limit_s=60,
             what="the policy reconciled by a standalone operator",
         )
     finally:

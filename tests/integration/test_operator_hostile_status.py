@@ -129,6 +129,6 @@ async def test_an_observer_whose_spec_is_not_an_object_holds_no_policy_deletion(
     await cluster.delete(r.OBSERVATION_POLICIES, "short-lived", namespace=NS)
     await wait_for(
         lambda: cluster.stored(r.OBSERVATION_POLICIES, "short-lived", NS) is None,
-        limit_s=15,
+        limit_s=60,
         what="the policy released",
     )

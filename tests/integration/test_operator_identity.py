@@ -123,7 +123,7 @@ async def _run_operator(cluster: Cluster, *, pod_name: str | None) -> tuple[str,
         await wait_for(live, limit_s=60, what="the operator's liveness endpoint")
         peering = await wait_for(
             lambda: (cluster.stored(r.CLUSTER_KOPF_PEERINGS, "stellaops-runtime") or {}).get("status"),
-            limit_s=30,
+            limit_s=60,
             what="the operator's keep-alive in the peering object",
         )
         for _ in range(5):  # the kubelet's probes

@@ -79,7 +79,7 @@ def _writer(cluster: Cluster, tetragon: ReplayServer) -> ObservationNodeWriter:
 
 async def _report_now(w: ObservationNodeWriter) -> None:
     """The agent's next report (a changed list is written at once, the same one when the heartbeat is due)."""
-    await wait_for(w.tick, limit_s=5, interval=0.05, what="the agent's report")
+    await wait_for(w.tick, limit_s=60, interval=0.05, what="the agent's report")
 
 
 def _tracing_policy(cluster: Cluster) -> dict[str, Any]:

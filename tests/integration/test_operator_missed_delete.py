@@ -162,7 +162,7 @@ async def test_a_kind_that_cannot_be_listed_leaves_the_others_audited(cluster: C
             del cluster.api.objects[_key(r.OBSERVATION_POLICIES), NS, "dead2"]
             await wait_for(
                 lambda: "stellaops-dead2" not in _names(cluster),
-                limit_s=15,
+                limit_s=60,
                 what="the dead policy's object removed",
             )
             assert op.reconciler.stats.errors["stale-index"] == 1

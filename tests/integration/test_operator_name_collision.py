@@ -101,7 +101,7 @@ async def test_the_second_policy_neither_takes_nor_claims_the_name(
 
     # The first goes: the second takes the name with its own syscalls.
     await cluster.delete(r.OBSERVATION_POLICIES, "api", namespace=NS)
-    await wait_for(lambda: _controller(cluster) == "api-stacks", limit_s=15, what="the name taken over")
-    await wait_for(lambda: _true(cluster, "api-stacks").get("reason") == APPLIED, limit_s=15, what="applied")
+    await wait_for(lambda: _controller(cluster) == "api-stacks", limit_s=60, what="the name taken over")
+    await wait_for(lambda: _true(cluster, "api-stacks").get("reason") == APPLIED, limit_s=60, what="applied")
     body = str(cluster.stored(r.TRACING_POLICIES_NAMESPACED, NAME, NS))
     assert "connect" in body and "kernelStackTrace" not in body

@@ -360,7 +360,7 @@ async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
             await c.kube.create(SECRETS, secret)
             created = await wait_for(
                 lambda: template() != absent and template(),
-                limit_s=10,
+                limit_s=60,
                 what="the roll on the Secret's creation",
             )
             assert (
@@ -390,7 +390,7 @@ async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
             )
             changed = await wait_for(
                 lambda: template() != created and template(),
-                limit_s=10,
+                limit_s=60,
                 what="the roll on the Secret's change",
             )
             ds = c.stored(r.DAEMONSETS, RES, NS) or {}

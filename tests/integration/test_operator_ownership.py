@@ -136,7 +136,7 @@ async def test_a_foreign_policy_of_a_rendered_name_is_left_alone(
             .get(MANAGED_BY[0])
             == MANAGED_BY[1]
         ),
-        limit_s=15,
+        limit_s=60,
         what="the policy renders its own object",
     )
     await wait_for(

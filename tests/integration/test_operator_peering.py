@@ -60,4 +60,4 @@ async def test_only_the_highest_priority_replica_reconciles(cluster: Cluster) ->
         # the leader left cleanly (its keep-alive is withdrawn): the other one resumes
         await wait_for(lambda: _peers(cluster) == 1, what="the leader gone from the peering")
         await _policy(cluster, "three")
-        await wait_for(lambda: _rendered(cluster, "three"), limit_s=20, what="the remaining replica resumed")
+        await wait_for(lambda: _rendered(cluster, "three"), limit_s=60, what="the remaining replica resumed")

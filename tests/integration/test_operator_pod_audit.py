@@ -79,13 +79,13 @@ async def test_a_pod_deleted_in_a_watch_gap_stops_counting(cluster: Cluster) -> 
 
         del cluster.api.objects[_key(r.PODS), "shop", "private-0"]  # no DELETED event reaches the operator
 
-        await wait_for(lambda: _listed(cluster) == ["private-1"], limit_s=15, what="the dead pod unlisted")
-        await wait_for(lambda: _counted(cluster) == 1, limit_s=15, what="the dead pod no longer counted")
+        await wait_for(lambda: _listed(cluster) == ["private-1"], limit_s=60, what="the dead pod unlisted")
+        await wait_for(lambda: _counted(cluster) == 1, limit_s=60, what="the dead pod no longer counted")
         await op.settle()
         assert op.reconciler.stats.errors["stale-index"] == 1
         # Two more audits: the live pod is left alone and the dead one is not found again.
         mark = cluster.mark()
-        await wait_for(lambda: _audits(cluster, mark) >= 2, limit_s=15, what="two more audits")
+        await wait_for(lambda: _audits(cluster, mark) >= 2, limit_s=60, what="two more audits")
         await op.settle()
         assert op.reconciler.stats.errors["stale-index"] == 1
         assert _listed(cluster) == ["private-1"] and _counted(cluster) == 1

@@ -155,7 +155,7 @@ async def test_a_policy_whose_uprobes_object_is_refused_gives_pods_only_what_is_
     # The foreign object goes: web applies its own, and the pod gets its level back.
     await cluster.delete(r.TRACING_POLICIES_NAMESPACED, UPROBES, namespace=NS)
     await wait_for(
-        lambda: _posture(cluster, "web-t")[0] == "EbpfDeep", limit_s=30, what="web-t back at EbpfDeep"
+        lambda: _posture(cluster, "web-t")[0] == "EbpfDeep", limit_s=60, what="web-t back at EbpfDeep"
     )
     assert _posture(cluster, "web-t")[2] == {OBSERVE_LABEL, OBSERVE_DEEP_LABEL}
     assert UPROBES not in _posture(cluster, "web-t")[1]
@@ -220,13 +220,13 @@ async def test_an_object_that_cannot_be_created_caps_but_a_failed_update_does_no
         await cluster.create(obj(API_VERSION, POLICY_KIND, "db", namespace=NS, spec=db))
         await cluster.create(_pod("db-t", NS, TETRAGON_NODE, {"app": "db"}))
         await wait_for(
-            lambda: _posture(cluster, "db-t")[0] == "ActiveTracing", limit_s=30, what="db-t capped"
+            lambda: _posture(cluster, "db-t")[0] == "ActiveTracing", limit_s=60, what="db-t capped"
         )
         assert db_uprobes in _posture(cluster, "db-t")[1]
         assert cluster.stored(r.TRACING_POLICIES_NAMESPACED, db_uprobes, NS) is None
 
         refuse["on"] = False  # created on the next retry: the full level
-        await wait_for(lambda: _posture(cluster, "db-t")[0] == "EbpfDeep", limit_s=30, what="db-t full")
+        await wait_for(lambda: _posture(cluster, "db-t")[0] == "EbpfDeep", limit_s=60, what="db-t full")
 
         refuse["on"] = True  # a spec change whose update of that object is refused
         functions = [{"binaryPath": "/usr/lib/libssl.so.3", "symbols": ["SSL_read", "SSL_write"]}]
@@ -240,7 +240,7 @@ async def test_an_object_that_cannot_be_created_caps_but_a_failed_update_does_no
         )
         # A pod created now is decided on the same record a re-evaluation of db-t would use.
         await cluster.create(_pod("db-t2", NS, TETRAGON_NODE, {"app": "db"}))
-        await wait_for(lambda: _posture(cluster, "db-t2")[0], limit_s=30, what="db-t2 decided")
+        await wait_for(lambda: _posture(cluster, "db-t2")[0], limit_s=60, what="db-t2 decided")
         for pod in ("db-t2", "db-t"):
             assert _posture(cluster, pod)[0] == "EbpfDeep"
             assert _posture(cluster, pod)[2] == {OBSERVE_LABEL, OBSERVE_DEEP_LABEL}

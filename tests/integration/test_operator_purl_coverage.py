@@ -94,7 +94,7 @@ async def test_policy_status_says_which_source_covers_each_purl_function(
         return [u["purl"] for u in status.get("unresolvedFunctions") or []]
 
     # The operator's first status write (a loaded machine may still be on it after the settle).
-    assert await wait_for(unresolved, limit_s=15, what="the policy's unresolved functions") == [PURL]
+    assert await wait_for(unresolved, limit_s=60, what="the policy's unresolved functions") == [PURL]
     missing = "none of the 1 ELF file(s) of openssl defines SSL_nope"
     view = SwitchView([entry("SSL_read", "attached", "", 2), entry("SSL_nope", "not_in_package", missing, 2)])
     native = make_writer(cluster, f"127.0.0.1:{h.free_port()}", view)  # type: ignore[arg-type]
@@ -120,7 +120,7 @@ async def test_policy_status_says_which_source_covers_each_purl_function(
         got = (p.get("status") or {}).get("purlFunctions") or []
         return got if got and sum(e["nodesNative"] + e["nodesNone"] for e in got) == 4 else []
 
-    got = await wait_for(folded, limit_s=15, what="the policy's purlFunctions folded over both nodes")
+    got = await wait_for(folded, limit_s=60, what="the policy's purlFunctions folded over both nodes")
     assert got == [
         {
             "purl": PURL, "symbol": "SSL_nope", "source": "none", "nodesNative": 0, "nodesNone": 2,

@@ -238,7 +238,7 @@ async def test_tetragon_down_nothing_is_claimed_then_the_policy_is_degraded(
     await wait_for(lambda: node_labels(cluster)["max-posture"] == "None", what="node ceiling label")
     assert node_labels(cluster)["source"] == "none" and node_labels(cluster)["uprobes"] == "true"
     # Degraded naming the node once the bound has passed (Progressing before: tests/unit/test_rollout.py)
-    await wait_for(lambda: policy_state(cluster)[1] == "TetragonUnreachable", limit_s=15, what="Degraded")
+    await wait_for(lambda: policy_state(cluster)[1] == "TetragonUnreachable", limit_s=60, what="Degraded")
     state, _, message = policy_state(cluster)
     assert state == "Degraded" and f"{NODE} since " in message and "does not answer" in message
     pol = cluster.stored(r.OBSERVATION_POLICIES, "web", NS) or {}

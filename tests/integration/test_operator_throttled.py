@@ -72,7 +72,7 @@ async def test_a_throttled_create_waits_retry_after_and_never_reads_degraded(clu
         await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
         await wait_for(
             lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, "stellaops-web", NS),
-            limit_s=20,
+            limit_s=60,
             what="the Tetragon object created after the throttling",
         )
         await op.settle()
@@ -136,7 +136,7 @@ async def test_a_throttled_finalizer_removal_is_not_reported_as_a_refusal(cluste
         mark = cluster.mark()
         await cluster.delete(r.OBSERVATION_POLICIES, "gone", NS)
         await wait_for(
-            lambda: cluster.stored(r.OBSERVATION_POLICIES, "gone", NS) is None, limit_s=20, what="released"
+            lambda: cluster.stored(r.OBSERVATION_POLICIES, "gone", NS) is None, limit_s=60, what="released"
         )
         cluster.api.throttle = None
         assert refused
