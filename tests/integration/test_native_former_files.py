@@ -209,6 +209,40 @@ async def test_a_process_running_a_file_replaced_before_the_load_is_probed(
         await asyncio.to_thread(stop, old)
 
 
+async def test_a_file_renamed_away_before_a_reload_is_probed_by_it(
+    tmp_path: Path, report: Report, gcc: None
+) -> None:
+    """``mv app app.old`` and a new ``app`` while the probes were stopped (a reload, a switch back
+    from Tetragon): the old process maps ``app.old``, linked, nothing says it was the target's; the
+    source's next load knows it by the identity its first load probed."""
+    built = tmp_path / "built"
+    built.mkdir()
+    path = tmp_path / "bin" / "app"
+    path.parent.mkdir()
+    shutil.copy2(build(built, "v1"), path)
+    old = await asyncio.to_thread(serve, path)
+    try:
+        cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
+        p = await Probes(cfg, report).start()
+        await asyncio.to_thread(ask, old, 2)
+        await p.until(lambda: p.calls[(old.pid, str(path))] == 2, "the first load's calls")
+        await p.close()
+        path.rename(path.with_name("app.old"))
+        shutil.copy2(build(built, "v2"), path)
+        p.stop = asyncio.Event()
+        p.task = asyncio.create_task(p.src.run(p.stop))  # the same source loads again
+        try:
+            await p.until(lambda: p.src.stats.connects == 2 and p.src.stats.connected, "the second load")
+            await asyncio.to_thread(ask, old, 3)
+            await p.until(lambda: p.calls[(old.pid, str(path))] == 5, "the renamed file's calls")
+            assert p.src.stats.former == 1 and p.src.stats.failed == [], p.src.stats
+            assert p.src.take_unwatched() == []
+        finally:
+            await p.close()
+    finally:
+        await asyncio.to_thread(stop, old)
+
+
 async def test_a_file_replaced_between_the_look_and_the_attach_counts_each_call_once(
     tmp_path: Path, report: Report, gcc: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

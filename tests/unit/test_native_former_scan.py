@@ -171,3 +171,69 @@ def test_the_next_gap_starts_when_the_files_were_looked_at_not_after_the_look() 
     assert src.take_unwatched() == [(100, 300)]
     src._note_followed(follow.Followed(since_load=True, former=1), 400, 350)
     assert src.take_unwatched() == [(src._load_ns, 400)] and src.stats.former == 1
+
+
+def _run_renamed(tmp_path: Path) -> tuple[Path, Path, Any]:
+    """A process running a copy of sleep at ``app``; and the path it is renamed to later."""
+    import shutil
+    import subprocess
+    import time
+
+    app = tmp_path / "bin" / "app"
+    app.parent.mkdir()
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", app)
+    proc = subprocess.Popen([str(app), "600"])
+    deadline = time.monotonic() + 60
+    while str(app) not in Path(f"/proc/{proc.pid}/maps").read_text():
+        assert time.monotonic() < deadline, "sleep never mapped"
+        time.sleep(0.01)
+    return app, app.with_name("app.old"), proc
+
+
+@pytest.mark.parametrize("case", ["the same file", "its inode number used again"])
+def test_a_former_file_renamed_away_is_probed_by_a_later_load(tmp_path: Path, case: str) -> None:
+    """``mv app app.old`` then a new ``app``: the old process maps ``app.old``, linked, no
+    '(deleted)' to find; a later load of the same agent knows the file by the identity its earlier
+    load probed (checked by size and modification time: an inode number reused is not it)."""
+    app, old, proc = _run_renamed(tmp_path)
+    known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
+    first = TargetWatch.before_attach((UprobeTarget(str(app), "f"),), known=known)
+    try:
+        first.attached({f"{app}:f"})
+        assert first.former(ScriptedBPF("attach")).former == 0
+    finally:
+        first.close()  # that load's probes are gone
+    ((ident, contents),) = known[str(app)].items()
+    os.rename(app, old)
+    app.write_bytes(b"v2")  # the new file at the path
+    if case == "its inode number used again":
+        known[str(app)][ident] = (contents[0] + 1, contents[1])  # what a reused number would look like
+    w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),), known=known)
+    try:
+        w.attached({f"{app}:f"})
+        bpf = ScriptedBPF("attach")
+        res = w.former(bpf)
+        assert res.failed == [] and not res.unwatched
+        if case == "the same file":
+            assert res.former == 1 and bpf.calls[0][:2] == ("enter", str(old)), bpf.calls
+            assert len(known[str(app)]) == 2  # the new file too, for the next load
+        else:
+            assert res.former == 0 and bpf.calls == []
+    finally:
+        proc.kill()
+        proc.wait()
+        w.close()
+
+
+def test_the_source_hands_its_loads_the_files_they_probed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same dict for every load of one source: what one load probed, the next knows."""
+    monkeypatch.setattr(loader, "load_bcc", lambda: (_BCC, ""))
+    app = tmp_path / "app"
+    app.write_bytes(b"v1")
+    cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(app), "f"),))
+    src = NativeProbeSource(cfg, queue=EventQueue(10), kernel_source="", retry_seconds=3600)
+    asyncio.run(_run(src, lambda: src.stats.connected))
+    st = os.stat(app)
+    assert src._known == {str(app): {(st.st_dev, st.st_ino): (st.st_size, st.st_mtime_ns)}}

@@ -57,12 +57,11 @@ from stellaops_runtime.native.usdt import UsdtProbe
 log = logging.getLogger(__name__)
 
 MAX_FOLLOWED = 64  # new files attached per load; past it a replacement is only reported
-SCAN_STEP_SECONDS: float | None = (
-    0.1  # the former-file scan left after the load, per look (about one a second)
-)
-STOP_SCAN_SECONDS: float | None = (
-    2.0  # ... and what is left of it when the probes stop (their whole run a gap past it)
-)
+# The former-file scan left after the load, per look (about one a second), and what is left of
+# it when the probes stop (past it, their whole run is a gap).
+SCAN_STEP_SECONDS: float | None = 0.1
+STOP_SCAN_SECONDS: float | None = 2.0
+MAX_KNOWN = 16  # files remembered per path for the later loads (renamed-away former files)
 
 Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
 Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
@@ -140,15 +139,23 @@ class TargetWatch:
     contents: dict[Key, tuple[int, int] | None] = field(default_factory=dict)  # (size, mtime) looked at
     added: int = 0  # files attached since the load (new files at the paths, former files)
     _scan: former.Scan | None = None  # the processes' maps read for former files, in steps
+    # path -> (device, inode) -> (size, mtime) of the files probed there, by this load and the
+    # earlier ones of the same agent (shared: the source hands the same dict to every load)
+    known: dict[str, dict[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     _scan_keys: list[Key] = field(default_factory=list)  # the targets of its paths, in order
 
     @classmethod
     def before_attach(
-        cls, targets: tuple[UprobeTarget, ...], usdt: tuple[UsdtTarget, ...] = ()
+        cls,
+        targets: tuple[UprobeTarget, ...],
+        usdt: tuple[UsdtTarget, ...] = (),
+        known: dict[str, dict[tuple[int, int], tuple[int, int]]] | None = None,
     ) -> TargetWatch:
         """Each target's file, opened: the load reads and attaches to the very file looked at (a
         replacement meanwhile is a new file for :meth:`follow`, never attached twice)."""
         w = cls(targets, usdt)
+        if known is not None:
+            w.known = known
         for key, t in w._all():
             if not followable(t):
                 continue
@@ -178,6 +185,8 @@ class TargetWatch:
         for key, was in self.idents.items():
             if was is not None and self._target(key).label() in labels:
                 self.probed.setdefault(key, set()).add(was)
+                if (contents := self.contents.get(key)) is not None:
+                    self._know(key, was, contents)
         for key, fd in self.held.items():
             if key in self.probed:
                 self.fds.append(fd)  # the probe holds the file; the descriptor stays open with it
@@ -246,6 +255,15 @@ class TargetWatch:
         """Whether the load's former-file scan has processes left to read (their files unknown)."""
         return self._scan is not None and not self._scan.done
 
+    def _know(self, key: Key, ident: tuple[int, int], contents: tuple[int, int]) -> None:
+        """Remember a file probed at ``key``'s path for the agent's later loads (a former file of
+        the path renamed away is known by its identity then), at most ``MAX_KNOWN`` per path."""
+        files = self.known.setdefault(self._target(key).binary, {})
+        files.pop(ident, None)
+        files[ident] = contents
+        while len(files) > MAX_KNOWN:
+            del files[next(iter(files))]
+
     def unseen_at_stop(self) -> bool:
         """As the probes stop with the scan unfinished: whether a process not read yet ran a former
         file all along (the rest read for ``STOP_SCAN_SECONDS``, nothing attached: one found, or
@@ -262,8 +280,13 @@ class TargetWatch:
         (:meth:`follow`), whose finds make the time since the load unwatched."""
         res = Followed()
         if self._scan is None:
-            self._scan_keys = list(self.idents)
-            self._scan = former.Scan([self._target(key).binary for key in self._scan_keys], proc=proc)
+            self._scan_keys = keys = list(self.idents)
+            paths = [self._target(key).binary for key in keys]
+            known = [  # files earlier loads probed at the path, but the one there now
+                {i: c for i, c in self.known.get(p, {}).items() if i != self.idents[k]}
+                for k, p in zip(keys, paths, strict=True)
+            ]
+            self._scan = former.Scan(paths, proc=proc, known=known)
         self._former_step(bpf, res, seconds)
         self._check_unprobed(res)
         return res
@@ -277,7 +300,8 @@ class TargetWatch:
         for f in self._scan.step(skip, seconds):
             key = keys[f.want]
             t = self._target(key)
-            what = f"the deleted former file of {t.binary} run by pid {f.pid}"
+            how = "renamed" if f.contents is not None else "deleted"
+            what = f"the {how} former file of {t.binary} run by pid {f.pid}"
             try:
                 fd, st = open_regular(f.map_file)
             except OSError as e:
@@ -285,13 +309,17 @@ class TargetWatch:
                     continue  # it exited since the scan: nothing runs the file unseen
                 why = f"{what} cannot be opened: {e.strerror or e}"
             else:
-                if st.st_nlink:  # a file named "<path> (deleted)", still linked: not the target's
+                if f.contents is None and st.st_nlink:  # a file named "<path> (deleted)", still linked
                     os.close(fd)
+                    continue
+                if f.contents is not None and f.contents != (st.st_size, st.st_mtime_ns):
+                    os.close(fd)  # the inode number used again by another file (or rewritten since)
                     continue
                 why = self._attach_fd(bpf, key, t, fd, what)
                 if not why:
                     for ident in (f.ident, (st.st_dev, st.st_ino)):
                         self.probed.setdefault(key, set()).add(ident)
+                        self._know(key, ident, (st.st_size, st.st_mtime_ns))
                     res.former += 1
                     missed = True
                     log.warning("native probe %s: %s is probed too", t.label(), what)
@@ -299,7 +327,7 @@ class TargetWatch:
             if _lacks(why):
                 res.failed.append((t.label(), why))  # that version lacks it: nothing to miss
                 continue
-            label = f"{t.label()} (deleted former file, pid {f.pid})"
+            label = f"{t.label()} ({how} former file, pid {f.pid})"
             res.failed.append((label, why))
             missed = True
             log.warning("native probe %s: %s: its calls are a gap while it runs", t.label(), why)
@@ -335,6 +363,7 @@ class TargetWatch:
         why = self._attach_fd(bpf, key, t, fd, f"the new file at {t.binary}")
         if not why:
             self.probed.setdefault(key, set()).add(ident)
+            self._know(key, ident, (st.st_size, st.st_mtime_ns))
         return why
 
     def _attach_fd(self, bpf: Any, key: Key, t: Target, fd: int, what: str) -> str:

@@ -15,8 +15,13 @@ such a mapping counts for a process whose root is that directory). Each distinct
 inode, as the maps line gives them) is handed to the caller with the
 ``/proc/<pid>/map_files/<range>`` entry that opens that very inode (the
 kernel allows it to CAP_SYS_ADMIN), for the same programs to attach to it
-(native/follow.py). A file renamed away (not deleted) is not recognised by
-its name: docs/native-probes.md says so.
+(native/follow.py). A file renamed away (``mv app app.old``, not deleted)
+has another name: it is recognised by its identity instead, when an earlier
+load of the same agent probed it at the path (``known``: device and inode as
+maps give them, checked against the size and modification time then, so an
+inode number used again by another file is not taken for it). A file no load
+of this agent saw cannot be told from any other file: docs/native-probes.md
+says so.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Former:
     ident: tuple[int, int]  # (st_dev, st_ino) of the file, from the maps line
     pid: int
     map_file: str  # /proc/<pid>/map_files/<start>-<end>: opens the file itself
+    contents: tuple[int, int] | None = None  # a renamed file known by identity: (size, mtime) seen then
 
 
 def where(path: str) -> list[tuple[tuple[int, int], str]]:
@@ -66,10 +72,18 @@ def _device(text: str) -> int:
     return os.makedev(int(major, 16), int(minor, 16))
 
 
-def _deleted_mappings(text: str) -> Iterator[tuple[str, str, tuple[int, int]]]:
-    """(range, path, identity) of each mapping of a deleted file in a maps text."""
+def _needle(ident: tuple[int, int]) -> bytes:
+    """The device and inode fields of a maps line naming the file ``ident``."""
+    dev, ino = ident
+    return f" {os.major(dev):02x}:{os.minor(dev):02x} {ino} ".encode()
+
+
+def _deleted_mappings(text: str, *, every: bool = False) -> Iterator[tuple[str, str, tuple[int, int]]]:
+    """(range, path, identity) of each mapping of a deleted file in a maps text (``every``: of
+    every file, the path as the line gives it)."""
     for line in text.splitlines():
-        if not line.endswith(DELETED):
+        deleted = line.endswith(DELETED)
+        if not deleted and not every:
             continue
         fields = line.split(None, 5)
         if len(fields) < 6:
@@ -80,7 +94,7 @@ def _deleted_mappings(text: str) -> Iterator[tuple[str, str, tuple[int, int]]]:
             continue
         if ident[1] == 0:
             continue  # not a file
-        yield fields[0], fields[5][: -len(DELETED)], ident
+        yield fields[0], fields[5][: -len(DELETED)] if deleted else fields[5], ident
 
 
 class Scan:
@@ -95,15 +109,26 @@ class Scan:
     identity), already probed). Processes that vanish or cannot be read are passed over (a process
     gone runs nothing)."""
 
-    def __init__(self, paths: list[str], *, proc: str = "/proc") -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        *,
+        proc: str = "/proc",
+        known: list[dict[tuple[int, int], tuple[int, int]]] | None = None,
+    ) -> None:
         self.proc = proc
         self._wanted: dict[str, list[tuple[int, tuple[int, int]]]] = {}
         for i, p in enumerate(paths):
             for root_ident, inner in where(p):
                 self._wanted.setdefault(inner, []).append((i, root_ident))
+        self._known: dict[tuple[int, int], list[tuple[int, tuple[int, int]]]] = {}
+        for i, files in enumerate(known or ()):
+            for ident, contents in files.items():
+                self._known.setdefault(ident, []).append((i, contents))
         self._needles = [os.fsencode(name) + DELETED.encode() for name in self._wanted]
+        self._known_needles = [_needle(ident) for ident in self._known]
         self._listed: set[int] = set()
-        self._todo: list[int] = self._list() if self._wanted else []
+        self._todo: list[int] = self._list() if self._wanted or self._known else []
         self._second = False  # the processes that appeared during the first pass are listed
         self._seen: set[tuple[int, tuple[int, int]]] = set()
         self.read = 0  # processes whose maps were read
@@ -119,14 +144,14 @@ class Scan:
 
     @property
     def done(self) -> bool:
-        return not self._todo and (self._second or not self._wanted)
+        return not self._todo and (self._second or not (self._wanted or self._known))
 
     def step(self, skip: set[tuple[int, tuple[int, int]]], seconds: float | None = None) -> list[Former]:
         """Read processes' maps for ``seconds`` (None: to the end) and the former files they map."""
         found: list[Former] = []
         until = None if seconds is None else time.monotonic() + seconds
         while True:
-            if not self._todo and not self._second and self._wanted:
+            if not self._todo and not self._second and (self._wanted or self._known):
                 self._second = True
                 self._todo = self._list()
             if not self._todo:
@@ -144,9 +169,15 @@ class Scan:
         except OSError:
             return []
         self.read += 1
-        if not any(n in data for n in self._needles):
-            return []  # no deleted file of a wanted name: the common case, no line parsed
         out: list[Former] = []
+        if any(n in data for n in self._known_needles):  # a file an earlier load probed, by identity
+            for rng, _name, ident in _deleted_mappings(data.decode("utf-8", "surrogateescape"), every=True):
+                for i, contents in self._known.get(ident, ()):
+                    if (i, ident) not in self._seen and (i, ident) not in skip:
+                        self._seen.add((i, ident))
+                        out.append(Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}", contents))
+        if not any(n in data for n in self._needles):
+            return out  # no deleted file of a wanted name: the common case, no line parsed
         root: tuple[int, int] | None = None
         for rng, name, ident in _deleted_mappings(data.decode("utf-8", "surrogateescape")):
             for i, want_root in self._wanted.get(name, ()):

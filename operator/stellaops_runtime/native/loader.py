@@ -45,9 +45,8 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 
 
 MAX_DIAGNOSTICS = 4000
-LOAD_SCAN_SECONDS: float | None = (
-    0.25  # the former-file scan at the load; its rest runs between reads of the buffer
-)
+# The former-file scan at the load (None: all of it); its rest runs between reads of the buffer.
+LOAD_SCAN_SECONDS: float | None = 0.25
 
 
 @contextlib.contextmanager
@@ -199,14 +198,22 @@ class ProbeSet:
             self.watch.close()  # the files followed: their probes are gone now
 
 
-def load(cfg: NativeConfig, *, kernel_source: str, ring_buffer: bool) -> ProbeSet:
-    """Compile, load and attach; raises LoadError with BCC's reason when nothing could be loaded."""
+def load(
+    cfg: NativeConfig,
+    *,
+    kernel_source: str,
+    ring_buffer: bool,
+    known: dict[str, dict[tuple[int, int], tuple[int, int]]] | None = None,
+) -> ProbeSet:
+    """Compile, load and attach; raises LoadError with BCC's reason when nothing could be loaded.
+
+    ``known``: the files earlier loads probed at each path (native/follow.py), kept up to date."""
     bcc, why = load_bcc()
     if bcc is None:
         raise LoadError(why)
     # each target's file before the sites are read and the probes attach: a file put there later
     # is followed (native/follow.py)
-    watch = TargetWatch.before_attach(cfg.uprobes, cfg.usdt) if cfg.uprobes or cfg.usdt else None
+    watch = TargetWatch.before_attach(cfg.uprobes, cfg.usdt, known) if cfg.uprobes or cfg.usdt else None
     diagnostics: list[str] = []
     try:
         sites = usdtprobes.probe_sites(cfg, watch.paths("usdt") if watch else None) if cfg.usdt else None

@@ -131,6 +131,8 @@ class NativeProbeSource:
         self._episode_logged = 0.0  # monotonic time of its last log line
         self._follow_ns = 0  # wall clock of the last look at the uprobe targets' files
         self._load_ns = 0  # wall clock of the start of the last load
+        # the files the loads probed per target path: a later load knows one renamed away by them
+        self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -197,7 +199,7 @@ class NativeProbeSource:
             self._thread.shutdown(wait=False)
 
     def _load(self) -> ProbeSet:
-        ps = load(self.cfg, kernel_source=self.kernel_source, ring_buffer=self.ring_buffer)
+        ps = load(self.cfg, kernel_source=self.kernel_source, ring_buffer=self.ring_buffer, known=self._known)
         self.stats.attached = list(ps.attached)
         self.stats.failed = [(label, redact(why)) for label, why in ps.failed]  # shown by probes, /readyz
         self.stats.former += ps.former.former
