@@ -38,6 +38,7 @@ from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.config import AgentConfig
+from tests.integration.test_file_identity import aged  # the files written here count as old
 from tests.native import debuglink as dl
 
 LIBC = Path("/usr/lib/x86_64-linux-gnu/libc.so.6")
@@ -75,7 +76,7 @@ def file_offset(path: Path, vaddr: int) -> int:
 
 
 def symbolizer(**search: object) -> Symbolizer:
-    s = Symbolizer()
+    s = Symbolizer(clock=aged)
     s.set_debug_search(DebugSearch(**{"roots": (), **search}))  # type: ignore[arg-type]
     return s
 
@@ -214,7 +215,7 @@ def test_debug_file_planted_in_one_container_names_only_that_containers_copy(tmp
 
 def assert_same_ids_as_original(s: Symbolizer, sp: dl.Split, path: str, root: str = "/") -> int:
     """Every function of the unstripped original, at its start and its middle: the same function ID."""
-    orig = Symbolizer()
+    orig = Symbolizer(clock=aged)
     n = 0
     for start, (size, _names, _) in functions(sp.full).items():
         for delta in {0, size // 2}:

@@ -28,6 +28,12 @@ LIBZ = Path("/lib/x86_64-linux-gnu/libz.so.1")
 MODULE = "/usr/lib/libz.so.1"
 
 
+def aged() -> int:
+    """A clock an hour ahead: files the test just wrote count as old, so their stat identity is trusted
+    (canonical/buildidclaims.py, STAT_TRUST_SECONDS; young files: tests/integration/test_young_files.py)."""
+    return time.time_ns() + 3_600 * 10**9
+
+
 def _function(path: Path) -> tuple[str, int, int]:
     """(name, file offset inside it, file offset of its name's first byte in .dynstr) of a libz function."""
     with path.open("rb") as f:
@@ -70,7 +76,7 @@ def symbol(s: Symbolizer, root: Path, off: int) -> str:
 def test_two_files_claiming_one_build_id_never_share(libz, tmp_path: Path, first: str) -> None:
     data, patched, name, off = libz
     a, b = place(tmp_path / "a", data).parents[2], place(tmp_path / "b", patched).parents[2]
-    s = Symbolizer(recheck_seconds=0)
+    s = Symbolizer(clock=aged, recheck_seconds=0)
     order = [(a, name), (b, "D" + name[1:])]
     if first == "patched":
         order.reverse()
@@ -97,7 +103,7 @@ def test_a_file_alone_with_its_build_id_is_not_hashed(libz, tmp_path: Path) -> N
     b = tmp_path / "b" / MODULE.lstrip("/")
     b.parent.mkdir(parents=True)
     os.link(p, b)  # the same file (device, inode) under another root: another container sharing a layer
-    s = Symbolizer()
+    s = Symbolizer(clock=aged)
     assert symbol(s, tmp_path / "a", off) == name and symbol(s, tmp_path / "b", off) == name
     assert (
         s.identify(MODULE, root=str(tmp_path / "a")).identity
@@ -115,7 +121,7 @@ def test_a_file_alone_with_its_build_id_is_not_hashed(libz, tmp_path: Path) -> N
 def test_a_first_claimant_gone_or_replaced_is_never_shared(libz, tmp_path: Path, then: str) -> None:
     data, patched, name, off = libz
     pa = place(tmp_path / "a", data)
-    s = Symbolizer(recheck_seconds=0)
+    s = Symbolizer(clock=aged, recheck_seconds=0)
     assert symbol(s, tmp_path / "a", off) == name
     if then == "deleted":
         pa.unlink()
@@ -177,7 +183,7 @@ def test_a_file_over_max_file_bytes_is_refused_unhashed(libz, tmp_path: Path) ->
     """``max_file_bytes`` still bounds every file, hashed or not: refused, counted, remembered."""
     data, _, _, off = libz
     root = place(tmp_path / "a", data).parents[2]
-    s = Symbolizer(limits=Limits(max_file_bytes=len(data) - 1))
+    s = Symbolizer(clock=aged, limits=Limits(max_file_bytes=len(data) - 1))
     for _ in range(3):
         r = s.resolve_file(MODULE, off, root=str(root))
         assert not r.resolved and r.error == "budget_exceeded", r
@@ -195,7 +201,7 @@ def test_more_claimants_than_remembered_each_keep_their_own_names(libz, tmp_path
         variant = bytearray(data)
         variant[at] = ord("A") + k  # Aeflate..., Beflate..., ...: ten contents, one build-id
         roots.append((place(tmp_path / f"r{k}", bytes(variant)).parents[2], chr(ord("A") + k) + name[1:]))
-    s = Symbolizer(recheck_seconds=0)
+    s = Symbolizer(clock=aged, recheck_seconds=0)
     for root, want in roots + roots:
         assert symbol(s, root, off) == want
     same = place(tmp_path / "twin", bytes(variant)).parents[2]  # identical to the last, remembered one
@@ -210,7 +216,7 @@ def test_a_file_without_build_id_is_keyed_by_its_digest(libz, tmp_path: Path) ->
     nobid = bytearray(data)
     nobid[note + 8 : note + 12] = (0x99).to_bytes(4, "little")  # n_type: no longer NT_GNU_BUILD_ID
     root = place(tmp_path / "a", bytes(nobid)).parents[2]
-    s = Symbolizer()
+    s = Symbolizer(clock=aged)
     assert symbol(s, root, off) == name
     fid = s.identify(MODULE, root=str(root))
     digest = hashlib.sha256(nobid).hexdigest()

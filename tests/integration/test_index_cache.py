@@ -24,6 +24,7 @@ import pytest
 from stellaops_runtime.canonical import indexcache
 from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.canonical.symbolizer import Symbolizer
+from tests.integration.test_file_identity import aged  # the files written here count as old
 
 LIBSTDCXX = "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"
 
@@ -71,7 +72,7 @@ def _all_ids(sym: Symbolizer, path: Path) -> list[str]:
 
 
 def _reference(path: Path) -> list[str]:
-    sym = Symbolizer()
+    sym = Symbolizer(clock=aged)
     try:
         return _all_ids(sym, path)
     finally:
@@ -79,7 +80,7 @@ def _reference(path: Path) -> list[str]:
 
 
 def _with_cache(path: Path, cache: Path) -> tuple[list[str], dict[str, int]]:
-    sym = Symbolizer(index_cache_dir=str(cache))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(cache))
     try:
         ids = _all_ids(sym, path)
         return ids, {k: v for k, v in sym.stats().items() if k.startswith("index_cache_")}
@@ -193,7 +194,7 @@ def test_an_unwritable_or_full_cache_still_resolves(binaries: list[Path], tmp_pa
     assert ids == ref and counts == {"index_cache_unreadable": 1, "index_cache_write_failed": 1}
     full = tmp_path / "full"
     full.mkdir()
-    sym = Symbolizer(index_cache_dir=str(full))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(full))
     assert sym.index_cache is not None
     sym.index_cache.max_files = 2
     (full / "a.idx").write_bytes(b"x")
@@ -225,7 +226,7 @@ def test_files_written_under_other_indexing_rules_are_not_read(binaries: list[Pa
     path = binaries[0]
     cache = tmp_path / "c"
     _with_cache(path, cache)
-    sym = Symbolizer(index_cache_dir=str(cache))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(cache))
     assert sym.index_cache is not None
     sym.index_cache.rules = "an older agent's rules"
     try:
@@ -240,7 +241,7 @@ def test_a_table_over_the_symbol_budget_is_refused(binaries: list[Path], tmp_pat
     path = binaries[0]
     cache = tmp_path / "c"
     _with_cache(path, cache)
-    sym = Symbolizer(index_cache_dir=str(cache))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(cache))
     try:
         identity = sym.identify(str(path)).identity
         assert sym.index_cache is not None
@@ -258,13 +259,13 @@ def test_a_table_over_the_symbol_budget_is_refused(binaries: list[Path], tmp_pat
 def test_the_size_caps_apply_to_reading_and_writing(binaries: list[Path], tmp_path: Path) -> None:
     path = binaries[0]
     cache = tmp_path / "c"
-    sym = Symbolizer(index_cache_dir=str(cache))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(cache))
     assert sym.index_cache is not None
     assert (sym.index_cache.max_files, sym.index_cache.max_file_bytes) == (4096, 256 << 20)
     sym.close()
     _with_cache(path, cache)
     size = _cache_file(cache).stat().st_size
-    sym = Symbolizer(index_cache_dir=str(cache))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(cache))
     assert sym.index_cache is not None
     sym.index_cache.max_file_bytes = size - 1  # the file on disk is now over the cap: not read
     try:
@@ -278,7 +279,7 @@ def test_the_size_caps_apply_to_reading_and_writing(binaries: list[Path], tmp_pa
 
 def test_off_by_default_and_bounded_by_the_symbol_budget(tmp_path: Path) -> None:
     assert Symbolizer().index_cache is None
-    sym = Symbolizer(index_cache_dir=str(tmp_path), limits=Limits(max_symbols=1234))
+    sym = Symbolizer(clock=aged, index_cache_dir=str(tmp_path), limits=Limits(max_symbols=1234))
     assert sym.index_cache is not None and sym.index_cache.max_entries == 1234
 
 
@@ -288,7 +289,7 @@ RUNC = "/usr/sbin/runc"  # stripped Go: .dynsym cached, Go's function table read
 def test_lazy_sources_are_read_as_before_with_a_cache(tmp_path: Path) -> None:
     if not Path(RUNC).exists():
         pytest.skip(f"{RUNC} not installed")
-    ref_sym = Symbolizer()
+    ref_sym = Symbolizer(clock=aged)
     b = ref_sym.binary(RUNC)
     table = max(b.load_all(), key=len)  # the gopclntab table
     assert table.source == "gopclntab"
@@ -296,7 +297,7 @@ def test_lazy_sources_are_read_as_before_with_a_cache(tmp_path: Path) -> None:
     ref = [r.function_id for r in ref_sym.resolve_file_many(RUNC, offsets)]
     ref_sym.close()
     for round_ in ("written", "loaded"):
-        sym = Symbolizer(index_cache_dir=str(tmp_path))
+        sym = Symbolizer(clock=aged, index_cache_dir=str(tmp_path))
         try:
             res = sym.resolve_file_many(RUNC, offsets)
             assert [r.function_id for r in res] == ref, round_
@@ -317,6 +318,7 @@ def test_the_agent_config_turns_the_cache_on(binaries: list[Path], tmp_path: Pat
     for _ in range(2):
         fc = make_canonicalizer(config, node_name="n")
         assert fc is not None
+        fc.symbolizer.clock = aged  # the binary was just built: young, it would be keyed by its digest
         try:
             ids = _all_ids(fc.symbolizer, path)
             counts.append({k: v for k, v in fc.symbolizer.stats().items() if k.startswith("index_cache_")})

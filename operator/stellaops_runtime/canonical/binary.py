@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from stellaops_runtime.canonical import gopclnfind
 from stellaops_runtime.canonical.addrindex import AddressTable, RawSymbol
+from stellaops_runtime.canonical.buildidclaims import stat_identity, still_same
 from stellaops_runtime.canonical.elflayout import (
     ElfError,
     ElfLayout,
@@ -55,7 +56,7 @@ from stellaops_runtime.canonical.indexcache import IndexCache
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Limits
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.quicklookup import QuickLookup
-from stellaops_runtime.canonical.resolution import Source
+from stellaops_runtime.canonical.resolution import Outcome, Source
 from stellaops_runtime.canonical.rootopen import open_regular
 from stellaops_runtime.canonical.sdtprobe import find_sdt_probe
 from stellaops_runtime.canonical.symtab import SectionInfo, index_tables, read_section_table
@@ -122,6 +123,8 @@ class Binary:
         self.layout = layout
         self.limits = limits
         self._f = f
+        self._sid = stat_identity(os.fstat(f.fileno()))  # as indexed: see _unchanged
+        self.stale = False  # a lazy read found the file changed since it was indexed
         self._elf: ELFFile | None = None
         self._tables: list[AddressTable] = []
         self._lazy: list[str] = []
@@ -340,6 +343,8 @@ class Binary:
             self._inlines = load_for(self)
         except Exception as e:  # budget, damaged tables, pyelftools: no inlines, the reason kept
             self.load_errors["inlines"] = f"{type(e).__name__}: {e}"
+        if self._inlines is not None and not self._unchanged():
+            self._inlines, self.load_errors["inlines"] = None, "the file changed after it was indexed"
         self._inlines_read = True
 
     def file_line(self, address: int) -> str:
@@ -366,6 +371,12 @@ class Binary:
             self._elf = _pyelftools(self._f)
         return DwarfIndex(self._elf, budget)
 
+    def _unchanged(self) -> bool:
+        """This file (and its debug file) as indexed: a lazy source is read later from the kept file,
+        which a container may rewrite in place (its ctime changes: canonical/buildidclaims.py)."""
+        same = still_same(self._f.fileno(), self._sid) if not self._f.closed else False
+        return same and (self.debug is None or self.debug._unchanged())
+
     def _failed(self, source: str, e: BaseException) -> None:
         reason = e.reason if isinstance(e, ElfError) else MALFORMED
         self.load_reasons[source] = reason
@@ -391,6 +402,13 @@ class Binary:
             table = AddressTable(source, syms) if syms else None
         except Exception as e:  # pyelftools and the decoders raise many types on damaged input
             self._failed(source, e)
+            return None
+        if not self._unchanged():  # what was read may be another content than the one indexed
+            self._dwarf = None
+            self.stale = True  # the cache drops it: the next lookup identifies and indexes the file again
+            changed = ElfError(Outcome.UNREADABLE_FILE, "the file changed after it was indexed")
+            self._failed(source, changed)
+            self._failed("file_line", changed)
             return None
         if table is None:
             return None

@@ -37,11 +37,13 @@ import hashlib
 import os
 import posixpath
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from stellaops_runtime.canonical.buildidclaims import StatId, stat_identity, stat_trusted
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_GNU,
     ElfError,
@@ -103,6 +105,8 @@ class DebugRef:
     build_id: str
     kind: str
     digest: str  # SHA-256 hex of its bytes
+    sid: StatId | None = None  # (device, inode, size, mtime, ctime) when it was hashed
+    trusted: bool = True  # hashed when its ctime was old enough for sid to vouch for it (buildidclaims)
 
     def describe(self) -> str:
         where = self.path if self.root in ("", "/") else f"{self.root.rstrip('/')}/{self.path.lstrip('/')}"
@@ -198,10 +202,17 @@ def _digest_and_crc(fd: int, size: int, limits: Limits) -> tuple[str, int]:
 class DebugFinder:
     """Finds the accepted debug file of one binary; counts what it found and what it refused."""
 
-    def __init__(self, search: DebugSearch, limits: Limits, count: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        search: DebugSearch,
+        limits: Limits,
+        count: Callable[[str], None],
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.search = search
         self.limits = limits
         self.count = count
+        self.clock = clock  # CLOCK_REALTIME ns: is a candidate's ctime old enough to vouch for it?
 
     def find(
         self,
@@ -295,6 +306,7 @@ class DebugFinder:
         build_id: str,
         link: DebugLink | None,
     ) -> DebugRef:
+        trusted = stat_trusted(stat_identity(st), self.clock())  # before its first read
         try:
             with os.fdopen(os.dup(fd), "rb") as f:
                 layout = read_layout(f)
@@ -316,7 +328,7 @@ class DebugFinder:
         digest, crc = _digest_and_crc(fd, st.st_size, self.limits)
         if how == BY_DEBUGLINK and link is not None and crc != link.crc:
             raise Rejected(CRC_MISMATCH, f"{path}: CRC-32 {crc:#010x}, the link says {link.crc:#010x}")
-        return DebugRef(root, path, how, file_key(st), bid, kind, digest)
+        return DebugRef(root, path, how, file_key(st), bid, kind, digest, stat_identity(st), trusted)
 
 
 def _section_build_id(f: BinaryIO, sections: list[SectionInfo], little: bool) -> tuple[str, str]:

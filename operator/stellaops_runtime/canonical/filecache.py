@@ -15,6 +15,16 @@ inside its root and must be a regular file. :class:`BinaryCache` keeps:
 - the files refused for their budget, damage or type, by (device, inode,
   size, mtime) and by identity, so they are not read again.
 
+A stat identity vouches for a file's content only when the read starts
+``STAT_TRUST_SECONDS`` (2 s) after the file's ctime (canonical/buildidclaims.py):
+a *young* file is identified by its SHA-256, its FileId is not cached under
+its stat identity (each sighting reads it again until it is old enough), a
+refusal of it by its stat key holds only until the margin has passed (then
+it is read once more), and what is indexed from it is hashed again after the
+parse and kept only with the same digest. Every
+indexed file (and its debug file) is checked after its parse to still have
+the stat identity it was identified with.
+
 When a file is identified, its separate debug file is looked for
 (canonical/debugfiles.py); the accepted one's digest is part of the
 identity, and it is attached to the Binary when the file is indexed.
@@ -32,12 +42,21 @@ import errno
 import os
 import stat
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
-from stellaops_runtime.canonical.buildidclaims import BuildIdClaims, StatId, check_size, stat_identity
+from stellaops_runtime.canonical.buildidclaims import (
+    STAT_TRUST_NS,
+    BuildIdClaims,
+    Clock,
+    StatId,
+    check_size,
+    stat_identity,
+    stat_trusted,
+)
 from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_FALLBACK,
@@ -64,6 +83,9 @@ from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
 
 _StatKey = tuple[str, str, int, int, int, int, int]  # (root, path, *stat identity)
+# A young file read before is read again on the caller's thread up to this size (hashing 16 MiB: ~10 ms),
+# so a file seen again within its first seconds answers as a cached one would, not parse_pending.
+YOUNG_INLINE_BYTES = 16 << 20
 # Refusals worth remembering: the same bytes would be refused again.
 _REMEMBERED = frozenset({BUDGET_EXCEEDED, MALFORMED, NOT_REGULAR, "not_elf", "truncated_elf", "bad_elf"})
 
@@ -78,6 +100,7 @@ class FileId:
     key: FileKey
     debug: DebugRef | None = None  # its separate debug file, when one was accepted
     sid: StatId | None = None  # (device, inode, size, mtime, ctime) when it was identified
+    young_digest: str = ""  # SHA-256 of a young read (canonical/buildidclaims.py): what an index must hash to
 
 
 def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
@@ -106,15 +129,20 @@ class BinaryCache:
         gate: ParseGate | None = None,
         debug: DebugSearch | None = None,
         index_cache_dir: str | None = None,
+        clock: Clock = time.time_ns,
     ) -> None:
         self.limits = limits
+        self.clock = clock  # CLOCK_REALTIME ns, against file ctimes (a seam for tests)
         self.debug_search = debug or DebugSearch()
-        self._debug = DebugFinder(self.debug_search, limits, self.bump)
+        self._debug = DebugFinder(self.debug_search, limits, self.bump, clock)
         self.gate: ParseGate = gate or InlineGate()
         self._lock = threading.Lock()
         self._binaries: LRU[str, Binary] = LRU(max_binaries, on_evict=Binary.close)
         self._paths: LRU[_StatKey, FileId] = LRU(max_paths)
         self.refused = RefusedFiles(max_paths)
+        # refusals of young files (by stat key) -> when they are read once more: the key proves nothing yet
+        self._recheck: LRU[object, int] = LRU(max_paths)
+        self._young: LRU[_StatKey, bool] = LRU(max_paths)  # stat keys read while young (never cached)
         self.counters: Counter[str] = Counter()
         self._claims = BuildIdClaims(limits, open_file, self.bump, max_build_ids=max_paths)
         # Indexed symbol tables kept on disk across restarts (canonical/indexcache.py), when asked for.
@@ -127,7 +155,7 @@ class BinaryCache:
     def set_debug_search(self, search: DebugSearch) -> None:
         """Where separate debug files are looked for from now on (files identified before keep theirs)."""
         self.debug_search = search
-        self._debug = DebugFinder(search, self.limits, self.bump)
+        self._debug = DebugFinder(search, self.limits, self.bump, self.clock)
 
     def bump(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -162,8 +190,11 @@ class BinaryCache:
         skey = (root, path, *stat_identity(st))
         with self._lock:
             hit = self._paths.get(skey)
+            again = hit is None and self._young.get(skey) is not None
         if hit is None:
             self._check_refused(file_key(st), path)
+            if again and st.st_size <= YOUNG_INLINE_BYTES:  # read while young before: read it again here
+                hit = self._read_identity(root, path, skey)
         return skey, hit
 
     def _read_identity(self, root: str, path: str, skey: _StatKey) -> FileId:
@@ -173,6 +204,8 @@ class BinaryCache:
             return hit
         fd, st = open_file(root, path)
         fkey = file_key(st)
+        sid = stat_identity(st)
+        trusted = stat_trusted(sid, self.clock())  # before the first read of this file
         try:
             self._check_refused(fkey, path)
             with os.fdopen(os.dup(fd), "rb") as f:
@@ -190,19 +223,26 @@ class BinaryCache:
             )
             # another debug file, other names: another cache entry
             suffix = f"+debug@{debug.digest}" if debug is not None else ""
-            sid = stat_identity(st)
+            young = ""
             if digest:
                 identity = f"{bid}@{digest}{suffix}"  # the whole digest (docs/function-ids.md)
+                young = "" if trusted else digest
             else:  # hashed only when another file claims this build-id (canonical/buildidclaims.py)
-                identity = self._claims.identity(bid, suffix, sid, root, path, fd)
+                identity, got = self._claims.identity(bid, suffix, sid, root, path, fd, trusted=trusted)
+                young = got or ""
         except ElfError as e:
-            self._refuse(fkey, e.reason)
+            self._refuse(fkey, e.reason, 0 if trusted else sid[4] + STAT_TRUST_NS)
             raise
         finally:
             os.close(fd)
-        fid = FileId(bid, kind, identity, fkey, debug, sid)
+        fid = FileId(bid, kind, identity, fkey, debug, sid, young)
         with self._lock:
-            self._paths.put((root, path, *sid), fid)
+            if young:  # not cached under its stat identity: read again at each sighting while young
+                self.counters["identity_young_reads"] += 1
+                self._young.put((root, path, *sid), True)
+            else:
+                self._paths.put((root, path, *sid), fid)
+                self._young.pop((root, path, *sid))
         return fid
 
     def file_build_id(self, path: str, *, root: str = "/") -> tuple[str, str]:
@@ -212,21 +252,38 @@ class BinaryCache:
 
     def _check_refused(self, key: object, path: str) -> None:
         with self._lock:
+            until = self._recheck.get(key)
+            if until is not None and self.clock() >= until:
+                # refused while young: read once more, now that its stat identity vouches for it
+                self._recheck.pop(key)
+                self.refused.forget(key)
+                self.counters["refusals_rechecked"] += 1
+                return
             reason = self.refused.get(key)
         if reason is not None:
             raise ElfError(reason, f"{path}: refused before ({reason}), not read again")
 
-    def _refuse(self, key: object, reason: str) -> None:
+    def _refuse(self, key: object, reason: str, recheck_at: int = 0) -> None:
+        """Remember a refusal of ``key``; ``recheck_at`` (ns, CLOCK_REALTIME): read it once more then."""
         if reason in _REMEMBERED:
             with self._lock:
                 self.refused.put(key, reason)
+                if recheck_at:
+                    self._recheck.put(key, recheck_at)
+                else:
+                    self._recheck.pop(key)
 
     def cached_binary(self, identity: str) -> Binary | None:
         """The Binary indexed for a content identity (:attr:`FileId.identity`), if cached."""
         if not identity:
             return None
         with self._lock:
-            return self._binaries.get(identity)
+            b = self._binaries.get(identity)
+            if b is not None and b.stale:  # its file changed after it was indexed: index it again
+                self._binaries.pop(identity)
+                self.counters["binaries_stale"] += 1
+                return None
+            return b
 
     def binary(self, path: str, *, root: str = "/") -> Binary:
         """The indexed Binary for the file at ``path`` inside ``root`` (cached by content identity).
@@ -254,20 +311,31 @@ class BinaryCache:
         if file_key(st) != fid.key or (fid.sid is not None and stat_identity(st) != fid.sid):
             os.close(fd)
             raise OSError(errno.ESTALE, "file changed while it was read", path)
+        check = os.dup(fd)  # Binary.open takes fd over; this one checks the file after the parse
         try:
-            b = Binary.open(
-                path,
-                known_build_id=(fid.build_id, fid.kind),
-                identity=fid.identity,
-                limits=self.limits,
-                fd=fd,
-                gate=self.gate,
-                index_cache=self.index_cache,
-            )
-        except ElfError as e:
-            self._refuse(fid.identity, e.reason)
-            self._refuse(fid.key, e.reason)
-            raise
+            try:
+                b = Binary.open(
+                    path,
+                    known_build_id=(fid.build_id, fid.kind),
+                    identity=fid.identity,
+                    limits=self.limits,
+                    fd=fd,
+                    gate=self.gate,
+                    index_cache=self.index_cache,
+                )
+            except ElfError as e:
+                if not self._still(check, fid.sid, fid.young_digest):
+                    raise OSError(errno.ESTALE, "file changed while it was read", path) from None
+                self._refuse(fid.identity, e.reason)
+                young = fid.sid is not None and bool(fid.young_digest)
+                self._refuse(fid.key, e.reason, fid.sid[4] + STAT_TRUST_NS if fid.sid and young else 0)
+                raise
+            if not self._still(check, fid.sid, fid.young_digest):
+                b.close()  # what was parsed may be another content than the one identified
+                self.bump("files_changed_while_indexed")
+                raise OSError(errno.ESTALE, "file changed while it was read", path)
+        finally:
+            os.close(check)
         if fid.debug is not None and not self._attach_debug(b, fid):
             # The debug file was replaced since the file was identified: identify it again, once.
             b.close()
@@ -282,6 +350,17 @@ class BinaryCache:
             self.counters["binaries_loaded"] += 1
         return b
 
+    def _still(self, fd: int, sid: StatId | None, young_digest: str) -> bool:
+        """Whether the open file ``fd`` is still what was identified: its stat identity unchanged, and
+        for a young read (whose stat identity proves nothing about the content) the same SHA-256."""
+        try:
+            st = os.fstat(fd)
+            if sid is not None and stat_identity(st) != sid:
+                return False
+            return not young_digest or file_digest(fd, st.st_size, self.limits) == young_digest
+        except (OSError, ElfError):
+            return False
+
     def _attach_debug(self, b: Binary, fid: FileId) -> bool:
         """Attach the debug file found when ``fid`` was identified; False when it was replaced since.
 
@@ -294,15 +373,26 @@ class BinaryCache:
         except OSError:
             self.bump("debug_files_rejected_unreadable")
             return True
-        if file_key(st) != ref.key:
+        if file_key(st) != ref.key or (ref.sid is not None and stat_identity(st) != ref.sid):
             os.close(fd)
             self.bump("debug_files_rejected_changed")
             return False
+        check = os.dup(fd)  # Binary.open takes fd over
         try:
-            dbg = Binary.open(ref.path, known_build_id=(ref.build_id, ref.kind), limits=self.limits, fd=fd)
-        except ElfError as e:
-            self.bump(f"debug_files_rejected_{e.reason}")
-            return True
+            try:
+                dbg = Binary.open(
+                    ref.path, known_build_id=(ref.build_id, ref.kind), limits=self.limits, fd=fd
+                )
+            except ElfError as e:
+                self.bump(f"debug_files_rejected_{e.reason}")
+                return True
+            # its digest is part of the identity: what was parsed must be what was hashed
+            if not self._still(check, ref.sid, "" if ref.trusted else ref.digest):
+                dbg.close()
+                self.bump("debug_files_rejected_changed")
+                return False
+        finally:
+            os.close(check)
         b.attach_debug(dbg, ref.describe())
         self.bump("debug_files_attached")
         return True

@@ -149,3 +149,6 @@ class RefusedFiles:
 
     def put(self, key: object, reason: str) -> None:
         self._by_key.put(key, reason)
+
+    def forget(self, key: object) -> None:
+        self._by_key.pop(key)

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import gc
 import logging
-from time import monotonic
+from time import monotonic, time_ns
 
+from stellaops_runtime.canonical.buildidclaims import Clock
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.filecache import BinaryCache, FileId, open_file, stat_file
 from stellaops_runtime.canonical.fill import KERNEL_MODULE, apply_hit, fill, kernel_hit, module_label
@@ -91,6 +92,7 @@ class Symbolizer(BinaryCache):
         gate: ParseGate | None = None,
         recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
         index_cache_dir: str | None = None,
+        clock: Clock = time_ns,
     ) -> None:
         super().__init__(
             max_binaries=max_binaries,
@@ -98,6 +100,7 @@ class Symbolizer(BinaryCache):
             limits=limits,
             gate=gate,
             index_cache_dir=index_cache_dir,
+            clock=clock,  # CLOCK_REALTIME ns, against file ctimes (canonical/buildidclaims.py)
         )
         self.recent = RecentFiles(self._lock, self.counters, recheck_seconds, max_paths)  # warm path
         self._recent_entries = self.recent.entries  # read by resolve_file's warm path (never replaced)
