@@ -237,3 +237,95 @@ def test_the_source_hands_its_loads_the_files_they_probed(
     asyncio.run(_run(src, lambda: src.stats.connected))
     st = os.stat(app)
     assert src._known == {str(app): {(st.st_dev, st.st_ino): (st.st_size, st.st_mtime_ns)}}
+
+
+def _purl_target(root: Path, module: str, content: bytes) -> tuple[UprobeTarget, int]:
+    """A PURL target as the wiring makes it: held by descriptor, its file ``module`` in ``root``."""
+    f = root / module.lstrip("/")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(content)
+    fd = os.open(f, os.O_RDONLY)
+    return UprobeTarget(f"/proc/self/fd/{fd}", "f", module=module, root=str(root)), fd
+
+
+def test_a_purl_targets_file_replaced_in_its_container_is_a_gap_until_a_reload(tmp_path: Path) -> None:
+    """Held by descriptor, a PURL target was never looked at again: a new file put at its path in
+    the container (an upgrade inside it) ran in new processes unprobed with nothing said. Its path
+    in the container's root is looked at now (confined to that root); a replacement is reported
+    and a gap at every look until the probes are loaded again (which resolves the package anew)."""
+    rootfs = tmp_path / "rootfs"
+    t, fd = _purl_target(rootfs, "/usr/lib/libx.so.1", b"v1 has-symbol")
+    w = TargetWatch.before_attach((t,))
+    try:
+        w.attached({t.label()})
+        bpf = ScriptedBPF("attach")
+        assert w.follow(bpf) == follow.Followed()
+        new = rootfs / "usr/lib/libx.so.1.new"
+        new.write_bytes(b"v2 has-symbol")
+        os.rename(new, rootfs / "usr/lib/libx.so.1")
+        res = w.follow(bpf)
+        ((label, why),) = res.failed
+        assert label == t.label() and why.startswith(
+            f"{rootfs}/usr/lib/libx.so.1 was replaced in the container"
+        )
+        assert res.unwatched and res.reload and bpf.calls == []  # never attached: a reload resolves it
+        again = w.follow(bpf)
+        assert again.failed == [] and again.unwatched and not again.reload  # said once, a gap every look
+        (rootfs / "usr/lib/libx.so.1").unlink()
+        (rootfs / "usr/lib/libx.so.1").symlink_to(tmp_path / "host-lib")  # out of the root: not looked at
+        (tmp_path / "host-lib").write_bytes(b"host has-symbol")
+        assert w.follow(bpf).failed == [] and bpf.calls == []
+    finally:
+        w.close()
+        os.close(fd)
+
+
+def test_a_purl_targets_deleted_former_file_in_its_container_is_probed_at_the_load(tmp_path: Path) -> None:
+    """A process of the container still running the package's former file (deleted by an upgrade
+    inside it): found in the processes whose root is the container's, and probed."""
+    app, procs = run_deleted(tmp_path, copies=1)  # our own root stands in for the container's
+    fd = os.open(app, os.O_RDONLY)
+    t = UprobeTarget(f"/proc/self/fd/{fd}", "f", module=str(app), root="/")
+    w = TargetWatch.before_attach((t,))
+    try:
+        w.attached({t.label()})
+        bpf = ScriptedBPF("attach")
+        res = w.former(bpf)
+        assert (res.former, res.failed, res.unwatched) == (1, [], False)
+        assert bpf.calls[0][:2] == ("enter", f"{app} (deleted)")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        w.close()
+        os.close(fd)
+
+
+def test_a_purl_file_replaced_in_its_container_asks_the_switch_for_a_reload(tmp_path: Path) -> None:
+    """The gap lasts until a reload, and the switch reloaded only for a changed ConfigMap or set of
+    containers: a replacement now asks for one (which resolves the package anew), once."""
+    import json
+
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.agent.source_switch import SourceSwitch
+    from stellaops_runtime.contracts.config import parse_config
+    from tests.e2e import harness as h
+
+    probes = tmp_path / "probes.json"
+    fn = {"purl": "pkg:deb/debian/openssl@3.0.11", "symbols": ["f"]}
+    probes.write_text(json.dumps({
+        "apiVersion": "stellaops.io/v1alpha1", "kind": "ProbeConfig",
+        "policies": {"ObservationPolicy/shop/a": {"functions": [fn]}},
+    }))  # fmt: skip
+    cfg = parse_config({
+        "tetragon": {"address": f"127.0.0.1:{h.free_port()}"},
+        "native": {"enabled": True, "probeConfigFile": str(probes)},
+    })  # fmt: skip
+    sw = SourceSwitch(cfg, queue=EventQueue(10), pipeline=Pipeline(cfg, node_name="n"), in_pipeline=None)  # type: ignore[arg-type]
+    sw._probe_config()
+    sw.bcc = NativeProbeSource(NativeConfig(exec_events=False), queue=EventQueue(10), kernel_source="")
+    assert not sw._reload_wanted()
+    sw.bcc._note_followed(follow.Followed(failed=[("x", "replaced")], unwatched=True, reload=True), 2, 1)
+    assert sw._reload_wanted()
+    sw.bcc.stats.reload_wanted = False  # what the next load does (NativeProbeSource._load)
+    assert not sw._reload_wanted()

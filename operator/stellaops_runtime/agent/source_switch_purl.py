@@ -130,6 +130,8 @@ class ProbeReloads:
             return True
         if not self._purl_functions:
             return False
+        if self.bcc is not None and self.bcc.stats.reload_wanted:
+            return True  # a probed file replaced in its container (native/follow.py): resolved anew
         from stellaops_runtime.native.purl_wiring import running
 
         records = list(self.containers())

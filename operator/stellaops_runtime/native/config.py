@@ -26,6 +26,7 @@ class UprobeTarget:
     binary: str  # absolute path of the ELF file (on a node: through /proc/<pid>/root for a container)
     symbol: str
     module: str = ""  # the path events report as module when not ``binary`` (a file inside a container)
+    root: str = ""  # a PURL target's container root (/proc/<pid>/root), ``module`` its file there
 
     def label(self) -> str:
         return f"{self.binary}:{self.symbol}"

@@ -45,13 +45,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
 from stellaops_runtime.native import follow_attach, former
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
+from stellaops_runtime.native.follow_files import (
+    Ident,
+    Target,
+    followable,
+    identity,
+    in_root,
+    look,
+    path_of,
+)
+from stellaops_runtime.native.follow_files import lacks as _lacks
+from stellaops_runtime.native.follow_files import starttime as _starttime
 from stellaops_runtime.native.usdt import UsdtProbe
 
 log = logging.getLogger(__name__)
@@ -63,50 +73,7 @@ SCAN_STEP_SECONDS: float | None = 0.1
 STOP_SCAN_SECONDS: float | None = 2.0
 MAX_KNOWN = 16  # files remembered per path for the later loads (renamed-away former files)
 
-Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
 Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
-Target = UprobeTarget | UsdtTarget
-
-
-def identity(path: str) -> Ident:
-    """(device, inode) of the regular file at ``path``, or None (missing, unreadable, not regular)."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
-
-
-def _look(path: str) -> tuple[Ident, tuple[int, int] | None]:
-    """:func:`identity`, and the file's contents as its size and modification time say."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None, None
-    if not stat.S_ISREG(st.st_mode):
-        return None, None
-    return (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns)
-
-
-def followable(t: Target) -> bool:
-    """A target named by a path (not by a descriptor held elsewhere: native/purl_wiring.py's)."""
-    return not t.binary.startswith("/proc/self/fd/")
-
-
-def _starttime(pid: int) -> str:
-    """The process's start time (field 22 of its stat), '' when it is gone: a pid's owner."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    fields = text.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else ""
-
-
-def _lacks(why: str) -> bool:
-    """A file refused because it has no such function or probe (its processes cannot call it)."""
-    return why.startswith(("symbol ", "no USDT probe "))
 
 
 @dataclass(slots=True)
@@ -118,6 +85,7 @@ class Followed:
     unwatched: bool = False  # a process runs a target's file that is not probed (a gap to mark)
     former: int = 0  # deleted former files probed by this look
     since_load: bool = False  # a former file found after the load: unwatched since the load
+    reload: bool = False  # a PURL target's file changed in its container: a reload resolves it anew
 
 
 @dataclass(slots=True)
@@ -157,6 +125,13 @@ class TargetWatch:
         if known is not None:
             w.known = known
         for key, t in w._all():
+            if in_root(t):  # attached through the wiring's descriptor: the file opened then
+                try:
+                    st = os.stat(t.binary)
+                except OSError:
+                    continue
+                w.idents[key], w.contents[key] = (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns)
+                continue
             if not followable(t):
                 continue
             try:
@@ -200,7 +175,7 @@ class TargetWatch:
         one with other contents (size, modification time)."""
         out = []
         for key, was in self.idents.items():
-            now, contents = _look(self._target(key).binary)
+            now, contents = look(self._target(key))
             if now is None:
                 continue
             if now != was or (key in self.contents and contents != self.contents[key]):
@@ -209,12 +184,12 @@ class TargetWatch:
 
     def _rewritten(self, key: Key, t: Target) -> str:
         """'' unless the file probed at ``key``'s path was rewritten in place: then why it is a gap."""
-        ident, contents = _look(t.binary)
+        ident, contents = look(t)
         if ident is None or ident != self.idents.get(key) or ident not in self.probed.get(key, ()):
             return ""
         self.contents[key] = contents  # reported once per change
         return (
-            f"{t.binary} was rewritten in place (the same file, new contents; on overlayfs a copy-up): "
+            f"{path_of(t)} was rewritten in place (the same file, new contents; on overlayfs a copy-up): "
             "processes started from it may run code the probes are not on, a gap until the next load"
         )
 
@@ -223,7 +198,9 @@ class TargetWatch:
         res = Followed()
         for key in self.changed():
             t = self._target(key)
-            why = self._rewritten(key, t) or self._attach_path(bpf, key, t)
+            why = self._rewritten(key, t) or (self._replaced_in_root(key, t) if in_root(t) else "")
+            res.reload = res.reload or (in_root(t) and why not in ("", "probed"))
+            why = why or self._attach_path(bpf, key, t)
             if why == "probed":  # a file its programs are on already (put back): watched again
                 self.given_up.discard(key)
                 self.blind.discard(key)
@@ -258,7 +235,7 @@ class TargetWatch:
     def _know(self, key: Key, ident: tuple[int, int], contents: tuple[int, int]) -> None:
         """Remember a file probed at ``key``'s path for the agent's later loads (a former file of
         the path renamed away is known by its identity then), at most ``MAX_KNOWN`` per path."""
-        files = self.known.setdefault(self._target(key).binary, {})
+        files = self.known.setdefault(path_of(self._target(key)), {})
         files.pop(ident, None)
         files[ident] = contents
         while len(files) > MAX_KNOWN:
@@ -281,7 +258,7 @@ class TargetWatch:
         res = Followed()
         if self._scan is None:
             self._scan_keys = keys = list(self.idents)
-            paths = [self._target(key).binary for key in keys]
+            paths = [path_of(self._target(key)) for key in keys]
             known = [  # files earlier loads probed at the path, but the one there now
                 {i: c for i, c in self.known.get(p, {}).items() if i != self.idents[k]}
                 for k, p in zip(keys, paths, strict=True)
@@ -343,6 +320,18 @@ class TargetWatch:
                 del self.unprobed[(pid, start)]
         if self.unprobed or self.blind:
             res.unwatched = True
+
+    def _replaced_in_root(self, key: Key, t: Target) -> str:
+        """A PURL target's file in its container replaced: 'probed' when one its programs are on is
+        back, else why it is a gap (its new processes run a file not probed until a reload)."""
+        ident, contents = look(t)
+        self.idents[key], self.contents[key] = ident, contents  # reported once per change
+        if ident in self.probed.get(key, ()):
+            return "probed"
+        return (
+            f"{path_of(t)} was replaced in the container: its processes started since run a file "
+            "not probed, a gap until the probes are loaded again"
+        )
 
     def _attach_path(self, bpf: Any, key: Key, t: Target) -> str:
         """'' when the file now at the path was attached, 'probed' when it already was, else why not."""

@@ -218,7 +218,10 @@ class PurlProbePlan:
                 if len(self._targets) >= MAX_UPROBE_TARGETS:
                     r.status, r.detail = ERROR, f"more than {MAX_UPROBE_TARGETS} uprobe targets: not probed"
                     continue
-                self._targets[tk] = UprobeTarget(f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path)
+                root = os.path.join(self.proc_root, str(pid), "root")  # looked at for replacements
+                self._targets[tk] = UprobeTarget(
+                    f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path, root=root
+                )
         self.reports += reports
         return reports
 

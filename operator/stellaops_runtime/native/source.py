@@ -96,6 +96,7 @@ class NativeStats:
     dropped_total: int = 0  # events the probes dropped, all runs (drop_counters.py)
     followed: int = 0  # targets probed in the new file put at their path (native/follow.py)
     former: int = 0  # deleted former files of targets, still run, probed at the loads (native/former.py)
+    reload_wanted: bool = False  # a PURL target's file changed in its container since the load
     unwatched: list[tuple[int, int]] = field(default_factory=list)  # wall spans not yet taken
 
 
@@ -203,6 +204,7 @@ class NativeProbeSource:
         self.stats.attached = list(ps.attached)
         self.stats.failed = [(label, redact(why)) for label, why in ps.failed]  # shown by probes, /readyz
         self.stats.former += ps.former.former
+        self.stats.reload_wanted = False
         for label, why in ps.failed:
             log.warning("native probe %s not attached: %s", redact(label), redact(why))  # loader text
         return ps
@@ -284,6 +286,8 @@ class NativeProbeSource:
 
     def _note_followed(self, res: Followed, now_ns: int, looked_ns: int | None = None) -> None:
         """The span since the previous look is unwatched when a target's file was replaced."""
+        if res.reload:
+            self.stats.reload_wanted = True  # the source switch reloads (agent/source_switch_purl.py)
         if res.attached or res.failed or res.unwatched or res.since_load:
             spans = self.stats.unwatched
             # a former file found by the scan's rest was run unprobed since the load
