@@ -62,8 +62,13 @@ from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 ID_PREFIX = 31
 _CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
 # A gap spanning more windows than this marks only its first and latest ones, half each (clock
-# trouble: a throttle started in 1970, an outage across a jump of years; only its ends held real time).
+# trouble: a throttle started in 1970, an outage across a jump of years; only its ends held real time),
+# and between them one row a UTC day, whose gap spans the day (an agent down for weeks with 10 s
+# windows: every day of the hole stays a gap day, never "watched, no gap"), up to MAX_GAP_DAYS days;
+# the halves shrink by the day rows, so a gap is never more than MAX_GAP_WINDOWS rows.
 MAX_GAP_WINDOWS = 100_000
+MAX_GAP_DAYS = 1_000  # past ~3 years of days only clock trouble remains: the rest goes unmarked
+DAY_NS = 86_400 * 1_000_000_000
 MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
 OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
@@ -310,8 +315,11 @@ class GapTracker:
         skip_from = skip_to = last + wn  # windows in [skip_from, skip_to) are not marked
         if (last - first) // wn >= MAX_GAP_WINDOWS:
             self.stats.capped += 1
-            skip_from = first + (MAX_GAP_WINDOWS // 2) * wn
-            skip_to = last - (MAX_GAP_WINDOWS - MAX_GAP_WINDOWS // 2 - 1) * wn
+            keep = MAX_GAP_WINDOWS - min(MAX_GAP_DAYS, (last - first) // DAY_NS + 2)  # room for day rows
+            skip_from = first + (keep // 2) * wn
+            skip_to = last - (keep - keep // 2 - 1) * wn
+        if skip_to > skip_from:
+            self._mark_days(image, node, skip_from, skip_to, source=source)
         w = first
         while w <= last:
             if w == skip_from:
@@ -325,6 +333,24 @@ class GapTracker:
             have = self._marks.get(k)
             self._marks[k] = row if have is None else have.merged(row)
             w += wn
+
+    def _mark_days(self, image: str, node: str, start_ns: int, end_ns: int, *, source: str) -> None:
+        """The windows [start_ns, end_ns) of a capped gap (:meth:`_mark`): one row a UTC day, at its
+        first window in the span, whose gap runs to the day's end (past that window: the rows of
+        a day are the gap days' evidence, and its periods' too). At most MAX_GAP_DAYS rows."""
+        wn = self._window_ns
+        day = start_ns - start_ns % DAY_NS
+        for _ in range(MAX_GAP_DAYS):
+            if day >= end_ns:
+                return
+            a, b = max(day, start_ns), min(day + DAY_NS, end_ns)
+            w = a - a % wn
+            row = ObservationWindow(image, node, w, 0, None, self._window_seconds, source or self.source,
+                                    gap_start_ns=max(a, 1), gap_end_ns=max(b, 1))  # fmt: skip
+            k = (image, node, w)
+            have = self._marks.get(k)
+            self._marks[k] = row if have is None else have.merged(row)
+            day += DAY_NS
 
     def drain(self, windows: list[ObservationWindow]) -> list[ObservationWindow]:
         """The aggregator's windows with every gap marked since the last drain merged in.
