@@ -30,7 +30,7 @@ NEVER = "sha256:" + "c" * 64  # nothing of it in the store
 def cli(url: str, *argv: str) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(
         [sys.executable, "-m", "stellaops_runtime.cli.main", *argv, "--store", url],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
     assert "Traceback" not in r.stderr, r.stderr
     return r

@@ -84,7 +84,7 @@ def evidence(url: str, function: str = "crc32", *extra: str) -> tuple[int, dict]
     r = subprocess.run(
         [sys.executable, "-m", "stellaops_runtime.cli.main", "evidence", "--store", url, "--image", IMG,
          "--purl", "pkg:deb/debian/zlib1g", "--function", function, "--json", *extra],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
     assert r.returncode in (0, 1, 3), r.stderr
     return r.returncode, json.loads(r.stdout)
@@ -175,7 +175,7 @@ def test_the_table_output_states_everything(url: str) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "stellaops_runtime.cli.main", "evidence", "--store", url, "--image", IMG,
          "--purl", "pkg:deb/debian/zlib1g", "--function", "inflate"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
     assert r.returncode == 1, r.stderr
     assert "state: PotentiallyReachable" in r.stdout and "rts: 0.50 (weight 0.25)" in r.stdout
