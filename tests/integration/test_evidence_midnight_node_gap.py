@@ -46,7 +46,7 @@ def ns(*a: int) -> int:
 
 def cli(*args: str) -> tuple[int, Any]:
     r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", *args], capture_output=True,
-                       text=True, timeout=120, cwd=ROOT)  # fmt: skip
+                       text=True, timeout=180, cwd=ROOT)  # fmt: skip
     assert "Traceback" not in r.stderr, r.stderr
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None
 

@@ -117,6 +117,6 @@ def test_one_vulnerability_in_two_cases_is_one_statement(tmp_path: Path, url: st
         v = subprocess.run(
             [sys.executable, "-m", "stellaops_runtime.cli.main", "witness", "verify", str(witness),
              "--key", str(tmp_path / "w.pub"), "--image", IMG, "--vuln", asked],
-            capture_output=True, text=True, timeout=60, cwd=ROOT,
+            capture_output=True, text=True, timeout=180, cwd=ROOT,
         )  # fmt: skip
         assert v.returncode == 0, v.stderr

@@ -44,7 +44,7 @@ STORED_PURL = "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", "witness", *args],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+                       capture_output=True, text=True, timeout=180, cwd=ROOT)  # fmt: skip
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
     return r
 

@@ -57,7 +57,7 @@ def test_the_agent_started_with_such_a_window_exits_2_naming_the_key(tmp_path: P
     r = subprocess.run(
         [sys.executable, "-m", "stellaops_runtime.cli.main", "agent", "--config", str(config),
          "--exit-when-idle", "1"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert "aggregationWindowSeconds" in r.stderr and "does not divide a day" in r.stderr, r.stderr[-2000:]
