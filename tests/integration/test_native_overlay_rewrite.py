@@ -1,13 +1,14 @@
-"""A probed binary on overlayfs rewritten in place: a copy-up the probes cannot see.
+"""A probed binary on overlayfs rewritten in place: a copy-up, probed; the upper file rewritten, a gap.
 
 A uprobe sits on the real file under an overlay (the lower layer's, for a file
 of the image). Writing the file in the merged view (``cp`` over it, a build
 writing its output in place) copies it up: new processes run the upper
 layer's file, while the path keeps its device and inode number. The source
 looked only at those and said nothing: the new processes' calls were missed
-under a window said watched (reproduced: 5 calls, none counted, no gap). Now a
-change of contents at the same inode is reported in ``failed`` and every read
-of the counters is an unwatched span until the next load.
+under a window said watched (reproduced: 5 calls, none counted, no gap). A
+change of contents at the same inode was then made a gap until the next load;
+now the mount's upper layer (``upperdir=`` in mountinfo) tells a copy-up (a new
+real file there: probed) from the probed upper file rewritten (a gap).
 
 Needs root and overlayfs (skips with the reason), BCC (detect.py's reason) and gcc.
 """
@@ -49,9 +50,19 @@ def overlay(tmp_path: Path, report: Report):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(dirs["merged"])], check=False)
 
 
-async def test_a_copy_up_under_the_probes_is_a_gap_not_a_silence(
+def _append(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(0, 2)
+        f.write(b"\0" * 16)
+
+
+async def test_a_copy_up_is_probed_and_a_rewrite_of_the_upper_file_is_a_gap(
     tmp_path: Path, report: Report, overlay: dict[str, Path]
 ) -> None:
+    """The upper layer is read from the mount's options: a file copied up since the probes
+    attached to the lower one is another real file, probed now (each call once: the old processes
+    keep the lower file's probe); a later rewrite of that upper file in place cannot be told from
+    the probed one and stays a gap."""
     path = overlay["merged"] / "app"
     other = build(tmp_path, "v2")
     cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
@@ -63,11 +74,21 @@ async def test_a_copy_up_under_the_probes_is_a_gap_not_a_silence(
         ino = path.stat().st_ino
         await asyncio.to_thread(shutil.copyfile, other, path)  # in place: copied up
         assert path.stat().st_ino == ino and (overlay["upper"] / "app").exists()
+        await p.until(lambda: p.src.stats.followed == 1, "the copied-up file probed")
+        assert p.src.stats.failed == []
+        second = await asyncio.to_thread(subprocess.run, [str(path), "4"])
+        assert second.returncode == 0
+        await p.until(lambda: sum(p.calls.values()) == 7, "the upper file's calls")
+        await p.looks(2)
+        assert sum(p.calls.values()) == 7, p.calls  # each call once
+        p.src.take_unwatched()
+        await asyncio.to_thread(_append, path)  # the upper file itself, rewritten in place
         await p.until(lambda: p.src.stats.failed, "the rewrite reported")
         ((label, why),) = p.src.stats.failed
         assert label == f"{path}:{SYMBOL}" and why.startswith(f"{path} was rewritten in place"), why
         p.src.take_unwatched()
         await p.looks(2)
         assert len(p.src.take_unwatched()) >= 2  # a gap at every look: nobody says watched
+        assert p.src.stats.followed == 1
     finally:
         await p.close()

@@ -329,3 +329,24 @@ def test_a_purl_file_replaced_in_its_container_asks_the_switch_for_a_reload(tmp_
     assert sw._reload_wanted()
     sw.bcc.stats.reload_wanted = False  # what the next load does (NativeProbeSource._load)
     assert not sw._reload_wanted()
+
+
+def test_the_upper_layer_is_read_from_the_overlay_mounts_options(tmp_path: Path) -> None:
+    """mountinfo's ``upperdir=`` (octal escapes undone, the innermost overlay holding the path);
+    a file only in the lower layer, a path on no overlay, or an option that cannot be read: None."""
+    merged, upper = tmp_path / "m erged", tmp_path / "up per"
+    (upper / "bin").mkdir(parents=True)
+    (upper / "bin" / "app").write_bytes(b"v2")
+    esc = str(tmp_path).replace(" ", "\\040")
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / / rw - ext4 /dev/vda rw\n"
+        f"48 22 0:40 / {esc}/m\\040erged rw - overlay overlay rw,lowerdir={esc}/lower,"
+        f"upperdir={esc}/up\\040per,workdir={esc}/work\n"
+    )
+    st = os.stat(upper / "bin" / "app")
+    assert follow.upper_identity(str(merged / "bin" / "app"), str(info)) == (st.st_dev, st.st_ino)
+    assert follow.upper_identity(str(merged / "bin" / "lower-only"), str(info)) is None
+    assert follow.upper_identity(str(tmp_path / "elsewhere"), str(info)) is None
+    info.write_text(f"48 22 0:40 / {esc}/m\\040erged rw - overlay overlay rw,upperdir={esc}/a\\,b\n")
+    assert follow.upper_identity(str(merged / "bin" / "app"), str(info)) is None

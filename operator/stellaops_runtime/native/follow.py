@@ -35,6 +35,10 @@ and probes stopped before the scan ended read the rest (for
 ``STOP_SCAN_SECONDS``): a former file there, or processes still unread, leave
 the whole load unwatched (:meth:`unseen_at_stop`).
 
+A file rewritten at the same inode is a gap until the next load (probing it
+again would count each call twice), unless it is an overlay copy-up: a new
+real file in the mount's upper layer (follow_files.upper_identity), probed.
+
 A USDT target's new file is probed with the programs compiled at the load
 when its sites read their arguments the same way; else it is reported (and
 its time unwatched while its processes may run) until the next load.
@@ -52,6 +56,7 @@ from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
 from stellaops_runtime.native import follow_attach, former
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
 from stellaops_runtime.native.follow_files import (
+    Followed,
     Ident,
     Target,
     followable,
@@ -59,6 +64,7 @@ from stellaops_runtime.native.follow_files import (
     in_root,
     look,
     path_of,
+    upper_identity,
 )
 from stellaops_runtime.native.follow_files import lacks as _lacks
 from stellaops_runtime.native.follow_files import starttime as _starttime
@@ -74,18 +80,6 @@ STOP_SCAN_SECONDS: float | None = 2.0
 MAX_KNOWN = 16  # files remembered per path for the later loads (renamed-away former files)
 
 Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
-
-
-@dataclass(slots=True)
-class Followed:
-    """What one look found: targets now probed in another file too, those that could not be."""
-
-    attached: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    unwatched: bool = False  # a process runs a target's file that is not probed (a gap to mark)
-    former: int = 0  # deleted former files probed by this look
-    since_load: bool = False  # a former file found after the load: unwatched since the load
-    reload: bool = False  # a PURL target's file changed in its container: a reload resolves it anew
 
 
 @dataclass(slots=True)
@@ -107,6 +101,7 @@ class TargetWatch:
     contents: dict[Key, tuple[int, int] | None] = field(default_factory=dict)  # (size, mtime) looked at
     added: int = 0  # files attached since the load (new files at the paths, former files)
     _scan: former.Scan | None = None  # the processes' maps read for former files, in steps
+    upper: dict[Key, Ident] = field(default_factory=dict)  # overlay upper-layer file probed (real id)
     # path -> (device, inode) -> (size, mtime) of the files probed there, by this load and the
     # earlier ones of the same agent (shared: the source hands the same dict to every load)
     known: dict[str, dict[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
@@ -142,6 +137,7 @@ class TargetWatch:
             w.idents[key] = (st.st_dev, st.st_ino)
             w.contents[key] = (st.st_size, st.st_mtime_ns)
             w.held[key] = fd
+            w.upper[key] = upper_identity(t.binary)  # None: the lower layer's (or no overlay)
         return w
 
     def paths(self, kind: str) -> dict[int, str]:
@@ -198,9 +194,12 @@ class TargetWatch:
         res = Followed()
         for key in self.changed():
             t = self._target(key)
-            why = self._rewritten(key, t) or (self._replaced_in_root(key, t) if in_root(t) else "")
+            why = self._rewritten(key, t)
+            if why and followable(t) and self._attach_copy(bpf, key, t):
+                why = ""  # an overlay copy-up: its upper file is probed now
+            elif not why:
+                why = self._replaced_in_root(key, t) if in_root(t) else self._attach_path(bpf, key, t)
             res.reload = res.reload or (in_root(t) and why not in ("", "probed"))
-            why = why or self._attach_path(bpf, key, t)
             if why == "probed":  # a file its programs are on already (put back): watched again
                 self.given_up.discard(key)
                 self.blind.discard(key)
@@ -320,6 +319,22 @@ class TargetWatch:
                 del self.unprobed[(pid, start)]
         if self.unprobed or self.blind:
             res.unwatched = True
+
+    def _attach_copy(self, bpf: Any, key: Key, t: Target) -> bool:
+        """Whether the file at ``key``'s path, rewritten at the same inode number, is another real
+        file in its overlay's upper layer than the one probed (a copy-up, not the same inode
+        rewritten: that stays a gap), now probed too."""
+        real = upper_identity(t.binary)
+        if real is None or real == self.upper.get(key):
+            return False
+        try:
+            fd, _st = open_in_root("/", t.binary)
+        except OSError:
+            return False
+        if self._attach_fd(bpf, key, t, fd, f"the copied-up file at {t.binary}"):
+            return False
+        self.upper[key] = real
+        return True
 
     def _replaced_in_root(self, key: Key, t: Target) -> str:
         """A PURL target's file in its container replaced: 'probed' when one its programs are on is

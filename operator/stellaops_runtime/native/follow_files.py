@@ -1,4 +1,4 @@
-"""Where a probe target's file is, and what is there now: the looks of native/follow.py.
+"""Where a probe target's file is, what is there now, and what a look found: native/follow.py's parts.
 
 A target named by a path is looked at by that path. A target named by PURL
 (native/purl_targets.py) is attached through a descriptor the wiring holds
@@ -11,7 +11,9 @@ symlink cannot make the agent look at, or probe, a host file).
 from __future__ import annotations
 
 import os
+import re
 import stat
+from dataclasses import dataclass, field
 
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
@@ -19,6 +21,18 @@ from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
 Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
 Target = UprobeTarget | UsdtTarget
 HELD = "/proc/self/fd/"
+
+
+@dataclass(slots=True)
+class Followed:
+    """What one look found: targets now probed in another file too, those that could not be."""
+
+    attached: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unwatched: bool = False  # a process runs a target's file that is not probed (a gap to mark)
+    former: int = 0  # deleted former files probed by this look
+    since_load: bool = False  # a former file found after the load: unwatched since the load
+    reload: bool = False  # a PURL target's file changed in its container: a reload resolves it anew
 
 
 def identity(path: str) -> Ident:
@@ -78,3 +92,42 @@ def starttime(pid: int) -> str:
 def lacks(why: str) -> bool:
     """A file refused because it has no such function or probe (its processes cannot call it)."""
     return why.startswith(("symbol ", "no USDT probe "))
+
+
+def _unescape(text: str) -> str:
+    """A mountinfo field with the kernel's octal escapes (``\\040`` for a space) undone."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def upper_identity(path: str, mountinfo: str = "/proc/self/mountinfo") -> Ident:
+    """The real (device, inode) of ``path``'s file in the upper layer of the overlay mount holding
+    it, or None (not on overlayfs, not in its upper layer, or the layer cannot be told).
+
+    Overlayfs gives a file the same device and inode number when a write in the merged view copies
+    it up from the lower layer; the uprobe sits on the real file (the lower one) and new processes
+    map the upper one. The upper directory is read from the mount's options (``upperdir=``)."""
+    try:
+        real = os.path.realpath(path)
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except (OSError, ValueError):
+        return None
+    best, upper = "", ""
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(rest) < 3 or rest[0] != "overlay":
+            continue
+        point = _unescape(fields[4])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if not inside or len(point) <= len(best):
+            continue
+        opts = [o for o in rest[2].split(",") if o.startswith("upperdir=")]
+        best, upper = point, _unescape(opts[0].removeprefix("upperdir=")) if len(opts) == 1 else ""
+    if not upper or "\\" in upper:  # none, or a comma escaped in the option: cannot be told
+        return None
+    try:
+        st = os.lstat(os.path.join(upper, os.path.relpath(real, best)))
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
