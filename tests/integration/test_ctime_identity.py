@@ -138,3 +138,23 @@ def test_a_lazy_source_read_after_its_file_changed_is_refused_and_the_file_index
     again = s.resolve_file("/app/prog", off, root=root)  # the file as it is now, indexed again
     assert again.symbol == "stella_planted_xy" and again.source == "dwarf", again
     s.close()
+
+
+def test_a_refused_file_rewritten_in_place_with_its_mtime_restored_is_read_again(tmp_path: Path) -> None:
+    """A refusal is remembered per stat identity, ctime included: a file not yet an ELF when first
+    read (an installer writing in place, then restoring the package's mtime) is read again."""
+    root = tmp_path / "root"
+    path = root / LIB.lstrip("/")
+    data, offsets = eb.build(eb.Elf(build_id=BID, functions=["alpha", "beta"]))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\0" * len(data))
+    s = Symbolizer(recheck_seconds=0, clock=aged)
+    assert s.resolve_file(LIB, offsets["beta"], root=str(root)).error == "not_elf"
+    assert s.resolve_file(LIB, offsets["beta"], root=str(root)).error == "not_elf"  # remembered
+    before = path.stat()
+    with path.open("r+b") as f:  # in place: the same inode and size
+        f.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    assert s.resolve_file(LIB, offsets["beta"], root=str(root)).symbol == "beta"
+    s.close()

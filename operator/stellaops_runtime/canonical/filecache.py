@@ -12,8 +12,9 @@ inside its root and must be a regular file. :class:`BinaryCache` keeps:
   another file claims the build-id: canonical/buildidclaims.py), LRU-bounded:
   a file that merely claims another file's build-id never shares its parsed
   sources;
-- the files refused for their budget, damage or type, by (device, inode,
-  size, mtime) and by identity, so they are not read again.
+- the files refused for their budget, damage or type, by stat identity
+  (device, inode, size, mtime, ctime) and by identity, so they are not read
+  again (a file rewritten in place, even with its mtime restored, is).
 
 A stat identity vouches for a file's content only when the read starts
 ``STAT_TRUST_SECONDS`` (2 s) after the file's ctime (canonical/buildidclaims.py):
@@ -192,7 +193,7 @@ class BinaryCache:
             hit = self._paths.get(skey)
             again = hit is None and self._young.get(skey) is not None
         if hit is None:
-            self._check_refused(file_key(st), path)
+            self._check_refused(stat_identity(st), path)  # ctime included: rewritten, read again
             if again and st.st_size <= YOUNG_INLINE_BYTES:  # read while young before: read it again here
                 hit = self._read_identity(root, path, skey)
         return skey, hit
@@ -207,7 +208,7 @@ class BinaryCache:
         sid = stat_identity(st)
         trusted = stat_trusted(sid, self.clock())  # before the first read of this file
         try:
-            self._check_refused(fkey, path)
+            self._check_refused(sid, path)
             with os.fdopen(os.dup(fd), "rb") as f:
                 layout = read_layout(f)
                 notes = read_notes(f, layout)
@@ -231,7 +232,7 @@ class BinaryCache:
                 identity, got = self._claims.identity(bid, suffix, sid, root, path, fd, trusted=trusted)
                 young = got or ""
         except ElfError as e:
-            self._refuse(fkey, e.reason, 0 if trusted else sid[4] + STAT_TRUST_NS)
+            self._refuse(sid, e.reason, 0 if trusted else sid[4] + STAT_TRUST_NS)
             raise
         finally:
             os.close(fd)
@@ -328,7 +329,9 @@ class BinaryCache:
                     raise OSError(errno.ESTALE, "file changed while it was read", path) from None
                 self._refuse(fid.identity, e.reason)
                 young = fid.sid is not None and bool(fid.young_digest)
-                self._refuse(fid.key, e.reason, fid.sid[4] + STAT_TRUST_NS if fid.sid and young else 0)
+                self._refuse(
+                    fid.sid or fid.key, e.reason, fid.sid[4] + STAT_TRUST_NS if fid.sid and young else 0
+                )
                 raise
             if not self._still(check, fid.sid, fid.young_digest):
                 b.close()  # what was parsed may be another content than the one identified
