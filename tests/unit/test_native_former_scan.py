@@ -305,6 +305,7 @@ def test_a_purl_file_replaced_in_its_container_asks_the_switch_for_a_reload(tmp_
     """The gap lasts until a reload, and the switch reloaded only for a changed ConfigMap or set of
     containers: a replacement now asks for one (which resolves the package anew), once."""
     import json
+    import time
 
     from stellaops_runtime.agent.pipeline import Pipeline
     from stellaops_runtime.agent.source_switch import SourceSwitch
@@ -326,6 +327,10 @@ def test_a_purl_file_replaced_in_its_container_asks_the_switch_for_a_reload(tmp_
     sw.bcc = NativeProbeSource(NativeConfig(exec_events=False), queue=EventQueue(10), kernel_source="")
     assert not sw._reload_wanted()
     sw.bcc._note_followed(follow.Followed(failed=[("x", "replaced")], unwatched=True, reload=True), 2, 1)
+    assert sw._reload_wanted()
+    sw._reloaded_at = time.monotonic()  # a container rewriting its own file cannot force a reload
+    assert not sw._reload_wanted()  # (a compile) more often than once a minute
+    sw._reloaded_at = time.monotonic() - 61
     assert sw._reload_wanted()
     sw.bcc.stats.reload_wanted = False  # what the next load does (NativeProbeSource._load)
     assert not sw._reload_wanted()

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 1.0  # while BCC runs: how often containers and the ConfigMap are looked at
 RELOAD_MIN_SECONDS = 5.0  # at most one reload of the probes this often (a reload compiles them again)
+# ... and for a probed file replaced in its container (which the container itself can do at will)
+REPLACED_RELOAD_SECONDS = 60.0
 MAX_PROBED_FILES = 65_536  # (image, file) -> PURL entries kept for package attribution
 
 
@@ -130,8 +132,9 @@ class ProbeReloads:
             return True
         if not self._purl_functions:
             return False
-        if self.bcc is not None and self.bcc.stats.reload_wanted:
-            return True  # a probed file replaced in its container (native/follow.py): resolved anew
+        replaced = self.bcc is not None and self.bcc.stats.reload_wanted  # a probed file replaced in
+        if replaced and time.monotonic() - self._reloaded_at >= REPLACED_RELOAD_SECONDS:  # its container
+            return True  # resolved anew (native/follow.py); a gap meanwhile
         from stellaops_runtime.native.purl_wiring import running
 
         records = list(self.containers())

@@ -76,7 +76,7 @@ MAX_FOLLOWED = 64  # new files attached per load; past it a replacement is only 
 # The former-file scan left after the load, per look (about one a second), and what is left of
 # it when the probes stop (past it, their whole run is a gap).
 SCAN_STEP_SECONDS: float | None = 0.1
-STOP_SCAN_SECONDS: float | None = 2.0
+STOP_SCAN_SECONDS: float | None = 5.0
 MAX_KNOWN = 16  # files remembered per path for the later loads (renamed-away former files)
 
 Key = tuple[str, int]  # ("uprobe" | "usdt", target index)

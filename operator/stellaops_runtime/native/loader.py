@@ -46,7 +46,7 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 
 MAX_DIAGNOSTICS = 4000
 # The former-file scan at the load (None: all of it); its rest runs between reads of the buffer.
-LOAD_SCAN_SECONDS: float | None = 0.25
+LOAD_SCAN_SECONDS: float | None = 1.0
 
 
 @contextlib.contextmanager
