@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import export_agents as x
 from tests.e2e import harness as h
-from tests.e2e.test_export_restart_gap import OBJS, THIRD, append, lines, none_gaps
-from tests.e2e.test_export_resume import stored, truth
-from tests.e2e.test_export_resume_reboot import _conf, settled
+from tests.e2e.export_agents import OBJS, THIRD, append, lines, none_gaps, settled, stored, truth
+from tests.e2e.export_agents import conf as _conf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -104,3 +104,81 @@ async def test_a_record_that_cannot_be_written_never_counts_twice(tmp_path: Path
     assert _within(got, want), "a line was counted twice"
     if got != want:  # the directory went away between the record's rename and its sync: in doubt
         assert "are a gap" in out_b and none_gaps(pg_url), out_b
+
+
+HELD = "stellaops_runtime_export_drains_held_total"
+
+
+async def _held_agent(tmp_path: Path, pg_url: str) -> tuple[Any, int, Path, Path, Path, str]:
+    """Agent A stored the first third, then its record's directory went away and the middle
+    third arrived: A holds its drains. Returns (A, its port, node dir, where it went, file, spool)."""
+    node_dir, away = tmp_path / "node", tmp_path / "node-away"
+    node_dir.mkdir()
+    spool, export = str(node_dir / "spool.jsonl"), tmp_path / "tetragon.log"
+    export.write_bytes(b"")
+    (tmp_path / "a").mkdir()
+    conf = {**x.conf(pg_url, spool, export), "shutdown": {"graceSeconds": 25}}
+    cfg_a, port_a = h.write_config(tmp_path / "a", **conf)
+    proc = h.start_agent(cfg_a)
+    await asyncio.to_thread(x.append, export, x.lines(OBJS[:THIRD]))
+    await h.wait_for(lambda: x.settled(port_a, THIRD), what="A stored the first third")
+    await h.wait_for(lambda: x.committed_on_disk(spool), what="A recorded the stored position")
+    node_dir.rename(away)
+    await asyncio.to_thread(x.append, export, x.lines(OBJS[THIRD : 2 * THIRD]))
+    await h.wait_for(lambda: h.metric(h.scrape(port_a), HELD) > 0, what="A held a drain")
+    return proc, port_a, node_dir, away, export, spool
+
+
+async def test_readyz_says_the_export_position_is_unrecorded(tmp_path: Path, pg_url: str) -> None:
+    """Defect (s34/h4): while the record's directory stayed unwritable the agent stored nothing and
+    said so in its log and a counter, but ``/readyz`` answered 200. Now it answers 503 with
+    ``export_position_unrecorded``, and 200 again once the record can be written."""
+    procs: list[Any] = []
+    try:
+        proc, port, node_dir, away, _, _ = await _held_agent(tmp_path, pg_url)
+        procs.append(proc)
+        await h.wait_for(lambda: x.readyz(port)[0] == 503, what="/readyz not ready")
+        _, body = x.readyz(port)
+        assert body["export_position_unrecorded"] is True and body["ready"] is False, body
+        away.rename(node_dir)  # writable again: the held counts go to the store
+        want = x.truth(OBJS[: 2 * THIRD])
+        await h.wait_for(lambda: x.stored(pg_url) == want, what="the held counts stored")
+        await h.wait_for(lambda: x.readyz(port)[0] == 200, what="/readyz ready again")
+        assert x.readyz(port)[1]["export_position_unrecorded"] is False
+        code_a, out_a = await x.stop(procs[0])
+    finally:
+        x.kill_all(procs)
+    assert code_a == 0, out_a
+    assert x.stored(pg_url) == want
+
+
+async def test_sigterm_while_drains_are_held_exits_promptly_and_loses_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Defect (s34/h4): SIGTERM while drains were held retried the record until
+    ``shutdown.graceSeconds`` ran out (25 s here: Kubernetes' default grace is 30 s), then exited 0
+    as if everything was stored or spooled. Now it stops retrying at once, says the counts read
+    since the recorded position were not stored, exits 2, and the next agent reads those lines
+    again from the record on disk: the totals are exact."""
+    procs: list[Any] = []
+    try:
+        proc, _, node_dir, away, export, spool = await _held_agent(tmp_path, pg_url)
+        procs.append(proc)
+        code_a, out_a = await x.stop(procs[0])
+        away.rename(node_dir)
+        (tmp_path / "b").mkdir()
+        cfg_b, _ = h.write_config(tmp_path / "b", **x.conf(pg_url, spool, export))
+        procs.append(h.start_agent(cfg_b))
+        await asyncio.to_thread(x.append, export, x.lines(OBJS[2 * THIRD :]))
+        want = x.truth(OBJS)
+        await h.wait_for(lambda: x.stored(pg_url) == want, what="every line stored once")
+        code_b, out_b = await x.stop(procs[1])
+    finally:
+        x.kill_all(procs)
+    assert code_a == 2, out_a  # not everything was stored or spooled
+    assert "were not stored" in out_a, out_a
+    assert h.log_seconds(out_a, "stopping: draining", "agent stopped") < 15, out_a  # not the 25 s
+    assert code_b == 0, out_b
+    assert "resumed at byte" in out_b, out_b
+    assert x.stored(pg_url) == want
+    assert x.none_gaps(pg_url) == []  # B read every line A could not store: nothing unwatched

@@ -25,67 +25,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
-import json
 import signal
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
+from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-NODE = "e2e-node"
-OBJS = h.stream_objects()
-THIRD = len(OBJS) // 3
-
-
-def lines(objs: list[dict[str, Any]]) -> bytes:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return b"".join(json.dumps({**o, "node_name": NODE, "time": now}).encode() + b"\n" for o in objs)
-
-
-def uprobe_counts(objs: list[dict[str, Any]]) -> dict[str, int]:
-    out: Counter[str] = Counter()
-    for o in objs:
-        u = o.get("process_uprobe")
-        if u:
-            digest = u["process"]["pod"]["container"]["image"]["id"].split("@")[1]
-            out[f"{digest}|{u['path']}|{u['symbol']}"] += 1
-    return dict(out)
-
-
-def summed(url: str, evidence: str) -> dict[str, int]:
-    eng = sa.create_engine(url)
-    with eng.connect() as c:
-        res = c.execute(
-            sa.text(
-                "SELECT image_digest, module, function_name, SUM(invocation_count) FROM signals.hot_symbols "
-                "WHERE evidence_kind = :e GROUP BY 1, 2, 3"
-            ),
-            {"e": evidence},
-        )
-        out = {f"{d}|{m}|{f}": int(n) for d, m, f, n in res}
-    eng.dispose()
-    return out
-
-
-def none_gaps(url: str) -> list[tuple[dt.datetime, dt.datetime]]:
-    eng = sa.create_engine(url)
-    with eng.connect() as c:
-        res = c.execute(
-            sa.text(
-                "SELECT gap_start, gap_end FROM signals.observation_windows WHERE image_digest = '' "
-                "AND gap_end IS NOT NULL AND source = 'none' AND node_name = :n ORDER BY gap_start"
-            ),
-            {"n": NODE},
-        )
-        out = [(a, b) for a, b in res]
-    eng.dispose()
-    return out
+# Shared with the other export restart tests (tests/e2e/export_agents.py); imported by some of them.
+NODE, OBJS, THIRD = x.NODE, x.OBJS, x.THIRD
+lines, uprobe_counts, summed, none_gaps, append = x.lines, x.uprobe_counts, x.summed, x.none_gaps, x.append
 
 
 def received(port: int) -> float:
@@ -100,11 +53,6 @@ def all_stored(port: int, n: int) -> bool:
         and h.metric(m, "stellaops_runtime_hot_symbols_pending") == 0
         and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
     )
-
-
-def append(path: Path, data: bytes) -> None:
-    with path.open("ab") as f:
-        f.write(data)
 
 
 def rotate(path: Path, how: str) -> None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +25,15 @@ import pytest
 from pgproxy import PgProxy
 
 from tests.e2e import harness as h
-from tests.e2e.test_export_restart_gap import (
+from tests.e2e.export_agents import (
     OBJS,
     THIRD,
     append,
+    committed_on_disk,
     lines,
     none_gaps,
-    summed,
-    uprobe_counts,
+    stored,
+    truth,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -52,29 +51,6 @@ def settled(port: int, n: int) -> bool:
         and h.metric(m, "stellaops_runtime_hot_symbols_pending") == 0
         and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
     )
-
-
-def committed_on_disk(spool: str) -> bool:
-    """The watch record holds a committed export checkpoint and nothing in flight."""
-    try:
-        doc = json.loads(Path(spool + ".alive").read_bytes())
-    except (OSError, ValueError):
-        return False
-    export = doc.get("export") or {}
-    return export.get("committed") is not None and export.get("in_flight") is None
-
-
-def truth(*parts: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
-    inv: Counter[str] = Counter()
-    stack: Counter[str] = Counter()
-    for p in parts:
-        inv += Counter(uprobe_counts(p))
-        stack += h.expected_stack_counts(p)
-    return dict(inv), dict(stack)
-
-
-def stored(url: str) -> tuple[dict[str, int], dict[str, int]]:
-    return summed(url, "invoked"), summed(url, "on_stack")
 
 
 @pytest.fixture

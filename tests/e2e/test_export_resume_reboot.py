@@ -28,28 +28,10 @@ from typing import Any
 import pytest
 
 from tests.e2e import harness as h
-from tests.e2e.test_export_restart_gap import OBJS, THIRD, append, lines, none_gaps
-from tests.e2e.test_export_resume import stored, truth
+from tests.e2e.export_agents import OBJS, THIRD, append, lines, none_gaps, settled, stored, truth
+from tests.e2e.export_agents import conf as _conf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-
-
-def settled(port: int, n: int) -> bool:
-    """At least ``n`` events processed (more: a line read twice) and every count stored."""
-    m = h.scrape(port)
-    return (
-        h.metric(m, "stellaops_runtime_event_processing_latency_seconds_count") >= n
-        and h.metric(m, "stellaops_runtime_hot_symbols_in_memory") == 0
-        and h.metric(m, "stellaops_runtime_hot_symbols_pending") == 0
-        and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
-    )
-
-
-def _conf(url: str, spool: str, export: Path) -> dict[str, Any]:
-    return {
-        "store": {"url": url, "spoolPath": spool},
-        "tetragon": {"exportFile": str(export), "exportFromStart": True},
-    }
 
 
 DAY_NS = 86_400 * 10**9

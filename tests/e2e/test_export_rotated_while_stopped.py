@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import harness as h
-from tests.e2e.test_export_restart_gap import OBJS, THIRD, append, lines, none_gaps
-from tests.e2e.test_export_resume import stored, truth
-from tests.e2e.test_export_resume_reboot import settled
+from tests.e2e.export_agents import OBJS, THIRD, append, lines, none_gaps, settled, stored, truth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -43,7 +43,25 @@ def _rotate(export: Path, name: str, *, compress: bool = False) -> None:
         rotated.unlink()
 
 
-async def _run(tmp_path: Path, pg_url: str, sig: signal.Signals, rotations: int, compress: bool) -> Any:
+HOUR_NS = 3600 * 10**9
+
+
+def _clock_stepped_back(export: Path, spool: str) -> None:
+    """As if the wall clock stepped back an hour between the two rotations while no agent ran:
+    the second rotated file was last written half an hour "before" the first, and A's record
+    is an hour ahead of the clock (its boot-clock time is what it was)."""
+    first, second = (export.with_name(f"tetragon-2026-12-05T05-0{i}-00.000.log") for i in (0, 1))
+    t = first.stat().st_mtime_ns - HOUR_NS // 2
+    os.utime(second, ns=(t, t))
+    record = Path(spool + ".alive")
+    doc = json.loads(record.read_bytes())
+    doc["alive_ns"] += HOUR_NS
+    record.write_text(json.dumps(doc))
+
+
+async def _run(
+    tmp_path: Path, pg_url: str, sig: signal.Signals, rotations: int, compress: bool, stepped: bool = False
+) -> Any:
     spool, export = str(tmp_path / "spool.jsonl"), tmp_path / "tetragon.log"
     export.write_bytes(b"")
     first, hole, last = OBJS[:THIRD], OBJS[THIRD : 2 * THIRD], OBJS[2 * THIRD :]
@@ -65,6 +83,8 @@ async def _run(tmp_path: Path, pg_url: str, sig: signal.Signals, rotations: int,
             await asyncio.to_thread(append, export, lines(part))
             if i < rotations:
                 _rotate(export, f"tetragon-2026-12-05T05-0{i}-00.000.log", compress=compress)
+        if stepped:
+            _clock_stepped_back(export, spool)
         (tmp_path / "b").mkdir()
         cfg_b, port_b = h.write_config(tmp_path / "b", **conf)
         procs.append(h.start_agent(cfg_b))
@@ -90,11 +110,19 @@ async def test_one_rotation_while_stopped_is_read_whole(tmp_path: Path, pg_url: 
         assert none_gaps(pg_url) == [], out_b
 
 
-@pytest.mark.parametrize(("rotations", "compress"), [(2, False), (1, True)], ids=["twice", "compressed"])
+@pytest.mark.parametrize(
+    ("rotations", "compress", "stepped"),
+    [(2, False, False), (1, True, False), (2, False, True)],
+    ids=["twice", "compressed", "twice-clock_stepped_back"],
+)
 async def test_a_rotation_not_certain_to_be_the_only_one_stays_a_gap(
-    tmp_path: Path, pg_url: str, rotations: int, compress: bool
+    tmp_path: Path, pg_url: str, rotations: int, compress: bool, stepped: bool
 ) -> None:
-    first, _, last, out_b = await _run(tmp_path, pg_url, signal.SIGTERM, rotations, compress)
+    """Defect (s34/h4) for ``twice-clock_stepped_back``: the clock stepped back between the two
+    rotations, so the second rotated file looked older than the one A followed; B read that one
+    on and then the current file, and the second rotated file's lines were lost with no gap.
+    The rotated files' order now holds only beyond the clock's step since A's record."""
+    first, _, last, out_b = await _run(tmp_path, pg_url, signal.SIGTERM, rotations, compress, stepped)
     assert "reading the rotated file first" not in out_b, out_b
     assert stored(pg_url) == truth(first, last)  # the hole's lines are not read: none twice
     assert none_gaps(pg_url), out_b  # ... and the time they cover is a gap

@@ -84,3 +84,32 @@ def test_a_symlink_named_like_a_rotated_file_is_not_followed(tmp_path: Path) -> 
     rotated.rename(tmp_path / "elsewhere")
     with path.open("rb") as cur:
         assert find_rotated(str(path), cp, cur) is None
+
+
+def test_a_clock_stepped_back_between_two_rotations_is_not_taken_for_their_order(tmp_path: Path) -> None:
+    """Defect (s34/h4): rotated files were ordered by modification time alone. The wall clock
+    stepped back between two rotations while no agent ran, so the later rotated file looked older
+    than the checkpoint's file: that file was read on, then the current one, and the lines of
+    the one between were skipped with no gap. Now another rotated file counts as older only by
+    more than the clock's step since the checkpoint (measured on the boot clock), and with the
+    step unknown (another boot) only the checkpoint's file and the current one may be there."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    cp = _checkpoint(path)
+    rotated = _rotate(path, "tetragon-2026-12-05T05-00-00.000.log", b'{"b":2}\n')
+    t = rotated.stat().st_mtime_ns
+    hour = 3600 * 10**9
+    with path.open("rb") as cur:  # only its file and the current one: certain, whatever the clock
+        for step in (0, hour, None):
+            g = find_rotated(str(path), cp, cur, step_ns=step)
+            assert g is not None
+            g.close()
+    between = _rotate(path, "tetragon-2026-12-05T04-30-00.000.log", b'{"c":3}\n')
+    os.utime(between, ns=(t - hour // 2, t - hour // 2))  # written after it, the clock an hour back
+    os.utime(path, ns=(t + 10**11, t + 10**11))
+    with path.open("rb") as cur:
+        g = find_rotated(str(path), cp, cur, step_ns=0)  # no step since: half an hour older is older
+        assert g is not None
+        g.close()
+        assert find_rotated(str(path), cp, cur, step_ns=hour) is None  # within the step: not certain
+        assert find_rotated(str(path), cp, cur, step_ns=None) is None  # the step unknown

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from stellaops_runtime.agent.node_history import spooled_window_ns
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.store.batches import Batch
@@ -100,6 +101,9 @@ class Flusher:
         self.stored_through = 0.0  # time.monotonic() when the last flush that stored everything began
         self.failed_at = 0.0  # time.monotonic() when the last failed flush ended
         self.drain_held = False  # the running flush's drain was held (agent/draining.py)
+        # On the opening thread, before anything is written to it (agent/node_history.py).
+        self.on_open: Callable[[HotSymbolStore], None] | None = None
+        self.spool_window_ns: int | None = None  # the latest window start of the spooled rows
 
     @property
     def label(self) -> str:
@@ -123,6 +127,7 @@ class Flusher:
         if got is None:
             return
         batches, self._spool_identity = got
+        self.spool_window_ns = spooled_window_ns(batches)
         self.pending.load(batches)
         self._spool_loaded = True
         log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
@@ -265,13 +270,20 @@ class Flusher:
 
     def _open(self) -> HotSymbolStore:
         st = self.config.store
-        return open_store(
+        store = open_store(
             st.url,
             migrate=st.migrate,
             create_directories=st.create_directories,
             timeouts=self.timeouts,
             retention_days=st.retention_days,
         )
+        try:
+            if self.on_open is not None:
+                self.on_open(store)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
@@ -364,6 +376,8 @@ class Flusher:
             try:
                 if deadline > time.monotonic() and await self.flush(deadline=deadline):
                     return True
+                if self.drain_held and not self.pending.pending_rows:  # nothing a retry could store
+                    return True  # the held counts are the caller's to report (agent/shutdown.py)
             except Exception as e:
                 self.pending.failures += 1
                 self.pending.last_error = f"unexpected error: {redact(repr(e))}"

@@ -186,9 +186,11 @@ class Agent(Draining):
             "store_last_error": redact(self.pending.last_error) if self.pending.last_error else None,
             "store_write_overdue_seconds": round(self.flusher.flush_stuck(), 1),
             "other_agent_on_node": self.presence.other_agent,
+            "export_position_unrecorded": self.watch.unrecorded,  # nothing stored (agent/watch_record.py)
         }
         ready = (
             not self.presence.other_agent
+            and not self.watch.unrecorded
             and detail["source_connected"]
             and self.store is not None
             and not self.pending.last_error
@@ -281,15 +283,23 @@ class Agent(Draining):
         return await shutdown(self, tasks)
 
     async def _open_store(self) -> None:
-        try:
-            opened = await self.flusher.open()
-        except StoreConfigError as e:  # e.g. migrations refused for good: stop, as at start-up
-            self.flusher.config_error = str(e)
-            log.error("%s; stopping", e)
-            self.stop("store configuration error")
-            return
-        if opened:  # start-up's garbage (the store's first connection, a migration) is free heap now
-            await self.in_pipeline(release_free_memory)
+        while True:
+            try:
+                opened = await self.flusher.open()
+            except StoreConfigError as e:  # e.g. migrations refused for good: stop, as at start-up
+                self.flusher.config_error = str(e)
+                log.error("%s; stopping", e)
+                self.stop("store configuration error")
+                return
+            if opened:  # start-up's garbage (the store's first connection, a migration) is free heap now
+                await self.in_pipeline(release_free_memory)
+                return
+            if not self.watch.awaits_store:  # else no row may come to make a flush open it
+                return  # (the store must say if an agent ran on the node before: agent/node_history.py)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 5.0)
+            if self.stop_event.is_set():
+                return
 
     def unreachable_message(self) -> str:
         t = self.config.tetragon

@@ -79,6 +79,15 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     with contextlib.suppress(Exception):  # an outage still open is a gap in the last drain too
         await asyncio.wait_for(agent.outages.mark(), timeout=max(0.1, deadline - reserve - time.monotonic()))
     ok = await agent.flusher.final_flush(deadline - reserve)
+    if agent.watch.unrecorded:
+        # Drains held (agent/watch_record.py): the export file's position could not be recorded, so
+        # the counts read since are neither stored nor spooled. Retrying until the deadline would
+        # not change that; the file keeps the lines for the next agent (read again from the
+        # position on disk, or, with no record left, the store makes the time a gap).
+        log.error("shutdown: the watch record cannot be written, so the counts of the export lines "
+                  "read since the last recorded position were not stored (%d drains held); the next "
+                  "agent reads those lines again", agent.watch.export.held)  # fmt: skip
+        ok = False
     if agent.drains_running:
         # A drain still running (a slow first attribution, a loaded node) holds counts that never
         # reached the buffer, so neither the store nor the spool has them: say so, exit non-zero.

@@ -31,10 +31,13 @@ leaving a gap or counting lines twice.
 At start the next agent reads it; a record of this node with a sane time
 makes the span from that time until its first stream opens an outage of the
 source (``resume_outage``), handed over by ``take_outage`` like a reconnect.
-A missing record (the node's first agent) adds no gap. A record that cannot
-be trusted (too large, not JSON, wrong shape, another node's, a time <= 0, a
-symlink) is ignored, logged and counted in :attr:`WatchRecord.ignored`; it
-never stops the agent. Without ``store.spoolPath`` there is no record, and
+A record that cannot be trusted (too large, not JSON, wrong shape, another
+node's, a time <= 0, a symlink) is ignored, logged and counted in
+:attr:`WatchRecord.ignored`; it never stops the agent. A missing or ignored
+record does not make this the node's first agent: the store says, as it opens
+(agent/node_history.py), whether it holds windows of the node; if so the time
+since the latest one's start is a gap, and an ``exportFromStart`` replay of the
+export file is refused (sources/export_restart.py). Without ``store.spoolPath`` there is no record, and
 restart holes are not recorded.
 
 The wall clock may have stepped since the record was written (NTP, ``date
@@ -114,6 +117,13 @@ class WatchRecord:
         self._samples: deque[tuple[int, int, int]] = deque()
         self.export = ExportResume(queue)  # the export source's checkpoints (agent/export_resume.py)
         self._hole: tuple[int, int | None] | None = None  # the last agent's moment, if resumed
+        # No usable record: the store's latest window of the node (agent/node_history.py), read
+        # as it opens; ``_asked`` until then, ``_told`` once handed to the source.
+        self._asked = False
+        self._told = False
+        self._store_knows: int | None = None  # wall ns; None: the store has no window of the node
+        self._store_answered = False
+        self.spool_window_ns: Any = lambda: None  # the flusher's spooled rows' latest window
 
     @property
     def enabled(self) -> bool:
@@ -134,15 +144,19 @@ class WatchRecord:
                 self.path, node=self.node, now_ns=now
             )
         except FileNotFoundError:
-            log.info("no watch record at %s: the first agent on this node, no restart gap", self.path)
+            log.info("no watch record at %s: the store tells whether an agent ran on this node before",
+                     self.path)  # fmt: skip
+            self._ask_store(source)
             return None
         except RecordIgnored as e:
             self.ignored[e.reason] += 1
             log.warning("watch record %s ignored (%s): %s", self.path, e.reason, e)
+            self._ask_store(source)
             return None
-        except Exception as e:  # never stop an agent over this file: the gap is lost, and said so
+        except Exception as e:  # never stop an agent over this file: the store is asked instead
             self.ignored["error"] += 1
-            log.error("watch record %s ignored (error): %r; a restart hole may go unrecorded", self.path, e)
+            log.error("watch record %s ignored (error): %r", self.path, e)
+            self._ask_store(source)
             return None
         source.resume_outage(alive, alive_boot)
         self._hole = (alive, alive_boot)
@@ -156,8 +170,66 @@ class WatchRecord:
         )  # fmt: skip
         return alive
 
+    @property
+    def awaits_store(self) -> bool:
+        """No usable record, and the store has not said yet whether an agent ran on the node."""
+        return self._asked and not self._store_answered
+
+    @property
+    def unrecorded(self) -> bool:
+        """Drains are held now: the export file's position cannot be recorded, nothing is stored
+        (``/readyz``'s ``export_position_unrecorded``)."""
+        return self.export.held > 0
+
+    def _ask_store(self, source: Any) -> None:
+        """No usable record: whether an agent ran on the node before is asked of the store as it
+        opens (:meth:`store_opened`); an export source waits for it before replaying its file."""
+        self._asked = True
+        waiting = getattr(source, "history_unknown", None)
+        if waiting is not None:
+            waiting()
+
+    def store_opened(self, store: Any) -> None:
+        """On the store's opening thread, before this agent writes to it: read the node's latest
+        window (agent/node_history.py). Raises StoreUnavailable if it cannot be read (the store
+        is opened again later), so the answer is never "none" for a store that could not tell."""
+        if not self._asked or self._store_answered:
+            return
+        from stellaops_runtime.agent.node_history import last_window_ns
+        from stellaops_runtime.store.errors import StoreUnavailable
+
+        try:
+            stored = last_window_ns(store.db, self.node)
+        except Exception as e:
+            raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
+        known = [t for t in (stored, self.spool_window_ns()) if t is not None]
+        self._store_knows = max(known) if known else None
+        self._store_answered = True
+
+    def _tell(self, source: Any) -> None:
+        """Hand the store's answer to the source once (on the event loop)."""
+        if not self._store_answered or self._told:
+            return
+        self._told = True
+        since = self._store_knows
+        if since is not None:
+            source.resume_outage(since, None)
+            self.restart_gaps += 1
+            self.restart_gap_seconds = max(0, time.time_ns() - since) / 1e9
+            log.warning(
+                "no usable watch record, but the store holds windows of node %s up to one starting "
+                "at %s: an earlier agent watched it, and the time since is a gap",
+                self.node, _iso(since),
+            )  # fmt: skip
+        else:
+            log.info("the store holds no window of node %s: the first agent on this node", self.node)
+        told = getattr(source, "history", None)
+        if told is not None:
+            told(since is not None)
+
     def tick(self, source: Any) -> None:
         """Sample the source's last watching moment (about once a second), if it is watching."""
+        self._tell(source)
         watching = getattr(source, "watching_ns", None)
         alive = watching() if self.path and watching is not None else None
         if alive is None:
@@ -268,5 +340,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
         queue=agent.queue,
     )
     rec.resume(agent.source)
+    rec.spool_window_ns = lambda: agent.flusher.spool_window_ns
+    agent.flusher.on_open = rec.store_opened
     agent.outages.record = rec
     return rec

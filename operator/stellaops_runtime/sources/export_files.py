@@ -27,6 +27,9 @@ from stellaops_runtime.sources.export_checkpoint import matches
 
 SEEN_FILES = 16  # files left at a rotation whose read position is kept
 TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
+# Rotated files' modification times closer than this (coarse timestamps, a clock slewed by NTP)
+# do not say which was written last.
+MTIME_SLACK_NS = 1_000_000_000
 
 
 def ident(f: BinaryIO) -> tuple[int, int]:
@@ -86,13 +89,20 @@ class SeenFiles:
 
 
 def find_rotated(
-    path: str, cp: dict[str, Any], current: BinaryIO, *, same_dev: bool = True
+    path: str, cp: dict[str, Any], current: BinaryIO, *, same_dev: bool = True, step_ns: int | None = 0
 ) -> BinaryIO | None:
     """The checkpoint's file, renamed beside ``path`` since (a rotation while no agent ran),
     opened; None unless it is certain that the file now at the path (``current``) came right
-    after it: no other rotated file of that name (``<stem>…<ext>…``, compressed ones too) was
-    written after it, the current one was, and it is still the checkpoint's file (same inode,
-    at least that long, same first bytes). Anything less keeps the hole a gap."""
+    after it, and it is still the checkpoint's file (same inode, at least that long, same first
+    bytes). Anything less keeps the hole a gap.
+
+    Certain: no other rotated file of that name (``<stem>…<ext>…``, compressed ones too) is
+    beside it, or every other one was last written before it. Modification times are wall-clock
+    times: a clock stepped back between two rotations makes a later rotated file look older.
+    ``step_ns``: how far the wall clock stepped since the checkpoint (measured against the boot
+    clock, a :data:`MTIME_SLACK_NS` margin added); None: unknown (another boot). Another
+    rotated file counts as older only if it is older by more than that, and with an unknown
+    step only the checkpoint's file and the current one may be there."""
     d, name = os.path.split(path)
     stem, ext = os.path.splitext(name)
     try:
@@ -101,7 +111,7 @@ def find_rotated(
     except OSError:
         return None
     found: tuple[str, os.stat_result] | None = None
-    newest_other = 0
+    newest_other, others = 0, 0
     for e in entries:
         if e.name == name or not e.name.startswith(stem) or (ext and ext not in e.name[len(stem) :]):
             continue
@@ -114,8 +124,12 @@ def find_rotated(
         if st.st_ino == cp["ino"] and (not same_dev or st.st_dev == cp["dev"]) and found is None:
             found = (e.path, st)
         else:
-            newest_other = max(newest_other, st.st_mtime_ns)
-    if found is None or newest_other >= found[1].st_mtime_ns or cur.st_mtime_ns < found[1].st_mtime_ns:
+            newest_other, others = max(newest_other, st.st_mtime_ns), others + 1
+    if found is None or (others and step_ns is None):
+        return None
+    # Their order against it rests on the wall clock: only a difference beyond any step since counts.
+    older_than = found[1].st_mtime_ns - (step_ns or 0) - MTIME_SLACK_NS
+    if (others and newest_other >= older_than) or cur.st_mtime_ns < older_than:
         return None
     try:
         fd = os.open(found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -12,15 +12,22 @@ moment when it was resumed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any, BinaryIO
 
+from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import matches, path_hash
 from stellaops_runtime.sources.export_files import TAIL, bytes_before, find_rotated, ident
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.open_outage import OpenOutage
 
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
+
+# How long an ``exportFromStart`` replay waits for the store to say whether an agent ran on the
+# node before (no usable watch record). A node's first agent with its store down reads anyway.
+HISTORY_WAIT_SECONDS = 10.0
 
 
 class RestartResume:
@@ -36,6 +43,13 @@ class RestartResume:
     _resume: tuple[dict[str, Any], tuple[int, int] | None] | None
     _outage: OpenOutage
     _opened_at: tuple[int, int]
+    poll_interval: float
+    # No usable watch record: whether an earlier agent ran on the node is asked of the store
+    # (agent/node_history.py); None until it answers.
+    _history_asked: bool = False
+    _history: bool | None = None
+    _had_checkpoint = False  # the record held a checkpoint (used or not)
+    _history_late = False  # the store did not answer in time: the file was replayed anyway
 
     # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
 
@@ -64,21 +78,16 @@ class RestartResume:
         beside the path while no agent ran is read first from there, then ``f`` from its start
         (sources/export_files.py ``find_rotated``)."""
         if self._resume is None:
-            if self.from_start and self._outage.start is not None:
-                log.warning(
-                    "exportFromStart with an earlier agent's watch record that holds no checkpoint of "
-                    "%s: if it is the file that agent followed, the lines it counted are counted again",
-                    self.path,
-                )
             return f, False, None
         cp, moment = self._resume
         self._resume = None
+        self._had_checkpoint = True
         other = cp["path_sha256"] != path_hash(self.path)
         why = "it was written for another path" if other else matches(f, cp, same_dev=moment is not None)
         rotated = (
             None
             if other or not why.startswith("another")
-            else find_rotated(self.path, cp, f, same_dev=moment is not None)
+            else find_rotated(self.path, cp, f, same_dev=moment is not None, step_ns=_step_since(moment))
         )
         if rotated is not None:  # the path's file is read after it, from its start
             self._next.append((f, self._cur_id))
@@ -109,6 +118,54 @@ class RestartResume:
         )  # fmt: skip
         return f, True, moment
 
+    def history_unknown(self) -> None:
+        """The node's watch record is missing or was ignored: an ``exportFromStart`` replay waits
+        for the store to say whether an earlier agent ran on the node (:meth:`history`)."""
+        self._history_asked = True
+
+    def history(self, known: bool) -> None:
+        """The store's answer: ``known``, it holds windows of the node (an earlier agent's)."""
+        self._history = known
+        if known and self._history_late:
+            log.error(
+                "the store holds windows of this node, but answered after %s was read from its start "
+                "(exportFromStart): the lines an earlier agent counted may be counted twice", self.path,
+            )  # fmt: skip
+
+    async def _replays(self, stop: asyncio.Event) -> bool | None:
+        """``exportFromStart`` with no checkpoint used: read the file whole (True) only if no earlier
+        agent of the node may have counted its lines, else from its end (False: no line counted
+        twice; the time since that agent is a gap). None: stopped while waiting for the store."""
+        if self._history_asked:
+            until = time.monotonic() + HISTORY_WAIT_SECONDS
+            while self._history is None:
+                if stop.is_set():
+                    return None
+                if time.monotonic() > until:  # the store is down: a node's first agent must still read
+                    self._history_late = True
+                    log.warning(
+                        "exportFromStart: the store did not say within %gs whether an agent ran on "
+                        "this node before (no usable watch record): %s is read from its start; if "
+                        "one did, the lines it counted are counted again", HISTORY_WAIT_SECONDS, self.path,
+                    )  # fmt: skip
+                    return True
+                self.stats.last_error = (
+                    f"exportFromStart: waiting for the store to tell whether an agent ran on this "
+                    f"node before reading {self.path} from its start"
+                )
+                await asyncio.sleep(self.poll_interval)
+            earlier = self._history
+        else:  # a watch record without a checkpoint: another source's, an older agent's (a checkpoint
+            # of another file: this one was not read by that agent, and is read whole)
+            earlier = self._outage.start is not None and not self._had_checkpoint
+        if earlier:
+            log.warning(
+                "exportFromStart: an earlier agent watched this node, and nothing says where its "
+                "counted lines of %s end: read from its end, not its start (none counted twice); "
+                "the time since that agent is a gap", self.path,
+            )  # fmt: skip
+        return not earlier
+
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
         opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py)."""
@@ -116,3 +173,12 @@ class RestartResume:
 
     def forget_outage(self) -> None:
         self._outage.forget()
+
+
+def _step_since(moment: tuple[int, int] | None) -> int | None:
+    """How far the wall clock stepped (either way) since ``moment`` (wall, boottime ns) of this
+    boot, measured against the boot clock; None: unknown (no moment: another boot's record)."""
+    if moment is None:
+        return None
+    wall, boot = now_pair()
+    return abs((wall - moment[0]) - (boot - moment[1]))

@@ -205,6 +205,7 @@ class TetragonExportSource(RestartResume):
 
     async def _open(self, stop: asyncio.Event, *, at_end: bool) -> BinaryIO | None:
         warned = ""
+        there = True  # the file was at the path when first looked at (else a later one: read whole)
         while not stop.is_set():
             try:
                 # O_NONBLOCK: a FIFO at the path must not block the event loop in open().
@@ -215,7 +216,7 @@ class TetragonExportSource(RestartResume):
                     warned = "missing"
                 self.stats.missing_file_waits += 1
                 self.stats.last_error = f"export file {self.path} does not exist"
-                at_end = False  # everything in a file that appears later was written after we looked
+                at_end = there = False  # everything in a file that appears later was written after we looked
                 await asyncio.sleep(self.poll_interval)
                 continue
             except OSError as e:
@@ -229,7 +230,7 @@ class TetragonExportSource(RestartResume):
                 os.close(fd)
                 kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
                 warned = self._error("open_errors", f"export file {self.path} is {kind}; waiting", warned)
-                at_end = False  # it held no line: a regular file put there later is read whole
+                at_end = there = False  # it held no line: a regular file put there later is read whole
                 await asyncio.sleep(self.poll_interval)
                 continue
             f: BinaryIO = os.fdopen(fd, "rb")
@@ -239,13 +240,22 @@ class TetragonExportSource(RestartResume):
             resumed, moment = (False, None)
             if not self.stats.connects:
                 f, resumed, moment = self._resume_at(f)  # f: the rotated file it names, if so
-            if not resumed and at_end:
+            if not resumed and (at_end or there):
                 seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
-            self.positions.opened(f)
-            if not self.stats.connects:
+            first = not self.stats.connects
+            if first:
                 self._opened_at = moment or now_pair()  # lines written from here on are read
             self.stats.connected = True
             self.stats.connects += 1
+            if first and not resumed and not at_end and there:  # exportFromStart: a replay, unless ...
+                replays = await self._replays(stop)  # may wait for the store (the file is open)
+                if replays is None:
+                    f.close()
+                    self.stats.connected = False
+                    return None
+                if replays:
+                    f.seek(0)
+            self.positions.opened(f)
             self.stats.last_error = ""
             return f
         return None

@@ -1,0 +1,57 @@
+"""What the store knows of the node's earlier agents, when the node's watch record is lost.
+
+The watch record (agent/watch_record.py) is how an agent learns that one ran on the node
+before it: where the hole since then starts, and where that agent's stored counts end in
+Tetragon's export file. A record that is missing (the hostPath wiped, ``store.spoolPath``
+changed) or ignored as unreadable made the next agent act as the node's first: the hole
+since the last agent was no gap, and with ``exportFromStart`` the export file was read from
+its first line, so every line an earlier agent had stored was counted twice.
+
+The store keeps the node's observation windows (and the spool file the rows an earlier
+agent could not store), so it can tell. :func:`last_window_ns` reads the start of the
+node's latest window, before this agent writes anything: the agent asks it as the store
+opens (agent/flusher.py ``on_open``). When there is one, an earlier agent watched the node
+and may have counted every line written before that window ended: the span from its start
+until this agent's source watches is a gap, and the export file is not replayed.
+Plain DB-API SQL (store/dbconn.py): the agent never loads SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.store.timeconv import datetime_to_ns
+
+_SQL = {
+    "postgresql": "SELECT max(window_start) FROM signals.observation_windows WHERE node_name = %s",
+    "sqlite": "SELECT max(window_start) FROM main.observation_windows WHERE node_name = ?",
+}
+
+
+def last_window_ns(db: Any, node: str) -> int | None:
+    """The start (wall ns) of the node's latest observation window in the store; None: none.
+
+    ``db``: the store's :class:`~stellaops_runtime.store.dbconn.Database`. Raises what the
+    driver raises (the caller treats it as a store not usable yet)."""
+    with db.connect() as conn:
+        value = conn.execute(_SQL[db.dialect], (node,)).scalar()
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite: naive UTC text (store/dbvalues.py)
+        value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return int(datetime_to_ns(value))
+
+
+def spooled_window_ns(batches: Iterable[Any]) -> int | None:
+    """The latest window start of the observation rows in spooled batches (None: none). The spool
+    file is on the node's hostPath beside the record: its rows are of the node's agents."""
+    best: int | None = None
+    for b in batches:
+        for u in b.units:
+            start = getattr(u, "window_start_ns", None) if isinstance(u, ObservationWindow) else None
+            if isinstance(start, int) and (best is None or start > best):
+                best = start
+    return best
