@@ -261,7 +261,7 @@ async def test_no_window_while_the_event_source_is_not_connected(
                 obs is not None and obs.stats.connected and len(obs.registry) == 1 and obs.stats.connects > 0
             )
 
-        await h.wait_for(registry_in_sync, timeout=30, what="the registry in sync")
+        await h.wait_for(registry_in_sync, timeout=60, what="the registry in sync")
         await asyncio.sleep(3.5)  # three whole windows with the container running
         t_away = time.time()  # every second before this one, from the first sample on, is unwatched
         m = await asyncio.to_thread(h.scrape, agent.http_port)

@@ -144,7 +144,7 @@ async def test_a_runtime_socket_that_is_absent_refuses_or_hangs(
         )
 
     try:
-        await h.wait_for(settled, timeout=40, what="failures counted and events stored")
+        await h.wait_for(settled, timeout=60, what="failures counted and events stored")
         for name, a in agents.items():
             m = await asyncio.to_thread(h.scrape, a.http_port)
             assert h.metric(m, "stellaops_runtime_lifecycle_stream_errors_total") >= 2, name

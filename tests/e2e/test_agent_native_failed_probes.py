@@ -102,7 +102,7 @@ async def test_probes_that_cannot_attach_are_counted_and_named_and_the_others_co
                 h.metric(h.scrape(port), P + "native_kernel_events_total", probe="uprobe", counter="emitted")
                 == CALLS
             ),
-            timeout=20,
+            timeout=60,
             what="every call emitted",
         )
         ready = await asyncio.to_thread(readyz, port)

@@ -113,7 +113,7 @@ async def test_execs_of_short_lived_containers_are_stored_under_their_image(
             )
             assert code == 0
         await h.wait_for(
-            lambda: sum(counts(db, binary).values()) >= RUNS, timeout=30, what="the executions stored"
+            lambda: sum(counts(db, binary).values()) >= RUNS, timeout=60, what="the executions stored"
         )
     finally:
         agent.send_signal(signal.SIGTERM)

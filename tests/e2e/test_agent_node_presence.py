@@ -129,7 +129,7 @@ async def test_a_waiting_agent_starts_when_the_first_is_killed_and_stops_cleanly
         c_out = h.Output(c)
         await h.wait_for(lambda: c_out.has(WAITS), what="the third agent to say it waits")
         c.send_signal(signal.SIGTERM)  # stopped while waiting: nothing read, nothing to store
-        code_c, out_c = await asyncio.to_thread(c_out.finish, 30)
+        code_c, out_c = await asyncio.to_thread(c_out.finish, 60)
         assert code_c == 0 and "nothing was read" in out_c, out_c
         b = h.start_agent(cfgs[1][0])
         b_out = h.Output(b)

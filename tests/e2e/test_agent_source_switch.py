@@ -148,7 +148,7 @@ async def test_the_agent_switches_to_bcc_and_back_without_losing_or_doubling(
         await asyncio.to_thread(subprocess.run, [sys.executable, "-c", "import os; os.getppid()"], check=True)
         await h.wait_for(
             lambda: scraped(port, "native_kernel_events_total", probe="exec", counter="emitted") >= EXECS,
-            timeout=30, what="the probes' kernel counters",
+            timeout=60, what="the probes' kernel counters",
         )  # fmt: skip
         assert scraped(port, "native_probe_config_errors_total") == 0
         t_back = time.time_ns()
