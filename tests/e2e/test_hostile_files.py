@@ -157,7 +157,8 @@ async def test_agent_keeps_counting_with_hostile_files(tmp_path: Path) -> None:
     assert code == 0, out
     print(f"hostile e2e: peak RSS {hwm} kB, {took:.1f} s for {len(events)} events")
     assert 0 < hwm < 300 * 1024, f"peak RSS {hwm} kB"
-    assert took < 60, took
+    # No bound on ``took``: a hang (a file read whole, a FIFO opened) already fails
+    # wait_processed's 90 s deadline, and a wall-clock bound only flakes on a loaded machine.
 
     rows = stored(url)
     on_stack = [r for r in rows if r["evidence_kind"] == "on_stack"]
