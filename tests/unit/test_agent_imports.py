@@ -70,10 +70,17 @@ NOT_AT_IMPORT = (
 # for a libstdc++ not found by its soname (canonical/cxx_gnu.py); the email package parses a
 # Retry-After given as a date (kube/throttle.py), which the API server sends as seconds.
 RARE_PATHS = ("multiprocessing", "tempfile", "ctypes.util", "email")
+# The native probes' pod selection, built by the pipeline only where native probes run.
+NATIVE_ONLY = (
+    "stellaops_runtime.agent.native_selection",
+    "stellaops_runtime.agent.native_selection_policies",
+    "stellaops_runtime.contracts.label_selector",
+)
 # Not after building the agent with the default config (gRPC source, default privacy patterns).
 NOT_AT_START = (
     *NEVER,
     *RARE_PATHS,
+    *NATIVE_ONLY,
     "aiohttp",
     # detect-secrets' plugins import requests for online verification; the agent loads them
     # with requests deferred (privacy/deferred_import.py), so neither it nor urllib3 loads.
@@ -185,6 +192,8 @@ def test_an_agent_built_with_the_operators_config_loads_no_crd_model(tmp_path: o
         _, built = _modules(_operators_config(str(tmp_path), native=native), build=True)
         assert "stellaops_runtime.agent.node_status" in built and "stellaops_runtime.kube.client" in built
         assert sorted(m for m in NEVER_ON_A_NODE if m in built) == [], f"native={native}"
+        # Pod selection for native probes (agent/native_selection.py) only where they run.
+        assert sorted(m for m in NATIVE_ONLY if m in built) == (sorted(NATIVE_ONLY) if native else [])
 
 
 def test_a_serving_agent_has_no_aiohttp() -> None:

@@ -32,7 +32,6 @@ from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
 from stellaops_runtime.agent.fastpath import FastPath
 from stellaops_runtime.agent.latency import LatencyHistogram
 from stellaops_runtime.agent.native_hold import NativeHold
-from stellaops_runtime.agent.native_selection import NativeSelection
 from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
 from stellaops_runtime.canonical import demangle as demangling
@@ -47,6 +46,7 @@ from stellaops_runtime.privacy.optout import OptOut
 from stellaops_runtime.regular_file import open_regular
 
 if TYPE_CHECKING:
+    from stellaops_runtime.agent.native_selection import NativeSelection
     from stellaops_runtime.contracts.events import ContainerInfo
     from stellaops_runtime.lifecycle.lookup import ContainerLookup
 
@@ -78,8 +78,12 @@ class Pipeline:
         self.optout_watch = OptOutWatch(path, self.optout) if path else None
         # Native events kept only for pods a policy selects, once a pod view lists them
         # (agent/native_selection.py, agent/pod_view.py).
-        native = path and config.native.enabled
-        self.native_selection = NativeSelection(path, config.native.probes) if native else None
+        # Imported only then: a node without native probes never selects pods (~0.25 MB of modules).
+        self.native_selection: NativeSelection | None = None
+        if path and config.native.enabled:
+            from stellaops_runtime.agent.native_selection import NativeSelection
+
+            self.native_selection = NativeSelection(path, config.native.probes)
         self.aggregator = HotSymbolAggregator(
             window_seconds=hs.window_seconds,
             min_confidence=hs.min_confidence_threshold,
