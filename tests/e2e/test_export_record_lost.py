@@ -98,3 +98,43 @@ async def test_the_node_first_agent_still_replays_the_whole_file(tmp_path: Path,
     assert "the first agent on this node" in out, out
     assert x.stored(pg_url) == x.truth(x.OBJS)
     assert x.none_gaps(pg_url) == []
+
+
+async def test_a_lost_record_of_a_grpc_agent_is_a_gap_too(tmp_path: Path, pg_url: str) -> None:
+    """The gRPC source: a record ignored as unreadable, a store holding a window of the node from
+    five minutes ago (an earlier agent's). Before, no gap (the node's first agent); now the time
+    since that window's start until the stream opened is one."""
+    from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+    from stellaops_runtime.replay.server import ReplayServer
+    from stellaops_runtime.store.engine import open_store
+    from tests.e2e.test_agent_restart_gap import retimed
+
+    earlier = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    start_ns = int(earlier.timestamp()) // 60 * 60 * 10**9
+    store = await asyncio.to_thread(open_store, pg_url)
+    digest = h.EXPECTED["images"][0]["digest"]
+    await asyncio.to_thread(store.write, [], [ObservationWindow(digest, x.NODE, start_ns, 1)])
+    store.close()
+    spool = tmp_path / "spool.jsonl"
+    await asyncio.to_thread(_lose, Path(str(spool) + ".alive"), "corrupt")
+    server = ReplayServer(retimed(tmp_path, x.OBJS, "all"))
+    addr = await server.start("127.0.0.1:0")
+    cfg, port = h.write_config(
+        tmp_path, tetragon={"address": addr}, store={"url": pg_url, "spoolPath": str(spool)}
+    )
+    proc = h.start_agent(cfg)
+    try:
+        await server.wait_served(len(x.OBJS), timeout=60)
+        await h.wait_for(lambda: x.settled(port, len(x.OBJS)), what="every event stored")
+        await h.wait_for(lambda: bool(x.none_gaps(pg_url)), what="the gap stored")
+        m = h.scrape(port)
+        code, out = await x.stop(proc)
+    finally:
+        x.kill_all([proc])
+        await server.stop(grace=0)
+    assert code == 0, out
+    assert "ignored (" in out and "the time since is a gap" in out, out
+    assert h.metric(m, "stellaops_runtime_restart_gaps_total") == 1
+    gaps = x.none_gaps(pg_url)
+    assert min(a for a, _ in gaps) <= earlier + dt.timedelta(minutes=1), gaps
+    assert x.summed(pg_url, "invoked") == h.EXPECTED["uprobe_counts"]
