@@ -43,7 +43,8 @@ def flush_between_reads(tmp_path: Path) -> Iterator[Armed]:
             s.write([delta(FN, 30, 3)], watched(range(30, 31)))
 
     def hook(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if not armed or started or "posture_level >=" not in statement or "hot_symbols" in statement:
+        # the watched-days read: store/watched_sql.py window_level(...) >= EbpfDeep
+        if not armed or started or "END >=" not in statement or "hot_symbols" in statement:
             return
         t = threading.Thread(target=flush)
         started.append(t)

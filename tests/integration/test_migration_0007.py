@@ -102,7 +102,9 @@ def test_0007_partitions_the_history_of_a_0006_store_and_keeps_every_row(pg_url:
             _fill_0006(conn)
         with engine.connect() as conn:
             before, answers = _history(conn), _answers(conn)
-        assert len(before) == 12 and answers[1] == 36  # 40 watched days, 4 of them with calls
+        # 40 watched days, 4 of them with calls; but windows of agents before migration 0009 are
+        # never watched at a posture that can see calls (test_migration_0009.py): no day counts.
+        assert len(before) == 12 and answers[1] == 0 and answers[0]
 
         migrate(engine, revision="0007")
         with engine.connect() as conn:

@@ -175,7 +175,7 @@ def test_0008_rekeys_a_0007_store_and_keeps_every_row(pg_url: str) -> None:
         }  # fmt: skip
         assert answers[3] and answers[4] and len(answers[5]) == 2  # a gap and two witnesses to compare
 
-        migrate(engine)
+        migrate(engine, revision="0008")
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM signals.alembic_version")).scalar() == "0008"
             assert _dump(conn) == before
@@ -245,7 +245,7 @@ def test_0008_on_sqlite_keeps_its_shape_and_rows(tmp_path) -> None:  # type: ign
         # the row of the older revision is written through a store opened on it directly.
         with HotSymbolStore(Database(parse_store_url(url))) as store:
             store.write_batch(Batch("node-1/a", 1, [HotSymbolDelta(key, w, 5, w, w)]))
-        migrate(engine)
+        migrate(engine, revision="0008")
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0008"
             assert "id" in {c["name"] for c in sa.inspect(conn).get_columns("hot_symbols")}

@@ -36,7 +36,8 @@ def other_node_flushes_between_reads(pg_url: str) -> Iterator[list[int]]:
     fired: list[int] = []
 
     def hook(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if fired or "posture_level >=" not in statement or "hot_symbols" in statement:
+        # the watched-days read: store/watched_sql.py window_level(...) >= EbpfDeep
+        if fired or "END >=" not in statement or "hot_symbols" in statement:
             return
         fired.append(1)
         with open_store(pg_url, migrate=False) as s:

@@ -29,9 +29,12 @@ on, so it says how much of the image's *function calls* the events could show:
 
 Only EbpfDeep or more (:data:`FUNCTION_VISIBLE`) backs a "not observed".
 Stores written before this rule recorded every kernel-probe event as
-ActiveTracing (with a stack or not) and uprobes as EbpfDeep: their
-ActiveTracing windows now read as not function-visible (unknown, the safe
-direction). The store keeps a posture as its integer :attr:`Posture.rank` so
+ActiveTracing (with a stack or not) and uprobes as EbpfDeep (USDT as
+FullInstrumentation). Agents of this rule also write the rank to
+``evidenced_level`` (store migration 0009); a window that only older agents
+wrote reads at most :data:`LEGACY_TRUSTED` (ActiveTracing: not
+function-visible, unknown, the safe direction), whatever its
+``posture_level`` says. The store keeps a posture as its integer :attr:`Posture.rank` so
 that merging is a maximum on every backend. Plain data: no I/O.
 """
 
@@ -85,6 +88,11 @@ ORDER: tuple[Posture, ...] = (
 # The lowest posture at which an absence of calls means something: below it no
 # user function call can be seen (only the calls of probed functions, by uprobe or USDT).
 FUNCTION_VISIBLE = Posture.EBPF_DEEP
+
+# The highest posture a window written only by agents before store migration 0009 can read as:
+# their posture_level said EbpfDeep/FullInstrumentation for uprobe/USDT events, and whether the
+# window's events had counted user stacks was not recorded (store/watched_sql.py window_level).
+LEGACY_TRUSTED = Posture.ACTIVE_TRACING
 
 # What one event evidences about the posture of its image's window, without a user stack.
 EVENT_POSTURE: dict[EventKind, Posture] = {

@@ -34,7 +34,7 @@ from stellaops_runtime.store.queries import (
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
-from stellaops_runtime.store.watched_sql import touches_image
+from stellaops_runtime.store.watched_sql import touches_image, window_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
     where = [
         o.image_digest == image,
         is_coverage(conn, observation_windows),
-        o.posture_level >= FUNCTION_VISIBLE.rank,
+        window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
     ]
     if not has_gap_columns(conn):
         return {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}

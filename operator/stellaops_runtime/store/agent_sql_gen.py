@@ -124,6 +124,10 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
             "gap_end": sa.func.coalesce(sa.func.max(t.gap_end, x.gap_end), t.gap_end, x.gap_end),
             "throttle_count": t.throttle_count + x.throttle_count,
             "dropped_events": t.dropped_events + x.dropped_events,
+            # migration 0009; an older agent's upsert leaves it as it is (NULL when only they wrote)
+            "evidenced_level": sa.func.coalesce(
+                sa.func.max(t.evidenced_level, x.evidenced_level), t.evidenced_level, x.evidenced_level
+            ),
         },
     )
     return {

@@ -6,10 +6,11 @@ that can see function calls (EbpfDeep or more: user stacks were counted,
 contracts/posture.py) in the period asked about; otherwise the answer is
 *unknown*: never observed, or observed only at Passive (lifecycle events), at
 ActiveTracing (kernel probes without user stacks, uprobes, USDT: no function
-but a probed one shows; and every kernel-probe window of a store written
-before stacks were told apart) or at an unknown posture (windows recorded
-before migration 0003). :func:`absence` is that rule, over :class:`Coverage`
-summaries of the ``observation_windows`` rows that :func:`image_windows` and
+but a probed one shows; and every window only agents before migration 0009
+wrote, whatever posture they recorded: store/watched_sql.py ``window_level``)
+or at an unknown posture (windows recorded before migration 0003).
+:func:`absence` is that rule, over :class:`Coverage` summaries of the
+``observation_windows`` rows that :func:`image_windows` and
 :func:`all_image_windows` read (grouped in SQL, so a month of one-minute
 windows is a handful of rows).
 
@@ -43,7 +44,7 @@ from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # re
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
-from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
+from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage, window_level
 
 if TYPE_CHECKING:
     from stellaops_runtime.evidence.doubts import Doubt
@@ -67,6 +68,9 @@ class WindowGroup:
     last_start: dt.datetime
     windows: int
     event_count: int
+    # The posture its agents recorded, when higher than ``posture`` (only agents before migration
+    # 0009 wrote it, by the old rule: uprobes EbpfDeep, USDT FullInstrumentation); else None.
+    recorded: Posture | None = None
 
     @property
     def last_end(self) -> dt.datetime:
@@ -207,6 +211,14 @@ def absence(
                 f"image {image} was observed{period} only at posture {posture_text(cov.highest)} "
                 f"({_SHOWED.get(cov.highest, 'no events')}), which cannot see function calls"
             )
+        legacy = sorted({g.recorded for g in groups if g.recorded is not None}, key=_rank)
+        if legacy:
+            n = sum(g.windows for g in groups if g.recorded is not None)
+            why += (
+                f"; {n} window{'s' * (n != 1)} recorded at posture {'/'.join(p.value for p in legacy)} "
+                "by agents before store migration 0009 read as ActiveTracing: those agents gave uprobe "
+                "and USDT events that posture, and whether the events carried user stacks was not recorded"
+            )
         if gaps:  # named too: events of the period were lost, whatever the posture could see
             why += f"; and {gaps_lead(gaps)}: {'; '.join(g.describe() for g in gaps)}"
         return Verdict(UNKNOWN, why, cov, tuple(gaps))
@@ -248,10 +260,12 @@ def _select(conn: sa.Connection) -> tuple[list[Any], list[Any]]:
     """Columns to select and to group by; a store before migration 0003 has no posture columns."""
     o = observation_windows.c
     if has_posture_columns(conn):
-        extra = [o.posture_level, o.window_seconds, o.source]
-        return extra, extra
+        level = window_level(conn, observation_windows)
+        extra = [level.label("posture_level"), o.posture_level.label("recorded_level"), o.window_seconds]
+        return [*extra, o.source], [level, o.posture_level, o.window_seconds, o.source]
     nulls = [
         sa.null().label("posture_level"),
+        sa.null().label("recorded_level"),
         sa.null().label("window_seconds"),
         sa.literal("").label("source"),
     ]
@@ -299,17 +313,19 @@ def _groups(
             .group_by(o.image_digest, o.node_name, *extra_group)
         )
         for r in conn.execute(stmt):
+            posture, recorded = posture_of_rank(r.posture_level), posture_of_rank(r.recorded_level)
             out.append(
                 WindowGroup(
                     image_digest=r.image_digest,
                     node_name=r.node_name,
-                    posture=posture_of_rank(r.posture_level),
+                    posture=posture,
                     seconds=int(r.window_seconds or 0),
                     source=normal_sources(r.source or ""),
                     first_start=_utc(r.first_start),
                     last_start=_utc(r.last_start),
                     windows=int(r.windows),
                     event_count=int(r.events or 0),
+                    recorded=recorded if _rank(recorded) > _rank(posture) else None,
                 )
             )
     return out

@@ -168,7 +168,8 @@ ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
     gap_start = LEAST(t.gap_start, EXCLUDED.gap_start),
     gap_end = GREATEST(t.gap_end, EXCLUDED.gap_end),
     throttle_count = t.throttle_count + EXCLUDED.throttle_count,
-    dropped_events = t.dropped_events + EXCLUDED.dropped_events
+    dropped_events = t.dropped_events + EXCLUDED.dropped_events,
+    evidenced_level = GREATEST(t.evidenced_level, EXCLUDED.evidenced_level)
 """
 
 

@@ -32,7 +32,13 @@ from stellaops_runtime.store.schema import (
     observation_windows,
     utc_date,
 )
-from stellaops_runtime.store.watched_sql import gap_days, has_gap_columns, has_posture_columns, is_coverage
+from stellaops_runtime.store.watched_sql import (
+    gap_days,
+    has_gap_columns,
+    has_posture_columns,
+    is_coverage,
+    window_level,
+)
 
 # Evidence about files (an exec'd binary, a mapped library), not functions.
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
@@ -337,7 +343,7 @@ def observed_days_without_calls(
     where = [
         o.image_digest == image,
         is_coverage(conn, observation_windows),
-        o.posture_level >= FUNCTION_VISIBLE.rank,
+        window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),
     ]
     if has_gap_columns(conn):

@@ -69,6 +69,7 @@ OBS_COLS = (
     "gap_end",
     "throttle_count",
     "dropped_events",
+    "evidenced_level",
 )
 OBS_TYPES = (
     "text",
@@ -82,6 +83,7 @@ OBS_TYPES = (
     "timestamptz",
     "int8",
     "int8",
+    "int2",
 )
 
 
@@ -137,4 +139,5 @@ def obs_tuple(w: ObservationWindow) -> tuple[Any, ...]:
         ns_to_datetime(w.gap_end_ns) if w.has_gap else None,
         w.throttles,
         w.dropped_events,
+        w.posture.rank if w.posture is not None else None,  # evidenced_level: this agent's rule
     )

@@ -26,7 +26,11 @@ without a schema: engines map ``signals`` to ``None`` with
   and ``source`` the event source ("tetragon"); ``gap_start``..``gap_end``,
   ``throttle_count`` and ``dropped_events`` (migration 0005) the gap Tetragon
   reported in the window (throttled cgroup, rate-limited export), rows with
-  an empty ``image_digest`` being node-wide gaps.
+  an empty ``image_digest`` being node-wide gaps; ``evidenced_level``
+  (migration 0009) the posture rank by the rule of ``contracts.posture``
+  today, written by agents from 0009 on (NULL: only older agents wrote the
+  window, whose ``posture_level`` 3/4 came from uprobes and USDT; readers
+  take a window's posture from ``store.watched_sql.window_level``).
 
 Keys (migration 0008): on PostgreSQL every primary and unique key includes
 the column the table is distributed by on Citus (``image_digest``, or
@@ -177,6 +181,8 @@ observation_windows = sa.Table(
     sa.Column("gap_end", UtcDateTime, nullable=True),
     sa.Column("throttle_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("dropped_events", sa.BigInteger, nullable=False, server_default="0"),
+    # Migration 0009: the rank by today's posture rule (contracts/posture.py); NULL: older agents only.
+    sa.Column("evidenced_level", sa.SmallInteger, nullable=True),
     # SQLite: id + uq_observation_windows_key on the same columns.
     sa.PrimaryKeyConstraint("image_digest", "node_name", "window_start", name="pk_observation_windows"),
     sa.Index("ix_observation_windows_window_start", "window_start"),  # retention (migration 0007)
@@ -232,3 +238,5 @@ runtime_witnesses = sa.Table(
 OBSERVATION_POSTURE_COLUMNS = ("posture_level", "window_seconds", "source")
 # Columns added by migration 0005 (observation gaps); likewise.
 OBSERVATION_GAP_COLUMNS = ("gap_start", "gap_end", "throttle_count", "dropped_events")
+# Column added by migration 0009 (the posture by today's rule); likewise.
+OBSERVATION_RULE_COLUMNS = ("evidenced_level",)

@@ -13,9 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
+from stellaops_runtime.contracts.posture import LEGACY_TRUSTED
 from stellaops_runtime.store.schema import (
     OBSERVATION_GAP_COLUMNS,
     OBSERVATION_POSTURE_COLUMNS,
+    OBSERVATION_RULE_COLUMNS,
     SCHEMA,
     observation_windows,
     utc_date,
@@ -27,6 +29,39 @@ def has_posture_columns(conn: sa.Connection) -> bool:
     schema = SCHEMA if conn.dialect.name == "postgresql" else None
     have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
     return all(name in have for name in OBSERVATION_POSTURE_COLUMNS)
+
+
+def has_rule_column(conn: sa.Connection) -> bool:
+    """Whether ``observation_windows`` has the column of migration 0009 (posture by today's rule)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
+    return all(name in have for name in OBSERVATION_RULE_COLUMNS)
+
+
+def window_level(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[Any]:
+    """A window's posture rank as answers may use it (NULL: unknown); needs the 0003 columns.
+
+    ``posture_level`` alone is trusted up to ActiveTracing (:data:`LEGACY_TRUSTED`):
+    agents before migration 0009 wrote 3 and 4 for uprobe and USDT events, which
+    show no function but the probed one, and the store cannot tell whether such a
+    window's events carried user stacks. ``evidenced_level`` (0009) is written by
+    agents of today's rule only (an older agent's upsert leaves it alone), so a
+    window reads EbpfDeep or more only when such an agent's events evidenced it.
+    Every answer that rests on a window's posture (``query observed``, days without
+    calls, the evidence's watched days, VEX) reads it through this one expression.
+    """
+    t = table.c
+    # Inline, not bound: the same text in SELECT and GROUP BY (store/coverage.py groups by it).
+    cap: sa.ColumnElement[int] = sa.literal_column(str(LEGACY_TRUSTED.rank))
+    legacy = sa.case((t.posture_level > cap, cap), else_=t.posture_level)
+    if not has_rule_column(conn):
+        return legacy
+    ev = t.evidenced_level
+    return sa.case(
+        (ev.is_(None), legacy),
+        (sa.or_(legacy.is_(None), ev >= legacy), ev),
+        else_=legacy,
+    )
 
 
 def is_coverage(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[bool]:
