@@ -260,9 +260,9 @@ class OperatorRun:
     async def settle(self, *, quiet: float = 0.25, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         """Wait until the operator has consumed everything: kopf has listed every resource it
         watches, read every event the API server sent on its open watch streams and processed it
-        (a worker asleep in kopf's own retry delay counts as done), nothing is queued in the
-        reconciler, and no request came for ``quiet`` seconds. A test can assert on what its
-        last write causes right after."""
+        (a retry due within 10 s is waited for, a longer sleep of kopf's counts as done), nothing
+        is queued in the reconciler, and no request came for ``quiet`` seconds. A test can assert
+        on what its last write causes right after."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last = self.cluster.mark()

@@ -11,8 +11,9 @@ closes the gap from both ends of each watch stream:
 - the kopf side (``KopfProbe``, one per ``OperatorRun``, found through a context variable that
   every task of the operator's loop inherits) counts, per stream number, the events kopf's watcher
   has taken from it, how many events it queued for its per-object workers and how many the workers
-  have processed; a worker asleep in kopf's own delay (a handler's retry, error throttling) is
-  waiting on a timer, not on input, and counts as done.
+  have processed. A worker asleep in kopf's own delay for a retry due soon (a handler's
+  TemporaryError: our finalizer retries after 2 s) is still reacting and is waited for; one asleep
+  for longer (a peer's lease, a long backoff) waits on a timer, not on input, and counts as done.
 
 ``behind()`` lists the open streams kopf has not read to the end, ``KopfProbe.busy()`` the events
 read but not processed. Streams whose connection is gone no longer count (kopf lists and watches
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,7 +142,7 @@ class KopfProbe:
     def __init__(self) -> None:
         self.handed = 0  # events the watchers queued for the per-object workers
         self.processed = 0  # events the workers' processors are done with
-        self.sleeping = 0  # processors asleep in kopf's own delays
+        self.sleeping = 0  # processors asleep in one of kopf's long delays
         self.paused: dict[Any, Any] = {}  # (resource, namespace) watched -> kopf's pause toggles
         self.listed: set[Any] = set()  # (resource, namespace) whose first listing is done
 
@@ -166,6 +167,10 @@ class KopfProbe:
 
 PROBE: contextvars.ContextVar[KopfProbe | None] = contextvars.ContextVar("kopf_probe", default=None)
 _IN_PROCESSOR: contextvars.ContextVar[bool] = contextvars.ContextVar("kopf_in_processor", default=False)
+# A worker's sleep this short is part of its reaction (a handler's retry: our finalizer's 2 s, kopf's
+# 1 s wait for its own patch to come back): waited for. A longer one (a peer's lease, a long
+# backoff) is a timer: the operator is quiet meanwhile.
+RETRY_SOON_S = 10.0
 
 _orig_infinite_watch = _watching.infinite_watch
 _orig_watcher = _queueing.watcher
@@ -212,15 +217,21 @@ async def _watcher(*, processor: Callable[..., Any], **kwargs: Any) -> None:
     await _orig_watcher(processor=processor if probe is None else _counting(probe, processor), **kwargs)
 
 
-async def _sleep(*args: Any, **kwargs: Any) -> Any:
+async def _sleep(delays: Any, *args: Any, **kwargs: Any) -> Any:
     probe = PROBE.get()
-    if probe is None or not _IN_PROCESSOR.get():
-        return await _orig_sleep(*args, **kwargs)
+    if probe is None or not _IN_PROCESSOR.get() or _shortest(delays) <= RETRY_SOON_S:
+        return await _orig_sleep(delays, *args, **kwargs)
     probe.sleeping += 1
     try:
-        return await _orig_sleep(*args, **kwargs)
+        return await _orig_sleep(delays, *args, **kwargs)
     finally:
         probe.sleeping -= 1
+
+
+def _shortest(delays: Any) -> float:
+    """The time kopf's sleep() will sleep at most (it takes a number or a collection of them)."""
+    values = delays if isinstance(delays, Collection) else [delays]
+    return min((float(d) for d in values if d is not None), default=0.0)
 
 
 _watching.infinite_watch = _infinite_watch  # type: ignore[assignment]
