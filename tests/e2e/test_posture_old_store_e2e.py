@@ -87,5 +87,6 @@ def test_old_uprobe_windows_back_no_absence_before_or_after_the_new_agent(tmp_pa
     assert doc["coverage"]["posture"]["highest"] == "EbpfDeep"
     code, doc = observed(url, UPROBED)  # old windows and new: uprobes show only their functions
     assert (code, doc["answer"]) == (3, "unknown"), doc
-    assert OLD_RULE in doc["reason"], doc["reason"]
+    assert "6 windows had events at posture EbpfDeep" in doc["reason"], doc["reason"]
+    assert "agents before store migration 0009 recorded for uprobe and USDT events" in doc["reason"]
     assert _vex(tmp_path, url, UPROBED)["status"] == "under_investigation"

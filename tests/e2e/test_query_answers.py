@@ -73,15 +73,23 @@ def _time(o: dict[str, Any]) -> dt.datetime:
 
 
 def expected_coverage(objs: list[dict[str, Any]], image: str) -> dict[str, Any]:
-    """The coverage the store must report for ``image``: from the events' times, kinds and nodes."""
+    """The coverage the store must report for ``image``: from the events' times, kinds and nodes.
+
+    A window's posture is its weakest container's highest (hotsymbols/window_units.py)."""
     windows: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    containers: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
     for o in objs:
         if _digest_of(o) != image:
             continue
         ts = int(_time(o).timestamp())
-        w = windows[(o["node_name"], ts - ts % 60)]
-        w[0] += 1
-        w[1] = max(w[1], posture_of(o))
+        key = (o["node_name"], ts - ts % 60)
+        windows[key][0] += 1
+        body = o[next(k for k in o if k.startswith("process_"))]
+        c = containers[key]
+        cid = body["process"]["pod"]["container"]["id"]
+        c[cid] = max(c.get(cid, 0), posture_of(o))
+    for key, c in containers.items():
+        windows[key][1] = min(c.values())
     seeing = {k: v for k, v in windows.items() if v[1] >= 3}
     start = min(s for _, s in seeing)
     end = max(s for _, s in seeing) + 60

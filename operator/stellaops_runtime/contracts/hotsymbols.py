@@ -113,7 +113,13 @@ class ObservationWindow:
     someone declared. None means unknown (rows written before postures were
     recorded); it never supports a "not observed". ``window_seconds`` is the
     window's length (0 when unknown) and ``source`` the event source that
-    delivered it ("tetragon"; "" when unknown).
+    delivered it ("tetragon"; "" when unknown). ``evidenced`` is what a
+    "not observed" may rest on: the lowest, over the image's containers that
+    sent events in the window, of the highest posture each one's events showed
+    (hotsymbols/window_units.py: one pod's user stacks say nothing of another
+    pod's calls), cumulative over the window's drains so the latest row of a
+    window holds all of them (None: as ``posture``; rows without events leave
+    it to the rows with events).
 
     A *gap* is Tetragon telling us it did not deliver events in the window
     (hotsymbols/gaps.py): ``gap_start_ns``..``gap_end_ns`` is the part of the
@@ -136,15 +142,27 @@ class ObservationWindow:
     gap_end_ns: int = 0
     throttles: int = 0
     dropped_events: int = 0
+    evidenced: Posture | None = None
 
     @property
     def has_gap(self) -> bool:
         return self.gap_end_ns > 0
 
+    @property
+    def evidenced_posture(self) -> Posture | None:
+        """``evidenced``, or ``posture`` when no container count was made (store/rows.py writes it)."""
+        return self.evidenced if self.evidenced is not None else self.posture
+
     def merged(self, other: ObservationWindow) -> ObservationWindow:
-        """This row and another of the same (image, node, window): counts add, posture is the higher,
-        gaps are the union of both (earliest start, latest end)."""
+        """This row and another, later one of the same (image, node, window): counts add, posture is
+        the higher, gaps are the union of both (earliest start, latest end), ``evidenced`` the later
+        row's when it has events (it counted every container of the window so far), else this one's."""
         starts = [s for s in (self.gap_start_ns, other.gap_start_ns) if s > 0]
+        later = other.event_count > 0 and other.evidenced_posture is not None
+        mine = self.evidenced_posture
+        evidenced = other.evidenced_posture if later or mine is None else mine
+        if self.evidenced is None and other.evidenced is None:
+            evidenced = None  # no container count on either side: as the merged posture
         return ObservationWindow(
             self.image_digest,
             self.node_name,
@@ -157,6 +175,7 @@ class ObservationWindow:
             max(self.gap_end_ns, other.gap_end_ns),
             self.throttles + other.throttles,
             self.dropped_events + other.dropped_events,
+            evidenced,
         )
 
 

@@ -24,8 +24,8 @@ posture the event evidences (``contracts.posture.event_rank``: exec, exit and
 loader are Passive; kernel probes, uprobes and USDT ActiveTracing; a kernel
 probe whose user stack was counted here EbpfDeep, the only events that show
 the image's functions): a window's posture is the highest any of its events
-showed, so a "not observed" answer rests on what the source delivered, never
-on what was asked for. A window also says which source delivered its events
+showed, what backs a "not observed" its weakest container's (window_units.py),
+never what was asked for. A window also says which source delivered its events
 (``tetragon`` or ``bcc``, the agent's own probes; ``bcc,tetragon`` when the
 agent switched sources inside it; ``source`` for events that name none).
 
@@ -160,7 +160,7 @@ class HotSymbolAggregator(RepeatCounting):
             level = _STACK_RANK  # its stack's functions are counted below: they were seen
         if ev.posture_cap is not None and ev.posture_cap.rank < level:  # e.g. Python USDT: Passive
             level = ev.posture_cap.rank
-        self._windows.note(image, ev.node_name, win, level, ev.source, self._share)
+        self._windows.note(image, ev.node_name, win, level, ev.source, self._share, c.id if c else "")
         n = 0
         if kind is _UPROBE or kind is _USDT:
             fid = ev.function_id

@@ -5,7 +5,10 @@ key; this module keeps the per-(image, node, window) bookkeeping that says an
 image was under observation, at which posture, by which source. A "not
 observed" answer rests on these rows, so their rules live in one place:
 
-- a window's posture is the highest any of its events showed;
+- a window's posture is the highest any of its events showed; what it
+  evidences (``ObservationWindow.evidenced``) the lowest, over the image's
+  containers that sent events in it, of the highest each one showed
+  (hotsymbols/window_units.py);
 - its ``source`` is the sources of its events (``tetragon`` for both Tetragon
   transports, ``bcc`` for the agent's own probes), comma-joined and sorted
   when the agent switched sources inside it; an event naming no source
@@ -23,6 +26,7 @@ from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import ORDER
+from stellaops_runtime.hotsymbols.window_units import WindowUnits
 
 # An event's source (RuntimeCallEvent.source) as observation windows name it.
 WINDOW_SOURCE = {"tetragon-grpc": "tetragon", "tetragon-export": "tetragon", "bcc": "bcc"}
@@ -40,19 +44,29 @@ def _joined_sources(have: str, other: str) -> str:
 class WindowCounts:
     """Event count, highest posture rank and raw sources per (image, node, window start)."""
 
-    __slots__ = ("_windows", "window_seconds")
+    __slots__ = ("_windows", "units", "window_seconds")
 
     def __init__(self, window_seconds: int) -> None:
         self.window_seconds = window_seconds
         self._windows: dict[tuple[str, str, int], list[Any]] = {}
+        self.units = WindowUnits()  # kept across drains
 
     def __len__(self) -> int:
         return len(self._windows)
 
     def note(
-        self, image: str, node: str, win: int, level: int, source: str, share: Callable[[str], str]
+        self,
+        image: str,
+        node: str,
+        win: int,
+        level: int,
+        source: str,
+        share: Callable[[str], str],
+        unit: str = "",
     ) -> None:
-        """One event of ``image`` on ``node`` in the window starting at ``win``, at posture rank ``level``."""
+        """One event of container ``unit`` of ``image`` on ``node`` in the window starting at ``win``,
+        at posture rank ``level``."""
+        self.units.note(image, node, win, unit, level)
         seen = self._windows.get((image, node, win))
         if seen is None:
             self._windows[(share(image), share(node), win)] = [1, level, source]
@@ -70,7 +84,8 @@ class WindowCounts:
     def drain(self, default_source: str) -> list[ObservationWindow]:
         """Every window counted since the last drain, as rows; starts empty again."""
         windows, self._windows = self._windows, {}
-        return [
+        weakest = self.units.weakest
+        out = [
             ObservationWindow(
                 image_digest=i,
                 node_name=n,
@@ -79,6 +94,9 @@ class WindowCounts:
                 posture=ORDER[rank],
                 window_seconds=self.window_seconds,
                 source=window_source(src, default_source),
+                evidenced=ORDER[weakest(i, n, w, rank)],
             )
             for (i, n, w), (count, rank, src) in windows.items()
         ]
+        self.units.age()
+        return out

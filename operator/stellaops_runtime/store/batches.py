@@ -253,8 +253,9 @@ def unit_from_json(d: dict[str, Any]) -> Unit:
         return HotSymbolDelta(key=key, **{n: d[n] for n in _DELTA_FIELDS if n in d})
     if kind == "observation":
         kw = {n: d[n] for n in _OBS_FIELDS if n in d}
-        if kw.get("posture") is not None:
-            kw["posture"] = Posture(kw["posture"])
+        for name in ("posture", "evidenced"):
+            if kw.get(name) is not None:
+                kw[name] = Posture(kw[name])
         return ObservationWindow(**kw)
     raise ValueError(f"unknown row type {kind!r}")
 

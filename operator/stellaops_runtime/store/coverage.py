@@ -44,7 +44,12 @@ from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # re
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
-from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage, window_level
+from stellaops_runtime.store.watched_sql import (
+    has_posture_columns,
+    has_rule_column,
+    is_coverage,
+    window_level,
+)
 
 if TYPE_CHECKING:
     from stellaops_runtime.evidence.doubts import Doubt
@@ -71,6 +76,9 @@ class WindowGroup:
     # The posture its agents recorded, when higher than ``posture`` (only agents before migration
     # 0009 wrote it, by the old rule: uprobes EbpfDeep, USDT FullInstrumentation); else None.
     recorded: Posture | None = None
+    # The highest posture of its events, when a container of the image showed less (``posture``):
+    # another container's stacks do not see its calls (hotsymbols/window_units.py); else None.
+    shown: Posture | None = None
 
     @property
     def last_end(self) -> dt.datetime:
@@ -219,6 +227,15 @@ def absence(
                 "by agents before store migration 0009 read as ActiveTracing: those agents gave uprobe "
                 "and USDT events that posture, and whether the events carried user stacks was not recorded"
             )
+        mixed = sorted({g.shown for g in groups if g.shown is not None}, key=_rank)
+        if mixed:
+            n = sum(g.windows for g in groups if g.shown is not None)
+            why += (
+                f"; {n} window{'s' * (n != 1)} had events at posture {'/'.join(p.value for p in mixed)} "
+                "that some containers of the image showed and another did not (one container's stacks "
+                "do not see another's calls), or that agents before store migration 0009 recorded for "
+                "uprobe and USDT events"
+            )
         if gaps:  # named too: events of the period were lost, whatever the posture could see
             why += f"; and {gaps_lead(gaps)}: {'; '.join(g.describe() for g in gaps)}"
         return Verdict(UNKNOWN, why, cov, tuple(gaps))
@@ -262,12 +279,16 @@ def _select(conn: sa.Connection) -> tuple[list[Any], list[Any]]:
     if has_posture_columns(conn):
         level = window_level(conn, observation_windows)
         extra = [level.label("posture_level"), o.posture_level.label("recorded_level"), o.window_seconds]
-        return [*extra, o.source], [level, o.posture_level, o.window_seconds, o.source]
+        group = [level, o.posture_level, o.window_seconds, o.source]
+        if has_rule_column(conn):
+            return [*extra, o.source, o.evidenced_level], [*group, o.evidenced_level]
+        return [*extra, o.source, sa.null().label("evidenced_level")], group
     nulls = [
         sa.null().label("posture_level"),
         sa.null().label("recorded_level"),
         sa.null().label("window_seconds"),
         sa.literal("").label("source"),
+        sa.null().label("evidenced_level"),
     ]
     return nulls, []
 
@@ -314,6 +335,7 @@ def _groups(
         )
         for r in conn.execute(stmt):
             posture, recorded = posture_of_rank(r.posture_level), posture_of_rank(r.recorded_level)
+            higher = _rank(recorded) > _rank(posture)
             out.append(
                 WindowGroup(
                     image_digest=r.image_digest,
@@ -325,7 +347,8 @@ def _groups(
                     last_start=_utc(r.last_start),
                     windows=int(r.windows),
                     event_count=int(r.events or 0),
-                    recorded=recorded if _rank(recorded) > _rank(posture) else None,
+                    recorded=recorded if higher and r.evidenced_level is None else None,
+                    shown=recorded if higher and r.evidenced_level is not None else None,
                 )
             )
     return out

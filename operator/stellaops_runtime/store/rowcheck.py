@@ -97,6 +97,8 @@ def _observation_problem(o: ObservationWindow) -> str | None:
             return f"{name} is not a non-negative integer"
     if o.posture is not None and not isinstance(o.posture, Posture):
         return "posture is not a posture"
+    if o.evidenced is not None and not isinstance(o.evidenced, Posture):
+        return "evidenced is not a posture"
     return None
 
 

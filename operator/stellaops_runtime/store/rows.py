@@ -139,5 +139,5 @@ def obs_tuple(w: ObservationWindow) -> tuple[Any, ...]:
         ns_to_datetime(w.gap_end_ns) if w.has_gap else None,
         w.throttles,
         w.dropped_events,
-        w.posture.rank if w.posture is not None else None,  # evidenced_level: this agent's rule
+        ev.rank if (ev := w.evidenced_posture) is not None else None,  # evidenced_level (0009)
     )
