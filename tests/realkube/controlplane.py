@@ -274,7 +274,7 @@ class Client:
         return True
 
 
-def wait_for(check: Callable[[], Any], *, what: str, timeout: float = 30.0, every: float = 0.2) -> Any:
+def wait_for(check: Callable[[], Any], *, what: str, timeout: float = 60.0, every: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

@@ -371,6 +371,6 @@ def test_no_write_after_reapplying_the_unchanged_examples(scene: Scene) -> None:
             for e in scene.cp.audit_events(since=applied_at)
         )
 
-    wait_for(reconciled, what="the operator's reconcile after the server-side apply", timeout=30)
+    wait_for(reconciled, what="the operator's reconcile after the server-side apply", timeout=60)
     scene.quiet()  # the other reconciles the apply triggered (pods, policies) had time to write
     assert scene.writes(start) == []
