@@ -116,3 +116,17 @@ def test_a_load_failure_keeps_no_secret_in_last_error_or_the_log(
     assert SECRET not in src.stats.last_error, src.stats.last_error
     assert "native probes not loaded: cannot read record" in caplog.text
     assert SECRET not in caplog.text, caplog.text
+
+
+def test_a_followed_file_that_could_not_be_probed_keeps_no_secret_in_failed() -> None:
+    """A look at the targets' files (native/follow.py) lists a replaced file it could not probe in
+    ``stats.failed``, which ``stella-runtime probes`` and ``/readyz`` show: its reason (BCC's or the
+    kernel's text, a path) goes through the redaction as a load's failures do."""
+    from stellaops_runtime.native.follow_files import Followed
+
+    src = NativeProbeSource(NativeConfig(exec_events=False), queue=EventQueue(10), kernel_source="",
+                            retry_seconds=0.05)  # fmt: skip
+    src._note_followed(Followed(failed=[("uprobe /app/bin:handler", MESSAGE)]), now_ns=2_000_000_000)
+    assert [label for label, _ in src.stats.failed] == ["uprobe /app/bin:handler"]
+    why = src.stats.failed[0][1]
+    assert why.startswith("cannot read record: password=") and SECRET not in why, why

@@ -300,7 +300,9 @@ class NativeProbeSource:
             now_on = set(res.attached)  # a file there now is probed: no longer failed (a file put later)
             failed = [f for f in self.stats.failed if f[0] not in now_on]
             known = {label for label, _ in failed}
-            self.stats.failed = failed + [f for f in res.failed if f[0] not in known]
+            # shown by probes and /readyz: the reason redacted, as a load's failures are
+            new = [(label, redact(why)) for label, why in res.failed if label not in known]
+            self.stats.failed = failed + new
             self.stats.attached += [
                 f"uprobe {x}" for x in res.attached if f"uprobe {x}" not in self.stats.attached
             ]
