@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from stellaops_runtime.replay.events import ReplayEvent, load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
+from tests.e2e.export_agents import none_gaps, summed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -47,36 +47,6 @@ def retimed(tmp: Path, objs: list[dict[str, Any]], name: str) -> list[ReplayEven
     res = load_events(p)
     assert not res.errors and len(res.events) == len(objs)
     return res.events
-
-
-def summed(url: str, evidence: str) -> dict[str, int]:
-    eng = sa.create_engine(url)
-    with eng.connect() as c:
-        res = c.execute(
-            sa.text(
-                "SELECT image_digest, module, function_name, SUM(invocation_count) FROM signals.hot_symbols "
-                "WHERE evidence_kind = :e GROUP BY 1, 2, 3"
-            ),
-            {"e": evidence},
-        )
-        out = {f"{d}|{m}|{f}": int(n) for d, m, f, n in res}
-    eng.dispose()
-    return out
-
-
-def none_gaps(url: str) -> list[tuple[dt.datetime, dt.datetime]]:
-    eng = sa.create_engine(url)
-    with eng.connect() as c:
-        res = c.execute(
-            sa.text(
-                "SELECT gap_start, gap_end FROM signals.observation_windows WHERE image_digest = '' "
-                "AND gap_end IS NOT NULL AND source = 'none' AND node_name = :n ORDER BY gap_start"
-            ),
-            {"n": NODE},
-        )
-        out = [(a, b) for a, b in res]
-    eng.dispose()
-    return out
 
 
 def merged(spans: list[tuple[dt.datetime, dt.datetime]]) -> list[tuple[dt.datetime, dt.datetime]]:
