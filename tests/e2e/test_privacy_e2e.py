@@ -45,6 +45,9 @@ CASES = _cases()
 # Secrets too short to search a whole database file for ("c1" is in many hex
 # ids) are checked in their own event's stored sample instead.
 MIN_FILE_NEEDLE = 6
+# Two characters ("'s" of "it's&&Tail") are in the agent's own English log text (a migration's
+# title, "today's rule"): such secrets are checked in their event's stored sample, not the log.
+MIN_LOG_NEEDLE = 3
 
 
 def _process(i: int, binary: str, arguments: str) -> dict[str, Any]:
@@ -146,7 +149,8 @@ async def test_no_corpus_secret_reaches_the_store_or_the_logs(tmp_path: Path) ->
     for secret in secrets:
         if len(secret) >= MIN_FILE_NEEDLE:
             assert secret.encode() not in raw, secret
-        assert secret not in out, secret
+        if len(secret) >= MIN_LOG_NEEDLE:
+            assert secret not in out, secret
 
     # Each event's own stored sample: its arguments are there, redacted, without that case's secrets.
     by_pod: dict[str, dict[str, Any]] = {}

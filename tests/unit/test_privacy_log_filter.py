@@ -29,6 +29,15 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.S1gnatureQ9x"
 PW = "hunter2-s3cret"
 
 
+def _detach() -> None:
+    """Take the filter off every root handler again: ``_redact_logs`` attaches it to all of them,
+    pytest's capture handlers included, which outlive the test and would mask the log text later
+    tests of the worker read (``***`` where they look for the privacy filter's ``[REDACTED]``)."""
+    for handler in logging.getLogger().handlers:
+        for f in [x for x in handler.filters if isinstance(x, RedactingLogFilter)]:
+            handler.removeFilter(f)
+
+
 @pytest.fixture
 def agent_log() -> Iterator[io.StringIO]:
     """The root logger's handler as ``cli/main.py`` sets it, with the agent's filter attached."""
@@ -43,6 +52,7 @@ def agent_log() -> Iterator[io.StringIO]:
         _redact_logs(PrivacyConfig())
         yield out
     finally:
+        _detach()
         root.removeHandler(handler)
         root.setLevel(old)
 
@@ -88,6 +98,7 @@ def test_the_filter_is_attached_once_and_lets_every_record_through() -> None:
         _redact_logs(PrivacyConfig())
         assert sum(isinstance(x, RedactingLogFilter) for x in handler.filters) == 1
     finally:
+        _detach()
         root.removeHandler(handler)
 
 
