@@ -202,6 +202,27 @@ def stopped_counts(out: str) -> dict[str, int]:
     return {k: int(v) for k, v in found[-1].groupdict().items()} if found else {}
 
 
+def run_export_agent(tmp: Path, url: str, lines: list[dict[str, Any]], name: str = "export") -> str:
+    """Run the real agent over ``lines`` as a Tetragon export file (read from its start, frames
+    resolved against this host) into the store at ``url`` until it is idle; its output.
+
+    It must exit 0 having received every line, by its own final count (:func:`stopped_counts`):
+    no scrape can miss it on a loaded machine."""
+    export = tmp / f"{name}.jsonl"
+    export.write_text("".join(json.dumps(o) + "\n" for o in lines))
+    cfg, _port = write_config(
+        tmp,
+        tetragon={"exportFile": str(export), "exportFromStart": True},
+        store={"url": url},
+        symbols={"hostRoot": "/"},
+        attribution={"hostRoot": "/"},
+    )
+    code, out = finish(start_agent(cfg, "--exit-when-idle", "2"), 120)
+    assert code == 0, out
+    assert stopped_counts(out).get("received") == len(lines), out
+    return out
+
+
 class Output:
     """A started agent's output, read as it comes (a thread), so a test can wait for one of its lines.
 

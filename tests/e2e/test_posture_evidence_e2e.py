@@ -76,21 +76,7 @@ def export_lines() -> list[dict[str, Any]]:
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     tmp = tmp_path_factory.mktemp("posture")
     url = f"sqlite:///{tmp}/hot.db"
-    lines = export_lines()
-    export = tmp / "export.jsonl"
-    export.write_text("".join(json.dumps(o) + "\n" for o in lines))
-    cfg, _port = h.write_config(
-        tmp,
-        tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": url},
-        symbols={"hostRoot": "/"},
-        attribution={"hostRoot": "/"},
-    )
-    code, out = h.finish(h.start_agent(cfg, "--exit-when-idle", "2"), 120)
-    assert code == 0, out
-    # Its own final count (harness.stopped_counts): no scrape can miss it on a loaded machine.
-    received = h.stopped_counts(out).get("received")
-    assert received == len(lines), f"the agent received {received} of {len(lines)} events:\n{out}"
+    h.run_export_agent(tmp, url, export_lines())
     return url
 
 

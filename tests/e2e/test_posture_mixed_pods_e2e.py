@@ -67,21 +67,6 @@ def export_lines() -> list[dict[str, Any]]:
     return out
 
 
-def run_agent(tmp: Path, url: str, lines: list[dict[str, Any]], name: str) -> None:
-    export = tmp / f"{name}.jsonl"
-    export.write_text("".join(json.dumps(o) + "\n" for o in lines))
-    cfg, _port = h.write_config(
-        tmp,
-        tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": url},
-        symbols={"hostRoot": "/"},
-        attribution={"hostRoot": "/"},
-    )
-    code, out = h.finish(h.start_agent(cfg, "--exit-when-idle", "2"), 120)
-    assert code == 0, out
-    assert h.stopped_counts(out).get("received") == len(lines), out
-
-
 def observed(url: str, image: str, function: str) -> tuple[int, dict[str, Any]]:
     r = h.cli("query", "observed", "--image", image, "--function", function, "--purl", ZLIB, "--json",
               "--store", url)  # fmt: skip
@@ -91,7 +76,7 @@ def observed(url: str, image: str, function: str) -> tuple[int, dict[str, Any]]:
 
 def test_a_pod_without_stacks_keeps_its_image_unknown(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hot.db"
-    run_agent(tmp_path, url, export_lines(), "mixed")
+    h.run_export_agent(tmp_path, url, export_lines(), "mixed")
     code, doc = observed(url, MIXED, FUNCTION)
     assert (code, doc["answer"]) == (3, "unknown"), doc  # it ran, in the pod without stacks
     assert "only at posture ActiveTracing" in doc["reason"], doc["reason"]

@@ -67,19 +67,7 @@ def test_old_uprobe_windows_back_no_absence_before_or_after_the_new_agent(tmp_pa
     assert img["coverage"]["posture"] == {"lowest": "ActiveTracing", "highest": "ActiveTracing"}, img
     assert revision(url) == "0008"  # reading did not migrate
 
-    lines = export_lines()
-    export = tmp_path / "export.jsonl"
-    export.write_text("".join(json.dumps(o) + "\n" for o in lines))
-    cfg, _port = h.write_config(
-        tmp_path,
-        tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": url},
-        symbols={"hostRoot": "/"},
-        attribution={"hostRoot": "/"},
-    )
-    code, out = h.finish(h.start_agent(cfg, "--exit-when-idle", "2"), 120)
-    assert code == 0, out
-    assert h.stopped_counts(out).get("received") == len(lines), out
+    h.run_export_agent(tmp_path, url, export_lines())
     assert revision(url) != "0008"  # today's agent migrated the store
 
     code, doc = observed(url, STACKED)  # its windows now carry counted user stacks
