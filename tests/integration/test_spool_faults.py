@@ -63,14 +63,14 @@ def test_a_half_written_spool_of_another_agent_with_the_same_pid_is_never_touche
 def test_a_corrupt_spool_another_agent_left_is_set_aside_and_ours_written(tmp_path: Path) -> None:
     spool = tmp_path / "hot.spool"
     f = flusher(spool, "node/ours")
-    f.load_spool()  # nothing there at our start
+    f.spool.load()  # nothing there at our start
     spool.write_bytes(b'{"format": "stellaops-runtime-spool", "version": 1}\n')  # another agent's, damaged
     f.pending.add([delta("ours", 5)], [])
-    assert f.save_spool()
-    assert f.spool_corrupt == 1 and "truncated" in f.spool_error
+    assert f.spool.save()
+    assert f.spool.corrupt == 1 and "truncated" in f.spool.error
     assert len(list(tmp_path.glob("hot.spool.corrupt-*"))) == 1
     [b] = read_spool(spool) or []
-    assert (b.agent_id, b.rows, f.spooled_rows) == ("node/ours", 1, 1)
+    assert (b.agent_id, b.rows, f.spool.spooled_rows) == ("node/ours", 1, 1)
 
 
 def test_the_spool_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -87,14 +87,14 @@ def test_a_replayed_spool_is_removed_only_if_it_is_the_file_that_was_loaded(tmp_
     spool = tmp_path / "hot.spool"
     write_spool(spool, [Batch("node/old", 4, [delta("old", 2)])])
     f = flusher(spool, "node/ours")
-    f.load_spool()
+    f.spool.load()
     # Another agent replaces the file meanwhile (its own rows merged with the old ones).
     write_spool(spool, [Batch("node/old", 4, [delta("old", 2)]), Batch("node/other", 1, [delta("o", 1)])])
     newer = spool_identity(spool)
     f.pending.take_all()  # as if the loaded batches were stored
     asyncio.run(f.flush())  # nothing pending: the loaded spool is done
     assert spool_identity(spool) == newer  # the other agent's file stays
-    assert not f._spool_loaded
+    assert not f.spool._loaded
 
 
 def test_a_killed_agents_temporary_spool_is_removed_by_the_next_one(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_a_killed_agents_temporary_spool_is_removed_by_the_next_one(tmp_path: Pa
     other.write_bytes(b"z")
     os.utime(other, (old, old))
     f = flusher(spool, "node/ours")
-    f.load_spool()
+    f.spool.load()
     assert not stale.exists() and fresh.exists() and other.exists()
 
 
@@ -117,8 +117,8 @@ def test_a_spool_path_that_cannot_be_written_reports_the_rows_lost(tmp_path: Pat
     blocker = tmp_path / "not-a-directory"
     blocker.write_bytes(b"")
     f = flusher(blocker / "hot.spool", "node/ours")  # ENOTDIR, as a read-only or full disk would fail
-    f.load_spool()
+    f.spool.load()
     f.pending.add([delta("a", 2), delta("b", 3)], [])
-    assert f.save_spool() is False
-    assert (f.lost_rows, f.spooled_rows) == (2, 0)
+    assert f.spool.save() is False
+    assert (f.spool.lost_rows, f.spool.spooled_rows) == (2, 0)
     assert f.pending.pending_rows == 2  # still held (counted as lost by the caller, never dropped silently)

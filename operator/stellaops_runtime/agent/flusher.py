@@ -16,10 +16,8 @@ its store handling can each be read on their own.
   connection limit takes turns instead of leaving the agents past the
   limit refused for good.
 - At shutdown, what the store cannot take before the grace deadline is
-  written to ``store.spoolPath`` and replayed by the next agent on the node.
-  Two agents of one node may share that path: a spool file this agent did
-  not load (another agent wrote it since) is merged into the one it writes,
-  never replaced, and only the very file it loaded is removed once replayed.
+  written to ``store.spoolPath`` and replayed by the next agent on the node
+  (:mod:`stellaops_runtime.agent.spool_keeper`).
 """
 
 from __future__ import annotations
@@ -29,10 +27,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from stellaops_runtime.agent.node_history import spooled_window_ns
+from stellaops_runtime.agent.spool_keeper import SpoolKeeper
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import (
     StoreConfigError,
     StoreError,
@@ -43,17 +40,6 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.pending import PendingWrites
-from stellaops_runtime.store.spool import (
-    Identity,
-    SpoolError,
-    quarantine_spool,
-    read_spool_identified,
-    remove_spool,
-    remove_stale_temporaries,
-    spool_identity,
-    spool_lock,
-    write_spool,
-)
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
 from stellaops_runtime.store.writer import HotSymbolStore
@@ -91,123 +77,17 @@ class Flusher:
         self._drain_fn = drain
         self._stop = stop
         self.config_error = ""  # a store configuration error met after start-up (exit 2)
-        self.lost_rows = 0
-        self.spooled_rows = 0
-        self.spool_corrupt = 0
-        self.spool_error = ""
-        self._spool_loaded = False
-        self._spool_identity: Identity | None = None  # the file load_spool read
+        self.spool = SpoolKeeper(config.store.spool_path, self.pending, self._why)
         self._opening: asyncio.Future[HotSymbolStore] | None = None
         self.stored_through = 0.0  # time.monotonic() when the last flush that stored everything began
         self.failed_at = 0.0  # time.monotonic() when the last failed flush ended
         self.drain_held = False  # the running flush's drain was held (agent/draining.py)
         # On the opening thread, before anything is written to it (agent/node_history.py).
         self.on_open: Callable[[HotSymbolStore], None] | None = None
-        self.spool_window_ns: int | None = None  # the latest window start of the spooled rows
 
     @property
     def label(self) -> str:
         return safe_url(self.config.store.url)
-
-    # -- the spool ----------------------------------------------------------------
-
-    def load_spool(self) -> None:
-        """Queue the rows a previous agent spooled; a corrupt file is moved aside and counted."""
-        path = self.config.store.spool_path
-        if not path:
-            return
-        with spool_lock(path) as locked:
-            if locked and (n := remove_stale_temporaries(path)):
-                log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
-            try:
-                got = read_spool_identified(path)
-            except SpoolError as e:
-                self._set_aside(path, e)
-                return
-        if got is None:
-            return
-        batches, self._spool_identity = got
-        self.spool_window_ns = spooled_window_ns(batches)
-        self.pending.load(batches)
-        self._spool_loaded = True
-        log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
-                 self.pending.spool_loaded_rows, len(batches), path)  # fmt: skip
-
-    def _set_aside(self, path: str, e: SpoolError) -> None:
-        self.spool_corrupt += 1
-        self.spool_error = str(e)
-        moved = quarantine_spool(path)
-        log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
-
-    def _spool_done(self) -> None:
-        if self._spool_loaded and not self.pending.spool_batches_left:
-            path = self.config.store.spool_path
-            with spool_lock(path, wait=0) as locked:
-                if not locked:
-                    return  # another agent is at the file: try again after the next flush
-                removed = self._remove_loaded_spool(path)
-            self._spool_loaded = False
-            what = "removed" if removed else "kept: another agent wrote it since it was loaded"
-            log.info("the spooled rows are stored (%d rows); spool file %s %s",
-                     self.pending.spool_replayed_rows, path, what)  # fmt: skip
-
-    def _remove_loaded_spool(self, path: str) -> bool:
-        """Remove the spool file if it is still the one :meth:`load_spool` read (call under the lock)."""
-        loaded, self._spool_identity = self._spool_identity, None
-        if loaded is None or spool_identity(path) != loaded:
-            return False
-        remove_spool(path)
-        return True
-
-    def _foreign_spool(self, path: str) -> list[Batch]:
-        """The batches of a spool file this agent did not load (call under the lock); [] if none.
-
-        Another agent wrote it after this one started (or after this one replayed
-        and removed its own): replacing it would erase that agent's counts.
-        Its batches keep their agent id and sequence, so the ledger stores each once.
-        """
-        now = spool_identity(path)
-        if now is None or now == self._spool_identity:
-            return []  # none, or the one loaded: its unreplayed batches are pending here
-        try:
-            got = read_spool_identified(path)
-        except SpoolError as e:
-            self._set_aside(path, e)
-            return []
-        if got is None:
-            return []
-        log.warning("spool file %s was written by another agent since this one started: its %d rows "
-                    "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
-        return got[0]
-
-    def save_spool(self) -> bool:
-        """Write everything still pending to the spool file; True when nothing is left unsaved."""
-        path = self.config.store.spool_path
-        rows = self.pending.pending_rows
-        if not rows:
-            if self._spool_loaded:
-                with spool_lock(path):
-                    self._remove_loaded_spool(path)
-            return True
-        if not path:
-            self.lost_rows = rows
-            log.error("could not store %d hot-symbol rows before shutdown: %s (set store.spoolPath to "
-                      "keep them for the next start)", rows, self._why())  # fmt: skip
-            return False
-        own = self.pending.take_all()
-        with spool_lock(path):  # held or not (another agent past the wait): the rows are written
-            batches = self._foreign_spool(path) + own
-            try:
-                self.spooled_rows = write_spool(path, batches)
-            except SpoolError as e:
-                self.pending.load(own)
-                self.lost_rows = rows
-                log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
-                          rows, self._why(), e)  # fmt: skip
-                return False
-        log.warning("the store could not take %d hot-symbol rows before shutdown (%s); spooled them to "
-                    "%s for the next start", self.spooled_rows, self._why(), path)  # fmt: skip
-        return True
 
     def _why(self) -> str:
         """Why rows are left at shutdown: the last error, else what was still running at the deadline.
@@ -314,7 +194,7 @@ class Flusher:
     async def _flush(self, *, deadline: float | None = None) -> bool:
         await self.drain()
         if not self.pending.pending_rows:
-            self._spool_done()
+            self.spool.done()
             return True
         try:
             opened = await self.open(deadline=deadline)
@@ -333,7 +213,7 @@ class Flusher:
             self.store, write_timeout=self.config.store.flush_timeout, deadline=deadline
         )
         if ok:
-            self._spool_done()
+            self.spool.done()
             if deadline is None:  # not at shutdown: no time for housekeeping then
                 await self._maintain()
         else:
@@ -384,7 +264,7 @@ class Flusher:
                 log.exception("final hot-symbol flush failed unexpectedly")
             remaining = deadline - time.monotonic()
             if remaining <= 0.05 or self.config_error:
-                return self.save_spool()
+                return self.spool.save()
             await asyncio.sleep(min(self.pending.next_retry_delay(), remaining))
 
     async def close(self) -> None:

@@ -371,9 +371,9 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
         "Spool file rows: spooled at shutdown, loaded at start, replayed into the store; corrupt files.",
         "event",
         {
-            "spooled": fl.spooled_rows,
+            "spooled": fl.spool.spooled_rows,
             "loaded": pend.spool_loaded_rows,
             "replayed": pend.spool_replayed_rows,
-            "corrupt": fl.spool_corrupt,
+            "corrupt": fl.spool.corrupt,
         },
     )

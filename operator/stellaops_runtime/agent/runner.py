@@ -159,7 +159,7 @@ class Agent(Draining):
 
     @property
     def lost_rows(self) -> int:
-        return self.flusher.lost_rows
+        return self.flusher.spool.lost_rows
 
     @property
     def source_name(self) -> str:
@@ -206,7 +206,7 @@ class Agent(Draining):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop, sig.name)
         self.presence.check()
-        self.flusher.load_spool()
+        self.flusher.spool.load()
         try:
             self.flusher.check_config()
         except StoreConfigError as e:  # a configuration mistake: retrying cannot fix it
@@ -265,13 +265,13 @@ class Agent(Draining):
         log.info(
             "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped, "
             "%d spooled, %d witnesses", self.received, self.pipeline.processed, self.pending.rows_flushed,
-            self.queue.dropped + self.dropped_at_shutdown, self.flusher.spooled_rows,
+            self.queue.dropped + self.dropped_at_shutdown, self.flusher.spool.spooled_rows,
             self.witnesses_generated,
         )  # fmt: skip
         if self.never_connected:
             log.error("%s", self.unreachable_message())
             return exitcodes.ERROR
-        left = self.flusher.spooled_rows + self.flusher.lost_rows
+        left = self.flusher.spool.spooled_rows + self.flusher.spool.lost_rows
         if self.exit_when_idle and left:  # a replay or script must not take this run as complete
             where = f"spooled to {self.config.store.spool_path} for the next start" if ok else "lost"
             log.error("--exit-when-idle: %d hot-symbol rows were not stored (%s)", left, where)

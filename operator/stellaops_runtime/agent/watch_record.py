@@ -340,7 +340,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
         queue=agent.queue,
     )
     rec.resume(agent.source)
-    rec.spool_window_ns = lambda: agent.flusher.spool_window_ns
+    rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
     agent.flusher.on_open = rec.store_opened
     agent.outages.record = rec
     return rec

@@ -1,0 +1,150 @@
+"""The spool file: hot-symbol rows the store could not take before shutdown, for the next agent.
+
+Split from :mod:`stellaops_runtime.agent.flusher`, which decides when rows are
+spooled; this module is what the file holds and who may remove it.
+
+- At start, :meth:`SpoolKeeper.load` queues the rows a previous agent spooled
+  (written first, through the flush ledger: a replayed batch never counts
+  twice); a corrupt file is moved aside and counted, never replayed.
+- Once every loaded batch is stored, the file is removed, but only if it is
+  still the very file loaded (its identity): another agent of the node may
+  have written it since.
+- At shutdown, :meth:`SpoolKeeper.save` writes what is still pending; a file
+  this agent did not load is merged into the one it writes, never replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from stellaops_runtime.agent.node_history import spooled_window_ns
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.pending import PendingWrites
+from stellaops_runtime.store.spool import (
+    Identity,
+    SpoolError,
+    quarantine_spool,
+    read_spool_identified,
+    remove_spool,
+    remove_stale_temporaries,
+    spool_identity,
+    spool_lock,
+    write_spool,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SpoolKeeper:
+    """The agent's spool file (``store.spoolPath``, empty for none) and what it says about it."""
+
+    def __init__(self, path: str, pending: PendingWrites, why: Callable[[], str]) -> None:
+        self.path = path
+        self.pending = pending
+        self._why = why  # why rows are left at shutdown (the flusher's last error)
+        self.lost_rows = 0
+        self.spooled_rows = 0
+        self.corrupt = 0
+        self.error = ""
+        self._loaded = False
+        self._identity: Identity | None = None  # the file load() read
+        self.window_ns: int | None = None  # the latest window start of the spooled rows
+
+    def load(self) -> None:
+        """Queue the rows a previous agent spooled; a corrupt file is moved aside and counted."""
+        path = self.path
+        if not path:
+            return
+        with spool_lock(path) as locked:
+            if locked and (n := remove_stale_temporaries(path)):
+                log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
+            try:
+                got = read_spool_identified(path)
+            except SpoolError as e:
+                self._set_aside(path, e)
+                return
+        if got is None:
+            return
+        batches, self._identity = got
+        self.window_ns = spooled_window_ns(batches)
+        self.pending.load(batches)
+        self._loaded = True
+        log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
+                 self.pending.spool_loaded_rows, len(batches), path)  # fmt: skip
+
+    def _set_aside(self, path: str, e: SpoolError) -> None:
+        self.corrupt += 1
+        self.error = str(e)
+        moved = quarantine_spool(path)
+        log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
+
+    def done(self) -> None:
+        if self._loaded and not self.pending.spool_batches_left:
+            path = self.path
+            with spool_lock(path, wait=0) as locked:
+                if not locked:
+                    return  # another agent is at the file: try again after the next flush
+                removed = self._remove_loaded(path)
+            self._loaded = False
+            what = "removed" if removed else "kept: another agent wrote it since it was loaded"
+            log.info("the spooled rows are stored (%d rows); spool file %s %s",
+                     self.pending.spool_replayed_rows, path, what)  # fmt: skip
+
+    def _remove_loaded(self, path: str) -> bool:
+        """Remove the spool file if it is still the one :meth:`load` read (call under the lock)."""
+        loaded, self._identity = self._identity, None
+        if loaded is None or spool_identity(path) != loaded:
+            return False
+        remove_spool(path)
+        return True
+
+    def _foreign(self, path: str) -> list[Batch]:
+        """The batches of a spool file this agent did not load (call under the lock); [] if none.
+
+        Another agent wrote it after this one started (or after this one replayed
+        and removed its own): replacing it would erase that agent's counts.
+        Its batches keep their agent id and sequence, so the ledger stores each once.
+        """
+        now = spool_identity(path)
+        if now is None or now == self._identity:
+            return []  # none, or the one loaded: its unreplayed batches are pending here
+        try:
+            got = read_spool_identified(path)
+        except SpoolError as e:
+            self._set_aside(path, e)
+            return []
+        if got is None:
+            return []
+        log.warning("spool file %s was written by another agent since this one started: its %d rows "
+                    "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
+        return got[0]
+
+    def save(self) -> bool:
+        """Write everything still pending to the spool file; True when nothing is left unsaved."""
+        path = self.path
+        rows = self.pending.pending_rows
+        if not rows:
+            if self._loaded:
+                with spool_lock(path):
+                    self._remove_loaded(path)
+            return True
+        if not path:
+            self.lost_rows = rows
+            log.error("could not store %d hot-symbol rows before shutdown: %s (set store.spoolPath to "
+                      "keep them for the next start)", rows, self._why())  # fmt: skip
+            return False
+        own = self.pending.take_all()
+        with spool_lock(path):  # held or not (another agent past the wait): the rows are written
+            batches = self._foreign(path) + own
+            try:
+                self.spooled_rows = write_spool(path, batches)
+            except SpoolError as e:
+                self.pending.load(own)
+                self.lost_rows = rows
+                log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
+                          rows, self._why(), e)  # fmt: skip
+                return False
+        log.warning("the store could not take %d hot-symbol rows before shutdown (%s); spooled them to "
+                    "%s for the next start", self.spooled_rows, self._why(), path)  # fmt: skip
+        return True
