@@ -61,7 +61,16 @@ from typing import Protocol
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.batches import Batch, BatchResult, Unit
 from stellaops_runtime.store.engine import StoreError, StoreUnavailable
-from stellaops_runtime.store.pending_buffer import Buffer, add_delta, add_observation, freeze
+from stellaops_runtime.store.pending_buffer import (
+    Buffer,
+    add_delta,
+    add_observation,
+    freeze,
+    gap_of,
+    gap_rows,
+    oldest_droppable_window,
+    pop_droppable,
+)
 from stellaops_runtime.store.threads import run_detached
 
 log = logging.getLogger(__name__)
@@ -188,7 +197,7 @@ class PendingWrites:
             return
         excess = self.pending_rows - self._gap_rows() - self.max_pending_rows
         while excess > 0:
-            oldest_buf = self._oldest_droppable_buffer_window()
+            oldest_buf = oldest_droppable_window(self._buf)
             fronts = [
                 (w, i) for i, b in enumerate(self._batches) if (w := b.oldest_droppable_window()) is not None
             ]
@@ -199,33 +208,18 @@ class PendingWrites:
                 self._count_drop(dropped, batch=batch, index=i)
                 excess -= 1  # a tombstone, or a gap row in its place (gap rows do not count)
                 continue
-            if oldest_buf is not None:
-                win = self._buf[oldest_buf]
-                if win.deltas:
-                    dropped = win.deltas.popitem()[1]
-                else:
-                    key = next(k for k, o in win.observations.items() if not o.has_gap)
-                    dropped = win.observations.pop(key)
-                self._rows -= 1
-                if not len(win):
-                    del self._buf[oldest_buf]
-            else:
+            if oldest_buf is None:
                 return
+            dropped = pop_droppable(self._buf, oldest_buf)
+            self._rows -= 1
             excess -= 1 + self._count_drop(dropped)
 
     def _gap_rows(self) -> int:
         """Live gap rows in the buffer and the frozen batches."""
-        n = sum(o.has_gap for w in self._buf.values() for o in w.observations.values())
+        n = gap_rows(self._buf)
         for b in self._batches:
             n += sum(isinstance(u, ObservationWindow) and u.has_gap for u in b.units)
         return n
-
-    def _oldest_droppable_buffer_window(self) -> int | None:
-        for start in sorted(self._buf):
-            w = self._buf[start]
-            if w.deltas or any(not o.has_gap for o in w.observations.values()):
-                return start
-        return None
 
     def _count_drop(self, u: Unit, *, batch: Batch | None = None, index: int = 0) -> int:
         """Count a dropped row and mark its gap; 1 when that turned a droppable buffered row into a gap row.
@@ -241,7 +235,7 @@ class PendingWrites:
             return 0
         self.dropped_invocations += u.invocation_count
         if batch is not None:
-            batch.put_gap(index, self._gap_of(u))
+            batch.put_gap(index, gap_of(u, self.window_seconds))
             self.gap_rows_from_drops += 1
             return 0
         return self._mark_gap(u)
@@ -252,30 +246,13 @@ class PendingWrites:
         1 when the gap was merged into a buffered observation row that had none
         (one droppable row fewer), else 0.
         """
-        gap = self._gap_of(d)
+        gap = gap_of(d, self.window_seconds)
         w = self._buf.get(d.window_start_ns)
         had = w.observations.get((gap.image_digest, gap.node_name)) if w is not None else None
         if add_observation(self._buf, gap):
             self._rows += 1
             self.gap_rows_from_drops += 1
         return int(had is not None and not had.has_gap)
-
-    def _gap_of(self, d: HotSymbolDelta) -> ObservationWindow:
-        """The dropped row's image, node and window lose evidence: a gap over the whole window."""
-        window_ns = self.window_seconds * 1_000_000_000
-        return ObservationWindow(
-            d.key.image_digest,
-            d.node_name,
-            d.window_start_ns,
-            0,
-            None,
-            self.window_seconds,
-            "",
-            max(1, d.window_start_ns),
-            d.window_start_ns + window_ns,
-            0,
-            d.invocation_count,
-        )
 
     # -- flushing --------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Split from :mod:`stellaops_runtime.store.pending`. A drained delta or observation window joins the
 row of its (key, window) or (image, node, window), adding its counts; :func:`freeze` cuts the
 buffer into batches of at most ``max_rows`` rows, oldest window first, that
-:class:`~stellaops_runtime.store.pending.PendingWrites` then writes exactly once each.
+:class:`~stellaops_runtime.store.pending.PendingWrites` then writes exactly once each. When the
+bound is passed, the oldest droppable row goes first and leaves a gap (:func:`gap_of`).
 """
 
 from __future__ import annotations
@@ -66,3 +67,48 @@ def freeze(buf: Buffer, max_rows: int) -> Iterator[list[Unit | None]]:
                     units = []
     if units:
         yield units
+
+
+def gap_rows(buf: Buffer) -> int:
+    """The buffer's gap rows (never dropped, not counted against the bound)."""
+    return sum(o.has_gap for w in buf.values() for o in w.observations.values())
+
+
+def oldest_droppable_window(buf: Buffer) -> int | None:
+    """The oldest window_start holding a row that may be dropped (a delta, or a window without a gap)."""
+    for start in sorted(buf):
+        w = buf[start]
+        if w.deltas or any(not o.has_gap for o in w.observations.values()):
+            return start
+    return None
+
+
+def pop_droppable(buf: Buffer, start: int) -> Unit:
+    """Remove and return one droppable row of window ``start``: a delta first, else a gap-less window."""
+    win = buf[start]
+    if win.deltas:
+        dropped: Unit = win.deltas.popitem()[1]
+    else:
+        key = next(k for k, o in win.observations.items() if not o.has_gap)
+        dropped = win.observations.pop(key)
+    if not len(win):
+        del buf[start]
+    return dropped
+
+
+def gap_of(d: HotSymbolDelta, window_seconds: int) -> ObservationWindow:
+    """A dropped row's image, node and window lose evidence: a gap over the whole window."""
+    window_ns = window_seconds * 1_000_000_000
+    return ObservationWindow(
+        d.key.image_digest,
+        d.node_name,
+        d.window_start_ns,
+        0,
+        None,
+        window_seconds,
+        "",
+        max(1, d.window_start_ns),
+        d.window_start_ns + window_ns,
+        0,
+        d.invocation_count,
+    )
