@@ -12,13 +12,8 @@ the next day. SQLite and PostgreSQL, through the CLI.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -29,6 +24,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_json
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -40,16 +36,9 @@ def ns(*a: int) -> int:
     return datetime_to_ns(dt.datetime(*a, tzinfo=dt.UTC))
 
 
-def cli(*args: str) -> tuple[int, Any]:
-    r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", *args], capture_output=True,
-                       text=True, timeout=120, cwd=ROOT)  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None
-
-
 def evidence(url: str) -> tuple[int, Any]:
-    return cli("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
-               "--function", "crc32", "--json")  # fmt: skip
+    return cli_json("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                    "--function", "crc32", "--json")  # fmt: skip
 
 
 def fill(url: str, gap_start: int, gap_end: int) -> None:
@@ -65,20 +54,13 @@ def fill(url: str, gap_start: int, gap_end: int) -> None:
         ])  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hot.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 def test_a_gap_after_midnight_takes_its_day_out_as_query_observed_does(url: str) -> None:
     fill(url, ns(2026, 6, 2, 0, 10), ns(2026, 6, 2, 0, 20))
     code, doc = evidence(url)
     assert (code, doc["reachability_state"], doc["data"]["watched_days"]) == (3, None, 0)
     assert doc["defer_to_static_analysis"] is True
-    code, _ = cli("query", "observed", "--store", url, "--image", IMG, "--function", "crc32", "--json",
-                  "--since", "2026-06-02T00:00:00Z", "--until", "2026-06-02T23:59:59Z")  # fmt: skip
+    code, _ = cli_json("query", "observed", "--store", url, "--image", IMG, "--function", "crc32", "--json",
+                       "--since", "2026-06-02T00:00:00Z", "--until", "2026-06-02T23:59:59Z")  # fmt: skip
     assert code == 3  # the same day, the same answer: unknown
 
 

@@ -15,13 +15,8 @@ SQLite and PostgreSQL, through the CLI.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from stellaops_runtime.contracts.hotsymbols import (
     NODE_WIDE,
@@ -33,6 +28,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_json
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -42,13 +38,6 @@ PURL = "pkg:deb/debian/zlib1g@1.2.13"
 
 def ns(*a: int) -> int:
     return datetime_to_ns(dt.datetime(*a, tzinfo=dt.UTC))
-
-
-def cli(*args: str) -> tuple[int, Any]:
-    r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", *args], capture_output=True,
-                       text=True, timeout=180, cwd=ROOT)  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None
 
 
 def fill(url: str, gap_start: int, gap_end: int) -> None:
@@ -63,16 +52,9 @@ def fill(url: str, gap_start: int, gap_end: int) -> None:
         ])  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hot.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 def evidence(url: str) -> tuple[int, Any]:
-    return cli("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
-               "--function", "crc32", "--json")  # fmt: skip
+    return cli_json("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                    "--function", "crc32", "--json")  # fmt: skip
 
 
 def test_a_node_wide_gap_after_midnight_takes_the_day_out_of_an_image_first_seen_after_it(url: str) -> None:
@@ -80,8 +62,8 @@ def test_a_node_wide_gap_after_midnight_takes_the_day_out_of_an_image_first_seen
     code, doc = evidence(url)
     assert (code, doc["reachability_state"], doc["data"]["watched_days"]) == (3, None, 0), doc
     assert [g["node"] for g in doc["data"]["gaps"]] == ["a"], doc["data"]["gaps"]
-    code, _ = cli("query", "observed", "--store", url, "--image", IMG, "--function", "crc32", "--json",
-                  "--since", "2026-06-02T00:00:00Z", "--until", "2026-06-02T23:59:59Z")  # fmt: skip
+    code, _ = cli_json("query", "observed", "--store", url, "--image", IMG, "--function", "crc32", "--json",
+                       "--since", "2026-06-02T00:00:00Z", "--until", "2026-06-02T23:59:59Z")  # fmt: skip
     assert code == 3  # the same day, the same answer: unknown
 
 

@@ -12,11 +12,7 @@ is a gap day and every period in it meets a gap.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,6 +28,7 @@ from stellaops_runtime.hotsymbols import gaps
 from stellaops_runtime.hotsymbols.gaps import MAX_GAP_WINDOWS, GapTracker
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_json
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -44,13 +41,6 @@ def ns(*a: int) -> int:
 
 
 START, END = ns(2026, 6, 1, 6), ns(2026, 6, 13, 18)  # 12.5 days: more than MAX_GAP_WINDOWS windows
-
-
-def cli(*args: str) -> tuple[int, Any]:
-    r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", *args], capture_output=True,
-                       text=True, timeout=300, cwd=ROOT)  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None
 
 
 def the_hole(ws: int = WS) -> tuple[GapTracker, list[ObservationWindow]]:
@@ -79,13 +69,6 @@ def test_every_utc_day_of_a_capped_gap_has_a_gap_row() -> None:
     assert reach >= END
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/hot.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.mark.parametrize("at", [(2026, 6, 7, 15, 0), (2026, 6, 8, 0, 0, 10), (2026, 6, 9, 23, 59)])
 def test_an_image_window_inside_the_hole_is_no_gap_free_watched_day(
     url: str, at: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
@@ -100,11 +83,11 @@ def test_an_image_window_inside_the_hole_is_no_gap_free_watched_day(
                             purl="pkg:deb/debian/zlib1g@1")  # fmt: skip
     with open_store(url) as s:
         s.write([loaded], [*rows, ObservationWindow(IMG, "a", w, 5, Posture.EBPF_DEEP, 60, "tetragon")])
-    code, doc = cli("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
-                    "--function", "crc32", "--json")  # fmt: skip
+    code, doc = cli_json("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                         "--function", "crc32", "--json", timeout=300)  # fmt: skip
     assert (code, doc["reachability_state"], doc["data"]["watched_days"]) == (3, None, 0), doc["reason"]
     since = dt.datetime.fromtimestamp(w / S, dt.UTC)
     until = since + dt.timedelta(seconds=10)
-    code, _ = cli("query", "observed", "--store", url, "--image", IMG, "--function", "crc32", "--json",
-                  "--since", since.isoformat(), "--until", until.isoformat())  # fmt: skip
+    code, _ = cli_json("query", "observed", "--store", url, "--image", IMG, "--function", "crc32", "--json",
+                       "--since", since.isoformat(), "--until", until.isoformat(), timeout=300)  # fmt: skip
     assert code == 3  # the period meets the gap: unknown, never "not observed"
