@@ -28,6 +28,9 @@ frame stays unresolved and the reason is counted.
 Every failure is an :class:`~stellaops_runtime.canonical.elflayout.ElfError`
 whose ``reason`` is the outcome counted by the caller.
 
+What is read after indexing (DWARF, ``.gopclntab``, inlined functions, and the
+check that the kept file is still the one indexed) is in canonical/binarylazy.py.
+
 Lazy sources are loaded through the Binary's parse gate
 (canonical/parseworker.py): in the agent, on the parse-worker thread, so a
 lookup that needs DWARF or ``.gopclntab`` may raise ``ParsePending`` instead
@@ -38,14 +41,13 @@ changed in place, so the pipeline can search them while the worker adds one.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from stellaops_runtime.canonical import gopclnfind
-from stellaops_runtime.canonical.addrindex import AddressTable, RawSymbol
-from stellaops_runtime.canonical.buildidclaims import stat_identity, still_same
+from stellaops_runtime.canonical import binarylazy, gopclnfind
+from stellaops_runtime.canonical.addrindex import AddressTable
+from stellaops_runtime.canonical.buildidclaims import stat_identity
 from stellaops_runtime.canonical.elflayout import (
     ElfError,
     ElfLayout,
@@ -56,7 +58,7 @@ from stellaops_runtime.canonical.indexcache import IndexCache
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, MALFORMED, Limits
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.quicklookup import QuickLookup
-from stellaops_runtime.canonical.resolution import Outcome, Source
+from stellaops_runtime.canonical.resolution import Source
 from stellaops_runtime.canonical.rootopen import open_regular
 from stellaops_runtime.canonical.sdtprobe import find_sdt_probe
 from stellaops_runtime.canonical.symtab import SectionInfo, index_tables, read_section_table
@@ -67,8 +69,6 @@ if TYPE_CHECKING:  # pyelftools and the DWARF reader load only when DWARF is rea
     from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
     from stellaops_runtime.canonical.inlines import Inlines
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -78,25 +78,6 @@ class Hit:
     symbol: str  # canonical (demangled) name
     start: int  # the function's entry address
     symbol_offset: int  # address - start
-
-
-def _has_dwarf(sections: dict[str, SectionInfo]) -> bool:
-    return any(
-        n in sections and sections[n].type != "SHT_NOBITS" and sections[n].size
-        for n in (".debug_info", ".zdebug_info")
-    )
-
-
-def _pyelftools(f: BinaryIO) -> ELFFile:
-    """Open the section view; any pyelftools failure is a damaged file, not a crash."""
-    from elftools.elf.elffile import ELFFile
-
-    try:
-        return ELFFile(f)
-    except ElfError:
-        raise
-    except Exception as e:  # pyelftools raises ELFError, construct errors, struct.error, AssertionError...
-        raise ElfError(MALFORMED, f"section headers unreadable: {type(e).__name__}: {e}") from None
 
 
 class Binary:
@@ -123,7 +104,7 @@ class Binary:
         self.layout = layout
         self.limits = limits
         self._f = f
-        self._sid = stat_identity(os.fstat(f.fileno()))  # as indexed: see _unchanged
+        self._sid = stat_identity(os.fstat(f.fileno()))  # as indexed: see binarylazy.unchanged
         self.stale = False  # a lazy read found the file changed since it was indexed
         self._elf: ELFFile | None = None
         self._tables: list[AddressTable] = []
@@ -230,9 +211,7 @@ class Binary:
 
     def _dwarf_owner(self) -> Binary:
         """The file whose DWARF is read: this one when it has DWARF, else the attached debug file."""
-        if self.debug is not None and not _has_dwarf(self._sections) and _has_dwarf(self.debug._sections):
-            return self.debug
-        return self
+        return binarylazy.dwarf_owner(self)
 
     @property
     def failure_reason(self) -> str:
@@ -271,7 +250,7 @@ class Binary:
 
     def _load_lazy(self) -> None:
         """Load the next lazy source through the gate (ParsePending while it is read in the background)."""
-        self.gate.run(("lazy", self.identity or self.path), self._load_next)
+        self.gate.run(("lazy", self.identity or self.path), lambda: binarylazy.load_next(self))
 
     @property
     def sources(self) -> list[str]:
@@ -326,7 +305,7 @@ class Binary:
         one is asked through it too (a CU is decoded on first use); an unreadable one answers ()
         with its reason in ``load_errors["inlines"]`` (never a frame's failure reason)."""
         if not self._inlines_read:
-            self.gate.run(("inlines", self.identity or self.path), self._load_inlines)
+            self.gate.run(("inlines", self.identity or self.path), lambda: binarylazy.load_inlines(self))
         src = self._inlines
         if src is None:
             return ()
@@ -334,89 +313,18 @@ class Binary:
             return self.gate.run(("inlined_at", self.identity or self.path, address), lambda: src.at(address))
         return src.at(address)
 
-    def _load_inlines(self) -> None:
-        if self._inlines_read:
-            return
-        from stellaops_runtime.canonical.inlines import load_for
-
-        try:
-            self._inlines = load_for(self)
-        except Exception as e:  # budget, damaged tables, pyelftools: no inlines, the reason kept
-            self.load_errors["inlines"] = f"{type(e).__name__}: {e}"
-        if self._inlines is not None and not self._unchanged():
-            self._inlines, self.load_errors["inlines"] = None, "the file changed after it was indexed"
-        self._inlines_read = True
-
     def file_line(self, address: int) -> str:
         """``file:line`` from DWARF when the binary has a line table, else ""."""
         if self._dwarf is None:
             if ".debug_line" not in self._dwarf_owner()._sections or "file_line" in self.load_reasons:
                 return ""
             try:
-                self._dwarf = self._dwarf_index()
+                self._dwarf = binarylazy.dwarf_index(self)
             except Exception as e:  # budget, damaged file, pyelftools failure: no line, counted
-                self._failed("file_line", e)
+                binarylazy.failed(self, "file_line", e)
                 return ""
         return self._dwarf.file_line(address)
-
-    def _dwarf_index(self) -> DwarfIndex:
-        from stellaops_runtime.canonical.dwarfinfo import DwarfIndex, check_dwarf_sections
-
-        owner = self._dwarf_owner()
-        if owner is not self:
-            return owner._dwarf_index()
-        budget = self.limits.budget(self.path)
-        check_dwarf_sections(self._f.fileno(), self._section_list, self.layout, budget)
-        if self._elf is None:
-            self._elf = _pyelftools(self._f)
-        return DwarfIndex(self._elf, budget)
-
-    def _unchanged(self) -> bool:
-        """This file (and its debug file) as indexed: a lazy source is read later from the kept file,
-        which a container may rewrite in place (its ctime changes: canonical/buildidclaims.py)."""
-        same = still_same(self._f.fileno(), self._sid) if not self._f.closed else False
-        return same and (self.debug is None or self.debug._unchanged())
-
-    def _failed(self, source: str, e: BaseException) -> None:
-        reason = e.reason if isinstance(e, ElfError) else MALFORMED
-        self.load_reasons[source] = reason
-        self.load_errors[source] = f"{reason}: {type(e).__name__}: {e}"
-        log.debug("%s: %s unreadable: %s", self.path, source, self.load_errors[source])
 
     def sdt_probe(self, provider: str, name: str) -> int | None:
         """Link-time address of USDT probe ``provider:name`` from ``.note.stapsdt``, or None."""
         return find_sdt_probe(self._f, self._sections, self.layout, provider, name)
-
-    # -- lazy sources --------------------------------------------------------
-
-    def _load_next(self) -> AddressTable | None:
-        if not self._lazy:  # loaded by a job that finished meanwhile
-            return None
-        source = self._lazy.pop(0)
-        try:
-            if source == Source.DWARF:
-                self._dwarf = self._dwarf or self._dwarf_index()
-                syms = self._dwarf.functions()
-            else:
-                syms = self._go_functions()
-            table = AddressTable(source, syms) if syms else None
-        except Exception as e:  # pyelftools and the decoders raise many types on damaged input
-            self._failed(source, e)
-            return None
-        if not self._unchanged():  # what was read may be another content than the one indexed
-            self._dwarf = None
-            self.stale = True  # the cache drops it: the next lookup identifies and indexes the file again
-            changed = ElfError(Outcome.UNREADABLE_FILE, "the file changed after it was indexed")
-            self._failed(source, changed)
-            self._failed("file_line", changed)
-            return None
-        if table is None:
-            return None
-        self._tables = [*self._tables, table]
-        return table
-
-    def _go_functions(self) -> list[RawSymbol]:
-        # its own section, .data.rel.ro of a PIE, or the segments (canonical/gopclnfind.py)
-        return gopclnfind.function_symbols(
-            self._f, self.layout, self._sections, self.limits.budget(self.path)
-        )

@@ -153,10 +153,10 @@ def load_for(b: Binary) -> Inlines | None:
         go = load_go(b._f, b.layout, sections, budget)
         if go is not None:
             return go
-    from stellaops_runtime.canonical.binary import _has_dwarf
+    from stellaops_runtime.canonical.binarylazy import dwarf_owner, has_dwarf
 
-    owner = b._dwarf_owner()
-    if not _has_dwarf(owner._sections):
+    owner = dwarf_owner(b)
+    if not has_dwarf(owner._sections):
         return None
     from elftools.elf.elffile import ELFFile
 
