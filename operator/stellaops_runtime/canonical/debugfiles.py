@@ -27,6 +27,16 @@ and the binary keeps its own tables. The accepted file's SHA-256 becomes part
 of the binary's cache identity (canonical/filecache.py): a debug file planted
 in one container can only ever name the functions of that container's copy.
 
+A candidate is hashed (SHA-256 and CRC-32 of the whole file) when it is
+checked, and it is checked each time a binary is identified, which happens
+once per (process root, path): every new process of a container. What a
+check read is remembered by the candidate's stat identity once a read
+started after :data:`~stellaops_runtime.canonical.buildidclaims.STAT_TRUST_SECONDS`
+past its ctime (its content cannot change then without the identity
+changing): later checks of that identity reuse it (``debug_files_hashed``
+counts the hashes). A young candidate is hashed at each check, like a young
+binary, until a read after the margin.
+
 Pure logic (:func:`parse_debuglink`, the candidate paths) in the middle; the
 reads at the edge, in :class:`DebugFinder`.
 """
@@ -37,6 +47,7 @@ import hashlib
 import os
 import posixpath
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -55,6 +66,7 @@ from stellaops_runtime.canonical.elflayout import (
     read_notes,
 )
 from stellaops_runtime.canonical.limits import BUDGET_EXCEEDED, MALFORMED, FileKey, Limits, file_key
+from stellaops_runtime.canonical.lru import LRU
 from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular
 from stellaops_runtime.canonical.symtab import SHT_NOBITS, SectionInfo, read_section, read_section_table
 
@@ -111,6 +123,11 @@ class DebugRef:
     def describe(self) -> str:
         where = self.path if self.root in ("", "/") else f"{self.root.rstrip('/')}/{self.path.lstrip('/')}"
         return f"{where} ({self.how})"
+
+
+# (build-id, kind, has .symtab or DWARF, SHA-256 hex, CRC-32) of a candidate, as a trusted read found it
+_Read = tuple[str, str, bool, str, int]
+_REMEMBERED_READS = 4096  # candidates' trusted reads remembered (LRU): one per debug file in use
 
 
 class Rejected(Exception):
@@ -213,6 +230,9 @@ class DebugFinder:
         self.limits = limits
         self.count = count
         self.clock = clock  # CLOCK_REALTIME ns: is a candidate's ctime old enough to vouch for it?
+        # what trusted reads of candidates found, by stat identity: (build-id, kind, symbols, digest, crc)
+        self._read: LRU[StatId, _Read] = LRU(_REMEMBERED_READS)
+        self._lock = threading.Lock()  # the parse worker and the caller's thread both check candidates
 
     def find(
         self,
@@ -306,29 +326,46 @@ class DebugFinder:
         build_id: str,
         link: DebugLink | None,
     ) -> DebugRef:
-        trusted = stat_trusted(stat_identity(st), self.clock())  # before its first read
-        try:
-            with os.fdopen(os.dup(fd), "rb") as f:
-                layout = read_layout(f)
-                budget = self.limits.budget(path)
-                sections = read_section_table(f, layout, budget) if layout.has_section_headers else []
-                bid, kind = build_id_from_notes(read_notes(f, layout))
-                if not bid:  # a debug file's PT_NOTE may point at nothing: its note section still says it
-                    bid, kind = _section_build_id(f, sections, layout.little)
-        except ElfError as e:
-            raise Rejected(e.reason, str(e)) from None
-        except (OSError, ValueError, struct.error) as e:
-            raise Rejected(MALFORMED, f"{type(e).__name__}: {e}") from None
+        sid = stat_identity(st)
+        trusted = stat_trusted(sid, self.clock())  # before its first read
+        with self._lock:
+            known = self._read.get(sid) if trusted else None  # read after the margin: the same content
+        if known is not None:
+            bid, kind, symbols, digest, crc = known
+        else:
+            bid, kind, symbols = _headers(fd, path, self.limits)
         if build_id and bid != build_id:
             raise Rejected(BUILD_ID_MISMATCH, f"{path}: build-id {bid or 'none'}, expected {build_id}")
         if not build_id and how != BY_DEBUGLINK:
             raise Rejected(BUILD_ID_MISMATCH, f"{path}: no build-id to match")
-        if not any(has_symbols(sections)):
+        if not symbols:
             raise Rejected(NO_SYMBOLS, f"{path}: neither .symtab nor DWARF")
-        digest, crc = _digest_and_crc(fd, st.st_size, self.limits)
+        if known is None:
+            digest, crc = _digest_and_crc(fd, st.st_size, self.limits)
+            self.count("debug_files_hashed")
+            if trusted:
+                with self._lock:
+                    self._read.put(sid, (bid, kind, symbols, digest, crc))
         if how == BY_DEBUGLINK and link is not None and crc != link.crc:
             raise Rejected(CRC_MISMATCH, f"{path}: CRC-32 {crc:#010x}, the link says {link.crc:#010x}")
-        return DebugRef(root, path, how, file_key(st), bid, kind, digest, stat_identity(st), trusted)
+        return DebugRef(root, path, how, file_key(st), bid, kind, digest, sid, trusted)
+
+
+def _headers(fd: int, path: str, limits: Limits) -> tuple[str, str, bool]:
+    """(build-id, kind, has .symtab or DWARF) of a candidate debug file open as ``fd``."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            layout = read_layout(f)
+            budget = limits.budget(path)
+            sections = read_section_table(f, layout, budget) if layout.has_section_headers else []
+            bid, kind = build_id_from_notes(read_notes(f, layout))
+            if not bid:  # a debug file's PT_NOTE may point at nothing: its note section still says it
+                bid, kind = _section_build_id(f, sections, layout.little)
+    except ElfError as e:
+        raise Rejected(e.reason, str(e)) from None
+    except (OSError, ValueError, struct.error) as e:
+        raise Rejected(MALFORMED, f"{type(e).__name__}: {e}") from None
+    return bid, kind, any(has_symbols(sections))
 
 
 def _section_build_id(f: BinaryIO, sections: list[SectionInfo], little: bool) -> tuple[str, str]:
