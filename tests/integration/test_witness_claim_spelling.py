@@ -8,6 +8,8 @@ witness either. The id now hashes each value in its canonical spelling (docs/wit
 witnesses kept by the version that hashed the values as typed are found by both ids: the store
 here holds a row exactly as that version wrote it (its claim as typed, its id their hash).
 ``verify --vuln cve-2022-37434`` refused the witness of ``CVE-2022-37434``: one vulnerability.
+A witness signed its claim as typed (``Zlib1g``): it now signs the canonical claim, and the
+witnesses signed as typed before still verify.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -165,3 +169,36 @@ def test_the_stored_id_of_a_new_witness_is_the_canonical_one(store: dict[str, st
         ).scalars()
         assert set(ids) == {typed_id(IMG, *CANONICAL)}
     engine.dispose()
+
+
+def test_two_spellings_of_one_claim_sign_one_canonical_claim(store: dict[str, str]) -> None:
+    """The signed claim is the canonical one: a reader of the payload alone (securesystemslib's
+    DSSE, no stella-runtime) sees ``pkg:deb/debian/zlib1g``, not ``Zlib1g`` as typed, and two
+    witnesses of one claim differ in no byte of their claim. Before, each signed its spelling."""
+    sign(store, "a.json", "--purl", SPELLINGS[1][0], "--function", SPELLINGS[1][1], "--vuln", SPELLINGS[1][2])
+    sign(store, "b.json", "--purl", SPELLINGS[2][0], "--function", SPELLINGS[2][1], "--vuln", SPELLINGS[2][2])
+    public = keys.load_public(store["pub"])
+    key = SSlibKey(keys.key_id(public), "ed25519", "ed25519", {"public": keys.public_hex(public)})
+    claims = []
+    for name in ("a.json", "b.json"):
+        env = json.loads((Path(store["dir"]) / name).read_text())
+        assert key.keyid in Envelope.from_dict(env).verify([key], 1)  # not our verifier
+        claims.append(json.loads(base64.b64decode(env["payload"]))["predicate"]["claim"])
+    want = dict(zip(("purl", "function", "vulnerability"), CANONICAL, strict=True), image_digest=IMG)
+    assert claims == [want, want]
+    r = cli("verify", str(Path(store["dir"]) / "a.json"), "--key", store["pub"])
+    assert r.returncode == 0 and f"verified: {CANONICAL[1]} of {CANONICAL[0]} in {IMG}" in r.stdout, r
+
+
+def test_vex_signs_its_witnesses_claims_canonical_too(store: dict[str, str]) -> None:
+    vulns = Path(store["dir"]) / "vulns.json"
+    vulns.write_text(json.dumps({"vulnerabilities": [{"id": "cve-2022-37434", "affected": [
+        {"purl": SPELLINGS[1][0], "functions": [SPELLINGS[1][1]]}]}]}))  # fmt: skip
+    wdir = Path(store["dir"]) / "vex-w"
+    cmd = [sys.executable, "-m", "stellaops_runtime.cli.main", "vex", "--store", store["url"], "--image", IMG,
+           "--vulns", str(vulns), "--key", store["key"], "--witness-dir", str(wdir)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    [witness] = wdir.glob("*.witness.json")
+    claim = json.loads(base64.b64decode(json.loads(witness.read_text())["payload"]))["predicate"]["claim"]
+    assert (claim["purl"], claim["function"], claim["vulnerability"]) == CANONICAL

@@ -3,7 +3,8 @@
 - ``subject``: the image, ``{"name": "sha256:<hex>", "digest": {"sha256": "<hex>"}}``.
 - ``predicateType``: :data:`PREDICATE_TYPE`; its JSON schema is
   ``docs/schemas/runtime-witness-v1.schema.json``.
-- ``predicate``: the claim (image, purl, function, vulnerability), the
+- ``predicate``: the claim (image, purl, function, vulnerability, each in
+  the canonical spelling its claim id hashes), the
   assessment (reachability state, confidence, RTS), the observation (each
   function row with counts, first and last seen, node, evidence kind and
   function ID; the observation window, coverage and gaps; watched days),
@@ -52,7 +53,7 @@ from stellaops_runtime.store.refs import (
     parse_rfc3339,
 )
 from stellaops_runtime.witness.dsse import VerificationError
-from stellaops_runtime.witness.store import vulnerability_id
+from stellaops_runtime.witness.store import canonical_claim, vulnerability_id
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://stellaops.io/attestations/runtime-witness/v1"
@@ -89,10 +90,17 @@ def statement(
     policy_hash: str | None = None,
     source: str = "tetragon",
 ) -> dict[str, Any]:
-    """The in-toto Statement for one claim, from what the store recorded and its Evidence document."""
+    """The in-toto Statement for one claim, from what the store recorded and its Evidence document.
+
+    The claim is signed in its canonical spelling (witness/store.py :func:`canonical_claim`, the
+    values its id hashes): two witnesses of one claim sign the same claim text, whichever way
+    ``sign``, a claims file or a VEX input spelled it, and a reader of the payload alone (any DSSE
+    verifier) sees the package as the purl spec writes it. :class:`RefError` for a value ``sign``
+    refuses (every caller has read the values with the same parsers already)."""
     algo, _, hexdigest = image.partition(":")
     if algo != "sha256" or len(hexdigest) != 64:
         raise ValueError(f"a witness subject needs a sha256 image digest, got {image!r}")
+    purl, function, vulnerability = canonical_claim(purl, function, vulnerability)
     stacks: dict[str, list[Any]] = {}
     rows = []
     for r in obs.rows[:MAX_FUNCTION_ROWS]:
