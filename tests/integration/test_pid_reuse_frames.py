@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ from tests.integration.test_agent_purls_containers import DIGEST, procfs
 from tests.integration.test_attribution_per_root import LIBZ, image_root
 
 
-def exec_id(node: str, ktime: int, pid: int) -> str:
+def exec_id(node: str, ktime: int | str, pid: int | str) -> str:
     return base64.b64encode(f"{node}:{ktime}:{pid}".encode()).decode()
 
 
@@ -120,6 +121,7 @@ def test_exec_ids_that_say_nothing() -> None:
     assert exec_start_ns(exec_id("node:with:colons", 42, 7), 7) == 42
     assert exec_start_ns(exec_id("n", 42, 8), 7) is None  # another process's exec_id
     odd = [base64.b64encode(b"n:x:7").decode(), base64.b64encode(b"\xff:1:7").decode(), exec_id("n", 0, 7)]
+    odd += [exec_id("n", "\u00b2", 7), exec_id("n", 1, "\u00b2"), exec_id("n", 1, "\u0667")]  # not ASCII
     for bad in ["", "exec-1", "!!!", "A" * 5000, *odd]:
         assert exec_start_ns(bad, 7) is None, bad
     assert started_mono_ns(2**22 + 12345) is None  # no such pid
@@ -169,3 +171,145 @@ def test_attribution_never_reads_the_root_of_a_younger_holder_of_the_pid(tmp_pat
     att.fill([d])
     assert d.purl == ""
     assert att.outcomes["pid_reused"] == 1 and att.outcomes["no_root"] == 1, att.outcomes
+
+
+# -- the pid handed on between the check and the read (a seam: the read itself swaps the holder) --
+
+FAKE_PID = 4242
+OLD_TICKS = 1  # the event's process: started a tick after boot, before its exec_id's 5 s
+NEW_TICKS = 10**6 * os.sysconf("SC_CLK_TCK")  # the newcomer: 10^6 s after boot
+
+
+def _stat(path: Path, ticks: int) -> None:
+    path.write_text(f"{FAKE_PID} (x) S " + " ".join(["0"] * 18 + [str(ticks)] + ["0"] * 30) + "\n")
+
+
+def _fake_proc(tmp_path: Path) -> Path:
+    """A procfs of one process, FAKE_PID: its root is this machine's (so its libc is ours), its
+    stat says it started at OLD_TICKS."""
+    proc = tmp_path / "proc"
+    (proc / str(FAKE_PID)).mkdir(parents=True)
+    (proc / str(FAKE_PID) / "root").symlink_to("/")
+    _stat(proc / str(FAKE_PID) / "stat", OLD_TICKS)
+    return proc
+
+
+def _frame_through(
+    proc: Path, hand_on: Any, exec_id_: str = exec_id("n", 5_000_000_000, FAKE_PID)
+) -> tuple[StackFrame, FrameCanonicalizer]:
+    libc = libc_of(os.getpid())
+    off = function_offset(libc, "getaddrinfo")
+    fc = FrameCanonicalizer(node_name="n", proc_root=str(proc))
+    sym = fc.symbolizer
+    for name in ("identify", "binary"):  # every read of a file through /proc/<pid>/root
+        real = getattr(sym, name)
+
+        def read(path: str, *, root: str = "/", _real: Any = real) -> Any:
+            hand_on()  # the check has passed: now the pid changes hands, then the read runs
+            return _real(path, root=root)
+
+        setattr(sym, name, read)
+    frame = StackFrame(module=libc, offset=off, symbol="SSL_CTX_new")
+    ev = RuntimeCallEvent(
+        EventKind.SYSCALL, 1, "n", ProcessInfo(exec_id=exec_id_, pid=FAKE_PID),
+        user_stack=[frame],
+    )  # fmt: skip
+    fc.canonicalize(ev)
+    return frame, fc
+
+
+def test_a_pid_handed_on_between_the_check_and_the_read_is_not_read(tmp_path: Path) -> None:
+    """The exec_id's process holds the pid at the check; during the read it exits and a newcomer
+    takes the pid (its stat says so). Before, the frame resolved in the newcomer's libc
+    (``getaddrinfo`` stored where the event said ``SSL_CTX_new``): the check only came first."""
+    proc = _fake_proc(tmp_path)
+    frame, fc = _frame_through(proc, lambda: None)  # the control: nobody takes the pid
+    assert frame.symbol == "getaddrinfo" and frame.source in ("dynsym", "symtab"), frame
+    assert fc.stats["pid_reused"] == 0
+
+    frame, fc = _frame_through(proc, lambda: _stat(proc / str(FAKE_PID) / "stat", NEW_TICKS))
+    assert (frame.symbol, frame.source, frame.build_id) == ("SSL_CTX_new", "hint", ""), frame
+    stats = fc.stats
+    assert stats["process_exited"] == 1 and stats["pid_reused"] >= 1, stats
+
+
+def test_the_bracket_needs_no_exec_id_of_a_known_form(tmp_path: Path) -> None:
+    """An exec_id of no known form gives no verdict before a read, but a pid changing hands during
+    each read is still seen: the start times before and after it differ."""
+    proc = _fake_proc(tmp_path)
+    ticks = iter(range(NEW_TICKS, NEW_TICKS + 100))
+    frame, fc = _frame_through(proc, lambda: _stat(proc / str(FAKE_PID) / "stat", next(ticks)), "exec-1")
+    assert (frame.symbol, frame.source) == ("SSL_CTX_new", "hint"), frame
+    assert fc.stats["pid_reused"] >= 1 and fc.stats["process_exited"] == 1, fc.stats
+
+
+def test_an_exec_id_naming_another_pid_reads_nothing_through_the_pid(tmp_path: Path) -> None:
+    """Tetragon and the native probes write the event's own pid in its exec_id. One naming another
+    pid contradicts its event: whether the pid's live holder is its process cannot be told (a
+    newcomer would look the same), so its files are not read: ``bad_input``, counted
+    ``pid_unverified``. Before, the frame resolved in whatever process held the pid."""
+    proc = _fake_proc(tmp_path)
+    frame, fc = _frame_through(proc, lambda: None, exec_id("n", 5_000_000_000, FAKE_PID + 1))
+    assert (frame.symbol, frame.source, frame.build_id) == ("SSL_CTX_new", "hint", ""), frame
+    stats = fc.stats
+    assert stats["pid_unverified"] >= 1 and stats["bad_input"] == 1 and stats["pid_reused"] == 0, stats
+    ops = next(m for m in canonicalizer_metrics(stats) if m.name.endswith("symbolizer_operations"))
+    assert {s.labels["op"]: s.value for s in ops.samples}["pid_unverified"] >= 1
+
+
+def test_attribution_read_while_the_pid_changed_hands_is_taken_back(tmp_path: Path) -> None:
+    """The image's process holds pid 100 at the drain's check; while its root is read, a newcomer
+    takes the pid. Before, the purl read there stayed (maybe another container's package)."""
+    proc = procfs(tmp_path, {100: image_root(tmp_path / "img", "1:1.3.1-1", "2.99.0")})
+    stat = proc / "100" / "stat"
+    stat.write_text("100 (x) S " + " ".join(["0"] * 18 + ["1"] + ["0"] * 30) + "\n")  # the old one
+    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
+    att.note(
+        RuntimeCallEvent(
+            kind=EventKind.EXEC, timestamp_ns=1, node_name="n1",
+            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, 100)),
+            container=ContainerInfo(id="c100", image_digest=DIGEST),
+        )
+    )  # fmt: skip
+
+    def delta() -> HotSymbolDelta:
+        return HotSymbolDelta(
+            key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
+            invocation_count=1, first_seen_ns=1, last_seen_ns=1,
+        )  # fmt: skip
+
+    control = delta()
+    att.fill([control])  # nobody takes the pid: the image's package
+    assert control.purl.startswith("pkg:deb/"), (control, att.outcomes)
+    real = att._ask
+
+    def ask(*a: Any, **kw: Any) -> Any:
+        stat.write_text("100 (y) S " + " ".join(["0"] * 18 + [str(NEW_TICKS)] + ["0"] * 30) + "\n")
+        return real(*a, **kw)
+
+    att._ask = ask  # type: ignore[method-assign]
+    d = delta()
+    att.fill([d])
+    assert d.purl == "", d
+    assert att.outcomes["pid_reused"] == 1 and att.outcomes["attributed"] == 1, att.outcomes
+    assert DIGEST not in att._pids  # the pid is forgotten: the newcomer's root is never read again
+
+
+def test_attribution_never_reads_a_root_whose_exec_id_names_another_pid(tmp_path: Path) -> None:
+    proc = procfs(tmp_path, {100: image_root(tmp_path / "img", "1:1.3.1-1", "2.99.0")})
+    (proc / "100" / "stat").write_text("100 (x) S " + " ".join(["0"] * 18 + ["1"] + ["0"] * 30) + "\n")
+    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
+    att.note(
+        RuntimeCallEvent(
+            kind=EventKind.EXEC, timestamp_ns=1, node_name="n1",
+            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, 101)),
+            container=ContainerInfo(id="c100", image_digest=DIGEST),
+        )
+    )  # fmt: skip
+    d = HotSymbolDelta(
+        key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
+        invocation_count=1, first_seen_ns=1, last_seen_ns=1,
+    )  # fmt: skip
+    att.fill([d])
+    assert d.purl == ""
+    assert att.outcomes["pid_unverified"] == 1 and att.outcomes["no_root"] == 1, att.outcomes

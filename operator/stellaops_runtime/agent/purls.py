@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from stellaops_runtime.adapter.common import KERNEL_MODULE
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
-from stellaops_runtime.canonical.proc_identity import pid_reused
+from stellaops_runtime.canonical.proc_identity import Holder, holder, same_holder
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
@@ -112,25 +112,48 @@ class HotSymbolAttribution:
         return self._attributor
 
     def fill(self, deltas: list[HotSymbolDelta]) -> None:
-        self._prune_gone({d.key.image_digest for d in deltas if not d.purl})
+        held = self._prune_gone({d.key.image_digest for d in deltas if not d.purl})
+        through: dict[str, list[HotSymbolDelta]] = {}  # image -> deltas attributed through its pids
         for d in deltas:
             if d.purl:
                 continue
             try:
-                self._fill(d)
+                if self._fill(d):
+                    through.setdefault(d.key.image_digest, []).append(d)
             except Exception:  # a bug here must cost one purl, never the flush
                 log.exception("attributing %s in %s failed", d.key.module, d.key.image_digest)
                 self.outcomes["internal_error"] += 1
+        self._recheck(held, through)
 
-    def _fill(self, d: HotSymbolDelta) -> None:
+    def _recheck(self, held: dict[str, list[Holder]], through: dict[str, list[HotSymbolDelta]]) -> None:
+        """The pids checked before the drain's reads, checked again after them (once per drain and
+        pid, canonical/proc_identity.py): an image one of whose pids changed hands meanwhile may
+        have been read in the newcomer's root, so its purls of this drain are taken back (the store
+        fills them from a later flush) and the pid is forgotten."""
+        for image, ds in through.items():
+            changed = {h.pid for h in held.get(image, ()) if not same_holder(h, proc_root=self.proc_root)}
+            if not changed:
+                continue
+            per = self._pids.get(image, {})
+            for cid in [cid for cid, (p, _) in per.items() if p in changed]:
+                del per[cid]
+            if not per:
+                self._pids.pop(image, None)
+            for d in ds:
+                d.purl = ""
+                self.outcomes["attributed"] -= 1
+                self.outcomes["pid_reused"] += 1
+
+    def _fill(self, d: HotSymbolDelta) -> bool:
+        """Fill ``d.purl``; True when the answer was read through the image's processes' roots."""
         k = d.key
         if (known := self.probed.get((k.image_digest, k.module))) is not None:
             d.purl = known
             self.outcomes["attributed"] += 1
-            return
+            return False
         if not k.module or k.module == KERNEL_MODULE or not k.module.startswith("/"):
             self.outcomes["skipped"] += 1
-            return
+            return False
         per = self._pids.get(k.image_digest)
         att: Attribution | None = None
         if per:
@@ -138,6 +161,7 @@ class HotSymbolAttribution:
             att = self._ask(k.image_digest, roots, d)
             if att.error and not any(os.path.isdir(r) for r in roots):  # all gone since the prune
                 att = None
+        through = att is not None
         if (
             att is None
             and self.host_root is not None
@@ -147,18 +171,22 @@ class HotSymbolAttribution:
             att = self._ask(_HOST_KEY_PREFIX + k.image_digest, [self.host_root], d)
         if att is None:
             self.outcomes["no_root"] += 1
-            return
+            return False
         if att.purl:
             d.purl = att.purl
             self.outcomes["attributed"] += 1
-        else:
-            self.outcomes["unattributed"] += 1
+            return through
+        self.outcomes["unattributed"] += 1
+        return False
 
-    def _prune_gone(self, images: set[str]) -> None:
+    def _prune_gone(self, images: set[str]) -> dict[str, list[Holder]]:
         """Forget the processes of ``images`` that are gone: once per drain and image, not per key
         (a root that goes away during the drain is left out by attribute_in_roots itself). A pid
         now held by a younger process is gone too: its root is another program's, maybe another
-        container's (canonical/proc_identity.py), and its packages are not the image's."""
+        container's (canonical/proc_identity.py), and its packages are not the image's; so is one
+        whose exec_id names another pid (its holder cannot be told from a newcomer). The holders
+        kept, by image, are checked again after the drain's reads (:meth:`_recheck`)."""
+        held: dict[str, list[Holder]] = {}
         for image in images:
             per = self._pids.get(image)
             if per is None:
@@ -166,11 +194,16 @@ class HotSymbolAttribution:
             for cid, (p, exec_id) in list(per.items()):
                 if not os.path.isdir(f"{self.proc_root}/{p}/root"):
                     del per[cid]
-                elif pid_reused(p, exec_id, proc_root=self.proc_root):
+                    continue
+                h = holder(p, exec_id, proc_root=self.proc_root)
+                if h.reused or h.other_pid is not None:
                     del per[cid]
-                    self.outcomes["pid_reused"] += 1
+                    self.outcomes["pid_reused" if h.reused else "pid_unverified"] += 1
+                else:
+                    held.setdefault(image, []).append(h)
             if not per:
                 del self._pids[image]
+        return held
 
     def _ask(self, image: str, roots: list[str], d: HotSymbolDelta) -> Attribution:
         from stellaops_runtime.attribution.agreement import attribute_in_roots

@@ -143,12 +143,13 @@ class FrameCanonicalizer(KernelFrames, EventFunctions):
     @property
     def stats(self) -> dict[str, int]:
         """Counters: ``resolved_<source>`` and one per failure outcome (user frames), ``kernel_<outcome>``,
-        ``events_function_<outcome>``, ``cache_hits``, ``hint_disagreements``, ``pid_reused``, cache sizes,
-        and the Symbolizer's own counters prefixed ``symbolizer_``."""
+        ``events_function_<outcome>``, ``cache_hits``, ``hint_disagreements``, ``pid_reused``,
+        ``pid_unverified``, cache sizes, and the Symbolizer's own counters prefixed ``symbolizer_``."""
         out = {str(k): v for k, v in self.counters.items()}
         out["cache_frames"] = len(self._frames)
         out["cache_processes"] = len(self._ids)
         out["pid_reused"] = self.locator.pid_reused
+        out["pid_unverified"] = self.locator.pid_unverified
         for k, v in self.symbolizer.stats().items():
             out[f"symbolizer_{k}"] = v
         return out

@@ -23,12 +23,14 @@ Runs on the caller's (pipeline) thread; its own cache is not shared.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.parseworker import ParsePending
-from stellaops_runtime.canonical.proc_identity import pid_reused
+from stellaops_runtime.canonical.proc_identity import Holder, holder, same_holder
 from stellaops_runtime.canonical.procmaps import (
     DELETED_SUFFIX,
     ESCAPED_NEWLINE,
@@ -45,6 +47,7 @@ from stellaops_runtime.contracts.events import RuntimeCallEvent
 
 # module -> (build-id, content identity): "" when not known (yet)
 Ids = dict[str, tuple[str, str]]
+T = TypeVar("T")
 
 # Failure outcomes in the order one is preferred as "the" reason of a frame.
 _REASON_RANK: dict[str, int] = {
@@ -84,6 +87,7 @@ class BinaryLocator:
         # when the host root does, so it is kept (bounded) instead of re-reading the file per frame.
         self._unavailable: LRU[tuple[str, str], str] = LRU(max_unavailable)
         self.pid_reused = 0  # lookups refused because the event's pid now names a younger process
+        self.pid_unverified = 0  # refused because the event's exec_id names another pid (bad_input)
 
     def local(self, ev: RuntimeCallEvent) -> bool:
         """May this event's process be looked up in this node's /proc?"""
@@ -99,8 +103,9 @@ class BinaryLocator:
         got = ("", "")
         if self.local(ev):
             try:
-                root, path = self.process_path(ev.process.pid, module, ev.process.exec_id)
-                fid = self.symbolizer.identify(path, root=root)
+                fid = self.through_process(
+                    ev, module, lambda root, path: self.symbolizer.identify(path, root=root)
+                )
                 got = (fid.build_id, fid.identity)
             except ParsePending:
                 return got  # not remembered: the next event asks again
@@ -111,18 +116,45 @@ class BinaryLocator:
         ids[sys.intern(module)] = got
         return got
 
-    def process_path(self, pid: int, module: str, exec_id: str = "") -> tuple[str, str]:
-        """(root, path) through which ``module`` of process ``pid`` (``exec_id``) is read.
-
-        Never through a pid that now names a younger process (canonical/proc_identity.py): the
-        event's process is gone, and the pid's new holder has other files under the same names.
-        """
+    def through_process(self, ev: RuntimeCallEvent, module: str, read: Callable[[str, str], T]) -> T:
+        """``read(root, path)`` of ``module`` in ``ev``'s process, bracketed by the pid's holder
+        (canonical/proc_identity.py): checked before (never through a pid that names a younger
+        process) and again after, so a pid handed to another process between the check and the
+        read (whose files have the same names) gives ``process_exited``, never its files."""
         assert self.proc_root is not None
-        if pid_reused(pid, exec_id, proc_root=self.proc_root):
-            self.pid_reused += 1
+        pid = ev.process.pid
+        before = holder(pid, ev.process.exec_id, proc_root=self.proc_root)
+        if before.reused:
+            self._reused(pid)
+        if before.other_pid is not None:
+            self.pid_unverified += 1
             raise ProcessError(
-                Outcome.PROCESS_EXITED, f"process {pid} exited: its pid now names a process started after it"
+                Outcome.BAD_INPUT,
+                f"exec_id names pid {before.other_pid}, not the event's {pid}: whether pid {pid} still "
+                "names its process cannot be told, so nothing is read through it",
             )
+        try:
+            got = read(*self.process_path(pid, module, before))
+        except ParsePending:
+            raise  # nothing read yet: the next event asks again, through the bracket again
+        except (OSError, ProcessError, ElfError) as e:  # maybe the newcomer's file, or none
+            if not same_holder(before, proc_root=self.proc_root):
+                self._reused(pid, e)
+            raise
+        if not same_holder(before, proc_root=self.proc_root):
+            self._reused(pid)
+        return got
+
+    def _reused(self, pid: int, cause: BaseException | None = None) -> NoReturn:
+        self.pid_reused += 1
+        raise ProcessError(
+            Outcome.PROCESS_EXITED, f"process {pid} exited: its pid now names another process"
+        ) from cause
+
+    def process_path(self, pid: int, module: str, checked: Holder) -> tuple[str, str]:
+        """(root, path) through which ``module`` of process ``pid`` is read (``checked``: the pid's
+        holder, seen not to be a younger process by :meth:`through_process`)."""
+        assert self.proc_root is not None and checked.pid == pid and not checked.reused
         deleted = module.endswith(DELETED_SUFFIX)
         if deleted or ESCAPED_NEWLINE in module:
             # The mapped file itself (map_files), never the file now at its path (a deleted one
@@ -182,8 +214,7 @@ class BinaryLocator:
         reason: str = Outcome.NO_FILE
         if self.local(ev):
             try:
-                root, path = self.process_path(ev.process.pid, module, ev.process.exec_id)
-                b = sym.binary(path, root=root)
+                b = self.through_process(ev, module, lambda root, path: sym.binary(path, root=root))
                 if not bid or b.build_id == bid:
                     return b, ""
                 reason = Outcome.BUILD_ID_MISMATCH
