@@ -334,11 +334,13 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
                 redact(self.config.tetragon.address), self.stats.native_why,
             )  # fmt: skip
             return False
+        from stellaops_runtime.native.known_files import known_path
         from stellaops_runtime.native.source import NativeProbeSource
 
         self.bcc = NativeProbeSource(
             self.native_cfg.probes, queue=self.queue, kernel_source=rep.kernel_source,
             ring_buffer=rep.ok("ring buffer"), retry_seconds=self.native_cfg.retry_seconds,
+            known_path=known_path(self.config.store.spool_path),  # the files probed, for the next start
         )  # fmt: skip
         return True
 

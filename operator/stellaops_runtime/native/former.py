@@ -19,9 +19,9 @@ kernel allows it to CAP_SYS_ADMIN), for the same programs to attach to it
 has another name: it is recognised by its identity instead, when an earlier
 load of the same agent probed it at the path (``known``: device and inode as
 maps give them, checked against the size and modification time then, so an
-inode number used again by another file is not taken for it). A file no load
-of this agent saw cannot be told from any other file: docs/native-probes.md
-says so.
+inode number used again by another file is not taken for it), or an earlier
+agent of the node (native/known_files.py keeps them beside the spool). A file
+no load saw cannot be told from any other file: docs/native-probes.md says so.
 """
 
 from __future__ import annotations

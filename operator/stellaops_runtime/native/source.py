@@ -41,7 +41,9 @@ refused). A former file found by the part of that scan left for the reads
 after the load (a node of many processes) makes the time since the load
 unwatched; probes stopped before the scan ended read its rest, and a former
 file there (or processes still unread after ``STOP_SCAN_SECONDS``) makes
-their whole run unwatched.
+their whole run unwatched. The files the loads probed are kept for a renamed-away
+former file's sake: across reloads in memory, across agent restarts in
+``known_path`` (native/known_files.py).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from stellaops_runtime.contracts.redact import redact, redact_error
-from stellaops_runtime.native import records
+from stellaops_runtime.native import known_files, records
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.drop_counters import (
     Key,
@@ -98,6 +100,7 @@ class NativeStats:
     former: int = 0  # deleted former files of targets, still run, probed at the loads (native/former.py)
     reload_wanted: bool = False  # a PURL target's file changed in its container since the load
     unwatched: list[tuple[int, int]] = field(default_factory=list)  # wall spans not yet taken
+    known_errors: int = 0  # the probed files kept for the next start could not be read or written
 
 
 class NativeProbeSource:
@@ -114,6 +117,7 @@ class NativeProbeSource:
         ring_buffer: bool = True,
         retry_seconds: float = 30.0,
         proc_root: str = "/proc",
+        known_path: str = "",
     ) -> None:
         self.cfg = cfg
         self.queue = queue
@@ -134,6 +138,19 @@ class NativeProbeSource:
         self._load_ns = 0  # wall clock of the start of the last load
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
+        # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
+        self.known_path = known_path
+        self._known_saved: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
+        if known_path:
+            try:
+                self._known = known_files.read(known_path)
+            except known_files.KnownFileError as e:
+                self.stats.known_errors += 1
+                log.warning(
+                    "the native probes' files of the last agent (%s) cannot be used: %s; a file renamed "
+                    "away before this start is not recognised", redact(known_path), e,
+                )  # fmt: skip
+            self._known_saved = {p: dict(f) for p, f in self._known.items()}
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -207,7 +224,22 @@ class NativeProbeSource:
         self.stats.reload_wanted = False
         for label, why in ps.failed:
             log.warning("native probe %s not attached: %s", redact(label), redact(why))  # loader text
+        self._save_known()
         return ps
+
+    def _save_known(self) -> None:
+        """Write the files probed per path for the next start, when they changed (the probes' thread)."""
+        if not self.known_path or self._known == self._known_saved:
+            return
+        try:
+            known_files.write(self.known_path, self._known)
+        except OSError as e:
+            self.stats.known_errors += 1
+            log.warning(
+                "the native probes' files cannot be kept for the next start in %s: %s; a file renamed away "
+                "before it is not recognised then", redact(self.known_path), e.strerror or e,
+            )  # fmt: skip
+        self._known_saved = {p: dict(f) for p, f in self._known.items()}  # tried once per change
 
     def _final_counters(self, ps: ProbeSet) -> list[bytes]:
         """The counters' last read, and the records written since the reader's last poll (before, they
@@ -282,6 +314,7 @@ class NativeProbeSource:
         ps = self.probes
         looked_ns = time.time_ns()
         res = ps.follow() if ps is not None else Followed()
+        self._save_known()
         return res, time.time_ns(), looked_ns
 
     def _note_followed(self, res: Followed, now_ns: int, looked_ns: int | None = None) -> None:
