@@ -187,6 +187,14 @@ def run_probes(args: argparse.Namespace) -> int:
         for probe, reason in res.failed:
             print(f"probe not attached: {probe}: {reason}", file=sys.stderr)
         print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode(), file=sys.stderr)
+    if res.unwatched:
+        print(
+            f"warning: for {res.unwatched_seconds:.3f} s of this run ({len(res.unwatched)} span(s), "
+            "'unwatched' in the summary) a process may have run a probed binary or library in a file "
+            "no probe was on (replaced, a former file found late or not probed, or not every process "
+            "read before the run ended): calls made then may be missing from the events",
+            file=sys.stderr,
+        )
     if res.error:
         print(f"error: {res.error}", file=sys.stderr)
         return exitcodes.ERROR

@@ -52,6 +52,20 @@ class SessionResult:
     proc: dict[str, int] = field(default_factory=dict)
     followed: int = 0  # targets probed in a new file put at their path meanwhile (native/follow.py)
     former: int = 0  # deleted former files of targets, still run, probed at the load (native/former.py)
+    # Wall-clock spans (ns) when a process may have run a target's file no probe was on: a file put
+    # at a target's path before it was followed, a former file found late, not probed, or (a session
+    # shorter than the former-file scan) not looked for in every process: calls may be missing there.
+    unwatched: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def unwatched_seconds(self) -> float:
+        """The unwatched spans' total length (overlaps once), in seconds."""
+        total, end = 0, 0
+        for a, b in sorted(self.unwatched):
+            a = max(a, end)
+            if b > a:
+                total, end = total + b - a, b
+        return total / 1e9
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -67,6 +81,8 @@ class SessionResult:
             "kernelSymbols": self.kernel_symbols,
             "followed": self.followed,
             "former": self.former,
+            "unwatched": [{"startNs": a, "endNs": b} for a, b in self.unwatched],
+            "unwatchedSeconds": round(self.unwatched_seconds, 3),
         }
 
 
@@ -155,6 +171,7 @@ async def run_session(
     res.attached, res.failed, res.kernel_counters = st.attached, st.failed, st.kernel
     res.queue_dropped = queue.dropped
     res.followed, res.former = st.followed, st.former
+    res.unwatched = source.take_unwatched()
     res.malformed = dict(decoder.stats.malformed)
     p = source.procs.stats
     res.proc = {
