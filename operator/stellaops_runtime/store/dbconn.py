@@ -214,8 +214,9 @@ class Database:
 
     def _open(self) -> Any:
         if self.dialect == "postgresql":
-            import psycopg
+            from stellaops_runtime.store import psycopg_import
 
+            psycopg = psycopg_import.load()  # without importlib.metadata (store/psycopg_import.py)
             params = self.url.postgres_params()
             params.update(self.timeouts.postgres_connect_args(params.get("options")))
             raw = psycopg.connect(**params)
