@@ -90,9 +90,20 @@ def proxy(pg) -> Any:  # type: ignore[no-untyped-def]
     p.close()
 
 
-async def _run_until_processed(cfg: Path, port: int, n: int) -> Any:
+async def _run_until_processed(
+    cfg: Path, port: int, n: int, export: Path | None = None, lines: list[bytes] | None = None
+) -> Any:
+    """Start an agent and wait for ``n`` events processed. ``lines`` are written to ``export`` once
+    it follows the file: with no watch record and its store down, nothing says the node is new,
+    so the agent does not replay what the file held before (docs/operations.md, "Gaps")."""
     proc = h.start_agent(cfg)
     try:
+        if export is not None and lines is not None:
+            await h.wait_for(
+                lambda: h.metric(h.scrape(port), "stellaops_runtime_tetragon_connected") == 1,
+                what="the agent follows the file", timeout=60,
+            )  # fmt: skip
+            await asyncio.to_thread(export.write_bytes, b"\n".join(lines) + b"\n")
         await h.wait_for(lambda: processed(port) == n, what=f"{n} events processed", timeout=60)
     except BaseException:
         proc.kill()
@@ -112,11 +123,12 @@ async def test_two_agents_spooling_to_one_file_keep_both_agents_counts(tmp_path,
     half = len(GOOD) // 2
     parts = (GOOD[:half], GOOD[half:])
     cfgs = []
-    for i, lines in enumerate(parts):
-        export = tmp_path / f"tetragon-{i}.log"
-        export.write_bytes(b"\n".join(lines) + b"\n")
+    exports = [tmp_path / f"tetragon-{i}.log" for i in range(2)]
+    exports[0].write_bytes(b"")  # the first agent's lines come once it follows the file
+    exports[1].write_bytes(b"\n".join(parts[1]) + b"\n")  # read whole: the first's record says so
+    for i, export in enumerate(exports):
         cfgs.append(config(tmp_path / f"agent-{i}", proxy.url(pg_url), export, spool))
-    first = await _run_until_processed(*cfgs[0], half)
+    first = await _run_until_processed(*cfgs[0], half, exports[0], parts[0])
     second = h.start_agent(cfgs[1][0])  # waits for the first: the node's agent lock
     try:
         code, out = await _stop(first)  # the first spools, then the second loads it and adds its own
@@ -152,15 +164,17 @@ async def test_an_agent_that_replayed_a_spool_never_removes_a_newer_one(tmp_path
     other = tmp_path / "other" / "hot.spool"
     other.parent.mkdir()
     export_c = tmp_path / "c.log"
-    export_c.write_bytes(b"\n".join(GOOD[half:]) + b"\n")
+    export_c.write_bytes(b"")
     cfg_c, port_c = config(tmp_path / "agent-c", proxy.url(pg_url), export_c, other)
-    code, out = await _stop(await _run_until_processed(cfg_c, port_c, len(GOOD) - half))
+    code, out = await _stop(
+        await _run_until_processed(cfg_c, port_c, len(GOOD) - half, export_c, GOOD[half:])
+    )
     assert code == 0 and other.exists(), out
     # 1. An earlier agent left the first half's rows in the spool file (the store was down).
     export_a = tmp_path / "a.log"
-    export_a.write_bytes(b"\n".join(GOOD[:half]) + b"\n")
+    export_a.write_bytes(b"")
     cfg_a, port_a = config(tmp_path / "agent-a", proxy.url(pg_url), export_a, spool)
-    code, out = await _stop(await _run_until_processed(cfg_a, port_a, half))
+    code, out = await _stop(await _run_until_processed(cfg_a, port_a, half, export_a, GOOD[:half]))
     assert code == 0 and spool.exists(), out
     # 2. Agent B starts and loads that file; the store is still down, so it cannot replay it yet.
     export_b = tmp_path / "b.log"

@@ -110,6 +110,8 @@ restart_gaps_total                   holes since the node's last agent, from its
                                      (<store.spoolPath>.alive, agent/watch_record.py), marked as outages
 watch_record_ignored_total{reason}   watch records not used: not_json, too_large, bad_shape, bad_time,
                                      other_node, unreadable, error; watch_record_write_errors_total
+node_history_unknown                 1 while no usable watch record and the store has not said whether an
+                                     agent ran on the node before (agent/node_history.py)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
 native_selection_*, native_pod_view_*  native events dropped or kept by pod selection and the pod view's
                                      state (agent/native_selection_metrics.py lists them)
@@ -168,6 +170,12 @@ def outage_metrics(a: Agent) -> Iterator[Metric]:
         dict(w.ignored),
     )  # fmt: skip
     yield _counter("watch_record_write_errors", "Failed writes of the node's watch record.", w.write_errors)
+    yield _gauge(
+        "node_history_unknown",
+        "1 while, with no usable watch record, the store has not said whether an agent ran on this "
+        "node before (the hole since is a gap from a start it tells; exportFromStart is not replayed).",
+        1 if w.awaits_store else 0,
+    )
     yield _counter(
         "export_drains_held",
         "Drains held because the export file's position could not be recorded first.",

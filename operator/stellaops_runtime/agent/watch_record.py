@@ -224,8 +224,8 @@ class WatchRecord:
         else:
             log.info("the store holds no window of node %s: the first agent on this node", self.node)
         told = getattr(source, "history", None)
-        if told is not None:
-            told(since is not None)
+        if told is not None and told(since is not None):  # a gap of the lines it did not replay
+            self.restart_gaps += 1
 
     def tick(self, source: Any) -> None:
         """Sample the source's last watching moment (about once a second), if it is watching."""

@@ -26,7 +26,8 @@ from stellaops_runtime.sources.open_outage import OpenOutage
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 
 # How long an ``exportFromStart`` replay waits for the store to say whether an agent ran on the
-# node before (no usable watch record). A node's first agent with its store down reads anyway.
+# node before (no usable watch record). Past it the file is read from where it ended when opened,
+# never replayed: a gap is honest, a line counted twice is not.
 HISTORY_WAIT_SECONDS = 10.0
 
 
@@ -123,32 +124,52 @@ class RestartResume:
         for the store to say whether an earlier agent ran on the node (:meth:`history`)."""
         self._history_asked = True
 
-    def history(self, known: bool) -> None:
-        """The store's answer: ``known``, it holds windows of the node (an earlier agent's)."""
+    def history(self, known: bool) -> bool:
+        """The store's answer: ``known``, it holds windows of the node (an earlier agent's). True if
+        it opened a gap here: the store answered "a new node" after the wait for it ran out, so the
+        lines written before the file was opened were not read (from the node's boot: every line
+        of this boot, and no earlier window of the node to make an earlier day look watched)."""
         self._history = known
-        if known and self._history_late:
-            log.error(
-                "the store holds windows of this node, but answered after %s was read from its start "
-                "(exportFromStart): the lines an earlier agent counted may be counted twice", self.path,
+        if not self._history_late:
+            return False
+        if known:
+            log.warning(
+                "the store answered late: it holds windows of this node, so an earlier agent watched "
+                "it; %s was read from where it ended when opened, none of its lines counted twice",
+                self.path,
             )  # fmt: skip
+            return False
+        wall, boot = now_pair()
+        self._outage.resume(wall - boot, 0)
+        log.warning(
+            "the store answered late: it holds no window of this node (its first agent), but "
+            "exportFromStart was refused while it could not tell: the lines of %s written before it "
+            "was opened were not read, and the time from the node's boot until then is a gap",
+            self.path,
+        )  # fmt: skip
+        return True
 
     async def _replays(self, stop: asyncio.Event) -> bool | None:
         """``exportFromStart`` with no checkpoint used: read the file whole (True) only if no earlier
         agent of the node may have counted its lines, else from its end (False: no line counted
-        twice; the time since that agent is a gap). None: stopped while waiting for the store."""
+        twice; the time since that agent is a gap), and so when the store cannot tell in time
+        (:data:`HISTORY_WAIT_SECONDS`). None: stopped while waiting for the store."""
         if self._history_asked:
             until = time.monotonic() + HISTORY_WAIT_SECONDS
             while self._history is None:
                 if stop.is_set():
                     return None
-                if time.monotonic() > until:  # the store is down: a node's first agent must still read
+                if time.monotonic() > until:  # the store is down: nothing says the node is new
                     self._history_late = True
                     log.warning(
                         "exportFromStart: the store did not say within %gs whether an agent ran on "
-                        "this node before (no usable watch record): %s is read from its start; if "
-                        "one did, the lines it counted are counted again", HISTORY_WAIT_SECONDS, self.path,
+                        "this node before (no usable watch record): %s is read from where it ended "
+                        "when opened, not from its start, so no line an earlier agent counted is "
+                        "counted again; the hole before is a gap, from a start the store tells once "
+                        "it answers (node_history_unknown is 1 until then)",
+                        HISTORY_WAIT_SECONDS, self.path,
                     )  # fmt: skip
-                    return True
+                    return False
                 self.stats.last_error = (
                     f"exportFromStart: waiting for the store to tell whether an agent ran on this "
                     f"node before reading {self.path} from its start"
