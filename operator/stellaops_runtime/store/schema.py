@@ -186,6 +186,8 @@ observation_windows = sa.Table(
     # SQLite: id + uq_observation_windows_key on the same columns.
     sa.PrimaryKeyConstraint("image_digest", "node_name", "window_start", name="pk_observation_windows"),
     sa.Index("ix_observation_windows_window_start", "window_start"),  # retention (migration 0007)
+    # An agent's latest window of its node (agent/node_history.py; migration 0010).
+    sa.Index("ix_observation_windows_node_window", "node_name", "window_start"),
 )
 
 # Migration 0004: exactly-once flushes (store/ledger.py) and rows the database refused.
