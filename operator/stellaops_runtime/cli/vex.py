@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stellaops_runtime.atomic_file import write_atomically
+from stellaops_runtime.atomic_file import temporary_name, write_atomically
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.cli.query_output import emit
 from stellaops_runtime.cli.store_access import ref_type as _arg
@@ -109,6 +110,75 @@ def _one_of_ours(out: str, *, key: str, vulns: str) -> str:
     return "a PEM key (-----BEGIN …)" if keys.holds_pem(out) else ""  # the public key beside it
 
 
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV)
+
+
+def write_new_witness(wdir: Path, stem: str, first: int, data: bytes) -> tuple[str, int]:
+    """``data`` as ``<stem>-<n>.witness.json`` in ``wdir``, ``n`` the first from ``first`` that no
+    file, symlink or directory holds; (file name, n). A witness file a document cites is never
+    replaced, not by this run, a later one or one running beside it, and nothing is written through
+    a symlink: the envelope goes to a hidden temporary file (atomic_file.py), fsynced, and is
+    hard-linked to its name, which fails on any name already taken (the number then goes on).
+    Where hard links are refused, the name is created exclusively (``O_EXCL | O_NOFOLLOW``) and
+    written there. Raises OSError."""
+    tmp = temporary_name(wdir / f"{stem}.witness.json")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o644)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, 0o644)  # a witness is a public, signed document, whatever the umask
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        n = first
+        while True:
+            name = f"{stem}-{n}.witness.json"
+            try:
+                os.link(tmp, wdir / name, follow_symlinks=False)
+                return name, n
+            except FileExistsError:
+                n += 1
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINKS:
+                    raise
+                return _create_new(wdir, stem, n, data)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _create_new(wdir: Path, stem: str, n: int, data: bytes) -> tuple[str, int]:
+    """:func:`write_new_witness` on a file system without hard links: the first free name, created
+    exclusively and written in place (removed again if the write fails)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        name = f"{stem}-{n}.witness.json"
+        try:
+            fd = os.open(wdir / name, flags, 0o644)
+        except FileExistsError:
+            n += 1
+            continue
+        try:
+            try:
+                _write_all(fd, data)
+                os.fchmod(fd, 0o644)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(wdir / name)
+            raise
+        return name, n
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.window_days < 1:
         return _fail("--window-days must be at least 1")
@@ -162,12 +232,10 @@ def run(args: argparse.Namespace) -> int:
                     stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)
                     data = (json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n").encode()
                     stem = re.sub(r"[^A-Za-z0-9._-]", "_", v.id)
-                    numbered[stem] = numbered.get(stem, 0) + 1
-                    name = f"{stem}-{numbered[stem]}.witness.json"
                     try:
-                        (wdir / name).write_bytes(data)
+                        name, numbered[stem] = write_new_witness(wdir, stem, numbered.get(stem, 0) + 1, data)
                     except OSError as e:
-                        return _fail(f"cannot write witness {wdir / name}: {e.strerror or e}")
+                        return _fail(f"cannot write a witness of {stem} in {wdir}: {e.strerror or e}")
                     findings.append(vex.Finding(t.purl, fn, obs, f"{vex.envelope_digest(data)} ({name})"))
             decisions.append(vex.decide(v, findings, window_days=args.window_days, until=args.until))
         render = vex.openvex if args.format == "openvex" else vex.cyclonedx
