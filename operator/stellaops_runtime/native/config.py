@@ -27,6 +27,9 @@ class UprobeTarget:
     symbol: str
     module: str = ""  # the path events report as module when not ``binary`` (a file inside a container)
     root: str = ""  # a PURL target's container root (/proc/<pid>/root), ``module`` its file there
+    # (root, module) of the other containers whose file at ``module`` is this very file (one image's
+    # layer file): looked at for replacements too (native/follow_shared.py)
+    shared: tuple[tuple[str, str], ...] = ()
 
     def label(self) -> str:
         return f"{self.binary}:{self.symbol}"

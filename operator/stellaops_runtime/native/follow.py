@@ -39,6 +39,10 @@ A file rewritten at the same inode is a gap until the next load (probing it
 again would count each call twice), unless it is an overlay copy-up: a new
 real file in the mount's upper layer (follow_files.upper_identity), probed.
 
+A PURL target's file (held by descriptor, in containers' roots) is looked at in
+every container that has it (native/follow_shared.py): another file there is a
+gap and a reload, never attached here.
+
 A USDT target's new file is probed with the programs compiled at the load
 when its sites read their arguments the same way; else it is reported (and
 its time unwatched while its processes may run) until the next load.
@@ -68,6 +72,7 @@ from stellaops_runtime.native.follow_files import (
 )
 from stellaops_runtime.native.follow_files import lacks as _lacks
 from stellaops_runtime.native.follow_files import starttime as _starttime
+from stellaops_runtime.native.follow_shared import SharedLooks
 from stellaops_runtime.native.usdt import UsdtProbe
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ class TargetWatch:
     # earlier ones of the same agent (shared: the source hands the same dict to every load)
     known: dict[str, dict[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     _scan_keys: list[Key] = field(default_factory=list)  # the targets of its paths, in order
+    shared: SharedLooks = field(default_factory=SharedLooks)  # PURL targets' files, in each container
 
     @classmethod
     def before_attach(
@@ -126,6 +132,8 @@ class TargetWatch:
                 except OSError:
                     continue
                 w.idents[key], w.contents[key] = (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns)
+                if isinstance(t, UprobeTarget):  # always (in_root)
+                    w.shared.before_attach(key[1], t)
                 continue
             if not followable(t):
                 continue
@@ -171,6 +179,8 @@ class TargetWatch:
         one with other contents (size, modification time)."""
         out = []
         for key, was in self.idents.items():
+            if in_root(self._target(key)):
+                continue  # looked at in each container that has it (native/follow_shared.py)
             now, contents = look(self._target(key))
             if now is None:
                 continue
@@ -198,8 +208,7 @@ class TargetWatch:
             if why and followable(t) and self._attach_copy(bpf, key, t):
                 why = ""  # an overlay copy-up: its upper file is probed now
             elif not why:
-                why = self._replaced_in_root(key, t) if in_root(t) else self._attach_path(bpf, key, t)
-            res.reload = res.reload or (in_root(t) and why not in ("", "probed"))
+                why = self._attach_path(bpf, key, t)
             if why == "probed":  # a file its programs are on already (put back): watched again
                 self.given_up.discard(key)
                 self.blind.discard(key)
@@ -222,6 +231,7 @@ class TargetWatch:
                     "(the old file's keep their probe)",
                     t.label(), t.binary,
                 )  # fmt: skip
+        self.shared.look(self.targets, res)  # PURL targets: their file in each container
         if self.scanning():  # the load's scan, continued
             res.since_load = self._former_step(bpf, res, SCAN_STEP_SECONDS)
         self._check_unprobed(res)
@@ -335,18 +345,6 @@ class TargetWatch:
             return False
         self.upper[key] = real
         return True
-
-    def _replaced_in_root(self, key: Key, t: Target) -> str:
-        """A PURL target's file in its container replaced: 'probed' when one its programs are on is
-        back, else why it is a gap (its new processes run a file not probed until a reload)."""
-        ident, contents = look(t)
-        self.idents[key], self.contents[key] = ident, contents  # reported once per change
-        if ident in self.probed.get(key, ()):
-            return "probed"
-        return (
-            f"{path_of(t)} was replaced in the container: its processes started since run a file "
-            "not probed, a gap until the probes are loaded again"
-        )
 
     def _attach_path(self, bpf: Any, key: Key, t: Target) -> str:
         """'' when the file now at the path was attached, 'probed' when it already was, else why not."""

@@ -23,11 +23,15 @@ Two rules keep counts exact:
   (overlayfs reports the layer file's inode number; the device differs per
   container and is left out) and a file already planned is not probed again.
   Events name the container by the calling process's cgroup, not by the probe.
+  The file is looked at for replacements in every container sharing it
+  (``UprobeTarget.shared``): an upgrade inside any of them runs a file no
+  probe is on (native/follow_shared.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -211,14 +215,16 @@ class PurlProbePlan:
             else:
                 self._fds[key] = fd
         for r in reports:
+            root = os.path.join(self.proc_root, str(pid), "root")  # looked at for replacements
             for f in r.files:
                 tk = (f.key, r.symbol)
-                if tk in self._targets:
+                if (t := self._targets.get(tk)) is not None:  # another container's file: probed once,
+                    if root != t.root and (root, f.path) not in t.shared:  # looked at in each container
+                        self._targets[tk] = dataclasses.replace(t, shared=(*t.shared, (root, f.path)))
                     continue
                 if len(self._targets) >= MAX_UPROBE_TARGETS:
                     r.status, r.detail = ERROR, f"more than {MAX_UPROBE_TARGETS} uprobe targets: not probed"
                     continue
-                root = os.path.join(self.proc_root, str(pid), "root")  # looked at for replacements
                 self._targets[tk] = UprobeTarget(
                     f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path, root=root
                 )
