@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.canonical import buildidclaims, debugfiles, filecache
+from stellaops_runtime.canonical import buildidclaims, debugfiles, filecache, indexcheck
 from stellaops_runtime.canonical.buildidclaims import STAT_TRUST_NS, stat_trusted
 from stellaops_runtime.canonical.filecache import FileId
 from stellaops_runtime.canonical.parseworker import ParsePending, ParseWorker
@@ -49,7 +49,8 @@ def one_tick(monkeypatch: pytest.MonkeyPatch) -> Tick:
 
     for module in (buildidclaims, filecache, debugfiles):
         monkeypatch.setattr(module, "stat_identity", frozen, raising=False)
-    monkeypatch.setattr(filecache, "file_key", lambda st: frozen(st)[:4])
+    for module in (filecache, indexcheck):  # the parsed file's checks (canonical/indexcheck.py) too
+        monkeypatch.setattr(module, "file_key", lambda st: frozen(st)[:4])
     return first
 
 

@@ -176,6 +176,13 @@ class BuildIdClaims:
                 del claims[0]
             return ident, None if trusted else digest
 
+    def settled(self, group: str, suffix: str, sid: StatId) -> bool:
+        """Whether :meth:`identity` would answer the file ``sid`` without hashing anything: a claim
+        of it is remembered and was not young."""
+        with self._lock:
+            claims = self._claims.data.get(f"{group}{suffix}")  # not a use: leaves the LRU order
+            return claims is not None and any(c.sid == sid and not c.young for c in claims)
+
     def _hash(self, fd: int, sid: StatId) -> str:
         digest = file_digest(fd, sid[2], self.limits)
         self._bump("identity_files_hashed")

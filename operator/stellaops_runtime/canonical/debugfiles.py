@@ -130,6 +130,10 @@ _Read = tuple[str, str, bool, str, int]
 _REMEMBERED_READS = 4096  # candidates' trusted reads remembered (LRU): one per debug file in use
 
 
+class WouldHash(Exception):
+    """A candidate would have to be read whole, and the caller asked for no hashing."""
+
+
 class Rejected(Exception):
     """A candidate debug file that is not this binary's: ``reason`` is counted."""
 
@@ -244,8 +248,12 @@ class DebugFinder:
         build_id: str,
         kind: str,
         main_key: FileKey,
+        hash_ok: bool = True,
     ) -> DebugRef | None:
-        """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None."""
+        """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None.
+
+        ``hash_ok`` false: raise :class:`WouldHash` rather than read a candidate whole (a check
+        on the caller's thread that must stay cheap)."""
         if not self.search.enabled or not layout.has_section_headers:
             return None
         try:
@@ -280,14 +288,21 @@ class DebugFinder:
                 candidates.append(("/", posixpath.join(d, build_id, "debuginfo"), BY_DEBUGINFOD))
         seen: set[FileKey] = {main_key}
         for r, p, how in candidates:
-            ref = self._try(r, p, how, build_id if gnu else "", link, seen)
+            ref = self._try(r, p, how, build_id if gnu else "", link, seen, hash_ok)
             if ref is not None:
                 self.count(f"debug_files_found_{how}")
                 return ref
         return None
 
     def _try(
-        self, root: str, path: str, how: str, build_id: str, link: DebugLink | None, seen: set[FileKey]
+        self,
+        root: str,
+        path: str,
+        how: str,
+        build_id: str,
+        link: DebugLink | None,
+        seen: set[FileKey],
+        hash_ok: bool = True,
     ) -> DebugRef | None:
         try:
             fd, st = _open(root, path)
@@ -305,7 +320,7 @@ class DebugFinder:
             if key in seen:  # the binary itself, or a candidate already refused
                 return None
             seen.add(key)
-            ref = self._check(fd, st, root, path, how, build_id, link)
+            ref = self._check(fd, st, root, path, how, build_id, link, hash_ok)
         except Rejected as e:
             self.count(f"debug_files_rejected_{e.reason}")
             return None
@@ -325,11 +340,14 @@ class DebugFinder:
         how: str,
         build_id: str,
         link: DebugLink | None,
+        hash_ok: bool = True,
     ) -> DebugRef:
         sid = stat_identity(st)
         trusted = stat_trusted(sid, self.clock())  # before its first read
         with self._lock:
             known = self._read.get(sid) if trusted else None  # read after the margin: the same content
+        if known is None and not hash_ok:
+            raise WouldHash(path)
         if known is not None:
             bid, kind, symbols, digest, crc = known
         else:

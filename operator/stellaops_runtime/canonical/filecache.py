@@ -34,6 +34,12 @@ Cache look-ups (and the ``stat`` they need) run on the caller's thread; the
 reads that fill a cache run through a gate (canonical/parseworker.py): at
 once, or on the parse-worker thread with a bounded wait, in which case the
 caller may get :class:`~stellaops_runtime.canonical.parseworker.ParsePending`.
+A file identified before under another root or path with the same stat
+identity (every new process of a container maps the libraries the first one
+did, under its own ``/proc/<pid>/root``), by a trusted read that hashed
+nothing, is read again on the caller's thread: its build-id note, its debug
+file's remembered check and its claim, no hash; queued behind a busy worker
+(indexing another file, reading DWARF for seconds) it was ``parse_pending``.
 The caches are shared with that thread, so every access holds one lock.
 """
 
@@ -58,7 +64,7 @@ from stellaops_runtime.canonical.buildidclaims import (
     stat_identity,
     stat_trusted,
 )
-from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch
+from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch, WouldHash
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_FALLBACK,
     ElfError,
@@ -69,6 +75,7 @@ from stellaops_runtime.canonical.elflayout import (
     read_notes,
 )
 from stellaops_runtime.canonical.indexcache import IndexCache
+from stellaops_runtime.canonical.indexcheck import attach_debug, still
 from stellaops_runtime.canonical.limits import (
     BUDGET_EXCEEDED,
     DEFAULT_LIMITS,
@@ -144,6 +151,9 @@ class BinaryCache:
         # refusals of young files (by stat key) -> when they are read once more: the key proves nothing yet
         self._recheck: LRU[object, int] = LRU(max_paths)
         self._young: LRU[_StatKey, bool] = LRU(max_paths)  # stat keys read while young (never cached)
+        # stat identities identified by a trusted read without hashing: another root's sighting of one
+        # (a new process of the container) is read on the caller's thread, never queued for the worker
+        self._known: LRU[StatId, bool] = LRU(max_paths)
         self.counters: Counter[str] = Counter()
         self._claims = BuildIdClaims(limits, open_file, self.bump, max_build_ids=max_paths)
         # Indexed symbol tables kept on disk across restarts (canonical/indexcache.py), when asked for.
@@ -189,16 +199,24 @@ class BinaryCache:
         """The file's stat key and its cached FileId (None: not read yet); raises for a refused file."""
         st = stat_file(root, path)
         skey = (root, path, *stat_identity(st))
+        sid = stat_identity(st)
         with self._lock:
             hit = self._paths.get(skey)
             again = hit is None and self._young.get(skey) is not None
+            known = hit is None and self._known.get(sid) is not None
         if hit is None:
-            self._check_refused(stat_identity(st), path)  # ctime included: rewritten, read again
+            self._check_refused(sid, path)  # ctime included: rewritten, read again
             if again and st.st_size <= YOUNG_INLINE_BYTES:  # read while young before: read it again here
                 hit = self._read_identity(root, path, skey)
+            elif known:  # known under another root or path: read here unless that needs a hash
+                try:
+                    hit = self._read_identity(root, path, skey, cheap=True)
+                except WouldHash:
+                    hit = None
         return skey, hit
 
-    def _read_identity(self, root: str, path: str, skey: _StatKey) -> FileId:
+    def _read_identity(self, root: str, path: str, skey: _StatKey, *, cheap: bool = False) -> FileId:
+        """Read the file's identity; ``cheap``: raise :class:`WouldHash` rather than hash a file."""
         with self._lock:
             hit = self._paths.get(skey)  # a job queued twice
         if hit is not None:
@@ -216,11 +234,20 @@ class BinaryCache:
                 if oversized_build_id_notes(notes):  # skipped: a hostile size (canonical/elflayout.py)
                     self.bump("build_id_notes_oversized")
             check_size(st.st_size, self.limits)  # the budget a digest would have: as before
+            if cheap and not (bid and trusted):
+                raise WouldHash(path)
             digest = file_digest(fd, st.st_size, self.limits) if not bid else ""
             if not bid:
                 bid, kind = fallback_from_digest(digest), BUILD_ID_FALLBACK
             debug = self._debug.find(
-                root=root, path=path, f_fd=fd, layout=layout, build_id=bid, kind=kind, main_key=fkey
+                root=root,
+                path=path,
+                f_fd=fd,
+                layout=layout,
+                build_id=bid,
+                kind=kind,
+                main_key=fkey,
+                hash_ok=not cheap,
             )
             # another debug file, other names: another cache entry
             suffix = f"+debug@{debug.digest}" if debug is not None else ""
@@ -229,6 +256,8 @@ class BinaryCache:
                 identity = f"{bid}@{digest}{suffix}"  # the whole digest (docs/function-ids.md)
                 young = "" if trusted else digest
             else:  # hashed only when another file claims this build-id (canonical/buildidclaims.py)
+                if cheap and not self._claims.settled(bid, suffix, sid):
+                    raise WouldHash(path)
                 identity, got = self._claims.identity(bid, suffix, sid, root, path, fd, trusted=trusted)
                 young = got or ""
         except ElfError as e:
@@ -244,6 +273,8 @@ class BinaryCache:
             else:
                 self._paths.put((root, path, *sid), fid)
                 self._young.pop((root, path, *sid))
+                if kind != BUILD_ID_FALLBACK:  # nothing to hash when seen again: see _cached_identity
+                    self._known.put(sid, True)
         return fid
 
     def file_build_id(self, path: str, *, root: str = "/") -> tuple[str, str]:
@@ -325,7 +356,7 @@ class BinaryCache:
                     index_cache=self.index_cache,
                 )
             except ElfError as e:
-                if not self._still(check, fid.sid, fid.young_digest):
+                if not still(check, fid.sid, fid.young_digest, self.limits):
                     raise OSError(errno.ESTALE, "file changed while it was read", path) from None
                 self._refuse(fid.identity, e.reason)
                 young = fid.sid is not None and bool(fid.young_digest)
@@ -333,13 +364,13 @@ class BinaryCache:
                     fid.sid or fid.key, e.reason, fid.sid[4] + STAT_TRUST_NS if fid.sid and young else 0
                 )
                 raise
-            if not self._still(check, fid.sid, fid.young_digest):
+            if not still(check, fid.sid, fid.young_digest, self.limits):
                 b.close()  # what was parsed may be another content than the one identified
                 self.bump("files_changed_while_indexed")
                 raise OSError(errno.ESTALE, "file changed while it was read", path)
         finally:
             os.close(check)
-        if fid.debug is not None and not self._attach_debug(b, fid):
+        if fid.debug is not None and not attach_debug(b, fid.debug, self.limits, self.bump, open_file):
             # The debug file was replaced since the file was identified: identify it again, once.
             b.close()
             skey: _StatKey = (root, path, *(fid.sid or (*fid.key, 0)))
@@ -352,53 +383,6 @@ class BinaryCache:
             self._binaries.put(b.identity, b)
             self.counters["binaries_loaded"] += 1
         return b
-
-    def _still(self, fd: int, sid: StatId | None, young_digest: str) -> bool:
-        """Whether the open file ``fd`` is still what was identified: its stat identity unchanged, and
-        for a young read (whose stat identity proves nothing about the content) the same SHA-256."""
-        try:
-            st = os.fstat(fd)
-            if sid is not None and stat_identity(st) != sid:
-                return False
-            return not young_digest or file_digest(fd, st.st_size, self.limits) == young_digest
-        except (OSError, ElfError):
-            return False
-
-    def _attach_debug(self, b: Binary, fid: FileId) -> bool:
-        """Attach the debug file found when ``fid`` was identified; False when it was replaced since.
-
-        When it cannot be read or indexed, ``b`` keeps its own tables (counted).
-        """
-        ref = fid.debug
-        assert ref is not None
-        try:
-            fd, st = open_file(ref.root, ref.path)
-        except OSError:
-            self.bump("debug_files_rejected_unreadable")
-            return True
-        if file_key(st) != ref.key or (ref.sid is not None and stat_identity(st) != ref.sid):
-            os.close(fd)
-            self.bump("debug_files_rejected_changed")
-            return False
-        check = os.dup(fd)  # Binary.open takes fd over
-        try:
-            try:
-                dbg = Binary.open(
-                    ref.path, known_build_id=(ref.build_id, ref.kind), limits=self.limits, fd=fd
-                )
-            except ElfError as e:
-                self.bump(f"debug_files_rejected_{e.reason}")
-                return True
-            # its digest is part of the identity: what was parsed must be what was hashed
-            if not self._still(check, ref.sid, "" if ref.trusted else ref.digest):
-                dbg.close()
-                self.bump("debug_files_rejected_changed")
-                return False
-        finally:
-            os.close(check)
-        b.attach_debug(dbg, ref.describe())
-        self.bump("debug_files_attached")
-        return True
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,138 @@
+"""A new process's libraries, already identified for another process, answer while the worker is busy.
+
+A file is identified once per (process root, path), so every new process of
+a container (its root is ``/proc/<pid>/root``) identifies the libraries the
+first process already did. That read went through the parse gate: with the
+parse worker busy (indexing another file, reading DWARF for seconds) the
+new process's frames in libraries indexed long before were ``parse_pending``,
+names lost for its events. A file whose stat identity was identified before
+by a trusted read that hashed nothing is now read again on the caller's
+thread (its build-id note, its debug file's remembered check, its claim);
+anything that would need a hash still goes to the worker.
+
+Roots are symbolic links to one directory: distinct roots over the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.canonical.debugfiles import DebugSearch
+from stellaops_runtime.canonical.parseworker import ParsePending, ParseWorker
+from stellaops_runtime.canonical.symbolizer import Symbolizer
+from tests.integration.test_debug_files import place
+from tests.integration.test_file_identity import aged
+from tests.native import debuglink as dl
+
+PROG = "/opt/app/bin/prog"
+OTHER = "/opt/app/bin/other"
+
+
+@pytest.fixture(scope="module")
+def split() -> dl.Split:
+    missing = dl.tools_missing()
+    assert not missing, f"{missing} is needed (binutils, gcc)"
+    return dl.build_split("prog")
+
+
+@pytest.fixture
+def worker() -> Iterator[ParseWorker]:
+    w = ParseWorker(0.01)  # a daemon thread; every test leaves it idle (Busy waits for its job)
+    yield w
+    assert not w.in_flight
+
+
+def roots(tmp_path: Path, split: dl.Split, n: int) -> list[str]:
+    root = tmp_path / "container"
+    place(root, PROG, split.stripped)
+    place(root, f"/opt/app/bin/{split.debug.name}", split.debug)
+    place(root, OTHER, split.full)
+    out = []
+    for i in range(n):
+        link = tmp_path / f"proc-{i}-root"
+        os.symlink(root, link)
+        out.append(str(link))
+    return out
+
+
+def wait_done(f: object, deadline: float) -> object:
+    while True:
+        try:
+            return f()  # type: ignore[operator]
+        except ParsePending:
+            assert time.monotonic() < deadline, "the worker never answered"
+            time.sleep(0.01)
+
+
+class Busy:
+    """The worker busy with a job until the block ends."""
+
+    def __init__(self, worker: ParseWorker) -> None:
+        self.worker = worker
+        self.release = threading.Event()
+
+    def __enter__(self) -> Busy:
+        with pytest.raises(ParsePending):
+            self.worker.run(("blocker", id(self)), lambda: self.release.wait(60))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        deadline = time.monotonic() + 60
+        while self.worker.in_flight:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+def test_a_library_known_from_another_process_answers_while_the_worker_is_busy(
+    split: dl.Split, tmp_path: Path, worker: ParseWorker
+) -> None:
+    r = roots(tmp_path, split, 3)
+    s = Symbolizer(gate=worker, clock=aged)
+    s.set_debug_search(DebugSearch(roots=()))
+    deadline = time.monotonic() + 60
+    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    indexed = wait_done(lambda: s.binary(PROG, root=r[0]), deadline)
+    with Busy(worker):
+        fid = s.identify(PROG, root=r[1])  # a new process: no parse_pending
+        assert fid.identity == first.identity and fid.debug is not None  # type: ignore[attr-defined]
+        assert s.binary(PROG, root=r[2]) is indexed
+        with pytest.raises(ParsePending):  # a file never read still goes to the worker
+            s.identify(OTHER, root=r[1])
+    s.close()
+
+
+def test_a_read_that_would_hash_still_goes_to_the_worker(
+    split: dl.Split, tmp_path: Path, worker: ParseWorker
+) -> None:
+    r = roots(tmp_path, split, 3)
+    s = Symbolizer(gate=worker, clock=aged)
+    s.set_debug_search(DebugSearch(roots=()))
+    deadline = time.monotonic() + 60
+    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    s.set_debug_search(DebugSearch(roots=()))  # its debug file's check is no longer remembered
+    with Busy(worker), pytest.raises(ParsePending):  # so it would be hashed: never on this thread
+        s.identify(PROG, root=r[1])
+    again = wait_done(lambda: s.identify(PROG, root=r[1]), deadline)
+    assert again.identity == first.identity  # type: ignore[attr-defined]
+    s.close()
+
+
+def test_a_young_library_is_not_read_on_the_callers_thread_for_a_new_process(
+    split: dl.Split, tmp_path: Path, worker: ParseWorker
+) -> None:
+    """Young (hashed at each sighting): up to 16 MiB only for the same root and path, as before."""
+    r = roots(tmp_path, split, 2)
+    s = Symbolizer(gate=worker, clock=lambda: time.time_ns() - 10**9)  # every file young
+    s.set_debug_search(DebugSearch(roots=()))
+    deadline = time.monotonic() + 60
+    wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    with Busy(worker), pytest.raises(ParsePending):
+        s.identify(PROG, root=r[1])
+    s.close()
