@@ -31,6 +31,11 @@ its status current:
   agent/source_switch.py, native/purl_wiring.py); empty while Tetragon is the
   source, which cannot trace them. At most 256 entries, the rest counted in
   ``purlFunctionsOmitted``;
+- ``conditions``: ``Ready`` (Tetragon reachable or not) and, for the JSON
+  export source with a watch record, ``ExportPositionRecorded``: False
+  (``WatchRecordUnwritable``) while the record cannot be written, so the
+  source's drains are held and nothing read since is stored (``/readyz``'s
+  ``export_position_unrecorded``);
 - ``heartbeatTime``: refreshed every ``heartbeatSeconds``.
 
 Writes are rare on purpose: Tetragon is polled every third of a heartbeat,
@@ -66,6 +71,7 @@ from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-expor
     NativeState,
     StreamState,
     build_status,
+    export_position,
     native_state,
     purl_state,
     working_source,
@@ -111,6 +117,7 @@ class ObservationNodeWriter:
         self.config = config
         self.tetragon = tetragon
         self.stream = stream  # the agent's event source (its ``connected``), when the agent wires it
+        self.record: Any = None  # the node's watch record (agent/watch_record.py), when the agent keeps one
         self.root = root
         self.try_bpf = try_bpf
         self.poll_seconds = poll_seconds or max(
@@ -242,6 +249,7 @@ class ObservationNodeWriter:
             stream_connected=_tetragon_connected(self.stream),
             native=native_state(self.stream),
             purl_functions=purl_state(self.stream),
+            export_position=export_position(self.record),
         )
         if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):
             log.info(

@@ -112,12 +112,16 @@ def build_status(
     stream_connected: bool | None = None,
     native: NativeState | None = None,
     purl_functions: tuple[list[dict[str, Any]], int] | None = None,
+    export_position: tuple[bool, str] | None = None,
 ) -> dict[str, Any]:
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
 
     ``source`` and ``maxPosture`` come from ``working_source``; a ``source``
     given by the caller can only lower what it finds (anything but a working
-    ``tetragon`` is reported as ``none`` with posture None).
+    ``tetragon`` is reported as ``none`` with posture None). ``export_position``:
+    (recorded, message) for the :data:`EXPORT_CONDITION` condition of an export
+    source with a watch record (:func:`export_position`); None: no such condition
+    (one written before, with another source, is removed).
     """
     found, max_posture, max_why = working_source(
         capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected, native=native
@@ -143,6 +147,13 @@ def build_status(
             message=f"Tetragon at {address} does not answer: {redact(tetragon.error) or 'no answer'}",
             generation=None,
         )
+    existing, new = existing_conditions, [ready]
+    if export_position is not None:
+        new.append(_export_condition(*export_position))
+    else:  # no export position kept (now): a condition about it written before would stay stale
+        existing = [
+            c for c in existing or () if not (isinstance(c, dict) and c.get("type") == EXPORT_CONDITION)
+        ]
     status: dict[str, Any] = {
         "agentVersion": __version__,
         "source": found,
@@ -150,11 +161,35 @@ def build_status(
         "maxPostureReason": max_why[:1024],
         "capabilities": caps,
         "policies": policies or [],
-        "conditions": merge_conditions(existing_conditions, [ready], now=now),
+        "conditions": merge_conditions(existing, new, now=now),
     }
     if purl_functions is not None:  # written empty too: a merge patch would keep an old list
         status["purlFunctions"], status["purlFunctionsOmitted"] = purl_functions
     return status
+
+
+# The export source's position in the node's watch record (agent/watch_record.py): False while a
+# drain is held because the record cannot be written, so nothing read since is stored.
+EXPORT_CONDITION = "ExportPositionRecorded"
+
+
+def _export_condition(recorded: bool, message: str) -> dict[str, Any]:
+    reason = "Recorded" if recorded else "WatchRecordUnwritable"
+    return condition(type=EXPORT_CONDITION, status=recorded, reason=reason, message=message, generation=None)
+
+
+def export_position(record: Any) -> tuple[bool, str] | None:
+    """(recorded, message) of the export source's watch record; None: the agent keeps none
+    (another source, no ``store.spoolPath``)."""
+    if record is None or not record.enabled or getattr(record.export, "positions", None) is None:
+        return None
+    if not record.unrecorded:
+        return True, "the export file's read position is recorded in the node's watch record"
+    return False, (
+        f"the node's watch record {record.path} cannot be written, so the export file's read "
+        "position cannot be recorded: the counts read since are held, not stored "
+        "(export_drains_held_total); if the agent stops now, the next one reads those lines again"
+    )  # no count in it: the status is written again only when the condition changes
 
 
 def purl_state(stream: object) -> tuple[list[dict[str, Any]], int] | None:

@@ -343,4 +343,6 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
     agent.flusher.on_open = rec.store_opened
     agent.outages.record = rec
+    if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
+        agent.node_status.record = rec
     return rec
