@@ -70,6 +70,18 @@ NOT_AT_IMPORT = (
 # for a libstdc++ not found by its soname (canonical/cxx_gnu.py); the email package parses a
 # Retry-After given as a date (kube/throttle.py), which the API server sends as seconds.
 RARE_PATHS = ("multiprocessing", "tempfile", "ctypes.util", "email")
+# What a gRPC node never runs, imported where it runs (issue 13, ~0.6 MB of the idle agent): the
+# export file's JSON adapter, with orjson (whose init imports uuid, and uuid imports platform);
+# orjson and protobuf's JSON module for Tetragon's rare compound argument types (adapter/common.py,
+# adapter/from_proto.py); uuid for the agent's ledger id (stellaops_runtime/random_id.py); platform
+# for the C library's and the machine's names (agent/allocator.py, agent/capabilities.py).
+EXPORT_OR_RARE = (
+    "stellaops_runtime.adapter.from_json",
+    "orjson",
+    "google.protobuf.json_format",
+    "uuid",
+    "platform",
+)
 # The native probes' pod selection, built by the pipeline only where native probes run.
 NATIVE_ONLY = (
     "stellaops_runtime.agent.native_selection",
@@ -80,6 +92,7 @@ NATIVE_ONLY = (
 NOT_AT_START = (
     *NEVER,
     *RARE_PATHS,
+    *EXPORT_OR_RARE,
     *NATIVE_ONLY,
     "aiohttp",
     # detect-secrets' plugins import requests for online verification; the agent loads them
@@ -177,6 +190,7 @@ def _operators_config(tmp: str, *, native: bool) -> dict:
 NEVER_ON_A_NODE = (
     *(m for m in NEVER if m != "stellaops_runtime.kube.client"),
     *RARE_PATHS,
+    *EXPORT_OR_RARE,
     "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
     "aiohttp",
     "yarl",

@@ -26,5 +26,18 @@ def test_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_nothing_changes_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(allocator.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(allocator, "_glibc_version", lambda: "")
+    assert allocator.tune_malloc() == {}
+
+
+def test_glibc_is_told_by_the_c_library_as_platform_tells_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The agent reads what platform.libc_ver() reads first, without the platform module (issue 13).
+    name, version = platform.libc_ver()
+    assert allocator._glibc_version() == (f"{name} {version}" if name == "glibc" else "")
+
+    def unknown(name: str) -> str:
+        raise ValueError("unrecognized configuration name")  # a C library without the name (musl)
+
+    monkeypatch.setattr(allocator.os, "confstr", unknown)
+    assert allocator._glibc_version() == ""
     assert allocator.tune_malloc() == {}

@@ -13,8 +13,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import orjson
-
 from stellaops_runtime.contracts.drops import DropKind, DropSignal
 from stellaops_runtime.contracts.events import ContainerInfo, EventKind
 
@@ -212,4 +210,6 @@ def render_arg(kind: str, value: object) -> str:
         return f"{v.get('abi', '')}:{_int(v.get('id'))}"
     if kind == "error_arg":
         return str(v.get("Message", ""))
+    import orjson  # the rare types rendered as JSON: imported for them alone (issue 13)
+
     return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from stellaops_runtime.adapter import common, known_parts, proto_parts, tcp_state_args, validate
@@ -157,7 +156,9 @@ def _argument(a: Any, label: str) -> Argument:
         text = v.path
     elif kind == "truncated_bytes_arg":
         text = validate.cut_early(common.bytes_text(validate.cut_bytes_early(v.bytes_arg)))
-    else:
+    else:  # the rare compound types: protobuf's JSON module is imported for them alone (issue 13)
+        from google.protobuf import json_format
+
         text = common.render_arg(kind, json_format.MessageToDict(v, preserving_proto_field_name=True))
     return Argument(label=label, type=kind, value=text)
 

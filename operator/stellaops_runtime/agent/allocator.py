@@ -38,7 +38,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import platform
 import sys
 
 from stellaops_runtime.agent import jemalloc
@@ -60,12 +59,24 @@ _SETTINGS = (
 
 
 def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not sys.platform.startswith("linux") or not _glibc_version().startswith("glibc "):
         return None
     try:
         return ctypes.CDLL(None)
     except OSError:
         return None
+
+
+def _glibc_version() -> str:
+    """glibc's name and version (``glibc 2.36``) as the C library reports it, else "".
+
+    What ``platform.libc_ver()`` reads first; without the ``platform`` module, which the agent
+    has no other use for (issue 13).
+    """
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # a C library that is not glibc (musl) does not know the name
+        return ""
 
 
 _libc: list[ctypes.CDLL | None] = []  # looked up once

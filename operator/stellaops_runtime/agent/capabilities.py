@@ -30,7 +30,6 @@ import ctypes
 import errno
 import logging
 import os
-import platform
 import re
 import struct
 from dataclasses import dataclass, field
@@ -114,9 +113,10 @@ def kernel_release_tuple(release: str) -> tuple[int, int]:
 
 def bpf_program_load_permitted() -> tuple[bool, str]:
     """Try to load a trivial tracepoint BPF program; (permitted, why not)."""
-    nr = _BPF_SYSCALL.get(platform.machine())
+    machine = os.uname().machine  # what platform.machine() reads, without that module (issue 13)
+    nr = _BPF_SYSCALL.get(machine)
     if nr is None:
-        return False, f"bpf syscall number unknown for {platform.machine()}"
+        return False, f"bpf syscall number unknown for {machine}"
     insns = ctypes.create_string_buffer(_PROGRAM, len(_PROGRAM))
     license_ = ctypes.create_string_buffer(b"GPL")
     # union bpf_attr for BPF_PROG_LOAD: prog_type u32, insn_cnt u32, insns u64, license u64,

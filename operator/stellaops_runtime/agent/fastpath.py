@@ -59,7 +59,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from stellaops_runtime.adapter import from_json, from_proto, rawkey, validate
+from stellaops_runtime.adapter import from_proto, rawkey, validate
 from stellaops_runtime.agent.fastpath_outcome import (
     REPEATABLE,
     UNSEEN,
@@ -131,6 +131,7 @@ class FastPath(OutcomeTable):
         self._generation = 0
         self._lookup: object = None  # the container snapshot outcomes were computed with
         self._max_ns = validate.max_event_ns()  # a time up to this is never clamped (the limit only grows)
+        self._from_json: Any = None  # adapter/from_json, imported with the first export line (issue 13)
         aggregator.on_drain.append(self._release_slots)
 
     def invalidate(self) -> None:
@@ -186,6 +187,11 @@ class FastPath(OutcomeTable):
                 and (n := self._repeat(self._json, split[0], split[1], received, lookup)) >= 0
             ):
                 return n
+        from_json = self._from_json
+        if from_json is None:  # export lines only: a gRPC node never imports it (issue 13)
+            from stellaops_runtime.adapter import from_json
+
+            self._from_json = from_json
         obj = from_json.decode_line(line)
         self._process(from_json.adapt(obj, received_ns=received, stats=self._stats, max_stack_depth=depth),
                       split, lookup, self._json)  # fmt: skip

@@ -25,7 +25,7 @@ import traceback
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from stellaops_runtime.adapter import from_json, from_proto, proto_parts, validate
+from stellaops_runtime.adapter import from_proto, proto_parts, validate
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.adapter.python_usdt import Outcome, PythonFunctions
 from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
@@ -311,6 +311,8 @@ class Pipeline:
                 self.process_native(items, dec[0])
 
     def _process_json(self, items: list[tuple[bytes, int]]) -> None:
+        from stellaops_runtime.adapter import from_json  # an export file's lines only: not on gRPC (issue 13)
+
         stats = self.adapter_stats
         depth = self.max_stack_depth
         fast = self.fast_path

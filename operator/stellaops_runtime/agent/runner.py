@@ -42,7 +42,6 @@ import logging
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -66,6 +65,7 @@ from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.random_id import uuid4_text
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.store.engine import StoreConfigError
 
@@ -110,7 +110,7 @@ class Agent(Draining):
         # What a config may leave off is imported only when it is on (agent/optional_parts.py).
         self.source, self._process = make_source(config, self.queue, self.pipeline, self.in_pipeline)
         # Ledger identity of this agent's flushes: node name for people, a UUID for uniqueness.
-        self.agent_id = f"{self.node_name}/{uuid.uuid4()}"
+        self.agent_id = f"{self.node_name}/{uuid4_text()}"
         self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
         self._poller = make_poller(config)
         self.witness = make_witness(config)

@@ -55,10 +55,10 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from typing import Protocol
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.random_id import uuid4_text
 from stellaops_runtime.store.batches import Batch, BatchResult, Unit
 from stellaops_runtime.store.engine import StoreError, StoreUnavailable
 from stellaops_runtime.store.pending_buffer import (
@@ -106,7 +106,7 @@ class PendingWrites:
         self.max_pending_rows = max_pending_rows
         self.max_batch_rows = max_batch_rows
         self.window_seconds = max(1, int(window_seconds))  # the aggregation window: a dropped row's gap
-        self.agent_id = agent_id or f"agent-{uuid.uuid4()}"
+        self.agent_id = agent_id or f"agent-{uuid4_text()}"
         self._next_seq = 1
         self._buf: Buffer = {}
         self._rows = 0
