@@ -25,7 +25,7 @@ import pytest
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import Report
 from tests.integration.test_native_former_files import Probes
-from tests.integration.test_native_replaced_binary import SYMBOL, build, report
+from tests.integration.test_native_replaced_binary import SYMBOL, build, replace, report
 
 pytestmark = pytest.mark.bpf
 __all__ = ["report"]  # the module's fixture, used here
@@ -90,5 +90,63 @@ async def test_a_copy_up_is_probed_and_a_rewrite_of_the_upper_file_is_a_gap(
         await p.looks(2)
         assert len(p.src.take_unwatched()) >= 2  # a gap at every look: nobody says watched
         assert p.src.stats.followed == 1
+    finally:
+        await p.close()
+
+
+async def test_a_chmod_copy_up_is_probed(tmp_path: Path, report: Report, overlay: dict[str, Path]) -> None:
+    """A ``chmod`` in the merged view copies the file up with the same inode number, size and
+    modification time: only its change time moves. Its new processes ran the upper file unprobed,
+    and nothing looked (the file looked the same). Now a moved change time makes the look ask the
+    mount's upper layer, whose new real file is probed (each call once)."""
+    path = overlay["merged"] / "app"
+    cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
+    p = await Probes(cfg, report).start()
+    try:
+        first = await asyncio.to_thread(subprocess.run, [str(path), "3"])
+        assert first.returncode == 0
+        await p.until(lambda: sum(p.calls.values()) == 3, "the lower file's calls")
+        before = path.stat()
+        path.chmod(0o700)  # copied up: a file of the upper layer now
+        after = path.stat()
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+            before.st_ino, before.st_size, before.st_mtime_ns,
+        ) and (overlay["upper"] / "app").exists()  # fmt: skip
+        await p.until(lambda: p.src.stats.followed == 1, "the copied-up file probed")
+        assert p.src.stats.failed == []
+        second = await asyncio.to_thread(subprocess.run, [str(path), "4"])
+        assert second.returncode == 0
+        await p.until(lambda: sum(p.calls.values()) == 7, "the upper file's calls")
+        await p.looks(2)
+        assert sum(p.calls.values()) == 7, p.calls  # each call once
+        p.src.take_unwatched()
+        path.chmod(0o755)  # the upper file's own change time: the same file, still probed
+        await p.looks(2)
+        assert p.src.stats.failed == [] and p.src.take_unwatched() == [] and p.src.stats.followed == 1
+    finally:
+        await p.close()
+
+
+async def test_a_new_file_put_in_the_upper_layer_then_rewritten_is_a_gap_not_probed_twice(
+    tmp_path: Path, report: Report, overlay: dict[str, Path]
+) -> None:
+    """A new file renamed over the path in the merged view lives in the upper layer, and the probe
+    followed it there. Rewritten in place later, its real file is the one probed: it was taken for a
+    copy-up and attached again (each call of its processes counted twice). It is a gap instead."""
+    path = overlay["merged"] / "app"
+    cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
+    p = await Probes(cfg, report).start()
+    try:
+        await asyncio.to_thread(replace, path, build(tmp_path, "v2"))  # a new file, in the upper layer
+        await p.until(lambda: p.src.stats.followed == 1, "the new file probed")
+        await asyncio.to_thread(_append, path)  # that upper file itself, rewritten in place
+        await p.until(lambda: p.src.stats.failed, "the rewrite reported")
+        ((label, why),) = p.src.stats.failed
+        assert label == f"{path}:{SYMBOL}" and why.startswith(f"{path} was rewritten in place"), why
+        run = await asyncio.to_thread(subprocess.run, [str(path), "4"])
+        assert run.returncode == 0
+        await p.until(lambda: sum(p.calls.values()) >= 4, "the new file's calls")
+        await p.looks(2)
+        assert sum(p.calls.values()) == 4 and p.src.stats.followed == 1, p.calls  # each call once
     finally:
         await p.close()

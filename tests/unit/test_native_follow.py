@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stellaops_runtime.native import follow
+from stellaops_runtime.native import follow, follow_former
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
 
@@ -275,14 +275,14 @@ def test_a_process_gone_between_the_scan_and_the_open_is_neither_failed_nor_a_ga
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, procs = run_deleted(tmp_path, copies=1)
-    real = follow.open_regular
+    real = follow_former.open_regular
 
     def exits_first(path: str):  # type: ignore[no-untyped-def]
         procs[0].kill()
         procs[0].wait()
         return real(path)
 
-    monkeypatch.setattr(follow, "open_regular", exits_first)
+    monkeypatch.setattr(follow_former, "open_regular", exits_first)
     w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
     try:
         res = w.former(ScriptedBPF("attach"))

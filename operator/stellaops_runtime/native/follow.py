@@ -37,7 +37,8 @@ the whole load unwatched (:meth:`unseen_at_stop`).
 
 A file rewritten at the same inode is a gap until the next load (probing it
 again would count each call twice), unless it is an overlay copy-up: a new
-real file in the mount's upper layer (follow_files.upper_identity), probed.
+real file in the mount's upper layer (follow_files.upper_identity), probed; so is
+one a ``chmod`` copied up (only the change time moves).
 
 A PURL target's file (held by descriptor, in containers' roots) is looked at in
 every container that has it (native/follow_shared.py): another file there is a
@@ -56,7 +57,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
+from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native import follow_attach, former
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
 from stellaops_runtime.native.follow_files import (
@@ -71,7 +72,7 @@ from stellaops_runtime.native.follow_files import (
     upper_identity,
 )
 from stellaops_runtime.native.follow_files import lacks as _lacks
-from stellaops_runtime.native.follow_files import starttime as _starttime
+from stellaops_runtime.native.follow_former import FormerFiles
 from stellaops_runtime.native.follow_shared import SharedLooks
 from stellaops_runtime.native.usdt import UsdtProbe
 
@@ -88,7 +89,7 @@ Key = tuple[str, int]  # ("uprobe" | "usdt", target index)
 
 
 @dataclass(slots=True)
-class TargetWatch:
+class TargetWatch(FormerFiles):
     """The files of a load's targets, as they were just before the probes attached."""
 
     targets: tuple[UprobeTarget, ...]
@@ -107,6 +108,7 @@ class TargetWatch:
     added: int = 0  # files attached since the load (new files at the paths, former files)
     _scan: former.Scan | None = None  # the processes' maps read for former files, in steps
     upper: dict[Key, Ident] = field(default_factory=dict)  # overlay upper-layer file probed (real id)
+    ctimes: dict[Key, int] = field(default_factory=dict)  # change time at the path, last looked at
     # path -> (device, inode) -> (size, mtime) of the files probed there, by this load and the
     # earlier ones of the same agent (shared: the source hands the same dict to every load)
     known: dict[str, dict[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
@@ -146,6 +148,7 @@ class TargetWatch:
             w.contents[key] = (st.st_size, st.st_mtime_ns)
             w.held[key] = fd
             w.upper[key] = upper_identity(t.binary)  # None: the lower layer's (or no overlay)
+            w.ctimes[key] = st.st_ctime_ns
         return w
 
     def paths(self, kind: str) -> dict[int, str]:
@@ -184,9 +187,28 @@ class TargetWatch:
             now, contents = look(self._target(key))
             if now is None:
                 continue
-            if now != was or (key in self.contents and contents != self.contents[key]):
+            if (
+                now != was
+                or (key in self.contents and contents != self.contents[key])
+                or self._copied_up(key)
+            ):
                 out.append(key)
         return out
+
+    def _copied_up(self, key: Key) -> bool:
+        """Whether the file at ``key``'s path, alike in inode, size and modification time, moved its
+        change time and is now another real file of its overlay's upper layer: a ``chmod`` (or a
+        ``chown``, a link) in the merged view copied it up, and new processes map that file."""
+        t = self._target(key)
+        try:
+            ctime = os.stat(t.binary).st_ctime_ns
+        except OSError:
+            return False
+        if self.ctimes.setdefault(key, ctime) == ctime:
+            return False
+        self.ctimes[key] = ctime
+        real = upper_identity(t.binary)
+        return real is not None and real != self.upper.get(key)
 
     def _rewritten(self, key: Key, t: Target) -> str:
         """'' unless the file probed at ``key``'s path was rewritten in place: then why it is a gap."""
@@ -260,76 +282,6 @@ class TargetWatch:
         skip = {(n, ident) for n, key in enumerate(self._scan_keys) for ident in self.probed.get(key, ())}
         return bool(self._scan.step(skip, STOP_SCAN_SECONDS)) or not self._scan.done
 
-    def former(self, bpf: Any, proc: str = "/proc", seconds: float | None = None) -> Followed:
-        """Probe the deleted former files of the targets that live processes still run; with
-        ``seconds``, scan the processes that long and leave the rest to the next looks
-        (:meth:`follow`), whose finds make the time since the load unwatched."""
-        res = Followed()
-        if self._scan is None:
-            self._scan_keys = keys = list(self.idents)
-            paths = [path_of(self._target(key)) for key in keys]
-            known = [  # files earlier loads probed at the path, but the one there now
-                {i: c for i, c in self.known.get(p, {}).items() if i != self.idents[k]}
-                for k, p in zip(keys, paths, strict=True)
-            ]
-            self._scan = former.Scan(paths, proc=proc, known=known)
-        self._former_step(bpf, res, seconds)
-        self._check_unprobed(res)
-        return res
-
-    def _former_step(self, bpf: Any, res: Followed, seconds: float | None) -> bool:
-        """One step of the scan into ``res``: whether it found a file run unprobed until now."""
-        assert self._scan is not None
-        keys = self._scan_keys
-        skip = {(n, ident) for n, key in enumerate(keys) for ident in self.probed.get(key, ())}
-        missed = False
-        for f in self._scan.step(skip, seconds):
-            key = keys[f.want]
-            t = self._target(key)
-            how = "renamed" if f.contents is not None else "deleted"
-            what = f"the {how} former file of {t.binary} run by pid {f.pid}"
-            try:
-                fd, st = open_regular(f.map_file)
-            except OSError as e:
-                if not _starttime(f.pid):
-                    continue  # it exited since the scan: nothing runs the file unseen
-                why = f"{what} cannot be opened: {e.strerror or e}"
-            else:
-                if f.contents is None and st.st_nlink:  # a file named "<path> (deleted)", still linked
-                    os.close(fd)
-                    continue
-                if f.contents is not None and f.contents != (st.st_size, st.st_mtime_ns):
-                    os.close(fd)  # the inode number used again by another file (or rewritten since)
-                    continue
-                why = self._attach_fd(bpf, key, t, fd, what)
-                if not why:
-                    for ident in (f.ident, (st.st_dev, st.st_ino)):
-                        self.probed.setdefault(key, set()).add(ident)
-                        self._know(key, ident, (st.st_size, st.st_mtime_ns))
-                    res.former += 1
-                    missed = True
-                    log.warning("native probe %s: %s is probed too", t.label(), what)
-                    continue
-            if _lacks(why):
-                res.failed.append((t.label(), why))  # that version lacks it: nothing to miss
-                continue
-            label = f"{t.label()} ({how} former file, pid {f.pid})"
-            res.failed.append((label, why))
-            missed = True
-            log.warning("native probe %s: %s: its calls are a gap while it runs", t.label(), why)
-            start = _starttime(f.pid)
-            if start:
-                self.unprobed[(f.pid, start)] = t.label()
-        return missed
-
-    def _check_unprobed(self, res: Followed) -> None:
-        """Processes running an unprobed former file: unwatched while any lives."""
-        for pid, start in list(self.unprobed):
-            if _starttime(pid) != start:
-                del self.unprobed[(pid, start)]
-        if self.unprobed or self.blind:
-            res.unwatched = True
-
     def _attach_copy(self, bpf: Any, key: Key, t: Target) -> bool:
         """Whether the file at ``key``'s path, rewritten at the same inode number, is another real
         file in its overlay's upper layer than the one probed (a copy-up, not the same inode
@@ -366,6 +318,9 @@ class TargetWatch:
         if not why:
             self.probed.setdefault(key, set()).add(ident)
             self._know(key, ident, (st.st_size, st.st_mtime_ns))
+            # its real file in the overlay's upper layer, when there: a later rewrite of it in place
+            # is no copy-up (attached again, each call would count twice)
+            self.upper[key], self.ctimes[key] = upper_identity(t.binary), st.st_ctime_ns
         return why
 
     def _attach_fd(self, bpf: Any, key: Key, t: Target, fd: int, what: str) -> str:
