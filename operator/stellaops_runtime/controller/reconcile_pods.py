@@ -13,9 +13,11 @@ agent to drop its events even where Tetragon exports no annotations
 only part of a pod the operator ever changes; the optional admission policy
 in ``manifests/admission/`` holds it to that (docs/security.md).
 
-A policy counts only with the Tetragon objects it has in force
-(``in_force``: on a Tetragon node, one with an object refused or not applied
-gives at most the level below what that object needs), and a pod of an
+A policy counts only with the probes it has in force (``in_force``: on a
+Tetragon node, one with an object refused or not applied gives at most the
+level below what that object needs; on a native node, one whose entry the
+probe ConfigMap left out, ``policiesOmitted``, gives at most Passive: the
+native probes load only the entries it holds), and a pod of an
 agent DaemonSet the operator rendered (recognised by that DaemonSet's uid,
 ``_agent_of``) is always ``None``: the agents do not observe themselves.
 """
@@ -36,6 +38,7 @@ from stellaops_runtime.controller.ownership import controller_of
 from stellaops_runtime.controller.patches import pod_posture_patch
 from stellaops_runtime.controller.posture import (
     NodeCapabilities,
+    PolicyView,
     PostureDecision,
     allowed_levels_message,
     compute_posture,
@@ -43,15 +46,23 @@ from stellaops_runtime.controller.posture import (
     shown_value,
 )
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
+from stellaops_runtime.controller.render_policy import probe_entry_key
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
     INDEX_OWNED,
     INDEX_PODS,
+    INDEX_POLICIES,
     PodSnapshot,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
+
+# Why a policy gives a pod on a native node no more than process events (compute_posture's reason).
+NATIVE_OMITTED = (
+    "; its probe entry is left out of the agents' probe ConfigMap (1 MiB), so the native probes do "
+    "not load it and it gives at most Passive here"
+)
 
 
 class PodReconciler(PolicyReconciler):
@@ -84,11 +95,43 @@ class PodReconciler(PolicyReconciler):
         if parsed is not None and parsed.view is not None and trigger_pods is not None:
             trigger_pods(self._pods_selected_by([parsed.view]))
 
+    def note_omitted_entries(self, omitted: set[str]) -> None:
+        """The probe ConfigMap's ``policiesOmitted`` (reconcile_policies.py); the pods of the policies
+        that joined or left it are decided again (on native nodes they give at most Passive)."""
+        changed = omitted ^ self._omitted_entries
+        super().note_omitted_entries(omitted)
+        trigger_pods = getattr(self, "trigger_pods", None)  # reconcile.Reconciler routes them
+        if not changed or trigger_pods is None:
+            return
+        views = [
+            parsed.view
+            for (kind, ns, name), _ in list(self._items(INDEX_POLICIES))
+            if probe_entry_key(kind=kind, namespace=ns, name=name) in changed
+            and (parsed := self._parse(kind, ns, name)) is not None
+            and parsed.view is not None
+        ]
+        trigger_pods(self._pods_selected_by(views))
+
+    def _in_probe_config(self, views: list[PolicyView]) -> list[PolicyView]:
+        """``views`` with each policy the probe ConfigMap left out lowered to Passive: the native
+        probes load only the entries it holds (native/policy_config.py)."""
+        if not self._omitted_entries:
+            return views
+        return [
+            replace(v, max_level=Posture.PASSIVE, note=NATIVE_OMITTED)
+            if v.max_level > Posture.PASSIVE
+            and probe_entry_key(kind=v.kind, namespace=v.namespace, name=v.name) in self._omitted_entries
+            else v
+            for v in views
+        ]
+
     def pod_decision(self, pod: PodSnapshot) -> PostureDecision:
         self.policy_views()
         candidates = self._views_by_ns.get(pod.namespace, []) + self._cluster_views
         node = self._node_caps(pod.node)
-        if self._apply_caps and (node is None or node.working_source != "native"):
+        if node is not None and node.working_source == "native":
+            candidates = self._in_probe_config(candidates)  # only what the native probes load
+        elif self._apply_caps:
             candidates = capped(candidates, self._apply_caps)  # only what their applied objects trace
         decision = compute_posture(
             annotations=pod.annotations,
