@@ -26,7 +26,7 @@ Exit 2 if rows could be neither stored nor spooled (they are counted as lost,
 never silently), or if ``--exit-when-idle`` ends an agent that never reached
 its source (Tetragon unreachable, export file missing) or that did not store
 every row (spooled or lost). ``--exit-when-idle`` stops only an agent whose
-export file is read to its end (see :meth:`Agent._idle_watch`).
+export file is read to its end (:mod:`stellaops_runtime.agent.idle_exit`).
 
 Counts that left the aggregator are always either stored or pending: a drain
 hands its rows to the outage buffer from a callback on the event loop, so
@@ -41,7 +41,6 @@ import contextlib
 import logging
 import signal
 import socket
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
+from stellaops_runtime.agent.idle_exit import idle_watch
 from stellaops_runtime.agent.lifecycle_part import make_lifecycle
 from stellaops_runtime.agent.node_presence import NodePresence
 from stellaops_runtime.agent.optional_parts import (
@@ -231,7 +231,7 @@ class Agent(Draining):
         if self._poller:
             tasks.append(asyncio.create_task(self._poller.run(self.stop_event), name="tetragon-metrics"))
         if self.exit_when_idle:
-            tasks.append(asyncio.create_task(self._idle_watch(self.exit_when_idle), name="idle"))
+            tasks.append(asyncio.create_task(idle_watch(self, self.exit_when_idle), name="idle"))
         if self.node_status:
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
         if self.pod_view is not None:
@@ -351,52 +351,3 @@ class Agent(Draining):
                 del batch
             if self.pipeline.aggregator.rows >= max_keys and not await self._early_drain():
                 await asyncio.sleep(1.0)  # held (agent/draining.py): read slower, the file keeps the rest
-
-    async def _idle_watch(self, idle: float) -> None:
-        """``--exit-when-idle``: stop once no event arrived for ``idle`` s, the source is read to its end,
-        and a flush after that stored everything (or failed: the exit code then says what is left).
-
-        "No event" alone stopped an agent whose export-file reader was behind
-        (busy with a long line, starved on a loaded machine) or still starting:
-        it exited 0 with part of its file unread, or before its first write.
-        """
-        quiet_since: float | None = None  # since when no event came and the source was at its end
-        # From now: the agent's own start-up (seconds on a loaded machine) is not time without events;
-        # counted, it stopped a source still connecting as "never reachable".
-        started = time.monotonic()
-        while not self.stop_event.is_set():
-            await asyncio.sleep(min(0.2, idle / 4))
-            if len(self.queue) or time.monotonic() - max(self.queue.last_arrival, started) < idle:
-                quiet_since = None
-                continue
-            if not self.source_stats.connects:
-                self.never_connected = True
-                self.stop(f"source never reachable in {idle:g}s")
-                return
-            if not self._source_read_to_end():
-                quiet_since = None
-                continue
-            if quiet_since is None:
-                quiet_since = time.monotonic()
-            # Everything counted is stored once a flush that began after the quiet moment
-            # succeeded; a failed one means the store does not take it now (the final flush
-            # then spools or reports what is left, and the exit code says so).
-            if self.flusher.stored_through > quiet_since:
-                log.info("idle: the source is quiet and everything counted is stored")
-                self.stop(f"no event for {idle:g}s")
-                return
-            if self.flusher.failed_at > quiet_since:
-                log.warning("idle: the source is quiet but the store is not taking the rows")
-                self.stop(f"no event for {idle:g}s")
-                return
-
-    def _source_read_to_end(self) -> bool:
-        """The export file was read to its end after the last event arrived (other sources: True).
-
-        A gRPC stream has no end to reach: for it, idle is only the time without an event.
-        """
-        if self.source.name != "tetragon-export":
-            return True
-        seen = self.source.watching_ns()  # every complete line written before it was queued
-        arrived_ns = time.time_ns() - int((time.monotonic() - self.queue.last_arrival) * 1e9)
-        return seen is not None and seen > arrived_ns
