@@ -11,14 +11,15 @@ Two configurations (``--configs``):
 - ``default``: every setting at its default (the figure docs/benchmarks.md has carried since
   the first pass);
 - ``node``: the document the operator writes into every node's agent ConfigMap
-  (controller/agent_config.py, for a RuntimeObserver with defaults), its node paths moved
-  into the run's directory. It turns the ObservationNode writer on and names the probe
-  ConfigMap's file (written empty, as the operator's is with no native probes). The agent runs
-  as in a pod: ``KUBERNETES_SERVICE_HOST``/``PORT`` set and a service account (a token and a
-  CA certificate made for the run) mounted where the kubelet mounts it, in a private mount
-  namespace (``unshare --mount``, a tmpfs over ``/run``: root only; elsewhere the agent runs
-  without them and says so in ``in_cluster``). Nobody answers at that address, so the writer
-  logs the error and retries, as on a node whose API server is down. This is what a node pays.
+  (controller/agent_config.py, for a RuntimeObserver with defaults), its node paths moved into
+  the run's directory, written as the operator writes it (JSON, controller/render_agent.py). It
+  turns the ObservationNode writer on and names the probe ConfigMap's file (written empty, as
+  the operator's is with no native probes). The agent runs as in a pod:
+  ``KUBERNETES_SERVICE_HOST``/``PORT`` set and a service account (a token and a CA certificate
+  made for the run) mounted where the kubelet mounts it, in a private mount namespace (``unshare
+  --mount``, a tmpfs over ``/run``: root only; elsewhere the agent runs without them and says so
+  in ``in_cluster``). Nobody answers at that address, so the writer logs the error and retries,
+  as on a node whose API server is down. This is what a node pays.
 
 Usage::
 
@@ -127,6 +128,7 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
             config=doc,
             wrap=wrap,
             extra_env=env,
+            as_operator_writes=doc is not None,  # the operator's document, as the operator writes it
         )
         try:
             bench._wait(a.ready, 120, "the agent to be ready")

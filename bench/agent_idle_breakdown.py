@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             config=doc,
             wrap=wrap,
             extra_env=env,
+            as_operator_writes=doc is not None,  # the operator's document, as the operator writes it
         )
         try:
             bench._wait(a.ready, 120, "the agent to be ready")

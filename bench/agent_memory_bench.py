@@ -171,8 +171,11 @@ class _Agent:
         config: dict[str, Any] | None = None,
         wrap: list[str] | None = None,
         extra_env: dict[str, str] | None = None,
+        as_operator_writes: bool = False,
     ) -> None:
         """``config``: a config document to start from (e.g. the operator's, agent_idle_ab.py);
+        ``as_operator_writes``: the file is written as the operator writes a node's ``agent.yaml``
+        (JSON, controller/render_agent.py; else YAML, as a user's file);
         the addresses, the store and its flush timeout are always the bench's. ``wrap``: a
         command the agent's runs under (it must exec the agent, keeping its pid);
         ``extra_env``: set in the agent's environment."""
@@ -192,7 +195,10 @@ class _Agent:
         cfg.setdefault("store", {}).update(url=store_url or f"sqlite:///{tmp}/agent.db", flushTimeout=600)
         cfg["metrics"] = {"address": "127.0.0.1", "port": self.port}
         path = tmp / "agent.yaml"
-        path.write_text(yaml.safe_dump(cfg))
+        if as_operator_writes:
+            path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        else:
+            path.write_text(yaml.safe_dump(cfg))
         env = dict(os.environ)
         if agent_path:
             env["PYTHONPATH"] = agent_path

@@ -82,6 +82,9 @@ EXPORT_OR_RARE = (
     "uuid",
     "platform",
 )
+# PyYAML: the operator writes a node's config as JSON, read without it (contracts/config_text.py);
+# only a config text that is not plain JSON imports it, when it is read.
+YAML = ("yaml",)
 # The native probes' pod selection, built by the pipeline only where native probes run.
 NATIVE_ONLY = (
     "stellaops_runtime.agent.native_selection",
@@ -93,6 +96,7 @@ NOT_AT_START = (
     *NEVER,
     *RARE_PATHS,
     *EXPORT_OR_RARE,
+    *YAML,
     *NATIVE_ONLY,
     "aiohttp",
     # detect-secrets' plugins import requests for online verification; the agent loads them
@@ -191,6 +195,7 @@ NEVER_ON_A_NODE = (
     *(m for m in NEVER if m != "stellaops_runtime.kube.client"),
     *RARE_PATHS,
     *EXPORT_OR_RARE,
+    *YAML,
     "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
     "aiohttp",
     "yarl",

@@ -26,8 +26,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from stellaops_runtime.contracts.config_base import (  # noqa: F401 (re-exported)
     ConfigError,
     KeyProblem,
@@ -52,6 +50,7 @@ from stellaops_runtime.contracts.config_node import (
     NativeSourceConfig,
     ShutdownConfig,
 )
+from stellaops_runtime.contracts.config_text import DocumentError, load_document
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.regular_file import read_regular
 
@@ -305,8 +304,8 @@ def _unwrap_configmap(doc: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"ConfigMap data: expected a mapping, got {shown(data)}")
     for name, text in data.items():
         try:
-            inner = yaml.safe_load(text) if isinstance(text, str) else None
-        except (yaml.YAMLError, ValueError, RecursionError) as e:
+            inner = load_document(text) if isinstance(text, str) else None
+        except (DocumentError, ValueError, RecursionError) as e:
             # PyYAML quotes the offending line, which may hold a URL with a password.
             raise ConfigError(redact(f"ConfigMap data key {shown(name)} is not valid YAML: {e}")) from None
         if isinstance(inner, dict):
@@ -342,8 +341,8 @@ def load_config(path: str | Path) -> AgentConfig:
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start})") from None
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+        doc = load_document(text)  # plain JSON (the operator's) without PyYAML: contracts/config_text.py
+    except DocumentError as e:
         # PyYAML quotes the offending line, which may hold a URL with a password.
         raise ConfigError(redact(f"config file {p} is not valid YAML: {e}")) from None
     except (ValueError, RecursionError) as e:  # an integer of more than 4300 digits; nesting too deep

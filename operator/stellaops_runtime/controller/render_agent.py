@@ -84,10 +84,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from typing import Any
-
-import yaml
 
 from stellaops_runtime.contracts.config import STORE_URL_ENV
 from stellaops_runtime.contracts.crd_names import (
@@ -219,7 +218,8 @@ def render_agent_objects(
     }
     capabilities = agent_capabilities(source, agent.capabilities)
     native = native_fallback(capabilities)
-    config_text = yaml.safe_dump(agent_config(spec, native=native), sort_keys=True, default_flow_style=False)
+    # JSON, which is YAML too: the agent reads it without PyYAML (contracts/config_text.py, issue 13).
+    config_text = json.dumps(agent_config(spec, native=native), indent=2, sort_keys=True) + "\n"
     config_data = {AGENT_CONFIG_KEY: config_text}
     config_map = {
         "apiVersion": "v1",
