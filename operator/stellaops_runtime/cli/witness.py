@@ -35,7 +35,7 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import PurlQuery, function_query, parse_rfc3339
+from stellaops_runtime.store.refs import PurlQuery, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.bridge import write_witness
@@ -54,9 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     s = ws.add_parser("sign", help="the signed witness for a claim, from the store")
     _common(s)
-    s.add_argument("--purl", required=True, type=_arg(PurlQuery.parse), metavar="PURL",
+    s.add_argument("--purl", required=True, type=_arg(wstore.claim_purl), metavar="PURL",
                    help="package URL (no version: any version)")  # fmt: skip
-    s.add_argument("--function", required=True, type=_arg(function_query), metavar="NAME|ID")
+    s.add_argument("--function", required=True, type=_arg(wstore.claim_function), metavar="NAME|ID")
     s.add_argument("--vuln", type=_arg(wstore.vulnerability_id), metavar="ID",
                    help="the vulnerability the claim is about (e.g. CVE-2022-37434)")  # fmt: skip
     s.add_argument(
@@ -96,8 +96,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _claim_options(p: argparse.ArgumentParser, purl_help: str) -> None:
     """``--purl``, ``--function`` and ``--vuln`` read by the parsers ``sign`` reads them with, so
     ``list`` finds and ``verify`` accepts the claim ``sign`` signed, however it was typed."""
-    p.add_argument("--purl", type=_arg(PurlQuery.parse), metavar="PURL", help=purl_help)
-    p.add_argument("--function", type=_arg(function_query), metavar="NAME|ID")
+    p.add_argument("--purl", type=_arg(wstore.claim_purl), metavar="PURL", help=purl_help)
+    p.add_argument("--function", type=_arg(wstore.claim_function), metavar="NAME|ID")
     p.add_argument("--vuln", type=_arg(wstore.vulnerability_id), metavar="ID")
 
 

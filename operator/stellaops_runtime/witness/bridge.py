@@ -131,8 +131,8 @@ def load_claims(path: str | Path) -> list[Claim]:
             raise ClaimsError(f"{where}: vulnerability must be a string")
         try:
             image = subject_image(_text(c, "image", where))
-            purl = PurlQuery.parse(_text(c, "purl", where)).text
-            fn = function_query(_text(c, "function", where)).text
+            purl = wstore.claim_purl(_text(c, "purl", where)).text
+            fn = wstore.claim_function(_text(c, "function", where)).text
             vuln = wstore.vulnerability_id(vuln)
         except RefError as e:
             raise ClaimsError(f"{where}: {e}") from None

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.store.queries import rfc3339
-from stellaops_runtime.store.refs import PurlQuery, RefError, function_query
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
 from stellaops_runtime.store.schema import SCHEMA, runtime_witnesses
 
 
@@ -38,12 +38,39 @@ _YEAR_ID = re.compile(r"([A-Za-z]+)(-[0-9]{4}-[0-9]+)")
 _GHSA = re.compile(r"(?i:ghsa)((?:-[23456789cfghjmpqrvwx]{4}){3})", re.IGNORECASE)
 
 
+# Each value of a claim (purl, function, vulnerability) is signed in its witness and kept in the
+# store: 3 x 8,192 characters leave the witness well under ~100 KB (statement.py), where a 13 MB purl
+# of a VEX input made an 18 MB witness that ``verify`` (16 MiB at most) refused.
+MAX_CLAIM_CHARS = 8192
+
+
+def bounded(text: str, what: str) -> str:
+    """``text`` when, stripped, it is at most :data:`MAX_CLAIM_CHARS` long; :class:`RefError` else."""
+    n = len(text.strip())
+    if n > MAX_CLAIM_CHARS:
+        raise RefError(
+            f"{what} {text.strip()[:80]!r}… is {n} characters long: a claim's values are at most "
+            f"{MAX_CLAIM_CHARS} (its witness stays under ~100 KB)"
+        )
+    return text
+
+
+def claim_purl(text: str) -> PurlQuery:
+    """A claim's package URL: :meth:`PurlQuery.parse` of a :func:`bounded` text."""
+    return PurlQuery.parse(bounded(text, "package URL"))
+
+
+def claim_function(text: str) -> FunctionQuery:
+    """A claim's function: :func:`function_query` of a :func:`bounded` text."""
+    return function_query(bounded(text, "function"))
+
+
 def vulnerability_id(text: str | None) -> str | None:
     """A claim's vulnerability, stripped (``" CVE-1"`` is ``CVE-1``: one claim, one id), its scheme
     in the case its database writes it: ``cve-2024-1`` is ``CVE-2024-1``, ``ghsa-ABCD-…`` is
     ``GHSA-abcd-…`` (one vulnerability, so one claim and one id); any other id as typed. Empty is
     none. :class:`RefError` for text no store holds (NUL, not UTF-8)."""
-    v = (text or "").strip()
+    v = bounded(text or "", "vulnerability").strip()
     try:
         v.encode("utf-8")
     except UnicodeEncodeError:
@@ -75,7 +102,11 @@ def canonical_claim(purl: str, function: str, vulnerability: str | None) -> tupl
     :meth:`PurlQuery.canonical` form (``pkg:deb/debian/Zlib1g`` is ``pkg:deb/debian/zlib1g``,
     qualifiers sorted), the function in :func:`canonical_function` form and the vulnerability as
     :func:`vulnerability_id` reads it. :class:`RefError` for a value ``sign`` refuses."""
-    return PurlQuery.parse(purl).canonical(), canonical_function(function), vulnerability_id(vulnerability)
+    return (
+        claim_purl(purl).canonical(),
+        canonical_function(bounded(function, "function")),
+        vulnerability_id(vulnerability),
+    )
 
 
 _CLAIM_ID = re.compile(r"sha256:[0-9a-f]{64}")
