@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ import jsonschema
 import pytest
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError as SslibVerificationError
-from securesystemslib.signer import SSlibKey
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -33,6 +30,9 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES, PREDICATE_TYPE
+from tests.witness_helpers import sslib_key, sslib_verifies
+from tests.witness_helpers import statement as payload
+from tests.witness_helpers import witness_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "runtime-witness-v1.schema.json").read_text())
@@ -42,13 +42,6 @@ IMG = "sha256:" + "d" * 64
 OTHER = "sha256:" + "e" * 64
 ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
 PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", "witness", *args],
-                       capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
 
 
 def delta(
@@ -84,20 +77,13 @@ def setup(tmp_path: Path) -> dict[str, Any]:
     return {"url": url, "priv": priv, "pub": pub, "out": out, "tmp": tmp_path}
 
 
-def payload(path: Path) -> dict[str, Any]:
-    return json.loads(base64.b64decode(json.loads(path.read_text())["payload"]))
-
-
 def test_a_witness_verifies_with_our_cli_and_an_independent_dsse_implementation(
     setup: dict[str, Any],
 ) -> None:
     r = cli("verify", str(setup["out"]), "--key", str(setup["pub"]), "--image", IMG)
     assert r.returncode == 0, r.stderr
     assert "verified: crc32 of pkg:deb/debian/zlib1g in " + IMG + ": DynamicReachable" in r.stdout
-    env = Envelope.from_dict(json.loads(setup["out"].read_text()))
-    public = keys.load_public(setup["pub"])
-    key = SSlibKey(keys.key_id(public), "ed25519", "ed25519", {"public": keys.public_hex(public)})
-    assert key.keyid in env.verify([key], 1)
+    assert sslib_verifies(json.loads(setup["out"].read_text()), keys.load_public(setup["pub"]))
     stmt = payload(setup["out"])
     assert stmt["_type"] == "https://in-toto.io/Statement/v1" and stmt["predicateType"] == PREDICATE_TYPE
     assert stmt["subject"] == [{"name": IMG, "digest": {"sha256": "d" * 64}}]
@@ -155,10 +141,8 @@ def test_every_tampered_byte_fails_naming_what(
     assert r.returncode == 1 and message in r.stderr, r.stderr
     if name in ("payload", "signature"):  # the independent implementation agrees
         env = Envelope.from_dict(json.loads(path.read_text()))
-        public = keys.load_public(setup["pub"])
-        key = SSlibKey(keys.key_id(public), "ed25519", "ed25519", {"public": keys.public_hex(public)})
         with pytest.raises(SslibVerificationError):
-            env.verify([key], 1)
+            env.verify([sslib_key(keys.load_public(setup["pub"]))], 1)
 
 
 def test_a_subject_that_is_not_the_claim_or_the_expected_image_fails(setup: dict[str, Any]) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,19 +35,13 @@ from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness.bridge import ClaimsError, load_claims
 from stellaops_runtime.witness.store import claim_id, save
+from tests.witness_helpers import witness_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
 IMG = "sha256:" + "d" * 64
 ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
 BID = "ab" * 20
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", "witness", *args],
-                       capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
 
 
 @pytest.fixture(scope="module")

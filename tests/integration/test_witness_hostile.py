@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from stellaops_runtime.cli.main import main
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,
@@ -42,6 +40,8 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES, check_statement
+from tests.witness_helpers import run_witness as run
+from tests.witness_helpers import spec_pae, spec_verify
 
 S = 1_000_000_000
 T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
@@ -49,13 +49,6 @@ IMG = "sha256:" + "d" * 64
 OTHER = "sha256:" + "e" * 64
 ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
 PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["witness", *args])
-    out, err = capsys.readouterr()
-    assert "internal error" not in err and "Traceback" not in err, err
-    return code, out, err
 
 
 @pytest.fixture
@@ -76,23 +69,7 @@ def signed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]
     return {"priv": priv, "pub": pub, "out": out, "tmp": tmp_path}
 
 
-# -- an independent DSSE implementation, from the spec ---------------------------------------
-
-
-def spec_pae(payload_type: str, body: bytes) -> bytes:
-    t = payload_type.encode("utf-8")
-    return b"DSSEv1 " + str(len(t)).encode() + b" " + t + b" " + str(len(body)).encode() + b" " + body
-
-
-def spec_verify(env: dict[str, Any], public: Ed25519PublicKey) -> bytes:
-    body = base64.b64decode(env["payload"])
-    for s in env["signatures"]:
-        try:
-            public.verify(base64.b64decode(s["sig"]), spec_pae(env["payloadType"], body))
-            return body
-        except InvalidSignature:
-            continue
-    raise InvalidSignature
+# -- an independent DSSE implementation, from the spec (tests/witness_helpers.py) ----------------
 
 
 def test_an_independent_dsse_implementation_agrees_on_non_ascii_types_and_nul_bytes() -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from stellaops_runtime.cli.main import main
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,
@@ -28,19 +27,13 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.witness_helpers import run_witness as run
 
 S = 1_000_000_000
 T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
 IMG = "sha256:" + "d" * 64
 ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
 PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["witness", *args])
-    out, err = capsys.readouterr()
-    assert "internal error" not in err and "Traceback" not in err, err
-    return code, out, err
 
 
 def docs_claim_id(image: str, purl: str, function: str, vulnerability: str | None) -> str:

@@ -11,7 +11,6 @@ from the spec, and the predicate against the JSON schema.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -33,6 +32,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness import keys
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES
+from tests.witness_helpers import spec_verify
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "runtime-witness-v1.schema.json").read_text())
@@ -70,14 +70,10 @@ def fill(url: str, nodes: int) -> None:
         s.write(deltas, windows)
 
 
-def spec_verify(envelope: dict[str, Any], public: Ed25519PublicKey) -> dict[str, Any]:
-    """DSSE v1 from the spec: the signature is over "DSSEv1 SP len(type) SP type SP len(body) SP body"."""
-    body = base64.b64decode(envelope["payload"], validate=True)
-    t = envelope["payloadType"].encode()
-    pae = b"DSSEv1 " + str(len(t)).encode() + b" " + t + b" " + str(len(body)).encode() + b" " + body
-    [sig] = envelope["signatures"]
-    public.verify(base64.b64decode(sig["sig"], validate=True), pae)  # raises when it does not verify
-    stmt: dict[str, Any] = json.loads(body)
+def spec_statement(envelope: dict[str, Any], public: Ed25519PublicKey) -> dict[str, Any]:
+    """The statement, verified by DSSE from the spec (witness_helpers.spec_verify): one signature."""
+    assert len(envelope["signatures"]) == 1
+    stmt: dict[str, Any] = json.loads(spec_verify(envelope, public))
     return stmt
 
 
@@ -95,7 +91,7 @@ def sign(
     main(["evidence", *claim, "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert main(["witness", "verify", str(out), "--key", str(pub), "--image", IMG]) == 0
-    stmt = spec_verify(json.loads(out.read_text()), keys.load_public(pub))
+    stmt = spec_statement(json.loads(out.read_text()), keys.load_public(pub))
     jsonschema.validate(stmt["predicate"], SCHEMA)
     return stmt, doc, out.stat().st_size
 
