@@ -223,6 +223,33 @@ def run_export_agent(tmp: Path, url: str, lines: list[dict[str, Any]], name: str
     return out
 
 
+async def run_replay_agent(tmp: Path, url: str, events: list[Any]) -> tuple[int, str, dict[str, Any]]:
+    """Serve ``events`` (ReplayEvents) as Tetragon's gRPC stream to the real agent, storing into
+    ``url``, until it processed every one; then let it exit when idle. Its exit code, its output and
+    the metrics scraped once everything was processed."""
+    from stellaops_runtime.replay.server import ReplayServer
+
+    server = ReplayServer(events)
+    addr = await server.start("127.0.0.1:0")
+    cfg, port = write_config(tmp, tetragon={"address": addr}, store={"url": url})
+    proc = start_agent(cfg, "--exit-when-idle", "2")
+    try:
+        await wait_for(
+            lambda: (
+                metric_sum(scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
+                == len(events)
+            ),
+            what="every event processed",
+        )
+        m = scrape(port)
+        code, out = await asyncio.to_thread(finish, proc, 60)
+    finally:
+        await server.stop()
+        if proc.poll() is None:
+            proc.kill()
+    return code, out, m
+
+
 class Output:
     """A started agent's output, read as it comes (a thread), so a test can wait for one of its lines.
 

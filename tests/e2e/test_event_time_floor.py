@@ -10,14 +10,12 @@ good count around it is kept exactly (through the real agent, a gRPC replay, Pos
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.replay.events import ReplayEvent, load_events
-from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.e2e import harness as h
 from tests.e2e.test_poison_events import POISON_NODE, _assert_good_counts, _rows
@@ -43,24 +41,7 @@ async def test_old_times_are_the_arrival_time_and_counted(tmp_path, pg_url) -> N
     events = load_events(h.STREAM).events
     old = [ReplayEvent.from_message(_old(b, s, n)) for b, (s, n) in OLD.items()]
     stream = events[:500] + old[:1] + events[500:1500] + old[1:] + events[1500:]
-    server = ReplayServer(stream)
-    addr = await server.start("127.0.0.1:0")
-    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": pg_url})
-    proc = h.start_agent(cfg, "--exit-when-idle", "2")
-    try:
-        await h.wait_for(
-            lambda: (
-                h.metric_sum(h.scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
-                == len(stream)
-            ),
-            what="every event processed",
-        )
-        m = h.scrape(port)
-        code, out = await asyncio.to_thread(h.finish, proc, 60)
-    finally:
-        await server.stop()
-        if proc.poll() is None:
-            proc.kill()
+    code, out, m = await h.run_replay_agent(tmp_path, pg_url, stream)
     assert code == 0, out
     _assert_good_counts(pg_url)
     assert h.metric_sum(m, "stellaops_runtime_events_total") == len(stream)

@@ -220,22 +220,7 @@ def _grpc_poison() -> list[events_pb2.GetEventsResponse]:
 async def test_poisoned_grpc_stream_keeps_every_good_count_on_postgres(tmp_path, pg_url) -> None:
     poison = [ReplayEvent.from_message(p) for p in _grpc_poison()]
     events = EVENTS[:1000] + poison[:2] + EVENTS[1000:2000] + poison[2:] + EVENTS[2000:]
-    server = ReplayServer(events)
-    addr = await server.start("127.0.0.1:0")
-    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": pg_url})
-    proc = h.start_agent(cfg, "--exit-when-idle", "2")
-    try:
-        await h.wait_for(
-            lambda: (
-                h.metric_sum(h.scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
-                == len(events)
-            ),
-            what="every event processed",
-        )
-        m = h.scrape(port)
-        code, out = await asyncio.to_thread(h.finish, proc, 60)
-    finally:
-        await server.stop()
+    code, out, m = await h.run_replay_agent(tmp_path, pg_url, events)
     assert code == 0, out
     _assert_good_counts(pg_url)
     assert h.metric_sum(m, "stellaops_runtime_events_total") == len(events)
