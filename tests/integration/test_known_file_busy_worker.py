@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from stellaops_runtime.canonical import filecache
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.parseworker import ParsePending, ParseWorker
 from stellaops_runtime.canonical.symbolizer import Symbolizer
@@ -124,15 +125,44 @@ def test_a_read_that_would_hash_still_goes_to_the_worker(
     s.close()
 
 
-def test_a_young_library_is_not_read_on_the_callers_thread_for_a_new_process(
+def test_a_young_library_read_before_is_read_again_on_the_callers_thread_for_a_new_process(
     split: dl.Split, tmp_path: Path, worker: ParseWorker
 ) -> None:
-    """Young (hashed at each sighting): up to 16 MiB only for the same root and path, as before."""
+    """Young: hashed at each sighting, on the caller's thread up to 16 MiB (YOUNG_INLINE_BYTES) under
+    any root, as under the root that read it first: not ``parse_pending`` behind a busy worker."""
     r = roots(tmp_path, split, 2)
     s = Symbolizer(gate=worker, clock=lambda: time.time_ns() - 10**9)  # every file young
     s.set_debug_search(DebugSearch(roots=()))
     deadline = time.monotonic() + 60
-    wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
-    with Busy(worker), pytest.raises(ParsePending):
-        s.identify(PROG, root=r[1])
+    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    reads = s.stats()["identity_young_reads"]
+    with Busy(worker):
+        fid = s.identify(PROG, root=r[1])
+        assert fid.identity == first.identity and fid.young_digest  # type: ignore[attr-defined]
+        assert s.stats()["identity_young_reads"] == reads + 1  # hashed again: a young read proves nothing
+    s.close()
+
+
+def test_a_young_debug_file_over_the_bound_is_hashed_on_the_worker(
+    split: dl.Split, tmp_path: Path, worker: ParseWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = roots(tmp_path, split, 2)
+    debug = tmp_path / "container" / f"opt/app/bin/{split.debug.name}"
+    bid = dl.readelf_build_id(split.stripped)
+    by_id = tmp_path / "container" / f"usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
+    by_id.parent.mkdir(parents=True)
+    by_id.write_bytes(debug.read_bytes() + bytes(64 << 10))  # found by build-id (no CRC): 64 KiB more
+    monkeypatch.setattr(
+        filecache, "YOUNG_INLINE_BYTES", 48 << 10
+    )  # the program under it, its debug file over
+    assert (tmp_path / "container" / PROG.lstrip("/")).stat().st_size < 48 << 10
+    s = Symbolizer(gate=worker, clock=lambda: time.time_ns() - 10**9)  # every file young
+    s.set_debug_search(DebugSearch(roots=()))
+    deadline = time.monotonic() + 60
+    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    assert first.debug is not None and first.debug.path.endswith(".build-id/" + f"{bid[:2]}/{bid[2:]}.debug")  # type: ignore[attr-defined]
+    with Busy(worker):  # its debug file would be hashed: not on this thread, under no root
+        for root in r:
+            with pytest.raises(ParsePending):
+                s.identify(PROG, root=root)
     s.close()

@@ -131,7 +131,7 @@ _REMEMBERED_READS = 4096  # candidates' trusted reads remembered (LRU): one per 
 
 
 class WouldHash(Exception):
-    """A candidate would have to be read whole, and the caller asked for no hashing."""
+    """A candidate would have to be read whole, and it is larger than the caller allows."""
 
 
 class Rejected(Exception):
@@ -248,12 +248,12 @@ class DebugFinder:
         build_id: str,
         kind: str,
         main_key: FileKey,
-        hash_ok: bool = True,
+        max_hash_bytes: int | None = None,
     ) -> DebugRef | None:
         """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None.
 
-        ``hash_ok`` false: raise :class:`WouldHash` rather than read a candidate whole (a check
-        on the caller's thread that must stay cheap)."""
+        ``max_hash_bytes``: raise :class:`WouldHash` rather than read a larger candidate whole (a
+        check on the caller's thread, which must stay bounded; 0: no read at all)."""
         if not self.search.enabled or not layout.has_section_headers:
             return None
         try:
@@ -288,7 +288,7 @@ class DebugFinder:
                 candidates.append(("/", posixpath.join(d, build_id, "debuginfo"), BY_DEBUGINFOD))
         seen: set[FileKey] = {main_key}
         for r, p, how in candidates:
-            ref = self._try(r, p, how, build_id if gnu else "", link, seen, hash_ok)
+            ref = self._try(r, p, how, build_id if gnu else "", link, seen, max_hash_bytes)
             if ref is not None:
                 self.count(f"debug_files_found_{how}")
                 return ref
@@ -302,7 +302,7 @@ class DebugFinder:
         build_id: str,
         link: DebugLink | None,
         seen: set[FileKey],
-        hash_ok: bool = True,
+        max_hash_bytes: int | None = None,
     ) -> DebugRef | None:
         try:
             fd, st = _open(root, path)
@@ -320,7 +320,7 @@ class DebugFinder:
             if key in seen:  # the binary itself, or a candidate already refused
                 return None
             seen.add(key)
-            ref = self._check(fd, st, root, path, how, build_id, link, hash_ok)
+            ref = self._check(fd, st, root, path, how, build_id, link, max_hash_bytes)
         except Rejected as e:
             self.count(f"debug_files_rejected_{e.reason}")
             return None
@@ -340,13 +340,13 @@ class DebugFinder:
         how: str,
         build_id: str,
         link: DebugLink | None,
-        hash_ok: bool = True,
+        max_hash_bytes: int | None = None,
     ) -> DebugRef:
         sid = stat_identity(st)
         trusted = stat_trusted(sid, self.clock())  # before its first read
         with self._lock:
             known = self._read.get(sid) if trusted else None  # read after the margin: the same content
-        if known is None and not hash_ok:
+        if known is None and max_hash_bytes is not None and st.st_size > max_hash_bytes:
             raise WouldHash(path)
         if known is not None:
             bid, kind, symbols, digest, crc = known

@@ -91,7 +91,8 @@ from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
 from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
 
 _StatKey = tuple[str, str, int, int, int, int, int]  # (root, path, *stat identity)
-# A young file read before is read again on the caller's thread up to this size (hashing 16 MiB: ~10 ms),
+# A young file read before (under any root or path: a new process of the container) is read again on the
+# caller's thread up to this size, its debug file too (hashing 16 MiB: ~10 ms),
 # so a file seen again within its first seconds answers as a cached one would, not parse_pending.
 YOUNG_INLINE_BYTES = 16 << 20
 # Refusals worth remembering: the same bytes would be refused again.
@@ -150,7 +151,8 @@ class BinaryCache:
         self.refused = RefusedFiles(max_paths)
         # refusals of young files (by stat key) -> when they are read once more: the key proves nothing yet
         self._recheck: LRU[object, int] = LRU(max_paths)
-        self._young: LRU[_StatKey, bool] = LRU(max_paths)  # stat keys read while young (never cached)
+        # stat identities read while young (never cached): a sighting under any root or path reads again
+        self._young: LRU[StatId, bool] = LRU(max_paths)
         # stat identities identified by a trusted read without hashing: another root's sighting of one
         # (a new process of the container) is read on the caller's thread, never queued for the worker
         self._known: LRU[StatId, bool] = LRU(max_paths)
@@ -202,21 +204,25 @@ class BinaryCache:
         sid = stat_identity(st)
         with self._lock:
             hit = self._paths.get(skey)
-            again = hit is None and self._young.get(skey) is not None
+            again = hit is None and self._young.get(sid) is not None
             known = hit is None and self._known.get(sid) is not None
         if hit is None:
             self._check_refused(sid, path)  # ctime included: rewritten, read again
-            if again and st.st_size <= YOUNG_INLINE_BYTES:  # read while young before: read it again here
-                hit = self._read_identity(root, path, skey)
-            elif known:  # known under another root or path: read here unless that needs a hash
+            # read before (under this root and path or another): read again here, within a bound
+            bound = YOUNG_INLINE_BYTES if again and st.st_size <= YOUNG_INLINE_BYTES else 0 if known else -1
+            if bound >= 0:
                 try:
-                    hit = self._read_identity(root, path, skey, cheap=True)
-                except WouldHash:
+                    hit = self._read_identity(root, path, skey, max_hash_bytes=bound)
+                except WouldHash:  # more to hash than the bound: on the worker, as a first read
                     hit = None
         return skey, hit
 
-    def _read_identity(self, root: str, path: str, skey: _StatKey, *, cheap: bool = False) -> FileId:
-        """Read the file's identity; ``cheap``: raise :class:`WouldHash` rather than hash a file."""
+    def _read_identity(
+        self, root: str, path: str, skey: _StatKey, *, max_hash_bytes: int | None = None
+    ) -> FileId:
+        """Read the file's identity; :class:`WouldHash` rather than hash a file larger than
+        ``max_hash_bytes`` (0: rather than hash anything; the caller checked this file's size)."""
+        cheap = max_hash_bytes == 0
         with self._lock:
             hit = self._paths.get(skey)  # a job queued twice
         if hit is not None:
@@ -247,7 +253,7 @@ class BinaryCache:
                 build_id=bid,
                 kind=kind,
                 main_key=fkey,
-                hash_ok=not cheap,
+                max_hash_bytes=max_hash_bytes,
             )
             # another debug file, other names: another cache entry
             suffix = f"+debug@{debug.digest}" if debug is not None else ""
@@ -269,10 +275,10 @@ class BinaryCache:
         with self._lock:
             if young:  # not cached under its stat identity: read again at each sighting while young
                 self.counters["identity_young_reads"] += 1
-                self._young.put((root, path, *sid), True)
+                self._young.put(sid, True)
             else:
                 self._paths.put((root, path, *sid), fid)
-                self._young.pop((root, path, *sid))
+                self._young.pop(sid)
                 if kind != BUILD_ID_FALLBACK:  # nothing to hash when seen again: see _cached_identity
                     self._known.put(sid, True)
         return fid
