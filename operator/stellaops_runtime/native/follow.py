@@ -57,7 +57,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native import follow_attach, former
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
 from stellaops_runtime.native.follow_files import (
@@ -68,7 +67,9 @@ from stellaops_runtime.native.follow_files import (
     identity,
     in_root,
     look,
+    open_path,
     path_of,
+    stat_path,
     upper_identity,
 )
 from stellaops_runtime.native.follow_files import lacks as _lacks
@@ -140,7 +141,7 @@ class TargetWatch(FormerFiles):
             if not followable(t):
                 continue
             try:
-                fd, st = open_in_root("/", t.binary)
+                fd, st = open_path(t.binary)
             except OSError:
                 w.idents[key] = identity(t.binary)  # none there (or unreadable): the attach says why
                 continue
@@ -201,7 +202,7 @@ class TargetWatch(FormerFiles):
         ``chown``, a link) in the merged view copied it up, and new processes map that file."""
         t = self._target(key)
         try:
-            ctime = os.stat(t.binary).st_ctime_ns
+            ctime = stat_path(t.binary).st_ctime_ns
         except OSError:
             return False
         if self.ctimes.setdefault(key, ctime) == ctime:
@@ -290,7 +291,7 @@ class TargetWatch(FormerFiles):
         if real is None or real == self.upper.get(key):
             return False
         try:
-            fd, _st = open_in_root("/", t.binary)
+            fd, _st = open_path(t.binary)
         except OSError:
             return False
         if self._attach_fd(bpf, key, t, fd, f"the copied-up file at {t.binary}"):
@@ -301,7 +302,7 @@ class TargetWatch(FormerFiles):
     def _attach_path(self, bpf: Any, key: Key, t: Target) -> str:
         """'' when the file now at the path was attached, 'probed' when it already was, else why not."""
         try:  # checked through O_PATH first: a device put there is never opened for reading
-            fd, st = open_in_root("/", t.binary)
+            fd, st = open_path(t.binary)
         except OSError as e:
             self.idents[key] = identity(t.binary)  # looked at: not tried again until it changes
             return f"the new file at {t.binary} cannot be opened: {e.strerror or e}"

@@ -5,7 +5,9 @@ A target named by a path is looked at by that path. A target named by PURL
 (``/proc/self/fd/N``), which always names the file opened then; its file in
 the container is ``module`` inside ``root`` (``/proc/<pid>/root``), looked at
 confined to that root (``rootopen``: a container that swaps a directory for a
-symlink cannot make the agent look at, or probe, a host file).
+symlink cannot make the agent look at, or probe, a host file). So is a target
+named by a container's path, ``/proc/<pid>/root/...`` (:func:`split_root`);
+any other path is looked up from ``/``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 
-from stellaops_runtime.canonical.rootopen import open_in_root
+from stellaops_runtime.canonical.rootopen import open_in_root, stat_in_root
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
 
 Ident = tuple[int, int] | None  # (st_dev, st_ino) of a regular file; None: no regular file there
@@ -35,10 +37,32 @@ class Followed:
     reload: bool = False  # a PURL target's file changed in its container: a reload resolves it anew
 
 
+_PROC_ROOT = re.compile(r"^(/proc/(?:[0-9]+|self)/root)(/.*)?$")
+
+
+def split_root(path: str) -> tuple[str, str]:
+    """(root, path inside it) of a target's path: a container's ``/proc/<pid>/root/...`` is looked up
+    inside that root (the kernel would follow an absolute symlink met there from the agent's root:
+    the container could name the agent's or the node's files), any other path from ``/``."""
+    m = _PROC_ROOT.match(path)
+    return (m.group(1), m.group(2) or "/") if m else ("/", path)
+
+
+def open_path(path: str) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file at a target's path, and its stat (rootopen rules)."""
+    return open_in_root(*split_root(path))
+
+
+def stat_path(path: str) -> os.stat_result:
+    """``stat`` of the file at a target's path, resolved as :func:`open_path` resolves it."""
+    root, inner = split_root(path)
+    return stat_in_root(root, inner)
+
+
 def identity(path: str) -> Ident:
     """(device, inode) of the regular file at ``path``, or None (missing, unreadable, not regular)."""
     try:
-        st = os.stat(path)
+        st = stat_path(path)
     except (OSError, ValueError):
         return None
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
@@ -70,7 +94,7 @@ def look(t: Target) -> tuple[Ident, tuple[int, int] | None]:
             fd, st = open_in_root(t.root, t.module)
             os.close(fd)
         else:
-            st = os.stat(t.binary)
+            st = stat_path(t.binary)
     except (OSError, ValueError):
         return None, None
     if not stat.S_ISREG(st.st_mode):
