@@ -22,11 +22,14 @@ from typing import Any
 
 from stellaops_runtime.native import usdt
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
+from stellaops_runtime.native.elfguard import bcc_hazard
 
 
 def uprobe(bpf: Any, i: int, t: UprobeTarget, fd: int, what: str) -> str:
     """Attach uprobe target ``i``'s programs to the file of ``fd``: '' when done, else why not."""
     path, sym = f"/proc/self/fd/{fd}".encode(), t.symbol.encode()
+    if why := bcc_hazard(path.decode()):  # a symbol table BCC would crash on (native/elfguard.py)
+        return f"{what} cannot be read: {why}"
     try:
         found = bpf.get_user_addresses(path, f"^{re.escape(t.symbol)}$".encode())
     except Exception as e:  # BCC raises bare Exception for a file it cannot read as ELF

@@ -25,6 +25,7 @@ from typing import Any
 
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.elfguard import bcc_hazard
 from stellaops_runtime.native.probes.prelude import (
     emit_begin,
     emit_begin_stacked,
@@ -104,6 +105,9 @@ def attach(b: Any, cfg: NativeConfig, paths: Mapping[int, str] | None = None) ->
         path = (paths or {}).get(i, t.binary)
         if not os.path.isfile(path):
             failed.append((label, f"binary {t.binary} not found"))
+            continue
+        if why := bcc_hazard(path):  # a symbol table BCC would crash on (native/elfguard.py)
+            failed.append((label, f"cannot read symbols of {t.binary}: {why}"))
             continue
         try:
             addr = b.get_user_addresses(path.encode(), f"^{_re_escape(t.symbol)}$".encode())
