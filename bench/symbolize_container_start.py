@@ -25,6 +25,10 @@ debug files apart (counted where every streamed digest reads its chunks,
 tree's ``operator/`` on ``PYTHONPATH`` to compare code::
 
     PYTHONPATH=<tree>/operator .venv/bin/python bench/symbolize_container_start.py
+
+``--identify-cost N``: instead, the CPU microseconds (median) of one
+identification of each library, already identified and old, under each of
+``N`` new roots (what every new process costs the thread that identifies it).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -73,11 +78,42 @@ def unpack(dest: Path) -> list[str]:
     return paths
 
 
+def identify_cost(n: int) -> None:
+    """Median CPU us of identifying each host library, old and known, under ``n`` new roots."""
+    tmp = Path(tempfile.mkdtemp(prefix="identify-cost-"))
+    try:
+        roots = []
+        for i in range(n):
+            os.symlink("/", tmp / f"proc-{i}-root")
+            roots.append(str(tmp / f"proc-{i}-root"))
+        s = Symbolizer(file_lines=False, clock=lambda: time.time_ns() + 3_600 * 10**9)  # files old
+        out = {}
+        for name in LIBS:
+            path = f"{LIBDIR}/{name}"
+            if not Path(path).exists():
+                continue
+            s.identify(path)
+            times = []
+            for r in roots:
+                c0 = time.process_time()
+                s.identify(path, root=r)
+                times.append(time.process_time() - c0)
+            out[name] = round(statistics.median(times) * 1e6, 1)
+        s.close()
+        print(json.dumps({"identify_cpu_us_median": out, "roots": n}, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--processes", type=int, default=20)
     ap.add_argument("--every", type=float, default=0.2, help="seconds between process starts")
+    ap.add_argument("--identify-cost", type=int, default=0, metavar="N")
     args = ap.parse_args()
+    if args.identify_cost:
+        identify_cost(args.identify_cost)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="container-start-"))
     try:
         root = tmp / "container"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.canonical import filecache
+from stellaops_runtime.canonical import debuglink, filecache
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.parseworker import ParsePending, ParseWorker
 from stellaops_runtime.canonical.symbolizer import Symbolizer
@@ -165,4 +165,30 @@ def test_a_young_debug_file_over_the_bound_is_hashed_on_the_worker(
         for root in r:
             with pytest.raises(ParsePending):
                 s.identify(PROG, root=root)
+    s.close()
+
+
+@pytest.mark.parametrize("young", [False, True])
+def test_a_known_librarys_headers_are_read_once_per_stat_identity(
+    split: dl.Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, young: bool
+) -> None:
+    """Its ELF header, build-id note and section table (whether it needs a debug file, its
+    .gnu_debuglink) are content: read once for a stat identity that vouches for it, at each read
+    while young (a young read proves nothing after it)."""
+    reads: list[str] = []
+    for module, name in ((filecache, "read_layout"), (debuglink, "read_section_table")):
+        real = getattr(module, name)
+
+        def counted(*a: object, _real: object = real, _name: str = name, **k: object) -> object:
+            reads.append(_name)
+            return _real(*a, **k)  # type: ignore[operator]
+
+        monkeypatch.setattr(module, name, counted)
+    r = roots(tmp_path, split, 4)
+    s = Symbolizer(clock=(lambda: time.time_ns() - 10**9) if young else aged)
+    s.set_debug_search(DebugSearch(roots=()))
+    ids = {s.identify(PROG, root=root).identity for root in r}
+    assert len(ids) == 1
+    n = 4 if young else 1
+    assert reads.count("read_layout") == n and reads.count("read_section_table") == n, reads
     s.close()

@@ -55,6 +55,14 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from stellaops_runtime.canonical.buildidclaims import StatId, stat_identity, stat_trusted
+from stellaops_runtime.canonical.debuglink import (
+    BinaryLink,
+    DebugLink,
+    binary_link,
+    build_id_path,
+    debuglink_paths,
+    has_symbols,
+)
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_GNU,
     ElfError,
@@ -69,9 +77,6 @@ from stellaops_runtime.canonical.limits import BUDGET_EXCEEDED, MALFORMED, FileK
 from stellaops_runtime.canonical.lru import LRU
 from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular
 from stellaops_runtime.canonical.symtab import SHT_NOBITS, SectionInfo, read_section, read_section_table
-
-DEBUG_DIR = "/usr/lib/debug"
-_MAX_DEBUGLINK_BYTES = 4096
 
 # How a debug file was found (the suffix of ``debug_files_found_<how>``).
 BY_BUILD_ID = "build_id"
@@ -96,14 +101,6 @@ class DebugSearch:
     roots: tuple[str, ...] = ("/",)
     # debuginfod-style caches, ``<dir>/<build-id>/debuginfo``, read in this process's filesystem.
     debuginfod_dirs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DebugLink:
-    """The contents of a ``.gnu_debuglink`` section: a file name and the CRC-32 of that file."""
-
-    name: str
-    crc: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,53 +137,6 @@ class Rejected(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-# -- pure logic -------------------------------------------------------------------
-
-
-def parse_debuglink(data: bytes, *, little: bool) -> DebugLink | None:
-    """A ``.gnu_debuglink`` section: NUL-terminated name, padding to 4 bytes, CRC-32; None when unusable.
-
-    The name must be one plain file name (no ``/``, not ``.`` or ``..``), as the
-    tools that write it produce: a link is never a path.
-    """
-    end = data.find(b"\0")
-    if end <= 0:
-        return None
-    crc_at = (end + 4) & ~3
-    if crc_at + 4 > len(data):
-        return None
-    try:
-        name = data[:end].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if "/" in name or name in (".", "..") or not name.isprintable():
-        return None
-    (crc,) = struct.unpack_from("<I" if little else ">I", data, crc_at)
-    return DebugLink(name, crc)
-
-
-def build_id_path(build_id: str) -> str | None:
-    """``/usr/lib/debug/.build-id/xx/rest.debug`` for a hex GNU build-id; None for anything else."""
-    if len(build_id) < 4 or any(c not in "0123456789abcdef" for c in build_id):
-        return None
-    return f"{DEBUG_DIR}/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
-
-
-def debuglink_paths(binary_path: str, name: str) -> list[str]:
-    """Where a debuglink name is looked for: next to the binary, in ``.debug/``, under /usr/lib/debug."""
-    d = posixpath.dirname(posixpath.normpath("/" + binary_path.lstrip("/")))
-    return [posixpath.join(d, name), posixpath.join(d, ".debug", name), DEBUG_DIR + posixpath.join(d, name)]
-
-
-def has_symbols(sections: list[SectionInfo]) -> tuple[bool, bool]:
-    """(has a ``.symtab`` with contents, has DWARF ``.debug_info``) among ``sections``."""
-    symtab = any(s.name == ".symtab" and s.type == "SHT_SYMTAB" and s.size for s in sections)
-    dwarf = any(
-        s.name in (".debug_info", ".zdebug_info") and s.type != SHT_NOBITS and s.size for s in sections
-    )
-    return symtab, dwarf
 
 
 # -- reads at the edge --------------------------------------------------------------
@@ -236,6 +186,7 @@ class DebugFinder:
         self.clock = clock  # CLOCK_REALTIME ns: is a candidate's ctime old enough to vouch for it?
         # what trusted reads of candidates found, by stat identity: (build-id, kind, symbols, digest, crc)
         self._read: LRU[StatId, _Read] = LRU(_REMEMBERED_READS)
+        self._links: LRU[StatId, BinaryLink] = LRU(_REMEMBERED_READS)  # binaries' sections, by stat identity
         self._lock = threading.Lock()  # the parse worker and the caller's thread both check candidates
 
     def find(
@@ -249,31 +200,31 @@ class DebugFinder:
         kind: str,
         main_key: FileKey,
         max_hash_bytes: int | None = None,
+        main_sid: StatId | None = None,
     ) -> DebugRef | None:
         """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None.
+
+        ``main_sid``: the binary's stat identity, given when it vouches for its content (a trusted
+        read): what its sections say (complete, its ``.gnu_debuglink``) is then read once for it.
 
         ``max_hash_bytes``: raise :class:`WouldHash` rather than read a larger candidate whole (a
         check on the caller's thread, which must stay bounded; 0: no read at all)."""
         if not self.search.enabled or not layout.has_section_headers:
             return None
-        try:
-            with os.fdopen(os.dup(f_fd), "rb") as f:
-                sections = read_section_table(f, layout, self.limits.budget(path))
-                symtab, dwarf = has_symbols(sections)
-                if symtab and dwarf:
-                    return None  # nothing a debug file could add
-                link_sec = next((s for s in sections if s.name == ".gnu_debuglink"), None)
-                link = None
-                if link_sec is not None and link_sec.type != SHT_NOBITS:
-                    if link_sec.size > _MAX_DEBUGLINK_BYTES:
-                        self.count(f"debug_files_rejected_{BAD_LINK}")
-                    else:
-                        raw = read_section(f, link_sec.offset, link_sec.size, ".gnu_debuglink")
-                        link = parse_debuglink(raw, little=layout.little)
-                        if link is None:
-                            self.count(f"debug_files_rejected_{BAD_LINK}")
-        except (ElfError, OSError, ValueError, struct.error):
-            return None  # the binary's own section table is unusable: indexing it will say why
+        with self._lock:  # what the binary's sections say, by its stat identity when that vouches for it
+            said = self._links.get(main_sid) if main_sid is not None else None
+        if said is None:
+            said = binary_link(f_fd, layout, path, self.limits)
+            if said is None:
+                return None  # the binary's own section table is unusable: indexing it will say why
+            if main_sid is not None:
+                with self._lock:
+                    self._links.put(main_sid, said)
+        complete, link, bad = said
+        if bad:
+            self.count(f"debug_files_rejected_{BAD_LINK}")
+        if complete:
+            return None  # nothing a debug file could add
         roots = [root or "/"]
         roots += [r for r in self.search.roots if r and r not in roots]
         gnu = kind == BUILD_ID_GNU

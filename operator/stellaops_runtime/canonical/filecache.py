@@ -47,11 +47,9 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from stellaops_runtime.canonical.addrindex import LRU
 from stellaops_runtime.canonical.binary import Binary
@@ -64,16 +62,18 @@ from stellaops_runtime.canonical.buildidclaims import (
     stat_identity,
     stat_trusted,
 )
-from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch, WouldHash
+from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugSearch, WouldHash
 from stellaops_runtime.canonical.elflayout import (
     BUILD_ID_FALLBACK,
     ElfError,
+    ElfLayout,
     build_id_from_notes,
     fallback_from_digest,
     oversized_build_id_notes,
     read_layout,
     read_notes,
 )
+from stellaops_runtime.canonical.fileid import FileId, open_file, stat_file
 from stellaops_runtime.canonical.indexcache import IndexCache
 from stellaops_runtime.canonical.indexcheck import attach_debug, still
 from stellaops_runtime.canonical.limits import (
@@ -81,14 +81,12 @@ from stellaops_runtime.canonical.limits import (
     DEFAULT_LIMITS,
     MALFORMED,
     NOT_REGULAR,
-    FileKey,
     Limits,
     RefusedFiles,
     file_digest,
     file_key,
 )
 from stellaops_runtime.canonical.parseworker import InlineGate, ParseGate
-from stellaops_runtime.canonical.rootopen import NotRegularFile, open_in_root, open_regular, stat_in_root
 
 _StatKey = tuple[str, str, int, int, int, int, int]  # (root, path, *stat identity)
 # A young file read before (under any root or path: a new process of the container) is read again on the
@@ -96,34 +94,8 @@ _StatKey = tuple[str, str, int, int, int, int, int]  # (root, path, *stat identi
 # so a file seen again within its first seconds answers as a cached one would, not parse_pending.
 YOUNG_INLINE_BYTES = 16 << 20
 # Refusals worth remembering: the same bytes would be refused again.
+_Heads = tuple[ElfLayout, str, str, bool]  # layout, build-id, its kind, oversized build-id notes
 _REMEMBERED = frozenset({BUDGET_EXCEEDED, MALFORMED, NOT_REGULAR, "not_elf", "truncated_elf", "bad_elf"})
-
-
-@dataclass(frozen=True, slots=True)
-class FileId:
-    """What a file is: its build-id and its content identity (build-id + content digest)."""
-
-    build_id: str
-    kind: str
-    identity: str
-    key: FileKey
-    debug: DebugRef | None = None  # its separate debug file, when one was accepted
-    sid: StatId | None = None  # (device, inode, size, mtime, ctime) when it was identified
-    young_digest: str = ""  # SHA-256 of a young read (canonical/buildidclaims.py): what an index must hash to
-
-
-def open_file(root: str, path: str) -> tuple[int, os.stat_result]:
-    """A regular file by its path inside ``root`` (``/`` = the host: opened as is, still non-blocking)."""
-    if root in ("", "/"):
-        return open_regular(path)
-    return open_in_root(root, path)
-
-
-def stat_file(root: str, path: str) -> os.stat_result:
-    st = stat_in_root(root, path)
-    if not stat.S_ISREG(st.st_mode):
-        raise NotRegularFile(path, st.st_mode)
-    return st
 
 
 class BinaryCache:
@@ -156,6 +128,7 @@ class BinaryCache:
         # stat identities identified by a trusted read without hashing: another root's sighting of one
         # (a new process of the container) is read on the caller's thread, never queued for the worker
         self._known: LRU[StatId, bool] = LRU(max_paths)
+        self._heads: LRU[StatId, _Heads] = LRU(max_paths)  # layout, build-id note, by trusted stat identity
         self.counters: Counter[str] = Counter()
         self._claims = BuildIdClaims(limits, open_file, self.bump, max_build_ids=max_paths)
         # Indexed symbol tables kept on disk across restarts (canonical/indexcache.py), when asked for.
@@ -233,12 +206,20 @@ class BinaryCache:
         trusted = stat_trusted(sid, self.clock())  # before the first read of this file
         try:
             self._check_refused(sid, path)
-            with os.fdopen(os.dup(fd), "rb") as f:
-                layout = read_layout(f)
-                notes = read_notes(f, layout)
-                bid, kind = build_id_from_notes(notes)
-                if oversized_build_id_notes(notes):  # skipped: a hostile size (canonical/elflayout.py)
-                    self.bump("build_id_notes_oversized")
+            with self._lock:  # its headers, read once per stat identity that vouches for its content
+                heads: _Heads | None = self._heads.get(sid) if trusted else None
+            if heads is None:
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    layout = read_layout(f)
+                    notes = read_notes(f, layout)
+                noted, noted_kind = build_id_from_notes(notes)
+                heads = (layout, noted, noted_kind, bool(oversized_build_id_notes(notes)))
+                if trusted and heads[1]:
+                    with self._lock:
+                        self._heads.put(sid, heads)
+            layout, bid, kind, oversized = heads
+            if oversized:  # skipped: a hostile size (canonical/elflayout.py)
+                self.bump("build_id_notes_oversized")
             check_size(st.st_size, self.limits)  # the budget a digest would have: as before
             if cheap and not (bid and trusted):
                 raise WouldHash(path)
@@ -254,6 +235,7 @@ class BinaryCache:
                 kind=kind,
                 main_key=fkey,
                 max_hash_bytes=max_hash_bytes,
+                main_sid=sid if trusted else None,
             )
             # another debug file, other names: another cache entry
             suffix = f"+debug@{debug.digest}" if debug is not None else ""
