@@ -20,6 +20,7 @@ from stellaops_runtime.native import former
 from stellaops_runtime.native.follow_files import Followed, Ident, Target, path_of
 from stellaops_runtime.native.follow_files import lacks as _lacks
 from stellaops_runtime.native.follow_files import starttime as _starttime
+from stellaops_runtime.native.former import Former, still_maps
 
 log = logging.getLogger("stellaops_runtime.native.follow")
 
@@ -65,17 +66,17 @@ class FormerFiles:
         keys = self._scan_keys
         skip = {(n, ident) for n, key in enumerate(keys) for ident in self.probed.get(key, ())}
         missed = False
-        for f in self._scan.step(skip, seconds):
-            key = keys[f.want]
+        for first in self._scan.step(skip, seconds):
+            key = keys[first.want]
             t = self._target(key)
-            how = "renamed" if f.contents is not None else "deleted"
+            how = "renamed" if first.contents is not None else "deleted"
+            opened = self._open_former(first)
+            if opened is None:
+                continue  # no process seen maps it now: a later read of one reports it again
+            f, fd, st = opened
             what = f"the {how} former file of {t.binary} run by pid {f.pid}"
-            try:
-                fd, st = open_regular(f.map_file)
-            except OSError as e:
-                if not _starttime(f.pid):
-                    continue  # it exited since the scan: nothing runs the file unseen
-                why = f"{what} cannot be opened: {e.strerror or e}"
+            if fd is None:
+                why = f"{what} cannot be opened: {st.strerror or st}"
             else:
                 if f.contents is None and st.st_nlink:  # a file named "<path> (deleted)", still linked
                     os.close(fd)
@@ -103,6 +104,26 @@ class FormerFiles:
             if start:
                 self.unprobed[(f.pid, start)] = t.label()
         return missed
+
+    def _open_former(self, f: Former) -> tuple[Former, int | None, Any] | None:
+        """Open ``f``'s file through its process, or through another one seen mapping it when that
+        one exited or exec'd since the scan read it (its entry gone, or naming another file now):
+        (the process used, descriptor, stat), or (it, None, the error) when a process still mapping
+        it refused; None when none seen maps it any more (the scan forgets it)."""
+        assert self._scan is not None
+        for c in (f, *self._scan.others(f)):
+            try:
+                fd, st = open_regular(c.map_file)
+            except OSError as e:
+                if still_maps(c):
+                    return c, None, e
+                continue
+            if not still_maps(c):  # exec'd meanwhile: the entry may have been another file
+                os.close(fd)
+                continue
+            return c, fd, st
+        self._scan.forget(f)
+        return None
 
     def _check_unprobed(self, res: Followed) -> None:
         """Processes running an unprobed former file: unwatched while any lives."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 DELETED = " (deleted)"
 MAX_MAPS_BYTES = 8 << 20  # a process's maps read at most (a huge one is read to here)
+MAX_OTHERS = 16  # further processes kept per file found, to open it through if the first is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,10 @@ class Scan:
         self._todo: list[int] = self._list() if self._wanted or self._known else []
         self._second = False  # the processes that appeared during the first pass are listed
         self._seen: set[tuple[int, tuple[int, int]]] = set()
+        # the further processes seen mapping a file reported (the first may exit or exec before
+        # the caller opens the file through it: :meth:`others`, :meth:`forget`)
+        self._others: dict[tuple[int, tuple[int, int]], list[Former]] = {}
+        self._pids: dict[tuple[int, tuple[int, int]], set[int]] = {}  # the processes seen per file
         self.read = 0  # processes whose maps were read
 
     def _list(self) -> list[int]:
@@ -141,6 +146,29 @@ class Scan:
         new = sorted(pids - self._listed, reverse=True)  # popped from the end: lowest pid first
         self._listed |= pids
         return new
+
+    def _found(self, out: list[Former], f: Former) -> None:
+        """Report ``f`` unless its file was; else keep it among that file's further processes."""
+        key = (f.want, f.ident)
+        if key not in self._seen:
+            self._seen.add(key)
+            self._pids[key] = {f.pid}
+            out.append(f)
+            return
+        pids = self._pids.setdefault(key, set())
+        if f.pid not in pids and len(pids) <= MAX_OTHERS:  # each mapping of it is a line: once a pid
+            pids.add(f.pid)
+            self._others.setdefault(key, []).append(f)
+
+    def others(self, f: Former) -> list[Former]:
+        """The further processes seen mapping ``f``'s file so far (taken: each is given once)."""
+        return self._others.pop((f.want, f.ident), [])
+
+    def forget(self, f: Former) -> None:
+        """``f``'s file could not be opened through any process seen: a later read reports it again."""
+        self._seen.discard((f.want, f.ident))
+        self._others.pop((f.want, f.ident), None)
+        self._pids.pop((f.want, f.ident), None)
 
     @property
     def done(self) -> bool:
@@ -173,15 +201,14 @@ class Scan:
         if any(n in data for n in self._known_needles):  # a file an earlier load probed, by identity
             for rng, _name, ident in _deleted_mappings(data.decode("utf-8", "surrogateescape"), every=True):
                 for i, contents in self._known.get(ident, ()):
-                    if (i, ident) not in self._seen and (i, ident) not in skip:
-                        self._seen.add((i, ident))
-                        out.append(Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}", contents))
+                    if (i, ident) not in skip:
+                        self._found(out, Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}", contents))
         if not any(n in data for n in self._needles):
             return out  # no deleted file of a wanted name: the common case, no line parsed
         root: tuple[int, int] | None = None
         for rng, name, ident in _deleted_mappings(data.decode("utf-8", "surrogateescape")):
             for i, want_root in self._wanted.get(name, ()):
-                if (i, ident) in self._seen or (i, ident) in skip:
+                if (i, ident) in skip:
                     continue
                 if root is None:
                     try:
@@ -191,9 +218,26 @@ class Scan:
                     root = (st.st_dev, st.st_ino)
                 if root != want_root:
                     continue
-                self._seen.add((i, ident))
-                out.append(Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}"))
+                self._found(out, Former(i, ident, pid, f"{proc}/{pid}/map_files/{rng}"))
         return out
+
+
+def still_maps(f: Former) -> bool:
+    """Whether ``f``'s process still maps its file at that range (not exited, nor exec'd since)."""
+    base, _, rng = f.map_file.rpartition("/map_files/")
+    try:
+        with open(f"{base}/maps", "rb") as fh:
+            data = fh.read(MAX_MAPS_BYTES)
+    except OSError:
+        return False
+    start = data.find(rng.encode() + b" ")
+    if start != 0 and (start < 0 or data[start - 1 : start] != b"\n"):
+        return False
+    line = data[start : data.find(b"\n", start) if b"\n" in data[start:] else len(data)]
+    return any(
+        ident == f.ident
+        for _r, _n, ident in _deleted_mappings(line.decode("utf-8", "surrogateescape"), every=True)
+    )
 
 
 def scan(paths: list[str], *, skip: set[tuple[int, tuple[int, int]]], proc: str = "/proc") -> list[Former]:
