@@ -1,9 +1,9 @@
-"""psycopg imported without ``importlib.metadata``: ~1.6 MB of every agent on PostgreSQL (issue 13).
+"""psycopg imported without ``importlib.metadata``: ~1.5 MB of every agent on PostgreSQL (issue 13).
 
 psycopg and psycopg-binary each read their own version when imported (their ``version.py``:
 ``__version__ = metadata.version(...)``). That one string, which the agent never reads, loads
 ``importlib.metadata`` and with it email's parser, ``zipfile``, ``csv`` and ``importlib.resources``
-(31 modules) and scans ``sys.path`` for distributions: 1.6 MB of the idle agent's RSS, held for
+(32 modules) and scans ``sys.path`` for distributions: 1.5 MB of the idle agent's RSS, held for
 its whole life (docs/benchmarks.md, "Sixteenth pass").
 
 :func:`load` imports psycopg with each of those two ``version`` modules stood in for by one
