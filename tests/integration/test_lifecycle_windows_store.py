@@ -30,7 +30,9 @@ BUSY = "sha256:" + "c" * 64
 
 
 def ran(image: str, window: int, posture: Posture = Posture.EBPF_DEEP) -> ObservationWindow:
-    return ObservationWindow(image, "n1", window, 0, posture, 60, "tetragon")
+    # A row with no events carries its evidenced posture only when it counted containers (the
+    # agent's lifecycle rows are Passive and carry none, store/rows.py): these rows say it.
+    return ObservationWindow(image, "n1", window, 0, posture, 60, "tetragon", evidenced=posture)
 
 
 @pytest.fixture

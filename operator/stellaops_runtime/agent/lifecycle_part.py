@@ -14,7 +14,9 @@ registry:
   aggregator's ``runs``: once a second the task samples whether the event
   source and the runtime are both connected (and stayed so since the last
   sample) and which containers run, so that every image that ran here through a
-  whole watched window gets an observation window, events or not.
+  whole watched window gets an observation window, events or not, and a
+  container that ran in a window without sending it an event lowers its
+  image's window to Passive (hotsymbols/container_runs.py).
 
 Only what the config turns on is imported, and only when the task starts: the
 agent of a node without a runtime socket loads none of it (issue 13). A
@@ -97,7 +99,7 @@ def _ns(value: Any) -> int:
 def runs_of(records: list[ContainerRecord]) -> list[Run]:
     """What the registry says ran: one Run per container with an image digest."""
     return [
-        Run(r.image_digest, _ns(r.started_at), _ns(r.stopped_at), r.status in _RUNNING)
+        Run(r.image_digest, _ns(r.started_at), _ns(r.stopped_at), r.status in _RUNNING, r.container_id)
         for r in records
         if r.image_digest and (r.status in _RUNNING or r.stopped_at is not None)
     ]
@@ -176,6 +178,7 @@ class LifecyclePart:
                 self._refresh()
         except Exception:  # the observer retries the runtime itself; anything else must not end the agent
             log.exception("container lifecycle observer stopped; the agent keeps running without it")
+            self.runs.containers.known = False  # no container is followed: none may be taken as absent
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -117,9 +117,12 @@ class ObservationWindow:
     "not observed" may rest on: the lowest, over the image's containers that
     sent events in the window, of the highest posture each one's events showed
     (hotsymbols/window_units.py: one pod's user stacks say nothing of another
-    pod's calls), cumulative over the window's drains so the latest row of a
-    window holds all of them (None: as ``posture``; rows without events leave
-    it to the rows with events).
+    pod's calls; a container of the image that ran in the window without
+    sending it an event counts at Passive, hotsymbols/container_runs.py),
+    cumulative over the window's drains so the latest row of a window that
+    carries it holds all of them (None: as ``posture`` on a row with events;
+    lifecycle and gap rows leave it alone; a row with no events that carries
+    it restates the window's value).
 
     A *gap* is Tetragon telling us it did not deliver events in the window
     (hotsymbols/gaps.py): ``gap_start_ns``..``gap_end_ns`` is the part of the
@@ -150,17 +153,21 @@ class ObservationWindow:
 
     @property
     def evidenced_posture(self) -> Posture | None:
-        """``evidenced``, or ``posture`` when no container count was made (store/rows.py writes it)."""
-        return self.evidenced if self.evidenced is not None else self.posture
+        """The ``evidenced_level`` store/rows.py writes: ``evidenced``, or ``posture`` for a row with
+        events when no container count was made; None for a row without events and without
+        ``evidenced`` (lifecycle and gap rows leave the stored value alone)."""
+        if self.evidenced is not None:
+            return self.evidenced
+        return self.posture if self.event_count > 0 else None
 
     def merged(self, other: ObservationWindow) -> ObservationWindow:
         """This row and another, later one of the same (image, node, window): counts add, posture is
         the higher, gaps are the union of both (earliest start, latest end), ``evidenced`` the later
-        row's when it has events (it counted every container of the window so far), else this one's."""
+        row's when it has one (it counted every container of the window so far; a row with no events
+        that carries one restates it, hotsymbols/window_units.py), else this one's."""
         starts = [s for s in (self.gap_start_ns, other.gap_start_ns) if s > 0]
-        later = other.event_count > 0 and other.evidenced_posture is not None
-        mine = self.evidenced_posture
-        evidenced = other.evidenced_posture if later or mine is None else mine
+        theirs = other.evidenced_posture
+        evidenced = theirs if theirs is not None else self.evidenced_posture
         if self.evidenced is None and other.evidenced is None:
             evidenced = None  # no container count on either side: as the merged posture
         return ObservationWindow(

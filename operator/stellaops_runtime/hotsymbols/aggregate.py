@@ -390,7 +390,7 @@ class HotSymbolAggregator(RepeatCounting):
         deltas = slot_deltas(groups, self._callers)
         self._chains.clear()  # nothing of the window's stacks outlives it
         del groups
-        obs = self._windows.drain(self.source)
+        obs = self._windows.drain(self.source, self.runs)  # the lifecycle: silent containers too
         if self.runs is not None:
             obs = self.runs.drain(obs, self.source)
         self._share = StringTable()

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.hotsymbols.container_runs import ContainerRuns
 
 UNWATCHED_SOURCE = "none"  # the source of an unwatched span's gap, as hotsymbols/gaps.py names it
 SETTLE_NS = 5_000_000_000  # a window's rows wait this long after its end for its events
@@ -77,6 +78,7 @@ class Run:
     started_ns: int
     stopped_ns: int  # 0 while running
     running: bool
+    container_id: str = ""  # the runtime's id (hotsymbols/container_runs.py)
 
 
 @dataclass(slots=True)
@@ -107,6 +109,8 @@ class RunWindows:
         self.stats = RunWindowStats()
         # Set when the agent stops (its queue processed): the last whole windows need not settle.
         self.final = False
+        # Every container's run, events or not: a silent one lowers its image's windows.
+        self.containers = ContainerRuns(window_seconds)
 
     @property
     def held(self) -> int:
@@ -132,6 +136,8 @@ class RunWindows:
         clock at the sample (CLOCK_BOOTTIME), which measures the time since the last one whatever
         the wall clock did.
         """
+        runs = list(runs)
+        self.containers.update(now_ns, watching or runtime_known, runs)
         prev, prev_boot = self._last, self._last_boot
         self._last_boot = boot_ns
         if prev and (now_ns < prev or _stepped_back(now_ns - prev, prev_boot, boot_ns)):
@@ -139,7 +145,6 @@ class RunWindows:
             return
         self._last = max(self._last, now_ns)
         if not watching and runtime_known and prev:
-            runs = list(runs)
             for a, b in _between(prev, now_ns, prev_boot, boot_ns):
                 self._note_unwatched(a, b, runs)
         if not watching:

@@ -8,7 +8,8 @@ observed" answer rests on these rows, so their rules live in one place:
 - a window's posture is the highest any of its events showed; what it
   evidences (``ObservationWindow.evidenced``) the lowest, over the image's
   containers that sent events in it, of the highest each one showed
-  (hotsymbols/window_units.py);
+  (hotsymbols/window_units.py), a silent running container of the image
+  counting at Passive (hotsymbols/container_runs.py);
 - its ``source`` is the sources of its events (``tetragon`` for both Tetragon
   transports, ``bcc`` for the agent's own probes), comma-joined and sorted
   when the agent switched sources inside it; an event naming no source
@@ -22,11 +23,14 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import ORDER
 from stellaops_runtime.hotsymbols.window_units import WindowUnits
+
+if TYPE_CHECKING:
+    from stellaops_runtime.hotsymbols.run_windows import RunWindows
 
 # An event's source (RuntimeCallEvent.source) as observation windows name it.
 WINDOW_SOURCE = {"tetragon-grpc": "tetragon", "tetragon-export": "tetragon", "bcc": "bcc"}
@@ -81,22 +85,33 @@ class WindowCounts:
         """The window's list ([events, posture rank, source]); KeyError when it has no event."""
         return self._windows[(image, node, win)]
 
-    def drain(self, default_source: str) -> list[ObservationWindow]:
-        """Every window counted since the last drain, as rows; starts empty again."""
+    def drain(self, default_source: str, lifecycle: RunWindows | None = None) -> list[ObservationWindow]:
+        """Every window counted since the last drain, as rows; starts empty again. With the agent's
+        ``lifecycle`` windows, the node's container runs count (hotsymbols/container_runs.py), and a
+        row with no events restates each kept window whose ``evidenced`` changed since its last row
+        (window_units.py ``restated``)."""
         windows, self._windows = self._windows, {}
-        weakest = self.units.weakest
-        out = [
-            ObservationWindow(
-                image_digest=i,
-                node_name=n,
-                window_start_ns=w,
-                event_count=count,
-                posture=ORDER[rank],
-                window_seconds=self.window_seconds,
-                source=window_source(src, default_source),
-                evidenced=ORDER[weakest(i, n, w, rank)],
+        runs = lifecycle.containers if lifecycle is not None else None
+        units = self.units
+        out = []
+        for (i, n, w), (count, rank, src) in windows.items():
+            evidenced = units.weakest(i, n, w, rank, runs)
+            units.written(i, n, w, evidenced)
+            out.append(
+                ObservationWindow(
+                    image_digest=i,
+                    node_name=n,
+                    window_start_ns=w,
+                    event_count=count,
+                    posture=ORDER[rank],
+                    window_seconds=self.window_seconds,
+                    source=window_source(src, default_source),
+                    evidenced=ORDER[evidenced],
+                )
             )
-            for (i, n, w), (count, rank, src) in windows.items()
-        ]
-        self.units.age()
+        for i, n, w, evidenced in units.restated(runs, set(windows)):
+            out.append(
+                ObservationWindow(i, n, w, 0, None, self.window_seconds, "", evidenced=ORDER[evidenced])
+            )
+        units.age()
         return out

@@ -21,10 +21,22 @@ whose containers were dropped and that gets events again (events more than
 seen before are not known any more.
 
 A second agent writing a window of the same node (one restarted inside the
-window) replaces the value with the containers it saw itself: a container
-seen only by the first agent is not counted. The windows whose containers
+window) replaces the value with the containers it knows: a container that
+sent events only to the first agent counts at Passive while the registry
+still holds it, and not at all once it left. The windows whose containers
 were dropped are remembered per (image, node) for :data:`MAX_PRUNED_IMAGES`
 pairs, then forgotten together.
+
+A container of the image that ran in the window and sent it no event counts
+too, at Passive (hotsymbols/container_runs.py): the agent's lifecycle part
+knows from the runtime's registry which containers ran when. A container
+known only after the window's rows were written (the registry synced late,
+its image digest learnt later) lowers a kept window in a later drain: the
+window's value is written again then (:meth:`WindowUnits.restated`, a row
+with no events that carries only ``evidenced``). While the registry is not in
+sync no window reads above ActiveTracing. An agent without the lifecycle part
+(no runtime socket) knows no silent container: its windows rest on the
+containers that sent events.
 
 Containers are told apart by their runtime id; host processes (no container)
 are one. Pure: no I/O, no clock.
@@ -32,22 +44,30 @@ are one. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from stellaops_runtime.contracts.posture import LEGACY_TRUSTED
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from stellaops_runtime.contracts.posture import LEGACY_TRUSTED, Posture
+
+if TYPE_CHECKING:
+    from stellaops_runtime.hotsymbols.container_runs import ContainerRuns
 
 KEEP_DRAINS = 12  # drains a window's containers are kept after its last event (2 min at 10 s flushes)
 MAX_PRUNED_IMAGES = 100_000  # (image, node) pairs whose dropped windows are remembered
+_PASSIVE = Posture.PASSIVE.rank
 
 
 class WindowUnits:
     """The highest posture rank per container per (image, node, window), kept across drains."""
 
-    __slots__ = ("_idle", "_pruned_upto", "_units")
+    __slots__ = ("_idle", "_pruned_upto", "_said", "_units")
 
     def __init__(self) -> None:
         self._units: dict[tuple[str, str, int], dict[str, int]] = {}
         self._idle: dict[tuple[str, str, int], int] = {}  # drains since the window's last event
         # (image, node) -> the latest window start whose containers were dropped
         self._pruned_upto: dict[tuple[str, str], int] = {}
+        self._said: dict[tuple[str, str, int], int] = {}  # the rank last written for each window
 
     def __len__(self) -> int:
         return len(self._units)
@@ -63,15 +83,45 @@ class WindowUnits:
             units[unit] = level
         self._idle[key] = 0
 
-    def weakest(self, image: str, node: str, win: int, default: int) -> int:
+    def weakest(
+        self, image: str, node: str, win: int, default: int, runs: ContainerRuns | None = None
+    ) -> int:
         """The lowest of the window's containers' highest ranks (``default`` when none is known),
-        at most ActiveTracing for a window some of whose containers were dropped."""
+        at most ActiveTracing for a window some of whose containers were dropped; with the node's
+        container ``runs``, at most Passive when a container of the image ran in the window without
+        sending it an event, and at most ActiveTracing while the registry is not in sync."""
         units = self._units.get((image, node, win))
         rank = min(units.values()) if units else default
         pruned = self._pruned_upto.get((image, node))
         if pruned is not None and win <= pruned:
             rank = min(rank, LEGACY_TRUSTED.rank)
+        if runs is not None and rank > _PASSIVE and (units is None or set(units) != {""}):  # not host-only
+            if not runs.known:
+                rank = min(rank, LEGACY_TRUSTED.rank)
+            if runs.silent(image, win, units or ()):
+                rank = _PASSIVE
         return rank
+
+    def written(self, image: str, node: str, win: int, rank: int) -> None:
+        """The window's row was written with ``rank`` (restated() compares with it)."""
+        key = (image, node, win)
+        if key in self._units:
+            self._said[key] = rank
+
+    def restated(
+        self, runs: ContainerRuns | None, written: set[tuple[str, str, int]]
+    ) -> Iterator[tuple[str, str, int, int]]:
+        """(image, node, window, rank) of every kept window not in ``written`` whose value changed
+        since its last row: the registry learnt of a container that ran in it, or synced."""
+        if runs is None:
+            return
+        for key, said in self._said.items():
+            if key in written:
+                continue
+            rank = self.weakest(*key, said, runs)
+            if rank != said:
+                self._said[key] = rank
+                yield (*key, rank)
 
     def age(self) -> None:
         """One drain more: drop the windows without an event in the last :data:`KEEP_DRAINS` drains."""
@@ -88,6 +138,7 @@ class WindowUnits:
         for key in old:
             del self._idle[key]
             del self._units[key]
+            self._said.pop(key, None)
             image, node, win = key
             if win > self._pruned_upto.get((image, node), -1):
                 self._pruned_upto[(image, node)] = win

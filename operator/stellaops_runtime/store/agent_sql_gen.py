@@ -124,12 +124,10 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
             "gap_end": sa.func.coalesce(sa.func.max(t.gap_end, x.gap_end), t.gap_end, x.gap_end),
             "throttle_count": t.throttle_count + x.throttle_count,
             "dropped_events": t.dropped_events + x.dropped_events,
-            # migration 0009: the latest row with events holds every container of the window so far
-            # (hotsymbols/window_units.py); an older agent's upsert leaves it alone
-            "evidenced_level": sa.case(
-                (sa.and_(x.event_count > 0, x.evidenced_level.is_not(None)), x.evidenced_level),
-                else_=sa.func.coalesce(t.evidenced_level, x.evidenced_level),
-            ),
+            # migration 0009: the latest row that carries it holds every container of the window so
+            # far (hotsymbols/window_units.py; NULL on lifecycle and gap rows, store/rows.py); an older
+            # agent's upsert leaves it alone
+            "evidenced_level": sa.func.coalesce(x.evidenced_level, t.evidenced_level),
         },
     )
     return {

@@ -233,7 +233,8 @@ def absence(
             why += (
                 f"; {n} window{'s' * (n != 1)} had events at posture {'/'.join(p.value for p in mixed)} "
                 "that some containers of the image showed and another did not (one container's stacks "
-                "do not see another's calls), or that agents before store migration 0009 recorded for "
+                "do not see another's calls; a running container that sent none counts at Passive), "
+                "or that agents before store migration 0009 recorded for "
                 "uprobe and USDT events"
             )
         if gaps:  # named too: events of the period were lost, whatever the posture could see

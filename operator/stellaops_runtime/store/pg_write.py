@@ -169,9 +169,7 @@ ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
     gap_end = GREATEST(t.gap_end, EXCLUDED.gap_end),
     throttle_count = t.throttle_count + EXCLUDED.throttle_count,
     dropped_events = t.dropped_events + EXCLUDED.dropped_events,
-    evidenced_level = CASE
-        WHEN EXCLUDED.event_count > 0 AND EXCLUDED.evidenced_level IS NOT NULL THEN EXCLUDED.evidenced_level
-        ELSE COALESCE(t.evidenced_level, EXCLUDED.evidenced_level) END
+    evidenced_level = COALESCE(EXCLUDED.evidenced_level, t.evidenced_level)
 """
 
 

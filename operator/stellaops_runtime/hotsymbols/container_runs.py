@@ -1,0 +1,101 @@
+"""Which containers of an image ran on this node, and when: the silent ones count too.
+
+A window's ``evidenced`` posture is the weakest of the image's containers
+(hotsymbols/window_units.py). A container that sent no event in the window
+still ran the image's code there: a pod no policy selects, a pod whose
+observe level asks for less, processes started before the policy was
+applied, a native node without its probes. A function that ran only in it
+was seen by nobody, so it counts at Passive, the lowest posture a running
+container has (its processes' exec and exit are all the node's base sensor
+could have shown of it; the agent cannot tell an idle traced container from
+an untraced one).
+
+The agent's lifecycle part (agent/lifecycle_part.py) gives this the
+runtime's registry once a second (:meth:`ContainerRuns.update`): every
+container with an image digest, its start and, once stopped, its stop. A
+container that leaves the registry (removed) while it ran is taken as
+stopped at that sample. The runs are kept :data:`RETAIN_NS` after their stop
+(at most :data:`MAX_CONTAINERS`, the earliest stopped dropped first), so
+windows of late events, and windows whose rows were written before the
+image's digest was known, still meet every container that ran in them.
+
+While the registry is not in sync (not yet after the agent started, or the
+runtime is away) the agent cannot know which containers ran: ``known`` is
+False and no window reads above ActiveTracing (window_units.py).
+
+Containers are matched by the first 31 characters of their id, lower case:
+Tetragon keeps 31 characters of a container id (``process.docker``) where the
+runtime names it by 64. Pure: no I/O, no clock (times are passed in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stellaops_runtime.hotsymbols.run_windows import Run
+
+ID_PREFIX = 31  # characters of a container id Tetragon keeps (lifecycle/lookup.py)
+RETAIN_NS = 3600 * 1_000_000_000  # a stopped container's run is kept this long after its stop
+MAX_CONTAINERS = 100_000  # runs kept at once
+
+
+def unit_id(container_id: str) -> str:
+    """A container id as runs and window units compare it."""
+    return container_id[:ID_PREFIX].lower()
+
+
+class ContainerRuns:
+    """The runs of this node's containers per image, from the runtime's registry."""
+
+    __slots__ = ("_by_image", "_runs", "known", "window_ns")
+
+    def __init__(self, window_seconds: int) -> None:
+        self.window_ns = window_seconds * 1_000_000_000
+        # container (unit_id) -> (image, started ns (0: unknown), stopped ns (0: running))
+        self._runs: dict[str, tuple[str, int, int]] = {}
+        self._by_image: dict[str, list[tuple[str, int, int]]] = {}  # image -> [(unit, started, stopped)]
+        self.known = False  # the registry was in sync at the latest sample
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def update(self, now_ns: int, known: bool, runs: Iterable[Run]) -> None:
+        """One sample of the registry (``known``: in sync, so ``runs`` is every container)."""
+        self.known = known
+        if not known:
+            return  # what ran meanwhile is not known: kept as it was
+        current: dict[str, tuple[str, int, int]] = {}
+        for r in runs:
+            if r.image and r.container_id:
+                current[unit_id(r.container_id)] = (r.image, r.started_ns, 0 if r.running else r.stopped_ns)
+        for unit, (image, started, stopped) in self._runs.items():
+            if unit not in current and now_ns - (stopped or now_ns) <= RETAIN_NS:
+                current[unit] = (image, started, stopped or now_ns)  # left the registry: stopped by now
+        if len(current) > MAX_CONTAINERS:  # bounded: the earliest stopped go first
+            gone = sorted((s, u) for u, (_, _, s) in current.items() if s)
+            for _, unit in gone[: len(current) - MAX_CONTAINERS]:
+                del current[unit]
+        self._runs = current
+        by_image: dict[str, list[tuple[str, int, int]]] = {}
+        for unit, (image, started, stopped) in current.items():
+            by_image.setdefault(image, []).append((unit, started, stopped))
+        self._by_image = by_image
+
+    def silent(self, image: str, win: int, units: Iterable[str]) -> bool:
+        """Whether a container of ``image`` ran in the window starting at ``win`` without being one of
+        ``units`` (the containers that sent its events, by id)."""
+        ran = self._by_image.get(image)
+        if not ran:
+            return False
+        end = win + self.window_ns
+        seen: set[str] | None = None
+        for unit, started, stopped in ran:
+            if started >= end or (stopped and stopped <= win):
+                continue  # not running in the window
+            if seen is None:
+                seen = {unit_id(u) for u in units}
+            if unit not in seen:
+                return True
+        return False

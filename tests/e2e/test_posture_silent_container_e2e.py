@@ -1,0 +1,158 @@
+"""End to end: a running container of an image that sends no event lowers the image's window.
+
+A private containerd (tests/containerd_harness.py) runs two containers of
+image ``SHARED`` and one of image ``ALONE``. Tetragon's JSON export, written
+live by the test, holds kprobe events with user stacks (EbpfDeep: the
+functions on them were seen) of the first ``SHARED`` container and of the
+``ALONE`` one, named by ``process.docker`` only as Tetragon without its
+Kubernetes informer names them. The second ``SHARED`` container sends
+nothing: no policy traces it, or its processes started before the policy.
+A function that ran only there was seen by nobody, so the real agent
+(``lifecycle.enabled: true``) must count that running container at Passive
+in the windows it ran in, and the real CLI must answer unknown (exit 3,
+naming such windows) for ``SHARED``, where it said "not observed"
+(exit 1, EbpfDeep) from the first container's stacks alone; ``ALONE``,
+whose one container is traced with stacks, stays not observed (exit 1):
+the container that sends the events is not counted a second time as silent
+(the events' 31-character id and the runtime's 64-character one are one
+container).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from stellaops_runtime.store.engine import create_store_engine
+from stellaops_runtime.store.schema import observation_windows
+from tests.containerd_harness import Containerd, Image, build_image, running
+from tests.e2e import harness as h
+
+pytestmark = [pytest.mark.e2e]
+
+NODE = "e2e-node"
+SYSCALL = "__x64_sys_write"
+NOT_CALLED = "uncompress"  # on no stack the traced containers sent
+STACK = [
+    {"address": "4198400", "offset": "4096", "symbol": "write_all", "module": "/prog"},
+    {"address": "4198656", "offset": "4352", "symbol": "main", "module": "/prog"},
+]
+
+
+@pytest.fixture(scope="module")
+def ctd() -> Iterator[Containerd]:
+    yield from running()
+
+
+def kprobe(docker: str) -> dict[str, Any]:
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    proc = {"exec_id": "ZXhlYzE=", "pid": 7, "binary": "/prog", "docker": docker}
+    body = {"process": proc, "function_name": SYSCALL, "policy_name": "stellaops-syscalls",
+            "user_stack_trace": STACK}  # fmt: skip
+    return {"process_kprobe": body, "node_name": NODE, "time": stamp}
+
+
+class ExportWriter:
+    """Appends one kprobe event of each traced container to the export file every 0.2 s."""
+
+    def __init__(self, path: Path, dockers: list[str]) -> None:
+        self.path, self.dockers = path, dockers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            with self.path.open("a") as f:
+                f.write("".join(json.dumps(kprobe(d)) + "\n" for d in self.dockers))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def event_windows(url: str, image: str) -> int:
+    """How many windows of ``image`` hold events."""
+    eng = create_store_engine(url)
+    try:
+        with eng.connect() as conn:
+            o = observation_windows.c
+            q = sa.select(sa.func.count()).where(o.image_digest == image, o.event_count > 0)
+            return int(conn.execute(q).scalar_one())
+    except sa.exc.OperationalError:  # the agent has not created the store yet
+        return 0
+    finally:
+        eng.dispose()
+
+
+def observed(url: str, image: str) -> tuple[int, dict[str, Any]]:
+    r = h.cli("query", "observed", "--image", image, "--function", NOT_CALLED, "--json", "--store", url)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp_path: Path) -> None:
+    shared = build_image(ctd.dir, ref="test.local/silent-shared:1", env=("ROLE=shared",))
+    alone = build_image(ctd.dir, ref="test.local/silent-alone:1", env=("ROLE=alone",))
+    images: list[Image] = [shared, alone]
+    for img in images:
+        ctd.import_image(img)
+    traced, silent, single = (uuid.uuid4().hex * 2 for _ in range(3))  # 64 hex characters each
+    ctd.ctr("run", "-d", shared.ref, traced)
+    ctd.ctr("run", "-d", shared.ref, silent)
+    ctd.ctr("run", "-d", alone.ref, single)
+    url = f"sqlite:///{tmp_path}/hot.db"
+    export = tmp_path / "tetragon.log"
+    export.touch()
+    config, port = h.write_config(
+        tmp_path,
+        tetragon={"exportFile": str(export), "exportFromStart": True},
+        hotSymbols={"aggregationWindowSeconds": 2, "flushIntervalSeconds": 0.5},
+        store={"url": url},
+        symbols={"enabled": False},
+        attribution={"enabled": False},
+        lifecycle={"enabled": True, "containerdAddress": ctd.socket,
+                   "containerdNamespace": ctd.namespace, "windowSettleSeconds": 0.5},
+    )  # fmt: skip
+    writer: ExportWriter | None = None
+    proc = h.start_agent(config)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            samples = h.scrape(port)
+            if writer is None and h.metric(samples, "stellaops_runtime_lifecycle_connected") == 1:
+                # Tetragon's events start once the registry is in sync (before it they name no image).
+                writer = ExportWriter(export, [traced[:31], single[:31]])
+            if writer is not None and min(event_windows(url, i.manifest_digest) for i in images) >= 3:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("timed out waiting for three windows of events of both images")
+        writer.close()
+        proc.send_signal(signal.SIGTERM)
+        rc, out = h.finish(proc)
+        assert rc == 0, out
+    finally:
+        if writer is not None:
+            writer.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ctd.remove_all()
+
+    code, doc = observed(url, shared.manifest_digest)
+    assert (code, doc["answer"]) == (3, "unknown"), doc  # the silent container could have called it
+    assert "a running container that sent none counts at Passive" in doc["reason"], doc["reason"]
+    code, doc = observed(url, alone.manifest_digest)
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    assert doc["coverage"]["posture"]["highest"] == "EbpfDeep", doc

@@ -1,0 +1,252 @@
+"""A running container of the image that sent no event lowers the window to Passive.
+
+hotsymbols/container_runs.py and window_units.py: the runtime's registry (the agent's
+lifecycle part, hotsymbols/run_windows.py ``tick``) says which containers of an image ran
+when; one that ran in a window without sending it an event may have run a function nobody
+saw, so the window's ``evidenced`` is at most Passive. The container sending the events,
+named by 31 characters of its id as Tetragon does, is the registry's 64-character one, not
+a second, silent container. A container learnt of after the window's rows were written
+lowers the window in a later drain (a row with no events restates ``evidenced``); while the
+registry is not in sync no window reads above ActiveTracing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+from stellaops_runtime.agent.lifecycle_part import LifecyclePart, Target
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.contracts.events import (
+    ContainerInfo,
+    EventKind,
+    ProcessInfo,
+    RuntimeCallEvent,
+    StackFrame,
+)
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
+from stellaops_runtime.hotsymbols.container_runs import MAX_CONTAINERS, RETAIN_NS, ContainerRuns
+from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
+from stellaops_runtime.hotsymbols.window_units import KEEP_DRAINS
+from stellaops_runtime.lifecycle.registry import ContainerRecord
+from stellaops_runtime.store.rows import obs_tuple
+
+S = 1_000_000_000
+W = 60 * S
+T0 = 1_800_000_000 * S - (1_800_000_000 * S) % W  # a window start
+A = "sha256:" + "a" * 64
+B = "sha256:" + "b" * 64
+TRACED, SILENT, OTHER = "1f" * 32, "2e" * 32, "3d" * 32  # the runtime's 64-character ids
+
+
+def stacked(t: float, container: str | None = TRACED[:31], image: str = A) -> RuntimeCallEvent:
+    """A kprobe with a counted user stack (EbpfDeep) of ``container`` (Tetragon's 31 characters)."""
+    return RuntimeCallEvent(
+        user_stack=[StackFrame(module="/lib/libz.so.1", symbol="inflate", offset=0x10)],
+        kind=EventKind.KPROBE,
+        timestamp_ns=T0 + int(t * S),
+        node_name="n1",
+        process=ProcessInfo(exec_id="e1", pid=1, binary="/bin/app"),
+        container=None if container is None else ContainerInfo(id=container, image_digest=image),
+        function_name="__x64_sys_openat",
+    )
+
+
+def run(cid: str, image: str = A, start: float = -100, stop: float | None = None) -> Run:
+    """The registry's run of ``cid``: started ``start`` s after T0, running or stopped at ``stop``."""
+    return Run(image, T0 + int(start * S), 0 if stop is None else T0 + int(stop * S), stop is None, cid)
+
+
+def agent() -> HotSymbolAggregator:
+    a = HotSymbolAggregator(window_seconds=60, min_confidence=0.0)
+    a.runs = RunWindows(window_seconds=60, node_name="n1")
+    return a
+
+
+def tick(a: HotSymbolAggregator, t: float, runs: list[Run], known: bool = True) -> None:
+    assert a.runs is not None
+    a.runs.tick(T0 + int(t * S), known, runs, known)
+
+
+def final(rows: list[ObservationWindow], image: str = A, win: int = T0) -> ObservationWindow:
+    """The window as the store holds it after every row (rows merged in order, as the writer does)."""
+    mine = [o for o in rows if (o.image_digest, o.window_start_ns) == (image, win)]
+    out = mine[0]
+    for o in mine[1:]:
+        out = out.merged(o)
+    return out
+
+
+def test_a_silent_running_container_lowers_the_window_to_passive() -> None:
+    a = agent()
+    tick(a, 1, [run(TRACED), run(SILENT)])
+    a.observe(stacked(2))
+    (row,) = a.drain()[1]
+    assert (row.posture, row.evidenced, row.event_count) == (Posture.EBPF_DEEP, Posture.PASSIVE, 1)
+
+
+def test_the_container_sending_the_events_is_not_counted_silent() -> None:
+    a = agent()
+    tick(a, 1, [run(TRACED), run(OTHER, image=B)])  # another image's container says nothing of A
+    a.observe(stacked(2))
+    (row,) = a.drain()[1]
+    assert row.evidenced is Posture.EBPF_DEEP
+
+
+def test_only_containers_that_ran_in_the_window_count() -> None:
+    a = agent()
+    before, after = run(SILENT, start=-200, stop=-1), run(OTHER, start=61)  # stopped before, started after
+    tick(a, 1, [run(TRACED), before, after])
+    a.observe(stacked(2))
+    assert a.drain()[1][0].evidenced is Posture.EBPF_DEEP
+    for inside in (run(SILENT, start=-200, stop=30), run(SILENT, start=30)):  # stopped in it, started in it
+        b = agent()
+        tick(b, 1, [run(TRACED), inside])
+        b.observe(stacked(2))
+        assert b.drain()[1][0].evidenced is Posture.PASSIVE, inside
+
+
+def test_a_container_learnt_of_later_restates_the_window() -> None:
+    """The events were written before the silent container was known (it started after them, its
+    image digest was learnt later): a later drain writes the window's value again, no events."""
+    a = agent()
+    tick(a, 1, [run(TRACED)])
+    a.observe(stacked(2))
+    first = a.drain()[1]
+    assert final(first).evidenced is Posture.EBPF_DEEP
+    tick(a, 40, [run(TRACED), run(SILENT, start=39)])
+    later = a.drain()[1]
+    (restated,) = [o for o in later if o.window_start_ns == T0]
+    assert (restated.event_count, restated.posture, restated.source) == (0, None, "")
+    assert obs_tuple(restated)[-1] == Posture.PASSIVE.rank  # the store is given the new value
+    kept = final(first + later)
+    assert (kept.evidenced, kept.posture, kept.event_count) == (Posture.PASSIVE, Posture.EBPF_DEEP, 1)
+    assert not [o for o in a.drain()[1] if o.window_start_ns == T0]  # said once
+    a.observe(stacked(50))  # more events of the window: the silent container still counts
+    assert final(first + later + a.drain()[1]).evidenced is Posture.PASSIVE
+
+
+def test_the_restatement_survives_the_lifecycle_row_of_its_window() -> None:
+    """The window ends and its lifecycle row is drained with the restatement: merged, the row still
+    carries the lowered value (a lifecycle row alone carries none)."""
+    a = agent()
+    a.runs.final = True  # type: ignore[union-attr]  # no settle time
+    tick(a, -1, [run(TRACED)])  # watched from before the window: it gets its lifecycle row
+    a.observe(stacked(2))
+    first = a.drain()[1]
+    tick(a, 30, [run(TRACED)])
+    tick(a, 61, [run(TRACED), run(SILENT, start=50)])
+    later = [o for o in a.drain()[1] if o.window_start_ns == T0]
+    assert len(later) == 1 and later[0].posture is Posture.PASSIVE and later[0].event_count == 0
+    assert final(first + later).evidenced is Posture.PASSIVE
+    lifecycle_alone = ObservationWindow(A, "n1", T0, 0, Posture.PASSIVE, 60, "tetragon")
+    assert obs_tuple(lifecycle_alone)[-1] is None  # leaves the stored value alone
+
+
+def test_no_window_reads_above_active_tracing_until_the_registry_is_in_sync() -> None:
+    a = agent()
+    a.observe(stacked(2))  # before the first sample
+    assert final(a.drain()[1]).evidenced is Posture.ACTIVE_TRACING
+    tick(a, 3, [run(TRACED)])  # in sync: the window is written again at its value
+    assert final(a.drain()[1]).evidenced is Posture.EBPF_DEEP
+    tick(a, 4, [], known=False)  # the runtime is away
+    a.observe(stacked(5))
+    assert final(a.drain()[1]).evidenced is Posture.ACTIVE_TRACING
+    host = agent()
+    host.observe(stacked(2, container=None))  # host processes have no container to miss
+    assert final(host.drain()[1], image="host:n1").evidenced is Posture.EBPF_DEEP
+
+
+def test_a_removed_container_counts_up_to_its_removal() -> None:
+    a = agent()
+    tick(a, 1, [run(TRACED), run(SILENT)])
+    tick(a, 70, [run(TRACED)])  # SILENT removed while running: stopped by 70 s at the latest
+    a.observe(stacked(2))
+    a.observe(stacked(125))
+    rows = a.drain()[1]
+    assert final(rows).evidenced is Posture.PASSIVE
+    assert final(rows, win=T0 + 2 * W).evidenced is Posture.EBPF_DEEP
+
+
+def test_an_agent_restarted_meets_the_silent_container_in_replayed_windows() -> None:
+    """A new agent replays the export from its record: the registry's start times reach back."""
+    a = agent()
+    tick(a, 600, [run(TRACED, start=-300), run(SILENT, start=-300)])
+    a.observe(stacked(2))  # ten minutes ago
+    assert final(a.drain()[1]).evidenced is Posture.PASSIVE
+
+
+def test_the_restated_windows_are_those_kept() -> None:
+    a = agent()
+    tick(a, 1, [run(TRACED)])
+    a.observe(stacked(2))
+    a.drain()
+    for _ in range(KEEP_DRAINS + 1):
+        a.drain()
+    tick(a, 5, [run(TRACED), run(SILENT)])
+    assert a.drain()[1] == []  # forgotten: a new event of it would read at most ActiveTracing
+
+
+def test_runs_are_bounded() -> None:
+    r = ContainerRuns(60)
+    r.update(T0, True, [run(f"{i:031x}" + "0" * 33, start=-10, stop=-5) for i in range(MAX_CONTAINERS + 5)])
+    assert len(r) == MAX_CONTAINERS
+    r.update(T0, True, [run(TRACED)])
+    assert r.silent(A, T0 - W, ["x"])  # gone from the registry, kept for a while
+    r.update(T0 + RETAIN_NS + W, True, [run(TRACED)])
+    assert len(r) == 1
+
+
+def _lifecycle_part() -> LifecyclePart:
+    cfg = parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False},
+                        "lifecycle": {"windowSettleSeconds": 0}})  # fmt: skip
+    return LifecyclePart(
+        cfg, Target("containerd", "/nonexistent"), node_name="n1", pipeline=Pipeline(cfg, node_name="n1")
+    )
+
+
+def _record(cid: str) -> ContainerRecord:
+    started = dt.datetime.fromtimestamp((T0 - 100 * S) / S, dt.UTC)
+    return ContainerRecord(
+        container_id=cid, namespace="k8s.io", image_digest=A, status="running", started_at=started
+    )
+
+
+def test_the_agents_lifecycle_sample_gives_the_registrys_containers() -> None:
+    """Through the agent's lifecycle part: the registry's records (64-character ids) become runs."""
+    lp = _lifecycle_part()
+    lp._tick(T0 + S, True, [_record(TRACED), _record(SILENT)], True)
+    lp.pipeline.aggregator.observe(stacked(2))
+    (row,) = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert row.evidenced is Posture.PASSIVE
+
+
+def test_an_observer_that_stopped_follows_no_container() -> None:
+    """The observer task ended on an error (the agent keeps running): its registry is not followed any
+    more, so no window may rest on a container being absent from it."""
+
+    class Broken:
+        def events(self, stop: asyncio.Event) -> AsyncIterator[None]:
+            async def gen() -> AsyncIterator[None]:
+                raise RuntimeError("the observer broke")
+                yield
+
+            return gen()
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    lp = _lifecycle_part()
+    lp._tick(T0 + S, True, [_record(TRACED)], True)
+    assert lp.runs.containers.known
+    lp._make_observer = Broken  # type: ignore[assignment,method-assign]
+    asyncio.run(lp.run(asyncio.Event(), in_pipeline, lambda: None))
+    assert not lp.runs.containers.known
+    lp.pipeline.aggregator.observe(stacked(2))
+    (row,) = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert row.evidenced is Posture.ACTIVE_TRACING
