@@ -98,6 +98,16 @@ def test_the_container_sending_the_events_is_not_counted_silent() -> None:
     assert row.evidenced is Posture.EBPF_DEEP
 
 
+def test_the_registry_names_the_image_when_the_events_name_it_otherwise() -> None:
+    """Tetragon named the image by another digest than the runtime: the silent container of the
+    registry's image of the traced container still counts."""
+    a = agent()
+    tick(a, 1, [run(TRACED, image=B), run(SILENT, image=B)])
+    a.observe(stacked(2))  # its events name image A
+    (row,) = a.drain()[1]
+    assert row.image_digest == A and row.evidenced is Posture.PASSIVE
+
+
 def test_only_containers_that_ran_in_the_window_count() -> None:
     a = agent()
     before, after = run(SILENT, start=-200, stop=-1), run(OTHER, start=61)  # stopped before, started after

@@ -25,7 +25,9 @@ False and no window reads above ActiveTracing (window_units.py).
 
 Containers are matched by the first 31 characters of their id, lower case:
 Tetragon keeps 31 characters of a container id (``process.docker``) where the
-runtime names it by 64. Pure: no I/O, no clock (times are passed in).
+runtime names it by 64. A window's image is also the image the registry gives
+the containers that sent its events, so a silent container counts even when
+Tetragon named the image by another digest than the runtime. Pure: no I/O, no clock (times are passed in).
 """
 
 from __future__ import annotations
@@ -85,17 +87,19 @@ class ContainerRuns:
 
     def silent(self, image: str, win: int, units: Iterable[str]) -> bool:
         """Whether a container of ``image`` ran in the window starting at ``win`` without being one of
-        ``units`` (the containers that sent its events, by id)."""
-        ran = self._by_image.get(image)
-        if not ran:
-            return False
+        ``units`` (the containers that sent its events, by id). The image is also the one the
+        registry gives those containers, when the events named it otherwise (another digest)."""
+        seen = {unit_id(u) for u in units}
+        images = {image}
+        for u in seen:
+            run = self._runs.get(u)
+            if run is not None:
+                images.add(run[0])
         end = win + self.window_ns
-        seen: set[str] | None = None
-        for unit, started, stopped in ran:
-            if started >= end or (stopped and stopped <= win):
-                continue  # not running in the window
-            if seen is None:
-                seen = {unit_id(u) for u in units}
-            if unit not in seen:
-                return True
+        for img in images:
+            for unit, started, stopped in self._by_image.get(img, ()):
+                if started >= end or (stopped and stopped <= win):
+                    continue  # not running in the window
+                if unit not in seen:
+                    return True
         return False
