@@ -85,6 +85,9 @@ EXPORT_OR_RARE = (
 # PyYAML: the operator writes a node's config as JSON, read without it (contracts/config_text.py);
 # only a config text that is not plain JSON imports it, when it is read.
 YAML = ("yaml",)
+# shutil, with bz2 and lzma: argparse's help formatter imports it for the terminal's width when a
+# parser is built; the CLI's formatter finds the width without it (cli/help_format.py).
+SHUTIL = ("shutil", "bz2", "lzma")
 # The native probes' pod selection, built by the pipeline only where native probes run.
 NATIVE_ONLY = (
     "stellaops_runtime.agent.native_selection",
@@ -97,6 +100,7 @@ NOT_AT_START = (
     *RARE_PATHS,
     *EXPORT_OR_RARE,
     *YAML,
+    *SHUTIL,
     *NATIVE_ONLY,
     "aiohttp",
     # detect-secrets' plugins import requests for online verification; the agent loads them
@@ -196,6 +200,7 @@ NEVER_ON_A_NODE = (
     *RARE_PATHS,
     *EXPORT_OR_RARE,
     *YAML,
+    *SHUTIL,
     "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
     "aiohttp",
     "yarl",

@@ -16,7 +16,6 @@ missing.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -75,6 +74,8 @@ class CxxfiltDemangler:
     """
 
     def __init__(self, *, executable: str = "c++filt") -> None:
+        import shutil  # only where the demangler bindings are missing (issue 13)
+
         path = shutil.which(executable)
         if path is None:
             raise CxxfiltError(f"{executable} not found in PATH (Debian package binutils)")

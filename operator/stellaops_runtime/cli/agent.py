@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from stellaops_runtime.cli import exitcodes
+from stellaops_runtime.cli.help_format import HelpFormatter
 from stellaops_runtime.contracts.config import (
     STORE_URL_ENV,
     ConfigError,
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "agent",
         help="run the node agent (Tetragon -> privacy -> hot-symbol store)",
         description=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,  # argparse's, without shutil (cli/help_format.py)
     )
     p.add_argument(
         "--config",

@@ -17,6 +17,7 @@ import traceback
 
 from stellaops_runtime import __version__
 from stellaops_runtime.cli import exitcodes, pipes
+from stellaops_runtime.cli.help_format import HelpFormatter
 from stellaops_runtime.contracts.redact import redact_error
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stella-runtime",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,  # argparse's, without shutil (cli/help_format.py)
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
