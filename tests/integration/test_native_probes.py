@@ -125,25 +125,48 @@ def test_exec_of_a_built_program_is_seen_with_pid_comm_and_path(report: Report, 
 
 
 @pytest.mark.parametrize("how", ["fexecve", "proc-self-exe"])
-def test_an_exec_through_a_descriptor_names_the_file_not_the_descriptor(
-    report: Report, program: Path, how: str
-) -> None:
+def test_an_exec_through_a_descriptor_names_the_file_not_the_descriptor(report: Report, how: str) -> None:
     """fexecve/execveat give the kernel /dev/fd/N as the path, a runtime executing itself again
-    /proc/self/exe: before, that was the process's binary, on its exec and every later event."""
+    /proc/self/exe: before, that was the process's binary, on its exec and every later event.
+    The file is named through /proc/<pid>/exe when the record is read, so the process stays alive
+    (reading its stdin) until the session has read it: it exited at once before, and on a loaded
+    machine its record was read after that (the test then saw /proc/self/exe)."""
     import sys
 
     need(report, Posture.PASSIVE)
-    if how == "fexecve":  # the program, run through a descriptor of it (as glibc's fexecve does)
+    cat = shutil.which("cat") or "/bin/cat"
+    if how == "fexecve":  # cat, run through a descriptor of it (as glibc's fexecve does)
         code = (
-            f"import os; fd = os.open({str(program)!r}, os.O_RDONLY); os.set_inheritable(fd, True); "
-            "os.execve(fd, ['p', 'none', '0'], dict(os.environ))"
+            f"import os; fd = os.open({cat!r}, os.O_RDONLY); os.set_inheritable(fd, True); "
+            "os.execve(fd, ['cat'], dict(os.environ))"
         )
-        want = str(program)
+        want = os.path.realpath(cat)
     else:  # Python executing itself again
-        code = "import os, sys; os.execv('/proc/self/exe', [sys.executable, '-c', 'import os'])"
+        again = "import sys; sys.stdin.read()"
+        code = f"import os, sys; os.execv('/proc/self/exe', [sys.executable, '-c', {again!r}])"
         want = os.path.realpath(sys.executable)
-    res, pid = run(NativeConfig(), report, [sys.executable, "-c", code])
-    execs = [e for e in res.events if e.kind is EventKind.EXEC and e.process.pid == pid]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def execd(pid: int) -> bool:  # it runs its last image: cat, or python's second command line
+        if how == "fexecve":
+            return os.readlink(f"/proc/{pid}/exe") == want
+        return Path(f"/proc/{pid}/cmdline").read_bytes().endswith(b"sys.stdin.read()\0")
+
+    def workload() -> None:  # started, and waited for until it runs its last image
+        p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        procs.append(p)
+        deadline = time.monotonic() + 60
+        while not execd(p.pid):
+            assert time.monotonic() < deadline and p.poll() is None, "it never exec'd"
+            time.sleep(0.01)
+
+    try:
+        res = asyncio.run(run_session(NativeConfig(), seconds=1.0, report=report, during=workload))
+    finally:
+        for p in procs:
+            p.communicate(timeout=60)  # its stdin closed: it exits
+    assert not res.error, res.error
+    execs = [e for e in res.events if e.kind is EventKind.EXEC and e.process.pid == procs[0].pid]
     assert [e.process.binary for e in execs][-1] == want, [e.process.binary for e in execs]
     assert execs[-1].module == want
 
