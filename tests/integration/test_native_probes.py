@@ -50,7 +50,8 @@ __attribute__((noinline)) int stella_fast(int x) { return x + 1; }
 __attribute__((noinline)) void stella_noreturn(void) { fflush(stdout); _exit(0); }
 
 int main(int argc, char **argv) {
-    /* usage: prog MODE N ; then it lingers so /proc/<pid>/maps stays readable for stack frames */
+    /* usage: prog MODE N ; then it lingers until its stdin is closed, so /proc/<pid>/maps stays
+       readable for stack frames until the session has read its records */
     int n = atoi(argv[2]);
     long s = 0;
     if (!strcmp(argv[1], "calls")) for (int i = 0; i < n; i++) s += stella_target(i);
@@ -60,7 +61,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "syscalls")) for (int i = 0; i < n; i++) s += syscall(SYS_getpgid, 0) > 0;
     printf("%ld\n", s);
     fflush(stdout);
-    usleep(300000);
+    while (getchar() != EOF) {}
     return 0;
 }
 """
@@ -91,13 +92,20 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(cfg: NativeConfig, report: Report, argv: list[str], **popen: object) -> tuple[SessionResult, int]:
     pids: list[int] = []
 
-    def workload() -> None:
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, **popen)  # type: ignore[call-overload]
-        pids.append(p.pid)
-        out, _ = p.communicate(timeout=60)
-        assert p.returncode == 0, out
+    procs: list[subprocess.Popen[bytes]] = []
 
-    res = asyncio.run(run_session(cfg, seconds=1.0, report=report, during=workload))
+    def workload() -> None:  # until it printed its result: every call made, the process still there
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **popen)  # type: ignore[call-overload]
+        procs.append(p)
+        pids.append(p.pid)
+        assert p.stdout is not None and p.stdout.readline(), "it printed nothing"
+
+    try:
+        res = asyncio.run(run_session(cfg, seconds=1.0, report=report, during=workload))
+    finally:
+        for p in procs:  # its records read while it lived (frames resolve through its maps): it exits
+            p.communicate(timeout=60)
+            assert p.returncode == 0, p.returncode
     assert not res.error, res.error
     return res, pids[0]
 
