@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.store.engine import create_store_engine
-from stellaops_runtime.store.schema import observation_windows
+from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from tests.containerd_harness import Containerd, Image, build_image, running
 from tests.e2e import harness as h
 
@@ -101,16 +101,8 @@ def observed(url: str, image: str) -> tuple[int, dict[str, Any]]:
     return r.returncode, json.loads(r.stdout)
 
 
-def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp_path: Path) -> None:
-    shared = build_image(ctd.dir, ref="test.local/silent-shared:1", env=("ROLE=shared",))
-    alone = build_image(ctd.dir, ref="test.local/silent-alone:1", env=("ROLE=alone",))
-    images: list[Image] = [shared, alone]
-    for img in images:
-        ctd.import_image(img)
-    traced, silent, single = (uuid.uuid4().hex * 2 for _ in range(3))  # 64 hex characters each
-    ctd.ctr("run", "-d", shared.ref, traced)
-    ctd.ctr("run", "-d", shared.ref, silent)
-    ctd.ctr("run", "-d", alone.ref, single)
+def agent_config(tmp_path: Path, ctd: Containerd) -> tuple[Path, int, Path, str]:
+    """(config, metrics port, export file, store URL) of an agent following ``ctd``."""
     url = f"sqlite:///{tmp_path}/hot.db"
     export = tmp_path / "tetragon.log"
     export.touch()
@@ -124,6 +116,14 @@ def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp
         lifecycle={"enabled": True, "containerdAddress": ctd.socket,
                    "containerdNamespace": ctd.namespace, "windowSettleSeconds": 0.5},
     )  # fmt: skip
+    return config, port, export, url
+
+
+def run_agent(tmp_path: Path, ctd: Containerd, dockers: list[str], done: Callable[[str, dict], bool]) -> str:
+    """Run the real agent; once its registry is in sync, write kprobe events of ``dockers`` (Tetragon's
+    events start then: before it they name no image) until ``done(url, metrics)``; stop it (SIGTERM,
+    exit 0)."""
+    config, port, export, url = agent_config(tmp_path, ctd)
     writer: ExportWriter | None = None
     proc = h.start_agent(config)
     try:
@@ -131,13 +131,12 @@ def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp
         while time.monotonic() < deadline and proc.poll() is None:
             samples = h.scrape(port)
             if writer is None and h.metric(samples, "stellaops_runtime_lifecycle_connected") == 1:
-                # Tetragon's events start once the registry is in sync (before it they name no image).
-                writer = ExportWriter(export, [traced[:31], single[:31]])
-            if writer is not None and min(event_windows(url, i.manifest_digest) for i in images) >= 3:
+                writer = ExportWriter(export, dockers)
+            if writer is not None and done(url, samples):
                 break
             time.sleep(0.3)
         else:
-            raise AssertionError("timed out waiting for three windows of events of both images")
+            raise AssertionError("timed out waiting for the windows of events")
         writer.close()
         proc.send_signal(signal.SIGTERM)
         rc, out = h.finish(proc)
@@ -148,6 +147,27 @@ def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return url
+
+
+def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp_path: Path) -> None:
+    shared = build_image(ctd.dir, ref="test.local/silent-shared:1", env=("ROLE=shared",))
+    alone = build_image(ctd.dir, ref="test.local/silent-alone:1", env=("ROLE=alone",))
+    images: list[Image] = [shared, alone]
+    for img in images:
+        ctd.import_image(img)
+    traced, silent, single = (uuid.uuid4().hex * 2 for _ in range(3))  # 64 hex characters each
+    try:
+        ctd.ctr("run", "-d", shared.ref, traced)
+        ctd.ctr("run", "-d", shared.ref, silent)
+        ctd.ctr("run", "-d", alone.ref, single)
+        url = run_agent(
+            tmp_path,
+            ctd,
+            [traced[:31], single[:31]],
+            lambda url, _: min(event_windows(url, i.manifest_digest) for i in images) >= 3,
+        )
+    finally:
         ctd.remove_all()
 
     code, doc = observed(url, shared.manifest_digest)
@@ -156,3 +176,53 @@ def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp
     code, doc = observed(url, alone.manifest_digest)
     assert (code, doc["answer"]) == (1, "not_observed"), doc
     assert doc["coverage"]["posture"]["highest"] == "EbpfDeep", doc
+
+
+def evidenced(url: str, image: str) -> dict[int, int | None]:
+    """window start (ns) -> evidenced_level of ``image``'s windows with events."""
+    eng = create_store_engine(url)
+    try:
+        with eng.connect() as conn:
+            o = observation_windows.c
+            q = sa.select(o.window_start, o.evidenced_level).where(o.image_digest == image, o.event_count > 0)
+            return {datetime_to_ns(r.window_start): r.evidenced_level for r in conn.execute(q)}
+    except sa.exc.OperationalError:  # the agent has not created the store yet
+        return {}
+    finally:
+        eng.dispose()
+
+
+def test_a_container_started_later_lowers_the_windows_it_runs_in(ctd: Containerd, tmp_path: Path) -> None:
+    """The image's one container is traced with stacks; a second one starts while the agent runs.
+    The windows before it stay EbpfDeep; the windows from when the agent's registry holds it on read
+    Passive, whether their first rows were written before its lifecycle sample gave it to the
+    aggregator (written again) or after."""
+    late = build_image(ctd.dir, ref="test.local/silent-late:1", env=("ROLE=late",))
+    ctd.import_image(late)
+    traced, second = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2
+    started: list[int] = []  # wall clock before the second container's start, and once the registry has it
+
+    def done(url: str, samples: dict) -> bool:
+        got = evidenced(url, late.manifest_digest)
+        if not started:
+            if len(got) >= 2:  # two windows of the traced container alone
+                started.append(time.time_ns())
+                ctd.ctr("run", "-d", late.ref, second)
+            return False
+        if len(started) == 1:
+            if h.metric(samples, "stellaops_runtime_lifecycle_containers") == 2:
+                started.append(time.time_ns())
+            return False
+        return sum(1 for w in got if w > started[1]) >= 2  # two windows begun since
+
+    try:
+        ctd.ctr("run", "-d", late.ref, traced)
+        url = run_agent(tmp_path, ctd, [traced[:31]], done)
+    finally:
+        ctd.remove_all()
+    window = 2_000_000_000
+    got = evidenced(url, late.manifest_digest)
+    before = {w: v for w, v in got.items() if w + window <= started[0]}
+    after = {w: v for w, v in got.items() if w >= started[1]}
+    assert before and set(before.values()) == {3}, got
+    assert after and set(after.values()) == {1}, got
