@@ -76,6 +76,7 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     # Native records still waiting for the container lookup: decoded with what it says now.
     held = asyncio.ensure_future(agent.in_pipeline(agent.pipeline.release_native_held, True))
     await asyncio.wait({held}, timeout=max(0.0, deadline - reserve - time.monotonic()))
+    agent.watch.unanswered_at_stop(agent.source)  # the hole before this agent, if never placed
     with contextlib.suppress(Exception):  # an outage still open is a gap in the last drain too
         await asyncio.wait_for(agent.outages.mark(), timeout=max(0.1, deadline - reserve - time.monotonic()))
     ok = await agent.flusher.final_flush(deadline - reserve)

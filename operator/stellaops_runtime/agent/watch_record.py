@@ -37,7 +37,9 @@ node's, a time <= 0, a symlink) is ignored, logged and counted in
 record does not make this the node's first agent: the store says, as it opens
 (agent/node_history.py), whether it holds windows of the node; if so the time
 since the latest one's start is a gap, and an ``exportFromStart`` replay of the
-export file is refused (sources/export_restart.py). Without ``store.spoolPath`` there is no record, and
+export file is refused (sources/export_restart.py), also when the store cannot say within 10 s;
+an agent that stops before the store ever answered marks the time from the node's boot as a gap
+(:meth:`WatchRecord.unanswered_at_stop`). Without ``store.spoolPath`` there is no record, and
 restart holes are not recorded.
 
 The wall clock may have stepped since the record was written (NTP, ``date
@@ -226,6 +228,24 @@ class WatchRecord:
         told = getattr(source, "history", None)
         if told is not None and told(since is not None):  # a gap of the lines it did not replay
             self.restart_gaps += 1
+
+    def unanswered_at_stop(self, source: Any) -> None:
+        """At shutdown, before the last outage is marked: the store never said whether an agent
+        ran on the node before (down for this agent's whole life). The record this agent leaves
+        starts the next agent's gap at this agent's own moment, and no later agent asks the store,
+        so the hole before this agent would never be a gap: it is marked now, from the node's
+        boot (the widest it can be on this boot), and stored or spooled with the last drain."""
+        if not self._asked or self._store_answered or self._told or not self.path:
+            return
+        self._told = True
+        wall, boot = now_pair()
+        source.resume_outage(wall - boot, 0)
+        self.restart_gaps += 1
+        log.warning(
+            "the store never said whether an agent ran on node %s before (no usable watch record): "
+            "the time from the node's boot at %s until this agent watched is recorded as a gap",
+            self.node, _iso(wall - boot),
+        )  # fmt: skip
 
     def tick(self, source: Any) -> None:
         """Sample the source's last watching moment (about once a second), if it is watching."""
