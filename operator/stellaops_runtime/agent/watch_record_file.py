@@ -13,10 +13,10 @@ import logging
 import os
 import stat
 import time
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from stellaops_runtime.atomic_file import write_atomically
+from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.hotsymbols.clock_span import boot_ns
 
 log = logging.getLogger("stellaops_runtime.agent.watch_record")
@@ -39,14 +39,6 @@ class RecordIgnored(Exception):
 def record_path(spool_path: str) -> str:
     """Where the record of a spool path lives ("" without a spool path: no record)."""
     return spool_path + SUFFIX if spool_path else ""
-
-
-def this_boot() -> str:
-    """The kernel's id of this boot ("" when unreadable: boot-clock times are then not kept)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:64]
-    except OSError:
-        return ""
 
 
 def encode(

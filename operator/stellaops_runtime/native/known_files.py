@@ -27,9 +27,9 @@ import contextlib
 import json
 import logging
 import os
-from pathlib import Path
 
 from stellaops_runtime.atomic_file import write_atomically
+from stellaops_runtime.boot_id import this_boot
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,6 @@ class KnownFileError(Exception):
 def known_path(spool_path: str) -> str:
     """Where the probed files of an agent with this spool path are kept ('' without a spool path)."""
     return spool_path + SUFFIX if spool_path else ""
-
-
-def this_boot() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:64]
-    except OSError:
-        return ""
 
 
 def _int(v: object) -> int:
