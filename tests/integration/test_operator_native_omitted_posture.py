@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,50 +22,28 @@ import pytest_asyncio
 
 from stellaops_runtime.contracts.crds import (
     API_VERSION,
-    NODE_KIND,
     OBSERVE_DEEP_LABEL,
     OBSERVE_LABEL,
     OBSERVER_KIND,
     POLICY_KIND,
-    POSTURE_ANNOTATION,
-    POSTURE_REASON_ANNOTATION,
 )
 from stellaops_runtime.controller.render_agent import probe_configmap_name
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, probe_entry_key
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+from tests.integration.posture_cluster import (
+    BIG,
+    MEDIUM,
+    add_nodes,
+    add_past_full_policies,
+    observer_spec,
+    pod_posture,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NS, AGENTS_NS, OBSERVER = "scan", "stellaops-system", "fleet"
 NATIVE_NODE, TETRAGON_NODE = "node-n", "node-t"
-MEDIUM = [f"m{i}" for i in range(4)]  # ~170 KB each: together they fit
-BIG = "big"  # ~440 KB: with the others, past 1 MiB; it is the one left out
-CAPS = {
-    "btf": True,
-    "bpfPermitted": True,
-    "tracepoints": True,
-    "uprobes": True,
-    "kprobes": True,
-    "usdt": True,
-    "tetragon": {"reachable": True, "address": "unix:///t.sock", "version": "v1.7.0"},
-}
-
-
-def _spec(name: str, symbols: int) -> dict[str, Any]:
-    fn = {
-        "binaryPath": f"/usr/lib/lib{name}.so",
-        "symbols": [f"{name}_function_{j:06d}" for j in range(symbols)],
-    }
-    return {"podSelector": {"matchLabels": {"app": name}}, "maxLevel": "EbpfDeep", "functions": [fn]}
-
-
-def _observation_node(name: str, source: str) -> dict[str, Any]:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: dict[str, Any] = {"source": source, "heartbeatTime": now, "capabilities": CAPS, "policies": []}
-    if source == "native":
-        status |= {"maxPosture": "EbpfDeep", "capabilities": CAPS | {"tetragon": {"reachable": False}}}
-    return obj(API_VERSION, NODE_KIND, name, spec={"nodeName": name}, status=status)
 
 
 def _pod(name: str, node: str, app: str) -> dict[str, Any]:
@@ -79,20 +56,9 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     async with Cluster(tmp_path_factory.mktemp("kube")) as c:
         for ns in (NS, AGENTS_NS):
             await c.create(obj("v1", "Namespace", ns))
-        for node, source in ((NATIVE_NODE, "native"), (TETRAGON_NODE, "tetragon")):
-            await c.create(obj("v1", "Node", node))
-            on = _observation_node(node, source)  # as the agent does it: create, then the status
-            await c.create(on)
-            await c.patch(r.OBSERVATION_NODES, node, {"status": on["status"]}, status=True)
-        observer = {
-            "agentNamespace": AGENTS_NS,
-            "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
-            "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
-        }
-        await c.create(obj(API_VERSION, OBSERVER_KIND, OBSERVER, spec=observer))
-        for name in MEDIUM:
-            await c.create(obj(API_VERSION, POLICY_KIND, name, namespace=NS, spec=_spec(name, 8_000)))
-        await c.create(obj(API_VERSION, POLICY_KIND, BIG, namespace=NS, spec=_spec(BIG, 20_000)))
+        await add_nodes(c, ((NATIVE_NODE, "native"), (TETRAGON_NODE, "tetragon")))
+        await c.create(obj(API_VERSION, OBSERVER_KIND, OBSERVER, spec=observer_spec(AGENTS_NS)))
+        await add_past_full_policies(c, NS)
         for pod, node, app in (
             ("big-n", NATIVE_NODE, BIG),
             ("big-t", TETRAGON_NODE, BIG),
@@ -116,11 +82,7 @@ def _omitted(cluster: Cluster) -> list[str]:
 
 
 def _posture(cluster: Cluster, name: str) -> tuple[str, str, set[str]]:
-    """(posture annotation, reason, the operator's level labels) of a pod."""
-    meta = (cluster.stored(r.PODS, name, NS) or {}).get("metadata") or {}
-    ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
-    ours = {k for k in labels if k in (OBSERVE_LABEL, OBSERVE_DEEP_LABEL)}
-    return str(ann.get(POSTURE_ANNOTATION) or ""), str(ann.get(POSTURE_REASON_ANNOTATION) or ""), ours
+    return pod_posture(cluster, name, NS)
 
 
 async def test_a_policy_left_out_of_the_probe_config_gives_native_pods_passive(

@@ -25,7 +25,6 @@ the test creates the agent pods with the owner reference it would set).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -35,18 +34,16 @@ from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import (
     API_VERSION,
     CLUSTER_POLICY_KIND,
-    NODE_KIND,
     OBSERVE_DEEP_LABEL,
     OBSERVE_LABEL,
     OBSERVER_KIND,
     POLICY_KIND,
-    POSTURE_ANNOTATION,
-    POSTURE_REASON_ANNOTATION,
 )
 from stellaops_runtime.controller.render_agent import agent_resource_name
 from stellaops_runtime.controller.render_policy import tetragon_policy_names
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+from tests.integration.posture_cluster import add_nodes, observer_spec, pod_posture
 from tests.integration.test_operator_policies import condition
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -60,28 +57,7 @@ WEB = {
     "syscalls": ["execve"],
     "functions": [{"binaryPath": "/usr/lib/libssl.so.3", "symbols": ["SSL_read"]}],
 }
-OBSERVER_SPEC: dict[str, Any] = {
-    "agentNamespace": AGENT_NS,
-    "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
-    "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
-}
-CAPS = {
-    "btf": True,
-    "bpfPermitted": True,
-    "tracepoints": True,
-    "uprobes": True,
-    "kprobes": True,
-    "usdt": True,
-    "tetragon": {"reachable": True, "address": "unix:///t.sock", "version": "v1.7.0"},
-}
-
-
-def _observation_node(name: str, source: str) -> dict[str, Any]:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: dict[str, Any] = {"source": source, "heartbeatTime": now, "capabilities": CAPS, "policies": []}
-    if source == "native":
-        status |= {"maxPosture": "EbpfDeep", "capabilities": CAPS | {"tetragon": {"reachable": False}}}
-    return obj(API_VERSION, NODE_KIND, name, spec={"nodeName": name}, status=status)
+OBSERVER_SPEC = observer_spec(AGENT_NS)
 
 
 def _pod(name: str, namespace: str, node: str, labels: dict[str, str], owner: dict | None = None) -> dict:
@@ -103,11 +79,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     async with Cluster(tmp_path_factory.mktemp("kube")) as c:
         for ns in (AGENT_NS, NS):
             await c.create(obj("v1", "Namespace", ns))
-        for node, source in ((TETRAGON_NODE, "tetragon"), (NATIVE_NODE, "native")):
-            await c.create(obj("v1", "Node", node))
-            on = _observation_node(node, source)  # as the agent does it: create, then the status
-            await c.create(on)
-            await c.patch(r.OBSERVATION_NODES, node, {"status": on["status"]}, status=True)
+        await add_nodes(c, ((TETRAGON_NODE, "tetragon"), (NATIVE_NODE, "native")))
         yield c
 
 
@@ -120,11 +92,7 @@ async def operator(cluster: Cluster) -> AsyncIterator[OperatorRun]:
 
 
 def _posture(cluster: Cluster, name: str, namespace: str = NS) -> tuple[str, str, set[str]]:
-    """(posture annotation, reason, the operator's level labels) of a pod."""
-    meta = (cluster.stored(r.PODS, name, namespace) or {}).get("metadata") or {}
-    ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
-    ours = {k for k in labels if k in (OBSERVE_LABEL, OBSERVE_DEEP_LABEL)}
-    return str(ann.get(POSTURE_ANNOTATION) or ""), str(ann.get(POSTURE_REASON_ANNOTATION) or ""), ours
+    return pod_posture(cluster, name, namespace)
 
 
 async def test_a_policy_whose_uprobes_object_is_refused_gives_pods_only_what_is_applied(

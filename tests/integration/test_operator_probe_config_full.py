@@ -22,20 +22,11 @@ from stellaops_runtime.controller.render_agent import probe_configmap_name
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, probe_entry_key
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, obj, wait_for
+from tests.integration.posture_cluster import BIG, MEDIUM, add_past_full_policies, observer_spec
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NS, AGENTS_NS, OBSERVER = "scan", "stellaops-system", "fleet"
-MEDIUM = [f"m{i}" for i in range(4)]  # ~170 KB each: together they fit
-BIG = "big"  # ~440 KB: with the others, past 1 MiB; it is the one left out
-
-
-def _spec(name: str, symbols: int) -> dict[str, Any]:
-    fn = {
-        "binaryPath": f"/usr/lib/lib{name}.so",
-        "symbols": [f"{name}_function_{j:06d}" for j in range(symbols)],
-    }
-    return {"podSelector": {"matchLabels": {"app": name}}, "maxLevel": "EbpfDeep", "functions": [fn]}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -43,15 +34,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     async with Cluster(tmp_path_factory.mktemp("kube")) as c:
         await c.create(obj("v1", "Namespace", NS))
         await c.create(obj("v1", "Namespace", AGENTS_NS))
-        observer = {
-            "agentNamespace": AGENTS_NS,
-            "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
-            "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
-        }
-        await c.create(obj(API_VERSION, OBSERVER_KIND, OBSERVER, spec=observer))
-        for name in MEDIUM:
-            await c.create(obj(API_VERSION, POLICY_KIND, name, namespace=NS, spec=_spec(name, 8_000)))
-        await c.create(obj(API_VERSION, POLICY_KIND, BIG, namespace=NS, spec=_spec(BIG, 20_000)))
+        await c.create(obj(API_VERSION, OBSERVER_KIND, OBSERVER, spec=observer_spec(AGENTS_NS)))
+        await add_past_full_policies(c, NS)
         yield c
 
 
