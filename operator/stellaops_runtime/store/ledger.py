@@ -41,7 +41,9 @@ abandoned stops at its next range (:attr:`Batch.attempt`). Before, such a
 batch was retried whole for ever and nothing after it was stored.
 
 Any other error (connection lost, lock) means "try the whole batch again
-later" and is raised.
+later" and is raised. So does a row no partition of the history takes (its
+DEFAULT partition gone, store/partitions.py): the store is repaired and the
+row retried, never quarantined.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from stellaops_runtime.store.batches import (
 )
 from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.errors import is_database_error
+from stellaops_runtime.store.partitions import is_missing_partition
 from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
 from stellaops_runtime.store.upsert import write_rows
 
@@ -85,7 +88,8 @@ def is_row_refusal(e: BaseException) -> bool:
     orig = getattr(e, "orig", None) or e
     sqlstate = getattr(orig, "sqlstate", None)
     if isinstance(sqlstate, str) and sqlstate:
-        return sqlstate[:2] in ROW_REFUSAL_CLASSES
+        # No partition of the history takes the row: the store lacks one, the row is good.
+        return sqlstate[:2] in ROW_REFUSAL_CLASSES and not is_missing_partition(orig)
     # UnicodeEncodeError: a lone surrogate (a surrogateescape-decoded path) no driver can encode.
     if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError | UnicodeEncodeError):
         return True

@@ -6,7 +6,12 @@ this module creates the partitions of yesterday .. today + :data:`DAYS_AHEAD`
 before they are needed, and drops whole days once they are past the
 retention. A DEFAULT partition takes any row no day partition covers (a
 spool replayed days late, a skewed clock), so no insert ever fails; a day
-partition created later takes its rows over from it.
+partition created later takes its rows over from it. A store whose DEFAULT
+partition is gone (dropped or detached by hand) gets a new one at the next
+maintenance, under the same lock: without it, every day partition created
+later (which takes rows over from it) and every retention failed for ever,
+and past the days created ahead every row was refused (see
+:func:`is_missing_partition`).
 
 Retention never touches the cumulative table (``hot_symbols``). It removes
 history and observation windows older than the same cutoff in one
@@ -63,6 +68,7 @@ class Maintenance:
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     moved_rows: int = 0  # rows taken over from the DEFAULT partition by a new day partition
+    default_created: bool = False  # the DEFAULT partition was missing and is created again
     deleted_rows: int = 0  # rows deleted (SQLite history, DEFAULT partition, observation windows)
 
 
@@ -169,17 +175,21 @@ def _maintain_postgres(
     create = days_to_create(now.astimezone(dt.UTC).date(), existing)
     drop = days_to_drop(existing, cutoff) if retention else []
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
-    if create or drop:
+    default = _default_partition(conn)
+    if create or drop or default is None:
         # Taken first, whole: the DDL below needs it, and a lock taken in steps could deadlock.
         conn.execute(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE")
+    if default is None:
+        conn.execute(f"CREATE TABLE signals.{DEFAULT_PARTITION} PARTITION OF signals.{PARENT} DEFAULT")
+        default, out.default_created = DEFAULT_PARTITION, True
     for day in create:
-        out.moved_rows += _create_day(conn, day)
+        out.moved_rows += _create_day(conn, day, default)
         out.created.append(partition_name(day))
     for day in drop:
         conn.execute(f"DROP TABLE signals.{partition_name(day)}")
         out.dropped.append(partition_name(day))
-    for table in (DEFAULT_PARTITION, "observation_windows") if retention else ():
-        res = conn.execute(f"DELETE FROM signals.{table} WHERE window_start < %s", (cutoff,))
+    for table in (default, "observation_windows") if retention else ():
+        res = conn.execute(f"DELETE FROM signals.{_ident(table)} WHERE window_start < %s", (cutoff,))
         out.deleted_rows += max(0, int(res.rowcount or 0))
     return out
 
@@ -193,6 +203,34 @@ def _is_partitioned(conn: Conn) -> bool:
     return kind == "p"
 
 
+def _default_partition(conn: Conn) -> str | None:
+    """The name of the history's DEFAULT partition (whatever it is called), None when it has none."""
+    name = conn.execute(
+        "SELECT c.relname FROM pg_partitioned_table pt JOIN pg_class c ON c.oid = pt.partdefid "
+        "WHERE pt.partrelid = 'signals.hot_symbol_windows'::regclass"
+    ).scalar()
+    return None if name is None else str(name)
+
+
+def _ident(name: str) -> str:
+    """``name`` quoted as an SQL identifier (a DEFAULT partition created by hand may have any name)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def is_missing_partition(e: BaseException) -> bool:
+    """Whether a write failed because no partition of the history takes its row (no DEFAULT partition).
+
+    PostgreSQL says so with SQLSTATE 23514 (check_violation) and no constraint
+    name; the row is good, the store lacks a partition: it is no refused row
+    (never quarantined), but a store to repair (:func:`maintain`) and retry.
+    """
+    orig = getattr(e, "orig", None) or e
+    if getattr(orig, "sqlstate", None) != "23514":
+        return False
+    diag = getattr(orig, "diag", None)
+    return diag is not None and diag.constraint_name is None and diag.table_name == PARENT
+
+
 def _existing_days(conn: Conn) -> list[dt.date]:
     names = conn.execute(
         "SELECT c.relname FROM pg_inherits i "
@@ -204,7 +242,7 @@ def _existing_days(conn: Conn) -> list[dt.date]:
     return [d for name in names if (d := partition_day(name)) is not None]
 
 
-def _create_day(conn: Conn, day: dt.date) -> int:
+def _create_day(conn: Conn, day: dt.date, default: str = DEFAULT_PARTITION) -> int:
     """Create one day's partition; rows of that day already in the DEFAULT partition move into it.
 
     PostgreSQL refuses a new partition whose range has rows in the DEFAULT
@@ -212,12 +250,12 @@ def _create_day(conn: Conn, day: dt.date) -> int:
     """
     lo, hi = midnight(day), midnight(day + dt.timedelta(days=1))
     conn.execute(
-        f"CREATE TEMP TABLE _moved_windows ON COMMIT DROP AS SELECT * FROM signals.{DEFAULT_PARTITION} "
+        f"CREATE TEMP TABLE _moved_windows ON COMMIT DROP AS SELECT * FROM signals.{_ident(default)} "
         "WHERE window_start >= %s AND window_start < %s",
         (lo, hi),
     )
     moved = conn.execute(
-        f"DELETE FROM signals.{DEFAULT_PARTITION} WHERE window_start >= %s AND window_start < %s", (lo, hi)
+        f"DELETE FROM signals.{_ident(default)} WHERE window_start >= %s AND window_start < %s", (lo, hi)
     ).rowcount
     conn.execute(
         f"CREATE TABLE signals.{partition_name(day)} PARTITION OF signals.{PARENT} "

@@ -45,6 +45,7 @@ from stellaops_runtime.store.partitions import (
     DEFAULT_RETENTION_DAYS,
     Maintenance,
     check_retention_days,
+    is_missing_partition,
     maintain,
 )
 from stellaops_runtime.store.upsert import merge_by_key, merge_by_window, merge_observations, write_rows
@@ -154,7 +155,12 @@ class HotSymbolStore:
         try:
             result = write_batch(self.db, batch)
         except Exception as e:
-            raise self._wrap(e, "write to") from e
+            if not (is_missing_partition(e) and self._repair_partitions()):
+                raise self._wrap(e, "write to") from e
+            try:  # the DEFAULT partition is back: every row has a partition now
+                result = write_batch(self.db, batch)
+            except Exception as again:
+                raise self._wrap(again, "write to") from again
         self._batches += 1
         now = time.monotonic()
         if self._maintained_at is None or now - self._maintained_at >= MAINTAIN_EVERY_SECONDS:
@@ -190,6 +196,21 @@ class HotSymbolStore:
         if retention is not None:
             self._maintain_quietly(retention)
 
+    def _repair_partitions(self) -> bool:
+        """A row met no partition of the history: create its DEFAULT partition again (and the days ahead).
+
+        Returns whether the store was repaired (the write may be retried at once).
+        """
+        log.warning(
+            "store %s: a row met no partition of the history (its DEFAULT partition is gone); "
+            "creating it again", self.url,
+        )  # fmt: skip
+        try:
+            return self.maintain(retention=False).default_created
+        except Exception as e:  # the write is retried later, and so is this
+            log.warning("cannot repair the history partitions of %s: %s", self.url, first_line(e))
+            return False
+
     def _maintain_quietly(self, retention: bool) -> None:
         try:
             self.maintain(retention=retention)
@@ -204,6 +225,8 @@ class HotSymbolStore:
         first batch); see :mod:`stellaops_runtime.store.partitions`.
         """
         done = maintain(self.db, retention_days=self.retention_days, now=now, retention=retention)
+        if done.default_created:
+            log.warning("history maintenance: the DEFAULT partition was missing; created it again")
         if done.created or done.dropped or done.deleted_rows:
             log.info(
                 "history maintenance: created %s, dropped %s, deleted %d rows older than %s",
