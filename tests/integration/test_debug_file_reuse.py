@@ -29,22 +29,11 @@ from stellaops_runtime.canonical import debugfiles
 from stellaops_runtime.canonical.buildidclaims import STAT_TRUST_NS
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.symbolizer import Symbolizer
-from tests.integration.test_debug_files import assert_same_ids_as_original, file_offset, functions, place
+from tests.integration.split_container import PROG, container, other_split, split
+from tests.integration.test_debug_files import assert_same_ids_as_original, file_offset, functions
 from tests.native import debuglink as dl
 
-PROG = "/opt/app/bin/prog"
-
-
-@pytest.fixture(scope="module")
-def split() -> dl.Split:
-    missing = dl.tools_missing()
-    assert not missing, f"{missing} is needed (binutils, gcc)"
-    return dl.build_split("prog")
-
-
-@pytest.fixture(scope="module")
-def other_split() -> dl.Split:
-    return dl.build_split("other", flags=("-O1", "-g"))
+__all__ = ["other_split", "split"]  # the fixtures, used here
 
 
 @pytest.fixture
@@ -59,20 +48,6 @@ def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(debugfiles, "_digest_and_crc", counted)
     return seen
-
-
-def container(tmp_path: Path, split: dl.Split, n_roots: int) -> tuple[Path, list[str]]:
-    """A container root holding the stripped program and its debug file next to it (debuglink), and
-    ``n_roots`` roots that are that directory (processes of the container)."""
-    root = tmp_path / "container"
-    place(root, PROG, split.stripped)
-    place(root, f"/opt/app/bin/{split.debug.name}", split.debug)
-    roots = []
-    for i in range(n_roots):
-        link = tmp_path / f"proc-{i}-root"
-        os.symlink(root, link)
-        roots.append(str(link))
-    return root, roots
 
 
 def symbolizer(clock: Callable[[], int]) -> Symbolizer:

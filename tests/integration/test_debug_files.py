@@ -38,10 +38,13 @@ from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.contracts.config import AgentConfig
+from tests.integration.split_container import other_split, place, split
 from tests.integration.test_file_identity import aged  # the files written here count as old
 from tests.native import debuglink as dl
 
 LIBC = Path("/usr/lib/x86_64-linux-gnu/libc.so.6")
+
+__all__ = ["other_split", "split"]  # the fixtures, used here
 
 
 # -- independent readers (pyelftools), not the canonicalizer's ----------------------------
@@ -81,13 +84,6 @@ def symbolizer(**search: object) -> Symbolizer:
     return s
 
 
-def place(root: Path, path: str, src: Path) -> Path:
-    dst = root / path.lstrip("/")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-    return dst
-
-
 def libc_debug_file() -> tuple[str, Path]:
     bid = dl.readelf_build_id(LIBC)
     debug = Path(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug")
@@ -119,18 +115,6 @@ def libc_locals(n: int) -> list[tuple[int, int, frozenset[str]]]:
     hidden = _libc_hidden()
     assert len(hidden) > n
     return sorted(random.Random(12).sample(hidden, n))
-
-
-@pytest.fixture(scope="module")
-def split() -> dl.Split:
-    missing = dl.tools_missing()
-    assert not missing, f"{missing} is needed (binutils, gcc)"
-    return dl.build_split("prog")
-
-
-@pytest.fixture(scope="module")
-def other_split() -> dl.Split:
-    return dl.build_split("other", flags=("-O1", "-g"))
 
 
 # -- Debian's libc6-dbg ------------------------------------------------------------------------

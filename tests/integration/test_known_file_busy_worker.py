@@ -15,11 +15,11 @@ Roots are symbolic links to one directory: distinct roots over the same files.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,19 +27,13 @@ from stellaops_runtime.canonical import debuglink, filecache
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.parseworker import ParsePending, ParseWorker
 from stellaops_runtime.canonical.symbolizer import Symbolizer
-from tests.integration.test_debug_files import place
+from tests.integration.split_container import PROG, container, place, split
 from tests.integration.test_file_identity import aged
 from tests.native import debuglink as dl
 
-PROG = "/opt/app/bin/prog"
 OTHER = "/opt/app/bin/other"
 
-
-@pytest.fixture(scope="module")
-def split() -> dl.Split:
-    missing = dl.tools_missing()
-    assert not missing, f"{missing} is needed (binutils, gcc)"
-    return dl.build_split("prog")
+__all__ = ["split"]  # the fixtures, used here
 
 
 @pytest.fixture
@@ -50,15 +44,8 @@ def worker() -> Iterator[ParseWorker]:
 
 
 def roots(tmp_path: Path, split: dl.Split, n: int) -> list[str]:
-    root = tmp_path / "container"
-    place(root, PROG, split.stripped)
-    place(root, f"/opt/app/bin/{split.debug.name}", split.debug)
+    root, out = container(tmp_path, split, n)
     place(root, OTHER, split.full)
-    out = []
-    for i in range(n):
-        link = tmp_path / f"proc-{i}-root"
-        os.symlink(root, link)
-        out.append(str(link))
     return out
 
 
@@ -69,6 +56,19 @@ def wait_done(f: object, deadline: float) -> object:
         except ParsePending:
             assert time.monotonic() < deadline, "the worker never answered"
             time.sleep(0.01)
+
+
+def identified_once(
+    tmp_path: Path, split: dl.Split, worker: ParseWorker
+) -> tuple[list[str], Symbolizer, float, Any]:
+    """Three roots of the container, a symbolizer whose reads go to ``worker``, the waits' deadline,
+    and the program identified through the first root."""
+    r = roots(tmp_path, split, 3)
+    s = Symbolizer(gate=worker, clock=aged)
+    s.set_debug_search(DebugSearch(roots=()))
+    deadline = time.monotonic() + 60
+    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    return r, s, deadline, first
 
 
 class Busy:
@@ -94,11 +94,7 @@ class Busy:
 def test_a_library_known_from_another_process_answers_while_the_worker_is_busy(
     split: dl.Split, tmp_path: Path, worker: ParseWorker
 ) -> None:
-    r = roots(tmp_path, split, 3)
-    s = Symbolizer(gate=worker, clock=aged)
-    s.set_debug_search(DebugSearch(roots=()))
-    deadline = time.monotonic() + 60
-    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    r, s, deadline, first = identified_once(tmp_path, split, worker)
     indexed = wait_done(lambda: s.binary(PROG, root=r[0]), deadline)
     with Busy(worker):
         fid = s.identify(PROG, root=r[1])  # a new process: no parse_pending
@@ -112,11 +108,7 @@ def test_a_library_known_from_another_process_answers_while_the_worker_is_busy(
 def test_a_read_that_would_hash_still_goes_to_the_worker(
     split: dl.Split, tmp_path: Path, worker: ParseWorker
 ) -> None:
-    r = roots(tmp_path, split, 3)
-    s = Symbolizer(gate=worker, clock=aged)
-    s.set_debug_search(DebugSearch(roots=()))
-    deadline = time.monotonic() + 60
-    first = wait_done(lambda: s.identify(PROG, root=r[0]), deadline)
+    r, s, deadline, first = identified_once(tmp_path, split, worker)
     s.set_debug_search(DebugSearch(roots=()))  # its debug file's check is no longer remembered
     with Busy(worker), pytest.raises(ParsePending):  # so it would be hashed: never on this thread
         s.identify(PROG, root=r[1])
