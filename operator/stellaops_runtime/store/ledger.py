@@ -14,7 +14,7 @@ The ledger stays small: an agent retries only batches it has not seen
 confirmed, so each write also deletes the agent's own ledger rows below its
 oldest pending sequence (:attr:`Batch.ledger_floor`). Rows of agents that
 died with batches pending are kept until :data:`LEDGER_RETENTION`, for their
-spool file.
+spool file, by the server's clock on PostgreSQL (:func:`ledger_now`).
 
 When the database refuses a row (a data, integrity or size error, SQLSTATE
 classes 22, 23 and 54), the range is split in halves and each half written in
@@ -135,17 +135,37 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _lock(conn: Conn, batch: Batch) -> None:
+def _lock(conn: Conn, batch: Batch) -> dt.datetime:
+    """Serialize attempts at one batch (PostgreSQL); returns the ledger's clock (see :func:`ledger_now`)."""
     if conn.dialect == "postgresql":
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        now = conn.execute(
+            "SELECT now() FROM pg_advisory_xact_lock(hashtextextended(%s, 0))",
             (f"stellaops-flush/{batch.agent_id}/{batch.seq}",),
-        )
+        ).scalar()
+        assert isinstance(now, dt.datetime)
+        return now
+    return _now()
+
+
+def ledger_now(conn: Conn) -> dt.datetime:
+    """The clock of the ledger's ``committed_at``: the server's on PostgreSQL, one for the whole fleet.
+
+    Each agent's own clock made one node's skew everyone's loss: an agent
+    whose clock was a month behind wrote rows the next prune by any other
+    agent removed, and one a month ahead pruned every agent's fresh rows, so
+    a batch retried after a lost acknowledgement was stored twice. SQLite is
+    one machine's file: its clock is the agents'.
+    """
+    if conn.dialect == "postgresql":
+        now = conn.execute("SELECT now()").scalar()
+        assert isinstance(now, dt.datetime)
+        return now
+    return _now()
 
 
 def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
     """Insert this range's ledger row; say whether the range (or part of it) was applied before."""
-    _lock(conn, batch)
+    now = _lock(conn, batch)
     sql = STATEMENTS[conn.dialect]
     part = part_name(lo, hi)
     values = {
@@ -153,7 +173,7 @@ def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
         "flush_seq": batch.seq,
         "part": part,
         "row_count": rows,
-        "committed_at": _now(),
+        "committed_at": now,
     }
     # RETURNING, not rowcount: the psycopg driver may report -1 for ON CONFLICT inserts.
     if conn.execute(sql["ledger_claim"], values).first() is None:
@@ -314,5 +334,6 @@ def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result
 def prune_ledger(db: Database, *, older_than: dt.timedelta = LEDGER_RETENTION) -> int:
     """Delete ledger rows older than the retention; returns how many went."""
     with db.begin() as conn:
-        res = conn.execute(STATEMENTS[conn.dialect]["ledger_prune"], {"before": _now() - older_than})
+        before = ledger_now(conn) - older_than
+        res = conn.execute(STATEMENTS[conn.dialect]["ledger_prune"], {"before": before})
         return max(0, int(res.rowcount or 0))
