@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.native.detect import detect
 from tests.e2e import harness as h
+from tests.native_app import ask, compile_c, installed, native_report, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bpf]
 
@@ -49,16 +49,7 @@ int main(void) {
 
 
 def build(d: Path, name: str, extra: str = "") -> Path:
-    (d / f"{name}.c").write_text(PROGRAM + extra)
-    subprocess.run(["gcc", "-O1", "-o", str(d / name), str(d / f"{name}.c")], check=True)
-    return d / name
-
-
-def ask(proc: subprocess.Popen[str], n: int) -> None:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"{n}\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline() == "done\n"
+    return compile_c(d, name, PROGRAM + extra)
 
 
 def emitted(port: int) -> float:
@@ -93,25 +84,13 @@ async def run_agent(cfg: Path, port: int, log: Path, work) -> str:  # type: igno
 
 @pytest.fixture
 def native_ok() -> None:
-    rep = detect(mount_tracefs=True, compile_test=True, cache_dir=str(Path(".cache/native").resolve()))
-    if rep.posture < Posture.EBPF_DEEP:
-        pytest.skip(f"native uprobes cannot run here: {rep.missing}")
-    if not shutil.which("gcc"):
-        pytest.skip("gcc is not installed")
-
-
-def serve(app: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(app)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    native_report(Posture.EBPF_DEEP, "native uprobes")
 
 
 async def test_a_binary_renamed_away_while_the_agent_was_down_is_still_counted(
     tmp_path: Path, native_ok: None
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    app = tmp_path / "bin" / "app"
-    app.parent.mkdir()
-    shutil.copy2(build(built, "v1"), app)
+    built, app = installed(tmp_path, build)
     db = tmp_path / "hot.db"
     spool = tmp_path / "state" / "spool"
     spool.parent.mkdir()

@@ -30,7 +30,8 @@ from stellaops_runtime.native.events import Decoder
 from stellaops_runtime.native.session import run_session
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
-from tests.integration.test_native_replaced_binary import SYMBOL, ask, build, replace, report, serve
+from tests.integration.test_native_replaced_binary import SYMBOL, build, report
+from tests.native_app import ask, installed, replace, serve, stop
 
 pytestmark = pytest.mark.bpf
 __all__ = ["report"]  # the module's fixture, used here
@@ -153,12 +154,6 @@ def ask_usdt(proc: subprocess.Popen[str], n: int) -> int:
     return int(proc.stdout.readline())
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.stdin is not None:
-        proc.stdin.close()
-    proc.wait(30)
-
-
 @pytest.fixture(autouse=True)
 def whole_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The load reads every process for former files (a loaded machine may pass the load's time
@@ -177,11 +172,7 @@ def gcc(report: Report) -> None:
 async def test_a_process_running_a_file_replaced_before_the_load_is_probed(
     tmp_path: Path, report: Report, gcc: None
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build(built, "v1"), path)
+    built, path = installed(tmp_path, build)
     old = await asyncio.to_thread(serve, path)
     try:
         replace(path, build(built, "v2"))  # the old process now runs a deleted file
@@ -215,11 +206,7 @@ async def test_a_file_renamed_away_before_a_reload_is_probed_by_it(
     """``mv app app.old`` and a new ``app`` while the probes were stopped (a reload, a switch back
     from Tetragon): the old process maps ``app.old``, linked, nothing says it was the target's; the
     source's next load knows it by the identity its first load probed."""
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build(built, "v1"), path)
+    built, path = installed(tmp_path, build)
     old = await asyncio.to_thread(serve, path)
     try:
         cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
@@ -251,11 +238,7 @@ async def test_a_file_replaced_between_the_look_and_the_attach_counts_each_call_
     Now the load attaches through the descriptor of the file it looked at."""
     from stellaops_runtime.native.probes import uprobes
 
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build(built, "v1"), path)
+    built, path = installed(tmp_path, build)
     new = build(built, "v2")
     real = uprobes.attach
 

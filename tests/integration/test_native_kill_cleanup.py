@@ -13,7 +13,6 @@ reason, where BCC cannot run (or without gcc).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.native.detect import Report, detect
+from stellaops_runtime.native.detect import Report
+from tests.native_app import native_report
 
 pytestmark = pytest.mark.bpf
 
@@ -68,12 +68,7 @@ int main(void) {  /* each line read: fire the probe if raised, print the semapho
 
 @pytest.fixture(scope="module")
 def report() -> Report:
-    rep = detect(mount_tracefs=True, compile_test=True, cache_dir=str(Path(".cache/native").resolve()))
-    if rep.posture < Posture.FULL_INSTRUMENTATION:
-        pytest.skip(f"native USDT probes cannot run here: {rep.missing}")
-    if not shutil.which("gcc"):
-        pytest.skip("gcc is not installed")
-    return rep
+    return native_report(Posture.FULL_INSTRUMENTATION, "native USDT probes")
 
 
 def semaphore(app: subprocess.Popen[str]) -> int:

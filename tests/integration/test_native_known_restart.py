@@ -23,8 +23,9 @@ from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import Report
 from stellaops_runtime.native.source import NativeProbeSource
 from tests.integration.test_native_former_files import Probes, gcc, whole_scan
-from tests.integration.test_native_former_files import stop as stop_proc
-from tests.integration.test_native_replaced_binary import SYMBOL, ask, build, report, serve
+from tests.integration.test_native_replaced_binary import SYMBOL, build, report
+from tests.native_app import ask, installed, serve
+from tests.native_app import stop as stop_proc
 
 pytestmark = pytest.mark.bpf
 __all__ = ["gcc", "report", "whole_scan"]  # the fixtures, used here
@@ -43,11 +44,7 @@ def _source(cfg: NativeConfig, report: Report, state: Path) -> Probes:
 async def test_a_file_renamed_away_before_a_restart_is_probed_by_the_new_agent(
     tmp_path: Path, report: Report, gcc: None
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build(built, "v1"), path)
+    built, path = installed(tmp_path, build)
     state = tmp_path / "spool.native-files"
     old = await asyncio.to_thread(serve, path)
     try:

@@ -25,7 +25,8 @@ import pytest
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import Report
 from tests.integration.test_native_former_files import Probes
-from tests.integration.test_native_replaced_binary import SYMBOL, build, replace, report
+from tests.integration.test_native_replaced_binary import SYMBOL, build, report
+from tests.native_app import replace
 
 pytestmark = pytest.mark.bpf
 __all__ = ["report"]  # the module's fixture, used here

@@ -21,7 +21,6 @@ Skips, with detect.py's reason, where BCC cannot run (or without gcc).
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import time
@@ -34,10 +33,11 @@ import pytest
 from stellaops_runtime.contracts.events import EventKind
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
-from stellaops_runtime.native.detect import Report, detect
+from stellaops_runtime.native.detect import Report
 from stellaops_runtime.native.events import Decoder
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
+from tests.native_app import ask, compile_c, installed, native_report, replace, serve
 
 pytestmark = pytest.mark.bpf
 
@@ -62,26 +62,11 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def report() -> Report:
-    rep = detect(mount_tracefs=True, compile_test=True, cache_dir=str(Path(".cache/native").resolve()))
-    if rep.posture < Posture.EBPF_DEEP:
-        pytest.skip(f"native uprobes cannot run here: {rep.missing}")
-    if not shutil.which("gcc"):
-        pytest.skip("gcc is not installed")
-    return rep
+    return native_report(Posture.EBPF_DEEP, "native uprobes")
 
 
 def build(d: Path, name: str, source: str = PROGRAM) -> Path:
-    (d / f"{name}.c").write_text(source)
-    out = d / name
-    subprocess.run(["gcc", "-O1", "-o", str(out), str(d / f"{name}.c")], check=True)
-    return out
-
-
-def replace(path: Path, new: Path) -> None:
-    """As a package manager does: the new file under a temporary name, renamed over the old."""
-    tmp = path.with_name(path.name + ".dpkg-new")
-    shutil.copy2(new, tmp)
-    os.rename(tmp, path)
+    return compile_c(d, name, source)
 
 
 class Probes:
@@ -129,27 +114,11 @@ async def probes_of(report: Report) -> AsyncIterator:
         await asyncio.wait_for(task, 30)
 
 
-def serve(path: Path) -> subprocess.Popen[str]:
-    """The program as a long-running process, calling the function when asked (``ask``)."""
-    return subprocess.Popen([str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-
-def ask(proc: subprocess.Popen[str], n: int) -> None:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"{n}\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline() == "done\n"
-
-
 async def test_a_replaced_binary_is_followed_and_its_old_processes_still_count(
     tmp_path: Path, probes_of
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
+    built, path = installed(tmp_path, build)
     new = build(built, "v2")
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build(built, "v1"), path)
     p: Probes = await probes_of(NativeConfig(exec_events=False, user_stacks=False,
                                              uprobes=(UprobeTarget(str(path), SYMBOL),)))  # fmt: skip
     old = await asyncio.to_thread(serve, path)

@@ -13,7 +13,6 @@ elsewhere, or without gcc).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from stellaops_runtime.native import follow, loader
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import Report
 from stellaops_runtime.native.session import run_session
-from tests.integration.test_native_former_files import gcc, stop
-from tests.integration.test_native_replaced_binary import SYMBOL, build, replace, report, serve
+from tests.integration.test_native_former_files import gcc
+from tests.integration.test_native_replaced_binary import SYMBOL, build, report
+from tests.native_app import installed, replace, serve, stop
 
 pytestmark = pytest.mark.bpf
 __all__ = ["gcc", "report"]  # the fixtures, used here
@@ -38,11 +38,7 @@ async def test_a_session_ended_before_the_scan_says_it_was_not_watched(
     monkeypatch.setattr(loader, "LOAD_SCAN_SECONDS", 0.0 if short else None)  # one process, or all
     monkeypatch.setattr(follow, "SCAN_STEP_SECONDS", 0.0)
     monkeypatch.setattr(follow, "STOP_SCAN_SECONDS", 0.0)
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build(built, "v1"), path)
+    built, path = installed(tmp_path, build)
     old = await asyncio.to_thread(serve, path)
     try:
         replace(path, build(built, "v2"))  # the old process runs a deleted former file

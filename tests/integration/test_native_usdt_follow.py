@@ -17,7 +17,6 @@ without gcc.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,8 +24,9 @@ import pytest
 
 from stellaops_runtime.native.config import NativeConfig, UsdtTarget
 from stellaops_runtime.native.detect import Report
-from tests.integration.test_native_former_files import Probes, ask_usdt, build_usdt, gcc, stop, whole_scan
-from tests.integration.test_native_replaced_binary import replace, report, serve
+from tests.integration.test_native_former_files import Probes, ask_usdt, build_usdt, gcc, whole_scan
+from tests.integration.test_native_replaced_binary import report
+from tests.native_app import installed, replace, serve, stop
 
 pytestmark = pytest.mark.bpf
 __all__ = ["gcc", "report", "whole_scan"]  # the fixtures used here
@@ -35,11 +35,7 @@ __all__ = ["gcc", "report", "whole_scan"]  # the fixtures used here
 async def test_a_usdt_target_replaced_while_the_probes_run_is_followed(
     tmp_path: Path, report: Report, gcc: None
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build_usdt(built, "v1"), path)
+    built, path = installed(tmp_path, build_usdt)
     new = build_usdt(built, "v2", padding=40)
     cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
     p = await Probes(cfg, report).start()
@@ -66,11 +62,7 @@ async def test_a_usdt_target_replaced_while_the_probes_run_is_followed(
 async def test_a_usdt_file_replaced_before_the_load_and_one_whose_sites_differ(
     tmp_path: Path, report: Report, gcc: None
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build_usdt(built, "v1"), path)
+    built, path = installed(tmp_path, build_usdt)
     old = await asyncio.to_thread(serve, path)
     try:
         replace(path, build_usdt(built, "v2", padding=40))
@@ -121,11 +113,7 @@ async def test_a_usdt_process_started_before_the_load_is_seen(
 async def test_a_former_usdt_file_that_cannot_be_probed_is_a_gap_while_its_process_runs(
     tmp_path: Path, report: Report, gcc: None
 ) -> None:
-    built = tmp_path / "built"
-    built.mkdir()
-    path = tmp_path / "bin" / "app"
-    path.parent.mkdir()
-    shutil.copy2(build_usdt(built, "v1", args="-4@%0"), path)
+    built, path = installed(tmp_path, lambda d, name: build_usdt(d, name, args="-4@%0"))
     old = await asyncio.to_thread(serve, path)
     replace(path, build_usdt(built, "v2"))  # the programs are compiled for v2's sites: v1's differ
     cfg = NativeConfig(exec_events=False, usdt=(UsdtTarget(str(path), "h7_app", "hit"),))
