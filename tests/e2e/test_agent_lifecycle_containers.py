@@ -26,7 +26,6 @@ import asyncio
 import itertools
 import json
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,11 +41,16 @@ from stellaops_runtime.store.engine import create_store_engine
 from stellaops_runtime.store.schema import hot_symbols, observation_windows
 from tests.containerd_harness import Containerd, Image, build_image, running
 from tests.e2e import harness as h
+from tests.e2e.lifecycle_export import (
+    FUNCTION,
+    NODE,
+    ExportWriter,
+    containerd_lifecycle,
+    lifecycle_agent_config,
+)
 
 pytestmark = [pytest.mark.e2e]
 
-NODE = "e2e-node"
-FUNCTION = "__x64_sys_write"
 POD = ("--label", "io.kubernetes.pod.namespace=shop", "--label", "io.kubernetes.pod.name=cart-1")
 
 
@@ -63,36 +67,6 @@ def images(ctd: Containerd) -> dict[str, Image]:
         ctd.import_image(img)
         out[name] = img
     return out
-
-
-def kprobe(docker: str) -> dict[str, Any]:
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-    proc = {"exec_id": "ZXhlYzE=", "pid": 7, "binary": "/prog", "docker": docker}
-    return {
-        "process_kprobe": {"process": proc, "function_name": FUNCTION, "policy_name": "stellaops-syscalls"},
-        "node_name": NODE,
-        "time": stamp,
-    }
-
-
-class ExportWriter:
-    """Appends one kprobe event of ``docker`` to Tetragon's export file every 0.2 s, as Tetragon does."""
-
-    def __init__(self, path: Path, docker: str) -> None:
-        self.path, self.docker = path, docker
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            with self.path.open("a") as f:
-                f.write(json.dumps(kprobe(self.docker)) + "\n")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def windows_of(url: str, image: str) -> dict[int, tuple[int, int | None]]:
@@ -150,24 +124,10 @@ def test_the_agent_enriches_events_and_records_windows_of_containers_that_ran(
     called, idle = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2  # 64 hex characters, as runtimes name them
     ctd.ctr("run", "-d", *POD, images["called"].ref, called)
     ctd.ctr("run", "-d", images["idle"].ref, idle)
-    url = f"sqlite:///{tmp_path}/hot.db"
-    export = tmp_path / "tetragon.log"
-    config, port = h.write_config(
-        tmp_path,
-        tetragon={"exportFile": str(export), "exportFromStart": True},
-        hotSymbols={"aggregationWindowSeconds": 2, "flushIntervalSeconds": 0.5},
-        store={"url": url},
-        symbols={"enabled": False},
-        attribution={"enabled": False},
-        lifecycle={
-            "enabled": True,
-            "containerdAddress": ctd.socket,
-            "containerdNamespace": ctd.namespace,
-            "windowSettleSeconds": 0.5,
-        },
+    config, port, export, url = lifecycle_agent_config(
+        tmp_path, window_seconds=2, lifecycle=containerd_lifecycle(ctd.socket, ctd.namespace)
     )
     digest_called, digest_idle = images["called"].manifest_digest, images["idle"].manifest_digest
-    export.touch()
     writers: list[ExportWriter] = []
     try:
 
@@ -178,7 +138,7 @@ def test_the_agent_enriches_events_and_records_windows_of_containers_that_ran(
 
         # Tetragon's events start once the registry is in sync (before it, they cannot be enriched).
         def write_events() -> None:
-            writers.append(ExportWriter(export, called[:31]))
+            writers.append(ExportWriter(export, [called[:31]]))
 
         _, m = run_agent(config, port, idle_windows, "windows of the idle image", on_sync=write_events)
         assert h.metric(m, "stellaops_runtime_lifecycle_containers") == 2

@@ -21,7 +21,8 @@ from stellaops_runtime.store.engine import create_store_engine
 from stellaops_runtime.store.schema import hot_symbols
 from tests.cri_harness import CriSetup, running
 from tests.e2e import harness as h
-from tests.e2e.test_agent_lifecycle_containers import FUNCTION, ExportWriter, run_agent
+from tests.e2e.lifecycle_export import FUNCTION, ExportWriter, lifecycle_agent_config
+from tests.e2e.test_agent_lifecycle_containers import run_agent
 
 pytestmark = [pytest.mark.e2e]
 
@@ -36,16 +37,9 @@ def test_the_agent_enriches_events_from_the_cri_registry(cri: CriSetup, tmp_path
     pod = d.run_pod("cart-1", "shop")
     cid = d.create(pod, "cart", cri.image.ref, ["sleep", "600"])
     d.start(cid)
-    url = f"sqlite:///{tmp_path}/hot.db"
-    export = tmp_path / "tetragon.log"
-    export.touch()
-    config, port = h.write_config(
+    config, port, export, url = lifecycle_agent_config(
         tmp_path,
-        tetragon={"exportFile": str(export), "exportFromStart": True},
-        hotSymbols={"aggregationWindowSeconds": 1, "flushIntervalSeconds": 0.5},
-        store={"url": url},
-        symbols={"enabled": False},
-        attribution={"enabled": False},
+        window_seconds=1,
         lifecycle={
             "enabled": True,
             "runtime": "cri",
@@ -67,7 +61,7 @@ def test_the_agent_enriches_events_from_the_cri_registry(cri: CriSetup, tmp_path
             port,
             enriched,
             "events enriched from the CRI registry",
-            on_sync=lambda: writers.append(ExportWriter(export, cid[:31])),
+            on_sync=lambda: writers.append(ExportWriter(export, [cid[:31]])),
         )
         assert "container lifecycle observer: cri at " + cri.containerd.socket in out
         assert h.metric(m, "stellaops_runtime_lifecycle_connected") == 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,11 +35,10 @@ from stellaops_runtime.store.engine import create_store_engine
 from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from tests.containerd_harness import Containerd, Image, build_image, running
 from tests.e2e import harness as h
+from tests.e2e.lifecycle_export import ExportWriter, containerd_lifecycle, lifecycle_agent_config
 
 pytestmark = [pytest.mark.e2e]
 
-NODE = "e2e-node"
-SYSCALL = "__x64_sys_write"
 NOT_CALLED = "uncompress"  # on no stack the traced containers sent
 STACK = [
     {"address": "4198400", "offset": "4096", "symbol": "write_all", "module": "/prog"},
@@ -51,34 +49,6 @@ STACK = [
 @pytest.fixture(scope="module")
 def ctd() -> Iterator[Containerd]:
     yield from running()
-
-
-def kprobe(docker: str) -> dict[str, Any]:
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-    proc = {"exec_id": "ZXhlYzE=", "pid": 7, "binary": "/prog", "docker": docker}
-    body = {"process": proc, "function_name": SYSCALL, "policy_name": "stellaops-syscalls",
-            "user_stack_trace": STACK}  # fmt: skip
-    return {"process_kprobe": body, "node_name": NODE, "time": stamp}
-
-
-class ExportWriter:
-    """Appends one kprobe event of each traced container to the export file every 0.2 s."""
-
-    def __init__(self, path: Path, dockers: list[str]) -> None:
-        self.path, self.dockers = path, dockers
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            with self.path.open("a") as f:
-                f.write("".join(json.dumps(kprobe(d)) + "\n" for d in self.dockers))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def event_windows(url: str, image: str) -> int:
@@ -101,29 +71,12 @@ def observed(url: str, image: str) -> tuple[int, dict[str, Any]]:
     return r.returncode, json.loads(r.stdout)
 
 
-def agent_config(tmp_path: Path, ctd: Containerd) -> tuple[Path, int, Path, str]:
-    """(config, metrics port, export file, store URL) of an agent following ``ctd``."""
-    url = f"sqlite:///{tmp_path}/hot.db"
-    export = tmp_path / "tetragon.log"
-    export.touch()
-    config, port = h.write_config(
-        tmp_path,
-        tetragon={"exportFile": str(export), "exportFromStart": True},
-        hotSymbols={"aggregationWindowSeconds": 2, "flushIntervalSeconds": 0.5},
-        store={"url": url},
-        symbols={"enabled": False},
-        attribution={"enabled": False},
-        lifecycle={"enabled": True, "containerdAddress": ctd.socket,
-                   "containerdNamespace": ctd.namespace, "windowSettleSeconds": 0.5},
-    )  # fmt: skip
-    return config, port, export, url
-
-
 def run_agent(tmp_path: Path, ctd: Containerd, dockers: list[str], done: Callable[[str, dict], bool]) -> str:
     """Run the real agent; once its registry is in sync, write kprobe events of ``dockers`` (Tetragon's
     events start then: before it they name no image) until ``done(url, metrics)``; stop it (SIGTERM,
     exit 0)."""
-    config, port, export, url = agent_config(tmp_path, ctd)
+    lifecycle = containerd_lifecycle(ctd.socket, ctd.namespace)
+    config, port, export, url = lifecycle_agent_config(tmp_path, window_seconds=2, lifecycle=lifecycle)
     writer: ExportWriter | None = None
     proc = h.start_agent(config)
     try:
@@ -131,7 +84,7 @@ def run_agent(tmp_path: Path, ctd: Containerd, dockers: list[str], done: Callabl
         while time.monotonic() < deadline and proc.poll() is None:
             samples = h.scrape(port)
             if writer is None and h.metric(samples, "stellaops_runtime_lifecycle_connected") == 1:
-                writer = ExportWriter(export, dockers)
+                writer = ExportWriter(export, dockers, STACK)
             if writer is not None and done(url, samples):
                 break
             time.sleep(0.3)
