@@ -23,6 +23,15 @@ agent of a node without a runtime socket loads none of it (issue 13). A
 runtime socket that is absent, refuses or hangs is counted
 (``lifecycle_stream_errors_total``), logged and retried with backoff by the
 observer; the agent keeps running.
+
+Without the part the agent cannot know the node's silent containers. With
+``enabled: auto`` and no runtime socket (on a Kubernetes node a missing mount
+or an odd path: there is always a runtime) the aggregator gets
+:class:`UnseenContainers`, a registry never in sync, so no window reads above
+ActiveTracing, and a WARNING says what to set. ``enabled: false`` is the
+operator's choice: the windows rest on the containers that sent events, and
+a WARNING says so. :func:`lifecycle_state` names the case for ``/readyz`` and
+``lifecycle_state`` on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.contracts.hotsymbols import ObservationWindow
     from stellaops_runtime.lifecycle.base import LifecycleObserver
     from stellaops_runtime.lifecycle.registry import ContainerRecord
 
@@ -78,18 +88,24 @@ def lifecycle_target(config: AgentConfig) -> Target | None:
     lc = config.lifecycle
     if lc.enabled is False:
         return None
-    containerd = Target("containerd", lc.containerd_address)
-    docker = Target("docker", lc.docker_address)
-    cri = [Target("cri", address) for address in lc.cri_addresses]
-    containerds = {_socket_path(lc.containerd_address), DEFAULT_CONTAINERD_SOCKET}
-    auto = [containerd, docker, *(t for t in cri if _socket_path(t.address) not in containerds)]
-    candidates = {"containerd": [containerd], "docker": [docker], "cri": cri}.get(lc.runtime, auto)
+    candidates = _candidates(config)
     for t in candidates:
         if os.path.exists(_socket_path(t.address)):
             return t
     if lc.enabled is True:  # asked for: watched anyway, retried (and counted) until the socket appears
         return candidates[0]
     return None
+
+
+def _candidates(config: AgentConfig) -> list[Target]:
+    """The runtimes ``lifecycle.runtime`` lets the agent watch, in the order they are tried."""
+    lc = config.lifecycle
+    containerd = Target("containerd", lc.containerd_address)
+    docker = Target("docker", lc.docker_address)
+    cri = [Target("cri", address) for address in lc.cri_addresses]
+    containerds = {_socket_path(lc.containerd_address), DEFAULT_CONTAINERD_SOCKET}
+    auto = [containerd, docker, *(t for t in cri if _socket_path(t.address) not in containerds)]
+    return {"containerd": [containerd], "docker": [docker], "cri": cri}.get(lc.runtime, auto)
 
 
 def _ns(value: Any) -> int:
@@ -295,11 +311,74 @@ class LifecyclePart:
         )
 
 
+class UnseenContainers(RunWindows):
+    """The aggregator's runs when ``lifecycle.enabled: auto`` found no runtime socket: never in sync.
+
+    No container of the node is known, so none may be taken as absent: a silent pod of an image
+    may have run the function its other pods' events never showed. Its ``containers`` are never
+    ``known``, so no window holding a container reads above ActiveTracing (window_units.py); with
+    no sample it gives no lifecycle row and no gap."""
+
+    def drain(self, windows: list[ObservationWindow], source: str) -> list[ObservationWindow]:
+        return windows
+
+
+_KEYS = {"containerd": "containerdAddress", "docker": "dockerAddress", "cri": "criAddresses"}
+
+
 def make_lifecycle(config: AgentConfig, *, node_name: str, pipeline: Pipeline) -> LifecyclePart | None:
     """The lifecycle part when ``lifecycle`` turns it on (nothing of the observer is imported yet)."""
     target = lifecycle_target(config)
-    if target is None:
-        if config.lifecycle.enabled is not False:
-            log.info("container lifecycle observer off: no runtime socket (lifecycle.enabled: auto)")
+    if target is not None:
+        return LifecyclePart(config, target, node_name=node_name, pipeline=pipeline)
+    if config.lifecycle.enabled is False:
+        log.warning(
+            "container lifecycle observer off (lifecycle.enabled: false): the node's containers are "
+            "not known, so an observation window's posture rests only on the containers that sent "
+            "events; a container of the image that sent none (a pod no policy traces) is not counted, "
+            "and 'not observed' may be said of a function only it ran (docs/lifecycle.md)"
+        )
         return None
-    return LifecyclePart(config, target, node_name=node_name, pipeline=pipeline)
+    tried = ", ".join(f"{_KEYS[t.runtime]} {t.address}" for t in _candidates(config))
+    log.warning(
+        "container lifecycle observer off: no runtime socket at %s (lifecycle.enabled: auto, checked "
+        "at start); the node's containers cannot be known, so no observation window reads above "
+        "ActiveTracing and none backs 'not observed'. Mount the runtime's socket into the agent and "
+        "set lifecycle.containerdAddress, dockerAddress or criAddresses to it (lifecycle.enabled: "
+        "true retries an absent one), or set lifecycle.enabled: false to let windows rest only on "
+        "the containers that sent events (docs/lifecycle.md)",
+        tried or "none configured",
+    )
+    pipeline.aggregator.runs = UnseenContainers(
+        window_seconds=config.hot_symbols.window_seconds, node_name=node_name
+    )
+    return None
+
+
+def lifecycle_state(lifecycle: LifecyclePart | None, pipeline: Pipeline) -> str:
+    """What the agent knows of the node's containers: ``in_sync`` (the registry is, silent
+    containers count), ``not_in_sync`` (before the first sample, runtime away, observer dead:
+    windows at most ActiveTracing), ``no_runtime_socket`` (``auto`` found none: the same cap) or
+    ``off`` (``enabled: false``: windows rest on the containers that sent events)."""
+    if lifecycle is not None:
+        return "in_sync" if lifecycle.runs.containers.known else "not_in_sync"
+    return "no_runtime_socket" if isinstance(pipeline.aggregator.runs, UnseenContainers) else "off"
+
+
+LIFECYCLE_STATES = ("in_sync", "not_in_sync", "no_runtime_socket", "off")
+
+
+def state_metric(lifecycle: LifecyclePart | None, pipeline: Pipeline) -> Metric:
+    """``lifecycle_state{state}``: 1 for :func:`lifecycle_state`'s answer, 0 for the others."""
+    from stellaops_runtime.agent.prometheus_core import GaugeMetricFamily
+
+    now = lifecycle_state(lifecycle, pipeline)
+    m = GaugeMetricFamily(
+        "stellaops_runtime_lifecycle_state",
+        "What the agent knows of the node's containers (1: the current state): in_sync, not_in_sync "
+        "or no_runtime_socket (no window above ActiveTracing), off (lifecycle.enabled: false).",
+        labels=["state"],
+    )
+    for state in LIFECYCLE_STATES:
+        m.add_metric([state], 1 if state == now else 0)
+    return m

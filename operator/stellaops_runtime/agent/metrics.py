@@ -113,6 +113,8 @@ watch_record_ignored_total{reason}   watch records not used: not_json, too_large
 node_history_unknown                 1 while no usable watch record and the store has not said whether an
                                      agent ran on the node before (agent/node_history.py)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
+lifecycle_state{state}               1 for what the agent knows of the node's containers: in_sync,
+                                     not_in_sync, no_runtime_socket, off (agent/lifecycle_part.py)
 native_selection_*, native_pod_view_*  native events dropped or kept by pod selection and the pod view's
                                      state (agent/native_selection_metrics.py lists them)
 http_rejected_total{reason}          requests to /metrics, /healthz, /readyz refused or cut off (timeout,
@@ -124,6 +126,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from stellaops_runtime.agent.lifecycle_part import state_metric
 from stellaops_runtime.agent.metric_families import (
     P,
     attribution_metrics,
@@ -346,6 +349,7 @@ class AgentCollector(Collector):
             yield from source_metrics()
         if (lifecycle := getattr(a, "lifecycle", None)) is not None:  # agent/lifecycle_part.py
             yield from lifecycle.metrics()
+        yield state_metric(lifecycle, p)  # what the agent knows of the node's containers
         if (sel := p.native_selection) is not None:  # agent/native_selection.py
             from stellaops_runtime.agent.native_selection_metrics import selection_metrics
 

@@ -49,7 +49,7 @@ from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.agent.idle_exit import idle_watch
-from stellaops_runtime.agent.lifecycle_part import make_lifecycle
+from stellaops_runtime.agent.lifecycle_part import lifecycle_state, make_lifecycle
 from stellaops_runtime.agent.node_presence import NodePresence
 from stellaops_runtime.agent.optional_parts import (
     make_node_status,
@@ -187,6 +187,7 @@ class Agent(Draining):
             "store_write_overdue_seconds": round(self.flusher.flush_stuck(), 1),
             "other_agent_on_node": self.presence.other_agent,
             "export_position_unrecorded": self.watch.unrecorded,  # nothing stored (agent/watch_record.py)
+            "lifecycle": lifecycle_state(self.lifecycle, self.pipeline),  # agent/lifecycle_part.py
         }
         ready = (
             not self.presence.other_agent

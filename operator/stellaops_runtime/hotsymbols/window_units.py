@@ -34,9 +34,11 @@ known only after the window's rows were written (the registry synced late,
 its image digest learnt later) lowers a kept window in a later drain: the
 window's value is written again then (:meth:`WindowUnits.restated`, a row
 with no events that carries only ``evidenced``). While the registry is not in
-sync no window reads above ActiveTracing. An agent without the lifecycle part
-(no runtime socket) knows no silent container: its windows rest on the
-containers that sent events.
+sync no window reads above ActiveTracing; so too for an agent whose
+``lifecycle.enabled: auto`` found no runtime socket (its registry is never in
+sync: agent/lifecycle_part.py ``UnseenContainers``). With ``enabled: false``
+(the operator's choice) there are no runs: the windows rest on the containers
+that sent events.
 
 Containers are told apart by their runtime id; host processes (no container)
 are one. Pure: no I/O, no clock.

@@ -1,0 +1,76 @@
+"""End to end: an agent that cannot see the node's containers backs no "not observed".
+
+A window's evidenced posture counts the containers of the image that ran in
+it without sending an event (hotsymbols/container_runs.py), but only an agent
+with the lifecycle part knows them. With ``lifecycle.enabled: auto`` and no
+runtime socket found (a missing mount, an odd path: a Kubernetes node always
+has a runtime), a silent pod of the image may have run the function, so the
+real agent records no window above ActiveTracing, warns at start saying what
+to set, and the real CLI answers unknown (exit 3). With ``enabled: false`` the
+operator chose it: the windows rest on the containers that sent events, as
+documented (docs/lifecycle.md, "Without the lifecycle part"), and a start-up
+warning says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import harness as h
+from tests.e2e.test_posture_mixed_pods_e2e import BOTH, NEVER, export_lines, observed
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _run(tmp: Path, url: str, lifecycle: dict[str, Any]) -> str:
+    lines = [o for o in export_lines() if BOTH in str(o)]
+    export = tmp / "export.jsonl"
+    export.write_text("".join(json.dumps(o) + "\n" for o in lines))
+    cfg, _port = h.write_config(
+        tmp,
+        tetragon={"exportFile": str(export), "exportFromStart": True},
+        store={"url": url},
+        symbols={"hostRoot": "/"},
+        attribution={"hostRoot": "/"},
+        lifecycle=lifecycle,
+    )
+    code, out = h.finish(h.start_agent(cfg, "--exit-when-idle", "2"), 120)
+    assert code == 0, out
+    assert h.stopped_counts(out).get("received") == len(lines), out
+    return out
+
+
+def test_auto_without_a_runtime_socket_answers_unknown(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hot.db"
+    absent = str(tmp_path / "absent")  # no runtime socket at any of the configured paths
+    out = _run(
+        tmp_path,
+        url,
+        {
+            "enabled": "auto",
+            "containerdAddress": f"{absent}/containerd.sock",
+            "dockerAddress": f"{absent}/docker.sock",
+            "criAddresses": [f"{absent}/crio.sock"],
+        },
+    )
+    code, doc = observed(url, BOTH, NEVER)
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    assert "only at posture ActiveTracing" in doc["reason"], doc["reason"]
+    warned = [line for line in out.splitlines() if "WARNING" in line and "no runtime socket" in line]
+    assert warned, out
+    assert "ActiveTracing" in warned[0] and "containerdAddress" in warned[0], warned[0]
+
+
+def test_enabled_false_is_the_operators_choice_and_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hot.db"
+    out = _run(tmp_path, url, {"enabled": False})
+    warned = [line for line in out.splitlines() if "WARNING" in line and "lifecycle.enabled: false" in line]
+    assert warned, out
+    assert "only on the containers that sent events" in warned[0], warned[0]
+    code, doc = observed(url, BOTH, NEVER)
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    assert doc["coverage"]["posture"]["highest"] == "EbpfDeep"
