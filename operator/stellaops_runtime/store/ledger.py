@@ -24,6 +24,11 @@ sample holds what PostgreSQL's jsonb cannot (a NUL, a lone surrogate, an
 infinite number) is first tried once more with those replaced (U+FFFD,
 null): the sample is an illustration, the counts are the evidence.
 
+A batch whose agent id or sequence the database cannot take (a NUL, a lone
+surrogate, a sequence beyond bigint) is written under one derived from it
+(:func:`storable_identity`): its ledger row was refused on every attempt, so
+it blocked every later flush for ever.
+
 A row read back from a spool file is checked before the database sees it
 (store/rowcheck.py: a count that is not a non-negative integer, a sample that
 is no JSON, ...), and a row with a problem is handled as a refused row; so is
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -190,8 +196,43 @@ class Abandoned(Exception):
     """The caller gave up on this attempt at the batch (``Batch.attempt`` moved on): stop writing."""
 
 
+_UNSTORABLE_ID = {"postgresql": re.compile("[\x00\ud800-\udfff]"), "sqlite": re.compile("[\ud800-\udfff]")}
+
+
+def storable_identity(batch: Batch, dialect: str) -> None:
+    """Give a batch whose (agent id, sequence) the database cannot take one it can, the same each time.
+
+    A spool file's batch (or an agent's, on a node whose name holds a byte
+    that is not UTF-8) may carry an agent id with a NUL or a lone surrogate,
+    or a sequence beyond bigint: its ledger row was refused on every attempt,
+    so the batch was retried for ever and every later flush waited behind it
+    (a surrogate even escaped as a UnicodeEncodeError). No attempt under that
+    identity can ever have committed, so one derived from it (a digest of it,
+    sequence 0) keeps every retry exactly-once.
+    """
+    agent, seq = batch.agent_id, batch.seq
+    if (
+        isinstance(agent, str)
+        and agent
+        and type(seq) is int
+        and -(2**63) <= seq < 2**63
+        and not _UNSTORABLE_ID[dialect].search(agent)
+    ):
+        return
+    seq_text = seq if type(seq) is int else repr(seq)
+    digest = hashlib.sha256(
+        json.dumps([agent, seq_text], ensure_ascii=True, default=repr).encode()
+    ).hexdigest()
+    batch.agent_id, batch.seq = f"unstorable-id/{digest[:32]}", 0
+    log.warning(
+        "flush %s/%s: the store cannot take this batch's agent id or sequence; written as %s/0",
+        json.dumps(agent, ensure_ascii=True, default=repr)[:200], str(seq_text)[:40], batch.agent_id,
+    )  # fmt: skip
+
+
 def write_batch(db: Database, batch: Batch) -> BatchResult:
     """Write ``batch`` exactly once; raise on anything but a refused row (the caller retries)."""
+    storable_identity(batch, db.dialect)
     result = BatchResult()
     _write_range(db, batch, 0, len(batch.units), result, batch.attempt)
     # Kept only across failed attempts (whose results were lost): written again, the batch is

@@ -1,0 +1,68 @@
+"""A batch whose agent id or sequence the database cannot take, on SQLite and the real PostgreSQL.
+
+A spool file's batch (or an agent's own, on a node whose name holds a byte
+that is not UTF-8) may carry an agent id with a NUL (PostgreSQL's text takes
+none) or a lone surrogate (no driver encodes one), or a sequence beyond
+bigint, or a JSON ``true``. Its ledger row was refused on every attempt:
+the batch was retried for ever and every later flush waited behind it, and a
+surrogate escaped the store as a bare UnicodeEncodeError, no StoreError.
+Now such a batch is written under an identity derived from its own (the same
+in every process), so each count is stored once, a retry (a second reading
+of the same spool file) adds nothing, and another batch of the same agent is
+still new data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.spool import read_spool, write_spool
+from tests.integration.test_store_retention import units
+
+CASES = {
+    "nul": ("node\x00a/1", 1),
+    "surrogate": ("node-\udcff/1", 1),
+    "seq_past_bigint": ("node-a/1", 2**63),
+    "seq_true": ("node-a/1", True),
+}
+
+
+def spooled(tmp_path: Path, agent: str, seq: int, days: list[int]) -> Batch:
+    """The batch as a new agent reads it back from a spool file."""
+    path = tmp_path / f"spool-{len(list(tmp_path.iterdir()))}"
+    write_spool(path, [Batch(agent, seq, units(days))])  # type: ignore[arg-type]
+    got = read_spool(path)
+    assert got is not None
+    [batch] = got
+    return batch
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_batch_the_ledger_cannot_name_is_stored_once(url: str, tmp_path: Path, case: str) -> None:
+    agent, seq = CASES[case]
+    store = open_store(url)
+    try:
+        first = store.write_batch(spooled(tmp_path, agent, seq, [0, 1]))
+        assert (first.written, first.duplicate, first.quarantined) == (4, 0, 0)
+        assert store.read_hot_symbols()[0]["invocation_count"] == 10 + 11
+        again = store.write_batch(spooled(tmp_path, agent, seq, [0, 1]))  # the spool read again
+        assert (again.written, again.duplicate) == (0, 4)
+        other = store.write_batch(spooled(tmp_path, agent, 7, [2]))  # another batch of that agent
+        assert other.written == 2
+        assert store.read_hot_symbols()[0]["invocation_count"] == 10 + 11 + 12
+    finally:
+        store.close()
+
+
+def test_a_storable_identity_is_left_as_it_is(url: str) -> None:
+    store = open_store(url)
+    try:
+        b = Batch("node-a/\u00e9\u4e2d", 5, units([0]))  # type: ignore[arg-type]
+        store.write_batch(b)
+        assert (b.agent_id, b.seq) == ("node-a/\u00e9\u4e2d", 5)
+    finally:
+        store.close()
