@@ -30,18 +30,6 @@ pytestmark = pytest.mark.bpf
 __all__ = ["gcc", "report"]  # the fixtures, used here
 
 
-class PkgProbes(Probes):
-    """The harness, counting the program's function calls per (pid, module)."""
-
-    def drain(self) -> None:
-        from stellaops_runtime.contracts.events import EventKind
-
-        for payload, received in self.queue.take(len(self.queue)):
-            ev = self.decoder.decode(payload, received_ns=received)
-            if ev is not None and ev.kind is EventKind.UPROBE and ev.function_name == "stella_pkg_fn":
-                self.calls[(ev.process.pid, ev.module)] += 1
-
-
 async def test_a_container_paths_absolute_symlink_is_followed_inside_the_container(
     tmp_path: Path, report: Report, gcc: None
 ) -> None:
@@ -56,10 +44,10 @@ async def test_a_container_paths_absolute_symlink_is_followed_inside_the_contain
     _gcc(PROGRAM.replace("x * 3", "x * 7"), decoy)  # another file, the node's
     (root / "usr/bin/stella_purl_target").symlink_to(decoy)  # absolute: the container's own
     c = Chrooted(root)  # runs /usr/bin/stella_purl_target -> (in the container) its own file
-    p: PkgProbes | None = None
+    p: Probes | None = None
     try:
         target = UprobeTarget(f"/proc/{c.pid}/root/usr/bin/stella_purl_target", "stella_pkg_fn")
-        p = await PkgProbes(NativeConfig(exec_events=False, uprobes=(target,)), report).start()
+        p = await Probes(NativeConfig(exec_events=False, uprobes=(target,)), report, "stella_pkg_fn").start()
         c.calls(3)
         node = await asyncio.to_thread(  # the node's file: not the container's function
             subprocess.run, [str(decoy)], input="2\n", capture_output=True, text=True, timeout=30

@@ -87,9 +87,10 @@ def build_usdt(d: Path, name: str, *, padding: int = 0, args: str = "8@%0") -> P
 
 
 class Probes:
-    """The real source in-process; uprobe calls and USDT hits counted per (pid, module)."""
+    """The real source in-process; uprobe calls (of ``symbol``) and USDT hits counted per (pid, module)."""
 
-    def __init__(self, cfg: NativeConfig, report: Report) -> None:
+    def __init__(self, cfg: NativeConfig, report: Report, symbol: str = SYMBOL) -> None:
+        self.symbol = symbol
         self.queue = EventQueue(100_000)
         self.src = NativeProbeSource(
             cfg, queue=self.queue, kernel_source=report.kernel_source, ring_buffer=report.ok("ring buffer")
@@ -119,7 +120,7 @@ class Probes:
             ev = self.decoder.decode(payload, received_ns=received)
             if ev is None:
                 continue
-            if ev.kind is EventKind.UPROBE and ev.function_name == SYMBOL:
+            if ev.kind is EventKind.UPROBE and ev.function_name == self.symbol:
                 self.calls[(ev.process.pid, ev.module)] += 1
             elif ev.kind is EventKind.USDT and ev.function_name == "h7_app:hit":
                 self.hits[(ev.process.pid, ev.module)] += 1

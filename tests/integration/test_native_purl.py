@@ -82,16 +82,12 @@ def _gcc(src: str, out: Path) -> None:
     c.unlink()
 
 
-@pytest.fixture(scope="module")
-def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.geteuid() != 0 or not shutil.which("gcc") or not shutil.which("chroot"):
-        pytest.skip("needs root, gcc and chroot")
-    root = tmp_path_factory.mktemp("purlroot")
+def package_root(root: Path) -> None:
+    """A Debian root (merged /usr) where dpkg installed stella-demo: its program, doc directory and
+    non-program file, its status and file list, and os-release."""
     (root / "usr/bin").mkdir(parents=True)
     (root / "bin").symlink_to("usr/bin")
     _gcc(PROGRAM, root / "usr/bin/stella_purl_target")
-    _gcc(UNOWNED, root / "usr/bin/stella_unowned")
-    (root / "usr/bin/evil").symlink_to("/etc/passwd")
     (root / "usr/share/doc/stella-demo").mkdir(parents=True)
     (root / "usr/share/stella").mkdir(parents=True)
     (root / "usr/share/stella/readme.txt").write_text("not a program\n")
@@ -100,6 +96,16 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "var/lib/dpkg/info").mkdir(parents=True)
     (root / "var/lib/dpkg/status").write_text(STATUS)
     (root / "var/lib/dpkg/info/stella-demo:amd64.list").write_text(FILE_LIST)
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.geteuid() != 0 or not shutil.which("gcc") or not shutil.which("chroot"):
+        pytest.skip("needs root, gcc and chroot")
+    root = tmp_path_factory.mktemp("purlroot")
+    package_root(root)
+    _gcc(UNOWNED, root / "usr/bin/stella_unowned")
+    (root / "usr/bin/evil").symlink_to("/etc/passwd")
     return root
 
 

@@ -24,28 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.contracts.events import EventKind
 from stellaops_runtime.native import loader
 from stellaops_runtime.native import purl_targets as pt
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.detect import Report
 from tests.integration.test_native_former_files import Probes
-from tests.integration.test_native_purl import FILE_LIST, PROGRAM, PURL, STATUS, Chrooted, _gcc
+from tests.integration.test_native_purl import PROGRAM, PURL, Chrooted, _gcc, package_root
 from tests.integration.test_native_replaced_binary import report
 
 pytestmark = pytest.mark.bpf
 __all__ = ["report"]  # the module's fixture, used here
 FILE = "usr/bin/stella_purl_target"
-
-
-class PkgProbes(Probes):
-    """The harness, counting the package function's calls per (pid, module)."""
-
-    def drain(self) -> None:
-        for payload, received in self.queue.take(len(self.queue)):
-            ev = self.decoder.decode(payload, received_ns=received)
-            if ev is not None and ev.kind is EventKind.UPROBE and ev.function_name == "stella_pkg_fn":
-                self.calls[(ev.process.pid, ev.module)] += 1
 
 
 @pytest.fixture
@@ -55,17 +44,7 @@ def two_containers(tmp_path: Path, report: Report, monkeypatch: pytest.MonkeyPat
         pytest.skip("needs gcc and chroot")
     monkeypatch.setattr(loader, "LOAD_SCAN_SECONDS", None)  # the whole scan at the load
     lower = tmp_path / "lower"
-    (lower / "usr/bin").mkdir(parents=True)
-    (lower / "bin").symlink_to("usr/bin")
-    _gcc(PROGRAM, lower / FILE)
-    (lower / "usr/share/doc/stella-demo").mkdir(parents=True)
-    (lower / "usr/share/stella").mkdir(parents=True)
-    (lower / "usr/share/stella/readme.txt").write_text("not a program\n")
-    (lower / "etc").mkdir()
-    (lower / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
-    (lower / "var/lib/dpkg/info").mkdir(parents=True)
-    (lower / "var/lib/dpkg/status").write_text(STATUS)
-    (lower / "var/lib/dpkg/info/stella-demo:amd64.list").write_text(FILE_LIST)
+    package_root(lower)
     merged: list[Path] = []
     try:
         for name in ("a", "b"):
@@ -96,12 +75,12 @@ async def test_a_replacement_in_the_second_container_sharing_the_file_is_a_gap_a
     a, b = Chrooted(root_a), Chrooted(root_b)
     plan = pt.PurlProbePlan()
     fresh: Chrooted | None = None
-    p: PkgProbes | None = None
+    p: Probes | None = None
     try:
         plan.add("ctr-a", a.pid, PURL, ["stella_pkg_fn"])
         plan.add("ctr-b", b.pid, PURL, ["stella_pkg_fn"])
         (target,) = plan.targets()  # the same layer file in both: one probe
-        p = await PkgProbes(NativeConfig(exec_events=False, uprobes=(target,)), report).start()
+        p = await Probes(NativeConfig(exec_events=False, uprobes=(target,)), report, "stella_pkg_fn").start()
         a.calls(2)
         b.calls(3)
         await p.until(lambda: sum(p.calls.values()) == 5, "both containers' calls")
