@@ -152,22 +152,9 @@ def test_attribution_never_reads_the_root_of_a_younger_holder_of_the_pid(tmp_pat
     """The image's process (pid 100) is gone; pid 100 now roots another container: no purl, not its."""
     proc = procfs(tmp_path, {100: image_root(tmp_path / "other", "1:1.3.1-1", "2.99.0")})
     # /proc/100/stat of the newcomer: started 10^6 s after boot (field 22, in ticks)
-    ticks = 10**6 * os.sysconf("SC_CLK_TCK")
-    (proc / "100" / "stat").write_text("100 (x) S " + " ".join(["0"] * 18 + [str(ticks)] + ["0"] * 30) + "\n")
-    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
-    att.note(
-        RuntimeCallEvent(
-            kind=EventKind.EXEC,
-            timestamp_ns=1,
-            node_name="n1",
-            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, 100)),
-            container=ContainerInfo(id="c100", image_digest=DIGEST),
-        )
-    )
-    d = HotSymbolDelta(
-        key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
-        invocation_count=1, first_seen_ns=1, last_seen_ns=1,
-    )  # fmt: skip
+    _stat(proc / "100" / "stat", NEW_TICKS, pid=100)
+    att = _exec_noted(proc)
+    d = _libz_delta()
     att.fill([d])
     assert d.purl == ""
     assert att.outcomes["pid_reused"] == 1 and att.outcomes["no_root"] == 1, att.outcomes
@@ -180,8 +167,31 @@ OLD_TICKS = 1  # the event's process: started a tick after boot, before its exec
 NEW_TICKS = 10**6 * os.sysconf("SC_CLK_TCK")  # the newcomer: 10^6 s after boot
 
 
-def _stat(path: Path, ticks: int) -> None:
-    path.write_text(f"{FAKE_PID} (x) S " + " ".join(["0"] * 18 + [str(ticks)] + ["0"] * 30) + "\n")
+def _stat(path: Path, ticks: int, *, pid: int = FAKE_PID, comm: str = "x") -> None:
+    """A /proc/<pid>/stat whose process started ``ticks`` after boot (field 22)."""
+    path.write_text(f"{pid} ({comm}) S " + " ".join(["0"] * 18 + [str(ticks)] + ["0"] * 30) + "\n")
+
+
+def _exec_noted(proc: Path, exec_pid: int = 100) -> HotSymbolAttribution:
+    """Attribution over ``proc`` that saw pid 100 exec in the image's container c100; its exec_id
+    (5 s after boot) names ``exec_pid``."""
+    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
+    att.note(
+        RuntimeCallEvent(
+            kind=EventKind.EXEC, timestamp_ns=1, node_name="n1",
+            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, exec_pid)),
+            container=ContainerInfo(id="c100", image_digest=DIGEST),
+        )
+    )  # fmt: skip
+    return att
+
+
+def _libz_delta() -> HotSymbolDelta:
+    """One load of libz in the image, to attribute."""
+    return HotSymbolDelta(
+        key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
+        invocation_count=1, first_seen_ns=1, last_seen_ns=1,
+    )  # fmt: skip
 
 
 def _fake_proc(tmp_path: Path) -> Path:
@@ -262,33 +272,19 @@ def test_attribution_read_while_the_pid_changed_hands_is_taken_back(tmp_path: Pa
     takes the pid. Before, the purl read there stayed (maybe another container's package)."""
     proc = procfs(tmp_path, {100: image_root(tmp_path / "img", "1:1.3.1-1", "2.99.0")})
     stat = proc / "100" / "stat"
-    stat.write_text("100 (x) S " + " ".join(["0"] * 18 + ["1"] + ["0"] * 30) + "\n")  # the old one
-    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
-    att.note(
-        RuntimeCallEvent(
-            kind=EventKind.EXEC, timestamp_ns=1, node_name="n1",
-            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, 100)),
-            container=ContainerInfo(id="c100", image_digest=DIGEST),
-        )
-    )  # fmt: skip
-
-    def delta() -> HotSymbolDelta:
-        return HotSymbolDelta(
-            key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
-            invocation_count=1, first_seen_ns=1, last_seen_ns=1,
-        )  # fmt: skip
-
-    control = delta()
+    _stat(stat, OLD_TICKS, pid=100)  # the old one
+    att = _exec_noted(proc)
+    control = _libz_delta()
     att.fill([control])  # nobody takes the pid: the image's package
     assert control.purl.startswith("pkg:deb/"), (control, att.outcomes)
     real = att._ask
 
     def ask(*a: Any, **kw: Any) -> Any:
-        stat.write_text("100 (y) S " + " ".join(["0"] * 18 + [str(NEW_TICKS)] + ["0"] * 30) + "\n")
+        _stat(stat, NEW_TICKS, pid=100, comm="y")
         return real(*a, **kw)
 
     att._ask = ask  # type: ignore[method-assign]
-    d = delta()
+    d = _libz_delta()
     att.fill([d])
     assert d.purl == "", d
     assert att.outcomes["pid_reused"] == 1 and att.outcomes["attributed"] == 1, att.outcomes
@@ -297,19 +293,9 @@ def test_attribution_read_while_the_pid_changed_hands_is_taken_back(tmp_path: Pa
 
 def test_attribution_never_reads_a_root_whose_exec_id_names_another_pid(tmp_path: Path) -> None:
     proc = procfs(tmp_path, {100: image_root(tmp_path / "img", "1:1.3.1-1", "2.99.0")})
-    (proc / "100" / "stat").write_text("100 (x) S " + " ".join(["0"] * 18 + ["1"] + ["0"] * 30) + "\n")
-    att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="n1")
-    att.note(
-        RuntimeCallEvent(
-            kind=EventKind.EXEC, timestamp_ns=1, node_name="n1",
-            process=ProcessInfo(pid=100, exec_id=exec_id("n1", 5_000_000_000, 101)),
-            container=ContainerInfo(id="c100", image_digest=DIGEST),
-        )
-    )  # fmt: skip
-    d = HotSymbolDelta(
-        key=HotSymbolKey(DIGEST, LIBZ, "", EvidenceKind.LOADED), window_start_ns=0,
-        invocation_count=1, first_seen_ns=1, last_seen_ns=1,
-    )  # fmt: skip
+    _stat(proc / "100" / "stat", OLD_TICKS, pid=100)
+    att = _exec_noted(proc, exec_pid=101)
+    d = _libz_delta()
     att.fill([d])
     assert d.purl == ""
     assert att.outcomes["pid_unverified"] == 1 and att.outcomes["no_root"] == 1, att.outcomes
