@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,23 @@ def overlay(tmp_path: Path, report: Report):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(dirs["merged"])], check=False)
 
 
+async def _copy_up_probed(p: Probes, path: Path, copy_up: Callable[[], Awaitable[None]]) -> None:
+    """3 calls of the lower file counted; ``copy_up()``; the upper file followed (nothing failed) and
+    a process of it counted, each call once; the unwatched spans so far taken."""
+    first = await asyncio.to_thread(subprocess.run, [str(path), "3"])
+    assert first.returncode == 0
+    await p.until(lambda: sum(p.calls.values()) == 3, "the lower file's calls")
+    await copy_up()
+    await p.until(lambda: p.src.stats.followed == 1, "the copied-up file probed")
+    assert p.src.stats.failed == []
+    second = await asyncio.to_thread(subprocess.run, [str(path), "4"])
+    assert second.returncode == 0
+    await p.until(lambda: sum(p.calls.values()) == 7, "the upper file's calls")
+    await p.looks(2)
+    assert sum(p.calls.values()) == 7, p.calls  # each call once
+    p.src.take_unwatched()
+
+
 def _append(path: Path) -> None:
     with open(path, "r+b") as f:
         f.seek(0, 2)
@@ -69,20 +87,13 @@ async def test_a_copy_up_is_probed_and_a_rewrite_of_the_upper_file_is_a_gap(
     cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
     p = await Probes(cfg, report).start()
     try:
-        first = await asyncio.to_thread(subprocess.run, [str(path), "3"])
-        assert first.returncode == 0
-        await p.until(lambda: sum(p.calls.values()) == 3, "the lower file's calls")
-        ino = path.stat().st_ino
-        await asyncio.to_thread(shutil.copyfile, other, path)  # in place: copied up
-        assert path.stat().st_ino == ino and (overlay["upper"] / "app").exists()
-        await p.until(lambda: p.src.stats.followed == 1, "the copied-up file probed")
-        assert p.src.stats.failed == []
-        second = await asyncio.to_thread(subprocess.run, [str(path), "4"])
-        assert second.returncode == 0
-        await p.until(lambda: sum(p.calls.values()) == 7, "the upper file's calls")
-        await p.looks(2)
-        assert sum(p.calls.values()) == 7, p.calls  # each call once
-        p.src.take_unwatched()
+
+        async def cp_over() -> None:
+            ino = path.stat().st_ino
+            await asyncio.to_thread(shutil.copyfile, other, path)  # in place: copied up
+            assert path.stat().st_ino == ino and (overlay["upper"] / "app").exists()
+
+        await _copy_up_probed(p, path, cp_over)
         await asyncio.to_thread(_append, path)  # the upper file itself, rewritten in place
         await p.until(lambda: p.src.stats.failed, "the rewrite reported")
         ((label, why),) = p.src.stats.failed
@@ -104,23 +115,16 @@ async def test_a_chmod_copy_up_is_probed(tmp_path: Path, report: Report, overlay
     cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
     p = await Probes(cfg, report).start()
     try:
-        first = await asyncio.to_thread(subprocess.run, [str(path), "3"])
-        assert first.returncode == 0
-        await p.until(lambda: sum(p.calls.values()) == 3, "the lower file's calls")
-        before = path.stat()
-        path.chmod(0o700)  # copied up: a file of the upper layer now
-        after = path.stat()
-        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-            before.st_ino, before.st_size, before.st_mtime_ns,
-        ) and (overlay["upper"] / "app").exists()  # fmt: skip
-        await p.until(lambda: p.src.stats.followed == 1, "the copied-up file probed")
-        assert p.src.stats.failed == []
-        second = await asyncio.to_thread(subprocess.run, [str(path), "4"])
-        assert second.returncode == 0
-        await p.until(lambda: sum(p.calls.values()) == 7, "the upper file's calls")
-        await p.looks(2)
-        assert sum(p.calls.values()) == 7, p.calls  # each call once
-        p.src.take_unwatched()
+
+        async def chmod() -> None:
+            before = path.stat()
+            path.chmod(0o700)  # copied up: a file of the upper layer now
+            after = path.stat()
+            assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+                before.st_ino, before.st_size, before.st_mtime_ns,
+            ) and (overlay["upper"] / "app").exists()  # fmt: skip
+
+        await _copy_up_probed(p, path, chmod)
         path.chmod(0o755)  # the upper file's own change time: the same file, still probed
         await p.looks(2)
         assert p.src.stats.failed == [] and p.src.take_unwatched() == [] and p.src.stats.followed == 1
