@@ -14,13 +14,19 @@ still new data.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
+from stellaops_runtime.store.batches import Batch, BatchResult
 from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.errors import StoreUnavailable
+from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import read_spool, write_spool
+from stellaops_runtime.store.writer import HotSymbolStore
+from tests.integration.test_flush_ledger import counts, delta, quarantined, refuse_evil
 from tests.integration.test_store_retention import units
 
 CASES = {
@@ -64,5 +70,72 @@ def test_a_storable_identity_is_left_as_it_is(url: str) -> None:
         b = Batch("node-a/\u00e9\u4e2d", 5, units([0]))  # type: ignore[arg-type]
         store.write_batch(b)
         assert (b.agent_id, b.seq) == ("node-a/\u00e9\u4e2d", 5)
+    finally:
+        store.close()
+
+
+def test_the_agents_ledger_floor_never_removes_a_derived_identitys_rows(url: str) -> None:
+    """The floor is of the agent's own sequences; a derived identity's rows are not below it."""
+    store = open_store(url)
+    try:
+        b = Batch("node-\udcff/1", 3, units([0, 1]))  # type: ignore[arg-type]
+        b.ledger_floor = 3  # the agent's oldest pending batch is this one
+        assert store.write_batch(b).written == 4  # committed; say its acknowledgement was lost
+        retry = Batch("node-\udcff/1", 3, units([0, 1]))  # type: ignore[arg-type]
+        retry.ledger_floor = 3
+        assert (store.write_batch(retry).written, retry.ledger_floor) == (0, 0)
+        assert store.read_hot_symbols()[0]["invocation_count"] == 10 + 11
+    finally:
+        store.close()
+
+
+class LosesFirstAcknowledgement:
+    """The real store, whose first write commits and then fails (a lost acknowledgement)."""
+
+    def __init__(self, store: HotSymbolStore) -> None:
+        self.store = store
+        self.lost = False
+
+    def write_batch(self, batch: Batch) -> BatchResult:
+        result = self.store.write_batch(batch)
+        if not self.lost:
+            self.lost = True
+            raise StoreUnavailable("the acknowledgement was lost")
+        return result
+
+    def abort(self) -> None:
+        self.store.abort()
+
+
+def test_an_agent_whose_node_name_is_not_utf8_stores_each_count_once_after_a_lost_acknowledgement(
+    url: str,
+) -> None:
+    store = open_store(url)
+    try:
+        pending = PendingWrites(agent_id="node-\udcff/1", max_batch_rows=1)  # two own batches
+        deltas = [u for u in units([0, 1]) if isinstance(u, HotSymbolDelta)]
+        pending.add(deltas, [])
+        writer = LosesFirstAcknowledgement(store)
+        assert asyncio.run(pending.flush(writer)) is False  # the first batch committed, not confirmed
+        assert asyncio.run(pending.flush(writer)) is True
+        assert (pending.rows_flushed, pending.duplicate_rows) == (1, 1)
+        assert store.read_hot_symbols()[0]["invocation_count"] == 10 + 11
+    finally:
+        store.close()
+
+
+def test_a_derived_identitys_bisected_batch_keeps_its_parts_when_retried(url: str) -> None:
+    """The floor of the agent's own sequences is not applied to a derived identity's parts."""
+    store = open_store(url)
+    try:
+        refuse_evil(store)
+        pending = PendingWrites(agent_id="node-\udcff/1", max_batch_rows=3)  # two own batches
+        rows = [delta(f"fn_{i}", i + 1) for i in range(5)] + [delta("evil_0", 100)]
+        pending.add(rows, [])
+        writer = LosesFirstAcknowledgement(store)
+        assert asyncio.run(pending.flush(writer)) is False  # bisected, parts committed, not confirmed
+        assert asyncio.run(pending.flush(writer)) is True
+        assert counts(store) == {f"fn_{i}": i + 1 for i in range(5)}
+        assert len(quarantined(store)) == 1
     finally:
         store.close()

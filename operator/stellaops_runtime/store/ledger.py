@@ -223,7 +223,8 @@ def storable_identity(batch: Batch, dialect: str) -> None:
     digest = hashlib.sha256(
         json.dumps([agent, seq_text], ensure_ascii=True, default=repr).encode()
     ).hexdigest()
-    batch.agent_id, batch.seq = f"unstorable-id/{digest[:32]}", 0
+    # One batch per derived identity: the agent's floor (its own sequences) is not about it.
+    batch.agent_id, batch.seq, batch.ledger_floor = f"unstorable-id/{digest[:32]}", 0, 0
     log.warning(
         "flush %s/%s: the store cannot take this batch's agent id or sequence; written as %s/0",
         json.dumps(agent, ensure_ascii=True, default=repr)[:200], str(seq_text)[:40], batch.agent_id,
