@@ -13,6 +13,8 @@ a deleted copy of sleep; a stand-in for BCC.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,21 @@ from stellaops_runtime.native import follow_former, former
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
 from tests.unit.test_native_follow import ScriptedBPF, run_deleted
+
+
+@contextmanager
+def former_probed_once(app: Path) -> Iterator[tuple[TargetWatch, ScriptedBPF]]:
+    """A watch of ``app:f`` attached, whose former-file read probed one deleted file, with no gap;
+    closed at the end of the block."""
+    w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
+    bpf = ScriptedBPF("attach")
+    try:
+        w.attached({f"{app}:f"})
+        res = w.former(bpf)
+        assert (res.former, res.failed, res.unwatched) == (1, [], False), res
+        yield w, bpf
+    finally:
+        w.close()
 
 
 @pytest.mark.parametrize("siblings", [2, 3])
@@ -40,19 +57,14 @@ def test_the_file_is_probed_through_a_sibling_when_the_first_process_is_gone(
         return real(path)
 
     monkeypatch.setattr(follow_former, "open_regular", exits_first)
-    w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
-    bpf = ScriptedBPF("attach")
     try:
-        w.attached({f"{app}:f"})
-        res = w.former(bpf)
-        assert (res.former, res.failed, res.unwatched) == (1, [], False), res
-        assert [c[0] for c in bpf.calls] == ["enter", "return"] and bpf.calls[0][1] == f"{app} (deleted)"
-        assert gone and w.former(bpf).former == 0 and len(bpf.calls) == 2  # once
+        with former_probed_once(app) as (w, bpf):
+            assert [c[0] for c in bpf.calls] == ["enter", "return"] and bpf.calls[0][1] == f"{app} (deleted)"
+            assert gone and w.former(bpf).former == 0 and len(bpf.calls) == 2  # once
     finally:
         for p in procs:
             p.kill()
             p.wait()
-        w.close()
 
 
 def test_a_file_given_up_is_reported_again_by_a_later_read(tmp_path: Path) -> None:
@@ -118,15 +130,8 @@ def test_the_file_is_probed_through_a_sibling_when_the_first_process_execd(
             return real(path)
 
         monkeypatch.setattr(follow_former, "open_regular", execs_first)
-        w = TargetWatch.before_attach((UprobeTarget(str(app), "f"),))
-        bpf = ScriptedBPF("attach")
-        try:
-            w.attached({f"{app}:f"})
-            res = w.former(bpf)
-            assert (res.former, res.failed, res.unwatched) == (1, [], False), res
+        with former_probed_once(app) as (_, bpf):
             assert execd and bpf.calls[0][1] == f"{app} (deleted)"
-        finally:
-            w.close()
     finally:
         for p in procs:
             p.kill()
