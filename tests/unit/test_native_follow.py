@@ -129,17 +129,40 @@ class ScriptedBPF(FakeBPF):
         self.calls.append(("enter", os.readlink(name.decode()), sym.decode(), fn_name.decode()))
 
 
-def run_deleted(tmp_path: Path, copies: int = 2) -> tuple[Path, list[subprocess.Popen[bytes]]]:
-    """Processes running a copy of sleep whose path an upgrade then renamed a new file over."""
+def wait_mapped(proc: subprocess.Popen[bytes], path: Path) -> None:
+    """Until the process maps ``path`` (its exec is done)."""
+    deadline = time.monotonic() + 60
+    while str(path) not in Path(f"/proc/{proc.pid}/maps").read_text():
+        assert time.monotonic() < deadline, f"{path} never mapped"
+        time.sleep(0.01)
+
+
+def run_copy(
+    tmp_path: Path,
+    copies: int = 1,
+    program: str = "sleep",
+    args: tuple[str, ...] = ("600",),
+    stdin: Any = None,
+) -> tuple[Path, list[subprocess.Popen[bytes]]]:
+    """Processes running a copy of ``program`` at ``<tmp_path>/bin/app``, each once it maps the file."""
     app = tmp_path / "bin" / "app"
     app.parent.mkdir()
-    shutil.copy2(shutil.which("sleep") or "/bin/sleep", app)
-    procs = [subprocess.Popen([str(app), "600"]) for _ in range(copies)]
-    for p in procs:  # mapped once the exec is done: its maps name the file
-        deadline = time.monotonic() + 60
-        while str(app) not in Path(f"/proc/{p.pid}/maps").read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    shutil.copy2(shutil.which(program) or f"/bin/{program}", app)
+    procs = [subprocess.Popen([str(app), *args], stdin=stdin) for _ in range(copies)]
+    for p in procs:
+        wait_mapped(p, app)
+    return app, procs
+
+
+def run_deleted(
+    tmp_path: Path,
+    copies: int = 2,
+    program: str = "sleep",
+    args: tuple[str, ...] = ("600",),
+    stdin: Any = None,
+) -> tuple[Path, list[subprocess.Popen[bytes]]]:
+    """Processes running a copy of ``program`` whose path an upgrade then renamed a new file over."""
+    app, procs = run_copy(tmp_path, copies, program, args, stdin)
     shutil.copy2(app, app.with_name("app.new"))
     os.rename(app.with_name("app.new"), app)
     return app, procs
@@ -257,10 +280,7 @@ def test_a_linked_file_named_like_a_deleted_one_is_not_taken_for_the_target(tmp_
     shutil.copy2(shutil.which("sleep") or "/bin/sleep", decoy)
     proc = subprocess.Popen([str(decoy), "600"])
     try:
-        deadline = time.monotonic() + 60
-        while str(decoy) not in Path(f"/proc/{proc.pid}/maps").read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_mapped(proc, decoy)
         w = TargetWatch.before_attach((UprobeTarget(str(d / "app"), "f"),))
         bpf = ScriptedBPF("attach")
         res = w.former(bpf)

@@ -95,24 +95,12 @@ def test_the_file_is_probed_through_a_sibling_when_the_first_process_execd(
 ) -> None:
     """The first process found execs another program before its entry is opened: its maps no longer
     name the file (the entry is gone, or the range names the new program now); a sibling's is used."""
-    import os
-    import shutil
     import subprocess
     import time
 
-    app = tmp_path / "bin" / "app"
-    app.parent.mkdir()
-    shutil.copy2(shutil.which("bash") or "/bin/bash", app)
-    script = "read line; exec sleep 600"
-    procs = [subprocess.Popen([str(app), "-c", script], stdin=subprocess.PIPE) for _ in range(2)]
+    script = "read line; exec sleep 600"  # both run a deleted file
+    app, procs = run_deleted(tmp_path, program="bash", args=("-c", script), stdin=subprocess.PIPE)
     try:
-        for p in procs:
-            deadline = time.monotonic() + 60
-            while str(app) not in Path(f"/proc/{p.pid}/maps").read_text():
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-        shutil.copy2(app, app.with_name("app.new"))
-        os.rename(app.with_name("app.new"), app)  # both now run a deleted file
         real = follow_former.open_regular
         execd: list[int] = []
 

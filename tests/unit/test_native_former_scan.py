@@ -26,7 +26,7 @@ from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
-from tests.unit.test_native_follow import ScriptedBPF, run_deleted
+from tests.unit.test_native_follow import ScriptedBPF, run_copy, run_deleted
 
 
 def _proc(tmp: Path, pid: int, maps: str) -> None:
@@ -175,18 +175,7 @@ def test_the_next_gap_starts_when_the_files_were_looked_at_not_after_the_look() 
 
 def _run_renamed(tmp_path: Path) -> tuple[Path, Path, Any]:
     """A process running a copy of sleep at ``app``; and the path it is renamed to later."""
-    import shutil
-    import subprocess
-    import time
-
-    app = tmp_path / "bin" / "app"
-    app.parent.mkdir()
-    shutil.copy2(shutil.which("sleep") or "/bin/sleep", app)
-    proc = subprocess.Popen([str(app), "600"])
-    deadline = time.monotonic() + 60
-    while str(app) not in Path(f"/proc/{proc.pid}/maps").read_text():
-        assert time.monotonic() < deadline, "sleep never mapped"
-        time.sleep(0.01)
+    app, (proc,) = run_copy(tmp_path)
     return app, app.with_name("app.old"), proc
 
 
