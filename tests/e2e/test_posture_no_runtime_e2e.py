@@ -9,21 +9,38 @@ real agent records no window above ActiveTracing, warns at start saying what
 to set, and the real CLI answers unknown (exit 3). With ``enabled: false`` the
 operator chose it: the windows rest on the containers that sent events, as
 documented (docs/lifecycle.md, "Without the lifecycle part"), and a start-up
-warning says so.
+warning says so. The node's ObservationNode (in the Kubernetes API emulator of
+tests/integration/kubeharness.py) carries ``ContainersKnown``: False,
+``NoRuntimeSocket``, and ``/readyz`` and ``/metrics`` name the state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stellaops_runtime.kube import resources as r
+from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 from tests.e2e.test_posture_mixed_pods_e2e import BOTH, NEVER, export_lines, observed
+from tests.integration.kubeharness import Cluster, obj
 
 pytestmark = [pytest.mark.e2e]
+
+
+def _absent(tmp: Path) -> dict[str, Any]:
+    """``lifecycle.enabled: auto`` with no runtime socket at any of the configured paths."""
+    absent = str(tmp / "absent")
+    return {
+        "enabled": "auto",
+        "containerdAddress": f"{absent}/containerd.sock",
+        "dockerAddress": f"{absent}/docker.sock",
+        "criAddresses": [f"{absent}/crio.sock"],
+    }
 
 
 def _run(tmp: Path, url: str, lifecycle: dict[str, Any]) -> str:
@@ -46,17 +63,7 @@ def _run(tmp: Path, url: str, lifecycle: dict[str, Any]) -> str:
 
 def test_auto_without_a_runtime_socket_answers_unknown(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hot.db"
-    absent = str(tmp_path / "absent")  # no runtime socket at any of the configured paths
-    out = _run(
-        tmp_path,
-        url,
-        {
-            "enabled": "auto",
-            "containerdAddress": f"{absent}/containerd.sock",
-            "dockerAddress": f"{absent}/docker.sock",
-            "criAddresses": [f"{absent}/crio.sock"],
-        },
-    )
+    out = _run(tmp_path, url, _absent(tmp_path))
     code, doc = observed(url, BOTH, NEVER)
     assert (code, doc["answer"]) == (3, "unknown"), doc
     assert "only at posture ActiveTracing" in doc["reason"], doc["reason"]
@@ -74,3 +81,40 @@ def test_enabled_false_is_the_operators_choice_and_says_so(tmp_path: Path) -> No
     code, doc = observed(url, BOTH, NEVER)
     assert (code, doc["answer"]) == (1, "not_observed"), doc
     assert doc["coverage"]["posture"]["highest"] == "EbpfDeep"
+
+
+def _containers_known(cluster: Cluster) -> dict[str, Any]:
+    on = cluster.stored(r.OBSERVATION_NODES, x.NODE) or {}
+    for c in (on.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "ContainersKnown":
+            return dict(c)
+    return {}
+
+
+async def test_the_observation_node_readyz_and_metrics_say_why(tmp_path: Path) -> None:
+    export = tmp_path / "tetragon.log"
+    await asyncio.to_thread(export.write_bytes, b"")
+    await asyncio.to_thread((tmp_path / "kube").mkdir)
+    async with Cluster(tmp_path / "kube") as cluster:
+        await cluster.create(obj("v1", "Node", x.NODE))
+        cfg, port = h.write_config(
+            tmp_path,
+            **x.conf(f"sqlite:///{tmp_path}/hot.db", str(tmp_path / "spool.jsonl"), export),
+            observationNode={"enabled": True, "heartbeatSeconds": 1, "kubeconfig": str(cluster.kubeconfig)},
+            lifecycle=_absent(tmp_path),
+        )
+        proc = h.start_agent(cfg)
+        try:
+            await h.wait_for(lambda: bool(_containers_known(cluster)), what="ContainersKnown", timeout=60)
+            cond = _containers_known(cluster)
+            assert (cond["status"], cond["reason"]) == ("False", "NoRuntimeSocket"), cond
+            assert "ActiveTracing" in cond["message"] and "containerdAddress" in cond["message"], cond
+            # The status is written after the HTTP endpoints started (agent/runner.py).
+            assert (await asyncio.to_thread(x.readyz, port))[1]["lifecycle"] == "no_runtime_socket"
+            m = await asyncio.to_thread(h.scrape, port)
+            assert h.metric(m, "stellaops_runtime_lifecycle_state", state="no_runtime_socket") == 1
+            assert h.metric(m, "stellaops_runtime_lifecycle_state", state="in_sync") == 0
+            code, out = await x.stop(proc)
+        finally:
+            x.kill_all([proc])
+    assert code == 0, out

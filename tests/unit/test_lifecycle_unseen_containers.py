@@ -42,21 +42,23 @@ DEEP = Posture.EBPF_DEEP.rank
 
 
 def _config(tmp_path: Path, **lifecycle: Any) -> Any:
+    return parse_config(_doc(tmp_path, **lifecycle))
+
+
+def _doc(tmp_path: Path, **lifecycle: Any) -> dict[str, Any]:
     absent = tmp_path / "absent"
-    return parse_config(
-        {
-            "tetragon": {"exportFile": str(tmp_path / "tetragon.log")},
-            "symbols": {"enabled": False},
-            "attribution": {"enabled": False},
-            "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool")},
-            "lifecycle": {
-                "containerdAddress": f"{absent}/containerd.sock",
-                "dockerAddress": f"unix://{absent}/docker.sock",
-                "criAddresses": [f"{absent}/crio.sock"],
-                **lifecycle,
-            },
-        }
-    )
+    return {
+        "tetragon": {"exportFile": str(tmp_path / "tetragon.log")},
+        "symbols": {"enabled": False},
+        "attribution": {"enabled": False},
+        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool")},
+        "lifecycle": {
+            "containerdAddress": f"{absent}/containerd.sock",
+            "dockerAddress": f"unix://{absent}/docker.sock",
+            "criAddresses": [f"{absent}/crio.sock"],
+            **lifecycle,
+        },
+    }
 
 
 def _state(m: Any) -> dict[str, float]:
@@ -145,3 +147,36 @@ def test_readyz_and_metrics_name_the_state_and_the_docs_list_them(tmp_path: Path
     for state in ("in_sync", "not_in_sync", "no_runtime_socket", "off"):
         assert f"`{state}`" in doc and f"`{state}`" in ops, state
     assert "`lifecycle_state{state}`" in ops and "`/readyz`'s `lifecycle`" in ops
+
+
+def test_the_observation_node_carries_the_state_as_containers_known(tmp_path: Path) -> None:
+    from stellaops_runtime.agent.observation_status import CONTAINERS_CONDITION, build_status
+    from tests.unit.test_working_source import UP, caps
+
+    def known(state: str | None, existing: Any = None, now: str = "t1") -> Any:
+        status = build_status(
+            capabilities=caps(), tetragon=UP, policies=[], existing_conditions=existing, now=now,
+            containers=state,
+        )  # fmt: skip
+        return {c["type"]: c for c in status["conditions"]}.get(CONTAINERS_CONDITION), status["conditions"]
+
+    for state, want in (
+        ("in_sync", ("True", "RegistryInSync")),
+        ("not_in_sync", ("False", "RegistryNotInSync")),
+        ("no_runtime_socket", ("False", "NoRuntimeSocket")),
+        ("off", ("False", "LifecycleDisabled")),
+    ):
+        cond, _ = known(state)
+        assert (cond["status"], cond["reason"]) == want, state
+    assert known(None)[0] is None
+    first = known("no_runtime_socket")[1]
+    assert known("no_runtime_socket", first, "t2")[1] == first  # unchanged: nothing to write
+    on = {"enabled": True, "kubeconfig": str(tmp_path / "kubeconfig")}
+    agent = Agent(parse_config({**_doc(tmp_path), "observationNode": on}), node_name="n1")
+    assert agent.node_status is not None and agent.node_status.containers is not None
+    assert agent.node_status.containers() == "no_runtime_socket"
+    for doc in ("lifecycle.md", "operator.md"):
+        text = (DOCS / doc).read_text()
+        for said in ("`ContainersKnown`", "`RegistryInSync`", "`RegistryNotInSync`", "`NoRuntimeSocket`",
+                     "`LifecycleDisabled`"):  # fmt: skip
+            assert said in text, (doc, said)

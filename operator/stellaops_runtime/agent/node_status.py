@@ -35,7 +35,10 @@ its status current:
   export source with a watch record, ``ExportPositionRecorded``: False
   (``WatchRecordUnwritable``) while the record cannot be written, so the
   source's drains are held and nothing read since is stored (``/readyz``'s
-  ``export_position_unrecorded``);
+  ``export_position_unrecorded``); and ``ContainersKnown``: False while the
+  agent cannot count a container of an image that sent no event (no runtime
+  socket, registry not in sync, ``lifecycle.enabled: false``; ``/readyz``'s
+  ``lifecycle``);
 - ``heartbeatTime``: refreshed every ``heartbeatSeconds``.
 
 Writes are rare on purpose: Tetragon is polled every third of a heartbeat,
@@ -52,6 +55,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +122,7 @@ class ObservationNodeWriter:
         self.tetragon = tetragon
         self.stream = stream  # the agent's event source (its ``connected``), when the agent wires it
         self.record: Any = None  # the node's watch record (agent/watch_record.py), when the agent keeps one
+        self.containers: Callable[[], str] | None = None  # agent/lifecycle_part.py lifecycle_state, wired
         self.root = root
         self.try_bpf = try_bpf
         self.poll_seconds = poll_seconds or max(
@@ -250,6 +255,7 @@ class ObservationNodeWriter:
             native=native_state(self.stream),
             purl_functions=purl_state(self.stream),
             export_position=export_position(self.record),
+            containers=self.containers() if self.containers is not None else None,
         )
         if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):
             log.info(

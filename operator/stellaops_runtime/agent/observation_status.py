@@ -113,6 +113,7 @@ def build_status(
     native: NativeState | None = None,
     purl_functions: tuple[list[dict[str, Any]], int] | None = None,
     export_position: tuple[bool, str] | None = None,
+    containers: str | None = None,
 ) -> dict[str, Any]:
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
 
@@ -121,7 +122,9 @@ def build_status(
     ``tetragon`` is reported as ``none`` with posture None). ``export_position``:
     (recorded, message) for the :data:`EXPORT_CONDITION` condition of an export
     source with a watch record (:func:`export_position`); None: no such condition
-    (one written before, with another source, is removed).
+    (one written before, with another source, is removed). ``containers``: what the
+    agent knows of the node's containers (agent/lifecycle_part.py ``lifecycle_state``)
+    for the :data:`CONTAINERS_CONDITION` condition; None: none written.
     """
     found, max_posture, max_why = working_source(
         capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected, native=native
@@ -148,6 +151,13 @@ def build_status(
             generation=None,
         )
     existing, new = existing_conditions, [ready]
+    if containers in CONTAINERS_STATES:
+        known, reason, message = CONTAINERS_STATES[containers]
+        new.append(
+            condition(
+                type=CONTAINERS_CONDITION, status=known, reason=reason, message=message, generation=None
+            )
+        )
     if export_position is not None:
         new.append(_export_condition(*export_position))
     else:  # no export position kept (now): a condition about it written before would stay stale
@@ -166,6 +176,39 @@ def build_status(
     if purl_functions is not None:  # written empty too: a merge patch would keep an old list
         status["purlFunctions"], status["purlFunctionsOmitted"] = purl_functions
     return status
+
+
+# What the agent knows of the node's containers (docs/lifecycle.md, "Without the lifecycle part"):
+# False while a container of an image that sent no event cannot be counted.
+CONTAINERS_CONDITION = "ContainersKnown"
+_CAPPED = "no observation window of a container's image reads above ActiveTracing (none backs 'not observed')"
+CONTAINERS_STATES: dict[str, tuple[bool, str, str]] = {
+    "in_sync": (
+        True,
+        "RegistryInSync",
+        "the container runtime's registry is in sync: a container of an image that ran without "
+        "sending an event counts at Passive in the image's windows",
+    ),
+    "not_in_sync": (
+        False,
+        "RegistryNotInSync",
+        "the container runtime's registry is not in sync (before its first sample, the runtime away, "
+        f"or its observer stopped): {_CAPPED}",
+    ),
+    "no_runtime_socket": (
+        False,
+        "NoRuntimeSocket",
+        f"lifecycle.enabled: auto found no runtime socket at start (a missing mount or an odd path): "
+        f"{_CAPPED}; mount the runtime's socket and set lifecycle.containerdAddress, dockerAddress or "
+        "criAddresses to it, or lifecycle.enabled: false",
+    ),
+    "off": (
+        False,
+        "LifecycleDisabled",
+        "lifecycle.enabled: false: observation windows rest only on the containers that sent events; "
+        "a container of the image that sent none is not counted",
+    ),
+}
 
 
 # The export source's position in the node's watch record (agent/watch_record.py): False while a

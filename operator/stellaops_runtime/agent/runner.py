@@ -132,6 +132,8 @@ class Agent(Draining):
         self.node_status = make_node_status(config, node_name=self.node_name, stream=self.source.stats)
         self.pod_view = make_pod_view(config, self.pipeline, node_name=self.node_name)  # native pod selection
         self.lifecycle = make_lifecycle(config, node_name=self.node_name, pipeline=self.pipeline)
+        if self.node_status is not None:  # its ContainersKnown condition
+            self.node_status.containers = lambda: lifecycle_state(self.lifecycle, self.pipeline)
         if self.lifecycle is not None and hasattr(self.source, "watch_registry"):  # PURL functions
             self.source.watch_registry(self.lifecycle)
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
