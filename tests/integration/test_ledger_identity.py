@@ -15,9 +15,12 @@ still new data.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from pgproxy import PgProxy
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.store.batches import Batch, BatchResult
@@ -139,3 +142,30 @@ def test_a_derived_identitys_bisected_batch_keeps_its_parts_when_retried(url: st
         assert len(quarantined(store)) == 1
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_derived_identitys_part_stays_in_the_ledger_while_the_agents_own_batches_wait(pg_url: str) -> None:
+    """A retry of a derived identity's batch is not given the floor of the agent's own sequences.
+
+    The first row's sample holds a NUL (jsonb takes none): refused, bisected down to it, stored
+    cleaned, and that part's acknowledgement lost. The retry claims the whole batch again (the
+    row is storable now); with the agent's floor it deleted that part's ledger row first and
+    stored the row twice.
+    """
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    store = open_store(proxy.url(pg_url))
+    try:
+        pending = PendingWrites(agent_id="node-\udcff/1", max_batch_rows=4)  # two own batches
+        rows = [dataclasses.replace(delta("fn_0", 1), sample={"arg": "a\x00b"})]
+        rows += [delta(f"fn_{i}", i + 1) for i in range(1, 6)]
+        pending.add(rows, [])
+        proxy.drop_commit_acks = 1  # the first part committed: row 0, its sample cleaned
+        assert asyncio.run(pending.flush(store)) is False
+        assert proxy.commit_acks_dropped == 1
+        assert asyncio.run(pending.flush(store)) is True
+        assert counts(store) == {f"fn_{i}": i + 1 for i in range(6)}
+    finally:
+        store.close()
+        proxy.close()

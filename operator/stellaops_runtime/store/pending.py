@@ -306,7 +306,9 @@ class PendingWrites:
         the timeout starts again at each committed part, never past ``deadline``.
         """
         own = [b.seq for b in self._batches if b.agent_id == self.agent_id]
-        batch.ledger_floor = min(own) if own else 0
+        # Of this agent's own sequences only: a batch of another agent (spooled) or under a derived
+        # identity (store/ledger.py storable_identity) has its own; the floor deleted its parts.
+        batch.ledger_floor = min(own) if own and batch.agent_id == self.agent_id else 0
         fut = run_detached(store.write_batch, batch, name="store-write")
         self.inflight_since = time.monotonic()
         try:
