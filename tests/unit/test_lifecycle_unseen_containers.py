@@ -37,6 +37,7 @@ from stellaops_runtime.hotsymbols.window_counts import WindowCounts
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 IMAGE = "sha256:" + "ab" * 32
+NO_ID = "sha256:" + "cd" * 32
 W = 1_800_000_000 * 1_000_000_000  # a window start (ns)
 DEEP = Posture.EBPF_DEEP.rank
 
@@ -68,7 +69,8 @@ def _state(m: Any) -> dict[str, float]:
 def _drain(runs: Any) -> dict[str, tuple[int, Any, Any]]:
     counts = WindowCounts(60)
     counts.note(IMAGE, "n1", W, DEEP, "tetragon-grpc", str, "c" * 64)  # a container's user stacks
-    counts.note("host", "n1", W, DEEP, "tetragon-grpc", str, "")  # host processes only
+    counts.note("host:n1", "n1", W, DEEP, "tetragon-grpc", str, "")  # host processes only
+    counts.note(NO_ID, "n1", W, DEEP, "tetragon-grpc", str, "")  # a pod's event naming no container id
     rows = counts.drain("tetragon", runs)
     return {r.image_digest: (r.event_count, r.posture, r.evidenced) for r in rows}
 
@@ -95,7 +97,8 @@ def test_auto_without_a_runtime_socket_caps_every_container_window(
     rows = _drain(runs)
     assert rows == {
         IMAGE: (1, Posture.EBPF_DEEP, Posture.ACTIVE_TRACING),  # shown EbpfDeep, evidenced no higher
-        "host": (1, Posture.EBPF_DEEP, Posture.EBPF_DEEP),  # no container: nothing silent to miss
+        NO_ID: (1, Posture.EBPF_DEEP, Posture.ACTIVE_TRACING),  # a container all the same
+        "host:n1": (1, Posture.EBPF_DEEP, Posture.EBPF_DEEP),  # no container: nothing silent to miss
     }
     assert runs.drain([], "tetragon") == []  # no lifecycle row, no gap: nothing was sampled
     assert lifecycle_state(None, pipeline) == "no_runtime_socket"
@@ -180,3 +183,18 @@ def test_the_observation_node_carries_the_state_as_containers_known(tmp_path: Pa
         for said in ("`ContainersKnown`", "`RegistryInSync`", "`RegistryNotInSync`", "`NoRuntimeSocket`",
                      "`LifecycleDisabled`"):  # fmt: skip
             assert said in text, (doc, said)
+
+
+def test_events_naming_no_container_id_do_not_exempt_a_container_image(tmp_path: Path) -> None:
+    """Only ``host:<node>`` windows are host processes'. A pod's events without a container id
+    (Tetragon's pod block with an empty ``container.id``) are a container's: with the registry in
+    sync, a running container of the image is not known to be the one that sent them, so it counts
+    as silent (Passive); the host's window stays as its events showed."""
+    config = _config(tmp_path, enabled=True)
+    pipeline = Pipeline(config, node_name="n1")
+    part = make_lifecycle(config, node_name="n1", pipeline=pipeline)
+    assert isinstance(part, LifecyclePart)
+    part.runs.tick(W + 1, True, [Run(NO_ID, W - 10**9, 0, True, "e" * 64)], True)
+    rows = _drain(part.runs)
+    assert rows[NO_ID] == (1, Posture.EBPF_DEEP, Posture.PASSIVE)
+    assert rows["host:n1"] == (1, Posture.EBPF_DEEP, Posture.EBPF_DEEP)

@@ -41,7 +41,9 @@ sync: agent/lifecycle_part.py ``UnseenContainers``). With ``enabled: false``
 that sent events.
 
 Containers are told apart by their runtime id; host processes (no container)
-are one. Pure: no I/O, no clock.
+are one, and their windows (image ``host:<node>``) meet no silent container.
+Events that name an image but no container id count as one container, which
+the registry's containers of the image do not match. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ if TYPE_CHECKING:
 KEEP_DRAINS = 12  # drains a window's containers are kept after its last event (2 min at 10 s flushes)
 MAX_PRUNED_IMAGES = 100_000  # (image, node) pairs whose dropped windows are remembered
 _PASSIVE = Posture.PASSIVE.rank
+# The image of host processes' events (hotsymbols/aggregate.py): no container, so none silent. Every
+# other window is a container's, even when its events named no container id (a pod's without one):
+# then any running container of the image may be the silent one.
+HOST_IMAGE = "host:"
 
 
 class WindowUnits:
@@ -97,7 +103,7 @@ class WindowUnits:
         pruned = self._pruned_upto.get((image, node))
         if pruned is not None and win <= pruned:
             rank = min(rank, LEGACY_TRUSTED.rank)
-        if runs is not None and rank > _PASSIVE and (units is None or set(units) != {""}):  # not host-only
+        if runs is not None and rank > _PASSIVE and not image.startswith(HOST_IMAGE):
             if not runs.known:
                 rank = min(rank, LEGACY_TRUSTED.rank)
             if runs.silent(image, win, units or ()):
