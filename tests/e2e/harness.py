@@ -223,7 +223,9 @@ def run_export_agent(tmp: Path, url: str, lines: list[dict[str, Any]], name: str
     return out
 
 
-async def run_replay_agent(tmp: Path, url: str, events: list[Any]) -> tuple[int, str, dict[str, Any]]:
+async def run_replay_agent(
+    tmp: Path, url: str, events: list[Any]
+) -> tuple[int, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     """Serve ``events`` (ReplayEvents) as Tetragon's gRPC stream to the real agent, storing into
     ``url``, until it processed every one; then let it exit when idle. Its exit code, its output and
     the metrics scraped once everything was processed."""
