@@ -54,6 +54,8 @@ def agent_config(spec: RuntimeObserverSpec, *, native: bool = False) -> dict[str
         # The probe ConfigMap is read on every node: the operator's list of opted-out pods is in it.
         "native": {"enabled": native, "probeConfigFile": PROBE_CONFIG_FILE},
         # containerd's and CRI-O's directories are mounted (render_agent): containerd's events when its
-        # socket is there, else CRI-O's CRI (lifecycle.md "One runtime, never two"); off on neither.
+        # socket is there, else CRI-O's CRI (lifecycle.md "One runtime, never two"). On neither (k3s's
+        # /run/k3s/containerd, Docker) the agent cannot know silent containers: its container windows
+        # read at most ActiveTracing and the ObservationNode says ContainersKnown False.
         "lifecycle": {"enabled": "auto", "runtime": "auto"},
     }
