@@ -20,7 +20,6 @@ import asyncio
 import datetime as dt
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ from tests.e2e import harness as h
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 UNKNOWN = "stellaops_runtime_node_history_unknown"
-
-
-@pytest.fixture
-def proxy(pg: Any) -> Iterator[PgProxy]:
-    p = PgProxy("127.0.0.1", pg.port)
-    yield p
-    p.close()
 
 
 def _late_conf(url: str, spool: str, export: Path) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,6 @@ from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-
-
-@pytest.fixture
-def proxy(pg: Any) -> Iterator[PgProxy]:
-    p = PgProxy("127.0.0.1", pg.port)
-    yield p
-    p.close()
 
 
 async def test_the_hole_before_an_agent_the_store_never_answered_is_a_gap(

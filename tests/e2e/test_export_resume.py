@@ -53,13 +53,6 @@ def settled(port: int, n: int) -> bool:
     )
 
 
-@pytest.fixture
-def proxy(pg) -> Any:  # type: ignore[no-untyped-def]
-    p = PgProxy("127.0.0.1", pg.port)
-    yield p
-    p.close()
-
-
 def _conf(url: str, spool: str, export: Path) -> dict[str, Any]:
     return {
         "store": {"url": url, "spoolPath": spool},

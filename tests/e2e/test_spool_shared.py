@@ -33,7 +33,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pgproxy import PgProxy
 
 from stellaops_runtime.store.spool import read_spool
 from tests.e2e import harness as h
@@ -81,13 +80,6 @@ def config(tmp: Path, url: str, export: Path, spool: Path) -> tuple[Path, int]:
 
 def processed(port: int) -> float:
     return h.metric_sum(h.scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
-
-
-@pytest.fixture
-def proxy(pg) -> Any:  # type: ignore[no-untyped-def]
-    p = PgProxy("127.0.0.1", pg.port)
-    yield p
-    p.close()
 
 
 async def _run_until_processed(

@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pgproxy import PgProxy
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.batches import Batch
@@ -84,13 +83,6 @@ def config(tmp: Path, url: str, export: Path, **store: Any) -> tuple[Path, int]:
 
 def processed(port: int) -> float:
     return h.metric_sum(h.scrape(port), "stellaops_runtime_event_processing_latency_seconds_count")
-
-
-@pytest.fixture
-def proxy(pg) -> Any:  # type: ignore[no-untyped-def]
-    p = PgProxy("127.0.0.1", pg.port)
-    yield p
-    p.close()
 
 
 async def test_a_lost_commit_acknowledgement_never_counts_twice(tmp_path, pg_url, proxy) -> None:

@@ -45,13 +45,6 @@ def all_stored(port: int) -> bool:
     return seen[0][0] > 0 and all(s == (seen[0][0], 0) for s in seen)
 
 
-@pytest.fixture
-def proxy(pg) -> Any:  # type: ignore[no-untyped-def]
-    p = PgProxy("127.0.0.1", pg.port)
-    yield p
-    p.close()
-
-
 def start(tmp_path: Path, url: str, **store: Any) -> tuple[Any, int]:
     """The agent on the whole stream, one claim due, witnesses signed only at shutdown."""
     key = tmp_path / "k"
