@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 from tests.e2e.test_store_failures import GOOD, config, expected, stored
 
@@ -52,10 +53,7 @@ async def test_rows_left_unstored_at_an_idle_exit_are_named_and_exit_2(tmp_path:
     # Written once the agent follows the file: with no watch record and the store silent, nothing
     # says the node is new, so what the file held before is not replayed (docs/operations.md).
     try:
-        await h.wait_for(
-            lambda: h.metric(h.scrape(port), "stellaops_runtime_tetragon_connected") == 1,
-            what="the agent follows the file", timeout=60,
-        )  # fmt: skip
+        await h.wait_for(lambda: x.connected(port), what="the agent follows the file", timeout=60)
     except BaseException:
         proc.kill()
         raise

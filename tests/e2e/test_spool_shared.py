@@ -35,6 +35,7 @@ import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.store.spool import read_spool
+from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -91,10 +92,7 @@ async def _run_until_processed(
     proc = h.start_agent(cfg)
     try:
         if export is not None and lines is not None:
-            await h.wait_for(
-                lambda: h.metric(h.scrape(port), "stellaops_runtime_tetragon_connected") == 1,
-                what="the agent follows the file", timeout=60,
-            )  # fmt: skip
+            await h.wait_for(lambda: x.connected(port), what="the agent follows the file", timeout=60)
             await asyncio.to_thread(export.write_bytes, b"\n".join(lines) + b"\n")
         await h.wait_for(lambda: processed(port) == n, what=f"{n} events processed", timeout=60)
     except BaseException:
