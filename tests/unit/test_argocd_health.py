@@ -1,19 +1,12 @@
 """Argo CD health checks (manifests/gitops/argocd/) run in a real Lua 5.1 against our statuses.
 
-Argo CD runs a health script in gopher-lua (Lua 5.1) with only the base,
-table, package and a reduced os library opened (util/lua/lua.go in
-argoproj/argo-cd), sets the global ``obj`` to the live object, and reads the
-table the chunk returns: ``status`` must be one of its health codes, or the
-resource shows ``Unknown``. ``argo_lua`` below builds the same sandbox in
-lupa's Lua 5.1 (string, math, io, debug and coroutine removed, strings
-without their method table), so a script that calls ``string.format`` fails
-here as it would in Argo CD.
-
+The sandbox is Argo CD's (tests/argocd_lua.py: base and table libraries only).
 The statuses come from the operator's own code: conditions from
 ``state_conditions``/``merge_conditions``, policy states from
 ``fold_rollout`` + ``_policy_state``, invalid specs from the real spec
-parsers, ObservationNode statuses from the agent's ``build_status``. A
-change to those that the scripts do not follow fails here.
+parsers. A change to those that the scripts do not follow fails here. The
+ObservationNode's script, read against the agent's own statuses, is tested in
+test_argocd_node_health.py.
 """
 
 from __future__ import annotations
@@ -27,24 +20,18 @@ from typing import Any
 
 import pytest
 import yaml
+from argocd_lua import ARGO, PREFIX, argo_lua, configmap, health, scripts
 from crd_schema import errors, load_crd, validator_for
-from lupa import lua51
 from lupa.lua51 import LuaError
 
-from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
-from stellaops_runtime.agent.node_status import build_status
 from stellaops_runtime.contracts.crds import SpecError, parse_observer_spec, parse_policy_spec
 from stellaops_runtime.controller.conditions import CONDITION_TYPES, merge_conditions, state_conditions
 from stellaops_runtime.controller.reconcile_policies import _policy_state
 from stellaops_runtime.controller.rollout import fold_rollout
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGO = ROOT / "manifests" / "gitops" / "argocd"
 CRDS = ROOT / "manifests" / "crds"
 EXAMPLES = ROOT / "docs" / "examples"
-PREFIX = "resource.customizations.health."
-# Argo CD's health codes (gitops-engine pkg/health): anything else becomes Unknown
-ARGO_CODES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 # what each of our condition types maps to when it is the one that is True
 EXPECTED = {"Ready": "Healthy", "Progressing": "Progressing", "Degraded": "Degraded", "Stalled": "Degraded"}
 T0 = "2026-12-03T06:00:00Z"
@@ -57,52 +44,6 @@ def crd_kinds() -> dict[str, str]:
     for path in sorted(CRDS.glob("*.yaml")):
         crd = load_crd(path)
         out[f"{crd['spec']['group']}_{crd['spec']['names']['kind']}"] = path.name
-    return out
-
-
-def configmap() -> dict[str, Any]:
-    return yaml.safe_load((ARGO / "argocd-cm-health.yaml").read_text())
-
-
-@functools.cache
-def scripts() -> dict[str, str]:
-    """Kind -> Lua script, from the ConfigMap patch."""
-    return {k.removeprefix(PREFIX + "stellaops.io_"): v for k, v in configmap()["data"].items()}
-
-
-def to_lua(lua: Any, value: Any) -> Any:
-    """A JSON value as Argo CD hands it to Lua (maps and lists both become tables)."""
-    if isinstance(value, dict):
-        t = lua.table()
-        for k, v in value.items():
-            t[k] = to_lua(lua, v)
-        return t
-    if isinstance(value, list):
-        t = lua.table()
-        for i, v in enumerate(value, 1):
-            t[i] = to_lua(lua, v)
-        return t
-    return value
-
-
-def argo_lua() -> Any:
-    lua = lua51.LuaRuntime(unpack_returned_tuples=False, register_eval=False, register_builtins=False)
-    lua.execute(
-        'debug.setmetatable("", nil) '
-        "string = nil math = nil io = nil debug = nil coroutine = nil os = nil python = nil"
-    )
-    return lua
-
-
-def health(kind: str, obj: Any) -> dict[str, Any]:
-    """Run the shipped script for ``kind`` on ``obj`` the way Argo CD does; the returned table as a dict."""
-    lua = argo_lua()
-    lua.globals().obj = to_lua(lua, obj)
-    result = lua.execute(scripts()[kind])
-    assert lua.eval("type")(result) == "table", f"{kind}: the script returned {result!r}, not a table"
-    out = dict(result.items())
-    assert set(out) == {"status", "message"}, out
-    assert out["status"] in ARGO_CODES and isinstance(out["message"], str), out
     return out
 
 
@@ -339,70 +280,6 @@ def test_hand_edited_statuses_with_several_true_conditions_prefer_the_worst() ->
     assert observer("Ready", "Degraded")["message"] == "RDegraded: Degraded"
     assert observer("Ready", "Progressing")["status"] == "Progressing"
     assert observer()["status"] == "Progressing"
-
-
-# --- ObservationNode: the agent's own status ---------------------------------------------------
-
-
-def caps(tetragon: TetragonInfo) -> Capabilities:
-    return Capabilities(
-        kernel_version="6.1.0-18-amd64",
-        btf=True,
-        bpf_permitted=False,
-        tracepoints=True,
-        uprobes=True,
-        kprobes=True,
-        usdt=True,
-        ring_buffer=True,
-        tetragon=tetragon,
-    )
-
-
-def observation_node(status: dict[str, Any] | None) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "apiVersion": "stellaops.io/v1alpha1",
-        "kind": "ObservationNode",
-        "metadata": {"name": "n1", "generation": 1},
-        "spec": {"nodeName": "n1"},
-    }
-    if status is not None:
-        obj["status"] = status
-    return obj
-
-
-def test_observation_node_reachable_unreachable_and_not_reported() -> None:
-    v = validator_for(load_crd(CRDS / "observationnodes.yaml"))
-    address = "unix:///var/run/tetragon/tetragon.sock"
-    up = build_status(
-        capabilities=caps(TetragonInfo(address=address, reachable=True, version="v1.7.0")),
-        tetragon=TetragonInfo(address=address, reachable=True, version="v1.7.0"),
-        source="tetragon",
-        policies=[],
-        existing_conditions=None,
-        now=T0,
-    )
-    obj = observation_node(up | {"heartbeatTime": T0})
-    assert errors(v, obj) == []
-    assert health("ObservationNode", obj) == {
-        "status": "Healthy",
-        "message": f"TetragonReachable: Tetragon v1.7.0 at {address}",
-    }
-    down_info = TetragonInfo(address=address, reachable=False, error="connection refused")
-    down = build_status(
-        capabilities=caps(down_info),
-        tetragon=down_info,
-        source="tetragon",
-        policies=[],
-        existing_conditions=up["conditions"],
-        now="2026-12-03T06:05:00Z",
-    )
-    obj = observation_node(down | {"heartbeatTime": T0})
-    assert errors(v, obj) == []
-    got = health("ObservationNode", obj)
-    assert got["status"] == "Degraded" and got["message"].startswith("TetragonUnreachable: ")
-    assert "connection refused" in got["message"]
-    assert health("ObservationNode", observation_node(None))["status"] == "Progressing"
-    assert health("ObservationNode", observation_node({"source": "tetragon"}))["status"] == "Progressing"
 
 
 # --- hostile statuses: never a Lua error, always a valid health code ----------------------------

@@ -1,14 +1,26 @@
--- Argo CD health of a StellaOps Runtime ObservationNode, read from the Ready
--- condition its node's agent writes (docs/operator.md, "ObservationNode";
+-- Argo CD health of a StellaOps Runtime ObservationNode, read from the
+-- conditions its node's agent writes (docs/operator.md, "ObservationNode";
 -- docs/gitops.md, "Health in Argo CD").
 --
 -- Argo CD runs this with Lua's base and table libraries only, so it uses no
 -- string or math function. `obj` is the live object; the result is
--- {status = <Argo CD health>, message = <text>}.
+-- {status = <Argo CD health>, message = <text>}. The worst that applies wins:
 --
+--   Ready False or Unknown (e.g. TetragonUnreachable)     -> Degraded
+--   ExportPositionRecorded not True (WatchRecordUnwritable: the agent holds
+--     what it read and stores nothing)                    -> Degraded
+--   ContainersKnown not True (NoRuntimeSocket, LifecycleDisabled, any other
+--     reason: no window of a container's image backs "not observed")
+--                                                         -> Degraded
+--   ContainersKnown False, RegistryNotInSync (before the registry's first
+--     sample, the runtime away: the agent retries by itself) -> Progressing
 --   no Ready condition yet (the agent has not reported)   -> Progressing
 --   Ready True (the agent reaches its event source)       -> Healthy
---   Ready False or Unknown (e.g. TetragonUnreachable)     -> Degraded
+-- The message of the first two is the condition's "<reason>: <message>";
+-- for ExportPositionRecorded and ContainersKnown it starts with
+-- "<type> <status>: ". Both are written only when they apply (the export
+-- source; an agent that reports its container runtime), so their absence
+-- is no fault.
 -- Whether the heartbeat is recent cannot be judged here (Argo CD's Lua has
 -- no clock parser): a stale node shows in the policies' rollout.nodesStale.
 local hs = {}
@@ -22,31 +34,65 @@ local function text(v)
   return ""
 end
 
-local ready = nil
+local function describe(c)
+  local reason = text(c.reason)
+  local message = text(c.message)
+  if reason ~= "" and message ~= "" then
+    return reason .. ": " .. message
+  end
+  if reason ~= "" then
+    return reason
+  end
+  return message
+end
+
+-- "<type> <status>: <reason>: <message>" of a condition that is not True
+local function named(kind, c)
+  local state = text(c.status)
+  if state == "" then
+    state = "not True"
+  end
+  local said = describe(c)
+  if said == "" then
+    return kind .. " is " .. state
+  end
+  return kind .. " " .. state .. ": " .. said
+end
+
+local found = {}
 if type(obj) == "table" and type(obj.status) == "table" and type(obj.status.conditions) == "table" then
   for _, c in ipairs(obj.status.conditions) do
-    if ready == nil and type(c) == "table" and c.type == "Ready" then
-      ready = c
+    if type(c) == "table" and type(c.type) == "string" and found[c.type] == nil then
+      found[c.type] = c
     end
   end
 end
 
-if ready ~= nil then
-  local reason = text(ready.reason)
-  local message = text(ready.message)
-  if reason ~= "" and message ~= "" then
-    hs.message = reason .. ": " .. message
-  elseif reason ~= "" then
-    hs.message = reason
-  elseif message ~= "" then
-    hs.message = message
-  else
+local ready = found.Ready
+local export = found.ExportPositionRecorded
+local containers = found.ContainersKnown
+
+if ready ~= nil and ready.status ~= "True" then
+  hs.status = "Degraded"
+  hs.message = describe(ready)
+  if hs.message == "" then
     hs.message = "Ready is " .. text(ready.status)
   end
-  if ready.status == "True" then
-    hs.status = "Healthy"
+elseif export ~= nil and export.status ~= "True" then
+  hs.status = "Degraded"
+  hs.message = named("ExportPositionRecorded", export)
+elseif containers ~= nil and containers.status ~= "True" then
+  if containers.status == "False" and containers.reason == "RegistryNotInSync" then
+    hs.status = "Progressing"
   else
     hs.status = "Degraded"
+  end
+  hs.message = named("ContainersKnown", containers)
+elseif ready ~= nil then
+  hs.status = "Healthy"
+  hs.message = describe(ready)
+  if hs.message == "" then
+    hs.message = "Ready is True"
   end
 end
 return hs
