@@ -325,6 +325,25 @@ class Watcher:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
 
+    def unread_ooms(self) -> int:
+        """New cgroups the observer's OOM watch found gone before it could open them."""
+        return int(self.query(lambda: self.observer.oom_watch.counts().unread))
+
+    def assert_oom_killed(self, die: Any, unread_before: int) -> int:
+        """``die`` (of a container the kernel OOM-killed) says so, or, when its cgroup was gone before
+        the observer could open its counter (counted in ``unread``), says it is not known: never
+        "not OOM-killed". Returns the unread count now, for the next container."""
+        unread = self.unread_ooms()
+        known = die.oom_killed is True and unread == unread_before
+        unknown = die.oom_killed is None and unread == unread_before + 1
+        assert die.exit_code == 137 and (known or unknown), (
+            die.exit_code,
+            die.oom_killed,
+            unread_before,
+            unread,
+        )
+        return unread
+
     def wait_record(
         self, container_id: str, field: str, want: Any, timeout: float = 10.0, namespace: str = ""
     ) -> None:

@@ -86,22 +86,30 @@ def test_an_oom_docker_does_not_report_is_reported(engine: tuple[Dockerd, Regist
         assert w.query(lambda: w.observer.stats.oom_from_cgroup) == 1
         plain = _run_and_kill(d, reg, w, eat=False)
         assert (plain.exit_code, plain.oom_killed) == (137, False)
-        assert w.query(lambda: len(w.observer.oom_watch)) == 0  # nothing left open
+        # nothing of these two left open (other tests' new containers can be watched early meanwhile)
+        for cid in (die.container_id, plain.container_id):
+            watch = w.query(lambda c=cid: w.observer.oom_watch._watches.get(("", c)))
+            assert watch is None or (watch.fd, watch.event_fd) == (-1, -1), watch
     d.remove_all()
 
 
 def test_a_container_oom_killed_at_its_start_is_reported(engine: tuple[Dockerd, Registry]) -> None:
     """Its program allocates at once: the cgroup can be gone before the observer handles its start
-    event. The cgroup was watched from its creation (a sibling's parent directory is watched)."""
+    event. The cgroup was watched from its creation (a sibling's parent directory is watched). On
+    this host's cgroup v1 the kernel notifies as the OOM begins and counts the kill only after
+    printing its report; the runtime can remove the cgroup in between (seen on a loaded machine):
+    the notification alone says OOM-killed. A cgroup gone before the observer could open it says
+    "not known", counted, never "not OOM-killed"."""
     d, reg = engine
     client = OomBlindClient(d.socket, timeout=5.0)
     with Watcher(DockerObserver(client)) as w:
         sibling = d.docker("run", "-d", "--network", "none", reg.ref, "sleep", "120")
         w.wait_for(lambda e: e.event_type == T.START and e.container_id == sibling)
+        unread = w.unread_ooms()
         for _ in range(4):
             cid = d.docker("run", "-d", "--network", "none", *MEMORY, reg.ref, "eat")
             die = w.wait_for(lambda e, c=cid: e.event_type == T.DIE and e.container_id == c, timeout=60)
-            assert (die.exit_code, die.oom_killed) == (137, True)
+            unread = w.assert_oom_killed(die, unread)
         d.docker("kill", sibling)
         w.wait_for(lambda e: e.event_type == T.DIE and e.container_id == sibling)
     d.remove_all()

@@ -263,6 +263,7 @@ DOCUMENTED_METRICS = {
     "lifecycle_oom_births_overflows",
     "lifecycle_oom_early_evicted",
     "lifecycle_oom_parents_unwatched",
+    "lifecycle_oom_unread",
     "lifecycle_connected",
     "lifecycle_containers",
     "lifecycle_cgroups",

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.lifecycle import oom_watch
-from stellaops_runtime.lifecycle.oom_watch import OomWatch, v1_memory_mounts, v1_memory_path
+from stellaops_runtime.lifecycle.oom_counters import v1_memory_mounts, v1_memory_path
+from stellaops_runtime.lifecycle.oom_watch import OomWatch
 
 CID = "c" * 64
 MOUNTINFO = (

@@ -134,13 +134,14 @@ def test_outside_an_event_loop_nothing_is_counted(tmp_path: Path) -> None:
     """No loop (a read at the exit only, as in tools and tests) is not a loss of the agent's."""
     w = OomWatch(str(tmp_path))
     w.watch(("", A), 1, _cgroup(tmp_path / "pod" / A), False)
-    assert tuple(w.counts()) == (0, 0, 0, 0, 0)
+    assert tuple(w.counts()) == (0, 0, 0, 0, 0, 0)
     w.close()
 
 
 def test_the_collector_yields_the_loss_families() -> None:
-    counts = oom_watch.OomCounts(7, 1, 2, 3, 4)
+    counts = oom_watch.OomCounts(7, 1, 2, 3, 4, 5)
     c = LifecycleCollector(LifecycleStats(), lambda: (0, 0), lambda: counts)
     samples = {s.name: s.value for m in c.collect() for s in m.samples}
     assert samples["stellaops_runtime_lifecycle_oom_early_evicted_total"] == 3
     assert samples["stellaops_runtime_lifecycle_oom_parents_unwatched_total"] == 4
+    assert samples["stellaops_runtime_lifecycle_oom_unread_total"] == 5  # test_oom_watch_unread.py

@@ -131,6 +131,8 @@ def _event_line(ev: ContainerLifecycleEvent) -> str:
         parts.append(f"exit={ev.exit_code}")
     if ev.oom_killed:
         parts.append("oom_killed")
+    elif ev.oom_killed is None:
+        parts.append("oom_killed=unknown")
     if ev.image_digest:
         parts.append(f"digest={ev.image_digest}")
     if ev.pod_name:

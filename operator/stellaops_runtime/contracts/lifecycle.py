@@ -40,7 +40,9 @@ class LifecycleEventType(enum.StrEnum):
 class ContainerLifecycleEvent:
     """One lifecycle event, with everything the runtime and the registry know at that moment.
 
-    ``pid`` is 0, ``cgroup_id`` 0, and ``exit_code`` ``None`` when not known.
+    ``pid`` is 0, ``cgroup_id`` 0, and ``exit_code`` ``None`` when not known;
+    ``oom_killed`` is ``None`` when neither the runtime nor the kernel's count
+    could tell (a cgroup gone before the agent could open its counter).
     ``env_vars`` are ``NAME=value`` entries after the privacy filter.
     ``cgroup_id`` is the inode number of the container's cgroup v2 directory
     (what eBPF's ``bpf_get_current_cgroup_id`` returns for its processes).
@@ -64,7 +66,7 @@ class ContainerLifecycleEvent:
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     exit_code: int | None = None
-    oom_killed: bool = False
+    oom_killed: bool | None = False
     topic: str = ""  # the runtime's own name for the event (/tasks/start ...)
 
     @property

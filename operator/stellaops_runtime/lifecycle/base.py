@@ -190,15 +190,25 @@ class LifecycleObserver:
         if found is not None:
             self.oom_watch.watch((rec.namespace, rec.container_id), rec.cgroup_id, *found)
 
-    def _oom_at_exit(self, rec: ContainerRecord) -> bool:
+    def _oom_at_exit(self, rec: ContainerRecord) -> bool | None:
         """Whether the kernel OOM-killed a process in the container's own cgroup during this run:
-        the watched count (oom_watch.py), else the cgroup's count if its directory is still there."""
-        kills = self.oom_watch.final((rec.namespace, rec.container_id))
+        the watched count (oom_watch.py), else the cgroup's count if its directory is still there;
+        None when its cgroup came and went before its counter could be opened (not known)."""
+        key = (rec.namespace, rec.container_id)
+        kills = self.oom_watch.final(key)
         if kills is None:
-            return self._oom_counted(rec)
+            return None if self.oom_watch.missed(key) else self._oom_counted(rec)
         if kills:
             self.stats.oom_from_cgroup += 1
         return bool(kills)
+
+    def _oom_of_exit(self, said: bool | None, rec: ContainerRecord) -> bool | None:
+        """The ``oom_killed`` of an exit: True when the runtime (``said``) or the kernel's count says
+        so; None (not known) when either could not tell; else False."""
+        if said:
+            return True
+        found = self._oom_at_exit(rec)
+        return True if found else None if found is None or said is None else False
 
     def _oom_counted(self, rec: ContainerRecord) -> bool:
         """Whether the kernel counted an OOM kill in the container's own cgroup (see ``cgroups``).

@@ -357,7 +357,7 @@ class CriObserver(LifecycleObserver):
             # also of a container first seen exited (its cgroup watched from its creation).
             exits = old is None or old.status in ("created", "running", "paused")
             said = rec.oom_killed or (old is not None and old.oom_killed)
-            rec.oom_killed = said or (exits and self._oom_at_exit(rec))
+            rec.oom_killed = self._oom_of_exit(said, rec) if exits else said
         if rec.status in ("created", "running", "paused") and not rec.cgroup_id:
             self._find_cgroup(rec)
         out = []

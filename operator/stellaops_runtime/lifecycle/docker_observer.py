@@ -266,7 +266,7 @@ class DockerObserver(LifecycleObserver):
         if old is not None and action in ("die", "stop", "oom"):
             rec.pid = rec.pid or old.pid
             rec.cgroup_path, rec.cgroup_id = old.cgroup_path, old.cgroup_id
-            rec.oom_killed = rec.oom_killed or old.oom_killed
+            rec.oom_killed = True if rec.oom_killed or old.oom_killed else old.oom_killed
         if action == "create":
             return [lifecycle_event(T.CREATE, rec, timestamp=ts, topic=topic, runtime=self.runtime)]
         if action == "start":
@@ -283,7 +283,7 @@ class DockerObserver(LifecycleObserver):
             rec.stopped_at = rec.stopped_at or ts
             # Docker deleted the cgroup before this event, and says OOM only if containerd's shim
             # reported it: the kernel's count, kept while the cgroup lived (oom_watch.py).
-            rec.oom_killed = rec.oom_killed or self._oom_at_exit(rec)
+            rec.oom_killed = self._oom_of_exit(rec.oom_killed, rec)
             self.registry.task_gone(rec)
             return [
                 lifecycle_event(

@@ -99,7 +99,7 @@ def lifecycle_metrics(
         "Container exits found OOM-killed from the kernel's count in their cgroup, the runtime silent.",
         stats.oom_from_cgroup,
     )
-    notifications, unwatched, overflows, early_evicted, parents_unwatched = oom
+    notifications, unwatched, overflows, early_evicted, parents_unwatched, unread = oom
     yield counter(
         "lifecycle_oom_notifications",
         "Changes of watched containers' OOM counters the kernel announced.",
@@ -128,6 +128,12 @@ def lifecycle_metrics(
         "Watched containers whose parent cgroup directory was not watched for new siblings (1024 watched, "
         "or inotify refused): a sibling OOM-killed at its start is counted only if its runtime says so.",
         parents_unwatched,
+    )
+    yield counter(
+        "lifecycle_oom_unread",
+        "New container cgroups removed before their OOM counter could be opened: whether the container "
+        "was OOM-killed is not known, and its exit says oom_killed null unless its runtime said true.",
+        unread,
     )
     yield gauge(
         "lifecycle_connected",

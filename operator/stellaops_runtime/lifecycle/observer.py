@@ -229,7 +229,7 @@ class ContainerdObserver(LifecycleObserver):
         elif isinstance(p, events_pb2.TaskExit):
             rec.status, rec.exit_code = "stopped", p.exit_status
             rec.stopped_at = timestamp_of(p.exited_at) or ts
-            rec.oom_killed = rec.oom_killed or self._oom_at_exit(rec)
+            rec.oom_killed = self._oom_of_exit(rec.oom_killed, rec)
             return [lifecycle_event(T.DIE, rec, timestamp=ts, topic=d.topic)]
         elif isinstance(p, events_pb2.TaskDelete):
             rec.status, rec.exit_code = "stopped", p.exit_status

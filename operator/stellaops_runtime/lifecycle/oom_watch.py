@@ -46,11 +46,21 @@ from pathlib import Path
 from typing import NamedTuple
 
 from stellaops_runtime.lifecycle.cgroup_births import Births
-from stellaops_runtime.lifecycle.cgroups import CgroupMount, directory_of, oom_kill_count
+from stellaops_runtime.lifecycle.cgroups import oom_kill_count
+from stellaops_runtime.lifecycle.oom_counters import CounterFinder
 
 log = logging.getLogger(__name__)
 
-REREAD_SECONDS = (0.002, 0.01, 0.05, 0.25, 1.0)  # v1 notifies as OOM starts, before the kill is counted
+REREAD_SECONDS = (
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)  # v1 notifies as OOM starts, before the kill is counted
 MAX_WATCHED = 8192  # open watches at most (two descriptors each at most) ...
 FD_SHARE = 4  # ... and at most a quarter of the process's file descriptor limit
 MAX_EARLY = 256  # cgroups opened at their creation, before the runtime named their container
@@ -67,28 +77,6 @@ def watch_limit() -> int:
     return min(MAX_WATCHED, max(0, soft // FD_SHARE // 2))
 
 
-def v1_memory_mounts(mountinfo: str) -> list[CgroupMount]:
-    """The cgroup v1 mounts holding the memory controller, in a ``mountinfo`` text."""
-    out = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, rest = left.split(), right.split()
-        memory = len(rest) >= 3 and rest[0] == "cgroup" and "memory" in rest[2].split(",")
-        if sep and len(fields) >= 5 and memory:
-            out.append(CgroupMount(mount_point=fields[4], root=fields[3]))
-    return out
-
-
-def v1_memory_path(proc_cgroup: str) -> str | None:
-    """The v1 memory cgroup path in a ``/proc/<pid>/cgroup`` text, or None."""
-    for line in proc_cgroup.splitlines():
-        hierarchy, _, rest = line.partition(":")
-        controllers, sep, path = rest.partition(":")
-        if sep and hierarchy != "0" and "memory" in controllers.split(",") and path.startswith("/"):
-            return path
-    return None
-
-
 class OomCounts(NamedTuple):
     """What ``OomWatch.counts`` answers (lifecycle/metrics.py turns it into families)."""
 
@@ -97,6 +85,7 @@ class OomCounts(NamedTuple):
     overflows: int = 0  # times the kernel dropped new-cgroup notifications
     early_evicted: int = 0  # cgroups opened at their creation, dropped for newer ones (MAX_EARLY)
     parents_unwatched: int = 0  # containers whose parent directory was not watched for new siblings
+    unread: int = 0  # new cgroups removed before their counter was opened (OOM kill not known)
 
 
 @dataclass(slots=True)
@@ -106,6 +95,9 @@ class _Watch:
     directory: str = ""  # the cgroup's directory
     event_fd: int = -1  # v1's eventfd, -1 for v2 or once closed
     kills: int = 0  # the highest count read
+    oom_began: bool = False  # v1: notified while the cgroup lived (an OOM began in it)
+    signals: int = 0  # v1: the eventfd's count (the removal signals once; more is an OOM)
+    done: bool = False  # an exit read it
 
 
 class OomWatch:
@@ -117,7 +109,7 @@ class OomWatch:
         self._by_fd: dict[int, tuple[str, str]] = {}
         self._epoll: select.epoll | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._v1: list[CgroupMount] | None = None
+        self._finder = CounterFinder(self.proc)
         self.notifications = 0  # changes the kernel announced
         self.full = 0  # containers not watched: the limit reached (logged once)
         self.limit = watch_limit()
@@ -126,35 +118,13 @@ class OomWatch:
         self._refused_closed = 0  # parents refused by closed Births instances, or with no inotify at all
         self.early_evicted = 0  # early watches dropped for a newer one (MAX_EARLY reached)
         self._early: list[str] = []  # container ids of the early watches, oldest first
-
-    # -- where the counter is ----------------------------------------------------------
+        self._missed: dict[str, None] = {}  # container ids whose new cgroup was gone before opened
+        self.unread = 0  # such cgroups (their container's OOM kill, if any, is not known)
 
     def counter_file(self, pid: int, v2_directory: str | None, container_id: str) -> tuple[str, bool] | None:
-        """(path of the OOM counter file, whether v1) of process ``pid``'s own memory cgroup, or None.
-
-        Only a cgroup whose path names ``container_id`` (a shared one counts its neighbours')."""
-        if v2_directory and container_id in v2_directory:
-            events = os.path.join(v2_directory, "memory.events")
-            if os.path.exists(events):
-                return events, False
-        try:
-            text = (self.proc / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-        path = v1_memory_path(text)
-        if path is None or container_id not in path or "/../" in path + "/" or "\x00" in path:
-            return None
-        if self._v1 is None:
-            try:
-                info = (self.proc / "self" / "mountinfo").read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                info = ""
-            self._v1 = v1_memory_mounts(info)
-        directory = directory_of(path, self._v1)
-        if directory is None:
-            return None
-        control = os.path.join(directory, "memory.oom_control")
-        return (control, True) if os.path.exists(control) else None
+        """(path of the OOM counter file, whether v1) of process ``pid``'s own memory cgroup, or None
+        (oom_counters.py)."""
+        return self._finder.counter_file(pid, v2_directory, container_id)
 
     # -- watching ----------------------------------------------------------------------
 
@@ -162,7 +132,7 @@ class OomWatch:
         """Hold ``counter`` open for ``key`` (a new cgroup id starts over) and read it now; and watch
         its parent directory for new sibling cgroups (cgroup_births.py)."""
         old = self._watches.get(key)
-        if old is not None and old.cgroup_id == cgroup_id and old.fd >= 0:
+        if old is not None and old.cgroup_id == cgroup_id and not old.done:
             return
         self.forget(key, early=False)
         early = self._watches.get((_EARLY, key[1]))
@@ -251,18 +221,29 @@ class OomWatch:
                 self.early_evicted += 1
                 self.forget((_EARLY, self._early[0]))
             counter = os.path.join(directory, "memory.oom_control" if v1 else "memory.events")
+            self._missed.pop(cid, None)
             if self._open((_EARLY, cid), 0, counter, v1) is not None:
                 self._early.append(cid)
+            elif not os.path.isdir(directory):  # created and removed before the loop got to it
+                self.unread += 1
+                self._missed[cid] = None
+                if len(self._missed) > MAX_EARLY:
+                    del self._missed[next(iter(self._missed))]
 
     def final(self, key: tuple[str, str]) -> int | None:
         """The kills counted in ``key``'s watched cgroup (read once more if it is there), then stop
         watching it (the count stays for a second exit event); None when it was never watched.
+        On cgroup v1 an OOM that began in the cgroup while it lived counts as one kill even if the
+        kernel had not counted it yet when the cgroup was removed.
 
         A container not watched by its key (or whose watch an exit already read) has the count of
         its early watch, if one was opened when its cgroup was created (it died before the
-        observer resolved it)."""
+        observer resolved it). New cgroups the kernel announced and the loop has not handled yet
+        are handled first: an exit can be handled before its cgroup's birth (``missed``)."""
+        if self._births is not None:
+            self._born()
         known = self._watches.get(key)
-        if (known is None or known.fd < 0) and (_EARLY, key[1]) in self._watches:
+        if (known is None or known.done) and (_EARLY, key[1]) in self._watches:
             self.forget(key, early=False)  # an exit already read: this is a later run's
             self._adopt(key)
         w = self._watches.get(key)
@@ -270,7 +251,13 @@ class OomWatch:
             return None
         self._read(key)
         self._close(w)
-        return w.kills
+        w.done = True
+        return max(w.kills, 1) if w.oom_began or w.signals > 1 else w.kills
+
+    def missed(self, key: tuple[str, str]) -> bool:
+        """Whether ``key``'s container had a cgroup created under a watched parent that was gone
+        before its counter could be opened: whether it was OOM-killed is not known (``unread``)."""
+        return key[1] in self._missed
 
     def seen(self, key: tuple[str, str]) -> int | None:
         """The highest count read so far for ``key`` (None when not watched), without reading."""
@@ -285,6 +272,7 @@ class OomWatch:
         if key[0] == _EARLY and key[1] in self._early:
             self._early.remove(key[1])
         elif early and key[0] != _EARLY:
+            self._missed.pop(key[1], None)
             self.forget((_EARLY, key[1]))
 
     def retain(self, keys: set[tuple[str, str]]) -> None:
@@ -320,7 +308,7 @@ class OomWatch:
         births = self._births
         overflows = self._overflows_closed + (births.overflows if births is not None else 0)
         refused = self._refused_closed + (births.refused if births is not None else 0)
-        return OomCounts(self.notifications, self.full, overflows, self.early_evicted, refused)
+        return OomCounts(self.notifications, self.full, overflows, self.early_evicted, refused, self.unread)
 
     # -- inside --------------------------------------------------------------------------
 
@@ -350,10 +338,18 @@ class OomWatch:
                     self._epoll.unregister(fd)
                 continue
             self.notifications += 1
-            if fd == w.event_fd:
-                with contextlib.suppress(OSError):
-                    os.eventfd_read(fd)
-            if self._read(key) and w.event_fd >= 0 and self._loop is not None:
+            v1 = fd == w.event_fd
+            if v1:
+                _drain(w)
+            if not self._read(key) or not v1:
+                continue
+            # v1's eventfd fires as an OOM begins and once as the cgroup is removed; the removal's
+            # comes after the cgroup's files are gone, so a read that succeeds follows an OOM
+            # (containerd's own rule for /tasks/oom on v1), and so does a count above one (both
+            # came while the loop was busy). The kernel counts the kill only after printing its
+            # report, which can take longer than the runtime needs to remove the cgroup.
+            w.oom_began = True
+            if self._loop is not None:
                 for delay in REREAD_SECONDS:
                     self._loop.call_later(delay, self._reread, key, w)
 
@@ -362,7 +358,8 @@ class OomWatch:
             self._read(key)
 
     def _read(self, key: tuple[str, str]) -> bool:
-        """Read ``key``'s counter into its watch; False (and closed) once the cgroup is gone."""
+        """Read ``key``'s counter into its watch; False (and the counter closed) once the cgroup is
+        gone. v1's eventfd stays open until the exit: the removal's signal may still come."""
         w = self._watches[key]
         if w.fd < 0:
             return False
@@ -371,21 +368,29 @@ class OomWatch:
         except OSError as e:
             if e.errno not in (errno.ENODEV, errno.ENOENT):
                 log.debug("OOM counter of %s unreadable: %s", key[1][:12], e)
-            self._close(w)
+            self._close(w, ("fd",))
             return False
         kills = oom_kill_count(text)
         if kills is not None and kills > w.kills:
             w.kills = kills
         return True
 
-    def _close(self, w: _Watch) -> None:
-        for name in ("event_fd", "fd"):
+    def _close(self, w: _Watch, names: tuple[str, ...] = ("event_fd", "fd")) -> None:
+        for name in names:
             fd = getattr(w, name)
             if fd < 0:
                 continue
+            if name == "event_fd":
+                _drain(w)
             if self._by_fd.pop(fd, None) is not None and self._epoll is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self._epoll.unregister(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
             setattr(w, name, -1)
+
+
+def _drain(w: _Watch) -> None:
+    """Add v1's eventfd count (signals since the last read) to ``w.signals``."""
+    with contextlib.suppress(OSError):  # BlockingIOError: none
+        w.signals += os.eventfd_read(w.event_fd)

@@ -63,7 +63,7 @@ class ContainerRecord:
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     exit_code: int | None = None
-    oom_killed: bool = False
+    oom_killed: bool | None = False  # None: not known (oom_watch.py: its cgroup was gone before read)
 
     @property
     def pod_namespace(self) -> str:
