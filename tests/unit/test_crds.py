@@ -11,6 +11,7 @@ test, so no rule goes unchecked.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from stellaops_runtime.contracts.crds import (
     parse_observer_spec,
     parse_policy_spec,
 )
+from stellaops_runtime.contracts.runtime_socket import FORBIDDEN_PATTERN, NESTED_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "manifests" / "crds"
@@ -334,6 +336,46 @@ SCHEMA_REJECTS = [
     ),
     (crds.POLICY_KIND, "spec.stackTraces", {"kernel": "yes"}, "is not of type"),
     (crds.CLUSTER_POLICY_KIND, "spec.tetragonHostRoot", "/procRoot/", "does not match"),
+    # spec.containerRuntime (contracts/runtime_socket.py): the socket the operator mounts into the agents
+    (crds.OBSERVER_KIND, "spec.containerRuntime", {"socketPath": "/run/x.sock"}, "'kind' is a required"),
+    (crds.OBSERVER_KIND, "spec.containerRuntime", {"kind": "podman"}, "is not one of"),
+    (
+        crds.OBSERVER_KIND,
+        "spec.containerRuntime",
+        {"kind": "cri", "socketPath": "run/crio.sock"},
+        "does not match",
+    ),
+    (
+        crds.OBSERVER_KIND,
+        "spec.containerRuntime",
+        {"kind": "containerd", "socketPath": "/run/../etc/containerd.sock"},
+        "does not match",
+    ),
+    (
+        crds.OBSERVER_KIND,
+        "spec.containerRuntime",
+        {"kind": "containerd", "socketPath": "/run/containerd/"},
+        "does not match",
+    ),
+    (
+        crds.OBSERVER_KIND,
+        "spec.containerRuntime",
+        {"kind": "docker", "socketPath": "/run/docker\x00.sock"},
+        "does not match",
+    ),
+    (
+        crds.OBSERVER_KIND,
+        "spec.containerRuntime",
+        {"kind": "docker", "socketPath": "/run/" + "d" * 103},
+        "is too long",
+    ),
+    (crds.OBSERVER_KIND, "spec.containerRuntime", {"kind": "docker", "socketPath": 5}, "is not of type"),
+    (
+        crds.OBSERVER_KIND,
+        "spec.containerRuntime",
+        {"kind": "docker", "address": "/x/y"},
+        "Additional properties",
+    ),
 ]
 
 
@@ -377,6 +419,14 @@ def _toleration_key_ok(t: dict[str, Any]) -> bool:
     return (t.get("key", "") != "") or t.get("operator") == "Exists"
 
 
+def _socket_nested(path: Any) -> bool:
+    return re.match(NESTED_PATTERN, path) is not None
+
+
+def _socket_allowed(path: Any) -> bool:
+    return re.match(FORBIDDEN_PATTERN, path) is None
+
+
 # rule text -> (Python reading of the rule, a spec breaking it, kind, SpecError reason)
 CEL_RULES: dict[str, tuple[Callable[[dict[str, Any]], bool], dict[str, Any], str, str]] = {
     "has(self.binaryPath) != has(self.purl)": (
@@ -416,6 +466,18 @@ CEL_RULES: dict[str, tuple[Callable[[dict[str, Any]], bool], dict[str, Any], str
         crds.OBSERVER_KIND,
         "InvalidSpec",
     ),
+    f"self.matches('{NESTED_PATTERN}')": (
+        _socket_nested,
+        {"containerRuntime": {"kind": "docker", "socketPath": "/docker.sock"}},
+        crds.OBSERVER_KIND,
+        "InvalidSocketPath",
+    ),
+    f"!self.matches('{FORBIDDEN_PATTERN}')": (
+        _socket_allowed,
+        {"containerRuntime": {"kind": "containerd", "socketPath": "/etc/containerd/containerd.sock"}},
+        crds.OBSERVER_KIND,
+        "InvalidSocketPath",
+    ),
 }
 # where each rule sits, to find the object the rule sees inside a breaking spec
 _RULE_TARGET: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -425,6 +487,8 @@ _RULE_TARGET: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "!(has(self.operator)": lambda s: s["agent"]["tolerations"][0],
     "(has(self.key)": lambda s: s["agent"]["tolerations"][0],
     "86400 % self": lambda s: s["hotSymbols"],  # the reading takes the integer from its parent
+    "self.matches(": lambda s: s["containerRuntime"]["socketPath"],
+    "!self.matches(": lambda s: s["containerRuntime"]["socketPath"],
 }
 
 
@@ -464,6 +528,12 @@ def test_cel_readings_accept_valid_objects() -> None:
     assert _toleration_value_ok({"operator": "Exists"}) and _toleration_key_ok({"operator": "Exists"})
     assert _toleration_key_ok({"key": "k", "operator": "Equal", "value": "v"})
     assert all(CEL_RULES["86400 % self == 0"][0]({"windowSeconds": w}) for w in (1, 60, 300, 3600, 86_400))
+    nested, allowed = _socket_nested, _socket_allowed
+    for ok in ("/run/k3s/containerd/containerd.sock", "/var/run/docker.sock", "/run/user/1000/docker.sock"):
+        assert nested(ok) and allowed(ok), ok
+    for bad in ("/proc/1/root/run/containerd.sock", "/sys/x/y", "/etc/x.sock", "/var/run/tetragon/t.sock"):
+        assert not allowed(bad), bad
+    assert allowed("/etcetera/x.sock") and allowed("/run/tetragon2/x.sock")  # whole names only
 
 
 # ---------------------------------------------------------------- semantic checks only parse can do
@@ -551,6 +621,22 @@ def test_namespace_selector_only_on_the_cluster_kind() -> None:
         ({"agent": {"image": "x", "nodeSelector": {"a": "b c"}}}, "InvalidLabelSelector", "label value"),
         ({"store": {"secretRef": {"name": "s"}}}, "InvalidSpec", "spec.store.secretRef.key"),
         ({"agent": {"image": ""}}, "InvalidSpec", "spec.agent.image"),
+        # 65 characters (the CRD's maxLength counts those) but 125 bytes: no Unix socket address holds it
+        (
+            {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
+            "InvalidSocketPath",
+            "107 bytes",
+        ),
+        (
+            {
+                "containerRuntime": {
+                    "kind": "containerd",
+                    "socketPath": "/var/lib/stellaops-runtime/spool/c.sock",
+                }
+            },
+            "InvalidSocketPath",
+            "agent's own directories",
+        ),
     ],
 )
 def test_parse_observer_errors(patch: dict[str, Any], reason: str, needle: str) -> None:

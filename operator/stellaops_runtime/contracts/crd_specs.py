@@ -19,6 +19,7 @@ from stellaops_runtime.contracts.crd_names import (
     DEFAULT_TETRAGON_HOST_ROOT,
     Level,
 )
+from stellaops_runtime.contracts.runtime_socket import DEFAULT_RUNTIME_SOCKETS, RuntimeKind
 from stellaops_runtime.contracts.tcp_state import FIELD as TCP_STATE_FIELD
 from stellaops_runtime.image import IMAGE
 
@@ -34,6 +35,7 @@ SPEC_ERROR_REASONS = (
     "InvalidRateLimit",
     "NamespaceSelectorNotAllowed",  # namespaceSelector on the namespaced kind
     "DuplicateEntry",
+    "InvalidSocketPath",  # spec.containerRuntime.socketPath (contracts/runtime_socket.py)
 )
 
 # Tetragon's Post rateLimit: a period in seconds (bare or "s"), minutes or hours.
@@ -152,6 +154,18 @@ class TetragonSpec(_Model):
     timeout_seconds: float = Field(5.0, alias="timeoutSeconds", gt=0, le=300)
 
 
+class ContainerRuntimeSpec(_Model):
+    """Where the node's container runtime socket is; the operator mounts it (controller/runtime_socket.py)."""
+
+    kind: RuntimeKind
+    # None: the kind's usual socket (DEFAULT_RUNTIME_SOCKETS); checked by contracts/runtime_socket.py.
+    socket_path: str | None = Field(None, alias="socketPath")
+
+    @property
+    def socket(self) -> str:
+        return DEFAULT_RUNTIME_SOCKETS[self.kind] if self.socket_path is None else self.socket_path
+
+
 class HotSymbolsSpec(_Model):
     window_seconds: StrictInt = Field(60, alias="windowSeconds", ge=1, le=86_400)
     min_confidence_threshold: float = Field(0.2, alias="minConfidenceThreshold", ge=0.0, le=1.0)
@@ -183,6 +197,8 @@ class RuntimeObserverSpec(_Model):
     agent: AgentSpec = Field(default_factory=AgentSpec)  # type: ignore[arg-type]
     agent_namespace: str = Field(DEFAULT_AGENT_NAMESPACE, alias="agentNamespace")
     tetragon: TetragonSpec = Field(default_factory=TetragonSpec)  # type: ignore[arg-type]
+    # None: containerd's /run/containerd and CRI-O's /var/run/crio are mounted, the agent picks (auto).
+    container_runtime: ContainerRuntimeSpec | None = Field(None, alias="containerRuntime")
     hot_symbols: HotSymbolsSpec = Field(default_factory=HotSymbolsSpec, alias="hotSymbols")  # type: ignore[arg-type]
     privacy: PrivacySpec = Field(default_factory=PrivacySpec)  # type: ignore[arg-type]
     store: StoreSpec

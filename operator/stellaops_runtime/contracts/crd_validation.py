@@ -33,6 +33,7 @@ from stellaops_runtime.contracts.crd_specs import (
 )
 from stellaops_runtime.contracts.regex_backtracking import BACKTRACKING_ADVICE, backtracking_risk
 from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
+from stellaops_runtime.contracts.runtime_socket import shown, socket_path_problem
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
 
 # Kubernetes label syntax (apimachinery validation: qualified names and values).
@@ -182,6 +183,11 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
     caps = model.agent.capabilities or ()
     if len(set(caps)) != len(caps):
         raise SpecError("DuplicateEntry", "spec.agent.capabilities lists a capability twice")
+    runtime = model.container_runtime
+    if runtime is not None and (problem := socket_path_problem(runtime.socket)):
+        raise SpecError(
+            "InvalidSocketPath", f"spec.containerRuntime.socketPath {shown(runtime.socket)}: {problem}"
+        )
     return model
 
 

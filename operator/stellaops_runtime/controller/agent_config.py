@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
+from stellaops_runtime.controller.runtime_socket import lifecycle_section
 
 AGENT_CONFIG_KEY = "agent.yaml"
 CONFIG_DIR = "/etc/stellaops-runtime/agent"
@@ -53,9 +54,6 @@ def agent_config(spec: RuntimeObserverSpec, *, native: bool = False) -> dict[str
         # The BCC fallback, only when the pod may load BPF programs (native_fallback).
         # The probe ConfigMap is read on every node: the operator's list of opted-out pods is in it.
         "native": {"enabled": native, "probeConfigFile": PROBE_CONFIG_FILE},
-        # containerd's and CRI-O's directories are mounted (render_agent): containerd's events when its
-        # socket is there, else CRI-O's CRI (lifecycle.md "One runtime, never two"). On neither (k3s's
-        # /run/k3s/containerd, Docker) the agent cannot know silent containers: its container windows
-        # read at most ActiveTracing and the ObservationNode says ContainersKnown False.
-        "lifecycle": {"enabled": "auto", "runtime": "auto"},
+        # The runtime socket render_agent mounts: spec.containerRuntime's, else containerd's or CRI-O's.
+        "lifecycle": lifecycle_section(spec),
     }

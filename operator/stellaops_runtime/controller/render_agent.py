@@ -39,15 +39,16 @@ docs/security.md for the namespace and RBAC around it):
   re-created by a restarted Tetragon is seen; type ``DirectoryOrCreate``: on
   a node without Tetragon the agent must still start, and fall back to its own
   probes, instead of waiting in ContainerCreating for a directory nobody
-  makes; an empty directory is what Tetragon itself would create),
-  ``/run/containerd`` and ``/var/run/crio`` (CRI-O's CRI socket) read-only
-  (type ``DirectoryOrCreate``, for the same reason) for the container
-  lifecycle observer (lifecycle/, ``lifecycle.enabled:
-  auto`` in the agent config: on when containerd's socket is there): the
-  image and pod of every running container, and the observation windows of
-  images that ran without a call. containerd's socket is root on the node:
-  whoever holds it can start privileged containers; the agent only lists
-  and subscribes. And the spool directory
+  makes; an empty directory is what Tetragon itself would create), the
+  container runtime's socket read-only for the container lifecycle observer
+  (lifecycle/): the image and pod of every running container, and the
+  observation windows of images that ran without a call; by default
+  ``/run/containerd`` and ``/var/run/crio`` (CRI-O's CRI socket), type
+  ``DirectoryOrCreate`` for the same reason, else the directory (or the
+  socket) of ``spec.containerRuntime`` (k3s, Docker, a custom path;
+  controller/runtime_socket.py says how, and the agent config's lifecycle
+  keys). A runtime's socket is root on the node: whoever holds it can start
+  privileged containers; the agent only lists and subscribes. And the spool directory
   ``/var/lib/stellaops-runtime/spool`` read-write (type ``DirectoryOrCreate``:
   it is ours; rows the agent could not store before a shutdown are spooled
   there and survive a rolling update during a store outage), and
@@ -112,13 +113,12 @@ from stellaops_runtime.controller.naming import (
     owner_reference,
     sha256_hex,
 )
+from stellaops_runtime.controller.runtime_socket import runtime_mounts
 
 # On the agent pod template: which version of the store Secret the agents were started with.
 STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
 
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"
-CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
-CRIO_SOCKET_DIR = "/var/run/crio"  # CRI-O's CRI socket, for the same observer (lifecycle.criAddresses)
 TERMINATION_GRACE_SECONDS = (
     30  # above the agent's shutdown.graceSeconds default (20): it flushes, then spools
 )
@@ -228,6 +228,7 @@ def render_agent_objects(
         "data": config_data,
     }
 
+    runtime_socket_mounts, runtime_socket_volumes = runtime_mounts(spec)
     container: dict[str, Any] = {
         "name": "agent",
         "image": agent.image,
@@ -274,8 +275,7 @@ def render_agent_objects(
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "probes", "mountPath": PROBES_DIR, "readOnly": True},
             {"name": "tetragon", "mountPath": TETRAGON_SOCKET_DIR, "readOnly": True},
-            {"name": "containerd", "mountPath": CONTAINERD_SOCKET_DIR, "readOnly": True},
-            {"name": "crio", "mountPath": CRIO_SOCKET_DIR, "readOnly": True},
+            *runtime_socket_mounts,  # the container runtime's socket (runtime_socket.py)
             {"name": "spool", "mountPath": SPOOL_DIR, "readOnly": False},
             {"name": "index-cache", "mountPath": INDEX_CACHE_DIR, "readOnly": False},
         ],
@@ -301,10 +301,8 @@ def render_agent_objects(
             {"name": "probes", "configMap": {"name": probe_configmap_name(name), "optional": True}},
             # Tetragon's directory: created empty when Tetragon is absent, so the agent starts anyway.
             {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}},
-            # containerd's directory, for the lifecycle observer (created empty on a node without it).
-            {"name": "containerd", "hostPath": {"path": CONTAINERD_SOCKET_DIR, "type": "DirectoryOrCreate"}},
-            # CRI-O's directory, for the lifecycle observer on CRI-O nodes (created empty elsewhere).
-            {"name": "crio", "hostPath": {"path": CRIO_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+            # The container runtime's socket, for the lifecycle observer (runtime_socket.py).
+            *runtime_socket_volumes,
             # Ours: created on first start, kept across pod restarts and rolling updates.
             {"name": "spool", "hostPath": {"path": SPOOL_DIR, "type": "DirectoryOrCreate"}},
             {"name": "index-cache", "hostPath": {"path": INDEX_CACHE_DIR, "type": "DirectoryOrCreate"}},

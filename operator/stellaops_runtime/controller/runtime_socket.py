@@ -1,0 +1,83 @@
+"""The node's container runtime socket in the agent pod: its host mount and the agent config's lifecycle keys.
+
+The agent's lifecycle observer (agent/lifecycle_part.py) lists the node's
+containers from its runtime; without it no window of a container's image reads
+above ActiveTracing (docs/lifecycle.md, "Without the lifecycle part"). Where
+the socket is depends on the node's distribution, so the RuntimeObserver says
+it (``spec.containerRuntime``, checked by contracts/runtime_socket.py):
+
+- unset: containerd's ``/run/containerd`` and CRI-O's ``/var/run/crio`` are
+  mounted (type ``DirectoryOrCreate``: a node with neither still starts its
+  agent) and the agent config says ``lifecycle: {enabled: auto, runtime:
+  auto}``, so the agent watches whichever socket is there;
+- ``{kind, socketPath}``: only that socket's directory is mounted, at the same
+  path (so the address in the config is the host's path), type
+  ``DirectoryOrCreate`` for the same reason, and the config names that one
+  runtime (``runtime: containerd|docker|cri``) and its address
+  (``containerdAddress``, ``dockerAddress`` or ``criAddresses``). A node
+  where the socket is absent still starts its agent, which says
+  ``ContainersKnown`` False ``NoRuntimeSocket``. When the directory is one
+  shared by the whole system (``/run``, ``/var/run``, ``/tmp``, any directory
+  directly in ``/`` or in ``/var``, the kubelet's ``/var/lib/kubelet``), which
+  the agent has no business seeing whole, the socket itself is mounted, type
+  ``Socket``: the kubelet then refuses to start the agent where it is absent
+  (the RuntimeObserver says Degraded with the kubelet's reason), and a runtime
+  that re-creates its socket on restart (dockerd without systemd's
+  docker.socket) leaves the agent on the old one until the agent restarts
+  (meanwhile the registry is not in sync and windows are capped, never wrong).
+
+``enabled`` stays ``auto``: a configured socket that is absent at start is
+reported (``no_runtime_socket``), not retried into a vaguer ``not_in_sync``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
+from stellaops_runtime.contracts.runtime_socket import ADDRESS_KEYS
+
+CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
+CRIO_SOCKET_DIR = "/var/run/crio"  # CRI-O's CRI socket, for the same observer (lifecycle.criAddresses)
+RUNTIME_VOLUME = "runtime-socket"  # the volume of ``spec.containerRuntime``'s socket
+# Directories the agent must not see whole: a socket in one of them is mounted on its own.
+SHARED_DIRS = frozenset({"/var/run", "/var/lib/kubelet"})
+
+
+def _shared(directory: str) -> bool:
+    """A directory in ``/``, in ``/var``, or one of SHARED_DIRS."""
+    return directory.count("/") <= 1 or posixpath.dirname(directory) == "/var" or directory in SHARED_DIRS
+
+
+def runtime_mounts(spec: RuntimeObserverSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumeMounts, volumes) of the runtime socket, all read-only, mounted where the node has them."""
+    runtime = spec.container_runtime
+    if runtime is None:
+        parts = [
+            ("containerd", CONTAINERD_SOCKET_DIR, "DirectoryOrCreate"),
+            ("crio", CRIO_SOCKET_DIR, "DirectoryOrCreate"),
+        ]
+    else:
+        directory = posixpath.dirname(runtime.socket)
+        if _shared(directory):
+            parts = [(RUNTIME_VOLUME, runtime.socket, "Socket")]
+        else:
+            parts = [(RUNTIME_VOLUME, directory, "DirectoryOrCreate")]
+    mounts = [{"name": name, "mountPath": path, "readOnly": True} for name, path, _ in parts]
+    volumes = [{"name": name, "hostPath": {"path": path, "type": kind}} for name, path, kind in parts]
+    return mounts, volumes
+
+
+def lifecycle_section(spec: RuntimeObserverSpec) -> dict[str, Any]:
+    """The agent config's ``lifecycle`` section (contracts/config_node.py, LifecycleConfig)."""
+    runtime = spec.container_runtime
+    if runtime is None:
+        # containerd's and CRI-O's directories are mounted: containerd's events when its socket is
+        # there, else CRI-O's CRI (lifecycle.md "One runtime, never two"). On neither (k3s's
+        # /run/k3s/containerd, Docker) the agent cannot know silent containers: its container windows
+        # read at most ActiveTracing and the ObservationNode says ContainersKnown False.
+        return {"enabled": "auto", "runtime": "auto"}
+    key = ADDRESS_KEYS[runtime.kind]
+    address: str | list[str] = [runtime.socket] if key == "criAddresses" else runtime.socket
+    return {"enabled": "auto", "runtime": runtime.kind, key: address}

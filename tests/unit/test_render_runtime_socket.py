@@ -1,0 +1,257 @@
+"""spec.containerRuntime rendered into the agent fleet: the socket's host mount, the agent's lifecycle keys.
+
+Without the runtime's socket the agent cannot know a node's silent containers,
+so no window of a container's image reads above ActiveTracing (docs/lifecycle.md,
+"Without the lifecycle part"); on k3s, Docker or CRI-O nodes the default mounts
+(``/run/containerd``, ``/var/run/crio``) hold none. The RuntimeObserver says
+where it is (controller/runtime_socket.py, contracts/runtime_socket.py); the
+rendered agent config must then pick that socket in the agent itself
+(``lifecycle_target``, against a real Unix socket at the path).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from crd_schema import load_crd, served_schema
+from kubernetes import client
+
+from stellaops_runtime.agent.lifecycle_part import Target, lifecycle_target
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.contracts.crds import SpecError, parse_observer_spec
+from stellaops_runtime.contracts.runtime_socket import (
+    FORBIDDEN_PATTERN,
+    MAX_SOCKET_PATH_BYTES,
+    NESTED_PATTERN,
+    RUNTIME_KINDS,
+    SOCKET_PATH_PATTERN,
+)
+from stellaops_runtime.controller.agent_config import AGENT_CONFIG_KEY
+from stellaops_runtime.controller.render_agent import render_agent_objects
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE: dict[str, Any] = {
+    "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
+    "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
+}
+K3S = "/run/k3s/containerd/containerd.sock"
+
+
+def spec_with(runtime: dict[str, Any] | None, **more: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(BASE)
+    if runtime is not None:
+        spec["containerRuntime"] = runtime
+    spec.update(more)
+    return spec
+
+
+def render(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    objs = render_agent_objects(
+        name="default", uid="u-1", namespace="stellaops-agent", spec=parse_observer_spec(spec)
+    )
+    return {o["kind"]: o for o in objs}
+
+
+def pod(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return objs["DaemonSet"]["spec"]["template"]["spec"]
+
+
+def runtime_mounts(objs: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str, bool]]:
+    """mountPath -> (volume, hostPath type, readOnly) of every hostPath mount but the agent's own."""
+    spec = pod(objs)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    own = {"tetragon", "spool", "index-cache", "tracefs", "debugfs", "modules", "cgroup"}
+    out = {}
+    for m in spec["containers"][0]["volumeMounts"]:
+        host = volumes[m["name"]].get("hostPath")
+        if host is not None and m["name"] not in own:
+            assert host["path"] == m["mountPath"]  # at the same path: the config's address is the host's
+            out[m["mountPath"]] = (m["name"], host["type"], m["readOnly"])
+    return out
+
+
+def lifecycle(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return dict(json.loads(objs["ConfigMap"]["data"][AGENT_CONFIG_KEY])["lifecycle"])
+
+
+def test_unset_keeps_containerds_and_crios_directories_and_auto() -> None:
+    objs = render(spec_with(None))
+    assert runtime_mounts(objs) == {
+        "/run/containerd": ("containerd", "DirectoryOrCreate", True),
+        "/var/run/crio": ("crio", "DirectoryOrCreate", True),
+    }
+    assert lifecycle(objs) == {"enabled": "auto", "runtime": "auto"}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "mounted", "kind", "config"),
+    [
+        # k3s / RKE2: containerd's socket in its own directory
+        (
+            {"kind": "containerd", "socketPath": K3S},
+            "/run/k3s/containerd",
+            "DirectoryOrCreate",
+            {"runtime": "containerd", "containerdAddress": K3S},
+        ),
+        # Docker Engine: its socket sits in /var/run, which is mounted alone, never the whole directory
+        (
+            {"kind": "docker"},
+            "/var/run/docker.sock",
+            "Socket",
+            {"runtime": "docker", "dockerAddress": "/var/run/docker.sock"},
+        ),
+        # cri-dockerd's CRI, also in /var/run
+        (
+            {"kind": "cri", "socketPath": "/var/run/cri-dockerd.sock"},
+            "/var/run/cri-dockerd.sock",
+            "Socket",
+            {"runtime": "cri", "criAddresses": ["/var/run/cri-dockerd.sock"]},
+        ),
+        (
+            {"kind": "cri"},
+            "/var/run/crio",
+            "DirectoryOrCreate",
+            {"runtime": "cri", "criAddresses": ["/var/run/crio/crio.sock"]},
+        ),
+        (
+            {"kind": "containerd"},
+            "/run/containerd",
+            "DirectoryOrCreate",
+            {"runtime": "containerd", "containerdAddress": "/run/containerd/containerd.sock"},
+        ),
+        # rootless Docker in the user's runtime directory; the kubelet's directory is never mounted whole
+        (
+            {"kind": "docker", "socketPath": "/run/user/1000/docker.sock"},
+            "/run/user/1000",
+            "DirectoryOrCreate",
+            None,
+        ),
+        (
+            {"kind": "cri", "socketPath": "/var/lib/kubelet/cri.sock"},
+            "/var/lib/kubelet/cri.sock",
+            "Socket",
+            None,
+        ),
+        ({"kind": "cri", "socketPath": "/tmp/crio.sock"}, "/tmp/crio.sock", "Socket", None),
+        ({"kind": "cri", "socketPath": "/var/crio.sock"}, "/var/crio.sock", "Socket", None),
+    ],
+)
+def test_the_socket_is_mounted_alone_and_named_in_the_config(
+    runtime: dict[str, Any], mounted: str, kind: str, config: dict[str, Any] | None
+) -> None:
+    objs = render(spec_with(runtime))
+    assert runtime_mounts(objs) == {mounted: ("runtime-socket", kind, True)}
+    if config is not None:
+        assert lifecycle(objs) == {"enabled": "auto", **config}
+    # the agent reads it as its own config keys, one runtime, no other candidate
+    cfg = parse_config(objs["ConfigMap"])
+    assert cfg.lifecycle.runtime == runtime["kind"] and cfg.lifecycle.enabled == "auto"
+    # valid Kubernetes objects (the official client's models keep every field)
+    api = client.ApiClient()
+    ds = objs["DaemonSet"]
+    assert api.sanitize_for_serialization(api._ApiClient__deserialize(ds, "V1DaemonSet")) == ds  # type: ignore[attr-defined]
+
+
+def test_a_changed_socket_rolls_the_agents() -> None:
+    hashes = {
+        json.dumps(r): render(spec_with(r))["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]
+        for r in (None, {"kind": "containerd", "socketPath": K3S}, {"kind": "docker"})
+    }
+    assert len({json.dumps(a, sort_keys=True) for a in hashes.values()}) == 3
+
+
+@pytest.mark.parametrize("kind", ["containerd", "docker", "cri"])
+def test_the_agent_with_the_rendered_config_picks_that_socket(tmp_path: Path, kind: str) -> None:
+    """The rendered keys make the agent choose the configured socket, by kind, when it exists."""
+    path = str(tmp_path / f"{kind}.sock")
+    objs = render(spec_with({"kind": kind, "socketPath": path}))
+    cfg = parse_config(objs["ConfigMap"])
+    assert lifecycle_target(cfg) is None  # auto, nothing there yet: no_runtime_socket, said at start
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(path)
+        assert lifecycle_target(cfg) == Target(kind, path)
+
+
+def _own_mount_paths() -> list[str]:
+    """Every path the agent pod mounts for itself, native fallback included."""
+    spec = spec_with(None)
+    spec["agent"]["capabilities"] = ["SYS_PTRACE", "BPF", "PERFMON"]
+    container = pod(render(spec))["containers"][0]
+    runtime = {"/run/containerd", "/var/run/crio"}
+    return sorted(m["mountPath"] for m in container["volumeMounts"] if m["mountPath"] not in runtime)
+
+
+@pytest.mark.parametrize("mount", _own_mount_paths())
+def test_no_socket_path_hides_or_exposes_what_the_agent_mounts_itself(mount: str) -> None:
+    for path in (mount, f"{mount}/runtime.sock"):
+        with pytest.raises(SpecError) as e:
+            parse_observer_spec(spec_with({"kind": "containerd", "socketPath": path}))
+        assert e.value.reason == "InvalidSocketPath", path
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [
+        ("/", "absolute, normalized"),
+        ("relative/containerd.sock", "absolute, normalized"),
+        ("/run/containerd/../../etc/shadow", "absolute, normalized"),
+        ("/run//containerd.sock", "absolute, normalized"),
+        ("/run/./containerd.sock", "absolute, normalized"),
+        ("/run/containerd/containerd.sock\x00", "absolute, normalized"),
+        ("/containerd.sock", "never directly in /"),
+        ("/proc/1/root/run/containerd/containerd.sock", "must not mount"),
+        ("/sys/fs/cgroup/x.sock", "must not mount"),
+        ("/dev/shm/x.sock", "must not mount"),
+        ("/etc/docker/docker.sock", "must not mount"),
+        ("/root/x.sock", "must not mount"),
+        ("/home/me/.docker/run/docker.sock", "must not mount"),
+        ("/usr/lib/x.sock", "must not mount"),
+        ("/lib64/x.sock", "must not mount"),
+        ("/run/tetragon/tetragon.sock", "must not mount"),
+        ("/run/" + "x" * 103, "107 bytes"),
+        ("", "absolute, normalized"),  # not the kind's default: the CRD's pattern refuses it too
+        ("/run/a\nb/c.sock", "control character"),
+        ("/run/a\tb/c.sock", "control character"),
+        ("/run/containerd/containerd.sock\n", "control character"),
+        ("/run/a\ud800/c.sock", "not valid UTF-8"),  # a lone surrogate (only a JSON escape gives one)
+    ],
+)
+def test_invalid_socket_paths_are_spec_errors(path: str, needle: str) -> None:
+    with pytest.raises(SpecError) as e:
+        parse_observer_spec(spec_with({"kind": "docker", "socketPath": path}))
+    assert e.value.reason == "InvalidSocketPath" and needle in e.value.message, e.value.message
+    assert "spec.containerRuntime.socketPath" in e.value.message
+
+
+def test_a_huge_path_is_refused_with_a_short_message() -> None:
+    """Without an API server in front (kmock, a laptop), nothing bounds it: the condition message is."""
+    with pytest.raises(SpecError) as e:
+        parse_observer_spec(spec_with({"kind": "cri", "socketPath": "/run/" + "a" * 1_000_000}))
+    assert e.value.reason == "InvalidSocketPath" and len(e.value.message) < 400, len(e.value.message)
+    assert "1000005 characters" in e.value.message
+
+
+def test_the_crd_says_what_the_operator_checks() -> None:
+    crd = load_crd(ROOT / "manifests" / "crds" / "runtimeobservers.yaml")
+    prop = served_schema(crd)["properties"]["spec"]["properties"]["containerRuntime"]
+    assert prop["required"] == ["kind"] and tuple(prop["properties"]["kind"]["enum"]) == RUNTIME_KINDS
+    path = prop["properties"]["socketPath"]
+    assert path["pattern"] == SOCKET_PATH_PATTERN and path["maxLength"] == MAX_SOCKET_PATH_BYTES
+    rules = [v["rule"] for v in path["x-kubernetes-validations"]]
+    assert rules == [f"self.matches('{NESTED_PATTERN}')", f"!self.matches('{FORBIDDEN_PATTERN}')"]
+
+
+def test_the_docs_describe_the_field() -> None:
+    operator = (ROOT / "docs" / "operator.md").read_text()
+    assert "| `containerRuntime.kind` |" in operator and "| `containerRuntime.socketPath` |" in operator
+    assert "InvalidSocketPath" in operator
+    install = (ROOT / "docs" / "install.md").read_text()
+    assert "containerRuntime" in install and "/run/k3s/containerd/containerd.sock" in install
+    example = yaml.safe_load_all((ROOT / "docs" / "examples" / "runtimeobserver.yaml").read_text())
+    assert any(d and d.get("kind") == "RuntimeObserver" for d in example)
