@@ -175,6 +175,13 @@ def test_flux_kustomizations_order_and_cover_our_kinds() -> None:
     assert runtime["metadata"]["name"] == "stellaops-runtime" and runtime["spec"]["wait"] is True
     assert observation["spec"]["dependsOn"] == [{"name": "stellaops-runtime"}]
     assert observation["spec"]["wait"] is True
+    # gitops.md: without a Tetragon node loading each policy, the Kustomization fails at its timeout
+    assert (
+        observation["spec"]["timeout"] == "10m"
+        and runtime["spec"]["prune"] is observation["spec"]["prune"] is True
+    )
+    text = " ".join((ROOT / "docs" / "gitops.md").read_text().split())
+    assert "fails at its `timeout` (10m)" in text and "(with `prune: true`)" in text
     kinds = {e["kind"] for e in observation["spec"]["healthCheckExprs"]}
     # ObservationNodes are written by the agents, never applied from git
     assert kinds == {"RuntimeObserver", "ObservationPolicy", "ClusterObservationPolicy"}
