@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,34 @@ def test_the_docs_describe_the_field() -> None:
     assert "containerRuntime" in install and "/run/k3s/containerd/containerd.sock" in install
     example = yaml.safe_load_all((ROOT / "docs" / "examples" / "runtimeobserver.yaml").read_text())
     assert any(d and d.get("kind") == "RuntimeObserver" for d in example)
+
+
+def test_an_agent_without_a_socket_points_a_cluster_at_the_field(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ObservationNode (what the cluster reads) and the agent's WARNING name spec.containerRuntime:
+    in a cluster the agent's lifecycle keys are the operator's to write, not the user's."""
+    from stellaops_runtime.agent.lifecycle_part import make_lifecycle
+    from stellaops_runtime.agent.observation_status import CONTAINERS_CONDITION, build_status
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from tests.unit.test_working_source import UP, caps
+
+    status = build_status(
+        capabilities=caps(), tetragon=UP, policies=[], existing_conditions=None, now="t1",
+        containers="no_runtime_socket",
+    )  # fmt: skip
+    (cond,) = [c for c in status["conditions"] if c["type"] == CONTAINERS_CONDITION]
+    assert (
+        cond["reason"] == "NoRuntimeSocket" and "RuntimeObserver's spec.containerRuntime" in cond["message"]
+    )
+    absent = str(tmp_path / "absent.sock")
+    doc = {
+        "nodeName": "n1",
+        "store": {"url": f"sqlite:///{tmp_path}/hot.db"},
+        "lifecycle": {"containerdAddress": absent, "dockerAddress": absent, "criAddresses": [absent]},
+    }
+    config = parse_config(doc)
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.lifecycle_part"):
+        assert make_lifecycle(config, node_name="n1", pipeline=Pipeline(config, node_name="n1")) is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "no runtime socket" in warning and "RuntimeObserver's spec.containerRuntime" in warning, warning

@@ -344,7 +344,8 @@ def make_lifecycle(config: AgentConfig, *, node_name: str, pipeline: Pipeline) -
         "container lifecycle observer off: no runtime socket at %s (lifecycle.enabled: auto, checked "
         "at start); the node's containers cannot be known, so no observation window reads above "
         "ActiveTracing and none backs 'not observed'. Mount the runtime's socket into the agent and "
-        "set lifecycle.containerdAddress, dockerAddress or criAddresses to it (lifecycle.enabled: "
+        "set lifecycle.containerdAddress, dockerAddress or criAddresses to it (in a cluster: the "
+        "RuntimeObserver's spec.containerRuntime; lifecycle.enabled: "
         "true retries an absent one), or set lifecycle.enabled: false to let windows rest only on "
         "the containers that sent events (docs/lifecycle.md)",
         tried or "none configured",

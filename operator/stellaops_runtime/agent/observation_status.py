@@ -200,7 +200,8 @@ CONTAINERS_STATES: dict[str, tuple[bool, str, str]] = {
         "NoRuntimeSocket",
         f"lifecycle.enabled: auto found no runtime socket at start (a missing mount or an odd path): "
         f"{_CAPPED}; mount the runtime's socket and set lifecycle.containerdAddress, dockerAddress or "
-        "criAddresses to it, or lifecycle.enabled: false",
+        "criAddresses to it (in a cluster: the RuntimeObserver's spec.containerRuntime), or "
+        "lifecycle.enabled: false",
     ),
     "off": (
         False,
