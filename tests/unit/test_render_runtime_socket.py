@@ -287,3 +287,11 @@ def test_an_agent_without_a_socket_points_a_cluster_at_the_field(
         assert make_lifecycle(config, node_name="n1", pipeline=Pipeline(config, node_name="n1")) is None
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "no runtime socket" in warning and "RuntimeObserver's spec.containerRuntime" in warning, warning
+
+
+def test_the_daemonset_docs_say_a_store_secret_change_rolls_the_agents() -> None:
+    """docs/operator.md said twice that it does not, against render_agent's store-secret-hash and
+    test_operator_observer.py::test_a_store_secret_change_rolls_the_agents."""
+    text = (ROOT / "docs" / "operator.md").read_text()
+    assert "does not roll the agents" not in text and "store Secret does\nnot roll" not in text
+    assert "`stellaops.io/store-secret-hash`" in text
