@@ -295,3 +295,29 @@ def test_the_daemonset_docs_say_a_store_secret_change_rolls_the_agents() -> None
     text = (ROOT / "docs" / "operator.md").read_text()
     assert "does not roll the agents" not in text and "store Secret does\nnot roll" not in text
     assert "`stellaops.io/store-secret-hash`" in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/lib/x.sock",  # in the parent of the spool and index cache: the socket alone is mounted
+        "/var/cache/x.sock",  # in the parent of the BCC header cache
+        "/var/run/x.sock",  # beside Tetragon's directory
+        "/var/run/tetragon.sock",
+        "/run/x.sock",
+        "/run/containerd/containerd.sock",
+        "/var/lib/kubelet/x.sock",
+        "/var/lib/rancher/k3s/agent/containerd/containerd.sock",
+        "/opt/x.sock",
+        "/a/b",
+    ],
+)
+def test_the_socket_mount_neither_hides_nor_duplicates_another(path: str) -> None:
+    """No mount of the pod sits at or under another one (the runtime's would hide the agent's own)."""
+    spec = spec_with({"kind": "cri", "socketPath": path})
+    spec["agent"]["capabilities"] = ["SYS_PTRACE", "BPF", "PERFMON"]  # every mount of the native fallback
+    paths = [m["mountPath"] for m in pod(render(spec))["containers"][0]["volumeMounts"]]
+    aliased = [p.removeprefix("/var") if p.startswith("/var/run/") else p for p in paths]  # /var/run -> /run
+    for i, a in enumerate(aliased):
+        for b in aliased[i + 1 :]:
+            assert a != b and not a.startswith(b + "/") and not b.startswith(a + "/"), (a, b)
