@@ -52,7 +52,8 @@ hot_symbols_early_drains_total       drains forced by hotSymbols.maxKeys (counts
                                      buffer early, none dropped)
 hot_symbols_pending                  rows waiting for the store (the outage buffer, and rows drained
                                      on their way to it)
-node_other_agent                     1 while another agent of this node runs (agent/node_presence.py)
+node_other_agent                     1 while another agent of this node runs (agent/node_presence.py), or
+                                     follows its export file (sources/export_lock.py)
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
 store_gap_rows_from_drops_total      gaps marked for those dropped rows (their windows answer unknown)
@@ -322,7 +323,7 @@ class AgentCollector(Collector):
         yield _gauge(
             "node_other_agent",
             "1 while another agent of this node holds its lock (both count its events).",
-            1 if a.presence.other_agent else 0,
+            1 if a.presence.other_agent or getattr(a.source_stats, "other_agent", False) else 0,
         )
         yield _gauge("queue_depth", "Events waiting in the receive queue.", len(a.queue))
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)

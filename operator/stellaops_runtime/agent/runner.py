@@ -187,7 +187,9 @@ class Agent(Draining):
             "store_pending_rows": self.pending.pending_rows,
             "store_last_error": redact(self.pending.last_error) if self.pending.last_error else None,
             "store_write_overdue_seconds": round(self.flusher.flush_stuck(), 1),
-            "other_agent_on_node": self.presence.other_agent,
+            "other_agent_on_node": (  # the node's lock, or its export file's (sources/export_lock.py)
+                self.presence.other_agent or getattr(self.source_stats, "other_agent", False) is True
+            ),
             "export_position_unrecorded": self.watch.unrecorded,  # nothing stored (agent/watch_record.py)
             "lifecycle": lifecycle_state(self.lifecycle, self.pipeline),  # agent/lifecycle_part.py
         }

@@ -23,6 +23,7 @@ class ExportStats:
     connected: bool = False  # the file is open and being followed
     connects: int = 0  # times the file was opened (0: it never existed while we looked)
     last_error: str = ""
+    other_agent: bool = False  # another agent follows the export file: nothing read (export_lock.py)
     reconnects: int = 0  # gRPC-source counters, always 0 here (same metrics for every source)
     stream_errors: int = 0
     resumed_at: int = -1  # the byte offset a restart resumed at (the last agent's checkpoint); -1: none

@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.export_files import TAIL, SeenFiles, bytes_before, seek_line_start
+from stellaops_runtime.sources.export_lock import ExportLock
 from stellaops_runtime.sources.export_restart import RestartResume
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.open_outage import OpenOutage
@@ -83,10 +84,12 @@ class TetragonExportSource(RestartResume):
         self._outage = OpenOutage()  # the hole since the last agent (sources/open_outage.py)
         self._opened_at = (0, 0)  # (wall, boottime) ns the first file was opened
         self.alive_ns = 0  # wall ns: every complete line written before it has been queued
+        self.lock = ExportLock(path)  # one follower of the directory's files (sources/export_lock.py)
 
     async def run(self, stop: asyncio.Event) -> None:
         f = await self._open(stop, at_end=not self.from_start)
         if f is None:
+            self.lock.release()
             return
         try:
             while not stop.is_set():
@@ -134,6 +137,7 @@ class TetragonExportSource(RestartResume):
                 g.close()
             self._next.clear()
             self.stats.connected = False
+            self.lock.release()
 
     async def _finish(self, f: BinaryIO, stop: asyncio.Event) -> bool:
         """Queue the rest of a rotated file (read by chunks: it may be far behind); False if stopped."""
@@ -208,6 +212,13 @@ class TetragonExportSource(RestartResume):
         there = True  # the file was at the path when first looked at (else a later one: read whole)
         while not stop.is_set():
             try:
+                if (taken := self.lock.take()) == "other":  # another agent follows the file
+                    self.stats.other_agent = True
+                    self.stats.last_error = f"another agent follows the export files in {self.lock.dir}"
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                if taken == "missing":
+                    raise FileNotFoundError(self.path)
                 # O_NONBLOCK: a FIFO at the path must not block the event loop in open().
                 fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -238,6 +249,8 @@ class TetragonExportSource(RestartResume):
             st = os.fstat(fd)
             self._cur_id = (st.st_dev, st.st_ino)
             resumed, moment = (False, None)
+            if not self.stats.connects and self.lock.waited_since is not None:
+                at_end = there = self._after_other_agent()
             if not self.stats.connects:
                 f, resumed, moment = self._resume_at(f)  # f: the rotated file it names, if so
             if not resumed and (at_end or there):
@@ -259,6 +272,23 @@ class TetragonExportSource(RestartResume):
             self.stats.last_error = ""
             return f
         return None
+
+    def _after_other_agent(self) -> bool:
+        """This follower waited for another agent that followed the file: that agent read past any
+        checkpoint of this agent's watch record, and nothing here says where its counted lines
+        end, so the file is read from its end (never from its start or such a checkpoint), and
+        the time since the wait began is a gap (it may not have counted every line of it)."""
+        self.stats.other_agent = False
+        wall, boot = self.lock.waited_since or now_pair()
+        self._outage.resume(wall, boot)
+        self._resume = None
+        log.warning(
+            "export file %s is read from its end: another agent followed it until now, and "
+            "nothing says where its counted lines end; the time since this agent began waiting "
+            "is a gap",
+            self.path,
+        )  # fmt: skip
+        return True
 
     def _error(self, counter: str, why: str, warned: str = "") -> str:
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)

@@ -1,0 +1,156 @@
+"""Two followers of one export file: the second waits, then reads from the file's end.
+
+The follower holds a lock on the export file's directory (sources/export_lock.py) from before
+it opens the file until it stops following it, so a second agent of the node (another
+``store.spoolPath``, none) never counts a line the first one counts. These are the follower's
+sides of it on real files, in one process (each source opens the directory itself, so the
+locks conflict as two processes' do); the real agents are in tests/e2e/test_export_two_agents.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import time
+from pathlib import Path
+
+from stellaops_runtime.sources.export_checkpoint import ExportPositions
+from stellaops_runtime.sources.export_lock import ExportLock
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+
+
+async def _until(cond, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+def _lines(q: EventQueue) -> list[bytes]:
+    return [p for p, _ in q.take(1_000_000)]
+
+
+async def _start(src: TetragonExportSource) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(src.run(stop))
+
+
+async def _stop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_second_follower_waits_then_reads_from_the_end_with_a_gap(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    qa, qb = EventQueue(100), EventQueue(100)
+    a = TetragonExportSource(str(path), queue=qa, from_start=True, poll_interval=0.01)
+    # exportFromStart, no watch record (no store.spoolPath): alone it would read the file whole.
+    b = TetragonExportSource(str(path), queue=qb, from_start=True, poll_interval=0.01)
+    sa, ta = await _start(a)
+    await _until(lambda: a.stats.connected)
+    before = time.time_ns()
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.sources.tetragon_export"):
+        sb, tb = await _start(b)
+        try:
+            await _until(lambda: b.stats.other_agent)
+            assert not b.stats.connected and b.watching_ns() is None
+            assert "another agent follows the export files in" in b.stats.last_error
+            with path.open("ab") as f:
+                f.write(b'{"a":2}\n')
+            await _until(lambda: qa.enqueued == 2)
+            await _stop(sa, ta)  # the first agent is gone: the second follows from here on
+            await _until(lambda: b.stats.connected)
+            with path.open("ab") as f:
+                f.write(b'{"b":3}\n')
+            await _until(lambda: qb.enqueued == 1)
+            assert not b.stats.other_agent and b.stats.last_error == ""
+        finally:
+            await _stop(sb, tb)
+    assert _lines(qa) == [b'{"a":1}', b'{"a":2}']
+    assert _lines(qb) == [b'{"b":3}']  # nothing the first one read
+    gap = b.take_outage()
+    assert gap is not None and gap[0] <= b.lock.waited_since[0] and before <= gap[0] < gap[1]  # type: ignore[index]
+    assert b.lock.conflicts == 1
+    text = caplog.text
+    assert text.count("another agent follows the export files in") == 1  # once, not every poll
+    assert "nothing says where its counted lines end" in text
+
+
+async def test_a_checkpoint_of_its_own_is_not_used_after_another_agent_followed(tmp_path: Path) -> None:
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n{"a":2}\n')
+    q0 = EventQueue(100)
+    old = ExportPositions(str(path), q0)  # where this agent's stored counts ended, long ago
+    with path.open("rb") as f:
+        f.seek(8)
+        old.opened(f)
+    cp = old.checkpoint(0)
+    assert cp is not None and cp["pos"] == 8
+    qa, qb = EventQueue(100), EventQueue(100)
+    a = TetragonExportSource(str(path), queue=qa, from_start=True, poll_interval=0.01)
+    b = TetragonExportSource(str(path), queue=qb, from_start=True, poll_interval=0.01)
+    b.resume_outage(1_000, None)
+    b.resume_checkpoint(cp, None)
+    sa, ta = await _start(a)
+    await _until(lambda: qa.enqueued == 2)
+    sb, tb = await _start(b)
+    try:
+        await _until(lambda: b.stats.other_agent)
+        await _stop(sa, ta)
+        await _until(lambda: b.stats.connected)
+        with path.open("ab") as f:
+            f.write(b'{"b":3}\n')
+        await _until(lambda: qb.enqueued == 1)
+    finally:
+        await _stop(sb, tb)
+    assert _lines(qb) == [b'{"b":3}'] and b.stats.resumed_at == -1  # not '{"a":2}' a second time
+    assert b.take_outage() is not None
+
+
+async def test_the_lock_is_the_directorys_and_waits_for_the_directory(tmp_path: Path) -> None:
+    d = tmp_path / "tetragon"
+    path = d / "tetragon.log"
+    lock = ExportLock(str(path))
+    assert lock.take() == "missing"  # no directory yet: no file there either
+    d.mkdir()
+    other = ExportLock(str(d / "another.log"))  # another file of the same directory
+    assert other.take() == "held"
+    assert lock.take() == "other" and lock.other_agent and lock.waited_since is not None
+    other.release()
+    assert lock.take() == "held" and not lock.other_agent
+    lock.release()
+    # A directory made while the follower waits: the file put there later is read whole.
+    d2 = tmp_path / "later"
+    q = EventQueue(100)
+    src = TetragonExportSource(str(d2 / "tetragon.log"), queue=q, poll_interval=0.01)
+    stop, task = await _start(src)
+    try:
+        await _until(lambda: src.stats.missing_file_waits > 0)
+        d2.mkdir()
+        (d2 / "tetragon.log").write_bytes(b'{"a":1}\n')
+        await _until(lambda: q.enqueued == 1)
+        assert src.lock.take() == "held"
+    finally:
+        await _stop(stop, task)
+    again = ExportLock(str(d2 / "x.log"))
+    assert again.take() == "held"  # released when the source stopped
+    again.release()
+
+
+def test_a_directory_that_cannot_be_locked_is_followed_with_a_warning(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # a file system without flock
+    lock = ExportLock(str(tmp_path / "tetragon.log"))
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.sources.tetragon_export"):
+        assert lock.take() == "unguarded" and lock.take() == "unguarded"
+    assert caplog.text.count("a second agent following it would go unnoticed") == 1
+    assert not lock.other_agent
