@@ -321,3 +321,23 @@ def test_the_socket_mount_neither_hides_nor_duplicates_another(path: str) -> Non
     for i, a in enumerate(aliased):
         for b in aliased[i + 1 :]:
             assert a != b and not a.startswith(b + "/") and not b.startswith(a + "/"), (a, b)
+
+
+def test_an_agent_waiting_for_an_absent_docker_socket_is_progressing_not_degraded() -> None:
+    """docs/install.md and operator.md: the Socket mount keeps the pod in ContainerCreating where the
+    socket is absent; the operator reports no stuck container for it (the RuntimeObserver stays
+    Progressing, RollingOut), as for a slow pull."""
+    from stellaops_runtime.controller.agent_pods import container_problems
+
+    objs = render(spec_with({"kind": "docker"}))
+    assert runtime_mounts(objs) == {"/var/run/docker.sock": ("runtime-socket", "Socket", True)}
+    waiting = {"name": "agent", "ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}
+    pod_obj = {
+        "metadata": {"name": "a"},
+        "spec": {"nodeName": "n1"},
+        "status": {"containerStatuses": [waiting]},
+    }
+    assert container_problems(pod_obj) == ()
+    for doc in ("install.md", "operator.md"):
+        text = " ".join((ROOT / "docs" / doc).read_text().split())
+        assert "`ContainerCreating`" in text and "`FailedMount`" in text and "Progressing" in text, doc

@@ -20,8 +20,9 @@ it (``spec.containerRuntime``, checked by contracts/runtime_socket.py):
   shared by the whole system (``/run``, ``/var/run``, ``/tmp``, any directory
   directly in ``/`` or in ``/var``, the kubelet's ``/var/lib/kubelet``), which
   the agent has no business seeing whole, the socket itself is mounted, type
-  ``Socket``: the kubelet then refuses to start the agent where it is absent
-  (the RuntimeObserver says Degraded with the kubelet's reason), and a runtime
+  ``Socket``: the kubelet then does not start the agent where it is absent
+  (the pod waits in ContainerCreating with a FailedMount event; the
+  RuntimeObserver stays Progressing, fewer agents ready than desired), and a runtime
   that re-creates its socket on restart (dockerd without systemd's
   docker.socket) leaves the agent on the old one until the agent restarts
   (meanwhile the registry is not in sync and windows are capped, never wrong).
