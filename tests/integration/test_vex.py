@@ -213,11 +213,22 @@ def test_osv_records_with_function_data() -> None:
 @pytest.mark.parametrize(
     "bad",
     [[], {"vulnerabilities": [{"affected": []}]}, {"id": "X", "affected": [{"purl": "not-a-purl"}]},
-     {"id": "X", "affected": [{"purl": "pkg:deb/debian/z", "functions": [1]}]}, 7],
+     {"id": "X", "affected": [{"purl": "pkg:deb/debian/z", "functions": [1]}]}, 7,
+     # wrong types anywhere are errors, never a traceback nor silently no function (under_investigation)
+     {"vulnerabilities": None}, {"vulns": {"id": "X"}}, {"id": "X", "affected": 5},
+     {"id": "X", "affected": {"purl": "pkg:deb/debian/z"}},
+     {"id": "X", "affected": [{"package": {"purl": "pkg:golang/x"}, "ecosystem_specific": [1]}]},
+     {"id": "X", "affected": [{"package": {"purl": "pkg:golang/x"}, "ecosystem_specific": {"imports": "x"}}]},
+     {"id": "X", "affected": [{"package": {"purl": "pkg:golang/x"}, "ecosystem_specific": {"imports": [1]}}]},
+     {"id": "X", "affected": [{"package": {"purl": "pkg:golang/x"},
+                               "ecosystem_specific": {"imports": {"path": "p"}}}]},
+     {"id": "X", "affected": [{"package": "pkg:golang/x"}]},
+     {"id": "X", "details": {"a": 1}, "affected": [{"purl": "pkg:deb/debian/z", "functions": ["f"]}]}],
 )  # fmt: skip
 def test_malformed_input_is_a_clear_error(bad: Any) -> None:
-    with pytest.raises(VexInputError):
+    with pytest.raises(VexInputError) as e:
         parse(bad)
+    assert str(e.value)  # the message says where
 
 
 def test_a_function_id_in_another_spelling_is_the_function_it_names(tmp_path: Path) -> None:

@@ -99,8 +99,26 @@ def go_symbol_names(path: str, symbol: str) -> tuple[str, ...]:
     )
 
 
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """``value`` when it is an object, {} when absent; anything else is an input error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise VexInputError(f"{where}: expected an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    """``value`` when it is a list, [] when absent; anything else is an input error."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise VexInputError(f"{where}: expected a list")
+    return value
+
+
 def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    es = aff.get("ecosystem_specific") or {}
+    es = _object(aff.get("ecosystem_specific"), f"{where}.ecosystem_specific")
     out: list[str] = list(_strings(es.get("functions"), f"{where}.ecosystem_specific.functions"))
     affects = es.get("affects")  # RustSec: generic-free paths, matched as store/rust_paths.py says
     if affects is not None and not isinstance(affects, dict):
@@ -109,9 +127,9 @@ def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], di
         out += _strings(affects.get("functions"), f"{where}.ecosystem_specific.affects.functions")
     out += _strings(es.get("affected_functions"), f"{where}.ecosystem_specific.affected_functions")
     spellings: dict[str, tuple[str, ...]] = {}
-    for i, imp in enumerate(es.get("imports") or []):
+    for i, imp in enumerate(_list(es.get("imports"), f"{where}.ecosystem_specific.imports")):
         if not isinstance(imp, dict):
-            continue
+            raise VexInputError(f"{where}.ecosystem_specific.imports[{i}]: expected an object")
         symbols = _strings(imp.get("symbols"), f"{where}.ecosystem_specific.imports[{i}].symbols")
         path = imp.get("path")
         if not isinstance(path, str) or not path:  # a symbol without its package names nothing stored
@@ -137,13 +155,13 @@ def _one(doc: Any, where: str) -> Vulnerability:
     if vid is None:
         raise VexInputError(f"{where}: a vulnerability needs a string id")
     targets: list[Target] = []
-    for i, aff in enumerate(doc.get("affected") or []):
+    for i, aff in enumerate(_list(doc.get("affected"), f"{where}.affected")):
         w = f"{where}.affected[{i}]"
         if not isinstance(aff, dict):
             raise VexInputError(f"{w}: expected an object")
         spellings: dict[str, tuple[str, ...]] = {}
         if "package" in aff:  # OSV
-            purl = _purl_of(aff["package"] if isinstance(aff["package"], dict) else {})
+            purl = _purl_of(_object(aff["package"], f"{w}.package"))
             functions, spellings = _osv_functions(aff, w)
         else:
             purl = str(aff["purl"]).strip() if isinstance(aff.get("purl"), str) else ""
@@ -157,9 +175,12 @@ def _one(doc: Any, where: str) -> Vulnerability:
         targets.append(Target(purl, functions, tuple(spellings.items())))
     if not targets:
         raise VexInputError(f"{where} ({vid}): no affected package")
+    for field in ("details", "summary", "description"):
+        if doc.get(field) is not None and not isinstance(doc[field], str):
+            raise VexInputError(f"{where}.{field}: expected a string")
     return Vulnerability(
         id=vid,
-        description=str(doc.get("details") or doc.get("summary") or doc.get("description") or ""),
+        description=doc.get("details") or doc.get("summary") or doc.get("description") or "",
         aliases=_strings(doc.get("aliases"), f"{where}.aliases"),
         targets=tuple(targets),
     )
@@ -167,10 +188,10 @@ def _one(doc: Any, where: str) -> Vulnerability:
 
 def parse(doc: Any) -> list[Vulnerability]:
     """Vulnerabilities from our format or OSV (see the module docstring); raises VexInputError."""
-    if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list):
-        items, name = doc["vulnerabilities"], "vulnerabilities"
-    elif isinstance(doc, dict) and isinstance(doc.get("vulns"), list):
-        items, name = doc["vulns"], "vulns"
+    if isinstance(doc, dict) and "vulnerabilities" in doc:
+        items, name = _list(doc["vulnerabilities"], "vulnerabilities"), "vulnerabilities"
+    elif isinstance(doc, dict) and "vulns" in doc:
+        items, name = _list(doc["vulns"], "vulns"), "vulns"
     elif isinstance(doc, list):
         items, name = doc, ""
     elif isinstance(doc, dict):
