@@ -7,10 +7,16 @@ before (s34/h4); a wrong answer either replays an export file already counted or
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 from stellaops_runtime.agent.node_history import last_window_ns, spooled_window_ns
+from stellaops_runtime.agent.watch_record import WatchRecord
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 
@@ -40,3 +46,42 @@ def test_the_latest_spooled_window() -> None:
     batch = Batch(agent_id="node-a/1", seq=1, units=[_window("node-a", T), None, _window("node-a", T + 5)])
     assert spooled_window_ns([batch]) == T + 5
     assert spooled_window_ns([]) is None
+
+
+def _asked(tmp_path: Path, window_start: int) -> tuple[WatchRecord, TetragonExportSource]:
+    """An agent with no watch record whose store holds one window of the node at ``window_start``."""
+    store = open_store(f"sqlite:///{tmp_path / 'hot.db'}", migrate=True)
+    try:
+        store.write([], [_window("node-a", window_start)])
+        source = TetragonExportSource(str(tmp_path / "tetragon.log"), queue=EventQueue(10), from_start=True)
+        rec = WatchRecord(
+            str(tmp_path / "spool.alive"), node="node-a", agent_id="node-a/2", queue=source.queue
+        )
+        rec.resume(source)  # no record: the store is asked
+        rec.store_opened(store)
+    finally:
+        store.close()
+    rec.tick(source)  # the answer is handed to the source
+    return rec, source
+
+
+def test_a_window_ahead_of_the_clock_starts_the_gap_at_the_nodes_boot(tmp_path: Path, caplog) -> None:
+    """An earlier agent's clock was an hour ahead (stepped back since): its windows lie in the
+    future, and the hole since it, on this clock, ends now. A gap from that future window to now
+    covered the future and left the hole before now unmarked."""
+    before = time.time_ns()
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.watch_record"):
+        rec, source = _asked(tmp_path, (before // 10**9 + 3600) * 10**9)
+    gap = source.take_outage()
+    wall, boot = now_pair()
+    assert gap is not None and gap[0] <= wall - boot + 10**9 and gap[0] < before - 10**9, gap
+    assert gap[1] >= before
+    assert source._history is True  # exportFromStart is not replayed: an earlier agent counted
+    assert rec.restart_gaps == 1 and "ahead of the clock" in caplog.text
+
+
+def test_a_window_in_the_past_starts_the_gap_there(tmp_path: Path) -> None:
+    start = (time.time_ns() // 10**9 - 600) * 10**9
+    _, source = _asked(tmp_path, start)
+    gap = source.take_outage()
+    assert gap is not None and gap[0] == start and gap[1] >= start + 600 * 10**9

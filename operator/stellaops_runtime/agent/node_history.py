@@ -12,7 +12,10 @@ agent could not store), so it can tell. :func:`last_window_ns` reads the start o
 node's latest window, before this agent writes anything: the agent asks it as the store
 opens (agent/flusher.py ``on_open``). When there is one, an earlier agent watched the node
 and may have counted every line written before that window ended: the span from its start
-until this agent's source watches is a gap, and the export file is not replayed. A store that
+until this agent's source watches is a gap, and the export file is not replayed. A start
+ahead of the clock (an earlier agent's clock was ahead, stepped back since) says nothing
+about where the hole began on this clock: the gap then starts at the node's boot
+(agent/watch_record.py ``_tell``), never at that future moment. A store that
 cannot say within 10 s (sources/export_restart.py ``HISTORY_WAIT_SECONDS``) does not make the
 node new either: the file is not replayed, and the late answer places the gap (from the node's
 boot for a node the store did not know). The query is served by the index of migration 0010.

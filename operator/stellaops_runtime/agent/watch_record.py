@@ -36,7 +36,8 @@ node's, a time <= 0, a symlink) is ignored, logged and counted in
 :attr:`WatchRecord.ignored`; it never stops the agent. A missing or ignored
 record does not make this the node's first agent: the store says, as it opens
 (agent/node_history.py), whether it holds windows of the node; if so the time
-since the latest one's start is a gap, and an ``exportFromStart`` replay of the
+since the latest one's start is a gap (since the node's boot when that start is
+ahead of the clock: stepped back since), and an ``exportFromStart`` replay of the
 export file is refused (sources/export_restart.py), also when the store cannot say within 10 s;
 an agent that stops before the store ever answered marks the time from the node's boot as a gap
 (:meth:`WatchRecord.unanswered_at_stop`). Without ``store.spoolPath`` there is no record, and
@@ -214,7 +215,21 @@ class WatchRecord:
             return
         self._told = True
         since = self._store_knows
-        if since is not None:
+        if since is not None and since > time.time_ns() + FUTURE_SKEW_NS:
+            # An earlier agent's clock was ahead (stepped back since): where the hole began on this
+            # clock is unknown, as for a record ahead of the clock (agent/watch_record_file.py).
+            wall, boot = now_pair()
+            source.resume_outage(wall - boot, 0)
+            self.restart_gaps += 1
+            self.restart_gap_seconds = boot / 1e9
+            log.warning(
+                "no usable watch record, and the store holds a window of node %s starting at %s, "
+                "ahead of the clock (it was stepped back since an earlier agent wrote it): the "
+                "windows cannot say where the hole since that agent began, so the time from the "
+                "node's boot at %s is a gap",
+                self.node, _iso(since), _iso(wall - boot),
+            )  # fmt: skip
+        elif since is not None:
             source.resume_outage(since, None)
             self.restart_gaps += 1
             self.restart_gap_seconds = max(0, time.time_ns() - since) / 1e9
