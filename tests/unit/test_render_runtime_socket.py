@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -168,15 +169,17 @@ def test_a_changed_socket_rolls_the_agents() -> None:
 
 
 @pytest.mark.parametrize("kind", ["containerd", "docker", "cri"])
-def test_the_agent_with_the_rendered_config_picks_that_socket(tmp_path: Path, kind: str) -> None:
+def test_the_agent_with_the_rendered_config_picks_that_socket(kind: str) -> None:
     """The rendered keys make the agent choose the configured socket, by kind, when it exists."""
-    path = str(tmp_path / f"{kind}.sock")
-    objs = render(spec_with({"kind": kind, "socketPath": path}))
-    cfg = parse_config(objs["ConfigMap"])
-    assert lifecycle_target(cfg) is None  # auto, nothing there yet: no_runtime_socket, said at start
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(path)
-        assert lifecycle_target(cfg) == Target(kind, path)
+    # A short directory: a pytest tmp_path may pass the 107 bytes a Unix socket address holds.
+    with tempfile.TemporaryDirectory(prefix="rs-", dir="/tmp") as directory:
+        path = f"{directory}/{kind}.sock"
+        objs = render(spec_with({"kind": kind, "socketPath": path}))
+        cfg = parse_config(objs["ConfigMap"])
+        assert lifecycle_target(cfg) is None  # auto, nothing there yet: no_runtime_socket, said at start
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(path)
+            assert lifecycle_target(cfg) == Target(kind, path)
 
 
 def _own_mount_paths() -> list[str]:
