@@ -164,6 +164,10 @@ async def test_a_changed_runtime_rolls_the_agents_and_unset_restores_the_default
     }
     docker = _config_hash(cluster)
     assert docker != k3s
+    mark = cluster.mark()  # converged: a resync finds nothing to write (no flapping on the new volume)
+    operator.call(operator.reconciler.resync)
+    await operator.settle()
+    assert cluster.writes(mark) == []
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"containerRuntime": None}})
     await operator.settle()
     assert _host_paths(cluster) == {
