@@ -3,6 +3,7 @@
 Split from :mod:`stellaops_runtime.sources.tetragon_export` (the follower's loop): the checks
 that keep a position honest when the file under it changes.
 
+- :func:`made_as_read`: a /proc or /sys file put at the path (a symlink) is no export file.
 - :func:`seek_line_start`: an agent starting at a file's end starts at the last line still
   being written, so that line is read whole, not its tail as a line of its own.
 - :func:`bytes_before`: the bytes just before a position, compared with those last read
@@ -43,6 +44,19 @@ def bytes_before(f: BinaryIO, pos: int, n: int) -> bytes | None:
         return os.pread(f.fileno(), n, pos - n)
     except OSError:
         return None
+
+
+def made_as_read(fd: int, st: os.stat_result) -> bool:
+    """A regular file whose size says 0 while it yields bytes: a /proc or /sys file (made as it is
+    read), never an export file. Followed, it looked truncated on every poll and was read again
+    from its start each time. A real file empty at the ``fstat`` and written to just after is
+    taken for one once; it is looked at again at the next poll."""
+    if st.st_size:
+        return False
+    try:
+        return bool(os.pread(fd, 1, 0))
+    except OSError:
+        return False
 
 
 def seek_line_start(f: BinaryIO, *, chunk: int, max_line: int) -> None:

@@ -39,7 +39,13 @@ from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
-from stellaops_runtime.sources.export_files import TAIL, SeenFiles, bytes_before, seek_line_start
+from stellaops_runtime.sources.export_files import (
+    TAIL,
+    SeenFiles,
+    bytes_before,
+    made_as_read,
+    seek_line_start,
+)
 from stellaops_runtime.sources.export_lock import ExportLock
 from stellaops_runtime.sources.export_restart import RestartResume
 from stellaops_runtime.sources.export_stats import ExportStats
@@ -174,9 +180,9 @@ class TetragonExportSource(RestartResume):
             return
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
-        if self._known(ident) or not stat.S_ISREG(st.st_mode):
-            if not stat.S_ISREG(st.st_mode):
-                why = f"export file {self.path} is not a regular file; still reading the last one"
+        if self._known(ident) or not stat.S_ISREG(st.st_mode) or made_as_read(fd, st):
+            if not self._known(ident):
+                why = f"export file {self.path} is {_kind(fd, st)}; still reading the last one"
                 self._look_warned = self._error("open_errors", why, self._look_warned)
             os.close(fd)
             return
@@ -236,17 +242,16 @@ class TetragonExportSource(RestartResume):
                 warned = self._error("open_errors", why, warned)
                 await asyncio.sleep(self.poll_interval)
                 continue
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or made_as_read(fd, st):
+                kind = _kind(fd, st)
                 os.close(fd)
-                kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
                 warned = self._error("open_errors", f"export file {self.path} is {kind}; waiting", warned)
                 at_end = there = False  # it held no line: a regular file put there later is read whole
                 await asyncio.sleep(self.poll_interval)
                 continue
             f: BinaryIO = os.fdopen(fd, "rb")
             self._tail = b""
-            st = os.fstat(fd)
             self._cur_id = (st.st_dev, st.st_ino)
             resumed, moment = (False, None)
             if not self.stats.connects and self.lock.waited_since is not None:
@@ -363,3 +368,12 @@ class TetragonExportSource(RestartResume):
             self._ends.append(end)
         self._buf.clear()
         self._skipping = False
+
+
+def _kind(fd: int, st: os.stat_result) -> str:
+    """What a file at the export path that cannot be followed is, for the message."""
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory"
+    if stat.S_ISREG(st.st_mode) and made_as_read(fd, st):
+        return "a /proc or /sys file (its size is 0, yet it has content)"
+    return "not a regular file"
