@@ -40,12 +40,11 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         pytest.fail(str(e), pytrace=False)
     try:
         try:
-            cp.start()
+            cp.start(crds=CRD_FILES)  # before kube-controller-manager: its garbage collector sees them
         except SetupError as e:
             pytest.fail(f"the control plane did not start: {e}", pytrace=False)
         admin = cp.admin
         assert admin is not None
-        cp.install_crds(CRD_FILES)
         for doc in load_yaml(MANIFESTS / "namespace.yaml") + [d for f in RBAC_FILES for d in load_yaml(f)]:
             admin.apply(doc)
         # Pods are admitted only once their namespace's default ServiceAccount
