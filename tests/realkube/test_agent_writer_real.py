@@ -88,20 +88,30 @@ def test_the_writer_in_a_pod_creates_its_observation_node(
         lambda: admin.get("v1", "ServiceAccount", "default", AGENT_NS), what="the agent namespace's account"
     )
     node = admin.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "agent-writer-real"}})
-    token = control_plane.service_account_token(AGENT_NS, "default")
-    wrote, errors, last_error, _ = _write(control_plane, tmp_path, "agent-writer-real", token)
-    assert (wrote, errors, last_error) == (True, {}, "")
-    on = admin.get(API_VERSION, NODE_KIND, "agent-writer-real")
-    assert on is not None
-    assert [o["uid"] for o in on["metadata"]["ownerReferences"]] == [node["metadata"]["uid"]]
-    assert on["status"]["heartbeatTime"] and on["status"]["source"] == "tetragon"
+    try:
+        token = control_plane.service_account_token(AGENT_NS, "default")
+        wrote, errors, last_error, _ = _write(control_plane, tmp_path, "agent-writer-real", token)
+        assert (wrote, errors, last_error) == (True, {}, "")
+        on = admin.get(API_VERSION, NODE_KIND, "agent-writer-real")
+        assert on is not None
+        assert [o["uid"] for o in on["metadata"]["ownerReferences"]] == [node["metadata"]["uid"]]
+        assert on["status"]["heartbeatTime"] and on["status"]["source"] == "tetragon"
+    finally:
+        # Later modules share the control plane: a node left here is one more node every later
+        # policy must roll out to (test_loaded_version_real waited 60 s for "Ready" after it).
+        admin.delete(API_VERSION, NODE_KIND, "agent-writer-real")
+        admin.delete("v1", "Node", "agent-writer-real")
 
 
 def test_a_token_the_server_does_not_know_is_counted(control_plane: ControlPlane, tmp_path: Path) -> None:
     admin = control_plane.admin
     assert admin is not None
     admin.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "agent-writer-badtoken"}})
-    wrote, errors, last_error, _ = _write(control_plane, tmp_path, "agent-writer-badtoken", "not-a-token")
-    assert (wrote, errors) == (False, {"kubernetes": 1})
-    assert "Unauthorized" in last_error and "not-a-token" not in last_error
-    assert admin.get(API_VERSION, NODE_KIND, "agent-writer-badtoken") is None
+    try:
+        wrote, errors, last_error, _ = _write(control_plane, tmp_path, "agent-writer-badtoken", "not-a-token")
+        assert (wrote, errors) == (False, {"kubernetes": 1})
+        assert "Unauthorized" in last_error and "not-a-token" not in last_error
+        assert admin.get(API_VERSION, NODE_KIND, "agent-writer-badtoken") is None
+    finally:
+        admin.delete(API_VERSION, NODE_KIND, "agent-writer-badtoken")  # later modules share the plane
+        admin.delete("v1", "Node", "agent-writer-badtoken")

@@ -98,28 +98,35 @@ def test_metadata_only_lists_work_under_the_operators_rbac(
             "spec": {"nodeName": "audit-node"},
         }
     )
-    token = control_plane.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
-    kubeconfig = control_plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token=token)
+    try:
+        token = control_plane.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+        kubeconfig = control_plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token=token)
 
-    lists = asyncio.run(_lists(kubeconfig))
+        lists = asyncio.run(_lists(kubeconfig))
 
-    policies = [i for i in lists[r.OBSERVATION_POLICIES.plural] if i["metadata"]["namespace"] == NS]
-    nodes = [i for i in lists[r.OBSERVATION_NODES.plural] if i["metadata"]["name"] == "audit-node"]
-    for item in (*policies, *nodes):
-        assert item["metadata"]["uid"]
-        assert item.get("kind") == "PartialObjectMetadata"  # the server honoured the Accept header
-        assert "spec" not in item and "status" not in item
-    assert len(policies) == 2 and len(nodes) == 1
-    assert [i["metadata"]["uid"] for i in lists["node-by-name"]] == [nodes[0]["metadata"]["uid"]]
-    (a,) = [i for i in policies if i["metadata"]["name"] == "a"]
-    assert [i["metadata"]["uid"] for i in lists["policy-by-name"]] == [a["metadata"]["uid"]]
-    assert lists["no-such-name"] == []
-    # Pods too (a list refused by RBAC would have raised): every item metadata only.
-    assert lists["pod-by-name"] == []
-    assert all(i.get("kind") == "PartialObjectMetadata" for i in lists[r.PODS.plural])
-    # Paged one by one (limit=1, continue), the audit finds every object the unpaged list has.
-    for res in (r.OBSERVATION_POLICIES, r.PODS):
-        assert {i["metadata"]["uid"] for i in lists[f"paged-{res.plural}"]} == {
-            i["metadata"]["uid"] for i in lists[res.plural]
-        }
-    assert len(lists[f"paged-{r.OBSERVATION_POLICIES.plural}"]) >= 2
+        policies = [i for i in lists[r.OBSERVATION_POLICIES.plural] if i["metadata"]["namespace"] == NS]
+        nodes = [i for i in lists[r.OBSERVATION_NODES.plural] if i["metadata"]["name"] == "audit-node"]
+        for item in (*policies, *nodes):
+            assert item["metadata"]["uid"]
+            assert item.get("kind") == "PartialObjectMetadata"  # the server honoured the Accept header
+            assert "spec" not in item and "status" not in item
+        assert len(policies) == 2 and len(nodes) == 1
+        assert [i["metadata"]["uid"] for i in lists["node-by-name"]] == [nodes[0]["metadata"]["uid"]]
+        (a,) = [i for i in policies if i["metadata"]["name"] == "a"]
+        assert [i["metadata"]["uid"] for i in lists["policy-by-name"]] == [a["metadata"]["uid"]]
+        assert lists["no-such-name"] == []
+        # Pods too (a list refused by RBAC would have raised): every item metadata only.
+        assert lists["pod-by-name"] == []
+        assert all(i.get("kind") == "PartialObjectMetadata" for i in lists[r.PODS.plural])
+        # Paged one by one (limit=1, continue), the audit finds every object the unpaged list has.
+        for res in (r.OBSERVATION_POLICIES, r.PODS):
+            assert {i["metadata"]["uid"] for i in lists[f"paged-{res.plural}"]} == {
+                i["metadata"]["uid"] for i in lists[res.plural]
+            }
+        assert len(lists[f"paged-{r.OBSERVATION_POLICIES.plural}"]) >= 2
+    finally:
+        # Later modules share the control plane: an ObservationNode left here is one more node every
+        # later policy must roll out to (test_loaded_version_real waited 60 s for "Ready" after it).
+        admin.delete(API_VERSION, NODE_KIND, "audit-node")
+        for name in ("a", "b"):
+            admin.delete(API_VERSION, POLICY_KIND, name, NS)
