@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stellaops_runtime.controller.naming import canonical_json
+from stellaops_runtime.controller.node_backing import node_problem
 from stellaops_runtime.controller.posture import node_capabilities
 from stellaops_runtime.controller.reconcile_nodes import NodeReconciler
 from stellaops_runtime.controller.reconcile_observers import ObserverReconciler, observer_owner
@@ -180,7 +181,8 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
             self.trigger_pods(self._all(INDEX_PODS_BY_NAMESPACE, name))
 
     def observation_node_event(self, *, name: str, body: Mapping[str, Any] | None) -> None:
-        """An ObservationNode changed: labels of its Node; pods there if its ceiling moved; rollouts."""
+        """An ObservationNode changed: labels of its Node; pods there if its ceiling moved; rollouts;
+        the observers' status when what keeps its agent from backing "not observed" changed."""
         self.trigger(("node", name))
         caps = node_capabilities(body) if body is not None else None
         status = (body or {}).get("status")
@@ -190,7 +192,14 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         if body is None:
             self.heartbeats.forget(name)
         fresh = body is not None and not self._is_stale(body)  # notes when this heartbeat arrived
-        state = (caps, canonical_json(status.get("policies") or []), status.get("source"), fresh)
+        # the last item: what keeps its agent from backing "not observed" (read by observers only)
+        state = (
+            caps,
+            canonical_json(status.get("policies") or []),
+            status.get("source"),
+            fresh,
+            node_problem(status),
+        )
         old = self._node_state.get(name)
         if body is None:
             self._node_state.pop(name, None)
@@ -198,10 +207,13 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
             self._node_state[name] = state
         if old is None or old[0] != caps:
             self.trigger_pods(self._all(INDEX_PODS_BY_NODE, name))
-        if old is None or old[1:] != state[1:] or body is None:
+        if old is None or old[1:4] != state[1:4] or body is None:
             self.trigger_policies()
             self.trigger_observers()
-        elif beat is not None:  # a heartbeat only: the policies waiting for a report newer than their write
+            return
+        if old[4] != state[4]:
+            self.trigger_observers()
+        if beat is not None:  # a heartbeat: the policies waiting for a report newer than their write
             for policy, written in list(self._awaiting_reports.items()):
                 if beat >= written.replace(microsecond=0):  # as rollout.reported_before reads it
                     self.trigger(("policy", *policy), delay=self.config.coalesce_seconds)

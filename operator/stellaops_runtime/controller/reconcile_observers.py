@@ -22,7 +22,11 @@ Two inputs besides the observer itself:
 - the agent pods' container statuses (kopf's pod index): a pod the kubelet
   cannot start (``agent_pods``: a capability the node lacks, a missing
   Secret, an image that cannot be pulled) makes the observer Degraded with
-  the kubelet's reason and message.
+  the kubelet's reason and message;
+- the fresh ObservationNodes' ``ContainersKnown`` and ``ExportPositionRecorded``
+  (``node_backing``, kopf's index, no API call): the ``NotObservedBacked``
+  condition, and Degraded (Progressing for ``RegistryNotInSync``) once the
+  agents are ready but some cannot back "not observed".
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.agent_pods import fleet_problem
 from stellaops_runtime.controller.conditions import State, state_conditions
+from stellaops_runtime.controller.node_backing import BACKING_CONDITION, Backing, fold_backing
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.posture import Posture, node_capabilities, opts_out
@@ -168,7 +173,7 @@ class ObserverReconciler(PolicyReconciler):
             message = "; ".join([*map(str, refused), *errors])
             status["conditions"] = state_conditions(
                 state="Degraded", reason=NOT_OWNED_REASON, message=message, generation=generation
-            )
+            ) + [c for c in status["conditions"] if c["type"] == BACKING_CONDITION]
         written = await self._write_status(
             r.RUNTIME_OBSERVERS, key, seen, body, status, owned=OBSERVER_STATUS_KEYS
         )
@@ -263,6 +268,16 @@ class ObserverReconciler(PolicyReconciler):
         out["maxPosture"] = ceilings
         return out
 
+    def node_backing(self, generation: Any) -> Backing:
+        """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call)."""
+        now = utcnow()
+        fresh = []
+        for name, node in self._items(INDEX_OBSERVATION_NODES):
+            if not self._is_stale(node, now=now):
+                status = node.get("status")
+                fresh.append((str(name), status if isinstance(status, Mapping) else None))
+        return fold_backing(fresh, generation=generation)
+
     def _observer_status(
         self, *, ds: Mapping[str, Any], generation: Any, errors: list[str], namespace: str, observer: str
     ) -> dict[str, Any]:
@@ -274,6 +289,7 @@ class ObserverReconciler(PolicyReconciler):
         ds_seen = ds_status.get("observedGeneration")
         state: State
         stuck = self.agent_pod_problem(namespace, observer)
+        backing = self.node_backing(generation)
         if errors:
             state, reason, message = "Degraded", "ApplyFailed", "; ".join(errors)
         elif stuck is not None:
@@ -292,13 +308,17 @@ class ObserverReconciler(PolicyReconciler):
                 "RollingOut",
                 (f"{ready}/{desired} agents ready, {updated}/{desired} updated"),
             )
+        elif backing.state is not None:  # the agents run, but not all of them can back "not observed"
+            state, reason = backing.state, backing.reason
+            message = f"{ready}/{desired} agents ready; {backing.summary}"
         else:
             state, reason, message = "Ready", "AgentsReady", f"{ready}/{desired} agents ready"
         return {
             "observedGeneration": generation,
-            "conditions": state_conditions(
-                state=state, reason=reason, message=message, generation=generation
-            ),
+            "conditions": [
+                *state_conditions(state=state, reason=reason, message=message, generation=generation),
+                backing.condition,
+            ],
             "desiredAgents": desired,
             "readyAgents": ready,
             "postureCounts": self.posture_counts(),

@@ -1,0 +1,104 @@
+"""controller/node_backing.py: the fresh ObservationNodes folded into the RuntimeObserver's NotObservedBacked.
+
+Statuses come from the agent's own ``build_status`` for every ``CONTAINERS_STATES``
+entry (a lifecycle state added to the agent without a decision here fails
+``test_every_containers_state_is_decided``), plus hand-made odd and hostile ones:
+the fold never raises, keeps its message bounded, and gives the same text for
+the same fleet (so an unchanged fleet is no write).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
+from stellaops_runtime.agent.observation_status import CONTAINERS_STATES, build_status, export_position
+from stellaops_runtime.controller.node_backing import BACKING_CONDITION, fold_backing, node_problem
+
+UP = TetragonInfo(address="unix:///t.sock", reachable=True, version="v1.7.0")
+CAPS = Capabilities(
+    kernel_version="6.1.0", btf=True, bpf_permitted=False, tracepoints=True, uprobes=True, kprobes=True,
+    usdt=True, ring_buffer=True, tetragon=UP,
+)  # fmt: skip
+# lifecycle_state's answer -> the RuntimeObserver's state it asks for (None: no objection)
+DECIDED = {"in_sync": None, "not_in_sync": "Progressing", "no_runtime_socket": "Degraded", "off": "Degraded"}
+
+
+def status(containers: str | None, *, held: bool | None = None) -> dict[str, Any]:
+    record = None
+    if held is not None:
+        record = SimpleNamespace(
+            enabled=True, path="/s.alive", unrecorded=held, export=SimpleNamespace(positions=object(), held=1)
+        )
+    return build_status(
+        capabilities=CAPS, tetragon=UP, source="tetragon", policies=[], existing_conditions=None,
+        now="2026-12-05T10:00:00Z", containers=containers, export_position=export_position(record),
+    )  # fmt: skip
+
+
+def test_every_containers_state_is_decided() -> None:
+    assert set(DECIDED) == set(CONTAINERS_STATES), "decide what a new lifecycle state does to the observer"
+
+
+@pytest.mark.parametrize("state", sorted(CONTAINERS_STATES))
+def test_each_containers_state(state: str) -> None:
+    got = fold_backing([("n1", status(state)), ("n2", status("in_sync"))], generation=4)
+    assert got.state == DECIDED[state]
+    c = got.condition
+    assert (c["type"], c["observedGeneration"]) == (BACKING_CONDITION, 4)
+    if DECIDED[state] is None:
+        assert (c["status"], c["reason"]) == ("True", "AgentsBackNotObserved")
+    else:
+        assert (c["status"], c["reason"]) == ("False", CONTAINERS_STATES[state][1])
+        assert c["message"].startswith("1 of 2 fresh node(s) cannot back 'not observed': ContainersKnown ")
+        assert "(n1)" in c["message"] and "n2" not in c["message"]
+
+
+def test_export_held_ranks_first_and_a_recorded_one_is_no_fault() -> None:
+    assert fold_backing([("n1", status("in_sync", held=False))], generation=1).state is None
+    got = fold_backing([("a", status("off")), ("b", status("in_sync", held=True))], generation=1)
+    assert (got.state, got.reason) == ("Degraded", "WatchRecordUnwritable")
+    assert got.summary.index("ExportPositionRecorded") < got.summary.index("LifecycleDisabled")
+
+
+def test_no_node_and_older_agents() -> None:
+    none = fold_backing([], generation=1)
+    assert (none.condition["status"], none.reason, none.state) == ("Unknown", "NoNodeReports", None)
+    older = fold_backing([("n1", status(None)), ("n2", None), ("n3", {"conditions": "x"})], generation=1)
+    assert (older.condition["status"], older.state) == ("True", None)  # no condition written: no fault
+
+
+def test_names_a_few_sorted_and_counts_the_rest() -> None:
+    nodes = [(f"node-{i:02d}", status("no_runtime_socket")) for i in reversed(range(7))]
+    got = fold_backing([*nodes, ("ok", status("in_sync"))], generation=None)
+    assert "observedGeneration" not in got.condition
+    assert "ContainersKnown NoRuntimeSocket on 7 (node-00, node-01, node-02 and 4 more)" in got.summary
+    assert got.summary.startswith("7 of 8 fresh node(s)")
+    again = fold_backing(list(reversed([*nodes, ("ok", status("in_sync"))])), generation=None)
+    assert again == got  # the same fleet in another order: the same text (no write)
+
+
+def test_hostile_and_odd_conditions_never_raise_and_stay_bounded() -> None:
+    odd: list[tuple[str, Any]] = [
+        ("unknown-status", {"conditions": [{"type": "ContainersKnown", "status": "Unknown"}]}),
+        ("no-reason", {"conditions": [{"type": "ContainersKnown", "status": "False", "reason": 7}]}),
+        ("not-a-map", {"conditions": ["x", None, 3]}),
+    ]
+    odd += [
+        (
+            f"h{i}",
+            {"conditions": [{"type": "ContainersKnown", "status": "False", "reason": f"R{i}" + "x" * 5000}]},
+        )
+        for i in range(50)
+    ]
+    got = fold_backing(odd, generation=1)
+    assert got.state == "Degraded"
+    assert got.reason == "ContainersKnownNotTrue"  # an agent's unknown text is never the observer's reason
+    assert node_problem(odd[0][1]) == ("ContainersKnown", "Unknown")
+    assert node_problem(odd[2][1]) is None
+    assert "other reason(s) on the ObservationNodes" in got.summary
+    assert len(got.condition["message"]) < 4096
+    assert "\x00" not in got.condition["message"]
