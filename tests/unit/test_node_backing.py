@@ -9,6 +9,8 @@ the same fleet (so an unchanged fleet is no write).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -102,3 +104,41 @@ def test_hostile_and_odd_conditions_never_raise_and_stay_bounded() -> None:
     assert "other reason(s) on the ObservationNodes" in got.summary
     assert len(got.condition["message"]) < 4096
     assert "\x00" not in got.condition["message"]
+
+
+def test_operator_md_rows_and_example_are_what_the_fold_writes() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
+    rows = re.findall(r"^\| `(True|False|Unknown)`, `([A-Za-z<>]+)` \|", text, re.M)
+    reasons = {reason for _, reason in rows}
+    assert reasons == {
+        "AgentsBackNotObserved", "WatchRecordUnwritable", "NoRuntimeSocket", "LifecycleDisabled",
+        "RegistryNotInSync", "<type>NotTrue", "NoNodeReports",
+    }  # fmt: skip
+    order = [r for _, r in rows if r not in ("AgentsBackNotObserved", "<type>NotTrue", "NoNodeReports")]
+    got = fold_backing(
+        [
+            (f"n{i}", status(s, held=s == "held"))
+            for i, s in enumerate(("off", "not_in_sync", "no_runtime_socket"))
+        ]
+        + [("n9", status("in_sync", held=True))],
+        generation=1,
+    )
+    assert re.findall(r"(?:ContainersKnown|ExportPositionRecorded) (\w+) on \d+ \(", got.summary) == order
+    example = fold_backing(
+        [("node-a", status("no_runtime_socket")), ("node-b", status("in_sync"))], generation=1
+    )
+    flat = " ".join(text.split())
+    start = flat.index("e.g. `1 of 2 fresh node(s)") + len("e.g. `")
+    shown = flat[start : flat.index("`", start)]
+    head, _, tail = shown.partition(" ... ")
+    assert example.summary.startswith(head) and example.summary.endswith(tail), (shown, example.summary)
+
+
+def test_gitops_and_operations_md_say_it() -> None:
+    root = Path(__file__).resolve().parents[2]
+    gitops = " ".join((root / "docs" / "gitops.md").read_text().split())
+    assert "its `NotObservedBacked` condition is False while a fresh node's agent cannot back" in gitops
+    assert "A fleet whose agents find no runtime socket is therefore Degraded in the Application" in gitops
+    assert "neither reads `ContainersKnown`" not in gitops  # the gap H5 documented is closed
+    operations = " ".join((root / "docs" / "operations.md").read_text().split())
+    assert "the RuntimeObserver's `NotObservedBacked` condition counts and names such nodes" in operations
