@@ -140,6 +140,7 @@ class Scene:
             policies=loaded,
             existing_conditions=(current.get("status") or {}).get("conditions"),
             now=_now(),
+            containers="no_runtime_socket",  # the observer Degraded (NotObservedBacked): still no write
         )
         return {**status, "heartbeatTime": _now()}
 
@@ -215,6 +216,9 @@ class Scene:
                 if not o or (o.get("status") or {}).get("observedGeneration") != o["metadata"]["generation"]:
                     why[0] = f"{kind} not observed at its generation"
                     return False
+            if _condition(observer, "NotObservedBacked").get("reason") != "NoRuntimeSocket":
+                why[0] = f"{OBSERVER_KIND} not folding its node: {_condition(observer, 'NotObservedBacked')}"
+                return False
             for kind, o in ((POLICY_KIND, policy), (CLUSTER_POLICY_KIND, cluster)):
                 if _condition(o, "Ready").get("status") != "True":
                     why[0] = f"{kind} not Ready: {_condition(o, 'Ready')}"
