@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+from stellaops_runtime.sources.export_files import made_as_read
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
@@ -79,3 +80,15 @@ async def test_a_proc_file_at_the_path_at_start_is_waited_past(tmp_path: Path) -
         stop.set()
         await asyncio.wait_for(task, 10)
     assert src.stats.truncations == 0
+
+
+def test_a_new_file_written_between_its_stat_and_its_read_is_a_real_file(tmp_path: Path) -> None:
+    """A rotation's new file, empty when looked at and written to just after, is no /proc file."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"")
+    with path.open("rb") as f:
+        st = os.fstat(f.fileno())  # size 0: the rotation's new file, before Tetragon's first line
+        path.write_bytes(b'{"a":1}\n')
+        assert not made_as_read(f.fileno(), st)
+    with open(PROC, "rb") as f:
+        assert made_as_read(f.fileno(), os.fstat(f.fileno()))

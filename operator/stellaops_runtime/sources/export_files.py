@@ -49,12 +49,12 @@ def bytes_before(f: BinaryIO, pos: int, n: int) -> bytes | None:
 def made_as_read(fd: int, st: os.stat_result) -> bool:
     """A regular file whose size says 0 while it yields bytes: a /proc or /sys file (made as it is
     read), never an export file. Followed, it looked truncated on every poll and was read again
-    from its start each time. A real file empty at the ``fstat`` and written to just after is
-    taken for one once; it is looked at again at the next poll."""
+    from its start each time. A real file empty at the ``fstat`` and written to just after (a
+    new file at a rotation) has a size once a byte of it can be read: its size is read again."""
     if st.st_size:
         return False
     try:
-        return bool(os.pread(fd, 1, 0))
+        return bool(os.pread(fd, 1, 0)) and os.fstat(fd).st_size == 0
     except OSError:
         return False
 
