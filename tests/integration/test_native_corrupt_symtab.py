@@ -4,10 +4,11 @@ libbcc divides a symbol table's size by its entry size: a ``.symtab`` or
 ``.dynsym`` with ``sh_entsize`` 0 killed the whole process with SIGFPE (``probes
 run`` exited 136; an agent would crash at each start, the node unobserved) at
 the load, or when such a file was renamed over a probed path, as a container
-can do with its own binary. Now native/elfguard.py reads the section headers
-first and the file is listed in ``failed`` with the reason; the other probes
-keep counting. ``probes run`` as a user runs it; real BCC (skips elsewhere, or
-without gcc).
+can do with its own binary. Now native/symaddr.py finds the address (its
+reader checks the entry size) and BCC is given it, never reading a symbol
+table: the file is listed in ``failed`` with the reason; the other probes keep
+counting (a rewrite racing the lookup: tests/integration/test_native_symaddr.py).
+``probes run`` as a user runs it; real BCC (skips elsewhere, or without gcc).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import orjson
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.native.detect import detect
-from stellaops_runtime.native.elfguard import bcc_hazard
+from stellaops_runtime.native.symaddr import find_address
 
 pytestmark = pytest.mark.bpf
 CACHE = str(Path(".cache/native").resolve())
@@ -59,16 +61,17 @@ def damaged(src: Path, out: Path, section: str, entsize: int = 0) -> Path:
     return out
 
 
-def test_the_guard_names_a_damaged_table_and_passes_the_rest(program: Path, tmp_path: Path) -> None:
-    assert bcc_hazard(str(program)) == ""
-    why = bcc_hazard(str(damaged(program, tmp_path / "a", ".symtab")))
-    assert why.startswith("its symbol table (section ") and "entries of 0 bytes, not 24" in why
-    assert "dynamic symbol table" in bcc_hazard(str(damaged(program, tmp_path / "b", ".dynsym", 7)))
-    (tmp_path / "text").write_bytes(b"#!/bin/sh\n")
+def test_the_lookup_names_a_damaged_table(program: Path, tmp_path: Path) -> None:
+    assert find_address(str(program), "h5_fn")
+    with pytest.raises(ElfError, match=r"^\.symtab: symbol entry size 0, expected 24$"):
+        find_address(str(damaged(program, tmp_path / "a", ".symtab")), "h5_fn")
+    with pytest.raises(ElfError, match=r"^\.dynsym: symbol entry size 7, expected 24$"):
+        find_address(str(damaged(program, tmp_path / "b", ".dynsym", 7)), "h5_fn")
     (tmp_path / "short").write_bytes(program.read_bytes()[:40])
     (tmp_path / "headers-cut").write_bytes(program.read_bytes()[: os.path.getsize(program) - 100])
-    for name in ("text", "short", "headers-cut", "missing"):  # BCC reports these itself
-        assert bcc_hazard(str(tmp_path / name)) == "", name
+    for name in ("short", "headers-cut"):
+        with pytest.raises(ElfError, match=r"past the end of the file|cut short"):
+            find_address(str(tmp_path / name), "h5_fn")
 
 
 def probes_run(*args: str) -> subprocess.Popen[str]:
@@ -107,4 +110,4 @@ def test_a_damaged_symbol_table_is_a_failed_probe_and_the_others_count(
     s = summary(proc)
     assert f"uprobe {good}:h5_fn" in s["attached"], s
     reasons = [f["reason"] for f in s["failed"] if f["probe"] == f"{bad}:h5_fn"]
-    assert reasons and "has entries of 0 bytes, not 24" in reasons[0], s["failed"]
+    assert reasons and ".symtab: symbol entry size 0, expected 24" in reasons[0], s["failed"]

@@ -21,25 +21,42 @@ from typing import Any
 
 import pytest
 
-from stellaops_runtime.native import follow, follow_former
+from stellaops_runtime.native import follow, follow_attach, follow_former
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
+from stellaops_runtime.native.probes import uprobes
+from stellaops_runtime.native.symaddr import SymbolNotFound
+
+ADDRESS = 0x1000
+_finds = ["content"]  # what the stand-in for native/symaddr.py says: set by the last BPF stand-in made
+
+
+@pytest.fixture(autouse=True)
+def scripted_symbols(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The address lookup (native/symaddr.py) as the stand-ins script it: a file says "has-symbol", or
+    ScriptedBPF says. Autouse here and in the modules that import it with the stand-ins."""
+
+    def find_address(path: str, symbol: str) -> int:
+        with open(path, "rb") as f:
+            found = b"has-symbol" in f.read() if _finds[0] == "content" else _finds[0] != "no-symbol"
+        if not found:
+            raise SymbolNotFound(f"symbol {symbol} not found")
+        return ADDRESS
+
+    monkeypatch.setattr(follow_attach, "find_address", find_address)
+    monkeypatch.setattr(uprobes, "find_address", find_address)
 
 
 class FakeBPF:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str, str]] = []  # (kind, path's file content, symbol, program)
+        self.calls: list[tuple[str, str, int, str]] = []  # (kind, path's file content, address, program)
+        _finds[0] = "content"
 
-    @staticmethod
-    def get_user_addresses(path: bytes, sym_re: bytes) -> list[int]:
-        with open(path, "rb") as f:
-            return [0x1000] if b"has-symbol" in f.read() else []
+    def attach_uprobe(self, name: bytes, addr: int, fn_name: bytes) -> None:
+        self.calls.append(("enter", name.decode(), addr, fn_name.decode()))
 
-    def attach_uprobe(self, name: bytes, sym: bytes, fn_name: bytes) -> None:
-        self.calls.append(("enter", name.decode(), sym.decode(), fn_name.decode()))
-
-    def attach_uretprobe(self, name: bytes, sym: bytes, fn_name: bytes) -> None:
-        self.calls.append(("return", name.decode(), sym.decode(), fn_name.decode()))
+    def attach_uretprobe(self, name: bytes, addr: int, fn_name: bytes) -> None:
+        self.calls.append(("return", name.decode(), addr, fn_name.decode()))
 
 
 def put(path: Path, content: bytes) -> None:
@@ -61,8 +78,8 @@ def test_a_replaced_file_is_probed_through_its_descriptor_with_the_targets_progr
     assert res.attached == [f"{b}:g"] and res.failed == []
     (fd,) = w.fds
     assert bpf.calls == [
-        ("enter", f"/proc/self/fd/{fd}", "g", "stella_up_enter_1"),
-        ("return", f"/proc/self/fd/{fd}", "g", "stella_up_return_1"),
+        ("enter", f"/proc/self/fd/{fd}", ADDRESS, "stella_up_enter_1"),
+        ("return", f"/proc/self/fd/{fd}", ADDRESS, "stella_up_return_1"),
     ]
     assert os.readlink(f"/proc/self/fd/{fd}") == str(b)  # the file looked at, held open
     assert w.follow(bpf).attached == []  # once
@@ -119,14 +136,12 @@ class ScriptedBPF(FakeBPF):
     def __init__(self, outcome: str) -> None:
         super().__init__()
         self.outcome = outcome
+        _finds[0] = outcome
 
-    def get_user_addresses(self, path: bytes, sym_re: bytes) -> list[int]:  # type: ignore[override]
-        return [] if self.outcome == "no-symbol" else [0x1000]
-
-    def attach_uprobe(self, name: bytes, sym: bytes, fn_name: bytes) -> None:
+    def attach_uprobe(self, name: bytes, addr: int, fn_name: bytes) -> None:
         if self.outcome == "refused":
             raise Exception("Failed to attach BPF to uprobe")  # as BCC raises it
-        self.calls.append(("enter", os.readlink(name.decode()), sym.decode(), fn_name.decode()))
+        self.calls.append(("enter", os.readlink(name.decode()), addr, fn_name.decode()))
 
 
 def wait_mapped(proc: subprocess.Popen[bytes], path: Path) -> None:

@@ -18,7 +18,10 @@ import pytest
 
 from stellaops_runtime.native import follow, follow_shared
 from stellaops_runtime.native.follow import TargetWatch
-from tests.unit.test_native_follow import ScriptedBPF
+from tests.unit.test_native_follow import (
+    ScriptedBPF,
+    scripted_symbols,  # noqa: F401 (autouse: the address lookup)
+)
 from tests.unit.test_native_former_scan import _purl_target
 
 LIB = "/usr/lib/libx.so.1"

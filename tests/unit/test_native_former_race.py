@@ -22,7 +22,11 @@ import pytest
 from stellaops_runtime.native import follow_former, former
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
-from tests.unit.test_native_follow import ScriptedBPF, run_deleted
+from tests.unit.test_native_follow import (
+    ScriptedBPF,
+    run_deleted,
+    scripted_symbols,  # noqa: F401 (autouse: the address lookup)
+)
 
 
 @contextmanager

@@ -26,7 +26,12 @@ from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
-from tests.unit.test_native_follow import ScriptedBPF, run_copy, run_deleted
+from tests.unit.test_native_follow import (
+    ScriptedBPF,
+    run_copy,
+    run_deleted,
+    scripted_symbols,  # noqa: F401 (autouse: the address lookup)
+)
 
 
 def _proc(tmp: Path, pid: int, maps: str) -> None:

@@ -11,40 +11,41 @@ the next load compiles programs for it.
 
 Each attach goes through ``/proc/self/fd/<n>`` of the caller's descriptor,
 so the file probed is the one looked at, whatever its path names meanwhile.
+A uprobe's address is found by native/symaddr.py and given to BCC, which then
+reads no symbol table of the file (a container may rewrite it at any moment).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 from typing import Any
 
+from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.native import usdt
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
-from stellaops_runtime.native.elfguard import bcc_hazard
+from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
 
 
 def uprobe(bpf: Any, i: int, t: UprobeTarget, fd: int, what: str) -> str:
     """Attach uprobe target ``i``'s programs to the file of ``fd``: '' when done, else why not."""
-    path, sym = f"/proc/self/fd/{fd}".encode(), t.symbol.encode()
-    if why := bcc_hazard(path.decode()):  # a symbol table BCC would crash on (native/elfguard.py)
-        return f"{what} cannot be read: {why}"
-    try:
-        found = bpf.get_user_addresses(path, f"^{re.escape(t.symbol)}$".encode())
-    except Exception as e:  # BCC raises bare Exception for a file it cannot read as ELF
-        return f"{what} cannot be read: {e}"
-    if not found:
+    path = f"/proc/self/fd/{fd}"
+    try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
+        addr = find_address(path, t.symbol)
+    except SymbolNotFound:
         return f"symbol {t.symbol} not found in {what}"
+    except (OSError, ElfError) as e:
+        return f"{what} cannot be read: {str(e).replace(path, 'it')}"
+    name = path.encode()
     try:
-        bpf.attach_uprobe(name=path, sym=sym, fn_name=f"stella_up_enter_{i}".encode())
+        bpf.attach_uprobe(name=name, addr=addr, fn_name=f"stella_up_enter_{i}".encode())
     except Exception as e:
         return f"attach to {what} failed: {e}"
     try:
-        bpf.attach_uretprobe(name=path, sym=sym, fn_name=f"stella_up_return_{i}".encode())
+        bpf.attach_uretprobe(name=name, addr=addr, fn_name=f"stella_up_return_{i}".encode())
     except Exception as e:
         with contextlib.suppress(Exception):
-            bpf.detach_uprobe(name=path, sym=sym)
+            bpf.detach_uprobe(name=name, addr=addr)
         return f"attach to {what} failed: {e}"
     return ""
 

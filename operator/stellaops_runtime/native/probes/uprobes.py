@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig
-from stellaops_runtime.native.elfguard import bcc_hazard
 from stellaops_runtime.native.probes.prelude import (
     emit_begin,
     emit_begin_stacked,
@@ -33,6 +32,7 @@ from stellaops_runtime.native.probes.prelude import (
     emit_end_stacked,
     take_stacks,
 )
+from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
 
 
 def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
@@ -106,37 +106,26 @@ def attach(b: Any, cfg: NativeConfig, paths: Mapping[int, str] | None = None) ->
         if not os.path.isfile(path):
             failed.append((label, f"binary {t.binary} not found"))
             continue
-        if why := bcc_hazard(path):  # a symbol table BCC would crash on (native/elfguard.py)
-            failed.append((label, f"cannot read symbols of {t.binary}: {why}"))
-            continue
-        try:
-            addr = b.get_user_addresses(path.encode(), f"^{_re_escape(t.symbol)}$".encode())
-        except Exception as e:  # BCC raises bare Exception for an unreadable or non-ELF file
-            failed.append((label, f"cannot read symbols of {t.binary}: {str(e).replace(path, t.binary)}"))
-            continue
-        if not addr:
+        try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
+            addr = find_address(path, t.symbol)
+        except SymbolNotFound:
             failed.append((label, f"symbol {t.symbol} not found in {t.binary}"))
+            continue
+        except (OSError, ElfError) as e:
+            failed.append((label, f"cannot read symbols of {t.binary}: {str(e).replace(path, t.binary)}"))
             continue
         entered = False
         try:
-            b.attach_uprobe(
-                name=path.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_enter_{i}".encode()
-            )
+            b.attach_uprobe(name=path.encode(), addr=addr, fn_name=f"stella_up_enter_{i}".encode())
             entered = True
-            b.attach_uretprobe(
-                name=path.encode(), sym=t.symbol.encode(), fn_name=f"stella_up_return_{i}".encode()
-            )
+            b.attach_uretprobe(name=path.encode(), addr=addr, fn_name=f"stella_up_return_{i}".encode())
         except Exception as e:
             if entered:
-                _detach_entry(b, path, t.symbol)
+                _detach_entry(b, path, addr)
             failed.append((label, f"attach failed: {str(e).replace(path, t.binary)}"))
     return failed
 
 
-def _detach_entry(b: Any, path: str, symbol: str) -> None:
+def _detach_entry(b: Any, path: str, addr: int) -> None:
     with contextlib.suppress(Exception):  # already gone: nothing left to undo
-        b.detach_uprobe(name=path.encode(), sym=symbol.encode())
-
-
-def _re_escape(s: str) -> str:
-    return re.escape(s)
+        b.detach_uprobe(name=path.encode(), addr=addr)

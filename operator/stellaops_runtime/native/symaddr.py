@@ -1,0 +1,130 @@
+"""Find a uprobe target's address ourselves, so BCC never reads a symbol table of a file we probe.
+
+Given a symbol *name*, BCC's ``attach_uprobe``/``get_user_addresses`` walk the
+file's ``.symtab`` and ``.dynsym`` in C (libbcc's bcc_elf.c): a table whose
+``sh_entsize`` is 0 makes that a division by zero, SIGFPE, and the whole agent
+(or ``probes run``) dies. The files probed are not all the operator's: a
+container's own binary (a PURL target, a ``/proc/<pid>/root`` path, a file
+renamed over a probed path) is whatever that container wrote, and it may
+rewrite it in place at any moment, so a check before BCC's read can always be
+raced. So the symbol tables are read here, in Python, bounded, with the reader
+the symbolizer uses (canonical/symtab.py: entry sizes, string-table links and
+offsets are checked against the file), and BCC is given the address:
+``attach_uprobe(name=path, addr=...)``. With an address, libbcc's
+``bcc_resolve_symname`` reads only the ELF header and the program headers
+(through libelf, which checks them against the file: tests/integration/
+test_native_symaddr.py fuzzes them) to turn the address into a file offset;
+no symbol table is read, whatever the file holds at that moment.
+
+The address is the one BCC finds by name (``_find_sym``): the value of the
+first symbol of that name, in section order (``.dynsym`` before ``.symtab`` as
+linkers lay them out) and in table order, at a non-zero address. Differences,
+on purpose: only function symbols (``STT_FUNC``, ``STT_GNU_IFUNC``) defined in a
+section are taken (BCC by name takes the first symbol of any type: a data
+object of the same name would be probed as code; the agent already refused
+such a name, as ``get_user_addresses`` lists functions only); a separate debug
+file is read only where BCC finds it by the file's GNU build-id
+(``/usr/lib/debug/.build-id/``, on the agent's own file system: BCC reads
+it first, but its match is overwritten by the file's own, so the file's own
+tables come first here), not through ``.gnu_debuglink`` (a name the file gives,
+looked up next to it: in a container, the container's choice),
+``.gnu_debugdata`` or debuginfod: a symbol present only there is "not found".
+
+No IFUNC is resolved, by BCC (0.26 to today's source) or here: an
+``STT_GNU_IFUNC`` symbol (glibc's ``strlen``) is probed at the resolver it
+names, which runs when the dynamic linker binds it, not at the implementation
+it picks (``__strlen_avx2``: name that to count calls). Versions are not part
+of a name: glibc's ``.dynsym`` holds ``memcpy@GLIBC_2.2.5`` (a plain function)
+before the ``memcpy@@GLIBC_2.14`` IFUNC, so "memcpy" is the former, for BCC
+and here alike (tests/integration/test_native_symaddr.py compares both).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import BinaryIO
+
+from stellaops_runtime.canonical.debuglink import build_id_path
+from stellaops_runtime.canonical.elflayout import (
+    BUILD_ID_GNU,
+    ElfError,
+    ElfLayout,
+    build_id_from_notes,
+    read_layout,
+    read_notes,
+)
+from stellaops_runtime.canonical.limits import Limits
+from stellaops_runtime.canonical.symtab import function_symbols, read_section_table
+
+_LIMITS = Limits()
+_TABLES = {"SHT_DYNSYM": ".dynsym", "SHT_SYMTAB": ".symtab"}
+
+
+class SymbolNotFound(Exception):
+    """The file has no function symbol of that name at a non-zero address."""
+
+
+def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
+    """The address BCC's ``attach_uprobe(addr=...)`` takes for ``symbol`` in the ELF file at ``path``.
+
+    As BCC does in effect, the file's own tables come first, then the debug file named by its GNU
+    build-id under ``debug_root`` (``/usr/lib/debug/.build-id/xx/rest.debug``, on the agent's own
+    file system).
+    Raises :class:`SymbolNotFound`, ``ElfError`` (a file that is not ELF, or damaged: its
+    message says why) or ``OSError`` (the file cannot be opened or read)."""
+    want = symbol.encode() + b"\0"
+    with _open(path) as f:
+        layout = read_layout(f)
+        if found := _first(f, layout, want):
+            return found
+        build_id, kind = build_id_from_notes(read_notes(f, layout))
+    debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
+    if debug is not None:
+        try:
+            with _open(os.path.join(debug_root, debug.lstrip("/"))) as d:
+                if found := _first(d, read_layout(d), want):
+                    return found
+        except (OSError, ElfError):
+            pass  # no usable debug file: not found, as in BCC
+    raise SymbolNotFound(f"symbol {symbol} not found")
+
+
+def _open(path: str) -> BinaryIO:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the agent
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise ElfError("not_regular", "not a regular file")
+    return f
+
+
+def _first(f: BinaryIO, layout: ElfLayout, want: bytes) -> int:
+    """The value of the first function symbol named ``want`` (with its NUL) in section order, or 0."""
+    budget = _LIMITS.budget("symbol lookup")
+    sections = read_section_table(f, layout, budget)
+    order = sorted((i, _TABLES[s.type]) for i, s in enumerate(sections) if s.type in _TABLES)
+    for _, table in order:
+        cols = function_symbols(
+            sections,
+            f,
+            table,
+            is64=layout.is64,
+            little=layout.little,
+            arm=False,  # BCC probes st_value as it is (a Thumb bit included)
+            budget=budget,
+        )
+        strtab: bytes = getattr(cols.names, "strtab", b"")
+        offsets: list[int] = getattr(cols.names, "offsets", [])
+        # Every offset in the string table where the name (and its NUL) begins; a name can be the
+        # tail of a longer string there (linkers share suffixes), so each occurrence counts.
+        at: set[int] = set()
+        p = strtab.find(want)
+        while p >= 0:
+            at.add(p)
+            p = strtab.find(want, p + 1)
+        if at:
+            for i, off in enumerate(offsets):
+                if off in at and cols.starts[i]:
+                    return cols.starts[i]
+    return 0
