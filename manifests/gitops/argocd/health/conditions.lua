@@ -16,6 +16,9 @@
 -- A True condition whose own observedGeneration is older than the spec is
 -- not believed. Suspended and Missing are never returned (Argo CD reports
 -- Missing itself for an object that does not exist).
+-- A RuntimeObserver whose agents cannot back "not observed" (its
+-- NotObservedBacked condition False) is Degraded, or Progressing for
+-- RegistryNotInSync, through these four: the operator folds it in.
 local hs = {}
 hs.status = "Progressing"
 hs.message = "Waiting for the StellaOps operator to report a status"
