@@ -340,3 +340,22 @@ async def test_a_read_that_keeps_failing_is_retried_and_logged_once(tmp_path: Pa
         stop.set()
         await asyncio.wait_for(task, 2)
     assert sum("Input/output error" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_path_with_a_nul_byte_is_retried_with_a_reason_never_a_dead_task(
+    tmp_path: Path, caplog
+) -> None:
+    """Probe (s36/h2): ``exportFile`` holding a NUL byte made ``open()`` raise ValueError: the source
+    task died unlogged, and the agent ran on unready, saying nothing of why."""
+    q = EventQueue(100)
+    src = TetragonExportSource(str(tmp_path / "a\0b.log"), queue=q, poll_interval=0.02)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: task.done() or src.stats.open_errors >= 3)
+        assert not task.done(), task.exception()
+        assert "NUL byte" in src.stats.last_error and "\\x00" in src.stats.last_error
+        assert sum("NUL byte" in r.getMessage() for r in caplog.records) == 1  # said once
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

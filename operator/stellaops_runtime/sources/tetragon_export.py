@@ -217,6 +217,11 @@ class TetragonExportSource(RestartResume):
         warned = ""
         there = True  # the file was at the path when first looked at (else a later one: read whole)
         while not stop.is_set():
+            if "\0" in self.path:  # open() would raise ValueError, not OSError: the task died unlogged
+                why = f"cannot open export file {self.path!r}: the path holds a NUL byte"
+                warned = self._error("open_errors", why, warned)
+                await asyncio.sleep(self.poll_interval)
+                continue
             try:
                 if (taken := self.lock.take()) == "other":  # another agent follows the file
                     self.stats.other_agent = True
