@@ -210,3 +210,21 @@ async def test_a_stale_node_is_not_counted_and_fixed_nodes_are_ready(
     backing = condition(body, BACKING_CONDITION)
     assert (backing["status"], backing["message"][:22]) == ("True", "2 of 2 fresh node(s): ")
     assert verdicts(observer(cluster)) == ("Healthy", "Current", "Current")
+
+
+async def test_an_invalid_spec_keeps_the_fold_current(cluster: Cluster, operator: OperatorRun) -> None:
+    """Stalled (the agents keep their last valid configuration, and still run): what they can back
+    is still said, not left as it was before the spec went wrong."""
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": ["("]}}})
+    body = await until(cluster, "Stalled", "True")
+    assert condition(body, BACKING_CONDITION)["status"] == "True"
+    await report(cluster, "node-a", "off")
+    body = await until(cluster, BACKING_CONDITION, "False")
+    assert condition(body, BACKING_CONDITION)["reason"] == "LifecycleDisabled"
+    assert condition(body, "Stalled")["status"] == "True"  # the invalid spec still decides the state
+    assert verdicts(observer(cluster))[:2] == ("Degraded", "Failed")
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": None}}})
+    body = await until(cluster, "Degraded", "True")
+    assert condition(body, "Degraded")["reason"] == "LifecycleDisabled"
+    await report(cluster, "node-a", "in_sync")
+    await until(cluster, "Ready", "True")

@@ -107,12 +107,15 @@ class ObserverReconciler(PolicyReconciler):
         except SpecError as err:
             status = {
                 "observedGeneration": generation,
-                "conditions": state_conditions(
-                    state="Stalled",
-                    reason=err.reason,
-                    message=f"{err.message} (the agents keep their last valid configuration)",
-                    generation=generation,
-                ),
+                "conditions": [
+                    *state_conditions(
+                        state="Stalled",
+                        reason=err.reason,
+                        message=f"{err.message} (the agents keep their last valid configuration)",
+                        generation=generation,
+                    ),
+                    self.node_backing(generation).condition,  # they still run: say what they back
+                ],
             }
             if await self._write_status(r.RUNTIME_OBSERVERS, key, seen, body, status, owned=()):
                 await self._event(body, type="Warning", reason=err.reason, message=err.message)
