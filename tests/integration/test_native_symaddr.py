@@ -116,6 +116,9 @@ def test_a_damaged_or_odd_file_is_an_error_never_a_hang(built: dict[str, Path], 
     (tmp_path / "zero").write_bytes(bad)
     with pytest.raises(ElfError, match="symbol entry size 0, expected 24"):
         find_address(str(tmp_path / "zero"), "h6_fn")
+    for name in ("h6_fn\x00", "h6_fn\x00x", "", "h6_fn\ud800", "h6_fn\udcff"):  # never the address of h6_fn
+        with pytest.raises(SymbolNotFound):
+            find_address(str(built["pie"]), name)
     (tmp_path / "text").write_bytes(b"#!/bin/sh\n")
     with pytest.raises(Exception, match="not an ELF"):
         find_address(str(tmp_path / "text"), "h6_fn")

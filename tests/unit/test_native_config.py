@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stellaops_runtime.native.config import NativeConfig, NativeConfigError, UprobeTarget
+from stellaops_runtime.native.config import NativeConfig, NativeConfigError, UprobeTarget, UsdtTarget
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,9 @@ from stellaops_runtime.native.config import NativeConfig, NativeConfigError, Upr
         ({"uprobes": (UprobeTarget("relative/bin", "f"),)}, "needs an absolute path and a symbol"),
         ({"uprobes": (UprobeTarget("/bin/x\x00y", "f"),)}, "needs an absolute path and a symbol"),
         ({"uprobes": (UprobeTarget("/bin/x", ""),)}, "needs an absolute path and a symbol"),
+        ({"uprobes": (UprobeTarget("/bin/x", "f\udcff"),)}, "'/bin/x:f\\\\udcff': not valid UTF-8"),
+        ({"uprobes": (UprobeTarget("/bin/\udcff", "f"),)}, "not valid UTF-8"),
+        ({"usdt": (UsdtTarget("/bin/x", "p", "n\ud800"),)}, "native.usdt: .*: not valid UTF-8"),
         ({"uprobes": tuple(UprobeTarget("/b", f"f{i}") for i in range(65))}, "at most 64 targets"),
         ({"syscall_periods": (("openat", 0),)}, "native.syscall_periods: expected"),
         ({"uprobe_periods": (("/b:f", "60"),)}, "native.uprobe_periods: expected"),

@@ -231,6 +231,12 @@ def validate(cfg: NativeConfig) -> None:
     for u in cfg.uprobes:
         if not u.binary.startswith("/") or "\x00" in u.binary or "\x00" in u.symbol or not u.symbol:
             raise NativeConfigError(f"native.uprobes: {u.label()!r}: needs an absolute path and a symbol")
+    labels = [("uprobes", u.label()) for u in cfg.uprobes] + [("usdt", t.label()) for t in cfg.usdt]
+    for what, label in labels:
+        try:  # a byte argv could not decode (a surrogate): every report naming the target would fail
+            label.encode()
+        except UnicodeEncodeError:
+            raise NativeConfigError(f"native.{what}: {label!a}: not valid UTF-8") from None
 
 
 _UPROBE_KEYS = ("binary", "symbol")

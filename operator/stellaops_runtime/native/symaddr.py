@@ -73,7 +73,12 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
     file system).
     Raises :class:`SymbolNotFound`, ``ElfError`` (a file that is not ELF, or damaged: its
     message says why) or ``OSError`` (the file cannot be opened or read)."""
-    want = symbol.encode() + b"\0"
+    try:  # a name from argv keeps its undecodable bytes as surrogates: those bytes are looked for
+        want = symbol.encode("utf-8", "surrogateescape") + b"\0"
+    except UnicodeEncodeError:  # a lone surrogate from elsewhere (JSON's \ud800): no ELF name is that
+        raise SymbolNotFound(f"symbol {symbol!a} not found: not a name a file can hold") from None
+    if len(want) < 2 or b"\0" in want[:-1]:
+        raise SymbolNotFound(f"symbol {symbol!a} not found: not a name a file can hold")
     with _open(path) as f:
         layout = read_layout(f)
         if found := _first(f, layout, want):
