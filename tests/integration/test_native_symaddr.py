@@ -28,7 +28,9 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.elflayout import ElfError
+from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.native import symaddr
 from stellaops_runtime.native.bccimport import load_bcc
 from stellaops_runtime.native.detect import detect
 from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
@@ -37,7 +39,8 @@ pytestmark = pytest.mark.bpf
 CACHE = str(Path(".cache/native").resolve())
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 PROGRAM = r"""
-__attribute__((noinline)) int h6_fn(int x) { return x + 1; }
+int h6_data = 7;
+__attribute__((noinline)) int h6_fn(int x) { return x + h6_data; }
 static __attribute__((noinline)) int h6_static(int x) { return x * 3; }
 int main(int c, char **v) {
     long s = 0;
@@ -100,6 +103,20 @@ def test_the_address_is_the_one_bcc_finds_by_name(bpf_class: object, built: dict
     assert checked >= 8
     with pytest.raises(SymbolNotFound):  # only in .symtab, which strip removed
         find_address(str(built["stripped"]), "h6_static")
+    # A data object: BCC by name finds it, then refuses it (not in an executable segment); only
+    # functions count here.
+    assert _bcc_offset(bpf_class, str(built["pie"]), "h6_data") is None
+    with pytest.raises(SymbolNotFound):
+        find_address(str(built["pie"]), "h6_data")
+
+
+def test_symbol_tables_over_the_budget_are_a_reason(
+    built: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(symaddr, "_LIMITS", Limits(max_parse_bytes=64))
+    with pytest.raises(ElfError) as e:
+        find_address(str(built["pie"]), "h6_fn")
+    assert e.value.reason == "budget_exceeded", e.value
 
 
 def test_a_damaged_or_odd_file_is_an_error_never_a_hang(built: dict[str, Path], tmp_path: Path) -> None:

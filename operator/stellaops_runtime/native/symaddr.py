@@ -20,9 +20,8 @@ The address is the one BCC finds by name (``_find_sym``): the value of the
 first symbol of that name, in section order (``.dynsym`` before ``.symtab`` as
 linkers lay them out) and in table order, at a non-zero address. Differences,
 on purpose: only function symbols (``STT_FUNC``, ``STT_GNU_IFUNC``) defined in a
-section are taken (BCC by name takes the first symbol of any type: a data
-object of the same name would be probed as code; the agent already refused
-such a name, as ``get_user_addresses`` lists functions only); a separate debug
+section are taken (BCC by name takes the first symbol of any type, then refuses
+an address outside an executable segment, so a data object is found by neither); a separate debug
 file is read only where BCC finds it by the file's GNU build-id
 (``/usr/lib/debug/.build-id/``, on the agent's own file system: BCC reads
 it first, but its match is overwritten by the file's own, so the file's own
