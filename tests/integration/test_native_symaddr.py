@@ -15,6 +15,7 @@ after the address was found (a hook, not timing luck).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import struct
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -30,10 +32,13 @@ from elftools.elf.elffile import ELFFile
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.native import symaddr
+from stellaops_runtime.native import follow_attach, symaddr
 from stellaops_runtime.native.bccimport import load_bcc
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import detect
 from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
+from tests.integration.test_native_replaced_binary import SYMBOL, build, probes_of, report  # noqa: F401
+from tests.native_app import ask, installed, replace, serve
 
 pytestmark = pytest.mark.bpf
 CACHE = str(Path(".cache/native").resolve())
@@ -261,3 +266,50 @@ def test_a_file_rewritten_right_after_the_look_does_not_kill_probes_run(
     assert f"uprobe {good}:h6_fn" in s["attached"], s
     failed = [f["probe"] for f in s["failed"]]
     assert f"uprobe {bad}:h6_fn" in s["attached"] or f"{bad}:h6_fn" in failed, s
+
+
+async def test_a_followed_file_rewritten_right_after_the_look_leaves_the_source_running(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    probes_of: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """The same race for a file put at a target's path while the probes run (native/follow_attach.py):
+    the real source in this process, the new file's symbol table zeroed right after its lookup."""
+    built, path = installed(tmp_path, build)
+    new = build(built, "v2")
+    hooked: list[str] = []
+    name = "find_address" if hasattr(follow_attach, "find_address") else "bcc_hazard"  # before: the guard
+    looked = getattr(follow_attach, name)
+
+    def look_then_rewrite(p: str, *a: Any, **k: Any) -> Any:
+        r = looked(p, *a, **k)
+        _zero_symtab(p)  # in place, through the descriptor the source holds: the file it attaches to
+        hooked.append(p)
+        return r
+
+    monkeypatch.setattr(follow_attach, name, look_then_rewrite)
+    cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
+    p = await probes_of(cfg)
+    old = await asyncio.to_thread(serve, path)
+    try:
+        replace(path, new)
+        await p.until(
+            lambda: bool(hooked) and (p.src.stats.followed or p.src.stats.failed), "the new file looked at"
+        )
+        await asyncio.to_thread(ask, old, 3)  # the old file's probe keeps counting
+        await p.until(lambda: p.calls[(old.pid, str(path))] == 3, "the old file's calls", timeout=60)
+    finally:
+        if old.stdin is not None:
+            old.stdin.close()
+        old.wait(10)
+    assert p.src.stats.connected, p.src.stats.last_error
+
+
+def _zero_symtab(path: str) -> None:
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".symtab")
+        at = elf["e_shoff"] + index * elf["e_shentsize"] + 56
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<Q", 0))
