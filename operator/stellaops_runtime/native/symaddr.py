@@ -56,7 +56,10 @@ from stellaops_runtime.canonical.elflayout import (
 from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.canonical.symtab import function_symbols, read_section_table
 
-_LIMITS = Limits()
+# The symbolizer's bounds on bytes read into memory and symbols kept (canonical/limits.py), but
+# not its 2 s per file: a lookup runs once per attach, and a busy node must not fail a probe
+# on a large binary (libLLVM's 70,000 functions: 40 ms idle) for being slow.
+_LIMITS = Limits(parse_seconds=120.0)
 _TABLES = {"SHT_DYNSYM": ".dynsym", "SHT_SYMTAB": ".symtab"}
 
 
