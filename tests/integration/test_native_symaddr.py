@@ -47,9 +47,10 @@ PROGRAM = r"""
 int h6_data = 7;
 __attribute__((noinline)) int h6_fn(int x) { return x + h6_data; }
 static __attribute__((noinline)) int h6_static(int x) { return x * 3; }
+__attribute__((noinline, section(".data"))) int h6_in_data(int x) { return x - 1; }
 int main(int c, char **v) {
     long s = 0;
-    for (int i = 0; i < 3; i++) s += h6_fn(i) + h6_static(c);
+    for (int i = 0; i < 3; i++) s += h6_fn(i) + h6_static(c) + (v == 0 ? h6_in_data(i) : 0);
     return s == -1;
 }
 """
@@ -108,6 +109,11 @@ def test_the_address_is_the_one_bcc_finds_by_name(bpf_class: object, built: dict
     assert checked >= 8
     with pytest.raises(SymbolNotFound):  # only in .symtab, which strip removed
         find_address(str(built["stripped"]), "h6_static")
+    # A function in a writable, non-executable section: BCC refuses it ("could not determine
+    # address"), here with the reason.
+    assert _bcc_offset(bpf_class, str(built["pie"]), "h6_in_data") is None
+    with pytest.raises(ElfError, match=r"its symbol h6_in_data is at 0x[0-9a-f]+, in no executable segment"):
+        find_address(str(built["pie"]), "h6_in_data")
     # A data object: BCC by name finds it, then refuses it (not in an executable segment); only
     # functions count here.
     assert _bcc_offset(bpf_class, str(built["pie"]), "h6_data") is None

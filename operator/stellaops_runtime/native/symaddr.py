@@ -61,6 +61,7 @@ from stellaops_runtime.canonical.symtab import function_symbols, read_section_ta
 # on a large binary (libLLVM's 70,000 functions: 40 ms idle) for being slow.
 _LIMITS = Limits(parse_seconds=120.0)
 _TABLES = {"SHT_DYNSYM": ".dynsym", "SHT_SYMTAB": ".symtab"}
+ET_EXEC, ET_DYN, PF_X = 2, 3, 1
 
 
 class SymbolNotFound(Exception):
@@ -83,18 +84,27 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
         raise SymbolNotFound(f"symbol {symbol!a} not found: not a name a file can hold")
     with _open(path) as f:
         layout = read_layout(f)
-        if found := _first(f, layout, want):
-            return found
-        build_id, kind = build_id_from_notes(read_notes(f, layout))
-    debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
-    if debug is not None:
-        try:
-            with _open(os.path.join(debug_root, debug.lstrip("/"))) as d:
-                if found := _first(d, read_layout(d), want):
-                    return found
-        except (OSError, ElfError):
-            pass  # no usable debug file: not found, as in BCC
-    raise SymbolNotFound(f"symbol {symbol} not found")
+        found = _first(f, layout, want)
+        if not found:
+            build_id, kind = build_id_from_notes(read_notes(f, layout))
+            debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
+            if debug is not None:
+                found = _in_debug_file(os.path.join(debug_root, debug.lstrip("/")), want)
+    if not found:
+        raise SymbolNotFound(f"symbol {symbol} not found")
+    if layout.e_type in (ET_EXEC, ET_DYN) and not any(
+        s.flags & PF_X and s.vaddr <= found < s.vaddr + s.memsz for s in layout.loads
+    ):  # BCC turns the address into a file offset through these only; say why, not its "could not"
+        raise ElfError("not_code", f"its symbol {symbol} is at {found:#x}, in no executable segment")
+    return found
+
+
+def _in_debug_file(path: str, want: bytes) -> int:
+    try:
+        with _open(path) as d:
+            return _first(d, read_layout(d), want)
+    except (OSError, ElfError):
+        return 0  # no usable debug file: not found, as in BCC
 
 
 def _open(path: str) -> BinaryIO:
