@@ -8,7 +8,8 @@ deprecated names, cross-key checks and section shapes. Every row must be
 accepted or refused as it was, with the same value of the same type; the rows
 marked ``tightened`` must have their new outcome instead (the four kinds of
 change are listed in ``TIGHTENED``; test_config_window_divides_day.py says why the
-fourth). A refusal must name the key path.
+fourth; the fifth: a NUL byte crashed the agent
+later, at the first use of the path). A refusal must name the key path.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ TIGHTENED = {
     "pydantic's model crashed with OverflowError; a ConfigError naming the key",
     "an infinite duration is refused",
     "a window that does not divide a day (86400 s) straddles midnight: refused",
+    "a NUL byte in a name, path or address is refused (no file, socket or name holds one)",
 }
 
 
@@ -82,7 +84,7 @@ def test_the_fixture_covers_every_key_and_marks_only_the_listed_changes() -> Non
     expected |= {k for k, v in dumped.items() if not isinstance(v, dict)}
     assert keys == expected
     marks = [row[2]["tightened"] for rows in ROWS.values() for row in rows if len(row) > 2]
-    assert set(marks) == TIGHTENED and len(marks) == 40
+    assert set(marks) == TIGHTENED and len(marks) == 60
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))

@@ -103,6 +103,15 @@ def to_str(v: Any) -> str:
     raise ValueError(f"expected a string, got {shown(v)}")
 
 
+def to_text(v: Any) -> str:
+    """A scalar string key (a name, path or address): no NUL byte, which no file, socket or name
+    holds, and which crashed the agent at the path's first use."""
+    text = to_str(v)
+    if "\x00" in text:
+        raise ValueError("a NUL byte cannot be part of a name, path or address")
+    return text
+
+
 def to_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -165,7 +174,7 @@ def as_given(v: Any) -> Any:
     return v
 
 
-CONVERT: dict[type, Callable[[Any], Any]] = {str: to_str, bool: to_bool, int: to_int, float: to_float}
+CONVERT: dict[type, Callable[[Any], Any]] = {str: to_text, bool: to_bool, int: to_int, float: to_float}
 
 
 def one_of(choices: tuple[str, ...], or_bool: bool = False) -> Callable[[Any], Any]:
