@@ -89,13 +89,16 @@ def verdicts(body: dict[str, Any]) -> tuple[str, str, str]:
     return health(OBSERVER_KIND, body)["status"], flux_health(OBSERVER_KIND, body), kstatus(body)
 
 
-async def until(cluster: Cluster, kind: str, status: str) -> dict[str, Any]:
+async def until(cluster: Cluster, kind: str, status: str, message: str = "") -> dict[str, Any]:
+    """The observer once its ``kind`` condition has ``status`` (and its message starts with ``message``)."""
+
     def check() -> dict[str, Any] | None:
         body = cluster.stored(r.RUNTIME_OBSERVERS, NAME) or {}
         c = next((c for c in (body.get("status") or {}).get("conditions") or () if c["type"] == kind), None)
-        return body if c is not None and c["status"] == status else None
+        ok = c is not None and c["status"] == status and str(c.get("message", "")).startswith(message)
+        return body if ok else None
 
-    return await wait_for(check, what=f"{kind} {status}")
+    return await wait_for(check, what=f"{kind} {status} {message}")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -133,9 +136,8 @@ async def test_every_agent_in_sync_is_backed(cluster: Cluster, operator: Operato
     for node in NODES:
         await cluster.create(obj(API_VERSION, NODE_KIND, node, spec={"nodeName": node}))
         await report(cluster, node, "in_sync")
-    body = await until(cluster, BACKING_CONDITION, "True")
+    body = await until(cluster, BACKING_CONDITION, "True", "2 of 2 fresh node(s)")  # not node-a's alone
     assert condition(body, BACKING_CONDITION)["reason"] == "AgentsBackNotObserved"
-    assert "2 of 2 fresh node(s)" in condition(body, BACKING_CONDITION)["message"]
     assert condition(body, "Ready")["status"] == "True"
     assert verdicts(observer(cluster)) == ("Healthy", "Current", "Current")
 
@@ -228,3 +230,41 @@ async def test_an_invalid_spec_keeps_the_fold_current(cluster: Cluster, operator
     assert condition(body, "Degraded")["reason"] == "LifecycleDisabled"
     await report(cluster, "node-a", "in_sync")
     await until(cluster, "Ready", "True")
+
+
+async def _ds_ready(cluster: Cluster, operator: OperatorRun, agents: int) -> None:
+    await operator.settle()
+    ds = cluster.stored(r.DAEMONSETS, agent_resource_name(NAME), NS) or {}
+    ready = {"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": agents,
+             "numberReady": agents, "updatedNumberScheduled": agents, "numberAvailable": agents}  # fmt: skip
+    await cluster.patch(r.DAEMONSETS, agent_resource_name(NAME), {"status": ready}, namespace=NS, status=True)
+
+
+async def test_a_node_its_agents_do_not_run_on_is_not_its_fault(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """With several RuntimeObservers (node pools), a node outside this one's spec.agent.nodeSelector
+    runs another's agent: telling this one to set its spec.containerRuntime would be wrong."""
+    await cluster.create(obj("v1", "Node", "node-a", labels={"pool": "general"}))
+    await cluster.create(obj("v1", "Node", "node-b", labels={"pool": "k3s"}))
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"agent": {"nodeSelector": {"pool": "general"}}}})
+    await _ds_ready(cluster, operator, 1)
+    await report(cluster, "node-b", "no_runtime_socket")  # the k3s pool's observer's node
+    await report(cluster, "node-a", "in_sync")
+
+    def only_its_node() -> dict[str, Any] | None:
+        body = cluster.stored(r.RUNTIME_OBSERVERS, NAME) or {}
+        kinds = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or ()}
+        folded = kinds.get(BACKING_CONDITION, {}).get("message", "").startswith("1 of 1 fresh node(s)")
+        return body if folded and kinds.get("Ready", {}).get("status") == "True" else None
+
+    try:
+        body = await wait_for(only_its_node, what="the fold of node-a alone, Ready")
+    except TimeoutError:
+        raise AssertionError(observer(cluster)["status"]["conditions"]) from None
+    assert condition(body, BACKING_CONDITION)["status"] == "True"
+    # without a selector its agents run on every node: node-b is its own again
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"agent": {"nodeSelector": None}}})
+    await _ds_ready(cluster, operator, 2)
+    body = await until(cluster, "Degraded", "True")
+    assert "ContainersKnown NoRuntimeSocket on 1 (node-b)" in condition(body, BACKING_CONDITION)["message"]

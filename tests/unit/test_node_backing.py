@@ -142,3 +142,8 @@ def test_gitops_and_operations_md_say_it() -> None:
     assert "neither reads `ContainersKnown`" not in gitops  # the gap H5 documented is closed
     operations = " ".join((root / "docs" / "operations.md").read_text().split())
     assert "the RuntimeObserver's `NotObservedBacked` condition counts and names such nodes" in operations
+
+
+def test_operator_md_says_which_nodes_count() -> None:
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
+    assert "those whose Node labels match its `spec.agent.nodeSelector` (every node without one)" in text

@@ -58,6 +58,7 @@ from stellaops_runtime.controller.render_agent import (
 )
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
 from stellaops_runtime.controller.state import (
+    INDEX_NODES,
     INDEX_OBSERVATION_NODES,
     INDEX_OBSERVERS,
     INDEX_PODS,
@@ -114,7 +115,7 @@ class ObserverReconciler(PolicyReconciler):
                         message=f"{err.message} (the agents keep their last valid configuration)",
                         generation=generation,
                     ),
-                    self.node_backing(generation).condition,  # they still run: say what they back
+                    self.node_backing(generation, _raw_selector(body)).condition,  # they still run
                 ],
             }
             if await self._write_status(r.RUNTIME_OBSERVERS, key, seen, body, status, owned=()):
@@ -171,6 +172,7 @@ class ObserverReconciler(PolicyReconciler):
             errors=[*map(str, refused), *errors],
             namespace=namespace,
             observer=name,
+            selector=spec.agent.node_selector,
         )
         if refused:
             message = "; ".join([*map(str, refused), *errors])
@@ -271,18 +273,31 @@ class ObserverReconciler(PolicyReconciler):
         out["maxPosture"] = ceilings
         return out
 
-    def node_backing(self, generation: Any) -> Backing:
-        """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call)."""
+    def node_backing(self, generation: Any, selector: Mapping[str, str]) -> Backing:
+        """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call).
+
+        Only the nodes its agents may run on (``spec.agent.nodeSelector`` against the Node's labels
+        in kopf's index; all nodes without one): a node of another RuntimeObserver is not its fault.
+        """
         now = utcnow()
         fresh = []
         for name, node in self._items(INDEX_OBSERVATION_NODES):
+            if selector and not _selects(selector, self._one(INDEX_NODES, name)):
+                continue
             if not self._is_stale(node, now=now):
                 status = node.get("status")
                 fresh.append((str(name), status if isinstance(status, Mapping) else None))
         return fold_backing(fresh, generation=generation)
 
     def _observer_status(
-        self, *, ds: Mapping[str, Any], generation: Any, errors: list[str], namespace: str, observer: str
+        self,
+        *,
+        ds: Mapping[str, Any],
+        generation: Any,
+        errors: list[str],
+        namespace: str,
+        observer: str,
+        selector: Mapping[str, str],
     ) -> dict[str, Any]:
         ds_status = ds.get("status") or {}
         desired = int(ds_status.get("desiredNumberScheduled") or 0)
@@ -292,7 +307,7 @@ class ObserverReconciler(PolicyReconciler):
         ds_seen = ds_status.get("observedGeneration")
         state: State
         stuck = self.agent_pod_problem(namespace, observer)
-        backing = self.node_backing(generation)
+        backing = self.node_backing(generation, selector)
         if errors:
             state, reason, message = "Degraded", "ApplyFailed", "; ".join(errors)
         elif stuck is not None:
@@ -348,3 +363,19 @@ class ObserverReconciler(PolicyReconciler):
         spec = obs.get("spec")
         ns = (spec.get("agentNamespace") if isinstance(spec, dict) else None) or crds.DEFAULT_AGENT_NAMESPACE
         return self._owned(("v1", "ConfigMap", str(ns), probe_configmap_name(observer)))
+
+
+def _selects(selector: Mapping[str, str], labels: Any) -> bool:
+    """The Node's labels (kopf's index; None: Node unknown, no agent of this observer) match."""
+    return isinstance(labels, Mapping) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _raw_selector(body: Mapping[str, Any]) -> dict[str, str]:
+    """``spec.agent.nodeSelector`` of a spec that did not parse (the agents' last valid one is not
+    known here): the string pairs it has."""
+    spec = body.get("spec")
+    agent = spec.get("agent") if isinstance(spec, Mapping) else None
+    sel = agent.get("nodeSelector") if isinstance(agent, Mapping) else None
+    if not isinstance(sel, Mapping):
+        return {}
+    return {str(k): v for k, v in sel.items() if isinstance(v, str)}
