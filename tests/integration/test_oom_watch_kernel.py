@@ -135,3 +135,62 @@ def test_a_kill_counted_while_the_cgroup_lived_outlasts_it(death: str, version: 
         watch.close()
         if cgroup.exists():
             cgroup.rmdir()
+
+
+def test_v1_a_parent_cgroups_oom_is_not_a_siblings_kill() -> None:
+    """cgroup v1 notifies every cgroup below the one out of memory: in a pod whose cgroup holds the
+    limit and whose containers have none of their own, the OOM killer's victim is in one container;
+    its sibling, notified too and still running, was not OOM-killed (its own count stays 0)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a memory cgroup")
+    v1root = Path("/sys/fs/cgroup/memory")
+    if not (v1root / "memory.oom_control").exists():
+        pytest.skip("cgroup v1's memory.oom_control path cannot be tested here: no v1 memory hierarchy")
+    pod = v1root / f"stella-oompod-{uuid.uuid4().hex[:12]}"
+    pod.mkdir()
+    (pod / "memory.limit_in_bytes").write_text(LIMIT)
+    if (pod / "memory.memsw.limit_in_bytes").exists():
+        (pod / "memory.memsw.limit_in_bytes").write_text(LIMIT)
+    ids = {name: uuid.uuid4().hex for name in ("eater", "sibling")}
+    dirs = {name: pod / cid for name, cid in ids.items()}
+    for d in dirs.values():
+        d.mkdir()  # no limit of their own: the pod's limit holds
+    watch = OomWatch()
+    procs = {name: _spawn(d) for name, d in dirs.items()}
+    try:
+
+        async def main() -> dict[str, int | None]:
+            for name, p in procs.items():
+                found = watch.counter_file(p.pid, None, ids[name])
+                assert found is not None and found[1] is True, found
+                watch.watch(("", ids[name]), 1, *found)
+            eater = procs["eater"]
+            assert eater.stdin is not None
+            eater.stdin.write(b"go\n")
+            eater.stdin.close()
+            await _until(lambda: watch.seen(("", ids["eater"])) == 1, "the eater's OOM kill counted")
+            assert await asyncio.to_thread(eater.wait, 20) == -signal.SIGKILL
+            assert procs["sibling"].poll() is None  # the victim was the eater, the sibling runs on
+            await _until(lambda: watch.notifications >= 2, "both cgroups notified")
+            # Alive after the rereads with no kill of its own: ruled out, not merely unknown.
+            await _until(lambda: not watch.unsure(("", ids["sibling"])), "the sibling's OOM ruled out")
+            procs["sibling"].send_signal(signal.SIGKILL)  # then stopped, as a pod's other container
+            assert await asyncio.to_thread(procs["sibling"].wait, 20) == -signal.SIGKILL
+            out: dict[str, int | None] = {}
+            for name, d in dirs.items():
+                await _until(lambda d=d: not (d / "cgroup.procs").read_text().strip(), "an empty cgroup")
+                d.rmdir()
+                out[name] = watch.final(("", ids[name]))
+            return out
+
+        kills = asyncio.run(main())
+        assert kills == {"eater": 1, "sibling": 0}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        watch.close()
+        for d in [*dirs.values(), pod]:
+            if d.exists():
+                d.rmdir()

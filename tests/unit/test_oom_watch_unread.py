@@ -132,3 +132,57 @@ def test_unknown_is_said_in_the_event_and_the_command() -> None:
     assert ev.to_json()["oom_killed"] is None
     assert "oom_killed=unknown" in _event_line(ev)
     assert "oom_killed" not in _event_line(ContainerLifecycleEvent(T.DIE, "docker", "", B, exit_code=137))
+
+
+def test_v1_an_ancestors_oom_counts_only_by_the_victims_count(tmp_path: Path) -> None:
+    """v1 notifies every cgroup below the one out of memory. A notification with no failed charge
+    at the cgroup's own limits is an ancestor's (a pod's limit): not an OOM kill here unless the
+    victim is counted here; its cgroup gone before the count could say is not known (``unsure``),
+    and the removal's own signal after it is not taken for a second one."""
+
+    async def main() -> None:
+        w = OomWatch(str(tmp_path))
+
+        def cgroup(cid: str) -> tuple[tuple[str, str], Path]:
+            d = tmp_path / "memory" / "pod" / cid
+            counter = _cgroup(d, "memory.oom_control")
+            (d / "memory.failcnt").write_text("0\n")
+            w.watch(("", cid), 1, counter, True)
+            return ("", cid), d
+
+        async def notify(key: tuple[str, str], n: int = 1) -> None:
+            seen = w.notifications
+            os.eventfd_write(w._watches[key].event_fd, n)
+            await _until(lambda: w.notifications > seen, "the notification handled")
+
+        def remove(key: tuple[str, str]) -> None:
+            watch = w._watches[key]
+            d = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+            os.dup2(d, watch.fd)  # its reads fail now, as a removed cgroup's do (ENODEV)
+            os.close(d)
+
+        sibling, _ = cgroup(A)
+        await notify(sibling)
+        assert w.unsure(sibling) and w.seen(sibling) == 0
+        remove(sibling)
+        await notify(sibling)  # the removal's signal
+        assert w.final(sibling) == 0 and w.unsure(sibling)  # the exit says unknown (base.py)
+
+        own, d = cgroup(B)
+        (d / "memory.failcnt").write_text("3\n")  # its own limit failed a charge: its own OOM
+        await notify(own)
+        assert not w.unsure(own) and w.final(own) == 1
+
+        victim, d = cgroup("c" * 64)
+        await notify(victim)
+        (d / "memory.oom_control").write_text("under_oom 0\noom_kill 1\n")  # the victim was here
+        await _until(lambda: w.seen(victim) == 1, "the reread")
+        assert not w.unsure(victim) and w.final(victim) == 1
+
+        alive, _ = cgroup("d" * 64)
+        await notify(alive)
+        await _until(lambda: not w.unsure(alive), "the last reread")  # alive, no kill: ruled out
+        assert w.final(alive) == 0
+        w.close()
+
+    asyncio.run(main())

@@ -193,14 +193,15 @@ class LifecycleObserver:
     def _oom_at_exit(self, rec: ContainerRecord) -> bool | None:
         """Whether the kernel OOM-killed a process in the container's own cgroup during this run:
         the watched count (oom_watch.py), else the cgroup's count if its directory is still there;
-        None when its cgroup came and went before its counter could be opened (not known)."""
+        None when its cgroup came and went before its counter could be opened, or (v1) an ancestor's
+        OOM was notified and the cgroup went before its victim was known (not known)."""
         key = (rec.namespace, rec.container_id)
         kills = self.oom_watch.final(key)
         if kills is None:
             return None if self.oom_watch.missed(key) else self._oom_counted(rec)
         if kills:
             self.stats.oom_from_cgroup += 1
-        return bool(kills)
+        return True if kills else None if self.oom_watch.unsure(key) else False
 
     def _oom_of_exit(self, said: bool | None, rec: ContainerRecord) -> bool | None:
         """The ``oom_killed`` of an exit: True when the runtime (``said``) or the kernel's count says

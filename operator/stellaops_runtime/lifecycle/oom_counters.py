@@ -72,3 +72,20 @@ class CounterFinder:
             return None
         control = os.path.join(directory, "memory.oom_control")
         return (control, True) if os.path.exists(control) else None
+
+
+def v1_own_failures(directory: str) -> int:
+    """How often a charge failed at the v1 cgroup's own limits (``memory.failcnt`` plus
+    ``memory.memsw.failcnt``), or -1 when unreadable. An OOM of this cgroup's own limit follows a
+    failed charge here; v1 also notifies every cgroup below one out of memory, whose own counts stay."""
+    total = 0
+    for name in ("memory.failcnt", "memory.memsw.failcnt"):
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                total += int(f.read(64).strip() or b"0")
+        except FileNotFoundError:
+            if name == "memory.failcnt":
+                return -1
+        except (OSError, ValueError):
+            return -1
+    return total

@@ -13,9 +13,9 @@ that file is held open and read again whenever the kernel says it changed:
 - cgroup v2: ``memory.events`` raises ``POLLPRI`` on every change (the
   kernel's documented file-modified event), watched through one ``epoll``;
 - cgroup v1: an ``eventfd`` registered in ``cgroup.event_control`` for
-  ``memory.oom_control`` fires when the cgroup enters OOM (just before the
-  kill is counted) and when the cgroup is removed; the count is read at once
-  and again a little later (``REREAD_SECONDS``) while the cgroup lives.
+  ``memory.oom_control`` fires when the cgroup or an ancestor enters OOM (just
+  before the kill is counted) and when the cgroup is removed; the count is read
+  at once and again a little later (``REREAD_SECONDS``) while the cgroup lives.
 
 The exit (``final``) reads once more through the open file and answers the
 highest count seen: the kills counted while this task's cgroup existed.
@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 from stellaops_runtime.lifecycle.cgroup_births import Births
 from stellaops_runtime.lifecycle.cgroups import oom_kill_count
-from stellaops_runtime.lifecycle.oom_counters import CounterFinder
+from stellaops_runtime.lifecycle.oom_counters import CounterFinder, v1_own_failures
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class _Watch:
     kills: int = 0  # the highest count read
     oom_began: bool = False  # v1: notified while the cgroup lived (an OOM began in it)
     signals: int = 0  # v1: the eventfd's count (the removal signals once; more is an OOM)
+    explained: int = 0  # v1: signals of an ancestor's OOM (handled while the cgroup lived)
+    failures: int = -1  # v1: its own limits' failed charges when last read (-1: not known)
+    ancestor: bool = False  # v1: an ancestor's OOM notified, this cgroup's kill neither seen nor ruled out
     done: bool = False  # an exit read it
 
 
@@ -163,6 +166,7 @@ class OomWatch:
         # No notifications for a plain file (tests) or outside an event loop: read at the exit only.
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             if v1:
+                w.failures = v1_own_failures(w.directory)
                 w.event_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
                 control = os.path.join(os.path.dirname(counter), "cgroup.event_control")
                 with open(control, "w") as f:
@@ -252,12 +256,19 @@ class OomWatch:
         self._read(key)
         self._close(w)
         w.done = True
-        return max(w.kills, 1) if w.oom_began or w.signals > 1 else w.kills
+        return max(w.kills, 1) if w.oom_began or w.signals - w.explained > 1 else w.kills
 
     def missed(self, key: tuple[str, str]) -> bool:
         """Whether ``key``'s container had a cgroup created under a watched parent that was gone
         before its counter could be opened: whether it was OOM-killed is not known (``unread``)."""
         return key[1] in self._missed
+
+    def unsure(self, key: tuple[str, str]) -> bool:
+        """Whether an OOM of an ancestor cgroup (v1: a pod's limit) was notified to ``key``'s and
+        its cgroup went before the victim's kill was counted or 1.4 s passed: the victim may have
+        been this container's process or a sibling's (not known)."""
+        w = self._watches.get(key)
+        return w is not None and w.ancestor and not w.kills and not w.oom_began
 
     def seen(self, key: tuple[str, str]) -> int | None:
         """The highest count read so far for ``key`` (None when not watched), without reading."""
@@ -348,14 +359,21 @@ class OomWatch:
             # (containerd's own rule for /tasks/oom on v1), and so does a count above one (both
             # came while the loop was busy). The kernel counts the kill only after printing its
             # report, which can take longer than the runtime needs to remove the cgroup.
-            w.oom_began = True
+            # But v1 notifies every cgroup below the one out of memory too: an OOM of an ancestor
+            # (a pod's limit) is this cgroup's only if the victim is counted here (the rereads).
+            failures = v1_own_failures(w.directory)
+            if 0 <= failures <= w.failures:
+                w.explained, w.ancestor = w.signals, not w.kills
+            else:
+                w.oom_began = True
+            w.failures = failures
             if self._loop is not None:
                 for delay in REREAD_SECONDS:
-                    self._loop.call_later(delay, self._reread, key, w)
+                    self._loop.call_later(delay, self._reread, key, w, delay == REREAD_SECONDS[-1])
 
-    def _reread(self, key: tuple[str, str], w: _Watch) -> None:
-        if self._watches.get(key) is w and w.fd >= 0:
-            self._read(key)
+    def _reread(self, key: tuple[str, str], w: _Watch, last: bool) -> None:
+        if self._watches.get(key) is w and w.fd >= 0 and self._read(key) and last:
+            w.ancestor = False  # alive long after: the kernel has counted its victim by now
 
     def _read(self, key: tuple[str, str]) -> bool:
         """Read ``key``'s counter into its watch; False (and the counter closed) once the cgroup is
