@@ -16,6 +16,8 @@ import logging
 import os
 from pathlib import Path
 
+import pytest
+
 from stellaops_runtime.sources.export_files import made_as_read
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
@@ -92,3 +94,42 @@ def test_a_new_file_written_between_its_stat_and_its_read_is_a_real_file(tmp_pat
         assert not made_as_read(f.fileno(), st)
     with open(PROC, "rb") as f:
         assert made_as_read(f.fileno(), os.fstat(f.fileno()))
+
+
+SYSFS = "/sys/class/net/lo/mtu"  # a sysfs attribute: its size reads 4096 (a page), not 0
+
+
+@pytest.mark.skipif(not os.path.isfile(SYSFS), reason="no sysfs here")
+async def test_a_sysfs_file_put_at_the_path_is_refused_too(tmp_path: Path, caplog) -> None:
+    """Probe (s36/r1): a sysfs attribute's size reads 4096, so the size check let it through: it was
+    followed, its text queued as a line, and one that changes (a network statistic) looked
+    rewritten on every poll and was queued again each time (65 lines in 1 s)."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    q = EventQueue(100_000)
+    src = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="stellaops_runtime.sources.tetragon_export"):
+        task = asyncio.create_task(src.run(stop))
+        try:
+            await _until(lambda: q.enqueued == 1)
+            _point(path, SYSFS)
+            await _until(lambda: src.stats.open_errors >= 1 or q.enqueued > 1)
+            path.unlink()
+            path.write_bytes(b'{"b":2}\n')
+            await _until(lambda: q.enqueued >= 2)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert [p for p, _ in q.take(10)] == [b'{"a":1}', b'{"b":2}']
+    assert caplog.text.count("a /proc or /sys file") == 1
+
+
+@pytest.mark.skipif(not os.path.isfile(SYSFS), reason="no sysfs here")
+def test_a_sysfs_file_is_made_as_read_and_a_real_one_of_that_size_is_not(tmp_path: Path) -> None:
+    with open(SYSFS, "rb") as f:
+        assert made_as_read(f.fileno(), os.fstat(f.fileno()))
+    real = tmp_path / "tetragon.log"
+    real.write_bytes(b"x" * 4095 + b"\n")  # a page, as a sysfs attribute's size reads
+    with real.open("rb") as f:
+        assert not made_as_read(f.fileno(), os.fstat(f.fileno()))

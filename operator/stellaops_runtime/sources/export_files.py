@@ -46,11 +46,38 @@ def bytes_before(f: BinaryIO, pos: int, n: int) -> bytes | None:
         return None
 
 
+# Kernel file systems whose files are made as they are read: never an export file. A sysfs
+# attribute's size reads 4096 (a page) whatever it holds, so the size check alone let it through.
+PSEUDO_FS = frozenset(
+    {"proc", "sysfs", "debugfs", "tracefs", "securityfs", "configfs", "cgroup", "cgroup2", "bpf",
+     "pstore", "efivarfs", "binfmt_misc", "fusectl"}
+)  # fmt: skip
+
+
+def fs_type(dev: int) -> str | None:
+    """The type of the mounted file system of device ``dev`` (/proc/self/mountinfo); None: unknown."""
+    want = f"{os.major(dev)}:{os.minor(dev)}".encode()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == want and b"-" in parts[3:]:
+                    sep = parts.index(b"-", 3)
+                    return parts[sep + 1].decode("ascii", "replace") if sep + 1 < len(parts) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def made_as_read(fd: int, st: os.stat_result) -> bool:
-    """A regular file whose size says 0 while it yields bytes: a /proc or /sys file (made as it is
-    read), never an export file. Followed, it looked truncated on every poll and was read again
-    from its start each time. A real file empty at the ``fstat`` and written to just after (a
-    new file at a rotation) has a size once a byte of it can be read: its size is read again."""
+    """A /proc or /sys file (made as it is read), never an export file: one on a kernel file
+    system (:data:`PSEUDO_FS`), or a regular file whose size says 0 while it yields bytes (one
+    of a file system not listed). Followed, it looked truncated or rewritten on every poll and
+    was read again from its start each time. A real file empty at the ``fstat`` and written to
+    just after (a new file at a rotation) has a size once a byte of it can be read: its size is
+    read again."""
+    if fs_type(st.st_dev) in PSEUDO_FS:
+        return True
     if st.st_size:
         return False
     try:

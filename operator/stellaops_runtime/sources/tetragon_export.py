@@ -380,5 +380,5 @@ def _kind(fd: int, st: os.stat_result) -> str:
     if stat.S_ISDIR(st.st_mode):
         return "a directory"
     if stat.S_ISREG(st.st_mode) and made_as_read(fd, st):
-        return "a /proc or /sys file (its size is 0, yet it has content)"
+        return "a /proc or /sys file (made as it is read: no export file)"
     return "not a regular file"
