@@ -144,3 +144,36 @@ def test_real_libraries_match_pyelftools(path: Path, section: str) -> None:
     reference = _pyelftools_reference(path, section)
     assert len(cols) == len(reference) > 100
     _same(AddressTable("dynsym", cols), AddressTable("dynsym", reference))
+
+
+def test_a_table_over_the_symbol_budget_is_refused_before_its_columns_are_built(tmp_path: Path) -> None:
+    """A file can hold millions of function records in a table within the byte budget (64 MiB:
+    2.8 million): each became Python ints (about 150 bytes a record: 400 MiB for a 60 MiB file a
+    container wrote) before the count was checked. The count is checked first now: the memory
+    spent stays near the table's own bytes."""
+    import tracemalloc
+
+    from stellaops_runtime.canonical.limits import Limits
+
+    n = 200_000
+    func = _pack(True, True, 1, TEXT[0], 1, (STB_GLOBAL << 4) | STT_FUNC, 1)
+    sym = _pack(True, True, 0, 0, 0, 0, 0) + func * n
+    strtab = b"\0f\0"
+    path = tmp_path / "many.bin"
+    path.write_bytes(sym + strtab)
+    sections = [
+        SectionInfo("", "0", 0, 0, 0, 0, 0, 0),
+        SectionInfo(".text", "1", TEXT[0], 0, TEXT[1], 0, 0, 16),
+        SectionInfo(".symtab", "SHT_SYMTAB", 0, 0, len(sym), 3, 24, 8),
+        SectionInfo(".strtab", "SHT_STRTAB", 0, len(sym), len(strtab), 0, 0, 1),
+    ]
+    budget = Limits(max_symbols=1000).budget("lookup")
+    tracemalloc.start()
+    try:
+        with open(path, "rb") as f, pytest.raises(ElfError, match=f"{n} functions, more than 1000") as e:
+            function_symbols(sections, f, ".symtab", is64=True, little=True, budget=budget)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert e.value.reason == "budget_exceeded"
+    assert peak < 3 * len(sym), (peak, len(sym))  # the table's bytes and a few columns of bytes

@@ -272,6 +272,8 @@ def function_symbols(
         + int.from_bytes(shndx_lo.translate(_NONZERO), "little")
     )
     keep = total.to_bytes(len(info), "little").translate(_KEEP_SCORE)
+    if budget is not None:  # before any column is built: millions of ints would pass the byte budget
+        budget.check_symbols(len(keep) - keep.count(0), name)
     # The section as 2-, 4- and 8-byte words in the file's byte order (views, see _words); each
     # field is a strided slice of one of them, and only the records kept become Python ints (one
     # C call per field through an itemgetter of the kept record numbers).
