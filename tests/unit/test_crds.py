@@ -288,6 +288,10 @@ SCHEMA_REJECTS = [
     (crds.OBSERVER_KIND, "spec.hotSymbols.minConfidenceThreshold", 1.5, "greater than the maximum"),
     (crds.OBSERVER_KIND, "spec.tetragon.timeoutSeconds", 0, "less than or equal to the minimum"),
     (crds.OBSERVER_KIND, "spec.tetragon.address", "tetragon.sock", "does not match"),
+    # A NUL (`.` matches it): the agents refuse the config the operator renders from it, every one
+    # of them exiting 2 at start (contracts/config_base.py to_text), the rollout stuck on a crashing pod.
+    (crds.OBSERVER_KIND, "spec.tetragon.address", "unix:///var/run/tetragon/t\x00.sock", "does not match"),
+    (crds.OBSERVER_KIND, "spec.tetragon.address", "tetragon\x00:54321", "does not match"),
     (crds.OBSERVER_KIND, "spec.agentNamespace", "Stella_Ops", "does not match"),
     (crds.OBSERVER_KIND, "spec.store.secretRef", {"name": "store"}, "'key' is a required property"),
     (crds.OBSERVER_KIND, "spec.agent.resources", {"limits": {"memory": "lots"}}, "does not match"),
@@ -618,6 +622,8 @@ def test_namespace_selector_only_on_the_cluster_kind() -> None:
         ({"agentNamespace": "Bad_NS"}, "InvalidSpec", "agentNamespace"),
         ({"tetragon": {"address": "unix://relative"}}, "InvalidSpec", "absolute path"),
         ({"tetragon": {"address": "host:99999"}}, "InvalidSpec", "HOST:PORT"),
+        ({"tetragon": {"address": "unix:///run/t\x00.sock"}}, "InvalidSpec", "NUL"),
+        ({"tetragon": {"address": "h\x00:54321"}}, "InvalidSpec", "NUL"),
         ({"agent": {"image": "x", "nodeSelector": {"a": "b c"}}}, "InvalidLabelSelector", "label value"),
         ({"store": {"secretRef": {"name": "s"}}}, "InvalidSpec", "spec.store.secretRef.key"),
         ({"agent": {"image": ""}}, "InvalidSpec", "spec.agent.image"),

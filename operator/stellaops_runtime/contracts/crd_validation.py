@@ -148,6 +148,8 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
                 "InvalidRegex", f"spec.privacy.extraPatterns[{i}] {BACKTRACKING_ADVICE.format(why=why)}"
             )
     address = model.tetragon.address
+    if "\0" in address:  # the agents refuse the config rendered from it (config_base.to_text): all exit 2
+        raise SpecError("InvalidSpec", f"spec.tetragon.address {address!r}: an address holds no NUL")
     if address.startswith("unix://"):
         if not address[len("unix://") :].startswith("/"):
             raise SpecError(
