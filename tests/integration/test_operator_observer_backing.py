@@ -268,3 +268,38 @@ async def test_a_node_its_agents_do_not_run_on_is_not_its_fault(
     await _ds_ready(cluster, operator, 2)
     body = await until(cluster, "Degraded", "True")
     assert "ContainersKnown NoRuntimeSocket on 1 (node-b)" in condition(body, BACKING_CONDITION)["message"]
+
+
+async def _ds_status(cluster: Cluster, operator: OperatorRun, *, ready: int, updated: int) -> None:
+    await operator.settle()
+    ds = cluster.stored(r.DAEMONSETS, agent_resource_name(NAME), NS) or {}
+    st = {"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": 2,
+          "numberReady": ready, "updatedNumberScheduled": updated, "numberAvailable": ready}  # fmt: skip
+    await cluster.patch(r.DAEMONSETS, agent_resource_name(NAME), {"status": st}, namespace=NS, status=True)
+
+
+async def test_an_agent_holding_what_it_read_is_degraded_though_not_ready(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """An agent whose watch record cannot be written answers /readyz 503 (agent/runner.py readiness),
+    so its DaemonSet never reads every agent ready: waiting for that left the observer Progressing
+    (RollingOut) for good while the node stored nothing. It is Degraded, in a finished rollout and in
+    one the unready agent holds up alike."""
+    await report(cluster, "node-a", "in_sync")
+    await report(cluster, "node-b", "in_sync", held=True)
+    await _ds_status(cluster, operator, ready=1, updated=2)  # node-b's agent is not ready
+    body = await until(cluster, "Degraded", "True", "1/2 agents ready; 1 of 2 fresh node(s)")
+    assert condition(body, "Degraded")["reason"] == "WatchRecordUnwritable"
+    assert (
+        "ExportPositionRecorded WatchRecordUnwritable on 1 (node-b)" in condition(body, "Degraded")["message"]
+    )
+    assert verdicts(observer(cluster)) == ("Degraded", "Failed", "Current")
+    await _ds_status(cluster, operator, ready=0, updated=1)  # a rollout held up by the unready agent
+    body = await until(cluster, "Degraded", "True", "0/2 agents ready; 1 of 2 fresh node(s)")
+    assert condition(body, "Degraded")["reason"] == "WatchRecordUnwritable"
+    # a rollout whose agents are merely not ready yet is Progressing, as before
+    await report(cluster, "node-b", "in_sync")
+    body = await until(cluster, "Progressing", "True", "0/2 agents ready")
+    assert condition(body, "Progressing")["reason"] == "RollingOut"
+    await _ds_status(cluster, operator, ready=2, updated=2)
+    await until(cluster, "Ready", "True")

@@ -147,3 +147,19 @@ def test_gitops_and_operations_md_say_it() -> None:
 def test_operator_md_says_which_nodes_count() -> None:
     text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
     assert "those whose Node labels match its `spec.agent.nodeSelector` (every node without one)" in text
+
+
+def test_an_export_problem_is_held_and_is_said_before_the_agents_are_ready() -> None:
+    """An agent holding what it read answers /readyz 503 (agent/runner.py): the observer cannot wait
+    for every agent ready before saying Degraded (reconcile_observers, test_operator_observer_backing)."""
+    held = fold_backing(
+        [("n1", status("no_runtime_socket")), ("n2", status("in_sync", held=True))], generation=1
+    )
+    assert (held.held, held.state, held.reason) == (True, "Degraded", "WatchRecordUnwritable")
+    socket = fold_backing([("n1", status("no_runtime_socket")), ("n2", status("in_sync"))], generation=1)
+    assert (socket.held, socket.state) == (False, "Degraded")
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
+    assert (
+        "`WatchRecordUnwritable` (any `ExportPositionRecorded` that is not True) does not wait for the "
+        "agents to be ready: such an agent answers `/readyz` 503"
+    ) in text

@@ -59,12 +59,18 @@ _REMEDIES: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Backing:
-    """The fold: the condition to write, and the overall state it asks for (None: no objection)."""
+    """The fold: the condition to write, and the overall state it asks for (None: no objection).
+
+    ``held``: the worst problem is an export one. Such an agent also answers ``/readyz`` 503
+    (agent/runner.py, readiness), so its DaemonSet never reads every agent ready: the observer
+    cannot wait for that before saying Degraded.
+    """
 
     condition: dict[str, Any]
     state: Literal["Degraded", "Progressing"] | None
     reason: str
     summary: str
+    held: bool = False
 
 
 def node_problem(status: Mapping[str, Any] | None) -> tuple[str, str] | None:
@@ -140,7 +146,8 @@ def fold_backing(nodes: Iterable[tuple[str, Mapping[str, Any] | None]], *, gener
     reason = reason if known else f"{kind}NotTrue"  # the agent's own text stays in the message
     transient = all(p == (CONTAINERS, TRANSIENT) for p in by_problem)
     state: Literal["Degraded", "Progressing"] = "Progressing" if transient else "Degraded"
-    return Backing(_condition("False", reason, message, gen), state, reason, message)
+    held = kind == EXPORT
+    return Backing(_condition("False", reason, message, gen), state, reason, message, held)
 
 
 def _condition(status: str, reason: str, message: str, generation: int | None) -> dict[str, Any]:

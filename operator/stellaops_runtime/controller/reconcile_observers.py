@@ -26,7 +26,8 @@ Two inputs besides the observer itself:
 - the fresh ObservationNodes' ``ContainersKnown`` and ``ExportPositionRecorded``
   (``node_backing``, kopf's index, no API call): the ``NotObservedBacked``
   condition, and Degraded (Progressing for ``RegistryNotInSync``) once the
-  agents are ready but some cannot back "not observed".
+  agents are ready but some cannot back "not observed" (at once for an agent
+  holding what it read: it answers ``/readyz`` 503, so it is never ready).
 """
 
 from __future__ import annotations
@@ -320,6 +321,9 @@ class ObserverReconciler(PolicyReconciler):
             )
         elif desired == 0:
             state, reason, message = "Progressing", "NoNodes", "no node matches the agent's nodeSelector yet"
+        elif backing.held:  # its agents answer /readyz 503: "all ready" would never come
+            state, reason = "Degraded", backing.reason
+            message = f"{ready}/{desired} agents ready; {backing.summary}"
         elif ready < desired or updated < desired:
             state, reason, message = (
                 "Progressing",
