@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -130,6 +131,39 @@ def test_symbol_tables_over_the_budget_are_a_reason(
     with pytest.raises(ElfError) as e:
         find_address(str(built["pie"]), "h6_fn")
     assert e.value.reason == "budget_exceeded", e.value
+
+
+def test_a_symbol_only_in_a_debuglink_file_is_not_found_and_the_reason_says_how_to_fix_it(
+    bpf_class: object, built: dict[str, Path], tmp_path: Path
+) -> None:
+    """BCC by name follows ``.gnu_debuglink`` (next to the file); this lookup does not (a name the
+    container's file chooses). The failed reason said only "not found": it now says the debug
+    file is not read and where the agent would read it (its GNU build-id path), and there it is."""
+    if not shutil.which("objcopy"):
+        pytest.skip("objcopy is not installed")
+    (tmp_path / "p.c").write_text(PROGRAM)
+    full, stripped = tmp_path / "full", tmp_path / "stripped"
+    subprocess.run(["gcc", "-O1", "-g", "-o", str(full), str(tmp_path / "p.c")], check=True)
+    subprocess.run(["objcopy", "--only-keep-debug", str(full), str(tmp_path / "p.debug")], check=True)
+    subprocess.run(["strip", "--strip-all", "-o", str(stripped), str(full)], check=True)
+    subprocess.run(["objcopy", f"--add-gnu-debuglink={tmp_path / 'p.debug'}", str(stripped)], check=True)
+    by_name = _bcc_offset(bpf_class, str(stripped), "h6_fn")
+    assert by_name is not None  # BCC found it through the debuglink
+    with pytest.raises(SymbolNotFound) as e:
+        find_address(str(stripped), "h6_fn")
+    m = re.search(
+        r"install it for the agent as (/usr/lib/debug/\.build-id/[0-9a-f]{2}/[0-9a-f]+\.debug)\)",
+        e.value.hint,
+    )
+    assert m is not None and "its .gnu_debuglink names is not read" in e.value.hint, e.value.hint
+    debug_root = tmp_path / "root"
+    (debug_root / m.group(1).lstrip("/")).parent.mkdir(parents=True)
+    shutil.copy(tmp_path / "p.debug", debug_root / m.group(1).lstrip("/"))
+    mine = find_address(str(stripped), "h6_fn", debug_root=str(debug_root))
+    assert _bcc_offset(bpf_class, str(stripped), addr=mine) == by_name
+    with pytest.raises(SymbolNotFound) as e:  # no debug information named: no hint
+        find_address(str(built["pie"]), "nosuch_h6")
+    assert e.value.hint == ""
 
 
 def test_a_damaged_or_odd_file_is_an_error_never_a_hang(built: dict[str, Path], tmp_path: Path) -> None:

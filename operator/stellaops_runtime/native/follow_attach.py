@@ -32,8 +32,8 @@ def uprobe(bpf: Any, i: int, t: UprobeTarget, fd: int, what: str) -> str:
     path = f"/proc/self/fd/{fd}"
     try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
         addr = find_address(path, t.symbol)
-    except SymbolNotFound:
-        return f"symbol {t.symbol} not found in {what}"
+    except SymbolNotFound as e:
+        return f"symbol {t.symbol} not found in {what}{e.hint}"
     except (OSError, ElfError) as e:
         return f"{what} cannot be read: {str(e).replace(path, 'it')}"
     name = path.encode()

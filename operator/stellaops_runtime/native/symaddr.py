@@ -65,7 +65,12 @@ ET_EXEC, ET_DYN, PF_X = 2, 3, 1
 
 
 class SymbolNotFound(Exception):
-    """The file has no function symbol of that name at a non-zero address."""
+    """The file has no function symbol of that name at a non-zero address. ``hint``: where BCC by
+    name would have looked too and this lookup does not ('' or "; ..."), for the failed reason."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message + hint)
+        self.hint = hint
 
 
 def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
@@ -82,6 +87,7 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
         raise SymbolNotFound(f"symbol {symbol!a} not found: not a name a file can hold") from None
     if len(want) < 2 or b"\0" in want[:-1]:
         raise SymbolNotFound(f"symbol {symbol!a} not found: not a name a file can hold")
+    hint = ""
     with _open(path) as f:
         layout = read_layout(f)
         found = _first(f, layout, want)
@@ -90,8 +96,10 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
             debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
             if debug is not None:
                 found = _in_debug_file(os.path.join(debug_root, debug.lstrip("/")), want)
+            if not found:
+                hint = _unread_debug_info(f, layout, debug)
     if not found:
-        raise SymbolNotFound(f"symbol {symbol} not found")
+        raise SymbolNotFound(f"symbol {symbol} not found", hint)
     if layout.e_type in (ET_EXEC, ET_DYN) and not any(
         s.flags & PF_X and s.vaddr <= found < s.vaddr + s.memsz for s in layout.loads
     ):  # BCC turns the address into a file offset through these only; say why, not its "could not"
@@ -105,6 +113,18 @@ def _in_debug_file(path: str, want: bytes) -> int:
             return _first(d, read_layout(d), want)
     except (OSError, ElfError):
         return 0  # no usable debug file: not found, as in BCC
+
+
+def _unread_debug_info(f: BinaryIO, layout: ElfLayout, debug: str | None) -> str:
+    """Why a symbol may be in debug information BCC by name would read and this lookup does not."""
+    names = {s.name for s in read_section_table(f, layout, _LIMITS.budget("section names"))}
+    unread = [n for n in (".gnu_debuglink", ".gnu_debugdata") if n in names]
+    if not unread:
+        return ""
+    where = (
+        f" (install it for the agent as {debug})" if debug is not None and ".gnu_debuglink" in unread else ""
+    )
+    return f"; the debug information its {' and '.join(unread)} names is not read{where}"
 
 
 def _open(path: str) -> BinaryIO:

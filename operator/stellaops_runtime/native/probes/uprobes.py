@@ -108,8 +108,8 @@ def attach(b: Any, cfg: NativeConfig, paths: Mapping[int, str] | None = None) ->
             continue
         try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
             addr = find_address(path, t.symbol)
-        except SymbolNotFound:
-            failed.append((label, f"symbol {t.symbol} not found in {t.binary}"))
+        except SymbolNotFound as e:
+            failed.append((label, f"symbol {t.symbol} not found in {t.binary}{e.hint}"))
             continue
         except (OSError, ElfError) as e:
             failed.append((label, f"cannot read symbols of {t.binary}: {str(e).replace(path, t.binary)}"))
