@@ -85,3 +85,18 @@ def test_a_window_in_the_past_starts_the_gap_there(tmp_path: Path) -> None:
     _, source = _asked(tmp_path, start)
     gap = source.take_outage()
     assert gap is not None and gap[0] == start and gap[1] >= start + 600 * 10**9
+
+
+def test_a_window_ahead_by_less_than_the_skew_allowed_makes_no_gap_from_the_boot(
+    tmp_path: Path, caplog
+) -> None:
+    """A window a few seconds ahead (clocks of two agents of the node a little apart, within
+    FUTURE_SKEW_NS) is an earlier agent that watched until about now: no gap from the node's boot
+    for it, and no 'stepped back' warning; exportFromStart is still not replayed (s36/r1 probe)."""
+    before = time.time_ns()
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.watch_record"):
+        rec, source = _asked(tmp_path, (before // 10**9 + 5) * 10**9)
+    gap = source.take_outage()
+    assert gap is not None and gap[0] >= before - 10**9, gap  # near now, never the boot
+    assert source._history is True and rec.restart_gaps == 1
+    assert "ahead of the clock" not in caplog.text
