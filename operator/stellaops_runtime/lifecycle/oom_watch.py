@@ -265,7 +265,7 @@ class OomWatch:
 
     def unsure(self, key: tuple[str, str]) -> bool:
         """Whether an OOM of an ancestor cgroup (v1: a pod's limit) was notified to ``key``'s and
-        its cgroup went before the victim's kill was counted or 1.4 s passed: the victim may have
+        its cgroup went before the victim's kill was counted or a second passed: the victim may have
         been this container's process or a sibling's (not known)."""
         w = self._watches.get(key)
         return w is not None and w.ancestor and not w.kills and not w.oom_began
