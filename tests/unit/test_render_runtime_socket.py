@@ -199,6 +199,29 @@ def test_no_socket_path_hides_or_exposes_what_the_agent_mounts_itself(mount: str
         assert e.value.reason == "InvalidSocketPath", path
 
 
+SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # the ServiceAccount admission's mount
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{SA_TOKEN_DIR}/x.sock",  # the mount would take the token's place (admission skips its own)
+        "/var/run/secrets/x.sock",  # a read-only parent: the token's mount point cannot be made
+        "/run/secrets/x.sock",  # the same directory in the image (/var/run -> /run)
+        "/run/secrets/eks.amazonaws.com/serviceaccount/x.sock",  # projected tokens of cloud identity
+    ],
+)
+def test_no_socket_path_hides_the_pods_service_account_token(path: str) -> None:
+    """The agent talks to the API server (ObservationNode, pods) with the token the API server's
+    ServiceAccount admission mounts at SA_TOKEN_DIR (the pod automounts it): a runtime mount at or
+    above it hides it, or leaves the kubelet no mount point, and the agent pod cannot work."""
+    assert pod(render(spec_with(None)))["automountServiceAccountToken"] is True
+    with pytest.raises(SpecError) as e:
+        parse_observer_spec(spec_with({"kind": "containerd", "socketPath": path}))
+    assert e.value.reason == "InvalidSocketPath" and "must not mount" in e.value.message, e.value.message
+    assert "/var/run/secrets" in e.value.message
+
+
 @pytest.mark.parametrize(
     ("path", "needle"),
     [

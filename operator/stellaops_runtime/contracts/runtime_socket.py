@@ -14,7 +14,10 @@ the agent pod mounts itself: a relative or unnormalized path (``..``,
 at or under the host's system trees (``/proc``, ``/sys``, ``/dev``, ``/etc``,
 ``/boot``, ``/usr``, ``/bin``, ``/sbin``, ``/lib*``, ``/root``, ``/home``) and
 the agent's own mounts (Tetragon's directory, the spool and index cache, the
-BCC header cache).
+BCC header cache) and ``(/var)/run/secrets``, where the API server's
+ServiceAccount admission mounts the pod's token (``kubernetes.io/serviceaccount``;
+a mount there would take its place, one above it leaves no mount point, and the
+agent could not reach the API server).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ NESTED_PATTERN = r"^/[^/]+/.+"
 # The trees the agent must not see or must not have hidden: the host's system trees and its own mounts.
 FORBIDDEN_PATTERN = (
     r"^(/(proc|sys|dev|etc|boot|usr|bin|sbin|lib|lib32|lib64|libx32|root|home)"
-    r"|(/var)?/run/tetragon|/var/(lib|cache)/stellaops-runtime)(/|$)"
+    r"|(/var)?/run/(tetragon|secrets)|/var/(lib|cache)/stellaops-runtime)(/|$)"
 )
 # sun_path holds 108 bytes with its terminating NUL: a longer path cannot be connected to.
 MAX_SOCKET_PATH_BYTES = 107
@@ -69,8 +72,9 @@ def socket_path_problem(path: str) -> str | None:
     if _FORBIDDEN_RE.match(path):
         return (
             "the agent must not mount it: /proc, /sys, /dev, /etc, /boot, /usr, /bin, /sbin, /lib*, "
-            "/root, /home and the agent's own directories (/var/run/tetragon, "
-            "/var/lib/stellaops-runtime, /var/cache/stellaops-runtime) are refused"
+            "/root, /home, the agent's own directories (/var/run/tetragon, "
+            "/var/lib/stellaops-runtime, /var/cache/stellaops-runtime) and its ServiceAccount "
+            "token's /var/run/secrets are refused"
         )
     try:
         size = len(path.encode("utf-8"))
