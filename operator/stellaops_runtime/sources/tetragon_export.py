@@ -43,6 +43,7 @@ from stellaops_runtime.sources.export_files import (
     TAIL,
     SeenFiles,
     bytes_before,
+    fs_type,
     made_as_read,
     seek_line_start,
 )
@@ -380,5 +381,6 @@ def _kind(fd: int, st: os.stat_result) -> str:
     if stat.S_ISDIR(st.st_mode):
         return "a directory"
     if stat.S_ISREG(st.st_mode) and made_as_read(fd, st):
-        return "a /proc or /sys file (made as it is read: no export file)"
+        fs = fs_type(st.st_dev) or "unknown"  # a FUSE file system's size-0 file is refused too
+        return f"a /proc or /sys file or like one (file system {fs}: made as it is read, no export file)"
     return "not a regular file"
