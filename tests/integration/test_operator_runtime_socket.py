@@ -151,10 +151,13 @@ async def test_a_changed_runtime_rolls_the_agents_and_unset_restores_the_default
     cluster: Cluster, operator: OperatorRun
 ) -> None:
     k3s = _config_hash(cluster)
+    mark = cluster.mark()
     await cluster.patch(
         r.RUNTIME_OBSERVERS, NAME, {"spec": {"containerRuntime": {"kind": "docker", "socketPath": None}}}
     )
     await operator.settle()
+    ds_writes = [w for w in cluster.writes(mark) if "/daemonsets/" in w]
+    assert ds_writes == [f"PATCH /apis/apps/v1/namespaces/{NS}/daemonsets/{RES}"]  # one roll, not two
     assert condition(cluster.stored(r.RUNTIME_OBSERVERS, NAME), "Stalled")["status"] == "False"
     assert _host_paths(cluster) == {"/var/run/docker.sock": "Socket"}  # never the whole of /var/run
     assert _lifecycle(cluster) == {
@@ -176,3 +179,31 @@ async def test_a_changed_runtime_rolls_the_agents_and_unset_restores_the_default
     }
     assert _lifecycle(cluster) == {"enabled": "auto", "runtime": "auto"}
     assert _config_hash(cluster) not in (k3s, docker)
+
+
+async def test_agents_not_ready_behind_a_socket_mounted_alone_are_explained(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """Docker's /var/run/docker.sock is mounted alone (type Socket): on a node without it the kubelet
+    never starts the agent (ContainerCreating, a FailedMount event), which the DaemonSet counts like
+    a slow pull. The observer stays Progressing (RollingOut), and its message says what to look for;
+    a directory mount (k3s) starts the agent anyway and says nothing of it."""
+
+    async def not_ready(runtime: dict[str, Any] | None) -> str:
+        await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"containerRuntime": runtime}})
+        await operator.settle()
+        gen = _daemon_set(cluster)["metadata"]["generation"]
+        st = {"observedGeneration": gen, "desiredNumberScheduled": 2, "numberReady": 1,
+              "updatedNumberScheduled": 2, "numberAvailable": 1}  # fmt: skip
+        await cluster.patch(r.DAEMONSETS, RES, {"status": st}, namespace=NS, status=True)
+        await operator.settle()
+        got = condition(cluster.stored(r.RUNTIME_OBSERVERS, NAME), "Progressing")
+        assert (got["status"], got["reason"]) == ("True", "RollingOut"), got
+        return str(got["message"])
+
+    message = await not_ready({"kind": "docker", "socketPath": None})
+    assert message.startswith("1/2 agents ready, 2/2 updated; "), message
+    assert "/var/run/docker.sock" in message and "ContainerCreating" in message and "FailedMount" in message
+    assert "/run/k3s" not in await not_ready({"kind": "containerd", "socketPath": K3S})
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"containerRuntime": None}})
+    await operator.settle()

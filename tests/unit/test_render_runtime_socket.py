@@ -367,6 +367,7 @@ def test_an_agent_waiting_for_an_absent_docker_socket_is_progressing_not_degrade
     for doc in ("install.md", "operator.md"):
         text = " ".join((ROOT / "docs" / doc).read_text().split())
         assert "`ContainerCreating`" in text and "`FailedMount`" in text and "Progressing" in text, doc
+        assert 'message adds "an agent whose node has no ' in text, doc  # test_operator_runtime_socket
 
 
 def test_the_docs_say_tetragons_socket_is_reached_only_in_its_usual_directory() -> None:

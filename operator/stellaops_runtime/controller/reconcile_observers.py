@@ -58,6 +58,7 @@ from stellaops_runtime.controller.render_agent import (
     store_secret_token,
 )
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
+from stellaops_runtime.controller.runtime_socket import socket_mounted_alone
 from stellaops_runtime.controller.state import (
     INDEX_NODES,
     INDEX_OBSERVATION_NODES,
@@ -174,6 +175,7 @@ class ObserverReconciler(PolicyReconciler):
             namespace=namespace,
             observer=name,
             selector=spec.agent.node_selector,
+            socket_alone=socket_mounted_alone(spec),
         )
         if refused:
             message = "; ".join([*map(str, refused), *errors])
@@ -299,6 +301,7 @@ class ObserverReconciler(PolicyReconciler):
         namespace: str,
         observer: str,
         selector: Mapping[str, str],
+        socket_alone: str | None = None,
     ) -> dict[str, Any]:
         ds_status = ds.get("status") or {}
         desired = int(ds_status.get("desiredNumberScheduled") or 0)
@@ -330,6 +333,12 @@ class ObserverReconciler(PolicyReconciler):
                 "RollingOut",
                 (f"{ready}/{desired} agents ready, {updated}/{desired} updated"),
             )
+            if socket_alone and updated >= desired:  # runtime_socket: the kubelet checks it exists
+                message += (
+                    f"; an agent whose node has no {socket_alone} waits in ContainerCreating "
+                    "(spec.containerRuntime's socket is mounted alone, type Socket: "
+                    "see its pod's FailedMount event)"
+                )
         elif backing.state is not None:  # the agents run, but not all of them can back "not observed"
             state, reason = backing.state, backing.reason
             message = f"{ready}/{desired} agents ready; {backing.summary}"

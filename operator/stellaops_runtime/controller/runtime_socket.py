@@ -22,7 +22,8 @@ it (``spec.containerRuntime``, checked by contracts/runtime_socket.py):
   the agent has no business seeing whole, the socket itself is mounted, type
   ``Socket``: the kubelet then does not start the agent where it is absent
   (the pod waits in ContainerCreating with a FailedMount event; the
-  RuntimeObserver stays Progressing, fewer agents ready than desired), and a runtime
+  RuntimeObserver stays Progressing, fewer agents ready than desired, and once
+  every agent is updated its RollingOut message says so), and a runtime
   that re-creates its socket on restart (dockerd without systemd's
   docker.socket) leaves the agent on the old one until the agent restarts
   (meanwhile the registry is not in sync and windows are capped, never wrong).
@@ -68,6 +69,15 @@ def runtime_mounts(spec: RuntimeObserverSpec) -> tuple[list[dict[str, Any]], lis
     mounts = [{"name": name, "mountPath": path, "readOnly": True} for name, path, _ in parts]
     volumes = [{"name": name, "hostPath": {"path": path, "type": kind}} for name, path, kind in parts]
     return mounts, volumes
+
+
+def socket_mounted_alone(spec: RuntimeObserverSpec) -> str | None:
+    """The socket when it is mounted on its own (type ``Socket``): an agent on a node without it
+    waits in ContainerCreating, which the RuntimeObserver's RollingOut message then points at."""
+    runtime = spec.container_runtime
+    if runtime is None or not _shared(posixpath.dirname(runtime.socket)):
+        return None
+    return runtime.socket
 
 
 def lifecycle_section(spec: RuntimeObserverSpec) -> dict[str, Any]:
