@@ -222,6 +222,16 @@ def test_no_socket_path_hides_the_pods_service_account_token(path: str) -> None:
     assert "/var/run/secrets" in e.value.message
 
 
+@pytest.mark.parametrize("path", ["/opt/stellaops/x.sock", "/opt/stellaops/venv/run/x.sock"])
+def test_no_socket_path_hides_the_agents_own_program(path: str) -> None:
+    """The image's virtualenv is /opt/stellaops/venv (scripts/image/build.sh, Containerfile): the
+    socket's directory mounted at or above it would hide the agent's program (it could not start)."""
+    assert "/opt/stellaops/venv" in (ROOT / "scripts" / "image" / "build.sh").read_text()
+    with pytest.raises(SpecError) as e:
+        parse_observer_spec(spec_with({"kind": "containerd", "socketPath": path}))
+    assert e.value.reason == "InvalidSocketPath" and "/opt/stellaops" in e.value.message, e.value.message
+
+
 @pytest.mark.parametrize(
     ("path", "needle"),
     [

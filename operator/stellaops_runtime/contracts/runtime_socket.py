@@ -14,7 +14,8 @@ the agent pod mounts itself: a relative or unnormalized path (``..``,
 at or under the host's system trees (``/proc``, ``/sys``, ``/dev``, ``/etc``,
 ``/boot``, ``/usr``, ``/bin``, ``/sbin``, ``/lib*``, ``/root``, ``/home``) and
 the agent's own mounts (Tetragon's directory, the spool and index cache, the
-BCC header cache) and ``(/var)/run/secrets``, where the API server's
+BCC header cache, the image's ``/opt/stellaops`` with the agent's virtualenv)
+and ``(/var)/run/secrets``, where the API server's
 ServiceAccount admission mounts the pod's token (``kubernetes.io/serviceaccount``;
 a mount there would take its place, one above it leaves no mount point, and the
 agent could not reach the API server).
@@ -50,7 +51,7 @@ NESTED_PATTERN = r"^/[^/]+/.+"
 # The trees the agent must not see or must not have hidden: the host's system trees and its own mounts.
 FORBIDDEN_PATTERN = (
     r"^(/(proc|sys|dev|etc|boot|usr|bin|sbin|lib|lib32|lib64|libx32|root|home)"
-    r"|(/var)?/run/(tetragon|secrets)|/var/(lib|cache)/stellaops-runtime)(/|$)"
+    r"|(/var)?/run/(tetragon|secrets)|/var/(lib|cache)/stellaops-runtime|/opt/stellaops)(/|$)"
 )
 # sun_path holds 108 bytes with its terminating NUL: a longer path cannot be connected to.
 MAX_SOCKET_PATH_BYTES = 107
@@ -73,7 +74,8 @@ def socket_path_problem(path: str) -> str | None:
         return (
             "the agent must not mount it: /proc, /sys, /dev, /etc, /boot, /usr, /bin, /sbin, /lib*, "
             "/root, /home, the agent's own directories (/var/run/tetragon, "
-            "/var/lib/stellaops-runtime, /var/cache/stellaops-runtime) and its ServiceAccount "
+            "/var/lib/stellaops-runtime, /var/cache/stellaops-runtime, the image's /opt/stellaops) "
+            "and its ServiceAccount "
             "token's /var/run/secrets are refused"
         )
     try:
