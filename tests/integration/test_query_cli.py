@@ -148,6 +148,7 @@ def test_observed_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
         "coverage": coverage,
         "gaps": [],
         "unnamed": [],
+        "unseen": [],
         "records": [],
     }
 
@@ -283,7 +284,14 @@ def ask(url: str, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, 
 
 def test_three_answers_rest_on_coverage(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     seed_answers(url)
+    # All time holds node-3's window at an unknown posture: a run there could not be seen to see calls.
     code, doc = ask(url, capsys, "observed", "--image", IMG3, "--function", "f")
+    assert (code, doc["answer"], doc["observed"]) == (exitcodes.UNKNOWN, "unknown", None)
+    assert "on node node-3 on 2025-03-01 only at posture unknown (1 window)" in doc["reason"], doc["reason"]
+    assert [(u["node"], u["posture"], u["windows"]) for u in doc["unseen"]] == [("node-3", "unknown", 1)]
+    code, doc = ask(
+        url, capsys, "observed", "--image", IMG3, "--function", "f", "--until", "2025-03-01T00:08:59Z"
+    )
     assert (code, doc["answer"], doc["observed"]) == (exitcodes.NOT_FOUND, "not_observed", False)
     assert doc["coverage"] == {
         "start": "2025-03-01T00:00:00Z",

@@ -204,9 +204,11 @@ def run_observed(args: argparse.Namespace) -> int:
             gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
             nameless = unnamed_code(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             doubts = find_doubts(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
+            unseen = coverage.image_unseen(conn, image=args.image, since=since, until=until)
             verdict = coverage.absence(
-                args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless, doubts=doubts
-            )
+                args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless, doubts=doubts,
+                unseen=unseen,
+            )  # fmt: skip
             cov = verdict.coverage
         if args.json:
             doc: dict[str, Any] = {"image": args.image, "function": fq.text}
@@ -222,6 +224,7 @@ def run_observed(args: argparse.Namespace) -> int:
                 "coverage": cov.to_json() if cov is not None else None,
                 "gaps": [g.to_json() for g in verdict.gaps],
                 "unnamed": [u.to_json() for u in verdict.unnamed],
+                "unseen": [u.to_json() for u in verdict.unseen],
                 "records": [r.to_json() for r in rows],
             }
             for d in verdict.doubts:  # the rows an "unknown" rests on: refused, unattributed, ...
@@ -245,7 +248,8 @@ def run_observed(args: argparse.Namespace) -> int:
 def _empty_answer(conn: sa.Connection, image: str, purl: PurlQuery | None = None) -> Verdict:
     windows = coverage.image_windows(conn, image=image)
     doubts = package_doubts(conn, image=image, purl=purl)
-    return coverage.absence(image, windows, gaps=coverage.image_gaps(conn, image=image), doubts=doubts)
+    gaps, unseen = coverage.image_gaps(conn, image=image), coverage.image_unseen(conn, image=image)
+    return coverage.absence(image, windows, gaps=gaps, doubts=doubts, unseen=unseen)
 
 
 def run_functions(args: argparse.Namespace) -> int:

@@ -27,8 +27,9 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
 - 0.50: no posture that can see calls.
 
 Days come from the recorded observation windows (UTC days with a window at
-EbpfDeep or above, contracts/posture.py, minus days with a gap), never from wall-clock
-guesses. Pure: no I/O.
+EbpfDeep or above, contracts/posture.py, minus days with a gap and days on which
+the image also ran where its calls could not be seen: store/coverage_unseen.py),
+never from wall-clock guesses. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Facts:
     exploit_path: bool = False  # the claim records a confirmed vulnerable flow
     unnamed_calls: int = 0  # times the package's code was on a stack under no name (store/unnamed.py)
     doubts: tuple[str, ...] = ()  # calls that may be the function's, in words (evidence/doubts.py)
+    unseen_days: int = 0  # gap-free days a window saw calls on, out: the image also ran unseen then
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +111,20 @@ def assess(f: Facts) -> Assessment:
         flow = ", with a confirmed vulnerable flow" if f.exploit_path else ""
         why = f"observed: {f.invocations} calls{flow}"
         return Assessment(state, CONFIDENCE[state], score, why)
+    unseen = (
+        f" ({f.unseen_days} day{'s' * (f.unseen_days != 1)} with a window that could see calls left out: "
+        "the image also ran where its calls could not be seen then)"
+        if f.unseen_days
+        else ""
+    )
     if f.watched_days <= 0:
         return Assessment(None, None, score, "never observed at a posture that can see function calls "
-                          "without a gap: defer to static analysis")  # fmt: skip
+                          f"without a gap{unseen}: defer to static analysis")  # fmt: skip
     if not f.package_loaded:
         return Assessment(None, None, score, "the package was never seen loaded in the image: "
                           "defer to static analysis")  # fmt: skip
     state = State.POTENTIALLY_REACHABLE
-    why = f"package loaded, function not observed over {f.watched_days} gap-free watched days"
+    why = f"package loaded, function not observed over {f.watched_days} gap-free watched days{unseen}"
     if f.unnamed_calls > 0:
         why += (
             f", but the package's code ran {f.unnamed_calls} times under no name (no symbol table or "

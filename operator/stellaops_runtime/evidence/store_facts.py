@@ -2,8 +2,10 @@
 
 Everything comes from recorded rows: calls from ``hot_symbols`` and their
 per-window history, watched days from ``observation_windows`` (UTC days with
-a window at a posture that can see function calls, minus days with a gap
-that touches the image, store/coverage_gaps.py), the package from the stored purls, and the
+a window at a posture that can see function calls, minus days on which the
+image also ran where its calls could not be seen, store/coverage_unseen.py,
+and days with a gap that touches the image, store/coverage_gaps.py), the
+package from the stored purls, and the
 calls that may be the function's where the question does not find them
 (:mod:`stellaops_runtime.evidence.doubts`). No
 wall clock. The pure decision is :mod:`stellaops_runtime.evidence.reachability`.
@@ -24,6 +26,7 @@ from stellaops_runtime.evidence.doubts import Doubt
 from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
+from stellaops_runtime.store.coverage_unseen import Unseen
 from stellaops_runtime.store.queries import (
     SymbolRow,
     gap_days,
@@ -34,7 +37,7 @@ from stellaops_runtime.store.queries import (
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
-from stellaops_runtime.store.watched_sql import touches_image, window_level
+from stellaops_runtime.store.watched_sql import touches_image, unseen_days, window_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class Observation:
     gaps: list[Gap]
     unnamed: list[UnnamedCode] = field(default_factory=list)  # the package's code under no name
     doubts: list[Doubt] = field(default_factory=list)  # calls that may be it (evidence/doubts.py)
+    unseen: list[Unseen] = field(default_factory=list)  # runs that could not see calls (coverage_unseen.py)
 
 
 def _as_date(value: Any) -> dt.date:
@@ -78,9 +82,16 @@ def _calls_per_day(conn: sa.Connection, image: str, rows: list[SymbolRow]) -> di
 
 
 def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
-    """UTC days with a window of ``image`` at a posture that can see calls, and no gap that day."""
+    """The watched days alone (:func:`_watched_and_unseen`)."""
+    return _watched_and_unseen(conn, image)[0]
+
+
+def _watched_and_unseen(conn: sa.Connection, image: str) -> tuple[set[dt.date], set[dt.date]]:
+    """UTC days with a window of ``image`` at a posture that can see calls, no run of it that could
+    not (``unseen_days``: a node where none of its windows that day could; store/coverage_unseen.py)
+    and no gap that day; and the gap-free days such a run took out."""
     if not has_posture_columns(conn):
-        return set()
+        return set(), set()
     o = observation_windows.c
     day = utc_date(o.window_start)
     where = [
@@ -88,11 +99,13 @@ def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
         is_coverage(conn, observation_windows),
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
     ]
-    if not has_gap_columns(conn):
-        return {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
-    where.append(day.not_in(gap_days(conn, image)))
+    if has_gap_columns(conn):
+        where.append(day.not_in(gap_days(conn, image)))
     days = {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
-    return days - _gap_days_after_midnight(conn, image)
+    if has_gap_columns(conn):
+        days -= _gap_days_after_midnight(conn, image)
+    unseen = {_as_date(d) for (d,) in conn.execute(unseen_days(conn, image))}
+    return days - unseen, days & unseen
 
 
 def _gap_days_after_midnight(conn: sa.Connection, image: str) -> set[dt.date]:
@@ -132,7 +145,7 @@ def observe(
     for r in rows:
         by_kind[r.evidence_kind] += r.invocation_count
     per_day = _calls_per_day(conn, image, rows)
-    watched = _watched_days(conn, image)
+    watched, taken = _watched_and_unseen(conn, image)
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)
     facts = Facts(
@@ -144,6 +157,7 @@ def observe(
         exploit_path=exploit_path,
         unnamed_calls=sum(u.calls for u in nameless),
         doubts=tuple(d.why for d in found),
+        unseen_days=len(taken),
     )
     groups = [g for g in coverage.image_windows(conn, image=image) if g.sees_functions]
     return Observation(
@@ -155,4 +169,5 @@ def observe(
         gaps=coverage.image_gaps(conn, image=image),
         unnamed=nameless,
         doubts=found,
+        unseen=coverage.image_unseen(conn, image=image),
     )

@@ -41,6 +41,7 @@ from stellaops_runtime import __version__
 from stellaops_runtime.evidence.store_facts import Observation
 from stellaops_runtime.evidence.vex_input import Vulnerability
 from stellaops_runtime.store.coverage_gaps import Gap
+from stellaops_runtime.store.coverage_unseen import Unseen, describe_all
 from stellaops_runtime.store.queries import rfc3339
 
 AFFECTED = "affected"
@@ -155,6 +156,11 @@ def decide(
     if fs and fs[0].obs.coverage is None:
         gaps = []  # never watched: the coverage (the tail) names every gap already
     why = f"; gaps: {'; '.join(g.describe() for g in gaps)}" if gaps else ""
+    unseen = _window_unseen(
+        fs[0].obs.unseen if fs and fs[0].obs.coverage else [], watched, window_days, until
+    )
+    if unseen:  # days a window saw calls on, taken out by a run that could not (store/coverage_unseen.py)
+        why += f"; it also ran where its calls could not be seen: {describe_all(unseen)}"
     return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{why}{tail}", fs)
 
 
@@ -168,6 +174,20 @@ def _window_gaps(gaps: list[Gap], watched: frozenset[dt.date], days: int, until:
     except OverflowError:
         first = dt.date.min
     return [g for g in gaps if g.start.date() <= end and g.end.date() >= first]
+
+
+def _window_unseen(
+    unseen: list[Unseen], watched: frozenset[dt.date], days: int, until: dt.date | None
+) -> list[Unseen]:
+    """The runs that could not see calls on a day of the window (what took those days out)."""
+    if not unseen:
+        return []
+    end = until or max(watched, default=max(u.day for u in unseen))
+    try:
+        first = end - dt.timedelta(days=days - 1)
+    except OverflowError:
+        first = dt.date.min
+    return [u for u in unseen if first <= u.day <= end]
 
 
 def _canonical(purl: str) -> str:

@@ -21,7 +21,10 @@ image's own gaps and the node-wide ones of days on which the image was
 observed on that node, and :func:`absence` answers unknown, naming them, whenever one
 falls in the period asked about (all time without one). So it does when code of
 the image ran under no name (store/unnamed.py): a frame no symbol named may be
-the function asked about. Gap-only and
+the function asked about. So it does when the image also ran in the period
+on a node none of whose windows of a UTC day could see calls, beside windows
+that could (another node at ActiveTracing, or where it only ran:
+store/coverage_unseen.py): a "not observed" is about every run of it. Gap-only and
 node-wide rows (no events, no posture) are never coverage; a row with no
 events but a posture is: the agent's lifecycle observer saw the image's
 container run through that window while the source was connected
@@ -41,6 +44,8 @@ from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
 from stellaops_runtime.store.coverage_gaps import OPTED_OUT_SOURCE, Gap, gaps_lead
 from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # read as coverage.image_gaps
+from stellaops_runtime.store.coverage_unseen import Unseen, describe_all
+from stellaops_runtime.store.coverage_unseen import image_unseen as image_unseen  # as coverage.image_unseen
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
@@ -48,13 +53,13 @@ from stellaops_runtime.store.watched_sql import (
     has_posture_columns,
     has_rule_column,
     is_coverage,
+    period_passes,
     window_level,
 )
 
 if TYPE_CHECKING:
     from stellaops_runtime.evidence.doubts import Doubt
 
-_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 OBSERVED = "observed"
 NOT_OBSERVED = "not_observed"
 UNKNOWN = "unknown"
@@ -166,6 +171,7 @@ class Verdict:
     gaps: tuple[Gap, ...] = ()
     unnamed: tuple[UnnamedCode, ...] = ()  # code that ran under no name (store/unnamed.py)
     doubts: tuple[Doubt, ...] = ()  # calls that may be the function's (evidence/doubts.py)
+    unseen: tuple[Unseen, ...] = ()  # runs that could not see calls beside windows that could
 
 
 # What windows at a posture below FUNCTION_VISIBLE showed (contracts/posture.py).
@@ -192,10 +198,12 @@ def absence(
     gaps: Sequence[Gap] = (),
     unnamed: Sequence[UnnamedCode] = (),
     doubts: Sequence[Doubt] = (),
+    unseen: Sequence[Unseen] = (),
 ) -> Verdict:
     """What "no rows" means for ``image`` given its windows, gaps, the code that ran under no
-    name and the calls that may be the function's (``doubts``), each already narrowed to the
-    period and, for ``unnamed``, to the question's package."""
+    name, the calls that may be the function's (``doubts``) and the runs of it that could not see
+    calls (``unseen``, store/coverage_unseen.py), each already narrowed to the period and, for
+    ``unnamed``, to the question's package."""
     period = _period_text(since, until)
     if not groups:
         if gaps:  # it ran here, unwatched (an opted-out pod) or with every event dropped
@@ -248,13 +256,21 @@ def absence(
             f"{'; and '.join(d.why for d in doubts)}"
         )
         return Verdict(UNKNOWN, why, cov, doubts=tuple(doubts))
+    ran = f"it also ran where its calls could not be seen: {describe_all(list(unseen))}" if unseen else ""
     if gaps:
         why = (
             f"image {image} was under observation{period} {cov.describe()}, but {gaps_lead(gaps)}: "
-            f"{'; '.join(g.describe() for g in gaps)}; a 'not observed' cannot rest on windows "
-            "with gaps (ask about a period without them with --since/--until)"
+            f"{'; '.join(g.describe() for g in gaps)}{'; and ' + ran if ran else ''}; a 'not observed' "
+            "cannot rest on windows with gaps (ask about a period without them with --since/--until)"
         )
-        return Verdict(UNKNOWN, why, cov, tuple(gaps))
+        return Verdict(UNKNOWN, why, cov, tuple(gaps), unseen=tuple(unseen))
+    if unseen:
+        why = (
+            f"image {image} was under observation{period} {cov.describe()}, but {ran}; a 'not observed' "
+            "is about every run of the image, and a function only those runs called would not be "
+            "seen (ask about a period without them with --since/--until)"
+        )
+        return Verdict(UNKNOWN, why, cov, unseen=tuple(unseen))
     if unnamed:
         why = (
             f"image {image} was under observation{period} {cov.describe()}, but code ran there that "
@@ -308,17 +324,10 @@ def _groups(
         base.append(o.image_digest == image)
     if until is not None:
         base.append(o.window_start <= until)
-    if since is None:
-        passes: list[list[sa.ColumnElement[bool]]] = [base]
-    elif not extra_group:  # no window lengths known: a window is its start instant
+    if since is not None and not extra_group:  # no window lengths known: a window is its start instant
         passes = [[*base, o.window_start >= since]]
     else:  # a window [start, start + seconds) overlaps the period when start > since - seconds
-        lengths = conn.execute(sa.select(o.window_seconds).where(*base).distinct()).scalars().all()
-        passes = []
-        for s in lengths:
-            same = o.window_seconds.is_(None) if s is None else o.window_seconds == s
-            back = min(dt.timedelta(seconds=s or 0), since - _EARLIEST)  # --since 0001-01-01
-            passes.append([*base, same, o.window_start > since - back])
+        passes = period_passes(conn, base, since)
     out: list[WindowGroup] = []
     for where in passes:
         stmt = (

@@ -37,6 +37,7 @@ from stellaops_runtime.store.watched_sql import (
     has_gap_columns,
     has_posture_columns,
     is_coverage,
+    unseen_days,
     window_level,
 )
 
@@ -328,7 +329,9 @@ def observed_days_without_calls(
     A day counts only when a window of it was watched at a posture that can
     see function calls (EbpfDeep or more: contracts/posture.py; stores from
     before migration 0003 record no posture, so none of their days count), and
-    never when a gap touches the image that day (:func:`gap_days`; migration 0005).
+    never when the image also ran that day where its calls could not be seen
+    (:func:`unseen_days`, store/coverage_unseen.py) or a gap touches it that day
+    (:func:`gap_days`; migration 0005).
     """
     o = observation_windows.c
     w = hot_symbol_windows.c
@@ -345,6 +348,7 @@ def observed_days_without_calls(
         is_coverage(conn, observation_windows),
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),
+        obs_day.not_in(unseen_days(conn, image)),
     ]
     if has_gap_columns(conn):
         where.append(obs_day.not_in(gap_days(conn, image)))

@@ -1,19 +1,20 @@
 """Which rows say an image was watched, and which gaps touch it: the SQL every answer shares.
 
-Split from :mod:`stellaops_runtime.store.queries` (the coverage rule and the gap rule that
-``query observed``, days without calls, the evidence's watched days, VEX and witnesses all rest
-on, so that they cannot disagree). Pure statement builders over a connection's dialect and
+Split from :mod:`stellaops_runtime.store.queries` (the coverage rule, the unseen-node rule and
+the gap rule that ``query observed``, days without calls, the evidence's watched days, VEX and
+witnesses all rest on, so that they cannot disagree). Pure statement builders over a connection's dialect and
 schema; nothing here runs a query but the column checks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
-from stellaops_runtime.contracts.posture import LEGACY_TRUSTED
+from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, LEGACY_TRUSTED
 from stellaops_runtime.store.schema import (
     OBSERVATION_GAP_COLUMNS,
     OBSERVATION_POSTURE_COLUMNS,
@@ -123,3 +124,45 @@ def has_gap_columns(conn: sa.Connection) -> bool:
     schema = SCHEMA if conn.dialect.name == "postgresql" else None
     have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
     return all(name in have for name in OBSERVATION_GAP_COLUMNS)
+
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def period_passes(
+    conn: sa.Connection, base: list[sa.ColumnElement[bool]], since: dt.datetime | None
+) -> list[list[sa.ColumnElement[bool]]]:
+    """``base`` narrowed to the windows that overlap a period starting ``since`` (needs the 0003
+    columns): one list of conditions per window length, as a window [start, start + seconds)
+    overlaps the period when start > since - seconds; ``[base]`` without ``since``."""
+    if since is None:
+        return [base]
+    o = observation_windows.c
+    lengths = conn.execute(sa.select(o.window_seconds).where(*base).distinct()).scalars().all()
+    passes = []
+    for s in lengths:
+        same = o.window_seconds.is_(None) if s is None else o.window_seconds == s
+        back = min(dt.timedelta(seconds=s or 0), since - _EARLIEST)  # --since 0001-01-01
+        passes.append([*base, same, o.window_start > since - back])
+    return passes
+
+
+def unseen_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
+    """UTC days on which ``image`` ran on a node where none of its windows that day could see calls
+    (needs the 0003 columns): another node at ActiveTracing, one where it only ran (lifecycle rows:
+    no container of it sent an event), one whose windows a silent container capped at Passive all
+    day, one of unknown posture. Such a day is no watched day, whatever another node's window saw
+    (store/coverage_unseen.py)."""
+    u = observation_windows.alias("unseen")
+    day = utc_date(u.c.window_start).label("day")
+    return (
+        sa.select(day)
+        .where(u.c.image_digest == image, is_coverage(conn, u))
+        .group_by(u.c.node_name, day)
+        .having(sa.func.max(seen_level(conn, u)) < FUNCTION_VISIBLE.rank)
+    )
+
+
+def seen_level(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[Any]:
+    """A window's posture rank as answers use it, -1 for unknown (:func:`window_level`)."""
+    return sa.func.coalesce(window_level(conn, table), -1)
