@@ -154,3 +154,62 @@ def test_a_directory_that_cannot_be_locked_is_followed_with_a_warning(
         assert lock.take() == "unguarded" and lock.take() == "unguarded"
     assert caplog.text.count("a second agent following it would go unnoticed") == 1
     assert not lock.other_agent
+
+
+async def test_a_directory_replaced_while_followed_is_locked_again(tmp_path: Path, caplog) -> None:
+    """Probe (s36/r1; H2 left it): the export directory renamed away and made again (its file with
+    it) while an agent follows. The follower moves on to the new directory's file, but its lock
+    stayed on the old directory's inode, so an agent started after it locked the new directory
+    and followed the same file: every line counted twice. The follower now locks the new
+    directory as soon as it sees it (and keeps the old lock until it stops)."""
+    d = tmp_path / "tetragon"
+    d.mkdir()
+    path = d / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    qa, qb = EventQueue(100), EventQueue(100)
+    a = TetragonExportSource(str(path), queue=qa, from_start=True, poll_interval=0.01)
+    b = TetragonExportSource(str(path), queue=qb, from_start=True, poll_interval=0.01)
+    sa, ta = await _start(a)
+    try:
+        await _until(lambda: a.stats.connected and qa.enqueued == 1)
+        d.rename(tmp_path / "tetragon.old")
+        d.mkdir()
+        path.write_bytes(b'{"b":2}\n')
+        await _until(lambda: qa.enqueued == 2)  # the holder follows the new directory's file
+        await _until(lambda: a.lock.covers(str(d)))
+        sb, tb = await _start(b)
+        try:
+            await _until(lambda: b.stats.other_agent or b.stats.connected)
+            assert not b.stats.connected, "B follows the file A follows: each line counted twice"
+            with path.open("ab") as f:
+                f.write(b'{"c":3}\n')
+            await _until(lambda: qa.enqueued == 3)
+        finally:
+            await _stop(sb, tb)
+    finally:
+        await _stop(sa, ta)
+    assert qb.enqueued == 0
+    assert _lines(qa) == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
+
+
+async def test_a_directory_made_again_and_locked_first_by_another_is_said(tmp_path: Path, caplog) -> None:
+    """The race the follower cannot win: another agent locked the new directory before the
+    follower's next poll; both follow it, and the follower says so (an error, once)."""
+    d = tmp_path / "tetragon"
+    d.mkdir()
+    path = d / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    a = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.2)
+    sa, ta = await _start(a)
+    other = ExportLock(str(path))
+    try:
+        await _until(lambda: a.stats.connected)
+        with caplog.at_level(logging.ERROR, logger="stellaops_runtime.sources.tetragon_export"):
+            d.rename(tmp_path / "tetragon.old")
+            d.mkdir()
+            assert other.take() == "held"  # before the follower's next poll
+            await _until(lambda: "was made again, and another agent locked it" in caplog.text)
+    finally:
+        other.release()
+        await _stop(sa, ta)
+    assert caplog.text.count("was made again") == 1

@@ -18,7 +18,9 @@ A follower that finds the lock held logs an error once, reports ``other_agent`` 
 ``node_other_agent`` gauge and ``/readyz``'s ``other_agent_on_node``) and reads nothing until
 it gets the lock; :attr:`ExportLock.waited_since` then tells where the gap of its wait starts.
 Where no lock can be taken (a file system without ``flock``, a directory it may not read) the
-follower goes on unguarded, with a warning.
+follower goes on unguarded, with a warning. A directory renamed away and made again at the path
+while it is followed (the follower goes on to the new directory's file) is locked too on the
+follower's next poll (:meth:`ExportLock.keep`), so an agent started after that waits.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class ExportLock:
         self.dir = os.path.dirname(os.path.abspath(path))
         self._fd: int | None = None
         self._held = False
+        # Directories made at the path since (the first one renamed away): locked too, kept until
+        # the follower stops, (dev, ino) -> fd.
+        self._later: dict[tuple[int, int], int] = {}
+        self._later_warned = False
         self._unguarded = False
         self.other_agent = False  # another agent holds it now: this one reads nothing
         self.conflicts = 0  # times another agent was found holding it
@@ -87,6 +93,46 @@ class ExportLock:
         self.other_agent = False
         return "held"
 
+    def covers(self, path: str) -> bool:
+        """The directory now at ``path`` is the one locked (or one locked since)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        ident = (st.st_dev, st.st_ino)
+        if ident in self._later:
+            return True
+        if self._fd is None:
+            return False
+        held = os.fstat(self._fd)
+        return (held.st_dev, held.st_ino) == ident
+
+    def keep(self) -> None:
+        """While following: a directory made at the path since (the first one renamed away, made
+        again) is locked too, at once. The follower goes on to the new directory's file; an agent
+        started after that would lock the new directory, find it free and follow the same file."""
+        if not self._held or self.covers(self.dir):
+            return
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return  # gone again, or not made yet: looked at on the next poll
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES) and not self._later_warned:
+                self._later_warned = True
+                log.error(
+                    "the export directory %s was made again, and another agent locked it before "
+                    "this one saw it: both follow its files, so lines may be counted twice; run "
+                    "one agent per node",
+                    self.dir,
+                )
+            return
+        st = os.fstat(fd)
+        self._later[(st.st_dev, st.st_ino)] = fd
+
     def _unguard(self, e: OSError) -> Taken:
         log.warning(
             "cannot lock the export file's directory %s (%s): a second agent following it would go "
@@ -102,4 +148,7 @@ class ExportLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        for fd in self._later.values():
+            os.close(fd)
+        self._later.clear()
         self._held = self.other_agent = False
