@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
-from stellaops_runtime.sources.export_lock import ExportLock
+from stellaops_runtime.sources.export_lock import MAX_LATER, ExportLock
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
@@ -213,3 +213,21 @@ async def test_a_directory_made_again_and_locked_first_by_another_is_said(tmp_pa
         other.release()
         await _stop(sa, ta)
     assert caplog.text.count("was made again") == 1
+
+
+def test_a_directory_made_again_and_again_keeps_open_files_bounded(tmp_path: Path, caplog) -> None:
+    d = tmp_path / "tetragon"
+    d.mkdir()
+    lock = ExportLock(str(d / "tetragon.log"))
+    assert lock.take() == "held"
+    try:
+        with caplog.at_level(logging.ERROR, logger="stellaops_runtime.sources.tetragon_export"):
+            for i in range(MAX_LATER + 3):
+                d.rename(tmp_path / f"old{i}")
+                d.mkdir()
+                lock.keep()
+        assert len(lock._later) == MAX_LATER
+        assert caplog.text.count("was made again more than") == 1
+    finally:
+        lock.release()
+    assert not lock._later

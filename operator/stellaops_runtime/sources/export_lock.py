@@ -36,6 +36,7 @@ from stellaops_runtime.hotsymbols.clock_span import now_pair
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 
 Taken = Literal["held", "other", "missing", "unguarded"]
+MAX_LATER = 16  # directories made again at the path that one follower locks too (open files)
 
 
 class ExportLock:
@@ -112,6 +113,15 @@ class ExportLock:
         again) is locked too, at once. The follower goes on to the new directory's file; an agent
         started after that would lock the new directory, find it free and follow the same file."""
         if not self._held or self.covers(self.dir):
+            return
+        if len(self._later) >= MAX_LATER:  # a directory made again and again: open files bounded
+            if not self._later_warned:
+                self._later_warned = True
+                log.error(
+                    "the export directory %s was made again more than %d times: it is no longer "
+                    "locked, and a second agent following its files would go unnoticed",
+                    self.dir, MAX_LATER,
+                )  # fmt: skip
             return
         try:
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
