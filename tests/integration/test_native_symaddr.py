@@ -160,6 +160,9 @@ def test_a_symbol_only_in_a_debuglink_file_is_not_found_and_the_reason_says_how_
     (debug_root / m.group(1).lstrip("/")).parent.mkdir(parents=True)
     shutil.copy(tmp_path / "p.debug", debug_root / m.group(1).lstrip("/"))
     mine = find_address(str(stripped), "h6_fn", debug_root=str(debug_root))
+    with pytest.raises(SymbolNotFound) as e:  # a debug file there already: no advice to install it
+        find_address(str(stripped), "nosuch_h6", debug_root=str(debug_root))
+    assert e.value.hint == "; the debug information its .gnu_debuglink names is not read", e.value.hint
     assert _bcc_offset(bpf_class, str(stripped), addr=mine) == by_name
     with pytest.raises(SymbolNotFound) as e:  # no debug information named: no hint
         find_address(str(built["pie"]), "nosuch_h6")

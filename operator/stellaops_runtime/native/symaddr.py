@@ -98,7 +98,7 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
             if debug is not None:
                 found = _in_debug_file(os.path.join(debug_root, debug.lstrip("/")), want)
             if not found:
-                hint = _unread_debug_info(f, layout, debug)
+                hint = _unread_debug_info(f, layout, debug, debug_root)
     if not found:
         raise SymbolNotFound(f"symbol {symbol} not found", hint)
     if layout.e_type in (ET_EXEC, ET_DYN) and not any(
@@ -116,15 +116,16 @@ def _in_debug_file(path: str, want: bytes) -> int:
         return 0  # no usable debug file: not found, as in BCC
 
 
-def _unread_debug_info(f: BinaryIO, layout: ElfLayout, debug: str | None) -> str:
-    """Why a symbol may be in debug information BCC by name would read and this lookup does not."""
+def _unread_debug_info(f: BinaryIO, layout: ElfLayout, debug: str | None, debug_root: str) -> str:
+    """Why a symbol may be in debug information BCC by name would read and this lookup does not (and
+    where the agent would read the debug file, unless one is there already)."""
     names = {s.name for s in read_section_table(f, layout, _LIMITS.budget("section names"))}
     unread = [n for n in (".gnu_debuglink", ".gnu_debugdata") if n in names]
     if not unread:
         return ""
-    where = (
-        f" (install it for the agent as {debug})" if debug is not None and ".gnu_debuglink" in unread else ""
-    )
+    there = debug is not None and os.path.exists(os.path.join(debug_root, debug.lstrip("/")))
+    linked = debug is not None and ".gnu_debuglink" in unread and not there
+    where = f" (install it for the agent as {debug})" if linked else ""
     return f"; the debug information its {' and '.join(unread)} names is not read{where}"
 
 
