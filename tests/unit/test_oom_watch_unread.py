@@ -166,7 +166,10 @@ def test_v1_an_ancestors_oom_counts_only_by_the_victims_count(tmp_path: Path) ->
         assert w.unsure(sibling) and w.seen(sibling) == 0
         remove(sibling)
         await notify(sibling)  # the removal's signal
+        unread = w.counts().unread
         assert w.final(sibling) == 0 and w.unsure(sibling)  # the exit says unknown (base.py)
+        assert w.counts().unread == unread + 1  # counted once, a second exit event adds nothing
+        assert w.final(sibling) == 0 and w.counts().unread == unread + 1
 
         own, d = cgroup(B)
         (d / "memory.failcnt").write_text("3\n")  # its own limit failed a charge: its own OOM

@@ -131,8 +131,9 @@ def lifecycle_metrics(
     )
     yield counter(
         "lifecycle_oom_unread",
-        "New container cgroups removed before their OOM counter could be opened: whether the container "
-        "was OOM-killed is not known, and its exit says oom_killed null unless its runtime said true.",
+        "Container exits whose OOM kill is not known (a new cgroup removed before its OOM counter "
+        "could be opened; on cgroup v1, an ancestor's OOM whose victim was not counted before the cgroup "
+        "went): the exit says oom_killed null unless its runtime said true.",
         unread,
     )
     yield gauge(

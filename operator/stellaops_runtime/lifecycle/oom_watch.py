@@ -41,26 +41,18 @@ import os
 import re
 import resource
 import select
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from stellaops_runtime.lifecycle.cgroup_births import Births
 from stellaops_runtime.lifecycle.cgroups import oom_kill_count
 from stellaops_runtime.lifecycle.oom_counters import CounterFinder, v1_own_failures
+from stellaops_runtime.lifecycle.oom_state import WatchState, drain, exit_count, judge_v1, unsure
 
 log = logging.getLogger(__name__)
 
-REREAD_SECONDS = (
-    0.002,
-    0.005,
-    0.01,
-    0.02,
-    0.05,
-    0.1,
-    0.25,
-    1.0,
-)  # v1 notifies as OOM starts, before the kill is counted
+# v1 notifies as an OOM starts, before the kill is counted: read again after each of these delays
+REREAD_SECONDS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 MAX_WATCHED = 8192  # open watches at most (two descriptors each at most) ...
 FD_SHARE = 4  # ... and at most a quarter of the process's file descriptor limit
 MAX_EARLY = 256  # cgroups opened at their creation, before the runtime named their container
@@ -88,27 +80,12 @@ class OomCounts(NamedTuple):
     unread: int = 0  # new cgroups removed before their counter was opened (OOM kill not known)
 
 
-@dataclass(slots=True)
-class _Watch:
-    cgroup_id: int
-    fd: int  # the counter file, -1 once closed
-    directory: str = ""  # the cgroup's directory
-    event_fd: int = -1  # v1's eventfd, -1 for v2 or once closed
-    kills: int = 0  # the highest count read
-    oom_began: bool = False  # v1: notified while the cgroup lived (an OOM began in it)
-    signals: int = 0  # v1: the eventfd's count (the removal signals once; more is an OOM)
-    explained: int = 0  # v1: signals of an ancestor's OOM (handled while the cgroup lived)
-    failures: int = -1  # v1: its own limits' failed charges when last read (-1: not known)
-    ancestor: bool = False  # v1: an ancestor's OOM notified, this cgroup's kill neither seen nor ruled out
-    done: bool = False  # an exit read it
-
-
 class OomWatch:
     """The OOM-kill counts of watched containers' cgroups, kept current while the cgroups exist."""
 
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = Path(proc)
-        self._watches: dict[tuple[str, str], _Watch] = {}
+        self._watches: dict[tuple[str, str], WatchState] = {}
         self._by_fd: dict[int, tuple[str, str]] = {}
         self._epoll: select.epoll | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,7 +99,7 @@ class OomWatch:
         self.early_evicted = 0  # early watches dropped for a newer one (MAX_EARLY reached)
         self._early: list[str] = []  # container ids of the early watches, oldest first
         self._missed: dict[str, None] = {}  # container ids whose new cgroup was gone before opened
-        self.unread = 0  # such cgroups (their container's OOM kill, if any, is not known)
+        self.unread = 0  # such cgroups, and exits ``unsure`` (their OOM kill, if any, is not known)
 
     def counter_file(self, pid: int, v2_directory: str | None, container_id: str) -> tuple[str, bool] | None:
         """(path of the OOM counter file, whether v1) of process ``pid``'s own memory cgroup, or None
@@ -146,7 +123,7 @@ class OomWatch:
             return
         self._watch_parent(os.path.dirname(os.path.dirname(counter)), v1)
 
-    def _open(self, key: tuple[str, str], cgroup_id: int, counter: str, v1: bool) -> _Watch | None:
+    def _open(self, key: tuple[str, str], cgroup_id: int, counter: str, v1: bool) -> WatchState | None:
         if len(self) >= self.limit:
             if not self.full:
                 log.warning(
@@ -160,7 +137,7 @@ class OomWatch:
         except OSError as e:
             log.debug("OOM counter %s not opened: %s", counter, e)
             return None
-        w = _Watch(cgroup_id=cgroup_id, fd=fd, directory=os.path.dirname(counter))
+        w = WatchState(cgroup_id=cgroup_id, fd=fd, directory=os.path.dirname(counter))
         self._watches[key] = w
         self._read(key)  # also arms v2's POLLPRI
         # No notifications for a plain file (tests) or outside an event loop: read at the exit only.
@@ -255,8 +232,10 @@ class OomWatch:
             return None
         self._read(key)
         self._close(w)
+        if not w.done and unsure(w):
+            self.unread += 1  # an ancestor's OOM, its victim not counted before the cgroup went
         w.done = True
-        return max(w.kills, 1) if w.oom_began or w.signals - w.explained > 1 else w.kills
+        return exit_count(w)
 
     def missed(self, key: tuple[str, str]) -> bool:
         """Whether ``key``'s container had a cgroup created under a watched parent that was gone
@@ -268,7 +247,7 @@ class OomWatch:
         its cgroup went before the victim's kill was counted or a second passed: the victim may have
         been this container's process or a sibling's (not known)."""
         w = self._watches.get(key)
-        return w is not None and w.ancestor and not w.kills and not w.oom_began
+        return w is not None and unsure(w)
 
     def seen(self, key: tuple[str, str]) -> int | None:
         """The highest count read so far for ``key`` (None when not watched), without reading."""
@@ -351,27 +330,17 @@ class OomWatch:
             self.notifications += 1
             v1 = fd == w.event_fd
             if v1:
-                _drain(w)
+                drain(w)
             if not self._read(key) or not v1:
                 continue
-            # v1's eventfd fires as an OOM begins and once as the cgroup is removed; the removal's
-            # comes after the cgroup's files are gone, so a read that succeeds follows an OOM
-            # (containerd's own rule for /tasks/oom on v1), and so does a count above one (both
-            # came while the loop was busy). The kernel counts the kill only after printing its
-            # report, which can take longer than the runtime needs to remove the cgroup.
-            # But v1 notifies every cgroup below the one out of memory too: an OOM of an ancestor
-            # (a pod's limit) is this cgroup's only if the victim is counted here (the rereads).
-            failures = v1_own_failures(w.directory)
-            if 0 <= failures <= w.failures:
-                w.explained, w.ancestor = w.signals, not w.kills
-            else:
-                w.oom_began = True
-            w.failures = failures
+            # A v1 notification that found the cgroup alive: an OOM began in it or an ancestor
+            # (oom_state.judge_v1); the kill is counted a little later (the rereads).
+            judge_v1(w, v1_own_failures(w.directory))
             if self._loop is not None:
                 for delay in REREAD_SECONDS:
                     self._loop.call_later(delay, self._reread, key, w, delay == REREAD_SECONDS[-1])
 
-    def _reread(self, key: tuple[str, str], w: _Watch, last: bool) -> None:
+    def _reread(self, key: tuple[str, str], w: WatchState, last: bool) -> None:
         if self._watches.get(key) is w and w.fd >= 0 and self._read(key) and last:
             w.ancestor = False  # alive long after: the kernel has counted its victim by now
 
@@ -393,22 +362,16 @@ class OomWatch:
             w.kills = kills
         return True
 
-    def _close(self, w: _Watch, names: tuple[str, ...] = ("event_fd", "fd")) -> None:
+    def _close(self, w: WatchState, names: tuple[str, ...] = ("event_fd", "fd")) -> None:
         for name in names:
             fd = getattr(w, name)
             if fd < 0:
                 continue
             if name == "event_fd":
-                _drain(w)
+                drain(w)
             if self._by_fd.pop(fd, None) is not None and self._epoll is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self._epoll.unregister(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
             setattr(w, name, -1)
-
-
-def _drain(w: _Watch) -> None:
-    """Add v1's eventfd count (signals since the last read) to ``w.signals``."""
-    with contextlib.suppress(OSError):  # BlockingIOError: none
-        w.signals += os.eventfd_read(w.event_fd)
