@@ -47,11 +47,11 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.agent_pods import fleet_problem
 from stellaops_runtime.controller.conditions import State, state_conditions
-from stellaops_runtime.controller.node_backing import BACKING_CONDITION, Backing, fold_backing
+from stellaops_runtime.controller.node_backing import BACKING_CONDITION
+from stellaops_runtime.controller.observer_nodes import ObserverNodes, raw_selector
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
-from stellaops_runtime.controller.posture import Posture, node_capabilities, opts_out
-from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
+from stellaops_runtime.controller.posture import Posture, opts_out
 from stellaops_runtime.controller.render_agent import (
     probe_configmap_name,
     render_agent_objects,
@@ -60,12 +60,9 @@ from stellaops_runtime.controller.render_agent import (
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
 from stellaops_runtime.controller.runtime_socket import socket_mounted_alone
 from stellaops_runtime.controller.state import (
-    INDEX_NODES,
-    INDEX_OBSERVATION_NODES,
     INDEX_OBSERVERS,
     INDEX_PODS,
     obj_key,
-    utcnow,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
@@ -91,7 +88,7 @@ def observer_owner(name: str = "", uid: str = "") -> Owner:
     return Owner(api_version=crds.API_VERSION, kind=crds.OBSERVER_KIND, name=name, uid=uid)
 
 
-class ObserverReconciler(PolicyReconciler):
+class ObserverReconciler(ObserverNodes):
     """The agent fleet of each RuntimeObserver (mixed into ``reconcile.Reconciler``)."""
 
     async def reconcile_observer(self, name: str) -> None:
@@ -117,7 +114,7 @@ class ObserverReconciler(PolicyReconciler):
                         message=f"{err.message} (the agents keep their last valid configuration)",
                         generation=generation,
                     ),
-                    self.node_backing(generation, _raw_selector(body)).condition,  # they still run
+                    self.node_backing(generation, raw_selector(body)).condition,  # they still run
                 ],
             }
             if await self._write_status(r.RUNTIME_OBSERVERS, key, seen, body, status, owned=()):
@@ -256,42 +253,6 @@ class ObserverReconciler(PolicyReconciler):
                 counts[value] += 1
         return counts
 
-    def node_counts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"total": 0, "tetragon": 0, "native": 0, "none": 0, "stale": 0}
-        ceilings = {p.value: 0 for p in Posture}
-        now = utcnow()
-        for _, node in self._items(INDEX_OBSERVATION_NODES):
-            out["total"] += 1
-            status = node.get("status")
-            if not isinstance(status, Mapping):  # a status of the wrong type says nothing: stale
-                status = {}
-            if self._is_stale(node, now=now):  # heartbeats: on the operator's clock
-                out["stale"] += 1
-                continue
-            source = status.get("source")
-            out[source if source in ("tetragon", "native") else "none"] += 1
-            caps = node_capabilities(node)
-            if caps is not None:
-                ceilings[caps.ceiling()[0].value] += 1
-        out["maxPosture"] = ceilings
-        return out
-
-    def node_backing(self, generation: Any, selector: Mapping[str, str]) -> Backing:
-        """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call).
-
-        Only the nodes its agents may run on (``spec.agent.nodeSelector`` against the Node's labels
-        in kopf's index; all nodes without one): a node of another RuntimeObserver is not its fault.
-        """
-        now = utcnow()
-        fresh = []
-        for name, node in self._items(INDEX_OBSERVATION_NODES):
-            if selector and not _selects(selector, self._one(INDEX_NODES, name)):
-                continue
-            if not self._is_stale(node, now=now):
-                status = node.get("status")
-                fresh.append((str(name), status if isinstance(status, Mapping) else None))
-        return fold_backing(fresh, generation=generation)
-
     def _observer_status(
         self,
         *,
@@ -376,19 +337,3 @@ class ObserverReconciler(PolicyReconciler):
         spec = obs.get("spec")
         ns = (spec.get("agentNamespace") if isinstance(spec, dict) else None) or crds.DEFAULT_AGENT_NAMESPACE
         return self._owned(("v1", "ConfigMap", str(ns), probe_configmap_name(observer)))
-
-
-def _selects(selector: Mapping[str, str], labels: Any) -> bool:
-    """The Node's labels (kopf's index; None: Node unknown, no agent of this observer) match."""
-    return isinstance(labels, Mapping) and all(labels.get(k) == v for k, v in selector.items())
-
-
-def _raw_selector(body: Mapping[str, Any]) -> dict[str, str]:
-    """``spec.agent.nodeSelector`` of a spec that did not parse (the agents' last valid one is not
-    known here): the string pairs it has."""
-    spec = body.get("spec")
-    agent = spec.get("agent") if isinstance(spec, Mapping) else None
-    sel = agent.get("nodeSelector") if isinstance(agent, Mapping) else None
-    if not isinstance(sel, Mapping):
-        return {}
-    return {str(k): v for k, v in sel.items() if isinstance(v, str)}

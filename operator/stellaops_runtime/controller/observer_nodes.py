@@ -1,0 +1,73 @@
+"""The ObservationNode side of a RuntimeObserver's status: its node counts and ``NotObservedBacked``.
+
+Split from ``reconcile_observers`` (which renders the agent fleet and writes the
+status): what the fresh ObservationNodes in kopf's index say, read with no API
+call. ``node_backing`` folds only the nodes the observer's agents may run on
+(``spec.agent.nodeSelector`` against the Node labels kopf indexes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stellaops_runtime.controller.node_backing import Backing, fold_backing
+from stellaops_runtime.controller.posture import Posture, node_capabilities
+from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
+from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, utcnow
+
+
+class ObserverNodes(PolicyReconciler):
+    """What the ObservationNodes say for a RuntimeObserver's status (mixed into ``ObserverReconciler``)."""
+
+    def node_counts(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"total": 0, "tetragon": 0, "native": 0, "none": 0, "stale": 0}
+        ceilings = {p.value: 0 for p in Posture}
+        now = utcnow()
+        for _, node in self._items(INDEX_OBSERVATION_NODES):
+            out["total"] += 1
+            status = node.get("status")
+            if not isinstance(status, Mapping):  # a status of the wrong type says nothing: stale
+                status = {}
+            if self._is_stale(node, now=now):  # heartbeats: on the operator's clock
+                out["stale"] += 1
+                continue
+            source = status.get("source")
+            out[source if source in ("tetragon", "native") else "none"] += 1
+            caps = node_capabilities(node)
+            if caps is not None:
+                ceilings[caps.ceiling()[0].value] += 1
+        out["maxPosture"] = ceilings
+        return out
+
+    def node_backing(self, generation: Any, selector: Mapping[str, str]) -> Backing:
+        """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call).
+
+        Only the nodes its agents may run on (``spec.agent.nodeSelector`` against the Node's labels
+        in kopf's index; all nodes without one): a node of another RuntimeObserver is not its fault.
+        """
+        now = utcnow()
+        fresh = []
+        for name, node in self._items(INDEX_OBSERVATION_NODES):
+            if selector and not _selects(selector, self._one(INDEX_NODES, name)):
+                continue
+            if not self._is_stale(node, now=now):
+                status = node.get("status")
+                fresh.append((str(name), status if isinstance(status, Mapping) else None))
+        return fold_backing(fresh, generation=generation)
+
+
+def _selects(selector: Mapping[str, str], labels: Any) -> bool:
+    """The Node's labels (kopf's index; None: Node unknown, no agent of this observer) match."""
+    return isinstance(labels, Mapping) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def raw_selector(body: Mapping[str, Any]) -> dict[str, str]:
+    """``spec.agent.nodeSelector`` of a spec that did not parse (the agents' last valid one is not
+    known here): the string pairs it has."""
+    spec = body.get("spec")
+    agent = spec.get("agent") if isinstance(spec, Mapping) else None
+    sel = agent.get("nodeSelector") if isinstance(agent, Mapping) else None
+    if not isinstance(sel, Mapping):
+        return {}
+    return {str(k): v for k, v in sel.items() if isinstance(v, str)}
