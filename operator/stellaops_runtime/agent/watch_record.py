@@ -230,7 +230,13 @@ class WatchRecord:
                 self.node, _iso(since), _iso(wall - boot),
             )  # fmt: skip
         elif since is not None:
-            source.resume_outage(since, None)
+            # A window up to FUTURE_SKEW_NS ahead (two clocks a little apart) is taken as now, as a
+            # record's moment is (agent/watch_record_file.py): the gap never reaches the future.
+            wall, boot = now_pair()
+            if since <= wall:
+                source.resume_outage(since, None)
+            else:
+                source.resume_outage(wall, boot)
             self.restart_gaps += 1
             self.restart_gap_seconds = max(0, time.time_ns() - since) / 1e9
             log.warning(
