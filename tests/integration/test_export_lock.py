@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import logging
+import os
 import time
 from pathlib import Path
 
+import pytest
+
+from stellaops_runtime.sources import export_lock
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.export_lock import MAX_LATER, ExportLock
 from stellaops_runtime.sources.queue import EventQueue
@@ -142,18 +145,36 @@ async def test_the_lock_is_the_directorys_and_waits_for_the_directory(tmp_path: 
     again.release()
 
 
-def test_a_directory_that_cannot_be_locked_is_followed_with_a_warning(
-    tmp_path: Path, monkeypatch, caplog
+@pytest.mark.parametrize("refusal", [errno.ENOLCK, errno.EOPNOTSUPP])
+async def test_a_directory_that_cannot_be_locked_is_followed_and_said(
+    tmp_path: Path, monkeypatch, caplog, refusal: int
 ) -> None:
-    def no_locks(fd: int, op: int) -> None:
-        raise OSError(errno.ENOLCK, "No locks available")
+    """A file system refusing ``flock`` (ENOLCK: no lock manager; EOPNOTSUPP): the file is followed
+    unguarded, and the source says so for as long as it follows (``stats.unguarded``: the agent's
+    ``export_unguarded`` gauge and /readyz detail), not only in one log line (s36/w2)."""
 
-    monkeypatch.setattr(fcntl, "flock", no_locks)  # a file system without flock
-    lock = ExportLock(str(tmp_path / "tetragon.log"))
+    def refused(fd: int) -> None:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(export_lock, "_flock", refused)  # the lock's one call to the kernel's flock
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.01)
     with caplog.at_level(logging.WARNING, logger="stellaops_runtime.sources.tetragon_export"):
-        assert lock.take() == "unguarded" and lock.take() == "unguarded"
+        stop, task = await _start(src)
+        try:
+            await _until(lambda: src.queue.enqueued == 1)
+            assert src.stats.connected and src.stats.unguarded and not src.stats.other_agent
+            assert src.lock.take() == "unguarded"
+        finally:
+            await _stop(stop, task)
     assert caplog.text.count("a second agent following it would go unnoticed") == 1
-    assert not lock.other_agent
+
+
+def test_a_lock_taken_is_not_unguarded(tmp_path: Path) -> None:
+    lock = ExportLock(str(tmp_path / "tetragon.log"))
+    assert lock.take() == "held" and not lock.unguarded
+    lock.release()
 
 
 async def test_a_directory_replaced_while_followed_is_locked_again(tmp_path: Path, caplog) -> None:
@@ -231,3 +252,31 @@ def test_a_directory_made_again_and_again_keeps_open_files_bounded(tmp_path: Pat
     finally:
         lock.release()
     assert not lock._later
+
+
+def test_each_of_the_two_errors_of_a_directory_made_again_is_said(tmp_path: Path, caplog) -> None:
+    """Another agent locked a directory made again first, and later the directory was made again
+    more than MAX_LATER times: two different troubles, each said once. One shared "warned" flag
+    made the first to happen silence the other for good (s36/r1 noticed; w2)."""
+    d = tmp_path / "tetragon"
+    d.mkdir()
+    lock = ExportLock(str(d / "tetragon.log"))
+    other = ExportLock(str(d / "tetragon.log"))
+    assert lock.take() == "held"
+    try:
+        with caplog.at_level(logging.ERROR, logger="stellaops_runtime.sources.tetragon_export"):
+            d.rename(tmp_path / "first")
+            d.mkdir()
+            assert other.take() == "held"  # before the follower looks again
+            lock.keep()
+            lock.keep()
+            other.release()
+            for i in range(MAX_LATER + 2):
+                d.rename(tmp_path / f"old{i}")
+                d.mkdir()
+                lock.keep()
+        assert len(lock._later) == MAX_LATER
+        assert caplog.text.count("was made again, and another agent locked it") == 1
+        assert caplog.text.count("was made again more than") == 1
+    finally:
+        lock.release()

@@ -54,6 +54,8 @@ hot_symbols_pending                  rows waiting for the store (the outage buff
                                      on their way to it)
 node_other_agent                     1 while another agent of this node runs (agent/node_presence.py), or
                                      follows its export file (sources/export_lock.py)
+export_unguarded                     1 while the export file is followed with no lock on its directory
+                                     (flock refused): a second agent following it would go unnoticed
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
 store_gap_rows_from_drops_total      gaps marked for those dropped rows (their windows answer unknown)
@@ -324,6 +326,11 @@ class AgentCollector(Collector):
             "node_other_agent",
             "1 while another agent of this node holds its lock (both count its events).",
             1 if a.presence.other_agent or getattr(a.source_stats, "other_agent", False) else 0,
+        )
+        yield _gauge(
+            "export_unguarded",
+            "1 while the export file is followed without a lock on its directory (flock refused).",
+            1 if getattr(a.source_stats, "unguarded", False) is True else 0,
         )
         yield _gauge("queue_depth", "Events waiting in the receive queue.", len(a.queue))
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)

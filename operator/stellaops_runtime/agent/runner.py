@@ -190,6 +190,7 @@ class Agent(Draining):
             "other_agent_on_node": (  # the node's lock, or its export file's (sources/export_lock.py)
                 self.presence.other_agent or getattr(self.source_stats, "other_agent", False) is True
             ),
+            "export_unguarded": getattr(self.source_stats, "unguarded", False) is True,  # ready still
             "export_position_unrecorded": self.watch.unrecorded,  # nothing stored (agent/watch_record.py)
             "lifecycle": lifecycle_state(self.lifecycle, self.pipeline),  # agent/lifecycle_part.py
         }

@@ -18,7 +18,9 @@ A follower that finds the lock held logs an error once, reports ``other_agent`` 
 ``node_other_agent`` gauge and ``/readyz``'s ``other_agent_on_node``) and reads nothing until
 it gets the lock; :attr:`ExportLock.waited_since` then tells where the gap of its wait starts.
 Where no lock can be taken (a file system without ``flock``, a directory it may not read) the
-follower goes on unguarded, with a warning. A directory renamed away and made again at the path
+follower goes on unguarded, with a warning, and says so for as long as it follows (the agent's
+``export_unguarded`` gauge and ``/readyz``'s ``export_unguarded``; the agent stays ready: such a
+node must not go blind). A directory renamed away and made again at the path
 while it is followed (the follower goes on to the new directory's file) is locked too on the
 follower's next poll (:meth:`ExportLock.keep`), so an agent started after that waits.
 """
@@ -39,6 +41,12 @@ Taken = Literal["held", "other", "missing", "unguarded"]
 MAX_LATER = 16  # directories made again at the path that one follower locks too (open files)
 
 
+def _flock(fd: int) -> None:
+    """Take an exclusive lock on ``fd`` without blocking (raises OSError): the one call to the
+    kernel's ``flock``, so a file system refusing it can be simulated here."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 class ExportLock:
     """The follower's lock on its export file's directory."""
 
@@ -49,8 +57,9 @@ class ExportLock:
         # Directories made at the path since (the first one renamed away): locked too, kept until
         # the follower stops, (dev, ino) -> fd.
         self._later: dict[tuple[int, int], int] = {}
-        self._later_warned = False
-        self._unguarded = False
+        self._bound_warned = False  # more than MAX_LATER directories: said once
+        self._first_warned = False  # another agent locked a directory made again first: said once
+        self.unguarded = False  # no lock can be taken: followed anyway, a second agent unnoticed
         self.other_agent = False  # another agent holds it now: this one reads nothing
         self.conflicts = 0  # times another agent was found holding it
         # (wall, boottime) ns this follower first found another holding it (None: it never waited):
@@ -61,7 +70,7 @@ class ExportLock:
         """Try to take the lock (once, without blocking)."""
         if self._held:
             return "held"
-        if self._unguarded:
+        if self.unguarded:
             return "unguarded"
         if self._fd is None:
             try:
@@ -71,7 +80,7 @@ class ExportLock:
             except OSError as e:
                 return self._unguard(e)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(self._fd)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES):
                 return self._unguard(e)
@@ -115,8 +124,8 @@ class ExportLock:
         if not self._held or self.covers(self.dir):
             return
         if len(self._later) >= MAX_LATER:  # a directory made again and again: open files bounded
-            if not self._later_warned:
-                self._later_warned = True
+            if not self._bound_warned:
+                self._bound_warned = True
                 log.error(
                     "the export directory %s was made again more than %d times: it is no longer "
                     "locked, and a second agent following its files would go unnoticed",
@@ -128,11 +137,11 @@ class ExportLock:
         except OSError:
             return  # gone again, or not made yet: looked at on the next poll
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd)
         except OSError as e:
             os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES) and not self._later_warned:
-                self._later_warned = True
+            if e.errno in (errno.EAGAIN, errno.EACCES) and not self._first_warned:
+                self._first_warned = True
                 log.error(
                     "the export directory %s was made again, and another agent locked it before "
                     "this one saw it: both follow its files, so lines may be counted twice; run "
@@ -146,11 +155,11 @@ class ExportLock:
     def _unguard(self, e: OSError) -> Taken:
         log.warning(
             "cannot lock the export file's directory %s (%s): a second agent following it would go "
-            "unnoticed",
+            "unnoticed (export_unguarded 1)",
             self.dir, e.strerror or e,
         )  # fmt: skip
         self.release()
-        self._unguarded = True
+        self.unguarded = True
         return "unguarded"
 
     def release(self) -> None:

@@ -24,6 +24,7 @@ class ExportStats:
     connects: int = 0  # times the file was opened (0: it never existed while we looked)
     last_error: str = ""
     other_agent: bool = False  # another agent follows the export file: nothing read (export_lock.py)
+    unguarded: bool = False  # its directory cannot be locked: a second follower would go unnoticed
     reconnects: int = 0  # gRPC-source counters, always 0 here (same metrics for every source)
     stream_errors: int = 0
     resumed_at: int = -1  # the byte offset a restart resumed at (the last agent's checkpoint); -1: none

@@ -230,6 +230,7 @@ class TetragonExportSource(RestartResume):
                     self.stats.last_error = f"another agent follows the export files in {self.lock.dir}"
                     await asyncio.sleep(self.poll_interval)
                     continue
+                self.stats.unguarded = taken == "unguarded"  # no lock can be taken: said, not hidden
                 if taken == "missing":
                     raise FileNotFoundError(self.path)
                 # O_NONBLOCK: a FIFO at the path must not block the event loop in open().
