@@ -207,3 +207,56 @@ async def test_agents_not_ready_behind_a_socket_mounted_alone_are_explained(
     assert "/run/k3s" not in await not_ready({"kind": "containerd", "socketPath": K3S})
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"containerRuntime": None}})
     await operator.settle()
+
+
+def _tetragon_volume(cluster: Cluster) -> dict[str, Any]:
+    spec = _daemon_set(cluster)["spec"]["template"]["spec"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "tetragon"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tetragon"]
+    assert mount == {"name": "tetragon", "mountPath": volume["hostPath"]["path"], "readOnly": True}
+    return dict(volume["hostPath"])
+
+
+async def test_the_tetragon_mount_follows_the_address_and_a_bad_one_stalls(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """spec.tetragon.address elsewhere than /var/run/tetragon: its directory is mounted (the agents
+    roll once); one in a directory the pod must not mount whole stalls the observer, agents kept;
+    back to the default, today's mount returns."""
+    assert _tetragon_volume(cluster) == {"path": "/var/run/tetragon", "type": "DirectoryOrCreate"}
+    before = _config_hash(cluster)
+    cilium = "unix:///var/run/cilium/tetragon/tetragon.sock"
+    mark = cluster.mark()
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"tetragon": {"address": cilium}}})
+    await operator.settle()
+    observer = cluster.stored(r.RUNTIME_OBSERVERS, NAME)
+    crd = load_crd(REPO / "manifests" / "crds" / "runtimeobservers.yaml")
+    assert errors(validator_for(crd), observer) == []
+    assert condition(observer, "Stalled")["status"] == "False"
+    assert [w for w in cluster.writes(mark) if "/daemonsets/" in w] == [
+        f"PATCH /apis/apps/v1/namespaces/{NS}/daemonsets/{RES}"
+    ]
+    assert _tetragon_volume(cluster) == {"path": "/var/run/cilium/tetragon", "type": "DirectoryOrCreate"}
+    cm = cluster.stored(r.CONFIGMAPS, RES, NS)
+    assert parse_config(cm).tetragon.address == cilium and _config_hash(cluster) != before
+    for expected in _rendered(cluster):  # byte for byte what the renderer gives
+        stored = cluster.stored(KINDS[expected["kind"]], expected["metadata"]["name"], NS)
+        assert strip_server(stored or {}) == expected, expected["kind"]
+
+    kept = _daemon_set(cluster)
+    await cluster.patch(
+        r.RUNTIME_OBSERVERS, NAME, {"spec": {"tetragon": {"address": "unix:///run/containerd/t.sock"}}}
+    )
+    await operator.settle()
+    observer = cluster.stored(r.RUNTIME_OBSERVERS, NAME)
+    stalled = condition(observer, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSocketPath"), stalled
+    assert "spec.tetragon.address 'unix:///run/containerd/t.sock'" in stalled["message"]
+    assert "container runtime's mount '/run/containerd'" in stalled["message"]
+    assert condition(observer, "Ready")["status"] == "False"
+    assert _daemon_set(cluster) == kept  # the agents keep the last valid mount
+
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"tetragon": None}})
+    await operator.settle()
+    assert condition(cluster.stored(r.RUNTIME_OBSERVERS, NAME), "Stalled")["status"] == "False"
+    assert _tetragon_volume(cluster) == {"path": "/var/run/tetragon", "type": "DirectoryOrCreate"}

@@ -378,15 +378,3 @@ def test_an_agent_waiting_for_an_absent_docker_socket_is_progressing_not_degrade
         text = " ".join((ROOT / "docs" / doc).read_text().split())
         assert "`ContainerCreating`" in text and "`FailedMount`" in text and "Progressing" in text, doc
         assert 'message adds "an agent whose node has no ' in text, doc  # test_operator_runtime_socket
-
-
-def test_the_docs_say_tetragons_socket_is_reached_only_in_its_usual_directory() -> None:
-    """Only /var/run/tetragon is mounted for Tetragon, whatever spec.tetragon.address says; the
-    field reference said ``unix:///path`` without that (a socket elsewhere is not in the pod)."""
-    objs = render(spec_with(None, tetragon={"address": "unix:///opt/tetragon/tetragon.sock"}))
-    volumes = pod(objs)["volumes"]
-    tetragon = [v["hostPath"]["path"] for v in volumes if v["name"] == "tetragon"]
-    assert tetragon == ["/var/run/tetragon"]
-    assert not any(v.get("hostPath", {}).get("path", "").startswith("/opt") for v in volumes)
-    text = " ".join((ROOT / "docs" / "operator.md").read_text().split())
-    assert "mounts only the node's `/var/run/tetragon`" in text

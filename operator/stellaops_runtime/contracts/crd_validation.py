@@ -35,6 +35,7 @@ from stellaops_runtime.contracts.regex_backtracking import BACKTRACKING_ADVICE, 
 from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 from stellaops_runtime.contracts.runtime_socket import shown, socket_path_problem
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
+from stellaops_runtime.contracts.tetragon_socket import tetragon_socket_problem
 
 # Kubernetes label syntax (apimachinery validation: qualified names and values).
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
@@ -190,6 +191,8 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
         raise SpecError(
             "InvalidSocketPath", f"spec.containerRuntime.socketPath {shown(runtime.socket)}: {problem}"
         )
+    if problem := tetragon_socket_problem(address, None if runtime is None else runtime.socket):
+        raise SpecError("InvalidSocketPath", f"spec.tetragon.address {shown(address)}: {problem}")
     return model
 
 

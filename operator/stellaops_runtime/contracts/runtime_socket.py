@@ -23,6 +23,7 @@ agent could not reach the API server).
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Literal
 
@@ -40,6 +41,12 @@ ADDRESS_KEYS: dict[str, str] = {
     "docker": "dockerAddress",
     "cri": "criAddresses",
 }
+
+# The runtime directories mounted when ``spec.containerRuntime`` is unset (controller/runtime_socket.py).
+CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
+CRIO_SOCKET_DIR = "/var/run/crio"  # CRI-O's CRI socket, for the same observer (lifecycle.criAddresses)
+# Directories the agent must not see whole: a socket in one of them is mounted on its own.
+SHARED_DIRS = frozenset({"/var/run", "/var/lib/kubelet"})
 
 # An absolute, normalized path (no "", "." or ".." segment) without a control character (a NUL, a newline).
 SOCKET_PATH_PATTERN = (
@@ -85,6 +92,21 @@ def socket_path_problem(path: str) -> str | None:
     if size > MAX_SOCKET_PATH_BYTES:
         return f"longer than a Unix socket address holds ({MAX_SOCKET_PATH_BYTES} bytes)"
     return None
+
+
+def shared_directory(directory: str) -> bool:
+    """A directory in ``/``, in ``/var``, or one of SHARED_DIRS: the agent pod never mounts it whole."""
+    return directory.count("/") <= 1 or posixpath.dirname(directory) == "/var" or directory in SHARED_DIRS
+
+
+def runtime_host_paths(socket: str | None) -> list[tuple[str, str]]:
+    """(host path, hostPath type) mounted for the runtime socket ``socket`` (None: the defaults)."""
+    if socket is None:
+        return [(CONTAINERD_SOCKET_DIR, "DirectoryOrCreate"), (CRIO_SOCKET_DIR, "DirectoryOrCreate")]
+    directory = posixpath.dirname(socket)
+    if shared_directory(directory):
+        return [(socket, "Socket")]
+    return [(directory, "DirectoryOrCreate")]
 
 
 def shown(path: str, limit: int = 120) -> str:

@@ -35,7 +35,9 @@ docs/security.md for the namespace and RBAC around it):
   are not world-readable), through ``spec.agent.capabilities``.
   Runs as root (Tetragon's socket is ``0660 root:root``), no privilege
   escalation, read-only root filesystem, the runtime's default seccomp profile.
-- host mounts: ``/var/run/tetragon`` read-only (the directory, so a socket
+- host mounts: ``/var/run/tetragon`` read-only, or the directory of
+  ``spec.tetragon.address``'s socket elsewhere (contracts/tetragon_socket.py;
+  the directory, so a socket
   re-created by a restarted Tetragon is seen; type ``DirectoryOrCreate``: on
   a node without Tetragon the agent must still start, and fall back to its own
   probes, instead of waiting in ContainerCreating for a directory nobody
@@ -97,6 +99,8 @@ from stellaops_runtime.contracts.crd_names import (
     OBSERVER_LABEL,
 )
 from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
+from stellaops_runtime.contracts.tetragon_socket import TETRAGON_SOCKET_DIR as TETRAGON_SOCKET_DIR
+from stellaops_runtime.contracts.tetragon_socket import tetragon_host_dir
 from stellaops_runtime.controller.agent_capabilities import AgentSource, agent_capabilities, native_fallback
 from stellaops_runtime.controller.agent_config import (
     AGENT_CONFIG_KEY,
@@ -118,7 +122,6 @@ from stellaops_runtime.controller.runtime_socket import runtime_mounts
 # On the agent pod template: which version of the store Secret the agents were started with.
 STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
 
-TETRAGON_SOCKET_DIR = "/var/run/tetragon"
 TERMINATION_GRACE_SECONDS = (
     30  # above the agent's shutdown.graceSeconds default (20): it flushes, then spools
 )
@@ -229,6 +232,7 @@ def render_agent_objects(
     }
 
     runtime_socket_mounts, runtime_socket_volumes = runtime_mounts(spec)
+    tetragon_dir = tetragon_host_dir(spec.tetragon.address)  # /var/run/tetragon unless the address says
     container: dict[str, Any] = {
         "name": "agent",
         "image": agent.image,
@@ -274,7 +278,7 @@ def render_agent_objects(
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "probes", "mountPath": PROBES_DIR, "readOnly": True},
-            {"name": "tetragon", "mountPath": TETRAGON_SOCKET_DIR, "readOnly": True},
+            {"name": "tetragon", "mountPath": tetragon_dir, "readOnly": True},
             *runtime_socket_mounts,  # the container runtime's socket (runtime_socket.py)
             {"name": "spool", "mountPath": SPOOL_DIR, "readOnly": False},
             {"name": "index-cache", "mountPath": INDEX_CACHE_DIR, "readOnly": False},
@@ -300,7 +304,7 @@ def render_agent_objects(
             },
             {"name": "probes", "configMap": {"name": probe_configmap_name(name), "optional": True}},
             # Tetragon's directory: created empty when Tetragon is absent, so the agent starts anyway.
-            {"name": "tetragon", "hostPath": {"path": TETRAGON_SOCKET_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "tetragon", "hostPath": {"path": tetragon_dir, "type": "DirectoryOrCreate"}},
             # The container runtime's socket, for the lifecycle observer (runtime_socket.py).
             *runtime_socket_volumes,
             # Ours: created on first start, kept across pod restarts and rolling updates.

@@ -38,34 +38,17 @@ import posixpath
 from typing import Any
 
 from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
-from stellaops_runtime.contracts.runtime_socket import ADDRESS_KEYS
+from stellaops_runtime.contracts.runtime_socket import ADDRESS_KEYS, runtime_host_paths, shared_directory
 
-CONTAINERD_SOCKET_DIR = "/run/containerd"  # the lifecycle observer's containerd socket (docs/lifecycle.md)
-CRIO_SOCKET_DIR = "/var/run/crio"  # CRI-O's CRI socket, for the same observer (lifecycle.criAddresses)
 RUNTIME_VOLUME = "runtime-socket"  # the volume of ``spec.containerRuntime``'s socket
-# Directories the agent must not see whole: a socket in one of them is mounted on its own.
-SHARED_DIRS = frozenset({"/var/run", "/var/lib/kubelet"})
-
-
-def _shared(directory: str) -> bool:
-    """A directory in ``/``, in ``/var``, or one of SHARED_DIRS."""
-    return directory.count("/") <= 1 or posixpath.dirname(directory) == "/var" or directory in SHARED_DIRS
 
 
 def runtime_mounts(spec: RuntimeObserverSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumeMounts, volumes) of the runtime socket, all read-only, mounted where the node has them."""
     runtime = spec.container_runtime
-    if runtime is None:
-        parts = [
-            ("containerd", CONTAINERD_SOCKET_DIR, "DirectoryOrCreate"),
-            ("crio", CRIO_SOCKET_DIR, "DirectoryOrCreate"),
-        ]
-    else:
-        directory = posixpath.dirname(runtime.socket)
-        if _shared(directory):
-            parts = [(RUNTIME_VOLUME, runtime.socket, "Socket")]
-        else:
-            parts = [(RUNTIME_VOLUME, directory, "DirectoryOrCreate")]
+    paths = runtime_host_paths(None if runtime is None else runtime.socket)
+    names = ["containerd", "crio"] if runtime is None else [RUNTIME_VOLUME]
+    parts = [(name, path, kind) for name, (path, kind) in zip(names, paths, strict=True)]
     mounts = [{"name": name, "mountPath": path, "readOnly": True} for name, path, _ in parts]
     volumes = [{"name": name, "hostPath": {"path": path, "type": kind}} for name, path, kind in parts]
     return mounts, volumes
@@ -75,7 +58,7 @@ def socket_mounted_alone(spec: RuntimeObserverSpec) -> str | None:
     """The socket when it is mounted on its own (type ``Socket``): an agent on a node without it
     waits in ContainerCreating, which the RuntimeObserver's RollingOut message then points at."""
     runtime = spec.container_runtime
-    if runtime is None or not _shared(posixpath.dirname(runtime.socket)):
+    if runtime is None or not shared_directory(posixpath.dirname(runtime.socket)):
         return None
     return runtime.socket
 
