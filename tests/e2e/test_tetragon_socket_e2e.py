@@ -3,7 +3,7 @@
 A real gRPC replay server (``stella-runtime tetragon-replay --listen
 unix://...``) serves Tetragon's API on a socket in a temporary directory, a
 path outside the usual ``/var/run/tetragon`` (as a Helm ``tetragon.grpc.address``
-changed, or the pre-v1.7 ``/var/run/cilium/tetragon``, would put it). The
+changed to ``/var/run/cilium/tetragon``, say, would put it). The
 operator's renderer is given that address: the DaemonSet mounts the socket's
 directory at the same path (so inside the pod the address is the host's), and
 the real agent (``stella-runtime agent``), run with the rendered config's

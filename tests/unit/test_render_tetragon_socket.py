@@ -2,7 +2,7 @@
 
 Before, the pod mounted only the node's ``/var/run/tetragon`` whatever the
 address said, so a Tetragon listening elsewhere (a Helm ``tetragon.grpc.address``
-changed, Tetragon's pre-v1.7 ``/var/run/cilium/tetragon``, a distribution's own
+changed to ``/var/run/cilium/tetragon``, where Tetragon keeps its export files, a distribution's own
 path) was unreachable from every agent, with no fix in the CRD
 (contracts/tetragon_socket.py, controller/render_agent.py).
 """
@@ -80,7 +80,7 @@ def test_the_usual_directory_and_tcp_keep_todays_mount_byte_for_byte(address: st
 @pytest.mark.parametrize(
     ("address", "directory"),
     [
-        ("unix:///var/run/cilium/tetragon/tetragon.sock", "/var/run/cilium/tetragon"),  # before v1.7's path
+        ("unix:///var/run/cilium/tetragon/tetragon.sock", "/var/run/cilium/tetragon"),  # beside its export
         ("unix:///run/tetragon-agent/tetragon.sock", "/run/tetragon-agent"),
         ("unix:///opt/tetragon/run/tetragon.sock", "/opt/tetragon/run"),
         ("unix:///var/lib/tetragon/tetragon.sock", "/var/lib/tetragon"),
