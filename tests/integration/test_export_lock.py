@@ -280,3 +280,41 @@ def test_each_of_the_two_errors_of_a_directory_made_again_is_said(tmp_path: Path
         assert caplog.text.count("was made again more than") == 1
     finally:
         lock.release()
+
+
+async def test_a_lock_refused_then_allowed_is_taken_and_one_taken_meanwhile_is_said(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """A refusal may pass (NFS's lock manager back): the unguarded follower tries the lock again
+    every RETRY_POLLS polls, so an agent started after that waits; if another agent took it
+    meanwhile, both follow the file, and that is said (an error, once)."""
+    refusing = [True]
+    real = export_lock._flock
+
+    def sometimes(fd: int) -> None:
+        if refusing[0]:
+            raise OSError(errno.ENOLCK, "No locks available")
+        real(fd)
+
+    monkeypatch.setattr(export_lock, "_flock", sometimes)
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    a = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.001)
+    b = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.001)
+    sa, ta = await _start(a)
+    sb, tb = await _start(b)
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.sources.tetragon_export"):
+        try:
+            await _until(lambda: a.stats.unguarded and b.stats.unguarded)  # both follow, unguarded
+            refusing[0] = False
+            await _until(lambda: not a.stats.unguarded or not b.stats.unguarded)
+            await _until(lambda: "while this one followed its files unguarded" in caplog.text)
+            assert a.stats.unguarded != b.stats.unguarded  # one holds it, the other still says so
+            third = ExportLock(str(path))
+            assert third.take() == "other"  # a third agent waits
+            third.release()
+        finally:
+            await _stop(sa, ta)
+            await _stop(sb, tb)
+    assert caplog.text.count("can be locked now") == 1
+    assert caplog.text.count("while this one followed its files unguarded") == 1

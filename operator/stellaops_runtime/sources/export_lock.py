@@ -20,7 +20,8 @@ it gets the lock; :attr:`ExportLock.waited_since` then tells where the gap of it
 Where no lock can be taken (a file system without ``flock``, a directory it may not read) the
 follower goes on unguarded, with a warning, and says so for as long as it follows (the agent's
 ``export_unguarded`` gauge and ``/readyz``'s ``export_unguarded``; the agent stays ready: such a
-node must not go blind). A directory renamed away and made again at the path
+node must not go blind); it tries the lock again every :data:`RETRY_POLLS` polls, and says it
+when another agent took it meanwhile. A directory renamed away and made again at the path
 while it is followed (the follower goes on to the new directory's file) is locked too on the
 follower's next poll (:meth:`ExportLock.keep`), so an agent started after that waits.
 """
@@ -39,6 +40,7 @@ log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 
 Taken = Literal["held", "other", "missing", "unguarded"]
 MAX_LATER = 16  # directories made again at the path that one follower locks too (open files)
+RETRY_POLLS = 50  # polls between two tries at a lock refused (a lock manager back: NFS's lockd)
 
 
 def _flock(fd: int) -> None:
@@ -60,6 +62,8 @@ class ExportLock:
         self._bound_warned = False  # more than MAX_LATER directories: said once
         self._first_warned = False  # another agent locked a directory made again first: said once
         self.unguarded = False  # no lock can be taken: followed anyway, a second agent unnoticed
+        self._polls = 0  # polls while unguarded: the lock is tried again every RETRY_POLLS
+        self._beside_warned = False  # another agent took it while this one followed unguarded
         self.other_agent = False  # another agent holds it now: this one reads nothing
         self.conflicts = 0  # times another agent was found holding it
         # (wall, boottime) ns this follower first found another holding it (None: it never waited):
@@ -120,7 +124,11 @@ class ExportLock:
     def keep(self) -> None:
         """While following: a directory made at the path since (the first one renamed away, made
         again) is locked too, at once. The follower goes on to the new directory's file; an agent
-        started after that would lock the new directory, find it free and follow the same file."""
+        started after that would lock the new directory, find it free and follow the same file.
+        Unguarded, the lock is tried again every RETRY_POLLS polls (a refusal may pass)."""
+        if self.unguarded:
+            self._try_again()
+            return
         if not self._held or self.covers(self.dir):
             return
         if len(self._later) >= MAX_LATER:  # a directory made again and again: open files bounded
@@ -151,6 +159,29 @@ class ExportLock:
             return
         st = os.fstat(fd)
         self._later[(st.st_dev, st.st_ino)] = fd
+
+    def _try_again(self) -> None:
+        self._polls += 1
+        if self._polls % RETRY_POLLS:
+            return
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            _flock(fd)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES) and not self._beside_warned:
+                self._beside_warned = True
+                log.error(
+                    "another agent locked the export directory %s while this one followed its files "
+                    "unguarded: both follow them, so lines may be counted twice; run one agent per node",
+                    self.dir,
+                )  # fmt: skip
+            return
+        self._fd, self._held, self.unguarded = fd, True, False
+        log.warning("the export directory %s can be locked now: a second agent will wait", self.dir)
 
     def _unguard(self, e: OSError) -> Taken:
         log.warning(

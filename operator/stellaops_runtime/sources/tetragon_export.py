@@ -102,6 +102,7 @@ class TetragonExportSource(RestartResume):
             while not stop.is_set():
                 before = time.time_ns()
                 self.lock.keep()  # a directory made again at the path: locked too (export_lock.py)
+                self.stats.unguarded = self.lock.unguarded  # a refused lock may be taken later
                 self._look()
                 if self._tail and bytes_before(f, f.tell(), len(self._tail)) not in (self._tail, None):
                     self._truncated(f)
