@@ -249,6 +249,7 @@ def test_a_directory_made_again_and_again_keeps_open_files_bounded(tmp_path: Pat
                 lock.keep()
         assert len(lock._later) == MAX_LATER
         assert caplog.text.count("was made again more than") == 1
+        assert lock.unguarded  # the directory at the path is not locked: export_unguarded 1
     finally:
         lock.release()
     assert not lock._later
@@ -318,3 +319,35 @@ async def test_a_lock_refused_then_allowed_is_taken_and_one_taken_meanwhile_is_s
             await _stop(sb, tb)
     assert caplog.text.count("can be locked now") == 1
     assert caplog.text.count("while this one followed its files unguarded") == 1
+
+
+def test_a_directory_made_again_that_refuses_the_lock_is_said_until_it_is_locked(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """The export directory made again on a file system that refuses ``flock``: nothing keeps a
+    second agent off the new directory's file, and the follower said nothing of it and still
+    reported itself guarded (s36/w2). Now it is ``unguarded`` (export_unguarded 1), said once,
+    and guarded again once the new directory can be locked."""
+    d = tmp_path / "tetragon"
+    d.mkdir()
+    lock = ExportLock(str(d / "tetragon.log"))
+    assert lock.take() == "held" and not lock.unguarded
+    real = export_lock._flock
+    try:
+        with caplog.at_level(logging.WARNING, logger="stellaops_runtime.sources.tetragon_export"):
+            d.rename(tmp_path / "first")
+            d.mkdir()
+
+            def refused(fd: int) -> None:
+                raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+            monkeypatch.setattr(export_lock, "_flock", refused)
+            lock.keep()
+            lock.keep()
+            assert lock.unguarded and not lock.covers(str(d))
+            monkeypatch.setattr(export_lock, "_flock", real)
+            lock.keep()
+            assert not lock.unguarded and lock.covers(str(d))
+        assert caplog.text.count("was made again and cannot be locked") == 1
+    finally:
+        lock.release()

@@ -23,7 +23,8 @@ follower goes on unguarded, with a warning, and says so for as long as it follow
 node must not go blind); it tries the lock again every :data:`RETRY_POLLS` polls, and says it
 when another agent took it meanwhile. A directory renamed away and made again at the path
 while it is followed (the follower goes on to the new directory's file) is locked too on the
-follower's next poll (:meth:`ExportLock.keep`), so an agent started after that waits.
+follower's next poll (:meth:`ExportLock.keep`), so an agent started after that waits; while it
+is not locked (another locked it first, too many, refused) the follower is ``unguarded`` too.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class ExportLock:
         self._later: dict[tuple[int, int], int] = {}
         self._bound_warned = False  # more than MAX_LATER directories: said once
         self._first_warned = False  # another agent locked a directory made again first: said once
-        self.unguarded = False  # no lock can be taken: followed anyway, a second agent unnoticed
+        self._later_refused_warned = False  # a directory made again refuses the lock: said once
+        self._refused = False  # no lock can be taken: followed anyway, a second agent unnoticed
+        self._later_unlocked = False  # the directory now at the path (made again) is not locked
         self._polls = 0  # polls while unguarded: the lock is tried again every RETRY_POLLS
         self._beside_warned = False  # another agent took it while this one followed unguarded
         self.other_agent = False  # another agent holds it now: this one reads nothing
@@ -74,7 +77,7 @@ class ExportLock:
         """Try to take the lock (once, without blocking)."""
         if self._held:
             return "held"
-        if self.unguarded:
+        if self._refused:
             return "unguarded"
         if self._fd is None:
             try:
@@ -126,12 +129,14 @@ class ExportLock:
         again) is locked too, at once. The follower goes on to the new directory's file; an agent
         started after that would lock the new directory, find it free and follow the same file.
         Unguarded, the lock is tried again every RETRY_POLLS polls (a refusal may pass)."""
-        if self.unguarded:
+        if self._refused:
             self._try_again()
             return
         if not self._held or self.covers(self.dir):
+            self._later_unlocked = False
             return
         if len(self._later) >= MAX_LATER:  # a directory made again and again: open files bounded
+            self._later_unlocked = True
             if not self._bound_warned:
                 self._bound_warned = True
                 log.error(
@@ -144,6 +149,7 @@ class ExportLock:
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return  # gone again, or not made yet: looked at on the next poll
+        self._later_unlocked = True  # until it is locked below
         try:
             _flock(fd)
         except OSError as e:
@@ -156,9 +162,23 @@ class ExportLock:
                     "one agent per node",
                     self.dir,
                 )
+            elif e.errno not in (errno.EAGAIN, errno.EACCES) and not self._later_refused_warned:
+                self._later_refused_warned = True
+                log.warning(
+                    "the export directory %s was made again and cannot be locked (%s): a second "
+                    "agent following its files would go unnoticed (export_unguarded 1)",
+                    self.dir, e.strerror or e,
+                )  # fmt: skip
             return
         st = os.fstat(fd)
         self._later[(st.st_dev, st.st_ino)] = fd
+        self._later_unlocked = False
+
+    @property
+    def unguarded(self) -> bool:
+        """The file is followed and nothing keeps a second agent from following it too: no lock
+        can be taken, or the directory made again at the path is not locked (refused, too many)."""
+        return self._refused or self._later_unlocked
 
     def _try_again(self) -> None:
         self._polls += 1
@@ -180,7 +200,7 @@ class ExportLock:
                     self.dir,
                 )  # fmt: skip
             return
-        self._fd, self._held, self.unguarded = fd, True, False
+        self._fd, self._held, self._refused = fd, True, False
         log.warning("the export directory %s can be locked now: a second agent will wait", self.dir)
 
     def _unguard(self, e: OSError) -> Taken:
@@ -190,7 +210,7 @@ class ExportLock:
             self.dir, e.strerror or e,
         )  # fmt: skip
         self.release()
-        self.unguarded = True
+        self._refused = True
         return "unguarded"
 
     def release(self) -> None:
@@ -201,4 +221,4 @@ class ExportLock:
         for fd in self._later.values():
             os.close(fd)
         self._later.clear()
-        self._held = self.other_agent = False
+        self._held = self.other_agent = self._later_unlocked = False
