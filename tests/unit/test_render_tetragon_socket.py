@@ -156,6 +156,10 @@ def test_a_changed_address_rolls_the_agents() -> None:
         ("unix:///opt/t/../t.sock", None, "normalized"),
         ("unix:///opt/t/\nx.sock", None, "control character"),
         ("unix:///tetragon.sock", None, "never directly in /"),
+        # gRPC reads the target as a URI: the agent would dial another path than the one mounted
+        ("unix:///opt/t%41/tetragon.sock", None, "URI escape"),
+        ("unix:///opt/t?x/tetragon.sock", None, "URI escape"),
+        ("unix:///opt/t#x/tetragon.sock", None, "URI escape"),
         ("unix:///opt/tetragon/" + "x" * 100 + ".sock", None, "107 bytes"),
     ],
 )
@@ -232,3 +236,27 @@ def test_the_docs_say_the_mount_follows_the_address() -> None:
     assert "the agent pod mounts that socket's directory" in operator
     assert "Tetragon makes its socket again when it restarts" in operator
     assert "`tetragon.grpc.address`" in install and "`spec.tetragon.address`" in install
+
+
+def test_grpc_reads_a_unix_address_as_a_uri() -> None:
+    """Why a '%' is refused: the agent's gRPC client dials ``unix:///d/t%41/x.sock`` at ``/d/tA/x.sock``
+    (percent-decoded), not at the path Tetragon listens on as written."""
+    import shutil
+    import socket
+    import tempfile
+
+    import grpc
+
+    root = Path(tempfile.mkdtemp(prefix="stellaops-tg-", dir="/tmp"))  # short: a socket address
+    try:
+        (root / "tA").mkdir()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(root / "tA" / "x.sock"))
+            s.listen(1)
+            s.settimeout(60)
+            with grpc.insecure_channel(f"unix://{root}/t%41/x.sock") as ch:
+                ch.subscribe(lambda _state: None, try_to_connect=True)
+                conn, _ = s.accept()  # the client connected to the decoded path
+                conn.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

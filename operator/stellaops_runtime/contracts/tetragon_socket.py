@@ -18,7 +18,11 @@ only what it mounts, at the same path as the host (controller/render_agent.py):
   Tetragon unreachable until it restarts), and, where Tetragon is absent, the
   kubelet would not start the agent at all; and a directory that is, holds or
   sits in the container runtime socket's mount (the API server refuses two
-  mounts at one path; one inside the other would hide or duplicate it).
+  mounts at one path; one inside the other would hide or duplicate it). A
+  ``%``, ``?`` or ``#`` in the path is refused too: the agent's gRPC client
+  reads the address as a URI (``%41`` is ``A``, ``?`` starts a query), so it
+  would dial another socket than the one mounted and the one Tetragon, which
+  takes the path as written, listens on.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from stellaops_runtime.contracts.runtime_socket import (
 
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"  # Tetragon's own hostPath (its Helm chart mounts the same)
 UNIX = "unix://"
+_URI_SPECIAL = "%?#"  # what gRPC's URI parser does not take literally in a unix:// target's path
 _USUAL_DIRS = (TETRAGON_SOCKET_DIR, "/run/tetragon")  # /var/run is /run on the node and in the image
 
 
@@ -76,6 +81,11 @@ def tetragon_socket_problem(address: str, runtime_socket: str | None) -> str | N
         return None
     if problem := socket_path_problem(path):
         return problem
+    if any(c in path for c in _URI_SPECIAL):
+        return (
+            "a '%', '?' or '#' is read by the agent's gRPC client as a URI escape, query or fragment, "
+            "so it would dial another socket than Tetragon's: give a path without them"
+        )
     directory = posixpath.dirname(path)
     if shared_directory(directory):
         return (
