@@ -10,6 +10,7 @@ the same fleet (so an unchanged fleet is no write).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +19,13 @@ import pytest
 
 from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
 from stellaops_runtime.agent.observation_status import CONTAINERS_STATES, build_status, export_position
-from stellaops_runtime.controller.node_backing import BACKING_CONDITION, fold_backing, node_problem
+from stellaops_runtime.controller.heartbeats import Heartbeats
+from stellaops_runtime.controller.node_backing import (
+    BACKING_CONDITION,
+    fold_backing,
+    node_problem,
+    registry_transition,
+)
 
 UP = TetragonInfo(address="unix:///t.sock", reachable=True, version="v1.7.0")
 CAPS = Capabilities(
@@ -163,3 +170,92 @@ def test_an_export_problem_is_held_and_is_said_before_the_agents_are_ready() -> 
         "`WatchRecordUnwritable` (any `ExportPositionRecorded` that is not True) does not wait for the "
         "agents to be ready: such an agent answers `/readyz` 503"
     ) in text
+
+
+def _not_in_sync(since: str, beat: str | None) -> dict[str, Any]:
+    st = status("not_in_sync")
+    for c in st["conditions"]:
+        if c["type"] == "ContainersKnown":
+            c["lastTransitionTime"] = since
+    return st | ({"heartbeatTime": beat} if beat is not None else {})
+
+
+def test_registry_not_in_sync_past_its_grace_is_degraded_and_named() -> None:
+    """A registry that never comes in sync (the runtime hung, its stream failing) stayed Progressing
+    for ever: Flux failed only at its timeout with "in progress". Past the grace period: Degraded."""
+    fleet = [("n1", status("not_in_sync")), ("n2", status("not_in_sync")), ("n3", status("in_sync"))]
+    fresh = fold_backing(fleet, generation=1, grace_seconds=300)
+    assert (fresh.state, fresh.reason) == ("Progressing", "RegistryNotInSync")
+    assert "it retries by itself (Degraded after 300s)" in fresh.summary
+    late = fold_backing(fleet, generation=1, late={"n2"}, grace_seconds=300)
+    assert (late.state, late.reason, late.condition["status"]) == ("Degraded", "RegistryNotInSync", "False")
+    text = late.summary
+    assert text.startswith("2 of 3 fresh node(s) cannot back 'not observed': ")
+    assert text.index("ContainersKnown RegistryNotInSync for 300s or more on 1 (n2): ") < text.index(
+        "ContainersKnown RegistryNotInSync on 1 (n1): "
+    )
+    assert "check the node's container runtime" in text
+    # the text names the grace period, never a running time: the same fleet later is the same text
+    assert fold_backing(list(reversed(fleet)), generation=1, late={"n2"}, grace_seconds=300) == late
+    # only RegistryNotInSync can be late; a worse reason still wins
+    worse = fold_backing(
+        [("n1", status("no_runtime_socket")), ("n2", status("not_in_sync"))], generation=1, late={"n1", "n2"}
+    )
+    assert worse.reason == "NoRuntimeSocket"
+    assert "NoRuntimeSocket on 1 (n1)" in worse.summary
+    assert "RegistryNotInSync for its grace period or more on 1 (n2)" in worse.summary
+
+
+def test_how_long_not_in_sync_is_read_on_the_nodes_clock_alone() -> None:
+    """heartbeatTime minus lastTransitionTime: a node clock a day ahead or behind gives the same answer."""
+    for day in (-1, 0, 1):
+        since = f"2026-12-0{5 + day}T10:00:00Z"
+        beat = f"2026-12-0{5 + day}T10:07:30Z"
+        assert registry_transition(_not_in_sync(since, beat)) == (since, 450.0)
+    assert registry_transition(_not_in_sync("2026-12-05T10:00:00Z", "2026-12-05T09:00:00Z"))[1] == 0.0
+    for odd in (
+        _not_in_sync("2026-12-05T10:00:00Z", None),
+        _not_in_sync("yesterday", "2026-12-05T10:00:00Z"),
+        _not_in_sync("2026-12-05T10:00:00Z", 17),  # type: ignore[arg-type]
+        {"conditions": "x"},
+        {"conditions": [None, 3, {"type": "ContainersKnown", "lastTransitionTime": ["x"]}]},
+        None,
+    ):
+        assert registry_transition(odd)[1] is None  # timed from the operator's first sight, never raises
+
+
+def test_the_operator_times_a_transition_once_and_bounds_it() -> None:
+    now = datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
+    beats = Heartbeats()
+    first = beats.not_in_sync_since("n1", "2026-12-05T09:58:00Z", 120.0, now=now)
+    assert first == now - timedelta(seconds=120)
+    later = now + timedelta(minutes=3)  # later heartbeats (a larger elapsed) do not move it
+    assert beats.not_in_sync_since("n1", "2026-12-05T09:58:00Z", 300.0, now=later) == first
+    assert beats.not_in_sync_since("n1", "2026-12-05T10:02:59Z", None, now=later) == later  # a new one
+    beats.in_sync("n1")
+    assert beats.not_in_sync_since("n1", "2026-12-05T10:02:59Z", 1.0, now=later) == later - timedelta(
+        seconds=1
+    )
+    # a hostile stamp from year 1 (elapsed ~2,000 years) neither raises nor reaches before year 1
+    assert beats.not_in_sync_since("n2", "0001-01-01T00:00:00Z", 6.4e10, now=now).year > 2000 - 20
+    beats.forget("n2")
+    assert beats.not_in_sync_since("n2", "s", None, now=now) == now
+
+
+def test_operator_md_says_when_registry_not_in_sync_turns_degraded() -> None:
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
+    for sentence in (
+        "Degraded once a node's `RegistryNotInSync` has lasted `--registry-not-in-sync-seconds` "
+        "(default 300)",
+        "its `heartbeatTime` minus the condition's `lastTransitionTime`, both stamped by the node's clock",
+        "the 30 s observer timer (`--rollout-refresh-seconds`) re-folds",
+    ):
+        assert sentence in text, sentence
+
+
+def test_gitops_md_says_a_registry_stuck_out_of_sync_turns_degraded() -> None:
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "gitops.md").read_text().split())
+    assert (
+        "**Degraded** once a node's registry has stayed out of sync for `--registry-not-in-sync-seconds`"
+        in text
+    )

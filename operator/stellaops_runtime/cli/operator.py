@@ -119,6 +119,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "reported Tetragon unreachable for this long (default 120)",
     )
     p.add_argument(
+        "--registry-not-in-sync-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="a RuntimeObserver turns Degraded (RegistryNotInSync) once a node's agent has reported "
+        "its container registry not in sync for this long (default 300)",
+    )
+    p.add_argument(
         "--rollout-refresh-seconds",
         type=float,
         default=30.0,
@@ -156,11 +164,13 @@ def run(args: argparse.Namespace) -> int:
         args.coalesce_seconds < 0
         or args.stale_after_seconds <= 0
         or args.tetragon_unreachable_seconds <= 0
+        or not 0 < args.registry_not_in_sync_seconds < float("inf")
         or not 1.0 <= args.rollout_refresh_seconds <= 3600.0
     ):
         print(
             "stella-runtime operator: --coalesce-seconds >= 0, --stale-after-seconds > 0, "
-            "--tetragon-unreachable-seconds > 0 and --rollout-refresh-seconds between 1 and 3600",
+            "--tetragon-unreachable-seconds > 0, --registry-not-in-sync-seconds > 0 (finite) and "
+            "--rollout-refresh-seconds between 1 and 3600",
             file=sys.stderr,
         )
         return exitcodes.ERROR
@@ -186,6 +196,7 @@ def controller_config(args: argparse.Namespace) -> ControllerConfig:
         coalesce_seconds=args.coalesce_seconds,
         stale_after_seconds=args.stale_after_seconds,
         tetragon_unreachable_seconds=args.tetragon_unreachable_seconds,
+        registry_not_in_sync_seconds=args.registry_not_in_sync_seconds,
         rollout_refresh_seconds=args.rollout_refresh_seconds,
     )
 

@@ -22,12 +22,20 @@ turns its policies Degraded after ``tetragon_unreachable_seconds``: an
 agent clock a day ahead kept them Progressing for a day, one behind made
 them Degraded at once. ``unreachable_since`` times it from the operator's
 first sight of that transition, the same way.
+
+Since when a node's container registry is not in sync (``ContainersKnown``
+``RegistryNotInSync``, which turns its RuntimeObserver Degraded after
+``registry_not_in_sync_seconds``) is timed from the agent's own account of how
+long it has lasted, ``heartbeatTime`` minus the condition's
+``lastTransitionTime``: both stamped by the node's clock, so a skew either way
+cancels out (neither Degraded at once nor never), and an operator restarted
+meanwhile finds the same answer as before (no flap back to Progressing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from stellaops_runtime.controller.rollout import parse_time
@@ -50,6 +58,7 @@ class Heartbeats:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
+        self._unsynced: dict[str, tuple[str, datetime]] = {}  # name -> (agent's stamp, since)
 
     def received(self, node: Mapping[str, Any], *, now: datetime) -> datetime | None:
         """When this node's current report arrived, on the operator's clock (None: it has no heartbeat)."""
@@ -86,6 +95,23 @@ class Heartbeats:
         self._down[name] = (stamped, at)
         return at
 
+    def not_in_sync_since(self, name: str, stamped: str, elapsed: float | None, *, now: datetime) -> datetime:
+        """Since when (operator's clock) the node's registry is not in sync, given the condition's
+        ``lastTransitionTime`` text ``stamped`` and ``elapsed``, how long the agent says it has lasted
+        by its own clock (``node_backing.registry_transition``; None: from now). Kept per transition,
+        so later heartbeats do not move it."""
+        before = self._unsynced.get(name)
+        if before is not None and before[0] == stamped:
+            return before[1]
+        at = now - timedelta(seconds=min(elapsed or 0.0, 3.2e8))  # ~10 years: no year before 1
+        self._unsynced[name] = (stamped, at)
+        return at
+
+    def in_sync(self, name: str) -> None:
+        """The node's registry is in sync (or not reported): its next RegistryNotInSync is timed anew."""
+        self._unsynced.pop(name, None)
+
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)
         self._down.pop(name, None)
+        self._unsynced.pop(name, None)

@@ -11,16 +11,21 @@ state (Ready/Progressing/Degraded) follows it once the agents are ready.
 
 Pure (no I/O): the operator reads the ObservationNodes from kopf's index.
 ``RegistryNotInSync`` alone (an agent's start, the runtime away: the agent
-retries by itself) is Progressing, never Degraded, as the ObservationNode's
-own health script reads it (manifests/gitops/argocd/health/observationnode.lua).
+retries by itself) is Progressing, as the ObservationNode's own health script
+reads it (manifests/gitops/argocd/health/observationnode.lua), until it has
+lasted the operator's grace period (``late``: the runtime's socket is there but
+the runtime hangs, or the agent's stream of it keeps failing): then Degraded,
+so GitOps tools stop waiting for a registry that will not come in sync.
 A condition a node does not write (an older agent, another source) is no fault.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from stellaops_runtime.controller.rollout import parse_time
 
 BACKING_CONDITION = "NotObservedBacked"
 CONTAINERS = "ContainersKnown"
@@ -54,6 +59,14 @@ _REMEDIES: tuple[tuple[str, str, str], ...] = (
         "the agent's container registry is not in sync yet (its first sample, or the runtime away); "
         "it retries by itself",
     ),
+)
+
+
+_LATE = (
+    "the agent's container registry has stayed out of sync past the operator's grace period "
+    "(--registry-not-in-sync-seconds): the runtime's socket may be there while the runtime does not "
+    "answer, or the agent's stream of its events keeps failing; check the node's container runtime "
+    "and the agent's log (lifecycle_state)"
 )
 
 
@@ -94,6 +107,27 @@ def node_problem(status: Mapping[str, Any] | None) -> tuple[str, str] | None:
     return None
 
 
+def registry_transition(status: Mapping[str, Any] | None) -> tuple[str, float | None]:
+    """Of a node whose ``ContainersKnown`` is ``RegistryNotInSync``: its ``lastTransitionTime`` as
+    written (it names the transition), and for how long the agent says so by its own clock alone
+    (its ``heartbeatTime`` minus that time, at least 0; None: either is unreadable). Both times come
+    from the node's clock, so a node clock ahead or behind cancels out."""
+    st = status if isinstance(status, Mapping) else {}
+    conditions = st.get("conditions")
+    found = (
+        next(
+            (c for c in conditions if isinstance(c, Mapping) and c.get("type") == CONTAINERS),
+            None,
+        )
+        if isinstance(conditions, list)
+        else None
+    )
+    text = found.get("lastTransitionTime") if found is not None else None
+    since, beat = parse_time(text), parse_time(st.get("heartbeatTime"))
+    elapsed = None if since is None or beat is None else max(0.0, (beat - since).total_seconds())
+    return (text if isinstance(text, str) else ""), elapsed
+
+
 def _rank(problem: tuple[str, str]) -> int:
     for i, (kind, reason, _) in enumerate(_REMEDIES):
         if (kind, reason) == problem:
@@ -108,19 +142,29 @@ def _remedy(problem: tuple[str, str]) -> str:
     return f"{problem[0]} is not True on these nodes; see their ObservationNodes' conditions"
 
 
-def fold_backing(nodes: Iterable[tuple[str, Mapping[str, Any] | None]], *, generation: Any) -> Backing:
+def fold_backing(
+    nodes: Iterable[tuple[str, Mapping[str, Any] | None]],
+    *,
+    generation: Any,
+    late: Collection[str] = (),
+    grace_seconds: float | None = None,
+) -> Backing:
     """Fold ``(node name, ObservationNode status)`` of the fresh nodes into :class:`Backing`.
 
     The message counts the nodes, names a few per reason (sorted, so an unchanged fleet gives the
-    same text and no write), and says what to do.
+    same text and no write), and says what to do. ``late``: the nodes whose ``RegistryNotInSync``
+    has lasted ``grace_seconds`` or more (the operator times it): Degraded, said apart from the
+    others; the text names the grace period, never a running time, so it changes only when a node
+    crosses it.
     """
     total = 0
-    by_problem: dict[tuple[str, str], list[str]] = {}
+    by_problem: dict[tuple[str, str, bool], list[str]] = {}
     for name, status in nodes:
         total += 1
         problem = node_problem(status)
         if problem is not None:
-            by_problem.setdefault(problem, []).append(name)
+            overdue = problem == (CONTAINERS, TRANSIENT) and name in late
+            by_problem.setdefault((*problem, overdue), []).append(name)
     gen = generation if isinstance(generation, int) else None
     if total == 0:
         message = "no fresh ObservationNode: no agent reports its node yet"
@@ -131,20 +175,28 @@ def fold_backing(nodes: Iterable[tuple[str, Mapping[str, Any] | None]], *, gener
             "records its export position (or keeps none)"
         )
         return Backing(_condition("True", "AgentsBackNotObserved", message, gen), None, "", message)
-    ordered = sorted(by_problem.items(), key=lambda kv: (_rank(kv[0]), kv[0]))
+    # a late RegistryNotInSync ranks between LifecycleDisabled and one still in its grace period
+    ordered = sorted(by_problem.items(), key=lambda kv: (_rank(kv[0][:2]) - (0.5 if kv[0][2] else 0), kv[0]))
     affected = sum(len(names) for _, names in ordered)
+    grace = f"{grace_seconds:g}s" if grace_seconds is not None else "its grace period"
     parts = []
-    for (kind, reason), names in ordered[:GROUPS]:
+    for (kind, reason, overdue), names in ordered[:GROUPS]:
         names.sort()
         shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
-        parts.append(f"{kind} {reason[:64]} on {len(names)} ({shown}): {_remedy((kind, reason))}")
+        if overdue:
+            parts.append(f"{kind} {reason} for {grace} or more on {len(names)} ({shown}): {_LATE}")
+            continue
+        remedy = _remedy((kind, reason))
+        if (kind, reason) == (CONTAINERS, TRANSIENT) and grace_seconds is not None:
+            remedy += f" (Degraded after {grace})"
+        parts.append(f"{kind} {reason[:64]} on {len(names)} ({shown}): {remedy}")
     if len(ordered) > GROUPS:
         parts.append(f"and {len(ordered) - GROUPS} other reason(s) on the ObservationNodes")
     message = f"{affected} of {total} fresh node(s) cannot back 'not observed': " + "; ".join(parts)
-    kind, reason = ordered[0][0]
+    kind, reason, _ = ordered[0][0]
     known = any((kind, reason) == (k, r) for k, r, _ in _REMEDIES)
     reason = reason if known else f"{kind}NotTrue"  # the agent's own text stays in the message
-    transient = all(p == (CONTAINERS, TRANSIENT) for p in by_problem)
+    transient = all(p == (CONTAINERS, TRANSIENT, False) for p in by_problem)
     state: Literal["Degraded", "Progressing"] = "Progressing" if transient else "Degraded"
     held = kind == EXPORT
     return Backing(_condition("False", reason, message, gen), state, reason, message, held)

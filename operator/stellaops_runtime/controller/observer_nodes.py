@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stellaops_runtime.controller.node_backing import Backing, fold_backing
+from stellaops_runtime.controller.node_backing import (
+    CONTAINERS,
+    TRANSIENT,
+    Backing,
+    fold_backing,
+    node_problem,
+    registry_transition,
+)
 from stellaops_runtime.controller.posture import Posture, node_capabilities
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
 from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, utcnow
@@ -45,16 +52,26 @@ class ObserverNodes(PolicyReconciler):
 
         Only the nodes its agents may run on (``spec.agent.nodeSelector`` against the Node's labels
         in kopf's index; all nodes without one): a node of another RuntimeObserver is not its fault.
+        A node's ``RegistryNotInSync`` that has lasted ``registry_not_in_sync_seconds`` (timed by
+        ``heartbeats``) is late: Degraded. The 30 s observer timer re-folds when that time comes.
         """
         now = utcnow()
-        fresh = []
+        grace = self.config.registry_not_in_sync_seconds
+        fresh, late = [], set()
         for name, node in self._items(INDEX_OBSERVATION_NODES):
             if selector and not _selects(selector, self._one(INDEX_NODES, name)):
                 continue
             if not self._is_stale(node, now=now):
                 status = node.get("status")
                 fresh.append((str(name), status if isinstance(status, Mapping) else None))
-        return fold_backing(fresh, generation=generation)
+                if node_problem(fresh[-1][1]) != (CONTAINERS, TRANSIENT):
+                    self.heartbeats.in_sync(str(name))
+                    continue
+                stamped, elapsed = registry_transition(fresh[-1][1])
+                since = self.heartbeats.not_in_sync_since(str(name), stamped, elapsed, now=now)
+                if (now - since).total_seconds() >= grace:
+                    late.add(str(name))
+        return fold_backing(fresh, generation=generation, late=late, grace_seconds=grace)
 
 
 def _selects(selector: Mapping[str, str], labels: Any) -> bool:

@@ -25,9 +25,10 @@ Two inputs besides the observer itself:
   the kubelet's reason and message;
 - the fresh ObservationNodes' ``ContainersKnown`` and ``ExportPositionRecorded``
   (``node_backing``, kopf's index, no API call): the ``NotObservedBacked``
-  condition, and Degraded (Progressing for ``RegistryNotInSync``) once the
-  agents are ready but some cannot back "not observed" (at once for an agent
-  holding what it read: it answers ``/readyz`` 503, so it is never ready).
+  condition, and Degraded (Progressing for ``RegistryNotInSync`` until it has
+  lasted ``registry_not_in_sync_seconds``) once the agents are ready but
+  some cannot back "not observed" (at once for an agent holding what it
+  read: it answers ``/readyz`` 503, so it is never ready).
 """
 
 from __future__ import annotations

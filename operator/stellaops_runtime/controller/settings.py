@@ -81,6 +81,10 @@ class ControllerConfig:
     # (reason TetragonUnreachable) once the node has reported it unreachable this long
     # (counted from the lastTransitionTime of the ObservationNode's Ready=False).
     tetragon_unreachable_seconds: float = 120.0
+    # A RuntimeObserver one of whose nodes reports ContainersKnown RegistryNotInSync is Progressing
+    # (an agent's start), then Degraded once that has lasted this long (by the node's own account:
+    # heartbeatTime minus the condition's lastTransitionTime, so its clock's skew cancels).
+    registry_not_in_sync_seconds: float = 300.0
 
 
 def operator_settings(
