@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from urllib.parse import quote
 
 import grpc
 
@@ -44,10 +45,15 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_lengt
 
 
 def target_of(address: str) -> str:
-    """A gRPC target for a socket path (``/run/...`` -> ``unix:///run/...``); others unchanged."""
+    """A gRPC target for a socket path (``/run/...`` -> ``unix:///run/...``); others unchanged.
+
+    gRPC reads the target as a URI: ``%41`` in a path is ``A`` to it, and ``?`` or ``#`` end the
+    path. So a path is percent-encoded (the socket at the path as written is dialled); an address
+    already written as a ``unix:`` URI is the caller's URI and is left alone."""
     if address.startswith(("unix:", "unix-abstract:")):
         return address
-    return f"unix://{address}" if address.startswith("/") else f"unix:{address}"
+    path = quote(address, safe="/")
+    return f"unix://{path}" if address.startswith("/") else f"unix:{path}"
 
 
 def event_filters(namespace: str) -> list[str]:
