@@ -132,7 +132,6 @@ async def test_a_node_clock_a_day_off_is_neither_degraded_at_once_nor_never(clus
     behind, ahead = Agent(cluster, "node-a", -DAY), Agent(cluster, "node-b", DAY)
     async with OperatorRun(cluster, config) as op:
         await _ready_fleet(cluster, op)
-        await ahead.beat("in_sync")
 
         async def counted() -> bool:
             """node-a's first report seen is stamped a day ago: stale until the next one (heartbeats)."""
@@ -146,8 +145,9 @@ async def test_a_node_clock_a_day_off_is_neither_degraded_at_once_nor_never(clus
         assert condition(body, "Progressing")["reason"] == "RegistryNotInSync"
         assert verdicts(body) == ("Progressing", "InProgress", "Current")
         hour_ago = datetime.now(UTC) + DAY - timedelta(hours=1)
-        ahead.conditions = None  # the agent restarted an hour ago (by its clock) and never got in sync
-        await ahead.beat("not_in_sync", at=hour_ago, send=False)  # the operator saw none since
+        # node-b's agent started an hour ago (by its clock) and never got in sync; the operator saw
+        # none of its reports before (one it saw in sync since would bound it: heartbeats.py)
+        await ahead.beat("not_in_sync", at=hour_ago, send=False)
         await ahead.beat("not_in_sync")
         body = await until(
             cluster, "Degraded", "ContainersKnown RegistryNotInSync for 300s or more on 1 (node-b)"

@@ -232,10 +232,13 @@ def test_the_operator_times_a_transition_once_and_bounds_it() -> None:
     later = now + timedelta(minutes=3)  # later heartbeats (a larger elapsed) do not move it
     assert beats.not_in_sync_since("n1", "2026-12-05T09:58:00Z", 300.0, now=later) == first
     assert beats.not_in_sync_since("n1", "2026-12-05T10:02:59Z", None, now=later) == later  # a new one
-    beats.in_sync("n1")
-    assert beats.not_in_sync_since("n1", "2026-12-05T10:02:59Z", 1.0, now=later) == later - timedelta(
-        seconds=1
-    )
+    beats.in_sync("n1", now=later - timedelta(seconds=30))
+    again = beats.not_in_sync_since("n1", "2026-12-05T10:02:59Z", 1.0, now=later)
+    assert again == later - timedelta(seconds=1)
+    # a node clock stepped a day forward since: no older than when the operator last saw it in sync
+    beats.in_sync("n1", now=later)
+    step = later + timedelta(seconds=10)
+    assert beats.not_in_sync_since("n1", "2026-12-06T10:03:00Z", 86400.0, now=step) == later
     # a hostile stamp from year 1 (elapsed ~2,000 years) neither raises nor reaches before year 1
     assert beats.not_in_sync_since("n2", "0001-01-01T00:00:00Z", 6.4e10, now=now).year > 2000 - 20
     beats.forget("n2")

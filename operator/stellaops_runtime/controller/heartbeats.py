@@ -29,7 +29,9 @@ Since when a node's container registry is not in sync (``ContainersKnown``
 long it has lasted, ``heartbeatTime`` minus the condition's
 ``lastTransitionTime``: both stamped by the node's clock, so a skew either way
 cancels out (neither Degraded at once nor never), and an operator restarted
-meanwhile finds the same answer as before (no flap back to Progressing).
+meanwhile finds the same answer as before (no flap back to Progressing). A
+node clock stepped forward after the transition would still make it look
+old: it is bounded by the last time the operator saw that node in sync.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class Heartbeats:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
-        self._unsynced: dict[str, tuple[str, datetime]] = {}  # name -> (agent's stamp, since)
+        # name -> (agent's stamp, since), or (None, when the operator last saw it in sync)
+        self._unsynced: dict[str, tuple[str | None, datetime]] = {}
 
     def received(self, node: Mapping[str, Any], *, now: datetime) -> datetime | None:
         """When this node's current report arrived, on the operator's clock (None: it has no heartbeat)."""
@@ -104,12 +107,15 @@ class Heartbeats:
         if before is not None and before[0] == stamped:
             return before[1]
         at = now - timedelta(seconds=min(elapsed or 0.0, 3.2e8))  # ~10 years: no year before 1
+        if before is not None and before[0] is None:  # seen in sync then: out of sync only since
+            at = max(at, min(before[1], now))
         self._unsynced[name] = (stamped, at)
         return at
 
-    def in_sync(self, name: str) -> None:
-        """The node's registry is in sync (or not reported): its next RegistryNotInSync is timed anew."""
-        self._unsynced.pop(name, None)
+    def in_sync(self, name: str, *, now: datetime) -> None:
+        """The node's registry is in sync (or not reported) as of ``now``: its next
+        RegistryNotInSync is timed anew, and not from before ``now``."""
+        self._unsynced[name] = (None, now)
 
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)

@@ -65,7 +65,7 @@ class ObserverNodes(PolicyReconciler):
                 status = node.get("status")
                 fresh.append((str(name), status if isinstance(status, Mapping) else None))
                 if node_problem(fresh[-1][1]) != (CONTAINERS, TRANSIENT):
-                    self.heartbeats.in_sync(str(name))
+                    self.heartbeats.in_sync(str(name), now=now)
                     continue
                 stamped, elapsed = registry_transition(fresh[-1][1])
                 since = self.heartbeats.not_in_sync_since(str(name), stamped, elapsed, now=now)
