@@ -262,3 +262,9 @@ def test_gitops_md_says_a_registry_stuck_out_of_sync_turns_degraded() -> None:
         "**Degraded** once a node's registry has stayed out of sync for `--registry-not-in-sync-seconds`"
         in text
     )
+    operations = " ".join(
+        (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text().split()
+    )
+    assert "until it has lasted `--registry-not-in-sync-seconds`, default 300: then Degraded" in operations
+    operator = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
+    assert "counts no further back than the last time the operator saw that node in sync" in operator
