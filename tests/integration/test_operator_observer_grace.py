@@ -22,29 +22,18 @@ import pytest
 import pytest_asyncio
 from argocd_lua import health
 
-from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
 from stellaops_runtime.agent.observation_status import build_status
 from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, OBSERVER_KIND
 from stellaops_runtime.controller.render_agent import agent_resource_name
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+from tests.integration.test_operator_observer_backing import CAPS, NAME, NS, SPEC, UP
 from tests.integration.test_operator_policies import condition
 from tests.unit.test_kstatus import flux_health, kstatus
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 BACKING_CONDITION = "NotObservedBacked"
-NS, NAME = "stellaops-system", "fleet"
-SPEC: dict[str, Any] = {
-    "agentNamespace": NS,
-    "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
-    "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
-}
-UP = TetragonInfo(address="unix:///var/run/tetragon/tetragon.sock", reachable=True, version="v1.7.0")
-CAPS = Capabilities(
-    kernel_version="6.1.0-18-amd64", btf=True, bpf_permitted=False, tracepoints=True, uprobes=True,
-    kprobes=True, usdt=True, ring_buffer=True, tetragon=UP,
-)  # fmt: skip
 DAY = timedelta(days=1)
 
 
