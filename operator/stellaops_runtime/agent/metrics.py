@@ -129,9 +129,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from stellaops_runtime.agent.event_metrics import event_metrics
 from stellaops_runtime.agent.lifecycle_part import state_metric
 from stellaops_runtime.agent.metric_families import (
-    P,
     attribution_metrics,
     canonicalizer_metrics,
     fastpath_metrics,
@@ -139,70 +139,15 @@ from stellaops_runtime.agent.metric_families import (
 from stellaops_runtime.agent.metric_families import counter as _counter
 from stellaops_runtime.agent.metric_families import gauge as _gauge
 from stellaops_runtime.agent.metric_families import labelled as _labelled
-from stellaops_runtime.agent.metric_families import untyped as _untyped
-from stellaops_runtime.agent.prometheus_core import (
-    Collector,
-    CounterMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from stellaops_runtime.agent.prometheus_core import Collector, Metric
+from stellaops_runtime.agent.seed_metrics import latency_metric, seed_metrics
+from stellaops_runtime.agent.store_metrics import outage_metrics, store_metrics
 from stellaops_runtime.agent.tetragon_drop_metrics import tetragon_drop_metrics
 
 if TYPE_CHECKING:
-    from stellaops_runtime.agent.latency import LatencyHistogram
     from stellaops_runtime.agent.runner import Agent
 
-
-def _latency_buckets(h: LatencyHistogram) -> list[tuple[str, float]]:
-    buckets: list[tuple[str, float]] = []
-    acc = 0
-    for bound_ns, c in zip(h.bounds_ns, h.counts, strict=False):
-        acc += c
-        buckets.append((repr(bound_ns / 1e9), acc))
-    buckets.append(("+Inf", h.count))
-    return buckets
-
-
-def outage_metrics(a: Agent) -> Iterator[Metric]:
-    """Source outages and the hole since the node's last agent, both marked as gaps."""
-    yield _counter("source_outage_marks", "Source outage spans marked as node-wide gaps.", a.outages.outages)
-    yield _counter(
-        "source_outage_seconds", "Seconds of source outages marked as gaps (wall clock).", a.outages.seconds
-    )
-    w = a.watch
-    yield _counter("restart_gaps", "Holes since the node's last agent, marked as outages.", w.restart_gaps)
-    yield _labelled(
-        "watch_record_ignored", "Watch records (<store.spoolPath>.alive) not used, by reason.", "reason",
-        dict(w.ignored),
-    )  # fmt: skip
-    yield _counter("watch_record_write_errors", "Failed writes of the node's watch record.", w.write_errors)
-    yield _gauge(
-        "node_history_unknown",
-        "1 while, with no usable watch record, the store has not said whether an agent ran on this "
-        "node before (the hole since is a gap from a start it tells; exportFromStart is not replayed).",
-        1 if w.awaits_store else 0,
-    )
-    yield _counter(
-        "export_drains_held",
-        "Drains held because the export file's position could not be recorded first.",
-        w.export.holds,
-    )
-
-
-def seed_metrics(
-    *, received: int, filtered: int, flushed: int, witnesses: int, latency: LatencyHistogram
-) -> Iterator[Metric]:
-    """The seed design's five metrics ("Monitoring"), named exactly as it names them."""
-    yield CounterMetricFamily("tetragon_events_total", "Total events received.", value=received)
-    yield _untyped("tetragon_events_filtered", "Events dropped by the privacy filter.", filtered)
-    yield _untyped("tetragon_hotsymbols_flushed", "Hot symbols written to the store.", flushed)
-    yield _untyped("tetragon_witness_generated", "Runtime witnesses generated.", witnesses)
-    yield HistogramMetricFamily(
-        "tetragon_latency_seconds",
-        "Event processing latency (receive to in-memory hot-symbol record).",
-        buckets=_latency_buckets(latency),
-        sum_value=latency.sum_ns / 1e9,
-    )
+__all__ = ["AgentCollector", "outage_metrics", "seed_metrics", "store_metrics"]
 
 
 class AgentCollector(Collector):
@@ -212,88 +157,7 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         a = self.agent
         p = a.pipeline
-        ad = p.adapter_stats
-        pf = p.privacy
-        yield _labelled(
-            "events_received",
-            "Payloads received from the event source.",
-            "source",
-            getattr(a.source, "received_by_source", None) or {a.source_name: a.received},
-        )
-        yield _labelled("events", "Events adapted into RuntimeCallEvents, by kind.", "kind", dict(ad.events))
-        filtered = {"namespace_not_allowed": pf.events_filtered}
-        yield _labelled(
-            "events_filtered", "Events dropped on purpose by the privacy filter.", "reason", filtered
-        )
-        yield _labelled(
-            "events_opted_out",
-            "Events of pods opted out by stellaops.io/observe-level: None, dropped before the privacy "
-            "filter, by how the pod said so.",
-            "reason",
-            p.optout.counts(),
-        )
-        yield _gauge(
-            "optout_operator_pods",
-            "Pods named by the operator's opted-out list (probe ConfigMap optedOut) the agent holds.",
-            p.optout.operator_pods,
-        )
-        watch = p.optout_watch
-        yield _counter(
-            "optout_list_errors",
-            "Reads of the operator's opted-out list that failed; the last list read is kept.",
-            watch.errors if watch is not None else 0,
-        )
-        yield _labelled(
-            "events_malformed", "Malformed events, counted and skipped.", "reason", dict(ad.malformed)
-        )
-        yield _labelled(
-            "events_repaired",
-            "Events kept after a repair (NUL replaced, time clamped or invalid, stack or text cut).",
-            "reason",
-            dict(ad.repaired),
-        )
-        yield _labelled("events_unhandled", "Event kinds the agent does not use.", "kind", dict(ad.unhandled))
-        drops = a.tetragon_drops
-        yield _labelled(
-            "events_dropped", "Events lost before processing.", "reason",
-            {
-                "queue_full": a.queue.dropped - a.queue.dropped_oversize,
-                "queue_bytes": a.queue.dropped_oversize,
-                "tetragon_export_ratelimit": ad.tetragon_export_dropped,
-                "tetragon_notify_overflow": int(drops.overflowed) if drops else 0,
-                "shutdown_deadline": a.dropped_at_shutdown,
-            },
-        )  # fmt: skip
-        yield _counter(
-            "fields_redacted", "Argument fields in which a secret was redacted.", pf.fields_redacted
-        )
-        yield _counter(
-            "arguments_truncated", "Arguments truncated to maxArgumentBytes.", pf.arguments_truncated
-        )
-        pend = a.pending
-        yield _counter("hot_symbols_flushed", "Hot-symbol rows written to the store.", pend.rows_flushed)
-        yield _gauge(
-            "hot_symbols_in_memory", "Hot-symbol keys aggregated, not flushed yet.", p.aggregator.key_count
-        )
-        yield _counter(
-            "hot_symbols_early_drains",
-            "Drains forced because hotSymbols.maxKeys rows were held (counts moved to the store buffer).",
-            a.early_drains,
-        )
-        yield _gauge(
-            "hot_symbols_pending",
-            "Hot-symbol rows waiting for the store.",
-            pend.pending_rows + a.rows_in_transit,  # drained rows on their way to the buffer too
-        )
-        yield _counter("store_flush_failures", "Failed store writes (retried).", pend.failures)
-        yield _counter(
-            "store_rows_dropped", "Rows dropped because the outage buffer was full.", pend.dropped_rows
-        )
-        yield _counter(
-            "store_gap_rows_from_drops",
-            "Gap rows marked because dropped hot-symbol rows left their windows without evidence.",
-            pend.gap_rows_from_drops,
-        )
+        yield from event_metrics(a)
         yield from store_metrics(a)
         yield _counter(
             "attribution_drain_failures",
@@ -308,19 +172,13 @@ class AgentCollector(Collector):
             yield from fastpath_metrics(p.fast_path.stats)
         if p.attribution is not None:
             yield from attribution_metrics(dict(p.attribution.outcomes), p.attribution.stats)
-        h = p.latency
-        yield HistogramMetricFamily(
-            P + "event_processing_latency_seconds",
-            "Time from receiving an event to its in-memory hot-symbol record.",
-            buckets=_latency_buckets(h),
-            sum_value=h.sum_ns / 1e9,
-        )
+        yield latency_metric(p.latency)
         yield from seed_metrics(
             received=a.received,
-            filtered=sum(filtered.values()),
-            flushed=pend.rows_flushed,
+            filtered=p.privacy.events_filtered,
+            flushed=a.pending.rows_flushed,
             witnesses=a.witnesses_generated,
-            latency=h,
+            latency=p.latency,
         )
         yield _gauge(
             "node_other_agent",
@@ -334,7 +192,7 @@ class AgentCollector(Collector):
         )
         yield _gauge("queue_depth", "Events waiting in the receive queue.", len(a.queue))
         yield _gauge("queue_capacity", "Capacity of the receive queue.", a.queue.capacity)
-        s = a.source_stats
+        s, drops = a.source_stats, a.tetragon_drops
         yield _gauge(
             "tetragon_connected",
             "1 while a Tetragon event stream is open.",
@@ -363,37 +221,3 @@ class AgentCollector(Collector):
 
             view = getattr(a, "pod_view", None)
             yield from selection_metrics(sel, view.stats if view is not None else None)
-
-
-def store_metrics(a: Agent) -> Iterator[Metric]:
-    """Exactly-once flushes, hung writes, refused rows and the spool file."""
-    pend, fl = a.pending, a.flusher
-    yield _counter(
-        "store_flush_timeouts", "Store writes abandoned after store.flushTimeout (retried).", pend.timeouts
-    )
-    yield _counter(
-        "store_statement_timeout_splits",
-        "Ranges of a flush written in halves because their write passed store.statementTimeout.",
-        pend.timeout_splits,
-    )
-    yield _counter(
-        "store_rows_duplicate",
-        "Rows a retried flush found already stored (a lost acknowledgement); not added again.",
-        pend.duplicate_rows,
-    )
-    yield _counter(
-        "store_rows_quarantined",
-        "Rows the database refused, kept in signals.quarantined_rows with their error.",
-        pend.quarantined_rows,
-    )
-    yield _labelled(
-        "store_spool_rows",
-        "Spool file rows: spooled at shutdown, loaded at start, replayed into the store; corrupt files.",
-        "event",
-        {
-            "spooled": fl.spool.spooled_rows,
-            "loaded": pend.spool_loaded_rows,
-            "replayed": pend.spool_replayed_rows,
-            "corrupt": fl.spool.corrupt,
-        },
-    )
