@@ -351,3 +351,75 @@ def test_a_directory_made_again_that_refuses_the_lock_is_said_until_it_is_locked
         assert caplog.text.count("was made again and cannot be locked") == 1
     finally:
         lock.release()
+
+
+async def test_a_symlink_to_the_export_file_and_its_target_are_one_lock(tmp_path: Path) -> None:
+    """Probe (s37/b): agent A given /a/tetragon.log, a symlink to /b/tetragon.log, and agent B
+    given /b/tetragon.log. The lock was taken on each configured path's own directory (/a and
+    /b), so both followed the one file and counted every line twice. The lock is now on the
+    directory of the file really followed, either way round."""
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    target = b_dir / "tetragon.log"
+    target.write_bytes(b'{"a":1}\n')
+    link = a_dir / "tetragon.log"
+    link.symlink_to(target)
+    qa, qb = EventQueue(100), EventQueue(100)
+    a = TetragonExportSource(str(link), queue=qa, from_start=True, poll_interval=0.01)
+    b = TetragonExportSource(str(target), queue=qb, from_start=True, poll_interval=0.01)
+    sa, ta = await _start(a)
+    try:
+        await _until(lambda: a.stats.connected and qa.enqueued == 1)
+        sb, tb = await _start(b)
+        try:
+            await _until(lambda: b.stats.other_agent or b.stats.connected)
+            assert not b.stats.connected, "B follows the file A follows through a link: counted twice"
+            with target.open("ab") as f:
+                f.write(b'{"a":2}\n')
+            await _until(lambda: qa.enqueued == 2)
+        finally:
+            await _stop(sb, tb)
+    finally:
+        await _stop(sa, ta)
+    assert qb.enqueued == 0
+    held = ExportLock(str(target))
+    assert held.take() == "held"
+    try:
+        assert ExportLock(str(link)).take() == "other"  # the other way round too
+    finally:
+        held.release()
+
+
+async def test_a_symlink_pointed_elsewhere_while_followed_locks_the_new_directory(tmp_path: Path) -> None:
+    """The link at the path is pointed at a file of another directory while it is followed (the
+    follower goes on to that file, as at a rotation): that directory is locked too on the next
+    poll, so an agent given the new target waits."""
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    first, second = tmp_path / "b" / "tetragon.log", tmp_path / "c" / "tetragon.log"
+    first.write_bytes(b'{"a":1}\n')
+    second.write_bytes(b'{"b":2}\n')
+    link = tmp_path / "a" / "tetragon.log"
+    link.symlink_to(first)
+    qa, qb = EventQueue(100), EventQueue(100)
+    a = TetragonExportSource(str(link), queue=qa, from_start=True, poll_interval=0.01)
+    b = TetragonExportSource(str(second), queue=qb, from_start=True, poll_interval=0.01)
+    sa, ta = await _start(a)
+    try:
+        await _until(lambda: qa.enqueued == 1)
+        tmp_link = tmp_path / "a" / "next.log"
+        tmp_link.symlink_to(second)
+        tmp_link.rename(link)  # repointed atomically
+        await _until(lambda: qa.enqueued == 2)  # the follower reads the new target's file
+        await _until(lambda: a.lock.covers(str(tmp_path / "c")))
+        sb, tb = await _start(b)
+        try:
+            await _until(lambda: b.stats.other_agent or b.stats.connected)
+            assert not b.stats.connected, "B follows the file A follows: each line counted twice"
+        finally:
+            await _stop(sb, tb)
+    finally:
+        await _stop(sa, ta)
+    assert qb.enqueued == 0
+    assert _lines(qa) == [b'{"a":1}', b'{"b":2}']

@@ -12,7 +12,11 @@ following it. The kernel drops the lock when the process ends, by SIGKILL or an 
 It is the directory and not the file: Tetragon rotates by renaming the file and starting a new
 one, and a lock on a file's inode would let a waiting agent take the new file's lock before the
 follower has opened it. The cost: two agents following different files of one directory wait
-for each other too (one Tetragon per node writes one export file).
+for each other too (one Tetragon per node writes one export file). It is the directory of the
+file really followed: a configured path that is a symlink (``/a/tetragon.log`` pointing at
+``/b/tetragon.log``) is resolved, so an agent given the link and one given the target lock the
+same directory (each lock on the link's own directory let both follow the file). A link
+pointed elsewhere while it is followed is a directory made again at the path (below).
 
 A follower that finds the lock held logs an error once, reports ``other_agent`` (the agent's
 ``node_other_agent`` gauge and ``/readyz``'s ``other_agent_on_node``) and reads nothing until
@@ -50,11 +54,21 @@ def _flock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def real_dir(path: str) -> str:
+    """The directory of the file ``path`` names, symlinks resolved (one not made yet: as far as
+    they resolve); the path's own directory if it cannot be resolved (a NUL byte)."""
+    try:
+        return os.path.dirname(os.path.realpath(path))
+    except (OSError, ValueError):
+        return os.path.dirname(os.path.abspath(path))
+
+
 class ExportLock:
     """The follower's lock on its export file's directory."""
 
     def __init__(self, path: str) -> None:
-        self.dir = os.path.dirname(os.path.abspath(path))
+        self.path = path
+        self.dir = real_dir(path)
         self._fd: int | None = None
         self._held = False
         # Directories made at the path since (the first one renamed away): locked too, kept until
@@ -79,6 +93,11 @@ class ExportLock:
             return "held"
         if self._refused:
             return "unguarded"
+        if (now := real_dir(self.path)) != self.dir:  # a symlink at the path pointed elsewhere meanwhile
+            self.dir = now
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         if self._fd is None:
             try:
                 self._fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -132,6 +151,7 @@ class ExportLock:
         if self._refused:
             self._try_again()
             return
+        self.dir = real_dir(self.path)  # the directory of the file followed now (a symlink repointed)
         if not self._held or self.covers(self.dir):
             self._later_unlocked = False
             return
@@ -184,6 +204,7 @@ class ExportLock:
         self._polls += 1
         if self._polls % RETRY_POLLS:
             return
+        self.dir = real_dir(self.path)
         try:
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
