@@ -66,6 +66,7 @@ def test_the_check_names_every_rule_revision_0007_broke(pg_url: str) -> None:
         "the distribution column image_digest",
         "signals.quarantined_rows: primary key quarantined_rows_pkey (id) does not include the distribution "
         "column agent_id",
+        "signals.export_positions: placed by the Citus plan but not in the schema",  # made at 0011
     ]
 
 

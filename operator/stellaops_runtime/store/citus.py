@@ -22,6 +22,8 @@ The plan:
   that transaction stays on one node). Neither is a reference table: every
   flush writes the ledger, and a reference table's write goes to every node
   with a two-phase commit, a cost that grows with the cluster;
+- by ``node_name``, a group of its own: ``export_positions`` (a row per node,
+  written by the flushes of its export-file agent, read by the next one);
 - no reference tables: no small table is read by joins from every shard;
 - :data:`LOCAL` tables stay plain tables on the coordinator (Alembic's
   version row, read only by migrations, which run on the coordinator).
@@ -91,6 +93,10 @@ PLAN: tuple[Placement, ...] = (
     Placement(
         "quarantined_rows", "distributed", "agent_id", "flush_ledger",
         "refused rows, written with their ledger row in one transaction",
+    ),
+    Placement(
+        "export_positions", "distributed", "node_name", "none",
+        "one row per node: where its stored counts of the export file end",
     ),
 )  # fmt: skip
 
