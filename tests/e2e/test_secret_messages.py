@@ -108,12 +108,22 @@ def test_agent_config_errors_exit_2_without_the_password(tmp_path: Path, doc: di
     _assert_masked(out, kept)
 
 
-def test_agent_config_that_is_not_yaml_exits_2_without_the_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'store:\n  url: "postgresql://u:{SECRET}@db.example/x\n  migrate: [\n',
+        # PyYAML's snippet of a long line cuts it around the mark, through the password or after the scheme.
+        f'store:\n  url: "postgresql://app:{SECRET}@db.example.com:5432/x" x\n',
+    ],
+    ids=["unterminated", "long line"],
+)
+def test_agent_config_that_is_not_yaml_exits_2_without_the_password(tmp_path: Path, text: str) -> None:
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f'store:\n  url: "postgresql://u:{SECRET}@db.example/x\n  migrate: [\n')
+    cfg.write_text(text)
     code, out = _run("agent", "--config", str(cfg))
     assert code == 2, out
     _assert_masked(out, "not valid YAML")
+    assert SECRET[:4] not in out and SECRET[-4:] not in out, out
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

@@ -41,8 +41,8 @@ def typed(doc: Any) -> Any:
 def yaml_reads(text: str) -> Any:
     try:
         return ("ok", typed(yaml.safe_load(text)))
-    except yaml.YAMLError as e:
-        return ("error", str(e))
+    except yaml.YAMLError as e:  # said as the agent says it: problem and position, no snippet
+        return ("error", config_text.yaml_problem(e))
     except (ValueError, RecursionError) as e:
         return ("error", type(e).__name__)
 

@@ -194,13 +194,37 @@ def test_a_bad_tetragon_address_is_not_echoed_with_its_password() -> None:
     assert "got 'u:***@tetragon:notaport'" in str(e.value)
 
 
-def test_a_yaml_error_quoting_the_url_line_masks_the_password(tmp_path: Path) -> None:
+def test_a_yaml_error_says_where_without_quoting_the_url_line(tmp_path: Path) -> None:
     p = tmp_path / "agent.yaml"
     p.write_text('store:\n  url: "postgresql://u:s3cret@db/x\n  migrate: [\n')
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert "s3cret" not in str(e.value)
-    assert "not valid YAML" in str(e.value) and 'url: "postgresql://u:***@db/x' in str(e.value)
+    assert "not valid YAML: while scanning a quoted scalar (line 2, column 8)" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # PyYAML's snippet of a long line is cut with " ... " around the mark: through the password
+        # (its @host gone), and from after the scheme (the password whole, no "postgresql:" before it).
+        'store:\n  url: "postgresql://app:Hunter2Secret@db:5432/x" x\n',
+        'store: {url: "postgresql://app:Hunter2Secret@db.example.com:5432/shop" x}\n',
+        'store:\n  spoolPath: /var/lib/x\n  url: "postgresql://app:Hunter2Secret@db.example.com/shop"x\n',
+    ],
+)
+def test_a_yaml_error_on_a_long_url_line_keeps_no_part_of_its_password(tmp_path: Path, text: str) -> None:
+    p = tmp_path / "agent.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    message = str(e.value)
+    for part in ("Hunter2", "2Secret", "Secret@"):
+        assert part not in message, message
+    assert "not valid YAML" in message and "(line " in message, message
+    with pytest.raises(ConfigError) as cm:
+        parse_config({"kind": "ConfigMap", "data": {"agent.yaml": text}})
+    assert "Hunter2" not in str(cm.value) and "2Secret" not in str(cm.value), str(cm.value)
 
 
 # -- Tetragon, the ObservationNode, the API server ----------------------------------

@@ -32,7 +32,8 @@ MAX_JSON_DEPTH = 32
 
 
 class DocumentError(Exception):
-    """The text is not a YAML document (its message is PyYAML's, which may quote the text)."""
+    """The text is not a YAML document: PyYAML's problem and where it is (line and column), without
+    PyYAML's snippet of the line, which may quote a secret (:func:`yaml_problem`)."""
 
 
 class _NotPlain(Exception):
@@ -94,4 +95,35 @@ def load_document(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise DocumentError(str(e)) from None
+        raise DocumentError(yaml_problem(e)) from None
+
+
+def _at(mark: Any) -> str:
+    return f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+
+
+def yaml_problem(e: Exception) -> str:
+    """A PyYAML error said by its problem and position only.
+
+    ``str(e)`` of a marked error quotes the offending line, cut to a window around the mark with
+    `` ... ``; a cut through a store URL (``url: "postgresql://app:Hunter2Se ... ``) leaves what no
+    message redaction can recognise, and the next mark's window starts after the scheme
+    (`` ... ://app:Hunter2Secret@db``). The line and column say where the problem is without it.
+    """
+    context, problem = getattr(e, "context", None), getattr(e, "problem", None)
+    if context is None and problem is None:  # not a marked error (a reader error names a byte)
+        return str(e)
+    cmark, pmark = getattr(e, "context_mark", None), getattr(e, "problem_mark", None)
+    parts = []
+    if context is not None:
+        same = (
+            cmark is not None
+            and pmark is not None
+            and (cmark.line, cmark.column) == (pmark.line, pmark.column)
+        )
+        parts.append(f"{context}{'' if same and problem is not None else _at(cmark)}")
+    if problem is not None:
+        parts.append(f"{problem}{_at(pmark)}")
+    if (note := getattr(e, "note", None)) is not None:
+        parts.append(str(note))
+    return "; ".join(parts)
