@@ -285,7 +285,7 @@ async def test_an_agent_that_stops_heart_beating_claims_nothing(
 ) -> None:
     """Its last report said FullInstrumentation, stamped 2020 when the operator first sees it.
 
-    (An ObservationNode restored from a backup, or an agent gone before the operator started; an agent
+    (An ObservationNode restored from a backup; an agent
     that stops heart-beating while the operator watches: test_operator_clock_skew.py.)
     """
     assert all_at(cluster, UP)

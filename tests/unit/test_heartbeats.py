@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stellaops_runtime.controller.heartbeats import Heartbeats
-from stellaops_runtime.controller.node_labels import is_stale
+from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
+from stellaops_runtime.controller.heartbeats import Heartbeats, judged_fresh
+from stellaops_runtime.controller.node_labels import is_stale, node_feature_labels
 
 NOW = datetime(2026, 12, 5, 3, 0, 0, tzinfo=UTC)
 
@@ -82,3 +83,38 @@ def test_unreachable_since_on_the_operators_clock() -> None:
     assert beats.unreachable_since("b", None, now=later) is None  # no time said: nothing assumed
     beats.forget("a")
     assert beats.unreachable_since("a", ahead, now=later) == later
+
+
+def _working(stamp: datetime, name: str = "node-a") -> dict[str, Any]:
+    node = _node(stamp, name)
+    node["status"].update(
+        source="tetragon",
+        maxPosture="ActiveTracing",
+        capabilities={"uprobes": True, "tetragon": {"reachable": True, "version": "v1.7.0"}},
+    )
+    return node
+
+
+def test_a_restarted_operator_keeps_a_node_it_judged_fresh_fresh_whatever_its_clock() -> None:
+    """The Node's labels hold the last judgement: fresh (the report's source and ceiling), so the
+    first sight of a stamp ten minutes behind counts from now; judged stale (none/None), or labels
+    that cannot tell, leave the earlier of stamp and now."""
+    behind = _working(NOW - timedelta(minutes=10))
+    fresh_labels = node_feature_labels(behind)
+    assert fresh_labels[FEATURE_LABEL_PREFIX + "max-posture"] != "None"
+    beats = Heartbeats(labels={"node-a": fresh_labels}.get)
+    assert not _stale(beats, behind, NOW)
+    assert not _stale(beats, behind, NOW + timedelta(seconds=89))
+    assert _stale(beats, behind, NOW + timedelta(seconds=91))  # no heartbeat since: stale all the same
+    for labels in (node_feature_labels(behind, stale=True), {}, None, "hostile"):
+        assert _stale(Heartbeats(labels={"node-a": labels}.get), behind, NOW), labels
+    # a report with no working source: fresh and stale labels are the same, they cannot tell
+    down = _node(NOW - timedelta(minutes=10))
+    down["status"].update(source="none", maxPosture="None")
+    same = node_feature_labels(down)
+    assert same == node_feature_labels(down, stale=True)
+    assert _stale(Heartbeats(labels={"node-a": same}.get), down, NOW)
+    assert judged_fresh(fresh_labels, behind) and not judged_fresh(same, down)
+    # the ObservationNode deleted and made again (restored from a backup): the labels judged the old one
+    beats.forget("node-a")
+    assert _stale(beats, behind, NOW + timedelta(seconds=100))

@@ -16,6 +16,20 @@ earlier one to compare (the operator just started, or the node is new) is
 taken as of the earlier of its stamp and now: an agent clock behind makes
 the node stale only until its next heartbeat, one ahead counts from now.
 
+Except where the operator had already judged that node fresh: a restarted
+operator read a node whose clock is behind as stale on first sight (its stamp
+looks old), so the Node's labels, its pods' ceilings, its policies and its
+RuntimeObserver were written out and, at the next heartbeat, back. The
+operator's last judgement of each node is on the Node itself: its
+``feature.stellaops.io/source`` and ``max-posture`` labels are what the report
+gives, or ``none``/``None`` once it was judged stale (``node_labels``). When they
+show the report judged fresh (``prior``), the first sight counts from now: a
+live agent stays fresh whatever its clock, and one that died while the
+operator was down turns stale ``stale_after_seconds`` after the restart, as it
+would after a last heartbeat seen arrive then. When the labels cannot tell
+(none yet, an older report's, or a report whose fresh and stale labels are
+the same), the rule above holds.
+
 The same holds for since when a node's agent cannot reach Tetragon (its
 ``Ready=False`` ``lastTransitionTime``, also the agent's clock), which
 turns its policies Degraded after ``tetragon_unreachable_seconds``: an
@@ -36,16 +50,30 @@ old: it is bounded by the last time the operator saw that node in sync.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
+from stellaops_runtime.controller.node_labels import node_feature_labels
 from stellaops_runtime.controller.rollout import parse_time
+
+_JUDGED = (FEATURE_LABEL_PREFIX + "source", FEATURE_LABEL_PREFIX + "max-posture")
 
 
 def _status(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
     status = (node or {}).get("status")
     return status if isinstance(status, Mapping) else {}
+
+
+def judged_fresh(labels: Any, node: Mapping[str, Any]) -> bool:
+    """The Node's ``labels`` show this report judged fresh by the operator (see the module docstring):
+    its source and ceiling labels are the report's, and those differ from what a stale one gives."""
+    if not isinstance(labels, Mapping):
+        return False
+    fresh, stale = node_feature_labels(node), node_feature_labels(node, stale=True)
+    mine, theirs = tuple(labels.get(k) for k in _JUDGED), tuple(fresh.get(k) for k in _JUDGED)
+    return None not in mine and mine == theirs != tuple(stale.get(k) for k in _JUDGED)
 
 
 def _name(node: Mapping[str, Any]) -> str:
@@ -57,7 +85,9 @@ def _name(node: Mapping[str, Any]) -> str:
 class Heartbeats:
     """Per node name: (the ``heartbeatTime`` text last seen, when the operator first saw it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Callable[[str], Any] | None = None) -> None:
+        self._labels = labels  # node name -> the Node's labels (kopf's index; None: unknown)
+        self._forgotten: set[str] = set()  # ObservationNodes deleted: the labels judged the old one
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
         # name -> (agent's stamp, since), or (None, when the operator last saw it in sync)
@@ -73,8 +103,11 @@ class Heartbeats:
         before = self._seen.get(name)
         if before is not None and before[0] == text:
             return before[1]
-        at = now if before is not None else min(now, stamped)
+        labels = self._labels(name) if self._labels and name not in self._forgotten else None
+        fresh_before = before is None and judged_fresh(labels, node)
+        at = now if before is not None or fresh_before else min(now, stamped)
         self._seen[name] = (str(text), at)
+        self._forgotten.discard(name)  # judged by its own stamp once: kept in _seen from now on
         return at
 
     def received_all(self, nodes: Iterable[Mapping[str, Any]], *, now: datetime) -> dict[str, datetime]:
@@ -118,6 +151,8 @@ class Heartbeats:
         self._unsynced[name] = (None, now)
 
     def forget(self, name: str) -> None:
+        """The ObservationNode is gone: one made again under its name is judged by its own stamp."""
+        self._forgotten.add(name)
         self._seen.pop(name, None)
         self._down.pop(name, None)
         self._unsynced.pop(name, None)

@@ -204,7 +204,7 @@ class ReconcilerState:
         # Policies with a Tetragon object refused or not applied: the level they really give (in_force).
         self._apply_caps: dict[tuple[str, str | None, str], tuple[Any, str]] = {}
         # When each ObservationNode's current heartbeat arrived, on this process's clock (heartbeats).
-        self.heartbeats = Heartbeats()
+        self.heartbeats = Heartbeats(labels=lambda name: self._one(INDEX_NODES, name))
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep kopf's live index objects (they are updated in place as events arrive)."""
