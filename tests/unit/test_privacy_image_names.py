@@ -76,3 +76,81 @@ def test_with_every_rule_off_the_name_is_kept() -> None:
     ev = _event(NAME, 1)
     pf.scrub_image(ev)
     assert ev.container is not None and ev.container.image_ref == NAME
+
+
+# -- an image id whose "digest" is no digest ------------------------------------------------------
+
+
+def _line(i: int, image_id: str) -> dict[str, object]:
+    cid = f"{i:02x}" * 32
+    return {
+        "process_exec": {
+            "process": {
+                "exec_id": f"img-{i}",
+                "pid": 300 + i,
+                "binary": "/usr/bin/app",
+                "arguments": "--port 1",
+                "start_time": "2026-11-24T09:00:00Z",
+                "pod": {
+                    "namespace": "shop",
+                    "name": f"p{i}",
+                    "container": {
+                        "id": f"containerd://{cid}",
+                        "name": "c",
+                        "image": {"id": image_id, "name": "app:1"},
+                    },
+                },
+            }
+        },
+        "node_name": "node-1",
+        "time": "2026-11-24T09:00:00Z",
+    }
+
+
+# What follows the id's last "@" was the stored key whenever it held a ":", unfiltered: scrub_image
+# filters the name and id, never the digest taken from the id.
+NOT_DIGESTS = [
+    f"registry.example.com/app@sha256:{'ab' * 32}?access_token={SECRET}",
+    f"registry.example.com/app@sha256:abc#token={SECRET}",
+    f"sha256:{'cd' * 32}?token={SECRET}",
+]
+
+
+def test_an_image_id_whose_digest_part_is_no_digest_is_no_stored_key() -> None:
+    import orjson
+    from google.protobuf import json_format
+
+    from stellaops_runtime.wire.tetragon import events_pb2
+
+    lines = [_line(i, image_id) for i, image_id in enumerate(NOT_DIGESTS)]
+    for fast_path in (False, True):
+        for encoding in ("json", "proto"):
+            pipeline = Pipeline(
+                parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}),
+                node_name="node-1",
+                fast_path=fast_path,
+            )
+            if encoding == "json":
+                pipeline.process_json([(orjson.dumps(o), T0) for o in lines])
+            else:
+                msgs = [json_format.ParseDict(o, events_pb2.GetEventsResponse()) for o in lines]
+                pipeline.process_proto([(m.SerializeToString(), T0) for m in msgs])
+            deltas, windows = pipeline.drain()
+            keys = {d.key.image_digest for d in deltas} | {w.image_digest for w in windows}
+            assert len({d.key.image_digest for d in deltas}) == len(NOT_DIGESTS), (encoding, keys)
+            assert not [k for k in keys if SECRET in k], (encoding, fast_path, keys)
+            assert f"registry.example.com/app@sha256:{'ab' * 32}?access_token=[REDACTED]" in keys
+
+
+def test_a_digest_is_still_the_key() -> None:
+    from stellaops_runtime.adapter.common import image_digest
+
+    for image_id, digest in (
+        (f"registry.example.com/app@sha256:{'ab' * 32}", f"sha256:{'ab' * 32}"),
+        (f"sha512:{'ef' * 64}", f"sha512:{'ef' * 64}"),
+        ("docker.io/cilium/starwars@sha256:f92c", "sha256:f92c"),
+        ("registry.example.com/app:1", ""),
+    ):
+        assert image_digest(image_id) == digest
+    for image_id in NOT_DIGESTS:
+        assert image_digest(image_id) == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -82,15 +83,20 @@ def kprobe_kind(function_name: str) -> EventKind:
     return _SYSCALL if function_name.startswith(_SYSCALL_PREFIXES) else _KPROBE
 
 
+# A digest as an image id carries it: a SHA-2 algorithm and hex digits, nothing after them.
+_DIGEST = re.compile(r"sha(?:256|384|512):[0-9A-Fa-f]+")
+
+
 def image_digest(image_id: str) -> str:
-    """``repo@sha256:abc`` -> ``sha256:abc``; ``sha256:abc`` -> itself; else ""."""
+    """``repo@sha256:abc`` -> ``sha256:abc``; ``sha256:abc`` -> itself; else "".
+
+    Only a digest (``_DIGEST``) is taken: the digest is the hot-symbol key as it is, and the
+    privacy filter masks the image name and id (PrivacyFilter.scrub_image), never the digest;
+    ``repo@sha256:abc?access_token=X`` or ``repo@user:X`` has none, so its filtered id is the key.
+    """
     at = image_id.rfind("@")
-    if at >= 0:
-        d = image_id[at + 1 :]
-        return d if ":" in d else ""
-    if image_id.startswith(("sha256:", "sha512:")):
-        return image_id
-    return ""
+    d = image_id[at + 1 :] if at >= 0 else image_id
+    return d if _DIGEST.fullmatch(d) else ""
 
 
 def split_container_id(raw: str) -> tuple[str, str]:

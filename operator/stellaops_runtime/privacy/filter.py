@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from stellaops_runtime.adapter.common import image_digest
 from stellaops_runtime.adapter.validate import MAX_TEXT_CHARS
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
@@ -219,7 +220,8 @@ class PrivacyFilter:
         index's key (``RuntimeCallEvent.image_key``) and a window's or gap's image. The
         pipeline calls this before anything reads the key; the text is filtered as the
         container lifecycle observer filters it (lifecycle/scrub.py ``scrub_ref``), so both
-        name the image alike. A digest (``sha256:…``) is left as it is.
+        name the image alike. An id that is a digest alone (``sha256:<hex>``) is left as it is;
+        the event's digest is one (adapter/common.py ``image_digest`` takes nothing else).
         """
         c = event.container
         if c is None or not self._patterns_on:
@@ -229,7 +231,7 @@ class PrivacyFilter:
             out = self._images.get(ref)
             c.image_ref = out if out is not None else self._scrub_name(ref)
         ref = c.image_id
-        if ref and not ref.startswith("sha256:"):
+        if ref and image_digest(ref) != ref:  # a digest alone holds nothing to mask
             out = self._images.get(ref)
             c.image_id = out if out is not None else self._scrub_name(ref)
 
