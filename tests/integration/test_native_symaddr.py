@@ -133,12 +133,12 @@ def test_symbol_tables_over_the_budget_are_a_reason(
     assert e.value.reason == "budget_exceeded", e.value
 
 
-def test_a_symbol_only_in_a_debuglink_file_is_not_found_and_the_reason_says_how_to_fix_it(
+def test_a_symbol_only_in_a_debuglink_file_is_found_where_bcc_finds_it(
     bpf_class: object, built: dict[str, Path], tmp_path: Path
 ) -> None:
-    """BCC by name follows ``.gnu_debuglink`` (next to the file); this lookup does not (a name the
-    container's file chooses). The failed reason said only "not found": it now says the debug
-    file is not read and where the agent would read it (its GNU build-id path), and there it is."""
+    """BCC by name follows ``.gnu_debuglink`` (next to the file); so does this lookup now, with the
+    canonicalizer's checks (tests/integration/test_native_symaddr_debug.py): the same address.
+    Without the debug file the reason says where the agent would read it (its GNU build-id path)."""
     if not shutil.which("objcopy"):
         pytest.skip("objcopy is not installed")
     (tmp_path / "p.c").write_text(PROGRAM)
@@ -149,22 +149,25 @@ def test_a_symbol_only_in_a_debuglink_file_is_not_found_and_the_reason_says_how_
     subprocess.run(["objcopy", f"--add-gnu-debuglink={tmp_path / 'p.debug'}", str(stripped)], check=True)
     by_name = _bcc_offset(bpf_class, str(stripped), "h6_fn")
     assert by_name is not None  # BCC found it through the debuglink
+    mine = find_address(str(stripped), "h6_fn", debug_roots=())
+    assert _bcc_offset(bpf_class, str(stripped), addr=mine) == by_name
+    (tmp_path / "p.debug").unlink()
     with pytest.raises(SymbolNotFound) as e:
-        find_address(str(stripped), "h6_fn")
+        find_address(str(stripped), "h6_fn", debug_roots=())
     m = re.search(
-        r"install it for the agent as (/usr/lib/debug/\.build-id/[0-9a-f]{2}/[0-9a-f]+\.debug)\)",
+        r"no debug file of it was found \(install it for the agent as "
+        r"(/usr/lib/debug/\.build-id/[0-9a-f]{2}/[0-9a-f]+\.debug)\)",
         e.value.hint,
     )
-    assert m is not None and "its .gnu_debuglink names is not read" in e.value.hint, e.value.hint
+    assert m is not None, e.value.hint
     debug_root = tmp_path / "root"
     (debug_root / m.group(1).lstrip("/")).parent.mkdir(parents=True)
-    shutil.copy(tmp_path / "p.debug", debug_root / m.group(1).lstrip("/"))
-    mine = find_address(str(stripped), "h6_fn", debug_root=str(debug_root))
-    with pytest.raises(SymbolNotFound) as e:  # a debug file there already: no advice to install it
-        find_address(str(stripped), "nosuch_h6", debug_root=str(debug_root))
-    assert e.value.hint == "; the debug information its .gnu_debuglink names is not read", e.value.hint
-    assert _bcc_offset(bpf_class, str(stripped), addr=mine) == by_name
-    with pytest.raises(SymbolNotFound) as e:  # no debug information named: no hint
+    shutil.copy(full, debug_root / m.group(1).lstrip("/"))  # the unstripped file serves as its debug file
+    assert find_address(str(stripped), "h6_fn", debug_roots=(str(debug_root),)) == mine
+    with pytest.raises(SymbolNotFound) as e:  # its debug file read, the name not there: no advice
+        find_address(str(stripped), "nosuch_h6", debug_roots=(str(debug_root),))
+    assert e.value.hint == "", e.value.hint
+    with pytest.raises(SymbolNotFound) as e:  # a file with its own .symtab: no hint
         find_address(str(built["pie"]), "nosuch_h6")
     assert e.value.hint == ""
 

@@ -36,7 +36,7 @@ def scripted_symbols(monkeypatch: pytest.MonkeyPatch) -> None:
     """The address lookup (native/symaddr.py) as the stand-ins script it: a file says "has-symbol", or
     ScriptedBPF says. Autouse here and in the modules that import it with the stand-ins."""
 
-    def find_address(path: str, symbol: str) -> int:
+    def find_address(path: str, symbol: str, *, where: tuple[str, str] | None = None) -> int:
         with open(path, "rb") as f:
             found = b"has-symbol" in f.read() if _finds[0] == "content" else _finds[0] != "no-symbol"
         if not found:

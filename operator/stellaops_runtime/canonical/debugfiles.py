@@ -201,8 +201,12 @@ class DebugFinder:
         main_key: FileKey,
         max_hash_bytes: int | None = None,
         main_sid: StatId | None = None,
+        debuglink: bool = True,
     ) -> DebugRef | None:
         """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None.
+
+        ``debuglink``: False when ``path`` does not name where the binary is (a caller holding only a
+        descriptor): its ``.gnu_debuglink`` name is then not looked for, only its build-id.
 
         ``main_sid``: the binary's stat identity, given when it vouches for its content (a trusted
         read): what its sections say (complete, its ``.gnu_debuglink``) is then read once for it.
@@ -232,7 +236,7 @@ class DebugFinder:
         bid_path = build_id_path(build_id) if gnu else None
         if bid_path is not None:
             candidates += [(r, bid_path, BY_BUILD_ID) for r in roots]
-        if link is not None:
+        if link is not None and debuglink:
             candidates += [(r, p, BY_DEBUGLINK) for r in roots for p in debuglink_paths(path, link.name)]
         if gnu:
             for d in self.search.debuginfod_dirs:

@@ -24,14 +24,14 @@ from typing import Any
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.native import usdt
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
-from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
+from stellaops_runtime.native.symaddr import SymbolNotFound, find_address, where_of
 
 
 def uprobe(bpf: Any, i: int, t: UprobeTarget, fd: int, what: str) -> str:
     """Attach uprobe target ``i``'s programs to the file of ``fd``: '' when done, else why not."""
     path = f"/proc/self/fd/{fd}"
     try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
-        addr = find_address(path, t.symbol)
+        addr = find_address(path, t.symbol, where=where_of(t.binary, t.root, t.module))
     except SymbolNotFound as e:
         return f"symbol {t.symbol} not found in {what}{e.hint}"
     except (OSError, ElfError) as e:

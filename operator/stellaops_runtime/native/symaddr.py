@@ -7,9 +7,10 @@ file's ``.symtab`` and ``.dynsym`` in C (libbcc's bcc_elf.c): a table whose
 container's own binary (a PURL target, a ``/proc/<pid>/root`` path, a file
 renamed over a probed path) is whatever that container wrote, and it may
 rewrite it in place at any moment, so a check before BCC's read can always be
-raced. So the symbol tables are read here, in Python, bounded, with the reader
-the symbolizer uses (canonical/symtab.py: entry sizes, string-table links and
-offsets are checked against the file), and BCC is given the address:
+raced. So the symbol tables are read here, in Python, bounded, with the
+checks the symbolizer's reader makes (canonical/symtab.py: entry sizes,
+string-table links and offsets are checked against the file), and BCC is
+given the address:
 ``attach_uprobe(name=path, addr=...)``. With an address, libbcc's
 ``bcc_resolve_symname`` reads only the ELF header and the program headers
 (through libelf, which checks them against the file: tests/integration/
@@ -21,13 +22,19 @@ first symbol of that name, in section order (``.dynsym`` before ``.symtab`` as
 linkers lay them out) and in table order, at a non-zero address. Differences,
 on purpose: only function symbols (``STT_FUNC``, ``STT_GNU_IFUNC``) defined in a
 section are taken (BCC by name takes the first symbol of any type, then refuses
-an address outside an executable segment, so a data object is found by neither); a separate debug
-file is read only where BCC finds it by the file's GNU build-id
-(``/usr/lib/debug/.build-id/``, on the agent's own file system: BCC reads
-it first, but its match is overwritten by the file's own, so the file's own
-tables come first here), not through ``.gnu_debuglink`` (a name the file gives,
-looked up next to it: in a container, the container's choice),
-``.gnu_debugdata`` or debuginfod: a symbol present only there is "not found".
+an address outside an executable segment, so a data object is found by neither).
+The tables are streamed (native/symscan.py): a table of any number of
+functions is searched within bounded memory, not refused at the symbolizer's
+500,000 functions or 64 MiB.
+
+A symbol the file's own tables lack is looked for in its separate debug file
+(native/symdebug.py), found and checked by the canonicalizer's search
+(canonical/debugfiles.py: the GNU build-id path, then the ``.gnu_debuglink``
+name next to the file, under the file's own root, the agent's ``/`` and the
+node's root; build-id and CRC-32 checked, a mismatch never read), where BCC
+by name looks too (its own build-id and debuglink search). Not read:
+``.gnu_debugdata`` (MiniDebugInfo, LZMA) and debuginfod; a symbol present
+only there is "not found", and the reason says so.
 
 No IFUNC is resolved, by BCC (0.26 to today's source) or here: an
 ``STT_GNU_IFUNC`` symbol (glibc's ``strlen``) is probed at the resolver it
@@ -42,44 +49,54 @@ from __future__ import annotations
 
 import os
 import stat
-from itertools import repeat
 from typing import BinaryIO
 
-from stellaops_runtime.canonical.debuglink import build_id_path
-from stellaops_runtime.canonical.elflayout import (
-    BUILD_ID_GNU,
-    ElfError,
-    ElfLayout,
-    build_id_from_notes,
-    read_layout,
-    read_notes,
-)
+from stellaops_runtime.canonical.elflayout import ElfError, read_layout
 from stellaops_runtime.canonical.limits import Limits
-from stellaops_runtime.canonical.symtab import function_symbols, read_section_table
+from stellaops_runtime.canonical.symtab import read_section_table
+from stellaops_runtime.native.follow_files import HELD, split_root
+from stellaops_runtime.native.symdebug import DEBUG_ROOTS, debug_address
+from stellaops_runtime.native.symscan import first_function
 
-# The symbolizer's bounds on bytes read into memory and symbols kept (canonical/limits.py), but
-# not its 2 s per file: a lookup runs once per attach, and a busy node must not fail a probe
-# on a large binary (libLLVM's 70,000 functions: 40 ms idle) for being slow.
+# The symbolizer's bounds on bytes read into memory (canonical/limits.py; the symbol tables are
+# streamed, native/symscan.py), but not its 2 s per file: a lookup runs once per attach, and a busy
+# node must not fail a probe on a large binary (libLLVM's 70,000 functions: 40 ms idle) for being slow.
 _LIMITS = Limits(parse_seconds=120.0)
-_TABLES = {"SHT_DYNSYM": ".dynsym", "SHT_SYMTAB": ".symtab"}
 ET_EXEC, ET_DYN, PF_X = 2, 3, 1
 
 
 class SymbolNotFound(Exception):
-    """The file has no function symbol of that name at a non-zero address. ``hint``: where BCC by
-    name would have looked too and this lookup does not ('' or "; ..."), for the failed reason."""
+    """The file has no function symbol of that name at a non-zero address. ``hint``: why it may be
+    elsewhere, or where its debug file would be read ('' or "; ..."), for the failed reason."""
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message + hint)
         self.hint = hint
 
 
-def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
+def where_of(binary: str, root: str = "", module: str = "") -> tuple[str, str] | None:
+    """(root, path inside it) naming a target's file, for its ``.gnu_debuglink``: a PURL target's
+    container root and file, a container's ``/proc/<pid>/root/...`` path split, None for a file held
+    only by a descriptor."""
+    if root and module:
+        return root, module
+    if binary.startswith(HELD):
+        return None
+    return split_root(binary)
+
+
+def find_address(
+    path: str,
+    symbol: str,
+    *,
+    where: tuple[str, str] | None = None,
+    debug_roots: tuple[str, ...] = DEBUG_ROOTS,
+) -> int:
     """The address BCC's ``attach_uprobe(addr=...)`` takes for ``symbol`` in the ELF file at ``path``.
 
-    As BCC does in effect, the file's own tables come first, then the debug file named by its GNU
-    build-id under ``debug_root`` (``/usr/lib/debug/.build-id/xx/rest.debug``, on the agent's own
-    file system).
+    The file's own tables come first, then its separate debug file (native/symdebug.py), looked for
+    under the root of ``where`` ((root, path inside it) naming the file: :func:`where_of`, by
+    default of ``path``) and under ``debug_roots``.
     Raises :class:`SymbolNotFound`, ``ElfError`` (a file that is not ELF, or damaged: its
     message says why) or ``OSError`` (the file cannot be opened or read)."""
     try:  # a name from argv keeps its undecodable bytes as surrogates: those bytes are looked for
@@ -91,14 +108,14 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
     hint = ""
     with _open(path) as f:
         layout = read_layout(f)
-        found = _first(f, layout, want)
-        if not found:
-            build_id, kind = build_id_from_notes(read_notes(f, layout))
-            debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
-            if debug is not None:
-                found = _in_debug_file(os.path.join(debug_root, debug.lstrip("/")), want)
-            if not found:
-                hint = _unread_debug_info(f, layout, debug, debug_root)
+        budget = _LIMITS.budget("symbol lookup")
+        sections = read_section_table(f, layout, budget)
+        found = first_function(f, layout, sections, want, budget)
+        if not found and layout.has_section_headers:
+            place = where if where is not None else where_of(path)
+            found, hint = debug_address(f, layout, sections, want, place, debug_roots, _LIMITS)
+            if not found and any(s.name == ".gnu_debugdata" for s in sections):
+                hint += "; the debug information its .gnu_debugdata holds is not read"
     if not found:
         raise SymbolNotFound(f"symbol {symbol} not found", hint)
     if layout.e_type in (ET_EXEC, ET_DYN) and not any(
@@ -108,27 +125,6 @@ def find_address(path: str, symbol: str, *, debug_root: str = "/") -> int:
     return found
 
 
-def _in_debug_file(path: str, want: bytes) -> int:
-    try:
-        with _open(path) as d:
-            return _first(d, read_layout(d), want)
-    except (OSError, ElfError):
-        return 0  # no usable debug file: not found, as in BCC
-
-
-def _unread_debug_info(f: BinaryIO, layout: ElfLayout, debug: str | None, debug_root: str) -> str:
-    """Why a symbol may be in debug information BCC by name would read and this lookup does not (and
-    where the agent would read the debug file, unless one is there already)."""
-    names = {s.name for s in read_section_table(f, layout, _LIMITS.budget("section names"))}
-    unread = [n for n in (".gnu_debuglink", ".gnu_debugdata") if n in names]
-    if not unread:
-        return ""
-    there = debug is not None and os.path.exists(os.path.join(debug_root, debug.lstrip("/")))
-    linked = debug is not None and ".gnu_debuglink" in unread and not there
-    where = f" (install it for the agent as {debug})" if linked else ""
-    return f"; the debug information its {' and '.join(unread)} names is not read{where}"
-
-
 def _open(path: str) -> BinaryIO:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the agent
     f = os.fdopen(fd, "rb")
@@ -136,30 +132,3 @@ def _open(path: str) -> BinaryIO:
         f.close()
         raise ElfError("not_regular", "not a regular file")
     return f
-
-
-def _first(f: BinaryIO, layout: ElfLayout, want: bytes) -> int:
-    """The value of the first function symbol named ``want`` (with its NUL) in section order, or 0."""
-    budget = _LIMITS.budget("symbol lookup")
-    sections = read_section_table(f, layout, budget)
-    order = sorted((i, _TABLES[s.type]) for i, s in enumerate(sections) if s.type in _TABLES)
-    for _, table in order:
-        cols = function_symbols(
-            sections,
-            f,
-            table,
-            is64=layout.is64,
-            little=layout.little,
-            arm=False,  # BCC probes st_value as it is (a Thumb bit included)
-            budget=budget,
-        )
-        strtab: bytes = getattr(cols.names, "strtab", b"")
-        offsets: list[int] = getattr(cols.names, "offsets", [])
-        # Each kept symbol's name compared where it begins (a name can be the tail of a longer
-        # string: linkers share suffixes). Not every place the name appears in the string table:
-        # a container's file can repeat it millions of times (614 MiB for 60 MiB of "name\0").
-        if want in strtab:
-            for i, hit in enumerate(map(strtab.startswith, repeat(want), offsets)):
-                if hit and cols.starts[i]:
-                    return cols.starts[i]
-    return 0

@@ -32,7 +32,7 @@ from stellaops_runtime.native.probes.prelude import (
     emit_end_stacked,
     take_stacks,
 )
-from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
+from stellaops_runtime.native.symaddr import SymbolNotFound, find_address, where_of
 
 
 def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
@@ -107,7 +107,7 @@ def attach(b: Any, cfg: NativeConfig, paths: Mapping[int, str] | None = None) ->
             failed.append((label, f"binary {t.binary} not found"))
             continue
         try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
-            addr = find_address(path, t.symbol)
+            addr = find_address(path, t.symbol, where=where_of(t.binary, t.root, t.module))
         except SymbolNotFound as e:
             failed.append((label, f"symbol {t.symbol} not found in {t.binary}{e.hint}"))
             continue
