@@ -35,6 +35,11 @@ from stellaops_runtime.privacy.env_names import glob_to_regex, name_regex
         "DATABASE_CONNECTION_STRING",
         "SENTRY_DSN",
         "db_password",  # env lists: names compared case-insensitively
+        # personal access tokens: R's gh/remotes and usethis read GITHUB_PAT, the Azure DevOps CLI
+        # AZURE_DEVOPS_EXT_PAT (its PAT has no prefix a format rule could know)
+        "GITHUB_PAT",
+        "AZURE_DEVOPS_EXT_PAT",
+        "PAT",
     ],
 )
 def test_secret_names_lose_their_value(name: str) -> None:
@@ -83,6 +88,9 @@ def test_a_configured_glob_still_matches_a_name_as_it_is_spelled() -> None:
         "AWS_ACCESS_KEY_ID=not-secret-id",
         "HOSTNAME=web-1",
         "EMPTY=",
+        "MY_PATH=/opt/app",  # *_PAT ends the name
+        "PATTERN=a*",
+        "URL_PATTERN=/api/*",
     ],
 )
 def test_other_names_keep_an_innocent_value(entry: str) -> None:
@@ -134,6 +142,11 @@ def test_extra_env_name_patterns_add_to_the_defaults() -> None:
         ("env SENTRY_DSN=https://k@o1.ingest.sentry.io/1 ./run", "env SENTRY_DSN=[REDACTED] ./run"),
         ('sh -c "MY_API_KEY=abc ./x"', 'sh -c "MY_API_KEY=[REDACTED] ./x"'),
         ("--env=SIGNING_KEY=k1", "--env=SIGNING_KEY=[REDACTED]"),
+        (
+            "env AZURE_DEVOPS_EXT_PAT=x2x3ab7mq4zlc2pyv6ijkt3ggb5oa5ew7sxqfgtgk4hpe7rrjbdq az devops login",
+            "env AZURE_DEVOPS_EXT_PAT=[REDACTED] az devops login",
+        ),
+        ("-e GITHUB_PAT=4f2a9c0d1b -e MY_PATH=/x", "-e GITHUB_PAT=[REDACTED] -e MY_PATH=/x"),
         # lower-case keys in argument text are configuration, not environment variables
         ("tune token_limit=5 cache_key=users", "tune token_limit=5 cache_key=users"),
         ("--max-tokens=4096", "--max-tokens=4096"),

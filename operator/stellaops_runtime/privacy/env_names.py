@@ -35,6 +35,8 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*_PASS",
     "PASS",
     "*_PW",
+    "*_PAT",  # a personal access token: GITHUB_PAT (R's gh, usethis), AZURE_DEVOPS_EXT_PAT (az devops)
+    "PAT",
     "SSHPASS",
     "*TOKEN*",
     "*SECRET*",
