@@ -382,3 +382,22 @@ async def test_agent_runs_the_writer_and_exports_its_counters(
     finally:
         agent.stop("test")
         assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_reports_the_rollout_of_its_pod_template_from_the_downward_api(
+    cluster: Cluster, tetragon_a: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``STELLA_AGENT_TEMPLATE`` (the pod's ``stellaops.io/agent-template``): written as
+    ``agentTemplate``, kept by the CRD schema; one that is no such digest is not written."""
+    crd = validator_for(load_crd(REPO / "manifests" / "crds" / "observationnodes.yaml"))
+    for value, written in (("0123456789abcdef", "0123456789abcdef"), ("a" * 65, None), ("ab cd\n", None)):
+        monkeypatch.setenv("STELLA_AGENT_TEMPLATE", value)
+        await cluster.patch(r.OBSERVATION_NODES, "node-b", {"status": {"agentTemplate": None}}, status=True)
+        w = writer(cluster, tetragon_a, node="node-b")
+        try:
+            assert await w.tick()
+        finally:
+            await w.run(_set_event())
+        on = cluster.stored(r.OBSERVATION_NODES, "node-b") or {}
+        assert on["status"].get("agentTemplate") == written
+        assert errors(crd, on) == []

@@ -24,6 +24,7 @@ from stellaops_runtime.controller.node_backing import (
     BACKING_CONDITION,
     fold_backing,
     node_problem,
+    outdated,
     registry_transition,
 )
 
@@ -119,9 +120,16 @@ def test_operator_md_rows_and_example_are_what_the_fold_writes() -> None:
     reasons = {reason for _, reason in rows}
     assert reasons == {
         "AgentsBackNotObserved", "WatchRecordUnwritable", "NoRuntimeSocket", "LifecycleDisabled",
-        "RegistryNotInSync", "<type>NotTrue", "NoNodeReports",
+        "RegistryNotInSync", "<type>NotTrue", "NoNodeReports", "AgentsRollingOut", "AgentReportOutdated",
     }  # fmt: skip
-    order = [r for _, r in rows if r not in ("AgentsBackNotObserved", "<type>NotTrue", "NoNodeReports")]
+    apart = (
+        "AgentsBackNotObserved",
+        "<type>NotTrue",
+        "NoNodeReports",
+        "AgentsRollingOut",
+        "AgentReportOutdated",
+    )
+    order = [r for _, r in rows if r not in apart]
     got = fold_backing(
         [
             (f"n{i}", status(s, held=s == "held"))
@@ -268,3 +276,119 @@ def test_gitops_md_says_a_registry_stuck_out_of_sync_turns_degraded() -> None:
     assert "until it has lasted `--registry-not-in-sync-seconds`, default 300: then Degraded" in operations
     operator = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
     assert "counts no further back than the last time the operator saw that node in sync" in operator
+
+
+def _of(template: str | None, containers: str = "in_sync") -> dict[str, Any]:
+    st = status(containers)
+    if template is not None:
+        st["agentTemplate"] = template
+    return st
+
+
+def test_an_older_rollouts_report_is_the_rollout_in_progress_not_its_problem() -> None:
+    """After a rollout the old agent's report (its NoRuntimeSocket, fixed by the rollout) is no fault
+    of the new agent: Progressing AgentsRollingOut, NotObservedBacked Unknown; the late ones Degraded."""
+    assert outdated(_of("aa"), "bb") and not outdated(_of("bb"), "bb")
+    assert not outdated(_of(None), "bb") and not outdated(_of("aa"), None)  # an older agent: cannot tell
+    assert not outdated({"agentTemplate": 7}, "bb") and not outdated(None, "bb")
+    nodes = [("node-a", _of("old", "no_runtime_socket")), ("node-b", _of("new"))]
+    got = fold_backing(nodes, generation=3, rolling={"node-a"}, report_seconds=90)
+    assert (got.state, got.reason, got.condition["status"], got.condition["reason"]) == (
+        "Progressing", "AgentsRollingOut", "Unknown", "AgentsRollingOut",
+    )  # fmt: skip
+    assert got.summary == (
+        "1 of 2 fresh node(s) (node-a) report an older agent configuration (status.agentTemplate): "
+        "their new agent has not written its ObservationNode yet"
+    )
+    assert got.condition["observedGeneration"] == 3 and not got.held
+    late = fold_backing(nodes, generation=3, rolling={"node-a"}, rolling_late={"node-a"}, report_seconds=90)
+    assert (late.state, late.reason, late.condition["status"]) == (
+        "Degraded",
+        "AgentReportOutdated",
+        "Unknown",
+    )
+    assert late.summary.startswith("1 of 2 fresh node(s) (node-a) still report an older agent configuration")
+    assert "90s or more after the DaemonSet said every agent updated and ready" in late.summary
+    # a problem of a current report still counts, the rolling nodes said after it
+    mixed = [("node-a", _of("old", "no_runtime_socket")), ("node-b", _of("new", "off"))]
+    got = fold_backing(mixed, generation=1, rolling={"node-a"}, report_seconds=90)
+    assert (got.state, got.reason, got.condition["status"]) == ("Degraded", "LifecycleDisabled", "False")
+    assert got.summary.startswith(
+        "1 of 2 fresh node(s) cannot back 'not observed': ContainersKnown Lifecycle"
+    )
+    assert got.summary.endswith("(node-a) report an older agent configuration (status.agentTemplate): "
+                                "their new agent has not written its ObservationNode yet")  # fmt: skip
+    # a registry not in sync yet stays Progressing, unless an outdated report is late
+    waiting = [("node-a", _of("old")), ("node-b", _of("new", "not_in_sync"))]
+    got = fold_backing(waiting, generation=1, rolling={"node-a"}, grace_seconds=300, report_seconds=90)
+    assert (got.state, got.reason, got.condition["reason"]) == (
+        "Progressing",
+        "RegistryNotInSync",
+        "RegistryNotInSync",
+    )
+    got = fold_backing(
+        waiting,
+        generation=1,
+        rolling={"node-a"},
+        rolling_late={"node-a"},
+        grace_seconds=300,
+        report_seconds=90,
+    )
+    assert (got.state, got.reason, got.condition["reason"]) == (
+        "Degraded",
+        "AgentReportOutdated",
+        "RegistryNotInSync",
+    )
+    # the text names the nodes sorted, a bound and never a running time: the same fleet, the same text
+    many = [(f"n{i}", _of("old")) for i in (5, 3, 1, 4, 2)]
+    first = fold_backing(many, generation=1, rolling={n for n, _ in many}, report_seconds=90)
+    assert first.summary.startswith("5 of 5 fresh node(s) (n1, n2, n3 and 2 more) report")
+    assert (
+        fold_backing(list(reversed(many)), generation=1, rolling={n for n, _ in many}, report_seconds=90)
+        == first
+    )
+
+
+def test_the_operator_times_an_outdated_report_once_the_daemonset_rolled_out() -> None:
+    beats = Heartbeats()
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    assert beats.outdated_since("n", "t2", now=now, timed=False) is None  # the DaemonSet still rolls
+    later = now + timedelta(seconds=40)
+    assert beats.outdated_since("n", "t2", now=later, timed=True) == later
+    assert beats.outdated_since("n", "t2", now=later + timedelta(seconds=60), timed=True) == later
+    assert beats.outdated_since(
+        "n", "t3", now=later + timedelta(seconds=70), timed=True
+    ) == later + timedelta(seconds=70)  # another rollout: timed anew
+    beats.current("n")
+    assert beats.outdated_since(
+        "n", "t3", now=later + timedelta(seconds=80), timed=True
+    ) == later + timedelta(seconds=80)
+    assert beats.outdated_since("n", "t3", now=later + timedelta(seconds=90), timed=False) is None
+    beats.forget("n")
+    assert beats.outdated_since(
+        "n", "t3", now=later + timedelta(seconds=99), timed=True
+    ) == later + timedelta(seconds=99)
+
+
+def test_operator_docs_say_what_a_rollout_does() -> None:
+    root = Path(__file__).resolve().parents[2]
+    operator = " ".join((root / "docs" / "operator.md").read_text().split())
+    example = fold_backing(
+        [("node-a", _of("new")), ("node-b", _of("old"))], generation=1, rolling={"node-b"}, report_seconds=90
+    )
+    assert f"e.g. `{example.summary}`" in operator
+    for sentence in (
+        "a report of an older one is that node's rollout in progress, not a fault",
+        "`NotObservedBacked` is Unknown (`AgentsRollingOut`) and the observer **Progressing** with "
+        "that reason",
+        "`--stale-after-seconds` (default 90) after the DaemonSet said every agent updated and ready, "
+        "timed on the operator's clock, makes the observer **Degraded** (`AgentReportOutdated`",
+        "A report that names no template (an agent of an older version) is judged as it is.",
+        "A restarted operator times an outdated report anew",
+        "| `status.agentTemplate` | which rollout of its RuntimeObserver's agent pod template the agent runs",
+    ):
+        assert sentence in operator, sentence
+    gitops = " ".join((root / "docs" / "gitops.md").read_text().split())
+    assert "is **Progressing** (`AgentsRollingOut`), not Degraded by what the old agent said" in gitops
+    operations = " ".join((root / "docs" / "operator-operations.md").read_text().split())
+    assert "may still be an older rollout's agent's before its RuntimeObserver turns Degraded" in operations

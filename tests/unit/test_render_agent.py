@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client
 
 from stellaops_runtime.contracts.config import STORE_URL_ENV, parse_config
+from stellaops_runtime.contracts.crd_names import AGENT_TEMPLATE_ANNOTATION, AGENT_TEMPLATE_ENV
 from stellaops_runtime.contracts.crds import (
     CONFIG_HASH_ANNOTATION,
     DEFAULT_AGENT_NAMESPACE,
@@ -36,8 +37,10 @@ from stellaops_runtime.controller.naming import canonical_json, sha256_hex
 from stellaops_runtime.controller.render_agent import (
     STORE_SECRET_ANNOTATION,
     agent_resource_name,
+    agent_template_hash,
     probe_configmap_name,
     render_agent_objects,
+    rendered_agent_template,
     store_secret_token,
 )
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY
@@ -197,8 +200,36 @@ def test_store_url_and_node_name_come_from_the_environment() -> None:
     env = pod_spec(render())["containers"][0]["env"]
     assert env == [
         {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {
+            "name": AGENT_TEMPLATE_ENV,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['stellaops.io/agent-template']"}},
+        },
         {"name": STORE_URL_ENV, "valueFrom": {"secretKeyRef": {"name": "stellaops-store", "key": "url"}}},
     ]
+
+
+def test_the_pod_template_names_its_rollout_and_the_agent_reads_it() -> None:
+    """``stellaops.io/agent-template``: a digest of the whole template, so it changes exactly when the
+    pods roll (config, image, store Secret), and the agent reads it through the downward API."""
+
+    def annotations(spec: dict[str, Any] = BASE, token: str | None = "t1") -> dict[str, str]:
+        objs = render_agent_objects(
+            name="default", uid=UID, namespace="ns", spec=parse_observer_spec(spec), store_secret=token
+        )
+        assert rendered_agent_template(objs) is not None
+        (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
+        template = ds["spec"]["template"]
+        assert template["metadata"]["annotations"][AGENT_TEMPLATE_ANNOTATION] == agent_template_hash(template)
+        assert rendered_agent_template(objs) == template["metadata"]["annotations"][AGENT_TEMPLATE_ANNOTATION]
+        return dict(template["metadata"]["annotations"])
+
+    first = annotations()
+    assert len(first[AGENT_TEMPLATE_ANNOTATION]) == 16 and annotations() == first  # same spec: same rollout
+    image = {**BASE, "agent": {**BASE.get("agent", {}), "image": "example.org/agent:2"}}
+    window = {**BASE, "hotSymbols": {"windowSeconds": 120}}
+    for changed in (annotations(image), annotations(window), annotations(token="t2")):
+        assert changed[AGENT_TEMPLATE_ANNOTATION] != first[AGENT_TEMPLATE_ANNOTATION]
+    assert rendered_agent_template([]) is None
 
 
 def test_mounts_and_capabilities_are_exactly_the_documented_grant() -> None:
@@ -377,7 +408,7 @@ def test_store_secret_version_goes_into_the_pod_template_without_its_content() -
 
     secret = _secret("u1", "100", {"url": "cG9zdGdyZXM6Ly9zM2NyM3Q="})
     first = template(store_secret_token(secret))
-    assert set(first) == {CONFIG_HASH_ANNOTATION, STORE_SECRET_ANNOTATION}
+    assert set(first) == {CONFIG_HASH_ANNOTATION, STORE_SECRET_ANNOTATION, AGENT_TEMPLATE_ANNOTATION}
     # new data (at a new resourceVersion), or the Secret re-created, changes the template: a roll
     assert (
         template(store_secret_token(_secret("u1", "101", {"url": "b3RoZXI="})))[STORE_SECRET_ANNOTATION]
@@ -414,7 +445,7 @@ def test_store_secret_version_goes_into_the_pod_template_without_its_content() -
     assert token.split("/")[1] != store_secret_token(_secret("u2", "100", secret["data"])).split("/")[1]
     assert "cG9zdGdyZXM6Ly9zM2NyM3Q=" not in canonical_json(first)
     # no token, no annotation (a caller that did not read the Secret)
-    assert set(template(None)) == {CONFIG_HASH_ANNOTATION}
+    assert set(template(None)) == {CONFIG_HASH_ANNOTATION, AGENT_TEMPLATE_ANNOTATION}
 
 
 def test_spool_survives_the_pod_and_shutdown_has_time_to_spool() -> None:

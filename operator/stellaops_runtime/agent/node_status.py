@@ -39,6 +39,10 @@ its status current:
   agent cannot count a container of an image that sent no event (no runtime
   socket, registry not in sync, ``lifecycle.enabled: false``; ``/readyz``'s
   ``lifecycle``);
+- ``agentTemplate``: which rollout of its RuntimeObserver's agent pod template
+  this agent runs (the pod's ``stellaops.io/agent-template``, through the
+  downward API; absent outside such a pod): the operator reads a report of an
+  older one as that node's rollout in progress, not as the new agent's state;
 - ``heartbeatTime``: refreshed every ``heartbeatSeconds``.
 
 Writes are rare on purpose: Tetragon is polled every third of a heartbeat,
@@ -54,6 +58,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +79,7 @@ from stellaops_runtime.agent.capabilities import (
 from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-exported)
     NativeState,
     StreamState,
+    agent_template,
     build_status,
     export_position,
     native_state,
@@ -129,6 +135,7 @@ class ObservationNodeWriter:
             1.0, min(config.heartbeat_seconds, config.heartbeat_seconds / 3)
         )
         self.stats = NodeStatusStats()
+        self.template = agent_template(os.environ)  # which rollout of its pod template (downward API)
         self.capabilities: Capabilities | None = None
         self._kube: KubeClient | None = None
         self._exists = False
@@ -256,6 +263,7 @@ class ObservationNodeWriter:
             purl_functions=purl_state(self.stream),
             export_position=export_position(self.record),
             containers=self.containers() if self.containers is not None else None,
+            agent_template=self.template,
         )
         if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):
             log.info(

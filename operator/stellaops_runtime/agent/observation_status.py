@@ -4,16 +4,20 @@ Pure (no I/O): split from :mod:`stellaops_runtime.agent.node_status`, whose
 writer polls Tetragon and the kernel and writes what :func:`build_status`
 returns; the tests and the Argo CD health checks build statuses with the very
 same code. ``working_source`` decides ``status.source`` and
-``status.maxPosture``; ``purl_state`` is the native probes' per-function report.
+``status.maxPosture``; ``purl_state`` is the native probes' per-function report;
+``agent_template`` which rollout of the agent's pod template wrote the report.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stellaops_runtime import __version__
 from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
+from stellaops_runtime.contracts.crd_names import AGENT_TEMPLATE_ENV
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.conditions import condition, merge_conditions
@@ -114,6 +118,7 @@ def build_status(
     purl_functions: tuple[list[dict[str, Any]], int] | None = None,
     export_position: tuple[bool, str] | None = None,
     containers: str | None = None,
+    agent_template: str | None = None,
 ) -> dict[str, Any]:
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
 
@@ -124,7 +129,9 @@ def build_status(
     source with a watch record (:func:`export_position`); None: no such condition
     (one written before, with another source, is removed). ``containers``: what the
     agent knows of the node's containers (agent/lifecycle_part.py ``lifecycle_state``)
-    for the :data:`CONTAINERS_CONDITION` condition; None: none written.
+    for the :data:`CONTAINERS_CONDITION` condition; None: none written. ``agent_template``: which
+    rollout of its RuntimeObserver's pod template the agent runs (:func:`agent_template`), written as
+    ``agentTemplate`` so the operator can tell an older agent's report from this one's.
     """
     found, max_posture, max_why = working_source(
         capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected, native=native
@@ -173,6 +180,8 @@ def build_status(
         "policies": policies or [],
         "conditions": merge_conditions(existing, new, now=now),
     }
+    if agent_template is not None:
+        status["agentTemplate"] = agent_template
     if purl_functions is not None:  # written empty too: a merge patch would keep an old list
         status["purlFunctions"], status["purlFunctionsOmitted"] = purl_functions
     return status
@@ -242,3 +251,13 @@ def purl_state(stream: object) -> tuple[list[dict[str, Any]], int] | None:
     if not isinstance(entries, list):
         return None
     return [dict(e) for e in entries], int(getattr(stream, "purl_functions_omitted", 0) or 0)
+
+
+def agent_template(environ: Mapping[str, str]) -> str | None:
+    """The pod template's ``stellaops.io/agent-template`` as the downward API hands it to the agent
+    (``STELLA_AGENT_TEMPLATE``); None outside a RuntimeObserver's pod, or if it is not such a digest."""
+    value = environ.get(AGENT_TEMPLATE_ENV, "").strip()
+    return value if _TEMPLATE.fullmatch(value) else None
+
+
+_TEMPLATE = re.compile(r"[0-9a-f]{1,64}")

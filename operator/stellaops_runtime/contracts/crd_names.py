@@ -42,6 +42,10 @@ RESERVED_POD_LABEL_KEYS = (*LEVEL_LABEL_KEYS, OBSERVE_OFF_LABEL)
 MANAGED_BY = ("app.kubernetes.io/managed-by", "stellaops-runtime")
 FEATURE_LABEL_PREFIX = "feature.stellaops.io/"
 CONFIG_HASH_ANNOTATION = "stellaops.io/config-hash"  # on the agent pod template
+# On the agent pod template: which rollout of it a pod runs (render_agent); the agent reads it through
+# the downward API (AGENT_TEMPLATE_ENV) and reports it as its ObservationNode's status.agentTemplate.
+AGENT_TEMPLATE_ANNOTATION = "stellaops.io/agent-template"
+AGENT_TEMPLATE_ENV = "STELLA_AGENT_TEMPLATE"
 OBSERVER_LABEL = "stellaops.io/observer"  # on every object a RuntimeObserver owns
 POLICY_KIND_LABEL = "stellaops.io/policy-kind"  # on rendered Tetragon policies
 POLICY_NAME_LABEL = "stellaops.io/policy-name"

@@ -46,6 +46,13 @@ cancels out (neither Degraded at once nor never), and an operator restarted
 meanwhile finds the same answer as before (no flap back to Progressing). A
 node clock stepped forward after the transition would still make it look
 old: it is bounded by the last time the operator saw that node in sync.
+
+A node whose report is for an older rollout of its RuntimeObserver's agent pod
+template (``status.agentTemplate``) is that node's rollout in progress, timed
+from when the operator first saw it so while the DaemonSet said every agent
+updated and ready (``outdated_since``): a new agent writes on its first poll,
+so one that has not for ``stale_after_seconds`` by then is a real problem.
+A restarted operator times it anew.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class Heartbeats:
     def __init__(self, labels: Callable[[str], Any] | None = None) -> None:
         self._labels = labels  # node name -> the Node's labels (kopf's index; None: unknown)
         self._forgotten: set[str] = set()  # ObservationNodes deleted: the labels judged the old one
+        self._outdated: dict[str, tuple[str, datetime]] = {}  # name -> (agent template wanted, since)
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
         # name -> (agent's stamp, since), or (None, when the operator last saw it in sync)
@@ -150,9 +158,27 @@ class Heartbeats:
         RegistryNotInSync is timed anew, and not from before ``now``."""
         self._unsynced[name] = (None, now)
 
+    def outdated_since(self, name: str, template: str, *, now: datetime, timed: bool) -> datetime | None:
+        """Since when (operator's clock) the node's report has been for another agent pod template
+        than ``template`` while its DaemonSet said every agent updated and ready (``timed``; before
+        that the DaemonSet's own rollout is under way and nothing is timed: None)."""
+        if not timed:
+            self._outdated.pop(name, None)
+            return None
+        before = self._outdated.get(name)
+        if before is not None and before[0] == template:
+            return before[1]
+        self._outdated[name] = (template, now)
+        return now
+
+    def current(self, name: str) -> None:
+        """The node reports the agent pod template wanted (or none): nothing outdated to time."""
+        self._outdated.pop(name, None)
+
     def forget(self, name: str) -> None:
         """The ObservationNode is gone: one made again under its name is judged by its own stamp."""
         self._forgotten.add(name)
         self._seen.pop(name, None)
         self._down.pop(name, None)
         self._unsynced.pop(name, None)
+        self._outdated.pop(name, None)

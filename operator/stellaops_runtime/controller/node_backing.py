@@ -17,6 +17,16 @@ lasted the operator's grace period (``late``: the runtime's socket is there but
 the runtime hangs, or the agent's stream of it keeps failing): then Degraded,
 so GitOps tools stop waiting for a registry that will not come in sync.
 A condition a node does not write (an older agent, another source) is no fault.
+
+After a rollout of the agents, a node's ObservationNode holds the old agent's
+report until the new agent writes its own: read as the new agent's, it turned
+the RuntimeObserver Degraded (the old agent's NoRuntimeSocket, fixed by that
+very rollout) or NotObservedBacked True too early. Each report names the
+rollout of the pod template its agent runs (``agentTemplate``): one of another
+rollout is that node's rollout in progress (``outdated``), Progressing
+(``AgentsRollingOut``) and said apart, not Degraded; once it has outlasted the
+operator's bound after the DaemonSet said every agent updated and ready, it is
+a real problem (``AgentReportOutdated``, Degraded).
 """
 
 from __future__ import annotations
@@ -67,6 +77,19 @@ _LATE = (
     "(--registry-not-in-sync-seconds): the runtime's socket may be there while the runtime does not "
     "answer, or the agent's stream of its events keeps failing; check the node's container runtime "
     "and the agent's log (lifecycle_state)"
+)
+
+
+ROLLING = "AgentsRollingOut"  # a node's report is still an older agent's: its rollout goes on
+ROLLING_LATE = "AgentReportOutdated"  # ... long after the DaemonSet said every agent updated and ready
+_ROLLING = (
+    "report an older agent configuration (status.agentTemplate): their new agent has not written its "
+    "ObservationNode yet"
+)
+_ROLLING_LATE = (
+    "still report an older agent configuration (status.agentTemplate) {after} or more after the "
+    "DaemonSet said every agent updated and ready: the new agent cannot write its ObservationNode "
+    "(see its log and its RBAC on observationnodes/status), or another agent writes it"
 )
 
 
@@ -142,12 +165,22 @@ def _remedy(problem: tuple[str, str]) -> str:
     return f"{problem[0]} is not True on these nodes; see their ObservationNodes' conditions"
 
 
+def outdated(status: Mapping[str, Any] | None, template: str | None) -> bool:
+    """The report is an agent's of another rollout of the pod template than ``template`` (None: the
+    operator does not know it). A report that names none (an older agent) cannot tell: not outdated."""
+    have = (status or {}).get("agentTemplate")
+    return bool(template) and isinstance(have, str) and bool(have) and have != template
+
+
 def fold_backing(
     nodes: Iterable[tuple[str, Mapping[str, Any] | None]],
     *,
     generation: Any,
     late: Collection[str] = (),
     grace_seconds: float | None = None,
+    rolling: Collection[str] = (),
+    rolling_late: Collection[str] = (),
+    report_seconds: float | None = None,
 ) -> Backing:
     """Fold ``(node name, ObservationNode status)`` of the fresh nodes into :class:`Backing`.
 
@@ -156,11 +189,17 @@ def fold_backing(
     has lasted ``grace_seconds`` or more (the operator times it): Degraded, said apart from the
     others; the text names the grace period, never a running time, so it changes only when a node
     crosses it.
+
+    ``rolling``: nodes whose report is an older agent's (``outdated``): what it says is not the
+    new agent's, so it is no problem of theirs; said apart, Progressing (the rollout goes on)
+    but, for those in ``rolling_late`` (timed by the operator past ``report_seconds``), Degraded.
     """
     total = 0
     by_problem: dict[tuple[str, str, bool], list[str]] = {}
     for name, status in nodes:
         total += 1
+        if name in rolling:
+            continue
         problem = node_problem(status)
         if problem is not None:
             overdue = problem == (CONTAINERS, TRANSIENT) and name in late
@@ -169,6 +208,12 @@ def fold_backing(
     if total == 0:
         message = "no fresh ObservationNode: no agent reports its node yet"
         return Backing(_condition("Unknown", "NoNodeReports", message, gen), None, "NoNodeReports", message)
+    waiting = _rolling_parts(rolling, rolling_late, total, report_seconds)
+    if not by_problem and waiting:
+        reason = ROLLING_LATE if rolling_late else ROLLING
+        message = "; ".join(waiting)
+        state: Literal["Degraded", "Progressing"] = "Degraded" if rolling_late else "Progressing"
+        return Backing(_condition("Unknown", reason, message, gen), state, reason, message)
     if not by_problem:
         message = (
             f"{total} of {total} fresh node(s): every agent knows its node's containers and "
@@ -192,14 +237,32 @@ def fold_backing(
         parts.append(f"{kind} {reason[:64]} on {len(names)} ({shown}): {remedy}")
     if len(ordered) > GROUPS:
         parts.append(f"and {len(ordered) - GROUPS} other reason(s) on the ObservationNodes")
-    message = f"{affected} of {total} fresh node(s) cannot back 'not observed': " + "; ".join(parts)
+    message = f"{affected} of {total} fresh node(s) cannot back 'not observed': " + "; ".join(
+        [*parts, *waiting]
+    )
     kind, reason, _ = ordered[0][0]
     known = any((kind, reason) == (k, r) for k, r, _ in _REMEDIES)
     reason = reason if known else f"{kind}NotTrue"  # the agent's own text stays in the message
     transient = all(p == (CONTAINERS, TRANSIENT, False) for p in by_problem)
-    state: Literal["Degraded", "Progressing"] = "Progressing" if transient else "Degraded"
+    state = "Progressing" if transient and not rolling_late else "Degraded"
+    why = ROLLING_LATE if transient and rolling_late else reason
     held = kind == EXPORT
-    return Backing(_condition("False", reason, message, gen), state, reason, message, held)
+    return Backing(_condition("False", reason, message, gen), state, why, message, held)
+
+
+def _rolling_parts(
+    rolling: Collection[str], late: Collection[str], total: int, report_seconds: float | None
+) -> list[str]:
+    """What the message says of the nodes whose report is an older agent's: late ones first."""
+    out = []
+    after = f"{report_seconds:g}s" if report_seconds is not None else "a while"
+    for names, late_ones in ((sorted(late), True), (sorted(set(rolling) - set(late)), False)):
+        if not names:
+            continue
+        shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
+        head = f"{len(names)} of {total} fresh node(s) ({shown})"
+        out.append(f"{head} {_ROLLING_LATE.format(after=after)}" if late_ones else f"{head} {_ROLLING}")
+    return out
 
 
 def _condition(status: str, reason: str, message: str, generation: int | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from stellaops_runtime.controller.node_backing import (
     Backing,
     fold_backing,
     node_problem,
+    outdated,
     registry_transition,
 )
 from stellaops_runtime.controller.posture import Posture, node_capabilities
@@ -47,23 +48,42 @@ class ObserverNodes(PolicyReconciler):
         out["maxPosture"] = ceilings
         return out
 
-    def node_backing(self, generation: Any, selector: Mapping[str, str]) -> Backing:
+    def node_backing(
+        self,
+        generation: Any,
+        selector: Mapping[str, str],
+        *,
+        template: str | None = None,
+        rolled: bool = False,
+    ) -> Backing:
         """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call).
 
         Only the nodes its agents may run on (``spec.agent.nodeSelector`` against the Node's labels
         in kopf's index; all nodes without one): a node of another RuntimeObserver is not its fault.
         A node's ``RegistryNotInSync`` that has lasted ``registry_not_in_sync_seconds`` (timed by
         ``heartbeats``) is late: Degraded. The 30 s observer timer re-folds when that time comes.
+
+        ``template``: the agent pod template's rollout the operator renders now (None: not known,
+        as for a spec that did not parse); a report of another one is that node's rollout in
+        progress, timed once the DaemonSet said every agent updated and ready (``rolled``) and
+        late after ``stale_after_seconds``: a new agent writes on its first poll.
         """
         now = utcnow()
-        grace = self.config.registry_not_in_sync_seconds
-        fresh, late = [], set()
+        grace, bound = self.config.registry_not_in_sync_seconds, self.config.stale_after_seconds
+        fresh, late, rolling, rolling_late = [], set(), set(), set()
         for name, node in self._items(INDEX_OBSERVATION_NODES):
             if selector and not _selects(selector, self._one(INDEX_NODES, name)):
                 continue
             if not self._is_stale(node, now=now):
                 status = node.get("status")
                 fresh.append((str(name), status if isinstance(status, Mapping) else None))
+                if template is not None and outdated(fresh[-1][1], template):
+                    rolling.add(str(name))
+                    since = self.heartbeats.outdated_since(str(name), template, now=now, timed=rolled)
+                    if since is not None and (now - since).total_seconds() >= bound:
+                        rolling_late.add(str(name))
+                    continue
+                self.heartbeats.current(str(name))
                 if node_problem(fresh[-1][1]) != (CONTAINERS, TRANSIENT):
                     self.heartbeats.in_sync(str(name), now=now)
                     continue
@@ -71,7 +91,15 @@ class ObserverNodes(PolicyReconciler):
                 since = self.heartbeats.not_in_sync_since(str(name), stamped, elapsed, now=now)
                 if (now - since).total_seconds() >= grace:
                     late.add(str(name))
-        return fold_backing(fresh, generation=generation, late=late, grace_seconds=grace)
+        return fold_backing(
+            fresh,
+            generation=generation,
+            late=late,
+            grace_seconds=grace,
+            rolling=rolling,
+            rolling_late=rolling_late,
+            report_seconds=bound,
+        )
 
 
 def _selects(selector: Mapping[str, str], labels: Any) -> bool:

@@ -28,7 +28,11 @@ Two inputs besides the observer itself:
   condition, and Degraded (Progressing for ``RegistryNotInSync`` until it has
   lasted ``registry_not_in_sync_seconds``) once the agents are ready but
   some cannot back "not observed" (at once for an agent holding what it
-  read: it answers ``/readyz`` 503, so it is never ready).
+  read: it answers ``/readyz`` 503, so it is never ready); a node whose
+  report is still an older rollout's agent's (``status.agentTemplate``) is
+  Progressing (``AgentsRollingOut``) until its new agent writes, Degraded
+  (``AgentReportOutdated``) if it has not ``stale_after_seconds`` after the
+  DaemonSet said every agent updated and ready.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from stellaops_runtime.controller.posture import Posture, opts_out
 from stellaops_runtime.controller.render_agent import (
     probe_configmap_name,
     render_agent_objects,
+    rendered_agent_template,
     store_secret_token,
 )
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
@@ -164,6 +169,7 @@ class ObserverReconciler(ObserverNodes):
         if uid:
             stale = {c for c in self._children(("uid", uid)) - wanted if c[1] in AGENT_KINDS}
             refused += await self.delete_children(stale, observer_owner(name))
+        template = rendered_agent_template(desired)  # which rollout the agents are to run
         ds_key = next(obj_key(o) for o in desired if o["kind"] == "DaemonSet")
         ds = self._owned(ds_key) or {}
         status = self._observer_status(
@@ -174,6 +180,7 @@ class ObserverReconciler(ObserverNodes):
             observer=name,
             selector=spec.agent.node_selector,
             socket_alone=socket_mounted_alone(spec),
+            template=template,
         )
         if refused:
             message = "; ".join([*map(str, refused), *errors])
@@ -264,6 +271,7 @@ class ObserverReconciler(ObserverNodes):
         observer: str,
         selector: Mapping[str, str],
         socket_alone: str | None = None,
+        template: str | None = None,
     ) -> dict[str, Any]:
         ds_status = ds.get("status") or {}
         desired = int(ds_status.get("desiredNumberScheduled") or 0)
@@ -273,12 +281,14 @@ class ObserverReconciler(ObserverNodes):
         ds_seen = ds_status.get("observedGeneration")
         state: State
         stuck = self.agent_pod_problem(namespace, observer)
-        backing = self.node_backing(generation, selector)
+        waiting = not ds_status or (ds_gen is not None and ds_seen is not None and ds_seen < ds_gen)
+        rolled = not waiting and 0 < desired <= min(ready, updated)  # every agent updated and ready
+        backing = self.node_backing(generation, selector, template=template, rolled=rolled)
         if errors:
             state, reason, message = "Degraded", "ApplyFailed", "; ".join(errors)
         elif stuck is not None:
             state, (reason, message) = "Degraded", stuck
-        elif not ds_status or (ds_gen is not None and ds_seen is not None and ds_seen < ds_gen):
+        elif waiting:
             state, reason, message = (
                 "Progressing",
                 "WaitingForDaemonSet",

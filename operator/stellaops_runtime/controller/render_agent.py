@@ -71,7 +71,12 @@ The agent's config document and the paths it names are in
 controller/agent_config.py.
 
 A config change rolls the DaemonSet: the pod template carries the SHA-256 of
-the ConfigMap's data. The store URL (with its password) comes from the
+the ConfigMap's data. Which rollout a pod runs is named by a digest of the
+whole template (``stellaops.io/agent-template``, ``agent_template_hash``),
+which the agent reads through the downward API and reports in its
+ObservationNode's ``status.agentTemplate``: the operator reads a report of an
+older one as that node's rollout in progress (controller/observer_nodes.py).
+The store URL (with its password) comes from the
 RuntimeObserver's Secret reference through ``$STELLA_RUNTIME_STORE``; the
 ConfigMap holds none. A change to that Secret's data rolls the agents too:
 the template carries ``store_secret_token`` of the Secret, which the
@@ -93,6 +98,8 @@ from typing import Any
 
 from stellaops_runtime.contracts.config import STORE_URL_ENV
 from stellaops_runtime.contracts.crd_names import (
+    AGENT_TEMPLATE_ANNOTATION,
+    AGENT_TEMPLATE_ENV,
     API_VERSION,
     CONFIG_HASH_ANNOTATION,
     OBSERVER_KIND,
@@ -240,6 +247,12 @@ def render_agent_objects(
         "command": ["stella-runtime", "agent", "--config", f"{CONFIG_DIR}/{AGENT_CONFIG_KEY}"],
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {  # which rollout this pod is: the agent reports it (node_status.py)
+                "name": AGENT_TEMPLATE_ENV,
+                "valueFrom": {
+                    "fieldRef": {"fieldPath": f"metadata.annotations['{AGENT_TEMPLATE_ANNOTATION}']"}
+                },
+            },
             {
                 "name": STORE_URL_ENV,
                 "valueFrom": {
@@ -326,6 +339,11 @@ def render_agent_objects(
         template_annotations[STORE_SECRET_ANNOTATION] = sha256_hex(
             {"secret": spec.store.secret_ref.name, "version": store_secret}
         )
+    template: dict[str, Any] = {
+        "metadata": {"labels": labels, "annotations": template_annotations},
+        "spec": pod_spec,
+    }
+    template_annotations[AGENT_TEMPLATE_ANNOTATION] = agent_template_hash(template)
     daemon_set = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -333,10 +351,7 @@ def render_agent_objects(
         "spec": {
             "selector": {"matchLabels": selector_labels(name)},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": labels, "annotations": template_annotations},
-                "spec": pod_spec,
-            },
+            "template": template,
         },
     }
     service = {
@@ -352,3 +367,23 @@ def render_agent_objects(
         },
     }
     return [service_account, config_map, daemon_set, service]
+
+
+def agent_template_hash(template: Mapping[str, Any]) -> str:
+    """What names one rollout of the agent pod template: a digest of all of it (image, config hash,
+    store Secret token, mounts, capabilities), without its own annotation."""
+    meta = dict(template.get("metadata") or {})
+    meta["annotations"] = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k != AGENT_TEMPLATE_ANNOTATION
+    }
+    return sha256_hex({**template, "metadata": meta})[:16]
+
+
+def rendered_agent_template(objects: list[dict]) -> str | None:
+    """The ``AGENT_TEMPLATE_ANNOTATION`` of the DaemonSet among ``render_agent_objects``'s objects."""
+    for obj in objects:
+        if obj.get("kind") == "DaemonSet":
+            annotations = obj["spec"]["template"]["metadata"].get("annotations") or {}
+            value = annotations.get(AGENT_TEMPLATE_ANNOTATION)
+            return value if isinstance(value, str) else None
+    return None
