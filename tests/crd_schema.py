@@ -12,20 +12,27 @@ JSON Schema draft 4 (boolean ``exclusiveMinimum``) with a few translations:
 - ``x-kubernetes-list-type: set`` means unique items (``uniqueItems``);
 - ``x-kubernetes-int-or-string`` (with its ``anyOf``) and the other
   ``x-kubernetes-*`` markers are kept as they are (jsonschema ignores
-  unknown keywords); ``x-kubernetes-validations`` (CEL) is *not* evaluated
-  here: ``cel_rules`` lists them so tests can check each one separately;
+  unknown keywords); ``x-kubernetes-validations`` (CEL) is evaluated apart,
+  by ``cel_violations`` with cel-python, and listed by ``cel_rules``;
+- ``pattern`` is matched with RE2 (google-re2), as the API server's Go
+  regexp does, not with Python's ``re``: their ``$`` differ (Python's also
+  matches before a trailing newline, so ``re`` passed ``"name\n"`` where
+  the API server refuses it);
 - ``metadata`` is checked by the API server, not the schema: it is left open.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import re2
 import yaml
+from jsonschema.exceptions import ValidationError
 
 
 def load_crd(path: Path) -> dict[str, Any]:
@@ -70,10 +77,22 @@ def to_json_schema(openapi: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _re2_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """``pattern`` as the API server matches it: Go's regexp, whose syntax and ``$`` RE2 shares."""
+    if validator.is_type(instance, "string") and not re2.search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_ApiServerDraft4 = jsonschema.validators.extend(jsonschema.Draft4Validator, {"pattern": _re2_pattern})
+
+
 def validator_for(crd: dict[str, Any], version: str | None = None) -> jsonschema.Draft4Validator:
     schema = to_json_schema(served_schema(crd, version))
     jsonschema.Draft4Validator.check_schema(schema)
-    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+    validator: jsonschema.Draft4Validator = _ApiServerDraft4(
+        schema, format_checker=jsonschema.FormatChecker()
+    )
+    return validator
 
 
 def errors(validator: jsonschema.Draft4Validator, obj: Any) -> list[str]:
@@ -97,3 +116,47 @@ def cel_rules(node: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
                 yield from cel_rules(value, f"{path}[]")
             elif key in ("additionalProperties",):
                 yield from cel_rules(value, f"{path}{{}}")
+
+
+@functools.cache
+def cel_program(rule: str) -> Any:
+    """``rule`` compiled by cel-python (a CELParseError when it does not compile)."""
+    import celpy  # the test extra of pyproject.toml, as tests/unit/test_kstatus.py uses it
+
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def cel_holds(rule: str, value: Any) -> bool:
+    """Whether ``rule`` is true with ``self`` bound to ``value``; an evaluation error is a refusal,
+    as the API server reports it as an invalid value."""
+    import celpy
+
+    try:
+        result = cel_program(rule).evaluate({"self": celpy.json_to_cel(value)})
+    except celpy.CELEvalError:
+        return False
+    return not isinstance(result, celpy.CELEvalError) and result is not None and bool(result)
+
+
+def cel_violations(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    """Every ``x-kubernetes-validations`` rule of ``schema`` that ``value`` breaks, as ``path: message``,
+    walking the object as the API server does (a rule runs where its field is present)."""
+    if value is None:
+        return []
+    out = [
+        f"{path or '(root)'}: {r.get('message') or r['rule']}"
+        for r in schema.get("x-kubernetes-validations") or ()
+        if not cel_holds(r["rule"], value)
+    ]
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, sub_value in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                out += cel_violations(sub, sub_value, f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            out += cel_violations(schema["items"], item, f"{path}[{i}]")
+    return out

@@ -1,24 +1,23 @@
 """Our CRDs (manifests/crds) and spec models (contracts/crds.py) agree, accept the examples, reject bad input.
 
 The API server is played by jsonschema over each CRD's OpenAPI schema
-(tests/crd_schema.py). CEL rules (``x-kubernetes-validations``) cannot be run
-without a CEL library, so each rule has an entry in ``CEL_RULES`` below: a
-Python reading of the rule, an object that breaks it and the SpecError reason
-``parse_*_spec`` gives for it. A rule in a CRD without an entry fails the
-test, so no rule goes unchecked.
+(tests/crd_schema.py). CEL rules (``x-kubernetes-validations``) are run by
+cel-python (tests/unit/test_crd_cel.py runs each on hostile tables against
+the operator); each rule also has an entry below: an object that breaks it and
+the SpecError reason ``parse_*_spec`` gives for it. A rule in a CRD without an
+entry fails the test, so no rule goes unchecked.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from crd_schema import cel_rules, errors, load_crd, served_schema, validator_for
+from crd_schema import cel_holds, cel_rules, errors, load_crd, served_schema, validator_for
 from pydantic import BaseModel
 
 from stellaops_runtime.contracts import crds
@@ -29,7 +28,12 @@ from stellaops_runtime.contracts.crds import (
     parse_observer_spec,
     parse_policy_spec,
 )
-from stellaops_runtime.contracts.runtime_socket import FORBIDDEN_PATTERN, NESTED_PATTERN
+from stellaops_runtime.contracts.runtime_socket import (
+    FORBIDDEN_PATTERN,
+    MAX_SOCKET_PATH_BYTES,
+    NESTED_PATTERN,
+)
+from stellaops_runtime.contracts.tetragon_socket import USUAL_ADDRESS_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "manifests" / "crds"
@@ -404,95 +408,81 @@ def test_parse_rejects_what_the_schema_rejects(kind: str, path: str, value: Any)
 # ---------------------------------------------------------------- CEL rules
 
 
-def _has(d: dict[str, Any], key: str) -> bool:
-    return key in d
-
-
-def _requirement_ok(r: dict[str, Any]) -> bool:
-    values = r.get("values")
-    if r["operator"] in ("In", "NotIn"):
-        return values is not None and len(values) > 0
-    return values is None or len(values) == 0
-
-
-def _toleration_value_ok(t: dict[str, Any]) -> bool:
-    return not (t.get("operator") == "Exists" and t.get("value", "") != "")
-
-
-def _toleration_key_ok(t: dict[str, Any]) -> bool:
-    return (t.get("key", "") != "") or t.get("operator") == "Exists"
-
-
-def _socket_nested(path: Any) -> bool:
-    return re.match(NESTED_PATTERN, path) is not None
-
-
-def _socket_allowed(path: Any) -> bool:
-    return re.match(FORBIDDEN_PATTERN, path) is None
-
-
-# rule text -> (Python reading of the rule, a spec breaking it, kind, SpecError reason)
-CEL_RULES: dict[str, tuple[Callable[[dict[str, Any]], bool], dict[str, Any], str, str]] = {
+# rule text -> (a spec breaking it, kind, SpecError reason parse_*_spec gives for it); cel-python
+# evaluates the rule itself (crd_schema.cel_holds; test_crd_cel.py runs every rule on hostile tables)
+CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
     "has(self.binaryPath) != has(self.purl)": (
-        lambda fn: _has(fn, "binaryPath") != _has(fn, "purl"),
         {"functions": [{"binaryPath": "/usr/bin/x", "purl": "pkg:deb/debian/x@1", "symbols": ["f"]}]},
         crds.POLICY_KIND,
         "InvalidFunction",
     ),
     "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : "
     "(!has(self.values) || size(self.values) == 0)": (
-        _requirement_ok,
         {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists", "values": ["x"]}]}},
         crds.POLICY_KIND,
         "InvalidLabelSelector",
     ),
     "!has(self.namespaceSelector)": (
-        lambda spec: not _has(spec, "namespaceSelector"),
         {"namespaceSelector": {"matchLabels": {"team": "a"}}},
         crds.POLICY_KIND,
         "NamespaceSelectorNotAllowed",
     ),
     "!(has(self.operator) && self.operator == 'Exists' && has(self.value) && self.value != '')": (
-        _toleration_value_ok,
         {"agent": {"image": "x", "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}},
         crds.OBSERVER_KIND,
         "InvalidSpec",
     ),
     "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')": (
-        _toleration_key_ok,
         {"agent": {"image": "x", "tolerations": [{"operator": "Equal", "value": "v"}]}},
         crds.OBSERVER_KIND,
         "InvalidSpec",
     ),
-    "86400 % self == 0": (
-        lambda window: 86_400 % window["windowSeconds"] == 0,
-        {"hotSymbols": {"windowSeconds": 5000}},
-        crds.OBSERVER_KIND,
-        "InvalidSpec",
-    ),
+    "86400 % self == 0": ({"hotSymbols": {"windowSeconds": 5000}}, crds.OBSERVER_KIND, "InvalidSpec"),
     f"self.matches('{NESTED_PATTERN}')": (
-        _socket_nested,
         {"containerRuntime": {"kind": "docker", "socketPath": "/docker.sock"}},
         crds.OBSERVER_KIND,
         "InvalidSocketPath",
     ),
     f"!self.matches('{FORBIDDEN_PATTERN}')": (
-        _socket_allowed,
         {"containerRuntime": {"kind": "containerd", "socketPath": "/etc/containerd/containerd.sock"}},
         crds.OBSERVER_KIND,
         "InvalidSocketPath",
     ),
+    f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}": (
+        {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
+        crds.OBSERVER_KIND,
+        "InvalidSocketPath",
+    ),
 }
-# where each rule sits, to find the object the rule sees inside a breaking spec
-_RULE_TARGET: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+_UNIX = "!self.startsWith('unix://') || "
+_USUAL = f"self.matches('{USUAL_ADDRESS_PATTERN}') || "
+# spec.tetragon.address (contracts/tetragon_socket.py): the rule's start, and an address breaking it
+_ADDRESS_RULES = {
+    _UNIX + "self.startsWith('unix:///')": ("unix://run/t.sock", "InvalidSpec"),
+    "self.startsWith('unix://') || self.matches(": ("tetragon:65536", "InvalidSpec"),
+    _UNIX + "!self.matches('[%?#]')": ("unix:///var/run/tetragon/t%41.sock", "InvalidSocketPath"),
+    _UNIX + "!self.matches(r'": ("unix:///var/run/tetragon/../x/t.sock", "InvalidSocketPath"),
+    _UNIX + "size(bytes(self))": ("unix:///var/run/tetragon/" + "t" * 100, "InvalidSocketPath"),
+    _UNIX + _USUAL + "self.matches('^unix://(/(": ("unix:///opt/t//t.sock", "InvalidSocketPath"),
+    _UNIX + _USUAL + "self.matches('^unix:///[^/]+/.+')": ("unix:///t.sock", "InvalidSocketPath"),
+    _UNIX + _USUAL + "!self.matches('^unix://(/(proc": ("unix:///etc/t/t.sock", "InvalidSocketPath"),
+    _UNIX + _USUAL + "!self.matches('^unix://(/[^/]+|": ("unix:///tmp/t.sock", "InvalidSocketPath"),
+    "has(self.containerRuntime) || !has(self.tetragon)": ("unix:///run/crio/t.sock", "InvalidSocketPath"),
+}
+# where each rule sits, to find the value the rule sees inside a breaking spec
+_RULE_TARGET: dict[str, Callable[[dict[str, Any]], Any]] = {
     "has(self.binaryPath) != has(self.purl)": lambda s: s["functions"][0],
     "self.operator in": lambda s: s["podSelector"]["matchExpressions"][0],
     "!has(self.namespaceSelector)": lambda s: s,
     "!(has(self.operator)": lambda s: s["agent"]["tolerations"][0],
     "(has(self.key)": lambda s: s["agent"]["tolerations"][0],
-    "86400 % self": lambda s: s["hotSymbols"],  # the reading takes the integer from its parent
+    "86400 % self": lambda s: s["hotSymbols"]["windowSeconds"],
     "self.matches(": lambda s: s["containerRuntime"]["socketPath"],
     "!self.matches(": lambda s: s["containerRuntime"]["socketPath"],
+    "size(bytes(self))": lambda s: s["containerRuntime"]["socketPath"],
+    "has(self.containerRuntime)": lambda s: s,
+    "self.startsWith(": lambda s: s["tetragon"]["address"],
+    "!self.startsWith(": lambda s: s["tetragon"]["address"],
 }
 
 
@@ -500,20 +490,36 @@ def _normalize(rule: str) -> str:
     return " ".join(rule.split())
 
 
-def test_every_cel_rule_has_a_python_reading_and_a_parse_check() -> None:
+def _crd_rules() -> set[str]:
     found = set()
     for kind in KINDS:
         for _, rule, message in cel_rules(served_schema(crd(kind))):
             assert message, f"{kind}: CEL rule {rule!r} has no message"
             found.add(_normalize(rule))
-    assert found == {_normalize(r) for r in CEL_RULES}
+    return found
 
 
-@pytest.mark.parametrize("rule", sorted(CEL_RULES))
+def _address_rule(start: str) -> str:
+    (rule,) = [r for r in _crd_rules() if r.startswith(start)]
+    return rule
+
+
+def _all_cel_rules() -> dict[str, tuple[dict[str, Any], str, str]]:
+    out = dict(CEL_RULES)
+    for start, (address, reason) in _ADDRESS_RULES.items():
+        out[_address_rule(start)] = ({"tetragon": {"address": address}}, crds.OBSERVER_KIND, reason)
+    return out
+
+
+def test_every_cel_rule_has_a_parse_check() -> None:
+    assert _crd_rules() == {_normalize(r) for r in _all_cel_rules()}
+
+
+@pytest.mark.parametrize("rule", sorted(_all_cel_rules()))
 def test_cel_rule_intent_is_enforced_by_parse(rule: str) -> None:
-    reading, spec, kind, reason = CEL_RULES[rule]
+    spec, kind, reason = _all_cel_rules()[rule]
     target = next(f for prefix, f in _RULE_TARGET.items() if rule.startswith(prefix))
-    assert reading(target(spec)) is False  # the sample breaks the rule
+    assert not cel_holds(rule, target(spec))  # the sample breaks the rule
     if kind == crds.OBSERVER_KIND:
         spec = {**spec, "store": {"secretRef": {"name": "s", "key": "k"}}}
         with pytest.raises(SpecError) as e:
@@ -524,20 +530,22 @@ def test_cel_rule_intent_is_enforced_by_parse(rule: str) -> None:
     assert e.value.reason == reason
 
 
-def test_cel_readings_accept_valid_objects() -> None:
+def test_cel_rules_accept_valid_objects() -> None:
     ok_fn = {"binaryPath": "/usr/bin/x", "symbols": ["f"]}
-    assert CEL_RULES["has(self.binaryPath) != has(self.purl)"][0](ok_fn)
-    assert _requirement_ok({"key": "a", "operator": "In", "values": ["b"]})
-    assert _requirement_ok({"key": "a", "operator": "DoesNotExist"})
-    assert _toleration_value_ok({"operator": "Exists"}) and _toleration_key_ok({"operator": "Exists"})
-    assert _toleration_key_ok({"key": "k", "operator": "Equal", "value": "v"})
-    assert all(CEL_RULES["86400 % self == 0"][0]({"windowSeconds": w}) for w in (1, 60, 300, 3600, 86_400))
-    nested, allowed = _socket_nested, _socket_allowed
+    assert cel_holds("has(self.binaryPath) != has(self.purl)", ok_fn)
+    requirement = next(r for r in CEL_RULES if r.startswith("self.operator in"))
+    assert cel_holds(requirement, {"key": "a", "operator": "In", "values": ["b"]})
+    assert cel_holds(requirement, {"key": "a", "operator": "DoesNotExist"})
+    value_rule, key_rule = (r for r in CEL_RULES if r.startswith(("!(has(self.operator)", "(has(self.key)")))
+    assert cel_holds(value_rule, {"operator": "Exists"}) and cel_holds(key_rule, {"operator": "Exists"})
+    assert cel_holds(key_rule, {"key": "k", "operator": "Equal", "value": "v"})
+    assert all(cel_holds("86400 % self == 0", w) for w in (1, 60, 300, 3600, 86_400))
+    nested, allowed = f"self.matches('{NESTED_PATTERN}')", f"!self.matches('{FORBIDDEN_PATTERN}')"
     for ok in ("/run/k3s/containerd/containerd.sock", "/var/run/docker.sock", "/run/user/1000/docker.sock"):
-        assert nested(ok) and allowed(ok), ok
+        assert cel_holds(nested, ok) and cel_holds(allowed, ok), ok
     for bad in ("/proc/1/root/run/containerd.sock", "/sys/x/y", "/etc/x.sock", "/var/run/tetragon/t.sock"):
-        assert not allowed(bad), bad
-    assert allowed("/etcetera/x.sock") and allowed("/run/tetragon2/x.sock")  # whole names only
+        assert not cel_holds(allowed, bad), bad
+    assert cel_holds(allowed, "/etcetera/x.sock") and cel_holds(allowed, "/run/tetragon2/x.sock")
 
 
 # ---------------------------------------------------------------- semantic checks only parse can do
@@ -627,7 +635,7 @@ def test_namespace_selector_only_on_the_cluster_kind() -> None:
         ({"agent": {"image": "x", "nodeSelector": {"a": "b c"}}}, "InvalidLabelSelector", "label value"),
         ({"store": {"secretRef": {"name": "s"}}}, "InvalidSpec", "spec.store.secretRef.key"),
         ({"agent": {"image": ""}}, "InvalidSpec", "spec.agent.image"),
-        # 65 characters (the CRD's maxLength counts those) but 125 bytes: no Unix socket address holds it
+        # 65 characters (maxLength counts those) but 125 bytes: no Unix socket address holds it (CEL: bytes)
         (
             {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
             "InvalidSocketPath",

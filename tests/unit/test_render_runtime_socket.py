@@ -281,7 +281,11 @@ def test_the_crd_says_what_the_operator_checks() -> None:
     path = prop["properties"]["socketPath"]
     assert path["pattern"] == SOCKET_PATH_PATTERN and path["maxLength"] == MAX_SOCKET_PATH_BYTES
     rules = [v["rule"] for v in path["x-kubernetes-validations"]]
-    assert rules == [f"self.matches('{NESTED_PATTERN}')", f"!self.matches('{FORBIDDEN_PATTERN}')"]
+    assert rules == [
+        f"self.matches('{NESTED_PATTERN}')",
+        f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}",  # bytes, where maxLength counts characters
+        f"!self.matches('{FORBIDDEN_PATTERN}')",
+    ]
 
 
 def test_the_docs_describe_the_field() -> None:

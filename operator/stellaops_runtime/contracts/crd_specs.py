@@ -240,7 +240,7 @@ class PolicySpec(_Model):
 
 def rate_limit_seconds(text: str) -> int:
     """Seconds of a Tetragon rateLimit period (``"30"``, ``"30s"``, ``"5m"``, ``"1h"``); raises SpecError."""
-    if not _RATE_LIMIT_RE.match(text):
+    if not _RATE_LIMIT_RE.fullmatch(text):  # fullmatch: "30s\n" passed match, then int() raised
         raise SpecError(
             "InvalidRateLimit",
             f"rateLimit {text!r} is not a period: a positive integer of seconds, optionally followed by "

@@ -37,12 +37,23 @@ from stellaops_runtime.contracts.runtime_socket import shown, socket_path_proble
 from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
 from stellaops_runtime.contracts.tetragon_socket import tetragon_socket_problem
 
-# Kubernetes label syntax (apimachinery validation: qualified names and values).
+# Kubernetes label syntax (apimachinery validation: qualified names and values). Every pattern here
+# is applied with fullmatch: Python's ``$`` also matches before a trailing newline, the API server's
+# (Go's regexp) does not, so ``match`` passed "web\n" that the CRD refuses.
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _SYMBOL_RE = re.compile(r"^\S{1,1024}$")
+# The CRDs' functions[].binaryPath and purl (manifests/crds/*observationpolicies.yaml).
+BINARY_PATH_PATTERN = r"^(/([^/.\x00][^/\x00]*|\.[^/.\x00][^/\x00]*|\.\.[^/\x00]+))+$"
+MAX_BINARY_PATH = 4096
+_BINARY_PATH_RE = re.compile(BINARY_PATH_PATTERN)
+MAX_PURL = 2048
+MAX_ADDRESS = 1024
+_PORT_RE = re.compile(r"[0-9]{1,5}")  # str.isdigit also takes other scripts' digits ("\u0663")
+# A toleration's key (a qualified name: 253 + "/" + 63 is 317; the CRD says 316) and value (a label value).
+MAX_TOLERATION_KEY, MAX_TOLERATION_VALUE = 316, 63
 
 
 def _format_validation(e: ValidationError) -> str:
@@ -68,15 +79,15 @@ def _validate(model: type[BaseModel], spec: Mapping[str, Any] | None) -> Any:
 def check_label_key(key: str, *, where: str) -> None:
     """Kubernetes qualified-name rules for a label key; raises SpecError(InvalidLabelSelector)."""
     prefix, slash, name = key.rpartition("/")
-    ok = bool(name) and len(name) <= 63 and _LABEL_NAME_RE.match(name) is not None
+    ok = bool(name) and len(name) <= 63 and _LABEL_NAME_RE.fullmatch(name) is not None
     if slash:
-        ok = ok and 0 < len(prefix) <= 253 and _DNS_SUBDOMAIN_RE.match(prefix) is not None
+        ok = ok and 0 < len(prefix) <= 253 and _DNS_SUBDOMAIN_RE.fullmatch(prefix) is not None
     if not ok:
         raise SpecError("InvalidLabelSelector", f"{where}: {key!r} is not a valid label key")
 
 
 def check_label_value(value: str, *, where: str) -> None:
-    if len(value) > 63 or not _LABEL_VALUE_RE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE_RE.fullmatch(value):
         raise SpecError("InvalidLabelSelector", f"{where}: {value!r} is not a valid label value")
 
 
@@ -128,7 +139,7 @@ def _check_selector(sel: LabelSelector, *, where: str, reserved: tuple[str, ...]
 def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
     """Validate a RuntimeObserver ``spec``; raises SpecError with a condition reason."""
     model: RuntimeObserverSpec = _validate(RuntimeObserverSpec, spec)
-    if not re.match(DNS_LABEL_PATTERN, model.agent_namespace) or len(model.agent_namespace) > 63:
+    if not re.fullmatch(DNS_LABEL_PATTERN, model.agent_namespace) or len(model.agent_namespace) > 63:
         raise SpecError(
             "InvalidSpec", f"spec.agentNamespace {model.agent_namespace!r} is not a namespace name"
         )
@@ -150,17 +161,21 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
             )
     address = model.tetragon.address
     if "\0" in address:  # the agents refuse the config rendered from it (config_base.to_text): all exit 2
-        raise SpecError("InvalidSpec", f"spec.tetragon.address {address!r}: an address holds no NUL")
+        raise SpecError("InvalidSpec", f"spec.tetragon.address {shown(address)}: an address holds no NUL")
     if address.startswith("unix://"):
         if not address[len("unix://") :].startswith("/"):
             raise SpecError(
-                "InvalidSpec", f"spec.tetragon.address {address!r}: unix:// needs an absolute path"
+                "InvalidSpec", f"spec.tetragon.address {shown(address)}: unix:// needs an absolute path"
             )
     else:
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        host, sep, port = address.rpartition(":")  # a port of 1 to 5 ASCII digits, as the CRD's pattern
+        if not sep or not host or not _PORT_RE.fullmatch(port) or not 0 < int(port) < 65536:
             raise SpecError(
-                "InvalidSpec", f"spec.tetragon.address {address!r}: expected HOST:PORT or unix:///path"
+                "InvalidSpec", f"spec.tetragon.address {shown(address)}: expected HOST:PORT or unix:///path"
+            )
+        if len(address) > MAX_ADDRESS:  # the CRD's maxLength (a unix:// path holds at most 107 bytes)
+            raise SpecError(
+                "InvalidSpec", f"spec.tetragon.address {shown(address)}: at most {MAX_ADDRESS} characters"
             )
     if SECONDS_PER_DAY % (window := model.hot_symbols.window_seconds):  # the agent refuses it too
         raise SpecError(
@@ -173,7 +188,7 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
         ("limits", model.agent.resources.limits),
     ):
         for key, q in quantities.items():
-            if isinstance(q, str) and not re.match(QUANTITY_PATTERN, q):
+            if isinstance(q, str) and not re.fullmatch(QUANTITY_PATTERN, q):
                 raise SpecError("InvalidSpec", f"spec.agent.resources.{part}.{key}: {q!r} is not a quantity")
     for key, value in model.agent.node_selector.items():
         check_label_key(key, where="spec.agent.nodeSelector")
@@ -183,6 +198,12 @@ def parse_observer_spec(spec: Mapping[str, Any]) -> RuntimeObserverSpec:
             raise SpecError("InvalidSpec", f"spec.agent.tolerations[{i}]: operator Exists takes no value")
         if not t.key and t.operator != "Exists":
             raise SpecError("InvalidSpec", f"spec.agent.tolerations[{i}]: an empty key needs operator Exists")
+        if len(t.key or "") > MAX_TOLERATION_KEY or len(t.value or "") > MAX_TOLERATION_VALUE:
+            raise SpecError(
+                "InvalidSpec",
+                f"spec.agent.tolerations[{i}]: a key holds at most {MAX_TOLERATION_KEY} characters, "
+                f"a value at most {MAX_TOLERATION_VALUE}",
+            )
     caps = model.agent.capabilities or ()
     if len(set(caps)) != len(caps):
         raise SpecError("DuplicateEntry", "spec.agent.capabilities lists a capability twice")
@@ -202,13 +223,19 @@ def _check_function(i: int, fn: FunctionSpec) -> None:
         raise SpecError("InvalidFunction", f"{at}: set exactly one of binaryPath and purl")
     if fn.binary_path is not None:
         p = fn.binary_path
-        if not p.startswith("/") or "\0" in p or "/../" in p + "/" or "/./" in p + "/":
+        if len(p) > MAX_BINARY_PATH or not _BINARY_PATH_RE.fullmatch(p):
             raise SpecError(
-                "InvalidFunction", f"{at}.binaryPath {p!r}: expected an absolute, normalized path on the node"
+                "InvalidFunction",
+                f"{at}.binaryPath {shown(p)}: expected an absolute, normalized path on the node "
+                f"(no '..', '.', '//', trailing '/' or NUL; at most {MAX_BINARY_PATH} characters)",
             )
     if fn.purl is not None:
         if "\0" in fn.purl:  # packageurl keeps it; the agents' probe-config reader refuses the whole file
             raise SpecError("InvalidPurl", f"{at}.purl {fn.purl!r}: a package URL holds no NUL")
+        if "\n" in fn.purl or len(fn.purl) > MAX_PURL:  # as the CRD's pattern and maxLength
+            raise SpecError(
+                "InvalidPurl", f"{at}.purl {shown(fn.purl)}: one line of at most {MAX_PURL} characters"
+            )
         try:
             purl = PackageURL.from_string(fn.purl)
         except ValueError as e:
@@ -216,7 +243,7 @@ def _check_function(i: int, fn: FunctionSpec) -> None:
         if not purl.name:
             raise SpecError("InvalidPurl", f"{at}.purl {fn.purl!r}: no package name")
     for j, sym in enumerate(fn.symbols):
-        if not _SYMBOL_RE.match(sym):
+        if not _SYMBOL_RE.fullmatch(sym):
             raise SpecError("InvalidFunction", f"{at}.symbols[{j}] {sym!r}: a symbol is one word")
         if "\0" in sym:  # \S matches it; an ELF symbol name ends at it, and the agents refuse it
             raise SpecError("InvalidFunction", f"{at}.symbols[{j}] {sym!r}: a symbol holds no NUL")

@@ -23,13 +23,27 @@ only what it mounts, at the same path as the host (controller/render_agent.py):
   reads the address as a URI (``%41`` is ``A``, ``?`` starts a query), so it
   would dial another socket than the one mounted and the one Tetragon, which
   takes the path as written, listens on.
+
+Whatever the directory, the usual one too, a ``unix://`` path holds no control
+character, no ``%``, ``?`` or ``#``, no ``..`` segment, and at most 107 bytes
+(a Unix socket address): the agent could not dial such a socket, or would dial
+another one. In the usual directory other spellings stay accepted as before
+(``//``, ``.``, a trailing ``/``).
+
+The CRD says the same with CEL rules on ``spec.tetragon.address``
+(``manifests/crds/runtimeobservers.yaml``; ``USUAL_ADDRESS_PATTERN`` is the
+usual directory as those rules spell it), so ``kubectl apply`` refuses what
+the operator would refuse; only the nesting with a ``spec.containerRuntime``
+socket that is set is left to the operator (CEL has no dirname).
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 
 from stellaops_runtime.contracts.runtime_socket import (
+    MAX_SOCKET_PATH_BYTES,
     runtime_host_paths,
     shared_directory,
     shown,
@@ -40,6 +54,11 @@ TETRAGON_SOCKET_DIR = "/var/run/tetragon"  # Tetragon's own hostPath (its Helm c
 UNIX = "unix://"
 _URI_SPECIAL = "%?#"  # what gRPC's URI parser does not take literally in a unix:// target's path
 _USUAL_DIRS = (TETRAGON_SOCKET_DIR, "/run/tetragon")  # /var/run is /run on the node and in the image
+# _usual as a regular expression over the whole address, for the CRD's CEL rules: a path without a
+# ".." segment, not starting with "//", whose "." segments and repeated "/" normpath drops.
+USUAL_ADDRESS_PATTERN = r"^unix:///([.]/([.]?/)*)?(var/([.]?/)*)?run/([.]?/)*tetragon(/.*)?$"
+# What no unix:// path may hold, in the usual directory or not.
+_UNDIALABLE_RE = re.compile(r"[\x00-\x1f\x7f%?#]|/\.\.(/|$)")
 
 
 def unix_socket(address: str) -> str | None:
@@ -77,15 +96,25 @@ def tetragon_socket_problem(address: str, runtime_socket: str | None) -> str | N
 
     ``runtime_socket`` is ``spec.containerRuntime``'s socket (None: unset, the default mounts)."""
     path = unix_socket(address)
-    if path is None or _usual(path):
+    if path is None:
         return None
-    if problem := socket_path_problem(path):
-        return problem
     if any(c in path for c in _URI_SPECIAL):
         return (
             "a '%', '?' or '#' is read by the agent's gRPC client as a URI escape, query or fragment, "
             "so it would dial another socket than Tetragon's: give a path without them"
         )
+    if _UNDIALABLE_RE.search(path):
+        return "expected a normalized path on the node: no '..' segment and no control character"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no API server sends one, kmock or a test may
+        return "not valid UTF-8"
+    if size > MAX_SOCKET_PATH_BYTES:
+        return f"longer than a Unix socket address holds ({MAX_SOCKET_PATH_BYTES} bytes)"
+    if _usual(path):
+        return None
+    if problem := socket_path_problem(path):
+        return problem
     directory = posixpath.dirname(path)
     if shared_directory(directory):
         return (
