@@ -7,24 +7,30 @@ is ten minutes behind read as stale until its next heartbeat, so a restarted
 operator wrote its Node's labels (``max-posture`` None) and its RuntimeObserver's
 node counts out, and back at the next heartbeat. The operator's last judgement
 is on the Node (its ``source`` and ``max-posture`` labels): judged fresh, the
-first sight counts from now. Through the real operator (kopf) against kmock;
-the reports are the agent's own ``build_status``.
+first sight counts from now. Likewise since when a node's agent cannot reach
+Tetragon, found already so at the start: a stamp a day behind made its
+policies Degraded at once; it is timed by the agent's own account (heartbeat
+minus transition, one clock). Through the real operator (kopf) against kmock;
+the reports are the agent's own ``build_status`` or its real writer.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from stellaops_runtime.contracts.crds import API_VERSION, FEATURE_LABEL_PREFIX, NODE_KIND
+from stellaops_runtime.agent import node_status
+from stellaops_runtime.contracts.crds import API_VERSION, FEATURE_LABEL_PREFIX, NODE_KIND, POLICY_KIND
 from stellaops_runtime.kube import resources as r
+from tests.integration import test_operator_clock_skew as skewed
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
 from tests.integration.test_operator_observer_backing import NAME, NS
 from tests.integration.test_operator_observer_grace import Agent, _ready_fleet
+from tests.integration.test_operator_policies import condition
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -35,6 +41,8 @@ NODES = ("node-a", "node-b")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     async with Cluster(tmp_path_factory.mktemp("kube")) as c:
         await c.create(obj("v1", "Namespace", NS))
+        await c.create(obj("v1", "Namespace", skewed.NS))
+        await c.create(obj("v1", "Node", skewed.NODE))
         for node in NODES:
             await c.create(obj("v1", "Node", node))
             await c.create(obj(API_VERSION, NODE_KIND, node, spec={"nodeName": node}))
@@ -78,3 +86,38 @@ async def test_a_restarted_operator_does_not_read_a_node_clock_behind_as_stale(c
         assert cluster.writes(mark) == []
         after = {n: cluster.stored(r.NODES, n) for n in NODES}, cluster.stored(r.RUNTIME_OBSERVERS, NAME)
         assert after == before
+
+
+async def test_tetragon_unreachable_found_at_the_start_by_a_clock_behind_is_not_degraded_at_once(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent (a day behind) cannot reach Tetragon: the policy is Progressing, not Degraded, for an
+    operator that finds it so at its start, and for one restarted then."""
+    monkeypatch.setattr(node_status, "datetime", skewed._Skewed)
+    behind = -timedelta(days=1)
+    monkeypatch.setattr(
+        node_status, "now_rfc3339", lambda: (datetime.now(UTC) + behind).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    config = fast_config(
+        cluster, stale_after_seconds=60.0, tetragon_unreachable_seconds=600.0, rollout_refresh_seconds=0.5
+    )
+
+    def state() -> tuple[str, str]:
+        pol = cluster.stored(r.OBSERVATION_POLICIES, "web", skewed.NS) or {}
+        true = next(
+            (t for t in ("Ready", "Progressing", "Degraded") if condition(pol, t).get("status") == "True"), ""
+        )
+        return true, str(condition(pol, true).get("reason", "")) if true else ""
+
+    async with skewed._agent(cluster, "127.0.0.1:1", behind):  # nothing listens there
+        mark = cluster.mark()
+        await wait_for(lambda: cluster.writes(mark), what="the agent's first report")
+        async with OperatorRun(cluster, config) as op:
+            await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=skewed.NS, spec=skewed.SPEC))
+            await wait_for(lambda: state()[0] == "Progressing", what="the policy waiting on the node")
+            await op.settle()
+            assert state()[0] == "Progressing", state()
+        async with OperatorRun(cluster, config) as op:
+            await op.settle()
+            await wait_for(lambda: state()[0] == "Progressing", what="the policy still waiting")
+            assert "Degraded" not in {state()[0]}

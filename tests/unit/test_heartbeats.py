@@ -118,3 +118,22 @@ def test_a_restarted_operator_keeps_a_node_it_judged_fresh_fresh_whatever_its_cl
     # the ObservationNode deleted and made again (restored from a backup): the labels judged the old one
     beats.forget("node-a")
     assert _stale(beats, behind, NOW + timedelta(seconds=100))
+
+
+def test_a_transition_first_seen_is_timed_by_the_agents_own_account() -> None:
+    """Found already there (the operator just started): heartbeat minus transition, both the node's
+    clock, before now; a day behind or ahead alike. Seen change while running: from its arrival."""
+    beats = Heartbeats()
+    for skew in (timedelta(days=-1), timedelta(days=1), timedelta(0)):
+        name = f"n{skew.days}"
+        since, beat = NOW - timedelta(seconds=30) + skew, NOW + skew
+        assert beats.unreachable_since(name, since, now=NOW, beat=beat) == NOW - timedelta(seconds=30)
+        later = NOW + timedelta(seconds=5)  # later heartbeats of the same transition: kept
+        assert beats.unreachable_since(name, since, now=later, beat=beat + timedelta(seconds=5)) == (
+            NOW - timedelta(seconds=30)
+        )
+        again = since + timedelta(minutes=1)  # a new transition seen while running: from now
+        assert beats.unreachable_since(name, again, now=later, beat=beat + timedelta(minutes=1)) == later
+    # a heartbeat stamped before its transition (a clock stepped back): lasted 0, from now
+    assert beats.unreachable_since("odd", NOW, now=NOW, beat=NOW - timedelta(hours=1)) == NOW
+    assert beats.unreachable_since("far", datetime(1, 1, 1, tzinfo=UTC), now=NOW, beat=NOW) is not None

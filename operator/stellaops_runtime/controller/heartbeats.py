@@ -35,7 +35,9 @@ The same holds for since when a node's agent cannot reach Tetragon (its
 turns its policies Degraded after ``tetragon_unreachable_seconds``: an
 agent clock a day ahead kept them Progressing for a day, one behind made
 them Degraded at once. ``unreachable_since`` times it from the operator's
-first sight of that transition, the same way.
+first sight of that transition; a transition the operator finds already
+there when it starts is timed by the agent's own account (its heartbeat
+minus the transition, one clock), so a restart does not move it.
 
 Since when a node's container registry is not in sync (``ContainersKnown``
 ``RegistryNotInSync``, which turns its RuntimeObserver Degraded after
@@ -126,16 +128,27 @@ class Heartbeats:
                 out[_name(node)] = at
         return out
 
-    def unreachable_since(self, name: str, stamped: datetime | None, *, now: datetime) -> datetime | None:
+    def unreachable_since(
+        self, name: str, stamped: datetime | None, *, now: datetime, beat: datetime | None = None
+    ) -> datetime | None:
         """Since when (operator's clock) the node's agent reports Tetragon unreachable, given the
-        agent's ``lastTransitionTime`` ``stamped`` (None: it does not say, and nothing is assumed)."""
+        agent's ``lastTransitionTime`` ``stamped`` (None: it does not say, and nothing is assumed)
+        and the report's ``heartbeatTime`` ``beat`` (the same clock). A transition first seen with
+        no earlier one (the operator just started) is taken as of how long the agent says it has
+        lasted, ``beat`` minus ``stamped``, before now: a node clock behind made a restarted
+        operator read it as old and turn its policies Degraded at once (without ``beat``: the
+        earlier of ``stamped`` and now)."""
         if stamped is None:
             self._down.pop(name, None)
             return None
         before = self._down.get(name)
         if before is not None and before[0] == stamped:
             return before[1]
-        at = now if before is not None else min(now, stamped)
+        if before is None and beat is not None:
+            lasted = min(max(0.0, (beat - stamped).total_seconds()), 3.2e8)  # ~10 years: no year before 1
+            at = now - timedelta(seconds=lasted)
+        else:
+            at = now if before is not None else min(now, stamped)
         self._down[name] = (stamped, at)
         return at
 

@@ -332,7 +332,9 @@ class PolicyReconciler(OwnedWriter):
             reports,
             now=now,
             after_seconds=self.config.tetragon_unreachable_seconds,
-            since=lambda n: self.heartbeats.unreachable_since(n.name, n.unreachable_since, now=now),
+            since=lambda n: self.heartbeats.unreachable_since(
+                n.name, n.unreachable_since, now=now, beat=n.beat
+            ),
         )
         state, reason, message = _policy_state(
             names=names,
