@@ -176,8 +176,11 @@ async def test_an_old_agents_report_after_a_rollout_is_progressing_then_degraded
         assert observer_writes(cluster, mark) == []
 
 
-async def test_a_report_naming_no_template_is_judged_as_before(cluster: Cluster) -> None:
-    """An agent of an older version writes no agentTemplate: its report is taken as it is."""
+async def test_a_report_naming_no_template_is_judged_as_before_and_a_new_report_refolds(
+    cluster: Cluster,
+) -> None:
+    """An agent of an older version writes no agentTemplate: its report is taken as it is. And with
+    the observer timer off, each new agent's report re-folds the observer."""
     config = fast_config(cluster, stale_after_seconds=60.0)
     async with OperatorRun(cluster, config) as op:
         await rolled_out(cluster, op)
@@ -195,3 +198,21 @@ async def test_a_report_naming_no_template_is_judged_as_before(cluster: Cluster)
             await cluster.patch(r.OBSERVATION_NODES, node, {"status": {"agentTemplate": None}}, status=True)
         await op.settle()
         assert state(cluster) == ("Degraded", "NoRuntimeSocket", "False", "NoRuntimeSocket")
+        # the observer timer is off: a new agent's first report alone must re-fold the observer, even
+        # one that says what the old agent said (in sync on both)
+        agents = Reports(cluster)
+        for node in NODES:
+            await agents.beat(node, "in_sync", template(cluster))
+        await op.settle()
+        assert state(cluster) == ("Ready", "AgentsReady", "True", "AgentsBackNotObserved")
+        old = template(cluster)
+        await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"agent": {"image": "example.org/agent:2"}}})
+        await rolled_out(cluster, op)
+        assert template(cluster) != old
+        assert state(cluster) == ("Progressing", "AgentsRollingOut", "Unknown", "AgentsRollingOut")
+        await agents.beat("node-a", "in_sync", template(cluster))
+        await op.settle()
+        assert state(cluster)[:2] == ("Progressing", "AgentsRollingOut")
+        await agents.beat("node-b", "in_sync", template(cluster))
+        await op.settle()
+        assert state(cluster) == ("Ready", "AgentsReady", "True", "AgentsBackNotObserved")

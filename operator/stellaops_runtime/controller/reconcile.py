@@ -192,13 +192,14 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         if body is None:
             self.heartbeats.forget(name)
         fresh = body is not None and not self._is_stale(body)  # notes when this heartbeat arrived
-        # the last item: what keeps its agent from backing "not observed" (read by observers only)
+        # the last item: what keeps its agent from backing "not observed", and which rollout of the
+        # agent pod template wrote the report (node_backing.outdated; read by observers only)
         state = (
             caps,
             canonical_json(status.get("policies") or []),
             status.get("source"),
             fresh,
-            node_problem(status),
+            (node_problem(status), status.get("agentTemplate")),
         )
         old = self._node_state.get(name)
         if body is None:
