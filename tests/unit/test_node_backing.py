@@ -392,3 +392,9 @@ def test_operator_docs_say_what_a_rollout_does() -> None:
     assert "is **Progressing** (`AgentsRollingOut`), not Degraded by what the old agent said" in gitops
     operations = " ".join((root / "docs" / "operator-operations.md").read_text().split())
     assert "may still be an older rollout's agent's before its RuntimeObserver turns Degraded" in operations
+
+
+def test_operator_md_names_the_template_env_and_annotation() -> None:
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
+    assert "| env `STELLA_AGENT_TEMPLATE` (`metadata.annotations['stellaops.io/agent-template']`) |" in text
+    assert "Which rollout a pod runs is `stellaops.io/agent-template`, a digest of the whole pod" in text
