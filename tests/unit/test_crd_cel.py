@@ -33,6 +33,7 @@ from test_crds import crd as load_kind
 # libraries (strings ext: indexOf, lowerAscii, split, ...; lists, regex find, url, quantity);
 # cel-python has none of them, so a rule using one must get its own test before it is listed here.
 CEL_PYTHON_FUNCTIONS = {"has", "size", "matches", "startsWith", "endsWith", "contains", "bytes", "int"}
+CEL_PYTHON_FUNCTIONS |= {"all", "exists"}  # macros
 
 
 def _rules() -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:

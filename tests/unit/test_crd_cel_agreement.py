@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from crd_schema import cel_holds, cel_violations, errors, served_schema
 from test_crd_cel import RULES, crd, validator
-from test_crds import KINDS, observer, policy
+from test_crds import KINDS, example_objects, observer, policy
 
 from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.crd_names import RESERVED_POD_LABEL_KEYS
 from stellaops_runtime.contracts.crds import SpecError, parse_observer_spec, parse_policy_spec
 
 
@@ -256,6 +257,16 @@ CASES: list[tuple[str, dict[str, Any]]] = (
     + [(f"agentNamespace={n!r}", _observer("agentNamespace", n)) for n in ("stellaops", "stellaops\n")]
     + [(f"memory={q!r}", _observer("agent.resources", {"limits": {"memory": q}})) for q in ("1Gi", "1Gi\n")]
     + [(f"matchLabels={v!r}", policy(podSelector={"matchLabels": {"app": v}})) for v in ("web", "web\n")]
+    # the labels the operator sets from the computed posture, and near misses
+    + [
+        (f"{kind} podSelector {how} {key!r}", policy(kind, podSelector=selector))
+        for key in (*RESERVED_POD_LABEL_KEYS, "stellaops.io/observed", "example.com/observe", "observe")
+        for how, selector in (
+            ("matchLabels", {"matchLabels": {key: "true"}}),
+            ("matchExpressions", {"matchExpressions": [{"key": key, "operator": "DoesNotExist"}]}),
+        )
+        for kind in (crds.POLICY_KIND, crds.CLUSTER_POLICY_KIND)
+    ]
 )
 
 
@@ -302,3 +313,11 @@ def test_only_the_operator_refuses_a_tetragon_socket_beside_a_set_runtime_socket
     assert "container runtime's mount" in (operator_refuses(obj) or "")
     unset = _observer("tetragon.address", "unix:///run/containerd/t.sock")  # the default mounts: CEL says it
     assert api_server_refuses(unset) and operator_refuses(unset)
+
+
+def test_the_shipped_examples_pass_every_rule() -> None:
+    objects = example_objects()
+    assert objects
+    for obj in objects:
+        assert api_server_refuses(obj) == [], obj["kind"]
+        assert operator_refuses(obj) is None, obj["kind"]

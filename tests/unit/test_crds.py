@@ -21,6 +21,7 @@ from crd_schema import cel_holds, cel_rules, errors, load_crd, served_schema, va
 from pydantic import BaseModel
 
 from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.crd_names import RESERVED_POD_LABEL_KEYS
 from stellaops_runtime.contracts.crds import (
     PolicySpec,
     RuntimeObserverSpec,
@@ -408,6 +409,8 @@ def test_parse_rejects_what_the_schema_rejects(kind: str, path: str, value: Any)
 # ---------------------------------------------------------------- CEL rules
 
 
+# the pod labels the operator sets (contracts/crd_names.py), as a CEL list
+_RESERVED = "[" + ", ".join(f"'{k}'" for k in RESERVED_POD_LABEL_KEYS) + "]"
 # rule text -> (a spec breaking it, kind, SpecError reason parse_*_spec gives for it); cel-python
 # evaluates the rule itself (crd_schema.cel_holds; test_crd_cel.py runs every rule on hostile tables)
 CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
@@ -448,6 +451,12 @@ CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
         crds.OBSERVER_KIND,
         "InvalidSocketPath",
     ),
+    f"(!has(self.matchLabels) || !{_RESERVED}.exists(k, k in self.matchLabels)) && "
+    f"(!has(self.matchExpressions) || self.matchExpressions.all(r, !(r.key in {_RESERVED})))": (
+        {"podSelector": {"matchExpressions": [{"key": "stellaops.io/observe-off", "operator": "Exists"}]}},
+        crds.POLICY_KIND,
+        "ConflictingSelectors",
+    ),
     f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}": (
         {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
         crds.OBSERVER_KIND,
@@ -481,6 +490,7 @@ _RULE_TARGET: dict[str, Callable[[dict[str, Any]], Any]] = {
     "!self.matches(": lambda s: s["containerRuntime"]["socketPath"],
     "size(bytes(self))": lambda s: s["containerRuntime"]["socketPath"],
     "has(self.containerRuntime)": lambda s: s,
+    "(!has(self.matchLabels)": lambda s: s["podSelector"],
     "self.startsWith(": lambda s: s["tetragon"]["address"],
     "!self.startsWith(": lambda s: s["tetragon"]["address"],
 }
