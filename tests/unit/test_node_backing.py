@@ -392,6 +392,10 @@ def test_operator_docs_say_what_a_rollout_does() -> None:
     assert "is **Progressing** (`AgentsRollingOut`), not Degraded by what the old agent said" in gitops
     operations = " ".join((root / "docs" / "operator-operations.md").read_text().split())
     assert "may still be an older rollout's agent's before its RuntimeObserver turns Degraded" in operations
+    # the upgrade that brings the annotation: the template gains it (test_render_agent), a report naming
+    # none is judged as before (test_operator_observer_rollout)
+    assert "rolls every agent once: the template gains that annotation and the env" in operations
+    assert "their nodes' reports name no template and are judged as before" in operations
 
 
 def test_operator_md_names_the_template_env_and_annotation() -> None:
