@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,15 @@ def cel_program(rule: str) -> Any:
 def cel_holds(rule: str, value: Any) -> bool:
     """Whether ``rule`` is true with ``self`` bound to ``value``; an evaluation error is a refusal,
     as the API server reports it as an invalid value."""
+    return _cel_holds(rule, json.dumps(value, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=65536)
+def _cel_holds(rule: str, value_json: str) -> bool:
     import celpy
 
     try:
-        result = cel_program(rule).evaluate({"self": celpy.json_to_cel(value)})
+        result = cel_program(rule).evaluate({"self": celpy.json_to_cel(json.loads(value_json))})
     except celpy.CELEvalError:
         return False
     return not isinstance(result, celpy.CELEvalError) and result is not None and bool(result)
