@@ -38,7 +38,9 @@ def _prune_nulls(value: Any) -> Any:
 
 def api_server_refuses(obj: dict[str, Any]) -> list[str]:
     obj = _prune_nulls(obj)
-    return schema_errors(obj["kind"], json.dumps(obj)) + cel_violations(served_schema(crd(obj["kind"])), obj)
+    if found := schema_errors(obj["kind"], json.dumps(obj)):  # a wrong type would stop CEL there too
+        return found
+    return cel_violations(served_schema(crd(obj["kind"])), obj)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -264,6 +266,34 @@ CASES: list[tuple[str, dict[str, Any]]] = (
     + [(f"agentNamespace={n!r}", _observer("agentNamespace", n)) for n in ("stellaops", "stellaops\n")]
     + [(f"memory={q!r}", _observer("agent.resources", {"limits": {"memory": q}})) for q in ("1Gi", "1Gi\n")]
     + [(f"matchLabels={v!r}", policy(podSelector={"matchLabels": {"app": v}})) for v in ("web", "web\n")]
+    # wrong types where a rule looks
+    + [
+        (f"{path}={value!r}", _observer(path, value))
+        for path, value in (
+            ("tetragon.address", 5),
+            ("tetragon.address", ["unix:///run/t/t.sock"]),
+            ("tetragon", "unix:///run/t/t.sock"),
+            ("hotSymbols.windowSeconds", "60"),
+            ("hotSymbols.windowSeconds", True),
+            ("hotSymbols.windowSeconds", 60.5),
+            ("agent.tolerations", ["Exists"]),
+            ("agent.tolerations", {"key": "k"}),
+            ("containerRuntime", {"kind": "containerd", "socketPath": 5}),
+            ("containerRuntime", "/run/containerd/containerd.sock"),
+        )
+    ]
+    + [
+        (f"policy {key}={value!r}", policy(**{key: value}))
+        for key, value in (
+            ("podSelector", []),
+            ("podSelector", {"matchLabels": {"stellaops.io/observe": 5}}),
+            ("podSelector", {"matchExpressions": {"key": "a", "operator": "Exists"}}),
+            ("podSelector", {"matchExpressions": [{"key": 5, "operator": "Exists"}]}),
+            ("functions", [{"binaryPath": 5, "symbols": ["f"]}]),
+            ("functions", ["/usr/bin/x"]),
+            ("namespaceSelector", "all"),
+        )
+    ]
     # the labels the operator sets from the computed posture, and near misses
     + [
         (f"{kind} podSelector {how} {key!r}", policy(kind, podSelector=selector))
