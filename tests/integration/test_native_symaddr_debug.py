@@ -10,7 +10,8 @@ under the file's own root and the given roots, with its build-id and CRC-32
 checks. Programs are built here with the GNU recipe (gcc -g, objcopy
 --only-keep-debug, strip --strip-all, objcopy --add-gnu-debuglink; cached by
 tests/native/debuglink.py); addresses are compared with ``nm`` of the
-unstripped program, and with what BCC by name finds where BCC is installed.
+unstripped program, and with what BCC by name finds where BCC is installed;
+and the real probes count a stripped program's calls through its debug file.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.native import symdebug
 from stellaops_runtime.native.bccimport import load_bcc
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget
+from stellaops_runtime.native.detect import Report
 from stellaops_runtime.native.symaddr import SymbolNotFound, find_address, where_of
+from tests.integration.test_native_probes import need, program, report, run, uprobe_events  # noqa: F401
 from tests.native import debuglink as dl
 
 SYMBOL = "stella_add"  # not exported: in the stripped program, only its debug file names it
@@ -180,3 +185,25 @@ def test_libc6_dbg_gives_glibc_s_static_functions() -> None:
         pytest.skip("libc6-dbg (or nm, readelf) is not installed")
     for name in ("_int_malloc", "_IO_new_file_overflow"):
         assert find_address(str(libc), name) == _nm(debug, name)
+
+
+@pytest.mark.bpf
+def test_the_real_probes_count_every_call_of_a_function_only_its_debuglink_file_names(
+    report: Report,  # noqa: F811 (the fixtures imported above)
+    program: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The stripped program and its debug file side by side, as a -dbgsym package puts them: the
+    probe attaches at the address found there and counts each call once (it failed "not found")."""
+    need(report, Posture.EBPF_DEEP)
+    if dl.tools_missing():
+        pytest.skip(f"{dl.tools_missing()} is not installed")
+    _, stripped = dl.split_binary(program, tmp_path / "split")
+    n = 37
+    cfg = NativeConfig(
+        exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(stripped), "stella_target"),)
+    )
+    res, pid = run(cfg, report, [str(stripped), "calls", str(n)])
+    assert res.attached == [f"uprobe {stripped}:stella_target"], res.failed
+    assert len(uprobe_events(res, pid, "stella_target")) == n
+    assert res.kernel_counters["uprobe"]["seen"] == n
