@@ -266,6 +266,19 @@ CASES: list[tuple[str, dict[str, Any]]] = (
     + [(f"agentNamespace={n!r}", _observer("agentNamespace", n)) for n in ("stellaops", "stellaops\n")]
     + [(f"memory={q!r}", _observer("agent.resources", {"limits": {"memory": q}})) for q in ("1Gi", "1Gi\n")]
     + [(f"matchLabels={v!r}", policy(podSelector={"matchLabels": {"app": v}})) for v in ("web", "web\n")]
+    + [
+        (f"{kind} syscalls={names!r}", policy(kind, syscalls=list(names)))
+        for names in (
+            ("openat",),
+            ("openat", "execve", "renameat2", "open"),  # open: x86_64 only, still a syscall
+            ("opnat",),
+            ("sys_openat",),
+            ("__x64_sys_openat",),
+            ("openat", "connectx"),
+            ("x" * 64,),
+        )
+        for kind in (crds.POLICY_KIND, crds.CLUSTER_POLICY_KIND)
+    ]
     # wrong types where a rule looks
     + [
         (f"{path}={value!r}", _observer(path, value))

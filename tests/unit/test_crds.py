@@ -34,6 +34,7 @@ from stellaops_runtime.contracts.runtime_socket import (
     MAX_SOCKET_PATH_BYTES,
     NESTED_PATTERN,
 )
+from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
 from stellaops_runtime.contracts.tetragon_socket import USUAL_ADDRESS_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -457,6 +458,11 @@ CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
         crds.POLICY_KIND,
         "ConflictingSelectors",
     ),
+    "self.all(s, s in [" + ", ".join(f"'{n}'" for n in sorted(KNOWN_SYSCALLS)) + "])": (
+        {"syscalls": ["openat", "sys_openat"]},
+        crds.POLICY_KIND,
+        "UnknownSyscall",
+    ),
     f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}": (
         {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
         crds.OBSERVER_KIND,
@@ -491,6 +497,7 @@ _RULE_TARGET: dict[str, Callable[[dict[str, Any]], Any]] = {
     "size(bytes(self))": lambda s: s["containerRuntime"]["socketPath"],
     "has(self.containerRuntime)": lambda s: s,
     "(!has(self.matchLabels)": lambda s: s["podSelector"],
+    "self.all(s, s in": lambda s: s["syscalls"],
     "self.startsWith(": lambda s: s["tetragon"]["address"],
     "!self.startsWith(": lambda s: s["tetragon"]["address"],
 }
