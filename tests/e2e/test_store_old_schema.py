@@ -58,23 +58,25 @@ def quarantined(url: str) -> int:
 
 
 @pytest.mark.parametrize("revision", ["0005", "0006", "0007"])
-def test_a_store_at_an_older_revision_is_not_opened_without_migrations(pg_url: str, revision: str) -> None:
-    migrate_to(pg_url, revision)
+def test_a_store_at_an_older_revision_is_not_opened_without_migrations(
+    pg_empty_url: str, revision: str
+) -> None:
+    migrate_to(pg_empty_url, revision)
     with pytest.raises(StoreError) as e:
-        open_store(pg_url, migrate=False)
+        open_store(pg_empty_url, migrate=False)
     msg = str(e.value)
     assert f"revision {revision}" in msg and f"needs {head_revision()}" in msg and "migrat" in msg, msg
 
 
-def test_a_store_at_a_revision_the_agent_does_not_know_is_written_to(pg_url: str) -> None:
+def test_a_store_at_a_revision_the_agent_does_not_know_is_written_to(pg_empty_url: str) -> None:
     """A newer agent migrated the store (a rolling upgrade): the older agent keeps writing."""
-    migrate_to(pg_url, "head")
-    engine = sa.create_engine(pg_url)
+    migrate_to(pg_empty_url, "head")
+    engine = sa.create_engine(pg_empty_url)
     with engine.begin() as c:
         c.execute(sa.text("UPDATE signals.alembic_version SET version_num = '0099'"))
     engine.dispose()
     key = HotSymbolKey("sha256:" + "a" * 64, "/lib/x.so", "fn", EvidenceKind.INVOKED)
-    with open_store(pg_url, migrate=False) as store:
+    with open_store(pg_empty_url, migrate=False) as store:
         for seq in (1, 2):
             d = HotSymbolDelta(key=key, window_start_ns=T0, invocation_count=seq, first_seen_ns=T0,
                                last_seen_ns=T0 + S)  # fmt: skip
@@ -83,12 +85,12 @@ def test_a_store_at_a_revision_the_agent_does_not_know_is_written_to(pg_url: str
 
 
 async def test_the_agent_waits_for_the_migrations_then_stores_every_count_once(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_empty_url: str
 ) -> None:
-    migrate_to(pg_url, "0006")
+    migrate_to(pg_empty_url, "0006")
     export = tmp_path / "tetragon.log"
     export.write_bytes(b"\n".join(GOOD) + b"\n")
-    cfg, port = config(tmp_path, pg_url, export, migrate=False)
+    cfg, port = config(tmp_path, pg_empty_url, export, migrate=False)
     proc = h.start_agent(cfg)
     try:
         await h.wait_for(lambda: processed(port) == len(GOOD), what="every event processed", timeout=60)
@@ -98,7 +100,7 @@ async def test_the_agent_waits_for_the_migrations_then_stores_every_count_once(
             timeout=30,
         )
         assert readyz(port)[1].get("store_open") is False
-        await asyncio.to_thread(migrate_to, pg_url, "head")  # the missed step, done late
+        await asyncio.to_thread(migrate_to, pg_empty_url, "head")  # the missed step, done late
         await h.wait_for(
             lambda: (
                 h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_pending") == 0
@@ -113,5 +115,5 @@ async def test_the_agent_waits_for_the_migrations_then_stores_every_count_once(
         if proc.poll() is None:
             proc.kill()
     assert code == 0, out
-    assert quarantined(pg_url) == 0
-    assert stored(pg_url) == expected()
+    assert quarantined(pg_empty_url) == 0
+    assert stored(pg_empty_url) == expected()

@@ -38,8 +38,8 @@ def _facts(url: str, revision: str = "head", *ddl: str) -> citus_check.SchemaFac
         engine.dispose()
 
 
-def test_head_schema_fits_the_citus_plan(pg_url: str) -> None:
-    facts = _facts(pg_url)
+def test_head_schema_fits_the_citus_plan(pg_empty_url: str) -> None:
+    facts = _facts(pg_empty_url)
     assert citus_check.problems(facts) == []
     # every table of the schema is placed, exactly once
     assert set(facts.tables) == {p.table for p in citus.PLAN} | set(citus.LOCAL)
@@ -54,8 +54,8 @@ def test_head_schema_fits_the_citus_plan(pg_url: str) -> None:
     assert facts.foreign_keys == ()
 
 
-def test_the_check_names_every_rule_revision_0007_broke(pg_url: str) -> None:
-    assert citus_check.problems(_facts(pg_url, "0007")) == [
+def test_the_check_names_every_rule_revision_0007_broke(pg_empty_url: str) -> None:
+    assert citus_check.problems(_facts(pg_empty_url, "0007")) == [
         "signals.hot_symbols: primary key hot_symbols_pkey (id) does not include the distribution column "
         "image_digest",
         "signals.observation_windows: primary key observation_windows_pkey (id) does not include the "
@@ -70,10 +70,10 @@ def test_the_check_names_every_rule_revision_0007_broke(pg_url: str) -> None:
     ]
 
 
-def test_the_check_names_each_hostile_change_to_a_head_schema(pg_url: str) -> None:
+def test_the_check_names_each_hostile_change_to_a_head_schema(pg_empty_url: str) -> None:
     hot_key = "(image_digest, module, function_name, evidence_kind)"
     facts = _facts(
-        pg_url,
+        pg_empty_url,
         "head",
         "CREATE UNIQUE INDEX ux_fid ON signals.hot_symbols (function_id)",
         "CREATE UNIQUE INDEX ux_expr ON signals.observation_windows (lower(image_digest), node_name)",
@@ -129,8 +129,8 @@ def _conflict_targets() -> dict[str, list[tuple[str, ...]]]:
     return out
 
 
-def test_every_on_conflict_target_is_a_key_holding_the_distribution_column(pg_url: str) -> None:
-    facts = _facts(pg_url)
+def test_every_on_conflict_target_is_a_key_holding_the_distribution_column(pg_empty_url: str) -> None:
+    facts = _facts(pg_empty_url)
     targets = _conflict_targets()
     assert set(targets) == {"hot_symbols", "observation_windows"}
     for table, cols_list in targets.items():

@@ -94,8 +94,8 @@ def _answers(conn: sa.Connection) -> tuple[Any, ...]:
 
 
 @pytest.mark.postgres
-def test_0007_partitions_the_history_of_a_0006_store_and_keeps_every_row(pg_url: str) -> None:
-    engine = create_store_engine(pg_url)
+def test_0007_partitions_the_history_of_a_0006_store_and_keeps_every_row(pg_empty_url: str) -> None:
+    engine = create_store_engine(pg_empty_url)
     try:
         migrate(engine, revision="0006")
         with engine.begin() as conn:
@@ -153,7 +153,7 @@ def test_0007_partitions_the_history_of_a_0006_store_and_keeps_every_row(pg_url:
             assert opts == ["fillfactor=50"]
 
         # the writer goes on: a new flush adds up with the migrated rows
-        with open_store(pg_url) as store:
+        with open_store(pg_empty_url) as store:
             key = HotSymbolKey(IMG, "/lib/x.so", "fn", EvidenceKind.INVOKED)
             w = datetime_to_ns(_start(0, 0))
             store.write_batch(Batch("node-1/m", 1, [HotSymbolDelta(key, w, 7, w, w)]))

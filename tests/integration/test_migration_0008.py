@@ -162,8 +162,8 @@ def _downgrade(engine: sa.Engine, revision: str) -> None:
 
 
 @pytest.mark.postgres
-def test_0008_rekeys_a_0007_store_and_keeps_every_row(pg_url: str) -> None:
-    engine = create_store_engine(pg_url)
+def test_0008_rekeys_a_0007_store_and_keeps_every_row(pg_empty_url: str) -> None:
+    engine = create_store_engine(pg_empty_url)
     try:
         migrate(engine, revision="0007")
         _fill_0007(engine)
@@ -210,7 +210,7 @@ def test_0008_rekeys_a_0007_store_and_keeps_every_row(pg_url: str) -> None:
         # flushes go on adding up through the new primary keys (ON CONFLICT targets)
         key = HotSymbolKey(IMG, "/lib/libz.so.1", "crc32", EvidenceKind.INVOKED)
         w = datetime_to_ns(_at(0))
-        with open_store(pg_url) as store:
+        with open_store(pg_empty_url) as store:
             store.write_batch(Batch("node-9/z", 1, [HotSymbolDelta(key, w, 7, w, w)]))
             row = next(
                 r

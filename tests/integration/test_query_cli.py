@@ -223,8 +223,8 @@ def test_never_migrated_store_is_an_error(tmp_path: Path, capsys: pytest.Capture
 
 
 @pytest.mark.postgres
-def test_never_migrated_postgres_is_an_error(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("query", "hot", "--image", IMG, "--store", pg_url) == 2
+def test_never_migrated_postgres_is_an_error(pg_empty_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("query", "hot", "--image", IMG, "--store", pg_empty_url) == 2
     assert "no hot-symbol data" in capsys.readouterr().err
 
 

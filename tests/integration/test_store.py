@@ -75,7 +75,7 @@ def url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-unt
     if request.param == "sqlite":
         (tmp_path / "store").mkdir(exist_ok=True)
         return f"sqlite:///{tmp_path}/store/hot.db"
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pg_empty_url"))  # empty: the upgrade tests migrate it themselves
 
 
 @pytest.fixture
