@@ -80,7 +80,9 @@ Query the hot-symbol store the agent writes.
              stack sampled; Tetragon reported dropping events in the period,
              or calls that may be the function's
              are where the question cannot count them: a file of no package, a
-             row the store refused, history retention removed; each is named)
+             row the store refused, history retention removed, a function of
+             an interpreted package (pypi, npm, ...) asked by name, which no
+             sampled stack names; each is named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
   images     every image known: windows, nodes, posture, events, rows, state

@@ -1,6 +1,13 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Four places where a call can hide from a question about a function of a package:
+Five places where a call can hide from a question about a function of a package:
+
+- **interpreted**: the package is of an ecosystem whose code runs in an interpreter or a VM
+  (pypi, npm, gem, maven, ...: :data:`INTERPRETED_TYPES`). A sampled user stack names native
+  frames only (the interpreter's ``_PyEval_EvalFrameDefault``, JIT code under no file), never a
+  function such as ``yaml.full_load``; the package is "seen loaded" through its native
+  extension. Asked by name, its function cannot be said not to have run; asked by function ID
+  (an ELF symbol of the package's native file) it can.
 
 - **unattributed**: the function ran in a file no package was attributed to (purl ``""``:
   the file's attribution failed, or no source claims it; docs/attribution.md). A question
@@ -17,8 +24,8 @@ Four places where a call can hide from a question about a function of a package:
 
 Each is a :class:`Doubt`: ``query observed`` answers unknown,
 ``evidence`` keeps the neutral RTS and exits 3, ``vex`` says under_investigation, naming them.
-``query functions`` and ``query hot`` with nothing to list answer unknown on refused rows
-(:func:`package_doubts`).
+``query functions`` and ``query hot`` with nothing to list answer unknown on refused rows,
+and ``query functions`` of an interpreted package too (:func:`package_doubts`).
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ class Doubt:
 
 
 UNATTRIBUTED = "unattributed"
+INTERPRETED = "interpreted"
+# Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
+# .NET, PHP, the BEAM, R, Perl, Lua, Dart): no sampled stack names their functions.
+INTERPRETED_TYPES = frozenset(
+    {"pypi", "npm", "gem", "maven", "nuget", "composer", "hex", "cran", "cpan", "luarocks", "pub"}
+)
 HISTORY_REMOVED = "history_removed"
 REFUSED = "refused"
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -101,6 +114,22 @@ def unattributed(
         "attribution failed, or no package claims them): they may be the package's"
     )
     return Doubt(UNATTRIBUTED, why, tuple(rows))
+
+
+def interpreted(function: FunctionQuery | None, purl: PurlQuery | None) -> Doubt | None:
+    """A function of an interpreted package asked by name (any of its functions, when ``function``
+    is None): no sampled stack could have named it."""
+    if purl is None or purl.purl.type not in INTERPRETED_TYPES:
+        return None
+    if function is not None and function.is_function_id:  # an ELF symbol of its native code
+        return None
+    what = "a function" if function is not None else "the functions"
+    why = (
+        f"{what} of a {purl.purl.type} package may be interpreted code, which no sampled stack "
+        "names (a stack shows the interpreter's native frames): only a call through a probe of the "
+        "function itself shows it; ask by function ID for a function of the package's native code"
+    )
+    return Doubt(INTERPRETED, why, ())
 
 
 def history_removed(
@@ -276,7 +305,10 @@ def doubts(
     until: dt.datetime | None = None,
 ) -> list[Doubt]:
     """Every doubt on a "no" about ``function`` (of ``purl``) in ``image`` in the period."""
-    found = [refused(conn, image=image, function=function, purl=purl, since=since, until=until)]
+    found = [
+        interpreted(function, purl),
+        refused(conn, image=image, function=function, purl=purl, since=since, until=until),
+    ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))
     if since is not None or until is not None:
@@ -288,6 +320,10 @@ def doubts(
 
 def package_doubts(conn: sa.Connection, *, image: str, purl: PurlQuery | None) -> list[Doubt]:
     """What forbids "no function (of ``purl``'s package) ran in ``image``": refused rows of any
-    function of the image (of the package, when one is asked about)."""
-    found = refused(conn, image=image, function=None, purl=purl, unattributed_too=False)
-    return [found] if found is not None else []
+    function of the image (of the package, when one is asked about), and a package whose code is
+    interpreted (:func:`interpreted`)."""
+    found = [
+        interpreted(None, purl),
+        refused(conn, image=image, function=None, purl=purl, unattributed_too=False),
+    ]
+    return [d for d in found if d is not None]

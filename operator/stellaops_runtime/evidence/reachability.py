@@ -21,7 +21,8 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
 - 0.20: more than 30 distinct gap-free days observed without a call
   (exactly 30 is not more), unless the package's code ran under no name
   (store/unnamed.py), or calls that may be the function's hide elsewhere
-  (evidence/doubts.py: a file of no package, a row the store refused): then
+  (evidence/doubts.py: a file of no package, a row the store refused, a
+  function of an interpreted package asked by name): then
   0.50, as those days may hold calls of the function;
 - 0.50: watched, no calls, 30 days or fewer;
 - 0.50: no posture that can see calls.

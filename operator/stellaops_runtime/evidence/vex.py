@@ -7,7 +7,8 @@ The rule (docs/vex.md):
   only when every affected package was seen loaded in the image, none of
   the vulnerable functions was called, none of the packages' code ran under
   no name (store/unnamed.py), no call that may be a vulnerable function's
-  hides elsewhere (evidence/doubts.py: a file of no package, a row the store
+  hides elsewhere or cannot be seen (evidence/doubts.py: a file of no package,
+  an interpreted package's function asked by name, a row the store
   refused), and the image was watched at a
   posture that can see calls (EbpfDeep: user stacks were sampled,
   contracts/posture.py), without a gap, on every UTC day of the

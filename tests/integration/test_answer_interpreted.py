@@ -1,0 +1,108 @@
+"""A function of an interpreted package is never "not called" on the strength of sampled stacks.
+
+A sampled user stack names native frames only: in a Python, Node.js or Ruby process the
+package's own functions run inside the interpreter (``_PyEval_EvalFrameDefault``, V8's JIT code)
+and no frame is ever named ``yaml.full_load``. A wheel with a C extension (PyYAML's ``_yaml.so``)
+is "seen loaded" through that file, so before the fix an image watched 40 days at EbpfDeep gave
+``vex`` ``not_affected`` (vulnerable_code_not_in_execute_path), ``evidence`` PotentiallyReachable
+with RTS 0.20 "long window" (exit 1) and ``query observed --purl`` "not observed" (exit 1) for a
+Python function nothing could have seen. Now they say under_investigation / unknown (exit 3),
+RTS 0.50, and why. A call seen through Python's USDT probe is still ``affected``, and a function
+asked by function ID (an ELF symbol of the package's native file) keeps its "not called".
+Real CLI as a subprocess, real writer, SQLite (the doubt reads no table).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.engine import open_store
+from tests.integration.test_answer_unattributed import cli
+from tests.integration.test_vex import DAY, IMG, OPENVEX, T0, S, by_vuln, vex_cli, watched
+
+BID = "ab" * 20
+CASES = {
+    "pypi": ("/usr/lib/python3/dist-packages/_yaml.cpython-311-x86_64-linux-gnu.so",
+             "pkg:pypi/pyyaml@6.0.1", "pkg:pypi/pyyaml", "yaml.full_load"),
+    "npm": ("/app/node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node",
+            "pkg:npm/bcrypt@5.1.0", "pkg:npm/bcrypt", "compare"),
+    "gem": ("/usr/local/bundle/gems/nokogiri-1.15.0/lib/nokogiri/nokogiri.so",
+            "pkg:gem/nokogiri@1.15.0", "pkg:gem/nokogiri", "Nokogiri::XML::Document.parse"),
+}  # fmt: skip
+
+
+def row(
+    module: str, fn: str, kind: EvidenceKind, purl: str, *, day: int = 0, bid: str = ""
+) -> HotSymbolDelta:
+    start = T0 + day * DAY
+    key = HotSymbolKey(IMG, module, fn, kind)
+    return HotSymbolDelta(
+        key, start, 3, start + S, start + 2 * S, purl=purl, node_name="node-1", build_id=bid
+    )
+
+
+def filled(tmp: Path, *rows: HotSymbolDelta) -> str:
+    url = f"sqlite:///{tmp}/hot.db"
+    with open_store(url) as s:
+        s.write(list(rows), watched())  # 40 days at EbpfDeep, gap-free
+    return url
+
+
+def ask(tmp: Path, url: str, query: str, fn: str) -> tuple[str, str, int, dict, int, dict]:  # type: ignore[type-arg]
+    """(vex status, its note, evidence exit, its document, query observed --purl exit, its document)."""
+    vulns = {"vulnerabilities": [{"id": "CVE-I", "affected": [{"purl": query, "functions": [fn]}]}]}
+    r = vex_cli(tmp, url, vulns)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    OPENVEX.validate(doc)
+    st = by_vuln(doc)["CVE-I"]
+    argv = ("--image", IMG, "--purl", query, "--function", fn)
+    e, edoc = cli(url, "evidence", *argv)
+    q, qdoc = cli(url, "query", "observed", *argv)
+    return st["status"], st["status_notes"], e, edoc, q, qdoc
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_a_function_of_an_interpreted_package_not_seen_is_unknown(tmp_path: Path, kind: str) -> None:
+    module, stored, query, fn = CASES[kind]
+    url = filled(tmp_path, row(module, "", EvidenceKind.LOADED, stored, bid=BID))
+    status, note, e, edoc, q, qdoc = ask(tmp_path, url, query, fn)
+    assert status == "under_investigation", note
+    assert "no sampled stack names" in note and f"{kind} package" in note
+    assert e == 3 and edoc["rts"]["score"] == 0.5 and edoc["reachability_state"] == "PotentiallyReachable"
+    assert "no sampled stack names" in edoc["reason"] and "no sampled stack names" in edoc["rts"]["scenario"]
+    assert q == 3 and qdoc["answer"] == "unknown" and qdoc["interpreted"] == []
+
+
+def test_a_python_call_seen_through_usdt_is_still_affected(tmp_path: Path) -> None:
+    py = "/usr/lib/python3/dist-packages/yaml/__init__.py"
+    module, stored, query, _fn = CASES["pypi"]
+    url = filled(
+        tmp_path,
+        row(module, "", EvidenceKind.LOADED, stored, bid=BID),
+        row(py, "full_load", EvidenceKind.INVOKED, stored, day=5),
+    )
+    status, _note, e, edoc, q, _ = ask(tmp_path, url, query, "full_load")
+    assert (status, e, q, edoc["data"]["invocation_count"]) == ("affected", 0, 0, 3)
+
+
+def test_a_native_function_asked_by_its_id_keeps_its_answer(tmp_path: Path) -> None:
+    module, stored, query, _fn = CASES["pypi"]
+    url = filled(tmp_path, row(module, "", EvidenceKind.LOADED, stored, bid=BID))
+    status, note, e, edoc, q, _ = ask(tmp_path, url, query, f"{BID}:yaml_parser_parse+0x0")
+    assert status == "not_affected", note
+    assert (e, q, edoc["rts"]["score"]) == (1, 1, 0.2)
+
+
+def test_query_functions_of_an_interpreted_package_with_none_listed_is_unknown(tmp_path: Path) -> None:
+    module, stored, query, _fn = CASES["pypi"]
+    url = filled(tmp_path, row(module, "", EvidenceKind.LOADED, stored, bid=BID))
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", query)
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", [])
+    assert "no sampled stack names" in doc["reason"]
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
