@@ -35,6 +35,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.evidence.vex_input import VexInputError, parse
 from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.native.rust_names import crate_names
 
@@ -208,6 +209,27 @@ def test_osv_records_with_function_data() -> None:
         }
     )
     assert v.targets[0].purl == "pkg:pypi/jinja2"
+
+
+@pytest.mark.parametrize(
+    ("ecosystem", "name", "stored"),
+    [
+        ("Maven", "org.example:log4j-core", "pkg:maven/org.example/log4j-core@2.14.1"),
+        ("npm", "@angular/core", "pkg:npm/%40angular/core@17.0.0"),
+        ("npm", "lodash", "pkg:npm/lodash@4.17.20"),
+        ("PyPI", "Jinja2", "pkg:pypi/jinja2@3.1.2"),
+        ("crates.io", "smallvec", "pkg:cargo/smallvec@1.6.0"),
+        ("Go", "golang.org/x/net", "pkg:golang/golang.org/x/net@v0.17.0"),
+    ],
+)
+def test_an_osv_package_by_ecosystem_and_name_is_the_package_the_agent_stores(
+    ecosystem: str, name: str, stored: str
+) -> None:
+    """OSV names a Maven package ``<groupId>:<artifactId>``; the agent stores
+    ``pkg:maven/<groupId>/<artifactId>@…`` (docs/attribution.md). Read as one name it matched
+    nothing: the package was "never seen loaded" whatever ran."""
+    [v] = parse({"id": "X", "affected": [{"package": {"ecosystem": ecosystem, "name": name}}]})
+    assert PurlQuery.parse(v.targets[0].purl).matches(stored), v.targets[0].purl
 
 
 @pytest.mark.parametrize(

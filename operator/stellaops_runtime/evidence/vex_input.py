@@ -7,7 +7,8 @@ Our format (docs/vex.md)::
        "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": ["inflateGetHeader"]}]}]}
 
 OSV records (one object, a list, or ``{"vulns": [...]}``) are read the same
-way: ``affected[].package.purl`` (or ecosystem + name for PyPI, npm and Go)
+way: ``affected[].package.purl`` (or ecosystem + name for PyPI, npm, Go, crates.io
+and Maven, whose ``<groupId>:<artifactId>`` is ``pkg:maven/<groupId>/<artifactId>``)
 with the function names of ``affected[].ecosystem_specific.imports[].symbols``
 (the Go vulnerability database's form: each symbol qualified with its
 import's ``path`` and asked in every spelling the agent stores it under,
@@ -66,7 +67,10 @@ def _purl_of(pkg: dict[str, Any]) -> str:
     ptype = _OSV_ECOSYSTEM_TYPE.get(str(pkg.get("ecosystem", "")).lower())
     name = pkg.get("name")
     if ptype and isinstance(name, str) and name:
-        namespace, _, short = name.rpartition("/") if ptype in ("golang", "npm") else ("", "", name)
+        # Go and npm name a package with its namespace before the last "/", OSV's Maven
+        # ``<groupId>:<artifactId>`` (the agent stores pkg:maven/<groupId>/<artifactId>@...)
+        sep = {"golang": "/", "npm": "/", "maven": ":"}.get(ptype)
+        namespace, _, short = name.rpartition(sep) if sep else ("", "", name)
         return PackageURL(type=ptype, namespace=namespace or None, name=short).to_string()
     return ""
 
