@@ -1,9 +1,11 @@
-"""A running container of the image that sent no event lowers the window to Passive.
+"""A running container of the image that sent no event lowers the window.
 
 hotsymbols/container_runs.py and window_units.py: the runtime's registry (the agent's
 lifecycle part, hotsymbols/run_windows.py ``tick``) says which containers of an image ran
 when; one that ran in a window without sending it an event may have run a function nobody
-saw, so the window's ``evidenced`` is at most Passive. The container sending the events,
+saw, so the window's ``evidenced`` is at most Passive; here it is None, the day mark
+(hotsymbols/day_calls.py, tests/unit/test_day_calls.py): the silent container showed no call
+that UTC day while the traced one did. The container sending the events,
 named by 31 characters of its id as Tetragon does, is the registry's 64-character one, not
 a second, silent container. A container learnt of after the window's rows were written
 lowers the window in a later drain (a row with no events restates ``evidenced``); while the
@@ -87,7 +89,7 @@ def test_a_silent_running_container_lowers_the_window_to_passive() -> None:
     tick(a, 1, [run(TRACED), run(SILENT)])
     a.observe(stacked(2))
     (row,) = a.drain()[1]
-    assert (row.posture, row.evidenced, row.event_count) == (Posture.EBPF_DEEP, Posture.PASSIVE, 1)
+    assert (row.posture, row.evidenced, row.event_count) == (Posture.EBPF_DEEP, Posture.NONE, 1)
 
 
 def test_the_container_sending_the_events_is_not_counted_silent() -> None:
@@ -105,7 +107,7 @@ def test_the_registry_names_the_image_when_the_events_name_it_otherwise() -> Non
     tick(a, 1, [run(TRACED, image=B), run(SILENT, image=B)])
     a.observe(stacked(2))  # its events name image A
     (row,) = a.drain()[1]
-    assert row.image_digest == A and row.evidenced is Posture.PASSIVE
+    assert row.image_digest == A and row.evidenced is Posture.NONE
 
 
 def test_only_containers_that_ran_in_the_window_count() -> None:
@@ -118,7 +120,7 @@ def test_only_containers_that_ran_in_the_window_count() -> None:
         b = agent()
         tick(b, 1, [run(TRACED), inside])
         b.observe(stacked(2))
-        assert b.drain()[1][0].evidenced is Posture.PASSIVE, inside
+        assert b.drain()[1][0].evidenced is Posture.NONE, inside
 
 
 def test_a_container_learnt_of_later_restates_the_window() -> None:
@@ -133,12 +135,12 @@ def test_a_container_learnt_of_later_restates_the_window() -> None:
     later = a.drain()[1]
     (restated,) = [o for o in later if o.window_start_ns == T0]
     assert (restated.event_count, restated.posture, restated.source) == (0, None, "")
-    assert obs_tuple(restated)[-1] == Posture.PASSIVE.rank  # the store is given the new value
+    assert obs_tuple(restated)[-1] == Posture.NONE.rank  # the store is given the new value
     kept = final(first + later)
-    assert (kept.evidenced, kept.posture, kept.event_count) == (Posture.PASSIVE, Posture.EBPF_DEEP, 1)
+    assert (kept.evidenced, kept.posture, kept.event_count) == (Posture.NONE, Posture.EBPF_DEEP, 1)
     assert not [o for o in a.drain()[1] if o.window_start_ns == T0]  # said once
     a.observe(stacked(50))  # more events of the window: the silent container still counts
-    assert final(first + later + a.drain()[1]).evidenced is Posture.PASSIVE
+    assert final(first + later + a.drain()[1]).evidenced is Posture.NONE
 
 
 def test_the_restatement_survives_the_lifecycle_row_of_its_window() -> None:
@@ -153,7 +155,7 @@ def test_the_restatement_survives_the_lifecycle_row_of_its_window() -> None:
     tick(a, 61, [run(TRACED), run(SILENT, start=50)])
     later = [o for o in a.drain()[1] if o.window_start_ns == T0]
     assert len(later) == 1 and later[0].posture is Posture.PASSIVE and later[0].event_count == 0
-    assert final(first + later).evidenced is Posture.PASSIVE
+    assert final(first + later).evidenced is Posture.NONE
     lifecycle_alone = ObservationWindow(A, "n1", T0, 0, Posture.PASSIVE, 60, "tetragon")
     assert obs_tuple(lifecycle_alone)[-1] is None  # leaves the stored value alone
 
@@ -179,7 +181,7 @@ def test_a_removed_container_counts_up_to_its_removal() -> None:
     a.observe(stacked(2))
     a.observe(stacked(125))
     rows = a.drain()[1]
-    assert final(rows).evidenced is Posture.PASSIVE
+    assert final(rows).evidenced is Posture.NONE
     assert final(rows, win=T0 + 2 * W).evidenced is Posture.EBPF_DEEP
 
 
@@ -188,7 +190,7 @@ def test_an_agent_restarted_meets_the_silent_container_in_replayed_windows() -> 
     a = agent()
     tick(a, 600, [run(TRACED, start=-300), run(SILENT, start=-300)])
     a.observe(stacked(2))  # ten minutes ago
-    assert final(a.drain()[1]).evidenced is Posture.PASSIVE
+    assert final(a.drain()[1]).evidenced is Posture.NONE
 
 
 def test_the_restated_windows_are_those_kept() -> None:
@@ -233,7 +235,7 @@ def test_the_agents_lifecycle_sample_gives_the_registrys_containers() -> None:
     lp._tick(T0 + S, True, [_record(TRACED), _record(SILENT)], True)
     lp.pipeline.aggregator.observe(stacked(2))
     (row,) = [o for o in lp.pipeline.drain()[1] if o.event_count]
-    assert row.evidenced is Posture.PASSIVE
+    assert row.evidenced is Posture.NONE
 
 
 def test_an_observer_that_stopped_follows_no_container() -> None:

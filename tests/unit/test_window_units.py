@@ -74,11 +74,22 @@ def final(out: list[ObservationWindow]) -> Posture | None:
     return merged.evidenced
 
 
+def later_call(container: str) -> RuntimeCallEvent:
+    """A call of ``container`` later the same UTC day, in another window: it was traced, not unwatched."""
+    return ev(EventKind.KPROBE, 3600, container, stack=True)
+
+
+def first_window(out: list[ObservationWindow]) -> Posture | None:
+    return final([o for o in out if o.window_start_ns == 0])
+
+
 @pytest.mark.parametrize("weak", list(WEAK), ids=list(WEAK))
 def test_a_weaker_container_of_the_image_bounds_the_window(weak: str) -> None:
     events, floor = WEAK[weak]
     (row,) = rows([*STRONG, *events])
-    assert row.posture is Posture.EBPF_DEEP and row.evidenced is floor
+    # c2 showed no call all day while c1 did: the day mark (hotsymbols/day_calls.py)
+    assert row.posture is Posture.EBPF_DEEP and row.evidenced is Posture.NONE
+    assert first_window(rows([*STRONG, *events, later_call("c2")])) is floor  # c2 was idle: its floor
     (alone,) = rows(STRONG)
     assert alone.evidenced is Posture.EBPF_DEEP
 
@@ -89,7 +100,8 @@ def test_the_answer_does_not_depend_on_when_the_agent_drained(weak: str) -> None
     stream = [*STRONG, *events, ev(EventKind.KPROBE, 4, "c1", stack=True)]
     for k in range(len(stream)):
         for cut in itertools.combinations(range(len(stream) - 1), k):
-            assert final(rows(stream, set(cut))) is floor, cut
+            assert final(rows(stream, set(cut))) is Posture.NONE, cut
+            assert first_window(rows([*stream, later_call("c2")], set(cut))) is floor, cut
     # and the weak container first: its later strong events are its highest
     stream = [ev(EventKind.EXEC, 1, "c2"), *STRONG, ev(EventKind.KPROBE, 5, "c2", stack=True)]
     for cut in range(len(stream) - 1):
@@ -100,7 +112,7 @@ def test_host_processes_are_one_container_and_windows_are_apart() -> None:
     out = rows([ev(EventKind.KPROBE, 1, None, stack=True), ev(EventKind.EXEC, 2, None),
                 ev(EventKind.KPROBE, 61, "c1", stack=True), ev(EventKind.EXEC, 62, "c2")])  # fmt: skip
     got = {(o.image_digest, o.window_start_ns // S): o.evidenced for o in out}
-    assert got == {("host:n1", 0): Posture.EBPF_DEEP, (A, 60): Posture.PASSIVE}
+    assert got == {("host:n1", 0): Posture.EBPF_DEEP, (A, 60): Posture.NONE}  # c2: no call that day
 
 
 def test_a_window_whose_containers_were_dropped_reads_active_tracing_at_most() -> None:

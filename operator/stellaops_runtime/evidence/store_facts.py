@@ -88,8 +88,9 @@ def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
 
 def _watched_and_unseen(conn: sa.Connection, image: str) -> tuple[set[dt.date], set[dt.date]]:
     """UTC days with a window of ``image`` at a posture that can see calls, no run of it that could
-    not (``unseen_days``: a node where none of its windows that day could; store/coverage_unseen.py)
-    and no gap that day; and the gap-free days such a run took out."""
+    not (``unseen_days``: a node where none of its windows that day could, or where a container of
+    it showed no call all day while another did; store/coverage_unseen.py) and no gap that day; and
+    the gap-free days such a run took out."""
     if not has_posture_columns(conn):
         return set(), set()
     o = observation_windows.c

@@ -392,7 +392,7 @@ class HotSymbolAggregator(RepeatCounting):
         del groups
         obs = self._windows.drain(self.source, self.runs)  # the lifecycle: silent containers too
         if self.runs is not None:
-            obs = self.runs.drain(obs, self.source)
+            obs = self._windows.quiet(self.runs.drain(obs, self.source), self.runs)
         self._share = StringTable()
         self._samples = SampleTable(self._share, symbol_id_only=self._symbol_id_only)
         for release in self.on_drain:

@@ -8,7 +8,7 @@ applied, a native node without its probes. A function that ran only in it
 was seen by nobody, so it counts at Passive, the lowest posture a running
 container has (its processes' exec and exit are all the node's base sensor
 could have shown of it; the agent cannot tell an idle traced container from
-an untraced one).
+an untraced one in one window: over its UTC day, hotsymbols/day_calls.py).
 
 The agent's lifecycle part (agent/lifecycle_part.py) gives this the
 runtime's registry once a second (:meth:`ContainerRuns.update`): every
@@ -89,6 +89,10 @@ class ContainerRuns:
         """Whether a container of ``image`` ran in the window starting at ``win`` without being one of
         ``units`` (the containers that sent its events, by id). The image is also the one the
         registry gives those containers, when the events named it otherwise (another digest)."""
+        return bool(self.ran_silent(image, win, units))
+
+    def ran_silent(self, image: str, win: int, units: Iterable[str]) -> list[str]:
+        """The containers (:func:`unit_id`) of :meth:`silent`, in the registry's order."""
         seen = {unit_id(u) for u in units}
         images = {image}
         for u in seen:
@@ -96,10 +100,11 @@ class ContainerRuns:
             if run is not None:
                 images.add(run[0])
         end = win + self.window_ns
+        out = []
         for img in images:
             for unit, started, stopped in self._by_image.get(img, ()):
                 if started >= end or (stopped and stopped <= win):
                     continue  # not running in the window
                 if unit not in seen:
-                    return True
-        return False
+                    out.append(unit)
+        return out

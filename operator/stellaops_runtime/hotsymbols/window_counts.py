@@ -9,7 +9,9 @@ observed" answer rests on these rows, so their rules live in one place:
   evidences (``ObservationWindow.evidenced``) the lowest, over the image's
   containers that sent events in it, of the highest each one showed
   (hotsymbols/window_units.py), a silent running container of the image
-  counting at Passive (hotsymbols/container_runs.py);
+  counting at Passive (hotsymbols/container_runs.py), and None in the first
+  window of one that showed no call that UTC day while another did
+  (hotsymbols/day_calls.py; lifecycle rows too: :meth:`WindowCounts.quiet`);
 - its ``source`` is the sources of its events (``tetragon`` for both Tetragon
   transports, ``bcc`` for the agent's own probes), comma-joined and sorted
   when the agent switched sources inside it; an event naming no source
@@ -22,11 +24,13 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
-from stellaops_runtime.contracts.posture import ORDER
+from stellaops_runtime.contracts.posture import ORDER, Posture
+from stellaops_runtime.hotsymbols.day_calls import UNWATCHED
 from stellaops_runtime.hotsymbols.window_units import WindowUnits
 
 if TYPE_CHECKING:
@@ -95,7 +99,7 @@ class WindowCounts:
         units = self.units
         out = []
         for (i, n, w), (count, rank, src) in windows.items():
-            evidenced = units.weakest(i, n, w, rank, runs)
+            evidenced = units.value(i, n, w, rank, runs)
             units.written(i, n, w, evidenced)
             out.append(
                 ObservationWindow(
@@ -114,4 +118,19 @@ class WindowCounts:
                 ObservationWindow(i, n, w, 0, None, self.window_seconds, "", evidenced=ORDER[evidenced])
             )
         units.age()
+        return out
+
+    def quiet(self, rows: list[ObservationWindow], lifecycle: RunWindows) -> list[ObservationWindow]:
+        """``rows`` with each lifecycle row (no events: the image's containers ran through the
+        window, hotsymbols/run_windows.py) carrying ``evidenced`` None when it is the first window
+        of one of those containers that showed no call that UTC day while another container of
+        the image did (day_calls.py); otherwise it leaves the window's value alone, as before."""
+        runs = lifecycle.containers
+        out = []
+        for o in rows:
+            if o.event_count == 0 and o.posture is Posture.PASSIVE and o.evidenced is None and not o.has_gap:
+                i, n, w = o.image_digest, o.node_name, o.window_start_ns
+                if self.units.value(i, n, w, Posture.PASSIVE.rank, runs) == UNWATCHED:
+                    o = dataclasses.replace(o, evidenced=Posture.NONE)
+            out.append(o)
         return out

@@ -28,7 +28,10 @@ were dropped are remembered per (image, node) for :data:`MAX_PRUNED_IMAGES`
 pairs, then forgotten together.
 
 A container of the image that ran in the window and sent it no event counts
-too, at Passive (hotsymbols/container_runs.py): the agent's lifecycle part
+too, at Passive (hotsymbols/container_runs.py); and a container that showed
+no call all that UTC day on the node while another container of the image
+did makes the value of the first window it ran in None, judged over the day
+(:meth:`WindowUnits.value`, hotsymbols/day_calls.py). The agent's lifecycle part
 knows from the runtime's registry which containers ran when. A container
 known only after the window's rows were written (the registry synced late,
 its image digest learnt later) lowers a kept window in a later drain: the
@@ -52,6 +55,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from stellaops_runtime.contracts.posture import LEGACY_TRUSTED, Posture
+from stellaops_runtime.hotsymbols.day_calls import DayCalls
 
 if TYPE_CHECKING:
     from stellaops_runtime.hotsymbols.container_runs import ContainerRuns
@@ -68,7 +72,7 @@ HOST_IMAGE = "host:"
 class WindowUnits:
     """The highest posture rank per container per (image, node, window), kept across drains."""
 
-    __slots__ = ("_idle", "_pruned_upto", "_said", "_units")
+    __slots__ = ("_idle", "_pruned_upto", "_said", "_units", "days")
 
     def __init__(self) -> None:
         self._units: dict[tuple[str, str, int], dict[str, int]] = {}
@@ -76,6 +80,7 @@ class WindowUnits:
         # (image, node) -> the latest window start whose containers were dropped
         self._pruned_upto: dict[tuple[str, str], int] = {}
         self._said: dict[tuple[str, str, int], int] = {}  # the rank last written for each window
+        self.days = DayCalls()  # each container judged over its UTC day (hotsymbols/day_calls.py)
 
     def __len__(self) -> int:
         return len(self._units)
@@ -90,6 +95,7 @@ class WindowUnits:
         if have is None or level > have:
             units[unit] = level
         self._idle[key] = 0
+        self.days.note(image, node, win, unit, level)
 
     def weakest(
         self, image: str, node: str, win: int, default: int, runs: ContainerRuns | None = None
@@ -110,6 +116,16 @@ class WindowUnits:
                 rank = _PASSIVE
         return rank
 
+    def value(self, image: str, node: str, win: int, default: int, runs: ContainerRuns | None = None) -> int:
+        """The window's ``evidenced`` rank to write: :meth:`weakest`, or None's (0) in the first window
+        of a container that ran in it (sent it events, or ran silent) and showed no call that UTC
+        day while another container of the image there did (hotsymbols/day_calls.py)."""
+        rank = self.weakest(image, node, win, default, runs)
+        ran = set(self._units.get((image, node, win), ()))
+        if runs is not None and not image.startswith(HOST_IMAGE):
+            ran.update(runs.ran_silent(image, win, ran))
+        return self.days.judge(image, node, win, rank, ran)
+
     def written(self, image: str, node: str, win: int, rank: int) -> None:
         """The window's row was written with ``rank`` (restated() compares with it)."""
         key = (image, node, win)
@@ -120,16 +136,23 @@ class WindowUnits:
         self, runs: ContainerRuns | None, written: set[tuple[str, str, int]]
     ) -> Iterator[tuple[str, str, int, int]]:
         """(image, node, window, rank) of every kept window not in ``written`` whose value changed
-        since its last row: the registry learnt of a container that ran in it, or synced."""
-        if runs is None:
-            return
-        for key, said in self._said.items():
-            if key in written:
-                continue
-            rank = self.weakest(*key, said, runs)
-            if rank != said:
+        since its last row (the registry learnt of a container that ran in it, or synced), and of
+        every window a container's calls later that day marked or cleared (day_calls.py)."""
+        done = set(written)
+        if runs is not None:
+            for key, said in self._said.items():
+                if key in written:
+                    continue
+                rank = self.value(*key, said, runs)
+                if rank != said:
+                    self._said[key] = rank
+                    done.add(key)
+                    yield (*key, rank)
+        for image, node, win, rank in self.days.restated(done):
+            key = (image, node, win)
+            if key in self._said:
                 self._said[key] = rank
-                yield (*key, rank)
+            yield image, node, win, rank
 
     def age(self) -> None:
         """One drain more: drop the windows without an event in the last :data:`KEEP_DRAINS` drains."""
@@ -139,6 +162,7 @@ class WindowUnits:
                 old.append(key)
             else:
                 self._idle[key] = n + 1
+        self.days.prune()
         if not old:
             return
         if len(self._pruned_upto) > MAX_PRUNED_IMAGES:  # bounded (module docstring)

@@ -8,16 +8,18 @@ calls: a node at ActiveTracing (kernel probes without user stacks, an agent whos
 in sync or that found no runtime socket), one where the image only ran (lifecycle rows, Passive:
 no container of it sent an event), one whose windows a silent container of the image capped at
 Passive all day (hotsymbols/container_runs.py), one whose agents were all before migration 0009
-or wrote no posture. Such a day is no watched day (watched_sql.py ``unseen_days``), and
+or wrote no posture; or a node where a container of the image ran, for any part of the day, that
+showed no call all that day while another container of it there did (a window ``evidenced`` None:
+hotsymbols/day_calls.py). Such a day is no watched day (watched_sql.py ``unseen_days``), and
 ``query observed`` over a period holding one answers unknown, naming them (:func:`image_unseen`;
 at most :data:`MAX_NAMED` in the reason, all of them in the JSON).
 
-Per (node, UTC day, by the window's start). A node that saw the image's calls in one window that
-day keeps its other windows: a window without events or with one container's exec events alone is
-a quiet image there, and a window evidenced below EbpfDeep beside one container's calls is, in
-real streams, mostly a traced container's events without a stack or its exec events alone in that
-window. So a silent container that ran only part of a day on a node whose traced container was
-seen that day is not told apart (the residual: docs/evidence.md, "Days").
+Per (node, UTC day, by the window's start). Apart from that mark, a node that saw the image's
+calls in one window that day keeps its other windows: a window without events or with one
+container's exec events alone is a quiet image there, and a window evidenced below EbpfDeep beside
+one container's calls is a traced container idle or without a stack there, since the agent marks
+a window of each container not seen with calls that day. What the agent did not see it cannot
+mark (an agent restarted that day knows the calls it saw since: docs/evidence.md, "Days").
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
 from stellaops_runtime.store.schema import observation_windows, utc_date
-from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage, period_passes, seen_level
+from stellaops_runtime.store.watched_sql import (
+    has_posture_columns,
+    has_rule_column,
+    is_coverage,
+    period_passes,
+    seen_level,
+    unwatched_windows,
+)
 
 MAX_NAMED = 20  # unseen (node, day)s named in an answer's reason; the JSON lists them all
 
@@ -43,10 +52,16 @@ class Unseen:
     day: dt.date
     posture: Posture | None  # the highest posture of the node's windows of the image that day
     windows: int  # the node's windows of the image that day in the period asked about
+    # the node's windows of the image that day marked for a container of it that showed no call all
+    # day while another did (evidenced None, one per such container: hotsymbols/day_calls.py)
+    unwatched: int = 0
 
     def describe(self) -> str:
         n, p = f"{self.windows} window{'s' * (self.windows != 1)}", posture_text(self.posture)
-        return f"on node {self.node_name} on {self.day.isoformat()} only at posture {p} ({n})"
+        where = f"on node {self.node_name} on {self.day.isoformat()}"
+        if self.posture is not None and self.posture.rank >= FUNCTION_VISIBLE.rank:
+            return f"{where} in a container that showed no call all that day, beside one at posture {p} ({n})"
+        return f"{where} only at posture {p} ({n})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +69,7 @@ class Unseen:
             "day": self.day.isoformat(),
             "posture": posture_text(self.posture),
             "windows": self.windows,
+            "unwatched_windows": self.unwatched,
         }
 
 
@@ -100,14 +116,18 @@ def image_unseen(
     first = dt.datetime.combine(days[0], dt.time(), dt.UTC)
     last = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
     level = seen_level(conn, observation_windows)
+    marked: sa.ColumnElement[Any] = (
+        unwatched_windows(conn, observation_windows) if has_rule_column(conn) else sa.literal(0)
+    )
     stmt = (
-        sa.select(o.node_name, day, sa.func.max(level).label("top"))
+        sa.select(o.node_name, day, sa.func.max(level).label("top"), marked.label("marks"))
         .where(*base, o.window_start >= first, o.window_start < last)
         .group_by(o.node_name, day)
     )
-    tops = {(r.node_name, _as_date(r.day)): int(r.top) for r in conn.execute(stmt)}
-    return [
-        Unseen(node, d, posture_of_rank(tops.get((node, d), -1)), windows)
-        for (node, d), windows in sorted(in_period.items())
-        if tops.get((node, d), -1) < FUNCTION_VISIBLE.rank
-    ]
+    tops = {(r.node_name, _as_date(r.day)): (int(r.top), int(r.marks or 0)) for r in conn.execute(stmt)}
+    out = []
+    for (node, d), windows in sorted(in_period.items()):
+        top, marks = tops.get((node, d), (-1, 0))
+        if top < FUNCTION_VISIBLE.rank or marks > 0:
+            out.append(Unseen(node, d, posture_of_rank(top), windows, marks))
+    return out

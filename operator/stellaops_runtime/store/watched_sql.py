@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
-from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, LEGACY_TRUSTED
+from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, LEGACY_TRUSTED, Posture
 from stellaops_runtime.store.schema import (
     OBSERVATION_GAP_COLUMNS,
     OBSERVATION_POSTURE_COLUMNS,
@@ -151,16 +151,27 @@ def unseen_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
     """UTC days on which ``image`` ran on a node where none of its windows that day could see calls
     (needs the 0003 columns): another node at ActiveTracing, one where it only ran (lifecycle rows:
     no container of it sent an event), one whose windows a silent container capped at Passive all
-    day, one of unknown posture. Such a day is no watched day, whatever another node's window saw
-    (store/coverage_unseen.py)."""
+    day, one of unknown posture; or where one of its containers ran that showed no call all that
+    day while another did (:func:`unwatched_windows`). Such a day is no watched day, whatever
+    another window saw (store/coverage_unseen.py)."""
     u = observation_windows.alias("unseen")
     day = utc_date(u.c.window_start).label("day")
+    blind = sa.func.max(seen_level(conn, u)) < FUNCTION_VISIBLE.rank
     return (
         sa.select(day)
         .where(u.c.image_digest == image, is_coverage(conn, u))
         .group_by(u.c.node_name, day)
-        .having(sa.func.max(seen_level(conn, u)) < FUNCTION_VISIBLE.rank)
+        .having(sa.or_(blind, unwatched_windows(conn, u) > 0) if has_rule_column(conn) else blind)
     )
+
+
+def unwatched_windows(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[Any]:
+    """Aggregate: how many of the rows have ``evidenced_level`` None's rank (0), which only agents
+    that judge each container over its UTC day write (hotsymbols/day_calls.py): a container of the
+    image ran in the window and showed no call that day on the node while another container of it
+    did. Needs the 0009 column; no row of an older agent holds 0 (no event evidences None)."""
+    mark: sa.ColumnElement[int] = sa.literal_column(str(Posture.NONE.rank))
+    return sa.func.sum(sa.case((table.c.evidenced_level == mark, 1), else_=0))
 
 
 def seen_level(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[Any]:

@@ -1,0 +1,152 @@
+"""Which containers of an image were seen with calls on a UTC day: a run nobody watched takes the day out.
+
+A watched day (evidence/store_facts.py) is a claim about every run of the
+image that day, and the store judges it per (node, UTC day): a node that saw
+the image's calls in one window keeps its other windows of the day, since a
+window evidenced below EbpfDeep beside them is mostly the same traced
+container being idle or sending events without a stack. The store cannot
+tell that from a second container of the image that ran silent (no policy
+traces it) or traced without stacks beside the first: only the agent knows
+the containers (hotsymbols/window_units.py, hotsymbols/container_runs.py).
+
+So the agent judges each container over its UTC day on the node: a
+container that ran in a window (sent it events, or ran silent) and showed no
+call (no event at EbpfDeep or above) that day so far, while another
+container of the image there did, makes the first window it ran in that day
+carry ``evidenced`` None (rank 0), a value no event gives. One window per
+container and day is enough: the store takes the node's whole day out of
+the watch on it (store/watched_sql.py ``unseen_days``) and ``query
+observed`` names the node and day (store/coverage_unseen.py); the other
+windows it ran in keep their own value. A container seen with calls later
+that day was idle, not unwatched: its window is written again at its own
+value (:meth:`DayCalls.restated`, a row with no events carrying only
+``evidenced``); a window written before the day's first call is marked once
+that call comes.
+
+What the agent knew is what it judges: the containers are remembered for
+the day of the newest window it saw and the day before (at most
+:data:`MAX_UNITS` (image, node, day, container)s, the oldest days dropped
+first: their rows keep what was written); a restarted agent knows only the
+calls it saw itself. Containers are compared as container_runs.py compares
+them (31 characters of the id, lower case). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture
+from stellaops_runtime.hotsymbols.container_runs import unit_id
+
+DAY_NS = 86_400 * 1_000_000_000
+MAX_UNITS = 100_000  # (image, node, day, container)s remembered at once not yet seen with calls
+UNWATCHED = Posture.NONE.rank  # the mark: a container of the image ran there, unseen with calls that day
+_VISIBLE = FUNCTION_VISIBLE.rank
+
+_Day = tuple[str, str, int]  # (image, node, UTC day number)
+
+
+class DayCalls:
+    """Per (image, node, UTC day): the containers seen with calls, and the first window of each other one."""
+
+    __slots__ = ("_called", "_dirty", "_first", "_latest", "_size")
+
+    def __init__(self) -> None:
+        self._called: dict[_Day, set[str]] = {}
+        # (image, node, day) -> container not yet seen with calls -> [its first window, that window's
+        # own rank, the rank written for it]
+        self._first: dict[_Day, dict[str, list[int]]] = {}
+        self._dirty: set[_Day] = set()  # days with a container newly seen with calls
+        self._latest = 0  # the newest day noted
+        self._size = 0  # containers in _first
+
+    def __len__(self) -> int:
+        return self._size
+
+    def note(self, image: str, node: str, win: int, unit: str, level: int) -> None:
+        """One event of container ``unit`` in the window, at posture rank ``level``."""
+        if level < _VISIBLE:
+            return
+        day = win // DAY_NS
+        key = (image, node, day)
+        called = self._called.get(key)
+        if called is None:
+            called = self._called[key] = set()
+            self._latest = max(self._latest, day)
+        u = unit_id(unit)
+        if u not in called:
+            called.add(u)
+            self._dirty.add(key)
+
+    def judge(self, image: str, node: str, win: int, rank: int, units: Iterable[str]) -> int:
+        """The window's ``evidenced`` rank to write: ``rank``, or :data:`UNWATCHED` when it is the
+        first window that day of a container that ran in it (``units``) and has shown no call that
+        day while another container has."""
+        day = win // DAY_NS
+        key = (image, node, day)
+        called = self._called.get(key, set())
+        firsts = self._first.get(key)
+        mine: list[list[int]] = []
+        for u in map(unit_id, units):
+            if u in called:
+                continue
+            if firsts is None:
+                firsts = self._first[key] = {}
+                self._latest = max(self._latest, day)
+            entry = firsts.get(u)
+            if entry is None:
+                entry = firsts[u] = [win, rank, rank]
+                self._size += 1
+            if entry[0] == win:
+                mine.append(entry)
+        value = UNWATCHED if mine and called else rank
+        for entry in mine:
+            entry[1], entry[2] = rank, value
+        return value
+
+    def restated(self, skip: set[tuple[str, str, int]]) -> Iterator[tuple[str, str, int, int]]:
+        """(image, node, window, rank) of each remembered window (not in ``skip``, written this drain)
+        whose value changed since it was written: its containers were all seen with calls since
+        (the mark goes), or the first container of the day was (the mark comes)."""
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            firsts = self._first.get(key)
+            if not firsts:
+                continue
+            called = self._called.get(key, set())
+            image, node, _ = key
+            wins: dict[int, list[list[int]]] = {}  # window -> the entries of containers still unseen
+            was: dict[int, tuple[int, int]] = {}  # window -> (its own rank, the rank written)
+            for u, entry in list(firsts.items()):
+                win = entry[0]
+                was.setdefault(win, (entry[1], entry[2]))
+                if u in called:
+                    del firsts[u]
+                    self._size -= 1
+                else:
+                    wins.setdefault(win, []).append(entry)
+            for win, (rank, said) in was.items():
+                left = wins.get(win, [])
+                value = UNWATCHED if left else rank
+                for entry in left:
+                    entry[2] = value
+                if value != said and (image, node, win) not in skip:
+                    yield image, node, win, value
+
+    def prune(self) -> None:
+        """Forget the days before the day before the newest one, then the oldest while past the bound."""
+        keep = self._latest - 1
+        for key in [k for k in self._called.keys() | self._first.keys() if k[2] < keep]:
+            self._forget(key)
+        if self._size > MAX_UNITS:
+            for key in sorted(self._first, key=lambda k: k[2]):
+                self._forget(key)
+                if self._size <= MAX_UNITS:
+                    break
+
+    def _forget(self, key: _Day) -> None:
+        self._called.pop(key, None)
+        self._dirty.discard(key)
+        firsts = self._first.pop(key, None)
+        if firsts:
+            self._size -= len(firsts)
