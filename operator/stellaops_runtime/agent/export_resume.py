@@ -21,6 +21,13 @@ not well formed is not used for resuming (the hole is a gap, as without checkpoi
 ``in_flight`` is written durably (fsync) before the drain's rows can reach the store, and a
 drain whose entry cannot be written is held (agent/watch_record.py ``drain_starts``): the
 record on disk never names a position before rows already stored.
+
+The record is this agent's, beside its ``store.spoolPath``: another agent of the node with
+another spool path may have counted lines past it since. So every batch frozen for the store
+carries where the lines taken so far end (:meth:`ExportResume.store_position`), written with
+its counts (store/export_position.py), and a checkpoint handed to the source is weighed
+against the store's row before it is used (:meth:`ExportResume.store_opened`,
+sources/export_store.py).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.hotsymbols.clock_span import boot_ns, now_pair
 from stellaops_runtime.sources.export_checkpoint import valid
 
@@ -46,9 +54,50 @@ class ExportResume:
         self.held = 0  # drains held since the last one handed over (their checkpoint not recorded)
         self.holds = 0  # drains ever held (``export_drains_held_total``)
         self.holds_at_flush = 0
+        self.source: Any = None
+        # A checkpoint was handed to the source: the node's export position in the store is read
+        # first (store/export_position.py), on the store's opening thread, before it is used.
+        self.wants_store = False
+        self.store_read = False
 
     def attach(self, source: Any) -> None:
+        self.source = source
         self.positions = getattr(source, "positions", None)
+
+    @property
+    def awaits_position(self) -> bool:
+        """The source waits for the store's export position of the node (the store is opened
+        again until it answers, as for agent/node_history.py)."""
+        return self.wants_store and not self.store_read
+
+    def ask_store(self, record_agent: str) -> None:
+        """The checkpoint handed to the source is weighed against the store's position
+        (sources/export_store.py); ``record_agent``: the agent that wrote the record."""
+        unknown = getattr(self.source, "store_position_unknown", None)
+        self.wants_store = unknown is not None and bool(unknown(record_agent))
+
+    def store_opened(self, db: Any, node: str) -> None:
+        """On the store's opening thread: read the node's export position for the source
+        (raises what the driver raises: the store is not usable yet)."""
+        if not self.awaits_position:
+            return
+        from stellaops_runtime.store.export_position import read_position
+
+        row = read_position(db, node)
+        self.store_read = True
+        self.source.store_position(row)
+
+    def store_position(self, node: str, agent_id: str) -> dict[str, Any] | None:
+        """Where the lines taken from the queue so far end (so the counts of any batch frozen now
+        end there at the latest), with this moment: written with each of that batch's
+        transactions (store/pending.py ``position_of``, store/export_position.py). None: not
+        an export source, or no file yet."""
+        cp = self._checkpoint(self._taken())
+        if cp is None or "\0" in node:
+            return None
+        wall, boot = now_pair()
+        return {"node": node, "agent_id": agent_id, "checkpoint": cp, "at_ns": wall, "at_boot": boot,
+                "boot_id": this_boot()}  # fmt: skip
 
     def doc(self) -> dict[str, Any] | None:
         if self.committed is None and self.in_flight is None:

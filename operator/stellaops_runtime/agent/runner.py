@@ -300,7 +300,7 @@ class Agent(Draining):
             if opened:  # start-up's garbage (the store's first connection, a migration) is free heap now
                 await self.in_pipeline(release_free_memory)
                 return
-            if not self.watch.awaits_store:  # else no row may come to make a flush open it
+            if not (self.watch.awaits_store or self.watch.export.awaits_position):  # else no row may come
                 return  # (the store must say if an agent ran on the node before: agent/node_history.py)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), 5.0)

@@ -166,6 +166,8 @@ class WatchRecord:
         self.restart_gaps += 1
         self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
         resumes = resume_export(source, export, (alive, alive_boot), timed=export_timed)
+        if resumes:  # weighed against the store's export position first (sources/export_store.py)
+            self.export.ask_store(last_agent)
         log.warning(
             "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap%s",
             _iso(alive), last_agent, self.restart_gap_seconds,
@@ -196,11 +198,15 @@ class WatchRecord:
         """On the store's opening thread, before this agent writes to it: read the node's latest
         window (agent/node_history.py). Raises StoreUnavailable if it cannot be read (the store
         is opened again later), so the answer is never "none" for a store that could not tell."""
-        if not self._asked or self._store_answered:
-            return
         from stellaops_runtime.agent.node_history import last_window_ns
         from stellaops_runtime.store.errors import StoreUnavailable
 
+        try:  # the node's export position, for a checkpoint about to be used (agent/export_resume.py)
+            self.export.store_opened(store.db, self.node)
+        except Exception as e:
+            raise StoreUnavailable(f"cannot read this node's export position: {e!r}") from e
+        if not self._asked or self._store_answered:
+            return
         try:
             stored = last_window_ns(store.db, self.node)
         except Exception as e:
@@ -384,6 +390,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
     agent.flusher.on_open = rec.store_opened
     agent.outages.record = rec
+    agent.flusher.pending.position_of = lambda: rec.export.store_position(agent.node_name, agent.agent_id)
     if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
         agent.node_status.record = rec
     return rec

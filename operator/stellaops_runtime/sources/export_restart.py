@@ -21,6 +21,7 @@ from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import matches, path_hash
 from stellaops_runtime.sources.export_files import TAIL, bytes_before, find_rotated, ident
 from stellaops_runtime.sources.export_stats import ExportStats
+from stellaops_runtime.sources.export_store import NONE, STORE, reconcile
 from stellaops_runtime.sources.open_outage import OpenOutage
 
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
@@ -50,6 +51,14 @@ class RestartResume:
     _history_asked: bool = False
     _history: bool | None = None
     _had_checkpoint = False  # the record held a checkpoint (used or not)
+    # The checkpoint is weighed against the node's export position in the store before it is
+    # used (sources/export_store.py): asked (``_position_wait``), answered from the store's
+    # opening thread (``_position_row``), by which agent the record was written.
+    _position_wait = False
+    _position_answered = False
+    _position_row: Any = None
+    _record_agent = ""
+    _deciding = False  # waiting for that answer, the file open: the hole's end is not known yet
     _history_late = False  # the store did not answer in time: the file was replayed anyway
 
     # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
@@ -73,6 +82,50 @@ class RestartResume:
         first bytes must not)."""
         self._resume = (cp, moment)
 
+    def store_position_unknown(self, record_agent: str) -> bool:
+        """The checkpoint handed (:meth:`resume_checkpoint`) is used only once the store has said
+        where the node's stored counts of the file end (:meth:`store_position`); False: not
+        asked, the checkpoint is of another path (never resumed at: read as before)."""
+        if self._resume is None or self._resume[0]["path_sha256"] != path_hash(self.path):
+            return False
+        self._position_wait, self._record_agent = True, record_agent
+        return True
+
+    def store_position(self, row: tuple[str, Any] | None) -> None:
+        """The store's answer (store/export_position.py ``read_position``; from another thread)."""
+        self._position_row = row
+        self._position_answered = True
+
+    async def _await_position(self, stop: asyncio.Event) -> bool | None:
+        """Wait (at most :data:`HISTORY_WAIT_SECONDS`) for the store's export position; False:
+        no answer in time (nothing is resumed), None: stopped meanwhile."""
+        until = time.monotonic() + HISTORY_WAIT_SECONDS
+        self._deciding = True  # the hole is not taken piecewise meanwhile: it may end at a moment past
+        try:
+            while not self._position_answered:
+                if stop.is_set():
+                    return None
+                if time.monotonic() > until:
+                    return False
+                self.stats.last_error = (
+                    f"waiting for the store to tell where this node's stored counts of {self.path} end"
+                )
+                await asyncio.sleep(self.poll_interval)
+            return True
+        finally:
+            self._deciding = False
+
+    def _weigh(self, f: BinaryIO, cp: dict[str, Any], moment: tuple[int, int] | None) -> tuple[str, Any, Any]:
+        """The record's checkpoint against the store's position (sources/export_store.py)."""
+        if not self._position_answered:
+            why = (
+                f"the store did not say within {HISTORY_WAIT_SECONDS:g}s where this node's stored "
+                "counts of it end (another agent of the node may have counted past this record)"
+            )
+            return NONE, None, why
+        how, scp, smoment, why = reconcile(f, self.path, (cp, moment), self._position_row, self._record_agent)
+        return how, (scp, smoment), why
+
     def _resume_at(self, f: BinaryIO) -> tuple[BinaryIO, bool, tuple[int, int] | None]:
         """Seek ``f`` to the checkpoint if it is its file: (the file to read first, resumed, the
         moment the gap then ends; None: when the file is opened). The checkpoint's file rotated
@@ -83,7 +136,24 @@ class RestartResume:
         cp, moment = self._resume
         self._resume = None
         self._had_checkpoint = True
-        other = cp["path_sha256"] != path_hash(self.path)
+        stored = False  # resumed at the store's position: another agent's, of another path maybe
+        if self._position_wait:
+            how, found, why = self._weigh(f, cp, moment)
+            if how == NONE:
+                self._had_checkpoint = False  # exportFromStart too: from its end, never its start
+                log.warning(
+                    "export file %s is not resumed (%s): read from its end, the time since the last "
+                    "agent is a gap", self.path, why,
+                )  # fmt: skip
+                return f, False, None
+            if how == STORE:
+                (cp, moment), stored = found, True
+                log.warning(
+                    "another agent of this node stored counts of export file %s past this agent's "
+                    "record (the store's export position): read on from there, not from the record",
+                    self.path,
+                )  # fmt: skip
+        other = not stored and cp["path_sha256"] != path_hash(self.path)
         why = "it was written for another path" if other else matches(f, cp, same_dev=moment is not None)
         rotated = (
             None
@@ -190,6 +260,8 @@ class RestartResume:
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
         opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py)."""
+        if self._deciding:  # resumed or not, the hole ends at a moment the store's answer tells
+            return None
         return self._outage.take(self._opened_at if self.stats.connects else None)
 
     def forget_outage(self) -> None:

@@ -18,7 +18,8 @@ A restarted agent resumes where the last agent's stored counts end when the
 node's watch record (agent/watch_record.py) holds a checkpoint of the file still
 at the path (sources/export_checkpoint.py, agent/export_resume.py), or of the
 file rotated beside it once meanwhile (sources/export_restart.py): the lines
-written while no agent ran are read, none is counted twice. Otherwise it starts
+written while no agent ran are read, none is counted twice, and never before where the store
+says another agent of the node stored counts of it (sources/export_store.py). Otherwise it starts
 at the file's end (unless ``exportFromStart``), so the lines written while no
 agent ran are never read: like the gRPC source, this source gives the watch
 record its watching moment (``watching_ns``: the last time it had read every
@@ -265,6 +266,10 @@ class TetragonExportSource(RestartResume):
             resumed, moment = (False, None)
             if not self.stats.connects and self.lock.waited_since is not None:
                 at_end = there = self._after_other_agent()
+            waits = not self.stats.connects and self._resume is not None and self._position_wait
+            if waits and await self._await_position(stop) is None:  # the store's position (export_store.py)
+                f.close()
+                return None
             if not self.stats.connects:
                 f, resumed, moment = self._resume_at(f)  # f: the rotated file it names, if so
             if not resumed and (at_end or there):

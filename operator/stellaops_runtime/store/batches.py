@@ -61,6 +61,9 @@ class Batch:
     # Ranges this process saw committed, with how (``"written"``/``"duplicate"``): a retry of the
     # batch skips them without a round trip (the ledger would answer "already stored").
     stored_ranges: dict[Range, str] = field(default_factory=dict)
+    # Where the export file's lines counted in this batch (and the ones before it) may reach,
+    # written with each of its transactions (store/export_position.py); None: no export source.
+    export_position: dict[str, Any] | None = None
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 

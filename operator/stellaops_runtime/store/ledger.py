@@ -77,6 +77,7 @@ from stellaops_runtime.store.batches import (
 )
 from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.errors import is_database_error
+from stellaops_runtime.store.export_position import write_position
 from stellaops_runtime.store.partitions import is_missing_partition
 from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
 from stellaops_runtime.store.upsert import write_rows
@@ -269,6 +270,8 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                 if state is not Coverage.FREE:
                     raise _Rollback(state)
                 result.written += write_rows(conn, deltas, obs)
+                if batch.export_position is not None:  # with the counts it covers, in one transaction
+                    write_position(conn, batch.export_position)
             batch.range_stored((lo, hi), "written")
             return
         except _Rollback as r:

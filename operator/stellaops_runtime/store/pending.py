@@ -55,7 +55,8 @@ import asyncio
 import logging
 import random
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.random_id import uuid4_text
@@ -130,6 +131,9 @@ class PendingWrites:
         self.spool_loaded_rows = 0
         self.spool_replayed_rows = 0
         self.last_error: str | None = None
+        # Where the export file's lines drained so far may reach (agent/export_resume.py), given
+        # to each batch frozen from the buffer and written with its counts (store/export_position.py).
+        self.position_of: Callable[[], dict[str, Any] | None] | None = None
 
     @property
     def pending_rows(self) -> int:
@@ -183,8 +187,9 @@ class PendingWrites:
         if not self._buf:
             return
         buf, self._buf, self._rows = self._buf, {}, 0
+        position = self.position_of() if self.position_of is not None else None
         for units in freeze(buf, self.max_batch_rows):
-            self._batches.append(Batch(self.agent_id, self._next_seq, units))
+            self._batches.append(Batch(self.agent_id, self._next_seq, units, export_position=position))
             self._next_seq += 1
 
     def _enforce_bound(self) -> None:

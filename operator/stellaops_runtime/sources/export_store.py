@@ -1,0 +1,99 @@
+"""The node's export position in the store against this agent's own checkpoint: never read before it.
+
+A restarted export follower resumes at the checkpoint of its node's watch record
+(sources/export_restart.py), but that record is this agent's: another agent of the node with
+another ``store.spoolPath`` (a second install, an agent run by hand) keeps its own, and may
+have followed the file further after this agent's record was written. Every transaction that
+stores counts of the file also writes the node's export position (store/export_position.py),
+so the store knows where any agent's stored counts may reach. :func:`reconcile` weighs the
+two when the file is opened:
+
+- no row (agents before migration 0011), or one written by the agent that wrote this record
+  (the record is at least as far on: its in-flight entry is written before the counts): the
+  record's checkpoint, as before;
+- the row's file is the one at the path and further on than the record's (or the record's is
+  not the file at the path): read on from the row's offset; the gap since this agent's record
+  ends at the moment the row's drain began (its lines before the offset may not all be stored:
+  a batch is stored in parts), or at the file's opening when the row is of another boot;
+- the record's file is the one at the path and the row's is not: the row is of an older file,
+  the record's checkpoint is used, unless the row names the same inode (the file was
+  truncated or rewritten after the other agent read it: nothing can be resumed);
+- neither is the file at the path (rotated since): the record's checkpoint (and its rotated
+  file) only when the row is older on this boot's clock; else nothing is resumed.
+
+Whatever is not resumed is read from the file's end, never its start, and the time since this
+agent's record is a gap, never a line counted twice. A row that is not well formed is not used
+and nothing is resumed either.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+
+from stellaops_runtime.boot_id import this_boot
+from stellaops_runtime.hotsymbols.clock_span import boot_ns
+from stellaops_runtime.sources.export_checkpoint import matches, path_hash, valid
+
+Moment = tuple[int, int] | None
+OWN, STORE, NONE = "own", "store", "none"
+
+
+def store_moment(doc: dict[str, Any]) -> Moment:
+    """The row's moment (wall, boottime ns) if it is of this boot, else None (not a time here)."""
+    at, boot, boot_id = doc["at_ns"], doc["at_boot"], doc["boot_id"]
+    if boot_id and boot_id == this_boot() and 0 <= boot <= boot_ns():
+        return (at, boot)
+    return None
+
+
+def store_doc(row: Any) -> dict[str, Any] | None:
+    """The row's position document if it is well formed (store/export_position.py), else None."""
+    if not isinstance(row, dict) or set(row) != {"checkpoint", "at_ns", "at_boot", "boot_id"}:
+        return None
+    if valid(row["checkpoint"]) is None or not isinstance(row["boot_id"], str):
+        return None
+    if any(type(row[k]) is not int or row[k] < 0 for k in ("at_ns", "at_boot")):
+        return None
+    return row
+
+
+def reconcile(
+    f: BinaryIO,
+    path: str,
+    own: tuple[dict[str, Any], Moment],
+    row: tuple[str, Any] | None,
+    record_agent: str,
+) -> tuple[str, dict[str, Any] | None, Moment, str]:
+    """(OWN: the record's checkpoint; STORE: the row's, with its checkpoint and moment; NONE:
+    nothing is resumed, with why) for the file ``f`` now at ``path``."""
+    cp, moment = own
+    if row is None:
+        return OWN, cp, moment, ""
+    agent, raw = row
+    doc = store_doc(raw)
+    if doc is None:
+        return NONE, None, None, "the store's export position of this node is not well formed"
+    if agent == record_agent:
+        return OWN, cp, moment, ""
+    scp, smoment = doc["checkpoint"], store_moment(doc)
+    s_here = matches(f, scp, same_dev=smoment is not None) == ""
+    c_here = cp["path_sha256"] == path_hash(path) and matches(f, cp, same_dev=moment is not None) == ""
+    if s_here and (not c_here or scp["pos"] > cp["pos"]):
+        return STORE, scp, smoment, ""
+    if c_here:
+        if not s_here and _same_inode(f, scp):
+            why = "the file was truncated or rewritten after another agent of this node read it"
+            return NONE, None, None, why
+        return OWN, cp, moment, ""
+    if smoment is not None and moment is not None and smoment[1] <= moment[1]:
+        return OWN, cp, moment, ""  # the row is older: the record's file rotated beside the path
+    why = "another agent of this node stored counts of it after this agent's record; rotated since"
+    return NONE, None, None, why
+
+
+def _same_inode(f: BinaryIO, cp: dict[str, Any]) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino == cp["ino"]
+    except OSError:
+        return True

@@ -1,0 +1,70 @@
+"""The node's export position in the store: where its stored counts of the export file may end.
+
+The node's watch record (agent/watch_record.py) is kept beside ``store.spoolPath``, so two
+agents of one node with different spool paths (a second install, an agent run by hand beside
+the DaemonSet's pod) keep two records. The export file's lock (sources/export_lock.py) keeps
+them from following the file at once, not one after the other: agent X, its record at byte
+100, started after agent Y had followed the file to byte 500 and stopped, resumed at 100 and
+counted lines 100..500 a second time. So the position travels with the counts: every
+transaction that stores counts of a batch drained from the export source also writes the
+node's row of ``export_positions`` (migration 0011), in the same transaction, so a count in
+the store is never without a position at least as far on (a lost COMMIT acknowledgement
+included: the retry is a no-op through the ledger, the row was written with the counts).
+
+The row (JSON text, checked by its reader) holds the checkpoint of the file
+(sources/export_checkpoint.py: device, inode, hash of its first bytes, offset), the moment the
+drain reaching it began (wall and boot clock, the boot id) and the agent that wrote it. The
+offset is where the batch's lines may reach, not where they all do (a batch is written in
+parts, one transaction each): lines before it may be counted, none after it. An agent about
+to resume reads it first (:func:`read_position`, agent/watch_record.py ``store_opened``) and
+never reads the file before it (sources/export_restart.py). Plain DB-API SQL (the agent never
+loads SQLAlchemy); the table is outside ``store/schema.py``'s metadata, which the query side
+reads, as the agent alone uses it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_WRITE = {
+    "postgresql": (
+        "INSERT INTO signals.export_positions (node_name, agent_id, position) VALUES (%s, %s, %s) "
+        "ON CONFLICT (node_name) DO UPDATE SET agent_id = excluded.agent_id, position = excluded.position"
+    ),
+    "sqlite": (
+        "INSERT INTO main.export_positions (node_name, agent_id, position) VALUES (?, ?, ?) "
+        "ON CONFLICT (node_name) DO UPDATE SET agent_id = excluded.agent_id, position = excluded.position"
+    ),
+}
+_READ = {
+    "postgresql": "SELECT agent_id, position FROM signals.export_positions WHERE node_name = %s",
+    "sqlite": "SELECT agent_id, position FROM main.export_positions WHERE node_name = ?",
+}
+MAX_POSITION_CHARS = 4096  # a position is ~400 characters; a larger one is not ours
+
+
+def write_position(conn: Any, position: dict[str, Any]) -> None:
+    """Write the node's row, inside the transaction storing the counts it covers.
+
+    ``position``: ``{"node", "agent_id", "checkpoint", "at_ns", "at_boot", "boot_id"}``."""
+    doc = {k: position[k] for k in ("checkpoint", "at_ns", "at_boot", "boot_id")}
+    text = json.dumps(doc, ensure_ascii=True, sort_keys=True)
+    conn.execute(_WRITE[conn.dialect], (position["node"], position["agent_id"], text))
+
+
+def read_position(db: Any, node: str) -> tuple[str, Any] | None:
+    """The node's row as (agent id, the position document as written; checked by the caller);
+    None: no row (no agent of 0011 on stored counts of the node's export file). Raises what
+    the driver raises (a store not usable yet)."""
+    with db.connect() as conn:
+        rows = conn.execute(_READ[db.dialect], (node,)).rows
+    if not rows:
+        return None
+    agent, text = rows[0]
+    if not isinstance(text, str) or len(text) > MAX_POSITION_CHARS:
+        return (str(agent), None)
+    try:
+        return (str(agent), json.loads(text))
+    except ValueError:
+        return (str(agent), None)
