@@ -63,6 +63,11 @@ def _sep_or_glued(opt: str) -> str:
     return rf"(?<!\S){opt}(?:\s+(?![-\s])|(?=\S)){_V}"
 
 
+def _sep_or_eq(opt: str) -> str:
+    """``OPT VALUE`` or ``OPT=VALUE`` (a long option)."""
+    return rf"(?<!\S){opt}(?:=|\s+(?![-\s])){_V}"
+
+
 def _userpass(opt: str, sep: str = ":") -> str:
     """``OPT user:password`` or ``OPTuser:password``: the part after the separator."""
     return rf"(?<!\S){opt}(?:\s+|(?=\S)){_after(sep)}"
@@ -155,10 +160,44 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("openssl",): (_sep("-k"), _sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
     # https://docs.docker.com/reference/cli/docker/login/ and podman/helm/skopeo/oras login -p
     _LOGIN: (_after_sub("login", _sep("-p")),),
-    # https://learn.microsoft.com/en-us/cli/azure/reference-index#az-login (-p, --password)
-    ("az",): (_after_sub("login", _sep("-p")),),
-    # https://docs.aws.amazon.com/cli/latest/reference/configure/set.html
-    ("aws",): (r"(?<!\S)set\s+\S*(?i:secret|token|password)\S*\s+(?P<s>[^\s]+)",),
+    # https://learn.microsoft.com/en-us/cli/azure/reference-index#az-login (-p, --password),
+    # https://learn.microsoft.com/en-us/cli/azure/keyvault/secret#az-keyvault-secret-set (--value)
+    ("az",): (_after_sub("login", _sep("-p")), _after_sub(r"secret\s+set", _sep_or_eq("--value"))),
+    # https://cli.github.com/manual/gh_secret_set (-b, --body)
+    ("gh",): (
+        _after_sub(r"secret\s+set", _sep_or_eq("--body")),
+        _after_sub(r"secret\s+set", _sep_or_glued("-b")),
+    ),
+    # https://docs.npmjs.com/cli/v10/configuring-npm/npmrc#auth-related-configuration (_authToken,
+    # _auth, _password) and https://yarnpkg.com/configuration/yarnrc#npmAuthToken, set with `config set`
+    ("npm", "yarn", "pnpm"): (
+        r"(?<!\S)set\s+\S*(?i:authtoken|authident|_auth|_password)\s+(?P<s>[^\s=]\S*)",
+    ),
+    # https://python-poetry.org/docs/repositories/#configuring-credentials
+    # (config pypi-token.NAME TOKEN, config http-basic.NAME USER PASSWORD)
+    ("poetry",): (
+        r"(?<!\S)pypi-token\.\S+\s+(?P<s>[^\s-]\S*)",
+        r"(?<!\S)http-basic\.\S+\s+[^\s-]\S*\s+(?P<s>[^\s-]\S*)",
+    ),
+    # https://doc.rust-lang.org/cargo/commands/cargo-login.html (the token as an argument)
+    # (its options with a value, --registry/--color/--config/-Z, are skipped with it)
+    ("cargo",): (
+        r"(?<!\S)login(?>\s+(?:--(?:registry|color|config)(?:=\S*|\s+\S+)|-Z(?:\S+|\s+\S+)|-\S+))*+"
+        r"\s+(?P<s>[^\s-]\S*)",
+    ),
+    # https://twine.readthedocs.io/en/stable/#twine-upload (-p, --password)
+    ("twine",): (_sep("-p"),),
+    # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/setup/ (-p, --password)
+    ("influx",): (_after_sub("setup", _sep("-p")),),
+    # https://docs.aws.amazon.com/cli/latest/reference/configure/set.html,
+    # secretsmanager create-secret / put-secret-value / update-secret --secret-string
+    # (https://docs.aws.amazon.com/cli/latest/reference/secretsmanager/put-secret-value.html),
+    # ssm put-parameter --value (https://docs.aws.amazon.com/cli/latest/reference/ssm/put-parameter.html)
+    ("aws",): (
+        r"(?<!\S)set\s+\S*(?i:secret|token|password)\S*\s+(?P<s>[^\s]+)",
+        _sep_or_eq("--secret-string"),
+        _after_sub("put-parameter", _sep_or_eq("--value")),
+    ),
     # https://lftp.yar.ru/lftp-man.html (-u user,password)
     ("lftp",): (_userpass("(?:-u|--user)", ","),),
     # https://www.samba.org/samba/docs/current/man-html/smbclient.1.html (-U user%password)
@@ -182,7 +221,11 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument)
     ("vault",): (r"(?<!\S)login\s+(?:-\S+\s+)*(?P<s>[^\s=-][^\s=]*)(?=\s|$)",),
     # https://min.io/docs/minio/linux/reference/minio-mc/mc-alias-set.html (ACCESSKEY SECRETKEY)
-    ("mc",): (r"(?<!\S)alias\s+set\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",),
+    # and https://min.io/docs/minio/linux/reference/minio-mc-admin/mc-admin-user-add.html
+    ("mc",): (
+        r"(?<!\S)alias\s+set\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",
+        r"(?<!\S)user\s+add\s+\S+\s+\S+\s+(?P<s>\S+)",
+    ),
     # https://www.rabbitmq.com/docs/man/rabbitmqctl.8 (add_user / change_password USER PASSWORD)
     ("rabbitmqctl",): (r"(?<!\S)(?:add_user|change_password)\s+\S+\s+(?P<s>\S+)",),
     # https://github.com/FreeRDP/FreeRDP/wiki/CommandLineInterface (/p:, /gp: gateway password,
