@@ -202,6 +202,7 @@ class DebugFinder:
         max_hash_bytes: int | None = None,
         main_sid: StatId | None = None,
         debuglink: bool = True,
+        own_root_last: bool = False,
     ) -> DebugRef | None:
         """The debug file for the binary at ``path`` in ``root`` (open as ``f_fd``), or None.
 
@@ -210,6 +211,9 @@ class DebugFinder:
 
         ``main_sid``: the binary's stat identity, given when it vouches for its content (a trusted
         read): what its sections say (complete, its ``.gnu_debuglink``) is then read once for it.
+
+        ``own_root_last``: look under the configured roots before the binary's own (native/symdebug.py:
+        the node's debug files before a container's, which are that container's word).
 
         ``max_hash_bytes``: raise :class:`WouldHash` rather than read a larger candidate whole (a
         check on the caller's thread, which must stay bounded; 0: no read at all)."""
@@ -229,8 +233,10 @@ class DebugFinder:
             self.count(f"debug_files_rejected_{BAD_LINK}")
         if complete:
             return None  # nothing a debug file could add
-        roots = [root or "/"]
-        roots += [r for r in self.search.roots if r and r not in roots]
+        own = root or "/"
+        roots = [own] + [r for r in self.search.roots if r and r != own]
+        if own_root_last and len(roots) > 1:
+            roots = roots[1:] + roots[:1]
         gnu = kind == BUILD_ID_GNU
         candidates: list[tuple[str, str, str]] = []
         bid_path = build_id_path(build_id) if gnu else None

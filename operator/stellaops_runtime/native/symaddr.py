@@ -30,9 +30,11 @@ functions is searched within bounded memory, not refused at the symbolizer's
 A symbol the file's own tables lack is looked for in its separate debug file
 (native/symdebug.py), found and checked by the canonicalizer's search
 (canonical/debugfiles.py: the GNU build-id path, then the ``.gnu_debuglink``
-name next to the file, under the file's own root, the agent's ``/`` and the
-node's root; build-id and CRC-32 checked, a mismatch never read), where BCC
-by name looks too (its own build-id and debuglink search). Not read:
+name next to the file, under the agent's ``/`` and the node's root, then the
+file's own root; build-id and CRC-32 checked, a mismatch never read; an
+address from a container's debug file only at a function start the binary's
+own tables confirm: native/symstart.py), where BCC by name looks too (its
+own build-id and debuglink search). Not read:
 ``.gnu_debugdata`` (MiniDebugInfo, LZMA) and debuginfod; a symbol present
 only there is "not found", and the reason says so.
 

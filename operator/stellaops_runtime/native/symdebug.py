@@ -14,11 +14,17 @@ file is then opened again, must be the very file checked (its stat identity),
 is scanned as the binary is (native/symscan.py, the same bounds), and must
 still be that file after the scan (a young file: the same SHA-256).
 
-Roots searched: the binary's own (a container's ``/proc/<pid>/root``, the
-node's ``/proc/1/root`` for a node path), then :data:`DEBUG_ROOTS`: the
-agent's ``/`` (where BCC looked) and the node's root as a ``hostPID`` agent
-sees it. A ``.gnu_debuglink`` name is looked for only when the file's path
-is known (a target held only by a descriptor: its build-id only).
+Roots searched: :data:`DEBUG_ROOTS` first (the agent's ``/``, where BCC
+looked, and the node's root as a ``hostPID`` agent sees it), then the
+binary's own (a container's ``/proc/<pid>/root``): the node's debug file
+wins. A ``.gnu_debuglink`` name is looked for only when the file's path is
+known (a target held only by a descriptor: its build-id only).
+
+A debug file under the binary's own root, when that is not one of the roots
+given, is the container's word while the probe sits on the image layer's
+file, shared by every container of the image: its address is taken only
+where the binary's own tables say a function starts (native/symstart.py),
+never mid-instruction.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from stellaops_runtime.canonical.limits import Limits, file_key
 from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
 from stellaops_runtime.canonical.symtab import SectionInfo, read_section_table
 from stellaops_runtime.native.symscan import first_function
+from stellaops_runtime.native.symstart import confirmed_start
 
 DEBUG_ROOTS = ("/", "/proc/1/root")
 _MAX_FINDERS = 8  # one per set of roots asked for (the agent: one)
@@ -94,11 +101,16 @@ def debug_address(
             kind=kind,
             main_key=file_key(os.fstat(f.fileno())),
             debuglink=bool(path),
+            own_root_last=True,  # the node's debug files first: a container's is its own word
         )
     finally:
         _said.names = None
     if ref is not None:
-        return _read(ref, want, limits)
+        found, why = _read(ref, want, limits)
+        if found and ref.root not in roots:  # the container's word: the binary's own code must agree
+            unconfirmed = _unconfirmed(f, layout, sections, ref, found, limits)
+            return (0, unconfirmed) if unconfirmed else (found, "")
+        return found, why
     if has_symbols(sections)[0]:
         return 0, ""  # the file has its own .symtab: it is not stripped of this name
     refused = sorted({n.removeprefix("debug_files_rejected_") for n in said if "_rejected_" in n})
@@ -107,6 +119,20 @@ def debug_address(
     if debug is None:
         return 0, why or "; it has no .symtab and no GNU build-id to find its debug file by"
     return 0, f"{why}; no debug file of it was found (install it for the agent as {debug})"
+
+
+def _unconfirmed(
+    f: BinaryIO, layout: ElfLayout, sections: list[SectionInfo], ref: DebugRef, found: int, limits: Limits
+) -> str:
+    """'' when the binary's own tables say a function starts at ``found`` (native/symstart.py), else
+    the reason no probe is put there."""
+    if confirmed_start(f, layout, sections, found, limits.budget("function starts")):
+        return ""
+    return (
+        f"; its debug file {ref.describe()} names it at {found:#x}, where the file's own tables "
+        "(.eh_frame_hdr, .dynsym, gopclntab) show no function start: a debug file under the target's "
+        "root is not trusted with a probe there (install it on the node)"
+    )
 
 
 def _read(ref: DebugRef, want: bytes, limits: Limits) -> tuple[int, str]:

@@ -1,0 +1,200 @@
+"""A debug file a container wrote must not put a shared uprobe in the middle of an instruction.
+
+Containers of one image share the image layer's file, and the kernel puts a
+uprobe on that real file: the probe sits in the code of every process mapping
+it (every container of the image; the host too when the file is shared with
+it). native/symaddr.py read the address of a function only a separate debug
+file names from a debug file found under the target's own root (the
+container's) and trusted it once its build-id matched (a note anyone copies)
+or, through ``.gnu_debuglink``, its CRC-32 (forced with four appended bytes).
+A container could so move the probe mid-instruction (corrupting the code of
+every process of the image) or onto another function.
+
+Now (native/symdebug.py, native/symstart.py): the node's debug files are
+looked for before the container's, and an address from a debug file under
+the target's root is taken only where the binary's own tables say a function
+starts (``.eh_frame_hdr``, ``.dynsym``, Go's ``gopclntab``). Debug files are
+forged here the way a container would: the honest debug file with one
+symbol's value changed, at the build-id path, or at the ``.gnu_debuglink``
+name with its CRC-32 forced to the link's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from stellaops_runtime.canonical.elflayout import read_layout
+from stellaops_runtime.canonical.limits import Limits
+from stellaops_runtime.canonical.symtab import read_section_table
+from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
+from stellaops_runtime.native.symstart import confirmed_start
+from tests.native import debuglink as dl
+
+SYMBOL = "stella_add"  # not exported: in the stripped program, only its debug file names it
+APP = "/opt/app/prog"
+
+
+@pytest.fixture(scope="module")
+def split() -> dl.Split:
+    if dl.tools_missing() or shutil.which("nm") is None:
+        pytest.skip(f"{dl.tools_missing() or 'nm'} is not installed")
+    return dl.build_split("symdbg")
+
+
+def _nm(path: Path, symbol: str) -> int:
+    out = subprocess.run(["nm", str(path)], capture_output=True, text=True, check=True).stdout
+    rows = (line.split() for line in out.splitlines())
+    return next(int(row[0], 16) for row in rows if len(row) == 3 and row[2] == symbol)
+
+
+def _place(dst: Path, src: Path | bytes) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(src, bytes):
+        dst.write_bytes(src)
+    else:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def _with_value(debug: Path, symbol: str, value: int) -> bytes:
+    """The bytes of ``debug`` with ``symbol``'s ``st_value`` in ``.symtab`` set to ``value``."""
+    data = bytearray(debug.read_bytes())
+    with debug.open("rb") as f:
+        elf = ELFFile(f)
+        tab = elf.get_section_by_name(".symtab")
+        index = next(i for i, s in enumerate(tab.iter_symbols()) if s.name == symbol)
+        at = tab["sh_offset"] + index * tab["sh_entsize"] + 8  # Elf64_Sym: st_value after 8 bytes
+    struct.pack_into("<Q", data, at, value)
+    return bytes(data)
+
+
+def _force_crc(data: bytes, want: int) -> bytes:
+    """``data`` with four bytes appended so that its CRC-32 is ``want`` (CRC-32 is affine over GF(2)
+    in those bytes: solve the 32 x 32 system)."""
+    base = zlib.crc32(data + bytes(4))
+    cols = [zlib.crc32(data + (1 << i).to_bytes(4, "little")) ^ base for i in range(32)]
+    rows: list[tuple[int, int]] = []  # (column combination as a bit mask, its CRC difference)
+    for i, c in enumerate(cols):
+        mask = 1 << i
+        for m, v in rows:  # reduce by the pivots found so far (highest bit of v)
+            if c ^ v < c:
+                c, mask = c ^ v, mask ^ m
+        if c:
+            rows.append((mask, c))
+            rows.sort(key=lambda r: -r[1])
+    target, mask = want ^ base, 0
+    for m, v in rows:
+        if target ^ v < target:
+            target, mask = target ^ v, mask ^ m
+    assert target == 0
+    forged = data + mask.to_bytes(4, "little")
+    assert zlib.crc32(forged) == want
+    return forged
+
+
+def _bid_path(root: Path, split: dl.Split) -> Path:
+    bid = dl.readelf_build_id(split.stripped)
+    return root / "usr/lib/debug/.build-id" / bid[:2] / f"{bid[2:]}.debug"
+
+
+def _lookup(app: Path, root: Path, roots: tuple[str, ...] = ()) -> int:
+    fd = os.open(app, os.O_RDONLY)  # held by a descriptor, as every attach is
+    try:
+        return find_address(f"/proc/self/fd/{fd}", SYMBOL, where=(str(root), APP), debug_roots=roots)
+    finally:
+        os.close(fd)
+
+
+def test_a_forged_build_id_debug_file_in_the_container_root_cannot_move_the_probe_mid_instruction(
+    split: dl.Split, tmp_path: Path
+) -> None:
+    """Seen failing before the fix: the lookup returned the forged address (stella_add + 1)."""
+    right = _nm(split.full, SYMBOL)
+    root = tmp_path / "container"
+    app = _place(root / APP.lstrip("/"), split.stripped)
+    _place(_bid_path(root, split), split.debug)  # the honest file (a -dbgsym in the image): found
+    assert _lookup(app, root) == right
+    _place(_bid_path(root, split), _with_value(split.debug, SYMBOL, right + 1))
+    with pytest.raises(SymbolNotFound) as e:
+        _lookup(app, root)
+    assert f"names it at {right + 1:#x}, where the file's own tables" in e.value.hint, e.value.hint
+    assert "show no function start" in e.value.hint
+
+
+def test_a_forged_debuglink_file_with_the_link_s_crc_cannot_move_the_probe(
+    split: dl.Split, tmp_path: Path
+) -> None:
+    """The link's CRC-32 forced with four appended bytes: it passes the CRC check, and its address is
+    still refused (seen failing before the fix: the forged address was returned)."""
+    right = _nm(split.full, SYMBOL)
+    root = tmp_path / "container"
+    app = _place(root / APP.lstrip("/"), split.stripped)
+    link = dl.crc32_of(split.debug)  # what the stripped program's .gnu_debuglink records
+    forged = _force_crc(_with_value(split.debug, SYMBOL, right + 3), link)
+    _place(root / "opt/app" / split.debug.name, forged)
+    with pytest.raises(SymbolNotFound) as e:
+        _lookup(app, root)
+    assert f"({split.debug.name}" not in e.value.hint  # not refused by the CRC: by the function start
+    assert f"names it at {right + 3:#x}" in e.value.hint, e.value.hint
+
+
+def test_the_node_s_debug_file_is_preferred_over_the_container_s(split: dl.Split, tmp_path: Path) -> None:
+    """A container's debug file naming another real function's start passes the start check (the
+    binary's tables cannot tell names apart: docs/native-probes.md); the node's own debug file of the
+    build, where there is one, is read first and wins."""
+    right = _nm(split.full, SYMBOL)
+    other = _nm(split.full, "stella_caller")
+    root, node = tmp_path / "container", tmp_path / "node"
+    app = _place(root / APP.lstrip("/"), split.stripped)
+    _place(_bid_path(root, split), _with_value(split.debug, SYMBOL, other))
+    assert _lookup(app, root) == other  # the limit of the rule: a real function start
+    _place(_bid_path(node, split), split.debug)
+    assert _lookup(app, root, (str(node),)) == right
+    # the node's file is the node administrator's word: not asked for a function start
+    _place(_bid_path(node, split), _with_value(split.debug, SYMBOL, right + 1))
+    assert _lookup(app, root, (str(node),)) == right + 1
+
+
+def test_function_starts_come_from_the_binary_s_own_tables(split: dl.Split, tmp_path: Path) -> None:
+    """``.eh_frame_hdr`` confirms every function's start and nothing inside one; ``.dynsym`` confirms an
+    exported function of a program built without unwind tables; a static function of that program is
+    not confirmed (its debug file under a container's root gives no probe)."""
+    limits = Limits()
+
+    def starts(path: Path, addr: int) -> str:
+        with path.open("rb") as f:
+            layout = read_layout(f)
+            sections = read_section_table(f, layout, limits.budget())
+            return confirmed_start(f, layout, sections, addr, limits.budget())
+
+    for name in ("stella_add", "stella_caller", "stella_return_address", "main"):
+        at = _nm(split.full, name)
+        assert starts(split.stripped, at) == ".eh_frame_hdr", name
+        assert starts(split.stripped, at + 1) == "", name
+    src = Path(dl.__file__).with_name("stella_c.c")
+    bare = tmp_path / "bare"
+    subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+            "-rdynamic",
+            "-o",
+            str(bare),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert starts(bare, _nm(bare, "stella_add")) == ".dynsym"  # exported by -rdynamic
+    assert starts(bare, _nm(bare, "stella_add") + 1) == ""
+    assert starts(bare, _nm(bare, "stella_return_address")) == ""  # static, no FDE: not confirmed
