@@ -198,3 +198,29 @@ def test_function_starts_come_from_the_binary_s_own_tables(split: dl.Split, tmp_
     assert starts(bare, _nm(bare, "stella_add")) == ".dynsym"  # exported by -rdynamic
     assert starts(bare, _nm(bare, "stella_add") + 1) == ""
     assert starts(bare, _nm(bare, "stella_return_address")) == ""  # static, no FDE: not confirmed
+
+
+def test_a_go_binary_s_function_starts_come_from_its_gopclntab(tmp_path: Path) -> None:
+    """Go code has no ``.eh_frame``: a stripped Go program's function starts are its function table's
+    entries, and nothing inside a function is one."""
+    from tests.native import build
+
+    go = build.find_go()
+    if go is None or shutil.which("strip") is None or shutil.which("nm") is None:
+        pytest.skip("go, strip or nm is not installed")
+    build.GO_CACHE.mkdir(parents=True, exist_ok=True)
+    env = {**build._env(tmp_path), "GOCACHE": str(build.GO_CACHE), "CGO_ENABLED": "0"}
+    full, stripped = tmp_path / "go_full", tmp_path / "go_stripped"
+    src = str(build.HERE / "stella_go.go")
+    subprocess.run(
+        [go, "build", "-o", str(full), src], cwd=tmp_path, env=env, check=True, capture_output=True
+    )
+    subprocess.run(["strip", "-o", str(stripped), str(full)], check=True, capture_output=True)
+    limits = Limits()
+    at = _nm(full, "main.main")
+    with stripped.open("rb") as f:
+        layout = read_layout(f)
+        sections = read_section_table(f, layout, limits.budget())
+        assert not any(s.name == ".eh_frame_hdr" for s in sections)
+        assert confirmed_start(f, layout, sections, at, limits.budget()) == "gopclntab"
+        assert confirmed_start(f, layout, sections, at + 1, limits.budget()) == ""
