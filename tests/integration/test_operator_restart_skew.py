@@ -121,3 +121,54 @@ async def test_tetragon_unreachable_found_at_the_start_by_a_clock_behind_is_not_
             await op.settle()
             await wait_for(lambda: state()[0] == "Progressing", what="the policy still waiting")
             assert "Degraded" not in {state()[0]}
+
+
+def _written(when: datetime, manager: str = "stella-runtime") -> list[dict[str, Any]]:
+    """The managedFields entry the API server records for the agent's status write at ``when`` (its
+    clock): kmock keeps none, so the tests write what tests/realkube/test_agent_writer_real.py sees."""
+    fields = {"f:status": {".": {}, "f:heartbeatTime": {}, "f:source": {}}}
+    time = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [{"manager": manager, "operation": "Update", "apiVersion": API_VERSION, "time": time,
+             "fieldsType": "FieldsV1", "fieldsV1": fields}]  # fmt: skip
+
+
+async def test_a_dead_node_is_not_kept_fresh_by_the_labels_of_an_operator_that_keeps_restarting(
+    cluster: Cluster,
+) -> None:
+    """An operator that restarts before ``--stale-after-seconds`` (a crash loop, or it was down) never
+    judged the dead node stale, so its Node's labels still say fresh: the first sight counted from
+    now on every start, and the dead node's posture ceiling stayed raised for ever. Its last write is
+    timed by the API server (managedFields): two hours ago, stale at once (not an hour after the
+    start); a live agent two hours behind, written just now, stays fresh."""
+    node, live = "node-c", "node-d"
+    for n in (node, live):
+        await cluster.create(obj("v1", "Node", n))
+        await cluster.create(obj(API_VERSION, NODE_KIND, n, spec={"nodeName": n}))
+    config = fast_config(cluster, stale_after_seconds=3600.0)
+    dead, behind = Agent(cluster, node), Agent(cluster, live, -timedelta(hours=2))
+    async with OperatorRun(cluster, config) as op:
+        await _ready_fleet(cluster, op)
+
+        async def judged() -> bool:
+            if all(_ceiling(cluster, n) not in (None, "None") for n in (node, live)):
+                return True
+            await dead.beat("in_sync")
+            await behind.beat("in_sync")
+            return False
+
+        await wait_for(judged, interval=0.5, what="both nodes judged fresh")
+        await op.settle()
+    # The operator is gone; the agent of node-c wrote its last report two hours ago (its clock
+    # right), node-d's agent (two hours behind) writes now: the API server times both writes.
+    ago = datetime.now(UTC) - timedelta(hours=2)
+    await dead.beat("in_sync", at=ago)
+    await cluster.patch(r.OBSERVATION_NODES, node, {"metadata": {"managedFields": _written(ago)}})
+    await behind.beat("in_sync")
+    await cluster.patch(
+        r.OBSERVATION_NODES, live, {"metadata": {"managedFields": _written(datetime.now(UTC))}}
+    )
+    assert _ceiling(cluster, node) not in (None, "None")  # still the last judgement: fresh
+    async with OperatorRun(cluster, config) as op:
+        await op.settle()
+        await wait_for(lambda: _ceiling(cluster, node) == "None", limit_s=30.0, what="node-c judged stale")
+        assert _ceiling(cluster, node) == "None" and _ceiling(cluster, live) not in (None, "None")
