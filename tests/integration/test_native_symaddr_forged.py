@@ -156,6 +156,11 @@ def test_the_node_s_debug_file_is_preferred_over_the_container_s(split: dl.Split
     app = _place(root / APP.lstrip("/"), split.stripped)
     _place(_bid_path(root, split), _with_value(split.debug, SYMBOL, other))
     assert _lookup(app, root) == other  # the limit of the rule: a real function start
+    # the node's file at the debuglink place (/usr/lib/debug/<dir>/<name>) wins over the container's
+    # build-id file too: root by root (seen failing before: the container's build-id file came first)
+    linked = _place(node / "usr/lib/debug/opt/app" / split.debug.name, split.debug)
+    assert _lookup(app, root, (str(node),)) == right
+    linked.unlink()
     _place(_bid_path(node, split), split.debug)
     assert _lookup(app, root, (str(node),)) == right
     # the node's file is the node administrator's word: not asked for a function start

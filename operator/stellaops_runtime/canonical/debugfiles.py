@@ -212,8 +212,9 @@ class DebugFinder:
         ``main_sid``: the binary's stat identity, given when it vouches for its content (a trusted
         read): what its sections say (complete, its ``.gnu_debuglink``) is then read once for it.
 
-        ``own_root_last``: look under the configured roots before the binary's own (native/symdebug.py:
-        the node's debug files before a container's, which are that container's word).
+        ``own_root_last``: look under the configured roots before the binary's own, root by root (its
+        build-id path, then its debuglink names, in each), for native/symdebug.py: the node's debug
+        files before a container's, which are that container's word.
 
         ``max_hash_bytes``: raise :class:`WouldHash` rather than read a larger candidate whole (a
         check on the caller's thread, which must stay bounded; 0: no read at all)."""
@@ -247,6 +248,8 @@ class DebugFinder:
         if gnu:
             for d in self.search.debuginfod_dirs:
                 candidates.append(("/", posixpath.join(d, build_id, "debuginfo"), BY_DEBUGINFOD))
+        if own_root_last:  # root by root: the configured roots' build-id and debuglink files first
+            candidates.sort(key=lambda c: (1, 0) if c[2] == BY_DEBUGINFOD else (0, roots.index(c[0])))
         seen: set[FileKey] = {main_key}
         for r, p, how in candidates:
             ref = self._try(r, p, how, build_id if gnu else "", link, seen, max_hash_bytes)
