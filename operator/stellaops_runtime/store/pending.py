@@ -40,7 +40,9 @@ rows themselves are never dropped: when only gap rows are left the buffer may
 exceed the bound by them (in the buffer one row per image, node and window at
 most; in a frozen batch one per dropped row, in its place). A dropped
 observation-window row without a gap only removes evidence of watching, which
-can turn a "not observed" into "unknown", never the other way.
+can turn a "not observed" into "unknown", never the other way; one carrying the
+unwatched-container mark (``evidenced`` None, hotsymbols/day_calls.py) is the
+one that says a day was not watched, so it leaves a gap over its window too.
 
 The caller (the agent loop) decides when to flush, using
 :meth:`next_retry_delay` after a failure.
@@ -66,8 +68,8 @@ from stellaops_runtime.store.pending_buffer import (
     Buffer,
     add_delta,
     add_observation,
+    dropped_gap,
     freeze,
-    gap_of,
     gap_rows,
     oldest_droppable_window,
     pop_droppable,
@@ -236,23 +238,24 @@ class PendingWrites:
         a stop, for good instead of until) a later batch was stored.
         """
         self.dropped_rows += 1
-        if not isinstance(u, HotSymbolDelta):
+        if isinstance(u, HotSymbolDelta):
+            self.dropped_invocations += u.invocation_count
+        gap = dropped_gap(u, self.window_seconds)  # a count or an unwatched-container mark
+        if gap is None:
             return 0
-        self.dropped_invocations += u.invocation_count
         if batch is not None:
-            batch.put_gap(index, gap_of(u, self.window_seconds))
+            batch.put_gap(index, gap)
             self.gap_rows_from_drops += 1
             return 0
-        return self._mark_gap(u)
+        return self._mark_gap(gap)
 
-    def _mark_gap(self, d: HotSymbolDelta) -> int:
+    def _mark_gap(self, gap: ObservationWindow) -> int:
         """The dropped buffered row's gap, merged into its window in the buffer.
 
         1 when the gap was merged into a buffered observation row that had none
         (one droppable row fewer), else 0.
         """
-        gap = gap_of(d, self.window_seconds)
-        w = self._buf.get(d.window_start_ns)
+        w = self._buf.get(gap.window_start_ns)
         had = w.observations.get((gap.image_digest, gap.node_name)) if w is not None else None
         if add_observation(self._buf, gap):
             self._rows += 1

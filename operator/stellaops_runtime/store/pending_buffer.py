@@ -4,7 +4,8 @@ Split from :mod:`stellaops_runtime.store.pending`. A drained delta or observatio
 row of its (key, window) or (image, node, window), adding its counts; :func:`freeze` cuts the
 buffer into batches of at most ``max_rows`` rows, oldest window first, that
 :class:`~stellaops_runtime.store.pending.PendingWrites` then writes exactly once each. When the
-bound is passed, the oldest droppable row goes first and leaves a gap (:func:`gap_of`).
+bound is passed, the oldest droppable row goes first; a hot-symbol row, or a window row carrying the
+unwatched-container mark, leaves a gap (:func:`dropped_gap`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.batches import Unit
 
 
@@ -94,6 +96,29 @@ def pop_droppable(buf: Buffer, start: int) -> Unit:
     if not len(win):
         del buf[start]
     return dropped
+
+
+def dropped_gap(u: Unit, window_seconds: int) -> ObservationWindow | None:
+    """The gap a dropped row leaves: over its window for a hot-symbol row (its count is lost) and for
+    a window carrying the unwatched-container mark (``evidenced`` None, hotsymbols/day_calls.py: lost,
+    the node's day would read watched though a container of the image ran unwatched); None for
+    another observation row (only evidence of watching is lost)."""
+    if isinstance(u, HotSymbolDelta):
+        return gap_of(u, window_seconds)
+    if u.evidenced is not Posture.NONE:
+        return None
+    start, window_ns = u.window_start_ns, (u.window_seconds or window_seconds) * 1_000_000_000
+    return ObservationWindow(
+        u.image_digest,
+        u.node_name,
+        start,
+        0,
+        None,
+        u.window_seconds or window_seconds,
+        "",
+        max(1, start),
+        start + window_ns,
+    )
 
 
 def gap_of(d: HotSymbolDelta, window_seconds: int) -> ObservationWindow:
