@@ -229,3 +229,31 @@ def test_a_go_binary_s_function_starts_come_from_its_gopclntab(tmp_path: Path) -
         assert not any(s.name == ".eh_frame_hdr" for s in sections)
         assert confirmed_start(f, layout, sections, at, limits.budget()) == "gopclntab"
         assert confirmed_start(f, layout, sections, at + 1, limits.budget()) == ""
+
+
+def test_a_damaged_eh_frame_hdr_or_dynsym_confirms_nothing_and_raises_nothing(
+    split: dl.Split, tmp_path: Path
+) -> None:
+    """The probed file is a container's choice too: its search table and ``.dynsym`` bytes changed at
+    random (seeded) give a confirmation or none, never an exception."""
+    import random
+
+    limits = Limits()
+    at = _nm(split.full, SYMBOL)
+    data = split.stripped.read_bytes()
+    with split.stripped.open("rb") as f:
+        layout = read_layout(f)
+        sections = read_section_table(f, layout, limits.budget())
+    spans = [(s.offset, s.size) for s in sections if s.name in (".eh_frame_hdr", ".dynsym") and s.size]
+    assert len(spans) == 2
+    rng = random.Random(37)
+    path = tmp_path / "damaged"
+    for _ in range(200):
+        buf = bytearray(data)
+        off, size = rng.choice(spans)
+        for _ in range(rng.randint(1, 8)):
+            buf[off + rng.randrange(min(size, 64) if rng.random() < 0.5 else size)] = rng.randrange(256)
+        path.write_bytes(bytes(buf))
+        with path.open("rb") as f:
+            got = confirmed_start(f, layout, sections, at + rng.choice((0, 1)), limits.budget())
+        assert got in ("", ".eh_frame_hdr", ".dynsym")
