@@ -108,6 +108,12 @@ PATHS = [
     "/.hidden/c.sock",
     "/run/.../c.sock",
     "/run/..x/c.sock",
+    "/var/lib/kubelet/c.sock",  # the kubelet's pod data (test_crd_cel_real_values)
+    "/var/lib/kubelet/pods/u/volumes/c.sock",
+    "/var/lib/kubelet/plugins/c.sock",
+    "/var/lib/kubelet/plugins/kubernetes.io/c/c.sock",
+    "/var/lib/kubelet/pod-resources/c.sock",
+    "/var/lib/kubelet/plugins/csi.example.com/c.sock",
 ]
 WINDOWS = [1, 7, 60, 61, 300, 5000, 3600, 43_200, 86_400, 86_401, 0, -60, 2**40]
 TOLERATIONS = [

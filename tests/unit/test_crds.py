@@ -31,6 +31,7 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.contracts.runtime_socket import (
     FORBIDDEN_PATTERN,
+    KUBELET_PATTERN,
     MAX_SOCKET_PATH_BYTES,
     NESTED_PATTERN,
 )
@@ -463,6 +464,11 @@ CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
         crds.POLICY_KIND,
         "UnknownSyscall",
     ),
+    f"!self.matches('{KUBELET_PATTERN}')": (
+        {"containerRuntime": {"kind": "containerd", "socketPath": "/var/lib/kubelet/pods/u/volumes/c.sock"}},
+        crds.OBSERVER_KIND,
+        "InvalidSocketPath",
+    ),
     f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}": (
         {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
         crds.OBSERVER_KIND,
@@ -470,6 +476,7 @@ CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
     ),
 }
 _UNIX = "!self.startsWith('unix://') || "
+_INVALID_SOCKET = "InvalidSocketPath"
 _USUAL = f"self.matches('{USUAL_ADDRESS_PATTERN}') || "
 # spec.tetragon.address (contracts/tetragon_socket.py): the rule's start, and an address breaking it
 _ADDRESS_RULES = {
@@ -482,6 +489,7 @@ _ADDRESS_RULES = {
     _UNIX + _USUAL + "self.matches('^unix:///[^/]+/.+')": ("unix:///t.sock", "InvalidSocketPath"),
     _UNIX + _USUAL + "!self.matches('^unix://(/(proc": ("unix:///etc/t/t.sock", "InvalidSocketPath"),
     _UNIX + _USUAL + "!self.matches('^unix://(/[^/]+|": ("unix:///tmp/t.sock", "InvalidSocketPath"),
+    _UNIX + "!self.matches('^unix:///var/lib/kubelet/": ("unix:///var/lib/kubelet/pki/t", _INVALID_SOCKET),
     "has(self.containerRuntime) || !has(self.tetragon)": ("unix:///run/crio/t.sock", "InvalidSocketPath"),
 }
 # where each rule sits, to find the value the rule sees inside a breaking spec

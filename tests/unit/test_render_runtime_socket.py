@@ -29,6 +29,7 @@ from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.crds import SpecError, parse_observer_spec
 from stellaops_runtime.contracts.runtime_socket import (
     FORBIDDEN_PATTERN,
+    KUBELET_PATTERN,
     MAX_SOCKET_PATH_BYTES,
     NESTED_PATTERN,
     RUNTIME_KINDS,
@@ -127,19 +128,14 @@ def test_unset_keeps_containerds_and_crios_directories_and_auto() -> None:
             "DirectoryOrCreate",
             {"runtime": "containerd", "containerdAddress": "/run/containerd/containerd.sock"},
         ),
-        # rootless Docker in the user's runtime directory; the kubelet's directory is never mounted whole
+        # rootless Docker in the user's runtime directory
         (
             {"kind": "docker", "socketPath": "/run/user/1000/docker.sock"},
             "/run/user/1000",
             "DirectoryOrCreate",
             None,
         ),
-        (
-            {"kind": "cri", "socketPath": "/var/lib/kubelet/cri.sock"},
-            "/var/lib/kubelet/cri.sock",
-            "Socket",
-            None,
-        ),
+        ({"kind": "cri", "socketPath": "/var/lib/cri.sock"}, "/var/lib/cri.sock", "Socket", None),
         ({"kind": "cri", "socketPath": "/tmp/crio.sock"}, "/tmp/crio.sock", "Socket", None),
         ({"kind": "cri", "socketPath": "/var/crio.sock"}, "/var/crio.sock", "Socket", None),
     ],
@@ -285,6 +281,7 @@ def test_the_crd_says_what_the_operator_checks() -> None:
         f"self.matches('{NESTED_PATTERN}')",
         f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}",  # bytes, where maxLength counts characters
         f"!self.matches('{FORBIDDEN_PATTERN}')",
+        f"!self.matches('{KUBELET_PATTERN}')",  # the kubelet's pod data (test_crd_cel_real_values)
     ]
 
 
@@ -346,7 +343,7 @@ def test_the_daemonset_docs_say_a_store_secret_change_rolls_the_agents() -> None
         "/var/run/tetragon.sock",
         "/run/x.sock",
         "/run/containerd/containerd.sock",
-        "/var/lib/kubelet/x.sock",
+        "/var/lib/kubelet/pod-resources/x.sock",
         "/var/lib/rancher/k3s/agent/containerd/containerd.sock",
         "/opt/x.sock",
         "/a/b",

@@ -124,7 +124,8 @@ def test_a_changed_address_rolls_the_agents() -> None:
         ("unix:///var/run/tetragon.sock", None, "shared by the node"),
         ("unix:///tmp/tetragon.sock", None, "shared by the node"),
         ("unix:///var/tetragon.sock", None, "shared by the node"),
-        ("unix:///var/lib/kubelet/tetragon.sock", None, "shared by the node"),
+        ("unix:///var/lib/kubelet/tetragon.sock", None, "the kubelet's /var/lib/kubelet"),
+        ("unix:///var/lib/kubelet/pods/u/tetragon.sock", None, "the kubelet's pod data"),
         ("unix:///opt/tetragon.sock", None, "shared by the node"),
         # the container runtime's mounts: the same directory, one inside or around the other
         ("unix:///run/containerd/tetragon.sock", None, "container runtime's mount '/run/containerd'"),

@@ -18,7 +18,14 @@ BCC header cache, the image's ``/opt/stellaops`` with the agent's virtualenv)
 and ``(/var)/run/secrets``, where the API server's
 ServiceAccount admission mounts the pod's token (``kubernetes.io/serviceaccount``;
 a mount there would take its place, one above it leaves no mount point, and the
-agent could not reach the API server).
+agent could not reach the API server). And the kubelet's ``/var/lib/kubelet``:
+a socket directly in it, or one whose directory mounted whole would show the
+agent the pods' data there (``pods/``, with every pod's volumes, Secrets and
+ServiceAccount tokens among them; ``plugins/`` and ``plugins/kubernetes.io/``,
+where volumes are mounted; ``pki/``, the kubelet's client key;
+``checkpoints/``). Its socket-only directories (``pod-resources``,
+``device-plugins``, ``plugins_registry``, a CSI driver's ``plugins/<name>``)
+stay accepted.
 """
 
 from __future__ import annotations
@@ -60,12 +67,20 @@ FORBIDDEN_PATTERN = (
     r"^(/(proc|sys|dev|etc|boot|usr|bin|sbin|lib|lib32|lib64|libx32|root|home)"
     r"|(/var)?/run/(tetragon|secrets)|/var/(lib|cache)/stellaops-runtime|/opt/stellaops)(/|$)"
 )
+# The kubelet's directory (its root-dir's default): a socket directly in it, or one whose directory is or
+# holds pods' data: pods/ (every pod's volumes, Secrets and ServiceAccount tokens among them), plugins/ and
+# its kubernetes.io volume mounts, pki/ (the kubelet's client key), checkpoints/. Its socket-only
+# directories (pod-resources, device-plugins, plugins_registry, a CSI driver's plugins/<name>) stay.
+KUBELET_PATTERN = (
+    r"^/var/lib/kubelet/([^/]+|plugins/[^/]+|(pods|pki|checkpoints|plugins/kubernetes[.]io)/.+)$"
+)
 # sun_path holds 108 bytes with its terminating NUL: a longer path cannot be connected to.
 MAX_SOCKET_PATH_BYTES = 107
 
 _PATH_RE = re.compile(SOCKET_PATH_PATTERN)
 _NESTED_RE = re.compile(NESTED_PATTERN)
 _FORBIDDEN_RE = re.compile(FORBIDDEN_PATTERN)
+_KUBELET_RE = re.compile(KUBELET_PATTERN)
 
 
 def socket_path_problem(path: str) -> str | None:
@@ -84,6 +99,12 @@ def socket_path_problem(path: str) -> str | None:
             "/var/lib/stellaops-runtime, /var/cache/stellaops-runtime, the image's /opt/stellaops) "
             "and its ServiceAccount "
             "token's /var/run/secrets are refused"
+        )
+    if _KUBELET_RE.match(path):
+        return (
+            "its directory is the kubelet's /var/lib/kubelet or would mount the kubelet's pod data into "
+            "the agent (pods/: every pod's volumes and Secrets; plugins/, plugins/kubernetes.io: volume "
+            "mounts; pki/: the kubelet's key; checkpoints/): give the socket a directory of its own"
         )
     try:
         size = len(path.encode("utf-8"))

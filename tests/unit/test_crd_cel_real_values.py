@@ -1,0 +1,127 @@
+"""Real-world values pass the CRDs' rules and the operator, and the kubelet's pod data is never mounted.
+
+test_crd_cel_agreement.py checks that the API server (schema and CEL rules,
+played by tests/crd_schema.py) and the operator say the same on hostile values;
+this module checks what they say on the values real clusters use: Tetragon's
+addresses (its Helm chart's socket, ``localhost:54321``, a Service name, IPv6),
+the container runtime sockets of containerd, k3s/RKE2, k0s, MicroK8s, CRI-O,
+Docker, cri-dockerd and Podman, and the syscalls people trace. Both accept them.
+
+And the kubelet's directory: a socket whose directory the agent pod would mount
+must not make it mount ``/var/lib/kubelet/pods`` (every pod's volumes, its
+Secrets and ServiceAccount tokens among them), ``/var/lib/kubelet/plugins``
+and its ``kubernetes.io`` volume mounts, ``/var/lib/kubelet/pki`` (the kubelet's
+client key) or ``/var/lib/kubelet/checkpoints``; nor is a socket taken directly
+in ``/var/lib/kubelet``. Both refuse those (``InvalidSocketPath``), for
+``containerRuntime.socketPath`` and ``tetragon.address``, and keep the kubelet's
+socket-only directories (pod-resources, device-plugins, plugins_registry, a CSI
+driver's own plugin directory).
+"""
+
+from __future__ import annotations
+
+import pytest
+from crd_schema import cel_rules, served_schema
+from test_crd_cel_agreement import _observer, api_server_refuses, operator_refuses
+from test_crds import crd, policy
+
+from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.runtime_socket import KUBELET_PATTERN
+
+TETRAGON_ADDRESSES = [
+    "unix:///var/run/tetragon/tetragon.sock",  # our default, Tetragon's Helm default since v1.7
+    "unix:///run/tetragon/tetragon.sock",
+    "unix:///var/run/cilium/tetragon/tetragon.sock",
+    "unix:///var/snap/microk8s/common/run/tetragon/tetragon.sock",
+    "localhost:54321",  # Tetragon's gRPC default before v1.7
+    "127.0.0.1:54321",
+    "[::1]:54321",
+    "tetragon.kube-system.svc.cluster.local:54321",
+    "tetragon-grpc-1.example-dns.net:54321",
+    "dns:///tetragon.kube-system:54321",
+]
+RUNTIME_SOCKETS = [
+    ("containerd", "/run/containerd/containerd.sock"),
+    ("containerd", "/var/run/containerd/containerd.sock"),
+    ("containerd", "/run/k3s/containerd/containerd.sock"),  # k3s, RKE2
+    ("containerd", "/run/k0s/containerd.sock"),
+    ("containerd", "/var/snap/microk8s/common/run/containerd.sock"),
+    ("containerd", "/var/lib/rancher/rke2/agent/containerd/containerd.sock"),
+    ("cri", "/var/run/crio/crio.sock"),
+    ("cri", "/run/crio/crio.sock"),
+    ("cri", "/run/podman/podman.sock"),
+    ("docker", "/var/run/docker.sock"),
+    ("docker", "/run/docker.sock"),
+    ("docker", "/run/user/1000/docker.sock"),  # rootless
+    ("cri", "/var/run/cri-dockerd.sock"),
+    ("cri", "/run/cri-dockerd.sock"),
+]
+SYSCALLS = ["openat", "execve", "execveat", "connect", "clone3", "openat2", "close_range", "memfd_secret"]
+
+# A socket path, its directory mounted (or refused) at the same path by the agent pod.
+KUBELET_REFUSED = [
+    "/var/lib/kubelet/x.sock",
+    "/var/lib/kubelet/pods",
+    "/var/lib/kubelet/pods/x.sock",
+    "/var/lib/kubelet/pods/3f2504e0-4f89-11d3-9a0c-0305e82c3301/volumes/x.sock",
+    "/var/lib/kubelet/pods/3f2504e0/volumes/kubernetes.io~secret/s/x.sock",
+    "/var/lib/kubelet/plugins/x.sock",
+    "/var/lib/kubelet/plugins/kubernetes.io/csi/x.sock",
+    "/var/lib/kubelet/plugins/kubernetes.io/x.sock",
+    "/var/lib/kubelet/pki/x.sock",
+    "/var/lib/kubelet/checkpoints/x.sock",
+]
+KUBELET_KEPT = [
+    "/var/lib/kubelet/pod-resources/kubelet.sock",
+    "/var/lib/kubelet/device-plugins/x.sock",
+    "/var/lib/kubelet/plugins_registry/x.sock",
+    "/var/lib/kubelet/plugins/ebs.csi.aws.com/csi.sock",
+    "/var/lib/kubelet/podsx/x.sock",
+    "/var/lib/kubeletx/pods/x.sock",
+]
+
+
+def test_the_address_rule_reads_the_operators_kubelet_pattern() -> None:
+    """The socketPath rule is built from KUBELET_PATTERN in test_crds; the address rule says it after unix://."""
+    rule = "!self.startsWith('unix://') || !self.matches('^unix://" + KUBELET_PATTERN[1:] + "')"
+    assert rule in {r for _, r, _ in cel_rules(served_schema(crd(crds.OBSERVER_KIND)))}
+
+
+def _both_accept(obj: dict[str, object]) -> None:
+    assert api_server_refuses(obj) == []
+    assert operator_refuses(obj) is None
+
+
+@pytest.mark.parametrize("address", TETRAGON_ADDRESSES)
+def test_real_tetragon_addresses_are_accepted(address: str) -> None:
+    _both_accept(_observer("tetragon.address", address))
+
+
+@pytest.mark.parametrize(("kind", "path"), RUNTIME_SOCKETS)
+def test_real_runtime_sockets_are_accepted(kind: str, path: str) -> None:
+    _both_accept(_observer("containerRuntime", {"kind": kind, "socketPath": path}))
+
+
+@pytest.mark.parametrize("kind", [crds.POLICY_KIND, crds.CLUSTER_POLICY_KIND])
+def test_real_syscalls_are_accepted(kind: str) -> None:
+    _both_accept(policy(kind, syscalls=SYSCALLS))
+
+
+def _socket_objects(path: str) -> list[dict[str, object]]:
+    return [
+        _observer("containerRuntime", {"kind": "containerd", "socketPath": path}),
+        _observer("tetragon.address", f"unix://{path}"),
+    ]
+
+
+@pytest.mark.parametrize("path", KUBELET_REFUSED)
+def test_no_socket_mounts_the_kubelets_pod_data(path: str) -> None:
+    for obj in _socket_objects(path):
+        assert api_server_refuses(obj), obj["spec"]
+        assert "kubelet" in (operator_refuses(obj) or ""), obj["spec"]
+
+
+@pytest.mark.parametrize("path", KUBELET_KEPT)
+def test_the_kubelets_socket_directories_stay_accepted(path: str) -> None:
+    for obj in _socket_objects(path):
+        _both_accept(obj)
