@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument(
         "--until", type=_arg(_date), metavar="YYYY-MM-DD",
-        help="the window's last day (default: the last watched day)",
+        help="the window's last day (default: the last day the image is known to have run)",
     )  # fmt: skip
     p.add_argument(
         "--key", required=True, metavar="FILE", help="Ed25519 private key the witnesses are signed with"

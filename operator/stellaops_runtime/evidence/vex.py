@@ -12,8 +12,9 @@ The rule (docs/vex.md):
   refused), and the image was watched at a
   posture that can see calls (EbpfDeep: user stacks were sampled,
   contracts/posture.py), without a gap, on every UTC day of the
-  configured window (``window_days`` days ending at the last watched day,
-  or at ``until``). The note says what that rests on (:data:`BASIS`):
+  configured window (``window_days`` days ending at ``until``, by default
+  the last day the image is known to have run: :func:`last_known_day`).
+  The note says what that rests on (:data:`BASIS`):
   stacks sampled at system calls, which never show a function that runs
   without making one, and uprobe calls, of functions the store does not
   record as probed. "Not loaded" is never turned into
@@ -150,6 +151,7 @@ def decide(
         why = f"no call of {names} found in the packages' files, but {'; '.join(doubts)}"
         return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
     watched = fs[0].obs.watched if fs else frozenset()
+    until = until or last_known_day(fs[0].obs if fs else None)
     ok, window = full_window(watched, window_days, until)
     if ok:
         return Decision(vuln, NOT_AFFECTED, f"no call of {names}; {window}; {BASIS}{tail}", fs)
@@ -163,6 +165,19 @@ def decide(
     if unseen:  # days a window saw calls on, taken out by a run that could not (store/coverage_unseen.py)
         why += f"; it also ran where its calls could not be seen: {describe_all(unseen)}"
     return Decision(vuln, UNDER_INVESTIGATION, f"no call of {names} seen, but {window}{why}{tail}", fs)
+
+
+def last_known_day(obs: Observation | None) -> dt.date | None:
+    """The last UTC day the store knows the image ran: its last watched day, or a later day with a
+    gap of it or a run of it that could not see calls (store/coverage_unseen.py). The default
+    window ends there: ended at the last watched day, it left out the days after it on which the
+    image ran unwatched, and said ``not_affected`` of a window the image had outlived unseen."""
+    if obs is None:
+        return None
+    days = set(obs.watched) | {u.day for u in obs.unseen}
+    for g in obs.gaps:  # a gap's end is exclusive (a window's end)
+        days.add(max(g.start, g.end - dt.timedelta(microseconds=1)).date())
+    return max(days, default=None)
 
 
 def _window_gaps(gaps: list[Gap], watched: frozenset[dt.date], days: int, until: dt.date | None) -> list[Gap]:
