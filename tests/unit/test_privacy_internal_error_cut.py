@@ -33,3 +33,53 @@ def test_a_secret_across_the_cut_of_an_internal_error_message_is_redacted(
     assert PASSWORD[:8] not in caplog.text
     assert "postgres://app:[REDACTED]" in caplog.text
     assert pipe.internal_errors == 1
+
+
+def test_a_rule_failing_on_an_event_loses_neither_the_batch_nor_a_secret(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that raises on a text, quoting it, raises again on the message that quotes it: the
+    internal error's own redaction must not end the batch (the good events after it) or log it."""
+    import orjson
+
+    from stellaops_runtime.privacy import redactor
+
+    real = redactor.Redactor.redact
+
+    def failing(self, text, **kw):  # type: ignore[no-untyped-def]
+        if "BOOM" in text:
+            raise RuntimeError(f"rule failed on {text}")
+        return real(self, text, **kw)
+
+    monkeypatch.setattr(redactor.Redactor, "redact", failing)
+    pipe = Pipeline(
+        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}),
+        node_name="n",
+        fast_path=False,
+    )
+
+    def line(i: int, arguments: str) -> bytes:
+        container = {
+            "id": "containerd://" + "ab" * 32,
+            "name": "c",
+            "image": {"id": "r/a@sha256:" + "cd" * 32},
+        }
+        process = {
+            "exec_id": f"x{i}",
+            "pid": 5 + i,
+            "binary": "/bin/app",
+            "arguments": arguments,
+            "start_time": "2026-11-24T09:00:00Z",
+            "pod": {"namespace": "a", "name": "p", "container": container},
+        }
+        return orjson.dumps(
+            {"process_exec": {"process": process}, "node_name": "n", "time": "2026-11-24T09:00:00Z"}
+        )
+
+    items = [(line(0, f"BOOM --password {PASSWORD}"), 1), (line(1, "--port 80"), 1)]
+    with caplog.at_level(logging.ERROR, logger="stellaops_runtime.agent.pipeline"):
+        pipe.process_json(items)
+    assert pipe.internal_errors == 1 and pipe.processed == 1  # the good event after it counted
+    assert PASSWORD not in caplog.text and "RuntimeError" in caplog.text
+    deltas, _ = pipe.drain()
+    assert deltas and not [d for d in deltas if PASSWORD in str(d.sample)]

@@ -339,7 +339,10 @@ class Pipeline:
             # filter's rules, whole (a cut first could leave a secret its rule no longer knows),
             # then cut; the traceback's frames without it.
             where = "".join(traceback.format_tb(e.__traceback__))
-            text = self.privacy.redact_text(str(e)[: 1 << 20])[:2000]
+            try:
+                text = self.privacy.redact_text(str(e)[: 1 << 20])[:2000]
+            except Exception:  # a rule failing on the event fails on a message quoting it too
+                text = "(not shown: the privacy rules failed on it)"
             log.error("event skipped after an internal error (%s: %s)\n%s", name, text, where)
 
     def _observe_latency(self, items: list[tuple[bytes, int]]) -> None:
