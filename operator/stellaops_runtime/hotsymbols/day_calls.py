@@ -24,10 +24,18 @@ value (:meth:`DayCalls.restated`, a row with no events carrying only
 that call comes.
 
 What the agent knew is what it judges: the containers are remembered for
-the day of the newest window it saw and the day before (at most
-:data:`MAX_UNITS` (image, node, day, container)s, the oldest days dropped
-first: their rows keep what was written); a restarted agent knows only the
-calls it saw itself. Containers are compared as container_runs.py compares
+the day of the newest window it saw and the day before; a restarted agent
+knows only the calls it saw itself. A day it forgot (older than that: an
+export file of several days read at once, a day-ahead event) is not judged
+again: its kept windows keep what was written (:meth:`DayCalls.forgot`),
+and a window of it written again (late events) is marked when one of its
+containers was not seen with calls since, since the agent cannot tell
+whether it was that container's first window (a mark is never lost; a
+day may be lost that was watched). Past :data:`MAX_UNITS` remembered
+containers (a storm of short-lived ones), the oldest days' largest sets go
+first (counted: ``dropped``), and such a day is judged the same way: the
+containers seen with calls are kept, every window of another one is
+marked. Containers are compared as container_runs.py compares
 them (31 characters of the id, lower case). Pure: no I/O, no clock.
 """
 
@@ -49,7 +57,7 @@ _Day = tuple[str, str, int]  # (image, node, UTC day number)
 class DayCalls:
     """Per (image, node, UTC day): the containers seen with calls, and the first window of each other one."""
 
-    __slots__ = ("_called", "_dirty", "_first", "_latest", "_size")
+    __slots__ = ("_called", "_dirty", "_first", "_floor", "_latest", "_size", "_spilled", "dropped")
 
     def __init__(self) -> None:
         self._called: dict[_Day, set[str]] = {}
@@ -58,7 +66,10 @@ class DayCalls:
         self._first: dict[_Day, dict[str, list[int]]] = {}
         self._dirty: set[_Day] = set()  # days with a container newly seen with calls
         self._latest = 0  # the newest day noted
+        self._floor = -1  # the days before it are forgotten
+        self._spilled: set[_Day] = set()  # days whose containers were dropped past MAX_UNITS
         self._size = 0  # containers in _first
+        self.dropped = 0  # containers dropped past MAX_UNITS (their days judged blind)
 
     def __len__(self) -> int:
         return self._size
@@ -78,13 +89,20 @@ class DayCalls:
             called.add(u)
             self._dirty.add(key)
 
+    def forgot(self, win: int) -> bool:
+        """Whether the window's day was forgotten: its rows keep what was written."""
+        return win // DAY_NS < self._floor
+
     def judge(self, image: str, node: str, win: int, rank: int, units: Iterable[str]) -> int:
         """The window's ``evidenced`` rank to write: ``rank``, or :data:`UNWATCHED` when it is the
         first window that day of a container that ran in it (``units``) and has shown no call that
-        day while another container has."""
+        day while another container has; on a day forgotten or dropped past the bound, any window
+        of a container not seen with calls since."""
         day = win // DAY_NS
         key = (image, node, day)
         called = self._called.get(key, set())
+        if day < self._floor or key in self._spilled:  # its first windows are not known any more
+            return UNWATCHED if any(unit_id(u) not in called for u in units) else rank
         firsts = self._first.get(key)
         mine: list[list[int]] = []
         for u in map(unit_id, units):
@@ -134,18 +152,23 @@ class DayCalls:
                     yield image, node, win, value
 
     def prune(self) -> None:
-        """Forget the days before the day before the newest one, then the oldest while past the bound."""
-        keep = self._latest - 1
-        for key in [k for k in self._called.keys() | self._first.keys() if k[2] < keep]:
+        """Forget the days before the day before the newest one; past the bound, drop the containers of
+        the oldest days (largest first), keeping which ones showed calls."""
+        keep = self._floor = max(self._floor, self._latest - 1)
+        for key in [k for k in self._called.keys() | self._first.keys() | self._spilled if k[2] < keep]:
             self._forget(key)
-        if self._size > MAX_UNITS:
-            for key in sorted(self._first, key=lambda k: k[2]):
-                self._forget(key)
+        if self._size > MAX_UNITS:  # the oldest days' largest sets first; their calls are kept
+            for key in sorted(self._first, key=lambda k: (k[2], -len(self._first[k]))):
+                n = len(self._first.pop(key))
+                self._size -= n
+                self.dropped += n
+                self._spilled.add(key)
                 if self._size <= MAX_UNITS:
                     break
 
     def _forget(self, key: _Day) -> None:
         self._called.pop(key, None)
+        self._spilled.discard(key)
         self._dirty.discard(key)
         firsts = self._first.pop(key, None)
         if firsts:

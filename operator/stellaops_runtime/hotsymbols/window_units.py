@@ -141,7 +141,7 @@ class WindowUnits:
         done = set(written)
         if runs is not None:
             for key, said in self._said.items():
-                if key in written:
+                if key in written or self.days.forgot(key[2]):  # a forgotten day keeps what was written
                     continue
                 rank = self.value(*key, said, runs)
                 if rank != said:
