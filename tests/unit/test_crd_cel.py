@@ -12,6 +12,9 @@ patterns matched by RE2 as Go's regexp does. Each test below:
 - checks every string and list a rule reads is bounded (maxLength, maxItems,
   maxProperties), and so is every list a rule sits in: an unbounded one makes
   the API server refuse the CRD itself ("estimated rule cost exceeds budget").
+- estimates each rule's cost as the API server does (tests/crd_cel_cost.py follows
+  cel-go's coster: ``matches``, ``in`` over a list, ``all``/``exists``, ``bytes``...)
+  and checks each rule and each CRD's sum stay under the API server's limits.
 
 tests/unit/test_crd_cel_agreement.py runs the rules on hostile values against the operator.
 """
@@ -25,8 +28,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from crd_cel_cost import estimated_cost
 from crd_schema import cel_holds, cel_program, served_schema, validator_for
-from test_crds import KINDS
+from test_crds import KINDS, ROOT
 from test_crds import crd as load_kind
 
 # Functions a rule may call: CEL's standard ones that cel-python 0.5 has. Kubernetes adds its
@@ -164,27 +168,13 @@ def test_what_every_rule_reads_is_bounded(kind: str, path: str, rule: str) -> No
 PER_RULE_COST_LIMIT, PER_CRD_COST_LIMIT = 10_000_000, 100_000_000
 
 
-def _matches_cost(rule: str, node: dict[str, Any]) -> int:
-    """cel-go's estimate of a rule's ``matches`` calls (the costly part of ours): a string of at most
-    maxLength characters costs ceil(0.1 * maxLength), times ceil(0.25 * the regular expression's length)."""
-    cost = 0
-    for receiver, regex in re.findall(
-        r"(self(?:\.[A-Za-z_]\w*)*)\.matches\([rR]?'((?:[^'\\]|\\.)*)'\)", rule
-    ):
-        target = node
-        for name in receiver.split(".")[1:]:
-            target = target["properties"][name]
-        cost += math.ceil(0.1 * target["maxLength"]) * math.ceil(0.25 * len(regex)) + 1
-    return cost
-
-
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_estimated_rule_costs_stay_under_the_api_servers_limits(kind: str) -> None:
     schema, total = served_schema(crd(kind)), 0
     for k, path, node, rule in RULES:
         if k != kind:
             continue
-        cost = _matches_cost(rule["rule"], node)
+        cost = estimated_cost(rule["rule"], node)
         assert cost <= PER_RULE_COST_LIMIT, f"{path}: {rule['rule']!r} costs about {cost}"
         runs = math.prod(
             n.get("maxItems", n.get("maxProperties", 1)) for _, n in _enclosing_lists(schema, path)
@@ -193,8 +183,42 @@ def test_estimated_rule_costs_stay_under_the_api_servers_limits(kind: str) -> No
     assert total <= PER_CRD_COST_LIMIT
 
 
-def test_the_cost_estimate_counts_matches() -> None:
+def test_the_docs_cost_figures_hold() -> None:
+    """docs/operator.md: the dearest rule under 150,000, no CRD's sum over 300,000."""
+    schemas = {kind: served_schema(crd(kind)) for kind in KINDS}
+    costs = [
+        (
+            kind,
+            estimated_cost(rule["rule"], node),
+            math.prod(
+                n.get("maxItems", n.get("maxProperties", 1)) for _, n in _enclosing_lists(schemas[kind], path)
+            ),
+        )
+        for kind, path, node, rule in RULES
+    ]
+    assert max(c for _, c, _ in costs) < 150_000
+    assert all(sum(c * r for k, c, r in costs if k == kind) <= 300_000 for kind in KINDS)
+    text = " ".join((ROOT / "docs" / "operator.md").read_text().split())
+    assert "under 150,000 of the 10,000,000" in text and "more than 300,000 of its 100,000,000" in text
+
+
+def test_the_cost_estimate_follows_cel_go() -> None:
+    """Hand-computed by cel-go's checker/cost.go rules (tests/crd_cel_cost.py says which)."""
     node = {"type": "string", "maxLength": 1000}
-    assert _matches_cost("self.matches('^abcd$')", node) == 100 * 2 + 1
+    # self 1, matches ceil(0.1 * 1001) * ceil(0.25 * 6)
+    assert estimated_cost("self.matches('^abcd$')", node) == 1 + 101 * 2
     parent = {"type": "object", "properties": {"a": node}}
-    assert _matches_cost("has(self.a) && self.a.matches(r'[0-9]')", parent) == 100 * 2 + 1
+    # has: 1 + self 1; self.a: self 1 + select 1; matches ceil(0.1 * 1001) * ceil(0.25 * 5)
+    assert estimated_cost("has(self.a) && self.a.matches(r'[0-9]')", parent) == 2 + 2 + 101 * 2
+    names = {"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 64}}
+    # range 1, result 1, 10 * (condition 2 + step's accumulator 1 + s 1 + list 10 + 'in' over 2 items)
+    assert estimated_cost("self.all(s, s in ['a', 'b'])", names) == 1 + 1 + 10 * (2 + 1 + 1 + 10 + 2)
+    # startsWith: ceil(0.1 * 7); size(bytes(self)) <= 114: bytes ceil(0.1 * 1000), size 1, <= 1
+    assert estimated_cost("self.startsWith('unix://')", node) == 1 + 1
+    assert estimated_cost("size(bytes(self)) <= 114", node) == 1 + 100 + 1 + 1
+    # the syscall rule: every one of 256 names against the operator's list, the dearest rule we have
+    syscalls = next(r for _, p, _, r in RULES if p == ".spec.syscalls")["rule"]
+    listed = syscalls.count("'")
+    assert estimated_cost(syscalls, {**names, "maxItems": 256}) == 2 + 256 * (4 + 10 + listed // 2)
+    # what counting only `matches` called free: the same rule over 30,000 names would refuse the CRD
+    assert estimated_cost(syscalls, {**names, "maxItems": 30_000}) > PER_RULE_COST_LIMIT
