@@ -120,9 +120,16 @@ class ObservationWindow:
     pod's calls; a container of the image that ran in the window without
     sending it an event counts at Passive, hotsymbols/container_runs.py),
     cumulative over the window's drains so the latest row of a window that
-    carries it holds all of them (None: as ``posture`` on a row with events;
-    lifecycle and gap rows leave it alone; a row with no events that carries
-    it restates the window's value).
+    carries it holds all of them (None, the Python value: as ``posture`` on a
+    row with events; lifecycle and gap rows leave it alone; a row with no
+    events that carries it restates the window's value). ``Posture.NONE``
+    (rank 0, which no event gives) is the unwatched-container mark: the first
+    window that UTC day of a container of the image that showed no call all
+    day on the node while another container of it did, silent or traced
+    without stacks (hotsymbols/day_calls.py; a lifecycle row may carry it
+    too). The store takes that node's day out of the watch on it
+    (store/watched_sql.py ``unseen_days``); read alone, the window reads as
+    its ``posture`` capped at ActiveTracing, as a Passive value does.
 
     A *gap* is Tetragon telling us it did not deliver events in the window
     (hotsymbols/gaps.py): ``gap_start_ns``..``gap_end_ns`` is the part of the
