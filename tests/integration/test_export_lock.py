@@ -423,3 +423,24 @@ async def test_a_symlink_pointed_elsewhere_while_followed_locks_the_new_director
         await _stop(sa, ta)
     assert qb.enqueued == 0
     assert _lines(qa) == [b'{"a":1}', b'{"b":2}']
+
+
+async def test_a_lock_kept_past_the_sources_stop_is_held_until_released(tmp_path: Path) -> None:
+    """The agent keeps the export lock after its source stops, until its last flush stored the
+    counts and the node's export position (agent/runner.py): another agent of the node that took
+    the file in between would read where the store said the counts ended before that flush
+    (s37/b). A source of its own (no agent) lets it go as it stops."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"a":1}\n')
+    src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.01)
+    src.keep_lock = True
+    stop, task = await _start(src)
+    await _until(lambda: src.queue.enqueued == 1)
+    await _stop(stop, task)
+    other = ExportLock(str(path))
+    try:
+        assert other.take() == "other"  # the agent's last flush is still to come
+        src.lock.release()
+        assert other.take() == "held"
+    finally:
+        other.release()

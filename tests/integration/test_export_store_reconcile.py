@@ -115,7 +115,7 @@ async def test_the_follower_resumes_at_the_stores_position_and_never_replays(
     src.store_position(_row(ahead))
     assert await _follow(src, 1) == [b'{"n":5}'] and src.stats.resumed_at == 5 * 8
     # The store does not answer in time: from the file's end (exportFromStart: never its start).
-    monkeypatch.setattr(export_restart, "HISTORY_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(export_restart, "POSITION_WAIT_SECONDS", 0.05)
     src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.01)
     src.resume_outage(now_pair()[0] - 10**9, now_pair()[1] - 10**9)
     src.resume_checkpoint(own, now_pair())

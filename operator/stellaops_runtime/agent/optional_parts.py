@@ -50,6 +50,7 @@ def make_source(
         from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
         source = TetragonExportSource(t.export_file, queue=queue, from_start=t.export_from_start)
+        source.keep_lock = True  # released after the last flush (agent/runner.py)
         return source, pipeline.process_json
     if config.native.enabled and in_pipeline is not None:
         from stellaops_runtime.agent.source_switch import SourceSwitch

@@ -268,6 +268,8 @@ class Agent(Draining):
             self._worker.shutdown(wait=False, cancel_futures=True)
             await self.flusher.close()
             self.presence.close()
+            if (lock := getattr(self.source, "lock", None)) is not None:  # the export file's, kept
+                lock.release()  # until the last flush stored its counts and position
         log.info(
             "agent stopped: %d events received, %d processed, %d hot-symbol rows flushed, %d dropped, "
             "%d spooled, %d witnesses", self.received, self.pipeline.processed, self.pending.rows_flushed,

@@ -30,6 +30,10 @@ log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 # node before (no usable watch record). Past it the file is read from where it ended when opened,
 # never replayed: a gap is honest, a line counted twice is not.
 HISTORY_WAIT_SECONDS = 10.0
+# How long a resume waits for the store's export position of the node (sources/export_store.py).
+# Longer: the file keeps the lines meanwhile and the hole is held whole, so a store slow to open
+# costs a late start, not the resume; past it, the file is read from its end with a gap.
+POSITION_WAIT_SECONDS = 60.0
 
 
 class RestartResume:
@@ -97,9 +101,9 @@ class RestartResume:
         self._position_answered = True
 
     async def _await_position(self, stop: asyncio.Event) -> bool | None:
-        """Wait (at most :data:`HISTORY_WAIT_SECONDS`) for the store's export position; False:
+        """Wait (at most :data:`POSITION_WAIT_SECONDS`) for the store's export position; False:
         no answer in time (nothing is resumed), None: stopped meanwhile."""
-        until = time.monotonic() + HISTORY_WAIT_SECONDS
+        until = time.monotonic() + POSITION_WAIT_SECONDS
         self._deciding = True  # the hole is not taken piecewise meanwhile: it may end at a moment past
         try:
             while not self._position_answered:
@@ -119,7 +123,7 @@ class RestartResume:
         """The record's checkpoint against the store's position (sources/export_store.py)."""
         if not self._position_answered:
             why = (
-                f"the store did not say within {HISTORY_WAIT_SECONDS:g}s where this node's stored "
+                f"the store did not say within {POSITION_WAIT_SECONDS:g}s where this node's stored "
                 "counts of it end (another agent of the node may have counted past this record)"
             )
             return NONE, None, why

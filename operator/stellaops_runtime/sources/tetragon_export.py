@@ -93,11 +93,12 @@ class TetragonExportSource(RestartResume):
         self._opened_at = (0, 0)  # (wall, boottime) ns the first file was opened
         self.alive_ns = 0  # wall ns: every complete line written before it has been queued
         self.lock = ExportLock(path)  # one follower of the directory's files (sources/export_lock.py)
+        self.keep_lock = False  # True: released by the agent after its last flush (agent/runner.py)
 
     async def run(self, stop: asyncio.Event) -> None:
         f = await self._open(stop, at_end=not self.from_start)
         if f is None:
-            self.lock.release()
+            self._let_go()
             return
         try:
             while not stop.is_set():
@@ -147,6 +148,11 @@ class TetragonExportSource(RestartResume):
                 g.close()
             self._next.clear()
             self.stats.connected = False
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The lock goes, unless kept until the agent's last flush stored its counts and position."""
+        if not self.keep_lock:
             self.lock.release()
 
     async def _finish(self, f: BinaryIO, stop: asyncio.Event) -> bool:
