@@ -23,7 +23,7 @@ from __future__ import annotations
 import pytest
 from crd_schema import cel_rules, served_schema
 from test_crd_cel_agreement import _observer, api_server_refuses, operator_refuses
-from test_crds import crd, policy
+from test_crds import ROOT, crd, policy
 
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.runtime_socket import KUBELET_PATTERN
@@ -105,6 +105,20 @@ def test_real_runtime_sockets_are_accepted(kind: str, path: str) -> None:
 @pytest.mark.parametrize("kind", [crds.POLICY_KIND, crds.CLUSTER_POLICY_KIND])
 def test_real_syscalls_are_accepted(kind: str) -> None:
     _both_accept(policy(kind, syscalls=SYSCALLS))
+
+
+# System calls newer than the operator's kernel 6.1 tables: both refuse them, and docs/operator.md says so.
+NEWER_SYSCALLS = ["cachestat", "fchmodat2", "map_shadow_stack", "futex_wait", "statmount", "listmount"]
+NEWER_SYSCALLS += ["mseal"]
+
+
+@pytest.mark.parametrize("name", NEWER_SYSCALLS)
+def test_syscalls_newer_than_the_list_are_refused_by_both_as_the_docs_say(name: str) -> None:
+    obj = policy(syscalls=["openat", name])
+    assert any("bare name" in m for m in api_server_refuses(obj))
+    assert name in (operator_refuses(obj) or "")
+    text = " ".join((ROOT / "docs" / "operator.md").read_text().split())
+    assert "kernel 6.1 UAPI tables" in text and f"`{name}`" in text
 
 
 def _socket_objects(path: str) -> list[dict[str, object]]:
