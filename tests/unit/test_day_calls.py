@@ -78,8 +78,8 @@ def test_memory_is_the_newest_day_and_the_one_before(monkeypatch: pytest.MonkeyP
     assert len(d) == 2  # day 0 forgotten: its row keeps what was written
     d.note(A, "n1", 10, T2, DEEP)  # a late call of day 0 finds nothing to restate
     assert list(d.restated(set())) == []
-    monkeypatch.setattr(day_calls, "MAX_UNITS", 1)
+    monkeypatch.setattr(day_calls, "MAX_UNITS", 3)  # each day holds two: T1 with calls, T2 without
     d.prune()
-    assert len(d) == 1  # past the bound: the oldest day goes first
+    assert len(d) == 1 and d.dropped == 2  # past the bound: the oldest day goes first
     d.note(A, "n1", 2 * DAY_NS + 10, T2, DEEP)
     assert list(d.restated(set())) == [(A, "n1", 2 * DAY_NS, PASSIVE)]

@@ -88,3 +88,17 @@ def test_past_the_bound_another_images_mark_is_kept(monkeypatch: pytest.MonkeyPa
     assert got == {(B, 60 * S): UNWATCHED, (B, 180 * S): UNWATCHED}
     u.note(A, "n1", 240 * S, "4c" * 32, PASSIVE)  # and so in the storm's image
     assert drain(u, r, {(A, "n1", 240 * S): DEEP})[(A, 240 * S)] == UNWATCHED
+
+
+def test_containers_seen_with_calls_count_against_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(day_calls, "MAX_UNITS", 50)
+    u, r = WindowUnits(), runs()
+    for i in range(200):  # a storm of short-lived containers of A, each with calls
+        u.note(A, "n1", 60 * S, f"{i:031x}" + "f" * 33, DEEP)
+    drain(u, r, {(A, "n1", 60 * S): DEEP})
+    held = sum(len(c) for c in u.days._called.values())
+    assert held <= 50 and u.days.dropped == 200
+    u.note(A, "n1", 120 * S, "3d" * 32, PASSIVE)  # a container without calls after it: marked
+    got = drain(u, r, {(A, "n1", 120 * S): DEEP})
+    # and so is the storm's window: the calls seen there are forgotten (the day is lost, not a mark)
+    assert got == {(A, 60 * S): UNWATCHED, (A, 120 * S): UNWATCHED}

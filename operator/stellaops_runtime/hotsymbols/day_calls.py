@@ -32,10 +32,10 @@ and a window of it written again (late events) is marked when one of its
 containers was not seen with calls since, since the agent cannot tell
 whether it was that container's first window (a mark is never lost; a
 day may be lost that was watched). Past :data:`MAX_UNITS` remembered
-containers (a storm of short-lived ones), the oldest days' largest sets go
-first (counted: ``dropped``), and such a day is judged the same way: the
-containers seen with calls are kept, every window of another one is
-marked. Containers are compared as container_runs.py compares
+containers, seen with calls or not (a storm of short-lived ones), the
+oldest days' largest sets are dropped (counted: ``dropped``), and such a
+day is judged the same way from then on: every window of a container not
+seen with calls since is marked. Containers are compared as container_runs.py compares
 them (31 characters of the id, lower case). Pure: no I/O, no clock.
 """
 
@@ -47,7 +47,7 @@ from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture
 from stellaops_runtime.hotsymbols.container_runs import unit_id
 
 DAY_NS = 86_400 * 1_000_000_000
-MAX_UNITS = 100_000  # (image, node, day, container)s remembered at once not yet seen with calls
+MAX_UNITS = 100_000  # (image, node, day, container)s remembered at once, seen with calls or not
 UNWATCHED = Posture.NONE.rank  # the mark: a container of the image ran there, unseen with calls that day
 _VISIBLE = FUNCTION_VISIBLE.rank
 
@@ -57,7 +57,17 @@ _Day = tuple[str, str, int]  # (image, node, UTC day number)
 class DayCalls:
     """Per (image, node, UTC day): the containers seen with calls, and the first window of each other one."""
 
-    __slots__ = ("_called", "_dirty", "_first", "_floor", "_latest", "_size", "_spilled", "dropped")
+    __slots__ = (
+        "_called",
+        "_dirty",
+        "_first",
+        "_floor",
+        "_latest",
+        "_ncalled",
+        "_size",
+        "_spilled",
+        "dropped",
+    )
 
     def __init__(self) -> None:
         self._called: dict[_Day, set[str]] = {}
@@ -69,6 +79,7 @@ class DayCalls:
         self._floor = -1  # the days before it are forgotten
         self._spilled: set[_Day] = set()  # days whose containers were dropped past MAX_UNITS
         self._size = 0  # containers in _first
+        self._ncalled = 0  # containers in _called
         self.dropped = 0  # containers dropped past MAX_UNITS (their days judged blind)
 
     def __len__(self) -> int:
@@ -87,6 +98,7 @@ class DayCalls:
         u = unit_id(unit)
         if u not in called:
             called.add(u)
+            self._ncalled += 1
             self._dirty.add(key)
 
     def forgot(self, win: int) -> bool:
@@ -153,21 +165,24 @@ class DayCalls:
 
     def prune(self) -> None:
         """Forget the days before the day before the newest one; past the bound, drop the containers of
-        the oldest days (largest first), keeping which ones showed calls."""
+        the oldest days (largest first): such a day is judged blind from then on."""
         keep = self._floor = max(self._floor, self._latest - 1)
         for key in [k for k in self._called.keys() | self._first.keys() | self._spilled if k[2] < keep]:
             self._forget(key)
-        if self._size > MAX_UNITS:  # the oldest days' largest sets first; their calls are kept
-            for key in sorted(self._first, key=lambda k: (k[2], -len(self._first[k]))):
-                n = len(self._first.pop(key))
-                self._size -= n
-                self.dropped += n
+        if self._size + self._ncalled > MAX_UNITS:  # the oldest days' largest sets first
+            held = {
+                k: len(self._first.get(k, ())) + len(self._called.get(k, ()))
+                for k in self._first.keys() | self._called.keys()
+            }
+            for key in sorted(held, key=lambda k: (k[2], -held[k])):
+                self.dropped += held[key]
+                self._forget(key)
                 self._spilled.add(key)
-                if self._size <= MAX_UNITS:
+                if self._size + self._ncalled <= MAX_UNITS:
                     break
 
     def _forget(self, key: _Day) -> None:
-        self._called.pop(key, None)
+        self._ncalled -= len(self._called.pop(key, ()))
         self._spilled.discard(key)
         self._dirty.discard(key)
         firsts = self._first.pop(key, None)
