@@ -22,9 +22,11 @@ known (a target held only by a descriptor: its build-id only).
 
 A debug file under the binary's own root, when that is not one of the roots
 given, is the container's word while the probe sits on the image layer's
-file, shared by every container of the image: its address is taken only
-where the binary's own tables say a function starts (native/symstart.py),
-never mid-instruction.
+file, shared by every container of the image: one the container wrote (its
+overlay's upper layer, a volume: native/symlayer.py) is not read for a probe,
+and an address from one in the image's layers is taken only where the
+binary's own tables say a function starts (native/symstart.py), never
+mid-instruction.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from stellaops_runtime.canonical.indexcheck import still
 from stellaops_runtime.canonical.limits import Limits, file_key
 from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
 from stellaops_runtime.canonical.symtab import SectionInfo, read_section_table
+from stellaops_runtime.native.symlayer import container_wrote
 from stellaops_runtime.native.symscan import first_function
 from stellaops_runtime.native.symstart import confirmed_start
 
@@ -124,8 +127,16 @@ def debug_address(
 def _unconfirmed(
     f: BinaryIO, layout: ElfLayout, sections: list[SectionInfo], ref: DebugRef, found: int, limits: Limits
 ) -> str:
-    """'' when the binary's own tables say a function starts at ``found`` (native/symstart.py), else
-    the reason no probe is put there."""
+    """'' when the debug file is not the container's own write (native/symlayer.py) and the binary's
+    own tables say a function starts at ``found`` (native/symstart.py), else the reason no probe is
+    put there."""
+    written = container_wrote(ref.root, ref.path)
+    if written:
+        return (
+            f"; its debug file {ref.describe()} is {written}: a container's own debug file is not trusted "
+            "with a probe on its image's file, shared by every container of the image (install it on the "
+            "node or in the image)"
+        )
     if confirmed_start(f, layout, sections, found, limits.budget("function starts")):
         return ""
     return (
