@@ -27,7 +27,7 @@ import pytest_asyncio
 
 from stellaops_runtime.agent.observation_status import build_status
 from stellaops_runtime.contracts.crd_names import AGENT_TEMPLATE_ANNOTATION
-from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, OBSERVER_KIND
+from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, OBSERVER_KIND, OBSERVER_LABEL
 from stellaops_runtime.controller.render_agent import agent_resource_name
 from stellaops_runtime.kube import resources as r
 from tests.crd_schema import errors, load_crd, validator_for
@@ -216,3 +216,62 @@ async def test_a_report_naming_no_template_is_judged_as_before_and_a_new_report_
         await agents.beat("node-b", "in_sync", template(cluster))
         await op.settle()
         assert state(cluster) == ("Ready", "AgentsReady", "True", "AgentsBackNotObserved")
+
+
+def _agent_pod(node: str, template: str) -> dict[str, Any]:
+    """The agent pod the DaemonSet runs on ``node`` (kmock has no DaemonSet controller)."""
+    return obj(
+        "v1", "Pod", f"{agent_resource_name(NAME)}-{node}", namespace=NS,
+        labels={OBSERVER_LABEL: NAME}, annotations={AGENT_TEMPLATE_ANNOTATION: template},
+        spec={"nodeName": node, "containers": [{"name": "agent", "image": "x"}]},
+    )  # fmt: skip
+
+
+async def test_a_rollout_that_has_not_reached_a_node_leaves_its_running_agents_fault_in_view(
+    cluster: Cluster,
+) -> None:
+    """The DaemonSet's rollout is under way (or stuck: a node that cannot pull the new image, a pod
+    that cannot be scheduled) and has not reached node-a: its old agent still runs there, and what
+    it reports (NoRuntimeSocket) is what that node's agent can back now. It was set aside as
+    "their new agent has not written its ObservationNode yet", NotObservedBacked Unknown for as long
+    as the rollout lasted; it is False NoRuntimeSocket. Once node-a's old pod is replaced, its last
+    report is that node's rollout in progress again."""
+    config = fast_config(cluster, stale_after_seconds=60.0, rollout_refresh_seconds=0.5)
+    agents = Reports(cluster)
+    async with OperatorRun(cluster, config) as op:
+        if cluster.stored(r.RUNTIME_OBSERVERS, NAME) is None:  # run alone
+            await cluster.create(obj(API_VERSION, OBSERVER_KIND, NAME, spec=SPEC))
+        await rolled_out(cluster, op)
+        old = template(cluster)
+        await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"agent": {"image": "example.org/agent:3"}}})
+        await op.settle()
+        new = template(cluster)
+        assert new != old
+        ds = cluster.stored(r.DAEMONSETS, agent_resource_name(NAME), NS) or {}
+        halfway = {"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": 2,
+                   "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1}  # fmt: skip
+        await cluster.patch(
+            r.DAEMONSETS, agent_resource_name(NAME), {"status": halfway}, namespace=NS, status=True
+        )
+        await cluster.create(_agent_pod("node-a", old))
+        await cluster.create(_agent_pod("node-b", new))
+        await agents.beat("node-a", "no_runtime_socket", old)
+        await agents.beat("node-b", "in_sync", new)
+
+        def seen() -> tuple[str, str, str, str] | None:
+            return state(cluster) if state(cluster)[2:] == ("False", "NoRuntimeSocket") else None
+
+        try:
+            await wait_for(seen, limit_s=30.0, what="node-a's running agent's NoRuntimeSocket in view")
+        except TimeoutError:
+            raise AssertionError((state(cluster), condition(observer(cluster), BACKING)["message"])) from None
+        assert state(cluster)[:2] == ("Progressing", "RollingOut")
+        assert "(node-a)" in condition(observer(cluster), BACKING)["message"]
+        # a hostile agentTemplate (not a string) beside a live pod is no crash: judged as written
+        for hostile in (None, {"x": 1}):  # kmock merges no dict into a string: removed first
+            patch = {"status": {"agentTemplate": hostile}}
+            await cluster.patch(r.OBSERVATION_NODES, "node-b", patch, status=True)
+        # node-a's old pod goes: its report is the rollout in progress there
+        await cluster.delete(r.PODS, f"{agent_resource_name(NAME)}-node-a", NS)
+        await wait_for(lambda: state(cluster)[2:] == ("Unknown", "AgentsRollingOut"), what="node-a rolling")
+        await cluster.delete(r.PODS, f"{agent_resource_name(NAME)}-node-b", NS)

@@ -384,6 +384,10 @@ def test_operator_docs_say_what_a_rollout_does() -> None:
         "`--stale-after-seconds` (default 90) after the DaemonSet said every agent updated and ready, "
         "timed on the operator's clock, makes the observer **Degraded** (`AgentReportOutdated`",
         "A report that names no template (an agent of an older version) is judged as it is.",
+        # test_operator_observer_rollout: a rollout that has not reached a node (its old pod runs)
+        "So is a report of an older rollout whose agent pod still runs on its node (the pod's "
+        "`stellaops.io/agent-template` names that rollout) while the DaemonSet has not said every agent "
+        "updated and ready",
         "A restarted operator times an outdated report anew",
         "| `status.agentTemplate` | which rollout of its RuntimeObserver's agent pod template the agent runs",
     ):

@@ -8,9 +8,10 @@ call. ``node_backing`` folds only the nodes the observer's agents may run on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from stellaops_runtime.contracts.crd_names import OBSERVER_LABEL
 from stellaops_runtime.controller.node_backing import (
     CONTAINERS,
     TRANSIENT,
@@ -55,6 +56,7 @@ class ObserverNodes(PolicyReconciler):
         *,
         template: str | None = None,
         rolled: bool = False,
+        running: Mapping[str, Collection[str]] | None = None,
     ) -> Backing:
         """Whether the fresh nodes' agents can back "not observed" (``node_backing``; no API call).
 
@@ -67,6 +69,12 @@ class ObserverNodes(PolicyReconciler):
         as for a spec that did not parse); a report of another one is that node's rollout in
         progress, timed once the DaemonSet said every agent updated and ready (``rolled``) and
         late after ``stale_after_seconds``: a new agent writes on its first poll.
+
+        ``running``: node name -> the rollouts its live agent pods run (``agent_templates``). Until
+        the DaemonSet says every agent updated and ready, a report of an older rollout whose agent
+        still runs there is that agent's word now (the rollout has not reached the node, or is stuck
+        before it): judged as written, not set aside as "their new agent has not written yet", which
+        hid a running agent's fault (NotObservedBacked Unknown) for as long as the rollout lasted.
         """
         now = utcnow()
         grace, bound = self.config.registry_not_in_sync_seconds, self.config.stale_after_seconds
@@ -77,7 +85,9 @@ class ObserverNodes(PolicyReconciler):
             if not self._is_stale(node, now=now):
                 status = node.get("status")
                 fresh.append((str(name), status if isinstance(status, Mapping) else None))
-                if template is not None and outdated(fresh[-1][1], template):
+                own = (fresh[-1][1] or {}).get("agentTemplate")
+                still = not rolled and isinstance(own, str) and own in (running or {}).get(str(name), ())
+                if template is not None and outdated(fresh[-1][1], template) and not still:
                     rolling.add(str(name))
                     since = self.heartbeats.outdated_since(str(name), template, now=now, timed=rolled)
                     if since is not None and (now - since).total_seconds() >= bound:
@@ -100,6 +110,17 @@ class ObserverNodes(PolicyReconciler):
             rolling_late=rolling_late,
             report_seconds=bound,
         )
+
+
+def agent_templates(pods: Iterable[tuple[Any, Any]], namespace: str, observer: str) -> dict[str, set[str]]:
+    """Node name -> the ``stellaops.io/agent-template`` of ``observer``'s live agent pods there, of
+    kopf's pod index items (``PodSnapshot``)."""
+    out: dict[str, set[str]] = {}
+    for (ns, _), pod in pods:
+        mine = ns == namespace and pod.labels.get(OBSERVER_LABEL) == observer and not pod.deleting
+        if mine and pod.node and pod.agent_template:
+            out.setdefault(pod.node, set()).add(pod.agent_template)
+    return out
 
 
 def _selects(selector: Mapping[str, str], labels: Any) -> bool:

@@ -53,7 +53,7 @@ from stellaops_runtime.contracts.crds import (
 from stellaops_runtime.controller.agent_pods import fleet_problem
 from stellaops_runtime.controller.conditions import State, state_conditions
 from stellaops_runtime.controller.node_backing import BACKING_CONDITION
-from stellaops_runtime.controller.observer_nodes import ObserverNodes, raw_selector
+from stellaops_runtime.controller.observer_nodes import ObserverNodes, agent_templates, raw_selector
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.posture import Posture, opts_out
@@ -283,7 +283,8 @@ class ObserverReconciler(ObserverNodes):
         stuck = self.agent_pod_problem(namespace, observer)
         waiting = not ds_status or (ds_gen is not None and ds_seen is not None and ds_seen < ds_gen)
         rolled = not waiting and 0 < desired <= min(ready, updated)  # every agent updated and ready
-        backing = self.node_backing(generation, selector, template=template, rolled=rolled)
+        running = agent_templates(self._items(INDEX_PODS), namespace, observer)  # old agents still there
+        backing = self.node_backing(generation, selector, template=template, rolled=rolled, running=running)
         if errors:
             state, reason, message = "Degraded", "ApplyFailed", "; ".join(errors)
         elif stuck is not None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from stellaops_runtime.contracts.crd_names import AGENT_TEMPLATE_ANNOTATION
 from stellaops_runtime.contracts.crds import (
     OBSERVE_LEVEL_ANNOTATION,
     POSTURE_ANNOTATION,
@@ -127,6 +128,7 @@ class PodSnapshot:
     deleting: bool
     problems: tuple[ContainerProblem, ...] = ()
     controller: tuple[str, str, str] | None = None  # (kind, name, uid) of its controller ownerReference
+    agent_template: str = ""  # an agent pod's stellaops.io/agent-template: which rollout it runs
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> PodSnapshot:
@@ -143,6 +145,7 @@ class PodSnapshot:
             deleting=bool(meta.get("deletionTimestamp")),
             problems=container_problems(body),
             controller=_controller_ref(meta),
+            agent_template=str(ann.get(AGENT_TEMPLATE_ANNOTATION) or ""),
         )
 
     def patched(self, patch: Mapping[str, Any]) -> PodSnapshot:
