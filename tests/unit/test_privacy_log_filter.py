@@ -89,7 +89,8 @@ def test_messages_without_secrets_and_messages_masked_before_keep_their_text(age
 def test_the_filter_is_attached_once_and_lets_every_record_through() -> None:
     f = RedactingLogFilter()
     bad = logging.LogRecord("x", logging.INFO, __file__, 1, "%d", ("not a number",), None)
-    assert f.filter(bad) is True  # a bad format string is left for logging to report
+    assert f.filter(bad) is True  # kept, with a fixed text in place of its message
+    assert bad.getMessage() == "(log message not shown: formatting it failed: TypeError)"
     handler = logging.StreamHandler(io.StringIO())
     root = logging.getLogger()
     root.addHandler(handler)
@@ -122,3 +123,53 @@ def test_a_probe_attach_failure_is_masked_in_the_log_and_in_stats(
     assert src.stats.failed == [
         ("uprobe:/app:f", "cannot attach: open postgres://app:***@db/x failed, password=***")
     ]
+
+
+def test_a_log_call_whose_format_fails_logs_a_fixed_text_and_none_of_its_arguments(
+    agent_log: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A call with a wrong format (``%d`` given a DSN) used to be left for logging to report, and
+    logging's report (``Handler.handleError``) printed the record's arguments raw to stderr."""
+    log = logging.getLogger("stellaops_runtime.test")
+    log.warning("connect to %d failed", f"postgresql://app:{PW}@db/x")
+    log.warning("token %s and %s", TOKEN)  # too few arguments
+    err = capsys.readouterr().err
+    text = agent_log.getvalue()
+    for out in (err, text):
+        assert PW not in out and TOKEN[4:] not in out, out
+    assert (
+        text.splitlines()
+        == ["WARNING stellaops_runtime.test: (log message not shown: formatting it failed: TypeError)"] * 2
+    )
+    assert "Logging error" not in err  # nothing left for logging to report
+
+
+def _raise(text: str) -> str:
+    raise RuntimeError(f"rule failed on {text}")
+
+
+def test_a_rule_failing_on_a_record_neither_loses_it_nor_lets_its_text_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record whose redaction raises is kept, with fixed texts naming the failure in place of the
+    message and the traceback (fail closed, as the pipeline's own messages: fcebc9f)."""
+    f = RedactingLogFilter(redact_text=_raise)
+    try:
+        int(f"token {TOKEN}")
+    except ValueError:
+        import sys
+
+        exc = sys.exc_info()
+    rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "read %s", (f"password={PW}",), exc)
+    rec.stack_info = f"Stack: {TOKEN}"
+    assert f.filter(rec) is True
+    assert rec.getMessage() == "read password=***"
+    assert rec.exc_text == "(traceback not shown: the privacy rules failed on it: RuntimeError)"
+    assert rec.stack_info == "(stack not shown: the privacy rules failed on it: RuntimeError)"
+    out = logging.Formatter().format(rec)
+    assert PW not in out and TOKEN[4:] not in out, out
+
+    monkeypatch.setattr("stellaops_runtime.privacy.log_filter.redact", _raise)
+    rec = logging.LogRecord("x", logging.WARNING, __file__, 1, "read %s", (f"password={PW}",), None)
+    assert f.filter(rec) is True
+    assert rec.getMessage() == "(log message not shown: the privacy rules failed on it: RuntimeError)"

@@ -13,6 +13,11 @@ quoted from events) then the message redaction.
 The message itself is masked only by ``contracts/redact`` (idempotent: a
 message its caller already masked, ``postgresql://u:***@db``, stays as it
 is, so log lines keep their text).
+
+It fails closed and loses no record: a message that cannot be formatted (a
+wrong ``%d``; logging's own report of that, ``Handler.handleError``, prints
+the arguments raw to stderr) or a text the redaction raises on is replaced
+by a fixed text naming the failure, and the record is logged.
 """
 
 from __future__ import annotations
@@ -30,26 +35,39 @@ class RedactingLogFilter(logging.Filter):
         super().__init__()
         self._rules = redact_text  # the agent's privacy rules, for tracebacks
 
-    def _deep(self, text: str) -> str:
-        if self._rules is not None:
-            text = self._rules(text)
-        return redact(text)
+    def _deep(self, text: str, what: str) -> str:
+        try:
+            if self._rules is not None:
+                text = self._rules(text)
+            return redact(text)
+        except Exception as e:  # fail closed: the text is not shown
+            return f"({what} not shown: the privacy rules failed on it: {type(e).__name__})"
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             msg = record.getMessage()
-        except Exception:  # a bad format string: logging reports it itself, with the record
-            return True
-        safe = redact(msg)
-        if safe != msg:
-            record.msg, record.args = safe, None
+        except Exception as e:  # a bad format string: logging's report would print the arguments raw
+            record.msg, record.args = (
+                f"(log message not shown: formatting it failed: {type(e).__name__})",
+                None,
+            )
+        else:
+            try:
+                safe = redact(msg)
+            except Exception as e:
+                safe = f"(log message not shown: the privacy rules failed on it: {type(e).__name__})"
+            if safe != msg:
+                record.msg, record.args = safe, None
         if record.exc_info and record.exc_info[0] is not None:
-            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            record.exc_text = self._deep(text)
+            try:
+                text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            except Exception as e:
+                text = f"(traceback not shown: formatting it failed: {type(e).__name__})"
+            record.exc_text = self._deep(text, "traceback")
         elif record.exc_text:
-            record.exc_text = self._deep(record.exc_text)
+            record.exc_text = self._deep(record.exc_text, "traceback")
         if record.stack_info:
-            record.stack_info = self._deep(record.stack_info)
+            record.stack_info = self._deep(record.stack_info, "stack")
         return True
 
 
