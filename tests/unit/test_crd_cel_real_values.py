@@ -46,10 +46,9 @@ RUNTIME_SOCKETS = [
     ("containerd", "/run/k3s/containerd/containerd.sock"),  # k3s, RKE2
     ("containerd", "/run/k0s/containerd.sock"),
     ("containerd", "/var/snap/microk8s/common/run/containerd.sock"),
-    ("containerd", "/var/lib/rancher/rke2/agent/containerd/containerd.sock"),
     ("cri", "/var/run/crio/crio.sock"),
     ("cri", "/run/crio/crio.sock"),
-    ("cri", "/run/podman/podman.sock"),
+    ("docker", "/run/podman/podman.sock"),  # Podman's Docker-compatible API
     ("docker", "/var/run/docker.sock"),
     ("docker", "/run/docker.sock"),
     ("docker", "/run/user/1000/docker.sock"),  # rootless
