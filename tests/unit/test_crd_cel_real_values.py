@@ -5,7 +5,8 @@ played by tests/crd_schema.py) and the operator say the same on hostile values;
 this module checks what they say on the values real clusters use: Tetragon's
 addresses (its Helm chart's socket, ``localhost:54321``, a Service name, IPv6),
 the container runtime sockets of containerd, k3s/RKE2, k0s, MicroK8s, CRI-O,
-Docker, cri-dockerd and Podman, and the syscalls people trace. Both accept them.
+Docker, cri-dockerd and Podman, and the syscalls people trace. Both accept them;
+syscalls newer than the operator's kernel 6.1 tables both refuse, as docs/operator.md says.
 
 And the kubelet's directory: a socket whose directory the agent pod would mount
 must not make it mount ``/var/lib/kubelet/pods`` (every pod's volumes, its
