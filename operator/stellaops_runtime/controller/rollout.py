@@ -35,6 +35,12 @@ module folds those into one policy's ``status.rollout``:
   object's ``creationTimestamp`` (a name deleted and created again, as a
   GitOps prune and re-apply does, is listed under the old object until the
   node polls again).
+- A node that lists one (namespace, name) more than once (Tetragon main's
+  policy domains, a policy of our name loaded from a file or over gRPC, a
+  garbled answer) is judged by the worst of its entries that are about the
+  current version (failed, then partial, then pending, then running), never
+  by the one listed last: an ENABLED entry must not hide our object's
+  LOAD_ERROR.
 - An object Tetragon SKIPPED (its nodeSelector did not match the node) is not
   meant to run there and is ignored; a node where every object is SKIPPED
   runs nothing of the policy and is counted in ``nodesSkipped``, outside the
@@ -59,19 +65,26 @@ A node's ``feature.stellaops.io/*`` labels are derived in ``controller.node_labe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from stellaops_runtime.controller.loaded_version import Version, reported_version, speaks_of
+from stellaops_runtime.controller.rollout_partial import MAX_MESSAGE_CHARS, partial_entry
 
 FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED"})
 UNREACHABLE_STATE = "TetragonUnreachable"
 PARTIAL_STATES = frozenset({"PARTIALLY_ENABLED"})
 RUNNING_STATES = frozenset({"ENABLED"})
 SKIPPED_STATES = frozenset({"SKIPPED"})
-MAX_MESSAGE_CHARS = 512
-MAX_HOOKS_LISTED = 10
+# Of one key listed more than once, the lowest rank decides: failed, partial, pending, running, skipped.
+_STATE_RANK = {
+    **dict.fromkeys(FAILED_STATES, 0),
+    **dict.fromkeys(PARTIAL_STATES, 1),
+    **dict.fromkeys(RUNNING_STATES, 3),
+    **dict.fromkeys(SKIPPED_STATES, 4),
+}
+_PENDING_RANK = 2
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -104,6 +117,15 @@ class NodeReport:
     unreachable_since: datetime | None = None  # Ready=False's lastTransitionTime (None: not said)
     unreachable_message: str = ""
     beat: datetime | None = None  # heartbeatTime: when the agent made this report
+    # every entry of a key the node listed more than once, in its order (``loaded`` holds the first)
+    repeated: Mapping[tuple[str, str], tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+
+    def entries(self, key: tuple[str, str]) -> tuple[Mapping[str, Any], ...]:
+        """Every entry the node listed for ``key`` (none, one, or the repeats)."""
+        if key in self.repeated:
+            return self.repeated[key]
+        entry = self.loaded.get(key)
+        return () if entry is None else (entry,)
 
 
 def _unreachable(status: Mapping[str, Any]) -> tuple[bool, datetime | None, str]:
@@ -158,10 +180,15 @@ def index_nodes(
             out.append(NodeReport(name=name, kind="native", loaded={}))
             continue
         loaded: dict[tuple[str, str], Mapping[str, Any]] = {}
+        repeated: dict[tuple[str, str], tuple[Mapping[str, Any], ...]] = {}
         policies = status.get("policies")
         for entry in policies if isinstance(policies, list) else ():
             if isinstance(entry, Mapping) and entry.get("name"):
-                loaded[(str(entry.get("namespace") or ""), str(entry["name"]))] = entry
+                key = (str(entry.get("namespace") or ""), str(entry["name"]))
+                if key in loaded:  # listed again: every entry is kept (the worst decides, _node_outcome)
+                    repeated[key] = (*repeated.get(key, (loaded[key],)), entry)
+                else:
+                    loaded[key] = entry
         down, since, message = _unreachable(status)
         out.append(
             NodeReport(
@@ -172,6 +199,7 @@ def index_nodes(
                 unreachable_since=since,
                 unreachable_message=message,
                 beat=beat,
+                repeated=repeated,
             )
         )
     out.sort(key=lambda r: r.name)
@@ -282,12 +310,21 @@ def reported_before(report: NodeReport, written: datetime | None) -> bool:
 def current_entry(
     report: NodeReport, key: tuple[str, str], written: datetime | None, version: Version | None
 ) -> Mapping[str, Any] | None:
-    """The node's entry for ``key`` when it is about the current version, else None (pending)."""
-    entry = report.loaded.get(key)
+    """The node's entry for ``key`` when it is about the current version, else None (pending).
+
+    Of a key listed more than once, the worst entry about the current version (see the module).
+    """
+    current = [e for e in report.entries(key) if _is_current(report, e, written, version)]
+    return min(current, key=lambda e: _STATE_RANK.get(_state(e), _PENDING_RANK), default=None)
+
+
+def _is_current(
+    report: NodeReport, entry: Mapping[str, Any], written: datetime | None, version: Version | None
+) -> bool:
     same = speaks_of(entry, version)
     if same is not None:  # the report names the version Tetragon loaded: no clock is compared
-        return entry if same else None
-    return None if reported_before(report, written) else entry
+        return same
+    return not reported_before(report, written)
 
 
 def awaiting_since(
@@ -304,7 +341,9 @@ def awaiting_since(
         r.kind == "tetragon"
         and not r.unreachable
         and reported_before(r, last)
-        and any(reported_version(r.loaded.get(key)) is None for key in written)
+        and any(
+            not r.entries(key) or any(reported_version(e) is None for e in r.entries(key)) for key in written
+        )
         for r in reports
     ):
         return last
@@ -334,7 +373,7 @@ def _node_outcome(
             message = message[:MAX_MESSAGE_CHARS]
             failed.append({"node": report.name, "policy": policy, "state": state, "message": message})
         elif state in PARTIAL_STATES:
-            partial.append(_partial_entry(report.name, policy, entry or {}))
+            partial.append(partial_entry(report.name, policy, entry or {}))
         elif state not in RUNNING_STATES:
             pending = True
     if wanted and not considered:
@@ -344,28 +383,3 @@ def _node_outcome(
     if partial:
         return "partial", partial
     return ("pending" if pending else "running"), []
-
-
-def hook_text(hook: Mapping[str, Any]) -> str:
-    """``kprobes[1] do_sys_foo: CALL_NOT_FOUND`` for one ``failedHooks`` entry."""
-    where = f"{hook.get('section') or 'hooks'}[{hook.get('index', '?')}]"
-    name = str(hook.get("hook") or "")
-    return f"{where}{' ' + name if name else ''}: {hook.get('state') or 'UNKNOWN'}"
-
-
-def _partial_entry(node: str, policy: str, entry: Mapping[str, Any]) -> dict[str, Any]:
-    raw = entry.get("failedHooks")
-    hooks = [hook_text(h) for h in raw if isinstance(h, Mapping)] if isinstance(raw, list) else []
-    total, loaded = entry.get("hooksTotal"), entry.get("hooksLoaded")
-    if isinstance(total, int) and isinstance(loaded, int) and total:
-        head = f"{loaded} of {total} hooks loaded"
-    else:
-        head = "some hooks were not loaded"
-    detail = "; ".join(hooks[:MAX_HOOKS_LISTED]) or str(entry.get("error") or "")
-    return {
-        "node": node,
-        "policy": policy,
-        "state": "PARTIALLY_ENABLED",
-        "message": (f"{head}: {detail}" if detail else head)[:MAX_MESSAGE_CHARS],
-        "hooks": hooks[:MAX_HOOKS_LISTED],
-    }

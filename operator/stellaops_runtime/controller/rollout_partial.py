@@ -1,0 +1,41 @@
+"""How a node's partial load of a policy reads in its rollout's ``failures``: the hooks that did not load.
+
+Split from ``controller.rollout`` (which folds the nodes): a ``PARTIALLY_ENABLED``
+entry's ``failedHooks`` (the agent's copy of Tetragon's ``hook_statuses``)
+become ``kprobes[1] do_sys_foo: CALL_NOT_FOUND`` texts and one failure
+entry whose message starts ``N of M hooks loaded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MAX_MESSAGE_CHARS = 512
+MAX_HOOKS_LISTED = 10
+
+
+def hook_text(hook: Mapping[str, Any]) -> str:
+    """``kprobes[1] do_sys_foo: CALL_NOT_FOUND`` for one ``failedHooks`` entry."""
+    where = f"{hook.get('section') or 'hooks'}[{hook.get('index', '?')}]"
+    name = str(hook.get("hook") or "")
+    return f"{where}{' ' + name if name else ''}: {hook.get('state') or 'UNKNOWN'}"
+
+
+def partial_entry(node: str, policy: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``failures`` entry of a node where ``policy`` is PARTIALLY_ENABLED."""
+    raw = entry.get("failedHooks")
+    hooks = [hook_text(h) for h in raw if isinstance(h, Mapping)] if isinstance(raw, list) else []
+    total, loaded = entry.get("hooksTotal"), entry.get("hooksLoaded")
+    if isinstance(total, int) and isinstance(loaded, int) and total:
+        head = f"{loaded} of {total} hooks loaded"
+    else:
+        head = "some hooks were not loaded"
+    detail = "; ".join(hooks[:MAX_HOOKS_LISTED]) or str(entry.get("error") or "")
+    return {
+        "node": node,
+        "policy": policy,
+        "state": "PARTIALLY_ENABLED",
+        "message": (f"{head}: {detail}" if detail else head)[:MAX_MESSAGE_CHARS],
+        "hooks": hooks[:MAX_HOOKS_LISTED],
+    }
