@@ -401,3 +401,27 @@ async def test_reports_the_rollout_of_its_pod_template_from_the_downward_api(
         on = cluster.stored(r.OBSERVATION_NODES, "node-b") or {}
         assert on["status"].get("agentTemplate") == written
         assert errors(crd, on) == []
+
+
+async def test_an_agent_with_no_template_takes_away_the_one_an_earlier_agent_wrote(
+    cluster: Cluster, tetragon_a: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its status is a merge patch: an agent that names no rollout (run outside a RuntimeObserver's
+    pod, or the env not a digest) after one that did left the old ``agentTemplate`` in place, and the
+    operator read every later report as the old rollout's (its faults set aside, then Degraded
+    AgentReportOutdated for good). It now writes the field away."""
+    for value in ("0123456789abcdef", None, "0123456789abcdef", "not hex"):
+        if value is None:
+            monkeypatch.delenv("STELLA_AGENT_TEMPLATE", raising=False)
+        else:
+            monkeypatch.setenv("STELLA_AGENT_TEMPLATE", value)
+        w = writer(cluster, tetragon_a, node="node-b")
+        try:
+            assert await w.tick()
+        finally:
+            await w.run(_set_event())
+        on = cluster.stored(r.OBSERVATION_NODES, "node-b") or {}
+        wanted = value if value == "0123456789abcdef" else None
+        assert on["status"].get("agentTemplate") == wanted, value
+    operator = " ".join((REPO / "docs" / "operator.md").read_text().split())
+    assert "absent outside such a pod (an agent that names none takes away one an earlier agent" in operator

@@ -275,7 +275,9 @@ class ObservationNodeWriter:
         due = now - self._beat_at >= self.config.heartbeat_seconds
         if not changed and not due:
             return False
-        patch = {"status": {**status, "heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # a merge patch: None takes away an agentTemplate an earlier agent of the node wrote
+        patch = {"status": {"agentTemplate": None, **status, "heartbeatTime": beat}}
         try:
             await kube.patch(OBSERVATION_NODES, name=self.node_name, patch=patch, subresource="status")
         except ApiError as e:
