@@ -96,3 +96,22 @@ async def test_one_entry_and_other_namespaces_are_judged_as_before(tetragon: Rep
     rollout, reason = await judge(tetragon, [elsewhere, enabled])
     assert (rollout["nodesRunning"], rollout["nodesFailed"]) == (1, 0), rollout
     assert reason == "RolledOut"
+
+
+# Tetragon's TpInfo of a policy it read from a file or took over gRPC: the YAML's metadata has no
+# generation and no uid (Tetragon loads our objects from the API server, which sets both).
+NOT_FROM_API = f"{TP} (object:0/) (type:TracingPolicyNamespaced/cilium.io/v1alpha1)"
+
+
+async def test_a_policy_of_our_name_not_from_the_api_server_is_not_ours(tetragon: ReplayServer) -> None:
+    # A file or gRPC policy holds the name: Tetragon refuses our object (same name), lists the other.
+    holder = PolicyStatus(name=TP, namespace=NS, state="ENABLED", message=NOT_FROM_API)
+    rollout, reason = await judge(tetragon, [holder])
+    assert (rollout["nodesRunning"], rollout["nodesFailed"]) == (0, 1), rollout
+    assert reason == "LoadFailed"
+    assert "not from the Kubernetes object" in rollout["failures"][0]["message"]
+    # ours listed beside it (another domain): ours decides
+    ours = PolicyStatus(name=TP, namespace=NS, state="ENABLED", message=OURS)
+    rollout, reason = await judge(tetragon, [holder, ours])
+    assert (rollout["nodesRunning"], rollout["nodesFailed"]) == (1, 0), rollout
+    assert reason == "RolledOut"

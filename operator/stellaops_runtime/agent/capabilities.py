@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.controller.loaded_version import version_from_info
+from stellaops_runtime.controller.loaded_version import info_without_object, version_from_info
 from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,9 @@ def policy_entry(p: Any) -> dict[str, Any]:
 
     ``objectUid``/``objectGeneration``: the Kubernetes object and generation
     Tetragon loaded, which its ``info`` names for a policy it took from the
-    API server (``controller.loaded_version``); absent otherwise.
+    API server (``controller.loaded_version``); ``objectUid`` is ``""`` for a
+    policy whose ``info`` names an object without identity (Tetragon read it
+    from a file or took it over gRPC); both absent otherwise.
 
     When Tetragon reports hook statuses, ``hooksTotal``/``hooksLoaded`` count
     them and ``failedHooks`` names the first ``MAX_FAILED_HOOKS`` that did not
@@ -253,6 +255,8 @@ def policy_entry(p: Any) -> dict[str, Any]:
         entry["error"] = p.error[:1024]
     if (version := version_from_info(p.info)) is not None:  # the object and generation Tetragon loaded
         entry["objectUid"], entry["objectGeneration"] = version
+    elif info_without_object(p.info):  # read from a file or taken over gRPC: never an object of ours
+        entry["objectUid"] = ""
     hooks = p.hook_statuses
     if hooks:
         failed = [h for h in hooks if h.state != sensors_pb2.STATUS_LOADED]

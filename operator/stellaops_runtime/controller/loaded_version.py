@@ -16,9 +16,15 @@ nor an agent whose clock is ahead of the operator's can make a rollout Ready
 on the previous version, and an agent whose clock is behind cannot hold it
 pending for ever.
 
-A report without identity (a policy Tetragon loaded from a file or through
-``AddTracingPolicy``, whose ``info`` is the name only; an agent older than
-this field) keeps the time rule (``rollout.reported_before``).
+A report without identity (a Tetragon whose ``info`` is the name only; an
+agent older than this field) keeps the time rule (``rollout.reported_before``).
+
+A policy Tetragon read from a file or took through ``AddTracingPolicy``
+has an ``info`` that names an object without identity, ``(object:0/)``: its
+YAML carries no generation and no uid, which the API server sets on every
+object it stores, ours included. The agent reports it with ``objectUid: ""``
+(:func:`not_from_api`): such an entry is never our object, whatever its
+name (one holding our name keeps Tetragon from loading ours there).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ Version = tuple[str, int]  # (metadata.uid, metadata.generation) of a Tetragon o
 
 # What Tetragon's TpInfo puts in TracingPolicyStatus.info for an object of the Kubernetes API.
 _INFO_OBJECT = re.compile(r"\(object:(\d{1,19})/([0-9A-Za-z-]{1,128})\)")
+# The same text for a policy that came from no Kubernetes object (a file, gRPC): no generation, no uid.
+_INFO_NO_OBJECT = re.compile(r"\(object:0*/\)")
 MAX_GENERATION = 2**63 - 1
 
 
@@ -43,6 +51,16 @@ def version_from_info(info: str) -> Version | None:
     if not 0 < generation <= MAX_GENERATION:
         return None
     return found.group(2), generation
+
+
+def info_without_object(info: str) -> bool:
+    """Whether Tetragon's ``info`` says the policy came from no Kubernetes object (a file, gRPC)."""
+    return _INFO_OBJECT.search(info or "") is None and _INFO_NO_OBJECT.search(info or "") is not None
+
+
+def not_from_api(entry: Mapping[str, Any] | None) -> bool:
+    """Whether a ``status.policies[]`` entry is of a policy Tetragon loaded from no Kubernetes object."""
+    return entry is not None and entry.get("objectUid") == ""
 
 
 def reported_version(entry: Mapping[str, Any] | None) -> Version | None:

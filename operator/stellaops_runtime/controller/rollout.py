@@ -35,6 +35,10 @@ module folds those into one policy's ``status.rollout``:
   object's ``creationTimestamp`` (a name deleted and created again, as a
   GitOps prune and re-apply does, is listed under the old object until the
   node polls again).
+- An entry Tetragon loaded from no Kubernetes object (``objectUid: ""``,
+  ``controller.loaded_version.not_from_api``) is never ours; a node listing
+  only such an entry under the name is **failed** (state ``NOT_FROM_API``):
+  that policy holds the name, so Tetragon cannot load ours there.
 - A node that lists one (namespace, name) more than once (Tetragon main's
   policy domains, a policy of our name loaded from a file or over gRPC, a
   garbled answer) is judged by the worst of its entries that are about the
@@ -69,10 +73,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stellaops_runtime.controller.loaded_version import Version, reported_version, speaks_of
+from stellaops_runtime.controller.loaded_version import Version, not_from_api, reported_version, speaks_of
 from stellaops_runtime.controller.rollout_partial import MAX_MESSAGE_CHARS, partial_entry
 
-FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED"})
+# NOT_FROM_API: Tetragon lists only a policy of the name it loaded from no Kubernetes object.
+FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "NOT_FROM_API"})
+HELD_BY_ANOTHER = (
+    "Tetragon lists a policy of this name not from the Kubernetes object (read from a file or taken "
+    "over gRPC), which holds the name: ours is not loaded"
+)
 UNREACHABLE_STATE = "TetragonUnreachable"
 PARTIAL_STATES = frozenset({"PARTIALLY_ENABLED"})
 RUNNING_STATES = frozenset({"ENABLED"})
@@ -321,6 +330,8 @@ def current_entry(
 def _is_current(
     report: NodeReport, entry: Mapping[str, Any], written: datetime | None, version: Version | None
 ) -> bool:
+    if not_from_api(entry):  # a file's or gRPC's policy of the name: never our object
+        return False
     same = speaks_of(entry, version)
     if same is not None:  # the report names the version Tetragon loaded: no clock is compared
         return same
@@ -368,6 +379,8 @@ def _node_outcome(
             continue
         considered += 1
         policy = _policy_ref(key[0], key[1])
+        if entry is None and any(not_from_api(e) for e in report.entries(key)):
+            state, entry = "NOT_FROM_API", {"error": HELD_BY_ANOTHER}
         if state in FAILED_STATES:
             message = str((entry or {}).get("error") or "") or f"policy is {state} on this node"
             message = message[:MAX_MESSAGE_CHARS]
