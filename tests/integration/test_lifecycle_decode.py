@@ -264,6 +264,7 @@ DOCUMENTED_METRICS = {
     "lifecycle_oom_early_evicted",
     "lifecycle_oom_parents_unwatched",
     "lifecycle_oom_unread",
+    "lifecycle_unwatched_starts",
     "lifecycle_connected",
     "lifecycle_containers",
     "lifecycle_cgroups",

@@ -139,6 +139,7 @@ class LifecyclePart:
         pipeline.aggregator.runs = self.runs
         self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
         self._seen: tuple[int, int] | None = None  # (source connects, runtime connects) at the last sample
+        self._unwatched_seen = 0  # the observer's unwatched_starts at the last sample
 
     def _make_observer(self) -> LifecycleObserver:
         lc = self.config.lifecycle
@@ -224,7 +225,12 @@ class LifecyclePart:
         assert obs is not None
         s = source_stats()
         seen = (int(s.connects), obs.stats.connects)
-        runtime_known = obs.stats.connected and obs.synced.is_set()
+        # A container of a namespace the observer does not follow ran since the last sample, or runs.
+        unwatched, self._unwatched_seen = (
+            bool(obs.unwatched) or obs.stats.unwatched_starts != self._unwatched_seen,
+            obs.stats.unwatched_starts,
+        )
+        runtime_known = obs.stats.connected and obs.synced.is_set() and not unwatched
         watching = bool(s.connected) and runtime_known
         now, boot = now_pair()  # the boot clock measures the time between samples if the wall clock steps
         # While the source is away the registry still says what ran: those images' time is a gap.
@@ -358,7 +364,8 @@ def make_lifecycle(config: AgentConfig, *, node_name: str, pipeline: Pipeline) -
 
 def lifecycle_state(lifecycle: LifecyclePart | None, pipeline: Pipeline) -> str:
     """What the agent knows of the node's containers: ``in_sync`` (the registry is, silent
-    containers count), ``not_in_sync`` (before the first sample, runtime away, observer dead:
+    containers count), ``not_in_sync`` (before the first sample, runtime away, a container of
+    another containerd namespace running, observer dead:
     windows at most ActiveTracing), ``no_runtime_socket`` (``auto`` found none: the same cap) or
     ``off`` (``enabled: false``: windows rest on the containers that sent events)."""
     if lifecycle is not None:

@@ -76,6 +76,9 @@ class LifecycleObserver:
         self.stats = LifecycleStats()
         self.backoff = Backoff(initial=reconnect_initial, maximum=reconnect_max)
         self.synced = asyncio.Event()  # set after each rebuild, cleared on disconnect
+        # Containers whose task runs where the registry does not follow them (another containerd
+        # namespace): while there is one, a silent container of any image may be running.
+        self.unwatched: set[tuple[str, str]] = set()
         self.on_sync = on_sync  # called after each rebuild, before that connection's first event
 
     # -- the API ---------------------------------------------------------------

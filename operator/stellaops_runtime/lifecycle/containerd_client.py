@@ -24,6 +24,7 @@ from stellaops_runtime.wire.containerd import (
     containers_pb2,
     events_service_pb2,
     images_pb2,
+    namespaces_pb2,
     task_pb2,
     tasks_pb2,
 )
@@ -39,6 +40,7 @@ CONTAINERS_GET = "/containerd.services.containers.v1.Containers/Get"
 TASKS_LIST = "/containerd.services.tasks.v1.Tasks/List"
 TASKS_GET = "/containerd.services.tasks.v1.Tasks/Get"
 IMAGES_GET = "/containerd.services.images.v1.Images/Get"
+NAMESPACES_LIST = "/containerd.services.namespaces.v1.Namespaces/List"
 
 # A container spec or a list of thousands of containers can be several MiB.
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_length", 64 << 20),)
@@ -57,9 +59,15 @@ def target_of(address: str) -> str:
 
 
 def event_filters(namespace: str) -> list[str]:
-    """Subscribe filters: the task, container and image topics of one namespace."""
+    """Subscribe filters: the task, container and image topics of one namespace, and the task
+    starts and ends of every namespace (a container of another one runs unwatched, observer.py)."""
     ns = f'namespace=="{namespace}"'
-    return [f'{ns},topic~="^/tasks/"', f'{ns},topic~="^/containers/"', f'{ns},topic~="^/images/"']
+    return [
+        f'{ns},topic~="^/tasks/"',
+        f'{ns},topic~="^/containers/"',
+        f'{ns},topic~="^/images/"',
+        'topic~="^/tasks/(start|exit|delete)$"',
+    ]
 
 
 class ContainerdClient:
@@ -136,13 +144,24 @@ class ContainerdClient:
             raise
         return resp.container
 
-    async def list_tasks(self) -> list[task_pb2.Process]:
+    async def list_tasks(self, namespace: str | None = None) -> list[task_pb2.Process]:
+        """The tasks of the client's namespace (or of ``namespace``)."""
+        metadata = self.metadata if namespace is None else ((NAMESPACE_HEADER, namespace),)
         resp = await self._ch().unary_unary(
             TASKS_LIST,
             request_serializer=tasks_pb2.ListTasksRequest.SerializeToString,
             response_deserializer=tasks_pb2.ListTasksResponse.FromString,
-        )(tasks_pb2.ListTasksRequest(), metadata=self.metadata, timeout=self.timeout)
+        )(tasks_pb2.ListTasksRequest(), metadata=metadata, timeout=self.timeout)
         return list(resp.tasks)
+
+    async def list_namespaces(self) -> list[str]:
+        """The names of every containerd namespace."""
+        resp = await self._ch().unary_unary(
+            NAMESPACES_LIST,
+            request_serializer=namespaces_pb2.ListNamespacesRequest.SerializeToString,
+            response_deserializer=namespaces_pb2.ListNamespacesResponse.FromString,
+        )(namespaces_pb2.ListNamespacesRequest(), timeout=self.timeout)
+        return [n.name for n in resp.namespaces]
 
     async def get_task(self, container_id: str) -> task_pb2.Process | None:
         try:

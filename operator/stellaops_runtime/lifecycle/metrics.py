@@ -40,6 +40,8 @@ class LifecycleStats:
     digest_unverified: int = 0
     # Exits found OOM-killed from the cgroup's memory.events (the runtime's OOM event had not come).
     oom_from_cgroup: int = 0
+    # Tasks seen starting in a containerd namespace the observer does not follow (observer.py).
+    unwatched_starts: int = 0
     connected: bool = False
     last_error: str = ""
 
@@ -135,6 +137,12 @@ def lifecycle_metrics(
         "could be opened; on cgroup v1, an ancestor's OOM whose victim was not counted before the cgroup "
         "went): the exit says oom_killed null unless its runtime said true.",
         unread,
+    )
+    yield counter(
+        "lifecycle_unwatched_starts",
+        "Container tasks started in a containerd namespace the observer does not follow: while one "
+        "runs, the registry is not in sync (no window above ActiveTracing).",
+        stats.unwatched_starts,
     )
     yield gauge(
         "lifecycle_connected",

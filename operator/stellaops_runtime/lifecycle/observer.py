@@ -22,6 +22,11 @@ exec'd processes are not container lifecycle):
 - ``/containers/delete`` -> DELETE (removed from the registry)
 - ``/images/create``, ``/images/update`` -> IMAGE_PULL (name and target digest)
 
+Containers of the other namespaces are not followed, but their tasks' starts
+and exits are (and each rebuild lists their running tasks: ``unwatched``): one
+of them may run any image without sending an event, so while one runs the
+agent takes the registry as not in sync (agent/lifecycle_part.py).
+
 A container names its image by reference, and a reference can be pulled
 again onto another image while the container still runs the old one. So a
 container keeps the digest it was first seen with, and a container created
@@ -56,11 +61,14 @@ from stellaops_runtime.lifecycle.records import (
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.lifecycle.scrub import scrub, scrub_map, scrub_ref
 from stellaops_runtime.privacy.filter import PrivacyFilter
-from stellaops_runtime.wire.containerd import events_pb2, image_events_pb2
+from stellaops_runtime.wire.containerd import events_pb2, image_events_pb2, task_pb2
 
 log = logging.getLogger(__name__)
 
 T = LifecycleEventType
+# Task states in which a container's program may run (Tasks/List's Process.status).
+_LIVE = (task_pb2.RUNNING, task_pb2.PAUSED, task_pb2.PAUSING)
+UNWATCHED_MAX = 4096  # other namespaces' running containers remembered (one is enough to say so)
 
 
 class ContainerdObserver(LifecycleObserver):
@@ -111,6 +119,46 @@ class ContainerdObserver(LifecycleObserver):
             self._keep_stopped(rec, task is not None)
             records.append(rec)
         self._rebuilt(records)
+        await self._list_foreign()
+
+    async def _list_foreign(self) -> None:
+        """The containers whose task runs in another namespace (see ``_foreign_task``)."""
+        found: set[tuple[str, str]] = set()
+        for ns in await self.client.list_namespaces():
+            if ns == self.namespace:
+                continue
+            for t in await self.client.list_tasks(ns):
+                if t.status in _LIVE and len(found) < UNWATCHED_MAX:
+                    found.add((ns, t.container_id or t.id))
+        for ns in sorted({ns for ns, _ in found - self.unwatched}):
+            self._warn_foreign(ns)
+        self.unwatched = found
+
+    def _foreign_task(self, d: Decoded) -> None:
+        """A task started or ended in a namespace the observer does not follow. Its container runs
+        where the registry cannot see it, so it may be a silent container of any image: while one
+        runs the agent takes the registry as not in sync (agent/lifecycle_part.py)."""
+        p = d.payload
+        cid: str = getattr(p, "container_id", "")
+        if not cid:
+            return
+        key = (d.namespace, cid)
+        if isinstance(p, events_pb2.TaskStart):
+            self.stats.unwatched_starts += 1
+            if key not in self.unwatched and len(self.unwatched) < UNWATCHED_MAX:
+                if not any(ns == d.namespace for ns, _ in self.unwatched):
+                    self._warn_foreign(d.namespace)
+                self.unwatched.add(key)
+        elif isinstance(p, events_pb2.TaskExit | events_pb2.TaskDelete) and is_init(cid, p.id):
+            self.unwatched.discard(key)
+
+    def _warn_foreign(self, namespace: str) -> None:
+        log.warning(
+            "a container runs in containerd namespace %r, which this observer (namespace %r) does not "
+            "follow: the registry is not in sync while it runs (no window above ActiveTracing); "
+            "watch the runtime that owns it (Docker's containers are in 'moby': lifecycle.runtime docker)",
+            namespace[:64], self.namespace,
+        )  # fmt: skip
 
     def _keep_stopped(self, rec: ContainerRecord, has_task: bool) -> None:
         """What a rebuild cannot list of a container known stopped: its exit facts once its task is
@@ -175,6 +223,7 @@ class ContainerdObserver(LifecycleObserver):
             return []
         if d.namespace and d.namespace != self.namespace:
             self.stats.count_ignored("other_namespace")
+            self._foreign_task(d)
             return []
         out = await self._apply(d)
         for ev in out:
