@@ -18,14 +18,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 
 from controlplane import ControlPlane, wait_for
 
 from stellaops_runtime.contracts.crd_names import API_VERSION, NODE_KIND
-from stellaops_runtime.controller.heartbeats import written_at
-from stellaops_runtime.controller.state import snapshot
 
 AGENT_NS = "stellaops-agent"
 NEVER = ("aiohttp", "yarl", "multidict", "kubernetes", "requests", "urllib3", "pydantic")
@@ -99,15 +96,6 @@ def test_the_writer_in_a_pod_creates_its_observation_node(
         assert on is not None
         assert [o["uid"] for o in on["metadata"]["ownerReferences"]] == [node["metadata"]["uid"]]
         assert on["status"]["heartbeatTime"] and on["status"]["source"] == "tetragon"
-        # the API server times that write (managedFields): a restarted operator's first sight of the
-        # heartbeat counts from it (controller/heartbeats.py), from the operator's index snapshot too
-        written = written_at(snapshot(on))
-        assert written is not None and written == written_at(on), on["metadata"].get("managedFields")
-        assert abs((datetime.now(UTC) - written).total_seconds()) < 120  # one machine, one clock
-        wait_for(lambda: (datetime.now(UTC) - written).total_seconds() > 1.5, what="the next second")
-        beat = {"status": {"heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
-        again = admin.patch(API_VERSION, NODE_KIND, "agent-writer-real", beat, subresource="status")
-        assert (written_at(again) or written) > written  # the next heartbeat's write moves it
     finally:
         # Later modules share the control plane: a node left here is one more node every later
         # policy must roll out to (test_loaded_version_real waited 60 s for "Ready" after it).

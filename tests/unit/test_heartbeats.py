@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
-from stellaops_runtime.controller.heartbeats import Heartbeats, judged_fresh, written_at
+from stellaops_runtime.controller.heartbeats import Heartbeats, judged_fresh
 from stellaops_runtime.controller.node_labels import is_stale, node_feature_labels
-from stellaops_runtime.controller.state import snapshot
 
 NOW = datetime(2026, 12, 5, 3, 0, 0, tzinfo=UTC)
 
@@ -138,72 +137,3 @@ def test_a_transition_first_seen_is_timed_by_the_agents_own_account() -> None:
     # a heartbeat stamped before its transition (a clock stepped back): lasted 0, from now
     assert beats.unreachable_since("odd", NOW, now=NOW, beat=NOW - timedelta(hours=1)) == NOW
     assert beats.unreachable_since("far", datetime(1, 1, 1, tzinfo=UTC), now=NOW, beat=NOW) is not None
-
-
-def _written(node: dict[str, Any], *times: Any) -> dict[str, Any]:
-    """``node`` as the API server holds it: a managedFields entry owning its heartbeat per time."""
-    owns = {"f:status": {".": {}, "f:heartbeatTime": {}, "f:source": {}}}
-    other = {
-        "manager": "kubectl",
-        "time": "2099-01-01T00:00:00Z",
-        "fieldsV1": {"f:metadata": {"f:labels": {}}},
-    }
-    node["metadata"]["managedFields"] = [other] + [
-        {"manager": "stella-runtime", "operation": "Update", "time": t, "fieldsV1": owns} for t in times
-    ]
-    return node
-
-
-def test_the_api_servers_time_of_the_write_counts_before_the_labels_and_the_stamp() -> None:
-    """First sight: when the API server recorded the write that set the heartbeat (managedFields), not
-    now. Labels that say "judged fresh" (an operator restarted again and again before it could judge
-    the node stale) no longer keep a node whose agent wrote two hours ago fresh; a live agent two hours
-    behind that wrote now is fresh at once, with or without labels (a report whose fresh and stale
-    labels are the same too)."""
-    dead = _working(NOW - timedelta(hours=2))
-    fresh_labels = node_feature_labels(dead)
-    _written(dead, "2026-12-05T01:00:00Z")
-    assert written_at(dead) == NOW - timedelta(hours=2)
-    assert _stale(Heartbeats(labels={"node-a": fresh_labels}.get), dead, NOW)
-    live = _written(_working(NOW - timedelta(hours=2)), "2026-12-05T02:59:58Z")
-    for labels in (fresh_labels, None):
-        beats = Heartbeats(labels={"node-a": labels}.get)
-        assert not _stale(beats, live, NOW)
-        assert not _stale(beats, live, NOW + timedelta(seconds=87))
-        assert _stale(beats, live, NOW + timedelta(seconds=89))  # 90 s after the write, not after now
-    down = _written(_node(NOW - timedelta(hours=2)), "2026-12-05T02:59:58Z")
-    down["status"].update(source="none", maxPosture="None")
-    assert not _stale(Heartbeats(), down, NOW)
-    # a time ahead of now counts from now; of several, the latest
-    ahead = _written(_working(NOW), "2026-12-05T01:00:00Z", "2099-01-01T00:00:00Z")
-    beats = Heartbeats()
-    assert not _stale(beats, ahead, NOW) and _stale(beats, ahead, NOW + timedelta(seconds=91))
-
-
-def test_managed_fields_that_do_not_say_are_left_for_the_labels_and_the_stamp() -> None:
-    behind = _working(NOW - timedelta(minutes=10))
-    fresh_labels = node_feature_labels(behind)
-    hostile = (
-        "x", [None, 5, "y"], [{"time": "2026-12-05T03:00:00Z"}],
-        [{"time": 5, "fieldsV1": {"f:status": {"f:heartbeatTime": {}}}}],
-        [{"time": "yesterday", "fieldsV1": {"f:status": {"f:heartbeatTime": {}}}}],
-        [{"time": "2026-12-05T03:00:00Z", "fieldsV1": {"f:status": "x"}}],
-        [{"time": "2026-12-05T03:00:00Z", "fieldsV1": {"f:status": {"f:source": {}}}}],
-    )  # fmt: skip
-    for fields in hostile:
-        behind["metadata"]["managedFields"] = fields
-        assert written_at(behind) is None, fields
-        assert snapshot(behind)["metadata"].get("managedFields") is None
-        assert not _stale(Heartbeats(labels={"node-a": fresh_labels}.get), behind, NOW), fields
-        assert _stale(Heartbeats(), behind, NOW), fields
-
-
-def test_an_index_snapshot_keeps_only_the_time_of_the_heartbeats_write() -> None:
-    node = _written(_working(NOW), "2026-12-05T02:59:58Z")
-    kept = snapshot(node)["metadata"]["managedFields"]
-    assert kept == [{"time": "2026-12-05T02:59:58Z", "fieldsV1": {"f:status": {"f:heartbeatTime": {}}}}]
-    assert written_at(snapshot(node)) == written_at(node) == NOW - timedelta(seconds=2)
-    assert (
-        "managedFields"
-        not in snapshot({"metadata": {"name": "p", "managedFields": [{"time": "x"}]}})["metadata"]
-    )

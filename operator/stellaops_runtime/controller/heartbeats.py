@@ -16,16 +16,7 @@ earlier one to compare (the operator just started, or the node is new) is
 taken as of the earlier of its stamp and now: an agent clock behind makes
 the node stale only until its next heartbeat, one ahead counts from now.
 
-Except where the API server says when: it records, in the ObservationNode's
-``managedFields``, when the write that set ``status.heartbeatTime`` came
-(``written_at``; its clock, which the operator shares with the control plane
-far more closely than with the nodes). A value first seen then counts from the
-earlier of that time and now: a live agent, whatever its clock, wrote within
-its heartbeat interval and is fresh; a dead one is stale as soon as its last
-write is ``stale_after_seconds`` old, however often the operator restarts.
-Without it (an API server or an emulator that records none, a field not kept):
-
-Where the operator had already judged that node fresh: a restarted
+Except where the operator had already judged that node fresh: a restarted
 operator read a node whose clock is behind as stale on first sight (its stamp
 looks old), so the Node's labels, its pods' ceilings, its policies and its
 RuntimeObserver were written out and, at the next heartbeat, back. The
@@ -35,9 +26,7 @@ gives, or ``none``/``None`` once it was judged stale (``node_labels``). When the
 show the report judged fresh (``prior``), the first sight counts from now: a
 live agent stays fresh whatever its clock, and one that died while the
 operator was down turns stale ``stale_after_seconds`` after the restart, as it
-would after a last heartbeat seen arrive then (but an operator restarted
-before that, again and again, kept it fresh for good: hence the API server's
-time first). When the labels cannot tell
+would after a last heartbeat seen arrive then. When the labels cannot tell
 (none yet, an older report's, or a report whose fresh and stale labels are
 the same), the rule above holds.
 
@@ -96,27 +85,6 @@ def judged_fresh(labels: Any, node: Mapping[str, Any]) -> bool:
     return None not in mine and mine == theirs != tuple(stale.get(k) for k in _JUDGED)
 
 
-def heartbeat_writes(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Of ``metadata.managedFields``, the entries that own ``status.heartbeatTime`` with a readable
-    ``time``, cut to it (what an index snapshot keeps of them: ``written_at`` reads both)."""
-    entries = meta.get("managedFields")
-    out = []
-    for entry in entries if isinstance(entries, list) else ():
-        fields = entry.get("fieldsV1") if isinstance(entry, Mapping) else None
-        status = fields.get("f:status") if isinstance(fields, Mapping) else None
-        if isinstance(status, Mapping) and "f:heartbeatTime" in status and parse_time(entry.get("time")):
-            out.append({"time": entry["time"], "fieldsV1": {"f:status": {"f:heartbeatTime": {}}}})
-    return out
-
-
-def written_at(node: Mapping[str, Any]) -> datetime | None:
-    """When (the API server's clock) the write that set the report's ``heartbeatTime`` came: the
-    latest ``time`` of the managedFields entries that own it (None: none says)."""
-    meta = node.get("metadata")
-    entries = heartbeat_writes(meta) if isinstance(meta, Mapping) else []
-    return max((t for e in entries if (t := parse_time(e["time"])) is not None), default=None)
-
-
 def _name(node: Mapping[str, Any]) -> str:
     meta, spec = node.get("metadata"), node.get("spec")
     name = meta.get("name") if isinstance(meta, Mapping) else None
@@ -145,14 +113,9 @@ class Heartbeats:
         before = self._seen.get(name)
         if before is not None and before[0] == text:
             return before[1]
-        written = written_at(node) if before is None else None
-        if before is not None:
-            at = now
-        elif written is not None:  # the API server's time of that write (see the module docstring)
-            at = min(now, written)
-        else:
-            labels = self._labels(name) if self._labels and name not in self._forgotten else None
-            at = now if judged_fresh(labels, node) else min(now, stamped)
+        labels = self._labels(name) if self._labels and name not in self._forgotten else None
+        fresh_before = before is None and judged_fresh(labels, node)
+        at = now if before is not None or fresh_before else min(now, stamped)
         self._seen[name] = (str(text), at)
         self._forgotten.discard(name)  # judged by its own stamp once: kept in _seen from now on
         return at

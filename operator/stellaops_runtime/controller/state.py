@@ -35,7 +35,7 @@ from stellaops_runtime.contracts.crds import (
 )
 from stellaops_runtime.controller.agent_pods import ContainerProblem, container_problems
 from stellaops_runtime.controller.conditions import merge_conditions, now_rfc3339
-from stellaops_runtime.controller.heartbeats import Heartbeats, heartbeat_writes
+from stellaops_runtime.controller.heartbeats import Heartbeats
 from stellaops_runtime.controller.node_labels import is_stale
 from stellaops_runtime.controller.patches import managed_view, status_patch
 from stellaops_runtime.controller.posture import NodeCapabilities
@@ -91,15 +91,11 @@ def _uid_of(value: Any) -> str | None:
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain deep copy of a watched object for an index (of managedFields, only the time of the
-    write that set an ObservationNode's heartbeat: ``heartbeats.written_at``)."""
+    """A plain deep copy of a watched object for an index (without managedFields)."""
     obj = copy.deepcopy(dict(body))
     meta = obj.get("metadata")
     if isinstance(meta, dict):
-        kept = heartbeat_writes(meta)
         meta.pop("managedFields", None)
-        if kept:
-            meta["managedFields"] = kept
     return obj
 
 
