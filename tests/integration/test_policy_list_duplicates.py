@@ -14,8 +14,10 @@ and the operator's fold and state judge the node.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from stellaops_runtime.agent.capabilities import list_tracing_policies
 from stellaops_runtime.controller.policy_state import policy_state
 from stellaops_runtime.controller.rollout import fold_rollout
 from stellaops_runtime.replay.server import HookReport, PolicyStatus, ReplayServer
+from tests.crd_schema import errors, load_crd, validator_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -32,6 +35,7 @@ NS, TP = "shop", "stellaops-web"
 UID = "0b5e6f3a-1111-4c2d-9e8f-000000000001"
 NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 OURS = f"{TP} (object:3/{UID}) (type:TracingPolicyNamespaced/cilium.io/v1alpha1)"
+CRD = Path(__file__).resolve().parents[2] / "manifests" / "crds" / "observationnodes.yaml"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -42,14 +46,21 @@ async def tetragon() -> AsyncIterator[ReplayServer]:
     await srv.stop()
 
 
+@functools.cache
+def _validator() -> Any:
+    return validator_for(load_crd(CRD))
+
+
 async def judge(srv: ReplayServer, policies: list[PolicyStatus]) -> tuple[dict[str, Any], str]:
     srv.policies = policies
     assert srv.address is not None
     listed = await list_tracing_policies(srv.address, timeout_s=30)
     node = {
         "metadata": {"name": "node-a"},
+        "spec": {"nodeName": "node-a"},
         "status": {"source": "tetragon", "heartbeatTime": "2026-12-05T11:59:50Z", "policies": listed},
     }
+    assert errors(_validator(), node) == []  # what the agent writes, the API server takes
     rollout = fold_rollout(
         tetragon_policies=[(NS, TP)],
         nodes=[node],
