@@ -27,6 +27,7 @@ from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.lifecycle.containerd_client import ContainerdClient
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
+from stellaops_runtime.wire.containerd import events_pb2
 from tests.containerd_harness import Containerd, Image, Watcher, build_image, running
 
 OTHER = "stella-other"
@@ -65,6 +66,14 @@ def remove(ctd: Containerd, name: str) -> None:
     subprocess.run(
         ["ctr", "-a", ctd.address, "-n", OTHER, "container", "rm", name], capture_output=True, timeout=60
     )
+
+
+async def publish(ctd: Containerd, value: bytes) -> None:
+    client = ContainerdClient(ctd.address, namespace=OTHER, timeout=5.0)
+    try:
+        await client.publish("/tasks/start", "containerd.events.TaskStart", value)
+    finally:
+        await client.close()
 
 
 def wait(check: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
@@ -125,6 +134,15 @@ def test_a_container_of_another_namespace_keeps_the_registry_out_of_sync(
             other(ctd, "run", "--rm", image.ref, brief, "/prog", "exit", "0")
             wait(lambda: w.query(lambda: obs.stats.unwatched_starts) > starts, "the brief start")
             wait(lambda: not w.query(lambda: set(obs.unwatched)), "the brief container's exit")
+            assert s.state() == "not_in_sync"
+            assert s.state() == "in_sync"
+            # A forged start (no container containerd could have: a 1 MiB id) is not held, yet the
+            # next sample is not in sync; nothing ends it, and the one after is.
+            forged = events_pb2.TaskStart(container_id="x" * (1 << 20), pid=1).SerializeToString()
+            starts = w.query(lambda: obs.stats.unwatched_starts)
+            asyncio.run(publish(ctd, forged))
+            wait(lambda: w.query(lambda: obs.stats.unwatched_starts) > starts, "the forged start")
+            assert w.query(lambda: set(obs.unwatched)) == set()
             assert s.state() == "not_in_sync"
             assert s.state() == "in_sync"
             # The observer's own namespace's containers are followed, as before.

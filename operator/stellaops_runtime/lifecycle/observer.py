@@ -69,6 +69,7 @@ T = LifecycleEventType
 # Task states in which a container's program may run (Tasks/List's Process.status).
 _LIVE = (task_pb2.RUNNING, task_pb2.PAUSED, task_pb2.PAUSING)
 UNWATCHED_MAX = 4096  # other namespaces' running containers remembered (one is enough to say so)
+ID_MAX = 76  # the longest container id or namespace containerd accepts (its identifiers package)
 
 
 class ContainerdObserver(LifecycleObserver):
@@ -144,7 +145,9 @@ class ContainerdObserver(LifecycleObserver):
             return
         key = (d.namespace, cid)
         if isinstance(p, events_pb2.TaskStart):
-            self.stats.unwatched_starts += 1
+            self.stats.unwatched_starts += 1  # the agent's next sample is not in sync, whatever follows
+            if len(cid) > ID_MAX or len(d.namespace) > ID_MAX:
+                return  # no container containerd can have (a forged event): not held
             if key not in self.unwatched and len(self.unwatched) < UNWATCHED_MAX:
                 if not any(ns == d.namespace for ns, _ in self.unwatched):
                     self._warn_foreign(d.namespace)
