@@ -40,6 +40,12 @@ from stellaops_runtime.privacy.env_names import glob_to_regex, name_regex
         "GITHUB_PAT",
         "AZURE_DEVOPS_EXT_PAT",
         "PAT",
+        # a command printing the passphrase (borg: https://borgbackup.readthedocs.io/en/stable/usage/
+        # general.html#environment-variables), rclone's key options (https://rclone.org/sftp/,
+        # https://rclone.org/s3/): a private key's PEM text, a customer key in base64
+        "BORG_PASSCOMMAND",
+        "RCLONE_SFTP_KEY_PEM",
+        "RCLONE_S3_SSE_CUSTOMER_KEY_BASE64",
     ],
 )
 def test_secret_names_lose_their_value(name: str) -> None:

@@ -159,7 +159,8 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://docs.openssl.org/3.0/man1/openssl-enc/ (-k, -K) and openssl-passwd (password last)
     ("openssl",): (_sep("-k"), _sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
     # https://docs.docker.com/reference/cli/docker/login/ and podman/helm/skopeo/oras login -p
-    _LOGIN: (_after_sub("login", _sep("-p")),),
+    # (pflag: -p X, -p=X, -pX)
+    _LOGIN: (_after_sub("login", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){_V}"),),
     # https://learn.microsoft.com/en-us/cli/azure/reference-index#az-login (-p, --password),
     # https://learn.microsoft.com/en-us/cli/azure/keyvault/secret#az-keyvault-secret-set (--value)
     ("az",): (_after_sub("login", _sep("-p")), _after_sub(r"secret\s+set", _sep_or_eq("--value"))),
@@ -218,8 +219,21 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"): (_sep("-P"),),
     # https://man.openbsd.org/ssh-keygen (-N new_passphrase, -P passphrase)
     ("ssh-keygen",): (_sep("-N"), _sep("-P")),
-    # https://developer.hashicorp.com/vault/docs/commands/login (token as argument)
+    # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
+    # write pairs: cli_pairs.py
     ("vault",): (r"(?<!\S)login\s+(?:-\S+\s+)*(?P<s>[^\s=-][^\s=]*)(?=\s|$)",),
+    # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the
+    # backend flags whose name does not end in a secret word (https://rclone.org/crypt/
+    # --crypt-password2, https://rclone.org/sftp/ --sftp-key-pem, https://rclone.org/s3/
+    # --s3-sse-customer-key-base64); config create/update/password pairs: cli_pairs.py
+    ("rclone",): (
+        _sep("obscure"),
+        rf"(?<!\S)--[\w-]*?(?:password[0-9]|key-pem|key-base64)(?:=|\s+(?![-\s])){_V}",
+    ),
+    # https://etcd.io/docs/v3.5/dev-guide/interacting_v3/ (--user username[:password])
+    ("etcdctl",): (_userpass("--user=?"),),
+    # https://www.rabbitmq.com/docs/management-cli (-p, --password)
+    ("rabbitmqadmin",): (_sep_or_glued("-p"),),
     # https://min.io/docs/minio/linux/reference/minio-mc/mc-alias-set.html (ACCESSKEY SECRETKEY)
     # and https://min.io/docs/minio/linux/reference/minio-mc-admin/mc-admin-user-add.html
     ("mc",): (
@@ -284,8 +298,11 @@ CLI_FLAG_SECRET = SecretPattern(
                 r"-(?<![\w./-]-)-oauth2-bearer(?:=|\s+)" + _V,
                 r"-(?<![\w./-]-)-(?:src-|dest-)?creds(?:=|\s+)" + _AFTER_COLON,
                 r"-(?<![\w./-]-)-from-literal(?:=|\s+)[^\s=]+=" + _V,
+                # a command printing the secret (restic and rclone --password-command "echo X",
+                # rclone's --webdav-bearer-token-command): the whole command goes
+                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?:pass(?:word)?|token)-command(?:=|\s+(?![-\s]))" + _V,
             ]
         )
     ),
-    triggers=("pass", "bearer", "creds", "from-literal"),
+    triggers=("pass", "bearer", "creds", "from-literal", "token-command"),
 )

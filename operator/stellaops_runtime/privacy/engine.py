@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, gate_open
 from stellaops_runtime.privacy.cli_options import COMMAND_END, TOOL_RULES, TOOL_WORD, TOOLS, words
+from stellaops_runtime.privacy.cli_pairs import PAIR_WALKERS
 
 
 class TriggerIndex:
@@ -173,6 +174,9 @@ def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     for (name, end), starts in groups.items():
         out.extend((s, e, "cli_option") for s, e in _client_spans(TOOL_RULES[name], text, starts, end))
+        walk = PAIR_WALKERS.get(name)  # a list of settings (cli_pairs.py): once per command
+        if walk is not None:
+            out.extend((s, e, "cli_option") for s, e in walk(text, starts[0], end))
     return out
 
 
