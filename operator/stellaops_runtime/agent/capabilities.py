@@ -62,6 +62,13 @@ _PROGRAM = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0
 RING_BUFFER_KERNEL = (5, 8)
 
 
+class UndecodableAnswer(Exception):
+    """Tetragon answered a call with bytes that are not its message (grpc's aio client then gives None)."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"{method}: Tetragon's answer could not be decoded")
+
+
 @dataclass(frozen=True, slots=True)
 class TetragonInfo:
     address: str
@@ -191,6 +198,9 @@ async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
             )(tetragon_pb2.GetHealthStatusRequest(), timeout=timeout_s)
         except grpc.aio.AioRpcError as e:
             return TetragonInfo(address=address, error=redact(f"{e.code().name}: {e.details()}"))
+    for method, answer in (("GetVersion", version), ("GetHealth", health)):
+        if answer is None:  # not its message: Tetragon is not usable (UndecodableAnswer)
+            return TetragonInfo(address=address, error=str(UndecodableAnswer(method)))
     unhealthy = [s.details for s in health.health_status if s.status != tetragon_pb2.HEALTH_STATUS_RUNNING]
     if unhealthy:
         return TetragonInfo(
@@ -215,7 +225,8 @@ async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[
 
     ``state`` is the TracingPolicyState name without ``TP_STATE_``; ``error``
     is Tetragon's message for a policy that failed to load. Raises
-    ``grpc.aio.AioRpcError`` when Tetragon does not answer.
+    ``grpc.aio.AioRpcError`` when Tetragon does not answer, and
+    :class:`UndecodableAnswer` when its answer is not the message.
     """
     async with grpc.aio.insecure_channel(address) as ch:
         resp = await ch.unary_unary(
@@ -223,6 +234,8 @@ async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[
             request_serializer=sensors_pb2.ListTracingPoliciesRequest.SerializeToString,
             response_deserializer=sensors_pb2.ListTracingPoliciesResponse.FromString,
         )(sensors_pb2.ListTracingPoliciesRequest(), timeout=timeout_s)
+    if resp is None:
+        raise UndecodableAnswer("ListTracingPolicies")
     out = [policy_entry(p) for p in resp.policies]
     out.sort(key=lambda e: (e["namespace"], e["name"]))
     return out

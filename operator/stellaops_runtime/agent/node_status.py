@@ -72,6 +72,7 @@ from stellaops_runtime import __version__
 from stellaops_runtime.agent.capabilities import (
     Capabilities,
     TetragonInfo,
+    UndecodableAnswer,
     detect_kernel,
     list_tracing_policies,
     probe_tetragon,
@@ -249,6 +250,8 @@ class ObservationNodeWriter:
                     version=tetragon.version,
                     error=f"ListTracingPolicies: {e.code().name}: {e.details()}",
                 )
+            except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
+                tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))
         if tetragon.error:
             self._error("tetragon", tetragon.error)
         self.stats.policies = len(policies or ())
