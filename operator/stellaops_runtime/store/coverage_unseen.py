@@ -119,12 +119,17 @@ def image_unseen(
     marked: sa.ColumnElement[Any] = (
         unwatched_windows(conn, observation_windows) if has_rule_column(conn) else sa.literal(0)
     )
+    image_rows, coverage = base  # the marks count on any row of the image (watched_sql.unseen_days)
+    highest = sa.func.max(sa.case((coverage, level))).label("top")
     stmt = (
-        sa.select(o.node_name, day, sa.func.max(level).label("top"), marked.label("marks"))
-        .where(*base, o.window_start >= first, o.window_start < last)
+        sa.select(o.node_name, day, highest, marked.label("marks"))
+        .where(image_rows, o.window_start >= first, o.window_start < last)
         .group_by(o.node_name, day)
     )
-    tops = {(r.node_name, _as_date(r.day)): (int(r.top), int(r.marks or 0)) for r in conn.execute(stmt)}
+    tops = {
+        (r.node_name, _as_date(r.day)): (-1 if r.top is None else int(r.top), int(r.marks or 0))
+        for r in conn.execute(stmt)
+    }
     out = []
     for (node, d), windows in sorted(in_period.items()):
         top, marks = tops.get((node, d), (-1, 0))

@@ -153,15 +153,24 @@ def unseen_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
     no container of it sent an event), one whose windows a silent container capped at Passive all
     day, one of unknown posture; or where one of its containers ran that showed no call all that
     day while another did (:func:`unwatched_windows`). Such a day is no watched day, whatever
-    another window saw (store/coverage_unseen.py)."""
+    another window saw (store/coverage_unseen.py). The mark counts on any row of the image: it may
+    reach the store on a restate row alone (no events, no posture: no coverage row), its window's
+    own row dropped by the agent's outage bound."""
     u = observation_windows.alias("unseen")
     day = utc_date(u.c.window_start).label("day")
-    blind = sa.func.max(seen_level(conn, u)) < FUNCTION_VISIBLE.rank
+    if not has_rule_column(conn):
+        return (
+            sa.select(day)
+            .where(u.c.image_digest == image, is_coverage(conn, u))
+            .group_by(u.c.node_name, day)
+            .having(sa.func.max(seen_level(conn, u)) < FUNCTION_VISIBLE.rank)
+        )
+    blind = sa.func.max(sa.case((is_coverage(conn, u), seen_level(conn, u)))) < FUNCTION_VISIBLE.rank
     return (
         sa.select(day)
-        .where(u.c.image_digest == image, is_coverage(conn, u))
+        .where(u.c.image_digest == image)
         .group_by(u.c.node_name, day)
-        .having(sa.or_(blind, unwatched_windows(conn, u) > 0) if has_rule_column(conn) else blind)
+        .having(sa.or_(blind, unwatched_windows(conn, u) > 0))
     )
 
 
