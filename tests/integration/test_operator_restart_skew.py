@@ -121,3 +121,40 @@ async def test_tetragon_unreachable_found_at_the_start_by_a_clock_behind_is_not_
             await op.settle()
             await wait_for(lambda: state()[0] == "Progressing", what="the policy still waiting")
             assert "Degraded" not in {state()[0]}
+
+
+async def test_labels_of_an_operator_that_keeps_restarting_do_not_keep_a_long_dead_node_fresh(
+    cluster: Cluster,
+) -> None:
+    """An operator restarted within ``--stale-after-seconds`` each time (a crash loop) never judges a
+    dead node stale, so its Node's labels keep saying "judged fresh", and the first sight counted
+    from now at every start: the dead node's posture ceiling stayed raised for ever. Labels vouch
+    only for a report stamped within the hour (``LABELS_TRUSTED_SECONDS``): one stamped two hours ago
+    is judged by its stamp (stale at once), one ten minutes behind still counts from now."""
+    dead_node, live_node = "node-c", "node-d"
+    for n in (dead_node, live_node):
+        await cluster.create(obj("v1", "Node", n))
+        await cluster.create(obj(API_VERSION, NODE_KIND, n, spec={"nodeName": n}))
+    config = fast_config(cluster, stale_after_seconds=3600.0)
+    dead, behind = Agent(cluster, dead_node), Agent(cluster, live_node, -timedelta(minutes=10))
+    async with OperatorRun(cluster, config) as op:
+        await _ready_fleet(cluster, op)
+
+        async def judged() -> bool:
+            if all(_ceiling(cluster, n) not in (None, "None") for n in (dead_node, live_node)):
+                return True
+            await dead.beat("in_sync")
+            await behind.beat("in_sync")
+            return False
+
+        await wait_for(judged, interval=0.5, what="both nodes judged fresh")
+        await op.settle()
+    # node-c's agent wrote its last report two hours ago (its clock right); no operator lived
+    # long enough since to judge it stale: its labels still say fresh
+    await dead.beat("in_sync", at=datetime.now(UTC) - timedelta(hours=2))
+    await behind.beat("in_sync")
+    assert _ceiling(cluster, dead_node) not in (None, "None")
+    async with OperatorRun(cluster, config) as op:
+        await op.settle()
+        await wait_for(lambda: _ceiling(cluster, dead_node) == "None", limit_s=30.0, what="node-c stale")
+        assert _ceiling(cluster, live_node) not in (None, "None")

@@ -8,10 +8,11 @@ from the earlier of its stamp and now.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from stellaops_runtime.contracts.crds import FEATURE_LABEL_PREFIX
-from stellaops_runtime.controller.heartbeats import Heartbeats, judged_fresh
+from stellaops_runtime.controller.heartbeats import LABELS_TRUSTED_SECONDS, Heartbeats, judged_fresh
 from stellaops_runtime.controller.node_labels import is_stale, node_feature_labels
 
 NOW = datetime(2026, 12, 5, 3, 0, 0, tzinfo=UTC)
@@ -137,3 +138,20 @@ def test_a_transition_first_seen_is_timed_by_the_agents_own_account() -> None:
     # a heartbeat stamped before its transition (a clock stepped back): lasted 0, from now
     assert beats.unreachable_since("odd", NOW, now=NOW, beat=NOW - timedelta(hours=1)) == NOW
     assert beats.unreachable_since("far", datetime(1, 1, 1, tzinfo=UTC), now=NOW, beat=NOW) is not None
+
+
+def test_labels_vouch_for_an_hour_of_a_dead_agent_at_most() -> None:
+    """An operator restarted within stale_after each time (a crash loop) left the labels saying
+    "judged fresh" for a dead node, and each start counted it from now: for ever. A report stamped
+    more than LABELS_TRUSTED_SECONDS ago is judged by its stamp; within it, the labels still hold."""
+    assert LABELS_TRUSTED_SECONDS == 3600.0
+    for age, stale in ((timedelta(minutes=59), False), (timedelta(hours=2), True), (timedelta(days=3), True)):
+        node = _working(NOW - age)
+        beats = Heartbeats(labels={"node-a": node_feature_labels(node)}.get)
+        assert _stale(beats, node, NOW) is stale, age
+    ahead = _working(NOW + timedelta(hours=5))  # a clock ahead: its stamp is not old, from now
+    assert not _stale(Heartbeats(labels={"node-a": node_feature_labels(ahead)}.get), ahead, NOW)
+    docs = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
+    text = " ".join(docs.read_text().split())
+    assert "The labels vouch only for a report stamped within the last hour" in text
+    assert "such a node goes stale an hour after its last heartbeat at most, not never" in text

@@ -28,7 +28,13 @@ live agent stays fresh whatever its clock, and one that died while the
 operator was down turns stale ``stale_after_seconds`` after the restart, as it
 would after a last heartbeat seen arrive then. When the labels cannot tell
 (none yet, an older report's, or a report whose fresh and stale labels are
-the same), the rule above holds.
+the same), the rule above holds. So it does for a report stamped more than
+``LABELS_TRUSTED_SECONDS`` before now: an operator restarted within
+``stale_after_seconds`` each time (a crash loop) never judged a dead node stale,
+so its labels kept saying fresh and every start counted its first sight from
+now, its posture ceiling raised for ever. The labels now vouch for an hour of
+a dead agent at most (a node clock more than that behind reads stale on a
+restart's first sight, until its next heartbeat).
 
 The same holds for since when a node's agent cannot reach Tetragon (its
 ``Ready=False`` ``lastTransitionTime``, also the agent's clock), which
@@ -68,6 +74,7 @@ from stellaops_runtime.controller.node_labels import node_feature_labels
 from stellaops_runtime.controller.rollout import parse_time
 
 _JUDGED = (FEATURE_LABEL_PREFIX + "source", FEATURE_LABEL_PREFIX + "max-posture")
+LABELS_TRUSTED_SECONDS = 3600.0  # the labels' "judged fresh" vouches for a report stamped within this
 
 
 def _status(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -114,7 +121,8 @@ class Heartbeats:
         if before is not None and before[0] == text:
             return before[1]
         labels = self._labels(name) if self._labels and name not in self._forgotten else None
-        fresh_before = before is None and judged_fresh(labels, node)
+        recent = (now - stamped).total_seconds() <= LABELS_TRUSTED_SECONDS  # a crash loop: bounded
+        fresh_before = before is None and recent and judged_fresh(labels, node)
         at = now if before is not None or fresh_before else min(now, stamped)
         self._seen[name] = (str(text), at)
         self._forgotten.discard(name)  # judged by its own stamp once: kept in _seen from now on
