@@ -154,3 +154,55 @@ def test_a_digest_is_still_the_key() -> None:
         assert image_digest(image_id) == digest
     for image_id in NOT_DIGESTS:
         assert image_digest(image_id) == ""
+
+
+# Image names whose last path component ends in a credential word: the rules read ``auth:2`` as
+# a key and its value, so the tag (and a digest after it) went: every version of
+# thomseddon/traefik-forward-auth was one stored key, and a name with a digest lost the digest.
+LOOK_ALIKES = [
+    "thomseddon/traefik-forward-auth:2",
+    "thomseddon/traefik-forward-auth:2.2.0",
+    "ghcr.io/org/ext-token:1",
+    "org/my-secret:v1.2",
+    "org/session-cookie:1",
+    "reg.example.com:5000/ns/db-pass:3",
+    "org/ldap-pw:1",
+    "org/x-signature:1",
+    "org/pass:1",
+    "reg.io/ns/basic-auth:1.0@sha256:" + "ab" * 32,
+    "reg.io/ns/basic-auth@sha256:" + "ab" * 32,
+]
+
+
+def test_an_image_name_ending_in_a_credential_word_keeps_its_tag_and_digest() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    for name in LOOK_ALIKES:
+        assert scrub_ref(name, pf) == name
+        ev = _event(name, 1)
+        assert ev.container is not None
+        ev.container.image_id = name
+        pf.scrub_image(ev)
+        assert (ev.container.image_ref, ev.container.image_id) == (name, name)
+    pipeline = Pipeline(
+        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="node-1"
+    )
+    for i, name in enumerate(LOOK_ALIKES[:2]):
+        pipeline._finish(_event(name, i))
+    deltas, windows = pipeline.drain()
+    assert {d.key.image_digest for d in deltas} | {w.image_digest for w in windows} == set(LOOK_ALIKES[:2])
+
+
+def test_a_credential_in_an_image_name_still_goes_where_the_name_is_a_reference() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    ghp = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    cases = {
+        NAME: "https://ci:[REDACTED]@registry.example.com/shop/app:1",  # not a reference: text
+        f"ci:{SECRET}@reg.io/app:1": "ci:[REDACTED]/app:1",
+        TOKEN_NAME: "registry.example.com/app:1?access_token=[REDACTED]",
+        f"reg.io/app:{ghp}": "reg.io/app:ghp_[REDACTED]",  # a token as the tag
+    }
+    for name, want in cases.items():
+        assert scrub_ref(name, pf) == want, name
+        ev = _event(name, 1)
+        pf.scrub_image(ev)
+        assert ev.container is not None and ev.container.image_ref == want

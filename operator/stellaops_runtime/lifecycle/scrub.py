@@ -32,6 +32,7 @@ from stellaops_runtime.contracts.lifecycle import (
 )
 from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, OBSERVE_OFF_LABEL
 from stellaops_runtime.lifecycle.registry import CRI_KIND_LABEL, POD_UID_LABEL, ContainerRecord
+from stellaops_runtime.privacy.image_refs import redact_ref
 from stellaops_runtime.privacy.patterns import REDACTED
 
 # Read by the observer, the lookup and the opt-out: kept as they are.
@@ -70,8 +71,8 @@ def scrub_map(values: Mapping[str, str], privacy: Privacy) -> dict[str, str]:
 
 
 def scrub_ref(ref: str, privacy: Privacy) -> str:
-    """An image reference with any credential or token in it masked."""
-    return privacy.redact_text(ref) if ref else ref
+    """An image reference with any credential or token in it masked (part by part: privacy/image_refs.py)."""
+    return redact_ref(ref, privacy.redact_text) if ref else ref
 
 
 def scrub(rec: ContainerRecord, privacy: Privacy) -> ContainerRecord:

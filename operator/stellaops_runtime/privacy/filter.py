@@ -62,6 +62,7 @@ from stellaops_runtime.privacy import env_names
 from stellaops_runtime.privacy.base import REDACTED
 from stellaops_runtime.privacy.cli_options import TOOLS
 from stellaops_runtime.privacy.hostile_text import SecretLabels
+from stellaops_runtime.privacy.image_refs import redact_ref
 from stellaops_runtime.privacy.redactor import LIBRARY_COUNTER_PREFIX, Redactor
 
 __all__ = ["LIBRARY_COUNTER_PREFIX", "TRUNCATION_MARKER", "PrivacyFilter"]
@@ -236,7 +237,7 @@ class PrivacyFilter:
             c.image_id = out if out is not None else self._scrub_name(ref)
 
     def _scrub_name(self, ref: str) -> str:
-        out = self.redact_text(ref)
+        out = redact_ref(ref, self.redact_text)  # a reference part by part (image_refs.py)
         if len(self._images) >= _CLEAN_CACHE_MAX_ENTRIES:
             self._images.clear()
         self._images[ref] = out
