@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
+from stellaops_runtime.lifecycle.imageless import Imageless
 from stellaops_runtime.lifecycle.lookup import ContainerLookup, EnrichStats
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class LifecyclePart:
         self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
         self._seen: tuple[int, int] | None = None  # (source connects, runtime connects) at the last sample
         self._unwatched_seen = 0  # the observer's unwatched_starts at the last sample
+        self._imageless = Imageless()  # containers that ran with no image digest (lifecycle/imageless.py)
 
     def _make_observer(self) -> LifecycleObserver:
         lc = self.config.lifecycle
@@ -231,10 +233,12 @@ class LifecyclePart:
             obs.stats.unwatched_starts,
         )
         runtime_known = obs.stats.connected and obs.synced.is_set() and not unwatched
-        watching = bool(s.connected) and runtime_known
         now, boot = now_pair()  # the boot clock measures the time between samples if the wall clock steps
         # While the source is away the registry still says what ran: those images' time is a gap.
         records = obs.registry.records() if runtime_known else []
+        if self._imageless.ran(records, now):  # a container of an unknown image: any image's
+            runtime_known, records = False, []
+        watching = bool(s.connected) and runtime_known
         if watching and self._seen is not None and seen != self._seen:
             # a reconnect since the last sample
             await in_pipeline(self._tick, now, False, records, True, boot)
@@ -365,7 +369,7 @@ def make_lifecycle(config: AgentConfig, *, node_name: str, pipeline: Pipeline) -
 def lifecycle_state(lifecycle: LifecyclePart | None, pipeline: Pipeline) -> str:
     """What the agent knows of the node's containers: ``in_sync`` (the registry is, silent
     containers count), ``not_in_sync`` (before the first sample, runtime away, a container of
-    another containerd namespace running, observer dead:
+    another containerd namespace or of no known image running, observer dead:
     windows at most ActiveTracing), ``no_runtime_socket`` (``auto`` found none: the same cap) or
     ``off`` (``enabled: false``: windows rest on the containers that sent events)."""
     if lifecycle is not None:
