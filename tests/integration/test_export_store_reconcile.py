@@ -114,8 +114,10 @@ async def test_the_follower_resumes_at_the_stores_position_and_never_replays(
     src.store_position_unknown("me")
     src.store_position(_row(ahead))
     assert await _follow(src, 1) == [b'{"n":5}'] and src.stats.resumed_at == 5 * 8
-    # The store does not answer in time: from the file's end (exportFromStart: never its start).
-    monkeypatch.setattr(export_restart, "POSITION_WAIT_SECONDS", 0.05)
+    # The store does not answer before waiting would cost (here: any line written meanwhile,
+    # tests/integration/test_export_position_wait.py): from where the file ended when opened
+    # (exportFromStart: never its start).
+    monkeypatch.setattr(export_restart, "POSITION_WAIT_BYTES", 0)
     src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.01)
     src.resume_outage(now_pair()[0] - 10**9, now_pair()[1] - 10**9)
     src.resume_checkpoint(own, now_pair())
@@ -124,7 +126,7 @@ async def test_the_follower_resumes_at_the_stores_position_and_never_replays(
     task = asyncio.create_task(src.run(stop))
     loop = asyncio.get_running_loop()
     until = loop.time() + 60
-    while not src.stats.connected:
+    while "waiting for the store" not in src.stats.last_error:  # the file open, the lock taken
         assert loop.time() < until
         await asyncio.sleep(0.01)
     with path.open("ab") as f:

@@ -26,6 +26,11 @@ from typing import Any, BinaryIO
 
 from stellaops_runtime.sources.export_checkpoint import matches
 
+CHUNK = 1 << 20
+# A longer line is dropped and counted, read through without being held (docs/configuration.md):
+# Tetragon's largest events (an argument read with maxData, 320 KiB, base64 in JSON; 127-frame
+# stacks) are far below it. At 64 MiB a 60 MB line was held whole and the agent peaked at 254 MB.
+MAX_LINE = 8 << 20
 SEEN_FILES = 16  # files left at a rotation whose read position is kept
 TAIL = 64  # bytes before the read position, compared on each poll: a rewrite in place is a truncation
 # Rotated files' modification times closer than this (coarse timestamps, a clock slewed by NTP)
@@ -101,6 +106,12 @@ def seek_line_start(f: BinaryIO, *, chunk: int, max_line: int) -> None:
         if end - pos > max_line:  # no line start near the end: from the end
             break
     f.seek(end if pos > 0 else 0)
+
+
+def line_end(f: BinaryIO) -> int:
+    """Seek ``f`` as :func:`seek_line_start` does (the follower's sizes) and return where."""
+    seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
+    return f.tell()
 
 
 class SeenFiles:

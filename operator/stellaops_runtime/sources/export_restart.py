@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import matches, path_hash
-from stellaops_runtime.sources.export_files import TAIL, bytes_before, find_rotated, ident
+from stellaops_runtime.sources.export_files import TAIL, bytes_before, find_rotated, ident, line_end
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.export_store import NONE, STORE, reconcile
 from stellaops_runtime.sources.open_outage import OpenOutage
@@ -30,10 +31,16 @@ log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 # node before (no usable watch record). Past it the file is read from where it ended when opened,
 # never replayed: a gap is honest, a line counted twice is not.
 HISTORY_WAIT_SECONDS = 10.0
-# How long a resume waits for the store's export position of the node (sources/export_store.py).
-# Longer: the file keeps the lines meanwhile and the hole is held whole, so a store slow to open
-# costs a late start, not the resume; past it, the file is read from its end with a gap.
+# A resume waits for the store's export position of the node (sources/export_store.py) for as long
+# as waiting loses nothing: the file at the path is the one opened (not rotated: the file opened
+# is held, the lines of a file made after it would not be) and at most POSITION_WAIT_BYTES were
+# written to it since (the lines the agent reads late). A store down while the agents restart (an
+# upgrade rolling every node while PostgreSQL fails over) then costs a late start, not the
+# resume. Past POSITION_WAIT_SECONDS the wait is said (logged once); when it ends unanswered, the
+# file is read from where it ended when it was opened: every line written after this agent took
+# the export lock is read (no other agent can have counted it), the hole before is a gap.
 POSITION_WAIT_SECONDS = 60.0
+POSITION_WAIT_BYTES = 64 << 20
 
 
 class RestartResume:
@@ -63,6 +70,10 @@ class RestartResume:
     _position_row: Any = None
     _record_agent = ""
     _deciding = False  # waiting for that answer, the file open: the hole's end is not known yet
+    # (file id, offset, moment): where the file opened ended before that wait (read from there
+    # when it is not resumed); why the wait ended without an answer.
+    _mark: tuple[tuple[int, int], int, tuple[int, int]] | None = None
+    _gave_up = ""
     _history_late = False  # the store did not answer in time: the file was replayed anyway
 
     # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
@@ -100,17 +111,28 @@ class RestartResume:
         self._position_row = row
         self._position_answered = True
 
-    async def _await_position(self, stop: asyncio.Event) -> bool | None:
-        """Wait (at most :data:`POSITION_WAIT_SECONDS`) for the store's export position; False:
-        no answer in time (nothing is resumed), None: stopped meanwhile."""
-        until = time.monotonic() + POSITION_WAIT_SECONDS
+    async def _await_position(self, stop: asyncio.Event, f: BinaryIO) -> bool | None:
+        """Wait for the store's export position while waiting loses nothing (:meth:`_waiting_loses`);
+        False: it ended unanswered (nothing is resumed), None: stopped meanwhile."""
+        self._mark = (ident(f), line_end(f), now_pair())  # later lines: written after the lock was taken
+        f.seek(0)
+        said: float | None = time.monotonic() + POSITION_WAIT_SECONDS
         self._deciding = True  # the hole is not taken piecewise meanwhile: it may end at a moment past
         try:
             while not self._position_answered:
                 if stop.is_set():
                     return None
-                if time.monotonic() > until:
+                self._gave_up = self._waiting_loses(f, self._mark[1])
+                if self._gave_up:
                     return False
+                if said is not None and time.monotonic() > said:
+                    said = None
+                    log.warning(
+                        "the store has not said within %gs where this node's stored counts of export "
+                        "file %s end: still waiting (the file keeps the lines) until it answers, the "
+                        "file is rotated or %d MiB more are written to it",
+                        POSITION_WAIT_SECONDS, self.path, POSITION_WAIT_BYTES >> 20,
+                    )  # fmt: skip
                 self.stats.last_error = (
                     f"waiting for the store to tell where this node's stored counts of {self.path} end"
                 )
@@ -119,12 +141,35 @@ class RestartResume:
         finally:
             self._deciding = False
 
+    def _waiting_loses(self, f: BinaryIO, at: int) -> str:
+        """Why waiting longer for the store would lose lines or hold too many ("": it does not)."""
+        try:
+            st, size = os.stat(self.path), os.fstat(f.fileno()).st_size
+        except OSError:
+            return "the file was rotated away while this agent waited for the store"
+        if (st.st_dev, st.st_ino) != ident(f):
+            return "the file was rotated while this agent waited for the store"
+        if size - at > POSITION_WAIT_BYTES:
+            return f"more than {POSITION_WAIT_BYTES >> 20} MiB were written to it while this agent waited"
+        return ""
+
+    def _from_end(self, f: BinaryIO) -> tuple[int, int] | None:
+        """Not resumed: read ``f`` from its end; from the end it had when opened if the follower
+        waited for the store meanwhile (the lines written since were written after this agent took
+        the export lock: no other agent counted them), then with that moment (the hole ends there)."""
+        mark, self._mark = self._mark, None
+        if mark is not None and mark[0] == ident(f):
+            f.seek(mark[1])
+            return mark[2]
+        line_end(f)
+        return None
+
     def _weigh(self, f: BinaryIO, cp: dict[str, Any], moment: tuple[int, int] | None) -> tuple[str, Any, Any]:
         """The record's checkpoint against the store's position (sources/export_store.py)."""
         if not self._position_answered:
             why = (
-                f"the store did not say within {POSITION_WAIT_SECONDS:g}s where this node's stored "
-                "counts of it end (another agent of the node may have counted past this record)"
+                f"the store did not say where this node's stored counts of it end before {self._gave_up} "
+                "(another agent of the node may have counted past this record)"
             )
             return NONE, None, why
         how, scp, smoment, why = reconcile(f, self.path, (cp, moment), self._position_row, self._record_agent)
@@ -146,8 +191,8 @@ class RestartResume:
             if how == NONE:
                 self._had_checkpoint = False  # exportFromStart too: from its end, never its start
                 log.warning(
-                    "export file %s is not resumed (%s): read from its end, the time since the last "
-                    "agent is a gap", self.path, why,
+                    "export file %s is not resumed (%s): read from where it ended when this agent "
+                    "opened it, the time since the last agent until then is a gap", self.path, why,
                 )  # fmt: skip
                 return f, False, None
             if how == STORE:

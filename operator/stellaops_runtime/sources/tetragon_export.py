@@ -14,18 +14,16 @@ the reader wait rather than drop lines (``queue_waits``). A path that cannot be
 followed (a directory, a FIFO or device, a file the agent may not read) is
 retried with a logged reason and never stops the agent.
 
-A restarted agent resumes where the last agent's stored counts end when the
-node's watch record (agent/watch_record.py) holds a checkpoint of the file still
-at the path (sources/export_checkpoint.py, agent/export_resume.py), or of the
-file rotated beside it once meanwhile (sources/export_restart.py): the lines
-written while no agent ran are read, none is counted twice, and never before where the store
-says another agent of the node stored counts of it (sources/export_store.py). Otherwise it starts
-at the file's end (unless ``exportFromStart``), so the lines written while no
-agent ran are never read: like the gRPC source, this source gives the watch
-record its watching moment (``watching_ns``: the last time it had read every
-complete line written before) and takes the hole since the last agent
-(``resume_outage``) as an outage up to the moment it opened the file
-(``take_outage``), a node-wide gap.
+A restarted agent resumes where the last agent's stored counts end when the node's watch record
+(agent/watch_record.py) holds a checkpoint of the file still at the path
+(sources/export_checkpoint.py, agent/export_resume.py), or of the file rotated beside it once
+meanwhile (sources/export_restart.py): the lines written while no agent ran are read, none is
+counted twice, and never before where the store says another agent of the node stored counts of it
+(sources/export_store.py). Otherwise it starts at the file's end (unless ``exportFromStart``), so
+the lines written while no agent ran are never read: like the gRPC source, this source gives the
+watch record its watching moment (``watching_ns``: the last time it had read every complete line
+written before) and takes the hole since the last agent (``resume_outage``) as an outage up to the
+moment it opened the file (``take_outage``), a node-wide gap.
 """
 
 from __future__ import annotations
@@ -41,12 +39,13 @@ from typing import Any, BinaryIO
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.export_files import (
+    CHUNK,
+    MAX_LINE,
     TAIL,
     SeenFiles,
     bytes_before,
     fs_type,
     made_as_read,
-    seek_line_start,
 )
 from stellaops_runtime.sources.export_lock import ExportLock
 from stellaops_runtime.sources.export_restart import RestartResume
@@ -56,11 +55,6 @@ from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
-# A longer line is dropped and counted, read through without being held (docs/configuration.md):
-# Tetragon's largest events (an argument read with maxData, 320 KiB, base64 in JSON; 127-frame
-# stacks) are far below it. At 64 MiB a 60 MB line was held whole and the agent peaked at 254 MB.
-MAX_LINE = 8 << 20
 MAX_NEXT = 64  # files rotated in while the current one is still being read, held open until read
 
 
@@ -273,13 +267,13 @@ class TetragonExportSource(RestartResume):
             if not self.stats.connects and self.lock.waited_since is not None:
                 at_end = there = self._after_other_agent()
             waits = not self.stats.connects and self._resume is not None and self._position_wait
-            if waits and await self._await_position(stop) is None:  # the store's position (export_store.py)
+            if waits and await self._await_position(stop, f) is None:  # the store's position
                 f.close()
                 return None
             if not self.stats.connects:
                 f, resumed, moment = self._resume_at(f)  # f: the rotated file it names, if so
             if not resumed and (at_end or there):
-                seek_line_start(f, chunk=CHUNK, max_line=MAX_LINE)
+                moment = self._from_end(f)  # its end when opened, if it waited for the store
             first = not self.stats.connects
             if first:
                 self._opened_at = moment or now_pair()  # lines written from here on are read

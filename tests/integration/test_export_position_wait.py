@@ -1,0 +1,154 @@
+"""A store slow or down while the export follower restarts: the resume waits, nothing is lost (s37/r5).
+
+Defect (s37/r5): a restarting agent whose watch record holds a checkpoint of its export file
+waits for the store's export position of the node (sources/export_store.py) before it resumes.
+The wait ended after 60 s (``POSITION_WAIT_SECONDS``): a store down longer while the agent
+restarted (an upgrade rolling every node while PostgreSQL fails over) made every node read its
+file from the end, the lines written meanwhile a gap, where before the row existed it resumed
+exactly. The file keeps those lines, so the follower now waits for as long as waiting loses
+nothing (the file at the path is still the one it opened, at most ``POSITION_WAIT_BYTES`` written
+to it since); when it stops waiting unanswered it reads from where the file ended when it opened
+it (every line written after it took the export lock: no other agent can have counted those), the
+hole before that a gap. Real files, the real follower; the store's answer is handed as the
+agent's store-opening thread hands it (``store_position``). The real agents are in
+tests/e2e/test_export_position_outage.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources import export_restart
+from stellaops_runtime.sources.export_checkpoint import ExportPositions
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+
+
+def _line(i: int) -> bytes:
+    return b'{"n":%d}\n' % i
+
+
+def _cp(path: Path, pos: int) -> dict[str, Any]:
+    positions = ExportPositions(str(path), EventQueue(10))
+    with path.open("rb") as f:
+        f.seek(pos)
+        positions.opened(f)
+    cp = positions.checkpoint(0)
+    assert cp is not None
+    return cp
+
+
+def _source(path: Path, cp: dict[str, Any]) -> TetragonExportSource:
+    """A follower handed the record's checkpoint ``cp`` (written a second ago), asking the store."""
+    src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=False, poll_interval=0.01)
+    wall, boot = now_pair()
+    src.resume_outage(wall - 10**9, boot - 10**9)
+    src.resume_checkpoint(cp, (wall - 10**9, boot - 10**9))
+    assert src.store_position_unknown("me")
+    return src
+
+
+async def _until(cond: Any, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 60
+    while not cond():
+        assert loop.time() < until, what
+        await asyncio.sleep(0.01)
+
+
+def _waiting(src: TetragonExportSource) -> bool:
+    return "waiting for the store" in src.stats.last_error
+
+
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as f:
+        f.write(data)
+
+
+async def _stop(src: TetragonExportSource, stop: asyncio.Event, task: asyncio.Task[None]) -> list[bytes]:
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    return [p for p, _ in src.queue.take(1000)]
+
+
+async def test_a_store_answering_after_the_wait_is_said_still_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(export_restart, "POSITION_WAIT_SECONDS", 0.05)  # stands for the 60 s
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"".join(_line(i) for i in range(6)))
+    src = _source(path, _cp(path, 2 * 8))  # the record: counts end after line 1
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    said = "still waiting (the file keeps the lines)"
+    await _until(lambda: said in caplog.text or src.stats.connected, "the wait's time passes")
+    assert not src.stats.connected, "the follower stopped waiting though waiting lost nothing"
+    _append(path, _line(6))  # written while the store is away: the file keeps it
+    src.store_position(None)  # the store is back: no row (no other agent stored counts of it)
+    await _until(lambda: src.queue.enqueued >= 5, "the follower read on from its checkpoint")
+    got = await _stop(src, stop, task)
+    assert got == [_line(i).strip() for i in range(2, 7)]  # none lost, none twice
+    assert src.stats.resumed_at == 2 * 8
+
+
+async def test_a_rotation_while_waiting_reads_every_line_written_since_the_file_was_opened(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"".join(_line(i) for i in range(4)))
+    src = _source(path, _cp(path, 8))
+    before = now_pair()
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    await _until(lambda: _waiting(src), "the follower waits for the store")
+    appended = now_pair()
+    _append(path, _line(4))  # after the follower took the lock and opened the file
+    path.rename(tmp_path / "tetragon-1.log")  # Tetragon rotates: waiting longer would lose lines
+    path.write_bytes(_line(5))
+    await _until(lambda: src.queue.enqueued >= 2, "the follower stopped waiting and read on")
+    got = await _stop(src, stop, task)
+    assert got == [_line(4).strip(), _line(5).strip()]  # lines 1-3: before the open, a gap
+    assert src.stats.resumed_at == -1
+    hole = src.take_outage()
+    assert hole is not None and before[0] <= hole[1] <= appended[0]  # ends when the file was opened
+
+
+async def test_too_much_written_while_waiting_ends_the_wait_and_reads_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_restart, "POSITION_WAIT_BYTES", 2 * 8)
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"".join(_line(i) for i in range(4)))
+    src = _source(path, _cp(path, 8))
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    await _until(lambda: _waiting(src), "the follower waits for the store")
+    _append(path, _line(4) + _line(5))  # at the bound: still waiting
+    _append(path, _line(6))  # past it
+    await _until(lambda: src.queue.enqueued >= 3, "the follower stopped waiting and read on")
+    got = await _stop(src, stop, task)
+    assert got == [_line(i).strip() for i in (4, 5, 6)]  # written after the open: all read
+    assert src.stats.resumed_at == -1
+    assert src.take_outage() is not None  # lines 1-3: a gap
+
+
+def test_the_documented_bounds() -> None:
+    assert export_restart.POSITION_WAIT_SECONDS == 60  # docs/operations.md "One agent per node"
+    assert export_restart.POSITION_WAIT_BYTES == 64 << 20
+
+
+async def test_a_stop_while_waiting_reads_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"".join(_line(i) for i in range(4)))
+    src = _source(path, _cp(path, 8))
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    await _until(lambda: _waiting(src), "the follower waits for the store")
+    assert await _stop(src, stop, task) == []
+    assert src.watching_ns() is None  # the record keeps the last agent's moment and checkpoint
+
