@@ -12,6 +12,12 @@ it (every line written after it took the export lock: no other agent can have co
 hole before that a gap. Real files, the real follower; the store's answer is handed as the
 agent's store-opening thread hands it (``store_position``). The real agents are in
 tests/e2e/test_export_position_outage.py.
+
+Defect (s37/r5, B's race): the row was read as the store opened, which could be before the
+follower took the export lock; another agent holding the lock then (it keeps it until its last
+flush stored its counts and position) could store a further position and exit, and the follower
+resumed at the older row and counted that agent's last lines again. The row is now read once the
+lock is held (a real SQLite store).
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ from typing import Any
 
 import pytest
 
+from stellaops_runtime.agent.export_resume import ExportResume
+from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources import export_restart
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.export_position import write_position
 
 
 def _line(i: int) -> bytes:
@@ -152,3 +162,35 @@ async def test_a_stop_while_waiting_reads_nothing(tmp_path: Path) -> None:
     assert await _stop(src, stop, task) == []
     assert src.watching_ns() is None  # the record keeps the last agent's moment and checkpoint
 
+
+def _stored_row(store: Any, cp: dict[str, Any], agent: str) -> None:
+    """Agent ``agent``'s flush stored counts of the file up to ``cp`` (store/export_position.py)."""
+    wall, boot = now_pair()
+    doc = {"node": "node-1", "agent_id": agent, "checkpoint": cp, "at_ns": wall, "at_boot": boot}
+    with store.db.begin() as conn:
+        write_position(conn, {**doc, "boot_id": this_boot()})
+
+
+async def test_a_store_opened_before_the_lock_is_held_is_read_again_after(tmp_path: Path) -> None:
+    """X's store opens before X takes the export lock; agent Y, holding it, then stores its last
+    flush (to line 4) and exits. X must resume after Y's lines, not at the row read before."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"".join(_line(i) for i in range(6)))
+    store = open_store(f"sqlite:///{tmp_path}/hot.db")
+    try:
+        _stored_row(store, _cp(path, 2 * 8), "node-1/y")  # Y's earlier flush: to line 1
+        src = _source(path, _cp(path, 8))  # X's record: to line 0
+        resume = ExportResume(src.queue)
+        resume.attach(src)
+        resume.ask_store("node-1/x-before")
+        assert resume.awaits_position
+        resume.store_opened(store.db, "node-1")  # X's store opens: X does not hold the lock yet
+        _stored_row(store, _cp(path, 5 * 8), "node-1/y")  # Y's last flush, then Y exits
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.queue.enqueued >= 1, "X read on")
+        got = await _stop(src, stop, task)
+    finally:
+        store.close()
+    assert got == [_line(5).strip()], "X counted lines Y had stored"
+    assert src.stats.resumed_at == 5 * 8

@@ -78,11 +78,26 @@ class ExportResume:
 
     def store_opened(self, db: Any, node: str) -> None:
         """On the store's opening thread: read the node's export position for the source
-        (raises what the driver raises: the store is not usable yet)."""
+        (raises what the driver raises: the store is not usable yet). Only once the source holds
+        the export lock: read before, it could miss the last flush of an agent holding it then
+        (which keeps the lock until that flush stored its counts and position); the source is
+        then given the call to read it itself (sources/export_restart.py ``position_reader``)."""
         if not self.awaits_position:
             return
         from stellaops_runtime.store.export_position import read_position
 
+        def read() -> Any:
+            try:
+                return read_position(db, node)
+            except Exception:
+                self.store_read = False  # a store opened again reads it here again
+                raise
+
+        held = getattr(self.source, "position_lock_held", None)
+        if held is not None and not held():  # read by the source itself once it holds the lock
+            self.store_read = True
+            self.source.position_reader(read)
+            return
         row = read_position(db, node)
         self.store_read = True
         self.source.store_position(row)

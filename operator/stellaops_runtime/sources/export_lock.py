@@ -195,6 +195,11 @@ class ExportLock:
         self._later_unlocked = False
 
     @property
+    def held(self) -> bool:
+        """This follower holds the lock now (read from another thread too: a plain attribute)."""
+        return self._held
+
+    @property
     def unguarded(self) -> bool:
         """The file is followed and nothing keeps a second agent from following it too: no lock
         can be taken, or the directory made again at the path is not locked (refused, too many)."""

@@ -68,6 +68,10 @@ class RestartResume:
     _position_wait = False
     _position_answered = False
     _position_row: Any = None
+    # Reads the row again from the event loop (a thread): the store opened before this follower
+    # held the export lock (:meth:`position_reader`).
+    _position_reader: Any = None
+    lock: Any  # sources/export_lock.py ExportLock
     _record_agent = ""
     _deciding = False  # waiting for that answer, the file open: the hole's end is not known yet
     # (file id, offset, moment): where the file opened ended before that wait (read from there
@@ -111,17 +115,39 @@ class RestartResume:
         self._position_row = row
         self._position_answered = True
 
+    def position_lock_held(self) -> bool:
+        """This follower holds the export lock (asked from the store's opening thread)."""
+        return bool(self.lock.held)
+
+    def position_reader(self, read: Any) -> None:
+        """The store opened before this follower held the export lock: a row read then may be older
+        than the last flush of an agent that held it meanwhile (it keeps the lock until its last
+        flush stored its counts and position), so ``read`` (a call reading the row, raising what
+        the driver raises) is called once the lock is held, in :meth:`_await_position`."""
+        self._position_reader = read
+
     async def _await_position(self, stop: asyncio.Event, f: BinaryIO) -> bool | None:
         """Wait for the store's export position while waiting loses nothing (:meth:`_waiting_loses`);
         False: it ended unanswered (nothing is resumed), None: stopped meanwhile."""
         self._mark = (ident(f), line_end(f), now_pair())  # later lines: written after the lock was taken
         f.seek(0)
         said: float | None = time.monotonic() + POSITION_WAIT_SECONDS
+        reading: asyncio.Future[Any] | None = None  # the row read again, the lock held
+        next_read = 0.0
         self._deciding = True  # the hole is not taken piecewise meanwhile: it may end at a moment past
         try:
             while not self._position_answered:
                 if stop.is_set():
                     return None
+                if reading is None and self._position_reader is not None and time.monotonic() >= next_read:
+                    reading = asyncio.ensure_future(asyncio.to_thread(self._position_reader))
+                if reading is not None and reading.done():
+                    done: asyncio.Future[Any] = reading
+                    reading = None
+                    if done.exception() is None:
+                        self.store_position(done.result())
+                        continue
+                    next_read = time.monotonic() + 1.0  # the store is away again: read once a second
                 self._gave_up = self._waiting_loses(f, self._mark[1])
                 if self._gave_up:
                     return False
@@ -140,6 +166,8 @@ class RestartResume:
             return True
         finally:
             self._deciding = False
+            if reading is not None:  # stopped or given up while reading: its outcome is not used
+                reading.add_done_callback(lambda r: r.cancelled() or r.exception())
 
     def _waiting_loses(self, f: BinaryIO, at: int) -> str:
         """Why waiting longer for the store would lose lines or hold too many ("": it does not)."""
