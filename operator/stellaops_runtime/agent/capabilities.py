@@ -51,6 +51,10 @@ _STATE_NUMBERS = frozenset(sensors_pb2.TracingPolicyState.values())
 _HOOK_STATE_NUMBERS = frozenset(sensors_pb2.HookState.values())
 # Hooks listed by name per policy entry (the counts cover all of them).
 MAX_FAILED_HOOKS = 20
+# ObservationNode status values the API server takes: integers are int64, and an empty string in a
+# merge patch of a custom resource is refused as null by the v1.20 API server (the whole patch, and
+# the node's heartbeat with it: tests/realkube/test_policy_entries_real.py), so empty texts are left out.
+MAX_INT64 = 2**63 - 1
 
 # bpf(2): syscall numbers per architecture, and the constants of a minimal program load.
 _BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "arm64": 280}
@@ -236,19 +240,24 @@ async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[
         )(sensors_pb2.ListTracingPoliciesRequest(), timeout=timeout_s)
     if resp is None:
         raise UndecodableAnswer("ListTracingPolicies")
-    out = [policy_entry(p) for p in resp.policies]
-    out.sort(key=lambda e: (e["namespace"], e["name"]))
+    out = [policy_entry(p) for p in resp.policies if p.name]  # a nameless one: nothing to match, refused
+    out.sort(key=lambda e: (e.get("namespace", ""), e["name"]))
     return out
 
 
 def policy_entry(p: Any) -> dict[str, Any]:
     """One ``TracingPolicyStatus`` as an ObservationNode ``status.policies`` entry.
 
+    ``namespace`` is left out for a cluster-scoped policy (Tetragon's empty
+    namespace), as are a failed hook's empty ``section`` and ``hook``: the
+    API server refuses an empty string in the status patch (:data:`MAX_INT64`).
+
     ``objectUid``/``objectGeneration``: the Kubernetes object and generation
     Tetragon loaded, which its ``info`` names for a policy it took from the
-    API server (``controller.loaded_version``); ``objectUid`` is ``""`` for a
-    policy whose ``info`` names an object without identity (Tetragon read it
-    from a file or took it over gRPC); both absent otherwise.
+    API server (``controller.loaded_version``), both absent otherwise;
+    ``fromObject: false`` for a policy whose ``info`` names an object without
+    identity (Tetragon read it from a file or took it over gRPC). The API
+    server refuses an empty ``objectUid`` in a status patch, hence the flag.
 
     When Tetragon reports hook statuses, ``hooksTotal``/``hooksLoaded`` count
     them and ``failedHooks`` names the first ``MAX_FAILED_HOOKS`` that did not
@@ -259,32 +268,34 @@ def policy_entry(p: Any) -> dict[str, Any]:
     state = sensors_pb2.TracingPolicyState.Name(p.state) if p.state in _STATE_NUMBERS else "UNKNOWN"
     entry: dict[str, Any] = {
         "name": p.name,
-        "namespace": p.namespace,
         "state": state.removeprefix("TP_STATE_"),
         "sensors": list(p.sensors),
-        "kernelMemoryBytes": int(p.kernel_memory_bytes),
+        "kernelMemoryBytes": min(int(p.kernel_memory_bytes), MAX_INT64),  # the schema's int64
     }
+    if p.namespace:  # none for a cluster-scoped policy: an empty string is refused (see the constant)
+        entry["namespace"] = p.namespace
     if p.error:
         entry["error"] = p.error[:1024]
     if (version := version_from_info(p.info)) is not None:  # the object and generation Tetragon loaded
         entry["objectUid"], entry["objectGeneration"] = version
     elif info_without_object(p.info):  # read from a file or taken over gRPC: never an object of ours
-        entry["objectUid"] = ""
+        entry["fromObject"] = False
     hooks = p.hook_statuses
     if hooks:
         failed = [h for h in hooks if h.state != sensors_pb2.STATUS_LOADED]
         entry["hooksTotal"] = len(hooks)
         entry["hooksLoaded"] = len(hooks) - len(failed)
         if failed:
-            entry["failedHooks"] = [
-                {
-                    "section": h.section,
-                    "index": int(h.hook_idx),
-                    "hook": h.hook_description[:256],
-                    "state": (
-                        sensors_pb2.HookState.Name(h.state) if h.state in _HOOK_STATE_NUMBERS else "UNKNOWN"
-                    ).removeprefix("STATUS_"),
-                }
-                for h in failed[:MAX_FAILED_HOOKS]
-            ]
+            entry["failedHooks"] = [_hook_entry(h) for h in failed[:MAX_FAILED_HOOKS]]
     return entry
+
+
+def _hook_entry(h: Any) -> dict[str, Any]:
+    """One hook that did not load, its empty texts left out (the API server refuses them)."""
+    state = sensors_pb2.HookState.Name(h.state) if h.state in _HOOK_STATE_NUMBERS else "UNKNOWN"
+    out: dict[str, Any] = {"index": int(h.hook_idx), "state": state.removeprefix("STATUS_")}
+    if h.section:
+        out["section"] = h.section
+    if h.hook_description:
+        out["hook"] = h.hook_description[:256]
+    return out

@@ -22,9 +22,9 @@ agent older than this field) keeps the time rule (``rollout.reported_before``).
 A policy Tetragon read from a file or took through ``AddTracingPolicy``
 has an ``info`` that names an object without identity, ``(object:0/)``: its
 YAML carries no generation and no uid, which the API server sets on every
-object it stores, ours included. The agent reports it with ``objectUid: ""``
-(:func:`not_from_api`): such an entry is never our object, whatever its
-name (one holding our name keeps Tetragon from loading ours there).
+object it stores, ours included. The agent reports it with ``fromObject:
+false`` (:func:`not_from_api`): such an entry is never our object, whatever
+its name (one holding our name keeps Tetragon from loading ours there).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def info_without_object(info: str) -> bool:
 
 def not_from_api(entry: Mapping[str, Any] | None) -> bool:
     """Whether a ``status.policies[]`` entry is of a policy Tetragon loaded from no Kubernetes object."""
-    return entry is not None and entry.get("objectUid") == ""
+    return entry is not None and entry.get("fromObject") is False
 
 
 def reported_version(entry: Mapping[str, Any] | None) -> Version | None:

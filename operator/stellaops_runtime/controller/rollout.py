@@ -35,7 +35,7 @@ module folds those into one policy's ``status.rollout``:
   object's ``creationTimestamp`` (a name deleted and created again, as a
   GitOps prune and re-apply does, is listed under the old object until the
   node polls again).
-- An entry Tetragon loaded from no Kubernetes object (``objectUid: ""``,
+- An entry Tetragon loaded from no Kubernetes object (``fromObject: false``,
   ``controller.loaded_version.not_from_api``) is never ours; a node listing
   only such an entry under the name is **failed** (state ``NOT_FROM_API``):
   that policy holds the name, so Tetragon cannot load ours there.
