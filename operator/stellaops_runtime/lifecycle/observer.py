@@ -69,6 +69,9 @@ T = LifecycleEventType
 # Task states in which a container's program may run (Tasks/List's Process.status).
 _LIVE = (task_pb2.RUNNING, task_pb2.PAUSED, task_pb2.PAUSING)
 UNWATCHED_MAX = 4096  # other namespaces' running containers remembered (one is enough to say so)
+# An event stream idle this long is checked with a call (``_check_alive``); a hung containerd is
+# noticed within this plus the client's timeout.
+LIVENESS_SECONDS = 10.0
 ID_MAX = 76  # the longest container id or namespace containerd accepts (its identifiers package)
 
 
@@ -86,6 +89,7 @@ class ContainerdObserver(LifecycleObserver):
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         on_sync: Callable[[ContainerRegistry], None] | None = None,
+        liveness_seconds: float = LIVENESS_SECONDS,
     ) -> None:
         super().__init__(
             address=client.address,
@@ -97,6 +101,7 @@ class ContainerdObserver(LifecycleObserver):
             on_sync=on_sync,
         )
         self.client = client
+        self.liveness_seconds = liveness_seconds
 
     async def _close(self) -> None:
         await self.client.close()
@@ -192,7 +197,12 @@ class ContainerdObserver(LifecycleObserver):
             self._synced()
             stopper = asyncio.ensure_future(stop.wait())
             while True:
-                done, _ = await asyncio.wait((pending, stopper), return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    (pending, stopper), timeout=self.liveness_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # no event for a while: is containerd still answering?
+                    await self._check_alive()
+                    continue
                 if stopper in done and pending not in done:
                     return
                 try:
@@ -211,6 +221,17 @@ class ContainerdObserver(LifecycleObserver):
                     with contextlib.suppress(BaseException):
                         await fut
             await stream.aclose()
+
+    async def _check_alive(self) -> None:
+        """An idle stream cannot tell a quiet containerd from a hung one (stopped, its connection
+        stalled): a call that gets no answer within the client's timeout ends the connection, so
+        the registry is not in sync until a new one is rebuilt."""
+        try:
+            await self.client.list_namespaces()
+        except grpc.aio.AioRpcError as e:
+            raise ConnectionError(
+                f"containerd did not answer a liveness check ({e.code().name}): the connection is hung"
+            ) from None
 
     # -- events ----------------------------------------------------------------
 
