@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from controlplane import ControlPlane
@@ -42,13 +44,14 @@ POLICIES = [
 ]
 
 
-async def _write(kubeconfig: Path) -> tuple[bool, ObservationNodeWriter]:
+async def _write(kubeconfig: Path, stream: Any = None) -> tuple[bool, ObservationNodeWriter]:
     tetragon = ReplayServer([], policies=POLICIES, version="v1.7.0")
     address = await tetragon.start("127.0.0.1:0")
     w = ObservationNodeWriter(
         node_name=NODE,
         config=ObservationNodeConfig(enabled=True, kubeconfig=str(kubeconfig)),
         tetragon=TetragonConfig(address=address, timeoutSeconds=30),
+        stream=stream,
         try_bpf=False,
     )
     try:
@@ -76,6 +79,27 @@ def test_the_agents_policy_list_is_taken_and_kept(control_plane: ControlPlane, t
         assert [h.get("section") for h in kept["stellaops-deep"]["failedHooks"]] == [None, "kprobes"]
     finally:
         admin.delete(API_VERSION, NODE_KIND, NODE)  # later modules must not count this node
+        admin.delete("v1", "Node", NODE)
+
+
+def test_an_attached_purl_function_is_taken(control_plane: ControlPlane, tmp_path: Path) -> None:
+    """An attached function's reason is empty: the status is still written (agent/status_patch.py)."""
+    admin = control_plane.admin
+    assert admin is not None
+    admin.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    attached = {
+        "policy": "ObservationPolicy/shop/web", "purl": "pkg:deb/debian/openssl@3.0.11",
+        "symbol": "EVP_Digest", "source": "native", "state": "attached", "reason": "", "containers": 2,
+    }  # fmt: skip
+    stream = SimpleNamespace(connected=True, purl_functions=[attached], purl_functions_omitted=0)
+    try:
+        kubeconfig = control_plane.write_kubeconfig(tmp_path / "admin.kubeconfig", token=None)
+        wrote, w = asyncio.run(_write(kubeconfig, stream))
+        assert wrote and not w.stats.errors, w.stats.last_error
+        (kept,) = admin.get(API_VERSION, NODE_KIND, NODE)["status"]["purlFunctions"]
+        assert kept == {k: v for k, v in attached.items() if k != "reason"}
+    finally:
+        admin.delete(API_VERSION, NODE_KIND, NODE)
         admin.delete("v1", "Node", NODE)
 
 

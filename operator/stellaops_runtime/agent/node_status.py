@@ -87,6 +87,7 @@ from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-expor
     purl_state,
     working_source,
 )
+from stellaops_runtime.agent.status_patch import patchable
 from stellaops_runtime.contracts import crd_names as crds  # the names, not the CRD models (pydantic)
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
 from stellaops_runtime.contracts.redact import redact
@@ -280,7 +281,7 @@ class ObservationNodeWriter:
             return False
         beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         # a merge patch: None takes away an agentTemplate an earlier agent of the node wrote
-        patch = {"status": {"agentTemplate": None, **status, "heartbeatTime": beat}}
+        patch = {"status": patchable({"agentTemplate": None, **status, "heartbeatTime": beat})}
         try:
             await kube.patch(OBSERVATION_NODES, name=self.node_name, patch=patch, subresource="status")
         except ApiError as e:
