@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -245,3 +246,24 @@ def test_malformed_event_lines_are_counted_and_skipped() -> None:
     assert got == [[]] * len(lines)
     assert obs.stats.decode_failures["envelope"] == 3 and obs.stats.decode_failures["field"] == 3
     assert obs.stats.ignored == {"network/connect": 1} and obs.stats.envelopes == len(lines)
+
+
+def test_a_hung_docker_ends_the_sync(engine: tuple[Dockerd, Registry]) -> None:
+    """A dockerd that stops answering (SIGSTOP: its socket still accepts) leaves the event stream
+    idle, as a quiet one would: after ``liveness_seconds`` without an event the observer pings, and
+    a ping not answered within the client's timeout ends the connection (not in sync) until Docker
+    answers and the registry is rebuilt (docs/lifecycle.md "When the socket goes away")."""
+    d, _ = engine
+    assert d.proc is not None
+    obs = DockerObserver(DockerClient(d.socket, timeout=1.0), reconnect_initial=0.1, reconnect_max=0.5)
+    obs.liveness_seconds = 0.3  # 10 s by default
+    with Watcher(obs) as w:
+        resyncs = w.query(lambda: obs.stats.resyncs)
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            assert eventually(lambda: not w.query(obs.synced.is_set), 60), "the hung dockerd not noticed"
+            assert "liveness" in w.query(lambda: obs.stats.last_error)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        assert eventually(lambda: w.query(obs.synced.is_set), 60), "not rebuilt once dockerd answers"
+        assert w.query(lambda: obs.stats.resyncs) > resyncs

@@ -124,6 +124,7 @@ class DockerObserver(LifecycleObserver):
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         on_sync: Callable[[ContainerRegistry], None] | None = None,
+        liveness_seconds: float = 10.0,
     ) -> None:
         super().__init__(
             address=client.address,
@@ -135,6 +136,7 @@ class DockerObserver(LifecycleObserver):
             on_sync=on_sync,
         )
         self.client = client
+        self.liveness_seconds = liveness_seconds  # an idle stream this long: is Docker answering?
 
     async def _close(self) -> None:
         return None  # one connection per request: nothing stays open
@@ -181,7 +183,15 @@ class DockerObserver(LifecycleObserver):
             self._synced()
             stopper = asyncio.ensure_future(stop.wait())
             while True:
-                done, _ = await asyncio.wait((pending, stopper), return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    (pending, stopper), timeout=self.liveness_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # an idle stream cannot tell a quiet Docker from a hung one (stopped)
+                    try:
+                        await self.client.ping()  # bounded by the client's timeout
+                    except TimeoutError:
+                        raise ConnectionError("docker did not answer a liveness check: it is hung") from None
+                    continue
                 if stopper in done and pending not in done:
                     return
                 line = pending.result()  # raises when the stream ends or breaks
