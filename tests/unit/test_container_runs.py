@@ -185,6 +185,20 @@ def test_a_removed_container_counts_up_to_its_removal() -> None:
     assert final(rows, win=T0 + 2 * W).evidenced is Posture.EBPF_DEEP
 
 
+def test_a_container_restarted_under_its_id_keeps_its_earlier_run() -> None:
+    """The registry names only a container's latest start (Docker's --restart, a task started
+    again): a window of its earlier run whose events are drained after the restart still meets it."""
+    a = agent()
+    tick(a, 1, [run(TRACED), run(SILENT, start=-100)])
+    tick(a, 200, [run(TRACED), run(SILENT, start=190)])  # SILENT exited and started again at 190 s
+    a.observe(stacked(2))  # a window of its first run, drained after the restart
+    assert final(a.drain()[1]).evidenced is Posture.NONE
+    runs = ContainerRuns(60)
+    runs.update(T0, True, [run(SILENT, start=-100)])
+    runs.update(T0 + 200 * S, True, [run(SILENT, image=B, start=190)])  # another image under the id
+    assert not runs.silent(A, T0, ())  # only a run of the same image is kept
+
+
 def test_an_agent_restarted_meets_the_silent_container_in_replayed_windows() -> None:
     """A new agent replays the export from its record: the registry's start times reach back."""
     a = agent()

@@ -23,6 +23,12 @@ While the registry is not in sync (not yet after the agent started, or the
 runtime is away) the agent cannot know which containers ran: ``known`` is
 False and no window reads above ActiveTracing (window_units.py).
 
+A container restarted under its id (Docker's ``--restart``, ``docker
+restart``, a task started again) is one run from its first start: the
+registry names only its latest start, and a window of its earlier run written
+after the restart must still meet it. The time between its runs counts as
+running too, which can only lower a window.
+
 Containers are matched by the first 31 characters of their id, lower case:
 Tetragon keeps 31 characters of a container id (``process.docker``) where the
 runtime names it by 64. A window's image is also the image the registry gives
@@ -71,7 +77,12 @@ class ContainerRuns:
         current: dict[str, tuple[str, int, int]] = {}
         for r in runs:
             if r.image and r.container_id:
-                current[unit_id(r.container_id)] = (r.image, r.started_ns, 0 if r.running else r.stopped_ns)
+                unit = unit_id(r.container_id)
+                started = r.started_ns
+                prev = self._runs.get(unit)
+                if prev is not None and prev[0] == r.image:
+                    started = min(started, prev[1])  # restarted under its id: its earlier run is kept
+                current[unit] = (r.image, started, 0 if r.running else r.stopped_ns)
         for unit, (image, started, stopped) in self._runs.items():
             if unit not in current and now_ns - (stopped or now_ns) <= RETAIN_NS:
                 current[unit] = (image, started, stopped or now_ns)  # left the registry: stopped by now
