@@ -276,3 +276,73 @@ def test_an_observer_that_stopped_follows_no_container() -> None:
     lp.pipeline.aggregator.observe(stacked(2))
     (row,) = [o for o in lp.pipeline.drain()[1] if o.event_count]
     assert row.evidenced is Posture.ACTIVE_TRACING
+
+
+def test_a_window_that_met_a_time_out_of_sync_reads_at_most_active_tracing_once_in_sync_again() -> None:
+    """A container that started and ended while the registry was not in sync is in no later list:
+    a window written after the sync came back, over that time, cannot rest on its absence."""
+    a = agent()
+    tick(a, 1, [run(TRACED)])
+    tick(a, 10, [], known=False)  # the runtime away from 10 s (its last sample in sync at 1 s)
+    tick(a, 40, [run(TRACED)])  # back: what runs is listed again
+    a.observe(stacked(2))
+    a.observe(stacked(62))  # the next window, after the sync came back
+    rows = a.drain()[1]
+    assert final(rows).evidenced is Posture.ACTIVE_TRACING
+    assert final(rows, win=T0 + W).evidenced is Posture.EBPF_DEEP
+
+
+def test_a_runtime_stream_cut_and_listed_again_between_two_samples_is_a_hole() -> None:
+    """The observer reconnected between two samples of the agent's lifecycle part (never out of sync at
+    a sample): what ran in between is in no list, so its window reads at most ActiveTracing."""
+
+    class Stats:
+        connects, connected, unwatched_starts = 1, True, 0
+
+    class Synced:
+        def is_set(self) -> bool:
+            return True
+
+    class Observer:
+        stats, unwatched, synced = Stats(), (), Synced()
+
+        class registry:
+            @staticmethod
+            def records() -> list[ContainerRecord]:
+                return [_record(TRACED)]
+
+    class Source:
+        connected, connects = True, 1
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    lp = _lifecycle_part()
+    lp.observer = Observer()  # type: ignore[assignment]
+    clock = iter([T0 + S, T0 + 3 * S, T0 + 70 * S])
+    import stellaops_runtime.agent.lifecycle_part as part
+
+    real = part.now_pair
+    part.now_pair = lambda: (next(clock), None)  # type: ignore[assignment]
+    try:
+        asyncio.run(lp._sample_once(in_pipeline, Source))
+        Observer.stats.connects = 2  # cut and listed again before the next sample
+        asyncio.run(lp._sample_once(in_pipeline, Source))
+        asyncio.run(lp._sample_once(in_pipeline, Source))  # no cut since: no hole
+    finally:
+        part.now_pair = real  # type: ignore[assignment]
+    lp.pipeline.aggregator.observe(stacked(2))
+    lp.pipeline.aggregator.observe(stacked(125))
+    rows = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert final(rows).evidenced is Posture.ACTIVE_TRACING
+    assert final(rows, win=T0 + 2 * W).evidenced is Posture.EBPF_DEEP
+
+
+def test_the_holes_are_bounded() -> None:
+    from stellaops_runtime.hotsymbols.container_runs import MAX_HOLES
+
+    r = ContainerRuns(60)
+    for i in range(MAX_HOLES * 3):
+        r.hole(T0 + i * 10 * W, T0 + i * 10 * W + S)
+    assert len(r._holes) == MAX_HOLES
+    assert r.unsure(T0) and r.unsure(T0 + 5 * W)  # the oldest merged: wider, never dropped

@@ -141,6 +141,7 @@ class LifecyclePart:
         self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
         self._seen: tuple[int, int] | None = None  # (source connects, runtime connects) at the last sample
         self._unwatched_seen = 0  # the observer's unwatched_starts at the last sample
+        self._listed: tuple[int, int] | None = None  # (runtime connects, time) at the last sample
         self._imageless = Imageless()  # containers that ran with no image digest (lifecycle/imageless.py)
 
     def _make_observer(self) -> LifecycleObserver:
@@ -239,6 +240,9 @@ class LifecyclePart:
         if self._imageless.ran(records, now):  # a container of an unknown image: any image's
             runtime_known, records = False, []
         watching = bool(s.connected) and runtime_known
+        listed, self._listed = self._listed, (obs.stats.connects, now)
+        if listed is not None and 0 < listed[0] != obs.stats.connects:  # cut and listed again since
+            await in_pipeline(self.runs.containers.hole, listed[1], now)
         if watching and self._seen is not None and seen != self._seen:
             # a reconnect since the last sample
             await in_pipeline(self._tick, now, False, records, True, boot)

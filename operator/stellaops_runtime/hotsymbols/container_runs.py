@@ -21,7 +21,12 @@ image's digest was known, still meet every container that ran in them.
 
 While the registry is not in sync (not yet after the agent started, or the
 runtime is away) the agent cannot know which containers ran: ``known`` is
-False and no window reads above ActiveTracing (window_units.py).
+False and no window reads above ActiveTracing (window_units.py). Nor does,
+once it is in sync again, a window that met that time (:meth:`unsure`): a
+container that started and ended while the registry was not in sync, or
+while the runtime's event stream was cut and listed again between two
+samples (:meth:`hole`), is in no list. The first sync after the agent
+started is not such a hole: the registry's start times reach back.
 
 A container restarted under its id (Docker's ``--restart``, ``docker
 restart``, a task started again) is one run from its first start: the
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 ID_PREFIX = 31  # characters of a container id Tetragon keeps (lifecycle/lookup.py)
 RETAIN_NS = 3600 * 1_000_000_000  # a stopped container's run is kept this long after its stop
 MAX_CONTAINERS = 100_000  # runs kept at once
+MAX_HOLES = 256  # times the registry could have missed a run, kept at once
 
 
 def unit_id(container_id: str) -> str:
@@ -57,7 +63,7 @@ def unit_id(container_id: str) -> str:
 class ContainerRuns:
     """The runs of this node's containers per image, from the runtime's registry."""
 
-    __slots__ = ("_by_image", "_runs", "known", "window_ns")
+    __slots__ = ("_by_image", "_holes", "_last_known", "_runs", "known", "window_ns")
 
     def __init__(self, window_seconds: int) -> None:
         self.window_ns = window_seconds * 1_000_000_000
@@ -65,15 +71,45 @@ class ContainerRuns:
         self._runs: dict[str, tuple[str, int, int]] = {}
         self._by_image: dict[str, list[tuple[str, int, int]]] = {}  # image -> [(unit, started, stopped)]
         self.known = False  # the registry was in sync at the latest sample
+        self._last_known: int | None = None  # the latest sample in sync
+        self._holes: list[list[int]] = []  # [from, to (0: still)] the registry could have missed a run
 
     def __len__(self) -> int:
         return len(self._runs)
 
+    def hole(self, from_ns: int, to_ns: int) -> None:
+        """The registry may have missed a container that ran between ``from_ns`` and ``to_ns``
+        (its runtime's event stream was cut and listed again between two samples)."""
+        if self._holes:
+            last = self._holes[-1]
+            if last[1] == 0:
+                return  # an open one covers it
+            if last[1] >= from_ns:
+                last[1] = max(last[1], to_ns)
+                return
+        self._holes.append([from_ns, to_ns])
+        if len(self._holes) > MAX_HOLES:  # bounded: the two oldest become one, wider
+            first = self._holes.pop(0)
+            self._holes[0][0] = first[0]
+
+    def unsure(self, win: int) -> bool:
+        """Whether the window starting at ``win`` meets a time the registry could have missed a run."""
+        end = win + self.window_ns
+        return any(a < end and (b == 0 or b > win) for a, b in self._holes)
+
     def update(self, now_ns: int, known: bool, runs: Iterable[Run]) -> None:
         """One sample of the registry (``known``: in sync, so ``runs`` is every container)."""
+        was = self.known
         self.known = known
         if not known:
+            if was and self._last_known is not None:
+                self.hole(self._last_known, now_ns)  # open from the latest sample in sync
+                self._holes[-1][1] = 0
             return  # what ran meanwhile is not known: kept as it was
+        if self._holes and self._holes[-1][1] == 0:
+            self._holes[-1][1] = now_ns  # listed again: what runs now is known
+        self._last_known = now_ns
+        self._holes = [h for h in self._holes if h[1] == 0 or now_ns - h[1] <= RETAIN_NS]
         current: dict[str, tuple[str, int, int]] = {}
         for r in runs:
             if r.image and r.container_id:

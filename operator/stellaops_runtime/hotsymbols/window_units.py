@@ -103,14 +103,15 @@ class WindowUnits:
         """The lowest of the window's containers' highest ranks (``default`` when none is known),
         at most ActiveTracing for a window some of whose containers were dropped; with the node's
         container ``runs``, at most Passive when a container of the image ran in the window without
-        sending it an event, and at most ActiveTracing while the registry is not in sync."""
+        sending it an event, and at most ActiveTracing while the registry is not in sync or for a
+        window that met a time it was not (container_runs.py ``unsure``)."""
         units = self._units.get((image, node, win))
         rank = min(units.values()) if units else default
         pruned = self._pruned_upto.get((image, node))
         if pruned is not None and win <= pruned:
             rank = min(rank, LEGACY_TRUSTED.rank)
         if runs is not None and rank > _PASSIVE and not image.startswith(HOST_IMAGE):
-            if not runs.known:
+            if not runs.known or runs.unsure(win):
                 rank = min(rank, LEGACY_TRUSTED.rank)
             if runs.silent(image, win, units or ()):
                 rank = _PASSIVE
