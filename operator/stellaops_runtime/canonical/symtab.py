@@ -216,6 +216,23 @@ def _first_bytes(table: bytes, offsets: list[int]) -> bytes:
     return bytes([table[o] for o in offsets])
 
 
+def symbol_strtab(sec: SectionInfo, sections: list[SectionInfo], rec: int, name: str) -> SectionInfo | None:
+    """The string table a symbol table ``sec`` of ``rec``-byte records names, after checking both
+    headers; None when that string table is not in the file (SHT_NOBITS: a debug file's copy).
+    Raises ElfError for an entry size or link no linker writes: names would be read out of whatever
+    bytes the linked section holds (the symbol table itself, code), every one of them wrong."""
+    if sec.entsize != rec:
+        raise ElfError("bad_elf", f"{name}: symbol entry size {sec.entsize}, expected {rec}")
+    if not 0 < sec.link < len(sections):
+        raise ElfError("bad_elf", f"{name}: string table link {sec.link} out of range")
+    strsec = sections[sec.link]
+    if strsec.type == SHT_NOBITS:
+        return None
+    if strsec.type != "SHT_STRTAB":
+        raise ElfError("bad_elf", f"{name}: string table link {sec.link} is a section of type {strsec.type}")
+    return strsec
+
+
 def function_symbols(
     sections: list[SectionInfo],
     f: BinaryIO,
@@ -237,17 +254,9 @@ def function_symbols(
     if sec is None or sec.type != _SYMTAB_TYPES[name] or not sec.size:
         return SymbolColumns([], [], [], [], [], [])
     rec = 24 if is64 else 16
-    if sec.entsize != rec:
-        raise ElfError("bad_elf", f"{name}: symbol entry size {sec.entsize}, expected {rec}")
-    if not 0 < sec.link < len(sections):
-        raise ElfError("bad_elf", f"{name}: string table link {sec.link} out of range")
-    strsec = sections[sec.link]
-    if strsec.type == SHT_NOBITS:
+    strsec = symbol_strtab(sec, sections, rec, name)
+    if strsec is None:
         return SymbolColumns([], [], [], [], [], [])
-    if strsec.type != "SHT_STRTAB":
-        # Names would be read out of whatever bytes that section holds (the symbol table itself,
-        # code): every name wrong. No linker writes this.
-        raise ElfError("bad_elf", f"{name}: string table link {sec.link} is a section of type {strsec.type}")
     data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
     strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
     if strtab and (strtab[0] != 0 or strtab[-1] != 0):

@@ -106,6 +106,11 @@ def socket_path_problem(path: str) -> str | None:
             "the agent (pods/: every pod's volumes and Secrets; plugins/, plugins/kubernetes.io: volume "
             "mounts; pki/: the kubelet's key; checkpoints/): give the socket a directory of its own"
         )
+    return socket_size_problem(path)
+
+
+def socket_size_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a Unix socket's address (too many bytes, not UTF-8), or None."""
     try:
         size = len(path.encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate: no API server sends one, kmock or a test may

@@ -43,11 +43,11 @@ import posixpath
 import re
 
 from stellaops_runtime.contracts.runtime_socket import (
-    MAX_SOCKET_PATH_BYTES,
     runtime_host_paths,
     shared_directory,
     shown,
     socket_path_problem,
+    socket_size_problem,
 )
 
 TETRAGON_SOCKET_DIR = "/var/run/tetragon"  # Tetragon's own hostPath (its Helm chart mounts the same)
@@ -105,12 +105,8 @@ def tetragon_socket_problem(address: str, runtime_socket: str | None) -> str | N
         )
     if _UNDIALABLE_RE.search(path):
         return "expected a normalized path on the node: no '..' segment and no control character"
-    try:
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate: no API server sends one, kmock or a test may
-        return "not valid UTF-8"
-    if size > MAX_SOCKET_PATH_BYTES:
-        return f"longer than a Unix socket address holds ({MAX_SOCKET_PATH_BYTES} bytes)"
+    if size_problem := socket_size_problem(path):
+        return size_problem
     if _usual(path):
         return None
     if problem := socket_path_problem(path):

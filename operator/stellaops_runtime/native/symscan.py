@@ -34,7 +34,7 @@ from typing import BinaryIO, Literal
 
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import BUDGET_EXCEEDED, Budget, pread_exact
-from stellaops_runtime.canonical.symtab import SHT_NOBITS, SectionInfo
+from stellaops_runtime.canonical.symtab import SectionInfo, symbol_strtab
 
 CHUNK_RECORDS = 32_768  # records read at a time (768 KiB of a 64-bit table)
 MAX_NAME_PLACES = 65_536  # places of the name noted in a string table too large to hold
@@ -85,15 +85,9 @@ def _in_table(
     rec = 24 if layout.is64 else 16
     if not sec.size:
         return 0
-    if sec.entsize != rec:
-        raise ElfError("bad_elf", f"{name}: symbol entry size {sec.entsize}, expected {rec}")
-    if not 0 < sec.link < len(sections):
-        raise ElfError("bad_elf", f"{name}: string table link {sec.link} out of range")
-    strsec = sections[sec.link]
-    if strsec.type == SHT_NOBITS:
+    strsec = symbol_strtab(sec, sections, rec, name)
+    if strsec is None:
         return 0
-    if strsec.type != "SHT_STRTAB":
-        raise ElfError("bad_elf", f"{name}: string table link {sec.link} is a section of type {strsec.type}")
     fd = f.fileno()
     size = os.fstat(fd).st_size
     count = sec.size // rec
