@@ -126,3 +126,8 @@ async def test_a_policy_of_our_name_not_from_the_api_server_is_not_ours(tetragon
     rollout, reason = await judge(tetragon, [holder, ours])
     assert (rollout["nodesRunning"], rollout["nodesFailed"]) == (1, 0), rollout
     assert reason == "RolledOut"
+    # ours listed at an older version beside it (an update under way): pending, not failed
+    older = PolicyStatus(name=TP, namespace=NS, state="ENABLED", message=OURS.replace("object:3", "object:2"))
+    rollout, reason = await judge(tetragon, [holder, older])
+    assert (rollout["nodesPending"], rollout["nodesFailed"]) == (1, 0), rollout
+    assert reason == "RollingOut"

@@ -379,7 +379,8 @@ def _node_outcome(
             continue
         considered += 1
         policy = _policy_ref(key[0], key[1])
-        if entry is None and any(not_from_api(e) for e in report.entries(key)):
+        others = report.entries(key)
+        if entry is None and others and all(not_from_api(e) for e in others):  # ours listed at no version
             state, entry = "NOT_FROM_API", {"error": HELD_BY_ANOTHER}
         if state in FAILED_STATES:
             message = str((entry or {}).get("error") or "") or f"policy is {state} on this node"
