@@ -155,3 +155,13 @@ def test_labels_vouch_for_an_hour_of_a_dead_agent_at_most() -> None:
     text = " ".join(docs.read_text().split())
     assert "The labels vouch only for a report stamped within the last hour" in text
     assert "such a node goes stale an hour after its last heartbeat at most, not never" in text
+
+
+def test_the_names_of_deleted_observation_nodes_are_bounded() -> None:
+    """Autoscaled nodes whose names never come back: the operator does not remember them all."""
+    from stellaops_runtime.controller.heartbeats import MAX_FORGOTTEN
+
+    beats = Heartbeats()
+    for i in range(MAX_FORGOTTEN * 2 + 5):
+        beats.forget(f"node-{i}")
+    assert len(beats._forgotten) <= MAX_FORGOTTEN

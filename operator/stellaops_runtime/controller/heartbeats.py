@@ -98,6 +98,9 @@ def _name(node: Mapping[str, Any]) -> str:
     return str(name or (spec.get("nodeName") if isinstance(spec, Mapping) else None))
 
 
+MAX_FORGOTTEN = 10_000  # names of deleted ObservationNodes remembered
+
+
 class Heartbeats:
     """Per node name: (the ``heartbeatTime`` text last seen, when the operator first saw it)."""
 
@@ -198,6 +201,8 @@ class Heartbeats:
 
     def forget(self, name: str) -> None:
         """The ObservationNode is gone: one made again under its name is judged by its own stamp."""
+        if len(self._forgotten) >= MAX_FORGOTTEN:  # bounded (nodes whose names never come back)
+            self._forgotten.clear()  # one made again is then judged by the labels, as at a restart
         self._forgotten.add(name)
         self._seen.pop(name, None)
         self._down.pop(name, None)
