@@ -289,3 +289,22 @@ def test_libc6_dbg_s_functions_are_function_starts_of_the_stripped_libc() -> Non
     assert len(funcs) > 1000
     assert len(refused) <= 5, refused
     assert "_int_malloc" not in refused and "_IO_new_file_overflow" not in refused
+
+
+def test_an_eh_frame_hdr_pointer_of_an_unknown_encoding_confirms_nothing(
+    split: dl.Split, tmp_path: Path
+) -> None:
+    """A search table whose ``eh_frame_ptr`` encoding no DWARF consumer knows cannot be read at the
+    right place: it confirms nothing (it used to be read one byte off)."""
+    limits = Limits()
+    at = _nm(split.full, SYMBOL)
+    with split.stripped.open("rb") as f:
+        layout = read_layout(f)
+        sections = read_section_table(f, layout, limits.budget())
+    (hdr,) = [s for s in sections if s.name == ".eh_frame_hdr"]
+    buf = bytearray(split.stripped.read_bytes())
+    buf[hdr.offset + 1] = (buf[hdr.offset + 1] & 0xF0) | 0x05  # a low nibble no encoding uses
+    path = tmp_path / "unknown_enc"
+    path.write_bytes(bytes(buf))
+    with path.open("rb") as f:
+        assert confirmed_start(f, layout, sections, at, limits.budget()) != ".eh_frame_hdr"

@@ -85,9 +85,10 @@ def _in_eh_frame_hdr(f: BinaryIO, layout: ElfLayout, sec: SectionInfo, addr: int
     version, ptr_enc, count_enc, table_enc = data[0], data[1], data[2], data[3]
     if version != 1 or count_enc == _OMIT or table_enc != _DATAREL_SDATA4:
         return False  # no search table, or one of an encoding no linker writes: not confirmed
-    pos = 4 + _width(ptr_enc, layout.is64)
+    ptr_width = _width(ptr_enc, layout.is64)
+    pos = 4 + ptr_width
     width = _width(count_enc, layout.is64)
-    if width not in (4, 8) or pos + width > len(data):
+    if ptr_width < 0 or width not in (4, 8) or pos + width > len(data):
         return False
     count = int.from_bytes(data[pos : pos + width], "little" if layout.little else "big")
     pos += width
