@@ -29,6 +29,7 @@ from stellaops_runtime.attribution.model import AttributionError, ErrorKind
 from stellaops_runtime.canonical.rootopen import NotRegularFile, open_dir_in_root, open_in_root
 
 MAX_SYMLINKS = 40  # as the kernel's path walk (MAXSYMLINKS)
+MAX_LEVELS = 256  # directory levels of a path resolved (no file of a real image is nested deeper)
 _MEMO_LIMIT = 65_536
 
 
@@ -67,9 +68,13 @@ def join(parent: str, name: str) -> str:
 
 
 def _check(path: str) -> None:
-    """A NUL byte ends a path for the kernel; Python refuses it (``ValueError``): it names no file."""
+    """A NUL byte ends a path for the kernel; Python refuses it (``ValueError``): it names no file.
+    A path of more than :data:`MAX_LEVELS` directory levels is refused before the recursive walk,
+    so the answer does not depend on the interpreter's recursion limit (a library may raise it)."""
     if "\0" in path:
         raise AttributionError(ErrorKind.BAD_PATH, f"{path!r}: a path with a NUL byte names no file")
+    if path.count("/") > MAX_LEVELS:
+        raise _too_deep(path)
 
 
 def _too_deep(path: str) -> AttributionError:
