@@ -102,7 +102,9 @@ async def test_policy_status_says_which_source_covers_each_purl_function(
     await report(native)
     node = cluster.stored(r.OBSERVATION_NODES, "node-native")
     assert node is not None and node["status"]["source"] == "native"
-    assert node["status"]["purlFunctions"] == view.purl_functions
+    # an empty text is left out of the status patch (agent/status_patch.py: the API server refuses it)
+    sent = [{k: v for k, v in e.items() if v != ""} for e in view.purl_functions]
+    assert node["status"]["purlFunctions"] == sent
     assert errors(validator_for(load_crd(CRDS / "observationnodes.yaml")), node) == []
     tetragon = ReplayServer([], version="v1.7.0")
     addr = await tetragon.start("127.0.0.1:0")
