@@ -185,7 +185,7 @@ def _and(*masks: bytes) -> bytes:
     return acc.to_bytes(n, "little")
 
 
-def _words(data: bytes, code: Literal["H", "I", "Q"], little: bool) -> Sequence[int]:
+def file_words(data: bytes, code: Literal["H", "I", "Q"], little: bool) -> Sequence[int]:
     """``data`` as unsigned ints of ``code``'s width, in the file's byte order.
 
     A view of ``data`` (no copy: a copy of containerd's ``.dynsym`` is 2.8 MB of
@@ -283,16 +283,16 @@ def function_symbols(
     keep = total.to_bytes(len(info), "little").translate(_KEEP_SCORE)
     if budget is not None:  # before any column is built: millions of ints would pass the byte budget
         budget.check_symbols(len(keep) - keep.count(0), name)
-    # The section as 2-, 4- and 8-byte words in the file's byte order (views, see _words); each
+    # The section as 2-, 4- and 8-byte words in the file's byte order (views, see file_words); each
     # field is a strided slice of one of them, and only the records kept become Python ints (one
     # C call per field through an itemgetter of the kept record numbers).
     kept = list(compress(range(len(info)), keep))
     if not kept:
         return SymbolColumns([], [], [], [], [], [])
     take = _getter(kept)
-    w32 = _words(data, "I", little)
+    w32 = file_words(data, "I", little)
     if is64:
-        w64 = _words(data, "Q", little)
+        w64 = file_words(data, "Q", little)
         values, sizes, name_offs = take(w64[1::3]), take(w64[2::3]), take(w32[0::6])
     else:
         values, sizes, name_offs = take(w32[1::4]), take(w32[2::4]), take(w32[0::4])
@@ -310,7 +310,7 @@ def function_symbols(
     # Binding and section index are read by few symbols (aliases, symbols without a size): they
     # stay columns of the whole section, read through the record numbers kept.
     binds = Gathered(info.translate(_BIND), kept)
-    shndx = Gathered(_words(data, "H", little)[shndx_at // 2 :: rec // 2], kept)
+    shndx = Gathered(file_words(data, "H", little)[shndx_at // 2 :: rec // 2], kept)
     if arm:
         values = [v & ~1 for v in values]  # Thumb functions have bit 0 set
     if budget is not None:

@@ -92,10 +92,10 @@ class WindowUnits:
         if units is None:
             units = self._units[key] = {}
         have = units.get(unit)
-        if have is None or level > have:
-            units[unit] = level
         self._idle[key] = 0
-        self.days.note(image, node, win, unit, level)
+        if have is None or level > have:  # a repeat at the same level has told its day already
+            units[unit] = level
+            self.days.note(image, node, win, unit, level)
 
     def weakest(
         self, image: str, node: str, win: int, default: int, runs: ContainerRuns | None = None

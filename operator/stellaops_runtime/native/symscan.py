@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
-from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, repeat
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import BUDGET_EXCEEDED, Budget, pread_exact
-from stellaops_runtime.canonical.symtab import SectionInfo, symbol_strtab
+from stellaops_runtime.canonical.symtab import SectionInfo, file_words, symbol_strtab
 
 CHUNK_RECORDS = 32_768  # records read at a time (768 KiB of a 64-bit table)
 MAX_NAME_PLACES = 65_536  # places of the name noted in a string table too large to hold
@@ -108,7 +106,7 @@ def _in_table(
         streamed.add(n * rec, name)
         budget.check_time(name)
         data = pread_exact(fd, sec.offset + first * rec, n * rec, file_size=size, budget=None, what=name)
-        names = _words(data, "I", little)[0 :: rec // 4]
+        names = file_words(data, "I", little)[0 :: rec // 4]
         for j in compress(range(n), test(names)):  # one C-level pass: the records naming ``want``
             if layout.is64:
                 _, info, shndx, value = fields.unpack_from(data, j * rec)
@@ -173,14 +171,3 @@ def _places(
             at = chunk.find(want, at + 1)
         pos += n
     return frozenset(found)
-
-
-def _words(data: bytes, code: Literal["H", "I", "Q"], little: bool) -> Sequence[int]:
-    """``data`` as unsigned ints of ``code``'s width in the file's byte order (a view when it is the
-    machine's, else a byte-swapped copy)."""
-    if little == (sys.byteorder == "little"):
-        return memoryview(data).cast(code)
-    col = array(code)
-    col.frombytes(data)
-    col.byteswap()
-    return col
