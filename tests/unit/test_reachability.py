@@ -50,8 +50,11 @@ def test_never_watched_defers_to_static_analysis_with_the_no_posture_score() -> 
 def test_a_package_never_loaded_defers_even_after_a_long_watch() -> None:
     a = assess(facts(watched_days=90, days_without_calls=90, package_loaded=False))
     assert (a.state, a.confidence) == (None, None)
-    assert a.rts.score == 0.20  # the RTS table still reads the watch: long, no calls
+    # No row of the package (a mistyped purl, a package not in the image): the store knows nothing
+    # of it, so no "Likely unused" 0.20 however long the image was watched; the neutral 0.50.
+    assert a.rts.score == 0.50 and "never seen loaded" in a.rts.scenario
     assert "never seen loaded" in a.reason
+    assert rts(facts(watched_days=0, days_without_calls=0, package_loaded=False)).score == 0.50
 
 
 def test_calls_win_over_any_watch() -> None:

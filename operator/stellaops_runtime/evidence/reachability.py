@@ -25,7 +25,9 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
   function of an interpreted package asked by name): then
   0.50, as those days may hold calls of the function;
 - 0.50: watched, no calls, 30 days or fewer;
-- 0.50: no posture that can see calls.
+- 0.50: no posture that can see calls;
+- 0.50: the package was never seen loaded in the image (no row of it: a mistyped purl, a
+  package not in the image): the store knows nothing of it, so no "Likely unused".
 
 Days come from the recorded observation windows (UTC days with a window at
 EbpfDeep or above, contracts/posture.py, minus days with a gap and days on which
@@ -94,6 +96,8 @@ def rts(f: Facts) -> Rts:
         return Rts(0.80, "Moderate observation (calls observed)")
     if f.watched_days <= 0:
         return Rts(0.50, "No runtime posture (no gap-free day at a posture that can see calls)")
+    if not f.package_loaded:  # a mistyped purl, a package not in the image: nothing known of it
+        return Rts(0.50, "No observation (neutral: the package was never seen loaded in the image)")
     if f.unnamed_calls > 0:  # days "without calls" may hold calls no symbol named
         ran = f"the package's code ran {f.unnamed_calls} times under no name"
         return Rts(0.50, f"No observation (neutral: {ran})")
