@@ -105,6 +105,9 @@ _ODBC_VALUE = (
 # Between a key and its value: ``=``, ``:``, Perl's and Ruby's `` => `` (``password=>x`` keeps ``>x``;
 # the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``), after the key's closing quote, escaped too.
 _SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*\\*[=:](?!>\s))\s*"
+# The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
+# is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
+_SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 _KEY_PREFIX = r"[\w.-]*?"
@@ -140,7 +143,8 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
 
     ``keywords`` (regex fragments) match case-insensitively and must end the key;
     the key may have any prefix (``db_password``, ``PGPASSWORD``). A keyword
-    right after ``/`` is a path (``/etc/passwd:``), not a key. A value runs to
+    right after ``/`` is a key only before ``=`` (``/run/password=x``: a path holding a
+    key and its value); before ``:`` it is a path (``/etc/passwd:``). A value runs to
     whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
     ``&``) or ``;`` (an ODBC string: it ends at ``;``). ``bare_space``
     also accepts ``KEYWORD value`` without a dash, for keys specific enough
@@ -156,6 +160,8 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     for k in keywords:
         for alt in _first_char_alternatives(k, tail=r"(?<!/@)"):
             alts.append(rf"{alt}{sep}(?P<s>{_WIDE_VALUE})")
+        for alt in _first_char_alternatives(k, tail=r"(?<=/@)"):
+            alts.append(rf"{alt}{_SEP_EQ}(?P<s>{_WIDE_VALUE})")
     return "|".join(alts)
 
 
