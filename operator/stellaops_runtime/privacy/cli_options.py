@@ -111,7 +111,7 @@ _MONGO = (
     "mongofiles",
 )
 _REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
-_SQLCMD = ("sqlcmd", "bcp", "osql")
+_SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli")
 _LOGIN = ("docker", "podman", "nerdctl", "buildah", "helm", "oras", "crane", "regctl", "skopeo")
 _LDAP = (
     "ldapsearch",
@@ -202,7 +202,26 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://lftp.yar.ru/lftp-man.html (-u user,password)
     ("lftp",): (_userpass("(?:-u|--user)", ","),),
     # https://www.samba.org/samba/docs/current/man-html/smbclient.1.html (-U user%password)
-    ("smbclient", "rpcclient", "smbcacls", "smbget"): (_userpass("(?:-U|--user=?)", "%"),),
+    ("rpcclient", "smbcacls", "smbget"): (_userpass("(?:-U|--user=?)", "%"),),
+    # and smbclient servicename [password]: the word right after //server/share that is no option
+    ("smbclient",): (
+        _userpass("(?:-U|--user=?)", "%"),
+        r"(?<!\S)(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s-]\S*)",
+    ),
+    # https://docs.snowflake.com/en/developer-guide/snowflake-cli/command-reference/connection-commands/add-connection
+    # (snow connection add -p, --password; -P is the port). snowsql's -p is its port
+    # (https://docs.snowflake.com/en/user-guide/snowsql-start): snowsql has no password option.
+    ("snow",): (_after_sub(r"connection\s+add", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){_V}"),),
+    # https://www.vertica.com/docs/10.1.x/HTML/Content/Authoring/ConnectingToVertica/vsql/CommandLineOptions.htm
+    # (-w password; -W prompts, -p is the port)
+    ("vsql",): (_sep_or_glued("-w"),),
+    # SAP HANA hdbsql -u user -p password; Hive's beeline -n user -p password (-w: a password file)
+    ("hdbsql",): (_sep("-p"),),
+    ("beeline",): (_sep("-p"),),
+    # Sybase / SAP ASE isql -U user -P password (-Ppassword glued too)
+    ("isql",): (_sep_or_glued("-P"),),
+    # https://www.ibm.com/docs/en/db2-for-zos/12?topic=processor-connect (CONNECT TO db USER u USING password)
+    ("db2",): (rf"(?<!\S)(?i:user)\s+\S+\s+(?i:using)\s+(?P<s>{WORD_VALUE})",),
     # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
     _LDAP: (_sep_or_glued("-w"),),
     # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
