@@ -41,8 +41,10 @@ class OomBlindClient(DockerClient):
             OomBlindClient.hidden += 1
         return doc
 
-    async def events(self, filters: dict[str, list[str]]) -> AsyncGenerator[bytes, None]:
-        async for line in super().events(filters):
+    async def events(
+        self, filters: dict[str, list[str]], *, since_ns: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        async for line in super().events(filters, since_ns=since_ns):
             if json.loads(line).get("Action") == "oom":
                 OomBlindClient.hidden += 1
                 continue

@@ -18,6 +18,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from stellaops_runtime.lifecycle.decode import timestamp_of
 from stellaops_runtime.wire.containerd import (
@@ -27,6 +28,7 @@ from stellaops_runtime.wire.containerd import (
     namespaces_pb2,
     task_pb2,
     tasks_pb2,
+    types_pb2,
 )
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
@@ -41,6 +43,10 @@ TASKS_LIST = "/containerd.services.tasks.v1.Tasks/List"
 TASKS_GET = "/containerd.services.tasks.v1.Tasks/Get"
 IMAGES_GET = "/containerd.services.images.v1.Images/Get"
 NAMESPACES_LIST = "/containerd.services.namespaces.v1.Namespaces/List"
+
+# The observer's own event, published to learn that its subscription is registered (observer.py).
+SUBSCRIBED_TOPIC = "/stellaops-runtime/subscribed"
+SUBSCRIBED_TYPE = "stellaops.io/runtime.Subscribed"
 
 # A container spec or a list of thousands of containers can be several MiB.
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_length", 64 << 20),)
@@ -59,15 +65,27 @@ def target_of(address: str) -> str:
 
 
 def event_filters(namespace: str) -> list[str]:
-    """Subscribe filters: the task, container and image topics of one namespace, and the task
-    starts and ends of every namespace (a container of another one runs unwatched, observer.py)."""
+    """Subscribe filters: the task, container and image topics of one namespace, the task starts and
+    ends of every namespace (a container of another one runs unwatched, observer.py), and the
+    observer's own mark in its namespace (``SUBSCRIBED_TOPIC``)."""
     ns = f'namespace=="{namespace}"'
     return [
         f'{ns},topic~="^/tasks/"',
         f'{ns},topic~="^/containers/"',
         f'{ns},topic~="^/images/"',
         'topic~="^/tasks/(start|exit|delete)$"',
+        f'{ns},topic=="{SUBSCRIBED_TOPIC}"',
     ]
+
+
+def is_subscribed_mark(raw: bytes, nonce: bytes) -> bool:
+    """Whether ``raw`` (a Subscribe message) is the mark published with ``nonce``."""
+    env = types_pb2.Envelope()
+    try:
+        env.ParseFromString(raw)
+    except (DecodeError, ValueError):
+        return False
+    return env.topic == SUBSCRIBED_TOPIC and env.event.value == nonce
 
 
 class ContainerdClient:

@@ -148,9 +148,17 @@ class DockerClient:
         if status != 200:
             raise DockerError(f"ping: HTTP {status}", status)
 
-    async def events(self, filters: dict[str, list[str]]) -> AsyncGenerator[bytes, None]:
-        """Each event of ``GET /events`` as the bytes of one JSON line (oversized lines are a DockerError)."""
-        query = urllib.parse.urlencode({"filters": json.dumps(filters)})
+    async def events(
+        self, filters: dict[str, list[str]], *, since_ns: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """Each event of ``GET /events`` as the bytes of one JSON line (oversized lines are a DockerError).
+
+        ``since_ns`` (nanoseconds since the epoch): the Engine first replays the events it logged
+        from then on (its last 256 events at most), then follows."""
+        params = {"filters": json.dumps(filters)}
+        if since_ns is not None:
+            params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+        query = urllib.parse.urlencode(params)
         reader, writer, status, headers = await self._open(f"/events?{query}")
         try:
             if status != 200:

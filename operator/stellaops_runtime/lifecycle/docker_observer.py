@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -174,7 +175,10 @@ class DockerObserver(LifecycleObserver):
 
     async def _connection(self, stop: asyncio.Event) -> AsyncIterator[ContainerLifecycleEvent]:
         await self.client.ping()
-        stream = self.client.events(EVENT_FILTERS)
+        # Subscribe, then list: the Engine registers the stream when its request arrives, which can
+        # be after the list is read; asked to replay from the instant before the request, it
+        # sends what happened in between (Docker's own timestamps, on this host's clock) first.
+        stream = self.client.events(EVENT_FILTERS, since_ns=time.time_ns())
         pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
         stopper: asyncio.Future[Any] | None = None
         await asyncio.sleep(0)

@@ -2,13 +2,16 @@
 
 ``ContainerdObserver.events(stop)`` is an async iterator of
 ContainerLifecycleEvents. Each connection first opens the event subscription
-(task, container and image topics of one namespace), then rebuilds the
+(task, container and image topics of one namespace), waits until it is seen
+to be live (subscribed.py: its own mark came back), then rebuilds the
 registry from Containers/List, Tasks/List and Images/Get, so containers that
 started or went away while the observer was not connected (an agent restart,
 containerd restarting) are in, or out of, the registry before the first event
-is handled. Envelopes that do not decode are counted and skipped. When the
-socket goes away the observer waits a jittered, capped exponential backoff
-and connects again; ``by_cgroup`` answers from the registry meanwhile.
+is handled, and what happens after the list is an event on the stream (the
+events received before the mark are applied after the list). Envelopes that
+do not decode are counted and skipped. When the socket goes away the
+observer waits a jittered, capped exponential backoff and connects again;
+``by_cgroup`` answers from the registry meanwhile.
 
 What each containerd event becomes (only a container's init process counts;
 exec'd processes are not container lifecycle):
@@ -60,6 +63,7 @@ from stellaops_runtime.lifecycle.records import (
 )
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.lifecycle.scrub import scrub, scrub_map, scrub_ref
+from stellaops_runtime.lifecycle.subscribed import await_subscribed, received
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.wire.containerd import events_pb2, image_events_pb2, task_pb2
 
@@ -186,15 +190,18 @@ class ContainerdObserver(LifecycleObserver):
     async def _connection(self, stop: asyncio.Event) -> AsyncIterator[ContainerLifecycleEvent]:
         await self.client.connect()
         stream = self.client.subscribe(event_filters(self.namespace))
-        # Request the subscription before listing. containerd acknowledges nothing, so a
-        # container created in the instant before it is registered is seen at its next
-        # event (which fetches it) or the next rebuild.
         pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
         stopper: asyncio.Future[Any] | None = None
-        await asyncio.sleep(0)
         try:
+            # Subscribe, then list: the lists are read only once containerd is seen to deliver this
+            # subscription's events (its own mark came back), so whatever happens after the list is
+            # an event on the stream; events that came before the mark wait for the list.
+            backlog, pending = await await_subscribed(self.client, stream, pending)
             await self.resync()
             self._synced()
+            for raw in backlog:
+                for ev in await self._handle(raw):
+                    yield ev
             stopper = asyncio.ensure_future(stop.wait())
             while True:
                 done, _ = await asyncio.wait(
@@ -205,12 +212,7 @@ class ContainerdObserver(LifecycleObserver):
                     continue
                 if stopper in done and pending not in done:
                     return
-                try:
-                    raw = pending.result()
-                except StopAsyncIteration:
-                    raise ConnectionError("containerd ended the event stream") from None
-                except grpc.aio.AioRpcError as e:
-                    raise ConnectionError(f"event stream failed: {e.code().name}: {e.details()}") from None
+                raw = received(pending)
                 for ev in await self._handle(raw):
                     yield ev
                 pending = asyncio.ensure_future(anext(stream))
