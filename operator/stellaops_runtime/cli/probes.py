@@ -9,6 +9,7 @@ Stacks: ``--kernel-stack NAME`` / ``--user-stack NAME`` trace syscall NAME
 with the kernel / user stack of each call (``--tcp-kernel-stack``,
 ``--tcp-user-stack`` for TCP state changes; uprobe calls carry the caller's
 user stack unless ``--no-stacks``); ``--stack-depth`` caps the frames kept.
+Every event is printed after the privacy filter (default rules), as the agent stores it.
 """
 
 from __future__ import annotations
@@ -175,8 +176,17 @@ def run_probes(args: argparse.Namespace) -> int:
         print("error: native probes cannot run here: " + "; ".join(rep.missing), file=sys.stderr)
         return exitcodes.ERROR
     out = sys.stdout
+    # What the agent would store passes the agent's privacy filter (default rules) before it is
+    # printed: a USDT probe's string arguments are values the workload chose.
+    from stellaops_runtime.contracts.config import PrivacyConfig
+    from stellaops_runtime.privacy.filter import PrivacyFilter
+
+    privacy = PrivacyFilter(PrivacyConfig())
 
     def show(ev: RuntimeCallEvent) -> None:
+        privacy.scrub_image(ev)
+        if privacy.apply(ev) is None:
+            return
         out.write((event_json(ev).decode() if args.json else _event_text(ev)) + "\n")
 
     res = asyncio.run(run_session(cfg, seconds=args.seconds, report=rep, on_event=show))
