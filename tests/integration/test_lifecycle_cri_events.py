@@ -314,7 +314,7 @@ def test_events_path_reports_each_transition_once(server: CriServer, sleeper: in
         w.wait_for(lambda e: e.container_id == cid and e.event_type == T.DELETE)
         assert _kinds(w, cid) == [T.CREATE, T.START, T.DIE, T.STOP, T.DELETE]
         assert w.observer.mode == "events" and w.observer.runtime_name == "test-cri"
-        assert w.observer.relists == 1  # everything after the first list came from the stream
+        assert w.observer.relists == 2  # everything after the lists (SETTLE_SECONDS) came from the stream
         sandbox = w.query(lambda: w.observer.registry.get("", sb.id))
         assert sandbox is not None and sandbox.is_sandbox and sandbox.pid == sleeper
         assert sandbox.pod_annotations == {"stellaops.io/observe-level": "off"}
@@ -462,3 +462,60 @@ def test_an_absent_or_silent_socket_is_retried_until_a_runtime_answers(tmp_path:
         silent.close()
         if server is not None:
             server.stop()
+
+
+class _LateSubscription(CriServer):
+    """A runtime that registers the event stream only after the observer listed (the request was
+    slow to arrive), a container started in between, and then sends an event of another one."""
+
+    def __init__(self, socket: str, gap: Any) -> None:
+        super().__init__(socket)
+        self.gap = gap
+        self.listed = threading.Event()
+        self.done = threading.Event()
+
+    def _list_containers(self, req: Any, ctx: grpc.ServicerContext) -> api_pb2.ListContainersResponse:
+        out = super()._list_containers(req, ctx)
+        self.listed.set()
+        return out
+
+    def _events(self, req: Any, ctx: grpc.ServicerContext) -> Iterator[bytes]:
+        if not self.done.is_set():
+            self.listed.wait(10)
+            self.gap()
+        stream = super()._events(req, ctx)
+        self.done.set()
+        return stream
+
+
+def test_a_container_started_before_the_stream_is_registered_is_listed(tmp_path: Path, sleeper: int) -> None:
+    inside, other = uuid.uuid4().hex, uuid.uuid4().hex
+    sandbox: list[api_pb2.PodSandbox] = []
+
+    def gap() -> None:
+        server.set_container(
+            sandbox[0].id,
+            inside,
+            api_pb2.CONTAINER_RUNNING,
+            info=_info(sleeper, []),
+            started_at=time.time_ns(),
+        )
+
+    server = _LateSubscription(str(tmp_path / "late.sock"), gap)
+    server.start()
+    try:
+        sandbox.append(server.add_pod("late", "shop", pid=sleeper))
+        server.set_container(sandbox[0].id, other, api_pb2.CONTAINER_CREATED, info=_info(0, []))
+        with Watcher(observer(server)) as w:
+            assert server.done.wait(10)
+            _subscribed(server)
+            server.push(server.event(other, api_pb2.CONTAINER_CREATED_EVENT))  # the stream is live
+            deadline = time.monotonic() + 10
+            while w.query(lambda: w.observer.stats.envelopes) < 1:
+                assert time.monotonic() < deadline, "the event was handled"
+                time.sleep(0.02)
+            rec = w.query(lambda: w.observer.registry.get("", inside))
+            assert rec is not None, "a container started before the runtime registered the stream"
+            assert rec.status == "running" and rec.pid == sleeper
+    finally:
+        server.stop()

@@ -8,7 +8,9 @@ v0.26+: containerd 1.7, CRI-O 1.26), then rebuilds the registry from
 ListPodSandbox and ListContainers plus a verbose ContainerStatus of each
 container (pid, environment and cgroups path from the runtime's ``info``
 JSON; image digest from the status's image reference or ImageStatus's repo
-digests). A runtime that answers the stream with ``UNIMPLEMENTED``
+digests), and lists again once the stream is live or SETTLE_SECONDS after
+asking for it (the runtime acknowledges no subscription) before it says it
+is in sync. A runtime that answers the stream with ``UNIMPLEMENTED``
 (containerd 1.6) is relisted every ``relist_seconds`` instead; with the
 stream, a relist still runs every ``resync_seconds`` as a backstop for
 events a runtime dropped.
@@ -74,6 +76,12 @@ _STATE = {
 # status then says reason "Error" at first and "OOMKilled" a moment later. A container that died
 # of SIGKILL is looked at again on the relists of this long after it stopped.
 LATE_OOM_SECONDS = 30.0
+# The runtime registers a GetContainerEvents stream when the request reaches it and acknowledges
+# nothing, so a container that starts between the first list and then is on neither. The lists
+# are read again when the stream's first message arrives (it is live) or this long after the
+# request, before the registry is said in sync; a stream registered later still is the backstop
+# relist's (resync_seconds).
+SETTLE_SECONDS = 0.5
 
 
 def _late_oom_possible(rec: ContainerRecord, now: datetime) -> bool:
@@ -103,6 +111,7 @@ class CriObserver(LifecycleObserver):
         relist_seconds: float = 2.0,
         resync_seconds: float = 60.0,
         on_sync: Callable[[ContainerRegistry], None] | None = None,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         super().__init__(
             address=client.address,
@@ -116,6 +125,7 @@ class CriObserver(LifecycleObserver):
         self.client = client
         self.relist_seconds = relist_seconds
         self.resync_seconds = resync_seconds
+        self.settle_seconds = settle_seconds
         self.mode = ""  # "events" while the stream is open, "relist" where the runtime lacks it
         self.runtime_name = ""  # the runtime's own name (Version): "containerd", "cri-o" ...
         self.relists = 0
@@ -145,6 +155,10 @@ class CriObserver(LifecycleObserver):
         await asyncio.sleep(0)  # the stream is requested before the list is read
         try:
             first = await self._relist(announce=self._announce, rebuild=True)
+            if pending is not None:  # see SETTLE_SECONDS: list again once the stream is live
+                await asyncio.wait((pending,), timeout=self.settle_seconds)
+                if not pending.done() or pending.exception() is None:
+                    first += await self._relist(announce=self._announce, rebuild=False)
             self._synced()
             self._announce = True
             for ev in first:
