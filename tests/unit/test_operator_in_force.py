@@ -14,7 +14,13 @@ import pytest
 
 from stellaops_runtime.contracts.crds import POLICY_KIND, parse_policy_spec
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.controller.in_force import capped, in_force_cap, object_level
+from stellaops_runtime.controller.in_force import (
+    capped,
+    in_force_cap,
+    load_failures,
+    node_load_cap,
+    object_level,
+)
 from stellaops_runtime.controller.posture import policy_view
 from stellaops_runtime.controller.render_policy import render_policy
 
@@ -59,3 +65,72 @@ def test_nothing_missing_caps_nothing_and_a_cap_never_raises() -> None:
         spec=parse_policy_spec({"podSelector": {}, "maxLevel": "Passive"}, cluster=False),
     )
     assert capped([low], {(POLICY_KIND, "shop", "web"): (Posture.EBPF_DEEP, "x")}) == [low]
+
+
+# -- a node's load failures (in_force.load_failures, node_load_cap) ------------------------------
+
+
+def _entry(name: str, state: str, **extra: object) -> dict:
+    return {"name": name, "namespace": "shop", "state": state, **extra}
+
+
+def test_a_node_that_failed_to_load_an_object_caps_the_policy_there() -> None:
+    failures = load_failures(
+        [
+            _entry("stellaops-web", "ENABLED"),
+            _entry("stellaops-web-uprobes", "LOAD_ERROR", error="uprobe: no such file /usr/lib/libssl.so.3"),
+        ]
+    )
+    assert set(failures) == {("shop", "stellaops-web-uprobes")}
+    cap = node_load_cap(OBJECTS, failures, node="node-a")
+    assert cap is not None and cap[0] == Posture.ACTIVE_TRACING
+    assert "stellaops-web-uprobes" in cap[1] and "node-a" in cap[1] and "LOAD_ERROR" in cap[1]
+    assert "no such file" in cap[1]
+    assert capped([VIEW], {("ObservationPolicy", "shop", "web"): cap})[0].max_level == Posture.ACTIVE_TRACING
+
+
+@pytest.mark.parametrize("state", ["LOAD_ERROR", "ERROR", "DISABLED", "TP_STATE_LOAD_ERROR", "load_error"])
+def test_every_failed_state_counts(state: str) -> None:
+    cap = node_load_cap(OBJECTS, load_failures([_entry("stellaops-web", state)]), node="n")
+    assert cap is not None and cap[0] == Posture.PASSIVE  # the syscall object: nothing above Passive
+
+
+@pytest.mark.parametrize(
+    "state", ["ENABLED", "LOADING", "UNLOADING", "UNKNOWN", "SKIPPED", "PARTIALLY_ENABLED"]
+)
+def test_running_pending_skipped_or_partial_objects_cap_nothing(state: str) -> None:
+    assert load_failures([_entry("stellaops-web-uprobes", state)]) == {}
+    assert node_load_cap(OBJECTS, {}, node="n") is None
+
+
+def test_a_failed_entry_beside_an_enabled_one_of_the_name_still_fails() -> None:
+    # listed twice (a Tetragon main domain, a garbled answer): the worst of ours decides, in any order
+    for order in (1, -1):
+        listed = [_entry("stellaops-web-uprobes", "ENABLED"), _entry("stellaops-web-uprobes", "LOAD_ERROR")]
+        assert ("shop", "stellaops-web-uprobes") in load_failures(listed[::order])
+
+
+def test_only_a_policy_of_our_name_not_from_the_api_server_means_ours_is_not_loaded() -> None:
+    held = load_failures([_entry("stellaops-web-uprobes", "ENABLED", fromObject=False)])
+    assert held[("shop", "stellaops-web-uprobes")][0] == "NOT_FROM_API"
+    # ... while ours is listed beside it, ours decides
+    ours = [
+        _entry("stellaops-web-uprobes", "ENABLED", fromObject=False),
+        _entry("stellaops-web-uprobes", "ENABLED"),
+    ]
+    assert load_failures(ours) == {}
+
+
+@pytest.mark.parametrize(
+    "policies",
+    [None, "LOAD_ERROR", 7, [None, 3, "x", {"state": "LOAD_ERROR"}, {"name": 5, "state": "LOAD_ERROR"}], {}],
+)
+def test_a_hostile_policy_list_names_no_failure_without_a_name(policies: object) -> None:
+    # a hand-edited status of the wrong type says nothing; an entry without a name names no object
+    assert set(load_failures(policies)) <= {("", "5")}
+
+
+def test_a_huge_error_is_cut_in_the_reason() -> None:
+    failures = load_failures([_entry("stellaops-web-uprobes", "LOAD_ERROR", error="x" * 100_000)])
+    cap = node_load_cap(OBJECTS, failures, node="n")
+    assert cap is not None and len(cap[1]) < 600

@@ -13,6 +13,18 @@ A failed update of an object of ours that exists is not a missing object:
 its previous version still traces (and a transient API error must not strip
 the pods' level labels, which would stop that tracing too).
 
+The same holds per node for what each node's Tetragon did with them
+(``load_failures``, ``node_load_cap``): an object the node's agent lists in
+a failed state (``LOAD_ERROR``, ``ERROR``, ``DISABLED``; or only a policy of
+its name that came from no Kubernetes object, ``NOT_FROM_API``) does not run
+there, whatever version of it was listed, so the policy gives the pods on that
+node at most the level below what the object needs, and the reason names the
+node, the object, the state and Tetragon's error. An object listed running,
+pending (not listed yet, ``LOADING``) or ``PARTIALLY_ENABLED`` caps nothing:
+lowering a pod's level takes its level labels away, which would stop the
+hooks that did load (and a policy being rolled out would strip every pod's
+labels for a moment); the policy's own status says ``PartiallyLoaded``.
+
 On a node whose working source is the native probes this does not apply:
 they read the policy from the probe ConfigMap, not from Tetragon's objects.
 """
@@ -24,9 +36,15 @@ from dataclasses import replace
 from typing import Any
 
 from stellaops_runtime.contracts.posture import ORDER, Posture
+from stellaops_runtime.controller.loaded_version import not_from_api
 from stellaops_runtime.controller.posture import LEVEL_LABELS, PolicyView
+from stellaops_runtime.controller.rollout import FAILED_STATES, HELD_BY_ANOTHER, entry_state
 
 InForceCap = tuple[Posture, str]  # (the highest level the applied objects give, why)
+ObjectRef = tuple[str, str]  # a Tetragon object as a node lists it: (namespace or "", name)
+# Of Tetragon's error, what a pod's reason shows (the reason is a pod annotation: 256 KiB for them all).
+ERROR_CHARS = 160
+LoadFailures = dict[ObjectRef, tuple[str, str]]  # -> (state, Tetragon's error) on one node
 
 
 def object_level(obj: Mapping[str, Any]) -> Posture:
@@ -65,3 +83,49 @@ def capped(
             v = replace(v, max_level=cap[0], note=cap[1])
         out.append(v)
     return out
+
+
+def load_failures(policies: Any) -> LoadFailures:
+    """The objects a node's ``status.policies`` lists only in a failed state: (state, error) each.
+
+    Of an object listed more than once, the worst of the entries from the API server decides;
+    listed only as a policy of its name not from the API server, it is ``NOT_FROM_API``.
+    """
+    by_key: dict[ObjectRef, list[Mapping[str, Any]]] = {}
+    for entry in policies if isinstance(policies, list) else ():
+        if isinstance(entry, Mapping) and entry.get("name"):
+            by_key.setdefault((str(entry.get("namespace") or ""), str(entry["name"])), []).append(entry)
+    out: LoadFailures = {}
+    for key, entries in by_key.items():
+        ours = [e for e in entries if not not_from_api(e)]
+        if not ours:
+            out[key] = ("NOT_FROM_API", HELD_BY_ANOTHER)
+            continue
+        failed = [e for e in ours if entry_state(e) in FAILED_STATES]  # a failed entry is the worst
+        if failed:
+            out[key] = (entry_state(failed[0]), str(failed[0].get("error") or ""))
+    return out
+
+
+def node_load_cap(
+    objects: Iterable[Mapping[str, Any]], failures: Mapping[ObjectRef, tuple[str, str]], *, node: str
+) -> InForceCap | None:
+    """The cap a node's failed loads set on a policy (``objects``: its rendered ones), or None."""
+    failed: list[tuple[Posture, str, tuple[str, str]]] = []
+    for o in objects:
+        meta = o.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if key in failures:
+            failed.append((object_level(o), key[1], failures[key]))
+    if not failed:
+        return None
+    cap = ORDER[min(level for level, _, _ in failed).rank - 1]
+    names = ", ".join(sorted(name for _, name, _ in failed))
+    state, error = min(failed, key=lambda f: (f[0].rank, f[1]))[2]
+    shown = error if len(error) <= ERROR_CHARS else f"{error[:ERROR_CHARS]}... ({len(error)} characters)"
+    why = f"{state}: {shown!r}" if error else state
+    return (
+        cap,
+        f"; its Tetragon object(s) {names} failed to load on node {node} ({why}), "
+        f"so it gives at most {cap} here",
+    )

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stellaops_runtime.controller.in_force import load_failures
 from stellaops_runtime.controller.naming import canonical_json
 from stellaops_runtime.controller.node_backing import node_problem
 from stellaops_runtime.controller.posture import node_capabilities
@@ -181,8 +182,9 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
             self.trigger_pods(self._all(INDEX_PODS_BY_NAMESPACE, name))
 
     def observation_node_event(self, *, name: str, body: Mapping[str, Any] | None) -> None:
-        """An ObservationNode changed: labels of its Node; pods there if its ceiling moved; rollouts;
-        the observers' status when what keeps its agent from backing "not observed" changed."""
+        """An ObservationNode changed: labels of its Node; pods there if its ceiling or its failed
+        loads moved (``in_force.load_failures``); rollouts; the observers' status when what keeps its
+        agent from backing "not observed" changed."""
         self.trigger(("node", name))
         caps = node_capabilities(body) if body is not None else None
         status = (body or {}).get("status")
@@ -191,11 +193,14 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
         beat = parse_time(status.get("heartbeatTime"))
         if body is None:
             self.heartbeats.forget(name)
+            self._caps.pop(name, None)
+            self._failures.pop(name, None)
+        failed = sorted(load_failures(status.get("policies")).items())
         fresh = body is not None and not self._is_stale(body)  # notes when this heartbeat arrived
         # the last item: what keeps its agent from backing "not observed", and which rollout of the
         # agent pod template wrote the report (node_backing.outdated; read by observers only)
         state = (
-            caps,
+            (caps, failed),
             canonical_json(status.get("policies") or []),
             status.get("source"),
             fresh,
@@ -206,7 +211,7 @@ class Reconciler(ObserverReconciler, PodReconciler, NodeReconciler):
             self._node_state.pop(name, None)
         else:
             self._node_state[name] = state
-        if old is None or old[0] != caps:
+        if old is None or old[0] != state[0]:
             self.trigger_pods(self._all(INDEX_PODS_BY_NODE, name))
         if old is None or old[1:4] != state[1:4] or body is None:
             self.trigger_policies()

@@ -14,8 +14,9 @@ only part of a pod the operator ever changes; the optional admission policy
 in ``manifests/admission/`` holds it to that (docs/security.md).
 
 A policy counts only with the probes it has in force (``in_force``: on a
-Tetragon node, one with an object refused or not applied gives at most the
-level below what that object needs; on a native node, one whose entry the
+Tetragon node, one with an object refused or not applied, or one that node's
+Tetragon failed to load, gives at most the level below what that object
+needs; on a native node, one whose entry the
 probe ConfigMap left out, ``policiesOmitted``, gives at most Passive: the
 native probes load only the entries it holds), and a pod of an
 agent DaemonSet the operator rendered (recognised by that DaemonSet's uid,
@@ -33,7 +34,13 @@ from stellaops_runtime.contracts.crds import (
     POSTURE_REASON_ANNOTATION,
 )
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.controller.in_force import InForceCap, capped
+from stellaops_runtime.controller.in_force import (
+    InForceCap,
+    LoadFailures,
+    capped,
+    load_failures,
+    node_load_cap,
+)
 from stellaops_runtime.controller.ownership import controller_of
 from stellaops_runtime.controller.patches import pod_posture_patch
 from stellaops_runtime.controller.posture import (
@@ -81,6 +88,30 @@ class PodReconciler(PolicyReconciler):
         if caps is not None and seen is not None and self._is_stale(seen):
             return replace(caps, stale=True)  # the agent stopped heart-beating: nothing it said holds
         return caps
+
+    def _load_failures(self, node: str) -> LoadFailures:
+        """The objects ``node``'s Tetragon lists as failed to load (``in_force.load_failures``)."""
+        seen = self._one(INDEX_OBSERVATION_NODES, node) if node else None
+        cached = self._failures.get(node)
+        if cached is not None and cached[0] is seen:
+            return cached[1]
+        status = seen.get("status") if isinstance(seen, dict) else None
+        failures = load_failures(status.get("policies") if isinstance(status, dict) else None)
+        self._failures[node] = (seen, failures)
+        return failures
+
+    def _loaded_on(self, views: list[PolicyView], node: str) -> list[PolicyView]:
+        """``views`` with each policy lowered to what ``node``'s Tetragon loaded of it (``in_force``)."""
+        failures = self._load_failures(node)
+        if not failures:
+            return views
+        caps: dict[tuple[str, str | None, str], InForceCap] = {}
+        for v in views:
+            rendered = self._rendered(v.kind, v.namespace, v.name)
+            cap = node_load_cap(rendered.tracing_policies, failures, node=node) if rendered else None
+            if cap is not None:
+                caps[(v.kind, v.namespace, v.name)] = cap
+        return capped(views, caps) if caps else views
 
     def note_in_force(self, key: tuple[str, str | None, str], cap: InForceCap | None) -> None:
         """Record what a policy's applied objects give (``in_force``); its pods again when that changed."""
@@ -131,8 +162,10 @@ class PodReconciler(PolicyReconciler):
         node = self._node_caps(pod.node)
         if node is not None and node.working_source == "native":
             candidates = self._in_probe_config(candidates)  # only what the native probes load
-        elif self._apply_caps:
-            candidates = capped(candidates, self._apply_caps)  # only what their applied objects trace
+        elif node is not None:
+            if self._apply_caps:
+                candidates = capped(candidates, self._apply_caps)  # only what their applied objects trace
+            candidates = self._loaded_on(candidates, pod.node)  # ... and what the node's Tetragon loaded
         decision = compute_posture(
             annotations=pod.annotations,
             pod_labels=pod.labels,

@@ -111,7 +111,7 @@ def _policy_ref(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def _state(entry: Mapping[str, Any]) -> str:
+def entry_state(entry: Mapping[str, Any]) -> str:
     return str(entry.get("state") or "UNKNOWN").upper().removeprefix("TP_STATE_")
 
 
@@ -324,7 +324,7 @@ def current_entry(
     Of a key listed more than once, the worst entry about the current version (see the module).
     """
     current = [e for e in report.entries(key) if _is_current(report, e, written, version)]
-    return min(current, key=lambda e: _STATE_RANK.get(_state(e), _PENDING_RANK), default=None)
+    return min(current, key=lambda e: _STATE_RANK.get(entry_state(e), _PENDING_RANK), default=None)
 
 
 def _is_current(
@@ -374,7 +374,7 @@ def _node_outcome(
     considered = 0
     for key in wanted:
         entry = current_entry(report, key, written.get(key), versions.get(key))
-        state = _state(entry) if entry is not None else "NOT_LOADED"
+        state = entry_state(entry) if entry is not None else "NOT_LOADED"
         if state in SKIPPED_STATES:
             continue
         considered += 1
