@@ -109,13 +109,23 @@ def test_a_restarted_operator_keeps_a_node_it_judged_fresh_fresh_whatever_its_cl
     assert _stale(beats, behind, NOW + timedelta(seconds=91))  # no heartbeat since: stale all the same
     for labels in (node_feature_labels(behind, stale=True), {}, None, "hostile"):
         assert _stale(Heartbeats(labels={"node-a": labels}.get), behind, NOW), labels
-    # a report with no working source: fresh and stale labels are the same, they cannot tell
+    # a report with no working source: its source and ceiling labels are none/None fresh or stale,
+    # so the heartbeat label says which (a restart flapped such a node stale and back without it)
     down = _node(NOW - timedelta(minutes=10))
     down["status"].update(source="none", maxPosture="None")
-    same = node_feature_labels(down)
-    assert same == node_feature_labels(down, stale=True)
-    assert _stale(Heartbeats(labels={"node-a": same}.get), down, NOW)
-    assert judged_fresh(fresh_labels, behind) and not judged_fresh(same, down)
+    fresh_down, stale_down = node_feature_labels(down), node_feature_labels(down, stale=True)
+    assert fresh_down[FEATURE_LABEL_PREFIX + "heartbeat"] == "fresh"
+    assert stale_down[FEATURE_LABEL_PREFIX + "heartbeat"] == "stale"
+    assert not _stale(Heartbeats(labels={"node-a": fresh_down}.get), down, NOW)
+    assert _stale(Heartbeats(labels={"node-a": stale_down}.get), down, NOW)
+    # an older operator's labels (no heartbeat label) cannot tell for it: judged by its stamp
+    older = {k: v for k, v in fresh_down.items() if k != FEATURE_LABEL_PREFIX + "heartbeat"}
+    assert _stale(Heartbeats(labels={"node-a": older}.get), down, NOW)
+    assert judged_fresh(fresh_labels, behind) and not judged_fresh(older, down)
+    # ... and a hostile heartbeat label vouches for nothing
+    for value in ("Fresh", "true", "", 1, None):
+        hostile = fresh_down | {FEATURE_LABEL_PREFIX + "heartbeat": value}
+        assert _stale(Heartbeats(labels={"node-a": hostile}.get), down, NOW), value
     # the ObservationNode deleted and made again (restored from a backup): the labels judged the old one
     beats.forget("node-a")
     assert _stale(beats, behind, NOW + timedelta(seconds=100))

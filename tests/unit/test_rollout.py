@@ -295,6 +295,7 @@ def test_feature_labels_of_a_tetragon_node() -> None:
     assert node_feature_labels(obs) == {
         p + "bpf": "true",
         p + "btf": "true",
+        p + "heartbeat": "fresh",
         p + "kernel-version": "6.1.0-18-amd64",
         p + "kprobes": "false",
         p + "max-posture": "EbpfDeep",

@@ -22,13 +22,17 @@ looks old), so the Node's labels, its pods' ceilings, its policies and its
 RuntimeObserver were written out and, at the next heartbeat, back. The
 operator's last judgement of each node is on the Node itself: its
 ``feature.stellaops.io/source`` and ``max-posture`` labels are what the report
-gives, or ``none``/``None`` once it was judged stale (``node_labels``). When they
+gives, or ``none``/``None`` once it was judged stale, and its ``heartbeat`` label
+says which (``node_labels``: a report with no working source has ``none``/``None``
+either way, and an operator restarted then flapped such a node, its clock behind,
+stale and back). When they
 show the report judged fresh (``prior``), the first sight counts from now: a
 live agent stays fresh whatever its clock, and one that died while the
 operator was down turns stale ``stale_after_seconds`` after the restart, as it
 would after a last heartbeat seen arrive then. When the labels cannot tell
-(none yet, an older report's, or a report whose fresh and stale labels are
-the same), the rule above holds. So it does for a report stamped more than
+(none yet, an older report's, or an older operator's labels without
+``heartbeat`` on a report whose fresh and stale labels are the same), the rule
+above holds. So it does for a report stamped more than
 ``LABELS_TRUSTED_SECONDS`` before now: an operator restarted within
 ``stale_after_seconds`` each time (a crash loop) never judged a dead node stale,
 so its labels kept saying fresh and every start counted its first sight from
@@ -74,6 +78,7 @@ from stellaops_runtime.controller.node_labels import node_feature_labels
 from stellaops_runtime.controller.rollout import parse_time
 
 _JUDGED = (FEATURE_LABEL_PREFIX + "source", FEATURE_LABEL_PREFIX + "max-posture")
+_HEARTBEAT = FEATURE_LABEL_PREFIX + "heartbeat"  # the judgement itself: fresh | stale
 LABELS_TRUSTED_SECONDS = 3600.0  # the labels' "judged fresh" vouches for a report stamped within this
 
 
@@ -84,12 +89,17 @@ def _status(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def judged_fresh(labels: Any, node: Mapping[str, Any]) -> bool:
     """The Node's ``labels`` show this report judged fresh by the operator (see the module docstring):
-    its source and ceiling labels are the report's, and those differ from what a stale one gives."""
+    its source and ceiling labels are the report's, and its ``heartbeat`` label says ``fresh``; or,
+    without a ``heartbeat`` label (an operator before it), those labels differ from a stale one's."""
     if not isinstance(labels, Mapping):
         return False
     fresh, stale = node_feature_labels(node), node_feature_labels(node, stale=True)
     mine, theirs = tuple(labels.get(k) for k in _JUDGED), tuple(fresh.get(k) for k in _JUDGED)
-    return None not in mine and mine == theirs != tuple(stale.get(k) for k in _JUDGED)
+    if None in mine or mine != theirs:
+        return False
+    if _HEARTBEAT in labels:
+        return labels[_HEARTBEAT] == "fresh"
+    return mine != tuple(stale.get(k) for k in _JUDGED)
 
 
 def _name(node: Mapping[str, Any]) -> str:

@@ -33,6 +33,7 @@ FEATURE_LABEL_KEYS = tuple(
         "max-posture",
         "kernel-version",
         "tetragon-version",
+        "heartbeat",
     )
 )
 
@@ -65,7 +66,10 @@ def node_feature_labels(observation_node: Mapping[str, Any], *, stale: bool = Fa
     whether or not a source uses it); ``source`` is the source that works now
     (tetragon or none); ``max-posture`` is the node's posture ceiling, what
     that source delivers (``NodeCapabilities.ceiling``; None and source none
-    when ``stale``: the agent stopped heart-beating); versions
+    when ``stale``: the agent stopped heart-beating); ``heartbeat`` is the
+    operator's judgement itself, ``fresh`` or ``stale`` (a node with no working
+    source has the same ``source`` and ``max-posture`` either way, so a restarted
+    operator reads its predecessor's judgement here: ``heartbeats.judged_fresh``); versions
     are made valid label values and left out when unknown. Keys under the
     prefix that the result does not contain should be removed from the Node.
     """
@@ -89,6 +93,7 @@ def node_feature_labels(observation_node: Mapping[str, Any], *, stale: bool = Fa
     out = {k: "true" if v else "false" for k, v in labels.items()}
     out[p + "source"] = caps.working_source
     out[p + "max-posture"] = ceiling.value
+    out[p + "heartbeat"] = "stale" if stale else "fresh"
     if caps.kernel_version:
         out[p + "kernel-version"] = label_value(caps.kernel_version)
     if caps.tetragon_version:
