@@ -33,7 +33,7 @@ from elftools.elf.elffile import ELFFile
 from stellaops_runtime.canonical.elflayout import ElfError
 from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.native import follow_attach, symaddr
+from stellaops_runtime.native import lookup, symaddr
 from stellaops_runtime.native.bccimport import load_bcc
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import detect
@@ -326,8 +326,7 @@ async def test_a_followed_file_rewritten_right_after_the_look_leaves_the_source_
     built, path = installed(tmp_path, build)
     new = build(built, "v2")
     hooked: list[str] = []
-    name = "find_address" if hasattr(follow_attach, "find_address") else "bcc_hazard"  # before: the guard
-    looked = getattr(follow_attach, name)
+    looked = lookup.find_address  # follow_attach's lookup (native/lookup.py)
 
     def look_then_rewrite(p: str, *a: Any, **k: Any) -> Any:
         r = looked(p, *a, **k)
@@ -335,7 +334,7 @@ async def test_a_followed_file_rewritten_right_after_the_look_leaves_the_source_
         hooked.append(p)
         return r
 
-    monkeypatch.setattr(follow_attach, name, look_then_rewrite)
+    monkeypatch.setattr(lookup, "find_address", look_then_rewrite)
     cfg = NativeConfig(exec_events=False, user_stacks=False, uprobes=(UprobeTarget(str(path), SYMBOL),))
     p = await probes_of(cfg)
     old = await asyncio.to_thread(serve, path)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stellaops_runtime.native import follow, follow_attach, follow_former
+from stellaops_runtime.native import follow, follow_former, lookup
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow import TargetWatch
 from stellaops_runtime.native.probes import uprobes
@@ -36,14 +36,14 @@ def scripted_symbols(monkeypatch: pytest.MonkeyPatch) -> None:
     """The address lookup (native/symaddr.py) as the stand-ins script it: a file says "has-symbol", or
     ScriptedBPF says. Autouse here and in the modules that import it with the stand-ins."""
 
-    def find_address(path: str, symbol: str, *, where: tuple[str, str] | None = None) -> int:
+    def find_address(path: str, symbol: str, *, where: tuple[str, str] | None = None, **_: object) -> int:
         with open(path, "rb") as f:
             found = b"has-symbol" in f.read() if _finds[0] == "content" else _finds[0] != "no-symbol"
         if not found:
             raise SymbolNotFound(f"symbol {symbol} not found")
         return ADDRESS
 
-    monkeypatch.setattr(follow_attach, "find_address", find_address)
+    monkeypatch.setattr(lookup, "find_address", find_address)  # follow_attach's lookup (native/lookup.py)
     monkeypatch.setattr(uprobes, "find_address", find_address)
 
 

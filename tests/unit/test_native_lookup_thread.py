@@ -1,4 +1,4 @@
-"""A uprobe's address lookup (up to 120 s per file read) runs on the probes' thread, never the event loop.
+"""A uprobe's address lookup (up to 120 s per file read) never runs on the agent's event loop.
 
 native/symaddr.py's lookup, its debug-file search (native/symdebug.py) and
 the function-start check (native/symstart.py) read a container's files,
@@ -8,7 +8,9 @@ native/follow_attach.py, which runs that lookup. Here the real chain
 (follow_attach.uprobe -> find_address -> the debug file under a container's
 root -> the start check) is held inside the check until the test lets it go:
 the agent's event loop keeps running meanwhile (the lookup is on the ``bcc``
-thread), and the time the look took is part of the span marked unwatched.
+thread: called without ``idle``, as here; the source's own looks run it on a
+thread of its own and keep reading the buffer: test_native_lookup_off_thread.py),
+and the time the look took is part of the span marked unwatched.
 """
 
 from __future__ import annotations

@@ -341,6 +341,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
             self.native_cfg.probes, queue=self.queue, kernel_source=rep.kernel_source,
             ring_buffer=rep.ok("ring buffer"), retry_seconds=self.native_cfg.retry_seconds,
             known_path=known_path(self.config.store.spool_path),  # the files probed, for the next start
+            debug_files=self.config.symbols.debug_files,  # symbols.debugFiles: a probe's symbol too
         )  # fmt: skip
         return True
 

@@ -75,6 +75,7 @@ from stellaops_runtime.native.follow_files import (
 from stellaops_runtime.native.follow_files import lacks as _lacks
 from stellaops_runtime.native.follow_former import FormerFiles
 from stellaops_runtime.native.follow_shared import SharedLooks
+from stellaops_runtime.native.lookup import Idle
 from stellaops_runtime.native.usdt import UsdtProbe
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class TargetWatch(FormerFiles):
     known: dict[str, dict[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     _scan_keys: list[Key] = field(default_factory=list)  # the targets of its paths, in order
     shared: SharedLooks = field(default_factory=SharedLooks)  # PURL targets' files, in each container
+    # called while a new file's lookup runs on its own thread (native/lookup.py): the caller reads
+    # the probes' buffer meanwhile; None: the lookup runs on the calling thread
+    idle: Idle | None = None
+    debug_files: bool = True  # a symbol looked for in separate debug files (symbols.debugFiles)
 
     @classmethod
     def before_attach(
@@ -327,7 +332,7 @@ class TargetWatch(FormerFiles):
     def _attach_fd(self, bpf: Any, key: Key, t: Target, fd: int, what: str) -> str:
         """Attach ``key``'s programs to the file of ``fd`` (kept open when attached, else closed)."""
         if isinstance(t, UprobeTarget):
-            why = follow_attach.uprobe(bpf, key[1], t, fd, what)
+            why = follow_attach.uprobe(bpf, key[1], t, fd, what, idle=self.idle, debug_files=self.debug_files)
         else:
             pfds, why = follow_attach.usdt_sites(bpf, key[1], t, self.usdt_loaded.get(key[1], ()), fd, what)
             self.perf_fds += pfds

@@ -12,30 +12,52 @@ the next load compiles programs for it.
 Each attach goes through ``/proc/self/fd/<n>`` of the caller's descriptor,
 so the file probed is the one looked at, whatever its path names meanwhile.
 A uprobe's address is found by native/symaddr.py and given to BCC, which then
-reads no symbol table of the file (a container may rewrite it at any moment).
+reads no symbol table of the file (a container may rewrite it at any moment);
+the lookup runs on a thread of its own while the probes' buffer is read
+(native/lookup.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Any
 
 from stellaops_runtime.canonical.elflayout import ElfError
-from stellaops_runtime.native import usdt
+from stellaops_runtime.native import lookup, usdt
 from stellaops_runtime.native.config import UprobeTarget, UsdtTarget
-from stellaops_runtime.native.symaddr import SymbolNotFound, find_address, where_of
+from stellaops_runtime.native.lookup import Idle
+from stellaops_runtime.native.symaddr import SymbolNotFound, where_of
+
+_FD_PATH = re.compile(r"/proc/self/fd/[0-9]+")
 
 
-def uprobe(bpf: Any, i: int, t: UprobeTarget, fd: int, what: str) -> str:
-    """Attach uprobe target ``i``'s programs to the file of ``fd``: '' when done, else why not."""
+def uprobe(
+    bpf: Any,
+    i: int,
+    t: UprobeTarget,
+    fd: int,
+    what: str,
+    *,
+    idle: Idle | None = None,
+    debug_files: bool = True,
+) -> str:
+    """Attach uprobe target ``i``'s programs to the file of ``fd``: '' when done, else why not.
+
+    With ``idle``, the file's lookup runs on its own thread while ``idle`` is called (it reads the
+    probes' buffer: native/lookup.py); the attach itself stays on the calling (the probes') thread."""
     path = f"/proc/self/fd/{fd}"
     try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
-        addr = find_address(path, t.symbol, where=where_of(t.binary, t.root, t.module))
+        addr = lookup.address(
+            fd, t.symbol, where=where_of(t.binary, t.root, t.module), debug_files=debug_files, idle=idle
+        )
     except SymbolNotFound as e:
         return f"symbol {t.symbol} not found in {what}{e.hint}"
+    except lookup.Abandoned as e:
+        return f"{what}: {e}"
     except (OSError, ElfError) as e:
-        return f"{what} cannot be read: {str(e).replace(path, 'it')}"
+        return f"{what} cannot be read: {_FD_PATH.sub('it', str(e))}"  # ours, or the lookup's own
     name = path.encode()
     try:
         bpf.attach_uprobe(name=name, addr=addr, fn_name=f"stella_up_enter_{i}".encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 
 
 MAX_DIAGNOSTICS = 4000
+IDLE_MS = 20  # a poll of the buffer while a lookup runs on its own thread (native/lookup.py)
+HELD_RECORDS = 65_536  # records read into memory while a lookup runs during the load
 # The former-file scan at the load (None: all of it); its rest runs between reads of the buffer.
 LOAD_SCAN_SECONDS: float | None = 1.0
 
@@ -139,6 +142,19 @@ class ProbeSet:
         self._pending.clear()
         return out
 
+    def held_idle(self) -> bool:
+        """While a lookup runs during the load (native/lookup.py): read the buffer into memory (the
+        first :meth:`poll` returns it), at most :data:`HELD_RECORDS` records; past that they wait in
+        the buffer (what does not fit is counted ``lost`` in the kernel: a gap)."""
+        if len(self._pending) < HELD_RECORDS:
+            if self.ring_buffer:
+                self.bpf.ring_buffer_poll(IDLE_MS)
+            else:
+                self.bpf.perf_buffer_poll(IDLE_MS)
+        else:
+            time.sleep(IDLE_MS / 1000)
+        return True
+
     def counters(self) -> dict[str, dict[str, int]]:
         """Per probe kind, every filter decision summed over CPUs (records.COUNTERS)."""
         table = self.bpf[b"stella_counters"]
@@ -204,18 +220,30 @@ def load(
     kernel_source: str,
     ring_buffer: bool,
     known: dict[str, dict[tuple[int, int], tuple[int, int]]] | None = None,
+    debug_files: bool = True,
 ) -> ProbeSet:
     """Compile, load and attach; raises LoadError with BCC's reason when nothing could be loaded.
 
-    ``known``: the files earlier loads probed at each path (native/follow.py), kept up to date."""
+    ``known``: the files earlier loads probed at each path (native/follow.py), kept up to date.
+    ``debug_files``: whether a uprobe's symbol is looked for in separate debug files (the agent's
+    ``symbols.debugFiles``)."""
     bcc, why = load_bcc()
     if bcc is None:
         raise LoadError(why)
     # each target's file before the sites are read and the probes attach: a file put there later
     # is followed (native/follow.py)
     watch = TargetWatch.before_attach(cfg.uprobes, cfg.usdt, known) if cfg.uprobes or cfg.usdt else None
+    if watch is not None:
+        watch.debug_files = debug_files
     diagnostics: list[str] = []
     try:
+        # the uprobes' addresses, before any probe attaches: a slow lookup (a hostile symbol table,
+        # up to 120 s) then delays the attach, a gap, and costs no record of probes already writing
+        resolved = (
+            uprobes.resolve(cfg, watch.paths("uprobe") if watch else None, debug_files=debug_files)
+            if cfg.uprobes
+            else {}
+        )
         sites = usdtprobes.probe_sites(cfg, watch.paths("usdt") if watch else None) if cfg.usdt else None
         text = program_text(cfg, ring_buffer=ring_buffer, usdt_sites=sites)
         with compile_env(kernel_source), captured_output(diagnostics):
@@ -229,8 +257,10 @@ def load(
         ) from None
     ps = ProbeSet(bpf=b, cfg=cfg, ring_buffer=ring_buffer, watch=watch, usdt_sites=sites)
     try:
-        _attach(ps, bcc)
+        _attach(ps, bcc, resolved)
         if watch is not None:
+            # a former file's lookup runs on its own thread while the buffer is read into memory
+            watch.idle = ps.held_idle
             watch.usdt_loaded = {i: tuple(s) for i, (s, _) in enumerate(sites or [])}
             watch.attached({label.split(" ", 1)[1] for label in ps.attached if " " in label})
             # processes still running a file replaced before the load: the scan's rest goes on at
@@ -244,7 +274,7 @@ def load(
     return ps
 
 
-def _attach(ps: ProbeSet, bcc: Any) -> None:
+def _attach(ps: ProbeSet, bcc: Any, resolved: dict[int, int | str]) -> None:
     b, cfg = ps.bpf, ps.cfg
     if cfg.exec_events:
         ps.failed += exec_probe.attach(b)
@@ -253,7 +283,7 @@ def _attach(ps: ProbeSet, bcc: Any) -> None:
         ps.failed += syscalls.attach(b, cfg)
         ps.attached.append(f"{syscalls.TRACEPOINT} ({', '.join(sorted(cfg.syscalls))})")
     if cfg.uprobes:
-        failed = uprobes.attach(b, cfg, ps.watch.paths("uprobe") if ps.watch else None)
+        failed = uprobes.attach(b, cfg, ps.watch.paths("uprobe") if ps.watch else None, resolved)
         bad = {label for label, _ in failed}
         ps.failed += failed
         ps.attached += [f"uprobe {t.label()}" for t in cfg.uprobes if t.label() not in bad]

@@ -5,7 +5,9 @@ EventQueue with the /proc facts it needs (procinfo.py, events.encode_trailer)
 until ``stop`` is set; ``stats`` has the fields the agent reads from any source
 (``connects``, ``connected``, ``received``, ``last_error``) plus the probes'
 in-kernel counters. All BCC calls run on one dedicated thread: polling blocks,
-and the event loop must not.
+and the event loop must not. A file's address lookup (up to 120 s on a hostile
+file) runs on a thread of its own, while that thread goes on reading the
+buffer (:meth:`_idle`, native/lookup.py).
 
 A load failure (no BCC, no tracefs, a kernel that refuses the program) is
 not retried in a tight loop: it is reported in ``last_error`` (its message
@@ -76,6 +78,7 @@ from stellaops_runtime.sources.queue import EventQueue
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
+IDLE_POLL_MS = 20  # a poll while a file's lookup runs on its own thread (native/lookup.py)
 MAX_UNWATCHED = 1_000  # spans not yet taken by the switch; older ones merge
 DROP_LOG_SECONDS = 60.0  # while an episode of drops lasts, logged at most this often
 _EXEC = records.STRUCTS[records.KIND_EXEC]
@@ -118,6 +121,7 @@ class NativeProbeSource:
         retry_seconds: float = 30.0,
         proc_root: str = "/proc",
         known_path: str = "",
+        debug_files: bool = True,
     ) -> None:
         self.cfg = cfg
         self.queue = queue
@@ -140,6 +144,9 @@ class NativeProbeSource:
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
         self.known_path = known_path
+        self.debug_files = debug_files  # the agent's symbols.debugFiles: a uprobe's symbol in debug files
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._known_saved: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         if known_path:
             try:
@@ -157,6 +164,7 @@ class NativeProbeSource:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcc")
+        self._loop, self._stop = asyncio.get_running_loop(), stop
         self.ready.clear()
         self.ring_buffer = self._ring_buffer_ok and not self.cfg.force_perf_buffer
         try:
@@ -217,7 +225,12 @@ class NativeProbeSource:
             self._thread.shutdown(wait=False)
 
     def _load(self) -> ProbeSet:
-        ps = load(self.cfg, kernel_source=self.kernel_source, ring_buffer=self.ring_buffer, known=self._known)
+        ps = load(
+            self.cfg, kernel_source=self.kernel_source, ring_buffer=self.ring_buffer, known=self._known,
+            debug_files=self.debug_files,
+        )  # fmt: skip
+        if ps.watch is not None:  # from now on a lookup's wait reads the buffer as _stream does
+            ps.watch.idle = self._idle
         self.stats.attached = list(ps.attached)
         self.stats.failed = [(label, redact(why)) for label, why in ps.failed]  # shown by probes, /readyz
         self.stats.former += ps.former.former
@@ -267,6 +280,24 @@ class NativeProbeSource:
                 self._note_drops(self.stats.kernel, time.time_ns())
                 self._note_followed(*await self._call(self._follow))
         batch = await self._call(self._poll_batch, 0)  # what arrived up to the stop
+        for payload in batch:
+            put(payload)
+        self.stats.received += len(batch)
+
+    def _idle(self) -> bool:
+        """While a file's lookup runs on its own thread (native/lookup.py, called on the probes'
+        thread): read the buffer as :meth:`_stream` does and hand the records to the event loop, so a
+        slow (hostile) file costs no record. False once the probes are asked to stop."""
+        if self._stop is None or self._stop.is_set() or self._loop is None:
+            return False
+        batch = self._poll_batch(IDLE_POLL_MS)
+        if batch:
+            self._loop.call_soon_threadsafe(self._deliver, batch)
+        return True
+
+    def _deliver(self, batch: list[bytes]) -> None:
+        """Records read by :meth:`_idle`, queued on the event loop's thread (in the order read)."""
+        put = self.queue.put
         for payload in batch:
             put(payload)
         self.stats.received += len(batch)

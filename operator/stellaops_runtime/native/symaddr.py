@@ -53,6 +53,7 @@ import os
 import stat
 from typing import BinaryIO
 
+from stellaops_runtime.canonical.debuglink import has_symbols
 from stellaops_runtime.canonical.elflayout import ElfError, read_layout
 from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.canonical.symtab import read_section_table
@@ -93,12 +94,14 @@ def find_address(
     *,
     where: tuple[str, str] | None = None,
     debug_roots: tuple[str, ...] = DEBUG_ROOTS,
+    debug_files: bool = True,
 ) -> int:
     """The address BCC's ``attach_uprobe(addr=...)`` takes for ``symbol`` in the ELF file at ``path``.
 
     The file's own tables come first, then its separate debug file (native/symdebug.py), looked for
     under the root of ``where`` ((root, path inside it) naming the file: :func:`where_of`, by
-    default of ``path``) and under ``debug_roots``.
+    default of ``path``) and under ``debug_roots``; not at all with ``debug_files`` False (the agent's
+    ``symbols.debugFiles: false``: no separate debug file is read, for a probe as for a frame).
     Raises :class:`SymbolNotFound`, ``ElfError`` (a file that is not ELF, or damaged: its
     message says why) or ``OSError`` (the file cannot be opened or read)."""
     try:  # a name from argv keeps its undecodable bytes as surrogates: those bytes are looked for
@@ -113,7 +116,10 @@ def find_address(
         budget = _LIMITS.budget("symbol lookup")
         sections = read_section_table(f, layout, budget)
         found = first_function(f, layout, sections, want, budget)
-        if not found and layout.has_section_headers:
+        if not found and layout.has_section_headers and not debug_files:
+            if not has_symbols(sections)[0]:  # stripped: its debug file may name it, and is not read
+                hint = "; separate debug files are not read (symbols.debugFiles is false)"
+        elif not found and layout.has_section_headers:
             place = where if where is not None else where_of(path)
             found, hint = debug_address(f, layout, sections, want, place, debug_roots, _LIMITS)
             if not found and any(s.name == ".gnu_debugdata" for s in sections):

@@ -94,25 +94,49 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
     return "".join(parts)
 
 
-def attach(b: Any, cfg: NativeConfig, paths: Mapping[int, str] | None = None) -> list[tuple[str, str]]:
-    """Attach every target; (label, why) for each one that failed. The others keep working.
+def resolve(
+    cfg: NativeConfig, paths: Mapping[int, str] | None = None, *, debug_files: bool = True
+) -> dict[int, int | str]:
+    """Target index -> its address, or why it cannot be probed: looked up before anything attaches.
 
-    ``paths``: target index -> the path to read and attach through instead of the target's own (a
-    descriptor native/follow.py holds, so the file attached is the one it looked at)."""
+    The lookup reads the file within 1 GiB and 120 s (native/symaddr.py); made while probes already
+    attached wrote into a buffer nobody read yet, a slow (hostile) file cost their records. ``paths``:
+    target index -> the path to read and attach through instead of the target's own (a descriptor
+    native/follow.py holds, so the file attached is the one it looked at)."""
+    out: dict[int, int | str] = {}
+    for i, t in enumerate(cfg.uprobes):
+        path = (paths or {}).get(i, t.binary)
+        if not os.path.isfile(path):
+            out[i] = f"binary {t.binary} not found"
+            continue
+        try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
+            out[i] = find_address(
+                path, t.symbol, where=where_of(t.binary, t.root, t.module), debug_files=debug_files
+            )
+        except SymbolNotFound as e:
+            out[i] = f"symbol {t.symbol} not found in {t.binary}{e.hint}"
+        except (OSError, ElfError) as e:
+            out[i] = f"cannot read symbols of {t.binary}: {str(e).replace(path, t.binary)}"
+    return out
+
+
+def attach(
+    b: Any,
+    cfg: NativeConfig,
+    paths: Mapping[int, str] | None = None,
+    resolved: dict[int, int | str] | None = None,
+) -> list[tuple[str, str]]:
+    """Attach every target at its address (:func:`resolve`'s, looked up now when not given); (label,
+    why) for each one that failed. The others keep working."""
+    if resolved is None:
+        resolved = resolve(cfg, paths)
     failed: list[tuple[str, str]] = []
     for i, t in enumerate(cfg.uprobes):
         label = t.label()
         path = (paths or {}).get(i, t.binary)
-        if not os.path.isfile(path):
-            failed.append((label, f"binary {t.binary} not found"))
-            continue
-        try:  # the address is found here: BCC never reads a symbol table (native/symaddr.py)
-            addr = find_address(path, t.symbol, where=where_of(t.binary, t.root, t.module))
-        except SymbolNotFound as e:
-            failed.append((label, f"symbol {t.symbol} not found in {t.binary}{e.hint}"))
-            continue
-        except (OSError, ElfError) as e:
-            failed.append((label, f"cannot read symbols of {t.binary}: {str(e).replace(path, t.binary)}"))
+        addr = resolved.get(i, f"binary {t.binary} not looked up")
+        if isinstance(addr, str):
+            failed.append((label, addr))
             continue
         entered = False
         try:

@@ -1,0 +1,74 @@
+"""A uprobe's address looked up on a thread of its own, while the probes' thread keeps reading their output.
+
+Why this module exists: native/symaddr.py reads the probed file's symbol
+tables (and its debug file, and the function-start check) within 1 GiB and
+120 s per file read, and the file can be a container's own: a hostile symbol
+table makes one lookup take a minute. Run on the probes' ``bcc`` thread, that
+minute was a minute in which nobody read the output buffer: records waited in
+it, what did not fit was refused in the kernel (counted ``lost``, a gap) and
+every event of the node in that minute was gone.
+
+So the lookup of a file attached while the probes run (a new file at a
+target's path, a copy-up, a former file found by the scan: native/follow.py)
+runs on a short-lived thread of its own, on a duplicate of the caller's
+descriptor (the caller may close its own; the file read is the one it
+looked at), and the caller's thread calls ``idle`` until it is done: the
+source's ``idle`` reads the buffer and hands the records on, as its reader
+does between looks (native/source.py). ``idle`` returning False (the probes
+are stopping) abandons the wait: the lookup's thread finishes on its own and
+its answer is dropped, and the target is reported (not probed, a gap). No
+BCC call is made off the probes' thread: only the file is read there.
+
+Without ``idle`` (the load's own lookups, made before anything is attached:
+nothing to read yet) the lookup runs on the caller's thread, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from stellaops_runtime.native.symaddr import find_address
+
+Idle = Callable[[], bool]  # called while a lookup runs; False: stop waiting (the probes stop)
+
+
+class Abandoned(Exception):
+    """The wait for a lookup was given up (``idle`` said so): no address."""
+
+
+def address(
+    fd: int,
+    symbol: str,
+    *,
+    where: tuple[str, str] | None,
+    debug_files: bool = True,
+    idle: Idle | None = None,
+) -> int:
+    """The address of ``symbol`` in the file of ``fd``. Raises what ``find_address`` raises (its
+    messages name the file as ``/proc/self/fd/<n>``, ``fd``'s or a duplicate's), or :class:`Abandoned`."""
+    if idle is None:
+        return find_address(f"/proc/self/fd/{fd}", symbol, where=where, debug_files=debug_files)
+    own = os.dup(fd)  # the lookup's own: the caller may close its descriptor meanwhile
+    path = f"/proc/self/fd/{own}"
+    done: Future[int] = Future()
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            done.set_result(find_address(path, symbol, where=where, debug_files=debug_files))
+        except BaseException as e:  # handed to the waiting thread, which raises it
+            done.set_exception(e)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(own)
+            finished.set()
+
+    threading.Thread(target=run, name="symlookup", daemon=True).start()
+    while not finished.wait(0.001):  # idle blocks (a poll of the buffer); this never spins alone
+        if not idle():
+            raise Abandoned(f"the lookup of {symbol} was abandoned: the probes stopped")
+    return done.result()
