@@ -173,14 +173,19 @@ SECRET_WORDS: tuple[str, ...] = (
     "token",
     r"api[_-]?key",
     "secret",
-    r"secret[_-]?key",
-    r"access[_-]?key",
+    # ``.`` too: Hadoop's and Spark's keys (``fs.s3a.secret.key``, ``spark.hadoop.fs.s3a.access.key``)
+    r"secret[_.-]?key",
+    r"access[_.-]?key",
+    # Azure API Management's ``Ocp-Apim-Subscription-Key`` header
+    r"subscription[_-]?key",
     "auth",
     r"session[_-]?id",
     "cookie",
     "signature",
-    r"private[_-]?key(?:[_-]?id)?",
-    r"account[_-]?key",
+    r"private[_.-]?key(?:[_-]?id)?",
+    # Hadoop's ABFS/WASB key names the account after it:
+    # ``fs.azure.account.key.<account>.dfs.core.windows.net``
+    r"account[_.-]?key(?:\.[\w-]{1,63}+){0,6}+",
 )
 
 # ``pw`` ends a password key too (PuTTY's ``plink -pw X``, OpenLDAP's ``rootpw=X``,

@@ -4,12 +4,15 @@ Container entrypoints and CI steps set or use passwords this way, and the value 
 then in the command line of the shell that runs them (``sh -c "…"``), with no
 key or flag in front of it that the key rules could see:
 
-- what is echoed into chpasswd(8) or passwd(1): ``echo root:X | chpasswd``,
-  ``echo -e "X\\nX" | passwd app``, ``echo X | sudo passwd --stdin app``;
+- what is echoed (or printed with ``printf``) into chpasswd(8) or passwd(1), or given to
+  them in a here-string: ``echo root:X | chpasswd``, ``echo -e "X\\nX" | passwd app``,
+  ``echo X | sudo passwd --stdin app``, ``printf '%s\\n' root:X | chpasswd``,
+  ``chpasswd <<< root:X``;
 - what is echoed into a command that reads its password from standard input
   (``--password-stdin``: ``docker``, ``podman``, ``nerdctl``, ``buildah``,
   ``helm registry``, ``oras``, ``skopeo``, ``cosign login``; ``--pass-stdin``:
-  ``regctl``): ``echo X | docker login -u u --password-stdin registry``;
+  ``regctl``): ``echo X | docker login -u u --password-stdin registry``, or in a
+  here-string (``docker login --password-stdin registry <<< X``);
 - the password field of a PostgreSQL password file line the command writes
   (``echo db:5432:*:app:X > ~/.pgpass``; the format is
   ``hostname:port:database:username:password``,
@@ -22,6 +25,8 @@ the combined regex needs (patterns.py).
 
 from __future__ import annotations
 
+from stellaops_runtime.privacy.base import WORD_VALUE
+
 # What ``echo`` prints: a quoted string or a word, up to the pipe.
 _ECHOED = r"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
 _ECHO = rf"e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?{_ECHOED}\s*\|\s*"
@@ -29,8 +34,21 @@ _ECHO = rf"e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?{_ECHOED}\s*\|\s*"
 _SETS_PASSWORD = r"(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])"
 _READS_PASSWORD = r"[^|;&\n]*?--pass(?:word)?-stdin(?![\w-])"
 
+# ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
+# Bounded: a text of many ``printf`` words costs a short scan per word, not one to the end.
+_PRINTF = r"p(?<![\w-]p)rintf\s+(?P<s>[^|;&\n]{0,1024}?[^|;&\s])\s*\|\s*"
+# A here-string after the consumer (bash ``<<<``): ``chpasswd <<< root:X``,
+# ``docker login --password-stdin reg <<< X``; the words between are bounded.
+# The word ends before a quote that closes the text around it (``sh -c "chpasswd <<< root:X"``).
+_HERE_WORD = rf"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|{WORD_VALUE})"""
+_HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}?<<<\s*{_HERE_WORD}"
+
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD})",
+    f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD})",
+    rf"c(?<![\w-]c)hpasswd{_HERE}",
+    rf"p(?<![\w-]p)asswd{_HERE}",
+    rf"-(?<![\w-]-)-pass(?:word)?-stdin{_HERE}",
     # A .pgpass line: from the ``:`` before its port (a number or ``*``) to its fifth field (a ``:``
     # or a backslash in it is escaped with a backslash), written to the file (``> ~/.pgpass``, ``>>``,
     # ``| tee -a``). Every part is bounded and possessive, so that a text of many ``x:1:`` costs a
