@@ -34,7 +34,7 @@ from stellaops_runtime.contracts.crd_specs import (
 from stellaops_runtime.contracts.regex_backtracking import BACKTRACKING_ADVICE, backtracking_risk
 from stellaops_runtime.contracts.regex_depth import MAX_GROUP_DEPTH, group_depth
 from stellaops_runtime.contracts.runtime_socket import shown, socket_path_problem
-from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS
+from stellaops_runtime.contracts.syscalls import KNOWN_SYSCALLS, TABLE_RELEASE
 from stellaops_runtime.contracts.tetragon_socket import tetragon_socket_problem
 
 # Kubernetes label syntax (apimachinery validation: qualified names and values). Every pattern here
@@ -270,7 +270,8 @@ def parse_policy_spec(spec: Mapping[str, Any], *, cluster: bool) -> PolicySpec:
                 hint = f" (write the bare name, e.g. {name.split('sys_', 1)[1]!r})"
             raise SpecError(
                 "UnknownSyscall",
-                f"spec.syscalls[{i}] {name!r} is not a Linux system call on x86_64 or arm64{hint}",
+                f"spec.syscalls[{i}] {name!r} is not a Linux system call on x86_64 or arm64 "
+                f"(this version's tables: Linux {TABLE_RELEASE} and earlier){hint}",
             )
     if len(set(model.syscalls)) != len(model.syscalls):
         raise SpecError("DuplicateEntry", "spec.syscalls lists a system call twice")

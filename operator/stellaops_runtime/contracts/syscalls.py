@@ -7,11 +7,20 @@ probes on ``raw_syscalls:sys_enter`` filter on.
 
 Source: the kernel's user-space API headers as shipped by Debian's
 ``linux-libc-dev`` 6.1 (``asm/unistd_64.h`` for x86_64; ``asm-generic/unistd.h``
-with arm64's ``__ARCH_WANT_*`` switches and 64-bit longs for arm64). Only the
-native 64-bit ABIs are listed (no x32, no compat).
+with arm64's ``__ARCH_WANT_*`` switches and 64-bit longs for arm64), then the
+syscalls Linux 6.2 to 6.18 added (:data:`TABLE_RELEASE`): on x86_64
+``uretprobe`` 335, ``uprobe`` 336 and 451 to 469, each number checked on a
+running 6.18 kernel (a process calling ``syscall(nr)`` fired that name's
+``syscalls:sys_enter_<name>`` tracepoint; ``map_shadow_stack``, which has none
+there, from ``syscall_64.tbl``); on arm64 the generic table's 451 to 469,
+the same numbers. Only the native 64-bit ABIs are listed (no x32, no compat).
+A name missing here (a kernel newer than the table) is unknown: callers refuse
+it with :data:`TABLE_RELEASE` in the message, never trace it by number.
 """
 
 from __future__ import annotations
+
+TABLE_RELEASE = "6.18"  # the newest Linux release whose syscalls both tables hold
 
 X86_64: dict[str, int] = {
     "read": 0,
@@ -348,6 +357,8 @@ X86_64: dict[str, int] = {
     "statx": 332,
     "io_pgetevents": 333,
     "rseq": 334,
+    "uretprobe": 335,
+    "uprobe": 336,
     "pidfd_send_signal": 424,
     "io_uring_setup": 425,
     "io_uring_enter": 426,
@@ -375,6 +386,25 @@ X86_64: dict[str, int] = {
     "process_mrelease": 448,
     "futex_waitv": 449,
     "set_mempolicy_home_node": 450,
+    "cachestat": 451,
+    "fchmodat2": 452,
+    "map_shadow_stack": 453,
+    "futex_wake": 454,
+    "futex_wait": 455,
+    "futex_requeue": 456,
+    "statmount": 457,
+    "listmount": 458,
+    "lsm_get_self_attr": 459,
+    "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461,
+    "mseal": 462,
+    "setxattrat": 463,
+    "getxattrat": 464,
+    "listxattrat": 465,
+    "removexattrat": 466,
+    "open_tree_attr": 467,
+    "file_getattr": 468,
+    "file_setattr": 469,
 }
 
 ARM64: dict[str, int] = {
@@ -684,6 +714,25 @@ ARM64: dict[str, int] = {
     "process_mrelease": 448,
     "futex_waitv": 449,
     "set_mempolicy_home_node": 450,
+    "cachestat": 451,
+    "fchmodat2": 452,
+    "map_shadow_stack": 453,
+    "futex_wake": 454,
+    "futex_wait": 455,
+    "futex_requeue": 456,
+    "statmount": 457,
+    "listmount": 458,
+    "lsm_get_self_attr": 459,
+    "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461,
+    "mseal": 462,
+    "setxattrat": 463,
+    "getxattrat": 464,
+    "listxattrat": 465,
+    "removexattrat": 466,
+    "open_tree_attr": 467,
+    "file_getattr": 468,
+    "file_setattr": 469,
 }
 
 ARCHITECTURES: dict[str, dict[str, int]] = {"x86_64": X86_64, "arm64": ARM64}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stellaops_runtime.contracts.syscalls import X86_64
+from stellaops_runtime.contracts.syscalls import TABLE_RELEASE, X86_64
 
 MAX_CGROUPS = 4096
 MAX_UPROBE_TARGETS = 64
@@ -195,7 +195,11 @@ def validate(cfg: NativeConfig) -> None:
         raise NativeConfigError("native.syscalls: expected a list of syscall names")
     unknown = [s for s in cfg.syscalls if s not in X86_64]
     if unknown:
-        raise NativeConfigError(f"native.syscalls: unknown on x86_64: {', '.join(sorted(unknown))}")
+        raise NativeConfigError(
+            f"native.syscalls: unknown on x86_64: {', '.join(sorted(unknown))} (this agent's table holds "
+            f"the syscalls of Linux {TABLE_RELEASE} and earlier; a newer one is never counted under its "
+            "number: it would be stored under another function than Tetragon's)"
+        )
     for name in ("kernel_stack_syscalls", "user_stack_syscalls"):
         names = getattr(cfg, name)
         if not isinstance(names, tuple) or not all(isinstance(s, str) for s in names):

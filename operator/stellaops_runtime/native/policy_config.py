@@ -34,7 +34,7 @@ from typing import Any
 
 from stellaops_runtime.attribution.model import AttributionError, ErrorKind
 from stellaops_runtime.attribution.rootfs import RootFS
-from stellaops_runtime.contracts.syscalls import X86_64
+from stellaops_runtime.contracts.syscalls import TABLE_RELEASE, X86_64
 from stellaops_runtime.native.config import (
     MAX_PERIOD_SECONDS,
     MAX_UPROBE_TARGETS,
@@ -189,8 +189,12 @@ def _syscalls(key: str, entry: dict[str, Any], out: list[str], notes: list[str])
         if not isinstance(sc, dict):
             raise _err(where, f"expected {{name, x86_64, arm64}}, got {type(sc).__name__}")
         name = _str(sc.get("name"), f"{where}.name")
-        if name not in X86_64:
-            notes.append(f"{key}: syscall {name} does not exist on x86_64, the native probes' architecture")
+        if name not in X86_64:  # another architecture's, or a newer kernel's (a newer operator's table)
+            notes.append(
+                f"{key}: syscall {name} is not in this agent's x86_64 syscall table (Linux "
+                f"{TABLE_RELEASE} and earlier), the native probes' architecture: not probed (never by "
+                "number: its calls would be stored under another function than Tetragon's)"
+            )
         elif name not in out:
             out.append(name)
 
