@@ -91,6 +91,7 @@ class Pipeline:
             max_tracked_caller_keys=hs.max_keys,
             symbol_id_only=config.privacy.symbol_id_only,
             source="tetragon",
+            started_ns=time.time_ns(),  # an agent before it saw calls this one did not (day_calls.py)
         )
         self.gaps = GapTracker(window_seconds=hs.window_seconds, source="tetragon")
         self.canonicalizer = make_canonicalizer(config, node_name=node_name)

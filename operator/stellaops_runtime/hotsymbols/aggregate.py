@@ -103,6 +103,7 @@ class HotSymbolAggregator(RepeatCounting):
         max_tracked_caller_keys: int = 200_000,
         symbol_id_only: bool = False,
         source: str = "tetragon",
+        started_ns: int | None = None,
     ) -> None:
         self._window_ns = window_seconds * 1_000_000_000
         self._window_seconds = window_seconds
@@ -111,7 +112,9 @@ class HotSymbolAggregator(RepeatCounting):
         self._enabled = {e: c >= min_confidence for e, c in CONFIDENCE.items()}
         self._groups: dict[Group, dict[str, Slot]] = {}
         self._keys = 0
-        self._windows = WindowCounts(window_seconds)
+        # the agent's start (wall clock): the days up to it are judged without the calls an agent
+        # before it saw (hotsymbols/day_calls.py)
+        self._windows = WindowCounts(window_seconds, started_ns)
         # Distinct callers per stack key, kept across drains (bounded).
         self._callers = CallerTable(max_callers=max_callers_per_symbol, max_keys=max_tracked_caller_keys)
         self._chains = NotedChains()  # stacks' caller chains already in that table (emptied at drain)

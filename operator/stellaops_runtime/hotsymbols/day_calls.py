@@ -24,9 +24,21 @@ value (:meth:`DayCalls.restated`, a row with no events carrying only
 that call comes.
 
 What the agent knew is what it judges: the containers are remembered for
-the day of the newest window it saw and the day before; a restarted agent
-knows only the calls it saw itself. A day it forgot (older than that: an
-export file of several days read at once, a day-ahead event) is not judged
+the day of the newest window it saw and the day before. A restarted agent
+knows only the calls it saw itself, and the agent before it may have seen
+another container of the image calling earlier that day: so on the UTC day
+the agent started (``started_ns``, the wall clock the agent hands in) and
+any day before it (an export file read from where the agent before it
+stopped), the first window of a container it has not seen with calls is
+marked whether or not another container showed calls to it. That takes out
+no day that was watched: a node where no container of the image showed a
+call that day has no window that could see calls, so the day is out of the
+watch already; a container that called only to the agent before costs that
+node's day (no answer rather than a wrong one). Host processes and a
+container whose image is unknown (``host:``, ``container:`` images) are one
+unit, with no container beside them, and are judged as before. A day it
+forgot (older than that: an export file of several days read at once, a
+day-ahead event) is not judged
 again: its kept windows keep what was written (:meth:`DayCalls.forgot`),
 and a window of it written again (late events) is marked when one of its
 containers was not seen with calls since, since the agent cannot tell
@@ -52,12 +64,17 @@ UNWATCHED = Posture.NONE.rank  # the mark: a container of the image ran there, u
 _VISIBLE = FUNCTION_VISIBLE.rank
 
 _Day = tuple[str, str, int]  # (image, node, UTC day number)
+# Windows of host processes (one unit) and of a container whose image is unknown (the image key is the
+# container): no other container of the "image" can have called beside it (store/refs.py
+# NON_IMAGE_PREFIXES), so the day the agent started marks nothing of theirs it would not mark anyway.
+_ONE_UNIT = ("host:", "container:")
 
 
 class DayCalls:
     """Per (image, node, UTC day): the containers seen with calls, and the first window of each other one."""
 
     __slots__ = (
+        "_blind_upto",
         "_called",
         "_dirty",
         "_first",
@@ -69,7 +86,9 @@ class DayCalls:
         "dropped",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, started_ns: int | None = None) -> None:
+        # the days up to the agent's start (UTC): an agent before it may have seen callers this one did not
+        self._blind_upto = started_ns // DAY_NS if started_ns is not None else -1
         self._called: dict[_Day, set[str]] = {}
         # (image, node, day) -> container not yet seen with calls -> [its first window, that window's
         # own rank, the rank written for it]
@@ -108,7 +127,8 @@ class DayCalls:
     def judge(self, image: str, node: str, win: int, rank: int, units: Iterable[str]) -> int:
         """The window's ``evidenced`` rank to write: ``rank``, or :data:`UNWATCHED` when it is the
         first window that day of a container that ran in it (``units``) and has shown no call that
-        day while another container has; on a day forgotten or dropped past the bound, any window
+        day while another container has (on the day the agent started or before it: whether or not
+        another has, as far as this agent saw); on a day forgotten or dropped past the bound, any window
         of a container not seen with calls since."""
         day = win // DAY_NS
         key = (image, node, day)
@@ -129,7 +149,8 @@ class DayCalls:
                 self._size += 1
             if entry[0] == win:
                 mine.append(entry)
-        value = UNWATCHED if mine and called else rank
+        blind = day <= self._blind_upto and not image.startswith(_ONE_UNIT)
+        value = UNWATCHED if mine and (called or blind) else rank
         for entry in mine:
             entry[1], entry[2] = rank, value
         return value

@@ -54,10 +54,10 @@ class WindowCounts:
 
     __slots__ = ("_windows", "units", "window_seconds")
 
-    def __init__(self, window_seconds: int) -> None:
+    def __init__(self, window_seconds: int, started_ns: int | None = None) -> None:
         self.window_seconds = window_seconds
         self._windows: dict[tuple[str, str, int], list[Any]] = {}
-        self.units = WindowUnits()  # kept across drains
+        self.units = WindowUnits(started_ns)  # kept across drains; the agent's start: day_calls.py
 
     def __len__(self) -> int:
         return len(self._windows)

@@ -74,13 +74,13 @@ class WindowUnits:
 
     __slots__ = ("_idle", "_pruned_upto", "_said", "_units", "days")
 
-    def __init__(self) -> None:
+    def __init__(self, started_ns: int | None = None) -> None:
         self._units: dict[tuple[str, str, int], dict[str, int]] = {}
         self._idle: dict[tuple[str, str, int], int] = {}  # drains since the window's last event
         # (image, node) -> the latest window start whose containers were dropped
         self._pruned_upto: dict[tuple[str, str], int] = {}
         self._said: dict[tuple[str, str, int], int] = {}  # the rank last written for each window
-        self.days = DayCalls()  # each container judged over its UTC day (hotsymbols/day_calls.py)
+        self.days = DayCalls(started_ns)  # each container judged over its UTC day (hotsymbols/day_calls.py)
 
     def __len__(self) -> int:
         return len(self._units)
