@@ -44,8 +44,10 @@ POLICIES = [
 ]
 
 
-async def _write(kubeconfig: Path, stream: Any = None) -> tuple[bool, ObservationNodeWriter]:
-    tetragon = ReplayServer([], policies=POLICIES, version="v1.7.0")
+async def _write(
+    kubeconfig: Path, stream: Any = None, policies: list[PolicyStatus] = POLICIES
+) -> tuple[bool, ObservationNodeWriter]:
+    tetragon = ReplayServer([], policies=policies, version="v1.7.0")
     address = await tetragon.start("127.0.0.1:0")
     w = ObservationNodeWriter(
         node_name=NODE,
@@ -107,3 +109,28 @@ def test_an_attached_purl_function_is_taken(control_plane: ControlPlane, tmp_pat
 def test_an_entry_names_its_namespace_only_when_it_has_one(namespace: str) -> None:
     entry = policy_entry(sensors_pb2.TracingPolicyStatus(name="p", namespace=namespace))
     assert entry.get("namespace") == (namespace or None)
+
+
+def test_thousands_of_policies_do_not_stop_the_nodes_report(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """2,000 policies with Tetragon's errors made a status past etcd's 1.5 MiB: every patch refused,
+    no heartbeat, the node stale. Bounded now (agent/observation_status.py ``bounded_policies``), the
+    rest counted in ``policiesOmitted``, the operator's own failed object kept."""
+    admin = control_plane.admin
+    assert admin is not None
+    many = [PolicyStatus(name=f"team-{i:05d}", state="ERROR", message="x" * 1100) for i in range(2000)]
+    ours = PolicyStatus(
+        name="stellaops-web", namespace="shop", state="LOAD_ERROR", message="prog load failed"
+    )
+    admin.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    try:
+        kubeconfig = control_plane.write_kubeconfig(tmp_path / "admin.kubeconfig", token=None)
+        wrote, w = asyncio.run(_write(kubeconfig, policies=[*many, ours]))
+        assert wrote and not w.stats.errors, w.stats.last_error
+        status = admin.get(API_VERSION, NODE_KIND, NODE)["status"]
+        assert status["policiesOmitted"] == 2001 - len(status["policies"]) > 0
+        assert "stellaops-web" in {p["name"] for p in status["policies"]}
+    finally:
+        admin.delete(API_VERSION, NODE_KIND, NODE)
+        admin.delete("v1", "Node", NODE)

@@ -23,7 +23,8 @@ its status current:
 - ``policies``: Tetragon's ListTracingPolicies on this node (state without
   ``TP_STATE_``, error message, sensors, kernel memory): the only per-node
   truth about policy loading, which the operator folds into each policy's
-  rollout status;
+  rollout status; bounded, the rest counted in ``policiesOmitted``
+  (``observation_status.bounded_policies``);
 - ``purlFunctions`` (with the source switch only): per function a policy
   names by package URL, whether the BCC probes attached it in this node's
   running containers (``attached``, ``not_found``, ``not_in_package``,

@@ -5,11 +5,13 @@ writer polls Tetragon and the kernel and writes what :func:`build_status`
 returns; the tests and the Argo CD health checks build statuses with the very
 same code. ``working_source`` decides ``status.source`` and
 ``status.maxPosture``; ``purl_state`` is the native probes' per-function report;
-``agent_template`` which rollout of the agent's pod template wrote the report.
+``agent_template`` which rollout of the agent's pod template wrote the report;
+``bounded_policies`` holds Tetragon's policy list to what a status can carry.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -177,14 +179,68 @@ def build_status(
         "maxPosture": max_posture.value,
         "maxPostureReason": max_why[:1024],
         "capabilities": caps,
-        "policies": policies or [],
         "conditions": merge_conditions(existing, new, now=now),
     }
+    status["policies"], status["policiesOmitted"] = bounded_policies(policies)
     if agent_template is not None:
         status["agentTemplate"] = agent_template
     if purl_functions is not None:  # written empty too: a merge patch would keep an old list
         status["purlFunctions"], status["purlFunctionsOmitted"] = purl_functions
     return status
+
+
+# status.policies is bounded (docs/operator.md, ObservationNode): a node with thousands of Tetragon
+# policies, each with its error (1 KiB), sensors and failed hooks, made a status past etcd's 1.5 MiB,
+# every status patch was refused, no heartbeat was written and the node went stale.
+MAX_POLICY_ENTRIES = 1000
+POLICY_ENTRIES_BYTES = 512 * 1024  # of the kept entries' JSON
+MAX_SENSORS = 16  # per entry, each cut at SENSOR_CHARS; the rest counted in sensorsOmitted
+SENSOR_CHARS = 128
+# Kept first: what the operator must not miss (a failed or partial load), then its own objects.
+_FAILED_FIRST = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "PARTIALLY_ENABLED"})
+OPERATOR_PREFIX = "stellaops-"  # every Tetragon object the operator renders (render_policy names)
+
+
+def _bounded_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    sensors = entry.get("sensors")
+    if not isinstance(sensors, list) or (
+        len(sensors) <= MAX_SENSORS and all(len(str(x)) <= SENSOR_CHARS for x in sensors)
+    ):
+        return entry
+    out = dict(entry)
+    out["sensors"] = [str(x)[:SENSOR_CHARS] for x in sensors[:MAX_SENSORS]]
+    if len(sensors) > MAX_SENSORS:
+        out["sensorsOmitted"] = len(sensors) - MAX_SENSORS
+    return out
+
+
+def bounded_policies(policies: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], int]:
+    """Tetragon's policy list as ``status.policies`` carries it, and how many entries were left out.
+
+    At most :data:`MAX_POLICY_ENTRIES` entries and :data:`POLICY_ENTRIES_BYTES` of them; past that,
+    failed and partial loads are kept first, then the operator's own objects (named
+    ``stellaops-...``), then the rest, each in Tetragon's order, and the kept ones are written in
+    that order. A list within the bounds is written as it is (sensors aside).
+    """
+    entries = [_bounded_entry(e) for e in policies or ()]
+    sizes = [len(json.dumps(e, separators=(",", ":")).encode()) + 1 for e in entries]
+    if len(entries) <= MAX_POLICY_ENTRIES and sum(sizes) <= POLICY_ENTRIES_BYTES:
+        return entries, 0
+
+    def rank(i: int) -> tuple[int, int, int]:
+        e = entries[i]
+        ours = str(e.get("name") or "").startswith(OPERATOR_PREFIX)
+        return (0 if str(e.get("state") or "") in _FAILED_FIRST else 1, 0 if ours else 1, i)
+
+    kept: list[int] = []
+    used = 0
+    for i in sorted(range(len(entries)), key=rank):
+        if len(kept) >= MAX_POLICY_ENTRIES:
+            break
+        if used + sizes[i] <= POLICY_ENTRIES_BYTES:
+            kept.append(i)
+            used += sizes[i]
+    return [entries[i] for i in sorted(kept)], len(entries) - len(kept)
 
 
 # What the agent knows of the node's containers (docs/lifecycle.md, "Without the lifecycle part"):

@@ -1,0 +1,88 @@
+"""The agent's ``status.policies`` is bounded, and what it leaves out is counted, failures kept.
+
+The agent copied every policy Tetragon listed, each with its error (1 KiB),
+sensors and failed hooks: a node with thousands of Tetragon policies made an
+ObservationNode status past etcd's 1.5 MiB request limit, every status patch
+was refused, no heartbeat was written and the node went stale (its pods at
+None, its policies' rollouts counting it stale). Now at most
+``MAX_POLICY_ENTRIES`` entries and ``POLICY_ENTRIES_BYTES`` of them are kept,
+``policiesOmitted`` counts the rest, and the entries the operator needs most
+are kept first: failed and partial loads, then the operator's own objects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
+from stellaops_runtime.agent.observation_status import (
+    MAX_POLICY_ENTRIES,
+    MAX_SENSORS,
+    POLICY_ENTRIES_BYTES,
+    bounded_policies,
+    build_status,
+)
+
+UP = TetragonInfo(address="unix:///t.sock", reachable=True, version="v1.7.0")
+CAPS = Capabilities(
+    kernel_version="6.1.0", btf=True, bpf_permitted=True, tracepoints=True, uprobes=True,
+    kprobes=True, usdt=True, ring_buffer=True, tetragon=UP,
+)  # fmt: skip
+
+
+def _entry(i: int, state: str = "ENABLED", *, name: str | None = None, error: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": name or f"team-policy-{i:05d}",
+        "namespace": "apps",
+        "state": state,
+        "sensors": ["generic_kprobe", "generic_tracepoint"],
+        "kernelMemoryBytes": 1 << 20,
+    }
+    if error:
+        entry["error"] = error
+    return entry
+
+
+def test_a_short_list_is_written_as_it_is() -> None:
+    policies = [_entry(i) for i in range(5)]
+    st = build_status(capabilities=CAPS, tetragon=UP, policies=policies, existing_conditions=None, now="t")
+    assert st["policies"] == policies and st["policiesOmitted"] == 0
+
+
+def test_thousands_of_policies_stay_under_the_bound_and_keep_failures_and_ours_first() -> None:
+    policies = [_entry(i, error="e" * 1024) for i in range(5000)]
+    policies[4000] = _entry(4000, "LOAD_ERROR", error="prog load failed")
+    policies[4500] = _entry(4500, "PARTIALLY_ENABLED")
+    policies[4999] = _entry(4999, name="stellaops-web-uprobes")
+    st = build_status(capabilities=CAPS, tetragon=UP, policies=policies, existing_conditions=None, now="t")
+    kept = st["policies"]
+    size = len(json.dumps(st).encode())
+    assert size < 1024 * 1024, size  # etcd refuses 1.5 MiB: far below, with room for the rest
+    assert (
+        len(kept) <= MAX_POLICY_ENTRIES
+        and len(json.dumps(kept, separators=(",", ":")).encode()) <= POLICY_ENTRIES_BYTES
+    )
+    assert st["policiesOmitted"] == 5000 - len(kept) > 0
+    names = [p["name"] for p in kept]
+    # the operator's view: failures, then its own objects, are never the ones left out
+    assert {"team-policy-04000", "team-policy-04500", "stellaops-web-uprobes"} <= set(names)
+    # kept in Tetragon's order
+    assert names == [p["name"] for p in policies if p["name"] in set(names)]
+
+
+def test_an_entry_with_endless_sensors_is_bounded() -> None:
+    entry = _entry(1) | {"sensors": [f"sensor-{i}-" + "s" * 500 for i in range(10_000)]}
+    kept, omitted = bounded_policies([entry])
+    assert omitted == 0 and len(kept[0]["sensors"]) == MAX_SENSORS
+    assert kept[0]["sensorsOmitted"] == 10_000 - MAX_SENSORS
+    assert all(len(s) <= 128 for s in kept[0]["sensors"])
+    assert entry["sensors"][0].startswith("sensor-0")  # the caller's entry is not changed
+    assert "sensorsOmitted" not in bounded_policies([_entry(2)])[0][0]
+
+
+@pytest.mark.parametrize("policies", [None, []])
+def test_no_list_is_an_empty_list(policies: list[dict[str, Any]] | None) -> None:
+    assert bounded_policies(policies) == ([], 0)
