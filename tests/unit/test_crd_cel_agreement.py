@@ -114,6 +114,12 @@ PATHS = [
     "/var/lib/kubelet/plugins/kubernetes.io/c/c.sock",
     "/var/lib/kubelet/pod-resources/c.sock",
     "/var/lib/kubelet/plugins/csi.example.com/c.sock",
+    "/var/lib/k0s/kubelet/c.sock",  # other kubelets' directories and data roots (test_crd_cel_real_values)
+    "/data/kubelet/c.sock",
+    "/mnt/k8s/pods/u/c.sock",
+    "/var/lib/etcd/c.sock",
+    "/x/var/lib/docker/c.sock",
+    "/var/lib/etcdx/c.sock",
 ]
 WINDOWS = [1, 7, 60, 61, 300, 5000, 3600, 43_200, 86_400, 86_401, 0, -60, 2**40]
 TOLERATIONS = [

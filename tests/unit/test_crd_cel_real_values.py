@@ -27,7 +27,7 @@ from test_crd_cel_agreement import _observer, api_server_refuses, operator_refus
 from test_crds import ROOT, crd, policy
 
 from stellaops_runtime.contracts import crds
-from stellaops_runtime.contracts.runtime_socket import KUBELET_PATTERN
+from stellaops_runtime.contracts.runtime_socket import DATA_ROOT_PATTERN, KUBELET_PATTERN
 
 TETRAGON_ADDRESSES = [
     "unix:///var/run/tetragon/tetragon.sock",  # our default, Tetragon's Helm default since v1.7
@@ -70,21 +70,51 @@ KUBELET_REFUSED = [
     "/var/lib/kubelet/plugins/kubernetes.io/x.sock",
     "/var/lib/kubelet/pki/x.sock",
     "/var/lib/kubelet/checkpoints/x.sock",
+    # the other distributions' kubelet directories, and one of any name (kubelet --root-dir)
+    "/var/snap/microk8s/common/var/lib/kubelet/x.sock",  # MicroK8s
+    "/var/snap/microk8s/common/var/lib/kubelet/pods/u/volumes/x.sock",
+    "/var/snap/microk8s/common/var/lib/kubelet/pki/x.sock",
+    "/data/kubelet/x.sock",
+    "/data/kubelet/plugins/x.sock",
+    "/data/kubelet/pods/u/x.sock",
+    "/mnt/disks/k8s/pods/u/volumes/x.sock",  # a root-dir not named kubelet: its pods/ gives it away
+    "/mnt/disks/k8s/plugins/kubernetes.io/csi/x.sock",
+    "/var/lib/kubeletx/pods/x.sock",
 ]
+# Data roots: a cluster's store, or every container's filesystem.
+DATA_ROOTS_REFUSED = [
+    "/var/lib/etcd/x.sock",
+    "/var/lib/etcd/member/x.sock",
+    "/var/lib/docker/x.sock",
+    "/var/lib/docker/containers/x.sock",
+    "/var/lib/containerd/x.sock",
+    "/var/lib/containerd/io.containerd.grpc.v1.cri/x.sock",
+    "/var/lib/containers/storage/x.sock",
+    "/var/lib/k0s/x.sock",  # k0s: etcd, pki, containerd and kubelet/ in one tree
+    "/var/lib/k0s/kubelet/pod-resources/x.sock",
+    "/var/lib/rancher/k3s/agent/containerd/containerd.sock",  # k3s's containerd root (socket: /run/k3s)
+    "/var/lib/rancher/rke2/server/db/x.sock",
+    "/var/snap/microk8s/common/var/lib/containerd/x.sock",
+    "/var/snap/microk8s/current/var/kubernetes/backend/x.sock",  # MicroK8s's dqlite
+    "/host/var/lib/docker/x.sock",
+]
+DATA_ROOTS_KEPT = ["/var/lib/etcdx/x.sock", "/var/lib/docker-plugins/x.sock", "/run/k0s/x/x.sock"]
 KUBELET_KEPT = [
     "/var/lib/kubelet/pod-resources/kubelet.sock",
     "/var/lib/kubelet/device-plugins/x.sock",
     "/var/lib/kubelet/plugins_registry/x.sock",
     "/var/lib/kubelet/plugins/ebs.csi.aws.com/csi.sock",
     "/var/lib/kubelet/podsx/x.sock",
-    "/var/lib/kubeletx/pods/x.sock",
+    "/var/lib/kubeletx/podsx/x.sock",
 ]
 
 
 def test_the_address_rule_reads_the_operators_kubelet_pattern() -> None:
-    """The socketPath rule is built from KUBELET_PATTERN in test_crds; the address rule says it after unix://."""
-    rule = "!self.startsWith('unix://') || !self.matches('^unix://" + KUBELET_PATTERN[1:] + "')"
-    assert rule in {r for _, r, _ in cel_rules(served_schema(crd(crds.OBSERVER_KIND)))}
+    """The socketPath rules are built from KUBELET_PATTERN and DATA_ROOT_PATTERN in test_crds; the
+    address rules say them after unix://."""
+    for pattern in (KUBELET_PATTERN, DATA_ROOT_PATTERN):
+        rule = "!self.startsWith('unix://') || !self.matches('^unix://" + pattern[1:] + "')"
+        assert rule in {r for _, r, _ in cel_rules(served_schema(crd(crds.OBSERVER_KIND)))}
 
 
 def _both_accept(obj: dict[str, object]) -> None:
@@ -137,5 +167,18 @@ def test_no_socket_mounts_the_kubelets_pod_data(path: str) -> None:
 
 @pytest.mark.parametrize("path", KUBELET_KEPT)
 def test_the_kubelets_socket_directories_stay_accepted(path: str) -> None:
+    for obj in _socket_objects(path):
+        _both_accept(obj)
+
+
+@pytest.mark.parametrize("path", DATA_ROOTS_REFUSED)
+def test_no_socket_mounts_a_data_root(path: str) -> None:
+    for obj in _socket_objects(path):
+        assert api_server_refuses(obj), obj["spec"]
+        assert "data root" in (operator_refuses(obj) or ""), obj["spec"]
+
+
+@pytest.mark.parametrize("path", DATA_ROOTS_KEPT)
+def test_look_alikes_of_data_roots_stay_accepted(path: str) -> None:
     for obj in _socket_objects(path):
         _both_accept(obj)

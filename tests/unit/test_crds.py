@@ -30,6 +30,7 @@ from stellaops_runtime.contracts.crds import (
     parse_policy_spec,
 )
 from stellaops_runtime.contracts.runtime_socket import (
+    DATA_ROOT_PATTERN,
     FORBIDDEN_PATTERN,
     KUBELET_PATTERN,
     MAX_SOCKET_PATH_BYTES,
@@ -469,6 +470,11 @@ CEL_RULES: dict[str, tuple[dict[str, Any], str, str]] = {
         crds.OBSERVER_KIND,
         "InvalidSocketPath",
     ),
+    f"!self.matches('{DATA_ROOT_PATTERN}')": (
+        {"containerRuntime": {"kind": "docker", "socketPath": "/var/lib/docker/x/docker.sock"}},
+        crds.OBSERVER_KIND,
+        "InvalidSocketPath",
+    ),
     f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}": (
         {"containerRuntime": {"kind": "cri", "socketPath": "/run/" + "\u00e9" * 60}},
         crds.OBSERVER_KIND,
@@ -489,7 +495,8 @@ _ADDRESS_RULES = {
     _UNIX + _USUAL + "self.matches('^unix:///[^/]+/.+')": ("unix:///t.sock", "InvalidSocketPath"),
     _UNIX + _USUAL + "!self.matches('^unix://(/(proc": ("unix:///etc/t/t.sock", "InvalidSocketPath"),
     _UNIX + _USUAL + "!self.matches('^unix://(/[^/]+|": ("unix:///tmp/t.sock", "InvalidSocketPath"),
-    _UNIX + "!self.matches('^unix:///var/lib/kubelet/": ("unix:///var/lib/kubelet/pki/t", _INVALID_SOCKET),
+    _UNIX + "!self.matches('^unix://(/.*)?/(kubelet/": ("unix:///var/lib/kubelet/pki/t", _INVALID_SOCKET),
+    _UNIX + "!self.matches('^unix://((/.*)?/var/lib/": ("unix:///var/lib/etcd/t/t.sock", _INVALID_SOCKET),
     "has(self.containerRuntime) || !has(self.tetragon)": ("unix:///run/crio/t.sock", "InvalidSocketPath"),
 }
 # where each rule sits, to find the value the rule sees inside a breaking spec

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.agent import lifecycle_part
+from stellaops_runtime.agent import runtime_target
 from stellaops_runtime.agent.lifecycle_part import LifecyclePart, Target, lifecycle_target
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import ConfigError, parse_config
@@ -145,7 +145,7 @@ def test_one_runtime_is_watched_never_two(tmp_path: Path, monkeypatch: pytest.Mo
         assert target(runtime="docker") is None
     # containerd's default socket (first of the CRI defaults) is never taken for a CRI runtime by
     # auto, even when containerdAddress points elsewhere; asked for by runtime: cri, it is.
-    monkeypatch.setattr(lifecycle_part, "DEFAULT_CONTAINERD_SOCKET", str(ctd))
+    monkeypatch.setattr(runtime_target, "DEFAULT_CONTAINERD_SOCKET", str(ctd))
     elsewhere = {"containerdAddress": str(tmp_path / "elsewhere.sock"), "criAddresses": [str(ctd)]}
     assert target(**elsewhere) is None and target(**elsewhere, runtime="cri") == Target("cri", str(ctd))
     assert target(**{**elsewhere, "criAddresses": [f"unix://{ctd}"]}) is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from stellaops_runtime.agent.lifecycle_part import Target, lifecycle_target
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.crds import SpecError, parse_observer_spec
 from stellaops_runtime.contracts.runtime_socket import (
+    DATA_ROOT_PATTERN,
     FORBIDDEN_PATTERN,
     KUBELET_PATTERN,
     MAX_SOCKET_PATH_BYTES,
@@ -253,6 +255,13 @@ def test_no_socket_path_hides_the_agents_own_program(path: str) -> None:
         ("/run/a\tb/c.sock", "control character"),
         ("/run/containerd/containerd.sock\n", "control character"),
         ("/run/a\ud800/c.sock", "not valid UTF-8"),  # a lone surrogate (only a JSON escape gives one)
+        ("/var/lib/k0s/kubelet/x.sock", "a kubelet's"),  # k0s (its whole /var/lib/k0s is a data root)
+        ("/var/snap/microk8s/common/var/lib/kubelet/pods/u/x.sock", "a kubelet's"),
+        ("/data/kubelet/x.sock", "a kubelet's"),  # kubelet --root-dir=/data/kubelet
+        ("/mnt/k8s/pods/u/volumes/x.sock", "pod data"),  # --root-dir=/mnt/k8s
+        ("/var/lib/etcd/x.sock", "data root"),
+        ("/var/lib/docker/x.sock", "data root"),
+        ("/var/lib/containerd/x.sock", "data root"),
     ],
 )
 def test_invalid_socket_paths_are_spec_errors(path: str, needle: str) -> None:
@@ -282,6 +291,7 @@ def test_the_crd_says_what_the_operator_checks() -> None:
         f"size(bytes(self)) <= {MAX_SOCKET_PATH_BYTES}",  # bytes, where maxLength counts characters
         f"!self.matches('{FORBIDDEN_PATTERN}')",
         f"!self.matches('{KUBELET_PATTERN}')",  # the kubelet's pod data (test_crd_cel_real_values)
+        f"!self.matches('{DATA_ROOT_PATTERN}')",  # etcd's data, every container's filesystem
     ]
 
 
@@ -320,7 +330,7 @@ def test_an_agent_without_a_socket_points_a_cluster_at_the_field(
         "lifecycle": {"containerdAddress": absent, "dockerAddress": absent, "criAddresses": [absent]},
     }
     config = parse_config(doc)
-    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.lifecycle_part"):
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.runtime_target"):
         assert make_lifecycle(config, node_name="n1", pipeline=Pipeline(config, node_name="n1")) is None
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "no runtime socket" in warning and "RuntimeObserver's spec.containerRuntime" in warning, warning
@@ -344,7 +354,7 @@ def test_the_daemonset_docs_say_a_store_secret_change_rolls_the_agents() -> None
         "/run/x.sock",
         "/run/containerd/containerd.sock",
         "/var/lib/kubelet/pod-resources/x.sock",
-        "/var/lib/rancher/k3s/agent/containerd/containerd.sock",
+        "/var/lib/example/agent/containerd/containerd.sock",
         "/opt/x.sock",
         "/a/b",
     ],
@@ -379,3 +389,60 @@ def test_an_agent_waiting_for_an_absent_docker_socket_is_progressing_not_degrade
         text = " ".join((ROOT / "docs" / doc).read_text().split())
         assert "`ContainerCreating`" in text and "`FailedMount`" in text and "Progressing" in text, doc
         assert 'message adds "an agent whose node has no ' in text, doc  # test_operator_runtime_socket
+
+
+@pytest.mark.parametrize("path", ["/var/lib/docker/x.sock", "/data/kubelet/x.sock", "/var/lib/k0s/x/c.sock"])
+def test_rendering_refuses_a_socket_the_checks_refuse(path: str) -> None:
+    """A spec that did not come through parse_observer_spec (built in code, a later bug) is not
+    rendered into a mount of a kubelet's or a data root's directory: the rule holds at rendering too."""
+    spec = parse_observer_spec(spec_with({"kind": "containerd", "socketPath": "/run/k0s/containerd.sock"}))
+    assert spec.container_runtime is not None
+    bad = spec.model_copy(
+        update={"container_runtime": spec.container_runtime.model_copy(update={"socket_path": path})}
+    )
+    with pytest.raises(SpecError) as e:
+        render_agent_objects(name="default", uid="u-1", namespace="stellaops-agent", spec=bad)
+    assert e.value.reason == "InvalidSocketPath" and path in e.value.message
+
+
+@pytest.mark.parametrize(
+    ("entries", "needle"),
+    [
+        (("pods", "plugins", "pki"), "kubelet"),  # a kubelet --root-dir of any name, the socket in it
+        (("pods", "pod-resources"), "kubelet"),
+        (("member",), "etcd"),
+        (("overlay2", "containers"), "Docker"),
+        (("containers", "image", "volumes"), "Docker"),
+        (("io.containerd.snapshotter.v1.overlayfs",), "containerd"),
+        (("overlay-containers",), "Podman"),
+    ],
+)
+def test_the_agent_refuses_a_socket_whose_directory_is_a_data_root(
+    entries: tuple[str, ...], needle: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No path rule knows a kubelet root-dir, or a data root, by another name: the agent sees the
+    directory mounted for its socket and does not watch a runtime through one that holds such data
+    (no_runtime_socket: no window above ActiveTracing), and says why."""
+    with tempfile.TemporaryDirectory(prefix="rs-", dir="/tmp") as directory:
+        path = f"{directory}/c.sock"
+        cfg = parse_config(render(spec_with({"kind": "containerd", "socketPath": path}))["ConfigMap"])
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(path)
+            assert lifecycle_target(cfg) == Target("containerd", path)  # a directory of its own
+            for name in entries:
+                os.mkdir(f"{directory}/{name}")
+            with caplog.at_level(logging.ERROR, logger="stellaops_runtime.agent.runtime_target"):
+                assert lifecycle_target(cfg) is None
+    assert needle in caplog.text and path in caplog.text
+
+
+def test_the_agent_refuses_a_socket_path_the_rule_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    """An agent config written by hand (no operator in front) naming a data root's socket: refused."""
+    with tempfile.TemporaryDirectory(prefix="rs-", dir="/tmp") as directory:
+        os.makedirs(f"{directory}/var/lib/docker")
+        path = f"{directory}/var/lib/docker/d.sock"
+        cfg = parse_config({"lifecycle": {"runtime": "docker", "dockerAddress": path}})
+        with socket.socket(socket.AF_UNIX) as s, caplog.at_level(logging.ERROR):
+            s.bind(path)
+            assert lifecycle_target(cfg) is None
+    assert "data root" in caplog.text

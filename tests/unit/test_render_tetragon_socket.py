@@ -124,8 +124,12 @@ def test_a_changed_address_rolls_the_agents() -> None:
         ("unix:///var/run/tetragon.sock", None, "shared by the node"),
         ("unix:///tmp/tetragon.sock", None, "shared by the node"),
         ("unix:///var/tetragon.sock", None, "shared by the node"),
-        ("unix:///var/lib/kubelet/tetragon.sock", None, "the kubelet's /var/lib/kubelet"),
-        ("unix:///var/lib/kubelet/pods/u/tetragon.sock", None, "the kubelet's pod data"),
+        ("unix:///var/lib/kubelet/tetragon.sock", None, "a kubelet's"),
+        ("unix:///var/lib/kubelet/pods/u/tetragon.sock", None, "a kubelet's pod data"),
+        ("unix:///var/snap/microk8s/common/var/lib/kubelet/t.sock", None, "a kubelet's"),
+        ("unix:///srv/kubelet/pods/u/t.sock", None, "a kubelet's pod data"),
+        ("unix:///var/lib/k0s/run/t.sock", None, "data root"),
+        ("unix:///var/lib/etcd/t/t.sock", None, "data root"),
         ("unix:///opt/tetragon.sock", None, "shared by the node"),
         # the container runtime's mounts: the same directory, one inside or around the other
         ("unix:///run/containerd/tetragon.sock", None, "container runtime's mount '/run/containerd'"),
@@ -261,3 +265,14 @@ def test_grpc_reads_a_unix_address_as_a_uri() -> None:
                 conn.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("path", ["/var/lib/etcd/t/t.sock", "/srv/kubelet/pods/u/t.sock", "/proc/1/t.sock"])
+def test_rendering_refuses_an_address_the_checks_refuse(path: str) -> None:
+    """A spec that did not come through parse_observer_spec is not rendered into a mount of the
+    directory of a Tetragon socket the checks refuse (a kubelet's pod data, a data root)."""
+    spec = parse_observer_spec(spec_with("unix:///var/run/cilium/tetragon/tetragon.sock"))
+    bad = spec.model_copy(update={"tetragon": spec.tetragon.model_copy(update={"address": f"unix://{path}"})})
+    with pytest.raises(SpecError) as e:
+        render_agent_objects(name="default", uid="u-1", namespace="stellaops-agent", spec=bad)
+    assert e.value.reason == "InvalidSocketPath" and path in e.value.message

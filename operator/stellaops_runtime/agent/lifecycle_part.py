@@ -39,12 +39,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from stellaops_runtime.agent.runtime_target import Target, candidates, lifecycle_target
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
@@ -62,51 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0  # how often the watch is sampled
-DEFAULT_CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # never taken for a CRI runtime by ``auto``
 _RUNNING = ("running", "paused")
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    runtime: str  # "containerd" | "docker" | "cri"
-    address: str
-
-
-def _socket_path(address: str) -> str:
-    for prefix in ("unix://", "unix:"):
-        if address.startswith(prefix):
-            return address[len(prefix) :]
-    return address
-
-
-def lifecycle_target(config: AgentConfig) -> Target | None:
-    """Which runtime the agent watches, or None (off, or ``auto`` and no runtime socket exists).
-
-    One runtime, never two: ``auto`` tries containerd's events service, then
-    Docker, then the CRI sockets other than containerd's (its own or the
-    default one), so containerd is watched through its events service, never
-    through its CRI as well (docs/lifecycle.md, "CRI")."""
-    lc = config.lifecycle
-    if lc.enabled is False:
-        return None
-    candidates = _candidates(config)
-    for t in candidates:
-        if os.path.exists(_socket_path(t.address)):
-            return t
-    if lc.enabled is True:  # asked for: watched anyway, retried (and counted) until the socket appears
-        return candidates[0]
-    return None
-
-
-def _candidates(config: AgentConfig) -> list[Target]:
-    """The runtimes ``lifecycle.runtime`` lets the agent watch, in the order they are tried."""
-    lc = config.lifecycle
-    containerd = Target("containerd", lc.containerd_address)
-    docker = Target("docker", lc.docker_address)
-    cri = [Target("cri", address) for address in lc.cri_addresses]
-    containerds = {_socket_path(lc.containerd_address), DEFAULT_CONTAINERD_SOCKET}
-    auto = [containerd, docker, *(t for t in cri if _socket_path(t.address) not in containerds)]
-    return {"containerd": [containerd], "docker": [docker], "cri": cri}.get(lc.runtime, auto)
 
 
 def _ns(value: Any) -> int:
@@ -353,7 +309,7 @@ def make_lifecycle(config: AgentConfig, *, node_name: str, pipeline: Pipeline) -
             "and 'not observed' may be said of a function only it ran (docs/lifecycle.md)"
         )
         return None
-    tried = ", ".join(f"{_KEYS[t.runtime]} {t.address}" for t in _candidates(config))
+    tried = ", ".join(f"{_KEYS[t.runtime]} {t.address}" for t in candidates(config))
     log.warning(
         "container lifecycle observer off: no runtime socket at %s (lifecycle.enabled: auto, checked "
         "at start); the node's containers cannot be known, so no observation window reads above "

@@ -25,7 +25,16 @@ ServiceAccount tokens among them; ``plugins/`` and ``plugins/kubernetes.io/``,
 where volumes are mounted; ``pki/``, the kubelet's client key;
 ``checkpoints/``). Its socket-only directories (``pod-resources``,
 ``device-plugins``, ``plugins_registry``, a CSI driver's ``plugins/<name>``)
-stay accepted.
+stay accepted. The same for any kubelet's directory: k0s's
+``/var/lib/k0s/kubelet``, MicroK8s's ``/var/snap/microk8s/common/var/lib/kubelet``,
+any directory named ``kubelet`` (a ``--root-dir``), and, under any name, a
+socket at or under a ``pods``, ``pki``, ``checkpoints`` or
+``plugins/kubernetes.io`` directory. And data roots (``DATA_ROOT_PATTERN``):
+etcd's, Docker's, containerd's and Podman's roots, k0s's, k3s's and
+MicroK8s's data directories, whose mount would hand the agent a cluster's
+store or every container's filesystem. A kubelet root of another name with
+the socket directly in it no path rule can tell: the agent looks at the
+directory at start (``data_root_problem``, agent/lifecycle_part.py).
 """
 
 from __future__ import annotations
@@ -67,12 +76,25 @@ FORBIDDEN_PATTERN = (
     r"^(/(proc|sys|dev|etc|boot|usr|bin|sbin|lib|lib32|lib64|libx32|root|home)"
     r"|(/var)?/run/(tetragon|secrets)|/var/(lib|cache)/stellaops-runtime|/opt/stellaops)(/|$)"
 )
-# The kubelet's directory (its root-dir's default): a socket directly in it, or one whose directory is or
-# holds pods' data: pods/ (every pod's volumes, Secrets and ServiceAccount tokens among them), plugins/ and
-# its kubernetes.io volume mounts, pki/ (the kubelet's client key), checkpoints/. Its socket-only
-# directories (pod-resources, device-plugins, plugins_registry, a CSI driver's plugins/<name>) stay.
+# A kubelet's directory, wherever its --root-dir put it: /var/lib/kubelet, k0s's /var/lib/k0s/kubelet,
+# MicroK8s's /var/snap/microk8s/common/var/lib/kubelet, or any other directory named kubelet: a socket
+# directly in it or in its plugins/. And, under any name, what a kubelet's directory holds: pods/ (every
+# pod's volumes, Secrets and ServiceAccount tokens among them), plugins/kubernetes.io (volume mounts),
+# pki/ (the kubelet's client key), checkpoints/: no socket at or under a directory of those names. Its
+# socket-only directories (pod-resources, device-plugins, plugins_registry, a CSI driver's
+# plugins/<name>) stay. (A root-dir of another name with the socket directly in it only the agent can
+# see: ``data_root_problem``.)
 KUBELET_PATTERN = (
-    r"^/var/lib/kubelet/([^/]+|plugins/[^/]+|(pods|pki|checkpoints|plugins/kubernetes[.]io)/.+)$"
+    r"^(/.*)?/(kubelet/([^/]+|plugins/[^/]+)|(pods|pki|checkpoints|plugins/kubernetes[.]io)/.+)$"
+)
+# The data of a cluster's store or of every container, which a mounted directory would hand the agent:
+# etcd's, Docker's, containerd's and Podman/CRI-O's roots (under any prefix: a node's root mounted
+# elsewhere), k0s's and k3s/RKE2's whole data directories (their etcd or kine database, keys, containerd
+# root; their runtime sockets are in /run/k0s and /run/k3s), and MicroK8s's (its socket is in
+# /var/snap/microk8s/common/run, which stays).
+DATA_ROOT_PATTERN = (
+    r"^((/.*)?/var/lib/(etcd|docker|containerd|containers)|/var/lib/(k0s|rancher)"
+    r"|/var/snap/microk8s/[^/]+/var)(/|$)"
 )
 # sun_path holds 108 bytes with its terminating NUL: a longer path cannot be connected to.
 MAX_SOCKET_PATH_BYTES = 107
@@ -81,6 +103,7 @@ _PATH_RE = re.compile(SOCKET_PATH_PATTERN)
 _NESTED_RE = re.compile(NESTED_PATTERN)
 _FORBIDDEN_RE = re.compile(FORBIDDEN_PATTERN)
 _KUBELET_RE = re.compile(KUBELET_PATTERN)
+_DATA_ROOT_RE = re.compile(DATA_ROOT_PATTERN)
 
 
 def socket_path_problem(path: str) -> str | None:
@@ -100,13 +123,52 @@ def socket_path_problem(path: str) -> str | None:
             "and its ServiceAccount "
             "token's /var/run/secrets are refused"
         )
+    return host_data_problem(path) or socket_size_problem(path)
+
+
+def host_data_problem(path: str) -> str | None:
+    """Why mounting the directory of socket ``path`` would show the agent a kubelet's pod data or a
+    data root (KUBELET_PATTERN, DATA_ROOT_PATTERN), or None. The agent checks it at start too."""
     if _KUBELET_RE.match(path):
         return (
-            "its directory is the kubelet's /var/lib/kubelet or would mount the kubelet's pod data into "
-            "the agent (pods/: every pod's volumes and Secrets; plugins/, plugins/kubernetes.io: volume "
-            "mounts; pki/: the kubelet's key; checkpoints/): give the socket a directory of its own"
+            "its directory is a kubelet's (/var/lib/kubelet, k0s's, MicroK8s's, any directory named kubelet) "
+            "or would mount a kubelet's pod data into the agent (pods/: every pod's volumes and Secrets; "
+            "plugins/, plugins/kubernetes.io: volume mounts; pki/: the kubelet's key; checkpoints/): "
+            "give the socket a directory of its own"
         )
-    return socket_size_problem(path)
+    if _DATA_ROOT_RE.match(path):
+        return (
+            "its directory would mount a data root into the agent (etcd's data, or every container's "
+            "filesystem: /var/lib/etcd, /var/lib/docker, /var/lib/containerd, /var/lib/containers, "
+            "/var/lib/k0s, /var/lib/rancher, /var/snap/microk8s/*/var): give the socket a directory "
+            "of its own (/run/k0s, /run/k3s/containerd, /var/snap/microk8s/common/run)"
+        )
+    return None
+
+
+# What a directory holds when it is a kubelet's root (whatever its name), etcd's data directory, or a
+# Docker, containerd or Podman/CRI-O storage root: names the agent, which sees the directory mounted for
+# its socket, checks at start (agent/lifecycle_part.py), where no path rule can know a --root-dir.
+_KUBELET_ENTRIES = frozenset({"plugins", "pki", "pod-resources", "device-plugins", "plugins_registry"})
+_DATA_ENTRIES = {
+    "member": "etcd's data",
+    "overlay2": "Docker's storage",
+    "io.containerd.snapshotter.v1.overlayfs": "containerd's root",
+    "io.containerd.content.v1.content": "containerd's root",
+    "overlay-containers": "Podman's or CRI-O's storage",
+}
+
+
+def data_root_problem(entries: set[str]) -> str | None:
+    """Why a socket's directory holding ``entries`` (its names) must not be mounted, or None."""
+    if "pods" in entries and entries & _KUBELET_ENTRIES:
+        return "it is a kubelet's directory (pods/ holds every pod's volumes and Secrets)"
+    for name, what in _DATA_ENTRIES.items():
+        if name in entries:
+            return f"it holds {what} ({name}/)"
+    if {"containers", "image", "volumes"} <= entries:
+        return "it holds Docker's storage (containers/, image/, volumes/)"
+    return None
 
 
 def socket_size_problem(path: str) -> str | None:

@@ -107,7 +107,6 @@ from stellaops_runtime.contracts.crd_names import (
 )
 from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
 from stellaops_runtime.contracts.tetragon_socket import TETRAGON_SOCKET_DIR as TETRAGON_SOCKET_DIR
-from stellaops_runtime.contracts.tetragon_socket import tetragon_host_dir
 from stellaops_runtime.controller.agent_capabilities import AgentSource, agent_capabilities, native_fallback
 from stellaops_runtime.controller.agent_config import (
     AGENT_CONFIG_KEY,
@@ -124,7 +123,7 @@ from stellaops_runtime.controller.naming import (
     owner_reference,
     sha256_hex,
 )
-from stellaops_runtime.controller.runtime_socket import runtime_mounts
+from stellaops_runtime.controller.runtime_socket import runtime_mounts, tetragon_mount_dir
 
 # On the agent pod template: which version of the store Secret the agents were started with.
 STORE_SECRET_ANNOTATION = "stellaops.io/store-secret-hash"
@@ -239,7 +238,7 @@ def render_agent_objects(
     }
 
     runtime_socket_mounts, runtime_socket_volumes = runtime_mounts(spec)
-    tetragon_dir = tetragon_host_dir(spec.tetragon.address)  # /var/run/tetragon unless the address says
+    tetragon_dir = tetragon_mount_dir(spec)  # /var/run/tetragon unless the address says
     container: dict[str, Any] = {
         "name": "agent",
         "image": agent.image,

@@ -37,8 +37,15 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec
-from stellaops_runtime.contracts.runtime_socket import ADDRESS_KEYS, runtime_host_paths, shared_directory
+from stellaops_runtime.contracts.crd_specs import RuntimeObserverSpec, SpecError
+from stellaops_runtime.contracts.runtime_socket import (
+    ADDRESS_KEYS,
+    runtime_host_paths,
+    shared_directory,
+    shown,
+    socket_path_problem,
+)
+from stellaops_runtime.contracts.tetragon_socket import tetragon_host_dir, tetragon_socket_problem
 
 RUNTIME_VOLUME = "runtime-socket"  # the volume of ``spec.containerRuntime``'s socket
 
@@ -46,12 +53,26 @@ RUNTIME_VOLUME = "runtime-socket"  # the volume of ``spec.containerRuntime``'s s
 def runtime_mounts(spec: RuntimeObserverSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumeMounts, volumes) of the runtime socket, all read-only, mounted where the node has them."""
     runtime = spec.container_runtime
+    if runtime is not None and (problem := socket_path_problem(runtime.socket)):
+        # parse_observer_spec refuses it first; a spec built another way is not rendered either
+        raise SpecError(
+            "InvalidSocketPath", f"spec.containerRuntime.socketPath {shown(runtime.socket)}: {problem}"
+        )
     paths = runtime_host_paths(None if runtime is None else runtime.socket)
     names = ["containerd", "crio"] if runtime is None else [RUNTIME_VOLUME]
     parts = [(name, path, kind) for name, (path, kind) in zip(names, paths, strict=True)]
     mounts = [{"name": name, "mountPath": path, "readOnly": True} for name, path, _ in parts]
     volumes = [{"name": name, "hostPath": {"path": path, "type": kind}} for name, path, kind in parts]
     return mounts, volumes
+
+
+def tetragon_mount_dir(spec: RuntimeObserverSpec) -> str:
+    """The node directory mounted for Tetragon's socket, refused as parse refuses it (tetragon_socket.py)."""
+    address = spec.tetragon.address
+    runtime = spec.container_runtime
+    if problem := tetragon_socket_problem(address, None if runtime is None else runtime.socket):
+        raise SpecError("InvalidSocketPath", f"spec.tetragon.address {shown(address)}: {problem}")
+    return tetragon_host_dir(address)
 
 
 def socket_mounted_alone(spec: RuntimeObserverSpec) -> str | None:
