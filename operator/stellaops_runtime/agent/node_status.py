@@ -132,6 +132,7 @@ class ObservationNodeWriter:
         self.stream = stream  # the agent's event source (its ``connected``), when the agent wires it
         self.record: Any = None  # the node's watch record (agent/watch_record.py), when the agent keeps one
         self.containers: Callable[[], str] | None = None  # agent/lifecycle_part.py lifecycle_state, wired
+        self.containers_detail: Callable[[], str | None] | None = None  # agent/registry_detail.py, wired
         self.root = root
         self.try_bpf = try_bpf
         self.poll_seconds = poll_seconds or max(
@@ -268,6 +269,7 @@ class ObservationNodeWriter:
             purl_functions=purl_state(self.stream),
             export_position=export_position(self.record),
             containers=self.containers() if self.containers is not None else None,
+            containers_detail=self.containers_detail() if self.containers_detail is not None else None,
             agent_template=self.template,
         )
         if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):

@@ -121,6 +121,7 @@ def build_status(
     export_position: tuple[bool, str] | None = None,
     containers: str | None = None,
     agent_template: str | None = None,
+    containers_detail: str | None = None,
 ) -> dict[str, Any]:
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
 
@@ -131,7 +132,9 @@ def build_status(
     source with a watch record (:func:`export_position`); None: no such condition
     (one written before, with another source, is removed). ``containers``: what the
     agent knows of the node's containers (agent/lifecycle_part.py ``lifecycle_state``)
-    for the :data:`CONTAINERS_CONDITION` condition; None: none written. ``agent_template``: which
+    for the :data:`CONTAINERS_CONDITION` condition; None: none written; ``containers_detail``: why the
+    registry is not in sync (agent/registry_detail.py), added to that message with since when (the
+    condition's transition, kept while it lasts). ``agent_template``: which
     rollout of its RuntimeObserver's pod template the agent runs (:func:`agent_template`), written as
     ``agentTemplate`` so the operator can tell an older agent's report from this one's.
     """
@@ -162,6 +165,9 @@ def build_status(
     existing, new = existing_conditions, [ready]
     if containers in CONTAINERS_STATES:
         known, reason, message = CONTAINERS_STATES[containers]
+        if not known and containers == "not_in_sync" and containers_detail:
+            since = _since(existing_conditions, reason) or now
+            message = f"{message}; why: {containers_detail} (since {since})"
         new.append(
             condition(
                 type=CONTAINERS_CONDITION, status=known, reason=reason, message=message, generation=None
@@ -241,6 +247,20 @@ def bounded_policies(policies: list[dict[str, Any]] | None) -> tuple[list[dict[s
             kept.append(i)
             used += sizes[i]
     return [entries[i] for i in sorted(kept)], len(entries) - len(kept)
+
+
+def _since(existing: list[dict[str, Any]] | None, reason: str) -> str | None:
+    """The ``lastTransitionTime`` of the ContainersKnown condition written before, if it is False for
+    ``reason`` (the same episode: its start is kept), else None."""
+    for c in existing or ():
+        if isinstance(c, dict) and (c.get("type"), c.get("status"), c.get("reason")) == (
+            CONTAINERS_CONDITION,
+            "False",
+            reason,
+        ):
+            at = c.get("lastTransitionTime")
+            return at if isinstance(at, str) and at else None
+    return None
 
 
 # What the agent knows of the node's containers (docs/lifecycle.md, "Without the lifecycle part"):

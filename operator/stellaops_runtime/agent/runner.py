@@ -60,6 +60,7 @@ from stellaops_runtime.agent.optional_parts import (
 )
 from stellaops_runtime.agent.outages import OutageMarker
 from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.agent.registry_detail import registry_detail
 from stellaops_runtime.agent.shutdown import shutdown
 from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.cli import exitcodes
@@ -134,6 +135,7 @@ class Agent(Draining):
         self.lifecycle = make_lifecycle(config, node_name=self.node_name, pipeline=self.pipeline)
         if self.node_status is not None:  # its ContainersKnown condition
             self.node_status.containers = lambda: lifecycle_state(self.lifecycle, self.pipeline)
+            self.node_status.containers_detail = lambda: registry_detail(self.lifecycle)  # why not in sync
         if self.lifecycle is not None and hasattr(self.source, "watch_registry"):  # PURL functions
             self.source.watch_registry(self.lifecycle)
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).

@@ -75,7 +75,8 @@ _REMEDIES: tuple[tuple[str, str, str], ...] = (
 _LATE = (
     "the agent's container registry has stayed out of sync past the operator's grace period "
     "(--registry-not-in-sync-seconds): the runtime's socket may be there while the runtime does not "
-    "answer, or the agent's stream of its events keeps failing; check the node's container runtime "
+    "answer, or the agent's stream of its events keeps failing; the node's ObservationNode says which "
+    "runtime, why and since when (its ContainersKnown message); check the node's container runtime "
     "and the agent's log (lifecycle_state)"
 )
 
