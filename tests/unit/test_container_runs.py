@@ -307,9 +307,15 @@ def test_a_runtime_stream_cut_and_listed_again_between_two_samples_is_a_hole() -
         stats, unwatched, synced = Stats(), (), Synced()
 
         class registry:
+            removals = 0
+
             @staticmethod
             def records() -> list[ContainerRecord]:
                 return [_record(TRACED)]
+
+            @staticmethod
+            def removed_since(_: int) -> tuple[list[ContainerRecord], bool]:
+                return [], False
 
     class Source:
         connected, connects = True, 1
@@ -346,3 +352,70 @@ def test_the_holes_are_bounded() -> None:
         r.hole(T0 + i * 10 * W, T0 + i * 10 * W + S)
     assert len(r._holes) == MAX_HOLES
     assert r.unsure(T0) and r.unsure(T0 + 5 * W)  # the oldest merged: wider, never dropped
+
+
+def test_a_container_created_and_removed_between_two_samples_is_a_run() -> None:
+    """``docker run --rm`` / ``ctr run --rm`` of a second: the registry held the container between two
+    samples of the agent's lifecycle part and removed it before the next; it ran the image unwatched,
+    so the window it met must count it (as it would had a sample seen it), not read EbpfDeep."""
+    from stellaops_runtime.lifecycle.registry import ContainerRegistry
+
+    registry = ContainerRegistry()
+    registry.put(_record(TRACED))
+
+    class Stats:
+        connects, connected, unwatched_starts = 1, True, 0
+
+    class Synced:
+        def is_set(self) -> bool:
+            return True
+
+    class Observer:
+        stats, unwatched, synced = Stats(), (), Synced()
+
+    Observer.registry = registry  # type: ignore[attr-defined]
+
+    class Source:
+        connected, connects = True, 1
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    lp = _lifecycle_part()
+    lp.observer = Observer()  # type: ignore[assignment]
+    clock = iter([T0 + S, T0 + 3 * S])
+    import stellaops_runtime.agent.lifecycle_part as part
+
+    real = part.now_pair
+    part.now_pair = lambda: (next(clock), None)  # type: ignore[assignment]
+    try:
+        asyncio.run(lp._sample_once(in_pipeline, Source))
+        brief = _record(SILENT)  # started and stopped between the samples, then removed (--rm)
+        brief.started_at = dt.datetime.fromtimestamp((T0 + 1.5 * S) / S, dt.UTC)
+        brief.stopped_at = dt.datetime.fromtimestamp((T0 + 1.8 * S) / S, dt.UTC)
+        brief.status, brief.exit_code = "stopped", 0
+        registry.put(brief)
+        registry.remove("k8s.io", SILENT)
+        asyncio.run(lp._sample_once(in_pipeline, Source))
+    finally:
+        part.now_pair = real  # type: ignore[assignment]
+    lp.pipeline.aggregator.observe(stacked(2))
+    (row,) = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert row.evidenced is Posture.NONE  # as test_the_agents_lifecycle_sample_gives_the_registrys_containers
+
+
+def test_the_registrys_removals_are_kept_for_the_next_sample_bounded() -> None:
+    """More removals between two samples than the registry keeps: the sample knows some were lost
+    (the agent then takes the time since its last sample as a hole: test above, hole())."""
+    from stellaops_runtime.lifecycle.registry import REMOVED_MAX, ContainerRegistry
+
+    reg = ContainerRegistry()
+    for i in range(REMOVED_MAX + 5):
+        reg.put(ContainerRecord(container_id=f"c{i}", namespace="k8s.io"))
+        reg.remove("k8s.io", f"c{i}")
+    kept, lost = reg.removed_since(0)
+    assert lost and len(kept) == REMOVED_MAX and kept[-1].container_id == f"c{REMOVED_MAX + 4}"
+    assert reg.removed_since(reg.removals) == ([], False)
+    reg.put(ContainerRecord(container_id="late", namespace="k8s.io"))
+    reg.remove("k8s.io", "late")
+    assert [r.container_id for r in reg.removed_since(reg.removals - 1)[0]] == ["late"]

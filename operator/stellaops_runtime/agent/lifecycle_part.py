@@ -97,6 +97,7 @@ class LifecyclePart:
         self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
         self._seen: tuple[int, int] | None = None  # (source connects, runtime connects) at the last sample
         self._unwatched_seen = 0  # the observer's unwatched_starts at the last sample
+        self._removals_seen = 0  # the registry's removals at the last sample
         self._listed: tuple[int, int] | None = None  # (runtime connects, time) at the last sample
         self._imageless = Imageless()  # containers that ran with no image digest (lifecycle/imageless.py)
 
@@ -193,11 +194,17 @@ class LifecyclePart:
         now, boot = now_pair()  # the boot clock measures the time between samples if the wall clock steps
         # While the source is away the registry still says what ran: those images' time is a gap.
         records = obs.registry.records() if runtime_known else []
+        # Removed since the last sample: one created, run and removed in between ran all the same.
+        removed, lost = obs.registry.removed_since(self._removals_seen)
+        self._removals_seen = obs.registry.removals
+        if runtime_known:
+            records = removed + records  # a listed record of the same id is the later word
         if self._imageless.ran(records, now):  # a container of an unknown image: any image's
             runtime_known, records = False, []
         watching = bool(s.connected) and runtime_known
         listed, self._listed = self._listed, (obs.stats.connects, now)
-        if listed is not None and 0 < listed[0] != obs.stats.connects:  # cut and listed again since
+        if listed is not None and (lost or 0 < listed[0] != obs.stats.connects):
+            # cut and listed again since, or more removals than the registry keeps: runs may be missed
             await in_pipeline(self.runs.containers.hole, listed[1], now)
         if watching and self._seen is not None and seen != self._seen:
             # a reconnect since the last sample

@@ -14,7 +14,9 @@ The agent's lifecycle part (agent/lifecycle_part.py) gives this the
 runtime's registry once a second (:meth:`ContainerRuns.update`): every
 container with an image digest, its start and, once stopped, its stop. A
 container that leaves the registry (removed) while it ran is taken as
-stopped at that sample. The runs are kept :data:`RETAIN_NS` after their stop
+stopped at that sample; one removed between two samples comes with the
+next (``ContainerRegistry.removed_since``): it ran, even if no sample saw it.
+The runs are kept :data:`RETAIN_NS` after their stop
 (at most :data:`MAX_CONTAINERS`, the earliest stopped dropped first), so
 windows of late events, and windows whose rows were written before the
 image's digest was known, still meet every container that ran in them.

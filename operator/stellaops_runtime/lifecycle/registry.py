@@ -21,12 +21,15 @@ A removed container whose task had a cgroup is remembered apart
 be on their way when the runtime reports the removal (``docker run --rm``,
 ``ctr run --rm``: right after the exit), and the pipeline's lookup
 (lookup.py) must still name their image. A cgroup id is never given twice,
-so a departed container's id can name nothing else.
+so a departed container's id can name nothing else. Every removal is also
+kept for the agent's next sample (``removed_since``, the latest REMOVED_MAX):
+a container created, run and removed between two samples ran all the same
+(hotsymbols/container_runs.py).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -41,6 +44,7 @@ from stellaops_runtime.contracts.lifecycle import (
 POD_UID_LABEL = "io.kubernetes.pod.uid"  # kubelet's label on the sandbox and every container of a pod
 CRI_KIND_LABEL = "io.cri-containerd.kind"  # containerd's CRI plugin: "sandbox" or "container"
 DEPARTED_MAX = 1024  # removed containers remembered by cgroup (see the module docstring)
+REMOVED_MAX = 4096  # removals kept for the agent's next sample (``removed_since``)
 
 
 @dataclass(slots=True)
@@ -136,6 +140,8 @@ class ContainerRegistry:
         self._by_cgroup: dict[int, ContainerRecord] = {}
         # (namespace, container id, cgroup id) -> the record as it was removed, oldest first
         self._departed: OrderedDict[tuple[str, str, int], ContainerRecord] = OrderedDict()
+        self._removed: deque[ContainerRecord] = deque(maxlen=REMOVED_MAX)  # the latest removals
+        self.removals = 0  # how many records were ever removed
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -177,11 +183,21 @@ class ContainerRegistry:
         rec = self._by_id.pop((namespace, container_id), None)
         if rec is not None:
             self.task_gone(rec)
+            self._removed.append(rec)
+            self.removals += 1
             if rec.cgroup_id:
                 self._departed[(namespace, container_id, rec.cgroup_id)] = rec
                 if len(self._departed) > DEPARTED_MAX:
                     self._departed.popitem(last=False)
         return rec
+
+    def removed_since(self, removals: int) -> tuple[list[ContainerRecord], bool]:
+        """Copies of the records removed since ``removals`` was read, oldest first, and whether
+        some are no longer kept (more than REMOVED_MAX since). A container the runtime created, ran
+        and removed between two looks at ``records`` is in none of them, yet it ran."""
+        count = min(max(self.removals - removals, 0), len(self._removed))
+        kept = list(self._removed)[len(self._removed) - count :] if count else []
+        return [r.copy() for r in kept], self.removals - removals > len(self._removed)
 
     def departed(self) -> list[ContainerRecord]:
         """Copies of the removed containers that had a cgroup, the latest DEPARTED_MAX, oldest first."""
