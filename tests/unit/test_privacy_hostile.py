@@ -112,6 +112,7 @@ UNRECOGNISABLE_WHEN_CUT = {
     "sh -c 'echo -e \"PwdPipe_7b": "a password echoed into passwd, cut before the pipe",
     "bash -c echo StdinPw_2c9": "a password echoed into passwd, cut before the pipe",
     "sh -c \"printf '%s\\n' app:PrintfPw": "a password printed into chpasswd, cut before the pipe",
+    'sh -c "echo GpgPass-3r7 | gpg': "a passphrase echoed into gpg, cut before --passphrase-fd 0",
     '-c "echo DkStd_5e2 | docker': "a password echoed into docker login, cut before --password-stdin",
     "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1": "the middle of a key: neither its BEGIN nor its END line",
     'kubectl patch deploy app -p \'{"env":[{"value"': "an env entry's value first, cut before its name",

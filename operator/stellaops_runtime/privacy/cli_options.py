@@ -222,6 +222,12 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("isql",): (_sep_or_glued("-P"),),
     # https://www.ibm.com/docs/en/db2-for-zos/12?topic=processor-connect (CONNECT TO db USER u USING password)
     ("db2",): (rf"(?<!\S)(?i:user)\s+\S+\s+(?i:using)\s+(?P<s>{WORD_VALUE})",),
+    # https://developer.wordpress.org/cli/commands/config/set/ (wp config set NAME VALUE): a name
+    # ending in a secret word (DB_PASSWORD, AUTH_KEY, NONCE_SALT...) loses its value
+    ("wp",): (
+        r"(?<!\S)config\s+set\s+(?:--\S+\s+){0,8}?[^\s-]\S{0,64}?"
+        rf"(?i:password|passwd|pass|pwd|secret|key|salt|token|auth)\s+(?P<s>{_V.removeprefix('(?P<s>')}",
+    ),
     # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
     _LDAP: (_sep_or_glued("-w"),),
     # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from stellaops_runtime.privacy.patterns import PASSWORD_WORDS, SECRET_WORDS
+from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, SECRET_WORDS
 
 # What the adapter puts for a NUL or invalid UTF-8 (adapter/validate.py, adapter/common.py).
 REPLACED = "\ufffd"

@@ -56,6 +56,7 @@ from stellaops_runtime.privacy.base import (
 )
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
+from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
 from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES
@@ -63,7 +64,9 @@ from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES
 __all__ = [
     "DEFAULT_PATTERNS",
     "DEFAULT_PATTERN_NAMES",
+    "PASSWORD_WORDS",
     "REDACTED",
+    "SECRET_WORDS",
     "TRUNCATED_TAIL",
     "CompiledPatterns",
     "SecretPattern",
@@ -165,49 +168,11 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     return "|".join(alts)
 
 
-# The credential words a key must end with (regex fragments, case-insensitive):
-# the "password" and "secret_token" rules; the filter also redacts a traced
-# argument whole when the tracing policy's label for it ends with one.
-PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "pwd")
-SECRET_WORDS: tuple[str, ...] = (
-    "token",
-    r"api[_-]?key",
-    "secret",
-    # ``.`` too: Hadoop's and Spark's keys (``fs.s3a.secret.key``, ``spark.hadoop.fs.s3a.access.key``)
-    r"secret[_.-]?key",
-    r"access[_.-]?key",
-    # Azure API Management's ``Ocp-Apim-Subscription-Key`` header
-    r"subscription[_-]?key",
-    "auth",
-    r"session[_-]?id",
-    "cookie",
-    "signature",
-    r"private[_.-]?key(?:[_-]?id)?",
-    # Hadoop's ABFS/WASB key names the account after it:
-    # ``fs.azure.account.key.<account>.dfs.core.windows.net``
-    r"account[_.-]?key(?:\.[\w-]{1,63}+){0,6}+",
-)
-
-# ``pw`` ends a password key too (PuTTY's ``plink -pw X``, OpenLDAP's ``rootpw=X``,
-# ``DB_PW=X``, ``adminPw=X``), in one case (or camelCase) and, for a flag, alone or after a separator
-# (``--pw``, ``--root-pw``): ``mysql -pS3cretMyPw db`` is a glued password whose
-# last letters are no key, and ``db`` no value.
-# The ``pw`` and ``pass`` words, each where it ends a key (lookbehinds after the first character).
-_PW_WORDS: tuple[str, ...] = (
-    r"p(?<![A-Z]p)w",
-    r"P(?<![a-z]P)W",
-    r"P(?<=[a-z]P)w",  # camelCase: adminPw=
-    # ``pass`` ends a key as a word of its own (``db_pass=``, ``pass:``, ``adminPass=``,
-    # ``DB_PASS=``), not inside one (``bypass=``, ``compass=``).
-    r"p(?<![A-Za-z0-9]p)ass",
-    r"P(?<=[a-z]P)ass",
-    r"P(?<![A-Za-z0-9]P)ASS",
-)
 _PW = "|".join(
     [
         rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{_WIDE_VALUE})",
-        *_in_query_or_odbc("|".join(_PW_WORDS), r"[\"']?\s*=\s*"),
-        *(rf"{w}{_SEP}(?P<s>{_WIDE_VALUE})" for w in _PW_WORDS),
+        *_in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
+        *(rf"{w}{_SEP}(?P<s>{_WIDE_VALUE})" for w in PW_WORDS),
         *STDIN_SECRET_ALTERNATIVES,  # ``echo X | chpasswd``, ``| docker login --password-stdin``, .pgpass
     ]
 )
@@ -217,6 +182,15 @@ _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # A bare ``Bearer``/``Basic`` credential must look like one (a digit, a symbol or
 # an upper-case letter after a lower-case one) so ``Basic authentication`` stays.
 _CREDENTIAL_LOOKING = r"(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
+
+# A ``Cookie:`` header holds several cookies (``theme=dark; session=x; lang=en``): its value
+# runs on across whitespace while the next word is another ``name=`` (every cookie goes), and
+# ends before a quote (Tetragon quotes an argument holding a space: ``-H "Cookie: a=1; b=2"``).
+# Possessive: each word is read once. Listed before the key rules, so it wins over ``cookie:``.
+_COOKIE_HEADER = "|".join(
+    rf"{alt}(?:\\*[\"'])?\s*:\s*(?:\\*[\"'])?(?P<s>[^\s\"']++(?:\s++[^\s\"'=;]++=[^\s\"']*+)*+)"
+    for alt in _first_char_alternatives("cookie", tail=r"(?<![\w-]@)")
+)
 
 # Every alternative of every pattern starts with a literal character or a
 # character class (lookbehinds come after the first character, e.g.
@@ -350,7 +324,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "secret_token",
-        number_groups(_keyed(list(SECRET_WORDS))),
+        number_groups(f"{_COOKIE_HEADER}|{_keyed(list(SECRET_WORDS))}"),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
     ),
     CLI_FLAG_SECRET,

@@ -132,6 +132,10 @@ PROVIDER_TOKEN_B64 = SecretPattern(
                 # Slack and Microsoft Teams incoming webhooks: the path is the credential
                 r"h(?<![A-Za-z0-9_-]h)ooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,})",
                 r"\.(?<=webhook\.office\.com)/webhookb2/(?P<s>[A-Za-z0-9@/_-]{40,})",
+                # Discord webhooks (trufflehog's discordwebhook: an 18-digit id, then a 68-character
+                # token): the id is kept
+                r"d(?<![A-Za-z0-9_-]d)iscord(?:app)?\.com/api(?:/v[0-9]+)?/webhooks/[0-9]{17,20}/"
+                r"(?P<s>[A-Za-z0-9_-]{60,})",
                 # Mapbox secret tokens
                 _alternative("sk\\.eyJ", r"[A-Za-z0-9_.-]{40,}"),
             ]
@@ -147,6 +151,7 @@ PROVIDER_TOKEN_B64 = SecretPattern(
         ".atlasv1.",
         "hooks.slack.com",
         "webhook.office.com",
+        "discord",
         "sk.eyj",
     ),
 )
@@ -176,5 +181,6 @@ def truncated_alternatives() -> list[str]:
         rf"[a-z0-9](?<![A-Za-z0-9_-][a-z0-9])[a-z0-9]{{13}}\.atlasv1\.(?P<s>{_TAIL_BODY})\Z",
         r"h(?<![A-Za-z0-9_-]h)ooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]+)\Z",
         r"\.(?<=webhook\.office\.com)/webhookb2/(?P<s>[A-Za-z0-9@/_-]+)\Z",
+        r"d(?<![A-Za-z0-9_-]d)iscord(?:app)?\.com/api(?:/v[0-9]+)?/webhooks/[0-9]{17,20}/(?P<s>[A-Za-z0-9_-]+)\Z",
     ]
     return out

@@ -11,7 +11,7 @@ key or flag in front of it that the key rules could see:
 - what is echoed into a command that reads its password from standard input
   (``--password-stdin``: ``docker``, ``podman``, ``nerdctl``, ``buildah``,
   ``helm registry``, ``oras``, ``skopeo``, ``cosign login``; ``--pass-stdin``:
-  ``regctl``): ``echo X | docker login -u u --password-stdin registry``, or in a
+  ``regctl``; gpg's ``--passphrase-fd 0``): ``echo X | docker login -u u --password-stdin registry``, or in a
   here-string (``docker login --password-stdin registry <<< X``);
 - the password field of a PostgreSQL password file line the command writes
   (``echo db:5432:*:app:X > ~/.pgpass``; the format is
@@ -32,7 +32,8 @@ _ECHOED = r"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
 _ECHO = rf"e(?<![\w-]e)cho\s+(?:-[neE]+\s+)?{_ECHOED}\s*\|\s*"
 # The program on the other side of the pipe.
 _SETS_PASSWORD = r"(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-])"
-_READS_PASSWORD = r"[^|;&\n]*?--pass(?:word)?-stdin(?![\w-])"
+# ``--password-stdin``, ``--pass-stdin``, gpg's ``--passphrase-fd 0`` (descriptor 0: standard input)
+_READS_PASSWORD = r"[^|;&\n]*?--pass(?:(?:word)?-stdin(?![\w-])|phrase-fd[ =]0(?![0-9]))"
 
 # ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
 # Bounded: a text of many ``printf`` words costs a short scan per word, not one to the end.
@@ -49,6 +50,7 @@ STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     rf"c(?<![\w-]c)hpasswd{_HERE}",
     rf"p(?<![\w-]p)asswd{_HERE}",
     rf"-(?<![\w-]-)-pass(?:word)?-stdin{_HERE}",
+    rf"-(?<![\w-]-)-passphrase-fd[ =]0(?![0-9]){_HERE}",
     # A .pgpass line: from the ``:`` before its port (a number or ``*``) to its fifth field (a ``:``
     # or a backslash in it is escaped with a backslash), written to the file (``> ~/.pgpass``, ``>>``,
     # ``| tee -a``). Every part is bounded and possessive, so that a text of many ``x:1:`` costs a

@@ -1,0 +1,51 @@
+"""The credential words that make a key a secret's key, kept apart from the rules that use them.
+
+A key (``db_password=``, ``--api-key``, ``X-Auth-Token:``) is a secret's key when its name
+ends in one of these words; the ``password`` and ``secret_token`` rules (patterns.py) are
+built from them, and the filter redacts a traced argument whole when the tracing policy's
+label for it ends in one (hostile_text.py). Each word is a regex fragment, matched
+case-insensitively, except the ``pw``/``pass`` words, whose case decides where they end a key.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS"]
+
+# The credential words a key must end with (regex fragments, case-insensitive):
+# the "password" and "secret_token" rules; the filter also redacts a traced
+# argument whole when the tracing policy's label for it ends with one.
+PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "pwd")
+SECRET_WORDS: tuple[str, ...] = (
+    "token",
+    r"api[_-]?key",
+    "secret",
+    # ``.`` too: Hadoop's and Spark's keys (``fs.s3a.secret.key``, ``spark.hadoop.fs.s3a.access.key``)
+    r"secret[_.-]?key",
+    r"access[_.-]?key",
+    # Azure API Management's ``Ocp-Apim-Subscription-Key`` header
+    r"subscription[_-]?key",
+    "auth",
+    r"session[_-]?id",
+    "cookie",
+    "signature",
+    r"private[_.-]?key(?:[_-]?id)?",
+    # Hadoop's ABFS/WASB key names the account after it:
+    # ``fs.azure.account.key.<account>.dfs.core.windows.net``
+    r"account[_.-]?key(?:\.[\w-]{1,63}+){0,6}+",
+)
+
+# ``pw`` ends a password key too (PuTTY's ``plink -pw X``, OpenLDAP's ``rootpw=X``,
+# ``DB_PW=X``, ``adminPw=X``), in one case (or camelCase) and, for a flag, alone or after a separator
+# (``--pw``, ``--root-pw``): ``mysql -pS3cretMyPw db`` is a glued password whose
+# last letters are no key, and ``db`` no value.
+# The ``pw`` and ``pass`` words, each where it ends a key (lookbehinds after the first character).
+PW_WORDS: tuple[str, ...] = (
+    r"p(?<![A-Z]p)w",
+    r"P(?<![a-z]P)W",
+    r"P(?<=[a-z]P)w",  # camelCase: adminPw=
+    # ``pass`` ends a key as a word of its own (``db_pass=``, ``pass:``, ``adminPass=``,
+    # ``DB_PASS=``), not inside one (``bypass=``, ``compass=``).
+    r"p(?<![A-Za-z0-9]p)ass",
+    r"P(?<=[a-z]P)ass",
+    r"P(?<![A-Za-z0-9]P)ASS",
+)
