@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -153,3 +154,37 @@ def test_a_container_of_another_namespace_keeps_the_registry_out_of_sync(
         for name in (before, during, brief):
             remove(ctd, name)
         ctd.remove_all()
+
+
+class LateClient(ContainerdClient):
+    """The real containerd, but a container named ``slow`` is read only once ``gone`` is set (a busy
+    agent, a backlog): by then ``ctr run --rm`` has removed it."""
+
+    def __init__(self, address: str, *, namespace: str, slow: str) -> None:
+        super().__init__(address, namespace=namespace, timeout=5.0)
+        self.slow = slow
+        self.gone = threading.Event()
+
+    async def get_container(self, container_id: str) -> Any:
+        if container_id == self.slow:
+            await asyncio.to_thread(self.gone.wait, 30)
+        return await super().get_container(container_id)
+
+
+def test_a_container_gone_before_the_observer_read_it_keeps_the_sample_out_of_sync(
+    ctd: Containerd, image: Image
+) -> None:
+    """Its task started in the watched namespace, but containerd no longer had the container when the
+    observer asked: no record, no run. It ran an image the registry cannot name, so the sample after
+    it is not in sync (as for a start in another namespace), never in_sync as if nothing ran."""
+    brief = f"r-{uuid.uuid4().hex[:8]}"
+    client = LateClient(ctd.socket, namespace=ctd.namespace, slow=brief)
+    with Watcher(ContainerdObserver(client)) as w:
+        s = Sampler(w)
+        assert s.state() == "in_sync"
+        ctd.ctr("run", "--rm", image.ref, brief, "/prog", "exit", "0")
+        client.gone.set()
+        w.wait_for(lambda e: e.container_id == brief and str(e.event_type) == "delete")
+        assert s.state() == "not_in_sync"
+        assert s.state() == "in_sync"
+    ctd.remove_all()

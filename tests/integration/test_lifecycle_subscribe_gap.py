@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
 
@@ -170,3 +171,41 @@ def test_docker_runs_in_the_gap_are_registered(engine: tuple[Dockerd, Registry])
         assert ended.stopped_at is not None
         assert not ended.cgroup_id or w.query(lambda: obs.by_cgroup(ended.cgroup_id)) is None
     d.remove_all()
+
+
+class LateDocker(DockerClient):
+    """The real Engine, but while ``hold`` is set a container is inspected only once it is released."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, timeout=5.0)
+        self.hold = threading.Event()
+        self.released = threading.Event()
+
+    async def get_or_none(self, path: str) -> object:
+        if self.hold.is_set() and path.startswith("/containers/"):
+            await asyncio.to_thread(self.released.wait, 30)
+        return await super().get_or_none(path)
+
+
+def test_docker_a_container_removed_before_it_was_read_keeps_the_sample_out_of_sync(
+    engine: tuple[Dockerd, Registry],
+) -> None:
+    """``docker run --rm`` of a moment, read late (a busy agent): Docker no longer has it, so no record
+    and no run; the sample after its start is not in sync (test_lifecycle_namespaces for containerd)."""
+    from tests.integration.test_lifecycle_namespaces import Sampler
+
+    d, reg = engine
+    client = LateDocker(d.socket)
+    with Watcher(DockerObserver(client)) as w:
+        s = Sampler(w)
+        assert s.state() == "in_sync"
+        client.hold.set()
+        cid = d.docker("run", "-d", "--rm", "--network", "none", reg.ref, "exit", "0").strip()
+        deadline = time.monotonic() + 30
+        while d.docker("ps", "-aq", "--no-trunc", "--filter", f"id={cid}").strip():
+            assert time.monotonic() < deadline, "docker removed the container"
+            time.sleep(0.05)
+        client.released.set()
+        w.wait_for(lambda e: e.container_id == cid and str(e.event_type) == "delete")
+        assert s.state() == "not_in_sync"
+        assert s.state() == "in_sync"

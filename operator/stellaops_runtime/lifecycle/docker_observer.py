@@ -276,6 +276,8 @@ class DockerObserver(LifecycleObserver):
         old = self.registry.get("", cid)
         rec = await self._fetch(cid)
         if rec is None:
+            if action == "start":  # it ran, and was removed before it could be read (observer.py)
+                self.stats.unwatched_starts += 1
             return []
         if old is not None and action in ("die", "stop", "oom"):
             rec.pid = rec.pid or old.pid

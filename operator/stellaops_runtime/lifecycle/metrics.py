@@ -40,7 +40,8 @@ class LifecycleStats:
     digest_unverified: int = 0
     # Exits found OOM-killed from the cgroup's memory.events (the runtime's OOM event had not come).
     oom_from_cgroup: int = 0
-    # Tasks seen starting in a containerd namespace the observer does not follow (observer.py).
+    # Tasks seen starting in a containerd namespace the observer does not follow, or whose container
+    # was gone before the observer could read it (observer.py, docker_observer.py).
     unwatched_starts: int = 0
     connected: bool = False
     last_error: str = ""
@@ -140,8 +141,9 @@ def lifecycle_metrics(
     )
     yield counter(
         "lifecycle_unwatched_starts",
-        "Container tasks started in a containerd namespace the observer does not follow: while one "
-        "runs, the registry is not in sync (no window above ActiveTracing).",
+        "Container tasks started in a containerd namespace the observer does not follow, or whose "
+        "container was removed before the observer could read it: while one runs, and at the sample "
+        "after it started, the registry is not in sync (no window above ActiveTracing).",
         stats.unwatched_starts,
     )
     yield gauge(

@@ -290,6 +290,11 @@ class ContainerdObserver(LifecycleObserver):
             return []  # an exec'd process, not the container
         rec = self.registry.get(self.namespace, cid) or await self._fetch(cid)
         if rec is None:
+            if isinstance(p, events_pb2.TaskStart):
+                # It ran, but containerd no longer had its container when asked (removed at once,
+                # read late): an image the registry cannot name, as a start in another namespace.
+                self.stats.unwatched_starts += 1
+                log.info("container %s started and was gone before it could be read", cid[:64])
             return []
         if isinstance(p, events_pb2.TaskCreate):
             rec.pid, rec.status = p.pid, "created"
