@@ -204,9 +204,10 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://www.samba.org/samba/docs/current/man-html/smbclient.1.html (-U user%password)
     ("rpcclient", "smbcacls", "smbget"): (_userpass("(?:-U|--user=?)", "%"),),
     # and smbclient servicename [password]: the word right after //server/share that is no option
+    # and no shell redirection or separator (``< cmds.txt``)
     ("smbclient",): (
         _userpass("(?:-U|--user=?)", "%"),
-        r"(?<!\S)(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s-]\S*)",
+        r"(?<!\S)(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s<>|;&-]\S*)",
     ),
     # https://docs.snowflake.com/en/developer-guide/snowflake-cli/command-reference/connection-commands/add-connection
     # (snow connection add -p, --password; -P is the port). snowsql's -p is its port
