@@ -32,7 +32,13 @@ CASES = {
             "pkg:npm/bcrypt@5.1.0", "pkg:npm/bcrypt", "compare"),
     "gem": ("/usr/local/bundle/gems/nokogiri-1.15.0/lib/nokogiri/nokogiri.so",
             "pkg:gem/nokogiri@1.15.0", "pkg:gem/nokogiri", "Nokogiri::XML::Document.parse"),
+    # A distribution's package of Python modules: interpreted code too, known by where its files lie.
+    "deb": ("/usr/lib/python3/dist-packages/_yaml.cpython-311-x86_64-linux-gnu.so",
+            "pkg:deb/debian/python3-yaml@6.0-3?arch=amd64", "pkg:deb/debian/python3-yaml", "yaml.full_load"),
+    "conda": ("/opt/conda/lib/python3.11/site-packages/_yaml.cpython-311-x86_64-linux-gnu.so",
+              "pkg:conda/pyyaml@6.0.1", "pkg:conda/pyyaml", "yaml.full_load"),
 }  # fmt: skip
+ZLIB = ("/usr/lib/x86_64-linux-gnu/libz.so.1", "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64")
 
 
 def row(
@@ -72,7 +78,7 @@ def test_a_function_of_an_interpreted_package_not_seen_is_unknown(tmp_path: Path
     url = filled(tmp_path, row(module, "", EvidenceKind.LOADED, stored, bid=BID))
     status, note, e, edoc, q, qdoc = ask(tmp_path, url, query, fn)
     assert status == "under_investigation", note
-    assert "no sampled stack names" in note and f"{kind} package" in note
+    assert "no sampled stack names" in note and (f"{kind} package" in note or module in note)
     assert e == 3 and edoc["rts"]["score"] == 0.5 and edoc["reachability_state"] == "PotentiallyReachable"
     assert "no sampled stack names" in edoc["reason"] and "no sampled stack names" in edoc["rts"]["scenario"]
     assert q == 3 and qdoc["answer"] == "unknown" and qdoc["interpreted"] == []
@@ -104,5 +110,46 @@ def test_query_functions_of_an_interpreted_package_with_none_listed_is_unknown(t
     code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", query)
     assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", [])
     assert "no sampled stack names" in doc["reason"]
+    (tmp_path / "z").mkdir()
+    url = filled(tmp_path / "z", row(*ZLIB[:1], "", EvidenceKind.LOADED, ZLIB[1]))
     code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_a_name_asked_of_no_package_or_a_prefix_in_an_image_running_python_is_unknown(tmp_path: Path) -> None:
+    """Without --purl the name may be a function of any package of the image, a Python one too; a
+    --prefix may cover an interpreted package (pkg:pypi/, or a deb of Python modules)."""
+    deb = CASES["deb"]
+    url = filled(
+        tmp_path,
+        row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]),
+        row(deb[0], "", EvidenceKind.LOADED, deb[1], bid=BID),
+    )
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "yaml.full_load")
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc
+    assert deb[0] in doc["reason"]
+    for prefix in ("pkg:deb/debian/", "pkg:deb/debian/python3-", "pkg:pypi/"):
+        code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", prefix, "--prefix")
+        assert (code, doc["answer"]) == (3, "unknown"), (prefix, doc)
+    # An image with no interpreted code keeps its "not observed", by name and by prefix.
+    (tmp_path / "n").mkdir()
+    url = filled(tmp_path / "n", row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]))
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflateGetHeader")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/", "--prefix")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_a_package_the_store_knows_nothing_of_is_no_not_observed(tmp_path: Path) -> None:
+    """A mistyped purl (zlibg1), or a package not in the image: no row of it, so no "no"."""
+    url = filled(tmp_path, row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]))
+    argv = ("--image", IMG, "--function", "crc32")
+    code, doc = cli(url, "query", "observed", *argv, "--purl", "pkg:deb/debian/zlibg1")
+    assert (code, doc["answer"], doc["package_not_seen"]) == (3, "unknown", []), doc
+    assert "never seen loaded" in doc["reason"]
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlibg1")
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debain/", "--prefix")
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    code, doc = cli(url, "query", "observed", *argv, "--purl", "pkg:deb/debian/zlib1g")
     assert (code, doc["answer"]) == (1, "not_observed"), doc

@@ -57,7 +57,7 @@ from stellaops_runtime.cli.store_access import (
 )
 from stellaops_runtime.contracts.config import DEFAULT_STORE_URL
 from stellaops_runtime.evidence.doubts import doubts as find_doubts
-from stellaops_runtime.evidence.doubts import package_doubts
+from stellaops_runtime.evidence.doubts import package_doubts, package_not_seen
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Verdict
 from stellaops_runtime.store.refs import (
@@ -81,9 +81,12 @@ Query the hot-symbol store the agent writes.
              or calls that may be the function's
              are where the question cannot count them: a file of no package, a
              row the store refused, history retention removed, a function of
-             an interpreted package (pypi, npm, ...) asked by name, which no
-             sampled stack names; each is named)
-  functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown)
+             an interpreted package (pypi, npm, a deb of Python modules, ...;
+             without --purl: of an image running interpreted code) asked by
+             name, which no sampled stack names, a PURL never seen loaded in
+             IMAGE (mistyped?); each is named)
+  functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown:
+             also when the package, or the --prefix, matches no stored package)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
   images     every image known: windows, nodes, posture, events, rows, state
              (observed; watched, nothing observed; gaps only: ran unwatched)
@@ -206,6 +209,9 @@ def run_observed(args: argparse.Namespace) -> int:
             gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
             nameless = unnamed_code(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             doubts = find_doubts(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
+            unknown_package = package_not_seen(conn, image=args.image, purl=pq)
+            if unknown_package is not None:  # a mistyped purl: no "not observed" of it
+                doubts.insert(0, unknown_package)
             unseen = coverage.image_unseen(conn, image=args.image, since=since, until=until)
             verdict = coverage.absence(
                 args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless, doubts=doubts,
@@ -247,9 +253,11 @@ def run_observed(args: argparse.Namespace) -> int:
     return with_store(args, ask)
 
 
-def _empty_answer(conn: sa.Connection, image: str, purl: PurlQuery | None = None) -> Verdict:
+def _empty_answer(
+    conn: sa.Connection, image: str, purl: PurlQuery | None = None, prefix: str | None = None
+) -> Verdict:
     windows = coverage.image_windows(conn, image=image)
-    doubts = package_doubts(conn, image=image, purl=purl)
+    doubts = package_doubts(conn, image=image, purl=purl, prefix=prefix)
     gaps, unseen = coverage.image_gaps(conn, image=image), coverage.image_unseen(conn, image=image)
     return coverage.absence(image, windows, gaps=gaps, doubts=doubts, unseen=unseen)
 
@@ -268,7 +276,8 @@ def run_functions(args: argparse.Namespace) -> int:
             rows = queries.functions(conn, image=args.image, purl_prefix=args.purl)
         else:
             rows = queries.functions(conn, image=args.image, purl=pq)
-        verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image, pq)
+        prefix = args.purl if pq is None else None
+        verdict = Verdict(OBSERVED, "", None) if rows else _empty_answer(conn, args.image, pq, prefix)
         if args.json:
             emit_json(
                 {

@@ -1,13 +1,17 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Five places where a call can hide from a question about a function of a package:
+Six places where a call can hide from a question about a function of a package:
 
-- **interpreted**: the package is of an ecosystem whose code runs in an interpreter or a VM
-  (pypi, npm, gem, maven, ...: :data:`INTERPRETED_TYPES`). A sampled user stack names native
+- **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
+  pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
+  Python modules, a conda package: evidence/interpreted.py); asked of no package, the image runs
+  such code. A sampled user stack names native
   frames only (the interpreter's ``_PyEval_EvalFrameDefault``, JIT code under no file), never a
   function such as ``yaml.full_load``; the package is "seen loaded" through its native
   extension. Asked by name, its function cannot be said not to have run; asked by function ID
   (an ELF symbol of the package's native file) it can.
+- **package_not_seen** (``query`` only: ``evidence`` and ``vex`` defer on it already): no stored
+  row is of the package asked about (a mistyped purl, a package not in the image).
 
 - **unattributed**: the function ran in a file no package was attributed to (purl ``""``:
   the file's attribution failed, or no source claims it; docs/attribution.md). A question
@@ -38,6 +42,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.evidence.interpreted import INTERPRETED_TYPES, image_files, package_files, purl_type
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
@@ -57,11 +62,7 @@ class Doubt:
 
 UNATTRIBUTED = "unattributed"
 INTERPRETED = "interpreted"
-# Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
-# .NET, PHP, the BEAM, R, Perl, Lua, Dart): no sampled stack names their functions.
-INTERPRETED_TYPES = frozenset(
-    {"pypi", "npm", "gem", "maven", "nuget", "composer", "hex", "cran", "cpan", "luarocks", "pub"}
-)
+PACKAGE_NOT_SEEN = "package_not_seen"
 HISTORY_REMOVED = "history_removed"
 REFUSED = "refused"
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -116,20 +117,73 @@ def unattributed(
     return Doubt(UNATTRIBUTED, why, tuple(rows))
 
 
-def interpreted(function: FunctionQuery | None, purl: PurlQuery | None) -> Doubt | None:
-    """A function of an interpreted package asked by name (any of its functions, when ``function``
-    is None): no sampled stack could have named it."""
-    if purl is None or purl.purl.type not in INTERPRETED_TYPES:
-        return None
-    if function is not None and function.is_function_id:  # an ELF symbol of its native code
+def interpreted(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery | None,
+    purl: PurlQuery | None,
+    prefix: str | None = None,
+) -> Doubt | None:
+    """A function asked by name (any function, when ``function`` is None) of a package whose code
+    is interpreted (evidence/interpreted.py): no sampled stack could have named it. The package is
+    ``purl``'s, those ``prefix`` covers, or, with neither, any of the image's (a function asked of
+    no package, in an image that runs interpreted code)."""
+    if function is not None and function.is_function_id:  # an ELF symbol of native code
         return None
     what = "a function" if function is not None else "the functions"
+    how = (
+        "which no sampled stack names (a stack shows the interpreter's native frames): only a call "
+        "through a probe of the function itself shows it; ask by function ID for a function of "
+        "native code"
+    )
+    if purl is not None and purl.purl.type in INTERPRETED_TYPES:
+        return Doubt(INTERPRETED, f"{what} of a {purl.purl.type} package may be interpreted code, {how}", ())
+    if prefix is not None and purl_type(prefix) in INTERPRETED_TYPES:
+        why = f"{what} of {purl_type(prefix)} packages may be interpreted code, {how}"
+        return Doubt(INTERPRETED, why, ())
+    if purl is not None:
+        files = package_files(conn, image=image, purls=queries.matching_purls(conn, image=image, purl=purl))
+        whose = "the package"
+    elif prefix is not None:
+        files = package_files(
+            conn, image=image, purls=queries.prefixed_purls(conn, image=image, prefix=prefix)
+        )
+        whose = "the packages"
+    elif function is not None:
+        files = image_files(conn, image=image)
+        whose = "the image (asked of no package)"
+    else:
+        return None
+    if not files:
+        return None
     why = (
-        f"{what} of a {purl.purl.type} package may be interpreted code, which no sampled stack "
-        "names (a stack shows the interpreter's native frames): only a call through a probe of the "
-        "function itself shows it; ask by function ID for a function of the package's native code"
+        f"{what} of {whose} may be interpreted code: {_listed(set(files), 'files')} lie where an "
+        f"interpreter's modules do, or are an interpreter, {how}"
     )
     return Doubt(INTERPRETED, why, ())
+
+
+def package_not_seen(
+    conn: sa.Connection, *, image: str, purl: PurlQuery | None, prefix: str | None = None
+) -> Doubt | None:
+    """A package (or a prefix) no stored row of ``image`` is of: a mistyped purl, a package not in
+    the image, one whose files were never attributed. The store knows nothing of it: no "no"."""
+    if purl is not None:
+        if queries.matching_purls(conn, image=image, purl=purl):
+            return None
+        what = f"the package {purl.text}"
+    elif prefix is not None:
+        if queries.prefixed_purls(conn, image=image, prefix=prefix):
+            return None
+        what = f"no package starting {prefix}"
+    else:
+        return None
+    why = (
+        f"{what} was never seen loaded in the image (no stored row of it: a mistyped package URL, a "
+        "package not in the image, or one whose files were never attributed), so nothing is known of it"
+    )
+    return Doubt(PACKAGE_NOT_SEEN, why, ())
 
 
 def history_removed(
@@ -306,7 +360,7 @@ def doubts(
 ) -> list[Doubt]:
     """Every doubt on a "no" about ``function`` (of ``purl``) in ``image`` in the period."""
     found = [
-        interpreted(function, purl),
+        interpreted(conn, image=image, function=function, purl=purl),
         refused(conn, image=image, function=function, purl=purl, since=since, until=until),
     ]
     if purl is not None:
@@ -318,12 +372,16 @@ def doubts(
     return [d for d in found if d is not None]
 
 
-def package_doubts(conn: sa.Connection, *, image: str, purl: PurlQuery | None) -> list[Doubt]:
-    """What forbids "no function (of ``purl``'s package) ran in ``image``": refused rows of any
-    function of the image (of the package, when one is asked about), and a package whose code is
-    interpreted (:func:`interpreted`)."""
+def package_doubts(
+    conn: sa.Connection, *, image: str, purl: PurlQuery | None, prefix: str | None = None
+) -> list[Doubt]:
+    """What forbids "no function (of ``purl``'s package, of those ``prefix`` covers) ran in
+    ``image``": refused rows of any function of the image (of the package, when one is asked
+    about), a package whose code is interpreted (:func:`interpreted`), and a package the store
+    knows nothing of (:func:`package_not_seen`)."""
     found = [
-        interpreted(None, purl),
+        package_not_seen(conn, image=image, purl=purl, prefix=prefix),
+        interpreted(conn, image=image, function=None, purl=purl, prefix=prefix),
         refused(conn, image=image, function=None, purl=purl, unattributed_too=False),
     ]
     return [d for d in found if d is not None]

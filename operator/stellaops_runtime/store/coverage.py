@@ -250,13 +250,12 @@ def absence(
         return Verdict(UNKNOWN, why, cov, tuple(gaps))
     cov = summarize(seeing)
     assert cov is not None
-    if doubts:
-        why = (
-            f"image {image} was under observation{period} {cov.describe()}, but "
-            f"{'; and '.join(d.why for d in doubts)}"
-        )
-        return Verdict(UNKNOWN, why, cov, doubts=tuple(doubts))
     ran = f"it also ran where its calls could not be seen: {describe_all(list(unseen))}" if unseen else ""
+    if doubts:  # the gaps and unseen runs named too: each alone would forbid the "no"
+        lost = [f"{gaps_lead(gaps)}: {'; '.join(g.describe() for g in gaps)}"] if gaps else []
+        parts = [*lost, *(d.why for d in doubts), *([ran] if ran else [])]
+        why = f"image {image} was under observation{period} {cov.describe()}, but {'; and '.join(parts)}"
+        return Verdict(UNKNOWN, why, cov, tuple(gaps), doubts=tuple(doubts), unseen=tuple(unseen))
     if gaps:
         why = (
             f"image {image} was under observation{period} {cov.describe()}, but {gaps_lead(gaps)}: "

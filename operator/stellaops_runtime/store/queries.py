@@ -117,6 +117,13 @@ def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery) -> list[
     return sorted(p for (p,) in conn.execute(stmt) if purl.matches(p))
 
 
+def prefixed_purls(conn: sa.Connection, *, image: str, prefix: str) -> list[str]:
+    """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive)."""
+    c = hot_symbols.c
+    stmt = sa.select(c.purl).where(c.image_digest == image, c.purl != "").distinct()
+    return sorted(p for (p,) in conn.execute(stmt) if p.startswith(prefix))
+
+
 def _purl_filter(conn: sa.Connection, *, image: str, purl: str | PurlQuery) -> sa.ColumnElement[bool] | None:
     """The WHERE clause for a package; None when no stored purl can match (no rows)."""
     if isinstance(purl, str):

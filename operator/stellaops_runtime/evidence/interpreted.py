@@ -1,0 +1,85 @@
+"""Which stored code is an interpreter's: where a function asked by name cannot be "not called".
+
+A sampled user stack names native frames only. In a Python, Node.js, Ruby, JVM... process the
+package's own functions run inside the interpreter (``_PyEval_EvalFrameDefault``, V8's JIT code)
+and no frame is ever named ``yaml.full_load``. So a function asked by name of a package whose
+code is interpreted cannot be said not to have run (evidence/doubts.py, the ``interpreted`` doubt).
+
+A package is known to hold interpreted code by its purl type (pypi, npm, gem, maven, ...:
+:data:`INTERPRETED_TYPES`), or by where its stored files lie: a distribution's package of Python
+modules (``pkg:deb/debian/python3-yaml``, a conda package) is seen loaded through its native
+extension under an interpreter's module directory (``/usr/lib/python3/dist-packages/_yaml.cpython-
+311-x86_64-linux-gnu.so``, ``site-packages``, ``node_modules``, ``gems``...). A question with no
+package (``query observed`` without ``--purl``) may be about any package of the image: the image
+runs interpreted code when any such file, or an interpreter itself (``python3.11``, ``libpython``,
+``node``, ``libjvm.so``...), is stored of it. Pure matching plus one read of the image's files.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from stellaops_runtime.store.schema import hot_symbols
+
+# Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
+# .NET, PHP, the BEAM, R, Perl, Lua, Dart): no sampled stack names their functions.
+INTERPRETED_TYPES = frozenset(
+    {"pypi", "npm", "gem", "maven", "nuget", "composer", "hex", "cran", "cpan", "luarocks", "pub"}
+)
+
+# A file under an interpreter's module directory, or an extension module by its name.
+_MODULE_FILE = re.compile(
+    r"/(?:site-packages|dist-packages|lib-dynload|node_modules|gems|ruby|perl(?:5|-base)?|php|jvm|R/library"
+    r"|lua|erlang|dotnet)/"
+    r"|/lib/python[0-9][0-9.]*/"
+    r"|\.cpython-[^/]*\.so$|\.abi3\.so$|\.node$|\.jar$"
+)
+# An interpreter or VM itself (the file's base name).
+_INTERPRETER = re.compile(
+    r"(?:python[0-9.]*m?|libpython[0-9.]+m?\.so[0-9.]*|node(?:js)?|libnode\.so[0-9.]*"
+    r"|ruby[0-9.]*|libruby[-0-9.]*\.so[0-9.]*|java|libjvm\.so|php[0-9.]*|php-fpm[0-9.]*"
+    r"|libphp[0-9.]*\.so|perl[0-9.]*|libperl\.so[0-9.]*|beam(?:\.smp)?|erlexec"
+    r"|lua(?:jit)?[0-9.]*|lib(?:lua|luajit-)[0-9.]*\.so[0-9.]*|dart|dotnet|libcoreclr\.so"
+    r"|mono(?:-sgen)?|R|libR\.so|Rscript)"
+)
+
+
+def purl_type(purl: str) -> str:
+    """The type of a stored purl text (``pkg:<type>/...``), lower case; "" when it has none."""
+    head, sep, rest = purl.partition(":")
+    return rest.partition("/")[0].lower() if sep and head == "pkg" else ""
+
+
+def module_file(path: str) -> bool:
+    """Whether ``path`` lies where an interpreter's modules do (an extension, a package's file)."""
+    return bool(_MODULE_FILE.search(path))
+
+
+def interpreter_file(path: str) -> bool:
+    """Whether ``path`` is an interpreter or a VM itself, by its base name."""
+    return bool(_INTERPRETER.fullmatch(path.rpartition("/")[2]))
+
+
+def package_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]:
+    """The stored files of these purls in ``image`` that show interpreted code (sorted)."""
+    if not purls:
+        return []
+    c = hot_symbols.c
+    stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.purl.in_(purls)).distinct()
+    return sorted({m for p, m in conn.execute(stmt) if purl_type(p) in INTERPRETED_TYPES or module_file(m)})
+
+
+def image_files(conn: sa.Connection, *, image: str) -> list[str]:
+    """The stored files of ``image`` that show it runs interpreted code: an interpreted package's,
+    one under an interpreter's module directory, an interpreter itself (sorted)."""
+    c = hot_symbols.c
+    stmt = sa.select(c.purl, c.module).where(c.image_digest == image).distinct()
+    return sorted(
+        {
+            m
+            for p, m in conn.execute(stmt)
+            if purl_type(p) in INTERPRETED_TYPES or module_file(m) or interpreter_file(m)
+        }
+    )

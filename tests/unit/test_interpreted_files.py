@@ -1,0 +1,75 @@
+"""Which stored files show interpreted code (evidence/interpreted.py): the module directories and
+extension names of Python, Node.js, Ruby, Perl, PHP, the JVM..., and the interpreters themselves;
+a native library keeps its "not called"."""
+
+from __future__ import annotations
+
+import pytest
+
+from stellaops_runtime.evidence.interpreted import interpreter_file, module_file, purl_type
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/usr/lib/python3/dist-packages/_yaml.cpython-311-x86_64-linux-gnu.so",  # deb python3-yaml
+        "/opt/conda/lib/python3.11/site-packages/yaml/_yaml.cpython-311-x86_64-linux-gnu.so",  # conda
+        "/usr/lib/python3.11/lib-dynload/_json.cpython-311-x86_64-linux-gnu.so",  # libpython3.11-stdlib
+        "/usr/local/lib/python3.12/site-packages/cryptography/hazmat/bindings/_rust.abi3.so",
+        "/app/node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node",
+        "/usr/lib/x86_64-linux-gnu/ruby/3.1.0/psych.so",
+        "/var/lib/gems/3.1.0/gems/nokogiri-1.15.0/lib/nokogiri/nokogiri.so",
+        "/usr/lib/x86_64-linux-gnu/perl5/5.36/auto/YAML/XS/LibYAML/LibYAML.so",
+        "/usr/lib/x86_64-linux-gnu/perl/5.36/auto/POSIX/POSIX.so",
+        "/usr/lib/x86_64-linux-gnu/perl-base/auto/POSIX/POSIX.so",
+        "/usr/lib/php/20220829/yaml.so",
+        "/usr/lib/jvm/java-17-openjdk-amd64/lib/libzip.so",
+    ],
+)
+def test_a_file_among_an_interpreters_modules(path: str) -> None:
+    assert module_file(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/usr/bin/python3.11",
+        "/usr/local/bin/python3",
+        "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0",
+        "/usr/bin/node",
+        "/usr/lib/x86_64-linux-gnu/libnode.so.108",
+        "/usr/bin/ruby3.1",
+        "/usr/lib/x86_64-linux-gnu/libruby-3.1.so.3.1.2",
+        "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so",
+        "/usr/bin/perl",
+        "/usr/lib/x86_64-linux-gnu/libperl.so.5.36.0",
+        "/usr/sbin/php-fpm8.2",
+        "/usr/lib/erlang/erts-13.1.5/bin/beam.smp",
+    ],
+)
+def test_an_interpreter_itself(path: str) -> None:
+    assert interpreter_file(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libyaml-0.so.2",  # libyaml-0-2: C, though PyYAML uses it
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/usr/bin/curl",
+        "/app/server",
+        "/usr/bin/pythonista",
+        "/usr/lib/x86_64-linux-gnu/libpythonic.so",
+    ],
+)
+def test_native_code_is_neither(path: str) -> None:
+    assert not module_file(path) and not interpreter_file(path)
+
+
+def test_purl_type() -> None:
+    assert purl_type("pkg:pypi/pyyaml@6.0.1") == "pypi"
+    assert purl_type("pkg:NPM/bcrypt") == "npm"
+    assert purl_type("pkg:pypi/") == "pypi"
+    assert purl_type("pkg:py") == "py"
+    assert purl_type("") == purl_type("deb/debian/zlib1g") == ""
