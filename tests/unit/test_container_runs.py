@@ -419,3 +419,54 @@ def test_the_registrys_removals_are_kept_for_the_next_sample_bounded() -> None:
     reg.put(ContainerRecord(container_id="late", namespace="k8s.io"))
     reg.remove("k8s.io", "late")
     assert [r.container_id for r in reg.removed_since(reg.removals - 1)[0]] == ["late"]
+
+
+def test_more_removals_between_two_samples_than_kept_is_a_hole() -> None:
+    """The registry kept only its latest REMOVED_MAX removals: one dropped may have been a run, so
+    the window over the time since the last sample reads at most ActiveTracing."""
+    lost = iter([False, True, False])
+
+    class Stats:
+        connects, connected, unwatched_starts = 1, True, 0
+
+    class Synced:
+        def is_set(self) -> bool:
+            return True
+
+    class Observer:
+        stats, unwatched, synced = Stats(), (), Synced()
+
+        class registry:
+            removals = 0
+
+            @staticmethod
+            def records() -> list[ContainerRecord]:
+                return [_record(TRACED)]
+
+            @staticmethod
+            def removed_since(_: int) -> tuple[list[ContainerRecord], bool]:
+                return [], next(lost)
+
+    class Source:
+        connected, connects = True, 1
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    lp = _lifecycle_part()
+    lp.observer = Observer()  # type: ignore[assignment]
+    clock = iter([T0 + S, T0 + 3 * S, T0 + 70 * S])
+    import stellaops_runtime.agent.lifecycle_part as part
+
+    real = part.now_pair
+    part.now_pair = lambda: (next(clock), None)  # type: ignore[assignment]
+    try:
+        for _ in range(3):
+            asyncio.run(lp._sample_once(in_pipeline, Source))
+    finally:
+        part.now_pair = real  # type: ignore[assignment]
+    lp.pipeline.aggregator.observe(stacked(2))
+    lp.pipeline.aggregator.observe(stacked(125))
+    rows = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert final(rows).evidenced is Posture.ACTIVE_TRACING
+    assert final(rows, win=T0 + 2 * W).evidenced is Posture.EBPF_DEEP
