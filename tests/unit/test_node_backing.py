@@ -121,8 +121,10 @@ def test_operator_md_rows_and_example_are_what_the_fold_writes() -> None:
     assert reasons == {
         "AgentsBackNotObserved", "WatchRecordUnwritable", "NoRuntimeSocket", "LifecycleDisabled",
         "RegistryNotInSync", "<type>NotTrue", "NoNodeReports", "AgentsRollingOut", "AgentReportOutdated",
+        "AgentReportsStale",
     }  # fmt: skip
     apart = (
+        "AgentReportsStale",
         "AgentsBackNotObserved",
         "<type>NotTrue",
         "NoNodeReports",
@@ -406,3 +408,33 @@ def test_operator_md_names_the_template_env_and_annotation() -> None:
     text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text().split())
     assert "| env `STELLA_AGENT_TEMPLATE` (`metadata.annotations['stellaops.io/agent-template']`) |" in text
     assert "Which rollout a pod runs is `stellaops.io/agent-template`, a digest of the whole pod" in text
+
+
+def test_a_running_agent_whose_report_is_stale_keeps_the_observer_from_ready() -> None:
+    """The fresh nodes back "not observed", but node-a's agent pod runs and reports nothing: not
+    Ready (the Ready that outlived its agents), Progressing, then Degraded once it has lasted."""
+    fresh = [("node-b", status("in_sync"))]
+    assert fold_backing(fresh, generation=1).state is None  # Ready, without the silent node
+    waiting = fold_backing(fresh, generation=1, silent=["node-a"], report_seconds=90.0)
+    assert (waiting.state, waiting.reason, waiting.condition["status"]) == (
+        "Progressing",
+        "AgentReportsStale",
+        "False",
+    )
+    assert waiting.summary.startswith("1 node(s) (node-a): an agent pod runs there but its ObservationNode")
+    assert "(Degraded after 90s)" in waiting.summary
+    late = fold_backing(fresh, generation=1, silent=["node-a"], silent_late=["node-a"], report_seconds=90.0)
+    assert (late.state, late.reason, late.condition["reason"]) == (
+        "Degraded",
+        "AgentReportsStale",
+        "AgentReportsStale",
+    )
+    # no fresh node at all: still said (it was NoNodeReports, Unknown, and the observer Ready)
+    alone = fold_backing([], generation=1, silent=["node-a"], silent_late=["node-a"])
+    assert (alone.state, alone.condition["status"]) == ("Degraded", "False")
+    # a worse problem of the fresh nodes keeps its reason; the message says both
+    worse = fold_backing([("node-b", status("no_runtime_socket"))], generation=1, silent=["node-a"])
+    assert (worse.state, worse.condition["reason"]) == ("Degraded", "NoRuntimeSocket")
+    assert "node-a" in worse.summary and "NoRuntimeSocket on 1 (node-b)" in worse.summary
+    many = fold_backing(fresh, generation=1, silent=[f"n{i}" for i in range(1000)])
+    assert "and 997 more" in many.summary and len(many.summary) < 1000

@@ -64,7 +64,12 @@ template (``status.agentTemplate``) is that node's rollout in progress, timed
 from when the operator first saw it so while the DaemonSet said every agent
 updated and ready (``outdated_since``): a new agent writes on its first poll,
 so one that has not for ``stale_after_seconds`` by then is a real problem.
-A restarted operator times it anew.
+A restarted operator times it anew. A node whose report is stale while an agent
+pod of its RuntimeObserver runs there (the agent runs but its reports stopped)
+turns the observer Degraded once it has been stale for ``stale_after_seconds``
+(timed from its last report's arrival, so a restart finds the same answer) while
+the DaemonSet says every agent updated and ready (``silent_since``: whether it
+does, and since when for a node that never reported).
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class Heartbeats:
         self._labels = labels  # node name -> the Node's labels (kopf's index; None: unknown)
         self._forgotten: set[str] = set()  # ObservationNodes deleted: the labels judged the old one
         self._outdated: dict[str, tuple[str, datetime]] = {}  # name -> (agent template wanted, since)
+        self._silent: dict[str, datetime] = {}  # name -> since when its live agent's report is stale
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
         # name -> (agent's stamp, since), or (None, when the operator last saw it in sync)
@@ -205,6 +211,19 @@ class Heartbeats:
         self._outdated[name] = (template, now)
         return now
 
+    def silent_since(self, name: str, *, now: datetime, timed: bool) -> datetime | None:
+        """Since when (operator's clock) the operator has seen the node's report stale while an agent
+        pod of its observer runs there and the DaemonSet said every agent updated and ready
+        (``timed``; before that nothing is timed: None)."""
+        if not timed:
+            self._silent.pop(name, None)
+            return None
+        return self._silent.setdefault(name, now)
+
+    def reporting(self, name: str) -> None:
+        """The node's report is fresh: a later silence is timed anew."""
+        self._silent.pop(name, None)
+
     def current(self, name: str) -> None:
         """The node reports the agent pod template wanted (or none): nothing outdated to time."""
         self._outdated.pop(name, None)
@@ -218,3 +237,4 @@ class Heartbeats:
         self._down.pop(name, None)
         self._unsynced.pop(name, None)
         self._outdated.pop(name, None)
+        self._silent.pop(name, None)

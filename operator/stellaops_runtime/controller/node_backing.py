@@ -173,7 +173,58 @@ def outdated(status: Mapping[str, Any] | None, template: str | None) -> bool:
     return bool(template) and isinstance(have, str) and bool(have) and have != template
 
 
+SILENT = "AgentReportsStale"  # an agent pod runs on the node, but its report is stale
+_SILENT = (
+    "an agent pod runs there but its ObservationNode report is stale (no heartbeat for "
+    "--stale-after-seconds): nothing it observes is known, its node's pods are at posture None; see "
+    "the agent's log (its ObservationNode writes) and its RBAC on observationnodes/status"
+)
+
+
 def fold_backing(
+    nodes: Iterable[tuple[str, Mapping[str, Any] | None]],
+    *,
+    generation: Any,
+    late: Collection[str] = (),
+    grace_seconds: float | None = None,
+    rolling: Collection[str] = (),
+    rolling_late: Collection[str] = (),
+    report_seconds: float | None = None,
+    silent: Collection[str] = (),
+    silent_late: Collection[str] = (),
+) -> Backing:
+    """:func:`fold_fresh` of the fresh nodes, and the nodes where an agent pod of the observer runs
+    but whose report is stale (``silent``): a Ready observer would outlive its agents' reports.
+    False ``AgentReportsStale``, Progressing, or Degraded for those in ``silent_late`` (timed by the
+    operator past ``report_seconds`` after the DaemonSet said every agent updated and ready); a
+    problem of the fresh nodes that is worse (Degraded while no silent node is late) keeps its
+    reason, the message says both."""
+    base = fold_fresh(
+        nodes,
+        generation=generation,
+        late=late,
+        grace_seconds=grace_seconds,
+        rolling=rolling,
+        rolling_late=rolling_late,
+        report_seconds=report_seconds,
+    )
+    if not silent:
+        return base
+    names = sorted(silent)
+    shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
+    after = f"{report_seconds:g}s" if report_seconds is not None else "a while"
+    when = f" (Degraded after {after})" if not silent_late else ""
+    part = f"{len(names)} node(s) ({shown}): {_SILENT}{when}"
+    message = part if base.reason in ("", "NoNodeReports") else f"{part}; {base.summary}"
+    state: Literal["Degraded", "Progressing"] = "Degraded" if silent_late else "Progressing"
+    reason, why = SILENT, SILENT
+    if base.state == "Degraded" and not silent_late:  # the fresh nodes' problem is worse
+        reason, state, why = str(base.condition["reason"]), "Degraded", base.reason
+    gen = generation if isinstance(generation, int) else None
+    return Backing(_condition("False", reason, message, gen), state, why, message, base.held)
+
+
+def fold_fresh(
     nodes: Iterable[tuple[str, Mapping[str, Any] | None]],
     *,
     generation: Any,

@@ -9,6 +9,7 @@ call. ``node_backing`` folds only the nodes the observer's agents may run on
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from stellaops_runtime.contracts.crd_names import OBSERVER_LABEL
@@ -79,28 +80,42 @@ class ObserverNodes(PolicyReconciler):
         now = utcnow()
         grace, bound = self.config.registry_not_in_sync_seconds, self.config.stale_after_seconds
         fresh, late, rolling, rolling_late = [], set(), set(), set()
+        silent, silent_late = [], set()
         for name, node in self._items(INDEX_OBSERVATION_NODES):
             if selector and not _selects(selector, self._one(INDEX_NODES, name)):
                 continue
-            if not self._is_stale(node, now=now):
-                status = node.get("status")
-                fresh.append((str(name), status if isinstance(status, Mapping) else None))
-                own = (fresh[-1][1] or {}).get("agentTemplate")
-                still = not rolled and isinstance(own, str) and own in (running or {}).get(str(name), ())
-                if template is not None and outdated(fresh[-1][1], template) and not still:
-                    rolling.add(str(name))
-                    since = self.heartbeats.outdated_since(str(name), template, now=now, timed=rolled)
+            if self._is_stale(node, now=now):
+                if (running or {}).get(str(name)):  # its agent runs there, but reports nothing
+                    silent.append(str(name))
+                    # silent since it went stale, on the operator's clock (kept across a restart: the
+                    # arrival of its last report is judged again from the Node's labels); a node that
+                    # never reported, since the operator first saw it silent
+                    arrived = self.heartbeats.received(node, now=now)
+                    since = self.heartbeats.silent_since(str(name), now=now, timed=rolled)
+                    if since is not None and arrived is not None:
+                        since = arrived + timedelta(seconds=bound)
                     if since is not None and (now - since).total_seconds() >= bound:
-                        rolling_late.add(str(name))
-                    continue
-                self.heartbeats.current(str(name))
-                if node_problem(fresh[-1][1]) != (CONTAINERS, TRANSIENT):
-                    self.heartbeats.in_sync(str(name), now=now)
-                    continue
-                stamped, elapsed = registry_transition(fresh[-1][1])
-                since = self.heartbeats.not_in_sync_since(str(name), stamped, elapsed, now=now)
-                if (now - since).total_seconds() >= grace:
-                    late.add(str(name))
+                        silent_late.add(str(name))
+                continue
+            self.heartbeats.reporting(str(name))
+            status = node.get("status")
+            fresh.append((str(name), status if isinstance(status, Mapping) else None))
+            own = (fresh[-1][1] or {}).get("agentTemplate")
+            still = not rolled and isinstance(own, str) and own in (running or {}).get(str(name), ())
+            if template is not None and outdated(fresh[-1][1], template) and not still:
+                rolling.add(str(name))
+                since = self.heartbeats.outdated_since(str(name), template, now=now, timed=rolled)
+                if since is not None and (now - since).total_seconds() >= bound:
+                    rolling_late.add(str(name))
+                continue
+            self.heartbeats.current(str(name))
+            if node_problem(fresh[-1][1]) != (CONTAINERS, TRANSIENT):
+                self.heartbeats.in_sync(str(name), now=now)
+                continue
+            stamped, elapsed = registry_transition(fresh[-1][1])
+            since = self.heartbeats.not_in_sync_since(str(name), stamped, elapsed, now=now)
+            if (now - since).total_seconds() >= grace:
+                late.add(str(name))
         return fold_backing(
             fresh,
             generation=generation,
@@ -109,6 +124,8 @@ class ObserverNodes(PolicyReconciler):
             rolling=rolling,
             rolling_late=rolling_late,
             report_seconds=bound,
+            silent=silent,
+            silent_late=silent_late,
         )
 
 
