@@ -30,7 +30,7 @@ _TABLE = [
     ("escaped twice", "{^secret^: ^$^} -v", "{^secret^: [REDACTED] -v"),
     ("JSON Authorization member", 'fetch {"Authorization": "$"}', 'fetch {"Authorization": "[REDACTED]"}'),
     ("JSON Authorization, a scheme", '{"authorization":"Token $"}', '{"authorization":"Token [REDACTED]"}'),
-    ("escaped JSON Authorization", "-d {~Authorization~: ~$~}", '-d {~Authorization~: ~[REDACTED]"}'),
+    ("escaped JSON Authorization", "-d {~Authorization~: ~$~}", '-d {~Authorization~: ~[REDACTED]~}'),
     ("Kubernetes env in JSON",
      'kubectl patch deploy a -p {"env":[{"name":"DB_PASSWORD","value":"$"},'
      '{"name":"MODE","value":"prod"}]}',

@@ -121,3 +121,15 @@ def compile_patterns(patterns: tuple[SecretPattern, ...] | list[SecretPattern]) 
     if rx.groups != len(groups):
         raise ValueError("a default pattern has an unnamed capturing group")
     return CompiledPatterns(regex=rx, groups=groups)
+
+
+def first_char_alternatives(word: str, tail: str = "") -> list[str]:
+    """``word`` case-insensitively, as alternatives that start with a literal character.
+
+    Python's regex engine skips an alternative cheaply when its first item is a
+    literal or a character class, but not when it is a group or a lookbehind;
+    so the word's first character leads, and ``tail`` (a lookbehind, say) follows it.
+    """
+    first, rest = word[0], word[1:]
+    cases = [first.lower(), first.upper()] if first.lower() != first.upper() else [first]
+    return [f"{c}{tail.replace('@', re.escape(c))}(?i:{rest})" for c in cases]

@@ -52,10 +52,12 @@ from stellaops_runtime.privacy.base import (
     CompiledPatterns,
     SecretPattern,
     compile_patterns,
+    first_char_alternatives,
     number_groups,
 )
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
+from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, COOKIE_HEADER
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
@@ -116,18 +118,6 @@ _SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
 _KEY_PREFIX = r"[\w.-]*?"
 
 
-def _first_char_alternatives(word: str, tail: str = "") -> list[str]:
-    """``word`` case-insensitively, as alternatives that start with a literal character.
-
-    Python's regex engine skips an alternative cheaply when its first item is a
-    literal or a character class, but not when it is a group or a lookbehind;
-    so the word's first character leads, and ``tail`` (a lookbehind, say) follows it.
-    """
-    first, rest = word[0], word[1:]
-    cases = [first.lower(), first.upper()] if first.lower() != first.upper() else [first]
-    return [f"{c}{tail.replace('@', re.escape(c))}(?i:{rest})" for c in cases]
-
-
 def _in_query_or_odbc(keyword: str, sep: str) -> list[str]:
     """A key ending in ``keyword`` right after ``?``/``&``/``#`` or ``;``, with the value of that context.
 
@@ -161,9 +151,9 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     xml = rf"<(?:[\w.-]++:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
     alts = [flag, xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
-        for alt in _first_char_alternatives(k, tail=r"(?<!/@)"):
+        for alt in first_char_alternatives(k, tail=r"(?<!/@)"):
             alts.append(rf"{alt}{sep}(?P<s>{_WIDE_VALUE})")
-        for alt in _first_char_alternatives(k, tail=r"(?<=/@)"):
+        for alt in first_char_alternatives(k, tail=r"(?<=/@)"):
             alts.append(rf"{alt}{_SEP_EQ}(?P<s>{_WIDE_VALUE})")
     return "|".join(alts)
 
@@ -182,15 +172,6 @@ _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # A bare ``Bearer``/``Basic`` credential must look like one (a digit, a symbol or
 # an upper-case letter after a lower-case one) so ``Basic authentication`` stays.
 _CREDENTIAL_LOOKING = r"(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
-
-# A ``Cookie:`` header holds several cookies (``theme=dark; session=x; lang=en``): its value
-# runs on across whitespace while the next word is another ``name=`` (every cookie goes), and
-# ends before a quote (Tetragon quotes an argument holding a space: ``-H "Cookie: a=1; b=2"``).
-# Possessive: each word is read once. Listed before the key rules, so it wins over ``cookie:``.
-_COOKIE_HEADER = "|".join(
-    rf"{alt}(?:\\*[\"'])?\s*:\s*(?:\\*[\"'])?(?P<s>[^\s\"']++(?:\s++[^\s\"'=;]++=[^\s\"']*+)*+)"
-    for alt in _first_char_alternatives("cookie", tail=r"(?<![\w-]@)")
-)
 
 # Every alternative of every pattern starts with a literal character or a
 # character class (lookbehinds come after the first character, e.g.
@@ -227,19 +208,13 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "authorization_header",
-        "|".join(
-            [
-                *(
-                    rf"{alt}(?:\\*[\"'])?\s*[:=]\s*(?:\\*[\"'])?"
-                    rf"(?:(?i:bearer|basic|token|apikey)\s+)?(?P<s_{i}>[^\s\"']+)"
-                    for i, alt in enumerate(
-                        _first_char_alternatives("authorization")
-                        + _first_char_alternatives("proxy-authorization"),
-                        start=2,
-                    )
-                ),
-                rf"[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s>{_CREDENTIAL_LOOKING}{_TOKEN68})",
-            ]
+        number_groups(
+            "|".join(
+                [
+                    *AUTHORIZATION_ALTERNATIVES,
+                    rf"[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s>{_CREDENTIAL_LOOKING}{_TOKEN68})",
+                ]
+            )
         ),
         triggers=("authorization", "bearer", "basic"),
     ),
@@ -273,8 +248,8 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
                 *(
                     rf"{alt}\s*=\s*(?P<s_{i}>[^\s;\"']+)"
                     for i, alt in enumerate(
-                        _first_char_alternatives("accountkey")
-                        + _first_char_alternatives("sharedaccess(?:key|signature)"),
+                        first_char_alternatives("accountkey")
+                        + first_char_alternatives("sharedaccess(?:key|signature)"),
                         start=2,
                     )
                 ),
@@ -324,7 +299,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "secret_token",
-        number_groups(f"{_COOKIE_HEADER}|{_keyed(list(SECRET_WORDS))}"),
+        number_groups(f"{COOKIE_HEADER}|{_keyed(list(SECRET_WORDS))}"),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
     ),
     CLI_FLAG_SECRET,

@@ -1,0 +1,49 @@
+"""HTTP headers that carry credentials in more than one word: ``Authorization`` and ``Cookie``.
+
+``curl -H "Authorization: Negotiate <token>"`` and ``-H "Cookie: theme=dark; session=<id>"``
+put a header whose value holds spaces into one argument (Tetragon quotes such an argument), and
+a JSON or HTTPie argument writes it as ``"Authorization": "SSWS <token>"``. A rule that stops
+at the first space kept the credential: the scheme word (``Negotiate``, ``NTLM``, ``SharedKey``,
+``SSWS``, ``GenieKey``, ``Splunk``...) was taken for the value, and of several cookies only
+the first went. These alternatives join the ``authorization_header`` and ``secret_token`` rules
+(patterns.py); every one starts with a literal character, as the combined regex needs.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.privacy.base import first_char_alternatives
+
+__all__ = ["AUTHORIZATION_ALTERNATIVES", "COOKIE_HEADER"]
+
+# A scheme word before the credential (``Bearer``, ``Negotiate``, ``SharedKey``): kept.
+_SCHEME = r"(?:[A-Za-z][A-Za-z0-9_.-]{0,31}[ \t]+)?"
+# Up to the closing double quote (an escaped ``\"`` ends it too: JSON inside a shell string).
+_TO_DOUBLE_QUOTE = r"""(?:[^"\\\n]|\\(?!")[^\n])+"""
+_TO_SINGLE_QUOTE = r"[^'\n]+"
+# Schemes a credential follows when the header is not quoted (its value then ends at a space).
+_KNOWN_SCHEMES = (
+    r"(?i:bearer|basic|token|apikey|negotiate|ntlm|digest|oauth|sharedkey(?:lite)?|ssws|geniekey)"
+)
+
+_NAMES = first_char_alternatives("authorization") + first_char_alternatives("proxy-authorization")
+_NAME = "(?i:(?:proxy-)?authorization)"
+
+AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
+    # The whole header quoted: ``"Authorization: Negotiate X"``, ``'Authorization: SSWS X'``.
+    rf'"{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})',
+    rf"'{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})",
+    # The value quoted: ``"Authorization": "SSWS X"`` (JSON; escaped quotes too), ``Authorization:"X"``.
+    *(rf'{n}(?:\\*["\'])?\s*[:=]\s*\\*"{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})' for n in _NAMES),
+    *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*'{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})" for n in _NAMES),
+    # Not quoted: a known scheme, then one word.
+    *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*(?:{_KNOWN_SCHEMES}\s+)?(?P<s>[^\s\"']+)" for n in _NAMES),
+)
+
+# A ``Cookie:`` header holds several cookies (``theme=dark; session=x; lang=en``): its value
+# runs on across whitespace while the next word is another ``name=`` (every cookie goes), and
+# ends before a quote (Tetragon quotes an argument holding a space: ``-H "Cookie: a=1; b=2"``).
+# Possessive: each word is read once. Listed before the key rules, so it wins over ``cookie:``.
+COOKIE_HEADER = "|".join(
+    rf"{alt}(?:\\*[\"'])?\s*:\s*(?:\\*[\"'])?(?P<s>[^\s\"']++(?:\s++[^\s\"'=;]++=[^\s\"']*+)*+)"
+    for alt in first_char_alternatives("cookie", tail=r"(?<![\w-]@)")
+)
