@@ -519,3 +519,58 @@ def test_a_container_started_before_the_stream_is_registered_is_listed(tmp_path:
             assert rec.status == "running" and rec.pid == sleeper
     finally:
         server.stop()
+
+
+class _Vanishing(CriServer):
+    """A runtime whose listed container is gone when its status is asked (removed in between)."""
+
+    def __init__(self, socket: str, *, events: bool) -> None:
+        super().__init__(socket, events=events)
+        self.vanished: set[str] = set()
+
+    def _container_status(self, req: Any, ctx: grpc.ServicerContext) -> api_pb2.ContainerStatusResponse:
+        if req.container_id in self.vanished:
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "no such container")
+        return super()._container_status(req, ctx)
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_a_container_gone_before_its_status_was_read_keeps_the_sample_out_of_sync(
+    tmp_path: Path, sleeper: int, events: bool
+) -> None:
+    """It ran (listed running, or its start event came), but the runtime had removed it when its
+    status was asked: no record, no run. The sample after is not in sync, never in_sync as if
+    nothing ran (test_lifecycle_namespaces for containerd)."""
+    from tests.integration.test_lifecycle_namespaces import Sampler
+
+    server = _Vanishing(str(tmp_path / "v.sock"), events=events)
+    server.start()
+    try:
+        sb = server.add_pod("brief", "shop", pid=sleeper)
+        with Watcher(observer(server)) as w:
+            s = Sampler(w)
+            assert s.state() == "in_sync"
+            cid = uuid.uuid4().hex
+            server.vanished.add(cid)
+            server.set_container(sb.id, cid, api_pb2.CONTAINER_RUNNING, started_at=time.time_ns())
+            seen = w.query(lambda: (w.observer.relists, w.observer.stats.envelopes))
+            if events:
+                _subscribed(server)
+                server.push(server.event(cid, api_pb2.CONTAINER_STARTED_EVENT))
+                ready = lambda: w.query(lambda: w.observer.stats.envelopes) > seen[1]  # noqa: E731
+            else:
+                ready = lambda: w.query(lambda: w.observer.relists) > seen[0] + 1  # noqa: E731
+            deadline = time.monotonic() + 10
+            while not ready():
+                assert time.monotonic() < deadline, "the observer looked at the container"
+                time.sleep(0.02)
+            assert w.query(lambda: w.observer.registry.get("", cid)) is None
+            assert s.state() == "not_in_sync"
+            server.remove_container(cid)
+            if not events:  # relisting: gone from the list at the next relist
+                relists = w.query(lambda: w.observer.relists)
+                while w.query(lambda: w.observer.relists) <= relists + 1:
+                    time.sleep(0.02)
+            assert s.state() == "in_sync"
+    finally:
+        server.stop()

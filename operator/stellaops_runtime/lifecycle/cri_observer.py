@@ -76,11 +76,8 @@ _STATE = {
 # status then says reason "Error" at first and "OOMKilled" a moment later. A container that died
 # of SIGKILL is looked at again on the relists of this long after it stopped.
 LATE_OOM_SECONDS = 30.0
-# The runtime registers a GetContainerEvents stream when the request reaches it and acknowledges
-# nothing, so a container that starts between the first list and then is on neither. The lists
-# are read again when the stream's first message arrives (it is live) or this long after the
-# request, before the registry is said in sync; a stream registered later still is the backstop
-# relist's (resync_seconds).
+# The runtime acknowledges no GetContainerEvents stream: the lists are read again when its first
+# message arrives or this long after the request, before the registry is said in sync (lifecycle.md).
 SETTLE_SECONDS = 0.5
 
 
@@ -243,6 +240,8 @@ class CriObserver(LifecycleObserver):
             if got is None:  # removed between the list and its status: the next look sees it gone
                 if old is not None:
                     records.append(old)
+                elif c.state in (api_pb2.CONTAINER_RUNNING, api_pb2.CONTAINER_EXITED):
+                    self._unread_run(c.id)
                 continue
             rec, created_at = got
             out += self._emit(old, rec, created_at, announce=announce, topic="relist")
@@ -300,6 +299,11 @@ class CriObserver(LifecycleObserver):
             self._digests[key] = pick_repo_digest(repo_digests, st.image.image)
         return self._digests[key]
 
+    def _unread_run(self, cid: str) -> None:
+        """It ran, and was gone when its status was asked: no run of its image, so not in sync."""
+        self.stats.unwatched_starts += 1
+        log.info("CRI container %.80s ran and was gone before its status could be read", cid)
+
     def _problem(self, cid: str, problem: str) -> None:
         if problem:
             self.stats.spec_problems += 1
@@ -346,6 +350,11 @@ class CriObserver(LifecycleObserver):
             self._sandbox_of[cid] = pod.sandbox_id
         got = await self._fetch(cid, pod)
         if got is None:
+            if old is None and msg.container_event_type in (
+                api_pb2.CONTAINER_STARTED_EVENT,
+                api_pb2.CONTAINER_STOPPED_EVENT,
+            ):
+                self._unread_run(cid)
             return []
         rec, created_at = got
         out = self._emit(old, rec, created_at or ns_time(msg.created_at), announce=True, topic=kind)
