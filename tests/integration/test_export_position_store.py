@@ -19,7 +19,7 @@ from pgproxy import PgProxy
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.export_position import read_position
+from stellaops_runtime.store.export_position import mark_final, read_position
 from stellaops_runtime.store.pending import PendingWrites
 
 S = 1_000_000_000
@@ -99,6 +99,23 @@ def test_a_lost_commit_ack_stored_the_position_with_the_counts(pg_url: str) -> N
     finally:
         store.close()
         proxy.close()
+
+
+def test_the_row_is_final_only_from_a_shutdown_that_stored_everything_to_the_next_write(url: str) -> None:
+    """s38/x: ``mark_final`` says the agent stopped with every count stored; the next batch's
+    transaction (another agent's turn) writes a row that is not final again."""
+    store = open_store(url)
+    try:
+        mark_final(store.db, _position(900))
+        agent, doc = _stored(900)
+        assert read_position(store.db, NODE) == (agent, {**doc, "final": True})
+        pending = PendingWrites(agent_id=f"{NODE}/y")
+        pending.position_of = lambda: _position(950)
+        pending.add([_delta("f", 1)], [])
+        assert asyncio.run(pending.flush(store))
+        assert read_position(store.db, NODE) == _stored(950)
+    finally:
+        store.close()
 
 
 def test_a_row_that_is_not_ours_is_read_as_not_well_formed(url: str) -> None:

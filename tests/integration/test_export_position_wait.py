@@ -36,7 +36,7 @@ from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.export_position import write_position
+from stellaops_runtime.store.export_position import mark_final, write_position
 
 
 def _line(i: int) -> bytes:
@@ -163,12 +163,15 @@ async def test_a_stop_while_waiting_reads_nothing(tmp_path: Path) -> None:
     assert src.watching_ns() is None  # the record keeps the last agent's moment and checkpoint
 
 
-def _stored_row(store: Any, cp: dict[str, Any], agent: str) -> None:
-    """Agent ``agent``'s flush stored counts of the file up to ``cp`` (store/export_position.py)."""
+def _stored_row(store: Any, cp: dict[str, Any], agent: str, *, last: bool = False) -> None:
+    """Agent ``agent``'s flush stored counts of the file up to ``cp`` (store/export_position.py);
+    ``last``: its shutdown then stored every count and marked the row final."""
     wall, boot = now_pair()
     doc = {"node": "node-1", "agent_id": agent, "checkpoint": cp, "at_ns": wall, "at_boot": boot}
     with store.db.begin() as conn:
         write_position(conn, {**doc, "boot_id": this_boot()})
+    if last:
+        mark_final(store.db, {**doc, "boot_id": this_boot()})
 
 
 async def test_a_store_opened_before_the_lock_is_held_is_read_again_after(tmp_path: Path) -> None:
@@ -185,7 +188,7 @@ async def test_a_store_opened_before_the_lock_is_held_is_read_again_after(tmp_pa
         resume.ask_store("node-1/x-before")
         assert resume.awaits_position
         resume.store_opened(store.db, "node-1")  # X's store opens: X does not hold the lock yet
-        _stored_row(store, _cp(path, 5 * 8), "node-1/y")  # Y's last flush, then Y exits
+        _stored_row(store, _cp(path, 5 * 8), "node-1/y", last=True)  # Y's last flush, then Y exits
         stop = asyncio.Event()
         task = asyncio.create_task(src.run(stop))
         await _until(lambda: src.queue.enqueued >= 1, "X read on")

@@ -34,10 +34,20 @@ def _cp(path: Path, pos: int) -> dict[str, Any]:
     return cp
 
 
-def _row(cp: dict[str, Any], *, agent: str = "other", boot: int | None = None, boot_id: str | None = None):
+def _row(
+    cp: dict[str, Any],
+    *,
+    agent: str = "other",
+    boot: int | None = None,
+    boot_id: str | None = None,
+    final: bool = True,
+):
+    """The store's row; ``final``: its agent stopped with every count stored (s38/x)."""
     wall, now = now_pair()
-    doc = {"checkpoint": cp, "at_ns": wall, "at_boot": now if boot is None else boot}
+    doc: dict[str, Any] = {"checkpoint": cp, "at_ns": wall, "at_boot": now if boot is None else boot}
     doc["boot_id"] = this_boot() if boot_id is None else boot_id
+    if final:
+        doc["final"] = True
     return (agent, doc)
 
 
@@ -60,6 +70,26 @@ def test_the_record_against_the_store_in_one_file(tmp_path: Path) -> None:
     assert how == NONE and "not well formed" in why
     # Another boot's row: its device number may differ, its inode and first bytes may not.
     assert _weigh(path, own, _row(_cp(path, 8 * len(LINE)), boot_id="another-boot")) == (STORE, 8 * len(LINE))
+
+
+def test_a_row_further_on_that_is_not_final_is_not_resumed_at(tmp_path: Path) -> None:
+    """s38/x: its agent may have spooled (or lost) counts of lines past it at its shutdown: read
+    from there, a spooled line is counted twice once the spool is replayed (seen failing: STORE)."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(LINE * 10)
+    own = _cp(path, 2 * len(LINE))
+    how, why = _weigh(path, own, _row(_cp(path, 8 * len(LINE)), final=False))
+    assert how == NONE and "did not stop with every count stored" in why
+    how, why = _weigh(path, own, _row(_cp(path, 8 * len(LINE)), final=False, boot_id="another-boot"))
+    assert how == NONE and "spool" in why
+    # Behind the record, or this agent's own: the record, as before (it is at least as far on).
+    assert _weigh(path, own, _row(_cp(path, len(LINE)), final=False)) == (OWN, own["pos"])
+    assert _weigh(path, own, _row(_cp(path, 8 * len(LINE)), agent="me", final=False)) == (OWN, own["pos"])
+    # A final that is not true is no row of ours.
+    for bad in (False, "true", 1, None):
+        agent, doc = _row(_cp(path, 8 * len(LINE)))
+        how, why = _weigh(path, own, (agent, {**doc, "final": bad}))
+        assert how == NONE and "not well formed" in why, bad
 
 
 def test_the_record_against_the_store_across_files(tmp_path: Path) -> None:
@@ -114,6 +144,19 @@ async def test_the_follower_resumes_at_the_stores_position_and_never_replays(
     src.store_position_unknown("me")
     src.store_position(_row(ahead))
     assert await _follow(src, 1) == [b'{"n":5}'] and src.stats.resumed_at == 5 * 8
+    # Every line before the final row's offset is stored, and the time before that agent's turn
+    # was that agent's to mark: no gap since this agent's record (s38/x; before: up to the row's
+    # moment, the other agent's whole turn).
+    assert src.take_outage() is None
+    # The row of another boot: nobody watched from the boot until that agent's turn on the old
+    # boot ended, so the gap reaches the file's opening.
+    src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.01)
+    src.resume_outage(now_pair()[0] - 10**9, now_pair()[1] - 10**9)
+    src.resume_checkpoint(own, now_pair())
+    src.store_position_unknown("me")
+    src.store_position(_row(ahead, boot_id="another-boot"))
+    assert await _follow(src, 1) == [b'{"n":5}'] and src.stats.resumed_at == 5 * 8
+    assert src.take_outage() is not None
     # The store does not answer before waiting would cost (here: any line written meanwhile,
     # tests/integration/test_export_position_wait.py): from where the file ended when opened
     # (exportFromStart: never its start).

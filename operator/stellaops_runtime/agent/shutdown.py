@@ -15,7 +15,9 @@ The order matters, and each step has its share of the deadline:
    did not take (a reserve of the deadline is kept for writing the spool);
    a drain still running at the deadline holds counts that reach neither:
    they are reported lost and the agent exits non-zero;
-6. the last witnesses are signed from what was just stored, if time is left.
+6. when every count was stored (none spooled), the node's export position is marked final
+   (agent/export_final.py), still under the export lock;
+7. the last witnesses are signed from what was just stored, if time is left.
 
 ``tasks`` is the runner's list: source, consumer, flush loop, then the rest.
 """
@@ -28,6 +30,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from stellaops_runtime.agent.export_final import all_stored, mark_final
 from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS
 
 if TYPE_CHECKING:
@@ -97,6 +100,8 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
                   "%gs; the counts they hold were neither stored nor spooled (raise "
                   "shutdown.graceSeconds)", agent.drains_lost, grace)  # fmt: skip
         ok = False
+    if all_stored(agent, ok):  # the export position says no count of it is spooled or lost
+        await mark_final(agent, deadline)
     if agent.witness is not None and ok:  # the last witnesses, from what was just stored
         agent.witness.stored()
         left = deadline - time.monotonic()

@@ -227,9 +227,13 @@ class RestartResume:
                 (cp, moment), stored = found, True
                 log.warning(
                     "another agent of this node stored counts of export file %s past this agent's "
-                    "record (the store's export position): read on from there, not from the record",
+                    "record (the store's export position) and stopped with every count stored: read "
+                    "on from there, not from the record",
                     self.path,
                 )  # fmt: skip
+                if moment is not None:  # every line before it is stored: no gap (store_doc's module)
+                    self._outage.forget()
+                    moment = now_pair()
         other = not stored and cp["path_sha256"] != path_hash(self.path)
         why = "it was written for another path" if other else matches(f, cp, same_dev=moment is not None)
         rotated = (
@@ -256,7 +260,7 @@ class RestartResume:
         self.stats.resumed_at = cp["pos"]
         if moment is None:
             note = " (the node rebooted since: the time until now is a gap)"
-        elif moment[0] <= (self._outage.start or 0):
+        elif self._outage.start is None or moment[0] <= self._outage.start:
             note = ""
         else:
             note = " (the lines before it whose counts the last agent may not have stored are a gap)"

@@ -12,9 +12,14 @@ two when the file is opened:
   (the record is at least as far on: its in-flight entry is written before the counts): the
   record's checkpoint, as before;
 - the row's file is the one at the path and further on than the record's (or the record's is
-  not the file at the path): read on from the row's offset; the gap since this agent's record
-  ends at the moment the row's drain began (its lines before the offset may not all be stored:
-  a batch is stored in parts), or at the file's opening when the row is of another boot;
+  not the file at the path), and the row is final (its agent stopped with every count stored,
+  store/export_position.py ``mark_final``): read on from the row's offset, with no gap since
+  this agent's record when the row is of this boot (every line before the offset is stored,
+  and the hole before that agent's turn was that agent's to mark), else a gap until the file's
+  opening (nobody watched the node from its boot until that agent's turn, on the old boot);
+- the same with a row that is not final: nothing is resumed. Its agent may have counted lines
+  past it that only reached its spool file (its store down at its shutdown) or were lost
+  (killed): read from there, a spooled line would be counted twice once the spool is replayed;
 - the record's file is the one at the path and the row's is not: the row is of an older file,
   the record's checkpoint is used, unless the row names the same inode (the file was
   truncated or rewritten after the other agent read it: nothing can be resumed);
@@ -37,6 +42,7 @@ from stellaops_runtime.sources.export_checkpoint import matches, path_hash, vali
 
 Moment = tuple[int, int] | None
 OWN, STORE, NONE = "own", "store", "none"
+_DOC_KEYS = {"checkpoint", "at_ns", "at_boot", "boot_id"}
 
 
 def store_moment(doc: dict[str, Any]) -> Moment:
@@ -48,8 +54,9 @@ def store_moment(doc: dict[str, Any]) -> Moment:
 
 
 def store_doc(row: Any) -> dict[str, Any] | None:
-    """The row's position document if it is well formed (store/export_position.py), else None."""
-    if not isinstance(row, dict) or set(row) != {"checkpoint", "at_ns", "at_boot", "boot_id"}:
+    """The row's position document if it is well formed (store/export_position.py), else None.
+    ``final`` is optional (rows of agents before it have none: not final)."""
+    if not isinstance(row, dict) or set(row) - {"final"} != _DOC_KEYS or row.get("final", True) is not True:
         return None
     if valid(row["checkpoint"]) is None or not isinstance(row["boot_id"], str):
         return None
@@ -80,7 +87,13 @@ def reconcile(
     s_here = matches(f, scp, same_dev=smoment is not None) == ""
     c_here = cp["path_sha256"] == path_hash(path) and matches(f, cp, same_dev=moment is not None) == ""
     if s_here and (not c_here or scp["pos"] > cp["pos"]):
-        return STORE, scp, smoment, ""
+        if doc.get("final") is True:
+            return STORE, scp, smoment, ""
+        why = (
+            "another agent of this node counted lines of it past this agent's record and did not stop "
+            "with every count stored: its last counts may be in its spool file, or lost"
+        )
+        return NONE, None, None, why
     if c_here:
         if not s_here and _same_inode(f, scp):
             why = "the file was truncated or rewritten after another agent of this node read it"

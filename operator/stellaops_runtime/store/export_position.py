@@ -15,7 +15,11 @@ The row (JSON text, checked by its reader) holds the checkpoint of the file
 (sources/export_checkpoint.py: device, inode, hash of its first bytes, offset), the moment the
 drain reaching it began (wall and boot clock, the boot id) and the agent that wrote it. The
 offset is where the batch's lines may reach, not where they all do (a batch is written in
-parts, one transaction each): lines before it may be counted, none after it. An agent about
+parts, one transaction each): lines before it may be counted, none after it in the store; but
+its agent may have counted lines after it that only reached its spool file (its store down at
+its shutdown) or were lost (killed), so the row says ``"final": true`` only once its agent's
+shutdown stored every count (:func:`mark_final`), and only such a row of another agent is a
+place to resume at (sources/export_store.py). An agent about
 to resume reads it first (:func:`read_position`, agent/watch_record.py ``store_opened``) and
 never reads the file before it (sources/export_restart.py). Plain DB-API SQL (the agent never
 loads SQLAlchemy); the table is outside ``store/schema.py``'s metadata, which the query side
@@ -44,13 +48,27 @@ _READ = {
 MAX_POSITION_CHARS = 4096  # a position is ~400 characters; a larger one is not ours
 
 
-def write_position(conn: Any, position: dict[str, Any]) -> None:
+def write_position(conn: Any, position: dict[str, Any], *, final: bool = False) -> None:
     """Write the node's row, inside the transaction storing the counts it covers.
 
-    ``position``: ``{"node", "agent_id", "checkpoint", "at_ns", "at_boot", "boot_id"}``."""
-    doc = {k: position[k] for k in ("checkpoint", "at_ns", "at_boot", "boot_id")}
+    ``position``: ``{"node", "agent_id", "checkpoint", "at_ns", "at_boot", "boot_id"}``.
+    ``final``: see :func:`mark_final` (a row written with counts is never final)."""
+    doc: dict[str, Any] = {k: position[k] for k in ("checkpoint", "at_ns", "at_boot", "boot_id")}
+    if final:
+        doc["final"] = True
     text = json.dumps(doc, ensure_ascii=True, sort_keys=True)
     conn.execute(_WRITE[conn.dialect], (position["node"], position["agent_id"], text))
+
+
+def mark_final(db: Any, position: dict[str, Any]) -> None:
+    """At a shutdown that stored every count (none spooled, none lost), still holding the export
+    lock: the node's row says so (``"final": true``), in a transaction of its own. Only a final
+    row of another agent is resumed at (sources/export_store.py): a row written with counts may
+    be followed by counts its agent could only spool (its store unreachable at its shutdown) or
+    lost (killed), lines a reader resuming there would count again once the spool is replayed.
+    Raises what the driver raises (the row then stays not final: the safe side)."""
+    with db.begin() as conn:
+        write_position(conn, position, final=True)
 
 
 def read_position(db: Any, node: str) -> tuple[str, Any] | None:
