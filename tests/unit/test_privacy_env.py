@@ -46,6 +46,13 @@ from stellaops_runtime.privacy.env_names import glob_to_regex, name_regex
         "BORG_PASSCOMMAND",
         "RCLONE_SFTP_KEY_PEM",
         "RCLONE_S3_SSE_CUSTOMER_KEY_BASE64",
+        # salts are secrets too: the WordPress image's WORDPRESS_AUTH_SALT ... WORDPRESS_NONCE_SALT
+        # (https://hub.docker.com/_/wordpress), Phoenix's SIGNING_SALT; Honeycomb's write key
+        "WORDPRESS_AUTH_SALT",
+        "WORDPRESS_NONCE_SALT",
+        "SIGNING_SALT",
+        "SALT",
+        "HONEYCOMB_WRITEKEY",
     ],
 )
 def test_secret_names_lose_their_value(name: str) -> None:
@@ -97,6 +104,8 @@ def test_a_configured_glob_still_matches_a_name_as_it_is_spelled() -> None:
         "MY_PATH=/opt/app",  # *_PAT ends the name
         "PATTERN=a*",
         "URL_PATTERN=/api/*",
+        "SALT_MINION_ID=web-1",  # *_SALT ends the name
+        "SALTY=1",
     ],
 )
 def test_other_names_keep_an_innocent_value(entry: str) -> None:

@@ -44,6 +44,9 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*TOKEN*",
     "*SECRET*",
     "*_KEY",
+    "*WRITEKEY",  # HONEYCOMB_WRITEKEY
+    "*_SALT",  # the WordPress image's WORDPRESS_AUTH_SALT ... WORDPRESS_NONCE_SALT, SIGNING_SALT
+    "SALT",
     "*CREDENTIAL*",
     "*API_KEY*",
     "*APIKEY*",
