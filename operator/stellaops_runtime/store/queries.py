@@ -146,7 +146,11 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
             c.function_name.contains(f"::{p.rpartition('::')[2]}", autoescape=True)
             for p in function.rust_paths
         ]
-        return sa.or_(c.function_name.in_(function.names), *overloads, *rust)
+        # A name with a parameter list, spaced otherwise than the demangler's (refs.spaceless).
+        spaced = (
+            [sa.func.replace(c.function_name, " ", "").in_(function.spaceless)] if function.spaceless else []
+        )
+        return sa.or_(c.function_name.in_(function.names), *overloads, *rust, *spaced)
     by_name = sa.and_(
         c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
     )

@@ -224,6 +224,11 @@ class FunctionQuery:
     # Names given as a generic-free Rust path (``crate::Type::method``): each also names every
     # stored Rust name with that path (``<crate::Type<u8>>::method::<…>``, rust_paths.matches).
     rust_paths: tuple[str, ...] = ()
+    # Names given with a parameter list, their spaces read away (:func:`spaceless`): each also names
+    # every stored name that is it but for spaces (``read(std::istream &)`` is the demangler's
+    # ``read(std::istream&)``); a stored name is read the same way, so ``unsigned int`` matches only
+    # ``unsigned int``.
+    spaceless: tuple[str, ...] = ()
 
     @property
     def is_function_id(self) -> bool:
@@ -235,6 +240,8 @@ class FunctionQuery:
         if stored in self.names:
             return True
         if any(stored.startswith(f"{n}(") for n in self.overloads):
+            return True
+        if self.spaceless and spaceless(stored) in self.spaceless:
             return True
         return bool(self.rust_paths) and rust_paths.matches(self.rust_paths, stored)
 
@@ -349,7 +356,14 @@ def function_query(text: str) -> FunctionQuery:
         names=names,
         overloads=tuple(n for n in names if not n.endswith(")")),
         rust_paths=tuple(p for n in names if (p := rust_paths.query_path(n)) is not None),
+        spaceless=tuple(dict.fromkeys(spaceless(n) for n in names if "(" in n)),
     )
+
+
+def spaceless(name: str) -> str:
+    """A function name without its spaces: one spelling of a C++ name however its parameter list
+    was spaced (``f(std::istream &)``, ``f( std::istream& )``, the demangler's ``f(std::istream&)``)."""
+    return name.replace(" ", "")
 
 
 # -- time -----------------------------------------------------------------------
