@@ -209,3 +209,50 @@ def test_docker_a_container_removed_before_it_was_read_keeps_the_sample_out_of_s
         w.wait_for(lambda e: e.container_id == cid and str(e.event_type) == "delete")
         assert s.state() == "not_in_sync"
         assert s.state() == "in_sync"
+
+
+class ListedThenGone(DockerClient):
+    """The real Engine; the inspect of container ``slow`` waits until the test removed it."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, timeout=5.0)
+        self.slow = ""
+        self.removed = threading.Event()
+        self.asked = threading.Event()
+
+    async def get_or_none(self, path: str) -> object:
+        if self.slow and path.startswith(f"/containers/{self.slow}/"):
+            self.asked.set()
+            await asyncio.to_thread(self.removed.wait, 30)
+        return await super().get_or_none(path)
+
+
+def test_docker_a_listed_container_removed_before_its_inspect_keeps_the_sample_out_of_sync(
+    engine: tuple[Dockerd, Registry],
+) -> None:
+    """The rebuild lists a running container, which is removed before its inspect: no record, no run
+    of its image; the sample after the sync is not in sync (it ran, unnamed), then in sync. Here at
+    the first sync; the same rebuild runs at every reconnect, where the time is watched."""
+    from tests.integration.test_lifecycle_namespaces import Sampler
+
+    d, reg = engine
+    client = ListedThenGone(d.socket)
+    client.slow = d.docker("run", "-d", "--network", "none", reg.ref).strip()
+
+    def remove() -> None:
+        assert client.asked.wait(30)
+        d.docker("rm", "-f", client.slow)
+        client.removed.set()
+
+    remover = threading.Thread(target=remove)
+    remover.start()
+    try:
+        with Watcher(DockerObserver(client)) as w:
+            remover.join(30)
+            assert w.query(lambda: w.observer.registry.get("", client.slow)) is None
+            s = Sampler(w)
+            assert s.state() == "not_in_sync"
+            assert s.state() == "in_sync"
+    finally:
+        client.removed.set()
+        remover.join(30)

@@ -151,6 +151,8 @@ class DockerObserver(LifecycleObserver):
                 rec = await self._fetch(cid, index=False)
                 if rec is not None:
                     records.append(rec)
+                elif item.get("State") in ("running", "paused", "restarting", "exited", "dead"):
+                    self.stats.unwatched_starts += 1  # it ran, and was removed before its inspect
         self._rebuilt(records)
         for rec in records:
             self._find_cgroup(self.registry.get("", rec.container_id) or rec)
