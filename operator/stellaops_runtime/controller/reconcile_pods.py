@@ -50,6 +50,7 @@ from stellaops_runtime.controller.posture import (
     allowed_levels_message,
     compute_posture,
     node_capabilities,
+    policy_selects,
     shown_value,
 )
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
@@ -114,8 +115,11 @@ class PodReconciler(PolicyReconciler):
         return capped(views, caps) if caps else views
 
     def note_in_force(self, key: tuple[str, str | None, str], cap: InForceCap | None) -> None:
-        """Record what a policy's applied objects give (``in_force``); its pods again when that changed."""
-        if self._apply_caps.get(key) == cap:
+        """Record what a policy's applied objects give (``in_force``); its pods again when that changed,
+        or when it is the first this process knows of it (``_awaits_in_force`` held them)."""
+        first = key not in self._in_force_known
+        self._in_force_known.add(key)
+        if not first and self._apply_caps.get(key) == cap:
             return
         if cap is None:
             self._apply_caps.pop(key, None)
@@ -155,6 +159,27 @@ class PodReconciler(PolicyReconciler):
             else v
             for v in views
         ]
+
+    def _awaits_in_force(self, pod: PodSnapshot) -> bool:
+        """A policy selecting ``pod`` on a Tetragon node has not been applied by this process yet, so
+        what it gives is not known: its cap (``in_force``) is memory, and a restarted operator lifted
+        a capped pod to the full level and back. Its first reconcile decides the pod again."""
+        self.policy_views()
+        unknown = [
+            v
+            for v in (*self._views_by_ns.get(pod.namespace, ()), *self._cluster_views)
+            if (v.kind, v.namespace, v.name) not in self._in_force_known
+        ]
+        if not unknown:
+            return False
+        node = self._node_caps(pod.node)
+        if node is None or node.working_source != "tetragon":
+            return False  # the native probes and no source: no applied object decides anything there
+        ns_labels = self._one(INDEX_NAMESPACES, pod.namespace) or {}
+        return any(
+            policy_selects(v, pod_labels=pod.labels, namespace=pod.namespace, namespace_labels=ns_labels)
+            for v in unknown
+        )
 
     def pod_decision(self, pod: PodSnapshot) -> PostureDecision:
         self.policy_views()
@@ -203,7 +228,7 @@ class PodReconciler(PolicyReconciler):
         key = ("v1", "Pod", namespace, name)
         seen: PodSnapshot | None = self._one(INDEX_PODS, (namespace, name))
         pod = self._pod((namespace, name))
-        if seen is None or pod is None or pod.deleting:
+        if seen is None or pod is None or pod.deleting or self._awaits_in_force(pod):
             return
         decision = self.pod_decision(pod)
         patch = pod_posture_patch(

@@ -244,8 +244,7 @@ class PolicyReconciler(OwnedWriter):
         body = self._resource(key, seen)
         res = r.OBSERVATION_POLICIES if kind == POLICY_KIND else r.CLUSTER_OBSERVATION_POLICIES
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-            self._awaiting_reports.pop((kind, namespace, name), None)
-            self._apply_caps.pop((kind, namespace, name), None)
+            self._forget_policy((kind, namespace, name))
             uid = ((body or {}).get("metadata") or {}).get("uid")
             children = self._policy_children(kind, namespace, name, uid)
             # Refusals are logged by the writer; they do not hold the policy's deletion.

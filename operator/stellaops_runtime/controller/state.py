@@ -208,8 +208,16 @@ class ReconcilerState:
         self._gone_uids: set[str] = set()
         # Policies with a Tetragon object refused or not applied: the level they really give (in_force).
         self._apply_caps: dict[tuple[str, str | None, str], tuple[Any, str]] = {}
+        # Policies whose apply outcome this process knows (reconciled since it started: in_force)
+        self._in_force_known: set[tuple[str, str | None, str]] = set()
         # When each ObservationNode's current heartbeat arrived, on this process's clock (heartbeats).
         self.heartbeats = Heartbeats(labels=lambda name: self._one(INDEX_NODES, name))
+
+    def _forget_policy(self, key: tuple[str, str | None, str]) -> None:
+        """A policy deleted: what this process remembered of its rollout and its applied objects."""
+        self._awaiting_reports.pop(key, None)
+        self._apply_caps.pop(key, None)
+        self._in_force_known.discard(key)
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep kopf's live index objects (they are updated in place as events arrive)."""
