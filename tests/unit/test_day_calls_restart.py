@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.hotsymbols.day_calls import DAY_NS, UNWATCHED, DayCalls
+from stellaops_runtime.hotsymbols.window_counts import WindowCounts
 from stellaops_runtime.hotsymbols.window_units import WindowUnits
 
 S = 1_000_000_000
@@ -65,3 +66,22 @@ def test_host_processes_and_imageless_containers_are_one_unit_and_not_marked_for
     d = DayCalls(started_ns=START)
     for image in ("host:n1", "container:" + T2[:24]):
         assert d.judge(image, "n1", START + 60 * S, ACTIVE, [""]) == ACTIVE  # nobody beside them
+
+
+def _rows(counts: WindowCounts) -> list[tuple[int, Posture | None, Posture | None]]:
+    return [(r.event_count, r.posture, r.evidenced) for r in counts.drain("tetragon")]
+
+
+def test_a_mark_written_away_in_a_window_written_again_goes_on_a_restate_row() -> None:
+    """The store keeps a mark against a row with events (another agent's value, store/marks.py): the
+    agent that marked the window says its calls came on a restate row, even when the same drain
+    writes the window again with events."""
+    counts = WindowCounts(60)
+    win = START + 600 * S
+    counts.note(A, "n1", win, DEEP, "tetragon-grpc", str, T1)  # a container's calls
+    counts.note(A, "n1", win, ACTIVE, "tetragon-grpc", str, T2)  # another's events without a stack
+    assert _rows(counts) == [(2, Posture.EBPF_DEEP, Posture.NONE)]  # its first window: marked
+    counts.note(A, "n1", win, DEEP, "tetragon-grpc", str, T2)  # its calls, in the same window
+    assert _rows(counts) == [(1, Posture.EBPF_DEEP, Posture.EBPF_DEEP), (0, None, Posture.EBPF_DEEP)]
+    counts.note(A, "n1", win, DEEP, "tetragon-grpc", str, T1)
+    assert _rows(counts) == [(1, Posture.EBPF_DEEP, Posture.EBPF_DEEP)]  # said once

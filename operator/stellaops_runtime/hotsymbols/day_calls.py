@@ -53,7 +53,7 @@ them (31 characters of the id, lower case). Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture
 from stellaops_runtime.hotsymbols.container_runs import unit_id
@@ -155,10 +155,15 @@ class DayCalls:
             entry[1], entry[2] = rank, value
         return value
 
-    def restated(self, skip: set[tuple[str, str, int]]) -> Iterator[tuple[str, str, int, int]]:
+    def restated(
+        self, skip: set[tuple[str, str, int]], written: Collection[tuple[str, str, int]] = ()
+    ) -> Iterator[tuple[str, str, int, int]]:
         """(image, node, window, rank) of each remembered window (not in ``skip``, written this drain)
         whose value changed since it was written: its containers were all seen with calls since
-        (the mark goes), or the first container of the day was (the mark comes)."""
+        (the mark goes), or the first container of the day was (the mark comes). A window in
+        ``written`` (its row written this drain) is given too when its mark goes: the store keeps
+        a mark against a row with events (another agent's, store/marks.py), so the agent that
+        marked it writes it away on a restate row (the caller says which value)."""
         dirty, self._dirty = self._dirty, set()
         for key in dirty:
             firsts = self._first.get(key)
@@ -181,7 +186,10 @@ class DayCalls:
                 value = UNWATCHED if left else rank
                 for entry in left:
                     entry[2] = value
-                if value != said and (image, node, win) not in skip:
+                if value == said:
+                    continue
+                key3 = (image, node, win)
+                if key3 not in skip or (said == UNWATCHED and key3 in written):
                     yield image, node, win, value
 
     def prune(self) -> None:

@@ -21,7 +21,9 @@ whose containers were dropped and that gets events again (events more than
 seen before are not known any more.
 
 A second agent writing a window of the same node (one restarted inside the
-window) replaces the value with the containers it knows: a container that
+window) replaces the value with the containers it knows (but not the
+unwatched-container mark: the store keeps that until a restate row, which
+the marking agent writes when the container's calls come, store/marks.py): a container that
 sent events only to the first agent counts at Passive while the registry
 still holds it, and not at all once it left. The windows whose containers
 were dropped are remembered per (image, node) for :data:`MAX_PRUNED_IMAGES`
@@ -138,7 +140,9 @@ class WindowUnits:
     ) -> Iterator[tuple[str, str, int, int]]:
         """(image, node, window, rank) of every kept window not in ``written`` whose value changed
         since its last row (the registry learnt of a container that ran in it, or synced), and of
-        every window a container's calls later that day marked or cleared (day_calls.py)."""
+        every window a container's calls later that day marked or cleared (day_calls.py), a window
+        in ``written`` too when its mark went: with the value its row this drain carries (the store
+        keeps a mark against a row with events, store/marks.py)."""
         done = set(written)
         if runs is not None:
             for key, said in self._said.items():
@@ -149,8 +153,11 @@ class WindowUnits:
                     self._said[key] = rank
                     done.add(key)
                     yield (*key, rank)
-        for image, node, win, rank in self.days.restated(done):
+        for image, node, win, rank in self.days.restated(done, written):
             key = (image, node, win)
+            if key in written:  # its mark went on the row this drain wrote: a restate row says so
+                yield image, node, win, self._said.get(key, rank)
+                continue
             if key in self._said:
                 self._said[key] = rank
             yield image, node, win, rank

@@ -113,7 +113,7 @@ SQLITE_UPSERT_HOT = Statement(
 )
 
 SQLITE_UPSERT_OBS = Statement(
-    "INSERT INTO main.observation_windows (image_digest, node_name, window_start, event_count, posture_level, window_seconds, source, gap_start, gap_end, throttle_count, dropped_events, evidenced_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET event_count = (main.observation_windows.event_count + excluded.event_count), posture_level = coalesce(max(main.observation_windows.posture_level, excluded.posture_level), main.observation_windows.posture_level, excluded.posture_level), window_seconds = coalesce(max(main.observation_windows.window_seconds, excluded.window_seconds), main.observation_windows.window_seconds, excluded.window_seconds), source = CASE WHEN (excluded.source = ? OR instr(? || main.observation_windows.source || ?, ? || excluded.source || ?) > ?) THEN main.observation_windows.source WHEN (main.observation_windows.source = ?) THEN excluded.source WHEN (main.observation_windows.source < excluded.source) THEN main.observation_windows.source || ? || excluded.source ELSE excluded.source || ? || main.observation_windows.source END, gap_start = coalesce(min(main.observation_windows.gap_start, excluded.gap_start), main.observation_windows.gap_start, excluded.gap_start), gap_end = coalesce(max(main.observation_windows.gap_end, excluded.gap_end), main.observation_windows.gap_end, excluded.gap_end), throttle_count = (main.observation_windows.throttle_count + excluded.throttle_count), dropped_events = (main.observation_windows.dropped_events + excluded.dropped_events), evidenced_level = coalesce(excluded.evidenced_level, main.observation_windows.evidenced_level)",
+    "INSERT INTO main.observation_windows (image_digest, node_name, window_start, event_count, posture_level, window_seconds, source, gap_start, gap_end, throttle_count, dropped_events, evidenced_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET event_count = (main.observation_windows.event_count + excluded.event_count), posture_level = coalesce(max(main.observation_windows.posture_level, excluded.posture_level), main.observation_windows.posture_level, excluded.posture_level), window_seconds = coalesce(max(main.observation_windows.window_seconds, excluded.window_seconds), main.observation_windows.window_seconds, excluded.window_seconds), source = CASE WHEN (excluded.source = ? OR instr(? || main.observation_windows.source || ?, ? || excluded.source || ?) > ?) THEN main.observation_windows.source WHEN (main.observation_windows.source = ?) THEN excluded.source WHEN (main.observation_windows.source < excluded.source) THEN main.observation_windows.source || ? || excluded.source ELSE excluded.source || ? || main.observation_windows.source END, gap_start = coalesce(min(main.observation_windows.gap_start, excluded.gap_start), main.observation_windows.gap_start, excluded.gap_start), gap_end = coalesce(max(main.observation_windows.gap_end, excluded.gap_end), main.observation_windows.gap_end, excluded.gap_end), throttle_count = (main.observation_windows.throttle_count + excluded.throttle_count), dropped_events = (main.observation_windows.dropped_events + excluded.dropped_events), evidenced_level = CASE WHEN (main.observation_windows.evidenced_level = ? AND (excluded.event_count > ? OR excluded.posture_level IS NOT NULL)) THEN ? ELSE coalesce(excluded.evidenced_level, main.observation_windows.evidenced_level) END",
     (
         "image_digest",
         "node_name",
@@ -136,6 +136,9 @@ SQLITE_UPSERT_OBS = Statement(
         "source_4",
         "source_5",
         "source_6",
+        "evidenced_level_1",
+        "event_count_1",
+        "param_3",
     ),
     (
         "",
@@ -147,6 +150,9 @@ SQLITE_UPSERT_OBS = Statement(
         "",
         "utc_datetime",
         "utc_datetime",
+        "",
+        "",
+        "",
         "",
         "",
         "",
@@ -170,6 +176,9 @@ SQLITE_UPSERT_OBS = Statement(
         ("source_4", ""),
         ("source_5", ","),
         ("source_6", ","),
+        ("evidenced_level_1", 0),
+        ("event_count_1", 0),
+        ("param_3", 0),
     ),
 )
 

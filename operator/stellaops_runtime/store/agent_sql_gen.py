@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, processors
 
+from stellaops_runtime.store.marks import MARK
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS
 from stellaops_runtime.store.schema import (
     SQLITE_SCHEMA_MAP,
@@ -126,8 +127,18 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
             "dropped_events": t.dropped_events + x.dropped_events,
             # migration 0009: the latest row that carries it holds every container of the window so
             # far (hotsymbols/window_units.py; NULL on lifecycle and gap rows, store/rows.py); an older
-            # agent's upsert leaves it alone
-            "evidenced_level": sa.func.coalesce(x.evidenced_level, t.evidenced_level),
+            # agent's upsert leaves it alone. The unwatched-container mark (0) stays against a row with
+            # events or a posture (another agent's value): only a restate row replaces it (store/marks.py)
+            "evidenced_level": sa.case(
+                (
+                    sa.and_(
+                        t.evidenced_level == MARK.rank,
+                        sa.or_(x.event_count > 0, x.posture_level.is_not(None)),
+                    ),
+                    MARK.rank,
+                ),
+                else_=sa.func.coalesce(x.evidenced_level, t.evidenced_level),
+            ),
         },
     )
     return {

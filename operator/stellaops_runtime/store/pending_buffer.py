@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store import marks
 from stellaops_runtime.store.batches import Unit
 
 
@@ -25,9 +26,11 @@ class Window:
 
     deltas: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)
     observations: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)  # (image, node)
+    # (image, node) -> the window's restate row, written after its row (store/marks.py)
+    restates: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.deltas) + len(self.observations)
+        return len(self.deltas) + len(self.observations) + len(self.restates)
 
 
 Buffer = dict[int, Window]  # window_start_ns -> rows
@@ -50,18 +53,16 @@ def add_observation(buf: Buffer, o: ObservationWindow) -> bool:
     w = buf.get(o.window_start_ns)
     if w is None:
         w = buf[o.window_start_ns] = Window()
-    k = (o.image_digest, o.node_name)
-    have = w.observations.get(k)
-    w.observations[k] = o if have is None else have.merged(o)
-    return have is None
+    return marks.fold(w.observations, w.restates, (o.image_digest, o.node_name), o)
 
 
 def freeze(buf: Buffer, max_rows: int) -> Iterator[list[Unit | None]]:
-    """The buffer's rows, oldest window first (deltas, then observations), ``max_rows`` at a time."""
+    """The buffer's rows, oldest window first (deltas, observations, restate rows), ``max_rows`` at a
+    time."""
     units: list[Unit | None] = []
     for start in sorted(buf):
         w = buf[start]
-        for part in (w.deltas.values(), w.observations.values()):
+        for part in (w.deltas.values(), w.observations.values(), w.restates.values()):
             for u in part:
                 units.append(u)
                 if len(units) == max_rows:
@@ -80,7 +81,7 @@ def oldest_droppable_window(buf: Buffer) -> int | None:
     """The oldest window_start holding a row that may be dropped (a delta, or a window without a gap)."""
     for start in sorted(buf):
         w = buf[start]
-        if w.deltas or any(not o.has_gap for o in w.observations.values()):
+        if w.deltas or w.restates or any(not o.has_gap for o in w.observations.values()):
             return start
     return None
 
@@ -90,6 +91,8 @@ def pop_droppable(buf: Buffer, start: int) -> Unit:
     win = buf[start]
     if win.deltas:
         dropped: Unit = win.deltas.popitem()[1]
+    elif win.restates:  # a restate row lost: a mark it carried leaves a gap, one it wrote away stays
+        dropped = win.restates.popitem()[1]
     else:
         key = next(k for k, o in win.observations.items() if not o.has_gap)
         dropped = win.observations.pop(key)

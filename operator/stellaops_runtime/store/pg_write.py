@@ -169,8 +169,26 @@ ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
     gap_end = GREATEST(t.gap_end, EXCLUDED.gap_end),
     throttle_count = t.throttle_count + EXCLUDED.throttle_count,
     dropped_events = t.dropped_events + EXCLUDED.dropped_events,
-    evidenced_level = COALESCE(EXCLUDED.evidenced_level, t.evidenced_level)
+    evidenced_level = CASE
+        WHEN t.evidenced_level = 0 AND (EXCLUDED.event_count > 0 OR EXCLUDED.posture_level IS NOT NULL)
+            THEN 0
+        ELSE COALESCE(EXCLUDED.evidenced_level, t.evidenced_level) END
 """
+
+
+def obs_passes(obs: Sequence[ObservationWindow]) -> list[list[ObservationWindow]]:
+    """``obs`` in order, cut into passes that each hold a window at most once (one statement's ON
+    CONFLICT may touch a row once): a window's restate row (store/marks.py) goes in the pass after
+    its row."""
+    passes: list[list[ObservationWindow]] = []
+    seen: dict[tuple[str, str, int], int] = {}
+    for o in obs:
+        k = (o.image_digest, o.node_name, o.window_start_ns)
+        n = seen[k] = seen.get(k, -1) + 1
+        if n == len(passes):
+            passes.append([])
+        passes[n].append(o)
+    return passes
 
 
 def stage_tuples(deltas: Iterable[HotSymbolDelta]) -> list[tuple[Any, ...]]:
@@ -288,10 +306,17 @@ def write_postgres(
         if obs:
             check_small_ints([obs_tuple(w) for w in obs], OBS_COLS, OBS_TYPES)
             cur.execute(STAGE_OBS_DDL)
-            copy_rows(
-                cur, table="pg_temp._stage_obs", columns=OBS_COLS, types=OBS_TYPES, rows=map(obs_tuple, obs)
-            )
-            cur.execute(UPSERT_OBS)  # rows of this agent's node: not contended
+            for n, part in enumerate(obs_passes(obs)):  # a window's restate row after its row
+                if n:
+                    cur.execute("DELETE FROM pg_temp._stage_obs")
+                copy_rows(
+                    cur,
+                    table="pg_temp._stage_obs",
+                    columns=OBS_COLS,
+                    types=OBS_TYPES,
+                    rows=map(obs_tuple, part),
+                )
+                cur.execute(UPSERT_OBS)  # rows of this agent's node: not contended
         if deltas:
             cur.execute(STAGE_HOT_DDL)
             copy_rows(cur, table="pg_temp._stage_hot", columns=STAGE_COLS, types=STAGE_TYPES, rows=rows)

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
-from stellaops_runtime.store import pg_write
+from stellaops_runtime.store import marks, pg_write
 from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.dbconn import Conn, adopt
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS, hot_tuple, obs_tuple, win_tuple
@@ -97,13 +97,13 @@ def merge_by_key(deltas: Iterable[HotSymbolDelta]) -> list[HotSymbolDelta]:
 
 
 def merge_observations(windows: Iterable[ObservationWindow]) -> list[ObservationWindow]:
-    """One row per (image, node, window_start): event counts added, the higher posture kept."""
+    """One row per (image, node, window_start): event counts added, the higher posture kept, a mark
+    kept (store/marks.py); then each window's restate row, if any, to be written after the rows."""
     out: dict[tuple[str, str, int], ObservationWindow] = {}
+    restates: dict[tuple[str, str, int], ObservationWindow] = {}
     for w in windows:
-        k = (w.image_digest, w.node_name, w.window_start_ns)
-        have = out.get(k)
-        out[k] = w if have is None else have.merged(w)
-    return list(out.values())
+        marks.fold(out, restates, (w.image_digest, w.node_name, w.window_start_ns), w)
+    return [*out.values(), *restates.values()]
 
 
 def _sort_key(d: HotSymbolDelta) -> tuple[str, str, str, str, int]:
@@ -164,4 +164,5 @@ def write_rows(conn: Conn | Any, deltas: list[HotSymbolDelta], windows: list[Obs
     if not deltas and not obs:
         return 0
     write = _write_postgres if conn.dialect == "postgresql" else _write_sqlite
-    return write(conn, deltas, obs) + len(obs)
+    windows_written = len({(o.image_digest, o.node_name, o.window_start_ns) for o in obs})  # restates once
+    return write(conn, deltas, obs) + windows_written
