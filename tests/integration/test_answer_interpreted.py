@@ -153,3 +153,8 @@ def test_a_package_the_store_knows_nothing_of_is_no_not_observed(tmp_path: Path)
     assert (code, doc["answer"]) == (3, "unknown"), doc
     code, doc = cli(url, "query", "observed", *argv, "--purl", "pkg:deb/debian/zlib1g")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+    # The version without its epoch (stored 1:1.2.13.dfsg-1) is another version: unknown, and the
+    # reason names what is stored of the package.
+    code, doc = cli(url, "query", "observed", *argv, "--purl", "pkg:deb/debian/zlib1g@1.2.13.dfsg-1")
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    assert ZLIB[1] in doc["reason"]

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from packageurl import PackageURL
 
 from stellaops_runtime.evidence.interpreted import INTERPRETED_TYPES, image_files, package_files, purl_type
 from stellaops_runtime.store import queries
@@ -169,10 +170,15 @@ def package_not_seen(
 ) -> Doubt | None:
     """A package (or a prefix) no stored row of ``image`` is of: a mistyped purl, a package not in
     the image, one whose files were never attributed. The store knows nothing of it: no "no"."""
+    others: list[str] = []
     if purl is not None:
         if queries.matching_purls(conn, image=image, purl=purl):
             return None
         what = f"the package {purl.text}"
+        q = purl.purl
+        if q.version or q.qualifiers or q.subpath:  # another version (an epoch), another arch...
+            name = PurlQuery(purl.text, PackageURL(q.type, q.namespace, q.name))
+            others = queries.matching_purls(conn, image=image, purl=name)
     elif prefix is not None:
         if queries.prefixed_purls(conn, image=image, prefix=prefix):
             return None
@@ -183,6 +189,8 @@ def package_not_seen(
         f"{what} was never seen loaded in the image (no stored row of it: a mistyped package URL, a "
         "package not in the image, or one whose files were never attributed), so nothing is known of it"
     )
+    if others:
+        why += f"; stored of that package: {_listed(set(others), 'purls')}"
     return Doubt(PACKAGE_NOT_SEEN, why, ())
 
 
