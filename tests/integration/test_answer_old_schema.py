@@ -28,6 +28,12 @@ QUESTIONS = [
 ]
 
 
+@pytest.fixture
+def url(empty_url: str) -> str:
+    """Never migrated (tests/integration/conftest.py): these tests migrate it to the revision they test."""
+    return empty_url
+
+
 def cli(url: str, *argv: str) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(
         [sys.executable, "-m", "stellaops_runtime.cli.main", *argv, "--store", url],

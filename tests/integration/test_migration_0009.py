@@ -33,6 +33,12 @@ USDT = "sha256:" + "d4" * 32  # an old agent's USDT window: posture_level 4
 STACKED = "sha256:" + "b2" * 32  # a new agent's window with counted user stacks
 
 
+@pytest.fixture
+def url(empty_url: str) -> str:
+    """Never migrated (tests/integration/conftest.py): these tests migrate it to the revision they test."""
+    return empty_url
+
+
 def _engine(url: str) -> sa.Engine:
     return create_store_engine(url)
 

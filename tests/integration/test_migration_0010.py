@@ -24,6 +24,12 @@ INDEX = "ix_observation_windows_node_window"
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
 
+@pytest.fixture
+def url(empty_url: str) -> str:
+    """Never migrated (tests/integration/conftest.py): these tests migrate it to the revision they test."""
+    return empty_url
+
+
 def _fill(conn: sa.Connection, nodes: int, windows: int) -> None:
     """``nodes`` x ``windows`` windows of 20 images (a generated series on PostgreSQL)."""
     if conn.dialect.name == "postgresql":

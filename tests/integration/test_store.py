@@ -70,14 +70,6 @@ def delta(
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        (tmp_path / "store").mkdir(exist_ok=True)
-        return f"sqlite:///{tmp_path}/store/hot.db"
-    return str(request.getfixturevalue("pg_empty_url"))  # empty: the upgrade tests migrate it themselves
-
-
 @pytest.fixture
 def store(url: str) -> Iterator[HotSymbolStore]:
     s = open_store(url)
@@ -213,7 +205,7 @@ def test_empty_write_is_a_no_op(store: HotSymbolStore) -> None:
     assert store.read_hot_symbols() == []
 
 
-def test_migrations_are_idempotent(url: str) -> None:
+def test_migrations_are_idempotent(empty_url: str) -> None:
     from alembic.script import ScriptDirectory
 
     from stellaops_runtime.store.engine import alembic_config
@@ -221,8 +213,8 @@ def test_migrations_are_idempotent(url: str) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None and int(head) >= 4
     for _ in range(3):
-        open_store(url).close()
-    engine = create_store_engine(url)
+        open_store(empty_url).close()
+    engine = create_store_engine(empty_url)
     with engine.connect() as conn:
         assert has_schema(conn)
         version_table = "signals.alembic_version" if conn.dialect.name == "postgresql" else "alembic_version"
@@ -238,7 +230,7 @@ def test_head_revision_is_alembics_head() -> None:
     assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_a_store_at_head_opens_without_importing_alembic(url: str) -> None:
+def test_a_store_at_head_opens_without_importing_alembic(empty_url: str) -> None:
     """Alembic's ~11 MB of modules are loaded only to migrate (issue 10's memory budget)."""
     code = (
         "import sys\n"
@@ -246,10 +238,10 @@ def test_a_store_at_head_opens_without_importing_alembic(url: str) -> None:
         "open_store(sys.argv[1]).close()\n"
         "print('alembic' in sys.modules)\n"
     )
-    older = create_store_engine(url)
+    older = create_store_engine(empty_url)
     migrate(older, revision="0004")  # a store one revision behind: the next open migrates it
     older.dispose()
-    run = [sys.executable, "-c", code, url]
+    run = [sys.executable, "-c", code, empty_url]
     first = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
     again = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
     assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")
@@ -264,8 +256,8 @@ def test_function_id_is_stored_and_kept_from_the_first_delta_that_has_it(store: 
     assert (row["invocation_count"], row["function_id"]) == (4, fid)
 
 
-def test_upgrade_from_0001_keeps_rows_and_adds_function_id(url: str) -> None:
-    engine = create_store_engine(url)
+def test_upgrade_from_0001_keeps_rows_and_adds_function_id(empty_url: str) -> None:
+    engine = create_store_engine(empty_url)
     migrate(engine, revision="0001")
     tbl = "signals.hot_symbols" if engine.dialect.name == "postgresql" else "hot_symbols"
     with engine.begin() as conn:
@@ -278,7 +270,7 @@ def test_upgrade_from_0001_keeps_rows_and_adds_function_id(url: str) -> None:
             {"t": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
         )
     engine.dispose()
-    store = open_store(url)
+    store = open_store(empty_url)
     try:
         (row,) = store.read_hot_symbols()
         assert (row["invocation_count"], row["function_id"]) == (7, "")
@@ -452,8 +444,8 @@ def test_observation_posture_merges_by_max_level_and_unknown_is_lowest(store: Ho
     assert {o["source"] for o in store.read_observation_windows()} == {"tetragon"}
 
 
-def test_upgrade_from_0002_keeps_observation_rows_with_posture_unknown(url: str) -> None:
-    engine = create_store_engine(url)
+def test_upgrade_from_0002_keeps_observation_rows_with_posture_unknown(empty_url: str) -> None:
+    engine = create_store_engine(empty_url)
     migrate(engine, revision="0002")
     with engine.begin() as conn:  # only the columns 0002 has
         conn.execute(
@@ -468,7 +460,7 @@ def test_upgrade_from_0002_keeps_observation_rows_with_posture_unknown(url: str)
         assert coverage.absence(IMG, [g]).answer == coverage.UNKNOWN
         assert queries.observed_days_without_calls(conn, image=IMG, function="f") == 0
     engine.dispose()
-    store = open_store(url)
+    store = open_store(empty_url)
     try:
         store.write([], [ObservationWindow(IMG, "n", T0, 1, Posture.ACTIVE_TRACING, 60, "tetragon")])
         [row] = store.read_observation_windows()

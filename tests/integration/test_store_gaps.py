@@ -112,14 +112,14 @@ def test_a_node_wide_gap_covers_images_observed_on_that_node_that_day(store: Hot
         assert queries.observed_days_without_calls(conn, image=OTHER, function="f") == 0
 
 
-def test_upgrade_from_0004_keeps_rows_without_gaps(url: str) -> None:
-    engine = create_store_engine(url)
+def test_upgrade_from_0004_keeps_rows_without_gaps(empty_url: str) -> None:
+    engine = create_store_engine(empty_url)
     migrate(engine, revision="0004")
     with engine.connect() as conn:
         assert not queries.has_gap_columns(conn)
         assert coverage.image_gaps(conn, image=IMG) == []  # a store before 0005 knows no gaps
     engine.dispose()
-    store = open_store(url)  # migrates to head
+    store = open_store(empty_url)  # migrates to head
     try:
         store.write([], [seen(IMG, T0), gap(IMG, T0, T0 + S, T0 + 2 * S, throttles=1)])
         with store.engine.connect() as conn:
@@ -128,7 +128,7 @@ def test_upgrade_from_0004_keeps_rows_without_gaps(url: str) -> None:
             assert conn.execute(sa.select(sa.func.count()).select_from(observation_windows)).scalar_one() == 1
     finally:
         store.close()
-    migrate(create_store_engine(url), revision="0004")  # and back down
+    migrate(create_store_engine(empty_url), revision="0004")  # and back down
 
 
 def test_a_row_the_outage_buffer_dropped_makes_its_window_unknown(store: HotSymbolStore) -> None:
