@@ -51,8 +51,9 @@ def row(
     )
 
 
-def filled(tmp: Path, *rows: HotSymbolDelta) -> str:
-    url = f"sqlite:///{tmp}/hot.db"
+def filled(tmp: Path | str, *rows: HotSymbolDelta) -> str:
+    """A store at ``tmp`` (a store URL, or a directory for a SQLite file) holding ``rows``."""
+    url = tmp if isinstance(tmp, str) else f"sqlite:///{tmp}/hot.db"
     with open_store(url) as s:
         s.write(list(rows), watched())  # 40 days at EbpfDeep, gap-free
     return url
@@ -116,12 +117,15 @@ def test_query_functions_of_an_interpreted_package_with_none_listed_is_unknown(t
     assert (code, doc["answer"]) == (1, "not_observed"), doc
 
 
-def test_a_name_asked_of_no_package_or_a_prefix_in_an_image_running_python_is_unknown(tmp_path: Path) -> None:
+def test_a_name_asked_of_no_package_or_a_prefix_in_an_image_running_python_is_unknown(
+    tmp_path: Path, url: str
+) -> None:
     """Without --purl the name may be a function of any package of the image, a Python one too; a
-    --prefix may cover an interpreted package (pkg:pypi/, or a deb of Python modules)."""
+    --prefix may cover an interpreted package (pkg:pypi/, or a deb of Python modules). SQLite and
+    PostgreSQL (the image without interpreted code: SQLite)."""
     deb = CASES["deb"]
-    url = filled(
-        tmp_path,
+    filled(
+        url,
         row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]),
         row(deb[0], "", EvidenceKind.LOADED, deb[1], bid=BID),
     )
@@ -140,9 +144,10 @@ def test_a_name_asked_of_no_package_or_a_prefix_in_an_image_running_python_is_un
     assert (code, doc["answer"]) == (1, "not_observed"), doc
 
 
-def test_a_package_the_store_knows_nothing_of_is_no_not_observed(tmp_path: Path) -> None:
-    """A mistyped purl (zlibg1), or a package not in the image: no row of it, so no "no"."""
-    url = filled(tmp_path, row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]))
+def test_a_package_the_store_knows_nothing_of_is_no_not_observed(url: str) -> None:
+    """A mistyped purl (zlibg1), or a package not in the image: no row of it, so no "no".
+    SQLite and PostgreSQL."""
+    filled(url, row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]))
     argv = ("--image", IMG, "--function", "crc32")
     code, doc = cli(url, "query", "observed", *argv, "--purl", "pkg:deb/debian/zlibg1")
     assert (code, doc["answer"], doc["package_not_seen"]) == (3, "unknown", []), doc
