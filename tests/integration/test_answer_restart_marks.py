@@ -75,12 +75,21 @@ def agent_rows(
     return deltas + d, windows + w
 
 
-def two_agents(url: str, events: list[Any], runs: list[Run], restart: int, *, day: int = 1) -> None:
-    """The agent before the restart (running since the day before) and the one after it, each
-    writing its rows as it drains them."""
+def two_agents(
+    url: str,
+    events: list[Any],
+    runs: list[Run],
+    restart: int,
+    *,
+    until: int = 0,
+    runs2: list[Run] | None = None,
+) -> None:
+    """The agent before the restart (running since the day before, to ``until`` when both ran at
+    once) and the one after it (knowing ``runs2`` when its registry saw other runs), each writing
+    its rows."""
     with open_store(url) as s:
-        s.write(*agent_rows(events, runs, at(9, 59, day=day), restart - S, at(0, day=day) - 3600 * S))
-        s.write(*agent_rows(events, runs, restart, at(13, 50, day=day), restart))
+        s.write(*agent_rows(events, runs, at(9, 59), until or restart - S, at(0) - 3600 * S))
+        s.write(*agent_rows(events, runs if runs2 is None else runs2, restart, at(13, 50), restart))
 
 
 def before_restart_calls(day: int = 1) -> list[Any]:
@@ -116,6 +125,23 @@ def test_a_silent_container_after_a_restart_takes_the_day_out(
         "query", "observed", "--store", url, "--image", A, "--function", "inflate", "--json", *DAY
     )
     assert (code, doc["answer"]) == (3, "unknown"), doc["reason"]  # the real CLI as a subprocess
+
+
+def test_two_agents_at_once_keep_the_mark_the_one_that_saw_the_silent_container_wrote(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A surge rollout: the old agent runs to 12:10, the new one from 12:00; the second container
+    runs 12:02:05 to 12:03:50 and only the old agent's registry lists it. Both see the traced
+    container's call at 12:02:30; the new agent writes the 12:02 window after the old one marked it,
+    with its own value (EbpfDeep), and the store kept that (seen failing before: watched_days 1)."""
+    events = [*before_restart_calls(), event(at(12, 2, 30), TRACED)]
+    traced = run_of(TRACED, at(9))
+    runs = [traced, run_of(SECOND, at(12, 2, 5), at(12, 3, 50))]
+    two_agents(url, events, runs, at(12), until=at(12, 10), runs2=[traced])
+    assert watched_days(url, capsys) == 0
+    code, doc = observed(url, capsys, *DAY)
+    assert (code, doc["answer"]) == (3, "unknown"), doc["reason"]
+    assert "on node n1 on 2026-06-01 in a container that showed no call all that day" in doc["reason"]
 
 
 def test_a_container_that_calls_to_the_new_agent_keeps_the_day(
