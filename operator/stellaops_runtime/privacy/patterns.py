@@ -61,7 +61,7 @@ from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, C
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
-from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES
+from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES, STDIN_TRIGGERS
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -277,7 +277,9 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         triggers=("k_live_", "k_test_"),
     ),
     SecretPattern(
-        "password", number_groups(f"{_keyed(list(PASSWORD_WORDS))}|{_PW}"), triggers=("pass", "pw")
+        "password",
+        number_groups(f"{_keyed(list(PASSWORD_WORDS))}|{_PW}"),
+        triggers=("pass", "pw", *STDIN_TRIGGERS),
     ),
     SecretPattern(
         "sql_password",

@@ -35,6 +35,28 @@ _SETS_PASSWORD = r"(?:sudo\s+(?:-\S+\s+)*)?(?:/\S*/)?(?:chpasswd|passwd)(?![\w-]
 # ``--password-stdin``, ``--pass-stdin``, gpg's ``--passphrase-fd 0`` (descriptor 0: standard input)
 _READS_PASSWORD = r"[^|;&\n]*?--pass(?:(?:word)?-stdin(?![\w-])|phrase-fd[ =]0(?![0-9]))"
 
+# Programs that read a password or a secret on standard input (each from its manual): sudo(8)
+# ``-S``/``--stdin``, smbpasswd(8) ``-s``, ``openssl passwd -stdin``, htpasswd(1) ``-i``,
+# cryptsetup(8) and kinit(1) (a passphrase or password when no terminal is there), vncpasswd(1)
+# ``-f``; secret stores: ``gcloud secrets create|versions add --data-file=-``, ``docker|podman
+# secret create NAME -``, ``gh secret set NAME`` without ``--body``. Option words between are bounded.
+_READS_STDIN = "|".join(
+    [
+        r"(?:/\S*/)?sudo(?:\s+[^\s|;&]+){0,6}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])",
+        r"(?:/\S*/)?smbpasswd(?:\s+[^\s|;&]+){0,6}?\s+-[A-Za-z]*s[A-Za-z]*(?![\w-])",
+        r"(?:/\S*/)?openssl\s+passwd(?:\s+[^\s|;&]+){0,8}?\s+-stdin(?![\w-])",
+        r"(?:/\S*/)?htpasswd(?:\s+[^\s|;&]+){0,6}?\s+-[A-Za-z]*i[A-Za-z]*(?![\w-])",
+        r"(?:/\S*/)?(?:cryptsetup|kinit)(?![\w-])",
+        r"(?:/\S*/)?vncpasswd(?:\s+[^\s|;&]+){0,4}?\s+-f(?![\w-])",
+        r"""[^|;&\n]{0,1024}?--data-file[= ]-(?![^\s"'])""",
+        r"""(?:docker|podman)\s+secret\s+create\s+(?:-\S+\s+){0,8}?[^\s-]\S*\s+-(?![^\s"'])""",
+        r"gh\s+secret\s+set(?![\w-])(?![^|;&\n]{0,1024}?\s(?:-b|--body)(?:[\s=]|\S))",
+    ]
+)
+# Lower-case words one of which is in every text these alternatives match (the password
+# rule's triggers, patterns.py, besides its own ``pass`` and ``pw``).
+STDIN_TRIGGERS: tuple[str, ...] = ("sudo", "cryptsetup", "kinit", "data-file", "secret")
+
 # ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
 # Bounded: a text of many ``printf`` words costs a short scan per word, not one to the end.
 _PRINTF = r"p(?<![\w-]p)rintf\s+(?P<s>[^|;&\n]{0,1024}?[^|;&\s])\s*\|\s*"
@@ -45,8 +67,10 @@ _HERE_WORD = rf"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|{WORD_VALUE})"""
 _HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}?<<<\s*{_HERE_WORD}"
 
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
-    f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD})",
-    f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD})",
+    f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
+    f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
+    rf"s(?<![\w-]s)udo(?:\s+[^\s|;&<]+){{0,6}}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin){_HERE}",
+    rf"s(?<![\w-]s)mbpasswd(?:\s+[^\s|;&<]+){{0,6}}?\s+-[A-Za-z]*s[A-Za-z]*{_HERE}",
     rf"c(?<![\w-]c)hpasswd{_HERE}",
     rf"p(?<![\w-]p)asswd{_HERE}",
     rf"-(?<![\w-]-)-pass(?:word)?-stdin{_HERE}",
