@@ -87,6 +87,12 @@ class _Probes:
     def counters(self) -> dict[str, dict[str, int]]:
         return {}
 
+    def detach_uprobes(self) -> None:
+        pass
+
+    def in_flight(self, alive: Any) -> list[bytes]:
+        return []
+
     def follow(self) -> Followed:
         return self.watch.follow(self.bpf)
 

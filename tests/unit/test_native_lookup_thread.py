@@ -62,6 +62,12 @@ class _Probes:
     def counters(self) -> dict[str, dict[str, int]]:
         return {}
 
+    def detach_uprobes(self) -> None:
+        pass
+
+    def in_flight(self, alive: Any) -> list[bytes]:
+        return []
+
     def follow(self) -> Followed:
         self.looks += 1
         if self.looks > 1:

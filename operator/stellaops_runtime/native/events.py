@@ -369,7 +369,8 @@ class Decoder:
             ev.kind = EventKind.UPROBE
             ev.function_name = t.symbol
             ev.module = t.module or t.binary
-            ev.latency_ns = latency
+            # a call in flight when the probes detached: entered, never seen to return (no latency)
+            ev.latency_ns = None if flags & records.FLAG_IN_FLIGHT else latency
             proc.exec_id = exec_id(self.node_name, exec_ktime, pid)
             ev.user_stack = self._stack(frames)
         return ev

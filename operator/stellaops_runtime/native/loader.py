@@ -13,7 +13,7 @@ import contextlib
 import ctypes
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,27 @@ class ProbeSet:
         else:
             time.sleep(IDLE_MS / 1000)
         return True
+
+    def detach_uprobes(self) -> None:
+        """Detach every uprobe and uretprobe (the load's and those followed since): no return program
+        runs after this, so what :meth:`in_flight` then finds never returned while the probes ran."""
+        fds = getattr(self.bpf, "uprobe_fds", None)
+        for name in list(fds or ()):
+            with contextlib.suppress(Exception):  # already gone: nothing to undo
+                self.bpf.detach_uprobe_event(name)
+
+    def in_flight(self, alive: Callable[[int, int, int], bool]) -> list[bytes]:
+        """The uprobe calls entered and not returned (after :meth:`detach_uprobes`) whose thread is
+        ``alive(pid, tid, entry time)`` (still inside), as records at their entry
+        (records.in_flight_record): returning later, no load would count them."""
+        if not self.cfg.uprobes:
+            return []
+        out = []
+        for key, start in self.bpf[b"stella_up_starts"].items():
+            pid, tid = key.pid_tgid >> 32, key.pid_tgid & 0xFFFFFFFF
+            if alive(pid, tid, start.ts):
+                out.append(records.in_flight_record(key.pid_tgid, key.target, start.ts, start.cg, start.uid))
+        return out
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Per probe kind, every filter decision summed over CPUs (records.COUNTERS)."""

@@ -101,6 +101,21 @@ class ProcCache:
         self._starts[pid] = got
         return got
 
+    def thread_since(self, pid: int, tid: int, ktime_ns: int) -> bool:
+        """Whether thread ``tid`` of ``pid`` lives and had started by ``ktime_ns`` (monotonic): the
+        thread that entered a function then, still inside it (not one given its id since)."""
+        try:
+            with open(os.path.join(self.proc_root, str(pid), "task", str(tid), "stat"), "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            ticks = int(fields[19])
+        except (OSError, ValueError, IndexError):
+            return False
+        if fields[0] in (b"Z", b"X"):  # exited (a zombie until reaped): it left the function that way
+            return False
+        boot_minus_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+        return ticks * _TICK_NS - boot_minus_mono <= ktime_ns
+
     def _current(self, pid: int, ktime_ns: int) -> ProcEntry | None:
         """The entry of the process that wrote a record at ``ktime_ns`` (0: unknown, now), or None
         when that process is gone and its pid held by a younger one (see the module docstring)."""

@@ -35,6 +35,9 @@ KIND_NAMES = {
 FLAG_TCP_ATTRIBUTED = 1
 # Any kind in STACK_KINDS: the body is followed by STACK_HEAD and the addresses it counts.
 FLAG_STACKS = 2
+# Uprobe: a call still in flight when the probes detached (entered, not returned): made in user
+# space from the entry the probes kept (in_flight_record), at the entry's time; no latency, no stack.
+FLAG_IN_FLIGHT = 4
 MAX_STACK_FRAMES = 127  # frames per stack at most (the kernel's perf_event_max_stack default)
 
 COMM_LEN = 16
@@ -167,3 +170,11 @@ def split_stacks(rec: bytes) -> tuple[bytes, list[int], list[int]]:
     addrs = list(struct.unpack_from(f"<{kernel_n + user_n}Q", rec, at))
     plain = bytes([rec[0], rec[_FLAGS_AT] & ~FLAG_STACKS & 0xFF]) + rec[2 : s.size]
     return plain, addrs[kernel_n:], addrs[:kernel_n]
+
+
+def in_flight_record(pid_tgid: int, target: int, entry_ktime_ns: int, cgroup_id: int, uid: int) -> bytes:
+    """An uprobe record for a call the probes saw enter and not return before they detached
+    (``FLAG_IN_FLIGHT``): the entry's time, thread, cgroup and uid; comm is read from /proc later."""
+    pid, tid = pid_tgid >> 32, pid_tgid & 0xFFFFFFFF
+    head = (KIND_UPROBE, FLAG_IN_FLIGHT, 0, pid, tid, uid & 0xFFFFFFFF, entry_ktime_ns, cgroup_id, b"")
+    return STRUCTS[KIND_UPROBE].pack(*head, target, 0, 0)

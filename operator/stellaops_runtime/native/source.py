@@ -256,12 +256,20 @@ class NativeProbeSource:
 
     def _final_counters(self, ps: ProbeSet) -> list[bytes]:
         """The counters' last read, and the records written since the reader's last poll (before, they
-        were read here and thrown away: counted emitted in the kernel, never processed)."""
+        were read here and thrown away: counted emitted in the kernel, never processed), then the
+        uprobe calls still in flight: the uprobes are detached first, so a call that returns from
+        now on is counted here, at its entry, and by nobody else (the next load never saw it enter)."""
+        ps.detach_uprobes()
         try:
             tail = self._poll_batch(0, ps)
         except Exception:  # the reader's own failure: the counters are still read
             log.debug("last poll of the native probes failed", exc_info=True)
             tail = []
+        try:  # a call of a thread gone exited inside it: never returned, not counted (as before)
+            alive = self.procs.thread_since
+            tail += [self._with_trailer(ps, rec) for rec in ps.in_flight(alive)]
+        except Exception:  # the map could not be read: those calls are not counted (logged)
+            log.warning("the native probes' calls in flight could not be read", exc_info=True)
         self.stats.kernel = ps.counters()
         return tail
 

@@ -49,7 +49,9 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         end = emit_end("stella_uprobe", "e", k, ring_buffer=ring_buffer)
     parts = [
         "struct stella_up_key { u64 pid_tgid; u32 target; u32 depth; };\n",
-        "struct stella_up_start { u64 ts; };\n",
+        # the entry's cgroup and uid too: a call still in flight when the probes detach is
+        # reported from this (in_flight_records)
+        "struct stella_up_start { u64 ts; u64 cg; u32 uid; u32 pad; };\n",
         "struct stella_up_depth_key { u64 pid_tgid; u32 target; u32 pad; };\n",
         'BPF_TABLE("lru_hash", struct stella_up_key, struct stella_up_start, stella_up_starts, 65536);\n',
         'BPF_TABLE("lru_hash", struct stella_up_depth_key, u32, stella_up_depths, 65536);\n',
@@ -64,7 +66,8 @@ def c_source(cfg: NativeConfig, *, ring_buffer: bool) -> str:
         "    if (d) depth = *d + 1;\n"
         "    stella_up_depths.update(&dk, &depth);\n"
         "    struct stella_up_key key = { .pid_tgid = dk.pid_tgid, .target = target, .depth = depth };\n"
-        "    struct stella_up_start st = { .ts = bpf_ktime_get_ns() };\n"
+        "    struct stella_up_start st = { .ts = bpf_ktime_get_ns(), .cg = cg,\n"
+        "        .uid = (u32)bpf_get_current_uid_gid() };\n"
         "    stella_up_starts.update(&key, &st);\n"
         "    return 0;\n}\n"
         "static __always_inline int stella_up_return(struct pt_regs *ctx, u32 target) {\n"
