@@ -210,6 +210,12 @@ ADDRESSES = [f"unix://{p}" for p in PATHS] + [
     "unix:///var/run/./tetragon/t.sock",
     "unix:////var/run/tetragon/t.sock",
     "unix:///run/tetragonx/t.sock",
+    # Tetragon's usual directory is mounted whole whatever the names under it: no kubelet or
+    # data-root rule applies there (the operator mounts /var/run/tetragon, nothing else)
+    "unix:///var/run/tetragon/pods/tetragon.sock",
+    "unix:///run/tetragon/kubelet/tetragon.sock",
+    "unix:///var/run/tetragon/var/lib/docker/tetragon.sock",
+    "unix:///var/run/tetragon/pki/t.sock",
     "unix:///run/tetragon/t\n.sock",
     "unix:///run/tetragon/" + "é" * 60,
     "unix:///run/t.sock",

@@ -28,6 +28,7 @@ from test_crds import ROOT, crd, policy
 
 from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.runtime_socket import DATA_ROOT_PATTERN, KUBELET_PATTERN
+from stellaops_runtime.contracts.tetragon_socket import USUAL_ADDRESS_PATTERN
 
 TETRAGON_ADDRESSES = [
     "unix:///var/run/tetragon/tetragon.sock",  # our default, Tetragon's Helm default since v1.7
@@ -113,7 +114,11 @@ def test_the_address_rule_reads_the_operators_kubelet_pattern() -> None:
     """The socketPath rules are built from KUBELET_PATTERN and DATA_ROOT_PATTERN in test_crds; the
     address rules say them after unix://."""
     for pattern in (KUBELET_PATTERN, DATA_ROOT_PATTERN):
-        rule = "!self.startsWith('unix://') || !self.matches('^unix://" + pattern[1:] + "')"
+        rule = (
+            "!self.startsWith('unix://') || "
+            f"self.matches('{USUAL_ADDRESS_PATTERN}') || "  # Tetragon's own directory: mounted whole
+            "!self.matches('^unix://" + pattern[1:] + "')"
+        )
         assert rule in {r for _, r, _ in cel_rules(served_schema(crd(crds.OBSERVER_KIND)))}
 
 

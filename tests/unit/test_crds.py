@@ -495,8 +495,14 @@ _ADDRESS_RULES = {
     _UNIX + _USUAL + "self.matches('^unix:///[^/]+/.+')": ("unix:///t.sock", "InvalidSocketPath"),
     _UNIX + _USUAL + "!self.matches('^unix://(/(proc": ("unix:///etc/t/t.sock", "InvalidSocketPath"),
     _UNIX + _USUAL + "!self.matches('^unix://(/[^/]+|": ("unix:///tmp/t.sock", "InvalidSocketPath"),
-    _UNIX + "!self.matches('^unix://(/.*)?/(kubelet/": ("unix:///var/lib/kubelet/pki/t", _INVALID_SOCKET),
-    _UNIX + "!self.matches('^unix://((/.*)?/var/lib/": ("unix:///var/lib/etcd/t/t.sock", _INVALID_SOCKET),
+    _UNIX + _USUAL + "!self.matches('^unix://(/.*)?/(kubelet/": (
+        "unix:///var/lib/kubelet/pki/t",
+        _INVALID_SOCKET,
+    ),
+    _UNIX + _USUAL + "!self.matches('^unix://((/.*)?/var/lib/": (
+        "unix:///var/lib/etcd/t/t.sock",
+        _INVALID_SOCKET,
+    ),
     "has(self.containerRuntime) || !has(self.tetragon)": ("unix:///run/crio/t.sock", "InvalidSocketPath"),
 }
 # where each rule sits, to find the value the rule sees inside a breaking spec
