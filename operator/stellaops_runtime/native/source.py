@@ -56,7 +56,6 @@ import logging
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.native import known_files, records
@@ -73,6 +72,7 @@ from stellaops_runtime.native.events import encode_trailer, names_file
 from stellaops_runtime.native.follow import Followed
 from stellaops_runtime.native.loader import LoadError, ProbeSet, load
 from stellaops_runtime.native.procinfo import ProcCache
+from stellaops_runtime.native.source_stats import NativeStats
 from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
@@ -82,28 +82,6 @@ IDLE_POLL_MS = 20  # a poll while a file's lookup runs on its own thread (native
 MAX_UNWATCHED = 1_000  # spans not yet taken by the switch; older ones merge
 DROP_LOG_SECONDS = 60.0  # while an episode of drops lasts, logged at most this often
 _EXEC = records.STRUCTS[records.KIND_EXEC]
-
-
-@dataclass(slots=True)
-class NativeStats:
-    connects: int = 0  # successful loads
-    reconnects: int = 0
-    connect_failures: int = 0  # failed loads
-    received: int = 0  # records read from the kernel
-    connected: bool = False
-    last_error: str = ""
-    attached: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # probes that could not attach, and why
-    kernel: dict[str, dict[str, int]] = field(default_factory=dict)  # ProbeSet.counters(), last read
-    attached_ns: int = 0  # wall clock just after the latest load attached the probes (0: never)
-    detached_ns: int = 0  # wall clock just after the latest run closed them (0: not yet)
-    drops: list[NativeDrop] = field(default_factory=list)  # not yet taken by the switch (take_drops)
-    dropped_total: int = 0  # events the probes dropped, all runs (drop_counters.py)
-    followed: int = 0  # targets probed in the new file put at their path (native/follow.py)
-    former: int = 0  # deleted former files of targets, still run, probed at the loads (native/former.py)
-    reload_wanted: bool = False  # a PURL target's file changed in its container since the load
-    unwatched: list[tuple[int, int]] = field(default_factory=list)  # wall spans not yet taken
-    known_errors: int = 0  # the probed files kept for the next start could not be read or written
 
 
 class NativeProbeSource:
