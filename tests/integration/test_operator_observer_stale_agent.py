@@ -80,3 +80,47 @@ async def test_an_agent_whose_reports_stopped_keeps_its_observer_from_ready(clus
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_an_agent_that_never_reported_is_degraded_and_stays_so_across_a_restart(
+    cluster: Cluster,
+) -> None:
+    """node-c's agent made its ObservationNode but every status write was refused (no heartbeat at
+    all): Degraded once that has lasted, timed from the object's creation, so a restarted operator
+    writes nothing (it does not time the silence anew and turn Progressing first)."""
+    config = fast_config(cluster, stale_after_seconds=STALE_AFTER, rollout_refresh_seconds=0.5)
+    agents = Reports(cluster)
+    await cluster.create(obj(API_VERSION, NODE_KIND, "node-c", spec={"nodeName": "node-c"}))
+    stop = asyncio.Event()
+
+    async def beat() -> None:
+        while not stop.is_set():
+            for node in NODES:
+                await agents.beat(node, "in_sync", template(cluster))
+            await asyncio.sleep(0.5)
+
+    task = asyncio.create_task(beat())
+    try:
+        async with OperatorRun(cluster, config) as op:
+            await op.settle()
+            await cluster.create(_agent_pod("node-c", template(cluster)))
+            await wait_for(
+                lambda: (
+                    state(cluster)[:2] == ("Degraded", "AgentReportsStale")
+                    and "node-c" in condition(observer(cluster), "NotObservedBacked")["message"]
+                ),
+                limit_s=40.0,
+                what="Degraded: node-c's agent never reported",
+            )
+        mark = cluster.mark()
+        async with OperatorRun(cluster, config):
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 3.0
+            while loop.time() < end:
+                writes = [w for w in cluster.writes(mark) if "runtimeobservers" in w]
+                assert writes == [], (writes, state(cluster))
+                await asyncio.sleep(0.1)
+        assert state(cluster)[:2] == ("Degraded", "AgentReportsStale")
+    finally:
+        stop.set()
+        await task

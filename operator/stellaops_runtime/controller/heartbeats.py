@@ -67,9 +67,9 @@ so one that has not for ``stale_after_seconds`` by then is a real problem.
 A restarted operator times it anew. A node whose report is stale while an agent
 pod of its RuntimeObserver runs there (the agent runs but its reports stopped)
 turns the observer Degraded once it has been stale for ``stale_after_seconds``
-(timed from its last report's arrival, so a restart finds the same answer) while
-the DaemonSet says every agent updated and ready (``silent_since``: whether it
-does, and since when for a node that never reported).
+(timed from its last report's arrival, or its ObservationNode's creation when it
+never reported, so a restart finds the same answer) while the DaemonSet says
+every agent updated and ready (``silent_since``: whether it does).
 """
 
 from __future__ import annotations

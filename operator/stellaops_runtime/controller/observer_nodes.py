@@ -24,6 +24,7 @@ from stellaops_runtime.controller.node_backing import (
 )
 from stellaops_runtime.controller.posture import Posture, node_capabilities
 from stellaops_runtime.controller.reconcile_policies import PolicyReconciler
+from stellaops_runtime.controller.rollout import parse_time
 from stellaops_runtime.controller.state import INDEX_NODES, INDEX_OBSERVATION_NODES, utcnow
 
 
@@ -89,10 +90,12 @@ class ObserverNodes(PolicyReconciler):
                     silent.append(str(name))
                     # silent since it went stale, on the operator's clock (kept across a restart: the
                     # arrival of its last report is judged again from the Node's labels); a node that
-                    # never reported, since the operator first saw it silent
-                    arrived = self.heartbeats.received(node, now=now)
+                    # never reported, since its creation (the API server's stamp, never after now)
+                    meta = node.get("metadata")
+                    created = parse_time(meta.get("creationTimestamp")) if isinstance(meta, Mapping) else None
+                    arrived = self.heartbeats.received(node, now=now) or (created and min(created, now))
                     since = self.heartbeats.silent_since(str(name), now=now, timed=rolled)
-                    if since is not None and arrived is not None:
+                    if since is not None and arrived:
                         since = arrived + timedelta(seconds=bound)
                     if since is not None and (now - since).total_seconds() >= bound:
                         silent_late.add(str(name))
