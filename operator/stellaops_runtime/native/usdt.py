@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -129,8 +130,10 @@ def c_read_arg(arg: UsdtArg, dst: str) -> str:
 
 def read_probes(path: str) -> list[UsdtProbe]:
     """Every USDT probe of an ELF file, with file offsets; UsdtError when the file is unusable."""
-    try:
-        with open(path, "rb") as f:
+    try:  # O_NONBLOCK: a FIFO put at the path since it was checked must not hold the probes' thread
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UsdtError(f"{path}: not a regular file")
             layout = read_layout(f)
             sections = {s.name: s for s in read_section_table(f, layout)}
             sec = sections.get(".note.stapsdt")
