@@ -446,3 +446,55 @@ def test_the_agent_refuses_a_socket_path_the_rule_refuses(caplog: pytest.LogCapt
             s.bind(path)
             assert lifecycle_target(cfg) is None
     assert "data root" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("child", "entries", "needle"),
+    [
+        ("kl", ("pods", "plugins", "pki"), "kubelet"),  # a kubelet --root-dir of any name beside the socket
+        ("etcd-data", ("member",), "etcd"),
+        ("docker-root", ("containers", "image", "volumes", "overlay2"), "Docker"),
+        ("ctd-root", ("io.containerd.content.v1.content", "io.containerd.metadata.v1.bolt"), "containerd"),
+        ("storage", ("overlay-containers", "overlay-images"), "Podman"),
+    ],
+)
+def test_the_agent_refuses_a_socket_whose_directory_holds_a_data_root(
+    child: str, entries: tuple[str, ...], needle: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The directory mounted for the socket shows the agent its subdirectories too: one that holds
+    a kubelet root-dir or a data root (/opt/k8s/containerd.sock beside /opt/k8s/kl/pods) hands the
+    agent that data as surely as the root-dir itself, whatever the names."""
+    with tempfile.TemporaryDirectory(prefix="rs-", dir="/tmp") as directory:
+        path = f"{directory}/c.sock"
+        cfg = parse_config(render(spec_with({"kind": "containerd", "socketPath": path}))["ConfigMap"])
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(path)
+            for name in entries:
+                os.makedirs(f"{directory}/{child}/{name}")
+            with caplog.at_level(logging.ERROR, logger="stellaops_runtime.agent.runtime_target"):
+                assert lifecycle_target(cfg) is None
+    assert needle in caplog.text and child in caplog.text
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        # containerd's state directory (/run/containerd, k3s's /run/k3s/containerd) with its CRI plugin
+        ("io.containerd.grpc.v1.cri/containers", "io.containerd.grpc.v1.cri/sandboxes",
+         "io.containerd.runtime.v2.task/k8s.io", "io.containerd.runtime.v1.linux/moby", "runc/k8s.io",
+         "s", "fifo"),
+        # Docker's exec root (/var/run/docker) and CRI-O's (/var/run/crio)
+        ("containerd/daemon", "netns", "plugins", "runtime-runc/moby", "swarm", "libnetwork"),
+        ("exits", "crio", "version"),
+    ],
+)  # fmt: skip
+def test_a_runtime_state_directory_is_not_taken_for_a_data_root(layout: tuple[str, ...]) -> None:
+    """What the usual socket directories hold, one level down included, is no data root."""
+    with tempfile.TemporaryDirectory(prefix="rs-", dir="/tmp") as directory:
+        path = f"{directory}/c.sock"
+        cfg = parse_config(render(spec_with({"kind": "containerd", "socketPath": path}))["ConfigMap"])
+        for name in layout:
+            os.makedirs(f"{directory}/{name}")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(path)
+            assert lifecycle_target(cfg) == Target("containerd", path)

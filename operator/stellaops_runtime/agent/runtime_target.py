@@ -4,13 +4,15 @@
 then Docker, then the CRI sockets: one runtime, never two). A socket whose
 directory, as the agent pod mounts it, would show the agent a kubelet's pod data
 or a data root is refused here as the operator refuses it
-(contracts/runtime_socket.py): by its path, and by what the directory holds,
-which is how a kubelet ``--root-dir`` or a data root of another name shows.
+(contracts/runtime_socket.py): by its path, and by what the directory or one
+of its subdirectories holds, which is how a kubelet ``--root-dir`` or a data
+root of another name shows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ from stellaops_runtime.contracts.runtime_socket import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # never taken for a CRI runtime by ``auto``
+# Names read of a directory (and of each subdirectory) mounted for the socket, for its shape: bounded,
+# as the directory may be anything the node holds.
+ENTRIES_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +74,8 @@ def _refused(t: Target) -> bool:
     problem = host_data_problem(path)
     if problem is None:
         for mounted, kind in runtime_host_paths(path):
-            with contextlib.suppress(OSError):
-                if kind != "Socket" and (found := data_root_problem(set(os.listdir(mounted)))):
-                    problem = f"the directory {mounted!r} mounted for it: {found}"
+            if kind != "Socket" and (found := _shape_problem(mounted)):
+                problem = f"the directory {mounted!r} mounted for it: {found}"
     if problem is not None:
         log.error(
             "container lifecycle observer: %s socket %r refused: %s. Give the socket a directory of its "
@@ -80,6 +84,26 @@ def _refused(t: Target) -> bool:
             t.runtime, path[:200], problem,
         )  # fmt: skip
     return problem is not None
+
+
+def _shape_problem(directory: str) -> str | None:
+    """What ``directory`` or one of its subdirectories (the mount shows the agent those too) holds
+    that the agent must not see (``data_root_problem``), or None. A symlink is not followed: in the
+    agent's mount it points into the agent's own filesystem, not the node's."""
+    with contextlib.suppress(OSError):
+        with os.scandir(directory) as it:
+            entries = list(itertools.islice(it, ENTRIES_MAX))
+        if found := data_root_problem({e.name for e in entries}):
+            return found
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(entry.path) as it:
+                    names = {e.name for e in itertools.islice(it, ENTRIES_MAX)}
+                if found := data_root_problem(names):
+                    return f"its subdirectory {entry.name[:64]!r}: {found}"
+    return None
 
 
 def candidates(config: AgentConfig) -> list[Target]:

@@ -34,7 +34,8 @@ etcd's, Docker's, containerd's and Podman's roots, k0s's, k3s's and
 MicroK8s's data directories, whose mount would hand the agent a cluster's
 store or every container's filesystem. A kubelet root of another name with
 the socket directly in it no path rule can tell: the agent looks at the
-directory at start (``data_root_problem``, agent/lifecycle_part.py).
+directory, and each of its subdirectories, at start (``data_root_problem``,
+agent/runtime_target.py).
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def host_data_problem(path: str) -> str | None:
 
 # What a directory holds when it is a kubelet's root (whatever its name), etcd's data directory, or a
 # Docker, containerd or Podman/CRI-O storage root: names the agent, which sees the directory mounted for
-# its socket, checks at start (agent/lifecycle_part.py), where no path rule can know a --root-dir.
+# its socket, checks at start in it and in each of its subdirectories (agent/runtime_target.py), where
+# no path rule can know a --root-dir.
 _KUBELET_ENTRIES = frozenset({"plugins", "pki", "pod-resources", "device-plugins", "plugins_registry"})
 _DATA_ENTRIES = {
     "member": "etcd's data",
