@@ -122,6 +122,8 @@ UNRECOGNISABLE_WHEN_CUT = {
     'sh -c "echo -n GcpSecret-3w6': "a password on the standard input of its reader, cut before the reader",
     'sh -c "echo SwarmPw-7r4': "a password on the standard input of its reader, cut before the reader",
     'sh -c "echo GhSecret-9t2': "a password on the standard input of its reader, cut before the reader",
+    'sh -c "echo MkStdin-2h5': "a password on the standard input of its reader, cut before the reader",
+    'sh -c "echo CaddyStdin-8p1': "a password on the standard input of its reader, cut before the reader",
     '-c "echo DkStd_5e2 | docker': "a password echoed into docker login, cut before --password-stdin",
     "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1": "the middle of a key: neither its BEGIN nor its END line",
     'kubectl patch deploy app -p \'{"env":[{"value"': "an env entry's value first, cut before its name",

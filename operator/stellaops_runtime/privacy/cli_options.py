@@ -125,6 +125,17 @@ _LDAP = (
 )
 _ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
 
+# mkpasswd PASSWORD [SALT]: the first words after its options, read from the client's name (or the
+# start of its arguments) on, once: -S, -R, -m, -P take a value, separate or glued; an option ends
+# before whitespace, a quote, ")" or the end; at most 16 options (a run of "mkpasswd -m" costs 16
+# options a start, not a scan to the end). A word after ``)`` is no longer mkpasswd's.
+_MK_WORD = r"""[^\s<>|;&()$`'"-][^\s)'"`]*"""
+_MK_OPTION = (
+    r"""(?:-[SRmP](?:[ \t]+|(?=\S))[^\s)]+|--(?:salt|rounds|method|password-fd)=[^\s)]+"""
+    r"""|-[A-Za-z0-9]+|--[a-z-]+)(?=[\s"')]|\Z)"""
+)
+_MKPASSWD = rf"(?:(?<=mkpasswd)|\A)(?:\s*{_MK_OPTION}){{0,16}}+\s*(?P<s>{_MK_WORD}(?:[ \t]+{_MK_WORD})?)"
+
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
@@ -229,6 +240,10 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         r"(?<!\S)config\s+set\s+(?:--\S+\s+){0,8}?[^\s-]\S{0,64}?"
         rf"(?i:password|passwd|pass|pwd|secret|key|salt|token|auth)\s+(?P<s>{_V.removeprefix('(?P<s>')}",
     ),
+    # https://manpages.ubuntu.com/manpages/noble/man8/caddy-hash-password.8.html (--plaintext)
+    ("caddy",): (_after_sub("hash-password", _sep_or_eq("--plaintext")),),
+    # https://manpages.ubuntu.com/manpages/jammy/man1/mkpasswd.1.html (mkpasswd PASSWORD [SALT])
+    ("mkpasswd",): (_MKPASSWD,),
     # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
     _LDAP: (_sep_or_glued("-w"),),
     # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
@@ -293,9 +308,10 @@ for _tools, _alts in _RULES.items():
         TOOL_RULES[_t] = _rx
 
 TOOLS: frozenset[str] = frozenset(TOOL_RULES)
-# A client's name as a word: after the start, a space, a quote, "/" (a path) or "=".
+# A client's name as a word: after the start, a space, a quote, "/" (a path), "=", or what opens
+# or separates a shell command: "(", "`", "{", ";", "|", "&" (``$(mysql -pX)``, ``true;redis-cli``).
 TOOL_WORD = re.compile(
-    r"(?<![^\s\"'/=(])(?:"
+    r"(?<![^\s\"'/=(`{;|&])(?:"
     + "|".join(re.escape(t) for t in sorted(TOOLS, key=len, reverse=True))
     + r")(?=[\s\"']|$)"
 )
@@ -305,9 +321,12 @@ TOOL_WORD = re.compile(
 COMMAND_END = re.compile(r"\n|(?<![^\s;|&])[;|&]|[;|&](?![^\s;|&])")
 
 
+_WORD_SPLIT = str.maketrans(dict.fromkeys("/=\"'(`{;|&", " "))
+
+
 def words(text: str) -> list[str]:
-    """The words of ``text`` when looking for a client's name (``/``, ``=`` and quotes split words too)."""
-    return text.replace("/", " ").replace("=", " ").replace('"', " ").replace("'", " ").split()
+    """The words of ``text`` when looking for a client's name (split where ``TOOL_WORD`` may start one)."""
+    return text.translate(_WORD_SPLIT).split()
 
 
 # Options whose name says what they are, for any program: -pass/-passin/-passout pass:X

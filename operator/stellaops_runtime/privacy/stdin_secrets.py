@@ -38,8 +38,9 @@ _READS_PASSWORD = r"[^|;&\n]*?--pass(?:(?:word)?-stdin(?![\w-])|phrase-fd[ =]0(?
 # Programs that read a password or a secret on standard input (each from its manual): sudo(8)
 # ``-S``/``--stdin``, smbpasswd(8) ``-s``, ``openssl passwd -stdin``, htpasswd(1) ``-i``,
 # cryptsetup(8) and kinit(1) (a passphrase or password when no terminal is there), vncpasswd(1)
-# ``-f``; secret stores: ``gcloud secrets create|versions add --data-file=-``, ``docker|podman
-# secret create NAME -``, ``gh secret set NAME`` without ``--body``. Option words between are bounded.
+# ``-f``, mkpasswd(1) ``-s``/``-P 0``, ``caddy hash-password`` without ``--plaintext``; secret
+# stores: ``gcloud secrets create|versions add --data-file=-``, ``docker|podman secret create
+# NAME -``, ``gh secret set NAME`` without ``--body``. Option words between are bounded.
 _READS_STDIN = "|".join(
     [
         r"(?:/\S*/)?sudo(?:\s+[^\s|;&]+){0,6}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])",
@@ -48,6 +49,8 @@ _READS_STDIN = "|".join(
         r"(?:/\S*/)?htpasswd(?:\s+[^\s|;&]+){0,6}?\s+-[A-Za-z]*i[A-Za-z]*(?![\w-])",
         r"(?:/\S*/)?(?:cryptsetup|kinit)(?![\w-])",
         r"(?:/\S*/)?vncpasswd(?:\s+[^\s|;&]+){0,4}?\s+-f(?![\w-])",
+        r"(?:/\S*/)?mkpasswd(?:\s+[^\s|;&]+){0,6}?\s+(?:-[A-Za-z0-9]*s|--stdin|-P\s*0|--password-fd=0)(?![\w-])",
+        r"(?:/\S*/)?caddy\s+hash-password(?![\w-])(?![^|;&\n]{0,256}?--plaintext)",
         r"""[^|;&\n]{0,1024}?--data-file[= ]-(?![^\s"'])""",
         r"""(?:docker|podman)\s+secret\s+create\s+(?:-\S+\s+){0,8}?[^\s-]\S*\s+-(?![^\s"'])""",
         r"gh\s+secret\s+set(?![\w-])(?![^|;&\n]{0,1024}?\s(?:-b|--body)(?:[\s=]|\S))",
