@@ -107,7 +107,9 @@ def test_a_probe_attach_failure_is_masked_in_the_log_and_in_stats(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     why = f"cannot attach: open postgres://app:{PW}@db/x failed, password={PW}"
-    probes = SimpleNamespace(attached=[], failed=[("uprobe:/app:f", why)], former=SimpleNamespace(former=0))
+    probes = SimpleNamespace(
+        attached=[], failed=[("uprobe:/app:f", why)], former=SimpleNamespace(former=0), watch=None
+    )
 
     def load(*args: Any, **kwargs: Any) -> Any:
         return probes
