@@ -150,7 +150,13 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
         spaced = (
             [sa.func.replace(c.function_name, " ", "").in_(function.spaceless)] if function.spaceless else []
         )
-        return sa.or_(c.function_name.in_(function.names), *overloads, *rust, *spaced)
+        # GCC clones (refs.clone_of): narrowed here by their start, kept by matches_name in observed()
+        clones = [
+            sa.func.substr(c.function_name, 1, len(n) + len(sep)) == n + sep
+            for n in function.clones
+            for sep in (".", " (.")
+        ]
+        return sa.or_(c.function_name.in_(function.names), *overloads, *rust, *spaced, *clones)
     by_name = sa.and_(
         c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
     )
@@ -184,7 +190,9 @@ def observed(
             return []
         stmt = stmt.where(where)
     rows = _rows(conn, stmt.order_by(c.invocation_count.desc(), c.module, c.evidence_kind))
-    if isinstance(function, FunctionQuery) and function.rust_paths and not function.is_function_id:
+    narrowed = isinstance(function, FunctionQuery) and (function.rust_paths or function.clones)
+    if isinstance(function, FunctionQuery) and narrowed and not function.is_function_id:
+        # the SQL narrows a Rust path and a clone by their start only
         rows = [r for r in rows if function.matches_name(r.function_name)]
     if rows and (since is not None or until is not None):
         rows = _in_period(conn, rows, since=since, until=until, sure=True)

@@ -21,6 +21,7 @@ from packageurl import PackageURL
 
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
+from stellaops_runtime.canonical.gonames import is_clone_suffix
 from stellaops_runtime.store import rust_paths
 
 
@@ -229,6 +230,9 @@ class FunctionQuery:
     # ``read(std::istream&)``); a stored name is read the same way, so ``unsigned int`` matches only
     # ``unsigned int``.
     spaceless: tuple[str, ...] = ()
+    # Names given by name: each also names its GCC clones (:func:`clone_of`), code of the function
+    # stored under its own name (``f.isra.0``, ``f.part.0``, ``f.cold``, C++ ``f(int) (.cold)``).
+    clones: tuple[str, ...] = ()
 
     @property
     def is_function_id(self) -> bool:
@@ -242,6 +246,8 @@ class FunctionQuery:
         if any(stored.startswith(f"{n}(") for n in self.overloads):
             return True
         if self.spaceless and spaceless(stored) in self.spaceless:
+            return True
+        if any(clone_of(stored, n) for n in self.clones):
             return True
         return bool(self.rust_paths) and rust_paths.matches(self.rust_paths, stored)
 
@@ -357,7 +363,29 @@ def function_query(text: str) -> FunctionQuery:
         overloads=tuple(n for n in names if not n.endswith(")")),
         rust_paths=tuple(p for n in names if (p := rust_paths.query_path(n)) is not None),
         spaceless=tuple(dict.fromkeys(spaceless(n) for n in names if "(" in n)),
+        clones=names,
     )
+
+
+# A clone's suffix holds one of these words (gonames._CLONE_WORDS): a numbered local copy alone
+# (``hash.1``) may be another static function of that name in another file, so it is not one.
+_CLONE_NAMED = ("cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm")
+
+
+def clone_of(stored: str, name: str) -> bool:
+    """Whether ``stored`` is a GCC clone of ``name``: ``name`` then a clone suffix, in C's spelling
+    (``deflate_stored.isra.0``, ``f.part.0``, ``f.cold``) or C++'s (``f(int) (.isra.0.cold)``,
+    docs/function-ids.md). Such code is the function's: a specialised copy called instead of it,
+    its outlined tail, its cold path."""
+    if not stored.startswith(name):
+        return False
+    rest = stored[len(name) :]
+    if rest.startswith(" (.") and rest.endswith(")"):
+        rest = rest[2:-1]
+    elif not rest.startswith("."):
+        return False
+    words = rest[1:].split(".")
+    return is_clone_suffix(rest) and any(w in _CLONE_NAMED for w in words)
 
 
 def spaceless(name: str) -> str:

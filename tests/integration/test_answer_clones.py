@@ -1,0 +1,69 @@
+"""A function whose code ran in a GCC clone of it is a function that ran.
+
+The agent keeps compiler clone suffixes (docs/function-ids.md: a clone is separate code with
+its own start), so a sampled stack in ``deflate_stored.isra.0`` (a specialised copy GCC calls
+instead of the function), ``inflateGetHeader.part.0`` (its outlined tail) or
+``inflateGetHeader.cold`` (its cold path) is stored under that name. Asked by name, the function
+matched none of them: an image whose only calls of it ran in a clone answered "not observed"
+(exit 1) and ``vex`` said not_affected. A name now also matches its clones (``.cold``,
+``.part.N``, ``.isra.N``, ``.constprop.N``, ``.lto_priv.N``, ``.clone.N``, ``.hot``, ``.warm``,
+C++ ``f(int) (.isra.0)``), never a numbered local copy alone (``hash.1``: another static
+function of that name in another file may be it). Real CLI as a subprocess, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.engine import open_store
+from tests.integration.test_answer_unattributed import cli
+from tests.integration.test_vex import DAY, IMG, OPENVEX, PURL, T0, ZLIB, S, by_vuln, vex_cli, watched
+
+POCO = "/usr/lib/x86_64-linux-gnu/libPocoNet.so.80"
+POCO_PURL = "pkg:deb/debian/libpoconet80@1.12.4-1?arch=amd64"
+
+
+def row(module: str, fn: str, purl: str, n: int) -> HotSymbolDelta:
+    start = T0 + 3 * DAY
+    key = HotSymbolKey(IMG, module, fn, EvidenceKind.ON_STACK)
+    return HotSymbolDelta(key, start, n, start + S, start + 2 * S, purl=purl, node_name="node-1")
+
+
+def test_a_call_in_a_clone_is_a_call_of_the_function(tmp_path: Path, url: str) -> None:
+    with open_store(url) as s:
+        s.write(
+            [
+                row(ZLIB, "deflate_stored.isra.0", PURL, 4),
+                row(ZLIB, "inflateGetHeader.part.0", PURL, 2),
+                row(ZLIB, "inflateGetHeader.cold", PURL, 1),
+                row(ZLIB, "hash.1", PURL, 9),
+                row(POCO, "Poco::Net::HTTPRequest::read(std::istream&) (.isra.0)", POCO_PURL, 6),
+            ],
+            watched(),  # 40 days at EbpfDeep, gap-free
+        )
+    for fn, n in (
+        ("deflate_stored", 4),
+        ("inflateGetHeader", 2),  # on a stack: the busiest kind's count, one call seen per clone row
+        ("Poco::Net::HTTPRequest::read(std::istream&)", 6),
+    ):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn)
+        assert (code, doc["answer"]) == (0, "observed"), (fn, doc)
+        assert sum(r["invocation_count"] for r in doc["records"]) >= n, doc
+    code, doc = cli(
+        url, "evidence", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", "deflate_stored"
+    )
+    assert (code, doc["reachability_state"], doc["data"]["invocation_count"]) == (0, "DynamicReachable", 4)
+    vulns = {"vulnerabilities": [{"id": "CVE-C", "affected": [
+        {"purl": "pkg:deb/debian/zlib1g", "functions": ["inflateGetHeader"]}]}]}  # fmt: skip
+    r = vex_cli(tmp_path, url, vulns)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    OPENVEX.validate(doc)
+    assert by_vuln(doc)["CVE-C"]["status"] == "affected"
+    # A numbered local copy alone may be another static function of the name: not matched; nor is
+    # a longer name that starts the same.
+    for fn in ("hash", "deflate_store", "inflateGetHeader.part"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn)
+        assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)
