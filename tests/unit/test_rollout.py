@@ -392,6 +392,36 @@ def test_an_unreachable_node_is_pending_with_a_failure_entry_saying_since_when()
     assert fold([stale])["failures"] == [] and fold([stale])["nodesStale"] == 1
 
 
+def test_a_node_whose_agent_gets_no_events_is_pending_not_running() -> None:
+    """Tetragon loaded every object, but the agent's event stream is not connected (source none):
+    nothing the policy traces is observed there, so the node is not running and the policy says why."""
+    both = [loaded("stellaops-web", "ENABLED"), loaded("stellaops-web-uprobes", "ENABLED")]
+    deaf = node("a-deaf", both, source="none")
+    deaf["status"]["maxPostureReason"] = (
+        "Tetragon at x:1 answers but the agent's event stream is not connected"
+    )
+    r = fold([deaf, node("b-running", both)])
+    assert (r["nodesRunning"], r["nodesPending"], r["nodesTotal"]) == (1, 1, 2)
+    assert r["failures"] == [
+        {
+            "node": "a-deaf",
+            "policy": "shop/stellaops-web",
+            "state": "NoEventSource",
+            "message": "the agent gets no events here (source none), so nothing it traces is observed: "
+            "Tetragon at x:1 answers but the agent's event stream is not connected",
+        }
+    ]
+    state, reason, message = _state([deaf, node("b-running", both)])
+    assert (state, reason) == ("Progressing", "RollingOut")
+    assert message.startswith("1/2 nodes running, 1 pending; a-deaf: no event source: the agent gets no")
+    # what is known to have failed there still reads failed; an unreachable Tetragon keeps its own entry
+    failed = node("c", [loaded("stellaops-web", "LOAD_ERROR", "boom"), both[1]], source="none")
+    assert fold([failed])["nodesFailed"] == 1
+    assert [f["state"] for f in fold([unreachable("d", None)])["failures"]] == ["TetragonUnreachable"]
+    # a source that works, or an older agent that does not say: running as before
+    assert fold([node("e", both, source="")])["nodesRunning"] == 1
+
+
 def test_unreachable_for_a_bounded_time_makes_the_policy_degraded_naming_the_node() -> None:
     assert ControllerConfig().tetragon_unreachable_seconds == 120.0  # the documented default
     within = [unreachable("node-a", "2026-11-24T09:59:00Z")]  # 60 s before NOW

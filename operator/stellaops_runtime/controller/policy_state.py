@@ -7,7 +7,8 @@ message. The order of precedence: not ours (``NotOwned``), apply errors
 (``TetragonNotInstalled``, ``ApplyFailed``), load errors (``LoadFailed``),
 partial loads (``PartiallyLoaded``), nodes that cannot reach Tetragon for
 longer than the bound (``TetragonUnreachable``), nodes still pending
-(``Progressing``/``RollingOut``), no node running it (``Progressing``/
+(``Progressing``/``RollingOut``; a node whose Tetragon loaded it while its
+agent gets no events, ``NoEventSource``, is pending and named), no node running it (``Progressing``/
 ``NoNodeRunning``: no node at all, or every node stale, native or skipping
 it; a ``Ready`` there would rest on nothing), else ``Ready``/``RolledOut``.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from stellaops_runtime.controller.conditions import State
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError
 from stellaops_runtime.controller.rollout import FAILED_STATES, NodeReport
+from stellaops_runtime.controller.rollout_partial import NO_SOURCE_STATE
 
 # Progressing: the policy is applied, but no fresh Tetragon node runs it (docs/operator.md, Status).
 NO_NODE_RUNNING = "NoNodeRunning"
@@ -87,6 +89,9 @@ def policy_state(
             if recent
             else ""
         )
+        deaf: dict[str, Any] = next((f for f in rollout["failures"] if f.get("state") == NO_SOURCE_STATE), {})
+        if deaf:  # loaded there, but its agent gets no events: why that node is not running
+            waiting += f"; {deaf.get('node')}: no event source: {deaf.get('message')}"
         return (
             "Progressing",
             "RollingOut",

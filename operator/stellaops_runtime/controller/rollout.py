@@ -56,6 +56,12 @@ module folds those into one policy's ``status.rollout``:
   it (with the agent's message). ``unreachable_nodes`` says since when (the
   ``lastTransitionTime`` of the ObservationNode's ``Ready=False``), so the
   policy can turn Degraded after a bounded time instead of waiting forever.
+- A fresh node whose Tetragon answers but whose agent gets no events from it
+  (``source: none``: its event stream is not connected) and that would count
+  as **running** counts as **pending**, with one ``NoEventSource`` entry in
+  ``failures`` (the agent's ``maxPostureReason``): Tetragon loaded the policy
+  there, but nothing it traces reaches the store and the node's pods are at
+  posture None, so the policy must not read Ready on that node.
 
 ``nodesTotal`` = running + partial + failed + pending + stale + native.
 ``failures`` lists the first ``max_messages`` failed, partial or unreachable
@@ -74,7 +80,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stellaops_runtime.controller.loaded_version import Version, not_from_api, reported_version, speaks_of
-from stellaops_runtime.controller.rollout_partial import MAX_MESSAGE_CHARS, partial_entry
+from stellaops_runtime.controller.rollout_partial import MAX_MESSAGE_CHARS, no_source_entry, partial_entry
 
 # NOT_FROM_API: Tetragon lists only a policy of the name it loaded from no Kubernetes object.
 FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "NOT_FROM_API"})
@@ -125,6 +131,7 @@ class NodeReport:
     unreachable: bool = False  # a fresh Tetragon node whose agent cannot reach Tetragon
     unreachable_since: datetime | None = None  # Ready=False's lastTransitionTime (None: not said)
     unreachable_message: str = ""
+    no_source: str | None = None  # source none, Tetragon reachable: why the agent gets no events
     beat: datetime | None = None  # heartbeatTime: when the agent made this report
     # every entry of a key the node listed more than once, in its order (``loaded`` holds the first)
     repeated: Mapping[tuple[str, str], tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
@@ -199,6 +206,7 @@ def index_nodes(
                 else:
                     loaded[key] = entry
         down, since, message = _unreachable(status)
+        deaf = str(status.get("source") or "") == "none" and not down  # loaded there, but not observed
         out.append(
             NodeReport(
                 name=name,
@@ -207,6 +215,7 @@ def index_nodes(
                 unreachable=down,
                 unreachable_since=since,
                 unreachable_message=message,
+                no_source=str(status.get("maxPostureReason") or "")[:MAX_MESSAGE_CHARS] if deaf else None,
                 beat=beat,
                 repeated=repeated,
             )
@@ -247,6 +256,8 @@ def fold_rollout(
         kind, problems = _node_outcome(report, wanted, written or {}, versions or {})
         if kind == "pending" and report.unreachable:
             problems = [_unreachable_entry(report, wanted)]
+        elif kind == "running" and report.no_source is not None:  # nothing it traces reaches us there
+            kind, problems = "pending", [no_source_entry(report.name, wanted, report.no_source)]
         counts[kind] += 1
         if problems and len(failures) < max_messages:
             failures.extend(problems)

@@ -1,14 +1,16 @@
-"""How a node's partial load of a policy reads in its rollout's ``failures``: the hooks that did not load.
+"""How a node that does not fully run a policy reads in its rollout's ``failures``.
 
 Split from ``controller.rollout`` (which folds the nodes): a ``PARTIALLY_ENABLED``
 entry's ``failedHooks`` (the agent's copy of Tetragon's ``hook_statuses``)
 become ``kprobes[1] do_sys_foo: CALL_NOT_FOUND`` texts and one failure
-entry whose message starts ``N of M hooks loaded``.
+entry whose message starts ``N of M hooks loaded``; a node whose Tetragon
+loaded the policy while its agent gets no events (``source: none``) gets one
+``NoEventSource`` entry (``no_source_entry``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_MESSAGE_CHARS = 512
@@ -38,4 +40,20 @@ def partial_entry(node: str, policy: str, entry: Mapping[str, Any]) -> dict[str,
         "state": "PARTIALLY_ENABLED",
         "message": (f"{head}: {detail}" if detail else head)[:MAX_MESSAGE_CHARS],
         "hooks": hooks[:MAX_HOOKS_LISTED],
+    }
+
+
+NO_SOURCE_STATE = "NoEventSource"
+
+
+def no_source_entry(node: str, wanted: Sequence[tuple[str, str]], why: str) -> dict[str, Any]:
+    """The ``failures`` entry of a node whose Tetragon runs the policy while its agent gets no events
+    from it (``source: none``; ``why``: the agent's ``maxPostureReason``)."""
+    ns, name = wanted[0] if wanted else ("", "")
+    message = "the agent gets no events here (source none), so nothing it traces is observed"
+    return {
+        "node": node,
+        "policy": f"{ns}/{name}" if ns else name,
+        "state": NO_SOURCE_STATE,
+        "message": (f"{message}: {why}" if why else message)[:MAX_MESSAGE_CHARS],
     }

@@ -1,0 +1,100 @@
+"""A policy is not Ready on a node whose agent gets no events, however Tetragon loaded it.
+
+A node whose Tetragon lists the policy's object ``ENABLED`` while the agent's
+own event stream from Tetragon is not connected reports ``source: none`` (its
+pods are at posture None there). The policy's rollout counted such a node as
+running, so the policy read Ready (``RolledOut``, "1/1 nodes running") about a
+node where nothing it traces reaches the store. Such a node now counts as
+pending, with a ``NoEventSource`` entry in ``rollout.failures``, and the
+policy's Progressing message says why; once the stream connects it is running
+and the policy Ready. Through the real operator (kopf) against kmock; the
+report is the agent's own ``build_status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from stellaops_runtime.agent.node_status import build_status
+from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
+from stellaops_runtime.kube import resources as r
+from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+from tests.integration.test_operator_clock_skew import SPEC
+from tests.integration.test_operator_observer_backing import CAPS, UP
+from tests.integration.test_operator_policies import condition
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NS, NODE, TP = "shop", "node-deaf", "stellaops-web"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    async with Cluster(tmp_path_factory.mktemp("kube")) as c:
+        await c.create(obj("v1", "Namespace", NS))
+        await c.create(obj("v1", "Node", NODE))
+        await c.create(obj(API_VERSION, NODE_KIND, NODE, spec={"nodeName": NODE}))
+        yield c
+
+
+async def _report(cluster: Cluster, *, stream_connected: bool) -> None:
+    """The agent's report: Tetragon answers and lists the policy's object ENABLED (this version)."""
+    meta = (cluster.stored(r.TRACING_POLICIES_NAMESPACED, TP, NS) or {})["metadata"]
+    entry = {"name": TP, "namespace": NS, "state": "ENABLED", "sensors": ["generic_tracepoint_sensor"]}
+    entry |= {"objectUid": meta["uid"], "objectGeneration": meta["generation"]}
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    st: dict[str, Any] = build_status(
+        capabilities=CAPS,
+        tetragon=UP,
+        policies=[entry],
+        existing_conditions=None,
+        now=stamp,
+        stream_connected=stream_connected,
+    )
+    assert st["source"] == ("tetragon" if stream_connected else "none")
+    await cluster.patch(r.OBSERVATION_NODES, NODE, {"status": st | {"heartbeatTime": stamp}}, status=True)
+
+
+def _policy(cluster: Cluster) -> dict[str, Any]:
+    return cluster.stored(r.OBSERVATION_POLICIES, "web", NS) or {}
+
+
+def _true(cluster: Cluster) -> str:
+    return next(
+        (
+            t
+            for t in ("Ready", "Progressing", "Degraded")
+            if condition(_policy(cluster), t).get("status") == "True"
+        ),
+        "",
+    )
+
+
+async def test_a_node_whose_agent_gets_no_events_does_not_make_the_policy_ready(cluster: Cluster) -> None:
+    config = fast_config(cluster, stale_after_seconds=60.0, tetragon_unreachable_seconds=3600.0)
+    async with OperatorRun(cluster, config) as op:
+        await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
+        await wait_for(lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, TP, NS), what="rendered")
+        await _report(cluster, stream_connected=False)
+        await wait_for(
+            lambda: (_policy(cluster).get("status") or {}).get("rollout", {}).get("nodesTotal") == 1
+        )
+        await op.settle()
+        rollout = _policy(cluster)["status"]["rollout"]
+        assert (rollout["nodesRunning"], rollout["nodesPending"]) == (0, 1), rollout
+        assert [(f["node"], f["policy"], f["state"]) for f in rollout["failures"]] == [
+            (NODE, f"{NS}/{TP}", "NoEventSource")
+        ]
+        assert "event stream is not connected" in rollout["failures"][0]["message"]
+        assert _true(cluster) == "Progressing"
+        message = condition(_policy(cluster), "Progressing")["message"]
+        assert "no event source" in message and NODE in message, message
+
+        await _report(cluster, stream_connected=True)  # the stream connects: the node observes
+        await wait_for(lambda: _true(cluster) == "Ready", what="Ready once the agent gets events")
+        assert _policy(cluster)["status"]["rollout"]["failures"] == []
