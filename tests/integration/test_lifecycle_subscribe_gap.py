@@ -205,9 +205,14 @@ def test_docker_a_container_removed_before_it_was_read_keeps_the_sample_out_of_s
         while d.docker("ps", "-aq", "--no-trunc", "--filter", f"id={cid}").strip():
             assert time.monotonic() < deadline, "docker removed the container"
             time.sleep(0.05)
+        gone_ns = time.time_ns()
+        assert s.state() == "in_sync"  # its start not read yet: the registry says nothing of it
         client.released.set()
         w.wait_for(lambda e: e.container_id == cid and str(e.event_type) == "delete")
         assert s.state() == "not_in_sync"
+        # It ran before that sample in sync: the time the registry missed reaches back to its start.
+        holes = s.part.runs.containers._holes
+        assert holes and holes[0][0] < gone_ns
         assert s.state() == "in_sync"
 
 

@@ -305,6 +305,7 @@ def test_a_runtime_stream_cut_and_listed_again_between_two_samples_is_a_hole() -
 
     class Observer:
         stats, unwatched, synced = Stats(), (), Synced()
+        take_unwatched_from = staticmethod(lambda: 0)  # no run the registry missed
 
         class registry:
             removals = 0
@@ -372,6 +373,7 @@ def test_a_container_created_and_removed_between_two_samples_is_a_run() -> None:
 
     class Observer:
         stats, unwatched, synced = Stats(), (), Synced()
+        take_unwatched_from = staticmethod(lambda: 0)  # no run the registry missed
 
     Observer.registry = registry  # type: ignore[attr-defined]
 
@@ -435,6 +437,7 @@ def test_more_removals_between_two_samples_than_kept_is_a_hole() -> None:
 
     class Observer:
         stats, unwatched, synced = Stats(), (), Synced()
+        take_unwatched_from = staticmethod(lambda: 0)  # no run the registry missed
 
         class registry:
             removals = 0
@@ -470,3 +473,77 @@ def test_more_removals_between_two_samples_than_kept_is_a_hole() -> None:
     rows = [o for o in lp.pipeline.drain()[1] if o.event_count]
     assert final(rows).evidenced is Posture.ACTIVE_TRACING
     assert final(rows, win=T0 + 2 * W).evidenced is Posture.EBPF_DEEP
+
+
+def test_a_run_read_late_and_gone_makes_a_hole_from_its_start() -> None:
+    """A container started, ran and was removed before the observer read it (its start handled after
+    a sample that was in sync: events read late, or the events received before a connection's mark
+    applied after its list). It counts in lifecycle_unwatched_starts, and the time it ran, not only
+    the time since the latest sample in sync, is a hole: here it ran in the window before that
+    sample, where the traced sibling's events must not read EbpfDeep."""
+
+    class Stats:
+        connects, connected, unwatched_starts = 1, True, 0
+
+    class Synced:
+        def is_set(self) -> bool:
+            return True
+
+    class Observer:
+        stats, unwatched, synced = Stats(), (), Synced()
+        unread_from = 0  # the earliest start of such a run since the last sample (0: none)
+
+        def take_unwatched_from(self) -> int:
+            took, self.unread_from = self.unread_from, 0
+            return took
+
+        class registry:
+            removals = 0
+
+            @staticmethod
+            def records() -> list[ContainerRecord]:
+                return [_record(TRACED)]
+
+            @staticmethod
+            def removed_since(_: int) -> tuple[list[ContainerRecord], bool]:
+                return [], False
+
+    class Source:
+        connected, connects = True, 1
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    lp = _lifecycle_part()
+    obs = Observer()
+    lp.observer = obs  # type: ignore[assignment]
+    clock = iter([T0 + 59 * S, T0 + 61 * S, T0 + 62 * S, T0 + 63 * S])
+    import stellaops_runtime.agent.lifecycle_part as part
+
+    real = part.now_pair
+    part.now_pair = lambda: (next(clock), None)  # type: ignore[assignment]
+    try:
+        asyncio.run(lp._sample_once(in_pipeline, Source))  # 59 s: in sync
+        asyncio.run(lp._sample_once(in_pipeline, Source))  # 61 s: in sync, the start not read yet
+        Stats.unwatched_starts += 1  # read at 61.5 s: it started at 59.5 s, and was gone
+        obs.unread_from = T0 + 59 * S + S // 2
+        asyncio.run(lp._sample_once(in_pipeline, Source))  # 62 s: not in sync
+        asyncio.run(lp._sample_once(in_pipeline, Source))  # 63 s: in sync again
+    finally:
+        part.now_pair = real  # type: ignore[assignment]
+    lp.pipeline.aggregator.observe(stacked(2))
+    rows = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert final(rows).evidenced is Posture.ACTIVE_TRACING
+
+
+def test_a_hole_reaching_back_before_the_latest_widens_it() -> None:
+    """hole() with a start before the latest hole's (a run learnt of late): the earlier time is in."""
+    c = ContainerRuns(60)
+    c.hole(100 * S, 200 * S)
+    c.hole(50 * S, 210 * S)
+    assert c.unsure(0) and c.unsure(150 * S) and not c.unsure(300 * S)
+    o = ContainerRuns(60)
+    o.update(100 * S, True, [])
+    o.update(200 * S, False, [])  # an open hole from 100 s
+    o.hole(30 * S, 250 * S)
+    assert o.unsure(0)

@@ -201,3 +201,23 @@ def test_the_generated_cri_code_is_fresh_and_the_check_sees_a_stale_copy(tmp_pat
     generate.generate(copy)
     (copy / "leftover_pb2.py").write_text("")
     assert generate.stale_files(committed_dir=copy) == ["leftover_pb2.py"]
+
+
+def test_the_start_of_a_cri_event_is_its_containers_creation_else_a_start_events_time() -> None:
+    """What a run the registry missed reaches back to (lifecycle_part's hole from its start)."""
+    from stellaops_runtime.lifecycle.cri_records import event_start
+    from stellaops_runtime.wire.cri import api_pb2
+
+    created, at = 1_790_000_000_000_000_000, 1_790_000_005_000_000_000
+    stopped = api_pb2.ContainerEventResponse(
+        container_id="c", container_event_type=api_pb2.CONTAINER_STOPPED_EVENT, created_at=at
+    )
+    assert event_start(stopped) is None  # a stop's time is not its start
+    stopped.containers_statuses.add(id="c", created_at=created)
+    assert event_start(stopped) == datetime.fromtimestamp(created // 10**9, UTC)
+    started = api_pb2.ContainerEventResponse(
+        container_id="c", container_event_type=api_pb2.CONTAINER_STARTED_EVENT, created_at=at
+    )
+    assert event_start(started) == datetime.fromtimestamp(at // 10**9, UTC)
+    started.created_at = -5  # nonsense: not known
+    assert event_start(started) is None

@@ -190,6 +190,8 @@ class LifecyclePart:
             bool(obs.unwatched) or obs.stats.unwatched_starts != self._unwatched_seen,
             obs.stats.unwatched_starts,
         )
+        # Such a run may have started before the latest sample in sync (read late): from its start.
+        unread_from = obs.take_unwatched_from()
         runtime_known = obs.stats.connected and obs.synced.is_set() and not unwatched
         now, boot = now_pair()  # the boot clock measures the time between samples if the wall clock steps
         # While the source is away the registry still says what ran: those images' time is a gap.
@@ -206,6 +208,8 @@ class LifecyclePart:
         if listed is not None and (lost or 0 < listed[0] != obs.stats.connects):
             # cut and listed again since, or more removals than the registry keeps: runs may be missed
             await in_pipeline(self.runs.containers.hole, listed[1], now)
+        if 0 < unread_from < now:
+            await in_pipeline(self.runs.containers.hole, unread_from, now)
         if watching and self._seen is not None and seen != self._seen:
             # a reconnect since the last sample
             await in_pipeline(self._tick, now, False, records, True, boot)

@@ -84,10 +84,10 @@ class ContainerRuns:
         (its runtime's event stream was cut and listed again between two samples)."""
         if self._holes:
             last = self._holes[-1]
-            if last[1] == 0:
-                return  # an open one covers it
-            if last[1] >= from_ns:
-                last[1] = max(last[1], to_ns)
+            if last[1] == 0 or last[1] >= from_ns:  # it meets the latest (open: still going)
+                last[0] = min(last[0], from_ns)  # a run learnt of late reaches back before it
+                if last[1]:
+                    last[1] = max(last[1], to_ns)
                 return
         self._holes.append([from_ns, to_ns])
         if len(self._holes) > MAX_HOLES:  # bounded: the two oldest become one, wider

@@ -80,8 +80,18 @@ class LifecycleObserver:
         # namespace): while there is one, a silent container of any image may be running.
         self.unwatched: set[tuple[str, str]] = set()
         self.on_sync = on_sync  # called after each rebuild, before that connection's first event
+        # The earliest start (ns) of a run counted in ``stats.unwatched_starts`` since the agent's
+        # last sample took it (0: none): the time the registry missed reaches back to it.
+        self._unwatched_from = 0
 
     # -- the API ---------------------------------------------------------------
+
+    def take_unwatched_from(self) -> int:
+        """The earliest start (ns since the epoch) of a run the registry could not name, since the last
+        call (0: none, or none with a known start). The agent's sample makes the time from there a
+        hole (agent/lifecycle_part.py): that container may have run before the sample in sync."""
+        took, self._unwatched_from = self._unwatched_from, 0
+        return took
 
     def by_cgroup(self, cgroup_id: int) -> ContainerRecord | None:
         """The running container in cgroup ``cgroup_id`` (a copy), or ``None``."""
@@ -134,6 +144,15 @@ class LifecycleObserver:
 
     async def _close(self) -> None:
         raise NotImplementedError
+
+    def _unwatched_start(self, started: datetime | None) -> None:
+        """A container ran that the registry cannot name (another namespace's, or gone before it
+        could be read): the agent's next sample is not in sync, and, when its start is known, the
+        time since then is a hole (``take_unwatched_from``)."""
+        self.stats.unwatched_starts += 1
+        ns = int(started.timestamp() * 1_000_000_000) if started is not None else 0
+        if ns > 0 and (self._unwatched_from == 0 or ns < self._unwatched_from):
+            self._unwatched_from = ns
 
     def _synced(self) -> None:
         """Call after the rebuild of a new connection, before its first event."""

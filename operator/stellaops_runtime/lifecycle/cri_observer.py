@@ -51,6 +51,7 @@ from stellaops_runtime.lifecycle.cri_records import (
     VerboseFacts,
     container_record,
     digest_in_ref,
+    event_start,
     ns_time,
     pick_repo_digest,
     pod_of,
@@ -241,7 +242,7 @@ class CriObserver(LifecycleObserver):
                 if old is not None:
                     records.append(old)
                 elif c.state in (api_pb2.CONTAINER_RUNNING, api_pb2.CONTAINER_EXITED):
-                    self._unread_run(c.id)
+                    self._unread_run(c.id, ns_time(c.created_at))
                 continue
             rec, created_at = got
             out += self._emit(old, rec, created_at, announce=announce, topic="relist")
@@ -299,9 +300,10 @@ class CriObserver(LifecycleObserver):
             self._digests[key] = pick_repo_digest(repo_digests, st.image.image)
         return self._digests[key]
 
-    def _unread_run(self, cid: str) -> None:
-        """It ran, and was gone when its status was asked: no run of its image, so not in sync."""
-        self.stats.unwatched_starts += 1
+    def _unread_run(self, cid: str, since: datetime | None) -> None:
+        """It ran, and was gone when its status was asked: no run of its image, so not in sync, and
+        the time since ``since`` (its creation, when known) is a hole (base.take_unwatched_from)."""
+        self._unwatched_start(since)
         log.info("CRI container %.80s ran and was gone before its status could be read", cid)
 
     def _problem(self, cid: str, problem: str) -> None:
@@ -354,7 +356,7 @@ class CriObserver(LifecycleObserver):
                 api_pb2.CONTAINER_STARTED_EVENT,
                 api_pb2.CONTAINER_STOPPED_EVENT,
             ):
-                self._unread_run(cid)
+                self._unread_run(cid, event_start(msg))
             return []
         rec, created_at = got
         out = self._emit(old, rec, created_at or ns_time(msg.created_at), announce=True, topic=kind)

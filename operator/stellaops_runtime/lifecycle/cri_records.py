@@ -83,6 +83,15 @@ def ns_time(value: object) -> datetime | None:
     return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=nanos // 1000)
 
 
+def event_start(msg: api_pb2.ContainerEventResponse) -> datetime | None:
+    """When the container of a CRI event started, at the latest: its creation (the event's
+    statuses), else the event's time when it is a start; None when not known."""
+    created = [t for s in msg.containers_statuses if (t := ns_time(s.created_at))]
+    if created:
+        return min(created)
+    return ns_time(msg.created_at) if msg.container_event_type == api_pb2.CONTAINER_STARTED_EVENT else None
+
+
 def bounded(values: Mapping[str, str], what: str) -> tuple[dict[str, str], str]:
     """The label/annotation entries within the size limits and without NUL; why others were dropped."""
     kept: dict[str, str] = {}

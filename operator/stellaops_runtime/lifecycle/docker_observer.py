@@ -152,7 +152,10 @@ class DockerObserver(LifecycleObserver):
                 if rec is not None:
                     records.append(rec)
                 elif item.get("State") in ("running", "paused", "restarting", "exited", "dead"):
-                    self.stats.unwatched_starts += 1  # it ran, and was removed before its inspect
+                    # it ran, and was removed before its inspect: since it was created, at the latest
+                    created = item.get("Created")
+                    ok = isinstance(created, int) and not isinstance(created, bool) and 0 < created < 2**33
+                    self._unwatched_start(datetime.fromtimestamp(created, tz=UTC) if ok else None)
         self._rebuilt(records)
         for rec in records:
             self._find_cgroup(self.registry.get("", rec.container_id) or rec)
@@ -279,7 +282,7 @@ class DockerObserver(LifecycleObserver):
         rec = await self._fetch(cid)
         if rec is None:
             if action == "start":  # it ran, and was removed before it could be read (observer.py)
-                self.stats.unwatched_starts += 1
+                self._unwatched_start(ts)
             return []
         if old is not None and action in ("die", "stop", "oom"):
             rec.pid = rec.pid or old.pid

@@ -154,7 +154,7 @@ class ContainerdObserver(LifecycleObserver):
             return
         key = (d.namespace, cid)
         if isinstance(p, events_pb2.TaskStart):
-            self.stats.unwatched_starts += 1  # the agent's next sample is not in sync, whatever follows
+            self._unwatched_start(d.timestamp)  # the next sample is not in sync, whatever follows
             if len(cid) > ID_MAX or len(d.namespace) > ID_MAX:
                 return  # no container containerd can have (a forged event): not held
             if key not in self.unwatched and len(self.unwatched) < UNWATCHED_MAX:
@@ -293,7 +293,7 @@ class ContainerdObserver(LifecycleObserver):
             if isinstance(p, events_pb2.TaskStart):
                 # It ran, but containerd no longer had its container when asked (removed at once,
                 # read late): an image the registry cannot name, as a start in another namespace.
-                self.stats.unwatched_starts += 1
+                self._unwatched_start(ts)
                 log.info("container %s started and was gone before it could be read", cid[:64])
             return []
         if isinstance(p, events_pb2.TaskCreate):
