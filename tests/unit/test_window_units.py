@@ -119,12 +119,16 @@ def test_a_window_whose_containers_were_dropped_reads_active_tracing_at_most() -
     a = HotSymbolAggregator(window_seconds=60, min_confidence=0.0)
     a.observe(ev(EventKind.KPROBE, 1, "c2"))  # the weak container, early in the window
     a.drain()
+    # its calls later that day (an idle container, not an unwatched one: else its first window
+    # carries the day's mark, test_day_calls_late_window.py)
+    a.observe(ev(EventKind.KPROBE, 90, "c2", stack=True))
+    a.drain()
     for _ in range(KEEP_DRAINS + 1):  # the window is quiet for longer than its containers are kept
         a.drain()
     a.observe(ev(EventKind.KPROBE, 30, "c1", stack=True))
     (row,) = a.drain()[1]
     assert row.posture is Posture.EBPF_DEEP and row.evidenced is Posture.ACTIVE_TRACING
-    a.observe(ev(EventKind.KPROBE, 61, "c1", stack=True))  # a later window is unaffected
+    a.observe(ev(EventKind.KPROBE, 121, "c1", stack=True))  # a later window is unaffected
     (row,) = a.drain()[1]
     assert row.evidenced is Posture.EBPF_DEEP
 

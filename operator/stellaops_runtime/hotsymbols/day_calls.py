@@ -74,6 +74,7 @@ class DayCalls:
     """Per (image, node, UTC day): the containers seen with calls, and the first window of each other one."""
 
     __slots__ = (
+        "_at",
         "_blind_upto",
         "_called",
         "_dirty",
@@ -93,6 +94,10 @@ class DayCalls:
         # (image, node, day) -> container not yet seen with calls -> [its first window, that window's
         # own rank, the rank written for it]
         self._first: dict[_Day, dict[str, list[int]]] = {}
+        # (image, node, day) -> window -> the containers in _first whose first window it is: the window
+        # is judged by them all, not only by the containers it holds in the drain that writes it (a
+        # late event after its containers were dropped, window_units.py KEEP_DRAINS)
+        self._at: dict[_Day, dict[int, set[str]]] = {}
         self._dirty: set[_Day] = set()  # days with a container newly seen with calls
         self._latest = 0  # the newest day noted
         self._floor = -1  # the days before it are forgotten
@@ -126,29 +131,31 @@ class DayCalls:
 
     def judge(self, image: str, node: str, win: int, rank: int, units: Iterable[str]) -> int:
         """The window's ``evidenced`` rank to write: ``rank``, or :data:`UNWATCHED` when it is the
-        first window that day of a container that ran in it (``units``) and has shown no call that
-        day while another container has (on the day the agent started or before it: whether or not
-        another has, as far as this agent saw); on a day forgotten or dropped past the bound, any window
-        of a container not seen with calls since."""
+        first window that day of a container that ran in it (``units``, or one judged in it before:
+        written again by a late event after its containers were dropped, it is still that one's
+        first window) and has shown no call that day while another container has (on the day the
+        agent started or before it: whether or not another has, as far as this agent saw); on a day
+        forgotten or dropped past the bound, any window of a container not seen with calls since."""
         day = win // DAY_NS
         key = (image, node, day)
         called = self._called.get(key, set())
         if day < self._floor or key in self._spilled:  # its first windows are not known any more
             return UNWATCHED if any(unit_id(u) not in called for u in units) else rank
         firsts = self._first.get(key)
-        mine: list[list[int]] = []
         for u in map(unit_id, units):
             if u in called:
                 continue
             if firsts is None:
                 firsts = self._first[key] = {}
                 self._latest = max(self._latest, day)
-            entry = firsts.get(u)
-            if entry is None:
-                entry = firsts[u] = [win, rank, rank]
+            if u not in firsts:
+                firsts[u] = [win, rank, rank]
+                self._at.setdefault(key, {}).setdefault(win, set()).add(u)
                 self._size += 1
-            if entry[0] == win:
-                mine.append(entry)
+        # every container whose first window this is and that has shown no call yet, whether or not
+        # it is among ``units`` this time
+        waiting = self._at.get(key, {}).get(win, ()) if firsts else ()
+        mine = [firsts[u] for u in waiting if u not in called] if firsts else []
         blind = day <= self._blind_upto and not image.startswith(_ONE_UNIT)
         value = UNWATCHED if mine and (called or blind) else rank
         for entry in mine:
@@ -173,12 +180,18 @@ class DayCalls:
             image, node, _ = key
             wins: dict[int, list[list[int]]] = {}  # window -> the entries of containers still unseen
             was: dict[int, tuple[int, int]] = {}  # window -> (its own rank, the rank written)
+            at = self._at.get(key, {})
             for u, entry in list(firsts.items()):
                 win = entry[0]
                 was.setdefault(win, (entry[1], entry[2]))
                 if u in called:
                     del firsts[u]
                     self._size -= 1
+                    waiting = at.get(win)
+                    if waiting is not None:
+                        waiting.discard(u)
+                        if not waiting:
+                            del at[win]
                 else:
                     wins.setdefault(win, []).append(entry)
             for win, (rank, said) in was.items():
@@ -214,6 +227,7 @@ class DayCalls:
         self._ncalled -= len(self._called.pop(key, ()))
         self._spilled.discard(key)
         self._dirty.discard(key)
+        self._at.pop(key, None)
         firsts = self._first.pop(key, None)
         if firsts:
             self._size -= len(firsts)
