@@ -203,8 +203,10 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         # A user with an empty password or GitHub's ``x-oauth-basic`` placeholder is
         # itself the token (``https://<token>:x-oauth-basic@github.com/org/repo``).
         r":(?<=[A-Za-z0-9]:)//(?:(?P<s_2>[^\s:/@]+):(?:x-oauth-basic)?(?=@)"
-        r"|[^\s:/@]*:(?P<s>[^\s/]+)(?=@))",
-        triggers=("://",),
+        r"|[^\s:/@]*:(?P<s>[^\s/]+)(?=@))"
+        # Oracle's JDBC thin/OCI URL: jdbc:oracle:thin:user/password@host (no "//" before the user)
+        r"|j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]+/(?P<s_3>[^\s@]+)(?=@)",
+        triggers=("://", "jdbc:oracle:"),
     ),
     SecretPattern(
         "authorization_header",
@@ -340,6 +342,7 @@ _TAIL_ALTERNATIVES: tuple[str, ...] = (
     # password: the user may be the token (``https://<token>:x-oauth-basic@github.com``)
     rf":(?<=[A-Za-z0-9]:)//(?P<s>[^\s:/@]+(?::{_prefixes('x-oauth-basic')})?)\Z",
     r":(?<=[A-Za-z0-9]:)//[^\s:/@]*:(?P<s>[^\s@/]+)\Z",
+    r"j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]+/(?P<s>[^\s@]+)\Z",
     r"A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s>[A-Za-z0-9_-]+)\Z",
     r"g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s>[A-Za-z0-9_]+)\Z",
     r"x(?<![A-Za-z0-9_-]x)(?:ox[abeoprs]|app)-(?P<s>[A-Za-z0-9-]+)\Z",
