@@ -103,3 +103,54 @@ async def test_a_pod_on_a_node_that_failed_to_load_its_uprobes_is_not_deep(
     )
     assert pod_posture(cluster, "web-bad", NS)[2] == {OBSERVE_LABEL, OBSERVE_DEEP_LABEL}
     assert UPROBES not in pod_posture(cluster, "web-bad", NS)[1]
+
+
+async def test_an_old_version_listed_failed_beside_the_loaded_one_does_not_cap_the_pod(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """Tetragon lists the uprobes object twice: an object of the name before (LOAD_ERROR; deleted and
+    created again, as a GitOps prune and re-apply does) and the one the operator wrote (ENABLED, named
+    by its uid and generation). The policy's rollout counts the node running; the
+    pod there keeps its level (it was capped on the old version's failure)."""
+    await cluster.create(
+        obj(
+            API_VERSION,
+            POLICY_KIND,
+            "api",
+            namespace=NS,
+            spec=WEB | {"podSelector": {"matchLabels": {"app": "api"}}},
+        )
+    )
+    syscalls, uprobes = tetragon_policy_names(name="api")
+    await wait_for(lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, uprobes, NS), what="rendered")
+    pod = _pod("api-bad", BAD)
+    pod["metadata"]["labels"] = {"app": "api"}
+    await cluster.create(pod)
+
+    def version(name: str) -> dict:
+        meta = (cluster.stored(r.TRACING_POLICIES_NAMESPACED, name, NS) or {})["metadata"]
+        return {"objectUid": meta["uid"], "objectGeneration": meta["generation"]}
+
+    now = version(uprobes)
+    old = {"objectUid": "a-deleted-object-of-the-name", "objectGeneration": 1}  # pruned and re-applied
+    policies = [
+        {"name": syscalls, "namespace": NS, "state": "ENABLED"} | version(syscalls),
+        {"name": uprobes, "namespace": NS, "state": "LOAD_ERROR", "error": ERROR} | old,
+        {"name": uprobes, "namespace": NS, "state": "ENABLED"} | now,
+    ]
+    beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await cluster.patch(
+        r.OBSERVATION_NODES, BAD, {"status": {"policies": policies, "heartbeatTime": beat}}, status=True
+    )
+
+    def rollout() -> dict:
+        return ((cluster.stored(r.OBSERVATION_POLICIES, "api", NS) or {}).get("status") or {}).get(
+            "rollout"
+        ) or {}
+
+    await wait_for(
+        lambda: rollout().get("nodesTotal") == 2 and rollout().get("nodesPending") == 1, what="folded"
+    )
+    await operator.settle()
+    assert rollout()["nodesFailed"] == 0  # the policy: node-bad runs the current version
+    assert pod_posture(cluster, "api-bad", NS)[0] == "EbpfDeep", pod_posture(cluster, "api-bad", NS)

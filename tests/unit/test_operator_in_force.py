@@ -112,7 +112,7 @@ def test_a_failed_entry_beside_an_enabled_one_of_the_name_still_fails() -> None:
 
 def test_only_a_policy_of_our_name_not_from_the_api_server_means_ours_is_not_loaded() -> None:
     held = load_failures([_entry("stellaops-web-uprobes", "ENABLED", fromObject=False)])
-    assert held[("shop", "stellaops-web-uprobes")][0] == "NOT_FROM_API"
+    assert held[("shop", "stellaops-web-uprobes")][0][0] == "NOT_FROM_API"
     # ... while ours is listed beside it, ours decides
     ours = [
         _entry("stellaops-web-uprobes", "ENABLED", fromObject=False),
@@ -134,3 +134,26 @@ def test_a_huge_error_is_cut_in_the_reason() -> None:
     failures = load_failures([_entry("stellaops-web-uprobes", "LOAD_ERROR", error="x" * 100_000)])
     cap = node_load_cap(OBJECTS, failures, node="n")
     assert cap is not None and len(cap[1]) < 600
+
+
+def test_an_old_version_listed_failed_beside_the_loaded_current_one_caps_nothing() -> None:
+    # Tetragon lists the uprobes object twice: the generation before (LOAD_ERROR) and the one the
+    # operator wrote since (ENABLED). The rollout counts the node running (only the current version
+    # speaks for it); the pods there must not be capped on the old version's failure.
+    key = ("shop", "stellaops-web-uprobes")
+    listed = [
+        _entry("stellaops-web-uprobes", "LOAD_ERROR", error="old", objectUid="u1", objectGeneration=1),
+        _entry("stellaops-web-uprobes", "ENABLED", objectUid="u1", objectGeneration=2),
+    ]
+    for order in (1, -1):
+        failures = load_failures(listed[::order])
+        assert node_load_cap(OBJECTS, failures, node="n", versions={key: ("u1", 2)}) is None
+        # the current version failed while the old one is listed running: capped
+        cap = node_load_cap(OBJECTS, failures, node="n", versions={key: ("u1", 1)})
+        assert cap is not None and cap[0] == Posture.ACTIVE_TRACING and "'old'" in cap[1]
+        # the operator's version unknown, or named by no entry (not reloaded yet): the worst decides
+        for versions in (None, {}, {key: ("u1", 3)}, {key: ("u2", 2)}):
+            assert node_load_cap(OBJECTS, failures, node="n", versions=versions) is not None
+    # an entry that names no version may be the current one: it still fails the object
+    unnamed = [_entry("stellaops-web-uprobes", "LOAD_ERROR"), listed[1]]
+    assert node_load_cap(OBJECTS, load_failures(unnamed), node="n", versions={key: ("u1", 2)}) is not None

@@ -17,13 +17,19 @@ The same holds per node for what each node's Tetragon did with them
 (``load_failures``, ``node_load_cap``): an object the node's agent lists in
 a failed state (``LOAD_ERROR``, ``ERROR``, ``DISABLED``; or only a policy of
 its name that came from no Kubernetes object, ``NOT_FROM_API``) does not run
-there, whatever version of it was listed, so the policy gives the pods on that
+there, so the policy gives the pods on that
 node at most the level below what the object needs, and the reason names the
 node, the object, the state and Tetragon's error. An object listed running,
 pending (not listed yet, ``LOADING``) or ``PARTIALLY_ENABLED`` caps nothing:
 lowering a pod's level takes its level labels away, which would stop the
 hooks that did load (and a policy being rolled out would strip every pod's
 labels for a moment); the policy's own status says ``PartiallyLoaded``.
+Of an object listed more than once, the entries naming its current version
+(and those naming none) decide when one names it: a failed entry of an object
+of the name deleted since, or of another generation, beside the current one
+loaded, caps nothing, as the rollout counts that node running; when no entry
+names the current version (not reloaded yet), a failed one caps, whatever
+version it names: nothing of ours is known to run there.
 
 On a node whose working source is the native probes this does not apply:
 they read the policy from the probe ConfigMap, not from Tetragon's objects.
@@ -36,7 +42,7 @@ from dataclasses import replace
 from typing import Any
 
 from stellaops_runtime.contracts.posture import ORDER, Posture
-from stellaops_runtime.controller.loaded_version import not_from_api
+from stellaops_runtime.controller.loaded_version import Version, not_from_api, reported_version
 from stellaops_runtime.controller.posture import LEVEL_LABELS, PolicyView
 from stellaops_runtime.controller.rollout import FAILED_STATES, HELD_BY_ANOTHER, entry_state
 
@@ -44,7 +50,8 @@ InForceCap = tuple[Posture, str]  # (the highest level the applied objects give,
 ObjectRef = tuple[str, str]  # a Tetragon object as a node lists it: (namespace or "", name)
 # Of Tetragon's error, what a pod's reason shows (the reason is a pod annotation: 256 KiB for them all).
 ERROR_CHARS = 160
-LoadFailures = dict[ObjectRef, tuple[str, str]]  # -> (state, Tetragon's error) on one node
+Listed = tuple[str, str, Version | None]  # an entry of ours: (state, Tetragon's error, the version it names)
+LoadFailures = dict[ObjectRef, tuple[Listed, ...]]  # an object failed in some entry -> each entry of ours
 
 
 def object_level(obj: Mapping[str, Any]) -> Posture:
@@ -86,10 +93,9 @@ def capped(
 
 
 def load_failures(policies: Any) -> LoadFailures:
-    """The objects a node's ``status.policies`` lists only in a failed state: (state, error) each.
-
-    Of an object listed more than once, the worst of the entries from the API server decides;
-    listed only as a policy of its name not from the API server, it is ``NOT_FROM_API``.
+    """The objects a node's ``status.policies`` lists in a failed state, each with every entry of ours
+    (failed ones first); listed only as a policy of its name not from the API server, ``NOT_FROM_API``.
+    ``node_load_cap`` decides which entries speak for the object's current version.
     """
     by_key: dict[ObjectRef, list[Mapping[str, Any]]] = {}
     for entry in policies if isinstance(policies, list) else ():
@@ -99,24 +105,44 @@ def load_failures(policies: Any) -> LoadFailures:
     for key, entries in by_key.items():
         ours = [e for e in entries if not not_from_api(e)]
         if not ours:
-            out[key] = ("NOT_FROM_API", HELD_BY_ANOTHER)
+            out[key] = (("NOT_FROM_API", HELD_BY_ANOTHER, None),)
             continue
-        failed = [e for e in ours if entry_state(e) in FAILED_STATES]  # a failed entry is the worst
-        if failed:
-            out[key] = (entry_state(failed[0]), str(failed[0].get("error") or ""))
+        listed = [(entry_state(e), str(e.get("error") or ""), reported_version(e)) for e in ours]
+        if any(state in FAILED_STATES for state, _, _ in listed):
+            out[key] = tuple(sorted(listed, key=lambda e: e[0] not in FAILED_STATES))  # stable: in order
     return out
 
 
+def _failed(listed: tuple[Listed, ...], current: Version | None) -> tuple[str, str] | None:
+    """(state, error) of the failed entry that speaks for the object, or None when none does.
+
+    When an entry names the ``current`` version, an entry naming another (an object of the name
+    deleted since, an older generation) says nothing of it; one naming none might be it, and counts.
+    """
+    if current is not None and any(v == current for _, _, v in listed):
+        listed = tuple(e for e in listed if e[2] is None or e[2] == current)
+    return next(((state, error) for state, error, _ in listed if state in FAILED_STATES), None)
+
+
 def node_load_cap(
-    objects: Iterable[Mapping[str, Any]], failures: Mapping[ObjectRef, tuple[str, str]], *, node: str
+    objects: Iterable[Mapping[str, Any]],
+    failures: Mapping[ObjectRef, tuple[Listed, ...]],
+    *,
+    node: str,
+    versions: Mapping[ObjectRef, Version] | None = None,
 ) -> InForceCap | None:
-    """The cap a node's failed loads set on a policy (``objects``: its rendered ones), or None."""
+    """The cap a node's failed loads set on a policy (``objects``: its rendered ones), or None.
+
+    ``versions``: each object's (uid, generation) now (``owned.written_versions``), so a failed entry
+    of another version listed beside the loaded current one caps nothing (the rollout counts that
+    node running); without it, or with no entry naming it, the worst entry decides.
+    """
     failed: list[tuple[Posture, str, tuple[str, str]]] = []
     for o in objects:
         meta = o.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        if key in failures:
-            failed.append((object_level(o), key[1], failures[key]))
+        if key in failures and (found := _failed(failures[key], (versions or {}).get(key))) is not None:
+            failed.append((object_level(o), key[1], found))
     if not failed:
         return None
     cap = ORDER[min(level for level, _, _ in failed).rank - 1]

@@ -62,6 +62,7 @@ from stellaops_runtime.controller.state import (
     INDEX_PODS,
     INDEX_POLICIES,
     PodSnapshot,
+    obj_key,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
@@ -109,7 +110,15 @@ class PodReconciler(PolicyReconciler):
         caps: dict[tuple[str, str | None, str], InForceCap] = {}
         for v in views:
             rendered = self._rendered(v.kind, v.namespace, v.name)
-            cap = node_load_cap(rendered.tracing_policies, failures, node=node) if rendered else None
+            if rendered is None:
+                continue
+            objects = rendered.tracing_policies
+            if not any(
+                ((o["metadata"].get("namespace") or ""), o["metadata"]["name"]) in failures for o in objects
+            ):
+                continue
+            _, versions = self.written_versions({obj_key(o) for o in objects})  # which entry is current
+            cap = node_load_cap(objects, failures, node=node, versions=versions)
             if cap is not None:
                 caps[(v.kind, v.namespace, v.name)] = cap
         return capped(views, caps) if caps else views

@@ -194,7 +194,7 @@ class ReconcilerState:
         self._written: dict[Any, tuple[Any, Any]] = {}
         self._caps: dict[str, tuple[Any, NodeCapabilities | None]] = {}
         # per node: the Tetragon objects it lists as failed to load (reconcile_pods, in_force)
-        self._failures: dict[str, tuple[Any, dict[tuple[str, str], tuple[str, str]]]] = {}
+        self._failures: dict[str, tuple[Any, dict[tuple[str, str], tuple[Any, ...]]]] = {}
         self._reported_levels: set[tuple[str, str]] = set()
         self._node_state: dict[str, Any] = {}
         self._namespace_labels: dict[str, dict[str, str]] = {}
