@@ -7,7 +7,8 @@ was refused, no heartbeat was written and the node went stale (its pods at
 None, its policies' rollouts counting it stale). Now at most
 ``MAX_POLICY_ENTRIES`` entries and ``POLICY_ENTRIES_BYTES`` of them are kept,
 ``policiesOmitted`` counts the rest, and the entries the operator needs most
-are kept first: failed and partial loads, then the operator's own objects.
+are kept first: the operator's own objects (their failed and partial loads first), then other
+failed and partial loads.
 """
 
 from __future__ import annotations
@@ -86,3 +87,19 @@ def test_an_entry_with_endless_sensors_is_bounded() -> None:
 @pytest.mark.parametrize("policies", [None, []])
 def test_no_list_is_an_empty_list(policies: list[dict[str, Any]] | None) -> None:
     assert bounded_policies(policies) == ([], 0)
+
+
+def test_the_operators_objects_are_kept_before_other_owners_failures() -> None:
+    # 1,200 policies of another tool that all fail to load, listed before ours (Tetragon's order is by
+    # namespace and name): the operator reads only entries of its own names, and an object of ours
+    # left out counts as pending (its LOAD_ERROR unseen: the pods there kept their level)
+    policies = [_entry(i, "LOAD_ERROR", error="bad kprobe") for i in range(1200)]
+    ours = [
+        _entry(0, name="stellaops-web") | {"namespace": "shop"},
+        _entry(0, "LOAD_ERROR", name="stellaops-web-uprobes", error="no such file") | {"namespace": "shop"},
+    ]
+    kept, omitted = bounded_policies(policies + ours)
+    names = [p["name"] for p in kept]
+    assert {"stellaops-web", "stellaops-web-uprobes"} <= set(names), omitted
+    assert len(kept) == MAX_POLICY_ENTRIES and omitted == 1202 - MAX_POLICY_ENTRIES
+    assert names[-2:] == ["stellaops-web", "stellaops-web-uprobes"]  # still in Tetragon's order

@@ -202,7 +202,8 @@ MAX_POLICY_ENTRIES = 1000
 POLICY_ENTRIES_BYTES = 512 * 1024  # of the kept entries' JSON
 MAX_SENSORS = 16  # per entry, each cut at SENSOR_CHARS; the rest counted in sensorsOmitted
 SENSOR_CHARS = 128
-# Kept first: what the operator must not miss (a failed or partial load), then its own objects.
+# Kept first: the operator's own objects (it reads no other entry; one left out reads pending, its
+# failure unseen), failed and partial loads first among them, then the other failed or partial loads.
 _FAILED_FIRST = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "PARTIALLY_ENABLED"})
 OPERATOR_PREFIX = "stellaops-"  # every Tetragon object the operator renders (render_policy names)
 
@@ -224,9 +225,10 @@ def bounded_policies(policies: list[dict[str, Any]] | None) -> tuple[list[dict[s
     """Tetragon's policy list as ``status.policies`` carries it, and how many entries were left out.
 
     At most :data:`MAX_POLICY_ENTRIES` entries and :data:`POLICY_ENTRIES_BYTES` of them; past that,
-    failed and partial loads are kept first, then the operator's own objects (named
-    ``stellaops-...``), then the rest, each in Tetragon's order, and the kept ones are written in
-    that order. A list within the bounds is written as it is (sensors aside).
+    the operator's own objects (named ``stellaops-...``) are kept first, their failed and partial
+    loads before the rest, then the other failed and partial loads, then the rest, each in
+    Tetragon's order, and the kept ones are written in Tetragon's order. A list within the bounds
+    is written as it is (sensors aside).
     """
     entries = [_bounded_entry(e) for e in policies or ()]
     sizes = [len(json.dumps(e, separators=(",", ":")).encode()) + 1 for e in entries]
@@ -236,7 +238,7 @@ def bounded_policies(policies: list[dict[str, Any]] | None) -> tuple[list[dict[s
     def rank(i: int) -> tuple[int, int, int]:
         e = entries[i]
         ours = str(e.get("name") or "").startswith(OPERATOR_PREFIX)
-        return (0 if str(e.get("state") or "") in _FAILED_FIRST else 1, 0 if ours else 1, i)
+        return (0 if ours else 1, 0 if str(e.get("state") or "") in _FAILED_FIRST else 1, i)
 
     kept: list[int] = []
     used = 0
