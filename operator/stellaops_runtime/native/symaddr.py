@@ -111,7 +111,7 @@ def find_address(
     if len(want) < 2 or b"\0" in want[:-1]:
         raise SymbolNotFound(f"symbol {symbol!a} not found: not a name a file can hold")
     hint = ""
-    with _open(path) as f:
+    with open_regular(path) as f:
         layout = read_layout(f)
         budget = _LIMITS.budget("symbol lookup")
         sections = read_section_table(f, layout, budget)
@@ -133,10 +133,20 @@ def find_address(
     return found
 
 
-def _open(path: str) -> BinaryIO:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the agent
-    f = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
-        raise ElfError("not_regular", "not a regular file")
-    return f
+def open_regular(path: str) -> BinaryIO:
+    """The regular file at ``path``, opened for reading; ``ElfError('not_regular')`` for anything else.
+
+    Opened ``O_PATH`` and checked first, then reopened through that descriptor (the same inode, whatever
+    the path names by then): a FIFO, a device or a symlink to one is never opened for reading (a FIFO's
+    open would wake its writer, a driver's open can act: canonical/rootopen.py's rule)."""
+    probe = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(probe).st_mode):
+            raise ElfError("not_regular", "not a regular file")
+        try:  # O_NONBLOCK: a mandatory lock or a lease must not hold the agent either
+            fd = os.open(f"/proc/self/fd/{probe}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:  # named by the caller's path, not by the descriptor's
+            raise OSError(e.errno, e.strerror, path) from None
+    finally:
+        os.close(probe)
+    return os.fdopen(fd, "rb")

@@ -17,12 +17,12 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import stat
 import struct
 from dataclasses import dataclass
 
 from stellaops_runtime.canonical.elflayout import ElfError, parse_notes, read_layout
 from stellaops_runtime.canonical.symtab import read_section, read_section_table
+from stellaops_runtime.native.symaddr import open_regular
 
 NT_STAPSDT = 3
 MAX_NOTES_BYTES = 16 << 20
@@ -130,10 +130,8 @@ def c_read_arg(arg: UsdtArg, dst: str) -> str:
 
 def read_probes(path: str) -> list[UsdtProbe]:
     """Every USDT probe of an ELF file, with file offsets; UsdtError when the file is unusable."""
-    try:  # O_NONBLOCK: a FIFO put at the path since it was checked must not hold the probes' thread
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise UsdtError(f"{path}: not a regular file")
+    try:  # a FIFO or device put at the path since it was checked is refused unopened (open_regular)
+        with open_regular(path) as f:
             layout = read_layout(f)
             sections = {s.name: s for s in read_section_table(f, layout)}
             sec = sections.get(".note.stapsdt")
