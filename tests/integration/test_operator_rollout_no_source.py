@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from stellaops_runtime.agent.node_status import build_status
-from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, POLICY_KIND
+from stellaops_runtime.contracts.crds import API_VERSION, FEATURE_LABEL_PREFIX, NODE_KIND, POLICY_KIND
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
 from tests.integration.test_operator_clock_skew import SPEC
@@ -98,3 +98,21 @@ async def test_a_node_whose_agent_gets_no_events_does_not_make_the_policy_ready(
         await _report(cluster, stream_connected=True)  # the stream connects: the node observes
         await wait_for(lambda: _true(cluster) == "Ready", what="Ready once the agent gets events")
         assert _policy(cluster)["status"]["rollout"]["failures"] == []
+
+
+async def test_the_nodes_feature_labels_heartbeat_included_go_with_its_observation_node(
+    cluster: Cluster,
+) -> None:
+    """docs/install.md (Uninstall): the operator removes the labels when the ObservationNode goes."""
+
+    def feature_labels() -> dict[str, str]:
+        labels = ((cluster.stored(r.NODES, NODE) or {}).get("metadata") or {}).get("labels") or {}
+        return {k: v for k, v in labels.items() if k.startswith(FEATURE_LABEL_PREFIX)}
+
+    async with OperatorRun(cluster, fast_config(cluster, stale_after_seconds=60.0)) as op:
+        await _report(cluster, stream_connected=True)
+        await wait_for(lambda: feature_labels().get(FEATURE_LABEL_PREFIX + "heartbeat") == "fresh")
+        await cluster.delete(r.OBSERVATION_NODES, NODE)
+        await wait_for(lambda: not feature_labels(), what="the Node's feature labels removed")
+        await op.settle()
+        assert feature_labels() == {}
