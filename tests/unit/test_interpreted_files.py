@@ -17,6 +17,7 @@ from stellaops_runtime.evidence.interpreted import interpreter_file, module_file
         "/usr/lib/python3.11/lib-dynload/_json.cpython-311-x86_64-linux-gnu.so",  # libpython3.11-stdlib
         "/usr/local/lib/python3.12/site-packages/cryptography/hazmat/bindings/_rust.abi3.so",
         "/app/node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node",
+        "/usr/lib/x86_64-linux-gnu/nodejs/sqlite3/build/Release/libsqlite3.so",  # a deb's node-*
         "/usr/lib/x86_64-linux-gnu/ruby/3.1.0/psych.so",
         "/var/lib/gems/3.1.0/gems/nokogiri-1.15.0/lib/nokogiri/nokogiri.so",
         "/usr/lib/x86_64-linux-gnu/perl5/5.36/auto/YAML/XS/LibYAML/LibYAML.so",

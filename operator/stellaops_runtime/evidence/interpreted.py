@@ -31,7 +31,7 @@ INTERPRETED_TYPES = frozenset(
 
 # A file under an interpreter's module directory, or an extension module by its name.
 _MODULE_FILE = re.compile(
-    r"/(?:site-packages|dist-packages|lib-dynload|node_modules|gems|ruby|perl(?:5|-base)?|php|jvm|R/library"
+    r"/(?:site-packages|dist-packages|lib-dynload|node_modules|nodejs|gems|ruby|perl(?:5|-base)?|php|jvm|R/library"
     r"|lua|erlang|dotnet)/"
     r"|/lib/python[0-9][0-9.]*/"
     r"|\.cpython-[^/]*\.so$|\.abi3\.so$|\.node$|\.jar$"
