@@ -574,3 +574,44 @@ def test_a_container_gone_before_its_status_was_read_keeps_the_sample_out_of_syn
             assert s.state() == "in_sync"
     finally:
         server.stop()
+
+
+class _BrokenFirstStream(CriServer):
+    """A runtime whose first GetContainerEvents fails (UNAVAILABLE) once the observer listed."""
+
+    def __init__(self, socket: str) -> None:
+        super().__init__(socket)
+        self.listed = threading.Event()
+        self.failed = threading.Event()
+
+    def _list_containers(self, req: Any, ctx: grpc.ServicerContext) -> api_pb2.ListContainersResponse:
+        out = super()._list_containers(req, ctx)
+        self.listed.set()
+        return out
+
+    def _events(self, req: Any, ctx: grpc.ServicerContext) -> Iterator[bytes]:
+        if not self.failed.is_set():
+            self.listed.wait(10)
+            self.failed.set()
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "the event service is restarting")
+        return super()._events(req, ctx)
+
+
+def test_a_stream_that_failed_before_the_second_list_is_not_in_sync(tmp_path: Path) -> None:
+    """The stream failed before it was seen live: the second list (SETTLE_SECONDS) was not read, so
+    what started between the first list and now is on neither; that connection must not say it is
+    in sync (a sample then would rest on one list alone), only the next one, with a stream."""
+    server = _BrokenFirstStream(str(tmp_path / "broken.sock"))
+    server.start()
+    syncs: list[int] = []
+    try:
+        obs = observer(server)
+        obs.on_sync = lambda _registry: syncs.append(obs.relists)
+        with Watcher(obs) as w:
+            _subscribed(server)
+            assert server.failed.is_set()
+            assert w.query(lambda: obs.stats.stream_errors) == 1
+            # the failed connection's one list, then the next connection's two: only then in sync
+            assert syncs[0] == 3, f"in sync on a connection whose stream had failed: {syncs}"
+    finally:
+        server.stop()

@@ -80,6 +80,7 @@ LATE_OOM_SECONDS = 30.0
 # The runtime acknowledges no GetContainerEvents stream: the lists are read again when its first
 # message arrives or this long after the request, before the registry is said in sync (lifecycle.md).
 SETTLE_SECONDS = 0.5
+_UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED  # a runtime without the stream: relisted instead
 
 
 def _late_oom_possible(rec: ContainerRecord, now: datetime) -> bool:
@@ -155,8 +156,12 @@ class CriObserver(LifecycleObserver):
             first = await self._relist(announce=self._announce, rebuild=True)
             if pending is not None:  # see SETTLE_SECONDS: list again once the stream is live
                 await asyncio.wait((pending,), timeout=self.settle_seconds)
-                if not pending.done() or pending.exception() is None:
+                failed = pending.exception() if pending.done() else None
+                if failed is None:
                     first += await self._relist(announce=self._announce, rebuild=False)
+                elif not (isinstance(failed, grpc.aio.AioRpcError) and failed.code() == _UNIMPLEMENTED):
+                    # never live: what started since the first list may be on neither; not in sync
+                    raise ConnectionError(f"the CRI event stream failed at once: {type(failed).__name__}")
             self._synced()
             self._announce = True
             for ev in first:
