@@ -36,7 +36,8 @@ What the filter does, in order, in ``PrivacyFilter.apply``:
    before its ``@``, a prefixed token, a JWT, an e-mail address, a card number).
 
 A traced argument whose policy label names a secret (``password``) is redacted
-whole (``hostile_text``).
+whole (``hostile_text``), and so is the string argument after one whose value is a
+secret's name (``setenv("DB_PASSWORD", X)``: ``arg_pairs``).
 
 ``extra_patterns`` are regexes from the config: when one has a group named
 ``secret`` only that group is replaced, else group 1 if it has groups, else the
@@ -59,6 +60,7 @@ from stellaops_runtime.adapter.validate import MAX_TEXT_CHARS
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.privacy import env_names
+from stellaops_runtime.privacy.arg_pairs import VALUE_TYPES, SecretNames
 from stellaops_runtime.privacy.base import REDACTED
 from stellaops_runtime.privacy.cli_options import TOOLS
 from stellaops_runtime.privacy.hostile_text import SecretLabels
@@ -101,6 +103,8 @@ class PrivacyFilter:
         # A traced argument whose policy label names a secret is redacted whole (default rules only).
         self._label_rule = self._redact and config.default_patterns
         self._labels = SecretLabels()
+        # The value after an argument naming a secret (setenv("DB_PASSWORD", X)): arg_pairs.py.
+        self._names = SecretNames(self._labels, self._redactor.env_name_rx)
         # Tetragon repeats a process's arguments on every event of that process:
         # exec_id -> (hash of the raw text, filtered text, counter deltas). Only a
         # hash of the raw text is kept, never the secret itself.
@@ -143,15 +147,20 @@ class PrivacyFilter:
                 proc.arguments = hit[1]
             else:
                 proc.arguments = self._filter_process_arguments(proc.exec_id, text, proc.binary)
+        named = ""  # the family the previous argument's value names as a secret's name
         for arg in event.arguments:
-            if arg.value:
+            raw = arg.value
+            if raw:
                 family = self._labels.family(arg.label) if arg.label and self._label_rule else ""
-                if family and arg.value != REDACTED:
+                if not family and named and arg.type in VALUE_TYPES:
+                    family = named
+                if family and raw != REDACTED:
                     arg.value = REDACTED
                     self.fields_redacted += 1
                     self.redactions_by_pattern[family] += 1
                 elif not family:
-                    arg.value = self.filter_field(arg.value)
+                    arg.value = self.filter_field(raw)
+            named = self._names.family(raw) if self._label_rule and raw else ""
         return event
 
     def _filter_process_arguments(self, exec_id: str, text: str, binary: str) -> str:
