@@ -5,7 +5,9 @@ spooled; this module is what the file holds and who may remove it.
 
 - At start, :meth:`SpoolKeeper.load` queues the rows a previous agent spooled
   (written first, through the flush ledger: a replayed batch never counts
-  twice); a corrupt file is moved aside and counted, never replayed.
+  twice); a corrupt file is moved aside and counted, never replayed, and its
+  lost counts make the time since the node's latest stored window a gap
+  (``on_lost``, agent/watch_record.py ``spool_lost``).
 - Once every loaded batch is stored, the file is removed, but only if it is
   still the very file loaded (its identity): another agent of the node may
   have written it since.
@@ -50,6 +52,8 @@ class SpoolKeeper:
         self._loaded = False
         self._identity: Identity | None = None  # the file load() read
         self.window_ns: int | None = None  # the latest window start of the spooled rows
+        # A spool file set aside at load: its counts are lost, their windows a gap (watch_record.py).
+        self.on_lost: Callable[[], None] | None = None
 
     def load(self) -> None:
         """Queue the rows a previous agent spooled; a corrupt file is moved aside and counted."""
@@ -63,6 +67,8 @@ class SpoolKeeper:
                 got = read_spool_identified(path)
             except SpoolError as e:
                 self._set_aside(path, e)
+                if self.on_lost is not None:
+                    self.on_lost()
                 return
         if got is None:
             return

@@ -186,6 +186,11 @@ class WatchRecord:
         (``/readyz``'s ``export_position_unrecorded``)."""
         return self.export.held > 0
 
+    def spool_lost(self) -> None:
+        """The spool file left was set aside (agent/spool_keeper.py): its counts, after the last the
+        store took, are lost; the gap starts at the node's latest stored window (:meth:`store_opened`)."""
+        self._asked = self._asked or not self._store_answered
+
     def _ask_store(self, source: Any) -> None:
         """No usable record: whether an agent ran on the node before is asked of the store as it
         opens (:meth:`store_opened`); an export source waits for it before replaying its file."""
@@ -246,8 +251,8 @@ class WatchRecord:
             self.restart_gaps += 1
             self.restart_gap_seconds = max(0, time.time_ns() - since) / 1e9
             log.warning(
-                "no usable watch record, but the store holds windows of node %s up to one starting "
-                "at %s: an earlier agent watched it, and the time since is a gap",
+                "no usable watch record or spool file, but the store holds windows of node %s up "
+                "to one starting at %s: an earlier agent watched it, and the time since is a gap",
                 self.node, _iso(since),
             )  # fmt: skip
         else:
@@ -261,7 +266,10 @@ class WatchRecord:
         ran on the node before (down for this agent's whole life). The record this agent leaves
         starts the next agent's gap at this agent's own moment, and no later agent asks the store,
         so the hole before this agent would never be a gap: it is marked now, from the node's
-        boot (the widest it can be on this boot), and stored or spooled with the last drain."""
+        boot (the widest it can be on this boot), and stored or spooled with the last drain. An
+        answer not handed to the source yet (it came after the last tick) is handed now."""
+        if self._store_answered:
+            self._tell(source)
         if not self._asked or self._store_answered or self._told or not self.path:
             return
         self._told = True
@@ -389,6 +397,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     rec.resume(agent.source)
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
     agent.flusher.on_open = rec.store_opened
+    agent.flusher.spool.on_lost = rec.spool_lost
     agent.outages.record = rec
     agent.flusher.pending.position_of = lambda: rec.export.store_position(agent.node_name, agent.agent_id)
     if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
