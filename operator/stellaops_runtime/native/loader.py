@@ -128,6 +128,7 @@ class ProbeSet:
     perf_lost: int = 0  # records the perf buffer lost (its lost callback), when used
     _pending: list[bytes] = field(default_factory=list)
     _perf_fds: list[int] = field(default_factory=list)  # USDT perf events we opened ourselves
+    _closed: bool = False  # close() ran (it runs once)
     watch: TargetWatch | None = None  # the uprobe and USDT targets' files (native/follow.py)
     usdt_sites: usdtprobes.Sites | None = None  # read once at the load: compiled and attached
     former: Followed = field(default_factory=Followed)  # deleted former files found at the load
@@ -225,6 +226,10 @@ class ProbeSet:
         return self.watch.follow(self.bpf) if self.watch is not None else Followed()
 
     def close(self) -> None:
+        """Detach and free everything; a second call does nothing (a cancelled stop closes once more)."""
+        if self._closed:
+            return
+        self._closed = True
         for fd in self._perf_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -72,6 +72,7 @@ from stellaops_runtime.native.events import encode_trailer, names_file
 from stellaops_runtime.native.follow import Followed
 from stellaops_runtime.native.loader import LoadError, ProbeSet, load
 from stellaops_runtime.native.procinfo import ProcCache
+from stellaops_runtime.native.source_owned import owned
 from stellaops_runtime.native.source_stats import NativeStats
 from stellaops_runtime.sources.queue import EventQueue
 
@@ -150,8 +151,8 @@ class NativeProbeSource:
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
                 self._load_ns = self._drop_read_ns
-                try:
-                    self.probes = await self._call(self._load)
+                try:  # cancelled meanwhile (the switch gave up waiting): what it loads is closed
+                    self.probes = await owned(self._thread, self._load, lambda ps: ps.close())
                 except LoadError as e:
                     self.stats.connect_failures += 1
                     self.stats.last_error = redact_error(e)
@@ -175,19 +176,15 @@ class NativeProbeSource:
                 finally:
                     self.stats.connected = False
                     probes, self.probes = self.probes, None
-                    if probes is not None:
-                        tail = await self._call(self._final_counters, probes)
-                        for payload in tail:  # written between the reader's last poll and now
-                            self.queue.put(payload)
-                        self.stats.received += len(tail)
-                        self._note_drops(self.stats.kernel, time.time_ns())
-                        self._end_episode()
-                        watch = probes.watch
-                        if watch is not None and await self._call(watch.unseen_at_stop):
-                            # a process the scan had not read yet ran a former file unprobed all along
-                            self._note_followed(Followed(since_load=True), time.time_ns())
-                        await self._call(probes.close)
-                    self.stats.detached_ns = time.time_ns()
+                    try:
+                        if probes is not None:
+                            await self._last_read(probes)
+                    except asyncio.CancelledError:  # the switch gave up waiting: still closed, after
+                        if probes is not None:
+                            self._thread.submit(probes.close)
+                        raise
+                    finally:
+                        self.stats.detached_ns = time.time_ns()
                 if failed is not None:
                     why = redact(str(failed))
                     self.stats.last_error = f"the probes' reader failed: {type(failed).__name__}: {why}"
@@ -201,6 +198,19 @@ class NativeProbeSource:
                         await asyncio.wait_for(stop.wait(), self.retry_seconds)
         finally:
             self._thread.shutdown(wait=False)
+
+    async def _last_read(self, probes: ProbeSet) -> None:
+        tail = await self._call(self._final_counters, probes)
+        for payload in tail:  # written between the reader's last poll and now
+            self.queue.put(payload)
+        self.stats.received += len(tail)
+        self._note_drops(self.stats.kernel, time.time_ns())
+        self._end_episode()
+        watch = probes.watch
+        if watch is not None and await self._call(watch.unseen_at_stop):
+            # a process the scan had not read yet ran a former file unprobed all along
+            self._note_followed(Followed(since_load=True), time.time_ns())
+        await self._call(probes.close)
 
     def _load(self) -> ProbeSet:
         ps = load(
