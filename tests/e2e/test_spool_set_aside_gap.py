@@ -8,67 +8,66 @@ shutdown were frozen after the last rows the store took, often of the same windo
 last agent's watch record says everything up to its stop was stored or spooled: those windows
 read as watched without the lost counts, so "not observed" could rest on them, with no gap
 anywhere. Now the store's latest window of the node starts the gap, as when the watch record is
-lost (agent/watch_record.py ``spool_lost``). Real agents as subprocesses, a real PostgreSQL,
-the synthetic stream (tests/fixtures/tetragon/synthetic).
+lost (agent/watch_record.py ``spool_lost``). The last agent's life is its stored window and its
+watch record (written with the agent's own code, as a stopped agent leaves it), so the test
+runs one agent: the real CLI as a subprocess, a real PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import signal
+import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
+from stellaops_runtime.agent.watch_record import record_path, write_record
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources.export_checkpoint import ExportPositions
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.store.engine import open_store
 from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
-def _latest_window(url: str) -> dt.datetime:
-    eng = sa.create_engine(url)
-    with eng.connect() as c:
-        got = c.execute(
-            sa.text("SELECT max(window_start) FROM signals.observation_windows WHERE node_name = :n"),
-            {"n": x.NODE},
-        ).scalar()
-    eng.dispose()
-    assert got is not None
-    return got
+def _last_agent(url: str, spool: str, export: Path) -> int:
+    """The last agent stored a window of the node 2 minutes ago and stopped with every line of
+    the file counted (its record's committed checkpoint); returns that window's start."""
+    start = (time.time_ns() // 10**9 - 120) * 10**9
+    store = open_store(url)
+    try:
+        store.write([], [ObservationWindow(h.EXPECTED["images"][0]["digest"], x.NODE, start, 5)])
+    finally:
+        store.close()
+    positions = ExportPositions(str(export), EventQueue(10))
+    with export.open("rb") as f:
+        f.seek(0, 2)
+        positions.opened(f)
+    wall, boot = now_pair()
+    doc = {"committed": positions.checkpoint(0), "in_flight": None}
+    write_record(record_path(spool), x.NODE, "e2e-node/before", wall, boot, doc)
+    return start
 
 
 async def test_a_spool_file_set_aside_makes_the_windows_it_held_a_gap(tmp_path: Path, pg_url: str) -> None:
     export, spool = tmp_path / "tetragon.log", str(tmp_path / "hot.spool")
-    export.write_bytes(b"")
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    procs: list[Any] = []
+    export.write_bytes(x.lines(x.OBJS[:10]))
+    start = _last_agent(pg_url, spool, export)
+    newer = b'{"format": "stellaops-runtime-spool", "version": 9}\n{"sha256": "00"}\n'
+    await asyncio.to_thread(Path(spool).write_bytes, newer)  # another format: set aside
+    cfg, _ = h.write_config(tmp_path, **x.conf(pg_url, spool, export))
+    b = h.Output(h.start_agent(cfg))
     try:
-        cfg, port = h.write_config(tmp_path / "a", **x.conf(pg_url, spool, export, from_start=False))
-        a = h.Output(h.start_agent(cfg))
-        procs.append(a.proc)
-        await h.wait_for(lambda: x.connected(port), what="A follows the file", timeout=60)
-        x.append(export, x.lines(x.OBJS[:150]))
-        await h.wait_for(lambda: x.settled(port, 150), what="A stored its counts", timeout=90)
-        a.proc.send_signal(signal.SIGTERM)
-        code, text_a = await asyncio.to_thread(a.finish, 60)
-        assert code == 0, text_a
-        latest = _latest_window(pg_url)
-        assert x.none_gaps(pg_url) == []
-        newer = b'{"format": "stellaops-runtime-spool", "version": 9}\n{"sha256": "00"}\n'
-        await asyncio.to_thread(Path(spool).write_bytes, newer)  # another format: set aside
-        b = h.Output(h.start_agent(h.write_config(tmp_path / "b", **x.conf(pg_url, spool, export))[0]))
-        procs.append(b.proc)
-        await h.wait_for(lambda: b.has("moved aside"), what="B set the spool file aside", timeout=60)
-        await h.wait_for(lambda: b.has("resumed at byte"), what="B resumed", timeout=60)
+        await h.wait_for(lambda: b.has("moved aside"), what="the spool file set aside", timeout=60)
+        await h.wait_for(lambda: b.has("resumed at byte"), what="the agent resumed", timeout=60)
         b.proc.send_signal(signal.SIGTERM)
-        code, text_b = await asyncio.to_thread(b.finish, 60)
+        code, text = await asyncio.to_thread(b.finish, 60)
     finally:
-        x.kill_all(procs)
-    assert code == 0, text_b
+        x.kill_all([b.proc])
+    assert code == 0, text
     gaps = x.none_gaps(pg_url)
-    assert any(start <= latest for start, _ in gaps), (latest, gaps, text_b)
+    assert any(a.timestamp() * 10**9 <= start for a, _ in gaps), (start, gaps, text)
