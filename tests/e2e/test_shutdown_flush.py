@@ -24,7 +24,7 @@ import signal
 import sqlite3
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -95,9 +95,12 @@ def _ready(port: int) -> bool:
         return False
 
 
-async def _run_with_locked_store(tmp_path: Path, *, stop: str) -> tuple[int, str, Path]:
+async def _run_with_locked_store(
+    tmp_path: Path, at_head: Callable[[Path], str], *, stop: str
+) -> tuple[int, str, Path]:
     """Store open, then locked; all events in; stop while the flush waits on the lock."""
     db = tmp_path / "hs.db"
+    at_head(db)  # the store at head (tests/conftest.py): what is tested is the stop, not the migrations
     addr = f"127.0.0.1:{h.free_port()}"  # nothing listens yet: the agent retries until the server starts
     cfg, port = h.write_config(
         tmp_path,
@@ -132,8 +135,10 @@ async def _run_with_locked_store(tmp_path: Path, *, stop: str) -> tuple[int, str
 
 
 @pytest.mark.parametrize("stop", ["sigterm", "idle"])
-async def test_stop_during_a_slow_store_write_keeps_every_count_exactly_once(tmp_path, stop) -> None:
-    code, out, db = await _run_with_locked_store(tmp_path, stop=stop)
+async def test_stop_during_a_slow_store_write_keeps_every_count_exactly_once(
+    tmp_path, sqlite_at_head, stop
+) -> None:
+    code, out, db = await _run_with_locked_store(tmp_path, sqlite_at_head, stop=stop)
     assert code == 0, out
     said = "stop requested (SIGTERM)" if stop == "sigterm" else f"stop requested (no event for {IDLE:g}s)"
     assert said in out, out
@@ -159,7 +164,9 @@ def _big_sbom(path: Path, components: int) -> None:
     )
 
 
-async def _sigterm_during_a_slow_first_drain(tmp_path: Path, grace: float) -> tuple[int, str, Path]:
+async def _sigterm_during_a_slow_first_drain(
+    tmp_path: Path, at_head: Callable[[Path], str], grace: float
+) -> tuple[int, str, Path]:
     """SIGTERM while the first drain is still attributing (cold caches); (exit code, output, store)."""
     sboms = tmp_path / "sboms"
     sboms.mkdir()
@@ -169,6 +176,7 @@ async def _sigterm_during_a_slow_first_drain(tmp_path: Path, grace: float) -> tu
     server = ReplayServer(EVENTS)
     addr = await server.start("127.0.0.1:0")
     db = tmp_path / "hs.db"
+    at_head(db)
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"address": addr},
@@ -198,25 +206,27 @@ async def _sigterm_during_a_slow_first_drain(tmp_path: Path, grace: float) -> tu
     return code, out, db
 
 
-async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path) -> None:
+async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path, sqlite_at_head) -> None:
     """The demo's failure: stop while the first drain is still attributing, with time to finish it
     (a grace long enough for a loaded machine: the drain takes ~10 s on a quiet one)."""
-    code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, grace=120)
+    code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, sqlite_at_head, grace=120)
     assert code == 0, out
     assert_exact(db)
 
 
-async def test_a_drain_still_running_at_the_deadline_is_reported_lost_never_exit_0(tmp_path) -> None:
+async def test_a_drain_still_running_at_the_deadline_is_reported_lost_never_exit_0(
+    tmp_path, sqlite_at_head
+) -> None:
     """The grace ends while the first drain still holds every count: neither the store nor the
     spool can have them, so the agent says so and exits 2 (it once exited 0 with an empty store)."""
-    code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, grace=1)
+    code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, sqlite_at_head, grace=1)
     assert code == 2, out
     assert "drain(s) of the hot-symbol aggregator still running" in out, out
     assert "neither stored nor spooled" in out
     assert _counts(db, "hot_symbols", "invoked") != h.EXPECTED["uprobe_counts"]  # the case it covers
 
 
-async def test_sigterm_at_random_points_never_loses_or_doubles_a_count(tmp_path) -> None:
+async def test_sigterm_at_random_points_never_loses_or_doubles_a_count(tmp_path, sqlite_at_head) -> None:
     """Many short runs, SIGTERM at a random moment after the stream was received."""
     rng = random.Random(20261202)
     server = ReplayServer(EVENTS)
@@ -226,6 +236,7 @@ async def test_sigterm_at_random_points_never_loses_or_doubles_a_count(tmp_path)
             work = tmp_path / f"run{run}"
             work.mkdir()
             db = work / "hs.db"
+            sqlite_at_head(db)
             cfg, port = h.write_config(
                 work,
                 tetragon={"address": addr},
