@@ -112,3 +112,50 @@ def test_probes_of_a_source_cancelled_during_its_last_read_are_closed() -> None:
 
     asyncio.run(main())
     assert probes.closed == 1
+
+
+def test_a_restart_waits_for_the_cancelled_runs_load() -> None:
+    """The next run (a reload, a switch back) starts its load only once the cancelled run's load has
+    ended: two loads at once on two threads would share the source's files-probed map and stats."""
+    first, second = _Probes(), _Probes()
+    in_load, release = threading.Event(), threading.Event()
+    running: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def load() -> _Probes:
+        with lock:
+            running.append(1)
+            most[0] = max(most[0], len(running))
+        try:
+            if not in_load.is_set():
+                in_load.set()
+                assert release.wait(WAIT)
+                return first
+            return second
+        finally:
+            with lock:
+                running.pop()
+
+    src = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
+    src._load = load  # type: ignore[method-assign,assignment]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(in_load.is_set, "load")
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        stop2 = asyncio.Event()
+        task2 = asyncio.create_task(src.run(stop2))  # restarted at once, as _reload_bcc does
+        await asyncio.sleep(0.05)
+        assert not src.stats.connected  # still waiting for the first load's thread
+        release.set()
+        await _until(lambda: src.stats.connected, "second load")
+        stop2.set()
+        await task2
+
+    asyncio.run(main())
+    assert most[0] == 1, "two loads ran at once"
+    assert first.closed == 1 and second.closed == 1

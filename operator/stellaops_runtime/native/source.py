@@ -142,6 +142,8 @@ class NativeProbeSource:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self._thread is not None:  # a cancelled run's load may still go on there: one load at a time
+            await asyncio.to_thread(self._thread.shutdown)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcc")
         self._loop, self._stop = asyncio.get_running_loop(), stop
         self.ready.clear()
