@@ -196,16 +196,22 @@ def open_in_root(root: str | int, path: str) -> tuple[int, os.stat_result]:
     ``root`` is a directory path (``/``, an unpacked image, ``/proc/<pid>/root``)
     or a descriptor from :func:`open_root`. The object is first opened with
     ``O_PATH`` and checked, so a device is never opened for reading (a
-    driver's open can have effects); it is then opened again and must be the
-    same inode. Raises ``OSError`` like ``open`` (``FileNotFoundError``,
-    ``ELOOP``, ...) and :class:`NotRegularFile`.
+    driver's open can have effects); it is then opened again through that
+    descriptor (``/proc/self/fd``), so what is opened is the inode checked,
+    whatever was put at the path meanwhile, and must be the same inode.
+    Raises ``OSError`` like ``open`` (``FileNotFoundError``, ``ELOOP``, ...)
+    and :class:`NotRegularFile`.
     """
     rootfd = open_root(root) if isinstance(root, str) else root
     try:
         probe = open_at(rootfd, path, _O_PATH_FLAGS)
         first = _check_regular(probe, path)
-        os.close(probe)
-        fd = open_at(rootfd, path, _READ_FLAGS)
+        try:  # not by path again: a FIFO or device swapped in after the check would be opened
+            fd = os.open(f"/proc/self/fd/{probe}", _READ_FLAGS)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path) from None
+        finally:
+            os.close(probe)
     finally:
         if isinstance(root, str):
             os.close(rootfd)
