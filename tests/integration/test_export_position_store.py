@@ -19,7 +19,7 @@ from pgproxy import PgProxy
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.export_position import mark_final, read_position
+from stellaops_runtime.store.export_position import mark_final, read_position, write_position
 from stellaops_runtime.store.pending import PendingWrites
 
 S = 1_000_000_000
@@ -114,6 +114,26 @@ def test_the_row_is_final_only_from_a_shutdown_that_stored_everything_to_the_nex
         pending.add([_delta("f", 1)], [])
         assert asyncio.run(pending.flush(store))
         assert read_position(store.db, NODE) == _stored(950)
+    finally:
+        store.close()
+
+
+def test_a_late_mark_never_marks_a_later_agents_row_final(url: str) -> None:
+    """A mark whose write hung past the shutdown deadline can still commit after the agent
+    exited (its COMMIT in the kernel's send buffer, delivered once the network is back), when
+    the next agent of the node has stored rows of its own: that later row must stay as it is,
+    not become this agent's older position marked final (an agent of another spool path would
+    resume there and count the next agent's lines again)."""
+    store = open_store(url)
+    try:
+        later = {**_position(950), "agent_id": f"{NODE}/next", "at_ns": T0 + 10 * S}
+        with store.db.begin() as conn:
+            write_position(conn, later)  # the next agent's row, after this agent's stop
+        mark_final(store.db, _position(900))  # this agent's mark (its moment T0), late
+        agent, doc = read_position(store.db, NODE) or ("", None)
+        assert agent == f"{NODE}/next" and doc["checkpoint"]["pos"] == 950 and "final" not in doc
+        mark_final(store.db, {**_position(960), "at_ns": T0 + 20 * S})  # a mark after it: written
+        assert (read_position(store.db, NODE) or ("", {}))[1].get("final") is True
     finally:
         store.close()
 

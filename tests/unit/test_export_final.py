@@ -77,5 +77,5 @@ def test_the_mark_is_written_only_with_a_position_and_an_open_store(caplog: pyte
     assert "not marked final" in caplog.text
     up = _agent(position=pos, store_up=True)
     assert asyncio.run(mark_final(up, time.monotonic() + 5)) is True
-    ((node, agent, doc),) = up.flusher.store.db.written
-    assert (node, agent) == ("n", "n/a") and '"final": true' in doc and '"pos": 5' in doc
+    ((node, agent, doc, at),) = up.flusher.store.db.written  # ``at``: a later row is left alone
+    assert (node, agent, at) == ("n", "n/a", 1) and '"final": true' in doc and '"pos": 5' in doc

@@ -41,6 +41,11 @@ _WRITE = {
         "ON CONFLICT (node_name) DO UPDATE SET agent_id = excluded.agent_id, position = excluded.position"
     ),
 }
+# The mark (:func:`mark_final`) never replaces a row of a later moment: it may commit late.
+_FINAL_GUARD = {
+    "postgresql": " WHERE (signals.export_positions.position::jsonb ->> 'at_ns')::numeric <= %s",
+    "sqlite": " WHERE CAST(json_extract(main.export_positions.position, '$.at_ns') AS INTEGER) <= ?",
+}
 _READ = {
     "postgresql": "SELECT agent_id, position FROM signals.export_positions WHERE node_name = %s",
     "sqlite": "SELECT agent_id, position FROM main.export_positions WHERE node_name = ?",
@@ -57,7 +62,11 @@ def write_position(conn: Any, position: dict[str, Any], *, final: bool = False) 
     if final:
         doc["final"] = True
     text = json.dumps(doc, ensure_ascii=True, sort_keys=True)
-    conn.execute(_WRITE[conn.dialect], (position["node"], position["agent_id"], text))
+    params: tuple[Any, ...] = (position["node"], position["agent_id"], text)
+    if final:
+        conn.execute(_WRITE[conn.dialect] + _FINAL_GUARD[conn.dialect], (*params, int(position["at_ns"])))
+    else:
+        conn.execute(_WRITE[conn.dialect], params)
 
 
 def mark_final(db: Any, position: dict[str, Any]) -> None:
@@ -66,6 +75,9 @@ def mark_final(db: Any, position: dict[str, Any]) -> None:
     row of another agent is resumed at (sources/export_store.py): a row written with counts may
     be followed by counts its agent could only spool (its store unreachable at its shutdown) or
     lost (killed), lines a reader resuming there would count again once the spool is replayed.
+    A row of a later moment (``at_ns``) is left as it is: a mark whose write hung past the
+    shutdown deadline may commit after the agent exited, when the next agent of the node has
+    written its own row (and a row that is not ours fails the mark: the safe side too).
     Raises what the driver raises (the row then stays not final: the safe side)."""
     with db.begin() as conn:
         write_position(conn, position, final=True)
