@@ -49,28 +49,33 @@ def _after(sep: str) -> str:
 _AFTER_COLON = _after(":")
 
 
+# Where an option starts: after whitespace, the start, or the quote Tetragon opens an argument
+# holding a space with (``"-pa b"``: mysql's glued password holding a space).
+_START = r"""(?<![^\s"'])"""
+
+
 def _sep(opt: str) -> str:
     """``OPT VALUE`` (a value that does not look like the next option)."""
-    return rf"(?<!\S){opt}\s+(?![-\s]){_V}"
+    return rf"{_START}{opt}\s+(?![-\s]){_V}"
 
 
 def _glued(opt: str) -> str:
     """``OPTVALUE`` (``-pSECRET``)."""
-    return rf"(?<!\S){opt}(?=\S){_V}"
+    return rf"{_START}{opt}(?=\S){_V}"
 
 
 def _sep_or_glued(opt: str) -> str:
-    return rf"(?<!\S){opt}(?:\s+(?![-\s])|(?=\S)){_V}"
+    return rf"{_START}{opt}(?:\s+(?![-\s])|(?=\S)){_V}"
 
 
 def _sep_or_eq(opt: str) -> str:
     """``OPT VALUE`` or ``OPT=VALUE`` (a long option)."""
-    return rf"(?<!\S){opt}(?:=|\s+(?![-\s])){_V}"
+    return rf"{_START}{opt}(?:=|\s+(?![-\s])){_V}"
 
 
 def _userpass(opt: str, sep: str = ":") -> str:
     """``OPT user:password`` or ``OPTuser:password``: the part after the separator."""
-    return rf"(?<!\S){opt}(?:\s+|(?=\S)){_after(sep)}"
+    return rf"{_START}{opt}(?:\s+|(?=\S)){_after(sep)}"
 
 
 # Words between a subcommand and its option (``docker login -u USER -p SECRET``: 2). Bounded, so
@@ -80,7 +85,7 @@ _MAX_WORDS_AFTER_SUB = 32
 
 def _after_sub(sub: str, rule: str) -> str:
     """``rule`` only after the subcommand ``sub`` in the same command, at most 32 words after it."""
-    tail = rule.removeprefix(r"(?<!\S)")
+    tail = rule.removeprefix(_START)
     return rf"(?<!\S){sub}\s+(?:\S+\s+){{0,{_MAX_WORDS_AFTER_SUB}}}?{tail}"
 
 

@@ -68,6 +68,14 @@ def _trigger_index(rules: tuple[LibraryRule, ...]) -> TriggerIndex:
     return _INDEX[0]
 
 
+# Tetragon quotes an argument that holds a space, so a value holding spaces (``"--password=a b c"``,
+# ``-e "DB_PASSWORD=a b"``, mysql ``"-pa b"``) is one quoted argument whose first word the rules
+# took (values run to whitespace): the rest of that argument goes with it. Not after ``-c`` (a shell
+# script: ``sh -c "PGPASSWORD=x psql ..."`` keeps its command).
+# A cut text may end inside such an argument (no closing quote): the rest to the end goes.
+_QUOTED_REST = re.compile(r'(?<!\S)(?<!-c )"(?P<first>[^\s"]*\[REDACTED\])[ \t][^"\n]*(?P<end>"(?!\S)|\Z)')
+
+
 class Redactor:
     """The rules of one PrivacyConfig, compiled; :meth:`redact` runs them over a text."""
 
@@ -148,6 +156,8 @@ class Redactor:
                 out, lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool)
             )
             hits += more
+        if hits and '"' in out:
+            out = _QUOTED_REST.sub(r'"\g<first>\g<end>', out)
         return out, hits
 
     def _redact_pass(
