@@ -156,7 +156,10 @@ class Containerd:
         self.dir = Path(tempfile.mkdtemp(prefix="stellaops-ctd-"))
         self.root = self.dir / "root"
         self.state = self.dir / "state"
-        self.socket = str(self.dir / "containerd.sock")
+        # The socket in a directory of its own, as a node's /run/containerd: the agent refuses a socket
+        # whose directory holds containerd's root (agent/runtime_target.py), as this one does.
+        (self.dir / "run").mkdir()
+        self.socket = str(self.dir / "run" / "containerd.sock")
         self.namespace = namespace
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "containerd.log"

@@ -111,7 +111,9 @@ class Dockerd:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="stellaops-dockerd-"))
-        self.socket = str(self.dir / "docker.sock")
+        # The socket in a directory of its own: the agent refuses one beside Docker's data root.
+        (self.dir / "run").mkdir()
+        self.socket = str(self.dir / "run" / "docker.sock")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "dockerd.log"
 
