@@ -547,3 +547,69 @@ def test_a_hole_reaching_back_before_the_latest_widens_it() -> None:
     o.update(200 * S, False, [])  # an open hole from 100 s
     o.hole(30 * S, 250 * S)
     assert o.unsure(0)
+
+
+def test_a_container_id_removed_and_created_again_between_two_samples_keeps_both_runs() -> None:
+    """``ctr run --rm IMAGE job`` twice in a row (one id, one image): the first run, removed between
+    two samples, comes with the removals; the second, listed under the same id, must not replace it
+    (the first ran in the window before, where the traced sibling's events must not read EbpfDeep)."""
+    from stellaops_runtime.lifecycle.registry import ContainerRegistry
+
+    registry = ContainerRegistry()
+    registry.put(_record(TRACED))
+
+    class Stats:
+        connects, connected, unwatched_starts = 1, True, 0
+
+    class Synced:
+        def is_set(self) -> bool:
+            return True
+
+    class Observer:
+        stats, unwatched, synced = Stats(), (), Synced()
+        take_unwatched_from = staticmethod(lambda: 0)
+
+    Observer.registry = registry  # type: ignore[attr-defined]
+
+    class Source:
+        connected, connects = True, 1
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    def at(ns: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ns / S, dt.UTC)
+
+    lp = _lifecycle_part()
+    lp.observer = Observer()  # type: ignore[assignment]
+    clock = iter([T0 + 59 * S, T0 + 61 * S])
+    import stellaops_runtime.agent.lifecycle_part as part
+
+    real = part.now_pair
+    part.now_pair = lambda: (next(clock), None)  # type: ignore[assignment]
+    try:
+        asyncio.run(lp._sample_once(in_pipeline, Source))
+        first = _record(SILENT)  # ran 59.2 s to 59.4 s, removed
+        first.started_at, first.stopped_at = at(T0 + 59.2 * S), at(T0 + 59.4 * S)
+        first.status, first.exit_code = "stopped", 0
+        registry.put(first)
+        registry.remove("k8s.io", SILENT)
+        again = _record(SILENT)  # the same id again, from 60.5 s, running at the next sample
+        again.started_at = at(T0 + 60.5 * S)
+        registry.put(again)
+        asyncio.run(lp._sample_once(in_pipeline, Source))
+    finally:
+        part.now_pair = real  # type: ignore[assignment]
+    lp.pipeline.aggregator.observe(stacked(2))
+    (row,) = [o for o in lp.pipeline.drain()[1] if o.event_count]
+    assert (
+        row.evidenced is Posture.NONE
+    )  # as test_a_container_created_and_removed_between_two_samples_is_a_run
+
+
+def test_an_id_created_again_with_another_image_keeps_the_earlier_images_run() -> None:
+    c = ContainerRuns(60)
+    c.update(T0 + 61 * S, True, [run(SILENT, A, 59.2, 59.4), run(SILENT, B, 60.5)])
+    assert c.silent(A, T0, ()) and c.silent(B, T0 + W, ())
+    c.update(T0 + 62 * S, True, [run(SILENT, B, 60.5)])  # the earlier run stays (stopped) after
+    assert c.silent(A, T0, ()) and not c.silent(A, T0 + W, ())

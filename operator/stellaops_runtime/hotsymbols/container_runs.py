@@ -34,7 +34,10 @@ A container restarted under its id (Docker's ``--restart``, ``docker
 restart``, a task started again) is one run from its first start: the
 registry names only its latest start, and a window of its earlier run written
 after the restart must still meet it. The time between its runs counts as
-running too, which can only lower a window.
+running too, which can only lower a window. That holds for a run removed and
+created again under its id between two samples too (``ctr run --rm IMAGE
+job`` twice); one created again with another image keeps the earlier run
+apart, under a name no event's container has (it can only lower a window).
 
 Containers are matched by the first 31 characters of their id, lower case:
 Tetragon keeps 31 characters of a container id (``process.docker``) where the
@@ -117,9 +120,12 @@ class ContainerRuns:
             if r.image and r.container_id:
                 unit = unit_id(r.container_id)
                 started = r.started_ns
-                prev = self._runs.get(unit)
+                # an earlier run under its id: this sample's (removed, then created again) or the last's
+                prev = current.get(unit) or self._runs.get(unit)
                 if prev is not None and prev[0] == r.image:
                     started = min(started, prev[1])  # restarted under its id: its earlier run is kept
+                elif unit in current:  # the id again, another image: the earlier run kept apart
+                    current[f"{unit}@{prev[0] if prev else ''}"] = current[unit]
                 current[unit] = (r.image, started, 0 if r.running else r.stopped_ns)
         for unit, (image, started, stopped) in self._runs.items():
             if unit not in current and now_ns - (stopped or now_ns) <= RETAIN_NS:
