@@ -61,7 +61,7 @@ def _sqlite_rows(db) -> dict[tuple[str, str, str, str], tuple[int, str]]:
     return out
 
 
-async def test_grpc_bad_input_is_counted_and_the_agent_keeps_running(tmp_path) -> None:
+async def test_grpc_bad_input_is_counted_and_the_agent_keeps_running(tmp_path, sqlite_at_head) -> None:
     bad = [
         ReplayEvent(payload=GARBAGE),
         ReplayEvent(payload=UNKNOWN_KIND),
@@ -73,7 +73,7 @@ async def test_grpc_bad_input_is_counted_and_the_agent_keeps_running(tmp_path) -
     server = ReplayServer(events)
     addr = await server.start("127.0.0.1:0")
     db = tmp_path / "hs.db"
-    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": f"sqlite:///{db}"})
+    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": sqlite_at_head(db)})
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
         m = await h.wait_processed(port, len(events))
@@ -93,7 +93,7 @@ async def test_grpc_bad_input_is_counted_and_the_agent_keeps_running(tmp_path) -
     assert len(sample) < 64 * 1024  # the 1 MiB arguments were truncated before storing
 
 
-async def test_export_file_bad_input(tmp_path) -> None:
+async def test_export_file_bad_input(tmp_path, sqlite_at_head) -> None:
     with gzip.open(h.STREAM) as f:
         good = [ln for ln in f.read().splitlines() if ln.strip()][:150]
     huge = {
@@ -118,7 +118,9 @@ async def test_export_file_bad_input(tmp_path) -> None:
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(path), "exportFromStart": True},
-        store={"url": f"sqlite:///{db}"},
+        store={
+            "url": sqlite_at_head(db)
+        },  # at head (tests/conftest.py): the input is tested, not the migrations
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     total = len(good) + len(bad)
