@@ -74,6 +74,11 @@ def _trigger_index(rules: tuple[LibraryRule, ...]) -> TriggerIndex:
 # script: ``sh -c "PGPASSWORD=x psql ..."`` keeps its command).
 # A cut text may end inside such an argument (no closing quote): the rest to the end goes.
 _QUOTED_REST = re.compile(r'(?<!\S)(?<!-c )"(?P<first>[^\s"]*\[REDACTED\])[ \t][^"\n]*(?P<end>"(?!\S)|\Z)')
+# The same in single quotes, a shell word inside a script (``sh -c "app '--password=a b'"``): its
+# closing quote may be followed by the script's closing double quote.
+_SINGLE_QUOTED_REST = re.compile(
+    r"(?<!\S)'(?P<first>[^\s']*\[REDACTED\])[ \t][^'\n]*(?P<end>'(?![^\s\"])|\Z)"
+)
 
 
 class Redactor:
@@ -158,6 +163,8 @@ class Redactor:
             hits += more
         if hits and '"' in out:
             out = _QUOTED_REST.sub(r'"\g<first>\g<end>', out)
+        if hits and "'" in out:
+            out = _SINGLE_QUOTED_REST.sub(r"'\g<first>\g<end>", out)
         return out, hits
 
     def _redact_pass(
