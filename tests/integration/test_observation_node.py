@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -323,7 +324,20 @@ async def test_partial_and_skipped_policies_are_reported_as_such(
                     "syscalls": ["execve"],
                 }
                 await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=spec))
-            await wait_for(lambda: rollout().get("nodesPartial") == 1, what="partial node folded")
+
+            async def folded() -> bool:
+                """node-b was judged stale by the operator before this one (the test above): its
+                heartbeat label says so, and a report first seen by a restarted operator then counts
+                as stale until the next one (controller/heartbeats.py), which its agent sends here."""
+                if rollout().get("nodesPartial") == 1:
+                    return True
+                beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                await cluster.patch(
+                    r.OBSERVATION_NODES, "node-b", {"status": {"heartbeatTime": beat}}, status=True
+                )
+                return False
+
+            await wait_for(folded, interval=0.3, what="partial node folded")
             await op.settle()
             ro = rollout()
             assert (ro["nodesRunning"], ro["nodesPartial"], ro["nodesFailed"]) == (1, 1, 0)

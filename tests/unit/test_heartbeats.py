@@ -175,3 +175,31 @@ def test_the_names_of_deleted_observation_nodes_are_bounded() -> None:
     for i in range(MAX_FORGOTTEN * 2 + 5):
         beats.forget(f"node-{i}")
     assert len(beats._forgotten) <= MAX_FORGOTTEN
+
+
+def test_a_restarted_operator_keeps_a_node_it_judged_stale_stale_whatever_its_clock() -> None:
+    """The Node's heartbeat label says the predecessor judged the report stale: a dead agent whose
+    clock runs ahead (its last stamp "in the future" or recent by the operator's clock) is not
+    fresh again after a restart (its pods' ceiling raised, its policies counting it running,
+    its observer Ready) until its next heartbeat; an accurate stamp keeps its own time."""
+    for ahead in (timedelta(minutes=4), timedelta(hours=1)):
+        dead = _working(NOW - timedelta(minutes=5) + ahead)  # its last report, 5 minutes ago
+        stale = node_feature_labels(dead, stale=True)
+        beats = Heartbeats(labels={"node-a": stale}.get, stale_after_seconds=90)
+        assert _stale(beats, dead, NOW), ahead
+        later = NOW + timedelta(seconds=30)
+        assert not _stale(beats, _working(later + ahead), later)  # its next heartbeat: alive
+    accurate = _working(NOW - timedelta(minutes=2))
+    beats = Heartbeats(
+        labels={"node-a": node_feature_labels(accurate, stale=True)}.get, stale_after_seconds=90
+    )
+    assert beats.received(accurate, now=NOW) == NOW - timedelta(minutes=2)  # timed from its stamp
+    # labels that do not say stale (fresh, none, an older operator's) keep the rules above
+    assert not _stale(
+        Heartbeats(labels={}.get, stale_after_seconds=90), _working(NOW + timedelta(hours=1)), NOW
+    )
+    # a new node: its ObservationNode had no heartbeat when this process saw it (the label says stale
+    # for that), so its first report is judged by its stamp, not held stale until the next one
+    new = Heartbeats(labels={"node-a": node_feature_labels(accurate, stale=True)}.get, stale_after_seconds=90)
+    assert new.received(_node(None), now=NOW) is None
+    assert not _stale(new, _working(NOW), NOW)

@@ -32,7 +32,15 @@ operator was down turns stale ``stale_after_seconds`` after the restart, as it
 would after a last heartbeat seen arrive then. When the labels cannot tell
 (none yet, an older report's, or an older operator's labels without
 ``heartbeat`` on a report whose fresh and stale labels are the same), the rule
-above holds. So it does for a report stamped more than
+above holds. When the ``heartbeat`` label says ``stale``, the report counts as
+at least ``stale_after_seconds`` old on first sight, whatever its stamp: a dead
+agent whose clock ran ahead read fresh again after a restart (its last stamp
+recent or "in the future" by the operator's clock), so its pods' ceiling was
+raised, its policies counted it running and its RuntimeObserver read Ready
+until it turned stale once more; a live agent's next heartbeat (a new value)
+counts from its arrival as always. (Not for a node this process saw without any
+heartbeat: its label judged no report, and its first one counts as above.)
+The stamp rule also holds for a report stamped more than
 ``LABELS_TRUSTED_SECONDS`` before now: an operator restarted within
 ``stale_after_seconds`` each time (a crash loop) never judged a dead node stale,
 so its labels kept saying fresh and every start counted its first sight from
@@ -107,6 +115,11 @@ def judged_fresh(labels: Any, node: Mapping[str, Any]) -> bool:
     return mine != tuple(stale.get(k) for k in _JUDGED)
 
 
+def judged_stale(labels: Any) -> bool:
+    """The Node's ``heartbeat`` label says the operator judged its report stale (see the module)."""
+    return isinstance(labels, Mapping) and labels.get(_HEARTBEAT) == "stale"
+
+
 def _name(node: Mapping[str, Any]) -> str:
     meta, spec = node.get("metadata"), node.get("spec")
     name = meta.get("name") if isinstance(meta, Mapping) else None
@@ -119,8 +132,12 @@ MAX_FORGOTTEN = 10_000  # names of deleted ObservationNodes remembered
 class Heartbeats:
     """Per node name: (the ``heartbeatTime`` text last seen, when the operator first saw it)."""
 
-    def __init__(self, labels: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self, labels: Callable[[str], Any] | None = None, *, stale_after_seconds: float | None = None
+    ) -> None:
         self._labels = labels  # node name -> the Node's labels (kopf's index; None: unknown)
+        self._stale_after = stale_after_seconds  # a report judged stale is at least this old
+        self._unstamped: set[str] = set()  # seen by this process with no heartbeat yet
         self._forgotten: set[str] = set()  # ObservationNodes deleted: the labels judged the old one
         self._outdated: dict[str, tuple[str, datetime]] = {}  # name -> (agent template wanted, since)
         self._silent: dict[str, datetime] = {}  # name -> since when its live agent's report is stale
@@ -133,9 +150,11 @@ class Heartbeats:
         """When this node's current report arrived, on the operator's clock (None: it has no heartbeat)."""
         text = _status(node).get("heartbeatTime")
         stamped = parse_time(text)
-        if stamped is None:
-            return None
         name = _name(node)
+        if stamped is None:
+            if len(self._unstamped) < MAX_FORGOTTEN:
+                self._unstamped.add(name)  # its labels judge no report: its first one is not judged stale
+            return None
         before = self._seen.get(name)
         if before is not None and before[0] == text:
             return before[1]
@@ -143,6 +162,13 @@ class Heartbeats:
         recent = (now - stamped).total_seconds() <= LABELS_TRUSTED_SECONDS  # a crash loop: bounded
         fresh_before = before is None and recent and judged_fresh(labels, node)
         at = now if before is not None or fresh_before else min(now, stamped)
+        if (
+            before is None
+            and self._stale_after is not None
+            and name not in self._unstamped
+            and judged_stale(labels)
+        ):
+            at = min(at, now - timedelta(seconds=self._stale_after + 1))  # stale until its next report
         self._seen[name] = (str(text), at)
         self._forgotten.discard(name)  # judged by its own stamp once: kept in _seen from now on
         return at
@@ -233,6 +259,7 @@ class Heartbeats:
         if len(self._forgotten) >= MAX_FORGOTTEN:  # bounded (nodes whose names never come back)
             self._forgotten.clear()  # one made again is then judged by the labels, as at a restart
         self._forgotten.add(name)
+        self._unstamped.discard(name)
         self._seen.pop(name, None)
         self._down.pop(name, None)
         self._unsynced.pop(name, None)

@@ -211,7 +211,10 @@ class ReconcilerState:
         # Policies whose apply outcome this process knows (reconciled since it started: in_force)
         self._in_force_known: set[tuple[str, str | None, str]] = set()
         # When each ObservationNode's current heartbeat arrived, on this process's clock (heartbeats).
-        self.heartbeats = Heartbeats(labels=lambda name: self._one(INDEX_NODES, name))
+        self.heartbeats = Heartbeats(
+            labels=lambda name: self._one(INDEX_NODES, name),
+            stale_after_seconds=self.config.stale_after_seconds,
+        )
 
     def _forget_policy(self, key: tuple[str, str | None, str]) -> None:
         """A policy deleted: what this process remembered of its rollout and its applied objects."""
