@@ -163,3 +163,26 @@ def test_a_package_the_store_knows_nothing_of_is_no_not_observed(url: str) -> No
     code, doc = cli(url, "query", "observed", *argv, "--purl", "pkg:deb/debian/zlib1g@1.2.13.dfsg-1")
     assert (code, doc["answer"]) == (3, "unknown"), doc
     assert ZLIB[1] in doc["reason"]
+
+
+def test_a_function_id_of_a_file_the_image_never_loaded_is_no_not_called(tmp_path: Path, url: str) -> None:
+    """A function ID names one build of a file: asked with a build-id no stored row of the image has
+    (a mistyped one, another build of the library than the image holds), the store knows nothing of
+    that code, so no "not observed", no not_affected, no RTS 0.20. SQLite and PostgreSQL."""
+    filled(url, row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1], bid=BID))
+    other = "cd" * 20
+    argv = ("--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", f"{other}:inflateGetHeader+0x0")
+    code, doc = cli(url, "query", "observed", *argv)
+    assert (code, doc["answer"], doc["file_not_seen"]) == (3, "unknown", []), doc
+    assert other in doc["reason"]
+    code, doc = cli(url, "evidence", *argv)
+    assert (code, doc["rts"]["score"]) == (3, 0.5), doc
+    vulns = {"vulnerabilities": [{"id": "CVE-B", "affected": [
+        {"purl": "pkg:deb/debian/zlib1g", "functions": [f"{other}:inflateGetHeader+0x0"]}]}]}  # fmt: skip
+    r = vex_cli(tmp_path, url, vulns)
+    assert r.returncode == 0, r.stderr
+    assert by_vuln(json.loads(r.stdout))["CVE-B"]["status"] == "under_investigation"
+    # The build the image holds keeps its "not called".
+    mine = ("--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", f"{BID}:inflateGetHeader+0x0")
+    code, doc = cli(url, "query", "observed", *mine)
+    assert (code, doc["answer"]) == (1, "not_observed"), doc

@@ -1,6 +1,6 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Six places where a call can hide from a question about a function of a package:
+Seven places where a call can hide from a question about a function of a package:
 
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
@@ -11,7 +11,9 @@ Six places where a call can hide from a question about a function of a package:
   extension. Asked by name, its function cannot be said not to have run; asked by function ID
   (an ELF symbol of the package's native file) it can.
 - **package_not_seen** (``query`` only: ``evidence`` and ``vex`` defer on it already): no stored
-  row is of the package asked about (a mistyped purl, a package not in the image).
+  row is of the package asked about (a mistyped purl, a package not in the image);
+  **file_not_seen**: a function ID whose build-id no stored row of the image has
+  (evidence/not_seen.py).
 
 - **unattributed**: the function ran in a file no package was attributed to (purl ``""``:
   the file's attribution failed, or no source claims it; docs/attribution.md). A question
@@ -37,13 +39,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from packageurl import PackageURL
 
+from stellaops_runtime.evidence.doubt import MAX_LISTED as MAX_LISTED  # re-exported
+from stellaops_runtime.evidence.doubt import Doubt
+from stellaops_runtime.evidence.doubt import listed as _listed
 from stellaops_runtime.evidence.interpreted import INTERPRETED_TYPES, image_files, package_files, purl_type
+from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
@@ -51,37 +55,12 @@ from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, quarantin
 from stellaops_runtime.store.timeconv import ns_to_datetime
 from stellaops_runtime.store.unnamed import history_incomplete
 
-
-@dataclass(frozen=True, slots=True)
-class Doubt:
-    """Calls that may be the function asked about though no row of it says so."""
-
-    kind: str  # the JSON key of ``rows``: "unattributed", "history_removed", "refused", ...
-    why: str  # a clause for people
-    rows: tuple[SymbolRow, ...]
-
-
 UNATTRIBUTED = "unattributed"
 INTERPRETED = "interpreted"
-PACKAGE_NOT_SEEN = "package_not_seen"
 HISTORY_REMOVED = "history_removed"
 REFUSED = "refused"
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 _LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-
-# A doubt names at most this many files (each at most MAX_NAME_CHARS), then counts the rest: an
-# image whose attribution failed for thousands of files would make a reason, an Evidence document
-# and a witness of hundreds of KB (a witness stays under ~100 KB: docs/witnesses.md).
-MAX_LISTED = 20
-MAX_NAME_CHARS = 300
-
-
-def _listed(items: set[str], what: str, sep: str = ", ") -> str:
-    """``items`` sorted, at most MAX_LISTED of them, each cut at MAX_NAME_CHARS, then how many more."""
-    shown = [i if len(i) <= MAX_NAME_CHARS else i[: MAX_NAME_CHARS - 1] + "…" for i in sorted(items)]
-    more = len(shown) - MAX_LISTED
-    return sep.join(shown[:MAX_LISTED]) + (f"{sep}and {more} more {what}" if more > 0 else "")
 
 
 def _files(rows: list[SymbolRow]) -> str:
@@ -163,35 +142,6 @@ def interpreted(
         f"interpreter's modules do, or are an interpreter, {how}"
     )
     return Doubt(INTERPRETED, why, ())
-
-
-def package_not_seen(
-    conn: sa.Connection, *, image: str, purl: PurlQuery | None, prefix: str | None = None
-) -> Doubt | None:
-    """A package (or a prefix) no stored row of ``image`` is of: a mistyped purl, a package not in
-    the image, one whose files were never attributed. The store knows nothing of it: no "no"."""
-    others: list[str] = []
-    if purl is not None:
-        if queries.matching_purls(conn, image=image, purl=purl):
-            return None
-        what = f"the package {purl.text}"
-        q = purl.purl
-        if q.version or q.qualifiers or q.subpath:  # another version (an epoch), another arch...
-            name = PurlQuery(purl.text, PackageURL(q.type, q.namespace, q.name))
-            others = queries.matching_purls(conn, image=image, purl=name)
-    elif prefix is not None:
-        if queries.prefixed_purls(conn, image=image, prefix=prefix):
-            return None
-        what = f"no package starting {prefix}"
-    else:
-        return None
-    why = (
-        f"{what} was never seen loaded in the image (no stored row of it: a mistyped package URL, a "
-        "package not in the image, or one whose files were never attributed), so nothing is known of it"
-    )
-    if others:
-        why += f"; stored of that package: {_listed(set(others), 'purls')}"
-    return Doubt(PACKAGE_NOT_SEEN, why, ())
 
 
 def history_removed(
@@ -368,6 +318,7 @@ def doubts(
 ) -> list[Doubt]:
     """Every doubt on a "no" about ``function`` (of ``purl``) in ``image`` in the period."""
     found = [
+        file_not_seen(conn, image=image, function=function),
         interpreted(conn, image=image, function=function, purl=purl),
         refused(conn, image=image, function=function, purl=purl, since=since, until=until),
     ]

@@ -1,0 +1,31 @@
+"""One doubt on a "no", and how a doubt lists files: shared by evidence/doubts.py and
+evidence/not_seen.py (split so that neither imports the other's module for its record type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stellaops_runtime.store.queries import SymbolRow
+
+
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """Calls that may be the function asked about though no row of it says so."""
+
+    kind: str  # the JSON key of ``rows``: "unattributed", "history_removed", "refused", ...
+    why: str  # a clause for people
+    rows: tuple[SymbolRow, ...]
+
+
+# A doubt names at most this many files (each at most MAX_NAME_CHARS), then counts the rest: an
+# image whose attribution failed for thousands of files would make a reason, an Evidence document
+# and a witness of hundreds of KB (a witness stays under ~100 KB: docs/witnesses.md).
+MAX_LISTED = 20
+MAX_NAME_CHARS = 300
+
+
+def listed(items: set[str], what: str, sep: str = ", ") -> str:
+    """``items`` sorted, at most MAX_LISTED of them, each cut at MAX_NAME_CHARS, then how many more."""
+    shown = [i if len(i) <= MAX_NAME_CHARS else i[: MAX_NAME_CHARS - 1] + "…" for i in sorted(items)]
+    more = len(shown) - MAX_LISTED
+    return sep.join(shown[:MAX_LISTED]) + (f"{sep}and {more} more {what}" if more > 0 else "")

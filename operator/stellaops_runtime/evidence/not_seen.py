@@ -1,0 +1,69 @@
+"""What the store has no row of: a package or a build of a file never seen in the image.
+
+A question about code the store knows nothing of gets no "no": a mistyped purl
+(``pkg:deb/debian/zlibg1``), a version or arch the image does not hold, a function ID whose
+build-id is of another build of the library (or mistyped). Each would otherwise read "not
+observed while watched", and a policy engine would take it for "not called". ``query`` answers
+unknown naming it; ``evidence`` defers (package) or keeps the neutral RTS (file); ``vex`` says
+under_investigation (evidence/doubts.py gathers them).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from packageurl import PackageURL
+
+from stellaops_runtime.evidence.doubt import Doubt, listed
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.schema import hot_symbols
+
+PACKAGE_NOT_SEEN = "package_not_seen"
+FILE_NOT_SEEN = "file_not_seen"
+
+
+def package_not_seen(
+    conn: sa.Connection, *, image: str, purl: PurlQuery | None, prefix: str | None = None
+) -> Doubt | None:
+    """A package (or a prefix) no stored row of ``image`` is of: a mistyped purl, a package not in
+    the image, one whose files were never attributed. The store knows nothing of it: no "no"."""
+    others: list[str] = []
+    if purl is not None:
+        if queries.matching_purls(conn, image=image, purl=purl):
+            return None
+        what = f"the package {purl.text}"
+        q = purl.purl
+        if q.version or q.qualifiers or q.subpath:  # another version (an epoch), another arch...
+            name = PurlQuery(purl.text, PackageURL(q.type, q.namespace, q.name))
+            others = queries.matching_purls(conn, image=image, purl=name)
+    elif prefix is not None:
+        if queries.prefixed_purls(conn, image=image, prefix=prefix):
+            return None
+        what = f"no package starting {prefix}"
+    else:
+        return None
+    why = (
+        f"{what} was never seen loaded in the image (no stored row of it: a mistyped package URL, a "
+        "package not in the image, or one whose files were never attributed), so nothing is known of it"
+    )
+    if others:
+        why += f"; stored of that package: {listed(set(others), 'purls')}"
+    return Doubt(PACKAGE_NOT_SEEN, why, ())
+
+
+def file_not_seen(conn: sa.Connection, *, image: str, function: FunctionQuery | None) -> Doubt | None:
+    """A function ID whose build-id no stored row of ``image`` has: that build of the file was never
+    seen there (a mistyped build-id, another build of the library than the image holds)."""
+    if function is None or not function.is_function_id:
+        return None
+    c = hot_symbols.c
+    seen = sa.or_(c.build_id == function.build_id, c.function_id.startswith(f"{function.build_id}:"))
+    stmt = sa.select(c.image_digest).where(c.image_digest == image, seen).limit(1)
+    if conn.execute(stmt).first() is not None:
+        return None
+    why = (
+        f"no file with build-id {function.build_id} was seen in the image (a mistyped build-id, or "
+        "another build of the file than the image holds: its function may run there under another "
+        "build-id), so nothing is known of that code"
+    )
+    return Doubt(FILE_NOT_SEEN, why, ())
