@@ -31,6 +31,7 @@ from stellaops_runtime.lifecycle.containerd_client import (
 FIRST_MARK_SECONDS = 0.05
 MARK_MAX_SECONDS = 1.0
 BACKLOG_MAX = 100_000
+BACKLOG_MAX_BYTES = 256 << 20  # and their bytes: one event may be as large as a message (64 MiB)
 
 
 def received(pending: asyncio.Future[Any]) -> bytes:
@@ -55,6 +56,7 @@ async def await_subscribed(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + client.timeout
     backlog: list[bytes] = []
+    size = 0
     interval, next_mark = FIRST_MARK_SECONDS, 0.0
     while True:
         now = loop.time()
@@ -74,4 +76,7 @@ async def await_subscribed(
             return backlog, pending
         if len(backlog) >= BACKLOG_MAX:
             raise ConnectionError(f"over {BACKLOG_MAX} events before this subscription's own")
+        size += len(raw)
+        if size > BACKLOG_MAX_BYTES:
+            raise ConnectionError(f"over {BACKLOG_MAX_BYTES} bytes of events before this subscription's own")
         backlog.append(raw)
