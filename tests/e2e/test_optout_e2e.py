@@ -105,8 +105,8 @@ def _stored(db: Path) -> tuple[list[dict[str, Any]], set[str], set[str]]:
     return rows, window_images, observed
 
 
-async def _run(tmp: Path, tetragon: dict[str, Any], source: str) -> tuple[dict, str, str]:
-    cfg, port = h.write_config(tmp, tetragon=tetragon, store={"url": f"sqlite:///{tmp}/hot.db"})
+async def _run(tmp: Path, tetragon: dict[str, Any], source: str, url: str) -> tuple[dict, str, str]:
+    cfg, port = h.write_config(tmp, tetragon=tetragon, store={"url": url})
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
         await h.wait_for(
@@ -180,7 +180,7 @@ def _check(tmp: Path, m: dict, out: str, metrics: str) -> None:
     assert on_stack == _expected_on_stack()
 
 
-async def test_opted_out_pods_leave_nothing_over_grpc(tmp_path: Path) -> None:
+async def test_opted_out_pods_leave_nothing_over_grpc(tmp_path: Path, sqlite_at_head: Any) -> None:
     jsonl = tmp_path / "stream.jsonl"
     jsonl.write_text("".join(json.dumps(o) + "\n" for o in STREAM))
     loaded = load_events(jsonl)
@@ -188,16 +188,22 @@ async def test_opted_out_pods_leave_nothing_over_grpc(tmp_path: Path) -> None:
     server = ReplayServer(loaded.events)
     addr = await server.start("127.0.0.1:0")
     try:
-        m, out, metrics = await _run(tmp_path, {"address": addr}, "tetragon-grpc")
+        # the store at head (tests/conftest.py): the opt-out is tested, not the migrations
+        m, out, metrics = await _run(
+            tmp_path, {"address": addr}, "tetragon-grpc", sqlite_at_head(tmp_path / "hot.db")
+        )
     finally:
         await server.stop()
     _check(tmp_path, m, out, metrics)
 
 
-async def test_opted_out_pods_leave_nothing_from_the_json_export(tmp_path: Path) -> None:
+async def test_opted_out_pods_leave_nothing_from_the_json_export(tmp_path: Path, sqlite_at_head: Any) -> None:
     export = tmp_path / "tetragon.log"
     export.write_text("".join(json.dumps(o) + "\n" for o in STREAM))
     m, out, metrics = await _run(
-        tmp_path, {"exportFile": str(export), "exportFromStart": True}, "tetragon-export"
+        tmp_path,
+        {"exportFile": str(export), "exportFromStart": True},
+        "tetragon-export",
+        sqlite_at_head(tmp_path / "hot.db"),
     )
     _check(tmp_path, m, out, metrics)

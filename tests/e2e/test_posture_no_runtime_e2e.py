@@ -61,8 +61,10 @@ def _run(tmp: Path, url: str, lifecycle: dict[str, Any]) -> str:
     return out
 
 
-def test_auto_without_a_runtime_socket_answers_unknown(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def test_auto_without_a_runtime_socket_answers_unknown(tmp_path: Path, sqlite_at_head: Any) -> None:
+    url = sqlite_at_head(
+        tmp_path / "hot.db"
+    )  # at head (tests/conftest.py): no migration at the agent's start
     out = _run(tmp_path, url, _absent(tmp_path))
     code, doc = observed(url, BOTH, NEVER)
     assert (code, doc["answer"]) == (3, "unknown"), doc
@@ -72,8 +74,8 @@ def test_auto_without_a_runtime_socket_answers_unknown(tmp_path: Path) -> None:
     assert "ActiveTracing" in warned[0] and "containerdAddress" in warned[0], warned[0]
 
 
-def test_enabled_false_is_the_operators_choice_and_says_so(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def test_enabled_false_is_the_operators_choice_and_says_so(tmp_path: Path, sqlite_at_head: Any) -> None:
+    url = sqlite_at_head(tmp_path / "hot.db")
     out = _run(tmp_path, url, {"enabled": False})
     warned = [line for line in out.splitlines() if "WARNING" in line and "lifecycle.enabled: false" in line]
     assert warned, out
@@ -91,7 +93,7 @@ def _containers_known(cluster: Cluster) -> dict[str, Any]:
     return {}
 
 
-async def test_the_observation_node_readyz_and_metrics_say_why(tmp_path: Path) -> None:
+async def test_the_observation_node_readyz_and_metrics_say_why(tmp_path: Path, sqlite_at_head: Any) -> None:
     export = tmp_path / "tetragon.log"
     await asyncio.to_thread(export.write_bytes, b"")
     await asyncio.to_thread((tmp_path / "kube").mkdir)
@@ -99,7 +101,7 @@ async def test_the_observation_node_readyz_and_metrics_say_why(tmp_path: Path) -
         await cluster.create(obj("v1", "Node", x.NODE))
         cfg, port = h.write_config(
             tmp_path,
-            **x.conf(f"sqlite:///{tmp_path}/hot.db", str(tmp_path / "spool.jsonl"), export),
+            **x.conf(sqlite_at_head(tmp_path / "hot.db"), str(tmp_path / "spool.jsonl"), export),
             observationNode={"enabled": True, "heartbeatSeconds": 1, "kubeconfig": str(cluster.kubeconfig)},
             lifecycle=_absent(tmp_path),
         )
