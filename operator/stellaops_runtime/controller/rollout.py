@@ -80,7 +80,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stellaops_runtime.controller.loaded_version import Version, not_from_api, reported_version, speaks_of
-from stellaops_runtime.controller.rollout_partial import MAX_MESSAGE_CHARS, no_source_entry, partial_entry
+from stellaops_runtime.controller.rollout_partial import (
+    MAX_MESSAGE_CHARS,
+    no_source_entry,
+    partial_entry,
+    unreachable_entry,
+)
 
 # NOT_FROM_API: Tetragon lists only a policy of the name it loaded from no Kubernetes object.
 FAILED_STATES = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "NOT_FROM_API"})
@@ -88,7 +93,6 @@ HELD_BY_ANOTHER = (
     "Tetragon lists a policy of this name not from the Kubernetes object (read from a file or taken "
     "over gRPC), which holds the name: ours is not loaded"
 )
-UNREACHABLE_STATE = "TetragonUnreachable"
 PARTIAL_STATES = frozenset({"PARTIALLY_ENABLED"})
 RUNNING_STATES = frozenset({"ENABLED"})
 SKIPPED_STATES = frozenset({"SKIPPED"})
@@ -255,7 +259,9 @@ def fold_rollout(
             continue
         kind, problems = _node_outcome(report, wanted, written or {}, versions or {})
         if kind == "pending" and report.unreachable:
-            problems = [_unreachable_entry(report, wanted)]
+            problems = [
+                unreachable_entry(report.name, wanted, report.unreachable_since, report.unreachable_message)
+            ]
         elif kind == "running" and report.no_source is not None:  # nothing it traces reaches us there
             kind, problems = "pending", [no_source_entry(report.name, wanted, report.no_source)]
         counts[kind] += 1
@@ -272,18 +278,6 @@ def fold_rollout(
         "nodesNative": counts["native"],
         "nodesSkipped": counts["skipped"],
         "failures": failures[: max(0, max_messages)],
-    }
-
-
-def _unreachable_entry(report: NodeReport, wanted: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    since = report.unreachable_since
-    when = f" since {since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}" if since is not None else ""
-    detail = f": {report.unreachable_message}" if report.unreachable_message else ""
-    return {
-        "node": report.name,
-        "policy": _policy_ref(wanted[0][0] or None, wanted[0][1]) if wanted else "",
-        "state": UNREACHABLE_STATE,
-        "message": f"the agent cannot reach Tetragon{when}{detail}"[:MAX_MESSAGE_CHARS],
     }
 
 

@@ -5,12 +5,14 @@ entry's ``failedHooks`` (the agent's copy of Tetragon's ``hook_statuses``)
 become ``kprobes[1] do_sys_foo: CALL_NOT_FOUND`` texts and one failure
 entry whose message starts ``N of M hooks loaded``; a node whose Tetragon
 loaded the policy while its agent gets no events (``source: none``) gets one
-``NoEventSource`` entry (``no_source_entry``).
+``NoEventSource`` entry (``no_source_entry``), one that cannot reach Tetragon
+a ``TetragonUnreachable`` entry (``unreachable_entry``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_MESSAGE_CHARS = 512
@@ -44,6 +46,23 @@ def partial_entry(node: str, policy: str, entry: Mapping[str, Any]) -> dict[str,
 
 
 NO_SOURCE_STATE = "NoEventSource"
+UNREACHABLE_STATE = "TetragonUnreachable"
+
+
+def unreachable_entry(
+    node: str, wanted: Sequence[tuple[str, str]], since: datetime | None, detail: str
+) -> dict[str, Any]:
+    """The ``failures`` entry of a node whose agent cannot reach Tetragon (since when, and why)."""
+    when = f" since {since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}" if since is not None else ""
+    ns, name = wanted[0] if wanted else ("", "")
+    return {
+        "node": node,
+        "policy": f"{ns}/{name}" if ns else name,
+        "state": UNREACHABLE_STATE,
+        "message": f"the agent cannot reach Tetragon{when}{': ' + detail if detail else ''}"[
+            :MAX_MESSAGE_CHARS
+        ],
+    }
 
 
 def no_source_entry(node: str, wanted: Sequence[tuple[str, str]], why: str) -> dict[str, Any]:
