@@ -47,7 +47,7 @@ def _of_image(o: dict[str, Any]) -> bool:
     return pod is not None and str(pod["container"]["image"]["id"]).endswith(DIGEST)
 
 
-async def test_pods_on_the_operators_list_leave_nothing(tmp_path: Path) -> None:
+async def test_pods_on_the_operators_list_leave_nothing(tmp_path: Path, sqlite_at_head: Any) -> None:
     pods = {(p["namespace"], p["name"]) for o in OBJS if _of_image(o) and (p := _pod(o)) is not None}
     dropped = sum(1 for o in OBJS if _of_image(o))
     assert pods and dropped > 100
@@ -62,7 +62,7 @@ async def test_pods_on_the_operators_list_leave_nothing(tmp_path: Path) -> None:
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": f"sqlite:///{tmp_path}/hot.db"},
+        store={"url": sqlite_at_head(tmp_path / "hot.db")},  # at head (tests/conftest.py)
         native={"enabled": False, "probeConfigFile": str(probes)},
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")

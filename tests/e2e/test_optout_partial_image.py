@@ -68,7 +68,9 @@ def stream() -> tuple[list[dict[str, Any]], int, int]:
     return out, opted, inflate
 
 
-async def test_a_function_only_an_opted_out_pod_called_is_unknown(tmp_path: Path) -> None:
+async def test_a_function_only_an_opted_out_pod_called_is_unknown(
+    tmp_path: Path, sqlite_at_head: Any
+) -> None:
     objs, opted, inflate = stream()
     assert opted > 100 and inflate > 0
     jsonl = tmp_path / "stream.jsonl"
@@ -76,7 +78,7 @@ async def test_a_function_only_an_opted_out_pod_called_is_unknown(tmp_path: Path
     server = ReplayServer(load_events(jsonl).events)
     addr = await server.start("127.0.0.1:0")
     cfg, port = h.write_config(
-        tmp_path, tetragon={"address": addr}, store={"url": f"sqlite:///{tmp_path}/hot.db"}
+        tmp_path, tetragon={"address": addr}, store={"url": sqlite_at_head(tmp_path / "hot.db")}
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")
     try:
