@@ -52,13 +52,16 @@ def _totals(db: Path) -> tuple[int, int]:
     return int(n), int(total)
 
 
-async def test_a_second_agent_of_the_node_waits_and_counts_nothing_twice(tmp_path: Path) -> None:
+async def test_a_second_agent_of_the_node_waits_and_counts_nothing_twice(
+    tmp_path: Path, sqlite_at_head
+) -> None:
     spool = tmp_path / "node" / "hot.spool"
     spool.parent.mkdir()
     export = tmp_path / "tetragon.log"
     with gzip.open(h.STREAM) as f:
         export.write_bytes(f.read())
     db = tmp_path / "hot.db"
+    sqlite_at_head(db)  # at head (tests/conftest.py): the node's agent lock is tested, not the migrations
     cfgs = []
     for name in ("a", "b"):
         d = tmp_path / name
@@ -104,7 +107,7 @@ async def test_a_second_agent_of_the_node_waits_and_counts_nothing_twice(tmp_pat
 
 
 async def test_a_waiting_agent_starts_when_the_first_is_killed_and_stops_cleanly_while_waiting(
-    tmp_path: Path,
+    tmp_path: Path, sqlite_at_head
 ) -> None:
     spool = tmp_path / "node" / "hot.spool"
     spool.parent.mkdir()
@@ -118,7 +121,7 @@ async def test_a_waiting_agent_starts_when_the_first_is_killed_and_stops_cleanly
             h.write_config(
                 d,
                 tetragon={"exportFile": str(export)},
-                store={"url": f"sqlite:///{d}/hot.db", "spoolPath": str(spool)},
+                store={"url": sqlite_at_head(d / "hot.db"), "spoolPath": str(spool)},
             )
         )
     a = h.start_agent(cfgs[0][0])
