@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,12 +48,13 @@ def _process(pid: int) -> tuple[str, dict[str, str]]:
     return maps, dict(item.decode().partition("=")[::2] for item in raw if b"=" in item)
 
 
-async def _run(tmp_path: Path, **env: str) -> tuple[str, dict[str, str], str]:
-    """(the mapped files, the environment of the running agent, its output); counts checked."""
+async def _run(tmp_path: Path, at_head: Any, **env: str) -> tuple[str, dict[str, str], str]:
+    """(the mapped files, the environment of the running agent, its output); counts checked.
+    ``at_head``: tests/conftest.py's sqlite_at_head (the allocator is tested, not the migrations)."""
     server = ReplayServer(EVENTS)
     addr = await server.start("127.0.0.1:0")
     db = tmp_path / "hs.db"
-    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": f"sqlite:///{db}"})
+    cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": at_head(db)})
     clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC", "MALLOC_CONF")}
     proc = _start(cfg, dict(clean, PYTHONUNBUFFERED="1", **env))
     try:
@@ -70,8 +72,8 @@ async def _run(tmp_path: Path, **env: str) -> tuple[str, dict[str, str], str]:
     return maps, environ, out
 
 
-async def test_the_agent_runs_under_jemalloc_and_counts_exactly(tmp_path: Path) -> None:
-    maps, environ, out = await _run(tmp_path)
+async def test_the_agent_runs_under_jemalloc_and_counts_exactly(tmp_path: Path, sqlite_at_head: Any) -> None:
+    maps, environ, out = await _run(tmp_path, sqlite_at_head)
     lib = jemalloc.find_library()
     assert lib is not None and LIB_FILE in maps
     assert environ["PYTHONMALLOC"] == "malloc"
@@ -81,23 +83,25 @@ async def test_the_agent_runs_under_jemalloc_and_counts_exactly(tmp_path: Path) 
     assert out.count("memory allocator:") == 1  # one exec, no loop
 
 
-async def test_system_keeps_the_interpreters_allocator(tmp_path: Path) -> None:
-    maps, environ, out = await _run(tmp_path, STELLA_AGENT_ALLOCATOR="system")
+async def test_system_keeps_the_interpreters_allocator(tmp_path: Path, sqlite_at_head: Any) -> None:
+    maps, environ, out = await _run(tmp_path, sqlite_at_head, STELLA_AGENT_ALLOCATOR="system")
     assert jemalloc.SONAME not in maps
     assert "PYTHONMALLOC" not in environ
     assert "memory allocator: the interpreter's (STELLA_AGENT_ALLOCATOR=system)" in out
 
 
-async def test_an_operators_pythonmalloc_is_kept(tmp_path: Path) -> None:
-    maps, environ, out = await _run(tmp_path, PYTHONMALLOC="pymalloc")
+async def test_an_operators_pythonmalloc_is_kept(tmp_path: Path, sqlite_at_head: Any) -> None:
+    maps, environ, out = await _run(tmp_path, sqlite_at_head, PYTHONMALLOC="pymalloc")
     assert jemalloc.SONAME not in maps
     assert environ["PYTHONMALLOC"] == "pymalloc"
     assert "memory allocator: the interpreter's (PYTHONMALLOC or LD_PRELOAD set by the operator" in out
 
 
-async def test_a_preload_the_loader_dropped_is_reported(tmp_path: Path) -> None:
+async def test_a_preload_the_loader_dropped_is_reported(tmp_path: Path, sqlite_at_head: Any) -> None:
     """As if re-executed with a library ld.so could not preload (it says so and carries on)."""
-    maps, environ, out = await _run(tmp_path, STELLA_AGENT_ALLOCATOR_EXEC="/nonexistent/libjemalloc.so.2")
+    maps, environ, out = await _run(
+        tmp_path, sqlite_at_head, STELLA_AGENT_ALLOCATOR_EXEC="/nonexistent/libjemalloc.so.2"
+    )
     assert jemalloc.SONAME not in maps
     assert "PYTHONMALLOC" not in environ  # no second exec
     assert "WARNING" in out

@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,9 @@ from tests.e2e import harness as h
 pytestmark = [pytest.mark.e2e]
 
 
-async def test_fifos_at_the_spool_and_kallsyms_paths_leave_every_event_counted(tmp_path: Path) -> None:
+async def test_fifos_at_the_spool_and_kallsyms_paths_leave_every_event_counted(
+    tmp_path: Path, sqlite_at_head: Any
+) -> None:
     objs = h.stream_objects()
     spool = tmp_path / "spool.json"
     kallsyms = tmp_path / "kallsyms"
@@ -38,7 +41,7 @@ async def test_fifos_at_the_spool_and_kallsyms_paths_leave_every_event_counted(t
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": f"sqlite:///{db}", "spoolPath": str(spool)},
+        store={"url": sqlite_at_head(db), "spoolPath": str(spool)},  # at head: tests/conftest.py
         symbols={"kallsymsPath": str(kallsyms)},
         native={"enabled": False},
     )

@@ -16,7 +16,7 @@ from tests.e2e.test_bad_input import _sqlite_rows
 pytestmark = pytest.mark.e2e
 
 
-async def test_sigterm_flushes_and_exits_0_over_a_unix_socket_with_filters(tmp_path) -> None:
+async def test_sigterm_flushes_and_exits_0_over_a_unix_socket_with_filters(tmp_path, sqlite_at_head) -> None:
     """unix:// address, deny filter from config applied by the server, SIGTERM stops cleanly."""
     events = load_events(h.STREAM).events
     server = ReplayServer(events)
@@ -26,7 +26,7 @@ async def test_sigterm_flushes_and_exits_0_over_a_unix_socket_with_filters(tmp_p
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"address": addr, "deny": [{"eventTypes": ["PROCESS_UPROBE"]}]},
-        store={"url": f"sqlite:///{db}"},
+        store={"url": sqlite_at_head(db)},  # at head (tests/conftest.py): the stop is tested
     )
     wanted = sum(1 for e in events if e.event_type != events_pb2.PROCESS_UPROBE)
     proc = h.start_agent(cfg)  # no --exit-when-idle: only the signal stops it
