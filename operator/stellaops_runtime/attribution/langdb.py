@@ -95,7 +95,7 @@ def build_site_packages(fs: RootFS, site: str) -> BuildResult:
             continue
         idx = len(pkgs)
         pkgs.append(pkg)
-        entries.extend((f"{site}/{rel}", idx) for rel in rel_paths)
+        entries.extend((record_path(site, rel), idx) for rel in rel_paths)
     keys = KeyBuilder(fs)
     result.index = OwnerIndex(pkgs, entries, keys=keys)
     if keys.skipped:
@@ -103,6 +103,16 @@ def build_site_packages(fs: RootFS, site: str) -> BuildResult:
             f"pypi: {site}: {keys.skipped} RECORD paths skipped, first: {keys.first_problem}"
         )
     return result
+
+
+def record_path(site: str, rel: str) -> str:
+    """A RECORD path as an in-root path: absolute as written, else relative to ``site``.
+
+    The installed-project spec allows both ("an absolute path, or relative to
+    the directory containing the .dist-info directory"); ``pip show -f`` joins
+    them the same way. Either is normalized and confined by the key builder.
+    """
+    return rel if rel.startswith("/") else f"{site}/{rel}"
 
 
 def npm_eligible(resolved: str) -> bool:

@@ -3,7 +3,7 @@
 ``METADATA`` is an email-header document; ``Name`` and ``Version`` are what
 the PURL needs. ``RECORD`` is CSV (``path,hash,size``), one row per installed
 file, paths relative to the site-packages directory that holds the
-``.dist-info`` (``../../../bin/tool`` for a console script). When METADATA
+``.dist-info`` (``../../../bin/tool`` for a console script) or absolute. When METADATA
 lacks a field, the directory name (``<name>-<version>.dist-info``) supplies it.
 """
 
