@@ -25,6 +25,9 @@ from stellaops_runtime.evidence.interpreted import interpreter_file, module_file
         "/usr/lib/x86_64-linux-gnu/perl-base/auto/POSIX/POSIX.so",
         "/usr/lib/php/20220829/yaml.so",
         "/usr/lib/jvm/java-17-openjdk-amd64/lib/libzip.so",
+        # missed before (review RA): PyPy's standard library and its extension modules
+        "/opt/pypy/lib/pypy3.10/_cffi_backend.so",
+        "/opt/pypy/lib/foo/_yaml.pypy310-pp73-x86_64-linux-gnu.so",
     ],
 )
 def test_a_file_among_an_interpreters_modules(path: str) -> None:
@@ -46,6 +49,14 @@ def test_a_file_among_an_interpreters_modules(path: str) -> None:
         "/usr/lib/x86_64-linux-gnu/libperl.so.5.36.0",
         "/usr/sbin/php-fpm8.2",
         "/usr/lib/erlang/erts-13.1.5/bin/beam.smp",
+        # missed before (review RA): JavaScript runtimes other than Node, PyPy, PHP's CGI
+        "/usr/bin/deno",
+        "/usr/local/bin/bun",
+        "/opt/pypy/bin/pypy3.10",
+        "/usr/bin/pypy3",
+        "/opt/pypy/bin/libpypy3.10-c.so",
+        "/usr/bin/php-cgi8.2",
+        "/usr/bin/php-cgi",
     ],
 )
 def test_an_interpreter_itself(path: str) -> None:
@@ -62,6 +73,8 @@ def test_an_interpreter_itself(path: str) -> None:
         "/app/server",
         "/usr/bin/pythonista",
         "/usr/lib/x86_64-linux-gnu/libpythonic.so",
+        "/usr/bin/bunzip2",
+        "/usr/bin/denoise",
     ],
 )
 def test_native_code_is_neither(path: str) -> None:

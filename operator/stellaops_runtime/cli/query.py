@@ -83,8 +83,9 @@ Query the hot-symbol store the agent writes.
              row the store refused, history retention removed, a function of
              an interpreted package (pypi, npm, a deb of Python modules, ...;
              without --purl: of an image running interpreted code) asked by
-             name, which no sampled stack names, a PURL never seen loaded in
-             IMAGE (mistyped?); each is named)
+             name (not by function ID or mangled symbol), which no sampled
+             stack names, a PURL never seen loaded in IMAGE (mistyped?); each
+             is named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown:
              also when the package, or the --prefix, matches no stored package)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)

@@ -9,7 +9,8 @@ Seven places where a call can hide from a question about a function of a package
   frames only (the interpreter's ``_PyEval_EvalFrameDefault``, JIT code under no file), never a
   function such as ``yaml.full_load``; the package is "seen loaded" through its native
   extension. Asked by name, its function cannot be said not to have run; asked by function ID
-  (an ELF symbol of the package's native file) it can.
+  (an ELF symbol of the package's native file) or by a mangled symbol (``_Z...``, ``_R...``:
+  native code by its spelling) it can.
 - **package_not_seen** (``query`` only: ``evidence`` and ``vex`` defer on it already): no stored
   row is of the package asked about (a mistyped purl, a package not in the image);
   **file_not_seen**: a function ID whose build-id no stored row of the image has
@@ -109,7 +110,9 @@ def interpreted(
     is interpreted (evidence/interpreted.py): no sampled stack could have named it. The package is
     ``purl``'s, those ``prefix`` covers, or, with neither, any of the image's (a function asked of
     no package, in an image that runs interpreted code)."""
-    if function is not None and function.is_function_id:  # an ELF symbol of native code
+    # an ELF symbol of native code, or mangled: a plain name may be interpreted code's even with a
+    # parameter list (a Java method's signature is spelled like a C++ one)
+    if function is not None and (function.is_function_id or function.mangled):
         return None
     what = "a function" if function is not None else "the functions"
     how = (

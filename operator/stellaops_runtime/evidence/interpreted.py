@@ -33,13 +33,14 @@ INTERPRETED_TYPES = frozenset(
 _MODULE_FILE = re.compile(
     r"/(?:site-packages|dist-packages|lib-dynload|node_modules|nodejs|gems|ruby|perl(?:5|-base)?|php|jvm|R/library"
     r"|lua|erlang|dotnet)/"
-    r"|/lib/python[0-9][0-9.]*/"
-    r"|\.cpython-[^/]*\.so$|\.abi3\.so$|\.node$|\.jar$"
+    r"|/lib/(?:python|pypy)[0-9][0-9.]*/"
+    r"|\.cpython-[^/]*\.so$|\.pypy[0-9]*-[^/]*\.so$|\.abi3\.so$|\.node$|\.jar$"
 )
 # An interpreter or VM itself (the file's base name).
 _INTERPRETER = re.compile(
-    r"(?:python[0-9.]*m?|libpython[0-9.]+m?\.so[0-9.]*|node(?:js)?|libnode\.so[0-9.]*"
-    r"|ruby[0-9.]*|libruby[-0-9.]*\.so[0-9.]*|java|libjvm\.so|php[0-9.]*|php-fpm[0-9.]*"
+    r"(?:python[0-9.]*m?|libpython[0-9.]+m?\.so[0-9.]*|pypy[0-9.]*|libpypy[0-9.]*-c\.so[0-9.]*"
+    r"|node(?:js)?|libnode\.so[0-9.]*|deno|bun"
+    r"|ruby[0-9.]*|libruby[-0-9.]*\.so[0-9.]*|java|libjvm\.so|php[0-9.]*|php-(?:fpm|cgi)[0-9.]*"
     r"|libphp[0-9.]*\.so|perl[0-9.]*|libperl\.so[0-9.]*|beam(?:\.smp)?|erlexec"
     r"|lua(?:jit)?[0-9.]*|lib(?:lua|luajit-)[0-9.]*\.so[0-9.]*|dart|dotnet|libcoreclr\.so"
     r"|mono(?:-sgen)?|R|libR\.so|Rscript)"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from packageurl import PackageURL
 
-from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.canonical.demangle import demangle, language_of
 from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
 from stellaops_runtime.canonical.gonames import is_clone_suffix
 from stellaops_runtime.store import rust_paths
@@ -233,6 +233,9 @@ class FunctionQuery:
     # Names given by name: each also names its GCC clones (:func:`clone_of`), code of the function
     # stored under its own name (``f.isra.0``, ``f.part.0``, ``f.cold``, C++ ``f(int) (.cold)``).
     clones: tuple[str, ...] = ()
+    # Given as a mangled symbol that demangles (C++ ``_Z...``, Rust ``_R...``): native code by its
+    # spelling, as a function ID is; never an interpreted function's (doubts.interpreted).
+    mangled: bool = False
 
     @property
     def is_function_id(self) -> bool:
@@ -360,6 +363,7 @@ def function_query(text: str) -> FunctionQuery:
     return FunctionQuery(
         text=t,
         names=names,
+        mangled=names[0] != t and language_of(t) in ("cxx", "rust_legacy", "rust_v0"),
         overloads=tuple(n for n in names if not n.endswith(")")),
         rust_paths=tuple(p for n in names if (p := rust_paths.query_path(n)) is not None),
         spaceless=tuple(dict.fromkeys(spaceless(n) for n in names if "(" in n)),

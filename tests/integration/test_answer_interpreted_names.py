@@ -1,0 +1,56 @@
+"""``query observed`` without ``--purl`` in an image that runs interpreted code (evidence/interpreted.py).
+
+Both directions of the ``interpreted`` doubt, through the real CLI on SQLite and PostgreSQL:
+
+- An image whose only interpreter is Deno (a JavaScript runtime stored as ``/usr/bin/deno``) was
+  not known to run interpreted code: a JavaScript function asked of no package answered "not
+  observed" (exit 1), though no sampled stack could have named it. Now unknown (exit 3).
+- A function asked by its mangled native name (C++ ``_Z...``, Rust ``_R...``/legacy ``_ZN...h<hash>E``)
+  cannot be an interpreted function's, as one asked by function ID cannot: in an image running
+  Python it keeps its "not observed" (exit 1), and its answer rests on the windows as any native
+  function's does. The same name demangled (``Poco::Net::HTTPRequest::read(std::istream&)``)
+  could be a Java method's spelling and stays unknown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from tests.integration.test_answer_interpreted import BID, CASES, ZLIB, filled, row
+from tests.integration.test_answer_unattributed import cli
+from tests.integration.test_vex import IMG
+
+MANGLED = "_ZN4Poco3Net11HTTPRequest4readERSi"  # Poco::Net::HTTPRequest::read(std::istream&)
+RUST_V0 = "_RNvNtCs1234_7mycrate3foo3bar"  # mycrate::foo::bar
+
+
+def test_an_image_running_deno_makes_a_name_asked_of_no_package_unknown(tmp_path: Path, url: str) -> None:
+    filled(
+        url,
+        row("/usr/bin/deno", "", EvidenceKind.LOADED, ""),
+        row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]),
+    )
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "parseHeaders")
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc
+    assert "/usr/bin/deno" in doc["reason"]
+
+
+def test_a_mangled_native_name_keeps_its_answer_in_an_image_running_python(url: str) -> None:
+    deb = CASES["deb"]
+    filled(
+        url,
+        row(ZLIB[0], "", EvidenceKind.LOADED, ZLIB[1]),
+        row(deb[0], "", EvidenceKind.LOADED, deb[1], bid=BID),
+        row("/usr/lib/libPocoNet.so.80", "Poco::Net::HTTPRequest::write(std::ostream&) const",
+            EvidenceKind.ON_STACK, "pkg:deb/debian/libpoconet80"),
+    )  # fmt: skip
+    for name in (MANGLED, RUST_V0):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", name)
+        assert (code, doc["answer"]) == (1, "not_observed"), doc
+        assert "interpreted" not in doc
+    # Named as a demangler writes it, the text could be a Java method's: still unknown.
+    code, doc = cli(
+        url, "query", "observed", "--image", IMG, "--function", "Poco::Net::HTTPRequest::read(std::istream&)"
+    )
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc
