@@ -354,3 +354,25 @@ def test_a_field_of_spaces_after_an_odbc_key_is_one_scan_not_one_per_space() -> 
         [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_field_of_many_oracle_jdbc_starts_is_one_scan_not_one_per_start() -> None:
+    # An Oracle JDBC password ran to the next ``@`` or space from every ``jdbc:oracle:thin:u/``,
+    # so a field of them without an ``@`` was read once per start: 64 KiB held the interpreter's
+    # lock for 1.4 s, 1 MiB (maxArgumentBytes allows it) for minutes. Run where a hang cannot stop
+    # the test run; the real URL after them still goes, whole or cut in its password.
+    code = (
+        "from stellaops_runtime.contracts.config import PrivacyConfig\n"
+        "from stellaops_runtime.privacy import PrivacyFilter\n"
+        "pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))\n"
+        "run = 'jdbc:oracle:thin:u/' * 50000\n"
+        "out = pf.filter_field(run + ' jdbc:oracle:thin:scott/S3cr@db:1521:ORCL')\n"
+        "assert out == run + ' jdbc:oracle:thin:scott/[REDACTED]@db:1521:ORCL', out[-60:]\n"
+        "run = 'jdbc:oracle:thin:u/' * 55180 + ' jdbc:oracle:thin:scott/'\n"
+        "out = pf.filter_field(run + 'S3cr' * 100)\n"  # cut 132 characters into the password
+        "assert out == run + '[REDACTED]…[truncated 268 bytes]', out[-60:]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
