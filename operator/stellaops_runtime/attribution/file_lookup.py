@@ -11,6 +11,7 @@ holds its lock while they run, so they may change its counters.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -108,7 +109,8 @@ def _in_image(
             if hit is not None:
                 return _from_hit(path, resolved, source, "db", hit, counters)
 
-    for site in langdb.site_package_dirs(fs, resolved, image.pythons):
+    targets = (d for d in langdb.target_dirs(resolved) if image.has_dist_info(fs, d))
+    for site in itertools.chain(langdb.site_package_dirs(fs, resolved, image.pythons), targets):
         index = image.site_packages(fs, site).index
         if index is not None:
             hit = index.lookup(*keys)

@@ -41,6 +41,7 @@ class ImageIndex:
     __slots__ = (
         "_apk",
         "_binaries",
+        "_dist_dirs",
         "_dpkg",
         "_limit",
         "_npm_dirs",
@@ -67,6 +68,7 @@ class ImageIndex:
         self._sbom: SbomIndex | None = None
         self._sites: dict[str, BuildResult] = {}
         self._npm_dirs: dict[str, Package | None] = {}
+        self._dist_dirs: dict[str, bool] = {}  # directory -> holds a *.dist-info (pip --target)
         self._binaries: dict[str, BinaryInfo] = {}
         self.fatal: dict[str, str] = {}  # source -> why its database could not be used
         self.pythons: dict[str, list[str]] = {}  # <prefix>/lib -> its python3*/site-packages
@@ -134,6 +136,14 @@ class ImageIndex:
         if hit is None:
             hit = self._build(Source.PYPI, lambda: langdb.build_site_packages(fs, site))
             _bounded_put(self._sites, site, hit, 256)
+        return hit
+
+    def has_dist_info(self, fs: RootFS, directory: str) -> bool:
+        """Whether ``directory`` holds a ``*.dist-info`` (listed once per image, bounded)."""
+        hit = self._dist_dirs.get(directory)
+        if hit is None:
+            hit = langdb.has_dist_info(fs, directory)
+            _bounded_put(self._dist_dirs, directory, hit, self._limit)
         return hit
 
     def npm_owner(self, fs: RootFS, resolved: str, on_error: Callable[[str], None]) -> Package | None:

@@ -2,7 +2,9 @@
 
 An edge module. Nothing is scanned up front: a file's own path says where
 to look. Python: the ``site-packages``/``dist-packages`` directory above it
-(or, for ``<prefix>/bin/tool``, ``<prefix>/lib/python3*/site-packages``),
+(or, for ``<prefix>/bin/tool``, ``<prefix>/lib/python3*/site-packages``;
+for a Python file in no such directory, an ancestor holding ``*.dist-info``,
+as ``pip install --target`` leaves it),
 whose ``*.dist-info/RECORD`` files are indexed once per image. npm: the
 nearest enclosing directory with a ``package.json`` naming a package, for
 files below a ``node_modules`` directory or with a Node file extension
@@ -22,6 +24,8 @@ SITE_DIRS = ("site-packages", "dist-packages")
 NODE_EXTENSIONS = (".js", ".mjs", ".cjs", ".node", ".wasm")
 MAX_METADATA_BYTES = 16 << 20
 MAX_PACKAGE_JSON_BYTES = 4 << 20
+PY_SUFFIXES = (".py", ".pyc", ".so")  # what a ``--target`` install is looked up for
+MAX_TARGET_DEPTH = 16  # ancestors of a file looked at for a ``--target`` install
 
 
 def site_package_dirs(fs: RootFS, resolved: str, pythons: dict[str, list[str]] | None = None) -> list[str]:
@@ -48,6 +52,29 @@ def site_package_dirs(fs: RootFS, resolved: str, pythons: dict[str, list[str]] |
                 pythons[lib] = sites
         out.extend(c for c in sites if c not in out)
     return out
+
+
+def target_dirs(resolved: str) -> list[str]:
+    """Ancestors of a Python file outside any site directory, nearest first (``/`` excluded).
+
+    ``pip install --target /app/deps`` puts the ``*.dist-info`` directories
+    beside the code in a directory of any name; the caller keeps only the
+    ancestors that hold a ``.dist-info`` (:meth:`ImageIndex.has_dist_info`).
+    Only Python sources, bytecode and shared objects are looked up this way.
+    """
+    parts = resolved.split("/")
+    name = parts[-1]
+    if any(p in SITE_DIRS for p in parts) or not (name.endswith(PY_SUFFIXES) or ".so." in name):
+        return []
+    return ["/".join(parts[:i]) for i in range(len(parts) - 1, 1, -1)][:MAX_TARGET_DEPTH]
+
+
+def has_dist_info(fs: RootFS, directory: str) -> bool:
+    """Whether a directory (resolved, in-root) holds a ``*.dist-info`` entry; unreadable: no."""
+    try:
+        return any(n.endswith(".dist-info") for n in fs.listdir(directory, resolved=True))
+    except (OSError, AttributionError):
+        return False
 
 
 def _bin_sites(fs: RootFS, lib: str) -> list[str]:
