@@ -54,3 +54,19 @@ def test_a_mangled_native_name_keeps_its_answer_in_an_image_running_python(url: 
         url, "query", "observed", "--image", IMG, "--function", "Poco::Net::HTTPRequest::read(std::istream&)"
     )
     assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc
+
+
+def test_a_spaced_cxx_name_matches_its_clone(url: str) -> None:
+    """Two of this session's matchings together (8ab62ef spaces, 1140278 clones): a C++ function
+    whose calls ran only in its GCC clone ``f(std::istream&) (.isra.0)``, asked with another
+    spacing of its parameter list, matched neither (exit 1 "not observed")."""
+    poco, purl = "/usr/lib/libPocoNet.so.80", "pkg:deb/debian/libpoconet80"
+    stored = "Poco::Net::HTTPRequest::read(std::istream&) (.isra.0)"
+    filled(url, row(poco, stored, EvidenceKind.ON_STACK, purl))
+    for spelled in ("Poco::Net::HTTPRequest::read(std::istream &)", "Poco::Net::HTTPRequest::read"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", spelled)
+        assert (code, [r["function_name"] for r in doc["records"]]) == (0, [stored]), (spelled, doc)
+    code, doc = cli(
+        url, "query", "observed", "--image", IMG, "--function", "Poco::Net::HTTPRequest::read(int &)"
+    )
+    assert (code, doc["answer"]) == (1, "not_observed"), doc

@@ -147,9 +147,10 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
             for p in function.rust_paths
         ]
         # A name with a parameter list, spaced otherwise than the demangler's (refs.spaceless).
-        spaced = (
-            [sa.func.replace(c.function_name, " ", "").in_(function.spaceless)] if function.spaceless else []
-        )
+        # ... and its C++ clones (``f(std::istream&) (.isra.0)``), kept by matches_name in observed()
+        nospace = sa.func.replace(c.function_name, " ", "")
+        spaced: list[sa.ColumnElement[bool]] = [nospace.in_(function.spaceless)] if function.spaceless else []
+        spaced += [sa.func.substr(nospace, 1, len(n) + 2) == f"{n}(." for n in function.spaceless]
         # GCC clones (refs.clone_of): narrowed here by their start, kept by matches_name in observed()
         clones = [
             sa.func.substr(c.function_name, 1, len(n) + len(sep)) == n + sep

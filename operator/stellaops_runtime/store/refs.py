@@ -250,6 +250,9 @@ class FunctionQuery:
             return True
         if self.spaceless and spaceless(stored) in self.spaceless:
             return True
+        base = stored.rpartition(" (.")[0]  # a C++ clone, its parameter list spaced otherwise
+        if base and self.spaceless and spaceless(base) in self.spaceless and clone_of(stored, base):
+            return True
         if any(clone_of(stored, n) for n in self.clones):
             return True
         return bool(self.rust_paths) and rust_paths.matches(self.rust_paths, stored)
