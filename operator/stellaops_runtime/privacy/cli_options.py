@@ -220,10 +220,11 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://www.samba.org/samba/docs/current/man-html/smbclient.1.html (-U user%password)
     ("rpcclient", "smbcacls", "smbget"): (_userpass("(?:-U|--user=?)", "%"),),
     # and smbclient servicename [password]: the word right after //server/share that is no option
-    # and no shell redirection or separator (``< cmds.txt``)
+    # and no shell redirection or separator (``< cmds.txt``); the service may be quoted
+    # (``'\\fs01\share'``, as a backslash service must be in a shell)
     ("smbclient",): (
         _userpass("(?:-U|--user=?)", "%"),
-        r"(?<!\S)(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s<>|;&-]\S*)",
+        rf"{_START}(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s<>|;&-]\S*)",
     ),
     # https://docs.snowflake.com/en/developer-guide/snowflake-cli/command-reference/connection-commands/add-connection
     # (snow connection add -p, --password; -P is the port). snowsql's -p is its port
@@ -243,7 +244,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # ending in a secret word (DB_PASSWORD, AUTH_KEY, NONCE_SALT...) loses its value
     ("wp",): (
         r"(?<!\S)config\s+set\s+(?:--\S+\s+){0,8}?[^\s-]\S{0,64}?"
-        rf"(?i:password|passwd|pass|pwd|secret|key|salt|token|auth)\s+(?P<s>{_V.removeprefix('(?P<s>')}",
+        rf"(?i:password|passwd|pass|pwd|secret|key|salt|token|auth)[\"']?\s+(?P<s>{_V.removeprefix('(?P<s>')}",
     ),
     # https://manpages.ubuntu.com/manpages/noble/man8/caddy-hash-password.8.html (--plaintext)
     ("caddy",): (_after_sub("hash-password", _sep_or_eq("--plaintext")),),
