@@ -88,7 +88,8 @@ def _bin_sites(fs: RootFS, lib: str) -> list[str]:
 
 
 def build_site_packages(fs: RootFS, site: str) -> BuildResult:
-    """One site-packages directory: every ``*.dist-info`` with its RECORD."""
+    """One site-packages directory: every ``*.dist-info`` with its RECORD, and every
+    ``*.egg-info`` directory (a legacy install) with its ``installed-files.txt``."""
     result = BuildResult()
     pkgs: list[Package] = []
     entries: list[tuple[str, int]] = []
@@ -99,30 +100,42 @@ def build_site_packages(fs: RootFS, site: str) -> BuildResult:
         return result
     total = 0
     for name in names:
-        if not name.endswith(".dist-info"):
+        if name.endswith(".dist-info"):
+            meta_name, list_name, legacy = "METADATA", "RECORD", False
+        elif name.endswith(".egg-info"):
+            meta_name, list_name, legacy = "PKG-INFO", "installed-files.txt", True
+        else:
             continue
         dist_dir = join(site, name)
+        list_path = join(dist_dir, list_name)
         try:
-            meta = fs.read_bytes(join(dist_dir, "METADATA"), limit=MAX_METADATA_BYTES)
+            try:
+                listing = fs.read_bytes(list_path, limit=MAX_METADATA_BYTES).decode("utf-8", "replace")
+            except (FileNotFoundError, NotADirectoryError):
+                if legacy:  # distutils' single-file egg-info, Debian's own: no file list, no claim
+                    continue
+                raise
+            total = count_paths(total, listing, list_path)
+            meta = fs.read_bytes(join(dist_dir, meta_name), limit=MAX_METADATA_BYTES)
             dist = pypi.parse_metadata(meta.decode("utf-8", "replace"), dirname=name)
-            record = fs.read_bytes(join(dist_dir, "RECORD"), limit=MAX_METADATA_BYTES).decode(
-                "utf-8", "replace"
-            )
-            total = count_paths(total, record, join(dist_dir, "RECORD"))
-            rel_paths = pypi.parse_record(record, origin=join(dist_dir, "RECORD"))
+            if legacy:
+                rel_paths = pypi.parse_installed_files(listing)
+            else:
+                rel_paths = pypi.parse_record(listing, origin=list_path)
             pkg = purls.pypi(name=dist.name, version=dist.version)
         except TooManyPaths as e:
             result.fatal = f"pypi: {site}: {e}"
             return result
         except FileNotFoundError as e:
-            result.errors.append(f"pypi: {dist_dir}: missing {e.filename or 'METADATA/RECORD'}")
+            result.errors.append(f"pypi: {dist_dir}: missing {e.filename or f'{meta_name}/{list_name}'}")
             continue
         except (OSError, ValueError, AttributionError) as e:
             result.errors.append(f"pypi: {dist_dir}: {e}")
             continue
+        base = dist_dir if legacy else site  # installed-files.txt is relative to the .egg-info
         idx = len(pkgs)
         pkgs.append(pkg)
-        entries.extend((record_path(site, rel), idx) for rel in rel_paths)
+        entries.extend((record_path(base, rel), idx) for rel in rel_paths)
     keys = KeyBuilder(fs)
     result.index = OwnerIndex(pkgs, entries, keys=keys)
     if keys.skipped:

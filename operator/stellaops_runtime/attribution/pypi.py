@@ -5,6 +5,8 @@ the PURL needs. ``RECORD`` is CSV (``path,hash,size``), one row per installed
 file, paths relative to the site-packages directory that holds the
 ``.dist-info`` (``../../../bin/tool`` for a console script) or absolute. When METADATA
 lacks a field, the directory name (``<name>-<version>.dist-info``) supplies it.
+A legacy install (``<name>-<version>-py3.X.egg-info/``) has ``PKG-INFO`` in the
+same format and lists its files in ``installed-files.txt``.
 """
 
 from __future__ import annotations
@@ -57,3 +59,9 @@ def parse_record(text: str, *, origin: str) -> list[str]:
     except csv.Error as e:
         raise ValueError(f"{origin}: not CSV: {e}") from None
     return paths
+
+
+def parse_installed_files(text: str) -> list[str]:
+    """The paths of a legacy ``*.egg-info/installed-files.txt`` (one a line, relative to the
+    ``.egg-info`` directory, as pip before 23.1 wrote it for a ``setup.py install``)."""
+    return [line for line in (raw.rstrip("\r") for raw in text.split("\n")) if line]
