@@ -41,6 +41,11 @@ def _event(*args: tuple[str, str]) -> RuntimeCallEvent:
         ("password:", "password"),
         ("Authorization", "authorization_header"),
         ("X-Auth-Token", "secret_token"),
+        # a traced buffer holding the C string's NUL, which the adapter makes U+FFFD
+        # (adapter/validate.py): a C consumer reads the name up to it
+        ("DB_PASSWORD\ufffd", "password"),
+        ("api_key\ufffd\ufffd", "secret_token"),
+        ("GITHUB_PAT\ufffdjunk", "env_name"),
     ],
 )
 def test_the_value_after_a_secret_name_goes_whole(name: str, family: str) -> None:

@@ -10,7 +10,8 @@ A name is one word of identifier characters (no ``/``: a path such as ``/etc/app
 ``rename(old, new)`` names a file, not a secret), optionally written as a flag (``--password``)
 or with its separator (``password:``, ``token=``). It names a secret when it ends in a credential
 word (the label rule's words, hostile_text.py), is an Authorization header, or matches the
-environment-name globs (``GITHUB_PAT``).
+environment-name globs (``GITHUB_PAT``). A NUL (U+FFFD after the adapter) ends the name, as
+it ends a C string.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ VALUE_TYPES = frozenset({"string_arg", "bytes_arg", "truncated_bytes_arg", ""})
 _NAME = re.compile(r"-{0,2}(?P<n>[A-Za-z_][A-Za-z0-9_.:-]{0,127}?)[:=]?\Z")
 _HEADERS = frozenset({"authorization", "proxy-authorization"})
 _MAX_NAMES = 4096
+_NUL = "\ufffd"  # what a NUL became (adapter/validate.py REPLACEMENT)
 
 
 class SecretNames:
@@ -52,7 +54,9 @@ class SecretNames:
         return family
 
     def _family(self, value: str) -> str:
-        m = _NAME.match(value)
+        # A C consumer reads the name up to its NUL, which the adapter makes U+FFFD (a traced
+        # buffer of ``DB_PASSWORD\0``: adapter/validate.py).
+        m = _NAME.match(value.partition(_NUL)[0])
         if m is None:
             return ""
         name = m.group("n")
