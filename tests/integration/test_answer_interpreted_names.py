@@ -70,3 +70,21 @@ def test_a_spaced_cxx_name_matches_its_clone(url: str) -> None:
         url, "query", "observed", "--image", IMG, "--function", "Poco::Net::HTTPRequest::read(int &)"
     )
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_an_interpreter_built_into_a_binary_of_another_name_is_seen_by_its_functions(url: str) -> None:
+    """A Node.js single-executable app (node built into ``/app/server``), a PyInstaller-like static
+    Python, a .NET single-file app: no file is named as an interpreter, but the interpreter's own
+    loop is on the sampled stacks (``Builtins_JSEntry``, ``_PyEval_EvalFrameDefault``). Before
+    the fix a JavaScript function asked of no package answered "not observed" (exit 1)."""
+    filled(
+        url,
+        row("/app/server", "Builtins_JSEntry", EvidenceKind.ON_STACK, ""),
+        row("/app/server", "node::Start(int, char**)", EvidenceKind.ON_STACK, ""),
+        row(ZLIB[0], "crc32", EvidenceKind.ON_STACK, ZLIB[1]),
+    )
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "parseHeaders")
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc
+    assert "/app/server" in doc["reason"] and "Builtins_JSEntry" in doc["reason"]
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "crc32")  # a call is a call
+    assert (code, doc["answer"]) == (0, "observed"), doc

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from stellaops_runtime.evidence.interpreted import interpreter_file, module_file, purl_type
+from stellaops_runtime.evidence.interpreted import (
+    interpreter_file,
+    interpreter_function,
+    module_file,
+    purl_type,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +92,29 @@ def test_purl_type() -> None:
     assert purl_type("pkg:pypi/") == "pypi"
     assert purl_type("pkg:py") == "py"
     assert purl_type("") == purl_type("deb/debian/zlib1g") == ""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_PyEval_EvalFrameDefault",
+        "Builtins_JSEntry",
+        "Builtins_InterpreterEntryTrampoline",
+        "v8::internal::Execution::Call(v8::internal::Isolate*)",
+        "node::Start(int, char**)",
+        "JSC::Interpreter::executeProgram(JSC::SourceCode const&)",
+        "coreclr_execute_assembly",
+        "JNI_CreateJavaVM",
+        "rb_vm_exec",
+        "execute_ex",
+        "Perl_runops_standard",
+        "luaV_execute",
+    ],
+)
+def test_an_interpreters_own_function(name: str) -> None:
+    assert interpreter_function(name)
+
+
+@pytest.mark.parametrize("name", ["crc32", "main", "v8_helper", "nodes::walk(int)", "Py_helper_of_mine"])
+def test_a_native_function_is_no_interpreters(name: str) -> None:
+    assert not interpreter_function(name)

@@ -142,7 +142,7 @@ def interpreted(
         return None
     why = (
         f"{what} of {whose} may be interpreted code: {_listed(set(files), 'files')} lie where an "
-        f"interpreter's modules do, or are an interpreter, {how}"
+        f"interpreter's modules do, or are or hold an interpreter, {how}"
     )
     return Doubt(INTERPRETED, why, ())
 

@@ -12,7 +12,9 @@ extension under an interpreter's module directory (``/usr/lib/python3/dist-packa
 311-x86_64-linux-gnu.so``, ``site-packages``, ``node_modules``, ``gems``...). A question with no
 package (``query observed`` without ``--purl``) may be about any package of the image: the image
 runs interpreted code when any such file, or an interpreter itself (``python3.11``, ``libpython``,
-``node``, ``libjvm.so``...), is stored of it. Pure matching plus one read of the image's files.
+``node``, ``libjvm.so``...), is stored of it, or, when none is, an interpreter's own function
+(``_PyEval_EvalFrameDefault``, V8's ``Builtins_JSEntry``) was seen on its stacks: an interpreter
+built into a binary of another name. Pure matching plus a read or two of the image's rows.
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ _INTERPRETER = re.compile(
     r"|mono(?:-sgen)?|R|libR\.so|Rscript)"
 )
 
+# An interpreter's or a VM's own functions, on every sampled stack of the code it runs: they show
+# one built into a binary of another name (a Node.js single-executable app, a .NET single-file app,
+# a statically linked Python, Lua in Redis). Names, and name starts (V8, Node, JavaScriptCore).
+_INTERPRETER_FUNCTIONS = frozenset(
+    {
+        "_PyEval_EvalFrameDefault", "PyEval_EvalCode", "Py_RunMain", "Py_BytesMain",
+        "coreclr_initialize", "coreclr_execute_assembly", "JNI_CreateJavaVM", "JavaMain",
+        "rb_vm_exec", "ruby_run_node", "execute_ex", "zend_execute", "php_execute_script",
+        "Perl_runops_standard", "perl_run", "luaV_execute", "lua_pcall", "lua_pcallk",
+    }
+)  # fmt: skip
+_INTERPRETER_STARTS = ("Builtins_", "v8::", "node::", "JSC::")
+
 
 def purl_type(purl: str) -> str:
     """The type of a stored purl text (``pkg:<type>/...``), lower case; "" when it has none."""
@@ -63,6 +78,11 @@ def interpreter_file(path: str) -> bool:
     return bool(_INTERPRETER.fullmatch(path.rpartition("/")[2]))
 
 
+def interpreter_function(name: str) -> bool:
+    """Whether ``name`` is an interpreter's or a VM's own function (its loop, its entry)."""
+    return name in _INTERPRETER_FUNCTIONS or name.startswith(_INTERPRETER_STARTS)
+
+
 def package_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]:
     """The stored files of these purls in ``image`` that show interpreted code (sorted)."""
     if not purls:
@@ -77,10 +97,18 @@ def image_files(conn: sa.Connection, *, image: str) -> list[str]:
     one under an interpreter's module directory, an interpreter itself (sorted)."""
     c = hot_symbols.c
     stmt = sa.select(c.purl, c.module).where(c.image_digest == image).distinct()
-    return sorted(
-        {
-            m
-            for p, m in conn.execute(stmt)
-            if purl_type(p) in INTERPRETED_TYPES or module_file(m) or interpreter_file(m)
-        }
-    )
+    found = {
+        m
+        for p, m in conn.execute(stmt)
+        if purl_type(p) in INTERPRETED_TYPES or module_file(m) or interpreter_file(m)
+    }
+    if found:
+        return sorted(found)
+    starts = [sa.func.substr(c.function_name, 1, len(s)) == s for s in _INTERPRETER_STARTS]
+    named = sa.or_(c.function_name.in_(_INTERPRETER_FUNCTIONS), *starts)
+    stmt = sa.select(c.module, c.function_name).where(c.image_digest == image, named).limit(1000)
+    by_file: dict[str, str] = {}
+    for m, f in conn.execute(stmt):
+        if interpreter_function(f):
+            by_file.setdefault(m, f"{m} ({f})")
+    return sorted(by_file.values())
