@@ -25,6 +25,10 @@ _KNOWN_SCHEMES = (
     r"(?i:bearer|basic|token|apikey|negotiate|ntlm|digest|oauth|sharedkey(?:lite)?|ssws|geniekey)"
 )
 
+# A scheme word and the escaped space after it; the rest of a shell word (escapes in it too).
+_ESCAPED_SCHEME = r"[A-Za-z][A-Za-z0-9_.-]{0,31}\\[ \t]"
+_REST_OF_WORD = r"""(?:[^\s"'\\]|\\[^\n"'])++"""
+
 _NAMES = first_char_alternatives("authorization") + first_char_alternatives("proxy-authorization")
 _NAME = "(?i:(?:proxy-)?authorization)"
 
@@ -35,6 +39,12 @@ AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
     # The value quoted: ``"Authorization": "SSWS X"`` (JSON; escaped quotes too), ``Authorization:"X"``.
     *(rf'{n}(?:\\*["\'])?\s*[:=]\s*\\*"{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})' for n in _NAMES),
     *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*'{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})" for n in _NAMES),
+    # One shell word, its spaces escaped (a ``sh -c`` script): ``Authorization:\ Negotiate\ X``,
+    # ``Authorization:SSWS\ X``, ``Authorization:\ X``: the scheme word stays, the rest of the word goes.
+    *(
+        rf"{n}\s*:[ \t]*(?:(?:\\[ \t])++(?:{_ESCAPED_SCHEME})?|{_ESCAPED_SCHEME})(?P<s>{_REST_OF_WORD})"
+        for n in _NAMES
+    ),
     # Not quoted: a known scheme, then one word.
     *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*(?:{_KNOWN_SCHEMES}\s+)?(?P<s>[^\s\"']+)" for n in _NAMES),
 )
