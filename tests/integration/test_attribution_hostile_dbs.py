@@ -341,6 +341,15 @@ def test_too_many_recorded_paths_make_the_database_unusable_not_half_read(
     assert "dpkg" in att.image_errors("sha256:h")
 
 
+def test_an_unusable_database_is_named_once_in_the_answer(tmp_path: Path) -> None:
+    # The answer's error said "dpkg: dpkg: /var/lib/dpkg/status has no readable package stanza".
+    root = make_root(tmp_path, {"/var/lib/dpkg/status": b"not a stanza\n", "/usr/lib/libz.so": LIB})
+    att, (a,) = ask(root, "/usr/lib/libz.so")
+    fatal = att.image_errors("sha256:h")["dpkg"]
+    assert fatal.startswith("dpkg: /var/lib/dpkg/status has no readable package stanza")
+    assert a.purl is None and a.error == fatal
+
+
 # The child's own peak: VmHWM belongs to the memory of the program exec'd, while ru_maxrss also
 # holds the parent's (Linux folds the pre-exec peak into it: under a long pytest worker, ~1 GB).
 HUGE_LIST = """

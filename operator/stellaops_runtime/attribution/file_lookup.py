@@ -58,7 +58,8 @@ def lookup_file(
 
     att = _in_image(image, fs, path, resolved, keys, counters)
     if att is None:
-        reasons = "; ".join(f"{k}: {v}" for k, v in image.fatal.items())
+        # the messages name their source already ("dpkg: ..."); one without is given it
+        reasons = "; ".join(v if v.startswith(f"{k}: ") else f"{k}: {v}" for k, v in image.fatal.items())
         return Attribution(path, None, Source.NONE.value, resolved=resolved, error=reasons or None)
     return with_sbom_purl(sbom, att, counters)
 
