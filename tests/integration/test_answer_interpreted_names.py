@@ -88,3 +88,22 @@ def test_an_interpreter_built_into_a_binary_of_another_name_is_seen_by_its_funct
     assert "/app/server" in doc["reason"] and "Builtins_JSEntry" in doc["reason"]
     code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "crc32")  # a call is a call
     assert (code, doc["answer"]) == (0, "observed"), doc
+
+
+def test_llvm_clones_are_the_functions_code(url: str) -> None:
+    """LLVM names its clones otherwise than GCC: function specialization ``f.specialized.1``,
+    dead-argument elimination ``f.argelim`` (clang 17+, and rustc). A call seen only there was
+    "not observed" (exit 1) of ``f``."""
+    filled(
+        url,
+        row(ZLIB[0], "inflate_fast.specialized.1", EvidenceKind.ON_STACK, ZLIB[1]),
+        row(ZLIB[0], "deflate_stored.argelim", EvidenceKind.ON_STACK, ZLIB[1]),
+    )
+    for fn, stored in (
+        ("inflate_fast", "inflate_fast.specialized.1"),
+        ("deflate_stored", "deflate_stored.argelim"),
+    ):
+        code, doc = cli(
+            url, "query", "observed", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", fn
+        )
+        assert (code, [r["function_name"] for r in doc["records"]]) == (0, [stored]), doc

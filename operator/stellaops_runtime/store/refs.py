@@ -21,7 +21,6 @@ from packageurl import PackageURL
 
 from stellaops_runtime.canonical.demangle import demangle, language_of
 from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
-from stellaops_runtime.canonical.gonames import is_clone_suffix
 from stellaops_runtime.store import rust_paths
 
 
@@ -374,9 +373,12 @@ def function_query(text: str) -> FunctionQuery:
     )
 
 
-# A clone's suffix holds one of these words (gonames._CLONE_WORDS): a numbered local copy alone
+# A clone's suffix holds only these words and numbers, one word at least: a numbered local copy alone
 # (``hash.1``) may be another static function of that name in another file, so it is not one.
-_CLONE_NAMED = ("cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm")
+# GCC's (gonames._CLONE_WORDS) and LLVM's (``f.specialized.1``, ``f.argelim``).
+_CLONE_NAMED = frozenset(
+    {"cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm", "specialized"}
+) | {"argelim"}
 
 
 def clone_of(stored: str, name: str) -> bool:
@@ -392,7 +394,7 @@ def clone_of(stored: str, name: str) -> bool:
     elif not rest.startswith("."):
         return False
     words = rest[1:].split(".")
-    return is_clone_suffix(rest) and any(w in _CLONE_NAMED for w in words)
+    return all(w in _CLONE_NAMED or w.isdigit() for w in words) and any(w in _CLONE_NAMED for w in words)
 
 
 def spaceless(name: str) -> str:
