@@ -66,8 +66,10 @@ _PRINTF = r"p(?<![\w-]p)rintf\s+(?P<s>[^|;&\n]{0,1024}?[^|;&\s])\s*\|\s*"
 # A here-string after the consumer (bash ``<<<``): ``chpasswd <<< root:X``,
 # ``docker login --password-stdin reg <<< X``; the words between are bounded.
 # The word ends before a quote that closes the text around it (``sh -c "chpasswd <<< root:X"``).
+# Possessive: the words before ``<<<`` hold no ``<``, so the one place it can start is the end of
+# their run; a lazy scan tried ``<<<`` at every character (``sudo -S `` x 512: 9 ms, now 1.5).
 _HERE_WORD = rf"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|{WORD_VALUE})"""
-_HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}?<<<\s*{_HERE_WORD}"
+_HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}+<<<\s*{_HERE_WORD}"
 
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
