@@ -9,10 +9,11 @@ magic):
 - ``il`` entries of 16 bytes: tag, type, offset (into the data), count, all BE;
 - ``dl`` bytes of data.
 
-Types used: INT32 (4), STRING (6), STRING_ARRAY (8), I18NSTRING (9); strings
-are NUL-terminated. Tags (rpm's ``rpmtag.h``): NAME 1000, VERSION 1001,
+Types used: CHAR (1), INT32 (4), STRING (6), STRING_ARRAY (8), I18NSTRING (9);
+strings are NUL-terminated. Tags (rpm's ``rpmtag.h``): NAME 1000, VERSION 1001,
 RELEASE 1002, EPOCH 1003, VENDOR 1011, ARCH 1022, OLDFILENAMES 1027,
-SOURCERPM 1044, DIRINDEXES 1116, BASENAMES 1117, DIRNAMES 1118. A file's
+FILESTATES 1029 (a file not installed by this package is left out), SOURCERPM
+1044, DIRINDEXES 1116, BASENAMES 1117, DIRNAMES 1118. A file's
 path is ``DIRNAMES[DIRINDEXES[i]] + BASENAMES[i]``; very old headers list
 whole paths in OLDFILENAMES instead. Every offset and count is bounds-checked:
 a damaged blob is a :class:`ValueError` naming what was wrong.
@@ -30,11 +31,13 @@ TAG_EPOCH = 1003
 TAG_VENDOR = 1011
 TAG_ARCH = 1022
 TAG_OLDFILENAMES = 1027
+TAG_FILESTATES = 1029
 TAG_SOURCERPM = 1044
 TAG_DIRINDEXES = 1116
 TAG_BASENAMES = 1117
 TAG_DIRNAMES = 1118
 
+TYPE_CHAR = 1
 TYPE_INT32 = 4
 TYPE_STRING = 6
 TYPE_STRING_ARRAY = 8
@@ -42,6 +45,10 @@ TYPE_I18NSTRING = 9
 
 _MAX_ENTRIES = 1 << 16
 _MAX_DATA = 256 << 20
+# rpm's RPMFILE_IS_INSTALLED: a file in state "replaced" (another package's copy took its path),
+# "not installed" (--excludedocs, %_install_langs) or "wrong color" (multilib) is not this
+# package's file on disk, and ``rpm -qf`` does not name the package for it.
+INSTALLED_FILE_STATES = frozenset({0, 3})  # normal, netshared
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,7 @@ def parse_header(blob: bytes) -> dict[int, list[str] | list[int]]:
         TAG_VENDOR,
         TAG_ARCH,
         TAG_OLDFILENAMES,
+        TAG_FILESTATES,
         TAG_SOURCERPM,
         TAG_DIRINDEXES,
         TAG_BASENAMES,
@@ -99,7 +107,11 @@ def parse_header(blob: bytes) -> dict[int, list[str] | list[int]]:
             continue
         if offset < 0 or offset >= dl or count == 0 or count > dl:
             raise ValueError(f"tag {tag}: offset {offset} / count {count} outside the {dl}-byte data")
-        if typ == TYPE_INT32:
+        if typ == TYPE_CHAR:
+            if offset + count > dl:
+                raise ValueError(f"tag {tag}: {count} chars at offset {offset} do not fit the data")
+            out[tag] = list(struct.unpack_from(f">{count}b", data, offset))
+        elif typ == TYPE_INT32:
             if offset % 4 or offset + 4 * count > dl:
                 raise ValueError(f"tag {tag}: {count} int32 at offset {offset} do not fit the data")
             out[tag] = list(struct.unpack_from(f">{count}I", data, offset))
@@ -139,6 +151,11 @@ def package_of(blob: bytes) -> RpmPackage:
             files.append(f"{dirnames[di]}{base}")
     else:
         files = [str(p) for p in tags.get(TAG_OLDFILENAMES) or []]
+    states = tags.get(TAG_FILESTATES)
+    if states is not None:
+        if len(states) != len(files):
+            raise ValueError(f"{name}: {len(files)} files but {len(states)} FILESTATES")
+        files = [f for f, st in zip(files, states, strict=True) if st in INSTALLED_FILE_STATES]
     return RpmPackage(
         name=name,
         version=version,
