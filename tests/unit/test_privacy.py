@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import time
-import timeit
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from stellaops_runtime.contracts.events import (
     RuntimeCallEvent,
     StackFrame,
 )
-from stellaops_runtime.privacy import DEFAULT_PATTERN_NAMES, REDACTED, PrivacyFilter
+from stellaops_runtime.privacy import DEFAULT_PATTERN_NAMES, PrivacyFilter
 from stellaops_runtime.privacy.filter import LIBRARY_COUNTER_PREFIX
 from stellaops_runtime.privacy.library_rules import LIBRARY_RULES
 
@@ -325,35 +324,6 @@ def test_counters_start_at_zero_for_every_pattern() -> None:
 
 
 # -- informal timing (printed, never asserted) -----------------------------------
-
-
-def test_print_per_event_timings() -> None:
-    pf = _filter()
-    innocent = "--port 8080"
-    typical = "/usr/local/bin/app --config /etc/app/config.yaml --workers 4 --log-level=info"
-    secret = STREAM_A_SECRET_ARGUMENTS[4]
-
-    def per_event_us(arguments: str, *, fresh: bool) -> float:
-        n = 5000
-        events = [_event(arguments=arguments) for _ in range(n)]
-        if fresh:  # defeat the innocent cache: every event has new text
-            for i, ev in enumerate(events):
-                ev.process.arguments = f"{arguments} {i}"
-        it = iter(events)
-        return timeit.timeit(lambda: pf.apply(next(it)), number=n) / n * 1e6
-
-    rows = {
-        "no arguments": per_event_us("", fresh=False),
-        "innocent short, repeated": per_event_us(innocent, fresh=False),
-        "innocent short, new each time": per_event_us(innocent, fresh=True),
-        "typical command line, new each time": per_event_us(typical, fresh=True),
-        "bearer JWT (stream-a)": per_event_us(secret, fresh=False),
-        "4 KiB innocent, new each time": per_event_us("/opt/x " * 585, fresh=True),
-    }
-    print()
-    for name, us in rows.items():
-        print(f"privacy filter, {name}: {us:.2f} us/event")
-    assert REDACTED == "[REDACTED]"
 
 
 def test_process_arguments_are_filtered_once_per_process_but_counted_per_event() -> None:
