@@ -107,3 +107,22 @@ def test_llvm_clones_are_the_functions_code(url: str) -> None:
             url, "query", "observed", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", fn
         )
         assert (code, [r["function_name"] for r in doc["records"]]) == (0, [stored]), doc
+
+
+def test_a_package_that_is_an_interpreter_holds_interpreted_code(url: str) -> None:
+    """Node's JavaScript standard library is built into ``libnode`` (Debian's libnode108), an
+    Alpine ``python3`` ships ``libpython3.11.so`` with its ``.py`` modules: a function of such a
+    package asked by name may be interpreted code (``Module._load``, ``tarfile.extractall``). The
+    package was seen loaded only through the interpreter's file, which no module-directory rule
+    knows, so the answer was "not observed" (exit 1) and RTS 0.20."""
+    libnode = (
+        "/usr/lib/x86_64-linux-gnu/libnode.so.108",
+        "pkg:deb/debian/libnode108@18.19.0+dfsg-6?arch=amd64",
+    )
+    filled(url, row(libnode[0], "", EvidenceKind.LOADED, libnode[1], bid=BID))
+    argv = ("--image", IMG, "--purl", "pkg:deb/debian/libnode108", "--function", "Module._load")
+    code, doc = cli(url, "query", "observed", *argv)
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc
+    assert libnode[0] in doc["reason"]
+    code, doc = cli(url, "evidence", *argv)
+    assert (code, doc["rts"]["score"]) == (3, 0.5), doc

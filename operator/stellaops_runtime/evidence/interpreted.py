@@ -84,12 +84,20 @@ def interpreter_function(name: str) -> bool:
 
 
 def package_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]:
-    """The stored files of these purls in ``image`` that show interpreted code (sorted)."""
+    """The stored files of these purls in ``image`` that show interpreted code (sorted): an
+    interpreter's too, whose package holds its standard library (Node's JavaScript is built into
+    ``libnode``; Alpine's ``python3`` ships ``libpython3.11.so`` beside its ``.py`` modules)."""
     if not purls:
         return []
     c = hot_symbols.c
     stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.purl.in_(purls)).distinct()
-    return sorted({m for p, m in conn.execute(stmt) if purl_type(p) in INTERPRETED_TYPES or module_file(m)})
+    return sorted(
+        {
+            m
+            for p, m in conn.execute(stmt)
+            if purl_type(p) in INTERPRETED_TYPES or module_file(m) or interpreter_file(m)
+        }
+    )
 
 
 def image_files(conn: sa.Connection, *, image: str) -> list[str]:
