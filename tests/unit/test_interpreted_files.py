@@ -62,6 +62,19 @@ def test_a_file_among_an_interpreters_modules(path: str) -> None:
         "/opt/pypy/bin/libpypy3.10-c.so",
         "/usr/bin/php-cgi8.2",
         "/usr/bin/php-cgi",
+        # missed before (review RA): free-threaded and debug CPython builds, embedded Mono, Tcl,
+        # Guile, Julia
+        "/usr/bin/python3.13t",
+        "/usr/lib/x86_64-linux-gnu/libpython3.13t.so.1.0",
+        "/usr/lib/x86_64-linux-gnu/libpython3.12d.so.1.0",
+        "/usr/lib/x86_64-linux-gnu/libmono-2.0.so.1",
+        "/usr/lib/libmonosgen-2.0.so.1",
+        "/usr/bin/tclsh8.6",
+        "/usr/lib/x86_64-linux-gnu/libtcl8.6.so",
+        "/usr/bin/guile-3.0",
+        "/usr/lib/x86_64-linux-gnu/libguile-3.0.so.1",
+        "/usr/bin/julia",
+        "/usr/lib/x86_64-linux-gnu/libjulia.so.1",
     ],
 )
 def test_an_interpreter_itself(path: str) -> None:

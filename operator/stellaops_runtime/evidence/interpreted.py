@@ -40,12 +40,14 @@ _MODULE_FILE = re.compile(
 )
 # An interpreter or VM itself (the file's base name).
 _INTERPRETER = re.compile(
-    r"(?:python[0-9.]*m?|libpython[0-9.]+m?\.so[0-9.]*|pypy[0-9.]*|libpypy[0-9.]*-c\.so[0-9.]*"
+    r"(?:python[0-9.]*[dmt]*|libpython[0-9.]+[dmt]*\.so[0-9.]*|pypy[0-9.]*|libpypy[0-9.]*-c\.so[0-9.]*"
     r"|node(?:js)?|libnode\.so[0-9.]*|deno|bun"
     r"|ruby[0-9.]*|libruby[-0-9.]*\.so[0-9.]*|java|libjvm\.so|php[0-9.]*|php-(?:fpm|cgi)[0-9.]*"
     r"|libphp[0-9.]*\.so|perl[0-9.]*|libperl\.so[0-9.]*|beam(?:\.smp)?|erlexec"
     r"|lua(?:jit)?[0-9.]*|lib(?:lua|luajit-)[0-9.]*\.so[0-9.]*|dart|dotnet|libcoreclr\.so"
-    r"|mono(?:-sgen)?|R|libR\.so|Rscript)"
+    r"|mono(?:-sgen)?|libmono(?:sgen)?-[0-9.]+\.so[0-9.]*|R|libR\.so|Rscript"
+    r"|tclsh[0-9.]*|wish[0-9.]*|libtcl[0-9.]*\.so[0-9.]*|guile[-0-9.]*|libguile[-0-9.]*\.so[0-9.]*"
+    r"|julia|libjulia\.so[0-9.]*)"
 )
 
 # An interpreter's or a VM's own functions, on every sampled stack of the code it runs: they show
