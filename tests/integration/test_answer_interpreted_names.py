@@ -20,6 +20,8 @@ before its fix.
 
 from __future__ import annotations
 
+import dataclasses
+
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from tests.integration.test_answer_interpreted import BID, CASES, ZLIB, filled, row
 from tests.integration.test_answer_unattributed import cli
@@ -130,3 +132,18 @@ def test_a_package_that_is_an_interpreter_holds_interpreted_code(url: str) -> No
     assert libnode[0] in doc["reason"]
     code, doc = cli(url, "evidence", *argv)
     assert (code, doc["rts"]["score"]) == (3, 0.5), doc
+
+
+def test_a_go_build_id_in_another_case_is_no_file_of_the_image(url: str) -> None:
+    """A Go build-id is case-sensitive and may hold ``_``. A function ID whose build-id is the stored
+    one in lower case (a tool that lower-cased the ID) is of no file of the image: unknown
+    (``file_not_seen``). On SQLite the check read the stored IDs with LIKE, which ignores case
+    there (and takes ``_`` for any character): "not observed" exit 1, PostgreSQL unknown."""
+    bid = "Kf1A8kVvh8T6dd4_Eb6W/xZ9_Qm2LpR7sTuVwXyZaBc"
+    d = row("/app/server", "main.handler", EvidenceKind.ON_STACK, "", bid=bid)
+    filled(url, dataclasses.replace(d, function_id=f"{bid}:main.handler+0x0"))
+    for asked in (f"{bid.lower()}:main.other+0x0", f"{bid.replace('_', 'X')}:main.other+0x0"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", asked)
+        assert (code, doc["answer"], doc.get("file_not_seen")) == (3, "unknown", []), (asked, doc)
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", f"{bid}:main.other+0x0")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc

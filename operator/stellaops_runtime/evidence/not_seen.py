@@ -57,7 +57,10 @@ def file_not_seen(conn: sa.Connection, *, image: str, function: FunctionQuery | 
     if function is None or not function.is_function_id:
         return None
     c = hot_symbols.c
-    seen = sa.or_(c.build_id == function.build_id, c.function_id.startswith(f"{function.build_id}:"))
+    # substr, not LIKE: SQLite's LIKE ignores case (a Go build-id's letters are its own) and a Go
+    # build-id may hold LIKE's ``_``
+    start = f"{function.build_id}:"
+    seen = sa.or_(c.build_id == function.build_id, sa.func.substr(c.function_id, 1, len(start)) == start)
     stmt = sa.select(c.image_digest).where(c.image_digest == image, seen).limit(1)
     if conn.execute(stmt).first() is not None:
         return None
