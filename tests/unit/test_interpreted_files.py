@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from stellaops_runtime.evidence.interpreted import (
+    INTERPRETED_TYPES,
     interpreter_file,
     interpreter_function,
     module_file,
@@ -131,3 +132,15 @@ def test_an_interpreters_own_function(name: str) -> None:
 @pytest.mark.parametrize("name", ["crc32", "main", "v8_helper", "nodes::walk(int)", "Py_helper_of_mine"])
 def test_a_native_function_is_no_interpreters(name: str) -> None:
     assert not interpreter_function(name)
+
+
+@pytest.mark.parametrize("kind", ["pypi", "npm", "bower", "otp", "julia", "vscode-extension", "hex", "pub"])
+def test_purl_types_of_interpreted_code(kind: str) -> None:
+    """bower (JavaScript), otp (Erlang/OTP's applications, BEAM code), julia (JIT code under no
+    symbol) and vscode-extension (JavaScript run by Node) were missed before (review RA)."""
+    assert kind in INTERPRETED_TYPES and purl_type(f"pkg:{kind}/x@1") in INTERPRETED_TYPES
+
+
+@pytest.mark.parametrize("kind", ["deb", "rpm", "apk", "golang", "cargo", "conan", "generic", "swift"])
+def test_purl_types_of_native_or_unknown_code(kind: str) -> None:
+    assert kind not in INTERPRETED_TYPES

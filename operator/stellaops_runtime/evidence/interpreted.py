@@ -26,9 +26,11 @@ import sqlalchemy as sa
 from stellaops_runtime.store.schema import hot_symbols
 
 # Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
-# .NET, PHP, the BEAM, R, Perl, Lua, Dart): no sampled stack names their functions.
+# .NET, PHP, the BEAM, R, Perl, Lua, Dart, Julia; VS Code extensions run in Node): no sampled stack
+# names their functions.
 INTERPRETED_TYPES = frozenset(
     {"pypi", "npm", "gem", "maven", "nuget", "composer", "hex", "cran", "cpan", "luarocks", "pub"}
+    | {"bower", "otp", "julia", "vscode-extension"}
 )
 
 # A file under an interpreter's module directory, or an extension module by its name.
