@@ -146,12 +146,12 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
             c.function_name.contains(f"::{p.rpartition('::')[2]}", autoescape=True)
             for p in function.rust_paths
         ]
-        # A name with a parameter list, spaced otherwise than the demangler's (refs.spaceless).
+        # A name with a parameter list, spaced otherwise than the demangler's (name_spellings.spaceless).
         # ... and its C++ clones (``f(std::istream&) (.isra.0)``), kept by matches_name in observed()
         nospace = sa.func.replace(c.function_name, " ", "")
         spaced: list[sa.ColumnElement[bool]] = [nospace.in_(function.spaceless)] if function.spaceless else []
         spaced += [sa.func.substr(nospace, 1, len(n) + 2) == f"{n}(." for n in function.spaceless]
-        # GCC clones (refs.clone_of): narrowed here by their start, kept by matches_name in observed()
+        # GCC clones (name_spellings.clone_of): narrowed here by their start, kept by matches_name
         clones = [
             sa.func.substr(c.function_name, 1, len(n) + len(sep)) == n + sep
             for n in function.clones
