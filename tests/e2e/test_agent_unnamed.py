@@ -71,6 +71,10 @@ def test_a_function_in_no_symbol_table_is_unknown_not_unobserved(tmp_path: Path)
     with stripped.open("rb") as f:
         bid = file_build_id(f)[0]
     other = "0" * len(bid)
-    assert observed(url, f"{other}:parse_token+0x0")[0] == 1  # another build: not this code
+    # another build: not this code, so not its unnamed offsets either; a build the image never held
+    # is unknown of its own (file_not_seen, 87bbb6b), not "not observed"
+    code, other_doc = observed(url, f"{other}:parse_token+0x0")
+    assert (code, other_doc["answer"]) == (3, "unknown"), other_doc
+    assert f"no file with build-id {other}" in other_doc["reason"] and not other_doc.get("unnamed"), other_doc
     assert observed(url, f"{bid}:parse_token+0x0")[0] == 3
     assert DIGEST in doc["reason"]
