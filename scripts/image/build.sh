@@ -102,7 +102,8 @@ else
   chroot "$root" env -i PATH=/usr/sbin:/usr/bin SOURCE_DATE_EPOCH="$epoch" /tmp/prune.sh /opt/stellaops/venv
   rm -f "$root/tmp/prune.sh"
   # No dpkg/apt state the runtime needs beyond the package database (kept for scanners).
-  rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/var/cache/ldconfig/*
+  rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/var/cache/ldconfig/* \
+    "$root"/var/cache/debconf/*-old  # debconf's backups of its databases (0.9 MB)
 
   echo "== user nonroot (65532) and the demo"
   echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/usr/sbin/nologin' >> "$root/etc/passwd"
