@@ -165,11 +165,13 @@ def test_a_slow_parse_does_not_stall_intake(tmp_path: Path) -> None:
             agent.kill()
     assert code == 0, out
 
-    # Intake went on while the parse ran: two scrapes during the parse, more events between them.
+    # Intake went on while the parse ran: a scrape during the parse (a parse on the event loop would
+    # hold the scrape until it ended) counted events taken in after the slow one, the feed's first.
+    # (It asked for two scrapes during the parse, with events between them: a quiet machine parsed
+    # within one 20 ms sampling step and the clean-clone CI failed on it, with 200 events in.)
     during = [s for s in samples if s.parses_in_flight > 0]
-    assert len(during) >= 2, samples
-    assert during[-1].processed > during[0].processed, during
-    assert during[-1].at - during[0].at > 0.05, during
+    assert during, samples
+    assert max(s.processed for s in during) > 1, during
 
     def unresolved(reason: str) -> float:
         return h.metric(m, "stellaops_runtime_frames_unresolved_total", stack="user", reason=reason)
