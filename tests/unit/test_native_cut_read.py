@@ -1,0 +1,163 @@
+"""A read of the probes' buffer that a cancel cuts short is a gap over the time it could not read.
+
+The source switch (agent/source_switch.py ``_stop_active``) waits STOP_WAIT_SECONDS
+for a stopping native source, then cancels it. A cancel ends the coroutine, not
+the probes' ``bcc`` thread: a poll under way there (the reader's, or the last
+read's) still empties the buffer, and its records went to nobody, as did the
+kernel counters the last read would have compared (drops since the previous
+read). Calls that happened, in no count and in no gap: a "not observed" could
+cover them. Now the source queues an unwatched span from the start of the last
+poll whose records reached the queue (or the last counter read, if earlier) to
+the cancel, which the switch marks as a node-wide gap (``take_unwatched``); a
+read that was not cut adds no span.
+
+Stand-ins for BCC: a buffer of records with the wall-clock time they were
+written, emptied by each poll (as BCC's poll empties the kernel's buffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.follow_files import Followed
+from stellaops_runtime.native.source import NativeProbeSource
+from stellaops_runtime.sources.queue import EventQueue
+
+WAIT = 10.0
+
+
+class _Probes:
+    """A ProbeSet whose buffer the test writes; a poll or the last read can be held on the thread."""
+
+    def __init__(self) -> None:
+        self.watch = None
+        self.buffer: list[bytes] = []
+        self.lock = threading.Lock()
+        self.hold_poll = False  # the next poll waits for ``release`` after emptying the buffer
+        self.hold_last_read = False  # the last read waits for ``release`` before its poll
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.closed = 0
+
+    def write(self, rec: bytes) -> int:
+        """A record written now (shorter than a header: queued as it is); the wall clock of it."""
+        with self.lock:
+            self.buffer.append(rec)
+        return time.time_ns()
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        with self.lock:
+            out, self.buffer = self.buffer, []
+        if self.hold_poll:
+            self.hold_poll = False
+            self.held.set()
+            assert self.release.wait(WAIT)
+        else:
+            time.sleep(min(timeout_ms, 5) / 1000)
+        return out
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {}
+
+    def detach_uprobes(self) -> None:  # the last read's first step
+        if self.hold_last_read:
+            self.held.set()
+            assert self.release.wait(WAIT)
+
+    def in_flight(self, alive: Any) -> list[bytes]:
+        return []
+
+    def follow(self) -> Followed:
+        return Followed()
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+async def _until(cond: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not cond():
+        assert time.monotonic() < deadline, f"no {what} within {WAIT} s"
+        await asyncio.sleep(0.005)
+
+
+def _source(probes: _Probes) -> tuple[NativeProbeSource, EventQueue]:
+    queue = EventQueue(10_000)
+    src = NativeProbeSource(NativeConfig(), queue=queue, kernel_source="")
+    src._load = lambda: probes  # type: ignore[method-assign,assignment,return-value]
+    return src, queue
+
+
+def _covered(spans: list[tuple[int, int]], at: int) -> bool:
+    return any(a <= at <= b for a, b in spans)
+
+
+def test_a_last_read_cut_by_a_cancel_is_a_gap() -> None:
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        probes.write(b"early")
+        await _until(lambda: len(queue) >= 1, "the reader's records")
+        probes.hold_last_read = True
+        stop.set()
+        await _until(probes.held.is_set, "last read")
+        written = probes.write(b"late")  # in the buffer: only the last read's poll would take it
+        task.cancel()  # the last read took longer than the switch waits
+        await asyncio.gather(task, return_exceptions=True)
+        probes.release.set()
+        await _until(lambda: probes.closed > 0, "close after the cancelled last read")
+        return written, src.take_unwatched()
+
+    written, spans = asyncio.run(main())
+    payloads = [p for p, _ in queue.take(len(queue))]
+    assert payloads == [b"early"]  # the late record was read by nobody
+    assert _covered(spans, written), (written, spans)  # ... and its time is a gap
+
+
+def test_a_poll_of_the_reader_cut_by_a_cancel_is_a_gap() -> None:
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        written = probes.write(b"cut")
+        probes.hold_poll = True  # the next poll takes it, then is held past the switch's patience
+        await _until(probes.held.is_set, "the reader's poll")
+        stop.set()
+        task.cancel()
+        probes.release.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await _until(lambda: probes.closed > 0, "close")
+        return written, src.take_unwatched()
+
+    written, spans = asyncio.run(main())
+    payloads = [p for p, _ in queue.take(len(queue))]
+    assert b"cut" not in payloads  # the cut poll's records reached nobody
+    assert _covered(spans, written), (written, spans)
+
+
+def test_a_stop_that_is_not_cut_adds_no_gap() -> None:
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> list[tuple[int, int]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        probes.write(b"a")
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+        return src.take_unwatched()
+
+    assert asyncio.run(main()) == []
+    assert [p for p, _ in queue.take(len(queue))] == [b"a"]
