@@ -15,8 +15,10 @@ descriptor (the caller may close its own; the file read is the one it
 looked at), and the caller's thread calls ``idle`` until it is done: the
 source's ``idle`` reads the buffer and hands the records on, as its reader
 does between looks (native/source.py). ``idle`` returning False (the probes
-are stopping) abandons the wait: the lookup's thread finishes on its own and
-its answer is dropped, and the target is reported (not probed, a gap). No
+are stopping) abandons the wait: the target is reported (not probed, a gap),
+and the lookup's thread ends at the lookup's next step (native/symcancel.py:
+each chunk of a table or of a debug file read checks whether the wait was
+given up), not after up to 120 s of a hostile file read for nobody. No
 BCC call is made off the probes' thread: only the file is read there.
 
 Without ``idle`` (the load's own lookups, made before anything is attached:
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from stellaops_runtime.native.symaddr import find_address
+from stellaops_runtime.native.symcancel import cancellable
 
 Idle = Callable[[], bool]  # called while a lookup runs; False: stop waiting (the probes stop)
 
@@ -56,10 +59,12 @@ def address(
     path = f"/proc/self/fd/{own}"
     done: Future[int] = Future()
     finished = threading.Event()
+    given_up = threading.Event()  # set: the lookup ends at its next step (native/symcancel.py)
 
     def run() -> None:
         try:
-            done.set_result(find_address(path, symbol, where=where, debug_files=debug_files))
+            with cancellable(given_up):
+                done.set_result(find_address(path, symbol, where=where, debug_files=debug_files))
         except BaseException as e:  # handed to the waiting thread, which raises it
             done.set_exception(e)
         finally:
@@ -70,5 +75,6 @@ def address(
     threading.Thread(target=run, name="symlookup", daemon=True).start()
     while not finished.wait(0.001):  # idle blocks (a poll of the buffer); this never spins alone
         if not idle():
+            given_up.set()
             raise Abandoned(f"the lookup of {symbol} was abandoned: the probes stopped")
     return done.result()

@@ -55,16 +55,17 @@ from typing import BinaryIO
 
 from stellaops_runtime.canonical.debuglink import has_symbols
 from stellaops_runtime.canonical.elflayout import ElfError, read_layout
-from stellaops_runtime.canonical.limits import Limits
 from stellaops_runtime.canonical.symtab import read_section_table
 from stellaops_runtime.native.follow_files import HELD, split_root
+from stellaops_runtime.native.symcancel import CancellableLimits
 from stellaops_runtime.native.symdebug import DEBUG_ROOTS, debug_address
 from stellaops_runtime.native.symscan import first_function
 
 # The symbolizer's bounds on bytes read into memory (canonical/limits.py; the symbol tables are
 # streamed, native/symscan.py), but not its 2 s per file: a lookup runs once per attach, and a busy
 # node must not fail a probe on a large binary (libLLVM's 70,000 functions: 40 ms idle) for being slow.
-_LIMITS = Limits(parse_seconds=120.0)
+# Each budget's time check also ends a lookup its caller gave up on (native/symcancel.py).
+_LIMITS = CancellableLimits(parse_seconds=120.0)
 ET_EXEC, ET_DYN, PF_X = 2, 3, 1
 
 

@@ -1,0 +1,80 @@
+"""An abandoned address lookup stops at its next step instead of reading the hostile file to the end.
+
+native/lookup.py runs a uprobe's address lookup on a thread of its own while
+the probes' thread keeps reading their buffer; when the probes stop, the wait
+is abandoned. The lookup's thread went on reading the file, within 1 GiB and
+120 s (native/symaddr.py), for an answer nobody wanted: after a stop (or a
+reload, or a switch to Tetragon) a container's hostile symbol table kept a
+core busy for up to two minutes. The lookup now checks, between its steps
+(each chunk of a symbol or string table, each chunk of a debug file hashed),
+whether its caller gave up, and ends there.
+
+The file is a hostile ELF built here (200,000 decoys before the probed name:
+seven chunks of the symbol table); the scan is held in its first chunk until
+the caller has given up. No BPF, no compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.native import lookup, symscan
+from tests.unit.test_native_lookup_off_thread import _hostile
+
+WAIT = 30.0
+
+
+def _lookup_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "symlookup"]
+
+
+def test_an_abandoned_lookup_stops_reading_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = tmp_path / "app"
+    _hostile(app)
+    chunk = symscan.CHUNK_RECORDS * 24  # one read of the 64-bit symbol table
+    reads: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+    real = symscan.pread_exact
+
+    def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
+        if size == chunk:
+            reads.append(offset)
+            if len(reads) == 1:  # held in the first chunk until the caller gave up
+                entered.set()
+                assert release.wait(WAIT)
+        return real(fd, offset, size, **kw)
+
+    monkeypatch.setattr(symscan, "pread_exact", counted)
+    before = set(_lookup_threads())
+
+    def idle() -> bool:  # the probes stop while the lookup is in the table
+        assert entered.wait(WAIT)
+        return False
+
+    fd = os.open(app, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(lookup.Abandoned):
+            lookup.address(fd, "stella_add", where=None, idle=idle)
+    finally:
+        os.close(fd)
+        release.set()
+    for t in set(_lookup_threads()) - before:
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert len(reads) == 1, f"the abandoned lookup read {len(reads)} chunks of the table"
+
+
+def test_a_lookup_not_abandoned_is_answered(tmp_path: Path) -> None:
+    """The check between steps costs the lookup nothing when its caller waits."""
+    app = tmp_path / "app"
+    addr = _hostile(app)
+    fd = os.open(app, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        assert lookup.address(fd, "stella_add", where=None, idle=lambda: True) == addr
+    finally:
+        os.close(fd)
