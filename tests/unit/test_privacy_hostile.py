@@ -114,6 +114,7 @@ UNRECOGNISABLE_WHEN_CUT = {
     "sh -c \"printf '%s\\n' app:PrintfPw": "a password printed into chpasswd, cut before the pipe",
     'sh -c "echo GpgPass-3r7 | gpg': "a passphrase echoed into gpg, cut before --passphrase-fd 0",
     'sh -c "echo SudoPw-4x1': "a password on the standard input of its reader, cut before the reader",
+    'sh -c "echo SudoMany-7k2': "a password on the standard input of its reader, cut before the reader",
     "sh -c \"printf 'SmbPw-6c3": "a password on the standard input of its reader, cut before the reader",
     'sh -c "echo OsslPw-2d9': "a password on the standard input of its reader, cut before the reader",
     'sh -c "echo HtPw-8k2': "a password on the standard input of its reader, cut before the reader",

@@ -40,10 +40,13 @@ _READS_PASSWORD = r"[^|;&\n]*?--pass(?:(?:word)?-stdin(?![\w-])|phrase-fd[ =]0(?
 # cryptsetup(8) and kinit(1) (a passphrase or password when no terminal is there), vncpasswd(1)
 # ``-f``, mkpasswd(1) ``-s``/``-P 0``, ``caddy hash-password`` without ``--plaintext``; secret
 # stores: ``gcloud secrets create|versions add --data-file=-``, ``docker|podman secret create
-# NAME -``, ``gh secret set NAME`` without ``--body``. Option words between are bounded.
+# NAME -``, ``gh secret set NAME`` without ``--body``. Option words between are bounded: sudo's
+# at 32 (it has eleven options that take a value and as many switches; ``sudo -u a -g b -H -E -k
+# -n -p x -S`` has 12 words before ``-S``, and a bound of 6 kept its password).
+_SUDO_WORDS = 32
 _READS_STDIN = "|".join(
     [
-        r"(?:/\S*/)?sudo(?:\s+[^\s|;&]+){0,6}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])",
+        rf"(?:/\S*/)?sudo(?:\s+[^\s|;&]+){{0,{_SUDO_WORDS}}}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])",
         r"(?:/\S*/)?smbpasswd(?:\s+[^\s|;&]+){0,6}?\s+-[A-Za-z]*s[A-Za-z]*(?![\w-])",
         r"(?:/\S*/)?openssl\s+passwd(?:\s+[^\s|;&]+){0,8}?\s+-stdin(?![\w-])",
         r"(?:/\S*/)?htpasswd(?:\s+[^\s|;&]+){0,6}?\s+-[A-Za-z]*i[A-Za-z]*(?![\w-])",
@@ -74,7 +77,10 @@ _HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}+<<<\s*{_HERE_WORD}"
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
-    rf"s(?<![\w-]s)udo(?:\s+[^\s|;&<]+){{0,6}}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin){_HERE}",
+    # The lookahead first: a ``sudo`` with no ``<<<`` after it costs one short scan, not one per
+    # count of option words (``sudo -S `` x 512: 16 ms without it, at 32 words).
+    rf"s(?<![\w-]s)udo(?=[^<|;&\n]{{0,1024}}+<<<)(?:\s+[^\s|;&<]+){{0,{_SUDO_WORDS}}}?"
+    rf"\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin){_HERE}",
     rf"s(?<![\w-]s)mbpasswd(?:\s+[^\s|;&<]+){{0,6}}?\s+-[A-Za-z]*s[A-Za-z]*{_HERE}",
     rf"c(?<![\w-]c)hpasswd{_HERE}",
     rf"p(?<![\w-]p)asswd{_HERE}",
