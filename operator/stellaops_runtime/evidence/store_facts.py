@@ -7,8 +7,11 @@ image also ran where its calls could not be seen, store/coverage_unseen.py,
 and days with a gap that touches the image, store/coverage_gaps.py), the
 package from the stored purls, and the
 calls that may be the function's where the question does not find them
-(:mod:`stellaops_runtime.evidence.doubts`). No
-wall clock. The pure decision is :mod:`stellaops_runtime.evidence.reachability`.
+(:mod:`stellaops_runtime.evidence.doubts`). The one clock is the question's UTC day
+(``today``, read once by :func:`observe` unless handed in): a window stamped after it (a
+node's clock ahead) is kept, its calls count, but its day has not happened and is never a
+watched day (store/watched_sql.py ``not_after``). The pure decision is
+:mod:`stellaops_runtime.evidence.reachability`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from stellaops_runtime.store.queries import (
     has_gap_columns,
     has_posture_columns,
     is_coverage,
+    not_after,
 )
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
@@ -81,16 +85,20 @@ def _calls_per_day(conn: sa.Connection, image: str, rows: list[SymbolRow]) -> di
     return dict(out)
 
 
-def _watched_days(conn: sa.Connection, image: str) -> set[dt.date]:
+def _watched_days(conn: sa.Connection, image: str, today: dt.date | None = None) -> set[dt.date]:
     """The watched days alone (:func:`_watched_and_unseen`)."""
-    return _watched_and_unseen(conn, image)[0]
+    return _watched_and_unseen(conn, image, today or _today())[0]
 
 
-def _watched_and_unseen(conn: sa.Connection, image: str) -> tuple[set[dt.date], set[dt.date]]:
-    """UTC days with a window of ``image`` at a posture that can see calls, no run of it that could
-    not (``unseen_days``: a node where none of its windows that day could, or where a container of
-    it showed no call all day while another did; store/coverage_unseen.py) and no gap that day; and
-    the gap-free days such a run took out."""
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _watched_and_unseen(conn: sa.Connection, image: str, today: dt.date) -> tuple[set[dt.date], set[dt.date]]:
+    """UTC days up to ``today`` with a window of ``image`` at a posture that can see calls, no run of
+    it that could not (``unseen_days``: a node where none of its windows that day could, or where a
+    container of it showed no call all day while another did; store/coverage_unseen.py) and no gap
+    that day; and the gap-free days such a run took out."""
     if not has_posture_columns(conn):
         return set(), set()
     o = observation_windows.c
@@ -99,6 +107,7 @@ def _watched_and_unseen(conn: sa.Connection, image: str) -> tuple[set[dt.date], 
         o.image_digest == image,
         is_coverage(conn, observation_windows),
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
+        not_after(o.window_start, today),
     ]
     if has_gap_columns(conn):
         where.append(day.not_in(gap_days(conn, image)))
@@ -136,9 +145,16 @@ def _as_utc(value: Any) -> dt.datetime:
 
 
 def observe(
-    conn: sa.Connection, *, image: str, purl: PurlQuery, function: FunctionQuery, exploit_path: bool = False
+    conn: sa.Connection,
+    *,
+    image: str,
+    purl: PurlQuery,
+    function: FunctionQuery,
+    exploit_path: bool = False,
+    today: dt.date | None = None,
 ) -> Observation:
-    """Everything the store holds about ``function`` of ``purl`` in ``image``."""
+    """Everything the store holds about ``function`` of ``purl`` in ``image``; days after ``today``
+    (the question's UTC day, the wall clock's when not given) are no watched days."""
     purls = queries.matching_purls(conn, image=image, purl=purl)
     rows = queries.observed(conn, image=image, function=function, purl=purl) if purls else []
     rows = [r for r in rows if r.evidence_kind not in queries.FILE_EVIDENCE and r.invocation_count > 0]
@@ -146,7 +162,7 @@ def observe(
     for r in rows:
         by_kind[r.evidence_kind] += r.invocation_count
     per_day = _calls_per_day(conn, image, rows)
-    watched, taken = _watched_and_unseen(conn, image)
+    watched, taken = _watched_and_unseen(conn, image, today or _today())
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)
     facts = Facts(

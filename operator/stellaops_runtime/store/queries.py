@@ -37,6 +37,7 @@ from stellaops_runtime.store.watched_sql import (
     has_gap_columns,
     has_posture_columns,
     is_coverage,
+    not_after,
     unseen_days,
     window_level,
 )
@@ -342,9 +343,15 @@ def calls_per_day(
 
 
 def observed_days_without_calls(
-    conn: sa.Connection, *, image: str, function: str, module: str | None = None
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: str,
+    module: str | None = None,
+    today: dt.date | None = None,
 ) -> int:
-    """Distinct UTC days ``image`` was under observation on which ``function`` had no invocation.
+    """Distinct UTC days ``image`` was under observation on which ``function`` had no invocation,
+    up to ``today`` (UTC; the wall clock's when not given: watched_sql.py ``not_after``).
 
     A day counts only when a window of it was watched at a posture that can
     see function calls (EbpfDeep or more: contracts/posture.py; stores from
@@ -369,6 +376,7 @@ def observed_days_without_calls(
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),
         obs_day.not_in(unseen_days(conn, image)),
+        not_after(o.window_start, today or dt.datetime.now(dt.UTC).date()),
     ]
     if has_gap_columns(conn):
         where.append(obs_day.not_in(gap_days(conn, image)))

@@ -119,6 +119,13 @@ def gap_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
     return sa.select(utc_date(g.c.window_start)).where(*where)
 
 
+def not_after(start: sa.ColumnElement[Any], today: dt.date) -> sa.ColumnElement[bool]:
+    """Windows that start on ``today`` (UTC) or before: a day after the question's has not happened,
+    so a window stamped then (a node's clock ahead; the store keeps it, its calls count) is never a
+    watched day (tests/integration/test_evidence_future_days.py)."""
+    return start < dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+
 def has_gap_columns(conn: sa.Connection) -> bool:
     """Whether ``observation_windows`` has the columns of migration 0005 (observation gaps)."""
     schema = SCHEMA if conn.dialect.name == "postgresql" else None
