@@ -177,8 +177,10 @@ _PW = "|".join(
 # Token-ish run: base64, base64url and the usual token punctuation.
 _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # A bare ``Bearer``/``Basic`` credential must look like one (a digit, a symbol or
-# an upper-case letter after a lower-case one) so ``Basic authentication`` stays.
-_CREDENTIAL_LOOKING = r"(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
+# an upper-case letter after a lower-case one) so ``Basic authentication`` stays; and it is no
+# setting ``name=value`` (a token68 holds ``=`` only at its end): in ``--set auth.type=basic
+# auth.enabled=true`` the scheme word is a setting's value and ``auth.enabled=true`` the next one.
+_CREDENTIAL_LOOKING = r"(?![A-Za-z_][\w.-]*=[^\s=])(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
 
 # Every alternative of every pattern starts with a literal character or a
 # character class (lookbehinds come after the first character, e.g.
