@@ -265,6 +265,7 @@ DOCUMENTED_METRICS = {
     "lifecycle_oom_parents_unwatched",
     "lifecycle_oom_unread",
     "lifecycle_unwatched_starts",
+    "lifecycle_missed_events",
     "lifecycle_connected",
     "lifecycle_containers",
     "lifecycle_cgroups",

@@ -297,7 +297,7 @@ def test_a_runtime_stream_cut_and_listed_again_between_two_samples_is_a_hole() -
     a sample): what ran in between is in no list, so its window reads at most ActiveTracing."""
 
     class Stats:
-        connects, connected, unwatched_starts = 1, True, 0
+        connects, connected, unwatched_starts, missed_events = 1, True, 0, 0
 
     class Synced:
         def is_set(self) -> bool:
@@ -365,7 +365,7 @@ def test_a_container_created_and_removed_between_two_samples_is_a_run() -> None:
     registry.put(_record(TRACED))
 
     class Stats:
-        connects, connected, unwatched_starts = 1, True, 0
+        connects, connected, unwatched_starts, missed_events = 1, True, 0, 0
 
     class Synced:
         def is_set(self) -> bool:
@@ -429,7 +429,7 @@ def test_more_removals_between_two_samples_than_kept_is_a_hole() -> None:
     lost = iter([False, True, False])
 
     class Stats:
-        connects, connected, unwatched_starts = 1, True, 0
+        connects, connected, unwatched_starts, missed_events = 1, True, 0, 0
 
     class Synced:
         def is_set(self) -> bool:
@@ -483,7 +483,7 @@ def test_a_run_read_late_and_gone_makes_a_hole_from_its_start() -> None:
     sample, where the traced sibling's events must not read EbpfDeep."""
 
     class Stats:
-        connects, connected, unwatched_starts = 1, True, 0
+        connects, connected, unwatched_starts, missed_events = 1, True, 0, 0
 
     class Synced:
         def is_set(self) -> bool:
@@ -559,7 +559,7 @@ def test_a_container_id_removed_and_created_again_between_two_samples_keeps_both
     registry.put(_record(TRACED))
 
     class Stats:
-        connects, connected, unwatched_starts = 1, True, 0
+        connects, connected, unwatched_starts, missed_events = 1, True, 0, 0
 
     class Synced:
         def is_set(self) -> bool:

@@ -96,7 +96,7 @@ class LifecyclePart:
         pipeline.aggregator.runs = self.runs
         self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
         self._seen: tuple[int, int] | None = None  # (source connects, runtime connects) at the last sample
-        self._unwatched_seen = 0  # the observer's unwatched_starts at the last sample
+        self._unwatched_seen = 0  # the observer's unwatched_starts + missed_events at the last sample
         self._removals_seen = 0  # the registry's removals at the last sample
         self._listed: tuple[int, int] | None = None  # (runtime connects, time) at the last sample
         self._imageless = Imageless()  # containers that ran with no image digest (lifecycle/imageless.py)
@@ -185,11 +185,10 @@ class LifecyclePart:
         assert obs is not None
         s = source_stats()
         seen = (int(s.connects), obs.stats.connects)
-        # A container of a namespace the observer does not follow ran since the last sample, or runs.
-        unwatched, self._unwatched_seen = (
-            bool(obs.unwatched) or obs.stats.unwatched_starts != self._unwatched_seen,
-            obs.stats.unwatched_starts,
-        )
+        # A container of a namespace the observer does not follow ran since the last sample, or runs;
+        # or the runtime's stream may have lost events since (base.py ``_missed_events``).
+        missed = obs.stats.unwatched_starts + obs.stats.missed_events
+        unwatched, self._unwatched_seen = (bool(obs.unwatched) or missed != self._unwatched_seen, missed)
         # Such a run may have started before the latest sample in sync (read late): from its start.
         unread_from = obs.take_unwatched_from()
         runtime_known = obs.stats.connected and obs.synced.is_set() and not unwatched

@@ -154,6 +154,15 @@ class LifecycleObserver:
         if ns > 0 and (self._unwatched_from == 0 or ns < self._unwatched_from):
             self._unwatched_from = ns
 
+    def _missed_events(self, since: datetime | None) -> None:
+        """The event stream may have lost events since ``since`` that no list makes up for (a container
+        created, run and removed there is named by nothing): counted (``missed_events``), the agent's
+        next sample is not in sync, and the time since ``since`` is a hole (``take_unwatched_from``)."""
+        self.stats.missed_events += 1
+        ns = int(since.timestamp() * 1_000_000_000) if since is not None else 0
+        if ns > 0 and (self._unwatched_from == 0 or ns < self._unwatched_from):
+            self._unwatched_from = ns
+
     def _synced(self) -> None:
         """Call after the rebuild of a new connection, before its first event."""
         if self.stats.connects:

@@ -2,7 +2,8 @@
 
 Same API and registry as the containerd observer (:mod:`.base`); the facts
 come from the Engine API instead. Each connection opens ``GET /events``
-(container and image events), then rebuilds the registry from
+(every type: the replay's size is checked, docker_replay.py; container and
+image events are used, the others counted as ignored), then rebuilds the registry from
 ``/containers/json?all=1`` and an inspect of each container. What each Docker
 event becomes:
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,13 +39,17 @@ from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, Lifec
 from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.docker_client import DockerClient
+from stellaops_runtime.lifecycle.docker_replay import ReplayCheck
 from stellaops_runtime.lifecycle.records import image_event, lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.lifecycle.scrub import scrub, scrub_ref
 from stellaops_runtime.privacy.filter import PrivacyFilter
 
 T = LifecycleEventType
-EVENT_FILTERS = {"type": ["container", "image"]}
+log = logging.getLogger(__name__)
+# No type filter: the Engine's replay then holds every event of its ring newer than ``since``, and
+# a replay of its whole ring (256) says events may have been lost (docker_replay.py).
+EVENT_FILTERS: dict[str, list[str]] = {}
 _STATUS = {"created": "created", "running": "running", "restarting": "running", "paused": "paused"}
 
 
@@ -138,6 +144,7 @@ class DockerObserver(LifecycleObserver):
         )
         self.client = client
         self.liveness_seconds = liveness_seconds  # an idle stream this long: is Docker answering?
+        self._replay = ReplayCheck(0)  # each connection's own (docker_replay.py)
 
     async def _close(self) -> None:
         return None  # one connection per request: nothing stays open
@@ -182,8 +189,11 @@ class DockerObserver(LifecycleObserver):
         await self.client.ping()
         # Subscribe, then list: the Engine registers the stream when its request arrives, which can
         # be after the list is read; asked to replay from the instant before the request, it
-        # sends what happened in between (Docker's own timestamps, on this host's clock) first.
-        stream = self.client.events(EVENT_FILTERS, since_ns=time.time_ns())
+        # sends what happened in between (Docker's own timestamps, on this host's clock) first, from
+        # its last 256 events: a replay of all of them may have lost older ones (docker_replay.py).
+        since_ns = time.time_ns()
+        self._replay = ReplayCheck(since_ns)
+        stream = self.client.events(EVENT_FILTERS, since_ns=since_ns)
         pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
         stopper: asyncio.Future[Any] | None = None
         await asyncio.sleep(0)
@@ -217,9 +227,15 @@ class DockerObserver(LifecycleObserver):
 
     async def _handle(self, line: bytes) -> list[ContainerLifecycleEvent]:
         self.stats.envelopes += 1
+        msg: Any = None
         try:
-            msg = json.loads(line)
+            msg, decoded = json.loads(line), True
         except (ValueError, RecursionError):
+            decoded = False
+        nano = msg.get("timeNano") if isinstance(msg, dict) else None
+        valid = isinstance(nano, int) and not isinstance(nano, bool) and 0 < nano < 2**62
+        self._check_replay(nano if valid else None)  # every line counts, a malformed one too
+        if not decoded:
             self.stats.count_failure("envelope")
             return []
         actor = msg.get("Actor") if isinstance(msg, dict) else None
@@ -227,10 +243,7 @@ class DockerObserver(LifecycleObserver):
             self.stats.count_failure("field")
             return []
         kind, action = msg.get("Type"), str(msg.get("Action", ""))
-        nano = msg.get("timeNano")
-        ts = (
-            datetime.fromtimestamp(nano / 1e9, tz=UTC) if isinstance(nano, int) and 0 < nano < 2**62 else None
-        )
+        ts = datetime.fromtimestamp(nano / 1e9, tz=UTC) if valid and nano is not None else None
         ts = ts or datetime.now(UTC)
         attrs: dict[str, Any] = _field(actor, "Attributes", dict, {})
         topic = f"{kind}/{action}"
@@ -241,6 +254,16 @@ class DockerObserver(LifecycleObserver):
         for ev in out:
             self.stats.count_event(str(ev.event_type))
         return out
+
+    def _check_replay(self, nano: int | None) -> None:
+        if self._replay.see(nano, time.time_ns()):
+            since = datetime.fromtimestamp(self._replay.since_ns / 1e9, tz=UTC)
+            log.warning(
+                "docker replayed its whole buffer of %d events from %s: events before them are lost, so "
+                "a container may have run unseen since then (a hole; lifecycle_missed_events_total)",
+                self._replay.count, since.isoformat(),
+            )  # fmt: skip
+            self._missed_events(since)
 
     async def _apply(
         self, kind: str, action: str, cid: str, attrs: dict[str, Any], ts: datetime, topic: str

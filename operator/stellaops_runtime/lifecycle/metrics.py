@@ -43,6 +43,9 @@ class LifecycleStats:
     # Tasks seen starting in a containerd namespace the observer does not follow, or whose container
     # was gone before the observer could read it (observer.py, docker_observer.py).
     unwatched_starts: int = 0
+    # Times the runtime's event stream may have lost events the lists cannot make up for (Docker's
+    # replay past its 256-event buffer, docker_replay.py; a CRI relist finding what the stream never said).
+    missed_events: int = 0
     connected: bool = False
     last_error: str = ""
 
@@ -145,6 +148,13 @@ def lifecycle_metrics(
         "container was removed before the observer could read it: while one runs, and at the sample "
         "after it started, the registry is not in sync (no window above ActiveTracing).",
         stats.unwatched_starts,
+    )
+    yield counter(
+        "lifecycle_missed_events",
+        "Times the runtime's event stream may have lost events (Docker's replay past its last 256 "
+        "events; a CRI relist finding a change the stream never reported): the sample after is not "
+        "in sync and the time since the events may have been lost is a hole.",
+        stats.missed_events,
     )
     yield gauge(
         "lifecycle_connected",

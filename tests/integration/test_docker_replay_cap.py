@@ -1,0 +1,113 @@
+"""Docker replays at most its last 256 events: a subscription registered after more is a hole, not silence.
+
+The Docker observer asks the Engine to replay its events from the instant
+before the stream was requested (``since``). The Engine keeps only its last
+256 events of every type for that (moby ``daemon/events/events.go``). Here a
+real private dockerd gets the observer's stream request only after a
+container ran and was removed and 300 image tag events followed: the replay
+holds the tags alone. Neither the list nor the stream names that container,
+so the agent must not call the time in sync (docs/lifecycle.md "Subscribe,
+then list").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import AsyncGenerator, Iterator
+
+import pytest
+
+from stellaops_runtime.lifecycle.docker_client import DockerClient
+from stellaops_runtime.lifecycle.docker_observer import DockerObserver
+from tests.containerd_harness import Watcher, build_image
+from tests.docker_harness import Dockerd, Registry, docker_available
+
+TAGS = 300  # more than the Engine's 256 buffered events
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[Dockerd, Registry]]:
+    if not docker_available():
+        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
+    d = Dockerd()
+    reg: Registry | None = None
+    try:
+        reg = Registry(build_image(d.dir))
+        d.start()
+        yield d, reg
+    finally:
+        d.teardown()
+        if reg is not None:
+            reg.close()
+
+
+def _post(sock_path: str, path: str, method: str = "POST") -> int:
+    """One Engine API request (no body); its HTTP status."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(sock_path)
+        s.sendall(f"{method} /v1.41{path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        return int(data.split(b" ", 2)[1])
+
+
+class HeldDocker(DockerClient):
+    """The real Engine; the event stream is requested only once ``released`` (after the lists)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, timeout=10.0)
+        self.listed = threading.Event()
+        self.released = threading.Event()
+
+    async def get_json(self, path: str) -> object:
+        out = await super().get_json(path)
+        if path.startswith("/containers/json"):
+            self.listed.set()
+        return out
+
+    async def events(
+        self, filters: dict[str, list[str]], *, since_ns: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        await asyncio.to_thread(self.released.wait, 60)
+        async for line in super().events(filters, since_ns=since_ns):
+            yield line
+
+
+def test_a_run_lost_past_the_replay_buffer_is_a_hole(engine: tuple[Dockerd, Registry]) -> None:
+    from tests.integration.test_lifecycle_namespaces import Sampler
+
+    d, reg = engine
+    d.docker("pull", reg.ref)
+    repo = reg.ref.rsplit(":", 1)[0]
+    client = HeldDocker(d.socket)
+    try:
+        with Watcher(DockerObserver(client)) as w:
+            assert client.listed.wait(30)
+            s = Sampler(w)
+            before_run = time.time_ns()
+            d.docker("run", "--rm", "--network", "none", reg.ref, "exit", "0")
+            for i in range(TAGS):
+                q = urllib.parse.urlencode({"repo": f"{repo}-replay", "tag": f"t{i}"})
+                assert _post(d.socket, f"/images/{urllib.parse.quote(reg.ref, safe='')}/tag?{q}") == 201
+            client.released.set()
+            deadline = time.monotonic() + 30
+            while w.query(lambda: w.observer.stats.envelopes) < 256:
+                assert time.monotonic() < deadline, "the Engine replayed its buffer"
+                time.sleep(0.05)
+            assert not w.query(lambda: w.observer.registry.records())  # the run: named by nothing
+            # The run may be among the events the Engine no longer had: the sample is not in sync and
+            # the time since the stream was asked for (before the run) is a hole.
+            assert s.state() == "not_in_sync", "a run lost past Docker's 256-event replay was called watched"
+            holes = s.part.runs.containers._holes
+            assert holes and holes[0][0] < before_run
+            assert w.query(lambda: w.observer.stats.missed_events) == 1
+    finally:
+        client.released.set()
+        for i in range(TAGS):
+            _post(d.socket, f"/images/{urllib.parse.quote(f'{repo}-replay:t{i}', safe='')}", "DELETE")
