@@ -124,18 +124,8 @@ class RecentFiles:
         r = self.get(root, path, evictions, expected_build_id)
         if r is None:
             return None, []
-        out: list[Resolution | None] = []
-        append = out.append
-        find, bid, hits = r.quick.find, r.build_id, self.hits
-        for file_offset, label in zip(offsets, labels, strict=True):
-            found = find(file_offset)
-            if found is None:
-                append(None)
-                continue
-            symbol, offset, fid, source, key = found
-            append(Resolution(label, path, bid, symbol, offset, fid, source, file_offset))
-            hits.append(key)
-        if len(hits) >= FLUSH_AT:
+        out = r.quick.answer_many(path, offsets, labels, self.hits.append)
+        if len(self.hits) >= FLUSH_AT:
             self.flush()
         return r, out
 
