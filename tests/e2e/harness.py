@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import functools
 import gzip
 import json
 import os
@@ -36,6 +38,22 @@ STREAM_SECRETS = (
     "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
     "alice@example.com",
 )
+
+
+@functools.cache
+def _stream_events() -> tuple[Any, ...]:
+    from stellaops_runtime.replay.events import load_events
+
+    loaded = load_events(STREAM)
+    assert not loaded.errors, loaded.errors
+    return tuple(loaded.events)
+
+
+def stream_events() -> list[Any]:
+    """``load_events(STREAM).events``, read once per test process: each read parses the 3,144
+    events with protobuf's JSON reader (0.6 s CPU), and a dozen test modules did it at import, in
+    every xdist worker's collection. Copies, so a test may change its events or its list."""
+    return [dataclasses.replace(e, labels=dict(e.labels)) for e in _stream_events()]
 
 
 def stream_objects() -> list[dict[str, Any]]:

@@ -20,13 +20,12 @@ import sqlalchemy as sa
 from packageurl import PackageURL
 
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e]
 
-EVENTS = load_events(h.STREAM).events
+EVENTS = h.stream_events()
 OBJS = h.stream_objects()
 BUILD_IDS: dict[str, str] = h.EXPECTED["build_ids"]
 

@@ -15,13 +15,12 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-EVENTS = load_events(h.STREAM).events
+EVENTS = h.stream_events()
 OBJS = h.stream_objects()
 KIND_COUNTS = Counter(next(k for k in o if k.startswith("process_")) for o in OBJS)
 

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from stellaops_runtime.agent.metrics import AgentCollector
 from stellaops_runtime.agent.runner import BATCH, Agent
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.replay.events import ReplayEvent, load_events
+from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.wire.tetragon import events_pb2
@@ -95,7 +95,7 @@ def stored(url: str, evidence: str) -> dict[str, int]:
 async def test_early_drains_bound_the_aggregator_while_the_store_hangs_and_lose_no_count(
     tmp_path: Path,
 ) -> None:
-    events = load_events(h.STREAM).events + [storm_event(i) for i in range(STORM_EVENTS)]
+    events = h.stream_events() + [storm_event(i) for i in range(STORM_EVENTS)]
     db = tmp_path / "storm.db"
     url = f"sqlite:///{db}"
     open_store(url).close()  # migrated, as a node's agent finds it

@@ -7,7 +7,6 @@ import signal
 
 import pytest
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.e2e import harness as h
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 async def test_sigterm_flushes_and_exits_0_over_a_unix_socket_with_filters(tmp_path, sqlite_at_head) -> None:
     """unix:// address, deny filter from config applied by the server, SIGTERM stops cleanly."""
-    events = load_events(h.STREAM).events
+    events = h.stream_events()
     server = ReplayServer(events)
     sock = tmp_path / "tetragon.sock"
     addr = await server.start(f"unix://{sock}")

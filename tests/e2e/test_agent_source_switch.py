@@ -39,13 +39,12 @@ from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.native.detect import Report, detect
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e]
 
-EVENTS = load_events(h.STREAM).events
+EVENTS = h.stream_events()
 FIRST, SECOND = EVENTS[:300], EVENTS[300:700]
 EXECS = 25
 HOST = "host:e2e-node"

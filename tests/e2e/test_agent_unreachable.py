@@ -11,7 +11,6 @@ import asyncio
 
 import pytest
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
@@ -42,7 +41,7 @@ def test_export_file_never_present_exits_2_with_the_reason(tmp_path, sqlite_at_h
 
 
 async def test_a_reached_source_that_goes_quiet_is_a_normal_idle_stop(tmp_path, sqlite_at_head) -> None:
-    events = load_events(h.STREAM).events[:50]
+    events = h.stream_events()[:50]
     server = ReplayServer(events)
     addr = await server.start("127.0.0.1:0")
     try:

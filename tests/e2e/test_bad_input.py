@@ -9,7 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from stellaops_runtime.replay.events import ReplayEvent, load_events
+from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.e2e import harness as h
@@ -17,7 +17,7 @@ from tests.e2e import harness as h
 pytestmark = pytest.mark.e2e
 
 MIB = 1 << 20
-GOOD = load_events(h.STREAM).events[:200]
+GOOD = h.stream_events()[:200]
 
 
 def _host_exec(binary: str) -> events_pb2.GetEventsResponse:

@@ -15,7 +15,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from stellaops_runtime.replay.events import ReplayEvent, load_events
+from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.e2e import harness as h
 from tests.e2e.test_poison_events import POISON_NODE, _assert_good_counts, _rows
@@ -38,7 +38,7 @@ def _old(binary: str, seconds: int, nanos: int) -> events_pb2.GetEventsResponse:
 
 
 async def test_old_times_are_the_arrival_time_and_counted(tmp_path, pg_url) -> None:
-    events = load_events(h.STREAM).events
+    events = h.stream_events()
     old = [ReplayEvent.from_message(_old(b, s, n)) for b, (s, n) in OLD.items()]
     stream = events[:500] + old[:1] + events[500:1500] + old[1:] + events[1500:]
     code, out, m = await h.run_replay_agent(tmp_path, pg_url, stream)

@@ -21,7 +21,6 @@ import pytest
 
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.store.engine import open_store
 from tests.e2e import harness as h
@@ -32,7 +31,7 @@ IMAGE = h.EXPECTED["images"][0]["digest"]
 
 
 def test_a_full_receive_queue_marks_a_gap(tmp_path: Path) -> None:
-    events = [e.payload for e in load_events(h.STREAM).events]
+    events = [e.payload for e in h.stream_events()]
     url = f"sqlite:///{tmp_path}/hot.db"
     pipeline = Pipeline(parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}),
                         node_name="agent-node")  # fmt: skip

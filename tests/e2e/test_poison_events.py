@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from stellaops_runtime.replay.events import ReplayEvent, load_events
+from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-EVENTS = load_events(h.STREAM).events
+EVENTS = h.stream_events()
 OBJS = h.stream_objects()
 IMAGES = {i["digest"] for i in h.EXPECTED["images"]}
 MIB = 1 << 20

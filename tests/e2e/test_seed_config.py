@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 import yaml
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
@@ -119,7 +118,7 @@ def test_the_seed_configmap_without_the_override_uses_port_8080() -> None:
 
 async def _replay_and_run(cfg: dict[str, Any], tmp_path: Path, idle: str) -> subprocess.CompletedProcess[str]:
     """Run the agent with ``--exit-when-idle`` against a replay server playing 20 events."""
-    server = ReplayServer(load_events(h.STREAM).events[:20])
+    server = ReplayServer(h.stream_events()[:20])
     cfg["tetragon"]["address"] = await server.start("127.0.0.1:0")
     try:
         path = _write(tmp_path, cfg)

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
 pytestmark = pytest.mark.e2e
 
-EVENTS = load_events(h.STREAM).events
+EVENTS = h.stream_events()
 OBJS = h.stream_objects()
 EXPECTED_ON_STACK = dict(h.expected_stack_counts(OBJS))
 RECEIVED = "stellaops_runtime_events_received_total"

@@ -19,7 +19,6 @@ import pytest
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.witness import keys
 from tests.e2e import harness as h
@@ -31,7 +30,7 @@ IMAGE = h.EXPECTED["images"][0]["digest"]  # billing-70
 
 async def test_the_agent_signs_witnesses_for_the_claims_its_counts_touch(tmp_path: Path, pg_url: str) -> None:
     """Tetragon replayed over gRPC, PostgreSQL; witnesses verified by our CLI and by securesystemslib."""
-    server = ReplayServer(load_events(h.STREAM).events)
+    server = ReplayServer(h.stream_events())
     addr = await server.start("127.0.0.1:0")
     assert (
         h.cli(

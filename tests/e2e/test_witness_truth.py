@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.store.engine import create_store_engine
 from stellaops_runtime.witness import dsse, keys
@@ -74,7 +73,7 @@ async def test_witnesses_signed_while_the_agent_flushes_never_exceed_the_truth(
     claims = tmp_path / "claims.yaml"
     claims.write_text("".join(f"- {{image: '{i}', purl: 'pkg:deb/debian/zlib1g', function: crc32}}\n"
                               for i in IMAGES))  # fmt: skip
-    server = ReplayServer(load_events(h.STREAM).events, rate=600)
+    server = ReplayServer(h.stream_events(), rate=600)
     addr = await server.start("127.0.0.1:0")
     cfg, _ = h.write_config(
         tmp_path, tetragon={"address": addr}, store={"url": pg_url},

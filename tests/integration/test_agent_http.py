@@ -9,7 +9,6 @@ from aiohttp import web
 
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
@@ -37,7 +36,7 @@ async def _get(port: int, path: str) -> tuple[int, dict]:
 
 
 async def test_health_readiness_and_tetragon_drops(tmp_path) -> None:
-    server = ReplayServer(load_events(h.STREAM).events[:50])
+    server = ReplayServer(h.stream_events()[:50])
     addr = await server.start("127.0.0.1:0")
     tmetrics, url = await _tetragon_metrics_endpoint()
     cfg = parse_config(

@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from stellaops_runtime.agent.httpserver import HttpServer, Limits, Response, http_date
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
@@ -228,7 +227,7 @@ async def test_a_client_that_never_reads_is_dropped() -> None:
 
 
 async def test_the_agents_endpoints_parse_and_count_refusals(tmp_path) -> None:
-    server = ReplayServer(load_events(h.STREAM).events[:10])
+    server = ReplayServer(h.stream_events()[:10])
     addr = await server.start("127.0.0.1:0")
     cfg = parse_config(
         {

@@ -18,13 +18,12 @@ import pytest
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 from tests.ports import free_port
 
 IDLE = 3.0  # longer than gRPC's own first reconnect delay (1 s) after the refused first try
-EVENTS = load_events(h.STREAM).events[:50]
+EVENTS = h.stream_events()[:50]
 
 
 async def test_a_slow_start_up_is_not_idle_time(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
@@ -49,7 +48,7 @@ def _settled(port: int, total: int) -> bool:
 
 
 async def test_seed_metrics_exist_under_their_exact_names_and_agree(tmp_path: Path) -> None:
-    events = load_events(h.STREAM).events
+    events = h.stream_events()
     objs = h.stream_objects()
     filtered = sum(
         1

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from stellaops_runtime.contracts.config import TetragonConfig
-from stellaops_runtime.replay.events import ReplayEvent, load_events
+from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.sources import tetragon_grpc
 from stellaops_runtime.sources.queue import EventQueue
@@ -100,7 +100,7 @@ def test_production_keepalive_respects_tetragons_ping_policy() -> None:
 async def test_a_hung_stream_is_noticed_reconnected_and_its_silence_is_an_outage(monkeypatch) -> None:
     monkeypatch.setattr(tetragon_grpc, "KEEPALIVE_SECONDS", 1.0)
     monkeypatch.setattr(tetragon_grpc, "KEEPALIVE_TIMEOUT_SECONDS", 1.0)
-    events = load_events(h.STREAM).events
+    events = h.stream_events()
     # Paced and looping: the stream stays busy, so keepalive pings start only when it hangs
     # (a quiet stream pinged every second would be refused by the server's ping policy).
     server = ReplayServer(events, rate=300, loop=True)
@@ -156,7 +156,7 @@ async def test_an_event_over_the_message_limit_is_a_counted_drop(monkeypatch) ->
     """The stream ends with RESOURCE_EXHAUSTED; that event is lost: counted as a drop, not only as
     a stream error (the limit is lowered for the test; in production it is 64 MiB)."""
     monkeypatch.setattr(tetragon_grpc, "CHANNEL_OPTIONS", (("grpc.max_receive_message_length", 4096),))
-    small = load_events(h.STREAM).events[:3]
+    small = h.stream_events()[:3]
     big = ReplayEvent(payload=b"\x0a" + b"\x00" * 10_000)  # bytes only: never decoded here
     server = ReplayServer([*small, big, *small])
     addr = await server.start("127.0.0.1:0")

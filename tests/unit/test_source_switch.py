@@ -34,14 +34,13 @@ from stellaops_runtime.native import records
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.detect import detect
 from stellaops_runtime.native.events import encode_trailer
-from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 from tests.e2e import harness as h
 
-EVENTS = load_events(h.STREAM).events
+EVENTS = h.stream_events()
 NODE = "switch-node"
 TARGET = UprobeTarget("/usr/lib/libfoo.so.1", "foo_parse")
 
