@@ -38,6 +38,7 @@ class _Probes:
         self.buffer: list[bytes] = []
         self.lock = threading.Lock()
         self.hold_poll = False  # the next poll waits for ``release`` after emptying the buffer
+        self.fail_poll = False  # the next poll fails after emptying the buffer (a reader's bug)
         self.hold_last_read = False  # the last read waits for ``release`` before its poll
         self.held = threading.Event()
         self.release = threading.Event()
@@ -52,6 +53,9 @@ class _Probes:
     def poll(self, timeout_ms: int) -> list[bytes]:
         with self.lock:
             out, self.buffer = self.buffer, []
+        if self.fail_poll:
+            self.fail_poll = False
+            raise RuntimeError("a bug in the reader")
         if self.hold_poll:
             self.hold_poll = False
             self.held.set()
@@ -87,7 +91,7 @@ async def _until(cond: Any, what: str) -> None:
 
 def _source(probes: _Probes) -> tuple[NativeProbeSource, EventQueue]:
     queue = EventQueue(10_000)
-    src = NativeProbeSource(NativeConfig(), queue=queue, kernel_source="")
+    src = NativeProbeSource(NativeConfig(), queue=queue, kernel_source="", retry_seconds=WAIT)
     src._load = lambda: probes  # type: ignore[method-assign,assignment,return-value]
     return src, queue
 
@@ -143,6 +147,32 @@ def test_a_poll_of_the_reader_cut_by_a_cancel_is_a_gap() -> None:
     written, spans = asyncio.run(main())
     payloads = [p for p, _ in queue.take(len(queue))]
     assert b"cut" not in payloads  # the cut poll's records reached nobody
+    assert _covered(spans, written), (written, spans)
+
+
+def test_a_batch_a_failing_reader_took_from_the_buffer_is_a_gap() -> None:
+    """An unexpected error in the reader closes the probes and loads them again; the switch marks
+    the time from their detach as a gap. The records the failed poll had taken from the buffer, written
+    before that, reached nobody: their time is a gap too."""
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, int, list[tuple[int, int]]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        written = probes.write(b"taken")
+        probes.fail_poll = True
+        await _until(lambda: src.stats.last_error != "", "the reader's error")
+        detached = src.stats.detached_ns  # set before the error is (the probes closed first)
+        stop.set()  # during the wait before the next load
+        await asyncio.wait_for(task, WAIT)
+        return written, detached, src.take_unwatched()
+
+    written, detached, spans = asyncio.run(main())
+    assert "a bug in the reader" in src.stats.last_error
+    assert b"taken" not in [p for p, _ in queue.take(len(queue))]
+    assert written < detached  # before the switch's own gap (from the detach)
     assert _covered(spans, written), (written, spans)
 
 

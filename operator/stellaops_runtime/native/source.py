@@ -31,10 +31,11 @@ file, or a former file found late, was run unprobed; the buffer's reads and
 each record's /proc trailer are native/source_read.py's. A read that a
 cancel cuts short (the switch waits STOP_WAIT_SECONDS for a stopping source,
 then cancels it; the ``bcc`` thread goes on and its records reach nobody) is
-a gap too: from the start of the last poll whose records were queued (or the
-previous look at the counters or the targets' files, if earlier; the load,
-while its former-file scan had processes left) to the cancel
-(:meth:`NativeProbeSource._note_cut`). The files the loads probed are kept for
+a gap too, as is a read an unexpected error of the reader ends (the batch it
+had taken from the buffer): from the start of the last poll whose records
+were queued (or the previous look at the counters or the targets' files, if
+earlier; the load, while its former-file scan had processes left) to the
+detach (:meth:`NativeProbeSource._note_cut`). The files the loads probed are kept for
 a renamed-away former file's sake: across reloads in memory, across agent
 restarts in ``known_path`` (native/known_files.py).
 """
@@ -153,14 +154,15 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self.stats.connected = True
                 self.ready.set()
                 failed: Exception | None = None
-                cut_from: int | None = None  # a read cut by a cancel: nothing read is sure since then
+                cut_from: int | None = None  # a read cut short (a cancel, an error): unsure since then
                 try:
                     await self._stream(stop)
                 except asyncio.CancelledError:  # the switch gave up waiting: the poll under way is lost
                     cut_from = self._unread_since(self.probes)
                     raise
                 except Exception as e:  # no error may end the node's observation: closed, loaded again
-                    failed = e
+                    failed = e  # a batch it had taken from the buffer reached nobody: a gap too
+                    cut_from = self._unread_since(self.probes)
                 finally:
                     self.stats.connected = False
                     probes, self.probes = self.probes, None
@@ -270,11 +272,11 @@ class NativeProbeSource(SourceGaps, SourceReader):
         return since
 
     def _note_cut(self, since_ns: int, now_ns: int) -> None:
-        """A read cut by a cancel: the span since ``since_ns`` is unwatched (a node-wide gap)."""
+        """A read cut short (a cancel, the reader's error): the span since ``since_ns`` is unwatched."""
         self._note_unwatched(since_ns, max(now_ns, since_ns))
         log.warning(
-            "a read of the native probes was cut short (cancelled after the switch's wait): the %.1fs "
-            "it did not read are recorded as an observation gap", (now_ns - since_ns) / 1e9,
+            "a read of the native probes was cut short: the %.1fs it may not have read are recorded "
+            "as an observation gap", (now_ns - since_ns) / 1e9,
         )  # fmt: skip
 
     def _follow(self) -> tuple[Followed, int, int]:
