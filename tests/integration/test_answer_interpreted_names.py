@@ -10,6 +10,9 @@ Both directions of the ``interpreted`` doubt, through the real CLI on SQLite and
   Python it keeps its "not observed" (exit 1), and its answer rests on the windows as any native
   function's does. The same name demangled (``Poco::Net::HTTPRequest::read(std::istream&)``)
   could be a Java method's spelling and stays unknown.
+- A plain name the store holds as native code of the image (an ELF symbol of its libz called before
+  the period, or under the build-id of its libz in another image) keeps its "not observed"; one also
+  held as a Python function's (no build-id) stays unknown.
 - An interpreter built into a binary of another name is known by its own functions on the stacks;
   a package that is an interpreter (``libnode108``) holds interpreted code (its standard library).
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
 from tests.integration.test_answer_interpreted import BID, CASES, ZLIB, filled, row
 from tests.integration.test_answer_unattributed import cli
 from tests.integration.test_vex import IMG
@@ -147,3 +150,37 @@ def test_a_go_build_id_in_another_case_is_no_file_of_the_image(url: str) -> None
         assert (code, doc["answer"], doc.get("file_not_seen")) == (3, "unknown", []), (asked, doc)
     code, doc = cli(url, "query", "observed", "--image", IMG, "--function", f"{bid}:main.other+0x0")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_a_name_the_index_holds_as_native_code_keeps_its_answer_in_an_image_running_python(url: str) -> None:
+    """Asked of no package in an image running Python, every plain name was unknown (exit 3), ``inflate``
+    too, though the store's own rows name it as native code of the image: an ELF symbol of its libz,
+    called before the period asked about, or seen under the build-id of the libz this image holds in
+    another image. Such a name is that native code, which no interpreter runs unseen: its answer
+    rests on the windows (exit 1). A name the index does not hold as native code, or also holds as
+    interpreted code (a Python function of that name seen through USDT, no build-id), stays unknown."""
+    other, lib = "sha256:" + "c" * 64, ZLIB[0]
+
+    def native(fn: str, *, image: str = IMG) -> HotSymbolDelta:
+        d = row(lib, fn, EvidenceKind.ON_STACK, ZLIB[1], bid=BID)
+        return dataclasses.replace(
+            d, key=dataclasses.replace(d.key, image_digest=image), function_id=f"{BID}:{fn}+0x0"
+        )
+
+    filled(
+        url,
+        row("/usr/bin/python3.11", "", EvidenceKind.LOADED, "pkg:deb/debian/python3.11", bid="ef" * 20),
+        row(lib, "", EvidenceKind.LOADED, ZLIB[1], bid=BID),
+        native("inflate"),  # day 0
+        native("deflate", image=other),
+        native("compress"),
+        row("/app/util.py", "compress", EvidenceKind.INVOKED, ""),  # a Python function of that name
+    )  # fmt: skip
+    period = ("--since", "2026-06-10T00:00:00Z", "--until", "2026-06-11T00:00:00Z")
+    for fn in ("inflate", "deflate"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn, *period)
+        assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)
+        assert "interpreted" not in doc, doc
+    for fn in ("compress", "parseHeaders"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn, *period)
+        assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), (fn, doc)

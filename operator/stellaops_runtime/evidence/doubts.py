@@ -5,12 +5,12 @@ Seven places where a call can hide from a question about a function of a package
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
   Python modules, a conda package: evidence/interpreted.py); asked of no package, the image runs
-  such code. A sampled user stack names native
-  frames only (the interpreter's ``_PyEval_EvalFrameDefault``, JIT code under no file), never a
-  function such as ``yaml.full_load``; the package is "seen loaded" through its native
-  extension. Asked by name, its function cannot be said not to have run; asked by function ID
-  (an ELF symbol of the package's native file) or by a mangled symbol (``_Z...``, ``_R...``:
-  native code by its spelling) it can.
+  such code, and the index does not hold the name as native code of the image (``native_name``).
+  A sampled user stack names native frames only (the interpreter's ``_PyEval_EvalFrameDefault``,
+  JIT code under no file), never a function such as ``yaml.full_load``; the package is "seen
+  loaded" through its native extension. Asked by name, its function cannot be said not to have
+  run; asked by function ID (an ELF symbol of the package's native file) or by a mangled symbol
+  (``_Z...``, ``_R...``: native code by its spelling) it can.
 - **package_not_seen** (``query`` only: ``evidence`` and ``vex`` defer on it already): no stored
   row is of the package asked about (a mistyped purl, a package not in the image);
   **file_not_seen**: a function ID whose build-id no stored row of the image has
@@ -47,7 +47,13 @@ import sqlalchemy as sa
 from stellaops_runtime.evidence.doubt import MAX_LISTED as MAX_LISTED  # re-exported
 from stellaops_runtime.evidence.doubt import Doubt
 from stellaops_runtime.evidence.doubt import listed as _listed
-from stellaops_runtime.evidence.interpreted import INTERPRETED_TYPES, image_files, package_files, purl_type
+from stellaops_runtime.evidence.interpreted import (
+    INTERPRETED_TYPES,
+    image_files,
+    native_name,
+    package_files,
+    purl_type,
+)
 from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
@@ -134,6 +140,8 @@ def interpreted(
         )
         whose = "the packages"
     elif function is not None:
+        if native_name(conn, image=image, function=function):  # that native code: no interpreter's
+            return None
         files = image_files(conn, image=image)
         whose = "the image (asked of no package)"
     else:

@@ -14,7 +14,10 @@ package (``query observed`` without ``--purl``) may be about any package of the 
 runs interpreted code when any such file, or an interpreter itself (``python3.11``, ``libpython``,
 ``node``, ``libjvm.so``...), is stored of it, or, when none is, an interpreter's own function
 (``_PyEval_EvalFrameDefault``, V8's ``Builtins_JSEntry``) was seen on its stacks: an interpreter
-built into a binary of another name. Pure matching plus a read or two of the image's rows.
+built into a binary of another name. Unless the index holds the name as native code of the image
+(:func:`native_name`): an ELF or Go symbol of one of its files, and under that name no code without a
+build-id (a Python function seen through USDT), so the question is about that code, which no
+interpreter runs unseen. Pure matching plus a read or two of the image's rows.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import re
 
 import sqlalchemy as sa
 
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.refs import FunctionQuery
 from stellaops_runtime.store.schema import hot_symbols
 
 # Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
@@ -124,3 +129,25 @@ def image_files(conn: sa.Connection, *, image: str) -> list[str]:
         if interpreter_function(f):
             by_file.setdefault(m, f"{m} ({f})")
     return sorted(by_file.values())
+
+
+_IN_CHUNK = 500  # bound parameters per IN list (SQLite's limit is 32,766 on its newest builds, 999 before)
+
+
+def native_name(conn: sa.Connection, *, image: str, function: FunctionQuery) -> bool:
+    """Whether the index holds ``function`` (asked by name, of no package) as native code of ``image``
+    only: rows of the name in ``image`` (in any period), each an ELF or Go symbol (a build-id), or,
+    with none, a row of the name in any image under the build-id of a file ``image`` holds (its
+    function ID ``<build-id>:<name>+0x0``). A row of the name without a build-id (a Python function
+    seen through USDT, code no file holds) is interpreted code: False."""
+    rows = queries.observed(conn, image=image, function=function)
+    if rows:
+        return all(r.build_id or r.function_id for r in rows)
+    c = hot_symbols.c
+    stmt = sa.select(c.build_id).where(c.image_digest == image, c.build_id != "").distinct()
+    ids = [f"{b}:{n}+0x0" for (b,) in conn.execute(stmt) for n in function.names]
+    for i in range(0, len(ids), _IN_CHUNK):
+        hit = sa.select(c.function_id).where(c.function_id.in_(ids[i : i + _IN_CHUNK])).limit(1)
+        if conn.execute(hit).first() is not None:
+            return True
+    return False
