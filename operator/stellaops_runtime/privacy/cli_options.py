@@ -352,8 +352,13 @@ CLI_FLAG_SECRET = SecretPattern(
                 # a command printing the secret (restic and rclone --password-command "echo X",
                 # rclone's --webdav-bearer-token-command): the whole command goes
                 r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?:pass(?:word)?|token)-command(?:=|\s+(?![-\s]))" + _V,
+                # a PIN or a one-time code after its flag (pkcs11-tool --pin/--so-pin, aws sts
+                # --token-code, Duo's --passcode, --otp/--totp); the flag's own name, not a part
+                # of one (--pin-cpus, --spin, --exit-code stay)
+                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?i:pin|otp|totp|hotp|passcode"
+                r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)-code)(?:=|\s+(?![-\s]))" + _V,
             ]
         )
     ),
-    triggers=("pass", "bearer", "creds", "from-literal", "token-command"),
+    triggers=("pass", "bearer", "creds", "from-literal", "token-command", "pin", "otp", "-code"),
 )

@@ -182,6 +182,11 @@ _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # auth.enabled=true`` the scheme word is a setting's value and ``auth.enabled=true`` the next one.
 _CREDENTIAL_LOOKING = r"(?![A-Za-z_][\w.-]*=[^\s=])(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
 
+# An OAuth 2.0 authorization code (RFC 6749 4.1.2; the device flow's ``device_code``) in a URL's
+# query or fragment: exchanged for a token, it is one. Only these key names (``country_code``,
+# ``zipcode`` stay).
+_OAUTH_CODE = rf"[?&#](?i:code|auth_code|authorization_code|device_code)=(?P<s>{_QUERY_VALUE})"
+
 # Every alternative of every pattern starts with a literal character or a
 # character class (lookbehinds come after the first character, e.g.
 # ``A(?<![A-Za-z0-9]A)KIA``): that keeps the one combined regex at tens of ns
@@ -313,8 +318,8 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "secret_token",
-        number_groups(f"{COOKIE_HEADER}|{_keyed(list(SECRET_WORDS))}"),
-        triggers=("token", "key", "secret", "auth", "session", "cookie", "signature"),
+        number_groups(f"{COOKIE_HEADER}|{_OAUTH_CODE}|{_keyed(list(SECRET_WORDS))}"),
+        triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),
     ),
     CLI_FLAG_SECRET,
     *FLAG_VALUE_PATTERNS,
