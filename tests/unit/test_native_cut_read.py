@@ -39,6 +39,7 @@ class _Probes:
         self.lock = threading.Lock()
         self.hold_poll = False  # the next poll waits for ``release`` after emptying the buffer
         self.fail_poll = False  # the next poll fails after emptying the buffer (a reader's bug)
+        self.fail_in_flight = False  # the map of calls in flight cannot be read
         self.hold_last_read = False  # the last read waits for ``release`` before its poll
         self.held = threading.Event()
         self.release = threading.Event()
@@ -73,6 +74,8 @@ class _Probes:
             assert self.release.wait(WAIT)
 
     def in_flight(self, alive: Any) -> list[bytes]:
+        if self.fail_in_flight:
+            raise OSError(12, "Cannot allocate memory")
         return []
 
     def follow(self) -> Followed:
@@ -174,6 +177,49 @@ def test_a_batch_a_failing_reader_took_from_the_buffer_is_a_gap() -> None:
     assert b"taken" not in [p for p, _ in queue.take(len(queue))]
     assert written < detached  # before the switch's own gap (from the detach)
     assert _covered(spans, written), (written, spans)
+
+
+def test_a_last_poll_that_fails_is_a_gap() -> None:
+    """The last read's own poll failing (after it took the records) lost them with a debug line only."""
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        probes.hold_last_read = True
+        stop.set()
+        await _until(probes.held.is_set, "last read")
+        written = probes.write(b"late")
+        probes.fail_poll = True
+        probes.release.set()
+        await asyncio.wait_for(task, WAIT)
+        return written, src.take_unwatched()
+
+    written, spans = asyncio.run(main())
+    assert b"late" not in [p for p, _ in queue.take(len(queue))]
+    assert _covered(spans, written), (written, spans)
+
+
+def test_calls_in_flight_that_cannot_be_read_are_a_gap_since_the_load() -> None:
+    """A call entered (at any time since the load) and not returned is counted by the last read, at its
+    entry, from the map of calls in flight; a map that cannot be read counted none, with no gap."""
+    probes = _Probes()
+    src, _ = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        attached = src.stats.attached_ns  # a call in flight may have entered from here on
+        probes.fail_in_flight = True
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+        return attached, src.take_unwatched()
+
+    attached, spans = asyncio.run(main())
+    assert _covered(spans, attached), (attached, spans)
 
 
 def test_a_stop_that_is_not_cut_adds_no_gap() -> None:

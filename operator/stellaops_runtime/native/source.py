@@ -102,6 +102,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._follow_ns = 0  # wall clock of the last look at the uprobe targets' files
         self._load_ns = 0  # wall clock of the start of the last load
         self._queued_ns = 0  # wall clock at the start of the latest poll whose records are all queued
+        self._tail_lost_since: int | None = None  # set by the last read when it could not read all
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
@@ -199,6 +200,8 @@ class NativeProbeSource(SourceGaps, SourceReader):
         for payload in tail:  # written between the reader's last poll and now
             self.queue.put(payload)
         self.stats.received += len(tail)
+        if self._tail_lost_since is not None:  # its poll or the calls in flight could not be read
+            self._note_cut(self._tail_lost_since, time.time_ns())
         self._queued_ns = max(self._queued_ns, polled)
         self._note_drops(self.stats.kernel, time.time_ns())
         self._end_episode()

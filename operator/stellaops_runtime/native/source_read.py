@@ -43,23 +43,29 @@ class SourceReader:
     _loop: asyncio.AbstractEventLoop | None
     _stop: asyncio.Event | None
     _queued_ns: int  # wall clock at the start of the latest poll whose records are all queued
+    _load_ns: int  # wall clock of the start of the last load
+    _tail_lost_since: int | None  # the last read could not read all since then (None: it could)
 
     def _final_counters(self, ps: ProbeSet) -> list[bytes]:
         """The counters' last read, and the records written since the reader's last poll (before, they
         were read here and thrown away: counted emitted in the kernel, never processed), then the
         uprobe calls still in flight: the uprobes are detached first, so a call that returns from
-        now on is counted here, at its entry, and by nobody else (the next load never saw it enter)."""
+        now on is counted here, at its entry, and by nobody else (the next load never saw it enter).
+        What could not be read is a gap from :attr:`_tail_lost_since` (None: all was read)."""
+        self._tail_lost_since = None
         ps.detach_uprobes()
         try:
             tail = self._poll_batch(0, ps)
         except Exception:  # the reader's own failure: the counters are still read
-            log.debug("last poll of the native probes failed", exc_info=True)
+            log.warning("the native probes' last poll failed: its records are a gap", exc_info=True)
+            self._tail_lost_since = self._queued_ns  # what it took from the buffer reached nobody
             tail = []
         try:  # a call of a thread gone exited inside it: never returned, not counted (as before)
             alive = self.procs.thread_since
             tail += [self._with_trailer(ps, rec) for rec in ps.in_flight(alive)]
-        except Exception:  # the map could not be read: those calls are not counted (logged)
-            log.warning("the native probes' calls in flight could not be read", exc_info=True)
+        except Exception:  # the map could not be read: those calls, entered since the load, are a gap
+            log.warning("the native probes' calls in flight could not be read: a gap", exc_info=True)
+            self._tail_lost_since = self._load_ns
         self.stats.kernel = ps.counters()
         return tail
 
