@@ -227,6 +227,15 @@ class AddressTable:
             while k < nsame and same[k] == last:
                 last += 1
                 k += 1
+            if last - first == 2 and sizes[first] and sizes[first] == sizes[first + 1]:
+                # Most groups: two members of one size (C1/C2, D1/D2, read/__read). The branch
+                # below with scalars: both pending, in table order; the entry's size unchanged.
+                pending.append(order[first])
+                pending.append(order[first + 1])
+                order[first] = base + len(bounds) - 1
+                bounds.append(len(pending))
+                keep[last - 1] = 0
+                continue
             group = sizes[first:last]
             largest = max(group)
             members = order[first:last]
