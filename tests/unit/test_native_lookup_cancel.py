@@ -78,3 +78,62 @@ def test_a_lookup_not_abandoned_is_answered(tmp_path: Path) -> None:
         assert lookup.address(fd, "stella_add", where=None, idle=lambda: True) == addr
     finally:
         os.close(fd)
+
+
+def test_a_load_given_up_by_the_switch_stops_its_lookups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load looks every uprobe target up on the probes' thread before BCC compiles (a hostile file:
+    up to 120 s each). The switch cancels a source that has not stopped within STOP_WAIT_SECONDS; the
+    load's lookups went on to the end for a load nobody took, holding the thread the next start waits
+    for. Here the real resolve (uprobes.resolve -> find_address) is the load; BCC is not reached."""
+    import asyncio
+
+    from stellaops_runtime.native import source
+    from stellaops_runtime.native.config import NativeConfig, UprobeTarget
+    from stellaops_runtime.native.probes import uprobes
+    from stellaops_runtime.native.source import NativeProbeSource
+    from stellaops_runtime.sources.queue import EventQueue
+
+    app = tmp_path / "app"
+    _hostile(app)
+    chunk = symscan.CHUNK_RECORDS * 24
+    reads: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+    real = symscan.pread_exact
+
+    def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
+        if size == chunk:
+            reads.append(offset)
+            if len(reads) == 1:
+                entered.set()
+                assert release.wait(WAIT)
+        return real(fd, offset, size, **kw)
+
+    monkeypatch.setattr(symscan, "pread_exact", counted)
+    resolved: list[dict[int, int | str]] = []
+
+    def load(cfg: NativeConfig, **kw: Any) -> Any:
+        resolved.append(uprobes.resolve(cfg))  # what loader.load does first, on the probes' thread
+        raise AssertionError("not reached in this test")
+
+    monkeypatch.setattr(source, "load", load)
+    cfg = NativeConfig(exec_events=False, uprobes=(UprobeTarget(str(app), "stella_add"),))
+    src = NativeProbeSource(cfg, queue=EventQueue(10), kernel_source="")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        assert await asyncio.to_thread(entered.wait, WAIT)  # the load is in the hostile table
+        stop.set()
+        task.cancel()  # what _stop_active does after STOP_WAIT_SECONDS
+        await asyncio.gather(task, return_exceptions=True)
+        release.set()
+        assert src._thread is not None
+        await asyncio.to_thread(src._thread.shutdown)  # what the next run waits for
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    assert len(reads) == 1, f"the load given up read {len(reads)} chunks of the table ({resolved})"

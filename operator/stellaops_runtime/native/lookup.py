@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from stellaops_runtime.native.symaddr import find_address
-from stellaops_runtime.native.symcancel import cancellable
+from stellaops_runtime.native.symcancel import cancellable, given_up
 
 Idle = Callable[[], bool]  # called while a lookup runs; False: stop waiting (the probes stop)
 
@@ -59,11 +59,12 @@ def address(
     path = f"/proc/self/fd/{own}"
     done: Future[int] = Future()
     finished = threading.Event()
-    given_up = threading.Event()  # set: the lookup ends at its next step (native/symcancel.py)
+    cancel = threading.Event()  # set: the lookup ends at its next step (native/symcancel.py)
+    outer = given_up()  # the caller's own (a load the switch gave up on): this wait ends with it
 
     def run() -> None:
         try:
-            with cancellable(given_up):
+            with cancellable(cancel):
                 done.set_result(find_address(path, symbol, where=where, debug_files=debug_files))
         except BaseException as e:  # handed to the waiting thread, which raises it
             done.set_exception(e)
@@ -74,7 +75,7 @@ def address(
 
     threading.Thread(target=run, name="symlookup", daemon=True).start()
     while not finished.wait(0.001):  # idle blocks (a poll of the buffer); this never spins alone
-        if not idle():
-            given_up.set()
+        if not idle() or (outer is not None and outer.is_set()):
+            cancel.set()
             raise Abandoned(f"the lookup of {symbol} was abandoned: the probes stopped")
     return done.result()

@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +62,7 @@ from stellaops_runtime.native.source_gaps import SourceGaps
 from stellaops_runtime.native.source_owned import owned
 from stellaops_runtime.native.source_read import SourceReader
 from stellaops_runtime.native.source_stats import NativeStats
+from stellaops_runtime.native.symcancel import cancellable
 from stellaops_runtime.sources.queue import EventQueue
 
 log = logging.getLogger(__name__)
@@ -137,8 +140,14 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
                 self._load_ns = self._queued_ns = self._drop_read_ns
+                given_up = threading.Event()  # the load's lookups end at their next step once set
                 try:  # cancelled meanwhile (the switch gave up waiting): what it loads is closed
-                    self.probes = await owned(self._thread, self._load, lambda ps: ps.close())
+                    self.probes = await owned(
+                        self._thread, functools.partial(self._load_until, given_up), lambda ps: ps.close()
+                    )
+                except asyncio.CancelledError:  # no lookup reads on for a load nobody takes
+                    given_up.set()
+                    raise
                 except LoadError as e:
                     self.stats.connect_failures += 1
                     self.stats.last_error = redact_error(e)
@@ -210,6 +219,12 @@ class NativeProbeSource(SourceGaps, SourceReader):
             # a process the scan had not read yet ran a former file unprobed all along
             self._note_followed(Followed(since_load=True), time.time_ns())
         await self._call(probes.close)
+
+    def _load_until(self, given_up: threading.Event) -> ProbeSet:
+        """:meth:`_load`, whose address lookups end at their next step once ``given_up`` is set
+        (native/symcancel.py): a load the switch gave up on reads no hostile file on for nobody."""
+        with cancellable(given_up):
+            return self._load()
 
     def _load(self) -> ProbeSet:
         ps = load(

@@ -8,8 +8,10 @@ container's hostile symbol table kept a core busy for up to two minutes after
 a stop, a reload or a switch to Tetragon. The lookup's reads already stop at
 each step to check their time budget (canonical/limits.py ``Budget.check_time``:
 each chunk of a symbol or string table, each chunk of a debug file hashed); the
-budgets of :data:`LIMITS` check there too whether the thread's caller gave up
-(:func:`cancellable`), and raise :class:`Cancelled`, which no reader takes for
+budgets of :class:`CancellableLimits` (native/symaddr.py's) check there too
+whether the thread's caller gave up (:func:`cancellable`: the wait of
+native/lookup.py, or a load of the probes the source switch gave up on,
+native/source.py), and raise :class:`Cancelled`, which no reader takes for
 a damaged or refused file (it is neither ``ElfError`` nor ``OSError``), so no
 file is remembered as refused for it.
 """
@@ -41,6 +43,12 @@ def cancellable(event: threading.Event) -> Iterator[None]:
         _local.event = None
 
 
+def given_up() -> threading.Event | None:
+    """The cancel event of the lookup (or load) running on this thread, if any."""
+    event: threading.Event | None = getattr(_local, "event", None)
+    return event
+
+
 class CancellableBudget(Budget):
     """A :class:`Budget` whose time check also ends the work once the thread's lookup is given up."""
 
@@ -48,7 +56,7 @@ class CancellableBudget(Budget):
 
     def __init__(self, limits: Limits, what: str = "") -> None:
         super().__init__(limits, what)
-        self.cancel: threading.Event | None = getattr(_local, "event", None)
+        self.cancel = given_up()
 
     def check_time(self, what: str) -> None:
         if self.cancel is not None and self.cancel.is_set():
