@@ -5,19 +5,22 @@ that narrows rows to them, store/queries.py). Split from store/refs.py. Pure.
 
 from __future__ import annotations
 
-# A clone's suffix holds only these words and numbers, one word at least: a numbered local copy alone
-# (``hash.1``) may be another static function of that name in another file, so it is not one.
-# GCC's (gonames._CLONE_WORDS) and LLVM's (``f.specialized.1``, ``f.argelim``).
+# A clone's suffix holds only these words and numbers: GCC's (gonames._CLONE_WORDS; ``_omp_fn``, the
+# outlined body of an OpenMP parallel region, ``par._omp_fn.0``) and LLVM's (``f.specialized.1``,
+# ``f.argelim``). Numbers alone are a function named so in the source, renamed where two share the
+# name: LLVM's module linking (full LTO) names a second static ``hash`` ``hash.1`` as GCC's LTO names
+# it ``hash.lto_priv.1``, GCC numbers nested functions ``inner.0`` (test_clone_names_compiled.py).
 _CLONE_NAMED = frozenset(
     {"cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm", "specialized"}
-) | {"argelim"}
+) | {"argelim", "_omp_fn"}
 
 
 def clone_of(stored: str, name: str) -> bool:
     """Whether ``stored`` is a GCC clone of ``name``: ``name`` then a clone suffix, in C's spelling
     (``deflate_stored.isra.0``, ``f.part.0``, ``f.cold``) or C++'s (``f(int) (.isra.0.cold)``,
-    docs/function-ids.md). Such code is the function's: a specialised copy called instead of it,
-    its outlined tail, its cold path."""
+    docs/function-ids.md), or a numbered copy (``hash.1``). Such code is the function's: a
+    specialised copy called instead of it, its outlined tail, its cold path, a function of that
+    name renamed beside another."""
     if not stored.startswith(name):
         return False
     rest = stored[len(name) :]
@@ -26,7 +29,13 @@ def clone_of(stored: str, name: str) -> bool:
     elif not rest.startswith("."):
         return False
     words = rest[1:].split(".")
-    return all(w in _CLONE_NAMED or w.isdigit() for w in words) and any(w in _CLONE_NAMED for w in words)
+    if _number(words[0]) and name.rpartition(".")[2] in _CLONE_NAMED:
+        return False  # ``f.part`` and ``f.part.0``: the number is the clone's, no function is ``f.part``
+    return all(w in _CLONE_NAMED or _number(w) for w in words)
+
+
+def _number(word: str) -> bool:
+    return word.isascii() and word.isdigit()
 
 
 def spaceless(name: str) -> str:

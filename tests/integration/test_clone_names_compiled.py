@@ -1,0 +1,104 @@
+"""The names real compilers give a function's other bodies, and the question by name that must meet them.
+
+A question by name also names the function's clones (store/name_spellings.py ``clone_of``). Which
+suffixes a compiler writes is read here from real builds, not assumed:
+
+- GCC numbers a nested function ``inner.0``, ``inner.1`` (two functions named ``inner`` in two
+  functions), and LLVM's module linking (full LTO: ``llvm-link``) renames the second static
+  ``hash`` of a program ``hash.1``, as GCC's LTO renames both ``hash.lto_priv.0`` and
+  ``hash.lto_priv.1``. Each is a function named so in the source. A bare numbered copy was no
+  clone, so a call seen only there was "not observed" of ``hash`` (exit 1) though the
+  ``.lto_priv.N`` spelling of the same rename was observed.
+- GCC outlines an OpenMP parallel region of ``par`` as ``par._omp_fn.0``: code written in ``par``,
+  run by libgomp's threads, was "not observed" of ``par``.
+
+Compiled to object files (no link, no run): milliseconds. Seen failing before the fix.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.store.refs import function_query
+
+NESTED = """
+int outer(int n) { int inner(int x) { return x * n; } int s = 0; for (int i = 0; i < n; i++) s += inner(i);
+  return s; }
+int outer2(int n) { int inner(int x) { return x + n; } int s = 0; for (int i = 0; i < n; i++) s += inner(i);
+  return s; }
+int par(int n) {
+  int s = 0;
+#pragma omp parallel for reduction(+:s)
+  for (int i = 0; i < n; i++) s += i;
+  return s;
+}
+"""
+STATIC = (
+    "static int __attribute__((noinline)) hash(int x) {{ return x * {k}; }}\n"
+    + "int {f}(int x) {{ return hash(x); }}\n"
+)
+STATIC_A = STATIC.format(k=31, f="fa")
+STATIC_B = STATIC.format(k=17, f="fb")
+
+
+def _functions(path: Path) -> set[str]:
+    """The canonical names of the function symbols of an ELF file's symbol table."""
+    with path.open("rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
+        return {demangle(s.name) for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
+
+
+def _run(*argv: str | Path) -> None:
+    subprocess.run([str(a) for a in argv], check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_gcc_numbered_nested_functions_and_openmp_bodies_are_the_functions(tmp_path: Path) -> None:
+    src = tmp_path / "nested.c"
+    src.write_text(NESTED)
+    _run("gcc", "-O2", "-fno-inline", "-fopenmp", "-c", src, "-o", tmp_path / "nested.o")
+    names = _functions(tmp_path / "nested.o")
+    assert {"inner.0", "inner.1", "par._omp_fn.0"} <= names, names
+    assert function_query("inner").matches_name("inner.0")
+    assert function_query("inner").matches_name("inner.1")
+    assert function_query("par").matches_name("par._omp_fn.0")
+    # another name that starts the same, and the suffix alone, are not the function
+    assert not function_query("inne").matches_name("inner.1")
+    assert not function_query("inner.").matches_name("inner.1")
+    assert not function_query("par._omp").matches_name("par._omp_fn.0")
+
+
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("gcc", "clang", "llvm-link", "llc")), reason="needs gcc and LLVM"
+)
+def test_two_statics_of_one_name_renamed_by_lto_are_both_the_function(tmp_path: Path) -> None:
+    (tmp_path / "a.c").write_text(STATIC_A)
+    (tmp_path / "b.c").write_text(STATIC_B)
+    for c in ("a", "b"):
+        _run("clang", "-O2", "-flto", "-c", tmp_path / f"{c}.c", "-o", tmp_path / f"{c}.bc")
+    _run("llvm-link", tmp_path / "a.bc", tmp_path / "b.bc", "-o", tmp_path / "ab.bc")
+    _run("llc", "-O2", "-filetype=obj", tmp_path / "ab.bc", "-o", tmp_path / "llvm.o")
+    gcc_lto = ("gcc", "-O2", "-flto", "-r", "-flinker-output=nolto-rel", "-nostdlib")
+    _run(*gcc_lto, tmp_path / "a.c", tmp_path / "b.c", "-o", tmp_path / "gcc.o")
+    llvm, gcc = _functions(tmp_path / "llvm.o"), _functions(tmp_path / "gcc.o")
+    assert {"hash", "hash.1"} <= llvm, llvm
+    assert {"hash.lto_priv.0", "hash.lto_priv.1"} <= gcc, gcc
+    q = function_query("hash")
+    for stored in ("hash", "hash.1", "hash.lto_priv.0", "hash.lto_priv.1"):
+        assert q.matches_name(stored), stored
+
+
+def test_a_clone_name_cut_before_its_number_is_no_function() -> None:
+    """``f.part.0`` is a part of ``f``; ``f.part`` names no function, so a number after it is the
+    clone's, not a rename of a function ``f.part``."""
+    for asked, stored in (("f.part", "f.part.0"), ("f.isra", "f.isra.1"), ("f.lto_priv", "f.lto_priv.0")):
+        assert not function_query(asked).matches_name(stored), (asked, stored)
+    assert function_query("inner.0").matches_name("inner.0.cold")
