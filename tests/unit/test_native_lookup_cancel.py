@@ -137,3 +137,43 @@ def test_a_load_given_up_by_the_switch_stops_its_lookups(
     finally:
         release.set()
     assert len(reads) == 1, f"the load given up read {len(reads)} chunks of the table ({resolved})"
+
+
+def test_a_lookup_whose_idle_fails_stops_reading_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``idle`` reads the probes' buffer; when it raises (the reader's error: the probes are closed and
+    loaded again), the wait ends with that error, and the lookup must end too, not read on for nobody."""
+    app = tmp_path / "app"
+    _hostile(app)
+    chunk = symscan.CHUNK_RECORDS * 24
+    reads: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+    real = symscan.pread_exact
+
+    def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
+        if size == chunk:
+            reads.append(offset)
+            if len(reads) == 1:
+                entered.set()
+                assert release.wait(WAIT)
+        return real(fd, offset, size, **kw)
+
+    monkeypatch.setattr(symscan, "pread_exact", counted)
+    before = set(_lookup_threads())
+
+    def idle() -> bool:
+        assert entered.wait(WAIT)
+        raise RuntimeError("a bug in the reader")
+
+    fd = os.open(app, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(RuntimeError, match="a bug in the reader"):
+            lookup.address(fd, "stella_add", where=None, idle=idle)
+    finally:
+        os.close(fd)
+        release.set()
+    for t in set(_lookup_threads()) - before:
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert len(reads) == 1, f"the lookup read {len(reads)} chunks of the table after its wait ended"

@@ -74,8 +74,11 @@ def address(
             finished.set()
 
     threading.Thread(target=run, name="symlookup", daemon=True).start()
-    while not finished.wait(0.001):  # idle blocks (a poll of the buffer); this never spins alone
-        if not idle() or (outer is not None and outer.is_set()):
-            cancel.set()
-            raise Abandoned(f"the lookup of {symbol} was abandoned: the probes stopped")
+    try:
+        while not finished.wait(0.001):  # idle blocks (a poll of the buffer); this never spins alone
+            if not idle() or (outer is not None and outer.is_set()):
+                raise Abandoned(f"the lookup of {symbol} was abandoned: the probes stopped")
+    except BaseException:  # given up, or idle's own error: the lookup ends at its next step
+        cancel.set()
+        raise
     return done.result()
