@@ -95,7 +95,8 @@ def test_the_cri_observer_looks_again_at_a_sigkilled_container_for_a_while() -> 
     """The CRI relist keeps an exited container's record unless its status may still turn OOMKilled."""
     from datetime import UTC, datetime, timedelta
 
-    from stellaops_runtime.lifecycle.cri_observer import LATE_OOM_SECONDS, _late_oom_possible
+    from stellaops_runtime.lifecycle.cri_records import LATE_OOM_SECONDS
+    from stellaops_runtime.lifecycle.cri_records import late_oom_possible as _late_oom_possible
     from stellaops_runtime.lifecycle.registry import ContainerRecord
 
     now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)

@@ -1,32 +1,26 @@
 """The CRI lifecycle observer: ``GetContainerEvents`` where the runtime has it, relisting where not.
 
-Same API and registry as the containerd and Docker observers (:mod:`.base`),
-for nodes whose runtime speaks only the Kubernetes CRI (CRI-O) or when the
-agent is told to use it (``lifecycle.runtime: cri``). Each connection asks
-for the runtime's Version, opens the ``GetContainerEvents`` stream (cri-api
-v0.26+: containerd 1.7, CRI-O 1.26), then rebuilds the registry from
-ListPodSandbox and ListContainers plus a verbose ContainerStatus of each
-container (pid, environment and cgroups path from the runtime's ``info``
-JSON; image digest from the status's image reference or ImageStatus's repo
-digests), and lists again once the stream is live or SETTLE_SECONDS after
-asking for it (the runtime acknowledges no subscription) before it says it
-is in sync. A runtime that answers the stream with ``UNIMPLEMENTED``
-(containerd 1.6) is relisted every ``relist_seconds`` instead; with the
-stream, a relist still runs every ``resync_seconds`` as a backstop for
-events a runtime dropped.
+Same API and registry as the containerd and Docker observers (:mod:`.base`), for nodes whose runtime
+speaks only the Kubernetes CRI (CRI-O) or when the agent is told to use it (``lifecycle.runtime:
+cri``). Each connection asks for the runtime's Version, opens the ``GetContainerEvents`` stream
+(cri-api v0.26+: containerd 1.7, CRI-O 1.26), then rebuilds the registry from ListPodSandbox and
+ListContainers plus a verbose ContainerStatus of each container (pid, environment and cgroups path
+from the runtime's ``info`` JSON; image digest from the status's image reference or ImageStatus's
+repo digests), and lists again once the stream is live or SETTLE_SECONDS after asking for it before
+it says it is in sync. What the stream is trusted with is cri_stream.py's: a runtime without it
+(``UNIMPLEMENTED``, or OK and empty at once) is relisted every ``relist_seconds``; so is one whose
+stream is not yet live (its first message is the only sign) or splits events between its readers; a
+live stream of its own is backed by a relist every ``resync_seconds``.
 
 An event and a relist both end in the same comparison
-(:func:`~stellaops_runtime.lifecycle.cri_records.transitions`) of what the
-registry held with what the runtime says now, so a container seen by both is
-announced once: CREATE, START (pid, cgroup), DIE then STOP (exit code,
-finished_at, OOM from the status's ``OOMKilled`` reason or the kernel's count
-kept while the cgroup lived, oom_watch.py; the CRI deletes a
-task when it exits, as containerd's TaskExit and TaskDelete), DELETE when it
-leaves the list. What ran before the observer's first sync is listed, not
-announced; after a reconnect the differences are announced with the times
-the runtime recorded. Pod sandboxes are registry entries only (they carry the
-pod's labels and opt-out annotation). Image pulls are not seen: the CRI has no
-image events.
+(:func:`~stellaops_runtime.lifecycle.cri_records.transitions`) of what the registry held with what
+the runtime says now, so a container seen by both is announced once: CREATE, START (pid, cgroup),
+DIE then STOP (exit code, finished_at, OOM from the status's ``OOMKilled`` reason or the kernel's
+count kept while the cgroup lived, oom_watch.py; the CRI deletes a task when it exits, as
+containerd's TaskExit and TaskDelete), DELETE when it leaves the list. What ran before the
+observer's first sync is listed, not announced; after a reconnect the differences are announced with
+the times the runtime recorded. Pod sandboxes are registry entries only (they carry the pod's labels
+and opt-out annotation). Image pulls are not seen: the CRI has no image events.
 """
 
 from __future__ import annotations
@@ -47,11 +41,13 @@ from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.cri_client import CriClient
 from stellaops_runtime.lifecycle.cri_records import (
     RUNTIME,
+    STATE_OF,
     Pod,
     VerboseFacts,
     container_record,
     digest_in_ref,
     event_start,
+    late_oom_possible,
     ns_time,
     pick_repo_digest,
     pod_of,
@@ -59,6 +55,7 @@ from stellaops_runtime.lifecycle.cri_records import (
     transitions,
     verbose_facts,
 )
+from stellaops_runtime.lifecycle.cri_stream import SETTLE_SECONDS, shared_stream, stream_absent, why
 from stellaops_runtime.lifecycle.records import lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.lifecycle.scrub import scrub
@@ -66,32 +63,6 @@ from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.wire.cri import api_pb2
 
 log = logging.getLogger(__name__)
-
-_STATE = {
-    api_pb2.CONTAINER_CREATED: "created",
-    api_pb2.CONTAINER_RUNNING: "running",
-    api_pb2.CONTAINER_EXITED: "stopped",
-}
-
-# containerd's runc shim can deliver a task's OOM after its exit (containerd#12714): the CRI
-# status then says reason "Error" at first and "OOMKilled" a moment later. A container that died
-# of SIGKILL is looked at again on the relists of this long after it stopped.
-LATE_OOM_SECONDS = 30.0
-# The runtime acknowledges no GetContainerEvents stream: the lists are read again when its first
-# message arrives or this long after the request, before the registry is said in sync (lifecycle.md).
-SETTLE_SECONDS = 0.5
-_UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED  # a runtime without the stream: relisted instead
-
-
-def _late_oom_possible(rec: ContainerRecord, now: datetime) -> bool:
-    """Whether a stopped container's status may still change to OOMKilled."""
-    return (
-        rec.status == "stopped"
-        and not rec.oom_killed
-        and rec.exit_code == 137
-        and rec.stopped_at is not None
-        and (now - rec.stopped_at).total_seconds() < LATE_OOM_SECONDS
-    )
 
 
 class CriObserver(LifecycleObserver):
@@ -128,6 +99,8 @@ class CriObserver(LifecycleObserver):
         self.mode = ""  # "events" while the stream is open, "relist" where the runtime lacks it
         self.runtime_name = ""  # the runtime's own name (Version): "containerd", "cri-o" ...
         self.relists = 0
+        self.shared = True  # the runtime's stream may give events to other readers (cri_stream.py)
+        self.live = False  # the stream's first message came on this connection
         self._announce = False  # False until the first registry build of this observer
         self._pods: dict[str, Pod] = {}
         self._sandbox_of: dict[str, str] = {}  # container id -> its pod sandbox id
@@ -146,6 +119,9 @@ class CriObserver(LifecycleObserver):
     async def _connection(self, stop: asyncio.Event) -> AsyncIterator[ContainerLifecycleEvent]:
         version = await self.client.connect()
         self.runtime_name = version.runtime_name[:64]
+        # A stream that hands events to other readers too only speeds things up (cri_stream.py).
+        self.shared = shared_stream(version.runtime_name, version.runtime_version)
+        self.live = False  # a message came: the runtime registered the stream (it says so no other way)
         self._digests.clear()
         stream = self.client.container_events()
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(anext(stream))
@@ -157,18 +133,23 @@ class CriObserver(LifecycleObserver):
             if pending is not None:  # see SETTLE_SECONDS: list again once the stream is live
                 await asyncio.wait((pending,), timeout=self.settle_seconds)
                 failed = pending.exception() if pending.done() else None
-                if failed is None:
-                    first += await self._relist(announce=self._announce, rebuild=False)
-                elif not (isinstance(failed, grpc.aio.AioRpcError) and failed.code() == _UNIMPLEMENTED):
+                if self._no_stream(failed):
+                    pending = None
+                elif failed is not None:
                     # never live: what started since the first list may be on neither; not in sync
                     raise ConnectionError(f"the CRI event stream failed at once: {type(failed).__name__}")
+                else:
+                    self.live = pending.done()
+                    first += await self._relist(announce=self._announce, rebuild=False)
             self._synced()
             self._announce = True
             for ev in first:
                 yield ev
             stopper = asyncio.ensure_future(stop.wait())
             while True:
-                interval = self.relist_seconds if pending is None else self.resync_seconds
+                # Until the stream shows it is live, or while it is shared, the lists are the watch.
+                trusted = pending is not None and self.live and not self.shared
+                interval = self.resync_seconds if trusted else self.relist_seconds
                 waiting = {stopper} if pending is None else {stopper, pending}
                 done, _ = await asyncio.wait(waiting, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done and (pending is None or pending not in done):
@@ -179,21 +160,16 @@ class CriObserver(LifecycleObserver):
                     continue
                 try:
                     raw = pending.result()
-                except StopAsyncIteration:
-                    raise ConnectionError("the CRI runtime ended the event stream") from None
-                except grpc.aio.AioRpcError as e:
-                    if e.code() != grpc.StatusCode.UNIMPLEMENTED:
-                        raise ConnectionError(
-                            f"event stream failed: {e.code().name}: {e.details()}"
-                        ) from None
-                    pending, self.mode = None, "relist"
-                    log.info(
-                        "%s at %s has no GetContainerEvents; relisting every %.1fs",
-                        self.runtime_name or "the CRI runtime",
-                        self.address,
-                        self.relist_seconds,
-                    )
+                except (StopAsyncIteration, grpc.aio.AioRpcError) as e:
+                    # OK and empty only at once is CRI-O's "no stream"; later, the runtime closed it
+                    if self.live or isinstance(e, StopAsyncIteration) or not self._no_stream(e):
+                        raise ConnectionError(f"the CRI event stream ended: {why(e)}") from None
+                    pending = None
                     continue
+                if not self.live:  # registered now: list what changed since the last list, before it
+                    self.live = True
+                    for ev in await self._relist(announce=True, rebuild=False):
+                        yield ev
                 for ev in await self._handle(raw):
                     yield ev
                 pending = asyncio.ensure_future(anext(stream))
@@ -205,6 +181,17 @@ class CriObserver(LifecycleObserver):
                     with contextlib.suppress(BaseException):
                         await fut
             await stream.aclose()
+
+    def _no_stream(self, failed: BaseException | None) -> bool:
+        """Whether the stream's end says the runtime has none (cri_stream.py): relisted instead."""
+        if not stream_absent(failed):
+            return False
+        self.mode = "relist"
+        log.info(
+            "%s at %s has no GetContainerEvents stream (%s); relisting every %.1fs",
+            self.runtime_name or "the CRI runtime", self.address, why(failed), self.relist_seconds,
+        )  # fmt: skip
+        return True
 
     # -- the relist --------------------------------------------------------------
 
@@ -237,8 +224,8 @@ class CriObserver(LifecycleObserver):
             if (
                 old is not None
                 and not old.is_sandbox
-                and old.status == _STATE.get(c.state, "unknown")
-                and not _late_oom_possible(old, now)
+                and old.status == STATE_OF.get(c.state, "unknown")
+                and not late_oom_possible(old, now)
             ):
                 records.append(old)
                 continue

@@ -46,7 +46,7 @@ MAX_MAP_CHARS = 256 << 10  # Kubernetes' own limit on a pod's annotations in tot
 MAX_PID = 1 << 22  # the kernel's pid_max ceiling
 _MAX_NS = 1 << 62
 
-_STATE = {
+STATE_OF = {  # a CRI container state -> the registry's status
     api_pb2.CONTAINER_CREATED: "created",
     api_pb2.CONTAINER_RUNNING: "running",
     api_pb2.CONTAINER_EXITED: "stopped",
@@ -229,7 +229,7 @@ def container_record(
     _pod_labels(labels, pod)
     if status.metadata.name and CONTAINER_NAME_LABEL not in labels:
         labels[CONTAINER_NAME_LABEL] = status.metadata.name
-    state = _STATE.get(status.state, "unknown")
+    state = STATE_OF.get(status.state, "unknown")
     image_ref = status.image.user_specified_image or status.image.image or status.image_ref
     rec = ContainerRecord(
         container_id=status.id,
@@ -278,3 +278,20 @@ def transitions(
         out.append((T.DIE, new.stopped_at))
         out.append((T.STOP, new.stopped_at))
     return out
+
+
+# containerd's runc shim can deliver a task's OOM after its exit (containerd#12714): the CRI
+# status then says reason "Error" at first and "OOMKilled" a moment later. A container that died
+# of SIGKILL is looked at again on the relists of this long after it stopped.
+LATE_OOM_SECONDS = 30.0
+
+
+def late_oom_possible(rec: ContainerRecord, now: datetime) -> bool:
+    """Whether a stopped container's status may still change to OOMKilled."""
+    return (
+        rec.status == "stopped"
+        and not rec.oom_killed
+        and rec.exit_code == 137
+        and rec.stopped_at is not None
+        and (now - rec.stopped_at).total_seconds() < LATE_OOM_SECONDS
+    )

@@ -1,0 +1,127 @@
+"""How far the CRI observer trusts ``GetContainerEvents``: only as far as the runtimes' source allows.
+
+Against the in-process CRI server of test_lifecycle_cri_events.py (no runtime
+here has the stream), made to behave as the runtimes' source says they do
+(lifecycle/cri_stream.py): CRI-O's default ends the stream at once, OK and
+empty; containerd 1.7 hands each event to one of its readers; no runtime
+says when it registered the stream. In each case a container the stream
+never told of must reach the registry by the lists, within ``relist_seconds``,
+never only at the once-a-minute backstop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from stellaops_runtime.wire.cri import api_pb2
+from tests.containerd_harness import Watcher
+from tests.integration.test_lifecycle_cri_events import CriServer, _info, _subscribed, observer
+from tests.integration.test_lifecycle_cri_events import sleeper as sleeper  # the fixture
+
+
+class Runtime(CriServer):
+    """The test server, with a runtime name and version, a stream that may end at once or register late."""
+
+    def __init__(self, socket: str, name: str = "cri-o", version: str = "1.30.0") -> None:
+        super().__init__(socket)
+        self.name, self.version = name, version
+        self.end_at_once = False  # CRI-O with enable_pod_events = false
+        self.register_after_lists = 0  # hold the stream until this many ListContainers were answered
+        self.lists = 0
+
+    def _version(self, req: api_pb2.VersionRequest, ctx: grpc.ServicerContext) -> api_pb2.VersionResponse:
+        return api_pb2.VersionResponse(version="0.1.0", runtime_name=self.name, runtime_version=self.version)
+
+    def _list_containers(self, req: Any, ctx: grpc.ServicerContext) -> api_pb2.ListContainersResponse:
+        out = super()._list_containers(req, ctx)
+        self.lists += 1
+        return out
+
+    def _events(self, req: Any, ctx: grpc.ServicerContext) -> Iterator[bytes]:
+        if self.end_at_once:
+            return iter(())
+        deadline = time.monotonic() + 20
+        while self.lists < self.register_after_lists and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super()._events(req, ctx)
+
+
+def _start(server: Runtime, sandbox: str, pid: int) -> str:
+    cid = uuid.uuid4().hex
+    server.set_container(
+        sandbox, cid, api_pb2.CONTAINER_RUNNING, info=_info(pid, []), started_at=time.time_ns()
+    )
+    return cid
+
+
+def _listed(w: Watcher, cid: str, why: str, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while w.query(lambda: w.observer.registry.get("", cid)) is None:
+        assert time.monotonic() < deadline, why
+        time.sleep(0.02)
+
+
+def test_a_stream_ended_at_once_and_empty_is_no_stream(tmp_path: Path, sleeper: int) -> None:
+    """CRI-O's default (enable_pod_events = false) answers GetContainerEvents OK and empty, at once."""
+    server = Runtime(str(tmp_path / "crio.sock"))
+    server.end_at_once = True
+    server.start()
+    try:
+        sb = server.add_pod("web", "shop", pid=sleeper)
+        obs = observer(server)
+        w = Watcher(obs)
+        w._thread.start()
+        deadline = time.monotonic() + 5
+        while not w.query(obs.synced.is_set):
+            errors = w.query(lambda: (obs.stats.stream_errors, obs.stats.last_error))
+            assert time.monotonic() < deadline, f"never in sync on CRI-O's default: {errors}"
+            time.sleep(0.02)
+        try:
+            assert obs.mode == "relist" and obs.stats.stream_errors == 0
+            _listed(w, _start(server, sb.id, sleeper), "a container started later is relisted")
+        finally:
+            w.close()
+    finally:
+        server.stop()
+
+
+def test_a_stream_registered_after_the_lists_leaves_no_gap_to_the_backstop(
+    tmp_path: Path, sleeper: int
+) -> None:
+    """The runtime registers the stream after both lists (a loaded runtime, past SETTLE_SECONDS): a
+    container started in between is on no list and in no event; the lists go on until the stream shows
+    it is live, so it is listed within relist_seconds, not at the backstop (600 s here)."""
+    server = Runtime(str(tmp_path / "late.sock"))
+    server.register_after_lists = 3
+    server.start()
+    try:
+        sb = server.add_pod("web", "shop", pid=sleeper)
+        with Watcher(observer(server, settle_seconds=0.05)) as w:
+            cid = _start(server, sb.id, sleeper)
+            _listed(w, cid, "a container started before the runtime registered the stream")
+    finally:
+        server.stop()
+
+
+def test_a_shared_stream_is_not_relied_on_alone(tmp_path: Path, sleeper: int) -> None:
+    """containerd 1.7 hands each event to one reader (the kubelet's, crictl's, ours): a start event
+    another reader took is made up for by the lists within relist_seconds."""
+    server = Runtime(str(tmp_path / "ctd17.sock"), name="containerd", version="v1.7.20")
+    server.start()
+    try:
+        sb = server.add_pod("web", "shop", pid=sleeper)
+        with Watcher(observer(server)) as w:
+            _subscribed(server)
+            seen = _start(server, sb.id, sleeper)
+            server.push(server.event(seen, api_pb2.CONTAINER_STARTED_EVENT))  # the stream is live
+            _listed(w, seen, "the event delivered")
+            taken = _start(server, sb.id, sleeper)  # its event went to the kubelet's stream
+            _listed(w, taken, "a start whose event another reader of the shared stream took")
+    finally:
+        server.stop()
