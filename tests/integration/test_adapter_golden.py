@@ -54,6 +54,7 @@ GOLDEN = FIXTURES / "pipeline_golden" / "golden.json.gz"
 REGEN = os.environ.get("STELLAOPS_REGEN_GOLDEN") == "1"
 WALL_CLOCK = {"updated_at", "committed_at", "quarantined_at", "issued_at"}
 S = 1_000_000_000
+DAY = 86_400 * S
 T0 = 1_795_000_000 * S  # 2026-11-19
 IMG = "registry.example.com/shop/web@sha256:" + "c" * 64
 CID = "containerd://" + "d" * 64
@@ -477,7 +478,10 @@ def _kernel_notes(tmp_path: Path) -> str:
 def _run(tmp_path: Path, name: str, items: list[bytes], *, json_lines: bool, fast: bool) -> dict[str, Any]:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
     since_ns = int(since.timestamp()) * S
-    pipe = Pipeline(_config(tmp_path), node_name="golden-node", fast_path=fast)
+    # The agent's start, injected: the UTC day after the run's start, so the arrival-stamped rows are on
+    # a day up to it (marked, as every day of the streams is: day_calls.py) whatever the wall clock;
+    # read from the clock, a run that crossed midnight left the arrival row unmarked.
+    pipe = Pipeline(_config(tmp_path), node_name="golden-node", fast_path=fast, started_ns=since_ns + DAY)
     assert pipe.canonicalizer is not None
     pipe.canonicalizer.symbolizer.kernel_notes_path = _kernel_notes(tmp_path)
     events: list[str] = []

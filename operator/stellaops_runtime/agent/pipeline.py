@@ -61,7 +61,16 @@ _DROP, _FUNCTION = Outcome.DROP, Outcome.FUNCTION
 class Pipeline:
     """Everything between a raw payload and an in-memory hot-symbol count."""
 
-    def __init__(self, config: AgentConfig, *, node_name: str = "", fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        node_name: str = "",
+        fast_path: bool = True,
+        started_ns: int | None = None,
+    ) -> None:
+        """``started_ns``: the agent's start on the wall clock (read now when None), whose UTC day and
+        every day before it are judged without the calls an agent before it saw (day_calls.py)."""
         hs = config.hot_symbols
         self.node_name = node_name
         self.adapter_stats = AdapterStats()
@@ -91,7 +100,7 @@ class Pipeline:
             max_tracked_caller_keys=hs.max_keys,
             symbol_id_only=config.privacy.symbol_id_only,
             source="tetragon",
-            started_ns=time.time_ns(),  # an agent before it saw calls this one did not (day_calls.py)
+            started_ns=time.time_ns() if started_ns is None else started_ns,
         )
         self.gaps = GapTracker(window_seconds=hs.window_seconds, source="tetragon")
         self.canonicalizer = make_canonicalizer(config, node_name=node_name)
