@@ -36,11 +36,12 @@ class Cancelled(Exception):
 def cancellable(event: threading.Event) -> Iterator[None]:
     """Within: the budgets made on this thread from :class:`CancellableLimits` end at their next
     check once ``event`` is set."""
+    outer = given_up()
     _local.event = event
     try:
         yield
     finally:
-        _local.event = None
+        _local.event = outer
 
 
 def given_up() -> threading.Event | None:
