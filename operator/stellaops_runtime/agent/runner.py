@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
+from stellaops_runtime.agent.history_days import attach_history_days
 from stellaops_runtime.agent.idle_exit import idle_watch
 from stellaops_runtime.agent.lifecycle_part import lifecycle_state, make_lifecycle
 from stellaops_runtime.agent.node_presence import NodePresence
@@ -141,6 +142,8 @@ class Agent(Draining):
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
+        # The days an agent before this one watched, judged without its calls (agent/history_days.py).
+        self.history_days = attach_history_days(self)
         # The node's agent lock (the CLI waits for it before building the agent: agent/node_presence.py).
         self.presence = presence or NodePresence(config.store.spool_path)
 

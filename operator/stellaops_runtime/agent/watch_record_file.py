@@ -91,6 +91,23 @@ def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = Non
 
     A missing file raises FileNotFoundError (not an error: the node's first agent).
     """
+    doc, agent_id, alive = read_moment(path, node=node)
+    now_boot = boot_ns() if now_boot is None else now_boot
+    boot, boot_id, here = doc.get("boot_ns"), doc.get("boot_id"), this_boot()
+    other_boot = isinstance(boot_id, str) and bool(boot_id) and bool(here) and boot_id != here
+    if boot_id != here or type(boot) is not int or not 0 <= boot <= now_boot:
+        boot = None  # another boot's (or an older record's): its boot-clock time means nothing here
+    hole = _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
+    if boot is not None and hole.boot_ns == boot and "export" in doc:
+        hole = hole._replace(export=doc["export"])  # checked by its user (agent/export_resume.py)
+    elif "export" in doc:  # a reboot (the file kept on a persistent hostPath), a clock stepped far back
+        hole = hole._replace(export=doc["export"], export_timed=False)
+    return hole
+
+
+def read_moment(path: str, *, node: str) -> tuple[dict[str, Any], str, int]:
+    """The record of ``node`` at ``path``: its document, agent id and ``alive_ns`` as written (whatever
+    the clock reads now: agent/history_days.py). Raises as :func:`read_record`."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -123,17 +140,7 @@ def read_record(path: str, *, node: str, now_ns: int, now_boot: int | None = Non
         raise RecordIgnored("other_node", f"written for node {rec_node[:64]!r}, this is {node!r}")
     if alive <= 0:
         raise RecordIgnored("bad_time", f"alive_ns {alive} is not a time")
-    now_boot = boot_ns() if now_boot is None else now_boot
-    boot, boot_id, here = doc.get("boot_ns"), doc.get("boot_id"), this_boot()
-    other_boot = isinstance(boot_id, str) and bool(boot_id) and bool(here) and boot_id != here
-    if boot_id != here or type(boot) is not int or not 0 <= boot <= now_boot:
-        boot = None  # another boot's (or an older record's): its boot-clock time means nothing here
-    hole = _hole_start(alive, boot, now_ns, now_boot, agent_id[:128], other_boot=other_boot)
-    if boot is not None and hole.boot_ns == boot and "export" in doc:
-        hole = hole._replace(export=doc["export"])  # checked by its user (agent/export_resume.py)
-    elif "export" in doc:  # a reboot (the file kept on a persistent hostPath), a clock stepped far back
-        hole = hole._replace(export=doc["export"], export_timed=False)
-    return hole
+    return doc, agent_id, alive
 
 
 def _hole_start(

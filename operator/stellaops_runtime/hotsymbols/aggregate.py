@@ -141,6 +141,10 @@ class HotSymbolAggregator(RepeatCounting):
         """Distinct (window, key) pairs held."""
         return self._keys
 
+    def blind_through(self, ns: int) -> None:
+        """An agent before this one watched the node until ``ns`` (agent/history_days.py)."""
+        self._windows.blind_through(ns)
+
     @property
     def rows(self) -> int:
         """Rows a drain would hand over: keys plus observation windows (what the agent bounds)."""

@@ -30,7 +30,12 @@ another container of the image calling earlier that day: so on the UTC day
 the agent started (``started_ns``, the wall clock the agent hands in) and
 any day before it (an export file read from where the agent before it
 stopped), the first window of a container it has not seen with calls is
-marked whether or not another container showed calls to it. That takes out
+marked whether or not another container showed calls to it; so is every day
+up to the last moment an agent before it watched (:meth:`DayCalls.blind_through`,
+agent/history_days.py: its watch record, the store's latest window of the
+node), which may be a day after the start on this clock when the node's clock
+went back across midnight between the two (a window of such a day already
+written is marked on a restate row). That takes out
 no day that was watched: a node where no container of the image showed a
 call that day has no window that could see calls, so the day is out of the
 watch already; a container that called only to the agent before costs that
@@ -75,6 +80,7 @@ class DayCalls:
 
     __slots__ = (
         "_at",
+        "_blind_done",
         "_blind_upto",
         "_called",
         "_dirty",
@@ -90,6 +96,7 @@ class DayCalls:
     def __init__(self, started_ns: int | None = None) -> None:
         # the days up to the agent's start (UTC): an agent before it may have seen callers this one did not
         self._blind_upto = started_ns // DAY_NS if started_ns is not None else -1
+        self._blind_done = self._blind_upto  # the days up to it were judged blind (restated() catches up)
         self._called: dict[_Day, set[str]] = {}
         # (image, node, day) -> container not yet seen with calls -> [its first window, that window's
         # own rank, the rank written for it]
@@ -124,6 +131,13 @@ class DayCalls:
             called.add(u)
             self._ncalled += 1
             self._dirty.add(key)
+
+    def blind_through(self, ns: int) -> None:
+        """An agent before this one watched the node until ``ns`` (wall, as that agent's clock read
+        it): its day and the days before it are judged as the start day is. Only an int is written
+        (another thread may tell it: the store's opening one); :meth:`restated` marks the windows of
+        such a day written before it was told."""
+        self._blind_upto = max(self._blind_upto, ns // DAY_NS)
 
     def forgot(self, win: int) -> bool:
         """Whether the window's day was forgotten: its rows keep what was written."""
@@ -172,6 +186,12 @@ class DayCalls:
         a mark against a row with events (another agent's, store/marks.py), so the agent that
         marked it writes it away on a restate row (the caller says which value)."""
         dirty, self._dirty = self._dirty, set()
+        upto = self._blind_upto
+        if upto > self._blind_done:  # days told blind since their windows were written: judged again
+            dirty.update(
+                k for k in self._first if self._blind_done < k[2] <= upto and not k[0].startswith(_ONE_UNIT)
+            )
+            self._blind_done = upto
         for key in dirty:
             firsts = self._first.get(key)
             if not firsts:

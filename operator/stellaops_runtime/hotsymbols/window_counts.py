@@ -62,6 +62,10 @@ class WindowCounts:
     def __len__(self) -> int:
         return len(self._windows)
 
+    def blind_through(self, ns: int) -> None:
+        """An agent before this one watched the node until ``ns``: day_calls.py ``blind_through``."""
+        self.units.days.blind_through(ns)
+
     def note(
         self,
         image: str,

@@ -1,0 +1,95 @@
+"""The days an agent before this one watched, told to the day judgement, whatever the clock reads now.
+
+An agent judges the UTC day it started, and every day before it, as a day on which an agent
+before it may have seen a container of the image calling (hotsymbols/day_calls.py): a silent
+container's first window that day is marked although this agent saw no caller. Its own start
+is not enough when the node's clock went back across midnight between the two (the last agent
+watched until 00:00:30 of day D+1, this one starts reading 23:59:50 of day D: a reboot, a step
+further back than the watch record measures, a node without a usable record): D+1 was judged on
+this agent's calls alone, and a silent container of it went unmarked beside calls only the agent
+before saw. So the last moment an agent before watched is read as it was written, not as this
+clock places the hole (agent/watch_record.py does that), and handed to the aggregator
+(``blind_through``): the watch record's ``alive_ns`` at start, and the store's latest window of
+the node (agent/node_history.py) and the spool file's (agent/spool_keeper.py) as the store first
+opens, before this agent writes. A later day than the truth costs watched days only (more
+marks), never a "not observed".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from stellaops_runtime.agent.watch_record_file import RecordIgnored, read_moment, record_path
+
+log = logging.getLogger(__name__)
+
+
+class _Days(Protocol):
+    def blind_through(self, ns: int) -> None: ...
+
+
+def recorded_moment(path: str, node: str) -> int | None:
+    """The record's ``alive_ns`` as written, for ``node`` (None: no usable record)."""
+    if not path:
+        return None
+    try:
+        return read_moment(path, node=node)[2]
+    except (FileNotFoundError, RecordIgnored):
+        return None
+    except Exception as e:  # never stop an agent over this file (agent/watch_record.py counts it)
+        log.debug("watch record %s not read for the days before this agent: %r", path, e)
+        return None
+
+
+class HistoryDays:
+    """Tells ``days`` (the pipeline's aggregator) the last moment an agent before this one watched."""
+
+    def __init__(self, days: _Days, *, node: str) -> None:
+        self.days = days
+        self.node = node
+        self.told: int | None = None  # the latest moment told
+        self._stored = False  # the store's answer was taken (once: later opens hold this agent's rows)
+
+    def tell(self, ns: int | None) -> None:
+        if ns is not None and ns > 0 and (self.told is None or ns > self.told):
+            self.told = ns
+            self.days.blind_through(ns)
+
+    def record(self, path: str) -> None:
+        """At start, before the pipeline runs: the watch record's moment."""
+        self.tell(recorded_moment(path, self.node))
+
+    def stored(self, ns: int | None) -> None:
+        """The store's (and spool file's) latest window start of the node, before this agent wrote."""
+        if not self._stored:
+            self._stored = True
+            self.tell(ns)
+
+
+def attach_history_days(agent: Any) -> HistoryDays:
+    """Reads the record now and wraps the flusher's ``on_open`` (agent/runner.py, after
+    attach_watch_record set it): the store's latest window of the node is read as it first opens."""
+    from stellaops_runtime.agent.node_history import last_window_ns
+
+    h = HistoryDays(agent.pipeline.aggregator, node=agent.node_name)
+    h.record(record_path(agent.config.store.spool_path))
+    inner: Callable[[Any], None] | None = agent.flusher.on_open
+
+    def on_open(store: Any) -> None:
+        if inner is not None:
+            inner(store)
+        if h._stored:
+            return
+        from stellaops_runtime.store.errors import StoreUnavailable
+
+        try:
+            stored = last_window_ns(store.db, agent.node_name)
+        except Exception as e:
+            raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
+        known = [t for t in (stored, agent.flusher.spool.window_ns) if t is not None]
+        h.stored(max(known) if known else None)
+
+    agent.flusher.on_open = on_open
+    return h
