@@ -40,6 +40,7 @@ class _Probes:
         self.hold_poll = False  # the next poll waits for ``release`` after emptying the buffer
         self.fail_poll = False  # the next poll fails after emptying the buffer (a reader's bug)
         self.fail_in_flight = False  # the map of calls in flight cannot be read
+        self.fail_counters = False  # the counters cannot be read (every read, until cleared)
         self.hold_last_read = False  # the last read waits for ``release`` before its poll
         self.held = threading.Event()
         self.release = threading.Event()
@@ -66,6 +67,8 @@ class _Probes:
         return out
 
     def counters(self) -> dict[str, dict[str, int]]:
+        if self.fail_counters:
+            raise OSError(5, "Input/output error")
         return {}
 
     def detach_uprobes(self) -> None:  # the last read's first step
@@ -92,9 +95,9 @@ async def _until(cond: Any, what: str) -> None:
         await asyncio.sleep(0.005)
 
 
-def _source(probes: _Probes) -> tuple[NativeProbeSource, EventQueue]:
+def _source(probes: _Probes, retry_seconds: float = WAIT) -> tuple[NativeProbeSource, EventQueue]:
     queue = EventQueue(10_000)
-    src = NativeProbeSource(NativeConfig(), queue=queue, kernel_source="", retry_seconds=WAIT)
+    src = NativeProbeSource(NativeConfig(), queue=queue, kernel_source="", retry_seconds=retry_seconds)
     src._load = lambda: probes  # type: ignore[method-assign,assignment,return-value]
     return src, queue
 
@@ -220,6 +223,55 @@ def test_calls_in_flight_that_cannot_be_read_are_a_gap_since_the_load() -> None:
 
     attached, spans = asyncio.run(main())
     assert _covered(spans, attached), (attached, spans)
+
+
+def test_a_last_read_that_fails_is_a_gap_and_the_probes_are_closed() -> None:
+    """The last read's counters failing after its poll took the records: they reached nobody (the
+    error left ``run``, the probes were not closed and no gap said so)."""
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]], BaseException | None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        probes.hold_last_read = True
+        stop.set()
+        await _until(probes.held.is_set, "last read")
+        written = probes.write(b"late")
+        probes.fail_counters = True
+        probes.release.set()
+        await asyncio.gather(task, return_exceptions=True)
+        return written, src.take_unwatched(), task.exception()
+
+    written, spans, error = asyncio.run(main())
+    assert error is None, error  # the source ends as a stopped source does
+    assert probes.closed == 1
+    assert b"late" not in [p for p, _ in queue.take(len(queue))]
+    assert _covered(spans, written), (written, spans)
+    assert "Input/output error" in src.stats.last_error
+
+
+def test_a_reader_error_whose_last_read_fails_too_still_loads_again() -> None:
+    """No error may end the node's observation: the reader's error closes the probes and loads them
+    again; its last read failing as well ended ``run``, and the node was unwatched until Tetragon."""
+    probes = _Probes()
+    src, _ = _source(probes, retry_seconds=0.01)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(lambda: src.stats.connected, "load")
+        probes.fail_counters = True  # the reader's next read of the counters, and the last read's
+        await _until(lambda: src.stats.last_error != "" or task.done(), "the reader's error")
+        probes.fail_counters = False
+        await _until(lambda: src.stats.connects >= 2 or task.done(), "the load after the error")
+        assert not task.done(), task.exception()
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+    asyncio.run(main())
+    assert probes.closed >= 1
 
 
 def test_a_stop_that_is_not_cut_adds_no_gap() -> None:
