@@ -10,9 +10,10 @@ rules (``patterns``, ``provider_tokens``, ``personal_data`` and the
 option-name rules of ``cli_options``) in one regex (only those whose triggers
 and gates the text passes, compiled per combination); on a truncated text the
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
-runs (``tool``) or is named in the text (``cli_options``); detect-secrets'
-rules (``library_rules``). Then environment variable names (``env_names``),
-each of ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
+runs (``tool``) or is named in the text (``cli_options``); the lines of a
+here-document for a password reader (``here_docs``); detect-secrets' rules
+(``library_rules``). Then environment variable names (``env_names``), each of
+``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
 a space (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
 gets the passes again on its reading (``contracts/escapes.py``).
@@ -36,6 +37,7 @@ from stellaops_runtime.privacy.engine import (
     sub_compiled,
     sub_extra,
 )
+from stellaops_runtime.privacy.here_docs import heredoc_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.patterns import (
@@ -183,6 +185,8 @@ class Redactor:
                 )
                 hits += n
             spans = cli_spans(text, tool)
+            if "<<" in text:  # a here-document for a password reader (here_docs.py)
+                spans.extend(heredoc_spans(text))
             # Library rules are chosen on the text before the default pass: that pass
             # only puts "[REDACTED]" where a secret was, and no library pattern
             # matches in or across the marker (test_privacy_formats.py).

@@ -13,6 +13,10 @@ key or flag in front of it that the key rules could see:
   ``helm registry``, ``oras``, ``skopeo``, ``cosign login``; ``--pass-stdin``:
   ``regctl``; gpg's ``--passphrase-fd 0``): ``echo X | docker login -u u --password-stdin registry``, or in a
   here-string (``docker login --password-stdin registry <<< X``);
+- what a process substitution prints (``<(echo X)``) for an option naming a credential
+  (``initdb --pwfile=<(echo X)``) or onto a reader's standard input (``--password-stdin < <(echo X)``);
+- the ``send`` answering an expect(1) script's password prompt (``expect "password:"; send "X\\r"``);
+  a here-document for a reader is here_docs.py's (its delimiter is a back-reference);
 - the password field of a PostgreSQL password file line the command writes
   (``echo db:5432:*:app:X > ~/.pgpass``; the format is
   ``hostname:port:database:username:password``,
@@ -25,7 +29,7 @@ the combined regex needs (patterns.py).
 
 from __future__ import annotations
 
-from stellaops_runtime.privacy.base import WORD_VALUE
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, WORD_VALUE
 
 # What ``echo`` prints: a quoted string or a word, up to the pipe.
 _ECHOED = r"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
@@ -61,7 +65,38 @@ _READS_STDIN = "|".join(
 )
 # Lower-case words one of which is in every text these alternatives match (the password
 # rule's triggers, patterns.py, besides its own ``pass`` and ``pw``).
-STDIN_TRIGGERS: tuple[str, ...] = ("sudo", "cryptsetup", "kinit", "data-file", "secret")
+STDIN_TRIGGERS: tuple[str, ...] = ("sudo", "cryptsetup", "kinit", "data-file", "secret", "<(", "send")
+
+# A process substitution (bash(1)) printing the password: ``<(echo X)``, ``<(printf '%s' X)``; all
+# it prints goes, up to its ``)``.
+_PROC_PRINTS = r"<\(\s*(?:echo|printf)\s+(?:-[neE]+\s+)?(?P<s>[^)\s][^)\n]*+)"
+# ... given to an option whose name holds a credential word as the file to read it from
+# (``initdb --pwfile=<(echo X)``, ``rsync --password-file <(…)``, openssl ``-pass file:<(…)``): the
+# lookahead finds the word, then the name is read once (possessive), so a long name costs one scan.
+_PROC_OPTION = (
+    r"-(?<![\w./-]-)-?(?=[\w.-]{0,64}?(?i:pass|pw|secret|token|key|cred|auth))[\w.-]++(?:=|\s+)"
+    rf"(?:file:)?{_PROC_PRINTS}"
+)
+# ... or onto the standard input of a reader (``docker login --password-stdin reg < <(echo X)``).
+_PROC_STDIN = (
+    r"(?:-(?<![\w-]-)-pass(?:word)?-stdin|-(?<![\w-]-)-passphrase-fd[ =]0|c(?<![\w-]c)hpasswd"
+    r"|p(?<![\w-]p)asswd)(?![\w-])[^|;&\n<]{0,256}+<\s*" + _PROC_PRINTS
+)
+
+# An expect(1) script answering a password, passphrase, PIN or one-time-code prompt: the
+# ``send`` (or ``exp_send``) right after such an ``expect`` loses its string
+# (``expect "password:"; send "X\r"``, ``expect -re {Enter passphrase.*}``, ``send -- {X}``).
+# A marker there already (the text read again) is matched as the value, which leaves it as it is
+# and ends the match after it: else ``password:`` would take the rest of the script as its value.
+_PROMPT = r"(?i:assword|passphrase|passcode|pin\b|otp|token|secret|verification code)"
+_EXPECTED = (
+    rf"""(?:"[^"\n]{{0,256}}?{_PROMPT}[^"\n]{{0,256}}?"|'[^'\n]{{0,256}}?{_PROMPT}[^'\n]{{0,256}}?'"""
+    rf"""|\{{[^}}\n]{{0,256}}?{_PROMPT}[^}}\n]{{0,256}}?\}}|[^\s;"'{{]{{0,256}}?{_PROMPT}[^\s;]{{0,256}}+)"""
+)
+_EXPECT_SEND = (
+    rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;]|\\[nr])*+(?:exp_)?send\s+(?:-\S+\s+){{0,4}}"
+    rf"""(?P<s>\[REDACTED\](?![^\s;])|{DOUBLE_QUOTED}|'[^']*'?|\{{[^}}]*\}}?|{WORD_VALUE})"""
+)
 
 # ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
 # Bounded: a text of many ``printf`` words costs a short scan per word, not one to the end.
@@ -75,6 +110,9 @@ _HERE_WORD = rf"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|{WORD_VALUE})"""
 _HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}+<<<\s*{_HERE_WORD}"
 
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
+    _PROC_OPTION,
+    _PROC_STDIN,
+    _EXPECT_SEND,
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     # The lookahead first: a ``sudo`` with no ``<<<`` after it costs one short scan, not one per

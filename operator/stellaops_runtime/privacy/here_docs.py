@@ -1,0 +1,85 @@
+"""Passwords written in a here-document for a program that reads its password on standard input.
+
+A script run with ``sh -c`` may hand a password over as the lines of a here-document
+(bash(1), "Here Documents"): ``cat <<EOF | chpasswd`` then ``root:X``, ``mysql -u root -p <<SQL``
+then ``X`` (mysql reads the password it prompts for from standard input when no terminal is
+there), ``docker login --password-stdin reg <<EOF``, ``sudo -S cmd <<EOF``. No key or flag stands
+before the password, so the key rules (patterns.py) see nothing; and a delimiter is a word of the
+script's own choosing, which one regex of the combined pass cannot refer back to. So this is a
+function: for each ``<<`` (not ``<<<``, a here-string: stdin_secrets.py) whose opening line names
+such a reader, the document's lines, up to the line holding its delimiter (or to the end of a cut
+text), are the secret; a here-document for any other program (``cat <<EOF > app.conf``, ``psql
+<<EOF``) keeps its lines.
+
+Pure: text in, spans out (``engine.replace_spans`` replaces them, counted under ``password``).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["heredoc_spans"]
+
+# ``<<`` or ``<<-``, then the delimiter word, quoted or not (``<<'EOF'``, ``<<\"EOF\"`` inside a
+# double-quoted ``sh -c`` script, ``<<\EOF``).
+_OPEN = re.compile(r"(?<!<)<<(?!<)-?[ \t]*\\*['\"]?(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})")
+
+# Programs that read a password (or a secret) on standard input, named on the opening line
+# (each as in stdin_secrets.py; mysql with a bare ``-p``, psql with ``-W``; ftp(1) reads its
+# ``user NAME PASSWORD`` command there). Bounded: the line is cut to _LINE_WINDOW around ``<<``.
+_READER = re.compile(
+    r"(?<![\w.-])(?:/\S*/)?(?:chpasswd|passwd|smbpasswd|kinit|cryptsetup|vncpasswd|mkpasswd|htpasswd"
+    r"|ftp|lftp)(?![\w-])"
+    r"|--pass(?:word)?-stdin(?![\w-])|--passphrase-fd[ =]0(?![0-9])|\s-stdin(?![\w-])"
+    r"|(?<![\w.-])(?:/\S*/)?sudo(?:\s+[^\s|;&<]+){0,32}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])"
+    r"|(?<![\w.-])(?:/\S*/)?(?:mysql|mariadb|mysqladmin|mysqldump)(?![\w-])[^|;&\n]{0,512}?"
+    r"\s-p(?=[\s\"']|\Z)"
+    r"|(?<![\w.-])(?:/\S*/)?psql(?![\w-])[^|;&\n]{0,512}?\s(?:-W|--password)(?![\w=-])"
+    r"|--data-file[= ]-(?![^\s\"'])|\ssecret\s+(?:create|set)\s"
+)
+_LINE_WINDOW = 1024
+
+
+def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
+    """The lines of each here-document in ``text`` that a password reader reads, as spans."""
+    out: list[tuple[int, int, str]] = []
+    covered = 0  # a document already taken: an opening inside it is part of its lines
+    line_end = -1  # the end of the opening line last looked at, and whether it names a reader
+    reader = False
+    for m in _OPEN.finditer(text):
+        if m.start() < covered:
+            continue
+        if m.start() > line_end:  # a new line: read once, however many openings it holds
+            line_end = text.find("\n", m.end())
+            if line_end < 0:
+                break  # no line follows (a cut text): no document to take
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            line = text[max(line_start, m.start() - _LINE_WINDOW) : min(line_end, m.end() + _LINE_WINDOW)]
+            reader = _READER.search(line) is not None
+        if not reader:
+            continue
+        end = _closing(text, m.group("tag"), line_end)
+        if end > line_end + 1:
+            out.append((line_end + 1, end, "password"))
+            covered = end
+    return out
+
+
+def _closing(text: str, tag: str, nl: int) -> int:
+    """Where the line holding only ``tag`` starts (its ``\\n``), from the newline ``nl`` on; else the end.
+
+    The delimiter line may be indented (``<<-``) and may end the script (``EOF"``, ``EOF)``).
+    """
+    n = len(text)
+    while nl >= 0:
+        j = nl + 1
+        while j < n and text[j] in " \t":
+            j += 1
+        if text.startswith(tag, j):
+            k = j + len(tag)
+            while k < n and text[k] in " \t":
+                k += 1
+            if k == n or text[k] in "\n\"'`)\\":
+                return nl
+        nl = text.find("\n", nl + 1)
+    return n
