@@ -12,7 +12,7 @@ it says it is in sync. What the stream is trusted with is cri_stream.py's: a run
 stream is not yet live (its first message is the only sign) or splits events between its readers; a
 live stream of its own is backed by a relist every ``resync_seconds``.
 
-An event and a relist both end in the same comparison
+An event and a relist both end in the same comparison (cri_apply.py)
 (:func:`~stellaops_runtime.lifecycle.cri_records.transitions`) of what the registry held with what
 the runtime says now, so a container seen by both is announced once: CREATE, START (pid, cgroup),
 DIE then STOP (exit code, finished_at, OOM from the status's ``OOMKilled`` reason or the kernel's
@@ -29,46 +29,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
-from stellaops_runtime.lifecycle.base import LifecycleObserver
+from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
+from stellaops_runtime.lifecycle.cri_apply import CriApply
 from stellaops_runtime.lifecycle.cri_client import CriClient
-from stellaops_runtime.lifecycle.cri_records import (
-    RUNTIME,
-    STATE_OF,
-    Pod,
-    VerboseFacts,
-    container_record,
-    digest_in_ref,
-    event_start,
-    late_oom_possible,
-    ns_time,
-    pick_repo_digest,
-    pod_of,
-    sandbox_record,
-    transitions,
-    verbose_facts,
+from stellaops_runtime.lifecycle.cri_stream import (
+    IN_FLIGHT_SECONDS,
+    SETTLE_SECONDS,
+    shared_stream,
+    stream_absent,
+    why,
 )
-from stellaops_runtime.lifecycle.cri_stream import SETTLE_SECONDS, shared_stream, stream_absent, why
-from stellaops_runtime.lifecycle.records import lifecycle_event
-from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
-from stellaops_runtime.lifecycle.scrub import scrub
+from stellaops_runtime.lifecycle.registry import ContainerRegistry
 from stellaops_runtime.privacy.filter import PrivacyFilter
-from stellaops_runtime.wire.cri import api_pb2
 
 log = logging.getLogger(__name__)
 
 
-class CriObserver(LifecycleObserver):
+class CriObserver(CriApply):
     """Watches one CRI runtime; see the module docstring for what it emits."""
-
-    runtime = RUNTIME
 
     def __init__(
         self,
@@ -82,29 +65,25 @@ class CriObserver(LifecycleObserver):
         resync_seconds: float = 60.0,
         on_sync: Callable[[ContainerRegistry], None] | None = None,
         settle_seconds: float = SETTLE_SECONDS,
+        in_flight_seconds: float = IN_FLIGHT_SECONDS,
     ) -> None:
         super().__init__(
-            address=client.address,
-            namespace="",
+            client,
             privacy=privacy,
             resolver=resolver,
             reconnect_initial=reconnect_initial,
             reconnect_max=reconnect_max,
             on_sync=on_sync,
+            in_flight_seconds=in_flight_seconds,
         )
-        self.client = client
         self.relist_seconds = relist_seconds
         self.resync_seconds = resync_seconds
         self.settle_seconds = settle_seconds
         self.mode = ""  # "events" while the stream is open, "relist" where the runtime lacks it
         self.runtime_name = ""  # the runtime's own name (Version): "containerd", "cri-o" ...
-        self.relists = 0
         self.shared = True  # the runtime's stream may give events to other readers (cri_stream.py)
         self.live = False  # the stream's first message came on this connection
         self._announce = False  # False until the first registry build of this observer
-        self._pods: dict[str, Pod] = {}
-        self._sandbox_of: dict[str, str] = {}  # container id -> its pod sandbox id
-        self._digests: dict[str, str] = {}  # image reference -> manifest digest, per connection
 
     async def _close(self) -> None:
         await self.client.close()
@@ -123,6 +102,7 @@ class CriObserver(LifecycleObserver):
         self.shared = shared_stream(version.runtime_name, version.runtime_version)
         self.live = False  # a message came: the runtime registered the stream (it says so no other way)
         self._digests.clear()
+        self._unreported.clear()
         stream = self.client.container_events()
         pending: asyncio.Future[Any] | None = asyncio.ensure_future(anext(stream))
         stopper: asyncio.Future[Any] | None = None
@@ -146,17 +126,24 @@ class CriObserver(LifecycleObserver):
             for ev in first:
                 yield ev
             stopper = asyncio.ensure_future(stop.wait())
+            clock = asyncio.get_running_loop().time
+            next_list = clock() + self._interval(pending)  # a deadline: events do not put it off
             while True:
-                # Until the stream shows it is live, or while it is shared, the lists are the watch.
-                trusted = pending is not None and self.live and not self.shared
-                interval = self.resync_seconds if trusted else self.relist_seconds
                 waiting = {stopper} if pending is None else {stopper, pending}
-                done, _ = await asyncio.wait(waiting, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                due = self._unreported.wait(clock())
+                timeout = max(0.0, next_list - clock()) if due is None else min(due, next_list - clock())
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done and (pending is None or pending not in done):
                     return
-                if pending is None or pending not in done:
-                    for ev in await self._relist(announce=True, rebuild=False):
+                self._check_unreported(clock())
+                if clock() >= next_list:
+                    found = await self._relist(announce=True, rebuild=False)
+                    if self._trusted(pending):  # a live stream of its own should have said it
+                        self._unreported.found({e.container_id for e in found}, clock(), self._list_before)
+                    for ev in found:
                         yield ev
+                    next_list = clock() + self._interval(pending)
+                if pending is None or pending not in done:
                     continue
                 try:
                     raw = pending.result()
@@ -164,12 +151,13 @@ class CriObserver(LifecycleObserver):
                     # OK and empty only at once is CRI-O's "no stream"; later, the runtime closed it
                     if self.live or isinstance(e, StopAsyncIteration) or not self._no_stream(e):
                         raise ConnectionError(f"the CRI event stream ended: {why(e)}") from None
-                    pending = None
+                    pending, next_list = None, clock() + self.relist_seconds
                     continue
                 if not self.live:  # registered now: list what changed since the last list, before it
                     self.live = True
                     for ev in await self._relist(announce=True, rebuild=False):
                         yield ev
+                    next_list = clock() + self._interval(pending)
                 for ev in await self._handle(raw):
                     yield ev
                 pending = asyncio.ensure_future(anext(stream))
@@ -182,6 +170,24 @@ class CriObserver(LifecycleObserver):
                         await fut
             await stream.aclose()
 
+    def _check_unreported(self, now: float) -> None:
+        lost, since = self._unreported.lost(now)
+        if lost:
+            log.warning(
+                "%s's event stream did not report a change the list found: events since %s may be "
+                "lost (a hole; lifecycle_missed_events_total)",
+                self.runtime_name or "the CRI runtime", since.isoformat() if since else "?",
+            )  # fmt: skip
+            self._missed_events(since)
+
+    def _trusted(self, pending: object) -> bool:
+        """Whether the stream is the watch: live (a message came) and the runtime's own (not shared)."""
+        return pending is not None and self.live and not self.shared
+
+    def _interval(self, pending: object) -> float:
+        """Until the stream shows it is live, or while it is shared, the lists are the watch."""
+        return self.resync_seconds if self._trusted(pending) else self.relist_seconds
+
     def _no_stream(self, failed: BaseException | None) -> bool:
         """Whether the stream's end says the runtime has none (cri_stream.py): relisted instead."""
         if not stream_absent(failed):
@@ -192,206 +198,3 @@ class CriObserver(LifecycleObserver):
             self.runtime_name or "the CRI runtime", self.address, why(failed), self.relist_seconds,
         )  # fmt: skip
         return True
-
-    # -- the relist --------------------------------------------------------------
-
-    async def _relist(self, *, announce: bool, rebuild: bool) -> list[ContainerLifecycleEvent]:
-        """Read both lists, update the registry to them and return what changed (when ``announce``)."""
-        self.relists += 1
-        sandboxes = await self.client.list_sandboxes()
-        containers = await self.client.list_containers()
-        self._pods = {sb.id: pod_of(sb.id, sb.metadata) for sb in sandboxes if sb.id}
-        records: list[ContainerRecord] = []
-        for sb in sandboxes:
-            if not sb.id:
-                self.stats.count_failure("field")
-                continue
-            old = self.registry.get("", sb.id)
-            ready = "running" if sb.state == api_pb2.SANDBOX_READY else "stopped"
-            if old is not None and old.status == ready:
-                records.append(old)
-                continue
-            rec = await self._fetch_sandbox(sb)
-            records.append(rec)
-        out: list[ContainerLifecycleEvent] = []
-        now = datetime.now(UTC)
-        for c in containers:
-            if not c.id:
-                self.stats.count_failure("field")
-                continue
-            self._sandbox_of[c.id] = c.pod_sandbox_id
-            old = self.registry.get("", c.id)
-            if (
-                old is not None
-                and not old.is_sandbox
-                and old.status == STATE_OF.get(c.state, "unknown")
-                and not late_oom_possible(old, now)
-            ):
-                records.append(old)
-                continue
-            got = await self._fetch(c.id)
-            if got is None:  # removed between the list and its status: the next look sees it gone
-                if old is not None:
-                    records.append(old)
-                elif c.state in (api_pb2.CONTAINER_RUNNING, api_pb2.CONTAINER_EXITED):
-                    self._unread_run(c.id, ns_time(c.created_at))
-                continue
-            rec, created_at = got
-            out += self._emit(old, rec, created_at, announce=announce, topic="relist")
-            records.append(rec)
-        listed = {r.container_id for r in records}
-        for gone in self.registry.records():
-            if gone.container_id not in listed:
-                self._sandbox_of.pop(gone.container_id, None)
-                if announce and not gone.is_sandbox:
-                    out += self._emit_delete(gone, topic="relist")
-        _, removed = self.registry.replace_all("", records)
-        self.oom_watch.retain({("", r.container_id) for r in records})
-        if rebuild:
-            self.stats.resyncs += 1
-            self.stats.resync_removed += removed
-        return out
-
-    async def _fetch_sandbox(self, sb: api_pb2.PodSandbox | api_pb2.PodSandboxStatus) -> ContainerRecord:
-        resp = await self.client.sandbox_status(sb.id) if sb.state == api_pb2.SANDBOX_READY else None
-        facts = verbose_facts(resp.info) if resp is not None else VerboseFacts()
-        rec, problem = sandbox_record(sb, facts)
-        scrub(rec, self.privacy)
-        self._problem(sb.id, problem)
-        self._find_cgroup(rec)
-        return rec
-
-    async def _fetch(
-        self, cid: str, pod: Pod | None = None
-    ) -> tuple[ContainerRecord, datetime | None] | None:
-        """A container's record from its verbose status (None when the runtime no longer has it)."""
-        resp = await self.client.container_status(cid)
-        if resp is None or not resp.HasField("status"):
-            return None
-        st = resp.status
-        if st.id != cid:
-            self.stats.count_failure("field")
-            log.warning("CRI status of %.80s names container %.80r; skipped", cid, st.id)
-            return None
-        facts = verbose_facts(resp.info)
-        pod = pod or self._pods.get(self._sandbox_of.get(cid, ""))
-        rec, problem = container_record(
-            st, pod=pod, image_digest=await self._digest(st), facts=facts, env_filter=self.privacy.filter_env
-        )
-        self._problem(cid, problem)
-        return scrub(rec, self.privacy), ns_time(st.created_at)
-
-    async def _digest(self, st: api_pb2.ContainerStatus) -> str:
-        """The manifest digest of a container's image: in its reference, else in the image's repo digests."""
-        digest = digest_in_ref(st.image_ref) or digest_in_ref(st.image.image)
-        if digest:
-            return digest
-        key = st.image_ref or st.image_id or st.image.image
-        if key not in self._digests:
-            repo_digests = await self.client.image_repo_digests(key)
-            self._digests[key] = pick_repo_digest(repo_digests, st.image.image)
-        return self._digests[key]
-
-    def _unread_run(self, cid: str, since: datetime | None) -> None:
-        """It ran, and was gone when its status was asked: no run of its image, so not in sync, and
-        the time since ``since`` (its creation, when known) is a hole (base.take_unwatched_from)."""
-        self._unwatched_start(since)
-        log.info("CRI container %.80s ran and was gone before its status could be read", cid)
-
-    def _problem(self, cid: str, problem: str) -> None:
-        if problem:
-            self.stats.spec_problems += 1
-            log.warning("CRI container %.80s: %s", cid, problem)
-
-    # -- the event stream ----------------------------------------------------------
-
-    async def _handle(self, raw: bytes) -> list[ContainerLifecycleEvent]:
-        self.stats.envelopes += 1
-        try:
-            msg = api_pb2.ContainerEventResponse.FromString(raw)
-        except DecodeError:
-            self.stats.count_failure("envelope")
-            log.warning("skipped a CRI container event that does not decode (%d bytes)", len(raw))
-            return []
-        kind = (
-            api_pb2.ContainerEventType.Name(msg.container_event_type)
-            if msg.container_event_type in (api_pb2.ContainerEventType.values())
-            else ""
-        )
-        cid = msg.container_id
-        if not cid or not kind:
-            self.stats.count_failure("field")
-            log.warning("skipped a CRI container event without a container id or a known type")
-            return []
-        sb = msg.pod_sandbox_status if msg.HasField("pod_sandbox_status") else None
-        pod = pod_of(sb.id, sb.metadata) if sb is not None and sb.id else None
-        if pod is not None:
-            self._pods[pod.sandbox_id] = pod
-        if sb is not None and cid == sb.id:  # the sandbox's own lifecycle: registry only
-            if msg.container_event_type == api_pb2.CONTAINER_DELETED_EVENT:
-                self.registry.remove("", cid)
-            else:
-                self.registry.put(await self._fetch_sandbox(sb))
-            return []
-        old = self.registry.get("", cid)
-        if msg.container_event_type == api_pb2.CONTAINER_DELETED_EVENT:
-            self._sandbox_of.pop(cid, None)
-            if old is None:
-                return []
-            self.registry.remove("", cid)
-            return self._count(self._emit_delete(old, topic=kind))
-        if pod is not None:
-            self._sandbox_of[cid] = pod.sandbox_id
-        got = await self._fetch(cid, pod)
-        if got is None:
-            if old is None and msg.container_event_type in (
-                api_pb2.CONTAINER_STARTED_EVENT,
-                api_pb2.CONTAINER_STOPPED_EVENT,
-            ):
-                self._unread_run(cid, event_start(msg))
-            return []
-        rec, created_at = got
-        out = self._emit(old, rec, created_at or ns_time(msg.created_at), announce=True, topic=kind)
-        self.registry.put(rec)
-        return out
-
-    # -- events out ----------------------------------------------------------------
-
-    def _emit(
-        self,
-        old: ContainerRecord | None,
-        rec: ContainerRecord,
-        created_at: datetime | None,
-        *,
-        announce: bool,
-        topic: str,
-    ) -> list[ContainerLifecycleEvent]:
-        if old is not None and rec.status == "stopped" and not rec.pid:
-            rec.pid, rec.cgroup_path = old.pid, old.cgroup_path or rec.cgroup_path
-        if rec.status == "stopped":
-            # The runtime deleted the cgroup before saying the container exited, and says
-            # OOMKilled only if containerd's shim reported it: the kernel's count (oom_watch.py),
-            # also of a container first seen exited (its cgroup watched from its creation).
-            exits = old is None or old.status in ("created", "running", "paused")
-            said = rec.oom_killed or (old is not None and old.oom_killed)
-            rec.oom_killed = self._oom_of_exit(said, rec) if exits else said
-        if rec.status in ("created", "running", "paused") and not rec.cgroup_id:
-            self._find_cgroup(rec)
-        out = []
-        for kind, ts in transitions(old, rec, created_at=created_at, announce_new=announce):
-            out.append(
-                lifecycle_event(kind, rec, timestamp=ts or datetime.now(UTC), topic=topic, runtime=RUNTIME)
-            )
-        return self._count(out)
-
-    def _emit_delete(self, gone: ContainerRecord, *, topic: str) -> list[ContainerLifecycleEvent]:
-        self.oom_watch.forget(("", gone.container_id))
-        ev = lifecycle_event(
-            LifecycleEventType.DELETE, gone, timestamp=datetime.now(UTC), topic=topic, runtime=RUNTIME
-        )
-        return self._count([ev])
-
-    def _count(self, events: list[ContainerLifecycleEvent]) -> list[ContainerLifecycleEvent]:
-        for ev in events:
-            self.stats.count_event(str(ev.event_type))
-        return events
