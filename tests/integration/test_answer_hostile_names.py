@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.engine import create_store_engine, open_store
+from stellaops_runtime.store.refs import function_query
 from tests.integration.test_vex import IMG, ROOT, delta, vex_cli, watched
 
 BAD = os.fsdecode(b"crc\xff")  # what Python makes of argv bytes that are not UTF-8
@@ -53,3 +55,25 @@ def test_a_vex_input_name_no_store_can_hold_is_an_input_error(tmp_path: Path, ur
     }
     r = vex_cli(tmp_path, url, vulns)
     assert r.returncode == 2 and "CVE-N" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_question_longer_than_sqlites_like_pattern_is_answered_on_both_backends(url: str) -> None:
+    """A Rust path (``mycrate::Foo::<name>``) or a ``--prefix`` of more than SQLite's 50,000-byte LIKE
+    pattern: SQLite refused the query ("LIKE or GLOB pattern too complex", exit 2 "cannot query
+    store") where PostgreSQL answered. The stored name and purl are now compared as text (no
+    pattern) on both backends."""
+    long = "a" * 60_000
+    with open_store(url) as s:
+        s.write([delta("crc32", 3, 12), delta(f"<mycrate::Foo>::x{long}", 3, 2)], watched(range(5)))
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert queries.observed(conn, image=IMG, function=function_query(f"mycrate::Foo::{long}")) == []
+            assert queries.functions(conn, image=IMG, purl_prefix=f"pkg:deb/{long}") == []
+            found = queries.observed(conn, image=IMG, function=function_query("mycrate::Foo::crc32"))
+            assert found == []
+            if conn.dialect.name == "sqlite":  # PostgreSQL's key index refuses such a name (quarantined)
+                rows = queries.observed(conn, image=IMG, function=function_query(f"mycrate::Foo::x{long}"))
+                assert [r.invocation_count for r in rows] == [2]
+    finally:
+        engine.dispose()

@@ -141,12 +141,10 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
         # substr, not LIKE: SQLite's LIKE ignores case, and names hold LIKE's wildcards (_ and %)
         overloads = [sa.func.substr(c.function_name, 1, len(n) + 1) == f"{n}(" for n in function.overloads]
         # A Rust path's stored names hold ``::<last segment>``; SQL cannot read generics away, so
-        # this only narrows the image's rows and observed() keeps those that match_name (the LIKE
-        # may ignore case on SQLite: the Python check makes both backends give the same rows).
-        rust = [
-            c.function_name.contains(f"::{p.rpartition('::')[2]}", autoescape=True)
-            for p in function.rust_paths
-        ]
+        # this only narrows the image's rows and observed() keeps those that match_name. replace(),
+        # not LIKE: no pattern (SQLite refuses one of more than 50,000 bytes), case-sensitive.
+        segs = [f"::{p.rpartition('::')[2]}" for p in function.rust_paths]
+        rust = [sa.func.replace(c.function_name, seg, "") != c.function_name for seg in segs]
         # A name with a parameter list, spaced otherwise than the demangler's (name_spellings.spaceless).
         # ... and its C++ clones (``f(std::istream&) (.isra.0)``), kept by matches_name in observed()
         nospace = sa.func.replace(c.function_name, " ", "")
@@ -277,9 +275,8 @@ def functions(
 
     A string ``purl`` matches exactly, a :class:`PurlQuery` as a package URL.
 
-    The prefix match is case-sensitive on both backends (SQLite's LIKE is not,
-    hence the extra ``substr`` comparison; PostgreSQL uses the
-    text_pattern_ops index for the LIKE).
+    The prefix match is case-sensitive on both backends (a ``substr`` comparison;
+    PostgreSQL also uses the text_pattern_ops index for a LIKE).
     """
     if (purl is None) == (purl_prefix is None):
         raise ValueError("give exactly one of purl and purl_prefix")
@@ -292,10 +289,9 @@ def functions(
         stmt = stmt.where(where)
     else:
         assert purl_prefix is not None
-        stmt = stmt.where(
-            c.purl.startswith(purl_prefix, autoescape=True),
-            sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix,
-        )
+        stmt = stmt.where(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix)
+        if conn.dialect.name == "postgresql":  # its index; SQLite refuses a pattern over 50,000 bytes
+            stmt = stmt.where(c.purl.startswith(purl_prefix, autoescape=True))
     return _rows(conn, stmt.order_by(c.function_name, c.module, c.evidence_kind))
 
 
