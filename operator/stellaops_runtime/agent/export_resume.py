@@ -85,10 +85,11 @@ class ExportResume:
         if not self.awaits_position:
             return
         from stellaops_runtime.store.export_position import read_position
+        from stellaops_runtime.store.export_spans import read_spans
 
-        def read() -> Any:
+        def read() -> Any:  # the row, and every agent's stored spans of the node (export_spans.py)
             try:
-                return read_position(db, node)
+                return read_position(db, node), read_spans(db, node)
             except Exception:
                 self.store_read = False  # a store opened again reads it here again
                 raise
@@ -98,21 +99,25 @@ class ExportResume:
             self.store_read = True
             self.source.position_reader(read)
             return
-        row = read_position(db, node)
+        row, spans = read_position(db, node), read_spans(db, node)
         self.store_read = True
-        self.source.store_position(row)
+        self.source.store_position(row, spans)
 
     def store_position(self, node: str, agent_id: str) -> dict[str, Any] | None:
         """Where the lines taken from the queue so far end (so the counts of any batch frozen now
         end there at the latest), with this moment: written with each of that batch's
         transactions (store/pending.py ``position_of``, store/export_position.py). None: not
         an export source, or no file yet."""
-        cp = self._checkpoint(self._taken())
+        taken = self._taken()
+        cp = self._checkpoint(taken)
         if cp is None or "\0" in node:
             return None
         wall, boot = now_pair()
+        # The bytes of each file its counts may cover: written with them, kept in a spool file and
+        # checked at its replay (store/export_spans.py); the row itself keeps none of them.
+        spans = self.positions.spans(taken)
         return {"node": node, "agent_id": agent_id, "checkpoint": cp, "at_ns": wall, "at_boot": boot,
-                "boot_id": this_boot()}  # fmt: skip
+                "boot_id": this_boot(), "spans": spans}  # fmt: skip
 
     def doc(self) -> dict[str, Any] | None:
         if self.committed is None and self.in_flight is None:

@@ -76,6 +76,7 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
             "spooled": fl.spool.spooled_rows,
             "loaded": pend.spool_loaded_rows,
             "replayed": pend.spool_replayed_rows,
+            "recounted": pend.spool_recounted_rows,  # stored as gaps: another agent counted their lines
             "corrupt": fl.spool.corrupt,
         },
     )

@@ -400,6 +400,9 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     agent.flusher.spool.on_lost = rec.spool_lost
     agent.outages.record = rec
     agent.flusher.pending.position_of = lambda: rec.export.store_position(agent.node_name, agent.agent_id)
+    lock = getattr(agent.source, "lock", None)  # sources/export_lock.py: an export source's
+    if lock is not None:  # its spooled counts are checked against the others' (store/export_spans.py)
+        agent.flusher.pending.spool_gate = lambda: bool(lock.held or lock.unguarded)
     if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
         agent.node_status.record = rec
     return rec

@@ -29,6 +29,7 @@ import os
 from collections import deque
 from typing import Any, BinaryIO
 
+MAX_SPANS = 8  # files whose spans a batch names (store/export_spans.py MAX_SPANS)
 HEAD = 1024  # bytes of a file's start that identify it with its (dev, inode)
 _KEYS = ("path_sha256", "dev", "ino", "pos", "head_len", "head_sha256")
 
@@ -41,12 +42,13 @@ def path_hash(path: str) -> str:
 class FileInfo:
     """One file followed: its identity and its first bytes (read as far as they are known)."""
 
-    __slots__ = ("dev", "head", "ino")
+    __slots__ = ("dev", "end", "head", "ino", "start")
 
     def __init__(self, f: BinaryIO) -> None:
         st = os.fstat(f.fileno())
         self.dev, self.ino = st.st_dev, st.st_ino
         self.head = b""
+        self.start = self.end = f.tell()  # the bytes this agent reads of it (store/export_spans.py)
 
     def learn(self, f: BinaryIO, upto: int) -> None:
         """The file has been read to ``upto``: keep its first bytes (up to :data:`HEAD`)."""
@@ -66,11 +68,14 @@ class ExportPositions:
         # (queue.enqueued after the line, file, offset after it); the first one is the latest
         # whose count the consumer has taken: older ones are dropped as lines are queued.
         self._marks: deque[tuple[int, FileInfo, int]] = deque()
+        # Every file followed in this agent's life, oldest first (the last MAX_SPANS): its spans.
+        self.files: deque[FileInfo] = deque(maxlen=MAX_SPANS)
 
     def opened(self, f: BinaryIO) -> None:
         """A file is followed from its current offset (opened, rotated in, truncated)."""
         self.file = FileInfo(f)
         self.file.learn(f, f.tell())
+        self.files.append(self.file)
         self._mark(f.tell())
 
     def read(self, f: BinaryIO) -> None:
@@ -85,6 +90,7 @@ class ExportPositions:
     def _mark(self, pos: int) -> None:
         if self.file is None:
             return
+        self.file.end = max(self.file.end, pos)
         self._prune(self.queue.enqueued - len(self.queue))
         self._marks.append((self.queue.enqueued, self.file, pos))
 
@@ -111,6 +117,26 @@ class ExportPositions:
             "head_len": len(head),
             "head_sha256": hashlib.sha256(head).hexdigest(),
         }
+
+    def spans(self, taken: int) -> list[list[int]]:
+        """The bytes of each file whose lines are among the first ``taken`` queued: ``[ino, first
+        byte, byte after the last line]``, one per inode (a file truncated and read again from its
+        start: the least and the greatest), the file of :meth:`checkpoint` last (up to its
+        position); files opened after it are left out (none of their lines is taken)."""
+        self._prune(taken)
+        if not self._marks or self._marks[0][0] > taken:
+            return []
+        _, info, pos = self._marks[0]
+        if info not in self.files:  # more than MAX_SPANS files since: the others' spans are pruned
+            return [[info.ino, info.start, pos]]
+        out: dict[int, list[int]] = {}
+        for fi in self.files:
+            end = pos if fi is info else fi.end
+            got = out.setdefault(fi.ino, [fi.ino, fi.start, end])
+            got[1], got[2] = min(got[1], fi.start), max(got[2], end)
+            if fi is info:
+                break
+        return list(out.values())
 
 
 def valid(cp: Any) -> dict[str, Any] | None:

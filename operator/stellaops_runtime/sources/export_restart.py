@@ -68,6 +68,7 @@ class RestartResume:
     _position_wait = False
     _position_answered = False
     _position_row: Any = None
+    _position_spans: Any = ()
     # Reads the row again from the event loop (a thread): the store opened before this follower
     # held the export lock (:meth:`position_reader`).
     _position_reader: Any = None
@@ -110,9 +111,10 @@ class RestartResume:
         self._position_wait, self._record_agent = True, record_agent
         return True
 
-    def store_position(self, row: tuple[str, Any] | None) -> None:
-        """The store's answer (store/export_position.py ``read_position``; from another thread)."""
-        self._position_row = row
+    def store_position(self, row: tuple[str, Any] | None, spans: Any = ()) -> None:
+        """The store's answer (store/export_position.py ``read_position``; from another thread),
+        with every agent's stored spans of the node (store/export_spans.py ``read_spans``)."""
+        self._position_row, self._position_spans = row, spans
         self._position_answered = True
 
     def position_lock_held(self) -> bool:
@@ -145,7 +147,7 @@ class RestartResume:
                     done: asyncio.Future[Any] = reading
                     reading = None
                     if done.exception() is None:
-                        self.store_position(done.result())
+                        self.store_position(*done.result())
                         continue
                     next_read = time.monotonic() + 1.0  # the store is away again: read once a second
                 self._gave_up = self._waiting_loses(f, self._mark[1])
@@ -200,7 +202,8 @@ class RestartResume:
                 "(another agent of the node may have counted past this record)"
             )
             return NONE, None, why
-        how, scp, smoment, why = reconcile(f, self.path, (cp, moment), self._position_row, self._record_agent)
+        row, spans = self._position_row, self._position_spans
+        how, scp, smoment, why = reconcile(f, self.path, (cp, moment), row, self._record_agent, spans=spans)
         return how, (scp, smoment), why
 
     def _resume_at(self, f: BinaryIO) -> tuple[BinaryIO, bool, tuple[int, int] | None]:

@@ -26,6 +26,10 @@ two when the file is opened:
 - neither is the file at the path (rotated since): the record's checkpoint (and its rotated
   file) only when the row is older on this boot's clock; else nothing is resumed.
 
+Then, whatever was chosen: another agent's stored span of the chosen checkpoint's file
+(store/export_spans.py) reaching past it means lines after it are stored (a spool replayed,
+which writes no row: its agent's store was away for its whole life), and nothing is resumed.
+
 Whatever is not resumed is read from the file's end, never its start, and the time since this
 agent's record is a gap, never a line counted twice. A row that is not well formed is not used
 and nothing is resumed either.
@@ -71,9 +75,46 @@ def reconcile(
     own: tuple[dict[str, Any], Moment],
     row: tuple[str, Any] | None,
     record_agent: str,
+    *,
+    spans: Any = (),
 ) -> tuple[str, dict[str, Any] | None, Moment, str]:
     """(OWN: the record's checkpoint; STORE: the row's, with its checkpoint and moment; NONE:
-    nothing is resumed, with why) for the file ``f`` now at ``path``."""
+    nothing is resumed, with why) for the file ``f`` now at ``path``. ``spans``: every agent's
+    stored spans of the node (store/export_spans.py ``read_spans``): another agent's reaching
+    past the checkpoint chosen (counts of a spool replayed, which wrote no row) means nothing is
+    resumed either."""
+    how, scp, smoment, why = _weigh_row(f, path, own, row, record_agent)
+    if how == NONE or scp is None:
+        return how, scp, smoment, why
+    mine = {record_agent} | ({row[0]} if how == STORE and row is not None else set())
+    past = spans_past(spans, scp, mine)
+    if past is not None:
+        why = (
+            f"another agent of this node (agent {past[0]}) stored counts of it up to byte {past[3]}, past "
+            f"byte {scp['pos']} where this agent would resume (a spool file replayed)"
+        )
+        return NONE, None, None, why
+    return how, scp, smoment, why
+
+
+def spans_past(spans: Any, cp: dict[str, Any], mine: set[str]) -> tuple[str, int, int, int] | None:
+    """A stored span of an agent not in ``mine`` in the checkpoint's file (its inode) that reaches
+    past the checkpoint: lines after it are stored (None: none)."""
+    for span in spans or ():
+        agent, ino, _lo, hi = span
+        if agent not in mine and ino == cp["ino"] and hi > cp["pos"]:
+            return span
+    return None
+
+
+def _weigh_row(
+    f: BinaryIO,
+    path: str,
+    own: tuple[dict[str, Any], Moment],
+    row: tuple[str, Any] | None,
+    record_agent: str,
+) -> tuple[str, dict[str, Any] | None, Moment, str]:
+    """:func:`reconcile` by the node's row alone."""
     cp, moment = own
     if row is None:
         return OWN, cp, moment, ""

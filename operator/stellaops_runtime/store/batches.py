@@ -172,6 +172,8 @@ class BatchResult:
     quarantined: int = 0  # refused by the database, kept in quarantined_rows
     quarantined_invocations: int = 0
     splits: int = 0  # ranges retried in halves because a row was refused
+    # spooled rows not stored: another agent's stored counts cover their lines (store/export_spans.py)
+    recounted: int = 0
     errors: list[str] = field(default_factory=list)  # one per quarantined row
 
     def add(self, other: BatchResult) -> None:
@@ -180,6 +182,7 @@ class BatchResult:
         self.quarantined += other.quarantined
         self.quarantined_invocations += other.quarantined_invocations
         self.splits += other.splits
+        self.recounted += other.recounted
         self.errors.extend(other.errors)
 
 
@@ -264,11 +267,14 @@ def unit_from_json(d: dict[str, Any]) -> Unit:
 
 
 def batch_to_json(b: Batch) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "agent_id": b.agent_id,
         "seq": b.seq,
         "units": [None if u is None else unit_to_json(u) for u in b.units],
     }
+    if b.export_position is not None:  # its spans are checked at the replay (store/export_spans.py)
+        out["export_position"] = b.export_position
+    return out
 
 
 def batch_from_json(d: dict[str, Any]) -> Batch:
@@ -276,7 +282,14 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
     agent_id, seq = d["agent_id"], d["seq"]
     if not isinstance(agent_id, str) or not agent_id or not isinstance(seq, int):
         raise ValueError("a batch needs a non-empty agent_id and an integer seq")
-    return Batch(agent_id, seq, units, from_spool=True)
+    position = d.get("export_position")  # checked where it is used (store/export_spans.py)
+    return Batch(
+        agent_id,
+        seq,
+        units,
+        from_spool=True,
+        export_position=position if isinstance(position, dict) else None,
+    )
 
 
 def _is_gap(u: Unit | None) -> bool:

@@ -23,7 +23,9 @@ The plan:
   flush writes the ledger, and a reference table's write goes to every node
   with a two-phase commit, a cost that grows with the cluster;
 - by ``node_name``, a group of its own: ``export_positions`` (a row per node,
-  written by the flushes of its export-file agent, read by the next one);
+  written by the flushes of its export-file agent, read by the next one) and
+  ``export_spans`` (the bytes of the file each agent's stored counts cover,
+  written in the same transactions);
 - no reference tables: no small table is read by joins from every shard;
 - :data:`LOCAL` tables stay plain tables on the coordinator (Alembic's
   version row, read only by migrations, which run on the coordinator).
@@ -97,6 +99,10 @@ PLAN: tuple[Placement, ...] = (
     Placement(
         "export_positions", "distributed", "node_name", "none",
         "one row per node: where its stored counts of the export file end",
+    ),
+    Placement(
+        "export_spans", "distributed", "node_name", "export_positions",
+        "per node, agent and file: the bytes of the export file its stored counts cover",
     ),
 )  # fmt: skip
 

@@ -78,6 +78,7 @@ from stellaops_runtime.store.batches import (
 from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.errors import is_database_error
 from stellaops_runtime.store.export_position import write_position
+from stellaops_runtime.store.export_spans import guard
 from stellaops_runtime.store.partitions import is_missing_partition
 from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
 from stellaops_runtime.store.upsert import write_rows
@@ -269,9 +270,15 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                 state = _claim(conn, batch, lo, hi, rows)
                 if state is not Coverage.FREE:
                     raise _Rollback(state)
+                # The export file's spans: written with the counts, or a spooled batch whose lines
+                # another agent's stored counts cover is stored as gaps (store/export_spans.py).
+                deltas, obs, recounted = guard(conn, batch.export_position, batch.from_spool, deltas, obs)
                 result.written += write_rows(conn, deltas, obs)
-                if batch.export_position is not None:  # with the counts it covers, in one transaction
+                # With the counts it covers, in one transaction; a replayed batch's position is of an
+                # agent gone (its spans say what it counted): the row stays the live agents'.
+                if batch.export_position is not None and not batch.from_spool:
                     write_position(conn, batch.export_position)
+            result.recounted += recounted  # committed
             batch.range_stored((lo, hi), "written")
             return
         except _Rollback as r:

@@ -132,10 +132,16 @@ class PendingWrites:
         self.gap_rows_from_drops = 0  # gaps marked because hot-symbol rows were dropped
         self.spool_loaded_rows = 0
         self.spool_replayed_rows = 0
+        # Spooled rows stored as gaps: another agent's counts cover their lines (store/export_spans.py).
+        self.spool_recounted_rows = 0
         self.last_error: str | None = None
         # Where the export file's lines drained so far may reach (agent/export_resume.py), given
         # to each batch frozen from the buffer and written with its counts (store/export_position.py).
         self.position_of: Callable[[], dict[str, Any] | None] | None = None
+        # Whether a spooled batch of export counts may be written now (agent/watch_record.py: once
+        # this agent holds the export lock, so no other agent's counts of the file are in flight
+        # while its spans are checked, store/export_spans.py); None: always.
+        self.spool_gate: Callable[[], bool] | None = None
 
     @property
     def pending_rows(self) -> int:
@@ -290,6 +296,13 @@ class PendingWrites:
                     self._freeze_buffer()  # once per flush (maybe several batches): later rows wait
                     buffer_frozen = True
                 batch = self._batches[0]
+                if batch.from_spool and batch.export_position is not None and not self._gate_open():
+                    self.failures += 1
+                    self.last_error = (
+                        "spooled counts of the export file wait until this agent holds the export lock "
+                        "(another agent may be storing counts of the same lines)"
+                    )
+                    return False
                 if deadline is not None and deadline - time.monotonic() <= 0:
                     self.failures += 1
                     self.last_error = "no time left before the shutdown deadline"
@@ -304,6 +317,9 @@ class PendingWrites:
             self._failures_at_success = self.failures
             self.last_error = None
             return True
+
+    def _gate_open(self) -> bool:
+        return self.spool_gate is None or bool(self.spool_gate())
 
     async def _write(
         self, store: Writer, batch: Batch, write_timeout: float | None, deadline: float | None
@@ -364,6 +380,7 @@ class PendingWrites:
         self.flushes += 1
         if batch.from_spool:
             self.spool_replayed_rows += result.written + result.duplicate + result.quarantined
+            self.spool_recounted_rows += result.recounted
         if result.duplicate:
             log.warning(
                 "flush %s/%d: %d rows were already stored (a retry after a lost acknowledgement); "

@@ -1,0 +1,157 @@
+"""Which bytes of the node's export file each agent's stored counts cover: no line stored twice.
+
+The node's export position (store/export_position.py) is written only with stored counts, so
+an agent whose store was away for its whole life left no trace of its turn: it spooled every
+count at its stop (store/spool.py). An agent of another ``store.spoolPath`` with an older
+watch record then resumed at that record and counted the same lines, and the replayed spool
+stored them a second time. So every batch of the export source carries the spans its agent
+counted in its life, per file: ``[ino, lo, hi]`` (the file's inode, the first byte and the
+byte after the last line taken; agent/export_resume.py ``store_position``), the spool file
+keeps them (store/batches.py), and:
+
+- every transaction storing counts of the file writes them here (:func:`write_spans`), per
+  (node, agent, inode), widened (``lo`` the least, ``hi`` the greatest) and never narrowed;
+- a spooled batch is checked in the transaction that would store it (:func:`overlapping`):
+  when another agent's stored span of one of its files overlaps one of its own, some of its
+  lines may be counted already, and its counts are not stored: its windows become gaps
+  (store/ledger.py), a doubt said, never a count doubled;
+- an agent about to resume at a checkpoint reads them (:func:`read_spans`): another agent's
+  span reaching past the checkpoint (a replayed spool's) means those lines are stored, and
+  nothing is resumed (sources/export_store.py ``spans_past``).
+
+A span is the whole of an agent's life in a file (its earliest batch may hold lines of any
+byte it read), so the check errs toward a gap. A file keeps its inode while it is truncated
+and rewritten (copytruncate): spans of its old and new content meet, again toward a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.store.pending_buffer import dropped_gap, gap_of
+
+log = logging.getLogger(__name__)
+
+MAX_SPANS = 8  # files an agent's batch names (rotations within one life); more are not ours
+_BIGINT = 1 << 63
+PRUNE_NS = 31 * 86400 * 10**9  # past the spool's 30 days (store/ledger.py): no batch is checked against it
+
+Span = tuple[int, int, int]  # (ino, lo, hi)
+
+_T = {"postgresql": "signals.export_spans", "sqlite": "main.export_spans"}
+_P = {"postgresql": "%s", "sqlite": "?"}
+
+
+def valid_spans(raw: Any) -> list[Span] | None:
+    """The spans of a position (a spool file's may be anything); None: not well formed."""
+    if not isinstance(raw, list) or len(raw) > MAX_SPANS:
+        return None
+    out: list[Span] = []
+    for s in raw:
+        if not isinstance(s, (list, tuple)) or len(s) != 3:
+            return None
+        if any(type(v) is not int or not 0 <= v < _BIGINT for v in s) or s[1] > s[2]:
+            return None
+        out.append((s[0], s[1], s[2]))
+    return out
+
+
+def position_spans(position: dict[str, Any] | None) -> list[Span] | None:
+    """A batch's spans (None: it carries none: not an export source, or an agent before them)."""
+    if not isinstance(position, dict) or "spans" not in position:
+        return None
+    return valid_spans(position["spans"])
+
+
+def write_spans(conn: Any, node: str, agent: str, spans: list[Span], at_ns: int) -> None:
+    """Widen this agent's spans, in the transaction storing the counts they cover."""
+    t, p = _T[conn.dialect], _P[conn.dialect]
+    least, greatest = ("LEAST", "GREATEST") if conn.dialect == "postgresql" else ("MIN", "MAX")
+    sql = (
+        f"INSERT INTO {t} (node_name, agent_id, ino, lo, hi, at_ns) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+        f"ON CONFLICT (node_name, agent_id, ino) DO UPDATE SET lo = {least}({t}.lo, excluded.lo), "
+        f"hi = {greatest}({t}.hi, excluded.hi), at_ns = {greatest}({t}.at_ns, excluded.at_ns)"
+    )
+    if conn.dialect == "sqlite":  # SQLite names the row updated by its bare table name
+        sql = sql.replace(f"{t}.lo", "export_spans.lo").replace(f"{t}.hi", "export_spans.hi")
+        sql = sql.replace(f"{t}.at_ns", "export_spans.at_ns")
+    for ino, lo, hi in spans:
+        conn.execute(sql, (node, agent, ino, lo, hi, at_ns))
+
+
+def overlapping(conn: Any, node: str, agent: str, spans: list[Span]) -> list[tuple[str, int, int, int]]:
+    """Stored spans of other agents of ``node`` that overlap one of ``spans``: (agent, ino, lo, hi)."""
+    t, p = _T[conn.dialect], _P[conn.dialect]
+    sql = (
+        f"SELECT agent_id, ino, lo, hi FROM {t} WHERE node_name = {p} AND agent_id <> {p} AND ino = {p} "
+        f"AND lo < {p} AND hi > {p}"
+    )
+    out: list[tuple[str, int, int, int]] = []
+    for ino, lo, hi in spans:
+        if lo < hi:  # an empty span covers no line
+            out += [
+                (str(a), int(i), int(x), int(y))
+                for a, i, x, y in conn.execute(sql, (node, agent, ino, hi, lo)).rows
+            ]
+    return out
+
+
+def read_spans(db: Any, node: str) -> list[tuple[str, int, int, int]]:
+    """Every stored span of ``node`` (agent, ino, lo, hi), spans past :data:`PRUNE_NS` pruned
+    first. Raises what the driver raises (a store not usable yet)."""
+    t, p = _T[db.dialect], _P[db.dialect]
+    with db.begin() as conn:
+        conn.execute(
+            f"DELETE FROM {t} WHERE node_name = {p} AND at_ns < {p}", (node, time.time_ns() - PRUNE_NS)
+        )
+        rows = conn.execute(f"SELECT agent_id, ino, lo, hi FROM {t} WHERE node_name = {p}", (node,)).rows
+    return [(str(a), int(i), int(x), int(y)) for a, i, x, y in rows]
+
+
+def _owner(position: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(node, agent, at_ns) of a batch's position (a spool file's may be anything)."""
+    node, agent, at = position.get("node"), position.get("agent_id"), position.get("at_ns")
+    if not isinstance(node, str) or not node or "\0" in node or not isinstance(agent, str) or not agent:
+        return None
+    if "\0" in agent or type(at) is not int or not 0 <= at < _BIGINT:
+        return None
+    return node, agent, at
+
+
+def guard(
+    conn: Any,
+    position: dict[str, Any] | None,
+    spooled: bool,
+    deltas: list[HotSymbolDelta],
+    obs: list[ObservationWindow],
+) -> tuple[list[HotSymbolDelta], list[ObservationWindow], int]:
+    """In the transaction storing ``deltas`` and ``obs`` (store/ledger.py): what to store, and how
+    many rows are not stored because another agent's stored counts cover their lines.
+
+    A spooled batch (``spooled``) whose spans another agent's stored spans overlap is stored as
+    gaps: each count's window (store/pending_buffer.py ``gap_of``), the gap rows it holds, and an
+    unwatched-container mark's gap; its spans are not written (its counts are not stored).
+    Otherwise the spans are written with the counts. A position without spans (no export
+    source, an agent before them) is stored as before."""
+    spans = position_spans(position)
+    owner = _owner(position) if position is not None and spans else None
+    if spans is None or owner is None:
+        return deltas, obs, 0
+    node, agent, at = owner
+    if spooled and (hit := overlapping(conn, node, agent, spans)):
+        width = max((o.window_seconds for o in obs if o.window_seconds), default=86_400)
+        gaps = [o for o in obs if o.has_gap]
+        gaps += [g for o in obs if not o.has_gap and (g := dropped_gap(o, width)) is not None]
+        gaps += [gap_of(d, width) for d in deltas]
+        log.warning(
+            "spooled batch of agent %s: another agent of node %s stored counts of the same bytes of the "
+            "export file (agent %s, inode %d, bytes %d-%d): its %d rows are not stored, their windows are "
+            "a gap (never counted twice)",
+            agent, node, *hit[0], len(deltas) + len(obs),
+        )  # fmt: skip
+        return [], gaps, len(deltas) + len(obs)
+    write_spans(conn, node, agent, spans, at)
+    return deltas, obs, 0

@@ -1,0 +1,95 @@
+"""The spans of the export file an agent counted, and a resume that never reads them again (s39/x).
+
+sources/export_checkpoint.py ``ExportPositions.spans``: the bytes of each file whose lines
+were taken (where the agent began in it, to the checkpoint), carried by every batch and
+written with its counts (store/export_spans.py). sources/export_store.py ``reconcile``: a
+stored span of another agent reaching past the checkpoint an agent would resume at (a spool
+replayed, which writes no position row) means nothing is resumed: the file is read from its
+end with a gap, never those lines again. The stores are in
+tests/integration/test_export_spans_store.py, the real agents in
+tests/e2e/test_export_spool_whole_life.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources.export_checkpoint import ExportPositions
+from stellaops_runtime.sources.export_store import NONE, OWN, STORE, reconcile
+from stellaops_runtime.sources.queue import EventQueue
+
+LINE = b'{"a":1}\n'
+
+
+def _follow(positions: ExportPositions, q: EventQueue, f: Any, lines: int) -> None:
+    for _ in range(lines):
+        f.seek(f.tell() + len(LINE))
+        assert q.put(LINE)  # queued: the running count moves
+        positions.queued(f.tell())
+
+
+def _take(q: EventQueue, n: int) -> None:
+    assert len(q.take(n)) == n
+
+
+def test_spans_run_from_where_the_agent_began_to_the_lines_taken(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(LINE * 10)
+    b.write_bytes(LINE * 10)
+    q = EventQueue(100)
+    positions = ExportPositions(str(a), q)
+    ino_a, ino_b = os.stat(a).st_ino, os.stat(b).st_ino
+    with a.open("rb") as fa, b.open("rb") as fb:
+        fa.seek(4 * len(LINE))  # resumed at a checkpoint: the agent read nothing before it
+        positions.opened(fa)
+        assert positions.spans(0) == [[ino_a, 32, 32]]
+        _follow(positions, q, fa, 6)
+        _take(q, 2)
+        assert positions.spans(2) == [[ino_a, 32, 48]]  # up to the lines taken, not those queued
+        positions.opened(fb)  # rotated: the next file from its start
+        _follow(positions, q, fb, 3)
+        assert positions.spans(2) == [[ino_a, 32, 48]]  # no line of b is taken yet: b is not named
+        _take(q, 5)
+        assert positions.spans(7) == [[ino_a, 32, 80], [ino_b, 0, 8]]
+        fb.seek(0)  # truncated and read again from its start: one span, the least and the greatest
+        positions.opened(fb)
+        _follow(positions, q, fb, 1)
+        _take(q, 2)
+        assert positions.spans(9) == [[ino_a, 32, 80], [ino_b, 0, 24]]
+
+
+def _cp(path: Path, pos: int) -> dict[str, Any]:
+    positions = ExportPositions(str(path), EventQueue(10))
+    with path.open("rb") as f:
+        f.seek(pos)
+        positions.opened(f)
+    cp = positions.checkpoint(0)
+    assert cp is not None
+    return cp
+
+
+def test_another_agents_stored_span_past_the_checkpoint_means_no_resume(tmp_path: Path) -> None:
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(LINE * 20)
+    ino = os.stat(path).st_ino
+    own = _cp(path, 40)
+
+    def weigh(spans: list[Any], row: Any = None) -> tuple[str, str]:
+        with path.open("rb") as f:
+            how, _, _, why = reconcile(f, str(path), (own, now_pair()), row, "me", spans=spans)
+        return how, why
+
+    # Y's spool, replayed: its counts of bytes 40..120 are stored, and no row says so.
+    how, why = weigh([("y", ino, 40, 120)])
+    assert how == NONE and "agent y" in why and "up to byte 120" in why
+    assert weigh([("y", ino, 0, 40)])[0] == OWN  # before the checkpoint: nothing stored past it
+    assert weigh([("y", ino + 1, 40, 120)])[0] == OWN  # another file's bytes
+    assert weigh([("me", ino, 40, 120)])[0] == OWN  # the record's agent: its record is as far on
+    # At another agent's final row: that agent's spans are its own; a third agent's past it are not.
+    final_cp = _cp(path, 80)
+    row = ("z", {"checkpoint": final_cp, "at_ns": now_pair()[0], "at_boot": 0, "boot_id": "", "final": True})
+    assert weigh([("z", ino, 40, 80)], row)[0] == STORE
+    assert weigh([("z", ino, 40, 80), ("y", ino, 80, 120)], row)[0] == NONE
