@@ -106,14 +106,20 @@ def _covered(spans: list[tuple[int, int]], at: int) -> bool:
     return any(a <= at <= b for a, b in spans)
 
 
+async def _running(src: NativeProbeSource) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """The source's run started, its probes loaded: (its stop, its task)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    await _until(lambda: src.stats.connected, "load")
+    return stop, task
+
+
 def test_a_last_read_cut_by_a_cancel_is_a_gap() -> None:
     probes = _Probes()
     src, queue = _source(probes)
 
     async def main() -> tuple[int, list[tuple[int, int]]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         probes.write(b"early")
         await _until(lambda: len(queue) >= 1, "the reader's records")
         probes.hold_last_read = True
@@ -137,9 +143,7 @@ def test_a_poll_of_the_reader_cut_by_a_cancel_is_a_gap() -> None:
     src, queue = _source(probes)
 
     async def main() -> tuple[int, list[tuple[int, int]]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         written = probes.write(b"cut")
         probes.hold_poll = True  # the next poll takes it, then is held past the switch's patience
         await _until(probes.held.is_set, "the reader's poll")
@@ -164,9 +168,7 @@ def test_a_batch_a_failing_reader_took_from_the_buffer_is_a_gap() -> None:
     src, queue = _source(probes)
 
     async def main() -> tuple[int, int, list[tuple[int, int]]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         written = probes.write(b"taken")
         probes.fail_poll = True
         await _until(lambda: src.stats.last_error != "", "the reader's error")
@@ -188,9 +190,7 @@ def test_a_last_poll_that_fails_is_a_gap() -> None:
     src, queue = _source(probes)
 
     async def main() -> tuple[int, list[tuple[int, int]]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         probes.hold_last_read = True
         stop.set()
         await _until(probes.held.is_set, "last read")
@@ -212,9 +212,7 @@ def test_calls_in_flight_that_cannot_be_read_are_a_gap_since_the_load() -> None:
     src, _ = _source(probes)
 
     async def main() -> tuple[int, list[tuple[int, int]]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         attached = src.stats.attached_ns  # a call in flight may have entered from here on
         probes.fail_in_flight = True
         stop.set()
@@ -232,9 +230,7 @@ def test_a_last_read_that_fails_is_a_gap_and_the_probes_are_closed() -> None:
     src, queue = _source(probes)
 
     async def main() -> tuple[int, list[tuple[int, int]], BaseException | None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         probes.hold_last_read = True
         stop.set()
         await _until(probes.held.is_set, "last read")
@@ -259,9 +255,7 @@ def test_a_reader_error_whose_last_read_fails_too_still_loads_again() -> None:
     src, _ = _source(probes, retry_seconds=0.01)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         probes.fail_counters = True  # the reader's next read of the counters, and the last read's
         await _until(lambda: src.stats.last_error != "" or task.done(), "the reader's error")
         probes.fail_counters = False
@@ -279,9 +273,7 @@ def test_a_stop_that_is_not_cut_adds_no_gap() -> None:
     src, queue = _source(probes)
 
     async def main() -> list[tuple[int, int]]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(src.run(stop))
-        await _until(lambda: src.stats.connected, "load")
+        stop, task = await _running(src)
         probes.write(b"a")
         stop.set()
         await asyncio.wait_for(task, WAIT)

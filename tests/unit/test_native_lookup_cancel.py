@@ -33,40 +33,53 @@ def _lookup_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "symlookup"]
 
 
-def test_an_abandoned_lookup_stops_reading_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = tmp_path / "app"
-    _hostile(app)
-    chunk = symscan.CHUNK_RECORDS * 24  # one read of the 64-bit symbol table
-    reads: list[int] = []
-    entered, release = threading.Event(), threading.Event()
-    real = symscan.pread_exact
+class _Held:
+    """The table scan's reads of whole chunks, counted; the first one held until :attr:`release`."""
 
-    def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
-        if size == chunk:
-            reads.append(offset)
-            if len(reads) == 1:  # held in the first chunk until the caller gave up
-                entered.set()
-                assert release.wait(WAIT)
-        return real(fd, offset, size, **kw)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads: list[int] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        chunk = symscan.CHUNK_RECORDS * 24  # one read of the 64-bit symbol table
+        real = symscan.pread_exact
 
-    monkeypatch.setattr(symscan, "pread_exact", counted)
+        def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
+            if size == chunk:
+                self.reads.append(offset)
+                if len(self.reads) == 1:  # held in the first chunk until the caller gave up
+                    self.entered.set()
+                    assert self.release.wait(WAIT)
+            return real(fd, offset, size, **kw)
+
+        monkeypatch.setattr(symscan, "pread_exact", counted)
+
+
+def _look_up(app: Path, held: _Held, idle: lookup.Idle, error: type[BaseException], match: str) -> None:
+    """``lookup.address`` of the hostile file with ``idle``, which ends the wait with ``error``; then
+    every lookup thread started meanwhile has ended."""
     before = set(_lookup_threads())
-
-    def idle() -> bool:  # the probes stop while the lookup is in the table
-        assert entered.wait(WAIT)
-        return False
-
     fd = os.open(app, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with pytest.raises(lookup.Abandoned):
+        with pytest.raises(error, match=match):
             lookup.address(fd, "stella_add", where=None, idle=idle)
     finally:
         os.close(fd)
-        release.set()
+        held.release.set()
     for t in set(_lookup_threads()) - before:
         t.join(WAIT)
         assert not t.is_alive()
-    assert len(reads) == 1, f"the abandoned lookup read {len(reads)} chunks of the table"
+
+
+def test_an_abandoned_lookup_stops_reading_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = tmp_path / "app"
+    _hostile(app)
+    held = _Held(monkeypatch)
+
+    def idle() -> bool:  # the probes stop while the lookup is in the table
+        assert held.entered.wait(WAIT)
+        return False
+
+    _look_up(app, held, idle, lookup.Abandoned, "the lookup of stella_add was abandoned: the probes stopped")
+    assert len(held.reads) == 1, f"the abandoned lookup read {len(held.reads)} chunks of the table"
 
 
 def test_a_lookup_not_abandoned_is_answered(tmp_path: Path) -> None:
@@ -97,20 +110,7 @@ def test_a_load_given_up_by_the_switch_stops_its_lookups(
 
     app = tmp_path / "app"
     _hostile(app)
-    chunk = symscan.CHUNK_RECORDS * 24
-    reads: list[int] = []
-    entered, release = threading.Event(), threading.Event()
-    real = symscan.pread_exact
-
-    def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
-        if size == chunk:
-            reads.append(offset)
-            if len(reads) == 1:
-                entered.set()
-                assert release.wait(WAIT)
-        return real(fd, offset, size, **kw)
-
-    monkeypatch.setattr(symscan, "pread_exact", counted)
+    held = _Held(monkeypatch)
     resolved: list[dict[int, int | str]] = []
 
     def load(cfg: NativeConfig, **kw: Any) -> Any:
@@ -124,19 +124,19 @@ def test_a_load_given_up_by_the_switch_stops_its_lookups(
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(src.run(stop))
-        assert await asyncio.to_thread(entered.wait, WAIT)  # the load is in the hostile table
+        assert await asyncio.to_thread(held.entered.wait, WAIT)  # the load is in the hostile table
         stop.set()
         task.cancel()  # what _stop_active does after STOP_WAIT_SECONDS
         await asyncio.gather(task, return_exceptions=True)
-        release.set()
+        held.release.set()
         assert src._thread is not None
         await asyncio.to_thread(src._thread.shutdown)  # what the next run waits for
 
     try:
         asyncio.run(main())
     finally:
-        release.set()
-    assert len(reads) == 1, f"the load given up read {len(reads)} chunks of the table ({resolved})"
+        held.release.set()
+    assert len(held.reads) == 1, f"the load given up read {len(held.reads)} chunks of the table ({resolved})"
 
 
 def test_a_lookup_whose_idle_fails_stops_reading_the_file(
@@ -146,34 +146,11 @@ def test_a_lookup_whose_idle_fails_stops_reading_the_file(
     loaded again), the wait ends with that error, and the lookup must end too, not read on for nobody."""
     app = tmp_path / "app"
     _hostile(app)
-    chunk = symscan.CHUNK_RECORDS * 24
-    reads: list[int] = []
-    entered, release = threading.Event(), threading.Event()
-    real = symscan.pread_exact
-
-    def counted(fd: int, offset: int, size: int, **kw: Any) -> bytes:
-        if size == chunk:
-            reads.append(offset)
-            if len(reads) == 1:
-                entered.set()
-                assert release.wait(WAIT)
-        return real(fd, offset, size, **kw)
-
-    monkeypatch.setattr(symscan, "pread_exact", counted)
-    before = set(_lookup_threads())
+    held = _Held(monkeypatch)
 
     def idle() -> bool:
-        assert entered.wait(WAIT)
+        assert held.entered.wait(WAIT)
         raise RuntimeError("a bug in the reader")
 
-    fd = os.open(app, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with pytest.raises(RuntimeError, match="a bug in the reader"):
-            lookup.address(fd, "stella_add", where=None, idle=idle)
-    finally:
-        os.close(fd)
-        release.set()
-    for t in set(_lookup_threads()) - before:
-        t.join(WAIT)
-        assert not t.is_alive()
-    assert len(reads) == 1, f"the lookup read {len(reads)} chunks of the table after its wait ended"
+    _look_up(app, held, idle, RuntimeError, "a bug in the reader")
+    assert len(held.reads) == 1, f"the lookup read {len(held.reads)} chunks of the table after its wait ended"
