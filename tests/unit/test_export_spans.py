@@ -93,3 +93,35 @@ def test_another_agents_stored_span_past_the_checkpoint_means_no_resume(tmp_path
     row = ("z", {"checkpoint": final_cp, "at_ns": now_pair()[0], "at_boot": 0, "boot_id": "", "final": True})
     assert weigh([("z", ino, 40, 80)], row)[0] == STORE
     assert weigh([("z", ino, 40, 80), ("y", ino, 80, 120)], row)[0] == NONE
+
+
+def test_an_export_agent_writes_spooled_counts_only_while_it_holds_the_export_lock(tmp_path: Path) -> None:
+    """agent/watch_record.py wires the flusher's gate to the export source's lock: spooled export
+    counts are checked only while no other agent of the node can be storing counts of the file."""
+    from types import SimpleNamespace
+
+    from stellaops_runtime.agent.watch_record import attach_watch_record
+    from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+    from stellaops_runtime.store.pending import PendingWrites
+
+    export = tmp_path / "tetragon.log"
+    export.write_bytes(LINE)
+    source = TetragonExportSource(str(export), queue=EventQueue(10))
+    pending = PendingWrites()
+    agent = SimpleNamespace(
+        config=SimpleNamespace(store=SimpleNamespace(spool_path=str(tmp_path / "hot.spool"))),
+        node_name="node-a",
+        agent_id="node-a/1",
+        queue=source.queue,
+        source=source,
+        flusher=SimpleNamespace(pending=pending, spool=SimpleNamespace(window_ns=None), on_open=None),
+        outages=SimpleNamespace(record=None),
+    )
+    attach_watch_record(agent)
+    assert pending.spool_gate is not None and pending.spool_gate() is False  # not taken yet
+    assert source.lock.take() == "held"
+    try:
+        assert pending.spool_gate() is True
+    finally:
+        source.lock.release()
+    assert pending.spool_gate() is False
