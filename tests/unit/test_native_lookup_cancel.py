@@ -154,3 +154,23 @@ def test_a_lookup_whose_idle_fails_stops_reading_the_file(
 
     _look_up(app, held, idle, RuntimeError, "a bug in the reader")
     assert len(held.reads) == 1, f"the lookup read {len(held.reads)} chunks of the table after its wait ended"
+
+
+def test_a_debug_file_is_not_hashed_on_for_a_lookup_given_up(tmp_path: Path) -> None:
+    """A stripped target's debug file is hashed (build-id and CRC checked) within the lookup's budget,
+    a chunk at a time: a lookup given up stops there too, with Cancelled (not the Rejected a damaged or
+    over-budget file gets, which the finder counts as refused)."""
+    from stellaops_runtime.canonical import debugfiles
+    from stellaops_runtime.native import symaddr, symcancel
+
+    big = tmp_path / "debug"
+    big.write_bytes(b"\0" * (8 << 20))
+    given_up = threading.Event()
+    given_up.set()
+    fd = os.open(big, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with symcancel.cancellable(given_up), pytest.raises(symcancel.Cancelled):
+            debugfiles._digest_and_crc(fd, 8 << 20, symaddr._LIMITS)
+        assert len(debugfiles._digest_and_crc(fd, 8 << 20, symaddr._LIMITS)[0]) == 64  # not given up
+    finally:
+        os.close(fd)
