@@ -182,6 +182,11 @@ def test_no_corpus_secret_survives_a_cut_through_it() -> None:
         ("--ssn 457-55-5462", 3, "--ssn ", "457-55-5"),
         ("PMAK-fd8d9ea04160c034ba8dc0ee-0ae79b3b02c7950428b78c", 7, "PMAK-", "fd8d9ea0"),
         ("twilio SK436d95b5d6640001720de5f3a223fa7f", 7, "twilio SK", "436d95b5"),
+        # a URL's password or token longer than the tail window (512 characters), cut before its
+        # `@`: the tail rules looked only at the window, where no `://` was left
+        ("git clone https://oauth2:" + "Xk9-" * 400 + "@git.example.com/o/r", 20, "oauth2:", "Xk9-Xk9-"),
+        ("https://" + "Tq7_" * 400 + ":x-oauth-basic@github.com/o/r", 30, "https://", "Tq7_Tq7_"),
+        ("jdbc:oracle:thin:scott/" + "Pw3!" * 400 + "@db:1521/ORCL", 18, "scott/", "Pw3!Pw3!"),
     ],
 )
 def test_what_a_cut_leaves_of_a_secret_goes(tail: str, cut: int, kept: str, gone: str) -> None:
@@ -377,3 +382,16 @@ def test_a_field_of_many_oracle_jdbc_starts_is_one_scan_not_one_per_start() -> N
         [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_cut_field_loses_a_secret_in_its_middle_and_stores_nothing_past_the_cut() -> None:
+    """The whole-field rules read all of a cut field; a key=value split by the cut keeps only its key."""
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=4096))
+    middle = "q" * 2000 + " --password=MidS3cret-41 " + "q" * 4000
+    out = pf.filter_field(middle)
+    assert "MidS3cret" not in out and "--password=[REDACTED] " in out
+    assert out.endswith(TRUNCATION_MARKER.format(n=len(middle) - 4096))
+    split = "a " * 2044 + "--password=SplitS3cret-77"
+    out = pf.filter_field(split)
+    assert out == split[:4096] + TRUNCATION_MARKER.format(n=len(split) - 4096)
+    assert "S3cret" not in out and out.endswith("--passwo" + TRUNCATION_MARKER.format(n=len(split) - 4096))

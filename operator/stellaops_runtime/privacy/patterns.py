@@ -70,6 +70,7 @@ __all__ = [
     "REDACTED",
     "SECRET_WORDS",
     "TRUNCATED_TAIL",
+    "TRUNCATED_URL_TAIL",
     "CompiledPatterns",
     "SecretPattern",
     "compile_patterns",
@@ -352,12 +353,20 @@ def _prefixes(word: str) -> str:
     return out
 
 
-_TAIL_ALTERNATIVES: tuple[str, ...] = (
-    # a URL cut in its user (or host), or after its user's ":" or in GitHub's placeholder
-    # password: the user may be the token (``https://<token>:x-oauth-basic@github.com``)
-    rf":(?<=[A-Za-z0-9]:)//(?P<s>[^\s:/@]+(?::{_prefixes('x-oauth-basic')})?)\Z",
-    r":(?<=[A-Za-z0-9]:)//[^\s:/@]*:(?P<s>[^\s@/]+)\Z",
+# A URL cut in its user (or host), or after its user's ":" or in GitHub's placeholder password:
+# the user may be the token (``https://<token>:x-oauth-basic@github.com``); an Oracle JDBC URL cut
+# in its password. Searched over the whole cut text, not only near its end: a password or token
+# longer than the window (an access token used as a URL's password) left its start out of it, and
+# was kept. Each start's run stops at the next ``:``, ``/``, ``@`` or ``jdbc:oracle:``, so the
+# search is linear whatever the text.
+_URL_TAIL_ALTERNATIVES: tuple[str, ...] = (
+    rf":(?<=[A-Za-z0-9]:)//(?P<s>[^\s:/@]++(?::{_prefixes('x-oauth-basic')})?)\Z",
+    r":(?<=[A-Za-z0-9]:)//[^\s:/@]*+:(?P<s>[^\s@/]++)\Z",
     rf"j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]++/(?P<s>{_JDBC_PASSWORD})\Z",
+)
+
+_TAIL_ALTERNATIVES: tuple[str, ...] = (
+    *_URL_TAIL_ALTERNATIVES,
     r"A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s>[A-Za-z0-9_-]+)\Z",
     r"g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s>[A-Za-z0-9_]+)\Z",
     r"x(?<![A-Za-z0-9_-]x)(?:ox[abeoprs]|app)-(?P<s>[A-Za-z0-9-]+)\Z",
@@ -378,3 +387,5 @@ _TAIL_ALTERNATIVES: tuple[str, ...] = (
 )
 
 TRUNCATED_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_TAIL_ALTERNATIVES)))
+# The URL alternatives alone, for the whole cut text (the same counter).
+TRUNCATED_URL_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_URL_TAIL_ALTERNATIVES)))

@@ -43,6 +43,7 @@ from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
     TRUNCATED_TAIL,
+    TRUNCATED_URL_TAIL,
     CompiledPatterns,
     compile_patterns,
 )
@@ -94,6 +95,9 @@ class Redactor:
         self._whole: CompiledPatterns | None = None
         self._tail: CompiledPatterns | None = (
             compile_patterns((TRUNCATED_TAIL,)) if config.default_patterns else None
+        )
+        self._url_tail: CompiledPatterns | None = (
+            compile_patterns((TRUNCATED_URL_TAIL,)) if config.default_patterns else None
         )
         self._extras = [
             ExtraPattern(name=f"extra_{i}", regex=re.compile(rx))
@@ -179,10 +183,14 @@ class Redactor:
             if cp is not None:
                 text, n = sub_compiled(cp, text, counts=counts)
                 hits += n
-            if truncated and self._tail is not None:
-                text, n = sub_compiled(
-                    self._tail, text, counts=counts, pos=max(0, len(text) - _TAIL_WINDOW_CHARS)
-                )
+            if truncated and self._tail is not None and self._url_tail is not None:
+                # A URL's password or token cut before its ``@`` may be longer than the window:
+                # those rules read the whole text (linear: patterns.py); the others its end.
+                start = max(0, len(text) - _TAIL_WINDOW_CHARS)
+                if "://" in text[:start] or "jdbc:oracle:" in text[:start]:
+                    text, n = sub_compiled(self._url_tail, text, counts=counts)
+                    hits += n
+                text, n = sub_compiled(self._tail, text, counts=counts, pos=start)
                 hits += n
             spans = cli_spans(text, tool)
             if "<<" in text:  # a here-document for a password reader (here_docs.py)
