@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.engine import create_store_engine, open_store
-from stellaops_runtime.store.refs import function_query
+from stellaops_runtime.store.refs import PurlQuery, function_query
+from tests.integration.test_answer_unattributed import cli
 from tests.integration.test_vex import IMG, ROOT, delta, vex_cli, watched
 
 BAD = os.fsdecode(b"crc\xff")  # what Python makes of argv bytes that are not UTF-8
@@ -75,5 +77,24 @@ def test_a_question_longer_than_sqlites_like_pattern_is_answered_on_both_backend
             if conn.dialect.name == "sqlite":  # PostgreSQL's key index refuses such a name (quarantined)
                 rows = queries.observed(conn, image=IMG, function=function_query(f"mycrate::Foo::x{long}"))
                 assert [r.invocation_count for r in rows] == [2]
+    finally:
+        engine.dispose()
+
+
+def test_a_row_of_no_calls_is_no_observation(url: str) -> None:
+    """The store takes a row of 0 calls (rowcheck: a count is a non-negative integer; a spool or an
+    export written by another tool may hold one; the agent writes none). ``query observed`` answered
+    "observed" (exit 0, "on_stack 0") on it, while ``evidence`` counted no call and the same question
+    with --since/--until read no call: a call no one saw. No call is no observation."""
+    with open_store(url) as s:
+        s.write([delta("crc32", 3, 12), delta("inflate", 3, 0, EvidenceKind.ON_STACK)], watched(range(5)))
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflate")
+    assert (code, doc["answer"], doc["records"]) == (1, "not_observed", []), doc
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:  # nor is it a function that ran, or a hot one
+            ran = queries.functions(conn, image=IMG, purl=PurlQuery.parse("pkg:deb/debian/zlib1g"))
+            assert [r.function_name for r in ran] == ["crc32"]
+            assert [r.function_name for r in queries.hot(conn, image=IMG)] == ["crc32"]
     finally:
         engine.dispose()

@@ -44,6 +44,8 @@ from stellaops_runtime.store.watched_sql import (
 
 # Evidence about files (an exec'd binary, a mapped library), not functions.
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
+# A function row of no calls (another tool's spool or export; the agent writes none) observed nothing.
+_CALLED = hot_symbols.c.invocation_count > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,7 @@ def observed(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> list[SymbolRow]:
-    """Rows of ``function`` in ``image`` (every module and evidence kind), optionally of one package.
+    """Rows of ``function`` with calls in ``image`` (every module and evidence kind), maybe of one package.
 
     A string ``function``/``purl`` must match exactly; a :class:`FunctionQuery`
     matches canonical names (with their overloads and Rust generic-free paths)
@@ -183,7 +185,7 @@ def observed(
     first/last seen are the period's (from the per-window history) and rows without calls in it are left out.
     """
     c = hot_symbols.c
-    stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, _name_filter(function))
+    stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, _name_filter(function), _CALLED)
     if purl is not None:
         where = _purl_filter(conn, image=image, purl=purl)
         if where is None:
@@ -281,7 +283,9 @@ def functions(
     if (purl is None) == (purl_prefix is None):
         raise ValueError("give exactly one of purl and purl_prefix")
     c = hot_symbols.c
-    stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE))
+    stmt = sa.select(*_ROW_COLUMNS).where(
+        c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE), _CALLED
+    )
     if purl is not None:
         where = _purl_filter(conn, image=image, purl=purl)
         if where is None:
@@ -300,7 +304,7 @@ def hot(conn: sa.Connection, *, image: str, limit: int = 20) -> list[SymbolRow]:
     c = hot_symbols.c
     stmt = (
         sa.select(*_ROW_COLUMNS)
-        .where(c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE))
+        .where(c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE), _CALLED)
         .order_by(c.invocation_count.desc(), c.function_name, c.module, c.evidence_kind)
         .limit(limit)
     )
