@@ -20,6 +20,7 @@ import datetime as dt
 import gzip
 import json
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ async def test_the_hole_between_two_agents_is_a_gap(tmp_path, pg_url, sig, nativ
     cfg_a, port_a = h.write_config(tmp_path / "a", tetragon={"address": addr_a}, **conf)
     proc_a = h.start_agent(cfg_a)
     second: ReplayServer | None = None
+    proc_b: subprocess.Popen[str] | None = None
     try:
         await h.wait_for(lambda: received(port_a) == HALF, what="A received the first half")
         seen_all = dt.datetime.now(dt.UTC)  # A's last message arrived before this
@@ -110,9 +112,10 @@ async def test_the_hole_between_two_agents_is_a_gap(tmp_path, pg_url, sig, nativ
             await second.start(addr_b)
         b_started = dt.datetime.now(dt.UTC)
         cfg_b, port_b = h.write_config(tmp_path / "b", tetragon={"address": addr_b}, **conf)
-        # Late: Tetragon comes a second after B is up (and gRPC retries after ~1 s more); the idle
-        # time also bounds how long B waits for a first connection before "never reachable".
-        proc_b = h.start_agent(cfg_b, "--exit-when-idle", "8" if late else "2")
+        # Late: Tetragon comes a second after B is up (and gRPC retries after ~1 s more). B is
+        # stopped (SIGTERM) once it stored its half: --exit-when-idle sat idle 2 s, or 8 s when late
+        # (the idle time also bounded B's wait for a first connection).
+        proc_b = h.start_agent(cfg_b)
         if late:
             await h.wait_for(lambda: bool(h.scrape(port_b)), what="B up, Tetragon away")
             await asyncio.sleep(1.0)
@@ -123,11 +126,15 @@ async def test_the_hole_between_two_agents_is_a_gap(tmp_path, pg_url, sig, nativ
             lambda: h.metric(h.scrape(port_b), "stellaops_runtime_source_outage_marks_total") >= 1,
             what="B's /metrics showing the hole marked",
         )
+        await h.wait_for(lambda: all_stored(port_b, len(OBJS) - HALF), what="B stored every count")
         m = h.scrape(port_b)
+        proc_b.send_signal(signal.SIGTERM)
         code_b, out_b = await asyncio.to_thread(h.finish, proc_b, 60)
     finally:
         if proc_a.poll() is None:
             proc_a.kill()
+        if proc_b is not None and proc_b.poll() is None:
+            proc_b.kill()
         await first.stop(grace=0)
         if second is not None:
             await second.stop(grace=0)
