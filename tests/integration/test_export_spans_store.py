@@ -57,7 +57,7 @@ def _delta(fn: str, count: int) -> HotSymbolDelta:
 def _position(agent: str, lo: int, hi: int, **over: Any) -> dict[str, Any]:
     cp = {"path_sha256": "a" * 64, "dev": 1, "ino": INO, "pos": hi, "head_len": 0, "head_sha256": "b" * 64}
     doc = {"node": NODE, "agent_id": agent, "checkpoint": cp, "at_ns": time.time_ns(), "at_boot": 5,
-           "boot_id": "id", "spans": [[INO, lo, hi]]}  # fmt: skip
+           "boot_id": "id", "spans": [[INO, lo, hi, ""]]}  # fmt: skip
     return {**doc, **over}
 
 
@@ -102,7 +102,7 @@ def test_a_spooled_batch_whose_lines_another_agent_stored_is_a_gap(url: str) -> 
         assert pending.spool_recounted_rows == 2
         gaps = _gaps(store)
         assert gaps and all(g["image_digest"] == IMG for g in gaps)  # the window of Y's lost counts: unknown
-        assert {(a, i, lo, hi) for a, i, lo, hi in read_spans(store.db, NODE)} == {
+        assert {(a, i, lo, hi) for a, i, lo, hi, _ in read_spans(store.db, NODE)} == {
             (f"{NODE}/x", INO, 100, 900)
         }
         assert read_position(store.db, NODE)[0] == f"{NODE}/x"  # type: ignore[index]  # a replay writes no row
@@ -117,14 +117,38 @@ def test_a_spooled_batch_before_the_other_agents_bytes_is_stored_with_its_spans(
         pending = _replay(store, [_spooled(f"{NODE}/y", _position(f"{NODE}/y", 100, 500))])
         assert _invoked(store) == 6 and pending.spool_recounted_rows == 0 and _gaps(store) == []
         assert sorted(read_spans(store.db, NODE)) == [
-            (f"{NODE}/x", INO, 500, 900),
-            (f"{NODE}/y", INO, 100, 500),
+            (f"{NODE}/x", INO, 500, 900, ""),
+            (f"{NODE}/y", INO, 100, 500, ""),
         ]
         # The same agent's later batch (its spans widened) is not refused by its own spans.
         later = _spooled(f"{NODE}/y", _position(f"{NODE}/y", 100, 450), 1)
         later.seq = 2
         _replay(store, [later])
         assert _invoked(store) == 7
+    finally:
+        store.close()
+
+
+def test_a_file_that_took_a_deleted_files_inode_is_another_file(url: str) -> None:
+    """The same inode with another first 1024 bytes (a file made after another was deleted) is
+    another file: a spooled batch of it is stored beside the old file's spans."""
+    store = open_store(url)
+    try:
+        _stored_live(store, f"{NODE}/x", 0, 9000)
+        with store.db.begin() as conn:  # X's span of the old file, its head known
+            conn.execute(
+                "UPDATE "
+                + ("signals" if store.db.dialect == "postgresql" else "main")
+                + ".export_spans SET head = "
+                + ("%s" if store.db.dialect == "postgresql" else "?"),
+                ("c" * 64,),
+            )
+        new = _position(f"{NODE}/y", 0, 5000, spans=[[INO, 0, 5000, "d" * 64]])
+        pending = _replay(store, [_spooled(f"{NODE}/y", new)])
+        assert _invoked(store) == 6 and pending.spool_recounted_rows == 0
+        same = _position(f"{NODE}/z", 0, 5000, spans=[[INO, 0, 5000, "c" * 64]])
+        pending = _replay(store, [_spooled(f"{NODE}/z", same)])
+        assert _invoked(store) == 6 and pending.spool_recounted_rows == 2  # the old file's: a gap
     finally:
         store.close()
 
@@ -139,10 +163,13 @@ def test_a_spool_without_spans_or_with_hostile_ones_is_stored_as_before(url: str
             None,
             {"node": NODE, "agent_id": "old"},  # no spans at all
             _position("h1", 0, 10, spans="0-10"),
-            _position("h2", 0, 10, spans=[[INO, 10, 0]]),
-            _position("h3", 0, 10, spans=[[INO, 0, 1 << 63]]),
-            _position("h4", 0, 10, spans=[[INO, 0, 10.5]]),
-            _position("h5", 0, 10, spans=[[INO, 0, 10]] * 9),
+            _position("h2", 0, 10, spans=[[INO, 10, 0, ""]]),
+            _position("h3", 0, 10, spans=[[INO, 0, 1 << 63, ""]]),
+            _position("h4", 0, 10, spans=[[INO, 0, 10.5, ""]]),
+            _position("h5", 0, 10, spans=[[INO, 0, 10, ""]] * 9),
+            _position("h9", 0, 10, spans=[[INO, 0, 10]]),
+            _position("h10", 0, 10, spans=[[INO, 0, 10, "X" * 64]]),
+            _position("h11", 0, 10, spans=[[INO, 0, 10, None]]),
             _position("h6", 0, 10, node="node\0x"),
             _position("h7", 0, 10, agent_id=["x"]),
             _position("h8", 0, 10, at_ns="now"),
@@ -187,10 +214,10 @@ def test_spans_older_than_the_spool_are_pruned_when_read(url: str) -> None:
     store = open_store(url)
     try:
         with store.db.begin() as conn:
-            write_spans(conn, NODE, "old", [(INO, 0, 10)], 1)
-            write_spans(conn, NODE, "new", [(INO, 0, 10)], time.time_ns())
-            write_spans(conn, NODE, "new", [(INO, 5, 20)], 2)  # widened, never narrowed
-        assert read_spans(store.db, NODE) == [("new", INO, 0, 20)]
+            write_spans(conn, NODE, "old", [(INO, 0, 10, "")], 1)
+            write_spans(conn, NODE, "new", [(INO, 0, 10, "")], time.time_ns())
+            write_spans(conn, NODE, "new", [(INO, 5, 20, "")], 2)  # widened, never narrowed
+        assert read_spans(store.db, NODE) == [("new", INO, 0, 20, "")]
         assert PRUNE_NS > 30 * 86400 * S
     finally:
         store.close()

@@ -12,6 +12,7 @@ tests/e2e/test_export_spool_whole_life.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -45,20 +46,20 @@ def test_spans_run_from_where_the_agent_began_to_the_lines_taken(tmp_path: Path)
     with a.open("rb") as fa, b.open("rb") as fb:
         fa.seek(4 * len(LINE))  # resumed at a checkpoint: the agent read nothing before it
         positions.opened(fa)
-        assert positions.spans(0) == [[ino_a, 32, 32]]
+        assert positions.spans(0) == [[ino_a, 32, 32, ""]]
         _follow(positions, q, fa, 6)
         _take(q, 2)
-        assert positions.spans(2) == [[ino_a, 32, 48]]  # up to the lines taken, not those queued
+        assert positions.spans(2) == [[ino_a, 32, 48, ""]]  # up to the lines taken, not those queued
         positions.opened(fb)  # rotated: the next file from its start
         _follow(positions, q, fb, 3)
-        assert positions.spans(2) == [[ino_a, 32, 48]]  # no line of b is taken yet: b is not named
+        assert positions.spans(2) == [[ino_a, 32, 48, ""]]  # no line of b is taken yet: b is not named
         _take(q, 5)
-        assert positions.spans(7) == [[ino_a, 32, 80], [ino_b, 0, 8]]
+        assert positions.spans(7) == [[ino_a, 32, 80, ""], [ino_b, 0, 8, ""]]
         fb.seek(0)  # truncated and read again from its start: one span, the least and the greatest
         positions.opened(fb)
         _follow(positions, q, fb, 1)
         _take(q, 2)
-        assert positions.spans(9) == [[ino_a, 32, 80], [ino_b, 0, 24]]
+        assert positions.spans(9) == [[ino_a, 32, 80, ""], [ino_b, 0, 24, ""]]
 
 
 def _cp(path: Path, pos: int) -> dict[str, Any]:
@@ -83,16 +84,44 @@ def test_another_agents_stored_span_past_the_checkpoint_means_no_resume(tmp_path
         return how, why
 
     # Y's spool, replayed: its counts of bytes 40..120 are stored, and no row says so.
-    how, why = weigh([("y", ino, 40, 120)])
+    how, why = weigh([("y", ino, 40, 120, "")])
     assert how == NONE and "agent y" in why and "up to byte 120" in why
-    assert weigh([("y", ino, 0, 40)])[0] == OWN  # before the checkpoint: nothing stored past it
-    assert weigh([("y", ino + 1, 40, 120)])[0] == OWN  # another file's bytes
-    assert weigh([("me", ino, 40, 120)])[0] == OWN  # the record's agent: its record is as far on
+    assert weigh([("y", ino, 0, 40, "")])[0] == OWN  # before the checkpoint: nothing stored past it
+    assert weigh([("y", ino + 1, 40, 120, "")])[0] == OWN  # another file's bytes
+    assert weigh([("me", ino, 40, 120, "")])[0] == OWN  # the record's agent: its record is as far on
     # At another agent's final row: that agent's spans are its own; a third agent's past it are not.
     final_cp = _cp(path, 80)
     row = ("z", {"checkpoint": final_cp, "at_ns": now_pair()[0], "at_boot": 0, "boot_id": "", "final": True})
-    assert weigh([("z", ino, 40, 80)], row)[0] == STORE
-    assert weigh([("z", ino, 40, 80), ("y", ino, 80, 120)], row)[0] == NONE
+    assert weigh([("z", ino, 40, 80, "")], row)[0] == STORE
+    assert weigh([("z", ino, 40, 80, ""), ("y", ino, 80, 120, "")], row)[0] == NONE
+
+
+def test_a_file_that_took_a_deleted_files_inode_is_another_file(tmp_path: Path) -> None:
+    """Tetragon's rotation deletes old backups, and a file made later may get one's inode: the spans
+    of the old file (its first 1024 bytes other) are not lines of the new one stored."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(LINE * 300)  # past 1024 bytes: its head is known
+    ino = os.stat(path).st_ino
+    q = EventQueue(400)
+    positions = ExportPositions(str(path), q)
+    with path.open("rb") as f:
+        positions.opened(f)
+        _follow(positions, q, f, 200)
+        positions.read(f)  # read to byte 1600: its first 1024 bytes are known
+        assert len(q.take(200)) == 200
+        (span,) = positions.spans(200)
+    head = hashlib.sha256((LINE * 300)[:1024]).hexdigest()
+    assert span == [ino, 0, 1600, head]
+    own = _cp(path, 1200)
+    assert own["head_len"] == 1024 and own["head_sha256"] == head
+
+    def weigh(spans: list[Any]) -> str:
+        with path.open("rb") as f:
+            return reconcile(f, str(path), (own, now_pair()), None, "me", spans=spans)[0]
+
+    assert weigh([("old", ino, 0, 9000, "c" * 64)]) == OWN  # the deleted file's bytes
+    assert weigh([("y", ino, 0, 1600, head)]) == NONE  # this file's: stored past the checkpoint
+    assert weigh([("y", ino, 0, 1600, "")]) == NONE  # its head not known: taken as this file's
 
 
 def test_an_export_agent_writes_spooled_counts_only_while_it_holds_the_export_lock(tmp_path: Path) -> None:

@@ -118,21 +118,23 @@ class ExportPositions:
             "head_sha256": hashlib.sha256(head).hexdigest(),
         }
 
-    def spans(self, taken: int) -> list[list[int]]:
+    def spans(self, taken: int) -> list[list[Any]]:
         """The bytes of each file whose lines are among the first ``taken`` queued: ``[ino, first
-        byte, byte after the last line]``, one per inode (a file truncated and read again from its
-        start: the least and the greatest), the file of :meth:`checkpoint` last (up to its
-        position); files opened after it are left out (none of their lines is taken)."""
+        byte, byte after the last line, head]`` (``head``: the SHA-256 of its first :data:`HEAD`
+        bytes, "" while fewer were read), one per file (a file truncated and read again from its
+        start with the same head: the least and the greatest), the file of :meth:`checkpoint`
+        last (up to its position); files opened after it are left out (none of their lines is
+        taken). store/export_spans.py says what they are for."""
         self._prune(taken)
         if not self._marks or self._marks[0][0] > taken:
             return []
         _, info, pos = self._marks[0]
-        if info not in self.files:  # more than MAX_SPANS files since: the others' spans are pruned
-            return [[info.ino, info.start, pos]]
-        out: dict[int, list[int]] = {}
-        for fi in self.files:
+        files = list(self.files) if info in self.files else [info]  # more than MAX_SPANS: pruned
+        out: dict[tuple[int, str], list[Any]] = {}
+        for fi in files:
             end = pos if fi is info else fi.end
-            got = out.setdefault(fi.ino, [fi.ino, fi.start, end])
+            head = hashlib.sha256(fi.head).hexdigest() if len(fi.head) >= HEAD else ""
+            got = out.setdefault((fi.ino, head), [fi.ino, fi.start, end, head])
             got[1], got[2] = min(got[1], fi.start), max(got[2], end)
             if fi is info:
                 break

@@ -42,7 +42,8 @@ from typing import Any, BinaryIO
 
 from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.hotsymbols.clock_span import boot_ns
-from stellaops_runtime.sources.export_checkpoint import matches, path_hash, valid
+from stellaops_runtime.sources.export_checkpoint import HEAD, matches, path_hash, valid
+from stellaops_runtime.store.export_spans import same_file
 
 Moment = tuple[int, int] | None
 OWN, STORE, NONE = "own", "store", "none"
@@ -97,12 +98,14 @@ def reconcile(
     return how, scp, smoment, why
 
 
-def spans_past(spans: Any, cp: dict[str, Any], mine: set[str]) -> tuple[str, int, int, int] | None:
-    """A stored span of an agent not in ``mine`` in the checkpoint's file (its inode) that reaches
-    past the checkpoint: lines after it are stored (None: none)."""
+def spans_past(spans: Any, cp: dict[str, Any], mine: set[str]) -> tuple[str, int, int, int, str] | None:
+    """A stored span of an agent not in ``mine`` in the checkpoint's file (its inode, and its head
+    when both are known: store/export_spans.py ``same_file``) that reaches past the checkpoint:
+    lines after it are stored (None: none)."""
+    head = cp["head_sha256"] if cp["head_len"] >= HEAD else ""
     for span in spans or ():
-        agent, ino, _lo, hi = span
-        if agent not in mine and ino == cp["ino"] and hi > cp["pos"]:
+        agent, ino, _lo, hi, shead = span
+        if agent not in mine and same_file(ino, shead, cp["ino"], head) and hi > cp["pos"]:
             return span
     return None
 

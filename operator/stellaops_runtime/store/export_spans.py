@@ -5,12 +5,13 @@ an agent whose store was away for its whole life left no trace of its turn: it s
 count at its stop (store/spool.py). An agent of another ``store.spoolPath`` with an older
 watch record then resumed at that record and counted the same lines, and the replayed spool
 stored them a second time. So every batch of the export source carries the spans its agent
-counted in its life, per file: ``[ino, lo, hi]`` (the file's inode, the first byte and the
-byte after the last line taken; agent/export_resume.py ``store_position``), the spool file
-keeps them (store/batches.py), and:
+counted in its life, per file: ``[ino, lo, hi, head]`` (the file's inode, the first byte,
+the byte after the last line taken, and the SHA-256 of the file's first 1024 bytes, "" while
+fewer were read; agent/export_resume.py ``store_position``), the spool file keeps them
+(store/batches.py), and:
 
 - every transaction storing counts of the file writes them here (:func:`write_spans`), per
-  (node, agent, inode), widened (``lo`` the least, ``hi`` the greatest) and never narrowed;
+  (node, agent, inode, head), widened (``lo`` the least, ``hi`` the greatest), never narrowed;
 - a spooled batch is checked in the transaction that would store it (:func:`overlapping`):
   when another agent's stored span of one of its files overlaps one of its own, some of its
   lines may be counted already, and its counts are not stored: its windows become gaps
@@ -19,9 +20,12 @@ keeps them (store/batches.py), and:
   span reaching past the checkpoint (a replayed spool's) means those lines are stored, and
   nothing is resumed (sources/export_store.py ``spans_past``).
 
-A span is the whole of an agent's life in a file (its earliest batch may hold lines of any
-byte it read), so the check errs toward a gap. A file keeps its inode while it is truncated
-and rewritten (copytruncate): spans of its old and new content meet, again toward a gap.
+Two spans are of one file when their inodes are the same and their heads are (or one is not
+known): a file made after another was deleted may get its inode (Tetragon's own rotation
+deletes old backups), and its spans must not meet the old file's, nor must an agent resuming
+in it read the old file's spans as its own lines stored. A span is the whole of an agent's
+life in a file (its earliest batch may hold lines of any byte it read), so the check errs
+toward a gap, as it does for a file of under 1024 bytes (its head not known yet).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ MAX_SPANS = 8  # files an agent's batch names (rotations within one life); more 
 _BIGINT = 1 << 63
 PRUNE_NS = 31 * 86400 * 10**9  # past the spool's 30 days (store/ledger.py): no batch is checked against it
 
-Span = tuple[int, int, int]  # (ino, lo, hi)
+Span = tuple[int, int, int, str]  # (ino, lo, hi, head: SHA-256 hex of the first 1024 bytes, or "")
+Stored = tuple[str, int, int, int, str]  # (agent, ino, lo, hi, head)
 
 _T = {"postgresql": "signals.export_spans", "sqlite": "main.export_spans"}
 _P = {"postgresql": "%s", "sqlite": "?"}
@@ -51,12 +56,21 @@ def valid_spans(raw: Any) -> list[Span] | None:
         return None
     out: list[Span] = []
     for s in raw:
-        if not isinstance(s, (list, tuple)) or len(s) != 3:
+        if not isinstance(s, (list, tuple)) or len(s) != 4 or not _head(s[3]):
             return None
-        if any(type(v) is not int or not 0 <= v < _BIGINT for v in s) or s[1] > s[2]:
+        if any(type(v) is not int or not 0 <= v < _BIGINT for v in s[:3]) or s[1] > s[2]:
             return None
-        out.append((s[0], s[1], s[2]))
+        out.append((s[0], s[1], s[2], s[3]))
     return out
+
+
+def _head(h: Any) -> bool:
+    return isinstance(h, str) and (h == "" or (len(h) == 64 and all(c in "0123456789abcdef" for c in h)))
+
+
+def same_file(ino: int, head: str, other_ino: int, other_head: str) -> bool:
+    """Spans of one file: the same inode, and the same head unless one is not known."""
+    return ino == other_ino and (head == other_head or not head or not other_head)
 
 
 def position_spans(position: dict[str, Any] | None) -> list[Span] | None:
@@ -71,44 +85,48 @@ def write_spans(conn: Any, node: str, agent: str, spans: list[Span], at_ns: int)
     t, p = _T[conn.dialect], _P[conn.dialect]
     least, greatest = ("LEAST", "GREATEST") if conn.dialect == "postgresql" else ("MIN", "MAX")
     sql = (
-        f"INSERT INTO {t} (node_name, agent_id, ino, lo, hi, at_ns) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
-        f"ON CONFLICT (node_name, agent_id, ino) DO UPDATE SET lo = {least}({t}.lo, excluded.lo), "
+        f"INSERT INTO {t} (node_name, agent_id, ino, head, lo, hi, at_ns) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+        f"ON CONFLICT (node_name, agent_id, ino, head) DO UPDATE SET lo = {least}({t}.lo, excluded.lo), "
         f"hi = {greatest}({t}.hi, excluded.hi), at_ns = {greatest}({t}.at_ns, excluded.at_ns)"
     )
     if conn.dialect == "sqlite":  # SQLite names the row updated by its bare table name
         sql = sql.replace(f"{t}.lo", "export_spans.lo").replace(f"{t}.hi", "export_spans.hi")
         sql = sql.replace(f"{t}.at_ns", "export_spans.at_ns")
-    for ino, lo, hi in spans:
-        conn.execute(sql, (node, agent, ino, lo, hi, at_ns))
+    for ino, lo, hi, head in spans:
+        conn.execute(sql, (node, agent, ino, head, lo, hi, at_ns))
 
 
-def overlapping(conn: Any, node: str, agent: str, spans: list[Span]) -> list[tuple[str, int, int, int]]:
-    """Stored spans of other agents of ``node`` that overlap one of ``spans``: (agent, ino, lo, hi)."""
+def overlapping(conn: Any, node: str, agent: str, spans: list[Span]) -> list[Stored]:
+    """Stored spans of other agents of ``node`` that overlap one of ``spans`` in the same file."""
     t, p = _T[conn.dialect], _P[conn.dialect]
     sql = (
-        f"SELECT agent_id, ino, lo, hi FROM {t} WHERE node_name = {p} AND agent_id <> {p} AND ino = {p} "
-        f"AND lo < {p} AND hi > {p}"
+        f"SELECT agent_id, ino, lo, hi, head FROM {t} WHERE node_name = {p} AND agent_id <> {p} "
+        f"AND ino = {p} AND lo < {p} AND hi > {p}"
     )
-    out: list[tuple[str, int, int, int]] = []
-    for ino, lo, hi in spans:
+    out: list[Stored] = []
+    for ino, lo, hi, head in spans:
         if lo < hi:  # an empty span covers no line
-            out += [
-                (str(a), int(i), int(x), int(y))
-                for a, i, x, y in conn.execute(sql, (node, agent, ino, hi, lo)).rows
-            ]
+            rows = conn.execute(sql, (node, agent, ino, hi, lo)).rows
+            out += [r for r in map(_stored, rows) if same_file(ino, head, r[1], r[4])]
     return out
 
 
-def read_spans(db: Any, node: str) -> list[tuple[str, int, int, int]]:
-    """Every stored span of ``node`` (agent, ino, lo, hi), spans past :data:`PRUNE_NS` pruned
+def _stored(r: Any) -> Stored:
+    return (str(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]))
+
+
+def read_spans(db: Any, node: str) -> list[Stored]:
+    """Every stored span of ``node`` (agent, ino, lo, hi, head), spans past :data:`PRUNE_NS` pruned
     first. Raises what the driver raises (a store not usable yet)."""
     t, p = _T[db.dialect], _P[db.dialect]
     with db.begin() as conn:
         conn.execute(
             f"DELETE FROM {t} WHERE node_name = {p} AND at_ns < {p}", (node, time.time_ns() - PRUNE_NS)
         )
-        rows = conn.execute(f"SELECT agent_id, ino, lo, hi FROM {t} WHERE node_name = {p}", (node,)).rows
-    return [(str(a), int(i), int(x), int(y)) for a, i, x, y in rows]
+        sql = f"SELECT agent_id, ino, lo, hi, head FROM {t} WHERE node_name = {p}"
+        rows = conn.execute(sql, (node,)).rows
+    return [_stored(r) for r in rows]
 
 
 def _owner(position: dict[str, Any]) -> tuple[str, str, int] | None:
@@ -140,7 +158,7 @@ def guard(
     owner = _owner(position) if position is not None and spans else None
     if spans is None or owner is None:
         return deltas, obs, 0
-    node, agent, at = owner
+    node, agent, _at = owner
     if spooled and (hit := overlapping(conn, node, agent, spans)):
         width = max((o.window_seconds for o in obs if o.window_seconds), default=86_400)
         gaps = [o for o in obs if o.has_gap]
@@ -150,8 +168,8 @@ def guard(
             "spooled batch of agent %s: another agent of node %s stored counts of the same bytes of the "
             "export file (agent %s, inode %d, bytes %d-%d): its %d rows are not stored, their windows are "
             "a gap (never counted twice)",
-            agent, node, *hit[0], len(deltas) + len(obs),
+            agent, node, *hit[0][:4], len(deltas) + len(obs),
         )  # fmt: skip
         return [], gaps, len(deltas) + len(obs)
-    write_spans(conn, node, agent, spans, at)
+    write_spans(conn, node, agent, spans, time.time_ns())  # pruned PRUNE_NS after its last write
     return deltas, obs, 0

@@ -8,8 +8,10 @@ counts of the export file now also writes, per agent and file (inode), the first
 byte its counts cover (store/export_spans.py), spooled batches keep them, and a replayed
 batch whose bytes another agent's stored counts cover is not stored (its windows become gaps).
 
-Keyed by (``node_name``, ``agent_id``, ``ino``); ``node_name`` is its distribution column on
-Citus, co-located with ``export_positions``. Rows older than the spool's 30 days are pruned.
+Keyed by (``node_name``, ``agent_id``, ``ino``, ``head``: the SHA-256 of the file's first
+1024 bytes, "" while fewer were read: a file made later may get a deleted file's inode);
+``node_name`` is its distribution column on Citus, co-located with ``export_positions``.
+Rows older than the spool's 30 days are pruned.
 
 Revision ID: 0012
 Revises: 0011
@@ -37,10 +39,11 @@ def upgrade() -> None:
         sa.Column("node_name", sa.Text, nullable=False),
         sa.Column("agent_id", sa.Text, nullable=False),
         sa.Column("ino", sa.BigInteger, nullable=False),
+        sa.Column("head", sa.Text, nullable=False),  # SHA-256 of the first 1024 bytes; "": fewer read
         sa.Column("lo", sa.BigInteger, nullable=False),
         sa.Column("hi", sa.BigInteger, nullable=False),
         sa.Column("at_ns", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("node_name", "agent_id", "ino", name="pk_export_spans"),
+        sa.PrimaryKeyConstraint("node_name", "agent_id", "ino", "head", name="pk_export_spans"),
         schema=_schema(),
     )
 
