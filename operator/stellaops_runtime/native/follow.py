@@ -334,7 +334,8 @@ class TargetWatch(FormerFiles):
         if isinstance(t, UprobeTarget):
             why = follow_attach.uprobe(bpf, key[1], t, fd, what, idle=self.idle, debug_files=self.debug_files)
         else:
-            pfds, why = follow_attach.usdt_sites(bpf, key[1], t, self.usdt_loaded.get(key[1], ()), fd, what)
+            loaded = self.usdt_loaded.get(key[1], ())
+            pfds, why = follow_attach.usdt_sites(bpf, key[1], t, loaded, fd, what, idle=self.idle)
             self.perf_fds += pfds
         if why:
             os.close(fd)

@@ -73,16 +73,33 @@ def uprobe(
 
 
 def usdt_sites(
-    bpf: Any, i: int, t: UsdtTarget, loaded: tuple[usdt.UsdtProbe, ...], fd: int, what: str
+    bpf: Any,
+    i: int,
+    t: UsdtTarget,
+    loaded: tuple[usdt.UsdtProbe, ...],
+    fd: int,
+    what: str,
+    *,
+    idle: Idle | None = None,
 ) -> tuple[list[int], str]:
-    """Attach USDT target ``i``'s site programs to the file of ``fd``: (perf event fds, '' or why not)."""
+    """Attach USDT target ``i``'s site programs to the file of ``fd``: (perf event fds, '' or why not).
+
+    With ``idle``, the file's notes are read on a thread of its own while ``idle`` is called (as a
+    uprobe's lookup: native/lookup.py); the attach itself stays on the calling (the probes') thread."""
     path = f"/proc/self/fd/{fd}"
     if not loaded:
         return [], f"{what}: no programs were compiled for this probe at the load"
-    try:
-        sites = [p for p in usdt.read_probes(path) if p.provider == t.provider and p.name == t.name]
+    try:  # with idle: read on a thread of its own while the probes' buffer is read (native/lookup.py)
+        probes = (
+            usdt.read_probes(path)
+            if idle is None
+            else lookup.off_thread(fd, usdt.read_probes, "read of its USDT notes", idle)
+        )
+        sites = [p for p in probes if p.provider == t.provider and p.name == t.name]
     except usdt.UsdtError as e:
-        return [], f"{what} cannot be read: {str(e).replace(path, 'it', 1)}"
+        return [], f"{what} cannot be read: {_FD_PATH.sub('it', str(e), count=1)}"
+    except lookup.Abandoned as e:
+        return [], f"{what}: {e}"
     if not sites:
         return [], f"no USDT probe {t.provider}:{t.name} in {what}"
     if [s.args for s in sites] != [s.args for s in loaded]:

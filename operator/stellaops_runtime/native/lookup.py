@@ -23,6 +23,8 @@ BCC call is made off the probes' thread: only the file is read there.
 
 Without ``idle`` (the load's own lookups, made before anything is attached:
 nothing to read yet) the lookup runs on the caller's thread, as before.
+A USDT target's new file has its notes read the same way (:func:`off_thread`,
+native/follow_attach.py): up to 16 MiB of them, seconds of parsing.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import TypeVar
 
 from stellaops_runtime.native.symaddr import find_address
 from stellaops_runtime.native.symcancel import cancellable, given_up
 
 Idle = Callable[[], bool]  # called while a lookup runs; False: stop waiting (the probes stop)
+T = TypeVar("T")
 
 
 class Abandoned(Exception):
@@ -55,17 +59,29 @@ def address(
     messages name the file as ``/proc/self/fd/<n>``, ``fd``'s or a duplicate's), or :class:`Abandoned`."""
     if idle is None:
         return find_address(f"/proc/self/fd/{fd}", symbol, where=where, debug_files=debug_files)
-    own = os.dup(fd)  # the lookup's own: the caller may close its descriptor meanwhile
+    return off_thread(
+        fd,
+        lambda path: find_address(path, symbol, where=where, debug_files=debug_files),
+        f"lookup of {symbol}",
+        idle,
+    )
+
+
+def off_thread(fd: int, read: Callable[[str], T], what: str, idle: Idle) -> T:
+    """``read(path)`` of the file of ``fd`` (``path``: ``/proc/self/fd/<n>`` of a duplicate) on a thread
+    of its own while ``idle`` is called; its result, or what it raised, or :class:`Abandoned` (``what``
+    names it) once ``idle`` says False. However the wait ends, the read ends at its next step."""
+    own = os.dup(fd)  # the read's own: the caller may close its descriptor meanwhile
     path = f"/proc/self/fd/{own}"
-    done: Future[int] = Future()
+    done: Future[T] = Future()
     finished = threading.Event()
-    cancel = threading.Event()  # set: the lookup ends at its next step (native/symcancel.py)
+    cancel = threading.Event()  # set: the read ends at its next step (native/symcancel.py)
     outer = given_up()  # the caller's own (a load the switch gave up on): this wait ends with it
 
     def run() -> None:
         try:
             with cancellable(cancel):
-                done.set_result(find_address(path, symbol, where=where, debug_files=debug_files))
+                done.set_result(read(path))
         except BaseException as e:  # handed to the waiting thread, which raises it
             done.set_exception(e)
         finally:
@@ -77,8 +93,8 @@ def address(
     try:
         while not finished.wait(0.001):  # idle blocks (a poll of the buffer); this never spins alone
             if not idle() or (outer is not None and outer.is_set()):
-                raise Abandoned(f"the lookup of {symbol} was abandoned: the probes stopped")
-    except BaseException:  # given up, or idle's own error: the lookup ends at its next step
+                raise Abandoned(f"the {what} was abandoned: the probes stopped")
+    except BaseException:  # given up, or idle's own error: the read ends at its next step
         cancel.set()
         raise
     return done.result()

@@ -50,6 +50,14 @@ def given_up() -> threading.Event | None:
     return event
 
 
+def check_given_up(what: str) -> None:
+    """Raise :class:`Cancelled` when this thread's lookup (or load) was given up: for a reader with
+    no budget of its own (native/usdt.py's notes)."""
+    event = given_up()
+    if event is not None and event.is_set():
+        raise Cancelled(f"{what}: the read was abandoned")
+
+
 class CancellableBudget(Budget):
     """A :class:`Budget` whose time check also ends the work once the thread's lookup is given up."""
 
@@ -61,7 +69,7 @@ class CancellableBudget(Budget):
 
     def check_time(self, what: str) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled(f"{what}: the lookup was abandoned")
+            raise Cancelled(f"{what}: the read was abandoned")
         super().check_time(what)
 
 
