@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncGenerator, Iterator
 
 import pytest
@@ -111,3 +112,53 @@ def test_a_run_lost_past_the_replay_buffer_is_a_hole(engine: tuple[Dockerd, Regi
         client.released.set()
         for i in range(TAGS):
             _post(d.socket, f"/images/{urllib.parse.quote(f'{repo}-replay:t{i}', safe='')}", "DELETE")
+
+
+class DroppingDocker(DockerClient):
+    """The real Engine, but the events of containers named in ``drop`` never reach the observer: what the
+    Engine does to a subscriber that has not taken an event within 100 ms (moby pkg/pubsub sendTopic)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, timeout=10.0)
+        self.drop: set[str] = set()
+
+    async def events(
+        self, filters: dict[str, list[str]], *, since_ns: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        async for line in super().events(filters, since_ns=since_ns):
+            if not any(f'"name":"{name}"'.encode() in line for name in self.drop):
+                yield line
+
+
+def test_a_run_whose_events_the_engine_skipped_is_listed_and_a_hole(engine: tuple[Dockerd, Registry]) -> None:
+    """The Engine skipped a slow subscriber's events of a container's start: the backstop list finds it
+    running, no event follows, so it enters the registry and the time since the list before is a hole;
+    before, it ran unknown while the agent said in_sync."""
+    from tests.integration.test_lifecycle_namespaces import Sampler
+
+    d, reg = engine
+    client = DroppingDocker(d.socket)
+    name = f"skip-{uuid.uuid4().hex[:8]}"
+    client.drop.add(name)
+    obs = DockerObserver(client, resync_seconds=0.3, in_flight_seconds=0.3)
+    with Watcher(obs) as w:
+        s = Sampler(w)
+        assert s.state() == "in_sync"
+        before = time.time_ns()
+        cid = d.docker("run", "-d", "--network", "none", "--name", name, reg.ref).strip()
+        try:
+            deadline = time.monotonic() + 10
+            while w.query(lambda: obs.registry.get("", cid)) is None:
+                assert time.monotonic() < deadline, (
+                    "a running container the stream never reported stayed unknown"
+                )
+                time.sleep(0.05)
+            while w.query(lambda: obs.stats.missed_events) < 1:
+                assert time.monotonic() < deadline, "the skipped events were taken as watched"
+                time.sleep(0.05)
+            assert s.state() == "not_in_sync"
+            holes = s.part.runs.containers._holes
+            assert holes and holes[0][0] < before
+            assert w.query(lambda: obs.registry.get("", cid)).status == "running"
+        finally:
+            d.docker("rm", "-f", cid)

@@ -9,6 +9,7 @@ records and the lifecycle events they announce, through one comparison
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -34,13 +35,14 @@ from stellaops_runtime.lifecycle.cri_records import (
     transitions,
     verbose_facts,
 )
-from stellaops_runtime.lifecycle.cri_stream import IN_FLIGHT_SECONDS, Unreported
 from stellaops_runtime.lifecycle.records import lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.lifecycle.scrub import scrub
+from stellaops_runtime.lifecycle.unreported import IN_FLIGHT_SECONDS, Unreported
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.wire.cri import api_pb2
 
+_monotonic = time.monotonic  # the event loop's clock (asyncio's default): unreported.py's times
 log = logging.getLogger("stellaops_runtime.lifecycle.cri_observer")  # one logger for the CRI observer
 
 
@@ -206,6 +208,7 @@ class CriApply(LifecycleObserver):
         )
         cid = msg.container_id
         self._unreported.heard(cid)
+        self._unreported.event(msg.created_at if 0 < msg.created_at < 1 << 62 else None, _monotonic())
         if not cid or not kind:
             self.stats.count_failure("field")
             log.warning("skipped a CRI container event without a container id or a known type")

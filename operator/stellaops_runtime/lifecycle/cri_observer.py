@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -37,17 +38,16 @@ from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.cri_apply import CriApply
 from stellaops_runtime.lifecycle.cri_client import CriClient
-from stellaops_runtime.lifecycle.cri_stream import (
-    IN_FLIGHT_SECONDS,
-    SETTLE_SECONDS,
-    shared_stream,
-    stream_absent,
-    why,
-)
+from stellaops_runtime.lifecycle.cri_stream import SETTLE_SECONDS, shared_stream, stream_absent, why
 from stellaops_runtime.lifecycle.registry import ContainerRegistry
+from stellaops_runtime.lifecycle.unreported import IN_FLIGHT_SECONDS
 from stellaops_runtime.privacy.filter import PrivacyFilter
 
 log = logging.getLogger(__name__)
+
+
+def _ns(at: datetime | None) -> int:
+    return int(at.timestamp() * 1e9) if at is not None else 0
 
 
 class CriObserver(CriApply):
@@ -139,7 +139,8 @@ class CriObserver(CriApply):
                 if clock() >= next_list:
                     found = await self._relist(announce=True, rebuild=False)
                     if self._trusted(pending):  # a live stream of its own should have said it
-                        self._unreported.found({e.container_id for e in found}, clock(), self._list_before)
+                        ids, at = {e.container_id for e in found}, self._listed_at
+                        self._unreported.found(ids, clock(), self._list_before, _ns(at))
                     for ev in found:
                         yield ev
                     next_list = clock() + self._interval(pending)

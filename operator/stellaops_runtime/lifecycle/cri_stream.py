@@ -41,7 +41,6 @@ arrives (what changed between the last list and the registration).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 import grpc
 
@@ -80,47 +79,3 @@ def why(e: BaseException | None) -> str:
     if isinstance(e, grpc.aio.AioRpcError):
         return f"{e.code().name}: {e.details()}"
     return "ended, OK and empty" if isinstance(e, StopAsyncIteration) else type(e).__name__
-
-
-# How long a change a backstop list found may wait for its own event (in flight as the list was read)
-# before the stream is taken to have lost it.
-IN_FLIGHT_SECONDS = 2.0
-
-
-class Unreported:
-    """Changes a backstop list found on a live stream of the runtime's own, until their events come.
-
-    The stream should have told of each; one whose event does not follow within ``in_flight`` seconds
-    was lost, and others with it, perhaps a container created and removed between the two lists that
-    no list shows: the time since the list before is a hole (base.py ``_missed_events``)."""
-
-    __slots__ = ("_due", "_ids", "_since", "in_flight")
-
-    def __init__(self, in_flight: float = IN_FLIGHT_SECONDS) -> None:
-        self.in_flight = in_flight
-        self._ids: set[str] = set()
-        self._due = 0.0  # monotonic time by which their events must have come
-        self._since: datetime | None = None  # the list before the one that found the first of them
-
-    def found(self, ids: set[str], now: float, since: datetime | None) -> None:
-        if ids and not self._ids:
-            self._due, self._since = now + self.in_flight, since
-        self._ids |= ids
-
-    def heard(self, container_id: str) -> None:
-        """An event of ``container_id`` came: its change was reported."""
-        self._ids.discard(container_id)
-
-    def wait(self, now: float) -> float | None:
-        """Seconds until they are due (None: nothing waits)."""
-        return max(0.0, self._due - now) if self._ids else None
-
-    def lost(self, now: float) -> tuple[bool, datetime | None]:
-        """(True, since) once some are due and still unreported; they are then forgotten."""
-        if not self._ids or now < self._due:
-            return False, None
-        self._ids.clear()
-        return True, self._since
-
-    def clear(self) -> None:
-        self._ids.clear()

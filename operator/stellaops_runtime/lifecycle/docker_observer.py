@@ -3,9 +3,10 @@
 Same API and registry as the containerd observer (:mod:`.base`); the facts
 come from the Engine API instead. Each connection opens ``GET /events``
 (every type: the replay's size is checked, docker_replay.py; container and
-image events are used, the others counted as ignored), then rebuilds the registry from
-``/containers/json?all=1`` and an inspect of each container. What each Docker
-event becomes:
+image events are used, the others counted as ignored), then rebuilds the
+registry from ``/containers/json?all=1`` and an inspect of each container,
+and lists the containers again every ``resync_seconds`` for what the stream
+never said (unreported.py). What each Docker event becomes:
 
 - container ``create``  -> CREATE (labels, env (filtered), image reference and digest)
 - container ``start``   -> START (pid, cgroup path and id, started_at)
@@ -43,6 +44,7 @@ from stellaops_runtime.lifecycle.docker_replay import ReplayCheck
 from stellaops_runtime.lifecycle.records import image_event, lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 from stellaops_runtime.lifecycle.scrub import scrub, scrub_ref
+from stellaops_runtime.lifecycle.unreported import IN_FLIGHT_SECONDS, Unreported
 from stellaops_runtime.privacy.filter import PrivacyFilter
 
 T = LifecycleEventType
@@ -132,6 +134,8 @@ class DockerObserver(LifecycleObserver):
         reconnect_max: float = 30.0,
         on_sync: Callable[[ContainerRegistry], None] | None = None,
         liveness_seconds: float = 10.0,
+        resync_seconds: float = 60.0,
+        in_flight_seconds: float = IN_FLIGHT_SECONDS,
     ) -> None:
         super().__init__(
             address=client.address,
@@ -145,6 +149,9 @@ class DockerObserver(LifecycleObserver):
         self.client = client
         self.liveness_seconds = liveness_seconds  # an idle stream this long: is Docker answering?
         self._replay = ReplayCheck(0)  # each connection's own (docker_replay.py)
+        self.resync_seconds = resync_seconds  # the backstop list: what the stream never said (unreported.py)
+        self._unreported = Unreported(in_flight_seconds)
+        self._listed_at: datetime | None = None  # when the latest list was read
 
     async def _close(self) -> None:
         return None  # one connection per request: nothing stays open
@@ -198,21 +205,38 @@ class DockerObserver(LifecycleObserver):
         stopper: asyncio.Future[Any] | None = None
         await asyncio.sleep(0)
         try:
+            self._listed_at = datetime.fromtimestamp(since_ns / 1e9, tz=UTC)
+            self._unreported.clear()
             await self.resync()
             self._synced()
             stopper = asyncio.ensure_future(stop.wait())
+            next_list = idle_since = time.monotonic()
+            next_list += self.resync_seconds  # a deadline: events do not put it off
             while True:
+                now = time.monotonic()
+                timeout = min(self.liveness_seconds - (now - idle_since), next_list - now)
+                due = self._unreported.wait(now)  # changes a backstop list found, awaiting their events
+                timeout = timeout if due is None else min(timeout, due)
                 done, _ = await asyncio.wait(
-                    (pending, stopper), timeout=self.liveness_seconds, return_when=asyncio.FIRST_COMPLETED
+                    (pending, stopper), timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
                 )
-                if not done:  # an idle stream cannot tell a quiet Docker from a hung one (stopped)
-                    try:
-                        await self.client.ping()  # bounded by the client's timeout
-                    except TimeoutError:
-                        raise ConnectionError("docker did not answer a liveness check: it is hung") from None
-                    continue
                 if stopper in done and pending not in done:
                     return
+                now = time.monotonic()
+                await self._backstop(now, now >= next_list)
+                if now >= next_list:
+                    next_list = time.monotonic() + self.resync_seconds
+                if pending not in done:
+                    if now - idle_since >= self.liveness_seconds:
+                        try:  # an idle stream cannot tell a quiet Docker from a hung one (stopped)
+                            await self.client.ping()  # bounded by the client's timeout
+                        except TimeoutError:
+                            raise ConnectionError(
+                                "docker did not answer a liveness check: it is hung"
+                            ) from None
+                        idle_since = time.monotonic()
+                    continue
+                idle_since = now
                 line = pending.result()  # raises when the stream ends or breaks
                 for ev in await self._handle(line):
                     yield ev
@@ -224,6 +248,32 @@ class DockerObserver(LifecycleObserver):
                     with contextlib.suppress(BaseException):
                         await fut
             await stream.aclose()
+
+    async def _backstop(self, now: float, due: bool) -> None:
+        """The list the stream should have nothing to add to, when ``due``; and the changes an earlier
+        one found whose events never came: lost (unreported.py), so the registry is rebuilt and the
+        time since the list before is a hole."""
+        lost, since = self._unreported.lost(now)
+        if lost:
+            log.warning(
+                "docker's event stream did not report a change its container list showed: events since "
+                "%s may be lost (a hole; lifecycle_missed_events_total)", since.isoformat() if since else "?",
+            )  # fmt: skip
+            self._missed_events(since)
+            await self.resync()
+        if not due:
+            return
+        before, self._listed_at = self._listed_at, datetime.now(UTC)
+        listed = await self.client.get_json("/containers/json?all=1")
+        states = {
+            item["Id"]: _STATUS.get(str(item.get("State", "")), "stopped")
+            for item in (listed if isinstance(listed, list) else [])
+            if isinstance(item, dict) and isinstance(item.get("Id"), str)
+        }
+        changed = {c for c, st in states.items() if getattr(self.registry.get("", c), "status", "") != st}
+        changed |= {r.container_id for r in self.registry.records() if r.container_id not in states}
+        list_ns = int(self._listed_at.timestamp() * 1e9)
+        self._unreported.found(changed, time.monotonic(), before, list_ns)
 
     async def _handle(self, line: bytes) -> list[ContainerLifecycleEvent]:
         self.stats.envelopes += 1
@@ -242,6 +292,8 @@ class DockerObserver(LifecycleObserver):
         if not isinstance(actor, dict) or not isinstance(actor.get("ID"), str):
             self.stats.count_failure("field")
             return []
+        self._unreported.heard(actor["ID"])
+        self._unreported.event(nano if valid else None, time.monotonic())
         kind, action = msg.get("Type"), str(msg.get("Action", ""))
         ts = datetime.fromtimestamp(nano / 1e9, tz=UTC) if valid and nano is not None else None
         ts = ts or datetime.now(UTC)

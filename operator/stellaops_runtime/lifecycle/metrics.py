@@ -44,7 +44,7 @@ class LifecycleStats:
     # was gone before the observer could read it (observer.py, docker_observer.py).
     unwatched_starts: int = 0
     # Times the runtime's event stream may have lost events the lists cannot make up for (Docker's
-    # replay past its 256-event buffer, docker_replay.py; a CRI relist finding what the stream never said).
+    # replay past its 256-event buffer, docker_replay.py; a backstop list finding what it never said).
     missed_events: int = 0
     connected: bool = False
     last_error: str = ""
@@ -152,7 +152,7 @@ def lifecycle_metrics(
     yield counter(
         "lifecycle_missed_events",
         "Times the runtime's event stream may have lost events (Docker's replay past its last 256 "
-        "events; a CRI relist finding a change the stream never reported): the sample after is not "
+        "events; a backstop list finding a change the stream never reported): the sample after is not "
         "in sync and the time since the events may have been lost is a hole.",
         stats.missed_events,
     )
