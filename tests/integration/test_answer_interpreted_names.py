@@ -184,3 +184,26 @@ def test_a_name_the_index_holds_as_native_code_keeps_its_answer_in_an_image_runn
     for fn in ("compress", "parseHeaders"):
         code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn, *period)
         assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), (fn, doc)
+
+
+def test_a_c_function_of_an_interpreters_package_the_index_holds_as_native_keeps_its_answer(url: str) -> None:
+    """``libnode108`` holds Node's JavaScript standard library, so a name asked of it may be interpreted
+    code (``Module._load``: unknown). Its C function ``uv_run``, held by the index as an ELF symbol of
+    that package's file (called before the period asked about), is that native code: its answer rests
+    on the windows (exit 1; before the fix unknown, exit 3)."""
+    lib, purl = (
+        "/usr/lib/x86_64-linux-gnu/libnode.so.108",
+        "pkg:deb/debian/libnode108@18.19.0+dfsg-6?arch=amd64",
+    )
+    uv = row(lib, "uv_run", EvidenceKind.ON_STACK, purl, bid=BID)
+    filled(
+        url,
+        row(lib, "", EvidenceKind.LOADED, purl, bid=BID),
+        dataclasses.replace(uv, function_id=f"{BID}:uv_run+0x0"),
+    )
+    period = ("--since", "2026-06-10T00:00:00Z", "--until", "2026-06-11T00:00:00Z")
+    argv = ("--image", IMG, "--purl", "pkg:deb/debian/libnode108", *period)
+    code, doc = cli(url, "query", "observed", *argv, "--function", "uv_run")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    code, doc = cli(url, "query", "observed", *argv, "--function", "Module._load")
+    assert (code, doc["answer"], doc["interpreted"]) == (3, "unknown", []), doc

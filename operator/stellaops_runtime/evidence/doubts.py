@@ -133,6 +133,8 @@ def interpreted(
         return Doubt(INTERPRETED, why, ())
     if purl is not None:
         files = package_files(conn, image=image, purls=queries.matching_purls(conn, image=image, purl=purl))
+        if files and function is not None and native_name(conn, image=image, function=function, purl=purl):
+            return None  # a C function of an interpreter's package (libnode's uv_run): that native code
         whose = "the package"
     elif prefix is not None:
         files = package_files(

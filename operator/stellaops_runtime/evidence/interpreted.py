@@ -27,7 +27,7 @@ import re
 import sqlalchemy as sa
 
 from stellaops_runtime.store import queries
-from stellaops_runtime.store.refs import FunctionQuery
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
 from stellaops_runtime.store.schema import hot_symbols
 
 # Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
@@ -134,17 +134,22 @@ def image_files(conn: sa.Connection, *, image: str) -> list[str]:
 _IN_CHUNK = 500  # bound parameters per IN list (SQLite's limit is 32,766 on its newest builds, 999 before)
 
 
-def native_name(conn: sa.Connection, *, image: str, function: FunctionQuery) -> bool:
-    """Whether the index holds ``function`` (asked by name, of no package) as native code of ``image``
-    only: rows of the name in ``image`` (in any period), each an ELF or Go symbol (a build-id), or,
-    with none, a row of the name in any image under the build-id of a file ``image`` holds (its
-    function ID ``<build-id>:<name>+0x0``). A row of the name without a build-id (a Python function
-    seen through USDT, code no file holds) is interpreted code: False."""
-    rows = queries.observed(conn, image=image, function=function)
+def native_name(
+    conn: sa.Connection, *, image: str, function: FunctionQuery, purl: PurlQuery | None = None
+) -> bool:
+    """Whether the index holds ``function`` (asked by name, of ``purl``'s package or of none) as
+    native code of ``image`` only: rows of the name in ``image`` (in any period, of the package),
+    each an ELF or Go symbol (a build-id), or, with none, a row of the name in any image under the
+    build-id of a file ``image`` holds (of the package): its function ID ``<build-id>:<name>+0x0``.
+    A row of the name without a build-id (a Python function seen through USDT, code no file holds)
+    is interpreted code: False."""
+    rows = queries.observed(conn, image=image, function=function, purl=purl)
     if rows:
         return all(r.build_id or r.function_id for r in rows)
     c = hot_symbols.c
     stmt = sa.select(c.build_id).where(c.image_digest == image, c.build_id != "").distinct()
+    if purl is not None:
+        stmt = stmt.where(c.purl.in_(queries.matching_purls(conn, image=image, purl=purl)))
     ids = [f"{b}:{n}+0x0" for (b,) in conn.execute(stmt) for n in function.names]
     for i in range(0, len(ids), _IN_CHUNK):
         hit = sa.select(c.function_id).where(c.function_id.in_(ids[i : i + _IN_CHUNK])).limit(1)
