@@ -253,8 +253,13 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         "aws_secret_access_key",
         number_groups(
             _keyed([r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True)
+            # The secret right after its access key id and one separator, with no key name:
+            # s3fs's ``ID:SECRET`` line, a credentials CSV, positional arguments (a fixed-width
+            # lookbehind: the id is always 20 characters).
+            + r"|[A-Za-z0-9/+](?<=A[KS]IA[A-Z0-9]{16}[:,;\s][A-Za-z0-9/+])[A-Za-z0-9/+]{39}"
+            r"(?![A-Za-z0-9/+=])(?P<w>)"
         ),
-        triggers=("aws",),
+        triggers=("aws", "akia", "asia"),
     ),
     SecretPattern(
         "gcp_api_key", r"A(?<![A-Za-z0-9_-]A)Iza(?P<s>[0-9A-Za-z_-]{35})(?![A-Za-z0-9_-])", triggers=("aiza",)
@@ -384,6 +389,9 @@ _TAIL_ALTERNATIVES: tuple[str, ...] = (
     r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@[A-Za-z0-9.-]*\Z(?P<w_4>)",
     # five or more digits, single spaces or dashes between them: a card number or SSN cut short
     r"[0-9](?<![\w./+-][0-9])(?:[ -]?[0-9]){4,}[ -]?\Z(?P<w_5>)",
+    # an AWS secret access key cut short, right after its access key id and one separator (the
+    # id's body is redacted by then: the main rules ran first)
+    r"[A-Za-z0-9/+](?<=A[KS]IA\[REDACTED\][:,;\s][A-Za-z0-9/+])[A-Za-z0-9/+]*\Z(?P<w_6>)",
 )
 
 TRUNCATED_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_TAIL_ALTERNATIVES)))
