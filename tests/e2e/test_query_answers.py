@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +195,24 @@ def fill(tmp: Path, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store(tmp_path_factory: pytest.TempPathFactory, sqlite_at_head: Callable[[Path], str]) -> str:
     tmp = tmp_path_factory.mktemp("answers")
-    url = f"sqlite:///{tmp}/hot.db"
+    url = sqlite_at_head(tmp / "hot.db")  # at head (tests/conftest.py): the answers are tested here
     fill(tmp, url)
     return url
+
+
+@pytest.fixture(scope="module")
+def pg_store(tmp_path_factory: pytest.TempPathFactory, pg: Any) -> Iterator[str]:
+    """A PostgreSQL store the real agents filled, once for the tests that only read it (each
+    filled its own: a replay and two agents, ~10 s)."""
+    if not pg.running:
+        pg.start()
+    url = pg.migrated_database()
+    fill(tmp_path_factory.mktemp("answers_pg"), url)
+    yield url
+    if pg.running:
+        pg.drop_database(url)
 
 
 def query(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -543,8 +557,8 @@ def test_store_at_migration_0002_answers_with_posture_unknown(tmp_path: Path) ->
 
 
 @pytest.mark.postgres
-def test_three_answers_on_postgres(tmp_path: Path, pg_url: str) -> None:
-    fill(tmp_path, pg_url)
+def test_three_answers_on_postgres(pg_store: str) -> None:
+    pg_url = pg_store
     code, doc = answer(
         pg_url,
         "observed",
@@ -573,9 +587,9 @@ def test_three_answers_on_postgres(tmp_path: Path, pg_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_evidence_documents_on_a_store_the_agent_filled(tmp_path: Path, pg_url: str) -> None:
+def test_evidence_documents_on_a_store_the_agent_filled(pg_store: str) -> None:
     """``stella-runtime evidence`` (docs/evidence.md) on PostgreSQL filled by the real agent."""
-    fill(tmp_path, pg_url)
+    pg_url = pg_store
 
     def evidence(image: str, function: str) -> tuple[int, dict[str, Any]]:
         r = h.cli("evidence", "--store", pg_url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
