@@ -189,3 +189,45 @@ def test_a_change_the_backstop_list_finds_and_no_event_follows_is_a_hole(
             assert holes and holes[0][0] < before
     finally:
         server.stop()
+
+
+def test_a_stale_backlog_from_before_the_agent_is_no_unread_run(tmp_path: Path, sleeper: int) -> None:
+    """containerd 1.7 keeps up to 1000 events while no stream reads them and gives them to the next one:
+    the agent's first stream starts with the start of a container removed an hour before the agent ran.
+    That time is the watch record's (the agent was not running), not a run the registry missed: no hole
+    reaching back an hour, no sample out of sync. A gone container's start stamped after the observer
+    began still is one."""
+    from tests.integration.test_lifecycle_namespaces import Sampler
+
+    server = Runtime(str(tmp_path / "stale.sock"), name="containerd", version="v1.7.20")
+    server.start()
+    try:
+        sb = server.add_pod("web", "shop", pid=sleeper)
+        with Watcher(observer(server)) as w:
+            s = Sampler(w)
+            _subscribed(server)
+            assert s.state() == "in_sync"
+            hour_ago = time.time_ns() - 3600 * 1_000_000_000
+            stale = api_pb2.ContainerEventResponse(
+                container_id=uuid.uuid4().hex,
+                container_event_type=api_pb2.CONTAINER_STARTED_EVENT,
+                created_at=hour_ago,
+            )
+            stale.pod_sandbox_status.id = sb.id
+            server.push(stale.SerializeToString())
+            deadline = time.monotonic() + 5
+            while w.query(lambda: w.observer.stats.envelopes) < 1:
+                assert time.monotonic() < deadline, "the stale event was handled"
+                time.sleep(0.02)
+            assert s.state() == "in_sync", "a run from before the agent started was taken as one it missed"
+            assert not s.part.runs.containers._holes
+            fresh = api_pb2.ContainerEventResponse()
+            fresh.CopyFrom(stale)
+            fresh.container_id, fresh.created_at = uuid.uuid4().hex, time.time_ns()
+            server.push(fresh.SerializeToString())
+            while w.query(lambda: w.observer.stats.envelopes) < 2:
+                assert time.monotonic() < deadline, "the fresh event was handled"
+                time.sleep(0.02)
+            assert s.state() == "not_in_sync"  # ran since the observer began, and gone unread
+    finally:
+        server.stop()
