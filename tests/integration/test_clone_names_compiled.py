@@ -102,3 +102,34 @@ def test_a_clone_name_cut_before_its_number_is_no_function() -> None:
     for asked, stored in (("f.part", "f.part.0"), ("f.isra", "f.isra.1"), ("f.lto_priv", "f.lto_priv.0")):
         assert not function_query(asked).matches_name(stored), (asked, stored)
     assert function_query("inner.0").matches_name("inner.0.cold")
+    assert function_query("cold").matches_name("cold.1")  # a function named ``cold``, renamed
+
+
+TARGET_CLONES = (
+    '__attribute__((target_clones("avx2", "arch=haswell", "sse4.2", "default")))\n'
+    "int tc(int x) { return x * 3 + 1; }\n"
+    "int use(int x) { return tc(x); }\n"
+)
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("gcc", "clang")), reason="needs gcc and clang")
+def test_target_clones_are_the_functions(tmp_path: Path) -> None:
+    """``target_clones`` (function multiversioning) compiles ``tc`` into one body per target and an
+    ifunc that picks one at load time: a call runs in ``tc.avx2`` or ``tc.default`` (GCC), in
+    ``tc.avx2.0`` or ``tc.default.3`` (clang), and no body is named ``tc``. Asked by name, ``tc`` was
+    "not observed" (exit 1) whatever ran. Its resolver (``tc.resolver``) runs no code of ``tc``."""
+    src = tmp_path / "tc.c"
+    src.write_text(TARGET_CLONES)
+    bodies = set()
+    for cc in ("gcc", "clang"):
+        _run(cc, "-O2", "-c", src, "-o", tmp_path / f"{cc}.o")
+        bodies |= {n for n in _functions(tmp_path / f"{cc}.o") if n.startswith("tc.")}
+    assert {"tc.avx2", "tc.arch_haswell", "tc.sse4_2", "tc.default", "tc.avx2.0", "tc.sse4.2.2"} <= bodies, (
+        bodies
+    )
+    q = function_query("tc")
+    for stored in sorted(bodies - {"tc.resolver", "tc.ifunc"}):
+        assert q.matches_name(stored), stored
+    assert not q.matches_name("tc.resolver")
+    assert not function_query("tc.sse4").matches_name("tc.sse4.2.2")  # cut before the target's number
+    assert function_query("avx2").matches_name("avx2.1")  # a function named so, renamed

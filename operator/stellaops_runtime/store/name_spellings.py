@@ -5,6 +5,8 @@ that narrows rows to them, store/queries.py). Split from store/refs.py. Pure.
 
 from __future__ import annotations
 
+import re
+
 # A clone's suffix holds only these words and numbers: GCC's (gonames._CLONE_WORDS; ``_omp_fn``, the
 # outlined body of an OpenMP parallel region, ``par._omp_fn.0``) and LLVM's (``f.specialized.1``,
 # ``f.argelim``). Numbers alone are a function named so in the source, renamed where two share the
@@ -13,6 +15,14 @@ from __future__ import annotations
 _CLONE_NAMED = frozenset(
     {"cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm", "specialized"}
 ) | {"argelim", "_omp_fn"}
+# ``target_clones`` bodies, one per target, no body named as the function (an ifunc picks one): GCC
+# writes ``tc.avx2``, ``tc.arch_haswell``, ``tc.sse4_2``, ``tc.default``; clang ``tc.avx2.0``,
+# ``tc.sse4.2.2``, ``tc.default.3``. ``default`` is a keyword of C and Go, never a name of their own;
+# the x86 targets are their ISA extensions' names. Not ``tc.resolver``, which runs no code of ``tc``.
+_TARGET = re.compile(
+    r"default|arch_[a-z0-9_]+|avx[a-z0-9_]*|sse[0-9a-z_]*|ssse3|fma4?|bmi2?|popcnt|lzcnt|pclmul|f16c|movbe"
+    r"|vaes|vpclmulqdq|gfni"
+)
 
 
 def clone_of(stored: str, name: str) -> bool:
@@ -29,9 +39,14 @@ def clone_of(stored: str, name: str) -> bool:
     elif not rest.startswith("."):
         return False
     words = rest[1:].split(".")
-    if _number(words[0]) and name.rpartition(".")[2] in _CLONE_NAMED:
+    _, dot, last = name.rpartition(".")
+    if dot and _number(words[0]) and _clone_word(last):
         return False  # ``f.part`` and ``f.part.0``: the number is the clone's, no function is ``f.part``
-    return all(w in _CLONE_NAMED or _number(w) for w in words)
+    return all(_clone_word(w) or _number(w) for w in words)
+
+
+def _clone_word(word: str) -> bool:
+    return word in _CLONE_NAMED or _TARGET.fullmatch(word) is not None
 
 
 def _number(word: str) -> bool:
