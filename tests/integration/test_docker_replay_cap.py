@@ -140,7 +140,9 @@ def test_a_run_whose_events_the_engine_skipped_is_listed_and_a_hole(engine: tupl
     client = DroppingDocker(d.socket)
     name = f"skip-{uuid.uuid4().hex[:8]}"
     client.drop.add(name)
+    rebuilt: list[int] = []
     obs = DockerObserver(client, resync_seconds=0.3, in_flight_seconds=0.3)
+    obs.on_sync = lambda registry: rebuilt.append(len(registry))  # the agent's lookup refresh
     with Watcher(obs) as w:
         s = Sampler(w)
         assert s.state() == "in_sync"
@@ -160,5 +162,7 @@ def test_a_run_whose_events_the_engine_skipped_is_listed_and_a_hole(engine: tupl
             holes = s.part.runs.containers._holes
             assert holes and holes[0][0] < before
             assert w.query(lambda: obs.registry.get("", cid)).status == "running"
+            # the registry rebuilt on the connection: the consumer is told (its lookup, opt-out view)
+            assert w.query(lambda: len(rebuilt)) == 2, rebuilt
         finally:
             d.docker("rm", "-f", cid)

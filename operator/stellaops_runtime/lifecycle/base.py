@@ -171,6 +171,11 @@ class LifecycleObserver:
         self.stats.connected = True
         self.synced.set()
         self.backoff.reset()
+        self._notify()
+
+    def _notify(self) -> None:
+        """Tell ``on_sync`` the registry was rebuilt (after each connection's rebuild, and a rebuild on
+        a connection, which yields no event to refresh the consumer's view by)."""
         if self.on_sync is not None:
             try:
                 self.on_sync(self.registry)

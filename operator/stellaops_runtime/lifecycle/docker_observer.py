@@ -261,6 +261,7 @@ class DockerObserver(LifecycleObserver):
             )  # fmt: skip
             self._missed_events(since)
             await self.resync()
+            self._notify()  # no event follows to refresh the agent's lookup (its pods, their opt-out)
         if not due:
             return
         before, self._listed_at = self._listed_at, datetime.now(UTC)
