@@ -37,7 +37,15 @@ from jsonschema.exceptions import ValidationError
 
 
 def load_crd(path: Path) -> dict[str, Any]:
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    """The file's one CustomResourceDefinition (a copy: the caller may change it)."""
+    return copy.deepcopy(_load_crd(path, path.stat().st_mtime_ns))
+
+
+@functools.cache
+def _load_crd(path: Path, mtime_ns: int) -> dict[str, Any]:
+    # Read once per file and version: test modules load the same CRDs ~60 times at import, in
+    # every xdist worker's collection; libyaml's loader builds the same objects as safe_load.
+    docs = [d for d in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader) if d]
     crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
     assert len(crds) == 1, f"{path}: expected one CustomResourceDefinition, found {len(crds)}"
     return crds[0]
