@@ -41,8 +41,6 @@ alternation, so one pass over a field finds every secret and
 
 from __future__ import annotations
 
-import re
-
 from stellaops_runtime.privacy.base import (
     BLOCK_SCALAR,
     DOUBLE_QUOTED,
@@ -56,11 +54,12 @@ from stellaops_runtime.privacy.base import (
     number_groups,
 )
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
+from stellaops_runtime.privacy.cut_tail import JDBC_PASSWORD, TRUNCATED_TAIL, TRUNCATED_URL_TAIL
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
 from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, COOKIE_HEADER
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
-from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS, truncated_alternatives
+from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS
 from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES, STDIN_TRIGGERS
 
 __all__ = [
@@ -119,13 +118,6 @@ _SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
 _KEY_PREFIX = r"[\w.-]*?"
 
 
-# An Oracle JDBC URL's password: to whitespace or ``@``, and not past the next ``jdbc:oracle:``.
-# A password ran on from every ``jdbc:oracle:thin:u/`` of a field to its end when no ``@``
-# followed, so a field of many of them was read once per start (64 KiB: 1.4 s); now each start
-# reads only to the next one (test_privacy_hostile.py).
-_JDBC_PASSWORD = r"(?:[^\s@j]++|j(?!dbc:oracle:))++"
-
-
 def _in_query_or_odbc(keyword: str, sep: str) -> list[str]:
     """A key ending in ``keyword`` right after ``?``/``&``/``#`` or ``;``, with the value of that context.
 
@@ -139,7 +131,7 @@ def _in_query_or_odbc(keyword: str, sep: str) -> list[str]:
     ]
 
 
-def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
+def _keyed(keywords: list[str], *, bare_space: bool = False, guard: str = "") -> str:
     """``[prefix]KEYWORD=value``, ``KEYWORD: value``, ``"KEYWORD": value`` or ``--[prefix]KEYWORD value``.
 
     ``keywords`` (regex fragments) match case-insensitively and must end the key;
@@ -149,20 +141,21 @@ def _keyed(keywords: list[str], *, bare_space: bool = False) -> str:
     whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
     ``&``) or ``;`` (an ODBC string: it ends at ``;``). ``bare_space``
     also accepts ``KEYWORD value`` without a dash, for keys specific enough
-    (``aws configure set aws_secret_access_key VALUE``). Every secret group is ``s``
+    (``aws configure set aws_secret_access_key VALUE``). ``guard`` (a lookahead) refuses a
+    value of a key or flag (not of a URL query or ODBC string). Every secret group is ``s``
     (``number_groups`` numbers them).
     """
     kw = "|".join(keywords)
-    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])(?P<s>{_WIDE_VALUE})"
+    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-]){guard}(?P<s>{_WIDE_VALUE})"
     sep = rf"(?:{_SEP}|\s+(?=[^\s-]))" if bare_space else _SEP
     # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
     xml = rf"<(?:[\w.-]++:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
     alts = [flag, xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
         for alt in first_char_alternatives(k, tail=r"(?<!/@)"):
-            alts.append(rf"{alt}{sep}(?P<s>{_WIDE_VALUE})")
+            alts.append(rf"{alt}{sep}{guard}(?P<s>{_WIDE_VALUE})")
         for alt in first_char_alternatives(k, tail=r"(?<=/@)"):
-            alts.append(rf"{alt}{_SEP_EQ}(?P<s>{_WIDE_VALUE})")
+            alts.append(rf"{alt}{_SEP_EQ}{guard}(?P<s>{_WIDE_VALUE})")
     return "|".join(alts)
 
 
@@ -175,13 +168,21 @@ _PW = "|".join(
     ]
 )
 
+# A log level alone is no token: a logger named after its package keeps it
+# (``-Dlogging.level.com.example.auth=DEBUG``, ``log4j.logger.x.secret=INFO``).
+_NOT_A_LOG_LEVEL = r"(?!(?i:trace|debug|info|warn|warning|error|fatal|off)(?![^\s\"',;&}]))"
+
 # Token-ish run: base64, base64url and the usual token punctuation.
 _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # A bare ``Bearer``/``Basic`` credential must look like one (a digit, a symbol or
 # an upper-case letter after a lower-case one) so ``Basic authentication`` stays; and it is no
 # setting ``name=value`` (a token68 holds ``=`` only at its end): in ``--set auth.type=basic
-# auth.enabled=true`` the scheme word is a setting's value and ``auth.enabled=true`` the next one.
-_CREDENTIAL_LOOKING = r"(?![A-Za-z_][\w.-]*=[^\s=])(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
+# auth.enabled=true`` the scheme word is a setting's value and ``auth.enabled=true`` the next one;
+# nor the next flag (``--auth-type=basic --auth-user=bob``, ``--auth-scheme Bearer -v``).
+_CREDENTIAL_LOOKING = (
+    r"(?![A-Za-z_][\w.-]*=[^\s=]|--[A-Za-z]|-[A-Za-z][A-Za-z0-9]?(?!\S))"
+    r"(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
+)
 
 # An OAuth 2.0 authorization code (RFC 6749 4.1.2; the device flow's ``device_code``) in a URL's
 # query or fragment: exchanged for a token, it is one. Only these key names (``country_code``,
@@ -220,8 +221,8 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r":(?<=[A-Za-z0-9]:)//(?:(?P<s_2>[^\s:/@]+):(?:x-oauth-basic)?(?=@)"
         r"|[^\s:/@]*:(?P<s>[^\s/]+)(?=@))"
         # Oracle's JDBC thin/OCI URL: jdbc:oracle:thin:user/password@host (no "//" before the user).
-        # The password stops at the next ``jdbc:oracle:`` too (_JDBC_PASSWORD).
-        rf"|j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]++/(?P<s_3>{_JDBC_PASSWORD})(?=@)",
+        # The password stops at the next ``jdbc:oracle:`` too (JDBC_PASSWORD).
+        rf"|j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]++/(?P<s_3>{JDBC_PASSWORD})(?=@)",
         triggers=("://", "jdbc:oracle:"),
     ),
     SecretPattern(
@@ -324,7 +325,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "secret_token",
-        number_groups(f"{COOKIE_HEADER}|{_OAUTH_CODE}|{_keyed(list(SECRET_WORDS))}"),
+        number_groups(f"{COOKIE_HEADER}|{_OAUTH_CODE}|{_keyed(list(SECRET_WORDS), guard=_NOT_A_LOG_LEVEL)}"),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),
     ),
     CLI_FLAG_SECRET,
@@ -340,60 +341,3 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
 )
 
 DEFAULT_PATTERN_NAMES: tuple[str, ...] = tuple(p.name for p in DEFAULT_PATTERNS)
-
-
-# Applied only to the end of an argument that was truncated: secrets whose full
-# pattern needs text that the cut removed (the ``@host`` of a connection string,
-# the rest of a token with a well-known prefix, the third segment of a JWT, the
-# domain of an e-mail address, the last digits of a card number or SSN). What
-# survived the cut is most of a secret, so it goes even where it would be too
-# short to be recognised on its own (a cut number of five digits or more, an
-# address without its top-level domain): over-redaction of a field's last word,
-# never a partial leak.
-def _prefixes(word: str) -> str:
-    """A regex matching every prefix of ``word`` (the empty one too)."""
-    out = ""
-    for ch in reversed(word):
-        out = f"(?:{re.escape(ch)}{out})?"
-    return out
-
-
-# A URL cut in its user (or host), or after its user's ":" or in GitHub's placeholder password:
-# the user may be the token (``https://<token>:x-oauth-basic@github.com``); an Oracle JDBC URL cut
-# in its password. Searched over the whole cut text, not only near its end: a password or token
-# longer than the window (an access token used as a URL's password) left its start out of it, and
-# was kept. Each start's run stops at the next ``:``, ``/``, ``@`` or ``jdbc:oracle:``, so the
-# search is linear whatever the text.
-_URL_TAIL_ALTERNATIVES: tuple[str, ...] = (
-    rf":(?<=[A-Za-z0-9]:)//(?P<s>[^\s:/@]++(?::{_prefixes('x-oauth-basic')})?)\Z",
-    r":(?<=[A-Za-z0-9]:)//[^\s:/@]*+:(?P<s>[^\s@/]++)\Z",
-    rf"j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]++/(?P<s>{_JDBC_PASSWORD})\Z",
-)
-
-_TAIL_ALTERNATIVES: tuple[str, ...] = (
-    *_URL_TAIL_ALTERNATIVES,
-    r"A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s>[A-Za-z0-9_-]+)\Z",
-    r"g(?<![A-Za-z0-9_-]g)(?:h[pousr]_|ithub_pat_)(?P<s>[A-Za-z0-9_]+)\Z",
-    r"x(?<![A-Za-z0-9_-]x)(?:ox[abeoprs]|app)-(?P<s>[A-Za-z0-9-]+)\Z",
-    r"[sr](?<![A-Za-z0-9_-][sr])k_(?:live|test)_(?P<s>[A-Za-z0-9]+)\Z",
-    r"eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}\Z(?P<w>)",
-    r"[Bb](?<![\w-][Bb])(?i:earer|asic)\s+(?P<s>\S+)\Z",
-    *truncated_alternatives(),
-    # detect-secrets' formats: Twilio SK/AC keys, Telegram bot tokens, Discord bot
-    # tokens (cut in their second or third segment), Mailchimp keys (cut in the "-us" suffix)
-    r"[SA](?<![A-Za-z0-9_-][SA])[KC](?P<s>[0-9a-fA-F]{6,})\Z",
-    r"[0-9](?<![A-Za-z0-9_-][0-9])[0-9]{7,9}:(?P<s>[A-Za-z0-9_-]+)\Z",
-    r"[MNO](?<![A-Za-z0-9_-][MNO])[A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?\Z(?P<w_2>)",
-    r"[0-9a-z](?<![0-9a-z][0-9a-z])[0-9a-z]{31}-(?:us?[0-9]{0,2})?\Z(?P<w_3>)",
-    # an e-mail address cut in its domain (or right after its "@"): the whole address
-    r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@[A-Za-z0-9.-]*\Z(?P<w_4>)",
-    # five or more digits, single spaces or dashes between them: a card number or SSN cut short
-    r"[0-9](?<![\w./+-][0-9])(?:[ -]?[0-9]){4,}[ -]?\Z(?P<w_5>)",
-    # an AWS secret access key cut short, right after its access key id and one separator (the
-    # id's body is redacted by then: the main rules ran first)
-    r"[A-Za-z0-9/+](?<=A[KS]IA\[REDACTED\][:,;\s][A-Za-z0-9/+])[A-Za-z0-9/+]*\Z(?P<w_6>)",
-)
-
-TRUNCATED_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_TAIL_ALTERNATIVES)))
-# The URL alternatives alone, for the whole cut text (the same counter).
-TRUNCATED_URL_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_URL_TAIL_ALTERNATIVES)))
