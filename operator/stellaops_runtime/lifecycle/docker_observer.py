@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -40,6 +39,8 @@ from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, Lifec
 from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.docker_client import DockerClient
+from stellaops_runtime.lifecycle.docker_records import STATUS_OF, digest_of, field_of, record_from_inspect
+from stellaops_runtime.lifecycle.docker_records import docker_time as docker_time  # its old home
 from stellaops_runtime.lifecycle.docker_replay import ReplayCheck
 from stellaops_runtime.lifecycle.records import image_event, lifecycle_event
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
@@ -52,71 +53,6 @@ log = logging.getLogger(__name__)
 # No type filter: the Engine's replay then holds every event of its ring newer than ``since``, and
 # a replay of its whole ring (256) says events may have been lost (docker_replay.py).
 EVENT_FILTERS: dict[str, list[str]] = {}
-_STATUS = {"created": "created", "running": "running", "restarting": "running", "paused": "paused"}
-
-
-def _field(d: dict[str, Any], key: str, kind: type[Any], default: Any) -> Any:
-    """``d[key]`` when it is of ``kind`` (a bool is no int here), else ``default``."""
-    v = d.get(key)
-    return v if isinstance(v, kind) and not (kind is int and isinstance(v, bool)) else default
-
-
-# date and time, an optional fraction (any number of digits), then Z or a numeric offset (none: UTC)
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
-
-
-def docker_time(text: object) -> datetime | None:
-    """An RFC 3339 time from the Engine (nanoseconds cut to microseconds); ``None`` for Go's zero time."""
-    if not isinstance(text, str) or not text or text.startswith("0001-"):
-        return None
-    m = _RFC3339.fullmatch(text)
-    if m is None:
-        return None
-    main, frac, zone = m.group(1), (m.group(2) or "")[:7], m.group(3) or "Z"
-    try:
-        value = datetime.fromisoformat(main + frac + ("+00:00" if zone in ("Z", "z") else zone))
-    except ValueError:
-        return None
-    return value.astimezone(UTC)  # the instant, whatever offset the Engine wrote it in
-
-
-def digest_of(image: dict[str, Any] | None, ref: str) -> str:
-    """The manifest digest in an image inspect's RepoDigests (the one of ``ref``'s repository first)."""
-    if not isinstance(image, dict):
-        return ""
-    digests = [d for d in image.get("RepoDigests") or [] if isinstance(d, str) and "@" in d]
-    repo = ref.split("@", 1)[0].rsplit(":", 1)[0] if ref else ""
-    for d in digests:
-        if d.split("@", 1)[0] == repo:
-            return d.split("@", 1)[1]
-    return digests[0].split("@", 1)[1] if digests else ""
-
-
-def record_from_inspect(
-    info: dict[str, Any], *, digest: str, env_filter: Callable[[list[str]], list[str]]
-) -> ContainerRecord:
-    """A registry record from ``GET /containers/{id}/json`` (wrong-typed fields read as absent)."""
-    config: dict[str, Any] = _field(info, "Config", dict, {})
-    state: dict[str, Any] = _field(info, "State", dict, {})
-    labels: dict[str, Any] = _field(config, "Labels", dict, {})
-    env: list[Any] = _field(config, "Env", list, [])
-    status = _STATUS.get(str(state.get("Status", "")), "stopped")
-    pid: int = _field(state, "Pid", int, 0)
-    exit_code: int | None = _field(state, "ExitCode", int, None)
-    return ContainerRecord(
-        container_id=str(info.get("Id", "")),
-        namespace="",
-        image_ref=str(config.get("Image", "")),
-        image_digest=digest,
-        labels={str(k): str(v) for k, v in labels.items()},
-        env_vars=tuple(env_filter([e for e in env if isinstance(e, str)])),
-        status=status,
-        pid=pid if status != "stopped" else 0,
-        started_at=docker_time(state.get("StartedAt")),
-        stopped_at=docker_time(state.get("FinishedAt")) if status == "stopped" else None,
-        exit_code=exit_code if status == "stopped" else None,
-        oom_killed=bool(state.get("OOMKilled")),
-    )
 
 
 class DockerObserver(LifecycleObserver):
@@ -267,7 +203,7 @@ class DockerObserver(LifecycleObserver):
         before, self._listed_at = self._listed_at, datetime.now(UTC)
         listed = await self.client.get_json("/containers/json?all=1")
         states = {
-            item["Id"]: _STATUS.get(str(item.get("State", "")), "stopped")
+            item["Id"]: STATUS_OF.get(str(item.get("State", "")), "stopped")
             for item in (listed if isinstance(listed, list) else [])
             if isinstance(item, dict) and isinstance(item.get("Id"), str)
         }
@@ -298,7 +234,7 @@ class DockerObserver(LifecycleObserver):
         kind, action = msg.get("Type"), str(msg.get("Action", ""))
         ts = datetime.fromtimestamp(nano / 1e9, tz=UTC) if valid and nano is not None else None
         ts = ts or datetime.now(UTC)
-        attrs: dict[str, Any] = _field(actor, "Attributes", dict, {})
+        attrs: dict[str, Any] = field_of(actor, "Attributes", dict, {})
         topic = f"{kind}/{action}"
         out = await self._apply(str(kind), action, actor["ID"], attrs, ts, topic)
         if out is None:
