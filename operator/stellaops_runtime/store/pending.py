@@ -63,7 +63,7 @@ from typing import Any, Protocol
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.random_id import uuid4_text
 from stellaops_runtime.store.batches import Batch, BatchResult, Unit
-from stellaops_runtime.store.engine import StoreError, StoreUnavailable
+from stellaops_runtime.store.engine import StoreError
 from stellaops_runtime.store.pending_buffer import (
     Buffer,
     add_delta,
@@ -74,13 +74,12 @@ from stellaops_runtime.store.pending_buffer import (
     oldest_droppable_window,
     pop_droppable,
 )
-from stellaops_runtime.store.threads import run_detached
+from stellaops_runtime.store.pending_write import write_timed
 
 log = logging.getLogger(__name__)
 
 INITIAL_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
-ABORT_GRACE_SECONDS = 2.0  # after an abort, how long a hung write gets to return before it is abandoned
 # Rows per frozen batch: ~2 s of one agent's writing on the benchmark's shared core (26,000 rows/s),
 # ~8 s at a fleet's saturation (6,700 rows/s), well within the default 30 s flush and statement timeouts.
 MAX_BATCH_ROWS = 50_000
@@ -324,51 +323,13 @@ class PendingWrites:
     async def _write(
         self, store: Writer, batch: Batch, write_timeout: float | None, deadline: float | None
     ) -> BatchResult:
-        """Write one batch; abandon it once ``write_timeout`` passes without a part committed.
-
-        A batch written in parts (store/ledger.py) makes progress part by part:
-        the timeout starts again at each committed part, never past ``deadline``.
-        """
+        """Write one batch; abandon it once ``write_timeout`` passes without a part committed
+        (store/pending_write.py)."""
         own = [b.seq for b in self._batches if b.agent_id == self.agent_id]
         # Of this agent's own sequences only: a batch of another agent (spooled) or under a derived
         # identity (store/ledger.py storable_identity) has its own; the floor deleted its parts.
         batch.ledger_floor = min(own) if own and batch.agent_id == self.agent_id else 0
-        fut = run_detached(store.write_batch, batch, name="store-write")
-        self.inflight_since = time.monotonic()
-        try:
-            while True:
-                parts, timeout = batch.parts_done, write_timeout
-                if deadline is not None:
-                    left = max(0.0, deadline - time.monotonic())
-                    timeout = left if timeout is None else min(timeout, left)
-                done, _ = await asyncio.wait({fut}, timeout=timeout)
-                if done:
-                    return fut.result()
-                if batch.parts_done == parts or (deadline is not None and time.monotonic() >= deadline):
-                    break
-                self.inflight_since = time.monotonic()  # a part was stored: not hung
-            # Hung: close the store's connections so the call returns, and retry later.
-            self.timeouts += 1
-            batch.attempt += 1  # the abandoned call writes no further range (store/ledger.py)
-            if batch.too_slow():  # slow, not hung (or both): the retry writes that range in halves
-                log.warning(
-                    "flush %s/%d: rows %d-%d were still being written after %gs; the retry writes "
-                    "them in halves, each stored once through the ledger",
-                    batch.agent_id, batch.seq, *(batch.writing or (0, 0)), timeout or 0,
-                )  # fmt: skip
-            store.abort()
-            done, _ = await asyncio.wait({fut}, timeout=ABORT_GRACE_SECONDS)
-            if not done:
-                self.abandoned += 1
-                fut.add_done_callback(_swallow)
-            else:
-                _swallow(fut)
-            raise _timed_out(timeout)
-        except asyncio.CancelledError:
-            fut.add_done_callback(_swallow)
-            raise
-        finally:
-            self.inflight_since = None
+        return await write_timed(self, store, batch, write_timeout, deadline)
 
     def _done(self, batch: Batch, result: BatchResult) -> None:
         self._batches.remove(batch)
@@ -403,16 +364,3 @@ class PendingWrites:
         exp = max(self.failures - self._failures_at_success - 1, 0)
         base = min(MAX_RETRY_SECONDS, INITIAL_RETRY_SECONDS * (2 ** min(exp, 32)))
         return base * self._rng.uniform(0.5, 1.0)
-
-
-def _timed_out(timeout: float | None) -> StoreError:
-    return StoreUnavailable(
-        f"store write timed out after {timeout or 0:g}s; its connections were closed and the batch "
-        "will be retried on a new connection"
-    )
-
-
-def _swallow(fut: asyncio.Future[BatchResult]) -> None:
-    """Retrieve an abandoned write's outcome so asyncio does not report it as never retrieved."""
-    if not fut.cancelled():
-        fut.exception()
