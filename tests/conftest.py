@@ -5,7 +5,10 @@ test asks for it; ``pg_url`` (function) gives each test its own fresh
 database on it so tests never share rows, already at the newest schema (a
 copy of a template migrated once, tests/pg.py); ``pg_empty_url`` gives an
 empty one, for the tests of the migrations themselves (their order, upgrades
-from old revisions, an agent or CLI that must migrate a new store).
+from old revisions, an agent or CLI that must migrate a new store). Both drop
+the database when the test ends: the cluster is in memory where there is room
+(tests/pg.py ``memory_dir``), and a worker's hundreds of databases left in
+place were ~3 GB, seconds to delete at the session's end.
 
 ``sqlite_at_head`` (session) puts a SQLite store already at the newest schema
 at a path: a copy of a file migrated once per worker, keyed like tests/pg.py's
@@ -47,17 +50,28 @@ def pg() -> Iterator[PgServer]:
 
 
 @pytest.fixture
-def pg_url(pg: PgServer) -> str:
+def pg_url(pg: PgServer) -> Iterator[str]:
     if not pg.running:  # an outage test that failed half-way left it down
         pg.start()
-    return pg.migrated_database()
+    url = pg.migrated_database()
+    yield url
+    _drop(pg, url)
 
 
 @pytest.fixture
-def pg_empty_url(pg: PgServer) -> str:
+def pg_empty_url(pg: PgServer) -> Iterator[str]:
     if not pg.running:
         pg.start()
-    return pg.fresh_database()
+    url = pg.fresh_database()
+    yield url
+    _drop(pg, url)
+
+
+def _drop(pg: PgServer, url: str) -> None:
+    """The test's database, dropped once it ended (a test that left the server down keeps it: the
+    session's teardown removes the cluster)."""
+    if pg.running:
+        pg.drop_database(url)
 
 
 @pytest.fixture(scope="session")

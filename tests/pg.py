@@ -2,7 +2,8 @@
 
 The hot-symbol store is tested against a real PostgreSQL server (DESIGN.md,
 "Real parts"), never a fake. This module starts one: ``initdb`` into a
-temporary directory, ``pg_ctl start`` on a free loopback port with durability
+temporary directory (in memory, ``/dev/shm``, when there is room: see
+:func:`memory_dir`), ``pg_ctl start`` on a free loopback port with durability
 switched off (fsync, synchronous_commit, full_page_writes: tests do not need
 crash safety and start-up stays around 2 s), and ``pg_ctl stop`` + removal at
 the end. Outage tests call :meth:`PgServer.stop` and :meth:`PgServer.start`
@@ -58,6 +59,9 @@ from tests.ports import free_port
 PG_URL_ENV = "STELLA_TEST_PG_URL"
 SETUP_HINT = "PostgreSQL server binaries not found: run scripts/setup.sh"
 DATABASE = "stella"
+# The cluster goes in memory only with this much room left: it holds ~100-200 MB at a time (its
+# template, the WAL, the databases of the tests running now: each is dropped after its test).
+SHM_FREE_BYTES = 2 << 30
 
 
 def find_bindir() -> Path | None:
@@ -110,7 +114,7 @@ class PgServer:
             return
         if self._bindir is None:
             raise RuntimeError(SETUP_HINT)
-        self._tmp = Path(tempfile.mkdtemp(prefix="stella-pg-"))
+        self._tmp = Path(tempfile.mkdtemp(prefix="stella-pg-", dir=memory_dir()))
         self._user = "postgres" if os.geteuid() == 0 else None
         (self._tmp / "data").mkdir()
         (self._tmp / "sock").mkdir()
@@ -148,6 +152,10 @@ class PgServer:
                 "-c synchronous_commit=off",
                 "-c full_page_writes=off",
                 "-c max_connections=200",
+                # Each CREATE DATABASE of the template writes its ~8 MB to the WAL: recycle it soon,
+                # it would fill up to the 1 GB default in memory (memory_dir()).
+                "-c max_wal_size=96MB",
+                "-c min_wal_size=32MB",
             ]
         )
         self._run(
@@ -197,6 +205,12 @@ class PgServer:
         name = f"test_{os.getpid()}_{self._n}"
         self._create_database(name, template=template)
         return with_database(self.url, name)
+
+    def drop_database(self, url: str) -> None:
+        """DROP a test's database (its sessions ended first): its ~8 MB of files are freed at once,
+        not left for the end of the session (seconds of deleting in every worker's last test)."""
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
     def _template(self) -> str:
         """The migrated template's name, building it first when this server has none for these migrations."""
@@ -252,6 +266,23 @@ class PgServer:
             raise RuntimeError(
                 f"{tool} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}\n{log}"
             )
+
+
+def memory_dir() -> str | None:
+    """``/dev/shm`` when it is a memory file system with room for a cluster, else None (the default
+    temporary directory). Every test's database is a copy of the template (~8 MB written, and as
+    much to the WAL); on disk that cost ~0.13 s a database on a busy machine, in memory ~0.07 s."""
+    shm = "/dev/shm"
+    try:
+        st = os.statvfs(shm)
+    except OSError:
+        return None
+    if not os.access(shm, os.W_OK) or st.f_bavail * st.f_frsize < SHM_FREE_BYTES:
+        return None
+    with open("/proc/mounts") as f:
+        if not any(line.split()[1:3] == [shm, "tmpfs"] for line in f):
+            return None
+    return shm
 
 
 def migrations_digest() -> str:
