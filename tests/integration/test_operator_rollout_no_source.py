@@ -14,7 +14,7 @@ report is the agent's own ``build_status``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -42,18 +42,20 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         yield c
 
 
-async def _report(cluster: Cluster, *, stream_connected: bool) -> None:
-    """The agent's report: Tetragon answers and lists the policy's object ENABLED (this version)."""
+async def _report(cluster: Cluster, *, stream_connected: bool, lasted: float = 0.0) -> None:
+    """The agent's report: Tetragon answers and lists the policy's object ENABLED (this version);
+    ``lasted``: for how long (by the agent's clock) its source has been what it reports."""
     meta = (cluster.stored(r.TRACING_POLICIES_NAMESPACED, TP, NS) or {})["metadata"]
     entry = {"name": TP, "namespace": NS, "state": "ENABLED", "sensors": ["generic_tracepoint_sensor"]}
     entry |= {"objectUid": meta["uid"], "objectGeneration": meta["generation"]}
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     st: dict[str, Any] = build_status(
         capabilities=CAPS,
         tetragon=UP,
         policies=[entry],
         existing_conditions=None,
-        now=stamp,
+        now=(now - timedelta(seconds=lasted)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         stream_connected=stream_connected,
     )
     assert st["source"] == ("tetragon" if stream_connected else "none")
@@ -116,3 +118,26 @@ async def test_the_nodes_feature_labels_heartbeat_included_go_with_its_observati
         await wait_for(lambda: not feature_labels(), what="the Node's feature labels removed")
         await op.settle()
         assert feature_labels() == {}
+
+
+async def test_a_node_without_events_for_longer_than_the_bound_makes_the_policy_degraded(
+    cluster: Cluster,
+) -> None:
+    """The agent's EventSource condition says since when (its own clock): past
+    ``tetragon_unreachable_seconds`` the policy is Degraded ``NoEventSource``, naming the node, not
+    Progressing for ever; once events flow it is Ready again."""
+    config = fast_config(cluster, stale_after_seconds=60.0, tetragon_unreachable_seconds=120.0)
+    async with OperatorRun(cluster, config) as op:
+        if cluster.stored(r.OBSERVATION_POLICIES, "web", NS) is None:
+            await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
+        if cluster.stored(r.OBSERVATION_NODES, NODE) is None:  # the test before deletes it
+            await cluster.create(obj(API_VERSION, NODE_KIND, NODE, spec={"nodeName": NODE}))
+        await wait_for(lambda: cluster.stored(r.TRACING_POLICIES_NAMESPACED, TP, NS), what="rendered")
+        await _report(cluster, stream_connected=False, lasted=600.0)  # no events for 10 min, by its clock
+        await wait_for(lambda: _true(cluster) == "Degraded", what="Degraded after the bound")
+        degraded = condition(_policy(cluster), "Degraded")
+        assert degraded["reason"] == "NoEventSource", degraded
+        assert NODE in degraded["message"] and "delivered no events for 120s" in degraded["message"]
+        await _report(cluster, stream_connected=True)
+        await wait_for(lambda: _true(cluster) == "Ready", what="Ready once the agent gets events")
+        await op.settle()

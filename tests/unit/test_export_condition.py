@@ -55,4 +55,4 @@ def test_no_export_position_drops_the_condition_and_keeps_the_others() -> None:
     assert export_position(_record(held=0, path="")) is None  # no store.spoolPath: no record
     before = _status(None, (False, "held"), "t1")["conditions"] + [{"type": "Custom", "status": "True"}]
     after = _status(before, None, "t2")["conditions"]
-    assert [c["type"] for c in after] == ["Ready", "Custom"]
+    assert [c["type"] for c in after] == ["Ready", "EventSource", "Custom"]

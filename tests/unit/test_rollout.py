@@ -16,8 +16,8 @@ from stellaops_runtime.controller.rollout import (
     fold_rollout,
     index_nodes,
     parse_time,
-    unreachable_nodes,
 )
+from stellaops_runtime.controller.rollout_overdue import unreachable_nodes
 from stellaops_runtime.controller.settings import ControllerConfig
 
 NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)

@@ -32,7 +32,9 @@ its status current:
   agent/source_switch.py, native/purl_wiring.py); empty while Tetragon is the
   source, which cannot trace them. At most 256 entries, the rest counted in
   ``purlFunctionsOmitted``;
-- ``conditions``: ``Ready`` (Tetragon reachable or not) and, for the JSON
+- ``conditions``: ``Ready`` (Tetragon reachable or not), ``EventSource`` (False,
+  ``NoEventSource``, since the source became ``none``: the operator times its
+  policies' ``NoEventSource`` by it) and, for the JSON
   export source with a watch record, ``ExportPositionRecorded``: False
   (``WatchRecordUnwritable``) while the record cannot be written, so the
   source's drains are held and nothing read since is stored (``/readyz``'s

@@ -162,7 +162,7 @@ def build_status(
             message=f"Tetragon at {address} does not answer: {redact(tetragon.error) or 'no answer'}",
             generation=None,
         )
-    existing, new = existing_conditions, [ready]
+    existing, new = existing_conditions, [ready, _event_source_condition(found, max_why)]
     if containers in CONTAINERS_STATES:
         known, reason, message = CONTAINERS_STATES[containers]
         if not known and containers == "not_in_sync" and containers_detail:
@@ -263,6 +263,23 @@ def _since(existing: list[dict[str, Any]] | None, reason: str) -> str | None:
             at = c.get("lastTransitionTime")
             return at if isinstance(at, str) and at else None
     return None
+
+
+# Whether an event source works now (``status.source`` not ``none``); while it is False
+# (``NoEventSource``) its lastTransitionTime says since when nothing reaches the agent, and the operator
+# turns the policies Degraded once that has lasted ``tetragon_unreachable_seconds`` (policy_state).
+EVENT_SOURCE_CONDITION = "EventSource"
+
+
+def _event_source_condition(source: str, why: str) -> dict[str, Any]:
+    working = source != "none"
+    return condition(
+        type=EVENT_SOURCE_CONDITION,
+        status=working,
+        reason="SourceWorking" if working else "NoEventSource",
+        message=f"source {source}: {why}"[:1024],
+        generation=None,
+    )
 
 
 # What the agent knows of the node's containers (docs/lifecycle.md, "Without the lifecycle part"):

@@ -116,7 +116,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=120.0,
         metavar="S",
         help="a policy turns Degraded (TetragonUnreachable) once a selected node's agent has "
-        "reported Tetragon unreachable for this long (default 120)",
+        "reported Tetragon unreachable for this long, or (NoEventSource) has got no events from a "
+        "Tetragon that loaded it for this long (default 120)",
     )
     p.add_argument(
         "--registry-not-in-sync-seconds",

@@ -55,7 +55,10 @@ agent clock a day ahead kept them Progressing for a day, one behind made
 them Degraded at once. ``unreachable_since`` times it from the operator's
 first sight of that transition; a transition the operator finds already
 there when it starts is timed by the agent's own account (its heartbeat
-minus the transition, one clock), so a restart does not move it.
+minus the transition, one clock), so a restart does not move it. Since when
+its agent has had no event source while Tetragon answers (``EventSource=False``,
+which turns them Degraded ``NoEventSource`` after the same bound) is timed
+the same way (``no_source_since``).
 
 Since when a node's container registry is not in sync (``ContainersKnown``
 ``RegistryNotInSync``, which turns its RuntimeObserver Degraded after
@@ -143,6 +146,7 @@ class Heartbeats:
         self._silent: dict[str, datetime] = {}  # name -> since when its live agent's report is stale
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._down: dict[str, tuple[datetime, datetime]] = {}  # name -> (agent's since, arrival)
+        self._deaf: dict[str, tuple[datetime, datetime]] = {}  # the same, of EventSource=False
         # name -> (agent's stamp, since), or (None, when the operator last saw it in sync)
         self._unsynced: dict[str, tuple[str | None, datetime]] = {}
 
@@ -191,19 +195,16 @@ class Heartbeats:
         lasted, ``beat`` minus ``stamped``, before now: a node clock behind made a restarted
         operator read it as old and turn its policies Degraded at once (without ``beat``: the
         earlier of ``stamped`` and now)."""
-        if stamped is None:
-            self._down.pop(name, None)
-            return None
-        before = self._down.get(name)
-        if before is not None and before[0] == stamped:
-            return before[1]
-        if before is None and beat is not None:
-            lasted = min(max(0.0, (beat - stamped).total_seconds()), 3.2e8)  # ~10 years: no year before 1
-            at = now - timedelta(seconds=lasted)
-        else:
-            at = now if before is not None else min(now, stamped)
-        self._down[name] = (stamped, at)
-        return at
+        return _since(self._down, name, stamped, now=now, beat=beat)
+
+    def no_source_since(
+        self, name: str, stamped: datetime | None, *, now: datetime, beat: datetime | None = None
+    ) -> datetime | None:
+        """Since when (operator's clock) the node's agent has had no event source while Tetragon
+        answers, given its ``EventSource=False`` ``lastTransitionTime`` ``stamped`` (None: it does not
+        say, and nothing is assumed): timed as ``unreachable_since`` is, so a restarted operator
+        finds the same answer whatever the node's clock."""
+        return _since(self._deaf, name, stamped, now=now, beat=beat)
 
     def not_in_sync_since(self, name: str, stamped: str, elapsed: float | None, *, now: datetime) -> datetime:
         """Since when (operator's clock) the node's registry is not in sync, given the condition's
@@ -262,6 +263,31 @@ class Heartbeats:
         self._unstamped.discard(name)
         self._seen.pop(name, None)
         self._down.pop(name, None)
+        self._deaf.pop(name, None)
         self._unsynced.pop(name, None)
         self._outdated.pop(name, None)
         self._silent.pop(name, None)
+
+
+def _since(
+    kept: dict[str, tuple[datetime, datetime]],
+    name: str,
+    stamped: datetime | None,
+    *,
+    now: datetime,
+    beat: datetime | None,
+) -> datetime | None:
+    """``Heartbeats.unreachable_since`` and ``no_source_since``: one transition per node in ``kept``."""
+    if stamped is None:
+        kept.pop(name, None)
+        return None
+    before = kept.get(name)
+    if before is not None and before[0] == stamped:
+        return before[1]
+    if before is None and beat is not None:
+        lasted = min(max(0.0, (beat - stamped).total_seconds()), 3.2e8)  # ~10 years: no year before 1
+        at = now - timedelta(seconds=lasted)
+    else:
+        at = now if before is not None else min(now, stamped)
+    kept[name] = (stamped, at)
+    return at

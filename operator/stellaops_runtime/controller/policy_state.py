@@ -6,9 +6,12 @@ True (``conditions.state_conditions`` writes all four), its reason and its
 message. The order of precedence: not ours (``NotOwned``), apply errors
 (``TetragonNotInstalled``, ``ApplyFailed``), load errors (``LoadFailed``),
 partial loads (``PartiallyLoaded``), nodes that cannot reach Tetragon for
-longer than the bound (``TetragonUnreachable``), nodes still pending
-(``Progressing``/``RollingOut``; a node whose Tetragon loaded it while its
-agent gets no events, ``NoEventSource``, is pending and named), no node running it (``Progressing``/
+longer than the bound (``TetragonUnreachable``), nodes whose Tetragon
+answers while their agent has got no events for longer than the same bound
+(``NoEventSource``, naming them: nothing the policy traces there is observed),
+nodes still pending (``Progressing``/``RollingOut``; a node whose Tetragon
+loaded it while its agent gets no events, for less than the bound, is pending
+and named), no node running it (``Progressing``/
 ``NoNodeRunning``: no node at all, or every node stale, native or skipping
 it; a ``Ready`` there would rest on nothing), else ``Ready``/``RolledOut``.
 """
@@ -16,6 +19,7 @@ it; a ``Ready`` there would rest on nothing), else ``Ready``/``RolledOut``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from stellaops_runtime.controller.conditions import State
@@ -36,6 +40,7 @@ def policy_state(
     refused: list[NotOwnedError] | None = None,
     unreachable: tuple[list[NodeReport], list[NodeReport]] = ([], []),
     unreachable_after: float = 120.0,
+    no_source: tuple[list[NodeReport], list[NodeReport]] = ([], []),
 ) -> tuple[State, str, str]:
     """The overall condition of a valid policy from what was applied and how nodes report it.
 
@@ -43,9 +48,12 @@ def policy_state(
     ``unreachable_after`` seconds or more, and for less. The first make the
     policy Degraded (``TetragonUnreachable``, naming them): a terminal answer
     for ``kubectl wait`` and GitOps health checks instead of ``RollingOut``
-    forever; the second only show in the Progressing message.
+    forever; the second only show in the Progressing message. ``no_source``: the same split of the
+    nodes whose agent gets no events while Tetragon answers (``rollout_overdue.no_source_nodes``),
+    Degraded ``NoEventSource`` after the same bound.
     """
     overdue, recent = unreachable
+    deaf_overdue, deaf_recent = no_source if names else ([], [])
     if refused:
         return "Degraded", NOT_OWNED_REASON, "; ".join([*map(str, refused), *errors])
     if errors:
@@ -83,12 +91,24 @@ def policy_state(
             f"{len(overdue)}/{total} nodes cannot reach Tetragon for {unreachable_after:g}s or more, so the "
             f"policy is not loaded there: {shown}{more}; {running}/{total} nodes running",
         )
+    if deaf_overdue:
+        shown = ", ".join(_since_text(r, r.no_source_since, "") for r in deaf_overdue[:3])
+        more = f" and {len(deaf_overdue) - 3} more" if len(deaf_overdue) > 3 else ""
+        return (
+            "Degraded",
+            NO_SOURCE_STATE,
+            f"{len(deaf_overdue)}/{total} nodes have delivered no events for {unreachable_after:g}s or more "
+            f"(source none), so nothing the policy traces is observed there: {shown}{more}; "
+            f"{running}/{total} nodes running",
+        )
     if rollout["nodesPending"]:
         waiting = (
             f" ({len(recent)} with Tetragon unreachable: Degraded after {unreachable_after:g}s)"
             if recent
             else ""
         )
+        if deaf_recent:
+            waiting += f" ({len(deaf_recent)} with no event source: Degraded after {unreachable_after:g}s)"
         deaf: dict[str, Any] = next((f for f in rollout["failures"] if f.get("state") == NO_SOURCE_STATE), {})
         if deaf:  # loaded there, but its agent gets no events: why that node is not running
             waiting += f"; {deaf.get('node')}: no event source: {deaf.get('message')}"
@@ -120,7 +140,10 @@ def _not_running(rollout: Mapping[str, Any]) -> str:
 
 
 def unreachable_text(report: NodeReport) -> str:
-    since = report.unreachable_since
+    return _since_text(report, report.unreachable_since, report.unreachable_message)
+
+
+def _since_text(report: NodeReport, since: datetime | None, message: str) -> str:
     when = f" since {since.strftime('%Y-%m-%dT%H:%M:%SZ')}" if since is not None else ""
-    detail = f" ({report.unreachable_message})" if report.unreachable_message else ""
+    detail = f" ({message})" if message else ""
     return f"{report.name}{when}{detail}"

@@ -51,12 +51,8 @@ from stellaops_runtime.controller.render_policy import (
     probe_entry_key,
     render_policy,
 )
-from stellaops_runtime.controller.rollout import (
-    awaiting_since,
-    fold_rollout,
-    index_nodes,
-    unreachable_nodes,
-)
+from stellaops_runtime.controller.rollout import NodeReport, awaiting_since, fold_rollout, index_nodes
+from stellaops_runtime.controller.rollout_overdue import no_source_nodes, unreachable_nodes
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
@@ -312,6 +308,7 @@ class PolicyReconciler(OwnedWriter):
         reports = index_nodes(nodes, now=now, stale_after_seconds=stale_after, beats=beats)
         self._notice_staleness({r.name for r in reports if r.kind == "stale"})
         spec_written, versions = self.written_versions(wanted)
+        deaf: list[NodeReport] = []  # counted pending for NoEventSource: Degraded after the bound
         rollout = fold_rollout(
             tetragon_policies=[(namespace, n) for n in names],
             nodes=(),
@@ -321,28 +318,33 @@ class PolicyReconciler(OwnedWriter):
             reports=reports,
             written=spec_written,
             versions=versions,
+            deaf=deaf,
         )
         # Refolded on the next report of a node that has not reported since the write (reconcile.py).
         if (waiting := awaiting_since(reports, spec_written)) is not None:
             self._awaiting_reports[(kind, namespace, name)] = waiting
         else:
             self._awaiting_reports.pop((kind, namespace, name), None)
-        overdue, recent = unreachable_nodes(  # since when: on the operator's clock (heartbeats)
-            reports,
-            now=now,
-            after_seconds=self.config.tetragon_unreachable_seconds,
-            since=lambda n: self.heartbeats.unreachable_since(
-                n.name, n.unreachable_since, now=now, beat=n.beat
-            ),
-        )
+        hb, after = self.heartbeats, self.config.tetragon_unreachable_seconds  # since when: operator's clock
         state, reason, message = _policy_state(
             names=names,
             rollout=rollout,
             errors=errors,
             missing_crd=missing_crd,
             refused=refused,
-            unreachable=(overdue, recent) if names else ([], []),
-            unreachable_after=self.config.tetragon_unreachable_seconds,
+            unreachable=unreachable_nodes(
+                reports if names else (),
+                now=now,
+                after_seconds=after,
+                since=lambda n: hb.unreachable_since(n.name, n.unreachable_since, now=now, beat=n.beat),
+            ),
+            unreachable_after=after,
+            no_source=no_source_nodes(
+                deaf,
+                now=now,
+                after_seconds=after,
+                since=lambda n: hb.no_source_since(n.name, n.no_source_since, now=now, beat=n.beat),
+            ),
         )
         purl_functions = fold_purl_functions(  # which source covers each function named by purl
             policy=probe_entry_key(kind=kind, namespace=namespace, name=name),

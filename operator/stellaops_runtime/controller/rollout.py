@@ -53,15 +53,19 @@ module folds those into one policy's ``status.rollout``:
 - A fresh node whose agent reports Tetragon unreachable
   (``capabilities.tetragon.reachable: false``, explicitly) lists no policies: it counts
   as **pending**, and ``failures`` gets one ``TetragonUnreachable`` entry for
-  it (with the agent's message). ``unreachable_nodes`` says since when (the
-  ``lastTransitionTime`` of the ObservationNode's ``Ready=False``), so the
-  policy can turn Degraded after a bounded time instead of waiting forever.
+  it (with the agent's message). ``rollout_overdue.unreachable_nodes`` says
+  since when (the ``lastTransitionTime`` of the ObservationNode's
+  ``Ready=False``), so the policy can turn Degraded after a bounded time
+  instead of waiting forever.
 - A fresh node whose Tetragon answers but whose agent gets no events from it
   (``source: none``: its event stream is not connected) and that would count
   as **running** counts as **pending**, with one ``NoEventSource`` entry in
   ``failures`` (the agent's ``maxPostureReason``): Tetragon loaded the policy
   there, but nothing it traces reaches the store and the node's pods are at
-  posture None, so the policy must not read Ready on that node.
+  posture None, so the policy must not read Ready on that node. Since when:
+  the ``lastTransitionTime`` of the ObservationNode's ``EventSource=False``
+  (``no_source_since``); ``rollout_overdue.no_source_nodes`` turns the policy
+  Degraded after the same bound.
 
 ``nodesTotal`` = running + partial + failed + pending + stale + native.
 ``failures`` lists the first ``max_messages`` failed, partial or unreachable
@@ -74,7 +78,7 @@ A node's ``feature.stellaops.io/*`` labels are derived in ``controller.node_labe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,6 +140,7 @@ class NodeReport:
     unreachable_since: datetime | None = None  # Ready=False's lastTransitionTime (None: not said)
     unreachable_message: str = ""
     no_source: str | None = None  # source none, Tetragon reachable: why the agent gets no events
+    no_source_since: datetime | None = None  # EventSource=False's lastTransitionTime (None: not said)
     beat: datetime | None = None  # heartbeatTime: when the agent made this report
     # every entry of a key the node listed more than once, in its order (``loaded`` holds the first)
     repeated: Mapping[tuple[str, str], tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
@@ -153,15 +158,23 @@ def _unreachable(status: Mapping[str, Any]) -> tuple[bool, datetime | None, str]
     tetragon = caps.get("tetragon") if isinstance(caps, Mapping) else None
     if not isinstance(tetragon, Mapping) or tetragon.get("reachable") is not False:
         return False, None, ""  # reachable, or not said: only an agent's explicit false counts
+    down = _false(status, "Ready")
+    if down is None:
+        return True, None, ""
+    return (
+        True,
+        parse_time(down.get("lastTransitionTime")),
+        str(down.get("message") or "")[:MAX_MESSAGE_CHARS],
+    )
+
+
+def _false(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    """The agent's condition ``type_`` when it is False, else None."""
     conditions = status.get("conditions")
     for c in conditions if isinstance(conditions, list) else ():
-        if isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "False":
-            return (
-                True,
-                parse_time(c.get("lastTransitionTime")),
-                str(c.get("message") or "")[:MAX_MESSAGE_CHARS],
-            )
-    return True, None, ""
+        if isinstance(c, Mapping) and c.get("type") == type_ and c.get("status") == "False":
+            return c
+    return None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -211,6 +224,7 @@ def index_nodes(
                     loaded[key] = entry
         down, since, message = _unreachable(status)
         deaf = str(status.get("source") or "") == "none" and not down  # loaded there, but not observed
+        deaf_since = _false(status, "EventSource") if deaf else None  # the agent's EVENT_SOURCE_CONDITION
         out.append(
             NodeReport(
                 name=name,
@@ -220,6 +234,7 @@ def index_nodes(
                 unreachable_since=since,
                 unreachable_message=message,
                 no_source=str(status.get("maxPostureReason") or "")[:MAX_MESSAGE_CHARS] if deaf else None,
+                no_source_since=parse_time(deaf_since.get("lastTransitionTime")) if deaf_since else None,
                 beat=beat,
                 repeated=repeated,
             )
@@ -238,6 +253,7 @@ def fold_rollout(
     reports: Sequence[NodeReport] | None = None,
     written: Mapping[tuple[str, str], datetime] | None = None,
     versions: Mapping[tuple[str, str], Version] | None = None,
+    deaf: list[NodeReport] | None = None,
 ) -> dict:
     """``status.rollout`` of one policy from every ObservationNode (see the module docstring).
 
@@ -246,7 +262,8 @@ def fold_rollout(
     (namespace or "", name) of a Tetragon object -> when its spec was last
     written; ``versions``: the same key -> its (uid, generation) now. A
     node's report of another version, or (without a version in the report)
-    one made before the write, counts as pending.
+    one made before the write, counts as pending. ``deaf``: given, the nodes counted pending for
+    ``NoEventSource`` are appended to it (``rollout_overdue.no_source_nodes`` times them).
     """
     if reports is None:
         reports = index_nodes(nodes, now=now, stale_after_seconds=stale_after_seconds)
@@ -264,6 +281,8 @@ def fold_rollout(
             ]
         elif kind == "running" and report.no_source is not None:  # nothing it traces reaches us there
             kind, problems = "pending", [no_source_entry(report.name, wanted, report.no_source)]
+            if deaf is not None:
+                deaf.append(report)
         counts[kind] += 1
         if problems and len(failures) < max_messages:
             failures.extend(problems)
@@ -279,35 +298,6 @@ def fold_rollout(
         "nodesSkipped": counts["skipped"],
         "failures": failures[: max(0, max_messages)],
     }
-
-
-def unreachable_nodes(
-    reports: Sequence[NodeReport],
-    *,
-    now: datetime,
-    after_seconds: float,
-    since: Callable[[NodeReport], datetime | None] | None = None,
-) -> tuple[list[NodeReport], list[NodeReport]]:
-    """Fresh nodes with Tetragon unreachable: (for ``after_seconds`` or more, for less).
-
-    A node that does not say since when counts as unreachable for long
-    enough: nothing it reports will make the policy load sooner. ``since``:
-    since when, on the operator's clock (``heartbeats.Heartbeats.unreachable_since``),
-    instead of the agent's stamp.
-    """
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    overdue: list[NodeReport] = []
-    recent: list[NodeReport] = []
-    for r in reports:
-        if r.kind != "tetragon" or not r.unreachable:
-            continue
-        at = r.unreachable_since if since is None else since(r)
-        if at is None or (now - at).total_seconds() >= after_seconds:
-            overdue.append(r)
-        else:
-            recent.append(r)
-    return overdue, recent
 
 
 def reported_before(report: NodeReport, written: datetime | None) -> bool:

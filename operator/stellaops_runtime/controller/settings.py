@@ -79,7 +79,9 @@ class ControllerConfig:
     max_rollout_messages: int = 5
     # A policy waiting on a node whose agent cannot reach Tetragon turns Degraded
     # (reason TetragonUnreachable) once the node has reported it unreachable this long
-    # (counted from the lastTransitionTime of the ObservationNode's Ready=False).
+    # (counted from the lastTransitionTime of the ObservationNode's Ready=False); and (reason
+    # NoEventSource) once a node whose Tetragon loaded it has had no event source this long
+    # (its EventSource=False).
     tetragon_unreachable_seconds: float = 120.0
     # A RuntimeObserver one of whose nodes reports ContainersKnown RegistryNotInSync is Progressing
     # (an agent's start), then Degraded once that has lasted this long (by the node's own account:
