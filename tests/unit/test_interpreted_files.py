@@ -76,6 +76,31 @@ def test_a_file_among_an_interpreters_modules(path: str) -> None:
         "/usr/lib/x86_64-linux-gnu/libguile-3.0.so.1",
         "/usr/bin/julia",
         "/usr/lib/x86_64-linux-gnu/libjulia.so.1",
+        # missed before (s39/A): HHVM, QuickJS, GJS and the SpiderMonkey it and polkit embed,
+        # Electron/CEF/V8/JavaScriptCore embedded as libraries, OCaml bytecode, Racket, SBCL,
+        # SWI-Prolog, Octave, GraalPy, WebAssembly runtimes (JIT code under no symbol)
+        "/usr/bin/hhvm",
+        "/usr/bin/qjs",
+        "/usr/bin/gjs-console",
+        "/usr/lib/x86_64-linux-gnu/libgjs.so.0",
+        "/usr/lib/x86_64-linux-gnu/libmozjs-102.so.0.0.0",
+        "/opt/app/electron",
+        "/opt/app/libcef.so",
+        "/usr/lib/libv8.so",
+        "/usr/lib/x86_64-linux-gnu/libjavascriptcoregtk-4.1.so.0",
+        "/usr/bin/ocamlrun",
+        "/usr/bin/racket",
+        "/usr/bin/sbcl",
+        "/usr/lib/swi-prolog/bin/x86_64-linux/swipl",
+        "/usr/bin/octave-cli",
+        "/usr/lib/x86_64-linux-gnu/octave/8.4.0/liboctinterp.so.11",
+        "/opt/graalpy/bin/graalpy",
+        "/usr/local/bin/wasmtime",
+        "/usr/local/lib/libwasmtime.so",
+        "/usr/local/bin/wasmer",
+        "/usr/local/bin/wasmedge",
+        "/usr/local/lib/libwasmedge.so.0",
+        "/usr/local/bin/iwasm",
     ],
 )
 def test_an_interpreter_itself(path: str) -> None:
@@ -94,6 +119,9 @@ def test_an_interpreter_itself(path: str) -> None:
         "/usr/lib/x86_64-linux-gnu/libpythonic.so",
         "/usr/bin/bunzip2",
         "/usr/bin/denoise",
+        "/usr/bin/qjsc",  # QuickJS's compiler: runs no script
+        "/usr/bin/gjs-tool",
+        "/usr/lib/x86_64-linux-gnu/libwasm-utils.so",
     ],
 )
 def test_native_code_is_neither(path: str) -> None:

@@ -54,7 +54,10 @@ _INTERPRETER = re.compile(
     r"|lua(?:jit)?[0-9.]*|lib(?:lua|luajit-)[0-9.]*\.so[0-9.]*|dart|dotnet|libcoreclr\.so"
     r"|mono(?:-sgen)?|libmono(?:sgen)?-[0-9.]+\.so[0-9.]*|R|libR\.so|Rscript"
     r"|tclsh[0-9.]*|wish[0-9.]*|libtcl[0-9.]*\.so[0-9.]*|guile[-0-9.]*|libguile[-0-9.]*\.so[0-9.]*"
-    r"|julia|libjulia\.so[0-9.]*)"
+    r"|julia|libjulia\.so[0-9.]*"
+    r"|hhvm|qjs|gjs(?:-console)?|libgjs\.so[0-9.]*|libmozjs-[0-9]+\.so[0-9.]*|electron|libcef\.so|libv8\.so"
+    r"|libjavascriptcoregtk-[0-9.]+\.so[0-9.]*|ocamlrun|racket|sbcl|swipl|octave-cli|liboctinterp\.so[0-9.]*"
+    r"|graalpy|wasmtime|libwasmtime\.so|wasmer|libwasmer\.so|wasmedge|libwasmedge\.so[0-9.]*|iwasm)"
 )
 
 # An interpreter's or a VM's own functions, on every sampled stack of the code it runs: they show
