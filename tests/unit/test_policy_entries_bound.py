@@ -103,3 +103,26 @@ def test_the_operators_objects_are_kept_before_other_owners_failures() -> None:
     assert {"stellaops-web", "stellaops-web-uprobes"} <= set(names), omitted
     assert len(kept) == MAX_POLICY_ENTRIES and omitted == 1202 - MAX_POLICY_ENTRIES
     assert names[-2:] == ["stellaops-web", "stellaops-web-uprobes"]  # still in Tetragon's order
+
+
+def test_a_changing_number_does_not_move_which_entries_are_kept() -> None:
+    """Near the bound, the kept set depended on each entry's exact bytes: a kernelMemoryBytes that
+    grew by a few digits (a number, nothing else) pushed the last kept entry out and back, so the
+    written list and policiesOmitted churned with it. Numbers now count at their widest."""
+
+    def size(e: dict[str, Any]) -> int:
+        return len(json.dumps(e, separators=(",", ":")).encode()) + 1
+
+    policies = [_entry(i, error="e" * 1000) for i in range(600)]
+    one = size(policies[1])
+    slack = POLICY_ENTRIES_BYTES % one  # left after as many whole entries as fit
+    policies[0] = _entry(0, error="e" * (1000 + slack - 3))  # 3 bytes left: a longer number no longer fits
+    kept, omitted = bounded_policies(policies)
+    assert omitted > 0 and sum(size(e) for e in kept) <= POLICY_ENTRIES_BYTES
+    for value in (0, 9, 10**9, 2**63 - 1):
+        changed = [dict(e) for e in policies]
+        changed[0]["kernelMemoryBytes"] = value
+        kept_now, omitted_now = bounded_policies(changed)
+        assert [e["name"] for e in kept_now] == [e["name"] for e in kept], value
+        assert omitted_now == omitted, value
+        assert sum(size(e) for e in kept_now) <= POLICY_ENTRIES_BYTES, value

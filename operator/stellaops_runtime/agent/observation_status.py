@@ -208,6 +208,22 @@ _FAILED_FIRST = frozenset({"LOAD_ERROR", "ERROR", "DISABLED", "PARTIALLY_ENABLED
 OPERATOR_PREFIX = "stellaops-"  # every Tetragon object the operator renders (render_policy names)
 
 
+NUMBER_WIDTH = 19  # digits of the largest int64, what kernelMemoryBytes is held to (capabilities)
+
+
+def _narrower(value: Any) -> int:
+    """How many digits the numbers in ``value`` are short of :data:`NUMBER_WIDTH` (see bounded_policies)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, NUMBER_WIDTH - len(str(value)))
+    if isinstance(value, dict):
+        return sum(_narrower(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_narrower(v) for v in value)
+    return 0
+
+
 def _bounded_entry(entry: dict[str, Any]) -> dict[str, Any]:
     sensors = entry.get("sensors")
     if not isinstance(sensors, list) or (
@@ -228,10 +244,12 @@ def bounded_policies(policies: list[dict[str, Any]] | None) -> tuple[list[dict[s
     the operator's own objects (named ``stellaops-...``) are kept first, their failed and partial
     loads before the rest, then the other failed and partial loads, then the rest, each in
     Tetragon's order, and the kept ones are written in Tetragon's order. A list within the bounds
-    is written as it is (sensors aside).
+    is written as it is (sensors aside). Each number counts at its widest (:data:`NUMBER_WIDTH`
+    digits), so a number that changes (``kernelMemoryBytes``) never moves which entries are kept:
+    near the bound it pushed the last kept entry out and back, and the list churned with it.
     """
     entries = [_bounded_entry(e) for e in policies or ()]
-    sizes = [len(json.dumps(e, separators=(",", ":")).encode()) + 1 for e in entries]
+    sizes = [len(json.dumps(e, separators=(",", ":")).encode()) + 1 + _narrower(e) for e in entries]
     if len(entries) <= MAX_POLICY_ENTRIES and sum(sizes) <= POLICY_ENTRIES_BYTES:
         return entries, 0
 
