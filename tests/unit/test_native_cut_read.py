@@ -22,7 +22,9 @@ import threading
 import time
 from typing import Any
 
-from stellaops_runtime.native.config import NativeConfig
+import pytest
+
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.native.follow_files import Followed
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
@@ -35,6 +37,8 @@ class _Probes:
 
     def __init__(self) -> None:
         self.watch = None
+        self.cfg = NativeConfig()  # no uprobe: no call can be in flight
+        self.calls_in_flight: list[bytes] = []  # what the map of calls in flight holds
         self.buffer: list[bytes] = []
         self.lock = threading.Lock()
         self.hold_poll = False  # the next poll waits for ``release`` after emptying the buffer
@@ -79,7 +83,7 @@ class _Probes:
     def in_flight(self, alive: Any) -> list[bytes]:
         if self.fail_in_flight:
             raise OSError(12, "Cannot allocate memory")
-        return []
+        return list(self.calls_in_flight)
 
     def follow(self) -> Followed:
         return Followed()
@@ -221,6 +225,38 @@ def test_calls_in_flight_that_cannot_be_read_are_a_gap_since_the_load() -> None:
 
     attached, spans = asyncio.run(main())
     assert _covered(spans, attached), (attached, spans)
+
+
+@pytest.mark.parametrize("how", ["cancelled", "counters fail"])
+def test_calls_in_flight_a_cut_last_read_took_are_a_gap_since_the_load(how: str) -> None:
+    """A uprobe call entered early in the run and still in flight at the stop is counted by the last
+    read alone (at its entry). A last read cut by the switch's cancel, or failing after it took the map,
+    counted none: the gap ran from the last poll only, not from the entry (any time since the load)."""
+    probes = _Probes()
+    probes.cfg = NativeConfig(uprobes=(UprobeTarget("/bin/true", "main"),))
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop, task = await _running(src)
+        entered = src.stats.attached_ns  # the call entered as the probes attached, and runs on
+        probes.calls_in_flight = [b"in flight"]
+        probes.write(b"early")
+        await _until(lambda: len(queue) >= 1 and src._follow_ns > entered, "the reader's first round")
+        probes.hold_last_read = True
+        stop.set()
+        await _until(probes.held.is_set, "last read")
+        if how == "cancelled":
+            task.cancel()  # the last read took longer than the switch waits
+        else:
+            probes.fail_counters = True  # after the map of calls in flight was read
+        probes.release.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await _until(lambda: probes.closed > 0, "close")
+        return entered, src.take_unwatched()
+
+    entered, spans = asyncio.run(main())
+    assert b"in flight" not in [p for p, _ in queue.take(len(queue))]  # counted by nobody
+    assert _covered(spans, entered), (entered, spans)  # ... so its entry is in a gap
 
 
 def test_a_last_read_that_fails_is_a_gap_and_the_probes_are_closed() -> None:

@@ -106,6 +106,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._load_ns = 0  # wall clock of the start of the last load
         self._queued_ns = 0  # wall clock at the start of the latest poll whose records are all queued
         self._tail_lost_since: int | None = None  # set by the last read when it could not read all
+        self._tail_queued = False  # the last read of this run queued its tail (the calls in flight)
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
@@ -140,6 +141,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
                 self._load_ns = self._queued_ns = self._drop_read_ns
+                self._tail_queued = False
                 given_up = threading.Event()  # the load's lookups end at their next step once set
                 try:  # cancelled meanwhile (the switch gave up waiting): what it loads is closed
                     self.probes = await owned(
@@ -182,13 +184,13 @@ class NativeProbeSource(SourceGaps, SourceReader):
                     except asyncio.CancelledError:  # the switch gave up waiting: still closed, after
                         if probes is not None:
                             self._thread.submit(probes.close)
-                        since = self._unread_since(probes)
+                        since = self._unread_since(probes, in_flight=not self._tail_queued)
                         cut_from = since if cut_from is None else min(cut_from, since)
                         raise
                     except Exception as e:  # the last read's own error: closed all the same, loaded again
                         if probes is not None:
                             await self._call(probes.close)  # ProbeSet.close raises nothing
-                        since = self._unread_since(probes)
+                        since = self._unread_since(probes, in_flight=not self._tail_queued)
                         cut_from = since if cut_from is None else min(cut_from, since)
                         failed = failed or e
                     finally:
@@ -215,6 +217,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         for payload in tail:  # written between the reader's last poll and now
             self.queue.put(payload)
         self.stats.received += len(tail)
+        self._tail_queued = True
         if self._tail_lost_since is not None:  # its poll or the calls in flight could not be read
             self._note_cut(self._tail_lost_since, time.time_ns())
         self._queued_ns = max(self._queued_ns, polled)
@@ -285,13 +288,17 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self.stats.received += len(batch)
         self._queued_ns = max(self._queued_ns, polled)
 
-    def _unread_since(self, probes: ProbeSet | None) -> int:
+    def _unread_since(self, probes: ProbeSet | None, *, in_flight: bool = False) -> int:
         """As a cancel cuts a read short: the wall clock since which records, drops or a target's
         file may be in no record and no span (the earliest of the last poll queued whole, the last
-        look at the counters and at the targets' files; the load while its scan had processes left)."""
+        look at the counters and at the targets' files; the load while its scan had processes left,
+        or, ``in_flight``, while the last read's uprobe calls in flight reached nobody: each is a
+        record at its entry, any time since the load)."""
         since = min(self._queued_ns, self._drop_read_ns, self._follow_ns)
         watch = probes.watch if probes is not None else None
         if watch is not None and watch.scanning():  # the scan's rest was never read at the stop
+            since = min(since, self._load_ns)
+        if in_flight and probes is not None and probes.cfg.uprobes:
             since = min(since, self._load_ns)
         return since
 
