@@ -212,3 +212,49 @@ def test_gitops_md_argocd_cm_patch_keeps_the_other_keys(plane: ControlPlane) -> 
         "data"
     ]
     assert cm["data"] == theirs | ours
+
+
+def test_install_md_pod_recipe_removes_the_operators_pod_markings_and_keeps_the_users(
+    plane: ControlPlane,
+) -> None:
+    """docs/install.md (Uninstall): after the operator is gone, its level labels, ``observe-off`` and
+    posture annotations stay on the pods; the recipe's two commands, run as written with the real
+    kubectl, remove them in every namespace and leave the user's labels and annotations (its
+    ``stellaops.io/observe-level`` among them), also on pods that carry none of ours."""
+    client = plane.admin
+    assert client is not None
+    text = INSTALL.read_text()
+    lines = [
+        text[text.index(start) :].split("\n\n", 1)[0].split("```")[0].strip()
+        for start in ("kubectl label pods --all", "kubectl annotate pods --all")
+    ]
+    ours_labels = {
+        "stellaops.io/observe": "true",
+        "stellaops.io/observe-deep": "true",
+        "stellaops.io/observe-full": "true",
+        "stellaops.io/observe-off": "true",
+    }
+    ours_annotations = {
+        "stellaops.io/observe-posture": "EbpfDeep",
+        "stellaops.io/observe-posture-reason": "policy shop/web allows EbpfDeep",
+    }
+    theirs_labels, theirs_annotations = {"app": "web"}, {"stellaops.io/observe-level": "EbpfDeep", "x": "y"}
+    pods = [("shop", "web-0", True), ("other", "db-0", True), ("other", "plain", False)]
+    for ns in {ns for ns, _, _ in pods}:
+        client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for ns, name, marked in pods:
+        meta = {
+            "name": name,
+            "namespace": ns,
+            "labels": theirs_labels | (ours_labels if marked else {}),
+            "annotations": theirs_annotations | (ours_annotations if marked else {}),
+        }
+        spec = {"containers": [{"name": "c", "image": "registry.example/app@sha256:" + "a" * 64}]}
+        client.create({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+    for line in lines:
+        proc = kubectl(plane, shlex.split(line.replace("\\\n", " ")))
+        assert proc.returncode == 0, proc.stderr
+    for ns, name, _ in pods:
+        meta = client.get("v1", "Pod", name, ns)["metadata"]
+        assert meta.get("labels") == theirs_labels, (name, meta.get("labels"))
+        assert meta.get("annotations") == theirs_annotations, (name, meta.get("annotations"))
