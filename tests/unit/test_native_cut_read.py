@@ -284,6 +284,31 @@ def test_a_last_read_that_fails_is_a_gap_and_the_probes_are_closed() -> None:
     assert "Input/output error" in src.stats.last_error
 
 
+def test_a_last_read_failing_at_a_stop_is_not_logged_as_loaded_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The error of a last read at a stop was logged "(loaded again in N s)": the probes are not loaded
+    again once asked to stop, and an operator reading the log was told the node stays watched."""
+    probes = _Probes()
+    src, _ = _source(probes)
+
+    async def main() -> None:
+        stop, task = await _running(src)
+        attached = src.stats.attached_ns
+        await _until(lambda: src._follow_ns > attached, "the reader's first round")  # counters read
+        probes.fail_counters = True  # the last read's counters fail (the reader's next read is 1 s off)
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+    with caplog.at_level("ERROR", logger="stellaops_runtime.native.source"):
+        asyncio.run(main())
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "Input/output error" in line
+    assert "loaded again in" not in line, line
+    assert "not loaded again" in line.split("\n", 1)[0], line
+    assert src.stats.connects == 1  # indeed not loaded again
+
+
 def test_a_reader_error_whose_last_read_fails_too_still_loads_again() -> None:
     """No error may end the node's observation: the reader's error closes the probes and loads them
     again; its last read failing as well ended ``run``, and the node was unwatched until Tetragon."""

@@ -202,10 +202,13 @@ class NativeProbeSource(SourceGaps, SourceReader):
                     self.stats.last_error = f"the probes' reader failed: {type(failed).__name__}: {why}"
                     # The traceback as text, redacted: its last line repeats the message.
                     trace = redact("".join(traceback.format_exception(failed)))
-                    log.error(
-                        "native probes stopped after an unexpected error (loaded again in %.0f s)\n%s",
-                        self.retry_seconds, trace,
-                    )  # fmt: skip
+                    stopping = stop.is_set()  # asked to stop meanwhile: no next load
+                    then = (
+                        "not loaded again: asked to stop"
+                        if stopping
+                        else f"loaded again in {self.retry_seconds:.0f} s"
+                    )
+                    log.error("native probes stopped after an unexpected error (%s)\n%s", then, trace)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.retry_seconds)
         finally:
