@@ -36,6 +36,14 @@ BLOCK_SCALAR = rf"[|>][+-]?[0-9]?[+-]?[ \t]*+(?:#[^\n]*+)?{_INDENTED_LINE}(?:{_I
 # are values.
 NOT_A_MARKER = r"(?!\[REDACTED\](?:[^\w\s]{0,3}(?!\S)|[}\]\"']{0,3}(?:,[\s\"'{\[]|[&;#]\s*[\w.%-]+[=:]|</)))"
 
+# A value that starts a private key (``PRIVATE_KEY=-----BEGIN RSA PRIVATE KEY-----``, ``--ssh-key
+# "-----BEGIN …"``) is none for a key or flag rule: the word after the key would be only the BEGIN
+# line's first word and the body after it was kept; the ``pem_private_key`` rule takes the body.
+NOT_A_PEM_START = (
+    r"(?![\"']?(?:-----BEGIN [A-Z0-9 ]*PRIVATE KEY"
+    r"|---- BEGIN SSH2 ENCRYPTED PRIVATE KEY|PuTTY-User-Key-File-))"
+)
+
 # Gates: cheap regexes a field must match before a rule that names the gate
 # runs. "run": a run of 20 token characters at the start or after a non-token
 # character (every provider token has one; ``/x86_64-linux-gnu`` does not);

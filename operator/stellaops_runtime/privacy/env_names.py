@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from stellaops_runtime.contracts.escapes import reading
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, NOT_A_MARKER, REDACTED
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, NOT_A_MARKER, NOT_A_PEM_START, REDACTED
 
 DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
@@ -99,15 +99,22 @@ def name_matches(rx: re.Pattern[str], name: str) -> bool:
     return plain != name and rx.match(plain) is not None
 
 
-def argument_regex(globs: Iterable[str]) -> re.Pattern[str]:
-    """``NAME=value`` in argument text with an upper-case NAME matching a glob: group ``s`` is the value."""
+def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Pattern[str]:
+    """``NAME=value`` in argument text with an upper-case NAME matching a glob: group ``s`` is the value.
+
+    ``pem_rule``: the ``pem_private_key`` rule ran first, so a value starting a private key
+    (``PRIVATE_KEY=-----BEGIN …``) is left to it (its BEGIN line stays, its body is gone).
+    """
     names = "|".join(glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]") for g in globs)
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
     start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
     value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{NOT_A_MARKER}[^\s"']\S*))"""
-    return re.compile(rf"{start}(?:{names})\\*=(?=\S){value}", re.ASCII)  # ``PASSWORD\\=x`` (escaped) too
+    guard = NOT_A_PEM_START if pem_rule else ""
+    return re.compile(
+        rf"{start}(?:{names})\\*=(?=\S){guard}{value}", re.ASCII
+    )  # ``PASSWORD\\=x`` (escaped) too
 
 
 def pair_regex(globs: Iterable[str]) -> re.Pattern[str]:

@@ -45,6 +45,7 @@ from stellaops_runtime.privacy.base import (
     BLOCK_SCALAR,
     DOUBLE_QUOTED,
     NOT_A_MARKER,
+    NOT_A_PEM_START,
     REDACTED,
     WORD_VALUE,
     CompiledPatterns,
@@ -93,7 +94,7 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
-_WIDE_VALUE = rf"""(?:{BLOCK_SCALAR}|{_QUOTED}|{NOT_A_MARKER}{WORD_VALUE})"""
+_WIDE_VALUE = rf"""{NOT_A_PEM_START}(?:{BLOCK_SCALAR}|{_QUOTED}|{NOT_A_MARKER}{WORD_VALUE})"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).

@@ -112,7 +112,9 @@ class Redactor:
             *config.extra_env_name_patterns,
         ]
         self.env_globs = tuple(env_globs)
-        self._env_arg_rx = env_names.argument_regex(env_globs) if env_globs else None
+        self._env_arg_rx = (
+            env_names.argument_regex(env_globs, pem_rule=config.default_patterns) if env_globs else None
+        )
         # name-value entries (``{"name": "DB_PASSWORD", "value": x}``), either member first
         self._env_pair_rxs = (
             (env_names.pair_regex(env_globs), env_names.value_first_regex(env_globs)) if env_globs else ()
