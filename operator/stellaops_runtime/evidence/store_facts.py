@@ -63,26 +63,43 @@ def _as_date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
-def _calls_per_day(conn: sa.Connection, image: str, rows: list[SymbolRow]) -> dict[dt.date, int]:
-    """Calls per UTC day: summed per evidence kind, then the largest kind.
+def _calls_per_day(
+    conn: sa.Connection, image: str, rows: list[SymbolRow]
+) -> tuple[dict[dt.date, int], list[tuple[dt.date, dt.date]]]:
+    """Calls per UTC day, at least: summed per evidence kind, then the largest kind (one call seen
+    two ways, invoked and on a stack, counts once); and the spans of days of windows whose calls
+    cross midnight.
 
-    One call seen two ways (invoked and on a stack) counts once.
+    A window counts toward a day only when its first and last call lie in that day: one that
+    crosses midnight (``aggregationWindowSeconds`` that does not divide a day) may hold any split
+    of its calls between the days, so it proves no day busy, but each day it spans had calls.
     """
     if not rows:
-        return {}
+        return {}, []
     w = hot_symbol_windows.c
     keys = {(r.module, r.function_name, r.evidence_kind) for r in rows}
-    day = utc_date(w.window_start).label("day")
+    first, last = utc_date(w.first_seen).label("first"), utc_date(w.last_seen).label("last")
     stmt = (
-        sa.select(day, w.evidence_kind, sa.func.sum(w.invocation_count).label("calls"))
-        .where(w.image_digest == image, sa.tuple_(w.module, w.function_name, w.evidence_kind).in_(keys))
-        .group_by(day, w.evidence_kind)
+        sa.select(first, last, w.evidence_kind, sa.func.sum(w.invocation_count).label("calls"))
+        .where(
+            w.image_digest == image,
+            sa.tuple_(w.module, w.function_name, w.evidence_kind).in_(keys),
+            w.invocation_count > 0,
+        )
+        .group_by(first, last, w.evidence_kind)
     )
-    out: dict[dt.date, int] = defaultdict(int)
+    by_kind: dict[tuple[dt.date, str], int] = defaultdict(int)
+    spans: list[tuple[dt.date, dt.date]] = []
     for r in conn.execute(stmt):
-        d = _as_date(r.day)
-        out[d] = max(out[d], int(r.calls))
-    return dict(out)
+        d1, d2 = _as_date(r.first), _as_date(r.last)
+        if d1 == d2:
+            by_kind[(d1, r.evidence_kind)] += int(r.calls)
+        else:
+            spans.append((d1, d2))
+    out: dict[dt.date, int] = defaultdict(int)
+    for (d, _kind), n in by_kind.items():
+        out[d] = max(out[d], n)
+    return dict(out), spans
 
 
 def _watched_days(conn: sa.Connection, image: str, today: dt.date | None = None) -> set[dt.date]:
@@ -161,15 +178,18 @@ def observe(
     by_kind: dict[str, int] = defaultdict(int)
     for r in rows:
         by_kind[r.evidence_kind] += r.invocation_count
-    per_day = _calls_per_day(conn, image, rows)
+    per_day, spans = _calls_per_day(conn, image, rows)
     watched, taken = _watched_and_unseen(conn, image, today or _today())
+    called = {d for d, n in per_day.items() if n > 0} | {
+        d for d in watched if any(a <= d <= b for a, b in spans)
+    }
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)
     facts = Facts(
         invocations=max(by_kind.values(), default=0),
         max_calls_in_a_day=max(per_day.values(), default=0),
         watched_days=len(watched),
-        days_without_calls=len(watched - {d for d, n in per_day.items() if n > 0}),
+        days_without_calls=len(watched - called),
         package_loaded=bool(purls),
         exploit_path=exploit_path,
         unnamed_calls=sum(u.calls for u in nameless),

@@ -1,0 +1,68 @@
+"""Calls of a window that crosses midnight are no proof of "more than 1,000 calls in one UTC day".
+
+With ``aggregationWindowSeconds`` that does not divide a day (5000 s), a window starts before
+midnight and ends after it. The evidence summed calls per UTC day by each window's start, so 600
+calls before midnight and 500 after it, in one window, were 1,100 calls on the first day: RTS
+1.00 "High frequency observation" where no UTC day can be shown to have had more than 1,000 (the
+seed's table: 0.80). A window's calls now count toward one day only when its first and last call
+lie in that day; a window whose calls span midnight still makes both days days with calls.
+SQLite and PostgreSQL, through the store (evidence/store_facts.py is where the days are counted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.evidence.reachability import rts
+from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.engine import create_store_engine, open_store
+from stellaops_runtime.store.refs import PurlQuery, function_query
+from stellaops_runtime.store.schema import datetime_to_ns
+
+S = 1_000_000_000
+IMG = "sha256:" + "d" * 64
+PURL = "pkg:deb/debian/zlib1g@1.2.13"
+
+
+def ns(*a: int) -> int:
+    return datetime_to_ns(dt.datetime(*a, tzinfo=dt.UTC))
+
+
+def _facts(url: str, first: int, last: int, calls: int) -> tuple[int, float, int]:
+    """(busiest day's calls, RTS, days without calls): one window of ``calls`` from ``first`` to ``last``."""
+    w1, w2 = ns(2026, 6, 1, 23, 50), ns(2026, 6, 2, 12, 0)  # 5000 s: June 1 23:50 to June 2 01:13:20
+    key = HotSymbolKey(IMG, "/usr/lib/libz.so.1", "crc32", EvidenceKind.ON_STACK)
+    deep = Posture.EBPF_DEEP
+    with open_store(url) as s:
+        s.write(
+            [HotSymbolDelta(key, w1, calls, first, last, purl=PURL)],
+            [ObservationWindow(IMG, "a", w, 5, deep, 5000, "tetragon") for w in (w1, w2)],
+        )
+    engine: sa.Engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            purl, fn = PurlQuery.parse("pkg:deb/debian/zlib1g"), function_query("crc32")
+            f = observe(conn, image=IMG, purl=purl, function=fn, today=dt.date(2026, 6, 3)).facts
+    finally:
+        engine.dispose()
+    return f.max_calls_in_a_day, rts(f).score, f.days_without_calls
+
+
+def test_calls_of_a_window_across_midnight_are_no_busy_day(url: str) -> None:
+    busiest, score, without = _facts(url, ns(2026, 6, 1, 23, 55), ns(2026, 6, 2, 0, 30), 1100)
+    assert (score, without) == (0.80, 0), (busiest, score, without)
+    assert busiest <= 1000
+
+
+def test_calls_of_a_window_all_before_midnight_are_that_days(url: str) -> None:
+    busiest, score, without = _facts(url, ns(2026, 6, 1, 23, 51), ns(2026, 6, 1, 23, 59), 1100)
+    assert (busiest, score, without) == (1100, 1.00, 1)
