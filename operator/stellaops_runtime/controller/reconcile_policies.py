@@ -52,7 +52,7 @@ from stellaops_runtime.controller.render_policy import (
     render_policy,
 )
 from stellaops_runtime.controller.rollout import NodeReport, awaiting_since, fold_rollout, index_nodes
-from stellaops_runtime.controller.rollout_overdue import no_source_nodes, unreachable_nodes
+from stellaops_runtime.controller.rollout_overdue import timed_splits
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
     INDEX_OBSERVATION_NODES,
@@ -325,26 +325,19 @@ class PolicyReconciler(OwnedWriter):
             self._awaiting_reports[(kind, namespace, name)] = waiting
         else:
             self._awaiting_reports.pop((kind, namespace, name), None)
-        hb, after = self.heartbeats, self.config.tetragon_unreachable_seconds  # since when: operator's clock
+        after = self.config.tetragon_unreachable_seconds  # since when: on the operator's clock
+        unreachable, no_source = timed_splits(
+            reports if names else (), deaf, now=now, after_seconds=after, heartbeats=self.heartbeats
+        )
         state, reason, message = _policy_state(
             names=names,
             rollout=rollout,
             errors=errors,
             missing_crd=missing_crd,
             refused=refused,
-            unreachable=unreachable_nodes(
-                reports if names else (),
-                now=now,
-                after_seconds=after,
-                since=lambda n: hb.unreachable_since(n.name, n.unreachable_since, now=now, beat=n.beat),
-            ),
+            unreachable=unreachable,
             unreachable_after=after,
-            no_source=no_source_nodes(
-                deaf,
-                now=now,
-                after_seconds=after,
-                since=lambda n: hb.no_source_since(n.name, n.no_source_since, now=now, beat=n.beat),
-            ),
+            no_source=no_source,
         )
         purl_functions = fold_purl_functions(  # which source covers each function named by purl
             policy=probe_entry_key(kind=kind, namespace=namespace, name=name),

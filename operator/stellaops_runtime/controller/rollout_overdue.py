@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from stellaops_runtime.controller.rollout import NodeReport
+
+if TYPE_CHECKING:
+    from stellaops_runtime.controller.heartbeats import Heartbeats
 
 Since = Callable[[NodeReport], datetime | None]
 Split = tuple[list[NodeReport], list[NodeReport]]  # (for the bound or longer, for less)
@@ -91,4 +95,30 @@ def no_source_nodes(
         now=now,
         after_seconds=after_seconds,
         unsaid_overdue=False,
+    )
+
+
+def timed_splits(
+    reports: Sequence[NodeReport],
+    deaf: Sequence[NodeReport],
+    *,
+    now: datetime,
+    after_seconds: float,
+    heartbeats: Heartbeats,
+) -> tuple[Split, Split]:
+    """``unreachable_nodes`` of ``reports`` and ``no_source_nodes`` of ``deaf`` (the nodes the fold
+    counted pending for NoEventSource), each timed on the operator's clock by ``heartbeats``."""
+    return (
+        unreachable_nodes(
+            reports,
+            now=now,
+            after_seconds=after_seconds,
+            since=lambda n: heartbeats.unreachable_since(n.name, n.unreachable_since, now=now, beat=n.beat),
+        ),
+        no_source_nodes(
+            deaf,
+            now=now,
+            after_seconds=after_seconds,
+            since=lambda n: heartbeats.no_source_since(n.name, n.no_source_since, now=now, beat=n.beat),
+        ),
     )
