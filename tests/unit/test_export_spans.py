@@ -154,3 +154,31 @@ def test_an_export_agent_writes_spooled_counts_only_while_it_holds_the_export_lo
     finally:
         source.lock.release()
     assert pending.spool_gate() is False
+
+
+def test_a_rotated_resume_never_reads_again_the_new_files_stored_lines(tmp_path: Path) -> None:
+    """s39/rx: a checkpoint in a file rotated beside the path is resumed there, then the file at
+    the path is read from its start (sources/export_restart.py ``_resume_at``), so another agent's
+    stored span of that new file (a spool replayed, which wrote no row; its successor killed before
+    any count of its own) means its lines are stored: nothing is resumed. Before the fix only the
+    checkpoint's file was checked and the new file's lines were counted a second time."""
+    path, rotated = tmp_path / "tetragon.log", tmp_path / "tetragon.log.1"
+    path.write_bytes(LINE * 20)
+    own = _cp(path, 40)  # the record: byte 40 of the file before its rotation
+    path.rename(rotated)
+    path.write_bytes(LINE * 200)  # the new file, past 1024 bytes: its head is known
+    new_ino = os.stat(path).st_ino
+    head = hashlib.sha256((LINE * 200)[:1024]).hexdigest()
+
+    def weigh(spans: list[Any]) -> tuple[str, str]:
+        with path.open("rb") as f:
+            how, _, _, why = reconcile(f, str(path), (own, now_pair()), None, "me", spans=spans)
+        return how, why
+
+    assert weigh([])[0] == OWN  # nothing stored of the new file: the rotated file is read on, then it
+    how, why = weigh([("y", new_ino, 0, 800, head)])
+    assert how == NONE and "agent y" in why and "rotated" in why, why
+    assert weigh([("y", new_ino, 0, 800, "")])[0] == NONE  # its head not known: taken as this file's
+    assert weigh([("y", new_ino, 0, 800, "d" * 64)])[0] == OWN  # a deleted file's that had its inode
+    assert weigh([("y", new_ino, 0, 0, head)])[0] == OWN  # an empty span: no line stored
+    assert weigh([("me", new_ino, 0, 800, head)])[0] == OWN  # the record's agent: its record is further

@@ -28,7 +28,9 @@ two when the file is opened:
 
 Then, whatever was chosen: another agent's stored span of the chosen checkpoint's file
 (store/export_spans.py) reaching past it means lines after it are stored (a spool replayed,
-which writes no row: its agent's store was away for its whole life), and nothing is resumed.
+which writes no row: its agent's store was away for its whole life), and nothing is resumed;
+so does another agent's stored span of the file at the path when the checkpoint's file was
+rotated beside it (that file is read after the rotated one from its start).
 
 Whatever is not resumed is read from the file's end, never its start, and the time since this
 agent's record is a gap, never a line counted twice. A row that is not well formed is not used
@@ -37,6 +39,7 @@ and nothing is resumed either.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, BinaryIO
 
@@ -95,7 +98,33 @@ def reconcile(
             f"byte {scp['pos']} where this agent would resume (a spool file replayed)"
         )
         return NONE, None, None, why
+    at_path = _at_path(f)
+    if at_path is not None and at_path[0] != scp["ino"]:  # rotated: ``f`` is read after it, from its start
+        cp_new = {
+            "ino": at_path[0],
+            "pos": 0,
+            "head_len": HEAD if at_path[1] else 0,
+            "head_sha256": at_path[1],
+        }
+        past = spans_past(spans, cp_new, mine)
+        if past is not None:
+            why = (
+                f"another agent of this node (agent {past[0]}) stored counts of the file at the path up "
+                f"to byte {past[3]}, and it would be read from its start after the rotated file (a spool "
+                "file replayed)"
+            )
+            return NONE, None, None, why
     return how, scp, smoment, why
+
+
+def _at_path(f: BinaryIO) -> tuple[int, str] | None:
+    """(inode, head) of the file at the path, as spans name it (store/export_spans.py): the head
+    is the SHA-256 of its first :data:`HEAD` bytes, "" while it is shorter; None: not readable."""
+    try:
+        ino, head = os.fstat(f.fileno()).st_ino, os.pread(f.fileno(), HEAD, 0)
+    except OSError:
+        return None
+    return ino, hashlib.sha256(head).hexdigest() if len(head) == HEAD else ""
 
 
 def spans_past(spans: Any, cp: dict[str, Any], mine: set[str]) -> tuple[str, int, int, int, str] | None:
