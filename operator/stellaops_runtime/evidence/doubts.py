@@ -142,9 +142,9 @@ def interpreted(
         )
         whose = "the packages"
     elif function is not None:
-        if native_name(conn, image=image, function=function):  # that native code: no interpreter's
-            return None
         files = image_files(conn, image=image)
+        if files and native_name(conn, image=image, function=function):  # that native code: no interpreter's
+            return None
         whose = "the image (asked of no package)"
     else:
         return None
