@@ -25,6 +25,7 @@ from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
 from stellaops_runtime.agent.observation_status import (
     CONTAINERS_CONDITION,
     CONTAINERS_STATES,
+    EVENT_SOURCE_CONDITION,
     EXPORT_CONDITION,
     build_status,
     export_position,
@@ -214,3 +215,35 @@ def test_gitops_md_and_operator_md_say_what_the_script_does() -> None:
     assert "| `ExportPositionRecorded` False (`WatchRecordUnwritable`) | Degraded |" in flat
     operator = re.sub(r"\s+", " ", (ROOT / "docs" / "operator.md").read_text())
     assert "Argo CD's health reads `Ready` only" not in operator
+
+
+def test_a_node_whose_agent_gets_no_events_is_not_healthy() -> None:
+    """Tetragon answers (Ready True) but the agent's event stream is not connected (source none):
+    nothing on the node is observed, and the node showed Healthy (the script read Ready). It is now
+    Progressing (the agent reconnects by itself, as an agent's restart does; the policies it holds
+    turn Degraded NoEventSource after the operator's bound), naming the EventSource condition; a
+    Degraded condition still wins, and a connected stream is Healthy again."""
+
+    def deaf(connected: bool, containers: str = "in_sync", before: Any = None) -> dict[str, Any]:
+        return build_status(
+            capabilities=caps(UP),
+            tetragon=UP,
+            policies=[],
+            existing_conditions=before,
+            now=T0,
+            stream_connected=connected,
+            containers=containers,
+        )
+
+    st = deaf(False)
+    c = cond(st, EVENT_SOURCE_CONDITION)
+    assert node_health(st) == {
+        "status": "Progressing",
+        "message": f"{EVENT_SOURCE_CONDITION} False: NoEventSource: {c['message']}",
+    }
+    assert "event stream is not connected" in c["message"]
+    got = node_health(deaf(False, "no_runtime_socket"))
+    assert got["status"] == "Degraded" and got["message"].startswith("ContainersKnown False: NoRuntimeSocket")
+    assert node_health(deaf(True, before=st["conditions"]))["status"] == "Healthy"
+    odd = [{"type": "Ready", "status": "True"}, {"type": EVENT_SOURCE_CONDITION, "status": "Unknown"}]
+    assert health("ObservationNode", {"status": {"conditions": odd}})["status"] == "Progressing"

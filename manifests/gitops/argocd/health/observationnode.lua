@@ -12,15 +12,19 @@
 --   ContainersKnown not True (NoRuntimeSocket, LifecycleDisabled, any other
 --     reason: no window of a container's image backs "not observed")
 --                                                         -> Degraded
+--   EventSource not True (NoEventSource: Tetragon answers but the agent's
+--     event stream is not connected, nothing on the node is observed; the
+--     agent reconnects by itself, and the policies turn Degraded after the
+--     operator's bound)                                   -> Progressing
 --   ContainersKnown False, RegistryNotInSync (before the registry's first
 --     sample, the runtime away: the agent retries by itself) -> Progressing
 --   no Ready condition yet (the agent has not reported)   -> Progressing
---   Ready True (the agent reaches its event source)       -> Healthy
+--   Ready True (Tetragon answers), none of the above      -> Healthy
 -- The message of the first two is the condition's "<reason>: <message>";
--- for ExportPositionRecorded and ContainersKnown it starts with
--- "<type> <status>: ". Both are written only when they apply (the export
--- source; an agent that reports its container runtime), so their absence
--- is no fault.
+-- for ExportPositionRecorded, ContainersKnown and EventSource it starts with
+-- "<type> <status>: ". The first two are written only when they apply (the
+-- export source; an agent that reports its container runtime), and an
+-- older agent writes no EventSource, so their absence is no fault.
 -- Whether the heartbeat is recent cannot be judged here (Argo CD's Lua has
 -- no clock parser): a stale node shows in the policies' rollout.nodesStale.
 local hs = {}
@@ -71,6 +75,8 @@ end
 local ready = found.Ready
 local export = found.ExportPositionRecorded
 local containers = found.ContainersKnown
+local source = found.EventSource
+local syncing = containers ~= nil and containers.status == "False" and containers.reason == "RegistryNotInSync"
 
 if ready ~= nil and ready.status ~= "True" then
   hs.status = "Degraded"
@@ -81,12 +87,14 @@ if ready ~= nil and ready.status ~= "True" then
 elseif export ~= nil and export.status ~= "True" then
   hs.status = "Degraded"
   hs.message = named("ExportPositionRecorded", export)
-elseif containers ~= nil and containers.status ~= "True" then
-  if containers.status == "False" and containers.reason == "RegistryNotInSync" then
-    hs.status = "Progressing"
-  else
-    hs.status = "Degraded"
-  end
+elseif containers ~= nil and containers.status ~= "True" and not syncing then
+  hs.status = "Degraded"
+  hs.message = named("ContainersKnown", containers)
+elseif source ~= nil and source.status ~= "True" then
+  hs.status = "Progressing"
+  hs.message = named("EventSource", source)
+elseif syncing then
+  hs.status = "Progressing"
   hs.message = named("ContainersKnown", containers)
 elseif ready ~= nil then
   hs.status = "Healthy"
