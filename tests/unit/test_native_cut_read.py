@@ -32,11 +32,29 @@ from stellaops_runtime.sources.queue import EventQueue
 WAIT = 10.0
 
 
+class _Scan:
+    """The load's former-file scan (native/follow.py TargetWatch): unfinished until the last read's rest
+    of it, which finds a process that ran a former file unprobed all along; held there if asked."""
+
+    def __init__(self, probes: _Probes) -> None:
+        self.probes = probes
+        self.done = False
+
+    def scanning(self) -> bool:
+        return not self.done
+
+    def unseen_at_stop(self) -> bool:
+        self.done = True  # the rest read: the scan is over, and found one
+        self.probes.held.set()
+        assert self.probes.release.wait(WAIT)
+        return True
+
+
 class _Probes:
     """A ProbeSet whose buffer the test writes; a poll or the last read can be held on the thread."""
 
     def __init__(self) -> None:
-        self.watch = None
+        self.watch: _Scan | None = None
         self.cfg = NativeConfig()  # no uprobe: no call can be in flight
         self.calls_in_flight: list[bytes] = []  # what the map of calls in flight holds
         self.buffer: list[bytes] = []
@@ -257,6 +275,30 @@ def test_calls_in_flight_a_cut_last_read_took_are_a_gap_since_the_load(how: str)
     entered, spans = asyncio.run(main())
     assert b"in flight" not in [p for p, _ in queue.take(len(queue))]  # counted by nobody
     assert _covered(spans, entered), (entered, spans)  # ... so its entry is in a gap
+
+
+def test_a_former_file_the_cut_scan_found_is_a_gap_since_the_load() -> None:
+    """The last read reads the rest of the load's former-file scan; a process found there ran a former
+    file unprobed since the load. A cancel landing once the scan was over but before its answer was
+    taken lost that answer, and the cut's span (the scan no longer unfinished) began at the last poll."""
+    probes = _Probes()
+    probes.watch = _Scan(probes)
+    src, _ = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop, task = await _running(src)
+        attached = src.stats.attached_ns
+        await _until(lambda: src._follow_ns > attached, "the reader's first round")
+        stop.set()
+        await _until(probes.held.is_set, "the scan's rest")
+        task.cancel()  # the scan's rest took longer than the switch waits
+        probes.release.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await _until(lambda: probes.closed > 0, "close")
+        return attached, src.take_unwatched()
+
+    attached, spans = asyncio.run(main())
+    assert _covered(spans, attached), (attached, spans)
 
 
 def test_a_last_read_that_fails_is_a_gap_and_the_probes_are_closed() -> None:

@@ -107,6 +107,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._queued_ns = 0  # wall clock at the start of the latest poll whose records are all queued
         self._tail_lost_since: int | None = None  # set by the last read when it could not read all
         self._tail_queued = False  # the last read of this run queued its tail (the calls in flight)
+        self._scan_open = False  # the load's former-file scan unfinished as of the last answer taken
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
@@ -161,6 +162,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 if self.stats.connects:
                     self.stats.reconnects += 1
                 self.stats.connects += 1
+                self._scan_open = self._scanning()
                 self.stats.attached_ns = time.time_ns()
                 self.stats.detached_ns = 0
                 self.stats.connected = True
@@ -230,6 +232,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         if watch is not None and await self._call(watch.unseen_at_stop):
             # a process the scan had not read yet ran a former file unprobed all along
             self._note_followed(Followed(since_load=True), time.time_ns())
+        self._scan_open = False  # its answer taken
         await self._call(probes.close)
 
     def _load_until(self, given_up: threading.Event) -> ProbeSet:
@@ -284,6 +287,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self.stats.kernel = await self._call(self.probes.counters)  # type: ignore[union-attr]
                 self._note_drops(self.stats.kernel, time.time_ns())
                 self._note_followed(*await self._call(self._follow))
+                self._scan_open = self._scan_open and self._scanning()  # the scan's answers taken
         polled = time.time_ns()
         batch = await self._call(self._poll_batch, 0)  # what arrived up to the stop
         for payload in batch:
@@ -298,12 +302,19 @@ class NativeProbeSource(SourceGaps, SourceReader):
         or, ``in_flight``, while the last read's uprobe calls in flight reached nobody: each is a
         record at its entry, any time since the load)."""
         since = min(self._queued_ns, self._drop_read_ns, self._follow_ns)
-        watch = probes.watch if probes is not None else None
-        if watch is not None and watch.scanning():  # the scan's rest was never read at the stop
+        # the scan unfinished as of its last answer taken (not as of now: a step the cut took may have
+        # ended it, its find lost): its rest may hold a process run unprobed since the load
+        if self._scan_open:
             since = min(since, self._load_ns)
         if in_flight and probes is not None and probes.cfg.uprobes:
             since = min(since, self._load_ns)
         return since
+
+    def _scanning(self) -> bool:
+        """Whether the running probes' former-file scan has processes left (read between calls to
+        the probes' thread, which alone steps it)."""
+        watch = self.probes.watch if self.probes is not None else None
+        return watch is not None and watch.scanning()
 
     def _note_cut(self, since_ns: int, now_ns: int) -> None:
         """A read cut short (a cancel, the reader's error): the span since ``since_ns`` is unwatched."""
