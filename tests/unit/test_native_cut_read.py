@@ -160,6 +160,34 @@ def test_a_last_read_cut_by_a_cancel_is_a_gap() -> None:
     assert _covered(spans, written), (written, spans)  # ... and its time is a gap
 
 
+def test_a_cut_read_across_a_wall_clock_step_back_is_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall clock stepped back (NTP correcting it, ``date -s``) between the last poll queued and
+    the cancel: the cut's span ended before it began and was queued empty, so the records the cut read
+    took, stamped before the step, were in no gap. Its span is now the one holding both sides."""
+    probes = _Probes()
+    src, queue = _source(probes)
+    real, shift = time.time_ns, [0]
+    monkeypatch.setattr(time, "time_ns", lambda: real() + shift[0])
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop, task = await _running(src)
+        probes.hold_last_read = True
+        stop.set()
+        await _until(probes.held.is_set, "last read")
+        written = probes.write(b"late")
+        shift[0] = -60 * 10**9  # a minute back
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        probes.release.set()
+        await _until(lambda: probes.closed > 0, "close")
+        return written, src.take_unwatched()
+
+    written, spans = asyncio.run(main())
+    assert b"late" not in [p for p, _ in queue.take(len(queue))]
+    assert _covered(spans, written), (written, spans)
+    assert all(b - a < 120 * 10**9 for a, b in spans), spans  # the step's minute, not more
+
+
 def test_a_poll_of_the_reader_cut_by_a_cancel_is_a_gap() -> None:
     probes = _Probes()
     src, queue = _source(probes)

@@ -108,6 +108,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._tail_lost_since: int | None = None  # set by the last read when it could not read all
         self._tail_queued = False  # the last read of this run queued its tail (the calls in flight)
         self._scan_open = False  # the load's former-file scan unfinished as of the last answer taken
+        self._offset_hi = 0  # the largest wall-clock minus boottime seen since the load (_clock_seen)
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
@@ -142,6 +143,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
                 self._load_ns = self._queued_ns = self._drop_read_ns
+                self._clock_seen(reset=True)
                 self._tail_queued = False
                 given_up = threading.Event()  # the load's lookups end at their next step once set
                 try:  # cancelled meanwhile (the switch gave up waiting): what it loads is closed
@@ -276,6 +278,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         last_counters = 0.0
         while not stop.is_set():
             polled = time.time_ns()
+            self._clock_seen()
             batch = await self._call(self._poll_batch, POLL_MS)
             for payload in batch:
                 put(payload)
@@ -318,10 +321,11 @@ class NativeProbeSource(SourceGaps, SourceReader):
 
     def _note_cut(self, since_ns: int, now_ns: int) -> None:
         """A read cut short (a cancel, the reader's error): the span since ``since_ns`` is unwatched."""
-        self._note_unwatched(since_ns, max(now_ns, since_ns))
+        start, end = self._cut_span(since_ns, now_ns)
+        self._note_unwatched(start, end)
         log.warning(
             "a read of the native probes was cut short: the %.1fs it may not have read are recorded "
-            "as an observation gap", (now_ns - since_ns) / 1e9,
+            "as an observation gap", (end - start) / 1e9,
         )  # fmt: skip
 
     def _follow(self) -> tuple[Followed, int, int]:

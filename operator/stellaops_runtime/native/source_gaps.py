@@ -25,6 +25,7 @@ import logging
 import time
 
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.hotsymbols.clock_span import boot_ns, covering
 from stellaops_runtime.native.drop_counters import (
     Key,
     NativeDrop,
@@ -52,6 +53,7 @@ class SourceGaps:
     _episode_logged: float  # monotonic time of its last log line
     _follow_ns: int  # wall clock of the last look at the uprobe targets' files
     _load_ns: int  # wall clock of the start of the last load
+    _offset_hi: int  # the largest wall-clock minus boottime seen since the load (_clock_seen)
 
     def _note_drops(self, kernel: dict[str, dict[str, int]], now_ns: int) -> None:
         """Queue what the probes dropped since the previous read (see the module docstring)."""
@@ -108,6 +110,19 @@ class SourceGaps:
                 f"uprobe {x}" for x in res.attached if f"uprobe {x}" not in self.stats.attached
             ]
         self._follow_ns = max(now_ns if looked_ns is None else looked_ns, self._follow_ns)
+
+    def _clock_seen(self, reset: bool = False) -> None:
+        """Sample the wall clock's offset from boottime, as a read of the buffer is stamped: the
+        largest since the load dates every wall stamp of the run no later than it was (a step back
+        after it lowers the offset, never the largest), for :meth:`_cut_span`."""
+        offset = time.time_ns() - boot_ns()
+        self._offset_hi = offset if reset else max(self._offset_hi, offset)
+
+    def _cut_span(self, since_ns: int, now_ns: int) -> tuple[int, int]:
+        """The wall-clock span holding every moment from ``since_ns`` (a wall stamp of this run) to
+        ``now_ns`` (read just now), whichever way the wall clock stepped between them
+        (hotsymbols/clock_span.py): a step back no longer leaves it empty."""
+        return covering(since_ns, since_ns - self._offset_hi, now_ns, boot_ns())
 
     def _note_unwatched(self, start_ns: int, end_ns: int) -> None:
         """Queue a wall-clock span no record or count holds; past MAX_UNWATCHED the two oldest merge."""
