@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,8 @@ QUESTIONS = {
 
 
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def store_url(tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
+    url = sqlite_at_head(tmp_path / "hot.db")
     with open_store(url) as s:
         s.write([delta("", 0, 1, EvidenceKind.LOADED), delta("crc32", 3, 12)], watched(range(5)))
     return url

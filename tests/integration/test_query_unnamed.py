@@ -10,6 +10,7 @@ PostgreSQL, through the CLI's own main.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,9 @@ def row(image: str, module: str, fn: str, count: int, start: int, purl: str, **k
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
     u = (
-        f"sqlite:///{tmp_path}/hot.db"
+        sqlite_at_head(tmp_path / "hot.db")
         if request.param == "sqlite"
         else str(request.getfixturevalue("pg_url"))
     )

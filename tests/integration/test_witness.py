@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,8 @@ def delta(
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> dict[str, Any]:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def setup(tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> dict[str, Any]:
+    url = sqlite_at_head(tmp_path / "hot.db")
     with open_store(url) as s:
         s.write(
             [
@@ -193,9 +194,9 @@ def test_a_witness_with_large_stacks_stays_small_and_keeps_their_digests(tmp_pat
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def any_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/kept.db"
+        return sqlite_at_head(tmp_path / "kept.db")
     return str(request.getfixturevalue("pg_url"))
 
 

@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,10 @@ PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
 
 
 @pytest.fixture
-def signed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def signed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sqlite_at_head: Callable[[Path], str]
+) -> dict[str, Any]:
+    url = sqlite_at_head(tmp_path / "hot.db")
     d = HotSymbolDelta(HotSymbolKey(IMG, ZLIB, "crc32", EvidenceKind.INVOKED), T0, 42, T0 + S, T0 + 2 * S,
                        purl=PURL, sample={"stack": [{"module": ZLIB, "symbol": "crc32"}]})  # fmt: skip
     loaded = HotSymbolDelta(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,10 @@ def docs_claim_id(image: str, purl: str, function: str, vulnerability: str | Non
 
 
 @pytest.fixture
-def kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sqlite_at_head: Callable[[Path], str]
+) -> dict[str, Any]:
+    url = sqlite_at_head(tmp_path / "hot.db")
     d = HotSymbolDelta(
         HotSymbolKey(IMG, ZLIB, "crc32", EvidenceKind.INVOKED), T0, 42, T0 + S, T0 + 2 * S, purl=PURL
     )

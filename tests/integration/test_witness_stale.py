@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,11 @@ def statement_of(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+def two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sqlite_at_head: Callable[[Path], str]
+) -> dict[str, Any]:
     """w1 signed on day 1 (no call yet), w2 after 42 calls on day 2, then 8 more on day 3."""
-    url = f"sqlite:///{tmp_path}/hot.db"
+    url = sqlite_at_head(tmp_path / "hot.db")
     loaded = HotSymbolDelta(
         HotSymbolKey(IMG, ZLIB, "", EvidenceKind.LOADED), T0, 1, T0 + S, T0 + S, purl=PURL
     )
