@@ -39,7 +39,12 @@ from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, Lifec
 from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.docker_client import DockerClient
-from stellaops_runtime.lifecycle.docker_records import STATUS_OF, digest_of, field_of, record_from_inspect
+from stellaops_runtime.lifecycle.docker_records import (
+    digest_of,
+    field_of,
+    listed_differs,
+    record_from_inspect,
+)
 from stellaops_runtime.lifecycle.docker_records import docker_time as docker_time  # its old home
 from stellaops_runtime.lifecycle.docker_replay import ReplayCheck
 from stellaops_runtime.lifecycle.records import image_event, lifecycle_event
@@ -203,11 +208,15 @@ class DockerObserver(LifecycleObserver):
         before, self._listed_at = self._listed_at, datetime.now(UTC)
         listed = await self.client.get_json("/containers/json?all=1")
         states = {
-            item["Id"]: STATUS_OF.get(str(item.get("State", "")), "stopped")
+            item["Id"]: str(item.get("State", ""))
             for item in (listed if isinstance(listed, list) else [])
             if isinstance(item, dict) and isinstance(item.get("Id"), str)
         }
-        changed = {c for c, st in states.items() if getattr(self.registry.get("", c), "status", "") != st}
+        changed = {
+            c
+            for c, st in states.items()
+            if listed_differs(getattr(self.registry.get("", c), "status", ""), st)
+        }
         changed |= {r.container_id for r in self.registry.records() if r.container_id not in states}
         list_ns = int(self._listed_at.timestamp() * 1e9)
         self._unreported.found(changed, time.monotonic(), before, list_ns)

@@ -18,6 +18,16 @@ from stellaops_runtime.lifecycle.registry import ContainerRecord
 STATUS_OF = {"created": "created", "running": "running", "restarting": "running", "paused": "paused"}
 
 
+def listed_differs(status: str, state: str) -> bool:
+    """Whether a container list's ``State`` differs from the registry's ``status`` (the observer's
+    backstop list, unreported.py). A container with a restart policy waits ``restarting`` (up to a
+    minute, moby restartmanager) between its ``die`` (the registry: stopped) and its ``start``; its
+    inspect reads running: either is its registry status, and that wait no unreported change."""
+    if state == "restarting":
+        return status not in ("stopped", "running")
+    return status != STATUS_OF.get(state, "stopped")
+
+
 def field_of(d: dict[str, Any], key: str, kind: type[Any], default: Any) -> Any:
     """``d[key]`` when it is of ``kind`` (a bool is no int here), else ``default``."""
     v = d.get(key)
