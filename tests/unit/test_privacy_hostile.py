@@ -81,6 +81,14 @@ def test_a_replacement_character_inside_a_secret_still_takes_the_whole_secret() 
     assert pf.filter_field("a\ufffdb \ufffd") == "a\ufffdb \ufffd"  # nothing redacted: kept as it was
 
 
+def test_a_raw_nul_between_a_flag_and_its_value_is_read_as_a_separator_too() -> None:
+    """Text that did not come through the adapter (a log line, a caller's own text) may hold a NUL."""
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field("mysql\0--password\0NulPw-5r1\0-h\0db") == "mysql\0--password\0[REDACTED]\0-h\0db"
+    assert pf.redact_text("app --token\0NulTok-8e2 ssh h") == "app --token\0[REDACTED] ssh h"
+    assert pf.filter_field("a\0b \0") == "a\0b \0"
+
+
 # -- quoted values ------------------------------------------------------------------------
 
 

@@ -52,14 +52,16 @@ class SecretLabels:
         return family
 
 
-def redact_replaced_as_separators(text: str, redact: Callable[[str], tuple[str, int]]) -> tuple[str, int]:
-    """``redact`` of ``text`` with U+FFFD read as whitespace: (text, redactions).
+def redact_replaced_as_separators(
+    text: str, redact: Callable[[str], tuple[str, int]], *, char: str = REPLACED
+) -> tuple[str, int]:
+    """``redact`` of ``text`` with U+FFFD (or ``char``: a raw NUL) read as whitespace: (text, redactions).
 
     ``text`` has been through ``redact`` once already (a secret that holds a
     U+FFFD is gone); markers it holds are not counted again.
     """
     sep = next((c for c in _STAND_INS if c not in text), " ")
-    out, hits = redact(text.replace(REPLACED, sep))
+    out, hits = redact(text.replace(char, sep))
     if not hits:
         return text, 0
-    return (out.replace(sep, REPLACED) if sep != " " else out), hits
+    return (out.replace(sep, char) if sep != " " else out), hits

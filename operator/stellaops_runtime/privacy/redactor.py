@@ -164,11 +164,14 @@ class Redactor:
         self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
     ) -> tuple[str, int]:
         out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool)
-        if REPLACED in out:  # a NUL between a flag and its value (hostile_text.py)
-            out, more = redact_replaced_as_separators(
-                out, lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool)
-            )
-            hits += more
+        for char in (REPLACED, "\x00"):  # a NUL between a flag and its value (hostile_text.py); a
+            if char in out:  # raw one in text that did not come through the adapter (a log line)
+                out, more = redact_replaced_as_separators(
+                    out,
+                    lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool),
+                    char=char,
+                )
+                hits += more
         if hits and '"' in out:
             out = _QUOTED_REST.sub(r'"\g<first>\g<end>', out)
         if hits and "'" in out:
