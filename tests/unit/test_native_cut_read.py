@@ -136,6 +136,13 @@ async def _running(src: NativeProbeSource) -> tuple[asyncio.Event, asyncio.Task[
     return stop, task
 
 
+async def _stopped_in_last_read(probes: _Probes, stop: asyncio.Event) -> None:
+    """Stop the running source; its last read is held at its first step until ``probes.release``."""
+    probes.hold_last_read = True
+    stop.set()
+    await _until(probes.held.is_set, "last read")
+
+
 def test_a_last_read_cut_by_a_cancel_is_a_gap() -> None:
     probes = _Probes()
     src, queue = _source(probes)
@@ -144,9 +151,7 @@ def test_a_last_read_cut_by_a_cancel_is_a_gap() -> None:
         stop, task = await _running(src)
         probes.write(b"early")
         await _until(lambda: len(queue) >= 1, "the reader's records")
-        probes.hold_last_read = True
-        stop.set()
-        await _until(probes.held.is_set, "last read")
+        await _stopped_in_last_read(probes, stop)
         written = probes.write(b"late")  # in the buffer: only the last read's poll would take it
         task.cancel()  # the last read took longer than the switch waits
         await asyncio.gather(task, return_exceptions=True)
@@ -171,9 +176,7 @@ def test_a_cut_read_across_a_wall_clock_step_back_is_a_gap(monkeypatch: pytest.M
 
     async def main() -> tuple[int, list[tuple[int, int]]]:
         stop, task = await _running(src)
-        probes.hold_last_read = True
-        stop.set()
-        await _until(probes.held.is_set, "last read")
+        await _stopped_in_last_read(probes, stop)
         written = probes.write(b"late")
         shift[0] = -60 * 10**9  # a minute back
         task.cancel()
@@ -241,9 +244,7 @@ def test_a_last_poll_that_fails_is_a_gap() -> None:
 
     async def main() -> tuple[int, list[tuple[int, int]]]:
         stop, task = await _running(src)
-        probes.hold_last_read = True
-        stop.set()
-        await _until(probes.held.is_set, "last read")
+        await _stopped_in_last_read(probes, stop)
         written = probes.write(b"late")
         probes.fail_poll = True
         probes.release.set()
@@ -288,9 +289,7 @@ def test_calls_in_flight_a_cut_last_read_took_are_a_gap_since_the_load(how: str)
         probes.calls_in_flight = [b"in flight"]
         probes.write(b"early")
         await _until(lambda: len(queue) >= 1 and src._follow_ns > entered, "the reader's first round")
-        probes.hold_last_read = True
-        stop.set()
-        await _until(probes.held.is_set, "last read")
+        await _stopped_in_last_read(probes, stop)
         if how == "cancelled":
             task.cancel()  # the last read took longer than the switch waits
         else:
@@ -337,9 +336,7 @@ def test_a_last_read_that_fails_is_a_gap_and_the_probes_are_closed() -> None:
 
     async def main() -> tuple[int, list[tuple[int, int]], BaseException | None]:
         stop, task = await _running(src)
-        probes.hold_last_read = True
-        stop.set()
-        await _until(probes.held.is_set, "last read")
+        await _stopped_in_last_read(probes, stop)
         written = probes.write(b"late")
         probes.fail_counters = True
         probes.release.set()
