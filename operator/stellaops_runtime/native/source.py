@@ -34,8 +34,13 @@ then cancels it; the ``bcc`` thread goes on and its records reach nobody) is
 a gap too, as is a read an unexpected error of the reader ends (the batch it
 had taken from the buffer): from the start of the last poll whose records
 were queued (or the previous look at the counters or the targets' files, if
-earlier; the load, while its former-file scan had processes left) to the
-detach (:meth:`NativeProbeSource._note_cut`). The files the loads probed are kept for
+earlier; the load, while its former-file scan had processes left as of the
+last answer taken from it, or when the last read's uprobe calls in flight,
+each a record at its entry, reached nobody) to the detach
+(:meth:`NativeProbeSource._note_cut`), both sides of a wall-clock step inside
+it (:meth:`SourceGaps._cut_span`). Probes stopped before that scan ended read
+its rest: a former file there (or processes still unread after
+``STOP_SCAN_SECONDS``) makes their whole run unwatched. The files the loads probed are kept for
 a renamed-away former file's sake: across reloads in memory, across agent
 restarts in ``known_path`` (native/known_files.py).
 """
