@@ -43,3 +43,16 @@ def test_nothing_found_waits_for_nothing() -> None:
     u.found(set(), 100.0, SINCE, LIST_NS)
     u.event(LIST_NS * 2, 100.0)
     assert u.wait(100.0) is None and u.lost(1e9) == (False, None)
+
+
+def test_a_wall_clock_stepped_back_postpones_no_longer_than_the_catch_up_bound() -> None:
+    """After the list the wall clock steps back an hour: every event is stamped before the list, as from a
+    reader behind, and a busy stream (an event a second) put the verdict off for that hour, the change's
+    container unknown to the registry while the agent said in sync. The wait has a bound."""
+    u = Unreported(2.0, catch_up=30.0)
+    u.found({"a"}, 100.0, SINCE, LIST_NS)
+    now = 100.0
+    while now < 160.0 and not u.lost(now)[0]:
+        u.event(LIST_NS - 3600 * 10**9 + int((now - 100.0) * 1e9), now)
+        now += 1.0
+    assert now <= 131.0, "a stream stamped behind the list put the loss off for good"

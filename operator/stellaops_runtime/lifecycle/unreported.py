@@ -20,15 +20,20 @@ from datetime import datetime
 # How long a change a backstop list found may wait for its own event (in flight as the list was read)
 # before the stream is taken to have lost it.
 IN_FLIGHT_SECONDS = 2.0
+# How long a stream stamped before the list (a reader behind) may put the verdict off at most: a wall
+# clock stepped back after the list stamps every event before it, and would put it off for the step.
+CATCH_UP_SECONDS = 30.0
 
 
 class Unreported:
     """Changes a backstop list found, until their events come (see the module docstring)."""
 
-    __slots__ = ("_due", "_ids", "_list_ns", "_since", "in_flight")
+    __slots__ = ("_due", "_ids", "_latest", "_list_ns", "_since", "catch_up", "in_flight")
 
-    def __init__(self, in_flight: float = IN_FLIGHT_SECONDS) -> None:
+    def __init__(self, in_flight: float = IN_FLIGHT_SECONDS, *, catch_up: float = CATCH_UP_SECONDS) -> None:
         self.in_flight = in_flight
+        self.catch_up = catch_up
+        self._latest = 0.0  # monotonic time after which no stream behind puts them off
         self._ids: set[str] = set()
         self._due = 0.0  # monotonic time by which their events must have come
         self._since: datetime | None = None  # the list before the one that found the first of them
@@ -40,6 +45,7 @@ class Unreported:
             return
         if not self._ids:
             self._due, self._since = now + self.in_flight, since
+            self._latest = now + max(self.in_flight, self.catch_up)
         self._ids |= ids
         self._list_ns = max(self._list_ns, list_ns)
 
@@ -47,11 +53,13 @@ class Unreported:
         """An event stamped ``event_ns`` was handled (call after :meth:`heard`). The stream is in order:
         one stamped ``in_flight`` after the list means every change the list saw has been stamped (a
         runtime stamps an event a moment after the change) and has come, so those unheard are due now;
-        one stamped before that means the stream is still catching up (a reader behind): they wait on."""
+        one stamped before that means the stream is still catching up (a reader behind): they wait on,
+        up to ``catch_up`` seconds after they were found (or a wall clock stepped back would be a reader
+        behind for as long as its step)."""
         if not self._ids or not event_ns:
             return
         caught_up = event_ns > self._list_ns + int(self.in_flight * 1e9)
-        self._due = now if caught_up else max(self._due, now + self.in_flight)
+        self._due = now if caught_up else min(max(self._due, now + self.in_flight), self._latest)
 
     def heard(self, container_id: str) -> None:
         """An event of ``container_id`` came: its change was reported."""
