@@ -146,3 +146,46 @@ def test_a_read_of_the_notes_given_up_ends_at_its_next_step(tmp_path: Path) -> N
     given_up.set()
     with symcancel.cancellable(given_up), pytest.raises(symcancel.Cancelled):
         usdt.read_probes(str(app))
+
+
+def test_the_new_files_descriptor_is_closed_when_the_reader_fails_during_the_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``idle`` reads the probes' buffer while the notes are read; its own error (the reader's: the
+    probes are then closed and loaded again) ends the follow. The new file's descriptor, opened for
+    the attach, stayed open: one leaked per such error, holding a replaced file's inode."""
+    app, watch = _watch(tmp_path, monkeypatch)
+    ident = os.stat(app)
+    failed = threading.Event()
+
+    def held(path: str) -> list[usdt.UsdtProbe]:  # still reading when the reader fails
+        failed.wait(WAIT)
+        return [SITE]
+
+    monkeypatch.setattr(usdt, "read_probes", held)
+
+    def idle() -> bool:
+        failed.set()
+        raise RuntimeError("a bug in the reader")
+
+    def holding() -> list[str]:  # this process's descriptors of the new file
+        out = []
+        for n in os.listdir("/proc/self/fd"):
+            try:
+                st = os.stat(f"/proc/self/fd/{n}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (ident.st_dev, ident.st_ino):
+                out.append(n)
+        return out
+
+    watch.idle = idle
+    try:
+        with pytest.raises(RuntimeError, match="a bug in the reader"):
+            watch.follow(_Bpf())
+        for t in threading.enumerate():  # the read's own duplicate is closed as its thread ends
+            if t.name == "symlookup":
+                t.join(WAIT)
+        assert holding() == [], "the new file's descriptor was left open"
+    finally:
+        watch.close()

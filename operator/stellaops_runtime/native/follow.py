@@ -330,13 +330,20 @@ class TargetWatch(FormerFiles):
         return why
 
     def _attach_fd(self, bpf: Any, key: Key, t: Target, fd: int, what: str) -> str:
-        """Attach ``key``'s programs to the file of ``fd`` (kept open when attached, else closed)."""
-        if isinstance(t, UprobeTarget):
-            why = follow_attach.uprobe(bpf, key[1], t, fd, what, idle=self.idle, debug_files=self.debug_files)
-        else:
-            loaded = self.usdt_loaded.get(key[1], ())
-            pfds, why = follow_attach.usdt_sites(bpf, key[1], t, loaded, fd, what, idle=self.idle)
-            self.perf_fds += pfds
+        """Attach ``key``'s programs to the file of ``fd`` (kept open when attached, else closed,
+        also when ``idle``, the reader, raised meanwhile)."""
+        try:
+            if isinstance(t, UprobeTarget):
+                why = follow_attach.uprobe(
+                    bpf, key[1], t, fd, what, idle=self.idle, debug_files=self.debug_files
+                )
+            else:
+                loaded = self.usdt_loaded.get(key[1], ())
+                pfds, why = follow_attach.usdt_sites(bpf, key[1], t, loaded, fd, what, idle=self.idle)
+                self.perf_fds += pfds
+        except BaseException:
+            os.close(fd)
+            raise
         if why:
             os.close(fd)
         else:
