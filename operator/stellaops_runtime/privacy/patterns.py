@@ -188,7 +188,12 @@ _CREDENTIAL_LOOKING = (
 # An OAuth 2.0 authorization code (RFC 6749 4.1.2; the device flow's ``device_code``) in a URL's
 # query or fragment: exchanged for a token, it is one. Only these key names (``country_code``,
 # ``zipcode`` stay).
-_OAUTH_CODE = rf"[?&#](?i:code|auth_code|authorization_code|device_code)=(?P<s>{_QUERY_VALUE})"
+# The separator before it may be escaped: HTML's ``&amp;`` (its ``;``), a percent-encoded URL
+# inside another (``%3Fcode%3DX``: the reading decodes the ``=``, not ``?`` or ``&``), JSON's ``\u0026``.
+_OAUTH_CODE = (
+    r"(?:[?&#;]|%(?:3[Ff]|26|23)|\\u0026)(?i:code|auth_code|authorization_code|device_code)"
+    rf"=(?P<s>{_QUERY_VALUE})"
+)
 
 # Every alternative of every pattern starts with a literal character or a
 # character class (lookbehinds come after the first character, e.g.
