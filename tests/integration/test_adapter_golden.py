@@ -52,6 +52,7 @@ STREAM_A = FIXTURES / "tetragon" / "synthetic" / "stream-a.jsonl.gz"
 UPSTREAM = FIXTURES / "tetragon" / "events.jsonl"
 GOLDEN = FIXTURES / "pipeline_golden" / "golden.json.gz"
 REGEN = os.environ.get("STELLAOPS_REGEN_GOLDEN") == "1"
+AGENT_ID = "golden-node/agent"  # the pipeline's agent_id, on the marks it writes
 WALL_CLOCK = {"updated_at", "committed_at", "quarantined_at", "issued_at"}
 S = 1_000_000_000
 DAY = 86_400 * S
@@ -481,7 +482,14 @@ def _run(tmp_path: Path, name: str, items: list[bytes], *, json_lines: bool, fas
     # The agent's start, injected: the UTC day after the run's start, so the arrival-stamped rows are on
     # a day up to it (marked, as every day of the streams is: day_calls.py) whatever the wall clock;
     # read from the clock, a run that crossed midnight left the arrival row unmarked.
-    pipe = Pipeline(_config(tmp_path), node_name="golden-node", fast_path=fast, started_ns=since_ns + DAY)
+    # Its marks and restate rows name the agent that wrote them, as a real agent's (store/marks.py).
+    pipe = Pipeline(
+        _config(tmp_path),
+        node_name="golden-node",
+        fast_path=fast,
+        started_ns=since_ns + DAY,
+        marked_by=AGENT_ID,
+    )
     assert pipe.canonicalizer is not None
     pipe.canonicalizer.symbolizer.kernel_notes_path = _kernel_notes(tmp_path)
     events: list[str] = []

@@ -18,6 +18,14 @@ value, so the day read watched too (seen failing before); now the new agent mark
 What stays watched: a day after the start the new agent saw whole; a container that showed its
 calls to the new agent.
 
+A mark the agent before wrote for a container the new agent never knew (it ran silent and exited
+before the restart): the new agent, replaying the export file from before the window, marked
+that window itself (blind on its start day: a container it had not seen calling) and, once that
+container called, restated the window; the store let that restate clear the other agent's mark,
+so the day read watched and "not observed" was said (seen failing before the fix: watched_days
+1). Now each agent's marks and restates carry its ``agent_id`` (store/marks.py ``stamped``, as the
+agent's pipeline drains them) and a restate clears only its own agent's mark.
+
 Rows are the real aggregator's (as the agent's pipeline drains them, with the lifecycle's run
 windows), one aggregator per agent, written through the real store (SQLite and PostgreSQL); the
 CLI in-process, once as a subprocess.
@@ -31,6 +39,7 @@ import pytest
 
 from stellaops_runtime.hotsymbols.aggregate import HotSymbolAggregator
 from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
+from stellaops_runtime.store import marks
 from stellaops_runtime.store.engine import open_store
 from tests.cli_run import cli_json
 from tests.integration.test_answer_unwatched_container_day import (
@@ -48,10 +57,11 @@ from tests.integration.test_answer_unwatched_container_day import (
 
 
 def agent_rows(
-    events: list[Any], runs: list[Run], start: int, end: int, started_ns: int | None
+    events: list[Any], runs: list[Run], start: int, end: int, started_ns: int | None, agent_id: str = ""
 ) -> tuple[list, list]:
     """One agent's rows from ``start`` to ``end`` (its registry sampled every 20 s, drained every 10
-    samples), as test_answer_unwatched_container_day.agent_rows, the agent started at ``started_ns``."""
+    samples), as test_answer_unwatched_container_day.agent_rows, the agent started at ``started_ns``;
+    its marks and restate rows name ``agent_id`` (as agent/pipeline.py drains them)."""
     a = HotSymbolAggregator(window_seconds=60, min_confidence=0.0, started_ns=started_ns)
     a.runs = RunWindows(window_seconds=60, node_name="n1", settle_ns=0)
     pending = sorted((e for e in events if start <= e.timestamp_ns <= end), key=lambda e: e.timestamp_ns)
@@ -68,11 +78,11 @@ def agent_rows(
         if n % 10 == 0:
             d, w = a.drain()
             deltas += d
-            windows += w
+            windows += marks.stamped(w, agent_id)
         t += 20 * S
     a.runs.final = True
     d, w = a.drain()
-    return deltas + d, windows + w
+    return deltas + d, windows + marks.stamped(w, agent_id)
 
 
 def two_agents(
@@ -88,8 +98,10 @@ def two_agents(
     once) and the one after it (knowing ``runs2`` when its registry saw other runs), each writing
     its rows."""
     with open_store(url) as s:
-        s.write(*agent_rows(events, runs, at(9, 59), until or restart - S, at(0) - 3600 * S))
-        s.write(*agent_rows(events, runs if runs2 is None else runs2, restart, at(13, 50), restart))
+        s.write(*agent_rows(events, runs, at(9, 59), until or restart - S, at(0) - 3600 * S, "n1/before"))
+        s.write(
+            *agent_rows(events, runs if runs2 is None else runs2, restart, at(13, 50), restart, "n1/after")
+        )
 
 
 def before_restart_calls(day: int = 1) -> list[Any]:
@@ -152,3 +164,24 @@ def test_a_container_that_calls_to_the_new_agent_keeps_the_day(
     assert watched_days(url, capsys) == 1
     code, doc = observed(url, capsys, *DAY)
     assert (code, doc["answer"], doc["unseen"]) == (1, "not_observed", []), doc["reason"]
+
+
+def test_the_new_agent_s_restate_keeps_the_mark_the_agent_before_wrote(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent before saw the traced container call at 09:59:30 and marked 10:00, the first window
+    of the second container (10:00:10 to 10:04, silent). Restarted at 10:06, the new agent replayed
+    the export file from 10:00 and knew the traced container only (the second had exited): its event
+    without a stack at 10:00:30, its calls from 11:00. Blind on its start day, it marked 10:00 for the
+    traced container and restated it once that one called; the mark stays (several agents)."""
+    events = [event(at(9, 59, 30), TRACED), event(at(10, 0, 30), TRACED, stack=False)]
+    events += [event(at(11, 0, 5) + k * 1200 * S, TRACED) for k in range(4)]
+    traced = run_of(TRACED, at(9))
+    with open_store(url) as s:
+        runs = [traced, run_of(SECOND, at(10, 0, 10), at(10, 4))]
+        s.write(*agent_rows(events, runs, at(9, 59), at(10, 5, 59), at(0) - 3600 * S, "n1/before"))
+        s.write(*agent_rows(events, [traced], at(10), at(13, 50), at(10, 6), "n1/after"))
+    assert watched_days(url, capsys) == 0
+    code, doc = observed(url, capsys, *DAY)
+    assert (code, doc["answer"]) == (3, "unknown"), doc["reason"]
+    assert "on node n1 on 2026-06-01 in a container that showed no call all that day" in doc["reason"]

@@ -44,6 +44,7 @@ from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.privacy.filter import PrivacyFilter
 from stellaops_runtime.privacy.optout import OptOut
 from stellaops_runtime.regular_file import open_regular
+from stellaops_runtime.store import marks
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.native_selection import NativeSelection
@@ -68,11 +69,15 @@ class Pipeline:
         node_name: str = "",
         fast_path: bool = True,
         started_ns: int | None = None,
+        marked_by: str = "",
     ) -> None:
         """``started_ns``: the agent's start on the wall clock (read now when None), whose UTC day and
-        every day before it are judged without the calls an agent before it saw (day_calls.py)."""
+        every day before it are judged without the calls an agent before it saw (day_calls.py).
+        ``marked_by``: the agent's ``agent_id``, stamped on the marks and restate rows it drains
+        (store/marks.py: a restate clears only its own agent's mark)."""
         hs = config.hot_symbols
         self.node_name = node_name
+        self.marked_by = marked_by
         self.adapter_stats = AdapterStats()
         self.privacy = PrivacyFilter(config.privacy)
         # Python's USDT function__entry -> the Python function it names (adapter/python_usdt.py).
@@ -185,7 +190,7 @@ class Pipeline:
         """Everything aggregated since the last drain (see HotSymbolAggregator.drain), with purls."""
         self.release_native_held()  # held native records whose wait is over count in this drain
         deltas, windows = self.aggregator.drain()
-        windows = self.gaps.drain(windows)
+        windows = marks.stamped(self.gaps.drain(windows), self.marked_by)
         if self.attribution is not None:
             try:
                 self.attribution.fill(deltas)

@@ -102,7 +102,12 @@ class Agent(Draining):
         self.node_name = node_name or config.node_name or socket.gethostname()
         self.exit_when_idle = exit_when_idle
         self.queue = EventQueue(config.tetragon.queue_size)
-        self.pipeline = Pipeline(config, node_name=self.node_name, fast_path=config.hot_symbols.fast_path)
+        # Ledger identity of this agent's flushes: node name for people, a UUID for uniqueness; also
+        # the writer of its unwatched-container marks (store/marks.py).
+        self.agent_id = f"{self.node_name}/{uuid4_text()}"
+        self.pipeline = Pipeline(
+            config, node_name=self.node_name, fast_path=config.hot_symbols.fast_path, marked_by=self.agent_id
+        )
         # The pipeline runs on one dedicated thread, never on the event loop: the
         # frame canonicalizer's first sight of a binary parses its ELF (tens of ms
         # for a big Go binary) and reads files through /proc/<pid>/root. Everything
@@ -111,8 +116,6 @@ class Agent(Draining):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         # What a config may leave off is imported only when it is on (agent/optional_parts.py).
         self.source, self._process = make_source(config, self.queue, self.pipeline, self.in_pipeline)
-        # Ledger identity of this agent's flushes: node name for people, a UUID for uniqueness.
-        self.agent_id = f"{self.node_name}/{uuid4_text()}"
         self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
         self._poller = make_poller(config)
         self.witness = make_witness(config)

@@ -139,6 +139,10 @@ class ObservationWindow:
     so it is recorded on a node-wide row, ``image_digest`` :data:`NODE_WIDE`
     with no events, which applies to every image observed on that node in
     that window. No "not observed" may rest on a window with a gap.
+
+    ``marked_by`` names the agent that judged ``evidenced`` (its ``agent_id``, stamped on a mark and
+    on a restate row by agent/pipeline.py; "" when unknown: rows of older agents, tools): the store
+    lets a restate row clear only a mark the same agent wrote (store/marks.py).
     """
 
     image_digest: str
@@ -153,6 +157,7 @@ class ObservationWindow:
     throttles: int = 0
     dropped_events: int = 0
     evidenced: Posture | None = None
+    marked_by: str = ""
 
     @property
     def has_gap(self) -> bool:
@@ -190,6 +195,7 @@ class ObservationWindow:
             self.throttles + other.throttles,
             self.dropped_events + other.dropped_events,
             evidenced,
+            other.marked_by or self.marked_by,  # the mark's writer: store/marks.py merged
         )
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, processors
 
-from stellaops_runtime.store.marks import MARK
+from stellaops_runtime.store.marks import MARK, SEVERAL
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS
 from stellaops_runtime.store.schema import (
     SQLITE_SCHEMA_MAP,
@@ -137,7 +137,38 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
                     ),
                     MARK.rank,
                 ),
+                # migration 0013: another agent's restate row leaves the mark (its writer's) alone
+                (
+                    sa.and_(t.evidenced_level == MARK.rank, t.marked_by.is_distinct_from(x.marked_by)),
+                    MARK.rank,
+                ),
                 else_=sa.func.coalesce(x.evidenced_level, t.evidenced_level),
+            ),
+            # the mark's writer; a second agent's mark makes it several (as pg_write.UPSERT_OBS)
+            "marked_by": sa.case(
+                (
+                    sa.and_(
+                        t.evidenced_level == MARK.rank,
+                        x.evidenced_level == MARK.rank,
+                        t.marked_by.is_distinct_from(x.marked_by),
+                    ),
+                    SEVERAL,
+                ),
+                (
+                    sa.and_(
+                        t.evidenced_level == MARK.rank,
+                        sa.or_(
+                            x.evidenced_level.is_(None),
+                            x.evidenced_level == MARK.rank,
+                            x.event_count > 0,
+                            x.posture_level.is_not(None),
+                            t.marked_by.is_distinct_from(x.marked_by),
+                        ),
+                    ),
+                    t.marked_by,
+                ),
+                (x.evidenced_level == MARK.rank, x.marked_by),
+                else_=sa.null(),
             ),
         },
     )

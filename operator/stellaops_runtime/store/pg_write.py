@@ -34,6 +34,7 @@ from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.dbconn import Conn
+from stellaops_runtime.store.marks import SEVERAL
 from stellaops_runtime.store.rows import OBS_COLS, OBS_TYPES, obs_tuple
 from stellaops_runtime.store.timeconv import ns_to_datetime
 
@@ -172,7 +173,16 @@ ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
     evidenced_level = CASE
         WHEN t.evidenced_level = 0 AND (EXCLUDED.event_count > 0 OR EXCLUDED.posture_level IS NOT NULL)
             THEN 0
-        ELSE COALESCE(EXCLUDED.evidenced_level, t.evidenced_level) END
+        WHEN t.evidenced_level = 0 AND t.marked_by IS DISTINCT FROM EXCLUDED.marked_by THEN 0
+        ELSE COALESCE(EXCLUDED.evidenced_level, t.evidenced_level) END,
+    marked_by = CASE
+        WHEN t.evidenced_level = 0 AND EXCLUDED.evidenced_level = 0
+            AND t.marked_by IS DISTINCT FROM EXCLUDED.marked_by THEN '{SEVERAL}'
+        WHEN t.evidenced_level = 0 AND (EXCLUDED.evidenced_level IS NULL OR EXCLUDED.evidenced_level = 0
+            OR EXCLUDED.event_count > 0 OR EXCLUDED.posture_level IS NOT NULL
+            OR t.marked_by IS DISTINCT FROM EXCLUDED.marked_by) THEN t.marked_by
+        WHEN EXCLUDED.evidenced_level = 0 THEN EXCLUDED.marked_by
+        ELSE NULL END
 """
 
 

@@ -29,7 +29,7 @@ _DELTA_COUNTS = ("invocation_count", "unique_callers", "total_latency_ns", "max_
 _DELTA_TIMES = ("window_start_ns", "first_seen_ns", "last_seen_ns")
 _DELTA_TEXTS = ("build_id", "purl", "function_id", "node_name")
 _OBS_COUNTS = ("event_count", "window_seconds", "gap_start_ns", "gap_end_ns", "throttles", "dropped_events")
-_OBS_TEXTS = ("image_digest", "node_name", "source")
+_OBS_TEXTS = ("image_digest", "node_name", "source", "marked_by")
 
 
 def _is_int(v: Any) -> bool:

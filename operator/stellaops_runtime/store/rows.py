@@ -69,6 +69,7 @@ OBS_COLS = (
     "gap_end",
     "throttle_count",
     "dropped_events",
+    "marked_by",  # before evidenced_level, which stays the last (tests read it as [-1])
     "evidenced_level",
 )
 OBS_TYPES = (
@@ -83,6 +84,7 @@ OBS_TYPES = (
     "timestamptz",
     "int8",
     "int8",
+    "text",
     "int2",
 )
 
@@ -139,5 +141,6 @@ def obs_tuple(w: ObservationWindow) -> tuple[Any, ...]:
         ns_to_datetime(w.gap_end_ns) if w.has_gap else None,
         w.throttles,
         w.dropped_events,
+        w.marked_by or None,  # marked_by (0013): the mark's writer, NULL when unknown
         ev.rank if (ev := w.evidenced_posture) is not None else None,  # evidenced_level (0009)
     )

@@ -30,7 +30,9 @@ without a schema: engines map ``signals`` to ``None`` with
   (migration 0009) the posture rank by the rule of ``contracts.posture``
   today, written by agents from 0009 on (NULL: only older agents wrote the
   window, whose ``posture_level`` 3/4 came from uprobes and USDT; readers
-  take a window's posture from ``store.watched_sql.window_level``).
+  take a window's posture from ``store.watched_sql.window_level``);
+  ``marked_by`` (migration 0013) the agent that wrote the window's
+  unwatched-container mark (store/marks.py).
 
 Keys (migration 0008): on PostgreSQL every primary and unique key includes
 the column the table is distributed by on Citus (``image_digest``, or
@@ -183,6 +185,9 @@ observation_windows = sa.Table(
     sa.Column("dropped_events", sa.BigInteger, nullable=False, server_default="0"),
     # Migration 0009: the rank by today's posture rule (contracts/posture.py); NULL: older agents only.
     sa.Column("evidenced_level", sa.SmallInteger, nullable=True),
+    # Migration 0013: the agent_id that wrote the mark (evidenced_level 0; "*": several; NULL: older
+    # agents, or no mark): a restate row clears only its own agent's mark (store/marks.py).
+    sa.Column("marked_by", sa.Text, nullable=True),
     # SQLite: id + uq_observation_windows_key on the same columns.
     sa.PrimaryKeyConstraint("image_digest", "node_name", "window_start", name="pk_observation_windows"),
     sa.Index("ix_observation_windows_window_start", "window_start"),  # retention (migration 0007)
