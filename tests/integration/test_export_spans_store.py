@@ -245,3 +245,28 @@ def test_a_lost_commit_ack_during_the_replay_stores_the_gap_once(pg_url: str) ->
     finally:
         store.close()
         proxy.close()
+
+
+@pytest.mark.postgres
+def test_a_node_clock_far_off_never_prunes_the_spans_a_resume_needs(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s39/rx: spans were stamped and pruned on the agents' own clocks, so a node whose clock was
+    40 days behind when a spool was replayed (a board without an RTC before NTP), or ahead when an
+    agent resumed, deleted the replayed spool's spans at that resume: the resume no longer saw the
+    lines stored and counted them again. On PostgreSQL the server's clock stamps and prunes them."""
+    from types import SimpleNamespace
+
+    from stellaops_runtime.store import export_spans
+
+    days40 = 40 * 86400 * S
+    store = open_store(pg_url)
+    try:
+        monkeypatch.setattr(export_spans, "time", SimpleNamespace(time_ns=lambda: time.time_ns() - days40))
+        _replay(store, [_spooled(f"{NODE}/y", _position(f"{NODE}/y", 100, 500))])  # the clock behind
+        monkeypatch.setattr(export_spans, "time", SimpleNamespace(time_ns=lambda: time.time_ns() + days40))
+        assert [s[:4] for s in read_spans(store.db, NODE)] == [(f"{NODE}/y", INO, 100, 500)]  # ahead
+        monkeypatch.undo()
+        assert [s[:4] for s in read_spans(store.db, NODE)] == [(f"{NODE}/y", INO, 100, 500)]
+    finally:
+        store.close()

@@ -80,13 +80,15 @@ def position_spans(position: dict[str, Any] | None) -> list[Span] | None:
     return valid_spans(position["spans"])
 
 
-def write_spans(conn: Any, node: str, agent: str, spans: list[Span], at_ns: int) -> None:
-    """Widen this agent's spans, in the transaction storing the counts they cover."""
+def write_spans(conn: Any, node: str, agent: str, spans: list[Span], at_ns: int | None = None) -> None:
+    """Widen this agent's spans, in the transaction storing the counts they cover, stamped
+    ``at_ns`` (None: now on the store's clock, :func:`_now`)."""
     t, p = _T[conn.dialect], _P[conn.dialect]
     least, greatest = ("LEAST", "GREATEST") if conn.dialect == "postgresql" else ("MIN", "MAX")
+    stamp, at = (p, [at_ns]) if at_ns is not None else _now(conn.dialect)
     sql = (
         f"INSERT INTO {t} (node_name, agent_id, ino, head, lo, hi, at_ns) "
-        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {stamp}) "
         f"ON CONFLICT (node_name, agent_id, ino, head) DO UPDATE SET lo = {least}({t}.lo, excluded.lo), "
         f"hi = {greatest}({t}.hi, excluded.hi), at_ns = {greatest}({t}.at_ns, excluded.at_ns)"
     )
@@ -94,7 +96,17 @@ def write_spans(conn: Any, node: str, agent: str, spans: list[Span], at_ns: int)
         sql = sql.replace(f"{t}.lo", "export_spans.lo").replace(f"{t}.hi", "export_spans.hi")
         sql = sql.replace(f"{t}.at_ns", "export_spans.at_ns")
     for ino, lo, hi, head in spans:
-        conn.execute(sql, (node, agent, ino, head, lo, hi, at_ns))
+        conn.execute(sql, (node, agent, ino, head, lo, hi, *at))
+
+
+def _now(dialect: str) -> tuple[str, list[int]]:
+    """Now as SQL and its parameters: PostgreSQL's clock (the store's, one for every node), so a
+    node's clock set far off (a board without an RTC before NTP, a clock ahead) neither stamps
+    spans as long gone nor prunes those a resume needs; SQLite's store is on the agent's host, its
+    clock the agent's own."""
+    if dialect == "postgresql":
+        return "(EXTRACT(EPOCH FROM now()) * 1000000000)::bigint", []
+    return "?", [time.time_ns()]
 
 
 def overlapping(conn: Any, node: str, agent: str, spans: list[Span]) -> list[Stored]:
@@ -120,10 +132,9 @@ def read_spans(db: Any, node: str) -> list[Stored]:
     """Every stored span of ``node`` (agent, ino, lo, hi, head), spans past :data:`PRUNE_NS` pruned
     first. Raises what the driver raises (a store not usable yet)."""
     t, p = _T[db.dialect], _P[db.dialect]
+    now, at = _now(db.dialect)
     with db.begin() as conn:
-        conn.execute(
-            f"DELETE FROM {t} WHERE node_name = {p} AND at_ns < {p}", (node, time.time_ns() - PRUNE_NS)
-        )
+        conn.execute(f"DELETE FROM {t} WHERE node_name = {p} AND at_ns < {now} - {p}", (node, *at, PRUNE_NS))
         sql = f"SELECT agent_id, ino, lo, hi, head FROM {t} WHERE node_name = {p}"
         rows = conn.execute(sql, (node,)).rows
     return [_stored(r) for r in rows]
@@ -171,5 +182,5 @@ def guard(
             agent, node, *hit[0][:4], len(deltas) + len(obs),
         )  # fmt: skip
         return [], gaps, len(deltas) + len(obs)
-    write_spans(conn, node, agent, spans, time.time_ns())  # pruned PRUNE_NS after its last write
+    write_spans(conn, node, agent, spans)  # pruned PRUNE_NS after its last write, on the store's clock
     return deltas, obs, 0
