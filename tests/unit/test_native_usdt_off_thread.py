@@ -189,3 +189,27 @@ def test_the_new_files_descriptor_is_closed_when_the_reader_fails_during_the_rea
         assert holding() == [], "the new file's descriptor was left open"
     finally:
         watch.close()
+
+
+def test_a_new_file_whose_read_cannot_start_is_a_failed_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The off-thread read starts on a duplicate of the descriptor. No descriptor left (EMFILE) was a
+    failed target before the read moved off the thread (the notes' reader wraps OSError); the dup's
+    OSError escaped the follow instead, as a reader's error: every probe of the node closed and loaded
+    again (a node-wide gap, and a load that may fail the same way) for one file that could not be read."""
+    _, watch = _watch(tmp_path, monkeypatch)
+    monkeypatch.setattr(usdt, "read_probes", lambda path: [SITE])
+
+    def no_fd(fd: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    watch.idle = lambda: True
+    monkeypatch.setattr(os, "dup", no_fd)
+    try:
+        res = watch.follow(_Bpf())
+    finally:
+        monkeypatch.undo()
+        watch.close()
+    assert not res.attached
+    assert any("Too many open files" in why for _, why in res.failed), res.failed

@@ -98,6 +98,8 @@ def usdt_sites(
         sites = [p for p in probes if p.provider == t.provider and p.name == t.name]
     except usdt.UsdtError as e:
         return [], f"{what} cannot be read: {_FD_PATH.sub('it', str(e), count=1)}"
+    except OSError as e:  # the off-thread read could not start (no descriptor left to duplicate)
+        return [], f"{what} cannot be read: {_FD_PATH.sub('it', str(e))}"
     except lookup.Abandoned as e:
         return [], f"{what}: {e}"
     if not sites:
