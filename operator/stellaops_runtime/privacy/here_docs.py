@@ -33,7 +33,7 @@ _READER = re.compile(
     r"|--pass(?:word)?-stdin(?![\w-])|--passphrase-fd[ =]0(?![0-9])|\s-stdin(?![\w-])"
     r"|(?<![\w.-])(?:/\S*/)?sudo(?:\s+[^\s|;&<]+){0,32}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])"
     r"|(?<![\w.-])(?:/\S*/)?(?:mysql|mariadb|mysqladmin|mysqldump)(?![\w-])[^|;&\n]{0,512}?"
-    r"\s-p(?=[\s\"']|\Z)"
+    r"\s-p(?=[\s\"'<]|\Z)"
     r"|(?<![\w.-])(?:/\S*/)?psql(?![\w-])[^|;&\n]{0,512}?\s(?:-W|--password)(?![\w=-])"
     r"|--data-file[= ]-(?![^\s\"'])|\ssecret\s+(?:create|set)\s"
 )

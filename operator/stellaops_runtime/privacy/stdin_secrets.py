@@ -88,7 +88,10 @@ _PROC_STDIN = (
 # (``expect "password:"; send "X\r"``, ``expect -re {Enter passphrase.*}``, ``send -- {X}``).
 # A marker there already (the text read again) is matched as the value, which leaves it as it is
 # and ends the match after it: else ``password:`` would take the rest of the script as its value.
-_PROMPT = r"(?i:assword|passphrase|passcode|pin\b|otp|token|secret|verification code)"
+# The second prompt of a new password asks again (``Retype new``, ``Confirm``, ``Verify``, ``again``).
+_PROMPT = (
+    r"(?i:assword|passphrase|passcode|pin\b|otp|token|secret|verification code|retype|confirm|verify|again)"
+)
 _EXPECTED = (
     rf"""(?:"[^"\n]{{0,256}}?{_PROMPT}[^"\n]{{0,256}}?"|'[^'\n]{{0,256}}?{_PROMPT}[^'\n]{{0,256}}?'"""
     rf"""|\{{[^}}\n]{{0,256}}?{_PROMPT}[^}}\n]{{0,256}}?\}}|[^\s;"'{{]{{0,256}}?{_PROMPT}[^\s;]{{0,256}}+)"""
