@@ -13,8 +13,8 @@ and last byte), the spool keeps them, every transaction storing counts writes th
 overlap is not stored: its windows become gaps (unknown), never a count doubled.
 
 Y follows the file with its store black-holed from its start (tests/pgproxy.py) and spools
-parts A and B at its stop. X (another spool path, its record from before Y) starts with the
-store back, resumes at its record and counts A, B and then C. Y's successor replays the spool
+part A at its stop. X (another spool path, its record from before Y) starts with the store
+back, resumes at its record and counts A and then C. Y's successor replays the spool
 (its load and first write, in the test's process). Real agents as subprocesses, a real
 PostgreSQL behind the proxy, the synthetic stream (tests/fixtures/tetragon/synthetic).
 """
