@@ -249,7 +249,12 @@ def test_install_md_pod_recipe_removes_the_operators_pod_markings_and_keeps_the_
             "labels": theirs_labels | (ours_labels if marked else {}),
             "annotations": theirs_annotations | (ours_annotations if marked else {}),
         }
-        spec = {"containers": [{"name": "c", "image": "registry.example/app@sha256:" + "a" * 64}]}
+        # no token to mount: a namespace's default ServiceAccount gets its token a moment after the
+        # namespace, and a pod created before that was refused (500 "No API token found")
+        spec = {
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "c", "image": "registry.example/app@sha256:" + "a" * 64}],
+        }
         client.create({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
     for line in lines:
         proc = kubectl(plane, shlex.split(line.replace("\\\n", " ")))
