@@ -133,3 +133,48 @@ def test_target_clones_are_the_functions(tmp_path: Path) -> None:
     assert not q.matches_name("tc.resolver")
     assert not function_query("tc.sse4").matches_name("tc.sse4.2.2")  # cut before the target's number
     assert function_query("avx2").matches_name("avx2.1")  # a function named so, renamed
+
+
+CXX_BODIES = """
+#include <coroutine>
+struct task {
+  struct promise_type {
+    task get_return_object() { return {}; }
+    std::suspend_never initial_suspend() { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() {}
+    void unhandled_exception() {}
+  };
+};
+task work(int n) { for (int i = 0; i < n; i++) co_await std::suspend_always{}; }
+namespace { __attribute__((noinline)) int hidden(int x) { return x * 5; } }
+int use(int x) { work(x); return hidden(x); }
+"""
+
+
+@pytest.mark.skipif(shutil.which("clang++") is None, reason="needs clang++")
+def test_cxx_bodies_clang_names_apart_are_the_functions_asked_with_their_parameters(tmp_path: Path) -> None:
+    """Asked as advisories write a C++ function, with its parameter list, two bodies clang names apart
+    were "not observed" whatever ran there: a static or anonymous-namespace function built with
+    ``-funique-internal-linkage-names`` (AutoFDO and Propeller builds) is stored as
+    ``(anonymous namespace)::hidden(int) (.__uniq.<digits>)``, and a C++20 coroutine's body after its
+    first suspension runs in ``work(int) (.resume)`` (its locals' destructors in ``.destroy``). The
+    name without its parameter list already met them (any ``work(`` overload)."""
+    src = tmp_path / "bodies.cpp"
+    src.write_text(CXX_BODIES)
+    obj = tmp_path / "bodies.o"
+    _run("clang++", "-std=c++20", "-O2", "-funique-internal-linkage-names", "-c", src, "-o", obj)
+    names = _functions(obj)
+    uniq = [n for n in names if n.startswith("(anonymous namespace)::hidden(int) (.__uniq.")]
+    assert len(uniq) == 1, names
+    assert {"work(int) (.resume)", "work(int) (.destroy)"} <= names, names
+    for asked, stored in (
+        ("(anonymous namespace)::hidden(int)", uniq[0]),
+        ("(anonymous namespace)::hidden( int )", uniq[0]),
+        ("work(int)", "work(int) (.resume)"),
+        ("work(int)", "work(int) (.destroy)"),
+        ("work(int)", "work(int) (.cleanup)"),  # LLVM's third part, when the frame's allocation is elided
+    ):
+        assert function_query(asked).matches_name(stored), (asked, stored)
+    assert not function_query("work(long)").matches_name("work(int) (.resume)")
+    assert not function_query("work(int)").matches_name("work(int) (.resolver)")

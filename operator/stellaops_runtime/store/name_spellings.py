@@ -12,9 +12,11 @@ import re
 # ``f.argelim``). Numbers alone are a function named so in the source, renamed where two share the
 # name: LLVM's module linking (full LTO) names a second static ``hash`` ``hash.1`` as GCC's LTO names
 # it ``hash.lto_priv.1``, GCC numbers nested functions ``inner.0`` (test_clone_names_compiled.py).
+# clang's ``-funique-internal-linkage-names`` renames a static ``f(int) (.__uniq.<digits>)``, and a
+# C++20 coroutine's body runs in its LLVM parts ``work(int) (.resume)``, ``.destroy``, ``.cleanup``.
 _CLONE_NAMED = frozenset(
     {"cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm", "specialized"}
-) | {"argelim", "_omp_fn"}
+) | {"argelim", "_omp_fn", "__uniq", "resume", "destroy", "cleanup"}
 # ``target_clones`` bodies, one per target, no body named as the function (an ifunc picks one): GCC
 # writes ``tc.avx2``, ``tc.arch_haswell``, ``tc.sse4_2``, ``tc.default``; clang ``tc.avx2.0``,
 # ``tc.sse4.2.2``, ``tc.default.3``. ``default`` is a keyword of C and Go, never a name of their own;
