@@ -38,7 +38,7 @@ earlier; the load, while its former-file scan had processes left as of the
 last answer taken from it, or when the last read's uprobe calls in flight,
 each a record at its entry, reached nobody) to the detach
 (:meth:`NativeProbeSource._note_cut`), both sides of a wall-clock step inside
-it (:meth:`SourceGaps._cut_span`). Probes stopped before that scan ended read
+it (:meth:`SourceGaps._span`). Probes stopped before that scan ended read
 its rest: a former file there (or processes still unread after
 ``STOP_SCAN_SECONDS``) makes their whole run unwatched. The files the loads probed are kept for
 a renamed-away former file's sake: across reloads in memory, across agent
@@ -113,7 +113,9 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._tail_lost_since: int | None = None  # set by the last read when it could not read all
         self._tail_queued = False  # the last read of this run queued its tail (the calls in flight)
         self._scan_open = False  # the load's former-file scan unfinished as of the last answer taken
-        self._offset_hi = 0  # the largest wall-clock minus boottime seen since the load (_clock_seen)
+        self._offset_hi: int | None = (
+            None  # the largest wall-clock minus boottime seen since the load (_clock_seen)
+        )
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)
@@ -326,7 +328,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
 
     def _note_cut(self, since_ns: int, now_ns: int) -> None:
         """A read cut short (a cancel, the reader's error): the span since ``since_ns`` is unwatched."""
-        start, end = self._cut_span(since_ns, now_ns)
+        start, end = self._span(since_ns, now_ns)
         self._note_unwatched(start, end)
         log.warning(
             "a read of the native probes was cut short: the %.1fs it may not have read are recorded "

@@ -17,6 +17,11 @@ attach, when the new file's processes may have called it unseen, is queued as
 an unwatched span (:meth:`SourceGaps.take_unwatched`); so is the time between
 two looks while a process runs a target's file that could not be probed, and
 the time since the load when the load's former-file scan found one late.
+
+Every span is two wall-clock readings, dated by boottime through the largest
+wall-minus-boottime offset sampled since the load (:meth:`SourceGaps._span`,
+hotsymbols/clock_span.py ``covering``): a wall clock stepped back inside it
+leaves it neither empty nor reversed, as the switch's own gaps.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class SourceGaps:
     _episode_logged: float  # monotonic time of its last log line
     _follow_ns: int  # wall clock of the last look at the uprobe targets' files
     _load_ns: int  # wall clock of the start of the last load
-    _offset_hi: int  # the largest wall-clock minus boottime seen since the load (_clock_seen)
+    _offset_hi: int | None  # the largest wall-clock minus boottime seen since the load (_clock_seen)
 
     def _note_drops(self, kernel: dict[str, dict[str, int]], now_ns: int) -> None:
         """Queue what the probes dropped since the previous read (see the module docstring)."""
@@ -63,7 +68,7 @@ class SourceGaps:
         if not inc:
             self._end_episode()
             return
-        drop = NativeDrop(start, self._drop_read_ns, inc)
+        drop = NativeDrop(*self._span(start, now_ns), inc)  # both sides of a clock step inside it
         add_pending(self.stats.drops, drop)
         self.stats.dropped_total += drop.total
         first = self._episode is None
@@ -97,7 +102,8 @@ class SourceGaps:
             self.stats.reload_wanted = True  # the source switch reloads (agent/source_switch_purl.py)
         if res.attached or res.failed or res.unwatched or res.since_load:
             # a former file found by the scan's rest was run unprobed since the load
-            self._note_unwatched(self._load_ns if res.since_load else self._follow_ns, now_ns)
+            since = self._load_ns if res.since_load else self._follow_ns
+            self._note_unwatched(*self._span(since, now_ns))  # both sides of a clock step inside it
             self.stats.followed += len(res.attached)
             self.stats.former += res.former
             now_on = set(res.attached)  # a file there now is probed: no longer failed (a file put later)
@@ -114,15 +120,18 @@ class SourceGaps:
     def _clock_seen(self, reset: bool = False) -> None:
         """Sample the wall clock's offset from boottime, as a read of the buffer is stamped: the
         largest since the load dates every wall stamp of the run no later than it was (a step back
-        after it lowers the offset, never the largest), for :meth:`_cut_span`."""
+        after it lowers the offset, never the largest), for :meth:`_span`."""
         offset = time.time_ns() - boot_ns()
-        self._offset_hi = offset if reset else max(self._offset_hi, offset)
+        hi = self._offset_hi
+        self._offset_hi = offset if reset or hi is None else max(hi, offset)
 
-    def _cut_span(self, since_ns: int, now_ns: int) -> tuple[int, int]:
+    def _span(self, since_ns: int, now_ns: int) -> tuple[int, int]:
         """The wall-clock span holding every moment from ``since_ns`` (a wall stamp of this run) to
         ``now_ns`` (read just now), whichever way the wall clock stepped between them
-        (hotsymbols/clock_span.py): a step back no longer leaves it empty."""
-        return covering(since_ns, since_ns - self._offset_hi, now_ns, boot_ns())
+        (hotsymbols/clock_span.py): a step back leaves it neither empty nor reversed. Before any
+        sample (no run) the two readings, ordered."""
+        hi = self._offset_hi
+        return covering(since_ns, None if hi is None else since_ns - hi, now_ns, boot_ns())
 
     def _note_unwatched(self, start_ns: int, end_ns: int) -> None:
         """Queue a wall-clock span no record or count holds; past MAX_UNWATCHED the two oldest merge."""

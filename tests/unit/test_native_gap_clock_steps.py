@@ -1,0 +1,69 @@
+"""The native source's gaps hold both sides of a wall-clock step back inside them.
+
+The source stamps its reads with the wall clock (gaps are recorded in wall time),
+and the wall clock can step back (NTP correcting a node, ``date -s``, a VM
+resumed). A span measured by two wall readings across such a step ended before
+it began: a drop span came out zero-length (``max(now, previous)``) and a
+replaced file's unwatched span reversed, which the gap tracker discards
+(hotsymbols/gaps.py ``_mark``). Calls made in that time, on either side of the
+step, were then in no count and in no gap. The spans are now dated by
+boottime as the switch's own gaps are (hotsymbols/clock_span.py ``covering``).
+
+The wall clock is stepped by patching ``time.time_ns``; boottime is the real one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.follow_files import Followed
+from stellaops_runtime.native.source import NativeProbeSource
+from stellaops_runtime.sources.queue import EventQueue
+
+STEP = 60 * 1_000_000_000  # the wall clock steps back a minute
+
+
+def _source(monkeypatch: pytest.MonkeyPatch) -> tuple[NativeProbeSource, list[int]]:
+    """A source as its run leaves it after the load (stamps and clock sample), and the clock's shift."""
+    real, shift = time.time_ns, [0]
+    monkeypatch.setattr(time, "time_ns", lambda: real() + shift[0])
+    src = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
+    src._drop_read_ns = src._follow_ns = src._load_ns = time.time_ns()
+    src._clock_seen(reset=True)
+    return src, shift
+
+
+def _counters(lost: int) -> dict[str, dict[str, int]]:
+    return {"syscall": {"seen": 100, "emitted": 100 - lost, "lost": lost}}
+
+
+def _before_the_step(shift: list[int]) -> int:
+    """A moment after the previous read, then the step back: the moment's wall clock."""
+    time.sleep(0.002)
+    at = time.time_ns()  # a call made now may be among those dropped / unwatched
+    time.sleep(0.002)
+    shift[0] = -STEP
+    return at
+
+
+def test_a_drop_span_across_a_step_back_holds_the_time_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    src, shift = _source(monkeypatch)
+    at = _before_the_step(shift)
+    src._note_drops(_counters(lost=5), time.time_ns())
+    (drop,) = src.take_drops()
+    assert drop.total == 5
+    assert drop.start_ns <= at <= drop.end_ns, (at, drop)
+    assert drop.end_ns - drop.start_ns < 2 * STEP + 10**9  # the step and the time between, not more
+
+
+def test_a_followed_files_span_across_a_step_back_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    src, shift = _source(monkeypatch)
+    at = _before_the_step(shift)
+    now = time.time_ns()
+    src._note_followed(Followed(attached=["/bin/app:f"]), now, now)
+    (span,) = src.take_unwatched()
+    assert span[0] <= at <= span[1], (at, span)  # was (previous look, now): reversed, then discarded
+    assert span[0] <= now <= span[1], (now, span)
