@@ -157,8 +157,15 @@ def test_an_agent_that_does_not_say_since_when_keeps_the_policy_progressing() ->
     """An agent of an older version writes no EventSource condition: no time is assumed."""
     status = _status(False, NOW - timedelta(hours=1))
     status["conditions"] = [c for c in status["conditions"] if c["type"] != EVENT_SOURCE_CONDITION]
-    state, reason, _ = _state([_node("node-old", status, NOW)], Heartbeats())
+    state, reason, message = _state([_node("node-old", status, NOW)], Heartbeats())
     assert (state, reason) == ("Progressing", "RollingOut")
+    # it never turns Degraded, so the message must not promise it (it said "Degraded after 120s")
+    assert "Degraded after" not in message, message
+    assert "(1 with no event source, its agent does not say since when)" in message, message
+    timed = _node("node-new", _status(False, NOW - timedelta(seconds=5)), NOW)
+    both = _state([_node("node-old", status, NOW), timed], Heartbeats())[2]
+    assert "(1 with no event source: Degraded after 120s)" in both, both
+    assert "(1 with no event source, its agent does not say since when)" in both, both
     # hostile: a transition that is no time, or of the wrong type
     for hostile in ("yesterday", 12, None, "\x00"):
         bad = _status(False, NOW - timedelta(hours=1))

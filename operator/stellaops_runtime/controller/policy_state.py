@@ -107,8 +107,10 @@ def policy_state(
             if recent
             else ""
         )
-        if deaf_recent:
-            waiting += f" ({len(deaf_recent)} with no event source: Degraded after {unreachable_after:g}s)"
+        if timed := [r for r in deaf_recent if r.no_source_since is not None]:
+            waiting += f" ({len(timed)} with no event source: Degraded after {unreachable_after:g}s)"
+        if untimed := len(deaf_recent) - len(timed):  # an older agent: never Degraded, so not promised
+            waiting += f" ({untimed} with no event source, its agent does not say since when)"
         deaf: dict[str, Any] = next((f for f in rollout["failures"] if f.get("state") == NO_SOURCE_STATE), {})
         if deaf:  # loaded there, but its agent gets no events: why that node is not running
             waiting += f"; {deaf.get('node')}: no event source: {deaf.get('message')}"
