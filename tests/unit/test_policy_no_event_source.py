@@ -125,13 +125,20 @@ def test_no_event_source_for_longer_than_the_bound_makes_the_policy_degraded_nam
 
 
 def test_a_short_episode_an_agents_restart_stays_progressing_and_says_when_it_turns_degraded() -> None:
-    just = _node("node-deaf", _status(False, NOW - timedelta(seconds=5)), NOW)
-    state, reason, message = _state([just], Heartbeats())
+    beats = Heartbeats()
+    deaf = _status(False, NOW - timedelta(seconds=5))
+    state, reason, message = _state([_node("node-deaf", deaf, NOW)], beats)
     assert (state, reason) == ("Progressing", "RollingOut"), message
     assert "1 with no event source: Degraded after 120s" in message, message
-    # the stream connects: Ready, and a later episode is timed anew
-    beats = Heartbeats()
-    assert _state([_node("node-deaf", _status(True, NOW), NOW)], beats)[0] == "Ready"
+    # the stream connects: Ready; a later episode, an hour on, is timed anew, not from the first one
+    back = _status(True, NOW, deaf["conditions"])
+    assert _state([_node("node-deaf", back, NOW)], beats)[0] == "Ready"
+    later = NOW + timedelta(hours=1)
+    again = _status(False, later - timedelta(seconds=5), back["conditions"])
+    state, _, message = _state([_node("node-deaf", again, later)], beats, now=later)
+    assert state == "Progressing", message
+    then = later + timedelta(seconds=130)  # and turns Degraded once it lasts the bound
+    assert _state([_node("node-deaf", again, then)], beats, now=then)[:2] == ("Degraded", "NoEventSource")
 
 
 def test_a_restarted_operator_times_it_by_the_agents_own_account_whatever_its_clock() -> None:
