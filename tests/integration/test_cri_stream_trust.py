@@ -231,3 +231,38 @@ def test_a_stale_backlog_from_before_the_agent_is_no_unread_run(tmp_path: Path, 
             assert s.state() == "not_in_sync"  # ran since the observer began, and gone unread
     finally:
         server.stop()
+
+
+def test_a_container_whose_start_failed_is_no_lost_event(tmp_path: Path, sleeper: int) -> None:
+    """A StartContainer that fails (its command not found: a pod in CrashLoopBackOff) leaves the container
+    exited, never started, and the runtime sends no event of it: containerd 2.x
+    (``internal/cri/server/container_start.go``: the deferred status update, no
+    ``generateAndSendContainerEvent``) and CRI-O (``server/container_start.go``: ``SetStartFailed``) send
+    STARTED only on success. The backstop list finding it exited is no change the stream lost: taken as
+    one, every failed start on a node made a hole of a minute."""
+    server = Runtime(str(tmp_path / "startfail.sock"))
+    server.start()
+    try:
+        sb = server.add_pod("web", "shop", pid=sleeper)
+        with Watcher(observer(server, resync_seconds=0.1, in_flight_seconds=0.1)) as w:
+            _subscribed(server)
+            cid = uuid.uuid4().hex
+            server.set_container(sb.id, cid, api_pb2.CONTAINER_CREATED)
+            server.push(server.event(cid, api_pb2.CONTAINER_CREATED_EVENT))  # the stream is live
+            _listed(w, cid, "the created container")
+            relists = w.query(lambda: w.observer.relists)
+            server.set_container(
+                sb.id, cid, api_pb2.CONTAINER_EXITED, exit_code=128, finished_at=time.time_ns()
+            )
+            deadline = time.monotonic() + 5
+            while w.query(lambda: w.observer.registry.get("", cid).status) != "stopped":
+                assert time.monotonic() < deadline, "the backstop list found the failed start"
+                time.sleep(0.02)
+            while w.query(lambda: w.observer.relists) < relists + 4:  # in_flight passed, lists after it
+                assert time.monotonic() < deadline, "the lists went on"
+                time.sleep(0.02)
+            assert w.query(lambda: w.observer.stats.missed_events) == 0, (
+                "a failed start was taken as lost events"
+            )
+    finally:
+        server.stop()

@@ -251,6 +251,20 @@ class CriApply(LifecycleObserver):
         self.registry.put(rec)
         return out
 
+    def _unsaid(self, found: list[ContainerLifecycleEvent]) -> set[str]:
+        """The containers whose changes a backstop relist ``found`` that the stream should have said (they
+        then wait for their events, unreported.py): all but a start that failed. Created, now exited and
+        never started, that container got no event: containerd 2.x and CRI-O send STARTED only when the
+        start succeeds and nothing when it fails (``container_start.go`` of each)."""
+        created = {e.container_id for e in found if e.event_type == LifecycleEventType.CREATE}
+        out: set[str] = set()
+        for e in found:
+            rec = self.registry.get("", e.container_id)
+            failed_start = rec is not None and rec.status == "stopped" and rec.started_at is None
+            if e.container_id in created or not failed_start:
+                out.add(e.container_id)
+        return out
+
     # -- events out ----------------------------------------------------------------
 
     def _emit(

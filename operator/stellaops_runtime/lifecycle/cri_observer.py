@@ -139,7 +139,7 @@ class CriObserver(CriApply):
                 if clock() >= next_list:
                     found = await self._relist(announce=True, rebuild=False)
                     if self._trusted(pending):  # a live stream of its own should have said it
-                        ids, at = {e.container_id for e in found}, self._listed_at
+                        ids, at = self._unsaid(found), self._listed_at
                         self._unreported.found(ids, clock(), self._list_before, _ns(at))
                     for ev in found:
                         yield ev
