@@ -270,3 +270,29 @@ def test_a_node_clock_far_off_never_prunes_the_spans_a_resume_needs(
         assert [s[:4] for s in read_spans(store.db, NODE)] == [(f"{NODE}/y", INO, 100, 500)]
     finally:
         store.close()
+
+
+def test_rows_behind_spooled_counts_waiting_for_the_export_lock_are_stored(url: str) -> None:
+    """s39/rx: the gate held every batch behind a spooled export batch, so while the export lock
+    could not be taken (Tetragon's export directory not there yet after a reboot, Tetragon down)
+    the node-wide gaps of that very time (nobody watched: the restart hole, the outage) stayed in
+    memory, and a day read as watched gave 'not observed' for calls nobody could see. Only the
+    spooled export batch waits for the lock now; the rows behind it are stored."""
+    store = open_store(url)
+    try:
+        held = [False]
+        pending = PendingWrites(agent_id=f"{NODE}/next")
+        pending.spool_gate = lambda: held[0]
+        pending.load([_spooled(f"{NODE}/y", _position(f"{NODE}/y", 100, 500))])
+        start = T0 + 3600 * S
+        hole = ObservationWindow("", NODE, start, 0, None, 3600, "", start, start + 600 * S)  # node-wide
+        pending.add([], [hole])
+        assert not asyncio.run(pending.flush(store))  # the spooled batch still waits ...
+        assert "export lock" in (pending.last_error or "") and _invoked(store) == 0
+        assert [(g["image_digest"], g["node_name"]) for g in _gaps(store)] == [("", NODE)]  # ... not the gap
+        assert pending.spool_batches_left == 1
+        held[0] = True
+        assert asyncio.run(pending.flush(store)) and _invoked(store) == 3 and pending.spool_batches_left == 0
+        assert pending.last_error is None
+    finally:
+        store.close()

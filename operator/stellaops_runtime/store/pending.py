@@ -275,7 +275,10 @@ class PendingWrites:
         """Write everything pending; True on success (or nothing to write).
 
         Frozen batches go first, each exactly as it was frozen; the buffer is
-        frozen into a new batch only once they are all stored. On
+        frozen into a new batch only once they are all stored, but for spooled
+        export counts that wait for the export lock (:attr:`spool_gate`): they
+        stay, False is returned, and the batches behind them are written (a
+        node-wide gap of the very time nobody watched must not wait). On
         :class:`StoreError` (including ``StoreUnavailable``) or a timeout the
         failed batch and everything after it stay pending, ``failures`` is
         incremented, ``last_error`` says why, and False is returned.
@@ -289,19 +292,13 @@ class PendingWrites:
         async with self._lock:
             buffer_frozen = False
             while True:
-                if not self._batches:
+                batch = next((b for b in self._batches if not self._gated(b)), None)
+                if batch is None:
                     if buffer_frozen or not self._buf:
                         break
                     self._freeze_buffer()  # once per flush (maybe several batches): later rows wait
                     buffer_frozen = True
-                batch = self._batches[0]
-                if batch.from_spool and batch.export_position is not None and not self._gate_open():
-                    self.failures += 1
-                    self.last_error = (
-                        "spooled counts of the export file wait until this agent holds the export lock "
-                        "(another agent may be storing counts of the same lines)"
-                    )
-                    return False
+                    continue
                 if deadline is not None and deadline - time.monotonic() <= 0:
                     self.failures += 1
                     self.last_error = "no time left before the shutdown deadline"
@@ -313,12 +310,22 @@ class PendingWrites:
                     self.last_error = str(e)
                     return False
                 self._done(batch, result)
+            if self._batches:  # only spooled export counts waiting for the export lock are left
+                self.failures += 1
+                self.last_error = (
+                    "spooled counts of the export file wait until this agent holds the export lock "
+                    "(another agent may be storing counts of the same lines)"
+                )
+                return False
             self._failures_at_success = self.failures
             self.last_error = None
             return True
 
-    def _gate_open(self) -> bool:
-        return self.spool_gate is None or bool(self.spool_gate())
+    def _gated(self, batch: Batch) -> bool:
+        """A spooled batch of export counts this agent may not write yet (:attr:`spool_gate`)."""
+        if not batch.from_spool or batch.export_position is None or self.spool_gate is None:
+            return False
+        return not self.spool_gate()
 
     async def _write(
         self, store: Writer, batch: Batch, write_timeout: float | None, deadline: float | None
