@@ -169,9 +169,13 @@ _PW = "|".join(
     ]
 )
 
-# A log level alone is no token: a logger named after its package keeps it
-# (``-Dlogging.level.com.example.auth=DEBUG``, ``log4j.logger.x.secret=INFO``).
-_NOT_A_LOG_LEVEL = r"(?!(?i:trace|debug|info|warn|warning|error|fatal|off)(?![^\s\"',;&}]))"
+# A log level, a switch or an authentication method alone is no token: a logger named after its
+# package keeps its level (``-Dlogging.level.com.example.auth=DEBUG``, ``log4j.logger.x.secret=INFO``),
+# an ``auth`` setting its method or switch (``--auth=oidc``, ``-Dauth=none``, ``auth=true``).
+_NOT_A_SETTING_WORD = (
+    r"(?!(?i:trace|debug|info|warn|warning|error|fatal|off|on|none|true|false|yes|no|enabled|disabled"
+    r"|oidc|ldap|basic|bearer|jwt|oauth2?|saml|kerberos|x509|mtls|tls|anonymous|iam)(?![^\s\"',;&}]))"
+)
 
 # Token-ish run: base64, base64url and the usual token punctuation.
 _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
@@ -331,7 +335,9 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "secret_token",
-        number_groups(f"{COOKIE_HEADER}|{_OAUTH_CODE}|{_keyed(list(SECRET_WORDS), guard=_NOT_A_LOG_LEVEL)}"),
+        number_groups(
+            f"{COOKIE_HEADER}|{_OAUTH_CODE}|{_keyed(list(SECRET_WORDS), guard=_NOT_A_SETTING_WORD)}"
+        ),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),
     ),
     CLI_FLAG_SECRET,
