@@ -49,9 +49,15 @@ def _before_the_step(shift: list[int]) -> int:
     return at
 
 
-def test_a_drop_span_across_a_step_back_holds_the_time_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("polled_after", [False, True])
+def test_a_drop_span_across_a_step_back_holds_the_time_before_it(
+    monkeypatch: pytest.MonkeyPatch, polled_after: bool
+) -> None:
+    """``polled_after``: a poll sampled the clock after the step (the step is seen), or none did."""
     src, shift = _source(monkeypatch)
     at = _before_the_step(shift)
+    if polled_after:
+        src._clock_seen()
     src._note_drops(_counters(lost=5), time.time_ns())
     (drop,) = src.take_drops()
     assert drop.total == 5
@@ -67,3 +73,19 @@ def test_a_followed_files_span_across_a_step_back_is_kept(monkeypatch: pytest.Mo
     (span,) = src.take_unwatched()
     assert span[0] <= at <= span[1], (at, span)  # was (previous look, now): reversed, then discarded
     assert span[0] <= now <= span[1], (now, span)
+
+
+def test_a_clock_that_drifts_without_stepping_widens_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NTP slews a wall clock (up to 500 ppm: seconds a day) rather than stepping it. The offset from
+    boottime sampled at each poll then moves by far less than a read's slack between two samples: no
+    step. A span is then its two readings, not widened by what the offset drifted since the load."""
+    src, shift = _source(monkeypatch)
+    for _ in range(10_000):  # 5 s of drift since the load, 0.5 ms between two samples
+        shift[0] -= 500_000
+        src._clock_seen()
+    src._drop_read_ns = start = time.time_ns()
+    time.sleep(0.002)
+    now = time.time_ns()
+    src._note_drops(_counters(lost=1), now)
+    (drop,) = src.take_drops()
+    assert (drop.start_ns, drop.end_ns) == (start, now), (drop.end_ns - drop.start_ns, now - start)

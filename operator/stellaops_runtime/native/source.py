@@ -113,9 +113,10 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._tail_lost_since: int | None = None  # set by the last read when it could not read all
         self._tail_queued = False  # the last read of this run queued its tail (the calls in flight)
         self._scan_open = False  # the load's former-file scan unfinished as of the last answer taken
-        self._offset_hi: int | None = (
-            None  # the largest wall-clock minus boottime seen since the load (_clock_seen)
-        )
+        # wall clock minus boottime since the load: the largest, the latest, whether it stepped
+        self._offset_hi: int | None = None  # None: not sampled (no run yet; source_gaps._clock_seen)
+        self._offset_last = 0
+        self._stepped = False
         # the files the loads probed per target path: a later load knows one renamed away by them
         self._known: dict[str, dict[tuple[int, int], tuple[int, int]]] = {}
         # ... kept on disk for the agent's next start (native/known_files.py; '': not kept)

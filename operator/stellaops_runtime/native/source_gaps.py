@@ -30,7 +30,7 @@ import logging
 import time
 
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.hotsymbols.clock_span import boot_ns, covering
+from stellaops_runtime.hotsymbols.clock_span import READ_SLACK_NS, boot_ns, covering
 from stellaops_runtime.native.drop_counters import (
     Key,
     NativeDrop,
@@ -59,6 +59,8 @@ class SourceGaps:
     _follow_ns: int  # wall clock of the last look at the uprobe targets' files
     _load_ns: int  # wall clock of the start of the last load
     _offset_hi: int | None  # the largest wall-clock minus boottime seen since the load (_clock_seen)
+    _offset_last: int  # ... at the latest sample
+    _stepped: bool  # the wall clock stepped between two samples since the load
 
     def _note_drops(self, kernel: dict[str, dict[str, int]], now_ns: int) -> None:
         """Queue what the probes dropped since the previous read (see the module docstring)."""
@@ -118,12 +120,19 @@ class SourceGaps:
         self._follow_ns = max(now_ns if looked_ns is None else looked_ns, self._follow_ns)
 
     def _clock_seen(self, reset: bool = False) -> None:
-        """Sample the wall clock's offset from boottime, as a read of the buffer is stamped: the
-        largest since the load dates every wall stamp of the run no later than it was (a step back
-        after it lowers the offset, never the largest), for :meth:`_span`."""
+        """Sample the wall clock's offset from boottime, as a read of the buffer is stamped, for
+        :meth:`_span`. Until the clock steps (the offset moves more than a read's slack between two
+        samples, about 0.1 s apart: a slew moves it microseconds) the latest sample dates a stamp of
+        the run; after a step, the largest since the load does (a step back lowers the offset, never
+        the largest: a stamp is dated no later than it was, the span wider, never short)."""
         offset = time.time_ns() - boot_ns()
         hi = self._offset_hi
-        self._offset_hi = offset if reset or hi is None else max(hi, offset)
+        if reset or hi is None:
+            self._offset_hi, self._stepped = offset, False
+        else:
+            self._offset_hi = max(hi, offset)
+            self._stepped = self._stepped or abs(offset - self._offset_last) > READ_SLACK_NS
+        self._offset_last = offset
 
     def _span(self, since_ns: int, now_ns: int) -> tuple[int, int]:
         """The wall-clock span holding every moment from ``since_ns`` (a wall stamp of this run) to
@@ -131,7 +140,9 @@ class SourceGaps:
         (hotsymbols/clock_span.py): a step back leaves it neither empty nor reversed. Before any
         sample (no run) the two readings, ordered."""
         hi = self._offset_hi
-        return covering(since_ns, None if hi is None else since_ns - hi, now_ns, boot_ns())
+        if hi is None:
+            return covering(since_ns, None, now_ns, boot_ns())
+        return covering(since_ns, since_ns - (hi if self._stepped else self._offset_last), now_ns, boot_ns())
 
     def _note_unwatched(self, start_ns: int, end_ns: int) -> None:
         """Queue a wall-clock span no record or count holds; past MAX_UNWATCHED the two oldest merge."""
