@@ -66,3 +66,17 @@ def test_calls_of_a_window_across_midnight_are_no_busy_day(url: str) -> None:
 def test_calls_of_a_window_all_before_midnight_are_that_days(url: str) -> None:
     busiest, score, without = _facts(url, ns(2026, 6, 1, 23, 51), ns(2026, 6, 1, 23, 59), 1100)
     assert (busiest, score, without) == (1100, 1.00, 1)
+
+
+def test_a_window_across_midnight_with_more_than_two_days_worth_proves_a_busy_day(url: str) -> None:
+    """2,500 calls in one window across midnight lie on two UTC days, so one of them had at least
+    1,250: "more than 1,000 calls in one day" holds whatever the split (RTS 1.00, as before the
+    midnight rule), where counting the window toward no day said 0.80."""
+    busiest, score, without = _facts(url, ns(2026, 6, 1, 23, 55), ns(2026, 6, 2, 0, 30), 2500)
+    assert (busiest, score, without) == (1250, 1.00, 0)
+
+
+def test_a_window_whose_last_call_is_stamped_before_its_first_is_counted_as_spanning(url: str) -> None:
+    """A hostile or skewed row (last call stamped a day before the first) spans those days all the same."""
+    busiest, score, without = _facts(url, ns(2026, 6, 2, 0, 30), ns(2026, 6, 1, 23, 55), 2500)
+    assert (busiest, score, without) == (1250, 1.00, 0)

@@ -16,6 +16,7 @@ watched day (store/watched_sql.py ``not_after``). The pure decision is
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -65,14 +66,17 @@ def _as_date(value: Any) -> dt.date:
 
 def _calls_per_day(
     conn: sa.Connection, image: str, rows: list[SymbolRow]
-) -> tuple[dict[dt.date, int], list[tuple[dt.date, dt.date]]]:
+) -> tuple[dict[dt.date, int], list[tuple[dt.date, dt.date, int]]]:
     """Calls per UTC day, at least: summed per evidence kind, then the largest kind (one call seen
     two ways, invoked and on a stack, counts once); and the spans of days of windows whose calls
-    cross midnight.
+    cross midnight, each with the calls its busiest day had at least.
 
     A window counts toward a day only when its first and last call lie in that day: one that
     crosses midnight (``aggregationWindowSeconds`` that does not divide a day) may hold any split
-    of its calls between the days, so it proves no day busy, but each day it spans had calls.
+    of its calls between the days, but each day it spans had calls, and the calls of those days
+    (its own and the windows' within them) put at least their share on one of them: 2,500 calls
+    across one midnight are 1,250 on a day at least. A last call stamped before the first (a
+    skewed or hostile row) spans the same days.
     """
     if not rows:
         return {}, []
@@ -89,17 +93,48 @@ def _calls_per_day(
         .group_by(first, last, w.evidence_kind)
     )
     by_kind: dict[tuple[dt.date, str], int] = defaultdict(int)
-    spans: list[tuple[dt.date, dt.date]] = []
+    spanning: list[tuple[dt.date, dt.date, str, int]] = []
     for r in conn.execute(stmt):
-        d1, d2 = _as_date(r.first), _as_date(r.last)
+        d1, d2 = sorted((_as_date(r.first), _as_date(r.last)))
         if d1 == d2:
             by_kind[(d1, r.evidence_kind)] += int(r.calls)
         else:
-            spans.append((d1, d2))
+            spanning.append((d1, d2, r.evidence_kind, int(r.calls)))
     out: dict[dt.date, int] = defaultdict(int)
     for (d, _kind), n in by_kind.items():
         out[d] = max(out[d], n)
-    return dict(out), spans
+    return dict(out), _spread(by_kind, spanning)
+
+
+def _spread(
+    by_kind: dict[tuple[dt.date, str], int], spanning: list[tuple[dt.date, dt.date, str, int]]
+) -> list[tuple[dt.date, dt.date, int]]:
+    """Each spanning window's days and the calls one of them had at least: its own and those of the
+    windows of its kind within its days, shared out over the days (prefix sums: a store of many
+    windows costs n log n, not n squared)."""
+    days: dict[str, list[dt.date]] = defaultdict(list)
+    sums: dict[str, list[int]] = defaultdict(lambda: [0])
+    for (d, kind), n in sorted(by_kind.items()):
+        days[kind].append(d)
+        sums[kind].append(sums[kind][-1] + n)
+    out = []
+    for d1, d2, kind, n in spanning:
+        ds, cs = days[kind], sums[kind]
+        within = cs[bisect.bisect_right(ds, d2)] - cs[bisect.bisect_left(ds, d1)]
+        out.append((d1, d2, -(-(n + within) // ((d2 - d1).days + 1))))
+    return out
+
+
+def _covered(days: set[dt.date], spans: list[tuple[dt.date, dt.date, int]]) -> set[dt.date]:
+    """The ``days`` that lie in one of the ``spans`` (merged, then each day found by bisection)."""
+    merged: list[list[dt.date]] = []
+    for a, b, _ in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    starts = [a for a, _ in merged]
+    return {d for d in days if (i := bisect.bisect_right(starts, d) - 1) >= 0 and d <= merged[i][1]}
 
 
 def _watched_days(conn: sa.Connection, image: str, today: dt.date | None = None) -> set[dt.date]:
@@ -180,14 +215,12 @@ def observe(
         by_kind[r.evidence_kind] += r.invocation_count
     per_day, spans = _calls_per_day(conn, image, rows)
     watched, taken = _watched_and_unseen(conn, image, today or _today())
-    called = {d for d, n in per_day.items() if n > 0} | {
-        d for d in watched if any(a <= d <= b for a, b in spans)
-    }
+    called = {d for d, n in per_day.items() if n > 0} | _covered(watched, spans)
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)
     facts = Facts(
         invocations=max(by_kind.values(), default=0),
-        max_calls_in_a_day=max(per_day.values(), default=0),
+        max_calls_in_a_day=max([*per_day.values(), *(n for _, _, n in spans)], default=0),
         watched_days=len(watched),
         days_without_calls=len(watched - called),
         package_loaded=bool(purls),
