@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,8 @@ def delta(fn: str, count: int = 3, image: str = IMG, purl: str = PURL) -> HotSym
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[WitnessBridge, object, Path, Path]:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def world(tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> tuple[WitnessBridge, object, Path, Path]:
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): the bridge is tested here
     store = open_store(url)
     store.write([delta("crc32", 12)], [ObservationWindow(IMG, "n", T0, 5, Posture.EBPF_DEEP, 60, "tetragon")])
     keys.generate(tmp_path / "k", tmp_path / "k.pub")

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,8 @@ def cli(*args: str, limit: int | None = None) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> dict[str, Any]:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def world(tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> dict[str, Any]:
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): signing is tested here
     d = HotSymbolDelta(HotSymbolKey(IMG, ZLIB, "crc32", EvidenceKind.INVOKED), T0, 42, T0 + S, T0 + 2 * S,
                        purl=PURL, sample={"stack": [{"module": ZLIB, "symbol": "crc32"}]})  # fmt: skip
     with open_store(url) as s:
