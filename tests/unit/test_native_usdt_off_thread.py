@@ -55,6 +55,13 @@ def _watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Targe
     return app, watch
 
 
+def _refused(watch: TargetWatch, why: str) -> None:
+    """The follow attaches nothing to the new file, and lists the target failed for ``why``."""
+    res = watch.follow(_Bpf())
+    assert not res.attached
+    assert any(why in text for _, text in res.failed), res.failed
+
+
 def test_the_notes_of_a_new_file_are_read_while_the_buffer_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,12 +110,10 @@ def test_a_stop_during_the_read_abandons_it(tmp_path: Path, monkeypatch: pytest.
 
     watch.idle = idle
     try:
-        res = watch.follow(_Bpf())
+        _refused(watch, "abandoned: the probes stopped")
     finally:
         release.set()
         watch.close()
-    assert not res.attached
-    assert any("abandoned: the probes stopped" in why for _, why in res.failed), res.failed
 
 
 def _stapsdt_elf(path: Path, sites: int) -> None:
@@ -207,9 +212,7 @@ def test_a_new_file_whose_read_cannot_start_is_a_failed_target(
     watch.idle = lambda: True
     monkeypatch.setattr(os, "dup", no_fd)
     try:
-        res = watch.follow(_Bpf())
+        _refused(watch, "Too many open files")
     finally:
         monkeypatch.undo()
         watch.close()
-    assert not res.attached
-    assert any("Too many open files" in why for _, why in res.failed), res.failed
