@@ -13,17 +13,29 @@ clock places the hole (agent/watch_record.py does that), and handed to the aggre
 the node (agent/node_history.py) and the spool file's (agent/spool_keeper.py) as the store first
 opens, before this agent writes. A later day than the truth costs watched days only (more
 marks), never a "not observed".
+
+A moment more than :data:`MAX_AHEAD_DAYS` after this agent's start (its clock, read once) is not
+believed, with a warning: the store keeps windows stamped in the future (a node whose clock once
+ran ahead), and one stamped in 2099 made every later agent of the node judge every day until then
+blind, each idle container's day marked and no "not observed" of the node's images for decades
+(tests/unit/test_history_days_far_ahead.py). What that leaves: days an agent before watched more
+than that far ahead of this clock (a clock stepped back by more than a month) are judged on this
+agent's calls alone when it reaches them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from stellaops_runtime.agent.watch_record_file import RecordIgnored, read_moment, record_path
+from stellaops_runtime.hotsymbols.day_calls import DAY_NS
 
 log = logging.getLogger(__name__)
+
+MAX_AHEAD_DAYS = 31  # a moment further ahead of this agent's start is not believed (module docstring)
 
 
 class _Days(Protocol):
@@ -46,13 +58,21 @@ def recorded_moment(path: str, node: str) -> int | None:
 class HistoryDays:
     """Tells ``days`` (the pipeline's aggregator) the last moment an agent before this one watched."""
 
-    def __init__(self, days: _Days, *, node: str) -> None:
+    def __init__(self, days: _Days, *, node: str, now_ns: int | None = None) -> None:
         self.days = days
         self.node = node
+        self.now_ns = time.time_ns() if now_ns is None else now_ns  # this agent's start, read once
         self.told: int | None = None  # the latest moment told
         self._stored = False  # the store's answer was taken (once: later opens hold this agent's rows)
 
     def tell(self, ns: int | None) -> None:
+        if ns is not None and ns > self.now_ns + MAX_AHEAD_DAYS * DAY_NS:
+            log.warning(
+                "an agent before this one watched node %s until %d ns, more than %d days ahead of this "
+                "clock: not believed (a clock that ran ahead); the days until then are judged on this "
+                "agent's own calls", self.node, ns, MAX_AHEAD_DAYS,
+            )  # fmt: skip
+            return
         if ns is not None and ns > 0 and (self.told is None or ns > self.told):
             self.told = ns
             self.days.blind_through(ns)
