@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -245,14 +246,15 @@ async def run_replay_agent(
     tmp: Path, url: str, events: list[Any]
 ) -> tuple[int, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     """Serve ``events`` (ReplayEvents) as Tetragon's gRPC stream to the real agent, storing into
-    ``url``, until it processed every one; then let it exit when idle. Its exit code, its output and
-    the metrics scraped once everything was processed."""
+    ``url``, until it processed every one; then stop it (SIGTERM: its last flush stores what it
+    counted; --exit-when-idle sat 2 s idle first). Its exit code, its output and the metrics
+    scraped once everything was processed."""
     from stellaops_runtime.replay.server import ReplayServer
 
     server = ReplayServer(events)
     addr = await server.start("127.0.0.1:0")
     cfg, port = write_config(tmp, tetragon={"address": addr}, store={"url": url})
-    proc = start_agent(cfg, "--exit-when-idle", "2")
+    proc = start_agent(cfg)
     try:
         await wait_for(
             lambda: (
@@ -262,6 +264,7 @@ async def run_replay_agent(
             what="every event processed",
         )
         m = scrape(port)
+        proc.send_signal(signal.SIGTERM)
         code, out = await asyncio.to_thread(finish, proc, 60)
     finally:
         await server.stop()
