@@ -196,3 +196,49 @@ def test_a_container_in_its_restart_backoff_is_no_lost_event(engine: tuple[Docke
             assert w.query(lambda: obs.stats.resyncs) == 1
         finally:
             d.docker("rm", "-f", cid)
+
+
+class SlowListDocker(DockerClient):
+    """The real Engine; the connection's first container list waits until ``released`` (a node whose many
+    containers take long to list and inspect), while the stream is already open."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, timeout=10.0)
+        self.listing = threading.Event()
+        self.released = threading.Event()
+
+    async def get_json(self, path: str) -> object:
+        if path.startswith("/containers/json") and not self.released.is_set():
+            self.listing.set()
+            await asyncio.to_thread(self.released.wait, 60)
+        return await super().get_json(path)
+
+
+def test_live_events_during_a_slow_rebuild_are_no_lost_replay(engine: tuple[Dockerd, Registry]) -> None:
+    """300 events happen while the rebuild lists (the stream open, its replay empty): they are live, stamped
+    after the first one arrived, not a replay of the Engine's whole buffer. Stamping the arrival only when
+    the line was handled (after the rebuild) took them for one: a hole and lifecycle_missed_events_total
+    at each connection of a busy node, a loss that never happened."""
+    d, reg = engine
+    repo = reg.ref.rsplit(":", 1)[0]
+    d.docker("pull", reg.ref)
+    client = SlowListDocker(d.socket)
+    w = Watcher(DockerObserver(client))
+    w._thread.start()  # not entered: that waits for the sync, which waits for the list
+    try:
+        assert client.listing.wait(30)
+        time.sleep(0.2)  # the stream's request reaches the Engine (it was sent before the list)
+        for i in range(TAGS):
+            q = urllib.parse.urlencode({"repo": f"{repo}-live", "tag": f"t{i}"})
+            assert _post(d.socket, f"/images/{urllib.parse.quote(reg.ref, safe='')}/tag?{q}") == 201
+        client.released.set()
+        deadline = time.monotonic() + 30
+        while w.query(lambda: w.observer.stats.envelopes) < TAGS:
+            assert time.monotonic() < deadline, "the live events were handled"
+            time.sleep(0.05)
+        assert w.query(lambda: w.observer.stats.missed_events) == 0, "live events taken for a lost replay"
+    finally:
+        client.released.set()
+        w.close()
+        for i in range(TAGS):
+            _post(d.socket, f"/images/{urllib.parse.quote(f'{repo}-live:t{i}', safe='')}", "DELETE")

@@ -143,6 +143,8 @@ class DockerObserver(LifecycleObserver):
         self._replay = ReplayCheck(since_ns)
         stream = self.client.events(EVENT_FILTERS, since_ns=since_ns)
         pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
+        replay = self._replay  # the first line's arrival bounds the replay, not its handling after the list
+        pending.add_done_callback(lambda _line: replay.arrived(time.time_ns()))
         stopper: asyncio.Future[Any] | None = None
         await asyncio.sleep(0)
         try:

@@ -41,13 +41,19 @@ class ReplayCheck:
         self.count = 0  # events stamped no later than that
         self.done = False
 
-    def see(self, event_ns: int | None, now_ns: int) -> bool:
-        """One event of the stream (``event_ns``: its ``timeNano``, None when absent or invalid),
-        received at ``now_ns``; True once, when the replay may have lost events."""
-        if self.done:
-            return False
+    def arrived(self, now_ns: int) -> None:
+        """The first line of the stream arrived at ``now_ns`` (it may be handled much later: the observer
+        rebuilds its registry first, and live events that came meanwhile are stamped after this)."""
         if not self.first_seen_ns:
             self.first_seen_ns = now_ns
+
+    def see(self, event_ns: int | None, now_ns: int) -> bool:
+        """One event of the stream (``event_ns``: its ``timeNano``, None when absent or invalid),
+        handled at ``now_ns`` (the first one's arrival, when :meth:`arrived` was not told); True once, when
+        the replay may have lost events."""
+        if self.done:
+            return False
+        self.arrived(now_ns)
         if event_ns is not None and event_ns > self.first_seen_ns:
             self.done = True  # a live event: the replay is over, and it was whole
             return False
