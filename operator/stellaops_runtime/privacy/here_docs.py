@@ -36,6 +36,9 @@ _READER = re.compile(
     r"\s-p(?=[\s\"'<]|\Z)"
     r"|(?<![\w.-])(?:/\S*/)?psql(?![\w-])[^|;&\n]{0,512}?\s(?:-W|--password)(?![\w=-])"
     r"|--data-file[= ]-(?![^\s\"'])|\ssecret\s+(?:create|set)\s"
+    # ``cat`` printing the document into a process substitution for a credential option
+    # (``initdb --pwfile=<(cat <<EOF``; stdin_secrets.py takes ``<(echo X)``)
+    r"|(?i:pass|pw|secret|token|key|cred)[\w.-]{0,64}(?:=|\s+)(?:file:)?<\(\s*cat(?![\w-])"
 )
 _LINE_WINDOW = 1024
 
