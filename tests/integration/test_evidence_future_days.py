@@ -21,8 +21,8 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.day_counts import observed_days_without_calls
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.queries import observed_days_without_calls
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
 

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
-from stellaops_runtime.store import queries
+from stellaops_runtime.store import day_counts, queries
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import alembic_config, create_store_engine, migrate, open_store
 from stellaops_runtime.store.partitions import partition_name
@@ -83,8 +83,10 @@ def _downgrade(engine: sa.Engine, revision: str) -> None:
 
 def _answers(conn: sa.Connection) -> tuple[Any, ...]:
     return (
-        queries.calls_per_day(conn, image=IMG, function="fn", days=60, until=TODAY + dt.timedelta(days=10)),
-        queries.observed_days_without_calls(conn, image=IMG, function="fn"),
+        day_counts.calls_per_day(
+            conn, image=IMG, function="fn", days=60, until=TODAY + dt.timedelta(days=10)
+        ),
+        day_counts.observed_days_without_calls(conn, image=IMG, function="fn"),
         [
             (r.invocation_count, r.first_seen, r.last_seen)
             for r in queries.observed(conn, image=IMG, function="fn")

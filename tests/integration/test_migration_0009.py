@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.evidence import store_facts
-from stellaops_runtime.store import coverage, queries
+from stellaops_runtime.store import coverage, day_counts
 from stellaops_runtime.store.engine import create_store_engine, head_revision, migrate, open_store
 from stellaops_runtime.store.schema import UtcDateTime, datetime_to_ns
 
@@ -69,7 +69,7 @@ def answers(url: str, image: str) -> tuple[coverage.Verdict, int, set[dt.date]]:
     try:
         with engine.connect() as conn:
             v = coverage.absence(image, coverage.image_windows(conn, image=image))
-            days = queries.observed_days_without_calls(conn, image=image, function="inflateGetHeader")
+            days = day_counts.observed_days_without_calls(conn, image=image, function="inflateGetHeader")
             return v, days, store_facts._watched_days(conn, image)
     finally:
         engine.dispose()

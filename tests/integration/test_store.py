@@ -22,7 +22,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.store import coverage, queries
+from stellaops_runtime.store import coverage, day_counts, queries
 from stellaops_runtime.store.engine import (
     StoreError,
     StoreUnavailable,
@@ -403,19 +403,23 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
     store.write(deltas, windows)
     last_day = (at(T0) + dt.timedelta(days=29)).date()
     with store.engine.connect() as conn:
-        per_day = queries.calls_per_day(conn, image=IMG, function="hot_fn", days=30, until=last_day)
+        per_day = day_counts.calls_per_day(conn, image=IMG, function="hot_fn", days=30, until=last_day)
         assert len(per_day) == 10 and all(n == 1200 for _, n in per_day)
         assert per_day[0][0] == dt.date(2025, 3, 1) and per_day[-1][0] == dt.date(2025, 3, 10)
         assert sum(1 for _, n in per_day if n > 1000) == 10
-        week = queries.calls_per_day(conn, image=IMG, function="hot_fn", days=7, until=dt.date(2025, 3, 12))
+        week = day_counts.calls_per_day(
+            conn, image=IMG, function="hot_fn", days=7, until=dt.date(2025, 3, 12)
+        )
         assert [d.day for d, _ in week] == [6, 7, 8, 9, 10]
-        assert queries.calls_per_day(conn, image=IMG, function="hot_fn", days=30, module="/other") == []
+        assert day_counts.calls_per_day(conn, image=IMG, function="hot_fn", days=30, module="/other") == []
 
-        assert queries.observed_days_without_calls(conn, image=IMG, function="never_fn") == 30
-        assert queries.observed_days_without_calls(conn, image=IMG, function="hot_fn") == 20
-        assert queries.observed_days_without_calls(conn, image=IMG, function="rare_fn") == 29
-        assert queries.observed_days_without_calls(conn, image=IMG, function="rare_fn", module="/other") == 30
-        assert queries.observed_days_without_calls(conn, image="sha256:none", function="hot_fn") == 0
+        assert day_counts.observed_days_without_calls(conn, image=IMG, function="never_fn") == 30
+        assert day_counts.observed_days_without_calls(conn, image=IMG, function="hot_fn") == 20
+        assert day_counts.observed_days_without_calls(conn, image=IMG, function="rare_fn") == 29
+        assert (
+            day_counts.observed_days_without_calls(conn, image=IMG, function="rare_fn", module="/other") == 30
+        )
+        assert day_counts.observed_days_without_calls(conn, image="sha256:none", function="hot_fn") == 0
 
 
 def test_observation_posture_merges_by_max_level_and_unknown_is_lowest(store: HotSymbolStore) -> None:
@@ -458,7 +462,7 @@ def test_upgrade_from_0002_keeps_observation_rows_with_posture_unknown(empty_url
         [g] = coverage.image_windows(conn, image=IMG)
         assert (g.posture, g.seconds, g.windows, g.event_count) == (None, 0, 1, 7)
         assert coverage.absence(IMG, [g]).answer == coverage.UNKNOWN
-        assert queries.observed_days_without_calls(conn, image=IMG, function="f") == 0
+        assert day_counts.observed_days_without_calls(conn, image=IMG, function="f") == 0
     engine.dispose()
     store = open_store(empty_url)
     try:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.store import coverage, queries
+from stellaops_runtime.store import coverage, day_counts, queries
 from stellaops_runtime.store.engine import create_store_engine, migrate, open_store
 from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from stellaops_runtime.store.writer import HotSymbolStore
@@ -108,8 +108,8 @@ def test_a_node_wide_gap_covers_images_observed_on_that_node_that_day(store: Hot
         images = coverage.all_image_windows(conn)
         assert NODE_WIDE not in images and set(images) == {IMG, OTHER, ELSEWHERE}
         # "observed N days, never called": a day with a gap does not count
-        assert queries.observed_days_without_calls(conn, image=IMG, function="f") == 0
-        assert queries.observed_days_without_calls(conn, image=OTHER, function="f") == 0
+        assert day_counts.observed_days_without_calls(conn, image=IMG, function="f") == 0
+        assert day_counts.observed_days_without_calls(conn, image=OTHER, function="f") == 0
 
 
 def test_upgrade_from_0004_keeps_rows_without_gaps(empty_url: str) -> None:

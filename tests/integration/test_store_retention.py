@@ -30,7 +30,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.store import queries
+from stellaops_runtime.store import day_counts
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.partitions import LOCK_TIMEOUT_MS, maintain, partition_name, retention_cutoff
@@ -132,14 +132,14 @@ def test_the_never_called_answer_keeps_calls_and_watched_days_together(store: Ho
     store.write_batch(Batch("node-1/b", 1, units(watched, calls=False)))  # type: ignore[arg-type]
     store.write_batch(Batch("node-1/b", 2, units([40, 10], fn="g")))  # type: ignore[arg-type]
     with store.engine.connect() as c:
-        before = queries.observed_days_without_calls(c, image=IMG, function="g")
+        before = day_counts.observed_days_without_calls(c, image=IMG, function="g")
     assert before == 43
     store.retention_days = 31  # the minimum
     store.maintain(now=NOW)
     cutoff_days_ago = (TODAY - retention_cutoff(NOW, 31).date()).days  # 32
     with store.engine.connect() as c:
-        after = queries.observed_days_without_calls(c, image=IMG, function="g")
-        per_day = queries.calls_per_day(c, image=IMG, function="g", days=60, until=TODAY)
+        after = day_counts.observed_days_without_calls(c, image=IMG, function="g")
+        per_day = day_counts.calls_per_day(c, image=IMG, function="g", days=60, until=TODAY)
     # day 40 went with its watch (not "watched, never called"); day 10 is still called
     assert per_day == [(TODAY - dt.timedelta(days=10), 20)]
     assert cutoff_days_ago == 32 and after == 32  # days 0..32 kept: 33 watched, one of them called

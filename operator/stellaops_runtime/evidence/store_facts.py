@@ -31,18 +31,20 @@ from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
 from stellaops_runtime.store.coverage_unseen import Unseen
-from stellaops_runtime.store.queries import (
-    SymbolRow,
+from stellaops_runtime.store.queries import SymbolRow
+from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
+from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
+from stellaops_runtime.store.watched_sql import (
     gap_days,
     has_gap_columns,
     has_posture_columns,
     is_coverage,
     not_after,
+    touches_image,
+    unseen_days,
+    window_level,
 )
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
-from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
-from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
-from stellaops_runtime.store.watched_sql import touches_image, unseen_days, window_level
 
 
 @dataclass(frozen=True, slots=True)
