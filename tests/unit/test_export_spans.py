@@ -182,3 +182,29 @@ def test_a_rotated_resume_never_reads_again_the_new_files_stored_lines(tmp_path:
     assert weigh([("y", new_ino, 0, 800, "d" * 64)])[0] == OWN  # a deleted file's that had its inode
     assert weigh([("y", new_ino, 0, 0, head)])[0] == OWN  # an empty span: no line stored
     assert weigh([("me", new_ino, 0, 800, head)])[0] == OWN  # the record's agent: its record is further
+
+
+def test_a_file_rewritten_in_place_is_not_read_again_from_its_start_over_stored_lines(tmp_path: Path) -> None:
+    """s39/rx: a file truncated and written again in place (copytruncate) keeps its inode but is
+    not the checkpoint's file (its first bytes differ), and with exportFromStart it is read from its
+    start; another agent's stored span of its new content (its head) was checked only against the
+    checkpoint's old head, so those lines were counted again. Nothing is resumed now."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b'{"old":1}\n' * 200)  # 2000 bytes: the record's head is known
+    own = _cp(path, 1500)
+    ino = os.stat(path).st_ino
+    with path.open("r+b") as f:  # copytruncate: the same inode, other content
+        f.truncate(0)
+        f.write(LINE * 200)
+    assert os.stat(path).st_ino == ino
+    head = hashlib.sha256((LINE * 200)[:1024]).hexdigest()
+
+    def weigh(spans: list[Any]) -> tuple[str, str]:
+        with path.open("rb") as f:
+            how, _, _, why = reconcile(f, str(path), (own, now_pair()), None, "me", spans=spans)
+        return how, why
+
+    assert weigh([])[0] == OWN  # nothing stored of the new content (the resume then finds it rewritten)
+    how, why = weigh([("y", ino, 0, 800, head)])
+    assert how == NONE and "agent y" in why, why
+    assert weigh([("y", ino, 0, 800, own["head_sha256"])])[0] == OWN  # the old content's, before the record

@@ -29,8 +29,9 @@ two when the file is opened:
 Then, whatever was chosen: another agent's stored span of the chosen checkpoint's file
 (store/export_spans.py) reaching past it means lines after it are stored (a spool replayed,
 which writes no row: its agent's store was away for its whole life), and nothing is resumed;
-so does another agent's stored span of the file at the path when the checkpoint's file was
-rotated beside it (that file is read after the rotated one from its start).
+so does another agent's stored span of the file at the path when that file is not the
+checkpoint's (rotated beside it: the file at the path is read after it from its start;
+rewritten in place: read from its start with ``exportFromStart``).
 
 Whatever is not resumed is read from the file's end, never its start, and the time since this
 agent's record is a gap, never a line counted twice. A row that is not well formed is not used
@@ -99,7 +100,9 @@ def reconcile(
         )
         return NONE, None, None, why
     at_path = _at_path(f)
-    if at_path is not None and at_path[0] != scp["ino"]:  # rotated: ``f`` is read after it, from its start
+    # Not the checkpoint's file (rotated: read after the rotated one; rewritten or truncated in place:
+    # with exportFromStart): ``f`` may be read from its start, over any line another agent stored.
+    if at_path is not None and matches(f, scp, same_dev=smoment is not None):
         cp_new = {
             "ino": at_path[0],
             "pos": 0,
@@ -110,8 +113,8 @@ def reconcile(
         if past is not None:
             why = (
                 f"another agent of this node (agent {past[0]}) stored counts of the file at the path up "
-                f"to byte {past[3]}, and it would be read from its start after the rotated file (a spool "
-                "file replayed)"
+                f"to byte {past[3]}, and it is not the file of the checkpoint (rotated or rewritten since), "
+                "so it would be read from its start (a spool file replayed)"
             )
             return NONE, None, None, why
     return how, scp, smoment, why
