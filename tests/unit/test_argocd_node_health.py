@@ -247,3 +247,23 @@ def test_a_node_whose_agent_gets_no_events_is_not_healthy() -> None:
     assert node_health(deaf(True, before=st["conditions"]))["status"] == "Healthy"
     odd = [{"type": "Ready", "status": "True"}, {"type": EVENT_SOURCE_CONDITION, "status": "Unknown"}]
     assert health("ObservationNode", {"status": {"conditions": odd}})["status"] == "Progressing"
+
+
+def test_an_eventsource_left_by_a_newer_agent_does_not_hold_a_working_node() -> None:
+    """An agent rolled back to a version before EventSource keeps the condition the newer agent last
+    wrote (merge_conditions keeps types it does not write): a stale False held a node whose source
+    works (``status.source`` tetragon or native) Progressing for ever, saying ``source none``. The
+    condition is read only where the status says no source works (or does not say)."""
+    stale = {
+        "type": EVENT_SOURCE_CONDITION,
+        "status": "False",
+        "reason": "NoEventSource",
+        "message": "source none",
+    }
+    ready = {"type": "Ready", "status": "True", "reason": "TetragonReachable", "message": "Tetragon"}
+    for working in ("tetragon", "native"):
+        got = health("ObservationNode", {"status": {"source": working, "conditions": [ready, stale]}})
+        assert got["status"] == "Healthy", (working, got)
+    for deaf in ({"source": "none"}, {}, {"source": 7}):
+        got = health("ObservationNode", {"status": deaf | {"conditions": [ready, stale]}})
+        assert got["status"] == "Progressing", (deaf, got)

@@ -15,7 +15,8 @@
 --   EventSource not True (NoEventSource: Tetragon answers but the agent's
 --     event stream is not connected, nothing on the node is observed; the
 --     agent reconnects by itself, and the policies turn Degraded after the
---     operator's bound)                                   -> Progressing
+--     operator's bound), unless status.source names a working source
+--     (tetragon, native: the condition an older agent kept) -> Progressing
 --   ContainersKnown False, RegistryNotInSync (before the registry's first
 --     sample, the runtime away: the agent retries by itself) -> Progressing
 --   no Ready condition yet (the agent has not reported)   -> Progressing
@@ -76,6 +77,10 @@ local ready = found.Ready
 local export = found.ExportPositionRecorded
 local containers = found.ContainersKnown
 local source = found.EventSource
+-- what the status says delivers events: an EventSource False beside a working source is one
+-- a newer agent left to an older one, which keeps conditions it does not write
+local works = type(obj) == "table" and type(obj.status) == "table"
+  and (obj.status.source == "tetragon" or obj.status.source == "native")
 local syncing = containers ~= nil and containers.status == "False" and containers.reason == "RegistryNotInSync"
 
 if ready ~= nil and ready.status ~= "True" then
@@ -90,7 +95,7 @@ elseif export ~= nil and export.status ~= "True" then
 elseif containers ~= nil and containers.status ~= "True" and not syncing then
   hs.status = "Degraded"
   hs.message = named("ContainersKnown", containers)
-elseif source ~= nil and source.status ~= "True" then
+elseif source ~= nil and source.status ~= "True" and not works then
   hs.status = "Progressing"
   hs.message = named("EventSource", source)
 elseif syncing then
