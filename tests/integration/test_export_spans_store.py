@@ -296,3 +296,40 @@ def test_rows_behind_spooled_counts_waiting_for_the_export_lock_are_stored(url: 
         assert pending.last_error is None
     finally:
         store.close()
+
+
+def test_a_stop_with_spooled_counts_the_export_lock_holds_back_spools_them_at_once(
+    tmp_path: Path, sqlite_at_head: Any
+) -> None:
+    """s39/rx: an agent stopping while its spooled export counts wait for a lock it does not hold
+    (another agent follows the file, or the export directory is missing) retried the final flush
+    until the shutdown deadline (20 s by default), though no retry could store them: they are
+    spooled again after the first attempt stored everything else."""
+    from stellaops_runtime.agent.flusher import Flusher
+    from stellaops_runtime.contracts.config import AgentConfig
+
+    async def no_drain() -> None:
+        return None
+
+    spool = tmp_path / "hot.spool"
+    cfg = AgentConfig(store={"url": sqlite_at_head(tmp_path / "hot.db"), "spoolPath": str(spool)})
+    f = Flusher(cfg, agent_id=f"{NODE}/next", drain=no_drain, stop=lambda _reason: None)
+    f.pending.spool_gate = lambda: False
+    f.pending.load([_spooled(f"{NODE}/y", _position(f"{NODE}/y", 100, 500))])
+    f.pending.add([], [ObservationWindow("", NODE, T0, 0, None, 60, "", T0, T0 + 60 * S)])
+    attempts = []
+    real = f.pending.flush
+
+    async def counted(*a: Any, **k: Any) -> bool:
+        attempts.append(1)
+        return await real(*a, **k)
+
+    f.pending.flush = counted  # type: ignore[method-assign]
+    try:
+        assert asyncio.run(f.final_flush(time.monotonic() + 3))
+        assert len(attempts) == 1 and [(g["image_digest"]) for g in _gaps(f.store)] == [""]
+        [back] = read_spool(spool) or []
+        assert back.agent_id == f"{NODE}/y" and back.export_position is not None
+    finally:
+        if f.store is not None:
+            f.store.close()

@@ -258,6 +258,8 @@ class Flusher:
                     return True
                 if self.drain_held and not self.pending.pending_rows:  # nothing a retry could store
                     return True  # the held counts are the caller's to report (agent/shutdown.py)
+                if self.pending.waits_for_lock:  # nor for spooled counts waiting for the export lock,
+                    return self.spool.save()  # which a stopping agent does not take (store/pending.py)
             except Exception as e:
                 self.pending.failures += 1
                 self.pending.last_error = f"unexpected error: {redact(repr(e))}"

@@ -321,6 +321,11 @@ class PendingWrites:
             self.last_error = None
             return True
 
+    @property
+    def waits_for_lock(self) -> bool:
+        """All that is pending is spooled export counts the gate holds back (:attr:`spool_gate`)."""
+        return not self._buf and bool(self._batches) and all(self._gated(b) for b in self._batches)
+
     def _gated(self, batch: Batch) -> bool:
         """A spooled batch of export counts this agent may not write yet (:attr:`spool_gate`)."""
         if not batch.from_spool or batch.export_position is None or self.spool_gate is None:
