@@ -254,8 +254,10 @@ class CriApply(LifecycleObserver):
     def _unsaid(self, found: list[ContainerLifecycleEvent]) -> set[str]:
         """The containers whose changes a backstop relist ``found`` that the stream should have said (they
         then wait for their events, unreported.py): all but a start that failed. Created, now exited and
-        never started, that container got no event: containerd 2.x and CRI-O send STARTED only when the
-        start succeeds and nothing when it fails (``container_start.go`` of each)."""
+        never started, that container got no event: containerd 2.x sends STARTED only when the start
+        succeeds and nothing when it fails (``internal/cri/server/container_start.go``). CRI-O removes
+        such a container at once, without an event (``server/container_start.go``): created and gone, it
+        is a run whose events may have been lost as well, so it stays a loss."""
         created = {e.container_id for e in found if e.event_type == LifecycleEventType.CREATE}
         out: set[str] = set()
         for e in found:
