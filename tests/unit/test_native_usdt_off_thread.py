@@ -216,3 +216,23 @@ def test_a_new_file_whose_read_cannot_start_is_a_failed_target(
     finally:
         monkeypatch.undo()
         watch.close()
+
+
+def test_a_target_with_more_sites_than_a_load_compiles_is_refused(tmp_path: Path) -> None:
+    """The load compiles one BPF function per site of a USDT target (1,000 sites: 8 s of CPU here,
+    3,000: 35 s and 420 MB, superlinear), on the probes' thread, before any probe attaches, and a
+    compile cannot be given up. A hostile file at a target's path (a container's own binary) with
+    tens of thousands of sites of the probe held every probe of the node off for hours. Such a target
+    is now refused (listed in failed, its time a gap) and the rest of the load goes on."""
+    from stellaops_runtime.native.config import NativeConfig
+    from stellaops_runtime.native.probes import usdtprobes
+
+    app = tmp_path / "app"
+    cfg = NativeConfig(usdt=(UsdtTarget(str(app), "app", "tick"),))
+    _stapsdt_elf(app, usdtprobes.MAX_SITES)
+    ((sites, why),) = usdtprobes.probe_sites(cfg)
+    assert (len(sites), why) == (usdtprobes.MAX_SITES, "")  # at the cap: compiled
+    _stapsdt_elf(app, usdtprobes.MAX_SITES + 1)
+    ((sites, why),) = usdtprobes.probe_sites(cfg)
+    assert sites == [], len(sites)
+    assert f"more than {usdtprobes.MAX_SITES}" in why and str(app) in why, why

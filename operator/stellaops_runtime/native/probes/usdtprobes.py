@@ -18,6 +18,9 @@ from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.probes.prelude import emit_begin, emit_end
 
 Sites = list[tuple[list[usdt.UsdtProbe], str]]
+# Sites of one target a load compiles at most: one BPF function each, compiled on the probes' thread
+# before any probe attaches (1,000: 8 s of CPU; 3,000: 35 s and 420 MB), and a compile cannot be given up.
+MAX_SITES = 256
 
 
 def probe_sites(cfg: NativeConfig, paths: Mapping[int, str] | None = None) -> Sites:
@@ -37,6 +40,10 @@ def probe_sites(cfg: NativeConfig, paths: Mapping[int, str] | None = None) -> Si
             continue
         if not sites:
             out.append(([], f"no USDT probe {t.provider}:{t.name} in {t.binary}"))
+            continue
+        if len(sites) > MAX_SITES:  # a hostile file: hours of compile for every probe of the node
+            many = f"{len(sites)} sites of {t.provider}:{t.name}"
+            out.append(([], f"{t.binary} has {many}, more than {MAX_SITES}: not probed"))
             continue
         out.append((sites, ""))
     return out
