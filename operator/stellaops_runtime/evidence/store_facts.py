@@ -8,7 +8,8 @@ and days with a gap that touches the image, store/coverage_gaps.py), the
 package from the stored purls, and the
 calls that may be the function's where the question does not find them
 (:mod:`stellaops_runtime.evidence.doubts`). The one clock is the question's UTC day
-(``today``, read once by :func:`observe` unless handed in): a window stamped after it (a
+(``today``, read once by :func:`observe` unless handed in: the earlier of the asker's clock and
+the store's, as the witness bridge asks on a node whose clock may run ahead): a window stamped after it (a
 node's clock ahead) is kept, its calls count, but its day has not happened and is never a
 watched day (store/watched_sql.py ``not_after``). The pure decision is
 :mod:`stellaops_runtime.evidence.reachability`.
@@ -41,6 +42,7 @@ from stellaops_runtime.store.watched_sql import (
     has_posture_columns,
     is_coverage,
     not_after,
+    store_day,
     touches_image,
     unseen_days,
     window_level,
@@ -141,11 +143,18 @@ def _covered(days: set[dt.date], spans: list[tuple[dt.date, dt.date, int]]) -> s
 
 def _watched_days(conn: sa.Connection, image: str, today: dt.date | None = None) -> set[dt.date]:
     """The watched days alone (:func:`_watched_and_unseen`)."""
-    return _watched_and_unseen(conn, image, today or _today())[0]
+    return _watched_and_unseen(conn, image, today or _question_day(conn))[0]
 
 
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+def _question_day(conn: sa.Connection) -> dt.date:
+    """The question's UTC day: the earlier of the asker's clock and the store's (watched_sql.py
+    ``store_day``), each read once; a clock ahead on either side adds no day."""
+    mine, theirs = _today(), store_day(conn)
+    return mine if theirs is None else min(mine, theirs)
 
 
 def _watched_and_unseen(conn: sa.Connection, image: str, today: dt.date) -> tuple[set[dt.date], set[dt.date]]:
@@ -208,7 +217,8 @@ def observe(
     today: dt.date | None = None,
 ) -> Observation:
     """Everything the store holds about ``function`` of ``purl`` in ``image``; days after ``today``
-    (the question's UTC day, the wall clock's when not given) are no watched days."""
+    (the question's UTC day; when not given, the earlier of the wall clock's and the store's) are
+    no watched days."""
     purls = queries.matching_purls(conn, image=image, purl=purl)
     rows = queries.observed(conn, image=image, function=function, purl=purl) if purls else []
     rows = [r for r in rows if r.evidence_kind not in queries.FILE_EVIDENCE and r.invocation_count > 0]
@@ -216,7 +226,7 @@ def observe(
     for r in rows:
         by_kind[r.evidence_kind] += r.invocation_count
     per_day, spans = _calls_per_day(conn, image, rows)
-    watched, taken = _watched_and_unseen(conn, image, today or _today())
+    watched, taken = _watched_and_unseen(conn, image, today or _question_day(conn))
     called = {d for d, n in per_day.items() if n > 0} | _covered(watched, spans)
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)

@@ -126,6 +126,23 @@ def not_after(start: sa.ColumnElement[Any], today: dt.date) -> sa.ColumnElement[
     return start < dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
+def store_day(conn: sa.Connection) -> dt.date | None:
+    """The store's UTC day: the PostgreSQL server's clock (the transaction's ``now()``), SQLite's the
+    machine's own. The evidence takes the earlier of it and the asker's: the agent's witness bridge
+    asks on its node, whose clock may be the one running ahead
+    (tests/integration/test_evidence_question_clock_ahead.py). None: not readable as a date."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar()
+    else:
+        value = conn.execute(sa.text("SELECT date('now')")).scalar()
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dt.date) else None
+
+
 def has_gap_columns(conn: sa.Connection) -> bool:
     """Whether ``observation_windows`` has the columns of migration 0005 (observation gaps)."""
     schema = SCHEMA if conn.dialect.name == "postgresql" else None
