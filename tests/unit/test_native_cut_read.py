@@ -64,6 +64,8 @@ class _Probes:
         self.fail_in_flight = False  # the map of calls in flight cannot be read
         self.fail_counters = False  # the counters cannot be read (every read, until cleared)
         self.hold_last_read = False  # the last read waits for ``release`` before its poll
+        self.hold_close = False  # the next close waits for ``close_release``
+        self.closing, self.close_release = threading.Event(), threading.Event()
         self.held = threading.Event()
         self.release = threading.Event()
         self.closed = 0
@@ -107,6 +109,10 @@ class _Probes:
         return Followed()
 
     def close(self) -> None:
+        if self.hold_close:
+            self.hold_close = False
+            self.closing.set()
+            assert self.close_release.wait(WAIT)
         self.closed += 1
 
 
@@ -374,6 +380,31 @@ def test_a_last_read_failing_at_a_stop_is_not_logged_as_loaded_again(
     assert "loaded again in" not in line, line
     assert "not loaded again" in line.split("\n", 1)[0], line
     assert src.stats.connects == 1  # indeed not loaded again
+
+
+def test_a_failed_last_read_whose_close_is_cut_by_a_cancel_is_still_a_gap() -> None:
+    """The last read failing: the probes are closed, then its span is queued. A cancel landing while
+    they closed (a slow close of many probes) skipped the span: the records it took, in no gap."""
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, list[tuple[int, int]]]:
+        stop, task = await _running(src)
+        await _stopped_in_last_read(probes, stop)
+        written = probes.write(b"late")
+        probes.fail_counters = True
+        probes.hold_close = True
+        probes.release.set()  # the last read goes on, fails, and its close is held
+        await _until(probes.closing.is_set, "close")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        probes.close_release.set()
+        await _until(lambda: probes.closed > 0, "close after the cancel")
+        return written, src.take_unwatched()
+
+    written, spans = asyncio.run(main())
+    assert b"late" not in [p for p, _ in queue.take(len(queue))]
+    assert _covered(spans, written), (written, spans)
 
 
 def test_a_reader_error_whose_last_read_fails_too_still_loads_again() -> None:

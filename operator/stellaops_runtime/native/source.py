@@ -200,11 +200,11 @@ class NativeProbeSource(SourceGaps, SourceReader):
                         cut_from = since if cut_from is None else min(cut_from, since)
                         raise
                     except Exception as e:  # the last read's own error: closed all the same, loaded again
+                        since = self._unread_since(probes, in_flight=not self._tail_queued)
+                        cut_from = since if cut_from is None else min(cut_from, since)  # before a cancel
+                        failed = failed or e
                         if probes is not None:
                             await self._call(probes.close)  # ProbeSet.close raises nothing
-                        since = self._unread_since(probes, in_flight=not self._tail_queued)
-                        cut_from = since if cut_from is None else min(cut_from, since)
-                        failed = failed or e
                     finally:
                         self.stats.detached_ns = time.time_ns()
                         if cut_from is not None:
