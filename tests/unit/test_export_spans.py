@@ -208,3 +208,27 @@ def test_a_file_rewritten_in_place_is_not_read_again_from_its_start_over_stored_
     how, why = weigh([("y", ino, 0, 800, head)])
     assert how == NONE and "agent y" in why, why
     assert weigh([("y", ino, 0, 800, own["head_sha256"])])[0] == OWN  # the old content's, before the record
+
+
+def test_a_deleted_files_span_longer_than_the_small_file_now_at_its_inode_is_not_its(tmp_path: Path) -> None:
+    """s39/rx: a file under 1024 bytes has no known head, so its spans met every span of its inode,
+    a deleted backup's too (Tetragon deletes old backups, a new file may get one's inode): a restart
+    soon after a rotation on a quiet node lost its resume to a gap. A span reaching past the file's
+    end now is not of it (a file only grows; truncated, its lines are new): its bytes are not there."""
+    path, rotated = tmp_path / "tetragon.log", tmp_path / "tetragon.log.1"
+    path.write_bytes(LINE * 20)
+    own = _cp(path, 40)  # the record: byte 40, then the file is rotated
+    path.rename(rotated)
+    path.write_bytes(LINE * 10)  # the new file: 80 bytes, its head not known
+    ino = os.stat(path).st_ino
+
+    def weigh(cp: dict[str, Any], spans: list[Any]) -> str:
+        with path.open("rb") as f:
+            return reconcile(f, str(path), (cp, now_pair()), None, "me", spans=spans)[0]
+
+    old = ("old", ino, 0, 9000, "c" * 64)  # a deleted 10 MB backup that had this inode
+    assert weigh(own, [old]) == OWN  # the rotated file is read on, then the new one
+    assert weigh(own, [("y", ino, 0, 80, "")]) == NONE  # the new file's own bytes, stored
+    here = _cp(path, 40)  # resumed in the small file itself
+    assert weigh(here, [old]) == OWN
+    assert weigh(here, [("y", ino, 40, 80, "")]) == NONE

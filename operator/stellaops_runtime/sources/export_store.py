@@ -92,24 +92,21 @@ def reconcile(
     if how == NONE or scp is None:
         return how, scp, smoment, why
     mine = {record_agent} | ({row[0]} if how == STORE and row is not None else set())
-    past = spans_past(spans, scp, mine)
+    at_path = _at_path(f)
+    # Not the checkpoint's file (rotated: read after the rotated one; rewritten or truncated in place:
+    # with exportFromStart): ``f`` may be read from its start, over any line another agent stored.
+    here = not matches(f, scp, same_dev=smoment is not None)
+    past = spans_past(spans, scp, mine, size=at_path[2] if here and at_path is not None else None)
     if past is not None:
         why = (
             f"another agent of this node (agent {past[0]}) stored counts of it up to byte {past[3]}, past "
             f"byte {scp['pos']} where this agent would resume (a spool file replayed)"
         )
         return NONE, None, None, why
-    at_path = _at_path(f)
-    # Not the checkpoint's file (rotated: read after the rotated one; rewritten or truncated in place:
-    # with exportFromStart): ``f`` may be read from its start, over any line another agent stored.
-    if at_path is not None and matches(f, scp, same_dev=smoment is not None):
-        cp_new = {
-            "ino": at_path[0],
-            "pos": 0,
-            "head_len": HEAD if at_path[1] else 0,
-            "head_sha256": at_path[1],
-        }
-        past = spans_past(spans, cp_new, mine)
+    if at_path is not None and not here:
+        ino, head, size = at_path
+        cp_new = {"ino": ino, "pos": 0, "head_len": HEAD if head else 0, "head_sha256": head}
+        past = spans_past(spans, cp_new, mine, size=size)
         if past is not None:
             why = (
                 f"another agent of this node (agent {past[0]}) stored counts of the file at the path up "
@@ -120,24 +117,30 @@ def reconcile(
     return how, scp, smoment, why
 
 
-def _at_path(f: BinaryIO) -> tuple[int, str] | None:
-    """(inode, head) of the file at the path, as spans name it (store/export_spans.py): the head
-    is the SHA-256 of its first :data:`HEAD` bytes, "" while it is shorter; None: not readable."""
+def _at_path(f: BinaryIO) -> tuple[int, str, int] | None:
+    """(inode, head, size) of the file at the path, as spans name it (store/export_spans.py): the
+    head is the SHA-256 of its first :data:`HEAD` bytes, "" while it is shorter; None: not readable."""
     try:
-        ino, head = os.fstat(f.fileno()).st_ino, os.pread(f.fileno(), HEAD, 0)
+        st, head = os.fstat(f.fileno()), os.pread(f.fileno(), HEAD, 0)
     except OSError:
         return None
-    return ino, hashlib.sha256(head).hexdigest() if len(head) == HEAD else ""
+    return st.st_ino, hashlib.sha256(head).hexdigest() if len(head) == HEAD else "", st.st_size
 
 
-def spans_past(spans: Any, cp: dict[str, Any], mine: set[str]) -> tuple[str, int, int, int, str] | None:
+def spans_past(
+    spans: Any, cp: dict[str, Any], mine: set[str], *, size: int | None = None
+) -> tuple[str, int, int, int, str] | None:
     """A stored span of an agent not in ``mine`` in the checkpoint's file (its inode, and its head
     when both are known: store/export_spans.py ``same_file``) that reaches past the checkpoint:
-    lines after it are stored (None: none)."""
+    lines after it are stored (None: none). ``size``: the file's size now, when it is known to be
+    the checkpoint's: a span reaching past its end is not of it (a file only grows; one truncated
+    holds new lines), but of a deleted file that had its inode, whose head it may not know."""
     head = cp["head_sha256"] if cp["head_len"] >= HEAD else ""
     for span in spans or ():
         agent, ino, _lo, hi, shead = span
-        if agent not in mine and same_file(ino, shead, cp["ino"], head) and hi > cp["pos"]:
+        if agent in mine or not same_file(ino, shead, cp["ino"], head):
+            continue
+        if hi > cp["pos"] and (size is None or hi <= size):
             return span
     return None
 
