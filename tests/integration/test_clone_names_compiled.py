@@ -178,3 +178,34 @@ def test_cxx_bodies_clang_names_apart_are_the_functions_asked_with_their_paramet
         assert function_query(asked).matches_name(stored), (asked, stored)
     assert not function_query("work(long)").matches_name("work(int) (.resume)")
     assert not function_query("work(int)").matches_name("work(int) (.resolver)")
+
+
+CLONE_TARGETS = {  # what each compiler's target_clones takes (GCC: its CPU feature list only)
+    "gcc": ("aes", "mmx", "xop", "bmi", "arch=x86-64-v2", "pclmul", "fma4"),
+    "clang": ("aes", "sha", "adx", "amx-tile", "arch=x86-64-v2", "crc32", "cx16", "rdrnd", "sahf", "xsave"),
+}
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("gcc", "clang")), reason="needs gcc and clang")
+def test_every_x86_target_of_target_clones_is_the_functions(tmp_path: Path) -> None:
+    """The target words were a short list: a body for AES-NI (``tc.aes``, what crypto code dispatches
+    to), SHA, MMX, XOP, ``rdrnd``, ``crc32``... and clang's ``arch=`` with its hyphens kept
+    (``tc.arch_x86-64-v2.4``) were no body of ``tc``, so a call that ran there was "not observed"."""
+    bodies: set[str] = set()
+    for cc, targets in CLONE_TARGETS.items():
+        src = tmp_path / f"{cc}.c"
+        attr = ", ".join(f'"{t}"' for t in (*targets, "default"))
+        src.write_text(f"__attribute__((target_clones({attr}))) int tc(int x) {{ return x * 3 + 1; }}\n"
+                       "int use(int x) { return tc(x); }\n")  # fmt: skip
+        _run(cc, "-O2", "-c", src, "-o", tmp_path / f"{cc}.o")
+        found = {n for n in _functions(tmp_path / f"{cc}.o") if n.startswith("tc.")} - {
+            "tc.resolver",
+            "tc.ifunc",
+        }
+        assert len(found) == len(targets) + 1, (cc, found)
+        bodies |= found
+    assert {"tc.aes", "tc.arch_x86_64_v2", "tc.sha.1", "tc.arch_x86-64-v2.4"} <= bodies, bodies
+    q = function_query("tc")
+    assert [b for b in sorted(bodies) if not q.matches_name(b)] == []
+    assert not q.matches_name("tc.resolver")
+    assert not q.matches_name("tc.ifunc")

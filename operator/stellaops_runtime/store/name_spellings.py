@@ -18,13 +18,23 @@ _CLONE_NAMED = frozenset(
     {"cold", "part", "isra", "constprop", "lto_priv", "localalias", "clone", "hot", "warm", "specialized"}
 ) | {"argelim", "_omp_fn", "__uniq", "resume", "destroy", "cleanup"}
 # ``target_clones`` bodies, one per target, no body named as the function (an ifunc picks one): GCC
-# writes ``tc.avx2``, ``tc.arch_haswell``, ``tc.sse4_2``, ``tc.default``; clang ``tc.avx2.0``,
-# ``tc.sse4.2.2``, ``tc.default.3``. ``default`` is a keyword of C and Go, never a name of their own;
-# the x86 targets are their ISA extensions' names. Not ``tc.resolver``, which runs no code of ``tc``.
-_TARGET = re.compile(
-    r"default|arch_[a-z0-9_]+|avx[a-z0-9_]*|sse[0-9a-z_]*|ssse3|fma4?|bmi2?|popcnt|lzcnt|pclmul|f16c|movbe"
-    r"|vaes|vpclmulqdq|gfni"
-)
+# writes ``tc.avx2``, ``tc.arch_haswell``, ``tc.sse4_2``, ``tc.aes``, ``tc.default``; clang
+# ``tc.avx2.0``, ``tc.sse4.2.2``, ``tc.arch_x86-64-v2.4``, ``tc.amx-tile.3``, ``tc.default.3``.
+# ``default`` is a keyword of C and Go, never a name of their own; the x86 targets are their ISA
+# extensions' names (GCC's and clang's ``target`` attribute lists; the AVX, AMX and SSE families by
+# their start). Not ``tc.resolver`` nor ``tc.ifunc``, which run no code of ``tc``.
+_TARGET = re.compile(r"default|arch_[a-z0-9_-]+|(?:avx|amx|sse)[a-z0-9_-]*|ssse3")
+_ISA = frozenset(
+    {
+        "3dnow", "3dnowa", "abm", "adx", "aes", "bmi", "bmi2", "cldemote", "clflushopt", "clwb",
+        "clzero", "cmpccxadd", "crc32", "cx16", "enqcmd", "f16c", "fma", "fma4", "fsgsbase", "fxsr",
+        "gfni", "hle", "hreset", "kl", "lwp", "lzcnt", "mmx", "movbe", "movdir64b", "movdiri", "mwait",
+        "mwaitx", "pclmul", "pconfig", "pku", "popcnt", "prefetchi", "prefetchwt1", "prfchw",
+        "ptwrite", "raoint", "rdpid", "rdrnd", "rdseed", "rtm", "sahf", "serialize", "sgx", "sha",
+        "sha512", "shstk", "sm3", "sm4", "tbm", "tsxldtrk", "uintr", "usermsr", "vaes", "vpclmulqdq",
+        "waitpkg", "wbnoinvd", "widekl", "xop", "xsave", "xsavec", "xsaveopt", "xsaves",
+    }
+)  # fmt: skip
 
 
 def clone_of(stored: str, name: str) -> bool:
@@ -48,7 +58,7 @@ def clone_of(stored: str, name: str) -> bool:
 
 
 def _clone_word(word: str) -> bool:
-    return word in _CLONE_NAMED or _TARGET.fullmatch(word) is not None
+    return word in _CLONE_NAMED or word in _ISA or _TARGET.fullmatch(word) is not None
 
 
 def _number(word: str) -> bool:
