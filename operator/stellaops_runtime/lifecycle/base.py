@@ -150,15 +150,17 @@ class LifecycleObserver:
         could be read): the agent's next sample is not in sync, and, when its start is known, the
         time since then is a hole (``take_unwatched_from``)."""
         self.stats.unwatched_starts += 1
-        ns = int(started.timestamp() * 1_000_000_000) if started is not None else 0
-        if ns > 0 and (self._unwatched_from == 0 or ns < self._unwatched_from):
-            self._unwatched_from = ns
+        self._hole_since(started)
 
     def _missed_events(self, since: datetime | None) -> None:
         """The event stream may have lost events since ``since`` that no list makes up for (a container
         created, run and removed there is named by nothing): counted (``missed_events``), the agent's
         next sample is not in sync, and the time since ``since`` is a hole (``take_unwatched_from``)."""
         self.stats.missed_events += 1
+        self._hole_since(since)
+
+    def _hole_since(self, since: datetime | None) -> None:
+        """The time since ``since`` (when known) is a hole: the earliest such time until it is taken."""
         ns = int(since.timestamp() * 1_000_000_000) if since is not None else 0
         if ns > 0 and (self._unwatched_from == 0 or ns < self._unwatched_from):
             self._unwatched_from = ns
