@@ -12,6 +12,11 @@ suffixes a compiler writes is read here from real builds, not assumed:
 - GCC outlines an OpenMP parallel region of ``par`` as ``par._omp_fn.0``: code written in ``par``,
   run by libgomp's threads, was "not observed" of ``par``.
 
+- ``target_clones`` bodies, one per x86 target, GCC's (``tc.aes``) and clang's (``tc.sha.1``,
+  ``tc.arch_x86-64-v2.4``), never the resolver.
+- Asked with its parameter list, a C++ function's bodies clang names apart: ``(anonymous
+  namespace)::hidden(int) (.__uniq.<digits>)`` and a coroutine's ``work(int) (.resume)``.
+
 Compiled to object files (no link, no run): milliseconds. Seen failing before the fix.
 """
 
