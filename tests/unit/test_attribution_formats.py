@@ -227,6 +227,25 @@ def test_maven_properties_and_own_artifact() -> None:
     assert maven.own_artifact([a, b], file_name="app.jar") is None
 
 
+def test_a_single_pom_is_the_jars_own_only_when_named_or_vouched_for() -> None:
+    """A fat JAR's only pom may be its one bundled dependency's (gradle shadowJar)."""
+    a = maven.MavenArtifact("org.x", "lib", "1.0")
+    assert maven.own_artifact([a], file_name="lib-1.0.jar") == a
+    assert maven.own_artifact([a], file_name="app-all.jar") is None
+    assert maven.own_artifact([a], file_name="app.jar", manifest={"main-class": "App"}) is None
+    maven_made = maven.parse_manifest(
+        "Manifest-Version: 1.0\r\ncreated-by: Apache Mav\r\n en 3.9.6\r\n\r\nName: x\r\n"
+    )
+    assert maven_made == {"manifest-version": "1.0", "created-by": "Apache Maven 3.9.6"}
+    assert maven.own_artifact([a], file_name="app.jar", manifest=maven_made) == a
+    named = maven.parse_manifest("Implementation-Title: lib\nImplementation-Version: 1.0\n")
+    assert maven.own_artifact([a], file_name="app.jar", manifest=named) == a
+    other = {**maven_made, "implementation-version": "2.0"}
+    assert maven.own_artifact([a], file_name="app.jar", manifest=other) is None
+    twice = [a, maven.MavenArtifact("org.y", "lib", "1.0")]  # two artifacts by the file's name: neither
+    assert maven.own_artifact(twice, file_name="lib-1.0.jar") is None
+
+
 def test_npm_package_json() -> None:
     assert npm.parse_package_json(b'{"name": "@s/p", "version": "1.0.0"}', origin="p") == npm.NpmPackage(
         "@s/p", "1.0.0"

@@ -159,8 +159,8 @@ def _self_described(
             log.warning("%s: %s: %s", source.value, resolved, e)
             continue
         return Attribution(path, pkg.purl, source.value, pkg.name, pkg.version, evidence, resolved=resolved)
-    if info.jar_artifacts > 1:
-        counters.ambiguous += 1  # a shaded JAR whose own artifact is not recognizable by its name
+    if info.jar is None and info.jar_artifacts > 0:
+        counters.ambiguous += 1  # a shaded JAR whose own artifact is not recognizable (maven.py)
     return None
 
 

@@ -5,6 +5,14 @@
 carries one per bundled artifact, and then the JAR's own is the one whose
 ``<artifactId>-<version>.jar`` is the file's name; if none matches the JAR is
 left unattributed rather than guessed.
+
+A JAR with ONE ``pom.properties`` is not always that artifact: Gradle's shadow
+plugin writes none of its own, so an application's fat JAR with one dependency
+carries only the dependency's. Such a JAR not named ``<artifactId>-<version>.jar``
+is the artifact's only when its manifest's main section vouches for it: Maven
+made it (``Created-By`` names Maven, whose archiver always adds the project's
+own ``pom.properties``) or ``Implementation-Title``/``Implementation-Version``
+name the artifact; and nothing in the manifest names another title or version.
 """
 
 from __future__ import annotations
@@ -44,11 +52,42 @@ def artifact_of(text: str, *, member: str) -> MavenArtifact:
     return MavenArtifact(props["groupId"], props["artifactId"], props["version"])
 
 
-def own_artifact(artifacts: list[MavenArtifact], *, file_name: str) -> MavenArtifact | None:
-    """The JAR's own artifact: the only one, or the one matching ``<artifactId>-<version>.jar``."""
-    if len(artifacts) == 1:
-        return artifacts[0]
-    for a in artifacts:
-        if file_name.startswith(f"{a.artifact_id}-{a.version}."):
-            return a
-    return None
+def parse_manifest(text: str) -> dict[str, str]:
+    """The main section of a ``META-INF/MANIFEST.MF``: names lower-cased (the JAR spec compares
+    them without case), continuation lines (a leading space) joined; ends at the first blank line."""
+    out: dict[str, str] = {}
+    last: str | None = None
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not line:
+            break
+        if line[0] == " ":
+            if last is not None:
+                out[last] += line[1:]
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            last = None
+            continue
+        last = name.strip().lower()
+        out[last] = value[1:] if value.startswith(" ") else value
+    return {k: v.strip() for k, v in out.items()}
+
+
+def own_artifact(
+    artifacts: list[MavenArtifact], *, file_name: str, manifest: dict[str, str] | None = None
+) -> MavenArtifact | None:
+    """The JAR's own artifact: the one matching ``<artifactId>-<version>.jar``, or the only
+    one when the manifest vouches for it (module docstring); otherwise ``None``."""
+    named = [a for a in artifacts if file_name.startswith(f"{a.artifact_id}-{a.version}.")]
+    if len(named) == 1:
+        return named[0]
+    if len(artifacts) != 1 or manifest is None:
+        return None
+    only = artifacts[0]
+    title = manifest.get("implementation-title")
+    version = manifest.get("implementation-version")
+    if (title is not None and title != only.artifact_id) or (version is not None and version != only.version):
+        return None  # the manifest names another artifact: the application around a bundled one
+    if title == only.artifact_id and version == only.version:
+        return only
+    return only if "maven" in manifest.get("created-by", "").lower() else None
