@@ -96,9 +96,20 @@ _EXPECTED = (
     rf"""(?:"[^"\n]{{0,256}}?{_PROMPT}[^"\n]{{0,256}}?"|'[^'\n]{{0,256}}?{_PROMPT}[^'\n]{{0,256}}?'"""
     rf"""|\{{[^}}\n]{{0,256}}?{_PROMPT}[^}}\n]{{0,256}}?\}}|[^\s;"'{{]{{0,256}}?{_PROMPT}[^\s;]{{0,256}}+)"""
 )
-_EXPECT_SEND = (
-    rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;]|\\[nr])*+(?:exp_)?send\s+(?:-\S+\s+){{0,4}}"
-    rf"""(?P<s>\[REDACTED\](?![^\s;])|{DOUBLE_QUOTED}|'[^']*'?|\{{[^}}]*\}}?|{WORD_VALUE})"""
+_SENT = (
+    r"(?:exp_)?send\s+(?:-\S+\s+){0,4}"
+    rf"""(?P<s>\[REDACTED\](?![^\s;}}])|{DOUBLE_QUOTED}|'[^']*'?|\\"[^"\n]*+"?|\{{[^}}]*\}}?|{WORD_VALUE})"""
+)
+# (``\"X\r\"``: quoted inside a double-quoted ``sh -c`` script, up to its closing ``\"``.)
+# The action may be Tcl's body after the pattern (``expect "password:" { send "X\r" }``).
+_EXPECT_SEND = rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;{{]|\\[nr])*+{_SENT}"
+# A pattern-action pair of an ``expect { … }`` block, wherever it stands among the others
+# (``expect { "login:" {send "u\r"; exp_continue} -re "(P|p)assword" {send "X\r"} }``): a quoted or
+# braced pattern naming a prompt, then its body. A pattern holds no delimiter of its own kind
+# (nor a ``{`` in a braced one), so each character is read by one start only: linear.
+_EXPECT_PAIR = (
+    rf"""(?:"[^"\n]{{0,256}}?{_PROMPT}[^"\n]{{0,256}}?"|'[^'\n]{{0,256}}?{_PROMPT}[^'\n]{{0,256}}?'"""
+    rf"""|\{{[^{{}}\n]{{0,256}}?{_PROMPT}[^{{}}\n]{{0,256}}?\}})(?:\s|\\[nr])*+\{{(?:\s|\\[nr])*+{_SENT}"""
 )
 
 # ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
@@ -116,6 +127,7 @@ STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     _PROC_OPTION,
     _PROC_STDIN,
     _EXPECT_SEND,
+    _EXPECT_PAIR,
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     # The lookahead first: a ``sudo`` with no ``<<<`` after it costs one short scan, not one per
