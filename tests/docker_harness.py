@@ -21,9 +21,10 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.containerd_harness import Image
+from tests.containerd_harness import Image, build_image
 
 
 def image_blobs(image: Image) -> dict[str, bytes]:
@@ -192,6 +193,26 @@ class Dockerd:
 
 def docker_available() -> bool:
     return os.geteuid() == 0 and all(shutil.which(b) for b in ("dockerd", "docker", "gcc"))
+
+
+def running_engine() -> Iterator[tuple[Dockerd, Registry]]:
+    """A started private dockerd with the test image pulled from a started registry, for a module fixture
+    (``yield from running_engine()``); fails the test where dockerd cannot run here."""
+    import pytest
+
+    if not docker_available():
+        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
+    d = Dockerd()
+    reg: Registry | None = None
+    try:
+        reg = Registry(build_image(d.dir))
+        d.start()
+        d.docker("pull", reg.ref)
+        yield d, reg
+    finally:
+        d.teardown()
+        if reg is not None:
+            reg.close()
 
 
 class SocketProxy:

@@ -22,8 +22,8 @@ import pytest
 from stellaops_runtime.contracts.lifecycle import LifecycleEventType as T
 from stellaops_runtime.lifecycle.docker_client import DockerClient
 from stellaops_runtime.lifecycle.docker_observer import DockerObserver
-from tests.containerd_harness import Watcher, build_image
-from tests.docker_harness import Dockerd, Registry, docker_available
+from tests.containerd_harness import Watcher
+from tests.docker_harness import Dockerd, Registry, running_engine
 
 MEMORY = ("--memory", str(16 << 20), "--memory-swap", str(16 << 20))
 
@@ -53,19 +53,7 @@ class OomBlindClient(DockerClient):
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[tuple[Dockerd, Registry]]:
-    if not docker_available():
-        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
-    d = Dockerd()
-    reg: Registry | None = None
-    try:
-        reg = Registry(build_image(d.dir))
-        d.start()
-        d.docker("pull", reg.ref)
-        yield d, reg
-    finally:
-        d.teardown()
-        if reg is not None:
-            reg.close()
+    yield from running_engine()
 
 
 def _run_and_kill(d: Dockerd, reg: Registry, w: Watcher, *, eat: bool) -> Any:

@@ -26,26 +26,15 @@ import pytest
 
 from stellaops_runtime.lifecycle.docker_client import DockerClient
 from stellaops_runtime.lifecycle.docker_observer import DockerObserver
-from tests.containerd_harness import Watcher, build_image
-from tests.docker_harness import Dockerd, Registry, docker_available
+from tests.containerd_harness import Watcher
+from tests.docker_harness import Dockerd, Registry, running_engine
 
 TAGS = 300  # more than the Engine's 256 buffered events
 
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[tuple[Dockerd, Registry]]:
-    if not docker_available():
-        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
-    d = Dockerd()
-    reg: Registry | None = None
-    try:
-        reg = Registry(build_image(d.dir))
-        d.start()
-        yield d, reg
-    finally:
-        d.teardown()
-        if reg is not None:
-            reg.close()
+    yield from running_engine()
 
 
 def _post(sock_path: str, path: str, method: str = "POST", body: bytes = b"") -> int:

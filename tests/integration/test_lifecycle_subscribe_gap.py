@@ -30,7 +30,7 @@ from stellaops_runtime.lifecycle.observer import ContainerdObserver
 from stellaops_runtime.lifecycle.registry import ContainerRecord
 from stellaops_runtime.wire.containerd import task_pb2
 from tests.containerd_harness import Containerd, Image, Watcher, build_image, running
-from tests.docker_harness import Dockerd, Registry, docker_available
+from tests.docker_harness import Dockerd, Registry, running_engine
 
 HOLD_SECONDS = 1.0  # how long the subscription is held when the observer does not list first
 
@@ -132,19 +132,7 @@ def test_containerd_runs_in_the_gap_are_registered(ctd: Containerd, image: Image
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[tuple[Dockerd, Registry]]:
-    if not docker_available():
-        pytest.fail("dockerd and docker are needed (Debian package docker.io) and root", pytrace=False)
-    d = Dockerd()
-    reg: Registry | None = None
-    try:
-        reg = Registry(build_image(d.dir))
-        d.start()
-        d.docker("pull", reg.ref)
-        yield d, reg
-    finally:
-        d.teardown()
-        if reg is not None:
-            reg.close()
+    yield from running_engine()
 
 
 def test_docker_runs_in_the_gap_are_registered(engine: tuple[Dockerd, Registry]) -> None:
