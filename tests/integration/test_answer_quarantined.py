@@ -117,3 +117,16 @@ def test_hot_and_functions_with_nothing_to_list_but_refused_rows_are_unknown(url
     code, doc = cli(url, *functions)
     assert (code, doc["answer"]) == (3, "unknown") and "quarantined_rows" in doc["reason"]
     assert [r["function_name"] for r in doc["refused"]] == ["crc32"]
+
+
+def test_an_image_key_longer_than_sqlites_like_pattern_is_answered_on_both_backends(url: str) -> None:
+    """With a refused row in the store, a ``host:`` key of more than SQLite's 50,000-byte LIKE
+    pattern (the refused rows were found by a LIKE of the key) failed there, exit 2 'cannot query
+    store', where PostgreSQL answered: no window of that key, unknown (exit 3)."""
+    filled(url)
+    refused(url)
+    key = "host:" + "n" * 60_000
+    code, doc = cli(url, "query", "observed", "--image", key, "--function", FN)
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", FN)  # the key's own rows still
+    assert (code, doc["answer"], len(doc["refused"])) == (3, "unknown", 1), doc

@@ -290,9 +290,10 @@ def refused(
     if not sa.inspect(conn).has_table(quarantined_rows.name, schema=schema):  # before migration 0004
         return None
     q = quarantined_rows.c
-    stmt = sa.select(q.row_json, q.error).where(
-        q.table_name == "hot_symbols", q.row_json.contains(image, autoescape=True)
-    )
+    # the key's text in the row's JSON: instr/strpos, no LIKE (SQLite refuses a pattern of more than
+    # 50,000 bytes, and a host: key may be that long)
+    find = sa.func.strpos if conn.dialect.name == "postgresql" else sa.func.instr
+    stmt = sa.select(q.row_json, q.error).where(q.table_name == "hot_symbols", find(q.row_json, image) > 0)
     rows, errors = [], []
     for text, error in conn.execute(stmt):
         try:
