@@ -49,8 +49,9 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
     covered = 0  # a document already taken: an opening inside it is part of its lines
     line_end = -1  # the end of the opening line last looked at, and whether it names a reader
     reader = False
+    body = -1  # the newline before the next document of that line (-1: none left)
     for m in _OPEN.finditer(text):
-        if m.start() < covered:
+        if line_end < m.start() < covered:
             continue
         if m.start() > line_end:  # a new line: read once, however many openings it holds
             line_end = text.find("\n", m.end())
@@ -59,12 +60,16 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
             line_start = text.rfind("\n", 0, m.start()) + 1
             line = text[max(line_start, m.start() - _LINE_WINDOW) : min(line_end, m.end() + _LINE_WINDOW)]
             reader = _READER.search(line) is not None
-        if not reader:
+            body = line_end
+        if not reader or body < 0:
             continue
-        end = _closing(text, m.group("tag"), line_end)
-        if end > line_end + 1:
-            out.append((line_end + 1, end, "password"))
+        # Several openings on one line (``cat <<A > f; chpasswd <<B``): bash reads their documents
+        # one after the other, each after the line of the one before's delimiter.
+        end = _closing(text, m.group("tag"), body)
+        if end > body + 1:
+            out.append((body + 1, end, "password"))
             covered = end
+        body = text.find("\n", end + 1) if end < len(text) else -1
     return out
 
 
