@@ -8,6 +8,13 @@ cargo-auditable lists its crates: a function belongs to the one runtime
 crate of its name. When the metadata cannot say, the function gets its
 file's attribution (``scope="file"``); see
 :mod:`~stellaops_runtime.attribution.attributor`.
+
+A Rust function whose crate is listed twice (two versions), or is in no
+listed package and is not the toolchain's, is unknown (``purl`` ``None``,
+``scope="function"``), never its file's root crate: ``.dep-v0`` names
+packages (``foo-sys``) and symbols name libraries (``foo_ffi`` for ``[lib]
+name = "foo_ffi"``), so such a function may be a dependency's, and filing it
+under the root crate would answer "not observed" for the package whose code ran.
 """
 
 from __future__ import annotations
@@ -36,9 +43,17 @@ def function_package(
             pkg = go_function_package(info.go, function)
         elif info.crates:
             source, evidence = Source.CARGO, "dep-v0"
-            pkg, ambiguous = rust_function_package(info.crates, function)
-            if ambiguous:
+            pkg, unknown = rust_function_package(info.crates, function)
+            if unknown is not None:
                 counters.ambiguous += 1
+                return Attribution(
+                    path,
+                    None,
+                    Source.NONE.value,
+                    scope=Scope.FUNCTION.value,
+                    resolved=file_att.resolved,
+                    error=f"cargo: {unknown}",
+                )
     except ValueError as e:  # a module or crate name no PURL can carry: the binary's metadata is damaged
         counters.error(CORRUPT_KIND[source])
         log.warning("%s: %s: %s", source.value, path, e)
@@ -91,17 +106,43 @@ def go_function_package(info: GoBuildInfo, function: str) -> Package | None:
     return None
 
 
-def rust_function_package(crates: tuple[binaries.Crate, ...], function: str) -> tuple[Package | None, bool]:
-    """(the crate a demangled Rust function comes from, ambiguous): only runtime crates count.
+# The toolchain's crates (the sysroot and std's own dependencies): never in ``.dep-v0``; their
+# functions keep the file's attribution. A listed crate of one of these names still matches.
+RUST_TOOLCHAIN_CRATES = frozenset(
+    {
+        "std", "core", "alloc", "proc_macro", "test", "panic_unwind", "panic_abort", "unwind",
+        "compiler_builtins", "std_detect", "rustc_std_workspace_core", "rustc_std_workspace_alloc",
+        "rustc_std_workspace_std", "profiler_builtins", "hashbrown", "addr2line", "gimli", "object",
+        "miniz_oxide", "adler", "adler2", "memchr", "cfg_if", "libc", "rustc_demangle", "getopts",
+        "unicode_width", "dlmalloc", "wasi", "hermit_abi", "r_efi", "fortanix_sgx_abi",
+    }
+)  # fmt: skip
+
+
+def rust_function_package(
+    crates: tuple[binaries.Crate, ...], function: str
+) -> tuple[Package | None, str | None]:
+    """(the crate a demangled Rust function comes from, why it is unknown): only runtime crates count.
 
     Two versions of one crate linked into the same binary cannot be told apart
-    by name: that is ambiguous and gives ``None``.
+    by name, and a crate name no listed package has (a renamed ``[lib]`` or
+    ``[[bin]]``) may be any package's: both are unknown, with the reason.
+    ``(None, None)``: the name says no crate, or the toolchain's (the file's answer stands).
     """
     crate = rust_crate_name(function)
     if not crate:
-        return None, False
+        return None, None
     matches = {(c.name, c.version) for c in crates if c.kind != "build" and c.crate_name == crate}
-    if len(matches) != 1:
-        return None, len(matches) > 1
+    if len(matches) > 1:
+        return None, f"crate {crate} is {len(matches)} packages of .dep-v0: " + ", ".join(
+            f"{n}@{v}" for n, v in sorted(matches)
+        )
+    if not matches:
+        if crate in RUST_TOOLCHAIN_CRATES:
+            return None, None
+        return (
+            None,
+            f"crate {crate} is no runtime package of .dep-v0 (a [lib] or [[bin]] renamed from its package)",
+        )
     name, version = next(iter(matches))
-    return purls.cargo(name=name, version=version), False
+    return purls.cargo(name=name, version=version), None
