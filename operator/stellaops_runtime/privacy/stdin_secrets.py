@@ -68,8 +68,12 @@ _READS_STDIN = "|".join(
 STDIN_TRIGGERS: tuple[str, ...] = ("sudo", "cryptsetup", "kinit", "data-file", "secret", "<(", "send")
 
 # A process substitution (bash(1)) printing the password: ``<(echo X)``, ``<(printf '%s' X)``; all
-# it prints goes, up to its ``)``.
-_PROC_PRINTS = r"<\(\s*(?:echo|printf)\s+(?:-[neE]+\s+)?(?P<s>[^)\s][^)\n]*+)"
+# it prints goes, up to its ``)`` outside quotes (``<(echo 'pa)ss')``; ``\"pa)ss\"`` inside a
+# double-quoted ``sh -c`` script; an escaped ``\)``). Possessive: each character is read once.
+_PROC_PRINTS = (
+    r"<\(\s*(?:echo|printf)\s+(?:-[neE]+\s+)?"
+    r"""(?P<s>(?=[^)\s])(?:\\"[^"\n]*+"?|'[^'\n]*+'?|"(?:[^"\\\n]|\\.)*+"?|[^)\n'"\\]++|\\[^\n]?)++)"""
+)
 # ... given to an option whose name holds a credential word as the file to read it from
 # (``initdb --pwfile=<(echo X)``, ``rsync --password-file <(…)``, openssl ``-pass file:<(…)``): the
 # lookahead finds the word, then the name is read once (possessive), so a long name costs one scan.
