@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,10 +73,12 @@ def stored(url: str) -> list[dict]:
     return out
 
 
-async def test_frames_resolve_against_matching_host_libraries(tmp_path: Path) -> None:
+async def test_frames_resolve_against_matching_host_libraries(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     if not MATCHING:
         pytest.skip("none of the stream's Debian 12 libraries has the recorded build-id on this machine")
-    url = f"sqlite:///{tmp_path}/hot.db"
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
     server = ReplayServer(EVENTS)
     addr = await server.start("127.0.0.1:0")
     cfg, port = h.write_config(

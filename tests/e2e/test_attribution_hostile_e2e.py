@@ -17,6 +17,7 @@ import asyncio
 import copy
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,9 @@ def stored(url: str) -> list[dict[str, Any]]:
     return out
 
 
-async def test_agent_attributes_a_container_whose_dpkg_database_was_rewritten(tmp_path: Path) -> None:
+async def test_agent_attributes_a_container_whose_dpkg_database_was_rewritten(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     roots = {5151: tmp_path / "hostile", 5152: tmp_path / "clean"}
     digests = {5151: HOSTILE, 5152: CLEAN}
     offsets = {pid: image_root(root, hostile=pid == 5151) for pid, root in roots.items()}
@@ -121,7 +124,7 @@ async def test_agent_attributes_a_container_whose_dpkg_database_was_rewritten(tm
             f.write(json.dumps(o) + "\n")
     events = load_events(stream).events
 
-    url = f"sqlite:///{tmp_path}/hot.db"
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
     server = ReplayServer(events)
     addr = await server.start("127.0.0.1:0")
     cfg, port = h.write_config(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,11 @@ def run_agent(tmp: Path, url: str, lines: list[dict[str, Any]]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+def filled(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_at_head: Callable[[Path], str]
+) -> tuple[str, dict]:
     tmp = tmp_path_factory.mktemp("gaps")
-    url = f"sqlite:///{tmp}/hot.db"
+    url = sqlite_at_head(tmp / "hot.db")  # at head (tests/conftest.py): not a migration test
     return url, run_agent(tmp, url, export_lines())
 
 

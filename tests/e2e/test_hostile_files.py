@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,9 @@ def vm_hwm_kb(pid: int) -> int:
     return 0
 
 
-async def test_agent_keeps_counting_with_hostile_files(tmp_path: Path) -> None:
+async def test_agent_keeps_counting_with_hostile_files(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     outside = tmp_path / "host/evil.so"
     eb.write(outside, eb.Elf(build_id=b"\xee" * 20, functions=["outside_function"]))
     roots = {4242: tmp_path / "hostile", 4243: tmp_path / "attacker", 4244: tmp_path / "victim"}
@@ -122,7 +125,7 @@ async def test_agent_keeps_counting_with_hostile_files(tmp_path: Path) -> None:
             f.write(json.dumps(o) + "\n")
     events = load_events(stream).events
 
-    url = f"sqlite:///{tmp_path}/hot.db"
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
     server = ReplayServer(events)
     addr = await server.start("127.0.0.1:0")
     cfg, port = h.write_config(

@@ -15,6 +15,7 @@ gap in event time, not only on the wall clock.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,9 @@ pytestmark = [pytest.mark.e2e]
 IMAGE = h.EXPECTED["images"][0]["digest"]
 
 
-def test_a_full_receive_queue_marks_a_gap(tmp_path: Path) -> None:
+def test_a_full_receive_queue_marks_a_gap(tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> None:
     events = [e.payload for e in h.stream_events()]
-    url = f"sqlite:///{tmp_path}/hot.db"
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
     pipeline = Pipeline(parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}),
                         node_name="agent-node")  # fmt: skip
     q = EventQueue(100)

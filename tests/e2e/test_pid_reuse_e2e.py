@@ -18,6 +18,7 @@ import base64
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ def kprobe(n: int, pid: int, ktime: int, libc: str, offset: int) -> dict[str, An
     }
 
 
-def test_frames_of_an_older_process_of_a_live_pid_keep_their_names(tmp_path: Path, holder) -> None:
+def test_frames_of_an_older_process_of_a_live_pid_keep_their_names(
+    tmp_path: Path, holder, sqlite_at_head: Callable[[Path], str]
+) -> None:
     own = subprocess.Popen(["sleep", "120"])
     try:
         deadline = time.monotonic() + 30
@@ -78,7 +81,7 @@ def test_frames_of_an_older_process_of_a_live_pid_keep_their_names(tmp_path: Pat
         lines += [kprobe(n, own.pid, now, libc, off) for n in range(3, 5)]
         export = tmp_path / "export.jsonl"
         export.write_text("".join(json.dumps(o) + "\n" for o in lines))
-        url = f"sqlite:///{tmp_path}/hot.db"
+        url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
         cfg, port = h.write_config(
             tmp_path,
             tetragon={"exportFile": str(export), "exportFromStart": True},

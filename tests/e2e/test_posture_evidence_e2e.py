@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,9 @@ def export_lines() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store(tmp_path_factory: pytest.TempPathFactory, sqlite_at_head: Callable[[Path], str]) -> str:
     tmp = tmp_path_factory.mktemp("posture")
-    url = f"sqlite:///{tmp}/hot.db"
+    url = sqlite_at_head(tmp / "hot.db")  # at head (tests/conftest.py): not a migration test
     h.run_export_agent(tmp, url, export_lines())
     return url
 

@@ -15,6 +15,7 @@ observed for a function neither called (exit 1, EbpfDeep).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,10 @@ def observed(url: str, image: str, function: str) -> tuple[int, dict[str, Any]]:
     return r.returncode, json.loads(r.stdout)
 
 
-def test_a_pod_without_stacks_keeps_its_image_unknown(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/hot.db"
+def test_a_pod_without_stacks_keeps_its_image_unknown(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
     h.run_export_agent(tmp_path, url, export_lines(), "mixed")
     code, doc = observed(url, MIXED, FUNCTION)
     assert (code, doc["answer"]) == (3, "unknown"), doc  # it ran, in the pod without stacks
