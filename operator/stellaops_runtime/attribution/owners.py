@@ -10,12 +10,20 @@ recorded path is keyed by its *directory* resolved inside the image root
 name, unresolved: a symlink that a package ships (``libz.so.1``) keeps its
 own key. A lookup resolves the asked path fully first (who owns the bytes),
 then tries the path with only its directories resolved (who owns the link).
+
+Packages of one identity that differ in qualifiers (``libc6:amd64`` and
+``libc6:i386``; ``foo.noarch`` and ``foo.x86_64``, which rpm installs side by
+side) are one claimant of the files they share; the PURL given is chosen by
+:func:`preference`, never by database (install) order, so one image's README
+has one PURL whoever installed first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from packageurl import PackageURL
 
 from stellaops_runtime.attribution import purls
 from stellaops_runtime.attribution.model import AttributionError, Package
@@ -48,6 +56,35 @@ class KeyBuilder:
             k = self.key(path)
             if k is not None:
                 yield k, owner
+
+
+ARCH_INDEPENDENT = frozenset({"noarch", "all", "any"})
+WIDE_ARCHES = frozenset(
+    {
+        "amd64",
+        "x86_64",
+        "arm64",
+        "aarch64",
+        "ppc64el",
+        "ppc64le",
+        "s390x",
+        "riscv64",
+        "loong64",
+        "loongarch64",
+    }
+)
+
+
+def preference(purl: str) -> tuple[int, str]:
+    """Sort key among PURLs of one package that differ in qualifiers: an architecture-specific
+    one first, a 64-bit architecture before a 32-bit one, then the PURL's text."""
+    try:
+        quals = PackageURL.from_string(purl).qualifiers
+    except ValueError:
+        return (3, purl)
+    arch = (quals.get("arch", "") if isinstance(quals, dict) else "").lower()
+    rank = 2 if arch in ARCH_INDEPENDENT else 0 if arch in WIDE_ARCHES else 1
+    return (rank, purl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,5 +128,7 @@ class OwnerIndex:
                 others = {self.packages[o].purl for o in owners}
                 others = {p for p in others if purls.identity(p) != mine}
                 claimants = 1 + len({purls.identity(p) for p in others})
+                if claimants == 1:  # one package in several qualifiers: a fixed choice, not db order
+                    first = min((self.packages[o] for o in owners), key=lambda p: preference(p.purl))
                 return Hit(first, claimants, tuple(sorted(others)))
         return None
