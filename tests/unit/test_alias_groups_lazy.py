@@ -62,7 +62,7 @@ SYMBOLS = [
 PENDING = 5  # the groups at 0x1000, 0x1100, 0x1200, 0x1300 and 0x2100
 
 
-_BIND = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
+_BIND = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}  # any other binding (STB_GNU_UNIQUE, unknown): 3, last
 
 
 def _expected(symbols: list[tuple[int, int, str, int, int]]) -> dict[int, tuple[str, int]]:
@@ -75,7 +75,13 @@ def _expected(symbols: list[tuple[int, int, str, int, int]]) -> dict[int, tuple[
     for k, start in enumerate(starts):
         win = min(
             by_start[start],
-            key=lambda s: (0 if s[1] else 1, len(s[2]) - len(s[2].lstrip("_")), _BIND[s[3]], len(s[2]), s[2]),
+            key=lambda s: (
+                0 if s[1] else 1,
+                len(s[2]) - len(s[2].lstrip("_")),
+                _BIND.get(s[3], 3),
+                len(s[2]),
+                s[2],
+            ),
         )
         size = win[1] or max(s[1] for s in by_start[start])
         if size:

@@ -138,7 +138,10 @@ class QuickLookup:
         path, canonical/recentfiles.py): the call and the tuple per answer were
         ~4 % of a cold batch's instructions (docs/benchmarks.md). Same tables,
         same order, same answers: tests/integration/test_symbolize_warm.py
-        compares a batch with one ``resolve_file`` per offset.
+        compares a batch with one ``resolve_file`` per offset on real files,
+        tests/unit/test_alias_pairs_generated.py with :meth:`find` over
+        generated tables and hostile offsets (a change to one loop must be
+        made to the other).
         """
         out: list[Resolution | None] = []
         append = out.append
