@@ -96,10 +96,13 @@ _PROC_STDIN = (
 _PROMPT = (
     r"(?i:assword|passphrase|passcode|pin\b|otp|token|secret|verification code|retype|confirm|verify|again)"
 )
-_EXPECTED = (
+# A quoted or braced pattern holds no delimiter of its own kind (nor a ``{`` when braced), so each
+# character is read by one start only: linear wherever it is tried (_EXPECT_PAIR).
+_EXPECTED_DELIMITED = (
     rf"""(?:"[^"\n]{{0,256}}?{_PROMPT}[^"\n]{{0,256}}?"|'[^'\n]{{0,256}}?{_PROMPT}[^'\n]{{0,256}}?'"""
-    rf"""|\{{[^}}\n]{{0,256}}?{_PROMPT}[^}}\n]{{0,256}}?\}}|[^\s;"'{{]{{0,256}}?{_PROMPT}[^\s;]{{0,256}}+)"""
+    rf"""|\{{[^{{}}\n]{{0,256}}?{_PROMPT}[^{{}}\n]{{0,256}}?\}})"""
 )
+_EXPECTED = rf"""(?:{_EXPECTED_DELIMITED}|[^\s;"'{{]{{0,256}}?{_PROMPT}[^\s;]{{0,256}}+)"""
 _SENT = (
     r"(?:exp_)?send\s+(?:-\S+\s+){0,4}"
     rf"""(?P<s>\[REDACTED\](?![^\s;}}])|{DOUBLE_QUOTED}|'[^']*'?|\\"[^"\n]*+"?|\{{[^}}]*\}}?|{WORD_VALUE})"""
@@ -109,12 +112,8 @@ _SENT = (
 _EXPECT_SEND = rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;{{]|\\[nr])*+{_SENT}"
 # A pattern-action pair of an ``expect { … }`` block, wherever it stands among the others
 # (``expect { "login:" {send "u\r"; exp_continue} -re "(P|p)assword" {send "X\r"} }``): a quoted or
-# braced pattern naming a prompt, then its body. A pattern holds no delimiter of its own kind
-# (nor a ``{`` in a braced one), so each character is read by one start only: linear.
-_EXPECT_PAIR = (
-    rf"""(?:"[^"\n]{{0,256}}?{_PROMPT}[^"\n]{{0,256}}?"|'[^'\n]{{0,256}}?{_PROMPT}[^'\n]{{0,256}}?'"""
-    rf"""|\{{[^{{}}\n]{{0,256}}?{_PROMPT}[^{{}}\n]{{0,256}}?\}})(?:\s|\\[nr])*+\{{(?:\s|\\[nr])*+{_SENT}"""
-)
+# braced pattern naming a prompt, then its body.
+_EXPECT_PAIR = rf"{_EXPECTED_DELIMITED}(?:\s|\\[nr])*+\{{(?:\s|\\[nr])*+{_SENT}"
 
 # ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
 # Bounded: a text of many ``printf`` words costs a short scan per word, not one to the end.
