@@ -90,6 +90,7 @@ from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-expor
     purl_state,
     working_source,
 )
+from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
 from stellaops_runtime.agent.status_patch import patchable
 from stellaops_runtime.contracts import crd_names as crds  # the names, not the CRD models (pydantic)
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
@@ -135,6 +136,7 @@ class ObservationNodeWriter:
         self.record: Any = None  # the node's watch record (agent/watch_record.py), when the agent keeps one
         self.containers: Callable[[], str] | None = None  # agent/lifecycle_part.py lifecycle_state, wired
         self.containers_detail: Callable[[], str | None] | None = None  # agent/registry_detail.py, wired
+        self.policy_watch: PolicyLoadWatch | None = None  # agent/policy_load_gaps.py, wired
         self.root = root
         self.try_bpf = try_bpf
         self.poll_seconds = poll_seconds or max(
@@ -238,28 +240,12 @@ class ObservationNodeWriter:
     async def _tick(self) -> bool:
         if self.capabilities is None:
             self.capabilities = await self._detect()
+        tetragon, policies = await self._read_tetragon()  # before the API server: the policy watch
         kube = await self._client()
         if not self._exists:
             self._exists = await self._ensure_object(kube)
             if not self._exists:
                 return False
-        timeout = self.tetragon.timeout_seconds
-        tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
-        policies: list[dict[str, Any]] | None = None
-        if tetragon.reachable:
-            try:
-                policies = await list_tracing_policies(self.tetragon.address, timeout_s=timeout)
-            except grpc.aio.AioRpcError as e:
-                tetragon = TetragonInfo(
-                    address=tetragon.address,
-                    version=tetragon.version,
-                    error=f"ListTracingPolicies: {e.code().name}: {e.details()}",
-                )
-            except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
-                tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))
-        if tetragon.error:
-            self._error("tetragon", tetragon.error)
-        self.stats.policies = len(policies or ())
         status = build_status(
             capabilities=self.capabilities,
             tetragon=tetragon,
@@ -302,6 +288,36 @@ class ObservationNodeWriter:
             log.info("ObservationNode %s: status written again", self.node_name)
             self._last_logged = ""
         return True
+
+    async def _read_tetragon(self) -> tuple[TetragonInfo, list[dict[str, Any]] | None]:
+        """Tetragon's reachability and ListTracingPolicies (None: not answered), told to the
+        policy watch (agent/policy_load_gaps.py) whether or not the API server answers."""
+        timeout = self.tetragon.timeout_seconds
+        tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
+        policies: list[dict[str, Any]] | None = None
+        if tetragon.reachable:
+            try:
+                policies = await list_tracing_policies(self.tetragon.address, timeout_s=timeout)
+            except grpc.aio.AioRpcError as e:
+                tetragon = TetragonInfo(
+                    address=tetragon.address,
+                    version=tetragon.version,
+                    error=f"ListTracingPolicies: {e.code().name}: {e.details()}",
+                )
+            except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
+                tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))
+        if tetragon.error:
+            self._error("tetragon", tetragon.error)
+        self.stats.policies = len(policies or ())
+        if self.policy_watch is not None:
+            connects = getattr(self.stream, "connects", None)
+            self.policy_watch.observe(
+                policies,
+                now_ns=time.time_ns(),
+                connected=_tetragon_connected(self.stream),
+                connects=connects if isinstance(connects, int) else None,
+            )
+        return tetragon, policies
 
     async def _detect(self) -> Capabilities:
         kernel = await asyncio.to_thread(detect_kernel, root=self.root, try_bpf=self.try_bpf)

@@ -12,7 +12,9 @@ now each time, so a drain in the middle of it already carries it.
 A source without ``take_outage`` (Tetragon's JSON export file: the file
 keeps what the agent has not read yet) has no outages.
 
-Each tick also samples the source's last watching moment for the node's
+Each tick also hands over the spans in which Tetragon had not loaded our
+policies yet (agent/policy_load_gaps.py, when the ObservationNode writer
+reads their states), and samples the source's last watching moment for the node's
 watch record (agent/watch_record.py), so the hole between this agent and the
 next one on the node is a gap too.
 """
@@ -37,6 +39,7 @@ class OutageMarker:
         self.source = source
         self.take = getattr(source, "take_outage", None)
         self.record: Any = None  # agent/watch_record.py WatchRecord: sampled on every tick
+        self.policies: Any = None  # agent/policy_load_gaps.py PolicyLoadWatch: its spans are gaps too
         self.pipeline = pipeline
         self.in_pipeline = in_pipeline
         self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
@@ -51,6 +54,7 @@ class OutageMarker:
         """Hand over what the source reports now (called on every tick and at shutdown)."""
         if self.take is None:
             return
+        await self._mark_unloaded()
         # A span taken but not marked (a cancelled or failed call) is kept and marked next time,
         # merged with what the source reports then: a gap is never lost between the two.
         span = self.take()
@@ -65,6 +69,18 @@ class OutageMarker:
         self._held = None
         self.outages += 1
         self.seconds += (end - start) / 1e9
+
+    async def _mark_unloaded(self) -> None:
+        """The policy watch's spans (agent/policy_load_gaps.py): our policies not loaded yet."""
+        if self.policies is None:
+            return
+        spans = self.policies.take()
+        for i, (start, end) in enumerate(spans):
+            try:
+                await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, end)
+            except BaseException:
+                self.policies.give_back(spans[i:])  # marked next time: a gap is never lost
+                raise
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -41,6 +41,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -61,6 +62,7 @@ from stellaops_runtime.agent.optional_parts import (
 )
 from stellaops_runtime.agent.outages import OutageMarker
 from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
 from stellaops_runtime.agent.registry_detail import registry_detail
 from stellaops_runtime.agent.shutdown import shutdown
 from stellaops_runtime.agent.watch_record import attach_watch_record
@@ -144,6 +146,8 @@ class Agent(Draining):
             self.source.watch_registry(self.lifecycle)
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
+        if self.node_status is not None and self.outages.enabled:  # our policies not loaded yet: gaps too
+            self.node_status.policy_watch = self.outages.policies = PolicyLoadWatch(start_ns=time.time_ns())
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
         # The days an agent before this one watched, judged without its calls (agent/history_days.py).
         self.history_days = attach_history_days(self)

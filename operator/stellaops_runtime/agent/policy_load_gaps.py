@@ -1,0 +1,184 @@
+"""Time Tetragon has not loaded our policies yet is unwatched: a node-wide gap, never a watched time.
+
+Tetragon's event stream comes back before Tetragon traces what our policies
+ask: after Tetragon starts (a node reboot, a Tetragon restart) it answers
+gRPC first and loads each TracingPolicy later, listing it ``LOADING`` (or not
+yet at all) in ListTracingPolicies for its own delay; an updated object is
+unloaded and loaded again (a new generation); and a new agent cannot know
+what Tetragon did before its first look. Events of that time carry nothing of
+the policy's probes, yet the windows and days around it could read as
+watched at a level that sees calls (another policy's stacks, the calls seen
+later that day), so a "not observed" would cover calls nobody could see.
+
+So the agent's ObservationNode writer hands every ListTracingPolicies answer
+to :class:`PolicyLoadWatch`, and the outage marker (agent/outages.py) records
+what it reports as node-wide gaps (source ``none``), like a stream outage:
+
+- while an object of ours (named ``stellaops-...``, loaded from the API server)
+  is listed pending (``LOADING``, ``UNLOADING``, ``UNKNOWN`` or a state this
+  agent does not know), from the last poll that saw it settled, to the first
+  poll that sees it settled again; settled is ``ENABLED``,
+  ``PARTIALLY_ENABLED`` (its loaded hooks trace; the operator reports the rest),
+  ``SKIPPED`` (not for this node) and the failed states, whose pods the operator
+  caps instead (controller/in_force.py);
+- after the event stream (re)connects: from the poll before the connection
+  was seen (the outage covers the time before it) to the first poll after it
+  that sees nothing pending, since what Tetragon traced before that poll is
+  unknown;
+- an object of ours listed again under another version (uid, generation)
+  than at the poll before: Tetragon reloaded it in between, from that poll on;
+- an object of ours listed that the poll before did not list: within
+  :data:`EXPECT_SECONDS` of a (re)connection it was being loaded since
+  Tetragon came back (its list is empty at first), so from the poll before
+  the connection; an object listed before and back within that bound, from its
+  last listing; otherwise (a policy just created: nothing of it traced before
+  either) from the poll before.
+
+What remains: between two polls (a third of ``observationNode.heartbeatSeconds``)
+a reload that ends with the same version is not seen; an agent without
+``observationNode.enabled`` reads no policy states and records none of this;
+while Tetragon's API does not answer, an open span stays open and none opens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from stellaops_runtime.controller.loaded_version import not_from_api, reported_version
+
+Span = tuple[int, int]  # wall ns
+# Every Tetragon object the operator renders (render_policy names; observation_status, which brings
+# grpc with it: the agent loads that only with observationNode.enabled).
+OPERATOR_PREFIX = "stellaops-"
+# Listed states in which the object's probes trace (or never will here, which the operator handles).
+SETTLED_STATES = frozenset({"ENABLED", "PARTIALLY_ENABLED", "SKIPPED", "LOAD_ERROR", "ERROR", "DISABLED"})
+# How long after a (re)connection an object of ours first listed is taken as loading since then.
+EXPECT_SECONDS = 900.0
+# Spans kept for the marker at most (merged into one beyond: wider, never lost).
+MAX_HELD_SPANS = 64
+
+
+def _ours(entries: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """The entries of objects the operator rendered, by (namespace, name)."""
+    out: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for e in entries:
+        if not isinstance(e, Mapping) or not_from_api(e):
+            continue
+        name = str(e.get("name") or "")
+        if name.startswith(OPERATOR_PREFIX):
+            out[(str(e.get("namespace") or ""), name)] = e
+    return out
+
+
+def _pending(entry: Mapping[str, Any]) -> bool:
+    state = str(entry.get("state") or "UNKNOWN").upper().removeprefix("TP_STATE_")
+    return state not in SETTLED_STATES
+
+
+class PolicyLoadWatch:
+    """Turns successive ListTracingPolicies answers into unwatched spans (see the module)."""
+
+    def __init__(self, *, start_ns: int, expect_seconds: float = EXPECT_SECONDS) -> None:
+        self._start = start_ns  # before this agent, the watch record and the outages speak
+        self._expect_ns = int(expect_seconds * 1e9)
+        self._prev_poll: int | None = None  # the last poll's time
+        self._connects: int | None = None
+        self._was_connected = False
+        self._conn_from: int | None = None  # the poll before the current connection was seen
+        self._conn_at: int | None = None  # the poll that saw it
+        self._open_from: int | None = None  # an unwatched span still open
+        self._handed_to: int | None = None  # ... handed over up to here (take)
+        self._listed: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._last_seen: dict[tuple[str, str], int] = {}
+        self._spans: list[Span] = []
+        self.spans = 0  # spans recorded (closed ones, and each reload)
+        self.pending = 0  # objects of ours listed pending at the last poll
+
+    @property
+    def open(self) -> bool:
+        return self._open_from is not None
+
+    def observe(
+        self,
+        entries: Iterable[Any] | None,
+        *,
+        now_ns: int,
+        connected: bool | None,
+        connects: int | None = None,
+    ) -> None:
+        """One poll: ``entries`` the ``status.policies`` entries (None: Tetragon's API did not answer),
+        ``connected``/``connects`` the event stream's state (None: not known to the writer)."""
+        before = self._prev_poll if self._prev_poll is not None else self._start
+        if connected is False:  # the stream is down: that outage is the source's to mark
+            self._was_connected = False
+            self._prev_poll = now_ns
+            return
+        new = (connects is not None and connects != self._connects) or not self._was_connected
+        self._connects, self._was_connected = connects, True
+        if new:  # what Tetragon traced before this poll is unknown
+            self._conn_from, self._conn_at = before, now_ns
+            self._open(before)
+        if entries is None:  # nothing known of what Tetragon traces: an open span stays open
+            self._prev_poll = now_ns
+            return
+        ours = _ours(entries)
+        for key, entry in ours.items():
+            was = self._listed.get(key)
+            if was is None:
+                self._record(self._listed_from(key, before, now_ns), now_ns)
+            elif reported_version(was) != reported_version(entry):  # reloaded in between
+                self._record(before, now_ns)
+        self.pending = sum(1 for e in ours.values() if _pending(e))
+        if self.pending:
+            self._open(before)
+        elif self._open_from is not None:
+            self._record(self._open_from if self._handed_to is None else self._handed_to, now_ns)
+            self._open_from = self._handed_to = None
+        self._listed = ours
+        for key in ours:
+            self._last_seen[key] = now_ns
+        for key in [k for k, t in self._last_seen.items() if now_ns - t > self._expect_ns and k not in ours]:
+            del self._last_seen[key]
+        self._prev_poll = now_ns
+
+    def _listed_from(self, key: tuple[str, str], before: int, now_ns: int) -> int:
+        """Since when an object of ours first listed at this poll may have traced nothing."""
+        if (
+            self._conn_at is not None
+            and self._conn_from is not None
+            and now_ns - self._conn_at <= self._expect_ns
+        ):
+            return min(self._conn_from, before)
+        seen = self._last_seen.get(key)
+        if seen is not None and now_ns - seen <= self._expect_ns:
+            return min(seen, before)
+        return before
+
+    def _open(self, start: int) -> None:
+        if self._open_from is None:
+            self._open_from, self._handed_to = start, None
+        elif start < self._open_from:  # reaches further back: that part is a span of its own
+            self._record(start, self._open_from)
+            self._open_from = start
+
+    def _record(self, start: int, end: int) -> None:
+        self._spans.append((min(start, end), max(start, end)))
+        self.spans += 1
+        if len(self._spans) > MAX_HELD_SPANS:
+            self._spans = [(min(a for a, _ in self._spans), max(b for _, b in self._spans))]
+
+    def take(self, now_ns: int | None = None) -> list[Span]:
+        """The spans not handed over yet, and what an open one adds up to now (it stays open)."""
+        out, self._spans = self._spans, []
+        if self._open_from is not None:  # piece by piece, as an open outage is handed over
+            now = time.time_ns() if now_ns is None else now_ns
+            start = self._open_from if self._handed_to is None else self._handed_to
+            out.append((min(start, now), max(start, now)))
+            self._handed_to = max(start, now)
+        return out
+
+    def give_back(self, spans: list[Span]) -> None:
+        """Spans the marker could not hand to the pipeline: kept for its next call."""
+        self._spans[:0] = spans

@@ -1,0 +1,114 @@
+"""Time while Tetragon has not loaded our policy yet is a gap, never a watched time.
+
+After a Tetragon start (or a reload of our TracingPolicy) the event stream is
+back before Tetragon traces the policy: ListTracingPolicies lists it ``LOADING``
+(or not at all) for Tetragon's own delay. Nothing of what the policy traces is
+seen then, so the agent must record that time as a node-wide gap (source
+``none``), or a day holding it could be counted as watched and give "not
+observed" for calls nobody could see. The real agent runs in this process
+against the replay server (which serves the policy states) and the emulated
+API server (its ObservationNode writer polls ListTracingPolicies); the gap is
+read from the SQLite store the agent wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from stellaops_runtime.agent.runner import Agent
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
+from tests.integration.kubeharness import Cluster, obj, wait_for
+
+NODE = "node-load"
+
+
+def none_gaps(db: Path) -> list[tuple[int, int]]:
+    """The node-wide gaps with source ``none`` the agent stored, as (start, end) wall ns."""
+    eng = sa.create_engine(f"sqlite:///{db}")
+    with eng.connect() as c:
+        rows = c.execute(
+            sa.text(
+                "SELECT gap_start, gap_end FROM observation_windows WHERE image_digest = '' "
+                "AND gap_end IS NOT NULL AND source = 'none' AND node_name = :n"
+            ),
+            {"n": NODE},
+        ).all()
+    eng.dispose()
+    return [(_ns(a), _ns(b)) for a, b in rows]
+
+
+def _ns(v: object) -> int:
+    import datetime as dt
+
+    if isinstance(v, str):
+        v = dt.datetime.fromisoformat(v)
+    assert isinstance(v, dt.datetime), v
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=dt.UTC)
+    return int(v.timestamp() * 1_000_000) * 1000
+
+
+def loaded(state: str) -> PolicyStatus:
+    return PolicyStatus(name="stellaops-web", namespace="shop", state=state)
+
+
+@pytest.mark.asyncio
+async def test_the_time_our_policy_is_listed_loading_is_a_gap(tmp_path: Path) -> None:
+    tetragon = ReplayServer([], policies=[loaded("LOADING")], version="v1.7.0")  # holds the stream open
+    await tetragon.start("127.0.0.1:0")
+    db = tmp_path / "hot.db"
+    (tmp_path / "kube").mkdir()
+    async with Cluster(tmp_path / "kube") as cluster:
+        await cluster.create(obj("v1", "Node", NODE))
+        config = parse_config(
+            {
+                "nodeName": NODE,
+                "tetragon": {"address": tetragon.address, "connectionTimeout": 1},
+                "store": {"url": f"sqlite:///{db}"},
+                "metrics": {"address": "127.0.0.1", "port": 0},
+                "observationNode": {
+                    "enabled": True,
+                    "heartbeatSeconds": 3600,
+                    "kubeconfig": str(cluster.kubeconfig),
+                },
+            }
+        )
+        agent = Agent(config)
+        assert agent.node_status is not None
+        writer = agent.node_status
+        writer.poll_seconds = 0.05
+        ticks = [0]
+        tick = writer.tick
+
+        async def counted() -> bool:  # every poll of Tetragon, written or not
+            out = await tick()
+            ticks[0] += 1
+            return out
+
+        writer.tick = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(agent.run())
+        try:
+            await wait_for(
+                lambda: agent.source_stats.connected and agent.store is not None, what="stream and store"
+            )
+            polls = ticks[0]
+            await wait_for(lambda: ticks[0] > polls, what="a poll that listed the policy LOADING")
+            loading_seen = time.time_ns()
+            await asyncio.sleep(0.1)
+            tetragon.policies = [loaded("ENABLED")]
+            enabled_at = time.time_ns()
+            polls = ticks[0]
+            await wait_for(lambda: ticks[0] > polls + 1, what="a poll that listed the policy ENABLED")
+        finally:
+            agent.stop("test")
+            assert await asyncio.wait_for(task, 30) == 0
+            await tetragon.stop(grace=0)
+    gaps = none_gaps(db)
+    # The LOADING time, from before the poll that saw it to the moment it was enabled, is unwatched.
+    assert any(a <= loading_seen and b >= enabled_at for a, b in gaps), (loading_seen, enabled_at, gaps)

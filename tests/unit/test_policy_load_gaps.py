@@ -1,0 +1,126 @@
+"""PolicyLoadWatch: which times Tetragon had not loaded our policies (agent/policy_load_gaps.py).
+
+Each span it reports becomes a node-wide gap: a time the node's images may
+have run while nothing of our policies traced them is never a watched time.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.agent.policy_load_gaps import EXPECT_SECONDS, PolicyLoadWatch
+
+S = 1_000_000_000
+
+
+def entry(state: str, *, name: str = "stellaops-web", gen: int = 1, **extra: object) -> dict:
+    return {
+        "name": name,
+        "namespace": "shop",
+        "state": state,
+        "objectUid": "u1",
+        "objectGeneration": gen,
+        **extra,
+    }
+
+
+def covered(spans: list[tuple[int, int]], a: int, b: int) -> bool:
+    """Whether the union of ``spans`` covers [a, b]."""
+    at = a
+    for s, e in sorted(spans):
+        if s <= at < e or (s <= at and e >= b):
+            at = max(at, e)
+    return at >= b
+
+
+def started(t0: int = 100 * S) -> tuple[PolicyLoadWatch, list[tuple[int, int]]]:
+    """A watch whose stream connected and whose first poll saw our policy ENABLED; spans so far."""
+    w = PolicyLoadWatch(start_ns=t0)
+    w.observe([entry("ENABLED")], now_ns=t0 + 2 * S, connected=True, connects=1)
+    return w, w.take(now_ns=t0 + 2 * S)
+
+
+def test_a_policy_listed_loading_is_unwatched_until_a_poll_sees_it_enabled() -> None:
+    w, _ = started()
+    w.observe([entry("ENABLED")], now_ns=110 * S, connected=True, connects=1)
+    assert w.take(now_ns=110 * S) == []  # settled, no change: nothing
+    w.observe([entry("LOADING", gen=2)], now_ns=120 * S, connected=True, connects=1)
+    assert w.open and w.pending == 1
+    first = w.take(now_ns=125 * S)  # an open span is handed over up to now, piece by piece
+    assert covered(first, 110 * S, 125 * S), first
+    w.observe([entry("LOADING", gen=2)], now_ns=130 * S, connected=True, connects=1)
+    w.observe([entry("ENABLED", gen=2)], now_ns=140 * S, connected=True, connects=1)
+    assert not w.open
+    rest = w.take(now_ns=150 * S)
+    assert covered(first + rest, 110 * S, 140 * S), (first, rest)
+    assert all(b <= 140 * S for _, b in rest)  # closed at the poll that saw it enabled
+    w.observe([entry("ENABLED", gen=2)], now_ns=160 * S, connected=True, connects=1)
+    assert w.take(now_ns=160 * S) == []
+
+
+def test_a_reconnection_is_unwatched_until_the_first_poll_after_it() -> None:
+    w, _ = started()
+    w.observe(None, now_ns=110 * S, connected=False, connects=1)  # Tetragon away: the outage's
+    w.observe([entry("ENABLED")], now_ns=120 * S, connected=True, connects=2)
+    spans = w.take(now_ns=120 * S)
+    assert covered(spans, 110 * S, 120 * S) and not w.open, spans
+
+
+def test_after_tetragon_restarts_a_policy_listed_late_is_unwatched_since_the_reconnection() -> None:
+    """Tetragon answers before it loads the policies: the first list after the restart is empty."""
+    w, _ = started()
+    w.observe(None, now_ns=110 * S, connected=False, connects=1)
+    w.observe([], now_ns=120 * S, connected=True, connects=2)  # back, nothing loaded yet
+    w.observe([], now_ns=130 * S, connected=True, connects=2)
+    w.observe([entry("ENABLED")], now_ns=140 * S, connected=True, connects=2)
+    spans = w.take(now_ns=140 * S)
+    assert covered(spans, 110 * S, 140 * S), spans
+
+
+def test_a_reload_between_two_polls_is_unwatched_between_them() -> None:
+    w, _ = started()
+    w.observe([entry("ENABLED", gen=1)], now_ns=110 * S, connected=True, connects=1)
+    w.take(now_ns=110 * S)
+    w.observe([entry("ENABLED", gen=2)], now_ns=120 * S, connected=True, connects=1)
+    assert covered(w.take(now_ns=120 * S), 110 * S, 120 * S)
+
+
+def test_a_settled_node_records_nothing_and_a_new_policy_costs_one_poll_interval() -> None:
+    w, _ = started()
+    for t in range(110, 100 + int(EXPECT_SECONDS) + 200, 10):  # steady: no span
+        w.observe([entry("ENABLED"), entry("LOAD_ERROR", name="stellaops-db")], now_ns=t * S,
+                  connected=True, connects=1)  # fmt: skip
+    spans = w.take(now_ns=2000 * S)
+    assert [s for s in spans if s[0] >= 120 * S] == [], spans
+    late = 100 + int(EXPECT_SECONDS) + 200
+    listed = [
+        entry("ENABLED"),
+        entry("LOAD_ERROR", name="stellaops-db"),
+        entry("ENABLED", name="stellaops-new"),
+    ]
+    w.observe(listed, now_ns=late * S, connected=True, connects=1)
+    spans = w.take(now_ns=late * S)
+    assert spans and min(a for a, _ in spans) >= (late - 10) * S, spans  # from the poll before only
+
+
+def test_other_tools_policies_and_unknown_answers_open_nothing() -> None:
+    w, _ = started()
+    w.observe([entry("ENABLED"), entry("LOADING", name="theirs"), entry("LOADING", fromObject=False)],
+              now_ns=110 * S, connected=True, connects=1)  # fmt: skip
+    assert not w.open and w.take(now_ns=110 * S) == []
+    w.observe(None, now_ns=120 * S, connected=True, connects=1)  # the API did not answer
+    assert not w.open
+
+
+def test_an_open_span_stays_open_while_tetragon_does_not_answer() -> None:
+    w, _ = started()
+    w.observe([entry("LOADING")], now_ns=110 * S, connected=True, connects=1)
+    w.observe(None, now_ns=120 * S, connected=True, connects=1)
+    assert w.open
+    assert covered(w.take(now_ns=130 * S), 102 * S, 130 * S)
+
+
+def test_hostile_states_count_as_pending() -> None:
+    w, _ = started()
+    w.observe([entry("\x00garbage")], now_ns=110 * S, connected=True, connects=1)
+    assert w.open
+    w.observe([entry("enabled")], now_ns=120 * S, connected=True, connects=1)  # any case
+    assert not w.open
