@@ -136,7 +136,8 @@ class QuickLookup:
 
         One loop with :meth:`find`'s body inlined (``resolve_file_many``'s warm
         path, canonical/recentfiles.py): the call and the tuple per answer were
-        ~4 % of a cold batch's instructions (docs/benchmarks.md). Same tables,
+        ~4 % of a cold batch's first lookups (libLLVM-14: 287.8 -> 276.6 M
+        instructions, docs/benchmarks.md). Same tables,
         same order, same answers: tests/integration/test_symbolize_warm.py
         compares a batch with one ``resolve_file`` per offset on real files,
         tests/unit/test_alias_pairs_generated.py with :meth:`find` over
