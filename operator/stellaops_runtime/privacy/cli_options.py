@@ -353,9 +353,10 @@ CLI_FLAG_SECRET = SecretPattern(
                 # rclone's --webdav-bearer-token-command): the whole command goes
                 r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?:pass(?:word)?|token)-command(?:=|\s+(?![-\s]))" + _V,
                 # a PIN or a one-time code after its flag (pkcs11-tool --pin/--so-pin, aws sts
-                # --token-code, Duo's --passcode, --otp/--totp); the flag's own name, not a part
-                # of one (--pin-cpus, --spin, --exit-code stay)
-                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?i:pin|otp|totp|hotp|passcode"
+                # --token-code, Duo's --passcode, --otp/--totp, aws iam enable-mfa-device
+                # --authentication-code1/2); the flag's own name, not a part of one (--pin-cpus,
+                # --spin, --exit-code stay)
+                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?i:pin|otp|totp|hotp|passcode|authentication-code[12]"
                 r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)-code)(?:=|\s+(?![-\s]))" + _V,
             ]
         )
