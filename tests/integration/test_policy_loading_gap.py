@@ -112,3 +112,25 @@ async def test_the_time_our_policy_is_listed_loading_is_a_gap(tmp_path: Path) ->
     gaps = none_gaps(db)
     # The LOADING time, from before the poll that saw it to the moment it was enabled, is unwatched.
     assert any(a <= loading_seen and b >= enabled_at for a, b in gaps), (loading_seen, enabled_at, gaps)
+
+
+@pytest.mark.asyncio
+async def test_tetragon_and_the_api_server_both_down_log_each_error_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer reads Tetragon before the API server (for the policy watch); with both down it
+    must not log their two errors by turns on every poll (one warning per change of error)."""
+    from stellaops_runtime.agent.node_status import ObservationNodeWriter
+    from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
+
+    writer = ObservationNodeWriter(
+        node_name=NODE,
+        config=ObservationNodeConfig(enabled=True, kubeconfig=str(tmp_path / "absent.yaml")),
+        tetragon=TetragonConfig(address=f"unix://{tmp_path}/no-tetragon.sock", connectionTimeout=0.2),
+        try_bpf=False,
+    )
+    caplog.set_level("WARNING", logger="stellaops_runtime.agent.node_status")
+    for _ in range(4):
+        assert await writer.tick() is False
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name.endswith("node_status")]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]

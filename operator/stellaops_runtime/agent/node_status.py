@@ -246,6 +246,8 @@ class ObservationNodeWriter:
             self._exists = await self._ensure_object(kube)
             if not self._exists:
                 return False
+        if tetragon.error:  # after the API server's errors: one change of error is logged once
+            self._error("tetragon", tetragon.error)
         status = build_status(
             capabilities=self.capabilities,
             tetragon=tetragon,
@@ -306,8 +308,6 @@ class ObservationNodeWriter:
                 )
             except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
                 tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))
-        if tetragon.error:
-            self._error("tetragon", tetragon.error)
         self.stats.policies = len(policies or ())
         if self.policy_watch is not None:
             connects = getattr(self.stream, "connects", None)
