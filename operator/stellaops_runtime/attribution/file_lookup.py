@@ -40,8 +40,13 @@ def lookup_file(
     *,
     max_hash_bytes: int,
 ) -> Attribution:
-    """The package of ``path`` (``resolved``: its target, ``link``: the path with its last symlink kept)."""
-    keys = (resolved,) if link == resolved else (resolved, link)
+    """The package of ``path`` (``resolved``: its target, ``link``: the path with its last symlink kept).
+
+    The link's owner is asked only when the link leads to no file: a package's link that an
+    image repointed (``ln -sf /usr/local/bin/python3.12 /usr/bin/python3``) does not give the
+    bytes it now leads to, unowned or another source's (pip's RECORD), to the link's package.
+    """
+    keys = (resolved,) if link == resolved or fs.lstat(resolved) is not None else (resolved, link)
     sbom = image.sbom(fs)
     if sbom is not None:
         hit = sbom.by_path(*keys)
