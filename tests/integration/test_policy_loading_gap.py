@@ -14,7 +14,9 @@ read from the SQLite store the agent wrote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -58,19 +60,18 @@ def loaded(state: str) -> PolicyStatus:
     return PolicyStatus(name="stellaops-web", namespace="shop", state=state)
 
 
-@pytest.mark.asyncio
-async def test_the_time_our_policy_is_listed_loading_is_a_gap(tmp_path: Path) -> None:
-    tetragon = ReplayServer([], policies=[loaded("LOADING")], version="v1.7.0")  # holds the stream open
-    await tetragon.start("127.0.0.1:0")
-    db = tmp_path / "hot.db"
+@contextlib.asynccontextmanager
+async def running_agent(tmp_path: Path, address: str) -> AsyncIterator[tuple[Agent, list[int]]]:
+    """The real agent on ``address`` with its ObservationNode writer polling every 0.05 s against
+    the emulated API server; yields it and its count of polls. Stopped (exit 0) on the way out."""
     (tmp_path / "kube").mkdir()
     async with Cluster(tmp_path / "kube") as cluster:
         await cluster.create(obj("v1", "Node", NODE))
         config = parse_config(
             {
                 "nodeName": NODE,
-                "tetragon": {"address": tetragon.address, "connectionTimeout": 1},
-                "store": {"url": f"sqlite:///{db}"},
+                "tetragon": {"address": address, "connectionTimeout": 1, "reconnectInitialSeconds": 0.05},
+                "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}"},
                 "metrics": {"address": "127.0.0.1", "port": 0},
                 "observationNode": {
                     "enabled": True,
@@ -97,21 +98,68 @@ async def test_the_time_our_policy_is_listed_loading_is_a_gap(tmp_path: Path) ->
             await wait_for(
                 lambda: agent.source_stats.connected and agent.store is not None, what="stream and store"
             )
-            polls = ticks[0]
-            await wait_for(lambda: ticks[0] > polls, what="a poll that listed the policy LOADING")
-            loading_seen = time.time_ns()
-            await asyncio.sleep(0.1)
-            tetragon.policies = [loaded("ENABLED")]
-            enabled_at = time.time_ns()
-            polls = ticks[0]
-            await wait_for(lambda: ticks[0] > polls + 1, what="a poll that listed the policy ENABLED")
+            yield agent, ticks
         finally:
             agent.stop("test")
             assert await asyncio.wait_for(task, 30) == 0
-            await tetragon.stop(grace=0)
-    gaps = none_gaps(db)
+
+
+async def polled(ticks: list[int], what: str) -> None:
+    """Two more polls: one that began after the caller's change saw it."""
+    polls = ticks[0]
+    await wait_for(lambda: ticks[0] > polls + 1, what=what)
+
+
+@pytest.mark.asyncio
+async def test_the_time_our_policy_is_listed_loading_is_a_gap(tmp_path: Path) -> None:
+    tetragon = ReplayServer([], policies=[loaded("LOADING")], version="v1.7.0")  # holds the stream open
+    address = await tetragon.start("127.0.0.1:0")
+    try:
+        async with running_agent(tmp_path, address) as (_, ticks):
+            await polled(ticks, "a poll that listed the policy LOADING")
+            loading_seen = time.time_ns()
+            tetragon.policies = [loaded("ENABLED")]
+            enabled_at = time.time_ns()
+            await polled(ticks, "a poll that listed the policy ENABLED")
+    finally:
+        await tetragon.stop(grace=0)
+    gaps = none_gaps(tmp_path / "hot.db")
     # The LOADING time, from before the poll that saw it to the moment it was enabled, is unwatched.
     assert any(a <= loading_seen and b >= enabled_at for a, b in gaps), (loading_seen, enabled_at, gaps)
+
+
+@pytest.mark.asyncio
+async def test_after_tetragon_restarts_the_time_before_it_lists_our_policy_is_a_gap(tmp_path: Path) -> None:
+    """Tetragon answers (the stream reconnects) before it loads our policy: it lists nothing at
+    first. The outage is a gap up to the reconnection; the time until the policy is listed must
+    be one too."""
+    first = ReplayServer([], policies=[loaded("ENABLED")], version="v1.7.0")
+    address = await first.start("127.0.0.1:0")
+    second = ReplayServer([], policies=[], version="v1.7.0")
+    try:
+        async with running_agent(tmp_path, address) as (agent, ticks):
+            await polled(ticks, "a poll that listed the policy ENABLED")
+            connects = agent.source_stats.connects
+            stopped = time.time_ns()
+            await first.stop(grace=0)
+            await second.start(address)  # Tetragon back on its address, nothing loaded yet
+            await wait_for(
+                lambda: second.streams_active and agent.source_stats.connected, what="the stream reconnected"
+            )
+            assert agent.source_stats.connects > connects
+            await polled(ticks, "polls that listed nothing")
+            second.policies = [loaded("ENABLED")]
+            listed_at = time.time_ns()
+            await polled(ticks, "a poll that listed the policy ENABLED again")
+    finally:
+        await first.stop(grace=0)
+        await second.stop(grace=0)
+    gaps = sorted(none_gaps(tmp_path / "hot.db"))
+    at = stopped  # the union of the gaps covers the outage and the time until the policy was listed
+    for a, b in gaps:
+        if a <= at < b:
+            at = b
+    assert at >= listed_at, (stopped, listed_at, gaps)
 
 
 @pytest.mark.asyncio
