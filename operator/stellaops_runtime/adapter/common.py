@@ -52,6 +52,23 @@ class AdapterStats:
     drop_signals: list[DropSignal] = field(default_factory=list)
 
 
+# The unhandled-kind label of a process_exec Tetragon made from /proc at its start (see procfs_flag).
+PROCFS_EXEC = "process_exec_procfs"
+
+
+def procfs_flag(flags: str) -> bool:
+    """Whether a Process's ``flags`` (Tetragon's space-separated debug words) hold ``procFS``.
+
+    Tetragon walks /proc when it starts (a node reboot, a Tetragon restart or upgrade) and sends a
+    ``process_exec`` flagged ``procFS`` for each process already running, stamped with its start
+    time (Tetragon's pkg/sensors/exec/procevents, pushExecveEvents). Such an exec is no execution
+    seen: an agent that watched the real one counted it already, so the adapters count it as
+    ``events_unhandled_total{kind="process_exec_procfs"}`` and hand nothing on
+    (tests/unit/test_adapter_procfs_exec.py). Other kinds of such a process are calls seen live.
+    """
+    return "procFS" in flags.split()
+
+
 _THROTTLE_KINDS = {"THROTTLE_START": DropKind.THROTTLE_START, "THROTTLE_STOP": DropKind.THROTTLE_STOP}
 _MAX_CGROUP_CHARS = 4096
 

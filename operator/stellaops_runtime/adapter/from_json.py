@@ -263,6 +263,9 @@ def _adapt(
         stats.malformed["no_process"] += 1
         return None
     kind = common.HANDLED_KINDS[kind_name]
+    if kind is _EXEC and common.procfs_flag(proc.get("flags") or ""):  # not a str: bad_type (adapt)
+        stats.unhandled[common.PROCFS_EXEC] += 1
+        return None
     ev = RuntimeCallEvent(
         kind=kind,
         timestamp_ns=_time_ns(obj.get("time"), stats),

@@ -321,7 +321,10 @@ def _build(
 
     ``payload``: the bytes the event was read from, when they were all read from it (the second view).
     """
-    pv, cv, podv, _ = part
+    pv, cv, podv, _, procfs = part
+    if procfs and kind is _EXEC:  # Tetragon's /proc walk at its start: no execution seen (common.procfs_flag)
+        stats.unhandled[common.PROCFS_EXEC] += 1
+        return None
     process = ProcessInfo(*pv)
     container = None if cv is None else ContainerInfo(*cv)
     pod = None

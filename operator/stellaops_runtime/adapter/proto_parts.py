@@ -92,11 +92,12 @@ def _shadow_class() -> Any:
 
 SHADOW = _shadow_class()
 
-# (process, container, pod, clean): ProcessInfo's fields in order; ContainerInfo's first six or None;
-# PodInfo's fields in order, or None, with both maps as dicts that are never changed (every event gets
-# its own copy: dict.copy is three times as fast as a dict made of items); whether every text field
-# that adapter/validate.py checks is clean (validate.fields_clean).
-ProcessPart = tuple[tuple[Any, ...], tuple[Any, ...] | None, tuple[Any, ...] | None, bool]
+# (process, container, pod, clean, procfs): ProcessInfo's fields in order; ContainerInfo's first six or
+# None; PodInfo's fields in order, or None, with both maps as dicts that are never changed (every event
+# gets its own copy: dict.copy is three times as fast as a dict made of items); whether every text field
+# that adapter/validate.py checks is clean (validate.fields_clean); whether Tetragon found the process in
+# /proc at its start (``procFS`` among its flags: common.procfs_flag).
+ProcessPart = tuple[tuple[Any, ...], tuple[Any, ...] | None, tuple[Any, ...] | None, bool, bool]
 # (module, symbol, offset, address): StackFrame's first four fields, a clean frame's (only those are kept)
 FramePart = tuple[str, str, int, int]
 _ENTRY_PARSE = tetragon_pb2.StackTraceEntry.FromString
@@ -141,7 +142,7 @@ def read_process(p: Any) -> ProcessPart:
         runtime, cid = common.split_container_id(p.docker)
         cv = (cid, runtime, "", "", "", "")
         texts += cv
-    return pv, cv, podv, validate.fields_clean(texts)
+    return pv, cv, podv, validate.fields_clean(texts), common.procfs_flag(p.flags)
 
 
 class Parts:

@@ -38,7 +38,7 @@ optout_list_errors_total             reads of that list that failed (the last li
 events_malformed_total{reason}       undecodable or invalid events, skipped
 events_repaired_total{reason}        events kept after a repair: nul_replaced, time_clamped, time_invalid,
                                      stack_truncated, text_truncated (adapter/validate.py)
-events_unhandled_total{kind}         event kinds we do not use (e.g. process_throttle)
+events_unhandled_total{kind}         event kinds we do not use (e.g. process_throttle; process_exec_procfs)
 events_dropped_total{reason}         events lost: queue_full and queue_bytes (ours: the receive queue's
                                      count and large-payload byte bounds; queue_bytes also counts an
                                      event the source could not take: a gRPC message over the channel's
