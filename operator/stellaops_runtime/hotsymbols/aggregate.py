@@ -41,7 +41,8 @@ are one flat dict. The strings a key keeps (image, module, node, build-id) and
 its example observation are shared with equal ones (hotsymbols/samples.py).
 Distinct callers are kept across drains as hashes in arrays, no object
 per key (hotsymbols/callers.py); observation windows are counted in
-hotsymbols/window_counts.py; what the fast path asks of the aggregator is in
+hotsymbols/window_counts.py; a kernel event's user stack is counted in
+hotsymbols/stack_counting.py; what the fast path asks of the aggregator is in
 hotsymbols/repeats.py. The aggregator holds at most what the agent lets
 it: the agent drains it early once ``hotSymbols.maxKeys`` keys are held
 (agent/runner.py). A drain leaves nothing of the drained keys behind: the
@@ -55,8 +56,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
-from stellaops_runtime.canonical.function_id import function_entry_id
-from stellaops_runtime.canonical.resolution import RESOLVED_SOURCES
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent, StackFrame
 from stellaops_runtime.contracts.hotsymbols import (
     CONFIDENCE,
@@ -69,6 +68,7 @@ from stellaops_runtime.hotsymbols.callers import CallerTable, NotedChains
 from stellaops_runtime.hotsymbols.repeats import RepeatCounting
 from stellaops_runtime.hotsymbols.samples import SampleTable, StringTable, frame_entry_id
 from stellaops_runtime.hotsymbols.slots import Group, Slot, id_symbol, slot_deltas
+from stellaops_runtime.hotsymbols.stack_counting import StackCounting
 from stellaops_runtime.hotsymbols.window_counts import WindowCounts
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ _POSTURE_RANK: dict[str, int] = {k.value: p.rank for k, p in EVENT_POSTURE.items
 _STACK_RANK = STACK_POSTURE.rank  # contracts.posture.event_rank, inlined in observe()
 
 
-class HotSymbolAggregator(RepeatCounting):
+class HotSymbolAggregator(StackCounting, RepeatCounting):
     """Windowed counts per hot-symbol key, drained as deltas."""
 
     def __init__(
@@ -216,95 +216,6 @@ class HotSymbolAggregator(RepeatCounting):
         self.observations += n
         if self._keys > self.peak_keys:
             self.peak_keys = self._keys
-        return n
-
-    def _observe_stack(self, win: int, image: str, ev: RuntimeCallEvent) -> int:
-        """Each distinct (module, function) of the user stack once, and each frame's caller (the
-        stack's key hashes in order, noted in the callers table once per chain: NotedChains).
-
-        The repeat branch of :meth:`_add` is inlined here (per frame: the stream whose stacks
-        never repeat spends most of the aggregator's time in this loop); a new key goes through
-        :meth:`_new_slot`, as in ``_add``.
-        """
-        stack = ev.user_stack
-        if not self._enabled[_STACK]:  # below the threshold: neither counted nor callers kept
-            self.below_threshold += len(
-                {(f.module, fn) for f in stack for fn in (*f.inlined, f.symbol or f"0x{f.offset:x}")}
-            )
-            return 0
-        ids = self._build_ids.get(ev.process.exec_id)
-        seen: set[tuple[str, str, str]] = set()
-        groups = self._groups
-        touched = self.touched
-        ts = ev.timestamp_ns
-        lat = ev.latency_ns or 0
-        chain: list[int] = []  # each frame's key hash, innermost first: a frame's caller is the next one
-        n = 0
-        for f in stack:
-            module = f.module
-            if f.inlined:  # functions inlined here: frames of their own, just above this one
-                n += self._observe_inlined(win, image, ev, f, chain, seen, ids)
-            fn = f.symbol or f"0x{f.offset:x}"  # frame_function, inlined
-            key = (image, module, fn)  # one tuple per frame: seen, and hashed for the callers
-            chain.append(hash(key))
-            if key in seen:
-                continue  # recursion: one observation, but every caller counts
-            seen.add(key)
-            group = (win, image, module, _STACK)
-            slots = groups.get(group)
-            slot = slots.get(fn) if slots is not None else None
-            if slot is None:
-                build_id = f.build_id or (ids.get(module, "") if ids else "")
-                slot = self._new_slot(group, slots, fn, ev, ts, lat, build_id, "", f)
-            else:
-                slot.count += 1
-                if ts < slot.first_ns:
-                    slot.first_ns = ts
-                elif ts > slot.last_ns:
-                    slot.last_ns = ts
-                if lat:
-                    slot.total_latency_ns += lat
-                    if lat > slot.max_latency_ns:
-                        slot.max_latency_ns = lat
-                if not slot.build_id and (build_id := f.build_id or (ids.get(module, "") if ids else "")):
-                    slot.build_id = self._share(build_id)
-                # frame_entry_id, inlined: an unresolved frame (most here) fails the first test
-                if not slot.function_id and f.source in RESOLVED_SOURCES and f.build_id and f.symbol:
-                    slot.function_id = function_entry_id(f.build_id, f.symbol)
-            if touched is not None:
-                touched.append(slot)
-            n += 1
-        if len(chain) > 1 and (started_over := self._chains.note(self._callers, chain)):
-            self.epoch += started_over  # the table started over: repeats must note their callers again
-        return n
-
-    def _observe_inlined(
-        self,
-        win: int,
-        image: str,
-        ev: RuntimeCallEvent,
-        f: StackFrame,
-        chain: list[int],
-        seen: set[tuple[str, str, str]],
-        ids: dict[str, str] | None,
-    ) -> int:
-        """The functions the compiler inlined at frame ``f`` (canonical/inlines.py), innermost first,
-        each observed as a stack frame of its own: its caller is the next one out, the outermost's is
-        ``f``'s function. Their key hashes go on ``chain`` (NotedChains.note notes them); returns the
-        number of observations."""
-        module = f.module
-        build_id = f.build_id or (ids.get(module, "") if ids else "")
-        resolved = f.source in RESOLVED_SOURCES and bool(f.build_id)
-        group = (win, image, module, _STACK)
-        n = 0
-        for name in f.inlined:
-            key = (image, module, name)
-            chain.append(hash(key))
-            if key in seen:
-                continue
-            seen.add(key)
-            fid = function_entry_id(f.build_id, name) if resolved else ""
-            n += self._add(group, name, ev, build_id, function_id=fid)
         return n
 
     def _add(
