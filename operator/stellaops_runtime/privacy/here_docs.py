@@ -9,7 +9,9 @@ script's own choosing, which one regex of the combined pass cannot refer back to
 function: for each ``<<`` (not ``<<<``, a here-string: stdin_secrets.py) whose opening line names
 such a reader, the document's lines, up to the line holding its delimiter (or to the end of a cut
 text), are the secret; a here-document for any other program (``cat <<EOF > app.conf``, ``psql
-<<EOF``) keeps its lines.
+<<EOF``) keeps its lines. The same readers take what a process substitution prints onto their
+standard input (``sudo -S cmd < <(echo X)``, ``kinit bob < <(echo X)``): the command before the
+``<`` is read for them the same way (stdin_secrets.py has the password-file options).
 
 Pure: text in, spans out (``engine.replace_spans`` replaces them, counted under ``password``).
 """
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["heredoc_spans"]
+from stellaops_runtime.privacy.base import REDACTED
+from stellaops_runtime.privacy.stdin_secrets import PROC_PRINTS
+
+__all__ = ["heredoc_spans", "stdin_substitution_spans"]
 
 # ``<<`` or ``<<-``, then the delimiter word, quoted or not (``<<'EOF'``, ``<<\"EOF\"`` inside a
 # double-quoted ``sh -c`` script, ``<<\EOF``).
@@ -91,3 +96,24 @@ def _closing(text: str, tag: str, nl: int) -> int:
                 return nl
         nl = text.find("\n", nl + 1)
     return n
+
+
+# ``< <(echo X)``: a process substitution's output as the standard input of the command before it.
+_ONTO_STDIN = re.compile(r"<[ \t]*" + PROC_PRINTS)
+
+
+def stdin_substitution_spans(text: str) -> list[tuple[int, int, str]]:
+    """What each ``< <(echo …)`` in ``text`` prints onto a password reader's standard input, as spans."""
+    out: list[tuple[int, int, str]] = []
+    seen = 0  # the end of the substitution before: each character is read for one command only
+    for m in _ONTO_STDIN.finditer(text):
+        start, end = m.span("s")
+        # the command: from the last ``|``, ``;``, ``&`` or newline before it, bounded
+        command = text[max(seen, m.start() - _LINE_WINDOW) : m.start()]
+        seen = m.end()
+        if text[start:end].strip("'\" ") == REDACTED:  # taken by the combined pass already
+            continue
+        cut = max(command.rfind(c) for c in "|;&\n") + 1
+        if _READER.search(command, cut) is not None:
+            out.append((start, end, "password"))
+    return out

@@ -37,7 +37,7 @@ from stellaops_runtime.privacy.engine import (
     sub_compiled,
     sub_extra,
 )
-from stellaops_runtime.privacy.here_docs import heredoc_spans
+from stellaops_runtime.privacy.here_docs import heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.patterns import (
@@ -200,6 +200,8 @@ class Redactor:
             spans = cli_spans(text, tool)
             if "<<" in text:  # a here-document for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
+            if "<(" in text:  # a process substitution onto a reader's standard input (here_docs.py)
+                spans.extend(stdin_substitution_spans(text))
             # Library rules are chosen on the text before the default pass: that pass
             # only puts "[REDACTED]" where a secret was, and no library pattern
             # matches in or across the marker (test_privacy_formats.py).

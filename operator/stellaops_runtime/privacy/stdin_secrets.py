@@ -70,7 +70,7 @@ STDIN_TRIGGERS: tuple[str, ...] = ("sudo", "cryptsetup", "kinit", "data-file", "
 # A process substitution (bash(1)) printing the password: ``<(echo X)``, ``<(printf '%s' X)``; all
 # it prints goes, up to its ``)`` outside quotes (``<(echo 'pa)ss')``; ``\"pa)ss\"`` inside a
 # double-quoted ``sh -c`` script; an escaped ``\)``). Possessive: each character is read once.
-_PROC_PRINTS = (
+PROC_PRINTS = (
     r"<\(\s*(?:echo|printf)\s+(?:-[neE]+\s+)?"
     r"""(?P<s>(?=[^)\s])(?:\\"[^"\n]*+"?|'[^'\n]*+'?|"(?:[^"\\\n]|\\.)*+"?|[^)\n'"\\]++|\\[^\n]?)++)"""
 )
@@ -79,13 +79,10 @@ _PROC_PRINTS = (
 # lookahead finds the word, then the name is read once (possessive), so a long name costs one scan.
 _PROC_OPTION = (
     r"-(?<![\w./-]-)-?(?=[\w.-]{0,64}?(?i:pass|pw|secret|token|key|cred|auth))[\w.-]++(?:=|\s+)"
-    rf"(?:file:)?{_PROC_PRINTS}"
+    rf"(?:file:)?{PROC_PRINTS}"
 )
-# ... or onto the standard input of a reader (``docker login --password-stdin reg < <(echo X)``).
-_PROC_STDIN = (
-    r"(?:-(?<![\w-]-)-pass(?:word)?-stdin|-(?<![\w-]-)-passphrase-fd[ =]0|c(?<![\w-]c)hpasswd"
-    r"|p(?<![\w-]p)asswd)(?![\w-])[^|;&\n<]{0,256}+<\s*" + _PROC_PRINTS
-)
+# What it prints onto a reader's standard input (``docker login --password-stdin reg < <(echo X)``,
+# ``sudo -S cmd < <(echo X)``) is here_docs.py's: the readers are the same as a here-document's.
 
 # An expect(1) script answering a password, passphrase, PIN or one-time-code prompt: the
 # ``send`` (or ``exp_send``) right after such an ``expect`` loses its string
@@ -128,7 +125,6 @@ _HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}+<<<\s*{_HERE_WORD}"
 
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     _PROC_OPTION,
-    _PROC_STDIN,
     _EXPECT_SEND,
     _EXPECT_PAIR,
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
