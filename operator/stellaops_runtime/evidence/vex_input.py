@@ -208,22 +208,54 @@ def parse(doc: Any) -> list[Vulnerability]:
     return _one_per_id(out)
 
 
+def _key(text: str) -> str:
+    """An id or alias as :func:`vulnerability_id` reads it (``cve-2024-1`` is ``CVE-2024-1``), to
+    link records; text it refuses, as it is (it names no record then)."""
+    try:
+        return vulnerability_id(text) or text
+    except RefError:
+        return text
+
+
 def _one_per_id(vulns: list[Vulnerability]) -> list[Vulnerability]:
-    """Entries of one id as one vulnerability: its packages and functions together, aliases
-    joined, the first description; in the order the ids first appear. Two statements of one id
-    could say ``affected`` and ``not_affected`` in one document."""
-    by_id: dict[str, Vulnerability] = {}
+    """Records of one vulnerability as one: entries of one id, and records linked by ``aliases``
+    (OSV: the ids of the same vulnerability in other databases; either way round, or through a
+    third record), with their packages and functions together, under the first id, the other ids
+    and every alias (but the first id) as its aliases, the first description; in the order the
+    vulnerabilities first appear. Two statements of one vulnerability could say ``affected`` and
+    ``not_affected`` in one document: a GitHub advisory and the Go record of one CVE list
+    different functions, and the CVE looked up read not affected while its code ran."""
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while (p := parent.setdefault(k, k)) != k:
+            parent[k] = k = parent.setdefault(p, p)
+        return k
+
     for v in vulns:
-        have = by_id.get(v.id)
-        if have is not None:
-            v = Vulnerability(
-                id=v.id,
-                description=have.description or v.description,
-                aliases=(*have.aliases, *v.aliases),
-                targets=(*have.targets, *v.targets),
+        for alias in v.aliases:
+            a, b = root(_key(alias)), root(v.id)
+            if a != b:
+                parent[a] = b
+    groups: dict[str, list[Vulnerability]] = {}
+    for v in vulns:
+        groups.setdefault(root(v.id), []).append(v)
+    out = []
+    for members in groups.values():
+        first = members[0].id
+        aliases = dict.fromkeys(_key(a) for m in members for a in (m.id, *m.aliases))
+        shown: dict[str, str] = {}  # an alias's key -> its first spelling (the id's for an id)
+        for m in members:
+            shown.setdefault(m.id, m.id)
+        for m in members:
+            for a in m.aliases:
+                shown.setdefault(_key(a), a)
+        out.append(
+            Vulnerability(
+                id=first,
+                description=next((m.description for m in members if m.description), ""),
+                aliases=tuple(shown[k] for k in aliases if k != first),
+                targets=tuple(dict.fromkeys(t for m in members for t in m.targets)),
             )
-        by_id[v.id] = v
-    return [
-        Vulnerability(v.id, v.description, tuple(dict.fromkeys(v.aliases)), tuple(dict.fromkeys(v.targets)))
-        for v in by_id.values()
-    ]
+        )
+    return out
