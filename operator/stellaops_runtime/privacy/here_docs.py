@@ -30,7 +30,7 @@ __all__ = ["heredoc_spans", "stdin_substitution_spans"]
 _OPEN = re.compile(r"(?<!<)<<(?!<)-?[ \t]*\\*['\"]?(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})")
 
 # Programs that read a password (or a secret) on standard input, named on the opening line
-# (each as in stdin_secrets.py; mysql with a bare ``-p``, psql with ``-W``; ftp(1) reads its
+# (each as in stdin_secrets.py; mysql with a bare ``-p`` or ``--password``, psql with ``-W``; ftp(1) reads its
 # ``user NAME PASSWORD`` command there). Bounded: the line is cut to _LINE_WINDOW around ``<<``.
 _READER = re.compile(
     r"(?<![\w.-])(?:/\S*/)?(?:chpasswd|passwd|smbpasswd|kinit|cryptsetup|vncpasswd|mkpasswd|htpasswd"
@@ -38,7 +38,7 @@ _READER = re.compile(
     r"|--pass(?:word)?-stdin(?![\w-])|--passphrase-fd[ =]0(?![0-9])|\s-stdin(?![\w-])"
     r"|(?<![\w.-])(?:/\S*/)?sudo(?:\s+[^\s|;&<]+){0,32}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])"
     r"|(?<![\w.-])(?:/\S*/)?(?:mysql|mariadb|mysqladmin|mysqldump)(?![\w-])[^|;&\n]{0,512}?"
-    r"\s-p(?=[\s\"'<]|\Z)"
+    r"\s(?:-p|--password)(?=[\s\"'<]|\Z)"
     r"|(?<![\w.-])(?:/\S*/)?psql(?![\w-])[^|;&\n]{0,512}?\s(?:-W|--password)(?![\w=-])"
     r"|--data-file[= ]-(?![^\s\"'])|\ssecret\s+(?:create|set)\s"
     # ``cat`` printing the document into a process substitution for a credential option

@@ -94,7 +94,9 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
-_WIDE_VALUE = rf"""{NOT_A_PEM_START}(?:{BLOCK_SCALAR}|{_QUOTED}|{NOT_A_MARKER}{WORD_VALUE})"""
+# A redirection is no value either: ``psql --password <<EOF`` and ``mysql --password < <(echo X)``
+# prompt for the password, which the here-document or the substitution gives (here_docs.py).
+_WIDE_VALUE = rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{NOT_A_MARKER}{WORD_VALUE})"""
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
