@@ -246,6 +246,27 @@ def test_a_single_pom_is_the_jars_own_only_when_named_or_vouched_for() -> None:
     assert maven.own_artifact(twice, file_name="lib-1.0.jar") is None
 
 
+def test_a_renamed_maven_jar_whose_manifest_titles_the_project_by_its_name_is_its_pom() -> None:
+    """Maven's archiver titles a JAR by the project's <name>, not its artifactId.
+
+    With addDefaultImplementationEntries (spring-boot-starter-parent sets it), a Maven-built
+    application JAR renamed in the Dockerfile (COPY target/*.jar app.jar) says
+    Implementation-Title: Hello Service, Implementation-Version: 1.4.2 beside its own (only)
+    pom.properties hello@1.4.2: that is the JAR's own; the version still tells a bundled one apart.
+    """
+    own = maven.MavenArtifact("org.example", "hello", "1.4.2")
+    made = maven.parse_manifest(
+        "Manifest-Version: 1.0\r\nCreated-By: Maven JAR Plugin 3.3.0\r\nBuild-Jdk-Spec: 17\r\n"
+        "Implementation-Title: Hello Service\r\nImplementation-Version: 1.4.2\r\n"
+        "Main-Class: org.springframework.boot.loader.launch.JarLauncher\r\n\r\n"
+    )
+    assert maven.own_artifact([own], file_name="app.jar", manifest=made) == own
+    bundled = maven.MavenArtifact("org.apache.commons", "commons-lang3", "3.14.0")
+    assert maven.own_artifact([bundled], file_name="app.jar", manifest=made) is None
+    not_maven = {**made, "created-by": "1.8.0_392 (Temurin)"}  # a title naming another: not decided
+    assert maven.own_artifact([own], file_name="app.jar", manifest=not_maven) is None
+
+
 def test_npm_package_json() -> None:
     assert npm.parse_package_json(b'{"name": "@s/p", "version": "1.0.0"}', origin="p") == npm.NpmPackage(
         "@s/p", "1.0.0"

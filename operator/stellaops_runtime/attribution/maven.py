@@ -12,7 +12,8 @@ carries only the dependency's. Such a JAR not named ``<artifactId>-<version>.jar
 is the artifact's only when its manifest's main section vouches for it: Maven
 made it (``Created-By`` names Maven, whose archiver always adds the project's
 own ``pom.properties``) or ``Implementation-Title``/``Implementation-Version``
-name the artifact; and nothing in the manifest names another title or version.
+name the artifact; and nothing in the manifest names another version, nor (unless
+Maven made it: Maven titles a JAR by the project's ``<name>``) another title.
 """
 
 from __future__ import annotations
@@ -86,8 +87,13 @@ def own_artifact(
     only = artifacts[0]
     title = manifest.get("implementation-title")
     version = manifest.get("implementation-version")
-    if (title is not None and title != only.artifact_id) or (version is not None and version != only.version):
+    by_maven = "maven" in manifest.get("created-by", "").lower()
+    # Maven's archiver titles the JAR by the project's <name> (not its artifactId): with Maven
+    # only the version can name another artifact.
+    if version is not None and version != only.version:
         return None  # the manifest names another artifact: the application around a bundled one
+    if title is not None and title != only.artifact_id and not by_maven:
+        return None
     if title == only.artifact_id and version == only.version:
         return only
-    return only if "maven" in manifest.get("created-by", "").lower() else None
+    return only if by_maven else None
