@@ -40,6 +40,8 @@ class OutageMarker:
         self.take = getattr(source, "take_outage", None)
         self.record: Any = None  # agent/watch_record.py WatchRecord: sampled on every tick
         self.policies: Any = None  # agent/policy_load_gaps.py PolicyLoadWatch: its spans are gaps too
+        # sources/tetragon_metrics.py TetragonMetricsPoller: spans in which Tetragon counted lost events
+        self.drops: Any = None
         self.pipeline = pipeline
         self.in_pipeline = in_pipeline
         self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
@@ -52,6 +54,7 @@ class OutageMarker:
 
     async def mark(self) -> None:
         """Hand over what the source reports now (called on every tick and at shutdown)."""
+        await self._mark_drops()
         if self.take is None:
             return
         await self._mark_unloaded()
@@ -80,6 +83,20 @@ class OutageMarker:
                 await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, end)
             except BaseException:
                 self.policies.give_back(spans[i:])  # marked next time: a gap is never lost
+                raise
+
+    async def _mark_drops(self) -> None:
+        """The metrics poller's spans (sources/tetragon_metrics.py): Tetragon said it lost events."""
+        if self.drops is None:
+            return
+        spans = self.drops.take()
+        for i, (start, end, count) in enumerate(spans):
+            try:
+                await self.in_pipeline(
+                    self.pipeline.gaps.tetragon_drop, self.pipeline.node_name, start, end, count
+                )
+            except BaseException:
+                self.drops.give_back(spans[i:])  # marked next time: a gap is never lost
                 raise
 
     async def run(self, stop: asyncio.Event) -> None:

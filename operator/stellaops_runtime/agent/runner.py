@@ -146,6 +146,8 @@ class Agent(Draining):
             self.source.watch_registry(self.lifecycle)
         # Tetragon outages (even a short reconnect) become node-wide gaps (agent/outages.py).
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
+        # Tetragon's own drop counters rising are gaps too (sources/tetragon_metrics.py).
+        self.outages.drops = self._poller
         if self.node_status is not None and self.outages.enabled:  # our policies not loaded yet: gaps too
             self.node_status.policy_watch = self.outages.policies = PolicyLoadWatch(start_ns=time.time_ns())
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
@@ -254,7 +256,7 @@ class Agent(Draining):
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
         if self.pod_view is not None:
             tasks.append(asyncio.create_task(self.pod_view.run(self.stop_event), name="pod-view"))
-        if self.outages.enabled:
+        if self.outages.enabled or self.outages.drops is not None:
             tasks.append(asyncio.create_task(self.outages.run(self.stop_event), name="outages"))
         if self.presence.other_agent:
             tasks.append(asyncio.create_task(self.presence.run(self.stop_event), name="node-presence"))

@@ -281,6 +281,14 @@ class GapTracker:
         a, b = min(start_ns, end_ns), max(start_ns, end_ns)  # the second read first: a clock step back
         self._mark(NODE_WIDE, node, a, b, dropped=count, source=source)
 
+    def tetragon_drop(self, node: str, start_ns: int, end_ns: int, count: int) -> None:
+        """Tetragon's own drop counters (sources/tetragon_metrics.py) rose by ``count`` between two
+        scrapes at ``start_ns`` and ``end_ns`` (wall clock): a node-wide gap carrying the count."""
+        if count <= 0:
+            return
+        a, b = min(start_ns, end_ns), max(start_ns, end_ns)  # the second scrape first: a clock step back
+        self._mark(NODE_WIDE, node, a, b, dropped=count)
+
     def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
         """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""
         cid = container_id_of_cgroup(cgroup)

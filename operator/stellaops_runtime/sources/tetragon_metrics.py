@@ -5,6 +5,15 @@ metric ``tetragon_notify_overflowed_events_total``. Reading it lets the agent
 report Tetragon's drops next to its own, so "we saw no calls" can be told
 apart from "we were not sent the calls".
 
+A rise of a watched counter between two good scrapes is also a span in which
+Tetragon lost events (for its gRPC clients, in its ring buffer or kprobes): the
+poller keeps it (:meth:`TetragonMetricsPoller.take`) and the outage marker
+(agent/outages.py) records it as a node-wide gap carrying the count, so no
+"not observed" rests on that time. A counter that went down (Tetragon
+restarted and counts from zero) and is above zero lost that many since its
+restart: a span too. The first scrape only sets the baseline (what Tetragon
+counted before this agent cannot be placed in time).
+
 The endpoint's text is not trusted: a watched counter whose value is not a
 finite count (NaN, ±Inf, negative) fails the scrape (counted, the last good
 values kept); it made every later rendering of the agent's own /metrics fail
@@ -17,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,6 +37,7 @@ from stellaops_runtime.contracts.redact import redact, redact_error
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 << 20  # Tetragon's exposition is a few hundred KiB
+MAX_SPANS = 1000  # drop spans held between two takes (the marker takes them every second)
 
 WATCHED = {
     "tetragon_notify_overflowed_events": "overflowed",
@@ -43,6 +54,7 @@ class TetragonDropStats:
     scrapes: int = 0
     scrape_errors: int = 0
     last_error: str = ""
+    drop_spans: int = 0  # spans between two scrapes in which a watched counter rose (gaps)
 
 
 def parse_drops(text: str) -> dict[str, float]:
@@ -68,6 +80,40 @@ class TetragonMetricsPoller:
         self.interval = interval
         self.timeout = timeout
         self.stats = TetragonDropStats()
+        self._last: tuple[int, dict[str, float]] | None = None  # the last good scrape: wall ns, values
+        self._spans: list[tuple[int, int, int]] = []  # (start, end wall ns, events lost) not taken yet
+
+    def note(self, drops: dict[str, float], now_ns: int) -> None:
+        """One good scrape's values at ``now_ns``: a span since the last good one if any counter rose."""
+        last, self._last = self._last, (now_ns, drops)
+        if last is None:
+            return
+        since, before = last
+        lost = 0.0
+        for k, v in drops.items():
+            was = before.get(k, 0.0)
+            lost += v - was if v >= was else v  # went down: Tetragon started over, v lost since
+        if lost <= 0:
+            return
+        self.stats.drop_spans += 1
+        count = max(1, int(lost))
+        if self._spans and self._spans[-1][1] == since:  # joins the span before it
+            start, _, n = self._spans.pop()
+            self._spans.append((start, now_ns, n + count))
+        elif len(self._spans) >= MAX_SPANS:  # not taken for long: one wider span, never a lost one
+            start, end, n = self._spans.pop()
+            self._spans.append((min(start, since), max(end, now_ns), n + count))
+        else:
+            self._spans.append((since, now_ns, count))
+
+    def take(self) -> list[tuple[int, int, int]]:
+        """The spans (start, end wall ns, events lost) noted since the last call."""
+        spans, self._spans = self._spans, []
+        return spans
+
+    def give_back(self, spans: list[tuple[int, int, int]]) -> None:
+        """Spans taken but not recorded: taken again next time."""
+        self._spans[:0] = spans
 
     async def scrape_once(self, session: aiohttp.ClientSession) -> None:
         try:
@@ -85,6 +131,7 @@ class TetragonMetricsPoller:
         self.stats.scrapes += 1
         for k, v in drops.items():
             setattr(self.stats, k, v)
+        self.note(drops, time.time_ns())
 
     async def run(self, stop: asyncio.Event) -> None:
         async with aiohttp.ClientSession() as session:
