@@ -21,6 +21,14 @@ blind, each idle container's day marked and no "not observed" of the node's imag
 (tests/unit/test_history_days_far_ahead.py). What that leaves: days an agent before watched more
 than that far ahead of this clock (a clock stepped back by more than a month) are judged on this
 agent's calls alone when it reaches them.
+
+The days after this agent's start are kept (hotsymbols/day_calls.py ``await_history``) until the
+store's moment came and was judged: with no usable record, the store down for days and the clock
+stepped back across midnight, a day the agent had forgotten before the store answered was not
+marked any more, and read watched beside calls only the agent before saw
+(tests/unit/test_day_calls_store_late.py). The bound on remembered containers still holds: a
+store down long enough on a busy node drops the oldest kept days (day_calls.py ``MAX_UNITS``), and
+their windows already written stay as written.
 """
 
 from __future__ import annotations
@@ -93,7 +101,9 @@ def attach_history_days(agent: Any) -> HistoryDays:
     attach_watch_record set it): the store's latest window of the node is read as it first opens."""
     from stellaops_runtime.agent.node_history import last_window_ns
 
-    h = HistoryDays(agent.pipeline.aggregator, node=agent.node_name)
+    aggregator = agent.pipeline.aggregator
+    aggregator.await_history()  # the days after the start are kept until the store's moment is judged
+    h = HistoryDays(aggregator, node=agent.node_name)
     h.record(record_path(agent.config.store.spool_path))
     inner: Callable[[Any], None] | None = agent.flusher.on_open
 
@@ -110,6 +120,7 @@ def attach_history_days(agent: Any) -> HistoryDays:
             raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
         known = [t for t in (stored, agent.flusher.spool.window_ns) if t is not None]
         h.stored(max(known) if known else None)
+        aggregator.await_history(False)  # after its blind_through: the days it names are judged first
 
     agent.flusher.on_open = on_open
     return h

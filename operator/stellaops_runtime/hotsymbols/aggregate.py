@@ -145,6 +145,10 @@ class HotSymbolAggregator(StackCounting, RepeatCounting):
         """An agent before this one watched the node until ``ns`` (agent/history_days.py)."""
         self._windows.blind_through(ns)
 
+    def await_history(self, awaiting: bool = True) -> None:
+        """The store's moment of the agents before is awaited, or came (agent/history_days.py)."""
+        self._windows.await_history(awaiting)
+
     @property
     def rows(self) -> int:
         """Rows a drain would hand over: keys plus observation windows (what the agent bounds)."""

@@ -35,7 +35,8 @@ up to the last moment an agent before it watched (:meth:`DayCalls.blind_through`
 agent/history_days.py: its watch record, the store's latest window of the
 node), which may be a day after the start on this clock when the node's clock
 went back across midnight between the two (a window of such a day already
-written is marked on a restate row). That takes out
+written is marked on a restate row; the days after the start are not
+forgotten while that moment is awaited: :meth:`DayCalls.await_history`). That takes out
 no day that was watched: a node where no container of the image showed a
 call that day has no window that could see calls, so the day is out of the
 watch already; a container that called only to the agent before costs that
@@ -80,6 +81,7 @@ class DayCalls:
 
     __slots__ = (
         "_at",
+        "_awaiting",
         "_blind_done",
         "_blind_upto",
         "_called",
@@ -97,6 +99,7 @@ class DayCalls:
         # the days up to the agent's start (UTC): an agent before it may have seen callers this one did not
         self._blind_upto = started_ns // DAY_NS if started_ns is not None else -1
         self._blind_done = self._blind_upto  # the days up to it were judged blind (restated() catches up)
+        self._awaiting = False  # a moment of an agent before is still to come: days after the start kept
         self._called: dict[_Day, set[str]] = {}
         # (image, node, day) -> container not yet seen with calls -> [its first window, that window's
         # own rank, the rank written for it]
@@ -138,6 +141,16 @@ class DayCalls:
         (another thread may tell it: the store's opening one); :meth:`restated` marks the windows of
         such a day written before it was told."""
         self._blind_upto = max(self._blind_upto, ns // DAY_NS)
+
+    def await_history(self) -> None:
+        """The store's answer to :meth:`blind_through` is still to come (agent/history_days.py): the
+        days after the start are not forgotten until it came and :meth:`restated` judged them."""
+        self._awaiting = True
+
+    def history_known(self) -> None:
+        """The store answered (after its :meth:`blind_through`, if any): days are forgotten as before
+        once :meth:`restated` has judged them. Only a bool is written (the store's opening thread)."""
+        self._awaiting = False
 
     def forgot(self, win: int) -> bool:
         """Whether the window's day was forgotten: its rows keep what was written."""
@@ -227,8 +240,13 @@ class DayCalls:
 
     def prune(self) -> None:
         """Forget the days before the day before the newest one; past the bound, drop the containers of
-        the oldest days (largest first): such a day is judged blind from then on."""
-        keep = self._floor = max(self._floor, self._latest - 1)
+        the oldest days (largest first): such a day is judged blind from then on. While the store's
+        moment is awaited, or told and not yet judged, the days after those judged blind are kept
+        (the bound still holds): a day forgotten before it is told could not be marked any more."""
+        keep = self._latest - 1
+        if self._awaiting or self._blind_upto > self._blind_done:  # _awaiting read first (history_known)
+            keep = min(keep, self._blind_done + 1)
+        keep = self._floor = max(self._floor, keep)
         for key in [k for k in self._called.keys() | self._first.keys() | self._spilled if k[2] < keep]:
             self._forget(key)
         if self._size + self._ncalled > MAX_UNITS:  # the oldest days' largest sets first

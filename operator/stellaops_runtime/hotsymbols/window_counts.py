@@ -66,6 +66,13 @@ class WindowCounts:
         """An agent before this one watched the node until ``ns``: day_calls.py ``blind_through``."""
         self.units.days.blind_through(ns)
 
+    def await_history(self, awaiting: bool = True) -> None:
+        """The store's moment is awaited (True) or came (False): day_calls.py ``await_history``."""
+        if awaiting:
+            self.units.days.await_history()
+        else:
+            self.units.days.history_known()
+
     def note(
         self,
         image: str,
