@@ -33,8 +33,9 @@ _OPEN = re.compile(r"(?<!<)<<(?!<)-?[ \t]*\\*['\"]?(?P<tag>[A-Za-z0-9_][A-Za-z0-
 # (each as in stdin_secrets.py; mysql with a bare ``-p`` or ``--password``, psql with ``-W``; ftp(1) reads its
 # ``user NAME PASSWORD`` command there). Bounded: the line is cut to _LINE_WINDOW around ``<<``.
 _READER = re.compile(
-    r"(?<![\w.-])(?:/\S*/)?(?:chpasswd|passwd|smbpasswd|kinit|cryptsetup|vncpasswd|mkpasswd|htpasswd"
-    r"|ftp|lftp)(?![\w-])"
+    # the programs, not the file /etc/passwd nor an ftp:// URL
+    r"(?<![\w.-])(?:/\S*/)?(?<!/etc/)(?:chpasswd|passwd|smbpasswd|kinit|cryptsetup|vncpasswd|mkpasswd|htpasswd"
+    r"|ftp|lftp)(?![\w-]|://)"
     r"|--pass(?:word)?-stdin(?![\w-])|--passphrase-fd[ =]0(?![0-9])|\s-stdin(?![\w-])"
     r"|(?<![\w.-])(?:/\S*/)?sudo(?:\s+[^\s|;&<]+){0,32}?\s+(?:-[A-Za-z]*S[A-Za-z]*|--stdin)(?![\w-])"
     r"|(?<![\w.-])(?:/\S*/)?(?:mysql|mariadb|mysqladmin|mysqldump)(?![\w-])[^|;&\n]{0,512}?"
