@@ -124,3 +124,13 @@ def test_hostile_states_count_as_pending() -> None:
     assert w.open
     w.observe([entry("enabled")], now_ns=120 * S, connected=True, connects=1)  # any case
     assert not w.open
+
+
+def test_a_reconnection_while_tetragon_does_not_answer_stays_open_until_it_answers() -> None:
+    w, _ = started()
+    w.observe(None, now_ns=110 * S, connected=False, connects=1)
+    w.observe(None, now_ns=120 * S, connected=True, connects=2)  # the stream is back, the API is not
+    w.observe(None, now_ns=130 * S, connected=True, connects=2)
+    assert w.open
+    w.observe([entry("ENABLED")], now_ns=140 * S, connected=True, connects=2)
+    assert not w.open and covered(w.take(now_ns=140 * S), 110 * S, 140 * S)

@@ -37,7 +37,8 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
 What remains: between two polls (a third of ``observationNode.heartbeatSeconds``)
 a reload that ends with the same version is not seen; an agent without
 ``observationNode.enabled`` reads no policy states and records none of this;
-while Tetragon's API does not answer, an open span stays open and none opens.
+while Tetragon's API does not answer, an open span stays open (one a
+reconnection opens too) and no other opens.
 """
 
 from __future__ import annotations
