@@ -3,7 +3,8 @@
 With ``tetragon.metricsUrl`` set the agent reads Tetragon's lost-event counters
 (``tetragon_notify_overflowed_events_total``: events Tetragon threw away for a
 slow gRPC client; ``tetragon_observer_ringbuf_events_lost_total``,
-``tetragon_bpf_missed_events_total``: lost in the kernel). Before, a rise was
+``tetragon_bpf_missed_events_total``, the ring buffer queue and missed-probe counters: lost in the
+kernel or on the way to its handlers). Before, a rise was
 only shown on /metrics: no gap covered the time, so the windows in which
 Tetragon said it lost events could answer "not observed". Now each rise
 between two good scrapes is a node-wide gap over that span, carrying the
@@ -22,7 +23,7 @@ from aiohttp import ClientSession
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
-from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
+from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller, parse_drops
 from tests.integration.test_tetragon_metrics_hostile import Exporter
 
 S = 1_000_000_000
@@ -99,3 +100,28 @@ async def test_the_agent_marks_tetragons_drops_as_node_wide_gaps(tmp_path: Path)
     assert {(r.image_digest, r.node_name) for r in gaps} == {(NODE_WIDE, "n1")}
     assert sum(r.dropped_events for r in gaps) == 9
     assert poller.take() == []  # handed over
+
+
+def test_every_lost_event_counter_of_tetragon_is_read() -> None:
+    """The ring buffer's queue to the handlers and the probes the kernel skipped lose events too
+    (Tetragon's metrics: ``tetragon_observer_ringbuf_queue_events_lost_total``,
+    ``tetragon_missed_prog_probes_total``, ``tetragon_missed_link_probes_total``)."""
+    base = parse_drops(
+        "tetragon_observer_ringbuf_queue_events_lost_total 1\n"
+        'tetragon_missed_prog_probes_total{policy="p",attach="a"} 2\n'
+        'tetragon_missed_link_probes_total{policy="p",attach="b"} 3\n'
+    )
+    p = TetragonMetricsPoller("http://unused")
+    p.note(base, 1 * S)
+    for name, n in (
+        ("tetragon_observer_ringbuf_queue_events_lost_total 4", 3),
+        ('tetragon_missed_prog_probes_total{policy="p",attach="a"} 7', 5),
+        ('tetragon_missed_link_probes_total{policy="p",attach="b"} 10', 7),
+    ):
+        lines = [ln for ln in ("tetragon_observer_ringbuf_queue_events_lost_total 1",
+                               'tetragon_missed_prog_probes_total{policy="p",attach="a"} 2',
+                               'tetragon_missed_link_probes_total{policy="p",attach="b"} 3')
+                 if ln.split(" ")[0].split("{")[0] != name.split(" ")[0].split("{")[0]]  # fmt: skip
+        p._last = (1 * S, base)
+        p.note(parse_drops("\n".join([*lines, name]) + "\n"), 2 * S)
+        assert p.take() == [(1 * S, 2 * S, n)], name

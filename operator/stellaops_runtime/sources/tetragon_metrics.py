@@ -43,6 +43,9 @@ WATCHED = {
     "tetragon_notify_overflowed_events": "overflowed",
     "tetragon_bpf_missed_events": "bpf_missed",
     "tetragon_observer_ringbuf_events_lost": "ringbuf_lost",
+    "tetragon_observer_ringbuf_queue_events_lost": "ringbuf_queue_lost",  # reader -> handlers channel
+    "tetragon_missed_prog_probes": "missed_probes",  # probe runs the kernel skipped
+    "tetragon_missed_link_probes": "missed_probes",
 }
 
 
@@ -51,6 +54,8 @@ class TetragonDropStats:
     overflowed: float = 0.0
     bpf_missed: float = 0.0
     ringbuf_lost: float = 0.0
+    ringbuf_queue_lost: float = 0.0
+    missed_probes: float = 0.0
     scrapes: int = 0
     scrape_errors: int = 0
     last_error: str = ""
