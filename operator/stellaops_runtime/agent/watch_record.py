@@ -82,6 +82,7 @@ from stellaops_runtime.agent.watch_record_file import (
     this_boot,
     write_record,
 )
+from stellaops_runtime.agent.watch_record_store import StoreAnswer
 from stellaops_runtime.hotsymbols.clock_span import READ_SLACK_NS, boot_ns, boot_of, now_pair
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class WatchRecord:
+class WatchRecord(StoreAnswer):
     """Reads the record at start (:meth:`resume`); keeps it at the last moment both watched and stored.
 
     A moment counts once every payload that had arrived by then is in a flush that
@@ -176,111 +177,10 @@ class WatchRecord:
         return alive
 
     @property
-    def awaits_store(self) -> bool:
-        """No usable record, and the store has not said yet whether an agent ran on the node."""
-        return self._asked and not self._store_answered
-
-    @property
     def unrecorded(self) -> bool:
         """Drains are held now: the export file's position cannot be recorded, nothing is stored
         (``/readyz``'s ``export_position_unrecorded``)."""
         return self.export.held > 0
-
-    def spool_lost(self) -> None:
-        """The spool file left was set aside (agent/spool_keeper.py): its counts, after the last the
-        store took, are lost; the gap starts at the node's latest stored window (:meth:`store_opened`)."""
-        self._asked = self._asked or not self._store_answered
-
-    def _ask_store(self, source: Any) -> None:
-        """No usable record: whether an agent ran on the node before is asked of the store as it
-        opens (:meth:`store_opened`); an export source waits for it before replaying its file."""
-        self._asked = True
-        waiting = getattr(source, "history_unknown", None)
-        if waiting is not None:
-            waiting()
-
-    def store_opened(self, store: Any) -> None:
-        """On the store's opening thread, before this agent writes to it: read the node's latest
-        window (agent/node_history.py). Raises StoreUnavailable if it cannot be read (the store
-        is opened again later), so the answer is never "none" for a store that could not tell."""
-        from stellaops_runtime.agent.node_history import last_window_ns
-        from stellaops_runtime.store.errors import StoreUnavailable
-
-        try:  # the node's export position, for a checkpoint about to be used (agent/export_resume.py)
-            self.export.store_opened(store.db, self.node)
-        except Exception as e:
-            raise StoreUnavailable(f"cannot read this node's export position: {e!r}") from e
-        if not self._asked or self._store_answered:
-            return
-        try:
-            stored = last_window_ns(store.db, self.node)
-        except Exception as e:
-            raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
-        known = [t for t in (stored, self.spool_window_ns()) if t is not None]
-        self._store_knows = max(known) if known else None
-        self._store_answered = True
-
-    def _tell(self, source: Any) -> None:
-        """Hand the store's answer to the source once (on the event loop)."""
-        if not self._store_answered or self._told:
-            return
-        self._told = True
-        since = self._store_knows
-        if since is not None and since > time.time_ns() + FUTURE_SKEW_NS:
-            # An earlier agent's clock was ahead (stepped back since): where the hole began on this
-            # clock is unknown, as for a record ahead of the clock (agent/watch_record_file.py).
-            wall, boot = now_pair()
-            source.resume_outage(wall - boot, 0)
-            self.restart_gaps += 1
-            self.restart_gap_seconds = boot / 1e9
-            log.warning(
-                "no usable watch record, and the store holds a window of node %s starting at %s, "
-                "ahead of the clock (it was stepped back since an earlier agent wrote it): the "
-                "windows cannot say where the hole since that agent began, so the time from the "
-                "node's boot at %s is a gap",
-                self.node, _iso(since), _iso(wall - boot),
-            )  # fmt: skip
-        elif since is not None:
-            # A window up to FUTURE_SKEW_NS ahead (two clocks a little apart) is taken as now, as a
-            # record's moment is (agent/watch_record_file.py): the gap never reaches the future.
-            wall, boot = now_pair()
-            if since <= wall:
-                source.resume_outage(since, None)
-            else:
-                source.resume_outage(wall, boot)
-            self.restart_gaps += 1
-            self.restart_gap_seconds = max(0, time.time_ns() - since) / 1e9
-            log.warning(
-                "no usable watch record or spool file, but the store holds windows of node %s up "
-                "to one starting at %s: an earlier agent watched it, and the time since is a gap",
-                self.node, _iso(since),
-            )  # fmt: skip
-        else:
-            log.info("the store holds no window of node %s: the first agent on this node", self.node)
-        told = getattr(source, "history", None)
-        if told is not None and told(since is not None):  # a gap of the lines it did not replay
-            self.restart_gaps += 1
-
-    def unanswered_at_stop(self, source: Any) -> None:
-        """At shutdown, before the last outage is marked: the store never said whether an agent
-        ran on the node before (down for this agent's whole life). The record this agent leaves
-        starts the next agent's gap at this agent's own moment, and no later agent asks the store,
-        so the hole before this agent would never be a gap: it is marked now, from the node's
-        boot (the widest it can be on this boot), and stored or spooled with the last drain. An
-        answer not handed to the source yet (it came after the last tick) is handed now."""
-        if self._store_answered:
-            self._tell(source)
-        if not self._asked or self._store_answered or self._told or not self.path:
-            return
-        self._told = True
-        wall, boot = now_pair()
-        source.resume_outage(wall - boot, 0)
-        self.restart_gaps += 1
-        log.warning(
-            "the store never said whether an agent ran on node %s before (no usable watch record): "
-            "the time from the node's boot at %s until this agent watched is recorded as a gap",
-            self.node, _iso(wall - boot),
-        )  # fmt: skip
 
     def tick(self, source: Any) -> None:
         """Sample the source's last watching moment (about once a second), if it is watching."""
