@@ -8,6 +8,7 @@ smallest inputs that show them.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -265,6 +266,32 @@ def test_a_renamed_maven_jar_whose_manifest_titles_the_project_by_its_name_is_it
     assert maven.own_artifact([bundled], file_name="app.jar", manifest=made) is None
     not_maven = {**made, "created-by": "1.8.0_392 (Temurin)"}  # a title naming another: not decided
     assert maven.own_artifact([own], file_name="app.jar", manifest=not_maven) is None
+
+
+def test_an_unreadable_manifest_does_not_undo_a_jar_named_by_its_pom(tmp_path: Path) -> None:
+    """The manifest is read only to vouch for a single pom; damage in it (here its deflate data)
+    leaves the JAR named ``<artifactId>-<version>.jar`` that artifact, and a renamed one unknown,
+    never the whole JAR an error."""
+    import io
+    import zipfile
+
+    from stellaops_runtime.attribution.binaries import read_binary_info
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("META-INF/MANIFEST.MF", "Created-By: Apache Maven\n" * 50, zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/maven/org.x/lib/pom.properties", "groupId=org.x\nartifactId=lib\nversion=1.0\n")
+    data = bytearray(buf.getvalue())
+    at = data.index(b"META-INF/MANIFEST.MF") + len("META-INF/MANIFEST.MF")  # its local header's name
+    data[at : at + 8] = b"\xff" * 8  # the start of its deflate data
+    for name, want in (("lib-1.0.jar", maven.MavenArtifact("org.x", "lib", "1.0")), ("app.jar", None)):
+        (tmp_path / name).write_bytes(bytes(data))
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        try:
+            info = read_binary_info(fd, name=str(tmp_path / name))
+        finally:
+            os.close(fd)
+        assert (info.jar, info.jar_artifacts, info.maven_error) == (want, 1, None), name
 
 
 def test_npm_package_json() -> None:

@@ -40,6 +40,15 @@ MAX_POMS = 4096
 MANIFEST = "META-INF/MANIFEST.MF"
 MAX_MANIFEST_BYTES = 64 << 10  # its main section comes first; a signed JAR's per-entry digests follow
 PF_X, PF_W = 0x1, 0x2
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    EOFError,
+    RuntimeError,  # an encrypted member; NotImplementedError: an unknown compression method
+    zlib.error,  # damaged deflate data
+    lzma.LZMAError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,16 +160,8 @@ def _jar(f: BinaryIO, name: str) -> BinaryInfo:
                     return BinaryInfo(maven_error=f"{name}: {info.filename} is {info.file_size} bytes")
                 text = z.read(info).decode("utf-8", "replace")
                 artifacts.append(maven.artifact_of(text, member=info.filename))
-            manifest = _manifest(z) if artifacts else None
-    except (
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        EOFError,
-        RuntimeError,  # an encrypted member; NotImplementedError: an unknown compression method
-        zlib.error,  # damaged deflate data
-        lzma.LZMAError,
-    ) as e:
+            manifest = _manifest(z) if len(artifacts) == 1 else None  # it only vouches for one
+    except ZIP_ERRORS as e:
         return BinaryInfo(maven_error=f"{name}: {e}")
     own = maven.own_artifact(artifacts, file_name=os.path.basename(name), manifest=manifest)
     return BinaryInfo(jar=own, jar_artifacts=len(artifacts))
@@ -168,12 +169,17 @@ def _jar(f: BinaryIO, name: str) -> BinaryInfo:
 
 def _manifest(z: zipfile.ZipFile) -> dict[str, str] | None:
     """The main section of the JAR's manifest; ``None`` when there is none, several (a hostile
-    JAR: which one Java reads is not ours to guess) or its main section is not within the bound."""
+    JAR: which one Java reads is not ours to guess), it cannot be read (then it vouches for
+    nothing; the pom named by the file's name still counts) or its main section is not within
+    the bound."""
     found = [i for i in z.infolist() if i.filename.upper() == MANIFEST]
     if len(found) != 1:
         return None
-    with z.open(found[0]) as f:
-        data = f.read(MAX_MANIFEST_BYTES + 1)
+    try:
+        with z.open(found[0]) as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except ZIP_ERRORS:
+        return None
     text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
     if len(data) > MAX_MANIFEST_BYTES and "\n\n" not in text:
         return None
