@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,16 +177,19 @@ def observed(url: str, function: str) -> tuple[int, dict[str, Any]]:
     return r.returncode, json.loads(r.stdout)
 
 
-def run_agent(tmp_path: Path, root: Path, frames: list[dict[str, Any]]) -> tuple[str, dict[Any, float]]:
+def run_agent(
+    tmp_path: Path, root: Path, frames: list[dict[str, Any]], url: str
+) -> tuple[str, dict[Any, float]]:
     """The real agent over three kprobe events with ``frames``, the process's root at ``root``
-    (a procfs of the test's own); returns the store URL and the last metrics scraped."""
+    (a procfs of the test's own), storing into ``url`` (at head: not a migration test); returns
+    the store URL and the last metrics scraped. Stopped by SIGTERM once the three are processed:
+    its shutdown flush stores them (--exit-when-idle 3 sat 3 s idle first)."""
     proc_root = tmp_path / "proc"
     (proc_root / str(PID)).mkdir(parents=True)
     (proc_root / str(PID) / "root").symlink_to(root)
     (proc_root / str(PID) / "maps").write_text("")
     export = tmp_path / "export.jsonl"
     export.write_text("".join(json.dumps(kprobe(n, frames)) + "\n" for n in range(3)))
-    url = f"sqlite:///{tmp_path}/hot.db"
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
@@ -193,7 +198,7 @@ def run_agent(tmp_path: Path, root: Path, frames: list[dict[str, Any]]) -> tuple
         symbols={"procRoot": str(proc_root), "parseWaitMilliseconds": 20_000},
         attribution={"enabled": False},
     )
-    agent = h.start_agent(cfg, "--exit-when-idle", "3")
+    agent = h.start_agent(cfg)
     try:
         deadline = time.monotonic() + 60
         m: dict[Any, float] = {}
@@ -201,6 +206,7 @@ def run_agent(tmp_path: Path, root: Path, frames: list[dict[str, Any]]) -> tuple
             assert agent.poll() is None and time.monotonic() < deadline, "events not processed in time"
             time.sleep(0.05)
             m = h.scrape(port) or m
+        agent.send_signal(signal.SIGTERM)
         code, out = h.finish(agent, timeout=90)
     finally:
         if agent.poll() is None:
@@ -209,7 +215,9 @@ def run_agent(tmp_path: Path, root: Path, frames: list[dict[str, Any]]) -> tuple
     return url, m
 
 
-def test_an_inlined_function_on_a_stripped_go_stack_is_observed(tmp_path: Path) -> None:
+def test_an_inlined_function_on_a_stripped_go_stack_is_observed(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     full, stripped = build(tmp_path / "go")
     root = tmp_path / "container"
     (root / "app").mkdir(parents=True)
@@ -222,7 +230,7 @@ def test_an_inlined_function_on_a_stripped_go_stack_is_observed(tmp_path: Path) 
         {"module": "/app/server", "offset": str(file_offset(full, ret))},
         {"module": "/app/server", "offset": str(file_offset(full, ret_main))},
     ]
-    url, m = run_agent(tmp_path, root, frames)
+    url, m = run_agent(tmp_path, root, frames, sqlite_at_head(tmp_path / "hot.db"))
 
     with stripped.open("rb") as f:
         bid = file_build_id(f)[0]
@@ -313,7 +321,9 @@ def symbolize_agrees_on_inlines(full: Path, stripped: Path, function_prefix: str
     return docs
 
 
-def test_an_inlined_cxx_function_is_observed_through_the_images_debug_file(tmp_path: Path) -> None:
+def test_an_inlined_cxx_function_is_observed_through_the_images_debug_file(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     """The DWARF path in the agent (parse worker): a stripped C++ binary in the container root
     with its DWARF in ``/app/shop.debug`` (``.gnu_debuglink``); a frame inside code of
     ``shop::Cart::price`` inlined into ``shop::handle`` counts the inlined functions llvm-symbolizer
@@ -332,7 +342,7 @@ def test_an_inlined_cxx_function_is_observed_through_the_images_debug_file(tmp_p
     inlined = chains[at - start]
     # the agent reads a frame's offset as a return address and asks one byte before it
     frames = [{"module": "/app/shop", "offset": str(file_offset(full, at) + 1)}]
-    url, m = run_agent(tmp_path, root, frames)
+    url, m = run_agent(tmp_path, root, frames, sqlite_at_head(tmp_path / "hot.db"))
 
     with stripped.open("rb") as f:
         bid = file_build_id(f)[0]
