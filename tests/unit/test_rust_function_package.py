@@ -1,0 +1,65 @@
+"""Which .dep-v0 package a demangled Rust function is filed under (function_packages.py).
+
+The promises of docs/attribution.md "Functions of Go and Rust binaries" in pure
+logic: a crate name no runtime package has (a renamed ``[[bin]]`` such as
+ripgrep's ``rg``, a build-only crate) is unknown with its reason, never the root
+crate; the toolchain's crates (std and std's own dependencies) keep the file's
+answer unless the application lists a crate of that name.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.attribution.cargo_auditable import Crate
+from stellaops_runtime.attribution.function_packages import rust_function_package
+
+CRATES = (
+    Crate("ripgrep", "14.1.0", "crates.io", "runtime", True),
+    Crate("grep-searcher", "0.1.13", "crates.io", "runtime", False),
+    Crate("libc", "0.2.155", "crates.io", "runtime", False),
+    Crate("cc", "1.0.98", "crates.io", "build", False),
+)
+
+
+def _purl(function: str) -> str | None:
+    pkg, why = rust_function_package(CRATES, function)
+    assert why is None, function
+    return pkg.purl if pkg is not None else None
+
+
+def test_a_listed_crate_is_its_package() -> None:
+    assert _purl("grep_searcher::searcher::Searcher::search_path") == "pkg:cargo/grep-searcher@0.1.13"
+    assert _purl("<grep_searcher::sink::SinkMatch as core::fmt::Debug>::fmt") == (
+        "pkg:cargo/grep-searcher@0.1.13"
+    )
+    # a crate of a toolchain crate's name that the application lists: the listed package
+    assert _purl("libc::unix::linux_like::linux::gnu::f") == "pkg:cargo/libc@0.2.155"
+
+
+def test_the_toolchain_s_crates_keep_the_file_s_answer() -> None:
+    for function in (
+        "std::io::stdio::_print",
+        "core::fmt::write",
+        "hashbrown::raw::RawTable::reserve_rehash",
+        "gimli::read::unit::Unit::new",
+        "addr2line::Context::find_frames",
+        "malloc",
+    ):
+        assert rust_function_package(CRATES, function) == (None, None), function
+
+
+def test_a_renamed_bin_or_a_build_crate_is_unknown_never_the_root() -> None:
+    for function, crate in (
+        ("rg::main", "rg"),
+        ("rg::flags::parse::parse", "rg"),
+        ("cc::Build::compile", "cc"),
+    ):
+        pkg, why = rust_function_package(CRATES, function)
+        assert pkg is None, function
+        assert why is not None and why.startswith(f"crate {crate} is no runtime package"), function
+
+
+def test_two_versions_of_one_crate_name_both() -> None:
+    two = (*CRATES, Crate("grep-searcher", "0.1.11", "crates.io", "runtime", False))
+    pkg, why = rust_function_package(two, "grep_searcher::Searcher::new")
+    assert pkg is None
+    assert why == "crate grep_searcher is 2 packages of .dep-v0: grep-searcher@0.1.11, grep-searcher@0.1.13"
