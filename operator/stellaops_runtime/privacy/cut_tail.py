@@ -70,9 +70,11 @@ _TAIL_ALTERNATIVES: tuple[str, ...] = (
     r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@[A-Za-z0-9.-]*\Z(?P<w_4>)",
     # five or more digits, single spaces or dashes between them: a card number or SSN cut short
     r"[0-9](?<![\w./+-][0-9])(?:[ -]?[0-9]){4,}[ -]?\Z(?P<w_5>)",
-    # an AWS secret access key cut short, right after its access key id and one separator (the
-    # id's body is redacted by then: the main rules ran first)
-    r"[A-Za-z0-9/+](?<=A[KS]IA\[REDACTED\][:,;\s][A-Za-z0-9/+])[A-Za-z0-9/+]*\Z(?P<w_6>)",
+    # an AWS secret access key cut short, right after its access key id and one separator, or
+    # both quoted (the id's body is redacted by then: the main rules ran first)
+    r"[A-Za-z0-9/+](?:(?<=A[KS]IA\[REDACTED\][:,;\s][A-Za-z0-9/+])"
+    r"|(?<=A[KS]IA\[REDACTED\][\"'][:,;][\"'][A-Za-z0-9/+])"
+    r"|(?<=A[KS]IA\[REDACTED\][\"'][:,;]\s[\"'][A-Za-z0-9/+]))[A-Za-z0-9/+]*\Z(?P<w_6>)",
 )
 
 TRUNCATED_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_TAIL_ALTERNATIVES)))

@@ -269,9 +269,12 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
             _keyed([r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True)
             # The secret right after its access key id and one separator, with no key name:
             # s3fs's ``ID:SECRET`` line, a credentials CSV, positional arguments (a fixed-width
-            # lookbehind: the id is always 20 characters).
-            + r"|[A-Za-z0-9/+](?<=A[KS]IA[A-Z0-9]{16}[:,;\s][A-Za-z0-9/+])[A-Za-z0-9/+]{39}"
-            r"(?![A-Za-z0-9/+=])(?P<w>)"
+            # lookbehind: the id is always 20 characters); also both quoted, as two arguments of a
+            # call or a quoted CSV (``('AKIA…', 'SECRET')``, ``"AKIA…","SECRET"``).
+            + r"|[A-Za-z0-9/+](?:(?<=A[KS]IA[A-Z0-9]{16}[:,;\s][A-Za-z0-9/+])"
+            r"|(?<=A[KS]IA[A-Z0-9]{16}[\"'][:,;][\"'][A-Za-z0-9/+])"
+            r"|(?<=A[KS]IA[A-Z0-9]{16}[\"'][:,;]\s[\"'][A-Za-z0-9/+]))"
+            r"[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])(?P<w>)"
         ),
         triggers=("aws", "akia", "asia"),
     ),
