@@ -23,7 +23,9 @@ def test_filters_from_config_travel_in_the_request() -> None:
     ).tetragon
     req = build_request(cfg)
     wire = events_pb2.GetEventsRequest.FromString(req.SerializeToString())
-    (allow,) = wire.allow_list
+    allow, signals = wire.allow_list  # the second lets Tetragon's drop signals through (no process)
+    assert list(signals.event_set) == [events_pb2.PROCESS_THROTTLE, events_pb2.RATE_LIMIT_INFO]
+    assert signals.ByteSize() == len(events_pb2.Filter(event_set=signals.event_set).SerializeToString())
     assert list(allow.namespace) == ["shop", ""]
     assert list(allow.event_set) == [events_pb2.PROCESS_UPROBE, events_pb2.PROCESS_KPROBE]
     assert [list(f.binary_regex) for f in wire.deny_list] == [["^/usr/bin/kubectl$"], []]
@@ -74,4 +76,7 @@ tetragon_events_total{type="PROCESS_EXEC"} 1000
 
 
 def test_tetragon_drop_counters_are_summed_over_labels() -> None:
-    assert parse_drops(TETRAGON_METRICS) == {"overflowed": 17.0, "bpf_missed": 7.0, "ringbuf_lost": 0.0}
+    assert parse_drops(TETRAGON_METRICS) == {
+        "overflowed": 17.0, "bpf_missed": 7.0, "ringbuf_lost": 0.0,
+        "ringbuf_queue_lost": 0.0, "missed_probes": 0.0,
+    }  # fmt: skip

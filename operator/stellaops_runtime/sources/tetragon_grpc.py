@@ -120,9 +120,18 @@ def _filter(f: EventFilter) -> events_pb2.Filter:
     return msg
 
 
+# Tetragon's drop signals have no process, so no filter on the process or on our event types matches
+# them: with any allow filter set they were never sent, and a throttled cgroup made no gap. One more
+# allow filter (allow filters are ORed) lets them through; no deny filter the config can express
+# matches them (a process filter never matches an event without one, and eventTypes cannot name them).
+DROP_SIGNAL_TYPES = (events_pb2.PROCESS_THROTTLE, events_pb2.RATE_LIMIT_INFO)
+
+
 def build_request(cfg: TetragonConfig) -> events_pb2.GetEventsRequest:
     req = events_pb2.GetEventsRequest()
     req.allow_list.extend(_filter(f) for f in cfg.allow)
+    if cfg.allow:  # none: everything is allowed, the signals too
+        req.allow_list.append(events_pb2.Filter(event_set=DROP_SIGNAL_TYPES))
     req.deny_list.extend(_filter(f) for f in cfg.deny)
     return req
 
