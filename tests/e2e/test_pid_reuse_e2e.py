@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -89,7 +90,9 @@ def test_frames_of_an_older_process_of_a_live_pid_keep_their_names(
             symbols={"parseWaitMilliseconds": 20_000},
             attribution={"enabled": False},
         )
-        agent = h.start_agent(cfg, "--exit-when-idle", "3")
+        # Stopped by SIGTERM once every line is processed: the shutdown flush stores the counts
+        # (--exit-when-idle 3 sat 3 s idle first).
+        agent = h.start_agent(cfg)
         try:
             m: dict[Any, float] = {}
             deadline = time.monotonic() + 90
@@ -97,6 +100,7 @@ def test_frames_of_an_older_process_of_a_live_pid_keep_their_names(
                 assert agent.poll() is None and time.monotonic() < deadline, "events not processed in time"
                 time.sleep(0.05)
                 m = h.scrape(port) or m
+            agent.send_signal(signal.SIGTERM)
             code, out = h.finish(agent, timeout=90)
         finally:
             if agent.poll() is None:
