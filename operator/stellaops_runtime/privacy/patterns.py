@@ -185,9 +185,10 @@ _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"
 # an upper-case letter after a lower-case one) so ``Basic authentication`` stays; and it is no
 # setting ``name=value`` (a token68 holds ``=`` only at its end): in ``--set auth.type=basic
 # auth.enabled=true`` the scheme word is a setting's value and ``auth.enabled=true`` the next one;
-# nor the next flag (``--auth-type=basic --auth-user=bob``, ``--auth-scheme Bearer -v``).
+# nor the next flag (``--auth-type=basic --auth-user=bob``, ``--auth-scheme Bearer -v``): a flag's
+# name is lower-case words; a base64url token may start with ``--`` too (``--Tk9xQ2…``).
 _CREDENTIAL_LOOKING = (
-    r"(?![A-Za-z_][\w.-]*=[^\s=]|--[A-Za-z]|-[A-Za-z][A-Za-z0-9]?(?!\S))"
+    r"(?![A-Za-z_][\w.-]*=[^\s=]|--[a-z][a-z0-9]*+(?:[-_.][a-z0-9]++)*+(?![^\s=])|-[A-Za-z][A-Za-z0-9]?(?!\S))"
     r"(?=[A-Za-z]*(?:[0-9._~+/=-]|[a-z][A-Za-z]*[A-Z]))"
 )
 
