@@ -268,6 +268,15 @@ def test_a_renamed_maven_jar_whose_manifest_titles_the_project_by_its_name_is_it
     assert maven.own_artifact([own], file_name="app.jar", manifest=not_maven) is None
 
 
+def test_the_pom_the_file_is_exactly_named_after_wins_over_a_prefix_match() -> None:
+    """``foo-1.0.1.jar`` starts with ``foo-1.0.`` too: foo@1.0 bundled in foo@1.0.1's JAR does not
+    make the JAR unknown (nor foo@1.0, the first in zip order, as before 9e09641)."""
+    old, new = maven.MavenArtifact("org.x", "foo", "1.0"), maven.MavenArtifact("org.x", "foo", "1.0.1")
+    assert maven.own_artifact([old, new], file_name="foo-1.0.1.jar") == new
+    assert maven.own_artifact([old, new], file_name="foo-1.0.jar") == old
+    assert maven.own_artifact([old, new], file_name="foo-1.0.1-all.jar") is None  # neither exactly
+
+
 def test_an_unreadable_manifest_does_not_undo_a_jar_named_by_its_pom(tmp_path: Path) -> None:
     """The manifest is read only to vouch for a single pom; damage in it (here its deflate data)
     leaves the JAR named ``<artifactId>-<version>.jar`` that artifact, and a renamed one unknown,

@@ -79,7 +79,8 @@ def own_artifact(
 ) -> MavenArtifact | None:
     """The JAR's own artifact: the one matching ``<artifactId>-<version>.jar``, or the only
     one when the manifest vouches for it (module docstring); otherwise ``None``."""
-    named = [a for a in artifacts if file_name.startswith(f"{a.artifact_id}-{a.version}.")]
+    stem = file_name.rpartition(".")[0]  # exactly: foo-1.0.1.jar and foo-1.0.1-all.jar start with foo-1.0.
+    named = [a for a in artifacts if stem == f"{a.artifact_id}-{a.version}"]
     if len(named) == 1:
         return named[0]
     if len(artifacts) != 1 or manifest is None:
