@@ -85,3 +85,16 @@ def test_a_claims_file_with_a_value_over_the_bound_is_refused(tmp_path: Path) ->
                                  "vulnerability": "CVE-" + "1" * MAX_CLAIM_CHARS}]))  # fmt: skip
     with pytest.raises(bridge.ClaimsError, match=f"at most {MAX_CLAIM_CHARS}"):
         bridge.load_claims(path)
+
+
+def test_a_policy_hash_over_the_bound_is_a_usage_error(
+    world: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--policy-hash`` is signed into the predicate too, and nothing cut it: one of 100,000
+    characters (an argument may hold 128 KiB) made a witness over the ~100 KB bound."""
+    out = Path(world["tmp"]) / "p.json"
+    code, _, err = cli(capsys, "witness", "sign", "--store", world["url"], "--image", IMG,
+                       "--purl", "pkg:deb/debian/zlib1g", "--function", "crc32",
+                       "--policy-hash", "h" * 100_000, "--key", world["key"], "--out", str(out))  # fmt: skip
+    assert code == 2 and f"at most {MAX_CLAIM_CHARS}" in err and len(err) < 1000, err[:500]
+    assert not out.exists()

@@ -40,6 +40,7 @@ from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
+from stellaops_runtime.witness.issued import no_later_than_store
 from stellaops_runtime.witness.statement import encode, statement
 
 
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                     if others := t.names_of(fn):  # a Go symbol's other spellings (vex_input)
                         fq = dataclasses.replace(fq, names=(*fq.names, *others))
                     obs = observe(conn, image=image, purl=pq, function=fq)
-                    doc = evidence(obs, image=image, purl=t.purl, function=fn)
+                    doc = no_later_than_store(conn, evidence(obs, image=image, purl=t.purl, function=fn))
                     stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)
                     data = (json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n").encode()
                     stem = re.sub(r"[^A-Za-z0-9._-]", "_", v.id)

@@ -39,6 +39,7 @@ from stellaops_runtime.store.refs import PurlQuery, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.bridge import write_witness
+from stellaops_runtime.witness.issued import no_later_than_store
 from stellaops_runtime.witness.statement import check_statement, encode, statement, subject_image
 
 
@@ -62,7 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument(
         "--exploit-path", action="store_true", help="the claim records a confirmed vulnerable flow"
     )
-    s.add_argument("--policy-hash", metavar="HASH", help="hash of the TracingPolicy set that observed it")
+    # signed into the predicate, which nothing cuts: bounded as a claim's values are (witness stays < 100 KB)
+    s.add_argument("--policy-hash", type=_arg(_policy_hash), metavar="HASH",
+                   help="hash of the TracingPolicy set that observed it")  # fmt: skip
     s.add_argument("--key", required=True, metavar="FILE", help="Ed25519 private key (PEM)")
     s.add_argument("--out", metavar="FILE", help="write the envelope here (default: stdout)")
     s.add_argument("--save", action="store_true", help="also keep the envelope in the store")
@@ -99,6 +102,11 @@ def _claim_options(p: argparse.ArgumentParser, purl_help: str) -> None:
     p.add_argument("--purl", type=_arg(wstore.claim_purl), metavar="PURL", help=purl_help)
     p.add_argument("--function", type=_arg(wstore.claim_function), metavar="NAME|ID")
     p.add_argument("--vuln", type=_arg(wstore.vulnerability_id), metavar="ID")
+
+
+def _policy_hash(text: str) -> str:
+    """``--policy-hash``: at most as long as a claim's values (wstore.bounded)."""
+    return wstore.bounded(text, "policy hash")
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -152,6 +160,7 @@ def run_sign(args: argparse.Namespace) -> int:
         snapshot(conn)  # one snapshot: agents flush while this reads (as vex and evidence)
         obs = observe(conn, image=args.image, purl=pq, function=args.function, exploit_path=args.exploit_path)
         doc = evidence(obs, image=args.image, purl=pq.text, function=args.function.text)
+        doc = no_later_than_store(conn, doc)  # issued no later than the store's time (issued.py)
         stmt = statement(obs, doc, image=args.image, purl=pq.text, function=args.function.text,
                          vulnerability=args.vuln, policy_hash=args.policy_hash)  # fmt: skip
         text = json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n"

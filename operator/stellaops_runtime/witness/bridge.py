@@ -52,6 +52,7 @@ from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
+from stellaops_runtime.witness.issued import no_later_than_store
 from stellaops_runtime.witness.statement import encode, statement, subject_image
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,8 @@ class WitnessBridge:
         with engine.connect() as conn:
             snapshot(conn)  # one snapshot: other nodes flush while this reads (as `witness sign`)
             obs = observe(conn, image=c.image, purl=pq, function=fq, exploit_path=c.exploit_path)
-            doc = evidence(obs, image=c.image, purl=c.purl, function=c.function)
+            # issued no later than the store's time: this node's clock may run ahead (issued.py)
+            doc = no_later_than_store(conn, evidence(obs, image=c.image, purl=c.purl, function=c.function))
             stmt = statement(obs, doc, image=c.image, purl=c.purl, function=c.function,
                              vulnerability=c.vulnerability, source=self._source)  # fmt: skip
             data = (json.dumps(dsse.sign(encode(stmt), self._private), indent=2) + "\n").encode()
