@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.evidence import vex
 from stellaops_runtime.evidence.vex_input import parse
 from stellaops_runtime.store.engine import open_store
-from tests.integration.test_vex import OPENVEX, delta, vex_cli, watched
+from tests.integration.test_vex import IMG, OPENVEX, delta, vex_cli, watched
 
 ZLIB = "pkg:deb/debian/zlib1g"
 GHSA = "GHSA-jm6m-4w2v-3mmr"
@@ -60,3 +64,14 @@ def test_an_alias_chain_is_one_vulnerability_and_unrelated_ids_stay_apart() -> N
     assert first.id == "GO-2022-9" and other.id == "CVE-2022-3"
     assert first.aliases == ("CVE-2022-1", GHSA)
     assert [f for t in first.targets for f in t.functions] == ["a", "c", "d"]
+
+
+def test_cyclonedx_names_the_other_ids_as_references() -> None:
+    """CycloneDX has no ``aliases``: the ids joined under the first one (a GitHub advisory
+    looked up by its own id) are its ``references``, or the document would not name them."""
+    [v] = parse(ALIASED["vulnerabilities"][:1] + ALIASED["vulnerabilities"][2:])
+    doc = vex.cyclonedx(IMG, [vex.Decision(v, vex.UNDER_INVESTIGATION, "n", ())])
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(doc)) is None
+    [entry] = doc["vulnerabilities"]
+    assert entry["id"] == "CVE-2022-1"
+    assert [r["id"] for r in entry["references"]] == [GHSA, "GO-2022-9"]

@@ -299,6 +299,8 @@ def cyclonedx(
         }
         if d.vulnerability.description:
             entry["description"] = d.vulnerability.description
+        if d.vulnerability.aliases:  # CycloneDX has no aliases: its ids of the same vulnerability
+            entry["references"] = [{"id": a, "source": {}} for a in d.vulnerability.aliases]
         wit = [f.witness.split(" ", 1)[0] for f in d.findings if f.witness]
         if wit:
             entry["properties"] = [{"name": "stellaops:witness", "value": w} for w in wit]

@@ -17,7 +17,8 @@ import's ``path`` and asked in every spelling the agent stores it under,
 matched to stored Rust names by :mod:`stellaops_runtime.store.rust_paths`)
 or ``.functions``. A vulnerability
 without any function cannot be decided at function level: it is reported
-``under_investigation``. Entries of one id are one vulnerability (:func:`_one_per_id`).
+``under_investigation``. Entries of one id, and records naming each other in ``aliases``, are one
+vulnerability (:func:`_one_per_id`).
 Pure: the caller reads the file.
 """
 
