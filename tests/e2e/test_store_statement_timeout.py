@@ -34,7 +34,7 @@ from tests.e2e.test_store_fleet_agents import event_totals
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-FAST_ROWS = 40
+FAST_ROWS = 100  # the agent flushes ~190 and ~310 rows: split to 95 and 155 -> 78; each level costs a timeout
 
 SLOW_TRIGGER = f"""
 CREATE FUNCTION public.slow_large_statement() RETURNS trigger LANGUAGE plpgsql AS $$
