@@ -134,3 +134,17 @@ def test_a_reconnection_while_tetragon_does_not_answer_stays_open_until_it_answe
     assert w.open
     w.observe([entry("ENABLED")], now_ns=140 * S, connected=True, connects=2)
     assert not w.open and covered(w.take(now_ns=140 * S), 110 * S, 140 * S)
+
+
+def test_a_reload_or_load_behind_polls_tetragon_did_not_answer_is_unwatched_since_its_last_answer() -> None:
+    """A poll whose ListTracingPolicies failed (a timeout while Tetragon loads) saw nothing: a
+    reload or a load seen after it may have begun any time since the last poll that was answered."""
+    w, _ = started()
+    w.observe([entry("ENABLED", gen=1)], now_ns=110 * S, connected=True, connects=1)
+    w.observe(None, now_ns=120 * S, connected=True, connects=1)  # ListTracingPolicies timed out
+    w.observe([entry("ENABLED", gen=2)], now_ns=130 * S, connected=True, connects=1)  # reloaded
+    assert covered(w.take(now_ns=130 * S), 110 * S, 130 * S)
+    w.observe(None, now_ns=140 * S, connected=True, connects=1)
+    w.observe([entry("LOADING", gen=3)], now_ns=150 * S, connected=True, connects=1)
+    w.observe([entry("ENABLED", gen=3)], now_ns=160 * S, connected=True, connects=1)
+    assert covered(w.take(now_ns=160 * S), 130 * S, 160 * S)

@@ -16,8 +16,9 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
 
 - while an object of ours (named ``stellaops-...``, loaded from the API server)
   is listed pending (``LOADING``, ``UNLOADING``, ``UNKNOWN`` or a state this
-  agent does not know), from the last poll that saw it settled, to the first
-  poll that sees it settled again; settled is ``ENABLED``,
+  agent does not know), from the last poll that saw it settled (a poll whose
+  ListTracingPolicies failed saw nothing), to the first poll that sees it
+  settled again; settled is ``ENABLED``,
   ``PARTIALLY_ENABLED`` (its loaded hooks trace; the operator reports the rest),
   ``SKIPPED`` (not for this node) and the failed states, whose pods the operator
   caps instead (controller/in_force.py);
@@ -26,7 +27,8 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   that sees nothing pending, since what Tetragon traced before that poll is
   unknown;
 - an object of ours listed again under another version (uid, generation)
-  than at the poll before: Tetragon reloaded it in between, from that poll on;
+  than at the last poll that read the list: Tetragon reloaded it in between,
+  from that poll on;
 - an object of ours listed that the poll before did not list: within
   :data:`EXPECT_SECONDS` of a (re)connection it was being loaded since
   Tetragon came back (its list is empty at first), so from the poll before
@@ -85,6 +87,7 @@ class PolicyLoadWatch:
         self._start = start_ns  # before this agent, the watch record and the outages speak
         self._expect_ns = int(expect_seconds * 1e9)
         self._prev_poll: int | None = None  # the last poll's time
+        self._answered: int | None = None  # the last poll whose ListTracingPolicies was answered
         self._connects: int | None = None
         self._was_connected = False
         self._conn_from: int | None = None  # the poll before the current connection was seen
@@ -124,16 +127,19 @@ class PolicyLoadWatch:
         if entries is None:  # nothing known of what Tetragon traces: an open span stays open
             self._prev_poll = now_ns
             return
+        # What the list shows changed since the last list read, not the last poll: a poll whose
+        # ListTracingPolicies failed (a timeout while Tetragon loads) saw nothing of it.
+        listed = self._answered if self._answered is not None else self._start
         ours = _ours(entries)
         for key, entry in ours.items():
             was = self._listed.get(key)
             if was is None:
-                self._record(self._listed_from(key, before, now_ns), now_ns)
+                self._record(self._listed_from(key, listed, now_ns), now_ns)
             elif reported_version(was) != reported_version(entry):  # reloaded in between
-                self._record(before, now_ns)
+                self._record(listed, now_ns)
         self.pending = sum(1 for e in ours.values() if _pending(e))
         if self.pending:
-            self._open(before)
+            self._open(listed)
         elif self._open_from is not None:
             self._record(self._open_from if self._handed_to is None else self._handed_to, now_ns)
             self._open_from = self._handed_to = None
@@ -142,7 +148,7 @@ class PolicyLoadWatch:
             self._last_seen[key] = now_ns
         for key in [k for k, t in self._last_seen.items() if now_ns - t > self._expect_ns and k not in ours]:
             del self._last_seen[key]
-        self._prev_poll = now_ns
+        self._prev_poll = self._answered = now_ns
 
     def _listed_from(self, key: tuple[str, str], before: int, now_ns: int) -> int:
         """Since when an object of ours first listed at this poll may have traced nothing."""
