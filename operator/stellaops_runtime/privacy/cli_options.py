@@ -356,10 +356,11 @@ CLI_FLAG_SECRET = SecretPattern(
                 # --token-code, Duo's --passcode, --otp/--totp, aws iam enable-mfa-device
                 # --authentication-code1/2); the flag's own name, not a part of one (--pin-cpus,
                 # --spin, --exit-code stay)
-                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?i:pin|otp|totp|hotp|passcode|authentication-code[12]"
-                r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)-code)(?:=|\s+(?![-\s]))" + _V,
+                # (also with underscores: --otp_code, --user_pin)
+                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+[-_])*(?i:pin|otp|totp|hotp|passcode|authentication-code[12]"
+                r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)[-_]code)(?:=|\s+(?![-\s]))" + _V,
             ]
         )
     ),
-    triggers=("pass", "bearer", "creds", "from-literal", "token-command", "pin", "otp", "-code"),
+    triggers=("pass", "bearer", "creds", "from-literal", "token-command", "pin", "otp", "-code", "_code"),
 )
