@@ -14,7 +14,8 @@ __all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS"]
 # The credential words a key must end with (regex fragments, case-insensitive):
 # the "password" and "secret_token" rules; the filter also redacts a traced
 # argument whole when the tracing policy's label for it ends with one.
-PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "pwd")
+# ``passcode``: a one-time passcode (``vault login -method=duo passcode=X``).
+PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "passcode", "pwd")
 SECRET_WORDS: tuple[str, ...] = (
     "token",
     r"api[_-]?key",
