@@ -52,11 +52,11 @@ class ExportWriter:
 
 
 def lifecycle_agent_config(
-    tmp_path: Path, *, window_seconds: float, lifecycle: dict[str, Any]
+    tmp_path: Path, *, url: str, window_seconds: float, lifecycle: dict[str, Any]
 ) -> tuple[Path, int, Path, str]:
     """(config, metrics port, export file, store URL) of an agent reading the export file from its
-    start into SQLite, with ``lifecycle`` as its lifecycle section."""
-    url = f"sqlite:///{tmp_path}/hot.db"
+    start into ``url`` (tests/conftest.py's ``sqlite_at_head`` copy: lifecycle windows are tested
+    here, not the migrations), with ``lifecycle`` as its lifecycle section."""
     export = tmp_path / "tetragon.log"
     export.touch()
     config, port = h.write_config(

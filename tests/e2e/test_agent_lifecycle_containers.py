@@ -28,7 +28,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +119,16 @@ def query(url: str, image: str) -> tuple[int, str]:
 
 
 def test_the_agent_enriches_events_and_records_windows_of_containers_that_ran(
-    ctd: Containerd, images: dict[str, Image], tmp_path: Path
+    ctd: Containerd, images: dict[str, Image], tmp_path: Path, sqlite_at_head: Callable[[Path], str]
 ) -> None:
     called, idle = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2  # 64 hex characters, as runtimes name them
     ctd.ctr("run", "-d", *POD, images["called"].ref, called)
     ctd.ctr("run", "-d", images["idle"].ref, idle)
     config, port, export, url = lifecycle_agent_config(
-        tmp_path, window_seconds=2, lifecycle=containerd_lifecycle(ctd.socket, ctd.namespace)
+        tmp_path,
+        url=sqlite_at_head(tmp_path / "hot.db"),
+        window_seconds=2,
+        lifecycle=containerd_lifecycle(ctd.socket, ctd.namespace),
     )
     digest_called, digest_idle = images["called"].manifest_digest, images["idle"].manifest_digest
     writers: list[ExportWriter] = []

@@ -11,7 +11,7 @@ with the pod's namespace and name.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +32,16 @@ def cri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CriSetup]:
     yield from running(tmp_path_factory.mktemp("cri-e2e-images"))
 
 
-def test_the_agent_enriches_events_from_the_cri_registry(cri: CriSetup, tmp_path: Path) -> None:
+def test_the_agent_enriches_events_from_the_cri_registry(
+    cri: CriSetup, tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     d = cri.driver
     pod = d.run_pod("cart-1", "shop")
     cid = d.create(pod, "cart", cri.image.ref, ["sleep", "600"])
     d.start(cid)
     config, port, export, url = lifecycle_agent_config(
         tmp_path,
+        url=sqlite_at_head(tmp_path / "hot.db"),
         window_seconds=1,
         lifecycle={
             "enabled": True,

@@ -71,12 +71,16 @@ def observed(url: str, image: str) -> tuple[int, dict[str, Any]]:
     return r.returncode, json.loads(r.stdout)
 
 
-def run_agent(tmp_path: Path, ctd: Containerd, dockers: list[str], done: Callable[[str, dict], bool]) -> str:
+def run_agent(
+    tmp_path: Path, ctd: Containerd, dockers: list[str], done: Callable[[str, dict], bool], store: str
+) -> str:
     """Run the real agent; once its registry is in sync, write kprobe events of ``dockers`` (Tetragon's
     events start then: before it they name no image) until ``done(url, metrics)``; stop it (SIGTERM,
     exit 0)."""
     lifecycle = containerd_lifecycle(ctd.socket, ctd.namespace)
-    config, port, export, url = lifecycle_agent_config(tmp_path, window_seconds=2, lifecycle=lifecycle)
+    config, port, export, url = lifecycle_agent_config(
+        tmp_path, url=store, window_seconds=2, lifecycle=lifecycle
+    )
     writer: ExportWriter | None = None
     proc = h.start_agent(config)
     try:
@@ -103,7 +107,9 @@ def run_agent(tmp_path: Path, ctd: Containerd, dockers: list[str], done: Callabl
     return url
 
 
-def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp_path: Path) -> None:
+def test_a_silent_running_container_keeps_its_image_unknown(
+    ctd: Containerd, tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     shared = build_image(ctd.dir, ref="test.local/silent-shared:1", env=("ROLE=shared",))
     alone = build_image(ctd.dir, ref="test.local/silent-alone:1", env=("ROLE=alone",))
     images: list[Image] = [shared, alone]
@@ -119,6 +125,7 @@ def test_a_silent_running_container_keeps_its_image_unknown(ctd: Containerd, tmp
             ctd,
             [traced[:31], single[:31]],
             lambda url, _: min(event_windows(url, i.manifest_digest) for i in images) >= 3,
+            sqlite_at_head(tmp_path / "hot.db"),  # at head (tests/conftest.py): not a migration test
         )
     finally:
         ctd.remove_all()
@@ -145,7 +152,9 @@ def evidenced(url: str, image: str) -> dict[int, int | None]:
         eng.dispose()
 
 
-def test_a_container_started_later_lowers_the_windows_it_runs_in(ctd: Containerd, tmp_path: Path) -> None:
+def test_a_container_started_later_lowers_the_windows_it_runs_in(
+    ctd: Containerd, tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     """The image's one container is traced with stacks; a second one starts while the agent runs.
     The windows before it stay EbpfDeep; the windows from when the agent's registry holds it on read
     Passive, whether their first rows were written before its lifecycle sample gave it to the
@@ -170,7 +179,7 @@ def test_a_container_started_later_lowers_the_windows_it_runs_in(ctd: Containerd
 
     try:
         ctd.ctr("run", "-d", late.ref, traced)
-        url = run_agent(tmp_path, ctd, [traced[:31]], done)
+        url = run_agent(tmp_path, ctd, [traced[:31]], done, sqlite_at_head(tmp_path / "hot.db"))
     finally:
         ctd.remove_all()
     window = 2_000_000_000
