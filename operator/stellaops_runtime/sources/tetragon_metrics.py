@@ -12,7 +12,12 @@ poller keeps it (:meth:`TetragonMetricsPoller.take`) and the outage marker
 "not observed" rests on that time. A counter that went down (Tetragon
 restarted and counts from zero) and is above zero lost that many since its
 restart: a span too. The first scrape only sets the baseline (what Tetragon
-counted before this agent cannot be placed in time).
+counted before this agent cannot be placed in time), unless scrapes before it
+failed: then all it counts may have been lost since the first try (a node
+reboot or Tetragon restart, when its start-up flood overflows its buffers and
+its metrics server is not up yet), a span from that try, carrying all it
+counts. A span starts when the scrape before it asked, not when its answer came:
+Tetragon read its counters in between.
 
 The endpoint's text is not trusted: a watched counter whose value is not a
 finite count (NaN, ±Inf, negative) fails the scrape (counted, the last good
@@ -85,14 +90,25 @@ class TetragonMetricsPoller:
         self.interval = interval
         self.timeout = timeout
         self.stats = TetragonDropStats()
-        self._last: tuple[int, dict[str, float]] | None = None  # the last good scrape: wall ns, values
+        # the last good scrape: wall ns at which it asked (Tetragon read its counters after), values
+        self._last: tuple[int, dict[str, float]] | None = None
+        self._first_failed: int | None = None  # wall ns of the first try, when it and all since failed
         self._spans: list[tuple[int, int, int]] = []  # (start, end wall ns, events lost) not taken yet
 
-    def note(self, drops: dict[str, float], now_ns: int) -> None:
-        """One good scrape's values at ``now_ns``: a span since the last good one if any counter rose."""
-        last, self._last = self._last, (now_ns, drops)
+    def failed(self, asked_ns: int) -> None:
+        """A scrape asked at ``asked_ns`` read nothing: before any good one, the first good one's counts
+        may all have been lost since this try (:meth:`note`)."""
+        if self._last is None and self._first_failed is None:
+            self._first_failed = asked_ns
+
+    def note(self, drops: dict[str, float], now_ns: int, asked_ns: int | None = None) -> None:
+        """One good scrape's values, asked at ``asked_ns`` (default ``now_ns``) and answered by
+        ``now_ns``: a span since the last good one asked, if any counter rose."""
+        last, self._last = self._last, (now_ns if asked_ns is None else asked_ns, drops)
         if last is None:
-            return
+            if self._first_failed is None:
+                return  # counted before this agent: cannot be placed in time
+            last = (self._first_failed, {})  # tries failed since: all it counts may fall after the first
         since, before = last
         lost = 0.0
         for k, v in drops.items():
@@ -102,10 +118,9 @@ class TetragonMetricsPoller:
             return
         self.stats.drop_spans += 1
         count = max(1, int(lost))
-        if self._spans and self._spans[-1][1] == since:  # joins the span before it
-            start, _, n = self._spans.pop()
-            self._spans.append((start, now_ns, n + count))
-        elif len(self._spans) >= MAX_SPANS:  # not taken for long: one wider span, never a lost one
+        # Joins the span before it when they touch or overlap (the scrape asked before the last answer
+        # came), or when spans were not taken for long: one wider span, never a lost one.
+        if self._spans and (self._spans[-1][1] >= since or len(self._spans) >= MAX_SPANS):
             start, end, n = self._spans.pop()
             self._spans.append((min(start, since), max(end, now_ns), n + count))
         else:
@@ -121,6 +136,7 @@ class TetragonMetricsPoller:
         self._spans[:0] = spans
 
     async def scrape_once(self, session: aiohttp.ClientSession) -> None:
+        asked = time.time_ns()
         try:
             async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as r:
                 r.raise_for_status()
@@ -132,11 +148,12 @@ class TetragonMetricsPoller:
             self.stats.scrape_errors += 1
             self.stats.last_error = redact_error(e)  # aiohttp errors quote the URL
             log.debug("tetragon metrics scrape of %s failed: %s", self.shown_url, self.stats.last_error)
+            self.failed(asked)
             return
         self.stats.scrapes += 1
         for k, v in drops.items():
             setattr(self.stats, k, v)
-        self.note(drops, time.time_ns())
+        self.note(drops, time.time_ns(), asked)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with aiohttp.ClientSession() as session:

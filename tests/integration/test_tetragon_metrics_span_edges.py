@@ -1,0 +1,104 @@
+"""Where a span of Tetragon's lost events starts (review of s39/G fcdb6b3).
+
+The poller places a rise of Tetragon's lost-event counters between two scrapes. Two edges were open:
+
+- The first good scrape was a baseline only, also when scrapes before it had failed. At a node
+  reboot or a Tetragon restart the agent's scrapes fail until Tetragon's metrics server is up, and
+  the start-up flood (its /proc walk, every pod starting) is when its ring buffer overflows: events
+  lost after the agent's first (failed) try were counted in the baseline and no gap covered them.
+  Now the first good scrape after failed ones is a span from the first try.
+- A span started when the previous scrape's answer had arrived, but Tetragon had rendered its
+  counters before that: events lost in between (up to the scrape's timeout on a slow answer) were
+  counted in the next rise and placed in no span. A span now starts when the previous scrape asked.
+
+Both against a real HTTP exporter, through ``scrape_once``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import ClientSession, web
+
+from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
+
+OVER = "tetragon_notify_overflowed_events_total"
+
+
+class SlowExporter:
+    """Tetragon's /metrics: ``status`` answers (then 200s), ``delay`` s between rendering and sending."""
+
+    def __init__(self, body: str, *, fail_first: int = 0, delay: float = 0.0) -> None:
+        self.body = body
+        self.fail_first = fail_first
+        self.delay = delay
+        self.rendered: list[int] = []  # wall ns at which each good page's counters were read
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _serve(self, _: web.Request) -> web.Response:
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.Response(status=503, text="starting")
+        body = self.body
+        self.rendered.append(time.time_ns())
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(text=body)
+
+    async def __aenter__(self) -> SlowExporter:
+        app = web.Application()
+        app.add_routes([web.get("/metrics", self._serve)])
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+async def test_losses_counted_before_the_first_good_scrape_after_failed_ones_are_a_span() -> None:
+    async with SlowExporter(f"{OVER} 7\n", fail_first=2) as ex:
+        p = TetragonMetricsPoller(ex.url)
+        async with ClientSession() as session:
+            before = time.time_ns()
+            await p.scrape_once(session)  # Tetragon not up yet
+            tried = time.time_ns()
+            await p.scrape_once(session)
+            await p.scrape_once(session)  # up: 7 lost at some time since the agent's first try
+            after = time.time_ns()
+    assert p.stats.scrape_errors == 2
+    spans = p.take()
+    assert len(spans) == 1, spans
+    start, end, count = spans[0]
+    assert before <= start <= tried and ex.rendered[0] <= end <= after
+    assert count == 7  # at most that many fell in it: all Tetragon counted
+    assert p.stats.drop_spans == 1
+
+
+async def test_a_first_scrape_that_answers_is_still_a_baseline_only() -> None:
+    async with SlowExporter(f"{OVER} 7\n") as ex:
+        p = TetragonMetricsPoller(ex.url)
+        async with ClientSession() as session:
+            await p.scrape_once(session)  # counted before this agent: cannot be placed in time
+            await p.scrape_once(session)
+    assert p.take() == [] and p.stats.drop_spans == 0
+
+
+async def test_a_span_starts_when_the_previous_scrape_asked_not_when_its_answer_came() -> None:
+    async with SlowExporter(f"{OVER} 1\n", delay=0.1) as ex:
+        p = TetragonMetricsPoller(ex.url)
+        async with ClientSession() as session:
+            await p.scrape_once(session)
+            ex.body = f"{OVER} 4\n"  # lost after the first page was rendered, maybe before it arrived
+            await p.scrape_once(session)
+    spans = p.take()
+    assert len(spans) == 1 and spans[0][2] == 3
+    assert spans[0][0] <= ex.rendered[0], "the losses after the first render are outside the span"
+    assert spans[0][1] >= ex.rendered[1]
