@@ -102,3 +102,22 @@ async def test_a_span_starts_when_the_previous_scrape_asked_not_when_its_answer_
     assert len(spans) == 1 and spans[0][2] == 3
     assert spans[0][0] <= ex.rendered[0], "the losses after the first render are outside the span"
     assert spans[0][1] >= ex.rendered[1]
+
+
+async def test_a_rise_of_one_probe_is_a_span_while_another_policys_series_goes_away() -> None:
+    """The missed-probe counters are one series per policy and probe; a policy unloaded takes its
+    series away. Summed over their labels, the rise of one (20 runs skipped) and the loss of another
+    (20 before) cancelled: no span. Each series is compared with itself now."""
+    prog = "tetragon_missed_prog_probes_total"
+    async with SlowExporter(
+        f'{prog}{{policy="a",attach="x"}} 20\n{prog}{{policy="b",attach="y"}} 50\n'
+    ) as ex:
+        p = TetragonMetricsPoller(ex.url)
+        async with ClientSession() as session:
+            await p.scrape_once(session)
+            ex.body = f'{prog}{{policy="b",attach="y"}} 70\n'  # policy a unloaded; b skipped 20 runs
+            await p.scrape_once(session)
+    assert p.stats.missed_probes == 70.0  # the metric shown is still the sum
+    spans = p.take()
+    assert len(spans) == 1, spans
+    assert spans[0][2] == 20

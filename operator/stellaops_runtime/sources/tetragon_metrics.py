@@ -32,7 +32,9 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -67,9 +69,17 @@ class TetragonDropStats:
     drop_spans: int = 0  # spans between two scrapes in which a watched counter rose (gaps)
 
 
-def parse_drops(text: str) -> dict[str, float]:
-    """Sum the watched counters over all their label sets."""
-    out = dict.fromkeys(WATCHED.values(), 0.0)
+# One watched series: (field, sample name, its labels sorted)
+Series = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def parse_series(text: str) -> dict[Series, float]:
+    """Every series of the watched counters, by name and labels.
+
+    The spans compare each series with itself: summed, the rise of one and the end of another (the
+    missed-probe counters are one series per policy and probe, gone with an unloaded policy) could
+    cancel (tests/integration/test_tetragon_metrics_span_edges.py)."""
+    out: dict[Series, float] = {}
     for family in text_string_to_metric_families(text):
         field = WATCHED.get(family.name.removesuffix("_total"))
         if field is None:
@@ -79,8 +89,22 @@ def parse_drops(text: str) -> dict[str, float]:
                 v = sample.value
                 if not (math.isfinite(v) and v >= 0):
                     raise ValueError(f"{sample.name} is {v!r}, not a count")
-                out[field] += v
+                key = (field, sample.name, tuple(sorted(sample.labels.items())))
+                out[key] = out.get(key, 0.0) + v
     return out
+
+
+def sum_series(series: dict[Series, float]) -> dict[str, float]:
+    """The watched counters summed over their label sets (what /metrics shows)."""
+    out = dict.fromkeys(WATCHED.values(), 0.0)
+    for (field, _, _), v in series.items():
+        out[field] += v
+    return out
+
+
+def parse_drops(text: str) -> dict[str, float]:
+    """Sum the watched counters over all their label sets."""
+    return sum_series(parse_series(text))
 
 
 class TetragonMetricsPoller:
@@ -91,7 +115,7 @@ class TetragonMetricsPoller:
         self.timeout = timeout
         self.stats = TetragonDropStats()
         # the last good scrape: wall ns at which it asked (Tetragon read its counters after), values
-        self._last: tuple[int, dict[str, float]] | None = None
+        self._last: tuple[int, Mapping[Any, float]] | None = None
         self._first_failed: int | None = None  # wall ns of the first try, when it and all since failed
         self._spans: list[tuple[int, int, int]] = []  # (start, end wall ns, events lost) not taken yet
 
@@ -101,9 +125,10 @@ class TetragonMetricsPoller:
         if self._last is None and self._first_failed is None:
             self._first_failed = asked_ns
 
-    def note(self, drops: dict[str, float], now_ns: int, asked_ns: int | None = None) -> None:
+    def note(self, drops: Mapping[Any, float], now_ns: int, asked_ns: int | None = None) -> None:
         """One good scrape's values, asked at ``asked_ns`` (default ``now_ns``) and answered by
-        ``now_ns``: a span since the last good one asked, if any counter rose."""
+        ``now_ns`` (per series or summed: each key against itself): a span since the last good one
+        asked, if any rose."""
         last, self._last = self._last, (now_ns if asked_ns is None else asked_ns, drops)
         if last is None:
             if self._first_failed is None:
@@ -143,7 +168,7 @@ class TetragonMetricsPoller:
                 body = await r.content.read(MAX_BODY_BYTES + 1)
             if len(body) > MAX_BODY_BYTES:
                 raise ValueError(f"the metrics page is larger than {MAX_BODY_BYTES} bytes")
-            drops = parse_drops(body.decode("utf-8"))
+            series = parse_series(body.decode("utf-8"))
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             self.stats.scrape_errors += 1
             self.stats.last_error = redact_error(e)  # aiohttp errors quote the URL
@@ -151,9 +176,9 @@ class TetragonMetricsPoller:
             self.failed(asked)
             return
         self.stats.scrapes += 1
-        for k, v in drops.items():
+        for k, v in sum_series(series).items():
             setattr(self.stats, k, v)
-        self.note(drops, time.time_ns(), asked)
+        self.note(series, time.time_ns(), asked)  # each series against itself
 
     async def run(self, stop: asyncio.Event) -> None:
         async with aiohttp.ClientSession() as session:
