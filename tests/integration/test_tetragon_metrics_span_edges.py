@@ -121,3 +121,47 @@ async def test_a_rise_of_one_probe_is_a_span_while_another_policys_series_goes_a
     spans = p.take()
     assert len(spans) == 1, spans
     assert spans[0][2] == 20
+
+
+async def test_losses_since_the_last_scrape_are_read_at_shutdown(tmp_path, sqlite_at_head) -> None:
+    """Tetragon's counters are read every 15 s; the agent stopped without reading them again, so what
+    Tetragon lost since the last scrape (watched time of this agent) was in the next agent's baseline
+    and in no gap. The shutdown now scrapes once more before it marks the last gaps."""
+    import sqlite3
+
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.contracts.config import parse_config
+    from tests.e2e import harness as h
+
+    export = tmp_path / "tetragon.log"
+    export.write_bytes(b"")
+    db = tmp_path / "hs.db"
+    async with SlowExporter(f"{OVER} 5\n") as ex:
+        cfg = parse_config(
+            {
+                "tetragon": {"exportFile": str(export), "metricsUrl": ex.url},
+                "symbols": {"enabled": False},
+                "attribution": {"enabled": False},
+                "lifecycle": {"enabled": False},
+                "store": {"url": sqlite_at_head(db), "spoolPath": str(tmp_path / "spool")},
+                "shutdown": {"graceSeconds": 5},
+            }
+        )
+        agent = Agent(cfg, node_name="n1")
+        task = asyncio.create_task(agent.run())
+        try:
+            await h.wait_for(lambda: len(ex.rendered) >= 1, what="the first scrape (baseline)", timeout=20)
+            ex.body = f"{OVER} 12\n"  # 7 lost after it; the next scrape would be 15 s on
+            agent.stop("test: stop between two scrapes")
+            assert await asyncio.wait_for(task, 30) == 0
+        finally:
+            agent.stop("test done")
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+    con = sqlite3.connect(db)
+    try:
+        (dropped,) = con.execute(
+            "SELECT COALESCE(SUM(dropped_events), 0) FROM observation_windows WHERE node_name = 'n1'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert dropped == 7

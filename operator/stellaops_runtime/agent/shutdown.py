@@ -9,8 +9,10 @@ The order matters, and each step has its share of the deadline:
    drain (like every drop of the queue), never silently lost;
 3. a flush already running may finish: its batch is frozen, so aborting it
    when it must be cut short loses nothing and its retry cannot count twice;
-4. the other tasks end; an outage of the source still open becomes a gap
-   (agent/outages.py) so the last drain carries it;
+4. the other tasks end; Tetragon's metrics are read once more (what it lost
+   since the last scrape: sources/tetragon_metrics.py); an outage of the source
+   still open, and those losses, become gaps (agent/outages.py) so the last
+   drain carries them;
 5. the final flush drains the pipeline and writes, spooling what the store
    did not take (a reserve of the deadline is kept for writing the spool);
    a drain still running at the deadline holds counts that reach neither:
@@ -80,6 +82,10 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     held = asyncio.ensure_future(agent.in_pipeline(agent.pipeline.release_native_held, True))
     await asyncio.wait({held}, timeout=max(0.0, deadline - reserve - time.monotonic()))
     agent.watch.unanswered_at_stop(agent.source)  # the hole before this agent, if never placed
+    if (poller := agent._poller) is not None:  # Tetragon's losses since its last scrape: this agent's gap
+        with contextlib.suppress(Exception):
+            left = deadline - reserve - time.monotonic()
+            await asyncio.wait_for(poller.scrape_last(), timeout=max(0.1, min(poller.timeout, left)))
     with contextlib.suppress(Exception):  # an outage still open is a gap in the last drain too
         await asyncio.wait_for(agent.outages.mark(), timeout=max(0.1, deadline - reserve - time.monotonic()))
     ok = await agent.flusher.final_flush(deadline - reserve)

@@ -180,6 +180,13 @@ class TetragonMetricsPoller:
             setattr(self.stats, k, v)
         self.note(series, time.time_ns(), asked)  # each series against itself
 
+    async def scrape_last(self) -> None:
+        """One more scrape as the agent stops (agent/shutdown.py), before its last gaps are marked:
+        what Tetragon lost since the last scrape fell in this agent's watched time, and the next agent's
+        first scrape takes it as its baseline (tests/integration/test_tetragon_metrics_span_edges.py)."""
+        async with aiohttp.ClientSession() as session:
+            await self.scrape_once(session)
+
     async def run(self, stop: asyncio.Event) -> None:
         async with aiohttp.ClientSession() as session:
             while not stop.is_set():
