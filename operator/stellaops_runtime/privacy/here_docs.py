@@ -26,8 +26,12 @@ from stellaops_runtime.privacy.stdin_secrets import PROC_PRINTS
 __all__ = ["heredoc_spans", "stdin_substitution_spans"]
 
 # ``<<`` or ``<<-``, then the delimiter word, quoted or not (``<<'EOF'``, ``<<\"EOF\"`` inside a
-# double-quoted ``sh -c`` script, ``<<\EOF``).
-_OPEN = re.compile(r"(?<!<)<<(?!<)-?[ \t]*\\*['\"]?(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})")
+# double-quoted ``sh -c`` script, ``<<\EOF``); any word (``<<!``, ``<<$$``), and a quoted one may
+# hold spaces (``<<'END OF PW'``).
+_OPEN = re.compile(
+    r"(?<!<)<<(?!<)-?[ \t]*\\*(?P<quote>['\"])?"
+    r"(?P<tag>(?(quote)[^'\"\n\\]{1,64}|[^\s'\"<>|;&()\\]{1,64}))"
+)
 
 # Programs that read a password (or a secret) on standard input, named on the opening line
 # (each as in stdin_secrets.py; mysql with a bare ``-p`` or ``--password``, psql with ``-W``; ftp(1) reads its
