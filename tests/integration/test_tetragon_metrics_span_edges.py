@@ -22,20 +22,20 @@ import time
 from aiohttp import ClientSession, web
 
 from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
+from tests.integration.test_tetragon_metrics_hostile import Exporter
 
 OVER = "tetragon_notify_overflowed_events_total"
 
 
-class SlowExporter:
-    """Tetragon's /metrics: ``status`` answers (then 200s), ``delay`` s between rendering and sending."""
+class SlowExporter(Exporter):
+    """Tetragon's /metrics: ``fail_first`` 503 answers (then 200s), ``delay`` s between rendering and
+    sending."""
 
     def __init__(self, body: str, *, fail_first: int = 0, delay: float = 0.0) -> None:
-        self.body = body
+        super().__init__(body)
         self.fail_first = fail_first
         self.delay = delay
         self.rendered: list[int] = []  # wall ns at which each good page's counters were read
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def _serve(self, _: web.Request) -> web.Response:
         if self.fail_first > 0:
@@ -46,21 +46,6 @@ class SlowExporter:
         if self.delay:
             await asyncio.sleep(self.delay)
         return web.Response(text=body)
-
-    async def __aenter__(self) -> SlowExporter:
-        app = web.Application()
-        app.add_routes([web.get("/metrics", self._serve)])
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/metrics"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
 
 
 async def test_losses_counted_before_the_first_good_scrape_after_failed_ones_are_a_span() -> None:
