@@ -335,3 +335,18 @@ def test_a_witness_of_an_image_nobody_watched_defers_and_never_says_not_observed
         a, o = p["assessment"], p["observation"]
         assert (a["reachability_state"], a["confidence"], a["defer_to_static_analysis"]) == (None, None, True)
         assert (o["watched_days"], o["days_without_calls"], o["functions"]) == (0, 0, [])
+
+
+def test_an_envelope_of_more_signatures_than_a_witness_has_is_refused_unchecked(
+    signed: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every signature was tried: a 15 MB envelope of 150,000 bad ones cost 150,000 Ed25519
+    checks (30 s of CPU here) before its answer. At most MAX_SIGNATURES are; more is exit 1."""
+    env = json.loads(signed["out"].read_text())
+    good, bad = env["signatures"][0], {"keyid": "", "sig": base64.b64encode(b"x" * 64).decode()}
+    path = signed["tmp"] / "many.json"
+    for n, want in ((dsse.MAX_SIGNATURES, 0), (dsse.MAX_SIGNATURES + 1, 1)):
+        path.write_text(json.dumps({**env, "signatures": [bad] * (n - 1) + [good]}))
+        code, _, err = run(capsys, "verify", str(path), "--key", str(signed["pub"]), "--image", IMG)
+        assert code == want, err
+    assert f"more than {dsse.MAX_SIGNATURES}" in err, err

@@ -11,7 +11,9 @@ the one expected, no signature by the key, or a signature that does not
 verify. Every signature is tried, those naming the key (or no key) first:
 a bad one beside the good one (another signer's, a damaged copy) does not
 hide it, and neither does a ``keyid`` another tool computes its own way
-(it is not signed; securesystemslib's, say).
+(it is not signed; securesystemslib's, say). An envelope of more than
+:data:`MAX_SIGNATURES` is refused before any is checked: each is an Ed25519
+check, and a 16 MiB file of bad ones took half a minute to answer.
 :func:`read_envelope` reads at most :data:`MAX_ENVELOPE_BYTES` of a regular
 file, so a huge file is an answer, not a machine out of memory, and a FIFO
 or a device (``/dev/zero``) is an unreadable file, not a wait for ever. An
@@ -37,6 +39,8 @@ from stellaops_runtime.witness.keys import key_id
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 # A witness stays well under 100 KB (statement.py); 16 MiB leaves room for any we sign.
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+# A witness has one signature; each is an Ed25519 check, and 16 MiB holds 150,000 of them (30 s of CPU).
+MAX_SIGNATURES = 16
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
@@ -98,6 +102,8 @@ def verify(envelope: Any, public: Ed25519PublicKey, *, payload_type: str = IN_TO
     sigs = envelope["signatures"]
     if not isinstance(sigs, list) or not sigs:
         raise VerificationError("the envelope has no signatures")
+    if len(sigs) > MAX_SIGNATURES:  # refused unchecked: a bounded answer, not minutes of CPU
+        raise VerificationError(f"the envelope has {len(sigs)} signatures, more than {MAX_SIGNATURES}")
     kid = key_id(public)
     entries = [s for s in sigs if isinstance(s, dict)]
     # keyid is an unsigned hint (DSSE): the ones naming this key (or none) first, then any other,
