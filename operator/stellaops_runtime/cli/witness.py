@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import PurlQuery, parse_rfc3339
+from stellaops_runtime.store.refs import PurlQuery, RefError, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.bridge import write_witness
@@ -89,19 +90,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("file", metavar="FILE", help="the DSSE envelope (JSON)")
     v.add_argument("--key", required=True, metavar="FILE", help="Ed25519 public key (PEM)")
     v.add_argument("--image", type=_arg(subject_image), metavar="IMAGE", help="the image the subject must be")
-    _claim_options(v, "the package the claim must name")
+    _claim_options(v, "the package the claim must name", vuln=_verify_vuln)
     v.add_argument("--not-before", type=_arg(parse_rfc3339), metavar="TIME",
                    help="RFC 3339: refuse a witness issued earlier (an older one of the claim)")  # fmt: skip
     v.add_argument("--json", action="store_true", help="print the verified statement")
     v.set_defaults(func=run_verify)
 
 
-def _claim_options(p: argparse.ArgumentParser, purl_help: str) -> None:
+def _claim_options(
+    p: argparse.ArgumentParser,
+    purl_help: str,
+    vuln: Callable[[str], str | None] = wstore.vulnerability_id,
+) -> None:
     """``--purl``, ``--function`` and ``--vuln`` read by the parsers ``sign`` reads them with, so
     ``list`` finds and ``verify`` accepts the claim ``sign`` signed, however it was typed."""
     p.add_argument("--purl", type=_arg(wstore.claim_purl), metavar="PURL", help=purl_help)
     p.add_argument("--function", type=_arg(wstore.claim_function), metavar="NAME|ID")
-    p.add_argument("--vuln", type=_arg(wstore.vulnerability_id), metavar="ID")
+    p.add_argument("--vuln", type=_arg(vuln), metavar="ID")
+
+
+def _verify_vuln(text: str) -> str:
+    """``verify --vuln``: the vulnerability the witness must name. Empty is refused, not read as
+    none (``sign`` and ``list`` read it so): ``--vuln "$CVE"`` with the variable unset would
+    otherwise check no vulnerability and pass a witness of any (tests/integration/
+    test_witness_verify_empty.py)."""
+    v = wstore.vulnerability_id(text)
+    if v is None:
+        raise RefError("--vuln is empty: name the vulnerability the witness must be about")
+    return v
 
 
 def _policy_hash(text: str) -> str:
