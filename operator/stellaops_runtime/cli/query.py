@@ -87,7 +87,8 @@ Query the hot-symbol store the agent writes.
              stack names, a PURL never seen loaded in IMAGE (mistyped?); each
              is named)
   functions  the functions of package PURL observed in IMAGE (exit 1 none, 3 unknown:
-             also when the package, or the --prefix, matches no stored package)
+             also when the package, or the --prefix, matches no stored package,
+             or a function of IMAGE ran in a file of no package: it may be PURL's)
   hot        the most-invoked functions of IMAGE (exit 1 none, 3 unknown)
   images     every image known: windows, nodes, posture, events, rows, state
              (observed; watched, nothing observed; gaps only: ran unwatched)

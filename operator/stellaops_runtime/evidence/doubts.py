@@ -18,7 +18,11 @@ Seven places where a call can hide from a question about a function of a package
 
 - **unattributed**: the function ran in a file no package was attributed to (purl ``""``:
   the file's attribution failed, or no source claims it; docs/attribution.md). A question
-  about a package cannot rule it out: the file may be the package's.
+  about a package cannot rule it out: the file may be the package's. Asked about one function,
+  its name must match; asked about the whole package (``query functions``), a call of any
+  function of the image in such a file forbids "no function of it ran": which package's code
+  a file of no package holds is what its attribution could not tell (a renamed Rust crate, a
+  fat JAR, a Go function of no module lie even in another package's file).
 - **history_removed**: the cumulative row says the function ran between its first and last
   call, and that meets the period asked about, but ``store.retentionDays`` removed the
   per-window history that would say when (store/partitions.py).
@@ -32,7 +36,8 @@ Seven places where a call can hide from a question about a function of a package
 Each is a :class:`Doubt`: ``query observed`` answers unknown,
 ``evidence`` keeps the neutral RTS and exits 3, ``vex`` says under_investigation, naming them.
 ``query functions`` and ``query hot`` with nothing to list answer unknown on refused rows,
-and ``query functions`` of an interpreted package too (:func:`package_doubts`).
+and ``query functions`` of an interpreted package, or with unattributed calls in the image,
+too (:func:`package_doubts`).
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
-from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, quarantined_rows
+from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, hot_symbols, quarantined_rows
 from stellaops_runtime.store.timeconv import ns_to_datetime
 from stellaops_runtime.store.unnamed import history_incomplete
 
@@ -84,12 +89,18 @@ def unattributed(
     conn: sa.Connection,
     *,
     image: str,
-    function: FunctionQuery,
+    function: FunctionQuery | None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> Doubt | None:
-    """Calls of ``function`` in ``image`` in files no package was attributed to (the period's)."""
-    rows = queries.observed(conn, image=image, function=function, purl="", since=since, until=until)
+    """Calls of ``function`` (of any function, when None: a question about a whole package) in
+    ``image`` in files no package was attributed to (the period's)."""
+    if function is None:
+        c = hot_symbols.c
+        where = (c.image_digest == image, c.purl == "", c.evidence_kind.not_in(FILE_EVIDENCE))
+        rows = queries.rows_where(conn, *where, c.invocation_count > 0, since=since, until=until)
+    else:
+        rows = queries.observed(conn, image=image, function=function, purl="", since=since, until=until)
     rows = [r for r in rows if r.evidence_kind not in FILE_EVIDENCE and r.invocation_count > 0]
     if not rows:
         return None
@@ -97,8 +108,10 @@ def unattributed(
     for r in rows:  # one call seen two ways (invoked, on a stack) counts once
         by_kind[r.evidence_kind] = by_kind.get(r.evidence_kind, 0) + r.invocation_count
     n = max(by_kind.values())
+    k = len({(r.module, r.function_name) for r in rows})
+    what = "the function ran" if function is not None else f"{k} function{'s' * (k != 1)} of the image ran"
     why = (
-        f"the function ran {n} times in files no package was attributed to: {_files(rows)} (their "
+        f"{what} {n} times in files no package was attributed to: {_files(rows)} (their "
         "attribution failed, or no package claims them): they may be the package's"
     )
     return Doubt(UNATTRIBUTED, why, tuple(rows))
@@ -350,11 +363,14 @@ def package_doubts(
 ) -> list[Doubt]:
     """What forbids "no function (of ``purl``'s package, of those ``prefix`` covers) ran in
     ``image``": refused rows of any function of the image (of the package, when one is asked
-    about), a package whose code is interpreted (:func:`interpreted`), and a package the store
-    knows nothing of (:func:`package_not_seen`)."""
+    about), a package whose code is interpreted (:func:`interpreted`), a package the store
+    knows nothing of (:func:`package_not_seen`), and calls of any function of the image in files
+    no package was attributed to (:func:`unattributed`: any may be the package's)."""
     found = [
         package_not_seen(conn, image=image, purl=purl, prefix=prefix),
         interpreted(conn, image=image, function=None, purl=purl, prefix=prefix),
         refused(conn, image=image, function=None, purl=purl, unattributed_too=False),
     ]
+    if purl is not None or prefix is not None:  # asked of no package (``hot``), such rows are listed
+        found.append(unattributed(conn, image=image, function=None))
     return [d for d in found if d is not None]
