@@ -294,6 +294,15 @@ class AgentConfig(Model):
             raise KeyProblem(
                 "tetragon", "tetragon.reconnectMaxSeconds must be >= tetragon.reconnectInitialSeconds"
             )
+        for i, f in enumerate(t.deny):  # Tetragon ANDs the set fields: none set matches every event
+            if not (f.namespaces or f.pod_regex or f.binary_regex or f.event_types):
+                raise KeyProblem(
+                    "tetragon",
+                    f"tetragon.deny.{i} sets no field (tetragon.deny.{i}.namespaces, "
+                    f"tetragon.deny.{i}.podRegex, tetragon.deny.{i}.binaryRegex and "
+                    f"tetragon.deny.{i}.eventTypes are empty): it would deny every event, the drop "
+                    "signals too, and the node would look watched with nothing sent",
+                )
 
 
 def _unwrap_configmap(doc: dict[str, Any]) -> dict[str, Any]:
