@@ -51,6 +51,20 @@ _URL_TAIL_ALTERNATIVES: tuple[str, ...] = (
     rf"j(?<![\w-]j)dbc:oracle:(?:thin|oci8?|kprb):[^\s/@:]++/(?P<s>{JDBC_PASSWORD})\Z",
 )
 
+
+def after_id_and_blanks(id_body: str) -> str:
+    """Lookbehinds for an AWS secret after its access key id (``A[KS]IA`` and ``id_body``) and a run
+    of 2 to 32 blanks (``ID  SECRET``, ``ID<tab><tab>SECRET``, ``ID,  SECRET``: a column-aligned listing),
+    as one ``|``-led alternative to put after the secret's first character.
+
+    A lookbehind has a fixed width, so there is one per length; the first checks that the two
+    characters before the secret are separators, so elsewhere the others are not tried. Cost on a
+    hostile field of blanks and words: at most 32 short lookbehinds per character.
+    """
+    each = (rf"(?<=A[KS]IA{id_body}[:,;\s]\s{{{k}}}[A-Za-z0-9/+])" for k in range(1, 32))
+    return r"|(?<=[:,;\s]\s[A-Za-z0-9/+])(?:" + "|".join(each) + ")"
+
+
 _TAIL_ALTERNATIVES: tuple[str, ...] = (
     *_URL_TAIL_ALTERNATIVES,
     r"A(?<![A-Za-z0-9_-]A)(?:KIA|SIA|Iza)(?P<s>[A-Za-z0-9_-]+)\Z",
@@ -70,11 +84,13 @@ _TAIL_ALTERNATIVES: tuple[str, ...] = (
     r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@[A-Za-z0-9.-]*\Z(?P<w_4>)",
     # five or more digits, single spaces or dashes between them: a card number or SSN cut short
     r"[0-9](?<![\w./+-][0-9])(?:[ -]?[0-9]){4,}[ -]?\Z(?P<w_5>)",
-    # an AWS secret access key cut short, right after its access key id and one separator, or
-    # both quoted (the id's body is redacted by then: the main rules ran first)
+    # an AWS secret access key cut short, right after its access key id and one separator or a
+    # run of blanks, or both quoted (the id's body is redacted by then: the main rules ran first)
     r"[A-Za-z0-9/+](?:(?<=A[KS]IA\[REDACTED\][:,;\s][A-Za-z0-9/+])"
     r"|(?<=A[KS]IA\[REDACTED\][\"'][:,;][\"'][A-Za-z0-9/+])"
-    r"|(?<=A[KS]IA\[REDACTED\][\"'][:,;]\s[\"'][A-Za-z0-9/+]))[A-Za-z0-9/+]*\Z(?P<w_6>)",
+    r"|(?<=A[KS]IA\[REDACTED\][\"'][:,;]\s[\"'][A-Za-z0-9/+])"
+    + after_id_and_blanks(r"\[REDACTED\]")
+    + r")[A-Za-z0-9/+]*\Z(?P<w_6>)",
 )
 
 TRUNCATED_TAIL = SecretPattern("truncated_secret", number_groups("|".join(_TAIL_ALTERNATIVES)))

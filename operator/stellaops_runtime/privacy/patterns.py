@@ -55,7 +55,12 @@ from stellaops_runtime.privacy.base import (
     number_groups,
 )
 from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
-from stellaops_runtime.privacy.cut_tail import JDBC_PASSWORD, TRUNCATED_TAIL, TRUNCATED_URL_TAIL
+from stellaops_runtime.privacy.cut_tail import (
+    JDBC_PASSWORD,
+    TRUNCATED_TAIL,
+    TRUNCATED_URL_TAIL,
+    after_id_and_blanks,
+)
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
 from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, COOKIE_HEADER
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
@@ -274,8 +279,10 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
             # call or a quoted CSV (``('AKIA…', 'SECRET')``, ``"AKIA…","SECRET"``).
             + r"|[A-Za-z0-9/+](?:(?<=A[KS]IA[A-Z0-9]{16}[:,;\s][A-Za-z0-9/+])"
             r"|(?<=A[KS]IA[A-Z0-9]{16}[\"'][:,;][\"'][A-Za-z0-9/+])"
-            r"|(?<=A[KS]IA[A-Z0-9]{16}[\"'][:,;]\s[\"'][A-Za-z0-9/+]))"
-            r"[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])(?P<w>)"
+            r"|(?<=A[KS]IA[A-Z0-9]{16}[\"'][:,;]\s[\"'][A-Za-z0-9/+])"
+            # or a run of up to 32 blanks (two spaces, tabs, ``,`` and spaces: a column-aligned
+            # listing); one fixed-width lookbehind per length, tried only after two separators
+             + after_id_and_blanks("[A-Z0-9]{16}") + r")[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])(?P<w>)"
         ),
         triggers=("aws", "akia", "asia"),
     ),
