@@ -335,6 +335,28 @@ def words(text: str) -> list[str]:
     return text.translate(_WORD_SPLIT).split()
 
 
+# The words before a flag's last word pin or otp that say it names no PIN or one-time code: CPU,
+# NUMA, thread and IRQ pinning (--cpu-pin 3), a TLS certificate or public-key pin (--tls-pin
+# sha256//…), the Erlang/OTP release (--erlang-otp 25). One fixed-width lookbehind each, any case.
+_NOT_A_PIN = "".join(
+    rf"(?<!(?i:[-_]{word})[-_])"
+    for word in [
+        "cpu",
+        "cpus",
+        "core",
+        "cores",
+        "numa",
+        "thread",
+        "irq",
+        "tls",
+        "ssl",
+        "cert",
+        "public-key",
+        "erlang",
+    ]
+)
+
+
 # Options whose name says what they are, for any program: -pass/-passin/-passout pass:X
 # (openssl), names ending in "pass" (--pass, -storepass, -keypass, --proxy-pass),
 # --oauth2-bearer, --creds/--src-creds/--dest-creds user:password (skopeo, buildah,
@@ -357,8 +379,11 @@ CLI_FLAG_SECRET = SecretPattern(
                 # --authentication-code1/2); the flag's own name, not a part of one (--pin-cpus,
                 # --spin, --exit-code stay)
                 # (also with underscores: --otp_code, --user_pin)
-                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+[-_])*(?i:pin|otp|totp|hotp|passcode|authentication-code[12]"
-                r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)[-_]code)(?:=|\s+(?![-\s]))" + _V,
+                # A last word pin or otp after a word naming what is pinned or released is no
+                # secret (--cpu-pin, --tls-pin, --erlang-otp: _NOT_A_PIN).
+                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+[-_])*(?:" + _NOT_A_PIN + r"(?i:pin|otp)|(?i:totp|hotp)"
+                r"|(?i:passcode|authentication-code[12]"
+                r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)[-_]code))(?:=|\s+(?![-\s]))" + _V,
             ]
         )
     ),

@@ -203,9 +203,10 @@ _CREDENTIAL_LOOKING = (
 # The separator before it may be escaped: HTML's ``&amp;`` (its ``;``), a percent-encoded URL
 # inside another (``%3Fcode%3DX``: the reading decodes the ``=``, not ``?`` or ``&``), JSON's ``\u0026``.
 # A shell's ``$`` or backquote is none (``x=1;code=$(curl …)``, ``?code=$CODE``): a code is a word.
+# The code ends at a ``;`` that starts the next ``key=`` (``?a=1;code=X;state=y`` keeps ``;state=y``).
 _OAUTH_CODE = (
     r"(?:[?&#;]|%(?:3[Ff]|26|23)|\\u0026)(?i:code|auth_code|authorization_code|device_code)"
-    rf"=(?![$`])(?P<s>{_QUERY_VALUE})"
+    rf"=(?![$`])(?P<s>{_QUOTED}|(?:[^\s\"'&#;]|;(?![\w.-]+=))++)"
 )
 
 # Every alternative of every pattern starts with a literal character or a
