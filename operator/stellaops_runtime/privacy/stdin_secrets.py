@@ -111,6 +111,17 @@ _EXPECT_SEND = rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;{{]|\\
 # (``expect { "login:" {send "u\r"; exp_continue} -re "(P|p)assword" {send "X\r"} }``): a quoted or
 # braced pattern naming a prompt, then its body.
 _EXPECT_PAIR = rf"{_EXPECTED_DELIMITED}(?:\s|\\[nr])*+\{{(?:\s|\\[nr])*+{_SENT}"
+# Python's pexpect: the ``sendline`` (or ``send``) right after an ``expect`` (``expect_exact``) whose
+# quoted pattern, or one pattern of its list, names a prompt (``c.expect('assword:');
+# c.sendline('X')``, ``child.expect(['[Pp]assword', pexpect.EOF], timeout=5)\nchild.sendline(\"X\")``).
+# The quoted string literal goes (a variable sent is no text to redact). Bounded and possessive: the
+# pattern's quotes are _EXPECTED_DELIMITED's, the rest of the call at most 256 characters without
+# a parenthesis, the object's name at most four dotted words.
+_PEXPECT = (
+    rf"\.expect(?:_exact)?\(\s*\[?\s*[rRbBuU]{{0,2}}\\?{_EXPECTED_DELIMITED}[^()\n]{{0,256}}+\)"
+    r"(?:[\s;]|\\[nr])*+[A-Za-z_]\w{0,64}+(?:\.\w{1,64}+){0,3}?\.send(?:line)?\(\s*[rRbBuU]{0,2}"
+    r"""(?P<s>\\"[^"\n]*+"?|'(?:[^'\\\n]|\\.)*+'?|"(?:[^"\\\n]|\\.)*+"?)"""
+)
 
 # ``printf`` instead of ``echo``: every argument up to the pipe (the format and its values).
 # Bounded: a text of many ``printf`` words costs a short scan per word, not one to the end.
@@ -127,6 +138,7 @@ STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     _PROC_OPTION,
     _EXPECT_SEND,
     _EXPECT_PAIR,
+    _PEXPECT,
     f"{_ECHO}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     f"{_PRINTF}(?:{_SETS_PASSWORD}|{_READS_PASSWORD}|{_READS_STDIN})",
     # The lookahead first: a ``sudo`` with no ``<<<`` after it costs one short scan, not one per
