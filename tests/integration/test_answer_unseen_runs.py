@@ -34,7 +34,7 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.store import queries
+from stellaops_runtime.store import day_counts
 from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
@@ -85,7 +85,7 @@ def days_without_calls(url: str) -> int:
     engine = create_store_engine(url)
     try:
         with engine.connect() as conn:
-            return queries.observed_days_without_calls(conn, image=IMG, function="inflate")
+            return day_counts.observed_days_without_calls(conn, image=IMG, function="inflate")
     finally:
         engine.dispose()
 

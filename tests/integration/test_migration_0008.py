@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
-from stellaops_runtime.store import coverage, queries
+from stellaops_runtime.store import coverage, day_counts, queries
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.dbconn import Database
 from stellaops_runtime.store.engine import alembic_config, create_store_engine, migrate, open_store
@@ -140,8 +140,10 @@ def _dump(conn: sa.Connection) -> dict[str, list[tuple[Any, ...]]]:
 
 def _answers(conn: sa.Connection) -> tuple[Any, ...]:
     return (
-        queries.calls_per_day(conn, image=IMG, function="inflate", days=5, until=DAY + dt.timedelta(days=1)),
-        queries.observed_days_without_calls(conn, image=OTHER, function="nope"),
+        day_counts.calls_per_day(
+            conn, image=IMG, function="inflate", days=5, until=DAY + dt.timedelta(days=1)
+        ),
+        day_counts.observed_days_without_calls(conn, image=OTHER, function="nope"),
         [
             (r.invocation_count, r.first_seen, r.purl)
             for r in queries.observed(conn, image=IMG, function="crc32")
