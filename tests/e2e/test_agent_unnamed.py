@@ -17,6 +17,7 @@ a frame inside ``parse_token`` (the return address after its call of ``strchr``)
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ int main(int argc, char **argv) { printf("%d\n", handle(argc > 1 ? argv[1] : "a:
 """
 
 
-def test_a_function_in_no_symbol_table_is_unknown_not_unobserved(tmp_path: Path) -> None:
+def test_a_function_in_no_symbol_table_is_unknown_not_unobserved(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     root = tmp_path / "container"
     (root / "app").mkdir(parents=True)
     (tmp_path / "server.c").write_text(PROGRAM)
@@ -56,7 +59,7 @@ def test_a_function_in_no_symbol_table_is_unknown_not_unobserved(tmp_path: Path)
         {"module": "/app/server", "offset": str(file_offset(full, in_parse))},
         {"module": "/app/server", "offset": str(file_offset(full, in_handle))},
     ]
-    url, _ = run_agent(tmp_path, root, frames)
+    url, _ = run_agent(tmp_path, root, frames, sqlite_at_head(tmp_path / "hot.db"))
 
     rows = {r["function_name"]: r for r in stored(url)}
     unnamed = f"0x{file_offset(full, in_parse):x}"
