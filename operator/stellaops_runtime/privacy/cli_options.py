@@ -2,7 +2,8 @@
 
 Options whose name says what they are (``--password=``, ``--token``,
 ``-storepass``) are redacted for any program by ``patterns`` and by
-``CLI_FLAG_SECRET`` below. Short options are another matter: ``-p`` is a
+``cli_flags.CLI_FLAG_SECRET``; the forms an option's value is written in are
+``cli_syntax``'s. Short options are another matter: ``-p`` is a
 password for ``mysql`` (glued only: ``-pSECRET``; ``mysql -p shop`` prompts and
 ``shop`` is the database), for ``sshpass`` and ``mongosh`` (separate or glued),
 but a port for ``docker run -p 8080:80`` and a parameters file for ``az
@@ -25,69 +26,17 @@ from __future__ import annotations
 
 import re
 
-from stellaops_runtime.privacy.base import (
-    DOUBLE_QUOTED,
-    WORD_VALUE,
-    SecretPattern,
-    compile_patterns,
-    number_groups,
+from stellaops_runtime.privacy.base import WORD_VALUE, SecretPattern, compile_patterns, number_groups
+from stellaops_runtime.privacy.cli_syntax import (
+    START,
+    VALUE,
+    after_sub,
+    glued,
+    sep,
+    sep_or_eq,
+    sep_or_glued,
+    userpass,
 )
-
-# An option value: a quoted string (closing quote optional: the text may have
-# been truncated; ``\"`` does not end a double-quoted one) or a run up to whitespace.
-_V = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|{WORD_VALUE})"""
-
-
-def _after(sep: str) -> str:
-    """The password half of ``user<sep>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U)."""
-    return (
-        rf"""(?:"[^"{sep}]*{sep}(?P<s>(?:[^"\\]|\\[\s\S])*)"?|'[^'{sep}]*{sep}(?P<s>[^']*)'?"""
-        rf"""|[^\s{sep}"']*{sep}(?P<s>{WORD_VALUE}))"""
-    )
-
-
-_AFTER_COLON = _after(":")
-
-
-# Where an option starts: after whitespace, the start, or the quote Tetragon opens an argument
-# holding a space with (``"-pa b"``: mysql's glued password holding a space).
-_START = r"""(?<![^\s"'])"""
-
-
-def _sep(opt: str) -> str:
-    """``OPT VALUE`` (a value that does not look like the next option)."""
-    return rf"{_START}{opt}\s+(?![-\s]){_V}"
-
-
-def _glued(opt: str) -> str:
-    """``OPTVALUE`` (``-pSECRET``)."""
-    return rf"{_START}{opt}(?=\S){_V}"
-
-
-def _sep_or_glued(opt: str) -> str:
-    return rf"{_START}{opt}(?:\s+(?![-\s])|(?=\S)){_V}"
-
-
-def _sep_or_eq(opt: str) -> str:
-    """``OPT VALUE`` or ``OPT=VALUE`` (a long option)."""
-    return rf"{_START}{opt}(?:=|\s+(?![-\s])){_V}"
-
-
-def _userpass(opt: str, sep: str = ":") -> str:
-    """``OPT user:password`` or ``OPTuser:password``: the part after the separator."""
-    return rf"{_START}{opt}(?:\s+|(?=\S)){_after(sep)}"
-
-
-# Words between a subcommand and its option (``docker login -u USER -p SECRET``: 2). Bounded, so
-# that each ``login`` of a text of thousands costs a few words, not a scan to the end.
-_MAX_WORDS_AFTER_SUB = 32
-
-
-def _after_sub(sub: str, rule: str) -> str:
-    """``rule`` only after the subcommand ``sub`` in the same command, at most 32 words after it."""
-    tail = rule.removeprefix(_START)
-    return rf"(?<!\S){sub}\s+(?:\S+\s+){{0,{_MAX_WORDS_AFTER_SUB}}}?{tail}"
-
 
 _MYSQL = (
     "mysql",
@@ -144,14 +93,14 @@ _MKPASSWD = rf"(?:(?<=mkpasswd)|\A)(?:\s*{_MK_OPTION}){{0,16}}+\s*(?P<s>{_MK_WOR
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
-    _MYSQL: (_glued("-p"),),
+    _MYSQL: (glued("-p"),),
     # https://www.mongodb.com/docs/mongodb-shell/reference/options/
-    _MONGO: (_sep_or_glued("-p"),),
+    _MONGO: (sep_or_glued("-p"),),
     # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
     # CONFIG SET requirepass|masterauth VALUE (https://redis.io/docs/latest/commands/config-set/),
     # ACL SETUSER name ... >password (https://redis.io/docs/latest/commands/acl-setuser/)
     _REDIS: (
-        _sep("-a"),
+        sep("-a"),
         # A value runs to whitespace (a password may hold ``&`` or ``;``); a second word (the
         # password after a user name) counts unless the first ended with a shell separator.
         r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]\S*(?:(?<![;|&])\s+[^\s;|&-]\S*)?)",
@@ -159,31 +108,31 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         r"(?<!\S)(?i:acl)\s+(?i:setuser)\s+(?:[^\s;|&>]\S*\s+){0,32}?>(?P<s>[^\s;|&]\S*)",
     ),
     # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
-    _SQLCMD: (_sep_or_glued("-P"),),
+    _SQLCMD: (sep_or_glued("-P"),),
     # https://curl.se/docs/manpage.html (-u/--user, -U/--proxy-user, -E/--cert, --oauth2-bearer, -b/--cookie)
     ("curl",): (
-        _userpass("-[A-Za-z]*[uU]"),
-        _userpass("--(?:proxy-)?user"),
-        _userpass("(?:-E|--cert|--proxy-cert)"),
-        _sep("--oauth2-bearer"),
+        userpass("-[A-Za-z]*[uU]"),
+        userpass("--(?:proxy-)?user"),
+        userpass("(?:-E|--cert|--proxy-cert)"),
+        sep("--oauth2-bearer"),
         rf"(?<!\S)(?:-b|--cookie)\s+[\"']?[^\s=\"']+=(?P<s>{WORD_VALUE})",
     ),
     # https://linux.die.net/man/1/sshpass (-p password, getopt: glued too)
-    ("sshpass",): (_sep_or_glued("-p"),),
+    ("sshpass",): (sep_or_glued("-p"),),
     # https://httpd.apache.org/docs/2.4/programs/htpasswd.html (-b: password is the last argument)
     ("htpasswd",): (r"(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>[^\s]+)\s*$",),
     # https://docs.openssl.org/3.0/man1/openssl-enc/ (-k, -K) and openssl-passwd (password last)
-    ("openssl",): (_sep("-k"), _sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
+    ("openssl",): (sep("-k"), sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
     # https://docs.docker.com/reference/cli/docker/login/ and podman/helm/skopeo/oras login -p
     # (pflag: -p X, -p=X, -pX)
-    _LOGIN: (_after_sub("login", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){_V}"),),
+    _LOGIN: (after_sub("login", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){VALUE}"),),
     # https://learn.microsoft.com/en-us/cli/azure/reference-index#az-login (-p, --password),
     # https://learn.microsoft.com/en-us/cli/azure/keyvault/secret#az-keyvault-secret-set (--value)
-    ("az",): (_after_sub("login", _sep("-p")), _after_sub(r"secret\s+set", _sep_or_eq("--value"))),
+    ("az",): (after_sub("login", sep("-p")), after_sub(r"secret\s+set", sep_or_eq("--value"))),
     # https://cli.github.com/manual/gh_secret_set (-b, --body)
     ("gh",): (
-        _after_sub(r"secret\s+set", _sep_or_eq("--body")),
-        _after_sub(r"secret\s+set", _sep_or_glued("-b")),
+        after_sub(r"secret\s+set", sep_or_eq("--body")),
+        after_sub(r"secret\s+set", sep_or_glued("-b")),
     ),
     # https://docs.npmjs.com/cli/v10/configuring-npm/npmrc#auth-related-configuration (_authToken,
     # _auth, _password) and https://yarnpkg.com/configuration/yarnrc#npmAuthToken, set with `config set`
@@ -203,69 +152,69 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         r"\s+(?P<s>[^\s-]\S*)",
     ),
     # https://twine.readthedocs.io/en/stable/#twine-upload (-p, --password)
-    ("twine",): (_sep("-p"),),
+    ("twine",): (sep("-p"),),
     # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/setup/ (-p, --password)
-    ("influx",): (_after_sub("setup", _sep("-p")),),
+    ("influx",): (after_sub("setup", sep("-p")),),
     # https://docs.aws.amazon.com/cli/latest/reference/configure/set.html,
     # secretsmanager create-secret / put-secret-value / update-secret --secret-string
     # (https://docs.aws.amazon.com/cli/latest/reference/secretsmanager/put-secret-value.html),
     # ssm put-parameter --value (https://docs.aws.amazon.com/cli/latest/reference/ssm/put-parameter.html)
     ("aws",): (
         r"(?<!\S)set\s+\S*(?i:secret|token|password)\S*\s+(?P<s>[^\s]+)",
-        _sep_or_eq("--secret-string"),
-        _after_sub("put-parameter", _sep_or_eq("--value")),
+        sep_or_eq("--secret-string"),
+        after_sub("put-parameter", sep_or_eq("--value")),
     ),
     # https://lftp.yar.ru/lftp-man.html (-u user,password)
-    ("lftp",): (_userpass("(?:-u|--user)", ","),),
+    ("lftp",): (userpass("(?:-u|--user)", ","),),
     # https://www.samba.org/samba/docs/current/man-html/smbclient.1.html (-U user%password)
-    ("rpcclient", "smbcacls", "smbget"): (_userpass("(?:-U|--user=?)", "%"),),
+    ("rpcclient", "smbcacls", "smbget"): (userpass("(?:-U|--user=?)", "%"),),
     # and smbclient servicename [password]: the word right after //server/share that is no option
     # and no shell redirection or separator (``< cmds.txt``); the service may be quoted
     # (``'\\fs01\share'``, as a backslash service must be in a shell)
     ("smbclient",): (
-        _userpass("(?:-U|--user=?)", "%"),
-        rf"{_START}(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s<>|;&-]\S*)",
+        userpass("(?:-U|--user=?)", "%"),
+        rf"{START}(?://|\\\\)[^\s/\\]+[/\\]\S*\s+(?P<s>[^\s<>|;&-]\S*)",
     ),
     # https://docs.snowflake.com/en/developer-guide/snowflake-cli/command-reference/connection-commands/add-connection
     # (snow connection add -p, --password; -P is the port). snowsql's -p is its port
     # (https://docs.snowflake.com/en/user-guide/snowsql-start): snowsql has no password option.
-    ("snow",): (_after_sub(r"connection\s+add", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){_V}"),),
+    ("snow",): (after_sub(r"connection\s+add", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){VALUE}"),),
     # https://www.vertica.com/docs/10.1.x/HTML/Content/Authoring/ConnectingToVertica/vsql/CommandLineOptions.htm
     # (-w password; -W prompts, -p is the port)
-    ("vsql",): (_sep_or_glued("-w"),),
+    ("vsql",): (sep_or_glued("-w"),),
     # SAP HANA hdbsql -u user -p password; Hive's beeline -n user -p password (-w: a password file)
-    ("hdbsql",): (_sep("-p"),),
-    ("beeline",): (_sep("-p"),),
+    ("hdbsql",): (sep("-p"),),
+    ("beeline",): (sep("-p"),),
     # Sybase / SAP ASE isql -U user -P password (-Ppassword glued too)
-    ("isql",): (_sep_or_glued("-P"),),
+    ("isql",): (sep_or_glued("-P"),),
     # https://www.ibm.com/docs/en/db2-for-zos/12?topic=processor-connect (CONNECT TO db USER u USING password)
     ("db2",): (rf"(?<!\S)(?i:user)\s+\S+\s+(?i:using)\s+(?P<s>{WORD_VALUE})",),
     # https://developer.wordpress.org/cli/commands/config/set/ (wp config set NAME VALUE): a name
     # ending in a secret word (DB_PASSWORD, AUTH_KEY, NONCE_SALT...) loses its value
     ("wp",): (
         r"(?<!\S)config\s+set\s+(?:--\S+\s+){0,8}?[^\s-]\S{0,64}?"
-        rf"(?i:password|passwd|pass|pwd|secret|key|salt|token|auth)[\"']?\s+(?P<s>{_V.removeprefix('(?P<s>')}",
+        rf"(?i:password|passwd|pass|pwd|secret|key|salt|token|auth)[\"']?\s+(?P<s>{VALUE.removeprefix('(?P<s>')}",
     ),
     # https://manpages.ubuntu.com/manpages/noble/man8/caddy-hash-password.8.html (--plaintext)
-    ("caddy",): (_after_sub("hash-password", _sep_or_eq("--plaintext")),),
+    ("caddy",): (after_sub("hash-password", sep_or_eq("--plaintext")),),
     # https://manpages.ubuntu.com/manpages/jammy/man1/mkpasswd.1.html (mkpasswd PASSWORD [SALT])
     ("mkpasswd",): (_MKPASSWD,),
     # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
-    _LDAP: (_sep_or_glued("-w"),),
+    _LDAP: (sep_or_glued("-w"),),
     # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
-    ("ldappasswd",): (_sep_or_glued("-w"), _sep_or_glued("-s"), _sep_or_glued("-a")),
+    ("ldappasswd",): (sep_or_glued("-w"), sep_or_glued("-s"), sep_or_glued("-a")),
     # https://linux.die.net/man/1/zip and unzip (-P password); 7-Zip and RAR (-pPASSWORD)
-    ("zip", "unzip", "zipcloak"): (_sep("-P"),),
+    ("zip", "unzip", "zipcloak"): (sep("-P"),),
     # RAR also -hpPASSWORD (encrypts the headers too)
-    ("7z", "7za", "7zz", "7zr", "rar", "unrar"): (_glued("-p"), _glued("-hp")),
+    ("7z", "7za", "7zz", "7zr", "rar", "unrar"): (glued("-p"), glued("-hp")),
     # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqpug/ (user/password@db)
     _ORACLE: (r"(?<!\S)[A-Za-z0-9_$#.\"]+/(?P<s>[^\s@/]+)(?=@|\s|$)",),
     # https://cassandra.apache.org/doc/latest/cassandra/managing/tools/cqlsh.html (-p)
-    ("cqlsh",): (_sep("-p"),),
+    ("cqlsh",): (sep("-p"),),
     # https://mosquitto.org/man/mosquitto_pub-1.html (-P password)
-    ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"): (_sep("-P"),),
+    ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"): (sep("-P"),),
     # https://man.openbsd.org/ssh-keygen (-N new_passphrase, -P passphrase)
-    ("ssh-keygen",): (_sep("-N"), _sep("-P")),
+    ("ssh-keygen",): (sep("-N"), sep("-P")),
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
     # write pairs: cli_pairs.py
     ("vault",): (r"(?<!\S)login\s+(?:-\S+\s+)*(?P<s>[^\s=-][^\s=]*)(?=\s|$)",),
@@ -274,13 +223,13 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # --crypt-password2, https://rclone.org/sftp/ --sftp-key-pem, https://rclone.org/s3/
     # --s3-sse-customer-key-base64); config create/update/password pairs: cli_pairs.py
     ("rclone",): (
-        _sep("obscure"),
-        rf"(?<!\S)--[\w-]*?(?:password[0-9]|key-pem|key-base64)(?:=|\s+(?![-\s])){_V}",
+        sep("obscure"),
+        rf"(?<!\S)--[\w-]*?(?:password[0-9]|key-pem|key-base64)(?:=|\s+(?![-\s])){VALUE}",
     ),
     # https://etcd.io/docs/v3.5/dev-guide/interacting_v3/ (--user username[:password])
-    ("etcdctl",): (_userpass("--user=?"),),
+    ("etcdctl",): (userpass("--user=?"),),
     # https://www.rabbitmq.com/docs/management-cli (-p, --password)
-    ("rabbitmqadmin",): (_sep_or_glued("-p"),),
+    ("rabbitmqadmin",): (sep_or_glued("-p"),),
     # https://min.io/docs/minio/linux/reference/minio-mc/mc-alias-set.html (ACCESSKEY SECRETKEY)
     # and https://min.io/docs/minio/linux/reference/minio-mc-admin/mc-admin-user-add.html
     ("mc",): (
@@ -294,7 +243,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("xfreerdp", "xfreerdp3", "wlfreerdp", "wlfreerdp3", "sdl-freerdp", "sdl-freerdp3"): (
         rf"""(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>{WORD_VALUE})""",
     ),
-    ("rdesktop",): (_sep("-p"),),
+    ("rdesktop",): (sep("-p"),),
     # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2012-r2-and-2012/gg651155(v=ws.11)
     # net use [dev] \\host\share PASSWORD [/user:u] and net user NAME PASSWORD: the first word after
     # the share or the name that is no /option and no * (prompts); /p: is /persistent:yes|no.
@@ -304,7 +253,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         r"(?<!\S)/(?i:p|persistent):(?!(?i:yes|no)(?!\S))(?P<s>\S+)",
     ),
     # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)
-    ("nmcli",): (_sep("password"), _sep(r"[\w.-]*psk")),
+    ("nmcli",): (sep("password"), sep(r"[\w.-]*psk")),
 }
 
 TOOL_RULES: dict[str, re.Pattern[str]] = {}
@@ -333,59 +282,3 @@ _WORD_SPLIT = str.maketrans(dict.fromkeys("/=\"'(`{;|&", " "))
 def words(text: str) -> list[str]:
     """The words of ``text`` when looking for a client's name (split where ``TOOL_WORD`` may start one)."""
     return text.translate(_WORD_SPLIT).split()
-
-
-# The words before a flag's last word pin or otp that say it names no PIN or one-time code: CPU,
-# NUMA, thread and IRQ pinning (--cpu-pin 3), a TLS certificate or public-key pin (--tls-pin
-# sha256//…), the Erlang/OTP release (--erlang-otp 25). One fixed-width lookbehind each, any case.
-_NOT_A_PIN = "".join(
-    rf"(?<!(?i:[-_]{word})[-_])"
-    for word in [
-        "cpu",
-        "cpus",
-        "core",
-        "cores",
-        "numa",
-        "thread",
-        "irq",
-        "tls",
-        "ssl",
-        "cert",
-        "public-key",
-        "erlang",
-    ]
-)
-
-
-# Options whose name says what they are, for any program: -pass/-passin/-passout pass:X
-# (openssl), names ending in "pass" (--pass, -storepass, -keypass, --proxy-pass),
-# --oauth2-bearer, --creds/--src-creds/--dest-creds user:password (skopeo, buildah,
-# podman), --from-literal=KEY=VALUE (kubectl create secret).
-CLI_FLAG_SECRET = SecretPattern(
-    "cli_flag_secret",
-    number_groups(
-        "|".join(
-            [
-                r"-(?<![\w./-]-)pass(?:in|out)?\s+pass:(?P<s>\S+)",
-                r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*[A-Za-z0-9]*(?i:pass)(?:=|\s+(?![-\s]))" + _V,
-                r"-(?<![\w./-]-)-oauth2-bearer(?:=|\s+)" + _V,
-                r"-(?<![\w./-]-)-(?:src-|dest-)?creds(?:=|\s+)" + _AFTER_COLON,
-                r"-(?<![\w./-]-)-from-literal(?:=|\s+)[^\s=]+=" + _V,
-                # a command printing the secret (restic and rclone --password-command "echo X",
-                # rclone's --webdav-bearer-token-command): the whole command goes
-                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+-)*(?:pass(?:word)?|token)-command(?:=|\s+(?![-\s]))" + _V,
-                # a PIN or a one-time code after its flag (pkcs11-tool --pin/--so-pin, aws sts
-                # --token-code, Duo's --passcode, --otp/--totp, aws iam enable-mfa-device
-                # --authentication-code1/2); the flag's own name, not a part of one (--pin-cpus,
-                # --spin, --exit-code stay)
-                # (also with underscores: --otp_code, --user_pin)
-                # A last word pin or otp after a word naming what is pinned or released is no
-                # secret (--cpu-pin, --tls-pin, --erlang-otp: _NOT_A_PIN).
-                r"-(?<![\w./-]-)-(?:[A-Za-z0-9]+[-_])*(?:" + _NOT_A_PIN + r"(?i:pin|otp)|(?i:totp|hotp)"
-                r"|(?i:passcode|authentication-code[12]"
-                r"|(?:token|mfa|otp|totp|auth|verification|2fa|one-time)[-_]code))(?:=|\s+(?![-\s]))" + _V,
-            ]
-        )
-    ),
-    triggers=("pass", "bearer", "creds", "from-literal", "token-command", "pin", "otp", "-code", "_code"),
-)

@@ -3,7 +3,7 @@
 Process arguments are where secrets leak into runtime evidence (``--password=``,
 ``PGPASSWORD=``, bearer tokens passed to ``curl -H``, connection strings). This
 module owns the list of what the privacy filter recognizes by default in its
-one-regex pass (``DEFAULT_PATTERNS``: the rules here, then ``cli_options``'
+one-regex pass (``DEFAULT_PATTERNS``: the rules here, then ``cli_flags``'
 ``CLI_FLAG_SECRET``, ``provider_tokens`` and ``personal_data``), kept apart
 from the filter so that the list can be read and reviewed on its own.
 detect-secrets' rules (``library_rules``), client short options
@@ -54,7 +54,7 @@ from stellaops_runtime.privacy.base import (
     first_char_alternatives,
     number_groups,
 )
-from stellaops_runtime.privacy.cli_options import CLI_FLAG_SECRET
+from stellaops_runtime.privacy.cli_flags import CLI_FLAG_SECRET
 from stellaops_runtime.privacy.cut_tail import (
     JDBC_PASSWORD,
     TRUNCATED_TAIL,
