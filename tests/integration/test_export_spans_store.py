@@ -70,10 +70,12 @@ def _spooled(agent: str, position: dict[str, Any] | None, count: int = 3) -> Bat
     return Batch(agent, 1, units, from_spool=True, export_position=position)
 
 
-def _stored_live(store: Any, agent: str, lo: int, hi: int, count: int = 3) -> None:
+def _stored_live(
+    store: Any, agent: str, lo: int, hi: int, count: int = 3, position: dict[str, Any] | None = None
+) -> None:
     """Another agent's live flush of bytes ``lo``..``hi`` (its spans written with its counts)."""
     pending = PendingWrites(agent_id=agent)
-    pending.position_of = lambda: _position(agent, lo, hi)
+    pending.position_of = lambda: position or _position(agent, lo, hi)
     pending.add([_delta("inflate", count)], [])
     assert asyncio.run(pending.flush(store))
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_SPANS = 8  # files an agent's batch names (rotations within one life); more are not ours
 _BIGINT = 1 << 63
+_INO = 1 << 64  # st_ino is an unsigned 64-bit number: XFS (inode64), overlay, btrfs, NFS use the top bit
 PRUNE_NS = 31 * 86400 * 10**9  # past the spool's 30 days (store/ledger.py): no batch is checked against it
 
 Span = tuple[int, int, int, str]  # (ino, lo, hi, head: SHA-256 hex of the first 1024 bytes, or "")
@@ -58,7 +59,9 @@ def valid_spans(raw: Any) -> list[Span] | None:
     for s in raw:
         if not isinstance(s, (list, tuple)) or len(s) != 4 or not _head(s[3]):
             return None
-        if any(type(v) is not int or not 0 <= v < _BIGINT for v in s[:3]) or s[1] > s[2]:
+        if type(s[0]) is not int or not 0 <= s[0] < _INO:
+            return None
+        if any(type(v) is not int or not 0 <= v < _BIGINT for v in s[1:3]) or s[1] > s[2]:
             return None
         out.append((s[0], s[1], s[2], s[3]))
     return out
@@ -66,6 +69,19 @@ def valid_spans(raw: Any) -> list[Span] | None:
 
 def _head(h: Any) -> bool:
     return isinstance(h, str) and (h == "" or (len(h) == 64 and all(c in "0123456789abcdef" for c in h)))
+
+
+def ino_to_db(ino: int) -> int:
+    """An inode as the ``ino`` bigint column keeps it: its 64 bits as a signed number (two's
+    complement), so an inode at or above 2**63 is stored (no column change, no migration) and
+    never meets another inode."""
+    return ino - _INO if ino >= _BIGINT else ino
+
+
+def ino_from_db(value: Any) -> int:
+    """The inode ``ino_to_db`` stored, as the kernel reports it (``st_ino``)."""
+    ino = int(value)
+    return ino + _INO if ino < 0 else ino
 
 
 def same_file(ino: int, head: str, other_ino: int, other_head: str) -> bool:
@@ -96,7 +112,7 @@ def write_spans(conn: Any, node: str, agent: str, spans: list[Span], at_ns: int 
         sql = sql.replace(f"{t}.lo", "export_spans.lo").replace(f"{t}.hi", "export_spans.hi")
         sql = sql.replace(f"{t}.at_ns", "export_spans.at_ns")
     for ino, lo, hi, head in spans:
-        conn.execute(sql, (node, agent, ino, head, lo, hi, *at))
+        conn.execute(sql, (node, agent, ino_to_db(ino), head, lo, hi, *at))
 
 
 def _now(dialect: str) -> tuple[str, list[int]]:
@@ -119,13 +135,13 @@ def overlapping(conn: Any, node: str, agent: str, spans: list[Span]) -> list[Sto
     out: list[Stored] = []
     for ino, lo, hi, head in spans:
         if lo < hi:  # an empty span covers no line
-            rows = conn.execute(sql, (node, agent, ino, hi, lo)).rows
+            rows = conn.execute(sql, (node, agent, ino_to_db(ino), hi, lo)).rows
             out += [r for r in map(_stored, rows) if same_file(ino, head, r[1], r[4])]
     return out
 
 
 def _stored(r: Any) -> Stored:
-    return (str(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]))
+    return (str(r[0]), ino_from_db(r[1]), int(r[2]), int(r[3]), str(r[4]))
 
 
 def read_spans(db: Any, node: str) -> list[Stored]:
