@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 import sqlalchemy as sa
 
@@ -191,3 +192,49 @@ async def test_tetragon_and_the_api_server_both_down_log_each_error_once(
         assert await writer.tick() is False
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name.endswith("node_status")]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+class NoPolicyList(ReplayServer):
+    """Tetragon whose event stream delivers while ListTracingPolicies fails for good (a
+    ``connectionTimeout`` too short for a node of thousands of policies, a broken sensor manager)."""
+
+    async def _list_policies(self, request: object, context: object) -> object:  # type: ignore[override]
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "sensor manager not ready")  # type: ignore[attr-defined]
+
+
+def _sample(agent: Agent, name: str) -> float:
+    from stellaops_runtime.agent.metrics import AgentCollector
+
+    found = [s.value for m in AgentCollector(agent).collect() for s in m.samples if s.name == name]
+    assert len(found) == 1, (name, found)
+    return float(found[0])
+
+
+@pytest.mark.asyncio
+async def test_a_policy_list_that_never_answers_is_a_gap_for_good_and_a_metric_says_since_when(
+    tmp_path: Path,
+) -> None:
+    """The gap the stream's connection opens stays open while Tetragon never says what it traces:
+    every moment of the run is a node-wide gap (no day of it reads watched), and
+    ``stellaops_runtime_policy_load_gap_open_seconds`` tells the operator how long it has been open
+    (without it, a node in a gap for hours was seen only in the ObservationNode's Tetragon error)."""
+    tetragon = NoPolicyList([], version="v1.7.0")
+    address = await tetragon.start("127.0.0.1:0")
+    try:
+        async with running_agent(tmp_path, address) as (agent, ticks):
+            started = time.time_ns()
+            await polled(ticks, "polls whose ListTracingPolicies failed")
+            await polled(ticks, "more of them")
+            open_for = _sample(agent, "stellaops_runtime_policy_load_gap_open_seconds")
+            assert open_for > 0, open_for
+            assert (time.time_ns() - started) / 1e9 < open_for + 3600  # seconds, not ns
+            assert agent.outages.policies is not None and agent.outages.policies.open
+            last = time.time_ns()
+    finally:
+        await tetragon.stop(grace=0)
+    gaps = sorted(none_gaps(tmp_path / "hot.db"))
+    at = gaps[0][0] if gaps else last
+    for a, b in gaps:
+        if a <= at <= b:
+            at = max(at, b)
+    assert gaps and gaps[0][0] <= started and at >= last, (started, last, gaps)

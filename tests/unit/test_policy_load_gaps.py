@@ -148,3 +148,39 @@ def test_a_reload_or_load_behind_polls_tetragon_did_not_answer_is_unwatched_sinc
     w.observe([entry("LOADING", gen=3)], now_ns=150 * S, connected=True, connects=1)
     w.observe([entry("ENABLED", gen=3)], now_ns=160 * S, connected=True, connects=1)
     assert covered(w.take(now_ns=160 * S), 130 * S, 160 * S)
+
+
+def test_a_policy_disabled_is_unwatched_from_the_last_poll_that_saw_it_tracing() -> None:
+    """``tetra tracingpolicy disable`` (same version, state DISABLED): nothing of it traces from then
+    on, while the windows of that day before it still show its stacks; the day must not read watched.
+    The span stays open while the operator caps the pods and Tetragon follows the new labels."""
+    w, _ = started()
+    w.observe([entry("ENABLED")], now_ns=110 * S, connected=True, connects=1)
+    assert w.take(now_ns=110 * S) == []
+    w.observe([entry("DISABLED")], now_ns=120 * S, connected=True, connects=1)
+    assert w.open
+    assert covered(w.take(now_ns=120 * S), 110 * S, 120 * S)
+    held = 120 + int(EXPECT_SECONDS)
+    w.observe([entry("DISABLED")], now_ns=(held - 10) * S, connected=True, connects=1)
+    assert w.open  # the pods' relabel (the operator's cap) may take this long to reach Tetragon
+    w.observe([entry("DISABLED")], now_ns=held * S, connected=True, connects=1)
+    assert not w.open
+    assert covered(w.take(now_ns=held * S), 120 * S, held * S)
+    w.observe([entry("DISABLED")], now_ns=(held + 10) * S, connected=True, connects=1)
+    assert w.take(now_ns=(held + 10) * S) == []  # a policy that stays disabled costs nothing more
+
+
+def test_a_policy_enabled_again_or_failed_or_skipped_or_gone_is_a_change_of_what_traces() -> None:
+    for before, after in [
+        ("DISABLED", "ENABLED"),  # tetra tracingpolicy enable: traced from some time in between
+        ("ENABLED", "LOAD_ERROR"),
+        ("PARTIALLY_ENABLED", "ERROR"),
+        ("ENABLED", "SKIPPED"),  # its nodeSelector no longer takes this node
+        ("ENABLED", None),  # deleted (its ObservationPolicy went): listed no more
+    ]:
+        w, _ = started()
+        w.observe([entry(before)], now_ns=110 * S, connected=True, connects=1)
+        w.take(now_ns=110 * S)
+        w.observe([] if after is None else [entry(after)], now_ns=120 * S, connected=True, connects=1)
+        assert w.open, (before, after)
+        assert covered(w.take(now_ns=120 * S), 110 * S, 120 * S), (before, after)

@@ -109,6 +109,8 @@ tetragon_rate_limit_dropped_events_total{node}  events those reports say Tetrago
 observation_gap_windows_total{scope} observation-window rows marked as gaps (scope image | node)
 source_outage_marks_total            source outage spans marked as node-wide gaps (agent/outages.py);
                                      source_outage_seconds_total: their length on the wall clock
+policy_load_gap_open_seconds         age of the open gap of our policies not (known) loaded, 0: none
+                                     (agent/policy_load_gaps.py); policy_load_gaps_total: spans recorded
 restart_gaps_total                   holes since the node's last agent, from its watch record
                                      (<store.spoolPath>.alive, agent/watch_record.py), marked as outages
 watch_record_ignored_total{reason}   watch records not used: not_json, too_large, bad_shape, bad_time,

@@ -34,13 +34,25 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   Tetragon came back (its list is empty at first), so from the poll before
   the connection; an object listed before and back within that bound, from its
   last listing; otherwise (a policy just created: nothing of it traced before
-  either) from the poll before.
+  either) from the poll before;
+- an object of ours that stopped tracing (listed ``DISABLED``, ``LOAD_ERROR``,
+  ``ERROR`` or ``SKIPPED``, or no more, after it was listed tracing) or started
+  again (back to ``ENABLED``/``PARTIALLY_ENABLED``): from the last poll that read
+  the list, held open for :data:`EXPECT_SECONDS` after the poll that saw it,
+  while the operator caps or uncaps its pods and Tetragon follows their labels.
+  The windows of that day before the change show the policy's stacks, so
+  without this the day read watched over the hours nothing of it traced. An
+  object that stays in such a state costs nothing more: its pods' windows
+  show no stack of it (the operator caps them, controller/in_force.py).
 
 What remains: between two polls (a third of ``observationNode.heartbeatSeconds``)
 a reload that ends with the same version is not seen; an agent without
 ``observationNode.enabled`` reads no policy states and records none of this;
 while Tetragon's API does not answer, an open span stays open (one a
-reconnection opens too) and no other opens.
+reconnection opens too) and no other opens; the list empty at Tetragon's
+restart reads as every object of ours gone, so such a restart's gap lasts
+:data:`EXPECT_SECONDS` at least (the safe side). An open span shows as
+``stellaops_runtime_policy_load_gap_open_seconds`` (agent/store_metrics.py).
 """
 
 from __future__ import annotations
@@ -57,6 +69,8 @@ Span = tuple[int, int]  # wall ns
 OPERATOR_PREFIX = "stellaops-"
 # Listed states in which the object's probes trace (or never will here, which the operator handles).
 SETTLED_STATES = frozenset({"ENABLED", "PARTIALLY_ENABLED", "SKIPPED", "LOAD_ERROR", "ERROR", "DISABLED"})
+# Of those, the states in which its probes trace; the others trace nothing here (the operator caps).
+TRACING_STATES = frozenset({"ENABLED", "PARTIALLY_ENABLED"})
 # How long after a (re)connection an object of ours first listed is taken as loading since then.
 EXPECT_SECONDS = 900.0
 # Spans kept for the marker at most (merged into one beyond: wider, never lost).
@@ -75,9 +89,12 @@ def _ours(entries: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
     return out
 
 
+def _state(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("state") or "UNKNOWN").upper().removeprefix("TP_STATE_")
+
+
 def _pending(entry: Mapping[str, Any]) -> bool:
-    state = str(entry.get("state") or "UNKNOWN").upper().removeprefix("TP_STATE_")
-    return state not in SETTLED_STATES
+    return _state(entry) not in SETTLED_STATES
 
 
 class PolicyLoadWatch:
@@ -96,6 +113,8 @@ class PolicyLoadWatch:
         self._handed_to: int | None = None  # ... handed over up to here (take)
         self._listed: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._last_seen: dict[tuple[str, str], int] = {}
+        self._tracing: dict[tuple[str, str], bool] = {}  # each object's last settled state: tracing?
+        self._hold_to: int | None = None  # a change of what traces keeps a span open until then
         self._spans: list[Span] = []
         self.spans = 0  # spans recorded (closed ones, and each reload)
         self.pending = 0  # objects of ours listed pending at the last poll
@@ -103,6 +122,13 @@ class PolicyLoadWatch:
     @property
     def open(self) -> bool:
         return self._open_from is not None
+
+    def open_seconds(self, now_ns: int | None = None) -> float:
+        """How long the span still open has been open (0.0: none is): its start to now, wall clock."""
+        if self._open_from is None:
+            return 0.0
+        now = time.time_ns() if now_ns is None else now_ns
+        return max(0.0, (now - self._open_from) / 1e9)
 
     def observe(
         self,
@@ -137,8 +163,9 @@ class PolicyLoadWatch:
                 self._record(self._listed_from(key, listed, now_ns), now_ns)
             elif reported_version(was) != reported_version(entry):  # reloaded in between
                 self._record(listed, now_ns)
+        self._changes(ours, listed, now_ns)
         self.pending = sum(1 for e in ours.values() if _pending(e))
-        if self.pending:
+        if self.pending or (self._hold_to is not None and now_ns < self._hold_to):
             self._open(listed)
         elif self._open_from is not None:
             self._record(self._open_from if self._handed_to is None else self._handed_to, now_ns)
@@ -149,6 +176,24 @@ class PolicyLoadWatch:
         for key in [k for k, t in self._last_seen.items() if now_ns - t > self._expect_ns and k not in ours]:
             del self._last_seen[key]
         self._prev_poll = self._answered = now_ns
+
+    def _changes(self, ours: Mapping[tuple[str, str], Mapping[str, Any]], listed: int, now_ns: int) -> None:
+        """An object of ours that started or stopped tracing (DISABLED, a failed state, SKIPPED, gone,
+        or back to ENABLED) since its last settled state: from the last list read, and held open
+        for :data:`EXPECT_SECONDS` while the operator relabels the pods (its cap) and Tetragon follows."""
+        changed = False
+        for key, entry in ours.items():
+            if _pending(entry):
+                continue
+            tracing = _state(entry) in TRACING_STATES
+            if self._tracing.get(key, tracing) != tracing:
+                changed = True
+            self._tracing[key] = tracing
+        for key in [k for k in self._tracing if k not in ours]:
+            changed |= self._tracing.pop(key)  # listed no more: stopped, if it traced
+        if changed:
+            self._open(listed)
+            self._hold_to = now_ns + self._expect_ns
 
     def _listed_from(self, key: tuple[str, str], before: int, now_ns: int) -> int:
         """Since when an object of ours first listed at this poll may have traced nothing."""

@@ -88,6 +88,17 @@ def outage_metrics(a: Agent) -> Iterator[Metric]:
     yield _counter(
         "source_outage_seconds", "Seconds of source outages marked as gaps (wall clock).", a.outages.seconds
     )
+    policies = a.outages.policies  # agent/policy_load_gaps.py: Tetragon not tracing our policies
+    yield _gauge(
+        "policy_load_gap_open_seconds",
+        "Seconds the node-wide gap of our policies not loaded (or not known loaded) has been open; 0: none.",
+        policies.open_seconds() if policies is not None else 0.0,
+    )
+    yield _counter(
+        "policy_load_gaps",
+        "Spans of our policies not loaded marked as gaps.",
+        policies.spans if policies else 0,
+    )
     w = a.watch
     yield _counter("restart_gaps", "Holes since the node's last agent, marked as outages.", w.restart_gaps)
     yield _labelled(
