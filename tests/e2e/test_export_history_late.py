@@ -2,13 +2,14 @@
 
 Defect (s35/h2), reproduced with real agents as subprocesses, a real PostgreSQL and a TCP proxy of
 our own that black-holes it (tests/pgproxy.py): with the node's watch record lost, the store
-silent for the 10 s the ``exportFromStart`` source waits for its answer (sources/export_restart.py
-``HISTORY_WAIT_SECONDS``), the agent acted as the node's first and read the export file from its
-first line, so every line an earlier agent had stored was counted twice. Now the file is read from
-where it ended when it was opened; ``node_history_unknown`` is 1 until the store answers, and the
-answer says where the hole's gap starts: at the node's latest stored window when the store knew
-the node, at the node's boot when it did not (a new node: its lines written before the agent
-opened the file are not read, a gap instead).
+silent for the time the ``exportFromStart`` source waits for its answer (10 s by default,
+``tetragon.exportHistoryWaitSeconds``: 2 s here, as a user may set it), the agent acted as the
+node's first and read the export file from its first line, so every line an earlier agent had
+stored was counted twice. Now the file is read from where it ended when it was opened;
+``node_history_unknown`` is 1 until the store answers, and the answer says where the hole's gap
+starts: at the node's latest stored window when the store knew the node, at the node's boot when
+it did not (a new node: its lines written before the agent opened the file are not read, a gap
+instead).
 
 The stream is the synthetic one (tests/fixtures/tetragon/synthetic, copied from
 /work/shared/fixtures/tetragon).
@@ -37,6 +38,7 @@ UNKNOWN = "stellaops_runtime_node_history_unknown"
 def _late_conf(url: str, spool: str, export: Path) -> dict[str, Any]:
     c = x.conf(url, spool, export)
     c["store"].update(connectTimeout="2s", statementTimeout="2s")
+    c["tetragon"]["exportHistoryWaitSeconds"] = "2s"  # the default 10 s sat idle in both tests
     return c
 
 
@@ -93,7 +95,7 @@ async def test_a_store_late_to_say_it_knew_the_node_never_replays(tmp_path: Path
     hole_to = dt.datetime.now(dt.UTC)
     out, away, end = await _late_store_agent(tmp_path / "b", pg_url, proxy, spool, export, last)
     assert x.stored(pg_url) == x.truth(first, last)  # A's lines once (before: twice), the hole's none
-    assert "did not say within 10s" in out and "not from its start" in out, out
+    assert "did not say within 2s" in out and "not from its start" in out, out
     assert h.metric(away, UNKNOWN) == 1, out
     assert "answered late: it holds windows of this node" in out, out
     assert "the time since is a gap" in out, out
@@ -112,7 +114,7 @@ async def test_a_new_node_whose_store_is_late_has_its_early_lines_as_a_gap(
     export.write_bytes(x.lines(early))  # before any agent ran on the node
     out, away, end = await _late_store_agent(tmp_path / "b", pg_url, proxy, spool, export, rest)
     assert x.stored(pg_url) == x.truth(rest)  # the early lines are not read ...
-    assert "did not say within 10s" in out and "not from its start" in out, out
+    assert "did not say within 2s" in out and "not from its start" in out, out
     assert h.metric(away, UNKNOWN) == 1, out
     assert "answered late: it holds no window of this node" in out, out
     gaps = x.none_gaps(pg_url)  # ... but a gap from the node's boot until the file was opened

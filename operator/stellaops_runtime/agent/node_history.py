@@ -16,8 +16,8 @@ until this agent's source watches is a gap, and the export file is not replayed.
 ahead of the clock (an earlier agent's clock was ahead, stepped back since) says nothing
 about where the hole began on this clock: the gap then starts at the node's boot
 (agent/watch_record.py ``_tell``), never at that future moment. A store that
-cannot say within 10 s (sources/export_restart.py ``HISTORY_WAIT_SECONDS``) does not make the
-node new either: the file is not replayed, and the late answer places the gap (from the node's
+cannot say within 10 s (``tetragon.exportHistoryWaitSeconds``, sources/export_restart.py) does
+not make the node new either: the file is not replayed, and the late answer places the gap (from the node's
 boot for a node the store did not know). The query is served by the index of migration 0010.
 Plain DB-API SQL (store/dbconn.py): the agent never loads SQLAlchemy.
 """

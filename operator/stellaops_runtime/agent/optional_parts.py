@@ -49,7 +49,8 @@ def make_source(
     if t.export_file:
         from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
-        source = TetragonExportSource(t.export_file, queue=queue, from_start=t.export_from_start)
+        source = TetragonExportSource(t.export_file, queue=queue, from_start=t.export_from_start,
+                                      history_wait=t.export_history_wait_seconds)  # fmt: skip
         source.keep_lock = True  # released after the last flush (agent/runner.py)
         return source, pipeline.process_json
     if config.native.enabled and in_pipeline is not None:

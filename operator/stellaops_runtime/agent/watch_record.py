@@ -38,7 +38,8 @@ record does not make this the node's first agent: the store says, as it opens
 (agent/node_history.py), whether it holds windows of the node; if so the time
 since the latest one's start is a gap (since the node's boot when that start is
 ahead of the clock: stepped back since), and an ``exportFromStart`` replay of the
-export file is refused (sources/export_restart.py), also when the store cannot say within 10 s;
+export file is refused (sources/export_restart.py), also when the store cannot say within
+``tetragon.exportHistoryWaitSeconds`` (10 s);
 an agent that stops before the store ever answered marks the time from the node's boot as a gap
 (:meth:`WatchRecord.unanswered_at_stop`). Without ``store.spoolPath`` there is no record, and
 restart holes are not recorded.

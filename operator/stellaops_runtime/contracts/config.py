@@ -129,6 +129,10 @@ class TetragonConfig(Model):
     export_file: str = setting("", key="exportFile")
     # Read the export file from its first line (replays, tests) instead of its end.
     export_from_start: bool = setting(False, key="exportFromStart")
+    # How long such a replay waits for the store to say whether an agent ran on the node before
+    # (no watch record); past it the file is read from its end, the hole a gap
+    # (sources/export_restart.py). Longer where the store may be slow when agents start.
+    export_history_wait_seconds: Seconds = duration(10.0, key="exportHistoryWaitSeconds", gt=0, le=600)
     queue_size: int = setting(50_000, key="queueSize", ge=100, le=10_000_000)
 
 

@@ -28,8 +28,9 @@ from stellaops_runtime.sources.open_outage import OpenOutage
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 
 # How long an ``exportFromStart`` replay waits for the store to say whether an agent ran on the
-# node before (no usable watch record). Past it the file is read from where it ended when opened,
-# never replayed: a gap is honest, a line counted twice is not.
+# node before (no usable watch record), unless ``tetragon.exportHistoryWaitSeconds`` says. Past
+# it the file is read from where it ended when opened, never replayed: a gap is honest, a line
+# counted twice is not.
 HISTORY_WAIT_SECONDS = 10.0
 # A resume waits for the store's export position of the node (sources/export_store.py) for as long
 # as waiting loses nothing: the file at the path is the one opened (not rotated: the file opened
@@ -57,6 +58,7 @@ class RestartResume:
     _outage: OpenOutage
     _opened_at: tuple[int, int]
     poll_interval: float
+    history_wait: float
     # No usable watch record: whether an earlier agent ran on the node is asked of the store
     # (agent/node_history.py); None until it answers.
     _history_asked: bool = False
@@ -307,9 +309,10 @@ class RestartResume:
         """``exportFromStart`` with no checkpoint used: read the file whole (True) only if no earlier
         agent of the node may have counted its lines, else from its end (False: no line counted
         twice; the time since that agent is a gap), and so when the store cannot tell in time
-        (:data:`HISTORY_WAIT_SECONDS`). None: stopped while waiting for the store."""
+        (``history_wait``: :data:`HISTORY_WAIT_SECONDS` unless configured). None: stopped while
+        waiting for the store."""
         if self._history_asked:
-            until = time.monotonic() + HISTORY_WAIT_SECONDS
+            until = time.monotonic() + self.history_wait
             while self._history is None:
                 if stop.is_set():
                     return None
@@ -321,7 +324,7 @@ class RestartResume:
                         "when opened, not from its start, so no line an earlier agent counted is "
                         "counted again; the hole before is a gap, from a start the store tells once "
                         "it answers (node_history_unknown is 1 until then)",
-                        HISTORY_WAIT_SECONDS, self.path,
+                        self.history_wait, self.path,
                     )  # fmt: skip
                     return False
                 self.stats.last_error = (

@@ -48,7 +48,7 @@ from stellaops_runtime.sources.export_files import (
     made_as_read,
 )
 from stellaops_runtime.sources.export_lock import ExportLock
-from stellaops_runtime.sources.export_restart import RestartResume
+from stellaops_runtime.sources.export_restart import HISTORY_WAIT_SECONDS, RestartResume
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
@@ -64,11 +64,18 @@ class TetragonExportSource(RestartResume):
     name = "tetragon-export"
 
     def __init__(
-        self, path: str, *, queue: EventQueue, from_start: bool = False, poll_interval: float = 0.1
+        self,
+        path: str,
+        *,
+        queue: EventQueue,
+        from_start: bool = False,
+        poll_interval: float = 0.1,
+        history_wait: float = HISTORY_WAIT_SECONDS,
     ) -> None:
         self.path = path
         self.queue = queue
         self.from_start = from_start
+        self.history_wait = history_wait  # tetragon.exportHistoryWaitSeconds
         self.poll_interval = poll_interval
         self.stats = ExportStats()
         self._buf = bytearray()
