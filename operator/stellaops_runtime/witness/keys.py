@@ -13,12 +13,21 @@ most :data:`MAX_KEY_FILE_BYTES`, and only when regular files (regular_file.py),
 so a wrong path (``/dev/zero``, a FIFO, a log) is an error, not a machine out
 of memory or a command that never returns. Error messages name the file and
 never quote its content.
+
+A private key file group or others can read, or a public key file they can
+write, is loaded with a WARNING naming the file, its mode and the fix
+(:func:`_warn_loose`): whoever reads the private key signs witnesses every
+verifier trusts, and whoever writes the public key picks which verify. ssh
+refuses such files; a refusal here would stop every agent whose key is a
+Kubernetes Secret mounted with the default mode (0644), which the docs
+promise works, so it is a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import stat
 from pathlib import Path
@@ -30,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from stellaops_runtime.regular_file import read_regular
 
 MAX_KEY_FILE_BYTES = 64 * 1024  # an Ed25519 PEM is ~120 bytes; room for comments and chains
+log = logging.getLogger(__name__)
 
 
 class KeyError_(Exception):
@@ -92,6 +102,25 @@ def _read(path: str | Path, what: str) -> bytes:
     return data
 
 
+def _warn_loose(path: str | Path, *, private: bool) -> None:
+    """A WARNING when group or others can read a private key file (write a public one): the mode of
+    the file a path (a Secret's symlink) leads to; nothing when it cannot be told."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if private and mode & 0o077:
+        log.warning(
+            "private key %s is readable by group or others (mode %04o): whoever reads it can sign "
+            "witnesses; chmod 600 it (a Kubernetes Secret: defaultMode: 0400)", path, mode,
+        )  # fmt: skip
+    elif not private and mode & 0o022:
+        log.warning(
+            "public key %s is writable by group or others (mode %04o): whoever writes it decides which "
+            "witnesses verify; chmod 644 it", path, mode,
+        )  # fmt: skip
+
+
 def load_private(path: str | Path) -> Ed25519PrivateKey:
     data = _read(path, "private key")
     try:
@@ -100,6 +129,7 @@ def load_private(path: str | Path) -> Ed25519PrivateKey:
         raise KeyError_(f"{path} is not an unencrypted PEM private key: {e}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyError_(f"{path} is a {type(key).__name__}, not an Ed25519 key")
+    _warn_loose(path, private=True)
     return key
 
 
@@ -114,6 +144,7 @@ def load_public(path: str | Path) -> Ed25519PublicKey:
             raise KeyError_(f"{path} is not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyError_(f"{path} is a {type(key).__name__}, not an Ed25519 key")
+    _warn_loose(path, private=False)
     return key
 
 
