@@ -25,7 +25,10 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
 - after the event stream (re)connects: from the poll before the connection
   was seen (the outage covers the time before it) to the first poll after it
   that sees nothing pending, since what Tetragon traced before that poll is
-  unknown;
+  unknown (for the JSON export source, which has outages too, the file's
+  opening and each rotation are its connections: where Tetragon's API never
+  answers, that span never closes, as nothing says our policies are loaded;
+  tests/integration/test_policy_loading_gap_export.py);
 - an object of ours listed again under another version (uid, generation)
   than at the last poll that read the list: Tetragon reloaded it in between,
   from that poll on;
