@@ -20,7 +20,11 @@ observed" answer never covers it, however short it was. "Known alive" is
 the arrival of the stream's last message (or its opening, if it delivered
 none): a stream noticed broken only later may already have lost what
 Tetragon sent after that, so the gap starts there, not at the moment the
-break was noticed. A stream that goes silent with its connection still open is
+break was noticed; and it starts earlier still by what Tetragon may have held
+back for the stream then (its event cache, a backlog: sources/event_hold.py),
+since those events, lost with the stream, carry earlier times. The watching
+moment the agent records for its successor (``watching_ns``) is taken the same
+way. A stream that goes silent with its connection still open is
 noticed by HTTP/2 keepalive pings (``KEEPALIVE_SECONDS`` of silence, then
 ``KEEPALIVE_TIMEOUT_SECONDS`` for the answer) and handled the same way. Time the
 agent's event loop stalled with the stream open (it was not read: Tetragon may
@@ -42,6 +46,7 @@ import grpc
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_of, now_pair
+from stellaops_runtime.sources.event_hold import EventHold
 from stellaops_runtime.sources.loop_stall import LoopStalls
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
@@ -182,6 +187,9 @@ class TetragonGrpcSource:
         self._connected_at = 0  # wall ns the current stream opened
         self._connected_boot = 0  # ... and its boottime
         self.alive_ns = 0  # wall ns the stream was last known alive (its last message, or its opening)
+        self.hold = EventHold()  # how far back the events Tetragon still holds reach (sources/event_hold.py)
+        self._last: bytes | None = None  # the stream's last message, its time read about once a second
+        self._sampled = 0  # ``stats.received`` when it was last read
         self.stalls = LoopStalls()  # the loop stalled with the stream open: unwatched (sources/loop_stall.py)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -209,7 +217,8 @@ class TetragonGrpcSource:
             finally:
                 if self.stats.connected and not stop.is_set():
                     # nobody is known to watch from here (an outage still open started earlier)
-                    self._outage.open(self.alive_ns, boot_of(self.alive_ns))
+                    start = self.held_from()
+                    self._outage.open(start, boot_of(start))
                 self.stats.connected = False
                 await self._close()
             if stop.is_set():
@@ -238,6 +247,7 @@ class TetragonGrpcSource:
         self.stats.connects += 1
         self._connected_at, self._connected_boot = now_pair()
         self.alive_ns = self._connected_at
+        self._last = None  # a message of the last stream says nothing of this one's lag
         self.stats.connected = True
         log.info("streaming events from tetragon at %s", self._shown)
         put = self.queue.put
@@ -247,6 +257,7 @@ class TetragonGrpcSource:
         try:
             async for payload in call:
                 self.alive_ns = now()
+                self._last = payload
                 stats.received += 1
                 put(payload)
                 if first:  # a stream that delivers is healthy again
@@ -285,9 +296,18 @@ class TetragonGrpcSource:
         agent's last watching moment (agent/watch_record.py)."""
         self._outage.resume(from_ns, from_boot)
 
+    def held_from(self) -> int:
+        """The earliest time the events Tetragon may still hold for the stream carry: the last
+        moment it was known alive, less the hold (sources/event_hold.py)."""
+        if self.stats.received != self._sampled:
+            self._sampled = self.stats.received
+            self.hold.sample(self._last, self.alive_ns)
+        return self.alive_ns - self.hold.ns()
+
     def watching_ns(self) -> int | None:
-        """The last moment the open stream was known alive; None while no stream is open."""
-        return self.alive_ns if self.stats.connected else None
+        """The last moment up to which the open stream is known to have delivered every event
+        (:meth:`held_from`); None while no stream is open."""
+        return self.held_from() if self.stats.connected else None
 
     def forget_outage(self) -> None:
         """Drop an open outage: another source takes over and accounts for the time itself."""
