@@ -37,6 +37,13 @@ XML_PURL = "pkg:deb/debian/libxml2@2.9.14%2Bdfsg-1.3?arch=amd64"
 LIBC_PURL = "pkg:deb/debian/glibc@2.36-9?arch=amd64"
 XML_BUILD = "ab" * 20
 OTHER_BUILD = "cd" * 20
+CRYPTO = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"
+CRYPTO_PURL = "pkg:deb/debian/openssl@3.0.15-1?arch=amd64"
+CRYPTO_BUILD = "0f" * 20
+APP = "/opt/app/server"
+APP_BUILD = "5a" * 20
+APP_PURL = "pkg:generic/acme-server@4.1"
+LATER = "2025-03-01T00:01:30Z"  # only the second window
 
 
 def row(image: str, module: str, fn: str, count: int, start: int, purl: str, **kw: object) -> HotSymbolDelta:
@@ -118,9 +125,69 @@ def test_the_build_of_a_function_id_scopes_it(url: str, capsys: pytest.CaptureFi
     # is unknown for that reason alone (file_not_seen), never "not observed"
     code, doc = ask(url, capsys, "--image", IMG, "--function", f"{OTHER_BUILD}:xmlParseCharRef+0x0")
     assert code == exitcodes.UNKNOWN and doc["unnamed"] == [] and doc["file_not_seen"] == []
-    # an unnamed offset asked about by its own ID: the other offsets are not it
+
+
+def test_a_file_offset_asked_about_is_unknown_while_other_code_of_its_file_ran(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unresolved ID ``<build-id>:+0x<offset>`` (static analysis' start of a stripped function)
+    matches only the frame stored at exactly that offset. A sampled frame is a return address inside
+    the function, never its start, so the other offsets of the build may be that function; and a
+    function of the build stored under its name (a debug file named it here) may hold the offset,
+    which the store cannot place (it keeps no file offsets of named functions). Before the fix both
+    were "not observed" (exit 1)."""
+    with open_store(url) as store:  # a stripped binary: every frame under no name
+        store.write([row(IMG, APP, "0x9a10", 25, T0, APP_PURL, build_id=APP_BUILD)], [])
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{APP_BUILD}:+0x9a00")
+    assert (code, doc["answer"]) == (exitcodes.UNKNOWN, "unknown")
+    assert doc["unnamed"] == [{"module": APP, "offsets": 1, "calls": 25}] and "offset_unplaced" not in doc
+    # libxml2 ran under no name and under a name: either may be the function at 0x4c000
     code, doc = ask(url, capsys, "--image", IMG, "--function", f"{XML_BUILD}:+0x4c000")
-    assert code == exitcodes.NOT_FOUND and doc["unnamed"] == []
+    assert (code, doc["answer"]) == (exitcodes.UNKNOWN, "unknown")
+    assert [r["function_name"] for r in doc["offset_unplaced"]] == ["xmlParseDocument"]  # type: ignore[index]
+    # the exact offset that ran is observed
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{XML_BUILD}:+0x4a1f0")
+    assert (code, doc["observed"]) == (exitcodes.OK, True)
+    with open_store(url) as store:  # libcrypto: every frame named through its debug file
+        store.write(
+            [
+                row(IMG, CRYPTO, "EVP_DigestInit_ex", 12, T0, CRYPTO_PURL, build_id=CRYPTO_BUILD),
+                row(IMG, CRYPTO, "", 1, T0, CRYPTO_PURL, evidence=EvidenceKind.LOADED, build_id=CRYPTO_BUILD),
+            ],
+            [],
+        )
+    for extra in ((), ("--purl", CRYPTO_PURL)):
+        code, doc = ask(url, capsys, "--image", IMG, "--function", f"{CRYPTO_BUILD}:+0x1c0", *extra)
+        assert (code, doc["answer"], doc["unnamed"]) == (exitcodes.UNKNOWN, "unknown", []), extra
+        assert [r["function_name"] for r in doc["offset_unplaced"]] == ["EVP_DigestInit_ex"]  # type: ignore[index]
+        assert "file offset 0x1c0" in str(doc["reason"])
+    # evidence and vex read the same doubts: no PotentiallyReachable "not called" (exit 1)
+    fid = f"{CRYPTO_BUILD}:+0x1c0"
+    assert cli("evidence", "--image", IMG, "--purl", CRYPTO_PURL, "--function", fid, "--store", url) == 3
+    assert "may have run (offset_unplaced)" in capsys.readouterr().out
+    # a period in which nothing of that file ran: the offset did not run either
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{CRYPTO_BUILD}:+0x1c0", "--since", LATER)
+    assert (code, doc["answer"]) == (exitcodes.NOT_FOUND, "not_observed")
+    assert "offset_unplaced" not in doc
+    # a name of that file is asked by name: its absence is not in doubt
+    code, doc = ask(url, capsys, "--image", IMG, "--function", f"{CRYPTO_BUILD}:EVP_MD_CTX_new+0x0")
+    assert (code, doc["answer"]) == (exitcodes.NOT_FOUND, "not_observed")
+
+
+def test_code_under_no_name_in_a_file_of_no_package_may_be_the_packages(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stripped file whose attribution failed (purl ""): its unnamed frames may be the function
+    asked of any package, as a named call there is (doubts.unattributed), yet the question's purl
+    left them out. Before the fix: glibc's ``realloc`` "not observed" (exit 1)."""
+    with open_store(url) as store:
+        store.write([row(IMG, APP, "0x9a10", 25, T0, "", build_id=APP_BUILD)], [])
+    code, doc = ask(url, capsys, "--image", IMG, "--function", "realloc", "--purl", LIBC_PURL)
+    assert (code, doc["answer"]) == (exitcodes.UNKNOWN, "unknown")
+    assert doc["unnamed"] == [{"module": APP, "offsets": 1, "calls": 25}]
+    # another package's unnamed code is still not glibc's
+    code, doc = ask(url, capsys, "--image", JIT_IMG, "--function", "realloc", "--purl", LIBC_PURL)
+    assert (code, doc["unnamed"]) == (exitcodes.NOT_FOUND, [])
 
 
 def test_a_period_without_unnamed_code_is_not_observed(url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Seven places where a call can hide from a question about a function of a package:
+Eight places where a call can hide from a question about a function of a package:
 
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
@@ -23,6 +23,9 @@ Seven places where a call can hide from a question about a function of a package
   function of the image in such a file forbids "no function of it ran": which package's code
   a file of no package holds is what its attribution could not tell (a renamed Rust crate, a
   fat JAR, a Go function of no module lie even in another package's file).
+- **offset_unplaced**: a function asked by file offset (``<build-id>:+0x<offset>``, a stripped
+  function as static analysis names it) while functions of that build ran under their names:
+  the store cannot tell which of them lies at the offset (evidence/offset_unplaced.py).
 - **history_removed**: the cumulative row says the function ran between its first and last
   call, and that meets the period asked about, but ``store.retentionDays`` removed the
   per-window history that would say when (store/partitions.py).
@@ -60,6 +63,7 @@ from stellaops_runtime.evidence.interpreted import (
     purl_type,
 )
 from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
+from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
@@ -348,6 +352,7 @@ def doubts(
         file_not_seen(conn, image=image, function=function),
         interpreted(conn, image=image, function=function, purl=purl),
         refused(conn, image=image, function=function, purl=purl, since=since, until=until),
+        offset_unplaced(conn, image=image, function=function, since=since, until=until),
     ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))

@@ -7,8 +7,12 @@ gave no symbol either is counted under its file offset: an ``on_stack`` row whos
 which function it was. A function asked about and not found by name may be exactly that code,
 so ``query observed`` and the VEX decision answer *unknown* / *under investigation* while the
 image (or, when the question names one, the package or the build) has such rows in the period,
-naming the files. Frames outside any file (JIT code, anonymous memory) are not counted: no
-symbol table could name them, and no package or build is theirs.
+naming the files. A package's scope takes in files of no package (purl ``""``): they may be its
+files. A function ID's build scopes it, also an unresolved ID ``<build-id>:+0x<offset>``: a
+stack frame is an address inside its function, so the function starting at that offset (how
+static analysis names a stripped function) is stored under other offsets. Frames outside any
+file (JIT code, anonymous memory) are not counted: no symbol table could name them, and no
+package or build is theirs.
 """
 
 from __future__ import annotations
@@ -76,10 +80,12 @@ def unnamed_code(
         found = queries.matching_purls(conn, image=image, purl=purl)
         if not found:
             return []
-        where.append(c.purl.in_(found))
+        # and files of no package: which package's code they hold is what attribution could not
+        # tell (doubts.unattributed), so their unnamed frames may be the package's function too
+        where.append(c.purl.in_([*found, ""]))
     if function is not None and function.is_function_id:
-        if not function.entry_id:  # "<build-id>:+0x<offset>" asks about one unnamed offset itself
-            return []
+        # "<build-id>:+0x<offset>" too: a sampled frame is a return address inside its function,
+        # so the function that starts at (or holds) that offset ran as the build's other offsets
         where.append(c.build_id == function.build_id)
     rows = queries.rows_where(conn, *where, since=since, until=until)
     if since is not None or until is not None:
