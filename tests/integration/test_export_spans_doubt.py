@@ -9,9 +9,18 @@ inode's 64 bits as a signed number. Real SQLite and PostgreSQL stores.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.export_spans import read_spans
+from stellaops_runtime.store.pending import PendingWrites
+from stellaops_runtime.store.spool import read_spool, write_spool
 from tests.integration.test_export_spans_store import (
+    IMG,
     NODE,
     _gaps,
     _invoked,
@@ -43,5 +52,94 @@ def test_spans_of_an_inode_past_2_63_are_stored_and_checked(url: str) -> None:
         )
         assert _invoked(store) == 6 and pending.spool_recounted_rows == 0
         assert {s[1] for s in read_spans(store.db, NODE)} == {BIG, low}
+    finally:
+        store.close()
+
+
+def _old_format(batch: Batch) -> Batch:
+    """``batch`` as a spool file of an agent before the spans gives it back: no export_position key."""
+    d = batch_to_json(batch)
+    d.pop("export_position", None)
+    return batch_from_json(d)
+
+
+def _old_spool(path: Path, batch: Batch) -> None:
+    """The spool file an agent before s39 wrote (store/spool.py's format 1, its batches without an
+    ``export_position`` key), written byte by byte as it did."""
+    d = batch_to_json(batch)
+    d.pop("export_position", None)
+    header = {"format": "stellaops-runtime-spool", "version": 1, "batches": 1, "rows": batch.rows,
+              "created_unix": 1764000000}  # fmt: skip
+    body = (json.dumps(header, sort_keys=True) + "\n" + json.dumps(d, sort_keys=True) + "\n").encode()
+    path.write_bytes(body + json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n")
+
+
+def test_an_old_agents_spooled_counts_are_a_gap_once_another_agent_stored_export_counts(
+    url: str, tmp_path: Path
+) -> None:
+    """An agent before s39 spooled no spans: which lines its counts cover is not known. Another
+    agent of the node stored counts of the export file (its position row, its spans): it may have
+    counted the same lines, so the old batch's windows are a gap, said and counted, never its counts
+    beside the other agent's."""
+    store = open_store(url)
+    try:
+        _stored_live(store, f"{NODE}/x", 100, 900)
+        _old_spool(tmp_path / "hot.spool", _spooled(f"{NODE}/y", None))
+        pending = _replay(store, read_spool(tmp_path / "hot.spool") or [])
+        assert _invoked(store) == 3  # X's counts alone
+        assert pending.spool_unverified_rows == 2 and pending.spool_recounted_rows == 0
+        assert [g["image_digest"] for g in _gaps(store)] == [IMG]
+    finally:
+        store.close()
+
+
+def test_an_old_agents_spool_is_stored_where_no_other_agent_followed_an_export_file(url: str) -> None:
+    """No agent of the node but the spool's own stored counts of an export file (a node watched by
+    Tetragon's gRPC stream, or the spool's agent stored some before its store went away): nobody else
+    can have counted its lines, its counts are stored as before."""
+    store = open_store(url)
+    try:
+        pending = _replay(store, [_old_format(_spooled(f"{NODE}/y", None))])
+        assert _invoked(store) == 3 and pending.spool_unverified_rows == 0 and _gaps(store) == []
+        _stored_live(store, f"{NODE}/w", 0, 100)
+        own = _old_format(_spooled(f"{NODE}/w", None))
+        own.seq = 2
+        pending = _replay(store, [own])  # W's own row and spans: W's later counts
+        assert _invoked(store) == 9 and pending.spool_unverified_rows == 0
+        new_grpc = _spooled(f"{NODE}/g", None)  # a new agent's batch of no export counts says so
+        assert "export_position" in batch_to_json(new_grpc)
+        pending = _replay(store, [batch_from_json(batch_to_json(new_grpc))])
+        assert _invoked(store) == 12 and pending.spool_unverified_rows == 0
+    finally:
+        store.close()
+
+
+def test_the_doubt_survives_a_spool_written_again(tmp_path: Path) -> None:
+    """An agent that could not store an old agent's batches spools them again (merged, store/spool.py):
+    they stay of unknown lines, never taken for a batch that says it holds no export counts."""
+    path = tmp_path / "hot.spool"
+    write_spool(path, [_old_format(_spooled(f"{NODE}/y", None)), _spooled(f"{NODE}/g", None)])
+    old, new = read_spool(path) or []
+    assert not old.export_known and new.export_known
+
+
+def test_a_replay_without_the_export_lock_is_a_gap_once_another_agent_stored_export_counts(url: str) -> None:
+    """An agent with no export source (or whose export lock cannot be taken) replays spooled export
+    counts without the lock: another agent following the file may hold counts of the same lines not
+    stored yet, which its check cannot see. Where another agent left a trace, they are a gap."""
+    store = open_store(url)
+    try:
+        _stored_live(store, f"{NODE}/x", 500, 900)
+        pending = PendingWrites(agent_id=f"{NODE}/next")
+        pending.spool_unlocked = lambda: True
+        pending.load([_spooled(f"{NODE}/y", _position(f"{NODE}/y", 100, 500))])  # disjoint spans
+        assert asyncio.run(pending.flush(store))
+        assert _invoked(store) == 3 and pending.spool_unverified_rows == 2
+        # With the lock held, the same check is exact: disjoint spans are stored.
+        pending = PendingWrites(agent_id=f"{NODE}/next2")
+        pending.spool_unlocked = lambda: False
+        pending.load([_spooled(f"{NODE}/z", _position(f"{NODE}/z", 100, 500))])
+        assert asyncio.run(pending.flush(store))
+        assert _invoked(store) == 6 and pending.spool_unverified_rows == 0
     finally:
         store.close()

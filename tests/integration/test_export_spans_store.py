@@ -155,9 +155,13 @@ def test_a_file_that_took_a_deleted_files_inode_is_another_file(url: str) -> Non
         store.close()
 
 
-def test_a_spool_without_spans_or_with_hostile_ones_is_stored_as_before(url: str, tmp_path: Path) -> None:
-    """An agent before the spans spooled none (nothing can be checked: its counts are stored, as
-    they always were); a spool file's spans that are not ours are no spans, never a crash."""
+def test_a_spool_with_hostile_spans_is_a_gap_once_another_agent_stored_never_a_crash(
+    url: str, tmp_path: Path
+) -> None:
+    """A spool file's positions and spans that are not ours (not well formed) cannot be checked,
+    never a crash: with another agent's counts of the export file stored, they are gaps (s40/e,
+    tests/integration/test_export_spans_doubt.py); a batch that says it holds no export counts
+    (a null position) is stored."""
     store = open_store(url)
     try:
         _stored_live(store, f"{NODE}/x", 0, 900)
@@ -182,7 +186,8 @@ def test_a_spool_without_spans_or_with_hostile_ones_is_stored_as_before(url: str
         path = tmp_path / "hot.spool"
         write_spool(path, batches)
         pending = _replay(store, read_spool(path) or [])
-        assert _invoked(store) == 3 + len(hostile) and pending.spool_recounted_rows == 0
+        assert _invoked(store) == 3 + 1 and pending.spool_recounted_rows == 0
+        assert pending.spool_unverified_rows == 2 * (len(hostile) - 1)
     finally:
         store.close()
 

@@ -154,6 +154,37 @@ def test_an_export_agent_writes_spooled_counts_only_while_it_holds_the_export_lo
     finally:
         source.lock.release()
     assert pending.spool_gate() is False
+    # s40/e: while it does not hold the lock (unguarded), its replay's check is not exact.
+    assert pending.spool_unlocked is not None and pending.spool_unlocked() is True
+    assert source.lock.take() == "held"
+    try:
+        assert pending.spool_unlocked() is False
+    finally:
+        source.lock.release()
+
+
+def test_an_agent_without_an_export_source_replays_spooled_counts_as_unlocked(tmp_path: Path) -> None:
+    """s40/e: an agent with no export source (the gRPC stream) holds no export lock, so another
+    agent's counts of a spooled batch's lines may be in flight while it is checked: its replay is
+    weighed as unlocked (store/export_spans.py ``guard``)."""
+    from types import SimpleNamespace
+
+    from stellaops_runtime.agent.watch_record import attach_watch_record
+    from stellaops_runtime.store.pending import PendingWrites
+
+    pending = PendingWrites()
+    agent = SimpleNamespace(
+        config=SimpleNamespace(store=SimpleNamespace(spool_path=str(tmp_path / "hot.spool"))),
+        node_name="node-a",
+        agent_id="node-a/1",
+        queue=EventQueue(10),
+        source=SimpleNamespace(),  # no lock: not an export source
+        flusher=SimpleNamespace(pending=pending, spool=SimpleNamespace(window_ns=None), on_open=None),
+        outages=SimpleNamespace(record=None),
+    )
+    attach_watch_record(agent)
+    assert pending.spool_gate is None  # nothing to wait for
+    assert pending.spool_unlocked is not None and pending.spool_unlocked() is True
 
 
 def test_a_rotated_resume_never_reads_again_the_new_files_stored_lines(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ store_statement_timeout_splits_total ranges of a flush written in halves: their 
 store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
 store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
-                                     (stored from the spool), corrupt (spool files moved aside)
+                                     (stored from the spool), recounted and unverified (stored as
+                                     gaps, store/export_spans.py), corrupt (spool files moved aside)
 witnesses_generated_total            signed runtime witnesses the agent generated (agent/witness bridge)
 event_processing_latency_seconds     receive -> in-memory hot-symbol record
 queue_depth / queue_capacity         the receive queue

@@ -77,6 +77,7 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
             "loaded": pend.spool_loaded_rows,
             "replayed": pend.spool_replayed_rows,
             "recounted": pend.spool_recounted_rows,  # stored as gaps: another agent counted their lines
+            "unverified": pend.spool_unverified_rows,  # stored as gaps: their lines cannot be checked
             "corrupt": fl.spool.corrupt,
         },
     )

@@ -307,3 +307,6 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
         agent.node_status.record = rec
     return rec
+    # Without the lock (no export source, or unguarded) another agent's counts of a spooled batch's
+    # lines may be in flight while it is checked: weighed against other agents' traces instead.
+    agent.flusher.pending.spool_unlocked = (lambda: not lock.held) if lock is not None else (lambda: True)

@@ -64,6 +64,13 @@ class Batch:
     # Where the export file's lines counted in this batch (and the ones before it) may reach,
     # written with each of its transactions (store/export_position.py); None: no export source.
     export_position: dict[str, Any] | None = None
+    # False: read from a spool file of an agent before the spans (s39), which wrote no
+    # ``export_position`` key: whether it holds counts of the export file, and of which lines, is
+    # not known (store/export_spans.py ``guard``). Kept as it is when the batch is spooled again.
+    export_known: bool = True
+    # Replayed by an agent that does not hold the export lock (store/pending.py ``spool_unlocked``):
+    # another agent's counts of its lines may be in flight, unseen by its check. Never spooled.
+    unlocked: bool = False
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 
@@ -174,6 +181,8 @@ class BatchResult:
     splits: int = 0  # ranges retried in halves because a row was refused
     # spooled rows not stored: another agent's stored counts cover their lines (store/export_spans.py)
     recounted: int = 0
+    # spooled rows not stored: their lines cannot be checked and another agent stored counts of the file
+    unverified: int = 0
     errors: list[str] = field(default_factory=list)  # one per quarantined row
 
     def add(self, other: BatchResult) -> None:
@@ -183,6 +192,7 @@ class BatchResult:
         self.quarantined_invocations += other.quarantined_invocations
         self.splits += other.splits
         self.recounted += other.recounted
+        self.unverified += other.unverified
         self.errors.extend(other.errors)
 
 
@@ -272,7 +282,7 @@ def batch_to_json(b: Batch) -> dict[str, Any]:
         "seq": b.seq,
         "units": [None if u is None else unit_to_json(u) for u in b.units],
     }
-    if b.export_position is not None:  # its spans are checked at the replay (store/export_spans.py)
+    if b.export_known:  # its spans are checked at the replay (store/export_spans.py); null: no export counts
         out["export_position"] = b.export_position
     return out
 
@@ -289,6 +299,7 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
         units,
         from_spool=True,
         export_position=position if isinstance(position, dict) else None,
+        export_known="export_position" in d and (position is None or isinstance(position, dict)),
     )
 
 

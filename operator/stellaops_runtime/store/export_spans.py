@@ -166,37 +166,96 @@ def _owner(position: dict[str, Any]) -> tuple[str, str, int] | None:
     return node, agent, at
 
 
+def others_stored(conn: Any, node: str, agent: str) -> str | None:
+    """Another agent than ``agent`` that stored counts of ``node``'s export file: the node's position
+    row (store/export_position.py) or a span of its (None: no trace of any)."""
+    p = _P[conn.dialect]
+    schema = "signals" if conn.dialect == "postgresql" else "main"
+    for table in ("export_positions", "export_spans"):  # two routed reads on Citus (node_name)
+        sql = f"SELECT agent_id FROM {schema}.{table} WHERE node_name = {p} AND agent_id <> {p} LIMIT 1"
+        rows = conn.execute(sql, (node, agent)).rows
+        if rows:
+            return str(rows[0][0])
+    return None
+
+
+def _unverified(batch_agent: str, position: dict[str, Any] | None, units: list[Any]) -> list[tuple[str, str]]:
+    """(node, agent) pairs whose traces an unverifiable batch is weighed against: its position's
+    owner, else the nodes its rows name (at most :data:`MAX_SPANS`) with the batch's agent."""
+    owner = _owner(position) if isinstance(position, dict) else None
+    if owner is not None:
+        return [(owner[0], owner[1])]
+    nodes = {n for u in units if isinstance(n := getattr(u, "node_name", None), str) and n and "\0" not in n}
+    return [(n, batch_agent) for n in sorted(nodes)[:MAX_SPANS]]
+
+
+def _as_gaps(
+    deltas: list[HotSymbolDelta], obs: list[ObservationWindow]
+) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
+    """A batch's rows as gaps over their windows: each count's window (store/pending_buffer.py
+    ``gap_of``), the gap rows it holds, and an unwatched-container mark's gap."""
+    width = max((o.window_seconds for o in obs if o.window_seconds), default=86_400)
+    gaps = [o for o in obs if o.has_gap]
+    gaps += [g for o in obs if not o.has_gap and (g := dropped_gap(o, width)) is not None]
+    gaps += [gap_of(d, width) for d in deltas]
+    return [], gaps
+
+
 def guard(
     conn: Any,
     position: dict[str, Any] | None,
     spooled: bool,
     deltas: list[HotSymbolDelta],
     obs: list[ObservationWindow],
-) -> tuple[list[HotSymbolDelta], list[ObservationWindow], int]:
+    *,
+    known: bool = True,
+    locked: bool = True,
+    agent: str = "",
+) -> tuple[list[HotSymbolDelta], list[ObservationWindow], int, int]:
     """In the transaction storing ``deltas`` and ``obs`` (store/ledger.py): what to store, and how
-    many rows are not stored because another agent's stored counts cover their lines.
+    many rows are not stored because another agent's stored counts cover their lines (recounted),
+    or may (unverified).
 
     A spooled batch (``spooled``) whose spans another agent's stored spans overlap is stored as
-    gaps: each count's window (store/pending_buffer.py ``gap_of``), the gap rows it holds, and an
-    unwatched-container mark's gap; its spans are not written (its counts are not stored).
-    Otherwise the spans are written with the counts. A position without spans (no export
-    source, an agent before them) is stored as before."""
+    gaps (:func:`_as_gaps`); its spans are not written (its counts are not stored). Otherwise the
+    spans are written with the counts. A position without spans (no export source) is stored as
+    before.
+
+    A spooled batch whose lines cannot be checked is weighed against the traces of other agents
+    (:func:`others_stored`) instead: ``known`` False (a spool file of an agent before the spans:
+    which lines it counted is not known), a position whose spans or owner are not well formed, or
+    ``locked`` False with spans (replayed by an agent without the export lock: another agent's
+    counts of the same lines may be in flight, not stored yet). When another agent of the node
+    stored counts of an export file, its rows are stored as gaps, said and counted (``agent``: the
+    batch's agent id); else it is stored as before (spans checked and written as above)."""
     spans = position_spans(position)
     owner = _owner(position) if position is not None and spans else None
+    broken = position is not None and (spans is None or bool(spans and owner is None))
+    if spooled and (not known or broken or (not locked and spans)):
+        why = (
+            "spooled by an agent before the export spans" if not known
+            else "its export spans are not well formed" if broken
+            else "replayed without the export lock"
+        )  # fmt: skip
+        for node, whose in _unverified(agent, position, [*deltas, *obs]):
+            if (other := others_stored(conn, node, whose)) is not None:
+                log.warning(
+                    "spooled batch of agent %s: its lines of the export file cannot be checked (%s), and "
+                    "agent %s of node %s stored counts of the export file: its %d rows are not stored, "
+                    "their windows are a gap (never counted twice)",
+                    whose, why, other, node, len(deltas) + len(obs),
+                )  # fmt: skip
+                return *_as_gaps(deltas, obs), 0, len(deltas) + len(obs)
     if spans is None or owner is None:
-        return deltas, obs, 0
+        return deltas, obs, 0, 0
     node, agent, _at = owner
     if spooled and (hit := overlapping(conn, node, agent, spans)):
-        width = max((o.window_seconds for o in obs if o.window_seconds), default=86_400)
-        gaps = [o for o in obs if o.has_gap]
-        gaps += [g for o in obs if not o.has_gap and (g := dropped_gap(o, width)) is not None]
-        gaps += [gap_of(d, width) for d in deltas]
         log.warning(
             "spooled batch of agent %s: another agent of node %s stored counts of the same bytes of the "
             "export file (agent %s, inode %d, bytes %d-%d): its %d rows are not stored, their windows are "
             "a gap (never counted twice)",
             agent, node, *hit[0][:4], len(deltas) + len(obs),
         )  # fmt: skip
-        return [], gaps, len(deltas) + len(obs)
+        return *_as_gaps(deltas, obs), len(deltas) + len(obs), 0
     write_spans(conn, node, agent, spans)  # pruned PRUNE_NS after its last write, on the store's clock
-    return deltas, obs, 0
+    return deltas, obs, 0, 0

@@ -272,13 +272,17 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                     raise _Rollback(state)
                 # The export file's spans: written with the counts, or a spooled batch whose lines
                 # another agent's stored counts cover is stored as gaps (store/export_spans.py).
-                deltas, obs, recounted = guard(conn, batch.export_position, batch.from_spool, deltas, obs)
+                deltas, obs, recounted, unverified = guard(
+                    conn, batch.export_position, batch.from_spool, deltas, obs,
+                    known=batch.export_known, locked=not batch.unlocked, agent=batch.agent_id,
+                )  # fmt: skip
                 result.written += write_rows(conn, deltas, obs)
                 # With the counts it covers, in one transaction; a replayed batch's position is of an
                 # agent gone (its spans say what it counted): the row stays the live agents'.
                 if batch.export_position is not None and not batch.from_spool:
                     write_position(conn, batch.export_position)
             result.recounted += recounted  # committed
+            result.unverified += unverified
             batch.range_stored((lo, hi), "written")
             return
         except _Rollback as r:

@@ -133,6 +133,9 @@ class PendingWrites:
         self.spool_replayed_rows = 0
         # Spooled rows stored as gaps: another agent's counts cover their lines (store/export_spans.py).
         self.spool_recounted_rows = 0
+        # Spooled rows stored as gaps: their lines cannot be checked and another agent of the node
+        # stored counts of the export file (store/export_spans.py ``guard``).
+        self.spool_unverified_rows = 0
         self.last_error: str | None = None
         # Where the export file's lines drained so far may reach (agent/export_resume.py), given
         # to each batch frozen from the buffer and written with its counts (store/export_position.py).
@@ -141,6 +144,10 @@ class PendingWrites:
         # this agent holds the export lock, so no other agent's counts of the file are in flight
         # while its spans are checked, store/export_spans.py); None: always.
         self.spool_gate: Callable[[], bool] | None = None
+        # Whether this agent replays spooled export counts without holding the export lock (no
+        # export source, or its lock cannot be taken: agent/watch_record.py), so another agent's
+        # counts of the same lines may be in flight while they are checked; None: never.
+        self.spool_unlocked: Callable[[], bool] | None = None
 
     @property
     def pending_rows(self) -> int:
@@ -341,6 +348,7 @@ class PendingWrites:
         # Of this agent's own sequences only: a batch of another agent (spooled) or under a derived
         # identity (store/ledger.py storable_identity) has its own; the floor deleted its parts.
         batch.ledger_floor = min(own) if own and batch.agent_id == self.agent_id else 0
+        batch.unlocked = batch.from_spool and self.spool_unlocked is not None and self.spool_unlocked()
         return await write_timed(self, store, batch, write_timeout, deadline)
 
     def _done(self, batch: Batch, result: BatchResult) -> None:
@@ -354,6 +362,7 @@ class PendingWrites:
         if batch.from_spool:
             self.spool_replayed_rows += result.written + result.duplicate + result.quarantined
             self.spool_recounted_rows += result.recounted
+            self.spool_unverified_rows += result.unverified
         if result.duplicate:
             log.warning(
                 "flush %s/%d: %d rows were already stored (a retry after a lost acknowledgement); "
