@@ -33,6 +33,7 @@ class Runtime(CriServer):
         super().__init__(socket)
         self.name, self.version = name, version
         self.end_at_once = False  # CRI-O with enable_pod_events = false
+        self.end_after_lists = 0  # ... answered late: OK and empty once this many lists were answered
         self.register_after_lists = 0  # hold the stream until this many ListContainers were answered
         self.lists = 0
 
@@ -46,6 +47,11 @@ class Runtime(CriServer):
 
     def _events(self, req: Any, ctx: grpc.ServicerContext) -> Iterator[bytes]:
         if self.end_at_once:
+            return iter(())
+        if self.end_after_lists:  # a loaded CRI-O: its "no stream" comes after the observer's lists
+            deadline = time.monotonic() + 20
+            while self.lists < self.end_after_lists and time.monotonic() < deadline:
+                time.sleep(0.01)
             return iter(())
         deadline = time.monotonic() + 20
         while self.lists < self.register_after_lists and time.monotonic() < deadline:
@@ -88,6 +94,33 @@ def test_a_stream_ended_at_once_and_empty_is_no_stream(tmp_path: Path, sleeper: 
             _listed(w, _start(server, sb.id, sleeper), "a container started later is relisted")
         finally:
             w.close()
+    finally:
+        server.stop()
+
+
+def test_a_stream_ended_empty_after_the_lists_is_no_stream_either(tmp_path: Path, sleeper: int) -> None:
+    """A loaded CRI-O with its default answers OK and empty after the settle time (after the lists):
+    the same "no stream" as at once. It was taken for a stream that failed, and each connection
+    ended so: a reconnect (a stream error, a WARNING, a hole in the agent's samples) and two more
+    lists of every container each time, for as long as CRI-O stayed that slow, since each sync reset
+    the backoff. Before its first message a stream is not relied on (the lists are read every
+    relist_seconds), so relisting from then on loses nothing."""
+    server = Runtime(str(tmp_path / "slow-crio.sock"))
+    server.end_after_lists = 3  # the two lists of the connection and one relist
+    server.start()
+    try:
+        sb = server.add_pod("web", "shop", pid=sleeper)
+        with Watcher(observer(server, settle_seconds=0.05, relist_seconds=0.05)) as w:
+            obs = w.observer
+            deadline = time.monotonic() + 10
+            while w.query(lambda: server.lists) < 12:  # the end came, and lists went on after it
+                assert time.monotonic() < deadline, "the lists stopped"
+                time.sleep(0.02)
+            state = w.query(
+                lambda: (obs.stats.stream_errors, obs.stats.connects, obs.mode, obs.stats.last_error)
+            )
+            assert state[:3] == (0, 1, "relist"), state
+            _listed(w, _start(server, sb.id, sleeper), "a container started later is relisted")
     finally:
         server.stop()
 

@@ -402,6 +402,13 @@ def test_a_stream_that_ends_is_reopened_and_what_changed_is_announced(
     with Watcher(observer(server, resync_seconds=0.3)) as w:
         _subscribed(server)
         assert _kinds(w, cid) == []  # listed at the first sync, not announced
+        # a live stream (its first message came): one that ends OK and empty before it is CRI-O's
+        # "no stream" (test_cri_stream_trust.py), relisted, not reopened
+        server.push(server.event(cid, api_pb2.CONTAINER_STARTED_EVENT))
+        deadline = time.monotonic() + 10
+        while not w.query(lambda: w.observer.live):
+            assert time.monotonic() < deadline, "the stream never went live"
+            time.sleep(0.02)
         server.set_container(sb.id, cid, api_pb2.CONTAINER_EXITED, finished_at=time.time_ns(), exit_code=2)
         server.end_streams()  # the runtime closes the stream; the exit is on no stream
         die = w.wait_for(lambda e: e.container_id == cid and e.event_type == T.DIE)

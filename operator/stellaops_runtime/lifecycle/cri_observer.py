@@ -8,7 +8,8 @@ ListContainers plus a verbose ContainerStatus of each container (pid, environmen
 from the runtime's ``info`` JSON; image digest from the status's image reference or ImageStatus's
 repo digests), and lists again once the stream is live or SETTLE_SECONDS after asking for it before
 it says it is in sync. What the stream is trusted with is cri_stream.py's: a runtime without it
-(``UNIMPLEMENTED``, or OK and empty at once) is relisted every ``relist_seconds``; so is one whose
+(``UNIMPLEMENTED``, or OK and empty before its first message, at once or late) is relisted every
+``relist_seconds``; so is one whose
 stream is not yet live (its first message is the only sign) or splits events between its readers; a
 live stream of its own is backed by a relist every ``resync_seconds``.
 
@@ -149,8 +150,11 @@ class CriObserver(CriApply):
                 try:
                     raw = pending.result()
                 except (StopAsyncIteration, grpc.aio.AioRpcError) as e:
-                    # OK and empty only at once is CRI-O's "no stream"; later, the runtime closed it
-                    if self.live or isinstance(e, StopAsyncIteration) or not self._no_stream(e):
+                    # Before its first message, OK and empty (or UNIMPLEMENTED) is CRI-O's "no stream",
+                    # answered late by a loaded CRI-O; the lists are the watch until then anyway, so
+                    # relisting loses nothing, where a reconnect was a hole and two more lists each
+                    # time. A live stream that ends: the runtime closed it.
+                    if self.live or not self._no_stream(e):
                         raise ConnectionError(f"the CRI event stream ended: {why(e)}") from None
                     pending, next_list = None, clock() + self.relist_seconds
                     continue
