@@ -7,8 +7,9 @@ place, without the event, cache and truncation logic around them.
 
 With ``default_patterns``, one pass over a text runs, in order: the default
 rules (``patterns``, ``provider_tokens``, ``personal_data`` and the
-option-name rules of ``cli_options``) in one regex (only those whose triggers
-and gates the text passes, compiled per combination); on a truncated text the
+option-name rules of ``cli_flags``) in one regex (only those whose triggers
+and gates the text passes, compiled per combination off this thread:
+``compiled_sets``); on a truncated text the
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); the lines of a
 here-document for a password reader (``here_docs``); detect-secrets' rules
@@ -27,7 +28,7 @@ import re
 
 from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.privacy import entropy, env_names
+from stellaops_runtime.privacy import compiled_sets, entropy, env_names
 from stellaops_runtime.privacy.engine import (
     ExtraPattern,
     TriggerIndex,
@@ -52,12 +53,6 @@ LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
 # How far back from the end of a truncated field the tail patterns look.
 _TAIL_WINDOW_CHARS = 512
-# Distinct trigger combinations compiled (in practice a handful: which secrets appear together in
-# one field). A command line is text a workload chooses: past this bound a new combination runs the
-# whole rule set, compiled once, instead of a compile of its own (50-130 ms and up to ~0.5 MiB each,
-# the cache starting over for ever). A rule whose triggers or gate a text fails cannot match it, so
-# the text comes out the same (tests/unit/test_privacy_compile_bound.py).
-_MAX_COMPILED_SUBSETS = 32
 # One trigger pass for both rule lists: [0] the default patterns, [1] detect-secrets' rules.
 # Built with the first filter that uses the default patterns: detect-secrets (and the
 # requests library it imports) is loaded only then (issue 13).
@@ -89,10 +84,12 @@ class Redactor:
 
     def __init__(self, config: PrivacyConfig) -> None:
         self._use_default = config.default_patterns
-        # Default patterns compiled per set of triggered patterns (a bit mask):
-        # a field only pays for the patterns whose trigger words it contains.
-        self._by_mask: dict[int, CompiledPatterns] = {}
-        self._whole: CompiledPatterns | None = None
+        # Default patterns compiled per set of triggered patterns (a bit mask): a field only pays for
+        # the patterns whose trigger words it contains. The whole set is compiled here, at start-up;
+        # the combinations off the thread that filters (compiled_sets.py).
+        self._sets = compiled_sets.DEFAULT_SETS
+        if config.default_patterns:
+            self._sets.whole()
         self._tail: CompiledPatterns | None = (
             compile_patterns((TRUNCATED_TAIL,)) if config.default_patterns else None
         )
@@ -236,19 +233,14 @@ class Redactor:
         return text, hits
 
     def _default_for(self, mask: int) -> CompiledPatterns | None:
-        """The default patterns of ``mask`` (their triggers and gates passed), compiled; None if none."""
+        """The default patterns of ``mask`` (their triggers and gates passed), compiled; None if none.
+
+        A combination not compiled yet is the whole set, which redacts the same (compiled_sets.py).
+        """
         if not mask:
             return None
-        cp = self._by_mask.get(mask)
-        if cp is None:
-            if len(self._by_mask) >= _MAX_COMPILED_SUBSETS:
-                return self._whole_set()
-            cp = compile_patterns([p for i, p in enumerate(DEFAULT_PATTERNS) if mask >> i & 1])
-            self._by_mask[mask] = cp
-        return cp
+        return self._sets.for_mask(mask)
 
     def _whole_set(self) -> CompiledPatterns:
-        """Every default pattern, compiled once (for combinations past ``_MAX_COMPILED_SUBSETS``)."""
-        if self._whole is None:
-            self._whole = compile_patterns(DEFAULT_PATTERNS)
-        return self._whole
+        """Every default pattern, compiled at start-up."""
+        return self._sets.whole()

@@ -1,0 +1,122 @@
+"""The privacy rules are compiled at start and off the pipeline thread, never while intake waits.
+
+The default rules a text may match are compiled together, one regex per combination of the rules
+whose trigger words it holds (privacy/redactor.py). Each combination was compiled the first time a
+text asked for it, on the pipeline thread: under load one took seconds (engineer RT's trace of
+test_parse_worker_e2e, session 39: ~3.5 s in ``_default_for -> compile_patterns``), during which
+intake stalled and /metrics went stale, and a new combination could come at any time mid-stream.
+Now the whole rule set is compiled when the agent builds its pipeline (start-up, before any event);
+a combination not compiled yet runs the whole set, which redacts a text exactly as its combination
+does (test_privacy_compile_bound.py), while a background thread compiles the combination.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.privacy import base, compiled_sets
+from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+STREAM = FIXTURES / "tetragon" / "synthetic" / "stream-a.jsonl.gz"
+
+
+def _lines() -> list[tuple[bytes, int]]:
+    """Each distinct exec of stream-a once, then one exec per corpus secret (many combinations)."""
+    seen: set[str] = set()
+    lines: list[tuple[bytes, int]] = []
+    template: dict[str, Any] | None = None
+    with gzip.open(STREAM, "rt", encoding="utf-8") as f:
+        for raw in f:
+            doc = json.loads(raw)
+            exec_ = doc.get("process_exec")
+            if exec_ is None:
+                continue
+            args = exec_["process"].get("arguments", "")
+            if args not in seen:
+                seen.add(args)
+                lines.append((raw.encode(), 1))
+                template = doc
+    assert template is not None and len(lines) >= 5
+    corpus = yaml.safe_load((FIXTURES / "privacy" / "corpus.yaml").read_text(encoding="utf-8"))
+    for i, case in enumerate(corpus["secrets"][:60]):
+        doc = json.loads(json.dumps(template))
+        doc["process_exec"]["process"]["arguments"] = case["input"]
+        doc["process_exec"]["process"]["exec_id"] = f"corpus-{i}"
+        lines.append((json.dumps(doc).encode(), 1))
+    return lines
+
+
+def _count_compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread of every compile of a rule set, wherever a privacy module calls it from."""
+    threads: list[int] = []
+    real = base.compile_patterns
+
+    def counting(patterns: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(patterns)
+
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("stellaops_runtime.privacy") and getattr(mod, "compile_patterns", None) is real:
+            monkeypatch.setattr(mod, "compile_patterns", counting)
+    return threads
+
+
+def _pipeline() -> Pipeline:
+    cfg = parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}})
+    return Pipeline(cfg, node_name="n", fast_path=False)
+
+
+def _rows(pipe: Pipeline) -> list[str]:
+    deltas, windows = pipe.drain()
+    return sorted(repr(d) for d in deltas) + sorted(repr(w) for w in windows)
+
+
+def test_no_rule_set_is_compiled_on_the_pipeline_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a new agent process; a bound of 8 combinations (each compile costs 50-130 ms), so that
+    # the stream's others keep running the whole set.
+    sets = compiled_sets.CompiledSets(DEFAULT_PATTERNS, max_subsets=8)
+    monkeypatch.setattr(compiled_sets, "DEFAULT_SETS", sets)
+    threads = _count_compiles(monkeypatch)
+    me = threading.get_ident()
+    pipe = _pipeline()  # the agent's start-up (agent/runner.py), before it connects
+    at_start = len(threads)
+    assert at_start >= 1 and set(threads) == {me}  # the default rules are compiled here
+    lines = _lines()
+    pipe.process_json(lines)
+    on_pipeline = [t for t in threads[at_start:] if t == me]
+    assert on_pipeline == [], f"{len(on_pipeline)} rule sets compiled on the pipeline thread"
+    assert pipe.privacy.fields_redacted > 60
+
+    # Meanwhile the combinations were compiled by another thread, each once...
+    assert sets.wait_idle(60)
+    masks = sets.compiled_masks()
+    assert len(masks) == 8
+    assert len(threads) == at_start + len(masks)
+    # ...and a pipeline that runs them (no compile at all now) stores and counts the same.
+    again = _pipeline()
+    compiles = len(threads)
+    again.process_json(lines)
+    assert len(threads) == compiles
+    assert again.privacy.redactions_by_pattern == pipe.privacy.redactions_by_pattern
+    assert again.privacy.fields_redacted == pipe.privacy.fields_redacted
+    assert _rows(again) == _rows(pipe)
+
+
+def test_a_filter_without_the_default_rules_compiles_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = compiled_sets.CompiledSets(DEFAULT_PATTERNS)
+    monkeypatch.setattr(compiled_sets, "DEFAULT_SETS", sets)
+    threads = _count_compiles(monkeypatch)
+    pipe = Pipeline(parse_config({"privacy": {"useDefaultRedactionPatterns": False}}), node_name="n")
+    pipe.process_json(_lines()[:8])
+    assert threads == [] and sets.compiled_masks() == frozenset()
