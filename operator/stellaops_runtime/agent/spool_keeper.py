@@ -7,7 +7,10 @@ spooled; this module is what the file holds and who may remove it.
   (written first, through the flush ledger: a replayed batch never counts
   twice); a corrupt file is moved aside and counted, never replayed, and its
   lost counts make the time since the node's latest stored window a gap
-  (``on_lost``, agent/watch_record.py ``spool_lost``).
+  (``on_lost``, agent/watch_record.py ``spool_lost``). A file one of whose
+  batch lines does not decode (another version's rows) is kept aside as it
+  was, its other batches are queued, and the lost batch's counts make the same
+  gap (the windows of the batches kept do not shorten it).
 - Once every loaded batch is stored, the file is removed, but only if it is
   still the very file loaded (its identity): another agent of the node may
   have written it since.
@@ -26,8 +29,9 @@ from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import (
     Identity,
     SpoolError,
+    keep_aside,
     quarantine_spool,
-    read_spool_identified,
+    read_spool_salvaged,
     remove_spool,
     remove_stale_temporaries,
     spool_identity,
@@ -64,20 +68,35 @@ class SpoolKeeper:
             if locked and (n := remove_stale_temporaries(path)):
                 log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
             try:
-                got = read_spool_identified(path)
+                got = read_spool_salvaged(path)
             except SpoolError as e:
                 self._set_aside(path, e)
                 if self.on_lost is not None:
                     self.on_lost()
                 return
+            if got is not None and got[2]:
+                self._keep_aside(path, got[2])
         if got is None:
             return
-        batches, self._identity = got
-        self.window_ns = spooled_window_ns(batches)
+        batches, self._identity, bad = got
+        # Counts lost: the gap starts at the node's latest stored window, never shortened by these.
+        self.window_ns = None if bad else spooled_window_ns(batches)
+        if bad and self.on_lost is not None:
+            self.on_lost()
         self.pending.load(batches)
         self._loaded = True
         log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
                  self.pending.spool_loaded_rows, len(batches), path)  # fmt: skip
+
+    def _keep_aside(self, path: str, bad: list[str]) -> None:
+        """Some batch lines of the file do not decode: a copy of it as it was is kept aside (call
+        under the lock), its other batches are replayed."""
+        self.corrupt += 1
+        self.error = f"{path}: {len(bad)} batch(es) not readable: {bad[0]}"
+        kept = keep_aside(path)
+        log.error("%s; their counts are lost (the time since the node's latest stored window is a gap), the "
+                  "other batches are replayed; the file as it was is kept at %s", self.error,
+                  kept or "(could not keep a copy)")  # fmt: skip
 
     def _set_aside(self, path: str, e: SpoolError) -> None:
         self.corrupt += 1
@@ -116,12 +135,14 @@ class SpoolKeeper:
         if now is None or now == self._identity:
             return []  # none, or the one loaded: its unreplayed batches are pending here
         try:
-            got = read_spool_identified(path)
+            got = read_spool_salvaged(path)
         except SpoolError as e:
             self._set_aside(path, e)
             return []
         if got is None:
             return []
+        if got[2]:  # its batches that decode are kept in the file written now
+            self._set_aside(path, SpoolError(f"{path}: {len(got[2])} batch(es) not readable: {got[2][0]}"))
         log.warning("spool file %s was written by another agent since this one started: its %d rows "
                     "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
         return got[0]

@@ -11,7 +11,10 @@ counts), one line per batch, and a trailer line holding the SHA-256 of every
 byte before it. The file is written to a temporary file in the same
 directory, fsynced and renamed over the old one, so a reader sees a whole old
 file or a whole new one. A file whose digest or counts do not match is
-corrupt: it is moved aside (``<path>.corrupt-<time>``), never half-loaded.
+corrupt: it is moved aside (``<path>.corrupt-<time>``), never half-loaded. A file whose digest
+and header are good but one of whose batch lines does not decode (another version's rows: a
+downgrade reading a newer agent's file) keeps the batches that do (:func:`read_spool_salvaged`):
+the file is kept aside as it was, and only that batch's counts are lost.
 
 Several agents may share one path (two agent pods of a node at once: a
 rolling update with surge, a manual run): :func:`spool_lock` serializes
@@ -76,6 +79,19 @@ def read_spool(path: str | Path) -> list[Batch] | None:
 
 def read_spool_identified(path: str | Path) -> tuple[list[Batch], Identity] | None:
     """:func:`read_spool`, with the identity of the very file read (see :func:`spool_identity`)."""
+    got = read_spool_salvaged(path)
+    if got is None:
+        return None
+    batches, identity, bad = got
+    if bad:
+        raise SpoolError(f"{path}: bad record: {bad[0]}")
+    return batches, identity
+
+
+def read_spool_salvaged(path: str | Path) -> tuple[list[Batch], Identity, list[str]] | None:
+    """:func:`read_spool_identified`, keeping the batches that decode when others do not: (batches,
+    identity, why each other batch line is bad). Raises SpoolError when none decodes, or when the
+    file's digest, header or batch count is wrong (then any byte may be: nothing is kept)."""
     p = Path(path)
     try:
         fd = open_regular(p, follow=False)  # a FIFO at the spool path must not block the start
@@ -88,7 +104,8 @@ def read_spool_identified(path: str | Path) -> tuple[list[Batch], Identity] | No
         if st.st_size > MAX_SPOOL_BYTES:
             raise SpoolError(f"spool file {p} is {st.st_size} bytes, over the {MAX_SPOOL_BYTES} limit")
         data = f.read()
-    return parse_spool(data, where=str(p)), _identity(st)
+    batches, bad = parse_spool_salvaged(data, where=str(p))
+    return batches, _identity(st), bad
 
 
 def _identity(st: os.stat_result) -> Identity:
@@ -135,6 +152,16 @@ def spool_lock(path: str | Path, *, wait: float = 1.0) -> Iterator[bool]:
 
 def parse_spool(data: bytes, *, where: str = "spool") -> list[Batch]:
     """Check a spool file's digest and counts, then decode its batches. Raises SpoolError."""
+    batches, bad = parse_spool_salvaged(data, where=where)
+    if bad:
+        raise SpoolError(f"{where}: bad record: {bad[0]}")
+    return batches
+
+
+def parse_spool_salvaged(data: bytes, *, where: str = "spool") -> tuple[list[Batch], list[str]]:
+    """:func:`parse_spool`, keeping the batches that decode: (batches, why each other batch line is
+    bad). Raises SpoolError when the digest, the header or the batch count is wrong, or no batch
+    line decodes."""
     body, sep, trailer = data.rstrip(b"\n").rpartition(b"\n")
     if not sep:
         raise SpoolError(f"{where}: truncated (no trailer)")
@@ -150,15 +177,31 @@ def parse_spool(data: bytes, *, where: str = "spool") -> list[Batch]:
         header: dict[str, Any] = json.loads(lines[0])
         if header.get("format") != FORMAT or header.get("version") != VERSION:
             raise SpoolError(f"{where}: not a version-{VERSION} {FORMAT} file")
-        batches = [batch_from_json(json.loads(line)) for line in lines[1:]]
     except SpoolError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
-        # Whatever shape the file holds, the answer is a SpoolError (the file is set aside), never a crash.
-        raise SpoolError(f"{where}: bad record: {str(e)[:200]}") from None
-    if len(batches) != header.get("batches") or sum(b.rows for b in batches) != header.get("rows"):
+        raise SpoolError(f"{where}: bad header: {str(e)[:200]}") from None
+    batches: list[Batch] = []
+    bad: list[str] = []
+    for i, line in enumerate(lines[1:], start=1):
+        try:
+            batches.append(batch_from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
+            # Whatever shape a line holds, it is a bad batch (its counts lost), never a crash.
+            bad.append(f"batch {i}: {str(e)[:200]}")
+    rows = sum(b.rows for b in batches)
+    if len(batches) + len(bad) != header.get("batches") or not _rows_fit(rows, header.get("rows"), bad):
         raise SpoolError(f"{where}: batch or row count does not match its header")
-    return batches
+    if bad and not batches:
+        raise SpoolError(f"{where}: bad record: {bad[0]}")
+    return batches, bad
+
+
+def _rows_fit(rows: int, want: Any, bad: list[str]) -> bool:
+    """The rows decoded against the header's count: all of them, or at most it with batches bad."""
+    if type(want) is not int:
+        return False
+    return rows <= want if bad else rows == want
 
 
 def remove_stale_temporaries(path: str | Path, *, older_than: float = STALE_TEMP_SECONDS) -> int:
@@ -191,6 +234,23 @@ def quarantine_spool(path: str | Path) -> Path | None:
     except OSError:
         return None
     return dest
+
+
+def keep_aside(path: str | Path) -> Path | None:
+    """Keep the spool file as it is now beside it (``<name>.corrupt-<time>``, a hard link: the
+    file is replayed in part and removed later); returns where (None if it could not be kept)."""
+    p = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for n in range(10):  # never over a file set aside the same second
+        dest = p.with_name(f"{p.name}.corrupt-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            os.link(p, dest, follow_symlinks=False)
+            return dest
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+    return None
 
 
 def remove_spool(path: str | Path) -> None:

@@ -1,0 +1,77 @@
+"""A spool file with one batch no agent of this version can read keeps the others (s40/e).
+
+A spool file is read back after a restart, possibly by another version of the agent (a
+downgrade reading a newer agent's rows, a row type or evidence kind it does not know), so one
+batch line may not decode while its digest is good. The whole file was set aside for it: every
+other batch's counts were lost with it (their windows only a gap). Now the batches that decode
+are replayed, each once through the ledger; the file is kept aside as it was (``.corrupt-*``,
+``store_spool_rows_total{event="corrupt"}``) and the lost batch's counts make the time since the
+node's latest stored window a gap, as for a file set aside whole (agent/watch_record_store.py
+``spool_lost``; the spooled windows kept do not shorten it). A file whose digest does not match
+is still set aside whole: any of its bytes may be wrong. Real SQLite and PostgreSQL stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+from stellaops_runtime.agent.spool_keeper import SpoolKeeper
+from stellaops_runtime.store.batches import Batch, batch_to_json
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.pending import PendingWrites
+from tests.integration.test_spool_row_types import counts, delta
+
+
+def _line(agent: str, seq: int, fn: str, count: int) -> bytes:
+    return json.dumps(batch_to_json(Batch(agent, seq, [delta(fn, count)])), sort_keys=True).encode()
+
+
+def _file(path: Path, lines: list[bytes], rows: int) -> None:
+    header = {"format": "stellaops-runtime-spool", "version": 1, "batches": len(lines), "rows": rows}
+    body = b"".join(ln + b"\n" for ln in [json.dumps(header).encode(), *lines])
+    path.write_bytes(body + json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n")
+
+
+def _keeper(path: Path) -> tuple[SpoolKeeper, PendingWrites, list[int]]:
+    pending = PendingWrites(agent_id="node-1/next")
+    keeper = SpoolKeeper(str(path), pending, lambda: "")
+    lost: list[int] = []
+    keeper.on_lost = lambda: lost.append(1)
+    return keeper, pending, lost
+
+
+def test_the_batches_around_one_that_does_not_decode_are_replayed(url: str, tmp_path: Path) -> None:
+    path = tmp_path / "hot.spool"
+    newer = json.loads(_line("node-1/old", 2, "f_b", 11))
+    newer["units"][0]["evidence"] = "evidence-of-a-newer-agent"
+    bad = json.dumps(newer, sort_keys=True).encode()
+    _file(path, [_line("node-1/old", 1, "f_a", 5), bad, _line("node-1/old", 3, "f_c", 7)], 3)
+    keeper, pending, lost = _keeper(path)
+    store = open_store(url)
+    try:
+        keeper.load()
+        assert lost == [1] and keeper.corrupt == 1 and keeper.window_ns is None
+        assert [
+            p.name.startswith("hot.spool.corrupt-") for p in tmp_path.iterdir() if "corrupt" in p.name
+        ] == [True]
+        assert asyncio.run(pending.flush(store))
+        assert counts(store) == {"f_a": 5, "f_c": 7}
+        keeper.done()
+        assert not path.exists()
+        keeper2, pending2, _ = _keeper(path)  # the copy set aside is never replayed
+        keeper2.load()
+        assert pending2.pending_rows == 0
+    finally:
+        store.close()
+
+
+def test_a_file_whose_digest_does_not_match_is_still_set_aside_whole(tmp_path: Path) -> None:
+    path = tmp_path / "hot.spool"
+    _file(path, [_line("node-1/old", 1, "f_a", 5), _line("node-1/old", 3, "f_c", 7)], 2)
+    path.write_bytes(path.read_bytes().replace(b'"invocation_count": 5', b'"invocation_count": 9'))
+    keeper, pending, lost = _keeper(path)
+    keeper.load()
+    assert lost == [1] and keeper.corrupt == 1 and pending.pending_rows == 0 and not path.exists()
