@@ -89,6 +89,7 @@ class OutageMarker:
         """The metrics poller's spans (sources/tetragon_metrics.py): Tetragon said it lost events."""
         if self.drops is None:
             return
+        through = self.drops.known_through()  # every loss before it is in these spans or marked before
         spans = self.drops.take()
         for i, (start, end, count) in enumerate(spans):
             try:
@@ -98,6 +99,8 @@ class OutageMarker:
             except BaseException:
                 self.drops.give_back(spans[i:])  # marked next time: a gap is never lost
                 raise
+        # a flush starting from here drains them: the watch record may claim up to here
+        self.drops.marked_through = through
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

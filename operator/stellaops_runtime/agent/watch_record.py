@@ -18,8 +18,11 @@ gap must start before the first lost event, not at the last message. The
 outage marker's tick samples the watching moment about once a second (none
 while the source is not watching: that outage is recorded as it goes); each
 flush that stores everything the pipeline had taken when it started writes
-the latest sample it covers; a graceful shutdown that stored or spooled every
-count writes the moment stop was asked. Each write goes to a temporary file
+the latest sample it covers, never past the moment up to which Tetragon's
+counted losses were in the gap tracker as it started (sources/tetragon_metrics.py
+``marked_through``: a loss not stored yet would otherwise fall in no gap); a
+graceful shutdown that stored or spooled every count writes the moment stop
+was asked (no later than that moment either). Each write goes to a temporary file
 beside it and is renamed (mode 0600), with no fsync: a lost write leaves an
 older time, i.e. a larger gap, the safe side.
 
@@ -129,6 +132,10 @@ class WatchRecord(StoreAnswer):
         self._store_knows: int | None = None  # wall ns; None: the store has no window of the node
         self._store_answered = False
         self.spool_window_ns: Any = lambda: None  # the flusher's spooled rows' latest window
+        # Tetragon's losses are stored up to here (sources/tetragon_metrics.py marked_through; None:
+        # no such bound): read as a flush starts, the moment written never passes it
+        self.drops_through: Any = lambda: None
+        self._drops_cap: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -200,6 +207,7 @@ class WatchRecord(StoreAnswer):
         """Payloads the pipeline has taken so far: the flush starting now drains all of them."""
         taken = int(self.queue.enqueued - len(self.queue))
         self.export.flush_starts(taken)
+        self._drops_cap = self.drops_through()  # gaps marked by now are in this flush's drain
         return taken
 
     def drain_starts(self) -> bool:
@@ -245,6 +253,8 @@ class WatchRecord(StoreAnswer):
             best = self._samples.popleft()
         moved = self.export.flushed(taken, ok)
         if best is not None:
+            if self._drops_cap is not None and best[0] > self._drops_cap:  # a loss may be unstored past it
+                best = (self._drops_cap, boot_of(self._drops_cap), best[2])
             self.write(best[0], best[1], force=moved)
         elif moved:
             self.write(*self._latest(), force=True)
@@ -253,7 +263,8 @@ class WatchRecord(StoreAnswer):
         """At shutdown: ``alive`` (the source's last watching moment when stop was asked) if the
         shutdown stored or spooled every count (``ok``); else the record keeps its stored moment."""
         if ok and alive is not None and not self.export.held:  # held counts were never stored
-            self.write(alive, force=self.export.final())
+            cap = self.drops_through()  # Tetragon's losses since its last good scrape: not stored
+            self.write(alive if cap is None else min(alive, cap), force=self.export.final())
 
     def write(
         self, alive: int, boot: int | None = None, *, force: bool = False, durable: bool = False
@@ -297,6 +308,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     )
     rec.resume(agent.source)
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
+    rec.drops_through = lambda: getattr(agent.outages.drops, "marked_through", None)
     agent.flusher.on_open = rec.store_opened
     agent.flusher.spool.on_lost = rec.spool_lost
     agent.outages.record = rec
@@ -304,9 +316,9 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     lock = getattr(agent.source, "lock", None)  # sources/export_lock.py: an export source's
     if lock is not None:  # its spooled counts are checked against the others' (store/export_spans.py)
         agent.flusher.pending.spool_gate = lambda: bool(lock.held or lock.unguarded)
-    if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
-        agent.node_status.record = rec
-    return rec
     # Without the lock (no export source, or unguarded) another agent's counts of a spooled batch's
     # lines may be in flight while it is checked: weighed against other agents' traces instead.
     agent.flusher.pending.spool_unlocked = (lambda: not lock.held) if lock is not None else (lambda: True)
+    if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
+        agent.node_status.record = rec
+    return rec

@@ -19,6 +19,14 @@ its metrics server is not up yet), a span from that try, carrying all it
 counts. A span starts when the scrape before it asked, not when its answer came:
 Tetragon read its counters in between.
 
+A loss is known only from the next good scrape, and stored only by the flush
+after the marker took its span: an agent killed before that leaves it in no
+gap (the next agent's first scrape takes it as its baseline). So the watch
+record (agent/watch_record.py) is never written past :attr:`marked_through`,
+the last good scrape's asking moment as of the marker's last complete take:
+the next agent's restart gap covers every loss not stored
+(tests/integration/test_tetragon_drop_crash_window.py).
+
 The endpoint's text is not trusted: a watched counter whose value is not a
 finite count (NaN, ±Inf, negative) fails the scrape (counted, the last good
 values kept); it made every later rendering of the agent's own /metrics fail
@@ -118,6 +126,9 @@ class TetragonMetricsPoller:
         self._last: tuple[int, Mapping[Any, float]] | None = None
         self._first_failed: int | None = None  # wall ns of the first try, when it and all since failed
         self._spans: list[tuple[int, int, int]] = []  # (start, end wall ns, events lost) not taken yet
+        # known_through() when the spans taken then were all in the pipeline's gap tracker (the outage
+        # marker sets it): the watch record never claims past it (agent/watch_record.py)
+        self.marked_through: int | None = None
 
     def failed(self, asked_ns: int) -> None:
         """A scrape asked at ``asked_ns`` read nothing: before any good one, the first good one's counts
@@ -155,6 +166,11 @@ class TetragonMetricsPoller:
         """The spans (start, end wall ns, events lost) noted since the last call."""
         spans, self._spans = self._spans, []
         return spans
+
+    def known_through(self) -> int | None:
+        """Every loss Tetragon counted before this moment (wall ns) is in a span noted by now: the last
+        good scrape asked then. None before any good scrape (its counters were never read)."""
+        return self._last[0] if self._last is not None else None
 
     def give_back(self, spans: list[tuple[int, int, int]]) -> None:
         """Spans taken but not recorded: taken again next time."""
