@@ -54,7 +54,7 @@ def test_no_time_field_and_out_of_range_times_give_none() -> None:
     assert payload_time_ns(bad_nanos.SerializeToString()) is None
 
 
-def test_the_hold_is_the_cache_plus_the_largest_recent_lag_bounded() -> None:
+def test_the_hold_is_the_cache_plus_the_largest_recent_lag_of_a_backlog() -> None:
     hold = EventHold()
     assert hold.ns() == CACHE_HOLD_NS >= 30 * S  # Tetragon's event cache: 15 retries, 2 s apart
     now = 1_796_000_000 * S
@@ -62,7 +62,10 @@ def test_the_hold_is_the_cache_plus_the_largest_recent_lag_bounded() -> None:
     hold.sample(_payload(now), now)  # caught up: the backlog seen lately still counts
     assert hold.ns() == CACHE_HOLD_NS + 200 * S
     hold.sample(_payload(now + 3_600 * S), now)  # ahead of its arrival: no lag
-    hold.sample(_payload(0), now)  # 1970: clock trouble or a hostile stamp, bounded
+    hold.sample(_payload(0), now)  # 1970: another clock's stamp (a replayed recording, a hostile one)
+    hold.sample(_payload(now - MAX_LAG_NS - 1), now)
+    assert hold.ns() == CACHE_HOLD_NS + 200 * S
+    hold.sample(_payload(now - MAX_LAG_NS), now)  # the largest lag taken for a backlog
     assert hold.ns() == CACHE_HOLD_NS + MAX_LAG_NS
     for _ in range(60):  # a minute of samples on time: the old lag is forgotten
         hold.sample(_payload(now), now)

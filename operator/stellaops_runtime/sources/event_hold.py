@@ -17,9 +17,12 @@ is lost to us, and it carries times *before* the stream's last message. So an
 outage (sources/tetragon_grpc.py) and the watch record's last watching moment
 (agent/watch_record.py) start :meth:`EventHold.ns` before the last message:
 the cache's hold at Tetragon's defaults, plus the largest lag of the stream's
-recent messages (a backlog), capped at :data:`MAX_LAG_NS` (a time far off is
-clock trouble or a hostile stamp: the gap widens, boundedly; a time ahead of
-the arrival is no lag). Events that arrive after a reconnect may likewise
+recent messages (a backlog). A lag over :data:`MAX_LAG_NS` is not taken for a
+backlog: Tetragon's queues are bounded (65535 and 10000 events), so a Tetragon
+that far behind overflows them and says so in its lost-event counters
+(sources/tetragon_metrics.py); such a stamp is another clock's (a recorded
+stream replayed, a node clock stepped, a hostile stamp). A time ahead of the
+arrival is no lag. Events that arrive after a reconnect may likewise
 carry times inside the outage's gap: they are counted all the same, once, as
 every event is (a gap only says that absence proves nothing there).
 
@@ -35,7 +38,7 @@ from collections import deque
 S = 1_000_000_000
 # Tetragon's event cache at its defaults: 15 retries, 2 s apart, and the wait for the first tick.
 CACHE_HOLD_NS = (15 * 2 + 2) * S
-MAX_LAG_NS = 600 * S  # a larger lag is clock trouble or a hostile stamp: the gap widens by this much
+MAX_LAG_NS = 600 * S  # a larger lag is another clock's stamp, not a backlog (see above)
 LAG_SAMPLES = 60  # about a minute of ticks: a backlog seen lately still counts
 
 _TIME_FIELD = 1001  # GetEventsResponse.time (google.protobuf.Timestamp)
@@ -122,8 +125,8 @@ class EventHold:
     def sample(self, payload: bytes | None, arrived_ns: int) -> None:
         """Note the lag of a message that arrived at ``arrived_ns`` (wall ns); no time, no sample."""
         t = payload_time_ns(payload) if payload else None
-        if t is not None:
-            self._lags.append(min(max(arrived_ns - t, 0), MAX_LAG_NS))
+        if t is not None and arrived_ns - t <= MAX_LAG_NS:
+            self._lags.append(max(arrived_ns - t, 0))
 
     def ns(self) -> int:
         """The event cache's hold plus the largest recent lag."""
