@@ -2,7 +2,9 @@
 
 docs/operations.md "Upgrading". An agent before 0013 runs its own upsert, which neither reads
 nor writes ``marked_by``; its rule for ``evidenced_level`` is the old one (its restate rows clear
-any mark). :data:`OLD_UPSERT` is that upsert's rule for the columns that matter here, as it was
+any mark), and the name it leaves beside no mark keeps that mark counted (the newer upserts and
+the answers read a writer named beside no mark as a mark: only such an upsert leaves one).
+:data:`OLD_UPSERT` is that upsert's rule for the columns that matter here, as it was
 before 0013 (store/pg_write.py and agent_sql.py of 887c699^). SQLite: the rule is the same SQL
 on PostgreSQL (tests/integration/test_window_mark_writer.py runs the newer rule on both).
 """
@@ -87,16 +89,18 @@ def test_a_forward_rollout_keeps_the_older_agent_s_mark(store: HotSymbolStore) -
     assert stored(store) == (0, "*")
 
 
-def test_a_rollback_s_older_agent_clears_a_newer_mark_and_leaves_its_writer(store: HotSymbolStore) -> None:
+def test_a_rollback_s_older_agent_clears_a_newer_mark_and_leaves_its_writer_which_keeps_it(
+    store: HotSymbolStore,
+) -> None:
     new(store, MARK, X, events=2)  # a newer agent X marked the window, then was rolled back
     old(store, MARK)  # the older agent marks it too: X's name stays (not "several")
     assert stored(store) == (0, X)
     old(store, PASSIVE)  # its restate clears the mark, as before 0013: the name is left stale
     assert stored(store) == (PASSIVE.rank, X)
-    new(store, MARK, Y)  # rolled forward again: the next mark names its own writer
-    assert stored(store) == (0, Y)
-    new(store, PASSIVE, X)  # X's name on a row no longer marked by it does nothing
-    assert stored(store) == (0, Y)
+    new(store, MARK, Y)  # rolled forward again: X's mark the older agent cleared still counts: several
+    assert stored(store) == (0, "*")
+    new(store, PASSIVE, X)  # and no restate clears it
+    assert stored(store) == (0, "*")
 
 
 def test_a_stale_writer_s_mark_is_cleared_only_by_that_agent(store: HotSymbolStore) -> None:
@@ -106,3 +110,28 @@ def test_a_stale_writer_s_mark_is_cleared_only_by_that_agent(store: HotSymbolSto
     assert stored(store) == (0, X)
     new(store, PASSIVE, X)  # X itself, writing after the older agent (two agents of a node at once)
     assert stored(store) == (PASSIVE.rank, None)  # the older agent's mark is gone with X's
+
+
+def test_a_newer_mark_an_older_agent_cleared_in_a_rollback_still_takes_the_day_out(
+    store: HotSymbolStore,
+) -> None:
+    """The older agent's restate clears X's mark (its upsert knows no writer) and leaves X's name:
+    a window whose ``marked_by`` names a writer while it holds no mark can only be that (the newer
+    upserts set it NULL with every clear), so the answers still count it as marked, and the day of
+    a silent container X saw stays out of the watched days. Before: the day read watched."""
+    from stellaops_runtime.store.coverage_unseen import image_unseen
+
+    deep = Posture.EBPF_DEEP
+    store.write([], [ObservationWindow(IMG, "n1", T0, 5, deep, 60, "tetragon", evidenced=deep)])  # calls
+    new(store, MARK, X)  # X: a silent container of the image ran in the window, unseen all day
+    with store.engine.connect() as conn:
+        assert [u.unwatched for u in image_unseen(conn, image=IMG)] == [1]
+    old(store, deep)  # rolled back: the older agent restates the window as it knew it
+    assert stored(store) == (deep.rank, X)
+    with store.engine.connect() as conn:
+        assert [u.unwatched for u in image_unseen(conn, image=IMG)] == [1]
+    new(store, MARK, Y)  # rolled forward again: a mark of the next agent over it, several
+    assert stored(store) == (0, "*")
+    new(store, PASSIVE, Y)  # whose restate clears no other agent's mark
+    with store.engine.connect() as conn:
+        assert [u.unwatched for u in image_unseen(conn, image=IMG)] == [1]

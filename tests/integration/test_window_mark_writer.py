@@ -109,3 +109,26 @@ def test_one_batch_follows_the_same_rule(store: HotSymbolStore) -> None:
     assert stored(store) == (0, "*")  # one restate row cannot say both: a kept mark, never a clear
     store.write([], [restate(MARK, A), restate(DEEP, B)])  # several in one batch: B's clear is not A's
     assert stored(store) == (0, "*")
+
+
+def test_a_mark_an_agent_before_0013_cleared_still_holds_against_the_newer_rule(
+    store: HotSymbolStore,
+) -> None:
+    """A rollback: the older agent's upsert (no writer) cleared A's mark and left A's name; a name
+    beside no mark is only ever that (these upserts set it NULL with every clear), so the newer
+    rule keeps it a mark: another agent's rows keep it, A's own restate still clears it."""
+    store.write([], [row(3, DEEP)])
+    store.write([], [row(0, MARK, A)])
+    with store.engine.begin() as conn:  # what the older upsert's restate did: a value, the name left
+        conn.execute(sa.update(observation_windows).values(evidenced_level=DEEP.rank))
+    assert stored(store) == (DEEP.rank, A)
+    store.write([], [row(2, DEEP)])  # events of another agent: the mark comes back, A's
+    assert stored(store) == (0, A)
+    store.write([], [restate(PASSIVE, B)])  # B's restate clears no mark of A's
+    assert stored(store) == (0, A)
+    store.write([], [row(0, MARK, B)])  # B marks it too: several
+    assert stored(store) == (0, "*")
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(observation_windows).values(evidenced_level=DEEP.rank, marked_by=A))
+    store.write([], [restate(PASSIVE, A)])  # A's own restate clears what A wrote
+    assert stored(store) == (PASSIVE.rank, None)

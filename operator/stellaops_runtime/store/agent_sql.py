@@ -113,7 +113,7 @@ SQLITE_UPSERT_HOT = Statement(
 )
 
 SQLITE_UPSERT_OBS = Statement(
-    "INSERT INTO main.observation_windows (image_digest, node_name, window_start, event_count, posture_level, window_seconds, source, gap_start, gap_end, throttle_count, dropped_events, evidenced_level, marked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET event_count = (main.observation_windows.event_count + excluded.event_count), posture_level = coalesce(max(main.observation_windows.posture_level, excluded.posture_level), main.observation_windows.posture_level, excluded.posture_level), window_seconds = coalesce(max(main.observation_windows.window_seconds, excluded.window_seconds), main.observation_windows.window_seconds, excluded.window_seconds), source = CASE WHEN (excluded.source = ? OR instr(? || main.observation_windows.source || ?, ? || excluded.source || ?) > ?) THEN main.observation_windows.source WHEN (main.observation_windows.source = ?) THEN excluded.source WHEN (main.observation_windows.source < excluded.source) THEN main.observation_windows.source || ? || excluded.source ELSE excluded.source || ? || main.observation_windows.source END, gap_start = coalesce(min(main.observation_windows.gap_start, excluded.gap_start), main.observation_windows.gap_start, excluded.gap_start), gap_end = coalesce(max(main.observation_windows.gap_end, excluded.gap_end), main.observation_windows.gap_end, excluded.gap_end), throttle_count = (main.observation_windows.throttle_count + excluded.throttle_count), dropped_events = (main.observation_windows.dropped_events + excluded.dropped_events), evidenced_level = CASE WHEN (main.observation_windows.evidenced_level = ? AND (excluded.event_count > ? OR excluded.posture_level IS NOT NULL)) THEN ? WHEN (main.observation_windows.evidenced_level = ? AND main.observation_windows.marked_by IS NOT excluded.marked_by) THEN ? ELSE coalesce(excluded.evidenced_level, main.observation_windows.evidenced_level) END, marked_by = CASE WHEN (main.observation_windows.evidenced_level = ? AND excluded.evidenced_level = ? AND main.observation_windows.marked_by IS NOT excluded.marked_by) THEN ? WHEN (main.observation_windows.evidenced_level = ? AND (excluded.evidenced_level IS NULL OR excluded.evidenced_level = ? OR excluded.event_count > ? OR excluded.posture_level IS NOT NULL OR main.observation_windows.marked_by IS NOT excluded.marked_by)) THEN main.observation_windows.marked_by WHEN (excluded.evidenced_level = ?) THEN excluded.marked_by ELSE NULL END",
+    "INSERT INTO main.observation_windows (image_digest, node_name, window_start, event_count, posture_level, window_seconds, source, gap_start, gap_end, throttle_count, dropped_events, evidenced_level, marked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET event_count = (main.observation_windows.event_count + excluded.event_count), posture_level = coalesce(max(main.observation_windows.posture_level, excluded.posture_level), main.observation_windows.posture_level, excluded.posture_level), window_seconds = coalesce(max(main.observation_windows.window_seconds, excluded.window_seconds), main.observation_windows.window_seconds, excluded.window_seconds), source = CASE WHEN (excluded.source = ? OR instr(? || main.observation_windows.source || ?, ? || excluded.source || ?) > ?) THEN main.observation_windows.source WHEN (main.observation_windows.source = ?) THEN excluded.source WHEN (main.observation_windows.source < excluded.source) THEN main.observation_windows.source || ? || excluded.source ELSE excluded.source || ? || main.observation_windows.source END, gap_start = coalesce(min(main.observation_windows.gap_start, excluded.gap_start), main.observation_windows.gap_start, excluded.gap_start), gap_end = coalesce(max(main.observation_windows.gap_end, excluded.gap_end), main.observation_windows.gap_end, excluded.gap_end), throttle_count = (main.observation_windows.throttle_count + excluded.throttle_count), dropped_events = (main.observation_windows.dropped_events + excluded.dropped_events), evidenced_level = CASE WHEN ((main.observation_windows.evidenced_level = ? OR main.observation_windows.marked_by IS NOT NULL) AND (excluded.event_count > ? OR excluded.posture_level IS NOT NULL)) THEN ? WHEN ((main.observation_windows.evidenced_level = ? OR main.observation_windows.marked_by IS NOT NULL) AND main.observation_windows.marked_by IS NOT excluded.marked_by) THEN ? ELSE coalesce(excluded.evidenced_level, main.observation_windows.evidenced_level) END, marked_by = CASE WHEN ((main.observation_windows.evidenced_level = ? OR main.observation_windows.marked_by IS NOT NULL) AND excluded.evidenced_level = ? AND main.observation_windows.marked_by IS NOT excluded.marked_by) THEN ? WHEN ((main.observation_windows.evidenced_level = ? OR main.observation_windows.marked_by IS NOT NULL) AND (excluded.evidenced_level IS NULL OR excluded.evidenced_level = ? OR excluded.event_count > ? OR excluded.posture_level IS NOT NULL OR main.observation_windows.marked_by IS NOT excluded.marked_by)) THEN main.observation_windows.marked_by WHEN (excluded.evidenced_level = ?) THEN excluded.marked_by ELSE NULL END",
     (
         "image_digest",
         "node_name",
@@ -140,15 +140,15 @@ SQLITE_UPSERT_OBS = Statement(
         "evidenced_level_1",
         "event_count_1",
         "param_3",
-        "evidenced_level_2",
+        "evidenced_level_1",
         "param_4",
-        "evidenced_level_3",
-        "evidenced_level_4",
+        "evidenced_level_1",
+        "evidenced_level_2",
         "param_5",
-        "evidenced_level_5",
-        "evidenced_level_6",
+        "evidenced_level_1",
+        "evidenced_level_3",
         "event_count_2",
-        "evidenced_level_7",
+        "evidenced_level_4",
     ),
     (
         "",
@@ -199,15 +199,15 @@ SQLITE_UPSERT_OBS = Statement(
         ("evidenced_level_1", 0),
         ("event_count_1", 0),
         ("param_3", 0),
-        ("evidenced_level_2", 0),
+        ("evidenced_level_1", 0),
         ("param_4", 0),
-        ("evidenced_level_3", 0),
-        ("evidenced_level_4", 0),
+        ("evidenced_level_1", 0),
+        ("evidenced_level_2", 0),
         ("param_5", "*"),
-        ("evidenced_level_5", 0),
-        ("evidenced_level_6", 0),
+        ("evidenced_level_1", 0),
+        ("evidenced_level_3", 0),
         ("event_count_2", 0),
-        ("evidenced_level_7", 0),
+        ("evidenced_level_4", 0),
     ),
 )
 

@@ -99,6 +99,10 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
     )
     ins = sqlite_insert(observation_windows)
     t, x = observation_windows.c, ins.excluded
+    # A window holds a mark when its evidenced_level is the mark, or when it names a writer without
+    # one: the upserts of 0013 set marked_by NULL with every clear, so only an agent before 0013 (a
+    # rollback) can have cleared that writer's mark; it still counts (watched_sql.unwatched_windows).
+    marked = sa.or_(t.evidenced_level == MARK.rank, t.marked_by.is_not(None))
     obs = ins.on_conflict_do_update(
         index_elements=[t.image_digest, t.node_name, t.window_start],
         set_={
@@ -132,14 +136,14 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
             "evidenced_level": sa.case(
                 (
                     sa.and_(
-                        t.evidenced_level == MARK.rank,
+                        marked,
                         sa.or_(x.event_count > 0, x.posture_level.is_not(None)),
                     ),
                     MARK.rank,
                 ),
                 # migration 0013: another agent's restate row leaves the mark (its writer's) alone
                 (
-                    sa.and_(t.evidenced_level == MARK.rank, t.marked_by.is_distinct_from(x.marked_by)),
+                    sa.and_(marked, t.marked_by.is_distinct_from(x.marked_by)),
                     MARK.rank,
                 ),
                 else_=sa.func.coalesce(x.evidenced_level, t.evidenced_level),
@@ -148,7 +152,7 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
             "marked_by": sa.case(
                 (
                     sa.and_(
-                        t.evidenced_level == MARK.rank,
+                        marked,
                         x.evidenced_level == MARK.rank,
                         t.marked_by.is_distinct_from(x.marked_by),
                     ),
@@ -156,7 +160,7 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
                 ),
                 (
                     sa.and_(
-                        t.evidenced_level == MARK.rank,
+                        marked,
                         sa.or_(
                             x.evidenced_level.is_(None),
                             x.evidenced_level == MARK.rank,

@@ -153,6 +153,10 @@ ON CONFLICT ({_KEY_SQL}) DO UPDATE SET
 ROLLUP_HOT = _INSERT_HOT + _GROUPED + _ON_CONFLICT_HOT
 ROLLUP_HOT_UNIQUE_KEYS = _INSERT_HOT + _UNGROUPED + _ON_CONFLICT_HOT
 
+# A window holds a mark: its level is the mark, or it names a writer beside none, which only an agent
+# before 0013 leaves (its restate cleared a newer agent's mark: a rollback; these upserts set the name
+# NULL with every clear), and that mark still stands (as agent_sql_gen.py; watched_sql.unwatched_windows).
+_MARKED = "(t.evidenced_level = 0 OR t.marked_by IS NOT NULL)"
 UPSERT_OBS = f"""
 INSERT INTO signals.observation_windows AS t ({", ".join(OBS_COLS)})
 SELECT {", ".join(OBS_COLS)} FROM pg_temp._stage_obs ORDER BY image_digest, node_name, window_start
@@ -171,14 +175,14 @@ ON CONFLICT (image_digest, node_name, window_start) DO UPDATE SET
     throttle_count = t.throttle_count + EXCLUDED.throttle_count,
     dropped_events = t.dropped_events + EXCLUDED.dropped_events,
     evidenced_level = CASE
-        WHEN t.evidenced_level = 0 AND (EXCLUDED.event_count > 0 OR EXCLUDED.posture_level IS NOT NULL)
+        WHEN {_MARKED} AND (EXCLUDED.event_count > 0 OR EXCLUDED.posture_level IS NOT NULL)
             THEN 0
-        WHEN t.evidenced_level = 0 AND t.marked_by IS DISTINCT FROM EXCLUDED.marked_by THEN 0
+        WHEN {_MARKED} AND t.marked_by IS DISTINCT FROM EXCLUDED.marked_by THEN 0
         ELSE COALESCE(EXCLUDED.evidenced_level, t.evidenced_level) END,
     marked_by = CASE
-        WHEN t.evidenced_level = 0 AND EXCLUDED.evidenced_level = 0
+        WHEN {_MARKED} AND EXCLUDED.evidenced_level = 0
             AND t.marked_by IS DISTINCT FROM EXCLUDED.marked_by THEN '{SEVERAL}'
-        WHEN t.evidenced_level = 0 AND (EXCLUDED.evidenced_level IS NULL OR EXCLUDED.evidenced_level = 0
+        WHEN {_MARKED} AND (EXCLUDED.evidenced_level IS NULL OR EXCLUDED.evidenced_level = 0
             OR EXCLUDED.event_count > 0 OR EXCLUDED.posture_level IS NOT NULL
             OR t.marked_by IS DISTINCT FROM EXCLUDED.marked_by) THEN t.marked_by
         WHEN EXCLUDED.evidenced_level = 0 THEN EXCLUDED.marked_by

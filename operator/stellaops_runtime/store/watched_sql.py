@@ -198,13 +198,29 @@ def unseen_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
     )
 
 
+def has_writer_column(conn: sa.Connection) -> bool:
+    """Whether ``observation_windows`` has the column of migration 0013 (the mark's writer)."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    have = {c["name"] for c in sa.inspect(conn).get_columns(observation_windows.name, schema=schema)}
+    return "marked_by" in have
+
+
 def unwatched_windows(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[Any]:
     """Aggregate: how many of the rows have ``evidenced_level`` None's rank (0), which only agents
     that judge each container over its UTC day write (hotsymbols/day_calls.py): a container of the
     image ran in the window and showed no call that day on the node while another container of it
-    did. Needs the 0009 column; no row of an older agent holds 0 (no event evidences None)."""
+    did. Needs the 0009 column; no row of an older agent holds 0 (no event evidences None).
+
+    With the 0013 column, a row that names a mark's writer counts too, whatever its level: the
+    upserts of 0013 set ``marked_by`` NULL with every clear, so a writer named beside no mark is
+    a mark an agent before 0013 cleared (its restate knows no writer: a rollback of the agent
+    image), and the day of the silent container it was for stays unwatched
+    (tests/integration/test_marks_old_agent_rollout.py)."""
     mark: sa.ColumnElement[int] = sa.literal_column(str(Posture.NONE.rank))
-    return sa.func.sum(sa.case((table.c.evidenced_level == mark, 1), else_=0))
+    marked = table.c.evidenced_level == mark
+    if has_writer_column(conn):
+        marked = sa.or_(marked, table.c.marked_by.is_not(None))
+    return sa.func.sum(sa.case((marked, 1), else_=0))
 
 
 def seen_level(conn: sa.Connection, table: sa.FromClause) -> sa.ColumnElement[Any]:
