@@ -32,7 +32,18 @@ _REST_OF_WORD = r"""(?:[^\s"'\\]|\\[^\n"'])++"""
 _NAMES = first_char_alternatives("authorization") + first_char_alternatives("proxy-authorization")
 _NAME = "(?i:(?:proxy-)?authorization)"
 
+# RFC 7616 Digest: ``Digest username="bob", realm="api", …, response="<hash of the password>"``. Its
+# auth-params, comma-separated, each value quoted (``"…"`` or, inside JSON or a shell string,
+# ``\"…\"``) or a token; every one goes: the quotes of the params would end the header's own quotes
+# (Tetragon quotes an argument without escaping the quotes in it), so the rules below kept
+# ``response``. Possessive: each param is read once.
+_DIGEST_PARAM = r"""[A-Za-z][\w-]*+=(?:\\*+"(?:[^"\\\n]|\\[^"\n])*+(?:\\*+")?|[^\s,"\\]*+)"""
+_DIGEST_PARAMS = rf"{_DIGEST_PARAM}(?:[ \t]*+,[ \t]*+{_DIGEST_PARAM})*+"
+
 AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
+    # Digest first (it wins over the quoted forms below, which start at the same character).
+    rf'"{_NAME}\s*:\s*(?i:digest)[ \t]+(?P<s>{_DIGEST_PARAMS})',
+    *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*(?:\\*\")?(?i:digest)[ \t]+(?P<s>{_DIGEST_PARAMS})" for n in _NAMES),
     # The whole header quoted: ``"Authorization: Negotiate X"``, ``'Authorization: SSWS X'``.
     rf'"{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})',
     rf"'{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})",
