@@ -40,8 +40,15 @@ from stellaops_runtime.store.refs import PurlQuery, RefError, parse_rfc3339
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.bridge import write_witness
-from stellaops_runtime.witness.issued import no_later_than_store
-from stellaops_runtime.witness.statement import check_statement, encode, statement, subject_image
+from stellaops_runtime.witness.issued import no_later_than_store, store_now
+from stellaops_runtime.witness.statement import (
+    FUTURE_SLACK,
+    check_statement,
+    encode,
+    issued_after,
+    statement,
+    subject_image,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -221,17 +228,23 @@ def run_list(args: argparse.Namespace) -> int:
             rows = wstore.find(conn, image=args.image, claim=claim)
         except wstore.NoWitnessTable as e:
             return _fail(str(e))
+        # issued later than the store's clock: signed by a version before issued.py on a clock
+        # running ahead; listed by the date it bears, which is not when it was issued
+        now = store_now(conn) or dt.datetime.now(dt.UTC)
+        ahead = [r.issued_at.replace(tzinfo=r.issued_at.tzinfo or dt.UTC) > now + FUTURE_SLACK for r in rows]
         if args.json:
-            found = [r.to_json() for r in rows]
+            found = [{**r.to_json(), "issued_in_future": a} for r, a in zip(rows, ahead, strict=True)]
             emit(json.dumps({"image": args.image, "claim_id": claim, "witnesses": found}, indent=2))
         else:
-            for r in rows:
+            for r, a in zip(rows, ahead, strict=True):
                 # one line per witness: a claim's newline or tab cannot forge another
                 claimed = f"{_shown(r.function)} ({_shown(r.purl)})" + (
                     f" {_shown(r.vulnerability)}" if r.vulnerability else ""
                 )
+                mark = "\tissued later than the store's clock: its date is not its age" if a else ""
                 emit(
-                    f"{r.id}\t{r.envelope_sha256}\t{r.state or 'defer'}\t{claimed}\t{r.issued_at.isoformat()}"
+                    f"{r.id}\t{r.envelope_sha256}\t{r.state or 'defer'}\t{claimed}\t"
+                    f"{r.issued_at.isoformat()}{mark}"
                 )
         return exitcodes.OK if rows else exitcodes.NOT_FOUND
 
@@ -289,6 +302,9 @@ def run_verify(args: argparse.Namespace) -> int:
                                not_before=args.not_before)  # fmt: skip
     except dsse.VerificationError as e:
         return _fail(f"{args.file}: verification failed: {e}", exitcodes.NOT_FOUND)
+    ahead = issued_after(stmt, dt.datetime.now(dt.UTC))  # refused with --not-before; said otherwise
+    if ahead is not None:
+        print(f"stella-runtime witness: {args.file}: warning: {ahead}", file=sys.stderr)
     if args.json:
         emit(json.dumps(stmt, indent=2))
     else:

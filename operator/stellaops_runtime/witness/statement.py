@@ -30,7 +30,8 @@ claim is the one the verifier asks about (:func:`claim_mismatch`): the package,
 function and vulnerability read by the parsers ``witness sign`` reads them
 with, so a witness of another function of the same image never passes for it;
 and that it was issued no earlier than the verifier accepts (:func:`issued_before`),
-so an older witness of the claim cannot pass for the current one.
+so an older witness of the claim cannot pass for the current one, nor later than the
+verifier's clock (:func:`issued_after`: one dated in the future has no age).
 Anything else fails with a message, never a crash: the key that signed it may
 sign other statements too.
 """
@@ -62,6 +63,8 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://stellaops.io/attestations/runtime-witness/v1"
 MAX_PREDICATE_BYTES = 64 * 1024
 MAX_FUNCTION_ROWS = 200
+# how far a witness's issued_at may be later than the verifier's clock (two machines' clocks differ)
+FUTURE_SLACK = dt.timedelta(minutes=5)
 MAX_REASON_CHARS = 4096  # the assessment's reason; past it a marker says how much was left out
 
 
@@ -303,12 +306,10 @@ def issued_before(stmt: dict[str, Any], not_before: dt.datetime) -> str | None:
 
     A witness states what the store held when it was issued. An older witness of the same claim,
     signed before the function was first called, still verifies: whoever hands the verifier a
-    witness picks which. A verifier that names the oldest time it accepts gets no stale answer."""
+    witness picks which. A verifier that names the oldest time it accepts gets no stale answer,
+    nor one dated later than its clock (:func:`issued_after`), which would pass any such time."""
     issued = stmt["predicate"].get("issued_at")
-    try:
-        at = parse_rfc3339(issued) if isinstance(issued, str) else None
-    except RefError:
-        at = None
+    at = _issued_at(stmt)
     if at is None:
         return f"issued_at {issued!r} is not an RFC 3339 time: its age cannot be told"
     if at < not_before:
@@ -316,7 +317,30 @@ def issued_before(stmt: dict[str, Any], not_before: dt.datetime) -> str | None:
             f"issued at {rfc3339(at)}, before {rfc3339(not_before)} (--not-before): an older "
             "witness of the claim, a newer one may say otherwise"
         )
-    return None
+    return issued_after(stmt, dt.datetime.now(dt.UTC))
+
+
+def _issued_at(stmt: dict[str, Any]) -> dt.datetime | None:
+    issued = stmt["predicate"].get("issued_at")
+    try:
+        return parse_rfc3339(issued) if isinstance(issued, str) else None
+    except RefError:
+        return None
+
+
+def issued_after(stmt: dict[str, Any], now: dt.datetime) -> str | None:
+    """Why a witness issued later than ``now`` (by more than FUTURE_SLACK) has no age, or None.
+
+    Versions before issued.py dated a witness by its signer's clock: a node days ahead issued
+    witnesses dated days on, which pass any ``--not-before`` and read as the newest of their claim."""
+    at = _issued_at(stmt)
+    if at is None or at <= now + FUTURE_SLACK:
+        return None
+    return (
+        f"issued at {rfc3339(at)}, later than this machine's clock ({rfc3339(now)}): signed on a clock "
+        "running ahead, its age cannot be told (a witness of the claim issued after it may bear an "
+        "earlier date)"
+    )
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
