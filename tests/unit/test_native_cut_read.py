@@ -219,6 +219,39 @@ def test_a_poll_of_the_reader_cut_by_a_cancel_is_a_gap() -> None:
     assert _covered(spans, written), (written, spans)
 
 
+def test_a_last_read_held_after_the_cancel_is_given_up_and_its_time_is_a_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cancel lands in the reader's poll, which the probes' thread never returns from (a BCC
+    call stuck in the kernel): the last read after it is queued behind that poll. It was awaited with
+    no bound, and the switch waits for the task, so the agent's shutdown (or a return to Tetragon)
+    waited for ever. Now it is given up after ``source.CUT_LAST_READ_SECONDS``; its time is a gap."""
+    from stellaops_runtime.native import source
+
+    monkeypatch.setattr(source, "CUT_LAST_READ_SECONDS", 0.05, raising=False)
+    probes = _Probes()
+    src, queue = _source(probes)
+
+    async def main() -> tuple[int, bool, list[tuple[int, int]]]:
+        stop, task = await _running(src)
+        written = probes.write(b"cut")
+        probes.hold_poll = True  # the next poll takes it, then never returns while the test waits
+        await _until(probes.held.is_set, "the reader's poll")
+        stop.set()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3.0)
+        spans = src.take_unwatched()
+        probes.release.set()  # the thread is free again: what was queued on it runs, the close too
+        await asyncio.gather(task, return_exceptions=True)
+        await _until(lambda: probes.closed > 0, "close after the given-up last read")
+        return written, bool(done), spans
+
+    written, ended, spans = asyncio.run(main())
+    assert ended, "the cancelled source waited for its last read with no bound"
+    assert b"cut" not in [p for p, _ in queue.take(len(queue))]
+    assert _covered(spans, written), (written, spans)
+
+
 def test_a_batch_a_failing_reader_took_from_the_buffer_is_a_gap() -> None:
     """An unexpected error in the reader closes the probes and loads them again; the switch marks
     the time from their detach as a gap. The records the failed poll had taken from the buffer, written

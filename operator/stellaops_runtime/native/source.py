@@ -31,7 +31,9 @@ file, or a former file found late, was run unprobed; the buffer's reads and
 each record's /proc trailer are native/source_read.py's. A read that a
 cancel cuts short (the switch waits STOP_WAIT_SECONDS for a stopping source,
 then cancels it; the ``bcc`` thread goes on and its records reach nobody) is
-a gap too, as is a read an unexpected error of the reader ends (the batch it
+a gap too (the last read after a cancel waits at most ``CUT_LAST_READ_SECONDS``
+behind what held the thread, then is given up: its time a gap, and the stop
+is never held for ever), as is a read an unexpected error of the reader ends (the batch it
 had taken from the buffer): from the start of the last poll whose records
 were queued (or the previous look at the counters or the targets' files, if
 earlier; the load, while its former-file scan had processes left as of the
@@ -73,6 +75,10 @@ from stellaops_runtime.sources.queue import EventQueue
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
+# After the switch's cancel, the last read waits behind whatever held the probes' thread past
+# STOP_WAIT_SECONDS; past this it is given up (its time a gap): shutdown is never held for ever.
+# More than a last read takes (its scan's rest is at most follow.STOP_SCAN_SECONDS).
+CUT_LAST_READ_SECONDS = 10.0
 
 
 class NativeProbeSource(SourceGaps, SourceReader):
@@ -179,9 +185,11 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self.ready.set()
                 failed: Exception | None = None
                 cut_from: int | None = None  # a read cut short (a cancel, an error): unsure since then
+                cancelled = False
                 try:
                     await self._stream(stop)
                 except asyncio.CancelledError:  # the switch gave up waiting: the poll under way is lost
+                    cancelled = True
                     cut_from = self._unread_since(self.probes)
                     raise
                 except Exception as e:  # no error may end the node's observation: closed, loaded again
@@ -191,14 +199,21 @@ class NativeProbeSource(SourceGaps, SourceReader):
                     self.stats.connected = False
                     probes, self.probes = self.probes, None
                     try:
-                        if probes is not None:
+                        if probes is not None and cancelled:  # behind what held the thread: bounded
+                            await asyncio.wait_for(self._last_read(probes), CUT_LAST_READ_SECONDS)
+                        elif probes is not None:
                             await self._last_read(probes)
-                    except asyncio.CancelledError:  # the switch gave up waiting: still closed, after
+                    except (asyncio.CancelledError, TimeoutError) as e:  # given up: closed, after
                         if probes is not None:
                             self._thread.submit(probes.close)
                         since = self._unread_since(probes, in_flight=not self._tail_queued)
                         cut_from = since if cut_from is None else min(cut_from, since)
-                        raise
+                        if isinstance(e, asyncio.CancelledError):
+                            raise
+                        log.warning(
+                            "the native probes' last read did not end within %.0f s of the cancel: given "
+                            "up", CUT_LAST_READ_SECONDS,
+                        )  # fmt: skip  # the cancel goes on as this finally ends
                     except Exception as e:  # the last read's own error: closed all the same, loaded again
                         since = self._unread_since(probes, in_flight=not self._tail_queued)
                         cut_from = since if cut_from is None else min(cut_from, since)  # before a cancel
