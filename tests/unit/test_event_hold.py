@@ -73,3 +73,12 @@ def test_the_hold_is_the_cache_plus_the_largest_recent_lag_of_a_backlog() -> Non
     hold.sample(None, now)
     hold.sample(b"\xff" * 20, now)
     assert hold.ns() == CACHE_HOLD_NS
+
+
+def test_the_walk_is_bounded_on_a_payload_of_countless_tiny_fields() -> None:
+    """A hostile server's 20 MB of two-byte unknown fields before the time: the tick reads it on the
+    event loop, so the walk stops after a few dozen top-level fields (a real response has about 3
+    before its time) instead of walking ten million of them; no time is read from it."""
+    tail = _payload(1_796_000_000 * S)
+    assert payload_time_ns(b"\x10\x00" * 10_000_000 + tail) is None
+    assert payload_time_ns(b"\x10\x00" * 10 + tail) == 1_796_000_000 * S

@@ -42,6 +42,10 @@ MAX_LAG_NS = 600 * S  # a larger lag is another clock's stamp, not a backlog (se
 LAG_SAMPLES = 60  # about a minute of ticks: a backlog seen lately still counts
 
 _TIME_FIELD = 1001  # GetEventsResponse.time (google.protobuf.Timestamp)
+# Top-level fields walked at most: a response has its event, node name and time first (then its
+# aggregation info, cluster name and node labels); a hostile payload of millions of tiny fields
+# would otherwise hold the event loop for seconds.
+MAX_FIELDS = 64
 _MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, as Timestamp allows
 _MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
 
@@ -74,7 +78,9 @@ def _skip(buf: bytes, i: int, wire: int) -> int:
 def _timestamp_ns(buf: bytes) -> int | None:
     seconds = nanos = 0
     i = 0
-    while i < len(buf):
+    for _ in range(MAX_FIELDS):
+        if i >= len(buf):
+            break
         key, i = _varint(buf, i)
         field, wire = key >> 3, key & 7
         if field in (1, 2) and wire == 0:
@@ -94,11 +100,15 @@ def _timestamp_ns(buf: bytes) -> int | None:
 def payload_time_ns(payload: bytes) -> int | None:
     """The ``time`` of a raw GetEventsResponse in Unix ns; None if it has none or is malformed.
 
-    Walks the top-level fields only (the event itself is skipped by its length)."""
+    Walks the top-level fields only (the event itself is skipped by its length), at most
+    :data:`MAX_FIELDS` of them."""
     found = None
     try:
-        i = 0
+        i = fields = 0
         while i < len(payload):
+            fields += 1
+            if fields > MAX_FIELDS:
+                return None
             key, i = _varint(payload, i)
             field, wire = key >> 3, key & 7
             if field == _TIME_FIELD and wire == 2:

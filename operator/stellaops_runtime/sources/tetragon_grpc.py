@@ -302,6 +302,7 @@ class TetragonGrpcSource:
         if self.stats.received != self._sampled:
             self._sampled = self.stats.received
             self.hold.sample(self._last, self.alive_ns)
+            self._last = None  # not kept past its tick: it may be a message of 64 MiB
         return self.alive_ns - self.hold.ns()
 
     def watching_ns(self) -> int | None:
