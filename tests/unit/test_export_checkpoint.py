@@ -398,3 +398,39 @@ def test_a_durable_record_write_syncs_the_file_and_its_directory(tmp_path: Path,
     assert synced == []  # the watching moment alone: a lost write is a larger gap, the safe side
     wf.write_record(str(tmp_path / "s.alive"), "n", "n/1", 1, 0, None, durable=True)
     assert synced == ["file", "dir"]
+
+
+async def test_a_checkpoint_of_the_same_file_under_another_path_never_replays_it_from_its_start(
+    tmp_path: Path, caplog
+) -> None:
+    """s40/e: ``tetragon.exportFile`` changed to another name of the file the last agent followed
+    (/var/run/... for /run/..., a hostPath mounted elsewhere, a hard link): its checkpoint, written
+    for another path, was not used, and with ``exportFromStart`` the file was read whole, every line
+    the last agent stored counted twice. It is that file (its inode): read from its end, a gap."""
+    path = tmp_path / "t.log"
+    path.write_bytes(b'{"old":1}\n{"old":2}\n')
+    q = EventQueue(100)
+    first = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    await _read_all(first, q, 2)
+    q.take(2)
+    cp = first.positions.checkpoint(2)
+    assert cp is not None
+    other = tmp_path / "other-name.log"
+    os.link(path, other)  # the same file, another name
+    q2 = EventQueue(100)
+    src = TetragonExportSource(str(other), queue=q2, from_start=True, poll_interval=0.01)
+    src.resume_outage(1_000, None)
+    src.resume_checkpoint(cp, (1_000, 0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: src.stats.connected)
+        with other.open("ab") as f:
+            f.write(b'{"new":3}\n')
+        await _until(lambda: q2.enqueued >= 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert [p for p, _ in q2.take(10)] == [b'{"new":3}']  # never the stored lines again
+    gap = src.take_outage()
+    assert gap is not None and gap[0] == 1_000

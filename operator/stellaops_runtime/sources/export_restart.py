@@ -241,6 +241,12 @@ class RestartResume:
                     moment = now_pair()
         other = not stored and cp["path_sha256"] != path_hash(self.path)
         why = "it was written for another path" if other else matches(f, cp, same_dev=moment is not None)
+        if other and _same_inode(f, cp, same_dev=moment is not None):
+            # The file that agent followed under another name (exportFile changed: /var/run for /run, a
+            # hostPath mounted elsewhere): its lines up to the checkpoint are counted, and the store's
+            # position was not weighed for this path, so it is never read from its start.
+            self._had_checkpoint = False
+            why = "it was written for another path naming this very file"
         rotated = (
             None
             if other or not why.startswith("another")
@@ -257,7 +263,7 @@ class RestartResume:
             log.warning(
                 "export file %s is not resumed where the last agent's stored counts end (%s): "
                 "read from its %s, the time since that agent is a gap",
-                self.path, why, "start" if self.from_start else "end",
+                self.path, why, "start" if self.from_start and self._had_checkpoint else "end",
             )  # fmt: skip
             return f, False, None
         f.seek(cp["pos"])
@@ -353,6 +359,15 @@ class RestartResume:
 
     def forget_outage(self) -> None:
         self._outage.forget()
+
+
+def _same_inode(f: BinaryIO, cp: dict[str, Any], *, same_dev: bool) -> bool:
+    """Whether ``f`` is the file of checkpoint ``cp`` by its inode (and device, on the same boot)."""
+    try:
+        st = os.fstat(f.fileno())
+    except OSError:
+        return True  # not known: taken as that file (never read from its start)
+    return st.st_ino == cp["ino"] and (not same_dev or st.st_dev == cp["dev"])
 
 
 def _step_since(moment: tuple[int, int] | None) -> int | None:
