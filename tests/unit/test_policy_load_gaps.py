@@ -32,8 +32,9 @@ def covered(spans: list[tuple[int, int]], a: int, b: int) -> bool:
 
 
 def started(t0: int = 100 * S) -> tuple[PolicyLoadWatch, list[tuple[int, int]]]:
-    """A watch whose stream connected and whose first poll saw our policy ENABLED; spans so far."""
-    w = PolicyLoadWatch(start_ns=t0)
+    """A watch whose stream connected and whose first poll saw our policy ENABLED; spans so far
+    (no hold for the pods' relabel after the agent's start: its own test below)."""
+    w = PolicyLoadWatch(start_ns=t0, relabel_seconds=0)
     w.observe([entry("ENABLED")], now_ns=t0 + 2 * S, connected=True, connects=1)
     return w, w.take(now_ns=t0 + 2 * S)
 
@@ -184,3 +185,24 @@ def test_a_policy_enabled_again_or_failed_or_skipped_or_gone_is_a_change_of_what
         w.observe([] if after is None else [entry(after)], now_ns=120 * S, connected=True, connects=1)
         assert w.open, (before, after)
         assert covered(w.take(now_ns=120 * S), 110 * S, 120 * S), (before, after)
+
+
+def test_after_the_agent_starts_the_gap_stays_open_while_the_pods_may_be_relabelled() -> None:
+    """An agent away longer than the operator's stale-after comes back to pods without their level
+    labels: the operator gives them back after its first report, and Tetragon's policy filter
+    follows its own pod cache, while ListTracingPolicies says ENABLED all along. Nothing of our
+    policies traces those pods meanwhile; the start day is a gap (the hole since the last agent),
+    but one that starts before midnight ran on into the next day unwatched, and that day read
+    watched. The span of the agent's first connection is held open for EXPECT_SECONDS."""
+    t0 = 100 * S
+    w = PolicyLoadWatch(start_ns=t0)
+    w.observe([entry("ENABLED")], now_ns=t0 + 2 * S, connected=True, connects=1)
+    assert w.open
+    held = t0 + 2 * S + int(EXPECT_SECONDS * S)
+    w.observe([entry("ENABLED")], now_ns=held - 10 * S, connected=True, connects=1)
+    assert w.open
+    w.observe([entry("ENABLED")], now_ns=held, connected=True, connects=1)
+    assert not w.open and covered(w.take(now_ns=held), t0, held)
+    w.observe(None, now_ns=held + 10 * S, connected=False, connects=1)  # a stream outage later:
+    w.observe([entry("ENABLED")], now_ns=held + 20 * S, connected=True, connects=2)  # no relabel
+    assert not w.open

@@ -38,6 +38,13 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   the connection; an object listed before and back within that bound, from its
   last listing; otherwise (a policy just created: nothing of it traced before
   either) from the poll before;
+- after this agent's first connection, held open for :data:`EXPECT_SECONDS`
+  at least: an agent away longer than the operator's stale-after comes back
+  to pods whose level labels the operator took away; it gives them back after
+  the agent's first report, and Tetragon's policy filter follows its own pod
+  cache, while ListTracingPolicies lists our policies ``ENABLED`` all along.
+  The start day is a gap (the hole since the last agent), but a start shortly
+  before midnight ran on unwatched into a day that read watched;
 - an object of ours that stopped tracing (listed ``DISABLED``, ``LOAD_ERROR``,
   ``ERROR`` or ``SKIPPED``, or no more, after it was listed tracing) or started
   again (back to ``ENABLED``/``PARTIALLY_ENABLED``): from the last poll that read
@@ -103,9 +110,16 @@ def _pending(entry: Mapping[str, Any]) -> bool:
 class PolicyLoadWatch:
     """Turns successive ListTracingPolicies answers into unwatched spans (see the module)."""
 
-    def __init__(self, *, start_ns: int, expect_seconds: float = EXPECT_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        start_ns: int,
+        expect_seconds: float = EXPECT_SECONDS,
+        relabel_seconds: float = EXPECT_SECONDS,
+    ) -> None:
         self._start = start_ns  # before this agent, the watch record and the outages speak
         self._expect_ns = int(expect_seconds * 1e9)
+        self._relabel_ns = int(relabel_seconds * 1e9)  # the hold of the agent's first connection
         self._prev_poll: int | None = None  # the last poll's time
         self._answered: int | None = None  # the last poll whose ListTracingPolicies was answered
         self._connects: int | None = None
@@ -151,6 +165,8 @@ class PolicyLoadWatch:
         new = (connects is not None and connects != self._connects) or not self._was_connected
         self._connects, self._was_connected = connects, True
         if new:  # what Tetragon traced before this poll is unknown
+            if self._conn_at is None and self._relabel_ns:  # this agent's first: the pods' relabel
+                self._hold_to = max(self._hold_to or now_ns, now_ns + self._relabel_ns)
             self._conn_from, self._conn_at = before, now_ns
             self._open(before)
         if entries is None:  # nothing known of what Tetragon traces: an open span stays open
