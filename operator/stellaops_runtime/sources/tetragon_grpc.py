@@ -116,6 +116,18 @@ def service_address_warning(address: str) -> str | None:
     return None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_DETAIL_CHARS = 512
+
+
+def one_line(text: str) -> str:
+    """A server's text for a message: control characters escaped (its line breaks cannot forge log
+    lines), cut at :data:`MAX_DETAIL_CHARS`. Whoever listens at the address writes it."""
+    if len(text) > MAX_DETAIL_CHARS:
+        text = f"{text[:MAX_DETAIL_CHARS]}... ({len(text)} characters)"
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _filter(f: EventFilter) -> events_pb2.Filter:
     msg = events_pb2.Filter()
     msg.namespace.extend(f.namespaces)
@@ -269,7 +281,7 @@ class TetragonGrpcSource:
                 # One event over max_receive_message_length ended the stream: it is lost (Tetragon
                 # replays nothing), so it is a counted drop, besides the outage that follows.
                 self.queue.drop_oversize()
-            raise ConnectionError(f"stream failed: {e.code().name}: {e.details()}") from None
+            raise ConnectionError(f"stream failed: {e.code().name}: {one_line(e.details() or '')}") from None
         finally:
             call.cancel()
         if not stop.is_set():
@@ -329,7 +341,7 @@ class TetragonGrpcSource:
                     response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
                 )(tetragon_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
             except grpc.aio.AioRpcError as e:
-                return False, redact(f"{e.code().name}: {e.details()}")
+                return False, redact(f"{e.code().name}: {one_line(e.details() or '')}")
         statuses = [s for s in resp.health_status]
         ok = bool(statuses) and all(s.status == 1 for s in statuses)  # HEALTH_STATUS_RUNNING
-        return ok, "; ".join(f"{s.details}" for s in statuses)
+        return ok, one_line("; ".join(f"{s.details}" for s in statuses))
