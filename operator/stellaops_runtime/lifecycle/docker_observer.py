@@ -3,7 +3,8 @@
 Same API and registry as the containerd observer (:mod:`.base`); the facts
 come from the Engine API instead. Each connection opens ``GET /events``
 (every type: the replay's size is checked, docker_replay.py; container and
-image events are used, the others counted as ignored), then rebuilds the
+image events are used, the others counted as ignored and dropped as they are
+read, while the observer handles what it keeps: docker_reader.py), then rebuilds the
 registry from ``/containers/json?all=1`` and an inspect of each container,
 and lists the containers again every ``resync_seconds`` for what the stream
 never said (unreported.py). What each Docker event becomes:
@@ -32,13 +33,15 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
+from stellaops_runtime.lifecycle import docker_reader
 from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.docker_client import DockerClient
+from stellaops_runtime.lifecycle.docker_reader import EagerLines, Lost, stamp_of
 from stellaops_runtime.lifecycle.docker_records import (
     digest_of,
     field_of,
@@ -58,6 +61,9 @@ log = logging.getLogger(__name__)
 # No type filter: the Engine's replay then holds every event of its ring newer than ``since``, and
 # a replay of its whole ring (256) says events may have been lost (docker_replay.py).
 EVENT_FILTERS: dict[str, list[str]] = {}
+_CONTAINER = ("create", "start", "die", "stop", "destroy", "oom", "pause", "unpause")
+# the (type, action) pairs the observer uses; the reader drops the others as it reads them
+_USED = {("image", "pull"), ("image", "load")} | {("container", a) for a in _CONTAINER}
 
 
 class DockerObserver(LifecycleObserver):
@@ -141,10 +147,12 @@ class DockerObserver(LifecycleObserver):
         # its last 256 events: a replay of all of them may have lost older ones (docker_replay.py).
         since_ns = time.time_ns()
         self._replay = ReplayCheck(since_ns)
-        stream = self.client.events(EVENT_FILTERS, since_ns=since_ns)
+        # read as it comes, during the list too (the first line's arrival bounds the replay), the
+        # ignored dropped at once: the Engine's 1024 slots for us never fill (docker_reader.py)
+        stream = EagerLines(
+            self.client.events(EVENT_FILTERS, since_ns=since_ns), self._read, limit=docker_reader.MAX_WAITING
+        )
         pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
-        replay = self._replay  # the first line's arrival bounds the replay, not its handling after the list
-        pending.add_done_callback(lambda _line: replay.arrived(time.time_ns()))
         stopper: asyncio.Future[Any] | None = None
         await asyncio.sleep(0)
         try:
@@ -180,8 +188,10 @@ class DockerObserver(LifecycleObserver):
                         idle_since = time.monotonic()
                     continue
                 idle_since = now
-                line = pending.result()  # raises when the stream ends or breaks
-                for ev in await self._handle(line):
+                msg = pending.result()  # raises when the stream ends or breaks
+                if isinstance(msg, Lost):
+                    await self._lost_here(msg)
+                for ev in [] if isinstance(msg, Lost) else await self._handle_msg(msg):
                     yield ev
                 pending = asyncio.ensure_future(anext(stream))
         finally:
@@ -223,36 +233,59 @@ class DockerObserver(LifecycleObserver):
         list_ns = int(self._listed_at.timestamp() * 1e9)
         self._unreported.found(changed, time.monotonic(), before, list_ns)
 
+    async def _lost_here(self, lost: Lost) -> None:
+        """Events the reader dropped for want of room (docker_reader.py), in their place: counted, the
+        time since the first one's stamp a hole, and the registry rebuilt from a list."""
+        # floored, a microsecond earlier: the hole starts no later than the first one dropped
+        since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=lost.since_ns // 1000 - 1)
+        log.warning(
+            "%d docker events found the agent's queue of %d full and were dropped: a container may have "
+            "run unseen since %s (a hole; lifecycle_missed_events_total)", lost.count,
+            docker_reader.MAX_WAITING, since.isoformat(),
+        )  # fmt: skip
+        self._missed_events(since)
+        await self.resync()
+        self._notify()
+
     async def _handle(self, line: bytes) -> list[ContainerLifecycleEvent]:
+        """One line of the stream, read and handled (what the reader and the observer do in turn)."""
+        msg = self._read(line)
+        return [] if msg is None else await self._handle_msg(msg)
+
+    def _read(self, line: bytes) -> dict[str, Any] | None:
+        """A line as it is read: counted, the replay checked, and the message when the observer uses
+        it (None: malformed, or ignored, counted by type and action)."""
         self.stats.envelopes += 1
         msg: Any = None
         try:
             msg, decoded = json.loads(line), True
         except (ValueError, RecursionError):
             decoded = False
-        nano = msg.get("timeNano") if isinstance(msg, dict) else None
-        valid = isinstance(nano, int) and not isinstance(nano, bool) and 0 < nano < 2**62
-        self._check_replay(nano if valid else None)  # every line counts, a malformed one too
+        self._check_replay(stamp_of(msg))  # every line counts, a malformed one too
         if not decoded:
             self.stats.count_failure("envelope")
-            return []
+            return None
         actor = msg.get("Actor") if isinstance(msg, dict) else None
         if not isinstance(actor, dict) or not isinstance(actor.get("ID"), str):
             self.stats.count_failure("field")
-            return []
-        self._unreported.heard(actor["ID"])
-        self._unreported.event(nano if valid else None, time.monotonic())
-        kind, action = msg.get("Type"), str(msg.get("Action", ""))
-        ts = datetime.fromtimestamp(nano / 1e9, tz=UTC) if valid and nano is not None else None
-        ts = ts or datetime.now(UTC)
-        attrs: dict[str, Any] = field_of(actor, "Attributes", dict, {})
-        topic = f"{kind}/{action}"
-        out = await self._apply(str(kind), action, actor["ID"], attrs, ts, topic)
-        if out is None:
+            return None
+        kind, action = str(msg.get("Type")), str(msg.get("Action", ""))
+        if (kind, action) not in _USED:
             # by type and action: an exec's action goes on with its command line, a password among it
             label = f"{kind}/{action.split(':', 1)[0]}"
             self.stats.count_ignored(label if len(label) <= 64 else "other")
-            return []
+            return None
+        return msg  # type: ignore[no-any-return]
+
+    async def _handle_msg(self, msg: dict[str, Any]) -> list[ContainerLifecycleEvent]:
+        actor = msg["Actor"]
+        nano = stamp_of(msg)
+        self._unreported.heard(actor["ID"])
+        self._unreported.event(nano, time.monotonic())
+        kind, action = str(msg.get("Type")), str(msg.get("Action", ""))
+        ts = datetime.fromtimestamp(nano / 1e9, tz=UTC) if nano is not None else datetime.now(UTC)
+        attrs: dict[str, Any] = field_of(actor, "Attributes", dict, {})
+        out = await self._apply(kind, action, actor["ID"], attrs, ts, f"{kind}/{action}")
         for ev in out:
             self.stats.count_event(str(ev.event_type))
         return out
@@ -269,10 +302,8 @@ class DockerObserver(LifecycleObserver):
 
     async def _apply(
         self, kind: str, action: str, cid: str, attrs: dict[str, Any], ts: datetime, topic: str
-    ) -> list[ContainerLifecycleEvent] | None:
-        if kind == "image":
-            if action not in ("pull", "load"):
-                return None
+    ) -> list[ContainerLifecycleEvent]:
+        if kind == "image":  # pull, load
             # A pull names the reference with its tag in the actor id (the "name" attribute
             # drops the tag); a load names the image id there.
             name = str(attrs.get("name", cid)) if cid.startswith("sha256:") else cid
@@ -288,17 +319,6 @@ class DockerObserver(LifecycleObserver):
                     runtime=self.runtime,
                 )
             ]
-        if kind != "container" or action not in (
-            "create",
-            "start",
-            "die",
-            "stop",
-            "destroy",
-            "oom",
-            "pause",
-            "unpause",
-        ):
-            return None
         if action == "destroy":
             gone = self.registry.remove("", cid) or ContainerRecord(container_id=cid, namespace="")
             self.oom_watch.forget(("", cid))
