@@ -179,6 +179,8 @@ def test_a_spool_with_hostile_spans_is_a_gap_once_another_agent_stored_never_a_c
             _position("h6", 0, 10, node="node\0x"),
             _position("h7", 0, 10, agent_id=["x"]),
             _position("h8", 0, 10, at_ns="now"),
+            _position("h12", 0, 10, agent_id="y\udcff"),  # s40/e: no UTF-8 (surrogateescape-decoded)
+            _position("h13", 0, 10, node="n\udcff"),
         ]
         batches = [_spooled(f"{NODE}/old{i}", p, 1) for i, p in enumerate(hostile)]
         for i, b in enumerate(batches):
@@ -187,7 +189,7 @@ def test_a_spool_with_hostile_spans_is_a_gap_once_another_agent_stored_never_a_c
         write_spool(path, batches)
         pending = _replay(store, read_spool(path) or [])
         assert _invoked(store) == 3 + 1 and pending.spool_recounted_rows == 0
-        assert pending.spool_unverified_rows == 2 * (len(hostile) - 1)
+        assert pending.spool_unverified_rows == 2 * (len(hostile) - 1) and pending.quarantined_rows == 0
     finally:
         store.close()
 

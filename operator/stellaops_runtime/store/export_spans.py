@@ -159,11 +159,21 @@ def read_spans(db: Any, node: str) -> list[Stored]:
 def _owner(position: dict[str, Any]) -> tuple[str, str, int] | None:
     """(node, agent, at_ns) of a batch's position (a spool file's may be anything)."""
     node, agent, at = position.get("node"), position.get("agent_id"), position.get("at_ns")
-    if not isinstance(node, str) or not node or "\0" in node or not isinstance(agent, str) or not agent:
-        return None
-    if "\0" in agent or type(at) is not int or not 0 <= at < _BIGINT:
+    if not _storable(node) or not _storable(agent) or type(at) is not int or not 0 <= at < _BIGINT:
         return None
     return node, agent, at
+
+
+def _storable(text: Any) -> bool:
+    """Text both databases take as a key: no NUL, no lone surrogate (a spool file's may hold
+    anything; one the driver cannot encode failed the batch's every row as refused)."""
+    if not isinstance(text, str) or not text or "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def others_stored(conn: Any, node: str, agent: str) -> str | None:
@@ -185,7 +195,7 @@ def _unverified(batch_agent: str, position: dict[str, Any] | None, units: list[A
     owner = _owner(position) if isinstance(position, dict) else None
     if owner is not None:
         return [(owner[0], owner[1])]
-    nodes = {n for u in units if isinstance(n := getattr(u, "node_name", None), str) and n and "\0" not in n}
+    nodes = {n for u in units if _storable(n := getattr(u, "node_name", None))}
     return [(n, batch_agent) for n in sorted(nodes)[:MAX_SPANS]]
 
 
