@@ -71,11 +71,17 @@ def _trigger_index(rules: tuple[LibraryRule, ...]) -> TriggerIndex:
 # took (values run to whitespace): the rest of that argument goes with it. Not after ``-c`` (a shell
 # script: ``sh -c "PGPASSWORD=x psql ..."`` keeps its command).
 # A cut text may end inside such an argument (no closing quote): the rest to the end goes.
-_QUOTED_REST = re.compile(r'(?<!\S)(?<!-c )"(?P<first>[^\s"]*\[REDACTED\])[ \t][^"\n]*(?P<end>"(?!\S)|\Z)')
+# Not after a token of a fixed form, which ends where its form does: the first word is then the
+# marker alone or after the token's own prefix (``'AKIA[REDACTED] hello world'``, ``ghp_``, an
+# e-mail address, a JWT); a value's first word has its key or flag before it (``=``, ``:``, ``-p``).
+_FIXED_FORM = r"(?!(?:[A-Za-z0-9][\w-]*+)?\[REDACTED\][ \t])"
+_QUOTED_REST = re.compile(
+    rf'(?<!\S)(?<!-c )"{_FIXED_FORM}(?P<first>[^\s"]*\[REDACTED\])[ \t][^"\n]*(?P<end>"(?!\S)|\Z)'
+)
 # The same in single quotes, a shell word inside a script (``sh -c "app '--password=a b'"``): its
 # closing quote may be followed by the script's closing double quote.
 _SINGLE_QUOTED_REST = re.compile(
-    r"(?<!\S)'(?P<first>[^\s']*\[REDACTED\])[ \t][^'\n]*(?P<end>'(?![^\s\"])|\Z)"
+    rf"(?<!\S)'{_FIXED_FORM}(?P<first>[^\s']*\[REDACTED\])[ \t][^'\n]*(?P<end>'(?![^\s\"])|\Z)"
 )
 
 
