@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.pending_buffer import dropped_gap, gap_of
@@ -164,7 +164,7 @@ def _owner(position: dict[str, Any]) -> tuple[str, str, int] | None:
     return node, agent, at
 
 
-def _storable(text: Any) -> bool:
+def _storable(text: Any) -> TypeGuard[str]:
     """Text both databases take as a key: no NUL, no lone surrogate (a spool file's may hold
     anything; one the driver cannot encode failed the batch's every row as refused)."""
     if not isinstance(text, str) or not text or "\0" in text:
