@@ -14,18 +14,33 @@ from stellaops_runtime.privacy.base import SecretPattern, number_groups
 from stellaops_runtime.privacy.cli_syntax import AFTER_COLON, VALUE
 
 # The words before a flag's last word pin or otp that say it names no PIN or one-time code: CPU,
-# NUMA, thread and IRQ pinning (--cpu-pin 3), a TLS certificate or public-key pin (--tls-pin
-# sha256//…), the Erlang/OTP release (--erlang-otp 25). One fixed-width lookbehind each, any case.
+# GPU, NUMA, memory, node, socket, thread and IRQ pinning (--cpu-pin 3, --gpu-pin 0,1), a TLS
+# certificate or public-key pin (--tls-pin sha256//…), a hash, digest, image, version or DNS pin,
+# the Erlang/OTP release (--erlang-otp 25). One fixed-width lookbehind each, any case. A deny list:
+# a word not listed (--sim-pin, --new-pin, --admin-pin) still loses the value.
 _NOT_A_PIN = "".join(
     rf"(?<!(?i:[-_]{word})[-_])"
     for word in [
         "cpu",
         "cpus",
+        "vcpu",
+        "vcpus",
+        "gpu",
+        "gpus",
         "core",
         "cores",
         "numa",
+        "mem",
+        "memory",
+        "node",
+        "socket",
         "thread",
         "irq",
+        "hash",
+        "digest",
+        "image",
+        "version",
+        "dns",
         "tls",
         "ssl",
         "cert",

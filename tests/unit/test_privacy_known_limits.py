@@ -1,0 +1,21 @@
+"""What the privacy filter does where docs/privacy.md "Known limits" says it falls short.
+
+Each limit there is a decision (a fix would cost more than it gives, or needs state the filter
+does not keep); these tests pin down what happens, so that the page stays true and a change that
+lifts a limit shows here.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import PrivacyFilter
+
+
+def _filter(text: str) -> str:
+    return PrivacyFilter(PrivacyConfig()).filter_field(text)
+
+
+def test_a_pin_flag_whose_word_is_not_listed_loses_its_value() -> None:
+    # _NOT_A_PIN is a deny list: a pinning flag it does not name is taken for a PIN (over-redaction)
+    assert _filter("app --pcie-pin 1 --lane-pin=2") == "app --pcie-pin [REDACTED] --lane-pin=[REDACTED]"
+    assert _filter("app --gpu-pin 1 --hash-pin x") == "app --gpu-pin 1 --hash-pin x"  # listed: kept
