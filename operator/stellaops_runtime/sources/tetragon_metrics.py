@@ -88,7 +88,7 @@ def parse_series(text: str) -> dict[Series, float]:
     missed-probe counters are one series per policy and probe, gone with an unloaded policy) could
     cancel (tests/integration/test_tetragon_metrics_span_edges.py)."""
     out: dict[Series, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(watched_lines(text)):
         field = WATCHED.get(family.name.removesuffix("_total"))
         if field is None:
             continue
@@ -102,6 +102,26 @@ def parse_series(text: str) -> dict[Series, float]:
     return out
 
 
+_WATCHED_NAMES = tuple(WATCHED)
+_COMMENTS = tuple(f"# {kind} {name}" for kind in ("HELP", "TYPE") for name in WATCHED)
+
+
+def watched_lines(text: str) -> str:
+    """The lines of the watched counters (their samples, HELP and TYPE), picked out by name.
+
+    The page holds all of Tetragon's metrics (on a busy node 20,000 series of
+    ``tetragon_events_total`` are 2.5 MB): parsing all of it held the agent's event loop for about
+    a second every scrape, and one line of another metric the parser refuses failed the scrape
+    (tests/integration/test_tetragon_metrics_large_page.py). A name that merely starts like a watched
+    one is parsed and then ignored (``WATCHED`` is looked up by family)."""
+    keep = []
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(_WATCHED_NAMES) or stripped.startswith(_COMMENTS):
+            keep.append(stripped)
+    return "\n".join(keep) + "\n" if keep else ""
+
+
 def sum_series(series: dict[Series, float]) -> dict[str, float]:
     """The watched counters summed over their label sets (what /metrics shows)."""
     out = dict.fromkeys(WATCHED.values(), 0.0)
@@ -113,6 +133,17 @@ def sum_series(series: dict[Series, float]) -> dict[str, float]:
 def parse_drops(text: str) -> dict[str, float]:
     """Sum the watched counters over all their label sets."""
     return sum_series(parse_series(text))
+
+
+async def _read_page(content: aiohttp.StreamReader) -> bytes:
+    """The whole body, to its end (``read(n)`` returns what has arrived so far: a large page was cut
+    after its first chunk, and the counters near its end read as missing); ValueError past the bound."""
+    body = bytearray()
+    async for chunk in content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ValueError(f"the metrics page is larger than {MAX_BODY_BYTES} bytes")
+    return bytes(body)
 
 
 class TetragonMetricsPoller:
@@ -181,9 +212,7 @@ class TetragonMetricsPoller:
         try:
             async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as r:
                 r.raise_for_status()
-                body = await r.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
-                raise ValueError(f"the metrics page is larger than {MAX_BODY_BYTES} bytes")
+                body = await _read_page(r.content)
             series = parse_series(body.decode("utf-8"))
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             self.stats.scrape_errors += 1
