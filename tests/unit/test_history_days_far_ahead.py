@@ -92,3 +92,23 @@ class _Conn:
 
 def _window_in_2099() -> _Conn:
     return _Conn()
+
+
+def test_a_store_window_stamped_in_2099_does_not_hide_the_spool_file_s_moment(tmp_path: Path) -> None:
+    """The store's latest window of the node is in 2099 (not believed), the spool file's is a day
+    after this agent's start (the clock stepped back across midnight since the agent before, no
+    usable record): that day is the agent before's and is judged blind. Before, the two were
+    reduced to their maximum first, and the 2099 one, refused, took the spool's moment with it."""
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.contracts.config import parse_config
+
+    spool = tmp_path / "spool"
+    config = parse_config({"store": {"spoolPath": str(spool)}, "symbols": {"procRoot": str(tmp_path)}})
+    pipe = Pipeline(config, node_name="n1", fast_path=False)
+    flusher = SimpleNamespace(on_open=None, spool=SimpleNamespace(window_ns=None))
+    agent = SimpleNamespace(pipeline=pipe, node_name="n1", config=config, flusher=flusher)
+    h = attach_history_days(agent)
+    spooled = (h.now_ns // DAY_NS + 1) * DAY_NS + 30 * S  # 00:00:30 of the day after the start
+    flusher.spool.window_ns = spooled
+    agent.flusher.on_open(SimpleNamespace(db=SimpleNamespace(dialect="sqlite", connect=_window_in_2099)))
+    assert h.told == spooled

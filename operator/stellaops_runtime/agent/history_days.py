@@ -18,7 +18,8 @@ A moment more than :data:`MAX_AHEAD_DAYS` after this agent's start (its clock, r
 believed, with a warning: the store keeps windows stamped in the future (a node whose clock once
 ran ahead), and one stamped in 2099 made every later agent of the node judge every day until then
 blind, each idle container's day marked and no "not observed" of the node's images for decades
-(tests/unit/test_history_days_far_ahead.py). What that leaves: days an agent before watched more
+(tests/unit/test_history_days_far_ahead.py); the store's and the spool file's moments are weighed
+each on its own, so a refused one does not hide the other. What that leaves: days an agent before watched more
 than that far ahead of this clock (a clock stepped back by more than a month) are judged on this
 agent's calls alone when it reaches them.
 
@@ -89,11 +90,13 @@ class HistoryDays:
         """At start, before the pipeline runs: the watch record's moment."""
         self.tell(recorded_moment(path, self.node))
 
-    def stored(self, ns: int | None) -> None:
-        """The store's (and spool file's) latest window start of the node, before this agent wrote."""
+    def stored(self, *moments: int | None) -> None:
+        """The store's and the spool file's latest window start of the node, before this agent wrote:
+        each told on its own, so one not believed (far ahead) does not take the other with it."""
         if not self._stored:
             self._stored = True
-            self.tell(ns)
+            for ns in moments:
+                self.tell(ns)
 
 
 def attach_history_days(agent: Any) -> HistoryDays:
@@ -118,8 +121,7 @@ def attach_history_days(agent: Any) -> HistoryDays:
             stored = last_window_ns(store.db, agent.node_name)
         except Exception as e:
             raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
-        known = [t for t in (stored, agent.flusher.spool.window_ns) if t is not None]
-        h.stored(max(known) if known else None)
+        h.stored(stored, agent.flusher.spool.window_ns)
         aggregator.await_history(False)  # after its blind_through: the days it names are judged first
 
     agent.flusher.on_open = on_open
