@@ -206,3 +206,18 @@ def test_after_the_agent_starts_the_gap_stays_open_while_the_pods_may_be_relabel
     w.observe(None, now_ns=held + 10 * S, connected=False, connects=1)  # a stream outage later:
     w.observe([entry("ENABLED")], now_ns=held + 20 * S, connected=True, connects=2)  # no relabel
     assert not w.open
+
+
+def test_a_hold_does_not_last_as_long_as_a_clock_stepped_back() -> None:
+    """The holds (the agent's first connection, a change of what traces) end at a wall-clock time:
+    a clock stepped back a year (a VM resumed with a wrong clock) kept the node in a gap for a year,
+    every day of its images unknown. After a step back a hold lasts its length from the step at most."""
+    t0 = 1_000_000 * S
+    w = PolicyLoadWatch(start_ns=t0)
+    w.observe([entry("ENABLED")], now_ns=t0, connected=True, connects=1)
+    assert w.open
+    back = t0 - 365 * 86_400 * S  # a year back
+    w.observe([entry("ENABLED")], now_ns=back, connected=True, connects=1)
+    assert w.open  # still within the hold's length from the step
+    w.observe([entry("ENABLED")], now_ns=back + int(EXPECT_SECONDS * S), connected=True, connects=1)
+    assert not w.open

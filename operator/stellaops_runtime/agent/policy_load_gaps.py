@@ -54,6 +54,8 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   without this the day read watched over the hours nothing of it traced. An
   object that stays in such a state costs nothing more: its pods' windows
   show no stack of it (the operator caps them, controller/in_force.py).
+  A hold ends on the wall clock; after a step back it lasts its length from
+  the step at most (a year back kept the node in a gap for a year).
 
 What remains: between two polls (a third of ``observationNode.heartbeatSeconds``)
 a reload that ends with the same version is not seen; an agent without
@@ -132,6 +134,7 @@ class PolicyLoadWatch:
         self._last_seen: dict[tuple[str, str], int] = {}
         self._tracing: dict[tuple[str, str], bool] = {}  # each object's last settled state: tracing?
         self._hold_to: int | None = None  # a change of what traces keeps a span open until then
+        self._hold_from = 0  # ... set at this time (a clock stepped back before it shortens the hold)
         self._spans: list[Span] = []
         self.spans = 0  # spans recorded (closed ones, and each reload)
         self.pending = 0  # objects of ours listed pending at the last poll
@@ -166,7 +169,7 @@ class PolicyLoadWatch:
         self._connects, self._was_connected = connects, True
         if new:  # what Tetragon traced before this poll is unknown
             if self._conn_at is None and self._relabel_ns:  # this agent's first: the pods' relabel
-                self._hold_to = max(self._hold_to or now_ns, now_ns + self._relabel_ns)
+                self._hold(now_ns, self._relabel_ns)
             self._conn_from, self._conn_at = before, now_ns
             self._open(before)
         if entries is None:  # nothing known of what Tetragon traces: an open span stays open
@@ -184,7 +187,7 @@ class PolicyLoadWatch:
                 self._record(listed, now_ns)
         self._changes(ours, listed, now_ns)
         self.pending = sum(1 for e in ours.values() if _pending(e))
-        if self.pending or (self._hold_to is not None and now_ns < self._hold_to):
+        if self.pending or self._held(now_ns):
             self._open(listed)
         elif self._open_from is not None:
             self._record(self._open_from if self._handed_to is None else self._handed_to, now_ns)
@@ -212,7 +215,24 @@ class PolicyLoadWatch:
             changed |= self._tracing.pop(key)  # listed no more: stopped, if it traced
         if changed:
             self._open(listed)
-            self._hold_to = now_ns + self._expect_ns
+            self._hold(now_ns, self._expect_ns)
+
+    def _hold(self, now_ns: int, length_ns: int) -> None:
+        """Keep the span open until ``length_ns`` after ``now_ns`` at least."""
+        if self._hold_to is None or now_ns + length_ns > self._hold_to:
+            self._hold_to, self._hold_from = now_ns + length_ns, now_ns
+
+    def _held(self, now_ns: int) -> bool:
+        """Whether a hold keeps the span open at ``now_ns``; a clock stepped back since the hold was
+        set keeps it for its length from here at most, not until the old clock's time comes again."""
+        if self._hold_to is None:
+            return False
+        if now_ns < self._hold_from:
+            self._hold_to = now_ns + min(
+                self._hold_to - self._hold_from, max(self._expect_ns, self._relabel_ns)
+            )
+            self._hold_from = now_ns
+        return now_ns < self._hold_to
 
     def _listed_from(self, key: tuple[str, str], before: int, now_ns: int) -> int:
         """Since when an object of ours first listed at this poll may have traced nothing."""
