@@ -106,6 +106,8 @@ def test_host_unknown_and_stop_only_throttles() -> None:
     assert gaps_of(g.drain([])) == {
         ("host:n1", 0): (5, 7, 1, 0),
         (NODE_WIDE, 0): (6, 8, 1, 0),  # a container never seen: any image on the node
+        # on since before the agent's first event (test_gaps_stop_without_start.py)
+        (IMG, 0): (0, 60, 0, 0),
         (IMG, 1): (60, 70, 0, 0),
     }
     assert g.stats.throttles[("n1", "", "", "start")] == 2

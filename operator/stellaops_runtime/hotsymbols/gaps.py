@@ -14,9 +14,11 @@ on the observation windows of the images affected:
   unknown image, so the gap is node-wide. The gap runs from THROTTLE_START
   to THROTTLE_STOP; while no STOP has been seen it extends to the end of the
   latest window the agent has seen (events or signals), drain after drain. A
-  STOP without a START (the agent started mid-throttle), or stamped before its
-  START (the wall clock stepped back in between), marks its own window up to
-  the STOP.
+  STOP without a START (the agent started mid-throttle, or the START was lost
+  in an outage) runs from the earliest event the agent saw: the throttle was on
+  since before it could have seen it start. One stamped before its START (the
+  wall clock stepped back in between), or before any event, marks its own
+  window up to the STOP.
 - the agent's **own drops** (its receive queue was full, :meth:`GapTracker.own_drop`)
   are events nobody counted, anyone's on the node: a node-wide gap, in wall
   clock over the drops and in event time around them;
@@ -131,6 +133,7 @@ class GapTracker:
         self._opted: set[tuple[str, str, int]] = set()  # (image, node, window) an opted-out pod ran in
         self._latest_ns = 0
         self._seen_max_ns = 0  # the latest event time seen (own drops are placed against it)
+        self._seen_min_ns = 0  # the earliest (a STOP whose START was never seen runs from it)
         self._batch_min_ns = _NO_TIME  # the earliest event time seen since the last batch closed
         self._own_pending: tuple[int, int] | None = None  # (count, from event time)
         # Nodes whose events this agent received (one in a DaemonSet; a replayed stream has more):
@@ -152,6 +155,8 @@ class GapTracker:
             self._seen_max_ns = ts
         if ts < self._batch_min_ns:
             self._batch_min_ns = ts
+            if ts and (ts < self._seen_min_ns or not self._seen_min_ns):
+                self._seen_min_ns = ts
         if ev.node_name not in self._nodes and len(self._nodes) < MAX_NODES:
             self._nodes.add(ev.node_name)
         c = ev.container
@@ -193,9 +198,13 @@ class GapTracker:
             self._mark(have.image, node, have.marked_from_ns, ts)
             if ts >= have.started_ns:
                 return
-        # Started before we were watching, or stopped "before" it started (the wall clock stepped back
-        # in between: Tetragon stamps each event as it sends it): its own window, up to the STOP.
-        self._mark(have.image if have is not None else image, node, ts - ts % self._window_ns, ts)
+        # Stopped "before" it started (the wall clock stepped back in between: Tetragon stamps each
+        # event as it sends it): its own window, up to the STOP. Started before we were watching (or
+        # its START lost in an outage): on since the earliest event seen, at the latest.
+        since = ts - ts % self._window_ns
+        if have is None and 0 < self._seen_min_ns < since:
+            since = self._seen_min_ns
+        self._mark(have.image if have is not None else image, node, since, ts)
 
     def own_drop(self, node: str, first_ns: int, last_ns: int, count: int) -> None:
         """Our receive queue dropped ``count`` events from ``first_ns`` to ``last_ns`` (wall clock).
