@@ -18,8 +18,12 @@ written, emptied by each poll (as BCC's poll empties the kernel's buffer).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,6 +254,38 @@ def test_a_last_read_held_after_the_cancel_is_given_up_and_its_time_is_a_gap(
     assert ended, "the cancelled source waited for its last read with no bound"
     assert b"cut" not in [p for p, _ in queue.take(len(queue))]
     assert _covered(spans, written), (written, spans)
+
+
+_STUCK_AT_EXIT = """
+import asyncio
+from stellaops_runtime.native import source
+import tests.unit.test_native_cut_read as t
+from tests.unit.test_native_cut_read import _Probes, _running, _source, _until
+source.CUT_LAST_READ_SECONDS = 0.05
+t.WAIT = 3600.0  # the held poll waits this long: longer than the test
+probes = _Probes()
+probes.hold_poll = True  # never released: a BCC call that never returns
+src, _ = _source(probes)
+async def main():
+    stop, task = await _running(src)
+    await _until(probes.held.is_set, "the reader's poll")
+    stop.set()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+asyncio.run(main())
+print("stopped", flush=True)
+"""
+
+
+def test_the_agent_exits_while_the_probes_thread_never_returns() -> None:
+    """The given-up thread is the probes' own: a thread pool's worker, which Python joins at exit, kept
+    the process (the agent, its evidence already flushed) alive until the kubelet killed it. The
+    probes' thread is a daemon thread now (native/probe_thread.py), as the lookups' threads are."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}:{root / 'operator'}"}
+    r = subprocess.run([sys.executable, "-c", _STUCK_AT_EXIT], cwd=root, capture_output=True, text=True,
+                       timeout=30, env=env)  # fmt: skip
+    assert r.stdout == "stopped\n" and r.returncode == 0, (r.stdout, r.stderr[-2000:])
 
 
 def test_a_batch_a_failing_reader_took_from_the_buffer_is_a_gap() -> None:

@@ -56,7 +56,6 @@ import logging
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.native import known_files
@@ -64,6 +63,7 @@ from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.drop_counters import Key
 from stellaops_runtime.native.follow import Followed
 from stellaops_runtime.native.loader import LoadError, ProbeSet, load
+from stellaops_runtime.native.probe_thread import ProbeThread
 from stellaops_runtime.native.procinfo import ProcCache
 from stellaops_runtime.native.source_gaps import SourceGaps
 from stellaops_runtime.native.source_owned import owned
@@ -107,7 +107,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self.stats = NativeStats()
         self.procs = ProcCache(proc_root=proc_root)
         self.probes: ProbeSet | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._thread: ProbeThread | None = None
         self.ready = asyncio.Event()  # set once the probes are attached (or the load failed)
         self._drop_prev: dict[Key, int] = {}  # drop counters at the previous read of this run
         self._drop_read_ns = 0  # wall clock of that read (of the load, before the first)
@@ -148,7 +148,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
     async def run(self, stop: asyncio.Event) -> None:
         if self._thread is not None:  # a cancelled run's load may still go on there: one load at a time
             await asyncio.to_thread(self._thread.shutdown)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcc")
+        self._thread = ProbeThread("bcc")  # a daemon: one that never returns holds no exit
         self._loop, self._stop = asyncio.get_running_loop(), stop
         self.ready.clear()
         self.ring_buffer = self._ring_buffer_ok and not self.cfg.force_perf_buffer
