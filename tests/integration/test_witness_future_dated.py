@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +66,8 @@ def test_verify_says_on_stderr_that_a_witness_is_dated_in_the_future(
 
 
 def test_list_marks_a_witness_issued_later_than_the_store_s_clock(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], sqlite_at_head: Callable[[Path], str]
+    url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = sqlite_at_head(tmp_path / "hot.db")
     now = dt.datetime.now(dt.UTC)
     with open_store(url) as s, s.engine.connect() as conn:
         for issued in (now + AHEAD, now - dt.timedelta(minutes=1)):  # an old version's, and one of now
