@@ -22,6 +22,7 @@ from stellaops_runtime.agent.spool_keeper import SpoolKeeper
 from stellaops_runtime.store.batches import Batch, batch_to_json
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.pending import PendingWrites
+from stellaops_runtime.store.spool import read_spool
 from tests.integration.test_spool_row_types import counts, delta
 
 
@@ -75,3 +76,19 @@ def test_a_file_whose_digest_does_not_match_is_still_set_aside_whole(tmp_path: P
     keeper, pending, lost = _keeper(path)
     keeper.load()
     assert lost == [1] and keeper.corrupt == 1 and pending.pending_rows == 0 and not path.exists()
+
+
+def test_a_foreign_spool_with_a_bad_batch_keeps_its_readable_batches_at_shutdown(tmp_path: Path) -> None:
+    """Another agent of the node spooled since this one started (store/spool.py merges such a file
+    into the one written): its readable batches are kept there, the file as it was is set aside."""
+    path = tmp_path / "hot.spool"
+    keeper, pending, _ = _keeper(path)
+    keeper.load()  # nothing at start
+    newer = json.loads(_line("node-1/other", 2, "f_b", 11))
+    newer["units"][0]["t"] = "a-row-type-of-a-newer-agent"
+    _file(path, [_line("node-1/other", 1, "f_a", 5), json.dumps(newer).encode()], 2)
+    pending.add([delta("f_mine", 3)], [])
+    assert keeper.save()
+    back = read_spool(path) or []
+    assert [(b.agent_id, b.seq) for b in back] == [("node-1/other", 1), ("node-1/next", 1)]
+    assert keeper.corrupt == 1 and len(list(tmp_path.glob("hot.spool.corrupt-*"))) == 1

@@ -98,11 +98,11 @@ class SpoolKeeper:
                   "other batches are replayed; the file as it was is kept at %s", self.error,
                   kept or "(could not keep a copy)")  # fmt: skip
 
-    def _set_aside(self, path: str, e: SpoolError) -> None:
+    def _set_aside(self, path: str, e: SpoolError, *, kept: str = "its rows are not replayed") -> None:
         self.corrupt += 1
         self.error = str(e)
         moved = quarantine_spool(path)
-        log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
+        log.error("%s; moved aside to %s, %s", e, moved or "(could not move)", kept)
 
     def done(self) -> None:
         if self._loaded and not self.pending.spool_batches_left:
@@ -142,7 +142,8 @@ class SpoolKeeper:
         if got is None:
             return []
         if got[2]:  # its batches that decode are kept in the file written now
-            self._set_aside(path, SpoolError(f"{path}: {len(got[2])} batch(es) not readable: {got[2][0]}"))
+            why = SpoolError(f"{path}: {len(got[2])} batch(es) not readable: {got[2][0]}")
+            self._set_aside(path, why, kept="its readable batches are kept in the file written now")
         log.warning("spool file %s was written by another agent since this one started: its %d rows "
                     "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
         return got[0]
