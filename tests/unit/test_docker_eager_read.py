@@ -144,3 +144,36 @@ def test_kept_events_past_the_queue_are_a_known_loss_and_a_hole(monkeypatch: Any
     first_dropped = T0 + 2 * NS + kept
     assert first_dropped - 5_000 <= obs.take_unwatched_from() <= first_dropped  # never after it
     assert obs.stats.resyncs >= 2  # the registry rebuilt from a list after the loss
+
+
+def test_kept_events_past_the_queue_s_bytes_are_a_known_loss(monkeypatch: Any) -> None:
+    """Every event carries its container's labels, whose size a user picks (a line may be 1 MiB): 4096
+    such events waiting would be 4 GiB of the agent's memory. The queue holds at most MAX_WAITING_BYTES
+    of lines; past it, as past MAX_WAITING, an event is a known loss."""
+    monkeypatch.setattr(docker_reader, "MAX_WAITING_BYTES", 1 << 20)
+    big = {"label": "x" * (100 << 10)}  # 100 KiB of labels on each event
+    lines = [_line("container", "create", "a" * 64, T0 + NS)]
+    for i in range(40):  # 4 MiB of creates while the first is held
+        msg = {"Type": "container", "Action": "create", "timeNano": T0 + 2 * NS + i,
+               "Actor": {"ID": f"{i:064x}", "Attributes": big}}  # fmt: skip
+        lines.append(json.dumps(msg).encode())
+    engine = _Engine(lines)
+    obs = DockerObserver(engine, resync_seconds=600)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in obs.events(stop):
+                pass
+
+        task = asyncio.create_task(consume())
+        await _until(engine.inspecting.is_set, "inspect of the first container")
+        await _until(lambda: engine.taken == len(engine.lines), "read of the whole burst")
+        engine.release.set()
+        await _until(lambda: obs.stats.missed_events == 1, "the loss counted")
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert obs.stats.missed_events == 1

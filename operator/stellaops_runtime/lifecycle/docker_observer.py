@@ -150,7 +150,10 @@ class DockerObserver(LifecycleObserver):
         # read as it comes, during the list too (the first line's arrival bounds the replay), the
         # ignored dropped at once: the Engine's 1024 slots for us never fill (docker_reader.py)
         stream = EagerLines(
-            self.client.events(EVENT_FILTERS, since_ns=since_ns), self._read, limit=docker_reader.MAX_WAITING
+            self.client.events(EVENT_FILTERS, since_ns=since_ns),
+            self._read,
+            limit=docker_reader.MAX_WAITING,
+            max_bytes=docker_reader.MAX_WAITING_BYTES,
         )
         pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
         stopper: asyncio.Future[Any] | None = None
@@ -239,9 +242,9 @@ class DockerObserver(LifecycleObserver):
         # floored, a microsecond earlier: the hole starts no later than the first one dropped
         since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=lost.since_ns // 1000 - 1)
         log.warning(
-            "%d docker events found the agent's queue of %d full and were dropped: a container may have "
-            "run unseen since %s (a hole; lifecycle_missed_events_total)", lost.count,
-            docker_reader.MAX_WAITING, since.isoformat(),
+            "%d docker events found the agent's queue full (%d events or %d MiB) and were dropped: a "
+            "container may have run unseen since %s (a hole; lifecycle_missed_events_total)", lost.count,
+            docker_reader.MAX_WAITING, docker_reader.MAX_WAITING_BYTES >> 20, since.isoformat(),
         )  # fmt: skip
         self._missed_events(since)
         await self.resync()

@@ -7,7 +7,8 @@ it read the next (an inspect or two per container event), so a burst filled that
 the stream unfiltered (docker_replay.py needs every type) network and volume events, which the
 observer ignores, took its slots too. A task now reads every line as it arrives: ``keep`` sees it
 (the replay check, the counts) and returns the message the observer wants, or None for one of no
-interest, dropped at once. The kept ones wait here, at most ``limit``. One that finds no room is
+interest, dropped at once. The kept ones wait here, at most ``limit`` of them and
+``max_bytes`` of their lines (an event carries its container's labels, of any size). One that finds no room is
 dropped as well, but knowingly: a :class:`Lost` marker takes its place in the order, holding the
 stamp of the first event dropped there, and the observer makes the time since then a hole
 (docker_observer.py). Pure asyncio; no I/O of its own.
@@ -23,7 +24,10 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-MAX_WAITING = 4096  # kept events waiting for the observer: 4 x the Engine's own channel, a few MB
+MAX_WAITING = 4096  # kept events waiting for the observer: 4 x the Engine's own channel
+# ... and at most this many bytes of their lines: each carries its container's labels, of a size
+# a user picks (a line may be 1 MiB, docker_client.MAX_EVENT_BYTES): 4096 of those would be 4 GiB
+MAX_WAITING_BYTES = 32 << 20
 
 
 @dataclass(slots=True)
@@ -50,11 +54,14 @@ class EagerLines:
         keep: Callable[[bytes], dict[str, Any] | None],
         *,
         limit: int = MAX_WAITING,
+        max_bytes: int = MAX_WAITING_BYTES,
     ) -> None:
         self._lines = lines
         self._keep = keep
         self.limit = limit
-        self._waiting: deque[dict[str, Any] | Lost] = deque()
+        self.max_bytes = max_bytes
+        self._bytes = 0  # of the lines of the kept messages waiting
+        self._waiting: deque[tuple[dict[str, Any], int] | Lost] = deque()
         self._ready = asyncio.Event()
         self._error: BaseException | None = None
         self._task = asyncio.ensure_future(self._read())
@@ -65,8 +72,9 @@ class EagerLines:
                 msg = self._keep(line)
                 if msg is None:
                     continue
-                if len(self._waiting) < self.limit:
-                    self._waiting.append(msg)
+                if len(self._waiting) < self.limit and self._bytes + len(line) <= self.max_bytes:
+                    self._waiting.append((msg, len(line)))
+                    self._bytes += len(line)
                 elif self._waiting and isinstance(last := self._waiting[-1], Lost):
                     last.count += 1  # the first one dropped there holds the earliest stamp
                 else:  # one past the limit: the marker's own slot
@@ -88,7 +96,11 @@ class EagerLines:
                 raise self._error
             self._ready.clear()
             await self._ready.wait()
-        return self._waiting.popleft()
+        item = self._waiting.popleft()
+        if isinstance(item, Lost):
+            return item
+        self._bytes -= item[1]
+        return item[0]
 
     async def aclose(self) -> None:
         self._task.cancel()
