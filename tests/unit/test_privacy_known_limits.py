@@ -19,3 +19,13 @@ def test_a_pin_flag_whose_word_is_not_listed_loses_its_value() -> None:
     # _NOT_A_PIN is a deny list: a pinning flag it does not name is taken for a PIN (over-redaction)
     assert _filter("app --pcie-pin 1 --lane-pin=2") == "app --pcie-pin [REDACTED] --lane-pin=[REDACTED]"
     assert _filter("app --gpu-pin 1 --hash-pin x") == "app --gpu-pin 1 --hash-pin x"  # listed: kept
+
+
+def test_a_base64_blob_of_a_user_and_password_is_kept() -> None:
+    # base64("admin:S3cr3tPass") with no "Authorization: Basic" before it: nothing tells it from
+    # innocent base64, so it is kept; a private key's blob goes (its prefix is fixed per key type)
+    assert _filter("echo YWRtaW46UzNjcjN0UGFzcw== | base64 -d") == "echo YWRtaW46UzNjcjN0UGFzcw== | base64 -d"
+    assert (
+        _filter("echo LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2 | base64 -d")
+        == "echo [REDACTED] | base64 -d"
+    )

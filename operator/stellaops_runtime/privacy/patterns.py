@@ -61,6 +61,7 @@ from stellaops_runtime.privacy.cut_tail import (
     TRUNCATED_URL_TAIL,
     after_id_and_blanks,
 )
+from stellaops_runtime.privacy.encoded_keys import BASE64_PEM_KEY
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
 from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, COOKIE_HEADER
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
@@ -232,6 +233,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         r"|P(?<![\w-]P)rivate-Lines:(?P<s_5>[\s\S]+)",
         triggers=("-----begin", "---- begin ssh2", "putty-user-key-file-", "private key", "private-lines:"),
     ),
+    BASE64_PEM_KEY,  # the same key encoded in base64 (encoded_keys.py)
     SecretPattern(
         "connection_string",
         # scheme://user:password@host: keep scheme, user and host. The password
