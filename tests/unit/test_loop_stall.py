@@ -52,10 +52,22 @@ def test_spans_past_the_bound_merge_into_the_last(monkeypatch) -> None:
 def test_the_source_hands_stalls_over_like_outages() -> None:
     src = TetragonGrpcSource(TetragonConfig(), queue=EventQueue(10))
     src.stalls._record((100, 100), (300, 300))
-    assert src.take_outage() == (100, 300)
+    assert src.take_outage() == (100 - src.hold.ns(), 300)  # less what Tetragon held (below)
     assert src.take_outage() is None
     src.stalls._record((100, 100), (300, 300))
     src.resume_outage(50, None)  # an open outage (up to now) and a stall: one span holding both
     span = src.take_outage()
-    assert span is not None and span[0] == 50 and span[1] >= 300
+    assert span is not None and span[0] == min(50, 100 - src.hold.ns()) and span[1] >= 300
     assert src.stalls.take() is None
+
+
+def test_a_stall_reaches_back_over_what_tetragon_held_for_the_stream() -> None:
+    """Tetragon drops for a client that stops reading the events it notifies meanwhile; those carry
+    times up to its hold earlier (its event cache, a backlog: sources/event_hold.py), like the
+    events lost with a broken stream. The stall's gap starts that much before the stall."""
+    from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
+
+    src = TetragonGrpcSource(TetragonConfig(), queue=EventQueue(10))
+    t = 1_796_000_000 * 1_000_000_000
+    src.stalls._record((t, t), (t + 6_000_000_000, t + 6_000_000_000))
+    assert src.take_outage() == (t - CACHE_HOLD_NS, t + 6_000_000_000)

@@ -298,8 +298,10 @@ class TetragonGrpcSource:
         """
         watching = (self._connected_at, self._connected_boot) if self.stats.connected else None
         span = self._outage.take(watching)
-        # Stalls join it (one span per call: the last call, at shutdown, must take them all).
+        # Stalls join it (one span per call: the last call, at shutdown, must take them all), from the
+        # hold before each: what Tetragon notified meanwhile, and dropped for us, carries earlier times.
         while (stall := self.stalls.take()) is not None:
+            stall = (stall[0] - self.hold.ns(), stall[1])
             span = stall if span is None else (min(span[0], stall[0]), max(span[1], stall[1]))
         return span
 
