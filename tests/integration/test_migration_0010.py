@@ -72,10 +72,10 @@ def _plan(conn: sa.Connection, node: str) -> str:
     return "\n".join(str(r[-1]) for r in conn.execute(sa.text(sql), {"n": node}))
 
 
-def _latest(url: str, node: str) -> int | None:
+def _latest(url: str, node: str, not_after_ns: int | None = None) -> int | None:
     db = Database(parse_store_url(url))  # the agent's DB-API connection, as it asks
     try:
-        return last_window_ns(db, node)
+        return last_window_ns(db, node, not_after_ns=not_after_ns)
     finally:
         db.dispose()
 
@@ -95,6 +95,9 @@ def test_the_latest_window_of_a_node_is_read_through_the_index(url: str) -> None
         engine.dispose()
     assert _latest(url, "node-new") is None
     assert _latest(url, "node-3") == int((T0 + dt.timedelta(minutes=40)).timestamp()) * 10**9
+    # up to a bound (agent/history_days.py: a window stamped far ahead must not hide the others)
+    bound = int((T0 + dt.timedelta(minutes=20, seconds=30)).timestamp()) * 10**9
+    assert _latest(url, "node-3", bound) == int((T0 + dt.timedelta(minutes=20)).timestamp()) * 10**9
 
 
 @pytest.mark.parametrize("revision", ["0009"])

@@ -112,3 +112,30 @@ def test_a_store_window_stamped_in_2099_does_not_hide_the_spool_file_s_moment(tm
     flusher.spool.window_ns = spooled
     agent.flusher.on_open(SimpleNamespace(db=SimpleNamespace(dialect="sqlite", connect=_window_in_2099)))
     assert h.told == spooled
+
+
+def test_a_store_window_stamped_in_2099_does_not_hide_the_store_s_own_latest_window(tmp_path: Path) -> None:
+    """The store holds the node's window of 2099 (a clock that once ran ahead) and one of the day
+    after this agent's start (the agent before watched into it; the clock stepped back across
+    midnight since, no usable record): the latest believable window is told. Before, only the
+    node's latest window was read, refused as far ahead, and the day was judged on this agent's
+    calls alone."""
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.contracts.config import parse_config
+    from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+    from stellaops_runtime.store.engine import open_store
+
+    spool = tmp_path / "spool"
+    config = parse_config({"store": {"spoolPath": str(spool)}, "symbols": {"procRoot": str(tmp_path)}})
+    pipe = Pipeline(config, node_name="n1", fast_path=False)
+    flusher = SimpleNamespace(on_open=None, spool=SimpleNamespace(window_ns=None))
+    agent = SimpleNamespace(pipeline=pipe, node_name="n1", config=config, flusher=flusher)
+    h = attach_history_days(agent)
+    next_day = (h.now_ns // DAY_NS + 1) * DAY_NS  # 00:00 of the day after the start, a window start
+    store = open_store(f"sqlite:///{tmp_path / 'hot.db'}", migrate=True)
+    try:
+        store.write([], [ObservationWindow(A, "n1", w, 1) for w in (next_day, Y2099 - Y2099 % (60 * S))])
+        agent.flusher.on_open(store)
+    finally:
+        store.close()
+    assert h.told == next_day

@@ -19,7 +19,9 @@ believed, with a warning: the store keeps windows stamped in the future (a node 
 ran ahead), and one stamped in 2099 made every later agent of the node judge every day until then
 blind, each idle container's day marked and no "not observed" of the node's images for decades
 (tests/unit/test_history_days_far_ahead.py); the store's and the spool file's moments are weighed
-each on its own, so a refused one does not hide the other. What that leaves: days an agent before watched more
+each on its own, so a refused one does not hide the other, and the store is asked for the node's
+latest window up to that bound (agent/node_history.py ``not_after_ns``), not its latest at all.
+What that leaves: days an agent before watched more
 than that far ahead of this clock (a clock stepped back by more than a month) are judged on this
 agent's calls alone when it reaches them.
 
@@ -74,8 +76,13 @@ class HistoryDays:
         self.told: int | None = None  # the latest moment told
         self._stored = False  # the store's answer was taken (once: later opens hold this agent's rows)
 
+    @property
+    def bound_ns(self) -> int:
+        """The latest moment believed: :data:`MAX_AHEAD_DAYS` after this agent's start."""
+        return self.now_ns + MAX_AHEAD_DAYS * DAY_NS
+
     def tell(self, ns: int | None) -> None:
-        if ns is not None and ns > self.now_ns + MAX_AHEAD_DAYS * DAY_NS:
+        if ns is not None and ns > self.bound_ns:
             log.warning(
                 "an agent before this one watched node %s until %d ns, more than %d days ahead of this "
                 "clock: not believed (a clock that ran ahead); the days until then are judged on this "
@@ -118,7 +125,8 @@ def attach_history_days(agent: Any) -> HistoryDays:
         from stellaops_runtime.store.errors import StoreUnavailable
 
         try:
-            stored = last_window_ns(store.db, agent.node_name)
+            # the latest window believable (a later one, stamped far ahead, would hide it)
+            stored = last_window_ns(store.db, agent.node_name, not_after_ns=h.bound_ns)
         except Exception as e:
             raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
         h.stored(stored, agent.flusher.spool.window_ns)

@@ -29,21 +29,32 @@ from collections.abc import Iterable
 from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
-from stellaops_runtime.store.timeconv import datetime_to_ns
+from stellaops_runtime.store.dbvalues import postgres_datetime, sqlite_datetime
+from stellaops_runtime.store.timeconv import datetime_to_ns, ns_to_datetime
 
 _SQL = {
     "postgresql": "SELECT max(window_start) FROM signals.observation_windows WHERE node_name = %s",
     "sqlite": "SELECT max(window_start) FROM main.observation_windows WHERE node_name = ?",
 }
+_NOT_AFTER = {  # the same, up to a bound (agent/history_days.py: a window stamped far ahead is not believed)
+    "postgresql": _SQL["postgresql"] + " AND window_start <= %s",
+    "sqlite": _SQL["sqlite"] + " AND window_start <= ?",
+}
 
 
-def last_window_ns(db: Any, node: str) -> int | None:
+def last_window_ns(db: Any, node: str, *, not_after_ns: int | None = None) -> int | None:
     """The start (wall ns) of the node's latest observation window in the store; None: none.
 
     ``db``: the store's :class:`~stellaops_runtime.store.dbconn.Database`. Raises what the
-    driver raises (the caller treats it as a store not usable yet)."""
+    driver raises (the caller treats it as a store not usable yet). ``not_after_ns``: the latest
+    window that starts no later (so one stamped decades ahead does not hide it)."""
     with db.connect() as conn:
-        value = conn.execute(_SQL[db.dialect], (node,)).scalar()
+        if not_after_ns is None:
+            value = conn.execute(_SQL[db.dialect], (node,)).scalar()
+        else:
+            bound = ns_to_datetime(not_after_ns)
+            arg = sqlite_datetime(bound) if db.dialect == "sqlite" else postgres_datetime(bound)
+            value = conn.execute(_NOT_AFTER[db.dialect], (node, arg)).scalar()
     if value is None:
         return None
     if isinstance(value, str):  # SQLite: naive UTC text (store/dbvalues.py)
