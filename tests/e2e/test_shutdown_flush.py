@@ -169,7 +169,7 @@ async def _sigterm_during_a_slow_first_drain(
     """SIGTERM while the first drain is still attributing (cold caches); (exit code, output, store)."""
     sboms = tmp_path / "sboms"
     sboms.mkdir()
-    _big_sbom(sboms / "big.json", 25_000)
+    _big_sbom(sboms / "big.json", 12_000)
     for image in h.EXPECTED["images"]:
         (sboms / f"{image['digest']}.json").symlink_to(sboms / "big.json")
     server = ReplayServer(EVENTS)
@@ -207,7 +207,7 @@ async def _sigterm_during_a_slow_first_drain(
 
 async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path, sqlite_at_head) -> None:
     """The demo's failure: stop while the first drain is still attributing, with time to finish it
-    (a grace long enough for a loaded machine: the drain takes ~10 s on a quiet one)."""
+    (a grace long enough for a loaded machine: the drain takes ~5 s on a quiet one)."""
     code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, sqlite_at_head, grace=120)
     assert code == 0, out
     assert_exact(db)
