@@ -238,7 +238,7 @@ def run_observed(args: argparse.Namespace) -> int:
                 "records": [r.to_json() for r in rows],
             }
             for d in verdict.doubts:  # the rows an "unknown" rests on: refused, unattributed, ...
-                doc[d.kind] = [r.to_json() for r in d.rows]
+                doc |= d.to_json()
             emit_json(doc)
         elif verdict.answer == OBSERVED:
             emit_line(f"observed: {what} in {args.image} ({by_evidence})")
@@ -290,7 +290,7 @@ def run_functions(args: argparse.Namespace) -> int:
                     "functions": [r.to_json() for r in rows],
                 }
                 | ({"reason": verdict.reason} if not rows else {})
-                | {d.kind: [r.to_json() for r in d.rows] for d in verdict.doubts}
+                | {k: v for d in verdict.doubts for k, v in d.to_json().items()}
             )
         elif rows:
             emit(table(rows, FUNCTIONS_COLUMNS))
@@ -317,7 +317,7 @@ def run_hot(args: argparse.Namespace) -> int:
                 {"image": args.image, "limit": args.limit, "answer": verdict.answer}
                 | ({"reason": verdict.reason} if not rows else {})
                 | {"hot": [r.to_json() for r in rows]}
-                | {d.kind: [r.to_json() for r in d.rows] for d in verdict.doubts}
+                | {k: v for d in verdict.doubts for k, v in d.to_json().items()}
             )
         elif rows:
             emit(table(rows, HOT_COLUMNS))

@@ -64,6 +64,7 @@ from stellaops_runtime.evidence.interpreted import (
 )
 from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
+from stellaops_runtime.evidence.unattributed_image import image_unattributed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
@@ -99,6 +100,8 @@ def unattributed(
 ) -> Doubt | None:
     """Calls of ``function`` (of any function, when None: a question about a whole package) in
     ``image`` in files no package was attributed to (the period's)."""
+    if function is None and since is None and until is None:  # counted in SQL: 100,000s of rows
+        return image_unattributed(conn, image=image, kind=UNATTRIBUTED)
     if function is None:
         c = hot_symbols.c
         where = (c.image_digest == image, c.purl == "", c.evidence_kind.not_in(FILE_EVIDENCE))
