@@ -258,6 +258,7 @@ def test_a_last_read_held_after_the_cancel_is_given_up_and_its_time_is_a_gap(
 
 _STUCK_AT_EXIT = """
 import asyncio
+import sys
 from stellaops_runtime.native import source
 import tests.unit.test_native_cut_read as t
 from tests.unit.test_native_cut_read import _Probes, _running, _source, _until
@@ -272,19 +273,32 @@ async def main():
     stop.set()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    if sys.argv[1:] == ["again"]:  # the switch comes back to the probes, then the agent stops
+        task = asyncio.create_task(src.run(asyncio.Event()))
+        await asyncio.sleep(0.05)
+        assert not task.done() and not src.stats.connected  # one load at a time: it waits
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 asyncio.run(main())
 print("stopped", flush=True)
 """
 
 
-def test_the_agent_exits_while_the_probes_thread_never_returns() -> None:
+@pytest.mark.parametrize("again", [False, True], ids=["stopped", "run-again-then-stopped"])
+def test_the_agent_exits_while_the_probes_thread_never_returns(again: bool) -> None:
     """The given-up thread is the probes' own: a thread pool's worker, which Python joins at exit, kept
     the process (the agent, its evidence already flushed) alive until the kubelet killed it. The
-    probes' thread is a daemon thread now (native/probe_thread.py), as the lookups' threads are."""
+    probes' thread is a daemon thread now (native/probe_thread.py), as the lookups' threads are.
+
+    ``again``: the switch came back to the native probes (Tetragon failed) before the agent stopped.
+    The new run waits for the old thread (one load at a time); it waited in a thread of asyncio's
+    default pool (``asyncio.to_thread(shutdown)``), which ``asyncio.run`` and Python's exit join:
+    the exit was held for ever again. It now waits on the event loop."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{root}:{root / 'operator'}"}
-    r = subprocess.run([sys.executable, "-c", _STUCK_AT_EXIT], cwd=root, capture_output=True, text=True,
-                       timeout=30, env=env)  # fmt: skip
+    args = ["again"] if again else []
+    r = subprocess.run([sys.executable, "-c", _STUCK_AT_EXIT, *args], cwd=root, capture_output=True,
+                       text=True, timeout=30, env=env)  # fmt: skip
     assert r.stdout == "stopped\n" and r.returncode == 0, (r.stdout, r.stderr[-2000:])
 
 

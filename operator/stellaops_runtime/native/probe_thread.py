@@ -7,6 +7,8 @@ agent's process alive after its shutdown, evidence flushed, until the kubelet ki
 thread does not hold the exit, as the address lookups' threads do not (native/lookup.py); what a
 given-up call holds open (a probe's descriptors) the kernel closes with the process. A normal stop
 awaits its last read and the close before the source's ``run`` returns, so nothing is left queued.
+A new run waits for the old thread on the event loop (:attr:`ProbeThread.ended`), not in a thread
+of asyncio's default pool, which ``asyncio.run`` and Python's exit join as they would a pool's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ProbeThread(Executor):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._shut = False
+        # done once shut down and what was queued before has run (at once if it never started)
+        self.ended: Future[None] = Future()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         if kwargs:
@@ -55,12 +59,15 @@ class ProbeThread(Executor):
                 fut.set_exception(e)
             else:
                 fut.set_result(result)
+        self.ended.set_result(None)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             if not self._shut:
                 self._shut = True
                 self._calls.put(None)  # after what is queued: those still run
+                if self._thread is None:
+                    self.ended.set_result(None)
             thread = self._thread
         if wait and thread is not None:
             thread.join()

@@ -147,7 +147,8 @@ class NativeProbeSource(SourceGaps, SourceReader):
 
     async def run(self, stop: asyncio.Event) -> None:
         if self._thread is not None:  # a cancelled run's load may still go on there: one load at a time
-            await asyncio.to_thread(self._thread.shutdown)
+            self._thread.shutdown(wait=False)  # awaited here, not in a thread the exit joins
+            await asyncio.shield(asyncio.wrap_future(self._thread.ended))
         self._thread = ProbeThread("bcc")  # a daemon: one that never returns holds no exit
         self._loop, self._stop = asyncio.get_running_loop(), stop
         self.ready.clear()
