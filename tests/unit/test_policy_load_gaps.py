@@ -221,3 +221,52 @@ def test_a_hold_does_not_last_as_long_as_a_clock_stepped_back() -> None:
     assert w.open  # still within the hold's length from the step
     w.observe([entry("ENABLED")], now_ns=back + int(EXPECT_SECONDS * S), connected=True, connects=1)
     assert not w.open
+
+
+def test_a_span_not_in_the_pipeline_yet_caps_the_watch_record() -> None:
+    """The spans start at the poll before the one that saw them, so a flush in between wrote a
+    watch record claiming past their start: a SIGKILL before they were stored lost them, and the
+    next agent's restart gap began at the record. ``unstored_from`` is the earliest moment of a
+    span not in the pipeline yet (held, taken and not marked, or the unhanded part of an open one)."""
+    w, _ = started()
+    w.observe([entry("ENABLED", gen=1)], now_ns=110 * S, connected=True, connects=1)
+    w.marked()
+    assert w.unstored_from() is None
+    w.observe([entry("ENABLED", gen=2)], now_ns=120 * S, connected=True, connects=1)  # reloaded
+    assert w.unstored_from() == 110 * S
+    spans = w.take(now_ns=121 * S)
+    assert w.unstored_from() == 110 * S  # taken, not marked yet
+    w.give_back(spans)  # the marker's first call failed: all of them back
+    assert w.unstored_from() == 110 * S
+    w.take(now_ns=122 * S)
+    w.marked()
+    assert w.unstored_from() is None
+    w.observe([entry("LOADING", gen=3)], now_ns=130 * S, connected=True, connects=1)
+    w.take(now_ns=135 * S)
+    w.marked()
+    assert w.unstored_from() == 135 * S  # the open span's part not handed over yet
+
+
+def test_the_agent_s_watch_record_is_capped_by_the_policy_watch(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.contracts.config import parse_config
+
+    d = Path(str(tmp_path))
+    config = parse_config(
+        {
+            "nodeName": "n1",
+            "tetragon": {"address": f"unix://{d}/no.sock"},
+            "store": {"url": f"sqlite:///{d / 'hot.db'}", "spoolPath": str(d / "spool")},
+            "metrics": {"port": 0},
+            "lifecycle": {"enabled": False},
+            "observationNode": {"enabled": True, "kubeconfig": str(d / "absent")},
+        }
+    )
+    agent = Agent(config, node_name="n1")
+    watch = agent.outages.policies
+    assert watch is not None
+    watch.observe([entry("ENABLED", gen=1)], now_ns=110 * S, connected=True, connects=1)
+    watch.observe([entry("ENABLED", gen=2)], now_ns=120 * S, connected=True, connects=1)
+    assert agent.watch.drops_through() == watch.unstored_from() <= 110 * S

@@ -84,6 +84,7 @@ class OutageMarker:
             except BaseException:
                 self.policies.give_back(spans[i:])  # marked next time: a gap is never lost
                 raise
+        self.policies.marked()  # in the pipeline: the watch record may claim past them now
 
     async def _mark_drops(self) -> None:
         """The metrics poller's spans (sources/tetragon_metrics.py): Tetragon said it lost events."""

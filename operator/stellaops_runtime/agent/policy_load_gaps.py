@@ -136,6 +136,7 @@ class PolicyLoadWatch:
         self._hold_to: int | None = None  # a change of what traces keeps a span open until then
         self._hold_from = 0  # ... set at this time (a clock stepped back before it shortens the hold)
         self._spans: list[Span] = []
+        self._in_flight: list[Span] = []  # taken by the marker, not in the pipeline yet (marked)
         self.spans = 0  # spans recorded (closed ones, and each reload)
         self.pending = 0  # objects of ours listed pending at the last poll
 
@@ -268,8 +269,26 @@ class PolicyLoadWatch:
             start = self._open_from if self._handed_to is None else self._handed_to
             out.append((min(start, now), max(start, now)))
             self._handed_to = max(start, now)
+        self._in_flight.extend(out)
         return out
 
     def give_back(self, spans: list[Span]) -> None:
-        """Spans the marker could not hand to the pipeline: kept for its next call."""
+        """Spans the marker could not hand to the pipeline: kept for its next call (the others it
+        took are in the pipeline)."""
         self._spans[:0] = spans
+        self._in_flight = []
+
+    def marked(self) -> None:
+        """The marker put every span it took into the pipeline: a flush starting now drains them."""
+        self._in_flight = []
+
+    def unstored_from(self) -> int | None:
+        """The earliest moment of a span not in the pipeline yet (held, taken and not marked, or the
+        part of an open one not handed over); None: none. The watch record read as a flush starts
+        claims no later (agent/watch_record.py ``drops_through``): the spans reach back to the poll
+        before the one that saw them, so a flush in between wrote a record past their start, and a
+        SIGKILL before they were stored lost them to the next agent's restart gap."""
+        starts = [a for a, _ in self._spans] + [a for a, _ in self._in_flight]
+        if self._open_from is not None:
+            starts.append(self._open_from if self._handed_to is None else self._handed_to)
+        return min(starts) if starts else None

@@ -298,6 +298,16 @@ def _later(moment: tuple[int, int], than: tuple[int, int]) -> bool:
     return moment[0] > than[0] or moment[1] > than[1] + READ_SLACK_NS
 
 
+def _cap(outages: Any) -> int | None:
+    """The latest moment a record may claim as a flush starts: Tetragon's losses are in the
+    pipeline up to it (sources/tetragon_metrics.py ``marked_through``), and no policy-load span
+    not in it yet starts before it (agent/policy_load_gaps.py ``unstored_from``); None: no bound."""
+    policies = getattr(outages, "policies", None)
+    caps = [getattr(outages.drops, "marked_through", None), policies.unstored_from() if policies else None]
+    known = [c for c in caps if c is not None]
+    return min(known) if known else None
+
+
 def attach_watch_record(agent: Any) -> WatchRecord:
     """The agent's record (agent/runner.py): resumes the last agent's hole, ticks with the outage marker."""
     rec = WatchRecord(
@@ -308,7 +318,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     )
     rec.resume(agent.source)
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
-    rec.drops_through = lambda: getattr(agent.outages.drops, "marked_through", None)
+    rec.drops_through = lambda: _cap(agent.outages)
     agent.flusher.on_open = rec.store_opened
     agent.flusher.spool.on_lost = rec.spool_lost
     agent.outages.record = rec
