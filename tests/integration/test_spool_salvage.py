@@ -14,15 +14,19 @@ is still set aside whole: any of its bytes may be wrong. Real SQLite and Postgre
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from stellaops_runtime.agent.spool_keeper import SpoolKeeper
 from stellaops_runtime.store.batches import Batch, batch_to_json
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.pending import PendingWrites
-from stellaops_runtime.store.spool import read_spool
+from stellaops_runtime.store.spool import read_spool, read_spool_salvaged
 from tests.integration.test_spool_row_types import counts, delta
 
 
@@ -91,4 +95,29 @@ def test_a_foreign_spool_with_a_bad_batch_keeps_its_readable_batches_at_shutdown
     assert keeper.save()
     back = read_spool(path) or []
     assert [(b.agent_id, b.seq) for b in back] == [("node-1/other", 1), ("node-1/next", 1)]
+    assert keeper.corrupt == 1 and len(list(tmp_path.glob("hot.spool.corrupt-*"))) == 1
+
+
+def test_a_foreign_spool_with_a_bad_batch_stays_whole_at_its_path_until_the_merged_file_replaces_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s40/RE: the foreign file was moved aside before the merged file was written, so a full disk
+    (or a kill) at that write lost its readable batches too: nothing at the path, nobody replays a
+    ``.corrupt-*`` file. It is kept aside as a hard link: the path holds it until the rename."""
+    path = tmp_path / "hot.spool"
+    keeper, pending, _ = _keeper(path)
+    keeper.load()  # nothing at start
+    newer = json.loads(_line("node-1/other", 2, "f_b", 11))
+    newer["units"][0]["t"] = "a-row-type-of-a-newer-agent"
+    _file(path, [_line("node-1/other", 1, "f_a", 5), json.dumps(newer).encode()], 2)
+    pending.add([delta("f_mine", 3)], [])
+
+    def full(fd: int) -> None:  # where a full disk shows on a file system with delayed allocation
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full)
+        assert not keeper.save() and keeper.lost_rows == 1
+    got = read_spool_salvaged(path)  # what the next agent reads
+    assert got is not None and [(b.agent_id, b.seq) for b in got[0]] == [("node-1/other", 1)]
     assert keeper.corrupt == 1 and len(list(tmp_path.glob("hot.spool.corrupt-*"))) == 1

@@ -15,7 +15,9 @@ spooled; this module is what the file holds and who may remove it.
   still the very file loaded (its identity): another agent of the node may
   have written it since.
 - At shutdown, :meth:`SpoolKeeper.save` writes what is still pending; a file
-  this agent did not load is merged into the one it writes, never replaced.
+  this agent did not load is merged into the one it writes, never replaced
+  (one with a batch line that does not decode is kept aside as a hard link,
+  so it stays at the path until the merged file is renamed over it).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class SpoolKeeper:
                     self.on_lost()
                 return
             if got is not None and got[2]:
-                self._keep_aside(path, got[2])
+                self._keep_aside(path, got[2], "(the time since the node's latest stored window is a gap), "
+                                 "the other batches are replayed")  # fmt: skip
         if got is None:
             return
         batches, self._identity, bad = got
@@ -88,21 +91,21 @@ class SpoolKeeper:
         log.info("loaded %d hot-symbol rows in %d batches from spool file %s; they are written first",
                  self.pending.spool_loaded_rows, len(batches), path)  # fmt: skip
 
-    def _keep_aside(self, path: str, bad: list[str]) -> None:
+    def _keep_aside(self, path: str, bad: list[str], then: str) -> None:
         """Some batch lines of the file do not decode: a copy of it as it was is kept aside (call
-        under the lock), its other batches are replayed."""
+        under the lock; a hard link, so the file stays at its path until it is replaced or removed:
+        its other batches are never lost with the bad ones), ``then`` says what becomes of them."""
         self.corrupt += 1
         self.error = f"{path}: {len(bad)} batch(es) not readable: {bad[0]}"
         kept = keep_aside(path)
-        log.error("%s; their counts are lost (the time since the node's latest stored window is a gap), the "
-                  "other batches are replayed; the file as it was is kept at %s", self.error,
+        log.error("%s; their counts are lost %s; the file as it was is kept at %s", self.error, then,
                   kept or "(could not keep a copy)")  # fmt: skip
 
-    def _set_aside(self, path: str, e: SpoolError, *, kept: str = "its rows are not replayed") -> None:
+    def _set_aside(self, path: str, e: SpoolError) -> None:
         self.corrupt += 1
         self.error = str(e)
         moved = quarantine_spool(path)
-        log.error("%s; moved aside to %s, %s", e, moved or "(could not move)", kept)
+        log.error("%s; moved aside to %s, its rows are not replayed", e, moved or "(could not move)")
 
     def done(self) -> None:
         if self._loaded and not self.pending.spool_batches_left:
@@ -141,9 +144,9 @@ class SpoolKeeper:
             return []
         if got is None:
             return []
-        if got[2]:  # its batches that decode are kept in the file written now
-            why = SpoolError(f"{path}: {len(got[2])} batch(es) not readable: {got[2][0]}")
-            self._set_aside(path, why, kept="its readable batches are kept in the file written now")
+        if got[2]:  # its batches that decode are kept in the file written now; until then, in it
+            then = "(no gap marks their windows), its other batches are kept in the file written now"
+            self._keep_aside(path, got[2], then)
         log.warning("spool file %s was written by another agent since this one started: its %d rows "
                     "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
         return got[0]
