@@ -136,6 +136,8 @@ UNRECOGNISABLE_WHEN_CUT = {
     '-c "echo DkStd_5e2 | docker': "a password echoed into docker login, cut before --password-stdin",
     "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1": "the middle of a key: neither its BEGIN nor its END line",
     'kubectl patch deploy app -p \'{"env":[{"value"': "an env entry's value first, cut before its name",
+    'sh -c "cat > /tmp/users <<EOF': "a here-document written to a file, cut before its reader",
+    "bash -c \"cat <<'PW' >> /run/pw.txt": "a here-document written to a file, cut before its reader",
 }
 
 

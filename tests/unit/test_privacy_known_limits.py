@@ -29,3 +29,13 @@ def test_a_base64_blob_of_a_user_and_password_is_kept() -> None:
         _filter("echo LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2 | base64 -d")
         == "echo [REDACTED] | base64 -d"
     )
+
+
+def test_a_here_document_fed_to_a_reader_another_way_is_kept() -> None:
+    # written to a file, then given to the reader by a flag or further than 4 KiB on: kept
+    doc = 'sh -c "cat > /tmp/pw <<EOF\nroot:Kept-1\nEOF\n'
+    assert _filter(doc + 'kinit --password-file=/tmp/pw bob"') == doc + 'kinit --password-file=/tmp/pw bob"'
+    far = doc + "true\n" * 1000 + 'chpasswd < /tmp/pw"'  # past the default cut of 4 KiB: a larger one
+    assert PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 16)).filter_field(far) == far
+    near = doc + 'chpasswd < /tmp/pw"'  # within 4 KiB through standard input: the document goes
+    assert _filter(near) == 'sh -c "cat > /tmp/pw <<EOF\n[REDACTED]\nEOF\nchpasswd < /tmp/pw"'

@@ -8,8 +8,10 @@ before the password, so the key rules (patterns.py) see nothing; and a delimiter
 script's own choosing, which one regex of the combined pass cannot refer back to. So this is a
 function: for each ``<<`` (not ``<<<``, a here-string: stdin_secrets.py) whose opening line names
 such a reader, the document's lines, up to the line holding its delimiter (or to the end of a cut
-text), are the secret; a here-document for any other program (``cat <<EOF > app.conf``, ``psql
-<<EOF``) keeps its lines. The same readers take what a process substitution prints onto their
+text), are the secret; so are they when the opening line writes them to a file that a reader
+reads on a later line (``cat > /tmp/pw <<EOF`` ... ``chpasswd < /tmp/pw``, ``cat F |
+chpasswd``). A here-document for any other program (``cat <<EOF > app.conf``, ``psql <<EOF``)
+keeps its lines. The same readers take what a process substitution prints onto their
 standard input (``sudo -S cmd < <(echo X)``, ``kinit bob < <(echo X)``): the command before the
 ``<`` is read for them the same way (stdin_secrets.py has the password-file options).
 
@@ -18,6 +20,7 @@ Pure: text in, spans out (``engine.replace_spans`` replaces them, counted under 
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from stellaops_runtime.privacy.base import REDACTED
@@ -51,6 +54,13 @@ _READER = re.compile(
     r"|(?i:pass|pw|secret|token|key|cred)[\w.-]{0,64}(?:=|\s+)(?:file:)?<\(\s*cat(?![\w-])"
 )
 _LINE_WINDOW = 1024
+# A file the opening line writes the document to (``cat > /tmp/pw <<EOF``, ``>>``, ``| tee -a F``)...
+_WRITES_FILE = re.compile(
+    r"(?:(?<![<>&0-9])>>?|(?<![\w-])tee(?:\s+-a)?)[ \t]*(?P<file>[^\s|;&<>()'\"`\\]{1,256})"
+)
+# ... that a reader then reads: ``chpasswd < F``, ``cat F | chpasswd`` (a command within _FEED_WINDOW
+# characters after the document: each document costs a bounded look, however many there are).
+_FEED_WINDOW = 4096
 
 
 def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
@@ -60,6 +70,8 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
     line_end = -1  # the end of the opening line last looked at, and whether it names a reader
     reader = False
     body = -1  # the newline before the next document of that line (-1: none left)
+    feeds: dict[str, list[int]] | None = None  # files fed to readers (_feeds), read when first needed
+    written: re.Match[str] | None = None
     for m in _OPEN.finditer(text):
         if line_end < m.start() < covered:
             continue
@@ -70,17 +82,55 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
             line_start = text.rfind("\n", 0, m.start()) + 1
             line = text[max(line_start, m.start() - _LINE_WINDOW) : min(line_end, m.end() + _LINE_WINDOW)]
             reader = _READER.search(line) is not None
+            written = None if reader else _WRITES_FILE.search(line)
             body = line_end
-        if not reader or body < 0:
+        if (not reader and written is None) or body < 0:
             continue
         # Several openings on one line (``cat <<A > f; chpasswd <<B``): bash reads their documents
         # one after the other, each after the line of the one before's delimiter.
         end = _closing(text, m.group("tag"), body)
-        if end > body + 1:
+        fed = False
+        if end > body + 1 and not reader and written is not None:
+            if feeds is None:
+                feeds = _feeds(text)
+            fed = _fed(feeds, written.group("file"), end)
+            covered = end  # its lines are text, not openings (each read once, fed or not)
+        if end > body + 1 and (reader or fed):
             out.append((body + 1, end, "password"))
             covered = end
         body = text.find("\n", end + 1) if end < len(text) else -1
     return out
+
+
+# A command (a pipeline: ``;``, ``&`` and newlines end it) and the files it feeds a reader:
+# ``< F`` (not ``<<``), ``cat F |``.
+_COMMAND = re.compile(r"[^;&\n]+")
+_FED_FILE = re.compile(
+    r"(?<!<)<(?![<(])[ \t]*(?P<file>[^\s|;&<>()'\"`\\]{1,256})"
+    r"|(?<![\w-])cat[ \t]+(?P<piped>[^\s|;&<>()'\"`\\]{1,256})[ \t]*\|"
+)
+
+
+def _feeds(text: str) -> dict[str, list[int]]:
+    """Each file a reader's command reads on its standard input -> where those commands start.
+
+    One pass over the text's commands, each read once: the documents written to files look their
+    file up here, however many there are.
+    """
+    out: dict[str, list[int]] = {}
+    for m in _COMMAND.finditer(text):
+        cmd = m.group()
+        if ("<" in cmd or "|" in cmd) and _READER.search(cmd) is not None:
+            for f in _FED_FILE.finditer(cmd):
+                out.setdefault(f.group("file") or f.group("piped"), []).append(m.start())
+    return out
+
+
+def _fed(feeds: dict[str, list[int]], file: str, start: int) -> bool:
+    """A reader's command within _FEED_WINDOW after ``start`` reads ``file``."""
+    at = feeds.get(file, [])
+    k = bisect.bisect_left(at, start)
+    return k < len(at) and at[k] <= start + _FEED_WINDOW
 
 
 def _closing(text: str, tag: str, nl: int) -> int:
