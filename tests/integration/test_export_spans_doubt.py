@@ -143,3 +143,24 @@ def test_a_replay_without_the_export_lock_is_a_gap_once_another_agent_stored_exp
         assert _invoked(store) == 6 and pending.spool_unverified_rows == 0
     finally:
         store.close()
+
+
+def test_an_old_agents_spool_waits_for_the_export_lock_like_any_spooled_export_counts(url: str) -> None:
+    """s40/RE: the export lock held back only batches whose position says they hold export counts,
+    so an agent waiting for the lock stored an old agent's batch at once (which lines it holds is
+    not known): while the agent holding the lock had its first counts of the same lines in flight
+    (no trace yet), both were stored. Now it waits for the lock too, and is weighed after."""
+    store = open_store(url)
+    try:
+        held = [False]  # another agent follows the file and holds the lock: its first flush in flight
+        pending = PendingWrites(agent_id=f"{NODE}/next")
+        pending.spool_gate = lambda: held[0]
+        pending.spool_unlocked = lambda: not held[0]
+        pending.load([_old_format(_spooled(f"{NODE}/y", None))])
+        assert not asyncio.run(pending.flush(store)) and pending.waits_for_lock
+        _stored_live(store, f"{NODE}/x", 100, 900)  # its counts land, then it stops: the lock is ours
+        held[0] = True
+        assert asyncio.run(pending.flush(store))
+        assert _invoked(store) == 3 and pending.spool_unverified_rows == 2  # X's counts alone
+    finally:
+        store.close()

@@ -334,8 +334,11 @@ class PendingWrites:
         return not self._buf and bool(self._batches) and all(self._gated(b) for b in self._batches)
 
     def _gated(self, batch: Batch) -> bool:
-        """A spooled batch of export counts this agent may not write yet (:attr:`spool_gate`)."""
-        if not batch.from_spool or batch.export_position is None or self.spool_gate is None:
+        """A spooled batch of export counts this agent may not write yet (:attr:`spool_gate`); one of
+        an agent before the spans (``export_known`` False) may hold such counts, so it waits too."""
+        if not batch.from_spool or self.spool_gate is None:
+            return False
+        if batch.export_position is None and batch.export_known:  # says it holds no export counts
             return False
         return not self.spool_gate()
 
