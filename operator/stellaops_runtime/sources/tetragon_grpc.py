@@ -121,8 +121,10 @@ MAX_DETAIL_CHARS = 512
 
 
 def one_line(text: str) -> str:
-    """A server's text for a message: control characters escaped (its line breaks cannot forge log
-    lines), cut at :data:`MAX_DETAIL_CHARS`. Whoever listens at the address writes it."""
+    """A server's text for a message: redacted, then control characters escaped (its line breaks
+    cannot forge log lines) and cut at :data:`MAX_DETAIL_CHARS` (redacted first: a cut could hide a
+    password from :func:`redact`). Whoever listens at the address writes it."""
+    text = redact(text)
     if len(text) > MAX_DETAIL_CHARS:
         text = f"{text[:MAX_DETAIL_CHARS]}... ({len(text)} characters)"
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
@@ -343,7 +345,7 @@ class TetragonGrpcSource:
                     response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
                 )(tetragon_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
             except grpc.aio.AioRpcError as e:
-                return False, redact(f"{e.code().name}: {one_line(e.details() or '')}")
+                return False, f"{e.code().name}: {one_line(e.details() or '')}"
         statuses = [s for s in resp.health_status]
         ok = bool(statuses) and all(s.status == 1 for s in statuses)  # HEALTH_STATUS_RUNNING
         return ok, one_line("; ".join(f"{s.details}" for s in statuses))
