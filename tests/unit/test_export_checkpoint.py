@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,17 @@ async def _read_all(src: TetragonExportSource, q: EventQueue, n: int) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+async def _two_lines_counted(path: Path) -> dict[str, Any]:
+    """The checkpoint of an agent that read and counted the two lines of the file at ``path``."""
+    q = EventQueue(100)
+    first = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
+    await _read_all(first, q, 2)
+    q.take(2)
+    cp = first.positions.checkpoint(2)
+    assert cp is not None
+    return cp
 
 
 async def test_the_checkpoint_of_a_count_is_where_that_line_ends(tmp_path: Path) -> None:
@@ -244,12 +256,7 @@ def test_a_held_drain_commits_nothing_until_one_is_recorded(tmp_path: Path) -> N
 async def test_a_source_resumes_at_a_matching_checkpoint_without_a_gap(tmp_path: Path) -> None:
     path = tmp_path / "t.log"
     path.write_bytes(b'{"old":1}\n{"old":2}\n')
-    q = EventQueue(100)
-    first = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
-    await _read_all(first, q, 2)
-    q.take(2)
-    cp = first.positions.checkpoint(2)
-    assert cp is not None
+    cp = await _two_lines_counted(path)
     with path.open("ab") as f:
         f.write(b'{"new":3}\n')
     q2 = EventQueue(100)
@@ -409,12 +416,7 @@ async def test_a_checkpoint_of_the_same_file_under_another_path_never_replays_it
     the last agent stored counted twice. It is that file (its inode): read from its end, a gap."""
     path = tmp_path / "t.log"
     path.write_bytes(b'{"old":1}\n{"old":2}\n')
-    q = EventQueue(100)
-    first = TetragonExportSource(str(path), queue=q, from_start=True, poll_interval=0.01)
-    await _read_all(first, q, 2)
-    q.take(2)
-    cp = first.positions.checkpoint(2)
-    assert cp is not None
+    cp = await _two_lines_counted(path)
     other = tmp_path / "other-name.log"
     os.link(path, other)  # the same file, another name
     q2 = EventQueue(100)
