@@ -39,3 +39,13 @@ def test_a_here_document_fed_to_a_reader_another_way_is_kept() -> None:
     assert PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 16)).filter_field(far) == far
     near = doc + 'chpasswd < /tmp/pw"'  # within 4 KiB through standard input: the document goes
     assert _filter(near) == 'sh -c "cat > /tmp/pw <<EOF\n[REDACTED]\nEOF\nchpasswd < /tmp/pw"'
+
+
+def test_a_nameless_prompt_without_a_reader_spawned_keeps_its_answer() -> None:
+    # "*:" names nothing: its answer goes only after the spawn of a program that asks for a password
+    kept = 'expect -c \'expect "*:"; send "Kept-2\\r"; spawn passwd\''  # the spawn comes after it
+    assert _filter(kept) == kept
+    kept = 'expect -c \'spawn ./setup.sh; expect "*:"; send "Kept-3\\r"\''
+    assert _filter(kept) == kept
+    gone = 'expect -c \'spawn sudo -k id; expect "*:"; send "Gone-4\\r"\''
+    assert _filter(gone) == "expect -c 'spawn sudo -k id; expect \"*:\"; send [REDACTED]'"

@@ -12,7 +12,8 @@ and gates the text passes, compiled per combination off this thread:
 ``compiled_sets``); on a truncated text the
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); the lines of a
-here-document for a password reader (``here_docs``); detect-secrets' rules
+here-document for a password reader (``here_docs``); the answer to an expect prompt
+that names nothing after a reader is spawned (``expect_prompts``); detect-secrets' rules
 (``library_rules``). Then environment variable names (``env_names``), each of
 ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
@@ -38,6 +39,7 @@ from stellaops_runtime.privacy.engine import (
     sub_compiled,
     sub_extra,
 )
+from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
@@ -205,6 +207,8 @@ class Redactor:
                 spans.extend(heredoc_spans(text))
             if "<(" in text:  # a process substitution onto a reader's standard input (here_docs.py)
                 spans.extend(stdin_substitution_spans(text))
+            if "spawn" in text:  # an expect script answering a prompt that names nothing
+                spans.extend(nameless_prompt_spans(text))
             # Library rules are chosen on the text before the default pass: that pass
             # only puts "[REDACTED]" where a secret was, and no library pattern
             # matches in or across the marker (test_privacy_formats.py).

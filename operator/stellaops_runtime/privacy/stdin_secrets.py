@@ -100,17 +100,17 @@ _EXPECTED_DELIMITED = (
     rf"""|\{{[^{{}}\n]{{0,256}}?{_PROMPT}[^{{}}\n]{{0,256}}?\}})"""
 )
 _EXPECTED = rf"""(?:{_EXPECTED_DELIMITED}|[^\s;"'{{]{{0,256}}?{_PROMPT}[^\s;]{{0,256}}+)"""
-_SENT = (
+SENT = (
     r"(?:exp_)?send\s+(?:-\S+\s+){0,4}"
     rf"""(?P<s>\[REDACTED\](?![^\s;}}])|{DOUBLE_QUOTED}|'[^']*'?|\\"[^"\n]*+"?|\{{[^}}]*\}}?|{WORD_VALUE})"""
 )
 # (``\"X\r\"``: quoted inside a double-quoted ``sh -c`` script, up to its closing ``\"``.)
 # The action may be Tcl's body after the pattern (``expect "password:" { send "X\r" }``).
-_EXPECT_SEND = rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;{{]|\\[nr])*+{_SENT}"
+_EXPECT_SEND = rf"e(?<![\w-]e)xpect\s+(?:-\S+\s+){{0,4}}{_EXPECTED}(?:[\s;{{]|\\[nr])*+{SENT}"
 # A pattern-action pair of an ``expect { … }`` block, wherever it stands among the others
 # (``expect { "login:" {send "u\r"; exp_continue} -re "(P|p)assword" {send "X\r"} }``): a quoted or
 # braced pattern naming a prompt, then its body.
-_EXPECT_PAIR = rf"{_EXPECTED_DELIMITED}(?:\s|\\[nr])*+\{{(?:\s|\\[nr])*+{_SENT}"
+_EXPECT_PAIR = rf"{_EXPECTED_DELIMITED}(?:\s|\\[nr])*+\{{(?:\s|\\[nr])*+{SENT}"
 # Python's pexpect: the ``sendline`` (or ``send``) right after an ``expect`` (``expect_exact``) whose
 # quoted pattern, or one pattern of its list, names a prompt (``c.expect('assword:');
 # c.sendline('X')``, ``child.expect(['[Pp]assword', pexpect.EOF], timeout=5)\nchild.sendline(\"X\")``).
