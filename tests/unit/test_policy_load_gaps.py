@@ -193,18 +193,23 @@ def test_after_the_agent_starts_the_gap_stays_open_while_the_pods_may_be_relabel
     follows its own pod cache, while ListTracingPolicies says ENABLED all along. Nothing of our
     policies traces those pods meanwhile; the start day is a gap (the hole since the last agent),
     but one that starts before midnight ran on into the next day unwatched, and that day read
-    watched. The span of the agent's first connection is held open for EXPECT_SECONDS."""
+    watched. The span of the agent's first connection is held open for EXPECT_SECONDS after its
+    first report (the writer's ``ceiling_told``/``reported``, which follow the poll)."""
     t0 = 100 * S
     w = PolicyLoadWatch(start_ns=t0)
     w.observe([entry("ENABLED")], now_ns=t0 + 2 * S, connected=True, connects=1)
+    w.ceiling_told(now_ns=t0 + 2 * S)
+    w.reported(now_ns=t0 + 2 * S)
     assert w.open
     held = t0 + 2 * S + int(EXPECT_SECONDS * S)
     w.observe([entry("ENABLED")], now_ns=held - 10 * S, connected=True, connects=1)
     assert w.open
     w.observe([entry("ENABLED")], now_ns=held, connected=True, connects=1)
     assert not w.open and covered(w.take(now_ns=held), t0, held)
-    w.observe(None, now_ns=held + 10 * S, connected=False, connects=1)  # a stream outage later:
-    w.observe([entry("ENABLED")], now_ns=held + 20 * S, connected=True, connects=2)  # no relabel
+    # A stream outage later that no poll saw, so no lowered ceiling written: no relabel (one the
+    # writer wrote is held: tests/integration/test_policy_load_relabel.py).
+    w.observe(None, now_ns=held + 10 * S, connected=False, connects=1)
+    w.observe([entry("ENABLED")], now_ns=held + 20 * S, connected=True, connects=2)
     assert not w.open
 
 
@@ -215,6 +220,8 @@ def test_a_hold_does_not_last_as_long_as_a_clock_stepped_back() -> None:
     t0 = 1_000_000 * S
     w = PolicyLoadWatch(start_ns=t0)
     w.observe([entry("ENABLED")], now_ns=t0, connected=True, connects=1)
+    w.ceiling_told(now_ns=t0)
+    w.reported(now_ns=t0)
     assert w.open
     back = t0 - 365 * 86_400 * S  # a year back
     w.observe([entry("ENABLED")], now_ns=back, connected=True, connects=1)
@@ -270,3 +277,61 @@ def test_the_agent_s_watch_record_is_capped_by_the_policy_watch(tmp_path: object
     watch.observe([entry("ENABLED", gen=1)], now_ns=110 * S, connected=True, connects=1)
     watch.observe([entry("ENABLED", gen=2)], now_ns=120 * S, connected=True, connects=1)
     assert agent.watch.drops_through() == watch.unstored_from() <= 110 * S
+
+
+def test_a_start_the_operator_never_heard_of_stays_a_gap_until_its_report_and_the_relabel() -> None:
+    """An agent whose ObservationNode write is not taken (the API server down, RBAC, a lost answer):
+    the operator hears nothing, keeps the node stale and its pods without their level labels, and
+    nothing of our policies traces them however long Tetragon lists them ENABLED. A hold counted
+    from the first connection ended while that lasted; the span stays open until a write of the
+    ceiling is taken, and for the relabel's length after it."""
+    t0 = 100 * S
+    w = PolicyLoadWatch(start_ns=t0)
+    w.observe([entry("ENABLED")], now_ns=t0 + 2 * S, connected=True, connects=1)
+    late = t0 + 2 * S + int(2 * EXPECT_SECONDS * S)
+    w.observe([entry("ENABLED")], now_ns=late, connected=True, connects=1)
+    assert w.open  # the pods may still be unlabelled: nothing says the operator heard
+    w.ceiling_told(now_ns=late)  # the write is attempted and refused: still nothing heard
+    w.observe([entry("ENABLED")], now_ns=late + int(EXPECT_SECONDS * S) + S, connected=True, connects=1)
+    assert w.open
+    taken = late + int(EXPECT_SECONDS * S) + 2 * S
+    w.ceiling_told(now_ns=taken)
+    w.reported(now_ns=taken)
+    w.observe([entry("ENABLED")], now_ns=taken + int(EXPECT_SECONDS * S) - S, connected=True, connects=1)
+    assert w.open  # the relabel after the report
+    end = taken + int(EXPECT_SECONDS * S)
+    w.observe([entry("ENABLED")], now_ns=end, connected=True, connects=1)
+    assert not w.open and covered(w.take(now_ns=end), t0, end)
+
+
+def test_a_ceiling_written_while_the_stream_is_down_holds_the_reconnection_not_the_outage() -> None:
+    """The writer writes the lowered ceiling while Tetragon's stream is down (or the agent's own
+    probes run instead): that time is the outage's (or theirs), never a policy-load span that stays
+    open while the native probes deliver. The ceiling written again at the reconnection holds."""
+    w = PolicyLoadWatch(start_ns=100 * S)
+    w.observe([entry("ENABLED")], now_ns=102 * S, connected=True, connects=1)
+    w.ceiling_told(now_ns=102 * S)
+    w.reported(now_ns=102 * S)
+    w.observe([entry("ENABLED")], now_ns=1100 * S, connected=True, connects=1)
+    assert not w.open  # the first report's relabel is over
+    w.take(now_ns=1100 * S)
+    w.observe(None, now_ns=1110 * S, connected=False, connects=1)  # down: None written
+    w.ceiling_told(now_ns=1110 * S)
+    w.reported(now_ns=1110 * S)
+    w.observe(None, now_ns=3000 * S, connected=False, connects=1)
+    assert not w.open and w.take(now_ns=3000 * S) == []
+    w.observe([entry("ENABLED")], now_ns=3010 * S, connected=True, connects=2)  # back: its ceiling
+    w.ceiling_told(now_ns=3010 * S)
+    w.reported(now_ns=3011 * S)
+    w.observe([entry("ENABLED")], now_ns=3011 * S + int(EXPECT_SECONDS * S) - S, connected=True, connects=2)
+    assert w.open
+    end = 3011 * S + int(EXPECT_SECONDS * S)
+    w.observe([entry("ENABLED")], now_ns=end, connected=True, connects=2)
+    assert not w.open and covered(w.take(now_ns=end), 3000 * S, end)
+
+
+def test_the_first_connection_is_a_gap_from_the_agent_s_start() -> None:
+    """Without any hold, an agent's start is a gap from its start to its first poll, so the start
+    day reads unknown for the node's images whatever the relabel hold adds (docs/operations.md)."""
+    w, spans = started(t0=100 * S)
+    assert covered(spans, 100 * S, 102 * S) and not w.open

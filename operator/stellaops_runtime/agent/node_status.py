@@ -275,12 +275,20 @@ class ObservationNodeWriter:
         beat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         # a merge patch: None takes away an agentTemplate an earlier agent of the node wrote
         patch = {"status": patchable({"agentTemplate": None, **status, "heartbeatTime": beat})}
+        # a new ceiling relabels the pods: a policy-load gap until Tetragon can have followed
+        relabel = (
+            self.policy_watch if status["maxPosture"] != (self._written or {}).get("maxPosture") else None
+        )
+        if relabel is not None:
+            relabel.ceiling_told(now_ns=time.time_ns())
         try:
             await kube.patch(OBSERVATION_NODES, name=self.node_name, patch=patch, subresource="status")
         except ApiError as e:
             if e.not_found:  # deleted under us: re-create on the next poll
                 self._exists = False
             raise
+        if relabel is not None:
+            relabel.reported(now_ns=time.time_ns())
         self._written = status
         self._conditions = status["conditions"]
         self._beat_at = now

@@ -38,13 +38,19 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   the connection; an object listed before and back within that bound, from its
   last listing; otherwise (a policy just created: nothing of it traced before
   either) from the poll before;
-- after this agent's first connection, held open for :data:`EXPECT_SECONDS`
-  at least: an agent away longer than the operator's stale-after comes back
-  to pods whose level labels the operator took away; it gives them back after
-  the agent's first report, and Tetragon's policy filter follows its own pod
-  cache, while ListTracingPolicies lists our policies ``ENABLED`` all along.
-  The start day is a gap (the hole since the last agent), but a start shortly
-  before midnight ran on unwatched into a day that read watched;
+- after every posture ceiling the writer writes other than the last one the
+  API server took (its first too: ``ceiling_told``), from the poll before,
+  until a write is taken (``reported``) and :data:`EXPECT_SECONDS` after it:
+  the operator labels the pods from that ceiling (an agent away longer than
+  the operator's stale-after, the stream down at a poll, Tetragon's API not
+  answering, the native probes: each takes the pods' level labels away, and
+  the next ceiling gives them back), and Tetragon's policy filter follows its
+  own pod cache later, while ListTracingPolicies lists our policies
+  ``ENABLED`` all along. A start day is a gap anyway (the first connection,
+  the hole since the last agent); without this a start, or an outage's end,
+  shortly before midnight ran on unwatched into a day that read watched.
+  Written while the stream is down, that time is the outage's: only the
+  reconnection is held;
 - an object of ours that stopped tracing (listed ``DISABLED``, ``LOAD_ERROR``,
   ``ERROR`` or ``SKIPPED``, or no more, after it was listed tracing) or started
   again (back to ``ENABLED``/``PARTIALLY_ENABLED``): from the last poll that read
@@ -61,7 +67,7 @@ What remains: between two polls (a third of ``observationNode.heartbeatSeconds``
 a reload that ends with the same version is not seen; an agent without
 ``observationNode.enabled`` reads no policy states and records none of this;
 while Tetragon's API does not answer, an open span stays open (one a
-reconnection opens too) and no other opens; the list empty at Tetragon's
+reconnection or a ceiling written then opens too) and no other opens; the list empty at Tetragon's
 restart reads as every object of ours gone, so such a restart's gap lasts
 :data:`EXPECT_SECONDS` at least (the safe side). An open span shows as
 ``stellaops_runtime_policy_load_gap_open_seconds`` (agent/store_metrics.py).
@@ -135,6 +141,7 @@ class PolicyLoadWatch:
         self._tracing: dict[tuple[str, str], bool] = {}  # each object's last settled state: tracing?
         self._hold_to: int | None = None  # a change of what traces keeps a span open until then
         self._hold_from = 0  # ... set at this time (a clock stepped back before it shortens the hold)
+        self._unheard = self._relabel_ns > 0  # no ceiling of this agent taken by the API server yet
         self._spans: list[Span] = []
         self._in_flight: list[Span] = []  # taken by the marker, not in the pipeline yet (marked)
         self.spans = 0  # spans recorded (closed ones, and each reload)
@@ -169,8 +176,6 @@ class PolicyLoadWatch:
         new = (connects is not None and connects != self._connects) or not self._was_connected
         self._connects, self._was_connected = connects, True
         if new:  # what Tetragon traced before this poll is unknown
-            if self._conn_at is None and self._relabel_ns:  # this agent's first: the pods' relabel
-                self._hold(now_ns, self._relabel_ns)
             self._conn_from, self._conn_at = before, now_ns
             self._open(before)
         if entries is None:  # nothing known of what Tetragon traces: an open span stays open
@@ -223,9 +228,33 @@ class PolicyLoadWatch:
         if self._hold_to is None or now_ns + length_ns > self._hold_to:
             self._hold_to, self._hold_from = now_ns + length_ns, now_ns
 
+    def ceiling_told(self, *, now_ns: int) -> None:
+        """The agent is writing a posture ceiling (``maxPosture``) other than the last one the API
+        server took (its first, too): the operator takes the pods' level labels away or gives them
+        back after it, and Tetragon's policy filter follows its own pod cache later still, while
+        ListTracingPolicies lists our policies ``ENABLED`` all along. Unwatched from the last poll,
+        held for the relabel's length after the write, and until a write is taken (``reported``).
+        Written while the stream is down, that time is the outage's (or the native probes', which
+        deliver meanwhile): the hold then keeps only the span the reconnection opens."""
+        if not self._relabel_ns:
+            return
+        if self._was_connected:
+            self._open(self._prev_poll if self._prev_poll is not None else self._start)
+        self._hold(now_ns, self._relabel_ns)
+        self._unheard = True
+
+    def reported(self, *, now_ns: int) -> None:
+        """The API server took the ceiling ``ceiling_told`` announced: the relabel's hold runs from here."""
+        if self._relabel_ns:
+            self._hold(now_ns, self._relabel_ns)
+            self._unheard = False
+
     def _held(self, now_ns: int) -> bool:
         """Whether a hold keeps the span open at ``now_ns``; a clock stepped back since the hold was
-        set keeps it for its length from here at most, not until the old clock's time comes again."""
+        set keeps it for its length from here at most, not until the old clock's time comes again.
+        Until the operator took a ceiling of this agent, the pods' labels are unknown: held."""
+        if self._unheard:
+            return True
         if self._hold_to is None:
             return False
         if now_ns < self._hold_from:
