@@ -49,3 +49,17 @@ def test_a_nameless_prompt_without_a_reader_spawned_keeps_its_answer() -> None:
     assert _filter(kept) == kept
     gone = 'expect -c \'spawn sudo -k id; expect "*:"; send "Gone-4\\r"\''
     assert _filter(gone) == "expect -c 'spawn sudo -k id; expect \"*:\"; send [REDACTED]'"
+
+
+def test_a_secret_split_across_two_traced_writes_keeps_the_second_half() -> None:
+    # Each write() event is filtered by what its own buffer shows: no state joins the buffers.
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_field("API_TOKEN=tok3nFirstHalf") == "API_TOKEN=[REDACTED]"
+    assert pf.filter_field("SecondHalf9x\n") == "SecondHalf9x\n"  # kept: nothing names it
+    # A key file: the first buffer loses all after its BEGIN line, the last all before its END
+    # line; a buffer with neither, in the middle, is kept.
+    first = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsplitKeyFirst"
+    last = "splitKeyLast0aB9\n-----END RSA PRIVATE KEY-----\n"
+    assert pf.filter_field(first) == "-----BEGIN RSA PRIVATE KEY-----[REDACTED]"
+    assert pf.filter_field(last) == "[REDACTED]-----END RSA PRIVATE KEY-----\n"
+    assert pf.filter_field("q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n") == "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n"
