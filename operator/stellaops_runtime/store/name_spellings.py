@@ -69,3 +69,15 @@ def spaceless(name: str) -> str:
     """A function name without its spaces: one spelling of a C++ name however its parameter list
     was spaced (``f(std::istream &)``, ``f( std::istream& )``, the demangler's ``f(std::istream&)``)."""
     return name.replace(" ", "")
+
+
+_C_PROTOTYPE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\([^()]*\)\s*")
+
+
+def c_function_of(name: str) -> str | None:
+    """The C function a name with a parameter list may be: ``crc32`` for ``crc32()``, ``crc32(void)``
+    or a prototype's ``crc32(uLong crc, const Bytef *buf, uInt len)`` (how advisories write C
+    functions). A C symbol is stored without a list (only a demangled C++ name carries one), so such
+    a question matched nothing. None for a qualified name (``ns::f()``, ``m.f()``) or no list."""
+    m = _C_PROTOTYPE.fullmatch(name)
+    return m.group(1) if m else None

@@ -140,7 +140,8 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
             for n in function.clones
             for sep in (".", " (.")
         ]
-        return sa.or_(c.function_name.in_(function.names), *overloads, *rust, *spaced, *clones)
+        named = c.function_name.in_(function.names + function.c_names)
+        return sa.or_(named, *overloads, *rust, *spaced, *clones)
     by_name = sa.and_(
         c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
     )

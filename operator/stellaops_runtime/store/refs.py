@@ -22,7 +22,7 @@ from packageurl import PackageURL
 from stellaops_runtime.canonical.demangle import demangle, language_of
 from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
 from stellaops_runtime.store import rust_paths
-from stellaops_runtime.store.name_spellings import clone_of, spaceless
+from stellaops_runtime.store.name_spellings import c_function_of, clone_of, spaceless
 
 
 class RefError(ValueError):
@@ -236,6 +236,9 @@ class FunctionQuery:
     # Given as a mangled symbol that demangles (C++ ``_Z...``, Rust ``_R...``): native code by its
     # spelling, as a function ID is; never an interpreted function's (doubts.interpreted).
     mangled: bool = False
+    # Names given as a C function with a parameter list (``crc32()``, a prototype): each also names
+    # that C identifier stored bare, and its clones (:func:`c_function_of`).
+    c_names: tuple[str, ...] = ()
 
     @property
     def is_function_id(self) -> bool:
@@ -244,7 +247,7 @@ class FunctionQuery:
     def matches_name(self, stored: str) -> bool:
         """Whether a stored function name is this (non-ID) question's: equal to one of ``names``,
         one of the ``overloads`` followed by ``(``, or a Rust name of one of ``rust_paths``."""
-        if stored in self.names:
+        if stored in self.names or stored in self.c_names:
             return True
         if any(stored.startswith(f"{n}(") for n in self.overloads):
             return True
@@ -363,6 +366,7 @@ def function_query(text: str) -> FunctionQuery:
             entry_id=function_entry_id(fid.build_id, symbol),
         )
     names = tuple(dict.fromkeys((demangle(t), t)))
+    c_names = tuple(dict.fromkeys(c for n in names if (c := c_function_of(n)) is not None))
     return FunctionQuery(
         text=t,
         names=names,
@@ -370,7 +374,8 @@ def function_query(text: str) -> FunctionQuery:
         overloads=tuple(n for n in names if not n.endswith(")")),
         rust_paths=tuple(p for n in names if (p := rust_paths.query_path(n)) is not None),
         spaceless=tuple(dict.fromkeys(spaceless(n) for n in names if "(" in n)),
-        clones=names,
+        clones=names + c_names,
+        c_names=c_names,
     )
 
 
