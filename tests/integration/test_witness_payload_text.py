@@ -76,8 +76,31 @@ def _text() -> str:
             "'function'",
         ),
         (_text().replace('"confidence":0.9', '"confidence":NaN').encode(), "NaN"),
+        # a number past a double's range: Python reads inf (and --json printed Infinity, not JSON),
+        # Go's json.Unmarshal refuses it
+        (_text().replace('"confidence":0.9', '"confidence":1e400').encode(), "out of range"),
+        (_text().replace('"confidence":0.9', '"confidence":-1E+999').encode(), "out of range"),
+        (_text().replace('"confidence":0.9', '"confidence":1' + "0" * 400).encode(), "out of range"),
+        # a lone surrogate written as a JSON escape: Python keeps it, Go reads U+FFFD in its place
+        (_text().replace('"crc32"', '"crc32\\ud800"').encode(), "lone surrogate"),
+        (_text().replace('"function"', '"function\\udc00"', 1).encode(), "lone surrogate"),
+        (_text().replace('"crc32"', '"crc32\\udc00\\ud800"').encode(), "lone surrogate"),
     ],
-    ids=["utf-16", "utf-16-le", "utf-32", "bom", "lone-surrogate", "repeated-key", "nan"],
+    ids=[
+        "utf-16",
+        "utf-16-le",
+        "utf-32",
+        "bom",
+        "lone-surrogate",
+        "repeated-key",
+        "nan",
+        "1e400",
+        "-1e999",
+        "10**400",
+        "escaped-surrogate",
+        "escaped-surrogate-key",
+        "escaped-surrogates-reversed",
+    ],
 )
 def test_a_payload_that_is_not_plain_utf8_json_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], body: bytes, message: str
@@ -91,7 +114,13 @@ def test_a_payload_that_is_not_plain_utf8_json_is_refused(
 def test_the_canonical_utf8_payload_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     priv, pub = key_pair(tmp_path)
     stmt = _statement()
-    stmt["predicate"]["claim"]["function"] = "zlib ü 中 crc32"  # non-ASCII, as sign writes it (UTF-8)
+    stmt["predicate"]["claim"]["function"] = "zlib ü 中 crc32 😀"  # non-ASCII, as sign writes it (UTF-8)
     path = _signed(tmp_path, encode(stmt), keys.load_private(priv))
     code, out, err = run_witness(capsys, "verify", str(path), "--key", str(pub))
-    assert code == 0 and "verified: zlib ü 中 crc32" in out, (out, err)
+    assert code == 0 and "verified: zlib ü 中 crc32 😀" in out, (out, err)
+    # the same text written with escapes, a surrogate pair among them, reads the same everywhere
+    escaped = json.dumps(stmt, sort_keys=True, ensure_ascii=True).encode()
+    assert b"\\ud83d\\ude00" in escaped
+    path = _signed(tmp_path, escaped, keys.load_private(priv))
+    code, out, err = run_witness(capsys, "verify", str(path), "--key", str(pub), "--json")
+    assert code == 0 and json.loads(out)["predicate"]["claim"]["function"] == "zlib ü 中 crc32 😀", err

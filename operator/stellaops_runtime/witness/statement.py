@@ -19,9 +19,9 @@
   number of nodes.
 
 :func:`check_statement` is the verifier's side: the payload as UTF-8 JSON
-(:func:`payload_json`: not UTF-16 or UTF-32, no byte order mark, no key twice
-in an object, no ``NaN``, so no reader of the same bytes reads another
-statement), the statement type, the
+(payload_text.py :func:`payload_json`: not UTF-16 or UTF-32, no byte order
+mark, no key twice in an object, no ``NaN``, no number past a double's range,
+no lone surrogate, so no reader of the same bytes reads another statement), the statement type, the
 predicate type, exactly one subject named by its own sha256 digest (and no
 other digest), a claim and an assessment it can report (a state the runtime
 states: never "unreachable"), and that the subject is the image the claim
@@ -57,6 +57,7 @@ from stellaops_runtime.store.refs import (
     parse_rfc3339,
 )
 from stellaops_runtime.witness.dsse import VerificationError
+from stellaops_runtime.witness.payload_text import payload_json
 from stellaops_runtime.witness.store import canonical_claim, vulnerability_id
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -341,37 +342,6 @@ def issued_after(stmt: dict[str, Any], now: dt.datetime) -> str | None:
         "running ahead, its age cannot be told (a witness of the claim issued after it may bear an "
         "earlier date)"
     )
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in seen:  # Python keeps the last, other readers the first: two readings of one witness
-            raise VerificationError(f"the payload repeats the key {k[:200]!r} in one object")
-        seen[k] = v
-    return seen
-
-
-def _no_constant(name: str) -> Any:
-    raise VerificationError(f"the payload holds {name}, which is not JSON")
-
-
-def payload_json(body: bytes) -> Any:
-    """The JSON of a payload read as every reader of it reads it, or VerificationError: UTF-8 with
-    no byte order mark (``json.loads(bytes)`` would also decode UTF-16 and UTF-32, which a Go
-    in-toto verifier refuses), each key once per object, no ``NaN`` or ``Infinity``."""
-    if body.startswith(b"\xef\xbb\xbf"):
-        raise VerificationError("the payload starts with a byte order mark: a Statement is UTF-8 JSON")
-    try:
-        text = body.decode("utf-8")  # strict: no UTF-16/32, no lone surrogate
-    except UnicodeDecodeError as e:
-        raise VerificationError(
-            f"the payload is not UTF-8 (byte {e.start}): a Statement is UTF-8 JSON"
-        ) from None
-    try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise VerificationError("the payload is not JSON in UTF-8 (an in-toto Statement)") from None
 
 
 def check_statement(
