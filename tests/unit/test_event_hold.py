@@ -82,3 +82,19 @@ def test_the_walk_is_bounded_on_a_payload_of_countless_tiny_fields() -> None:
     tail = _payload(1_796_000_000 * S)
     assert payload_time_ns(b"\x10\x00" * 10_000_000 + tail) is None
     assert payload_time_ns(b"\x10\x00" * 10 + tail) == 1_796_000_000 * S
+
+
+def test_the_time_is_read_before_a_node_s_many_labels() -> None:
+    """Tetragon (since cilium/tetragon#3759) puts the Kubernetes node's labels on every event, one
+    top-level map entry each, after its time. A node with node-feature-discovery or a GPU operator
+    has well over 64 labels: the walk's bound gave no time for every event there, so a Tetragon
+    behind never widened the hold. The labels after the time are not walked."""
+    msg = events_pb2.GetEventsResponse(node_name="n1", cluster_name="prod")
+    msg.process_kprobe.process.binary = "/usr/bin/app"
+    msg.time.FromNanoseconds(1_796_000_000 * S)
+    for i in range(300):
+        msg.node_labels[f"feature.node.kubernetes.io/cpu-cpuid.F{i}"] = "true"
+    assert payload_time_ns(msg.SerializeToString()) == 1_796_000_000 * S
+    hold = EventHold()
+    hold.sample(msg.SerializeToString(), 1_796_000_000 * S + 200 * S)  # 200 s behind
+    assert hold.ns() == CACHE_HOLD_NS + 200 * S

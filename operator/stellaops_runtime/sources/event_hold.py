@@ -43,8 +43,8 @@ LAG_SAMPLES = 60  # about a minute of ticks: a backlog seen lately still counts
 
 _TIME_FIELD = 1001  # GetEventsResponse.time (google.protobuf.Timestamp)
 # Top-level fields walked at most: a response has its event, node name and time first (then its
-# aggregation info, cluster name and node labels); a hostile payload of millions of tiny fields
-# would otherwise hold the event loop for seconds.
+# aggregation info, cluster name and node labels, one field per label: a node may have hundreds);
+# a hostile payload of millions of tiny fields would otherwise hold the event loop for seconds.
 MAX_FIELDS = 64
 _MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, as Timestamp allows
 _MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -101,14 +101,15 @@ def payload_time_ns(payload: bytes) -> int | None:
     """The ``time`` of a raw GetEventsResponse in Unix ns; None if it has none or is malformed.
 
     Walks the top-level fields only (the event itself is skipped by its length), at most
-    :data:`MAX_FIELDS` of them."""
+    :data:`MAX_FIELDS` of them: past them, the time found so far (the node's labels come after it,
+    one field each, and Tetragon puts them on every event), None if none was."""
     found = None
     try:
         i = fields = 0
         while i < len(payload):
             fields += 1
             if fields > MAX_FIELDS:
-                return None
+                return found
             key, i = _varint(payload, i)
             field, wire = key >> 3, key & 7
             if field == _TIME_FIELD and wire == 2:
