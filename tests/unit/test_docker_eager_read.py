@@ -146,17 +146,67 @@ def test_kept_events_past_the_queue_are_a_known_loss_and_a_hole(monkeypatch: Any
     assert obs.stats.resyncs >= 2  # the registry rebuilt from a list after the loss
 
 
-def test_kept_events_past_the_queue_s_bytes_are_a_known_loss(monkeypatch: Any) -> None:
-    """Every event carries its container's labels, whose size a user picks (a line may be 1 MiB): 4096
-    such events waiting would be 4 GiB of the agent's memory. The queue holds at most MAX_WAITING_BYTES
-    of lines; past it, as past MAX_WAITING, an event is a known loss."""
+def test_an_event_s_labels_do_not_wait_with_it(monkeypatch: Any) -> None:
+    """Every event carries its container's labels, whose size a user picks (a line may be 1 MiB; with
+    cri-dockerd a pod's annotations, up to 256 KiB, are among them). The observer uses two attributes
+    of an event (an image's ``name``, a container's ``exitCode``); the labels come from the inspect.
+    The queue kept the whole parsed event, about 7 times its line's bytes in Python objects for labels
+    of small entries, and counted the line against MAX_WAITING_BYTES: 32 MiB of lines held some 220
+    MiB, and a burst of 33 containers with 1 MiB of labels each was a loss (a hole). What waits now
+    is the event without its labels, and its size is what counts."""
     monkeypatch.setattr(docker_reader, "MAX_WAITING_BYTES", 1 << 20)
-    big = {"label": "x" * (100 << 10)}  # 100 KiB of labels on each event
+    labels = {f"label-{j}": "v" for j in range(8000)}  # 100 KiB of small labels on each event
     lines = [_line("container", "create", "a" * 64, T0 + NS)]
     for i in range(40):  # 4 MiB of creates while the first is held
         msg = {"Type": "container", "Action": "create", "timeNano": T0 + 2 * NS + i,
-               "Actor": {"ID": f"{i:064x}", "Attributes": big}}  # fmt: skip
+               "Actor": {"ID": f"{i:064x}", "Attributes": labels}}  # fmt: skip
         lines.append(json.dumps(msg).encode())
+    die = {"Type": "container", "Action": "die", "timeNano": T0 + 3 * NS,
+           "Actor": {"ID": "a" * 64, "Attributes": {**labels, "exitCode": "137"}}}  # fmt: skip
+    lines.append(json.dumps(die).encode())
+    engine = _Engine(lines)
+    obs = DockerObserver(engine, resync_seconds=600)
+    kept: list[int] = []
+    read = obs._read
+
+    def _read(line: bytes) -> dict[str, Any] | None:
+        msg = read(line)
+        kept.append(len(json.dumps(msg)))
+        return msg
+
+    monkeypatch.setattr(obs, "_read", _read)
+
+    async def main() -> list[Any]:
+        stop, seen = asyncio.Event(), []
+
+        async def consume() -> None:
+            async for ev in obs.events(stop):
+                seen.append(ev)
+
+        task = asyncio.create_task(consume())
+        await _until(engine.inspecting.is_set, "inspect of the first container")
+        await _until(lambda: engine.taken == len(engine.lines), "read of the whole burst")
+        engine.release.set()
+        await _until(lambda: len(seen) == 42, "the 41 creates and the die")
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return seen
+
+    seen = asyncio.run(main())
+    assert obs.stats.missed_events == 0 and obs.take_unwatched_from() == 0
+    assert [e.event_type for e in seen] == [T.CREATE] * 41 + [T.DIE], seen
+    assert seen[-1].exit_code == 137  # the attribute the observer uses is kept
+    assert max(kept) < 1024, kept  # no labels wait in the agent's queue
+
+
+def test_kept_events_past_the_queue_s_bytes_are_a_known_loss(monkeypatch: Any) -> None:
+    """What waits is bounded by its size too (MAX_WAITING_BYTES): an Engine naming its actors with
+    100 KiB each (a stand-in's hostile IDs) fills it; past it, as past MAX_WAITING, an event is a
+    known loss."""
+    monkeypatch.setattr(docker_reader, "MAX_WAITING_BYTES", 1 << 20)
+    lines = [_line("container", "create", "a" * 64, T0 + NS)]
+    for i in range(40):  # 4 MiB of creates while the first is held
+        lines.append(_line("container", "create", f"{i:064x}" * 1600, T0 + 2 * NS + i))
     engine = _Engine(lines)
     obs = DockerObserver(engine, resync_seconds=600)
 
