@@ -40,6 +40,7 @@ import grpc
 
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.loaded_version import info_without_object, version_from_info
+from stellaops_runtime.sources.tetragon_grpc import one_line
 from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
 
 log = logging.getLogger(__name__)
@@ -201,14 +202,17 @@ async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
                 response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
             )(tetragon_pb2.GetHealthStatusRequest(), timeout=timeout_s)
         except grpc.aio.AioRpcError as e:
-            return TetragonInfo(address=address, error=redact(f"{e.code().name}: {e.details()}"))
+            # whoever answers at the address writes the details: one redacted, clipped line
+            return TetragonInfo(address=address, error=f"{e.code().name}: {one_line(e.details() or '')}")
     for method, answer in (("GetVersion", version), ("GetHealth", health)):
         if answer is None:  # not its message: Tetragon is not usable (UndecodableAnswer)
             return TetragonInfo(address=address, error=str(UndecodableAnswer(method)))
     unhealthy = [s.details for s in health.health_status if s.status != tetragon_pb2.HEALTH_STATUS_RUNNING]
     if unhealthy:
         return TetragonInfo(
-            address=address, version=version.version, error="Tetragon not running: " + "; ".join(unhealthy)
+            address=address,
+            version=version.version,
+            error="Tetragon not running: " + one_line("; ".join(unhealthy)),
         )
     return TetragonInfo(address=address, reachable=True, version=version.version)
 

@@ -98,6 +98,7 @@ from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.conditions import now_rfc3339
 from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
 from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
+from stellaops_runtime.sources.tetragon_grpc import one_line
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class ObservationNodeWriter:
                 tetragon = TetragonInfo(
                     address=tetragon.address,
                     version=tetragon.version,
-                    error=f"ListTracingPolicies: {e.code().name}: {e.details()}",
+                    error=f"ListTracingPolicies: {e.code().name}: {one_line(e.details() or '')}",
                 )
             except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
                 tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))
