@@ -142,7 +142,9 @@ async def test_two_agents_spooling_to_one_file_keep_both_agents_counts(tmp_path,
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool)
-    code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "3"), 90)
+    # An empty file and the spool's rows pending from the start: the idle exit comes only after a
+    # flush stored them all (agent/idle_exit.py), so 1 s of quiet is enough.
+    code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "1"), 90)
     assert code == 0, out
     assert not spool.exists(), out
     assert stored(pg_url) == expected()
@@ -204,7 +206,9 @@ async def test_an_agent_that_replayed_a_spool_never_removes_a_newer_one(tmp_path
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool)
-    code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "3"), 90)
+    # An empty file and the spool's rows pending from the start: the idle exit comes only after a
+    # flush stored them all (agent/idle_exit.py), so 1 s of quiet is enough.
+    code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "1"), 90)
     assert code == 0, out
     assert not spool.exists(), out
     assert stored(pg_url) == expected()
