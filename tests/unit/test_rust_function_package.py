@@ -4,7 +4,10 @@ The promises of docs/attribution.md "Functions of Go and Rust binaries" in pure
 logic: a crate name no runtime package has (a renamed ``[[bin]]`` such as
 ripgrep's ``rg``, a build-only crate) is unknown with its reason, never the root
 crate; the toolchain's crates (std and std's own dependencies) keep the file's
-answer unless the application lists a crate of that name.
+answer; a crate of such a name that the application lists is unknown too: rustc
+compiles std's private copy (hashbrown, memchr, libc, ...) under the same crate
+name, and a demangled name does not carry the crate's disambiguator that tells
+the copies apart (tests/integration/test_attribution_rust_std_private.py).
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ def test_a_listed_crate_is_its_package() -> None:
     assert _purl("<grep_searcher::sink::SinkMatch as core::fmt::Debug>::fmt") == (
         "pkg:cargo/grep-searcher@0.1.13"
     )
-    # a crate of a toolchain crate's name that the application lists: the listed package
-    assert _purl("libc::unix::linux_like::linux::gnu::f") == "pkg:cargo/libc@0.2.155"
 
 
 def test_the_toolchain_s_crates_keep_the_file_s_answer() -> None:
@@ -63,3 +64,18 @@ def test_two_versions_of_one_crate_name_both() -> None:
     pkg, why = rust_function_package(two, "grep_searcher::Searcher::new")
     assert pkg is None
     assert why == "crate grep_searcher is 2 packages of .dep-v0: grep-searcher@0.1.11, grep-searcher@0.1.13"
+
+
+def test_a_listed_crate_std_also_has_a_private_copy_of_is_unknown() -> None:
+    """std's own hashbrown/libc/memchr run as ``hashbrown::...`` too: not the application's package."""
+    listed = (*CRATES, Crate("hashbrown", "0.15.0", "crates.io", "runtime", False))
+    for function, crate in (
+        ("libc::unix::linux_like::linux::gnu::f", "libc"),
+        ("hashbrown::raw::RawTable::reserve_rehash", "hashbrown"),
+        ("<hashbrown::raw::RawTable<T,A> as core::ops::drop::Drop>::drop", "hashbrown"),
+    ):
+        pkg, why = rust_function_package(listed, function)
+        assert pkg is None, function
+        assert why is not None and why.startswith(f"crate {crate} is both std's private copy and "), why
+    # an unlisted one still keeps the file's answer
+    assert rust_function_package(CRATES, "memchr::memchr::fallback::memchr") == (None, None)

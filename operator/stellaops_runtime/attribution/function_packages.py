@@ -10,7 +10,8 @@ file's attribution (``scope="file"``); see
 :mod:`~stellaops_runtime.attribution.attributor`.
 
 A Rust function whose crate is listed twice (two versions), or is in no
-listed package and is not the toolchain's, is unknown (``purl`` ``None``,
+listed package and is not the toolchain's, or is both listed and one std carries a
+private copy of (hashbrown, memchr, libc, ...), is unknown (``purl`` ``None``,
 ``scope="function"``), never its file's root crate: ``.dep-v0`` names
 packages (``foo-sys``) and symbols name libraries (``foo_ffi`` for ``[lib]
 name = "foo_ffi"``), so such a function may be a dependency's, and filing it
@@ -106,15 +107,19 @@ def go_function_package(info: GoBuildInfo, function: str) -> Package | None:
     return None
 
 
-# The toolchain's crates (the sysroot and std's own dependencies): never in ``.dep-v0``; their
-# functions keep the file's attribution. A listed crate of one of these names still matches.
+# The toolchain's crates (the sysroot and std's own dependencies, as rustc 1.95's rustlib
+# holds them): never in ``.dep-v0``; their functions keep the file's attribution. std's
+# dependencies are crates.io crates compiled into std under their own names, so a listed crate of
+# one of these names is unknown: a demangled name drops the crate disambiguator (v0's
+# ``Cs<hash>_9hashbrown``) that is all that tells std's private copy from the application's.
 RUST_TOOLCHAIN_CRATES = frozenset(
     {
         "std", "core", "alloc", "proc_macro", "test", "panic_unwind", "panic_abort", "unwind",
         "compiler_builtins", "std_detect", "rustc_std_workspace_core", "rustc_std_workspace_alloc",
         "rustc_std_workspace_std", "profiler_builtins", "hashbrown", "addr2line", "gimli", "object",
         "miniz_oxide", "adler", "adler2", "memchr", "cfg_if", "libc", "rustc_demangle", "getopts",
-        "unicode_width", "dlmalloc", "wasi", "hermit_abi", "r_efi", "fortanix_sgx_abi",
+        "unicode_width", "dlmalloc", "wasi", "hermit_abi", "r_efi", "r_efi_alloc", "fortanix_sgx_abi",
+        "rustc_literal_escaper", "sysroot",
     }
 )  # fmt: skip
 
@@ -145,4 +150,9 @@ def rust_function_package(
             f"crate {crate} is no runtime package of .dep-v0 (a [lib] or [[bin]] renamed from its package)",
         )
     name, version = next(iter(matches))
+    if crate in RUST_TOOLCHAIN_CRATES:
+        return None, (
+            f"crate {crate} is both std's private copy and {name}@{version} of .dep-v0 "
+            "(a demangled name does not say which)"
+        )
     return purls.cargo(name=name, version=version), None
