@@ -12,6 +12,7 @@ the copies apart (tests/integration/test_attribution_rust_std_private.py).
 
 from __future__ import annotations
 
+from stellaops_runtime.attribution import purls
 from stellaops_runtime.attribution.cargo_auditable import Crate
 from stellaops_runtime.attribution.function_packages import rust_function_package
 
@@ -79,3 +80,37 @@ def test_a_listed_crate_std_also_has_a_private_copy_of_is_unknown() -> None:
         assert why is not None and why.startswith(f"crate {crate} is both std's private copy and "), why
     # an unlisted one still keeps the file's answer
     assert rust_function_package(CRATES, "memchr::memchr::fallback::memchr") == (None, None)
+
+
+def test_a_lib_name_two_listed_packages_share_is_unknown() -> None:
+    """md-5's library is ``md5`` (its [lib] name), the md5 package's too: ``md5::...`` is either."""
+    both = (
+        *CRATES,
+        Crate("md-5", "0.10.6", "crates.io", "runtime", False),
+        Crate("md5", "0.7.0", "", "runtime", False),
+    )
+    for function in ("md5::compute", "<md5::Md5Core as digest::core_api::UpdateCore>::update_blocks"):
+        pkg, why = rust_function_package(both, function)
+        assert pkg is None, function
+        assert why == "crate md5 is 2 packages of .dep-v0: md-5@0.10.6, md5@0.7.0", why
+    # only one of them listed: the library's own package, found by its known [lib] name
+    only = (*CRATES, Crate("md-5", "0.10.6", "crates.io", "runtime", False))
+    assert rust_function_package(only, "md5::compress::soft::compress")[0] == purls.cargo(
+        name="md-5", version="0.10.6"
+    )
+    sha = (*CRATES, Crate("sha-1", "0.9.8", "crates.io", "runtime", False))
+    assert rust_function_package(sha, "sha1::compress")[0] == purls.cargo(name="sha-1", version="0.9.8")
+
+
+def test_one_crate_name_and_version_from_two_sources_is_unknown() -> None:
+    """hashbrown-like forks: a git copy and the crates.io release of one version are two crates."""
+    two = (
+        *CRATES,
+        Crate("serde-json", "1.0.108", "crates.io", "runtime", False),
+        Crate("serde-json", "1.0.108", "git", "runtime", False),
+    )
+    pkg, why = rust_function_package(two, "serde_json::de::from_str")
+    assert pkg is None
+    assert why == (
+        "crate serde_json is 2 packages of .dep-v0: serde-json@1.0.108 (crates.io), serde-json@1.0.108 (git)"
+    )

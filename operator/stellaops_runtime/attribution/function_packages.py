@@ -124,23 +124,38 @@ RUST_TOOLCHAIN_CRATES = frozenset(
 )  # fmt: skip
 
 
+# crates.io packages whose library (``[lib] name``, what symbols show) is not the package's name
+# with ``-`` as ``_``, where another package of that library's name exists: md-5's library is
+# ``md5`` like the md5 package's, sha-1's is ``sha1`` like the sha1 package's (RustCrypto's
+# Cargo.toml). ``.dep-v0`` records no library names, so other renamed libraries stay unknown.
+KNOWN_LIB_NAMES = {"md-5": "md5", "sha-1": "sha1"}
+
+
+def lib_name(crate: binaries.Crate) -> str:
+    """The crate name a package's functions are demangled under, as far as it is known."""
+    return KNOWN_LIB_NAMES.get(crate.name, crate.crate_name)
+
+
 def rust_function_package(
     crates: tuple[binaries.Crate, ...], function: str
 ) -> tuple[Package | None, str | None]:
     """(the crate a demangled Rust function comes from, why it is unknown): only runtime crates count.
 
-    Two versions of one crate linked into the same binary cannot be told apart
-    by name, and a crate name no listed package has (a renamed ``[lib]`` or
-    ``[[bin]]``) may be any package's: both are unknown, with the reason.
-    ``(None, None)``: the name says no crate, or the toolchain's (the file's answer stands).
+    Two versions (or sources) of one crate, or two packages of one library name
+    (md-5 and md5), linked into one binary cannot be told apart by name; a crate
+    name no listed package has (a renamed ``[lib]`` or ``[[bin]]``) may be any
+    package's; a listed crate std also has a private copy of may be std's: all
+    are unknown, with the reason. ``(None, None)``: the name says no crate, or
+    the toolchain's (the file's answer stands).
     """
     crate = rust_crate_name(function)
     if not crate:
         return None, None
-    matches = {(c.name, c.version) for c in crates if c.kind != "build" and c.crate_name == crate}
+    matches = {(c.name, c.version, c.source) for c in crates if c.kind != "build" and lib_name(c) == crate}
     if len(matches) > 1:
+        sources = len({(n, v) for n, v, _ in matches}) < len(matches)  # one name@version, two sources
         return None, f"crate {crate} is {len(matches)} packages of .dep-v0: " + ", ".join(
-            f"{n}@{v}" for n, v in sorted(matches)
+            f"{n}@{v} ({s})" if sources else f"{n}@{v}" for n, v, s in sorted(matches)
         )
     if not matches:
         if crate in RUST_TOOLCHAIN_CRATES:
@@ -149,7 +164,7 @@ def rust_function_package(
             None,
             f"crate {crate} is no runtime package of .dep-v0 (a [lib] or [[bin]] renamed from its package)",
         )
-    name, version = next(iter(matches))
+    name, version, _ = next(iter(matches))
     if crate in RUST_TOOLCHAIN_CRATES:
         return None, (
             f"crate {crate} is both std's private copy and {name}@{version} of .dep-v0 "
