@@ -63,6 +63,7 @@ from stellaops_runtime.controller.state import (
     INDEX_POLICIES,
     PodSnapshot,
     obj_key,
+    pod_part,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
@@ -258,7 +259,7 @@ class PodReconciler(PolicyReconciler):
                 return
             raise
         self.stats.writes["pod"] += 1
-        self._remember(key, (seen.labels, seen.annotations), pod.patched(patch))
+        self._remember(key, pod_part(seen), pod.patched(patch))
 
     async def _report_invalid_level(
         self, pod: PodSnapshot, decision: PostureDecision, *, writing: bool

@@ -90,6 +90,21 @@ def _uid_of(value: Any) -> str | None:
     return getattr(value, "uid", None) or None
 
 
+def pod_part(pod: PodSnapshot) -> tuple[str, dict[str, str], dict[str, str]]:
+    """What a pod write is based on (the overlay's part): its uid, labels and annotations.
+
+    The uid, because a pod deleted and made again under its name in a watch gap (kopf re-lists
+    after 410 Gone) comes back with the same labels and annotations (a StatefulSet's pod): without
+    it the new pod was read as the dead one patched, and never given its posture.
+    """
+    return (pod.uid, pod.labels, pod.annotations)
+
+
+def status_part(seen: Mapping[str, Any] | None) -> tuple[str | None, Any]:
+    """What a status write is based on: the object's uid and its status (see ``pod_part``)."""
+    return (_uid_of(seen), seen.get("status")) if seen is not None else (None, None)
+
+
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """A plain deep copy of a watched object for an index (without managedFields)."""
     obj = copy.deepcopy(dict(body))
@@ -279,8 +294,8 @@ class ReconcilerState:
 
     # Read-your-writes: after a write, the index shows the old state until the watch event
     # comes back. Each write is remembered with the part of the index entry it changes (a
-    # pod's labels and annotations, a resource's status, an owned object's managed fields);
-    # while the index still shows that part unchanged, the write is what is current. Other
+    # pod's uid, labels and annotations, a resource's uid and status, an owned object's managed
+    # fields); while the index still shows that part unchanged, the write is what is current. Other
     # events in between (kopf's finalizer, a DaemonSet's status) do not void it.
 
     def _overlay(self, key: Any, part: Any) -> tuple[bool, Any]:
@@ -306,7 +321,7 @@ class ReconcilerState:
         if seen is None:
             self._written.pop(key, None)
             return None
-        hit, status = self._overlay(key, seen.get("status"))
+        hit, status = self._overlay(key, status_part(seen))
         return {**seen, "status": status} if hit else seen
 
     def _pod(self, key: tuple[str, str]) -> PodSnapshot | None:
@@ -314,7 +329,7 @@ class ReconcilerState:
         if seen is None:
             self._written.pop(("v1", "Pod", *key), None)
             return None
-        hit, value = self._overlay(("v1", "Pod", *key), (seen.labels, seen.annotations))
+        hit, value = self._overlay(("v1", "Pod", *key), pod_part(seen))
         return value if hit else seen  # type: ignore[no-any-return]
 
     # -- shared writes ---------------------------------------------------------------------
@@ -353,7 +368,7 @@ class ReconcilerState:
                 written.pop(k, None)
             else:
                 written[k] = v
-        self._remember(key, (seen or {}).get("status"), written)
+        self._remember(key, status_part(seen), written)
         return True
 
     async def _event(self, involved: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
