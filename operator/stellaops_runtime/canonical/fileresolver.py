@@ -20,7 +20,10 @@ answer; nothing raises for a bad file:
 from __future__ import annotations
 
 import gc
+from itertools import repeat
+from operator import is_
 from time import monotonic, time_ns
+from typing import cast
 
 from stellaops_runtime.canonical.buildidclaims import Clock
 from stellaops_runtime.canonical.elflayout import ElfError
@@ -184,6 +187,9 @@ class FileResolver(BinaryCache):
                 self.resolve_file(path, o, root=root, expected_build_id=expected_build_id, input=s)
                 for o, s in rest
             ]
+        if not any(map(is_, answers, repeat(None))):  # every offset answered by a loaded table
+            answers.insert(0, first)
+            return cast("list[Resolution]", answers)  # no None in it: checked just above
         out = [first]
         for o, s, res in zip(offsets[1:], labels[1:], answers, strict=True):
             if res is None:  # no loaded table names it: the Binary (a lazy source, or no symbol)

@@ -137,7 +137,10 @@ class QuickLookup:
         One loop with :meth:`find`'s body inlined (``resolve_file_many``'s warm
         path, canonical/recentfiles.py): the call and the tuple per answer were
         ~4 % of a cold batch's first lookups (libLLVM-14: 287.8 -> 276.6 M
-        instructions, docs/benchmarks.md). Same tables,
+        instructions, docs/benchmarks.md). The first range and the first table,
+        where nearly every offset lands, are read once before the loop rather
+        than through the inner loops per offset (first lookups 276.4 -> 263.4 M);
+        the others are tried after them, in their order. Same tables,
         same order, same answers: tests/integration/test_symbolize_warm.py
         compares a batch with one ``resolve_file`` per offset on real files,
         tests/unit/test_alias_pairs_generated.py with :meth:`find` over
@@ -147,15 +150,47 @@ class QuickLookup:
         out: list[Resolution | None] = []
         append = out.append
         ranges, tables, bid = self.ranges, self.tables, self.build_id
-        for file_offset, label in zip(offsets, labels, strict=True):
-            for lo, hi, delta in ranges:
-                if lo <= file_offset < hi:
-                    vaddr = file_offset + delta
-                    break
-            else:
+        if not ranges or not tables:
+            for _ in zip(offsets, labels, strict=True):
                 append(None)
+            return out
+        lo0, hi0, delta0 = ranges[0]
+        more_ranges = ranges[1:]
+        t0, key0, source0 = tables[0]
+        starts0, ends0, canonical0 = t0.starts, t0.ends, t0.canonical
+        more_tables = tables[1:]
+        for file_offset, label in zip(offsets, labels, strict=True):
+            if lo0 <= file_offset < hi0:  # the first range (executable): nearly every offset
+                vaddr = file_offset + delta0
+            else:
+                for lo, hi, delta in more_ranges:
+                    if lo <= file_offset < hi:
+                        vaddr = file_offset + delta
+                        break
+                else:
+                    append(None)
+                    continue
+            i = bisect_right(starts0, vaddr) - 1  # the first table: nearly every answer
+            if i >= 0 and (vaddr < ends0[i] or (i := t0.find(vaddr)) >= 0):
+                symbol = canonical0[i]
+                if symbol is None:
+                    symbol = t0.canonical_name(i)
+                offset = vaddr - starts0[i]
+                append(
+                    Resolution(
+                        label,
+                        path,
+                        bid,
+                        symbol,
+                        offset,
+                        f"{bid}:{symbol}+{hex(offset)}",
+                        source0,
+                        file_offset,
+                    )
+                )
+                hit(key0)
                 continue
-            for t, key, source in tables:
+            for t, key, source in more_tables:
                 starts = t.starts
                 i = bisect_right(starts, vaddr) - 1
                 if i < 0:
