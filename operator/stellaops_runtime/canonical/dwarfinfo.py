@@ -45,6 +45,7 @@ from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
+from stellaops_runtime.canonical.dwarfcode import CodeRanges
 from stellaops_runtime.canonical.dwarfnames import (
     attr_text,
     code_parts,
@@ -144,6 +145,8 @@ class DwarfIndex:
         self.units_over_budget = 0  # walks over every unit's top DIE stopped by the parse budget
         self.unnamed = 0  # subprograms with code but no symbol name in DWARF (left out)
         self.ambiguous = 0  # clone bodies named like another body (left out)
+        self.code = CodeRanges.of(elf)  # where the file has code (canonical/dwarfcode.py)
+        self.outside_code = 0  # subprograms left out: a range in no code (the linker dropped it)
 
     def _info(self) -> DWARFInfo:
         if self._dwarf is None:
@@ -181,6 +184,9 @@ class DwarfIndex:
                         continue
                     ranges = _die_ranges(dwarf, cu, die)
                     if not ranges:
+                        continue
+                    if not all(self.code.holds(low, high) for low, high in ranges):
+                        self.outside_code += 1  # code the linker dropped: its range is a tombstone
                         continue
                     name = usable_name(die, mangling)
                     if not name:
@@ -289,7 +295,8 @@ class DwarfIndex:
                     raise budget.exceeded(f"more than {limits.max_dwarf_dies} DWARF units")
                 try:
                     top = cu.get_top_DIE()
-                    ranges.extend((low, high, cu.cu_offset) for low, high in _die_ranges(dwarf, cu, top))
+                    tops = [r for r in _die_ranges(dwarf, cu, top) if self.code.holds(*r)]
+                    ranges.extend((low, high, cu.cu_offset) for low, high in tops)
                 except (ELFError, KeyError, ValueError, IndexError, AttributeError, AssertionError) as e:
                     self.errors += 1  # one damaged unit must not hide the others
                     log.debug("DWARF unit at %#x: top entry unreadable: %s", cu.cu_offset, e)

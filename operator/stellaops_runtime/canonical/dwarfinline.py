@@ -81,6 +81,7 @@ STAT_KEYS = (
     "plain_name",  # a C++/Rust inlined function named by DW_AT_name only (no linkage name)
     "ranges_unread",  # DW_AT_ranges in a form not decoded (neither a section offset nor rnglistx)
     "chains_dropped",  # lookups answered () because a link of the chain had no name
+    "outside_code",  # DIE ranges in no executable section (code the linker dropped), left out
     "errors",  # anything else that failed in a lookup (e.g. an unreadable unit header or aranges)
 )
 
@@ -314,9 +315,13 @@ class DwarfInlines:
         ranges = die_ranges(dwarf, cu, die)
         if not ranges and "DW_AT_ranges" in die.attributes:
             self.stats["ranges_unread"] += 1
+        code = self._index.code
         for low, high in ranges:
-            if high > low:
-                spans.append((low, high, depth, order, node))
+            if not code.holds(low, high):
+                if high > low:
+                    self.stats["outside_code"] += 1
+                continue
+            spans.append((low, high, depth, order, node))
 
 
 def _names(cu: CompileUnit, die: DIE) -> _Names:
