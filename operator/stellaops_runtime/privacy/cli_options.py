@@ -26,7 +26,13 @@ from __future__ import annotations
 
 import re
 
-from stellaops_runtime.privacy.base import WORD_VALUE, SecretPattern, compile_patterns, number_groups
+from stellaops_runtime.privacy.base import (
+    DOUBLE_QUOTED,
+    WORD_VALUE,
+    SecretPattern,
+    compile_patterns,
+    number_groups,
+)
 from stellaops_runtime.privacy.cli_syntax import (
     START,
     VALUE,
@@ -83,7 +89,9 @@ _ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
 # start of its arguments) on, once: -S, -R, -m, -P take a value, separate or glued; an option ends
 # before whitespace, a quote, ")" or the end; at most 16 options (a run of "mkpasswd -m" costs 16
 # options a start, not a scan to the end). A word after ``)`` is no longer mkpasswd's.
-_MK_WORD = r"""[^\s<>|;&()$`'"-][^\s)'"`]*"""
+# (a word holding a space is quoted: Tetragon's quotes, or the script's; a cut one to the end; the
+# quote after a blank: ``-s"`` ends a ``sh -c`` script)
+_MK_WORD = r"""(?:(?<!\S)"[^"\n]+(?:"|\Z)|(?<!\S)'[^'\n]+(?:'|\Z)|[^\s<>|;&()$`'"-][^\s)'"`]*)"""
 _MK_OPTION = (
     r"""(?:-[SRmP](?:[ \t]+|(?=\S))[^\s)]+|--(?:salt|rounds|method|password-fd)=[^\s)]+"""
     r"""|-[A-Za-z0-9]+|--[a-z-]+)(?=[\s"')]|\Z)"""
@@ -120,7 +128,8 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://linux.die.net/man/1/sshpass (-p password, getopt: glued too)
     ("sshpass",): (sep_or_glued("-p"),),
     # https://httpd.apache.org/docs/2.4/programs/htpasswd.html (-b: password is the last argument)
-    ("htpasswd",): (r"(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>[^\s]+)\s*$",),
+    # (the last argument, quoted when it holds a space: ``"pass phrase"``)
+    ("htpasswd",): (rf"(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>{DOUBLE_QUOTED}|{WORD_VALUE})\s*$",),
     # https://docs.openssl.org/3.0/man1/openssl-enc/ (-k, -K) and openssl-passwd (password last)
     ("openssl",): (sep("-k"), sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
     # https://docs.docker.com/reference/cli/docker/login/ and podman/helm/skopeo/oras login -p
@@ -237,19 +246,22 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         r"(?<!\S)user\s+add\s+\S+\s+\S+\s+(?P<s>\S+)",
     ),
     # https://www.rabbitmq.com/docs/man/rabbitmqctl.8 (add_user / change_password USER PASSWORD)
-    ("rabbitmqctl",): (r"(?<!\S)(?:add_user|change_password)\s+\S+\s+(?P<s>\S+)",),
+    ("rabbitmqctl",): (rf"(?<!\S)(?:add_user|change_password)\s+\S+\s+{VALUE}",),
     # https://github.com/FreeRDP/FreeRDP/wiki/CommandLineInterface (/p:, /gp: gateway password,
     # /password:), and rdesktop(1) (-p password)
+    # (an argument holding a space is quoted whole: ``"/p:pass phrase"``, the value to its quote or
+    # to the end of a cut text)
     ("xfreerdp", "xfreerdp3", "wlfreerdp", "wlfreerdp3", "sdl-freerdp", "sdl-freerdp3"): (
-        rf"""(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>{WORD_VALUE})""",
+        r"""(?<!\S)"[/-](?:g?p|(?:gateway-)?password):(?P<s>[^"\n]+)(?="|\Z)"""
+        rf"""|(?<!\S)[/-](?:g?p|(?:gateway-)?password):(?P<s>{WORD_VALUE})""",
     ),
     ("rdesktop",): (sep("-p"),),
     # https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-server-2012-r2-and-2012/gg651155(v=ws.11)
     # net use [dev] \\host\share PASSWORD [/user:u] and net user NAME PASSWORD: the first word after
     # the share or the name that is no /option and no * (prompts); /p: is /persistent:yes|no.
     ("net", "net.exe"): (
-        r"(?<!\S)(?i:use)\s+(?:(?:[A-Za-z]:|\*)\s+)?\\\\\S+(?:\s+/\S+){0,8}\s+(?P<s>[^\s/*]\S*)",
-        r"(?<!\S)(?i:user)\s+[^\s/]\S*(?:\s+/\S+){0,8}\s+(?P<s>[^\s/*]\S*)",
+        rf"(?<!\S)(?i:use)\s+(?:(?:[A-Za-z]:|\*)\s+)?\\\\\S+(?:\s+/\S+){{0,8}}\s+(?P<s>{DOUBLE_QUOTED}|[^\s/*\"]\S*)",
+        rf"(?<!\S)(?i:user)\s+[^\s/]\S*(?:\s+/\S+){{0,8}}\s+(?P<s>{DOUBLE_QUOTED}|[^\s/*\"]\S*)",
         r"(?<!\S)/(?i:p|persistent):(?!(?i:yes|no)(?!\S))(?P<s>\S+)",
     ),
     # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)
