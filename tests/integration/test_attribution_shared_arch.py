@@ -101,3 +101,38 @@ def test_multi_arch_same_deb_documentation_prefers_the_64_bit_arch(tmp_path: Pat
     hit = index.lookup("/usr/share/doc/libc6/copyright")
     assert hit is not None and hit.claimants == 1
     assert hit.package.purl == "pkg:deb/debian/libc6@2.36-9?arch=amd64"
+
+
+STANZA = """Package: {name}
+Status: install ok installed
+Multi-Arch: {multi}
+Architecture: {arch}
+Version: {version}
+
+"""
+
+
+@pytest.mark.parametrize("arch_file", [True, False])
+def test_a_shared_file_of_an_arm64_image_gets_its_native_arch(tmp_path: Path, arch_file: bool) -> None:
+    """An arm64 image with amd64 added (``dpkg --add-architecture amd64``): both are 64-bit, and
+    the PURL's text put ``arch=amd64`` on libc6's shared copyright; the native arch is dpkg's own
+    (``/var/lib/dpkg/arch`` names it first, as dpkg writes it; else the dpkg package's arch)."""
+    db = tmp_path / "var/lib/dpkg"
+    (db / "info").mkdir(parents=True)
+    (tmp_path / "usr/share/doc/libc6").mkdir(parents=True)
+    (tmp_path / "usr/share/doc/libc6/copyright").write_text("x\n")
+    status = STANZA.format(name="dpkg", multi="foreign", arch="arm64", version="1.21.22")
+    for arch in ("amd64", "arm64"):  # amd64 first in the status, as the text order would pick it
+        status += STANZA.format(name="libc6", multi="same", arch=arch, version="2.36-9")
+        (db / f"info/libc6:{arch}.list").write_text(
+            f"/.\n/usr/share/doc/libc6/copyright\n/usr/lib/{arch}-linux-gnu/libc.so.6\n"
+        )
+    (db / "status").write_text(status)
+    (db / "info/dpkg.list").write_text("/.\n/usr/bin/dpkg\n")
+    if arch_file:
+        (db / "arch").write_text("arm64\namd64\n")  # what `dpkg --add-architecture` leaves (seen)
+    a = Attributor().attribute_file(
+        image_digest="sha256:arm", root=str(tmp_path), path="/usr/share/doc/libc6/copyright"
+    )
+    assert (a.source, a.error) == ("dpkg", None)
+    assert a.purl == "pkg:deb/debian/libc6@2.36-9?arch=arm64", a.purl

@@ -445,3 +445,17 @@ def test_malformed_sbom_documents(doc: bytes, message: str) -> None:
     with pytest.raises(AttributionError, match=message) as e:
         parse_sbom(doc, origin="sbom.json")
     assert e.value.kind is ErrorKind.SBOM_MALFORMED
+
+
+def test_dpkg_native_arch_from_hostile_arch_files() -> None:
+    """``/var/lib/dpkg/arch`` is the image's bytes: only a plain architecture name is believed."""
+    from stellaops_runtime.attribution.dpkg import DpkgPackage, native_arch
+
+    own = [DpkgPackage("dpkg", "1.21.22", "arm64", "installed")]
+    assert native_arch("arm64\namd64\n", []) == "arm64"
+    for hostile in ("", "\n", "arm64\x00\n", "../amd64\n", "all\n", "ARM64\n", " \namd64", "x" * 5000):
+        assert native_arch(hostile, []) is None, hostile[:20]
+        assert native_arch(hostile, own) == "arm64", hostile[:20]
+    two = [*own, DpkgPackage("dpkg", "1.21.22", "amd64", "installed")]  # a forged second stanza
+    assert native_arch(None, two) is None
+    assert native_arch(None, [DpkgPackage("dpkg", "1.21.22", "arm64", "not-installed")]) is None

@@ -122,6 +122,22 @@ def parse_status(text: str, *, origin: str) -> tuple[list[DpkgPackage], list[str
     return packages, errors
 
 
+_ARCH = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # dpkg's own names are short: amd64, mips64r6el
+
+
+def native_arch(arch_file: str | None, packages: list[DpkgPackage]) -> str | None:
+    """The image's native architecture: the first line of ``/var/lib/dpkg/arch`` (dpkg writes
+    the native one first when a foreign one is added), else the installed dpkg package's own
+    architecture (dpkg is built for the native one); ``None`` when neither says."""
+    first = (arch_file or "").split("\n", 1)[0].strip()
+    if _ARCH.fullmatch(first) and first not in ("all", "any"):
+        return first
+    own = {p.arch for p in packages if p.name == "dpkg" and p.installed and p.arch}
+    if len(own) == 1 and _ARCH.fullmatch(arch := own.pop()) and arch not in ("all", "any"):
+        return arch
+    return None
+
+
 def list_file_name(name: str) -> tuple[str, str | None]:
     """``zlib1g:amd64.list`` -> (``zlib1g``, ``amd64``); ``adduser.list`` -> (``adduser``, None)."""
     stem = name.removesuffix(".list")

@@ -39,6 +39,7 @@ DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_STATUS_D = "/var/lib/dpkg/status.d"
 DPKG_INFO = "/var/lib/dpkg/info"
 DPKG_DIVERSIONS = "/var/lib/dpkg/diversions"
+DPKG_ARCH = "/var/lib/dpkg/arch"
 APK_INSTALLED = ("/lib/apk/db/installed", "/usr/lib/apk/db/installed")
 RPM_SQLITE = ("/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite")
 RPM_OTHER = ("/var/lib/rpm/Packages", "/var/lib/rpm/Packages.db", "/usr/lib/sysimage/rpm/Packages.db")
@@ -110,9 +111,14 @@ def build_dpkg(fs: RootFS, osr: OsRelease) -> BuildResult:
 
     # A status file lists every state, only installed ones have files.
     lists: list[tuple[dpkg.DpkgPackage, str]] = []  # (package, in-root path of its file list)
+    native: str | None = None  # the image's own architecture, for files two arches share
     if status is not None:
         packages, errors = dpkg.parse_status(status, origin=DPKG_STATUS)
         result.errors.extend(errors)
+        try:
+            native = dpkg.native_arch(_read_text(fs, DPKG_ARCH, limit=4096), packages)
+        except (OSError, AttributionError):  # unreadable or huge: the dpkg package's arch
+            native = dpkg.native_arch(None, packages)
         if not packages and status.strip():
             result.fatal = f"dpkg: {DPKG_STATUS} has no readable package stanza" + (
                 f" ({errors[0]})" if errors else ""
@@ -163,7 +169,7 @@ def build_dpkg(fs: RootFS, osr: OsRelease) -> BuildResult:
         texts.append((len(pkgs), owner.name, list_path, text))
         pkgs.append(pkg)
     keys = KeyBuilder(fs)
-    result.index = OwnerIndex(pkgs, _dpkg_entries(texts, diversions), keys=keys)
+    result.index = OwnerIndex(pkgs, _dpkg_entries(texts, diversions), keys=keys, native_arch=native)
     return _finish(result, keys, "dpkg")
 
 

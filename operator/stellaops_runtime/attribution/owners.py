@@ -75,14 +75,17 @@ WIDE_ARCHES = frozenset(
 )
 
 
-def preference(purl: str) -> tuple[int, str]:
-    """Sort key among PURLs of one package that differ in qualifiers: an architecture-specific
-    one first, a 64-bit architecture before a 32-bit one, then the PURL's text."""
+def preference(purl: str, native: str | None = None) -> tuple[int, str]:
+    """Sort key among PURLs of one package that differ in qualifiers: the image's native
+    architecture first (when known), then an architecture-specific one, a 64-bit architecture
+    before a 32-bit one, then the PURL's text."""
     try:
         quals = PackageURL.from_string(purl).qualifiers
     except ValueError:
         return (3, purl)
     arch = (quals.get("arch", "") if isinstance(quals, dict) else "").lower()
+    if native is not None and arch == native.lower():
+        return (-1, purl)
     rank = 2 if arch in ARCH_INDEPENDENT else 0 if arch in WIDE_ARCHES else 1
     return (rank, purl)
 
@@ -97,12 +100,18 @@ class Hit:
 class OwnerIndex:
     """Packages of one source in one image, and which of them lists which path."""
 
-    __slots__ = ("index", "packages")
+    __slots__ = ("index", "native_arch", "packages")
 
     def __init__(
-        self, packages: list[Package], entries: Iterable[tuple[str, int]], *, keys: KeyBuilder
+        self,
+        packages: list[Package],
+        entries: Iterable[tuple[str, int]],
+        *,
+        keys: KeyBuilder,
+        native_arch: str | None = None,
     ) -> None:
         self.packages = packages
+        self.native_arch = native_arch  # the image's own architecture, preferred for shared files
         self.index = PathIndex(keys.entries(entries))
 
     def __len__(self) -> int:
@@ -129,6 +138,8 @@ class OwnerIndex:
                 others = {p for p in others if purls.identity(p) != mine}
                 claimants = 1 + len({purls.identity(p) for p in others})
                 if claimants == 1:  # one package in several qualifiers: a fixed choice, not db order
-                    first = min((self.packages[o] for o in owners), key=lambda p: preference(p.purl))
+                    first = min(
+                        (self.packages[o] for o in owners), key=lambda p: preference(p.purl, self.native_arch)
+                    )
                 return Hit(first, claimants, tuple(sorted(others)))
         return None
