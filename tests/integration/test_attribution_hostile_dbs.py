@@ -425,3 +425,62 @@ def test_a_recorded_path_with_a_nul_byte_costs_that_path(tmp_path: Path) -> None
     att, (a,) = ask(root, "/usr/lib/libgood.so")
     assert a.purl == "pkg:deb/debian/good@1.0?arch=amd64"
     assert att.stats.errors["dpkg_corrupt"] == 1
+
+
+# -- undecodable bytes are never replaced by U+FFFD in a PURL or a path -------------------------------
+
+
+def test_an_undecodable_dist_name_is_damaged_not_a_replacement_character(tmp_path: Path) -> None:
+    """METADATA is UTF-8: ``Name: f\\xf6o`` (latin-1) was ``pkg:pypi/f%EF%BF%BDo``, a name no index has."""
+    root = make_root(
+        tmp_path,
+        {
+            f"{SITE}/foo-1.0.dist-info/METADATA": b"Name: f\xf6o\nVersion: 1.0\n",
+            f"{SITE}/foo-1.0.dist-info/RECORD": b"foo.py,,\n",
+            f"{SITE}/foo.py": b"",
+        },
+    )
+    att, (a,) = ask(root, f"{SITE}/foo.py")
+    assert (a.purl, a.source) == (None, "none"), a.purl
+    assert att.stats.errors["pypi_corrupt"] == 1
+
+
+def test_a_record_path_with_an_undecodable_byte_claims_no_other_file(tmp_path: Path) -> None:
+    """RECORD lists ``f\\xffo.py``; ``f\\ufffdo.py`` (the replacement character, UTF-8) is another file."""
+    root = make_root(
+        tmp_path,
+        {
+            f"{SITE}/foo-1.0.dist-info/METADATA": b"Name: foo\nVersion: 1.0\n",
+            f"{SITE}/foo-1.0.dist-info/RECORD": b"f\xffo.py,,\nfoo.py,,\n",
+            f"{SITE}/foo.py": b"",
+        },
+    )
+    (root / SITE.lstrip("/") / "f\ufffdo.py").write_bytes(b"")
+    (root / SITE.lstrip("/")).joinpath(b"f\xffo.py".decode("utf-8", "surrogateescape")).write_bytes(b"")
+    _, (listed, other, plain) = ask(
+        root,
+        f"{SITE}/" + b"f\xffo.py".decode("utf-8", "surrogateescape"),
+        f"{SITE}/f\ufffdo.py",
+        f"{SITE}/foo.py",
+    )
+    assert plain.purl == "pkg:pypi/foo@1.0"
+    assert listed.purl == "pkg:pypi/foo@1.0"  # the file RECORD names, by its bytes
+    assert other.purl is None, other.purl  # never claimed through a replaced byte
+
+
+def test_a_pom_properties_coordinate_with_an_undecodable_byte_is_damaged(tmp_path: Path) -> None:
+    """pom.properties is ISO-8859-1 text and Maven coordinates are ASCII: ``f\xf6o`` in a Maven-made
+    app.jar was ``pkg:maven/org.x/f%EF%BF%BDo@1.0``, an artifact no repository has."""
+    import zipfile
+
+    (tmp_path / "app").mkdir()
+    with zipfile.ZipFile(tmp_path / "app/app.jar", "w") as z:
+        z.writestr(
+            "META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: Maven JAR Plugin 3.3.0\r\n\r\n"
+        )
+        z.writestr(
+            "META-INF/maven/org.x/foo/pom.properties", b"groupId=org.x\nartifactId=f\xf6o\nversion=1.0\n"
+        )
+    att, (a,) = ask(tmp_path, "/app/app.jar")
+    assert (a.purl, a.source) == (None, "none"), a.purl
+    assert att.stats.errors["maven_corrupt"] == 1

@@ -158,7 +158,7 @@ def _jar(f: BinaryIO, name: str) -> BinaryInfo:
             for info in members:
                 if info.file_size > MAX_POM_BYTES:
                     return BinaryInfo(maven_error=f"{name}: {info.filename} is {info.file_size} bytes")
-                text = z.read(info).decode("utf-8", "replace")
+                text = z.read(info).decode("utf-8", "surrogateescape")
                 artifacts.append(maven.artifact_of(text, member=info.filename))
             manifest = _manifest(z) if len(artifacts) == 1 else None  # it only vouches for one
     except ZIP_ERRORS as e:

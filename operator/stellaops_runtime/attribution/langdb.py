@@ -27,6 +27,9 @@ MAX_PACKAGE_JSON_BYTES = 4 << 20
 PY_SUFFIXES = (".py", ".pyc", ".so")  # what a ``--target`` install is looked up for
 MAX_TARGET_DEPTH = 16  # ancestors of a file looked at for a ``--target`` install
 
+# Undecodable bytes kept as surrogates: a PURL refuses them (damaged), a path keeps its bytes.
+UNDECODED = "surrogateescape"
+
 
 def site_package_dirs(fs: RootFS, resolved: str, pythons: dict[str, list[str]] | None = None) -> list[str]:
     """Candidate site-packages directories (resolved in-root paths) for a resolved file path.
@@ -110,14 +113,15 @@ def build_site_packages(fs: RootFS, site: str) -> BuildResult:
         list_path = join(dist_dir, list_name)
         try:
             try:
-                listing = fs.read_bytes(list_path, limit=MAX_METADATA_BYTES).decode("utf-8", "replace")
+                # bytes that are not UTF-8 stay as they are: replaced, they could name another file
+                listing = fs.read_bytes(list_path, limit=MAX_METADATA_BYTES).decode("utf-8", UNDECODED)
             except (FileNotFoundError, NotADirectoryError):
                 if legacy:  # distutils' single-file egg-info, Debian's own: no file list, no claim
                     continue
                 raise
             total = count_paths(total, listing, list_path)
             meta = fs.read_bytes(join(dist_dir, meta_name), limit=MAX_METADATA_BYTES)
-            dist = pypi.parse_metadata(meta.decode("utf-8", "replace"), dirname=name)
+            dist = pypi.parse_metadata(meta.decode("utf-8", UNDECODED), dirname=name)
             if legacy:
                 rel_paths = pypi.parse_installed_files(listing)
             else:
