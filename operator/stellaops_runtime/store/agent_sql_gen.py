@@ -62,6 +62,20 @@ from stellaops_runtime.store.dbconn import Statement
 
 # -- the statements, as SQLAlchemy Core ------------------------------------------
 
+INT8_MAX = 2**63 - 1
+
+
+def _checked_sum(stored: Any, added: Any) -> Any:
+    """``stored + added`` on SQLite, NULL where the sum would pass int8 (both are >= 0).
+
+    SQLite's ``+`` turns an overflowing integer sum into a REAL, stored silently in place of
+    the count; PostgreSQL refuses it ("bigint out of range"). NULL in a NOT NULL column makes
+    SQLite refuse the row too (an IntegrityError), so the ledger quarantines it on both.
+    """
+    return sa.case(
+        (added > sa.literal_column(str(INT8_MAX), sa.BigInteger) - stored, sa.null()), else_=stored + added
+    )
+
 
 def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
     ins = sqlite_insert(hot_symbols)
@@ -69,9 +83,9 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
     hot = ins.on_conflict_do_update(
         index_elements=[t.image_digest, t.module, t.function_name, t.evidence_kind],
         set_={
-            "invocation_count": t.invocation_count + x.invocation_count,
+            "invocation_count": _checked_sum(t.invocation_count, x.invocation_count),
             "unique_callers": sa.func.max(t.unique_callers, x.unique_callers),
-            "total_latency_ns": t.total_latency_ns + x.total_latency_ns,
+            "total_latency_ns": _checked_sum(t.total_latency_ns, x.total_latency_ns),
             "max_latency_ns": sa.func.max(t.max_latency_ns, x.max_latency_ns),
             "confidence": sa.func.max(t.confidence, x.confidence),
             "first_seen": sa.func.min(t.first_seen, x.first_seen),
@@ -89,9 +103,9 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
     win = ins.on_conflict_do_update(
         index_elements=[t.image_digest, t.module, t.function_name, t.evidence_kind, t.window_start],
         set_={
-            "invocation_count": t.invocation_count + x.invocation_count,
+            "invocation_count": _checked_sum(t.invocation_count, x.invocation_count),
             "unique_callers": sa.func.max(t.unique_callers, x.unique_callers),
-            "total_latency_ns": t.total_latency_ns + x.total_latency_ns,
+            "total_latency_ns": _checked_sum(t.total_latency_ns, x.total_latency_ns),
             "max_latency_ns": sa.func.max(t.max_latency_ns, x.max_latency_ns),
             "first_seen": sa.func.min(t.first_seen, x.first_seen),
             "last_seen": sa.func.max(t.last_seen, x.last_seen),
@@ -106,7 +120,7 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
     obs = ins.on_conflict_do_update(
         index_elements=[t.image_digest, t.node_name, t.window_start],
         set_={
-            "event_count": t.event_count + x.event_count,
+            "event_count": _checked_sum(t.event_count, x.event_count),
             # SQLite's max() of a NULL is NULL: unknown (NULL) must lose to any level.
             "posture_level": sa.func.coalesce(
                 sa.func.max(t.posture_level, x.posture_level), t.posture_level, x.posture_level
@@ -127,8 +141,8 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
             # a gap is the union of both reports; NULL (no gap) loses to any time
             "gap_start": sa.func.coalesce(sa.func.min(t.gap_start, x.gap_start), t.gap_start, x.gap_start),
             "gap_end": sa.func.coalesce(sa.func.max(t.gap_end, x.gap_end), t.gap_end, x.gap_end),
-            "throttle_count": t.throttle_count + x.throttle_count,
-            "dropped_events": t.dropped_events + x.dropped_events,
+            "throttle_count": _checked_sum(t.throttle_count, x.throttle_count),
+            "dropped_events": _checked_sum(t.dropped_events, x.dropped_events),
             # migration 0009: the latest row that carries it holds every container of the window so
             # far (hotsymbols/window_units.py; NULL on lifecycle and gap rows, store/rows.py); an older
             # agent's upsert leaves it alone. The unwatched-container mark (0) stays against a row with
