@@ -39,22 +39,23 @@ def function_package(
     pkg: Package | None = None
     source = Source.NONE
     try:
+        unknown: str | None = None
         if info.go is not None:
             source, evidence = Source.GOMOD, "buildinfo"
-            pkg = go_function_package(info.go, function)
+            pkg, unknown = go_function_package(info.go, function)
         elif info.crates:
             source, evidence = Source.CARGO, "dep-v0"
             pkg, unknown = rust_function_package(info.crates, function)
-            if unknown is not None:
-                counters.ambiguous += 1
-                return Attribution(
-                    path,
-                    None,
-                    Source.NONE.value,
-                    scope=Scope.FUNCTION.value,
-                    resolved=file_att.resolved,
-                    error=f"cargo: {unknown}",
-                )
+        if unknown is not None:
+            counters.ambiguous += 1
+            return Attribution(
+                path,
+                None,
+                Source.NONE.value,
+                scope=Scope.FUNCTION.value,
+                resolved=file_att.resolved,
+                error=f"{source.value}: {unknown}",
+            )
     except ValueError as e:  # a module or crate name no PURL can carry: the binary's metadata is damaged
         counters.error(CORRUPT_KIND[source])
         log.warning("%s: %s: %s", source.value, path, e)
@@ -86,25 +87,30 @@ def go_module_package(module: GoModule) -> Package:
     return purls.golang(module=module.path, version=version)
 
 
-def go_function_package(info: GoBuildInfo, function: str) -> Package | None:
-    """The module a Go function comes from, ``pkg:golang/stdlib@<v>`` for the standard library.
+def go_function_package(info: GoBuildInfo, function: str) -> tuple[Package | None, str | None]:
+    """(the module a Go function comes from, why it is unknown); ``pkg:golang/stdlib@<v>`` for
+    the standard library.
 
-    ``None`` when the build info cannot say (a GOPATH-mode binary's own
-    packages, linker-generated symbols): the caller falls back to the file.
+    ``(None, None)`` when the build info cannot say (a GOPATH-mode binary's own
+    packages, linker-generated symbols): the caller falls back to the file. A
+    module-mode build lists every module compiled in, the main one included, so
+    a dotted package path in none of them is unknown, never the main module's.
     """
     if function.startswith("vendor/"):  # GOROOT/src/vendor: the standard library's own copies
-        return purls.golang_stdlib(go_version=info.go_version)
+        return purls.golang_stdlib(go_version=info.go_version), None
     package = go_package_path(function)
     if not package:
-        return None
+        return None, None
     if package == "main":
-        return go_module_package(info.main) if info.main is not None else None
+        return (go_module_package(info.main) if info.main is not None else None), None
     module = info.module_for(package)
     if module is not None:
-        return go_module_package(module)
+        return go_module_package(module), None
     if "." not in package.split("/", 1)[0]:
-        return purls.golang_stdlib(go_version=info.go_version)
-    return None
+        return purls.golang_stdlib(go_version=info.go_version), None
+    if info.main is not None:
+        return None, f"package {package} is in no module of the build info"
+    return None, None
 
 
 # The toolchain's crates (the sysroot and std's own dependencies, as rustc 1.95's rustlib
