@@ -431,18 +431,27 @@ def test_a_recorded_path_with_a_nul_byte_costs_that_path(tmp_path: Path) -> None
 
 
 def test_an_undecodable_dist_name_is_damaged_not_a_replacement_character(tmp_path: Path) -> None:
-    """METADATA is UTF-8: ``Name: f\\xf6o`` (latin-1) was ``pkg:pypi/f%EF%BF%BDo``, a name no index has."""
+    """METADATA is UTF-8: ``Name: f\xf6o`` (latin-1) was ``pkg:pypi/f%EF%BF%BDo``, a name no index has;
+    it costs that dist only (the other dist of its directory still answers)."""
     root = make_root(
         tmp_path,
         {
             f"{SITE}/foo-1.0.dist-info/METADATA": b"Name: f\xf6o\nVersion: 1.0\n",
             f"{SITE}/foo-1.0.dist-info/RECORD": b"foo.py,,\n",
             f"{SITE}/foo.py": b"",
+            f"{SITE}/ok-2.dist-info/METADATA": b"Name: ok\nVersion: 2\xff\n",
+            f"{SITE}/ok-2.dist-info/RECORD": b"ok.py,,\n",
+            f"{SITE}/ok.py": b"",
+            f"{SITE}/good-3.dist-info/METADATA": b"Name: good\nVersion: 3\nSummary: caf\xe9\n",
+            f"{SITE}/good-3.dist-info/RECORD": b"good.py,,\n",
+            f"{SITE}/good.py": b"",
         },
     )
-    att, (a,) = ask(root, f"{SITE}/foo.py")
-    assert (a.purl, a.source) == (None, "none"), a.purl
-    assert att.stats.errors["pypi_corrupt"] == 1
+    att, (a, ok, good) = ask(root, f"{SITE}/foo.py", f"{SITE}/ok.py", f"{SITE}/good.py")
+    assert (a.purl, a.source, a.error) == (None, "none", None), (a.purl, a.error)
+    assert (ok.purl, ok.source, ok.error) == (None, "none", None), (ok.purl, ok.error)
+    assert good.purl == "pkg:pypi/good@3"  # an undecodable byte in another field costs nothing
+    assert att.stats.errors["pypi_corrupt"] == 2
 
 
 def test_a_record_path_with_an_undecodable_byte_claims_no_other_file(tmp_path: Path) -> None:

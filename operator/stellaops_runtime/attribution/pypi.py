@@ -35,8 +35,7 @@ def dist_info_name(dirname: str) -> tuple[str, str] | None:
 def parse_metadata(text: str, *, dirname: str) -> Distribution:
     """Name and version; ``ValueError`` if neither METADATA nor the directory name gives both."""
     headers = HeaderParser().parsestr(text, headersonly=True)
-    name = (headers.get("Name") or "").strip()
-    version = (headers.get("Version") or "").strip()
+    name, version = (_field(headers.get(f), f, dirname) for f in ("Name", "Version"))
     if not (name and version):
         fallback = dist_info_name(dirname)
         if fallback is None:
@@ -44,6 +43,16 @@ def parse_metadata(text: str, *, dirname: str) -> Distribution:
         name = name or fallback[0]
         version = version or fallback[1]
     return Distribution(name, version)
+
+
+def _field(value: object, field: str, dirname: str) -> str:
+    """A header's text; ``ValueError`` for one with bytes that are not UTF-8 (kept as surrogates,
+    the email parser hands them back as a ``Header`` object, not a ``str``)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{dirname}/METADATA: {field} holds bytes that are not UTF-8")
+    return value.strip()
 
 
 def parse_record(text: str, *, origin: str) -> list[str]:
