@@ -47,6 +47,8 @@ def seeded(url: str) -> str:
         ("query", "observed", "--image", IMG, "--function", "crc\n32"),
         ("query", "observed", "--image", IMG, "--function", "crc32\u202e"),
         ("query", "observed", "--image", IMG, "--function", "crc\x8532"),
+        ("query", "observed", "--image", IMG, "--function", "crc32\x85"),  # at the end: str.strip() took it
+        ("query", "observed", "--image", IMG, "--function", "crc32", "--purl", f"\x1f{ZLIB}\u2028"),
         ("query", "observed", "--image", IMG, "--function", "crc32", "--purl", f"{ZLIB}?arch=%1b"),
         ("query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib%00g"),
         ("query", "functions", "--image", IMG, "--purl", f"{ZLIB}@1.2%0a13"),
@@ -58,6 +60,7 @@ def seeded(url: str) -> str:
     ],
     ids=[
         "function SOH", "function ESC", "function newline", "function RLO", "function NEL",
+        "function trailing NEL", "purl between US and LS",
         "purl qualifier %1b", "purl name %00", "purl version %0a", "purl subpath %07",
         "prefix SOH", "evidence function BEL", "evidence purl %09", "host key ESC",
     ],
@@ -73,6 +76,8 @@ def test_the_questions_around_them_still_answer(url: str) -> None:
     seeded(url)
     assert cli(url, "query", "observed", "--image", IMG, "--function", "crc32").returncode == 0
     assert cli(url, "query", "observed", "--image", IMG, "--function", "adler32").returncode == 1
+    blanks = cli(url, "query", "observed", "--image", IMG, "--function", "\tcrc32\u00a0\n", "--json")
+    assert blanks.returncode == 0 and '"function": "crc32"' in blanks.stdout, blanks.stderr  # blanks around
     ev = cli(url, "evidence", "--image", IMG, "--function", "crc32", "--purl", f"{ZLIB}?arch=amd64")
     assert ev.returncode == 0 and "DynamicReachable" in ev.stdout, ev.stderr
     fn = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib%31g")  # %31 = "1"

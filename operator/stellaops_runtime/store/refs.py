@@ -66,7 +66,7 @@ def image_key(text: str) -> str:
     kept as they are. A name or tag without a digest is an error: a tag moves,
     a digest names one image.
     """
-    ref = text.strip()
+    ref = text.strip(BLANKS)
     if not ref:
         raise RefError("empty image reference: give a digest, e.g. sha256:<64 hex digits>")
     no_controls(ref, "image reference")
@@ -140,7 +140,7 @@ class PurlQuery:
 
     @classmethod
     def parse(cls, text: str) -> PurlQuery:
-        t = text.strip()
+        t = text.strip(BLANKS)
         if not t:
             raise RefError("empty package URL")
         _utf8(t, "package URL")
@@ -333,6 +333,12 @@ def no_controls(text: str, what: str) -> None:
             )
 
 
+# The blanks taken from around a question: spaces (every Zs, a no-break space too), tabs, line breaks.
+# Not str.strip()'s whitespace: that also takes NEL, U+2028/U+2029 and U+001C..U+001F at an end,
+# which no_controls refuses inside a name (docs/evidence.md).
+BLANKS = " \t\n\r\f\v\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+
+
 def plain_text(text: str, what: str) -> str:
     """``text`` when a store can hold it and a terminal shows it (valid UTF-8, no NUL, no control
     character), else :class:`RefError`: for text matched as it is (``query functions --prefix``)."""
@@ -342,7 +348,7 @@ def plain_text(text: str, what: str) -> str:
 
 
 def function_query(text: str) -> FunctionQuery:
-    t = text.strip()
+    t = text.strip(BLANKS)
     if not t:
         raise RefError("empty function name")
     _utf8(t, "function name")
