@@ -56,12 +56,15 @@ def test_a_sum_past_int8_is_quarantined_and_the_stored_counts_stay(url: str) -> 
         assert s.write_batch(Batch("n1/a", 3, [delta("inflate", 1, BIG)])).quarantined == 1  # type: ignore[arg-type]
         assert s.write_batch(Batch("n1/a", 4, [window(BIG)])).quarantined == 1  # type: ignore[arg-type]
         assert s.write_batch(Batch("n1/a", 5, [window(1, BIG)])).quarantined == 1  # type: ignore[arg-type]
+        # two in one batch: the first is stored, the second refused (PostgreSQL: a split batch)
+        both = s.write_batch(Batch("n1/a", 7, [delta("adler32", BIG, 0), delta("adler32", BIG, 0)]))  # type: ignore[arg-type]
+        assert (both.written, both.quarantined, both.quarantined_invocations) == (1, 1, BIG)
         # a count that fits is still added
         assert s.write_batch(Batch("n1/a", 6, [delta("crc32", 5, 1), window(5)])).written == 2  # type: ignore[arg-type]
 
         for rows in (s.read_hot_symbols(), s.read_windows()):
             got = {r["function_name"]: (r["invocation_count"], r["total_latency_ns"]) for r in rows}
-            assert got == {"crc32": (BIG + 5, 2), "inflate": (1, BIG)}
+            assert got == {"crc32": (BIG + 5, 2), "inflate": (1, BIG), "adler32": (BIG, 0)}
             assert all(type(v) is int for pair in got.values() for v in pair)
         (obs,) = s.read_observation_windows()
         assert (obs["event_count"], obs["dropped_events"]) == (BIG + 5, BIG)
