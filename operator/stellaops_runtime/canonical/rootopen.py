@@ -115,8 +115,16 @@ def kernel_resolves_in_root() -> bool:
     return _openat2_ok
 
 
+def _no_nul(path: str) -> None:
+    """A NUL byte names no file: ctypes would pass ``openat2`` the text before it (another file),
+    ``os`` raises ``ValueError``; both are refused as ``EINVAL``, an ``OSError`` like any other."""
+    if "\0" in path:
+        raise OSError(errno.EINVAL, "path holds a NUL byte", path.replace("\0", "\\0"))
+
+
 def open_root(root: str) -> int:
     """An ``O_PATH`` descriptor of the root directory (a ``/proc/<pid>/root`` link is followed)."""
+    _no_nul(root)
     return os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
@@ -173,6 +181,7 @@ def _walk(rootfd: int, path: str, final_flags: int) -> int:
 
 def open_at(rootfd: int, path: str, flags: int) -> int:
     """``path`` opened with ``flags`` inside the root ``rootfd`` (no regular-file check)."""
+    _no_nul(path)
     if not FORCE_USERSPACE and kernel_resolves_in_root():
         return _openat2(rootfd, path.lstrip("/") or ".", flags)
     return _walk(rootfd, path, flags)
@@ -225,6 +234,7 @@ def open_in_root(root: str | int, path: str) -> tuple[int, os.stat_result]:
 def stat_in_root(root: str, path: str) -> os.stat_result:
     """``stat`` of ``path`` resolved inside ``root`` (an ``O_PATH`` open, no read access needed)."""
     if root in ("", "/"):
+        _no_nul(path)
         return os.stat(path)
     rootfd = open_root(root)
     try:
@@ -249,5 +259,6 @@ def open_dir_in_root(root: str | int, path: str) -> int:
 
 def open_regular(path: str) -> tuple[int, os.stat_result]:
     """A host path we chose ourselves (``/proc/<pid>/map_files/...``): non-blocking, regular files only."""
+    _no_nul(path)
     fd = os.open(path, _READ_FLAGS)
     return fd, _check_regular(fd, path)
