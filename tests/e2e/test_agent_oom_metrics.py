@@ -57,14 +57,16 @@ def _wait(
     raise AssertionError(f"timed out waiting for {what}; last samples: {sorted(k[0] for k in samples)}")
 
 
-def test_the_oom_watch_counts_reach_the_agent_metrics(ctd: Containerd, image: Image, tmp_path: Path) -> None:
+def test_the_oom_watch_counts_reach_the_agent_metrics(
+    ctd: Containerd, image: Image, tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     name = uuid.uuid4().hex * 2
     export = tmp_path / "tetragon.log"
     export.touch()
     config, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export)},
-        store={"url": f"sqlite:///{tmp_path}/hot.db"},
+        store={"url": sqlite_at_head(tmp_path / "hot.db")},  # at head: what is tested is the OOM watch
         symbols={"enabled": False},
         attribution={"enabled": False},
         lifecycle={"enabled": True, "containerdAddress": ctd.socket, "containerdNamespace": ctd.namespace},

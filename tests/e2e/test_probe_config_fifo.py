@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ from tests.e2e import harness as h
 pytestmark = [pytest.mark.e2e]
 
 
-async def test_a_fifo_probe_config_file_leaves_every_event_counted(tmp_path: Path) -> None:
+async def test_a_fifo_probe_config_file_leaves_every_event_counted(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
     objs = h.stream_objects()
     fifo = tmp_path / "probes.json"
     os.mkfifo(fifo)
@@ -37,7 +40,7 @@ async def test_a_fifo_probe_config_file_leaves_every_event_counted(tmp_path: Pat
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": f"sqlite:///{tmp_path}/hot.db"},
+        store={"url": sqlite_at_head(tmp_path / "hot.db")},  # at head: the probe config is tested
         native={"enabled": False, "probeConfigFile": str(fifo)},
     )
     proc = h.start_agent(cfg, "--exit-when-idle", "2")

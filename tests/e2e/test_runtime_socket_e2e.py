@@ -18,7 +18,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def _rendered(socket: str) -> dict[str, dict[str, Any]]:
 
 
 def test_the_agent_with_the_rendered_config_is_in_sync_with_a_containerd_elsewhere(
-    tmp_path: Path, ctd: Containerd
+    tmp_path: Path, ctd: Containerd, sqlite_at_head: Callable[[Path], str]
 ) -> None:
     objs = _rendered(ctd.socket)
     pod = objs["DaemonSet"]["spec"]["template"]["spec"]
@@ -66,7 +66,7 @@ def test_the_agent_with_the_rendered_config_is_in_sync_with_a_containerd_elsewhe
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
-        store={"url": f"sqlite:///{tmp_path}/hot.db"},
+        store={"url": sqlite_at_head(tmp_path / "hot.db")},  # at head: the socket is tested
         symbols={"enabled": False},
         attribution={"enabled": False},
         lifecycle=lifecycle,

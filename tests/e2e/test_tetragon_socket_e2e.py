@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ def socket_dir() -> Iterator[Path]:
 
 
 def test_the_agent_with_the_rendered_address_reaches_tetragon_elsewhere(
-    tmp_path: Path, socket_dir: Path
+    tmp_path: Path, socket_dir: Path, sqlite_at_head: Callable[[Path], str]
 ) -> None:
     address = f"unix://{socket_dir}/tetragon.sock"
     spec = parse_observer_spec(
@@ -93,7 +93,7 @@ def test_the_agent_with_the_rendered_address_reaches_tetragon_elsewhere(
         cfg, port = h.write_config(
             tmp_path,
             tetragon=tetragon,  # the rendered section, as written
-            store={"url": f"sqlite:///{tmp_path}/hot.db"},
+            store={"url": sqlite_at_head(tmp_path / "hot.db")},  # at head: the address is tested
             symbols={"enabled": False},
             attribution={"enabled": False},
         )
