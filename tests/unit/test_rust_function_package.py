@@ -114,3 +114,20 @@ def test_one_crate_name_and_version_from_two_sources_is_unknown() -> None:
     assert why == (
         "crate serde_json is 2 packages of .dep-v0: serde-json@1.0.108 (crates.io), serde-json@1.0.108 (git)"
     )
+
+
+def test_more_known_library_renames() -> None:
+    """rust-argon2's library is ``argon2`` like RustCrypto's argon2; xml-rs's ``xml``; rust-ini's ``ini``."""
+    both = (
+        *CRATES,
+        Crate("rust-argon2", "2.1.0", "crates.io", "runtime", False),
+        Crate("argon2", "0.5.3", "crates.io", "runtime", False),
+    )
+    pkg, why = rust_function_package(both, "argon2::hash_encoded")
+    assert pkg is None and why == "crate argon2 is 2 packages of .dep-v0: argon2@0.5.3, rust-argon2@2.1.0"
+    for package, function in (
+        ("xml-rs", "<xml::reader::EventReader<R>>::next"),
+        ("rust-ini", "ini::Ini::load_from_str"),
+    ):
+        listed = (*CRATES, Crate(package, "1.0.0", "crates.io", "runtime", False))
+        assert rust_function_package(listed, function) == (purls.cargo(name=package, version="1.0.0"), None)

@@ -131,10 +131,17 @@ RUST_TOOLCHAIN_CRATES = frozenset(
 
 
 # crates.io packages whose library (``[lib] name``, what symbols show) is not the package's name
-# with ``-`` as ``_``, where another package of that library's name exists: md-5's library is
-# ``md5`` like the md5 package's, sha-1's is ``sha1`` like the sha1 package's (RustCrypto's
-# Cargo.toml). ``.dep-v0`` records no library names, so other renamed libraries stay unknown.
-KNOWN_LIB_NAMES = {"md-5": "md5", "sha-1": "sha1"}
+# with ``-`` as ``_``, from their Cargo.toml: md-5's library is ``md5`` like the md5 package's,
+# sha-1's is ``sha1`` like the sha1 package's (RustCrypto), rust-argon2's is ``argon2`` like
+# RustCrypto's argon2, xml-rs's ``xml``, rust-ini's ``ini``. ``.dep-v0`` records no library
+# names, so other renamed libraries stay unknown.
+KNOWN_LIB_NAMES = {
+    "md-5": "md5",
+    "sha-1": "sha1",
+    "rust-argon2": "argon2",
+    "xml-rs": "xml",
+    "rust-ini": "ini",
+}
 
 
 def lib_name(crate: binaries.Crate) -> str:
