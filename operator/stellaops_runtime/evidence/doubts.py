@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -254,16 +256,18 @@ def _text(d: dict[str, Any], key: str) -> str:
     return v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else ""
 
 
-def _may_be(d: dict[str, Any], function: FunctionQuery | None, purl: PurlQuery | None, loose: bool) -> bool:
-    """Whether a refused row may hold calls of the function (of the package) asked about; any
-    function's, when ``function`` is None."""
+def _may_be(
+    d: dict[str, Any], function: FunctionQuery | None, purl: Callable[[str], bool] | None, loose: bool
+) -> bool:
+    """Whether a refused row may hold calls of the function (of the package asked about: ``purl``
+    says whether a stored purl is it); any function's, when ``function`` is None."""
     if d.get("evidence") in FILE_EVIDENCE:
         return False
     count = _int(d.get("invocation_count"))
     if count is not None and count <= 0:
         return False
     name, p = d.get("function_name"), d.get("purl")
-    if purl is not None and isinstance(p, str) and (p or not loose) and not purl.matches(p):
+    if purl is not None and isinstance(p, str) and (p or not loose) and not purl(p):
         return False  # another package's file (or, unless ``loose``, a file of no package)
     if function is None or not isinstance(name, str) or name.startswith("0x"):  # or under no name
         return True
@@ -314,6 +318,8 @@ def refused(
     # 50,000 bytes, and a host: key may be that long)
     find = sa.func.strpos if conn.dialect.name == "postgresql" else sa.func.instr
     stmt = sa.select(q.row_json, q.error).where(q.table_name == "hot_symbols", find(q.row_json, image) > 0)
+    # each stored purl parsed once per text: 100,000s of refused rows hold a few purls
+    matches = functools.cache(purl.matches) if purl is not None else None
     rows, errors = [], []
     for text, error in conn.execute(stmt):
         try:
@@ -323,7 +329,7 @@ def refused(
         if (
             not isinstance(d, dict)
             or d.get("image_digest") != image
-            or not _may_be(d, function, purl, unattributed_too)
+            or not _may_be(d, function, matches, unattributed_too)
         ):
             continue
         r = _row(d, image)
