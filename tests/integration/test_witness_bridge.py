@@ -172,6 +172,26 @@ def test_a_claim_without_a_parameter_list_is_marked_by_each_overload(tmp_path: P
     assert bridge.marked == 1
 
 
+def test_a_claim_naming_a_c_function_with_its_parameter_list_is_marked_by_the_bare_symbol(
+    tmp_path: Path,
+) -> None:
+    """``crc32(uLong crc, const Bytef *buf, uInt len)`` and ``adler32()`` (how advisories write C
+    functions) answer for the bare ``crc32`` the agent stores (store/refs.py c_names); a claim in
+    that form was never marked, so no witness was ever made of calls ``query observed`` reports."""
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = [
+        Claim(IMG, "pkg:deb/debian/zlib1g", "crc32(uLong crc, const Bytef *buf, uInt len)"),
+        Claim(IMG, "pkg:deb/debian/zlib1g", "ns::adler32()"),  # qualified: C++, not the C symbol
+    ]
+    bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+    bridge.observe([delta("crc32x"), delta("adler32"), delta("crc32", image="sha256:" + "e" * 64)])
+    bridge.stored()
+    assert bridge.marked == 0
+    bridge.observe([delta("crc32")])
+    bridge.stored()
+    assert bridge.marked == 1
+
+
 @pytest.mark.parametrize("mangling", ["legacy", "v0"])
 def test_a_claim_naming_a_rust_path_is_marked_by_the_names_rustc_demangle_prints(
     tmp_path: Path, mangling: str

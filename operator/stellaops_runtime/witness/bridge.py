@@ -178,7 +178,7 @@ class WitnessBridge:
         for cid, c in self.claims.items():
             fq, pq = function_query(c.function), PurlQuery.parse(c.purl)
             self._queries[cid] = (fq, pq)
-            for name in fq.names:
+            for name in (*fq.names, *fq.c_names):  # ``crc32()`` also claims the bare ``crc32``
                 self._by_image_name.setdefault((c.image, name), []).append(cid)
             for name in fq.overloads:  # ``foo::bar`` also claims each stored ``foo::bar(...)``
                 self._by_image_overload.setdefault((c.image, name), []).append(cid)
