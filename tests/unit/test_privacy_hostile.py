@@ -138,6 +138,8 @@ UNRECOGNISABLE_WHEN_CUT = {
     'kubectl patch deploy app -p \'{"env":[{"value"': "an env entry's value first, cut before its name",
     'sh -c "cat > /tmp/users <<EOF': "a here-document written to a file, cut before its reader",
     "bash -c \"cat <<'PW' >> /run/pw.txt": "a here-document written to a file, cut before its reader",
+    "bash -c \"cat > '/tmp/pw' <<EOF": "a here-document written to a file, cut before its reader",
+    "cat <<'EOF' > \"$PWFILE\"": "a here-document written to a file, cut before its reader",
 }
 
 

@@ -37,6 +37,9 @@ def test_a_here_document_fed_to_a_reader_another_way_is_kept() -> None:
     assert _filter(doc + 'kinit --password-file=/tmp/pw bob"') == doc + 'kinit --password-file=/tmp/pw bob"'
     far = doc + "true\n" * 1000 + 'chpasswd < /tmp/pw"'  # past the default cut of 4 KiB: a larger one
     assert PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 16)).filter_field(far) == far
+    # the file named another way: the names are compared as written, not resolved
+    other = 'sh -c "cat > ./pw <<EOF\nroot:Kept-1\nEOF\nchpasswd < pw"'
+    assert _filter(other) == other
     near = doc + 'chpasswd < /tmp/pw"'  # within 4 KiB through standard input: the document goes
     assert _filter(near) == 'sh -c "cat > /tmp/pw <<EOF\n[REDACTED]\nEOF\nchpasswd < /tmp/pw"'
 

@@ -54,9 +54,11 @@ _READER = re.compile(
     r"|(?i:pass|pw|secret|token|key|cred)[\w.-]{0,64}(?:=|\s+)(?:file:)?<\(\s*cat(?![\w-])"
 )
 _LINE_WINDOW = 1024
-# A file the opening line writes the document to (``cat > /tmp/pw <<EOF``, ``>>``, ``| tee -a F``)...
+# A file the opening line writes the document to (``cat > /tmp/pw <<EOF``, ``>>``, ``| tee -a F``),
+# its name quoted or not (``> '/tmp/pw'``, ``> "$PWFILE"``, ``\\"$F\\"`` inside a ``sh -c`` script)...
+_QUOTE = r"""(?:\\*["'])?"""
 _WRITES_FILE = re.compile(
-    r"(?:(?<![<>&0-9])>>?|(?<![\w-])tee(?:\s+-a)?)[ \t]*(?P<file>[^\s|;&<>()'\"`\\]{1,256})"
+    r"(?:(?<![<>&0-9])>>?|(?<![\w-])tee(?:\s+-a)?)[ \t]*" + _QUOTE + r"(?P<file>[^\s|;&<>()'\"`\\]{1,256})"
 )
 # ... that a reader then reads: ``chpasswd < F``, ``cat F | chpasswd`` (a command within _FEED_WINDOW
 # characters after the document: each document costs a bounded look, however many there are).
@@ -72,6 +74,10 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
     body = -1  # the newline before the next document of that line (-1: none left)
     feeds: dict[str, list[int]] | None = None  # files fed to readers (_feeds), read when first needed
     written: re.Match[str] | None = None
+    # The end of the last document written to a file that no reader is fed: its lines are a file's
+    # text (a script run later), read for a reader's openings (``chpasswd <<EOF`` in it) but not for
+    # documents written to files again, so each line costs one look.
+    written_until = -1
     for m in _OPEN.finditer(text):
         if line_end < m.start() < covered:
             continue
@@ -82,7 +88,7 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
             line_start = text.rfind("\n", 0, m.start()) + 1
             line = text[max(line_start, m.start() - _LINE_WINDOW) : min(line_end, m.end() + _LINE_WINDOW)]
             reader = _READER.search(line) is not None
-            written = None if reader else _WRITES_FILE.search(line)
+            written = None if reader or m.start() < written_until else _WRITES_FILE.search(line)
             body = line_end
         if (not reader and written is None) or body < 0:
             continue
@@ -94,7 +100,7 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
             if feeds is None:
                 feeds = _feeds(text)
             fed = _fed(feeds, written.group("file"), end)
-            covered = end  # its lines are text, not openings (each read once, fed or not)
+            written_until = end
         if end > body + 1 and (reader or fed):
             out.append((body + 1, end, "password"))
             covered = end
@@ -106,8 +112,8 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
 # ``< F`` (not ``<<``), ``cat F |``.
 _COMMAND = re.compile(r"[^;&\n]+")
 _FED_FILE = re.compile(
-    r"(?<!<)<(?![<(])[ \t]*(?P<file>[^\s|;&<>()'\"`\\]{1,256})"
-    r"|(?<![\w-])cat[ \t]+(?P<piped>[^\s|;&<>()'\"`\\]{1,256})[ \t]*\|"
+    r"(?<!<)<(?![<(])[ \t]*" + _QUOTE + r"(?P<file>[^\s|;&<>()'\"`\\]{1,256})"
+    r"|(?<![\w-])cat[ \t]+" + _QUOTE + r"(?P<piped>[^\s|;&<>()'\"`\\]{1,256})" + _QUOTE + r"[ \t]*\|"
 )
 
 
