@@ -316,7 +316,10 @@ class Binary:
     def file_line(self, address: int) -> str:
         """``file:line`` from DWARF when the binary has a line table, else ""."""
         if self._dwarf is None:
-            if ".debug_line" not in self._dwarf_owner()._sections or "file_line" in self.load_reasons:
+            owned = self._dwarf_owner()._sections  # .zdebug_line: GCC's -gz=zlib-gnu
+            if (
+                ".debug_line" not in owned and ".zdebug_line" not in owned
+            ) or "file_line" in self.load_reasons:
                 return ""
             try:
                 self._dwarf = binarylazy.dwarf_index(self)

@@ -46,6 +46,7 @@ from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
 from stellaops_runtime.canonical.dwarfcode import CodeRanges
+from stellaops_runtime.canonical.dwarfmixed import fill_mixed_sections
 from stellaops_runtime.canonical.dwarfnames import (
     attr_text,
     code_parts,
@@ -151,6 +152,7 @@ class DwarfIndex:
     def _info(self) -> DWARFInfo:
         if self._dwarf is None:
             self._dwarf = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
+            fill_mixed_sections(self._elf, self._dwarf)  # .zdebug_* beside .debug_*
         return self._dwarf
 
     # -- functions ---------------------------------------------------------
