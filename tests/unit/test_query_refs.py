@@ -244,3 +244,15 @@ def test_a_generic_free_rust_path_is_also_asked_as_a_rust_path() -> None:
     assert function_query("foo::bar(int)").rust_paths == ()
     assert function_query("crc32").rust_paths == ()
     assert function_query(f"{BID}:crc32+0x0").rust_paths == ()  # an ID is one function
+
+
+def test_a_c_prototype_with_a_function_pointer_parameter_names_the_bare_c_function() -> None:
+    """``qsort(void *base, size_t n, size_t size, int (*compar)(const void *, const void *))``: a
+    prototype whose parameter is a function pointer holds nested parentheses; it names ``qsort``
+    stored bare as ``crc32()`` names ``crc32`` (store/refs.py c_names). Unbalanced or qualified
+    lists name no C function."""
+    proto = "qsort(void *base, size_t n, size_t size, int (*compar)(const void *, const void *))"
+    assert function_query(proto).c_names == ("qsort",)
+    assert function_query("signal(int sig, void (*func)(int))").c_names == ("signal",)
+    for other in ("qsort(int (*f)(void)", "qsort)(", "ns::qsort(int (*f)(void))", "f(a) (b)"):
+        assert function_query(other).c_names == (), other

@@ -71,13 +71,21 @@ def spaceless(name: str) -> str:
     return name.replace(" ", "")
 
 
-_C_PROTOTYPE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\([^()]*\)\s*")
+_C_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
 def c_function_of(name: str) -> str | None:
     """The C function a name with a parameter list may be: ``crc32`` for ``crc32()``, ``crc32(void)``
     or a prototype's ``crc32(uLong crc, const Bytef *buf, uInt len)`` (how advisories write C
-    functions). A C symbol is stored without a list (only a demangled C++ name carries one), so such
-    a question matched nothing. None for a qualified name (``ns::f()``, ``m.f()``) or no list."""
-    m = _C_PROTOTYPE.fullmatch(name)
-    return m.group(1) if m else None
+    functions), also with a function pointer's nested list (``qsort(..., int (*compar)(const void *,
+    const void *))``). A C symbol is stored without a list (only a demangled C++ name carries one), so
+    such a question matched nothing. None for a qualified name (``ns::f()``, ``m.f()``), no list, or
+    anything after the list's closing parenthesis."""
+    m = _C_NAME.match(name)
+    rest = name[m.end() :].rstrip() if m else ""
+    depth = 1
+    for i, ch in enumerate(rest):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return m.group(1) if m and i == len(rest) - 1 else None
+    return None
