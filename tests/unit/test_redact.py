@@ -73,6 +73,13 @@ MALFORMED: list[tuple[str, tuple[str, ...], str]] = [
     ("Authorization: Bearer eyJhbGciOi.s3cret", ("eyJhbGciOi", "s3cret"), "Authorization: Bearer"),
     ("store:\n  password: s3cret\n  host: db", ("s3cret",), "host: db"),
     ('{"password": "s3cret", "host": "db"}', ("s3cret",), '"host": "db"'),
+    # a scheme glued to what is before it: a terminal escape sequence (ESC [2J clears the screen,
+    # ESC [0m resets colours), a digit, nothing at all
+    ("\x1b[2Jpostgresql://u:s3cret@db/x", ("s3cret",), "postgresql://u:***@db/x"),
+    ("[2Jpostgresql://u:s3cret@db/x", ("s3cret",), "@db/x"),
+    ("\x1b[0mredis://:s3cret@cache:6379", ("s3cret",), "redis://:***@cache:6379"),
+    ("9postgresql://u:s3cret@db/x", ("s3cret",), "@db/x"),
+    ("://u:s3cret@db/x", ("s3cret",), "@db/x"),
 ]
 
 

@@ -14,7 +14,8 @@ messages stay useful):
 
 - the password of ``scheme://user:password@host``, up to the *last* ``@`` of
   the URL, so a password holding an unencoded ``@``, ``/``, ``:`` or ``#`` is
-  masked whole; when the URL has no ``@`` up to the next whitespace but its
+  masked whole, whatever is glued before the scheme (``\x1b[2Jpostgresql://``,
+  ``9redis://``, ``://u:p@h``); when the URL has no ``@`` up to the next whitespace but its
   ``user:`` is not followed by a port number, up to the next ``@`` on the line
   (a password holding a space);
 - the same without a scheme (``user:password@host/db``, ``:password@host``) at

@@ -25,8 +25,10 @@ from collections.abc import Callable
 # Characters after which a token starts (where a scheme-less user:password@host may begin).
 TOKEN_START = r"""\s'"`=(\[{<,;"""
 
-# scheme://user: (group a)
-_SCHEME_USER = re.compile(r"""(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'"]*:""")
+# scheme://user: (group a). The scheme is the whole run of scheme characters before ``://``, whatever
+# it starts with: text glued before a scheme (``\x1b[2Jpostgresql://``, an escape sequence's ``2J``;
+# ``9redis://``) or none (``://u:p@h``) must not hide the password behind it.
+_SCHEME_USER = re.compile(r"""(?<![A-Za-z0-9+.\-])[A-Za-z0-9+.\-]*://[^\s:/@?#'"]*:""")
 # user: at the start of a token, not a package URL, a scheme URL without userinfo or a C++ name (group b)
 _TOKEN_USER = re.compile(
     rf"""(?<![^{TOKEN_START}])(?!pkg:[A-Za-z][A-Za-z0-9.+\-]*/)[^{TOKEN_START}:/@]*:(?!//|:)"""
