@@ -23,7 +23,6 @@ from stellaops_runtime.controller.ownership import NotOwnedError, Owner, why_not
 from stellaops_runtime.controller.patches import (
     SPEC_WRITTEN_ANNOTATION,
     for_create,
-    managed_view,
     owned_patch,
 )
 from stellaops_runtime.controller.rollout import parse_time
@@ -33,6 +32,7 @@ from stellaops_runtime.controller.state import (
     ObjKey,
     ReconcilerState,
     obj_key,
+    owned_part,
     utcnow,
 )
 from stellaops_runtime.kube.client import ApiError
@@ -69,7 +69,7 @@ class OwnedWriter(ReconcilerState):
         key = obj_key(desired)
         name, namespace = key[3], key[2]
         seen = self._one(INDEX_OWNED, key)
-        part = managed_view(seen) if seen is not None else None
+        part = owned_part(seen)
         current = self._owned(key)
         if current is None:
             try:
@@ -127,7 +127,7 @@ class OwnedWriter(ReconcilerState):
             raise NotOwnedError(
                 kind=key[1], namespace=key[2], name=key[3], why="it was replaced by another object"
             ) from None
-        self._remember(key, managed_view(seen) if seen is not None else None, None)
+        self._remember(key, owned_part(seen), None)
         self._spec_written.pop(key, None)
         if gone:
             self.stats.writes[f"delete {key[1]}"] += 1

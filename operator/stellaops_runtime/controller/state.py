@@ -50,7 +50,7 @@ INDEX_POLICIES = "stellaops_policies"  # (kind, ns|None, name) -> object snapsho
 INDEX_OBSERVERS = "stellaops_observers"  # name -> object snapshot
 INDEX_NAMESPACES = "stellaops_namespaces"  # name -> labels
 INDEX_OBSERVATION_NODES = "stellaops_observation_nodes"  # node name -> object snapshot
-INDEX_NODES = "stellaops_nodes"  # node name -> NodeSnapshot
+INDEX_NODES = "stellaops_nodes"  # node name -> its labels (a dict; no uid)
 INDEX_PODS = "stellaops_pods"  # (ns, name) -> PodSnapshot
 INDEX_PODS_BY_NODE = "stellaops_pods_by_node"  # node name -> (ns, name)
 INDEX_PODS_BY_NAMESPACE = "stellaops_pods_by_namespace"  # ns -> (ns, name)
@@ -103,6 +103,12 @@ def pod_part(pod: PodSnapshot) -> tuple[str, dict[str, str], dict[str, str]]:
 def status_part(seen: Mapping[str, Any] | None) -> tuple[str | None, Any]:
     """What a status write is based on: the object's uid and its status (see ``pod_part``)."""
     return (_uid_of(seen), seen.get("status")) if seen is not None else (None, None)
+
+
+def owned_part(seen: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]] | None:
+    """What a write of an owned object is based on: its uid and managed view (see ``pod_part``;
+    an object restored under its name as it was before our patch is not the patched one)."""
+    return (_uid_of(seen), managed_view(seen)) if seen is not None else None
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,7 +300,7 @@ class ReconcilerState:
 
     # Read-your-writes: after a write, the index shows the old state until the watch event
     # comes back. Each write is remembered with the part of the index entry it changes (a
-    # pod's uid, labels and annotations, a resource's uid and status, an owned object's managed
+    # pod's uid, labels and annotations, a resource's uid and status, an owned object's uid and managed
     # fields); while the index still shows that part unchanged, the write is what is current. Other
     # events in between (kopf's finalizer, a DaemonSet's status) do not void it.
 
@@ -313,7 +319,7 @@ class ReconcilerState:
     def _owned(self, key: ObjKey) -> dict[str, Any] | None:
         """An owned object as it is now (the index, or our newer write)."""
         seen = self._one(INDEX_OWNED, key)
-        hit, value = self._overlay(key, managed_view(seen) if seen is not None else None)
+        hit, value = self._overlay(key, owned_part(seen))
         return value if hit else seen  # type: ignore[no-any-return]
 
     def _resource(self, key: Any, seen: dict[str, Any] | None) -> dict[str, Any] | None:
