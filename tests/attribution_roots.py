@@ -232,6 +232,31 @@ def build_rust_app(work: Path) -> Path:
     return work / "stella_app"
 
 
+def cargo_app(
+    ws: Path, lib: tuple[str, str, str], main_rs: str, *, dependency: str, v0: bool = False
+) -> Path:
+    """``stella-app`` 0.1.0 built by ``cargo build --offline`` from ``ws``, depending on one local
+    crate ``lib`` = (directory, ``Cargo.toml``, ``src/lib.rs``) through the ``[dependencies]`` line
+    ``dependency``; ``v0``: v0 symbol mangling. No ``.dep-v0`` section yet (see :func:`add_dep_v0`)."""
+    cargo = shutil.which("cargo") or shutil.which("cargo", path="/root/.cargo/bin")
+    if cargo is None:
+        pytest.skip("cargo not installed")
+    directory, manifest, source = lib
+    (ws / directory / "src").mkdir(parents=True)
+    (ws / directory / "Cargo.toml").write_text(manifest)
+    (ws / directory / "src/lib.rs").write_text(source)
+    (ws / "app/src").mkdir(parents=True)
+    (ws / "app/Cargo.toml").write_text(
+        f'[package]\nname = "stella-app"\nversion = "0.1.0"\nedition = "2021"\n[dependencies]\n{dependency}\n'
+    )
+    (ws / "app/src/main.rs").write_text(main_rs)
+    env = {**os.environ, "CARGO_TARGET_DIR": str(ws / "target")}
+    if v0:
+        env["RUSTFLAGS"] = "-C symbol-mangling-version=v0"
+    run([cargo, "build", "--offline", "-q"], cwd=ws / "app", env=env)
+    return ws / "target/debug/stella-app"
+
+
 def add_dep_v0(binary: Path, out: Path, payload: bytes) -> Path:
     section = out.with_suffix(".dep-v0")
     section.write_bytes(payload)

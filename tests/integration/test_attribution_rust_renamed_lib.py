@@ -11,9 +11,7 @@ change the symbols (the binary here uses one). The binary is built by cargo.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,33 +25,23 @@ APP = "/usr/local/bin/stella-app"
 
 @pytest.fixture(scope="module")
 def renamed_lib_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cargo = shutil.which("cargo") or shutil.which("cargo", path="/root/.cargo/bin")
-    if cargo is None:
-        pytest.skip("cargo not installed")
     ws = tmp_path_factory.mktemp("cargo")
-    (ws / "foo-sys/src").mkdir(parents=True)
-    (ws / "foo-sys/Cargo.toml").write_text(
-        '[package]\nname = "foo-sys"\nversion = "0.2.0"\nedition = "2021"\n[lib]\nname = "foo_ffi"\n'
-    )
-    (ws / "foo-sys/src/lib.rs").write_text(
+    manifest = '[package]\nname = "foo-sys"\nversion = "0.2.0"\nedition = "2021"\n[lib]\nname = "foo_ffi"\n'
+    lib_rs = (
         "#[inline(never)]\npub fn checksum(b: &[u8]) -> u32 {\n"
         "    b.iter().fold(7u32, |a, x| a.wrapping_mul(31).wrapping_add(*x as u32))\n}\n"
     )
-    (ws / "app/src").mkdir(parents=True)
-    (ws / "app/Cargo.toml").write_text(
-        '[package]\nname = "stella-app"\nversion = "0.1.0"\nedition = "2021"\n'
-        '[dependencies]\nrenamed = { path = "../foo-sys", package = "foo-sys" }\n'
-    )
-    (ws / "app/src/main.rs").write_text('fn main() { println!("{}", renamed::checksum(b"x")); }\n')
-    env = {**os.environ, "CARGO_TARGET_DIR": str(ws / "target")}
-    subprocess.run(
-        [cargo, "build", "--offline", "-q"], cwd=ws / "app", env=env, check=True, capture_output=True
+    binary = roots.cargo_app(
+        ws,
+        ("foo-sys", manifest, lib_rs),
+        'fn main() { println!("{}", renamed::checksum(b"x")); }\n',
+        dependency='renamed = { path = "../foo-sys", package = "foo-sys" }',
     )
     packages: list[dict[str, object]] = [  # what cargo-auditable records: package names
         {"name": "stella-app", "version": "0.1.0", "source": "local", "dependencies": [1], "root": True},
         {"name": "foo-sys", "version": "0.2.0", "source": "local"},
     ]
-    return roots.add_dep_v0(ws / "target/debug/stella-app", ws / "audited", roots.dep_v0(packages))
+    return roots.add_dep_v0(binary, ws / "audited", roots.dep_v0(packages))
 
 
 def test_a_function_of_a_renamed_lib_is_not_the_root_crates(renamed_lib_binary: Path, tmp_path: Path) -> None:

@@ -14,10 +14,8 @@ The binary is built by cargo from a local crate named hashbrown.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,38 +37,21 @@ fn main() {
 
 @pytest.fixture(scope="module")
 def two_hashbrowns(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cargo = shutil.which("cargo") or shutil.which("cargo", path="/root/.cargo/bin")
-    if cargo is None:
-        pytest.skip("cargo not installed")
     ws = tmp_path_factory.mktemp("cargo")
-    (ws / "hashbrown/src").mkdir(parents=True)
-    (ws / "hashbrown/Cargo.toml").write_text(
-        '[package]\nname = "hashbrown"\nversion = "0.15.0"\nedition = "2021"\n'
-    )
-    (ws / "hashbrown/src/lib.rs").write_text(
+    lib_rs = (
         "pub mod raw {\n    pub struct RawTable { pub v: Vec<u64> }\n    impl RawTable {\n"
         "        #[inline(never)]\n        pub fn reserve_rehash(&mut self, n: u64) -> u64 {\n"
         "            self.v.push(n);\n            self.v.iter().sum()\n        }\n    }\n}\n"
     )
-    (ws / "app/src").mkdir(parents=True)
-    (ws / "app/Cargo.toml").write_text(
-        '[package]\nname = "stella-app"\nversion = "0.1.0"\nedition = "2021"\n'
-        '[dependencies]\nhashbrown = { path = "../hashbrown" }\n'
-    )
-    (ws / "app/src/main.rs").write_text(MAIN)
-    env = {
-        **os.environ,
-        "CARGO_TARGET_DIR": str(ws / "target"),
-        "RUSTFLAGS": "-C symbol-mangling-version=v0",
-    }
-    subprocess.run(
-        [cargo, "build", "--offline", "-q"], cwd=ws / "app", env=env, check=True, capture_output=True
+    manifest = '[package]\nname = "hashbrown"\nversion = "0.15.0"\nedition = "2021"\n'
+    binary = roots.cargo_app(
+        ws, ("hashbrown", manifest, lib_rs), MAIN, dependency='hashbrown = { path = "../hashbrown" }', v0=True
     )
     packages: list[dict[str, object]] = [
         {"name": "stella-app", "version": "0.1.0", "source": "local", "dependencies": [1], "root": True},
         {"name": "hashbrown", "version": "0.15.0", "source": "crates.io"},
     ]
-    return roots.add_dep_v0(ws / "target/debug/stella-app", ws / "audited", roots.dep_v0(packages))
+    return roots.add_dep_v0(binary, ws / "audited", roots.dep_v0(packages))
 
 
 def test_std_s_hashbrown_is_not_the_listed_hashbrown(two_hashbrowns: Path, tmp_path: Path) -> None:
