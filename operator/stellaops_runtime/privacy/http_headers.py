@@ -34,10 +34,10 @@ _NAME = "(?i:(?:proxy-)?authorization)"
 
 # RFC 7616 Digest: ``Digest username="bob", realm="api", …, response="<hash of the password>"``. Its
 # auth-params, comma-separated, each value quoted (``"…"`` or, inside JSON or a shell string,
-# ``\"…\"``) or a token; every one goes: the quotes of the params would end the header's own quotes
-# (Tetragon quotes an argument without escaping the quotes in it), so the rules below kept
-# ``response``. Possessive: each param is read once.
-_DIGEST_PARAM = r"""[A-Za-z][\w-]*+=(?:\\*+"(?:[^"\\\n]|\\[^"\n])*+(?:\\*+")?|[^\s,"\\]*+)"""
+# ``\"…\"``) or a token, blanks allowed around its ``=`` (RFC 7235's BWS); every one goes: the
+# quotes of the params would end the header's own quotes (Tetragon quotes an argument without
+# escaping the quotes in it), so the rules below kept ``response``. Possessive: each param is read once.
+_DIGEST_PARAM = r"""[A-Za-z][\w-]*+[ \t]*+=[ \t]*+(?:\\*+"(?:[^"\\\n]|\\[^"\n])*+(?:\\*+")?|[^\s,"\\]*+)"""
 _DIGEST_PARAMS = rf"{_DIGEST_PARAM}(?:[ \t]*+,[ \t]*+{_DIGEST_PARAM})*+"
 
 AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
