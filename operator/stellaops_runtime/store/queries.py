@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -71,6 +72,9 @@ def rfc3339(value: dt.datetime) -> str:
 
 
 _ROW_COLUMNS = [hot_symbols.c[name] for name in SymbolRow.__slots__]  # type: ignore[attr-defined]
+
+
+_K = TypeVar("_K")
 
 
 def _rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[SymbolRow]:
@@ -198,6 +202,18 @@ def rows_where(
     return rows
 
 
+# Keys one statement's IN list holds at most (4 parameters each): psycopg binds at most 65,535
+# parameters, older SQLite builds 32,766, and PostgreSQL nests a row IN list as ORs, exceeding its
+# stack depth at some thousands; an image with a stripped binary has 100,000s of rows.
+KEYS_PER_STATEMENT = 1_000
+
+
+def chunks(keys: list[_K]) -> Iterator[list[_K]]:
+    """``keys`` in parts of at most KEYS_PER_STATEMENT, for one IN list each."""
+    for i in range(0, len(keys), KEYS_PER_STATEMENT):
+        yield keys[i : i + KEYS_PER_STATEMENT]
+
+
 def _in_period(
     conn: sa.Connection,
     rows: list[SymbolRow],
@@ -218,10 +234,7 @@ def _in_period(
         sa.func.sum(w.invocation_count).label("calls"),
         sa.func.min(w.first_seen).label("first"),
         sa.func.max(w.last_seen).label("last"),
-    ).where(
-        key.in_([(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in rows]),
-        w.invocation_count > 0,
-    )
+    ).where(w.invocation_count > 0)
     if since is not None:
         stmt = stmt.where(w.last_seen >= since)
     if until is not None:
@@ -229,7 +242,9 @@ def _in_period(
     if sure and since is not None and until is not None:
         stmt = stmt.where(sa.or_(w.first_seen >= since, w.last_seen <= until))
     stmt = stmt.group_by(w.image_digest, w.module, w.function_name, w.evidence_kind)
-    found = {tuple(r[:4]): r for r in conn.execute(stmt)}
+    found: dict[tuple[Any, ...], Any] = {}
+    for part in chunks([(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in rows]):
+        found |= {tuple(r[:4]): r for r in conn.execute(stmt.where(key.in_(part)))}
     out = []
     for r in rows:
         p = found.get((r.image_digest, r.module, r.function_name, r.evidence_kind))

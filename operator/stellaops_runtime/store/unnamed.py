@@ -129,6 +129,8 @@ def history_incomplete(
     w = hot_symbol_windows.c
     cols = (w.image_digest, w.module, w.function_name, w.evidence_kind)
     keys = [_key(r) for r in meet]
-    stmt = sa.select(*cols, sa.func.sum(w.invocation_count)).where(sa.tuple_(*cols).in_(keys)).group_by(*cols)
-    kept = {tuple(r[:4]): int(r[4] or 0) for r in conn.execute(stmt)}
+    stmt = sa.select(*cols, sa.func.sum(w.invocation_count)).group_by(*cols)
+    kept: dict[tuple[Any, ...], int] = {}
+    for part in queries.chunks(keys):  # 100,000s of unnamed rows: no statement binds that many
+        kept |= {tuple(r[:4]): int(r[4] or 0) for r in conn.execute(stmt.where(sa.tuple_(*cols).in_(part)))}
     return [r for r, k in zip(meet, keys, strict=True) if kept.get(k, 0) < r.invocation_count]
