@@ -12,6 +12,7 @@ raise (in the agent the frame was dropped with a traceback and counted under no 
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,31 @@ def test_a_path_with_a_nul_byte_is_unreadable_not_its_prefix(
         rootopen.stat_in_root(str(root), "/app\0")
     with pytest.raises(OSError):
         rootopen.open_dir_in_root(str(root), "/app\0")
+
+
+@pytest.mark.parametrize("userspace", [False, True], ids=["openat2", "walk"])
+def test_a_path_with_a_lone_surrogate_is_unreadable_not_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, userspace: bool
+) -> None:
+    """A lone surrogate (JSON's ``"\\ud800"`` escape read by ``json.loads``) encodes to no file name:
+    ``os.fsencode`` raised ``UnicodeEncodeError`` out of ``resolve_file`` as the NUL did (review
+    RH1). A name ``os.fsdecode`` made of undecodable bytes (``\\udcff``) is still a file name."""
+    monkeypatch.setattr(rootopen, "FORCE_USERSPACE", userspace)
+    root = tmp_path / "root"
+    (root / "app").mkdir(parents=True)
+    offset = eb.write(root / "app/lib.so", eb.Elf(functions=["f"]))["f"]
+    odd = os.fsdecode(b"/app/lib\xff.so")  # '\udcff': bytes that are no UTF-8, a real name
+    (root / odd.lstrip("/")).write_bytes((root / "app/lib.so").read_bytes())
+    sym = Symbolizer()
+    assert sym.resolve_file(odd, offset, root=str(root)).symbol == "f"
+    for path, under in (
+        ("/app/lib.so\ud800", str(root)),
+        (f"{root}/app/lib.so\udfff", "/"),
+        ("/app/lib.so", f"{root}\ud800"),
+    ):
+        r = sym.resolve_file(path, offset, root=under)
+        assert (r.error, r.symbol, r.build_id) == ("unreadable_file", "", ""), (path, r)
+        assert "surrogate" in r.detail
+    with pytest.raises(OSError) as caught:
+        rootopen.open_regular("/proc/self/\ud800")
+    assert caught.value.errno == errno.EINVAL

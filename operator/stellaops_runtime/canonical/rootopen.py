@@ -117,9 +117,16 @@ def kernel_resolves_in_root() -> bool:
 
 def _no_nul(path: str) -> None:
     """A NUL byte names no file: ctypes would pass ``openat2`` the text before it (another file),
-    ``os`` raises ``ValueError``; both are refused as ``EINVAL``, an ``OSError`` like any other."""
+    ``os`` raises ``ValueError``; both are refused as ``EINVAL``, an ``OSError`` like any other.
+    So is a lone surrogate (JSON's ``"\\ud800"``), which ``os.fsencode`` cannot encode
+    (``UnicodeEncodeError``); ``\\udc80``-``\\udcff`` are undecodable bytes of a real name, kept."""
     if "\0" in path:
         raise OSError(errno.EINVAL, "path holds a NUL byte", path.replace("\0", "\\0"))
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise OSError(errno.EINVAL, "path holds a lone surrogate", shown) from None
 
 
 def open_root(root: str) -> int:
