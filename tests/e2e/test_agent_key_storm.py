@@ -17,6 +17,7 @@ of events (agent/runner.py ``BATCH``) can add, checked after every batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -93,8 +94,9 @@ def stored(url: str, evidence: str) -> dict[str, int]:
 
 
 async def test_early_drains_bound_the_aggregator_while_the_store_hangs_and_lose_no_count(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="stellaops_runtime.sources.loop_stall")
     events = h.stream_events() + [storm_event(i) for i in range(STORM_EVENTS)]
     db = tmp_path / "storm.db"
     url = f"sqlite:///{db}"
@@ -162,9 +164,22 @@ async def test_early_drains_bound_the_aggregator_while_the_store_hangs_and_lose_
             c.execute(
                 sa.text(
                     "SELECT image_digest, SUM(event_count) FROM observation_windows"
-                    " WHERE node_name = 'storm-node' GROUP BY image_digest"
+                    " WHERE node_name = 'storm-node' AND image_digest != '' GROUP BY image_digest"
                 )
             ).all()
         )
+        node_wide = c.execute(
+            sa.text(
+                "SELECT event_count, posture_level, gap_start IS NOT NULL, dropped_events"
+                " FROM observation_windows WHERE image_digest = ''"
+            )
+        ).all()
     eng.dispose()
     assert seen == {d: STORM_EVENTS // IMAGES for d in storm_images}
+    # Image '' rows are node-wide gaps (contracts/hotsymbols.py NODE_WIDE), never an image of any
+    # answer. The only one this run may have: on a loaded machine the event loop (shared here with
+    # the test and the replay server, and short of the GIL behind the pipeline thread) can stall
+    # past sources/loop_stall.py's STALL_SECONDS (5.6 s was seen at load 12), which is honestly
+    # recorded as a gap of the node (Tetragon could have dropped events meanwhile); no count in it.
+    assert all(tuple(r) == (0, None, 1, 0) for r in node_wide), node_wide
+    assert not node_wide or "event loop did not run for" in caplog.text, (node_wide, caplog.text)
