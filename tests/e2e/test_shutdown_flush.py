@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import signal
 import sqlite3
 import urllib.error
@@ -54,17 +55,18 @@ def _counts(db: Path, table: str, evidence: str) -> dict[str, int]:
         con.close()
 
 
-def assert_exact(db: Path) -> None:
-    """Cumulative and per-window rows both equal the ground truth: nothing lost, nothing doubled."""
+def assert_exact(db: Path, out: str = "") -> None:
+    """Cumulative and per-window rows both equal the ground truth: nothing lost, nothing doubled.
+    ``out``: the agent's output, shown when they do not."""
     for table in ("hot_symbols", "hot_symbol_windows"):
-        assert _counts(db, table, "invoked") == h.EXPECTED["uprobe_counts"], table
-        assert _counts(db, table, "on_stack") == EXPECTED_ON_STACK, table
+        assert _counts(db, table, "invoked") == h.EXPECTED["uprobe_counts"], (table, out)
+        assert _counts(db, table, "on_stack") == EXPECTED_ON_STACK, (table, out)
     con = sqlite3.connect(db)
     try:
         (events,) = con.execute("SELECT SUM(event_count) FROM observation_windows").fetchone()
     finally:
         con.close()
-    assert events == len(EVENTS)
+    assert events == len(EVENTS), out
 
 
 @contextlib.contextmanager
@@ -197,7 +199,7 @@ async def _sigterm_during_a_slow_first_drain(
             what="the first drain to hold the pipeline",
         )
         proc.send_signal(signal.SIGTERM)
-        code, out = await asyncio.to_thread(h.finish, proc, 120)
+        code, out = await asyncio.to_thread(h.finish, proc, grace + 60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -205,12 +207,51 @@ async def _sigterm_during_a_slow_first_drain(
     return code, out, db
 
 
+QUEUE_CUT = re.compile(r"shutdown deadline: (\d+) queued events were not processed")
+
+
+def assert_cut_is_a_gap(db: Path, dropped: int) -> None:
+    """The consumer's share of the grace ran out behind the drain: the ``dropped`` events still
+    queued were never counted (docs/operations.md, SIGTERM). Each stored count is at most the
+    truth (none doubled), the stored events and the dropped ones add up to the stream, and every
+    node the agent saw has a node-wide gap row carrying the dropped count, so no window claims
+    the node was watched while they went uncounted."""
+    assert 0 < dropped <= len(EVENTS)
+    for table in ("hot_symbols", "hot_symbol_windows"):
+        for evidence, truth in (("invoked", h.EXPECTED["uprobe_counts"]), ("on_stack", EXPECTED_ON_STACK)):
+            over = {k: n for k, n in _counts(db, table, evidence).items() if n > truth.get(k, 0)}
+            assert not over, (table, evidence, over)
+    con = sqlite3.connect(db)
+    try:
+        (events,) = con.execute("SELECT COALESCE(SUM(event_count), 0) FROM observation_windows").fetchone()
+        nodes = {n for (n,) in con.execute("SELECT DISTINCT node_name FROM observation_windows")}
+        gaps = dict(
+            con.execute(
+                "SELECT node_name, MAX(dropped_events) FROM observation_windows"
+                " WHERE image_digest = '' AND gap_start IS NOT NULL GROUP BY node_name"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert events + dropped == len(EVENTS)
+    assert nodes and gaps == dict.fromkeys(nodes, dropped)
+
+
 async def test_sigterm_during_a_slow_first_drain_keeps_every_count(tmp_path, sqlite_at_head) -> None:
     """The demo's failure: stop while the first drain is still attributing, with time to finish it
-    (a grace long enough for a loaded machine: the drain takes ~5 s on a quiet one)."""
+    (a grace long enough for a loaded machine: the drain takes ~5 s on a quiet one).
+
+    On a loaded machine the consumer can still be behind when that drain starts (events received,
+    not yet processed), and the drain can outlast the consumer's half of the grace (a 64 s drain
+    was seen at load 12): the queued events are then dropped and stored as a gap, exit 0, by
+    design (tests/integration/test_shutdown_queue_gap.py). The count of that run is honest, not
+    exact, and asserted as such."""
     code, out, db = await _sigterm_during_a_slow_first_drain(tmp_path, sqlite_at_head, grace=120)
     assert code == 0, out
-    assert_exact(db)
+    if (cut := QUEUE_CUT.search(out)) is not None:
+        assert_cut_is_a_gap(db, int(cut[1]))
+    else:
+        assert_exact(db, out)
 
 
 async def test_a_drain_still_running_at_the_deadline_is_reported_lost_never_exit_0(
