@@ -58,3 +58,12 @@ class CodeRanges:
             return True
         i = bisect_right(self._starts, low) - 1
         return i >= 0 and low < self._ends[i]
+
+    def holds_all(self, ranges: list[tuple[int, int]]) -> bool:
+        """Whether a function's ranges are code: each non-empty one starts inside a section.
+
+        An empty range (start == end, which GCC writes in range lists) is no code at all, kept or
+        dropped, and judges nothing (``code_parts`` skips it); counting it as outside left a real
+        function without its DWARF name (tests/integration/test_dwarf_empty_range.py).
+        """
+        return all(self.holds(low, high) for low, high in ranges if high > low)

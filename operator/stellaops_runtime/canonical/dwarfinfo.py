@@ -46,6 +46,7 @@ from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.addrindex import STB_GLOBAL, RawSymbol
 from stellaops_runtime.canonical.dwarfcode import CodeRanges
+from stellaops_runtime.canonical.dwarflinefile import line_file_name
 from stellaops_runtime.canonical.dwarfmixed import fill_mixed_sections
 from stellaops_runtime.canonical.dwarfnames import (
     attr_text,
@@ -187,7 +188,7 @@ class DwarfIndex:
                     ranges = _die_ranges(dwarf, cu, die)
                     if not ranges:
                         continue
-                    if not all(self.code.holds(low, high) for low, high in ranges):
+                    if not self.code.holds_all(ranges):
                         self.outside_code += 1  # code the linker dropped: its range is a tombstone
                         continue
                     name = usable_name(die, mangling)
@@ -330,7 +331,7 @@ class DwarfIndex:
             if st.end_sequence:
                 rows.append((st.address, 0, "", 0))
                 continue
-            rows.append((st.address, 1, _file_name(files, dirs, st.file, version, comp_dir), st.line))
+            rows.append((st.address, 1, line_file_name(files, dirs, st.file, version, comp_dir), st.line))
         rows.sort(key=lambda r: (r[0], r[1]))
         return [r[0] for r in rows], [(r[2], r[3]) for r in rows]
 
@@ -379,23 +380,3 @@ def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE) -> list[tuple[int, 
 
 
 die_ranges = _die_ranges  # public alias for canonical/dwarfinline.py
-
-
-def _file_name(files: Any, dirs: Any, index: int, version: int, comp_dir: str) -> str:
-    i = index if version >= 5 else index - 1
-    if not 0 <= i < len(files):
-        return ""
-    fe = files[i]
-    name = fe.name.decode("utf-8", "replace") if isinstance(fe.name, bytes) else str(fe.name)
-    if os.path.isabs(name):
-        return name
-    d = fe.dir_index if version >= 5 else fe.dir_index - 1
-    directory = ""
-    if 0 <= d < len(dirs):
-        raw = dirs[d]
-        directory = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    elif comp_dir:
-        directory = comp_dir
-    if directory and not os.path.isabs(directory) and comp_dir:
-        directory = os.path.join(comp_dir, directory)
-    return os.path.join(directory, name) if directory else name
