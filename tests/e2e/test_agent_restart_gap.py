@@ -6,7 +6,9 @@ or SIGKILL after its counts are stored); later agent B, on the same node and
 A's last known watching moment and B's first stream: the store must hold a
 node-wide gap (source ``none``) over it, so ``query observed`` for a function
 that did not run answers unknown (exit 3), not "not observed" (exit 1). The
-node's first agent (no record yet) adds no gap. Counts stay exact.
+node's first agent (no record yet, no window of the node in the store) has no
+hole since an earlier agent; its only gap is the event cache's hold before its
+first stream opened (tests/e2e/test_first_agent_window.py). Counts stay exact.
 
 The stream is the synthetic one with its node set to the agent's node and its
 event times set to the moment each half is served, so the hole lies in windows
@@ -64,6 +66,17 @@ def merged(spans: list[tuple[dt.datetime, dt.datetime]]) -> list[tuple[dt.dateti
     return out
 
 
+def assert_first_agent_gap(url: str, started: dt.datetime, streamed: dt.datetime) -> None:
+    """The node-wide gaps are one span reaching the event cache's hold before the first stream's
+    opening (after ``started``, before ``streamed``); with the native probes on, the switch's own
+    gap until Tetragon first delivers joins it."""
+    spans = merged(none_gaps(url))
+    assert len(spans) == 1, spans
+    a, b = spans[0]
+    assert b - a >= HOLD - dt.timedelta(milliseconds=1), spans
+    assert started - HOLD <= a and started <= b <= streamed, (started, spans, streamed)
+
+
 def received(port: int) -> float:
     return h.metric(h.scrape(port), "stellaops_runtime_events_received_total", source="tetragon-grpc")
 
@@ -101,8 +114,10 @@ async def test_the_hole_between_two_agents_is_a_gap(tmp_path, pg_url, sig, nativ
         await h.wait_for(lambda: received(port_a) == HALF, what="A received the first half")
         seen_all = dt.datetime.now(dt.UTC)  # A's last message arrived before this
         await h.wait_for(lambda: all_stored(port_a, HALF), what="A stored every count")
-        # A is the node's first agent: no record, no gap.
-        assert none_gaps(pg_url) == []
+        # A is the node's first agent (no record, no window of the node in the store): no restart
+        # gap, only the hold before its first stream opened, which Tetragon's cache reaches back to.
+        await h.wait_for(lambda: bool(none_gaps(pg_url)), what="A's first-agent gap stored")
+        assert_first_agent_gap(pg_url, t_begin, seen_all)
         await h.wait_for(lambda: Path(spool + ".alive").exists(), what="A's watch record")
         stopped = dt.datetime.now(dt.UTC)
         proc_a.send_signal(sig)
@@ -193,7 +208,8 @@ async def test_a_corrupt_record_is_ignored_and_the_agent_runs(tmp_path, pg_url) 
     assert "ignored (not_json)" in out, out
     assert h.metric(m, "stellaops_runtime_watch_record_ignored_total", reason="not_json") == 1
     assert h.metric(m, "stellaops_runtime_restart_gaps_total") == 0
-    assert none_gaps(pg_url) == []
+    # The store holds no window of the node: the first agent's hold before its stream, no more.
+    assert_first_agent_gap(pg_url, now, dt.datetime.now(dt.UTC))
     assert summed(pg_url, "invoked") == h.EXPECTED["uprobe_counts"]
     rec = json.loads(
         await asyncio.to_thread(Path(str(spool) + ".alive").read_text)

@@ -138,6 +138,11 @@ class SwitchGaps:
         self.tetragon.resume_outage(from_ns, from_boot)
         self._tetragon_seen_ns = min(self._tetragon_seen_ns, from_ns)
 
+    def first_agent(self) -> None:
+        """The node's first agent (agent/watch_record_store.py): the hold before Tetragon's first
+        stream is a gap (sources/tetragon_grpc.py ``first_agent``)."""
+        self.tetragon.first_agent()
+
     def watching_ns(self) -> int | None:
         """The last moment the active source was known to watch; None during an outage or a switch."""
         if self._gap_from is not None:

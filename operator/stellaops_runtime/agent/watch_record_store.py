@@ -114,6 +114,11 @@ class StoreAnswer:
                 self.node, _iso(since),
             )  # fmt: skip
         else:
+            # Its first stream still gets events stamped before it opened (Tetragon's event cache),
+            # whose rows would claim time nobody watched: the source marks that hold as a gap.
+            first = getattr(source, "first_agent", None)
+            if first is not None:
+                first()
             log.info("the store holds no window of node %s: the first agent on this node", self.node)
         told = getattr(source, "history", None)
         if told is not None and told(since is not None):  # a gap of the lines it did not replay

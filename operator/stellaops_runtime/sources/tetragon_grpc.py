@@ -200,6 +200,8 @@ class TetragonGrpcSource:
         self._outage = OpenOutage()  # an outage not handed over yet (sources/open_outage.py)
         self._connected_at = 0  # wall ns the current stream opened
         self._connected_boot = 0  # ... and its boottime
+        self._first_opened: tuple[int, int] | None = None  # (wall, boottime) ns the first stream opened
+        self._first_gap = False  # the node's first agent: the hold before that opening is a gap
         self.alive_ns = 0  # wall ns the stream was last known alive (its last message, or its opening)
         self.hold = EventHold()  # how far back the events Tetragon still holds reach (sources/event_hold.py)
         self._last: bytes | None = None  # the stream's last message, its time read about once a second
@@ -261,6 +263,9 @@ class TetragonGrpcSource:
         self.stats.connects += 1
         self._connected_at, self._connected_boot = now_pair()
         self.alive_ns = self._connected_at
+        if self.stats.connects == 1:
+            self._first_opened = (self._connected_at, self._connected_boot)
+            self._first_unwatched()
         self._last = None  # a message of the last stream says nothing of this one's lag
         self.stats.connected = True
         log.info("streaming events from tetragon at %s", self._shown)
@@ -311,6 +316,22 @@ class TetragonGrpcSource:
         """An outage open since ``from_ns`` (boottime ``from_boot``, None when unknown): the last
         agent's last watching moment (agent/watch_record.py)."""
         self._outage.resume(from_ns, from_boot)
+
+    def first_agent(self) -> None:
+        """The node's first agent (agent/watch_record_store.py: no watch record, and the store holds
+        no window of the node): no restart gap covers the time before its first stream. Tetragon's
+        cache sends that stream events stamped up to the hold before it opened, and sent the rest
+        of that time to no listener, so the hold before the opening is a gap (and with it the
+        windows it touches, which those events' rows would claim whole)."""
+        self._first_gap = True
+        self._first_unwatched()
+
+    def _first_unwatched(self) -> None:
+        if self._first_gap and self._first_opened is not None:
+            wall, boot = self._first_opened
+            held = self.hold.ns()
+            self._outage.resume(wall - held, max(0, boot - held))
+            self._first_gap = False
 
     def held_from(self) -> int:
         """The earliest time the events Tetragon may still hold for the stream carry: the last
