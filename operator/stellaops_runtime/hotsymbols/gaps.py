@@ -46,7 +46,8 @@ on the observation windows of the images affected:
 Gaps are emitted as :class:`ObservationWindow` rows (no events, gap fields
 set) merged into the aggregator's rows at drain, so they travel with the
 counts, through the outage buffer, into ``observation_windows``. Pure: no I/O,
-no clock (times come from the events and signals).
+no clock (times come from the events and signals). How a span becomes window rows
+(and day rows past :data:`MAX_GAP_WINDOWS`) is hotsymbols/gap_windows.py.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from dataclasses import dataclass, field
 from stellaops_runtime.contracts.drops import RATE_LIMIT_REPORT_NS, DropKind, DropSignal
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
+from stellaops_runtime.hotsymbols.gap_windows import mark_span
 
 # Tetragon keeps 31 characters of a container ID when BPF truncated the cgroup name
 # (procevents.BpfContainerIdLength); IDs are compared on that prefix.
@@ -70,7 +72,6 @@ _CONTAINER_ID = re.compile(r"[0-9a-f]{31,64}")
 # the halves shrink by the day rows, so a gap is never more than MAX_GAP_WINDOWS rows.
 MAX_GAP_WINDOWS = 100_000
 MAX_GAP_DAYS = 1_000  # past ~3 years of days only clock trouble remains: the rest goes unmarked
-DAY_NS = 86_400 * 1_000_000_000
 MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
 OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
@@ -322,52 +323,12 @@ class GapTracker:
         source: str = "",
     ) -> None:
         """Mark [start_ns, end_ns] as a gap on every window it touches; counts go to the last one."""
-        if end_ns < start_ns:
-            return
-        wn = self._window_ns
-        first = start_ns - start_ns % wn
-        last = end_ns - end_ns % wn
-        if end_ns > start_ns and end_ns == last:  # ends exactly on a boundary: not the next window
-            last -= wn
-        skip_from = skip_to = last + wn  # windows in [skip_from, skip_to) are not marked
-        if (last - first) // wn >= MAX_GAP_WINDOWS:
+        if mark_span(
+            self._marks, image, node, start_ns, end_ns,
+            window_seconds=self._window_seconds, source=source or self.source, throttles=throttles,
+            dropped=dropped, max_windows=MAX_GAP_WINDOWS, max_days=MAX_GAP_DAYS,
+        ):  # fmt: skip
             self.stats.capped += 1
-            keep = MAX_GAP_WINDOWS - min(MAX_GAP_DAYS, (last - first) // DAY_NS + 2)  # room for day rows
-            skip_from = first + (keep // 2) * wn
-            skip_to = last - (keep - keep // 2 - 1) * wn
-        if skip_to > skip_from:
-            self._mark_days(image, node, skip_from, skip_to, source=source)
-        w = first
-        while w <= last:
-            if w == skip_from:
-                w = skip_to
-            row = ObservationWindow(
-                image, node, w, 0, None, self._window_seconds, source or self.source,
-                gap_start_ns=max(start_ns, w, 1), gap_end_ns=max(min(end_ns, w + wn), 1),
-                throttles=throttles if w == last else 0, dropped_events=dropped if w == last else 0,
-            )  # fmt: skip
-            k = (image, node, w)
-            have = self._marks.get(k)
-            self._marks[k] = row if have is None else have.merged(row)
-            w += wn
-
-    def _mark_days(self, image: str, node: str, start_ns: int, end_ns: int, *, source: str) -> None:
-        """The windows [start_ns, end_ns) of a capped gap (:meth:`_mark`): one row a UTC day, at its
-        first window in the span, whose gap runs to the day's end (past that window: the rows of
-        a day are the gap days' evidence, and its periods' too). At most MAX_GAP_DAYS rows."""
-        wn = self._window_ns
-        day = start_ns - start_ns % DAY_NS
-        for _ in range(MAX_GAP_DAYS):
-            if day >= end_ns:
-                return
-            a, b = max(day, start_ns), min(day + DAY_NS, end_ns)
-            w = a - a % wn
-            row = ObservationWindow(image, node, w, 0, None, self._window_seconds, source or self.source,
-                                    gap_start_ns=max(a, 1), gap_end_ns=max(b, 1))  # fmt: skip
-            k = (image, node, w)
-            have = self._marks.get(k)
-            self._marks[k] = row if have is None else have.merged(row)
-            day += DAY_NS
 
     def drain(self, windows: list[ObservationWindow]) -> list[ObservationWindow]:
         """The aggregator's windows with every gap marked since the last drain merged in.
