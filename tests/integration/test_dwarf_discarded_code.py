@@ -90,3 +90,50 @@ def test_dropped_functions_dwarf_names_no_frame(built: Path, tmp_path: Path) -> 
             assert main is not None and main.symbol == "main"  # the real functions keep their DWARF
         finally:
             b.close()
+
+
+_OTHER_UNIT = r"""
+#include <stdio.h>
+extern volatile int sink;
+static inline __attribute__((always_inline)) int helper(int x) { sink += x; return sink * 7 + x; }
+int main(int argc, char **argv) { printf("%d\n", helper(argc)); return 0; }
+"""
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang")
+def test_a_dropped_units_tombstone_range_does_not_take_another_units_addresses(tmp_path: Path) -> None:
+    """clang writes no ``.debug_aranges``, so a unit is found by its top DIE's range; the unit
+    whose code was all dropped claims ``[0, size)`` over ``main`` of the next unit. Unfiltered,
+    ``main``'s inlined ``helper`` was lost and file:line named the dropped unit's ``a.c`` (review
+    RH1: this guard of 0c34cbb's unit-range filter was seen failing with the filter removed)."""
+    first = _SOURCE.replace("#include <stdio.h>", "").split("__attribute__((noinline)) int used")[0]
+    (tmp_path / "a.c").write_text(first)
+    (tmp_path / "b.c").write_text(_OTHER_UNIT.lstrip())
+    exe = tmp_path / "ab"
+    subprocess.run(
+        [
+            "clang",
+            "-O1",
+            "-g",
+            "-fPIE",
+            "-pie",
+            "-ffunction-sections",
+            "-Wl,--gc-sections",
+            "a.c",
+            "b.c",
+            "-o",
+            "ab",
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    syms = _symbols(exe)
+    assert "unused_big" not in syms
+    address = syms["main"] + 8  # past the push: inside helper's inlined code
+    b = Binary.open(str(exe))
+    try:
+        b.load_all()
+        assert b.inlined_at(address) == ("helper",)
+        assert b.file_line(address).endswith("b.c:3"), b.file_line(address)
+    finally:
+        b.close()
