@@ -21,6 +21,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.canonical.dwarfinfo import DwarfIndex
+from tests.integration.test_dwarf_discarded_code import _symbols
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -36,13 +37,6 @@ __attribute__((noinline)) int hot(int x) {
 void unused_big(void) { sink += 3; }
 int main(int argc, char **argv) { printf("%d\n", hot(argc)); return 0; }
 """
-
-
-def _symbols(path: Path) -> dict[str, int]:
-    out = subprocess.run(["nm", "--defined-only", str(path)], capture_output=True, text=True, check=True)
-    return {
-        p[2]: int(p[0], 16) for p in (line.split(" ", 2) for line in out.stdout.splitlines()) if len(p) == 3
-    }
 
 
 def _functions(path: Path) -> tuple[dict[str, int], int]:
