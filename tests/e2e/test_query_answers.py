@@ -1,4 +1,4 @@
-"""End to end: "queries that never lie" (issue 9 §3), through the real CLI as a subprocess.
+"""End to end: "queries that never lie" (issue 9 §3), through the real CLI.
 
 A store is filled by the real agent (``stella-runtime agent``) from the
 synthetic stream replayed by ``stella-runtime tetragon-replay`` over gRPC, and
@@ -8,6 +8,12 @@ seen only through exec/exit events and a C++ frame with a mangled name. Then
 under observation (exit 1, stating window and posture), unknown (exit 3),
 malformed input (exit 2). The coverage it reports is checked exactly against
 the stream's ground truth (event times, kinds and images).
+
+The answers are asked through the CLI's own entry point in this process
+(tests/cli_run.py ``cli_in_process``: same argv, stdout, stderr and exit
+status, without a new interpreter per question); what lives at the process
+level keeps a real subprocess: an answer's text on stdout with exit 1, a usage
+error on stderr with exit 2, and output closed early (exits 0, 1 and 3).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.store.engine import create_store_engine, migrate
 from stellaops_runtime.store.schema import hot_symbols, observation_windows
+from tests.cli_run import cli_in_process
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e]
@@ -215,8 +222,9 @@ def pg_store(tmp_path_factory: pytest.TempPathFactory, pg: Any) -> Iterator[str]
         pg.drop_database(url)
 
 
-def query(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    r = h.cli("query", *args, "--store", url)
+def query(url: str, *args: str, real: bool = False) -> subprocess.CompletedProcess[str]:
+    """``stella-runtime query <args> --store url``: in this process, or ``real``ly as a subprocess."""
+    r = (h.cli if real else cli_in_process)("query", *args, "--store", url)
     assert "Traceback" not in r.stderr, r.stderr
     return r
 
@@ -240,7 +248,7 @@ def test_observed_exit_0_with_the_coverage_behind_it(store: str) -> None:
 
 def test_not_observed_exit_1_states_window_and_posture(store: str) -> None:
     cov = expected_coverage(OBJS, IMAGE)
-    r = query(store, "observed", "--image", IMAGE, "--function", "inflateBack")
+    r = query(store, "observed", "--image", IMAGE, "--function", "inflateBack", real=True)
     assert r.returncode == 1, r.stderr
     n = cov["windows"]
     posture = cov["posture"]["lowest"] + (
@@ -312,7 +320,7 @@ def test_since_until_narrow_the_question(store: str) -> None:
     assert doc["reason"] == (
         f"no observation window for image {IMAGE} between 2020-01-01T00:00:00Z and 2020-01-02T00:00:00Z"
     )
-    r = query(store, "observed", "--image", IMAGE, "--function", "crc32", "--since", "yesterday")
+    r = query(store, "observed", "--image", IMAGE, "--function", "crc32", "--since", "yesterday", real=True)
     assert r.returncode == 2 and "not an RFC 3339 timestamp" in r.stderr
 
 
@@ -445,8 +453,8 @@ def test_a_function_id_in_another_spelling_gets_the_same_answer(store: str) -> N
         code, doc = answer(store, "observed", "--image", IMAGE, "--function", text)
         assert (code, doc["answer"]) == (0, "observed"), text
         assert doc["records"] == by_id["records"]
-        r = h.cli("evidence", "--store", store, "--image", IMAGE, "--purl", "pkg:deb/debian/zlib1g",
-                  "--function", text, "--json")  # fmt: skip
+        r = cli_in_process("evidence", "--store", store, "--image", IMAGE, "--purl", "pkg:deb/debian/zlib1g",
+                           "--function", text, "--json")  # fmt: skip
         assert (r.returncode, json.loads(r.stdout)["reachability_state"]) == (0, "DynamicReachable"), r.stderr
     for broken in (f"{bid}:crc32+0xZZ", f"{bid}:crc32"):  # an ID that does not read: an error, not a name
         r = query(store, "observed", "--image", IMAGE, "--function", broken)
@@ -592,8 +600,8 @@ def test_evidence_documents_on_a_store_the_agent_filled(pg_store: str) -> None:
     pg_url = pg_store
 
     def evidence(image: str, function: str) -> tuple[int, dict[str, Any]]:
-        r = h.cli("evidence", "--store", pg_url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
-                  "--function", function, "--json")  # fmt: skip
+        r = cli_in_process("evidence", "--store", pg_url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
+                           "--function", function, "--json")  # fmt: skip
         assert "Traceback" not in r.stderr, r.stderr
         return r.returncode, json.loads(r.stdout)
 
