@@ -396,6 +396,27 @@ def test_a_field_of_many_oracle_jdbc_starts_is_one_scan_not_one_per_start() -> N
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_an_htpasswd_field_of_many_b_options_ending_in_a_quote_is_not_read_once_per_word() -> None:
+    # htpasswd's password is its last argument: the rule (37e0337) took it quoted or as a word
+    # that keeps an inner quote, and with ``-b -b … 'x`` it tried every split of the field from
+    # every ``-b``: 4 KiB (the default cut) cost 0.4 s, 64 KiB minutes. Run where a hang cannot
+    # stop the test run; the quoted password at the end still goes.
+    code = (
+        "from stellaops_runtime.contracts.config import PrivacyConfig\n"
+        "from stellaops_runtime.privacy import PrivacyFilter\n"
+        "pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))\n"
+        "run = '-b ' * 21845\n"
+        "out = pf.filter_field(run + \"admin 'Ht S3cr'\", tool='htpasswd')\n"
+        "assert out == run + 'admin [REDACTED]', out[-40:]\n"
+        "out = pf.filter_field(run + \" 'x\", tool='htpasswd')\n"
+        "assert out == run + ' [REDACTED]', out[-40:]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_a_cut_field_loses_a_secret_in_its_middle_and_stores_nothing_past_the_cut() -> None:
     """The whole-field rules read all of a cut field; a key=value split by the cut keeps only its key."""
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=4096))

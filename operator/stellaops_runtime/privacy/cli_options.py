@@ -128,8 +128,12 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://linux.die.net/man/1/sshpass (-p password, getopt: glued too)
     ("sshpass",): (sep_or_glued("-p"),),
     # https://httpd.apache.org/docs/2.4/programs/htpasswd.html (-b: password is the last argument)
-    # (the last argument, quoted when it holds a space: ``"pass phrase"``)
-    ("htpasswd",): (rf"(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>{DOUBLE_QUOTED}|{WORD_VALUE})\s*$",),
+    # (the last argument: quoted when it holds a space, ``"pass phrase"`` or ``'pass phrase'``, tried
+    # first; else the last word whole, a quote character in it or at its end too: ``Pw1'``)
+    ("htpasswd",): (
+        r"""(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>"[^"\n]*"|'[^'\n]*')\s*$""",
+        r"(?<!\S)-[A-Za-z]*b[A-Za-z]*\s(?:.*\s)?(?P<s>\S+)\s*$",
+    ),
     # https://docs.openssl.org/3.0/man1/openssl-enc/ (-k, -K) and openssl-passwd (password last)
     ("openssl",): (sep("-k"), sep("-K"), r"(?<!\S)passwd\s(?:.*\s)?(?P<s>[^\s-][^\s]*)\s*$"),
     # https://docs.docker.com/reference/cli/docker/login/ and podman/helm/skopeo/oras login -p
