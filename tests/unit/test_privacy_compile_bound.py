@@ -2,7 +2,7 @@
 
 The default rules a text may match (their triggers and gates, privacy/engine.py) are compiled
 together into one regex per combination and cached (privacy/compiled_sets.py). A command line is text a
-workload chooses, and 23 rules make millions of combinations: a pod exec'ing ``sh -c "<words>"``
+workload chooses, and 24 rules make millions of combinations: a pod exec'ing ``sh -c "<words>"``
 with a new choice of trigger words each time cost one compile per command line (50-130 ms of the
 pipeline thread, against about 1 ms for a combination compiled before, and up to ~0.5 MiB each),
 and once 256 were compiled the cache started over, so it never ended. Past a bound (now 32) a

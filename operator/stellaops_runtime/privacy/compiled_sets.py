@@ -19,7 +19,7 @@ compiles (tests/unit/test_privacy_compile_off_thread.py).
 The sets depend on nothing but the rules, so one ``DEFAULT_SETS`` serves every
 filter of the process (a new privacy config compiles nothing again). At most
 ``MAX_COMPILED_SUBSETS`` combinations are compiled: a command line is text a
-workload chooses, and 23 rules make millions of combinations; past the bound a
+workload chooses, and 24 rules make millions of combinations; past the bound a
 new combination keeps running the whole set.
 """
 
