@@ -7,24 +7,24 @@ purl"). The function asked about may be exactly that row: ``inflateGetHeader`` r
 another row. Before the fix ``vex`` wrote ``not_affected`` (vulnerable_code_not_in_execute_path),
 ``query observed --purl`` answered "not observed" (exit 1) and ``evidence`` exit 1; now they say
 under_investigation / unknown (exit 3), naming the file. The same function in a file attributed
-to another package changes nothing. Real CLI as a subprocess, real writer, SQLite and PostgreSQL.
+to another package changes nothing. Real CLI (``vex`` as a subprocess; ``query`` and ``evidence``
+through its own entry point in this process, tests/cli_run.py ``cli_in_process``), real writer,
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
+from tests.cli_run import cli_in_process
 from tests.integration.test_vex import (
     DAY,
     IMG,
     OPENVEX,
     PURL,
-    ROOT,
     T0,
     ZLIB,
     S,
@@ -58,10 +58,7 @@ def filled(url: str) -> str:
 
 
 def cli(url: str, *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", *argv, "--store", url, "--json"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    r = cli_in_process(*argv, "--store", url, "--json")
     assert r.returncode in (0, 1, 3), r.stderr
     return r.returncode, json.loads(r.stdout)
 
