@@ -236,9 +236,12 @@ class Pipeline:
             except Exception as e:  # one bad event must never cost the good ones around it
                 self._internal_error(e)
 
-    def note_own_drops(self, first_ns: int, last_ns: int, count: int) -> None:
-        """Events the receive queue dropped: a node-wide gap (hotsymbols/gaps.py), never a silent one."""
-        self.gaps.own_drop(self.node_name, first_ns, last_ns, count)
+    def note_own_drops(
+        self, first_ns: int, last_ns: int, count: int, event_span: tuple[int, int] | None = None
+    ) -> None:
+        """Events the receive queue dropped: a node-wide gap (hotsymbols/gaps.py), never a silent one;
+        ``event_span``: their event times when known (the shutdown deadline's, agent/shutdown.py)."""
+        self.gaps.own_drop(self.node_name, first_ns, last_ns, count, event_span=event_span)
 
     def _take_drop_signals(self) -> None:
         """Hand the batch's drop signals to the gap tracker, with arrival time and node as for events."""

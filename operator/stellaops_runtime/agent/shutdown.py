@@ -6,7 +6,8 @@ The order matters, and each step has its share of the deadline:
 1. the source is cancelled (an idle stream never looks at the stop event);
 2. the consumer processes what is queued, for at most half of what is left;
    past that, queued events are counted as dropped and are a gap in the last
-   drain (like every drop of the queue), never silently lost;
+   drain (like every drop of the queue), never silently lost: over the wall-clock
+   time they arrived in and over their own event times (a replayed stream's);
 3. a flush already running may finish: its batch is frozen, so aborting it
    when it must be cut short loses nothing and its retry cannot count twice;
 4. the other tasks end; Tetragon's metrics are read once more (what it lost
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent.export_final import all_stored, mark_final
 from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS
+from stellaops_runtime.sources.payload_times import event_time_span
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.runner import Agent
@@ -53,17 +55,25 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     # The consumer ends once the source is done and the queue is empty.
     budget = max(0.0, (deadline - reserve) - time.monotonic()) / 2
     done, _ = await asyncio.wait({tasks[1]}, timeout=budget)
+    discarded: list[bytes] = []
     if not done:
         tasks[1].cancel()
         await asyncio.gather(tasks[1], return_exceptions=True)
-        agent.dropped_at_shutdown = agent.queue.discard_queued()
+        discarded = agent.queue.discard_queued()
+        agent.dropped_at_shutdown = len(discarded)
         log.error("shutdown deadline: %d queued events were not processed (counted as dropped, "
                   "a gap)", agent.dropped_at_shutdown)  # fmt: skip
     if (drops := agent.queue.take_drops()) is not None:
         # Dropped events nobody reported yet (the consumer was cut short, or these): a gap in the
-        # last drain. Queued on the pipeline thread ahead of that drain, so it is in it even when
-        # the thread is still busy now.
-        noted = asyncio.ensure_future(agent.in_pipeline(agent.pipeline.note_own_drops, *drops))
+        # last drain, over their wall-clock span and their own event times. Queued on the pipeline
+        # thread ahead of that drain, so it is in it even when the thread is still busy now.
+        json_lines = bool(agent.config.tetragon.export_file)
+
+        def note() -> None:
+            span = event_time_span(discarded, json_lines=json_lines, now_ns=time.time_ns())
+            agent.pipeline.note_own_drops(*drops, event_span=span)
+
+        noted = asyncio.ensure_future(agent.in_pipeline(note))
         await asyncio.wait({noted}, timeout=max(0.0, deadline - reserve - time.monotonic()))
     # A running flush may finish: its batch is frozen, so if it must be cut
     # short, aborting it loses nothing and its retry cannot count twice.

@@ -207,7 +207,9 @@ class GapTracker:
             since = self._seen_min_ns
         self._mark(have.image if have is not None else image, node, since, ts)
 
-    def own_drop(self, node: str, first_ns: int, last_ns: int, count: int) -> None:
+    def own_drop(
+        self, node: str, first_ns: int, last_ns: int, count: int, *, event_span: tuple[int, int] | None = None
+    ) -> None:
         """Our receive queue dropped ``count`` events from ``first_ns`` to ``last_ns`` (wall clock).
 
         Nobody counted them, and they could be anyone's: a node-wide gap on
@@ -217,6 +219,9 @@ class GapTracker:
         (:meth:`after_batch`), where a delayed or replayed stream's are; with no event seen
         before them, from the earliest event of that batch. A wall-clock span whose end came
         before its start (the clock stepped back between the drops) is marked in either order.
+        ``event_span``: the dropped events' own (earliest, latest) times, when they were read (the
+        shutdown deadline's drops, which no batch follows): the event-time span is closed at once,
+        from the latest event seen before them (or the earliest dropped one) to the latest dropped.
         """
         first_ns, last_ns = min(first_ns, last_ns), max(first_ns, last_ns)
         self.stats.own_dropped[node] += count
@@ -227,7 +232,17 @@ class GapTracker:
         if self._own_pending is not None:  # two reports before a batch closed the first
             count += self._own_pending[0]
         start = self._own_pending[1] if self._own_pending is not None else self._seen_max_ns
-        self._own_pending = (count, start)
+        if event_span is None:
+            self._own_pending = (count, start)
+            return
+        low, high = min(event_span), max(event_span)
+        start = min(start, low) if start else low
+        self._own_pending = None
+        self._seen_max_ns = max(self._seen_max_ns, high)
+        self._latest_ns = max(self._latest_ns, self._seen_max_ns)
+        end = max(high + 1, self._seen_max_ns)  # + 1: the latest one's window even on its boundary
+        for n in self._nodes:
+            self._mark(NODE_WIDE, n, start, end, dropped=count)
 
     def after_batch(self) -> None:
         """A batch was processed: close the event-time span of drops reported before it."""

@@ -150,17 +150,19 @@ class EventQueue:
         self.in_flight_bytes = max(0, self.in_flight_bytes - sum(len(p) for p, _ in batch))
         self._room.set()
 
-    def discard_queued(self) -> int:
+    def discard_queued(self) -> list[bytes]:
         """Empty the queue at the shutdown deadline: the payloads left are dropped, as a gap.
 
         Counted apart from :attr:`dropped` (the runner reports them as
         ``reason="shutdown_deadline"``), but reported by :meth:`take_drops` like every drop,
         over the wall-clock span from the oldest one's arrival to now, so that no window the
-        agent stores claims it watched while these events went uncounted.
+        agent stores claims it watched while these events went uncounted. The payloads are
+        returned, so that the gap also covers their own event times (sources/payload_times.py).
         """
         n = len(self._items)
         if not n:
-            return 0
+            return []
+        payloads = [p for p, _ in self._items]
         now_wall, now_mono = time.time_ns(), time.monotonic_ns()
         oldest = now_wall - max(0, now_mono - self._items[0][1])
         self._items.clear()
@@ -170,4 +172,4 @@ class EventQueue:
             self._gap_first_ns = oldest
         self._gap_last_ns = now_wall
         self._gap_count += n
-        return n
+        return payloads

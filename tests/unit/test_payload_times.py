@@ -1,0 +1,98 @@
+"""The event times of payloads dropped at the shutdown deadline (sources/payload_times.py), and the
+gap the tracker makes of them (hotsymbols/gaps.py ``own_drop(event_span=...)``)."""
+
+from __future__ import annotations
+
+import json
+
+from stellaops_runtime.adapter import validate
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
+from stellaops_runtime.hotsymbols.gaps import GapTracker
+from stellaops_runtime.sources.payload_times import event_time_span
+from stellaops_runtime.wire.tetragon import events_pb2
+from tests.unit.test_gaps import event
+
+NOW = 1_796_515_200 * 10**9  # 2026-12-06T00:00:00Z
+S = 10**9
+
+
+def _proto(ts: int, node: str = "n") -> bytes:
+    msg = events_pb2.GetEventsResponse(node_name=node)
+    msg.time.FromNanoseconds(ts)
+    return msg.SerializeToString()
+
+
+def _line(ts_text: str, *, time_first: bool = False) -> bytes:
+    obj = {"time": ts_text, "node_name": "n"} if time_first else {"node_name": "n", "time": ts_text}
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def test_proto_payloads_give_their_earliest_and_latest_time_in_any_order() -> None:
+    times = [NOW - 5 * S, NOW - 3600 * S, NOW - 60 * S]
+    assert event_time_span([_proto(t) for t in times], json_lines=False, now_ns=NOW) == (
+        NOW - 3600 * S,
+        NOW - 5 * S,
+    )
+
+
+def test_a_proto_payload_with_its_time_first_is_read_by_the_full_decode() -> None:
+    ts = NOW - 7 * S
+    msg = events_pb2.GetEventsResponse()
+    msg.time.FromNanoseconds(ts)
+    time_first = msg.SerializeToString() + events_pb2.GetEventsResponse(node_name="n").SerializeToString()
+    twice = _proto(ts - S) + _proto(ts)  # the time field twice: protobuf merges, as the adapter reads it
+    assert event_time_span([time_first], json_lines=False, now_ns=NOW) == (ts, ts)
+    assert event_time_span([twice], json_lines=False, now_ns=NOW) == (ts, ts)
+
+
+def test_times_the_adapter_would_replace_and_undecodable_payloads_are_left_out() -> None:
+    bad = [
+        b"",
+        b"\x00" * 64,
+        b"\xff" * 40,  # not a message
+        _proto(validate.MIN_EVENT_NS - 1),  # before 2020: stamped with the arrival time
+        _proto(NOW + (validate.MAX_FUTURE_SECONDS + 1) * S),  # more than a day ahead: stamped too
+        events_pb2.GetEventsResponse(node_name="n").SerializeToString(),  # no time
+    ]
+    assert event_time_span(bad, json_lines=False, now_ns=NOW) is None
+    assert event_time_span([*bad, _proto(NOW - S)], json_lines=False, now_ns=NOW) == (NOW - S, NOW - S)
+    assert event_time_span([], json_lines=False, now_ns=NOW) is None
+
+
+def test_export_lines_fast_and_slow_and_hostile() -> None:
+    lines = [
+        _line("2026-12-05T23:59:59.5Z"),
+        _line("2026-12-05T22:00:00Z", time_first=True),  # not the last member: json decoded
+        b"[1, 2]",
+        b'{"time": 5}',
+        b'{"time": "not a time"}',
+        b"\xff\xfe{",
+        b"{" * 100_000,  # nesting past the decoder's recursion limit
+        b'{"node_name":"n","time":"2026-12-05T23:00:00Z"}\x00',
+    ]
+    assert event_time_span(lines, json_lines=True, now_ns=NOW) == (NOW - 7200 * S, NOW - S // 2)
+
+
+def _rows(t: GapTracker) -> list[tuple[str, str, int, int, int]]:
+    return sorted(
+        (w.image_digest, w.node_name, w.gap_start_ns, w.gap_end_ns, w.dropped_events)
+        for w in t.drain([])
+        if w.gap_end_ns
+    )
+
+
+def test_a_shutdown_drop_with_its_event_span_is_a_gap_over_every_window_to_the_latest_dropped() -> None:
+    """Across midnight: processed events end at 23:59:50, the dropped ones run to 00:00:40 the next
+    day. Before, the event-time gap was the one instant 23:59:50."""
+    t = GapTracker(window_seconds=10)
+    t.note(event(NOW - 10 * S))
+    t.after_batch()
+    wall = NOW + 3600 * S  # the drops' arrival, an hour later (a replayed stream)
+    t.own_drop("n1", wall, wall + S, 9, event_span=(NOW + 40 * S, NOW - 5 * S))
+    rows = _rows(t)
+    event_rows = [r for r in rows if r[2] < wall]
+    starts = {r[2] - r[2] % (10 * S) for r in event_rows}
+    assert starts == {NOW + k * 10 * S for k in range(-1, 5)}, event_rows  # 23:59:50 .. 00:00:40
+    assert min(r[2] for r in event_rows) == NOW - 10 * S
+    assert max(r[3] for r in event_rows) > NOW + 40 * S  # the latest dropped event inside
+    assert sum(r[4] for r in rows) == 9 and all(r[0] == NODE_WIDE for r in rows)
