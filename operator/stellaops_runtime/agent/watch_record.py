@@ -136,6 +136,8 @@ class WatchRecord(StoreAnswer):
         # no such bound): read as a flush starts, the moment written never passes it
         self.drops_through: Any = lambda: None
         self._drops_cap: int | None = None
+        self._unmarked = False  # the store's answer handed to the source on the last tick
+        self._claims = True  # the running flush may write a watching moment (flush_starts)
 
     @property
     def enabled(self) -> bool:
@@ -191,8 +193,11 @@ class WatchRecord(StoreAnswer):
         return self.export.held > 0
 
     def tick(self, source: Any) -> None:
-        """Sample the source's last watching moment (about once a second), if it is watching."""
-        self._tell(source)
+        """Sample the source's last watching moment (about once a second), if it is watching.
+
+        The store's answer, handed over here, reaches the pipeline on the marker's next tick (it
+        runs before this): no flush starting before then claims a moment (:meth:`flush_starts`)."""
+        self._unmarked = self._tell(source)
         watching = getattr(source, "watching_ns", None)
         alive = watching() if self.path and watching is not None else None
         if alive is None:
@@ -208,6 +213,9 @@ class WatchRecord(StoreAnswer):
         taken = int(self.queue.enqueued - len(self.queue))
         self.export.flush_starts(taken)
         self._drops_cap = self.drops_through()  # gaps marked by now are in this flush's drain
+        # The hole the store's answer opens is not in this drain: a record claiming past its start
+        # would hide it from the next agent, should this one die before a later flush stores it.
+        self._claims = not (self.unclaimable or self._unmarked)
         return taken
 
     def drain_starts(self) -> bool:
@@ -249,7 +257,7 @@ class WatchRecord(StoreAnswer):
         """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""
         best = None
         ok = ok and self.export.holds == self.export.holds_at_flush  # a held drain: not all stored
-        while ok and self._samples and self._samples[0][2] <= taken:
+        while ok and self._claims and self._samples and self._samples[0][2] <= taken:
             best = self._samples.popleft()
         moved = self.export.flushed(taken, ok)
         if best is not None:

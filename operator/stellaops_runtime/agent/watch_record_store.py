@@ -78,10 +78,10 @@ class StoreAnswer:
         self._store_knows = max(known) if known else None
         self._store_answered = True
 
-    def _tell(self, source: Any) -> None:
-        """Hand the store's answer to the source once (on the event loop)."""
+    def _tell(self, source: Any) -> bool:
+        """Hand the store's answer to the source once (on the event loop); True if handed now."""
         if not self._store_answered or self._told:
-            return
+            return False
         self._told = True
         since = self._store_knows
         if since is not None and since > time.time_ns() + FUTURE_SKEW_NS:
@@ -123,6 +123,13 @@ class StoreAnswer:
         told = getattr(source, "history", None)
         if told is not None and told(since is not None):  # a gap of the lines it did not replay
             self.restart_gaps += 1
+        return True
+
+    @property
+    def unclaimable(self) -> bool:
+        """Asked, and the answer not handed to the source yet: the hole it opens starts before any
+        watching moment, so no flush may claim one (agent/watch_record.py ``flush_starts``)."""
+        return self._asked and not self._told
 
     def unanswered_at_stop(self, source: Any) -> None:
         """At shutdown, before the last outage is marked: the store never said whether an agent
