@@ -4,11 +4,18 @@ gap the tracker makes of them (hotsymbols/gaps.py ``own_drop(event_span=...)``).
 from __future__ import annotations
 
 import json
+import random
 
 from stellaops_runtime.adapter import validate
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
 from stellaops_runtime.hotsymbols.gaps import GapTracker
-from stellaops_runtime.sources.payload_times import event_time_span
+from stellaops_runtime.sources.payload_times import (
+    CHECK_EVERY,
+    MIN_READ,
+    TimesRead,
+    event_time_span,
+    read_event_times,
+)
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.unit.test_gaps import event
 
@@ -96,3 +103,55 @@ def test_a_shutdown_drop_with_its_event_span_is_a_gap_over_every_window_to_the_l
     assert min(r[2] for r in event_rows) == NOW - 10 * S
     assert max(r[3] for r in event_rows) > NOW + 40 * S  # the latest dropped event inside
     assert sum(r[4] for r in rows) == 9 and all(r[0] == NODE_WIDE for r in rows)
+
+
+def _replayed_queue(n: int) -> tuple[list[int], list[bytes]]:
+    """A replayed stream's queue, oldest first (the queue is FIFO): event ``i`` at ``NOW - (n - i)`` s."""
+    times = [NOW - (n - i) * S for i in range(n)]
+    return times, [_proto(t) for t in times]
+
+
+def test_a_read_cut_short_by_its_budget_stops_and_says_how_many_times_were_not_read() -> None:
+    """queueSize may be 10,000,000: reading every dropped payload's time (~3 us each) would hold the
+    pipeline thread ~30 s, past the deadline of the last drain. Given a budget (a deadline on a clock
+    the caller passes), the read stops there and reports the payloads left unread. Both ends of the
+    queue are read first, so a replayed stream's span is whole even when cut short."""
+    times, payloads = _replayed_queue(20_000)
+    calls = 0
+
+    def clock() -> int:  # one tick a call: past the budget at the third look
+        nonlocal calls
+        calls += 1
+        return calls
+
+    got = read_event_times(payloads, json_lines=False, now_ns=NOW, until_ns=3, clock=clock)
+    assert got.read == MIN_READ + 2 * CHECK_EVERY < len(payloads), got  # looks: 64, then every 1,024
+    assert got.unread == len(payloads) - got.read
+    assert calls == 3  # it stopped at the first look past the budget
+    assert got.span == (times[0], times[-1])  # the ends: the earliest and the latest of this stream
+
+
+def test_a_budget_already_spent_still_reads_both_ends_and_never_less_than_the_times_read() -> None:
+    """Hostile order (times shuffled): the span is that of the payloads read, never narrower."""
+    times, payloads = _replayed_queue(5_000)
+    order = list(range(len(times)))
+    random.Random(7).shuffle(order)
+    times, payloads = [times[i] for i in order], [payloads[i] for i in order]
+    got = read_event_times(payloads, json_lines=False, now_ns=NOW, until_ns=0, clock=lambda: 1)
+    assert got.read == MIN_READ and got.unread == len(payloads) - got.read
+    assert got.span is not None
+    low, high = got.span
+    assert low <= min(times[0], times[-1]) and high >= max(times[0], times[-1])
+    assert min(times) <= low and high <= max(times)
+    # Everything read lies inside the span: read the same payloads whole and compare.
+    for n in (0, 1, 2, 3):
+        small = read_event_times(payloads[:n], json_lines=False, now_ns=NOW, until_ns=0, clock=lambda: 1)
+        assert small.unread == 0 and small.read == n
+        assert small.span == (event_time_span(payloads[:n], json_lines=False, now_ns=NOW) if n else None)
+
+
+def test_with_no_budget_every_time_is_read() -> None:
+    times, payloads = _replayed_queue(3_000)
+    random.Random(3).shuffle(payloads)
+    got = read_event_times(payloads, json_lines=False, now_ns=NOW)
+    assert got == TimesRead(span=(times[0], times[-1]), read=len(payloads), unread=0)

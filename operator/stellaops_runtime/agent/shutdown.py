@@ -29,18 +29,56 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stellaops_runtime.agent.export_final import all_stored, mark_final
 from stellaops_runtime.agent.flusher import ABORT_WAIT_SECONDS
-from stellaops_runtime.sources.payload_times import event_time_span
+from stellaops_runtime.sources.payload_times import read_event_times
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.runner import Agent
 
 log = logging.getLogger("stellaops_runtime.agent.runner")
+
+# The share of the time left to the last drain's deadline that reading the event times of the payloads
+# dropped at the deadline may take (~3 us each; queueSize may be 10,000,000, ~30 s): the drain, the
+# flush and the rest of the shutdown need the remainder.
+READ_TIMES_SHARE = 0.25
+
+
+class _NotesDrops(Protocol):
+    def note_own_drops(
+        self, first_ns: int, last_ns: int, count: int, event_span: tuple[int, int] | None = None
+    ) -> None: ...
+
+
+def note_dropped(
+    pipeline: _NotesDrops,
+    drops: tuple[int, int, int],
+    discarded: Sequence[bytes],
+    *,
+    json_lines: bool,
+    drain_deadline: float,
+) -> None:
+    """The queue's drops as a gap (on the pipeline thread, ahead of the last drain): over their
+    wall-clock span and over the event times of ``discarded`` read within :data:`READ_TIMES_SHARE`
+    of the time left to ``drain_deadline`` (monotonic). Cut short, the event-time gap spans the
+    times read (both ends of the queue first: sources/payload_times.py) and a WARNING says how
+    many were not read; the count carried is every drop's."""
+    start = time.monotonic_ns()
+    until = start + int(max(0.0, drain_deadline - start / 1e9) * READ_TIMES_SHARE * 1e9)
+    got = read_event_times(
+        discarded, json_lines=json_lines, now_ns=time.time_ns(), until_ns=until, clock=time.monotonic_ns
+    )
+    if got.unread:
+        log.warning("shutdown deadline: the event times of %d of %d dropped events were not read (no "
+                    "time left); their gap in event time spans the %d read, from both ends of the queue",
+                    got.unread, len(discarded), got.read)  # fmt: skip
+    pipeline.note_own_drops(*drops, event_span=got.span)
 
 
 async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
@@ -67,12 +105,10 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
         # Dropped events nobody reported yet (the consumer was cut short, or these): a gap in the
         # last drain, over their wall-clock span and their own event times. Queued on the pipeline
         # thread ahead of that drain, so it is in it even when the thread is still busy now.
+        # Their times are read within a share of what is left then (note_dropped).
         json_lines = bool(agent.config.tetragon.export_file)
-
-        def note() -> None:
-            span = event_time_span(discarded, json_lines=json_lines, now_ns=time.time_ns())
-            agent.pipeline.note_own_drops(*drops, event_span=span)
-
+        note = functools.partial(note_dropped, agent.pipeline, drops, discarded, json_lines=json_lines,
+                                 drain_deadline=deadline - reserve)  # fmt: skip
         noted = asyncio.ensure_future(agent.in_pipeline(note))
         await asyncio.wait({noted}, timeout=max(0.0, deadline - reserve - time.monotonic()))
     # A running flush may finish: its batch is frozen, so if it must be cut
