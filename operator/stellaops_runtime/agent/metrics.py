@@ -79,6 +79,8 @@ native_kernel_events_total{probe,counter} the BCC probes' in-kernel counters (se
 native_drop_gaps_total               gaps recorded for events the BCC probes dropped in the kernel
 native_probes{state}                 the latest load's BCC probes: attached, failed (source_switch_stats.py)
                                      (rate limit, sampling, full buffer, recursion misses)
+source_switch_overlap_skipped_total  Tetragon events after a switch back that the BCC probes had
+                                     counted (agent/source_switch_overlap.py)
 tetragon_reconnects_total            streams opened after the first
 tetragon_stream_errors_total         streams that broke
 tetragon_overflowed_events_total     Tetragon's own per-client drops (from its metrics endpoint)

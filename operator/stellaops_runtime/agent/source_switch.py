@@ -23,7 +23,10 @@ the boundaries and hands each part to ``Pipeline.process_proto`` or
 source queued is lost in a switch: the queue is never cleared.
 
 No overlap, so nothing counted twice. Since the sources never run together,
-no event can reach the pipeline from both; the price is a moment no source
+no event can reach the pipeline from both, with one exception: Tetragon's
+event cache sends the first stream after the probes events stamped while the
+probes still ran. That segment carries an Overlap (agent/source_switch_overlap.py)
+that skips those the probes had counted. The price of the rule is a moment no source
 watches. That moment is recorded as a node-wide observation gap with source
 ``none`` (hotsymbols/gaps.py ``source_gap``), so no "not observed" answer
 covers it:
@@ -90,6 +93,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.agent.source_switch_overlap import Overlap
     from stellaops_runtime.native.config import NativeConfig
     from stellaops_runtime.native.policy_config import PurlFunction
     from stellaops_runtime.native.purl_wiring import PurlWiring
@@ -110,6 +114,8 @@ class Segment:
     since_ns: int
     kind: str  # TETRAGON | BCC
     native: NativeConfig | None = None  # the probes' configuration (BCC): numbers their targets
+    # TETRAGON after BCC: the cached calls the probes counted already (agent/source_switch_overlap.py)
+    overlap: Overlap | None = None
 
 
 class SourceSwitch(SwitchGaps, ProbeReloads):
@@ -132,6 +138,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._task: asyncio.Task[None] | None = None  # the active source's run
         self._sub_stop = asyncio.Event()
         self._tetragon_seen_ns = time.time_ns()  # wall clock Tetragon was last seen connected (or start)
+        self._bcc_since_ns = 0  # wall clock of the latest switch to BCC: the probes count from here
         self._lost_at: float | None = None  # monotonic time Tetragon was first seen not connected
         self._next_check = 0.0  # monotonic time of the next Tetragon check while BCC runs
         self._gap_from: int | None = None  # wall ns: an open switch gap starts here
@@ -182,16 +189,24 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         p.gaps.source = p.aggregator.source = seg.kind
         if seg.kind == BCC:
             p.process_native(items, seg.native)
-        else:
-            p.process_proto(items)
+            return
+        if (o := seg.overlap) is not None and o.live:  # before the fast path, which counts repeats unread
+            before = o.skipped
+            items = o.keep(items, self.tetragon.hold.ns(), p.max_stack_depth)
+            self.stats.overlap_skipped += o.skipped - before
+            if not items:
+                return
+        p.process_proto(items)
 
-    def _boundary(self, kind: str, native: NativeConfig | None = None) -> None:
+    def _boundary(
+        self, kind: str, native: NativeConfig | None = None, overlap: Overlap | None = None
+    ) -> None:
         """From now on, payloads are ``kind``'s (the old source has ended; the new has not started)."""
         since = time.monotonic_ns()
         while time.monotonic_ns() <= since:  # every later stamp is past the boundary
             pass
         with self._lock:
-            self._segments.append(Segment(since + 1, kind, native))
+            self._segments.append(Segment(since + 1, kind, native, overlap))
 
     # -- the event loop side ------------------------------------------------------
 
@@ -299,6 +314,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._boundary(BCC, cfg)
         self.stats.switches["tetragon_to_bcc"] += 1
         self._next_check = time.monotonic() + self.native_cfg.tetragon_check_seconds
+        self._bcc_since_ns = time.time_ns()
         self._start(self.bcc.run)
 
     async def _to_tetragon(self) -> None:
@@ -308,13 +324,26 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         )
         self._open_gap(time.time_ns())  # the probes may detach any moment from now
         await self._stop_active()
+        overlap = self._overlap()  # before the unwatched spans are taken (marked as gaps)
         await self._mark_native_drops()
         self._set_wiring(None)
         self.mode = TETRAGON
-        self._boundary(TETRAGON)
+        self._boundary(TETRAGON, overlap=overlap)
         self.stats.switches["bcc_to_tetragon"] += 1
         self._lost_at = None
         self._start(self.tetragon.run)
+
+    def _overlap(self) -> Overlap | None:
+        """What the stopped probes counted, for the first Tetragon segment not to count it again."""
+        from stellaops_runtime.agent.source_switch_overlap import Overlap
+
+        with self._lock:
+            native = next((s.native for s in reversed(self._segments) if s.kind == BCC), None)
+        b = self.bcc
+        if b is None or native is None:
+            return None
+        return Overlap.of(native, list(b.stats.attached), since_ns=self._bcc_since_ns,
+                          detached_ns=b.stats.detached_ns, unwatched=list(b.stats.unwatched))  # fmt: skip
 
     async def _make_bcc(self) -> bool:
         """Detect what BCC can do here (once); build the native source, or say why it cannot run."""

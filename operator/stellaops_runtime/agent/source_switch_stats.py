@@ -33,6 +33,8 @@ class SwitchStats:
         self.purl_functions: list[dict[str, Any]] = []
         self.purl_functions_omitted = 0  # entries past the bound
         self.native_drop_gaps = 0  # gaps marked for events the BCC probes dropped in the kernel
+        # Tetragon events after a switch back that the probes had counted (agent/source_switch_overlap.py)
+        self.overlap_skipped = 0
 
     def _bcc(self) -> Any:
         return self._s.bcc.stats if self._s.bcc is not None else None
@@ -108,6 +110,12 @@ def switch_metrics(switch: SourceSwitch) -> Iterator[Metric]:
         "Observation gaps marked because the native probes dropped events in the kernel "
         "(rate limit, sampling, a full buffer, recursion misses).",
         value=switch.stats.native_drop_gaps,
+    )
+    yield CounterMetricFamily(
+        P + "source_switch_overlap_skipped",
+        "Events of the first Tetragon stream after the native probes that were not counted: "
+        "stamped while the probes ran, of a function they had attached (they counted it).",
+        value=switch.stats.overlap_skipped,
     )
     probes = GaugeMetricFamily(
         P + "native_probes",
