@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from stellaops_runtime.native import source_gaps
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.follow_files import Followed
 from stellaops_runtime.native.source import NativeProbeSource
@@ -78,13 +79,23 @@ def test_a_followed_files_span_across_a_step_back_is_kept(monkeypatch: pytest.Mo
 def test_a_clock_that_drifts_without_stepping_widens_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
     """NTP slews a wall clock (up to 500 ppm: seconds a day) rather than stepping it. The offset from
     boottime sampled at each poll then moves by far less than a read's slack between two samples: no
-    step. A span is then its two readings, not widened by what the offset drifted since the load."""
+    step. A span is then its two readings, not widened by what the offset drifted since the load.
+
+    Both clocks are virtual here, moved by the test: with the real boottime, a loaded machine that
+    preempts the source between its two clock reads for more than the slack makes a step of the
+    preemption (the span then widens, the safe way), and this test failed under load."""
     src, shift = _source(monkeypatch)
-    for _ in range(10_000):  # 5 s of drift since the load, 0.5 ms between two samples
+    wall0 = time.time_ns() - shift[0]
+    wall, boot0 = [wall0], source_gaps.boot_ns()
+    monkeypatch.setattr(time, "time_ns", lambda: wall[0] + shift[0])
+    monkeypatch.setattr(source_gaps, "boot_ns", lambda: boot0 + (wall[0] - wall0))
+    src._clock_seen(reset=True)
+    for _ in range(10_000):  # 5 s of drift since the load: 0.5 ms a second, a sample each second
+        wall[0] += 1_000_000_000
         shift[0] -= 500_000
         src._clock_seen()
     src._drop_read_ns = start = time.time_ns()
-    time.sleep(0.002)
+    wall[0] += 2_000_000
     now = time.time_ns()
     src._note_drops(_counters(lost=1), now)
     (drop,) = src.take_drops()
