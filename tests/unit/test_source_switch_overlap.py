@@ -63,6 +63,7 @@ def fake_probes(detached_ns: int, attached: list[str]) -> Any:
         connected=False,
         kernel={},
         unwatched=[],
+        drops=[],
     )
     return SimpleNamespace(stats=stats, take_drops=list, take_unwatched=list)
 
@@ -191,3 +192,36 @@ def test_only_what_the_probes_attached_and_watched_is_skipped() -> None:
     )
     assert Overlap.of(cfg, [], since_ns=100, detached_ns=200) is None  # nothing attached: nothing counted
     assert Overlap.of(cfg, attached, since_ns=100, detached_ns=0) is None  # never detached
+
+
+def test_spans_the_probes_did_not_count_stay_counted_after_the_tick_took_them() -> None:
+    """A read cut short or a kernel drop while the probes ran is taken (marked as a gap) by the
+    switch's tick long before the switch back; the probes counted nothing there, so the cached
+    Tetragon calls stamped then are the only count and must not be skipped (a lost count)."""
+    drop = SimpleNamespace(start_ns=120, end_ns=130, total=3)
+    taken: dict[str, list[Any]] = {"u": [(140, 150)], "d": [drop]}
+    probes = fake_probes(200, ["uprobe /usr/lib/libx.so:f"])
+    probes.take_unwatched = lambda: [taken["u"].pop()] if taken["u"] else []
+    probes.take_drops = lambda: [taken["d"].pop()] if taken["d"] else []
+    probes.stats.unwatched = [(170, 175)]  # one span not taken yet
+    cfg, q = config(), EventQueue(10)
+    p = Pipeline(cfg, node_name="n")
+
+    async def in_thread(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    sw = SourceSwitch(cfg, queue=q, pipeline=p, in_pipeline=in_thread)
+    sw.bcc, sw.mode = probes, BCC
+    sw._boundary(BCC, NativeConfig(uprobes=(UprobeTarget("/usr/lib/libx.so", "f"),)))
+
+    async def run() -> None:
+        sw._bcc_since_ns = 100
+        await sw._mark_native_drops()  # a tick while the probes ran: the spans become gaps
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(run())
+    o = sw._segments[-1].overlap
+    assert o is not None and o.counted_by_probes(ev(EventKind.UPROBE, "/usr/lib/libx.so", "f", 110))
+    for t in (125, 145, 172):  # in the drop, the cut read, the span still pending
+        assert not o.counted_by_probes(ev(EventKind.UPROBE, "/usr/lib/libx.so", "f", t)), t

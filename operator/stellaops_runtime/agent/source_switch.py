@@ -139,6 +139,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._sub_stop = asyncio.Event()
         self._tetragon_seen_ns = time.time_ns()  # wall clock Tetragon was last seen connected (or start)
         self._bcc_since_ns = 0  # wall clock of the latest switch to BCC: the probes count from here
+        self._bcc_unread: list[tuple[int, int]] = []  # since then: spans the probes counted nothing in
         self._lost_at: float | None = None  # monotonic time Tetragon was first seen not connected
         self._next_check = 0.0  # monotonic time of the next Tetragon check while BCC runs
         self._gap_from: int | None = None  # wall ns: an open switch gap starts here
@@ -315,6 +316,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self.stats.switches["tetragon_to_bcc"] += 1
         self._next_check = time.monotonic() + self.native_cfg.tetragon_check_seconds
         self._bcc_since_ns = time.time_ns()
+        self._bcc_unread = []
         self._start(self.bcc.run)
 
     async def _to_tetragon(self) -> None:
@@ -342,8 +344,10 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         b = self.bcc
         if b is None or native is None:
             return None
+        # taken by earlier ticks, and not yet taken: drops and unread spans (calls the probes lost)
+        unread = self._bcc_unread + [(d.start_ns, d.end_ns) for d in b.stats.drops] + b.stats.unwatched
         return Overlap.of(native, list(b.stats.attached), since_ns=self._bcc_since_ns,
-                          detached_ns=b.stats.detached_ns, unwatched=list(b.stats.unwatched))  # fmt: skip
+                          detached_ns=b.stats.detached_ns, unwatched=unread)  # fmt: skip
 
     async def _make_bcc(self) -> bool:
         """Detect what BCC can do here (once); build the native source, or say why it cannot run."""

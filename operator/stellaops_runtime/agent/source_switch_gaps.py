@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stellaops_runtime.agent.source_switch")
 
 GAP_MARK_SECONDS = 1.0  # an open gap is marked up to now this often
+MAX_UNREAD = 256  # spans the switch back keeps of one BCC period; older ones merge
 
 
 class SwitchGaps:
@@ -47,6 +48,7 @@ class SwitchGaps:
     _gap_mark_at: float
     _stopped: bool
     _tetragon_seen_ns: int
+    _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
 
     # -- gaps ---------------------------------------------------------------------
 
@@ -103,6 +105,7 @@ class SwitchGaps:
                 raise
             drops.pop(0)
             self.stats.native_drop_gaps += 1
+            self._note_unread(d.start_ns, d.end_ns)
         spans = b.take_unwatched() if b is not None else []
         while spans:  # a probed file replaced: its new processes were unwatched until followed
             try:
@@ -110,7 +113,17 @@ class SwitchGaps:
             except BaseException:
                 b.stats.unwatched[:0] = spans  # type: ignore[union-attr]
                 raise
-            spans.pop(0)
+            self._note_unread(*spans.pop(0))
+
+    def _note_unread(self, start_ns: int, end_ns: int) -> None:
+        """Keep a span the probes counted nothing in for the switch back's Overlap (a taken span
+        must not let it skip Tetragon's cached calls of then: their only count); past
+        MAX_UNREAD the two oldest merge (wider: fewer skips, never a lost count)."""
+        spans = self._bcc_unread
+        spans.append((start_ns, end_ns))
+        if len(spans) > MAX_UNREAD:
+            first, second = spans[0], spans.pop(1)
+            spans[0] = (min(first[0], second[0]), max(first[1], second[1]))
 
     def take_outage(self) -> tuple[int, int] | None:
         """What agent/outages.py records as a gap: the switch's own open gap up to now (closed once
