@@ -22,9 +22,7 @@ def canonicalize_go(name: str) -> str:
     ``.abi<N>``; the suffix is only dropped when a ``pkg.`` qualifier stays (``pkg.abi0`` is a function).
     ``pkg.Map[go.shape.string,go.shape.int]`` -> ``pkg.Map[...]``;
     ``pkg.(*List[go.shape.*uint8]).Push.func1`` -> ``pkg.(*List[...]).Push.func1``.
-    Brackets nest (``[go.shape.[]int]``), so they are matched, not searched with a regex. A
-    bracket of digits only is an array type's length, no type arguments: ``type..eq.[5]T`` and
-    ``type..eq.[2]T`` are two functions and keep their names, as ``.gopclntab`` gives them.
+    Brackets nest (``[go.shape.[]int]``), so they are matched, not searched with a regex.
     """
     if ".abi" in name:
         name = _drop_go_abi_suffix(name)
@@ -47,11 +45,8 @@ def canonicalize_go(name: str) -> str:
                     break
         if stop < 0:  # unbalanced: leave the rest as it is
             break
-        if name[start + 1 : stop].isdigit():  # an array type's length (type..eq.[5]T), kept
-            out.append(name[pos : stop + 1])
-        else:
-            out.append(name[pos:start])
-            out.append("[...]")
+        out.append(name[pos:start])
+        out.append("[...]")
         pos = stop + 1
         start = name.find("[", pos)
     out.append(name[pos:])
