@@ -29,15 +29,22 @@ from stellaops_runtime.controller.reconcile import (
 )
 from stellaops_runtime.kube.resources import OBSERVATION_POLICIES
 
-# A node whose agent's own probes deliver ActiveTracing, and a policy selecting the pod at that level.
-NODE = {
-    "metadata": {"name": "node-a", "uid": "node-uid"},
-    "status": {
-        "source": "native",
-        "maxPosture": "ActiveTracing",
-        "heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    },
-}
+
+def _node() -> dict[str, Any]:
+    """A node whose agent's own probes deliver ActiveTracing, heart-beating now: made when the test
+    runs, not at import (a heartbeat stamped at collection was stale by the time a 19-minute suite
+    reached this test, and the node's posture read None)."""
+    return {
+        "metadata": {"name": "node-a", "uid": "node-uid"},
+        "status": {
+            "source": "native",
+            "maxPosture": "ActiveTracing",
+            "heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    }
+
+
+# A policy selecting the pod at that level.
 POLICY = {
     "apiVersion": API_VERSION,
     "kind": POLICY_KIND,
@@ -85,7 +92,7 @@ def test_a_pod_recreated_in_a_watch_gap_gets_its_posture() -> None:
         {
             INDEX_PODS: pods,
             INDEX_NAMESPACES: {"shop": [{}]},
-            INDEX_OBSERVATION_NODES: {"node-a": [NODE]},
+            INDEX_OBSERVATION_NODES: {"node-a": [_node()]},
             INDEX_POLICIES: {(POLICY_KIND, "shop", "web"): [POLICY]},
         }
     )
