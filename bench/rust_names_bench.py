@@ -40,7 +40,7 @@ from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.refs import function_query
+from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.witness import keys
 from stellaops_runtime.witness.bridge import Claim, WitnessBridge
 

@@ -19,7 +19,8 @@ import pytest
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.engine import create_store_engine, open_store
-from stellaops_runtime.store.refs import PurlQuery, function_query
+from stellaops_runtime.store.function_refs import function_query
+from stellaops_runtime.store.refs import PurlQuery
 from tests.integration.test_answer_unattributed import cli
 from tests.integration.test_vex import IMG, ROOT, delta, vex_cli, watched
 

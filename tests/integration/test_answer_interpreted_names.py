@@ -16,7 +16,7 @@ Both directions of the ``interpreted`` doubt, through the real CLI on SQLite and
 - An interpreter built into a binary of another name is known by its own functions on the stacks;
   a package that is an interpreter (``libnode108``) holds interpreted code (its standard library).
 
-And how a name meets the stored names (store/refs.py): a C++ clone asked with other spaces in its
+And how a name meets the stored names (store/function_refs.py): a C++ clone asked with other spaces in its
 parameter list, LLVM's clones (``.specialized.1``, ``.argelim``). Each case was seen failing
 before its fix.
 """

@@ -31,7 +31,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from stellaops_runtime.canonical.demangle import demangle
-from stellaops_runtime.store.refs import function_query
+from stellaops_runtime.store.function_refs import function_query
 
 NESTED = """
 int outer(int n) { int inner(int x) { return x * n; } int s = 0; for (int i = 0; i < n; i++) s += inner(i);

@@ -25,7 +25,8 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.evidence.reachability import rts
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.engine import create_store_engine, open_store
-from stellaops_runtime.store.refs import PurlQuery, function_query
+from stellaops_runtime.store.function_refs import function_query
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import datetime_to_ns
 
 S = 1_000_000_000

@@ -176,7 +176,7 @@ def test_a_claim_naming_a_c_function_with_its_parameter_list_is_marked_by_the_ba
     tmp_path: Path,
 ) -> None:
     """``crc32(uLong crc, const Bytef *buf, uInt len)`` and ``adler32()`` (how advisories write C
-    functions) answer for the bare ``crc32`` the agent stores (store/refs.py c_names); a claim in
+    functions) answer for the bare ``crc32`` the agent stores (store/function_refs.py c_names); a claim in
     that form was never marked, so no witness was ever made of calls ``query observed`` reports."""
     keys.generate(tmp_path / "k", tmp_path / "k.pub")
     claims = [

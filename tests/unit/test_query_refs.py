@@ -9,7 +9,8 @@ import pytest
 from stellaops_runtime.adapter.common import image_digest
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.contracts.events import ContainerInfo, EventKind, ProcessInfo, RuntimeCallEvent
-from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key, parse_rfc3339
+from stellaops_runtime.store.function_refs import function_query
+from stellaops_runtime.store.refs import PurlQuery, RefError, image_key, parse_rfc3339
 
 HEX = "0123456789abcdef" * 4
 DIGEST = "sha256:" + HEX
@@ -249,7 +250,7 @@ def test_a_generic_free_rust_path_is_also_asked_as_a_rust_path() -> None:
 def test_a_c_prototype_with_a_function_pointer_parameter_names_the_bare_c_function() -> None:
     """``qsort(void *base, size_t n, size_t size, int (*compar)(const void *, const void *))``: a
     prototype whose parameter is a function pointer holds nested parentheses; it names ``qsort``
-    stored bare as ``crc32()`` names ``crc32`` (store/refs.py c_names). Unbalanced or qualified
+    stored bare as ``crc32()`` names ``crc32`` (store/function_refs.py c_names). Unbalanced or qualified
     lists name no C function."""
     proto = "qsort(void *base, size_t n, size_t size, int (*compar)(const void *, const void *))"
     assert function_query(proto).c_names == ("qsort",)

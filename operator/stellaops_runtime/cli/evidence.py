@@ -23,8 +23,9 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.reachability import State
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import PurlQuery, RefError, function_query
+from stellaops_runtime.store.refs import PurlQuery, RefError
 
 HELP = """\
 Print the Evidence document for FUNCTION of package PURL in image IMAGE:

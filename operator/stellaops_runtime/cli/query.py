@@ -60,14 +60,8 @@ from stellaops_runtime.evidence.doubts import doubts as find_doubts
 from stellaops_runtime.evidence.doubts import package_doubts, package_not_seen
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Verdict
-from stellaops_runtime.store.refs import (
-    FunctionQuery,
-    PurlQuery,
-    RefError,
-    function_query,
-    parse_rfc3339,
-    plain_text,
-)
+from stellaops_runtime.store.function_refs import FunctionQuery, function_query
+from stellaops_runtime.store.refs import PurlQuery, RefError, parse_rfc3339, plain_text
 from stellaops_runtime.store.unnamed import unnamed_code
 
 HELP = f"""\

@@ -36,8 +36,9 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence import vex, vex_input
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import PurlQuery, RefError, function_query, image_key
+from stellaops_runtime.store.refs import PurlQuery, RefError, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.issued import no_later_than_store

@@ -68,8 +68,9 @@ from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
 from stellaops_runtime.evidence.unattributed_image import image_unattributed
 from stellaops_runtime.store import queries
+from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, hot_symbols, quarantined_rows
 from stellaops_runtime.store.timeconv import ns_to_datetime
 from stellaops_runtime.store.unnamed import history_incomplete

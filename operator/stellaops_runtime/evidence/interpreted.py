@@ -27,7 +27,8 @@ import re
 import sqlalchemy as sa
 
 from stellaops_runtime.store import queries
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbols
 
 # Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,

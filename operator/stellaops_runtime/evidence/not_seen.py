@@ -15,7 +15,8 @@ from packageurl import PackageURL
 
 from stellaops_runtime.evidence.doubt import Doubt, listed
 from stellaops_runtime.store import queries
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbols
 
 PACKAGE_NOT_SEEN = "package_not_seen"

@@ -2,7 +2,7 @@
 
 An unresolved function ID, ``<build-id>:+0x<file offset>`` (docs/function-ids.md), is how static
 analysis names a function of a stripped file: by where it starts. The store matches it against
-the frame the agent keyed ``0x<offset>`` at exactly that offset (store/refs.py), and frames of
+the frame the agent keyed ``0x<offset>`` at exactly that offset (store/function_refs.py), and frames of
 the same file under no name are the ``unnamed`` doubt (store/unnamed.py). But the agent may have
 named that file's frames (a debug file, a symbol table the static side lacked): the function
 then ran under its name, and the store keeps names and offsets from a symbol's start, never
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from stellaops_runtime.evidence.doubt import Doubt, listed
 from stellaops_runtime.store import queries
+from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE
-from stellaops_runtime.store.refs import FunctionQuery
 from stellaops_runtime.store.schema import hot_symbols
 from stellaops_runtime.store.unnamed import history_incomplete
 

@@ -32,8 +32,9 @@ from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
 from stellaops_runtime.store.coverage_unseen import Unseen
+from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import SymbolRow
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
 from stellaops_runtime.store.watched_sql import (

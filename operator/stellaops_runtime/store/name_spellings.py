@@ -1,6 +1,6 @@
 """Spellings of one function's name that a question by name must meet: its compiler clones and
-its parameter list spaced otherwise (store/refs.py ``FunctionQuery.matches_name``, and the SQL
-that narrows rows to them, store/queries.py). Split from store/refs.py. Pure.
+its parameter list spaced otherwise (store/function_refs.py ``FunctionQuery.matches_name``, and the SQL
+that narrows rows to them, store/queries.py). Split from store/refs.py (now store/function_refs.py). Pure.
 """
 
 from __future__ import annotations

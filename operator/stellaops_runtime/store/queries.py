@@ -8,7 +8,7 @@ compiles per backend). The
 caller owns the connection; nothing here opens or migrates anything.
 
 Functions and packages may be given as parsed questions
-(:class:`~stellaops_runtime.store.refs.FunctionQuery`,
+(:class:`~stellaops_runtime.store.function_refs.FunctionQuery`,
 :class:`~stellaops_runtime.store.refs.PurlQuery`: function IDs, mangled names,
 purls matched as purls) or as plain strings (exact match). Whether an image
 was under observation, and how well, is :mod:`stellaops_runtime.store.coverage`.
@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import (
     hot_symbol_windows,
     hot_symbols,

@@ -5,8 +5,9 @@ Pure parsing, no I/O: :func:`image_key` maps the ways people write an image
 to the key the agent files events under (``sha256:<lower-case hex>``, see
 ``RuntimeCallEvent.image_key`` and ``adapter.common.image_digest``);
 :class:`PurlQuery` matches package URLs as package URLs (packageurl-python);
-:func:`function_query` reads a symbol name (mangled or canonical) or a
-function ID. Each raises :class:`RefError` with a message meant for the user.
+:func:`~stellaops_runtime.store.function_refs.function_query` reads a symbol name (mangled or
+canonical) or a function ID (split to :mod:`stellaops_runtime.store.function_refs`). Each raises
+:class:`RefError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -19,11 +20,6 @@ from dataclasses import dataclass
 
 from packageurl import PackageURL
 
-from stellaops_runtime.canonical.demangle import demangle, language_of
-from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
-from stellaops_runtime.store import rust_paths
-from stellaops_runtime.store.name_spellings import c_function_of, clone_of, spaceless
-
 
 class RefError(ValueError):
     """A reference the user gave cannot be read; the message says why."""
@@ -34,7 +30,7 @@ class RefError(ValueError):
 DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
 # Keys the agent files non-image events under (RuntimeCallEvent.image_key).
 NON_IMAGE_PREFIXES = ("host:", "container:")
-_HEX = frozenset(string.hexdigits)
+HEX_DIGITS = frozenset(string.hexdigits)
 
 
 def _digest(text: str, *, given: str) -> str:
@@ -47,7 +43,7 @@ def _digest(text: str, *, given: str) -> str:
         raise RefError(f"malformed image digest {given!r}: unknown algorithm {algo!r} (expected sha256)")
     if not hexpart:
         raise RefError(f"malformed image digest {given!r}: the {algo} digest is empty")
-    if not _HEX.issuperset(hexpart):
+    if not HEX_DIGITS.issuperset(hexpart):
         raise RefError(f"malformed image digest {given!r}: {algo} digest must be hexadecimal")
     if len(hexpart) != want:
         raise RefError(
@@ -81,9 +77,9 @@ def image_key(text: str) -> str:
     if colon:
         if head.lower() in DIGEST_HEX_LENGTH:
             return _digest(ref, given=text)
-        if "/" not in head and len(tail) >= 32 and _HEX.issuperset(tail):
+        if "/" not in head and len(tail) >= 32 and HEX_DIGITS.issuperset(tail):
             return _digest(ref, given=text)  # e.g. md5:<hex>: "unknown algorithm"
-    elif _HEX.issuperset(ref):
+    elif HEX_DIGITS.issuperset(ref):
         if len(ref) == DIGEST_HEX_LENGTH["sha256"]:
             return f"sha256:{ref.lower()}"
         raise RefError(
@@ -143,7 +139,7 @@ class PurlQuery:
         t = text.strip(BLANKS)
         if not t:
             raise RefError("empty package URL")
-        _utf8(t, "package URL")
+        utf8_only(t, "package URL")
         no_controls(t, "package URL")
         try:
             p = PackageURL.from_string(t)
@@ -193,111 +189,10 @@ class PurlQuery:
         return PackageURL(kind, ns or None, name, p.version, quals or None, p.subpath).to_string()
 
 
-# -- functions ------------------------------------------------------------------
+# -- text a user typed ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionQuery:
-    """A function as a question: names to match, or a function ID's (build-id, symbol).
-
-    ``names``: the text as given and its canonical demangled form (the agent
-    stores canonical names). For a function ID, ``entry_id`` is the ID of the
-    function's entry (``+0x0``, how stored IDs are written: any offset inside
-    a function names the same function), ``build_id`` and ``names`` (the
-    symbol) match rows stored without an ID. An unresolved ID
-    (``<build-id>:+0x<file offset>``) names the frame the agent keys as
-    ``0x<file offset>``. A name that does not end with a parameter list also
-    names every stored ``<name>(…)`` (``overloads``): advisories write
-    ``foo::bar`` for what the agent stores as ``foo::bar(int)``. A generic-free
-    Rust path (``rust_paths``, RustSec's form ``smallvec::SmallVec::insert_many``)
-    also names every stored name whose path is that one once generics, turbofish,
-    trait qualification, closures and suffixes are read away
-    (:mod:`stellaops_runtime.store.rust_paths`).
-    """
-
-    text: str
-    names: tuple[str, ...]
-    build_id: str = ""
-    entry_id: str = ""
-    # Names given without a parameter list (``foo::bar``): each also names every stored
-    # ``foo::bar(...)``, all its overloads; canonical C++ names always carry one.
-    overloads: tuple[str, ...] = ()
-    # Names given as a generic-free Rust path (``crate::Type::method``): each also names every
-    # stored Rust name with that path (``<crate::Type<u8>>::method::<…>``, rust_paths.matches).
-    rust_paths: tuple[str, ...] = ()
-    # Names given with a parameter list, their spaces read away (:func:`spaceless`): each also names
-    # every stored name that is it but for spaces (``read(std::istream &)`` is the demangler's
-    # ``read(std::istream&)``); a stored name is read the same way, so ``unsigned int`` matches only
-    # ``unsigned int``.
-    spaceless: tuple[str, ...] = ()
-    # Names given by name: each also names its GCC clones (:func:`clone_of`), code of the function
-    # stored under its own name (``f.isra.0``, ``f.part.0``, ``f.cold``, C++ ``f(int) (.cold)``).
-    clones: tuple[str, ...] = ()
-    # Given as a mangled symbol that demangles (C++ ``_Z...``, Rust ``_R...``): native code by its
-    # spelling, as a function ID is; never an interpreted function's (doubts.interpreted).
-    mangled: bool = False
-    # Names given as a C function with a parameter list (``crc32()``, a prototype): each also names
-    # that C identifier stored bare, and its clones (:func:`c_function_of`).
-    c_names: tuple[str, ...] = ()
-
-    @property
-    def is_function_id(self) -> bool:
-        return bool(self.build_id)
-
-    def matches_name(self, stored: str) -> bool:
-        """Whether a stored function name is this (non-ID) question's: equal to one of ``names``,
-        one of the ``overloads`` followed by ``(``, or a Rust name of one of ``rust_paths``."""
-        if stored in self.names or stored in self.c_names:
-            return True
-        if any(stored.startswith(f"{n}(") for n in self.overloads):
-            return True
-        if self.spaceless and spaceless(stored) in self.spaceless:
-            return True
-        base = stored.rpartition(" (.")[0]  # a C++ clone, its parameter list spaced otherwise
-        if base and self.spaceless and spaceless(base) in self.spaceless and clone_of(stored, base):
-            return True
-        if any(clone_of(stored, n) for n in self.clones):
-            return True
-        return bool(self.rust_paths) and rust_paths.matches(self.rust_paths, stored)
-
-
-_FALLBACK = "sha256-"  # the build-id of a file with no build-id note (docs/function-ids.md)
-
-
-def _hex_build_id(bid: str) -> str | None:
-    """A GNU or fallback build-id in its canonical lower case; None for anything else (a Go
-    build-id, whose letters are case-sensitive, or a name)."""
-    body = bid[len(_FALLBACK) :] if bid[: len(_FALLBACK)].lower() == _FALLBACK else bid
-    if len(body) < 16 or not _HEX.issuperset(body):
-        return None
-    return bid.lower()
-
-
-def _function_id_as_typed(t: str) -> FunctionId | None:
-    """A function ID in another spelling: upper-case hex in the build-id or offset, ``0X``,
-    leading zeros. Such text names the same function as the canonical ID, so it must get
-    the same answer; read as a plain name it would match nothing and be "not observed".
-
-    A text whose build-id is hex (16 digits or more, or the fallback) and that does not
-    read as an ID is refused: it cannot be a symbol name either.
-    """
-    colon = t.find(":")
-    if colon <= 0 or t[colon + 1 : colon + 2] == ":":  # no build-id, or a C++ scope (``a::b``)
-        return None
-    bid = _hex_build_id(t[:colon])
-    plus = t.lower().rfind("+0x")
-    digits = t[plus + 3 :] if plus > colon else ""
-    if digits and _HEX.issuperset(digits):
-        go = "/" in t[:colon] and not any(c.isspace() for c in t[:colon])  # a Go build-id, as it is
-        if bid is None and not go:
-            return None
-        return FunctionId(bid or t[:colon], t[colon + 1 : plus], int(digits, 16))
-    if bid is not None:
-        raise RefError(f"malformed function ID {t[:200]!r}: expected <build-id>:<symbol>+0x<hex offset>")
-    return None
-
-
-def _utf8(text: str, what: str) -> None:
+def utf8_only(text: str, what: str) -> None:
     """Text no store can hold: lone surrogates (argv that was not UTF-8, JSON's ``\\udcff``) make
     the database driver raise (a traceback, exit 1, read as "not observed"), and PostgreSQL's
     text takes no NUL (a failed query where SQLite answers)."""
@@ -342,47 +237,9 @@ BLANKS = " \t\n\r\f\v\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + 
 def plain_text(text: str, what: str) -> str:
     """``text`` when a store can hold it and a terminal shows it (valid UTF-8, no NUL, no control
     character), else :class:`RefError`: for text matched as it is (``query functions --prefix``)."""
-    _utf8(text, what)
+    utf8_only(text, what)
     no_controls(text, what)
     return text
-
-
-def function_query(text: str) -> FunctionQuery:
-    t = text.strip(BLANKS)
-    if not t:
-        raise RefError("empty function name")
-    _utf8(t, "function name")
-    no_controls(t, "function name")
-    fid = None
-    if ":" in t:
-        try:
-            fid = parse_function_id(t)
-        except ValueError:
-            fid = _function_id_as_typed(t)
-    if fid is not None and (bid := _hex_build_id(fid.build_id)) is not None and bid != fid.build_id:
-        fid = FunctionId(bid, fid.symbol, fid.offset)  # upper-case hex: the same build-id
-    if fid is not None and not any(c.isspace() for c in fid.build_id):
-        if not fid.symbol:
-            return FunctionQuery(text=t, names=(f"0x{fid.offset:x}",), build_id=fid.build_id)
-        symbol = demangle(fid.symbol)
-        return FunctionQuery(
-            text=t,
-            names=tuple(dict.fromkeys((symbol, fid.symbol))),
-            build_id=fid.build_id,
-            entry_id=function_entry_id(fid.build_id, symbol),
-        )
-    names = tuple(dict.fromkeys((demangle(t), t)))
-    c_names = tuple(dict.fromkeys(c for n in names if (c := c_function_of(n)) is not None))
-    return FunctionQuery(
-        text=t,
-        names=names,
-        mangled=names[0] != t and language_of(t) in ("cxx", "rust_legacy", "rust_v0"),
-        overloads=tuple(n for n in names if not n.endswith(")")),
-        rust_paths=tuple(p for n in names if (p := rust_paths.query_path(n)) is not None),
-        spaceless=tuple(dict.fromkeys(spaceless(n) for n in names if "(" in n)),
-        clones=names + c_names,
-        c_names=c_names,
-    )
 
 
 # -- time -----------------------------------------------------------------------

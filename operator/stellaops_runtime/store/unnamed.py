@@ -25,8 +25,9 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
+from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import SymbolRow
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
 
 _ON_STACK = EvidenceKind.ON_STACK.value

@@ -48,8 +48,9 @@ from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.regular_file import read_regular
 from stellaops_runtime.store import rust_paths
+from stellaops_runtime.store.function_refs import FunctionQuery, function_query
 from stellaops_runtime.store.queries import snapshot
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
+from stellaops_runtime.store.refs import PurlQuery, RefError
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
 from stellaops_runtime.witness.issued import no_later_than_store

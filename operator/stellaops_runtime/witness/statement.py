@@ -47,15 +47,9 @@ from typing import Any
 
 from stellaops_runtime import __version__
 from stellaops_runtime.evidence.store_facts import Observation
+from stellaops_runtime.store.function_refs import FunctionQuery, function_query
 from stellaops_runtime.store.queries import rfc3339
-from stellaops_runtime.store.refs import (
-    FunctionQuery,
-    PurlQuery,
-    RefError,
-    function_query,
-    image_key,
-    parse_rfc3339,
-)
+from stellaops_runtime.store.refs import PurlQuery, RefError, image_key, parse_rfc3339
 from stellaops_runtime.witness.dsse import VerificationError
 from stellaops_runtime.witness.payload_text import payload_json
 from stellaops_runtime.witness.store import canonical_claim, vulnerability_id

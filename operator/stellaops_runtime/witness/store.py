@@ -22,8 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.store.function_refs import FunctionQuery, function_query
 from stellaops_runtime.store.queries import rfc3339
-from stellaops_runtime.store.refs import FunctionQuery, PurlQuery, RefError, function_query
+from stellaops_runtime.store.refs import PurlQuery, RefError
 from stellaops_runtime.store.schema import SCHEMA, runtime_witnesses
 
 
