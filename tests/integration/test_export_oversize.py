@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime.sources import tetragon_export
+from stellaops_runtime.sources import export_files, export_lines
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
 
@@ -31,7 +31,7 @@ async def _until(cond, timeout: float = 10.0) -> None:  # noqa: ASYNC109
 
 
 async def test_an_oversized_line_is_one_counted_drop_and_a_gap(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(tetragon_export, "MAX_LINE", 1000)
+    monkeypatch.setattr(export_lines, "MAX_LINE", 1000)
     path = tmp_path / "tetragon.log"
     path.write_bytes(b'{"a":1}\n')
     q = EventQueue(10_000)
@@ -97,6 +97,6 @@ async def test_a_60_mb_line_is_read_through_without_being_held(tmp_path: Path) -
         tracemalloc.stop()
     assert [p for p, _ in q.take(10)] == [b'{"before":1}', b'{"after":2}']  # the good lines around it
     assert (src.stats.oversized_lines, q.dropped_oversize) == (1, 1)
-    assert tetragon_export.MAX_LINE <= 8 << 20  # the documented limit
-    assert src.stats.longest_held <= tetragon_export.MAX_LINE + tetragon_export.CHUNK
-    assert peak < 3 * tetragon_export.MAX_LINE, f"{peak / 2**20:.1f} MiB held for one line"
+    assert export_files.MAX_LINE <= 8 << 20  # the documented limit
+    assert src.stats.longest_held <= export_files.MAX_LINE + export_files.CHUNK
+    assert peak < 3 * export_files.MAX_LINE, f"{peak / 2**20:.1f} MiB held for one line"

@@ -10,7 +10,8 @@ the old one and continues with the new one from its first byte.
 
 Lines go to the EventQueue undecoded; the pipeline decodes them. Unlike a gRPC
 stream, the file keeps what the agent has not read yet, so a full queue makes
-the reader wait rather than drop lines (``queue_waits``). A path that cannot be
+the reader wait rather than drop lines (``queue_waits``; the bytes read become
+lines in sources/export_lines.py). A path that cannot be
 followed (a directory, a FIFO or device, a file the agent may not read) is
 retried with a logged reason and never stops the agent.
 
@@ -38,15 +39,8 @@ from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
-from stellaops_runtime.sources.export_files import (
-    CHUNK,
-    MAX_LINE,
-    TAIL,
-    SeenFiles,
-    bytes_before,
-    fs_type,
-    made_as_read,
-)
+from stellaops_runtime.sources.export_files import CHUNK, SeenFiles, bytes_before, fs_type, made_as_read
+from stellaops_runtime.sources.export_lines import ExportLines
 from stellaops_runtime.sources.export_lock import ExportLock
 from stellaops_runtime.sources.export_restart import HISTORY_WAIT_SECONDS, RestartResume
 from stellaops_runtime.sources.export_stats import ExportStats
@@ -58,7 +52,7 @@ log = logging.getLogger(__name__)
 MAX_NEXT = 64  # files rotated in while the current one is still being read, held open until read
 
 
-class TetragonExportSource(RestartResume):
+class TetragonExportSource(ExportLines, RestartResume):
     """Follows a Tetragon JSON export file and queues each line."""
 
     name = "tetragon-export"
@@ -322,73 +316,6 @@ class TetragonExportSource(RestartResume):
         if why != warned:
             log.warning("%s (retried every %gs)", why, self.poll_interval)
         return why
-
-    def _feed(self, data: bytes, at: int) -> None:
-        """Split what was read at file offset ``at`` into lines (each with the offset after it).
-
-        Inside a line over :data:`MAX_LINE` nothing is kept until its newline: at most
-        ``MAX_LINE`` plus one read of a line is ever held."""
-        self._tail = (self._tail + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
-        if self._skipping:
-            nl = data.find(b"\n")
-            if nl < 0:
-                return
-            self._skipping = False
-            data, at = data[nl + 1 :], at + nl + 1
-        buf = self._buf
-        base = at - len(buf)  # the file offset of buf[0]
-        buf += data
-        start = 0
-        out, ends = self._pending, self._ends
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            if nl > start:
-                out.append(bytes(buf[start:nl]))
-                ends.append(base + nl + 1)
-            start = nl + 1
-        del buf[:start]
-        self.stats.longest_held = max(self.stats.longest_held, len(buf))
-        if len(buf) > MAX_LINE:  # once per line: the rest of it is read through, never held
-            self.stats.oversized_lines += 1
-            # An event nobody counts: a drop in the metrics and a gap, never a silent loss.
-            self.queue.drop_oversize()
-            log.warning(
-                "dropping a line longer than %d bytes in %s (read through to its end, not held)",
-                MAX_LINE, self.path,
-            )  # fmt: skip
-            buf.clear()
-            self._skipping = True
-
-    async def _queue_lines(self, stop: asyncio.Event) -> bool:
-        """Queue the lines read, waiting while the queue has no room; False if stopped meanwhile."""
-        lines, q = self._pending, self.queue
-        i = 0
-        try:
-            while i < len(lines):
-                if not q.has_room(len(lines[i])):
-                    self.stats.queue_waits += 1
-                    while not q.has_room(len(lines[i])):
-                        if stop.is_set():
-                            return False
-                        self._look()  # a rotation meanwhile: its file is held open
-                        await q.wait_room(self.poll_interval)
-                q.put(lines[i])
-                self.positions.queued(self._ends[i])
-                self.stats.lines += 1
-                i += 1
-        finally:
-            del lines[:i]
-            del self._ends[:i]
-        return True
-
-    def _flush_partial(self, end: int) -> None:
-        if self._buf and not self._skipping:
-            self._pending.append(bytes(self._buf))
-            self._ends.append(end)
-        self._buf.clear()
-        self._skipping = False
 
 
 def _kind(fd: int, st: os.stat_result) -> str:
