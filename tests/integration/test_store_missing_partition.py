@@ -135,3 +135,59 @@ def test_a_real_constraint_of_the_history_still_quarantines_its_row(pg_url: str)
         assert store.read_hot_symbols()[0]["invocation_count"] == 10
     finally:
         store.close()
+
+
+def _columns(engine: sa.Engine) -> list[tuple[str, str, bool]]:
+    """The history's live columns, in order: (name, type, NOT NULL)."""
+    with engine.connect() as c:
+        rows = c.execute(
+            sa.text(
+                "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                "WHERE attrelid = 'signals.hot_symbol_windows'::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum"
+            )
+        ).all()
+    return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+
+def _swap_counts(cols: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """invocation_count and total_latency_ns (both bigint) in each other's place."""
+    names = [c[0] for c in cols]
+    i, j = names.index("invocation_count"), names.index("total_latency_ns")
+    out = cols[:]
+    out[i], out[j] = out[j], out[i]
+    return out
+
+
+@pytest.mark.parametrize("order", [_swap_counts, lambda cols: cols[::-1]], ids=["swapped", "reversed"])
+def test_a_hand_made_default_partition_with_another_column_order_keeps_its_rows_exact(
+    pg_url: str, order: object
+) -> None:
+    """A DBA's DEFAULT partition (made and attached by hand) lists the columns in another order.
+
+    A new day partition took its rows over with ``SELECT *``, by position: with two bigint columns
+    swapped the moved rows' calls became latency (the count read 0, silently), and with the order
+    reversed maintenance failed on the types every hour (no day partition created again)."""
+    store = open_store(pg_url)
+    try:
+        assert callable(order)
+        cols = order(_columns(store.engine))
+        body = ", ".join(f"{n} {t}{' NOT NULL' * nn}" for n, t, nn in cols)
+        drop_default(store.engine)
+        with store.engine.begin() as c:
+            c.execute(sa.text(f"CREATE TABLE signals.dba_default ({body})"))
+            c.execute(
+                sa.text("ALTER TABLE signals.hot_symbol_windows ATTACH PARTITION signals.dba_default DEFAULT")
+            )
+        result = store.write_batch(Batch("node-1/a", 1, units([-9])))  # type: ignore[arg-type]
+        assert (result.written, result.quarantined) == (2, 0)
+        done = store.maintain(now=NOW + dt.timedelta(days=8), retention=False)
+        assert done.ran and done.moved_rows == 1
+        assert partition_name(TODAY + dt.timedelta(days=9)) in done.created
+        ((window,),) = [store.read_windows()]
+        assert (window["invocation_count"], window["total_latency_ns"]) == (10 - 9, 0)
+        assert window["window_start"].date() == TODAY + dt.timedelta(days=9)
+        assert scalar(store.engine, "SELECT count(*) FROM signals.dba_default") == 0
+        assert store.read_hot_symbols()[0]["invocation_count"] == 1
+    finally:
+        store.close()

@@ -242,11 +242,23 @@ def _existing_days(conn: Conn) -> list[dt.date]:
     return [d for name in names if (d := partition_day(name)) is not None]
 
 
+def _columns(conn: Conn) -> list[str]:
+    """The history's columns (those not dropped), in the parent's order."""
+    names = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'signals.hot_symbol_windows'::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    ).scalars()
+    return [str(n) for n in names]
+
+
 def _create_day(conn: Conn, day: dt.date, default: str = DEFAULT_PARTITION) -> int:
     """Create one day's partition; rows of that day already in the DEFAULT partition move into it.
 
     PostgreSQL refuses a new partition whose range has rows in the DEFAULT
-    partition, so they are taken out first and put back through the parent.
+    partition, so they are taken out first and put back through the parent, by
+    column name: a DEFAULT partition made and attached by hand may list the
+    columns in another order (by position, swapped bigint columns moved the
+    calls into the latency silently, and other orders failed every maintenance).
     """
     lo, hi = midnight(day), midnight(day + dt.timedelta(days=1))
     conn.execute(
@@ -261,6 +273,7 @@ def _create_day(conn: Conn, day: dt.date, default: str = DEFAULT_PARTITION) -> i
         f"CREATE TABLE signals.{partition_name(day)} PARTITION OF signals.{PARENT} "
         f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
     )
-    conn.execute(f"INSERT INTO signals.{PARENT} SELECT * FROM pg_temp._moved_windows")
+    cols = ", ".join(_ident(c) for c in _columns(conn))
+    conn.execute(f"INSERT INTO signals.{PARENT} ({cols}) SELECT {cols} FROM pg_temp._moved_windows")
     conn.execute("DROP TABLE pg_temp._moved_windows")
     return max(0, int(moved or 0))
