@@ -28,12 +28,14 @@ import re
 
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
+    NOT_A_MARKER,
     WORD_VALUE,
     SecretPattern,
     compile_patterns,
     number_groups,
 )
 from stellaops_runtime.privacy.cli_syntax import (
+    QUOTED_WORD,
     START,
     VALUE,
     after_sub,
@@ -98,6 +100,10 @@ _MK_OPTION = (
 )
 _MKPASSWD = rf"(?:(?<=mkpasswd)|\A)(?:\s*{_MK_OPTION}){{0,16}}+\s*(?P<s>{_MK_WORD}(?:[ \t]+{_MK_WORD})?)"
 
+# A word of a redis command: quoted whole (a password holding a space), else a run to whitespace
+# that starts with no shell separator (a password may hold ``&`` or ``;``).
+_REDIS_WORD = rf"""(?:{QUOTED_WORD}|[^\s;|&"'\\]\S*|\\\S*)"""
+
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
@@ -106,14 +112,14 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     _MONGO: (sep_or_glued("-p"),),
     # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
     # CONFIG SET requirepass|masterauth VALUE (https://redis.io/docs/latest/commands/config-set/),
-    # ACL SETUSER name ... >password (https://redis.io/docs/latest/commands/acl-setuser/)
+    # (a pair of a CONFIG SET of several); ACL SETUSER's rules: cli_pairs.py
     _REDIS: (
         sep("-a"),
-        # A value runs to whitespace (a password may hold ``&`` or ``;``); a second word (the
-        # password after a user name) counts unless the first ended with a shell separator.
-        r"(?<!\S)(?i:auth)\s+(?P<s>[^\s;|&]\S*(?:(?<![;|&])\s+[^\s;|&-]\S*)?)",
-        r"(?<!\S)(?i:config)\s+(?i:set)\s+(?i:requirepass|masterauth)\s+(?P<s>[^\s;|&]\S*)",
-        r"(?<!\S)(?i:acl)\s+(?i:setuser)\s+(?:[^\s;|&>]\S*\s+){0,32}?>(?P<s>[^\s;|&]\S*)",
+        # AUTH [user] password, MIGRATE's AUTH password and AUTH2 user password: a value runs to
+        # whitespace or is quoted; a second word (the password after a user name) counts unless
+        # the first ended with a shell separator.
+        rf"(?<!\S)(?i:auth2?)\s+(?P<s>{_REDIS_WORD}(?:(?<![;|&])\s+(?=[^\s;|&-]){_REDIS_WORD})?)",
+        rf"(?<!\S)(?i:requirepass|masterauth)\s+(?P<s>{_REDIS_WORD})",
     ),
     # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
     _SQLCMD: (sep_or_glued("-P"),),
@@ -162,7 +168,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # (its options with a value, --registry/--color/--config/-Z, are skipped with it)
     ("cargo",): (
         r"(?<!\S)login(?>\s+(?:--(?:registry|color|config)(?:=\S*|\s+\S+)|-Z(?:\S+|\s+\S+)|-\S+))*+"
-        r"\s+(?P<s>[^\s-]\S*)",
+        rf"\s+(?P<s>{QUOTED_WORD}|[^\s-]\S*)",
     ),
     # https://twine.readthedocs.io/en/stable/#twine-upload (-p, --password)
     ("twine",): (sep("-p"),),
@@ -230,7 +236,11 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("ssh-keygen",): (sep("-N"), sep("-P")),
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
     # write pairs: cli_pairs.py
-    ("vault",): (r"(?<!\S)login\s+(?:-\S+\s+)*(?P<s>[^\s=-][^\s=]*)(?=\s|$)",),
+    # (a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's)
+    ("vault",): (
+        r"(?<!\S)login\s+(?:-\S+\s+)*"
+        rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-](?:[^\s=\"']|[\"'](?=[^\s=]))*(?=[\s\"']|$))",
+    ),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the
     # backend flags whose name does not end in a secret word (https://rclone.org/crypt/
     # --crypt-password2, https://rclone.org/sftp/ --sftp-key-pem, https://rclone.org/s3/

@@ -12,6 +12,8 @@ the list, so these lists are walked word by word from their command:
   the answer of ``--result`` (a config question's, a password's too) goes.
 * ``vault kv put|patch PATH key=value ...``: every value (the command stores secrets);
   ``vault write PATH key=value ...``: a value whose key names a secret (``secret_id``).
+* ``redis-cli ACL SETUSER NAME rule ...``: every password rule of the list (``>pw``, ``<pw``,
+  ``#hash``, ``!hash``, quoted when it holds a space: ``">my pass"``), not only the first.
 
 Pairs are read aligned (key, value, key, value) and, so that a flag taking a value the walk
 does not know cannot shift a secret into a key's place, the word after any word naming a secret
@@ -136,4 +138,33 @@ def vault_spans(text: str, start: int, end: int) -> Spans:
     return out
 
 
-PAIR_WALKERS: dict[str, Callable[[str, int, int], Spans]] = {"rclone": rclone_spans, "vault": vault_spans}
+# An ACL rule that gives a password: ``>password`` adds it, ``<password`` removes it, ``#hash`` and
+# ``!hash`` the same by its SHA-256 (a hash of a password is as good as it to a cracker).
+_ACL_PASSWORD = "<>#!"
+
+
+def redis_acl_spans(text: str, start: int, end: int) -> Spans:
+    """The passwords and hashes of ``ACL SETUSER name rule ...`` (every rule of the list, quoted or not)."""
+    out: Spans = []
+    user = in_acl = False  # the next word is the user's name; the words are an ACL rule list
+    prev = ""
+    for s, w in _words(text, start, end):
+        low = w.lower()
+        if low == "setuser" and prev == "acl":
+            user = in_acl = True
+        elif user:
+            user = False
+        elif in_acl:
+            q = 1 if w[:1] in "\"'" else 0  # a rule holding a space is quoted: ``">my pass"``
+            close = len(w) - 1 if q and len(w) > 2 and w[-1] == w[0] else len(w)
+            if w[q : q + 1] and w[q] in _ACL_PASSWORD and close > q + 1:
+                out.append((s + q + 1, s + close))
+        prev = low
+    return out
+
+
+PAIR_WALKERS: dict[str, Callable[[str, int, int], Spans]] = {
+    "rclone": rclone_spans,
+    "vault": vault_spans,
+    **dict.fromkeys(("redis-cli", "valkey-cli", "keydb-cli"), redis_acl_spans),
+}

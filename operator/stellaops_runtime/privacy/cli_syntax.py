@@ -15,6 +15,9 @@ from stellaops_runtime.privacy.base import DOUBLE_QUOTED, WORD_VALUE
 # An option value: a quoted string (closing quote optional: the text may have
 # been truncated; ``\"`` does not end a double-quoted one) or a run up to whitespace.
 VALUE = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|{WORD_VALUE})"""
+# A quoted word, whole (a token or password holding a space: Tetragon's quotes, a script's single
+# quotes, or ``\"...\"`` inside a double-quoted ``sh -c`` script); the closing quote optional (a cut text).
+QUOTED_WORD = rf"""(?:{DOUBLE_QUOTED}|'[^']*+'?|\\"(?:[^"\\]|\\(?!")[\s\S])*+(?:\\")?)"""
 
 
 def after(divider: str) -> str:
