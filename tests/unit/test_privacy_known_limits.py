@@ -66,9 +66,3 @@ def test_a_secret_split_across_two_traced_writes_keeps_the_second_half() -> None
     assert pf.filter_field(first) == "-----BEGIN RSA PRIVATE KEY-----[REDACTED]"
     assert pf.filter_field(last) == "[REDACTED]-----END RSA PRIVATE KEY-----\n"
     assert pf.filter_field("q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n") == "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n"
-
-
-def test_a_digest_header_with_a_written_newline_between_its_params_keeps_those_after_it() -> None:
-    # HTTP has no newline inside a header (obs-fold is obsolete): a written "\n" ends the params
-    kept = 'curl -H "Authorization: Digest username=\\"bob\\",\\n response=\\"6629fae4\\"" https://h'
-    assert _filter(kept) == 'curl -H "Authorization: Digest [REDACTED],\\n response=\\"6629fae4\\"" https://h'

@@ -37,8 +37,12 @@ _NAME = "(?i:(?:proxy-)?authorization)"
 # ``\"…\"``) or a token, blanks allowed around its ``=`` (RFC 7235's BWS); every one goes: the
 # quotes of the params would end the header's own quotes (Tetragon quotes an argument without
 # escaping the quotes in it), so the rules below kept ``response``. Possessive: each param is read once.
-_DIGEST_PARAM = r"""[A-Za-z][\w-]*+[ \t]*+=[ \t]*+(?:\\*+"(?:[^"\\\n]|\\[^"\n])*+(?:\\*+")?|[^\s,"\\]*+)"""
-_DIGEST_PARAMS = rf"{_DIGEST_PARAM}(?:[ \t]*+,[ \t]*+{_DIGEST_PARAM})*+"
+# Params are separated by ``,``, also by ``;`` or a line break, written (``\n``, ``\r\n``: printf, a
+# JSON string) or real (a header folded onto the next line, a request in a here-document), with
+# blanks around; a blank alone is no separator (``response=x https://h`` keeps the URL).
+_DIGEST_PARAM = r"""[A-Za-z][\w-]*+[ \t]*+=[ \t]*+(?:\\*+"(?:[^"\\\n]|\\[^"\n])*+(?:\\*+")?|[^\s,;"\\]*+)"""
+_DIGEST_SEP = r"[ \t]*+(?:[,;]|\\[rn]|[\r\n])(?:[ \t,;\r\n]|\\[rnt])*+"
+_DIGEST_PARAMS = rf"{_DIGEST_PARAM}(?:{_DIGEST_SEP}{_DIGEST_PARAM})*+"
 
 AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
     # Digest first (it wins over the quoted forms below, which start at the same character).
