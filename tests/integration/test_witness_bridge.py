@@ -11,11 +11,16 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
+from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,
@@ -190,6 +195,91 @@ def test_a_claim_naming_a_c_function_with_its_parameter_list_is_marked_by_the_ba
     bridge.observe([delta("crc32")])
     bridge.stored()
     assert bridge.marked == 1
+
+
+# C sources gcc -O2 compiles into clones of ``crc32`` (gcc 12: partial inlining, IPA-SRA, constant
+# propagation; each a translation unit of its own, since one holds a function of that name once).
+CLONED = {
+    "part": (
+        "#include <stdio.h>\n#include <string.h>\n"
+        "unsigned crc32(unsigned crc, const char *p) { if (!p) return crc;\n"
+        "  for (size_t i = 0; i < strlen(p); ++i) { crc = crc * 31 + p[i];\n"
+        '    if (crc > 100000) { fprintf(stderr, "big %u\\n", crc); crc = 0; } }\n'
+        '  printf("%u\\n", crc); return crc; }\n'
+        "int main(int argc, char **argv) {\n"
+        "  return (int)(crc32(1, argv[0]) + crc32(2, argc > 5 ? argv[1] : 0)); }\n"
+    ),
+    "isra": (
+        "#include <stdio.h>\n#include <stdlib.h>\nstruct big { int a, b, c, d[40]; };\n"
+        "static int __attribute__((noinline)) crc32(struct big s, int n) {\n"
+        '  if (__builtin_expect(n < 0, 0)) { fprintf(stderr, "neg %d\\n", n); abort(); }\n'
+        "  int r = 0; for (int i = 0; i < n; i++) r = r * 31 + s.a + i; return r; }\n"
+        "int use(struct big *p, int n) { return crc32(*p, n) + crc32(*p, n + 1); }\n"
+    ),
+    "constprop": (
+        "struct ctx { unsigned tab[256]; };\n"
+        "static unsigned __attribute__((noinline)) crc32(const struct ctx *c, unsigned crc,\n"
+        "    const unsigned char *buf, unsigned len, int flag) { if (!buf) return 0; crc = ~crc;\n"
+        "  for (unsigned i = 0; i < len; i++) crc = c->tab[(crc ^ buf[i]) & 0xff] ^ (crc >> 8);\n"
+        "  if (flag) crc ^= 1; return ~crc; }\n"
+        "unsigned ra(const struct ctx *c, const unsigned char *b, unsigned n) {\n"
+        "  return crc32(c, 0, b, n, 0); }\n"
+        "unsigned rb(const struct ctx *c, const unsigned char *b, unsigned n) {\n"
+        "  return crc32(c, 7, b, n, 0); }\n"
+    ),
+}
+
+
+def _gcc_clones_of_crc32(tmp_path: Path) -> set[str]:
+    """The canonical names (as the agent stores them) of the function symbols gcc -O2 makes of
+    ``crc32`` in CLONED's sources, other than ``crc32`` itself."""
+    names: set[str] = set()
+    for kind, source in CLONED.items():
+        src, obj = tmp_path / f"{kind}.c", tmp_path / f"{kind}.o"
+        src.write_text(source)
+        subprocess.run(
+            ["gcc", "-O2", "-c", str(src), "-o", str(obj)], check=True, capture_output=True, timeout=60
+        )
+        with obj.open("rb") as f:
+            symtab = ELFFile(f).get_section_by_name(".symtab")
+            assert isinstance(symtab, SymbolTableSection)
+            names |= {demangle(s.name) for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
+    return {n for n in names if n.startswith("crc32")} - {"crc32"}
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_claim_is_marked_by_the_gcc_clones_its_function_runs_as(tmp_path: Path) -> None:
+    """``crc32`` whose body runs as ``crc32.part.0``, ``crc32.isra.0``, ``crc32.constprop.0`` (read
+    from real gcc -O2 builds) or ``crc32.cold``: ``query observed``/``evidence``/``witness sign``
+    count these calls as crc32's (store/name_spellings.py clone_of), but the bridge looked up the
+    exact name only, so the claim was never marked and no witness was made while crc32's body ran.
+    Asked as ``crc32()`` (a C prototype), the same. Seen failing before the fix (marked 0)."""
+    clones = _gcc_clones_of_crc32(tmp_path)
+    assert {"crc32.part.0", "crc32.isra.0", "crc32.constprop.0"} <= clones, clones
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = [
+        Claim(IMG, "pkg:deb/debian/zlib1g", "crc32"),
+        Claim(IMG, "pkg:deb/debian/zlib1g", "crc32(void)"),
+    ]
+    for name in sorted(clones | {"crc32.cold", "crc32.isra.0.cold", "crc32.lto_priv.1"}):
+        bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+        bridge.observe([delta(name)])
+        bridge.stored()
+        assert bridge.marked == 2, name
+    bridge = WitnessBridge(
+        [*claims, Claim(IMG, "pkg:deb/debian/zlib1g", "f(int)")], key_file=str(tmp_path / "k")
+    )
+    bridge.observe([delta("f(int) (.isra.0)")])  # a C++ clone, as the canonicalizer writes it
+    bridge.stored()
+    assert bridge.marked == 1
+    # not clones of crc32 (as a question reads them): another name, a word no clone has, another
+    # image or package
+    bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+    others = [delta(n) for n in ("crc32x.part.0", "crc32.", "crc32.resolver", "crc32_z.isra.0", "crc32.0x")]
+    bridge.observe([*others, delta("crc32.part.0", image="sha256:" + "e" * 64)])
+    bridge.observe([delta("crc32.part.0", purl="pkg:deb/debian/libfoo@1")])
+    bridge.stored()
+    assert bridge.marked == 0
 
 
 @pytest.mark.parametrize("mangling", ["legacy", "v0"])

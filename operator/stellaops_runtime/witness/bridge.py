@@ -49,6 +49,7 @@ from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.regular_file import read_regular
 from stellaops_runtime.store import rust_paths
 from stellaops_runtime.store.function_refs import FunctionQuery, function_query
+from stellaops_runtime.store.name_spellings import clone_of
 from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError
 from stellaops_runtime.witness import dsse, keys
@@ -172,6 +173,7 @@ class WitnessBridge:
         self._queries: dict[str, tuple[FunctionQuery, PurlQuery]] = {}
         self._by_image_name: dict[tuple[str, str], list[str]] = {}
         self._by_image_overload: dict[tuple[str, str], list[str]] = {}
+        self._by_image_clone: dict[tuple[str, str], list[str]] = {}
         # image -> (every Rust path its claims ask, as one gate; each claim's own)
         self._rust_by_image: dict[str, tuple[rust_paths.Asked, list[tuple[str, rust_paths.Asked]]]] = {}
         rust: dict[str, list[tuple[str, rust_paths.Asked]]] = {}
@@ -183,6 +185,8 @@ class WitnessBridge:
                 self._by_image_name.setdefault((c.image, name), []).append(cid)
             for name in fq.overloads:  # ``foo::bar`` also claims each stored ``foo::bar(...)``
                 self._by_image_overload.setdefault((c.image, name), []).append(cid)
+            for name in fq.clones:  # ``crc32`` also claims ``crc32.part.0``, ``crc32.cold`` (clone_of)
+                self._by_image_clone.setdefault((c.image, name), []).append(cid)
             if fq.rust_paths:  # ``crate::Type::f`` also claims ``<crate::Type<u8>>::f::<…>`` (rust_paths)
                 rust.setdefault(c.image, []).append((cid, rust_paths.Asked(fq.rust_paths)))
                 rust_asked.setdefault(c.image, []).extend(fq.rust_paths)
@@ -210,7 +214,9 @@ class WitnessBridge:
                     self._staged.add(cid)
 
     def _claims_of(self, image: str, name: str) -> list[str]:
-        """Claims naming ``name`` itself, a prefix of it followed by ``(`` (its overloads), or its
+        """Claims naming ``name`` itself, a prefix of it followed by ``(`` (its overloads), a prefix
+        of it that ``name`` is a compiler clone of (``crc32`` of ``crc32.part.0``, ``f(int)`` of
+        ``f(int) (.isra.0)``: name_spellings.clone_of, as a question by name counts them), or its
         generic-free Rust path (``rust_paths.matches``, parsed once per name: an LRU cache)."""
         found = self._by_image_name.get((image, name), [])
         if self._by_image_overload and "(" in name:
@@ -219,6 +225,14 @@ class WitnessBridge:
             while i >= 0:
                 found += self._by_image_overload.get((image, name[:i]), ())
                 i = name.find("(", i + 1)
+        if self._by_image_clone and "." in name:  # a lookup per dot: a clone's name is its origin's, a dot on
+            found = list(found)
+            i = name.find(".", 1)
+            while i >= 0:
+                base = name[: i - 2] if name[i - 2 : i] == " (" else name[:i]
+                if (cids := self._by_image_clone.get((image, base))) and clone_of(name, base):
+                    found += cids
+                i = name.find(".", i + 1)
         if self._rust_by_image and (rust := self._rust_by_image.get(image)) and rust[0].may_match(name):
             found = [*found, *(cid for cid, asked in rust[1] if asked.matches(name))]
         return found
