@@ -11,6 +11,8 @@ tests/e2e/test_spool_set_aside_gap.py.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -20,13 +22,18 @@ from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+from stellaops_runtime.store.batches import Batch, batch_to_json
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.pending import PendingWrites
 
 
-def _setup(tmp_path: Path, *, record: bool) -> tuple[WatchRecord, TetragonExportSource, int]:
+def _setup(
+    tmp_path: Path, *, record: bool, lost_line_at: int | None = None
+) -> tuple[WatchRecord, TetragonExportSource, int]:
     """A store holding one window of the node 10 minutes ago; with ``record``, a record of the last
-    agent's stop (a second ago) and a spool file that cannot be read; else no record."""
+    agent's stop (a second ago) and a spool file that cannot be read (``lost_line_at``: one whose
+    second batch line does not decode, its window that many seconds from the stored one's); else
+    no record."""
     start = (time.time_ns() // 10**9 - 600) * 10**9
     spool = str(tmp_path / "hot.spool")
     if record:
@@ -41,13 +48,30 @@ def _setup(tmp_path: Path, *, record: bool) -> tuple[WatchRecord, TetragonExport
         if record:  # else the store is asked anyway (no record)
             keeper = SpoolKeeper(spool, PendingWrites(), lambda: "")
             keeper.on_lost = rec.spool_lost  # as agent/watch_record.py attach_watch_record wires it
-            Path(spool).write_bytes(b"not a spool file\n{}\n")
+            rec.spool_lost_since = lambda: keeper.lost_since_ns
+            if lost_line_at is None:
+                Path(spool).write_bytes(b"not a spool file\n{}\n")
+            else:
+                _spool(Path(spool), start, start + lost_line_at * 10**9)
             keeper.load()
             assert keeper.corrupt == 1
         rec.store_opened(store)
     finally:
         store.close()
     return rec, source, start
+
+
+def _spool(path: Path, good_ns: int, lost_ns: int) -> None:
+    """A spool file of a readable batch at ``good_ns`` and one of an unknown row type at ``lost_ns``."""
+    good = Batch("node-a/1", 1, [ObservationWindow("sha256:" + "a" * 64, "node-a", good_ns, 1)])
+    lost = batch_to_json(
+        Batch("node-a/1", 2, [ObservationWindow("sha256:" + "a" * 64, "node-a", lost_ns, 1)])
+    )
+    lost["units"][0]["t"] = "a-row-type-of-a-newer-agent"
+    lines = [json.dumps(batch_to_json(good)).encode(), json.dumps(lost).encode()]
+    header = {"format": "stellaops-runtime-spool", "version": 1, "batches": 2, "rows": 2}
+    body = b"".join(ln + b"\n" for ln in [json.dumps(header).encode(), *lines])
+    path.write_bytes(body + json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n")
 
 
 def test_a_spool_set_aside_starts_the_gap_at_the_nodes_latest_stored_window(tmp_path: Path) -> None:
@@ -62,3 +86,17 @@ def test_an_answer_after_the_last_tick_is_handed_at_the_stop(tmp_path: Path) -> 
     rec.unanswered_at_stop(source)  # the stop comes before the next tick
     gap = source.take_outage()
     assert gap is not None and gap[0] == start, gap
+
+
+def test_a_lost_batch_line_naming_windows_before_the_latest_stored_one_starts_the_gap_there(
+    tmp_path: Path,
+) -> None:
+    """s41/E2: a spool batch line that does not decode (a newer agent's rows, or one merged from
+    another agent's file at its shutdown: agent/spool_keeper.py) may hold windows older than the
+    node's latest stored one (another agent of the path stored after it): the gap started at the
+    latest stored window, so the lost counts' windows read watched without them. It starts at the
+    earliest window the line names."""
+    rec, source, start = _setup(tmp_path, record=True, lost_line_at=-3600)
+    rec.tick(source)
+    gap = source.take_outage()
+    assert gap is not None and gap[0] == start - 3600 * 10**9, (gap, start)

@@ -17,7 +17,13 @@ spooled; this module is what the file holds and who may remove it.
 - At shutdown, :meth:`SpoolKeeper.save` writes what is still pending; a file
   this agent did not load is merged into the one it writes, never replaced
   (one with a batch line that does not decode is kept aside as a hard link,
-  so it stays at the path until the merged file is renamed over it).
+  so it stays at the path until the merged file is renamed over it, and that
+  line is written on into the merged file as it was: the next agent meets it,
+  replays it if it can read it, else keeps it aside with its gap).
+- The gap for a batch line that does not decode starts at the earliest window
+  the line names (read as text, ``lost_since_ns``) when that is before the
+  node's latest stored window: another agent of the path may have stored
+  windows after the lost ones.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ from stellaops_runtime.agent.node_history import spooled_window_ns
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import (
+    NOTHING_UNREAD,
     Identity,
     SpoolError,
+    Unread,
     keep_aside,
     quarantine_spool,
-    read_spool_salvaged,
+    read_spool_kept,
     remove_spool,
     remove_stale_temporaries,
     spool_identity,
     spool_lock,
+    unread_window_ns,
     write_spool,
 )
 
@@ -58,6 +67,9 @@ class SpoolKeeper:
         self._loaded = False
         self._identity: Identity | None = None  # the file load() read
         self.window_ns: int | None = None  # the latest window start of the spooled rows
+        # The earliest window a batch line that did not decode names: its lost counts' gap starts
+        # there at the latest (agent/watch_record_store.py); None: the line names none.
+        self.lost_since_ns: int | None = None
         # A spool file set aside at load: its counts are lost, their windows a gap (watch_record.py).
         self.on_lost: Callable[[], None] | None = None
 
@@ -70,18 +82,20 @@ class SpoolKeeper:
             if locked and (n := remove_stale_temporaries(path)):
                 log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
             try:
-                got = read_spool_salvaged(path)
+                got = read_spool_kept(path)
             except SpoolError as e:
                 self._set_aside(path, e)
                 if self.on_lost is not None:
                     self.on_lost()
                 return
             if got is not None and got[2]:
-                self._keep_aside(path, got[2], "(the time since the node's latest stored window is a gap), "
+                self.lost_since_ns = unread_window_ns(got[3])
+                self._keep_aside(path, got[2], "(the time since the node's latest stored window, or the "
+                                 "earliest window they name if before it, is a gap), "
                                  "the other batches are replayed")  # fmt: skip
         if got is None:
             return
-        batches, self._identity, bad = got
+        batches, self._identity, bad, _unread = got
         # Counts lost: the gap starts at the node's latest stored window, never shortened by these.
         self.window_ns = None if bad else spooled_window_ns(batches)
         if bad and self.on_lost is not None:
@@ -127,8 +141,9 @@ class SpoolKeeper:
         remove_spool(path)
         return True
 
-    def _foreign(self, path: str) -> list[Batch]:
-        """The batches of a spool file this agent did not load (call under the lock); [] if none.
+    def _foreign(self, path: str) -> tuple[list[Batch], Unread]:
+        """The batches of a spool file this agent did not load (call under the lock), and its batch
+        lines that do not decode here, as they were; none if there is no such file.
 
         Another agent wrote it after this one started (or after this one replayed
         and removed its own): replacing it would erase that agent's counts.
@@ -136,20 +151,21 @@ class SpoolKeeper:
         """
         now = spool_identity(path)
         if now is None or now == self._identity:
-            return []  # none, or the one loaded: its unreplayed batches are pending here
+            return [], NOTHING_UNREAD  # none, or the one loaded: its unreplayed batches are pending here
         try:
-            got = read_spool_salvaged(path)
+            got = read_spool_kept(path)
         except SpoolError as e:
             self._set_aside(path, e)
-            return []
+            return [], NOTHING_UNREAD
         if got is None:
-            return []
+            return [], NOTHING_UNREAD
         if got[2]:  # its batches that decode are kept in the file written now; until then, in it
-            then = "(no gap marks their windows), its other batches are kept in the file written now"
+            then = ("here: they are written on into the file written now as they were, for the next agent "
+                    "(which replays them, or keeps them aside with a gap over their windows)")  # fmt: skip
             self._keep_aside(path, got[2], then)
         log.warning("spool file %s was written by another agent since this one started: its %d rows "
                     "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
-        return got[0]
+        return got[0], got[3]
 
     def save(self) -> bool:
         """Write everything still pending to the spool file; True when nothing is left unsaved."""
@@ -167,9 +183,9 @@ class SpoolKeeper:
             return False
         own = self.pending.take_all()
         with spool_lock(path):  # held or not (another agent past the wait): the rows are written
-            batches = self._foreign(path) + own
+            foreign, unread = self._foreign(path)
             try:
-                self.spooled_rows = write_spool(path, batches)
+                self.spooled_rows = write_spool(path, foreign + own, unread)
             except SpoolError as e:
                 self.pending.load(own)
                 self.lost_rows = rows

@@ -132,6 +132,9 @@ class WatchRecord(StoreAnswer):
         self._store_knows: int | None = None  # wall ns; None: the store has no window of the node
         self._store_answered = False
         self.spool_window_ns: Any = lambda: None  # the flusher's spooled rows' latest window
+        # The earliest window a spooled batch line that did not decode names (agent/spool_keeper.py
+        # ``lost_since_ns``): the gap for its lost counts starts there when that is earlier
+        self.spool_lost_since: Any = lambda: None
         # Tetragon's losses are stored up to here (sources/tetragon_metrics.py marked_through; None:
         # no such bound): read as a flush starts, the moment written never passes it
         self.drops_through: Any = lambda: None
@@ -326,6 +329,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     )
     rec.resume(agent.source)
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
+    rec.spool_lost_since = lambda: agent.flusher.spool.lost_since_ns
     rec.drops_through = lambda: _cap(agent.outages)
     agent.flusher.on_open = rec.store_opened
     agent.flusher.spool.on_lost = rec.spool_lost

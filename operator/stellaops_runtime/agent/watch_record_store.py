@@ -38,6 +38,7 @@ class StoreAnswer:
     _store_knows: int | None
     _store_answered: bool
     spool_window_ns: Callable[[], Any]
+    spool_lost_since: Callable[[], Any]
 
     @property
     def awaits_store(self) -> bool:
@@ -46,7 +47,9 @@ class StoreAnswer:
 
     def spool_lost(self) -> None:
         """The spool file left was set aside (agent/spool_keeper.py): its counts, after the last the
-        store took, are lost; the gap starts at the node's latest stored window (:meth:`store_opened`)."""
+        store took, are lost; the gap starts at the node's latest stored window (:meth:`store_opened`),
+        or at the earliest window a batch line that did not decode names when that is earlier
+        (another agent of the spool path may have stored windows after the lost ones)."""
         self._asked = self._asked or not self._store_answered
 
     def _ask_store(self, source: Any) -> None:
@@ -75,7 +78,11 @@ class StoreAnswer:
         except Exception as e:
             raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
         known = [t for t in (stored, self.spool_window_ns()) if t is not None]
-        self._store_knows = max(known) if known else None
+        since = max(known) if known else None
+        lost = self.spool_lost_since()
+        if lost is not None and (since is None or lost < since):
+            since = lost  # a lost batch's windows, before the latest stored: the gap covers them
+        self._store_knows = since
         self._store_answered = True
 
     def _tell(self, source: Any) -> bool:

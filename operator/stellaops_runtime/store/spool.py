@@ -14,7 +14,9 @@ file or a whole new one. A file whose digest or counts do not match is
 corrupt: it is moved aside (``<path>.corrupt-<time>``), never half-loaded. A file whose digest
 and header are good but one of whose batch lines does not decode (another version's rows: a
 downgrade reading a newer agent's file) keeps the batches that do (:func:`read_spool_salvaged`):
-the file is kept aside as it was, and only that batch's counts are lost.
+the file is kept aside as it was, and only that batch's counts are lost. A file merged into
+the one written at shutdown (agent/spool_keeper.py) keeps such lines as they were (:class:`Unread`),
+so the next agent meets them: replays them if it reads them, else keeps them aside with a gap.
 
 Several agents may share one path (two agent pods of a node at once: a
 rolling update with surge, a manual run): :func:`spool_lock` serializes
@@ -31,11 +33,12 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from stellaops_runtime.atomic_file import stale_temporaries, write_atomically
 from stellaops_runtime.regular_file import open_regular
@@ -54,14 +57,37 @@ class SpoolError(Exception):
     """The spool file cannot be written, or is corrupt (the message says which and why)."""
 
 
-def write_spool(path: str | Path, batches: list[Batch]) -> int:
-    """Replace the spool file with ``batches``; returns the rows written. Raises SpoolError."""
+class Unread(NamedTuple):
+    """The batch lines of a spool file that do not decode, as read, and the rows its header gives
+    them: written on into a file merged with it (agent/spool_keeper.py), so the next agent meets
+    them (replays them, if it is of their version; else keeps them aside, its gap over them)."""
+
+    lines: list[str]
+    rows: int
+
+
+NOTHING_UNREAD = Unread([], 0)
+_WINDOW = re.compile(r'"window_start_ns"\s*:\s*(\d{1,19})\b')
+
+
+def unread_window_ns(unread: Unread) -> int | None:
+    """The earliest window start a batch line that does not decode names (read as text: its row
+    type or evidence kind may be unknown here, its windows not): where the gap for its lost counts
+    starts. None: no line names one."""
+    found = [int(m) for line in unread.lines for m in _WINDOW.findall(line)]
+    return min((t for t in found if t < 1 << 63), default=None)
+
+
+def write_spool(path: str | Path, batches: list[Batch], unread: Unread = NOTHING_UNREAD) -> int:
+    """Replace the spool file with ``batches`` (and ``unread``, batch lines of a file merged into
+    it that do not decode here, as they were); returns the rows of ``batches``. Raises SpoolError."""
     p = Path(path)
     rows = sum(b.rows for b in batches)
-    header = {"format": FORMAT, "version": VERSION, "batches": len(batches), "rows": rows,
-              "created_unix": int(time.time())}  # fmt: skip
+    header = {"format": FORMAT, "version": VERSION, "batches": len(batches) + len(unread.lines),
+              "rows": rows + unread.rows, "created_unix": int(time.time())}  # fmt: skip
     lines = [json.dumps(header, ensure_ascii=True, sort_keys=True)]
     lines += [json.dumps(batch_to_json(b), ensure_ascii=True, sort_keys=True) for b in batches]
+    lines += [ln.encode("ascii", "backslashreplace").decode("ascii") for ln in unread.lines]
     body = ("\n".join(lines) + "\n").encode("ascii")
     trailer = json.dumps({"sha256": hashlib.sha256(body).hexdigest()}).encode("ascii") + b"\n"
     try:
@@ -92,6 +118,12 @@ def read_spool_salvaged(path: str | Path) -> tuple[list[Batch], Identity, list[s
     """:func:`read_spool_identified`, keeping the batches that decode when others do not: (batches,
     identity, why each other batch line is bad). Raises SpoolError when none decodes, or when the
     file's digest, header or batch count is wrong (then any byte may be: nothing is kept)."""
+    got = read_spool_kept(path)
+    return None if got is None else got[:3]
+
+
+def read_spool_kept(path: str | Path) -> tuple[list[Batch], Identity, list[str], Unread] | None:
+    """:func:`read_spool_salvaged`, with the batch lines that do not decode as they were."""
     p = Path(path)
     try:
         fd = open_regular(p, follow=False)  # a FIFO at the spool path must not block the start
@@ -104,8 +136,8 @@ def read_spool_salvaged(path: str | Path) -> tuple[list[Batch], Identity, list[s
         if st.st_size > MAX_SPOOL_BYTES:
             raise SpoolError(f"spool file {p} is {st.st_size} bytes, over the {MAX_SPOOL_BYTES} limit")
         data = f.read()
-    batches, bad = parse_spool_salvaged(data, where=str(p))
-    return batches, _identity(st), bad
+    batches, bad, unread = _parse(data, where=str(p))
+    return batches, _identity(st), bad, unread
 
 
 def _identity(st: os.stat_result) -> Identity:
@@ -162,6 +194,10 @@ def parse_spool_salvaged(data: bytes, *, where: str = "spool") -> tuple[list[Bat
     """:func:`parse_spool`, keeping the batches that decode: (batches, why each other batch line is
     bad). Raises SpoolError when the digest, the header or the batch count is wrong, or no batch
     line decodes."""
+    return _parse(data, where=where)[:2]
+
+
+def _parse(data: bytes, *, where: str) -> tuple[list[Batch], list[str], Unread]:
     body, sep, trailer = data.rstrip(b"\n").rpartition(b"\n")
     if not sep:
         raise SpoolError(f"{where}: truncated (no trailer)")
@@ -183,18 +219,20 @@ def parse_spool_salvaged(data: bytes, *, where: str = "spool") -> tuple[list[Bat
         raise SpoolError(f"{where}: bad header: {str(e)[:200]}") from None
     batches: list[Batch] = []
     bad: list[str] = []
+    raw: list[str] = []
     for i, line in enumerate(lines[1:], start=1):
         try:
             batches.append(batch_from_json(json.loads(line)))
         except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
             # Whatever shape a line holds, it is a bad batch (its counts lost), never a crash.
             bad.append(f"batch {i}: {str(e)[:200]}")
+            raw.append(line)
     rows = sum(b.rows for b in batches)
     if len(batches) + len(bad) != header.get("batches") or not _rows_fit(rows, header.get("rows"), bad):
         raise SpoolError(f"{where}: batch or row count does not match its header")
     if bad and not batches:
         raise SpoolError(f"{where}: bad record: {bad[0]}")
-    return batches, bad
+    return batches, bad, Unread(raw, header["rows"] - rows)
 
 
 def _rows_fit(rows: int, want: Any, bad: list[str]) -> bool:
