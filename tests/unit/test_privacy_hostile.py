@@ -140,6 +140,8 @@ UNRECOGNISABLE_WHEN_CUT = {
     "bash -c \"cat <<'PW' >> /run/pw.txt": "a here-document written to a file, cut before its reader",
     "bash -c \"cat > '/tmp/pw' <<EOF": "a here-document written to a file, cut before its reader",
     "cat <<'EOF' > \"$PWFILE\"": "a here-document written to a file, cut before its reader",
+    "bash -c \"cat > /tmp/setup.sh <<'OUTER'\ncat > /tmp/pw": "a nested here-document, cut before its reader",
+    'kubectl exec app -- bash -c "cat > /tmp/a.sh': "a nested here-document, cut before its reader",
 }
 
 

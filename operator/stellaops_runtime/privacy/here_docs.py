@@ -66,18 +66,22 @@ _FEED_WINDOW = 4096
 
 
 def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
-    """The lines of each here-document in ``text`` that a password reader reads, as spans."""
+    """The lines of each here-document in ``text`` that a password reader reads, as spans.
+
+    A document written to a file that no reader reads (a script run later: ``cat > setup.sh
+    <<'OUTER'``) is read on for openings inside it, a reader's (``chpasswd <<EOF``) or one written
+    to a file a reader reads (``cat > /tmp/pw <<EOF`` ... ``chpasswd < /tmp/pw``), however deep.
+    Each opening costs a bounded look at its line and two lookups (its delimiter's line in
+    ``_Closings``, its file in ``_feeds``): the scan stays linear however many there are.
+    """
     out: list[tuple[int, int, str]] = []
     covered = 0  # a document already taken: an opening inside it is part of its lines
     line_end = -1  # the end of the opening line last looked at, and whether it names a reader
     reader = False
     body = -1  # the newline before the next document of that line (-1: none left)
     feeds: dict[str, list[int]] | None = None  # files fed to readers (_feeds), read when first needed
+    closings: _Closings | None = None  # delimiter lines (_Closings), indexed when first needed
     written: re.Match[str] | None = None
-    # The end of the last document written to a file that no reader is fed: its lines are a file's
-    # text (a script run later), read for a reader's openings (``chpasswd <<EOF`` in it) but not for
-    # documents written to files again, so each line costs one look.
-    written_until = -1
     for m in _OPEN.finditer(text):
         if line_end < m.start() < covered:
             continue
@@ -88,23 +92,24 @@ def heredoc_spans(text: str) -> list[tuple[int, int, str]]:
             line_start = text.rfind("\n", 0, m.start()) + 1
             line = text[max(line_start, m.start() - _LINE_WINDOW) : min(line_end, m.end() + _LINE_WINDOW)]
             reader = _READER.search(line) is not None
-            written = None if reader or m.start() < written_until else _WRITES_FILE.search(line)
+            written = None if reader else _WRITES_FILE.search(line)
             body = line_end
         if (not reader and written is None) or body < 0:
             continue
         # Several openings on one line (``cat <<A > f; chpasswd <<B``): bash reads their documents
         # one after the other, each after the line of the one before's delimiter.
-        end = _closing(text, m.group("tag"), body)
+        if closings is None:
+            closings = _Closings(text)
+        end = closings.after(m.group("tag"), body)
         fed = False
         if end > body + 1 and not reader and written is not None:
             if feeds is None:
                 feeds = _feeds(text)
             fed = _fed(feeds, written.group("file"), end)
-            written_until = end
         if end > body + 1 and (reader or fed):
             out.append((body + 1, end, "password"))
             covered = end
-        body = text.find("\n", end + 1) if end < len(text) else -1
+        body = closings.line_end(end)
     return out
 
 
@@ -139,24 +144,60 @@ def _fed(feeds: dict[str, list[int]], file: str, start: int) -> bool:
     return k < len(at) and at[k] <= start + _FEED_WINDOW
 
 
-def _closing(text: str, tag: str, nl: int) -> int:
-    """Where the line holding only ``tag`` starts (its ``\\n``), from the newline ``nl`` on; else the end.
+# The longest delimiter word (_OPEN's) and the blanks a delimiter line may hold around it.
+_TAG_MAX = 64
+_TAG_LOOK = 256
+# What may follow a delimiter on its line (after blanks): the end of the script (``EOF"``, ``EOF)``).
+_AFTER_TAG = "\"'`)\\"
 
-    The delimiter line may be indented (``<<-``) and may end the script (``EOF"``, ``EOF)``).
+
+class _Closings:
+    """The lines each delimiter word ends a document on, indexed once per text (bisect lookups).
+
+    A line holding only a word, blanks around (``<<-``), closes a document of that word; so does
+    one where the word is followed by what ends the script (``EOF"``, ``EOF)``). Each line is
+    read once, up to _TAG_LOOK characters: a lookup per document, not a scan to the delimiter.
     """
-    n = len(text)
-    while nl >= 0:
-        j = nl + 1
-        while j < n and text[j] in " \t":
-            j += 1
-        if text.startswith(tag, j):
-            k = j + len(tag)
-            while k < n and text[k] in " \t":
-                k += 1
-            if k == n or text[k] in "\n\"'`)\\":
-                return nl
-        nl = text.find("\n", nl + 1)
-    return n
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at: dict[str, list[int]] = {}
+        nl = text.find("\n")
+        while nl >= 0:
+            nxt = text.find("\n", nl + 1)
+            line = text[nl + 1 : (nxt if nxt >= 0 else len(text))][:_TAG_LOOK].lstrip(" \t")
+            for tag in _line_tags(line):
+                self._at.setdefault(tag, []).append(nl)
+            nl = nxt
+
+    def after(self, tag: str, nl: int) -> int:
+        """The ``\\n`` before the first line from ``nl`` on that closes ``tag``; else the text's end."""
+        at = self._at.get(tag.rstrip(" \t"), [])
+        k = bisect.bisect_left(at, nl)
+        return at[k] if k < len(at) else len(self._text)
+
+    def line_end(self, end: int) -> int:
+        """The newline ending the delimiter line that starts at ``end`` (-1: none, or no line)."""
+        return self._text.find("\n", end + 1) if end < len(self._text) else -1
+
+
+def _line_tags(line: str) -> list[str]:
+    """The delimiter words ``line`` (its leading blanks gone) closes a document of."""
+    tags: list[str] = []
+    for i, c in enumerate(line):
+        if c in _AFTER_TAG or c == "\n":
+            tag = line[:i].rstrip(" \t")
+            if 0 < len(tag) <= _TAG_MAX:
+                tags.append(tag)
+            if c not in "`)":  # a quote or a backslash is in no delimiter word: nothing further
+                break
+        elif i > _TAG_MAX and c not in " \t":
+            break
+    else:
+        tag = line.rstrip(" \t")
+        if 0 < len(tag) <= _TAG_MAX:
+            tags.append(tag)
+    return tags
 
 
 # ``< <(echo X)``: a process substitution's output as the standard input of the command before it.
