@@ -14,8 +14,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources.export_store import NONE, reconcile
 from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
 from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.export_position import read_position
 from stellaops_runtime.store.export_spans import read_spans
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import read_spool, write_spool
@@ -29,6 +32,7 @@ from tests.integration.test_export_spans_store import (
     _spooled,
     _stored_live,
 )
+from tests.integration.test_export_store_reconcile import _cp
 
 BIG = (1 << 64) - 3  # an inode no signed 64-bit integer holds
 
@@ -110,6 +114,35 @@ def test_an_old_agents_spool_is_stored_where_no_other_agent_followed_an_export_f
         assert "export_position" in batch_to_json(new_grpc)
         pending = _replay(store, [batch_from_json(batch_to_json(new_grpc))])
         assert _invoked(store) == 12 and pending.spool_unverified_rows == 0
+    finally:
+        store.close()
+
+
+def test_an_old_agents_counts_stored_unchecked_keep_another_agents_older_record_from_resuming(
+    url: str, tmp_path: Path
+) -> None:
+    """s41/E2 (s40's limit): an old agent's spooled counts stored as counts (no other agent's trace)
+    left no span and no row, so an agent of another spool path that resumed later at its own older
+    record read the same lines again and stored them a second time. They now leave the node's
+    export position marked unknown (where it has no row): that agent reads from the file's end,
+    with a gap; the next counts of an export agent replace the mark with their position."""
+    store = open_store(url)
+    try:
+        pending = _replay(store, [_old_format(_spooled(f"{NODE}/y", None))])
+        assert _invoked(store) == 3 and pending.spool_unverified_rows == 0  # stored, as before
+        log = tmp_path / "tetragon.log"
+        log.write_bytes(b'{"a":1}\n' * 10)
+        older = _cp(log, 8)  # D's record, before the lines the old agent may have counted
+        with log.open("rb") as f:
+            row, spans = read_position(store.db, NODE), read_spans(store.db, NODE)
+            how, _, _, why = reconcile(f, str(log), (older, now_pair()), row, f"{NODE}/d", spans=spans)
+        assert how == NONE and "not known" in why, (how, why)
+        _stored_live(store, f"{NODE}/w", 0, 100)  # an export agent's counts: its position replaces the mark
+        assert (read_position(store.db, NODE) or ("",))[0] == f"{NODE}/w"
+        pending = _replay(store, [_old_format(_spooled(f"{NODE}/v", None))])  # never over another's row
+        assert (
+            pending.spool_unverified_rows == 2 and (read_position(store.db, NODE) or ("",))[0] == f"{NODE}/w"
+        )
     finally:
         store.close()
 

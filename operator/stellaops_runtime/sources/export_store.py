@@ -158,6 +158,11 @@ def _weigh_row(
         return OWN, cp, moment, ""
     agent, raw = row
     doc = store_doc(raw)
+    if doc is None and isinstance(raw, dict) and set(raw) == {"unknown"}:  # export_position.py mark_unknown
+        why = (
+            "spooled counts of lines of it not known (a spool file of an agent before session 39) were stored"
+        )
+        return NONE, None, None, why
     if doc is None:
         return NONE, None, None, "the store's export position of this node is not well formed"
     if agent == record_agent:

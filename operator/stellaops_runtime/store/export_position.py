@@ -51,6 +51,20 @@ _READ = {
     "sqlite": "SELECT agent_id, position FROM main.export_positions WHERE node_name = ?",
 }
 MAX_POSITION_CHARS = 4096  # a position is ~400 characters; a larger one is not ours
+# Spooled counts whose lines of the export file are not known were stored (store/export_spans.py
+# ``guard``): no checkpoint can say they are not past it, so no other agent resumes at its own
+# (sources/export_store.py reads it as not well formed). Written only where the node has no row.
+UNKNOWN = "unknown"
+_MARK = {
+    "postgresql": (
+        "INSERT INTO signals.export_positions (node_name, agent_id, position) VALUES (%s, %s, %s) "
+        "ON CONFLICT (node_name) DO NOTHING"
+    ),
+    "sqlite": (
+        "INSERT INTO main.export_positions (node_name, agent_id, position) VALUES (?, ?, ?) "
+        "ON CONFLICT (node_name) DO NOTHING"
+    ),
+}
 
 
 def write_position(conn: Any, position: dict[str, Any], *, final: bool = False) -> None:
@@ -67,6 +81,15 @@ def write_position(conn: Any, position: dict[str, Any], *, final: bool = False) 
         conn.execute(_WRITE[conn.dialect] + _FINAL_GUARD[conn.dialect], (*params, int(position["at_ns"])))
     else:
         conn.execute(_WRITE[conn.dialect], params)
+
+
+def mark_unknown(conn: Any, node: str, agent: str) -> None:
+    """Inside the transaction storing ``agent``'s spooled counts of lines not known (a spool file of
+    an agent before the spans), where the node has no row yet: a row saying so (``{"unknown": ...}``),
+    so an agent of another spool path with an older record does not resume there and count those
+    lines again; the next counts an export agent stores replace it with their position."""
+    text = json.dumps({UNKNOWN: "spooled counts of lines of the export file not known were stored"})
+    conn.execute(_MARK[conn.dialect], (node, agent, text))
 
 
 def mark_final(db: Any, position: dict[str, Any]) -> None:

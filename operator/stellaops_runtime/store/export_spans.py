@@ -35,6 +35,7 @@ import time
 from typing import Any, TypeGuard
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.store.export_position import mark_unknown
 from stellaops_runtime.store.pending_buffer import dropped_gap, gap_of
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,10 @@ def guard(
     ``locked`` False with spans (replayed by an agent without the export lock: another agent's
     counts of the same lines may be in flight, not stored yet). When another agent of the node
     stored counts of an export file, its rows are stored as gaps, said and counted (``agent``: the
-    batch's agent id); else it is stored as before (spans checked and written as above)."""
+    batch's agent id); else it is stored as before (spans checked and written as above), and one
+    that leaves no span (its lines not known) marks the node's export position unknown where
+    there is none (store/export_position.py ``mark_unknown``): an agent of another spool path
+    with an older record never resumes over them."""
     spans = position_spans(position)
     owner = _owner(position) if position is not None and spans else None
     broken = position is not None and (spans is None or bool(spans and owner is None))
@@ -247,7 +251,8 @@ def guard(
             else "its export spans are not well formed" if broken
             else "replayed without the export lock"
         )  # fmt: skip
-        for node, whose in _unverified(agent, position, [*deltas, *obs]):
+        pairs = _unverified(agent, position, [*deltas, *obs])
+        for node, whose in pairs:
             if (other := others_stored(conn, node, whose)) is not None:
                 log.warning(
                     "spooled batch of agent %s: its lines of the export file cannot be checked (%s), and "
@@ -256,6 +261,9 @@ def guard(
                     whose, why, other, node, len(deltas) + len(obs),
                 )  # fmt: skip
                 return *_as_gaps(deltas, obs), 0, len(deltas) + len(obs)
+        if spans is None or owner is None:  # stored with no span: no resume past them (export_position.py)
+            for node, whose in pairs:
+                mark_unknown(conn, node, whose)
     if spans is None or owner is None:
         return deltas, obs, 0, 0
     node, agent, _at = owner
