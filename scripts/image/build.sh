@@ -11,7 +11,8 @@
 #      (installed by pip run from its wheel, so no pip stays in the image), the
 #      user nonroot (uid/gid 65532), the demo under /opt/stellaops/demo;
 #      pruned to fit the 250 MB target by scripts/image/prune.sh (which says what
-#      goes and why; the Containerfile runs the same script);
+#      goes and why; the Containerfile runs the same script); its extension modules are
+#      stripped by the same script run from the host (the chroot has no binutils);
 #   4. scripts/image/oci.py packs it as an OCI archive: one layer, entry point
 #      stella-runtime, user 65532, OCI labels (source, version, revision).
 #
@@ -99,8 +100,9 @@ else
     exit 1
   fi
   install -m 0755 scripts/image/prune.sh "$root/tmp/prune.sh"
-  chroot "$root" env -i PATH=/usr/sbin:/usr/bin SOURCE_DATE_EPOCH="$epoch" /tmp/prune.sh /opt/stellaops/venv
+  chroot "$root" env -i PATH=/usr/sbin:/usr/bin SOURCE_DATE_EPOCH="$epoch" STRIP= /tmp/prune.sh /opt/stellaops/venv
   rm -f "$root/tmp/prune.sh"
+  scripts/image/prune.sh --strip "$root/opt/stellaops/venv"
   # No dpkg/apt state the runtime needs beyond the package database (kept for scanners).
   rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/var/cache/ldconfig/* \
     "$root"/var/cache/debconf/*-old  # debconf's backups of its databases (0.9 MB)

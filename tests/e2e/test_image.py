@@ -27,6 +27,7 @@ mmdebstrap, containerd and runc (scripts/setup.sh --server).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -243,6 +244,53 @@ def containerd(image: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
     finally:
         c.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extension_modules() -> list[str]:
+    """The wheels' extension modules in the layer (scripts/image/prune.sh strips them), not *.libs/."""
+    with tarfile.open(_layer_dir() / "layer.tar.gz") as layer:
+        return sorted(
+            m.name
+            for m in layer.getmembers()
+            if m.isfile()
+            and "/site-packages/" in m.name
+            and m.name.endswith(".so")
+            and ".libs/" not in m.name
+        )
+
+
+def test_extension_modules_are_stripped_to_their_dynamic_symbols() -> None:
+    from elftools.elf.elffile import ELFFile
+
+    names = _extension_modules()
+    assert len(names) > 20, names  # grpc, cryptography, sqlalchemy, aiohttp, yaml, ...
+    with tarfile.open(_layer_dir() / "layer.tar.gz") as layer:
+        for name in names:
+            f = layer.extractfile(name)
+            assert f is not None, name
+            elf = ELFFile(io.BytesIO(f.read()))
+            sections = {s.name for s in elf.iter_sections()}
+            assert ".symtab" not in sections and not any(s.startswith(".debug_") for s in sections), name
+            init = "PyInit_" + Path(name).name.split(".", 1)[0]
+            dynsym = elf.get_section_by_name(".dynsym")
+            assert dynsym is not None and dynsym.get_symbol_by_name(init), (name, init)
+
+
+def test_stripped_extension_modules_import_inside_the_image(containerd: Containerd) -> None:
+    modules = [
+        name.split("/site-packages/", 1)[1].split(".", 1)[0].replace("/", ".")
+        for name in _extension_modules()
+    ]
+    script = (
+        "import importlib, sys\n"
+        "import psycopg  # psycopg_binary refuses to be imported first\n"
+        "for m in sys.argv[1:]:\n"
+        "    importlib.import_module(m)\n"
+        "print('imported', len(sys.argv) - 1)"
+    )
+    res = containerd.run(IMAGE, "stella-ext", f"{VENV}/bin/python", "-c", script, *modules)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert f"imported {len(modules)}" in res.stdout
 
 
 def test_imported_image_runs_help(containerd: Containerd) -> None:
