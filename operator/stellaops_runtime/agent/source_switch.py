@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent import source_switch_purl
+from stellaops_runtime.agent.source_switch_back import SwitchBack
 from stellaops_runtime.agent.source_switch_gaps import SwitchGaps
 from stellaops_runtime.agent.source_switch_purl import ProbeReloads
 from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON, SwitchStats, switch_metrics
@@ -93,7 +94,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from stellaops_runtime.agent.pipeline import Pipeline
-    from stellaops_runtime.agent.source_switch_overlap import Overlap
+    from stellaops_runtime.agent.source_switch_overlap import Load, Overlap
     from stellaops_runtime.native.config import NativeConfig
     from stellaops_runtime.native.policy_config import PurlFunction
     from stellaops_runtime.native.purl_wiring import PurlWiring
@@ -118,7 +119,7 @@ class Segment:
     overlap: Overlap | None = None
 
 
-class SourceSwitch(SwitchGaps, ProbeReloads):
+class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
     """Tetragon's gRPC stream or the native probes, one at a time (see the module docstring)."""
 
     def __init__(
@@ -139,6 +140,10 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._sub_stop = asyncio.Event()
         self._tetragon_seen_ns = time.time_ns()  # wall clock Tetragon was last seen connected (or start)
         self._bcc_since_ns = 0  # wall clock of the latest switch to BCC: the probes count from here
+        self._load_since_ns = 0  # ... of the latest reload since then (0: none)
+        self._bcc_loads: list[Load] = []  # since then: the earlier loads (agent/source_switch_overlap.py)
+        self._loads_file = config.store.spool_path + ".probe-loads" if config.store.spool_path else ""
+        self._loads_written: object = None  # what was last written there (agent/source_switch_loads.py)
         self._bcc_unread: list[tuple[int, int]] = []  # since then: spans the probes counted nothing in
         self._lost_at: float | None = None  # monotonic time Tetragon was first seen not connected
         self._next_check = 0.0  # monotonic time of the next Tetragon check while BCC runs
@@ -212,6 +217,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
     # -- the event loop side ------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._resume_loads(time.time_ns())  # no watch record: the old agent's loads end at this start
         self._start(self.tetragon.run)
         try:
             while not stop.is_set():
@@ -280,6 +286,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         if b is not None:
             self._mark_purl(b)
             await self._mark_native_drops()
+            self._persist_loads(b)
         if now >= self._reload_check_at:
             self._reload_check_at = now + source_switch_purl.RELOAD_CHECK_SECONDS
             if now - self._reloaded_at >= source_switch_purl.RELOAD_MIN_SECONDS and self._reload_wanted():
@@ -315,8 +322,8 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._boundary(BCC, cfg)
         self.stats.switches["tetragon_to_bcc"] += 1
         self._next_check = time.monotonic() + self.native_cfg.tetragon_check_seconds
-        self._bcc_since_ns = time.time_ns()
-        self._bcc_unread = []
+        self._bcc_since_ns, self._load_since_ns = time.time_ns(), 0
+        self._bcc_unread, self._bcc_loads = [], []
         self._start(self.bcc.run)
 
     async def _to_tetragon(self) -> None:
@@ -327,6 +334,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self._open_gap(time.time_ns())  # the probes may detach any moment from now
         await self._stop_active()
         overlap = self._overlap()  # before the unwatched spans are taken (marked as gaps)
+        self._keep_loads(overlap)  # for an agent restarted before the cache has sent them
         await self._mark_native_drops()
         self._set_wiring(None)
         self.mode = TETRAGON
@@ -334,20 +342,6 @@ class SourceSwitch(SwitchGaps, ProbeReloads):
         self.stats.switches["bcc_to_tetragon"] += 1
         self._lost_at = None
         self._start(self.tetragon.run)
-
-    def _overlap(self) -> Overlap | None:
-        """What the stopped probes counted, for the first Tetragon segment not to count it again."""
-        from stellaops_runtime.agent.source_switch_overlap import Overlap
-
-        with self._lock:
-            native = next((s.native for s in reversed(self._segments) if s.kind == BCC), None)
-        b = self.bcc
-        if b is None or native is None:
-            return None
-        # taken by earlier ticks, and not yet taken: drops and unread spans (calls the probes lost)
-        unread = self._bcc_unread + [(d.start_ns, d.end_ns) for d in b.stats.drops] + b.stats.unwatched
-        return Overlap.of(native, list(b.stats.attached), since_ns=self._bcc_since_ns,
-                          detached_ns=b.stats.detached_ns, unwatched=unread)  # fmt: skip
 
     async def _make_bcc(self) -> bool:
         """Detect what BCC can do here (once); build the native source, or say why it cannot run."""

@@ -50,6 +50,10 @@ class SwitchGaps:
     _tetragon_seen_ns: int
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
 
+    if TYPE_CHECKING:  # agent/source_switch_back.py
+
+        def _resume_loads(self, cut_ns: int) -> None: ...
+
     # -- gaps ---------------------------------------------------------------------
 
     def _open_gap(self, from_ns: int) -> None:
@@ -150,6 +154,7 @@ class SwitchGaps:
         until the probes attach."""
         self.tetragon.resume_outage(from_ns, from_boot)
         self._tetragon_seen_ns = min(self._tetragon_seen_ns, from_ns)
+        self._resume_loads(from_ns)  # the last agent stored its probes' counts up to then
 
     def first_agent(self) -> None:
         """The node's first agent (agent/watch_record_store.py): the hold before Tetragon's first

@@ -8,27 +8,42 @@ sent. So the stream opened after a BCC-to-Tetragon switch receives events
 stamped while the agent's own probes still ran, and for a function the probes
 had attached they already counted that very call: counted twice.
 
-An :class:`Overlap` rides on that first Tetragon segment. It skips an event
-stamped in ``[since_ns, detached_ns)`` (the probes watched then) whose function
-the probes had attached (their attach list, not only their configuration: a
-probe that failed to attach counted nothing), and counts the skip. Anything
-else is counted: a function only Tetragon traces, a call stamped before the
-probes started or after they detached, an event whose time Tetragon did not
-give (the pipeline stamps it with its arrival, after the switch).
+An :class:`Overlap` rides on that first Tetragon segment. It holds one
+:class:`Load` per probe load of the BCC period (a reload that changed the
+attach list leaves the earlier load's functions counted in its own time) and
+skips an event stamped in a load's ``[since_ns, detached_ns)`` whose function
+that load had attached (its attach list, not only its configuration: a probe
+that failed to attach counted nothing), and counts the skip. The file is
+matched as the node knows it: the probes name a ``binaryPath`` file
+``/proc/1/root<path>`` and Tetragon ``<tetragonHostRoot><path>`` (default
+``/procRoot/1/root``, or the bare path), so both prefixes of the node's root
+are dropped before comparing (``node_path``); any other ``/proc/<pid>/root`` is
+another mount namespace's file. A PURL target is one container's file (or the
+file its image's containers share), found at the load: only the calls of
+those containers are the probes'. Anything else is counted: a function only
+Tetragon traces, a call stamped before the probes started or after they
+detached, an event whose time Tetragon did not give (the pipeline stamps it
+with its arrival, after the switch), a span the probes did not read.
 
 It ends (``live`` false) once the segment delivers an event stamped at or past
-``detached_ns`` plus the event hold (sources/event_hold.py: how far back the
+the last detach plus the event hold (sources/event_hold.py: how far back the
 events Tetragon still holds may reach), since the cache has then sent what it
-held from the probes' time. It decodes each payload once more while live (the
-time and function are needed before the fast path, which would count a repeat
-without decoding it), so the cost is bounded by that time.
+held from the probes' time; an event stamped ahead of the node's clock (a
+clock step, a hostile or replayed stream) proves nothing and does not end it.
+It decodes each payload once more while live (the time and function are
+needed before the fast path, which would count a repeat without decoding it),
+so the cost is bounded by that time.
 
-Pure logic: the switch hands it the probes' configuration and attach list and
-calls :meth:`Overlap.keep` on the pipeline thread.
+Pure logic apart from reading the wall clock: the switch hands it the probes'
+configurations and attach lists and calls :meth:`Overlap.keep` on the
+pipeline thread.
 """
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from stellaops_runtime.adapter import from_proto
@@ -43,23 +58,98 @@ SYSCALLS_LABEL = "raw_syscalls:sys_enter"  # native/probes/syscalls.py TRACEPOIN
 TCP_LABEL = "sock:inet_sock_set_state"  # native/probes/tcp.py TRACEPOINT
 SYSCALL_PREFIX = "__x64_sys_"  # native/events.py SYSCALL_PREFIX
 TCP_FUNCTION = "sock/inet_sock_set_state"  # native/events.py TCP_FUNCTION
+# The node's root: the probes' (native/policy_config.py DEFAULT_HOST_ROOT) and Tetragon's default
+# (contracts/crd_names.py DEFAULT_TETRAGON_HOST_ROOT); pid 1 only, any other pid's root is a container's.
+_NODE_ROOT = re.compile(r"/proc(?:Root/1|/1)/root(?=/)")
+CLOCK_SLACK_NS = 1_000_000_000  # an event stamped further ahead of the node's clock is not taken as now
+MAX_LOADS = 64  # earlier loads kept per BCC period (the oldest go first: fewer skips, never a loss)
+RUNNING = 1 << 62  # the end of a load still running (agent/source_switch_loads.py writes it as 0)
 
 Key = tuple[EventKind, str, str]  # (kind, module, function name); module "" for kernel functions
 
 
-@dataclass(slots=True)
-class Overlap:
-    """The probes' watched time and what they counted in it (see the module docstring)."""
+def node_path(module: str) -> str:
+    """``module`` without a leading node root (``/proc/1/root``, ``/procRoot/1/root``)."""
+    m = _NODE_ROOT.match(module)
+    return module[m.end() :] if m is not None else module
 
-    since_ns: int  # wall clock: the probes could count from here (the switch to BCC)
+
+def bare_id(container: str) -> str:
+    """A container id without its runtime prefix (``containerd://``), as events carry it."""
+    return container.rpartition("://")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One probe load: its watched time and what it attached (see the module docstring)."""
+
+    since_ns: int  # wall clock: the probes could count from here (the switch to BCC, or the reload)
     detached_ns: int  # wall clock: ... until here
-    keys: frozenset[Key]
+    keys: frozenset[Key]  # every container's calls
+    own: Mapping[Key, frozenset[str]]  # PURL targets: only these containers' calls (bare ids)
     exec_events: bool = False
     cgroups: frozenset[int] = frozenset()  # the kernel's cgroup allow list (empty: every cgroup)
+
+    @classmethod
+    def of(
+        cls, cfg: NativeConfig, attached: Iterable[str], *, since_ns: int, detached_ns: int
+    ) -> Load | None:
+        """The load of ``cfg`` whose loader attached ``attached``; None when it counted nothing."""
+        on = set(attached)
+        if not detached_ns or not on or detached_ns <= since_ns:
+            return None
+        keys: set[Key] = set()
+        own: dict[Key, frozenset[str]] = {}
+        for t in cfg.uprobes:
+            if f"uprobe {t.label()}" not in on:
+                continue
+            if t.root:  # one container's file (and its image's, shared), not every file at that path
+                k = (EventKind.UPROBE, t.module, t.symbol)
+                own[k] = own.get(k, frozenset()) | {bare_id(c) for c in t.containers}
+            else:
+                keys.add((EventKind.UPROBE, node_path(t.module or t.binary), t.symbol))
+        for u in cfg.usdt:
+            if f"usdt {u.label()}" in on:
+                keys.add((EventKind.USDT, node_path(u.binary), f"{u.provider}:{u.name}"))
+        if any(a.startswith(SYSCALLS_LABEL) for a in on):
+            keys.update((EventKind.SYSCALL, "", SYSCALL_PREFIX + name) for name in cfg.syscalls)
+        if TCP_LABEL in on:
+            keys.add((EventKind.TRACEPOINT, "", TCP_FUNCTION))
+        exec_events = cfg.exec_events and EXEC_LABEL in on
+        if not keys and not own and not exec_events:
+            return None
+        return cls(since_ns, detached_ns, frozenset(keys), own, exec_events, frozenset(cfg.cgroup_allow))
+
+    def counted(self, ev: RuntimeCallEvent) -> bool:
+        """This load counted the call: stamped while it watched, a function it attached."""
+        if not self.since_ns <= ev.timestamp_ns < self.detached_ns:
+            return False
+        if self.cgroups and (ev.container is None or ev.container.cgroup_id not in self.cgroups):
+            return False
+        kind = ev.kind
+        if kind is EventKind.EXEC:
+            return self.exec_events
+        module = node_path(ev.module) if kind is EventKind.UPROBE or kind is EventKind.USDT else ""
+        key = (kind, module, ev.function_name)
+        if key in self.keys:
+            return True
+        ids = self.own.get(key)
+        return ids is not None and ev.container is not None and ev.container.id in ids
+
+
+@dataclass(slots=True)
+class Overlap:
+    """The probe loads of one BCC period and what they counted (see the module docstring)."""
+
+    loads: tuple[Load, ...]
     unwatched: tuple[tuple[int, int], ...] = ()  # wall spans the probes did not read (a read cut short)
     live: bool = True
     skipped: int = 0
     _stats: AdapterStats = field(default_factory=AdapterStats)  # the extra decode's counters, thrown away
+
+    @property
+    def detached_ns(self) -> int:
+        return max(ld.detached_ns for ld in self.loads)
 
     @classmethod
     def of(
@@ -70,55 +160,36 @@ class Overlap:
         since_ns: int,
         detached_ns: int,
         unwatched: list[tuple[int, int]] | None = None,
+        earlier: Iterable[Load] = (),
     ) -> Overlap | None:
-        """The overlap of probes loaded with ``cfg`` whose loader attached ``attached``; None when
-        they counted nothing (never detached, nothing attached). ``unwatched``: the spans the probes
-        recorded as not read (native/source.py ``_note_cut``): calls there were not counted."""
-        if not detached_ns or not attached or detached_ns <= since_ns:
+        """The overlap of probes loaded with ``cfg`` whose loader attached ``attached``, after the
+        ``earlier`` loads of the same BCC period; None when none counted anything (never detached,
+        nothing attached). ``unwatched``: the spans the probes recorded as not read
+        (native/source.py ``_note_cut``): calls there were not counted."""
+        last = Load.of(cfg, attached, since_ns=since_ns, detached_ns=detached_ns)
+        loads = (*earlier, last) if last is not None else tuple(earlier)
+        if not loads:
             return None
-        on = set(attached)
-        keys: set[Key] = set()
-        for t in cfg.uprobes:
-            if f"uprobe {t.label()}" in on:
-                keys.add((EventKind.UPROBE, t.module or t.binary, t.symbol))
-        for u in cfg.usdt:
-            if f"usdt {u.label()}" in on:
-                keys.add((EventKind.USDT, u.binary, f"{u.provider}:{u.name}"))
-        if any(a.startswith(SYSCALLS_LABEL) for a in on):
-            keys.update((EventKind.SYSCALL, "", SYSCALL_PREFIX + name) for name in cfg.syscalls)
-        if TCP_LABEL in on:
-            keys.add((EventKind.TRACEPOINT, "", TCP_FUNCTION))
-        exec_events = cfg.exec_events and EXEC_LABEL in on
-        if not keys and not exec_events:
-            return None
-        return cls(
-            since_ns, detached_ns, frozenset(keys), exec_events, frozenset(cfg.cgroup_allow),
-            tuple(sorted(unwatched or ())),
-        )  # fmt: skip
+        return cls(loads, tuple(sorted(unwatched or ())))
 
     def counted_by_probes(self, ev: RuntimeCallEvent) -> bool:
-        """The probes counted this call already: stamped while they watched, a function they attached."""
+        """The probes counted this call already: stamped while a load watched, a function it attached."""
         t = ev.timestamp_ns
-        if not self.since_ns <= t < self.detached_ns or any(a <= t < b for a, b in self.unwatched):
+        if any(a <= t < b for a, b in self.unwatched):
             return False
-        if self.cgroups and (ev.container is None or ev.container.cgroup_id not in self.cgroups):
-            return False
-        kind = ev.kind
-        if kind is EventKind.EXEC:
-            return self.exec_events
-        module = ev.module if kind is EventKind.UPROBE or kind is EventKind.USDT else ""
-        return (kind, module, ev.function_name) in self.keys
+        return any(ld.counted(ev) for ld in self.loads)
 
     def keep(self, items: list[tuple[bytes, int]], hold_ns: int, depth: int) -> list[tuple[bytes, int]]:
         """``items`` (GetEventsResponse payloads, arrival time) less the calls the probes counted."""
         out: list[tuple[bytes, int]] = []
         end = self.detached_ns + hold_ns
+        ahead = time.time_ns() + CLOCK_SLACK_NS  # a stamp past this is not the node's present
         for i, (payload, received) in enumerate(items):
             try:
                 ev = from_proto.adapt_payload(payload, received, self._stats, depth)
             except Exception:  # the ordinary path meets it again and counts the failure
                 ev = None
-            if ev is not None and ev.timestamp_ns >= end:
+            if ev is not None and end <= ev.timestamp_ns <= ahead:
                 self.live = False  # the cache has sent what it held from the probes' time
                 out.extend(items[i:])
                 break

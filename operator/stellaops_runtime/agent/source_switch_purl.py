@@ -57,12 +57,14 @@ class ProbeReloads:
     _purl_functions: list[PurlFunction]
     _config_stamp: tuple[int, int] | None
     _reloaded_at: float
+    _load_since_ns: int
     _marked: tuple[int, int]
     _selection_policies: tuple[Any, ...] = ()  # the probe ConfigMap's policies as last configured
 
     if TYPE_CHECKING:  # the switch's own, used by a reload
 
         def _open_gap(self, from_ns: int) -> None: ...
+        def _note_load(self) -> None: ...
         async def _stop_active(self) -> None: ...
         def _boundary(self, kind: str, native: NativeConfig | None = None) -> None: ...
         def _start(self, run: Any) -> None: ...
@@ -155,8 +157,11 @@ class ProbeReloads:
         """BCC to BCC with a new configuration: the old probes end before the new attach (a gap between)."""
         assert self.bcc is not None
         log.info("probe ConfigMap or running containers changed: reloading the BCC probes")
-        self._open_gap(time.time_ns())
+        at = time.time_ns()
+        self._open_gap(at)
         await self._stop_active()
+        self._note_load()  # the old load counted its functions until it detached (the switch back's Overlap)
+        self._load_since_ns = at
         cfg = await self._configure()
         self.bcc.cfg = cfg
         self._boundary("bcc", cfg)

@@ -30,6 +30,10 @@ class UprobeTarget:
     # (root, module) of the other containers whose file at ``module`` is this very file (one image's
     # layer file): looked at for replacements too (native/follow_shared.py)
     shared: tuple[tuple[str, str], ...] = ()
+    # a PURL target's containers at the load (ids): those whose file at ``module`` is this file. Only
+    # their calls are the probes' (agent/source_switch_overlap.py); another image's file at the same
+    # path is not probed
+    containers: tuple[str, ...] = ()
 
     def label(self) -> str:
         return f"{self.binary}:{self.symbol}"

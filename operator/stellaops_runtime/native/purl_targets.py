@@ -220,14 +220,17 @@ class PurlProbePlan:
                 tk = (f.key, r.symbol)
                 if (t := self._targets.get(tk)) is not None:  # another container's file: probed once,
                     if root != t.root and (root, f.path) not in t.shared:  # looked at in each container
-                        self._targets[tk] = dataclasses.replace(t, shared=(*t.shared, (root, f.path)))
+                        t = self._targets[tk] = dataclasses.replace(t, shared=(*t.shared, (root, f.path)))
+                    if container not in t.containers:  # whose calls the probe counts
+                        self._targets[tk] = dataclasses.replace(t, containers=(*t.containers, container))
                     continue
                 if len(self._targets) >= MAX_UPROBE_TARGETS:
                     r.status, r.detail = ERROR, f"more than {MAX_UPROBE_TARGETS} uprobe targets: not probed"
                     continue
                 self._targets[tk] = UprobeTarget(
-                    f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path, root=root
-                )
+                    f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path, root=root,
+                    containers=(container,),
+                )  # fmt: skip
         self.reports += reports
         return reports
 

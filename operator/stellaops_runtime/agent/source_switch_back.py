@@ -1,0 +1,133 @@
+"""What the switch back from the native probes to Tetragon must not count again: the Overlap's inputs.
+
+Split from :mod:`stellaops_runtime.agent.source_switch` (a mixin of ``SourceSwitch``: the
+attributes are the switch's). Tetragon's event cache sends the first stream after the probes
+events stamped while they ran (agent/source_switch_overlap.py). This part gathers what the probes
+counted for that stream's Overlap:
+
+- each load of the BCC period: the one running at the switch back, and the earlier ones a
+  reload ended (``_note_load``; a reload may change the attach list);
+- the spans they did not read (``_bcc_unread`` and what is still pending);
+- for an agent restarted while the probes ran, or while Tetragon's cache may still send their
+  calls after the switch back, the same kept on disk beside the watch record (``_persist_loads``
+  on each tick while they run, ``_keep_loads`` at the switch back, ``_resume_loads`` at the next
+  start: agent/source_switch_loads.py).
+
+The overlap and loads modules are imported only when used: an agent that never runs the probes
+imports neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON
+
+if TYPE_CHECKING:
+    from stellaops_runtime.agent.source_switch_overlap import Load, Overlap
+    from stellaops_runtime.native.config import NativeConfig
+    from stellaops_runtime.native.source import NativeProbeSource
+
+log = logging.getLogger("stellaops_runtime.agent.source_switch")
+
+
+class SwitchBack:
+    """The Overlap part of ``SourceSwitch`` (its attributes are the switch's)."""
+
+    bcc: NativeProbeSource | None
+    mode: str
+    _segments: list[Any]
+    _lock: threading.Lock
+    _bcc_since_ns: int  # wall clock of the switch to BCC
+    _load_since_ns: int  # ... of the latest reload since then (0: none)
+    _bcc_loads: list[Load]  # the loads a reload ended since the switch to BCC
+    _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
+    _loads_file: str  # agent/source_switch_loads.py ('' without a spool path)
+    _loads_written: object  # what was last written there (None: nothing)
+
+    def _probes_config(self) -> NativeConfig | None:
+        with self._lock:
+            return next((s.native for s in reversed(self._segments) if s.kind == BCC), None)
+
+    def _latest_load(self, *, running: bool = False) -> Load | None:
+        """The latest load of the probes (ended at their detach, or ``RUNNING``)."""
+        from stellaops_runtime.agent.source_switch_overlap import RUNNING, Load
+
+        native, b = self._probes_config(), self.bcc
+        if b is None or native is None:
+            return None
+        since = max(self._bcc_since_ns, self._load_since_ns)  # the switch to BCC, or the latest reload
+        end = RUNNING if running else b.stats.detached_ns
+        return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end)
+
+    def _note_load(self) -> None:
+        """The stopped probes' load, before a reload: an earlier load counted its functions too."""
+        from stellaops_runtime.agent.source_switch_overlap import MAX_LOADS
+
+        if (load := self._latest_load()) is not None:
+            self._bcc_loads = [*self._bcc_loads, load][-MAX_LOADS:]
+        if self._loads_file:  # on disk at once, ended at its detach: not running into the next load
+            from stellaops_runtime.agent import source_switch_loads
+
+            source_switch_loads.write(self._loads_file, self._bcc_loads, self._bcc_unread)
+            self._loads_written = ()  # the next load's first tick writes again
+
+    def _overlap(self) -> Overlap | None:
+        """What the stopped probes counted, for the first Tetragon segment not to count it again."""
+        from stellaops_runtime.agent.source_switch_overlap import Overlap
+
+        b, last = self.bcc, self._latest_load()
+        loads = (*self._bcc_loads, *([last] if last is not None else []))
+        if b is None or not loads:
+            return None
+        # taken by earlier ticks, and not yet taken: drops and unread spans (calls the probes lost)
+        unread = self._bcc_unread + [(d.start_ns, d.end_ns) for d in b.stats.drops] + b.stats.unwatched
+        return Overlap(loads, tuple(sorted(unread)))
+
+    def _keep_loads(self, overlap: Overlap | None) -> None:
+        """At the switch back: the loads, ended at their detach, stay on disk while Tetragon's cache
+        may still send their calls (an agent restarted meanwhile skips them too); the next start
+        takes the file, and a later BCC period replaces it."""
+        if not self._loads_file:
+            return
+        self._loads_written = None
+        if overlap is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._loads_file)
+            return
+        from stellaops_runtime.agent import source_switch_loads
+
+        source_switch_loads.write(self._loads_file, overlap.loads, overlap.unwatched)
+
+    def _persist_loads(self, b: NativeProbeSource) -> None:
+        """While the probes run: their loads and unread spans on disk, for a restarted agent."""
+        if not self._loads_file or not b.stats.connected or b.stats.attached_ns < self._load_since_ns:
+            return  # the latest load has not attached yet
+        at = (len(self._bcc_loads), b.stats.attached_ns, len(self._bcc_unread), self._bcc_unread[-1:])
+        if at == self._loads_written:
+            return
+        from stellaops_runtime.agent import source_switch_loads
+
+        now = self._latest_load(running=True)
+        loads = [*self._bcc_loads, *([now] if now is not None else [])]
+        if source_switch_loads.write(self._loads_file, loads, self._bcc_unread):
+            self._loads_written = at
+
+    def _resume_loads(self, cut_ns: int) -> None:
+        """The last agent's probe loads (restarted while they ran), ended at ``cut_ns``: the first
+        Tetragon segment does not count their calls again. Only before any switch."""
+        path = self._loads_file
+        if not path or not os.path.exists(path) or len(self._segments) != 1 or self.mode != TETRAGON:
+            return
+        from stellaops_runtime.agent.source_switch_loads import resumed
+
+        overlap = resumed(path, cut_ns)
+        if overlap is not None:
+            log.info("the last agent ran the native probes: Tetragon's cached calls they counted are skipped")
+            with self._lock:
+                self._segments[0] = dataclasses.replace(self._segments[0], overlap=overlap)
