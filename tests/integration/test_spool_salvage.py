@@ -156,3 +156,22 @@ def test_a_foreign_spool_with_a_bad_batch_stays_whole_at_its_path_until_the_merg
     got = read_spool_salvaged(path)  # what the next agent reads
     assert got is not None and [(b.agent_id, b.seq) for b in got[0]] == [("node-1/other", 1)]
     assert keeper.corrupt == 1 and len(list(tmp_path.glob("hot.spool.corrupt-*"))) == 1
+
+
+def test_a_foreign_spool_set_aside_whole_at_shutdown_leaves_the_next_agent_its_gap(tmp_path: Path) -> None:
+    """s41/E2: a foreign spool file merged at shutdown whose digest does not match was set aside and
+    the merged file said nothing of it: its counts were lost with no gap. A line no agent reads now
+    stands for it in the merged file, naming the earliest window its text names."""
+    path = tmp_path / "hot.spool"
+    keeper, pending, _ = _keeper(path)
+    keeper.load()  # nothing at start
+    first = json.loads(_line("node-1/other", 1, "f_a", 5))
+    first["units"][0]["window_start_ns"] = early = first["units"][0]["window_start_ns"] - 7200 * 10**9
+    _file(path, [json.dumps(first).encode(), _line("node-1/other", 2, "f_b", 11)], 2)
+    path.write_bytes(path.read_bytes().replace(b'"f_b"', b'"f_x"'))  # the digest no longer matches
+    pending.add([delta("f_mine", 3)], [])
+    assert keeper.save() and keeper.corrupt == 1
+    nxt, pending2, lost = _keeper(path)
+    nxt.load()
+    assert lost == [1] and nxt.lost_since_ns == early
+    assert [(b.agent_id, b.seq) for b in pending2._batches] == [("node-1/next", 1)]

@@ -19,7 +19,9 @@ spooled; this module is what the file holds and who may remove it.
   (one with a batch line that does not decode is kept aside as a hard link,
   so it stays at the path until the merged file is renamed over it, and that
   line is written on into the merged file as it was: the next agent meets it,
-  replays it if it can read it, else keeps it aside with its gap).
+  replays it if it can read it, else keeps it aside with its gap); one set
+  aside whole leaves a line in its place that no agent reads (``lost_line``),
+  so the next agent makes the same gap.
 - The gap for a batch line that does not decode starts at the earliest window
   the line names (read as text, ``lost_since_ns``) when that is before the
   node's latest stored window: another agent of the path may have stored
@@ -40,6 +42,7 @@ from stellaops_runtime.store.spool import (
     SpoolError,
     Unread,
     keep_aside,
+    lost_line,
     quarantine_spool,
     read_spool_kept,
     remove_spool,
@@ -154,9 +157,10 @@ class SpoolKeeper:
             return [], NOTHING_UNREAD  # none, or the one loaded: its unreplayed batches are pending here
         try:
             got = read_spool_kept(path)
-        except SpoolError as e:
+        except SpoolError as e:  # its counts are lost: a line the next agent meets says so (its gap)
+            lost = lost_line(path, str(e))
             self._set_aside(path, e)
-            return [], NOTHING_UNREAD
+            return [], lost
         if got is None:
             return [], NOTHING_UNREAD
         if got[2]:  # its batches that decode are kept in the file written now; until then, in it

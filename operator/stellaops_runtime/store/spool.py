@@ -78,6 +78,20 @@ def unread_window_ns(unread: Unread) -> int | None:
     return min((t for t in found if t < 1 << 63), default=None)
 
 
+def lost_line(path: str | Path, why: str) -> Unread:
+    """A batch line no agent decodes, standing for a spool file set aside whole when it was to be
+    merged into the one written (agent/spool_keeper.py): the next agent meets it as a lost batch
+    (its gap), from the earliest window the file's text names (:func:`unread_window_ns`), if any."""
+    text = ""
+    with contextlib.suppress(OSError):
+        if os.stat(path, follow_symlinks=False).st_size <= MAX_SPOOL_BYTES:
+            text = Path(path).read_bytes().decode("ascii", errors="replace")
+    doc: dict[str, Any] = {"lost": f"a spool file merged here was set aside whole: {why[:200]}"}
+    if (since := unread_window_ns(Unread([text], 0))) is not None:
+        doc["window_start_ns"] = since
+    return Unread([json.dumps(doc, ensure_ascii=True, sort_keys=True)], 0)
+
+
 def write_spool(path: str | Path, batches: list[Batch], unread: Unread = NOTHING_UNREAD) -> int:
     """Replace the spool file with ``batches`` (and ``unread``, batch lines of a file merged into
     it that do not decode here, as they were); returns the rows of ``batches``. Raises SpoolError."""
