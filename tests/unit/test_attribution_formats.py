@@ -459,3 +459,15 @@ def test_dpkg_native_arch_from_hostile_arch_files() -> None:
     two = [*own, DpkgPackage("dpkg", "1.21.22", "amd64", "installed")]  # a forged second stanza
     assert native_arch(None, two) is None
     assert native_arch(None, [DpkgPackage("dpkg", "1.21.22", "arm64", "not-installed")]) is None
+
+
+def test_rpm_native_arch_from_hostile_databases() -> None:
+    """rpm's database names no platform: ``filesystem``'s one arch, else ``rpm``'s, else none."""
+    from stellaops_runtime.attribution.rpmdb import native_arch
+
+    assert native_arch([("glibc", "i686"), ("filesystem", "x86_64"), ("glibc", "x86_64")]) == "x86_64"
+    assert native_arch([("rpm", "ppc64"), ("filesystem", "noarch")]) == "ppc64"
+    assert native_arch([("filesystem", "x86_64"), ("filesystem", "aarch64"), ("rpm", "ppc64")]) == "ppc64"
+    for hostile in ("", None, "noarch", "x86_64\x00", "../x", "a b", "x" * 33, "x86_64\udcff"):
+        assert native_arch([("filesystem", hostile), ("glibc", "i686")]) is None, hostile
+    assert native_arch([("filesystem", "x86_64"), ("filesystem", "i686")]) is None  # forged second copy

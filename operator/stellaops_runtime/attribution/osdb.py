@@ -292,6 +292,7 @@ def build_rpm(fs: RootFS, osr: OsRelease) -> BuildResult:
         return result
     pkgs: list[Package] = []
     entries: list[tuple[str, int]] = []
+    arches: list[tuple[str, str | None]] = []  # (name, arch) of every package, for the native arch
     try:
         with tempfile.TemporaryDirectory(prefix="stella-rpmdb-") as tmp:
             for hnum, blob in _rpm_rows(fs, db_path, tmp):
@@ -306,6 +307,7 @@ def build_rpm(fs: RootFS, osr: OsRelease) -> BuildResult:
                     continue  # imported signing keys are headers without files
                 if len(entries) + len(p.files) > MAX_PATHS:
                     raise TooManyPaths(f"{db_path}: more than {MAX_PATHS} recorded paths")
+                arches.append((p.name, p.arch))
                 _rpm_package(p, osr, db_path, hnum, pkgs, entries, result)
     except TooManyPaths as e:
         result.fatal = f"rpm: {e}"
@@ -314,7 +316,7 @@ def build_rpm(fs: RootFS, osr: OsRelease) -> BuildResult:
         result.fatal = f"rpm: {db_path}: not a readable sqlite rpmdb: {e}"
         return result
     keys = KeyBuilder(fs)
-    result.index = OwnerIndex(pkgs, entries, keys=keys)
+    result.index = OwnerIndex(pkgs, entries, keys=keys, native_arch=rpmdb.native_arch(arches))
     return _finish(result, keys, "rpm")
 
 

@@ -21,7 +21,9 @@ a damaged blob is a :class:`ValueError` naming what was wrong.
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 TAG_NAME = 1000
@@ -166,3 +168,21 @@ def package_of(blob: bytes) -> RpmPackage:
         source_rpm=_one(tags, TAG_SOURCERPM),
         files=tuple(files),
     )
+
+
+# Packages built for the image's own architecture and never installed for a second one: the
+# base of every rpm distribution (Fedora, RHEL, SUSE, Amazon, Azure Linux, Photon), then rpm itself.
+NATIVE_ARCH_PACKAGES = ("filesystem", "rpm")
+_ARCH = re.compile(r"[A-Za-z0-9_]{1,32}")  # x86_64, i686, ppc64le, aarch64, armv7hl
+
+
+def native_arch(packages: Iterable[tuple[str, str | None]]) -> str | None:
+    """The image's native architecture from (name, arch) of its installed packages: the one arch
+    of ``filesystem``, else of ``rpm``; ``None`` when neither has exactly one (rpm records no
+    platform in its database, and ``/etc/rpm/platform`` is seldom there)."""
+    seen = [(n, a) for n, a in packages if n in NATIVE_ARCH_PACKAGES]
+    for name in NATIVE_ARCH_PACKAGES:
+        arches = {a for n, a in seen if n == name and a and a != "noarch"}
+        if len(arches) == 1 and _ARCH.fullmatch(arch := arches.pop()):
+            return arch
+    return None
