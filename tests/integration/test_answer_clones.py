@@ -16,6 +16,7 @@ and PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -68,5 +69,45 @@ def test_a_call_in_a_clone_is_a_call_of_the_function(tmp_path: Path, url: str) -
     assert by_vuln(doc)["CVE-C"]["status"] == "affected"
     # A longer name that starts the same, or a clone's name cut short, is not matched.
     for fn in ("deflate_store", "inflateGetHeader.part", "has"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn)
+        assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)
+
+
+BID = "1f95d5498d283b79505861523e20b3db2afdf518"
+
+
+def test_a_function_asked_by_its_id_ran_in_its_clones_of_that_build(tmp_path: Path, url: str) -> None:
+    """A function ID ``<build-id>:crc32+0x0`` (static analysis names the source function so, the clone
+    suffix stripped: docs/function-ids.md) while its body ran only as ``crc32.part.0`` and
+    ``crc32.isra.0.cold`` of that build, stored under their own IDs or by name and build: "not
+    observed" (exit 1) and PotentiallyReachable before the fix. Another build's clone, a longer
+    name, or a clone's name cut short are not the function."""
+
+    def clone(fn: str, n: int, build: str = BID, with_id: bool = True) -> HotSymbolDelta:
+        fid = f"{build}:{fn}+0x0" if with_id else ""
+        return dataclasses.replace(row(ZLIB, fn, PURL, n), build_id=build, function_id=fid)
+
+    with open_store(url) as s:
+        s.write(
+            [
+                clone("crc32.part.0", 5),
+                clone("crc32.isra.0.cold", 2, with_id=False),
+                clone("adler32.constprop.0", 7, build="ab" * 20),  # another build's
+                clone("inflate_fastx.part.0", 3),  # another name
+                clone("inflate_fast.resolver", 3),  # an ifunc resolver runs no code of inflate_fast
+            ],
+            watched(),
+        )
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", f"{BID.upper()}:crc32+0x0")
+    assert (code, doc["answer"]) == (0, "observed"), doc
+    assert sorted((r["function_name"], r["invocation_count"]) for r in doc["records"]) == [
+        ("crc32.isra.0.cold", 2),
+        ("crc32.part.0", 5),
+    ]
+    code, doc = cli(
+        url, "evidence", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", f"{BID}:crc32+0x0"
+    )
+    assert (code, doc["reachability_state"]) == (0, "DynamicReachable"), doc
+    for fn in (f"{BID}:adler32+0x0", f"{BID}:inflate_fast+0x0", f"{BID}:crc3+0x0", f"{BID}:crc32.part+0x0"):
         code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn)
         assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)

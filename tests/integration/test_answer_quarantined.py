@@ -13,6 +13,7 @@ or outside the period asked about, changes nothing. The store's own write path, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import string
@@ -156,3 +157,26 @@ def test_the_refused_doubt_reads_each_stored_purl_once(url: str, monkeypatch: py
     engine.dispose()
     assert d is not None and (len(d.rows), d.to_json()["refused_count"]) == (300, 300)
     assert seen == [PURL]
+
+
+def test_a_refused_clone_of_a_function_asked_by_its_id_is_never_not_observed(url: str) -> None:
+    """``<build-id>:inflateGetHeader+0x0`` while the store refused the rows of its clone
+    ``inflateGetHeader.part.0`` of that build: the refused doubt matched a function ID's own name
+    only, so the answer was "not observed" (exit 1). Seen failing before the fix. A refused clone
+    of another function is not the function."""
+    filled(url)
+    bid = "1f95d5498d283b79505861523e20b3db2afdf518"
+    with open_store(url) as s:  # the build ran (another function of it): "not observed" can be said
+        s.write([dataclasses.replace(row("adler32", EvidenceKind.INVOKED, PURL), build_id=bid)], [])
+    asked = ("--image", IMG, "--function", f"{bid}:{FN}+0x0")
+    for seq, fn in enumerate(("adler32.part.0", f"{FN}.part.0"), start=1):
+        start = T0 + 3 * DAY
+        key = HotSymbolKey(IMG, BAD_PATH, fn, EvidenceKind.ON_STACK)
+        d = HotSymbolDelta(key, start, 9, start + S, start + 2 * S, purl=PURL, build_id=bid,
+                           function_id=f"{bid}:{fn}+0x0")  # fmt: skip
+        with open_store(url) as s:
+            assert s.write_batch(Batch("node-1/q", seq, [d])).quarantined == 1
+        code, doc = cli(url, "query", "observed", *asked)
+        if fn.startswith("adler32"):
+            assert (code, doc["answer"]) == (1, "not_observed"), doc  # another function's clone
+    assert (code, doc["answer"], doc.get("refused_count")) == (3, "unknown", 1), doc

@@ -69,6 +69,7 @@ from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
 from stellaops_runtime.evidence.unattributed_image import image_unattributed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.name_spellings import clone_of
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import SCHEMA, hot_symbol_windows, hot_symbols, quarantined_rows
@@ -272,8 +273,10 @@ def _may_be(
         return False  # another package's file (or, unless ``loose``, a file of no package)
     if function is None or not isinstance(name, str) or name.startswith("0x"):  # or under no name
         return True
-    if function.is_function_id:
-        return name in function.names or d.get("function_id") == function.entry_id
+    if function.is_function_id:  # its name or a clone's (of any build, as its name is), or its ID
+        if name in function.names or d.get("function_id") == function.entry_id:
+            return True
+        return any(clone_of(name, n) for n in function.clones)
     return function.matches_name(name)
 
 

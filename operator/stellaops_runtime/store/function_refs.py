@@ -54,6 +54,7 @@ class FunctionQuery:
     spaceless: tuple[str, ...] = ()
     # Names given by name: each also names its GCC clones (:func:`clone_of`), code of the function
     # stored under its own name (``f.isra.0``, ``f.part.0``, ``f.cold``, C++ ``f(int) (.cold)``).
+    # A function ID's symbol: its clones in that build only (``matches_clone``).
     clones: tuple[str, ...] = ()
     # Given as a mangled symbol that demangles (C++ ``_Z...``, Rust ``_R...``): native code by its
     # spelling, as a function ID is; never an interpreted function's (doubts.interpreted).
@@ -65,6 +66,13 @@ class FunctionQuery:
     @property
     def is_function_id(self) -> bool:
         return bool(self.build_id)
+
+    def matches_clone(self, stored: str, build_id: str) -> bool:
+        """Whether a stored row (its function name and build-id) is a clone of the function this
+        question names: of one of ``clones``, and for a function ID in its build."""
+        if self.is_function_id and build_id != self.build_id:
+            return False
+        return any(clone_of(stored, n) for n in self.clones)
 
     def matches_name(self, stored: str) -> bool:
         """Whether a stored function name is this (non-ID) question's: equal to one of ``names``,
@@ -137,11 +145,13 @@ def function_query(text: str) -> FunctionQuery:
         if not fid.symbol:
             return FunctionQuery(text=t, names=(f"0x{fid.offset:x}",), build_id=fid.build_id)
         symbol = demangle(fid.symbol)
+        names = tuple(dict.fromkeys((symbol, fid.symbol)))
         return FunctionQuery(
             text=t,
-            names=tuple(dict.fromkeys((symbol, fid.symbol))),
+            names=names,
             build_id=fid.build_id,
             entry_id=function_entry_id(fid.build_id, symbol),
+            clones=names,  # of that build: ``<build-id>:crc32+0x0`` ran as its ``crc32.part.0``
         )
     names = tuple(dict.fromkeys((demangle(t), t)))
     c_names = tuple(dict.fromkeys(c for n in names if (c := c_function_of(n)) is not None))

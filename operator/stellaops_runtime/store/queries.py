@@ -126,6 +126,13 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
     c = hot_symbols.c
     if isinstance(function, str):
         return c.function_name == function
+    # GCC clones (name_spellings.clone_of): narrowed here by their start, kept by matches_name
+    # (matches_clone for a function ID, whose clones are those of its build)
+    clones = [
+        sa.func.substr(c.function_name, 1, len(n) + len(sep)) == n + sep
+        for n in function.clones
+        for sep in (".", " (.")
+    ]
     if not function.is_function_id:
         # substr, not LIKE: SQLite's LIKE ignores case, and names hold LIKE's wildcards (_ and %)
         overloads = [sa.func.substr(c.function_name, 1, len(n) + 1) == f"{n}(" for n in function.overloads]
@@ -139,20 +146,25 @@ def _name_filter(function: str | FunctionQuery) -> sa.ColumnElement[bool]:
         nospace = sa.func.replace(c.function_name, " ", "")
         spaced: list[sa.ColumnElement[bool]] = [nospace.in_(function.spaceless)] if function.spaceless else []
         spaced += [sa.func.substr(nospace, 1, len(n) + 2) == f"{n}(." for n in function.spaceless]
-        # GCC clones (name_spellings.clone_of): narrowed here by their start, kept by matches_name
-        clones = [
-            sa.func.substr(c.function_name, 1, len(n) + len(sep)) == n + sep
-            for n in function.clones
-            for sep in (".", " (.")
-        ]
         named = c.function_name.in_(function.names + function.c_names)
         return sa.or_(named, *overloads, *rust, *spaced, *clones)
     by_name = sa.and_(
         c.build_id == function.build_id, c.function_name.in_(function.names), c.function_id == ""
     )
+    if clones:  # ``<build-id>:crc32+0x0`` ran as that build's ``crc32.part.0`` (stored under its own ID)
+        by_name = sa.or_(by_name, sa.and_(c.build_id == function.build_id, sa.or_(*clones)))
     if function.entry_id:
         return sa.or_(c.function_id == function.entry_id, by_name)
     return by_name
+
+
+def _named_by_id(function: FunctionQuery, r: SymbolRow) -> bool:
+    """Whether a row :func:`_name_filter` found for a function ID is the function or its clone."""
+    if r.function_id == function.entry_id and function.entry_id:
+        return True
+    if r.build_id == function.build_id and r.function_name in function.names and not r.function_id:
+        return True
+    return function.matches_clone(r.function_name, r.build_id)
 
 
 def observed(
@@ -184,6 +196,8 @@ def observed(
     if isinstance(function, FunctionQuery) and narrowed and not function.is_function_id:
         # the SQL narrows a Rust path and a clone by their start only
         rows = [r for r in rows if function.matches_name(r.function_name)]
+    elif isinstance(function, FunctionQuery) and function.is_function_id and function.clones:
+        rows = [r for r in rows if _named_by_id(function, r)]
     if rows and (since is not None or until is not None):
         rows = _in_period(conn, rows, since=since, until=until, sure=True)
     return rows
