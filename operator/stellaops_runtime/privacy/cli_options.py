@@ -85,6 +85,25 @@ _LDAP = (
     "ldapmodrdn",
     "ldapexop",
 )
+_SNMP = tuple(
+    f"snmp{c}"
+    for c in (
+        "walk",
+        "bulkwalk",
+        "get",
+        "getnext",
+        "bulkget",
+        "set",
+        "table",
+        "delta",
+        "status",
+        "df",
+        "trap",
+        "inform",
+        "test",
+        "netstat",
+    )
+)
 _ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
 
 # mkpasswd PASSWORD [SALT]: the first words after its options, read from the client's name (or the
@@ -280,6 +299,25 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     # https://networkmanager.dev/docs/api/latest/nmcli.html (wifi connect ... password X, wifi-sec.psk X)
     ("nmcli",): (sep("password"), sep(r"[\w.-]*psk")),
+    # https://linux.die.net/man/1/ipmitool (-P password; -E and -f read it elsewhere)
+    ("ipmitool",): (sep_or_glued("-P"),),
+    # https://www.net-snmp.org/docs/man/snmpcmd.html (-A authPassword, -X privPassword, -c community):
+    # the well-known default communities (public, private) stay, a finding a security team needs
+    _SNMP: (sep("-A"), sep("-X"), rf"{START}-c\s+(?!(?:public|private)(?!\S))(?![-\s]){VALUE}"),
+    # https://linux.die.net/man/8/wpa_passphrase (wpa_passphrase SSID [PASSPHRASE]: the second word)
+    ("wpa_passphrase",): (
+        rf"(?:(?<=wpa_passphrase)|\A)\s*(?:{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",
+    ),
+    # https://bitwarden.com/help/cli/ (bw unlock [PASSWORD], bw login [EMAIL] [PASSWORD])
+    ("bw",): (
+        rf"(?<!\S)unlock\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",
+        rf"(?<!\S)login\s+[^\s|;&<>-]\S*\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",
+    ),
+    # https://ngrok.com/docs/agent/cli/ (ngrok config add-authtoken TOKEN, the older ngrok authtoken TOKEN)
+    ("ngrok",): (rf"(?<!\S)(?:add-)?authtoken\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",),
+    # https://docs.digitalocean.com/reference/doctl/ (-t, --access-token: a global flag)
+    # (a token of its own form keeps its prefix: provider_tokens.py)
+    ("doctl",): (rf"{START}-t(?:=|\s+(?![-\s]))(?!do[opr]_v1_){VALUE}",),
 }
 
 TOOL_RULES: dict[str, re.Pattern[str]] = {}

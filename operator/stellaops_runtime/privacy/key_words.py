@@ -26,6 +26,8 @@ SECRET_WORDS: tuple[str, ...] = (
     # Azure API Management's ``Ocp-Apim-Subscription-Key`` header
     r"subscription[_-]?key",
     "auth",
+    # Tailscale's and others' ``--authkey`` / ``authkey=``
+    r"auth[_.-]?key",
     r"session[_-]?id",
     "cookie",
     "signature",

@@ -48,6 +48,8 @@ _PREFIXED: tuple[tuple[str, str], ...] = (
     (r"do[opr]_v1_", rf"{_HEX}{{64,}}"),
     (r"hv[sb]\.", rf"{_B}{{24,}}"),
     (r"whsec_", rf"{_AN}{{24,}}"),
+    # Tailscale auth, API, OAuth client, SCIM and webhook keys (https://tailscale.com/kb/1085/auth-keys)
+    (r"tskey-(?:auth|api|client|scim|webhook)-", rf"{_B}{{20,}}"),
     (r"sk_prod_", rf"{_AN}{{12,}}"),
     (r"rk_prod_", rf"{_AN}{{12,}}"),
     (r"AGE-SECRET-KEY-1", r"[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),

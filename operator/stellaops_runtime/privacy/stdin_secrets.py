@@ -12,7 +12,8 @@ key or flag in front of it that the key rules could see:
   (``--password-stdin``: ``docker``, ``podman``, ``nerdctl``, ``buildah``,
   ``helm registry``, ``oras``, ``skopeo``, ``cosign login``; ``--pass-stdin``:
   ``regctl``; gpg's ``--passphrase-fd 0``): ``echo X | docker login -u u --password-stdin registry``, or in a
-  here-string (``docker login --password-stdin registry <<< X``);
+  here-string (``docker login --password-stdin registry <<< X``); a token echoed into
+  ``gh auth login --with-token`` or ``vault login -``, a passphrase into openssl's ``-passin stdin``;
 - what a process substitution prints (``<(echo X)``) for an option naming a credential
   (``initdb --pwfile=<(echo X)``) or onto a reader's standard input (``--password-stdin < <(echo X)``);
 - the ``send`` answering an expect(1) script's password prompt (``expect "password:"; send "X\\r"``);
@@ -61,11 +62,25 @@ _READS_STDIN = "|".join(
         r"""[^|;&\n]{0,1024}?--data-file[= ]-(?![^\s"'])""",
         r"""(?:docker|podman)\s+secret\s+create\s+(?:-\S+\s+){0,8}?[^\s-]\S*\s+-(?![^\s"'])""",
         r"gh\s+secret\s+set(?![\w-])(?![^|;&\n]{0,1024}?\s(?:-b|--body)(?:[\s=]|\S))",
+        # a token: ``gh auth login --with-token``, ``vault login -``; openssl's ``-passin stdin``
+        r"(?:/\S*/)?gh\s+auth\s+login(?:\s+[^\s|;&]+){0,16}?\s+--with-token(?![\w-])",
+        r"""(?:/\S*/)?vault\s+login(?:\s+-[^\s|;&]+){0,16}?\s+-(?![^\s"'])""",
+        r"(?:/\S*/)?openssl\s[^|;&\n]{0,512}?\s-pass(?:in)?\s+stdin(?![\w-])",
     ]
 )
 # Lower-case words one of which is in every text these alternatives match (the password
 # rule's triggers, patterns.py, besides its own ``pass`` and ``pw``).
-STDIN_TRIGGERS: tuple[str, ...] = ("sudo", "cryptsetup", "kinit", "data-file", "secret", "<(", "send")
+STDIN_TRIGGERS: tuple[str, ...] = (
+    "sudo",
+    "cryptsetup",
+    "kinit",
+    "data-file",
+    "secret",
+    "<(",
+    "send",
+    "with-token",
+    "vault",
+)
 
 # A process substitution (bash(1)) printing the password: ``<(echo X)``, ``<(printf '%s' X)``; all
 # it prints goes, up to its ``)`` outside quotes (``<(echo 'pa)ss')``; ``\"pa)ss\"`` inside a
@@ -149,6 +164,7 @@ STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     rf"c(?<![\w-]c)hpasswd{_HERE}",
     rf"p(?<![\w-]p)asswd{_HERE}",
     rf"-(?<![\w-]-)-pass(?:word)?-stdin{_HERE}",
+    rf"-(?<![\w-]-)-with-token{_HERE}",
     rf"-(?<![\w-]-)-passphrase-fd[ =]0(?![0-9]){_HERE}",
     # A .pgpass line: from the ``:`` before its port (a number or ``*``) to its fifth field (a ``:``
     # or a backslash in it is escaped with a backslash), written to the file (``> ~/.pgpass``, ``>>``,
