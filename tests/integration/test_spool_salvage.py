@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,32 @@ def test_a_foreign_spool_set_aside_whole_at_shutdown_leaves_the_next_agent_its_g
     nxt.load()
     assert lost == [1] and nxt.lost_since_ns == early
     assert [(b.agent_id, b.seq) for b in pending2._batches] == [("node-1/next", 1)]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-to-fifo"])
+def test_a_fifo_at_the_spool_path_at_shutdown_never_hangs_the_stop(tmp_path: Path, kind: str) -> None:
+    """s41/RE2: the line standing for a foreign file set aside whole (2509c01) read that file's text
+    with ``Path.read_bytes``, which waits for ever on a FIFO (or a symlink to one: its own size is
+    small) that the read before had refused: the agent's stop hung in ``save`` and its own spooled
+    counts were never written. The text is read as the spool is (a regular file, no symlink)."""
+    path = tmp_path / "hot.spool"
+    keeper, pending, _ = _keeper(path)
+    keeper.load()  # nothing at start
+    fifo = tmp_path / "fifo" if kind == "symlink-to-fifo" else path
+    os.mkfifo(fifo)
+    if kind == "symlink-to-fifo":
+        path.symlink_to(fifo)
+    pending.add([delta("f_mine", 3)], [])
+    saved: list[bool] = []
+    stop = threading.Thread(target=lambda: saved.append(keeper.save()), daemon=True)
+    stop.start()
+    stop.join(10)
+    hung = stop.is_alive()
+    if hung:  # let the thread go: a writer opens the FIFO
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        stop.join(10)
+    assert not hung, "save() waited on the FIFO"
+    assert saved == [True] and keeper.corrupt == 1
+    got = read_spool_salvaged(path)
+    assert got is not None and [(b.agent_id, b.seq) for b in got[0]] == [("node-1/next", 1)]
+    assert len(got[2]) == 1  # the line in the set-aside file's place (its gap)

@@ -83,9 +83,10 @@ def lost_line(path: str | Path, why: str) -> Unread:
     merged into the one written (agent/spool_keeper.py): the next agent meets it as a lost batch
     (its gap), from the earliest window the file's text names (:func:`unread_window_ns`), if any."""
     text = ""
-    with contextlib.suppress(OSError):
-        if os.stat(path, follow_symlinks=False).st_size <= MAX_SPOOL_BYTES:
-            text = Path(path).read_bytes().decode("ascii", errors="replace")
+    # Read as the spool is: a FIFO or a symlink is refused, never waited on (nor /dev/zero read).
+    with contextlib.suppress(OSError), os.fdopen(open_regular(path, follow=False), "rb") as f:
+        if os.fstat(f.fileno()).st_size <= MAX_SPOOL_BYTES:
+            text = f.read(MAX_SPOOL_BYTES + 1).decode("ascii", errors="replace")
     doc: dict[str, Any] = {"lost": f"a spool file merged here was set aside whole: {why[:200]}"}
     if (since := unread_window_ns(Unread([text], 0))) is not None:
         doc["window_start_ns"] = since
