@@ -172,3 +172,47 @@ def test_purl_types_of_interpreted_code(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["deb", "rpm", "apk", "golang", "cargo", "conan", "generic", "swift"])
 def test_purl_types_of_native_or_unknown_code(kind: str) -> None:
     assert kind not in INTERPRETED_TYPES
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "com.sun.jna.Native.load",
+        "com.sun.jna.Native.load(java.lang.String, java.lang.Class)",
+        "org.apache.logging.log4j.core.lookup.JndiLookup.lookup",
+        "org.x.Outer$Inner.lambda$run$0",
+        "org.x.Foo.<init>(int)",
+        "yaml.constructor.FullConstructor.construct_object",
+        "time.Time.String",  # a Go method of a value receiver too: unknown is the safe direction
+    ],
+)
+def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
+    from stellaops_runtime.evidence.interpreted import method_path
+
+    assert method_path(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ffi_call",
+        "Java_com_sun_jna_Native_invokeInt",  # a JNI library's own (C) symbol
+        "crc32.part.0",
+        "crc32.constprop.0.isra.0",
+        "f.cold",
+        "ns::Class::method(int)",
+        "mycrate::a::b",
+        "net/http.(*Server).Serve",
+        "regexp.(*Regexp).Match",
+        "strings.Index",
+        "yaml.full_load",  # two elements: a Go package's function as well
+        "a.b.1",
+        "a..b.c",
+        "",
+        "a.b.c\x00",
+    ],
+)
+def test_a_native_name_is_no_method_path(name: str) -> None:
+    from stellaops_runtime.evidence.interpreted import method_path
+
+    assert not method_path(name)

@@ -75,6 +75,26 @@ _INTERPRETER_FUNCTIONS = frozenset(
 _INTERPRETER_STARTS = ("Builtins_", "v8::", "node::", "JSC::")
 
 
+# A function named by a path of three or more dotted identifiers, a parameter list after it or not
+# (``com.sun.jna.Native.load``, ``org.x.Y.<init>(int)``, ``yaml.constructor.Loader.load``): how a
+# Java, Python or Ruby method is named, never a C, C++ or Rust symbol (``::``, clone suffixes
+# ``.part.0``) nor a Go one with a module path (``/``) or a pointer receiver (``.(*T)``).
+_METHOD_PATH = re.compile(r"[^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|<c?l?init>)){2,}(?:\([^()]*\))?")
+
+
+def method_path(name: str) -> bool:
+    """Whether ``name`` is a dotted method path (a Java, Python or Ruby function's name)."""
+    return bool(_METHOD_PATH.fullmatch(name.strip()))
+
+
+def method_files(conn: sa.Connection, *, image: str, function: FunctionQuery) -> list[str]:
+    """For a function asked of a package whose stored files show no interpreted code: when it is
+    named as a method path, the image's files that show it runs interpreted code (sorted). The
+    package may hold such code where no row is: a distribution's package of a JAR and its JNI
+    library (Fedora's jna) is stored only through the library, the JAR never has a row."""
+    return image_files(conn, image=image) if method_path(function.text) else []
+
+
 def purl_type(purl: str) -> str:
     """The type of a stored purl text (``pkg:<type>/...``), lower case; "" when it has none."""
     head, sep, rest = purl.partition(":")

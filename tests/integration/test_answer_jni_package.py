@@ -1,0 +1,59 @@
+"""A distribution package that ships a JAR beside its JNI library: a Java method of it is never "not called".
+
+Fedora packages JNI libraries with their JAR (jna: ``%{_jnidir}/jna.jar`` and
+``%{_libdir}/jna/libjnidispatch.so``). The JAR never gets a row (it has no
+build-id, and the JVM runs its classes as JIT code under no file), but the JNI
+library is stored as loaded under the package's PURL, so the package was "seen
+loaded" and nothing marked it as interpreted (its type is rpm, its ``.so`` lies
+in no interpreter's module directory). A Java method asked of it
+(``com.sun.jna.Native.load``) then answered "not observed" (exit 1), ``vex``
+``not_affected``, though no sampled stack could have named it (s40/J noticed it).
+Now a name shaped as a dotted method path (``a.b.C.m``, what a Java, Python or
+Ruby function is named by), asked of a package in an image that runs interpreted
+code (a JVM here), raises the ``interpreted`` doubt: unknown, exit 3,
+``under_investigation``. A C name (``ffi_call``) or a JNI symbol
+(``Java_com_sun_jna_Native_invokeInt``) of the same package keeps its "not
+observed", and so does the Java name in an image where no interpreter was seen.
+Seen failing before the fix. Real CLI, SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from tests.integration.test_answer_interpreted import BID, ask, filled, row
+from tests.integration.test_answer_unattributed import cli
+from tests.integration.test_vex import IMG
+
+JNA = (
+    "/usr/lib64/jna/libjnidispatch.so",
+    "pkg:rpm/fedora/jna@5.13.0-4.fc39?arch=x86_64",
+    "pkg:rpm/fedora/jna",
+)
+JVM = (
+    "/usr/lib/jvm/java-17-openjdk-17.0.9.0.9-3.fc39.x86_64/lib/server/libjvm.so",
+    "pkg:rpm/fedora/java-17-openjdk-headless@17.0.9.0.9-3.fc39?arch=x86_64",
+)
+METHOD = "com.sun.jna.Native.load"
+
+
+def test_a_java_method_of_a_distro_package_with_a_jni_library_is_unknown(tmp_path: Path) -> None:
+    url = filled(
+        tmp_path,
+        row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID),
+        row(JVM[0], "", EvidenceKind.LOADED, JVM[1], bid="cd" * 20),
+    )
+    for fn in (METHOD, f"{METHOD}(java.lang.String, java.lang.Class)"):
+        status, note, e, edoc, q, qdoc = ask(tmp_path, url, JNA[2], fn)
+        assert status == "under_investigation", (fn, note)
+        assert "no sampled stack names" in note and JVM[0] in note, note
+        assert e == 3 and edoc["rts"]["score"] == 0.5, edoc
+        assert q == 3 and qdoc["answer"] == "unknown", qdoc
+    for native in ("ffi_call", "Java_com_sun_jna_Native_invokeInt"):  # C code of the package: not Java's
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", native)
+        assert (code, doc["answer"]) == (1, "not_observed"), (native, doc)
+    (tmp_path / "nojvm").mkdir()
+    url = filled(tmp_path / "nojvm", row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID))
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", METHOD)
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # no interpreter ran in the image
