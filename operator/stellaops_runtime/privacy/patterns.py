@@ -92,17 +92,24 @@ _SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUB
 # A value quoted with escaped quotes, inside a double-quoted shell or JSON string
 # (``sh -c "app --password=\\"a b\\""``): to the next ``\\"``.
 _ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
+# bash's ANSI-C quoting (``$'pa\\'ss word'``): to the closing quote that is not escaped.
+_ANSI_C_QUOTED = r"\$'(?:[^'\\]|\\[\s\S])*+'?"
 # A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
 # ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
 # have been truncated).
-_QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}"""
+_QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
 # A redirection is no value either: ``psql --password <<EOF`` and ``mysql --password < <(echo X)``
 # prompt for the password, which the here-document or the substitution gives (here_docs.py).
-_WIDE_VALUE = rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{NOT_A_MARKER}{WORD_VALUE})"""
+# A call or a tuple of quoted arguments is one value (Python's ``auth=('user', 'password')``,
+# ``auth = HTTPBasicAuth('user', 'password')``): to its ``)`` (or a cut text's end), bounded, possessive.
+_CALL_VALUE = r"""(?:[A-Za-z_][\w.]{0,64}+)?\(\s*['"][^()\n]{0,512}+(?:\)|\Z)"""
+_WIDE_VALUE = (
+    rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
+)
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
 # it is written ``%26``).
@@ -116,9 +123,11 @@ _ODBC_VALUE = (
     rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
     r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
-# Between a key and its value: ``=``, ``:``, Perl's and Ruby's `` => `` (``password=>x`` keeps ``>x``;
-# the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``), after the key's closing quote, escaped too.
-_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*\\*[=:](?!>\s))\s*"
+# Between a key and its value: ``=``, ``:``, ``:=`` (make, Go), Perl's and Ruby's `` => ``
+# (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
+# after the key's closing quote, escaped too;
+# the ``:`` of ``:=`` is no separator of its own (read again, ``:= [REDACTED]`` would lose its ``=``).
+_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*:=|\s*\\*(?:=|:(?!=))(?!>\s))\s*"
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
 _SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
