@@ -305,3 +305,25 @@ def test_a_claim_naming_a_rust_path_is_marked_by_the_names_rustc_demangle_prints
     bridge.observe([delta(next(n for n in names if n.startswith(heads)))])
     bridge.stored()
     assert bridge.marked == 1
+
+
+def test_a_claim_with_a_parameter_list_spaced_otherwise_is_marked_by_the_stored_name(tmp_path: Path) -> None:
+    """``Poco::Net::HTTPRequest::read(std::istream &)`` (as an advisory spaces it) answers for the
+    demangler's ``read(std::istream&)`` and its clone ``read(std::istream&) (.isra.0)`` in
+    ``query observed`` (name_spellings.spaceless), but the bridge looked the claim up as written:
+    never marked, no witness. Seen failing before the fix (marked 0)."""
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = [Claim(IMG, "pkg:deb/debian/zlib1g", "Poco::Net::HTTPRequest::read( std::istream & )")]
+    bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+    others = ("Poco::Net::HTTPRequest::read(std::ostream&)", "Poco::Net::HTTPRequest::read(std::istream&)x")
+    bridge.observe([delta(n) for n in others])
+    bridge.stored()
+    assert bridge.marked == 0
+    for stored in (
+        "Poco::Net::HTTPRequest::read(std::istream&)",
+        "Poco::Net::HTTPRequest::read(std::istream&) (.isra.0)",
+    ):
+        bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+        bridge.observe([delta(stored)])
+        bridge.stored()
+        assert bridge.marked == 1, stored

@@ -49,7 +49,7 @@ from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.regular_file import read_regular
 from stellaops_runtime.store import rust_paths
 from stellaops_runtime.store.function_refs import FunctionQuery, function_query
-from stellaops_runtime.store.name_spellings import clone_of
+from stellaops_runtime.store.name_spellings import clone_of, spaceless
 from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError
 from stellaops_runtime.witness import dsse, keys
@@ -174,6 +174,7 @@ class WitnessBridge:
         self._by_image_name: dict[tuple[str, str], list[str]] = {}
         self._by_image_overload: dict[tuple[str, str], list[str]] = {}
         self._by_image_clone: dict[tuple[str, str], list[str]] = {}
+        self._by_image_spaceless: dict[tuple[str, str], list[str]] = {}
         # image -> (every Rust path its claims ask, as one gate; each claim's own)
         self._rust_by_image: dict[str, tuple[rust_paths.Asked, list[tuple[str, rust_paths.Asked]]]] = {}
         rust: dict[str, list[tuple[str, rust_paths.Asked]]] = {}
@@ -187,6 +188,8 @@ class WitnessBridge:
                 self._by_image_overload.setdefault((c.image, name), []).append(cid)
             for name in fq.clones:  # ``crc32`` also claims ``crc32.part.0``, ``crc32.cold`` (clone_of)
                 self._by_image_clone.setdefault((c.image, name), []).append(cid)
+            for name in fq.spaceless:  # ``read(std::istream &)`` claims the stored ``read(std::istream&)``
+                self._by_image_spaceless.setdefault((c.image, name), []).append(cid)
             if fq.rust_paths:  # ``crate::Type::f`` also claims ``<crate::Type<u8>>::f::<…>`` (rust_paths)
                 rust.setdefault(c.image, []).append((cid, rust_paths.Asked(fq.rust_paths)))
                 rust_asked.setdefault(c.image, []).extend(fq.rust_paths)
@@ -216,7 +219,8 @@ class WitnessBridge:
     def _claims_of(self, image: str, name: str) -> list[str]:
         """Claims naming ``name`` itself, a prefix of it followed by ``(`` (its overloads), a prefix
         of it that ``name`` is a compiler clone of (``crc32`` of ``crc32.part.0``, ``f(int)`` of
-        ``f(int) (.isra.0)``: name_spellings.clone_of, as a question by name counts them), or its
+        ``f(int) (.isra.0)``: name_spellings.clone_of, as a question by name counts them), the name
+        and its C++ clone with their spaces read away (name_spellings.spaceless), or its
         generic-free Rust path (``rust_paths.matches``, parsed once per name: an LRU cache)."""
         found = self._by_image_name.get((image, name), [])
         if self._by_image_overload and "(" in name:
@@ -225,7 +229,9 @@ class WitnessBridge:
             while i >= 0:
                 found += self._by_image_overload.get((image, name[:i]), ())
                 i = name.find("(", i + 1)
-        if self._by_image_clone and "." in name:  # a lookup per dot: a clone's name is its origin's, a dot on
+        if (
+            self._by_image_clone and "." in name
+        ):  # a lookup per dot: a clone is its origin's name, ".", a suffix
             found = list(found)
             i = name.find(".", 1)
             while i >= 0:
@@ -233,6 +239,11 @@ class WitnessBridge:
                 if (cids := self._by_image_clone.get((image, base))) and clone_of(name, base):
                     found += cids
                 i = name.find(".", i + 1)
+        if self._by_image_spaceless and "(" in name:  # a parameter list spaced otherwise, or its C++ clone
+            base = name.rpartition(" (.")[0]
+            found = [*found, *self._by_image_spaceless.get((image, spaceless(name)), ())]
+            if base and clone_of(name, base):
+                found += self._by_image_spaceless.get((image, spaceless(base)), ())
         if self._rust_by_image and (rust := self._rust_by_image.get(image)) and rust[0].may_match(name):
             found = [*found, *(cid for cid, asked in rust[1] if asked.matches(name))]
         return found
