@@ -32,6 +32,7 @@ from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
 from stellaops_runtime.store.coverage_unseen import Unseen
+from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import SymbolRow
 from stellaops_runtime.store.refs import PurlQuery
@@ -89,7 +90,7 @@ def _calls_per_day(
     keys = {(r.module, r.function_name, r.evidence_kind) for r in rows}
     first, last = utc_date(w.first_seen).label("first"), utc_date(w.last_seen).label("last")
     stmt = (
-        sa.select(first, last, w.evidence_kind, sa.func.sum(w.invocation_count).label("calls"))
+        sa.select(first, last, w.evidence_kind, exact_sum(w.invocation_count).label("calls"))
         .where(
             w.image_digest == image,
             sa.tuple_(w.module, w.function_name, w.evidence_kind).in_(keys),

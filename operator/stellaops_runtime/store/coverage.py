@@ -46,6 +46,7 @@ from stellaops_runtime.store.coverage_gaps import OPTED_OUT_SOURCE, Gap, gaps_le
 from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # read as coverage.image_gaps
 from stellaops_runtime.store.coverage_unseen import Unseen, describe_all
 from stellaops_runtime.store.coverage_unseen import image_unseen as image_unseen  # as coverage.image_unseen
+from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.unnamed import UnnamedCode, describe
@@ -337,7 +338,7 @@ def _groups(
                 sa.func.min(o.window_start).label("first_start"),
                 sa.func.max(o.window_start).label("last_start"),
                 sa.func.count().label("windows"),
-                sa.func.sum(o.event_count).label("events"),
+                exact_sum(o.event_count).label("events"),
             )
             .where(*where)
             .group_by(o.image_digest, o.node_name, *extra_group)

@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import _as_utc, rfc3339
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import has_gap_columns, touches_image
@@ -138,8 +139,8 @@ def image_gaps(
             sa.func.min(o.gap_start).label("start"),
             sa.func.max(o.gap_end).label("end"),
             sa.func.count().label("windows"),
-            sa.func.sum(o.throttle_count).label("throttles"),
-            sa.func.sum(o.dropped_events).label("dropped"),
+            exact_sum(o.throttle_count).label("throttles"),
+            exact_sum(o.dropped_events).label("dropped"),
         )
         .where(*where)
         .group_by(o.node_name, node_wide, o.source)

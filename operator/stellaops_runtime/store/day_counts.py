@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
+from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import FILE_EVIDENCE
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.watched_sql import (
@@ -58,7 +59,7 @@ def calls_per_day(
     c = hot_symbol_windows.c
     day = utc_date(c.window_start).label("day")
     stmt = (
-        sa.select(day, sa.func.sum(c.invocation_count).label("calls"))
+        sa.select(day, exact_sum(c.invocation_count).label("calls"))
         .where(*_function_filter(image=image, function=function, module=module))
         .where(c.window_start >= start, c.window_start < end)
         .group_by(day)

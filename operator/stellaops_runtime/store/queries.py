@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import (
@@ -246,7 +247,7 @@ def _in_period(
         w.module,
         w.function_name,
         w.evidence_kind,
-        sa.func.sum(w.invocation_count).label("calls"),
+        exact_sum(w.invocation_count).label("calls"),
         sa.func.min(w.first_seen).label("first"),
         sa.func.max(w.last_seen).label("last"),
     ).where(w.invocation_count > 0)

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
+from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import SymbolRow
 from stellaops_runtime.store.refs import PurlQuery
@@ -89,7 +90,7 @@ def unnamed_code(
         # so the function that starts at (or holds) that offset ran as the build's other offsets
         where.append(c.build_id == function.build_id)
     if since is None and until is None:  # summed by the database: a stripped file has 100,000s of rows
-        stmt = sa.select(c.module, sa.func.count(), sa.func.sum(c.invocation_count)).where(*where)
+        stmt = sa.select(c.module, sa.func.count(), exact_sum(c.invocation_count)).where(*where)
         found_all = [
             UnnamedCode(m, int(n), int(calls)) for m, n, calls in conn.execute(stmt.group_by(c.module))
         ]
@@ -144,7 +145,7 @@ def _in_period(
     lost = sa.and_(*row_meets, sa.func.coalesce(k.kept, 0) < c.invocation_count)
     calls = sa.case((found, k.calls), else_=c.invocation_count)
     stmt = (
-        sa.select(c.module, sa.func.count(), sa.func.sum(calls))
+        sa.select(c.module, sa.func.count(), exact_sum(calls))
         .select_from(
             hot_symbols.outerjoin(per_key, sa.and_(k.module == c.module, k.function_name == c.function_name))
         )
@@ -175,7 +176,7 @@ def history_incomplete(
     w = hot_symbol_windows.c
     cols = (w.image_digest, w.module, w.function_name, w.evidence_kind)
     keys = [_key(r) for r in meet]
-    stmt = sa.select(*cols, sa.func.sum(w.invocation_count)).group_by(*cols)
+    stmt = sa.select(*cols, exact_sum(w.invocation_count)).group_by(*cols)
     kept: dict[tuple[Any, ...], int] = {}
     for part in queries.chunks(keys):  # 100,000s of unnamed rows: no statement binds that many
         kept |= {tuple(r[:4]): int(r[4] or 0) for r in conn.execute(stmt.where(sa.tuple_(*cols).in_(part)))}
