@@ -38,10 +38,20 @@ CASES = [
     ("Cyrillic e in Bearer", f"Authorization: B\u0435arer {SECRET}.x", "Authorization: Bearer [REDACTED]"),
     ("ratio sign as a colon", f"password\u2236{SECRET}", "password:[REDACTED]"),
     ("fullwidth in a token prefix", "x \uff47hp_16C7e42F292c6912E7710c838347Ae178B4a", "x ghp_[REDACTED]"),
+    # dashes a word processor or a web page puts for "--" and "-" (session 41)
+    ("em dash before a flag", f"app \u2014password {SECRET} -v", "app -password [REDACTED] -v"),
+    ("minus signs before a flag", f"app \u2212\u2212token {SECRET}", "app --token [REDACTED]"),
 ]  # fmt: skip
+# A client's short option (cli_options.py: the privacy filter's, not the message redaction's).
+CLIENT_CASES = [
+    ("hyphen in a client option", f"mysql \u2010p{SECRET} db", "mysql -p[REDACTED] db"),
+    ("non-breaking hyphen", f"sshpass \u2011p {SECRET} ssh h", "sshpass -p [REDACTED] ssh h"),
+]
 
 
-@pytest.mark.parametrize(("what", "text", "expected"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("what", "text", "expected"), CASES + CLIENT_CASES, ids=[c[0] for c in CASES + CLIENT_CASES]
+)
 def test_a_lookalike_does_not_hide_a_secret(what: str, text: str, expected: str) -> None:
     pf = PrivacyFilter(PrivacyConfig())
     out = pf.filter_field(text)
@@ -79,6 +89,7 @@ def test_a_traced_argument_with_a_lookalike_loses_its_secret() -> None:
         "echo \u4f60\u597d\uff0c\u4e16\u754c\uff01 --lang=zh",  # fullwidth punctuation, no secret
         "ls /srv/\u0444\u0430\u0439\u043b\u044b\u00a0old",
         "grep -r \u03b1\u03c1\u03b9\u03b8\u03bc\u03cc\u03c2 .",  # Greek word
+        "echo 2019\u20132026 \u2014 all rights reserved",  # dashes in prose stay
     ],
 )
 def test_text_without_a_secret_keeps_its_characters(text: str) -> None:

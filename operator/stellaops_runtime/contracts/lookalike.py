@@ -18,7 +18,7 @@ reader sees it:
   order mark, soft hyphen, bidirectional controls) are dropped;
 - the Cyrillic, Greek and other letters that look like Latin ones (Cyrillic
   a, o, p, s, Greek capital alpha, ...; :data:`_HOMOGLYPHS`) and
-  the other look-alikes of ``=`` and ``:`` become those.
+  the other look-alikes of ``=``, ``:`` and ``-`` (dashes, the minus sign) become those.
 
 The filter runs its passes on the folded text when the text holds such a
 character and the folding changes it; when that finds a secret, the field is kept
@@ -70,6 +70,10 @@ _HOMOGLYPHS: tuple[tuple[str, str], ...] = (
     ("\u0585\u057d\u0251\u0131\u0237\u017f", "ouaijs"),
     # equals and colon look-alikes
     ("\ua78a\u1400\u2e40\u2236\ua789\u02d0\u02f8\u0589\u05c3\ufe13\u16ec", "===::::::::"),
+    # dashes and minus signs a word processor or a web page puts for ``-`` (``\u2014password X``,
+    # ``mysql \u2010pX``): hyphen, non-breaking hyphen, figure, en and em dash, horizontal bar,
+    # hyphen bullet, minus sign, modifier letter minus, small em dash
+    ("\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\u02d7\ufe58", "----------"),
 )
 
 _TABLE: dict[int, int | str | None] = {}
