@@ -82,6 +82,28 @@ def test_a_listed_crate_std_also_has_a_private_copy_of_is_unknown() -> None:
     assert rust_function_package(CRATES, "memchr::memchr::fallback::memchr") == (None, None)
 
 
+def test_a_crate_only_libtest_links_is_the_listed_one_in_a_binary_without_libtest() -> None:
+    """getopts and unicode-width are in the sysroot for libtest only: with no libtest symbol in the
+    binary (``libtest=False``) they are the listed package's; a test binary or not known: unknown."""
+    listed = (
+        *CRATES,
+        Crate("getopts", "0.2.21", "crates.io", "runtime", False),
+        Crate("unicode-width", "0.1.14", "crates.io", "runtime", False),
+        Crate("hashbrown", "0.15.0", "crates.io", "runtime", False),
+    )
+    for function, purl in (
+        ("getopts::Options::parse", "pkg:cargo/getopts@0.2.21"),
+        ("<char as unicode_width::UnicodeWidthChar>::width", "pkg:cargo/unicode-width@0.1.14"),
+    ):
+        pkg, why = rust_function_package(listed, function, libtest=False)
+        assert why is None and pkg is not None and pkg.purl == purl, (function, pkg, why)
+        for libtest in (True, None):
+            pkg, why = rust_function_package(listed, function, libtest=libtest)
+            assert pkg is None and why is not None and "std's private copy" in why, (function, libtest)
+    pkg, why = rust_function_package(listed, "hashbrown::raw::RawTable::reserve_rehash", libtest=False)
+    assert pkg is None and why is not None  # std's own: libtest says nothing of it
+
+
 def test_a_lib_name_two_listed_packages_share_is_unknown() -> None:
     """md-5's library is ``md5`` (its [lib] name), the md5 package's too: ``md5::...`` is either."""
     both = (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ ELF_MAGIC = b"\x7fELF"
 ZIP_MAGIC = b"PK\x03\x04"
 JAR_SUFFIXES = (".jar", ".war", ".ear")
 MAX_SECTION_BYTES = 4 << 20
+# The sysroot's crates only libtest (the #[test] harness) links: getopts, and unicode-width in
+# toolchains before 1.8x. Never std's: a binary without libtest holds only the listed copy.
+LIBTEST_PACKAGES = frozenset({"getopts", "unicode-width"})
+# A libtest symbol: legacy ``_ZN4test...``, v0 crate root ``Cs<hash>_4test`` / ``C4test``. Matched
+# generously (a ``ABC4test`` ident also matches): a false match keeps the answer unknown.
+_LIBTEST_SYMBOL = re.compile(rb"_ZN4test|C(?:s[0-9A-Za-z]*_)?4test")
+STRTAB_CHUNK = 1 << 20
 GO_SCAN_BYTES = 64 << 10
 MAX_POM_BYTES = 64 << 10
 MAX_POMS = 4096
@@ -63,6 +71,9 @@ class BinaryInfo:
     jar_artifacts: int = 0
     maven_error: str | None = None
     refused: str | None = None  # "not_regular", "budget_exceeded": the file was not read
+    # Whether the symbol table names libtest's code (a test binary): only asked when ``crates``
+    # lists a crate only libtest brings into the sysroot (LIBTEST_PACKAGES); None: not known.
+    libtest: bool | None = None
 
     @property
     def errors(self) -> list[tuple[str, str]]:
@@ -132,7 +143,36 @@ def _elf(f: BinaryIO, name: str) -> BinaryInfo:
             crates = tuple(cargo_auditable.parse_dep_v0(dep))
     except (ValueError, ElfError, OSError, IndexError) as e:
         cargo_error = f"{name}: .dep-v0: {e}"
-    return BinaryInfo(go=go, go_error=go_error, crates=crates, cargo_error=cargo_error)
+    libtest: bool | None = None
+    if crates and any(c.name in LIBTEST_PACKAGES for c in crates):
+        try:
+            libtest = _links_libtest(f, layout, sections, budget)
+        except (ElfError, OSError):
+            libtest = None  # over the budget or unreadable: not known, the answer stays unknown
+    return BinaryInfo(go=go, go_error=go_error, crates=crates, cargo_error=cargo_error, libtest=libtest)
+
+
+def _links_libtest(
+    f: BinaryIO, layout: ElfLayout, sections: list[SectionInfo], budget: Budget
+) -> bool | None:
+    """Whether the symbol table's names include libtest's; ``None`` without a symbol table (a
+    stripped file: its names came from a debug file, and nothing here says libtest is absent)."""
+    symtab = next((s for s in sections if s.type == "SHT_SYMTAB"), None)
+    if symtab is None or not 0 < symtab.link < len(sections):
+        return None
+    strtab = sections[symtab.link]
+    if strtab.type != "SHT_STRTAB" or strtab.size == 0:
+        return None
+    tail = b""
+    for at in range(0, strtab.size, STRTAB_CHUNK):
+        size = min(STRTAB_CHUNK, strtab.size - at)
+        chunk = tail + pread_exact(
+            f.fileno(), strtab.offset + at, size, file_size=layout.size, budget=budget, what=".strtab"
+        )
+        if _LIBTEST_SYMBOL.search(chunk):
+            return True
+        tail = chunk[-32:]  # a match cut by the chunk's end
+    return False
 
 
 def _scan_data_segment(f: BinaryIO, layout: ElfLayout) -> GoBuildInfo | None:

@@ -11,7 +11,8 @@ file's attribution (``scope="file"``); see
 
 A Rust function whose crate is listed twice (two versions), or is in no
 listed package and is not the toolchain's, or is both listed and one std carries a
-private copy of (hashbrown, memchr, libc, ...), is unknown (``purl`` ``None``,
+private copy of (hashbrown, memchr, libc, ...; not getopts/unicode-width, libtest's only, in a
+binary whose symbol table names no libtest code), is unknown (``purl`` ``None``,
 ``scope="function"``), never its file's root crate: ``.dep-v0`` names
 packages (``foo-sys``) and symbols name libraries (``foo_ffi`` for ``[lib]
 name = "foo_ffi"``), so such a function may be a dependency's, and filing it
@@ -45,7 +46,7 @@ def function_package(
             pkg, unknown = go_function_package(info.go, function)
         elif info.crates:
             source, evidence = Source.CARGO, "dep-v0"
-            pkg, unknown = rust_function_package(info.crates, function)
+            pkg, unknown = rust_function_package(info.crates, function, libtest=info.libtest)
         if unknown is not None:
             counters.ambiguous += 1
             return Attribution(
@@ -150,7 +151,7 @@ def lib_name(crate: binaries.Crate) -> str:
 
 
 def rust_function_package(
-    crates: tuple[binaries.Crate, ...], function: str
+    crates: tuple[binaries.Crate, ...], function: str, *, libtest: bool | None = None
 ) -> tuple[Package | None, str | None]:
     """(the crate a demangled Rust function comes from, why it is unknown): only runtime crates count.
 
@@ -158,7 +159,9 @@ def rust_function_package(
     (md-5 and md5), linked into one binary cannot be told apart by name; a crate
     name no listed package has (a renamed ``[lib]`` or ``[[bin]]``) may be any
     package's; a listed crate std also has a private copy of may be std's: all
-    are unknown, with the reason. ``(None, None)``: the name says no crate, or
+    are unknown, with the reason, unless the crate is one only libtest links
+    (getopts, unicode-width) and ``libtest`` is False (the binary's symbol table
+    names no libtest code). ``(None, None)``: the name says no crate, or
     the toolchain's (the file's answer stands).
     """
     crate = rust_crate_name(function)
@@ -178,7 +181,7 @@ def rust_function_package(
             f"crate {crate} is no runtime package of .dep-v0 (a [lib] or [[bin]] renamed from its package)",
         )
     name, version, _ = next(iter(matches))
-    if crate in RUST_TOOLCHAIN_CRATES:
+    if crate in RUST_TOOLCHAIN_CRATES and not (name in binaries.LIBTEST_PACKAGES and libtest is False):
         return None, (
             f"crate {crate} is both std's private copy and {name}@{version} of .dep-v0 "
             "(a demangled name does not say which)"
