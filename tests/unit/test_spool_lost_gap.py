@@ -28,7 +28,7 @@ from stellaops_runtime.store.pending import PendingWrites
 
 
 def _setup(
-    tmp_path: Path, *, record: bool, lost_line_at: int | None = None
+    tmp_path: Path, *, record: bool, lost_line_at: int | None = None, damaged: bool = False
 ) -> tuple[WatchRecord, TetragonExportSource, int]:
     """A store holding one window of the node 10 minutes ago; with ``record``, a record of the last
     agent's stop (a second ago) and a spool file that cannot be read (``lost_line_at``: one whose
@@ -53,6 +53,8 @@ def _setup(
                 Path(spool).write_bytes(b"not a spool file\n{}\n")
             else:
                 _spool(Path(spool), start, start + lost_line_at * 10**9)
+                if damaged:  # its digest no longer matches: set aside whole
+                    Path(spool).write_bytes(Path(spool).read_bytes().replace(b'"seq": 1', b'"seq": 7'))
             keeper.load()
             assert keeper.corrupt == 1
         rec.store_opened(store)
@@ -97,6 +99,19 @@ def test_a_lost_batch_line_naming_windows_before_the_latest_stored_one_starts_th
     latest stored window, so the lost counts' windows read watched without them. It starts at the
     earliest window the line names."""
     rec, source, start = _setup(tmp_path, record=True, lost_line_at=-3600)
+    rec.tick(source)
+    gap = source.take_outage()
+    assert gap is not None and gap[0] == start - 3600 * 10**9, (gap, start)
+
+
+def test_a_spool_set_aside_whole_at_start_starts_the_gap_at_the_earliest_window_its_text_names(
+    tmp_path: Path,
+) -> None:
+    """s41/RE2: a spool file set aside whole at start (its digest, header or counts wrong) started
+    the gap at the node's latest stored window, which another agent of the path may have stored
+    after the lost batches' windows: they read watched without their counts. As for a file merged
+    at shutdown (store/spool.py ``lost_line``), the gap starts at the earliest window its text names."""
+    rec, source, start = _setup(tmp_path, record=True, lost_line_at=-3600, damaged=True)
     rec.tick(source)
     gap = source.take_outage()
     assert gap is not None and gap[0] == start - 3600 * 10**9, (gap, start)

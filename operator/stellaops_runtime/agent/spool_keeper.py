@@ -25,7 +25,8 @@ spooled; this module is what the file holds and who may remove it.
 - The gap for a batch line that does not decode starts at the earliest window
   the line names (read as text, ``lost_since_ns``) when that is before the
   node's latest stored window: another agent of the path may have stored
-  windows after the lost ones.
+  windows after the lost ones. So does the gap for a file set aside whole at
+  start (the earliest window its text names, ``text_window_ns``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from stellaops_runtime.store.spool import (
     remove_stale_temporaries,
     spool_identity,
     spool_lock,
+    text_window_ns,
     unread_window_ns,
     write_spool,
 )
@@ -86,7 +88,8 @@ class SpoolKeeper:
                 log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
             try:
                 got = read_spool_kept(path)
-            except SpoolError as e:
+            except SpoolError as e:  # its gap starts at the earliest window its text names at the latest
+                self.lost_since_ns = text_window_ns(path)
                 self._set_aside(path, e)
                 if self.on_lost is not None:
                     self.on_lost()

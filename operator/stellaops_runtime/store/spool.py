@@ -78,17 +78,24 @@ def unread_window_ns(unread: Unread) -> int | None:
     return min((t for t in found if t < 1 << 63), default=None)
 
 
-def lost_line(path: str | Path, why: str) -> Unread:
-    """A batch line no agent decodes, standing for a spool file set aside whole when it was to be
-    merged into the one written (agent/spool_keeper.py): the next agent meets it as a lost batch
-    (its gap), from the earliest window the file's text names (:func:`unread_window_ns`), if any."""
+def text_window_ns(path: str | Path) -> int | None:
+    """The earliest window start the text of the spool file at ``path`` names (:func:`unread_window_ns`),
+    for one set aside whole (its digest, header or counts wrong): where the gap for its lost counts
+    starts at the latest. None: it names none, or it is no regular file (a FIFO or a symlink is
+    refused, never waited on, nor ``/dev/zero`` read)."""
     text = ""
-    # Read as the spool is: a FIFO or a symlink is refused, never waited on (nor /dev/zero read).
     with contextlib.suppress(OSError), os.fdopen(open_regular(path, follow=False), "rb") as f:
         if os.fstat(f.fileno()).st_size <= MAX_SPOOL_BYTES:
             text = f.read(MAX_SPOOL_BYTES + 1).decode("ascii", errors="replace")
+    return unread_window_ns(Unread([text], 0))
+
+
+def lost_line(path: str | Path, why: str) -> Unread:
+    """A batch line no agent decodes, standing for a spool file set aside whole when it was to be
+    merged into the one written (agent/spool_keeper.py): the next agent meets it as a lost batch
+    (its gap), from the earliest window the file's text names (:func:`text_window_ns`), if any."""
     doc: dict[str, Any] = {"lost": f"a spool file merged here was set aside whole: {why[:200]}"}
-    if (since := unread_window_ns(Unread([text], 0))) is not None:
+    if (since := text_window_ns(path)) is not None:
         doc["window_start_ns"] = since
     return Unread([json.dumps(doc, ensure_ascii=True, sort_keys=True)], 0)
 
