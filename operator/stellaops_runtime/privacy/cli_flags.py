@@ -60,7 +60,9 @@ CLI_FLAG_SECRET = SecretPattern(
         "|".join(
             [
                 r"-(?<![\w./-]-)pass(?:in|out)?\s+pass:(?P<s>\S+)",
-                r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*[A-Za-z0-9]*(?i:pass)(?:=|\s+(?![-\s]))" + VALUE,
+                # (a switch saying there is none is no option with a value: impacket's ``-no-pass``)
+                r"-(?<![\w./-]-)-?(?!(?i:no)-)(?:[A-Za-z0-9]+[-_.])*[A-Za-z0-9]*(?i:pass)(?:=|\s+(?![-\s]))"
+                + VALUE,
                 r"-(?<![\w./-]-)-oauth2-bearer(?:=|\s+)" + VALUE,
                 r"-(?<![\w./-]-)-(?:src-|dest-)?creds(?:=|\s+)" + AFTER_COLON,
                 r"-(?<![\w./-]-)-from-literal(?:=|\s+)[^\s=]+=" + VALUE,

@@ -104,6 +104,27 @@ _SNMP = tuple(
         "netstat",
     )
 )
+_IMPACKET = tuple(
+    f"{prefix}{name}{suffix}"
+    for name in (
+        "secretsdump",
+        "psexec",
+        "smbexec",
+        "wmiexec",
+        "atexec",
+        "dcomexec",
+        "smbclient",
+        "mssqlclient",
+        "GetUserSPNs",
+        "GetNPUsers",
+        "getTGT",
+        "getST",
+        "lookupsid",
+        "reg",
+        "services",
+    )
+    for prefix, suffix in (("impacket-", ""), ("", ".py"))
+)
 _ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
 
 # mkpasswd PASSWORD [SALT]: the first words after its options, read from the client's name (or the
@@ -315,6 +336,17 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     # https://ngrok.com/docs/agent/cli/ (ngrok config add-authtoken TOKEN, the older ngrok authtoken TOKEN)
     ("ngrok",): (rf"(?<!\S)(?:add-)?authtoken\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",),
+    # https://httpie.io/docs/cli/authentication and xh (-a, --auth USER:PASSWORD)
+    ("http", "https", "xh", "xhs"): (userpass("(?:-a|--auth=?)"),),
+    # https://github.com/fortra/impacket: a target [[domain/]username[:password]@]address
+    # (or a target cut in its password: to the end of the cut text)
+    _IMPACKET: (r"(?<!\S)(?:[^\s/:@]+/)?[^\s/:@]+:(?P<s>[^\s@]+)(?=@\S|\Z)",),
+    # https://www.netexec.wiki/ and crackmapexec, evil-winrm (-p PASSWORD, -H NTHASH: a hash is as
+    # good as the password to them); smbmap's -H is its host
+    ("nxc", "netexec", "crackmapexec", "cme", "evil-winrm"): (sep("-p"), sep("-H")),
+    ("smbmap",): (sep("-p"),),
+    # https://www.ncftp.com/ncftp/doc/ncftpput.html (-p pass)
+    ("ncftp", "ncftpput", "ncftpget", "ncftpls"): (sep("-p"),),
     # https://docs.digitalocean.com/reference/doctl/ (-t, --access-token: a global flag)
     # (a token of its own form keeps its prefix: provider_tokens.py)
     ("doctl",): (rf"{START}-t(?:=|\s+(?![-\s]))(?!do[opr]_v1_){VALUE}",),

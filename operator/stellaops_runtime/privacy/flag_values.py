@@ -60,10 +60,11 @@ _KEY_WORD = (
 _WINDOWS_WORDS = r"password|passwd|passphrase|pass|pwd|pw|secret|token|api-?key"
 
 # A path or a reference to a file: absolute, home- or dot-relative, a Windows drive, curl's ``@file``,
-# ``file:``/``env:``/``fd:``; names joined by ``/`` (no ``+`` or ``=``: a base64 token may hold a
+# ``file:``/``env:``/``fd:``, a process substitution ``<(…)`` (what it prints is read as a file: its
+# rules are stdin_secrets'); names joined by ``/`` (no ``+`` or ``=``: a base64 token may hold a
 # ``/``); a file name with a short extension (``creds.json``; a JWT's last part is longer).
 _PATH = re.compile(
-    r"""["']?(?:[/~@\\]|\.\.?[/\\]|[A-Za-z]:[\\/]|(?i:file|env|fd):)"""
+    r"""["']?(?:[/~@\\]|\.\.?[/\\]|[A-Za-z]:[\\/]|(?i:file|env|fd):|<\()"""
     r"""|["']?[\w.-]+(?:[/\\][\w.-]+)+/?["']?$"""
     r"""|["']?[\w-][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4}["']?$"""
 )

@@ -30,7 +30,7 @@ the combined regex needs (patterns.py).
 
 from __future__ import annotations
 
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, WORD_VALUE
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, NOT_A_PEM_START, WORD_VALUE
 
 # What ``echo`` prints: a quoted string or a word, up to the pipe.
 _ECHOED = r"""(?P<s>'[^']*'?|"(?:[^"\\]|\\[\s\S])*"?|[^\s|;&]+)"""
@@ -87,7 +87,9 @@ STDIN_TRIGGERS: tuple[str, ...] = (
 # double-quoted ``sh -c`` script; an escaped ``\)``). Possessive: each character is read once.
 PROC_PRINTS = (
     r"<\(\s*(?:echo|printf)\s+(?:-[neE]+\s+)?"
-    r"""(?P<s>(?=[^)\s])(?:\\"[^"\n]*+"?|'[^'\n]*+'?|"(?:[^"\\\n]|\\.)*+"?|[^)\n'"\\]++|\\[^\n]?)++)"""
+    # (a private key printed there is the pem_private_key rule's: taking its BEGIN line kept its body)
+    + NOT_A_PEM_START
+    + r"""(?P<s>(?=[^)\s])(?:\\"[^"\n]*+"?|'[^'\n]*+'?|"(?:[^"\\\n]|\\.)*+"?|[^)\n'"\\]++|\\[^\n]?)++)"""
 )
 # ... given to an option whose name holds a credential word as the file to read it from
 # (``initdb --pwfile=<(echo X)``, ``rsync --password-file <(…)``, openssl ``-pass file:<(…)``): the
