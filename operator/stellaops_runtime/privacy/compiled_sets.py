@@ -20,11 +20,14 @@ The sets depend on nothing but the rules, so one ``DEFAULT_SETS`` serves every
 filter of the process (a new privacy config compiles nothing again). At most
 ``MAX_COMPILED_SUBSETS`` combinations are compiled: a command line is text a
 workload chooses, and 24 rules make millions of combinations; past the bound a
-new combination keeps running the whole set.
+new combination keeps running the whole set. While the interpreter shuts down no
+thread is started (a new thread never runs then, and ``Thread.start`` waited for
+it for ever: the agent hung at its exit, tests/unit/test_privacy_compile_at_exit.py).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -66,6 +69,8 @@ class CompiledSets:
         cp = self._by_mask.get(mask)
         if cp is not None:
             return cp
+        if sys.is_finalizing():  # a thread started now never runs: start() would wait for ever
+            return self.whole()  # (a record logged by the last garbage collection at exit)
         with self._lock:
             if mask not in self._asked and len(self._asked) < self._max_subsets:
                 self._asked.add(mask)
