@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 async def test_a_stopped_agent_marks_the_stall_as_a_gap(tmp_path, pg_url) -> None:
     assert NODE == "e2e-node"
-    server = ReplayServer(retimed(tmp_path, OBJS, "all"))  # serves, then holds the stream open
+    # Stamped in a window after the hold before the agent's first stream, itself a gap
+    # (tests/unit/test_first_stream_gap.py): serves them, then holds the stream open.
+    server = ReplayServer(retimed(tmp_path, OBJS, "all", ahead=dt.timedelta(seconds=150)))
     addr = await server.start("127.0.0.1:0")
     cfg, port = h.write_config(tmp_path, tetragon={"address": addr}, store={"url": pg_url})
     proc = h.start_agent(cfg)
@@ -39,12 +41,15 @@ async def test_a_stopped_agent_marks_the_stall_as_a_gap(tmp_path, pg_url) -> Non
     try:
         await h.wait_for(lambda: received(port) == len(OBJS), what="the stream received")
         await h.wait_for(lambda: all_stored(port, len(OBJS)), what="every count stored")
-        since = (t_begin - dt.timedelta(minutes=2)).isoformat()
-        until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)).isoformat()
+        await h.wait_for(lambda: bool(none_gaps(pg_url)), what="the hold before the first stream stored")
+        first = none_gaps(pg_url)
+        assert min(a for a, _ in first) <= t_begin  # the time before the agent watched: unknown
+        since = (max(b for _, b in first) + dt.timedelta(milliseconds=1)).isoformat()
+        until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)).isoformat()
         args = ("--image", digest, "--store", pg_url, "--since", since, "--until", until)
         r = h.cli("query", "observed", "--function", "no_such_fn", *args)
         assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)  # watched throughout: "not observed"
-        assert none_gaps(pg_url) == []
+        assert none_gaps(pg_url) == first
         stopped = dt.datetime.now(dt.UTC)
         proc.send_signal(signal.SIGSTOP)
         await asyncio.sleep(STALL_SECONDS + 1.5)  # the agent is stopped: it reads nothing meanwhile
@@ -62,11 +67,10 @@ async def test_a_stopped_agent_marks_the_stall_as_a_gap(tmp_path, pg_url) -> Non
     assert code == 0, out
     assert "event loop did not run" in out and "recorded as a gap" in out, out
     assert h.metric(m, "stellaops_runtime_source_outage_marks_total") >= 1
-    spans = none_gaps(pg_url)
-    assert min(a for a, _ in spans) <= stopped + dt.timedelta(seconds=1), (spans, stopped)
+    spans = [s for s in none_gaps(pg_url) if s not in first]
+    assert spans and min(a for a, _ in spans) <= stopped + dt.timedelta(seconds=1), (spans, stopped)
     assert max(b for _, b in spans) >= resumed - dt.timedelta(seconds=1), (spans, resumed)
     assert summed(pg_url, "invoked") == h.EXPECTED["uprobe_counts"]  # counts untouched
-    until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)).isoformat()
     args = ("--image", digest, "--store", pg_url, "--since", since, "--until", until)
     r = h.cli("query", "observed", "--function", "no_such_fn", *args)
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)  # not fully watched: unknown

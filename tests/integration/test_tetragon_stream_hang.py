@@ -118,6 +118,7 @@ async def test_a_hung_stream_is_noticed_reconnected_and_its_silence_is_an_outage
     task = asyncio.create_task(source.run(stop))
     try:
         await h.wait_for(lambda: source.stats.received >= 100, what="events flowing", timeout=30)
+        assert source.take_outage() is not None  # the hold before the first stream (the marker's tick)
         proxy.hold()
         await asyncio.sleep(0.3)  # bytes in flight drain into the client
         last_message = source.alive_ns

@@ -34,6 +34,7 @@ def _source() -> TetragonGrpcSource:
     src._connected_at, src._connected_boot = wall - 10**9, boot - 10**9
     src._first_opened = (src._connected_at, src._connected_boot)
     src.alive_ns = wall
+    src._delivered = (src._connected_at, src._connected_boot)  # its first message came at once
     src.stats.connected = True
     return src
 

@@ -250,8 +250,9 @@ def test_the_tetragon_source_hands_the_restart_hole_over_like_a_reconnect() -> N
     src.resume_outage(then)
     first = src.take_outage()
     assert first is not None and first[0] == then  # still down: up to now, piece by piece
-    src.stats.connected = True  # the first stream opens
+    src.stats.connected = True  # the first stream opens, and its first message arrives
     src._connected_at = src.alive_ns = first[1] + 1000
+    src._delivered = (src.alive_ns, src._connected_boot)
     assert src.take_outage() == (first[1], first[1] + 1000)
     assert src.take_outage() is None
     assert src.watching_ns() == src.alive_ns - src.hold.ns()  # less what Tetragon may still hold

@@ -264,9 +264,11 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
 
     async def _tick_tetragon(self, now: float) -> None:
         if self.tetragon.stats.connected:
-            # the last moment it is known to have delivered (its last message, or the stream's opening)
-            self._tetragon_seen_ns = self.tetragon.alive_ns
             self._lost_at = None
+            if not self.tetragon.delivering:  # Tetragon listens on the stream once it delivers
+                return
+            # the last moment it is known to have delivered (its last message)
+            self._tetragon_seen_ns = self.tetragon.alive_ns
             if self._gap_from is not None:
                 await self._close_gap(self._tetragon_seen_ns)
             return

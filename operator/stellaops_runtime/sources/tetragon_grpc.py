@@ -13,8 +13,10 @@ counted.
 Tetragon replays nothing after a reconnect, so the time between a stream
 that ended and the next one is an *outage*: nobody watched the node.
 ``take_outage`` hands the agent each outage's span (wall clock, from the
-last moment the stream was known alive to the moment the next one opened;
-an outage still open is handed up to now, piece by piece), which the agent
+last moment the stream was known alive to the arrival of the next one's first
+message: Tetragon adds a stream's listener only when its handler runs, after
+the call was created, and sends nothing before its first event; an outage
+still open is handed up to now, piece by piece), which the agent
 records as a node-wide observation gap (agent/outages.py), so a "not
 observed" answer never covers it, however short it was. "Known alive" is
 the arrival of the stream's last message (or its opening, if it delivered
@@ -24,7 +26,10 @@ break was noticed; and it starts earlier still by what Tetragon may have held
 back for the stream then (its event cache, a backlog: sources/event_hold.py),
 since those events, lost with the stream, carry earlier times. The watching
 moment the agent records for its successor (``watching_ns``) is taken the same
-way. A stream that goes silent with its connection still open is
+way. Before an agent's first stream nobody watched, whatever its
+configuration: the hold before that stream's opening is a gap too, widened
+while the hold grows over the stream's first minute (a Tetragon minutes
+behind at the first connection). A stream that goes silent with its connection still open is
 noticed by HTTP/2 keepalive pings (``KEEPALIVE_SECONDS`` of silence, then
 ``KEEPALIVE_TIMEOUT_SECONDS`` for the answer) and handled the same way. Time the
 agent's event loop stalled with the stream open (it was not read: Tetragon may
@@ -45,7 +50,7 @@ import grpc
 
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
-from stellaops_runtime.hotsymbols.clock_span import boot_of, now_pair
+from stellaops_runtime.hotsymbols.clock_span import boot_ns, boot_of, now_pair
 from stellaops_runtime.sources.event_hold import EventHold
 from stellaops_runtime.sources.loop_stall import LoopStalls
 from stellaops_runtime.sources.open_outage import OpenOutage
@@ -200,8 +205,12 @@ class TetragonGrpcSource:
         self._outage = OpenOutage()  # an outage not handed over yet (sources/open_outage.py)
         self._connected_at = 0  # wall ns the current stream opened
         self._connected_boot = 0  # ... and its boottime
+        # (wall, boottime) ns the current stream's first message arrived (None: none yet). Tetragon
+        # adds the stream's listener only when its handler runs, after the call was created, and
+        # sends nothing before its first event: only a message proves it listens.
+        self._delivered: tuple[int, int] | None = None
         self._first_opened: tuple[int, int] | None = None  # (wall, boottime) ns the first stream opened
-        self._first_gap = False  # the node's first agent: the hold before that opening is a gap
+        self._first_held = 0  # the hold before that opening marked as a gap so far (0: none yet)
         self.alive_ns = 0  # wall ns the stream was last known alive (its last message, or its opening)
         self.hold = EventHold()  # how far back the events Tetragon still holds reach (sources/event_hold.py)
         self._last: bytes | None = None  # the stream's last message, its time read about once a second
@@ -232,9 +241,10 @@ class TetragonGrpcSource:
                 log.warning("tetragon stream error (%s): %s", self._shown, self.stats.last_error)
             finally:
                 if self.stats.connected and not stop.is_set():
-                    # nobody is known to watch from here (an outage still open started earlier)
+                    # nobody is known to watch from here (an outage still open, the first stream's
+                    # hold not taken yet, may start earlier, or later when the hold grew since)
                     start = self.held_from()
-                    self._outage.open(start, boot_of(start))
+                    self._outage.resume(start, boot_of(start))
                 self.stats.connected = False
                 await self._close()
             if stop.is_set():
@@ -267,6 +277,7 @@ class TetragonGrpcSource:
             self._first_opened = (self._connected_at, self._connected_boot)
             self._first_unwatched()
         self._last = None  # a message of the last stream says nothing of this one's lag
+        self._delivered = None
         self.stats.connected = True
         log.info("streaming events from tetragon at %s", self._shown)
         put = self.queue.put
@@ -279,8 +290,10 @@ class TetragonGrpcSource:
                 self._last = payload
                 stats.received += 1
                 put(payload)
-                if first:  # a stream that delivers is healthy again
+                if first:  # a stream that delivers is healthy again, and Tetragon listens on it
+                    self._delivered = (self.alive_ns, boot_of(self.alive_ns))
                     self._backoff.reset()
+                    self.hold.sample(payload, self.alive_ns)  # a backlog shows in its first message
                     first = False
         except grpc.aio.AioRpcError as e:
             stats.stream_errors += 1
@@ -298,13 +311,20 @@ class TetragonGrpcSource:
     def take_outage(self) -> tuple[int, int] | None:
         """The part of an outage not handed over yet, as (start, end) wall ns; None if there is none.
 
-        While the stream is down the span ends now (and the next call continues from there);
-        once a new stream is open it ends at the moment it opened, and the outage is closed.
+        While the stream is down, or open but silent so far, the span ends now (and the next call
+        continues from there); once a new stream delivered its first message it ends at that
+        message's arrival, and the outage is closed. Over the first stream's first minute the
+        gap before it is widened as its messages show a backlog (:meth:`_first_unwatched`).
         A wall-clock step inside it widens the span to hold both clocks' sides (hotsymbols/clock_span.py).
         Event-loop stalls with the stream open (sources/loop_stall.py) are taken with it, as one span.
         """
-        watching = (self._connected_at, self._connected_boot) if self.stats.connected else None
-        span = self._outage.take(watching)
+        first = self._first_opened
+        if self.stats.connects == 1 and first and self.delivering and boot_ns() - first[1] <= 60 * 10**9:
+            # The first stream's first minute: a backlog its messages show (their lag) widens the
+            # gap before it (to its first message), which only the default hold reached when it opened.
+            self.held_from()  # samples the last message's lag
+            self._first_unwatched()
+        span = self._outage.take(self._delivered if self.delivering else None)
         # Stalls join it (one span per call: the last call, at shutdown, must take them all), from the
         # hold before each: what Tetragon notified meanwhile, and dropped for us, carries earlier times.
         while (stall := self.stalls.take()) is not None:
@@ -319,19 +339,22 @@ class TetragonGrpcSource:
 
     def first_agent(self) -> None:
         """The node's first agent (agent/watch_record_store.py: no watch record, and the store holds
-        no window of the node): no restart gap covers the time before its first stream. Tetragon's
-        cache sends that stream events stamped up to the hold before it opened, and sent the rest
-        of that time to no listener, so the hold before the opening is a gap (and with it the
-        windows it touches, which those events' rows would claim whole)."""
-        self._first_gap = True
+        no window of the node): no restart gap covers the time before its first stream, and the
+        hold before it is a gap as for every agent (:meth:`_first_unwatched`)."""
         self._first_unwatched()
 
     def _first_unwatched(self) -> None:
-        if self._first_gap and self._first_opened is not None:
+        """Every agent's first stream (with no ``store.spoolPath`` too): Tetragon's cache sends it
+        events stamped up to the hold before it opened and sent the rest of that time to no
+        listener, so the hold before the opening is a gap, with the windows it touches (those
+        events' rows would claim them whole). An earlier restart gap is kept (``resume``)."""
+        if self._first_opened is None:
+            return
+        held = self.hold.ns()
+        if held > self._first_held:
+            self._first_held = held
             wall, boot = self._first_opened
-            held = self.hold.ns()
             self._outage.resume(wall - held, max(0, boot - held))
-            self._first_gap = False
 
     def held_from(self) -> int:
         """The earliest time the events Tetragon may still hold for the stream carry: the last
@@ -344,8 +367,13 @@ class TetragonGrpcSource:
 
     def watching_ns(self) -> int | None:
         """The last moment up to which the open stream is known to have delivered every event
-        (:meth:`held_from`); None while no stream is open."""
-        return self.held_from() if self.stats.connected else None
+        (:meth:`held_from`); None while no stream is open or it delivered nothing yet."""
+        return self.held_from() if self.delivering else None
+
+    @property
+    def delivering(self) -> bool:
+        """A stream is open and its first message arrived: Tetragon listens on it."""
+        return self.stats.connected and self._delivered is not None
 
     def forget_outage(self) -> None:
         """Drop an open outage: another source takes over and accounts for the time itself."""
