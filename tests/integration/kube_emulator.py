@@ -7,6 +7,8 @@ the way a real API server does it:
 
 - on create: ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``generation: 1``;
 - on every write: a new ``resourceVersion``; ``generation`` + 1 when ``spec`` changes;
+- a merge patch naming another ``metadata.uid`` than the stored object's is 422 Invalid
+  (the API server's uid precondition);
 - a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
   ``resourceVersion``) is 422 Invalid, not a 500;
 - for resources declared with a ``status`` subresource: a create and a PATCH
@@ -176,6 +178,7 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                 meta["resourceVersion"] = self._next_rv()
                 meta.setdefault("generation", 1)
             elif request.action == kmock.action.UPDATE and isinstance(data, dict):
+                _uid_conflict(data, self._stored(request))
                 if has_status and request.subresource == "status":
                     for k in list(data):
                         if k != "status":
@@ -196,6 +199,21 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
             return await super()._handle(request)
         except jsonpatch.JsonPatchTestFailed as e:  # a failed "test" op is 422 Invalid, as kopf expects
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(e)) from None
+
+
+def _uid_conflict(data: dict[str, Any], stored: Any) -> None:
+    """A merge patch naming another uid than the stored object's: 422 Invalid, "field is immutable",
+    as the API server (v1.20) answers it (its uid precondition; the answer is checked on the real
+    server by tests/realkube/test_pod_patch_uid_real.py)."""
+    meta = data.get("metadata")
+    want = meta.get("uid") if isinstance(meta, dict) else None
+    have = (dict(stored).get("metadata") or {}).get("uid") if stored is not None else None
+    if want and have and want != have:
+        raise kmock.KubernetesError(
+            status=422,
+            reason="Invalid",
+            message=f'metadata.uid: Invalid value: "{want}": field is immutable',
+        )
 
 
 def _merged(old: Any, patch: Any) -> Any:

@@ -252,10 +252,12 @@ class PodReconciler(PolicyReconciler):
             await self._report_invalid_level(pod, decision, writing=patch is not None)
         if patch is None:
             return
+        if pod.uid:  # a precondition: a pod made again under the name since the read is not this one
+            patch["metadata"]["uid"] = pod.uid
         try:
             await self.api.patch(r.PODS, name=name, namespace=namespace, patch=patch)
         except ApiError as e:
-            if e.not_found:
+            if e.not_found or e.uid_mismatch:  # gone, or replaced: the new pod's event reconciles it
                 return
             raise
         self.stats.writes["pod"] += 1

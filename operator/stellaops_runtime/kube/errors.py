@@ -45,6 +45,16 @@ class ApiError(RuntimeError):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def uid_mismatch(self) -> bool:
+        """A write naming another uid than the object's (a uid precondition in a patch): the object
+        was replaced under its name. The API server (v1.20, tests/realkube) says 422 Invalid,
+        "metadata.uid: ... field is immutable"; its update path's precondition says 409 Conflict,
+        "Precondition failed: UID in precondition"."""
+        if self.status == 422:
+            return "metadata.uid" in self.message
+        return self.status == 409 and "UID in precondition" in self.message
+
 
 def api_error(
     status: int, text: str, *, method: str, path: str, retry_after: float | None = None
