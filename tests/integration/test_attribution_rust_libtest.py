@@ -8,7 +8,11 @@ getopts (or unicode-width, which clap and textwrap pull in) answered unknown
 for functions that could only be the listed crate's. Now a binary whose
 symbol table names no libtest code (no ``_ZN4test``/``Cs…_4test`` symbol)
 files them under the listed package; a test binary, and a binary without a
-symbol table (nothing says libtest is absent), keep unknown. Both binaries are
+symbol table (nothing says libtest is absent), keep unknown, and so does a test
+binary whose table keeps only ``main`` (``strip -K main``; fat LTO with
+``-Wl,--discard-all`` leaves the same): a table that names no Rust code of the
+crate says nothing of libtest either (RAT2 s41: it was filed under the listed
+package, seen failing before the fix). The binaries are
 built by rustc from one local crate named getopts. Seen failing before the fix.
 """
 
@@ -52,6 +56,11 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     stripped = work / "audited-stripped"
     roots.run([roots.tool("objcopy"), "--strip-all", str(out["plain"]), str(stripped)])
     out["stripped"] = stripped
+    # a test binary whose symbol table keeps only ``main`` (strip -K main; LTO with --discard-all
+    # leaves alike): a table, but one that no longer names libtest's code nor getopts'
+    kept = work / "audited-test-main-only"
+    roots.run([roots.tool("objcopy"), "--strip-all", "--keep-symbol=main", str(out["test"]), str(kept)])
+    out["test-main-only"] = kept
     return out
 
 
@@ -73,7 +82,7 @@ def test_getopts_of_a_binary_without_libtest_is_the_listed_package(
     assert _ask(binaries["plain"], tmp_path) == ("pkg:cargo/getopts@0.2.21", None)
 
 
-@pytest.mark.parametrize("kind", ["test", "stripped"])
+@pytest.mark.parametrize("kind", ["test", "stripped", "test-main-only"])
 def test_getopts_of_a_test_binary_or_one_without_symbols_stays_unknown(
     binaries: dict[str, Path], tmp_path: Path, kind: str
 ) -> None:

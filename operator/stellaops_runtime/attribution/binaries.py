@@ -41,6 +41,12 @@ LIBTEST_PACKAGES = frozenset({"getopts", "unicode-width"})
 # A libtest symbol: legacy ``_ZN4test...``, v0 crate root ``Cs<hash>_4test`` / ``C4test``. Matched
 # generously (a ``ABC4test`` ident also matches): a false match keeps the answer unknown.
 _LIBTEST_SYMBOL = re.compile(rb"_ZN4test|C(?:s[0-9A-Za-z]*_)?4test")
+# A Rust function of those crates (``_ZN7getopts``, ``_$LT$getopts..``, ``Cs<hash>_7getopts``): a
+# table naming none of them was stripped of the crates' local symbols (``strip -K main``, LTO with
+# ``--discard-all``), libtest's with them, and says nothing of libtest (RAT2 s41).
+_LIBTEST_CRATE_SYMBOL = re.compile(
+    rb"(?:_ZN|C(?:s[0-9A-Za-z]*_)?)(?:7getopts|13unicode_width)|\$LT\$(?:getopts|unicode_width)\.\."
+)
 STRTAB_CHUNK = 1 << 20
 GO_SCAN_BYTES = 64 << 10
 MAX_POM_BYTES = 64 << 10
@@ -156,7 +162,9 @@ def _links_libtest(
     f: BinaryIO, layout: ElfLayout, sections: list[SectionInfo], budget: Budget
 ) -> bool | None:
     """Whether the symbol table's names include libtest's; ``None`` without a symbol table (a
-    stripped file: its names came from a debug file, and nothing here says libtest is absent)."""
+    stripped file: its names came from a debug file, and nothing here says libtest is absent), or
+    with one that names no function of the crates either (stripped of local symbols, which libtest's
+    and the crates' alike are in a linked Rust binary)."""
     symtab = next((s for s in sections if s.type == "SHT_SYMTAB"), None)
     if symtab is None or not 0 < symtab.link < len(sections):
         return None
@@ -164,6 +172,7 @@ def _links_libtest(
     if strtab.type != "SHT_STRTAB" or strtab.size == 0:
         return None
     tail = b""
+    crate_named = False
     for at in range(0, strtab.size, STRTAB_CHUNK):
         size = min(STRTAB_CHUNK, strtab.size - at)
         chunk = tail + pread_exact(
@@ -171,8 +180,9 @@ def _links_libtest(
         )
         if _LIBTEST_SYMBOL.search(chunk):
             return True
+        crate_named = crate_named or _LIBTEST_CRATE_SYMBOL.search(chunk) is not None
         tail = chunk[-32:]  # a match cut by the chunk's end
-    return False
+    return False if crate_named else None
 
 
 def _scan_data_segment(f: BinaryIO, layout: ElfLayout) -> GoBuildInfo | None:
