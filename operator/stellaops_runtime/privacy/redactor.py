@@ -13,7 +13,8 @@ and gates the text passes, compiled per combination off this thread:
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); the lines of a
 here-document for a password reader (``here_docs``); the answer to an expect prompt
-that names nothing after a reader is spawned (``expect_prompts``); detect-secrets' rules
+that names nothing after a reader is spawned (``expect_prompts``); the values of a Kubernetes
+Secret's ``stringData`` and ``data`` (``secret_manifests``); detect-secrets' rules
 (``library_rules``). Then environment variable names (``env_names``), each of
 ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
@@ -50,6 +51,7 @@ from stellaops_runtime.privacy.patterns import (
     CompiledPatterns,
     compile_patterns,
 )
+from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
@@ -209,6 +211,8 @@ class Redactor:
                 spans.extend(stdin_substitution_spans(text))
             if "spawn" in text:  # an expect script answering a prompt that names nothing
                 spans.extend(nameless_prompt_spans(text))
+            if "ata" in text:  # a Kubernetes Secret's stringData or data (secret_manifests.py)
+                spans.extend(secret_data_spans(text))
             # Library rules are chosen on the text before the default pass: that pass
             # only puts "[REDACTED]" where a secret was, and no library pattern
             # matches in or across the marker (test_privacy_formats.py).
