@@ -58,6 +58,7 @@ def fake_probes(detached_ns: int, attached: list[str]) -> Any:
     stats = SimpleNamespace(
         detached_ns=detached_ns,
         attached=attached,
+        attached_ns=0,  # the probes' attach (0: taken as at the switch to BCC)
         connects=1,
         connect_failures=0,
         connected=False,

@@ -110,8 +110,12 @@ def test_an_earlier_probe_load_of_the_same_bcc_period_is_filtered_too() -> None:
     sw._bcc_since_ns = now - 10 * S
     sw._boundary(BCC, cfg1)
 
+    attach2: list[int] = []  # load 2 attaches as it is configured (the reload's clock: no margin)
+
     async def configure() -> NativeConfig:
-        probes.stats.attached, probes.stats.detached_ns = ["uprobe /usr/lib/b.so:g"], now + 5 * S
+        attach2.append(time.time_ns())
+        probes.stats.attached, probes.stats.attached_ns = ["uprobe /usr/lib/b.so:g"], attach2[0]
+        probes.stats.detached_ns = attach2[0] + 5 * S
         return cfg2
 
     sw._configure = configure  # type: ignore[method-assign]
@@ -127,8 +131,8 @@ def test_an_earlier_probe_load_of_the_same_bcc_period_is_filtered_too() -> None:
     o = sw._segments[-1].overlap
     assert o is not None
     assert o.counted_by_probes(ev("/usr/lib/a.so", "f", now - 7 * S))  # load 1's call
-    assert o.counted_by_probes(ev("/usr/lib/b.so", "g", now + 1 * S))  # load 2's call
-    assert not o.counted_by_probes(ev("/usr/lib/a.so", "f", now + 1 * S))  # load 2 had no a:f
+    assert o.counted_by_probes(ev("/usr/lib/b.so", "g", attach2[0] + 1 * S))  # load 2's call
+    assert not o.counted_by_probes(ev("/usr/lib/a.so", "f", attach2[0] + 1 * S))  # load 2 had no a:f
     assert not o.counted_by_probes(ev("/usr/lib/b.so", "g", now - 7 * S))  # load 1 had no b:g
     assert not o.counted_by_probes(ev("/usr/lib/a.so", "f", now - 11 * S))  # before the probes
 

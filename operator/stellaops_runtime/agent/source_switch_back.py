@@ -5,8 +5,9 @@ attributes are the switch's). Tetragon's event cache sends the first stream afte
 events stamped while they ran (agent/source_switch_overlap.py). This part gathers what the probes
 counted for that stream's Overlap:
 
-- each load of the BCC period: the one running at the switch back, and the earlier ones a
-  reload ended (``_note_load``; a reload may change the attach list);
+- each load of the BCC period, from its attach (nothing is counted while BCC compiles): the one
+  running at the switch back, and the earlier ones a reload or a failed run ended (``_note_load``;
+  a reload, or the native source's own retry after an error, may change the attach list);
 - the spans they did not read (``_bcc_unread`` and what is still pending);
 - for an agent restarted while the probes ran, or while Tetragon's cache may still send their
   calls after the switch back, the same kept on disk beside the watch record (``_persist_loads``
@@ -44,7 +45,7 @@ class SwitchBack:
     _segments: list[Any]
     _lock: threading.Lock
     _bcc_since_ns: int  # wall clock of the switch to BCC
-    _load_since_ns: int  # ... of the latest reload since then (0: none)
+    _load_since_ns: int  # ... of the latest reload, or failed run's detach, since then (0: none)
     _bcc_loads: list[Load]  # the loads a reload ended since the switch to BCC
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
     _loads_file: str  # agent/source_switch_loads.py ('' without a spool path)
@@ -61,7 +62,8 @@ class SwitchBack:
         native, b = self._probes_config(), self.bcc
         if b is None or native is None:
             return None
-        since = max(self._bcc_since_ns, self._load_since_ns)  # the switch to BCC, or the latest reload
+        # they count from their attach (a load compiles for seconds), not from the switch or reload
+        since = max(self._bcc_since_ns, self._load_since_ns, b.stats.attached_ns)
         end = RUNNING if running else b.stats.detached_ns
         return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end)
 
@@ -105,8 +107,19 @@ class SwitchBack:
         source_switch_loads.write(self._loads_file, overlap.loads, overlap.unwatched)
 
     def _persist_loads(self, b: NativeProbeSource) -> None:
-        """While the probes run: their loads and unread spans on disk, for a restarted agent."""
-        if not self._loads_file or not b.stats.connected or b.stats.attached_ns < self._load_since_ns:
+        """While the probes run (each tick): their loads and unread spans on disk, for a restarted
+        agent. A run that ended on its own (the reader failed: native/source.py loads the probes
+        again after ``retrySeconds``, maybe with another attach list) is a load of its own, and
+        nothing was counted until the next run attached."""
+        st = b.stats
+        if (
+            not st.connected
+            and st.detached_ns
+            and st.attached_ns >= max(self._bcc_since_ns, self._load_since_ns)
+        ):
+            self._note_load()
+            self._load_since_ns = st.detached_ns  # the next run counts from its own attach
+        if not self._loads_file or not st.connected or st.attached_ns < self._load_since_ns:
             return  # the latest load has not attached yet
         at = (len(self._bcc_loads), b.stats.attached_ns, len(self._bcc_unread), self._bcc_unread[-1:])
         if at == self._loads_written:
@@ -120,10 +133,11 @@ class SwitchBack:
 
     def _resume_loads(self, cut_ns: int) -> None:
         """The last agent's probe loads (restarted while they ran), ended at ``cut_ns``: the first
-        Tetragon segment does not count their calls again. Only before any switch."""
+        Tetragon segment does not count their calls again. Only while this agent has not run the
+        probes (a store answer handed over later, agent/watch_record_store.py, finds its own file)."""
         path = self._loads_file
-        if not path or not os.path.exists(path) or len(self._segments) != 1 or self.mode != TETRAGON:
-            return
+        if not path or self._bcc_since_ns or self.mode != TETRAGON or not os.path.exists(path):
+            return  # this agent ran the probes: the file and the first stream's Overlap are its own
         from stellaops_runtime.agent.source_switch_loads import resumed
 
         overlap = resumed(path, cut_ns)

@@ -167,4 +167,6 @@ class SwitchGaps:
             return None
         if self.mode == TETRAGON:
             return self.tetragon.watching_ns()
-        return time.time_ns() if self.bcc is not None and self.bcc.stats.connected else None
+        # the probes: the start of their last poll queued whole, not now (a call since may still be in
+        # the kernel's buffer: a record claiming it stored would hide its loss, agent/watch_record.py)
+        return self.bcc.queued_ns if self.bcc is not None and self.bcc.stats.connected else None

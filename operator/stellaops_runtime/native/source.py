@@ -142,6 +142,13 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 )  # fmt: skip
             self._known_saved = {p: dict(f) for p, f in self._known.items()}
 
+    @property
+    def queued_ns(self) -> int:
+        """Wall clock at the start of the latest poll whose records are all queued (of this run: its
+        load's start until its first poll): a call stamped before it and returned is queued (one
+        still running is recorded at its return, or at the probes' stop: native/loader.py in_flight)."""
+        return self._queued_ns
+
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 

@@ -1,0 +1,200 @@
+"""The BCC-to-Tetragon overlap filter counts the probes' time from their attach, per run (RSW2, s41).
+
+agent/source_switch_overlap.py skips Tetragon's cached events of calls the
+probes counted. The probes count nothing before they attach (a load takes
+seconds: BCC compiles), nothing between a run that failed and the native
+source's own retry (native/source.py: detached, loaded again after
+``native.retrySeconds``), and each run counts only what it attached. A
+restarted agent's cut (agent/source_switch_loads.py) is the watch record's
+moment, which for the probes must be a moment whose calls are all queued
+(native/source.py ``queued_ns``: the start of the last poll queued whole),
+not the tick's clock. A skip of a call the probes did not count loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections import Counter
+from typing import Any
+
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
+from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.native.config import NativeConfig, UprobeTarget
+from stellaops_runtime.sources.queue import EventQueue
+from tests.unit.test_source_switch_overlap import CRC32, S, calls_by_function, config, fake_probes, stamped
+
+AF, BG = UprobeTarget("/usr/lib/a.so", "f"), UprobeTarget("/usr/lib/b.so", "g")
+
+
+def ev(target: UprobeTarget, t: int) -> RuntimeCallEvent:
+    return RuntimeCallEvent(
+        EventKind.UPROBE, t, "n", ProcessInfo(pid=1, binary="/bin/a"), function_name=target.symbol,
+        module=target.binary,
+    )  # fmt: skip
+
+
+async def in_thread(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+def switch(spool: str = "") -> SourceSwitch:
+    cfg = config()
+    if spool:
+        cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, spool_path=spool))
+    return SourceSwitch(cfg, queue=EventQueue(100_000), pipeline=Pipeline(config(), node_name="n"),
+                        in_pipeline=in_thread)  # fmt: skip
+
+
+def switched_back(sw: SourceSwitch, now: int, *, detached_ns: int) -> SourceSwitch:
+    """``sw`` after the switch to BCC at now - 40 s, the probes' attach of a:f at now - 30 s, their
+    detach at ``detached_ns`` and the switch back."""
+    probes = fake_probes(detached_ns, ["uprobe /usr/lib/a.so:f"])
+    probes.stats.attached_ns = now - 30 * S
+    sw.bcc, sw.mode, sw._bcc_since_ns = probes, BCC, now - 40 * S
+    sw._boundary(BCC, NativeConfig(uprobes=(AF,)))
+
+    async def back() -> None:
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(back())
+    return sw
+
+
+def test_calls_before_the_probes_attached_are_tetragons_alone() -> None:
+    """The switch to BCC at -40 s, the probes attached at -30 s (the load compiled meanwhile),
+    detached at -10 s. A cached call stamped at -35 s was counted by nobody else."""
+    now = time.time_ns()
+    sw = switched_back(switch(), now, detached_ns=now - 10 * S)
+    o = sw._segments[-1].overlap
+    assert o is not None and o.counted_by_probes(ev(AF, now - 20 * S))
+    assert not o.counted_by_probes(ev(AF, now - 35 * S)), "a call before the attach was skipped: lost"
+
+
+def test_a_reloads_new_probes_count_from_their_own_attach() -> None:
+    """A reload (BCC to BCC) stops the old probes, then the new ones load and attach 5 s later:
+    a cached call of a function only the new load attached, stamped in between, is Tetragon's."""
+    now = time.time_ns()
+    sw = switch()
+    probes = fake_probes(0, ["uprobe /usr/lib/a.so:f"])
+    probes.stats.attached_ns = now - 60 * S
+    sw.bcc, sw.mode, sw._bcc_since_ns = probes, BCC, now - 70 * S
+    sw._boundary(BCC, NativeConfig(uprobes=(AF,)))
+    attach2: list[int] = []
+
+    async def stop() -> None:
+        probes.stats.detached_ns = time.time_ns()
+
+    async def configure() -> NativeConfig:  # the new probes attach 5 s after they are configured
+        attach2.append(time.time_ns() + 5 * S)
+        probes.stats.attached, probes.stats.attached_ns = ["uprobe /usr/lib/b.so:g"], attach2[0]
+        probes.stats.detached_ns = attach2[0] + 15 * S
+        return NativeConfig(uprobes=(BG,))
+
+    sw._configure = configure  # type: ignore[method-assign]
+    sw._start = lambda run: None  # type: ignore[method-assign]
+    probes.run = None
+
+    async def run() -> None:
+        sw._task = asyncio.ensure_future(stop())
+        await sw._reload_bcc()
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(run())
+    o = sw._segments[-1].overlap
+    assert o is not None
+    assert o.counted_by_probes(ev(AF, now - 30 * S)) and o.counted_by_probes(ev(BG, attach2[0] + 5 * S))
+    assert not o.counted_by_probes(ev(BG, attach2[0] - 3 * S)), "a call before the new probes attached: lost"
+
+
+def test_a_run_the_native_source_loaded_again_after_an_error_is_a_load_of_its_own() -> None:
+    """The probes' reader failed (native/source.py: closed, loaded again after retrySeconds) and
+    the second run attached another list. Run 1 counted a:f in its time, nobody counted anything
+    between the runs, run 2 counted b:g in its time."""
+    now = time.time_ns()
+    sw = switch()
+    sw._reload_check_at = sw._next_check = float("inf")
+    probes = fake_probes(0, ["uprobe /usr/lib/a.so:f"])
+    st = probes.stats
+    sw.bcc, sw.mode, sw._bcc_since_ns = probes, BCC, now - 50 * S
+    sw._boundary(BCC, NativeConfig(uprobes=(AF, BG)))
+
+    async def run() -> None:
+        st.connected, st.attached_ns = True, now - 40 * S
+        await sw._tick_bcc(time.monotonic())
+        st.connected, st.detached_ns = False, now - 30 * S  # the reader failed
+        await sw._tick_bcc(time.monotonic())
+        st.connected, st.attached_ns, st.detached_ns = True, now - 20 * S, 0  # loaded again
+        st.attached = ["uprobe /usr/lib/b.so:g"]
+        await sw._tick_bcc(time.monotonic())
+        st.connected, st.detached_ns = False, now - 10 * S
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(run())
+    o = sw._segments[-1].overlap
+    assert o is not None
+    assert o.counted_by_probes(ev(AF, now - 35 * S)), "run 1's call not skipped: counted twice"
+    assert o.counted_by_probes(ev(BG, now - 15 * S))
+    for target, t in ((BG, now - 35 * S), (AF, now - 25 * S), (BG, now - 25 * S), (AF, now - 15 * S)):
+        assert not o.counted_by_probes(ev(target, t)), (target.symbol, (t - now) // S)
+
+
+def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(tmp_path: Any) -> None:
+    """Agent A's probes last read their buffer whole from a poll started at t0 + 10 s; calls
+    stamped after it were still in the kernel's buffer when A was killed, so A stored none of
+    them. Its watch record's moment (the switch's ``watching_ns``) must not claim them, or the
+    next agent skips Tetragon's cached copies: their only count."""
+    from stellaops_runtime.native.source import NativeProbeSource
+
+    events = stamped()
+    t0 = min(t for _, t, _ in events)
+    queued = t0 + 10 * S
+    spool = str(tmp_path / "spool")
+    a = switch(spool)
+    a._reload_check_at = a._next_check = float("inf")
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
+    probes.queued_ns = queued  # as native/source.py says it (checked below)
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+    asyncio.run(a._tick_bcc(time.monotonic()))
+    alive = a.watching_ns()  # what agent/watch_record.py samples and a flush records
+    assert alive is not None  # then A is killed
+
+    b = switch(spool)
+    b.resume_outage(alive)
+    for payload, _, _ in events:
+        b.queue.put(payload)
+    while len(b.queue):
+        b.process(b.queue.take(7))
+    twice = [x for x in events if x[2] == "crc32" and x[1] < queued]
+    assert 20 < len(twice) < len([x for x in events if x[2] == "crc32"])
+    ref = Pipeline(config(), node_name="n")
+    ref.process_proto([(x[0], 0) for x in events if x not in twice])
+    assert calls_by_function(b.pipeline) == calls_by_function(ref)
+    assert Counter(b.pipeline.adapter_stats.events) == Counter(ref.adapter_stats.events)
+    real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
+    real._deliver([], queued)  # a poll started then queued all it read
+    assert real.queued_ns == queued
+
+
+def test_a_store_answer_after_the_switch_back_leaves_the_agents_own_overlap(tmp_path: Any) -> None:
+    """The store answers (agent/watch_record_store.py ``_tell``: ``resume_outage``) only after
+    this agent ran the probes and switched back: the file it keeps for a restart is its own, and
+    the live filter is its own; neither is the last agent's to take."""
+    now = time.time_ns()
+    spool = str(tmp_path / "spool")
+    sw = switched_back(switch(spool), now, detached_ns=now - 5 * S)
+    sw.process([(b"", time.monotonic_ns())])  # a payload of the new stream: older segments dropped
+    assert len(sw._segments) == 1
+    own = sw._segments[0].overlap
+    assert own is not None and os.path.exists(spool + ".probe-loads")
+    sw.resume_outage(now - 3600 * S)  # the store's latest window of the node, an hour ago
+    assert sw._segments[0].overlap is own
+    assert os.path.exists(spool + ".probe-loads"), "kept for a restart within the cache's hold"
