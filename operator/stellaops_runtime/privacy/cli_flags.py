@@ -65,6 +65,9 @@ CLI_FLAG_SECRET = SecretPattern(
                 + VALUE,
                 r"-(?<![\w./-]-)-oauth2-bearer(?:=|\s+)" + VALUE,
                 r"-(?<![\w./-]-)-(?:src-|dest-)?creds(?:=|\s+)" + AFTER_COLON,
+                # (the pair quoted whole, its value holding a space: ``'key=a b'``, ``\"key=a b\"``)
+                r"-(?<![\w./-]-)-from-literal(?:=|\s+)'[^\s=']+=(?P<s>[^'\n]*+)'?",
+                r'-(?<![\w./-]-)-from-literal(?:=|\s+)\\?"[^\s="\\]+=(?P<s>(?:[^"\\\n]|\\(?!")[^\n])*+)(?:\\?")?',
                 r"-(?<![\w./-]-)-from-literal(?:=|\s+)[^\s=]+=" + VALUE,
                 # a command printing the secret (restic and rclone --password-command "echo X",
                 # rclone's --webdav-bearer-token-command): the whole command goes
