@@ -9,6 +9,8 @@ restarted agent's cut (agent/source_switch_loads.py) is the watch record's
 moment, which for the probes must be a moment whose calls are all queued
 (native/source.py ``queued_ns``: the start of the last poll queued whole),
 not the tick's clock. A skip of a call the probes did not count loses it.
+The file is the last agent's only while this agent has not run the probes,
+and what is no regular file there (a FIFO) does not hold the agent's start.
 """
 
 from __future__ import annotations
@@ -198,3 +200,23 @@ def test_a_store_answer_after_the_switch_back_leaves_the_agents_own_overlap(tmp_
     sw.resume_outage(now - 3600 * S)  # the store's latest window of the node, an hour ago
     assert sw._segments[0].overlap is own
     assert os.path.exists(spool + ".probe-loads"), "kept for a restart within the cache's hold"
+
+
+def test_a_fifo_at_the_probe_loads_path_does_not_hold_the_agents_start(tmp_path: Any) -> None:
+    """The file is read as the agent is built (``resume_outage``): a FIFO nobody writes to there
+    (hostile, or a mistake on the hostPath) must not block the start; it is no file of ours."""
+    import threading
+
+    from stellaops_runtime.agent import source_switch_loads as sl
+
+    path = str(tmp_path / "spool.probe-loads")
+    os.mkfifo(path)
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(sl.resumed(path, time.time_ns())), daemon=True)
+    t.start()
+    t.join(2.0)
+    if t.is_alive():  # release the reader blocked in open() before failing
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(2.0)
+        raise AssertionError("reading the probe loads waited for a writer of a FIFO")
+    assert got == [None]

@@ -23,7 +23,8 @@ meanwhile must skip them too (a later BCC period replaces it). The next start
 reads it once, then removes it (a later start finds nothing to skip). One
 of another boot (no process and no cache outlives a reboot), too large, not
 JSON or of the wrong shape is ignored and logged: the result is a call counted
-twice, never one lost. Each write replaces the file whole (atomic_file.py).
+twice, never one lost; so is what is no regular file (a FIFO is not waited
+on). Each write replaces the file whole (atomic_file.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from stellaops_runtime.agent.source_switch_overlap import MAX_LOADS, RUNNING, Ke
 from stellaops_runtime.atomic_file import write_atomically
 from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.contracts.events import EventKind
+from stellaops_runtime.regular_file import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +153,8 @@ def remove(path: str) -> None:
 
 def resumed(path: str, cut_ns: int) -> Overlap | None:
     """The last agent's probe loads for this agent's first Tetragon segment; the file is taken."""
-    try:
-        with open(path, "rb") as f:  # a regular file the agent wrote: its hostPath is the agent's
-            raw = f.read(MAX_BYTES + 1)
+    try:  # not blocking: a FIFO there would hold the agent's start (regular_file.py)
+        raw = read_regular(path, MAX_BYTES)
     except FileNotFoundError:
         return None
     except OSError as e:
