@@ -327,3 +327,44 @@ def test_a_claim_with_a_parameter_list_spaced_otherwise_is_marked_by_the_stored_
         bridge.observe([delta(stored)])
         bridge.stored()
         assert bridge.marked == 1, stored
+
+
+class _CountingIndex(dict[tuple[str, str], list[str]]):
+    """A claim index that counts its lookups."""
+
+    lookups = 0
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def,override]
+        self.lookups += 1
+        return super().get(key, default)
+
+
+def test_a_stored_name_full_of_dots_and_parentheses_is_looked_up_a_bounded_number_of_times(
+    tmp_path: Path,
+) -> None:
+    """A workload's binary may name a function anything: ``crc32`` then 100,000 dots, or 100,000
+    ``(``. The bridge looked such a name up once per ``.`` (clones) and once per ``(``
+    (overloads), each lookup slicing and hashing the name up to that point: quadratic, 3 s of the
+    agent's loop for one 100,000-dot row at every drain (observe promises never to block). A
+    prefix can only be a claim's name when its length is one a claim has, so a name is looked up
+    at most once per such length. Seen failing before the fix (100,000 lookups and more). The clone and
+    the overload are still found."""
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    claims = [Claim(IMG, "pkg:deb/debian/zlib1g", "crc32"), Claim(IMG, "pkg:deb/debian/zlib1g", "foo::bar")]
+    bridge = WitnessBridge(claims, key_file=str(tmp_path / "k"))
+    clones = bridge._by_image_clone = _CountingIndex(bridge._by_image_clone)
+    overloads = bridge._by_image_overload = _CountingIndex(bridge._by_image_overload)
+    n = 100_000
+    bridge.observe([delta("crc32" + "." * n), delta("foo::baz" + "(" * n), delta("crc32" + " (." * n)])
+    bridge.stored()
+    assert bridge.marked == 0  # an empty word is no clone suffix; foo::baz is another function
+    assert clones.lookups <= 3 * 2, clones.lookups  # 3 rows, claim names of 2 lengths
+    assert overloads.lookups <= 3 * 2, overloads.lookups
+    bridge.observe([delta("crc32.part.0" + "." * n)])
+    bridge.stored()
+    assert bridge.marked == 0
+    bridge.observe(
+        [delta("crc32.isra.0.cold"), delta("foo::bar(int)" + "(" * n)]
+    )  # as matches_name reads them
+    bridge.stored()
+    assert bridge.marked == 2

@@ -195,6 +195,11 @@ class WitnessBridge:
                 rust_asked.setdefault(c.image, []).extend(fq.rust_paths)
         for image, asked in rust.items():
             self._rust_by_image[image] = (rust_paths.Asked(tuple(rust_asked[image])), asked)
+        # A prefix of a stored name can be a claim's only at a length some claim's name has: a name
+        # is looked up once per such length, never once per '(' or '.' it holds (a workload's symbol
+        # may be 100,000 dots: a slice and a hash per dot was quadratic, seconds of the agent's loop)
+        self._overload_lengths = sorted({len(n) for _, n in self._by_image_overload})
+        self._clone_lengths = sorted({len(n) for _, n in self._by_image_clone})
         self._staged: set[str] = set()  # touched by counts not yet confirmed stored
         self._marked: set[str] = set()
         self._signing: dict[str, asyncio.Future[None]] = {}  # claims whose signer has not returned
@@ -225,20 +230,21 @@ class WitnessBridge:
         found = self._by_image_name.get((image, name), [])
         if self._by_image_overload and "(" in name:
             found = list(found)
-            i = name.find("(")
-            while i >= 0:
-                found += self._by_image_overload.get((image, name[:i]), ())
-                i = name.find("(", i + 1)
-        if (
-            self._by_image_clone and "." in name
-        ):  # a lookup per dot: a clone is its origin's name, ".", a suffix
+            for n in self._overload_lengths:  # ``foo::bar`` then ``(``
+                if n >= len(name):
+                    break
+                if name[n] == "(":
+                    found += self._by_image_overload.get((image, name[:n]), ())
+        if self._by_image_clone and "." in name:  # a clone is its origin's name, ``.`` or `` (.``, a suffix
             found = list(found)
-            i = name.find(".", 1)
-            while i >= 0:
-                base = name[: i - 2] if name[i - 2 : i] == " (" else name[:i]
-                if (cids := self._by_image_clone.get((image, base))) and clone_of(name, base):
-                    found += cids
-                i = name.find(".", i + 1)
+            for n in self._clone_lengths:
+                if n >= len(name):
+                    break
+                c_clone = name[n] == "." and name[n - 2 : n] != " ("
+                if (c_clone or name[n : n + 3] == " (.") and (
+                    cids := self._by_image_clone.get((image, name[:n]))
+                ):
+                    found += cids if clone_of(name, name[:n]) else ()
         if self._by_image_spaceless and "(" in name:  # a parameter list spaced otherwise, or its C++ clone
             base = name.rpartition(" (.")[0]
             found = [*found, *self._by_image_spaceless.get((image, spaceless(name)), ())]
