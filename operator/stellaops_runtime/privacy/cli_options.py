@@ -336,6 +336,8 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     # https://ngrok.com/docs/agent/cli/ (ngrok config add-authtoken TOKEN, the older ngrok authtoken TOKEN)
     ("ngrok",): (rf"(?<!\S)(?:add-)?authtoken\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",),
+    # containerd's ctr: images pull|push, content fetch --user/-u user[:password] (ctr run's -u is a user)
+    ("ctr",): (after_sub("(?:pull|push|fetch)", userpass("(?:-u|--user=?)")),),
     # https://httpie.io/docs/cli/authentication and xh (-a, --auth USER:PASSWORD)
     ("http", "https", "xh", "xhs"): (userpass("(?:-a|--auth=?)"),),
     # https://github.com/fortra/impacket: a target [[domain/]username[:password]@]address

@@ -98,6 +98,9 @@ _PROC_OPTION = (
     r"-(?<![\w./-]-)-?(?=[\w.-]{0,64}?(?i:pass|pw|secret|token|key|cred|auth))[\w.-]++(?:=|\s+)"
     rf"(?:file:)?{PROC_PRINTS}"
 )
+# ... or as a file of a Secret (``kubectl create secret generic s --from-file=k=<(echo X)``,
+# ``--from-env-file=<(printf …)``; a ConfigMap's the same: over-redaction of what is echoed there).
+_PROC_SECRET_FILE = rf"-(?<![\w-]-)-from-(?:env-)?file[= ](?:[^\s=<]{{1,256}}=)?{PROC_PRINTS}"
 # What it prints onto a reader's standard input (``docker login --password-stdin reg < <(echo X)``,
 # ``sudo -S cmd < <(echo X)``) is here_docs.py's: the readers are the same as a here-document's.
 
@@ -153,6 +156,7 @@ _HERE = rf"(?![\w-])[^<|;&\n]{{0,256}}+<<<\s*{_HERE_WORD}"
 
 STDIN_SECRET_ALTERNATIVES: tuple[str, ...] = (
     _PROC_OPTION,
+    _PROC_SECRET_FILE,
     _EXPECT_SEND,
     _EXPECT_PAIR,
     _PEXPECT,
