@@ -57,3 +57,32 @@ def test_a_java_method_of_a_distro_package_with_a_jni_library_is_unknown(tmp_pat
     url = filled(tmp_path / "nojvm", row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID))
     code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", METHOD)
     assert (code, doc["answer"]) == (1, "not_observed"), doc  # no interpreter ran in the image
+
+
+def test_no_function_of_a_package_with_a_jni_library_ran_is_unknown_in_a_jvm_image(tmp_path: Path) -> None:
+    """``query functions --purl`` of such a package (no function named) was "not observed" (exit 1) in
+    a JVM image, though its JAR's methods may have run unseen (RAT2 s41, seen failing before the fix).
+    A JNI library lies where the distributions put one: Fedora's ``%{_libdir}/%{name}/``, Debian's
+    ``jni`` directory. A library of the plain library directory (zlib), one of a private directory of
+    another name (cyrus-sasl's ``sasl2``), or the same package in an image with no JVM keep theirs."""
+    deb = ("/usr/lib/x86_64-linux-gnu/jni/libjnidispatch.so", "pkg:deb/debian/libjna-jni@5.13.0-2?arch=amd64")
+    zlib = ("/usr/lib64/libz.so.1.2.13", "pkg:rpm/fedora/zlib@1.2.13-5.fc39?arch=x86_64")
+    sasl = ("/usr/lib64/sasl2/libplain.so.3.0.0", "pkg:rpm/fedora/cyrus-sasl-lib@2.1.28-11.fc39?arch=x86_64")
+    native = [row(m, "", EvidenceKind.LOADED, p, bid=BID) for m, p in (JNA[:2], deb, zlib, sasl)]
+    url = filled(tmp_path, *native, row(JVM[0], "", EvidenceKind.LOADED, JVM[1], bid="cd" * 20))
+    for purl, lib in ((JNA[2], JNA[0]), ("pkg:deb/debian/libjna-jni", deb[0])):
+        code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", purl)
+        assert (code, doc["answer"]) == (3, "unknown"), (purl, doc)
+        assert lib in doc["reason"] and JVM[0] in doc["reason"], doc["reason"]
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:rpm/fedora/jn", "--prefix")
+    assert (code, doc["answer"]) == (3, "unknown") and JNA[0] in doc["reason"], doc  # jna only
+    for purl in ("pkg:rpm/fedora/zlib", "pkg:rpm/fedora/cyrus-sasl-lib"):
+        code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", purl)
+        assert (code, doc["answer"]) == (1, "not_observed"), (purl, doc)
+    (tmp_path / "nojvm").mkdir()
+    python = ("/usr/bin/python3.12", "pkg:rpm/fedora/python3@3.12.1-2.fc39?arch=x86_64")
+    url = filled(
+        tmp_path / "nojvm", *native, row(*python[:1], "", EvidenceKind.LOADED, python[1], bid="ef" * 20)
+    )
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", JNA[2])
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # JNI is the JVM's: no JVM ran in the image

@@ -184,6 +184,7 @@ def test_purl_types_of_native_or_unknown_code(kind: str) -> None:
         "org.x.Foo.<init>(int)",
         "yaml.constructor.FullConstructor.construct_object",
         "time.Time.String",  # a Go method of a value receiver too: unknown is the safe direction
+        "main.main.func1",  # and a Go closure
     ],
 )
 def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
@@ -206,6 +207,7 @@ def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
         "regexp.(*Regexp).Match",
         "strings.Index",
         "yaml.full_load",  # two elements: a Go package's function as well
+        "Nokogiri::XML::Document.parse",  # Ruby's form: '::' is C++'s too
         "a.b.1",
         "a..b.c",
         "",
@@ -216,3 +218,26 @@ def test_a_native_name_is_no_method_path(name: str) -> None:
     from stellaops_runtime.evidence.interpreted import method_path
 
     assert not method_path(name)
+
+
+@pytest.mark.parametrize(
+    ("path", "purl", "jni"),
+    [
+        ("/usr/lib64/jna/libjnidispatch.so", "pkg:rpm/fedora/jna@5.13.0-4.fc39?arch=x86_64", True),
+        ("/usr/lib/jna/libjnidispatch.so", "pkg:rpm/fedora/jna", True),  # %{_prefix}/lib/%{name}
+        ("/usr/lib64/jffi/libjffi-1.2.so", "pkg:rpm/fedora/jffi-native@1.3.9-1.fc39", True),  # a subpackage
+        ("/usr/lib/x86_64-linux-gnu/jni/libjnidispatch.so", "pkg:deb/debian/libjna-jni@5.13.0-2", True),
+        ("/usr/lib/jni/libatk-wrapper.so", "pkg:deb/debian/libatk-wrapper-java-jni", True),
+        ("/usr/lib64/libz.so.1.2.13", "pkg:rpm/fedora/zlib@1.2.13-5.fc39", False),
+        ("/usr/lib64/sasl2/libplain.so.3", "pkg:rpm/fedora/cyrus-sasl-lib@2.1.28", False),
+        ("/usr/lib64/jna/libjnidispatch.so", "pkg:rpm/fedora/nss@3.95", False),  # another package's dir
+        ("/opt/jna/libjnidispatch.so", "pkg:rpm/fedora/jna", False),
+        ("/usr/lib64/jna/libjnidispatch.so", "", False),
+        ("/usr/lib64/jna/libjnidispatch.so", "pkg:rpm/fedora/", False),
+        ("/usr/lib64/\x00/x.so", "pkg:rpm/fedora/jna\x00", False),  # hostile text: no crash
+    ],
+)
+def test_a_jni_library_lies_where_the_distributions_put_one(path: str, purl: str, jni: bool) -> None:
+    from stellaops_runtime.evidence.interpreted import jni_library
+
+    assert jni_library(path, purl) is jni

@@ -60,10 +60,11 @@ from stellaops_runtime.evidence.doubt import listed as _listed
 from stellaops_runtime.evidence.interpreted import (
     INTERPRETED_TYPES,
     image_files,
-    method_files,
+    jni_files,
     native_name,
     package_files,
     purl_type,
+    unstored_files,
 )
 from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
@@ -157,20 +158,17 @@ def interpreted(
         why = f"{what} of {purl_type(prefix)} packages may be interpreted code, {how}"
         return Doubt(INTERPRETED, why, ())
     if purl is not None:
-        files = package_files(conn, image=image, purls=queries.matching_purls(conn, image=image, purl=purl))
+        purls = queries.matching_purls(conn, image=image, purl=purl)
+        files = package_files(conn, image=image, purls=purls)
         whose = "the package"
-        if (
-            not files
-            and function is not None
-            and (files := method_files(conn, image=image, function=function))
-        ):
-            whose = "the package (named as a method path: a JAR beside its JNI library is never stored)"
+        if not files:  # may hold code no row stands for: a JAR beside its JNI library is never stored
+            files, why = unstored_files(conn, image=image, function=function, purls=purls)
+            whose = f"the package ({why}: a JAR beside its JNI library is never stored)"
         if files and function is not None and native_name(conn, image=image, function=function, purl=purl):
             return None  # a C function of an interpreter's package (libnode's uv_run): that native code
     elif prefix is not None:
-        files = package_files(
-            conn, image=image, purls=queries.prefixed_purls(conn, image=image, prefix=prefix)
-        )
+        purls = queries.prefixed_purls(conn, image=image, prefix=prefix)
+        files = package_files(conn, image=image, purls=purls) or jni_files(conn, image=image, purls=purls)
         whose = "the packages"
     elif function is not None:
         files = image_files(conn, image=image)

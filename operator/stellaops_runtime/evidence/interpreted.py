@@ -95,6 +95,40 @@ def method_files(conn: sa.Connection, *, image: str, function: FunctionQuery) ->
     return image_files(conn, image=image) if method_path(function.text) else []
 
 
+# A library directory's subdirectory (``/usr/lib64/jna/``, ``/usr/lib/x86_64-linux-gnu/jni/``), and
+# a JVM's file among :func:`image_files` (its directory, launcher, library, a JAR, its entry seen).
+_LIB_SUBDIR = re.compile(r"/(?:usr/)?lib(?:32|64|x32)?/(?:[^/]*-linux-[^/]*/)?([^/]+)/")
+_JVM_FILE = re.compile(
+    r"/jvm/|(?:^|/)(?:java|libjvm\.so|libj9vm[0-9]*\.so)$|\.jar$|\((?:JNI_CreateJavaVM|JavaMain)\)$"
+)
+
+
+def jni_library(path: str, purl: str) -> bool:
+    """Whether ``path``, a stored file of ``purl``'s package, lies where a distribution puts a JNI
+    library: a ``jni`` directory (Debian), or the package's own (Fedora's ``%{_libdir}/%{name}/``,
+    ``%{name}`` the source package's, so a subpackage ``jffi-native`` has ``jffi``)."""
+    found = _LIB_SUBDIR.match(path)
+    if found is None:
+        return False
+    name = purl.partition("?")[0].partition("#")[0].partition("@")[0].rpartition("/")[2].lower()
+    folder = found.group(1).lower()
+    return folder == "jni" or (bool(name) and (name == folder or name.startswith(folder + "-")))
+
+
+def jni_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]:
+    """For a package (its stored ``purls``) whose stored files show no interpreted code, asked of
+    as a whole (no function named): its files in a JNI library's place and the image's JVM files,
+    when the image runs a JVM (sorted; none else). The JAR beside the library never has a row, so
+    "no function of it ran" cannot be said of its Java methods."""
+    if not purls:
+        return []
+    c = hot_symbols.c
+    stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.purl.in_(purls)).distinct()
+    libraries = {m for p, m in conn.execute(stmt) if jni_library(m, p)}
+    jvm = [f for f in image_files(conn, image=image) if _JVM_FILE.search(f)] if libraries else []
+    return sorted(libraries.union(jvm)) if jvm else []
+
+
 def purl_type(purl: str) -> str:
     """The type of a stored purl text (``pkg:<type>/...``), lower case; "" when it has none."""
     head, sep, rest = purl.partition(":")
@@ -180,3 +214,15 @@ def native_name(
         if conn.execute(hit).first() is not None:
             return True
     return False
+
+
+def unstored_files(
+    conn: sa.Connection, *, image: str, function: FunctionQuery | None, purls: list[str]
+) -> tuple[list[str], str]:
+    """For a package (its stored ``purls``) whose stored files show no interpreted code: the files
+    that say it may hold such code no row stands for, and how it was asked (sorted; none else): a
+    function named as a method path (:func:`method_files`), the whole package with a JNI library
+    (:func:`jni_files`)."""
+    if function is not None:
+        return method_files(conn, image=image, function=function), "named as a method path"
+    return jni_files(conn, image=image, purls=purls), "a JNI library's, asked of as a whole"
