@@ -7,8 +7,9 @@ source's own retry (native/source.py: detached, loaded again after
 ``native.retrySeconds``), and each run counts only what it attached. A
 restarted agent's cut (agent/source_switch_loads.py) is the watch record's
 moment, which for the probes must be a moment whose calls are all queued
-(native/source.py ``queued_ns``: the start of the last poll queued whole),
-not the tick's clock. A skip of a call the probes did not count loses it.
+(native/source.py ``queued_ns``: the start of the last poll queued whole)
+whose drops are marked (native/source_gaps.py ``drops_read_ns``, as the
+switch last took them), not the tick's clock. A skip of a call the probes did not count loses it.
 The file is the last agent's only while this agent has not run the probes,
 and what is no regular file there (a FIFO) does not hold the agent's start.
 """
@@ -21,6 +22,8 @@ import os
 import time
 from collections import Counter
 from typing import Any
+
+import pytest
 
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
@@ -147,22 +150,28 @@ def test_a_run_the_native_source_loaded_again_after_an_error_is_a_load_of_its_ow
         assert not o.counted_by_probes(ev(target, t)), (target.symbol, (t - now) // S)
 
 
-def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(tmp_path: Any) -> None:
+@pytest.mark.parametrize("queued_s, drops_s", [(10, 20), (10, 6)], ids=["unqueued", "drops_unmarked"])
+def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(
+    tmp_path: Any, queued_s: int, drops_s: int
+) -> None:
     """Agent A's probes last read their buffer whole from a poll started at t0 + 10 s; calls
     stamped after it were still in the kernel's buffer when A was killed, so A stored none of
-    them. Its watch record's moment (the switch's ``watching_ns``) must not claim them, or the
-    next agent skips Tetragon's cached copies: their only count."""
+    them. And A's switch had marked the kernel's drops as gaps only up to its last look at the
+    probes' counters: a drop after it (t0 + 6 s in the second case) died with A, unmarked. Its
+    watch record's moment (the switch's ``watching_ns``) must claim neither, or the next agent
+    skips Tetragon's cached copies of those calls: their only count."""
     from stellaops_runtime.native.source import NativeProbeSource
 
     events = stamped()
     t0 = min(t for _, t, _ in events)
-    queued = t0 + 10 * S
+    queued = t0 + min(queued_s, drops_s) * S  # A counted and marked all before it
     spool = str(tmp_path / "spool")
     a = switch(spool)
     a._reload_check_at = a._next_check = float("inf")
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns = queued  # as native/source.py says it (checked below)
+    probes.queued_ns = t0 + queued_s * S  # as native/source.py says it (checked below)
+    probes.drops_read_ns = t0 + drops_s * S  # its drops up to here are noted (taken by the tick)
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
     asyncio.run(a._tick_bcc(time.monotonic()))
@@ -182,8 +191,9 @@ def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(tmp_p
     assert calls_by_function(b.pipeline) == calls_by_function(ref)
     assert Counter(b.pipeline.adapter_stats.events) == Counter(ref.adapter_stats.events)
     real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
-    real._deliver([], queued)  # a poll started then queued all it read
-    assert real.queued_ns == queued
+    real._deliver([], t0 + queued_s * S)  # a poll started then queued all it read
+    real._note_drops({}, t0 + drops_s * S)  # the counters read then
+    assert (real.queued_ns, real.drops_read_ns) == (t0 + queued_s * S, t0 + drops_s * S)
 
 
 def test_a_store_answer_after_the_switch_back_leaves_the_agents_own_overlap(tmp_path: Any) -> None:

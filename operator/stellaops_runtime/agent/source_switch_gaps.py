@@ -49,6 +49,7 @@ class SwitchGaps:
     _stopped: bool
     _tetragon_seen_ns: int
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
+    _drops_marked_ns = 0  # the probes' drops up to here are marked (their counters' read, last taken)
 
     if TYPE_CHECKING:  # agent/source_switch_back.py
 
@@ -92,6 +93,7 @@ class SwitchGaps:
         """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
         in front of the source's queue and marked by the next call, never lost."""
         b = self.bcc
+        through = b.drops_read_ns if b is not None else 0  # every drop before it is taken now
         drops = b.take_drops() if b is not None else []
         while drops:
             d = drops[0]
@@ -118,6 +120,7 @@ class SwitchGaps:
                 b.stats.unwatched[:0] = spans  # type: ignore[union-attr]
                 raise
             self._note_unread(*spans.pop(0))
+        self._drops_marked_ns = through
 
     def _note_unread(self, start_ns: int, end_ns: int) -> None:
         """Keep a span the probes counted nothing in for the switch back's Overlap (a taken span
@@ -168,5 +171,7 @@ class SwitchGaps:
         if self.mode == TETRAGON:
             return self.tetragon.watching_ns()
         # the probes: the start of their last poll queued whole, not now (a call since may still be in
-        # the kernel's buffer: a record claiming it stored would hide its loss, agent/watch_record.py)
-        return self.bcc.queued_ns if self.bcc is not None and self.bcc.stats.connected else None
+        # the kernel's buffer), and no later than their drops are marked (a drop not marked yet would
+        # die unmarked with a killed agent): a record claiming more would hide a loss (watch_record.py)
+        b = self.bcc
+        return min(b.queued_ns, self._drops_marked_ns) if b is not None and b.stats.connected else None

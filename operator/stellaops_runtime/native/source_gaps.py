@@ -152,6 +152,12 @@ class SourceGaps:
             first, second = spans[0], spans.pop(1)
             spans[0] = (min(first[0], second[0]), max(first[1], second[1]))
 
+    @property
+    def drops_read_ns(self) -> int:
+        """Wall clock of the last read of the drop counters: every drop before it is in
+        ``stats.drops`` (or was taken)."""
+        return self._drop_read_ns
+
     def take_unwatched(self) -> list[tuple[int, int]]:
         """The spans queued since the last call (the event loop's thread only)."""
         out, self.stats.unwatched = self.stats.unwatched, []
