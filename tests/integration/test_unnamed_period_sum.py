@@ -127,6 +127,7 @@ PERIODS = [
     (2.5, 2.6),  # between two windows: no window meets it
     (12, None),  # after every call
     (-5, -1),  # before every call
+    (6, 6),  # the one day whose only window of 0x1090 holds no call: that row is not found in it
 ]
 
 
