@@ -194,18 +194,20 @@ async def test_the_switch_back_to_tetragon_is_a_gap_until_tetragon_listens() -> 
     sw._open_gap(time.time_ns())  # as the switch to Tetragon opens it, the probes asked to stop
     stop = asyncio.Event()
     task = asyncio.create_task(sw.tetragon.run(stop))
+    spans = []
     try:
-        while sw.tetragon.stats.received == 0:  # the switch's ticks (agent: every 0.2 s or so)
-            await sw._tick()
-            await asyncio.sleep(0.01)
-        while sw._gap_from is not None:
-            await sw._tick()
+        while sw.tetragon.stats.received == 0 or sw._gap_from is not None:
+            await sw._tick()  # the switch's ticks (agent: every 0.2 s or so) ...
+            if (span := sw.take_outage()) is not None:  # ... and the outage marker's (every second)
+                spans.append(span)
             await asyncio.sleep(0.01)
     finally:
         stop.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop(grace=0)
+    for span in spans:
+        pipeline.gaps.source_gap(NODE, *span)
     gaps = [w for w in pipeline.drain()[1] if w.has_gap and w.image_digest == ""]
     assert server.listening_ns and gaps
     end = max(w.gap_end_ns for w in gaps)

@@ -142,7 +142,7 @@ class SwitchGaps:
             span = covering(start, start_boot, end, end_boot) if end_boot > start_boot else None
             if span is not None:
                 self._gap_marked, self._gap_boots = end, (self._gap_boots[0], end_boot)
-            if self._stopped or (self.mode == TETRAGON and self.tetragon.stats.connected):
+            if self._stopped or (self.mode == TETRAGON and self.tetragon.delivering):  # it listens
                 log.info(
                     "source %s %s: no source observed this node for %.1fs (recorded as a gap)",
                     self.mode, "stopped" if self._stopped else "delivers", self._gap_seconds(),
