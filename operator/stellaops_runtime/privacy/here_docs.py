@@ -13,7 +13,8 @@ reads on a later line (``cat > /tmp/pw <<EOF`` ... ``chpasswd < /tmp/pw``, ``cat
 chpasswd``). A here-document for any other program (``cat <<EOF > app.conf``, ``psql <<EOF``)
 keeps its lines. The same readers take what a process substitution prints onto their
 standard input (``sudo -S cmd < <(echo X)``, ``kinit bob < <(echo X)``): the command before the
-``<`` is read for them the same way (stdin_secrets.py has the password-file options).
+``<`` is read for them the same way (stdin_secrets.py has the password-file options), and so is
+the command before a here-string (``kinit bob <<< X``, ``docker secret create s - <<< X``).
 
 Pure: text in, spans out (``engine.replace_spans`` replaces them, counted under ``password``).
 """
@@ -26,7 +27,7 @@ import re
 from stellaops_runtime.privacy.base import REDACTED
 from stellaops_runtime.privacy.stdin_secrets import PROC_PRINTS
 
-__all__ = ["heredoc_spans", "stdin_substitution_spans"]
+__all__ = ["here_string_spans", "heredoc_spans", "stdin_substitution_spans"]
 
 # ``<<`` or ``<<-``, then the delimiter word, quoted or not (``<<'EOF'``, ``<<\"EOF\"`` inside a
 # double-quoted ``sh -c`` script, ``<<\EOF``); any word (``<<!``, ``<<$$``), and a quoted one may
@@ -49,6 +50,10 @@ _READER = re.compile(
     r"\s(?:-p|--password)(?=[\s\"'<]|\Z)"
     r"|(?<![\w.-])(?:/\S*/)?psql(?![\w-])[^|;&\n]{0,512}?\s(?:-W|--password)(?![\w=-])"
     r"|--data-file[= ]-(?![^\s\"'])|\ssecret\s+(?:create|set)\s"
+    # a token or a passphrase: ``gh auth login --with-token``, ``vault login -``, openssl's
+    # ``-passin stdin``, ``caddy hash-password`` (without ``--plaintext``: it then prompts)
+    r"|--with-token(?![\w-])|(?<![\w.-])vault\s+login(?:\s+-[^\s|;&<]+){0,16}?\s+-(?![^\s\"'])"
+    r"|\s-pass(?:in)?\s+stdin(?![\w-])|(?<![\w.-])caddy\s+hash-password(?![\w-])(?![^|;&\n]{0,256}?--plaintext)"
     # ``cat`` printing the document into a process substitution for a credential option
     # (``initdb --pwfile=<(cat <<EOF``; stdin_secrets.py takes ``<(echo X)``)
     r"|(?i:pass|pw|secret|token|key|cred)[\w.-]{0,64}(?:=|\s+)(?:file:)?<\(\s*cat(?![\w-])"
@@ -198,6 +203,30 @@ def _line_tags(line: str) -> list[str]:
         if 0 < len(tag) <= _TAG_MAX:
             tags.append(tag)
     return tags
+
+
+# ``<<< WORD``: a here-string, the standard input of the command before it (bash(1)); the word
+# quoted or not (``\\"…\\"`` inside a double-quoted ``sh -c`` script), not the quote closing it.
+_HERE_STRING = re.compile(
+    r"""(?<!<)<<<[ \t]*(?P<s>\\"(?:[^"\\\n]|\\(?!")[^\n])*+(?:\\")?|"(?:[^"\\\n]|\\[^\n])*+"?"""
+    r"""|'[^'\n]*+'?|(?:[^\s;|&)"'`\\]|\\[^\s"])++)"""
+)
+
+
+def here_string_spans(text: str) -> list[tuple[int, int, str]]:
+    """What each ``<<< WORD`` in ``text`` gives a password reader (any of _READER's) on its standard input."""
+    out: list[tuple[int, int, str]] = []
+    seen = 0  # the end of the here-string before: each character is read for one command only
+    for m in _HERE_STRING.finditer(text):
+        start, end = m.span("s")
+        command = text[max(seen, m.start() - _LINE_WINDOW) : m.start()]
+        seen = m.end()
+        if text[start:end].strip("'\"\\ ") == REDACTED:  # taken by the combined pass already
+            continue
+        cut = max(command.rfind(c) for c in "|;&\n") + 1
+        if _READER.search(command, cut) is not None:
+            out.append((start, end, "password"))
+    return out
 
 
 # ``< <(echo X)``: a process substitution's output as the standard input of the command before it.

@@ -41,7 +41,7 @@ from stellaops_runtime.privacy.engine import (
     sub_extra,
 )
 from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
-from stellaops_runtime.privacy.here_docs import heredoc_spans, stdin_substitution_spans
+from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.patterns import (
@@ -205,8 +205,10 @@ class Redactor:
                 text, n = sub_compiled(self._tail, text, counts=counts, pos=start)
                 hits += n
             spans = cli_spans(text, tool)
-            if "<<" in text:  # a here-document for a password reader (here_docs.py)
+            if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
+                if "<<<" in text:
+                    spans.extend(here_string_spans(text))
             if "<(" in text:  # a process substitution onto a reader's standard input (here_docs.py)
                 spans.extend(stdin_substitution_spans(text))
             if "spawn" in text:  # an expect script answering a prompt that names nothing
