@@ -86,3 +86,43 @@ def test_no_function_of_a_package_with_a_jni_library_ran_is_unknown_in_a_jvm_ima
     )
     code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", JNA[2])
     assert (code, doc["answer"]) == (1, "not_observed"), doc  # JNI is the JVM's: no JVM ran in the image
+
+
+def test_a_go_closure_of_a_go_module_keeps_not_observed_in_a_jvm_image(tmp_path: Path) -> None:
+    """A Go module's package (pkg:golang) is Go code compiled into its binary, never a JAR's: its
+    closure ``main.main.func2`` or value-receiver method, dotted like a Java method, was unknown in
+    an image running a JVM (RAT2 s41, seen failing before the fix); a right "not observed" again.
+    A distribution's package of a Go program (``pkg:rpm``) cannot be told from a JAR's: unknown."""
+    go = ("/app/server", "pkg:golang/example.com/server@v1.0.0")
+    rpm = ("/usr/bin/containerd", "pkg:rpm/fedora/containerd@1.7.13-1.fc39?arch=x86_64")
+    url = filled(
+        tmp_path,
+        row(go[0], "main.main.func1", EvidenceKind.ON_STACK, go[1], bid=BID),
+        row(rpm[0], "main.main.func1", EvidenceKind.ON_STACK, rpm[1], bid="ab" * 20),
+        row(JVM[0], "", EvidenceKind.LOADED, JVM[1], bid="cd" * 20),
+    )
+    for fn in ("main.main.func2", "example.com/server/api.Handler.Serve", "time.Time.String"):
+        code, doc = cli(
+            url,
+            "query",
+            "observed",
+            "--image",
+            IMG,
+            "--purl",
+            "pkg:golang/example.com/server",
+            "--function",
+            fn,
+        )
+        assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)
+    code, doc = cli(
+        url,
+        "query",
+        "observed",
+        "--image",
+        IMG,
+        "--purl",
+        "pkg:rpm/fedora/containerd",
+        "--function",
+        "main.main.func2",
+    )
+    assert (code, doc["answer"]) == (3, "unknown"), doc

@@ -39,6 +39,9 @@ INTERPRETED_TYPES = frozenset(
     | {"bower", "otp", "julia", "vscode-extension"}
 )
 
+# Package URL types of compiled code only: a Go module's, a Rust crate's (never a JAR's).
+COMPILED_TYPES = frozenset({"golang", "cargo"})
+
 # A file under an interpreter's module directory, or an extension module by its name.
 _MODULE_FILE = re.compile(
     r"/(?:site-packages|dist-packages|lib-dynload|node_modules|nodejs|gems|ruby|perl(?:5|-base)?|php|jvm|R/library"
@@ -222,7 +225,10 @@ def unstored_files(
     """For a package (its stored ``purls``) whose stored files show no interpreted code: the files
     that say it may hold such code no row stands for, and how it was asked (sorted; none else): a
     function named as a method path (:func:`method_files`), the whole package with a JNI library
-    (:func:`jni_files`)."""
+    (:func:`jni_files`). Not a function of a Go module's or a Rust crate's package: its code is
+    compiled into a binary, never a JAR's (a Go closure ``main.main.func1`` is dotted so too)."""
     if function is not None:
+        if purls and all(purl_type(p) in COMPILED_TYPES for p in purls):
+            return [], ""
         return method_files(conn, image=image, function=function), "named as a method path"
     return jni_files(conn, image=image, purls=purls), "a JNI library's, asked of as a whole"
