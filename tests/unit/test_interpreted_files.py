@@ -241,3 +241,23 @@ def test_a_jni_library_lies_where_the_distributions_put_one(path: str, purl: str
     from stellaops_runtime.evidence.interpreted import jni_library
 
     assert jni_library(path, purl) is jni
+
+
+@pytest.mark.parametrize(
+    ("file", "jvm"),
+    [
+        ("/usr/lib/jvm/java-17-openjdk-17.0.9.0.9-3.fc39.x86_64/lib/server/libjvm.so", True),
+        ("/opt/java/openjdk/bin/java", True),
+        ("/opt/java/openjdk/lib/default/libj9vm29.so", True),  # OpenJ9
+        ("/app/lib/app.jar", True),
+        ("/app/bin/launcher (JNI_CreateJavaVM)", True),  # a JVM seen by its entry on the stacks
+        ("/usr/bin/python3.12", False),
+        ("/usr/bin/node", False),
+        ("/usr/lib64/libjavascriptcoregtk-4.1.so.0", False),
+        ("/usr/bin/javascript", False),
+    ],
+)
+def test_a_jvm_file_hosts_jni_libraries(file: str, jvm: bool) -> None:
+    from stellaops_runtime.evidence.interpreted import jvm_file
+
+    assert jvm_file(file) is jvm

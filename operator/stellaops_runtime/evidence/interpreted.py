@@ -106,6 +106,11 @@ _JVM_FILE = re.compile(
 )
 
 
+def jvm_file(file: str) -> bool:
+    """Whether ``file``, one of :func:`image_files`, shows a JVM (a JNI library's only host)."""
+    return bool(_JVM_FILE.search(file))
+
+
 def jni_library(path: str, purl: str) -> bool:
     """Whether ``path``, a stored file of ``purl``'s package, lies where a distribution puts a JNI
     library: a ``jni`` directory (Debian), or the package's own (Fedora's ``%{_libdir}/%{name}/``,
@@ -128,7 +133,7 @@ def jni_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]
     c = hot_symbols.c
     stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.purl.in_(purls)).distinct()
     libraries = {m for p, m in conn.execute(stmt) if jni_library(m, p)}
-    jvm = [f for f in image_files(conn, image=image) if _JVM_FILE.search(f)] if libraries else []
+    jvm = [f for f in image_files(conn, image=image) if jvm_file(f)] if libraries else []
     return sorted(libraries.union(jvm)) if jvm else []
 
 
