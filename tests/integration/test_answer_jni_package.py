@@ -8,8 +8,8 @@ loaded" and nothing marked it as interpreted (its type is rpm, its ``.so`` lies
 in no interpreter's module directory). A Java method asked of it
 (``com.sun.jna.Native.load``) then answered "not observed" (exit 1), ``vex``
 ``not_affected``, though no sampled stack could have named it (s40/J noticed it).
-Now a name shaped as a dotted method path (``a.b.C.m``, what a Java, Python or
-Ruby function is named by), asked of a package in an image that runs interpreted
+Now a name shaped as a dotted method path (``a.b.C.m``, what a Java or Python
+function is named by), asked of a package in an image that runs interpreted
 code (a JVM here), raises the ``interpreted`` doubt: unknown, exit 3,
 ``under_investigation``. A C name (``ffi_call``) or a JNI symbol
 (``Java_com_sun_jna_Native_invokeInt``) of the same package keeps its "not

@@ -80,13 +80,13 @@ _INTERPRETER_STARTS = ("Builtins_", "v8::", "node::", "JSC::")
 
 # A function named by a path of three or more dotted identifiers, a parameter list after it or not
 # (``com.sun.jna.Native.load``, ``org.x.Y.<init>(int)``, ``yaml.constructor.Loader.load``): how a
-# Java, Python or Ruby method is named, never a C, C++ or Rust symbol (``::``, clone suffixes
+# Java or Python method is named (not Ruby's ``A::B.m``), never a C, C++ or Rust symbol (``::``, clones
 # ``.part.0``) nor a Go one with a module path (``/``) or a pointer receiver (``.(*T)``).
 _METHOD_PATH = re.compile(r"[^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|<c?l?init>)){2,}(?:\([^()]*\))?")
 
 
 def method_path(name: str) -> bool:
-    """Whether ``name`` is a dotted method path (a Java, Python or Ruby function's name)."""
+    """Whether ``name`` is a dotted method path (a Java or Python function's name)."""
     return bool(_METHOD_PATH.fullmatch(name.strip()))
 
 
