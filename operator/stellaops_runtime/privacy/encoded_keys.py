@@ -1,4 +1,4 @@
-"""A PEM private key encoded in base64, as one blob: a kubeconfig's ``client-key-data``.
+"""A PEM private key encoded in base64, as one blob (a kubeconfig's ``client-key-data``), or its DER body.
 
 Why this exists: a private key passed through base64 (``kubectl config set
 users.u.client-key-data LS0t…``, ``echo LS0t… | base64 -d > ~/.ssh/id_rsa``, a
@@ -38,11 +38,36 @@ _COMMON = "LS0tLS1CRUdJTi"
 _TAILS = "|".join(sorted({_encoded_begin(t).removeprefix(_COMMON) for t in _KEY_TYPES}))
 _B64 = "A-Za-z0-9+/"
 
+# A private key's DER body in base64 with no BEGIN line at all (``echo MIIEvg… | base64 -d >
+# key.der``, a key's body as an argument): its first bytes are fixed per key type, so their
+# encoding is (the length bytes aside): PKCS#8 RSA (``…IBADANBgkqhkiG9w0BAQEFAASC``), PKCS#1 RSA
+# (``…IBAAKC``), PKCS#8 EC (``…AgEAMB?GByqGSM49AgEG``), SEC1 EC P-256/384/521 (``MHcCAQEEI``,
+# ``MIGkAgEBBDA``, ``MIHcAgEBBEI``), PKCS#8 Ed25519 (``MC4CAQAwBQYDK2VwBCIEI``) and OpenSSH's
+# ``openssh-key-v1`` (``b3BlbnNzaC1rZXktdjE``). A certificate (``MIIC…CCA``) and a public key
+# (``AAAAC3NzaC1…``) start otherwise and stay.
+_DER_STARTS = (
+    rf"M(?<![{_B64}]M)(?:II[{_B64}]{{2}}[AQgw]IBA(?:DANBgkqhkiG9w0BAQEFAASC|AKC)"
+    rf"|I[GH][{_B64}]AgEAMB[AM]GByqGSM49AgEG|HcCAQEEI|IGkAgEBBDA|IHcAgEBBEI|C4CAQAwBQYDK2VwBCIEI)"
+    rf"|b(?<![{_B64}]b)3BlbnNzaC1rZXktdjE"
+)
+_BLOB_REST = rf"[{_B64}]*+(?:(?:\r?\n|\\n)[{_B64}]++)*+={{0,2}}"
+
 BASE64_PEM_KEY = SecretPattern(
     "pem_private_key",
     # The prefix decides (no validator: a rejected match would be tried again from every line of
     # a long blob). Possessive runs: each character is read once; a wrapped line (a newline or a
     # written ``\n``) continues the blob only when more base64 follows it.
-    rf"L(?<![{_B64}]L)S0tLS1CRUdJTi(?:{_TAILS})[{_B64}]*+(?:(?:\r?\n|\\n)[{_B64}]++)*+={{0,2}}(?P<w>)",
-    triggers=("ls0tls1crudjti",),
+    rf"L(?<![{_B64}]L)S0tLS1CRUdJTi(?:{_TAILS}){_BLOB_REST}(?P<w>)"
+    rf"|(?:{_DER_STARTS}){_BLOB_REST}(?P<w_2>)",
+    triggers=(
+        "ls0tls1crudjti",
+        "gkqhkig9w0baqefaasc",
+        "ibaakc",
+        "byqgsm49ageg",
+        "mhccaqeei",
+        "igkagebbda",
+        "ihcagebbei",
+        "mc4caqawbqydk2vwbciei",
+        "b3blbnnzac1rzxktdje",
+    ),
 )
