@@ -5,9 +5,12 @@ that exists only in a pod's image (cilium/tetragon#5105). The native probes
 can: for a container whose process ``pid`` is running, the package's files are
 read from its database through ``/proc/<pid>/root`` (``purl_files.py``), each
 ELF file among them is searched for the symbol, and every file that defines it
-becomes a uprobe target. Each function gets a report per container: attached,
-not found (no such package installed), not in package (installed, but none of
-its files defines the symbol), unsupported, or an error with the reason.
+becomes a uprobe target; so does each GCC clone of it entered once per call
+(``crc32.isra.0``, ``crc32.constprop.0``: a static function may be compiled
+into those only), probed under its own name (``function_offsets``). Each
+function gets a report per container: attached, not found (no such package
+installed), not in package (installed, but none of its files defines the
+symbol), unsupported, or an error with the reason.
 
 Two rules keep counts exact:
 
@@ -44,6 +47,7 @@ from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, UprobeTarget
 from stellaops_runtime.native.purl_files import PackageLookupError, package_files
+from stellaops_runtime.store.name_spellings import entry_clone_of
 
 ATTACHED = "attached"
 RESOLVED = "resolved"  # files found, not attached yet
@@ -62,6 +66,7 @@ class FunctionFile:
     host_path: str  # the same file through /proc/<pid>/root
     offset: int  # file offset of the symbol (where the uprobe sits)
     key: FileKey
+    symbol: str = ""  # the clone probed for the function (``crc32.isra.0``); "" for its own symbol
 
 
 @dataclass(slots=True)
@@ -84,14 +89,27 @@ class FunctionReport:
         return {
             "container": self.container, "pid": self.pid, "purl": self.purl, "symbol": self.symbol,
             "status": self.status, "detail": self.detail, "packages": self.packages,
-            "files": [{"path": f.path, "offset": f.offset} for f in self.files],
+            "files": [{"path": f.path, "offset": f.offset} | ({"symbol": f.symbol} if f.symbol else {})
+                      for f in self.files],
         }  # fmt: skip
 
 
 def symbol_offsets(fd: int, symbols: Iterable[str]) -> dict[str, int]:
     """File offsets of those ``symbols`` the ELF file defines as functions (.symtab, then .dynsym)."""
+    return function_offsets(fd, symbols)[0]
+
+
+def function_offsets(fd: int, symbols: Iterable[str]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """:func:`symbol_offsets`, and for each of ``symbols`` the offsets of its GCC clones entered once
+    per call of it (``crc32.isra.0``, ``crc32.constprop.0``: name_spellings.entry_clone_of), at an
+    offset none of its other probes has. gcc -O2 compiles a static function into such clones only:
+    a probe on its name alone found nothing and its calls ran unseen. Not ``.part.N`` (the function
+    jumps to it: a call counted twice) nor ``.cold`` (no call enters it). A symbol is compared at
+    the lengths of the names asked only (a name of 100,000 dots costs no more)."""
     wanted = set(symbols)
+    lengths = sorted({len(s) for s in wanted})
     out: dict[str, int] = {}
+    clones: dict[str, dict[str, int]] = {}
     with os.fdopen(os.dup(fd), "rb") as f:
         layout = read_layout(f)  # ElfError when not ELF or damaged
         budget = DEFAULT_LIMITS.budget(f"symbols of {fd}")  # the symbolizer's bounds on bytes, symbols, time
@@ -101,14 +119,38 @@ def symbol_offsets(fd: int, symbols: Iterable[str]) -> dict[str, int]:
                 sections, f, section, is64=layout.is64, little=layout.little, budget=budget
             )
             for i, sym in enumerate(cols.names):
-                if sym not in wanted or sym in out:
+                if sym not in wanted:
+                    if "." in sym and (base := _clone_base(sym, wanted, lengths)) is not None:
+                        file_off = layout.offset_of(cols.starts[i])
+                        of = clones.setdefault(base, {})  # past the bound: reported, not probed
+                        if file_off is not None and len(of) <= MAX_UPROBE_TARGETS:
+                            of.setdefault(sym, file_off)
+                    continue
+                if sym in out:
                     continue
                 file_off = layout.offset_of(cols.starts[i])
                 if file_off is not None:
                     out[sym] = file_off
             if len(out) == len(wanted):
                 break
-    return out
+    found: dict[str, dict[str, int]] = {}
+    for base, of in clones.items():  # one probe per offset: an alias of the function is not probed again
+        taken = {out[base]} if base in out else set()
+        for sym, off in sorted(of.items()):
+            if off not in taken:
+                taken.add(off)
+                found.setdefault(base, {})[sym] = off
+    return out, found
+
+
+def _clone_base(sym: str, wanted: set[str], lengths: list[int]) -> str | None:
+    """The name asked that ``sym`` is an entry clone of, if any."""
+    for n in lengths:
+        if n >= len(sym):
+            break
+        if sym[n] in ". " and (base := sym[:n]) in wanted and entry_clone_of(sym, base):
+            return base
+    return None
 
 
 def _open_files(fs: RootFS, paths: Sequence[str]) -> tuple[list[tuple[str, int, FileKey]], int]:
@@ -162,16 +204,18 @@ def resolve(
     elf_files = 0
     for path, fd, key in opened:
         try:
-            found = symbol_offsets(fd, symbols)
+            found, clones = function_offsets(fd, symbols)
             elf_files += 1
         except ElfError:  # not ELF, damaged, or over the parse budget: not a function's file
-            found = {}
+            found, clones = {}, {}
         except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
             os.close(fd)
             continue
         for sym, off in found.items():
             reports[sym].files.append(FunctionFile(path, fs.host_path(path), off, key))
-        if found and key not in fds:
+        for sym, of in clones.items():
+            reports[sym].files += [FunctionFile(path, fs.host_path(path), o, key, c) for c, o in of.items()]
+        if (found or clones) and key not in fds:
             fds[key] = fd
         else:
             os.close(fd)
@@ -217,7 +261,7 @@ class PurlProbePlan:
         for r in reports:
             root = os.path.join(self.proc_root, str(pid), "root")  # looked at for replacements
             for f in r.files:
-                tk = (f.key, r.symbol)
+                tk = (f.key, f.symbol or r.symbol)
                 if (t := self._targets.get(tk)) is not None:  # another container's file: probed once,
                     if root != t.root and (root, f.path) not in t.shared:  # looked at in each container
                         t = self._targets[tk] = dataclasses.replace(t, shared=(*t.shared, (root, f.path)))
@@ -228,7 +272,7 @@ class PurlProbePlan:
                     r.status, r.detail = ERROR, f"more than {MAX_UPROBE_TARGETS} uprobe targets: not probed"
                     continue
                 self._targets[tk] = UprobeTarget(
-                    f"/proc/self/fd/{self._fds[f.key]}", r.symbol, module=f.path, root=root,
+                    f"/proc/self/fd/{self._fds[f.key]}", tk[1], module=f.path, root=root,
                     containers=(container,),
                 )  # fmt: skip
         self.reports += reports
@@ -245,9 +289,9 @@ class PurlProbePlan:
             if r.status not in (RESOLVED, ATTACHED, ATTACH_FAILED):
                 continue
             labels = [
-                self._targets[(f.key, r.symbol)].label()
+                self._targets[(f.key, f.symbol or r.symbol)].label()
                 for f in r.files
-                if (f.key, r.symbol) in self._targets
+                if (f.key, f.symbol or r.symbol) in self._targets
             ]
             bad = [why.get(lb, "the probe was not attached") for lb in labels if lb not in ok]
             if labels and not bad:

@@ -124,8 +124,8 @@ class PurlWiring:
         out: dict[tuple[str, str], set[str]] = {}
         for (policy, _purl, symbol), reports in self._reports.items():
             for r in reports:
-                for f in r.files:
-                    out.setdefault((f.path, symbol), set()).add(policy)
+                for f in r.files:  # a clone probed for the function: its events name the clone
+                    out.setdefault((f.path, f.symbol or symbol), set()).add(policy)
         return {k: frozenset(v) for k, v in out.items()}
 
     def close(self) -> None:

@@ -57,6 +57,20 @@ def clone_of(stored: str, name: str) -> bool:
     return all(_clone_word(w) or _number(w) for w in words)
 
 
+# Clone words of code that is not entered as a call of the function: its cold or hot part and the
+# tail partial inlining splits off (``f`` itself jumps to ``f.part.0`` while other callers run f's
+# inlined head and call it), an OpenMP body libgomp enters once per thread, a coroutine's resumption.
+_NOT_ENTRY = frozenset({"cold", "hot", "warm", "part", "_omp_fn", "resume", "destroy", "cleanup"})
+
+
+def entry_clone_of(stored: str, name: str) -> bool:
+    """Whether ``stored`` is a clone of ``name`` (:func:`clone_of`) entered once per call of it: a
+    whole copy called instead of it (``crc32.isra.0``, ``crc32.constprop.0``, ``hash.lto_priv.0``),
+    never its cold part or the tail ``f`` calls (``.cold``, ``.part.N``): a probe on those would
+    count no call, or one ``f``'s probe already counted."""
+    return clone_of(stored, name) and _NOT_ENTRY.isdisjoint(stored[len(name) :].strip(" ()").split("."))
+
+
 def _clone_word(word: str) -> bool:
     return word in _CLONE_NAMED or word in _ISA or _TARGET.fullmatch(word) is not None
 
