@@ -12,6 +12,7 @@ whose drops are marked (native/source_gaps.py ``drops_read_ns``, as the
 switch last took them), not the tick's clock. A skip of a call the probes did not count loses it.
 The file is the last agent's only while this agent has not run the probes,
 and what is no regular file there (a FIFO) does not hold the agent's start.
+A node clock stepped back into the probes' time ends the filter.
 """
 
 from __future__ import annotations
@@ -230,3 +231,30 @@ def test_a_fifo_at_the_probe_loads_path_does_not_hold_the_agents_start(tmp_path:
         t.join(2.0)
         raise AssertionError("reading the probe loads waited for a writer of a FIFO")
     assert got == [None]
+
+
+def test_a_clock_stepped_back_into_the_probes_time_ends_the_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node's clock stepped back after the switch back (NTP, ``date -s``) and now reads inside
+    the probes' watched time: a fresh call Tetragon stamps now was never the probes', and the
+    filter cannot tell it from a cached one. It ends (a cached call may count twice, none is lost)."""
+    from stellaops_runtime.adapter import from_proto
+    from stellaops_runtime.agent.source_switch_overlap import Overlap
+
+    events = stamped()
+    t0 = min(t for _, t, _ in events)
+    o = Overlap.of(NativeConfig(uprobes=(CRC32,)), [f"uprobe {CRC32.label()}"], since_ns=t0 - 5 * S,
+                   detached_ns=t0 + 2 * S)  # fmt: skip
+    assert o is not None
+    fresh = next(x[0] for x in events if x[2] == "crc32")
+    real = from_proto.adapt_payload
+
+    def adapt(payload: bytes, received: int, stats: Any, depth: int = 0) -> Any:
+        e = real(payload, received, stats, depth)
+        if e is not None and payload == fresh:
+            e.timestamp_ns = t0 + 1 * S  # stamped by the stepped-back clock
+        return e
+
+    monkeypatch.setattr(from_proto, "adapt_payload", adapt)
+    monkeypatch.setattr(time, "time_ns", lambda: t0 + 1 * S + S // 10)  # before the detach
+    assert o.keep([(fresh, 1)], 30 * S, 16) == [(fresh, 1)], "a fresh call was skipped: lost"
+    assert not o.live and o.skipped == 0

@@ -29,7 +29,9 @@ It ends (``live`` false) once the segment delivers an event stamped at or past
 the last detach plus the event hold (sources/event_hold.py: how far back the
 events Tetragon still holds may reach), since the cache has then sent what it
 held from the probes' time; an event stamped ahead of the node's clock (a
-clock step, a hostile or replayed stream) proves nothing and does not end it.
+clock step, a hostile or replayed stream) proves nothing and does not end it;
+a node clock that reads before the last detach (stepped back) ends it at once,
+since a fresh call is then stamped inside the probes' time.
 It decodes each payload once more while live (the time and function are
 needed before the fast path, which would count a repeat without decoding it),
 so the cost is bounded by that time.
@@ -182,8 +184,11 @@ class Overlap:
     def keep(self, items: list[tuple[bytes, int]], hold_ns: int, depth: int) -> list[tuple[bytes, int]]:
         """``items`` (GetEventsResponse payloads, arrival time) less the calls the probes counted."""
         out: list[tuple[bytes, int]] = []
-        end = self.detached_ns + hold_ns
-        ahead = time.time_ns() + CLOCK_SLACK_NS  # a stamp past this is not the node's present
+        end, now = self.detached_ns + hold_ns, time.time_ns()
+        if now < self.detached_ns:  # the clock stepped back into the probes' time: a fresh call may be
+            self.live = False  # stamped inside a load's, and was never theirs (counted twice at worst)
+            return items
+        ahead = now + CLOCK_SLACK_NS  # a stamp past this is not the node's present
         for i, (payload, received) in enumerate(items):
             try:
                 ev = from_proto.adapt_payload(payload, received, self._stats, depth)
