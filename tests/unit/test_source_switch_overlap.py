@@ -102,6 +102,14 @@ def calls_by_function(p: Pipeline) -> Counter[str]:
     return out
 
 
+def assert_counted_without(p: Pipeline, events: list[tuple[bytes, int, str]], twice: list[Any]) -> None:
+    """``p`` counted ``events`` as a pipeline fed all but ``twice`` (the calls the probes counted)."""
+    ref = Pipeline(config(), node_name="n")
+    ref.process_proto([(x[0], 0) for x in events if x not in twice])
+    assert Counter(p.adapter_stats.events) == Counter(ref.adapter_stats.events)
+    assert calls_by_function(p) == calls_by_function(ref)
+
+
 def skipped_metric(sw: SourceSwitch) -> float:
     for m in sw.metrics():
         if m.name == "stellaops_runtime_source_switch_overlap_skipped":
