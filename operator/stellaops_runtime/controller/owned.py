@@ -8,6 +8,10 @@ check runs on the object as the operator last saw it, and the write carries
 that object's uid as a precondition (``metadata.uid`` in a merge patch,
 ``preconditions.uid`` on a delete), so an object deleted and re-created by
 someone else in between is refused by the API server instead of overwritten.
+On that refusal (``ApiError.uid_mismatch``) ``apply`` reads the live object and
+decides on it once: ours is patched to its rendering under its own uid,
+another's is refused (``NotOwnedError``), so a replaced object neither fails
+the reconcile nor stays as it was restored until the index catches up.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from stellaops_runtime.controller.state import (
     utcnow,
 )
 from stellaops_runtime.kube.client import ApiError
-from stellaops_runtime.kube.resources import resource_for
+from stellaops_runtime.kube.resources import Resource, resource_for
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,23 @@ class OwnedWriter(ReconcilerState):
                 self.stats.writes[f"create {desired['kind']}"] += 1
                 self._remember(key, part, body)
                 return "created"
+        try:
+            return await self._patch(res, key, part, desired, current)
+        except ApiError as e:
+            if not e.uid_mismatch:
+                raise
+            # Replaced under its name since the operator saw it (kopf has not indexed the new
+            # object): decided on the live one, once (tests/integration/test_owned_patch_uid.py).
+            live = await self.api.get(res, name=name, namespace=namespace)
+            if live is None:  # gone again: the reconcile fails and is retried
+                raise
+        return await self._patch(res, key, part, desired, live)
+
+    async def _patch(
+        self, res: Resource, key: ObjKey, part: Any, desired: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> str:
+        """Patch ``current`` to its rendering under its uid, after the ownership check."""
+        name, namespace = key[3], key[2]
         self._check_ours(key, current, Owner.of_desired(desired))
         patch = owned_patch(desired, current)
         if patch is None:
