@@ -368,9 +368,16 @@ class GapTracker:
             return windows
         for m in marks.values():
             self.stats.gap_windows["node" if m.image_digest == NODE_WIDE else "image"] += 1
-        out: dict[tuple[str, str, int], ObservationWindow] = {}
-        for w in (*windows, *marks.values()):
-            k = (w.image_digest, w.node_name, w.window_start_ns)
-            have = out.get(k)
-            out[k] = w if have is None else have.merged(w)
-        return list(out.values())
+        # Each mark joins the window's first row (its events), never the rows with each other: a
+        # restate row after it (window_counts.py) must reach the store as one, to clear a mark.
+        out = list(windows)
+        first: dict[tuple[str, str, int], int] = {}
+        for i, w in enumerate(out):
+            first.setdefault((w.image_digest, w.node_name, w.window_start_ns), i)
+        for k, m in marks.items():
+            at = first.get(k)
+            if at is None:
+                out.append(m)
+            else:
+                out[at] = out[at].merged(m)
+        return out
