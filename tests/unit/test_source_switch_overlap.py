@@ -58,7 +58,7 @@ def fake_probes(detached_ns: int, attached: list[str]) -> Any:
     stats = SimpleNamespace(
         detached_ns=detached_ns,
         attached=attached,
-        attached_ns=0,  # the probes' attach (0: taken as at the switch to BCC)
+        attached_ns=0,  # the probes' attach (0: never attached; a test sets it)
         connects=1,
         connect_failures=0,
         connected=False,
@@ -82,6 +82,7 @@ def switched(
     sw = SourceSwitch(cfg, queue=q, pipeline=p, in_pipeline=in_thread)
     attached = [f"uprobe {t.label()}" for t in native.uprobes] + [f"usdt {t.label()}" for t in native.usdt]
     sw.bcc = fake_probes(detached_ns, attached)
+    sw.bcc.stats.attached_ns = bcc_since_ns  # attached at once
     sw.mode = BCC
     sw._bcc_since_ns = bcc_since_ns
     sw._boundary(BCC, native)
@@ -224,7 +225,7 @@ def test_spans_the_probes_did_not_count_stay_counted_after_the_tick_took_them() 
     sw._boundary(BCC, NativeConfig(uprobes=(UprobeTarget("/usr/lib/libx.so", "f"),)))
 
     async def run() -> None:
-        sw._bcc_since_ns = 100
+        sw._bcc_since_ns = probes.stats.attached_ns = 100
         await sw._mark_native_drops()  # a tick while the probes ran: the spans become gaps
         await sw._to_tetragon()
         await sw._stop_active()

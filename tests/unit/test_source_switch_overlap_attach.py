@@ -27,7 +27,7 @@ import pytest
 
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
-from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.contracts.events import ContainerInfo, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.native.config import NativeConfig, UprobeTarget
 from stellaops_runtime.sources.queue import EventQueue
 from tests.unit.test_source_switch_overlap import (
@@ -261,3 +261,48 @@ def test_a_clock_stepped_back_into_the_probes_time_ends_the_filter(monkeypatch: 
     monkeypatch.setattr(time, "time_ns", lambda: t0 + 1 * S + S // 10)  # before the detach
     assert o.keep([(fresh, 1)], 30 * S, 16) == [(fresh, 1)], "a fresh call was skipped: lost"
     assert not o.live and o.skipped == 0
+
+
+def test_a_reload_that_attached_nothing_is_no_load() -> None:
+    """A reload whose new probes never attached (a load error: native/source.py keeps the last
+    attach list) counted nothing. Its targets' labels may be the old load's (a PURL target is
+    ``/proc/self/fd/<n>``, and descriptor numbers are reused for another container's file):
+    that list must not be read as the new load's, or the new file's calls are skipped."""
+    now = time.time_ns()
+    sw = switch()
+    old = UprobeTarget(
+        "/proc/self/fd/5", "f", module="/usr/lib/x.so", root="/proc/8/root", containers=("c8",)
+    )
+    new = UprobeTarget(
+        "/proc/self/fd/5", "f", module="/usr/lib/y.so", root="/proc/9/root", containers=("c9",)
+    )
+    probes = fake_probes(0, [f"uprobe {old.label()}"])
+    probes.stats.attached_ns = now - 60 * S
+    sw.bcc, sw.mode, sw._bcc_since_ns = probes, BCC, now - 70 * S
+    sw._boundary(BCC, NativeConfig(uprobes=(old,)))
+
+    async def stop() -> None:
+        probes.stats.detached_ns = time.time_ns() + 3 * S  # the old probes read their last records
+
+    async def configure() -> NativeConfig:
+        return NativeConfig(uprobes=(new,))  # ... and the new ones fail to load: nothing attached
+
+    sw._configure = configure  # type: ignore[method-assign]
+    sw._start = lambda run: None  # type: ignore[method-assign]
+    probes.run = None
+
+    async def run() -> None:
+        sw._task = asyncio.ensure_future(stop())
+        await sw._reload_bcc()
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(run())
+    o = sw._segments[-1].overlap
+    assert o is not None
+    call = ev(UprobeTarget("/usr/lib/y.so", "f"), sw._load_since_ns + S)
+    call.container = ContainerInfo(id="c9")
+    assert not o.counted_by_probes(call), "the new file's call was skipped: lost"
+    call = ev(UprobeTarget("/usr/lib/x.so", "f"), sw._load_since_ns + S)
+    call.container = ContainerInfo(id="c8")
+    assert o.counted_by_probes(call)  # the old probes ran until their detach

@@ -113,7 +113,7 @@ def test_an_earlier_probe_load_of_the_same_bcc_period_is_filtered_too() -> None:
 
     sw = SourceSwitch(config(), queue=q, pipeline=p, in_pipeline=in_thread)
     sw.bcc, sw.mode = probes, BCC
-    sw._bcc_since_ns = now - 10 * S
+    sw._bcc_since_ns = probes.stats.attached_ns = now - 10 * S  # load 1 attached at once
     sw._boundary(BCC, cfg1)
 
     attach2: list[int] = []  # load 2 attaches as it is configured (the reload's clock: no margin)

@@ -62,8 +62,12 @@ class SwitchBack:
         native, b = self._probes_config(), self.bcc
         if b is None or native is None:
             return None
-        # they count from their attach (a load compiles for seconds), not from the switch or reload
-        since = max(self._bcc_since_ns, self._load_since_ns, b.stats.attached_ns)
+        # they count from their attach (a load compiles for seconds), not from the switch or reload;
+        # a load that never attached counted nothing (its attach list is still the last run's)
+        since = max(self._bcc_since_ns, self._load_since_ns)
+        if b.stats.attached_ns < since:
+            return None
+        since = b.stats.attached_ns
         end = RUNNING if running else b.stats.detached_ns
         return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end)
 
