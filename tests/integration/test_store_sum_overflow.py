@@ -61,6 +61,9 @@ def test_sums_past_int8_are_exact_in_every_answer(url: str) -> None:
             ]
             found = unnamed_code(conn, image=IMG)  # the unnamed frames of one file, 3 * BIG calls
             assert [(u.module, u.offsets, u.calls) for u in found] == [("/lib/a.so", 3, 3 * BIG)]
+            since = HOUR - dt.timedelta(hours=1)  # asked of a period: summed from its windows
+            found = unnamed_code(conn, image=IMG, since=since, until=HOUR + dt.timedelta(hours=1))
+            assert [(u.module, u.offsets, u.calls) for u in found] == [("/lib/a.so", 3, 3 * BIG)]
 
     p = cli_in_process("query", "images", "--store", url, "--json")
     assert p.returncode == 0, p.stderr
@@ -77,3 +80,19 @@ def test_sums_past_int8_are_exact_in_every_answer(url: str) -> None:
     # the real CLI process: the answer, not "integer overflow" with exit 2
     code, got = cli_json("query", "observed", "--image", IMG, "--function", "crc32", "--store", url, "--json")
     assert (code, got["answer"], got["coverage"]["event_count"]) == (0, "observed", 3 * BIG)
+
+
+def test_the_evidence_of_a_function_called_past_int8_in_two_files_of_its_package_is_exact(url: str) -> None:
+    """evidence/store_facts sums a day's calls over the package's files: past int8 on SQLite too."""
+    purl = "pkg:deb/debian/zlib1g@1.2.13"
+    out: list[object] = [ObservationWindow(IMG, "n1", START, BIG, Posture.EBPF_DEEP, 60, "tetragon")]
+    for module in ("/lib/libz.so.1", "/usr/lib/libz.so.1"):  # one package, two files, one day
+        key = HotSymbolKey(IMG, module, "crc32", EvidenceKind.INVOKED)
+        out.append(HotSymbolDelta(key, START, BIG, START + S, START + 2 * S, purl=purl, node_name="n1"))
+    with open_store(url) as s:
+        assert s.write_batch(Batch("n1/a", 1, out)).quarantined == 0  # type: ignore[arg-type]
+    p = cli_in_process("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                       "--function", "crc32", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)["data"]
+    assert (data["invocation_count"], data["max_calls_in_a_day"]) == (2 * BIG, 2 * BIG)
