@@ -368,12 +368,14 @@ class GapTracker:
             return windows
         for m in marks.values():
             self.stats.gap_windows["node" if m.image_digest == NODE_WIDE else "image"] += 1
-        # Each mark joins the window's first row (its events), never the rows with each other: a
-        # restate row after it (window_counts.py) must reach the store as one, to clear a mark.
+        # Each mark joins the window's first row with events (or a posture), never the rows with each
+        # other, nor a row without either: a restate row (window_counts.py) must reach the store as
+        # one, to clear a mark (store/marks.py), also when the drain holds no event of its window.
         out = list(windows)
         first: dict[tuple[str, str, int], int] = {}
         for i, w in enumerate(out):
-            first.setdefault((w.image_digest, w.node_name, w.window_start_ns), i)
+            if w.event_count or w.posture is not None:
+                first.setdefault((w.image_digest, w.node_name, w.window_start_ns), i)
         for k, m in marks.items():
             at = first.get(k)
             if at is None:
