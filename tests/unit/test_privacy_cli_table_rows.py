@@ -5,6 +5,8 @@ spelling of most new rows. These are the others the table names: ngrok's bare ``
 smbmap, impacket's ``psexec.py``, crackmapexec, ctr's ``-u user:SECRET``, ipmitool's glued
 ``-PSECRET``, redis ACL's ``!HASH``, xh/HTTPie's ``--auth``; and what the table says stays
 (bw ``--passwordenv``, smbmap ``-H host``, Net-SNMP ``-c private``, ``wpa_passphrase SSID``).
+Also the page's quoted values (``requirepass "..."``, ``cargo login`` with escaped quotes inside
+``sh -c``) and ``:=`` with no blanks around it ("blanks around it or not": the corpus has blanks).
 """
 
 from __future__ import annotations
@@ -55,6 +57,18 @@ SECRETS = [
         "redis-cli CONFIG SET maxmemory 100mb requirepass RqPw2",
         "RqPw2",
         "redis-cli CONFIG SET maxmemory 100mb requirepass [REDACTED]",
+    ),
+    (
+        'redis-cli CONFIG SET requirepass "Rq Quoted 1"',
+        "Rq Quoted 1",
+        "redis-cli CONFIG SET requirepass [REDACTED]",
+    ),
+    ('sh -c "cargo login \\"Cargo Tok 2\\""', "Cargo Tok 2", 'sh -c "cargo login [REDACTED]"'),
+    ('sh -c "make DB_PASSWORD:=MkTight-1a all"', "MkTight-1a", 'sh -c "make DB_PASSWORD:=[REDACTED] all"'),
+    (
+        "sh -c \"echo 'API_TOKEN :=Half-3c' >> a.mk\"",
+        "Half-3c",
+        "sh -c \"echo 'API_TOKEN :=[REDACTED]' >> a.mk\"",
     ),
 ]
 
