@@ -401,6 +401,26 @@ def test_a_field_of_many_oracle_jdbc_starts_is_one_scan_not_one_per_start() -> N
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_a_run_of_backslashes_near_a_secret_word_is_one_scan_not_one_per_backslash() -> None:
+    # A Secret's JSON map opened at an escaped quote or not (``\\*"stringData"``): the search for
+    # its opening read the whole run of backslashes from every backslash of it, so a field
+    # ``data `` + backslashes held the interpreter's lock for 1.3 s at 64 KiB, minutes at 1 MiB
+    # (RP2 review of 57e34e7). Run where a hang cannot stop the test run; the Secret after the run
+    # still loses its value.
+    code = (
+        "from stellaops_runtime.contracts.config import PrivacyConfig\n"
+        "from stellaops_runtime.privacy import PrivacyFilter\n"
+        "pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))\n"
+        "run = 'data ' + '\\\\' * 1000000\n"
+        'out = pf.filter_field(run + \' kind: Secret {"stringData":{"root":"S3cr"}}\')\n'
+        'assert out == run + \' kind: Secret {"stringData":{"root":"[REDACTED]"}}\', out[-60:]\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_an_htpasswd_field_of_many_b_options_ending_in_a_quote_is_not_read_once_per_word() -> None:
     # htpasswd's password is its last argument: the rule (37e0337) took it quoted or as a word
     # that keeps an inner quote, and with ``-b -b … 'x`` it tried every split of the field from

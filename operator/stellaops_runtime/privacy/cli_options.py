@@ -324,7 +324,12 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("ipmitool",): (sep_or_glued("-P"),),
     # https://www.net-snmp.org/docs/man/snmpcmd.html (-A authPassword, -X privPassword, -c community):
     # the well-known default communities (public, private) stay, a finding a security team needs
-    _SNMP: (sep("-A"), sep("-X"), rf"{START}-c\s+(?!(?:public|private)(?!\S))(?![-\s]){VALUE}"),
+    # (getopt: glued too, ``-cCOMMUNITY``)
+    _SNMP: (
+        sep_or_glued("-A"),
+        sep_or_glued("-X"),
+        rf"{START}-c(?:\s+(?![-\s])|(?=\S))(?!(?:public|private)(?!\S)){VALUE}",
+    ),
     # https://linux.die.net/man/8/wpa_passphrase (wpa_passphrase SSID [PASSPHRASE]: the second word)
     ("wpa_passphrase",): (
         rf"(?:(?<=wpa_passphrase)|\A)\s*(?:{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)\s+(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)",

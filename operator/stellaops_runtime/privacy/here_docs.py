@@ -206,9 +206,11 @@ def _line_tags(line: str) -> list[str]:
 
 
 # ``<<< WORD``: a here-string, the standard input of the command before it (bash(1)); the word
-# quoted or not (``\\"…\\"`` inside a double-quoted ``sh -c`` script), not the quote closing it.
+# quoted or not (``\\"…\\"`` inside a double-quoted ``sh -c`` script), not the quote closing it;
+# in ANSI-C quotes (``$'pa\\'ss'``) or what a command substitution prints (``$(echo X)``), whole.
 _HERE_STRING = re.compile(
     r"""(?<!<)<<<[ \t]*(?P<s>\\"(?:[^"\\\n]|\\(?!")[^\n])*+(?:\\")?|"(?:[^"\\\n]|\\[^\n])*+"?"""
+    r"""|\$'(?:[^'\\\n]|\\[^\n])*+'?|\$\([^)\n]{0,1024}+\)?"""
     r"""|'[^'\n]*+'?|(?:[^\s;|&)"'`\\]|\\[^\s"])++)"""
 )
 

@@ -104,9 +104,10 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_
 # the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
 # A redirection is no value either: ``psql --password <<EOF`` and ``mysql --password < <(echo X)``
 # prompt for the password, which the here-document or the substitution gives (here_docs.py).
-# A call or a tuple of quoted arguments is one value (Python's ``auth=('user', 'password')``,
-# ``auth = HTTPBasicAuth('user', 'password')``): to its ``)`` (or a cut text's end), bounded, possessive.
-_CALL_VALUE = r"""(?:[A-Za-z_][\w.]{0,64}+)?\(\s*['"][^()\n]{0,512}+(?:\)|\Z)"""
+# A call or a tuple of arguments, one quoted among its first, is one value (Python's
+# ``auth=('user', 'password')``, ``auth = HTTPBasicAuth(user, 'password')``): to its ``)`` (or a cut
+# text's end), bounded, possessive.
+_CALL_VALUE = r"""(?:[A-Za-z_][\w.]{0,64}+)?\([^()'"\n]{0,64}+['"][^()\n]{0,512}+(?:\)|\Z)"""
 _WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
 )
@@ -123,11 +124,12 @@ _ODBC_VALUE = (
     rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
     r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
 )
-# Between a key and its value: ``=``, ``:``, ``:=`` (make, Go), Perl's and Ruby's `` => ``
+# Between a key and its value: ``=``, ``:``, ``:=`` (make, Go; make's ``::=``, ``?=``, ``+=`` too),
+# Perl's and Ruby's `` => ``
 # (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
-# after the key's closing quote, escaped too;
-# the ``:`` of ``:=`` is no separator of its own (read again, ``:= [REDACTED]`` would lose its ``=``).
-_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*:=|\s*\\*(?:=|:(?!=))(?!>\s))\s*"
+# after the key's closing quote, escaped too; the ``:`` of ``:=`` or ``::=`` is no separator of
+# its own (read again, ``:= [REDACTED]`` would lose its ``=``).
+_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*(?::{1,3}|[?+])=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
 _SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"

@@ -42,11 +42,16 @@ _YAML_LINE = re.compile(
 )
 
 _Q = r'\\*"'  # a quote, escaped or not (JSON inside a shell string)
-_JSON_OPEN = re.compile(_Q + r"(?P<map>stringData|data)" + _Q + r"\s*:\s*\{")
+# (from the quote itself: its escape, if any, is looked at behind it)
+_JSON_OPEN = re.compile(r"\"(?P<map>stringData|data)" + _Q + r"\s*:\s*\{")
 _JSON_VALUE = r"(?P<v>(?:[^\"\\\n]|\\[^\"\\\n]){1,65536})"
 _JSON_KEY = _Q + r"[^\"\\\n]{1,256}" + _Q
 # (a value cut by truncation runs to the text's end)
 _JSON_PAIR = re.compile(r"\s*" + _JSON_KEY + r"\s*:\s*" + _Q + _JSON_VALUE + r"(?:" + _Q + r"|\Z)\s*,?")
+# Plain JSON (its quotes not escaped): a value may hold escapes (``\\"``, ``\\\\``) and be empty.
+_PLAIN_PAIR = re.compile(
+    r'\s*"(?:[^"\\\n]|\\[^\n]){1,256}+"\s*:\s*"(?P<v>(?:[^"\\\n]|\\[^\n]){0,65536}+)(?:"|\Z)\s*,?'
+)
 
 
 def secret_data_spans(text: str) -> list[tuple[int, int, str]]:
@@ -89,7 +94,9 @@ def _yaml_values(text: str, m: re.Match[str], out: list[tuple[int, int, str]]) -
 def _json_values(text: str, m: re.Match[str], out: list[tuple[int, int, str]]) -> int:
     """Take the object's string values, pair by pair; where the last pair ends."""
     pos = m.end()
-    while (pair := _JSON_PAIR.match(text, pos)) is not None:
-        out.append((pair.start("v"), pair.end("v"), "secret_token"))
+    rx = _JSON_PAIR if text[m.start() - 1 : m.start()] == "\\" else _PLAIN_PAIR
+    while (pair := rx.match(text, pos)) is not None:
+        if pair.end("v") > pair.start("v"):
+            out.append((pair.start("v"), pair.end("v"), "secret_token"))
         pos = pair.end()
     return pos
