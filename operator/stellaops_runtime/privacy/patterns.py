@@ -97,7 +97,7 @@ _ANSI_C_QUOTED = r"\$'(?:[^'\\]|\\[\s\S])*+'?"
 # A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
 # ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
 # have been truncated).
-_QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
+_QUOTED = rf"""{DOUBLE_QUOTED}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
@@ -107,7 +107,7 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|'[^']*'?|[NnEe]'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_
 # A call or a tuple of arguments, one quoted among its first, is one value (Python's
 # ``auth=('user', 'password')``, ``auth = HTTPBasicAuth(user, 'password')``): to its ``)`` (or a cut
 # text's end), bounded, possessive.
-_CALL_VALUE = r"""(?:[A-Za-z_][\w.]{0,64}+)?\([^()'"\n]{0,64}+['"][^()\n]{0,512}+(?:\)|\Z)"""
+_CALL_VALUE = r"""[\w.]{0,65}+\([^()'"\n]{0,64}+['"][^()\n]{0,512}+(?:\)|\Z)"""
 _WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
 )
@@ -129,7 +129,7 @@ _ODBC_VALUE = (
 # (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
 # after the key's closing quote, escaped too; the ``:`` of ``:=`` or ``::=`` is no separator of
 # its own (read again, ``:= [REDACTED]`` would lose its ``=``).
-_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*(?::{1,3}|[?+])=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
+_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
 _SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
