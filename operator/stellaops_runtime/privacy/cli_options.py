@@ -124,6 +124,8 @@ _IMPACKET = tuple(
         "services",
     )
     for prefix, suffix in (("impacket-", ""), ("", ".py"))
+    # (reg.py and services.py are any workload's script names too: its last host:port would go)
+    if f"{name}{suffix}" not in ("reg.py", "services.py")
 )
 _ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
 
