@@ -136,6 +136,7 @@ UNRECOGNISABLE_WHEN_CUT = {
     'sh -c "echo GhTok-4k8abc': "a token on the standard input of its reader, cut before the reader",
     'sh -c "echo VaultStdin-2p7': "a token on the standard input of its reader, cut before the reader",
     'sh -c "echo OsslIn-5r2x': "a password on the standard input of its reader, cut before the reader",
+    'sh -c "echo OsslFd-5e7': "a password on the standard input of its reader, cut before the reader",
     '-c "echo DkStd_5e2 | docker': "a password echoed into docker login, cut before --password-stdin",
     "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1": "the middle of a key: neither its BEGIN nor its END line",
     'kubectl patch deploy app -p \'{"env":[{"value"': "an env entry's value first, cut before its name",

@@ -160,8 +160,8 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         # AUTH [user] password, MIGRATE's AUTH password and AUTH2 user password: a value runs to
         # whitespace or is quoted; a second word (the password after a user name) counts unless
         # the first ended with a shell separator.
-        rf"(?<!\S)(?i:auth2?)\s+(?P<s>{_REDIS_WORD}(?:(?<![;|&])\s+(?=[^\s;|&-]){_REDIS_WORD})?)",
-        rf"(?<!\S)(?i:requirepass|masterauth)\s+(?P<s>{_REDIS_WORD})",
+        rf"(?<!\S)[\"']?(?i:auth2?)[\"']?\s+(?P<s>{_REDIS_WORD}(?:(?<![;|&])\s+(?=[^\s;|&-]){_REDIS_WORD})?)",
+        rf"(?<!\S)[\"']?(?i:requirepass|masterauth)[\"']?\s+(?P<s>{_REDIS_WORD})",
     ),
     # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
     _SQLCMD: (sep_or_glued("-P"),),
@@ -278,9 +278,10 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("ssh-keygen",): (sep("-N"), sep("-P")),
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
     # write pairs: cli_pairs.py
-    # (a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's)
+    # (a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's;
+    # an option, quoted or not, never is: ``"-method=token"``)
     ("vault",): (
-        r"(?<!\S)login\s+(?:-\S+\s+)*"
+        r"(?<!\S)login\s+(?:[\"']?-\S+\s+)*+"
         rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-](?:[^\s=\"']|[\"'](?=[^\s=]))*(?=[\s\"']|$))",
     ),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the

@@ -149,7 +149,7 @@ def redis_acl_spans(text: str, start: int, end: int) -> Spans:
     user = in_acl = False  # the next word is the user's name; the words are an ACL rule list
     prev = ""
     for s, w in _words(text, start, end):
-        low = w.lower()
+        low = w.lower().strip("\"'")  # (a command's words may be quoted: ``"ACL" "SETUSER"``)
         if low == "setuser" and prev == "acl":
             user = in_acl = True
         elif user:

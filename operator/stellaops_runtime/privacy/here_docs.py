@@ -53,7 +53,7 @@ _READER = re.compile(
     # a token or a passphrase: ``gh auth login --with-token``, ``vault login -``, openssl's
     # ``-passin stdin``, ``caddy hash-password`` (without ``--plaintext``: it then prompts)
     r"|--with-token(?![\w-])|(?<![\w.-])vault\s+login(?:\s+-[^\s|;&<]+){0,16}?\s+-(?![^\s\"'])"
-    r"|\s-pass(?:in)?\s+stdin(?![\w-])|(?<![\w.-])caddy\s+hash-password(?![\w-])(?![^|;&\n]{0,256}?--plaintext)"
+    r"|\s-pass(?:in)?\s+(?:stdin|fd:0)(?![\w-])|(?<![\w.-])caddy\s+hash-password(?![\w-])(?![^|;&\n]{0,256}?--plaintext)"
     # ``cat`` printing the document into a process substitution for a credential option
     # (``initdb --pwfile=<(cat <<EOF``; stdin_secrets.py takes ``<(echo X)``)
     r"|(?i:pass|pw|secret|token|key|cred)[\w.-]{0,64}(?:=|\s+)(?:file:)?<\(\s*cat(?![\w-])"

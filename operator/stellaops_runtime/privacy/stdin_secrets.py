@@ -65,7 +65,7 @@ _READS_STDIN = "|".join(
         # a token: ``gh auth login --with-token``, ``vault login -``; openssl's ``-passin stdin``
         r"(?:/\S*/)?gh\s+auth\s+login(?:\s+[^\s|;&]+){0,16}?\s+--with-token(?![\w-])",
         r"""(?:/\S*/)?vault\s+login(?:\s+-[^\s|;&]+){0,16}?\s+-(?![^\s"'])""",
-        r"(?:/\S*/)?openssl\s[^|;&\n]{0,512}?\s-pass(?:in)?\s+stdin(?![\w-])",
+        r"(?:/\S*/)?openssl\s[^|;&\n]{0,512}?\s-pass(?:in)?\s+(?:stdin|fd:0)(?![\w-])",
     ]
 )
 # Lower-case words one of which is in every text these alternatives match (the password
