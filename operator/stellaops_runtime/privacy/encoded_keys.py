@@ -41,12 +41,13 @@ _B64 = "A-Za-z0-9+/"
 # A private key's DER body in base64 with no BEGIN line at all (``echo MIIEvg… | base64 -d >
 # key.der``, a key's body as an argument): its first bytes are fixed per key type, so their
 # encoding is (the length bytes aside): PKCS#8 RSA (``…IBADANBgkqhkiG9w0BAQEFAASC``), PKCS#1 RSA
-# (``…IBAAKC``), PKCS#8 EC (``…AgEAMB?GByqGSM49AgEG``), SEC1 EC P-256/384/521 (``MHcCAQEEI``,
+# (``…IBAAKC``; under 2048 bits ``…IBAAKB``, 1024, and ``…IBAAJB``, 512), PKCS#8 EC
+# (``…AgEAMB?GByqGSM49AgEG``), SEC1 EC P-256/384/521 (``MHcCAQEEI``,
 # ``MIGkAgEBBDA``, ``MIHcAgEBBEI``), PKCS#8 Ed25519 (``MC4CAQAwBQYDK2VwBCIEI``) and OpenSSH's
 # ``openssh-key-v1`` (``b3BlbnNzaC1rZXktdjE``). A certificate (``MIIC…CCA``) and a public key
 # (``AAAAC3NzaC1…``) start otherwise and stay.
 _DER_STARTS = (
-    rf"M(?<![{_B64}]M)(?:II[{_B64}]{{2}}[AQgw]IBA(?:DANBgkqhkiG9w0BAQEFAASC|AKC)"
+    rf"M(?<![{_B64}]M)(?:II[{_B64}]{{2}}[AQgw]IBA(?:DANBgkqhkiG9w0BAQEFAASC|A[JK][BC])"
     rf"|I[GH][{_B64}]AgEAMB[AM]GByqGSM49AgEG|HcCAQEEI|IGkAgEBBDA|IHcAgEBBEI|C4CAQAwBQYDK2VwBCIEI)"
     rf"|b(?<![{_B64}]b)3BlbnNzaC1rZXktdjE"
 )
@@ -63,6 +64,8 @@ BASE64_PEM_KEY = SecretPattern(
         "ls0tls1crudjti",
         "gkqhkig9w0baqefaasc",
         "ibaakc",
+        "ibaakb",
+        "ibaajb",
         "byqgsm49ageg",
         "mhccaqeei",
         "igkagebbda",
