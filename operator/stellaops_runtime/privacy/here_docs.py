@@ -217,18 +217,7 @@ _HERE_STRING = re.compile(
 
 def here_string_spans(text: str) -> list[tuple[int, int, str]]:
     """What each ``<<< WORD`` in ``text`` gives a password reader (any of _READER's) on its standard input."""
-    out: list[tuple[int, int, str]] = []
-    seen = 0  # the end of the here-string before: each character is read for one command only
-    for m in _HERE_STRING.finditer(text):
-        start, end = m.span("s")
-        command = text[max(seen, m.start() - _LINE_WINDOW) : m.start()]
-        seen = m.end()
-        if text[start:end].strip("'\"\\ ") == REDACTED:  # taken by the combined pass already
-            continue
-        cut = max(command.rfind(c) for c in "|;&\n") + 1
-        if _READER.search(command, cut) is not None:
-            out.append((start, end, "password"))
-    return out
+    return _reader_input_spans(_HERE_STRING, text)
 
 
 # ``< <(echo X)``: a process substitution's output as the standard input of the command before it.
@@ -237,14 +226,19 @@ _ONTO_STDIN = re.compile(r"<[ \t]*" + PROC_PRINTS)
 
 def stdin_substitution_spans(text: str) -> list[tuple[int, int, str]]:
     """What each ``< <(echo …)`` in ``text`` prints onto a password reader's standard input, as spans."""
+    return _reader_input_spans(_ONTO_STDIN, text)
+
+
+def _reader_input_spans(rx: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
+    """The ``s`` group of each ``rx`` match whose command (the text before it) is a reader's, as spans."""
     out: list[tuple[int, int, str]] = []
-    seen = 0  # the end of the substitution before: each character is read for one command only
-    for m in _ONTO_STDIN.finditer(text):
+    seen = 0  # the end of the match before: each character is read for one command only
+    for m in rx.finditer(text):
         start, end = m.span("s")
         # the command: from the last ``|``, ``;``, ``&`` or newline before it, bounded
         command = text[max(seen, m.start() - _LINE_WINDOW) : m.start()]
         seen = m.end()
-        if text[start:end].strip("'\" ") == REDACTED:  # taken by the combined pass already
+        if text[start:end].strip("'\"\\ ") == REDACTED:  # taken by the combined pass already
             continue
         cut = max(command.rfind(c) for c in "|;&\n") + 1
         if _READER.search(command, cut) is not None:
