@@ -363,6 +363,14 @@ def test_a_fake_marker_does_not_hide_a_secret_after_it() -> None:
     assert pf.filter_field("DB_KEY=[REDACTED]S3cretQ9 x") == "DB_KEY=[REDACTED] x"
 
 
+def _runs_apart(code: str, *, timeout: float) -> None:
+    """Run ``code`` in a fresh interpreter, where a hang cannot stop the test run; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_a_field_of_spaces_after_an_odbc_key_is_one_scan_not_one_per_space() -> None:
     # An ODBC value may hold spaces, so the rule looked, at every character, whether only spaces
     # followed: a 4 KiB field ``;password=a`` + spaces + ``x`` held the interpreter's lock for a
@@ -374,10 +382,7 @@ def test_a_field_of_spaces_after_an_odbc_key_is_one_scan_not_one_per_space() -> 
         "out = pf.filter_field(';password=S3cr ' + ' ' * 200000 + 'x')\n"
         "assert 'S3cr' not in out and out.startswith(';password=[REDACTED]'), out[:40]\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _runs_apart(code, timeout=60)
 
 
 def test_a_field_of_many_oracle_jdbc_starts_is_one_scan_not_one_per_start() -> None:
@@ -396,10 +401,7 @@ def test_a_field_of_many_oracle_jdbc_starts_is_one_scan_not_one_per_start() -> N
         "out = pf.filter_field(run + 'S3cr' * 100)\n"  # cut 132 characters into the password
         "assert out == run + '[REDACTED]…[truncated 268 bytes]', out[-60:]\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _runs_apart(code, timeout=60)
 
 
 def test_a_run_of_backslashes_near_a_secret_word_is_one_scan_not_one_per_backslash() -> None:
@@ -416,10 +418,7 @@ def test_a_run_of_backslashes_near_a_secret_word_is_one_scan_not_one_per_backsla
         'out = pf.filter_field(run + \' kind: Secret {"stringData":{"root":"S3cr"}}\')\n'
         'assert out == run + \' kind: Secret {"stringData":{"root":"[REDACTED]"}}\', out[-60:]\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _runs_apart(code, timeout=60)
 
 
 def test_an_htpasswd_field_of_many_b_options_ending_in_a_quote_is_not_read_once_per_word() -> None:
@@ -437,10 +436,7 @@ def test_an_htpasswd_field_of_many_b_options_ending_in_a_quote_is_not_read_once_
         "out = pf.filter_field(run + \" 'x\", tool='htpasswd')\n"
         "assert out == run + ' [REDACTED]', out[-40:]\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _runs_apart(code, timeout=30)
 
 
 def test_a_cut_field_loses_a_secret_in_its_middle_and_stores_nothing_past_the_cut() -> None:
