@@ -5,8 +5,9 @@ spelling of most new rows. These are the others the table names: ngrok's bare ``
 smbmap, impacket's ``psexec.py``, crackmapexec, ctr's ``-u user:SECRET``, ipmitool's glued
 ``-PSECRET``, redis ACL's ``!HASH``, xh/HTTPie's ``--auth``; and what the table says stays
 (bw ``--passwordenv``, smbmap ``-H host``, Net-SNMP ``-c private``, ``wpa_passphrase SSID``).
-Also the page's quoted values (``requirepass "..."``, ``cargo login`` with escaped quotes inside
-``sh -c``) and ``:=`` with no blanks around it ("blanks around it or not": the corpus has blanks).
+Also the page's quoted values (``requirepass "..."``, ``AUTH2 user "..."``, ``cargo login`` with
+escaped quotes inside ``sh -c``) and ``:=`` with no blanks around it ("blanks around it or not":
+the corpus has blanks).
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ SECRETS = [
         'redis-cli CONFIG SET requirepass "Rq Quoted 1"',
         "Rq Quoted 1",
         "redis-cli CONFIG SET requirepass [REDACTED]",
+    ),
+    (
+        'redis-cli MIGRATE cache2 6379 key 0 5000 AUTH2 alice "Mig Quoted 2"',
+        "Mig Quoted 2",
+        "redis-cli MIGRATE cache2 6379 key 0 5000 AUTH2 [REDACTED]",
     ),
     ('sh -c "cargo login \\"Cargo Tok 2\\""', "Cargo Tok 2", 'sh -c "cargo login [REDACTED]"'),
     ('sh -c "make DB_PASSWORD:=MkTight-1a all"', "MkTight-1a", 'sh -c "make DB_PASSWORD:=[REDACTED] all"'),
