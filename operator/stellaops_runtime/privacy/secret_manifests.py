@@ -12,8 +12,9 @@ the secret:
   values go when the word ``Secret`` or ``secret(s)`` stands within _CONTEXT characters of it
   (``kind: Secret``, ``kubectl patch secret``).
 
-In YAML, the map is the lines indented deeper than its ``stringData:`` / ``data:`` line: of a
-``key: value`` line the value goes, of any other (a block scalar's lines) all of it. In JSON
+In YAML, the map is the lines indented deeper than its ``stringData:`` / ``data:`` line (its key
+quoted or not, a comment after it): of a ``key: value`` line the value goes, of any other (a block
+scalar's lines) all of it; in YAML's flow style (``stringData: {root: X}``), each pair's value. In JSON
 (quotes escaped or not: inside a ``sh -c`` script), each ``"key": "value"`` pair of the object
 after it, to its ``}``. Pure: text in, spans out (``engine.replace_spans``, under
 ``secret_token``); each character is read a bounded number of times.
@@ -30,7 +31,10 @@ __all__ = ["secret_data_spans"]
 _SECRET_WORD = re.compile(r"(?<![\w-])(?:Secret|secrets?)(?![\w-])")
 _CONTEXT = 4096
 
-_YAML_OPEN = re.compile(r"^(?P<ind>[ \t]*)(?P<map>stringData|data):[ \t]*\r?$", re.MULTILINE)
+# (the key may be quoted, a comment may follow it)
+_YAML_OPEN = re.compile(
+    r"^(?P<ind>[ \t]*)[\"']?(?P<map>stringData|data)[\"']?:[ \t]*(?:#[^\r\n]*+)?\r?$", re.MULTILINE
+)
 # A line of the map: its indentation, then ``key: value`` (the value from its first character)
 # or anything else (a block scalar's line, all of it).
 # A ``key: |`` line (a block scalar's indicator; its lines follow) and a ``key:`` alone give nothing.
@@ -54,11 +58,20 @@ _PLAIN_PAIR = re.compile(
 )
 
 
+# YAML's flow style (``{stringData: {root: X, dsn: "a b"}}``, ``kubectl patch -p`` takes YAML): each
+# ``key: value`` of the map, a value quoted or a run to ``,`` or ``}`` (its trailing blanks kept).
+_FLOW_OPEN = re.compile(r"(?<![\w\"'\\])(?P<map>stringData|data):[ \t]*\{")
+_FLOW_PAIR = re.compile(
+    r"""\s*(?:"[^"\n]{1,256}+"|'[^'\n]{1,256}+'|[^\s:,{}"'][^:,{}\n]{0,256}+):[ \t]+"""
+    r"""(?P<v>"(?:[^"\\\n]|\\[^\n])*+"?|'[^'\n]*+'?|[^\s,{}"'][^,{}\n]*+)\s*,?"""
+)
+
+
 def secret_data_spans(text: str) -> list[tuple[int, int, str]]:
     """The values of every Secret ``stringData`` / ``data`` map in ``text``, as spans."""
     out: list[tuple[int, int, str]] = []
     words: list[int] | None = None  # where the Secret words stand, found when first needed
-    for rx, walk in ((_YAML_OPEN, _yaml_values), (_JSON_OPEN, _json_values)):
+    for rx, walk in ((_YAML_OPEN, _yaml_values), (_JSON_OPEN, _json_values), (_FLOW_OPEN, _flow_values)):
         walked = 0  # the end of the last map walked: a map opened inside it is walked already
         for m in rx.finditer(text):
             if m.start() < walked:
@@ -98,5 +111,16 @@ def _json_values(text: str, m: re.Match[str], out: list[tuple[int, int, str]]) -
     while (pair := rx.match(text, pos)) is not None:
         if pair.end("v") > pair.start("v"):
             out.append((pair.start("v"), pair.end("v"), "secret_token"))
+        pos = pair.end()
+    return pos
+
+
+def _flow_values(text: str, m: re.Match[str], out: list[tuple[int, int, str]]) -> int:
+    """Take the flow map's values, pair by pair; where the last pair ends."""
+    pos = m.end()
+    while (pair := _FLOW_PAIR.match(text, pos)) is not None:
+        start, end = pair.span("v")
+        end = start + len(text[start:end].rstrip())
+        out.append((start, end, "secret_token"))
         pos = pair.end()
     return pos
