@@ -350,7 +350,8 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("http", "https", "xh", "xhs"): (userpass("(?:-a|--auth=?)"),),
     # https://github.com/fortra/impacket: a target [[domain/]username[:password]@]address
     # (or a target cut in its password: to the end of the cut text)
-    _IMPACKET: (r"(?<!\S)(?:[^\s/:@]+/)?[^\s/:@]+:(?P<s>[^\s@]+)(?=@\S|\Z)",),
+    # (-hashes LMHASH:NTHASH: a hash is as good as the password to them)
+    _IMPACKET: (r"(?<!\S)(?:[^\s/:@]+/)?[^\s/:@]+:(?P<s>[^\s@]+)(?=@\S|\Z)", sep("-hashes")),
     # https://www.netexec.wiki/ and crackmapexec, evil-winrm (-p PASSWORD, -H NTHASH: a hash is as
     # good as the password to them); smbmap's -H is its host
     ("nxc", "netexec", "crackmapexec", "cme", "evil-winrm"): (sep("-p"), sep("-H")),
