@@ -84,6 +84,31 @@ def none_gaps(url: str) -> list[tuple[dt.datetime, dt.datetime]]:
     return out
 
 
+def first_hold_and_after(url: str, until: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The node-wide gaps after the node's first agent's hold (sources/export_restart.py
+    ``_first_unwatched``: the event cache's hold before it opened the file, or about the first line
+    of a file read from its start), merged where they touch, each from ``until`` at the earliest.
+    ``until``: a moment after that agent read its first lines and before any later agent started,
+    so the hold ends before it and every later agent's gap after it. A row holds the union of its
+    window's gaps, so a later gap in the hold's window reaches back to it: what is asserted of the
+    result is what the store says unwatched from ``until`` on, as an answer reads it."""
+    from tests.e2e.test_agent_restart_gap import merged
+
+    return [(max(a, until), b) for a, b in merged(none_gaps(url)) if b > until]
+
+
+def only_first_hold(url: str, began: dt.datetime, until: dt.datetime) -> None:
+    """The node-wide gaps are the node's first agent's hold alone, within the event cache's hold
+    before ``began`` (a moment before the first lines were written and that agent started) and
+    ``until`` (:func:`first_hold_and_after`)."""
+    from tests.e2e.test_agent_restart_gap import HOLD, merged
+
+    spans = merged(none_gaps(url))
+    assert spans, "no gap: the time before the node's first agent read the file reads watched"
+    assert began - HOLD - dt.timedelta(seconds=1) <= spans[0][0], (began, spans)
+    assert first_hold_and_after(url, until) == [], (spans, until)
+
+
 def truth(*parts: list[dict[str, Any]]) -> Totals:
     """The ground truth of the stream parts: (uprobe counts, on-stack counts)."""
     inv: Counter[str] = Counter()

@@ -47,11 +47,18 @@ def _processed(port: int) -> float:
 
 
 async def _late_store_agent(
-    tmp: Path, pg_url: str, proxy: PgProxy, spool: str, export: Path, later: list[dict[str, Any]]
+    tmp: Path,
+    pg_url: str,
+    proxy: PgProxy,
+    spool: str,
+    export: Path,
+    later: list[dict[str, Any]],
+    after: dt.datetime | None = None,
 ) -> tuple[str, dict[Any, float], dict[Any, float]]:
     """Run an agent whose store is black-holed past its wait for the node's history; ``later`` is
     written once it follows the file, then the store comes back. Returns (log, metrics while the
-    store was away, metrics at the end)."""
+    store was away, metrics at the end). ``after``: the gap waited for ends after it (a first
+    agent's hold, stored before, is not it)."""
     proxy.blackhole()
     await asyncio.to_thread(tmp.mkdir)
     cfg, port = h.write_config(tmp, **_late_conf(proxy.url(pg_url), spool, export))
@@ -65,7 +72,13 @@ async def _late_store_agent(
         proxy.heal()
         await h.wait_for(lambda: x.settled(port, len(later)), what="every count stored", timeout=60)
         await h.wait_for(lambda: h.metric(h.scrape(port), UNKNOWN) == 0, what="the store answered")
-        await h.wait_for(lambda: bool(x.none_gaps(pg_url)), what="the gap stored", timeout=60)
+        since = after or dt.datetime.min.replace(tzinfo=dt.UTC)
+        await h.wait_for(
+            lambda: any(b > since for _, b in x.none_gaps(pg_url)), what="the gap stored", timeout=60
+        )
+        # the restart gap, not only the first file's hold (stored on its own, sooner)
+        gaps = "stellaops_runtime_restart_gaps_total"
+        await h.wait_for(lambda: h.metric(h.scrape(port), gaps) >= 1, what="the restart gap", timeout=60)
         end = h.scrape(port)
         code, out = await x.stop(proc)
     finally:
@@ -89,17 +102,18 @@ async def test_a_store_late_to_say_it_knew_the_node_never_replays(tmp_path: Path
     finally:
         x.kill_all([proc])
     assert code_a == -signal.SIGKILL, out_a
+    a_done = dt.datetime.now(dt.UTC)
     await asyncio.to_thread(Path(spool + ".alive").unlink)  # the hostPath wiped: no record
     hole_from = dt.datetime.now(dt.UTC)
     await asyncio.to_thread(x.append, export, x.lines(hole))  # written while no agent runs
     hole_to = dt.datetime.now(dt.UTC)
-    out, away, end = await _late_store_agent(tmp_path / "b", pg_url, proxy, spool, export, last)
+    out, away, end = await _late_store_agent(tmp_path / "b", pg_url, proxy, spool, export, last, a_done)
     assert x.stored(pg_url) == x.truth(first, last)  # A's lines once (before: twice), the hole's none
     assert "did not say within 2s" in out and "not from its start" in out, out
     assert h.metric(away, UNKNOWN) == 1, out
     assert "answered late: it holds windows of this node" in out, out
     assert "the time since is a gap" in out, out
-    gaps = x.none_gaps(pg_url)
+    gaps = x.first_hold_and_after(pg_url, a_done)  # not A's own first hold
     assert min(a for a, _ in gaps) <= hole_from and hole_to <= max(b for _, b in gaps), (gaps, hole_from)
     assert h.metric(end, "stellaops_runtime_restart_gaps_total") == 1
     x.unknown_answer(pg_url)

@@ -57,6 +57,7 @@ async def test_a_second_agent_on_the_export_file_waits_and_counts_nothing_twice(
         cfg_a, port_a = h.write_config(tmp_path / "a", **x.conf(pg_url, str(tmp_path / "a.spool"), export))
         procs.append(h.start_agent(cfg_a))
         await h.wait_for(lambda: x.connected(port_a), what="A follows the file", timeout=60)
+        a_open = dt.datetime.now(dt.UTC)  # A's hold ends before this, B starts after
         (tmp_path / "b").mkdir()
         # No spool path (so no node lock, no watch record), exportFromStart: alone it reads the
         # file whole (tests/integration/test_export_lock.py has another spool path's checkpoint).
@@ -90,6 +91,6 @@ async def test_a_second_agent_on_the_export_file_waits_and_counts_nothing_twice(
     assert code_b == 0, text_b
     assert x.stored(pg_url) == x.truth(first, second)  # every line once
     # B cannot know which lines written while it waited A counted: that time is a gap.
-    gaps = x.none_gaps(pg_url)
+    gaps = x.first_hold_and_after(pg_url, a_open)  # not A's hold before it opened the file
     assert gaps, "the time B waited is not a gap"  # split at window boundaries: their union counts
     assert min(a for a, _ in gaps) <= waiting and a_stopping <= max(b for _, b in gaps), (gaps, waiting)

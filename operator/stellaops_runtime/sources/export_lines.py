@@ -34,6 +34,8 @@ class ExportLines:
     _tail: bytes
     _pending: list[bytes]
     _ends: list[int]
+    _first_line: bool  # the first file is read from its start: its first line is kept (export_restart.py)
+    _first_payload: bytes | None
 
     def _look(self) -> None:
         raise NotImplementedError
@@ -90,6 +92,8 @@ class ExportLines:
                         self._look()  # a rotation meanwhile: its file is held open
                         await q.wait_room(self.poll_interval)
                 q.put(lines[i])
+                if self._first_line:
+                    self._first_line, self._first_payload = False, lines[i]
                 self.positions.queued(self._ends[i])
                 self.stats.lines += 1
                 i += 1

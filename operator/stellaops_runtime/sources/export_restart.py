@@ -19,11 +19,13 @@ import time
 from typing import Any, BinaryIO
 
 from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
 from stellaops_runtime.sources.export_checkpoint import matches, path_hash
 from stellaops_runtime.sources.export_files import TAIL, bytes_before, find_rotated, ident, line_end
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.export_store import NONE, STORE, reconcile
 from stellaops_runtime.sources.open_outage import OpenOutage
+from stellaops_runtime.sources.payload_times import event_time_span
 
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 
@@ -82,6 +84,8 @@ class RestartResume:
     _mark: tuple[tuple[int, int], int, tuple[int, int]] | None = None
     _gave_up = ""
     _history_late = False  # the store did not answer in time: the file was replayed anyway
+    _first_line = False  # the first file is read from its start: its first line is kept ...
+    _first_payload: bytes | None = None  # ... here (sources/export_lines.py), for :meth:`take_outage`
 
     # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
 
@@ -350,12 +354,31 @@ class RestartResume:
             )  # fmt: skip
         return not earlier
 
+    def _first_unwatched(self, *, from_top: bool) -> None:
+        """The first file, not resumed at a checkpoint: nobody watched before it. Read from its end,
+        the event cache's hold (sources/event_hold.py) before the opening is a gap (lines written
+        after it are stamped up to that far back); read from its start, the hold on either side of
+        its first line's stamp (:meth:`take_outage`), never the file's time up to the opening."""
+        if from_top:
+            self._first_line = True
+            return
+        wall, boot = self._opened_at
+        self._outage.resume(wall - CACHE_HOLD_NS, max(0, boot - CACHE_HOLD_NS))
+
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
-        opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py)."""
+        opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py).
+        The span about the first line of a file read from its start (:meth:`_first_unwatched`) joins it."""
         if self._deciding:  # resumed or not, the hole ends at a moment the store's answer tells
             return None
-        return self._outage.take(self._opened_at if self.stats.connects else None)
+        span = self._outage.take(self._opened_at if self.stats.connects else None)
+        line, self._first_payload = self._first_payload, None
+        if line is not None:
+            now = time.time_ns()  # a line with no time, or one ahead of the clock: its arrival
+            at = min((event_time_span([line], json_lines=True, now_ns=now) or (now, now))[0], now)
+            first = (at - CACHE_HOLD_NS, min(at + CACHE_HOLD_NS, now))
+            span = first if span is None else (min(span[0], first[0]), max(span[1], first[1]))
+        return span
 
     def forget_outage(self) -> None:
         self._outage.forget()

@@ -280,6 +280,7 @@ class TetragonExportSource(ExportLines, RestartResume):
                 self._opened_at = moment or now_pair()  # lines written from here on are read
             self.stats.connected = True
             self.stats.connects += 1
+            replays: bool | None = False
             if first and not resumed and not at_end and there:  # exportFromStart: a replay, unless ...
                 replays = await self._replays(stop)  # may wait for the store (the file is open)
                 if replays is None:
@@ -288,6 +289,8 @@ class TetragonExportSource(ExportLines, RestartResume):
                     return None
                 if replays:
                     f.seek(0)
+            if first and not resumed:  # nobody watched before it (sources/export_restart.py)
+                self._first_unwatched(from_top=bool(replays) or not (at_end or there))
             self.positions.opened(f)
             self.stats.last_error = ""
             return f
