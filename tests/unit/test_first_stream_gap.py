@@ -67,6 +67,15 @@ class LateListener(ReplayServer):
         await super()._get_events(request, context)
 
 
+def _config(addr: str, *, native: bool) -> Any:
+    """The agent's configuration for these tests: the replay server's address, nothing else on."""
+    off = {"enabled": False}
+    more = {"native": {"enabled": True}} if native else {"lifecycle": off, "native": off}
+    return parse_config(
+        {"nodeName": NODE, "tetragon": {"address": addr}, "symbols": off, "attribution": off, **more}
+    )
+
+
 async def _in_thread(fn: Any, *args: Any) -> Any:
     return fn(*args)
 
@@ -78,16 +87,7 @@ async def _first_flush(
     stops; one flush is stored. Returns the node-wide gap rows (window, gap start, gap end) and
     the windows of the events' rows."""
     addr = await server.start(f"127.0.0.1:{h.free_port()}")
-    cfg = parse_config(
-        {
-            "nodeName": NODE,
-            "tetragon": {"address": addr},
-            "symbols": {"enabled": False},
-            "attribution": {"enabled": False},
-            "lifecycle": {"enabled": False},
-            "native": {"enabled": False},
-        }
-    )
+    cfg = _config(addr, native=False)
     q = EventQueue(100_000)
     src = TetragonGrpcSource(cfg.tetragon, queue=q)
     pipeline = Pipeline(cfg, node_name=NODE)
@@ -180,15 +180,7 @@ async def test_the_switch_back_to_tetragon_is_a_gap_until_tetragon_listens() -> 
     call is created, Tetragon's handler adds its listener later: the gap must reach that moment."""
     server = LateListener(_stamped(time.time_ns()))
     addr = await server.start(f"127.0.0.1:{h.free_port()}")
-    cfg = parse_config(
-        {
-            "nodeName": NODE,
-            "tetragon": {"address": addr},
-            "symbols": {"enabled": False},
-            "attribution": {"enabled": False},
-            "native": {"enabled": True},
-        }
-    )
+    cfg = _config(addr, native=True)
     pipeline = Pipeline(cfg, node_name=NODE)
     sw = SourceSwitch(cfg, queue=EventQueue(100_000), pipeline=pipeline, in_pipeline=_in_thread)
     sw._open_gap(time.time_ns())  # as the switch to Tetragon opens it, the probes asked to stop
