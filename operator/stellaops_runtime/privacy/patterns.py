@@ -106,8 +106,8 @@ _QUOTED = rf"""{DOUBLE_QUOTED}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED
 # prompt for the password, which the here-document or the substitution gives (here_docs.py).
 # A call or a tuple of arguments, one quoted among its first, is one value (Python's
 # ``auth=('user', 'password')``, ``auth = HTTPBasicAuth(user, 'password')``): to its ``)`` (or a cut
-# text's end), bounded, possessive.
-_CALL_VALUE = r"""[\w.]{0,65}+\([^()'"\n]{0,64}+['"][^()\n]{0,512}+(?:\)|\Z)"""
+# text's end), its arguments on one line or several, bounded, possessive.
+_CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
 _WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
 )
