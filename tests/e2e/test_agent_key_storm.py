@@ -17,6 +17,7 @@ of events (agent/runner.py ``BATCH``) can add, checked after every batch.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import sqlite3
 import time
@@ -170,16 +171,35 @@ async def test_early_drains_bound_the_aggregator_while_the_store_hangs_and_lose_
         )
         node_wide = c.execute(
             sa.text(
-                "SELECT event_count, posture_level, gap_start IS NOT NULL, dropped_events"
+                "SELECT event_count, posture_level, gap_start IS NOT NULL, dropped_events, gap_end"
                 " FROM observation_windows WHERE image_digest = ''"
             )
         ).all()
     eng.dispose()
     assert seen == {d: STORM_EVENTS // IMAGES for d in storm_images}
     # Image '' rows are node-wide gaps (contracts/hotsymbols.py NODE_WIDE), never an image of any
-    # answer. The only one this run may have: on a loaded machine the event loop (shared here with
-    # the test and the replay server, and short of the GIL behind the pipeline thread) can stall
-    # past sources/loop_stall.py's STALL_SECONDS (5.6 s was seen at load 12), which is honestly
-    # recorded as a gap of the node (Tetragon could have dropped events meanwhile); no count in it.
-    assert all(tuple(r) == (0, None, 1, 0) for r in node_wide), node_wide
-    assert not node_wide or "event loop did not run for" in caplog.text, (node_wide, caplog.text)
+    # answer, and carry no count.
+    assert node_wide and all(tuple(r[:4]) == (0, None, 1, 0) for r in node_wide), node_wide
+    # Two kinds may be here. (1) Always: the hold before the agent's first stream up to its first
+    # message's arrival (sources/tetragon_grpc.py _first_unwatched; tests/unit/test_first_stream_gap.py):
+    # Tetragon's cache sent that time to no listener. One row, or two when it crosses a minute.
+    # (2) Only on a loaded machine: the event loop (shared here with the test and the replay server,
+    # and short of the GIL behind the pipeline thread) can stall past sources/loop_stall.py's
+    # STALL_SECONDS (5.6 s was seen at load 12), honestly a gap of the node (Tetragon could have
+    # dropped events meanwhile); it may join (1) in one span. Without that warning, a gap ending
+    # after the first message's arrival fails.
+    if "event loop did not run for" not in caplog.text:
+        tetragon = getattr(agent.source, "tetragon", agent.source)  # the switch's, or the source itself
+        arrived = tetragon._delivered[0]  # wall ns the first stream's first message arrived
+        arrived_us = -(-arrived // 1000)  # the store keeps microseconds
+        assert len(node_wide) <= 2 and all(_micros(r[4]) <= arrived_us for r in node_wide), (
+            node_wide,
+            arrived,
+        )
+
+
+def _micros(stored: object) -> int:
+    """A gap_end as a raw query returns it (SQLite: its text), in microseconds since the epoch."""
+    t = stored if isinstance(stored, dt.datetime) else dt.datetime.fromisoformat(str(stored))
+    t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
