@@ -178,18 +178,18 @@ def observed(url: str, function: str) -> tuple[int, dict[str, Any]]:
 
 
 def run_agent(
-    tmp_path: Path, root: Path, frames: list[dict[str, Any]], url: str
+    tmp_path: Path, root: Path, frames: list[dict[str, Any]], url: str, lead: str = ""
 ) -> tuple[str, dict[Any, float]]:
-    """The real agent over three kprobe events with ``frames``, the process's root at ``root``
-    (a procfs of the test's own), storing into ``url`` (at head: not a migration test); returns
-    the store URL and the last metrics scraped. Stopped by SIGTERM once the three are processed:
-    its shutdown flush stores them (--exit-when-idle 3 sat 3 s idle first)."""
+    """The real agent over three kprobe events with ``frames`` (after the lines ``lead``, if any),
+    the process's root at ``root`` (a procfs of the test's own), storing into ``url`` (at head: not
+    a migration test); returns the store URL and the last metrics scraped. Stopped by SIGTERM once
+    the three are processed: its shutdown flush stores them (--exit-when-idle 3 sat 3 s idle first)."""
     proc_root = tmp_path / "proc"
     (proc_root / str(PID)).mkdir(parents=True)
     (proc_root / str(PID) / "root").symlink_to(root)
     (proc_root / str(PID) / "maps").write_text("")
     export = tmp_path / "export.jsonl"
-    export.write_text("".join(json.dumps(kprobe(n, frames)) + "\n" for n in range(3)))
+    export.write_text(lead + "".join(json.dumps(kprobe(n, frames)) + "\n" for n in range(3)))
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
