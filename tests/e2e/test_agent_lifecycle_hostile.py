@@ -24,6 +24,8 @@ import sqlalchemy as sa
 
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
+from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
 from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import hot_symbols, observation_windows
 from tests.e2e import harness as h
@@ -32,6 +34,7 @@ pytestmark = [pytest.mark.e2e]
 
 EVENTS = 40
 DOCKER = "0123456789abcdef0123456789abcde"
+STAMPS: dict[str, float] = {}  # each agent's directory: the stamp (whole seconds) of its file's lines
 
 
 @pytest.fixture
@@ -72,8 +75,8 @@ def refusing(tmp_path: Path) -> Iterator[str]:
     s.close()
 
 
-def export_file(path: Path) -> Path:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+def export_file(path: Path, now: float) -> Path:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(now))
     with path.open("w") as f:
         for i in range(EVENTS):
             proc = {"exec_id": f"e{i}", "pid": 7, "binary": "/prog", "docker": DOCKER}
@@ -83,11 +86,14 @@ def export_file(path: Path) -> Path:
 
 
 def agent_for(tmp: Path, address: str, runtime: str) -> Agent:
+    """An agent reading a file of EVENTS lines all stamped at this second (STAMPS)."""
     tmp.mkdir()
+    now = time.time()
+    STAMPS[str(tmp)] = float(int(now))
     open_store(f"sqlite:///{tmp}/hot.db").close()  # migrated here: Alembic is not for three agents at once
     cfg = parse_config(
         {
-            "tetragon": {"exportFile": str(export_file(tmp / "tetragon.log")), "exportFromStart": True},
+            "tetragon": {"exportFile": str(export_file(tmp / "tetragon.log", now)), "exportFromStart": True},
             "hotSymbols": {"aggregationWindowSeconds": 1, "flushIntervalSeconds": 0.3},
             "store": {"url": f"sqlite:///{tmp}/hot.db"},
             "metrics": {"address": "127.0.0.1", "port": 0},
@@ -108,14 +114,27 @@ def agent_for(tmp: Path, address: str, runtime: str) -> Agent:
     return Agent(cfg, node_name="n1")
 
 
-def stored(url: str) -> tuple[int, set[str]]:
+def stored(url: str, stamp: float) -> tuple[int, set[str]]:
+    """The counts and the images of the windows. Node-wide rows (image '') are taken only as the gap
+    of the event cache's hold about the first line's stamp (the file is read from its start:
+    sources/export_restart.py ``_first_unwatched``), with no event and nothing dropped."""
+    ow = observation_windows.c
     eng = create_store_engine(url)
     try:
         with eng.connect() as conn:
             calls = conn.execute(sa.select(sa.func.sum(hot_symbols.c.invocation_count))).scalar_one()
-            images = set(conn.execute(sa.select(observation_windows.c.image_digest)).scalars())
+            images = set(
+                conn.execute(sa.select(ow.image_digest).where(ow.image_digest != NODE_WIDE)).scalars()
+            )
+            cols = (ow.event_count, ow.dropped_events, ow.gap_start, ow.gap_end)
+            node_wide = conn.execute(sa.select(*cols).where(ow.image_digest == NODE_WIDE)).all()
     finally:
         eng.dispose()
+    hold = CACHE_HOLD_NS / 1e9
+    assert 1 <= len(node_wide) <= 2 * hold + 2, node_wide  # a row per 1 s window the hold crosses
+    for count, dropped, start, end in node_wide:
+        assert (count, dropped) == (0, 0) and start is not None and end is not None, node_wide
+        assert stamp - hold <= start.timestamp() < end.timestamp() <= stamp + hold, (stamp, node_wide)
     return int(calls or 0), images
 
 
@@ -158,7 +177,8 @@ async def test_a_runtime_socket_that_is_absent_refuses_or_hangs(
     assert codes == [0, 0, 0, 0]
     for name, a in agents.items():
         # Every event stored exactly, under the container id (nothing to enrich it from); no lifecycle window.
-        assert stored(a.config.store.url) == (EVENTS, {f"container:{DOCKER}"}), name
+        stamp = STAMPS[str(tmp_path / name)]
+        assert stored(a.config.store.url, stamp) == (EVENTS, {f"container:{DOCKER}"}), name
         assert a.lifecycle is not None and a.lifecycle.runs.stats.rows == 0, name
         said = [r.getMessage() for r in caplog.records if addresses[name] in r.getMessage()]
         assert any(m.startswith(f"{runtime[name]} event stream at {addresses[name]}: ") for m in said), (
