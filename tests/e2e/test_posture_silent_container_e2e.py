@@ -15,7 +15,10 @@ naming such windows) for ``SHARED``, where it said "not observed"
 whose one container is traced with stacks, stays not observed (exit 1):
 the container that sends the events is not counted a second time as silent
 (the events' 31-character id and the runtime's 64-character one are one
-container).
+container). The export file is read from its start, so the hold about its
+first line is a node-wide gap (sources/export_restart.py ``take_outage``)
+that alone makes any whole answer unknown: both questions are asked of the
+period after it, and the node-wide gaps must be that hold alone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
 from stellaops_runtime.store.engine import create_store_engine
 from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from tests.containerd_harness import Containerd, Image, build_image, running
@@ -51,22 +55,41 @@ def ctd() -> Iterator[Containerd]:
     yield from running()
 
 
-def event_windows(url: str, image: str) -> int:
-    """How many windows of ``image`` hold events."""
+def node_gaps(url: str) -> list[tuple[int, int]]:
+    """The node-wide gaps (image ''), (start, end) in wall ns, each window's row's part joined where they
+    touch, ordered by start."""
     eng = create_store_engine(url)
     try:
         with eng.connect() as conn:
             o = observation_windows.c
-            q = sa.select(sa.func.count()).where(o.image_digest == image, o.event_count > 0)
-            return int(conn.execute(q).scalar_one())
+            q = sa.select(o.gap_start, o.gap_end).where(o.image_digest == "", o.gap_end.is_not(None))
+            rows = sorted((datetime_to_ns(a), datetime_to_ns(b)) for a, b in conn.execute(q))
     except sa.exc.OperationalError:  # the agent has not created the store yet
-        return 0
+        return []
     finally:
         eng.dispose()
+    out: list[tuple[int, int]] = []
+    for a, b in rows:
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
-def observed(url: str, image: str) -> tuple[int, dict[str, Any]]:
-    r = h.cli("query", "observed", "--image", image, "--function", NOT_CALLED, "--json", "--store", url)
+def after_hold(url: str, image: str) -> int:
+    """How many windows of ``image`` with events start at or after the end of the first node-wide gap."""
+    gaps = node_gaps(url)
+    return sum(1 for w in evidenced(url, image) if w >= gaps[0][1]) if gaps else 0
+
+
+def observed(url: str, image: str, since: int | None = None) -> tuple[int, dict[str, Any]]:
+    # the store keeps microseconds: the gap's end exactly, as RFC 3339 (a gap ending at 'since' is before it)
+    at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since // 10**9)) if since is not None else ""
+    period = ["--since", f"{at}.{since % 10**9 // 1000:06d}Z"] if since is not None else []
+    r = h.cli(
+        "query", "observed", "--image", image, "--function", NOT_CALLED, *period, "--json", "--store", url
+    )  # fmt: skip
     assert "Traceback" not in r.stderr, r.stderr
     return r.returncode, json.loads(r.stdout)
 
@@ -116,6 +139,7 @@ def test_a_silent_running_container_keeps_its_image_unknown(
     for img in images:
         ctd.import_image(img)
     traced, silent, single = (uuid.uuid4().hex * 2 for _ in range(3))  # 64 hex characters each
+    began = time.time_ns()  # before the agent started and the first line was written
     try:
         ctd.ctr("run", "-d", shared.ref, traced)
         ctd.ctr("run", "-d", shared.ref, silent)
@@ -124,16 +148,23 @@ def test_a_silent_running_container_keeps_its_image_unknown(
             tmp_path,
             ctd,
             [traced[:31], single[:31]],
-            lambda url, _: min(event_windows(url, i.manifest_digest) for i in images) >= 3,
+            lambda url, _: min(after_hold(url, i.manifest_digest) for i in images) >= 3,
             sqlite_at_head(tmp_path / "hot.db"),  # at head (tests/conftest.py): not a migration test
         )
     finally:
         ctd.remove_all()
 
-    code, doc = observed(url, shared.manifest_digest)
+    # the node-wide gaps: the hold about the file's first line alone, at most the hold on either side of
+    # a line written after ``began``
+    gaps = node_gaps(url)
+    assert len(gaps) == 1, gaps
+    start, since = gaps[0]
+    assert began - CACHE_HOLD_NS - 10**9 <= start and since - start <= 2 * CACHE_HOLD_NS, (began, gaps)
+    code, doc = observed(url, shared.manifest_digest, since)
+    assert doc["gaps"] == [], doc
     assert (code, doc["answer"]) == (3, "unknown"), doc  # the silent container could have called it
     assert "a running container that sent none counts at Passive" in doc["reason"], doc["reason"]
-    code, doc = observed(url, alone.manifest_digest)
+    code, doc = observed(url, alone.manifest_digest, since)
     assert (code, doc["answer"]) == (1, "not_observed"), doc
     assert doc["coverage"]["posture"]["highest"] == "EbpfDeep", doc
 
