@@ -67,7 +67,9 @@ class Unread(NamedTuple):
 
 
 NOTHING_UNREAD = Unread([], 0)
-_WINDOW = re.compile(r'"window_start_ns"\s*:\s*(\d{1,19})\b')
+_WINDOW = re.compile(r'"window_start_ns"\s{0,64}:\s{0,64}(\d{1,19})\b')
+_MATCH_CHARS = 256  # longer than any match of _WINDOW (at most 165 characters)
+_CHUNK = 1 << 20
 
 
 def unread_window_ns(unread: Unread) -> int | None:
@@ -83,11 +85,30 @@ def text_window_ns(path: str | Path) -> int | None:
     for one set aside whole (its digest, header or counts wrong): where the gap for its lost counts
     starts at the latest. None: it names none, or it is no regular file (a FIFO or a symlink is
     refused, never waited on, nor ``/dev/zero`` read)."""
-    text = ""
+    earliest: int | None = None
     with contextlib.suppress(OSError), os.fdopen(open_regular(path, follow=False), "rb") as f:
-        if os.fstat(f.fileno()).st_size <= MAX_SPOOL_BYTES:
-            text = f.read(MAX_SPOOL_BYTES + 1).decode("ascii", errors="replace")
-    return unread_window_ns(Unread([text], 0))
+        if os.fstat(f.fileno()).st_size > MAX_SPOOL_BYTES:
+            return None
+        # Read in chunks, never whole: a file of up to MAX_SPOOL_BYTES read at once (and decoded)
+        # took twice its size in memory at the shutdown merge, past the agent's memory limit.
+        tail, read = "", 0
+        while True:
+            chunk = f.read(_CHUNK) if read < MAX_SPOOL_BYTES else b""  # a file grown meanwhile
+            read += len(chunk)
+            text = tail + chunk.decode("ascii", errors="replace")
+            # A match starting in the last _MATCH_CHARS may be cut by the chunk's end (a number's
+            # digits too): it is read whole with the next chunk, the text kept from there.
+            cut = len(text) - _MATCH_CHARS if chunk else len(text)
+            for m in _WINDOW.finditer(text):
+                if m.start() >= cut:
+                    break
+                t = int(m.group(1))
+                if t < 1 << 63 and (earliest is None or t < earliest):
+                    earliest = t
+            if not chunk:
+                break
+            tail = text[max(cut, 0) :]
+    return earliest
 
 
 def lost_line(path: str | Path, why: str) -> Unread:
