@@ -19,7 +19,9 @@ ends at the next shell separator (``;``, ``|``, ``&``, a newline); a command
 given by the binary is the whole argument string (no shell parsed it).
 
 The syntax of each client is in its manual; the corpus
-(tests/fixtures/privacy/cli_corpus.yaml) cites the page for every case.
+(tests/fixtures/privacy/cli_corpus.yaml) cites the page for every case. The
+database, directory and message-broker clients are a family of their own in
+``cli_db_options`` (``DB_RULES``), merged into ``_RULES`` here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from stellaops_runtime.privacy.base import (
     compile_patterns,
     number_groups,
 )
+from stellaops_runtime.privacy.cli_db_options import DB_RULES
 from stellaops_runtime.privacy.cli_syntax import (
     QUOTED_WORD,
     START,
@@ -46,45 +49,7 @@ from stellaops_runtime.privacy.cli_syntax import (
     userpass,
 )
 
-_MYSQL = (
-    "mysql",
-    "mariadb",
-    "mysqldump",
-    "mariadb-dump",
-    "mysqladmin",
-    "mariadb-admin",
-    "mysqlimport",
-    "mysqlshow",
-    "mysqlcheck",
-    "mysqlpump",
-    "mysqlsh",
-    "mysqlbinlog",
-    "mysqlslap",
-)
-_MONGO = (
-    "mongosh",
-    "mongo",
-    "mongodump",
-    "mongorestore",
-    "mongoexport",
-    "mongoimport",
-    "mongostat",
-    "mongotop",
-    "mongofiles",
-)
-_REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
-_SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli")
 _LOGIN = ("docker", "podman", "nerdctl", "buildah", "helm", "oras", "crane", "regctl", "skopeo")
-_LDAP = (
-    "ldapsearch",
-    "ldapadd",
-    "ldapmodify",
-    "ldapdelete",
-    "ldapwhoami",
-    "ldapcompare",
-    "ldapmodrdn",
-    "ldapexop",
-)
 _SNMP = tuple(
     f"snmp{c}"
     for c in (
@@ -127,7 +92,6 @@ _IMPACKET = tuple(
     # (reg.py and services.py are any workload's script names too: its last host:port would go)
     if f"{name}{suffix}" not in ("reg.py", "services.py")
 )
-_ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
 
 # mkpasswd PASSWORD [SALT]: the first words after its options, read from the client's name (or the
 # start of its arguments) on, once: -S, -R, -m, -P take a value, separate or glued; an option ends
@@ -142,29 +106,9 @@ _MK_OPTION = (
 )
 _MKPASSWD = rf"(?:(?<=mkpasswd)|\A)(?:\s*{_MK_OPTION}){{0,16}}+\s*(?P<s>{_MK_WORD}(?:[ \t]+{_MK_WORD})?)"
 
-# A word of a redis command: quoted whole (a password holding a space), else a run to whitespace
-# that starts with no shell separator (a password may hold ``&`` or ``;``).
-_REDIS_WORD = rf"""(?:{QUOTED_WORD}|[^\s;|&"'\\]\S*|\\\S*)"""
-
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
-    # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
-    _MYSQL: (glued("-p"),),
-    # https://www.mongodb.com/docs/mongodb-shell/reference/options/
-    _MONGO: (sep_or_glued("-p"),),
-    # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
-    # CONFIG SET requirepass|masterauth VALUE (https://redis.io/docs/latest/commands/config-set/),
-    # (a pair of a CONFIG SET of several); ACL SETUSER's rules: cli_pairs.py
-    _REDIS: (
-        sep("-a"),
-        # AUTH [user] password, MIGRATE's AUTH password and AUTH2 user password: a value runs to
-        # whitespace or is quoted; a second word (the password after a user name) counts unless
-        # the first ended with a shell separator.
-        rf"(?<!\S)[\"']?(?i:auth2?)[\"']?\s+(?P<s>{_REDIS_WORD}(?:(?<![;|&])\s+(?=[^\s;|&-]){_REDIS_WORD})?)",
-        rf"(?<!\S)[\"']?(?i:requirepass|masterauth)[\"']?\s+(?P<s>{_REDIS_WORD})",
-    ),
-    # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
-    _SQLCMD: (sep_or_glued("-P"),),
+    **DB_RULES,
     # https://curl.se/docs/manpage.html (-u/--user, -U/--proxy-user, -E/--cert, --oauth2-bearer, -b/--cookie)
     ("curl",): (
         userpass("-[A-Za-z]*[uU]"),
@@ -214,8 +158,6 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     # https://twine.readthedocs.io/en/stable/#twine-upload (-p, --password)
     ("twine",): (sep("-p"),),
-    # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/setup/ (-p, --password)
-    ("influx",): (after_sub("setup", sep("-p")),),
     # https://docs.aws.amazon.com/cli/latest/reference/configure/set.html,
     # secretsmanager create-secret / put-secret-value / update-secret --secret-string
     # (https://docs.aws.amazon.com/cli/latest/reference/secretsmanager/put-secret-value.html),
@@ -240,16 +182,6 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # (snow connection add -p, --password; -P is the port). snowsql's -p is its port
     # (https://docs.snowflake.com/en/user-guide/snowsql-start): snowsql has no password option.
     ("snow",): (after_sub(r"connection\s+add", rf"(?<!\S)-p(?:=|\s+(?![-\s])|(?=[^\s=])){VALUE}"),),
-    # https://www.vertica.com/docs/10.1.x/HTML/Content/Authoring/ConnectingToVertica/vsql/CommandLineOptions.htm
-    # (-w password; -W prompts, -p is the port)
-    ("vsql",): (sep_or_glued("-w"),),
-    # SAP HANA hdbsql -u user -p password; Hive's beeline -n user -p password (-w: a password file)
-    ("hdbsql",): (sep("-p"),),
-    ("beeline",): (sep("-p"),),
-    # Sybase / SAP ASE isql -U user -P password (-Ppassword glued too)
-    ("isql",): (sep_or_glued("-P"),),
-    # https://www.ibm.com/docs/en/db2-for-zos/12?topic=processor-connect (CONNECT TO db USER u USING password)
-    ("db2",): (rf"(?<!\S)(?i:user)\s+\S+\s+(?i:using)\s+(?P<s>{WORD_VALUE})",),
     # https://developer.wordpress.org/cli/commands/config/set/ (wp config set NAME VALUE): a name
     # ending in a secret word (DB_PASSWORD, AUTH_KEY, NONCE_SALT...) loses its value
     ("wp",): (
@@ -260,20 +192,10 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("caddy",): (after_sub("hash-password", sep_or_eq("--plaintext")),),
     # https://manpages.ubuntu.com/manpages/jammy/man1/mkpasswd.1.html (mkpasswd PASSWORD [SALT])
     ("mkpasswd",): (_MKPASSWD,),
-    # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
-    _LDAP: (sep_or_glued("-w"),),
-    # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
-    ("ldappasswd",): (sep_or_glued("-w"), sep_or_glued("-s"), sep_or_glued("-a")),
     # https://linux.die.net/man/1/zip and unzip (-P password); 7-Zip and RAR (-pPASSWORD)
     ("zip", "unzip", "zipcloak"): (sep("-P"),),
     # RAR also -hpPASSWORD (encrypts the headers too)
     ("7z", "7za", "7zz", "7zr", "rar", "unrar"): (glued("-p"), glued("-hp")),
-    # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqpug/ (user/password@db)
-    _ORACLE: (r"(?<!\S)[A-Za-z0-9_$#.\"]+/(?P<s>[^\s@/]+)(?=@|\s|$)",),
-    # https://cassandra.apache.org/doc/latest/cassandra/managing/tools/cqlsh.html (-p)
-    ("cqlsh",): (sep("-p"),),
-    # https://mosquitto.org/man/mosquitto_pub-1.html (-P password)
-    ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"): (sep("-P"),),
     # https://man.openbsd.org/ssh-keygen (-N new_passphrase, -P passphrase)
     ("ssh-keygen",): (sep("-N"), sep("-P")),
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
@@ -292,18 +214,12 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         sep("obscure"),
         rf"(?<!\S)--[\w-]*?(?:password[0-9]|key-pem|key-base64)(?:=|\s+(?![-\s])){VALUE}",
     ),
-    # https://etcd.io/docs/v3.5/dev-guide/interacting_v3/ (--user username[:password])
-    ("etcdctl",): (userpass("--user=?"),),
-    # https://www.rabbitmq.com/docs/management-cli (-p, --password)
-    ("rabbitmqadmin",): (sep_or_glued("-p"),),
     # https://min.io/docs/minio/linux/reference/minio-mc/mc-alias-set.html (ACCESSKEY SECRETKEY)
     # and https://min.io/docs/minio/linux/reference/minio-mc-admin/mc-admin-user-add.html
     ("mc",): (
         r"(?<!\S)alias\s+set\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",
         r"(?<!\S)user\s+add\s+\S+\s+\S+\s+(?P<s>\S+)",
     ),
-    # https://www.rabbitmq.com/docs/man/rabbitmqctl.8 (add_user / change_password USER PASSWORD)
-    ("rabbitmqctl",): (rf"(?<!\S)(?:add_user|change_password)\s+\S+\s+{VALUE}",),
     # https://github.com/FreeRDP/FreeRDP/wiki/CommandLineInterface (/p:, /gp: gateway password,
     # /password:), and rdesktop(1) (-p password)
     # (an argument holding a space is quoted whole: ``"/p:pass phrase"``, the value to its quote or

@@ -1,0 +1,116 @@
+"""Credential options of database, directory and message-broker clients (a family of ``cli_options``).
+
+Why this exists: ``cli_options`` holds every client's short and positional
+credential options, and grew past a module's size; the database clients
+(``mysql -pX``, ``sqlcmd -P X``, ``redis-cli -a X``, Oracle's ``user/password@db``),
+the LDAP clients and the brokers (RabbitMQ, Mosquitto, etcd) are one family
+here. ``cli_options`` merges ``DB_RULES`` into its table; the forms of an
+option's value are ``cli_syntax``'s. The syntax of each client is in its manual;
+the corpus (tests/fixtures/privacy/cli_corpus.yaml) cites the page for every case.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.privacy.base import WORD_VALUE
+from stellaops_runtime.privacy.cli_syntax import (
+    QUOTED_WORD,
+    VALUE,
+    after_sub,
+    glued,
+    sep,
+    sep_or_glued,
+    userpass,
+)
+
+_MYSQL = (
+    "mysql",
+    "mariadb",
+    "mysqldump",
+    "mariadb-dump",
+    "mysqladmin",
+    "mariadb-admin",
+    "mysqlimport",
+    "mysqlshow",
+    "mysqlcheck",
+    "mysqlpump",
+    "mysqlsh",
+    "mysqlbinlog",
+    "mysqlslap",
+)
+_MONGO = (
+    "mongosh",
+    "mongo",
+    "mongodump",
+    "mongorestore",
+    "mongoexport",
+    "mongoimport",
+    "mongostat",
+    "mongotop",
+    "mongofiles",
+)
+_REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
+_SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli")
+_LDAP = (
+    "ldapsearch",
+    "ldapadd",
+    "ldapmodify",
+    "ldapdelete",
+    "ldapwhoami",
+    "ldapcompare",
+    "ldapmodrdn",
+    "ldapexop",
+)
+_ORACLE = ("sqlplus", "sqlldr", "expdp", "impdp", "rman", "dgmgrl")
+
+# A word of a redis command: quoted whole (a password holding a space), else a run to whitespace
+# that starts with no shell separator (a password may hold ``&`` or ``;``).
+_REDIS_WORD = rf"""(?:{QUOTED_WORD}|[^\s;|&"'\\]\S*|\\\S*)"""
+
+# client name -> its credential options (regex alternatives, each with a (?P<s>) group)
+DB_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
+    # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
+    _MYSQL: (glued("-p"),),
+    # https://www.mongodb.com/docs/mongodb-shell/reference/options/
+    _MONGO: (sep_or_glued("-p"),),
+    # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
+    # CONFIG SET requirepass|masterauth VALUE (https://redis.io/docs/latest/commands/config-set/),
+    # (a pair of a CONFIG SET of several); ACL SETUSER's rules: cli_pairs.py
+    _REDIS: (
+        sep("-a"),
+        # AUTH [user] password, MIGRATE's AUTH password and AUTH2 user password: a value runs to
+        # whitespace or is quoted; a second word (the password after a user name) counts unless
+        # the first ended with a shell separator.
+        rf"(?<!\S)[\"']?(?i:auth2?)[\"']?\s+(?P<s>{_REDIS_WORD}(?:(?<![;|&])\s+(?=[^\s;|&-]){_REDIS_WORD})?)",
+        rf"(?<!\S)[\"']?(?i:requirepass|masterauth)[\"']?\s+(?P<s>{_REDIS_WORD})",
+    ),
+    # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
+    _SQLCMD: (sep_or_glued("-P"),),
+    # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/setup/ (-p, --password)
+    ("influx",): (after_sub("setup", sep("-p")),),
+    # https://www.vertica.com/docs/10.1.x/HTML/Content/Authoring/ConnectingToVertica/vsql/CommandLineOptions.htm
+    # (-w password; -W prompts, -p is the port)
+    ("vsql",): (sep_or_glued("-w"),),
+    # SAP HANA hdbsql -u user -p password; Hive's beeline -n user -p password (-w: a password file)
+    ("hdbsql",): (sep("-p"),),
+    ("beeline",): (sep("-p"),),
+    # Sybase / SAP ASE isql -U user -P password (-Ppassword glued too)
+    ("isql",): (sep_or_glued("-P"),),
+    # https://www.ibm.com/docs/en/db2-for-zos/12?topic=processor-connect (CONNECT TO db USER u USING password)
+    ("db2",): (rf"(?<!\S)(?i:user)\s+\S+\s+(?i:using)\s+(?P<s>{WORD_VALUE})",),
+    # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
+    _LDAP: (sep_or_glued("-w"),),
+    # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
+    ("ldappasswd",): (sep_or_glued("-w"), sep_or_glued("-s"), sep_or_glued("-a")),
+    # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqpug/ (user/password@db)
+    _ORACLE: (r"(?<!\S)[A-Za-z0-9_$#.\"]+/(?P<s>[^\s@/]+)(?=@|\s|$)",),
+    # https://cassandra.apache.org/doc/latest/cassandra/managing/tools/cqlsh.html (-p)
+    ("cqlsh",): (sep("-p"),),
+    # https://mosquitto.org/man/mosquitto_pub-1.html (-P password)
+    ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr"): (sep("-P"),),
+    # https://etcd.io/docs/v3.5/dev-guide/interacting_v3/ (--user username[:password])
+    ("etcdctl",): (userpass("--user=?"),),
+    # https://www.rabbitmq.com/docs/management-cli (-p, --password)
+    ("rabbitmqadmin",): (sep_or_glued("-p"),),
+    # https://www.rabbitmq.com/docs/man/rabbitmqctl.8 (add_user / change_password USER PASSWORD)
+    ("rabbitmqctl",): (rf"(?<!\S)(?:add_user|change_password)\s+\S+\s+{VALUE}",),
+}
