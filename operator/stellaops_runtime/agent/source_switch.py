@@ -142,6 +142,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
         self._bcc_since_ns = 0  # wall clock of the latest switch to BCC: the probes count from here
         self._load_since_ns = 0  # ... of the latest reload since then (0: none)
         self._bcc_loads: list[Load] = []  # since then: the earlier loads (agent/source_switch_overlap.py)
+        self._carried: Overlap | None = None  # the latest Tetragon segment's (source_switch_back.py)
         self._loads_file = config.store.spool_path + ".probe-loads" if config.store.spool_path else ""
         self._loads_written: object = None  # what was last written there (agent/source_switch_loads.py)
         self._bcc_unread: list[tuple[int, int]] = []  # since then: spans the probes counted nothing in
@@ -325,7 +326,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
         self.stats.switches["tetragon_to_bcc"] += 1
         self._next_check = time.monotonic() + self.native_cfg.tetragon_check_seconds
         self._bcc_since_ns, self._load_since_ns = time.time_ns(), 0
-        self._bcc_unread, self._bcc_loads = [], []
+        self._carry_loads()  # the last period's, while Tetragon's cache may still send their calls
         self._start(self.bcc.run)
 
     async def _to_tetragon(self) -> None:
@@ -335,7 +336,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
         )
         self._open_gap(time.time_ns())  # the probes may detach any moment from now
         await self._stop_active()
-        overlap = self._overlap()  # before the unwatched spans are taken (marked as gaps)
+        overlap = self._carried = self._overlap()  # before the unwatched spans are taken (marked as gaps)
         self._keep_loads(overlap)  # for an agent restarted before the cache has sent them
         await self._mark_native_drops()
         self._set_wiring(None)

@@ -9,6 +9,9 @@ counted for that stream's Overlap:
   running at the switch back, and the earlier ones a reload or a failed run ended (``_note_load``;
   a reload, or the native source's own retry after an error, may change the attach list);
 - the spans they did not read (``_bcc_unread`` and what is still pending);
+- the loads of the previous BCC period (or of the last agent's) whose calls Tetragon's cache may
+  still send when the next period starts: they are carried into it (``_carry_loads``), so the
+  stream after it, and the loads file it writes, still skip them;
 - for an agent restarted while the probes ran, or while Tetragon's cache may still send their
   calls after the switch back, the same kept on disk beside the watch record (``_persist_loads``
   on each tick while they run, ``_keep_loads`` at the switch back, ``_resume_loads`` at the next
@@ -25,6 +28,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from stellaops_runtime.agent.source_switch_overlap import Load, Overlap
     from stellaops_runtime.native.config import NativeConfig
     from stellaops_runtime.native.source import NativeProbeSource
+    from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 
 log = logging.getLogger("stellaops_runtime.agent.source_switch")
 
@@ -47,9 +52,15 @@ class SwitchBack:
     _bcc_since_ns: int  # wall clock of the switch to BCC
     _load_since_ns: int  # ... of the latest reload, or failed run's detach, since then (0: none)
     _bcc_loads: list[Load]  # the loads a reload ended since the switch to BCC
+    _carried: Overlap | None  # the latest Tetragon segment's: its loads may still be in Tetragon's cache
+    tetragon: TetragonGrpcSource
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
     _loads_file: str  # agent/source_switch_loads.py ('' without a spool path)
     _loads_written: object  # what was last written there (None: nothing)
+
+    if TYPE_CHECKING:  # agent/source_switch_gaps.py
+
+        def _note_unread(self, start_ns: int, end_ns: int) -> None: ...
 
     def _probes_config(self) -> NativeConfig | None:
         with self._lock:
@@ -94,6 +105,24 @@ class SwitchBack:
         # taken by earlier ticks, and not yet taken: drops and unread spans (calls the probes lost)
         unread = self._bcc_unread + [(d.start_ns, d.end_ns) for d in b.stats.drops] + b.stats.unwatched
         return Overlap(loads, tuple(sorted(unread)))
+
+    def _carry_loads(self) -> None:
+        """At the switch to BCC: the loads of the last Tetragon segment's Overlap (the previous period's,
+        or the last agent's) whose calls Tetragon's cache may still send (detached within the event
+        hold, the filter still live) start the new period's list, with their unread spans: the next
+        stream, and an agent restarted meanwhile, skip them too."""
+        from stellaops_runtime.agent.source_switch_overlap import MAX_LOADS
+
+        o, self._carried = self._carried, None
+        self._bcc_loads, self._bcc_unread = [], []
+        if o is None or not o.live:  # the cache has sent what it held from their time (or the clock stepped)
+            return
+        sent_by = time.time_ns() - self.tetragon.hold.ns()
+        loads = [ld for ld in o.loads if ld.detached_ns > sent_by][-MAX_LOADS:]
+        if loads:
+            self._bcc_loads = loads
+            for a, b in o.unwatched:  # in order; past MAX_UNREAD the oldest merge (source_switch_gaps.py)
+                self._note_unread(a, b)
 
     def _keep_loads(self, overlap: Overlap | None) -> None:
         """At the switch back: the loads, ended at their detach, stay on disk while Tetragon's cache
@@ -144,7 +173,7 @@ class SwitchBack:
             return  # this agent ran the probes: the file and the first stream's Overlap are its own
         from stellaops_runtime.agent.source_switch_loads import resumed
 
-        overlap = resumed(path, cut_ns)
+        overlap = self._carried = resumed(path, cut_ns)
         if overlap is not None:
             log.info("the last agent ran the native probes: Tetragon's cached calls they counted are skipped")
             with self._lock:

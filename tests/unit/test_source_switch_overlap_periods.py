@@ -1,0 +1,86 @@
+"""The BCC-to-Tetragon overlap filter across BCC periods, agents and stops (SW3, s42).
+
+agent/source_switch_overlap.py skips Tetragon's cached events of calls the
+native probes counted. Tetragon's cache may send calls stamped while the probes
+ran for the event hold (~32 s) after their detach, to whichever stream is open
+then. Each test here names a case where such a call was counted twice:
+
+- a second BCC period starting within the hold of the first one's switch back:
+  the next stream, and an agent restarted meanwhile, must still skip the first
+  period's calls;
+- a new agent configured without the native probes (``native.enabled: false``)
+  must still read the old agent's probe loads;
+- a graceful stop that stored every count: the calls between the moment stop
+  was asked and the probes' detach were stored too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
+from stellaops_runtime.native.config import NativeConfig
+from tests.unit.test_source_switch_overlap import S, fake_probes
+from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, switch
+
+
+def two_periods(sw: SourceSwitch, now: int) -> None:
+    """Period 1 (a:f attached -60 s, detached -20 s), its switch back, then at once period 2
+    (b:g attached 1 s after it, detached 1 s later) and its switch back: both within the cache's hold."""
+    probes = fake_probes(now - 20 * S, ["uprobe /usr/lib/a.so:f"])
+    probes.stats.attached_ns = now - 60 * S
+    sw.bcc, sw.mode, sw._bcc_since_ns = probes, BCC, now - 70 * S
+    sw._boundary(BCC, NativeConfig(uprobes=(AF,)))
+    sw._start = lambda run: None  # type: ignore[method-assign]
+    sw._reload_check_at = sw._next_check = float("inf")
+    probes.run = None
+
+    async def configure() -> NativeConfig:  # period 2's probes attach a second after they are asked
+        probes.stats.attached, probes.stats.attached_ns = ["uprobe /usr/lib/b.so:g"], time.time_ns() + S
+        probes.stats.detached_ns, probes.stats.connected = 0, True
+        return NativeConfig(uprobes=(BG,))
+
+    sw._configure = configure  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await sw._to_tetragon()  # period 1 ends
+        await sw._to_bcc()  # Tetragon lost again within the hold: period 2
+        await sw._tick_bcc(time.monotonic())  # its probes attached: the file is written
+        probes.stats.connected, probes.stats.detached_ns = False, probes.stats.attached_ns + S
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(run())
+
+
+def test_a_second_bcc_period_within_the_hold_keeps_the_first_periods_calls_skipped(tmp_path: Any) -> None:
+    """Tetragon's cache may still send period 1's calls to the stream after period 2: they were
+    counted by period 1's probes, in this agent and in one restarted after period 2."""
+    now = time.time_ns()
+    spool = str(tmp_path / "spool")
+    sw = switch(spool)
+    two_periods(sw, now)
+    o = sw._segments[-1].overlap
+    assert o is not None and o.counted_by_probes(ev(BG, time.time_ns() + S))  # period 2's own call
+    assert o.counted_by_probes(ev(AF, now - 30 * S)), "period 1's cached call counted twice"
+    assert not o.counted_by_probes(ev(AF, now - 65 * S))  # before period 1's attach: Tetragon's alone
+    assert not o.counted_by_probes(ev(AF, now - 10 * S))  # Tetragon watched between the periods
+
+    b = switch(spool)
+    b.resume_outage(time.time_ns() + 10 * S)  # the restarted agent's record: after the switch back
+    r = b._segments[0].overlap
+    assert r is not None and r.counted_by_probes(ev(AF, now - 30 * S)), "restart: counted twice"
+    assert not r.counted_by_probes(ev(AF, now - 10 * S))
+
+
+def test_a_first_period_past_the_hold_is_not_carried(tmp_path: Any) -> None:
+    """Period 1 detached longer than the hold before period 2 began: the cache has sent its calls,
+    and matching its functions any longer could only skip Tetragon's fresh ones."""
+    now = time.time_ns() - 200 * S  # period 1 ended 180 s before period 2
+    sw = switch(str(tmp_path / "spool"))
+    two_periods(sw, now)
+    o = sw._segments[-1].overlap
+    assert o is not None and len(o.loads) == 1 and o.counted_by_probes(ev(BG, time.time_ns() + S))
+    assert not o.counted_by_probes(ev(AF, now - 30 * S))
