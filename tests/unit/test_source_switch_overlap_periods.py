@@ -17,13 +17,26 @@ then. Each test here names a case where such a call was counted twice:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
+from stellaops_runtime.agent.optional_parts import make_source
+from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
+from stellaops_runtime.contracts.config import AgentConfig, parse_config
 from stellaops_runtime.native.config import NativeConfig
-from tests.unit.test_source_switch_overlap import S, fake_probes
-from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, switch
+from stellaops_runtime.sources.queue import EventQueue
+from tests.ports import free_port
+from tests.unit.test_source_switch_overlap import (
+    CRC32,
+    S,
+    assert_counted_without,
+    config,
+    fake_probes,
+    stamped,
+)
+from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, in_thread, switch
 
 
 def two_periods(sw: SourceSwitch, now: int) -> None:
@@ -84,3 +97,49 @@ def test_a_first_period_past_the_hold_is_not_carried(tmp_path: Any) -> None:
     o = sw._segments[-1].overlap
     assert o is not None and len(o.loads) == 1 and o.counted_by_probes(ev(BG, time.time_ns() + S))
     assert not o.counted_by_probes(ev(AF, now - 30 * S))
+
+
+def spooled(spool: str, *, native: bool) -> AgentConfig:
+    return parse_config(
+        {
+            "tetragon": {"address": f"127.0.0.1:{free_port()}", "connectionTimeout": 0.3},
+            "symbols": {"enabled": False},
+            "attribution": {"enabled": False},
+            "store": {"spoolPath": spool},
+            "native": {"enabled": native},
+        }
+    )
+
+
+def test_a_new_agent_without_the_probes_still_skips_the_old_probes_calls(tmp_path: Any) -> None:
+    """Agent A ran the probes (crc32) and was restarted with ``native.enabled: false`` (the probes
+    turned off in the same rollout): B streams from Tetragon alone, whose cache sends calls stamped
+    while A's probes ran. A stored its counts of them up to its record's moment."""
+    events = stamped()
+    t0 = min(t for _, t, _ in events)
+    alive = t0 + 10 * S
+    spool = str(tmp_path / "spool")
+    a_cfg = spooled(spool, native=True)
+    a = SourceSwitch(
+        a_cfg, queue=EventQueue(10), pipeline=Pipeline(config(), node_name="n"), in_pipeline=in_thread
+    )
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+    a._reload_check_at = a._next_check = float("inf")
+    asyncio.run(a._tick_bcc(time.monotonic()))  # the loads on disk; then A is killed
+    assert os.path.exists(spool + ".probe-loads")
+
+    q, p = EventQueue(100_000), Pipeline(config(), node_name="n")
+    source, process = make_source(spooled(spool, native=False), q, p, in_thread)
+    source.resume_outage(alive)  # agent/watch_record.py
+    for payload, _, _ in events:
+        q.put(payload)
+    while len(q):
+        process(q.take(7))
+    twice = [x for x in events if x[2] == "crc32" and x[1] < alive]
+    assert len(twice) > 20
+    assert_counted_without(p, events, twice)
+    assert not os.path.exists(spool + ".probe-loads")
+    assert not getattr(source, "native_cfg", config().native).enabled  # it never runs the probes

@@ -6,7 +6,10 @@ the process, so the runner imports none of these at module level.
 
 - the event source: Tetragon's gRPC stream (grpc) or its JSON export file; with
   ``native.enabled`` (the default) the gRPC stream runs inside the source switch
-  (agent/source_switch.py), which imports the BCC probes only when it falls back;
+  (agent/source_switch.py), which imports the BCC probes only when it falls back; so it
+  does without them while a probe loads file of the last agent is there
+  (``<store.spoolPath>.probe-loads``: its first stream skips the calls that agent's
+  probes counted; agent/source_switch_loads.py), and never falls back;
 - Tetragon's metrics poller (aiohttp), with ``tetragon.metricsUrl``;
 - the witness bridge (cryptography), with ``witness.enabled``;
 - the ObservationNode writer (the Kubernetes client), with ``observationNode.enabled``;
@@ -53,7 +56,7 @@ def make_source(
                                       history_wait=t.export_history_wait_seconds)  # fmt: skip
         source.keep_lock = True  # released after the last flush (agent/runner.py)
         return source, pipeline.process_json
-    if config.native.enabled and in_pipeline is not None:
+    if in_pipeline is not None and (config.native.enabled or _probe_loads_left(config)):
         from stellaops_runtime.agent.source_switch import SourceSwitch
 
         switch = SourceSwitch(config, queue=queue, pipeline=pipeline, in_pipeline=in_pipeline)
@@ -61,6 +64,14 @@ def make_source(
     from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 
     return TetragonGrpcSource(t, queue=queue), pipeline.process_proto
+
+
+def _probe_loads_left(config: AgentConfig) -> bool:
+    """The last agent ran the native probes and left their loads (an agent restarted with
+    ``native.enabled: false``): Tetragon's cache may send calls they counted."""
+    import os
+
+    return bool(config.store.spool_path) and os.path.lexists(config.store.spool_path + ".probe-loads")
 
 
 def make_poller(config: AgentConfig) -> TetragonMetricsPoller | None:
