@@ -88,6 +88,9 @@ YAML = ("yaml",)
 # shutil, with bz2 and lzma: argparse's help formatter imports it for the terminal's width when a
 # parser is built; the CLI's formatter finds the width without it (cli/help_format.py).
 SHUTIL = ("shutil", "bz2", "lzma")
+# SQLite's driver and library (~0.9 MB): imported where a SQLite store opens (store/dbconn.py); a
+# node's agent writes to PostgreSQL, and errors are classified by the drivers loaded (store/errors.py).
+SQLITE = ("sqlite3", "_sqlite3")
 # The native probes' pod selection, built by the pipeline only where native probes run.
 NATIVE_ONLY = (
     "stellaops_runtime.agent.native_selection",
@@ -101,6 +104,7 @@ NOT_AT_START = (
     *EXPORT_OR_RARE,
     *YAML,
     *SHUTIL,
+    *SQLITE,
     *NATIVE_ONLY,
     "aiohttp",
     # detect-secrets' plugins import requests for online verification; the agent loads them
@@ -201,6 +205,7 @@ NEVER_ON_A_NODE = (
     *EXPORT_OR_RARE,
     *YAML,
     *SHUTIL,
+    *SQLITE,
     "stellaops_runtime.image",  # importlib.metadata, zipfile, email's parser: the operator's image checks
     "aiohttp",
     "yarl",

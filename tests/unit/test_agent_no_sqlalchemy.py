@@ -4,7 +4,8 @@ SQLAlchemy and Alembic stay with whoever reads the store (queries, CLI,
 evidence, witness) or migrates it. A fresh interpreter that imports the
 agent's runner, and a real agent idle on a migrated SQLite or PostgreSQL
 store (its store open, the schema version checked), then writing a batch
-through that store and running its maintenance, must have loaded neither.
+through that store and running its maintenance, must have loaded neither; on PostgreSQL,
+not SQLite's driver either.
 """
 
 from __future__ import annotations
@@ -97,3 +98,6 @@ def test_an_idle_agent_on_postgres_writes_without_sqlalchemy(pg_url: str, tmp_pa
     assert written == 1
     assert "psycopg" in idle  # its driver, and nothing above it
     assert _loaded(idle) == [] and _loaded(after) == []
+    # Nor SQLite's driver and library (~0.9 MB of every node's agent, docs/benchmarks.md,
+    # Eighteenth pass): its errors are classified only where sqlite3 is loaded (store/errors.py).
+    assert sorted(m for m in after if m.split(".")[0] in ("sqlite3", "_sqlite3")) == []

@@ -60,7 +60,6 @@ import json
 import logging
 import math
 import re
-import sqlite3
 import sys
 from typing import Any
 
@@ -99,10 +98,14 @@ def is_row_refusal(e: BaseException) -> bool:
         # No partition of the history takes the row: the store lacks one, the row is good.
         return sqlstate[:2] in ROW_REFUSAL_CLASSES and not is_missing_partition(orig)
     # UnicodeEncodeError: a lone surrogate (a surrogateescape-decoded path) no driver can encode.
-    if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError | UnicodeEncodeError):
+    if isinstance(orig, OverflowError | UnicodeEncodeError):
         return True
-    if isinstance(orig, sqlite3.InterfaceError) and "binding parameter" in str(orig):
-        return True
+    # sqlite3's errors only where it is loaded: a PostgreSQL agent never imports it (issue 13).
+    if (sqlite3 := sys.modules.get("sqlite3")) is not None:
+        if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError):
+            return True
+        if isinstance(orig, sqlite3.InterfaceError) and "binding parameter" in str(orig):
+            return True
     # psycopg refuses some values before they reach the server (e.g. a NUL in a
     # text field, an integer too large for int8): a DataError without SQLSTATE.
     # Not loaded: not its error (a SQLite agent never loads the PostgreSQL driver).
