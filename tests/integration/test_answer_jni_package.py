@@ -126,3 +126,39 @@ def test_a_go_closure_of_a_go_module_keeps_not_observed_in_a_jvm_image(tmp_path:
         "main.main.func2",
     )
     assert (code, doc["answer"]) == (3, "unknown"), doc
+
+
+# How else a user or an advisory names a Java (or Python) method: Javadoc's ``#``, a method
+# reference ``::``, a JVM descriptor, a Python entry point ``module:qualname``.
+SPELLINGS = (
+    "com.sun.jna.Native#load",
+    "com.sun.jna.Native#load(java.lang.String, java.lang.Class)",
+    "com.sun.jna.Native::load",
+    "com.sun.jna.Native.load(Ljava/lang/String;Ljava/lang/Class;)Lcom/sun/jna/Library;",
+    "com.sun.jna.Native.<locals>.load",
+    "jna.entry:Native.load",
+)
+
+
+def test_other_spellings_of_a_java_method_are_unknown_in_a_jvm_image(tmp_path: Path) -> None:
+    """``com.x.Foo#bar``, ``com.x.Foo::bar``, a JVM descriptor or a Python entry point
+    ``pkg.mod:Class.meth`` asked of the JAR+JNI package kept "not observed" (exit 1) in a JVM image
+    where ``com.x.Foo.bar`` is unknown: only the dotted spelling was known (RAT2 s41; s42/NO3, seen
+    failing before the fix). Every spelling gets the dotted one's answer, in a JVM image and in an
+    image with no interpreter."""
+    url = filled(
+        tmp_path,
+        row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID),
+        row(JVM[0], "", EvidenceKind.LOADED, JVM[1], bid="cd" * 20),
+    )
+    status, note, e, edoc, q, qdoc = ask(tmp_path, url, JNA[2], SPELLINGS[0])
+    assert (status, e, q, qdoc["answer"]) == ("under_investigation", 3, 3, "unknown"), note
+    assert edoc["rts"]["score"] == 0.5 and JVM[0] in note, edoc
+    for fn in SPELLINGS[1:]:
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", fn)
+        assert (code, doc["answer"]) == (3, "unknown"), (fn, doc)
+    (tmp_path / "nojvm").mkdir()
+    url = filled(tmp_path / "nojvm", row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID))
+    for fn in SPELLINGS:
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", fn)
+        assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)  # no interpreter ran in the image

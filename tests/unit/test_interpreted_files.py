@@ -185,6 +185,24 @@ def test_purl_types_of_native_or_unknown_code(kind: str) -> None:
         "yaml.constructor.FullConstructor.construct_object",
         "time.Time.String",  # a Go method of a value receiver too: unknown is the safe direction
         "main.main.func1",  # and a Go closure
+        # other spellings of a JVM or Python method (s42/NO3; RAT2 s41 noticed them): Javadoc's
+        # ``#``, a Java/Kotlin method reference ``::``, a JVM descriptor, a Python entry point
+        # ``module:qualname``, a Python qualname with ``<locals>``, Ruby's instance method ``A::B#m``
+        "com.sun.jna.Native#load",
+        "com.sun.jna.Native#load(java.lang.String, java.lang.Class)",
+        "Native#load",
+        "org.x.Outer$Inner#run",
+        "Nokogiri::XML::Document#root",
+        "com.sun.jna.Native::load",
+        "org.x.Foo::new",
+        "com.sun.jna.Native.load(Ljava/lang/String;Ljava/lang/Class;)Lcom/sun/jna/Library;",
+        "com.sun.jna.Native.load(Ljava/lang/String;)V",
+        "com/sun/jna/Native.load(Ljava/lang/String;)[I",
+        "yaml.cli:main",
+        "pkg.mod:Class.meth",
+        "yaml:full_load",
+        "pkg.mod.outer.<locals>.inner",
+        "pkg.mod.<lambda>",
     ],
 )
 def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
@@ -212,6 +230,27 @@ def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
         "a..b.c",
         "",
         "a.b.c\x00",
+        # ``#``, ``::`` and ``:`` where native names have them: a C++ lambda, a Rust closure, a C++
+        # scope, Go's linker symbols, a function ID's build-id
+        "foo()::{lambda(int)#1}::operator()(int) const",
+        "mycrate::f::{closure#0}",
+        "a.b#1",
+        "a#",
+        "#m",
+        "ns::Class::method",
+        "Foo::bar",  # a Java class with no package is spelled as C++ is: not a method path
+        "a.b::c::d",
+        "a.b::c(int) const",
+        "go:buildid",
+        "type:.eq.main.T",
+        "go:main.inittasks",
+        "a:b:c",
+        "a:.b",
+        "net/http.(*conn).serve",
+        "encoding/json.Marshal",  # a JVM internal name only with a descriptor: Go's too
+        "com.x.Foo.bar()X",
+        "com.x.Foo.bar()Lcom/x/Y",
+        "pkg.mod.<script>.f",
     ],
 )
 def test_a_native_name_is_no_method_path(name: str) -> None:

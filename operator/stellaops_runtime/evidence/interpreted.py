@@ -81,12 +81,31 @@ _INTERPRETER_STARTS = ("Builtins_", "v8::", "node::", "JSC::")
 # A function named by a path of three or more dotted identifiers, a parameter list after it or not
 # (``com.sun.jna.Native.load``, ``org.x.Y.<init>(int)``, ``yaml.constructor.Loader.load``): how a
 # Java or Python method is named (not Ruby's ``A::B.m``), never a C, C++ or Rust symbol (``::``, clones
-# ``.part.0``) nor a Go one with a module path (``/``) or a pointer receiver (``.(*T)``).
-_METHOD_PATH = re.compile(r"[^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|<c?l?init>)){2,}(?:\([^()]*\))?")
+# ``.part.0``) nor a Go one with a module path (``/``) or a pointer receiver (``.(*T)``). The other
+# spellings of such a method a user or an advisory writes (:func:`method_path`) are ones too.
+_ID = r"[^\W\d][\w$]*"
+# A path element: a name, a Java constructor, a Python qualname's scope (``f.<locals>.g``).
+_EL = rf"(?:{_ID}|<c?l?init>|<(?:locals|lambda|module|genexpr|listcomp|dictcomp|setcomp)>)"
+_PARAMS = r"\([^()]*\)"
+_RETURN = r"\[*(?:[VZBCSIJFD]|L[^;()\s]+;)"  # a JVM method descriptor's return type
+_METHOD_PATH = re.compile(
+    rf"{_ID}(?:\.{_EL}){{2,}}(?:{_PARAMS}(?:{_RETURN})?)?"  # com.x.Foo.bar, (...)V: JVM descriptor
+    rf"|{_ID}(?:/{_ID})+(?:\.{_EL})+{_PARAMS}{_RETURN}"  # com/x/Foo.bar(...)V: a JVM internal name
+    rf"|{_ID}(?:(?:\.|::){_ID})*#(?:{_ID}[?!=]?|<c?l?init>)(?:{_PARAMS}(?:{_RETURN})?)?"  # Foo#bar, A::B#m
+    rf"|{_ID}(?:\.{_ID})+::{_ID}(?:{_PARAMS})?"  # com.x.Foo::bar: a method reference
+    rf"|(?!(?:go|type):){_ID}(?:\.{_ID})*:{_ID}(?:\.{_EL})*"  # pkg.mod:Class.meth: an entry point
+)
 
 
 def method_path(name: str) -> bool:
-    """Whether ``name`` is a dotted method path (a Java or Python function's name)."""
+    """Whether ``name`` names a Java or Python method as a user or an advisory writes one: a dotted
+    path of three or more names (a JVM descriptor after its parameter list or not, Python's
+    ``f.<locals>.g``), a JVM internal name with its descriptor (``com/x/Foo.bar(I)V``), Javadoc's
+    ``com.x.Foo#bar`` (Ruby's ``A::B#m``), a method reference ``com.x.Foo::bar``, a Python entry
+    point ``pkg.mod:Class.meth``. No C, C++, Rust or Go name is spelled so: their ``#`` is a
+    lambda's or closure's number (``{lambda()#1}``, ``{closure#0}``), a C++ or Rust scope before
+    ``::`` has no dot, Go's ``go:``/``type:`` symbols are left out, a Go path with ``/`` has no
+    descriptor; a Go closure ``main.main.func1`` or value-receiver method is dotted so too."""
     return bool(_METHOD_PATH.fullmatch(name.strip()))
 
 
