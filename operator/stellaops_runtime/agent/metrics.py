@@ -44,6 +44,8 @@ events_dropped_total{reason}         events lost: queue_full and queue_bytes (ou
                                      event the source could not take: a gRPC message over the channel's
                                      limit, an export line over the line limit), tetragon_* (Tetragon's)
 attribution_drain_failures_total     drains whose attribution step raised (rows kept without purls)
+export_drains_held_total             drains of the export source held: their checkpoint could not be
+                                     recorded (agent/export_resume.py; the counts wait, unstored)
 fields_redacted_total                argument fields in which a secret was redacted
 arguments_truncated_total            arguments cut to privacy.maxArgumentBytes
 hot_symbols_flushed_total            hot-symbol rows written to the store
@@ -87,13 +89,16 @@ tetragon_overflowed_events_total     Tetragon's own per-client drops (from its m
 frames_resolved_total{stack,source}  stack frames the canonicalizer resolved (symtab, dynsym, dwarf,
                                      gopclntab, kallsyms)
 frames_unresolved_total{stack,reason} frames left with module + offset (hint or none), by reason
+frames_inlined_total                 functions found inlined at resolved user frames (each a frame)
+inline_lookups_unanswered_total{reason} inline lookups without an answer (parse_pending, internal_error)
 function_ids_total{outcome}          IDs of probed functions (uprobe/USDT/kprobe): resolved_<source>,
                                      cached, unverified_<reason>, or why none was given
 symbol_cache_entries{cache}          frames, processes and parsed binaries held by the canonicalizer
 symbolizer_operations_total{op}      the symbolizer's own counters (binaries parsed, cache hits, ...)
 demangled_total{language}            names demangled (cache misses), by language
 demangle_failures_total              names that looked mangled but did not demangle
-fastpath_hits_total / _misses_total  events counted as repeats (agent/fastpath.py) / processed in full;
+fastpath_hits_total                  events counted as repeats (agent/fastpath.py);
+                                     fastpath_misses_total: events processed in full;
                                      fastpath_evictions_total, fastpath_stale_total,
                                      fastpath_not_kept_total{reason}, fastpath_skipped_total
 metrics_stale_seconds                age of the /metrics text (0: fresh; else the pipeline thread was
@@ -102,6 +107,8 @@ hot_symbols_attributed_total{outcome} drained keys: attributed, unattributed, no
 attribution_answers_total{scope,source} cold attribution answers (file / function) by source; none =
                                      unattributed, file = a function fell back to its file's package
 attribution_errors_total{kind}       bad input met while attributing (outside_root, dpkg_corrupt, ...)
+attribution_ambiguous_total          files, digests or crates several packages claim (answered: no purl)
+attribution_sbom_version_mismatches_total  packages whose SBOM version differs from the package database
 attribution_cache_entries{cache}     cached file and function answers, images indexed
 observation_node_writes_total{reason}  ObservationNode writes: created, changed, heartbeat, owner
 tetragon_throttle_events_total{node,namespace,pod,type}  Tetragon's process_throttle signals (type start|stop;
@@ -123,6 +130,21 @@ node_history_unknown                 1 while no usable watch record and the stor
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal
 lifecycle_state{state}               1 for what the agent knows of the node's containers: in_sync,
                                      not_in_sync, no_runtime_socket, off (agent/lifecycle_part.py)
+lifecycle_*                          with the lifecycle part (docs/lifecycle.md, "Metrics", says what
+                                     each counts): the agent's own lifecycle_enriched_total{field},
+                                     lifecycle_window_rows_total, lifecycle_unwatched_gap_rows_total,
+                                     lifecycle_watch_breaks_total, lifecycle_watching; the observer's
+                                     (lifecycle/metrics.py) lifecycle_envelopes_total,
+                                     lifecycle_events_total{type}, lifecycle_decode_failures_total{reason},
+                                     lifecycle_events_ignored_total{payload}, lifecycle_reconnects_total,
+                                     lifecycle_stream_errors_total, lifecycle_resyncs_total,
+                                     lifecycle_resync_removed_total, lifecycle_spec_problems_total,
+                                     lifecycle_cgroup_unresolved_total, lifecycle_oom_from_cgroup_total,
+                                     lifecycle_oom_notifications_total, lifecycle_oom_unwatched_total,
+                                     lifecycle_oom_births_overflows_total, lifecycle_oom_early_evicted_total,
+                                     lifecycle_oom_parents_unwatched_total, lifecycle_oom_unread_total,
+                                     lifecycle_unwatched_starts_total, lifecycle_missed_events_total,
+                                     lifecycle_connected, lifecycle_containers, lifecycle_cgroups
 native_selection_*, native_pod_view_*  native events dropped or kept by pod selection and the pod view's
                                      state (agent/native_selection_metrics.py lists them)
 http_rejected_total{reason}          requests to /metrics, /healthz, /readyz refused or cut off (timeout,
