@@ -31,7 +31,7 @@ import pytest
 from stellaops_runtime.agent.export_resume import ExportResume
 from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.hotsymbols.clock_span import now_pair
-from stellaops_runtime.sources import export_restart
+from stellaops_runtime.sources import export_position_wait
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
@@ -89,7 +89,7 @@ async def _stop(src: TetragonExportSource, stop: asyncio.Event, task: asyncio.Ta
 async def test_a_store_answering_after_the_wait_is_said_still_resumes_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(export_restart, "POSITION_WAIT_SECONDS", 0.05)  # stands for the 60 s
+    monkeypatch.setattr(export_position_wait, "POSITION_WAIT_SECONDS", 0.05)  # stands for the 60 s
     path = tmp_path / "tetragon.log"
     path.write_bytes(b"".join(_line(i) for i in range(6)))
     src = _source(path, _cp(path, 2 * 8))  # the record: counts end after line 1
@@ -131,7 +131,7 @@ async def test_a_rotation_while_waiting_reads_every_line_written_since_the_file_
 async def test_too_much_written_while_waiting_ends_the_wait_and_reads_it_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(export_restart, "POSITION_WAIT_BYTES", 2 * 8)
+    monkeypatch.setattr(export_position_wait, "POSITION_WAIT_BYTES", 2 * 8)
     path = tmp_path / "tetragon.log"
     path.write_bytes(b"".join(_line(i) for i in range(4)))
     src = _source(path, _cp(path, 8))
@@ -148,8 +148,8 @@ async def test_too_much_written_while_waiting_ends_the_wait_and_reads_it_all(
 
 
 def test_the_documented_bounds() -> None:
-    assert export_restart.POSITION_WAIT_SECONDS == 60  # docs/operations.md "One agent per node"
-    assert export_restart.POSITION_WAIT_BYTES == 64 << 20
+    assert export_position_wait.POSITION_WAIT_SECONDS == 60  # docs/operations.md "One agent per node"
+    assert export_position_wait.POSITION_WAIT_BYTES == 64 << 20
 
 
 async def test_a_stop_while_waiting_reads_nothing(tmp_path: Path) -> None:

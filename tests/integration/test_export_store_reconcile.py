@@ -1,6 +1,6 @@
 """A resuming export follower weighs its watch record against the store's export position (s37/b).
 
-sources/export_store.py ``reconcile`` and the follower's use of it (sources/export_restart.py),
+sources/export_store.py ``reconcile`` and the follower's use of it (sources/export_position_wait.py),
 on real files: the record's checkpoint is used only when no other agent of the node stored
 counts of the file past it; the store's position when it is further on in the file now at the
 path; nothing (the file's end, never its start, and a gap) when it cannot be told. The real
@@ -15,7 +15,7 @@ from typing import Any
 
 from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.hotsymbols.clock_span import now_pair
-from stellaops_runtime.sources import export_restart
+from stellaops_runtime.sources import export_position_wait
 from stellaops_runtime.sources.export_checkpoint import ExportPositions
 from stellaops_runtime.sources.export_store import NONE, OWN, STORE, reconcile
 from stellaops_runtime.sources.queue import EventQueue
@@ -160,7 +160,7 @@ async def test_the_follower_resumes_at_the_stores_position_and_never_replays(
     # The store does not answer before waiting would cost (here: any line written meanwhile,
     # tests/integration/test_export_position_wait.py): from where the file ended when opened
     # (exportFromStart: never its start).
-    monkeypatch.setattr(export_restart, "POSITION_WAIT_BYTES", 0)
+    monkeypatch.setattr(export_position_wait, "POSITION_WAIT_BYTES", 0)
     src = TetragonExportSource(str(path), queue=EventQueue(100), from_start=True, poll_interval=0.01)
     src.resume_outage(now_pair()[0] - 10**9, now_pair()[1] - 10**9)
     src.resume_checkpoint(own, now_pair())

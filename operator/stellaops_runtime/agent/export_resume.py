@@ -81,7 +81,7 @@ class ExportResume:
         (raises what the driver raises: the store is not usable yet). Only once the source holds
         the export lock: read before, it could miss the last flush of an agent holding it then
         (which keeps the lock until that flush stored its counts and position); the source is
-        then given the call to read it itself (sources/export_restart.py ``position_reader``)."""
+        then given the call to read it itself (sources/export_position_wait.py ``position_reader``)."""
         if not self.awaits_position:
             return
         from stellaops_runtime.store.export_position import read_position
