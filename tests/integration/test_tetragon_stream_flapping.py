@@ -87,7 +87,7 @@ async def test_a_flapping_stream_loses_nothing_and_its_status_forges_no_log_line
 
 def test_a_long_status_is_redacted_before_it_is_cut() -> None:
     """A password past the cut would otherwise lose the part redact() recognises it by."""
-    from stellaops_runtime.sources.tetragon_grpc import MAX_DETAIL_CHARS, one_line
+    from stellaops_runtime.sources.tetragon_channel import MAX_DETAIL_CHARS, one_line
 
     url = "postgresql://app:hunter2-secret@db:5432/x"
     text = "x" * (MAX_DETAIL_CHARS - 20) + url

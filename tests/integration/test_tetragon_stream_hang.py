@@ -26,7 +26,7 @@ import pytest
 from stellaops_runtime.contracts.config import TetragonConfig
 from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.replay.server import ReplayServer
-from stellaops_runtime.sources import tetragon_grpc
+from stellaops_runtime.sources import tetragon_channel
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 from tests.e2e import harness as h
@@ -88,7 +88,7 @@ class HoldingProxy:
 
 
 def test_production_keepalive_respects_tetragons_ping_policy() -> None:
-    opts = dict(tetragon_grpc.channel_options())
+    opts = dict(tetragon_channel.channel_options())
     # Go's default server enforcement: a ping within 5 minutes of the last one is a strike.
     assert opts["grpc.keepalive_time_ms"] > 300_000
     assert opts["grpc.http2.ping_timeout_ms"] == opts["grpc.keepalive_timeout_ms"] <= 60_000
@@ -98,8 +98,8 @@ def test_production_keepalive_respects_tetragons_ping_policy() -> None:
 
 @pytest.mark.asyncio
 async def test_a_hung_stream_is_noticed_reconnected_and_its_silence_is_an_outage(monkeypatch) -> None:
-    monkeypatch.setattr(tetragon_grpc, "KEEPALIVE_SECONDS", 1.0)
-    monkeypatch.setattr(tetragon_grpc, "KEEPALIVE_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(tetragon_channel, "KEEPALIVE_SECONDS", 1.0)
+    monkeypatch.setattr(tetragon_channel, "KEEPALIVE_TIMEOUT_SECONDS", 1.0)
     events = h.stream_events()
     # Paced and looping: the stream stays busy, so keepalive pings start only when it hangs
     # (a quiet stream pinged every second would be refused by the server's ping policy).
@@ -157,7 +157,7 @@ async def test_a_hung_stream_is_noticed_reconnected_and_its_silence_is_an_outage
 async def test_an_event_over_the_message_limit_is_a_counted_drop(monkeypatch) -> None:
     """The stream ends with RESOURCE_EXHAUSTED; that event is lost: counted as a drop, not only as
     a stream error (the limit is lowered for the test; in production it is 64 MiB)."""
-    monkeypatch.setattr(tetragon_grpc, "CHANNEL_OPTIONS", (("grpc.max_receive_message_length", 4096),))
+    monkeypatch.setattr(tetragon_channel, "CHANNEL_OPTIONS", (("grpc.max_receive_message_length", 4096),))
     small = h.stream_events()[:3]
     big = ReplayEvent(payload=b"\x0a" + b"\x00" * 10_000)  # bytes only: never decoded here
     server = ReplayServer([*small, big, *small])

@@ -31,7 +31,8 @@ configuration: the hold before that stream's opening is a gap too, widened
 while the hold grows over the stream's first minute (a Tetragon minutes
 behind at the first connection). A stream that goes silent with its connection still open is
 noticed by HTTP/2 keepalive pings (``KEEPALIVE_SECONDS`` of silence, then
-``KEEPALIVE_TIMEOUT_SECONDS`` for the answer) and handled the same way. Time the
+``KEEPALIVE_TIMEOUT_SECONDS`` for the answer; sources/tetragon_channel.py holds the channel's
+options, the request and the backoff) and handled the same way. Time the
 agent's event loop stalled with the stream open (it was not read: Tetragon may
 have dropped events for it) is handed over the same way (sources/loop_stall.py).
 """
@@ -41,20 +42,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import re
 import time
 from dataclasses import dataclass
 
 import grpc
 
-from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
+from stellaops_runtime.contracts.config import TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_ns, boot_of, now_pair
 from stellaops_runtime.sources.event_hold import EventHold
 from stellaops_runtime.sources.loop_stall import LoopStalls
 from stellaops_runtime.sources.open_outage import OpenOutage
 from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_channel import (  # also imported from here by other modules
+    Backoff,
+    build_request,
+    channel_options,
+    one_line,
+    service_address_warning,
+)
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
 
 log = logging.getLogger(__name__)
@@ -62,102 +68,6 @@ log = logging.getLogger(__name__)
 GET_EVENTS = "/tetragon.FineGuidanceSensors/GetEvents"
 GET_HEALTH = "/tetragon.FineGuidanceSensors/GetHealth"
 GET_VERSION = "/tetragon.FineGuidanceSensors/GetVersion"
-
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
-    # A single event may be large (a hostile workload's 4 MiB arguments): one over the
-    # limit would fail the whole stream, and Tetragon replays nothing after a reconnect.
-    ("grpc.max_receive_message_length", 64 << 20),
-    # No BDP probing: on the node-local socket it only grows the HTTP/2 window until
-    # gRPC holds several large events that the receive loop has not asked for yet
-    # (measured: 40 events of 8 MiB cost 80-230 MB with it, 45-60 MB without; see
-    # docs/benchmarks.md). The default 64 KiB look-ahead keeps a local socket busy.
-    ("grpc.http2.bdp_probe", 0),
-)
-
-# A stream that stops delivering while its connection stays open (a frozen Tetragon, a
-# stuck hop on a TCP address) looked connected for good: /readyz 200 and no outage, so no
-# gap covered the time nobody watched. HTTP/2 keepalive pings notice it: after this long
-# without a byte from the server the client pings, and a ping unanswered within
-# KEEPALIVE_TIMEOUT_SECONDS ends the stream (UNAVAILABLE), which the run loop treats as any
-# broken stream: reconnect, and an outage from the last message on. Not shorter: Tetragon's
-# gRPC server keeps Go's default enforcement (a ping less than 5 minutes after the last one
-# is a strike; the third gets the connection closed with "too_many_pings"), so a quiet but
-# healthy stream would be cut and counted as an outage.
-KEEPALIVE_SECONDS = 330.0
-KEEPALIVE_TIMEOUT_SECONDS = 20.0
-
-
-def channel_options() -> tuple[tuple[str, int], ...]:
-    """The stream channel's options: :data:`CHANNEL_OPTIONS` plus keepalive (read when called)."""
-    timeout_ms = int(KEEPALIVE_TIMEOUT_SECONDS * 1000)
-    return (
-        *CHANNEL_OPTIONS,
-        ("grpc.keepalive_time_ms", int(KEEPALIVE_SECONDS * 1000)),
-        ("grpc.keepalive_timeout_ms", timeout_ms),
-        # gRPC >= 1.6x times a ping out with this one (default 60 s), not keepalive_timeout_ms.
-        ("grpc.http2.ping_timeout_ms", timeout_ms),
-        # The client sends no data after its request: without this it stops pinging after two.
-        ("grpc.http2.max_pings_without_data", 0),
-    )
-
-
-# A Kubernetes Service name: Tetragon's stream is per node, a Service would
-# mix the events of arbitrary nodes.
-_SERVICE_HOST = re.compile(r"(\.svc(\.|$)|\.cluster\.local$)")
-
-
-def service_address_warning(address: str) -> str | None:
-    """A warning when the address looks like a cluster Service rather than the node."""
-    if address.startswith("unix:"):
-        return None
-    host = address.rpartition(":")[0].strip("[]")
-    if _SERVICE_HOST.search(host):
-        return (
-            f"tetragon.address {redact(repr(address))} names a Kubernetes Service: "
-            "Tetragon's gRPC stream is per node, so a Service would mix events of arbitrary nodes. "
-            "Use the node-local address "
-            "(unix:///var/run/tetragon/tetragon.sock or localhost:54321 with hostNetwork)."
-        )
-    return None
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_DETAIL_CHARS = 512
-
-
-def one_line(text: str) -> str:
-    """A server's text for a message: redacted, then control characters escaped (its line breaks
-    cannot forge log lines) and cut at :data:`MAX_DETAIL_CHARS` (redacted first: a cut could hide a
-    password from :func:`redact`). Whoever listens at the address writes it."""
-    text = redact(text)
-    if len(text) > MAX_DETAIL_CHARS:
-        text = f"{text[:MAX_DETAIL_CHARS]}... ({len(text)} characters)"
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
-def _filter(f: EventFilter) -> events_pb2.Filter:
-    msg = events_pb2.Filter()
-    msg.namespace.extend(f.namespaces)
-    msg.pod_regex.extend(f.pod_regex)
-    msg.binary_regex.extend(f.binary_regex)
-    msg.event_set.extend(events_pb2.EventType.Value(t) for t in f.event_types)
-    return msg
-
-
-# Tetragon's drop signals have no process, so no filter on the process or on our event types matches
-# them: with any allow filter set they were never sent, and a throttled cgroup made no gap. One more
-# allow filter (allow filters are ORed) lets them through; no deny filter the config can express
-# matches them (a process filter never matches an event without one, and eventTypes cannot name them).
-DROP_SIGNAL_TYPES = (events_pb2.PROCESS_THROTTLE, events_pb2.RATE_LIMIT_INFO)
-
-
-def build_request(cfg: TetragonConfig) -> events_pb2.GetEventsRequest:
-    req = events_pb2.GetEventsRequest()
-    req.allow_list.extend(_filter(f) for f in cfg.allow)
-    if cfg.allow:  # none: everything is allowed, the signals too
-        req.allow_list.append(events_pb2.Filter(event_set=DROP_SIGNAL_TYPES))
-    req.deny_list.extend(_filter(f) for f in cfg.deny)
-    return req
 
 
 @dataclass(slots=True)
@@ -169,24 +79,6 @@ class SourceStats:
     received: int = 0
     connected: bool = False
     last_error: str = ""
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    def __init__(self, *, initial: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._attempt = 0
-        self._rng = rng or random.Random()
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        cap = min(self.maximum, self.initial * (2**self._attempt))
-        self._attempt = min(self._attempt + 1, 32)
-        return self._rng.uniform(cap / 2, cap)
 
 
 class TetragonGrpcSource:
