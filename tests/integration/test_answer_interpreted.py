@@ -37,6 +37,13 @@ CASES = {
             "pkg:deb/debian/python3-yaml@6.0-3?arch=amd64", "pkg:deb/debian/python3-yaml", "yaml.full_load"),
     "conda": ("/opt/conda/lib/python3.11/site-packages/_yaml.cpython-311-x86_64-linux-gnu.so",
               "pkg:conda/pyyaml@6.0.1", "pkg:conda/pyyaml", "yaml.full_load"),
+    # Missed before (s42/NO3, seen failing: not_affected): Debian's R package (its R functions run
+    # in R) under site-library, Alpine's PHP extension under /usr/lib/php82.
+    "rdeb": ("/usr/lib/R/site-library/xml2/libs/xml2.so",
+             "pkg:deb/debian/r-cran-xml2@1.3.6-1?arch=amd64", "pkg:deb/debian/r-cran-xml2", "read_xml"),
+    "phpapk": ("/usr/lib/php82/modules/yaml.so",
+               "pkg:apk/alpine/php82-pecl-yaml@2.2.3-r1?arch=x86_64", "pkg:apk/alpine/php82-pecl-yaml",
+               "yaml_parse"),
 }  # fmt: skip
 ZLIB = ("/usr/lib/x86_64-linux-gnu/libz.so.1", "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64")
 

@@ -34,6 +34,18 @@ from stellaops_runtime.evidence.interpreted import (
         # missed before (review RA): PyPy's standard library and its extension modules
         "/opt/pypy/lib/pypy3.10/_cffi_backend.so",
         "/opt/pypy/lib/foo/_yaml.pypy310-pp73-x86_64-linux-gnu.so",
+        # missed before (s42/NO3): R packages of Debian (r-cran-*) and of install.packages (rocker),
+        # Alpine's versioned PHP, Tcl, Guile and Octave extensions, OpenResty's Lua modules
+        "/usr/lib/R/site-library/xml2/libs/xml2.so",
+        "/usr/local/lib/R/site-library/curl/libs/curl.so",
+        "/home/u/R/x86_64-pc-linux-gnu-library/4.3/Rcpp/libs/Rcpp.so",
+        "/usr/lib/php82/modules/yaml.so",
+        "/usr/lib/php8.3/modules/yaml.so",
+        "/usr/lib/tcltk/x86_64-linux-gnu/tclreadline2.4.0/libtclreadline-2.4.0.so",
+        "/usr/lib64/tcl8.6/tdbc1.1.5/libtdbc1.1.5.so",
+        "/usr/lib/x86_64-linux-gnu/guile/3.0/extensions/guile-readline.so",
+        "/usr/lib/x86_64-linux-gnu/octave/packages/io-2.6.4/x86_64-pc-linux-gnu-api-v59/__oct_time__.oct",
+        "/usr/local/openresty/lualib/cjson.so",
     ],
 )
 def test_a_file_among_an_interpreters_modules(path: str) -> None:
@@ -122,6 +134,10 @@ def test_an_interpreter_itself(path: str) -> None:
         "/usr/bin/qjsc",  # QuickJS's compiler: runs no script
         "/usr/bin/gjs-tool",
         "/usr/lib/x86_64-linux-gnu/libwasm-utils.so",
+        "/usr/lib/x86_64-linux-gnu/libphp-embed.so.foo",  # none of the new directories: a name only
+        "/usr/lib/Rlibrary/libfoo.so",
+        "/usr/lib/tclsh/libfoo.so",
+        "/opt/phpmyadmin-tools/bin/helper",
     ],
 )
 def test_native_code_is_neither(path: str) -> None:

@@ -43,9 +43,12 @@ INTERPRETED_TYPES = frozenset(
 COMPILED_TYPES = frozenset({"golang", "cargo"})
 
 # A file under an interpreter's module directory, or an extension module by its name.
+# (R's libraries: ``R/library``, Debian's and install.packages' ``R/site-library``, a user's
+# ``R/x86_64-pc-linux-gnu-library``; Alpine's ``php82``; Debian's ``tcltk``, Fedora's ``tcl8.6``;
+# OpenResty's ``lualib``.)
 _MODULE_FILE = re.compile(
-    r"/(?:site-packages|dist-packages|lib-dynload|node_modules|nodejs|gems|ruby|perl(?:5|-base)?|php|jvm|R/library"
-    r"|lua|erlang|dotnet)/"
+    r"/(?:site-packages|dist-packages|lib-dynload|node_modules|nodejs|gems|ruby|perl(?:5|-base)?"
+    r"|php[0-9.]*|jvm|R/(?:[^/]*-)?library|lua|lualib|erlang|dotnet|tcltk|tcl[0-9][0-9.]*|guile|octave)/"
     r"|/lib/(?:python|pypy)[0-9][0-9.]*/"
     r"|\.cpython-[^/]*\.so$|\.pypy[0-9]*-[^/]*\.so$|\.abi3\.so$|\.node$|\.jar$"
 )
