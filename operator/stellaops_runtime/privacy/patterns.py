@@ -151,42 +151,63 @@ def _in_query_or_odbc(keyword: str, sep: str) -> list[str]:
     ]
 
 
-def _keyed(keywords: list[str], *, bare_space: bool = False, guard: str = "") -> str:
-    """``[prefix]KEYWORD=value``, ``KEYWORD: value``, ``"KEYWORD": value`` or ``--[prefix]KEYWORD value``.
+def _keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], list[str]]:
+    """A key ending in one of ``keywords``, as (heads, alternatives with their own values).
 
-    ``keywords`` (regex fragments) match case-insensitively and must end the key;
-    the key may have any prefix (``db_password``, ``PGPASSWORD``). A keyword
-    right after ``/`` is a key only before ``=`` (``/run/password=x``: a path holding a
-    key and its value); before ``:`` it is a path (``/etc/passwd:``). A value runs to
-    whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
-    ``&``) or ``;`` (an ODBC string: it ends at ``;``). ``bare_space``
-    also accepts ``KEYWORD value`` without a dash, for keys specific enough
-    (``aws configure set aws_secret_access_key VALUE``). ``guard`` (a lookahead) refuses a
-    value of a key or flag (not of a URL query or ODBC string). Every secret group is ``s``
-    (``number_groups`` numbers them).
+    ``[prefix]KEYWORD=value``, ``KEYWORD: value``, ``"KEYWORD": value`` or ``--[prefix]KEYWORD
+    value``: ``keywords`` (regex fragments) match case-insensitively and must end the key, which
+    may have any prefix (``db_password``, ``PGPASSWORD``). A keyword right after ``/`` is a key
+    only before ``=`` (``/run/password=x``); before ``:`` it is a path (``/etc/passwd:``). A value
+    runs to whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
+    ``&``) or ``;`` (an ODBC string: it ends at ``;``): those alternatives, and an XML element's,
+    carry their own values. ``bare_space`` also accepts ``KEYWORD value`` without a dash, for keys
+    specific enough (``aws configure set aws_secret_access_key VALUE``).
+
+    The heads end where the wide value starts, and ``_valued`` gives them one: ``(?:A|B)V`` finds
+    what ``AV|BV`` did, in the same order (once 90 copies of ``_WIDE_VALUE``, half the whole set's
+    characters: tests/unit/test_privacy_shared_value.py). The other alternatives now come after the
+    heads, which changes no match: only an alternative whose first character is at a position can
+    match there, and theirs (``<``, ``?&#``, ``;``) are never a key's (a letter) or a flag's (``-``).
     """
+    if not all(k[:1].isalpha() for k in keywords):  # the reordering above needs it
+        raise ValueError(f"a key word must start with a letter: {keywords}")
     kw = "|".join(keywords)
-    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-]){guard}(?P<s>{_WIDE_VALUE})"
+    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])"
     sep = rf"(?:{_SEP}|\s+(?=[^\s-]))" if bare_space else _SEP
+    # In the keywords' order; which one of ``k``'s may start at a position depends only on the
+    # character there and the one before it (``/`` or not).
+    keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<!/@)"))
+    path_keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<=/@)"))
     # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
     xml = rf"<(?:[\w.-]++:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
-    alts = [flag, xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
-    for k in keywords:
-        for alt in first_char_alternatives(k, tail=r"(?<!/@)"):
-            alts.append(rf"{alt}{sep}{guard}(?P<s>{_WIDE_VALUE})")
-        for alt in first_char_alternatives(k, tail=r"(?<=/@)"):
-            alts.append(rf"{alt}{_SEP_EQ}{guard}(?P<s>{_WIDE_VALUE})")
-    return "|".join(alts)
+    heads = [flag, rf"(?:{keys}){sep}", rf"(?:{path_keys}){_SEP_EQ}"]
+    return heads, [xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
 
 
-_PW = "|".join(
+def _valued(heads: list[str], guard: str = "") -> str:
+    """The heads, then ``guard`` (a lookahead refusing a value) and the wide value, once (group ``s``)."""
+    return rf"(?:{'|'.join(heads)}){guard}(?P<s>{_WIDE_VALUE})"
+
+
+_PASSWORD_HEADS, _PASSWORD_OTHERS = _keyed(list(PASSWORD_WORDS))
+_PW_HEADS = [
+    r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))",
+    rf"(?:{'|'.join(PW_WORDS)}){_SEP}",
+]
+# The ``password`` and ``pw`` heads share one value, the ``pw`` ones after as before; the XML, query
+# and ODBC alternatives now after them start with ``<``, ``?&#`` or ``;``, never as a head (``-pP``).
+_PASSWORD = "|".join(
     [
-        rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{_WIDE_VALUE})",
+        _valued(_PASSWORD_HEADS + _PW_HEADS),
+        *_PASSWORD_OTHERS,
         *_in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
-        *(rf"{w}{_SEP}(?P<s>{_WIDE_VALUE})" for w in PW_WORDS),
         *STDIN_SECRET_ALTERNATIVES,  # ``echo X | chpasswd``, ``| docker login --password-stdin``, .pgpass
     ]
 )
+_AWS_HEADS, _AWS_OTHERS = _keyed(
+    [r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True
+)
+_SECRET_HEADS, _SECRET_OTHERS = _keyed(list(SECRET_WORDS))
 
 # A log level, a switch or an authentication method alone is no token: a logger named after its
 # package keeps its level (``-Dlogging.level.com.example.auth=DEBUG``, ``log4j.logger.x.secret=INFO``),
@@ -286,7 +307,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "aws_secret_access_key",
         number_groups(
-            _keyed([r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True)
+            "|".join([_valued(_AWS_HEADS), *_AWS_OTHERS])
             # The secret right after its access key id and one separator, with no key name:
             # s3fs's ``ID:SECRET`` line, a credentials CSV, positional arguments (a fixed-width
             # lookbehind: the id is always 20 characters); also both quoted, as two arguments of a
@@ -340,7 +361,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "password",
-        number_groups(f"{_keyed(list(PASSWORD_WORDS))}|{_PW}"),
+        number_groups(_PASSWORD),
         triggers=("pass", "pw", *STDIN_TRIGGERS),
     ),
     SecretPattern(
@@ -364,7 +385,9 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "secret_token",
         number_groups(
-            f"{COOKIE_HEADER}|{_OAUTH_CODE}|{_keyed(list(SECRET_WORDS), guard=_NOT_A_SETTING_WORD)}"
+            "|".join(
+                [COOKIE_HEADER, _OAUTH_CODE, _valued(_SECRET_HEADS, _NOT_A_SETTING_WORD), *_SECRET_OTHERS]
+            )
         ),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),
     ),
