@@ -50,6 +50,9 @@ class _Probes:
     def in_flight(self, alive: Any) -> list[bytes]:
         return []
 
+    def oldest_in_flight(self, alive: Any) -> int | None:  # native/loader.py ProbeSet
+        return None  # no uprobe call is running
+
     def follow(self) -> Any:
         from stellaops_runtime.native.follow_files import Followed
 

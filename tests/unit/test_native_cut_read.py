@@ -109,6 +109,9 @@ class _Probes:
             raise OSError(12, "Cannot allocate memory")
         return list(self.calls_in_flight)
 
+    def oldest_in_flight(self, alive: Any) -> int | None:  # native/loader.py ProbeSet
+        return None  # no uprobe call is running
+
     def follow(self) -> Followed:
         return Followed()
 

@@ -68,6 +68,9 @@ class _Probes:
     def in_flight(self, alive: Any) -> list[bytes]:
         return []
 
+    def oldest_in_flight(self, alive: Any) -> int | None:  # native/loader.py ProbeSet
+        return None  # no uprobe call is running
+
     def follow(self) -> Followed:
         self.looks += 1
         if self.looks > 1:

@@ -179,6 +179,7 @@ def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(
     probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
     probes.queued_ns = t0 + queued_s * S  # as native/source.py says it (checked below)
     probes.drops_read_ns = t0 + drops_s * S  # its drops up to here are noted (taken by the tick)
+    probes.in_flight_ns = t0 + 30 * S  # no probed call was running (test_source_switch_overlap_periods.py)
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
     asyncio.run(a._tick_bcc(time.monotonic()))

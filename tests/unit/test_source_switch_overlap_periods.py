@@ -12,6 +12,10 @@ then. Each test here names a case where such a call was counted twice:
   must still read the old agent's probe loads;
 - a graceful stop that stored every count: the calls between the moment stop
   was asked and the probes' detach were stored too.
+
+And one where such a call was lost: a probed call still running when the agent
+was killed (the probes record a call at its return, stamped at its entry), whose
+Tetragon copy is stamped before the watch record's moment.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from stellaops_runtime.agent.optional_parts import make_source
 from stellaops_runtime.agent.pipeline import Pipeline
@@ -143,3 +150,64 @@ def test_a_new_agent_without_the_probes_still_skips_the_old_probes_calls(tmp_pat
     assert_counted_without(p, events, twice)
     assert not os.path.exists(spool + ".probe-loads")
     assert not getattr(source, "native_cfg", config().native).enabled  # it never runs the probes
+
+
+def test_a_call_running_when_the_agent_was_killed_is_counted_from_tetragon(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agent A's probes had read their buffer whole up to t0 + 10 s, but a crc32 call entered at
+    t0 + 6 s was still running (its record is written at its return, which A never read). A's
+    watch record must not claim past that entry, or B skips Tetragon's copy: its only count."""
+    from stellaops_runtime.native.loader import ProbeSet
+    from stellaops_runtime.native.source import NativeProbeSource
+
+    events = stamped()
+    t0 = min(t for _, t, _ in events)
+    spool = str(tmp_path / "spool")
+    a = switch(spool)
+    a._reload_check_at = a._next_check = float("inf")
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
+    probes.queued_ns, probes.drops_read_ns = t0 + 10 * S, t0 + 20 * S
+    probes.in_flight_ns = t0 + 6 * S  # as native/source.py says it (checked below)
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+    asyncio.run(a._tick_bcc(time.monotonic()))
+    alive = a.watching_ns()
+    assert alive is not None  # then A is killed
+
+    b = switch(spool)
+    b.resume_outage(alive)
+    for payload, _, _ in events:
+        b.queue.put(payload)
+    while len(b.queue):
+        b.process(b.queue.take(7))
+    twice = [x for x in events if x[2] == "crc32" and x[1] < t0 + 6 * S]
+    assert 5 < len(twice) < len([x for x in events if x[2] == "crc32" and x[1] < t0 + 10 * S])
+    assert_counted_without(b.pipeline, events, twice)
+
+    # native/source.py: the oldest entry of a live thread, from the probes' map (entries of gone
+    # threads stay in the LRU map and are passed over), on the wall clock
+    def entry(pid: int, tid: int, ts: int) -> tuple[Any, Any]:
+        return SimpleNamespace(pid_tgid=pid << 32 | tid), SimpleNamespace(ts=ts)
+
+    mono = time.monotonic_ns()
+    table = [entry(7, 8, mono - 9 * S), entry(7, 9, mono - 4 * S), entry(7, 10, mono - 2 * S)]
+    ps = ProbeSet(
+        {b"stella_up_starts": SimpleNamespace(items=lambda: iter(table))},
+        NativeConfig(uprobes=(CRC32,)),
+        False,
+    )
+    gone = {(7, 8)}
+    real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
+    real.procs = SimpleNamespace(thread_since=lambda pid, tid, ts: (pid, tid) not in gone)  # type: ignore[assignment]
+    before = time.time_ns()
+    at = real._in_flight_since(ps)
+    assert before - 4 * S - S // 10 <= at <= time.time_ns() - 4 * S  # (7, 9)'s entry, not (7, 8)'s
+    gone.update({(7, 9), (7, 10)})
+    assert before <= real._in_flight_since(ps) <= time.time_ns()  # none left: now
+    assert ps.oldest_in_flight(real.procs.thread_since, limit=2) == 0  # too many to look at
+    assert ProbeSet(ps.bpf, NativeConfig(), False).oldest_in_flight(real.procs.thread_since) is None
+    real._load_ns = before - 60 * S
+    monkeypatch.setattr(ProbeSet, "oldest_in_flight", lambda self, alive: 0)
+    assert real._in_flight_since(ps) == before - 60 * S  # then any call since the load may be running

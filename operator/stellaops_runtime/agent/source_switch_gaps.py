@@ -171,7 +171,11 @@ class SwitchGaps:
         if self.mode == TETRAGON:
             return self.tetragon.watching_ns()
         # the probes: the start of their last poll queued whole, not now (a call since may still be in
-        # the kernel's buffer), and no later than their drops are marked (a drop not marked yet would
-        # die unmarked with a killed agent): a record claiming more would hide a loss (watch_record.py)
+        # the kernel's buffer), no later than their drops are marked (a drop not marked yet would
+        # die unmarked with a killed agent), nor than the entry of a probed call still running (it is
+        # recorded at its return, stamped at its entry): a record claiming more would hide a loss
+        # (watch_record.py), and the next agent would skip Tetragon's copy (source_switch_loads.py)
         b = self.bcc
-        return min(b.queued_ns, self._drops_marked_ns) if b is not None and b.stats.connected else None
+        if b is None or not b.stats.connected:
+            return None
+        return min(b.queued_ns, self._drops_marked_ns, b.in_flight_ns)

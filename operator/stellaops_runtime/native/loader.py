@@ -48,6 +48,7 @@ def compile_env(kernel_source: str) -> Iterator[None]:
 MAX_DIAGNOSTICS = 4000
 IDLE_MS = 20  # a poll of the buffer while a lookup runs on its own thread (native/lookup.py)
 HELD_RECORDS = 65_536  # records read into memory while a lookup runs during the load
+IN_FLIGHT_LIMIT = 1024  # uprobe calls in flight looked at each second (ProbeSet.oldest_in_flight)
 # The former-file scan at the load (None: all of it); its rest runs between reads of the buffer.
 LOAD_SCAN_SECONDS: float | None = 1.0
 
@@ -176,6 +177,25 @@ class ProbeSet:
             if alive(pid, tid, start.ts):
                 out.append(records.in_flight_record(key.pid_tgid, key.target, start.ts, start.cg, start.uid))
         return out
+
+    def oldest_in_flight(
+        self, alive: Callable[[int, int, int], bool], limit: int = IN_FLIGHT_LIMIT
+    ) -> int | None:
+        """The entry time (monotonic ns) of the oldest uprobe call entered and not returned whose
+        thread is ``alive(pid, tid, entry time)`` (still inside: recorded at its return, which a killed
+        agent never reads); None when there is none; 0 when more than ``limit`` entries are kept
+        (not looked at: any time since the load)."""
+        if not self.cfg.uprobes:
+            return None
+        starts: list[tuple[int, int]] = []
+        for key, start in self.bpf[b"stella_up_starts"].items():
+            if len(starts) >= limit:
+                return 0
+            starts.append((start.ts, key.pid_tgid))
+        for ts, pid_tgid in sorted(starts):  # the oldest live one: entries of gone threads stay (LRU)
+            if alive(pid_tgid >> 32, pid_tgid & 0xFFFFFFFF, ts):
+                return int(ts)
+        return None
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Per probe kind, every filter decision summed over CPUs (records.COUNTERS)."""

@@ -116,6 +116,9 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self._follow_ns = 0  # wall clock of the last look at the uprobe targets' files
         self._load_ns = 0  # wall clock of the start of the last load
         self._queued_ns = 0  # wall clock at the start of the latest poll whose records are all queued
+        self._in_flight_ns = (
+            0  # wall clock: no uprobe call entered before it is still running (source_read.py)
+        )
         self._tail_lost_since: int | None = None  # set by the last read when it could not read all
         self._tail_queued = False  # the last read of this run queued its tail (the calls in flight)
         self._scan_open = False  # the load's former-file scan unfinished as of the last answer taken
@@ -149,6 +152,13 @@ class NativeProbeSource(SourceGaps, SourceReader):
         still running is recorded at its return, or at the probes' stop: native/loader.py in_flight)."""
         return self._queued_ns
 
+    @property
+    def in_flight_ns(self) -> int:
+        """Wall clock: no uprobe call entered before it was still running at the last look (about
+        once a second; of this run: its load's start until then). A call running when the agent is
+        killed is never recorded, and Tetragon's copy of it is stamped at its entry."""
+        return self._in_flight_ns
+
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
@@ -164,7 +174,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
             while not stop.is_set():
                 self._drop_prev, self._drop_read_ns = {}, time.time_ns()  # a new program counts from zero
                 self._follow_ns = self._drop_read_ns  # the targets' files are looked at in the load
-                self._load_ns = self._queued_ns = self._drop_read_ns
+                self._load_ns = self._queued_ns = self._in_flight_ns = self._drop_read_ns
                 self._clock_seen(reset=True)
                 self._tail_queued = False
                 given_up = threading.Event()  # the load's lookups end at their next step once set
@@ -321,6 +331,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self.stats.kernel = await self._call(self.probes.counters)  # type: ignore[union-attr]
                 self._note_drops(self.stats.kernel, time.time_ns())
                 self._note_followed(*await self._call(self._follow))
+                self._in_flight_ns = await self._call(self._in_flight_since, self.probes)
                 self._scan_open = self._scan_open and self._scanning()  # the scan's answers taken
         polled = time.time_ns()
         batch = await self._call(self._poll_batch, 0)  # what arrived up to the stop

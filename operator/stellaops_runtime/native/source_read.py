@@ -46,6 +46,20 @@ class SourceReader:
     _load_ns: int  # wall clock of the start of the last load
     _tail_lost_since: int | None  # the last read could not read all since then (None: it could)
 
+    def _in_flight_since(self, ps: ProbeSet | None) -> int:
+        """Wall clock: every uprobe call entered before it has returned (its record written), or is
+        still running in a live thread and entered no earlier. Such a call is recorded at its return,
+        stamped at its entry, so a killed agent never counted it: a watch record claiming past its
+        entry would let the next agent skip Tetragon's copy (agent/source_switch_gaps.py
+        ``watching_ns``). The load's start when too many calls are in flight to look at."""
+        looked, mono = time.time_ns(), time.monotonic_ns()
+        oldest = ps.oldest_in_flight(self.procs.thread_since) if ps is not None else None
+        if oldest is None:
+            return looked
+        if oldest == 0:
+            return self._load_ns
+        return min(looked, oldest + looked - mono)  # bpf_ktime_get_ns is the monotonic clock
+
     def _final_counters(self, ps: ProbeSet) -> list[bytes]:
         """The counters' last read, and the records written since the reader's last poll (before, they
         were read here and thrown away: counted emitted in the kernel, never processed), then the
