@@ -39,7 +39,7 @@ from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import REDACTED, TRUNCATION_MARKER, PrivacyFilter
-from stellaops_runtime.privacy.cli_options import TOOLS
+from stellaops_runtime.privacy.cli_options import client_name
 from stellaops_runtime.wire.tetragon import events_pb2
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "privacy"
@@ -159,8 +159,7 @@ def _corpus() -> list[dict[str, Any]]:
 def _leaks_when_cut(case: dict[str, Any], pf: PrivacyFilter) -> list[tuple[str, int]]:
     """(secret, k) for each cut after the k-th character of a secret that leaves k of them behind."""
     text = case["input"]
-    base = case.get("binary", "").rpartition("/")[2]
-    tool = base if base in TOOLS else ""
+    tool = client_name(case.get("binary", "").rpartition("/")[2])
     found = []
     for secret in case["secrets"]:
         pos = text.find(secret)

@@ -102,7 +102,13 @@ DB_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # ldappasswd: -s newPasswd, -a oldPasswd (in ldapsearch -s is the scope, -a alias dereferencing)
     ("ldappasswd",): (sep_or_glued("-w"), sep_or_glued("-s"), sep_or_glued("-a")),
     # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqpug/ (user/password@db)
-    _ORACLE: (r"(?<!\S)[A-Za-z0-9_$#.\"]+/(?P<s>[^\s@/]+)(?=@|\s|$)",),
+    # (a password holding a space or ``@`` in double quotes: ``scott/"a b"@db``, escaped in a ``sh -c``
+    # script or in Tetragon's quotes: ``"scott/\\"a b\\"@db"``; the logon single-quoted in a shell;
+    # a quoted password cut by the field's end goes to it)
+    _ORACLE: (
+        r"""(?<!\S)[A-Za-z0-9_$#.\"']+/(?P<s>\\"(?:[^"\\\n]|\\(?!")[^\n])*+(?:\\"|\Z)"""
+        r"""|"[^"\n]*+(?:"|\Z)|[^\s@/]+)(?=@|\s|$|["'])""",
+    ),
     # https://cassandra.apache.org/doc/latest/cassandra/managing/tools/cqlsh.html (-p)
     ("cqlsh",): (sep("-p"),),
     # https://mosquitto.org/man/mosquitto_pub-1.html (-P password)

@@ -267,7 +267,13 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://github.com/fortra/impacket: a target [[domain/]username[:password]@]address
     # (or a target cut in its password: to the end of the cut text)
     # (-hashes LMHASH:NTHASH: a hash is as good as the password to them)
-    _IMPACKET: (r"(?<!\S)(?:[^\s/:@]+/)?[^\s/:@]+:(?P<s>[^\s@]+)(?=@\S|\Z)", sep("-hashes")),
+    # (a target quoted, its password holding a space: ``'dom/u:a b@h'``, Tetragon's ``"dom/u:a b@h"``,
+    # ``\"…\"`` in a ``sh -c`` script; impacket's password holds no ``@``)
+    _IMPACKET: (
+        r"(?<!\S)(?:[^\s/:@]+/)?[^\s/:@]+:(?P<s>[^\s@]+)(?=@\S|\Z)",
+        r"""(?<!\S)\\?["'](?:[^\s/:@"'\\]+/)?[^\s/:@"'\\]+:(?P<s>[^@\n"'\\]++)(?=@[^\s"'\\]|\Z)""",
+        sep("-hashes"),
+    ),
     # https://www.netexec.wiki/ and crackmapexec, evil-winrm (-p PASSWORD, -H NTHASH: a hash is as
     # good as the password to them); smbmap's -H is its host
     ("nxc", "netexec", "crackmapexec", "cme", "evil-winrm"): (sep("-p"), sep("-H")),
@@ -286,13 +292,39 @@ for _tools, _alts in _RULES.items():
         TOOL_RULES[_t] = _rx
 
 TOOLS: frozenset[str] = frozenset(TOOL_RULES)
+# A version after a client's name is the same client (``mysql-8.0``, ``mysql8``, ``redis-cli-7.2``,
+# ``sshpass-1.09``: a distribution's or an image's versioned binary): digits, ``.``, ``-``, ``_``.
+_VERSION_CHARS = "0123456789.-_"
+_VERSION = r"(?:[-_.]?+[0-9]++(?:[-_.][0-9]++)*+)?+"
 # A client's name as a word: after the start, a space, a quote, "/" (a path), "=", or what opens
-# or separates a shell command: "(", "`", "{", ";", "|", "&" (``$(mysql -pX)``, ``true;redis-cli``).
+# or separates a shell command: "(", "`", "{", ";", "|", "&" (``$(mysql -pX)``, ``true;redis-cli``);
+# a version may follow it.
 TOOL_WORD = re.compile(
     r"(?<![^\s\"'/=(`{;|&])(?:"
     + "|".join(re.escape(t) for t in sorted(TOOLS, key=len, reverse=True))
-    + r")(?=[\s\"']|$)"
+    + rf"){_VERSION}(?=[\s\"']|$)"
 )
+
+
+def client_name(word: str) -> str:
+    """The client whose rules ``word`` (a binary's basename or a word of the text) runs, else ""."""
+    if word in TOOLS:
+        return word
+    if word and word[-1] in _VERSION_CHARS[:10]:
+        name = word.rstrip(_VERSION_CHARS)
+        if name in TOOLS:
+            return name
+    return ""
+
+
+def names_a_client(ws: list[str]) -> bool:
+    """Whether any of the words (:func:`words`) is a client's name, with a version after it or not."""
+    if not TOOLS.isdisjoint(ws):
+        return True
+    digits = _VERSION_CHARS[:10]  # (each distinct word once: a text of many words repeats them)
+    return not TOOLS.isdisjoint({w.rstrip(_VERSION_CHARS) for w in set(ws) if w[-1] in digits})
+
+
 # Where a command found in the text ends: a newline, or ``;``, ``|``, ``&`` standing apart
 # (whitespace, the text's end or another separator on one side: ``a; b``, ``a && b``, ``a|
 # b``). One inside a word (``AUTH app R3d&is;Pw``, an argument holding it) is part of the word.

@@ -16,7 +16,15 @@ import re
 from collections.abc import Iterable, Sequence
 
 from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, gate_open
-from stellaops_runtime.privacy.cli_options import COMMAND_END, TOOL_RULES, TOOL_WORD, TOOLS, words
+from stellaops_runtime.privacy.cli_options import (
+    COMMAND_END,
+    TOOL_RULES,
+    TOOL_WORD,
+    TOOLS,
+    client_name,
+    names_a_client,
+    words,
+)
 from stellaops_runtime.privacy.cli_pairs import PAIR_WALKERS
 
 
@@ -165,12 +173,12 @@ def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
     groups: dict[tuple[str, int], list[int]] = {}
     if tool in TOOLS:  # a name without client rules has none to run (filter_field's caller chose it)
         groups[(tool, len(text))] = [0]
-    if not TOOLS.isdisjoint(words(text)):
+    if names_a_client(words(text)):  # (a version after the name is the same client: ``mysql-8.0``)
         stops = [m.start() for m in COMMAND_END.finditer(text)]
         for w in TOOL_WORD.finditer(text):
             i = bisect.bisect_left(stops, w.end())
             end = stops[i] if i < len(stops) else len(text)
-            groups.setdefault((w.group(), end), []).append(w.end())
+            groups.setdefault((client_name(w.group()), end), []).append(w.end())
     out: list[tuple[int, int, str]] = []
     for (name, end), starts in groups.items():
         out.extend((s, e, "cli_option") for s, e in _client_spans(TOOL_RULES[name], text, starts, end))

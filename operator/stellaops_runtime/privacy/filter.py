@@ -62,7 +62,7 @@ from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.privacy import env_names
 from stellaops_runtime.privacy.arg_pairs import VALUE_TYPES, SecretNames
 from stellaops_runtime.privacy.base import REDACTED
-from stellaops_runtime.privacy.cli_options import TOOLS
+from stellaops_runtime.privacy.cli_options import client_name
 from stellaops_runtime.privacy.hostile_text import SecretLabels
 from stellaops_runtime.privacy.image_refs import redact_ref
 from stellaops_runtime.privacy.redactor import LIBRARY_COUNTER_PREFIX, Redactor
@@ -305,6 +305,5 @@ class PrivacyFilter:
 
 
 def _tool(binary: str) -> str:
-    """The client name of an executed binary when it has client rules, else ""."""
-    name = binary.rpartition("/")[2]
-    return name if name in TOOLS else ""
+    """The client name of an executed binary when it has client rules (``mysql-8.0``: mysql), else ""."""
+    return client_name(binary.rpartition("/")[2])
