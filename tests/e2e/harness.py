@@ -275,6 +275,36 @@ async def run_replay_agent(
     return code, out, m
 
 
+async def scrape_replay_agent(
+    tmp: Path, events: list[Any], settled: Any, **sections: dict[str, Any]
+) -> tuple[int, str, str]:
+    """Serve ``events`` as Tetragon's gRPC stream to the real agent (configured by ``write_config``
+    with ``sections``), wait until ``settled(port)`` holds, read its raw ``/metrics`` text and stop
+    it (SIGTERM). Its exit code, its output and that text."""
+    from stellaops_runtime.replay.server import ReplayServer
+
+    server = ReplayServer(events)
+    addr = await server.start("127.0.0.1:0")
+    try:
+        tetragon = {**sections.pop("tetragon", {}), "address": addr}
+        cfg, port = write_config(tmp, tetragon=tetragon, **sections)
+        proc = start_agent(cfg)
+        try:
+            await wait_for(lambda: settled(port), what="the agent settled")
+            text = await asyncio.to_thread(raw_metrics, port)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code, out = await asyncio.to_thread(finish, proc, 60)
+    finally:
+        await server.stop(grace=0)
+    return code, out, text
+
+
+def raw_metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
 class Output:
     """A started agent's output, read as it comes (a thread), so a test can wait for one of its lines.
 

@@ -24,18 +24,14 @@ metric: every family served is checked to be named there.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import signal
-import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from stellaops_runtime.agent import metrics as agent_metrics
 from stellaops_runtime.agent import native_selection_metrics
-from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.sources.tetragon_metrics import WATCHED
 from tests.e2e import harness as h
 from tests.ports import free_port
@@ -170,11 +166,6 @@ def _served(text: str) -> tuple[set[str], dict[str, set[tuple[str, ...]]]]:
     return names, labels
 
 
-def _raw(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
-
-
 def _docstring_names() -> set[str]:
     doc = (agent_metrics.__doc__ or "") + (native_selection_metrics.__doc__ or "")
     return set(re.findall(NAME, doc))
@@ -182,8 +173,6 @@ def _docstring_names() -> set[str]:
 
 async def test_every_metric_name_in_the_docs_is_served_by_a_real_agent(tmp_path: Path) -> None:
     events = h.stream_events()
-    server = ReplayServer(events)
-    addr = await server.start("127.0.0.1:0")
     (tmp_path / "probes.json").write_text("{}")
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
@@ -198,24 +187,15 @@ async def test_every_metric_name_in_the_docs_is_served_by_a_real_agent(tmp_path:
             }
         )
     )
-    cfg, port = h.write_config(
+    code, out, text = await h.scrape_replay_agent(
         tmp_path,
-        tetragon={"address": addr},
+        events,
+        lambda port: h.metric(h.scrape(port), "tetragon_events_total") == len(events),
         store={"url": f"sqlite:///{tmp_path}/hs.db"},
         lifecycle={"enabled": True, "runtime": "containerd", "containerdAddress": str(tmp_path / "no.sock")},
         native={"enabled": True, "probeConfigFile": str(tmp_path / "probes.json")},
         observationNode={"enabled": True, "kubeconfig": str(kubeconfig)},
     )
-    proc = h.start_agent(cfg)
-    try:
-        await h.wait_for(
-            lambda: h.metric(h.scrape(port), "tetragon_events_total") == len(events), what="events processed"
-        )
-        text = await asyncio.to_thread(_raw, port)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code, out = await asyncio.to_thread(h.finish, proc, 60)
-        await server.stop(grace=0)
     assert code == 0, out
     served, labels = _served(text)
     values = {v for f in text_string_to_metric_families(text) for s in f.samples for v in s.labels.values()}

@@ -9,16 +9,11 @@ and grepped as raw text: dashboards match sample names, so
 
 from __future__ import annotations
 
-import asyncio
 import re
-import signal
-import urllib.request
 from pathlib import Path
 
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
 
 ALLOWED = "shop"
@@ -28,11 +23,6 @@ SCALARS = (
     "tetragon_hotsymbols_flushed",
     "tetragon_witness_generated",
 )
-
-
-def _raw(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
 
 
 def _settled(port: int, total: int) -> bool:
@@ -58,32 +48,15 @@ async def test_seed_metrics_exist_under_their_exact_names_and_agree(tmp_path: Pa
         and ((body.get("process") or {}).get("pod") or {}).get("namespace") != ALLOWED
     )
     assert len(events) == len(objs) == 3144 and filtered == 1549
-    server = ReplayServer(events)
-    addr = await server.start("127.0.0.1:0")
-    port = h.free_port()
-    cfg = tmp_path / "agent.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "nodeName": "metrics-node",
-                "tetragon": {"address": addr, "connectionTimeout": "2s", "reconnectInitialSeconds": "100ms"},
-                "hotSymbols": {"aggregationWindowSeconds": "1m", "flushIntervalSeconds": "300ms"},
-                "privacy": {"allowedNamespaces": [ALLOWED]},
-                "store": {"url": f"sqlite:///{tmp_path}/hs.db"},
-                "metrics": {"address": "127.0.0.1", "port": port},
-            }
-        )
+    code, out, text = await h.scrape_replay_agent(
+        tmp_path,
+        events,
+        lambda port: _settled(port, len(events)),
+        tetragon={"connectionTimeout": "2s", "reconnectInitialSeconds": "100ms"},
+        hotSymbols={"aggregationWindowSeconds": "1m", "flushIntervalSeconds": "300ms"},
+        privacy={"allowedNamespaces": [ALLOWED]},
+        store={"url": f"sqlite:///{tmp_path}/hs.db"},
     )
-    proc = h.start_agent(cfg)
-    try:
-        await h.wait_for(
-            lambda: _settled(port, len(events)), what="all events processed and flushed", timeout=60
-        )
-        text = await asyncio.to_thread(_raw, port)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code, out = await asyncio.to_thread(h.finish, proc, 60)
-        await server.stop(grace=0)
     assert code == 0, out
 
     # Raw text: each exact sample name, and no renamed variant of it.
