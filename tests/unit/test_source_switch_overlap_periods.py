@@ -28,9 +28,11 @@ from typing import Any
 
 import pytest
 
+from stellaops_runtime.agent import source_switch_loads as sl
 from stellaops_runtime.agent.optional_parts import make_source
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
+from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.contracts.config import AgentConfig, parse_config
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.sources.queue import EventQueue
@@ -211,3 +213,43 @@ def test_a_call_running_when_the_agent_was_killed_is_counted_from_tetragon(
     real._load_ns = before - 60 * S
     monkeypatch.setattr(ProbeSet, "oldest_in_flight", lambda self, alive: 0)
     assert real._in_flight_since(ps) == before - 60 * S  # then any call since the load may be running
+
+
+def test_a_graceful_stop_leaves_the_calls_it_stored_after_the_stop_was_asked_skipped(tmp_path: Any) -> None:
+    """Agent A is stopped gracefully while its probes run: its watch record's moment is when stop
+    was asked (agent/runner.py), but the probes counted until they detached, and the stop stored
+    (or spooled) every count. B must skip Tetragon's cached calls up to the detach, not only up to
+    that moment."""
+    events = stamped()
+    t0 = min(t for _, t, _ in events)
+    alive, detached = t0 + 6 * S, t0 + 12 * S  # stop asked; the probes' last read and detach
+    spool = str(tmp_path / "spool")
+    a = switch(spool)
+    a._reload_check_at = a._next_check = float("inf")
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+
+    async def stop() -> None:
+        await a._tick_bcc(time.monotonic())  # a tick while they run
+        probes.stats.connected, probes.stats.detached_ns = False, detached  # SourceSwitch.run's finally
+        await a._stop_active()
+        await a._mark_native_drops()
+
+    asyncio.run(stop())
+    getattr(a, "stored_all", lambda: None)()  # agent/runner.py: every count stored or spooled
+    raw = (tmp_path / "spool.probe-loads").read_bytes()
+    assert b'"stored": true' in raw
+    with pytest.raises(sl.LoadsError):  # a hostile flag is no reason to skip anything
+        sl.decode(raw.replace(b'"stored": true', b'"stored": 1'), boot=this_boot(), cut_ns=alive)
+
+    b = switch(spool)
+    b.resume_outage(alive)
+    for payload, _, _ in events:
+        b.queue.put(payload)
+    while len(b.queue):
+        b.process(b.queue.take(7))
+    twice = [x for x in events if x[2] == "crc32" and x[1] < detached]
+    assert len([x for x in twice if x[1] >= alive]) > 5
+    assert_counted_without(b.pipeline, events, twice)

@@ -274,6 +274,8 @@ class Agent(Draining):
             await self.stop_event.wait()
             alive = self.source.watching_ns() if hasattr(self.source, "watching_ns") else None
             ok = await self._shutdown(tasks)
+            if ok and not self.dropped_at_shutdown and (stored := getattr(self.source, "stored_all", None)):
+                stored()  # the probes' counts up to their detach are stored (agent/source_switch_back.py)
             self.watch.final(alive, ok and not self.dropped_at_shutdown)  # all stored or spooled
         finally:
             for t in tasks:

@@ -139,6 +139,20 @@ class SwitchBack:
 
         source_switch_loads.write(self._loads_file, overlap.loads, overlap.unwatched)
 
+    def stored_all(self) -> None:
+        """The agent stopped, and stored or spooled every count (agent/runner.py): the probes' loads
+        stay on disk ended at their real detach and marked stored, not cut at the watch record's
+        moment (when stop was asked: the probes counted on until they detached, and that is stored).
+        The loads of the last switch back, or the last agent's, while the filter is live, too."""
+        if not self._loads_file:
+            return
+        o = self._overlap() if self.mode == BCC else self._carried
+        if o is None or not o.live:
+            return
+        from stellaops_runtime.agent import source_switch_loads
+
+        source_switch_loads.write(self._loads_file, o.loads, o.unwatched, stored=True)
+
     def _persist_loads(self, b: NativeProbeSource) -> None:
         """While the probes run (each tick): their loads and unread spans on disk, for a restarted
         agent. A run that ended on its own (the reader failed: native/source.py loads the probes

@@ -13,7 +13,10 @@ Overlap built from them (``resumed``).
 What the old agent stored ends at its watch record's moment (``cut``, handed
 over by ``resume_outage``, agent/watch_record.py); a call it counted after that
 was lost with it, and that time is the restart gap, so a cached call stamped
-then is counted (Tetragon's is the only count). Without a record the cut is the
+then is counted (Tetragon's is the only count). An agent that stopped
+gracefully and stored (or spooled) every count rewrites the file with each
+load's real detach and ``stored`` (``SwitchBack.stored_all``): the probes
+counted on after stop was asked, and those counts are stored, so no cut. Without a record the cut is the
 new agent's start: a call of the old agent's last moments is then skipped,
 inside the restart gap the store's answer marks.
 
@@ -61,8 +64,12 @@ def loads_path(spool_path: str) -> str:
     return spool_path + SUFFIX if spool_path else ""
 
 
-def encode(loads: Iterable[Load], unread: Iterable[tuple[int, int]], boot: str) -> bytes:
-    """The file's bytes. A running load has ``detached_ns`` 0 (the reader's cut ends it)."""
+def encode(
+    loads: Iterable[Load], unread: Iterable[tuple[int, int]], boot: str, *, stored: bool = False
+) -> bytes:
+    """The file's bytes. A running load has ``detached_ns`` 0 (the reader's cut ends it).
+    ``stored``: the agent stopped and stored (or spooled) every count of the loads up to their
+    detach, so the reader's cut does not end them earlier."""
     out = []
     for ld in loads:
         out.append({
@@ -72,7 +79,8 @@ def encode(loads: Iterable[Load], unread: Iterable[tuple[int, int]], boot: str) 
             "exec": ld.exec_events, "cgroups": sorted(ld.cgroups),
         })  # fmt: skip
     spans = [[a, b] for a, b in unread][-MAX_UNREAD:]
-    return json.dumps({"format": FORMAT, "boot": boot, "loads": out, "unread": spans}).encode()
+    doc = {"format": FORMAT, "boot": boot, "loads": out, "unread": spans, "stored": stored}
+    return json.dumps(doc).encode()
 
 
 def _int(v: object) -> int:
@@ -111,12 +119,15 @@ def decode(raw: bytes, *, boot: str, cut_ns: int) -> Overlap | None:
         raise LoadsError("not a probe loads file")
     if not boot or doc.get("boot") != boot:
         raise LoadsError("written during another boot (or the boot is unknown)")
+    stored = doc.get("stored", False)
+    if type(stored) is not bool:
+        raise LoadsError("stored: not true or false")
     loads = []
     for d in _list(doc.get("loads"), MAX_LOADS + 1, "loads"):
         if type(d) is not dict:
             raise LoadsError("a load is not an object")
         since, detached = _int(d.get("since")), _int(d.get("detached"))
-        detached = min(detached, cut_ns) if detached else cut_ns
+        detached = (detached if stored else min(detached, cut_ns)) if detached else cut_ns
         keys = frozenset(_key(k) for k in _list(d.get("keys"), MAX_KEYS, "keys"))
         own = {}
         for o in _list(d.get("own"), MAX_KEYS, "own"):
@@ -136,10 +147,12 @@ def decode(raw: bytes, *, boot: str, cut_ns: int) -> Overlap | None:
     return Overlap(tuple(loads), tuple(sorted(unread))) if loads else None
 
 
-def write(path: str, loads: Iterable[Load], unread: Iterable[tuple[int, int]]) -> bool:
+def write(
+    path: str, loads: Iterable[Load], unread: Iterable[tuple[int, int]], *, stored: bool = False
+) -> bool:
     """Replace the file (no fsync: a lost write means a call counted twice after a restart)."""
     try:
-        write_atomically(path, encode(loads, unread, this_boot()), durable=False)
+        write_atomically(path, encode(loads, unread, this_boot(), stored=stored), durable=False)
     except OSError as e:
         log.warning("cannot write the probe loads to %s: %s", path, e)
         return False
