@@ -8,7 +8,9 @@ the way a real API server does it:
 - on create: ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``generation: 1``;
 - on every write: a new ``resourceVersion``; ``generation`` + 1 when ``spec`` changes;
 - a merge patch naming another ``metadata.uid`` than the stored object's is 422 Invalid
-  (the API server's uid precondition);
+  (the API server's uid precondition), except on a custom resource's ``/status``, where the real
+  server copies the stored metadata over the patch and applies it
+  (tests/realkube/test_status_write_uid_real.py);
 - a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
   ``resourceVersion``) is 422 Invalid, not a 500;
 - for resources declared with a ``status`` subresource: a create and a PATCH
@@ -178,7 +180,8 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                 meta["resourceVersion"] = self._next_rv()
                 meta.setdefault("generation", 1)
             elif request.action == kmock.action.UPDATE and isinstance(data, dict):
-                _uid_conflict(data, self._stored(request))
+                if not (request.subresource == "status" and res.group not in ("", "apps")):
+                    _uid_conflict(data, self._stored(request))  # a custom resource's /status drops it
                 if has_status and request.subresource == "status":
                     for k in list(data):
                         if k != "status":

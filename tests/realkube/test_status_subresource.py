@@ -8,8 +8,9 @@ ClusterObservationPolicy and a RuntimeObserver.
   operator's ``status.observedGeneration`` follows, for each kind.
 - Every status the operator writes goes through ``/status``: the audit log
   (our kinds are logged at Request level, with the body) shows
-  ``subresource: status`` on each write carrying ``status``, and no write of
-  the operator to the main resource carries a ``status``.
+  ``subresource: status`` on each write, a JSON patch that tests the object's
+  uid and then writes under ``/status`` only (controller/status_write.py), and
+  no write of the operator to the main resource carries a ``status``.
 - A user's ``kubectl edit`` of the status through the main resource is
   ignored by the server (status is a subresource of our CRDs): kubectl sends
   it and the server answers 200, but the stored status and generation stay
@@ -183,7 +184,10 @@ def test_every_status_write_of_the_operator_goes_through_the_subresource(run: Ru
         body = e.get("requestObject")
         if ref.get("subresource") == "status":
             status_writes[ref["resource"]] = status_writes.get(ref["resource"], 0) + 1
-            assert isinstance(body, dict) and "status" in body, e
+            # a JSON patch: a test of the uid it was computed for, then status operations only
+            assert isinstance(body, list) and body[0]["op"] == "test", e
+            assert body[0]["path"] == "/metadata/uid", e
+            assert body[1:] and all(str(op["path"]).startswith("/status") for op in body[1:]), e
         else:
             # kopf's finalizer and last-handled annotation: metadata only
             assert ref.get("subresource") in (None, ""), e

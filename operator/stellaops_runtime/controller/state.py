@@ -13,7 +13,8 @@ base without importing each other in circles:
   until the watch event comes back, so each write is remembered with the
   part of the index entry it changes, and a second reconcile before the echo
   does not write again;
-- ``_write_status`` (the status subresource of our own resources) and
+- ``_write_status`` (the status subresource of our own resources, only onto the object the
+  status was computed for: ``status_write``) and
   ``_event`` (a best-effort core/v1 Event).
 """
 
@@ -40,6 +41,7 @@ from stellaops_runtime.controller.node_labels import is_stale
 from stellaops_runtime.controller.patches import managed_view, status_patch
 from stellaops_runtime.controller.posture import NodeCapabilities
 from stellaops_runtime.controller.settings import COMPONENT, ControllerConfig
+from stellaops_runtime.controller.status_write import patch_status, status_ops
 from stellaops_runtime.kube.client import ApiError, KubeClient
 from stellaops_runtime.kube.resources import Resource
 
@@ -359,14 +361,12 @@ class ReconcilerState:
         if patch is None:
             return False
         meta = body.get("metadata") or {}
-        try:
-            await self.api.patch(
-                res, name=meta["name"], namespace=meta.get("namespace"), patch=patch, subresource="status"
-            )
-        except ApiError as e:
-            if e.not_found:
-                return False
-            raise
+        uid = str(meta.get("uid") or "") or None  # the object it was computed for (status_write)
+        ops = status_ops(uid, current, patch["status"])
+        if not await patch_status(
+            self.api, res, name=meta["name"], namespace=meta.get("namespace"), uid=uid, ops=ops
+        ):
+            return False  # gone, or replaced: the new object's own event reconciles it
         self.stats.writes[f"status {body.get('kind')}"] += 1
         written = dict(current)
         for k, v in patch["status"].items():
