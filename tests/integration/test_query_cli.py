@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,13 +82,9 @@ def seed(url: str) -> None:
         )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
-    u = (
-        sqlite_at_head(tmp_path / "hot.db")
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+@pytest.fixture
+def url(url: str) -> str:  # tests/integration/conftest.py's store (SQLite, PostgreSQL), seeded here
+    u = url
     seed(u)
     return u
 

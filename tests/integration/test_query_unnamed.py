@@ -10,8 +10,6 @@ PostgreSQL, through the CLI's own main.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -60,13 +58,9 @@ def row(image: str, module: str, fn: str, count: int, start: int, purl: str, **k
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
-    u = (
-        sqlite_at_head(tmp_path / "hot.db")
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+@pytest.fixture
+def url(url: str) -> str:  # tests/integration/conftest.py's store (SQLite, PostgreSQL), seeded here
+    u = url
     with open_store(u) as store:
         store.write(
             [

@@ -16,7 +16,6 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,13 +65,9 @@ def delta(fn: str, count: int, kind: EvidenceKind, stack: list[Any] | None = Non
     )  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
-    u = (
-        sqlite_at_head(tmp_path / "hot.db")
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+@pytest.fixture
+def url(url: str) -> str:  # tests/integration/conftest.py's store (SQLite, PostgreSQL), seeded here
+    u = url
     with open_store(u) as s:
         s.write(
             [

@@ -12,8 +12,6 @@ on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -46,13 +44,9 @@ def _delta(image: str, module: str, fn: str, day: int, count: int, purl: str, bu
     return HotSymbolDelta(key, start, count, start + S, start + 2 * S, purl=purl, build_id=build)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> str:
-    u = (
-        sqlite_at_head(tmp_path / "hot.db")
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+@pytest.fixture
+def url(url: str) -> str:  # tests/integration/conftest.py's store (SQLite, PostgreSQL), seeded here
+    u = url
     deltas = []
     for i in range(60):
         module, purl, build = [(APP, "", BUILD), (LIB, PURL, OTHER_BUILD), (TOOL, "", OTHER_BUILD)][i % 3]
