@@ -11,7 +11,9 @@ then. Each test here names a case where such a call was counted twice:
 - a new agent configured without the native probes (``native.enabled: false``)
   must still read the old agent's probe loads;
 - a graceful stop that stored every count: the calls between the moment stop
-  was asked and the probes' detach were stored too.
+  was asked and the probes' detach were stored too;
+- probes limited to cgroups (``native.cgroupAllow``): Tetragon's events carry
+  the container id, not the cgroup id.
 
 And one where such a call was lost: a probed call still running when the agent
 was killed (the probes record a call at its return, stamped at its entry), whose
@@ -253,3 +255,52 @@ def test_a_graceful_stop_leaves_the_calls_it_stored_after_the_stop_was_asked_ski
     twice = [x for x in events if x[2] == "crc32" and x[1] < detached]
     assert len([x for x in twice if x[1] >= alive]) > 5
     assert_counted_without(b.pipeline, events, twice)
+
+
+def test_probes_limited_to_cgroups_skip_the_calls_of_those_cgroups_containers(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cgroupAllow`` names a container's cgroup (v2: the inode of its directory, whose name holds
+    the container id). Tetragon's cached calls of that container, by its full id or Docker's short
+    one, were counted by the probes; another container's, or a host process's, were not."""
+    from stellaops_runtime.contracts.events import ContainerInfo, EventKind, ProcessInfo, RuntimeCallEvent
+    from stellaops_runtime.native import cgroup_ids
+
+    cid, other = "ab" * 32, "cd" * 32
+    tree = tmp_path / "cgroup"
+    pod = tree / "kubepods.slice" / "kubepods-pod1.slice"
+    (pod / f"cri-containerd-{cid}.scope").mkdir(parents=True)
+    (pod / f"cri-containerd-{other}.scope").mkdir()
+    (tree / "system.slice" / "ssh.service").mkdir(parents=True)
+    ino = (pod / f"cri-containerd-{cid}.scope").stat().st_ino
+    host = (tree / "system.slice" / "ssh.service").stat().st_ino
+    monkeypatch.setattr(cgroup_ids, "ROOTS", (str(tmp_path / "absent"), str(tree)))
+    now = time.time_ns()
+    sw = switch()
+    probes = fake_probes(now - 10 * S, [f"uprobe {CRC32.label()}"])
+    probes.stats.attached_ns = now - 30 * S
+    sw.bcc, sw.mode, sw._bcc_since_ns = probes, BCC, now - 40 * S
+    sw._boundary(BCC, NativeConfig(uprobes=(CRC32,), cgroup_allow=(ino, host)))
+
+    async def back() -> None:
+        await sw._to_tetragon()
+        await sw._stop_active()
+
+    asyncio.run(back())
+    o = sw._segments[-1].overlap
+    assert o is not None
+
+    def call(container: str) -> RuntimeCallEvent:
+        c = ContainerInfo(id=container) if container else None
+        return RuntimeCallEvent(EventKind.UPROBE, now - 20 * S, "n", ProcessInfo(pid=1, binary="/bin/a"), c,
+                                function_name="crc32", module=CRC32.binary)  # fmt: skip
+
+    assert o.counted_by_probes(call(cid)), "the allowed cgroup's container: counted twice"
+    assert o.counted_by_probes(call(cid[:15]))  # Tetragon's process.docker id, without pod info
+    assert not o.counted_by_probes(call(other)) and not o.counted_by_probes(call(other[:15]))
+    assert not o.counted_by_probes(call(cid[:8]))  # too short to name one container
+    assert not o.counted_by_probes(call(""))  # a host process: its cgroup (ssh.service) names no container
+    raw = sl.encode(o.loads, o.unwatched, "boot-1")  # a restarted agent matches them the same way
+    r = sl.decode(raw, boot="boot-1", cut_ns=now)
+    assert r is not None and r.counted_by_probes(call(cid)) and not r.counted_by_probes(call(other))
+    assert cgroup_ids.container_ids([ino, host, 12345]) == {ino: cid}

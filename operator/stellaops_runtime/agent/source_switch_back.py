@@ -57,6 +57,7 @@ class SwitchBack:
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
     _loads_file: str  # agent/source_switch_loads.py ('' without a spool path)
     _loads_written: object  # what was last written there (None: nothing)
+    _cgroup_ids: tuple[object, frozenset[str]] | None = None  # (load, its cgroups' containers)
 
     if TYPE_CHECKING:  # agent/source_switch_gaps.py
 
@@ -80,7 +81,20 @@ class SwitchBack:
             return None
         since = b.stats.attached_ns
         end = RUNNING if running else b.stats.detached_ns
-        return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end)
+        ids = self._cgroup_containers(native, since)
+        return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end, cgroup_containers=ids)
+
+    def _cgroup_containers(self, native: NativeConfig, attached_ns: int) -> frozenset[str]:
+        """The containers the load's cgroups (``cgroupAllow``) are, looked up once per load (while they
+        run: a cgroup's directory goes with its container)."""
+        if not native.cgroup_allow:
+            return frozenset()
+        key = (native.cgroup_allow, attached_ns)
+        if self._cgroup_ids is None or self._cgroup_ids[0] != key:
+            from stellaops_runtime.native.cgroup_ids import container_ids
+
+            self._cgroup_ids = (key, frozenset(container_ids(native.cgroup_allow).values()))
+        return self._cgroup_ids[1]
 
     def _note_load(self) -> None:
         """The stopped probes' load, before a reload: an earlier load counted its functions too."""

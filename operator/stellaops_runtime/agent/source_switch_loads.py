@@ -77,6 +77,7 @@ def encode(
             "keys": sorted([k.value, m, f] for k, m, f in ld.keys),
             "own": sorted([k.value, m, f, sorted(ids)] for (k, m, f), ids in ld.own.items()),
             "exec": ld.exec_events, "cgroups": sorted(ld.cgroups),
+            "cgroup_containers": sorted(ld.cgroup_containers),
         })  # fmt: skip
     spans = [[a, b] for a, b in unread][-MAX_UNREAD:]
     doc = {"format": FORMAT, "boot": boot, "loads": out, "unread": spans, "stored": stored}
@@ -135,10 +136,11 @@ def decode(raw: bytes, *, boot: str, cut_ns: int) -> Overlap | None:
                 raise LoadsError("own: not [kind, module, function, ids]")
             own[_key(o)] = frozenset(_str(c) for c in _list(o[3], MAX_KEYS, "ids"))
         cgroups = frozenset(_int(c) for c in _list(d.get("cgroups"), MAX_KEYS, "cgroups"))
+        ids = frozenset(_str(c) for c in _list(d.get("cgroup_containers", []), MAX_KEYS, "cgroup_containers"))
         if type(d.get("exec")) is not bool:
             raise LoadsError("exec: not true or false")
         if detached > since:
-            loads.append(Load(since, detached, keys, own, d["exec"], cgroups))
+            loads.append(Load(since, detached, keys, own, d["exec"], cgroups, ids))
     unread = []
     for s in _list(doc.get("unread"), MAX_UNREAD, "unread"):
         if type(s) is not list or len(s) != 2:

@@ -18,7 +18,10 @@ matched as the node knows it: the probes name a ``binaryPath`` file
 ``/proc/1/root<path>`` and Tetragon ``<tetragonHostRoot><path>`` (default
 ``/procRoot/1/root``, or the bare path), so both prefixes of the node's root
 are dropped before comparing (``node_path``); any other ``/proc/<pid>/root`` is
-another mount namespace's file. A PURL target is one container's file (or the
+another mount namespace's file. Probes limited to cgroups (``cgroupAllow``)
+counted only those cgroups' calls, and Tetragon's events carry the container id,
+not the cgroup id: the containers those cgroups are (native/cgroup_ids.py) are
+matched. A PURL target is one container's file (or the
 file its image's containers share), found at the load: only the calls of
 those containers are the probes'. Anything else is counted: a function only
 Tetragon traces, a call stamped before the probes started or after they
@@ -51,6 +54,7 @@ from dataclasses import dataclass, field
 from stellaops_runtime.adapter import from_proto
 from stellaops_runtime.adapter.common import AdapterStats
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
+from stellaops_runtime.native.cgroup_ids import names_container
 from stellaops_runtime.native.config import NativeConfig
 
 # The native loader's attach-list labels (native/loader.py _attach; the probes' modules are not
@@ -91,10 +95,18 @@ class Load:
     own: Mapping[Key, frozenset[str]]  # PURL targets: only these containers' calls (bare ids)
     exec_events: bool = False
     cgroups: frozenset[int] = frozenset()  # the kernel's cgroup allow list (empty: every cgroup)
+    # ... the containers those cgroups are (native/cgroup_ids.py): Tetragon's events carry no cgroup id
+    cgroup_containers: frozenset[str] = frozenset()
 
     @classmethod
     def of(
-        cls, cfg: NativeConfig, attached: Iterable[str], *, since_ns: int, detached_ns: int
+        cls,
+        cfg: NativeConfig,
+        attached: Iterable[str],
+        *,
+        since_ns: int,
+        detached_ns: int,
+        cgroup_containers: Iterable[str] = (),
     ) -> Load | None:
         """The load of ``cfg`` whose loader attached ``attached``; None when it counted nothing."""
         on = set(attached)
@@ -120,13 +132,25 @@ class Load:
         exec_events = cfg.exec_events and EXEC_LABEL in on
         if not keys and not own and not exec_events:
             return None
-        return cls(since_ns, detached_ns, frozenset(keys), own, exec_events, frozenset(cfg.cgroup_allow))
+        cgroups, ids = frozenset(cfg.cgroup_allow), frozenset(cgroup_containers)
+        return cls(
+            since_ns, detached_ns, frozenset(keys), own, exec_events, cgroups, ids if cgroups else frozenset()
+        )
+
+    def _allowed(self, ev: RuntimeCallEvent) -> bool:
+        """The call was in a cgroup the probes were limited to: its id, or its container's."""
+        c = ev.container
+        if c is None:
+            return False
+        if c.cgroup_id in self.cgroups:
+            return True
+        return bool(c.id) and names_container(self.cgroup_containers, c.id)
 
     def counted(self, ev: RuntimeCallEvent) -> bool:
         """This load counted the call: stamped while it watched, a function it attached."""
         if not self.since_ns <= ev.timestamp_ns < self.detached_ns:
             return False
-        if self.cgroups and (ev.container is None or ev.container.cgroup_id not in self.cgroups):
+        if self.cgroups and not self._allowed(ev):
             return False
         kind = ev.kind
         if kind is EventKind.EXEC:
