@@ -304,3 +304,43 @@ def test_probes_limited_to_cgroups_skip_the_calls_of_those_cgroups_containers(
     r = sl.decode(raw, boot="boot-1", cut_ns=now)
     assert r is not None and r.counted_by_probes(call(cid)) and not r.counted_by_probes(call(other))
     assert cgroup_ids.container_ids([ino, host, 12345]) == {ino: cid}
+
+
+def test_a_record_never_claims_past_the_attach_before_the_load_is_on_disk(tmp_path: Any) -> None:
+    """An agent killed within a tick of its probes attaching has no load on disk yet. That loses
+    nothing and doubles nothing only if its watch record's moment (``watching_ns``) cannot pass the
+    attach before the load is written: the next agent cuts the loads at that moment, so a load
+    cut before its attach is no load either way. Checked at every await of the tick that closes
+    the switch's gap and writes the load (each kernel drop marked is one)."""
+    spool = str(tmp_path / "spool")
+    a = switch(spool)
+    a._reload_check_at = a._next_check = float("inf")
+    attach = time.time_ns() - 5 * S
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, attach
+    probes.queued_ns = probes.in_flight_ns = probes.drops_read_ns = attach + 3 * S  # all read by then
+    drops = [SimpleNamespace(start_ns=attach + S, end_ns=attach + 2 * S, total=1) for _ in range(2)]
+    probes.take_drops = lambda: [drops.pop()] if drops else []
+    probes.stats.drops = []
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, attach - 5 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+    a._open_gap(attach - 6 * S)  # the switch's gap: Tetragon lost until the probes attach
+    seen: list[tuple[int | None, bool]] = []
+
+    def look() -> None:
+        seen.append((a.watching_ns(), os.path.exists(spool + ".probe-loads")))
+
+    async def in_pipeline(fn: Any, *args: Any) -> Any:
+        look()
+        return fn(*args)
+
+    a.in_pipeline = in_pipeline
+    assert a.watching_ns() is None  # the gap is open: no moment at all
+    asyncio.run(a._tick_bcc(time.monotonic()))
+    asyncio.run(a._tick_bcc(time.monotonic()))
+    assert len(seen) >= 3 and os.path.exists(spool + ".probe-loads")
+    for alive, on_disk in seen:
+        assert on_disk or alive is None or alive < attach, (alive, attach, on_disk)
+    assert a.watching_ns() == attach + 3 * S  # once on disk, the record moves on
+    r = sl.resumed(spool + ".probe-loads", attach + 3 * S)
+    assert r is not None and r.loads[0].since_ns == attach
