@@ -34,6 +34,7 @@ from stellaops_runtime.agent.latency import LatencyHistogram
 from stellaops_runtime.agent.native_hold import NativeHold
 from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.purls import HotSymbolAttribution
+from stellaops_runtime.agent.unprobed import UnprobedTails
 from stellaops_runtime.canonical import demangle as demangling
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
@@ -108,6 +109,9 @@ class Pipeline:
             started_ns=time.time_ns() if started_ns is None else started_ns,
         )
         self.gaps = GapTracker(window_seconds=hs.window_seconds, source="tetragon")
+        # Split tails the PURL probes left unprobed, set by the source switch (agent/unprobed.py).
+        self.unprobed = UnprobedTails()
+        self._window_seconds = hs.window_seconds
         self.canonicalizer = make_canonicalizer(config, node_name=node_name)
         self.attribution = (
             HotSymbolAttribution(config.attribution, proc_root=config.symbols.proc_root, node_name=node_name)
@@ -191,6 +195,10 @@ class Pipeline:
         self.release_native_held()  # held native records whose wait is over count in this drain
         deltas, windows = self.aggregator.drain()
         windows = marks.stamped(self.gaps.drain(windows), self.marked_by)
+        now = time.time_ns()
+        deltas += self.unprobed.deltas(
+            node_name=self.node_name, now_ns=now, window_seconds=self._window_seconds
+        )
         if self.attribution is not None:
             try:
                 self.attribution.fill(deltas)

@@ -184,6 +184,7 @@ class ProbeReloads:
         if att is not None:
             known = {**att.probed, **wiring.probed(digests)}
             att.probed = known if len(known) <= MAX_PROBED_FILES else wiring.probed(digests)  # swapped whole
+        self.pipeline.unprobed.current = wiring.unprobed(digests)  # tails left unprobed: agent/unprobed.py
 
     def _mark_purl(self, b: NativeProbeSource) -> None:
         """After each load (or failed load) of the probes: which PURL functions are attached."""

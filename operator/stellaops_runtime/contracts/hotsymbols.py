@@ -29,6 +29,10 @@ class EvidenceKind(enum.StrEnum):
     ON_STACK = "on_stack"  # on a user stack sampled at a kprobe/tracepoint
     EXECUTED = "executed"  # the binary of an exec event
     LOADED = "loaded"  # a file mapped into a process (process_loader): loaded, not called
+    # Not an observation: a GCC split tail (``crc32.part.0``) of a function probed by PURL, left
+    # unprobed (callers that inlined the head call it unseen). Always 0 calls; answers read it as
+    # "probed in part", never "not observed" (evidence/probed_in_part.py, agent/unprobed.py).
+    UNPROBED = "unprobed"
 
 
 # Runtime-signal confidence per evidence kind (DESIGN.md: the seed's RTS table

@@ -1,6 +1,6 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Eight places where a call can hide from a question about a function of a package:
+Nine places where a call can hide from a question about a function of a package:
 
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
@@ -31,6 +31,9 @@ Eight places where a call can hide from a question about a function of a package
   per-window history that would say when (store/partitions.py).
 - **window_spans_period**: a window's first call is before the period and its last after it;
   its other calls lie anywhere between (the history keeps no more), in the period or not.
+- **probed_in_part**: the function's split tail (``crc32.part.0``, called directly by callers
+  that inlined its head) was left unprobed by the PURL probes that watch it
+  (evidence/probed_in_part.py).
 - **refused**: the database refused the row of the calls and the store kept it in
   ``quarantined_rows`` (a file path that was not UTF-8, a name too long for PostgreSQL's key
   index: docs/operations.md, "A failing store"). Its observation window was stored; its calls
@@ -66,6 +69,7 @@ from stellaops_runtime.evidence.interpreted import (
 )
 from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
+from stellaops_runtime.evidence.probed_in_part import probed_in_part
 from stellaops_runtime.evidence.refused_rows import REFUSED as REFUSED  # re-exported
 from stellaops_runtime.evidence.refused_rows import refused as refused  # re-exported
 from stellaops_runtime.evidence.unattributed_image import image_unattributed
@@ -257,6 +261,7 @@ def doubts(
         interpreted(conn, image=image, function=function, purl=purl),
         refused(conn, image=image, function=function, purl=purl, since=since, until=until),
         offset_unplaced(conn, image=image, function=function, since=since, until=until),
+        probed_in_part(conn, image=image, function=function, purl=purl),
     ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))

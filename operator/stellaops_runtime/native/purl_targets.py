@@ -36,18 +36,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from stellaops_runtime.attribution.model import AttributionError
 from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.canonical import symtab
-from stellaops_runtime.canonical.elflayout import ElfError, read_layout
+from stellaops_runtime.canonical.elflayout import ElfError, file_build_id, read_layout
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, UprobeTarget
 from stellaops_runtime.native.purl_files import PackageLookupError, package_files
-from stellaops_runtime.store.name_spellings import entry_clone_of
+from stellaops_runtime.store.name_spellings import clone_of, entry_clone_of
 
 ATTACHED = "attached"
 RESOLVED = "resolved"  # files found, not attached yet
@@ -69,6 +69,15 @@ class FunctionFile:
     symbol: str = ""  # the clone probed for the function (``crc32.isra.0``); "" for its own symbol
 
 
+@dataclass(frozen=True, slots=True)
+class UnprobedTail:
+    """A split tail of the function left unprobed in one of its files (``split_tail_of``)."""
+
+    path: str  # in-root path of the file, as events name it
+    symbol: str  # ``crc32.part.0``
+    build_id: str  # the file's (elflayout.file_build_id): a question by function ID matches it
+
+
 @dataclass(slots=True)
 class FunctionReport:
     container: str
@@ -79,6 +88,7 @@ class FunctionReport:
     detail: str = ""
     packages: list[str] = field(default_factory=list)  # PURLs of the installed packages matched
     files: list[FunctionFile] = field(default_factory=list)
+    unprobed: list[UnprobedTail] = field(default_factory=list)  # in the files probed: probed in part
 
     @property
     def locations(self) -> list[tuple[str, int]]:
@@ -99,13 +109,19 @@ def symbol_offsets(fd: int, symbols: Iterable[str]) -> dict[str, int]:
     return function_offsets(fd, symbols)[0]
 
 
-def function_offsets(fd: int, symbols: Iterable[str]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+def function_offsets(
+    fd: int, symbols: Iterable[str], tails: dict[str, set[str]] | None = None
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """:func:`symbol_offsets`, and for each of ``symbols`` the offsets of its GCC clones entered once
     per call of it (``crc32.isra.0``, ``crc32.constprop.0``: name_spellings.entry_clone_of), at an
     offset none of its other probes has. gcc -O2 compiles a static function into such clones only:
     a probe on its name alone found nothing and its calls ran unseen. Not ``.part.N`` (the function
     jumps to it: a call counted twice) nor ``.cold`` (no call enters it). A symbol is compared at
-    the lengths of the names asked only (a name of 100,000 dots costs no more)."""
+    the lengths of the names asked only (a name of 100,000 dots costs no more).
+
+    ``tails``, when given, gets for each of ``symbols`` its split tails the file defines
+    (:func:`split_tail_of`, at most MAX_UPROBE_TARGETS each): left unprobed, so the function was
+    probed in part (agent/unprobed.py tells the store)."""
     wanted = set(symbols)
     lengths = sorted({len(s) for s in wanted})
     out: dict[str, int] = {}
@@ -125,6 +141,11 @@ def function_offsets(fd: int, symbols: Iterable[str]) -> tuple[dict[str, int], d
                         of = clones.setdefault(base, {})  # past the bound: reported, not probed
                         if file_off is not None and len(of) <= MAX_UPROBE_TARGETS:
                             of.setdefault(sym, file_off)
+                    elif tails is not None and "." in sym:
+                        base = _clone_base(sym, wanted, lengths, split_tail_of)
+                        got = tails.setdefault(base, set()) if base is not None else None
+                        if got is not None and len(got) < MAX_UPROBE_TARGETS:
+                            got.add(sym)
                     continue
                 if sym in out:
                     continue
@@ -143,12 +164,38 @@ def function_offsets(fd: int, symbols: Iterable[str]) -> tuple[dict[str, int], d
     return out, found
 
 
-def _clone_base(sym: str, wanted: set[str], lengths: list[int]) -> str | None:
-    """The name asked that ``sym`` is an entry clone of, if any."""
+def split_tail_of(sym: str, name: str) -> bool:
+    """Whether ``sym`` is a tail partial inlining split off ``name`` (``crc32.part.0``, also as
+    ``crc32.part.0.isra.0`` or ``crc32.isra.0.part.0``): a caller that inlined the head calls it
+    directly, so a probe at ``name`` alone misses that call. Not its cold or hot part, which no
+    call enters (name_spellings.clone_of)."""
+    if not clone_of(sym, name):
+        return False
+    words = set(sym[len(name) :].replace(" (", "").replace(")", "").split("."))
+    return "part" in words and not words & _NOT_TAIL
+
+
+_NOT_TAIL = frozenset({"cold", "hot", "warm"})
+
+
+def _build_id(fd: int) -> str:
+    """The ELF file's build-id (GNU, Go, else its content hash); "" when it cannot be read (then a
+    question by function ID does not meet its tails: one by name still does)."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return file_build_id(f)[0]
+    except (ElfError, OSError):
+        return ""
+
+
+def _clone_base(
+    sym: str, wanted: set[str], lengths: list[int], is_clone: Callable[[str, str], bool] = entry_clone_of
+) -> str | None:
+    """The name asked that ``sym`` is a clone of (``is_clone``: an entry clone), if any."""
     for n in lengths:
         if n >= len(sym):
             break
-        if sym[n] in ". " and (base := sym[:n]) in wanted and entry_clone_of(sym, base):
+        if sym[n] in ". " and (base := sym[:n]) in wanted and is_clone(sym, base):
             return base
     return None
 
@@ -203,14 +250,19 @@ def resolve(
     fds: dict[FileKey, int] = {}
     elf_files = 0
     for path, fd, key in opened:
+        tails: dict[str, set[str]] = {}
         try:
-            found, clones = function_offsets(fd, symbols)
+            found, clones = function_offsets(fd, symbols, tails)
             elf_files += 1
         except ElfError:  # not ELF, damaged, or over the parse budget: not a function's file
-            found, clones = {}, {}
+            found, clones, tails = {}, {}, {}
         except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
             os.close(fd)
             continue
+        bid = _build_id(fd) if tails.keys() & (found.keys() | clones.keys()) else ""
+        for sym, of_tails in tails.items():
+            if sym in found or sym in clones:  # probed in this file, its tails not
+                reports[sym].unprobed += [UnprobedTail(path, t, bid) for t in sorted(of_tails)]
         for sym, off in found.items():
             reports[sym].files.append(FunctionFile(path, fs.host_path(path), off, key))
         for sym, of in clones.items():

@@ -23,7 +23,8 @@ only in the containers of pods that policy selects at EbpfDeep (``selects``);
 and symbol belongs to (a probe on a shared file fires in every container
 mapping it; the pipeline drops the calls of pods the policy does not select).
 ``probed`` gives the installed package's PURL of each file probed, per image
-digest, for the pipeline's package attribution (agent/purls.py).
+digest, for the pipeline's package attribution (agent/purls.py); ``unprobed``
+the split tails left unprobed beside them (agent/unprobed.py).
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ class PurlWiring:
                         out[key] = purl
         for key in disputed:
             out.pop(key, None)
+        return out
+
+    def unprobed(self, digests: Mapping[str, str]) -> dict[tuple[str, str, str], tuple[str, str]]:
+        """(image digest, path in the image, split tail) -> (build-id, installed PURL or "") of every
+        tail left unprobed beside a function probed in that file (``FunctionReport.unprobed``): the
+        facts agent/unprobed.py stores. The PURL as :meth:`probed` decides it."""
+        purls = self.probed(digests)
+        out: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for reports in self._reports.values():
+            for r in reports:
+                if (digest := digests.get(r.container, "")) and r.files:
+                    for t in r.unprobed:
+                        out[(digest, t.path, t.symbol)] = (t.build_id, purls.get((digest, t.path), ""))
         return out
 
     def owners(self) -> dict[tuple[str, str], frozenset[str]]:

@@ -37,7 +37,8 @@ from stellaops_runtime.store.watched_sql import has_posture_columns as has_postu
 
 # Evidence about files (an exec'd binary, a mapped library), not functions.
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
-# A function row of no calls (another tool's spool or export; the agent writes none) observed nothing.
+# A function row of no calls (another tool's spool or export; the agent writes none but its
+# ``unprobed`` facts: agent/unprobed.py) observed nothing.
 _CALLED = hot_symbols.c.invocation_count > 0
 
 
@@ -202,6 +203,23 @@ def observed(
     if rows and (since is not None or until is not None):
         rows = _in_period(conn, rows, since=since, until=until, sure=True)
     return rows
+
+
+def unprobed(
+    conn: sa.Connection, *, image: str, function: FunctionQuery, purl: PurlQuery | None = None
+) -> list[SymbolRow]:
+    """The ``unprobed`` rows (agent/unprobed.py) of ``image`` that are split tails of ``function``
+    (matched as :func:`observed` matches its clones), maybe of one package: any period."""
+    c = hot_symbols.c
+    where = [c.image_digest == image, c.evidence_kind == EvidenceKind.UNPROBED.value, _name_filter(function)]
+    if purl is not None:
+        if (by_purl := _purl_filter(conn, image=image, purl=purl)) is None:
+            return []
+        where.append(by_purl)
+    rows = _rows(conn, sa.select(*_ROW_COLUMNS).where(*where).order_by(c.module, c.function_name))
+    if function.is_function_id:
+        return [r for r in rows if function.matches_clone(r.function_name, r.build_id)]
+    return [r for r in rows if function.matches_name(r.function_name)]
 
 
 def rows_where(

@@ -1,0 +1,65 @@
+"""The split tails the PURL probes leave unprobed, told to the store: "this function was probed in part".
+
+gcc -O2 splits a function by partial inlining: ``crc32`` keeps the head and jumps to
+``crc32.part.0``, while a caller that inlined the head calls ``crc32.part.0`` directly (or returns
+in the inlined head). The probes by PURL attach at ``crc32`` only (probing the tail too would count
+a call through ``crc32`` twice: native/purl_targets.py), so those calls are never counted, and an
+answer resting on "no rows" would say "not observed" about calls nobody watched.
+
+The resolution (``PurlWiring.unprobed``) knows which tails a probed file defines; this module turns
+each (image, file, tail) into one ``hot_symbols`` row of evidence kind ``unprobed``: 0 calls, the
+tail's name, the file's path in the image, build-id and package. Such a row is no observation
+(every reader counts only rows with calls); evidence/probed_in_part.py reads it and answers
+``unknown`` naming the tail. It rides the same flush as the counts (ledger, outage buffer, spool,
+export), so it is kept exactly as they are. Each fact is handed over once per agent (the store
+keeps it: an image's file never changes); the set of those sent is bounded. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+
+# (image digest, path in the image, tail symbol) -> (build-id, installed PURL or "")
+Facts = Mapping[tuple[str, str, str], tuple[str, str]]
+MAX_SENT = 100_000  # facts remembered as sent; past it the set starts over (a fact sent again costs a row)
+
+
+class UnprobedTails:
+    """The facts of the current probes (``current``, swapped whole by the source switch) and those
+    already handed to the store."""
+
+    def __init__(self) -> None:
+        self.current: Facts = {}
+        self._sent: set[tuple[str, str, str]] = set()
+
+    def deltas(self, *, node_name: str, now_ns: int, window_seconds: int) -> list[HotSymbolDelta]:
+        """One 0-call ``unprobed`` row per fact not handed over yet (called at each drain)."""
+        facts = self.current  # read once: the switch replaces the mapping, never changes it
+        new = [k for k in facts if k not in self._sent]
+        if not new:
+            return []
+        if len(self._sent) + len(new) > MAX_SENT:
+            self._sent.clear()
+        win = now_ns - now_ns % (window_seconds * 1_000_000_000)
+        out = []
+        for key in new:
+            image, path, tail = key
+            build_id, purl = facts[key]
+            k = HotSymbolKey(image, path, tail, EvidenceKind.UNPROBED)
+            out.append(
+                HotSymbolDelta(
+                    k,
+                    win,
+                    0,
+                    now_ns,
+                    now_ns,
+                    confidence=0.0,
+                    build_id=build_id,
+                    purl=purl,
+                    node_name=node_name,
+                )
+            )
+            self._sent.add(key)
+        return out

@@ -1,0 +1,132 @@
+"""A function the PURL probes watch in part (its split tail unprobed) is never answered "not observed".
+
+The agent's half: the resolution reports each split tail (``adler32.part.0``) a probed file defines
+beside the function, with the file's build-id (native/purl_targets.py), and the pipeline hands each
+(image, file, tail) to the store once as a 0-call ``unprobed`` row (agent/unprobed.py). The
+answers' half: ``query observed`` by name or by function ID of that build says unknown naming the
+tail (evidence/probed_in_part.py), and no listing shows the row as a call. The whole path, real
+agent and BPF probes, is tests/integration/test_agent_purl_part_clone.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from stellaops_runtime.agent.unprobed import UnprobedTails
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.native import purl_targets as pt
+from stellaops_runtime.native.purl_wiring import PurlWiring
+from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
+from stellaops_runtime.store.engine import open_store
+from tests.integration.test_answer_unattributed import cli
+from tests.integration.test_native_purl_clones import PURL as ZPURL
+from tests.integration.test_native_purl_clones import _root
+from tests.integration.test_vex import DAY, IMG, PURL, T0, ZLIB, S, watched
+
+BID = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("stored", "tail"),
+    [
+        ("crc32.part.0", True),
+        ("crc32.part.1", True),
+        ("crc32.isra.0.part.0", True),
+        ("crc32.part.0.isra.0", True),
+        ("crc32(int) (.part.0)", False),  # a C++ name's tail is of ``crc32(int)``, not ``crc32``
+        ("crc32.part.0.cold", False),  # no call enters a cold part
+        ("crc32.cold", False),
+        ("crc32.isra.0", False),  # an entry clone: probed itself
+        ("crc32x.part.0", False),
+        ("crc32", False),
+    ],
+)
+def test_which_clones_are_split_tails(stored: str, tail: bool) -> None:
+    assert pt.split_tail_of(stored, "crc32") is tail
+    assert pt.split_tail_of("f(int) (.part.0)", "f(int)")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_the_resolution_reports_the_unprobed_tail_with_its_file_s_build_id(tmp_path: Path) -> None:
+    proc, funcs = _root(tmp_path)
+    assert {"adler32", "adler32.part.0", "crc32.isra.0"} <= set(funcs), funcs  # gcc -O2's split (premise)
+    lib = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+    with open(f"{proc}/1/root{lib}", "rb") as f:
+        note = ELFFile(f).get_section_by_name(".note.gnu.build-id")
+        bid = next(iter(note.iter_notes()))["n_desc"]  # type: ignore[union-attr]
+    plan = pt.PurlProbePlan(proc_root=proc)
+    try:
+        reports = {r.symbol: r for r in plan.add("c1", 1, ZPURL, ["crc32", "adler32"])}
+        assert reports["adler32"].unprobed == [pt.UnprobedTail(lib, "adler32.part.0", bid)]
+        assert reports["crc32"].unprobed == []  # its entry clone is probed; it has no tail
+        wiring = PurlWiring.__new__(PurlWiring)
+        wiring._reports = {("p", ZPURL, s): [r] for s, r in reports.items()}
+        installed = reports["adler32"].packages[0]
+        assert wiring.unprobed({"c1": IMG}) == {(IMG, lib, "adler32.part.0"): (bid, installed)}
+        assert wiring.unprobed({}) == {}  # a container of no known image: no fact
+    finally:
+        plan.close()
+
+
+def test_each_fact_is_handed_over_once_as_a_row_of_no_calls() -> None:
+    tails = UnprobedTails()
+    assert tails.deltas(node_name="n1", now_ns=T0 + 90 * S, window_seconds=60) == []
+    tails.current = {(IMG, ZLIB, "crc32.part.0"): (BID, PURL)}
+    (d,) = tails.deltas(node_name="n1", now_ns=T0 + 90 * S, window_seconds=60)
+    assert d.key == HotSymbolKey(IMG, ZLIB, "crc32.part.0", EvidenceKind.UNPROBED)
+    assert (d.invocation_count, d.window_start_ns, d.build_id, d.purl, d.node_name) == (
+        0,
+        T0 + 60 * S,
+        BID,
+        PURL,
+        "n1",
+    )
+    assert tails.deltas(node_name="n1", now_ns=T0 + 200 * S, window_seconds=60) == []  # sent already
+    tails.current = {**tails.current, (IMG, ZLIB, "inflate.part.0"): (BID, PURL)}  # a reload adds one
+    assert [x.key.function_name for x in tails.deltas(node_name="n1", now_ns=T0, window_seconds=60)] == [
+        "inflate.part.0"
+    ]
+    # the spool's JSON keeps the kind (an agent restarted replays it)
+    again = batch_from_json(batch_to_json(Batch("a/1", 1, [d])))
+    assert again.units == [d]
+
+
+def _row(fn: str, kind: EvidenceKind, n: int, *, bid: str = BID) -> HotSymbolDelta:
+    start = T0 + 3 * DAY
+    key = HotSymbolKey(IMG, ZLIB, fn, kind)
+    return HotSymbolDelta(key, start, n, start + S, start + S, build_id=bid, purl=PURL, node_name="node-1")
+
+
+def test_an_answer_about_a_function_probed_in_part_is_unknown(tmp_path: Path, url: str) -> None:
+    """Seen failing before the fix: ``crc32`` (and its function ID) answered not_observed, exit 1."""
+    with open_store(url) as s:
+        s.write([_row("adler32", EvidenceKind.INVOKED, 5)], watched())  # 40 days at EbpfDeep, gap-free
+        # the fact as the agent writes it: a frozen batch through the flush ledger
+        done = s.write_batch(Batch("node-1/agent", 1, [_row("crc32.part.0", EvidenceKind.UNPROBED, 0)]))
+        assert not done.errors, done
+    for fn in ("crc32", f"{BID}:crc32+0x0"):
+        for purl in ((), ("--purl", "pkg:deb/debian/zlib1g")):
+            code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn, *purl)
+            assert (code, doc["answer"]) == (3, "unknown"), (fn, doc)
+            assert "probed in part" in doc["reason"] and "crc32.part.0 in " + ZLIB in doc["reason"], doc
+            assert [r["function_name"] for r in doc["probed_in_part"]] == ["crc32.part.0"]
+    # another function, another build of the file, another package: the fact is not theirs
+    for fn, purl in (
+        ("crc3", ()),
+        ("inflate", ()),
+        (f"{'f' * 40}:crc32+0x0", ()),
+        ("crc32", ("--purl", "pkg:deb/debian/libpng16-16")),
+    ):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn, *purl)
+        assert "probed_in_part" not in doc or not doc["probed_in_part"], (fn, doc)
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflate")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    # no listing takes the fact for a call
+    code, doc = cli(url, "query", "hot", "--image", IMG)
+    assert "crc32.part.0" not in str(doc), doc
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g")
+    assert "crc32.part.0" not in str(doc) and "adler32" in str(doc), doc
