@@ -69,6 +69,10 @@ class _Api:
         self.patches.append((namespace or "", name, patch))
         return {}
 
+    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        """A status write (a JSON patch: controller/status_write.py); accepted."""
+        return {}
+
 
 def _pod(uid: str) -> PodSnapshot:
     return PodSnapshot.of(
