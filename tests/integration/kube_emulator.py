@@ -11,6 +11,9 @@ the way a real API server does it:
   (the API server's uid precondition), except on a custom resource's ``/status``, where the real
   server copies the stored metadata over the patch and applies it
   (tests/realkube/test_status_write_uid_real.py);
+- a 404 says what the real server's does: a Status naming the object (``details.name``) when
+  the object is missing, a bare "404 page not found" when the kind is not served
+  (tests/realkube/test_not_found_real.py);
 - a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
   ``resourceVersion``) is 422 Invalid, not a 500;
 - for resources declared with a ``status`` subresource: a create and a PATCH
@@ -71,6 +74,7 @@ DECLARED = (
 )
 
 
+_OBJECT_ACTIONS = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE, kmock.action.FETCH)
 _kmock_parse_path = _kmock_parsing.parse_path
 
 
@@ -120,6 +124,9 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
         self._rv += 1
         return str(self._rv)
 
+    def _served(self, res: Any) -> bool:
+        return any(declared == res for declared in self._get_resources())
+
     def _stored(self, request: Any) -> Any:
         try:
             return self.objects[request.resource, request.namespace, request.name]
@@ -165,6 +172,9 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                 message=f"{request.method.value} {request.url.path} is forbidden",
             )
         res = request.resource
+        if res is not None and res.plural and request.action in _OBJECT_ACTIONS and not self._served(res):
+            # a kind not served (its CRD not installed): the real server's bare answer, no Status
+            return aiohttp.web.Response(status=404, text="404 page not found\n")
         if res is not None:
             info = self.resources.get(res, None)
             has_status = info is not None and "status" in getattr(info, "subresources", ())
@@ -200,6 +210,15 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                 data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
         try:
             return await super()._handle(request)
+        except kmock.KubernetesObjectNotFoundError:  # the real server's Status names the object
+            assert res is not None
+            what = f"{res.plural}.{res.group}" if res.group else str(res.plural)
+            raise kmock.KubernetesError(
+                status=404,
+                reason="NotFound",
+                message=f'{what} "{request.name}" not found',
+                details={"name": request.name, "group": res.group, "kind": res.plural},
+            ) from None
         except jsonpatch.JsonPatchTestFailed as e:  # a failed "test" op is 422 Invalid, as kopf expects
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(e)) from None
 

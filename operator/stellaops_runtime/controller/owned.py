@@ -11,7 +11,10 @@ someone else in between is refused by the API server instead of overwritten.
 On that refusal (``ApiError.uid_mismatch``) ``apply`` reads the live object and
 decides on it once: ours is patched to its rendering under its own uid,
 another's is refused (``NotOwnedError``), so a replaced object neither fails
-the reconcile nor stays as it was restored until the index catches up.
+the reconcile nor stays as it was restored until the index catches up. A patch
+answered 404 for the object (deleted since the operator saw it; not a kind that
+is not served, ``ApiError.kind_not_served``) creates it, as a reconcile that had
+read it gone would have.
 """
 
 from __future__ import annotations
@@ -77,20 +80,20 @@ class OwnedWriter(ReconcilerState):
         current = self._owned(key)
         if current is None:
             try:
-                body = await self.api.create(res, for_create(desired))
+                return await self._create(res, key, part, desired)
             except ApiError as e:
                 if not e.conflict:
                     raise
                 current = await self.api.get(res, name=name, namespace=namespace)
                 if current is None:
                     raise
-            else:
-                self.stats.writes[f"create {desired['kind']}"] += 1
-                self._remember(key, part, body)
-                return "created"
         try:
             return await self._patch(res, key, part, desired, current)
         except ApiError as e:
+            if e.not_found and not e.kind_not_served:
+                # Deleted since the operator saw it: wanted, so made again now (a 404 read as a
+                # missing CRD said TetragonNotInstalled: tests/integration/test_policy_child_gone.py).
+                return await self._create(res, key, part, desired)
             if not e.uid_mismatch:
                 raise
             # Replaced under its name since the operator saw it (kopf has not indexed the new
@@ -99,6 +102,12 @@ class OwnedWriter(ReconcilerState):
             if live is None:  # gone again: the reconcile fails and is retried
                 raise
         return await self._patch(res, key, part, desired, live)
+
+    async def _create(self, res: Resource, key: ObjKey, part: Any, desired: Mapping[str, Any]) -> str:
+        body = await self.api.create(res, for_create(desired))
+        self.stats.writes[f"create {desired['kind']}"] += 1
+        self._remember(key, part, body)
+        return "created"
 
     async def _patch(
         self, res: Resource, key: ObjKey, part: Any, desired: Mapping[str, Any], current: Mapping[str, Any]

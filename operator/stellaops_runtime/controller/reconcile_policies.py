@@ -292,7 +292,7 @@ class PolicyReconciler(OwnedWriter):
                     log.info("%s %s/%s: namespace is being deleted; nothing rendered", kind, namespace, name)
                     self._terminating.add(namespace)
                     return
-                missing_crd = missing_crd or e.not_found
+                missing_crd = missing_crd or e.kind_not_served  # not a 404 for one object
                 if self._owned(obj_key(obj)) is None:  # an older version of ours still traces: not missing
                     missing.append(obj["metadata"]["name"])
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")

@@ -1,6 +1,7 @@
 """The API server's error answers as one exception, ``ApiError``, with what callers decide on.
 
-Callers branch on the HTTP status (404 gone, 409 conflict, 403 refused) and,
+Callers branch on the HTTP status (404 gone, 409 conflict, 403 refused; a 404
+naming no object is a kind not served, ``kind_not_served``) and,
 for a throttled request (429, or 503 with a ``Retry-After``), on how long the
 server asked to wait (``retry_after``, ``kube.throttle``). The server's own
 ``reason`` and ``message`` are kept (cut at 500 characters) for logs, Events
@@ -24,6 +25,7 @@ class ApiError(RuntimeError):
         method: str,
         path: str,
         retry_after: float | None = None,
+        object_name: str = "",
     ) -> None:
         wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
         super().__init__(f"{method} {path}: {status} {reason}: {message}{wait}")
@@ -31,6 +33,7 @@ class ApiError(RuntimeError):
         self.reason = reason
         self.message = message
         self.retry_after = retry_after  # seconds the server asked to wait (throttling), else None
+        self.object_name = object_name  # the object the answer names (its Status's details.name), if any
 
     @property
     def throttled(self) -> bool:
@@ -40,6 +43,14 @@ class ApiError(RuntimeError):
     @property
     def not_found(self) -> bool:
         return self.status == 404
+
+    @property
+    def kind_not_served(self) -> bool:
+        """A 404 for the kind itself (its CRD not installed, its group or version not served), not
+        for one object: kube-apiserver (v1.20) answers a bare "404 page not found" there, and a
+        Status naming the object (or its namespace) in ``details.name`` for a missing object
+        (tests/realkube/test_not_found_real.py)."""
+        return self.status == 404 and not self.object_name
 
     @property
     def conflict(self) -> bool:
@@ -59,7 +70,7 @@ class ApiError(RuntimeError):
 def api_error(
     status: int, text: str, *, method: str, path: str, retry_after: float | None = None
 ) -> ApiError:
-    reason, message = "", text[:500]
+    reason, message, name = "", text[:500], ""
     try:
         doc = json.loads(text)
     except ValueError:
@@ -67,6 +78,15 @@ def api_error(
     if isinstance(doc, dict):
         reason = str(doc.get("reason") or "")
         message = str(doc.get("message") or message)[:500]
+        details = doc.get("details")
+        if isinstance(details, dict) and isinstance(details.get("name"), str):
+            name = details["name"][:253]
     return ApiError(
-        status=status, reason=reason, message=message, method=method, path=path, retry_after=retry_after
+        status=status,
+        reason=reason,
+        message=message,
+        method=method,
+        path=path,
+        retry_after=retry_after,
+        object_name=name,
     )
