@@ -28,11 +28,14 @@ import json
 import re
 from pathlib import Path
 
+from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 
 from stellaops_runtime.agent import metrics as agent_metrics
 from stellaops_runtime.agent import native_selection_metrics
+from stellaops_runtime.replay.events import ReplayEvent
 from stellaops_runtime.sources.tetragon_metrics import WATCHED
+from stellaops_runtime.wire.tetragon import events_pb2
 from tests.e2e import harness as h
 from tests.ports import free_port
 
@@ -166,13 +169,41 @@ def _served(text: str) -> tuple[set[str], dict[str, set[tuple[str, ...]]]]:
     return names, labels
 
 
+def _settled(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], n: int) -> bool:
+    """Every event received, and the signals and the undecodable one handled (none is "processed")."""
+    return (
+        h.metric(m, "tetragon_events_total") == n
+        and h.metric_sum(m, P + "events_malformed_total") == 1
+        and h.metric(m, P + "tetragon_rate_limit_reports_total", node="docs-node") == 1
+        and h.metric_sum(m, P + "tetragon_throttle_events_total") == 1
+    )
+
+
 def _docstring_names() -> set[str]:
     doc = (agent_metrics.__doc__ or "") + (native_selection_metrics.__doc__ or "")
     return set(re.findall(NAME, doc))
 
 
 async def test_every_metric_name_in_the_docs_is_served_by_a_real_agent(tmp_path: Path) -> None:
-    events = h.stream_events()
+    # Tetragon's drop signals and an undecodable message: their families then have samples, whose
+    # label names are checked against the docs' (``tetragon_throttle_events_total{node,...}``).
+    signals = [
+        {"process_throttle": {"type": "THROTTLE_START", "cgroup": "cri-containerd-" + "c" * 64 + ".scope"}},
+        {"rate_limit_info": {"number_of_dropped_process_events": "3"}},
+    ]
+    events = [
+        *h.stream_events(),
+        *(
+            ReplayEvent.from_message(
+                json_format.ParseDict(
+                    {**o, "node_name": "docs-node", "time": "2026-11-24T09:00:20Z"},
+                    events_pb2.GetEventsResponse(),
+                )
+            )
+            for o in signals
+        ),
+        ReplayEvent(payload=b"\xff\xff\xff"),
+    ]
     (tmp_path / "probes.json").write_text("{}")
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
@@ -190,7 +221,7 @@ async def test_every_metric_name_in_the_docs_is_served_by_a_real_agent(tmp_path:
     code, out, text = await h.scrape_replay_agent(
         tmp_path,
         events,
-        lambda port: h.metric(h.scrape(port), "tetragon_events_total") == len(events),
+        lambda port: _settled(h.scrape(port), len(events)),
         store={"url": f"sqlite:///{tmp_path}/hs.db"},
         lifecycle={"enabled": True, "runtime": "containerd", "containerdAddress": str(tmp_path / "no.sock")},
         native={"enabled": True, "probeConfigFile": str(tmp_path / "probes.json")},
@@ -221,6 +252,12 @@ async def test_every_metric_name_in_the_docs_is_served_by_a_real_agent(tmp_path:
             for ls in label_sets:
                 if full in labels and ls not in labels[full]:
                     wrong_labels.append(f"{name}{{{','.join(ls)}}} ({doc}): served {sorted(labels[full])}")
+    for name in (
+        "tetragon_throttle_events_total",
+        "tetragon_rate_limit_reports_total",
+        "events_malformed_total",
+    ):
+        assert P + name in labels, name  # sampled: their documented label names were compared
     assert not missing, "doc metric names not served:\n" + "\n".join(missing)
     assert not wrong_labels, "\n".join(wrong_labels)
 
