@@ -13,7 +13,8 @@ then. Each test here names a case where such a call was counted twice:
 - a graceful stop that stored every count: the calls between the moment stop
   was asked and the probes' detach were stored too;
 - probes limited to cgroups (``native.cgroupAllow``): Tetragon's events carry
-  the container id, not the cgroup id.
+  the container id, not the cgroup id;
+- a policy's custom ``tetragonHostRoot``: Tetragon names the file under it.
 
 And one where such a call was lost: a probed call still running when the agent
 was killed (the probes record a call at its return, stamped at its entry), whose
@@ -34,6 +35,7 @@ from stellaops_runtime.agent import source_switch_loads as sl
 from stellaops_runtime.agent.optional_parts import make_source
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.source_switch import BCC, SourceSwitch
+from stellaops_runtime.agent.source_switch_overlap import Overlap
 from stellaops_runtime.boot_id import this_boot
 from stellaops_runtime.contracts.config import AgentConfig, parse_config
 from stellaops_runtime.native.config import NativeConfig
@@ -344,3 +346,44 @@ def test_a_record_never_claims_past_the_attach_before_the_load_is_on_disk(tmp_pa
     assert a.watching_ns() == attach + 3 * S  # once on disk, the record moves on
     r = sl.resumed(spool + ".probe-loads", attach + 3 * S)
     assert r is not None and r.loads[0].since_ns == attach
+
+
+def test_a_custom_tetragon_host_root_names_the_probes_file(tmp_path: Any) -> None:
+    """A policy whose Tetragon sees the node's root at /host: Tetragon reports the probed file as
+    ``/host<binaryPath>``, the probes as ``/proc/1/root<binaryPath>``. The operator's probe
+    ConfigMap carries the root (rendered for real here), and the overlap takes both names."""
+    from stellaops_runtime.contracts.crds import POLICY_KIND, parse_policy_spec
+    from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
+    from stellaops_runtime.controller.render_policy import render_policy
+    from stellaops_runtime.native.policy_config import merge_entries
+
+    path = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+
+    def entry(root: str) -> dict[str, Any]:
+        spec = {"podSelector": {}, "functions": [{"binaryPath": path, "symbols": ["crc32"]}],
+                "tetragonHostRoot": root}  # fmt: skip
+        r = render_policy(kind=POLICY_KIND, name="web", namespace="shop", uid="u1",
+                          spec=parse_policy_spec(spec, cluster=False))  # fmt: skip
+        assert r.tracing_policies[-1]["spec"]["uprobes"][0]["path"] == root + path  # what Tetragon reports
+        return r.probe_entry
+
+    def call(module: str) -> RuntimeCallEvent:
+        return RuntimeCallEvent(EventKind.UPROBE, 150, "n", ProcessInfo(pid=1, binary="/bin/a"),
+                                function_name="crc32", module=module)  # fmt: skip
+
+    res = merge_entries(
+        {"a": entry("/host"), "b": entry("/procRoot/1/root")}, NativeConfig(), host_root="/proc/1/root"
+    )
+    (t,) = res.config.uprobes
+    loaded = Overlap.of(res.config, [f"uprobe {t.label()}"], since_ns=100, detached_ns=200)
+    assert loaded is not None
+    o = sl.decode(sl.encode(loaded.loads, (), "b1"), boot="b1", cut_ns=300)  # as a restarted agent reads it
+    assert o is not None and o.counted_by_probes(call("/procRoot/1/root" + path))
+    assert o.counted_by_probes(call("/host" + path)), "Tetragon's name of the probed file: counted twice"
+    assert not o.counted_by_probes(call("/host/opt" + path)) and not o.counted_by_probes(
+        call("/other" + path)
+    )
+    assert not any("tetragonHostRoot" in n for n in res.not_covered)  # the field is understood
+    bad = {**entry("/host"), "tetragonHostRoot": "relative/x"}
+    res = merge_entries({"a": bad}, NativeConfig(), host_root="/proc/1/root")
+    assert res.config.uprobes and any("tetragonHostRoot" in n for n in res.not_covered)

@@ -18,7 +18,9 @@ matched as the node knows it: the probes name a ``binaryPath`` file
 ``/proc/1/root<path>`` and Tetragon ``<tetragonHostRoot><path>`` (default
 ``/procRoot/1/root``, or the bare path), so both prefixes of the node's root
 are dropped before comparing (``node_path``); any other ``/proc/<pid>/root`` is
-another mount namespace's file. Probes limited to cgroups (``cgroupAllow``)
+another mount namespace's file. A policy's other ``tetragonHostRoot`` comes in
+the probe ConfigMap (``NativeConfig.tetragon_roots``), and ``<root><path>`` is
+matched too. Probes limited to cgroups (``cgroupAllow``)
 counted only those cgroups' calls, and Tetragon's events carry the container id,
 not the cgroup id: the containers those cgroups are (native/cgroup_ids.py) are
 matched. A PURL target is one container's file (or the
@@ -121,7 +123,9 @@ class Load:
                 k = (EventKind.UPROBE, t.module, t.symbol)
                 own[k] = own.get(k, frozenset()) | {bare_id(c) for c in t.containers}
             else:
-                keys.add((EventKind.UPROBE, node_path(t.module or t.binary), t.symbol))
+                path = node_path(t.module or t.binary)
+                keys.add((EventKind.UPROBE, path, t.symbol))
+                keys.update((EventKind.UPROBE, r + path, t.symbol) for r in cfg.tetragon_roots)
         for u in cfg.usdt:
             if f"usdt {u.label()}" in on:
                 keys.add((EventKind.USDT, node_path(u.binary), f"{u.provider}:{u.name}"))

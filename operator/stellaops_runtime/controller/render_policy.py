@@ -58,6 +58,7 @@ from typing import Any
 from stellaops_runtime.contracts.crd_names import (
     API_VERSION,
     CLUSTER_POLICY_KIND,
+    DEFAULT_TETRAGON_HOST_ROOT,
     POLICY_KIND,
     POLICY_KIND_LABEL,
     POLICY_NAME_LABEL,
@@ -263,6 +264,10 @@ def render_policy(
     }
     if tcp:
         probe_entry["tcpState"] = True
+    if path_functions and spec.tetragon_host_root not in ("", DEFAULT_TETRAGON_HOST_ROOT):
+        # Tetragon names these files <root><binaryPath>: the agents' switch back from their own
+        # probes must know that name, or it counts Tetragon's cached calls of them again
+        probe_entry["tetragonHostRoot"] = spec.tetragon_host_root
     return RenderedPolicy(
         tracing_policies=objects, probe_entry=probe_entry, unresolved_functions=unresolved, notes=notes
     )

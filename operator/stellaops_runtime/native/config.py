@@ -95,6 +95,10 @@ class NativeConfig:
     uprobe_periods: tuple[tuple[str, int], ...] = ()  # (UprobeTarget.label(), seconds)
     ring_buffer_pages: int = 64  # per ring buffer (or per CPU for the perf buffer); power of two
     force_perf_buffer: bool = False
+    # Where Tetragon sees the node's root, as policies other than the default set it (the probe
+    # ConfigMap's ``tetragonHostRoot``): it names a probed file ``<root><binaryPath>``, so the switch
+    # back's overlap filter takes that name as the probes' file too (agent/source_switch_overlap.py)
+    tetragon_roots: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate(self)

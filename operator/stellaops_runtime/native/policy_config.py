@@ -56,7 +56,8 @@ MAX_POD_FIELD = 253  # a namespace, pod name or uid is a DNS subdomain or shorte
 DEFAULT_HOST_ROOT = "/proc/1/root"  # the node's root as seen from the agent pod (hostPID)
 
 # Entry fields and what the native side does with them.
-_USED = frozenset({"syscalls", "functions", "stackTraces", "tcpState"})
+_USED = frozenset({"syscalls", "functions", "stackTraces", "tcpState", "tetragonHostRoot"})
+MAX_TETRAGON_ROOTS = 16  # distinct tetragonHostRoot values kept (more: their cached calls may count twice)
 _INFORMATIONAL = frozenset({"kind", "namespace", "name", "maxLevel", "tetragonPolicies"})
 _REPORTED = frozenset({"podSelector", "namespaceSelector", "rateLimit", "rateLimitSeconds"})
 
@@ -307,6 +308,20 @@ def _reported(key: str, entry: dict[str, Any], notes: list[str]) -> None:
         notes.append(f"{key}: field {k[:80]!r} is not understood by the native probes and was not applied")
 
 
+def _tetragon_root(key: str, entry: dict[str, Any], roots: list[str], notes: list[str]) -> None:
+    """The node's root as this policy's Tetragon sees it, when not the default (the switch back's
+    overlap filter matches ``<root><binaryPath>`` as the probes' file); a value it cannot use is
+    noted and left out (Tetragon's cached calls of those files may then count twice)."""
+    root = entry.get("tetragonHostRoot")
+    if root is None:
+        return
+    ok = isinstance(root, str) and root.startswith("/") and not root.endswith("/") and "\x00" not in root
+    if not ok or len(root) > 4096:
+        notes.append(f"{key}: tetragonHostRoot {str(root)[:80]!r} is not an absolute path: not applied")
+    elif root not in roots and len(roots) < MAX_TETRAGON_ROOTS:
+        roots.append(root)
+
+
 def merge_entries(
     policies: dict[str, dict[str, Any]], base: NativeConfig, *, host_root: str = DEFAULT_HOST_ROOT
 ) -> ProbePolicy:
@@ -322,6 +337,7 @@ def merge_entries(
     tcp_state = base.tcp_state
     kernel_sys, user_sys = list(base.kernel_stack_syscalls), list(base.user_stack_syscalls)
     tcp_kernel, tcp_user = base.tcp_kernel_stacks, base.tcp_user_stacks
+    roots = list(base.tetragon_roots)
     for key in sorted(policies):
         entry = policies[key]
         if not isinstance(entry, dict):
@@ -347,6 +363,7 @@ def merge_entries(
         tcp_state |= tcp
         tcp_kernel |= tcp and kernel
         tcp_user |= tcp and user
+        _tetragon_root(key, entry, roots, res.not_covered)
         _reported(key, entry, res.not_covered)
         res.policies.append(key)
     changes: dict[str, Any] = {
@@ -359,6 +376,7 @@ def merge_entries(
         "user_stack_syscalls": tuple(user_sys),
         "tcp_kernel_stacks": tcp_kernel,
         "tcp_user_stacks": tcp_user,
+        "tetragon_roots": tuple(roots),
     }
     if policies:
         # The policies decide about stacks: Tetragon nodes deliver none on uprobes, so they are
