@@ -32,8 +32,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellaops_runtime.attribution.model import AttributionError, ErrorKind
-from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.contracts.syscalls import TABLE_RELEASE, X86_64
 from stellaops_runtime.native.config import (
     MAX_PERIOD_SECONDS,
@@ -42,6 +40,7 @@ from stellaops_runtime.native.config import (
     NativeConfigError,
     UprobeTarget,
 )
+from stellaops_runtime.native.host_file import host_file
 from stellaops_runtime.regular_file import read_regular
 
 log = logging.getLogger(__name__)
@@ -198,36 +197,6 @@ def _syscalls(key: str, entry: dict[str, Any], out: list[str], notes: list[str])
             )
         elif name not in out:
             out.append(name)
-
-
-_UNRESOLVABLE = frozenset(
-    {ErrorKind.OUTSIDE_ROOT, ErrorKind.SYMLINK_ESCAPE, ErrorKind.SYMLINK_LOOP, ErrorKind.BAD_PATH}
-)
-
-
-def host_file(host_root: str, path: str) -> str:
-    """The node's file at ``path`` as the agent reaches it: ``host_root`` + the path with its symlinks
-    followed inside ``host_root``; raises NativeConfigError when they cannot be.
-
-    The kernel follows an absolute symlink met under ``/proc/1/root`` from the
-    agent's own root, not the node's: ``/usr/bin/java`` -> ``/etc/alternatives/java``
-    was looked up in the agent's image (not found, or a file of the agent's image
-    probed in the node's place, whose calls never come). A link climbing above
-    ``/``, a loop or too many links cannot be resolved inside the root: handing
-    the path to the kernel would leave it. A root or link that cannot be read
-    leaves the path as given (the attach then reports what it finds).
-    """
-    if not host_root:
-        return path
-    try:
-        fs = RootFS(host_root)
-        return fs.host_path(fs.resolve(path))
-    except AttributionError as e:
-        if e.kind in _UNRESOLVABLE:
-            raise NativeConfigError(f"cannot be resolved inside the node's root {host_root}: {e}") from None
-    except (OSError, ValueError):
-        pass
-    return host_root + path  # the root or a link unreadable: as given; the attach says what it finds
 
 
 def _functions(
