@@ -130,3 +130,23 @@ def test_an_answer_about_a_function_probed_in_part_is_unknown(tmp_path: Path, ur
     assert "crc32.part.0" not in str(doc), doc
     code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g")
     assert "crc32.part.0" not in str(doc) and "adler32" in str(doc), doc
+
+
+def test_no_function_of_a_package_probed_in_part_is_not_a_no(tmp_path: Path, url: str) -> None:
+    """``query functions`` (and ``hot``) with nothing to list: "no function of the package ran" is
+    as false as "crc32 did not run" when crc32's tail ran unprobed. Seen failing before the fix:
+    not_observed, exit 1 (the fact row made the package seen)."""
+    with open_store(url) as s:
+        s.write([], watched())
+        done = s.write_batch(Batch("node-1/agent", 1, [_row("crc32.part.0", EvidenceKind.UNPROBED, 0)]))
+        assert not done.errors, done
+    for ask in (
+        ("functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g"),
+        ("functions", "--image", IMG, "--purl", "pkg:deb/debian/zlib", "--prefix"),
+        ("hot", "--image", IMG),
+    ):
+        code, doc = cli(url, "query", *ask)
+        assert (code, doc["answer"]) == (3, "unknown"), (ask, doc)
+        assert "crc32.part.0" in doc["reason"] and doc["probed_in_part_count"] == 1, (ask, doc)
+    code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/libpng", "--prefix")
+    assert "probed_in_part" not in doc, doc  # another package's prefix: not this fact

@@ -278,12 +278,14 @@ def package_doubts(
     """What forbids "no function (of ``purl``'s package, of those ``prefix`` covers) ran in
     ``image``": refused rows of any function of the image (of the package, when one is asked
     about), a package whose code is interpreted (:func:`interpreted`), a package the store
-    knows nothing of (:func:`package_not_seen`), and calls of any function of the image in files
-    no package was attributed to (:func:`unattributed`: any may be the package's)."""
+    knows nothing of (:func:`package_not_seen`), calls of any function of the image in files
+    no package was attributed to (:func:`unattributed`: any may be the package's), and a function
+    of it probed in part (evidence/probed_in_part.py)."""
     found = [
         package_not_seen(conn, image=image, purl=purl, prefix=prefix),
         interpreted(conn, image=image, function=None, purl=purl, prefix=prefix),
         refused(conn, image=image, function=None, purl=purl, unattributed_too=False),
+        probed_in_part(conn, image=image, function=None, purl=purl, prefix=prefix),
     ]
     if purl is not None or prefix is not None:  # asked of no package (``hot``), such rows are listed
         found.append(unattributed(conn, image=image, function=None))

@@ -4,7 +4,9 @@ gcc -O2 splits a function by partial inlining (``crc32`` and ``crc32.part.0``): 
 inlined the head call the tail directly. The PURL probes attach at ``crc32`` only, and the agent
 stores each tail left unprobed as an ``unprobed`` row of 0 calls (agent/unprobed.py). A question
 about the function (by name, by function ID in that build, maybe of its package) that meets such a
-row in the image is answered ``unknown`` naming the tails: ``query observed`` exits 3,
+row in the image is answered ``unknown`` naming the tails, and so is "no function of the package
+(of those a prefix covers, of the image) ran" (``query functions``, ``query hot`` with nothing to
+list): ``query observed`` exits 3,
 ``evidence`` keeps the neutral RTS, ``vex`` says under_investigation (evidence/doubts.py). The
 fact holds for any period asked about: an image's file never changes, so its tail was unprobed
 whenever the function was probed there.
@@ -23,17 +25,24 @@ PROBED_IN_PART = "probed_in_part"
 
 
 def probed_in_part(
-    conn: sa.Connection, *, image: str, function: FunctionQuery, purl: PurlQuery | None
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery | None,
+    purl: PurlQuery | None,
+    prefix: str | None = None,
 ) -> Doubt | None:
-    """The split tails of ``function`` (of ``purl``) the probes left unprobed in ``image``."""
-    rows = queries.unprobed(conn, image=image, function=function, purl=purl)
+    """The split tails of ``function`` (of any function when None: a question about a whole package,
+    those ``prefix`` covers, or the image) of ``purl`` the probes left unprobed in ``image``."""
+    rows = queries.unprobed(conn, image=image, function=function, purl=purl, purl_prefix=prefix)
     if not rows:
         return None
     tails = listed({f"{r.function_name} in {r.module}" for r in rows}, "tails")
     one = len(rows) == 1
+    what = "the function was" if function is not None else "functions of it were"
     why = (
-        f"the function was probed in part: its split tail{'' if one else 's'} {tails} (code a caller "
-        f"that inlined the function's head calls directly) {'was' if one else 'were'} not probed, so "
-        f"its calls through {'it' if one else 'them'} were never counted"
+        f"{what} probed in part: split tail{'' if one else 's'} {tails} (code a caller that inlined "
+        f"a function's head calls directly) {'was' if one else 'were'} not probed, so calls through "
+        f"{'it' if one else 'them'} were never counted"
     )
     return Doubt(PROBED_IN_PART, why, tuple(rows))

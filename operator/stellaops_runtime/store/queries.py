@@ -206,17 +206,29 @@ def observed(
 
 
 def unprobed(
-    conn: sa.Connection, *, image: str, function: FunctionQuery, purl: PurlQuery | None = None
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery | None,
+    purl: PurlQuery | None = None,
+    purl_prefix: str | None = None,
 ) -> list[SymbolRow]:
     """The ``unprobed`` rows (agent/unprobed.py) of ``image`` that are split tails of ``function``
-    (matched as :func:`observed` matches its clones), maybe of one package: any period."""
+    (matched as :func:`observed` matches its clones; any function's when None), maybe of one
+    package or of those ``purl_prefix`` covers: any period."""
     c = hot_symbols.c
-    where = [c.image_digest == image, c.evidence_kind == EvidenceKind.UNPROBED.value, _name_filter(function)]
+    where = [c.image_digest == image, c.evidence_kind == EvidenceKind.UNPROBED.value]
+    if function is not None:
+        where.append(_name_filter(function))
     if purl is not None:
         if (by_purl := _purl_filter(conn, image=image, purl=purl)) is None:
             return []
         where.append(by_purl)
+    if purl_prefix is not None:
+        where.append(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix)
     rows = _rows(conn, sa.select(*_ROW_COLUMNS).where(*where).order_by(c.module, c.function_name))
+    if function is None:
+        return rows
     if function.is_function_id:
         return [r for r in rows if function.matches_clone(r.function_name, r.build_id)]
     return [r for r in rows if function.matches_name(r.function_name)]
