@@ -114,6 +114,9 @@ def test_an_answer_about_a_function_probed_in_part_is_unknown(tmp_path: Path, ur
             assert (code, doc["answer"]) == (3, "unknown"), (fn, doc)
             assert "probed in part" in doc["reason"] and "crc32.part.0 in " + ZLIB in doc["reason"], doc
             assert [r["function_name"] for r in doc["probed_in_part"]] == ["crc32.part.0"]
+    # the Evidence document keeps the neutral score and exits 3 on it too (evidence/doubts.py)
+    code, doc = cli(url, "evidence", "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", "crc32")
+    assert code == 3 and "crc32.part.0" in str(doc), doc
     # another function, another build of the file, another package: the fact is not theirs
     for fn, purl in (
         ("crc3", ()),
