@@ -14,6 +14,8 @@ the way a real API server does it:
 - a 404 says what the real server's does: a Status naming the object (``details.name``) when
   the object is missing, a bare "404 page not found" when the kind is not served
   (tests/realkube/test_not_found_real.py);
+- a delete whose ``preconditions.uid`` names another object is 409 Conflict, "the UID in the
+  precondition (...) does not match the UID in record (...)";
 - a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
   ``resourceVersion``) is 422 Invalid, not a 500;
 - for resources declared with a ``status`` subresource: a create and a PATCH
@@ -206,6 +208,8 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                     new_spec = _merged(dict(stored).get("spec"), data["spec"])
                     if new_spec != dict(stored).get("spec"):
                         meta["generation"] = int(old) + 1
+            elif request.action == kmock.action.DELETE and isinstance(data, dict):
+                _delete_precondition(data, self._stored(request), res, str(request.name))
             elif request.action == kmock.action.UPDATE and isinstance(data, list):
                 data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
         try:
@@ -235,6 +239,25 @@ def _uid_conflict(data: dict[str, Any], stored: Any) -> None:
             status=422,
             reason="Invalid",
             message=f'metadata.uid: Invalid value: "{want}": field is immutable',
+        )
+
+
+def _delete_precondition(options: dict[str, Any], stored: Any, res: Any, name: str) -> None:
+    """A delete whose ``preconditions.uid`` names another object than the stored one: 409 Conflict,
+    as the API server (v1.20) answers it (tests/realkube/test_owned_delete_uid_real.py)."""
+    pre = options.get("preconditions")
+    want = pre.get("uid") if isinstance(pre, dict) else None
+    if not want or stored is None or getattr(stored, "deleted", False):
+        return
+    have = (dict(stored).get("metadata") or {}).get("uid")
+    if have and want != have:
+        what = f"{res.plural}.{res.group}" if res.group else str(res.plural)
+        raise kmock.KubernetesError(
+            status=409,
+            reason="Conflict",
+            message=f'Operation cannot be fulfilled on {what} "{name}": the UID in the precondition '
+            f"({want}) does not match the UID in record ({have}). The object might have been deleted "
+            "and then recreated",
         )
 
 

@@ -61,10 +61,14 @@ class ApiError(RuntimeError):
         """A write naming another uid than the object's (a uid precondition in a patch): the object
         was replaced under its name. The API server (v1.20, tests/realkube) says 422 Invalid,
         "metadata.uid: ... field is immutable"; its update path's precondition says 409 Conflict,
-        "Precondition failed: UID in precondition"."""
+        "Precondition failed: UID in precondition"; a delete's ``preconditions.uid`` 409 Conflict,
+        "the UID in the precondition (...) does not match the UID in record (...)"
+        (tests/realkube/test_owned_delete_uid_real.py)."""
         if self.status == 422:
             return "metadata.uid" in self.message
-        return self.status == 409 and "UID in precondition" in self.message
+        return self.status == 409 and (
+            "UID in precondition" in self.message or "UID in the precondition" in self.message
+        )
 
 
 def api_error(
