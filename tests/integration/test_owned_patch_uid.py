@@ -58,3 +58,26 @@ async def test_an_owned_object_replaced_before_the_index_saw_it_is_decided_on_li
                 await reconciler.apply(_desired("new"))
             live = cluster.stored(r.CONFIGMAPS, "stellaops-agent", "stellaops-system") or {}
             assert live["data"] == {"agent.yaml": "old"}, "another's object was written"
+
+
+async def test_an_owned_object_replaced_and_then_deleted_is_created(tmp_path: Path) -> None:
+    """Replaced, then deleted again before the live read: the refusal failed the reconcile (the
+    policy read "ApplyFailed: 422 Invalid: metadata.uid ... field is immutable"); it is wanted and
+    absent, so it is created, as a reconcile that had read it gone would have."""
+    async with Cluster(tmp_path) as cluster:
+        await cluster.create(obj("v1", "Namespace", "stellaops-system"))
+        old = await cluster.create(for_create(_desired("old")))
+        reconciler = Reconciler(kube=cluster.kube)
+        reconciler.bind({INDEX_OWNED: {obj_key(_desired("old")): [old]}})
+        await cluster.delete(r.CONFIGMAPS, "stellaops-agent", namespace="stellaops-system")
+        await cluster.create(for_create(_desired("old")))
+        read = cluster.kube.get
+
+        async def get_after_a_delete(res: Any, *, name: str, namespace: str | None = None) -> dict | None:
+            await cluster.delete(res, name, namespace=namespace)  # deleted between the refusal and the read
+            return await read(res, name=name, namespace=namespace)
+
+        cluster.kube.get = get_after_a_delete  # type: ignore[method-assign]
+        assert await reconciler.apply(_desired("new")) == "created"
+        live: dict[str, Any] = cluster.stored(r.CONFIGMAPS, "stellaops-agent", "stellaops-system") or {}
+        assert live["data"] == {"agent.yaml": "new"}

@@ -101,8 +101,8 @@ class OwnedWriter(ReconcilerState):
             # Replaced under its name since the operator saw it (kopf has not indexed the new
             # object): decided on the live one, once (tests/integration/test_owned_patch_uid.py).
             live = await self.api.get(res, name=name, namespace=namespace)
-            if live is None:  # gone again: the reconcile fails and is retried
-                raise
+            if live is None:  # gone again: wanted, so made (test_owned_patch_uid.py)
+                return await self._create(res, key, part, desired)
         return await self._patch(res, key, part, desired, live)
 
     async def _create(self, res: Resource, key: ObjKey, part: Any, desired: Mapping[str, Any]) -> str:
