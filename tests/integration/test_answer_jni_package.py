@@ -137,6 +137,11 @@ SPELLINGS = (
     "com.sun.jna.Native.load(Ljava/lang/String;Ljava/lang/Class;)Lcom/sun/jna/Library;",
     "com.sun.jna.Native.<locals>.load",
     "jna.entry:Native.load",
+    # a profiler's Java frame (review RNO3, seen failing before the fix: not_observed): async-profiler's
+    # internal name, perf-map-agent's class signature, javap's descriptor after ':'
+    "com/sun/jna/Native.load",
+    "Lcom/sun/jna/Native;::load",
+    "com/sun/jna/Native.load:(Ljava/lang/String;Ljava/lang/Class;)Lcom/sun/jna/Library;",
 )
 
 

@@ -219,6 +219,17 @@ def test_purl_types_of_native_or_unknown_code(kind: str) -> None:
         "yaml:full_load",
         "pkg.mod.outer.<locals>.inner",
         "pkg.mod.<lambda>",
+        # missed before (review RNO3): a profiler's spelling of a Java frame, async-profiler's
+        # (internal name, no descriptor: ``java/io/DataOutputStream.writeInt``), perf-map-agent's
+        # (``Ljava/lang/Thread;::run``, its ``sig`` option adds the descriptor), javap's ``Foo.m:(I)V``
+        "com/sun/jna/Native.load",
+        "java/io/DataOutputStream.writeInt",
+        "org/x/Outer$Inner.lambda$run$0",
+        "org/x/Foo.<init>",
+        "Lcom/sun/jna/Native;::load",
+        "Ljava/lang/Thread;::run()V",
+        "Lorg/x/Foo;::<init>",
+        "com/sun/jna/Native.load:(Ljava/lang/String;)V",
     ],
 )
 def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
@@ -267,6 +278,16 @@ def test_a_method_path_is_named_as_interpreted_code_is(name: str) -> None:
         "com.x.Foo.bar()X",
         "com.x.Foo.bar()Lcom/x/Y",
         "pkg.mod.<script>.f",
+        # a Go package path's function or value method: its package is lower case, a Java class not
+        "net/http/pprof.Index",
+        "crypto/x509/pkix.Name.String",
+        "vendor/golang.org/x/net/http2.ReadFrame",
+        "internal/poll.(*FD).Read",
+        "Lexer::next",  # a C++ scope starting with L: perf-map-agent's class ends with ';'
+        "a::operator/(a const&, a const&)",
+        "com/x/Foo.bar:I",
+        "org/x/foo.bar",  # a lower-case class without its descriptor: a Go package's spelling (limit)
+        "acme@2.1/org.acme.Lib.test(Lib.java:80)",  # a Java 9 frame's module: asked without it (limit)
     ],
 )
 def test_a_native_name_is_no_method_path(name: str) -> None:

@@ -91,9 +91,12 @@ _ID = r"[^\W\d][\w$]*"
 _EL = rf"(?:{_ID}|<c?l?init>|<(?:locals|lambda|module|genexpr|listcomp|dictcomp|setcomp)>)"
 _PARAMS = r"\([^()]*\)"
 _RETURN = r"\[*(?:[VZBCSIJFD]|L[^;()\s]+;)"  # a JVM method descriptor's return type
+_CLASS = r"[A-Z][\w$]*"  # a Java class's simple name (a Go package's is lower case)
 _METHOD_PATH = re.compile(
     rf"{_ID}(?:\.{_EL}){{2,}}(?:{_PARAMS}(?:{_RETURN})?)?"  # com.x.Foo.bar, (...)V: JVM descriptor
-    rf"|{_ID}(?:/{_ID})+(?:\.{_EL})+{_PARAMS}{_RETURN}"  # com/x/Foo.bar(...)V: a JVM internal name
+    rf"|{_ID}(?:/{_ID})+(?:\.{_EL})+:?{_PARAMS}{_RETURN}"  # com/x/Foo.bar(...)V, javap's .bar:(...)V
+    rf"|(?:{_ID}/)+{_CLASS}(?:\.{_EL})+"  # java/io/DataOutputStream.writeInt: async-profiler's frame
+    rf"|L{_ID}(?:/{_ID})*;::{_EL}(?:{_PARAMS}{_RETURN})?"  # Ljava/lang/Thread;::run: perf-map-agent's
     rf"|{_ID}(?:(?:\.|::){_ID})*#(?:{_ID}[?!=]?|<c?l?init>)(?:{_PARAMS}(?:{_RETURN})?)?"  # Foo#bar, A::B#m
     rf"|{_ID}(?:\.{_ID})+::{_ID}(?:{_PARAMS})?"  # com.x.Foo::bar: a method reference
     rf"|(?!(?:go|type):){_ID}(?:\.{_ID})*:{_ID}(?:\.{_EL})*"  # pkg.mod:Class.meth: an entry point
@@ -103,12 +106,15 @@ _METHOD_PATH = re.compile(
 def method_path(name: str) -> bool:
     """Whether ``name`` names a Java or Python method as a user or an advisory writes one: a dotted
     path of three or more names (a JVM descriptor after its parameter list or not, Python's
-    ``f.<locals>.g``), a JVM internal name with its descriptor (``com/x/Foo.bar(I)V``), Javadoc's
+    ``f.<locals>.g``), a JVM internal name with its descriptor (``com/x/Foo.bar(I)V``, javap's
+    ``com/x/Foo.bar:(I)V``) or of a class named in upper case (async-profiler's frame
+    ``java/io/DataOutputStream.writeInt``), perf-map-agent's ``Ljava/lang/Thread;::run``, Javadoc's
     ``com.x.Foo#bar`` (Ruby's ``A::B#m``), a method reference ``com.x.Foo::bar``, a Python entry
     point ``pkg.mod:Class.meth``. No C, C++, Rust or Go name is spelled so: their ``#`` is a
     lambda's or closure's number (``{lambda()#1}``, ``{closure#0}``), a C++ or Rust scope before
-    ``::`` has no dot, Go's ``go:``/``type:`` symbols are left out, a Go path with ``/`` has no
-    descriptor; a Go closure ``main.main.func1`` or value-receiver method is dotted so too."""
+    ``::`` has no dot nor ``;``, Go's ``go:``/``type:`` symbols are left out, a Go path with ``/``
+    has no descriptor and names a lower-case package before its ``.``; a Go closure
+    ``main.main.func1`` or value-receiver method is dotted so too."""
     return bool(_METHOD_PATH.fullmatch(name.strip()))
 
 
