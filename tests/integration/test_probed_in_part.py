@@ -72,6 +72,43 @@ def test_the_resolution_reports_the_unprobed_tail_with_its_file_s_build_id(tmp_p
         plan.close()
 
 
+SPLIT_ONLY = r"""
+#include <stdio.h>
+#include <string.h>
+static unsigned only_fn(unsigned crc, const char *p) { if (!p) return crc;
+  for (size_t i = 0; i < strlen(p); ++i) { crc = crc * 31 + p[i];
+    if (crc == 0xdeadbeefu) { fprintf(stderr, "big %u\n", crc); crc = 0; } }
+  if (crc == 7u) fprintf(stderr, "seven\n"); return crc; }
+unsigned use_only(int argc, char **argv) { return only_fn(1, argv[0]) + only_fn(2, argc > 3 ? argv[1] : 0); }
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_function_left_only_as_its_split_tail_is_a_fact_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gcc -O2 inlines a static function's head into every caller and keeps only ``only_fn.part.0``:
+    nothing is probed (not_in_package) while every call but an early return runs the tail. Seen
+    failing before the fix: no fact, so the answer said not_observed."""
+    import tests.integration.test_native_purl_clones as clones
+
+    monkeypatch.setattr(clones, "PROGRAM", clones.PROGRAM + SPLIT_ONLY)
+    proc, funcs = _root(tmp_path)
+    assert "only_fn.part.0" in funcs and "only_fn" not in funcs, funcs  # the premise
+    plan = pt.PurlProbePlan(proc_root=proc)
+    try:
+        (r,) = plan.add("c1", 1, ZPURL, ["only_fn"])
+        assert r.status == pt.NOT_IN_PACKAGE and not plan.targets()
+        assert [t.symbol for t in r.unprobed] == ["only_fn.part.0"]
+        wiring = PurlWiring.__new__(PurlWiring)
+        wiring._reports = {("p", ZPURL, "only_fn"): [r]}
+        assert list(wiring.unprobed({"c1": IMG})) == [
+            (IMG, "/usr/lib/x86_64-linux-gnu/libz.so.1", "only_fn.part.0")
+        ]
+    finally:
+        plan.close()
+
+
 def test_each_fact_is_handed_over_once_as_a_row_of_no_calls() -> None:
     tails = UnprobedTails()
     assert tails.deltas(node_name="n1", now_ns=T0 + 90 * S, window_seconds=60) == []
@@ -128,6 +165,13 @@ def test_an_answer_about_a_function_probed_in_part_is_unknown(tmp_path: Path, ur
         assert "probed_in_part" not in doc or not doc["probed_in_part"], (fn, doc)
     code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflate")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+    # a fact of no package (attribution could not tell the tail's file's) may be any package's
+    with open_store(url) as s:
+        nopkg = _row("inflate.part.0", EvidenceKind.UNPROBED, 0)
+        nopkg.purl = ""
+        assert not s.write_batch(Batch("node-1/agent", 2, [nopkg])).errors
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflate", "--purl", PURL)
+    assert (code, doc["answer"]) == (3, "unknown") and "inflate.part.0" in doc["reason"], doc
     # no listing takes the fact for a call
     code, doc = cli(url, "query", "hot", "--image", IMG)
     assert "crc32.part.0" not in str(doc), doc

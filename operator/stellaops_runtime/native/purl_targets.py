@@ -259,10 +259,9 @@ def resolve(
         except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
             os.close(fd)
             continue
-        bid = _build_id(fd) if tails.keys() & (found.keys() | clones.keys()) else ""
-        for sym, of_tails in tails.items():
-            if sym in found or sym in clones:  # probed in this file, its tails not
-                reports[sym].unprobed += [UnprobedTail(path, t, bid) for t in sorted(of_tails)]
+        bid = _build_id(fd) if tails else ""
+        for sym, of_tails in tails.items():  # beside its probe, or alone: its head inlined everywhere
+            reports[sym].unprobed += [UnprobedTail(path, t, bid) for t in sorted(of_tails)]
         for sym, off in found.items():
             reports[sym].files.append(FunctionFile(path, fs.host_path(path), off, key))
         for sym, of in clones.items():

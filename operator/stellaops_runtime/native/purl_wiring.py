@@ -122,13 +122,15 @@ class PurlWiring:
 
     def unprobed(self, digests: Mapping[str, str]) -> dict[tuple[str, str, str], tuple[str, str]]:
         """(image digest, path in the image, split tail) -> (build-id, installed PURL or "") of every
-        tail left unprobed beside a function probed in that file (``FunctionReport.unprobed``): the
-        facts agent/unprobed.py stores. The PURL as :meth:`probed` decides it."""
+        tail left unprobed (``FunctionReport.unprobed``), beside the function's probe or alone (its
+        head inlined into every caller): the facts agent/unprobed.py stores. The PURL is the probed
+        file's as :meth:`probed` decides it, else "" (package attribution may fill it; a fact of no
+        package counts for every package's question: store/queries.py ``unprobed``)."""
         purls = self.probed(digests)
         out: dict[tuple[str, str, str], tuple[str, str]] = {}
         for reports in self._reports.values():
             for r in reports:
-                if (digest := digests.get(r.container, "")) and r.files:
+                if digest := digests.get(r.container, ""):
                     for t in r.unprobed:
                         out[(digest, t.path, t.symbol)] = (t.build_id, purls.get((digest, t.path), ""))
         return out

@@ -215,17 +215,17 @@ def unprobed(
 ) -> list[SymbolRow]:
     """The ``unprobed`` rows (agent/unprobed.py) of ``image`` that are split tails of ``function``
     (matched as :func:`observed` matches its clones; any function's when None), maybe of one
-    package or of those ``purl_prefix`` covers: any period."""
+    package or of those ``purl_prefix`` covers, whose rows without a package count too (the
+    tail's file may be the package's, as for an unattributed call): any period."""
     c = hot_symbols.c
     where = [c.image_digest == image, c.evidence_kind == EvidenceKind.UNPROBED.value]
     if function is not None:
         where.append(_name_filter(function))
     if purl is not None:
-        if (by_purl := _purl_filter(conn, image=image, purl=purl)) is None:
-            return []
-        where.append(by_purl)
+        by_purl = _purl_filter(conn, image=image, purl=purl)
+        where.append(c.purl == "" if by_purl is None else sa.or_(by_purl, c.purl == ""))
     if purl_prefix is not None:
-        where.append(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix)
+        where.append(sa.or_(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix, c.purl == ""))
     rows = _rows(conn, sa.select(*_ROW_COLUMNS).where(*where).order_by(c.module, c.function_name))
     if function is None:
         return rows
