@@ -70,3 +70,54 @@ def test_classifying_errors_without_sqlite_loaded_never_imports_it() -> None:
         [False, False, False],
         [False, False, True],  # an integer no column takes
     ]
+
+
+def test_a_driver_being_imported_on_another_thread_does_not_break_classifying() -> None:
+    # A PostgreSQL agent imports sqlite3 later, on the pipeline thread, with the first event
+    # (package attribution's attribution/osdb.py reads rpm's SQLite database). While that import
+    # runs, sys.modules holds a sqlite3 module without its classes yet; a store write failing on
+    # its own thread at that moment was classified through it: AttributeError instead of "down,
+    # retry", and the flush failed as an unexpected error. The import is held here at
+    # sqlite3.dbapi2 (where sqlite3's classes come from) so the moment is not left to chance.
+    code = textwrap.dedent(
+        """
+        import importlib.abc, json, sys, threading
+        from stellaops_runtime.store import psycopg_import
+        from stellaops_runtime.store.errors import is_database_error, is_unavailable
+        from stellaops_runtime.store.ledger import is_row_refusal
+        psycopg = psycopg_import.load()
+        entered, release = threading.Event(), threading.Event()
+
+        class Hold(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "sqlite3.dbapi2":
+                    entered.set()
+                    release.wait(60)
+                return None
+
+        sys.meta_path.insert(0, Hold())
+        t = threading.Thread(target=lambda: __import__("sqlite3"))
+        t.start()
+        assert entered.wait(60)
+        partial = "sqlite3" in sys.modules and not hasattr(sys.modules["sqlite3"], "Error")
+        errors = [psycopg.OperationalError("x"), psycopg.DataError("NUL"), ValueError()]
+        got = []
+        for e in errors:
+            try:
+                got.append([is_unavailable(e), is_database_error(e), is_row_refusal(e)])
+            except Exception as x:
+                got.append(repr(x))
+        release.set()
+        t.join(60)
+        import sqlite3
+        locked = sqlite3.OperationalError("locked")
+        done = [is_unavailable(locked), is_row_refusal(sqlite3.IntegrityError("x"))]
+        print(json.dumps({"partial": partial, "got": got, "done": done}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(done.stdout)
+    assert out["partial"] is True  # the moment this test is about was reached
+    assert out["got"] == [[True, True, False], [False, True, True], [False, False, False]]
+    assert out["done"] == [True, True]  # once imported, its errors are classified as ever

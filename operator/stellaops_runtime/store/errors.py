@@ -5,8 +5,9 @@ while the readers (queries, CLI, evidence, witness) use SQLAlchemy; both raise
 and classify errors here, so "down, retry later" means the same on either
 path. SQLAlchemy's, sqlite3's and psycopg's exception classes are consulted only
 when that library is already loaded (an error cannot come from a library nobody
-imported): a node's agent on PostgreSQL never imports sqlite3, nor maps SQLite's
-library (~0.9 MB of its idle memory, issue 13).
+imported; nor while another thread is still importing it, see :func:`loaded_classes`): a
+node's agent on PostgreSQL does not import sqlite3, nor map SQLite's library (~0.9 MB of its
+idle memory, issue 13), until its first event (package attribution's attribution/osdb.py).
 """
 
 from __future__ import annotations
@@ -35,25 +36,36 @@ class StoreConfigError(StoreError):
     """
 
 
+def loaded_classes(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """``module``'s exception classes ``names``, or none while it is not loaded (nothing it defines
+    can have been raised), nor while another thread is still importing it: ``sys.modules`` holds a
+    module from the start of its import, before its classes exist (a PostgreSQL agent imports
+    sqlite3 on the pipeline thread with its first event, for attribution/osdb.py, while a store
+    write may fail and be classified on its own thread)."""
+    found = sys.modules.get(module)
+    classes = tuple(getattr(found, name, None) for name in names)
+    if found is None or not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+        return ()
+    return classes  # type: ignore[return-value]
+
+
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
     """The loaded drivers' OperationalError and InterfaceError (a driver not loaded raised nothing)."""
-    found: list[type[BaseException]] = []
-    for name in ("sqlite3", "psycopg"):
-        if (driver := sys.modules.get(name)) is not None:
-            found += (driver.OperationalError, driver.InterfaceError)
-    return tuple(found)
+    return tuple(
+        c
+        for name in ("sqlite3", "psycopg")
+        for c in loaded_classes(name, "OperationalError", "InterfaceError")
+    )
 
 
 def is_database_error(e: BaseException) -> bool:
     """Whether ``e`` comes from a database driver (sqlite3, psycopg) or from SQLAlchemy."""
-    classes: list[type[BaseException]] = []
-    if (sqlite3 := sys.modules.get("sqlite3")) is not None:
-        classes.append(sqlite3.Error)
-    if (psycopg := sys.modules.get("psycopg")) is not None:
-        classes.append(psycopg.Error)
-    if (sa_exc := sys.modules.get("sqlalchemy.exc")) is not None:
-        classes.append(sa_exc.SQLAlchemyError)
-    return isinstance(e, tuple(classes))
+    classes = (
+        *loaded_classes("sqlite3", "Error"),
+        *loaded_classes("psycopg", "Error"),
+        *loaded_classes("sqlalchemy.exc", "SQLAlchemyError"),
+    )
+    return isinstance(e, classes)
 
 
 def is_unavailable(e: BaseException) -> bool:
@@ -68,12 +80,14 @@ def is_unavailable(e: BaseException) -> bool:
         return True
     if isinstance(e, _unavailable_errors()):
         return True
-    sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is None:
+    sa = loaded_classes(
+        "sqlalchemy.exc", "DBAPIError", "OperationalError", "InterfaceError", "DisconnectionError"
+    )
+    if not sa:
         return False
-    if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+    if isinstance(e, sa[0]) and getattr(e, "connection_invalidated", False):
         return True
-    return isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError)
+    return isinstance(e, sa[1:])
 
 
 def first_line(e: BaseException) -> str:

@@ -60,7 +60,6 @@ import json
 import logging
 import math
 import re
-import sys
 from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
@@ -75,7 +74,7 @@ from stellaops_runtime.store.batches import (
     unit_to_json,
 )
 from stellaops_runtime.store.dbconn import Conn, Database
-from stellaops_runtime.store.errors import is_database_error
+from stellaops_runtime.store.errors import is_database_error, loaded_classes
 from stellaops_runtime.store.export_position import write_position
 from stellaops_runtime.store.export_spans import guard
 from stellaops_runtime.store.partitions import is_missing_partition
@@ -100,17 +99,17 @@ def is_row_refusal(e: BaseException) -> bool:
     # UnicodeEncodeError: a lone surrogate (a surrogateescape-decoded path) no driver can encode.
     if isinstance(orig, OverflowError | UnicodeEncodeError):
         return True
-    # sqlite3's errors only where it is loaded: a PostgreSQL agent never imports it (issue 13).
-    if (sqlite3 := sys.modules.get("sqlite3")) is not None:
-        if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError):
+    # sqlite3's errors only where it is loaded (an idle PostgreSQL agent has not imported it, issue 13)
+    # and not while another thread is still importing it (errors.loaded_classes).
+    if sqlite3 := loaded_classes("sqlite3", "IntegrityError", "DataError", "InterfaceError"):
+        if isinstance(orig, sqlite3[:2]):
             return True
-        if isinstance(orig, sqlite3.InterfaceError) and "binding parameter" in str(orig):
+        if isinstance(orig, sqlite3[2]) and "binding parameter" in str(orig):
             return True
     # psycopg refuses some values before they reach the server (e.g. a NUL in a
     # text field, an integer too large for int8): a DataError without SQLSTATE.
     # Not loaded: not its error (a SQLite agent never loads the PostgreSQL driver).
-    psycopg = sys.modules.get("psycopg")
-    return psycopg is not None and isinstance(orig, psycopg.DataError)
+    return isinstance(orig, loaded_classes("psycopg", "DataError"))
 
 
 class RowProblem(ValueError):
