@@ -90,6 +90,7 @@ YAML = ("yaml",)
 SHUTIL = ("shutil", "bz2", "lzma")
 # SQLite's driver and library (~0.9 MB): imported where a SQLite store opens (store/dbconn.py); a
 # node's agent writes to PostgreSQL, and errors are classified by the drivers loaded (store/errors.py).
+# Package attribution imports it with the first event (attribution/osdb.py reads rpm's database).
 SQLITE = ("sqlite3", "_sqlite3")
 # The native probes' pod selection, built by the pipeline only where native probes run.
 NATIVE_ONLY = (
