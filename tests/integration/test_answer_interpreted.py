@@ -44,6 +44,11 @@ CASES = {
     "phpapk": ("/usr/lib/php82/modules/yaml.so",
                "pkg:apk/alpine/php82-pecl-yaml@2.2.3-r1?arch=x86_64", "pkg:apk/alpine/php82-pecl-yaml",
                "yaml_parse"),
+    # Missed before (review RNO3, seen failing: not_affected): thread-safe PHP's extension directory
+    # (FrankenPHP's php-zts packages, Fedora's and Remi's %{_libdir}/php-zts/modules).
+    "phpzts": ("/usr/lib/php-zts/modules/apcu.so",
+               "pkg:deb/debian/php-zts-apcu@5.1.24-1?arch=amd64", "pkg:deb/debian/php-zts-apcu",
+               "apcu_fetch"),
 }  # fmt: skip
 ZLIB = ("/usr/lib/x86_64-linux-gnu/libz.so.1", "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64")
 

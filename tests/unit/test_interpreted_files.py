@@ -46,6 +46,11 @@ from stellaops_runtime.evidence.interpreted import (
         "/usr/lib/x86_64-linux-gnu/guile/3.0/extensions/guile-readline.so",
         "/usr/lib/x86_64-linux-gnu/octave/packages/io-2.6.4/x86_64-pc-linux-gnu-api-v59/__oct_time__.oct",
         "/usr/local/openresty/lualib/cjson.so",
+        # missed before (review RNO3): thread-safe PHP's extensions (FrankenPHP's php-zts packages,
+        # Fedora's and Remi's zts-php)
+        "/usr/lib/php-zts/modules/redis.so",
+        "/usr/lib64/php-zts/modules/apcu.so",
+        "/usr/lib/php-nts/modules/redis.so",
     ],
 )
 def test_a_file_among_an_interpreters_modules(path: str) -> None:
@@ -113,6 +118,13 @@ def test_a_file_among_an_interpreters_modules(path: str) -> None:
         "/usr/local/bin/wasmedge",
         "/usr/local/lib/libwasmedge.so.0",
         "/usr/local/bin/iwasm",
+        # missed before (review RNO3): thread-safe PHP (FrankenPHP's libphp-zts-85.so and php-zts,
+        # Fedora's zts-php), FrankenPHP itself (PHP built into its static build)
+        "/usr/lib/libphp-zts-85.so",
+        "/usr/lib64/libphp-zts.so",
+        "/usr/bin/php-zts",
+        "/usr/bin/zts-php",
+        "/usr/local/bin/frankenphp",
     ],
 )
 def test_an_interpreter_itself(path: str) -> None:
@@ -138,6 +150,8 @@ def test_an_interpreter_itself(path: str) -> None:
         "/usr/lib/Rlibrary/libfoo.so",
         "/usr/lib/tclsh/libfoo.so",
         "/opt/phpmyadmin-tools/bin/helper",
+        "/usr/lib/php-tools/libfoo.so",
+        "/usr/bin/php-ztsfoo",
     ],
 )
 def test_native_code_is_neither(path: str) -> None:

@@ -44,11 +44,12 @@ COMPILED_TYPES = frozenset({"golang", "cargo"})
 
 # A file under an interpreter's module directory, or an extension module by its name.
 # (R's libraries: ``R/library``, Debian's and install.packages' ``R/site-library``, a user's
-# ``R/x86_64-pc-linux-gnu-library``; Alpine's ``php82``; Debian's ``tcltk``, Fedora's ``tcl8.6``;
-# OpenResty's ``lualib``.)
+# ``R/x86_64-pc-linux-gnu-library``; Alpine's ``php82``, thread-safe PHP's ``php-zts`` (FrankenPHP's
+# packages, Fedora's); Debian's ``tcltk``, Fedora's ``tcl8.6``; OpenResty's ``lualib``.)
 _MODULE_FILE = re.compile(
     r"/(?:site-packages|dist-packages|lib-dynload|node_modules|nodejs|gems|ruby|perl(?:5|-base)?"
-    r"|php[0-9.]*|jvm|R/(?:[^/]*-)?library|lua|lualib|erlang|dotnet|tcltk|tcl[0-9][0-9.]*|guile|octave)/"
+    r"|php[0-9.]*(?:-[nz]ts)?|jvm|R/(?:[^/]*-)?library|lua|lualib|erlang|dotnet"
+    r"|tcltk|tcl[0-9][0-9.]*|guile|octave)/"
     r"|/lib/(?:python|pypy)[0-9][0-9.]*/"
     r"|\.cpython-[^/]*\.so$|\.pypy[0-9]*-[^/]*\.so$|\.abi3\.so$|\.node$|\.jar$"
 )
@@ -56,8 +57,9 @@ _MODULE_FILE = re.compile(
 _INTERPRETER = re.compile(
     r"(?:python[0-9.]*[dmt]*|libpython[0-9.]+[dmt]*\.so[0-9.]*|pypy[0-9.]*|libpypy[0-9.]*-c\.so[0-9.]*"
     r"|node(?:js)?|libnode\.so[0-9.]*|deno|bun"
-    r"|ruby[0-9.]*|libruby[-0-9.]*\.so[0-9.]*|java|libjvm\.so|php[0-9.]*|php-(?:fpm|cgi)[0-9.]*"
-    r"|libphp[0-9.]*\.so|perl[0-9.]*|libperl\.so[0-9.]*|beam(?:\.smp)?|erlexec"
+    r"|ruby[0-9.]*|libruby[-0-9.]*\.so[0-9.]*|java|libjvm\.so|(?:zts-)?php[0-9.]*(?:-[nz]ts)?"
+    r"|php-(?:fpm|cgi)[0-9.]*|libphp[0-9.]*(?:-[nz]ts(?:-[0-9]+)?)?\.so|frankenphp"
+    r"|perl[0-9.]*|libperl\.so[0-9.]*|beam(?:\.smp)?|erlexec"
     r"|lua(?:jit)?[0-9.]*|lib(?:lua|luajit-)[0-9.]*\.so[0-9.]*|dart|dotnet|libcoreclr\.so"
     r"|mono(?:-sgen)?|libmono(?:sgen)?-[0-9.]+\.so[0-9.]*|R|libR\.so|Rscript"
     r"|tclsh[0-9.]*|wish[0-9.]*|libtcl[0-9.]*\.so[0-9.]*|guile[-0-9.]*|libguile[-0-9.]*\.so[0-9.]*"
