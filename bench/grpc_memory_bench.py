@@ -89,7 +89,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from stellaops_runtime.agent.allocator import tune_malloc
-    from stellaops_runtime.sources.tetragon_grpc import CHANNEL_OPTIONS
+    from stellaops_runtime.sources.tetragon_channel import CHANNEL_OPTIONS
 
     applied = {} if args.no_malloc_tuning else tune_malloc()
     options = tuple(o for o in CHANNEL_OPTIONS if not (args.bdp and o[0] == "grpc.http2.bdp_probe"))
