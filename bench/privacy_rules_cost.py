@@ -1,0 +1,119 @@
+"""What the default privacy rules' whole set costs to compile and to run (issue 13, docs/benchmarks.md).
+
+The agent compiles the default rules' whole set at start-up (privacy/compiled_sets.py, cli/agent.py):
+its size, its compile's tracemalloc peak and what it keeps are part of the idle agent's memory, and
+its match time is part of every event's. This prints, for the tree on ``PYTHONPATH``:
+
+- the whole set's characters and groups, the compile's tracemalloc peak and kept bytes (a fresh
+  process: run it once per tree), and its CPU time (best and median of 5, the ``re`` cache purged);
+- CPU time per case of the privacy corpora (tests/fixtures/privacy) through the whole set;
+- CPU time of the whole set on hostile inputs of ``--hostile-bytes`` (1 MiB) shaped at the key rules
+  (key words without values, separators and quotes repeated, huge values), best of ``--runs``.
+
+Usage (compare two trees in the same minutes)::
+
+    git archive <before> operator | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/operator .venv/bin/python bench/privacy_rules_cost.py
+    PYTHONPATH=operator .venv/bin/python bench/privacy_rules_cost.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import re
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from stellaops_runtime.privacy.base import compile_patterns
+from stellaops_runtime.privacy.engine import sub_compiled
+from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "privacy"
+
+# name -> (repeated piece, text before it)
+SHAPES: dict[str, tuple[str, str]] = {
+    "key words only": ("password", ""),
+    "key= repeated": ("password= ", ""),
+    "--key repeated": ("--password ", ""),
+    "-key- repeated": ("-password-", ""),
+    "/key= repeated": ("/password=", ""),
+    "key:= repeated": ("token:=", ""),
+    "Key => repeated": ("Token => ", ""),
+    "aws key, space": ("aws_secret_key ", ""),
+    "a call's f(' runs": ("f('", "secret="),
+    "ANSI-C $' runs": ("$'\\", "api_key="),
+    "quote, backslash": ('"\\', "pw="),
+    "markers": ("[REDACTED]", "auth="),
+    "block scalar lines": ("  x\n\n", "key: |\n"),
+    "one huge value": ("A", "--password="),
+    "query value": ("'a ", "?token="),
+    ";key= repeated": (";pwd=", ""),
+    "XML openings": ("<db:password x>", ""),
+    "mixed separators": ("db_PASSWORD\\\\=\"'-----BEGIN ; &token ", ""),
+    "key words glued": ("passtokensecretauthcookiepwdkey_=: ", ""),
+}
+
+
+def corpus_texts() -> list[str]:
+    out: list[str] = []
+    for name in ("corpus.yaml", "cli_corpus.yaml", "formats_corpus.yaml"):
+        doc = yaml.safe_load((FIXTURES / name).read_text(encoding="utf-8"))
+        for part in doc.values():
+            if isinstance(part, list):
+                out += [c["input"] for c in part if isinstance(c, dict) and isinstance(c.get("input"), str)]
+    return out
+
+
+def best_cpu(f: Callable[[], object], runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t = time.process_time()
+        f()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hostile-bytes", type=int, default=1 << 20, help="length of each hostile input")
+    ap.add_argument("--runs", type=int, default=3, help="runs per hostile input (best is printed)")
+    args = ap.parse_args()
+
+    source = "|".join(p.regex for p in DEFAULT_PATTERNS)
+    gc.collect()
+    tracemalloc.start()
+    whole = compile_patterns(DEFAULT_PATTERNS)
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    times = []
+    for _ in range(5):
+        re.purge()
+        gc.collect()
+        t = time.process_time()
+        compile_patterns(DEFAULT_PATTERNS)
+        times.append(time.process_time() - t)
+    print(
+        f"whole set: {len(source):,} characters, {whole.regex.groups} groups; compile: tracemalloc peak "
+        f"{peak / 1e6:.2f} MB, kept {kept / 1e6:.3f} MB, CPU best {min(times) * 1e3:.0f} ms, "
+        f"median {statistics.median(times) * 1e3:.0f} ms"
+    )
+
+    texts = corpus_texts()
+    per_case = best_cpu(lambda: [sub_compiled(whole, t, counts=None) for t in texts], 5) / len(texts)
+    print(f"privacy corpora, {len(texts)} cases: {per_case * 1e6:.1f} us per case (whole set, best of 5)")
+
+    n = args.hostile_bytes
+    for name, (piece, before) in SHAPES.items():
+        text = before + (piece * (n // len(piece) + 1))[: n - len(before)]
+        cpu = best_cpu(lambda text=text: sub_compiled(whole, text, counts=None), args.runs)
+        print(f"  {name:20s} {len(text):>9,} chars {cpu * 1e3:9.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
