@@ -38,6 +38,11 @@ JVM = (
 METHOD = "com.sun.jna.Native.load"
 
 
+def observed(url: str, purl: str, function: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """(exit code, JSON document) of the real ``query observed`` of ``function`` asked of ``purl``."""
+    return cli(url, "query", "observed", "--image", IMG, "--purl", purl, "--function", function)
+
+
 def test_a_java_method_of_a_distro_package_with_a_jni_library_is_unknown(tmp_path: Path) -> None:
     url = filled(
         tmp_path,
@@ -51,11 +56,11 @@ def test_a_java_method_of_a_distro_package_with_a_jni_library_is_unknown(tmp_pat
         assert e == 3 and edoc["rts"]["score"] == 0.5, edoc
         assert q == 3 and qdoc["answer"] == "unknown", qdoc
     for native in ("ffi_call", "Java_com_sun_jna_Native_invokeInt"):  # C code of the package: not Java's
-        code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", native)
+        code, doc = observed(url, JNA[2], native)
         assert (code, doc["answer"]) == (1, "not_observed"), (native, doc)
     (tmp_path / "nojvm").mkdir()
     url = filled(tmp_path / "nojvm", row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID))
-    code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", METHOD)
+    code, doc = observed(url, JNA[2], METHOD)
     assert (code, doc["answer"]) == (1, "not_observed"), doc  # no interpreter ran in the image
 
 
@@ -102,29 +107,9 @@ def test_a_go_closure_of_a_go_module_keeps_not_observed_in_a_jvm_image(tmp_path:
         row(JVM[0], "", EvidenceKind.LOADED, JVM[1], bid="cd" * 20),
     )
     for fn in ("main.main.func2", "example.com/server/api.Handler.Serve", "time.Time.String"):
-        code, doc = cli(
-            url,
-            "query",
-            "observed",
-            "--image",
-            IMG,
-            "--purl",
-            "pkg:golang/example.com/server",
-            "--function",
-            fn,
-        )
+        code, doc = observed(url, "pkg:golang/example.com/server", fn)
         assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)
-    code, doc = cli(
-        url,
-        "query",
-        "observed",
-        "--image",
-        IMG,
-        "--purl",
-        "pkg:rpm/fedora/containerd",
-        "--function",
-        "main.main.func2",
-    )
+    code, doc = observed(url, "pkg:rpm/fedora/containerd", "main.main.func2")
     assert (code, doc["answer"]) == (3, "unknown"), doc
 
 
@@ -160,10 +145,10 @@ def test_other_spellings_of_a_java_method_are_unknown_in_a_jvm_image(tmp_path: P
     assert (status, e, q, qdoc["answer"]) == ("under_investigation", 3, 3, "unknown"), note
     assert edoc["rts"]["score"] == 0.5 and JVM[0] in note, edoc
     for fn in SPELLINGS[1:]:
-        code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", fn)
+        code, doc = observed(url, JNA[2], fn)
         assert (code, doc["answer"]) == (3, "unknown"), (fn, doc)
     (tmp_path / "nojvm").mkdir()
     url = filled(tmp_path / "nojvm", row(JNA[0], "", EvidenceKind.LOADED, JNA[1], bid=BID))
     for fn in SPELLINGS:
-        code, doc = cli(url, "query", "observed", "--image", IMG, "--purl", JNA[2], "--function", fn)
+        code, doc = observed(url, JNA[2], fn)
         assert (code, doc["answer"]) == (1, "not_observed"), (fn, doc)  # no interpreter ran in the image
