@@ -11,7 +11,8 @@ option-name rules of ``cli_flags``) in one regex (only those whose triggers
 and gates the text passes, compiled per combination off this thread:
 ``compiled_sets``); on a truncated text the
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
-runs (``tool``) or is named in the text (``cli_options``); the lines of a
+runs (``tool``) or is named in the text (``cli_options``); a password given by
+position to a connect or login call in code (``code_calls``); the lines of a
 here-document for a password reader (``here_docs``); the answer to an expect prompt
 that names nothing after a reader is spawned (``expect_prompts``); the values of a Kubernetes
 Secret's ``stringData`` and ``data`` (``secret_manifests``); detect-secrets' rules
@@ -31,6 +32,7 @@ import re
 from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import compiled_sets, entropy, env_names
+from stellaops_runtime.privacy.code_calls import code_call_spans
 from stellaops_runtime.privacy.engine import (
     ExtraPattern,
     TriggerIndex,
@@ -205,6 +207,7 @@ class Redactor:
                 text, n = sub_compiled(self._tail, text, counts=counts, pos=start)
                 hits += n
             spans = cli_spans(text, tool)
+            spans.extend(code_call_spans(text))  # a password given by position to a call (code_calls.py)
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:

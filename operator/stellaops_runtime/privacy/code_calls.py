@@ -1,0 +1,137 @@
+"""Passwords given by position to a connect or login call in a code string.
+
+Why this exists: the key rules (``patterns``) find a password by its name
+(``password='x'``, ``:password => 'x'``), but many database, FTP, mail and HTTP
+clients take it as a positional argument, and a workload runs such code from its
+command line (``php -r``, ``perl -e``, ``ruby -e``, ``python3 -c``, a ``sh -c``
+script): ``new PDO($dsn, 'root', 'pw')``, ``mysqli_connect(h, u, 'pw')``,
+``DBI->connect($dsn, "u", "pw")``, ``basic_auth 'u', 'pw'``, ``s.login('u', 'pw')``.
+Nothing named the third argument, so it was stored in clear.
+
+Each call is listed with the position of its password argument (its manual or
+API reference); when that argument is a string literal (single or double
+quoted, double quotes escaped with backslashes inside a shell string, Perl's
+``q{…}``), the literal goes, its quotes with it; a variable (``$pass``) is no
+text of a secret and stays. The arguments before it are skipped whole: literals
+(commas in them too), one level of nested calls (``getenv('DB_HOST')``) and
+anything else up to a comma. A literal cut by the field's end goes to that end.
+
+The rules are their own small regex, run only on a text holding a quote and a
+word of a listed call, so the whole-set regex (``patterns``) does not grow.
+Every match is possessive (each argument is read once: linear in the text).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["code_call_spans"]
+
+# A string literal: '…' and "…" with backslash escapes, "…" with its quotes escaped by one or more
+# backslashes (code inside a shell string: ``\"pw\"``, ``\\\"pw\\\"``), Perl's q{…}, q(…), q[…].
+_LITERAL = (
+    r"'(?:[^'\\\n]|\\[^\n])*+'"
+    r'|"(?:[^"\\\n]|\\[^\n])*+"'
+    r'|\\++"(?:[^"\\\n]|\\(?!\\*+")[^\n])*+\\++"'
+    r"|qq?+(?:\{[^{}\n]*+\}|\([^()\n]*+\)|\[[^\[\]\n]*+\])"
+)
+# The password literal: the same, or one the field's end cut (to that end).
+_SECRET = (
+    r"'(?:[^'\\\n]|\\[^\n])*+(?:'|\Z)"
+    r'|"(?:[^"\\\n]|\\[^\n])*+(?:"|\Z)'
+    r'|\\++"(?:[^"\\\n]|\\(?!\\*+")[^\n])*+(?:\\++"|\Z)'
+    r"|qq?+(?:\{[^{}\n]*+(?:\}|\Z)|\([^()\n]*+(?:\)|\Z)|\[[^\[\]\n]*+(?:\]|\Z))"
+)
+# One argument skipped: literals, one level of a nested call, any other character but a comma or
+# what ends a statement (``;``, a line break).
+_ARG = rf"""(?:{_LITERAL}|\((?:{_LITERAL}|[^()'"\n])*+\)|[^,;()'"\\\n]++|\\(?!\\*+["']))*+"""
+# The call's opening: a parenthesis, or (Ruby) blanks before a quoted first argument.
+_OPEN = r"""(?:\s*+\(|[ \t]++(?=\\*+["']))\s*+"""
+_COMMA = r"\s*+,\s*+"
+
+# position of the password argument -> the calls that take it there; a name without ``.`` or ``->``
+# before it stands alone (no word character or ``$`` before it).
+_CALLS: dict[int, tuple[str, ...]] = {
+    # Ruby Net::HTTP basic_auth(user, pass); requests' HTTPBasicAuth/HTTPDigestAuth/HTTPProxyAuth,
+    # aiohttp's BasicAuth; Go's req.SetBasicAuth; .NET's NetworkCredential; Java's
+    # PasswordAuthentication; PHP's oci_connect(user, pass, …); login(user, pass) of ftplib,
+    # smtplib, imaplib, Net::FTP, Net::SMTP and docker clients; auth(user, pass) of Net::SMTP and
+    # superagent.
+    2: (
+        *("basic_auth", "HTTPBasicAuth", "HTTPDigestAuth", "HTTPProxyAuth", "BasicAuth", "SetBasicAuth"),
+        *("NetworkCredential", "PasswordAuthentication", "oci_connect", "oci_pconnect", "oci_new_connect"),
+        *(".login", "->login", ".auth", "->auth"),
+    ),
+    # PHP: new PDO(dsn, user, pass), mysqli_connect / new mysqli / mysql_connect / mssql_connect
+    # (host, user, pass), ldap_bind(link, dn, pass), ftp_login(ftp, user, pass),
+    # ssh2_auth_password(session, user, pass), imap_open(mailbox, user, pass), ->real_connect;
+    # Perl DBI->connect(dsn, user, pass); Ruby Net::FTP.open/new and Python's FTP(host, user, pass);
+    # Java DriverManager.getConnection(url, user, pass); Go smtp.PlainAuth(identity, user, pass);
+    # pymysql.connect and MySQLdb.connect(host, user, passwd).
+    3: (
+        *("PDO", "mysqli", "mysqli_connect", "mysql_connect", "mysql_pconnect", "mssql_connect"),
+        *("mssql_pconnect", "ldap_bind", "ftp_login", "ssh2_auth_password", "imap_open"),
+        *("getConnection", "PlainAuth", "pymysql.connect", "MySQLdb.connect"),
+        *("FTP", "FTP_TLS", "FTP.open", "FTP.new", "DBI->connect", "DBI->connect_cached"),
+        *(".real_connect", "->real_connect"),
+    ),
+    # PHP mysqli_real_connect(link, host, user, pass); Perl LWP ->credentials(netloc, realm, user,
+    # pass); Python urllib's add_password(realm, uri, user, passwd).
+    4: ("mysqli_real_connect", ".credentials", "->credentials", ".add_password"),
+    # Ruby Net::SMTP.start(address, port, helo, user, secret).
+    5: ("SMTP.start",),
+}
+_POSITION = {name: pos for pos, names in _CALLS.items() for name in names}
+
+
+def _name(name: str) -> str:
+    """A call's name as a regex alternative that starts with a literal character (a cheap skip)."""
+    first = re.escape(name[0])
+    lone = "" if name[0] in ".-" else rf"(?<![\w$]{first})"
+    return f"{first}{lone}{re.escape(name[1:])}"
+
+
+# A listed call's name and opening (the name captured: it says where the password is).
+_OPENING = re.compile(
+    "(?P<n>" + "|".join(_name(n) for n in sorted(_POSITION, key=len, reverse=True)) + f"){_OPEN}"
+)
+# From a call's opening: its password argument when that is a literal, else its arguments up to the
+# first that ends the list (``)``), a statement (``;``) or a line, read all the same (the next call is
+# looked for after them: each character is read a bounded number of times).
+_ARGUMENTS = {
+    pos: re.compile(rf"(?:{_ARG}{_COMMA}){{{pos - 1}}}(?P<s>{_SECRET})|{_ARG}(?:{_COMMA}{_ARG})*+")
+    for pos in _CALLS
+}
+# A text without one of these holds none of the calls (a C-speed check before the regex).
+_TRIGGERS = (
+    *("PDO", "mysql", "connect", "Connection", "login", "auth", "Auth", "FTP"),
+    *("_bind", "imap_open", "redential", "add_password", "SMTP"),
+)
+# Calls found inside an earlier call's arguments (``s.login(u, FTP(h, u, 'pw'))``) read again, at
+# most this many; past it the rest of that earlier call's arguments is the secret (fail closed:
+# text that nests listed calls that often is no script).
+MAX_NESTED_CALLS = 8
+
+
+def code_call_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, "password") of every password literal given by position to a listed call."""
+    if not any(t in text for t in _TRIGGERS):
+        return []
+    out: list[tuple[int, int, str]] = []
+    covered = 0  # the end of the arguments read so far
+    nested = 0
+    o = _OPENING.search(text)
+    while o is not None:
+        m = _ARGUMENTS[_POSITION[o["n"]]].match(text, o.end())
+        if m is not None:
+            s, e = m.span("s")
+            if e > s:
+                out.append((s, e, "password"))
+            covered = max(covered, m.end())
+        o = _OPENING.search(text, o.end())
+        if o is not None and o.start() < covered:
+            nested += 1
+            if nested > MAX_NESTED_CALLS:
+                out.append((o.start(), covered, "password"))
+                o = _OPENING.search(text, covered)
+    return out
