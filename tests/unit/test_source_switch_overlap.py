@@ -57,6 +57,7 @@ def stamped() -> list[tuple[bytes, int, str]]:
 def fake_probes(detached_ns: int, attached: list[str]) -> Any:
     stats = SimpleNamespace(
         detached_ns=detached_ns,
+        last_read_ns=0,  # native/source.py: the last read's start (0: the detach ends the load)
         attached=attached,
         attached_ns=0,  # the probes' attach (0: never attached; a test sets it)
         connects=1,

@@ -68,7 +68,7 @@ class SwitchBack:
             return next((s.native for s in reversed(self._segments) if s.kind == BCC), None)
 
     def _latest_load(self, *, running: bool = False) -> Load | None:
-        """The latest load of the probes (ended at their detach, or ``RUNNING``)."""
+        """The latest load of the probes (ended as their last read began, or ``RUNNING``)."""
         from stellaops_runtime.agent.source_switch_overlap import RUNNING, Load
 
         native, b = self._probes_config(), self.bcc
@@ -80,7 +80,9 @@ class SwitchBack:
         if b.stats.attached_ns < since:
             return None
         since = b.stats.attached_ns
-        end = RUNNING if running else b.stats.detached_ns
+        # ended where their last read began: a call stamped later may be in no record (its uprobe
+        # detached, or written after the last poll), and Tetragon's copy is then its only count
+        end = RUNNING if running else (min(b.stats.detached_ns, b.stats.last_read_ns or RUNNING))
         ids = self._cgroup_containers(native, since)
         return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end, cgroup_containers=ids)
 
@@ -155,8 +157,8 @@ class SwitchBack:
 
     def stored_all(self) -> None:
         """The agent stopped, and stored or spooled every count (agent/runner.py): the probes' loads
-        stay on disk ended at their real detach and marked stored, not cut at the watch record's
-        moment (when stop was asked: the probes counted on until they detached, and that is stored).
+        stay on disk ended at their real end (their last read's start) and marked stored, not cut at
+        the watch record's moment (when stop was asked: the probes counted on until then, all stored).
         The loads of the last switch back, or the last agent's, while the filter is live, too."""
         if not self._loads_file:
             return

@@ -26,9 +26,11 @@ not the cgroup id: the containers those cgroups are (native/cgroup_ids.py) are
 matched. A PURL target is one container's file (or the
 file its image's containers share), found at the load: only the calls of
 those containers are the probes'. Anything else is counted: a function only
-Tetragon traces, a call stamped before the probes started or after they
-detached, an event whose time Tetragon did not give (the pipeline stamps it
-with its arrival, after the switch), a span the probes did not read.
+Tetragon traces, a call stamped before the probes started or after their
+last read began (the uprobes are detached first, and what is written after its
+poll is read by nobody: native/source_stats.py ``last_read_ns``), an event
+whose time Tetragon did not give (the pipeline stamps it with its arrival,
+after the switch), a span the probes did not read.
 
 It ends (``live`` false) once the segment delivers an event stamped at or past
 the last detach plus the event hold (sources/event_hold.py: how far back the

@@ -198,7 +198,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 self.stats.connects += 1
                 self._scan_open = self._scanning()
                 self.stats.attached_ns = time.time_ns()
-                self.stats.detached_ns = 0
+                self.stats.detached_ns = self.stats.last_read_ns = 0
                 self.stats.connected = True
                 self.ready.set()
                 failed: Exception | None = None
@@ -260,7 +260,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
             self._thread.shutdown(wait=False)
 
     async def _last_read(self, probes: ProbeSet) -> None:
-        polled = time.time_ns()
+        polled = self.stats.last_read_ns = time.time_ns()  # the uprobes are detached from here on
         tail = await self._call(self._final_counters, probes)
         for payload in tail:  # written between the reader's last poll and now
             self.queue.put(payload)

@@ -26,6 +26,9 @@ class NativeStats:
     kernel: dict[str, dict[str, int]] = field(default_factory=dict)  # ProbeSet.counters(), last read
     attached_ns: int = 0  # wall clock just after the latest load attached the probes (0: never)
     detached_ns: int = 0  # wall clock just after the latest run closed them (0: not yet)
+    # ... as the latest run's last read began, before the uprobes' detach (0: not yet): a call stamped
+    # later may be in no record (entered once its uprobe was gone, or written after the last poll)
+    last_read_ns: int = 0
     drops: list[NativeDrop] = field(default_factory=list)  # not yet taken by the switch (take_drops)
     dropped_total: int = 0  # events the probes dropped, all runs (drop_counters.py)
     followed: int = 0  # targets probed in the new file put at their path (native/follow.py)
