@@ -155,8 +155,9 @@ class NativeProbeSource(SourceGaps, SourceReader):
     @property
     def in_flight_ns(self) -> int:
         """Wall clock: no uprobe call entered before it was still running at the last look (about
-        once a second; of this run: its load's start until then). A call running when the agent is
-        killed is never recorded, and Tetragon's copy of it is stamped at its entry."""
+        once a second, taken before a poll and applied once that poll is queued, so a call that
+        returned before the look is queued by then; of this run: its load's start until then). A call
+        running when the agent is killed is never recorded, and Tetragon's copy is stamped at its entry."""
         return self._in_flight_ns
 
     async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
@@ -318,6 +319,12 @@ class NativeProbeSource(SourceGaps, SourceReader):
         put = self.queue.put
         last_counters = 0.0
         while not stop.is_set():
+            now = time.monotonic()
+            look = now - last_counters >= 1.0
+            # the calls in flight looked at before the poll: one that returned before the look wrote
+            # its record before the poll began, so both moments hold once the poll is queued (after
+            # it, one returning during the poll would be in neither until the next poll)
+            flight = await self._call(self._in_flight_since, self.probes) if look else None
             polled = time.time_ns()
             self._clock_seen()
             batch = await self._call(self._poll_batch, POLL_MS)
@@ -325,13 +332,13 @@ class NativeProbeSource(SourceGaps, SourceReader):
                 put(payload)
             self.stats.received += len(batch)
             self._queued_ns = max(self._queued_ns, polled)
-            now = time.monotonic()
-            if now - last_counters >= 1.0:
+            if flight is not None:
+                self._in_flight_ns = flight
+            if look:
                 last_counters = now
                 self.stats.kernel = await self._call(self.probes.counters)  # type: ignore[union-attr]
                 self._note_drops(self.stats.kernel, time.time_ns())
                 self._note_followed(*await self._call(self._follow))
-                self._in_flight_ns = await self._call(self._in_flight_since, self.probes)
                 self._scan_open = self._scan_open and self._scanning()  # the scan's answers taken
         polled = time.time_ns()
         batch = await self._call(self._poll_batch, 0)  # what arrived up to the stop

@@ -1,0 +1,90 @@
+"""The look at the probed calls in flight is taken before a poll, never after it (RSW3, s42).
+
+A uprobe call is recorded at its return, stamped at its entry. The watch
+record's moment while the probes run (agent/source_switch_gaps.py
+``watching_ns``) is no later than the start of the last poll queued whole
+(``queued_ns``) nor than the entry of the oldest call still running at the last
+look at the map of calls in flight (``in_flight_ns``, about once a second,
+c22c98f). The look was taken after a poll: a call in flight as that poll began
+and returned during it (its record written after the poll had emptied the
+buffer) was neither in the map nor queued, yet both moments had passed its
+entry until the next poll ended. An agent killed then never counted it, and the
+next agent skipped Tetragon's copy as counted (agent/source_switch_loads.py): a
+count lost. The look now precedes the poll it is taken with, and both moments
+move together once that poll is queued.
+
+Stand-ins for BCC: test_native_cut_read.py's buffer, with a map of calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from stellaops_runtime.native.config import NativeConfig
+from stellaops_runtime.native.source import NativeProbeSource
+from stellaops_runtime.sources.queue import EventQueue
+from tests.unit.test_native_cut_read import WAIT, _Probes, _until
+
+
+class _InFlight(_Probes):
+    """One call entered at the load; it returns while the first poll is held. Each poll, as it begins,
+    checks what a watch record written then would claim against the records not queued yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.src: NativeProbeSource | None = None
+        self.entry_mono = 0  # the call's entry (bpf_ktime_get_ns: monotonic), set at the load
+        self.entry_wall = 0
+        self.running = False
+        self.polls = 0
+        self.claimed_past: list[tuple[int, int]] = []  # (claim, entry) of a record not queued
+
+    def oldest_in_flight(self, alive: Any) -> int | None:
+        return self.entry_mono if self.running else None
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        src = self.src
+        assert src is not None
+        with self.lock:
+            waiting = bool(self.buffer)
+        claim = min(src.queued_ns, src.in_flight_ns)
+        if waiting and claim > self.entry_wall:
+            self.claimed_past.append((claim, self.entry_wall))
+        self.polls += 1
+        return super().poll(timeout_ms)
+
+    def returns(self) -> None:
+        """The call returns: its record (stamped at its entry) written, its map entry gone."""
+        self.write(b"call")
+        self.running = False
+
+
+def test_a_call_returning_during_a_poll_is_not_claimed_before_it_is_queued() -> None:
+    probes = _InFlight()
+    queue = EventQueue(10_000)
+    src = NativeProbeSource(NativeConfig(), queue=queue, kernel_source="", retry_seconds=WAIT)
+    probes.src = src
+
+    def load() -> Any:
+        probes.entry_mono, probes.entry_wall = time.monotonic_ns(), time.time_ns()
+        probes.running = True  # entered once the probes attached, still running
+        probes.hold_poll = True  # the reader's first poll empties the buffer, then waits
+        return probes
+
+    src._load = load  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        await _until(probes.held.is_set, "the first poll")
+        probes.returns()  # after that poll took the buffer: the next one reads the record
+        probes.release.set()
+        await _until(lambda: len(queue) >= 1 and probes.polls >= 3, "the call's record")
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+    asyncio.run(main())
+    assert [p for p, _ in queue.take(len(queue))] == [b"call"]
+    assert probes.claimed_past == [], "a watch record then would claim past the entry of a call not queued"
