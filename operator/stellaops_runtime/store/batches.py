@@ -124,10 +124,11 @@ class Batch:
         return u.window_start_ns
 
     def oldest_droppable_window(self) -> int | None:
-        """The window start of the oldest live row that may be dropped: not a gap row."""
+        """The window start of the oldest live row that may be dropped (:func:`never_dropped`: not a gap
+        row, not an ``unprobed`` fact)."""
         units = self.units
         i = max(self._droppable, self._front)
-        while i < len(units) and (units[i] is None or _is_gap(units[i])):
+        while i < len(units) and (units[i] is None or never_dropped(units[i])):
             i += 1
         self._droppable = i
         if i == len(units):
@@ -137,7 +138,7 @@ class Batch:
         return u.window_start_ns
 
     def drop_oldest_droppable(self) -> tuple[int, Unit]:
-        """Tombstone the oldest live row that is not a gap row; return its index and the row.
+        """Tombstone the oldest live row that may be dropped; return its index and the row.
 
         The caller may put the row's gap in its place (:meth:`put_gap`).
         """
@@ -303,6 +304,11 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
     )
 
 
-def _is_gap(u: Unit | None) -> bool:
-    """A gap row says evidence is missing: dropping it could turn "unknown" into "not observed"."""
-    return isinstance(u, ObservationWindow) and u.has_gap
+def never_dropped(u: Unit | None) -> bool:
+    """A row the outage bound never drops nor counts: dropping it could turn "unknown" into "not
+    observed". A gap row says evidence is missing; an ``unprobed`` fact (agent/unprobed.py) says a
+    function was probed in part for any period, is sent once, and no gap over its one window
+    would stand for it (tests/unit/test_pending_unprobed.py)."""
+    if isinstance(u, ObservationWindow):
+        return u.has_gap
+    return u is not None and u.key.evidence == EvidenceKind.UNPROBED

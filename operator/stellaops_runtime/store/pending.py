@@ -43,6 +43,9 @@ observation-window row without a gap only removes evidence of watching, which
 can turn a "not observed" into "unknown", never the other way; one carrying the
 unwatched-container mark (``evidenced`` None, hotsymbols/day_calls.py) is the
 one that says a day was not watched, so it leaves a gap over its window too.
+An ``unprobed`` fact (agent/unprobed.py, 0 calls) is kept as a gap row is: it
+answers for every period and is sent once, so no gap over its window would
+stand for it (batches.never_dropped).
 
 The caller (the agent loop) decides when to flush, using
 :meth:`next_retry_delay` after a failure.
@@ -62,7 +65,7 @@ from typing import Any, Protocol
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.random_id import uuid4_text
-from stellaops_runtime.store.batches import Batch, BatchResult, Unit
+from stellaops_runtime.store.batches import Batch, BatchResult, Unit, never_dropped
 from stellaops_runtime.store.engine import StoreError
 from stellaops_runtime.store.pending_buffer import (
     Buffer,
@@ -234,10 +237,10 @@ class PendingWrites:
             excess -= 1 + self._count_drop(dropped)
 
     def _gap_rows(self) -> int:
-        """Live gap rows in the buffer and the frozen batches."""
+        """Live gap rows and ``unprobed`` facts (batches.never_dropped) in the buffer and the batches."""
         n = gap_rows(self._buf)
         for b in self._batches:
-            n += sum(isinstance(u, ObservationWindow) and u.has_gap for u in b.units)
+            n += sum(map(never_dropped, b.units))
         return n
 
     def _count_drop(self, u: Unit, *, batch: Batch | None = None, index: int = 0) -> int:

@@ -5,7 +5,8 @@ row of its (key, window) or (image, node, window), adding its counts; :func:`fre
 buffer into batches of at most ``max_rows`` rows, oldest window first, that
 :class:`~stellaops_runtime.store.pending.PendingWrites` then writes exactly once each. When the
 bound is passed, the oldest droppable row goes first; a hot-symbol row, or a window row carrying the
-unwatched-container mark, leaves a gap (:func:`dropped_gap`).
+unwatched-container mark, leaves a gap (:func:`dropped_gap`). An ``unprobed`` fact is never
+dropped, as a gap row (store/batches.py ``never_dropped``): it is held apart (``Window.facts``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store import marks
-from stellaops_runtime.store.batches import Unit
+from stellaops_runtime.store.batches import Unit, never_dropped
 
 
 @dataclass(slots=True)
@@ -28,9 +29,10 @@ class Window:
     observations: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)  # (image, node)
     # (image, node) -> the window's restate row, written after its row (store/marks.py)
     restates: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)
+    facts: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)  # ``unprobed``: never dropped
 
     def __len__(self) -> int:
-        return len(self.deltas) + len(self.observations) + len(self.restates)
+        return len(self.deltas) + len(self.observations) + len(self.restates) + len(self.facts)
 
 
 Buffer = dict[int, Window]  # window_start_ns -> rows
@@ -41,9 +43,10 @@ def add_delta(buf: Buffer, d: HotSymbolDelta, *, copy: bool) -> bool:
     w = buf.get(d.window_start_ns)
     if w is None:
         w = buf[d.window_start_ns] = Window()
-    have = w.deltas.get(d.key)
+    rows = w.facts if never_dropped(d) else w.deltas
+    have = rows.get(d.key)
     if have is None:
-        w.deltas[d.key] = dataclasses.replace(d) if copy else d
+        rows[d.key] = dataclasses.replace(d) if copy else d
         return True
     have.merge(d)
     return False
@@ -62,7 +65,7 @@ def freeze(buf: Buffer, max_rows: int) -> Iterator[list[Unit | None]]:
     units: list[Unit | None] = []
     for start in sorted(buf):
         w = buf[start]
-        for part in (w.deltas.values(), w.observations.values(), w.restates.values()):
+        for part in (w.deltas.values(), w.facts.values(), w.observations.values(), w.restates.values()):
             for u in part:
                 units.append(u)
                 if len(units) == max_rows:
@@ -73,8 +76,10 @@ def freeze(buf: Buffer, max_rows: int) -> Iterator[list[Unit | None]]:
 
 
 def gap_rows(buf: Buffer) -> int:
-    """The buffer's gap rows (never dropped, not counted against the bound)."""
-    return sum(o.has_gap for w in buf.values() for o in w.observations.values())
+    """The buffer's gap rows and ``unprobed`` facts (never dropped, not counted against the bound)."""
+    return sum(o.has_gap for w in buf.values() for o in w.observations.values()) + sum(
+        len(w.facts) for w in buf.values()
+    )
 
 
 def oldest_droppable_window(buf: Buffer) -> int | None:
