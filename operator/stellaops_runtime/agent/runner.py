@@ -272,10 +272,14 @@ class Agent(Draining):
             )
         try:
             await self.stop_event.wait()
-            alive = self.source.watching_ns() if hasattr(self.source, "watching_ns") else None
+            # the probes' calls in flight are read at the stop (agent/source_switch_gaps.py)
+            at_stop = getattr(self.source, "watching_at_stop_ns", None) or getattr(
+                self.source, "watching_ns", None
+            )
+            alive = at_stop() if at_stop is not None else None
             ok = await self._shutdown(tasks)
             if ok and not self.dropped_at_shutdown and (stored := getattr(self.source, "stored_all", None)):
-                stored()  # the probes' counts up to their detach are stored (agent/source_switch_back.py)
+                stored()  # the probes' counts up to their last read are stored (agent/source_switch_back.py)
             self.watch.final(alive, ok and not self.dropped_at_shutdown)  # all stored or spooled
         finally:
             for t in tasks:

@@ -166,6 +166,16 @@ class SwitchGaps:
 
     def watching_ns(self) -> int | None:
         """The last moment the active source was known to watch; None during an outage or a switch."""
+        return self._watching(in_flight=True)
+
+    def watching_at_stop_ns(self) -> int | None:
+        """:meth:`watching_ns` as a graceful stop is asked (agent/runner.py: its final record). The
+        probes' last read then takes each call still in flight as a record at its entry, or marks the
+        time since their load as a gap when it cannot (native/source_read.py ``_final_counters``), so
+        a call running for long does not hold the moment, as it does for an agent killed during it."""
+        return self._watching(in_flight=False)
+
+    def _watching(self, *, in_flight: bool) -> int | None:
         if self._gap_from is not None:
             return None
         if self.mode == TETRAGON:
@@ -178,4 +188,5 @@ class SwitchGaps:
         b = self.bcc
         if b is None or not b.stats.connected:
             return None
-        return min(b.queued_ns, self._drops_marked_ns, b.in_flight_ns)
+        read = min(b.queued_ns, self._drops_marked_ns)
+        return min(read, b.in_flight_ns) if in_flight else read
