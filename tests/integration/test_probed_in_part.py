@@ -197,3 +197,20 @@ def test_no_function_of_a_package_probed_in_part_is_not_a_no(tmp_path: Path, url
         assert "crc32.part.0" in doc["reason"] and doc["probed_in_part_count"] == 1, (ask, doc)
     code, doc = cli(url, "query", "functions", "--image", IMG, "--purl", "pkg:deb/debian/libpng", "--prefix")
     assert "probed_in_part" not in doc, doc  # another package's prefix: not this fact
+
+
+def test_a_fact_the_store_refused_still_forbids_a_no(tmp_path: Path, url: str) -> None:
+    """A fact whose row the database refuses (its file's path not UTF-8, as the agent decodes it;
+    quarantined_rows) is the only record of the tail: the ``refused`` doubt skipped it for its 0
+    calls, and for any period after the moment it was sent. Seen failing before the fix:
+    not_observed, exit 1."""
+    with open_store(url) as s:
+        s.write([_row("adler32", EvidenceKind.INVOKED, 5)], watched())
+        fact = _row("crc32.part.0", EvidenceKind.UNPROBED, 0)
+        fact.key = HotSymbolKey(IMG, "/usr/lib/libz\udcff.so.1", "crc32.part.0", EvidenceKind.UNPROBED)
+        assert s.write_batch(Batch("node-1/agent", 1, [fact])).quarantined == 1
+    for period in ((), ("--since", "2026-07-01T00:00:00Z", "--until", "2026-07-09T00:00:00Z")):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "crc32", *period)
+        assert (code, doc["answer"]) == (3, "unknown") and "crc32.part.0" in str(doc["refused"]), doc
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflate")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # another function: not its fact

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.evidence.doubt import MAX_ROWS, Doubt
 from stellaops_runtime.evidence.doubt import listed as _listed
 from stellaops_runtime.store.function_refs import FunctionQuery
@@ -53,14 +54,17 @@ def _may_be(
     d: dict[str, Any], function: FunctionQuery | None, purl: Callable[[str], bool] | None, loose: bool
 ) -> bool:
     """Whether a refused row may hold calls of the function (of the package asked about: ``purl``
-    says whether a stored purl is it); any function's, when ``function`` is None."""
+    says whether a stored purl is it); any function's, when ``function`` is None. An ``unprobed``
+    fact (0 calls: the function was probed in part, evidence/probed_in_part.py) may be, of no
+    package too."""
     if d.get("evidence") in FILE_EVIDENCE:
         return False
+    fact = _is_fact(d)
     count = _int(d.get("invocation_count"))
-    if count is not None and count <= 0:
+    if count is not None and count <= 0 and not fact:
         return False
     name, p = d.get("function_name"), d.get("purl")
-    if purl is not None and isinstance(p, str) and (p or not loose) and not purl(p):
+    if purl is not None and isinstance(p, str) and (p or not (loose or fact)) and not purl(p):
         return False  # another package's file (or, unless ``loose``, a file of no package)
     if function is None or not isinstance(name, str) or name.startswith("0x"):  # or under no name
         return True
@@ -69,6 +73,11 @@ def _may_be(
             return True
         return any(clone_of(name, n) for n in function.clones)
     return function.matches_name(name)
+
+
+def _is_fact(d: dict[str, Any]) -> bool:
+    """An ``unprobed`` fact (agent/unprobed.py): it holds for any period, whenever it was sent."""
+    return d.get("evidence") == EvidenceKind.UNPROBED.value
 
 
 def _row(d: dict[str, Any], image: str) -> SymbolRow:
@@ -132,7 +141,7 @@ def refused(
             or not _may_be(d, function, matches, unattributed_too)
         ):
             continue
-        if since is not None or until is not None:
+        if (since is not None or until is not None) and not _is_fact(d):
             first = _time(d.get("first_seen_ns"), _EARLIEST)
             last = max(first, _time(d.get("last_seen_ns"), _LATEST))
             if (since is not None and last < since) or (until is not None and first > until):
