@@ -42,6 +42,14 @@ def test_each_drivers_errors_keep_their_meaning() -> None:
     assert is_row_refusal(OverflowError("int too big to convert"))
     assert is_row_refusal(UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed"))
     assert not is_row_refusal(psycopg.OperationalError("server closed the connection"))
+    # SQLAlchemy's wrappers (the readers'), looked up the same way (store/errors.py loaded_classes).
+    import sqlalchemy.exc as sa_exc
+
+    assert is_unavailable(sa_exc.OperationalError("SELECT 1", {}, Exception("gone")))
+    assert is_unavailable(sa_exc.DisconnectionError())
+    assert is_unavailable(sa_exc.DBAPIError("SELECT 1", {}, Exception("x"), connection_invalidated=True))
+    assert not is_unavailable(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate")))
+    assert is_database_error(sa_exc.NoSuchTableError("hot_symbols"))
 
 
 def test_classifying_errors_without_sqlite_loaded_never_imports_it() -> None:
