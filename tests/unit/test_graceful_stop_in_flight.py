@@ -55,9 +55,10 @@ def test_a_graceful_stop_records_the_stop_not_a_long_calls_entry(tmp_path: Path)
         sw._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
         sw._drops_marked_ns = queued
         ran.append(sw.watching_ns())
-        await stop.wait()
-        # stopped: the last read took the call in flight as a record (native/source_read.py)
-        probes.stats.connected, probes.stats.detached_ns = False, time.time_ns()
+        try:
+            await stop.wait()
+        finally:  # cancelled (agent/shutdown.py): the last read took the call in flight as a record
+            probes.stats.connected, probes.stats.detached_ns = False, time.time_ns()
 
     sw.run = run  # type: ignore[method-assign]
 
@@ -74,3 +75,7 @@ def test_a_graceful_stop_records_the_stop_not_a_long_calls_entry(tmp_path: Path)
     assert ran == [entered]  # while the probes run, a kill would lose that call: the moment waits
     alive = json.loads((tmp_path / "spool.alive").read_text())["alive_ns"]
     assert alive >= queued, f"the record holds the gap open from {(now - alive) / S:.0f} s ago"
+    # every count stored: the runner had the switch mark the probe loads stored (SW3's stored_all),
+    # so the next agent skips Tetragon's cached calls up to their last read, not to that moment
+    raw = (tmp_path / "spool.probe-loads").read_bytes()
+    assert b'"stored": true' in raw and b"crc32" in raw
