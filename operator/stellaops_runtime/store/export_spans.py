@@ -212,6 +212,19 @@ def _as_gaps(
     return [], gaps
 
 
+def _unlocked_gap(
+    agent: str, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]
+) -> tuple[list[HotSymbolDelta], list[ObservationWindow], int, int]:
+    """A spooled batch of export counts replayed without the export lock, as gaps (:func:`guard`)."""
+    log.warning(
+        "spooled batch of agent %s: replayed without the export lock, and an agent following the export "
+        "file may be counting the same lines with none stored yet: its %d rows are not stored, their "
+        "windows are a gap (never counted twice)",
+        agent, len(deltas) + len(obs),
+    )  # fmt: skip
+    return *_as_gaps(deltas, obs), 0, len(deltas) + len(obs)
+
+
 def guard(
     conn: Any,
     position: dict[str, Any] | None,
@@ -232,25 +245,33 @@ def guard(
     spans are written with the counts. A position without spans (no export source) is stored as
     before.
 
-    A spooled batch whose lines cannot be checked is weighed against the traces of other agents
-    (:func:`others_stored`) instead: ``known`` False (a spool file of an agent before the spans:
-    which lines it counted is not known), a position whose spans or owner are not well formed, or
-    ``locked`` False with spans (replayed by an agent without the export lock: another agent's
-    counts of the same lines may be in flight, not stored yet). When another agent of the node
-    stored counts of an export file, its rows are stored as gaps, said and counted (``agent``: the
-    batch's agent id); else it is stored as before (spans checked and written as above), and one
-    that leaves no span (its lines not known) marks the node's export position unknown where
-    there is none (store/export_position.py ``mark_unknown``): an agent of another spool path
-    with an older record never resumes over them."""
+    A spooled batch that may hold counts of the export file (spans, ``known`` False, or a position
+    not well formed) replayed by an agent without the export lock (``locked`` False: no export
+    source, or ``export_unguarded``) is stored as gaps, said and counted as unverified: an agent
+    holding the lock may be counting the same lines and leaves no trace until its first stored
+    flush (it resumed at an older record of its own, or it reads the file from its start), so no
+    check in this transaction can rule it out (s41/E2's hole; :func:`_unlocked_gap`).
+
+    Held by the lock, a spooled batch whose lines cannot be checked is weighed against the traces
+    of other agents (:func:`others_stored`) instead: ``known`` False (a spool file of an agent
+    before the spans: which lines it counted is not known), or a position whose spans or owner
+    are not well formed. When another agent of the node stored counts of an export file, its rows
+    are stored as gaps, said and counted (``agent``: the batch's agent id); else it is stored as
+    before (spans checked and written as above), and one that leaves no span (its lines not
+    known) marks the node's export position unknown where there is none
+    (store/export_position.py ``mark_unknown``): an agent of another spool path with an older
+    record never resumes over them."""
     spans = position_spans(position)
     owner = _owner(position) if position is not None and spans else None
     broken = position is not None and (spans is None or bool(spans and owner is None))
-    if spooled and (not known or broken or (not locked and spans)):
+    if spooled and not locked and (not known or broken or spans):
+        return _unlocked_gap(agent, deltas, obs)
+    if spooled and (not known or broken):
         why = (
-            "spooled by an agent before the export spans" if not known
-            else "its export spans are not well formed" if broken
-            else "replayed without the export lock"
-        )  # fmt: skip
+            "spooled by an agent before the export spans"
+            if not known
+            else "its export spans are not well formed"
+        )
         pairs = _unverified(agent, position, [*deltas, *obs])
         for node, whose in pairs:
             if (other := others_stored(conn, node, whose)) is not None:
