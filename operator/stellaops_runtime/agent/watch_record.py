@@ -338,9 +338,12 @@ def attach_watch_record(agent: Any) -> WatchRecord:
     lock = getattr(agent.source, "lock", None)  # sources/export_lock.py: an export source's
     if lock is not None:  # its spooled counts are checked against the others' (store/export_spans.py)
         agent.flusher.pending.spool_gate = lambda: bool(lock.held or lock.unguarded)
-    # Without the lock (no export source, or unguarded) another agent's counts of a spooled batch's
-    # lines may be in flight while it is checked: weighed against other agents' traces instead.
-    agent.flusher.pending.spool_unlocked = (lambda: not lock.held) if lock is not None else (lambda: True)
+    # Without the lock (no export source, or unguarded: held yet a directory made again at the path
+    # not locked, which another agent may follow) another agent's counts of a spooled batch's lines
+    # may be in flight, with no trace yet, while it is checked: stored as gaps (store/export_spans.py).
+    agent.flusher.pending.spool_unlocked = (
+        (lambda: not lock.held or lock.unguarded) if lock is not None else (lambda: True)
+    )
     if getattr(agent, "node_status", None) is not None:  # its ExportPositionRecorded condition
         agent.node_status.record = rec
     return rec
