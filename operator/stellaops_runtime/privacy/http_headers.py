@@ -39,9 +39,11 @@ _NAME = "(?i:(?:proxy-)?authorization)"
 # escaping the quotes in it), so the rules below kept ``response``. Possessive: each param is read once.
 # Params are separated by ``,``, also by ``;`` or a line break, written (``\n``, ``\r\n``: printf, a
 # JSON string) or real (a header folded onto the next line, a request in a here-document), with
-# blanks around; a blank alone is no separator (``response=x https://h`` keeps the URL).
+# blanks around; a blank alone is no separator (``response=x https://h`` keeps the URL), and a blank
+# line ends the params (the end of the headers: ``…response="x"\r\n\r\nuser=bob`` keeps the body).
 _DIGEST_PARAM = r"""[A-Za-z][\w-]*+[ \t]*+=[ \t]*+(?:\\*+"(?:[^"\\\n]|\\[^"\n])*+(?:\\*+")?|[^\s,;"\\]*+)"""
-_DIGEST_SEP = r"[ \t]*+(?:[,;]|\\[rn]|[\r\n])(?:[ \t,;\r\n]|\\[rnt])*+"
+_BREAK = r"(?:\r?\n|\r|\\r(?:\\n)?|\\n)"  # one line break, real or written
+_DIGEST_SEP = rf"[ \t]*+(?:[,;](?:[ \t,;]|\\t)*+(?:{_BREAK}(?:[ \t,;]|\\t)*+)?|{_BREAK}(?:[ \t,;]|\\t)*+)"
 _DIGEST_PARAMS = rf"{_DIGEST_PARAM}(?:{_DIGEST_SEP}{_DIGEST_PARAM})*+"
 
 AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
@@ -60,8 +62,12 @@ AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
         rf"{n}\s*:[ \t]*(?:(?:\\[ \t])++(?:{_ESCAPED_SCHEME})?|{_ESCAPED_SCHEME})(?P<s>{_REST_OF_WORD})"
         for n in _NAMES
     ),
-    # Not quoted: a known scheme, then one word.
-    *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*(?:{_KNOWN_SCHEMES}\s+)?(?P<s>[^\s\"']+)" for n in _NAMES),
+    # Not quoted: a known scheme, then one word, up to a line break written in it too (``\r\n`` of a
+    # printf'd request: the next header or the body is no credential).
+    *(
+        rf"{n}(?:\\*[\"'])?\s*[:=]\s*(?:{_KNOWN_SCHEMES}\s+)?(?P<s>(?:[^\s\"'\\]++|\\(?![rn]))++)"
+        for n in _NAMES
+    ),
 )
 
 # A ``Cookie:`` header holds several cookies (``theme=dark; session=x; lang=en``): its value
