@@ -98,9 +98,10 @@ def test_an_old_agents_spooled_counts_are_a_gap_once_another_agent_stored_export
 
 
 def test_an_old_agents_spool_is_stored_where_no_other_agent_followed_an_export_file(url: str) -> None:
-    """No agent of the node but the spool's own stored counts of an export file (a node watched by
-    Tetragon's gRPC stream, or the spool's agent stored some before its store went away): nobody else
-    can have counted its lines, its counts are stored as before."""
+    """Replayed by an agent holding the export lock, no agent of the node but the spool's own stored
+    counts of an export file (none, or the spool's agent stored some before its store went away):
+    nobody else can have counted its lines, its counts are stored as before (replayed without the
+    lock, as on a node watched by Tetragon's gRPC stream, it is a gap: test_export_unlocked_replay.py)."""
     store = open_store(url)
     try:
         pending = _replay(store, [_old_format(_spooled(f"{NODE}/y", None))])

@@ -21,9 +21,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stellaops_runtime.agent.node_history import last_window_ns
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 from stellaops_runtime.sources.export_store import OWN, reconcile
+from stellaops_runtime.store.batches import batch_from_json, batch_to_json
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.export_position import read_position
 from stellaops_runtime.store.export_spans import read_spans
@@ -102,5 +105,39 @@ def test_a_replay_without_the_lock_while_the_first_agent_reads_from_the_start_is
         assert _invoked(store) == 3, "the lines were counted twice"
         assert pending.spool_unverified_rows == 2
         assert _gaps(store), "A's windows are not a gap"
+    finally:
+        store.close()
+
+
+def _old_format(batch: Any) -> Any:
+    d = batch_to_json(batch)
+    d.pop("export_position", None)  # a spool file of an agent before the spans: its lines not known
+    return batch_from_json(d)
+
+
+@pytest.mark.parametrize("kind", ["spans", "before_the_spans", "spans_not_well_formed", "no_export_counts"])
+def test_what_a_replay_without_the_lock_stores_where_no_other_agent_left_a_trace(url: str, kind: str) -> None:
+    """The price: with no trace of any other agent in the store (a node moved from the export file to
+    the gRPC stream while its store was away), a batch that may hold export counts is a gap all the
+    same, its counts unknown (nothing rules out a follower with none stored yet); a batch that says
+    it holds no export counts is stored as counts."""
+    batch = _spooled(A, _span_position(A, 77, 0, 500))
+    if kind == "before_the_spans":
+        batch = _old_format(batch)
+    elif kind == "spans_not_well_formed":
+        batch = _spooled(A, {**_span_position(A, 77, 0, 500), "spans": [[77, 500, 0, ""]]})
+    elif kind == "no_export_counts":
+        batch = batch_from_json(batch_to_json(_spooled(A, None)))
+    store = open_store(url)
+    try:
+        pending = PendingWrites(agent_id=R)
+        pending.spool_unlocked = lambda: True
+        pending.load([batch])
+        assert asyncio.run(pending.flush(store))
+        if kind == "no_export_counts":
+            assert _invoked(store) == 3 and pending.spool_unverified_rows == 0 and not _gaps(store)
+        else:
+            assert _invoked(store) == 0 and pending.spool_unverified_rows == 2 and _gaps(store)
+            assert read_position(store.db, NODE) is None and read_spans(store.db, NODE) == []
     finally:
         store.close()
