@@ -12,12 +12,15 @@ the way a real API server does it:
   server copies the stored metadata over the patch and applies it
   (tests/realkube/test_status_write_uid_real.py);
 - a 404 says what the real server's does: a Status naming the object (``details.name``) when
-  the object is missing, a bare "404 page not found" when the kind is not served
-  (tests/realkube/test_not_found_real.py);
+  the object is missing, a bare "404 page not found" when the kind is not served, for a list
+  or a watch too (tests/realkube/test_not_found_real.py, test_json_patch_real.py);
 - a delete whose ``preconditions.uid`` names another object is 409 Conflict, "the UID in the
   precondition (...) does not match the UID in record (...)";
 - a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
-  ``resourceVersion``) is 422 Invalid, not a 500;
+  ``resourceVersion``, the status write's uid), or with an op that cannot apply, is 422
+  Invalid, not a 500; on a resource with a ``status`` subresource a JSON patch of ``/status``
+  writes the status only, one of the main resource keeps the stored status and bumps
+  ``generation`` when it changes the spec (json_patch_rules.py, checked on both servers);
 - for resources declared with a ``status`` subresource: a create and a PATCH
   of the main resource drop ``status``, a PATCH of ``/status`` keeps only ``status``
   (so code that writes status the wrong way fails here as it would there);
@@ -37,6 +40,7 @@ from typing import Any
 
 import aiohttp.web
 import jsonpatch
+import jsonpointer
 import kmock
 from kmock._internal import parsing as _kmock_parsing
 
@@ -76,7 +80,16 @@ DECLARED = (
 )
 
 
-_OBJECT_ACTIONS = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE, kmock.action.FETCH)
+# Every action on a kind: the real server answers a list or a watch of a kind it does not serve with
+# the same bare 404 (tests/realkube/test_json_patch_real.py); kmock listed it and served it from then on.
+_KIND_ACTIONS = (
+    kmock.action.CREATE,
+    kmock.action.UPDATE,
+    kmock.action.DELETE,
+    kmock.action.FETCH,
+    kmock.action.LIST,
+    kmock.action.WATCH,
+)
 _kmock_parse_path = _kmock_parsing.parse_path
 
 
@@ -174,7 +187,7 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                 message=f"{request.method.value} {request.url.path} is forbidden",
             )
         res = request.resource
-        if res is not None and res.plural and request.action in _OBJECT_ACTIONS and not self._served(res):
+        if res is not None and res.plural and request.action in _KIND_ACTIONS and not self._served(res):
             # a kind not served (its CRD not installed): the real server's bare answer, no Status
             return aiohttp.web.Response(status=404, text="404 page not found\n")
         if res is not None:
@@ -211,6 +224,9 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
             elif request.action == kmock.action.DELETE and isinstance(data, dict):
                 _delete_precondition(data, self._stored(request), res, str(request.name))
             elif request.action == kmock.action.UPDATE and isinstance(data, list):
+                stored = self._stored(request)
+                if stored is not None and not getattr(stored, "deleted", False):
+                    data[:] = _json_patch_as_served(data, stored.raw, has_status, request.subresource)
                 data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
         try:
             return await super()._handle(request)
@@ -223,8 +239,40 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                 message=f'{what} "{request.name}" not found',
                 details={"name": request.name, "group": res.group, "kind": res.plural},
             ) from None
-        except jsonpatch.JsonPatchTestFailed as e:  # a failed "test" op is 422 Invalid, as kopf expects
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as e:
+            # a failed "test" op (kopf's optimistic concurrency) or an op that cannot apply: 422 Invalid
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(e)) from None
+
+
+def _json_patch_as_served(
+    ops: list[Any], stored: dict[str, Any], has_status: bool, subresource: str | None
+) -> list[Any]:
+    """``ops`` with what the API server (v1.20) makes of them on an object with a status subresource:
+    a ``/status`` patch writes the status only, a main-resource patch keeps the stored status, and a
+    spec change bumps ``generation`` (tests/realkube/test_json_patch_real.py). The ops are applied to
+    a copy first: one that cannot apply (a failed ``test`` too) is 422 Invalid, as there."""
+    try:
+        result = jsonpatch.apply_patch(copy.deepcopy(stored), ops)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as e:
+        raise kmock.KubernetesError(status=422, reason="Invalid", message=str(e)) from None
+    if not has_status:
+        return ops
+    if subresource == "status":
+        keep = {k: v for k, v in result.items() if k == "status"}
+        return [
+            {
+                "op": "replace",
+                "path": "",
+                "value": copy.deepcopy({**{k: v for k, v in stored.items() if k != "status"}, **keep}),
+            }
+        ]
+    out = [*ops, {"op": "remove", "path": "/status"}] if "status" in result else list(ops)
+    if "status" in stored:
+        out.append({"op": "add", "path": "/status", "value": copy.deepcopy(stored["status"])})
+    if subresource is None and result.get("spec") != stored.get("spec"):
+        generation = int((stored.get("metadata") or {}).get("generation") or 0) + 1
+        out.append({"op": "add", "path": "/metadata/generation", "value": generation})
+    return out
 
 
 def _uid_conflict(data: dict[str, Any], stored: Any) -> None:
