@@ -61,3 +61,34 @@ async def test_a_policy_replaced_between_read_and_status_write_never_gets_the_de
         stalled = {c["type"]: c for c in live["status"]["conditions"]}["Stalled"]
         assert stalled["status"] == "True" and live["status"]["tetragonPolicies"] == []
         assert reconciler.stats.writes["status ObservationPolicy"] == 1
+
+
+async def test_a_status_computed_on_a_stale_copy_is_written_onto_the_live_status(tmp_path: Path) -> None:
+    """A JSON patch is not idempotent as the merge patch was: ``remove`` of a key that is gone fails.
+
+    Two status writes before the first one's watch event (the policy made and at once edited into an
+    invalid spec) leave the index one write behind when that event arrives: the reconcile it triggers
+    computes against the first status, and its ``remove`` of a key the second write already dropped
+    was refused (422) and raised, a failed reconcile retried with backoff. The write is made again
+    against the live status.
+    """
+    async with Cluster(tmp_path) as cluster:
+        await cluster.create(obj("v1", "Namespace", "shop"))
+        made = await cluster.create(_policy(VALID))
+        reconciler = Reconciler(kube=cluster.kube)
+        policies: dict[Any, list[dict[str, Any]]] = {(POLICY_KIND, "shop", "web"): [made]}
+        reconciler.bind({INDEX_POLICIES: policies, INDEX_NAMESPACES: {"shop": [{}]}})
+        await reconciler.reconcile_policy(POLICY_KIND, "shop", "web")  # the first status: rendered
+        first = (cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") or {})["status"]
+        assert "rollout" in first
+        # Edited before the first status landed: kopf's index has the edit, without that status.
+        edited = await cluster.patch(r.OBSERVATION_POLICIES, "web", {"spec": INVALID}, namespace="shop")
+        policies[(POLICY_KIND, "shop", "web")] = [{k: v for k, v in edited.items() if k != "status"}]
+        await reconciler.reconcile_policy(POLICY_KIND, "shop", "web")  # Stalled: rollout removed
+        assert "rollout" not in (cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") or {})["status"]
+        # The first status's watch event arrives: the index is one write behind the live status.
+        policies[(POLICY_KIND, "shop", "web")] = [edited]
+        await reconciler.reconcile_policy(POLICY_KIND, "shop", "web")  # no error
+        live = (cluster.stored(r.OBSERVATION_POLICIES, "web", "shop") or {})["status"]
+        assert "rollout" not in live
+        assert {c["type"]: c["status"] for c in live["conditions"]}["Stalled"] == "True"

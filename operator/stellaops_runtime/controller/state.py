@@ -41,7 +41,7 @@ from stellaops_runtime.controller.node_labels import is_stale
 from stellaops_runtime.controller.patches import managed_view, status_patch
 from stellaops_runtime.controller.posture import NodeCapabilities
 from stellaops_runtime.controller.settings import COMPONENT, ControllerConfig
-from stellaops_runtime.controller.status_write import patch_status, status_ops
+from stellaops_runtime.controller.status_write import patch_status
 from stellaops_runtime.kube.client import ApiError, KubeClient
 from stellaops_runtime.kube.resources import Resource
 
@@ -362,13 +362,19 @@ class ReconcilerState:
             return False
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "") or None  # the object it was computed for (status_write)
-        ops = status_ops(uid, current, patch["status"])
-        if not await patch_status(
-            self.api, res, name=meta["name"], namespace=meta.get("namespace"), uid=uid, ops=ops
-        ):
+        base = await patch_status(
+            self.api,
+            res,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            uid=uid,
+            current=current,
+            changes=patch["status"],
+        )
+        if base is None:
             return False  # gone, or replaced: the new object's own event reconciles it
         self.stats.writes[f"status {body.get('kind')}"] += 1
-        written = dict(current)
+        written = dict(base)
         for k, v in patch["status"].items():
             if v is None:
                 written.pop(k, None)

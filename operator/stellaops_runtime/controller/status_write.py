@@ -12,7 +12,8 @@ applied (checked on kube-apiserver v1.20, tests/realkube/test_status_write_uid_r
 patch is applied to the stored object as it is, so its first operation, a ``test`` of
 ``/metadata/uid``, refuses any other object (422). That answer says nothing more specific, so on
 a 422 the object is read: gone or another uid means "replaced" (nothing written, no error);
-the same uid means a real refusal, raised.
+the same uid with another status than the one the ops were made against means a stale copy (the
+ops are made again against the live status, once); the same status means a real refusal, raised.
 
 ``status_ops`` is pure: the JSON patch equivalent of ``patches.status_patch``'s changes, each
 changed key replaced whole (``add``; a merge patch would merge a nested mapping such as
@@ -69,27 +70,41 @@ async def patch_status(
     name: str,
     namespace: str | None,
     uid: str | None,
-    ops: list[dict[str, Any]],
-) -> bool:
-    """Apply ``ops`` to the status subresource; False when the object is gone or was replaced.
+    current: Mapping[str, Any] | None,
+    changes: Mapping[str, Any],
+) -> Mapping[str, Any] | None:
+    """Write ``changes`` onto the status subresource; the status they were written over, or None
+    when the object is gone or was replaced.
 
+    ``current`` may be a write behind the live status (kopf's index between two of our writes'
+    watch events): an op it makes that the live status refuses (``remove`` of a key already gone)
+    is made again once against the live status, as the merge patch it replaced never failed.
     Raises the API server's refusal when the object is still the one of ``uid``.
     """
     path = res.path(namespace=namespace, name=name, subresource="status")
-    try:
-        await api.request("PATCH", path, verb="patch", resource=res, body=ops, content_type=JSON_PATCH)
-    except ApiError as e:
-        if e.not_found:
-            return False
-        if e.status != 422 or not uid:
-            raise
-        live = await api.get(res, name=name, namespace=namespace)
-        live_uid = ((live or {}).get("metadata") or {}).get("uid")
-        if live_uid == uid:
-            raise
-        log.info(
-            "%s %s%s was replaced (uid %s, now %s) since it was read: its status is not written",
-            res.kind, f"{namespace}/" if namespace else "", name, uid, live_uid or "none",
-        )  # fmt: skip
-        return False
-    return True
+    base: Mapping[str, Any] = current or {}
+    for retry in (False, True):
+        ops = status_ops(uid, base, changes)
+        try:
+            await api.request("PATCH", path, verb="patch", resource=res, body=ops, content_type=JSON_PATCH)
+        except ApiError as e:
+            if e.not_found:
+                return None
+            if e.status != 422 or not uid or retry:
+                raise
+            live = await api.get(res, name=name, namespace=namespace)
+            live_uid = ((live or {}).get("metadata") or {}).get("uid")
+            if live_uid != uid:
+                log.info(
+                    "%s %s%s was replaced (uid %s, now %s) since it was read: its status is not written",
+                    res.kind, f"{namespace}/" if namespace else "", name, uid, live_uid or "none",
+                )  # fmt: skip
+                return None
+            status = (live or {}).get("status")
+            live_status = dict(status) if isinstance(status, Mapping) else {}
+            if live_status == dict(base):
+                raise  # not a stale copy: a real refusal
+            base = live_status
+            continue
+        return base
+    raise AssertionError("unreachable")  # pragma: no cover
