@@ -7,8 +7,14 @@ cgroups' directories) counted only those cgroups' calls, and Tetragon's events
 carry no cgroup id, only the container id. A container's cgroup directory names
 its id (``cri-containerd-<id>.scope``, ``docker-<id>.scope``, ``crio-<id>.scope``,
 or the bare ``<id>`` with the cgroupfs driver), so the filter matches a cached
-event by that id. A cgroup that names no container (a host service) or that is
-gone by the look is matched by nothing: its calls may count twice, none is lost.
+event by that id. The probes match a call's own cgroup exactly
+(``bpf_get_current_cgroup_id``), so only a cgroup holding all of its container's
+processes names it: not a runtime's monitor beside it (``crio-conmon-<id>.scope``,
+``libpod-conmon-<id>.scope``: the monitor's calls, not the container's), nor a
+container's cgroup holding cgroups of its own at the look (systemd or a container
+engine inside it: its processes there are not in the cgroup allowed). A cgroup
+that names no container (a host service), that is gone by the look, or one of
+those, is matched by nothing: its calls may count twice, none is lost.
 
 The node's cgroup tree is looked at through pid 1's root first (the agent runs
 in its own cgroup namespace, whose ``/sys/fs/cgroup`` shows its own cgroup
@@ -24,7 +30,8 @@ from collections.abc import Iterable
 ROOTS = ("/proc/1/root/sys/fs/cgroup", "/sys/fs/cgroup")
 MAX_DIRS = 50_000
 MIN_ID = 12  # the shortest container id prefix taken as one container's (Docker's short form)
-_ID = re.compile(r"(?:^|[-:])([0-9a-f]{64})(?:\.scope)?$")
+# the container's own cgroup: bare (cgroupfs), or the runtime's systemd scope (not its monitor's)
+_ID = re.compile(r"(?:(?:cri-containerd|docker|crio|libpod)-)?([0-9a-f]{64})(?:\.scope)?")
 
 
 def container_ids(cgroups: Iterable[int], roots: tuple[str, ...] | None = None) -> dict[int, str]:
@@ -49,11 +56,20 @@ def container_ids(cgroups: Iterable[int], roots: tuple[str, ...] | None = None) 
                     except OSError:
                         continue
                     seen += 1
-                    if ino in want and (m := _ID.search(e.name)) is not None:
+                    if ino in want and (m := _ID.fullmatch(e.name)) is not None and _leaf(e.path):
                         out[ino] = m.group(1)
                     stack.append(e.path)
         return out
     return out
+
+
+def _leaf(path: str) -> bool:
+    """The cgroup holds no cgroup (its processes are all in it); one that cannot be read is not."""
+    try:
+        with os.scandir(path) as it:
+            return not any(e.is_dir(follow_symlinks=False) for e in it)
+    except OSError:
+        return False
 
 
 def names_container(ids: frozenset[str], container: str) -> bool:
