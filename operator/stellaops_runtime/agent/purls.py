@@ -24,6 +24,9 @@ the one every live container gives, and unknown when they disagree
   so the row gets it even when the container stopped before the flush;
 - a key no source claims keeps an empty purl; the store fills it from a later
   flush that knows it (``purl`` is kept from the first delta that has one);
+- a file whose package's database also lists a ``.jar`` (a JNI library's JAR) adds
+  one 0-call ``listed`` row of that JAR to the drain (agent/listed_jars.py), once
+  per image and package;
 - every file is opened confined to its root (canonical/rootopen.py): a
   container's symlink never leads to a host file, a FIFO or device is never
   read, and a file's build-id is read within the canonicalizer's byte budget.
@@ -37,6 +40,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from stellaops_runtime.adapter.common import KERNEL_MODULE
+from stellaops_runtime.agent.listed_jars import ListedJars
 from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.proc_identity import Holder, holder, same_holder
@@ -72,6 +76,7 @@ class HotSymbolAttribution:
         self.outcomes: Counter[str] = Counter()  # per delta: attributed, unattributed, skipped, ...
         # (image digest, path in the image) -> PURL of files probed by PURL; replaced whole, never mutated
         self.probed: dict[tuple[str, str], str] = {}
+        self.listed = ListedJars()  # the JARs told to the store as ``listed`` rows
 
     def note(self, ev: RuntimeCallEvent) -> None:
         """Remember a live process of the event's image (cheap: called per event)."""
@@ -112,18 +117,22 @@ class HotSymbolAttribution:
         return self._attributor
 
     def fill(self, deltas: list[HotSymbolDelta]) -> None:
+        """Fill the purls of ``deltas``, and add to it the ``listed`` rows of the JARs their
+        packages list (after the pid recheck: a purl taken back gives none)."""
         held = self._prune_gone({d.key.image_digest for d in deltas if not d.purl})
         through: dict[str, list[HotSymbolDelta]] = {}  # image -> deltas attributed through its pids
+        jars: list[tuple[HotSymbolDelta, str]] = []  # (delta, the JAR its package lists)
         for d in deltas:
             if d.purl:
                 continue
             try:
-                if self._fill(d):
+                if self._fill(d, jars):
                     through.setdefault(d.key.image_digest, []).append(d)
             except Exception:  # a bug here must cost one purl, never the flush
                 log.exception("attributing %s in %s failed", d.key.module, d.key.image_digest)
                 self.outcomes["internal_error"] += 1
         self._recheck(held, through)
+        deltas += self.listed.deltas(jars)
 
     def _recheck(self, held: dict[str, list[Holder]], through: dict[str, list[HotSymbolDelta]]) -> None:
         """The pids checked before the drain's reads, checked again after them (once per drain and
@@ -144,8 +153,9 @@ class HotSymbolAttribution:
                 self.outcomes["attributed"] -= 1
                 self.outcomes["pid_reused"] += 1
 
-    def _fill(self, d: HotSymbolDelta) -> bool:
-        """Fill ``d.purl``; True when the answer was read through the image's processes' roots."""
+    def _fill(self, d: HotSymbolDelta, jars: list[tuple[HotSymbolDelta, str]]) -> bool:
+        """Fill ``d.purl`` (and note in ``jars`` the JAR its package lists); True when the answer
+        was read through the image's processes' roots."""
         k = d.key
         if (known := self.probed.get((k.image_digest, k.module))) is not None:
             d.purl = known
@@ -175,6 +185,8 @@ class HotSymbolAttribution:
         if att.purl:
             d.purl = att.purl
             self.outcomes["attributed"] += 1
+            if att.jar and att.scope == "file":
+                jars.append((d, att.jar))
             return through
         self.outcomes["unattributed"] += 1
         return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 
 from stellaops_runtime.attribution.attributor import Attributor
 from stellaops_runtime.attribution.model import Attribution, Source
@@ -57,7 +58,10 @@ def attribute_in_roots(
         return last if last is not None else Attribution(path, None, Source.NONE.value, error="no root given")
     given = sorted({(a.purl or "unattributed", a.source) for a in answers})
     if len(given) == 1:
-        return answers[0]
+        # a JAR any root's database lists: it makes answers unknown, never "no" (a container that
+        # hides it cannot take it away; one that forges it makes the package unknown, the safe way)
+        jar = next((a.jar for a in answers if a.jar), None)
+        return answers[0] if jar == answers[0].jar else replace(answers[0], jar=jar)
     attributor.count_ambiguous()
     named = ", ".join(purl for purl, _ in given[:4]) + (
         f" and {len(given) - 4} more" if len(given) > 4 else ""

@@ -184,7 +184,9 @@ def _from_hit(
             resolved=resolved,
             error=f"ambiguous: {source.value} lists {resolved} in {hit.claimants} packages: {claimants}",
         )
-    return Attribution(path, pkg.purl, source.value, pkg.name, pkg.version, evidence, resolved=resolved)
+    return Attribution(
+        path, pkg.purl, source.value, pkg.name, pkg.version, evidence, resolved=resolved, jar=hit.jar or None
+    )
 
 
 def _by_digest(

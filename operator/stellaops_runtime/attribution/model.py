@@ -101,7 +101,10 @@ class Attribution:
     the SBOM's PURL for that same package), ``db`` (a package database lists
     it), ``record`` (a wheel's RECORD), ``package.json``, ``buildinfo`` (Go),
     ``dep-v0`` (cargo-auditable), ``pom.properties`` (Maven). ``resolved`` is
-    the path inside the root after following symlinks.
+    the path inside the root after following symlinks. ``jar`` is a ``.jar``
+    the owning package's database (or SBOM) also lists, when it lists one: a
+    JNI library's JAR (the agent stores it as a ``listed`` row; not in the
+    CLI's JSON).
     """
 
     path: str
@@ -113,6 +116,7 @@ class Attribution:
     scope: str = Scope.FILE.value
     resolved: str | None = None
     error: str | None = None
+    jar: str | None = None
 
     @property
     def attributed(self) -> bool:

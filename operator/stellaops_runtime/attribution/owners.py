@@ -95,12 +95,13 @@ class Hit:
     package: Package
     claimants: int  # how many distinct packages list the path (1 unless shared)
     others: tuple[str, ...] = ()  # the other claimants' PURLs (sorted), when shared
+    jar: str = ""  # a ``.jar`` the package also lists (its first, as the image resolves it), or ""
 
 
 class OwnerIndex:
     """Packages of one source in one image, and which of them lists which path."""
 
-    __slots__ = ("index", "native_arch", "packages")
+    __slots__ = ("index", "jars", "native_arch", "packages")
 
     def __init__(
         self,
@@ -112,7 +113,17 @@ class OwnerIndex:
     ) -> None:
         self.packages = packages
         self.native_arch = native_arch  # the image's own architecture, preferred for shared files
-        self.index = PathIndex(keys.entries(entries))
+        # owner -> the first ``.jar`` it lists: a JNI library's JAR beside it, whose Java code no
+        # row ever stands for (evidence/interpreted.py); noted as the entries stream, no second pass
+        self.jars: dict[int, str] = {}
+        self.index = PathIndex(self._noting_jars(keys.entries(entries)))
+
+    def _noting_jars(self, entries: Iterable[tuple[str, int]]) -> Iterable[tuple[str, int]]:
+        jars = self.jars
+        for key, owner in entries:
+            if key.endswith(".jar") and owner not in jars:
+                jars[owner] = key
+            yield key, owner
 
     def __len__(self) -> int:
         return len(self.index)
@@ -131,8 +142,9 @@ class OwnerIndex:
             owners = self.index.owners(key)
             if owners:
                 first = self.packages[owners[0]]
+                jar = next((self.jars[o] for o in owners if o in self.jars), "")
                 if len(owners) == 1:
-                    return Hit(first, 1)
+                    return Hit(first, 1, jar=jar)
                 mine = purls.identity(first.purl)
                 others = {self.packages[o].purl for o in owners}
                 others = {p for p in others if purls.identity(p) != mine}
@@ -141,5 +153,5 @@ class OwnerIndex:
                     first = min(
                         (self.packages[o] for o in owners), key=lambda p: preference(p.purl, self.native_arch)
                     )
-                return Hit(first, claimants, tuple(sorted(others)))
+                return Hit(first, claimants, tuple(sorted(others)), jar=jar if claimants == 1 else "")
         return None

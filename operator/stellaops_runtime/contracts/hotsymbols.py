@@ -33,6 +33,10 @@ class EvidenceKind(enum.StrEnum):
     # unprobed (callers that inlined the head call it unseen). Always 0 calls; answers read it as
     # "probed in part", never "not observed" (evidence/probed_in_part.py, agent/unprobed.py).
     UNPROBED = "unprobed"
+    # Not an observation: a ``.jar`` the package's database lists beside a library of it seen loaded
+    # (a JNI library's JAR, whose classes run as JIT code under no file). Always 0 calls, function "";
+    # answers read it as "this package holds Java code" (evidence/interpreted.py, agent/listed_jars.py).
+    LISTED = "listed"
 
 
 # Runtime-signal confidence per evidence kind (DESIGN.md: the seed's RTS table

@@ -26,10 +26,15 @@ import re
 
 import sqlalchemy as sa
 
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbols
+
+# A JAR a package lists beside a library of it seen loaded (agent/listed_jars.py): no file seen, so
+# never one of the files that show interpreted code runs, only a JNI library's JAR (:func:`jni_files`).
+_LISTED = EvidenceKind.LISTED.value
 
 # Package URL types whose code runs in an interpreter or a VM (Python, JavaScript, Ruby, the JVM,
 # .NET, PHP, the BEAM, R, Perl, Lua, Dart, Julia; VS Code extensions run in Node): no sampled stack
@@ -155,14 +160,15 @@ def jni_library(path: str, purl: str) -> bool:
 
 def jni_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]:
     """For a package (its stored ``purls``) whose stored files show no interpreted code, asked of
-    as a whole (no function named): its files in a JNI library's place and the image's JVM files,
-    when the image runs a JVM (sorted; none else). The JAR beside the library never has a row, so
-    "no function of it ran" cannot be said of its Java methods."""
+    as a whole (no function named): its files in a JNI library's place, the JARs its database lists
+    (``listed`` rows: a JNI library anywhere, agent/listed_jars.py), and the image's JVM files, when
+    the image runs a JVM (sorted; none else). The JAR beside the library never has a row of a call,
+    so "no function of it ran" cannot be said of its Java methods."""
     if not purls:
         return []
     c = hot_symbols.c
-    stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.purl.in_(purls)).distinct()
-    libraries = {m for p, m in conn.execute(stmt) if jni_library(m, p)}
+    stmt = sa.select(c.purl, c.module, c.evidence_kind).where(c.image_digest == image, c.purl.in_(purls))
+    libraries = {m for p, m, k in conn.execute(stmt.distinct()) if k == _LISTED or jni_library(m, p)}
     jvm = [f for f in image_files(conn, image=image) if jvm_file(f)] if libraries else []
     return sorted(libraries.union(jvm)) if jvm else []
 
@@ -195,11 +201,13 @@ def package_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[
     if not purls:
         return []
     c = hot_symbols.c
-    stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.purl.in_(purls)).distinct()
+    stmt = sa.select(c.purl, c.module).where(
+        c.image_digest == image, c.purl.in_(purls), c.evidence_kind != _LISTED
+    )
     return sorted(
         {
             m
-            for p, m in conn.execute(stmt)
+            for p, m in conn.execute(stmt.distinct())
             if purl_type(p) in INTERPRETED_TYPES or module_file(m) or interpreter_file(m)
         }
     )
@@ -209,7 +217,7 @@ def image_files(conn: sa.Connection, *, image: str) -> list[str]:
     """The stored files of ``image`` that show it runs interpreted code: an interpreted package's,
     one under an interpreter's module directory, an interpreter itself (sorted)."""
     c = hot_symbols.c
-    stmt = sa.select(c.purl, c.module).where(c.image_digest == image).distinct()
+    stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.evidence_kind != _LISTED).distinct()
     found = {
         m
         for p, m in conn.execute(stmt)
