@@ -17,7 +17,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.agent.unprobed import UnprobedTails
-from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
 from stellaops_runtime.native import purl_targets as pt
 from stellaops_runtime.native.purl_wiring import PurlWiring
 from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
@@ -214,3 +219,29 @@ def test_a_fact_the_store_refused_still_forbids_a_no(tmp_path: Path, url: str) -
         assert (code, doc["answer"]) == (3, "unknown") and "crc32.part.0" in str(doc["refused"]), doc
     code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "inflate")
     assert (code, doc["answer"]) == (1, "not_observed"), doc  # another function: not its fact
+
+
+def test_query_images_takes_no_fact_for_an_observation(url: str) -> None:
+    """An image whose only rows are facts is watched with nothing observed (or known by its gaps
+    alone), its ROWS and FUNCTIONS 0. Seen failing before the fix: "observed", 1 function row, and
+    the gaps of an image known only by them were not named."""
+    gapped = "sha256:" + "b" * 64
+    start = T0 + DAY
+    gap = ObservationWindow(gapped, "node-1", start, 0, None, 60, "tetragon", start, start + 60 * S, 2)
+    other = _row("crc32.part.0", EvidenceKind.UNPROBED, 0)
+    other.key = HotSymbolKey(gapped, ZLIB, "crc32.part.0", EvidenceKind.UNPROBED)
+    with open_store(url) as s:
+        s.write([], [*watched(), gap])
+        facts = [_row("crc32.part.0", EvidenceKind.UNPROBED, 0), other]
+        assert not s.write_batch(Batch("node-1/agent", 1, facts)).errors
+    code, doc = cli(url, "query", "images")
+    assert code == 0, doc
+    by_image = {i["image"]: i for i in doc["images"]}
+    seen = {k: (v["state"], v["hot_symbol_rows"], v["function_rows"]) for k, v in by_image.items()}
+    assert seen == {IMG: ("watched_nothing_observed", 0, 0), gapped: ("gaps_only", 0, 0)}, doc
+    assert by_image[gapped]["gaps"], doc
+    with open_store(url) as s:
+        s.write([_row("adler32", EvidenceKind.INVOKED, 5)], [])
+    _, doc = cli(url, "query", "images")
+    mine = next(i for i in doc["images"] if i["image"] == IMG)
+    assert (mine["state"], mine["hot_symbol_rows"], mine["function_rows"]) == ("observed", 1, 1), doc
