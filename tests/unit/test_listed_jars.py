@@ -74,3 +74,25 @@ def test_the_jar_any_agreeing_root_lists_is_kept() -> None:
             path=LIB,
         )
         assert (got.purl, got.jar) == (PURL, JAR)
+
+
+def test_a_listed_row_outlives_the_outage_bound() -> None:
+    """Sent once and read for every period, as an ``unprobed`` fact: the bound never drops it (a gap
+    over its one window would not stand for it), in the buffer and in a frozen batch."""
+    from stellaops_runtime.store.pending import PendingWrites
+
+    def count(fn: str, window: int) -> HotSymbolDelta:
+        key = HotSymbolKey(IMG, LIB, fn, EvidenceKind.INVOKED)
+        return HotSymbolDelta(key, window * 60_000_000_000, 1, 1, 1, node_name="n1")
+
+    (listed,) = ListedJars().deltas([(delta(), JAR)])
+    listed.window_start_ns = 0
+    for frozen in (False, True):
+        p = PendingWrites(max_pending_rows=2, window_seconds=60)
+        p.add([count("adler32", 0), listed], [])
+        if frozen:
+            p._freeze_buffer()  # as a failed flush leaves it
+        for w in range(1, 6):
+            p.add([count(f"f{w}", w)], [])
+        units = [u for b in p.take_all() for u in b.units if isinstance(u, HotSymbolDelta)]
+        assert listed.key in {u.key for u in units}, frozen

@@ -308,7 +308,11 @@ def never_dropped(u: Unit | None) -> bool:
     """A row the outage bound never drops nor counts: dropping it could turn "unknown" into "not
     observed". A gap row says evidence is missing; an ``unprobed`` fact (agent/unprobed.py) says a
     function was probed in part for any period, is sent once, and no gap over its one window
-    would stand for it (tests/unit/test_pending_unprobed.py)."""
+    would stand for it (tests/unit/test_pending_unprobed.py); so does a ``listed`` JAR
+    (agent/listed_jars.py, tests/unit/test_listed_jars.py)."""
     if isinstance(u, ObservationWindow):
         return u.has_gap
-    return u is not None and u.key.evidence == EvidenceKind.UNPROBED
+    return u is not None and u.key.evidence in _FACTS
+
+
+_FACTS = frozenset({EvidenceKind.UNPROBED, EvidenceKind.LISTED})  # rows of no call the answers read
