@@ -31,7 +31,8 @@ async def _patch(kube: KubeClient, name: str, ns: str, ops: list[dict[str, Any]]
     return await kube.request("PATCH", path, verb="patch", resource=res, body=ops, content_type=JSON_PATCH)
 
 
-async def _refusal(call: Any) -> ApiError:
+async def refusal(call: Any) -> ApiError:
+    """The API server's refusal of ``call`` (an AssertionError when it is accepted)."""
     try:
         await call
     except ApiError as e:
@@ -77,16 +78,16 @@ async def check(kube: KubeClient, ns: str) -> None:
         [{"op": "add", "path": "/status/conditions/7", "value": {}}],
         [{"op": "test", "path": "/metadata/uid", "value": "another"}],
     ):
-        e = await _refusal(_patch(kube, "p", ns, ops, "status"))
+        e = await refusal(_patch(kube, "p", ns, ops, "status"))
         assert (e.status, e.reason) == (422, "Invalid"), (ops, e)
     # A kind not served: a bare 404 for a list as for an object, and listing it serves nothing.
     lst = NOT_SERVED.path(namespace=ns)
-    e = await _refusal(kube.request("GET", lst, verb="list", resource=NOT_SERVED))
+    e = await refusal(kube.request("GET", lst, verb="list", resource=NOT_SERVED))
     assert e.not_found and e.kind_not_served, e
     thing = {
         "apiVersion": TETRAGON_API_VERSION,
         "kind": "NoSuchKind",
         "metadata": {"name": "x", "namespace": ns},
     }
-    e = await _refusal(kube.create(NOT_SERVED, thing))
+    e = await refusal(kube.create(NOT_SERVED, thing))
     assert e.not_found and e.kind_not_served, e

@@ -71,14 +71,7 @@ async def test_a_stale_object_replaced_before_the_index_saw_it_is_decided_on_liv
 ) -> None:
     async with Cluster(tmp_path) as cluster:
         await cluster.create(obj("v1", "Namespace", "shop"))
-        policy = await cluster.create(
-            {
-                "apiVersion": API_VERSION,
-                "kind": POLICY_KIND,
-                "metadata": {"name": "web", "namespace": "shop"},
-                "spec": SPEC,
-            }
-        )
+        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=SPEC))
         uid = policy["metadata"]["uid"]
         seen = await cluster.create(_old_object(uid, ours=True))
         key = obj_key(seen)

@@ -43,14 +43,7 @@ async def test_a_tetragon_object_deleted_since_it_was_read_is_created_not_read_a
 ) -> None:
     async with Cluster(tmp_path) as cluster:
         await cluster.create(obj("v1", "Namespace", "shop"))
-        policy = await cluster.create(
-            {
-                "apiVersion": API_VERSION,
-                "kind": POLICY_KIND,
-                "metadata": {"name": "web", "namespace": "shop"},
-                "spec": SPEC,
-            }
-        )
+        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=SPEC))
         reconciler = Reconciler(kube=cluster.kube)
         policies: dict[Any, list[dict[str, Any]]] = {(POLICY_KIND, "shop", "web"): [policy]}
         owned: dict[Any, list[dict[str, Any]]] = {}
@@ -78,14 +71,7 @@ async def test_a_kind_that_is_not_served_still_reads_as_tetragon_not_installed(t
     async with Cluster(tmp_path) as cluster:
         del cluster.api.resources[_key(r.TRACING_POLICIES_NAMESPACED)]  # Tetragon's CRD not installed
         await cluster.create(obj("v1", "Namespace", "shop"))
-        policy = await cluster.create(
-            {
-                "apiVersion": API_VERSION,
-                "kind": POLICY_KIND,
-                "metadata": {"name": "web", "namespace": "shop"},
-                "spec": SPEC,
-            }
-        )
+        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace="shop", spec=SPEC))
         reconciler = Reconciler(kube=cluster.kube)
         reconciler.bind(
             {INDEX_POLICIES: {(POLICY_KIND, "shop", "web"): [policy]}, INDEX_NAMESPACES: {"shop": [{}]}}

@@ -22,7 +22,8 @@ from stellaops_runtime.controller.patches import for_create
 from stellaops_runtime.controller.reconcile import INDEX_OWNED, Reconciler
 from stellaops_runtime.controller.state import obj_key
 from stellaops_runtime.kube import resources as r
-from stellaops_runtime.kube.client import ApiError, Connection, KubeClient
+from stellaops_runtime.kube.client import Connection, KubeClient
+from tests.integration.json_patch_rules import refusal
 from tests.realkube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.realkube
@@ -40,26 +41,18 @@ def _tp(calls: list[str]) -> dict[str, Any]:
     }
 
 
-async def _error(call: Any) -> ApiError:
-    try:
-        await call
-    except ApiError as e:
-        return e
-    raise AssertionError("no error")
-
-
 async def _run(kubeconfig: Path, seen: dict[str, Any]) -> tuple[list[tuple[bool, bool]], str]:
     conn = await asyncio.to_thread(Connection.load, kubeconfig=str(kubeconfig))
     async with KubeClient(conn) as kube:
         answers = [
-            await _error(
+            await refusal(
                 kube.create(
                     NOT_SERVED,
                     {"apiVersion": TETRAGON_API_VERSION, "kind": "NoSuchKind", "metadata": {"name": "x"}},
                 )
             ),
-            await _error(kube.patch(r.TRACING_POLICIES, name="no-such-object", patch={"metadata": {}})),
-            await _error(
+            await refusal(kube.patch(r.TRACING_POLICIES, name="no-such-object", patch={"metadata": {}})),
+            await refusal(
                 kube.create(
                     r.TRACING_POLICIES_NAMESPACED,
                     {
