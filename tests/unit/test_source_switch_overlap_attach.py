@@ -61,6 +61,18 @@ def switch(spool: str = "") -> SourceSwitch:
                         in_pipeline=in_thread)  # fmt: skip
 
 
+def restarted(spool: str, alive: int, events: list[tuple[bytes, int, str]]) -> Pipeline:
+    """Agent B, started on the node after A with A's watch record's moment ``alive`` and A's probe
+    loads: Tetragon's cache sends it ``events``; what its pipeline counted."""
+    b = switch(spool)
+    b.resume_outage(alive)
+    for payload, _, _ in events:
+        b.queue.put(payload)
+    while len(b.queue):
+        b.process(b.queue.take(7))
+    return b.pipeline
+
+
 def switched_back(sw: SourceSwitch, now: int, *, detached_ns: int) -> SourceSwitch:
     """``sw`` after the switch to BCC at now - 40 s, the probes' attach of a:f at now - 30 s, their
     detach at ``detached_ns`` and the switch back."""
@@ -186,15 +198,9 @@ def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(
     alive = a.watching_ns()  # what agent/watch_record.py samples and a flush records
     assert alive is not None  # then A is killed
 
-    b = switch(spool)
-    b.resume_outage(alive)
-    for payload, _, _ in events:
-        b.queue.put(payload)
-    while len(b.queue):
-        b.process(b.queue.take(7))
     twice = [x for x in events if x[2] == "crc32" and x[1] < queued]
     assert 20 < len(twice) < len([x for x in events if x[2] == "crc32"])
-    assert_counted_without(b.pipeline, events, twice)
+    assert_counted_without(restarted(spool, alive, events), events, twice)
     real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
     real._deliver([], t0 + queued_s * S)  # a poll started then queued all it read
     real._note_drops({}, t0 + drops_s * S)  # the counters read then

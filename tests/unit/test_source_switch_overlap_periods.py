@@ -49,7 +49,7 @@ from tests.unit.test_source_switch_overlap import (
     fake_probes,
     stamped,
 )
-from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, in_thread, switch
+from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, in_thread, restarted, switch
 
 
 def two_periods(sw: SourceSwitch, now: int) -> None:
@@ -182,15 +182,9 @@ def test_a_call_running_when_the_agent_was_killed_is_counted_from_tetragon(
     alive = a.watching_ns()
     assert alive is not None  # then A is killed
 
-    b = switch(spool)
-    b.resume_outage(alive)
-    for payload, _, _ in events:
-        b.queue.put(payload)
-    while len(b.queue):
-        b.process(b.queue.take(7))
     twice = [x for x in events if x[2] == "crc32" and x[1] < t0 + 6 * S]
     assert 5 < len(twice) < len([x for x in events if x[2] == "crc32" and x[1] < t0 + 10 * S])
-    assert_counted_without(b.pipeline, events, twice)
+    assert_counted_without(restarted(spool, alive, events), events, twice)
 
     # native/source.py: the oldest entry of a live thread, from the probes' map (entries of gone
     # threads stay in the LRU map and are passed over), on the wall clock
@@ -248,15 +242,9 @@ def test_a_graceful_stop_leaves_the_calls_it_stored_after_the_stop_was_asked_ski
     with pytest.raises(sl.LoadsError):  # a hostile flag is no reason to skip anything
         sl.decode(raw.replace(b'"stored": true', b'"stored": 1'), boot=this_boot(), cut_ns=alive)
 
-    b = switch(spool)
-    b.resume_outage(alive)
-    for payload, _, _ in events:
-        b.queue.put(payload)
-    while len(b.queue):
-        b.process(b.queue.take(7))
     twice = [x for x in events if x[2] == "crc32" and x[1] < detached]
     assert len([x for x in twice if x[1] >= alive]) > 5
-    assert_counted_without(b.pipeline, events, twice)
+    assert_counted_without(restarted(spool, alive, events), events, twice)
 
 
 def test_probes_limited_to_cgroups_skip_the_calls_of_those_cgroups_containers(
