@@ -146,6 +146,7 @@ UNRECOGNISABLE_WHEN_CUT = {
     "cat <<'EOF' > \"$PWFILE\"": "a here-document written to a file, cut before its reader",
     "bash -c \"cat > /tmp/setup.sh <<'OUTER'\ncat > /tmp/pw": "a nested here-document, cut before its reader",
     'kubectl exec app -- bash -c "cat > /tmp/a.sh': "a nested here-document, cut before its reader",
+    "sh -c \"echo 'CONN system/": "a CONNECT echoed into sqlplus, cut before the client's name",
 }
 
 

@@ -36,11 +36,12 @@ _LITERAL = (
     r"|qq?+(?:\{[^{}\n]*+\}|\([^()\n]*+\)|\[[^\[\]\n]*+\])"
 )
 # The password literal: the same, or one the field's end cut (to that end).
+# (Python's r'', b'', f'', u'' prefixes; Ruby's %q(…), %Q{…}, %(…) too)
 _SECRET = (
-    r"'(?:[^'\\\n]|\\[^\n])*+(?:'|\Z)"
+    r"[rRbBuUfF]{0,2}+(?:'(?:[^'\\\n]|\\[^\n])*+(?:'|\Z)"
     r'|"(?:[^"\\\n]|\\[^\n])*+(?:"|\Z)'
-    r'|\\++"(?:[^"\\\n]|\\(?!\\*+")[^\n])*+(?:\\++"|\Z)'
-    r"|qq?+(?:\{[^{}\n]*+(?:\}|\Z)|\([^()\n]*+(?:\)|\Z)|\[[^\[\]\n]*+(?:\]|\Z))"
+    r'|\\++"(?:[^"\\\n]|\\(?!\\*+")[^\n])*+(?:\\++"|\Z))'
+    r"|(?:qq?+|%[qQ]?+)(?:\{[^{}\n]*+(?:\}|\Z)|\([^()\n]*+(?:\)|\Z)|\[[^\[\]\n]*+(?:\]|\Z))"
 )
 # One argument skipped: literals, one level of a nested call, any other character but a comma or
 # what ends a statement (``;``, a line break).

@@ -13,7 +13,8 @@ and gates the text passes, compiled per combination off this thread:
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); a password given by
 position to a connect or login call in code (``code_calls``); a value after
-``--`` and a PEM key written as one shell word (``shell_words``); the lines of a
+``--`` and a PEM key written as one shell word (``shell_words``); SQL*Plus's
+``CONNECT user/password`` in a script an Oracle client reads (``sql_connect``); the lines of a
 here-document for a password reader (``here_docs``); the answer to an expect prompt
 that names nothing after a reader is spawned (``expect_prompts``); the values of a Kubernetes
 Secret's ``stringData`` and ``data`` (``secret_manifests``); detect-secrets' rules
@@ -56,6 +57,7 @@ from stellaops_runtime.privacy.patterns import (
 )
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
+from stellaops_runtime.privacy.sql_connect import sql_connect_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
@@ -96,11 +98,13 @@ _SINGLE_QUOTED_REST = re.compile(
 # a b'``, ``\"Private-Token: a b\"`` in a ``sh -c`` script): the key rule took the value's first word
 # (values run to whitespace); the rest of the header, to its closing quote, goes with it. The
 # header's name ends in a credential word (key_words.py), so another header's words stay.
-_HEADER_NAME = rf"[A-Za-z][\w-]{{0,64}}?{CREDENTIAL_WORD}:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
+_HEADER_NAME = rf"[\w-]{{0,64}}?{CREDENTIAL_WORD}:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
 _QUOTED_HEADER_REST = re.compile(
-    rf"""(?<!\S)(?P<q>\\*+")(?P<first>{_HEADER_NAME})[ \t](?:[^"\\\n]|\\(?!\\*"))*+(?P<end>(?P=q)|\Z)"""
+    rf"""(?<![^\s=])(?P<q>\\*+")(?P<first>{_HEADER_NAME})[ \t](?:[^"\\\n]|\\(?!\\*"))*+(?P<end>(?P=q)|\Z)"""
 )
-_SINGLE_QUOTED_HEADER_REST = re.compile(rf"""(?<!\S)'(?P<first>{_HEADER_NAME})[ \t][^'\n]*+(?P<end>'|\Z)""")
+_SINGLE_QUOTED_HEADER_REST = re.compile(
+    rf"""(?<![^\s=])'(?P<first>{_HEADER_NAME})[ \t][^'\n]*+(?P<end>'|\Z)"""
+)
 
 
 class Redactor:
@@ -224,6 +228,7 @@ class Redactor:
             spans = cli_spans(text, tool)
             spans.extend(code_call_spans(text))  # a password given by position to a call (code_calls.py)
             spans.extend(shell_word_spans(text))  # ``--password -- X``, an escaped PEM (shell_words.py)
+            spans.extend(sql_connect_spans(text))  # SQL*Plus's CONNECT user/password (sql_connect.py)
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:

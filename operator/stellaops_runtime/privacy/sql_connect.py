@@ -1,0 +1,34 @@
+"""The password of SQL*Plus's ``CONNECT user/password@db`` in a script an Oracle client reads.
+
+Why this exists: the Oracle clients' rule (``cli_db_options``) reads ``user/password@db`` among
+the client's own arguments, up to the end of its command (a line break, ``|``). The usual way to
+keep the password off the command line is to give it inside the script instead:
+``sqlplus -s /nolog <<EOF`` then ``connect scott/tiger@db``, or ``echo 'connect scott/tiger@db' |
+sqlplus /nolog``; that line is past the command's end, and it was stored in clear.
+
+In a text that names an Oracle client (``sqlplus``, ``rman``, ``dgmgrl``, SQLcl's ``sqlcl``),
+every ``CONNECT`` (or ``CONN``, any case) followed by ``user/password`` loses the password, quoted
+with its quotes (``"a b"``, ``\\"a b\\"`` in a ``sh -c`` script), or up to ``@``, a blank, ``;`` or a
+quote. ``connect / as sysdba`` and ``connect scott@db`` (prompted) hold none.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["sql_connect_spans"]
+
+_CONNECT = re.compile(
+    r"""[cC](?<![\w$-][cC])(?i:onn(?:ect)?)[ \t]++[A-Za-z0-9_$#."']++/"""
+    r"""(?P<s>\\"(?:[^"\\\n]|\\(?!")[^\n])*+(?:\\"|\Z)|"[^"\n]*+(?:"|\Z)|[^\s@/;'"\\]++)"""
+    r"""(?=[@\s;'"\\]|\Z)"""
+)
+_CLIENTS = ("sqlplus", "rman", "dgmgrl", "sqlcl")
+
+
+def sql_connect_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, "cli_option") of each CONNECT password in a text naming an Oracle client."""
+    low = text.lower()
+    if "conn" not in low or not any(c in low for c in _CLIENTS):
+        return []
+    return [(*m.span("s"), "cli_option") for m in _CONNECT.finditer(text)]
