@@ -113,7 +113,10 @@ def test_a_package_listing_a_jar_beside_its_library_is_unknown_in_a_jvm_image(
     assert (code, doc["answer"]) == (1, "not_observed"), doc  # a C function of the library keeps its answer
     code, doc = cli(store, "query", "images")
     (line,) = [i for i in doc["images"] if i["image"] == IMG]
-    assert (code, line["state"], line["function_rows"]) == (0, "observed", 0), line  # the JAR is no function
+    # the JAR is no function, nor a row observed (as an ``unprobed`` fact is not: agent/unprobed.py)
+    assert (code, line["state"], line["hot_symbol_rows"], line["function_rows"]) == (0, "observed", 3, 0), (
+        line
+    )
 
 
 def test_a_listed_jar_is_no_jvm(rpm_root: Path, tmp_path: Path) -> None:

@@ -364,12 +364,13 @@ class SymbolCounts:
 
 
 def symbol_counts(conn: sa.Connection) -> dict[str, SymbolCounts]:
-    """Cumulative hot-symbol row counts per image (file evidence, and a JAR a package lists:
-    agent/listed_jars.py, counts in ``rows`` only). An ``unprobed`` fact (agent/unprobed.py) is no
+    """Cumulative hot-symbol row counts per image (file evidence counts in ``rows`` only). An
+    ``unprobed`` fact (agent/unprobed.py) or a ``listed`` JAR (agent/listed_jars.py) is no
     observation and is not counted: an image of facts only reads watched, or known by its gaps
     (cli/query_images.py), never "observed"."""
     c = hot_symbols.c
-    is_function = sa.case((c.evidence_kind.in_((*FILE_EVIDENCE, EvidenceKind.LISTED.value)), 0), else_=1)
+    facts = (EvidenceKind.UNPROBED.value, EvidenceKind.LISTED.value)
+    is_function = sa.case((c.evidence_kind.in_(FILE_EVIDENCE), 0), else_=1)
     stmt = sa.select(c.image_digest, sa.func.count(), sa.func.sum(is_function))
-    stmt = stmt.where(c.evidence_kind != EvidenceKind.UNPROBED.value).group_by(c.image_digest)
+    stmt = stmt.where(c.evidence_kind.not_in(facts)).group_by(c.image_digest)
     return {img: SymbolCounts(int(n), int(f or 0)) for img, n, f in conn.execute(stmt)}
