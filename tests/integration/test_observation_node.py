@@ -439,3 +439,35 @@ async def test_an_agent_with_no_template_takes_away_the_one_an_earlier_agent_wro
         assert on["status"].get("agentTemplate") == wanted, value
     operator = " ".join((REPO / "docs" / "operator.md").read_text().split())
     assert "absent outside such a pod (an agent that names none takes away one an earlier agent" in operator
+
+
+async def test_an_agent_on_a_node_made_again_under_its_name_does_not_take_the_old_nodes_conditions(
+    cluster: Cluster,
+) -> None:
+    """A Node deleted and made again under its name (a machine reinstalled or replaced, same hostname)
+    while the garbage collector has not yet removed the old Node's ObservationNode: the new node's agent
+    takes that object over (its owner set to the new Node), and it kept the old node's conditions'
+    ``lastTransitionTime``: a Tetragon unreachable on the old node since 2020 and not yet up on the new
+    one (the agent started first) read "unreachable since 2020", so the operator, timing it by the
+    agent's own account, turned the node's policies Degraded ``TetragonUnreachable`` at once for a node
+    up for seconds. Conditions of another Node's object are not carried over."""
+    await cluster.create(obj("v1", "Node", "node-r"))
+    old = {"apiVersion": "v1", "kind": "Node", "name": "node-r", "uid": "uid-of-the-deleted-node"}
+    made = obj(API_VERSION, NODE_KIND, "node-r", spec={"nodeName": "node-r"})
+    made["metadata"]["ownerReferences"] = [old]
+    await cluster.create(made)
+    down_since = "2020-01-01T00:00:00Z"
+    ready = {"type": "Ready", "status": "False", "reason": "TetragonUnreachable", "message": "x"}
+    stale = {"conditions": [{**ready, "lastTransitionTime": down_since}], "heartbeatTime": down_since}
+    await cluster.patch(r.OBSERVATION_NODES, "node-r", {"status": stale}, status=True)
+    w = writer(cluster, "127.0.0.1:1", node="node-r")  # Tetragon not up yet on the new machine
+    try:
+        assert await w.tick()
+    finally:
+        await w.run(_set_event())
+    on = cluster.stored(r.OBSERVATION_NODES, "node-r") or {}
+    node = cluster.stored(r.NODES, "node-r") or {}
+    assert [ref["uid"] for ref in on["metadata"]["ownerReferences"]] == [node["metadata"]["uid"]]
+    assert condition(on, "Ready")["status"] == "False"
+    assert condition(on, "Ready")["lastTransitionTime"] != down_since, "the old node's transition kept"
+    await cluster.delete(r.OBSERVATION_NODES, "node-r")  # the rollout test counts nodes

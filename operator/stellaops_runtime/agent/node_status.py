@@ -227,15 +227,22 @@ class ObservationNodeWriter:
                 if not e.conflict:
                     raise
                 current = await kube.get(OBSERVATION_NODES, name=self.node_name) or {}
-        refs = (current.get("metadata") or {}).get("ownerReferences") or []
-        if not any(r.get("uid") == uid and r.get("kind") == "Node" for r in refs):
+        refs = [
+            r for r in (current.get("metadata") or {}).get("ownerReferences") or [] if isinstance(r, dict)
+        ]
+        nodes = {r.get("uid") for r in refs if r.get("kind") == "Node"}
+        if uid not in nodes:
             await kube.patch(
                 OBSERVATION_NODES, name=self.node_name, patch={"metadata": {"ownerReferences": [owner]}}
             )
             self.stats.writes["owner"] += 1
         self._written = None
         status = current.get("status") or {}
-        self._conditions = list(status.get("conditions") or [])
+        # The object of a Node deleted and made again under this name (the garbage collector not done
+        # yet): its conditions' transitions are the old node's, not carried over (an old Tetragon
+        # outage read as this node's: test_observation_node.py).
+        replaced = uid not in nodes and bool(nodes)
+        self._conditions = [] if replaced else list(status.get("conditions") or [])
         return True
 
     async def _tick(self) -> bool:
