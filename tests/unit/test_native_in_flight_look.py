@@ -11,7 +11,9 @@ buffer) was neither in the map nor queued, yet both moments had passed its
 entry until the next poll ended. An agent killed then never counted it, and the
 next agent skipped Tetragon's copy as counted (agent/source_switch_loads.py): a
 count lost. The look now precedes the poll it is taken with, and both moments
-move together once that poll is queued.
+move together once that poll is queued. And the moment stops short of the
+running call's entry by a margin: Tetragon's copy of that very call may be
+stamped a hair earlier than ours.
 
 Stand-ins for BCC: test_native_cut_read.py's buffer, with a map of calls in flight.
 """
@@ -26,6 +28,7 @@ from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
 from tests.unit.test_native_cut_read import WAIT, _Probes, _until
+from tests.unit.test_source_switch_overlap_attach import ev
 
 
 class _InFlight(_Probes):
@@ -88,3 +91,47 @@ def test_a_call_returning_during_a_poll_is_not_claimed_before_it_is_queued() -> 
     asyncio.run(main())
     assert [p for p, _ in queue.take(len(queue))] == [b"call"]
     assert probes.claimed_past == [], "a watch record then would claim past the entry of a call not queued"
+
+
+def test_tetragons_copy_of_the_running_call_is_not_cut_by_a_hair(tmp_path: Any) -> None:
+    """The cut lands on the running call's own entry, and the two stamps of that call are not one
+    reading: Tetragon's uprobe and ours fire one after the other, and each side turns the kernel's
+    monotonic time into the wall clock with its own pair of clock reads (slewed by NTP meanwhile).
+    Tetragon's copy stamped a few microseconds before our entry fell inside the killed agent's
+    load and was skipped: the very call the cap (c22c98f) was for, lost. The cap keeps a margin
+    (``IN_FLIGHT_SLACK_NS``): a call the killed agent stored in it may count twice."""
+    from types import SimpleNamespace
+
+    from stellaops_runtime.agent.source_switch import BCC
+    from stellaops_runtime.native.loader import ProbeSet
+    from tests.unit.test_source_switch_overlap import CRC32, S, fake_probes
+    from tests.unit.test_source_switch_overlap_attach import switch
+
+    entry = SimpleNamespace(pid_tgid=7 << 32 | 8), SimpleNamespace(ts=time.monotonic_ns() - 2 * S)
+    table = {b"stella_up_starts": SimpleNamespace(items=lambda: iter([entry]))}
+    ps = ProbeSet(table, NativeConfig(uprobes=(CRC32,)), False)
+    real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
+    real.procs = SimpleNamespace(thread_since=lambda pid, tid, ts: True)  # type: ignore[assignment]
+    now = time.time_ns()
+    entered = now - 2 * S  # our entry on the wall clock, to the reads' precision
+    spool = str(tmp_path / "spool")
+    a = switch(spool)
+    a._reload_check_at = a._next_check = float("inf")
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, now - 60 * S
+    probes.queued_ns = probes.drops_read_ns = now
+    probes.in_flight_ns = real._in_flight_since(ps)  # as native/source.py takes it
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, now - 70 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+    asyncio.run(a._tick_bcc(time.monotonic()))
+    alive = a.watching_ns()
+    assert alive is not None and alive <= entered + S // 100  # held at the running call (then killed)
+
+    b = switch(spool)
+    b.resume_outage(alive)
+    o = b._segments[0].overlap
+    assert o is not None and o.counted_by_probes(ev(CRC32, entered - 10 * S))  # stored by A: skipped
+    looked, mono = time.time_ns(), time.monotonic_ns()
+    ours = entry[1].ts + looked - mono  # our entry on the wall clock (sub-microsecond reads)
+    copy = ev(CRC32, ours - 5_000)  # Tetragon's uprobe fired 5 us before ours
+    assert not o.counted_by_probes(copy), "Tetragon's copy of the running call skipped: its only count"

@@ -30,6 +30,10 @@ from stellaops_runtime.sources.queue import EventQueue
 log = logging.getLogger("stellaops_runtime.native.source")  # the source's own lines
 
 IDLE_POLL_MS = 20  # a poll while a file's lookup runs on its own thread (native/lookup.py)
+# Before a running call's entry, the moment stops this much earlier: Tetragon's copy of that call is
+# stamped by its own uprobe (fired just before or after ours) and its own monotonic-to-wall reads,
+# so a few microseconds either way (NTP slews the offset by at most 16 ms over the 32 s hold)
+IN_FLIGHT_SLACK_NS = 100_000_000
 _EXEC = records.STRUCTS[records.KIND_EXEC]
 
 
@@ -51,14 +55,15 @@ class SourceReader:
         still running in a live thread and entered no earlier. Such a call is recorded at its return,
         stamped at its entry, so a killed agent never counted it: a watch record claiming past its
         entry would let the next agent skip Tetragon's copy (agent/source_switch_gaps.py
-        ``watching_ns``). The load's start when too many calls are in flight to look at."""
+        ``watching_ns``), less :data:`IN_FLIGHT_SLACK_NS`. The load's start when too many calls are
+        in flight to look at."""
         looked, mono = time.time_ns(), time.monotonic_ns()
         oldest = ps.oldest_in_flight(self.procs.thread_since) if ps is not None else None
         if oldest is None:
             return looked
         if oldest == 0:
             return self._load_ns
-        return min(looked, oldest + looked - mono)  # bpf_ktime_get_ns is the monotonic clock
+        return min(looked, oldest + looked - mono - IN_FLIGHT_SLACK_NS)  # bpf_ktime_get_ns: monotonic
 
     def _final_counters(self, ps: ProbeSet) -> list[bytes]:
         """The counters' last read, and the records written since the reader's last poll (before, they
