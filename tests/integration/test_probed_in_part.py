@@ -245,3 +245,22 @@ def test_query_images_takes_no_fact_for_an_observation(url: str) -> None:
     _, doc = cli(url, "query", "images")
     mine = next(i for i in doc["images"] if i["image"] == IMG)
     assert (mine["state"], mine["hot_symbol_rows"], mine["function_rows"]) == ("observed", 1, 1), doc
+
+
+def test_a_cxx_function_s_fact_is_stored_under_its_canonical_name(url: str) -> None:
+    """The resolution reads the tail's symbol as the file spells it (``_Z5crc32i.part.0``); calls are
+    stored under the canonical name (``crc32(int)``, its clone ``crc32(int) (.isra.0)``: the
+    canonicalizer's function IDs), and the questions match that. Seen failing before the fix: the
+    fact stored mangled, ``crc32(int)`` and ``crc32`` answered not_observed (exit 1)."""
+    tails = UnprobedTails()
+    tails.current = {(IMG, ZLIB, "_Z5crc32i.part.0"): (BID, PURL)}
+    (d,) = tails.deltas(node_name="node-1", now_ns=T0 + 3 * DAY, window_seconds=60)
+    with open_store(url) as s:
+        s.write([_row("adler32", EvidenceKind.INVOKED, 5)], watched())
+        assert not s.write_batch(Batch("node-1/agent", 1, [d])).errors
+    for fn in ("crc32(int)", "crc32", "_Z5crc32i", f"{BID}:crc32(int)+0x0"):
+        code, doc = cli(url, "query", "observed", "--image", IMG, "--function", fn, "--purl", PURL)
+        assert (code, doc["answer"]) == (3, "unknown"), (fn, doc)
+        assert "crc32(int) (.part.0)" in doc["reason"], (fn, doc)
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", "crc32(long)")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # another overload: not its tail

@@ -8,17 +8,21 @@ answer resting on "no rows" would say "not observed" about calls nobody watched.
 
 The resolution (``PurlWiring.unprobed``) knows which tails a probed file defines; this module turns
 each (image, file, tail) into one ``hot_symbols`` row of evidence kind ``unprobed``: 0 calls, the
-tail's name, the file's path in the image, build-id and package. Such a row is no observation
-(every reader counts only rows with calls); evidence/probed_in_part.py reads it and answers
-``unknown`` naming the tail. It rides the same flush as the counts (ledger, outage buffer, spool,
-export), so it is kept exactly as they are. Each fact is handed over once per agent (the store
-keeps it: an image's file never changes); the set of those sent is bounded. Pure: no I/O.
+tail's canonical name (``_Z5crc32i.part.0`` demangled to ``crc32(int) (.part.0)``, the spelling the
+calls' function IDs give a clone and the questions match), the file's path in the image, build-id
+and package. Such a row is no observation (every reader counts only rows with calls);
+evidence/probed_in_part.py reads it and answers ``unknown`` naming the tail. It rides the same
+flush as the counts (ledger, outage buffer, spool, export), so it is kept exactly as they are, and
+the outage bound never drops it (store/batches.py ``never_dropped``). Each fact is handed over
+once per agent (the store keeps it: an image's file never changes); the set of those sent is
+bounded. Pure (no I/O but the demangler's own, shared with the pipeline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 
 # (image digest, path in the image, tail symbol) -> (build-id, installed PURL or "")
@@ -47,7 +51,7 @@ class UnprobedTails:
         for key in new:
             image, path, tail = key
             build_id, purl = facts[key]
-            k = HotSymbolKey(image, path, tail, EvidenceKind.UNPROBED)
+            k = HotSymbolKey(image, path, demangle(tail), EvidenceKind.UNPROBED)
             out.append(
                 HotSymbolDelta(
                     k,
