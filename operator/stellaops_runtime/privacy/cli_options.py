@@ -293,16 +293,23 @@ for _tools, _alts in _RULES.items():
 
 TOOLS: frozenset[str] = frozenset(TOOL_RULES)
 # A version after a client's name is the same client (``mysql-8.0``, ``mysql8``, ``redis-cli-7.2``,
-# ``sshpass-1.09``: a distribution's or an image's versioned binary): digits, ``.``, ``-``, ``_``.
+# ``sshpass-1.09``, ``helm3``: a distribution's or an image's versioned binary): digits, ``.``, ``-``,
+# ``_``. Not after a name of under four characters nor after ``net`` or ``http``: with a version those
+# are other words (``-f net8.0``, a .NET target framework, then ``/p:Name=value``; ``http2``).
 _VERSION_CHARS = "0123456789.-_"
 _VERSION = r"(?:[-_.]?+[0-9]++(?:[-_.][0-9]++)*+)?+"
+VERSIONED: frozenset[str] = frozenset(
+    t for t in TOOLS if len(t) >= 4 and t not in ("http", "https", "net.exe")
+)
 # A client's name as a word: after the start, a space, a quote, "/" (a path), "=", or what opens
 # or separates a shell command: "(", "`", "{", ";", "|", "&" (``$(mysql -pX)``, ``true;redis-cli``);
-# a version may follow it.
+# a version may follow a name of VERSIONED.
 TOOL_WORD = re.compile(
-    r"(?<![^\s\"'/=(`{;|&])(?:"
-    + "|".join(re.escape(t) for t in sorted(TOOLS, key=len, reverse=True))
-    + rf"){_VERSION}(?=[\s\"']|$)"
+    r"(?<![^\s\"'/=(`{;|&])(?:(?:"
+    + "|".join(re.escape(t) for t in sorted(VERSIONED, key=len, reverse=True))
+    + rf"){_VERSION}|"
+    + "|".join(re.escape(t) for t in sorted(TOOLS - VERSIONED, key=len, reverse=True))
+    + r")(?=[\s\"']|$)"
 )
 
 
@@ -312,7 +319,7 @@ def client_name(word: str) -> str:
         return word
     if word and word[-1] in _VERSION_CHARS[:10]:
         name = word.rstrip(_VERSION_CHARS)
-        if name in TOOLS:
+        if name in VERSIONED:
             return name
     return ""
 
@@ -322,7 +329,7 @@ def names_a_client(ws: list[str]) -> bool:
     if not TOOLS.isdisjoint(ws):
         return True
     digits = _VERSION_CHARS[:10]  # (each distinct word once: a text of many words repeats them)
-    return not TOOLS.isdisjoint({w.rstrip(_VERSION_CHARS) for w in set(ws) if w[-1] in digits})
+    return not VERSIONED.isdisjoint({w.rstrip(_VERSION_CHARS) for w in set(ws) if w[-1] in digits})
 
 
 # Where a command found in the text ends: a newline, or ``;``, ``|``, ``&`` standing apart
