@@ -83,14 +83,16 @@ async def patch_status(
     """
     path = res.path(namespace=namespace, name=name, subresource="status")
     base: Mapping[str, Any] = current or {}
-    for retry in (False, True):
+    retried = False
+    while True:  # at most twice: once more against the live status
         ops = status_ops(uid, base, changes)
         try:
             await api.request("PATCH", path, verb="patch", resource=res, body=ops, content_type=JSON_PATCH)
+            return base
         except ApiError as e:
             if e.not_found:
                 return None
-            if e.status != 422 or not uid or retry:
+            if e.status != 422 or not uid:
                 raise
             live = await api.get(res, name=name, namespace=namespace)
             live_uid = ((live or {}).get("metadata") or {}).get("uid")
@@ -102,9 +104,6 @@ async def patch_status(
                 return None
             status = (live or {}).get("status")
             live_status = dict(status) if isinstance(status, Mapping) else {}
-            if live_status == dict(base):
+            if retried or live_status == dict(base):
                 raise  # not a stale copy: a real refusal
-            base = live_status
-            continue
-        return base
-    raise AssertionError("unreachable")  # pragma: no cover
+            retried, base = True, live_status
