@@ -27,6 +27,7 @@ from stellaops_runtime.replay.server import HookReport, PolicyStatus, ReplayServ
 from tests.crd_schema import errors, load_crd, validator_for
 from tests.integration.kubeharness import Cluster, OperatorRun, http_get, obj, wait_for
 from tests.integration.test_operator_policies import condition
+from tests.ports import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -460,7 +461,7 @@ async def test_an_agent_on_a_node_made_again_under_its_name_does_not_take_the_ol
     ready = {"type": "Ready", "status": "False", "reason": "TetragonUnreachable", "message": "x"}
     stale = {"conditions": [{**ready, "lastTransitionTime": down_since}], "heartbeatTime": down_since}
     await cluster.patch(r.OBSERVATION_NODES, "node-r", {"status": stale}, status=True)
-    w = writer(cluster, "127.0.0.1:1", node="node-r")  # Tetragon not up yet on the new machine
+    w = writer(cluster, f"127.0.0.1:{free_port()}", node="node-r")  # Tetragon not up yet there
     try:
         assert await w.tick()
     finally:
