@@ -108,7 +108,7 @@ def test_tetragons_copy_of_the_running_call_is_not_cut_by_a_hair(tmp_path: Any) 
     from tests.unit.test_source_switch_overlap_attach import switch
 
     entry = SimpleNamespace(pid_tgid=7 << 32 | 8), SimpleNamespace(ts=time.monotonic_ns() - 2 * S)
-    table = {b"stella_up_starts": SimpleNamespace(items=lambda: iter([entry]))}
+    table = {b"stella_up_starts": SimpleNamespace(iteritems=lambda: iter([entry]))}
     ps = ProbeSet(table, NativeConfig(uprobes=(CRC32,)), False)
     real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
     real.procs = SimpleNamespace(thread_since=lambda pid, tid, ts: True)  # type: ignore[assignment]
@@ -135,3 +135,41 @@ def test_tetragons_copy_of_the_running_call_is_not_cut_by_a_hair(tmp_path: Any) 
     ours = entry[1].ts + looked - mono  # our entry on the wall clock (sub-microsecond reads)
     copy = ev(CRC32, ours - 5_000)  # Tetragon's uprobe fired 5 us before ours
     assert not o.counted_by_probes(copy), "Tetragon's copy of the running call skipped: its only count"
+
+
+class _BCCTable:
+    """BCC's hash table as bcc/table.py's TableBase reads it: ``iteritems`` a key at a time (two
+    system calls each), ``items`` the list of all of them first. Counts the entries read."""
+
+    def __init__(self, n: int) -> None:
+        from types import SimpleNamespace
+
+        self.entries = [
+            (SimpleNamespace(pid_tgid=i << 32 | i), SimpleNamespace(ts=i)) for i in range(1, n + 1)
+        ]
+        self.read = 0
+
+    def iteritems(self) -> Any:
+        for e in self.entries:
+            self.read += 1
+            yield e
+
+    def items(self) -> list[Any]:
+        return list(self.iteritems())
+
+
+def test_the_look_reads_at_most_its_limit_of_the_map() -> None:
+    """The map of calls in flight is an LRU of 65,536 entries, and those of threads that never
+    returned (exited inside a probed call) stay in it. The look each second reads at most
+    ``IN_FLIGHT_LIMIT`` + 1 of them on the probes' thread, which meanwhile reads no record: the
+    whole map read each second was a thread that fell behind the kernel's buffer (its drops)."""
+    from stellaops_runtime.native.loader import IN_FLIGHT_LIMIT, ProbeSet
+    from tests.unit.test_source_switch_overlap import CRC32
+
+    table = _BCCTable(20_000)
+    ps = ProbeSet({b"stella_up_starts": table}, NativeConfig(uprobes=(CRC32,)), False)
+    assert ps.oldest_in_flight(lambda pid, tid, ts: False) == 0  # too many to look at: any since the load
+    assert table.read <= IN_FLIGHT_LIMIT + 1, f"{table.read} entries read for a look"
+    small = _BCCTable(3)
+    ps = ProbeSet({b"stella_up_starts": small}, NativeConfig(uprobes=(CRC32,)), False)
+    assert ps.oldest_in_flight(lambda pid, tid, ts: ts >= 2) == 2  # the oldest of a live thread

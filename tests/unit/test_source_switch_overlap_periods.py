@@ -195,7 +195,7 @@ def test_a_call_running_when_the_agent_was_killed_is_counted_from_tetragon(
     mono = time.monotonic_ns()
     table = [entry(7, 8, mono - 9 * S), entry(7, 9, mono - 4 * S), entry(7, 10, mono - 2 * S)]
     ps = ProbeSet(
-        {b"stella_up_starts": SimpleNamespace(items=lambda: iter(table))},
+        {b"stella_up_starts": SimpleNamespace(iteritems=lambda: iter(table))},
         NativeConfig(uprobes=(CRC32,)),
         False,
     )

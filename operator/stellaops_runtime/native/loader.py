@@ -188,7 +188,9 @@ class ProbeSet:
         if not self.cfg.uprobes:
             return None
         starts: list[tuple[int, int]] = []
-        for key, start in self.bpf[b"stella_up_starts"].items():
+        # a key at a time: BCC's items() lists the whole map first (65,536 entries of the LRU, those
+        # of threads gone inside a call included) on the probes' thread, which reads no record meanwhile
+        for key, start in self.bpf[b"stella_up_starts"].iteritems():
             if len(starts) >= limit:
                 return 0
             starts.append((start.ts, key.pid_tgid))
