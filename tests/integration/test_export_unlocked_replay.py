@@ -31,6 +31,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.export_position import read_position
 from stellaops_runtime.store.export_spans import read_spans
 from stellaops_runtime.store.pending import PendingWrites
+from tests.integration.test_export_spans_doubt import _old_format
 from tests.integration.test_export_spans_store import NODE, _delta, _gaps, _invoked, _position, _spooled
 from tests.integration.test_export_store_reconcile import _cp
 
@@ -109,21 +110,21 @@ def test_a_replay_without_the_lock_while_the_first_agent_reads_from_the_start_is
         store.close()
 
 
-def _old_format(batch: Any) -> Any:
-    d = batch_to_json(batch)
-    d.pop("export_position", None)  # a spool file of an agent before the spans: its lines not known
-    return batch_from_json(d)
-
-
-@pytest.mark.parametrize("kind", ["spans", "before_the_spans", "spans_not_well_formed", "no_export_counts"])
+@pytest.mark.parametrize(
+    "kind", ["spans", "before_the_spans", "grpc_of_session_39", "spans_not_well_formed", "no_export_counts"]
+)
 def test_what_a_replay_without_the_lock_stores_where_no_other_agent_left_a_trace(url: str, kind: str) -> None:
     """The price: with no trace of any other agent in the store (a node moved from the export file to
     the gRPC stream while its store was away), a batch that may hold export counts is a gap all the
-    same, its counts unknown (nothing rules out a follower with none stored yet); a batch that says
-    it holds no export counts is stored as counts."""
+    same, its counts unknown (nothing rules out a follower with none stored yet); so is a gRPC-only
+    agent's batch of a spool file of session 39 or before (it wrote no ``export_position`` key for
+    a batch of no export counts either: which it is, is not known); a batch that says it holds no
+    export counts is stored as counts."""
     batch = _spooled(A, _span_position(A, 77, 0, 500))
     if kind == "before_the_spans":
         batch = _old_format(batch)
+    elif kind == "grpc_of_session_39":
+        batch = _old_format(_spooled(A, None))
     elif kind == "spans_not_well_formed":
         batch = _spooled(A, {**_span_position(A, 77, 0, 500), "spans": [[77, 500, 0, ""]]})
     elif kind == "no_export_counts":
