@@ -15,12 +15,10 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
-from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.sources.tetragon_export import TetragonExportSource
-from stellaops_runtime.store.pending import PendingWrites
+from tests.unit.test_export_spans import watched
 
 
 def test_a_follower_whose_directory_made_again_another_agent_locked_replays_as_unlocked(
@@ -31,17 +29,7 @@ def test_a_follower_whose_directory_made_again_another_agent_locked_replays_as_u
     export = export_dir / "tetragon.log"
     export.write_bytes(b"{}\n")
     source = TetragonExportSource(str(export), queue=EventQueue(10))
-    pending = PendingWrites()
-    agent = SimpleNamespace(
-        config=SimpleNamespace(store=SimpleNamespace(spool_path=str(tmp_path / "hot.spool"))),
-        node_name="node-a",
-        agent_id="node-a/1",
-        queue=source.queue,
-        source=source,
-        flusher=SimpleNamespace(pending=pending, spool=SimpleNamespace(window_ns=None), on_open=None),
-        outages=SimpleNamespace(record=None),
-    )
-    attach_watch_record(agent)
+    pending = watched(tmp_path, source, source.queue)  # attach_watch_record wires the replay
     assert pending.spool_unlocked is not None
     assert source.lock.take() == "held"
     other = None

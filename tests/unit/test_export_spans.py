@@ -36,6 +36,28 @@ def _take(q: EventQueue, n: int) -> None:
     assert len(q.take(n)) == n
 
 
+def watched(tmp_path: Path, source: Any, queue: EventQueue) -> Any:
+    """The flusher's pending writes of a stand-in agent of ``source`` (what
+    agent/watch_record.py ``attach_watch_record`` reads), its watch record attached."""
+    from types import SimpleNamespace
+
+    from stellaops_runtime.agent.watch_record import attach_watch_record
+    from stellaops_runtime.store.pending import PendingWrites
+
+    pending = PendingWrites()
+    agent = SimpleNamespace(
+        config=SimpleNamespace(store=SimpleNamespace(spool_path=str(tmp_path / "hot.spool"))),
+        node_name="node-a",
+        agent_id="node-a/1",
+        queue=queue,
+        source=source,
+        flusher=SimpleNamespace(pending=pending, spool=SimpleNamespace(window_ns=None), on_open=None),
+        outages=SimpleNamespace(record=None),
+    )
+    attach_watch_record(agent)
+    return pending
+
+
 def test_spans_run_from_where_the_agent_began_to_the_lines_taken(tmp_path: Path) -> None:
     a, b = tmp_path / "a.log", tmp_path / "b.log"
     a.write_bytes(LINE * 10)
@@ -127,26 +149,12 @@ def test_a_file_that_took_a_deleted_files_inode_is_another_file(tmp_path: Path) 
 def test_an_export_agent_writes_spooled_counts_only_while_it_holds_the_export_lock(tmp_path: Path) -> None:
     """agent/watch_record.py wires the flusher's gate to the export source's lock: spooled export
     counts are checked only while no other agent of the node can be storing counts of the file."""
-    from types import SimpleNamespace
-
-    from stellaops_runtime.agent.watch_record import attach_watch_record
     from stellaops_runtime.sources.tetragon_export import TetragonExportSource
-    from stellaops_runtime.store.pending import PendingWrites
 
     export = tmp_path / "tetragon.log"
     export.write_bytes(LINE)
     source = TetragonExportSource(str(export), queue=EventQueue(10))
-    pending = PendingWrites()
-    agent = SimpleNamespace(
-        config=SimpleNamespace(store=SimpleNamespace(spool_path=str(tmp_path / "hot.spool"))),
-        node_name="node-a",
-        agent_id="node-a/1",
-        queue=source.queue,
-        source=source,
-        flusher=SimpleNamespace(pending=pending, spool=SimpleNamespace(window_ns=None), on_open=None),
-        outages=SimpleNamespace(record=None),
-    )
-    attach_watch_record(agent)
+    pending = watched(tmp_path, source, source.queue)
     assert pending.spool_gate is not None and pending.spool_gate() is False  # not taken yet
     assert source.lock.take() == "held"
     try:
@@ -169,20 +177,7 @@ def test_an_agent_without_an_export_source_replays_spooled_counts_as_unlocked(tm
     weighed as unlocked (store/export_spans.py ``guard``)."""
     from types import SimpleNamespace
 
-    from stellaops_runtime.agent.watch_record import attach_watch_record
-    from stellaops_runtime.store.pending import PendingWrites
-
-    pending = PendingWrites()
-    agent = SimpleNamespace(
-        config=SimpleNamespace(store=SimpleNamespace(spool_path=str(tmp_path / "hot.spool"))),
-        node_name="node-a",
-        agent_id="node-a/1",
-        queue=EventQueue(10),
-        source=SimpleNamespace(),  # no lock: not an export source
-        flusher=SimpleNamespace(pending=pending, spool=SimpleNamespace(window_ns=None), on_open=None),
-        outages=SimpleNamespace(record=None),
-    )
-    attach_watch_record(agent)
+    pending = watched(tmp_path, SimpleNamespace(), EventQueue(10))  # no lock: not an export source
     assert pending.spool_gate is None  # nothing to wait for
     assert pending.spool_unlocked is not None and pending.spool_unlocked() is True
 
