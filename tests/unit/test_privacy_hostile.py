@@ -147,6 +147,7 @@ UNRECOGNISABLE_WHEN_CUT = {
     "bash -c \"cat > /tmp/setup.sh <<'OUTER'\ncat > /tmp/pw": "a nested here-document, cut before its reader",
     'kubectl exec app -- bash -c "cat > /tmp/a.sh': "a nested here-document, cut before its reader",
     "sh -c \"echo 'CONN system/": "a CONNECT echoed into sqlplus, cut before the client's name",
+    "app --dsn 'app:GoDsnPw": "a Go MySQL DSN (no scheme), cut before its '@tcp('",
 }
 
 

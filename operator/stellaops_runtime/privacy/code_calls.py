@@ -53,6 +53,8 @@ _COMMA = r"\s*+,\s*+"
 # position of the password argument -> the calls that take it there; a name without ``.`` or ``->``
 # before it stands alone (no word character or ``$`` before it).
 _CALLS: dict[int, tuple[str, ...]] = {
+    # poplib's pass_(password)
+    1: (".pass_",),
     # Ruby Net::HTTP basic_auth(user, pass); requests' HTTPBasicAuth/HTTPDigestAuth/HTTPProxyAuth,
     # aiohttp's BasicAuth; Go's req.SetBasicAuth; .NET's NetworkCredential; Java's
     # PasswordAuthentication; PHP's oci_connect(user, pass, …); login(user, pass) of ftplib,
@@ -62,6 +64,8 @@ _CALLS: dict[int, tuple[str, ...]] = {
         *("basic_auth", "HTTPBasicAuth", "HTTPDigestAuth", "HTTPProxyAuth", "BasicAuth", "SetBasicAuth"),
         *("NetworkCredential", "PasswordAuthentication", "oci_connect", "oci_pconnect", "oci_new_connect"),
         *(".login", "->login", ".auth", "->auth"),
+        # pika's PlainCredentials(user, pass); python-ldap's simple_bind_s / simple_bind / bind_s(who, cred)
+        *("PlainCredentials", ".simple_bind_s", ".simple_bind", ".bind_s"),
     ),
     # PHP: new PDO(dsn, user, pass), mysqli_connect / new mysqli / mysql_connect / mssql_connect
     # (host, user, pass), ldap_bind(link, dn, pass), ftp_login(ftp, user, pass),
@@ -75,6 +79,8 @@ _CALLS: dict[int, tuple[str, ...]] = {
         *("getConnection", "PlainAuth", "pymysql.connect", "MySQLdb.connect"),
         *("FTP", "FTP_TLS", "FTP.open", "FTP.new", "DBI->connect", "DBI->connect_cached"),
         *(".real_connect", "->real_connect"),
+        # Node's new Sequelize(database, username, password, options)
+        "Sequelize",
     ),
     # PHP mysqli_real_connect(link, host, user, pass); Perl LWP ->credentials(netloc, realm, user,
     # pass); Python urllib's add_password(realm, uri, user, passwd).
@@ -83,6 +89,9 @@ _CALLS: dict[int, tuple[str, ...]] = {
     5: ("SMTP.start",),
 }
 _POSITION = {name: pos for pos, names in _CALLS.items() for name in names}
+# Calls that take the password at another position when it is their last argument: a DataSource's
+# getConnection(user, pass); a redis client's auth(pass) (redis-py, phpredis, node-redis).
+_LAST: dict[str, int] = {"getConnection": 2, ".auth": 1, "->auth": 1}
 
 
 def _name(name: str) -> str:
@@ -103,10 +112,14 @@ _ARGUMENTS = {
     pos: re.compile(rf"(?:{_ARG}{_COMMA}){{{pos - 1}}}(?P<s>{_SECRET})|{_ARG}(?:{_COMMA}{_ARG})*+")
     for pos in _CALLS
 }
+_LAST_ARGUMENT = {
+    pos: re.compile(rf"(?:{_ARG}{_COMMA}){{{pos - 1}}}(?P<s>{_SECRET})(?=\s*+\)|\Z)")
+    for pos in set(_LAST.values())
+}
 # A text without one of these holds none of the calls (a C-speed check before the regex).
 _TRIGGERS = (
     *("PDO", "mysql", "connect", "Connection", "login", "auth", "Auth", "FTP"),
-    *("_bind", "imap_open", "redential", "add_password", "SMTP"),
+    *("_bind", "imap_open", "redential", "add_password", "SMTP", "pass_", "Sequelize", "bind_s"),
 )
 # Calls found inside an earlier call's arguments (``s.login(u, FTP(h, u, 'pw'))``) read again, at
 # most this many; past it the rest of that earlier call's arguments is the secret (fail closed:
@@ -125,10 +138,14 @@ def code_call_spans(text: str) -> list[tuple[int, int, str]]:
     while o is not None:
         m = _ARGUMENTS[_POSITION[o["n"]]].match(text, o.end())
         if m is not None:
+            covered = max(covered, m.end())
+        last = _LAST.get(o["n"])
+        if last is not None and (m is None or m["s"] is None):
+            m = _LAST_ARGUMENT[last].match(text, o.end()) or m
+        if m is not None:
             s, e = m.span("s")
             if e > s:
                 out.append((s, e, "password"))
-            covered = max(covered, m.end())
         o = _OPENING.search(text, o.end())
         if o is not None and o.start() < covered:
             nested += 1

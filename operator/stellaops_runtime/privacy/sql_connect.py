@@ -1,5 +1,7 @@
 """The password of SQL*Plus's ``CONNECT user/password@db`` in a script an Oracle client reads.
 
+(And of Go's MySQL DSN ``user:password@tcp(host)/db``, a database logon with no scheme: below.)
+
 Why this exists: the Oracle clients' rule (``cli_db_options``) reads ``user/password@db`` among
 the client's own arguments, up to the end of its command (a line break, ``|``). The usual way to
 keep the password off the command line is to give it inside the script instead:
@@ -24,11 +26,19 @@ _CONNECT = re.compile(
     r"""(?=[@\s;'"\\]|\Z)"""
 )
 _CLIENTS = ("sqlplus", "rman", "dgmgrl", "sqlcl")
+# Go's MySQL driver DSN ``user:password@tcp(host:port)/db`` (``unix(…)`` too; github.com/go-sql-driver
+# /mysql): no scheme, so the URL rule (connection_string) does not read it. The password (up to 128
+# characters, no ``@``: each start reads a bounded stretch) runs to the ``@`` before the protocol; the
+# user starts a word.
+_GO_DSN = re.compile(r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)(?P<s>[^\s'"@]{1,128}+)@(?:tcp|unix)\(""")
 
 
 def sql_connect_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, "cli_option") of each CONNECT password in a text naming an Oracle client."""
+    """Spans of each CONNECT password in a text naming an Oracle client, and of Go MySQL DSNs'."""
+    out: list[tuple[int, int, str]] = []
+    if "@tcp(" in text or "@unix(" in text:
+        out.extend((*m.span("s"), "password") for m in _GO_DSN.finditer(text))
     low = text.lower()
-    if "conn" not in low or not any(c in low for c in _CLIENTS):
-        return []
-    return [(*m.span("s"), "cli_option") for m in _CONNECT.finditer(text)]
+    if "conn" in low and any(c in low for c in _CLIENTS):
+        out.extend((*m.span("s"), "cli_option") for m in _CONNECT.finditer(text))
+    return out
