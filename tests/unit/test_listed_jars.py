@@ -3,12 +3,17 @@ several containers' roots keeps (attribution/agreement.py): pure logic, no store
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stellaops_runtime.agent import listed_jars
 from stellaops_runtime.agent.listed_jars import ListedJars
+from stellaops_runtime.attribution import owners
 from stellaops_runtime.attribution.agreement import attribute_in_roots
-from stellaops_runtime.attribution.model import Attribution
+from stellaops_runtime.attribution.model import Attribution, Package
+from stellaops_runtime.attribution.owners import KeyBuilder, OwnerIndex
+from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 
 IMG = "sha256:" + "b" * 64
@@ -96,3 +101,21 @@ def test_a_listed_row_outlives_the_outage_bound() -> None:
             p.add([count(f"f{w}", w)], [])
         units = [u for b in p.take_all() for u in b.units if isinstance(u, HotSymbolDelta)]
         assert listed.key in {u.key for u in units}, frozen
+
+
+def test_the_jar_paths_an_index_keeps_are_bounded(tmp_path: Path) -> None:
+    """An image's database is written by whoever made it: a ``.jar`` name of megabytes (no file
+    can have it: PATH_MAX), or tens of thousands of packages each listing one, were each kept
+    whole for the index's life (64 images cached): the agent's memory grew without bound. A name
+    longer than PATH_MAX is passed over for the package's next JAR; past the budget none is kept
+    (the image's own database could as well list none)."""
+    long = "/usr/lib/java/" + "x" * 1_000_000 + ".jar"
+    n = 5_000
+    pkgs = [Package(f"pkg:deb/debian/p{i}@1?arch=amd64", f"p{i}", "1") for i in range(n)]
+    entries = [(long, 0), ("/usr/share/java/p0.jar", 0)]
+    entries += [(f"/usr/share/java/{'y' * 4000}{i}.jar", i) for i in range(1, n)]
+    index = OwnerIndex(pkgs, entries, keys=KeyBuilder(RootFS(str(tmp_path))))
+    assert index.jars[0] == "/usr/share/java/p0.jar"
+    assert 0 < sum(len(j) for j in index.jars.values()) <= owners.MAX_JAR_CHARS
+    hit = index.lookup("/usr/share/java/p0.jar")
+    assert hit is not None and hit.jar == "/usr/share/java/p0.jar"

@@ -90,6 +90,15 @@ def preference(purl: str, native: str | None = None) -> tuple[int, str]:
     return (rank, purl)
 
 
+# The JARs an index notes (owner -> path) are kept as text for the index's life, beside a path
+# index of 12 bytes a file: a path longer than PATH_MAX names no file (the package's next JAR is
+# taken), and past MAX_JAR_CHARS (tens of thousands of packages listing one) none is noted. A
+# package not noted keeps "not observed" as a whole, as it would had its database listed no JAR.
+MAX_JAR_PATH = 4096
+MAX_JAR_CHARS = 4 << 20
+_JAR_COST = 100  # a kept path's own bytes besides its characters (its str, its dict slot)
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     package: Package
@@ -119,10 +128,14 @@ class OwnerIndex:
         self.index = PathIndex(self._noting_jars(keys.entries(entries)))
 
     def _noting_jars(self, entries: Iterable[tuple[str, int]]) -> Iterable[tuple[str, int]]:
+        """The entries, noting each owner's first ``.jar`` within the bounds (:data:`MAX_JAR_PATH`,
+        :data:`MAX_JAR_CHARS`): the database is the image maker's, and the index lives long."""
         jars = self.jars
+        budget = MAX_JAR_CHARS
         for key, owner in entries:
-            if key.endswith(".jar") and owner not in jars:
+            if key.endswith(".jar") and owner not in jars and len(key) <= min(MAX_JAR_PATH, budget):
                 jars[owner] = key
+                budget -= len(key) + _JAR_COST
             yield key, owner
 
     def __len__(self) -> int:
