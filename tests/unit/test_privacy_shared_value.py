@@ -1,14 +1,14 @@
 """The key rules share one value pattern, and redact exactly as when each key word repeated it.
 
-The ``password``, ``secret_token`` and ``aws_secret_access_key`` rules (privacy/patterns.py
-``_keyed``) once repeated the wide value (``_WIDE_VALUE``, ~500 characters) after every key
+The ``password``, ``secret_token`` and ``aws_secret_access_key`` rules (privacy/patterns.py, built
+by key_rules.py ``keyed``) once repeated the wide value (``WIDE_VALUE``, ~500 characters) after every key
 word's alternative: 90 times, ~46,000 of the whole set's ~91,000 characters, whose compile
 peaked at ~8.8 MB in the idle agent's start-up (docs/benchmarks.md, brief PM's pass). Now each
 rule holds it once, after the key words' heads: ``(?:A|B)V`` for ``AV|BV``, with the XML, URL
 query and ODBC alternatives moved after the heads.
 
 ``_expanded`` below is the rules as they were built before (a copy of the old ``_keyed`` and
-``_PW``, from the same fragments), and this test checks, on the privacy corpora and on a
+``_PW`` of patterns.py, from the same fragments), and this test checks, on the privacy corpora and on a
 seeded hostile corpus (every key word in several cases, every separator, quote form and
 prefix, markers, PEM starts, NUL bytes, long values), that each rule matches at every position
 exactly as its expanded form does (same end, same secret span, same kind of group): then every
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from stellaops_runtime.privacy import key_rules as K
 from stellaops_runtime.privacy import patterns as P
 from stellaops_runtime.privacy.base import (
     CompiledPatterns,
@@ -44,24 +45,24 @@ _AWS_WORDS = [r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"]
 def _old_keyed(keywords: list[str], *, bare_space: bool = False, guard: str = "") -> str:
     """The key rule as built before: the wide value after every key word's alternative."""
     kw = "|".join(keywords)
-    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-]){guard}(?P<s>{P._WIDE_VALUE})"
-    sep = rf"(?:{P._SEP}|\s+(?=[^\s-]))" if bare_space else P._SEP
-    xml = rf"<(?:[\w.-]++:)?{P._KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
-    alts = [flag, xml, *P._in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
+    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-]){guard}(?P<s>{K.WIDE_VALUE})"
+    sep = rf"(?:{K.SEP}|\s+(?=[^\s-]))" if bare_space else K.SEP
+    xml = rf"<(?:[\w.-]++:)?{K.KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
+    alts = [flag, xml, *K.in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
         for alt in first_char_alternatives(k, tail=r"(?<!/@)"):
-            alts.append(rf"{alt}{sep}{guard}(?P<s>{P._WIDE_VALUE})")
+            alts.append(rf"{alt}{sep}{guard}(?P<s>{K.WIDE_VALUE})")
         for alt in first_char_alternatives(k, tail=r"(?<=/@)"):
-            alts.append(rf"{alt}{P._SEP_EQ}{guard}(?P<s>{P._WIDE_VALUE})")
+            alts.append(rf"{alt}{K.SEP_EQ}{guard}(?P<s>{K.WIDE_VALUE})")
     return "|".join(alts)
 
 
 def _old_pw() -> str:
     return "|".join(
         [
-            rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{P._WIDE_VALUE})",
-            *P._in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
-            *(rf"{w}{P._SEP}(?P<s>{P._WIDE_VALUE})" for w in PW_WORDS),
+            rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{K.WIDE_VALUE})",
+            *K.in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
+            *(rf"{w}{K.SEP}(?P<s>{K.WIDE_VALUE})" for w in PW_WORDS),
             *STDIN_SECRET_ALTERNATIVES,
         ]
     )
@@ -69,12 +70,12 @@ def _old_pw() -> str:
 
 def _index(name: str) -> int:
     """The rule of that name built by ``_keyed`` (two rules are named ``password``)."""
-    return next(i for i, p in enumerate(P.DEFAULT_PATTERNS) if p.name == name and P._WIDE_VALUE in p.regex)
+    return next(i for i, p in enumerate(P.DEFAULT_PATTERNS) if p.name == name and K.WIDE_VALUE in p.regex)
 
 
 def _expanded() -> dict[int, str]:
     """Rule index -> the rule's regex as built before, for the three rules that changed."""
-    aws_new = "|".join([P._valued(P._AWS_HEADS), *P._AWS_OTHERS])
+    aws_new = "|".join([K.valued(P._AWS_HEADS), *P._AWS_OTHERS])
     aws_full = P.DEFAULT_PATTERNS[_index("aws_secret_access_key")].regex
     head = number_groups(aws_new)
     assert aws_full.startswith(head)
@@ -189,6 +190,25 @@ def _hostile_texts(seed: int, n: int) -> list[str]:
     return out
 
 
+def _glued_and_quoted() -> list[str]:
+    """Key words that begin or end other key words, glued; and Tetragon's quoted arguments, cut.
+
+    Which key word the heads try first decides a match only where two can end at one position:
+    every ordered pair of key words, glued or after a ``/``, before a value or a space (review
+    RPM). Tetragon quotes an argument holding a space and escapes the quotes in it (``"app
+    --password=\\"a b\\""``); each such line is cut at every fifth character too.
+    """
+    words = [
+        "pass", "passwd", "password", "pw", "PW", "secret", "secret_key", "auth", "authkey", "token",
+        "account.key.a.b", "aws_secret_key", "aws_secret_access_key", "adminPw",
+    ]  # fmt: skip
+    out = [a + j + b + end for a in words for b in words for j in ("", "/") for end in ("=v", " v")]
+    for w in words[::3]:
+        line = f'sh -c "app --{w}=\\"a b\\" -D{w}: \\"c\\" && echo /{w}=\\"d e\\"" "{w}=$\'f g\'"'
+        out += [line[:i] for i in range(0, len(line) + 1, 5)] + [line]
+    return out
+
+
 def _outcome(m: re.Match[str] | None, kinds: dict[str, bool]) -> tuple[object, ...] | None:
     if m is None:
         return None
@@ -202,7 +222,7 @@ def _kinds(rx: re.Pattern[str]) -> dict[str, bool]:
 
 
 def test_each_key_rule_matches_at_every_position_as_its_expanded_form() -> None:
-    texts = _corpus_texts() + _hostile_texts(20261206, 2_500)
+    texts = _corpus_texts() + _hostile_texts(20261206, 2_500) + _glued_and_quoted()
     assert len(texts) > 3_000
     matched: dict[str, int] = {}
     for i, old in _expanded().items():
@@ -231,7 +251,7 @@ def _expanded_set() -> CompiledPatterns:
 
 def test_the_whole_set_redacts_every_text_byte_for_byte_as_before() -> None:
     before, after = _expanded_set(), DEFAULT_SETS.whole()
-    texts = _corpus_texts() + _hostile_texts(7, 1_500)
+    texts = _corpus_texts() + _hostile_texts(7, 1_500) + _glued_and_quoted()
     redacted = 0
     for text in texts:
         c_old: dict[str, int] = dict.fromkeys(P.DEFAULT_PATTERN_NAMES, 0)
@@ -245,7 +265,7 @@ def test_the_whole_set_redacts_every_text_byte_for_byte_as_before() -> None:
 
 def test_each_key_rule_holds_the_wide_value_once() -> None:
     # 90 copies (~46,000 characters) before: the whole set's compile peaked at ~8.8 MB
-    counts = [(p.name, p.regex.count(P._WIDE_VALUE)) for p in P.DEFAULT_PATTERNS]
+    counts = [(p.name, p.regex.count(K.WIDE_VALUE)) for p in P.DEFAULT_PATTERNS]
     assert [c for c in counts if c[1]] == [
         ("aws_secret_access_key", 1),
         ("password", 1),

@@ -8,6 +8,8 @@ one-regex pass (``DEFAULT_PATTERNS``: the rules here, then ``cli_flags``'
 from the filter so that the list can be read and reviewed on its own.
 detect-secrets' rules (``library_rules``), client short options
 (``cli_options``) and environment names (``env_names``) run after it.
+The key rules (``password``, ``secret_token``, ``aws_secret_access_key``) are built by
+``key_rules``: a credential word's heads, and the one value they share.
 
 Every pattern has a name (the key of ``PrivacyFilter.redactions_by_pattern``
 and of the metrics) and a regex with exactly one group named ``s``: the secret.
@@ -42,12 +44,8 @@ alternation, so one pass over a field finds every secret and
 from __future__ import annotations
 
 from stellaops_runtime.privacy.base import (
-    BLOCK_SCALAR,
     DOUBLE_QUOTED,
-    NOT_A_MARKER,
-    NOT_A_PEM_START,
     REDACTED,
-    WORD_VALUE,
     CompiledPatterns,
     SecretPattern,
     compile_patterns,
@@ -64,6 +62,7 @@ from stellaops_runtime.privacy.cut_tail import (
 from stellaops_runtime.privacy.encoded_keys import BASE64_PEM_KEY
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
 from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, COOKIE_HEADER
+from stellaops_runtime.privacy.key_rules import QUOTED, SEP, in_query_or_odbc, keyed, valued
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS
@@ -89,125 +88,25 @@ __all__ = [
 # quote is optional (the text may have been truncated).
 _SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUBLE_QUOTED})"""
 
-# A value quoted with escaped quotes, inside a double-quoted shell or JSON string
-# (``sh -c "app --password=\\"a b\\""``): to the next ``\\"``.
-_ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
-# bash's ANSI-C quoting (``$'pa\\'ss word'``): to the closing quote that is not escaped.
-_ANSI_C_QUOTED = r"\$'(?:[^'\\]|\\[\s\S])*+'?"
-# A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
-# ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
-# have been truncated).
-_QUOTED = rf"""{DOUBLE_QUOTED}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
-# A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
-# hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
-# The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
-# the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
-# A redirection is no value either: ``psql --password <<EOF`` and ``mysql --password < <(echo X)``
-# prompt for the password, which the here-document or the substitution gives (here_docs.py).
-# A call or a tuple of arguments, one quoted among its first, is one value (Python's
-# ``auth=('user', 'password')``, ``auth = HTTPBasicAuth(user, 'password')``): to its ``)`` (or a cut
-# text's end), its arguments on one line or several, bounded, possessive.
-_CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
-_WIDE_VALUE = (
-    rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{_QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
-)
-# The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
-# body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
-# it is written ``%26``).
-_QUERY_VALUE = rf"""(?:{_QUOTED}|[^\s"'&#]+)"""
-# The value of a key right after ``;`` (an ODBC or ADO.NET connection string:
-# ``Server=db;Pwd=x;Database=y``): braced (``{a;b}``, ``}}`` is a ``}`` inside) or quoted,
-# else a run up to the next ``;`` or double quote. ODBC keeps ``&`` and spaces in a value,
-# so a space ends it only before ``;``, a quote, the next flag (`` -Q``) or the end of the
-# text. The whitespace is taken possessively: a field of spaces costs one scan, not one per space.
-_ODBC_VALUE = (
-    rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{_QUOTED}"""
-    r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
-)
-# Between a key and its value: ``=``, ``:``, ``:=`` (make, Go; make's ``::=``, ``?=``, ``+=`` too),
-# Perl's and Ruby's `` => ``
-# (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
-# after the key's closing quote, escaped too; the ``:`` of ``:=`` or ``::=`` is no separator of
-# its own (read again, ``:= [REDACTED]`` would lose its ``=``).
-_SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
-# The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
-# is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
-_SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
-# What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
-# ``spring.datasource.``).
-_KEY_PREFIX = r"[\w.-]*?"
-
-
-def _in_query_or_odbc(keyword: str, sep: str) -> list[str]:
-    """A key ending in ``keyword`` right after ``?``/``&``/``#`` or ``;``, with the value of that context.
-
-    These alternatives start at the ``?``, ``&``, ``#`` or ``;`` before the key, so in the
-    one combined regex they match before the key's own alternative (which starts at the
-    credential word, further right) and the query's or ODBC string's value rule wins.
-    """
-    return [
-        rf"[?&#]{_KEY_PREFIX}(?:{keyword}){sep}(?P<s>{_QUERY_VALUE})",
-        rf";[ \t]*{_KEY_PREFIX}(?:{keyword}){sep}(?P<s>{_ODBC_VALUE})",
-    ]
-
-
-def _keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], list[str]]:
-    """A key ending in one of ``keywords``, as (heads, alternatives with their own values).
-
-    ``[prefix]KEYWORD=value``, ``KEYWORD: value``, ``"KEYWORD": value`` or ``--[prefix]KEYWORD
-    value``: ``keywords`` (regex fragments) match case-insensitively and must end the key, which
-    may have any prefix (``db_password``, ``PGPASSWORD``). A keyword right after ``/`` is a key
-    only before ``=`` (``/run/password=x``); before ``:`` it is a path (``/etc/passwd:``). A value
-    runs to whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
-    ``&``) or ``;`` (an ODBC string: it ends at ``;``): those alternatives, and an XML element's,
-    carry their own values. ``bare_space`` also accepts ``KEYWORD value`` without a dash, for keys
-    specific enough (``aws configure set aws_secret_access_key VALUE``).
-
-    The heads end where the wide value starts, and ``_valued`` gives them one: ``(?:A|B)V`` finds
-    what ``AV|BV`` did, in the same order (once 90 copies of ``_WIDE_VALUE``, half the whole set's
-    characters: tests/unit/test_privacy_shared_value.py). The other alternatives now come after the
-    heads, which changes no match: only an alternative whose first character is at a position can
-    match there, and theirs (``<``, ``?&#``, ``;``) are never a key's (a letter) or a flag's (``-``).
-    """
-    if not all(k[:1].isalpha() for k in keywords):  # the reordering above needs it
-        raise ValueError(f"a key word must start with a letter: {keywords}")
-    kw = "|".join(keywords)
-    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])"
-    sep = rf"(?:{_SEP}|\s+(?=[^\s-]))" if bare_space else _SEP
-    # In the keywords' order; which one of ``k``'s may start at a position depends only on the
-    # character there and the one before it (``/`` or not).
-    keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<!/@)"))
-    path_keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<=/@)"))
-    # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
-    xml = rf"<(?:[\w.-]++:)?{_KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
-    heads = [flag, rf"(?:{keys}){sep}", rf"(?:{path_keys}){_SEP_EQ}"]
-    return heads, [xml, *_in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
-
-
-def _valued(heads: list[str], guard: str = "") -> str:
-    """The heads, then ``guard`` (a lookahead refusing a value) and the wide value, once (group ``s``)."""
-    return rf"(?:{'|'.join(heads)}){guard}(?P<s>{_WIDE_VALUE})"
-
-
-_PASSWORD_HEADS, _PASSWORD_OTHERS = _keyed(list(PASSWORD_WORDS))
+_PASSWORD_HEADS, _PASSWORD_OTHERS = keyed(list(PASSWORD_WORDS))
 _PW_HEADS = [
     r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))",
-    rf"(?:{'|'.join(PW_WORDS)}){_SEP}",
+    rf"(?:{'|'.join(PW_WORDS)}){SEP}",
 ]
 # The ``password`` and ``pw`` heads share one value, the ``pw`` ones after as before; the XML, query
 # and ODBC alternatives now after them start with ``<``, ``?&#`` or ``;``, never as a head (``-pP``).
 _PASSWORD = "|".join(
     [
-        _valued(_PASSWORD_HEADS + _PW_HEADS),
+        valued(_PASSWORD_HEADS + _PW_HEADS),
         *_PASSWORD_OTHERS,
-        *_in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
+        *in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
         *STDIN_SECRET_ALTERNATIVES,  # ``echo X | chpasswd``, ``| docker login --password-stdin``, .pgpass
     ]
 )
-_AWS_HEADS, _AWS_OTHERS = _keyed(
+_AWS_HEADS, _AWS_OTHERS = keyed(
     [r"aws[_-]?secret[_-]?access[_-]?key", r"aws[_-]?secret[_-]?key"], bare_space=True
 )
-_SECRET_HEADS, _SECRET_OTHERS = _keyed(list(SECRET_WORDS))
+_SECRET_HEADS, _SECRET_OTHERS = keyed(list(SECRET_WORDS))
 
 # A log level, a switch or an authentication method alone is no token: a logger named after its
 # package keeps its level (``-Dlogging.level.com.example.auth=DEBUG``, ``log4j.logger.x.secret=INFO``),
@@ -239,7 +138,7 @@ _CREDENTIAL_LOOKING = (
 # The code ends at a ``;`` that starts the next ``key=`` (``?a=1;code=X;state=y`` keeps ``;state=y``).
 _OAUTH_CODE = (
     r"(?:[?&#;]|%(?:3[Ff]|26|23)|\\u0026)(?i:code|auth_code|authorization_code|device_code)"
-    rf"=(?![$`])(?P<s>{_QUOTED}|(?:[^\s\"'&#;]|;(?![\w.-]+=))++)"
+    rf"=(?![$`])(?P<s>{QUOTED}|(?:[^\s\"'&#;]|;(?![\w.-]+=))++)"
 )
 
 # Every alternative of every pattern starts with a literal character or a
@@ -307,7 +206,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "aws_secret_access_key",
         number_groups(
-            "|".join([_valued(_AWS_HEADS), *_AWS_OTHERS])
+            "|".join([valued(_AWS_HEADS), *_AWS_OTHERS])
             # The secret right after its access key id and one separator, with no key name:
             # s3fs's ``ID:SECRET`` line, a credentials CSV, positional arguments (a fixed-width
             # lookbehind: the id is always 20 characters); also both quoted, as two arguments of a
@@ -386,7 +285,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
         "secret_token",
         number_groups(
             "|".join(
-                [COOKIE_HEADER, _OAUTH_CODE, _valued(_SECRET_HEADS, _NOT_A_SETTING_WORD), *_SECRET_OTHERS]
+                [COOKIE_HEADER, _OAUTH_CODE, valued(_SECRET_HEADS, _NOT_A_SETTING_WORD), *_SECRET_OTHERS]
             )
         ),
         triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),

@@ -1,0 +1,124 @@
+"""The key rules' parts: a credential word's heads and the one value they share.
+
+The ``password``, ``secret_token`` and ``aws_secret_access_key`` rules (patterns.py) redact the
+value of a key or flag whose name ends in a credential word (key_words.py). Each is built here as
+heads (the flag form, the key words with their separator, the key words after ``/`` with ``=``)
+joined before one wide value, ``(?:heads)GUARD(?P<s>VALUE)``, and alternatives with values of
+their own (an XML element, a URL query, an ODBC string). The value was once repeated after every
+key word's alternative, 90 copies and half the default rules' whole set, whose compile peaked at
+~8.8 MB in the idle agent's start-up (docs/benchmarks.md, nineteenth pass); kept apart from
+patterns.py, which lists the rules, so that the building can be read on its own.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.privacy.base import (
+    BLOCK_SCALAR,
+    DOUBLE_QUOTED,
+    NOT_A_MARKER,
+    NOT_A_PEM_START,
+    WORD_VALUE,
+    first_char_alternatives,
+)
+
+__all__ = ["KEY_PREFIX", "QUOTED", "SEP", "SEP_EQ", "WIDE_VALUE", "in_query_or_odbc", "keyed", "valued"]
+
+
+# A value quoted with escaped quotes, inside a double-quoted shell or JSON string
+# (``sh -c "app --password=\\"a b\\""``): to the next ``\\"``.
+_ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
+# bash's ANSI-C quoting (``$'pa\\'ss word'``): to the closing quote that is not escaped.
+_ANSI_C_QUOTED = r"\$'(?:[^'\\]|\\[\s\S])*+'?"
+# A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
+# ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
+# have been truncated).
+QUOTED = rf"""{DOUBLE_QUOTED}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
+# A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
+# hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
+# The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
+# the end: Tetragon quotes an argument holding a space (``-H "X-Api-Key: x"``).
+# A redirection is no value either: ``psql --password <<EOF`` and ``mysql --password < <(echo X)``
+# prompt for the password, which the here-document or the substitution gives (here_docs.py).
+# A call or a tuple of arguments, one quoted among its first, is one value (Python's
+# ``auth=('user', 'password')``, ``auth = HTTPBasicAuth(user, 'password')``): to its ``)`` (or a cut
+# text's end), its arguments on one line or several, bounded, possessive.
+_CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
+WIDE_VALUE = (
+    rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
+)
+# The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
+# body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
+# it is written ``%26``).
+_QUERY_VALUE = rf"""(?:{QUOTED}|[^\s"'&#]+)"""
+# The value of a key right after ``;`` (an ODBC or ADO.NET connection string:
+# ``Server=db;Pwd=x;Database=y``): braced (``{a;b}``, ``}}`` is a ``}`` inside) or quoted,
+# else a run up to the next ``;`` or double quote. ODBC keeps ``&`` and spaces in a value,
+# so a space ends it only before ``;``, a quote, the next flag (`` -Q``) or the end of the
+# text. The whitespace is taken possessively: a field of spaces costs one scan, not one per space.
+_ODBC_VALUE = (
+    rf"""(?:\{{(?:[^}}]|\}}\}})*\}}?|{QUOTED}"""
+    r"""|[^\s;"'](?:[^\s;"]|\s++(?=[^\s;"-]))*)"""
+)
+# Between a key and its value: ``=``, ``:``, ``:=`` (make, Go; make's ``::=``, ``?=``, ``+=`` too),
+# Perl's and Ruby's `` => ``
+# (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
+# after the key's closing quote, escaped too; the ``:`` of ``:=`` or ``::=`` is no separator of
+# its own (read again, ``:= [REDACTED]`` would lose its ``=``).
+SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
+# The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
+# is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
+SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
+# What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
+# ``spring.datasource.``).
+KEY_PREFIX = r"[\w.-]*?"
+
+
+def in_query_or_odbc(keyword: str, sep: str) -> list[str]:
+    """A key ending in ``keyword`` right after ``?``/``&``/``#`` or ``;``, with the value of that context.
+
+    These alternatives start at the ``?``, ``&``, ``#`` or ``;`` before the key, so in the
+    one combined regex they match before the key's own alternative (which starts at the
+    credential word, further right) and the query's or ODBC string's value rule wins.
+    """
+    return [
+        rf"[?&#]{KEY_PREFIX}(?:{keyword}){sep}(?P<s>{_QUERY_VALUE})",
+        rf";[ \t]*{KEY_PREFIX}(?:{keyword}){sep}(?P<s>{_ODBC_VALUE})",
+    ]
+
+
+def keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], list[str]]:
+    """A key ending in one of ``keywords``, as (heads, alternatives with their own values).
+
+    ``[prefix]KEYWORD=value``, ``KEYWORD: value``, ``"KEYWORD": value`` or ``--[prefix]KEYWORD
+    value``: ``keywords`` (regex fragments) match case-insensitively and must end the key, which
+    may have any prefix (``db_password``, ``PGPASSWORD``). A keyword right after ``/`` is a key
+    only before ``=`` (``/run/password=x``); before ``:`` it is a path (``/etc/passwd:``). A value
+    runs to whitespace, unless the key follows ``?``, ``&`` or ``#`` (a URL query: it ends at
+    ``&``) or ``;`` (an ODBC string: it ends at ``;``): those alternatives, and an XML element's,
+    carry their own values. ``bare_space`` also accepts ``KEYWORD value`` without a dash, for keys
+    specific enough (``aws configure set aws_secret_access_key VALUE``).
+
+    The heads end where the wide value starts, and ``valued`` gives them one: ``(?:A|B)V`` finds
+    what ``AV|BV`` did, in the same order (once 90 copies of ``WIDE_VALUE``, half the whole set's
+    characters: tests/unit/test_privacy_shared_value.py). The other alternatives now come after the
+    heads, which changes no match: only an alternative whose first character is at a position can
+    match there, and theirs (``<``, ``?&#``, ``;``) are never a key's (a letter) or a flag's (``-``).
+    """
+    if not all(k[:1].isalpha() for k in keywords):  # the reordering above needs it
+        raise ValueError(f"a key word must start with a letter: {keywords}")
+    kw = "|".join(keywords)
+    flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-])"
+    sep = rf"(?:{SEP}|\s+(?=[^\s-]))" if bare_space else SEP
+    # In the keywords' order; which one of ``k``'s may start at a position depends only on the
+    # character there and the one before it (``/`` or not).
+    keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<!/@)"))
+    path_keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<=/@)"))
+    # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
+    xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
+    heads = [flag, rf"(?:{keys}){sep}", rf"(?:{path_keys}){SEP_EQ}"]
+    return heads, [xml, *in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
+
+
+def valued(heads: list[str], guard: str = "") -> str:
+    """The heads, then ``guard`` (a lookahead refusing a value) and the wide value, once (group ``s``)."""
+    return rf"(?:{'|'.join(heads)}){guard}(?P<s>{WIDE_VALUE})"
