@@ -66,3 +66,23 @@ def test_a_secret_split_across_two_traced_writes_keeps_the_second_half() -> None
     assert pf.filter_field(first) == "-----BEGIN RSA PRIVATE KEY-----[REDACTED]"
     assert pf.filter_field(last) == "[REDACTED]-----END RSA PRIVATE KEY-----\n"
     assert pf.filter_field("q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n") == "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n"
+
+
+def test_a_value_holding_a_backslash_escaped_blank_keeps_the_words_after_it() -> None:
+    # the key rules' value runs to whitespace; a blank escaped with a backslash (one shell word) is
+    # whitespace to them (patterns.py's value; session 42, left to that module's owner)
+    assert _filter("sh -c 'app --password=ab\\ KeptHalf-1'") == "sh -c 'app --password=[REDACTED] KeptHalf-1'"
+
+
+def test_a_short_flag_then_dash_dash_keeps_its_value() -> None:
+    # only a flag whose name ends in a credential word takes the word after "--" (shell_words.py);
+    # a short option's meaning is its program's (-p: a port, a password, a profile)
+    assert _filter("app -p -- KeptDash-3") == "app -p -- KeptDash-3"
+    assert _filter("app --password -- Gone-4") == "app --password -- [REDACTED]"
+
+
+def test_a_password_fed_to_sqlplus_in_a_here_document_is_kept() -> None:
+    # sqlplus is no here-document password reader: its documents are SQL (a logon without a
+    # password, then the password as the document's first line, keeps it)
+    doc = 'sh -c "sqlplus -s scott@db <<EOF\nKeptOra-2\nEOF"'
+    assert _filter(doc) == doc

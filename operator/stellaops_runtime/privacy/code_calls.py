@@ -79,8 +79,9 @@ _CALLS: dict[int, tuple[str, ...]] = {
         *("getConnection", "PlainAuth", "pymysql.connect", "MySQLdb.connect"),
         *("FTP", "FTP_TLS", "FTP.open", "FTP.new", "DBI->connect", "DBI->connect_cached"),
         *(".real_connect", "->real_connect"),
-        # Node's new Sequelize(database, username, password, options)
-        "Sequelize",
+        # Node's new Sequelize(database, username, password, options); PHP's odbc_connect,
+        # odbc_pconnect, db2_connect, db2_pconnect, ibase_connect (database, user, password)
+        *("Sequelize", "odbc_connect", "odbc_pconnect", "db2_connect", "db2_pconnect", "ibase_connect"),
     ),
     # PHP mysqli_real_connect(link, host, user, pass); Perl LWP ->credentials(netloc, realm, user,
     # pass); Python urllib's add_password(realm, uri, user, passwd).
