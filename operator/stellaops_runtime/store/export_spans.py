@@ -35,6 +35,7 @@ import time
 from typing import Any, TypeGuard
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.store.batches import never_dropped
 from stellaops_runtime.store.export_position import mark_unknown
 from stellaops_runtime.store.pending_buffer import dropped_gap, gap_of
 
@@ -47,6 +48,8 @@ PRUNE_NS = 31 * 86400 * 10**9  # past the spool's 30 days (store/ledger.py): no 
 
 Span = tuple[int, int, int, str]  # (ino, lo, hi, head: SHA-256 hex of the first 1024 bytes, or "")
 Stored = tuple[str, int, int, int, str]  # (agent, ino, lo, hi, head)
+# What to store of a batch (counts, windows), and its rows not stored: recounted, unverified (guard)
+Guarded = tuple[list[HotSymbolDelta], list[ObservationWindow], int, int]
 
 _T = {"postgresql": "signals.export_spans", "sqlite": "main.export_spans"}
 _P = {"postgresql": "%s", "sqlite": "?"}
@@ -200,29 +203,30 @@ def _unverified(batch_agent: str, position: dict[str, Any] | None, units: list[A
     return [(n, batch_agent) for n in sorted(nodes)[:MAX_SPANS]]
 
 
-def _as_gaps(
-    deltas: list[HotSymbolDelta], obs: list[ObservationWindow]
-) -> tuple[list[HotSymbolDelta], list[ObservationWindow]]:
+def _as_gaps(deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> Guarded:
     """A batch's rows as gaps over their windows: each count's window (store/pending_buffer.py
-    ``gap_of``), the gap rows it holds, and an unwatched-container mark's gap."""
+    ``gap_of``), the gap rows it holds, and an unwatched-container mark's gap; its facts (an
+    ``unprobed`` tail, a ``listed`` JAR: 0 calls, sent once, read for every period, which no gap
+    stands for: store/batches.py ``never_dropped``) are stored as they are, doubling nothing.
+    With 0 and the rows not stored (:func:`guard`'s unverified count; recounted: swap them)."""
     width = max((o.window_seconds for o in obs if o.window_seconds), default=86_400)
     gaps = [o for o in obs if o.has_gap]
     gaps += [g for o in obs if not o.has_gap and (g := dropped_gap(o, width)) is not None]
-    gaps += [gap_of(d, width) for d in deltas]
-    return [], gaps
+    facts = [d for d in deltas if never_dropped(d)]
+    gaps += [gap_of(d, width) for d in deltas if not never_dropped(d)]
+    return facts, gaps, 0, len(deltas) + len(obs) - len(facts)
 
 
-def _unlocked_gap(
-    agent: str, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]
-) -> tuple[list[HotSymbolDelta], list[ObservationWindow], int, int]:
+def _unlocked_gap(agent: str, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> Guarded:
     """A spooled batch of export counts replayed without the export lock, as gaps (:func:`guard`)."""
+    got = _as_gaps(deltas, obs)
     log.warning(
         "spooled batch of agent %s: replayed without the export lock, and an agent following the export "
         "file may be counting the same lines with none stored yet: its %d rows are not stored, their "
         "windows are a gap (never counted twice)",
-        agent, len(deltas) + len(obs),
+        agent, got[3],
     )  # fmt: skip
-    return *_as_gaps(deltas, obs), 0, len(deltas) + len(obs)
+    return got
 
 
 def guard(
@@ -235,7 +239,7 @@ def guard(
     known: bool = True,
     locked: bool = True,
     agent: str = "",
-) -> tuple[list[HotSymbolDelta], list[ObservationWindow], int, int]:
+) -> Guarded:
     """In the transaction storing ``deltas`` and ``obs`` (store/ledger.py): what to store, and how
     many rows are not stored because another agent's stored counts cover their lines (recounted),
     or may (unverified).
@@ -275,13 +279,14 @@ def guard(
         pairs = _unverified(agent, position, [*deltas, *obs])
         for node, whose in pairs:
             if (other := others_stored(conn, node, whose)) is not None:
+                got = _as_gaps(deltas, obs)
                 log.warning(
                     "spooled batch of agent %s: its lines of the export file cannot be checked (%s), and "
                     "agent %s of node %s stored counts of the export file: its %d rows are not stored, "
                     "their windows are a gap (never counted twice)",
-                    whose, why, other, node, len(deltas) + len(obs),
+                    whose, why, other, node, got[3],
                 )  # fmt: skip
-                return *_as_gaps(deltas, obs), 0, len(deltas) + len(obs)
+                return got
         if spans is None or owner is None:  # stored with no span: no resume past them (export_position.py)
             for node, whose in pairs:
                 mark_unknown(conn, node, whose)
@@ -289,12 +294,13 @@ def guard(
         return deltas, obs, 0, 0
     node, agent, _at = owner
     if spooled and (hit := overlapping(conn, node, agent, spans)):
+        kept, gaps, _, n = _as_gaps(deltas, obs)
         log.warning(
             "spooled batch of agent %s: another agent of node %s stored counts of the same bytes of the "
             "export file (agent %s, inode %d, bytes %d-%d): its %d rows are not stored, their windows are "
             "a gap (never counted twice)",
-            agent, node, *hit[0][:4], len(deltas) + len(obs),
+            agent, node, *hit[0][:4], n,
         )  # fmt: skip
-        return *_as_gaps(deltas, obs), len(deltas) + len(obs), 0
+        return kept, gaps, n, 0
     write_spans(conn, node, agent, spans)  # pruned PRUNE_NS after its last write, on the store's clock
     return deltas, obs, 0, 0
