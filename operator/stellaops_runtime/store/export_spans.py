@@ -16,6 +16,12 @@ fewer were read; agent/export_resume.py ``store_position``), the spool file keep
   when another agent's stored span of one of its files overlaps one of its own, some of its
   lines may be counted already, and its counts are not stored: its windows become gaps
   (store/ledger.py), a doubt said, never a count doubled;
+- a spooled batch that may hold counts of the file, replayed by an agent without the export
+  lock (no export source, or ``export_unguarded``), is stored as gaps whatever the store holds
+  (:func:`guard`): an agent holding the lock leaves no trace until its first stored flush, so
+  nothing read here can rule out that it counts the same lines; one replayed with the lock
+  whose lines cannot be checked (a spool before the spans) is weighed against the traces other
+  agents left (:func:`others_stored`); a batch turned into gaps keeps its 0-call facts;
 - an agent about to resume at a checkpoint reads them (:func:`read_spans`): another agent's
   span reaching past the checkpoint (a replayed spool's) means those lines are stored, and
   nothing is resumed (sources/export_store.py ``spans_past``).
