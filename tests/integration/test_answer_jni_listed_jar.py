@@ -78,13 +78,15 @@ def rpm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def stored_rows(root: Path, tmp: Path) -> list:  # type: ignore[type-arg]
+def stored_rows(root: Path, tmp: Path, probed: dict[tuple[str, str], str] | None = None) -> list:  # type: ignore[type-arg]
     """The two libraries' rows, seen loaded in the image and attributed as the agent does (through
-    a container's root), with what the attribution adds to them."""
+    a container's root; ``probed``: the files the PURL probes resolved), with what the attribution
+    adds to them."""
     proc = tmp / "proc"
     (proc / "100").mkdir(parents=True)
     os.symlink(root, proc / "100" / "root")
     att = HotSymbolAttribution(AttributionConfig(), proc_root=str(proc), node_name="node-1")
+    att.probed = probed or {}
     container = ContainerInfo(id="c100", image_digest=IMG)
     att.note(RuntimeCallEvent(kind=EventKind.EXEC, timestamp_ns=1, node_name="node-1",
                               process=ProcessInfo(pid=100), container=container))  # fmt: skip
@@ -127,6 +129,17 @@ def test_a_listed_jar_is_no_jvm(rpm_root: Path, tmp_path: Path) -> None:
     assert (code, doc["answer"]) == (1, "not_observed"), doc
     code, doc = cli(store, "query", "observed", "--image", IMG, "--function", "com.x.Wrap.init")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_a_library_the_purl_probes_resolved_still_tells_its_jar(rpm_root: Path, tmp_path: Path) -> None:
+    """A package probed by PURL (its library's purl given by the probes' resolution, no attribution
+    asked for it) noted no JAR: its Java methods, which no probe watches, were "not observed" as a
+    whole in a JVM image (review RRNO3). The JAR is now read for it as for any file; the row keeps
+    the probes' purl."""
+    purl = "pkg:rpm/stella-jniwrap@1.0-1?arch=noarch"
+    deltas = stored_rows(rpm_root, tmp_path, probed={(IMG, WRAP[1]): purl})
+    listed = [(d.key.module, d.purl) for d in deltas if d.key.evidence == EvidenceKind.LISTED]
+    assert listed == [(WRAP[2], purl)], listed
 
 
 def test_a_real_deb_listing_a_jar_names_it_and_the_rpm_one_too(rpm_root: Path, tmp_path: Path) -> None:

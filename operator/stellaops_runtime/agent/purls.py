@@ -26,7 +26,8 @@ the one every live container gives, and unknown when they disagree
   flush that knows it (``purl`` is kept from the first delta that has one);
 - a file whose package's database also lists a ``.jar`` (a JNI library's JAR) adds
   one 0-call ``listed`` row of that JAR to the drain (agent/listed_jars.py), once
-  per image and package;
+  per image and package; a file the PURL probes resolved too (its JAR read as
+  for any file, its purl the probes');
 - every file is opened confined to its root (canonical/rootopen.py): a
   container's symlink never leads to a host file, a FIFO or device is never
   read, and a file's build-id is read within the canonicalizer's byte budget.
@@ -160,6 +161,7 @@ class HotSymbolAttribution:
         if (known := self.probed.get((k.image_digest, k.module))) is not None:
             d.purl = known
             self.outcomes["attributed"] += 1
+            self._probed_jar(d, jars)
             return False
         if not k.module or k.module == KERNEL_MODULE or not k.module.startswith("/"):
             self.outcomes["skipped"] += 1
@@ -190,6 +192,22 @@ class HotSymbolAttribution:
             return through
         self.outcomes["unattributed"] += 1
         return False
+
+    def _probed_jar(self, d: HotSymbolDelta, jars: list[tuple[HotSymbolDelta, str]]) -> None:
+        """Note the JAR the package of a file the PURL probes resolved lists, read through the
+        image's processes as for any file (by file, cached per root; its purl stays the probes'):
+        a probed JNI library's package holds Java code no probe watches."""
+        per = self._pids.get(d.key.image_digest)
+        if not per:
+            return
+        from stellaops_runtime.attribution.agreement import attribute_in_roots
+
+        roots = [f"{self.proc_root}/{p}/root" for p, _ in reversed(per.values())]
+        att = attribute_in_roots(
+            self.attributor, image_digest=d.key.image_digest, roots=roots, path=d.key.module
+        )
+        if att.purl and att.jar and att.scope == "file":
+            jars.append((d, att.jar))
 
     def _prune_gone(self, images: set[str]) -> dict[str, list[Holder]]:
         """Forget the processes of ``images`` that are gone: once per drain and image, not per key
