@@ -43,9 +43,9 @@ observation-window row without a gap only removes evidence of watching, which
 can turn a "not observed" into "unknown", never the other way; one carrying the
 unwatched-container mark (``evidenced`` None, hotsymbols/day_calls.py) is the
 one that says a day was not watched, so it leaves a gap over its window too.
-An ``unprobed`` fact (agent/unprobed.py, 0 calls) is kept as a gap row is: it
-answers for every period and is sent once, so no gap over its window would
-stand for it (batches.never_dropped).
+An ``unprobed`` fact (agent/unprobed.py, 0 calls) or a ``listed`` JAR
+(agent/listed_jars.py) is kept as a gap row is: it answers for every period and
+is sent once, so no gap over its window would stand for it (batches.never_dropped).
 
 The caller (the agent loop) decides when to flush, using
 :meth:`next_retry_delay` after a failure.
@@ -237,7 +237,7 @@ class PendingWrites:
             excess -= 1 + self._count_drop(dropped)
 
     def _gap_rows(self) -> int:
-        """Live gap rows and ``unprobed`` facts (batches.never_dropped) in the buffer and the batches."""
+        """Live gap rows and facts (batches.never_dropped) in the buffer and the batches."""
         n = gap_rows(self._buf)
         for b in self._batches:
             n += sum(map(never_dropped, b.units))

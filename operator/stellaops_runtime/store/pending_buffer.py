@@ -5,8 +5,8 @@ row of its (key, window) or (image, node, window), adding its counts; :func:`fre
 buffer into batches of at most ``max_rows`` rows, oldest window first, that
 :class:`~stellaops_runtime.store.pending.PendingWrites` then writes exactly once each. When the
 bound is passed, the oldest droppable row goes first; a hot-symbol row, or a window row carrying the
-unwatched-container mark, leaves a gap (:func:`dropped_gap`). An ``unprobed`` fact is never
-dropped, as a gap row (store/batches.py ``never_dropped``): it is held apart (``Window.facts``).
+unwatched-container mark, leaves a gap (:func:`dropped_gap`). An ``unprobed`` or ``listed`` fact
+is never dropped, as a gap row (store/batches.py ``never_dropped``): it is held apart (``Window.facts``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Window:
     observations: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)  # (image, node)
     # (image, node) -> the window's restate row, written after its row (store/marks.py)
     restates: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)
-    facts: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)  # ``unprobed``: never dropped
+    facts: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)  # never_dropped facts
 
     def __len__(self) -> int:
         return len(self.deltas) + len(self.observations) + len(self.restates) + len(self.facts)
@@ -76,7 +76,7 @@ def freeze(buf: Buffer, max_rows: int) -> Iterator[list[Unit | None]]:
 
 
 def gap_rows(buf: Buffer) -> int:
-    """The buffer's gap rows and ``unprobed`` facts (never dropped, not counted against the bound)."""
+    """The buffer's gap rows and facts (never dropped, not counted against the bound)."""
     return sum(o.has_gap for w in buf.values() for o in w.observations.values()) + sum(
         len(w.facts) for w in buf.values()
     )
