@@ -77,9 +77,12 @@ def test_a_404_is_a_kind_not_served_only_when_it_names_no_object(
     seen = admin.create(for_create(_tp(["connect"])))
     admin.delete(TETRAGON_API_VERSION, TETRAGON_POLICY_KIND, "stellaops-notfound")
     kubeconfig = control_plane.write_kubeconfig(tmp_path / "kubeconfig", token=None)
-    answers, outcome = asyncio.run(_run(kubeconfig, seen))
-    assert answers == [(True, True), (True, False), (True, False)]
-    assert outcome == "created"
-    live = admin.get(TETRAGON_API_VERSION, TETRAGON_POLICY_KIND, "stellaops-notfound")
-    assert live is not None and live["metadata"]["uid"] != seen["metadata"]["uid"]
-    assert "execve" in str(live["spec"])
+    try:
+        answers, outcome = asyncio.run(_run(kubeconfig, seen))
+        assert answers == [(True, True), (True, False), (True, False)]
+        assert outcome == "created"
+        live = admin.get(TETRAGON_API_VERSION, TETRAGON_POLICY_KIND, "stellaops-notfound")
+        assert live is not None and live["metadata"]["uid"] != seen["metadata"]["uid"]
+        assert "execve" in str(live["spec"])
+    finally:  # a TracingPolicy of no policy left behind fails test_operator_on_real_apiserver's GC test
+        admin.delete(TETRAGON_API_VERSION, TETRAGON_POLICY_KIND, "stellaops-notfound")

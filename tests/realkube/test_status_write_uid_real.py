@@ -60,3 +60,4 @@ def test_a_policy_replaced_since_it_was_read_never_gets_the_dead_policys_status(
     live = admin.get(API_VERSION, POLICY_KIND, "web", NS)
     assert live["metadata"]["uid"] == new["metadata"]["uid"]
     assert not live.get("status"), f"the dead policy's status on the new one: {live.get('status')}"
+    admin.delete(API_VERSION, POLICY_KIND, "web", NS)  # no policy left for a later test's operator
