@@ -4,9 +4,10 @@ A policy's reconcile deletes the Tetragon objects it no longer renders, each wit
 operator last saw as a precondition (``preconditions.uid``), so an object someone else made under
 that name in between is never deleted. When the object was deleted and made again as it was
 (a backup restore, a GitOps re-create of our own object) before kopf indexed the new one, the API
-server refuses that delete (409, "Precondition failed: UID in precondition"), and the refusal was
-read as "replaced by another object": the policy went Degraded with reason ``NotOwned`` and a
-Warning Event although every object named is ours, until the index caught up. ``delete_owned``
+server refuses that delete (409, "the UID in the precondition (...) does not match the UID in
+record (...)"), and the refusal was read as "replaced by another object": the policy went Degraded
+with reason ``NotOwned`` and a Warning Event although every object named is ours, until the index
+caught up. ``delete_owned``
 now reads the live object on that refusal and decides on it, once, as ``apply`` does: gone is
 done, ours is deleted under its own uid, another's is refused as not ours and left alone.
 """

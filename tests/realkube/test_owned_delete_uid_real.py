@@ -1,9 +1,10 @@
 """An owned object to delete, replaced since it was read, on the real API server (v1.20).
 
 tests/integration/test_owned_delete_uid.py runs a policy's reconcile on kmock, whose answer to a
-delete naming another uid (409 Conflict, "Precondition failed: UID in precondition") is the one
-checked here: the real ``delete_owned`` of a Tetragon object deleted and made again under its name
-since it was read deletes it when the new one is ours, and refuses (nothing deleted) when it is not.
+delete naming another uid (409 Conflict, "the UID in the precondition (...) does not match the UID
+in record (...)") is the one checked here: the real ``delete_owned`` of a Tetragon object deleted
+and made again under its name since it was read deletes it when the new one is ours, and refuses
+(nothing deleted) when it is not.
 """
 
 from __future__ import annotations
