@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 # Loaded neither by the entry path nor by building the agent with these configs. (Later, or
 # with other settings, some do load where they are used: cryptography with witness.enabled,
@@ -90,7 +91,8 @@ YAML = ("yaml",)
 SHUTIL = ("shutil", "bz2", "lzma")
 # SQLite's driver and library (~0.9 MB): imported where a SQLite store opens (store/dbconn.py); a
 # node's agent writes to PostgreSQL, and errors are classified by the drivers loaded (store/errors.py).
-# Package attribution imports it with the first event (attribution/osdb.py reads rpm's database).
+# Package attribution imports it only to read an image's rpm database (attribution/osdb.py):
+# test_package_attribution_loads_sqlite_only_for_an_rpm_database.
 SQLITE = ("sqlite3", "_sqlite3")
 # The native probes' pod selection, built by the pipeline only where native probes run.
 NATIVE_ONLY = (
@@ -275,3 +277,56 @@ def test_a_serving_agent_has_no_aiohttp() -> None:
     # /metrics itself, so neither the library's exposition module nor what it imports is loaded.
     assert "prometheus_client.metrics_core" in modules
     assert sorted(m for m in PROMETHEUS_EXPOSITION if m in modules) == []
+
+
+def _attribute_first_event(proc: Path, module: str) -> tuple[str, bool]:
+    """(the PURL a fresh agent process's package attribution gives ``module`` of the container whose
+    root is ``proc``/100/root, at its first event; whether SQLite's driver is loaded after)."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from stellaops_runtime.agent.purls import HotSymbolAttribution
+        from stellaops_runtime.contracts.config import AttributionConfig
+        from stellaops_runtime.contracts.events import ContainerInfo, EventKind, ProcessInfo, RuntimeCallEvent
+        from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+
+        att = HotSymbolAttribution(AttributionConfig(), proc_root={str(proc)!r}, node_name="n")
+        container = ContainerInfo(id="c100", image_digest="sha256:" + "d" * 64)
+        att.note(RuntimeCallEvent(kind=EventKind.EXEC, timestamp_ns=1, node_name="n",
+                                  process=ProcessInfo(pid=100), container=container))
+        d = HotSymbolDelta(HotSymbolKey(container.image_digest, {module!r}, "", EvidenceKind.LOADED),
+                           0, 1, 1, 1, node_name="n")
+        att.fill([d])
+        print(json.dumps([d.purl, any(m in sys.modules for m in {SQLITE!r})]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    purl, loaded = json.loads(out.stdout.splitlines()[-1])
+    return purl, loaded
+
+
+def test_package_attribution_loads_sqlite_only_for_an_rpm_database(tmp_path: Path) -> None:
+    """RX3 (s42): attribution/osdb.py imported sqlite3 with package attribution, at the first event,
+    so a node's agent on PostgreSQL held SQLite's ~0.9 MB from then on even where no image has an
+    rpm database. Now only reading an rpm database imports it. Seen failing before the change."""
+    lib = "/usr/lib/x86_64-linux-gnu/libstella.so.1"
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(
+        "Package: libstella1\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n\n"
+    )
+    (root / "var/lib/dpkg/info/libstella1:amd64.list").write_text(f"{lib}\n")
+    (root / lib.lstrip("/")).parent.mkdir(parents=True)
+    (root / lib.lstrip("/")).write_bytes(b"\x7fELF")
+    (tmp_path / "proc/100").mkdir(parents=True)
+    (tmp_path / "proc/100/root").symlink_to(root)
+    purl, loaded = _attribute_first_event(tmp_path / "proc", lib)
+    assert purl.startswith("pkg:deb/") and "libstella1@1.0-1" in purl, purl
+    assert not loaded, "SQLite's driver loaded by package attribution of an image with no rpm database"
+    (root / "var/lib/dpkg/status").unlink()  # an image of rpm's: its database is read (refused here)
+    (root / "var/lib/rpm").mkdir(parents=True)
+    (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"not a database")
+    purl, loaded = _attribute_first_event(tmp_path / "proc", lib)
+    assert (purl, loaded) == ("", True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -290,6 +289,8 @@ def build_rpm(fs: RootFS, osr: OsRelease) -> BuildResult:
         if other is not None:
             result.fatal = f"rpm: {other} is a BerkeleyDB/NDB rpmdb; only the sqlite backend is read"
         return result
+    import sqlite3  # only here: an agent on PostgreSQL keeps SQLite's ~0.9 MB out where no image has one
+
     pkgs: list[Package] = []
     entries: list[tuple[str, int]] = []
     arches: list[tuple[str, str | None]] = []  # (name, arch) of every package, for the native arch
@@ -351,6 +352,8 @@ def _rpm_rows(fs: RootFS, db_path: str, tmp: str) -> Iterator[tuple[object, obje
     """Every (hnum, blob) row, one at a time. The database (and its WAL, if any) is copied out of
     the root first, in chunks: sqlite opens by path, and a path into a container's root is not one
     we trust to stay put."""
+    import sqlite3  # loaded by build_rpm already
+
     local = os.path.join(tmp, "rpmdb.sqlite")
     _copy_out(fs, db_path, local)
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):

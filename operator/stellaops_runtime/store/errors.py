@@ -7,7 +7,8 @@ path. SQLAlchemy's, sqlite3's and psycopg's exception classes are consulted only
 when that library is already loaded (an error cannot come from a library nobody
 imported; nor while another thread is still importing it, see :func:`loaded_classes`): a
 node's agent on PostgreSQL does not import sqlite3, nor map SQLite's library (~0.9 MB of its
-idle memory, issue 13), until its first event (package attribution's attribution/osdb.py).
+idle memory, issue 13), unless package attribution reads an image's rpm database
+(attribution/osdb.py imports it only then).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def loaded_classes(module: str, *names: str) -> tuple[type[BaseException], ...]:
     """``module``'s exception classes ``names``, or none while it is not loaded (nothing it defines
     can have been raised), nor while another thread is still importing it: ``sys.modules`` holds a
     module from the start of its import, before its classes exist (a PostgreSQL agent imports
-    sqlite3 on the pipeline thread with its first event, for attribution/osdb.py, while a store
-    write may fail and be classified on its own thread)."""
+    sqlite3 on the pipeline thread when attribution/osdb.py first reads an rpm database, while a
+    store write may fail and be classified on its own thread)."""
     found = sys.modules.get(module)
     classes = tuple(getattr(found, name, None) for name in names)
     if found is None or not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
