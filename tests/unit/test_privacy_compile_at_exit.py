@@ -75,9 +75,11 @@ AGENT_LOG_SCRIPT = textwrap.dedent(
 def test_a_secret_logged_at_interpreter_shutdown_is_not_shown() -> None:
     """The agent's log filter at shutdown: the exit does not hang and no secret reaches the log.
 
-    At that stage Python refuses imports, and the privacy rules fail on the traceback: the filter
-    fails closed (the traceback is replaced by a note naming the failure, log_filter.py); the
-    message, masked by contracts/redact, is kept. Before the fix the process hung here.
+    The message is masked by contracts/redact and the traceback by the privacy rules. At that stage
+    Python refuses imports, and ``re``'s ``sub`` with a string template imports ``re`` to expand it,
+    so the rules failed on every traceback and the filter failed closed: the traceback was always
+    "(traceback not shown: the privacy rules failed on it: ImportError)" (review RST2 of session
+    41; privacy/redactor.py now replaces with functions). Before 09464b9 the process hung here.
     """
     try:
         r = subprocess.run([sys.executable, "-c", AGENT_LOG_SCRIPT], capture_output=True, text=True,
@@ -86,5 +88,8 @@ def test_a_secret_logged_at_interpreter_shutdown_is_not_shown() -> None:
         raise AssertionError("the process hung at its exit (a thread started at shutdown)") from None
     assert (r.returncode, r.stdout) == (0, "logged at shutdown\n"), r.stderr
     assert "Task exception was never retrieved: postgresql://u:***@db/x" in r.stderr, r.stderr
+    assert "not shown" not in r.stderr, r.stderr
+    # the traceback, through the privacy rules (ghp_ is theirs; contracts/redact masks the password too)
+    assert "in __del__\nRuntimeError: login --password=*** ghp_[REDACTED]\n" in r.stderr, r.stderr
     for secret in ("hunter2SECRET", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "pw0SECRET"):
         assert secret not in r.stderr, r.stderr
