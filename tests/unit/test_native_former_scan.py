@@ -95,6 +95,9 @@ class _Map:
     def items(self) -> list[tuple[Any, Any]]:  # the map of calls in flight: none
         return []
 
+    def iteritems(self) -> Any:  # ... read a key at a time (native/loader.py oldest_in_flight)
+        return iter(())
+
     def open_ring_buffer(self, cb: Any) -> None:
         pass
 
