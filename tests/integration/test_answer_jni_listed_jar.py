@@ -30,6 +30,8 @@ from stellaops_runtime.attribution.attributor import Attributor
 from stellaops_runtime.contracts.config import AttributionConfig
 from stellaops_runtime.contracts.events import ContainerInfo, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.engine import open_store
 from tests import attribution_roots as roots
 from tests.integration.test_answer_interpreted import filled, row
 from tests.integration.test_answer_jni_package import JVM, observed
@@ -170,3 +172,25 @@ def test_a_real_deb_listing_a_jar_names_it_and_the_rpm_one_too(rpm_root: Path, t
     assert (got.purl or "").startswith("pkg:deb/debian/zlib1g@") and got.jar is None
     got = att.attribute_file(image_digest="sha256:" + "a2" * 32, root=str(rpm_root), path=WRAP[1])
     assert got.jar == WRAP[2]
+
+
+def test_a_listed_jar_the_store_refused_still_forbids_a_no(url: str) -> None:
+    """A ``listed`` row the database refuses (its JAR path not UTF-8 as the agent decodes it, as an
+    image's maker may write it; quarantined_rows) is the only record that the package holds Java
+    code: the ``refused`` doubt skipped it for its 0 calls (an ``unprobed`` fact counted since
+    6bf2b9d), so ``query functions --purl`` of the package said not_observed (exit 1) in an image
+    running a JVM. Seen failing before the fix."""
+    purl = "pkg:rpm/stella-jniwrap@1.0-1?arch=noarch"
+    jar = row("/usr/lib/java/stella-wrap\udcff.jar", "", EvidenceKind.LISTED, purl)
+    jar.invocation_count = 0  # a fact: no call (agent/listed_jars.py)
+    plain = row(PLAIN[1], "", EvidenceKind.LOADED, "pkg:rpm/stella-plain@1.0-1?arch=noarch")
+    store = filled(url, plain, row(JVM[0], "", EvidenceKind.LOADED, JVM[1], bid="cd" * 20))
+    with open_store(store) as s:
+        done = s.write_batch(Batch("node-1/agent", 1, [row(WRAP[1], "", EvidenceKind.LOADED, purl), jar]))
+        assert done.quarantined == 1, done
+    code, doc = cli(store, "query", "functions", "--image", IMG, "--purl", "pkg:rpm/stella-jniwrap")
+    assert (code, doc["answer"]) == (3, "unknown") and "stella-wrap" in str(doc["refused"]), doc
+    code, doc = cli(store, "query", "functions", "--image", IMG, "--purl", "pkg:rpm/stella-plain")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # another package: not its JAR
+    code, doc = observed(store, "pkg:rpm/stella-jniwrap", "wrap_init")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # a C function of the library keeps its answer

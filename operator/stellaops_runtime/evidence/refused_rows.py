@@ -54,9 +54,10 @@ def _may_be(
     d: dict[str, Any], function: FunctionQuery | None, purl: Callable[[str], bool] | None, loose: bool
 ) -> bool:
     """Whether a refused row may hold calls of the function (of the package asked about: ``purl``
-    says whether a stored purl is it); any function's, when ``function`` is None. An ``unprobed``
-    fact (0 calls: the function was probed in part, evidence/probed_in_part.py) may be, of no
-    package too."""
+    says whether a stored purl is it); any function's, when ``function`` is None. A fact (0 calls): an
+    ``unprobed`` tail (the function was probed in part, evidence/probed_in_part.py) may be, of no
+    package too; a ``listed`` JAR (function "", the package may hold Java code) may be of a question
+    about the whole package."""
     if d.get("evidence") in FILE_EVIDENCE:
         return False
     fact = _is_fact(d)
@@ -75,9 +76,14 @@ def _may_be(
     return function.matches_name(name)
 
 
+# The 0-call rows the answers read as facts: an ``unprobed`` tail (agent/unprobed.py), a ``listed``
+# JAR (agent/listed_jars.py: the package holds Java code, evidence/interpreted.py's jni_files).
+_FACTS = frozenset({EvidenceKind.UNPROBED.value, EvidenceKind.LISTED.value})
+
+
 def _is_fact(d: dict[str, Any]) -> bool:
-    """An ``unprobed`` fact (agent/unprobed.py): it holds for any period, whenever it was sent."""
-    return d.get("evidence") == EvidenceKind.UNPROBED.value
+    """A fact (:data:`_FACTS`): it holds for any period, whenever it was sent."""
+    return d.get("evidence") in _FACTS
 
 
 def _row(d: dict[str, Any], image: str) -> SymbolRow:
