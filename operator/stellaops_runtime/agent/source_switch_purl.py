@@ -88,7 +88,10 @@ class ProbeReloads:
             containers = running(records)
             self._selection_policies = self._read_selection_policies()
             selects = self._purl_selects(records)
-            wiring = await asyncio.to_thread(wire, self._purl_functions, containers, base, selects=selects)
+            debug = self.bcc.debug_files if self.bcc is not None else True  # symbols.debugFiles: tails too
+            wiring = await asyncio.to_thread(
+                wire, self._purl_functions, containers, base, selects=selects, debug_files=debug
+            )
             self._note_probed(wiring, {r.container_id: r.image_digest for r in records})
             base = wiring.config
             n = sum(len(f.symbols) for f in self._purl_functions)

@@ -46,6 +46,7 @@ from stellaops_runtime.canonical.elflayout import ElfError, file_build_id, read_
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, UprobeTarget
+from stellaops_runtime.native.purl_debug_tails import debug_tails
 from stellaops_runtime.native.purl_files import PackageLookupError, package_files
 from stellaops_runtime.store.name_spellings import clone_of, entry_clone_of
 
@@ -223,11 +224,19 @@ def _open_files(fs: RootFS, paths: Sequence[str]) -> tuple[list[tuple[str, int, 
 
 
 def resolve(
-    pid: int, purl: str, symbols: Sequence[str], *, container: str = "", proc_root: str = "/proc"
+    pid: int,
+    purl: str,
+    symbols: Sequence[str],
+    *,
+    container: str = "",
+    proc_root: str = "/proc",
+    debug_files: bool = True,
 ) -> tuple[list[FunctionReport], dict[FileKey, int]]:
     """Reports for each symbol of ``purl`` in the root of ``pid``, and an open fd per file found.
 
-    The caller owns the descriptors (``PurlProbePlan`` closes them).
+    The caller owns the descriptors (``PurlProbePlan`` closes them). ``debug_files``: a stripped
+    file's split tails are read from its separate debug file (native/purl_debug_tails.py; the
+    agent's ``symbols.debugFiles``).
     """
     root = os.path.join(proc_root, str(pid), "root")
 
@@ -254,6 +263,8 @@ def resolve(
         try:
             found, clones = function_offsets(fd, symbols, tails)
             elf_files += 1
+            if debug_files and not tails:  # stripped of its local symbols? then its debug file's tails
+                tails = debug_tails(fd, root, path, symbols, function_offsets)
         except ElfError:  # not ELF, damaged, or over the parse budget: not a function's file
             found, clones, tails = {}, {}, {}
         except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
@@ -296,14 +307,17 @@ class PurlProbePlan:
     after loading, ``mark`` turns RESOLVED into ATTACHED or ATTACH_FAILED.
     """
 
-    def __init__(self, *, proc_root: str = "/proc") -> None:
+    def __init__(self, *, proc_root: str = "/proc", debug_files: bool = True) -> None:
         self.proc_root = proc_root
+        self.debug_files = debug_files  # a stripped file's tails from its debug file (resolve)
         self.reports: list[FunctionReport] = []
         self._fds: dict[FileKey, int] = {}
         self._targets: dict[tuple[FileKey, str], UprobeTarget] = {}
 
     def add(self, container: str, pid: int, purl: str, symbols: Sequence[str]) -> list[FunctionReport]:
-        reports, fds = resolve(pid, purl, symbols, container=container, proc_root=self.proc_root)
+        reports, fds = resolve(
+            pid, purl, symbols, container=container, proc_root=self.proc_root, debug_files=self.debug_files
+        )
         for key, fd in fds.items():
             if key in self._fds:
                 os.close(fd)  # the same file as another container's: already probed once

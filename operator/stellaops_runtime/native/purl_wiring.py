@@ -195,10 +195,12 @@ def wire(
     *,
     proc_root: str = "/proc",
     selects: Selects | None = None,
+    debug_files: bool = True,
 ) -> PurlWiring:
     """Resolve every function in every container (with ``selects``: in those of the pods its policy
-    selects); ``config`` is ``base`` plus their uprobe targets."""
-    plan = pt.PurlProbePlan(proc_root=proc_root)
+    selects); ``config`` is ``base`` plus their uprobe targets. ``debug_files``: a stripped file's
+    split tails are read from its separate debug file (the agent's ``symbols.debugFiles``)."""
+    plan = pt.PurlProbePlan(proc_root=proc_root, debug_files=debug_files)
     reports: dict[tuple[str, str, str], list[pt.FunctionReport]] = {}
     selection = selection_of(functions, containers, selects)
     chosen = dict(selection) if selection is not None else None
