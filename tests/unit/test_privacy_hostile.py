@@ -451,3 +451,37 @@ def test_a_cut_field_loses_a_secret_in_its_middle_and_stores_nothing_past_the_cu
     out = pf.filter_field(split)
     assert out == split[:4096] + TRUNCATION_MARKER.format(n=len(split) - 4096)
     assert "S3cret" not in out and out.endswith("--passwo" + TRUNCATION_MARKER.format(n=len(split) - 4096))
+
+
+def test_a_run_of_backslashes_in_a_code_calls_arguments_is_one_scan_not_one_per_backslash() -> None:
+    # A listed call's argument skipped a backslash only after looking whether the rest of its run
+    # ended in a quote (code_calls.py), so ``PDO(`` + backslashes read the run once per backslash:
+    # 64 KiB held the interpreter's lock for 7 s, 1 MiB (maxArgumentBytes allows it; an environment
+    # value is not cut at all) for half an hour (RP3 review of 0045569). Run where a hang cannot
+    # stop the test run; the call after the run still loses its password.
+    code = (
+        "from stellaops_runtime.contracts.config import PrivacyConfig\n"
+        "from stellaops_runtime.privacy import PrivacyFilter\n"
+        "pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))\n"
+        "run = 'php -r PDO(' + '\\\\' * 1000000\n"
+        "out = pf.filter_field(run + \" x.login('u', 'S3cr')\")\n"
+        "assert out == run + \" x.login('u', [REDACTED])\", out[-40:]\n"
+        "run = \"x.login('u', \\\\\\\"\" + '\\\\' * 1000000\n"  # a literal in escaped quotes, cut
+        "assert pf.redact_text(run) == \"x.login('u', [REDACTED]\"\n"
+    )
+    _runs_apart(code, timeout=60)
+
+
+def test_a_run_of_backslashes_in_a_quoted_credential_header_is_one_scan_not_one_per_backslash() -> None:
+    # The rest of a quoted credential header (redactor.py, 8bbfed7) skipped a backslash only after
+    # looking whether the rest of its run closed the quote, so ``-H "X-Api-Key: abc`` + backslashes
+    # read the run once per backslash: 64 KiB held the interpreter's lock for 3.5 s, 1 MiB for
+    # minutes (RP3 review). Run where a hang cannot stop the test run; the value still goes whole.
+    code = (
+        "from stellaops_runtime.contracts.config import PrivacyConfig\n"
+        "from stellaops_runtime.privacy import PrivacyFilter\n"
+        "pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))\n"
+        "out = pf.filter_field('curl -H \"X-Api-Key: abc d' + '\\\\' * 1000000 + 'x')\n"
+        "assert out == 'curl -H \"X-Api-Key: [REDACTED]', out[-40:]\n"
+    )
+    _runs_apart(code, timeout=60)

@@ -29,10 +29,11 @@ __all__ = ["code_call_spans"]
 
 # A string literal: '…' and "…" with backslash escapes, "…" with its quotes escaped by one or more
 # backslashes (code inside a shell string: ``\"pw\"``, ``\\\"pw\\\"``), Perl's q{…}, q(…), q[…].
+# (A run of backslashes is read whole, once: not once per backslash, which was quadratic.)
 _LITERAL = (
     r"'(?:[^'\\\n]|\\[^\n])*+'"
     r'|"(?:[^"\\\n]|\\[^\n])*+"'
-    r'|\\++"(?:[^"\\\n]|\\(?!\\*+")[^\n])*+\\++"'
+    r'|\\++"(?:[^"\\\n]|\\++(?!"))*+\\++"'
     r"|qq?+(?:\{[^{}\n]*+\}|\([^()\n]*+\)|\[[^\[\]\n]*+\])"
 )
 # The password literal: the same, or one the field's end cut (to that end).
@@ -40,12 +41,12 @@ _LITERAL = (
 _SECRET = (
     r"[rRbBuUfF]{0,2}+(?:'(?:[^'\\\n]|\\[^\n])*+(?:'|\Z)"
     r'|"(?:[^"\\\n]|\\[^\n])*+(?:"|\Z)'
-    r'|\\++"(?:[^"\\\n]|\\(?!\\*+")[^\n])*+(?:\\++"|\Z))'
+    r'|\\++"(?:[^"\\\n]|\\++(?!"))*+(?:\\++"|\Z))'
     r"|(?:qq?+|%[qQ]?+)(?:\{[^{}\n]*+(?:\}|\Z)|\([^()\n]*+(?:\)|\Z)|\[[^\[\]\n]*+(?:\]|\Z))"
 )
 # One argument skipped: literals, one level of a nested call, any other character but a comma or
 # what ends a statement (``;``, a line break).
-_ARG = rf"""(?:{_LITERAL}|\((?:{_LITERAL}|[^()'"\n])*+\)|[^,;()'"\\\n]++|\\(?!\\*+["']))*+"""
+_ARG = rf"""(?:{_LITERAL}|\((?:{_LITERAL}|[^()'"\n])*+\)|[^,;()'"\\\n]++|\\++(?!["']))*+"""
 # The call's opening: a parenthesis, or (Ruby) blanks before a quoted first argument.
 _OPEN = r"""(?:\s*+\(|[ \t]++(?=\\*+["']))\s*+"""
 _COMMA = r"\s*+,\s*+"
