@@ -277,19 +277,35 @@ def unit_from_json(d: dict[str, Any]) -> Unit:
     raise ValueError(f"unknown row type {kind!r}")
 
 
+def is_fact(u: Unit | None) -> bool:
+    """A fact row (:data:`_FACTS`: an ``unprobed`` tail, a ``listed`` JAR), 0 calls the answers read."""
+    return isinstance(u, HotSymbolDelta) and u.key.evidence in _FACTS
+
+
 def batch_to_json(b: Batch) -> dict[str, Any]:
+    """The batch's JSON form. A fact row goes under ``facts`` as ``[index, row]``, a tombstone in
+    its place in ``units``: an agent of before the facts (995bd72, a DaemonSet rolled back) skips
+    the key and replays the batch's other rows, where its ``EvidenceKind`` refused the fact's kind
+    and lost the whole batch (tests/unit/test_spool_rollback_facts.py); the indices, which the
+    ledger's parts name, stay."""
     out: dict[str, Any] = {
         "agent_id": b.agent_id,
         "seq": b.seq,
-        "units": [None if u is None else unit_to_json(u) for u in b.units],
+        "units": [None if u is None or is_fact(u) else unit_to_json(u) for u in b.units],
     }
+    if facts := [[i, unit_to_json(u)] for i, u in enumerate(b.units) if u is not None and is_fact(u)]:
+        out["facts"] = facts
     if b.export_known:  # its spans are checked at the replay (store/export_spans.py); null: no export counts
         out["export_position"] = b.export_position
     return out
 
 
 def batch_from_json(d: dict[str, Any]) -> Batch:
+    """The inverse of :func:`batch_to_json` (facts inside ``units`` too: a file of the agent before
+    they moved); raises ValueError/KeyError/TypeError on a bad record."""
     units = [None if u is None else unit_from_json(u) for u in d["units"]]
+    for i, u in spooled_facts(d):
+        units[i] = u
     agent_id, seq = d["agent_id"], d["seq"]
     if not isinstance(agent_id, str) or not agent_id or not isinstance(seq, int):
         raise ValueError("a batch needs a non-empty agent_id and an integer seq")
@@ -302,6 +318,28 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
         export_position=position if isinstance(position, dict) else None,
         export_known="export_position" in d and (position is None or isinstance(position, dict)),
     )
+
+
+def spooled_facts(d: dict[str, Any]) -> list[tuple[int, Unit]]:
+    """The fact rows of a batch's JSON form (``facts``), each with its tombstone's index in ``units``.
+    Raises ValueError (or KeyError/TypeError) when one is no fact, or its index no tombstone of them."""
+    facts, units = d.get("facts", []), d["units"]
+    if not isinstance(facts, list) or not isinstance(units, list):
+        raise ValueError("a batch's facts and units are lists")
+    got: list[tuple[int, Unit]] = []
+    for entry in facts:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or type(entry[0]) is not int
+            or not isinstance(entry[1], dict)
+        ):
+            raise ValueError("a fact is [index, row]")
+        i, u = entry[0], unit_from_json(entry[1])
+        if not 0 <= i < len(units) or units[i] is not None or any(i == j for j, _ in got) or not is_fact(u):
+            raise ValueError(f"a fact's index {i} is no tombstone of the batch, or its row no fact")
+        got.append((i, u))
+    return got
 
 
 def never_dropped(u: Unit | None) -> bool:
