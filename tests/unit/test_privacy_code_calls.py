@@ -44,3 +44,31 @@ def test_a_hostile_run_of_openings_is_read_once_and_fails_closed() -> None:
     out = _filter(text)
     # every quote-opened word after the bound is gone; nothing of the run survives past it
     assert out.count("basic_auth") < MAX_NESTED_CALLS + 4
+
+
+def test_a_password_literal_in_a_single_quoted_shell_script_goes_whole() -> None:
+    # sh -c '…' writes the code's own single quotes as '\'' (or '"'"'): the literal 'pw' is
+    # '\''pw'\'' there, and only its opening '\'' went, the password after it stayed (RP3 review).
+    for q in ("'\\''", "'\"'\"'"):
+        text = f"sh -c 'php -r \"new PDO(\\$d, {q}root{q}, {q}PdoShQ-7k2{q});\"'"
+        assert _filter(text) == f"sh -c 'php -r \"new PDO(\\$d, {q}root{q}, [REDACTED]);\"'", q
+    cut = PrivacyFilter(PrivacyConfig(max_argument_bytes=64))
+    text = (
+        "sh -c 'python3 -c \"ftplib.FTP('\\''h'\\'', '\\''u'\\'', '\\''FtpShCutPassword-4x4x4x4x4x4x'\\'')\"'"
+    )
+    assert "FtpShCut" not in cut.filter_field(text)
+
+
+def test_go_raw_strings_js_template_literals_and_triple_quotes_are_password_literals() -> None:
+    # Go's `…` (smtp.PlainAuth), JavaScript's template literal (new Sequelize), Python's '''…''' and
+    # C#'s @"…" / $"…" (NetworkCredential): the literal kept its password (RP3 review).
+    cases = {
+        'smtp.PlainAuth("", "u", `GoRaw-5t1`, host)': 'smtp.PlainAuth("", "u", [REDACTED], host)',
+        "new Sequelize('db', 'u', `JsTpl-8c3`, {})": "new Sequelize('db', 'u', [REDACTED], {})",
+        "ftplib.FTP('h', 'u', '''PyTriple-2m6''')": "ftplib.FTP('h', 'u', [REDACTED])",
+        'FTP("h", "u", """PyTriple-9d4""")': 'FTP("h", "u", [REDACTED])',
+        'new NetworkCredential("u", @"CsVerb-3q8")': 'new NetworkCredential("u", [REDACTED])',
+        'new NetworkCredential("u", $"CsInterp-6w1")': 'new NetworkCredential("u", [REDACTED])',
+    }
+    for text, want in cases.items():
+        assert _filter(text) == want, text

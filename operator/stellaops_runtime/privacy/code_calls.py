@@ -36,10 +36,19 @@ _LITERAL = (
     r'|\\++"(?:[^"\\\n]|\\++(?!"))*+\\++"'
     r"|qq?+(?:\{[^{}\n]*+\}|\([^()\n]*+\)|\[[^\[\]\n]*+\])"
 )
+# A single quote of the code inside a single-quoted shell script (``sh -c '…'``): '\'' or '"'"'.
+_SH_QUOTE = r"""'(?:\\'|"'")'"""
 # The password literal: the same, or one the field's end cut (to that end).
-# (Python's r'', b'', f'', u'' prefixes; Ruby's %q(…), %Q{…}, %(…) too)
+# (Python's r'', b'', f'', u'' prefixes; Ruby's %q(…), %Q{…}, %(…) too; C#'s @"…" and $"…"; in a
+# single-quoted shell script, quoted with _SH_QUOTE; Python's triple quotes; Go's raw `…` and
+# JavaScript's template literal)
 _SECRET = (
-    r"[rRbBuUfF]{0,2}+(?:'(?:[^'\\\n]|\\[^\n])*+(?:'|\Z)"
+    r"[rRbBuUfF@$]{0,2}+(?:"
+    rf"{_SH_QUOTE}[^'\n]*+(?:{_SH_QUOTE}|\Z)"
+    r"|'''(?:[^'\\]|\\[\s\S]|'(?!''))*+(?:'''|\Z)"
+    r'|"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|\Z)'
+    r"|`[^`]*+(?:`|\Z)"
+    r"|'(?:[^'\\\n]|\\[^\n])*+(?:'|\Z)"
     r'|"(?:[^"\\\n]|\\[^\n])*+(?:"|\Z)'
     r'|\\++"(?:[^"\\\n]|\\++(?!"))*+(?:\\++"|\Z))'
     r"|(?:qq?+|%[qQ]?+)(?:\{[^{}\n]*+(?:\}|\Z)|\([^()\n]*+(?:\)|\Z)|\[[^\[\]\n]*+(?:\]|\Z))"

@@ -99,13 +99,14 @@ _SINGLE_QUOTED_REST = re.compile(
 # (values run to whitespace); the rest of the header, to its closing quote, goes with it. The
 # header's name ends in a credential word (key_words.py), so another header's words stay. A run of
 # backslashes is read whole, once (not once per backslash: linear), and is part of the value unless
-# it closes the quote.
+# it closes the quote. Single quotes: also ANSI-C ``$'…'`` and a single-quoted ``sh -c`` script's
+# ``'\''…'\''`` and ``'"'"'…'"'"'``.
 _HEADER_NAME = rf"[\w-]{{0,64}}?{CREDENTIAL_WORD}:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
 _QUOTED_HEADER_REST = re.compile(
     rf"""(?<![^\s=])(?P<q>\\*+")(?P<first>{_HEADER_NAME})[ \t](?:[^"\\\n]|\\++(?!"))*+(?P<end>(?P=q)|\Z)"""
 )
 _SINGLE_QUOTED_HEADER_REST = re.compile(
-    rf"""(?<![^\s=])'(?P<first>{_HEADER_NAME})[ \t][^'\n]*+(?P<end>'|\Z)"""
+    rf"""(?:(?<![^\s="$])|(?<='\\'))'(?P<first>{_HEADER_NAME})[ \t][^'\n]*+(?P<end>'|\Z)"""
 )
 
 

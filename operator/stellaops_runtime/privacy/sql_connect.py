@@ -9,7 +9,8 @@ keep the password off the command line is to give it inside the script instead:
 sqlplus /nolog``; that line is past the command's end, and it was stored in clear.
 
 In a text that names an Oracle client (``sqlplus``, ``rman``, ``dgmgrl``, SQLcl's ``sqlcl``),
-every ``CONNECT`` (or ``CONN``, any case) followed by ``user/password`` loses the password, quoted
+every ``CONNECT`` (or ``CONN``, any case; starting a word, or after a written ``\\n``, ``\\r``,
+``\\t``: ``printf 'set echo off\\nconnect …'``) followed by ``user/password`` loses the password, quoted
 with its quotes (``"a b"``, ``\\"a b\\"`` in a ``sh -c`` script), or up to ``@``, a blank, ``;`` or a
 quote. ``connect / as sysdba`` and ``connect scott@db`` (prompted) hold none.
 """
@@ -21,22 +22,25 @@ import re
 __all__ = ["sql_connect_spans"]
 
 _CONNECT = re.compile(
-    r"""[cC](?<![\w$-][cC])(?i:onn(?:ect)?)[ \t]++[A-Za-z0-9_$#."']++/"""
+    r"""[cC](?:(?<![\w$-][cC])|(?<=\\[nrt][cC]))(?i:onn(?:ect)?)[ \t]++[A-Za-z0-9_$#."']++/"""
     r"""(?P<s>\\"(?:[^"\\\n]|\\(?!")[^\n])*+(?:\\"|\Z)|"[^"\n]*+(?:"|\Z)|[^\s@/;'"\\]++)"""
     r"""(?=[@\s;'"\\]|\Z)"""
 )
 _CLIENTS = ("sqlplus", "rman", "dgmgrl", "sqlcl")
 # Go's MySQL driver DSN ``user:password@tcp(host:port)/db`` (``unix(…)`` too; github.com/go-sql-driver
 # /mysql): no scheme, so the URL rule (connection_string) does not read it. The password (up to 128
-# characters, no ``@``: each start reads a bounded stretch) runs to the ``@`` before the protocol; the
-# user starts a word.
-_GO_DSN = re.compile(r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)(?P<s>[^\s'"@]{1,128}+)@(?:tcp|unix)\(""")
+# characters: each start reads a bounded stretch; an ``@`` in it too, as the driver reads the last
+# one) runs to the ``@`` before the protocol (``tcp``, ``tcp6``, ``unix``) or before the ``/`` of a DSN
+# naming none (``user:password@/db``); the user starts a word.
+_GO_DSN = re.compile(
+    r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)(?P<s>[^\s'"]{1,128}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
+)
 
 
 def sql_connect_spans(text: str) -> list[tuple[int, int, str]]:
     """Spans of each CONNECT password in a text naming an Oracle client, and of Go MySQL DSNs'."""
     out: list[tuple[int, int, str]] = []
-    if "@tcp(" in text or "@unix(" in text:
+    if "@tcp" in text or "@unix(" in text or "@/" in text:
         out.extend((*m.span("s"), "password") for m in _GO_DSN.finditer(text))
     low = text.lower()
     if "conn" in low and any(c in low for c in _CLIENTS):

@@ -1,0 +1,56 @@
+"""Secrets of this session's rules written with other shell quoting (RP3 review, session 42).
+
+The corpus holds each rule's plain forms; these pin the spellings a shell script gives them: a
+header in ``'\\''…'\\''`` (a single-quoted ``sh -c`` script) or ANSI-C ``$'…'`` quotes, SQL*Plus's
+``CONNECT`` after a written ``\\n`` (``printf``, ``echo -e``), and Go MySQL DSNs whose password holds
+an ``@`` or that name no protocol (``user:password@/db``).
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import PrivacyFilter
+
+
+def _filter(text: str, tool: str = "") -> str:
+    return PrivacyFilter(PrivacyConfig()).filter_field(text, tool=tool)
+
+
+def test_a_credential_header_in_a_single_quoted_script_or_ansi_c_quotes_goes_whole() -> None:
+    text = "sh -c 'curl -H '\\''X-Api-Key: HdrShQ-1 b2'\\'' https://h'"
+    assert _filter(text) == "sh -c 'curl -H '\\''X-Api-Key: [REDACTED]'\\'' https://h'"
+    text = "sh -c 'curl -H '\"'\"'X-Api-Key: HdrShQ-3 d4'\"'\"' https://h'"
+    assert _filter(text) == "sh -c 'curl -H '\"'\"'X-Api-Key: [REDACTED]'\"'\"' https://h'"
+    assert _filter("-H $'X-Api-Key: HdrAnsi-5 f6' https://h", tool="curl") == (
+        "-H $'X-Api-Key: [REDACTED]' https://h"
+    )
+    # another header's words stay
+    assert _filter("sh -c 'curl -H '\\''Accept: a b'\\'' https://h'") == (
+        "sh -c 'curl -H '\\''Accept: a b'\\'' https://h'"
+    )
+
+
+def test_a_sqlplus_connect_after_a_written_line_break_loses_its_password() -> None:
+    for text in (
+        "printf 'whenever sqlerror exit\\nconnect scott/SqlNl-7g8@db\\n' | sqlplus -s /nolog",
+        'sh -c "echo -e \\"set pages 0\\\\nCONN scott/SqlNl-7g8\\" | sqlplus -s /nolog"',
+        "printf 'set echo off\\r\\n\\tconn scott/SqlNl-7g8@db' | sqlplus -s /nolog",
+    ):
+        out = _filter(text)
+        assert "SqlNl-7g8" not in out, text
+        assert "scott/[REDACTED]" in out, text
+    # a word ending in "conn" is no CONNECT: reconn, \\nreconnect
+    text = "printf 'x\\nreconnect scott/kept@db' | sqlplus -s /nolog"
+    assert _filter(text) == text
+
+
+def test_a_go_mysql_dsn_with_an_at_sign_in_its_password_or_no_protocol_loses_it() -> None:
+    assert _filter("app --dsn u:GoAt@pw-9h0@tcp(db:3306)/app") == "app --dsn u:[REDACTED]@tcp(db:3306)/app"
+    assert _filter("app --dsn u:GoNoProto-2j3@/app") == "app --dsn u:[REDACTED]@/app"
+    assert (
+        _filter("app --dsn u:GoTcp6-4k5@tcp6([::1]:3306)/app")
+        == "app --dsn u:[REDACTED]@tcp6([::1]:3306)/app"
+    )
+    # a URL's user:password is the connection_string rule's; a path after "@/" with no user:pw stays
+    for kept in ("npm run build --prefix @/web", "scp a:b/c d@/tmp", "docker pull reg/app:1.2@sha256:ab12"):
+        assert _filter(kept) == kept, kept
