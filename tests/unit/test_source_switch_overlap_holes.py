@@ -58,7 +58,9 @@ def test_a_purl_target_counts_only_its_own_containers_calls(monkeypatch: pytest.
     """Two images with their own libx at the same in-container path: the probes had only the first's
     file (the second container started after the load). Its calls are Tetragon's alone."""
 
-    def resolve(pid: int, purl: str, symbols: Any, *, container: str, proc_root: str) -> Any:
+    def resolve(
+        pid: int, purl: str, symbols: Any, *, container: str, proc_root: str, debug_files: bool
+    ) -> Any:
         f = pt.FunctionFile(LIB, f"/proc/{pid}/root{LIB}", 16, (pid // 10, 1, 2, 3))  # 7, 8: one file
         return [pt.FunctionReport(container, pid, purl, "f", pt.RESOLVED, files=[f])], {f.key: -1}
 
