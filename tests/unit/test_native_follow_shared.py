@@ -76,7 +76,7 @@ def test_the_plan_records_every_container_sharing_a_file(
     key = (7, 100, 5, 6)
     calls = iter([1, 2, 2, 3])
 
-    def resolve(pid, purl, symbols, *, container, proc_root):  # type: ignore[no-untyped-def]
+    def resolve(pid, purl, symbols, *, container, proc_root, debug_files):  # type: ignore[no-untyped-def]
         fd = os.open(tmp_path, os.O_RDONLY)
         f = pt.FunctionFile(LIB, f"{proc_root}/{pid}/root{LIB}", 0x10, key)
         return [pt.FunctionReport(container, pid, purl, "f", pt.RESOLVED, files=[f])], {key: fd}
