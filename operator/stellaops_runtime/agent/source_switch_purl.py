@@ -80,6 +80,13 @@ class ProbeReloads:
         The previous ``purl`` wiring is closed: call it only once the probes using it have stopped.
         """
         base = self._probe_config()
+        debug = self.bcc.debug_files if self.bcc is not None else True  # symbols.debugFiles: tails too
+        host: dict[tuple[str, str, str], tuple[str, str]] = {}
+        if base.uprobes:  # binaryPath functions, the agent's own uprobes: their tails in the node's files
+            from stellaops_runtime.native.host_tails import host_tails
+
+            node = self.pipeline.node_name
+            host = await asyncio.to_thread(host_tails, base.uprobes, node_name=node, debug_files=debug)
         wiring = None
         if self._purl_functions:
             from stellaops_runtime.native.purl_wiring import running, wire
@@ -88,17 +95,18 @@ class ProbeReloads:
             containers = running(records)
             self._selection_policies = self._read_selection_policies()
             selects = self._purl_selects(records)
-            debug = self.bcc.debug_files if self.bcc is not None else True  # symbols.debugFiles: tails too
             wiring = await asyncio.to_thread(
                 wire, self._purl_functions, containers, base, selects=selects, debug_files=debug
             )
-            self._note_probed(wiring, {r.container_id: r.image_digest for r in records})
+            self._note_probed(wiring, {r.container_id: r.image_digest for r in records}, host)
             base = wiring.config
             n = sum(len(f.symbols) for f in self._purl_functions)
             log.info(
                 "%d function(s) named by purl in %d running container(s): %d uprobe target(s)",
                 n, len(containers), len(wiring.plan.targets()),
             )  # fmt: skip
+        else:
+            self.pipeline.unprobed.current = host  # agent/unprobed.py: swapped whole
         self._set_wiring(wiring)
         if (sel := self.pipeline.native_selection) is not None:
             sel.purl_owners = wiring.owners() if wiring is not None else None  # swapped whole
@@ -181,13 +189,16 @@ class ProbeReloads:
         if wiring is None:  # else the last entries stay until the new probes' load says otherwise
             self.stats.purl_functions, self.stats.purl_functions_omitted = [], 0
 
-    def _note_probed(self, wiring: PurlWiring, digests: dict[str, str]) -> None:
-        """Tell package attribution the PURL of each probed file, kept after its container stops."""
+    def _note_probed(
+        self, wiring: PurlWiring, digests: dict[str, str], host: dict[tuple[str, str, str], tuple[str, str]]
+    ) -> None:
+        """Tell package attribution the PURL of each probed file, kept after its container stops; and the
+        pipeline the tails left unprobed, the PURL functions' and ``host``'s (native/host_tails.py)."""
         att = self.pipeline.attribution
         if att is not None:
             known = {**att.probed, **wiring.probed(digests)}
             att.probed = known if len(known) <= MAX_PROBED_FILES else wiring.probed(digests)  # swapped whole
-        self.pipeline.unprobed.current = wiring.unprobed(digests)  # tails left unprobed: agent/unprobed.py
+        self.pipeline.unprobed.current = {**host, **wiring.unprobed(digests)}  # agent/unprobed.py
 
     def _mark_purl(self, b: NativeProbeSource) -> None:
         """After each load (or failed load) of the probes: which PURL functions are attached."""
