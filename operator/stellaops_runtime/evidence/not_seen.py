@@ -27,22 +27,35 @@ def package_not_seen(
     conn: sa.Connection, *, image: str, purl: PurlQuery | None, prefix: str | None = None
 ) -> Doubt | None:
     """A package (or a prefix) no stored row of ``image`` is of: a mistyped purl, a package not in
-    the image, one whose files were never attributed. The store knows nothing of it: no "no"."""
+    the image, one whose files were never attributed. The store knows nothing of it: no "no". Nor
+    when only fact rows are of it (store/queries.py FACT_EVIDENCE): a file of it in the image, never
+    seen loaded."""
     others: list[str] = []
+    facts: list[str] = []  # stored purls of it with fact rows only: its files in the image, none seen loaded
     if purl is not None:
-        if queries.matching_purls(conn, image=image, purl=purl):
+        if queries.matching_purls(conn, image=image, purl=purl, facts=False):
             return None
+        facts = queries.matching_purls(conn, image=image, purl=purl)
         what = f"the package {purl.text}"
         q = purl.purl
         if q.version or q.qualifiers or q.subpath:  # another version (an epoch), another arch...
             name = PurlQuery(purl.text, PackageURL(q.type, q.namespace, q.name))
             others = queries.matching_purls(conn, image=image, purl=name)
     elif prefix is not None:
-        if queries.prefixed_purls(conn, image=image, prefix=prefix):
+        if queries.prefixed_purls(conn, image=image, prefix=prefix, facts=False):
             return None
+        facts = queries.prefixed_purls(conn, image=image, prefix=prefix)
         what = f"no package starting {prefix}"
     else:
         return None
+    if facts:
+        why = (
+            f"{what} was never seen loaded in the image: only facts of it are stored (a split tail its "
+            "probes left unprobed, a JAR its database lists: its files are in the image; no file of it "
+            f"was seen mapped, no function of it seen), of {listed(set(facts), 'purls')}, so nothing is "
+            "known of its code"
+        )
+        return Doubt(PACKAGE_NOT_SEEN, why, ())
     why = (
         f"{what} was never seen loaded in the image (no stored row of it: a mistyped package URL, a "
         "package not in the image, or one whose files were never attributed), so nothing is known of it"

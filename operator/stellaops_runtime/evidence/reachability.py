@@ -26,7 +26,7 @@ The RTS factor (weight 0.25), the seed's table with its boundaries pinned:
   0.50, as those days may hold calls of the function;
 - 0.50: watched, no calls, 30 days or fewer;
 - 0.50: no posture that can see calls;
-- 0.50: the package was never seen loaded in the image (no row of it: a mistyped purl, a
+- 0.50: the package was never seen loaded in the image (no row of it, or facts only: a mistyped purl, a
   package not in the image): the store knows nothing of it, so no "Likely unused".
 
 Days come from the recorded observation windows (UTC days with a window at
@@ -66,7 +66,7 @@ class Facts:
     max_calls_in_a_day: int  # the most calls in one UTC day (per evidence kind, the largest)
     watched_days: int  # distinct gap-free UTC days at a posture that can see calls
     days_without_calls: int  # of those, the days with no call of the function
-    package_loaded: bool  # any row of the package in the image (a file mapped, a function seen)
+    package_loaded: bool  # a row of the package in the image (a file mapped, a function seen; no fact row)
     exploit_path: bool = False  # the claim records a confirmed vulnerable flow
     unnamed_calls: int = 0  # times the package's code was on a stack under no name (store/unnamed.py)
     doubts: tuple[str, ...] = ()  # calls that may be the function's, in words (evidence/doubts.py)

@@ -237,7 +237,9 @@ def observe(
         max_calls_in_a_day=max([*per_day.values(), *(n for _, _, n in spans)], default=0),
         watched_days=len(watched),
         days_without_calls=len(watched - called),
-        package_loaded=bool(purls),
+        # a row of its code (a file mapped, a function seen), never a fact's (a tail, a listed JAR)
+        package_loaded=bool(purls)
+        and bool(queries.matching_purls(conn, image=image, purl=purl, facts=False)),
         exploit_path=exploit_path,
         unnamed_calls=sum(u.calls for u in nameless),
         doubts=tuple(d.why for d in found),

@@ -134,7 +134,7 @@ def decide(
         return Decision(vuln, AFFECTED, f"vulnerable code observed running: {calls}{tail}", fs)
     if any(not t.functions for t in vuln.targets):
         return Decision(vuln, UNDER_INVESTIGATION, f"no vulnerable function named for a package{tail}", fs)
-    not_loaded = sorted({f.purl for f in fs if not f.obs.purls})
+    not_loaded = sorted({f.purl for f in fs if not f.obs.facts.package_loaded})  # a fact row is no load
     if not_loaded:
         why = f"package never seen loaded in the image: {', '.join(not_loaded)}"
         return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)

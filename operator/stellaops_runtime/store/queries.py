@@ -37,6 +37,9 @@ from stellaops_runtime.store.watched_sql import has_posture_columns as has_postu
 
 # Evidence about files (an exec'd binary, a mapped library), not functions.
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
+# Rows of no call the answers read as facts: an ``unprobed`` tail (agent/unprobed.py), a ``listed``
+# JAR (agent/listed_jars.py). No observation: never a sign that the package's code was loaded.
+FACT_EVIDENCE = (EvidenceKind.UNPROBED.value, EvidenceKind.LISTED.value)
 # A function row of no calls (another tool's spool or export; the agent writes none but its
 # ``unprobed`` facts: agent/unprobed.py) observed nothing.
 _CALLED = hot_symbols.c.invocation_count > 0
@@ -102,18 +105,22 @@ def snapshot(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")  # sqlite3 opens none for reads; the connection's end closes it
 
 
-def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery) -> list[str]:
-    """The distinct stored purls of ``image`` that are the package ``purl`` asks for."""
+def _purls(image: str, facts: bool) -> sa.Select[Any]:
     c = hot_symbols.c
     stmt = sa.select(c.purl).where(c.image_digest == image, c.purl != "").distinct()
-    return sorted(p for (p,) in conn.execute(stmt) if purl.matches(p))
+    return stmt if facts else stmt.where(c.evidence_kind.not_in(FACT_EVIDENCE))
 
 
-def prefixed_purls(conn: sa.Connection, *, image: str, prefix: str) -> list[str]:
-    """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive)."""
-    c = hot_symbols.c
-    stmt = sa.select(c.purl).where(c.image_digest == image, c.purl != "").distinct()
-    return sorted(p for (p,) in conn.execute(stmt) if p.startswith(prefix))
+def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery, facts: bool = True) -> list[str]:
+    """The distinct stored purls of ``image`` that are the package ``purl`` asks for (of rows of
+    code only, not of :data:`FACT_EVIDENCE`, unless ``facts``: the package seen loaded)."""
+    return sorted(p for (p,) in conn.execute(_purls(image, facts)) if purl.matches(p))
+
+
+def prefixed_purls(conn: sa.Connection, *, image: str, prefix: str, facts: bool = True) -> list[str]:
+    """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive; ``facts``
+    as for :func:`matching_purls`)."""
+    return sorted(p for (p,) in conn.execute(_purls(image, facts)) if p.startswith(prefix))
 
 
 def _purl_filter(conn: sa.Connection, *, image: str, purl: str | PurlQuery) -> sa.ColumnElement[bool] | None:
@@ -369,7 +376,7 @@ def symbol_counts(conn: sa.Connection) -> dict[str, SymbolCounts]:
     observation and is not counted: an image of facts only reads watched, or known by its gaps
     (cli/query_images.py), never "observed"."""
     c = hot_symbols.c
-    facts = (EvidenceKind.UNPROBED.value, EvidenceKind.LISTED.value)
+    facts = FACT_EVIDENCE
     is_function = sa.case((c.evidence_kind.in_(FILE_EVIDENCE), 0), else_=1)
     stmt = sa.select(c.image_digest, sa.func.count(), sa.func.sum(is_function))
     stmt = stmt.where(c.evidence_kind.not_in(facts)).group_by(c.image_digest)
