@@ -68,12 +68,6 @@ def test_a_secret_split_across_two_traced_writes_keeps_the_second_half() -> None
     assert pf.filter_field("q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n") == "q0Ht7vXkPm2ZsL9rTgYw4BnCjE6aUoR1\n"
 
 
-def test_a_value_holding_a_backslash_escaped_blank_keeps_the_words_after_it() -> None:
-    # the key rules' value runs to whitespace; a blank escaped with a backslash (one shell word) is
-    # whitespace to them (patterns.py's value; session 42, left to that module's owner)
-    assert _filter("sh -c 'app --password=ab\\ KeptHalf-1'") == "sh -c 'app --password=[REDACTED] KeptHalf-1'"
-
-
 def test_a_short_flag_then_dash_dash_keeps_its_value() -> None:
     # only a flag whose name ends in a credential word takes the word after "--" (shell_words.py);
     # a short option's meaning is its program's (-p: a port, a password, a profile)

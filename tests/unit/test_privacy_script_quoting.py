@@ -54,3 +54,17 @@ def test_a_go_mysql_dsn_with_an_at_sign_in_its_password_or_no_protocol_loses_it(
     # a URL's user:password is the connection_string rule's; a path after "@/" with no user:pw stays
     for kept in ("npm run build --prefix @/web", "scp a:b/c d@/tmp", "docker pull reg/app:1.2@sha256:ab12"):
         assert _filter(kept) == kept, kept
+
+
+def test_a_value_holding_a_backslash_escaped_blank_goes_whole() -> None:
+    # one shell word: the key rules' value ran to the escaped blank and kept the words after it
+    # (P3's request, once docs/privacy.md's Known limits); key_rules.WIDE_VALUE
+    assert _filter("sh -c 'app --password=ab\\ EscHalf-1'") == "sh -c 'app --password=[REDACTED]'"
+    assert _filter("DB_PASSWORD=ab\\ cd\\\tEscHalf-2 app") == "DB_PASSWORD=[REDACTED] app"
+    # escaped for a shell inside a double-quoted one: \\ then the blank
+    assert _filter('sh -c "app --token=ab\\\\ EscHalf-3 -v"') == 'sh -c "app --token=[REDACTED] -v"'
+    # the next word after a plain blank, and a line continued with a backslash, stay
+    assert _filter("app --password=ab next") == "app --password=[REDACTED] next"
+    assert _filter("app --password=ab \\\n  --verbose") == "app --password=[REDACTED] \\\n  --verbose"
+    # a header written as one word, its value after an escaped blank
+    assert _filter("curl -H X-Api-Key:\\ EscHdr-5\\ b https://h") == "curl -H X-Api-Key:[REDACTED] https://h"

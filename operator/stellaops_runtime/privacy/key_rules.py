@@ -17,7 +17,6 @@ from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
     NOT_A_MARKER,
     NOT_A_PEM_START,
-    WORD_VALUE,
     first_char_alternatives,
 )
 
@@ -43,8 +42,13 @@ QUOTED = rf"""{DOUBLE_QUOTED}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}
 # ``auth=('user', 'password')``, ``auth = HTTPBasicAuth(user, 'password')``): to its ``)`` (or a cut
 # text's end), its arguments on one line or several, bounded, possessive.
 _CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
+# The unquoted run (base.WORD_VALUE) goes on over a blank escaped with a backslash (one shell word:
+# ``--password=ab\ cd``; ``ab\\ cd`` in a shell string inside another); a backslash at a line's end
+# (a continued command line) is no such blank; the value may start with one (``-H X-Api-Key:\ a\ b``).
+# One backslash per step: a run of them is read once.
+_WORD_VALUE = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|[^\s"']|["'](?=\S))*"""
 WIDE_VALUE = (
-    rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{WORD_VALUE})"""
+    rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
