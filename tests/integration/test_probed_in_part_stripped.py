@@ -13,6 +13,7 @@ reads none. The answer's side is tests/integration/test_probed_in_part.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -179,9 +180,20 @@ def test_no_debug_file_a_wrong_one_or_debug_files_off_give_no_tail(tmp_path: Pat
     linked.write_bytes(linked.read_bytes() + b"\0")
     assert _facts(proc)[1] == {}
     # no debug file at all: nothing is known of its tails (docs/native-probes.md, Known limits)
-    proc, _ = _stripped_root(tmp_path / "d", "")
+    proc, bid = _stripped_root(tmp_path / "d", "")
     reports, facts = _facts(proc)
     assert facts == {} and reports["split_fn"].status == pt.RESOLVED
+    # hostile places: a FIFO (never opened to block the load) and a symlink out of the container's
+    # root (followed inside it) at the build-id path
+    at = Path(proc, "1/root/usr/lib/debug/.build-id", bid[:2], f"{bid[2:]}.debug")
+    at.parent.mkdir(parents=True)
+    os.mkfifo(at)
+    assert _facts(proc)[1] == {}
+    at.unlink()
+    outside = tmp_path / "d" / "libz.so.1.debug"  # this very build's debug file, outside the root
+    at.symlink_to(outside)  # an absolute path: looked up inside the root, where it is not
+    assert outside.is_file()
+    assert _facts(proc)[1] == {}
 
 
 @needs_binutils
