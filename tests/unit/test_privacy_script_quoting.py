@@ -68,3 +68,16 @@ def test_a_value_holding_a_backslash_escaped_blank_goes_whole() -> None:
     assert _filter("app --password=ab \\\n  --verbose") == "app --password=[REDACTED] \\\n  --verbose"
     # a header written as one word, its value after an escaped blank
     assert _filter("curl -H X-Api-Key:\\ EscHdr-5\\ b https://h") == "curl -H X-Api-Key:[REDACTED] https://h"
+
+
+def test_an_argument_as_tetragon_wraps_it_quotes_inside_unescaped_loses_its_password() -> None:
+    # Tetragon wraps an argument holding a space in double quotes and escapes nothing inside
+    # (pkg/process ArgsDecoder: " \"" + arg + "\""): sqlplus 'scott/"a b"@db' arrives as
+    # "scott/"a b"@db", a sh -c script with its own double quotes likewise
+    assert _filter('-s "scott/"TetraOra-1 b"@db" @x.sql', tool="sqlplus") == '-s "scott/[REDACTED]@db" @x.sql'
+    assert _filter('-c "curl -H "X-Api-Key: TetraHdr-2 d" https://h"', tool="sh") == (
+        '-c "curl -H "X-Api-Key: [REDACTED]" https://h"'
+    )
+    assert _filter("-c \"php -r \"new PDO($d, 'root', 'TetraPdo-3 f');\"\"", tool="sh") == (
+        '-c "php -r "new PDO($d, \'root\', [REDACTED]);""'
+    )
