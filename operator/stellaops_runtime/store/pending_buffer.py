@@ -115,33 +115,27 @@ def dropped_gap(u: Unit, window_seconds: int) -> ObservationWindow | None:
         return gap_of(u, window_seconds)
     if u.evidenced is not Posture.NONE:
         return None
-    start, window_ns = u.window_start_ns, (u.window_seconds or window_seconds) * 1_000_000_000
-    return ObservationWindow(
-        u.image_digest,
-        u.node_name,
-        start,
-        0,
-        None,
-        u.window_seconds or window_seconds,
-        "",
-        max(1, start),
-        start + window_ns,
-    )
+    seconds = u.window_seconds or window_seconds
+    start, first, end = _gap_span(u.window_start_ns, seconds)
+    return ObservationWindow(u.image_digest, u.node_name, start, 0, None, seconds, "", first, end)
+
+
+_MAX_NS = 2**63 - 1  # the largest time the store holds (a BIGINT of nanoseconds)
+
+
+def _gap_span(start: int, window_seconds: int) -> tuple[int, int, int]:
+    """(window start, gap start, gap end) of the gap over the window at ``start``, within what the
+    store holds: a window a hostile spool line puts before 1970 (or past 2**63) is taken where the
+    store's time begins (ends), so its gap is one (before, its end fell before its start: no gap,
+    and a frozen batch's ``put_gap`` refused it; tests/integration/test_gap_hostile_window.py)."""
+    window_ns = max(1, window_seconds) * 1_000_000_000
+    at = min(max(start, 0), _MAX_NS - window_ns)
+    return at, max(1, at), at + window_ns
 
 
 def gap_of(d: HotSymbolDelta, window_seconds: int) -> ObservationWindow:
     """A dropped row's image, node and window lose evidence: a gap over the whole window."""
-    window_ns = window_seconds * 1_000_000_000
+    start, first, end = _gap_span(d.window_start_ns, window_seconds)
     return ObservationWindow(
-        d.key.image_digest,
-        d.node_name,
-        d.window_start_ns,
-        0,
-        None,
-        window_seconds,
-        "",
-        max(1, d.window_start_ns),
-        d.window_start_ns + window_ns,
-        0,
-        d.invocation_count,
+        d.key.image_digest, d.node_name, start, 0, None, window_seconds, "", first, end, 0, d.invocation_count
     )
