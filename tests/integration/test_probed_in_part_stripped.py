@@ -5,7 +5,7 @@ is a local symbol, never in ``.dynsym``, so the resolution saw no tail in the li
 stored no fact, and an answer about a function whose calls ran through its tail said "not
 observed". The tails are now read from the library's debug file, found by the canonicalizer's
 search (a GNU build-id path, a ``.gnu_debuglink`` name with its CRC-32; canonical/debugfiles.py)
-under the node's roots and the container's (native/purl_debug_tails.py). A candidate that is not
+under the node's roots and the container's (native/purl_debug.py). A candidate that is not
 the library's (another build-id, a wrong CRC) is never read, and ``symbols.debugFiles: false``
 reads none. The answer's side is tests/integration/test_probed_in_part.py.
 """
@@ -26,11 +26,12 @@ from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.agent.unprobed import UnprobedTails
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
-from stellaops_runtime.native import purl_debug_tails
+from stellaops_runtime.native import purl_debug
 from stellaops_runtime.native import purl_targets as pt
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.policy_config import PurlFunction
 from stellaops_runtime.native.purl_wiring import wire
+from stellaops_runtime.native.symaddr import find_address, where_of
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from tests.cli_run import cli_json
@@ -130,9 +131,7 @@ def test_a_stripped_library_s_tails_come_from_its_debug_file(
     reports, facts = _facts(proc)
     assert reports["split_fn"].status == pt.RESOLVED  # probed at its .dynsym entry, as before
     assert reports["only_fn"].status == pt.NOT_IN_PACKAGE  # nothing to probe: its head is inlined
-    # a known limit (docs/native-probes.md): the function itself is looked for in the file's own
-    # tables only, so a static function of a stripped library is not probed, its debug file or not
-    assert reports["static_fn"].status == pt.NOT_IN_PACKAGE and not reports["static_fn"].unprobed
+    assert reports["static_fn"].status == pt.RESOLVED and not reports["static_fn"].unprobed  # below
     assert reports["split_fn"].unprobed == [pt.UnprobedTail(LIB, "split_fn.part.0", bid)]
     assert reports["only_fn"].unprobed == [pt.UnprobedTail(LIB, "only_fn.part.0", bid)]
     installed = reports["split_fn"].packages[0]
@@ -204,7 +203,7 @@ def test_a_debug_file_s_table_is_read_once_for_every_container_and_load(
     what it holds is remembered by its SHA-256: the next resolution (another container of the
     image, the next load of the probes) reads the library's own tables only."""
     proc, _ = _stripped_root(tmp_path, "build_id")
-    monkeypatch.setattr(purl_debug_tails._finder, "clock", lambda: time.time_ns() + 3600 * S)  # an old file
+    monkeypatch.setattr(purl_debug._finder, "clock", lambda: time.time_ns() + 3600 * S)  # an old file
     read: list[int] = []
     real = pt.function_offsets
 
@@ -253,3 +252,32 @@ def test_the_switch_hands_symbols_debug_files_to_the_resolution(monkeypatch: pyt
 
         asyncio.run(configure())
     assert seen == [False, True]
+
+
+@needs_binutils
+@pytest.mark.parametrize("debug", ["build_id", "debuglink"])
+def test_a_function_only_the_debug_file_names_is_probed(tmp_path: Path, debug: str) -> None:
+    """A static function of a stripped library (``static_fn``, in no ``.dynsym``) is probed by name,
+    and the loader's own lookup finds its address in the debug file (native/symaddr.py: one under
+    the container's root only where the library's own .eh_frame_hdr shows a function start). Seen
+    failing before the fix: not_in_package, nothing probed."""
+    proc, _bid = _stripped_root(tmp_path, debug)
+    with (tmp_path / "libz.so.1.debug").open("rb") as f:  # where the unstripped build has it
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        (addr,) = [s["st_value"] for s in symtab.iter_symbols() if s.name == "static_fn"]  # type: ignore[union-attr]
+    plan = pt.PurlProbePlan(proc_root=proc)
+    try:
+        (r,) = plan.add("c1", 1, PURL, ["static_fn"])
+        assert r.status == pt.RESOLVED, r
+        (t,) = plan.targets()
+        assert (t.symbol, t.module) == ("static_fn", LIB)
+        assert find_address(t.binary, t.symbol, where=where_of(t.binary, t.root, t.module)) == addr
+        assert r.to_dict()["files"] == [{"path": LIB, "offset": addr}]  # text mapped at its file offset
+    finally:
+        plan.close()
+    off = pt.PurlProbePlan(proc_root=proc, debug_files=False)  # symbols.debugFiles: false
+    try:
+        (r,) = off.add("c1", 1, PURL, ["static_fn"])
+        assert r.status == pt.NOT_IN_PACKAGE and not off.targets()
+    finally:
+        off.close()

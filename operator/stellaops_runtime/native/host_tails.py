@@ -7,7 +7,7 @@ never counted, yet an answer about the node's host processes (image ``host:<node
 calls are stored: contracts/events.py ``image_key``) said "not observed". The functions named by
 PURL already store such tails (native/purl_targets.py, agent/unprobed.py); this does the same for
 the node's files: each file's tails of the functions probed in it are read from its ``.symtab``,
-else from its separate debug file (native/purl_debug_tails.py), once per load of the probes, and
+else from its separate debug file (native/purl_debug.py), once per load of the probes, and
 stored as ``unprobed`` facts under ``host:<node>``, with the file's build-id and no package (a fact
 of no package counts for every package's question, store/queries.py ``unprobed``).
 
@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from stellaops_runtime.canonical.elflayout import file_build_id
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow_files import open_path, split_root
-from stellaops_runtime.native.purl_debug_tails import debug_tails
+from stellaops_runtime.native.purl_debug import debug_symbols
 from stellaops_runtime.native.purl_targets import function_offsets
 
 HOST_ROOTS = ("/", "/proc/1/root")  # the agent's and the node's root (a hostPID agent)
@@ -51,8 +51,9 @@ def host_tails(targets: Iterable[UprobeTarget], *, node_name: str, debug_files: 
         try:
             tails: dict[str, set[str]] = {}
             function_offsets(fd, symbols, tails)
-            if debug_files and not tails:
-                tails = debug_tails(fd, *split_root(binary), symbols, function_offsets)
+            if debug_files and not tails:  # the probe finds its function's address there itself
+                debug = debug_symbols(fd, *split_root(binary), symbols, function_offsets)
+                tails = debug[2] if debug else {}
             with os.fdopen(os.dup(fd), "rb") as f:
                 bid = file_build_id(f)[0] if tails else ""
         except Exception:  # not ELF, damaged, over budget: no tail known from it

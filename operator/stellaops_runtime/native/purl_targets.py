@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 from stellaops_runtime.attribution.model import AttributionError
 from stellaops_runtime.attribution.rootfs import RootFS
 from stellaops_runtime.canonical import symtab
-from stellaops_runtime.canonical.elflayout import ElfError, file_build_id, read_layout
+from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout, file_build_id, read_layout
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, UprobeTarget
-from stellaops_runtime.native.purl_debug_tails import debug_tails
+from stellaops_runtime.native.purl_debug import DebugSymbols, debug_symbols
 from stellaops_runtime.native.purl_files import PackageLookupError, package_files
 from stellaops_runtime.store.name_spellings import clone_of, entry_clone_of
 
@@ -111,7 +111,10 @@ def symbol_offsets(fd: int, symbols: Iterable[str]) -> dict[str, int]:
 
 
 def function_offsets(
-    fd: int, symbols: Iterable[str], tails: dict[str, set[str]] | None = None
+    fd: int,
+    symbols: Iterable[str],
+    tails: dict[str, set[str]] | None = None,
+    segments: ElfLayout | None = None,
 ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """:func:`symbol_offsets`, and for each of ``symbols`` the offsets of its GCC clones entered once
     per call of it (``crc32.isra.0``, ``crc32.constprop.0``: name_spellings.entry_clone_of), at an
@@ -122,13 +125,17 @@ def function_offsets(
 
     ``tails``, when given, gets for each of ``symbols`` its split tails the file defines
     (:func:`split_tail_of`, at most MAX_UPROBE_TARGETS each): left unprobed, so the function was
-    probed in part (agent/unprobed.py tells the store)."""
+    probed in part (agent/unprobed.py tells the store).
+
+    ``segments``: the layout whose segments turn a symbol's address into a file offset, when not the
+    file's own (a separate debug file's symbols, the stripped binary's segments: native/purl_debug.py)."""
     wanted = set(symbols)
     lengths = sorted({len(s) for s in wanted})
     out: dict[str, int] = {}
     clones: dict[str, dict[str, int]] = {}
     with os.fdopen(os.dup(fd), "rb") as f:
         layout = read_layout(f)  # ElfError when not ELF or damaged
+        mapped = segments or layout
         budget = DEFAULT_LIMITS.budget(f"symbols of {fd}")  # the symbolizer's bounds on bytes, symbols, time
         sections = symtab.read_section_table(f, layout, budget)
         for section in (".symtab", ".dynsym"):
@@ -138,7 +145,7 @@ def function_offsets(
             for i, sym in enumerate(cols.names):
                 if sym not in wanted:
                     if "." in sym and (base := _clone_base(sym, wanted, lengths)) is not None:
-                        file_off = layout.offset_of(cols.starts[i])
+                        file_off = mapped.offset_of(cols.starts[i])
                         of = clones.setdefault(base, {})  # past the bound: reported, not probed
                         if file_off is not None and len(of) <= MAX_UPROBE_TARGETS:
                             of.setdefault(sym, file_off)
@@ -150,7 +157,7 @@ def function_offsets(
                     continue
                 if sym in out:
                     continue
-                file_off = layout.offset_of(cols.starts[i])
+                file_off = mapped.offset_of(cols.starts[i])
                 if file_off is not None:
                     out[sym] = file_off
             if len(out) == len(wanted):
@@ -177,6 +184,20 @@ def split_tail_of(sym: str, name: str) -> bool:
 
 
 _NOT_TAIL = frozenset({"cold", "hot", "warm"})
+
+
+def _with_debug(
+    found: dict[str, int], clones: dict[str, dict[str, int]], tails: dict[str, set[str]], debug: DebugSymbols
+) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, set[str]]]:
+    """A stripped file's own finds with its debug file's: a function (or entry clone) only the debug
+    file names is probed too, by name (the loader finds its address there: native/symaddr.py, with
+    its trust rules); its tails are the debug file's."""
+    dfound, dclones, dtails = debug
+    return (
+        {**dfound, **found},
+        {**dclones, **clones},
+        {s: tails.get(s, set()) | dtails.get(s, set()) for s in {*tails, *dtails}},
+    )
 
 
 def _build_id(fd: int) -> str:
@@ -235,8 +256,8 @@ def resolve(
     """Reports for each symbol of ``purl`` in the root of ``pid``, and an open fd per file found.
 
     The caller owns the descriptors (``PurlProbePlan`` closes them). ``debug_files``: a stripped
-    file's split tails are read from its separate debug file (native/purl_debug_tails.py; the
-    agent's ``symbols.debugFiles``).
+    file's local functions, entry clones and split tails are read from its separate debug file
+    (native/purl_debug.py; the agent's ``symbols.debugFiles``).
     """
     root = os.path.join(proc_root, str(pid), "root")
 
@@ -263,8 +284,8 @@ def resolve(
         try:
             found, clones = function_offsets(fd, symbols, tails)
             elf_files += 1
-            if debug_files and not tails:  # stripped of its local symbols? then its debug file's tails
-                tails = debug_tails(fd, root, path, symbols, function_offsets)
+            if debug_files and (debug := debug_symbols(fd, root, path, symbols, function_offsets)):
+                found, clones, tails = _with_debug(found, clones, tails, debug)
         except ElfError:  # not ELF, damaged, or over the parse budget: not a function's file
             found, clones, tails = {}, {}, {}
         except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
