@@ -81,3 +81,24 @@ def test_an_argument_as_tetragon_wraps_it_quotes_inside_unescaped_loses_its_pass
     assert _filter("-c \"php -r \"new PDO($d, 'root', 'TetraPdo-3 f');\"\"", tool="sh") == (
         '-c "php -r "new PDO($d, \'root\', [REDACTED]);""'
     )
+
+
+def test_a_header_flag_glued_to_a_credential_header_loses_the_whole_value() -> None:
+    # wget --header="Private-Token: a b" reaches the agent as Tetragon wraps the one argument:
+    # "--header=Private-Token: a b"; the quote opens before the flag, not the header, and the
+    # words after the first stayed. Also curl's -H glued to its quoted header in a script, and a
+    # header in a code list.
+    assert _filter('"--header=Private-Token: TetraWget-1 b" https://h', tool="wget") == (
+        '"--header=Private-Token: [REDACTED]" https://h'
+    )
+    assert _filter('"--header=X-Api-Key: TetraCurl-2 d" https://h', tool="curl") == (
+        '"--header=X-Api-Key: [REDACTED]" https://h'
+    )
+    assert _filter("sh -c 'curl -H\"X-Api-Key: Glued-3 f\" https://h'") == (
+        "sh -c 'curl -H\"X-Api-Key: [REDACTED]\" https://h'"
+    )
+    assert _filter("python3 -c \"get(u, headers=['X-Api-Key: InList-4 h'])\"") == (
+        "python3 -c \"get(u, headers=['X-Api-Key: [REDACTED]'])\""
+    )
+    # another header after such a flag keeps its words
+    assert _filter('"--header=Accept: a b" https://h', tool="wget") == '"--header=Accept: a b" https://h'

@@ -100,13 +100,16 @@ _SINGLE_QUOTED_REST = re.compile(
 # header's name ends in a credential word (key_words.py), so another header's words stay. A run of
 # backslashes is read whole, once (not once per backslash: linear), and is part of the value unless
 # it closes the quote. Single quotes: also ANSI-C ``$'…'`` and a single-quoted ``sh -c`` script's
-# ``'\''…'\''`` and ``'"'"'…'"'"'``.
-_HEADER_NAME = rf"[\w-]{{0,64}}?{CREDENTIAL_WORD}:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
+# ``'\''…'\''`` and ``'"'"'…'"'"'``. The quote may open before the header's flag (Tetragon wraps
+# ``wget --header="Private-Token: a b"``'s one argument: ``"--header=Private-Token: a b"``), or right
+# after curl's ``-H`` glued to it or an opening bracket (``-H"X-Api-Key: a b"``, ``['X-Api-Key: a b']``).
+_HEADER_NAME = rf"(?:--?[\w-]{{1,32}}=)?[\w-]{{0,64}}?{CREDENTIAL_WORD}:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
 _QUOTED_HEADER_REST = re.compile(
-    rf"""(?<![^\s=])(?P<q>\\*+")(?P<first>{_HEADER_NAME})[ \t](?:[^"\\\n]|\\++(?!"))*+(?P<end>(?P=q)|\Z)"""
+    rf"""(?<![^\s=\[(,{{H])(?P<q>\\*+")(?P<first>{_HEADER_NAME})[ \t]"""
+    r"""(?:[^"\\\n]|\\++(?!"))*+(?P<end>(?P=q)|\Z)"""
 )
 _SINGLE_QUOTED_HEADER_REST = re.compile(
-    rf"""(?:(?<![^\s="$])|(?<='\\'))'(?P<first>{_HEADER_NAME})[ \t][^'\n]*+(?P<end>'|\Z)"""
+    rf"""(?:(?<![^\s="$\[(,{{H])|(?<='\\'))'(?P<first>{_HEADER_NAME})[ \t][^'\n]*+(?P<end>'|\Z)"""
 )
 
 
