@@ -31,7 +31,8 @@ MAX_NS = 2**63 - 1
 
 def _hostile(start: int) -> HotSymbolDelta:
     key = HotSymbolKey(IMG, ZLIB, "inflate", EvidenceKind.INVOKED)
-    return HotSymbolDelta(key, start, 5, start + 1, start + 2, node_name=NODE)
+    seen = start if type(start) is int else 10**18  # the calls' times as read; only the window is hostile
+    return HotSymbolDelta(key, start, 5, seen + 1, seen + 2, node_name=NODE)
 
 
 @pytest.mark.parametrize("start", [-(10**18), -(2**63), -86_400 * 10**9 - 1, MAX_NS - 10, 10**30])
@@ -61,5 +62,27 @@ def test_a_hostile_count_replayed_as_gaps_leaves_a_gap(url: str) -> None:
         assert pending.spool_unverified_rows == 1  # the counter
         assert [g["image_digest"] for g in _gaps(store)] == [IMG], "the hostile count left no gap"
         assert not [r for r in store.read_hot_symbols() if r["function_name"] == "inflate"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("start", ["abc", None, 1.5, True])
+def test_a_count_of_no_integer_window_at_the_bound_is_quarantined_not_a_crash(
+    url: str, start: object
+) -> None:
+    """A spool line's window start of another type (a hostile or damaged file): the outage bound
+    ordered the rows by it and raised TypeError (``'>' not supported``, or in ``gap_of``), failing
+    the spool's load at start. Such a row has no window to be ordered by, nor a gap to leave: the
+    bound keeps it, and the write quarantines it, counted (store/rowcheck.py), the good rows kept."""
+    pending = PendingWrites(agent_id=f"{NODE}/next", max_pending_rows=1)
+    rows = [_hostile(10**18), _hostile(start), _hostile(10**18 + 60 * 10**9)]  # type: ignore[arg-type]
+    pending.load([Batch(f"{NODE}/old", 1, rows, from_spool=True)])
+    assert pending.dropped_rows == 1 and pending.gap_rows_from_drops == 1, vars(pending)
+    store = open_store(url)
+    try:
+        assert asyncio.run(pending.flush(store))
+        assert pending.quarantined_rows == 1, vars(pending)
+        assert [r["invocation_count"] for r in store.read_hot_symbols()] == [5]
+        assert len(_gaps(store)) == 1
     finally:
         store.close()

@@ -347,10 +347,19 @@ def never_dropped(u: Unit | None) -> bool:
     observed". A gap row says evidence is missing; an ``unprobed`` fact (agent/unprobed.py) says a
     function was probed in part for any period, is sent once, and no gap over its one window
     would stand for it (tests/unit/test_pending_unprobed.py); so does a ``listed`` JAR
-    (agent/listed_jars.py, tests/unit/test_listed_jars.py)."""
+    (agent/listed_jars.py, tests/unit/test_listed_jars.py). A spool line's row whose window start
+    (or gap end) is no integer (a hostile or damaged file) has no window to be ordered by nor a gap
+    to leave: kept, the write quarantines it, counted (store/rowcheck.py;
+    tests/integration/test_gap_hostile_window.py)."""
+    if u is None:
+        return False
+    if type(u.window_start_ns) is not int or (
+        isinstance(u, ObservationWindow) and type(u.gap_end_ns) is not int
+    ):
+        return True
     if isinstance(u, ObservationWindow):
         return u.has_gap
-    return u is not None and u.key.evidence in _FACTS
+    return u.key.evidence in _FACTS
 
 
 _FACTS = frozenset({EvidenceKind.UNPROBED, EvidenceKind.LISTED})  # rows of no call the answers read
