@@ -102,3 +102,19 @@ def test_a_header_flag_glued_to_a_credential_header_loses_the_whole_value() -> N
     )
     # another header after such a flag keeps its words
     assert _filter('"--header=Accept: a b" https://h', tool="wget") == '"--header=Accept: a b" https://h'
+
+
+def test_an_authorization_header_after_its_flag_in_tetragons_quotes_loses_every_word() -> None:
+    # wget --header="Authorization: Negotiate a b" run directly: "--header=Authorization: …" (the
+    # quote before the flag); the quoted-whole form of the authorization rule wanted the quote right
+    # before the name, and the words after the first stayed (P3's "Authorization: Bearer a b" check
+    # used curl -H "…", whose quote is the header's)
+    assert _filter('"--header=Authorization: Negotiate AuthW-1 x" https://h', tool="wget") == (
+        '"--header=Authorization: Negotiate [REDACTED]" https://h'
+    )
+    assert _filter('"-HProxy-Authorization: SSWS AuthC-2 y" https://h', tool="curl") == (
+        '"-HProxy-Authorization: SSWS [REDACTED]" https://h'
+    )
+    assert _filter(
+        '"--header=Authorization: Digest username="u", response="AuthD-3"" https://h', tool="wget"
+    ) == ('"--header=Authorization: Digest [REDACTED]" https://h')

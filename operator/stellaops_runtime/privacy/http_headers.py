@@ -31,6 +31,8 @@ _REST_OF_WORD = r"""(?:[^\s"'\\]|\\[^\n"'])++"""
 
 _NAMES = first_char_alternatives("authorization") + first_char_alternatives("proxy-authorization")
 _NAME = "(?i:(?:proxy-)?authorization)"
+# A header's flag glued to it inside the quotes (``--header=``, curl's ``-H``).
+_FLAG = r"(?:--?[\w-]{1,32}=|-H)?"
 
 # RFC 7616 Digest: ``Digest username="bob", realm="api", …, response="<hash of the password>"``. Its
 # auth-params, comma-separated, each value quoted (``"…"`` or, inside JSON or a shell string,
@@ -48,11 +50,13 @@ _DIGEST_PARAMS = rf"{_DIGEST_PARAM}(?:{_DIGEST_SEP}{_DIGEST_PARAM})*+"
 
 AUTHORIZATION_ALTERNATIVES: tuple[str, ...] = (
     # Digest first (it wins over the quoted forms below, which start at the same character).
-    rf'"{_NAME}\s*:\s*(?i:digest)[ \t]+(?P<s>{_DIGEST_PARAMS})',
+    rf'"{_FLAG}{_NAME}\s*:\s*(?i:digest)[ \t]+(?P<s>{_DIGEST_PARAMS})',
     *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*(?:\\*\")?(?i:digest)[ \t]+(?P<s>{_DIGEST_PARAMS})" for n in _NAMES),
-    # The whole header quoted: ``"Authorization: Negotiate X"``, ``'Authorization: SSWS X'``.
-    rf'"{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})',
-    rf"'{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})",
+    # The whole header quoted: ``"Authorization: Negotiate X"``, ``'Authorization: SSWS X'``; the quote
+    # before its flag too, as Tetragon wraps ``wget --header="Authorization: …"``'s one argument
+    # (``"--header=Authorization: Negotiate X"``, ``"-HAuthorization: …"``).
+    rf'"{_FLAG}{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})',
+    rf"'{_FLAG}{_NAME}\s*:\s*{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})",
     # The value quoted: ``"Authorization": "SSWS X"`` (JSON; escaped quotes too), ``Authorization:"X"``.
     *(rf'{n}(?:\\*["\'])?\s*[:=]\s*\\*"{_SCHEME}(?P<s>{_TO_DOUBLE_QUOTE})' for n in _NAMES),
     *(rf"{n}(?:\\*[\"'])?\s*[:=]\s*'{_SCHEME}(?P<s>{_TO_SINGLE_QUOTE})" for n in _NAMES),
