@@ -24,6 +24,7 @@ from tests.integration.test_answer_unattributed import cli
 from tests.integration.test_vex import DAY, IMG, PURL, T0, ZLIB, S, statements, watched
 
 JNI = "pkg:deb/debian/libstella-jni@1.0?arch=amd64"
+BID = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _fact(module: str, fn: str, kind: EvidenceKind, purl: str, n: int = 0) -> HotSymbolDelta:
@@ -80,3 +81,23 @@ def test_vex_says_not_affected_only_of_a_package_seen_loaded(tmp_path: Path, loa
         assert st["status"] == "not_affected", st
     else:
         assert st["status"] == "under_investigation" and "never seen loaded" in st["status_notes"], st
+
+
+def test_a_build_known_only_by_a_fact_was_never_seen_loaded(url: str) -> None:
+    """A function ID of the build an ``unprobed`` fact carries (the PURL probes resolved the file in
+    the image's root): the build is in the image, but no file of it was seen mapped, so "not
+    observed" about a function of it said nothing the fact supports (review RNP3: ``file_not_seen``
+    read any row's build-id). Seen failing before the fix: not_observed, exit 1."""
+    fact = _fact(ZLIB, "crc32.part.0", EvidenceKind.UNPROBED, PURL)
+    fact.build_id = BID
+    with open_store(url) as s:
+        s.write([], watched())
+        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", f"{BID}:inflate+0x0")
+    assert (code, doc["answer"]) == (3, "unknown") and BID in doc["reason"], doc
+    loaded = _fact(ZLIB, "", EvidenceKind.LOADED, PURL, 1)
+    loaded.build_id = BID
+    with open_store(url) as s:
+        s.write([loaded], [])
+    code, doc = cli(url, "query", "observed", "--image", IMG, "--function", f"{BID}:inflate+0x0")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc  # the build seen mapped: the windows decide

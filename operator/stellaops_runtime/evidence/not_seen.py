@@ -67,7 +67,8 @@ def package_not_seen(
 
 def file_not_seen(conn: sa.Connection, *, image: str, function: FunctionQuery | None) -> Doubt | None:
     """A function ID whose build-id no stored row of ``image`` has: that build of the file was never
-    seen there (a mistyped build-id, another build of the library than the image holds)."""
+    seen there (a mistyped build-id, another build of the library than the image holds); or only
+    fact rows have (store/queries.py FACT_EVIDENCE): in the image, never seen loaded."""
     if function is None or not function.is_function_id:
         return None
     c = hot_symbols.c
@@ -75,9 +76,19 @@ def file_not_seen(conn: sa.Connection, *, image: str, function: FunctionQuery | 
     # build-id may hold LIKE's ``_``
     start = f"{function.build_id}:"
     seen = sa.or_(c.build_id == function.build_id, sa.func.substr(c.function_id, 1, len(start)) == start)
-    stmt = sa.select(c.image_digest).where(c.image_digest == image, seen).limit(1)
-    if conn.execute(stmt).first() is not None:
+    stmt = sa.select(c.evidence_kind).where(c.image_digest == image, seen)
+    # a fact's build-id (an ``unprobed`` tail: the PURL probes resolved the file) says the build is in
+    # the image, not that it was mapped: like a package, a build known only so was never seen loaded
+    code = stmt.where(c.evidence_kind.not_in(queries.FACT_EVIDENCE)).limit(1)
+    if conn.execute(code).first() is not None:
         return None
+    if conn.execute(stmt.limit(1)).first() is not None:
+        why = (
+            f"the file with build-id {function.build_id} is in the image (only facts of it are stored: "
+            "a split tail its probes left unprobed), but it was never seen mapped, nor a function of it "
+            "seen, so nothing is known of that code"
+        )
+        return Doubt(FILE_NOT_SEEN, why, ())
     why = (
         f"no file with build-id {function.build_id} was seen in the image (a mistyped build-id, or "
         "another build of the file than the image holds: its function may run there under another "
