@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -281,3 +282,78 @@ def test_a_function_only_the_debug_file_names_is_probed(tmp_path: Path, debug: s
         assert r.status == pt.NOT_IN_PACKAGE and not off.targets()
     finally:
         off.close()
+
+
+def _symbol_value(path: Path, name: str, value: int | None = None) -> int:
+    """The address of function ``name`` in the ELF file's ``.symtab`` (set to ``value`` if given)."""
+    with path.open("rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        base, size = symtab["sh_offset"], symtab["sh_entsize"]  # type: ignore[index]
+        ((i, old),) = [(i, s["st_value"]) for i, s in enumerate(symtab.iter_symbols()) if s.name == name]  # type: ignore[union-attr]
+    if value is not None:
+        data = bytearray(path.read_bytes())
+        data[base + i * size + 8 : base + i * size + 16] = value.to_bytes(8, "little")  # st_value, ELF64
+        path.write_bytes(bytes(data))
+    return int(old)
+
+
+@needs_binutils
+def test_a_debug_file_naming_a_clone_at_the_function_s_own_start_adds_no_second_probe(tmp_path: Path) -> None:
+    """A debug file under the container's root is that image's word: one that names an entry clone
+    (``split_fn.isra.0``) at the very start of the exported ``split_fn`` (and ``split_fn`` itself
+    elsewhere) put two uprobes on one instruction, and every call was counted twice (as split_fn and
+    as its clone, which the answers add up). A clone at an offset already probed for its function is
+    not probed again, as in the file's own tables (``function_offsets``). Seen failing before the
+    fix: two targets at one address."""
+    proc, bid = _stripped_root(tmp_path, "build_id")
+    dbg = Path(proc, "1/root/usr/lib/debug/.build-id", bid[:2], f"{bid[2:]}.debug")
+    real = _symbol_value(dbg, "split_fn")
+    _symbol_value(dbg, "split_fn.part.0", real)  # renamed below: an entry clone at split_fn's start
+    _symbol_value(dbg, "split_fn", _symbol_value(dbg, "user"))
+    dbg.write_bytes(dbg.read_bytes().replace(b"split_fn.part.0\0", b"split_fn.isra.0\0"))
+    plan = pt.PurlProbePlan(proc_root=proc)
+    try:
+        (r,) = plan.add("c1", 1, PURL, ["split_fn"])
+        addresses = {
+            t.symbol: find_address(t.binary, t.symbol, where=where_of(t.binary, t.root, t.module))
+            for t in plan.targets()
+        }
+        assert addresses == {"split_fn": real}, addresses  # one probe: each call counted once
+        assert r.to_dict()["files"] == [{"path": LIB, "offset": real}]
+    finally:
+        plan.close()
+
+
+@needs_binutils
+def test_a_refused_or_unreadable_debug_file_is_named_in_the_report(tmp_path: Path) -> None:
+    """A function only a debug file names (``static_fn``) whose debug file was refused (a FIFO,
+    another build's file) or cannot be read (a damaged symbol table) is ``not_in_package``, and the
+    report says why, as a probe's failed reason does (native/symdebug.py): before, it said only that
+    no file of the package defines it, as if no debug file were there. Seen failing before the fix."""
+    proc, bid = _stripped_root(tmp_path / "a", "build_id")
+    at = Path(proc, "1/root/usr/lib/debug/.build-id", bid[:2], f"{bid[2:]}.debug")
+    good = at.read_bytes()
+
+    def detail() -> str:
+        plan = pt.PurlProbePlan(proc_root=proc)
+        try:
+            (r,) = plan.add("c1", 1, PURL, ["static_fn"])
+            assert r.status == pt.NOT_IN_PACKAGE and not plan.targets(), r
+            return r.detail
+        finally:
+            plan.close()
+
+    at.unlink()
+    os.mkfifo(at)
+    assert re.search(r"libz.so.1: a debug file of it was refused \([^)]*not_regular", detail())
+    at.unlink()
+    at.write_bytes(good.replace(bytes.fromhex(bid), bytes(len(bid) // 2)))  # another build-id
+    assert re.search(r"refused \([^)]*build_id_mismatch", detail())
+    with at.open("r+b") as f:  # the right file whose .symtab's link points at no section
+        f.write(good)
+        f.seek(0)
+        elf = ELFFile(f)
+        (i,) = [i for i, s in enumerate(elf.iter_sections()) if s.name == ".symtab"]
+        f.seek(elf["e_shoff"] + i * elf["e_shentsize"] + 40)
+        f.write((9999).to_bytes(4, "little"))  # sh_link
+    assert f"its debug file {at} (build_id) cannot be read: .symtab" in detail()

@@ -62,17 +62,38 @@ _Key = tuple[str, tuple[str, ...], tuple[tuple[int, int, int], ...]]
 # (a debug file's SHA-256, the functions asked, the binary's segments) -> what it holds of them
 _REMEMBERED = 256
 _read: LRU[_Key, DebugSymbols] = LRU(_REMEMBERED)
-_finder = DebugFinder(DebugSearch(roots=DEBUG_ROOTS), DEFAULT_LIMITS, lambda _name: None)
+_said = threading.local()  # what one search refused (the finder's counter names), for the report
+
+
+def _count(name: str) -> None:
+    said: list[str] | None = getattr(_said, "names", None)
+    if said is not None:
+        said.append(name)
+
+
+_finder = DebugFinder(DebugSearch(roots=DEBUG_ROOTS), DEFAULT_LIMITS, _count)
 _lock = threading.Lock()
 
 
-def debug_symbols(fd: int, root: str, path: str, symbols: Iterable[str], read: Reader) -> DebugSymbols | None:
+def debug_symbols(
+    fd: int, root: str, path: str, symbols: Iterable[str], read: Reader, why: list[str] | None = None
+) -> DebugSymbols | None:
     """What the debug file of the stripped ELF file open as ``fd`` (``path`` inside ``root``, a
     container's ``/proc/<pid>/root``) holds of ``symbols``; None when the file has its own
     ``.symtab`` (already read), or no debug file of it is found and accepted. ``read``:
-    ``purl_targets.function_offsets`` (passed in: that module imports this one)."""
+    ``purl_targets.function_offsets`` (passed in: that module imports this one). ``why`` gets why a
+    debug file of it was refused or could not be read (the report's detail, as a probe's failed
+    reason says it: native/symdebug.py)."""
     asked = tuple(sorted(set(symbols)))
-    found = _find(fd, root, path)
+    said: list[str] = []
+    _said.names = said
+    try:
+        found = _find(fd, root, path)
+    finally:
+        _said.names = None
+    refused = sorted({n.removeprefix("debug_files_rejected_") for n in said if "_rejected_" in n})
+    if refused and found is None and why is not None:
+        why.append(f"a debug file of it was refused ({', '.join(refused)})")
     if found is None:
         return None
     ref, layout = found
@@ -81,16 +102,20 @@ def debug_symbols(fd: int, root: str, path: str, symbols: Iterable[str], read: R
         known = _read.get(key) if ref.trusted else None
     if known is not None:
         return _copy(known)
+    note = why.append if why is not None else (lambda _w: None)
     try:
         dfd, st = open_regular(ref.path) if ref.root in ("", "/") else open_in_root(ref.root, ref.path)
-    except OSError:
+    except OSError as e:
+        note(f"its debug file {ref.describe()} cannot be opened: {e.strerror or e}")
         return None
     try:
         if file_key(st) != ref.key or (ref.sid is not None and stat_identity(st) != ref.sid):
+            note(f"its debug file {ref.describe()} changed since it was checked")
             return None  # not the file checked
         tails: Tails = {}
         offsets, clones = read(dfd, asked, tails, layout)
-    except Exception:  # damaged, over budget, or any surprise a hostile file makes: nothing from it
+    except Exception as e:  # damaged, over budget, or any surprise a hostile file makes: nothing from it
+        note(f"its debug file {ref.describe()} cannot be read: {e}"[:300])
         return None
     finally:
         os.close(dfd)
@@ -99,6 +124,29 @@ def debug_symbols(fd: int, root: str, path: str, symbols: Iterable[str], read: R
         with _lock:
             _read.put(key, _copy(out))
     return out
+
+
+def with_debug(
+    found: dict[str, int], clones: dict[str, dict[str, int]], tails: Tails, debug: DebugSymbols
+) -> DebugSymbols:
+    """A stripped file's own finds with its debug file's: a function (or entry clone) only the debug
+    file names is probed too, by name (the loader finds its address there: native/symaddr.py, with
+    its trust rules); its tails are the debug file's.
+
+    One probe per offset, as in the file's own tables (``purl_targets.function_offsets``): a clone the
+    debug file puts where the file's own table already has the function (or another of its clones)
+    is not probed again. A debug file under a container's root is that image's word: one naming
+    ``f.isra.0`` at ``f``'s own start put two uprobes on one instruction, each call counted twice."""
+    dfound, dclones, dtails = debug
+    merged = {**dfound, **found}
+    out: dict[str, dict[str, int]] = {}
+    for base in sorted({*clones, *dclones}):
+        taken = {merged[base]} if base in merged else set()
+        for sym, off in [*sorted(clones.get(base, {}).items()), *sorted(dclones.get(base, {}).items())]:
+            if off not in taken and sym not in out.get(base, {}):
+                taken.add(off)
+                out.setdefault(base, {})[sym] = off
+    return merged, out, {s: tails.get(s, set()) | dtails.get(s, set()) for s in {*tails, *dtails}}
 
 
 def _copy(d: DebugSymbols) -> DebugSymbols:

@@ -46,7 +46,7 @@ from stellaops_runtime.canonical.elflayout import ElfError, ElfLayout, file_buil
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.canonical.rootopen import open_in_root
 from stellaops_runtime.native.config import MAX_UPROBE_TARGETS, UprobeTarget
-from stellaops_runtime.native.purl_debug import DebugSymbols, debug_symbols
+from stellaops_runtime.native.purl_debug import debug_symbols, with_debug
 from stellaops_runtime.native.purl_files import PackageLookupError, package_files
 from stellaops_runtime.store.name_spellings import clone_of, entry_clone_of
 
@@ -186,20 +186,6 @@ def split_tail_of(sym: str, name: str) -> bool:
 _NOT_TAIL = frozenset({"cold", "hot", "warm"})
 
 
-def _with_debug(
-    found: dict[str, int], clones: dict[str, dict[str, int]], tails: dict[str, set[str]], debug: DebugSymbols
-) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, set[str]]]:
-    """A stripped file's own finds with its debug file's: a function (or entry clone) only the debug
-    file names is probed too, by name (the loader finds its address there: native/symaddr.py, with
-    its trust rules); its tails are the debug file's."""
-    dfound, dclones, dtails = debug
-    return (
-        {**dfound, **found},
-        {**dclones, **clones},
-        {s: tails.get(s, set()) | dtails.get(s, set()) for s in {*tails, *dtails}},
-    )
-
-
 def _build_id(fd: int) -> str:
     """The ELF file's build-id (GNU, Go, else its content hash); "" when it cannot be read (then a
     question by function ID does not meet its tails: one by name still does)."""
@@ -244,6 +230,9 @@ def _open_files(fs: RootFS, paths: Sequence[str]) -> tuple[list[tuple[str, int, 
     return out, unreadable
 
 
+_MAX_WHY = 3  # debug-file reasons kept in a report's detail (a package of many stripped files)
+
+
 def resolve(
     pid: int,
     purl: str,
@@ -279,13 +268,17 @@ def resolve(
     }
     fds: dict[FileKey, int] = {}
     elf_files = 0
+    why: list[str] = []  # debug files refused or unreadable, said where a function is not found
     for path, fd, key in opened:
         tails: dict[str, set[str]] = {}
         try:
             found, clones = function_offsets(fd, symbols, tails)
             elf_files += 1
-            if debug_files and (debug := debug_symbols(fd, root, path, symbols, function_offsets)):
-                found, clones, tails = _with_debug(found, clones, tails, debug)
+            said: list[str] = []
+            debug = debug_symbols(fd, root, path, symbols, function_offsets, said) if debug_files else None
+            why += [f"{path}: {w}" for w in said][: max(0, _MAX_WHY - len(why))]
+            if debug:
+                found, clones, tails = with_debug(found, clones, tails, debug)
         except ElfError:  # not ELF, damaged, or over the parse budget: not a function's file
             found, clones, tails = {}, {}, {}
         except Exception:  # any other surprise in a hostile file: skip the file, keep the descriptor safe
@@ -306,8 +299,10 @@ def resolve(
         if r.files:
             r.status = RESOLVED
         else:
-            r.detail = f"none of the {elf_files} ELF file(s) of {', '.join(pkg.purls)} defines {r.symbol}" + (
-                f" ({unreadable} listed path(s) unreadable)" if unreadable else ""
+            r.detail = (
+                f"none of the {elf_files} ELF file(s) of {', '.join(pkg.purls)} defines {r.symbol}"
+                + (f" ({unreadable} listed path(s) unreadable)" if unreadable else "")
+                + "".join(f"; {w}" for w in why)
             )
     return list(reports.values()), fds
 
