@@ -26,9 +26,10 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from stellaops_runtime.agent.unprobed import UnprobedTails
+from stellaops_runtime.canonical.limits import DEFAULT_LIMITS
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
-from stellaops_runtime.native import purl_debug
 from stellaops_runtime.native import purl_targets as pt
+from stellaops_runtime.native import symdebug
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.policy_config import PurlFunction
 from stellaops_runtime.native.purl_wiring import wire
@@ -204,7 +205,8 @@ def test_a_debug_file_s_table_is_read_once_for_every_container_and_load(
     what it holds is remembered by its SHA-256: the next resolution (another container of the
     image, the next load of the probes) reads the library's own tables only."""
     proc, _ = _stripped_root(tmp_path, "build_id")
-    monkeypatch.setattr(purl_debug._finder, "clock", lambda: time.time_ns() + 3600 * S)  # an old file
+    finder = symdebug._finder(symdebug.DEBUG_ROOTS, DEFAULT_LIMITS)  # the one purl_debug searches with
+    monkeypatch.setattr(finder, "clock", lambda: time.time_ns() + 3600 * S)  # an old file
     read: list[int] = []
     real = pt.function_offsets
 

@@ -12,10 +12,11 @@ file keeps only ``.dynsym``, so the resolution missed what only ``.symtab`` name
   reported ``not_in_package`` and never probed.
 
 When the file has no ``.symtab``, its debug file is found by the canonicalizer's own search and
-checks (canonical/debugfiles.py's ``DebugFinder``, as native/symdebug.py finds a probe's address:
-the node's roots first, then the container's own; the GNU build-id must be the file's, through a
-``.gnu_debuglink`` its CRC-32 must be the link's, it must hold a ``.symtab`` or DWARF; a candidate
-that fails is never read), and its ``.symtab`` is read as the file's own would be
+checks (canonical/debugfiles.py's ``DebugFinder``, through native/symdebug.py's
+``accepted_debug_file``, as a probe's address is found: the node's roots first, then the container's
+own; the GNU build-id must be the file's, through a ``.gnu_debuglink`` its CRC-32 must be the
+link's, it must hold a ``.symtab`` or DWARF; a candidate that fails is never read, and why is said
+in the report's detail), and its ``.symtab`` is read as the file's own would be
 (``purl_targets.function_offsets``, the symbolizer's bounds; addresses turned into offsets by the
 stripped file's own segments).
 
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
 from stellaops_runtime.canonical.buildidclaims import stat_identity
-from stellaops_runtime.canonical.debugfiles import DebugFinder, DebugRef, DebugSearch
+from stellaops_runtime.canonical.debugfiles import DebugRef
 from stellaops_runtime.canonical.debuglink import has_symbols
 from stellaops_runtime.canonical.elflayout import (
     ElfError,
@@ -52,7 +53,7 @@ from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, file_key
 from stellaops_runtime.canonical.lru import LRU
 from stellaops_runtime.canonical.rootopen import open_in_root, open_regular
 from stellaops_runtime.canonical.symtab import read_section_table
-from stellaops_runtime.native.symdebug import DEBUG_ROOTS
+from stellaops_runtime.native.symdebug import DEBUG_ROOTS, accepted_debug_file
 
 Tails = dict[str, set[str]]  # function asked -> its split tails
 # (offsets of the functions asked, of their entry clones, their tails): purl_targets.function_offsets
@@ -62,16 +63,6 @@ _Key = tuple[str, tuple[str, ...], tuple[tuple[int, int, int], ...]]
 # (a debug file's SHA-256, the functions asked, the binary's segments) -> what it holds of them
 _REMEMBERED = 256
 _read: LRU[_Key, DebugSymbols] = LRU(_REMEMBERED)
-_said = threading.local()  # what one search refused (the finder's counter names), for the report
-
-
-def _count(name: str) -> None:
-    said: list[str] | None = getattr(_said, "names", None)
-    if said is not None:
-        said.append(name)
-
-
-_finder = DebugFinder(DebugSearch(roots=DEBUG_ROOTS), DEFAULT_LIMITS, _count)
 _lock = threading.Lock()
 
 
@@ -85,13 +76,7 @@ def debug_symbols(
     debug file of it was refused or could not be read (the report's detail, as a probe's failed
     reason says it: native/symdebug.py)."""
     asked = tuple(sorted(set(symbols)))
-    said: list[str] = []
-    _said.names = said
-    try:
-        found = _find(fd, root, path)
-    finally:
-        _said.names = None
-    refused = sorted({n.removeprefix("debug_files_rejected_") for n in said if "_rejected_" in n})
+    found, refused = _find(fd, root, path)
     if refused and found is None and why is not None:
         why.append(f"a debug file of it was refused ({', '.join(refused)})")
     if found is None:
@@ -153,28 +138,21 @@ def _copy(d: DebugSymbols) -> DebugSymbols:
     return dict(d[0]), {k: dict(v) for k, v in d[1].items()}, {k: set(v) for k, v in d[2].items()}
 
 
-def _find(fd: int, root: str, path: str) -> tuple[DebugRef, ElfLayout] | None:
+def _find(fd: int, root: str, path: str) -> tuple[tuple[DebugRef, ElfLayout] | None, list[str]]:
     """The accepted debug file of the file open as ``fd`` when it has no ``.symtab``, and the file's
-    layout; else None."""
+    layout, else None; and why candidates were refused (native/symdebug.py's search)."""
     try:
         with os.fdopen(os.dup(fd), "rb") as f:
             layout = read_layout(f)
             if not layout.has_section_headers:
-                return None
+                return None, []
             sections = read_section_table(f, layout, DEFAULT_LIMITS.budget(path))
             if has_symbols(sections)[0]:
-                return None  # not stripped of its local symbols: its own table was read
+                return None, []  # not stripped of its local symbols: its own table was read
             build_id, kind = build_id_from_notes(read_notes(f, layout))
-            ref = _finder.find(
-                root=root,
-                path=path,
-                f_fd=f.fileno(),
-                layout=layout,
-                build_id=build_id,
-                kind=kind,
-                main_key=file_key(os.fstat(f.fileno())),
-                own_root_last=True,  # the node's debug files first, as for a probe's address
+            ref, refused = accepted_debug_file(
+                f, layout, build_id, kind, (root, path), DEBUG_ROOTS, DEFAULT_LIMITS
             )
-            return None if ref is None else (ref, layout)
+            return (None if ref is None else (ref, layout)), refused
     except (ElfError, OSError):
-        return None
+        return None, []

@@ -91,6 +91,35 @@ def debug_address(
     """(the address of ``want`` in the binary open as ``f``'s accepted debug file or 0, '' or why not:
     "; ..." for the failed reason). ``where``: (root, path in it) of the binary, None if unknown."""
     build_id, kind = build_id_from_notes(read_notes(f, layout))
+    ref, refused = accepted_debug_file(f, layout, build_id, kind, where, roots, limits)
+    if ref is not None:
+        found, why = _read(ref, want, limits)
+        if found and ref.root not in roots:  # the container's word: the binary's own code must agree
+            unconfirmed = _unconfirmed(f, layout, sections, ref, found, limits)
+            return (0, unconfirmed) if unconfirmed else (found, "")
+        return found, why
+    if has_symbols(sections)[0]:
+        return 0, ""  # the file has its own .symtab: it is not stripped of this name
+    why = f"; a debug file of it was refused ({', '.join(refused)})" if refused else ""
+    debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
+    if debug is None:
+        return 0, why or "; it has no .symtab and no GNU build-id to find its debug file by"
+    return 0, f"{why}; no debug file of it was found (install it for the agent as {debug})"
+
+
+def accepted_debug_file(
+    f: BinaryIO,
+    layout: ElfLayout,
+    build_id: str,
+    kind: str,
+    where: tuple[str, str] | None,
+    roots: tuple[str, ...],
+    limits: Limits,
+) -> tuple[DebugRef | None, list[str]]:
+    """(the accepted debug file of the binary open as ``f``, or None; why each candidate refused was:
+    ``not_regular``, ``crc_mismatch``, ...), searched in ``roots`` first, then its own (``where``'s
+    root: (root, path in it) of the binary, None if unknown). Also native/purl_debug.py's search, so
+    a debug file is hashed once per stat identity for both."""
     root, path = where or ("/", "")
     said: list[str] = []
     _said.names = said
@@ -108,20 +137,7 @@ def debug_address(
         )
     finally:
         _said.names = None
-    if ref is not None:
-        found, why = _read(ref, want, limits)
-        if found and ref.root not in roots:  # the container's word: the binary's own code must agree
-            unconfirmed = _unconfirmed(f, layout, sections, ref, found, limits)
-            return (0, unconfirmed) if unconfirmed else (found, "")
-        return found, why
-    if has_symbols(sections)[0]:
-        return 0, ""  # the file has its own .symtab: it is not stripped of this name
-    refused = sorted({n.removeprefix("debug_files_rejected_") for n in said if "_rejected_" in n})
-    why = f"; a debug file of it was refused ({', '.join(refused)})" if refused else ""
-    debug = build_id_path(build_id) if kind == BUILD_ID_GNU else None
-    if debug is None:
-        return 0, why or "; it has no .symtab and no GNU build-id to find its debug file by"
-    return 0, f"{why}; no debug file of it was found (install it for the agent as {debug})"
+    return ref, sorted({n.removeprefix("debug_files_rejected_") for n in said if "_rejected_" in n})
 
 
 def _unconfirmed(
