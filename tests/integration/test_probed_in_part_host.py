@@ -123,3 +123,29 @@ def test_only_the_node_s_files_give_host_facts(tmp_path: Path) -> None:
         UprobeTarget(target.binary, "main"),  # a function with no tail
     ]
     assert host_tails(others, node_name="n") == {}
+
+
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("gcc", "nm", "objcopy", "strip")), reason="needs gcc and binutils"
+)
+def test_a_stripped_node_file_s_tails_come_from_its_debug_file(tmp_path: Path) -> None:
+    """A node's program shipped stripped, its debug file beside it through ``.gnu_debuglink`` (CRC-32
+    checked): the tails are read from the debug file, as the docs say ("its ``.symtab``, else its
+    debug file"); ``symbols.debugFiles: false`` reads none, and a debug file changed after the link
+    was made (another CRC-32) is not read."""
+    target = _host_program(tmp_path)
+    exe = Path(target.binary)
+    dbg = exe.with_name("stella-app.debug")
+    for cmd in (
+        ["objcopy", "--only-keep-debug", str(exe), str(dbg)],
+        ["strip", "--strip-debug", "--strip-unneeded", str(exe)],
+        ["objcopy", f"--add-gnu-debuglink={dbg}", str(exe)],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    names = subprocess.run(["nm", str(exe)], capture_output=True, text=True).stdout + " "
+    assert "split_fn.part.0" not in names  # the premise: stripped, the tail is only in the debug file
+    module = target.module or target.binary
+    assert list(host_tails([target], node_name="n")) == [("host:n", module, "split_fn.part.0")]
+    assert host_tails([target], node_name="n", debug_files=False) == {}
+    dbg.write_bytes(dbg.read_bytes() + b"\0")  # its CRC-32 is no longer the link's
+    assert host_tails([target], node_name="n") == {}
