@@ -141,7 +141,12 @@ async def test_a_hung_stream_is_noticed_reconnected_and_its_silence_is_an_outage
         )
         assert source.stats.reconnects >= 1
         rest = source.take_outage()
-        assert rest is not None and rest[0] == span[1]  # continues the outage, up to the new stream
+        # Continues the outage, up to the new stream: no hole between the two spans. A reconnect
+        # made while the proxy still held (its stream opened, then reset at the heal: a loaded
+        # machine's timing) resumes the outage from the hold before that stream opened
+        # (tetragon_grpc.py held_from), so it may start up to a hold earlier, never later.
+        assert rest is not None and rest[0] <= span[1] < rest[1]
+        assert rest[0] == span[1] or rest[0] >= span[1] - source.hold.ns() - 10**9
         assert source.take_outage() is None  # closed
         assert queue.enqueued + queue.dropped == source.stats.received  # every message counted
     finally:
