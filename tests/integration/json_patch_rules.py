@@ -18,9 +18,8 @@ from typing import Any
 
 from stellaops_runtime.contracts.crds import API_VERSION, POLICY_KIND, TETRAGON_API_VERSION
 from stellaops_runtime.kube import resources as r
-from stellaops_runtime.kube.client import ApiError, KubeClient
+from stellaops_runtime.kube.client import JSON_PATCH, ApiError, KubeClient
 
-JSON_PATCH = "application/json-patch+json"
 SPEC = {"podSelector": {"matchLabels": {"app": "web"}}, "maxLevel": "ActiveTracing", "syscalls": ["connect"]}
 NOT_SERVED = r.Resource(TETRAGON_API_VERSION, "NoSuchKind", "nosuchkinds", True)
 

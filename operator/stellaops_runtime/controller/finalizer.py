@@ -27,12 +27,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from stellaops_runtime.kube.client import ApiError, KubeClient
+from stellaops_runtime.kube.client import JSON_PATCH, ApiError, KubeClient
 from stellaops_runtime.kube.resources import Resource
 
 log = logging.getLogger(__name__)
 
-JSON_PATCH = "application/json-patch+json"
 REJECTED_REASON = "FinalizerRemovalRejected"
 
 

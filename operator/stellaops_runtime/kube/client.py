@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_REFRESH_SECONDS = 30.0
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"  # RFC 6902: ops applied in order, a failed "test" refuses all
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 WRITE_VERBS = frozenset({"create", "patch", "delete"})
 
