@@ -39,6 +39,11 @@ class EvidenceKind(enum.StrEnum):
     LISTED = "listed"
 
 
+# The kinds above that are facts, not observations: 0 calls, read for any period, never dropped by the
+# outage bound (store/batches.py never_dropped), never counted as a call or a package seen loaded.
+FACT_KINDS = frozenset({EvidenceKind.UNPROBED, EvidenceKind.LISTED})
+
+
 # Runtime-signal confidence per evidence kind (DESIGN.md: the seed's RTS table
 # 1.00 / 0.80 / 0.50 / 0.20, with 0.50 as the default for anything else).
 # docs/architecture.md explains the reading.

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.contracts.hotsymbols import FACT_KINDS
 from stellaops_runtime.evidence.doubt import MAX_ROWS, Doubt
 from stellaops_runtime.evidence.doubt import listed as _listed
 from stellaops_runtime.store.function_refs import FunctionQuery
@@ -78,7 +78,7 @@ def _may_be(
 
 # The 0-call rows the answers read as facts: an ``unprobed`` tail (agent/unprobed.py), a ``listed``
 # JAR (agent/listed_jars.py: the package holds Java code, evidence/interpreted.py's jni_files).
-_FACTS = frozenset({EvidenceKind.UNPROBED.value, EvidenceKind.LISTED.value})
+_FACTS = frozenset(k.value for k in FACT_KINDS)
 
 
 def _is_fact(d: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import (
+    FACT_KINDS,
     EvidenceKind,
     HotSymbolDelta,
     HotSymbolKey,
@@ -362,4 +363,4 @@ def never_dropped(u: Unit | None) -> bool:
     return u.key.evidence in _FACTS
 
 
-_FACTS = frozenset({EvidenceKind.UNPROBED, EvidenceKind.LISTED})  # rows of no call the answers read
+_FACTS = FACT_KINDS  # rows of no call the answers read (contracts/hotsymbols.py)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.contracts.hotsymbols import FACT_KINDS, EvidenceKind
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
@@ -39,7 +39,7 @@ from stellaops_runtime.store.watched_sql import has_posture_columns as has_postu
 FILE_EVIDENCE = (EvidenceKind.LOADED.value, EvidenceKind.EXECUTED.value)
 # Rows of no call the answers read as facts: an ``unprobed`` tail (agent/unprobed.py), a ``listed``
 # JAR (agent/listed_jars.py). No observation: never a sign that the package's code was loaded.
-FACT_EVIDENCE = (EvidenceKind.UNPROBED.value, EvidenceKind.LISTED.value)
+FACT_EVIDENCE = tuple(sorted(k.value for k in FACT_KINDS))
 # A function row of no calls (another tool's spool or export; the agent writes none but its
 # ``unprobed`` facts: agent/unprobed.py) observed nothing.
 _CALLED = hot_symbols.c.invocation_count > 0
@@ -376,8 +376,7 @@ def symbol_counts(conn: sa.Connection) -> dict[str, SymbolCounts]:
     observation and is not counted: an image of facts only reads watched, or known by its gaps
     (cli/query_images.py), never "observed"."""
     c = hot_symbols.c
-    facts = FACT_EVIDENCE
     is_function = sa.case((c.evidence_kind.in_(FILE_EVIDENCE), 0), else_=1)
     stmt = sa.select(c.image_digest, sa.func.count(), sa.func.sum(is_function))
-    stmt = stmt.where(c.evidence_kind.not_in(facts)).group_by(c.image_digest)
+    stmt = stmt.where(c.evidence_kind.not_in(FACT_EVIDENCE)).group_by(c.image_digest)
     return {img: SymbolCounts(int(n), int(f or 0)) for img, n, f in conn.execute(stmt)}
