@@ -256,6 +256,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
 
     async def _tick(self) -> None:
         now = time.monotonic()
+        await self._mark_undecided()  # loads whose cgroups were not all found (source_switch_back.py)
         if self.mode == TETRAGON:
             await self._tick_tetragon(now)
         else:
@@ -264,6 +265,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
             await self._mark_gap(time.time_ns())
 
     async def _tick_tetragon(self, now: float) -> None:
+        await self._tetragon_facts(now)  # tails and clones its policies do not name (native/host_tails.py)
         if self.tetragon.stats.connected:
             self._lost_at = None
             if not self.tetragon.delivering:  # Tetragon listens on the stream once it delivers
@@ -288,6 +290,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
             self._open_gap(b.stats.detached_ns)  # detached on their own (an error): nobody watches
         if b is not None:
             self._mark_purl(b)
+            await self._look_up_cgroups()  # once per load, on a thread
             await self._mark_native_drops()
             self._persist_loads(b)
         if now >= self._reload_check_at:
@@ -335,9 +338,12 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
             redact(self.config.tetragon.address),
         )
         self._open_gap(time.time_ns())  # the probes may detach any moment from now
+        await self._look_up_cgroups()  # a load that ran less than a tick (no lookup yet)
         await self._stop_active()
         overlap = self._carried = self._overlap()  # before the unwatched spans are taken (marked as gaps)
         self._keep_loads(overlap)  # for an agent restarted before the cache has sent them
+        self._undecided_gaps(overlap)
+        await self._mark_undecided()
         await self._mark_native_drops()
         self._set_wiring(None)
         self.mode = TETRAGON

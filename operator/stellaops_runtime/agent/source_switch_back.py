@@ -23,6 +23,7 @@ imports neither.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -57,7 +58,11 @@ class SwitchBack:
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
     _loads_file: str  # agent/source_switch_loads.py ('' without a spool path)
     _loads_written: object  # what was last written there (None: nothing)
-    _cgroup_ids: tuple[object, frozenset[str]] | None = None  # (load, its cgroups' containers)
+    # (load, its cgroups' containers, some cgroup not seen in the node's tree): looked up on a thread
+    _cgroup_ids: tuple[object, frozenset[str], bool] | None = None
+    _undecided: tuple[tuple[int, int], ...] = ()  # load spans to mark as gaps (Load.cgroups_unseen)
+    pipeline: Any
+    in_pipeline: Any
 
     if TYPE_CHECKING:  # agent/source_switch_gaps.py
 
@@ -83,20 +88,58 @@ class SwitchBack:
         # ended where their last read began: a call stamped later may be in no record (its uprobe
         # detached, or written after the last poll), and Tetragon's copy is then its only count
         end = RUNNING if running else (min(b.stats.detached_ns, b.stats.last_read_ns or RUNNING))
-        ids = self._cgroup_containers(native, since)
-        return Load.of(native, b.stats.attached, since_ns=since, detached_ns=end, cgroup_containers=ids)
+        ids, unseen = self._cgroup_containers(native, since)
+        return Load.of(
+            native, b.stats.attached, since_ns=since, detached_ns=end, cgroup_containers=ids,
+            cgroups_unseen=unseen,
+        )  # fmt: skip
 
-    def _cgroup_containers(self, native: NativeConfig, attached_ns: int) -> frozenset[str]:
-        """The containers the load's cgroups (``cgroupAllow``) are, looked up once per load (while they
-        run: a cgroup's directory goes with its container)."""
+    def _cgroup_containers(self, native: NativeConfig, attached_ns: int) -> tuple[frozenset[str], bool]:
+        """The containers the load's cgroups (``cgroupAllow``) are, and whether some cgroup was not
+        seen in the node's tree, as :meth:`_look_up_cgroups` found them; a load not looked up yet
+        is undecided (its cached calls skipped, its span a gap: never counted twice)."""
         if not native.cgroup_allow:
-            return frozenset()
-        key = (native.cgroup_allow, attached_ns)
-        if self._cgroup_ids is None or self._cgroup_ids[0] != key:
-            from stellaops_runtime.native.cgroup_ids import container_ids
+            return frozenset(), False
+        c = self._cgroup_ids
+        if c is None or c[0] != (native.cgroup_allow, attached_ns):
+            return frozenset(), True
+        return c[1], c[2]
 
-            self._cgroup_ids = (key, frozenset(container_ids(native.cgroup_allow).values()))
-        return self._cgroup_ids[1]
+    async def _look_up_cgroups(self) -> None:
+        """Look up the running load's ``cgroupAllow`` cgroups once per load (while it runs: a cgroup's
+        directory goes with its container), on a thread: the walk reads up to 50,000 directories
+        (native/cgroup_ids.py), and the event loop keeps serving meanwhile."""
+        native, b = self._probes_config(), self.bcc
+        if native is None or b is None or not native.cgroup_allow:
+            return
+        if not b.stats.attached_ns or b.stats.attached_ns < max(self._bcc_since_ns, self._load_since_ns):
+            return  # this load has not attached yet
+        key = (native.cgroup_allow, b.stats.attached_ns)
+        if self._cgroup_ids is not None and self._cgroup_ids[0] == key:
+            return
+        from stellaops_runtime.native.cgroup_ids import look_up
+
+        ids, unseen = await asyncio.to_thread(look_up, native.cgroup_allow)
+        if unseen:
+            log.warning(
+                "%d of the %d cgroups of native.cgroupAllow were not found in the node's cgroup tree: "
+                "Tetragon's cached calls of the probed functions in this load's time cannot be told "
+                "apart, so they are skipped and that time is recorded as an observation gap",
+                len(unseen), len(native.cgroup_allow),
+            )  # fmt: skip
+        self._cgroup_ids = (key, frozenset(ids.values()), bool(unseen))
+
+    def _undecided_gaps(self, overlap: Overlap | None) -> None:
+        """The spans of ``overlap``'s undecided loads are marked as gaps by :meth:`_mark_undecided`."""
+        if overlap is not None and overlap.undecided:
+            self._undecided = (*self._undecided, *overlap.undecided)
+
+    async def _mark_undecided(self) -> None:
+        """Mark the undecided loads' spans as node-wide gaps (one not marked is marked next time)."""
+        while self._undecided:
+            a, b = self._undecided[0]
+            await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, a, b)
+            self._undecided = self._undecided[1:]
 
     def _note_load(self) -> None:
         """The stopped probes' load, before a reload: an earlier load counted its functions too."""
@@ -204,6 +247,7 @@ class SwitchBack:
         from stellaops_runtime.agent.source_switch_loads import resumed
 
         overlap = self._carried = resumed(path, cut_ns)
+        self._undecided_gaps(overlap)  # marked on the first tick
         if overlap is not None:
             log.info("the last agent ran the native probes: Tetragon's cached calls they counted are skipped")
             with self._lock:

@@ -77,7 +77,7 @@ def encode(
             "keys": sorted([k.value, m, f] for k, m, f in ld.keys),
             "own": sorted([k.value, m, f, sorted(ids)] for (k, m, f), ids in ld.own.items()),
             "exec": ld.exec_events, "cgroups": sorted(ld.cgroups),
-            "cgroup_containers": sorted(ld.cgroup_containers),
+            "cgroup_containers": sorted(ld.cgroup_containers), "cgroups_unseen": ld.cgroups_unseen,
         })  # fmt: skip
     spans = [[a, b] for a, b in unread][-MAX_UNREAD:]
     doc = {"format": FORMAT, "boot": boot, "loads": out, "unread": spans, "stored": stored}
@@ -139,8 +139,11 @@ def decode(raw: bytes, *, boot: str, cut_ns: int) -> Overlap | None:
         ids = frozenset(_str(c) for c in _list(d.get("cgroup_containers", []), MAX_KEYS, "cgroup_containers"))
         if type(d.get("exec")) is not bool:
             raise LoadsError("exec: not true or false")
+        unseen = d.get("cgroups_unseen", False)  # absent: an older agent's file (matched by ids alone)
+        if type(unseen) is not bool:
+            raise LoadsError("cgroups_unseen: not true or false")
         if detached > since:
-            loads.append(Load(since, detached, keys, own, d["exec"], cgroups, ids))
+            loads.append(Load(since, detached, keys, own, d["exec"], cgroups, ids, bool(cgroups) and unseen))
     unread = []
     for s in _list(doc.get("unread"), MAX_UNREAD, "unread"):
         if type(s) is not list or len(s) != 2:

@@ -23,14 +23,17 @@ the probe ConfigMap (``NativeConfig.tetragon_roots``), and ``<root><path>`` is
 matched too. Probes limited to cgroups (``cgroupAllow``)
 counted only those cgroups' calls, and Tetragon's events carry the container id,
 not the cgroup id: the containers those cgroups are (native/cgroup_ids.py) are
-matched. A PURL target is one container's file (or the
-file its image's containers share), found at the load: only the calls of
-those containers are the probes'. Anything else is counted: a function only
-Tetragon traces, a call stamped before the probes started or after their
-last read began (the uprobes are detached first, and what is written after its
-poll is read by nobody: native/source_stats.py ``last_read_ns``), an event
-whose time Tetragon did not give (the pipeline stamps it with its arrival,
-after the switch), a span the probes did not read.
+matched; when some of those cgroups were not seen in the node's tree (unreadable,
+cgroup v1, gone), whose call an event is cannot be told: every cached call of the
+load's functions in its span is skipped, and the switch marks that span a gap.
+A PURL target is one container's file (or the file its image's containers
+share), found at the load: only the calls of those containers are the probes'.
+Anything else is counted: a function only Tetragon traces, a call stamped before
+the probes started or after their last read began (the uprobes are detached
+first, and what is written after its poll is read by nobody:
+native/source_stats.py ``last_read_ns``), an event whose time Tetragon did not
+give (the pipeline stamps it with its arrival, after the switch), a span the
+probes did not read.
 
 It ends (``live`` false) once the segment delivers an event stamped at or past
 the last detach plus the event hold (sources/event_hold.py: how far back the
@@ -101,6 +104,10 @@ class Load:
     cgroups: frozenset[int] = frozenset()  # the kernel's cgroup allow list (empty: every cgroup)
     # ... the containers those cgroups are (native/cgroup_ids.py): Tetragon's events carry no cgroup id
     cgroup_containers: frozenset[str] = frozenset()
+    # ... some of those cgroups were not seen in the node's tree (cgroup_ids.look_up): whose call a
+    # cached event of the load's functions is cannot be told, so each is taken as the probes' (skipped)
+    # and the load's span is a gap (SwitchBack._mark_undecided): never counted twice
+    cgroups_unseen: bool = False
 
     @classmethod
     def of(
@@ -111,6 +118,7 @@ class Load:
         since_ns: int,
         detached_ns: int,
         cgroup_containers: Iterable[str] = (),
+        cgroups_unseen: bool = False,
     ) -> Load | None:
         """The load of ``cfg`` whose loader attached ``attached``; None when it counted nothing."""
         on = set(attached)
@@ -138,10 +146,10 @@ class Load:
         exec_events = cfg.exec_events and EXEC_LABEL in on
         if not keys and not own and not exec_events:
             return None
-        cgroups, ids = frozenset(cfg.cgroup_allow), frozenset(cgroup_containers)
-        return cls(
-            since_ns, detached_ns, frozenset(keys), own, exec_events, cgroups, ids if cgroups else frozenset()
-        )
+        cgroups = frozenset(cfg.cgroup_allow)
+        ids = frozenset(cgroup_containers) if cgroups else frozenset()
+        unseen = bool(cgroups) and cgroups_unseen
+        return cls(since_ns, detached_ns, frozenset(keys), own, exec_events, cgroups, ids, unseen)
 
     def _allowed(self, ev: RuntimeCallEvent) -> bool:
         """The call was in a cgroup the probes were limited to: its id, or its container's."""
@@ -156,7 +164,7 @@ class Load:
         """This load counted the call: stamped while it watched, a function it attached."""
         if not self.since_ns <= ev.timestamp_ns < self.detached_ns:
             return False
-        if self.cgroups and not self._allowed(ev):
+        if self.cgroups and not self.cgroups_unseen and not self._allowed(ev):
             return False
         kind = ev.kind
         if kind is EventKind.EXEC:
@@ -182,6 +190,12 @@ class Overlap:
     @property
     def detached_ns(self) -> int:
         return max(ld.detached_ns for ld in self.loads)
+
+    @property
+    def undecided(self) -> list[tuple[int, int]]:
+        """The spans of loads whose cached calls cannot be told from others' (``Load.cgroups_unseen``):
+        skipped whatever their container, so each span must be a gap."""
+        return [(ld.since_ns, ld.detached_ns) for ld in self.loads if ld.cgroups_unseen]
 
     @classmethod
     def of(

@@ -14,11 +14,15 @@ processes names it: not a runtime's monitor beside it (``crio-conmon-<id>.scope`
 container's cgroup holding cgroups of its own at the look (systemd or a container
 engine inside it: its processes there are not in the cgroup allowed). A cgroup
 that names no container (a host service), that is gone by the look, or one of
-those, is matched by nothing: its calls may count twice, none is lost.
+those, is matched by nothing: its calls may count twice, none is lost. A cgroup the
+walk does not see at all (:func:`look_up`: the node's tree unreadable, cgroup v1, a
+vanished mount, gone) leaves the whole load undecidable: the filter skips its
+functions' cached calls whatever their container, and the switch marks the load's
+span a gap (agent/source_switch_back.py).
 
 The node's cgroup tree is looked at through pid 1's root first (the agent runs
 in its own cgroup namespace, whose ``/sys/fs/cgroup`` shows its own cgroup
-alone), at most :data:`MAX_DIRS` directories.
+alone), at most :data:`MAX_DIRS` directories, on a thread (not the agent's event loop).
 """
 
 from __future__ import annotations
@@ -37,12 +41,22 @@ _ID = re.compile(r"(?:(?:cri-containerd|docker|crio|libpod)-)?([0-9a-f]{64})(?:\
 def container_ids(cgroups: Iterable[int], roots: tuple[str, ...] | None = None) -> dict[int, str]:
     """cgroup id -> the bare id of the container whose cgroup it is (those found; the first root
     that can be read is the node's tree)."""
-    want, out = set(cgroups), dict[int, str]()
+    return look_up(cgroups, roots)[0]
+
+
+def look_up(
+    cgroups: Iterable[int], roots: tuple[str, ...] | None = None
+) -> tuple[dict[int, str], frozenset[int]]:
+    """:func:`container_ids`, and the cgroups whose directory the walk did not see at all: the
+    node's tree could not be read (no ``/proc/1/root`` access, a private cgroup namespace's own
+    view, cgroup v1, a permission error, a vanished mount), the walk ended at :data:`MAX_DIRS`, or
+    the cgroup was gone. Whose calls those were cannot be told (agent/source_switch_overlap.py)."""
+    want, out, found = set(cgroups), dict[int, str](), set[int]()
     for root in ROOTS if roots is None else roots:
         if not os.path.isdir(root):
             continue
         stack, seen = [root], 0
-        while stack and seen < MAX_DIRS and len(out) < len(want):
+        while stack and seen < MAX_DIRS and len(found) < len(want):
             try:
                 it = os.scandir(stack.pop())
             except OSError:  # gone meanwhile, or not ours to read
@@ -56,11 +70,13 @@ def container_ids(cgroups: Iterable[int], roots: tuple[str, ...] | None = None) 
                     except OSError:
                         continue
                     seen += 1
-                    if ino in want and (m := _ID.fullmatch(e.name)) is not None and _leaf(e.path):
-                        out[ino] = m.group(1)
+                    if ino in want:
+                        found.add(ino)
+                        if (m := _ID.fullmatch(e.name)) is not None and _leaf(e.path):
+                            out[ino] = m.group(1)
                     stack.append(e.path)
-        return out
-    return out
+        return out, frozenset(want - found)
+    return out, frozenset(want)
 
 
 def _leaf(path: str) -> bool:
