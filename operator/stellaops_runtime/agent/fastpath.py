@@ -163,6 +163,7 @@ class FastPath(OutcomeLearner):
         privacy.events_seen += 1
         if o.privacy_dropped:
             privacy.events_filtered += 1
+            self._gaps.not_allowed(ev.image_key, ev.node_name, ts)
             return 0
         fields, truncated, patterns = o.privacy
         if fields or truncated:

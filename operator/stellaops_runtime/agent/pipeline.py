@@ -155,7 +155,8 @@ class Pipeline:
             if outcome is _DROP:
                 return
             python = outcome is _FUNCTION
-        if self.privacy.apply(ev) is None:
+        if self.privacy.apply(ev) is None:  # outside the namespace allowlist: its image's time unwatched
+            self.gaps.not_allowed(ev.image_key, ev.node_name, ev.timestamp_ns)
             return
         if self.canonicalizer is not None and not python:  # a .py file has no ELF function to resolve
             self.canonicalizer.canonicalize_in_batch(ev)  # every caller of _finish holds a _batch()

@@ -38,6 +38,12 @@ on the observation windows of the images affected:
   dropped, so that no "not observed" about the image rests on a time one of
   its pods ran unwatched. Only the image, node and window are kept: no pod,
   no call, no time within the window;
+- a pod in a **namespace the privacy allowlist leaves out**
+  (``privacy.allowedNamespaces``, privacy/filter.py): its events are dropped
+  as an opted-out pod's are, and :meth:`GapTracker.not_allowed` marks its
+  image's windows the same way (source ``not_allowed``). Host processes
+  (namespace ``""``, image ``host:<node>``) are not marked: all or none of
+  them pass the allowlist, so the host image is never partly watched;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -75,6 +81,7 @@ MAX_GAP_DAYS = 1_000  # past ~3 years of days only clock trouble remains: the re
 MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
 OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
+NOT_ALLOWED_SOURCE = "not_allowed"  # the source of a gap of a pod outside privacy.allowedNamespaces
 MAX_OPTED_WINDOWS = 100_000  # (image, node, window) keys held between drains, then node-wide
 _DIGEST_PREFIXES = ("sha256:", "sha512:")  # image keys a question can name (store/refs.py)
 _NO_TIME = 1 << 63  # above every event time
@@ -116,6 +123,7 @@ class GapStats:
     native_dropped: Counter[str] = field(default_factory=Counter)  # node -> events our BCC probes dropped
     capped: int = 0  # throttles longer than MAX_GAP_WINDOWS windows
     opted_out: Counter[str] = field(default_factory=Counter)  # node -> opted-out events marked as gaps
+    not_allowed: Counter[str] = field(default_factory=Counter)  # node -> allowlist drops marked as gaps
 
 
 class GapTracker:
@@ -131,7 +139,8 @@ class GapTracker:
         self._containers: dict[str, _Container] = {}
         self._open: dict[tuple[str, str], _Open] = {}  # (node, cgroup) -> throttle
         self._marks: dict[tuple[str, str, int], ObservationWindow] = {}
-        self._opted: set[tuple[str, str, int]] = set()  # (image, node, window) an opted-out pod ran in
+        # (image, node, window, source) an opted-out pod, or one outside the allowlist, ran in
+        self._opted: set[tuple[str, str, int, str]] = set()
         self._latest_ns = 0
         self._seen_max_ns = 0  # the latest event time seen (own drops are placed against it)
         self._seen_min_ns = 0  # the earliest (a STOP whose START was never seen runs from it)
@@ -276,26 +285,41 @@ class GapTracker:
         if ts_ns <= 0:
             return
         self.stats.opted_out[node] += 1
+        self._unwatched(image, node, ts_ns, OPTED_OUT_SOURCE)
+
+    def not_allowed(self, image: str, node: str, ts_ns: int) -> None:
+        """An event of a pod of ``image`` outside ``privacy.allowedNamespaces`` was dropped unseen.
+
+        As :meth:`opted_out` (source ``not_allowed``): the pod ran there unwatched, so no "not
+        observed" about the image may rest on that window. A host process (``host:<node>``) marks
+        nothing: every host event has namespace ``""``, so the allowlist drops all of them or none.
+        """
+        if ts_ns <= 0 or image.startswith("host:"):
+            return
+        self.stats.not_allowed[node] += 1
+        self._unwatched(image, node, ts_ns, NOT_ALLOWED_SOURCE)
+
+    def _unwatched(self, image: str, node: str, ts_ns: int, source: str) -> None:
         if not image.startswith(_DIGEST_PREFIXES):
             # No digest (``container:<id>``, an image name): no question could name it, and its
             # container or name is not to be kept. It could be any image here: node-wide.
             image = NODE_WIDE
         w = ts_ns - ts_ns % self._window_ns
-        key = (image, node, w)
+        key = (image, node, w, source)
         if key in self._opted:
             return
         if len(self._opted) < MAX_OPTED_WINDOWS:
             self._opted.add(key)
         else:
-            self._mark(NODE_WIDE, node, w, w + self._window_ns, source=OPTED_OUT_SOURCE)
+            self._mark(NODE_WIDE, node, w, w + self._window_ns, source=source)
 
     def _take_opted(self) -> None:
-        """Turn the opted-out (image, node, window) keys into whole-window gap marks (at drain)."""
+        """Turn the unwatched (image, node, window, source) keys into whole-window gap marks (at drain)."""
         opted, self._opted = self._opted, set()
-        for image, node, w in opted:
+        for image, node, w, source in opted:
             # The whole window, not the span of the pod's events in it: when within the window an
             # opted-out pod was active is not kept (privacy), and the wider gap is the safe side.
-            self._mark(image, node, w, w + self._window_ns, source=OPTED_OUT_SOURCE)
+            self._mark(image, node, w, w + self._window_ns, source=source)
 
     def native_drop(self, node: str, start_ns: int, end_ns: int, count: int, source: str = "") -> None:
         """The node's own probes dropped ``count`` events between ``start_ns`` and ``end_ns`` (wall clock):

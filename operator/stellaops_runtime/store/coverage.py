@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
-from stellaops_runtime.store.coverage_gaps import OPTED_OUT_SOURCE, Gap, gaps_lead
+from stellaops_runtime.store.coverage_gaps import NOT_WATCHED, OUTAGE_SOURCE, Gap, gaps_lead
 from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # read as coverage.image_gaps
 from stellaops_runtime.store.coverage_unseen import Unseen, describe_all
 from stellaops_runtime.store.coverage_unseen import image_unseen as image_unseen  # as coverage.image_unseen
@@ -140,6 +140,10 @@ class Coverage:
         }
 
 
+# Sources of gap rows alone, never of a watch: a window's row that holds one names how it was not watched.
+_GAP_ONLY = frozenset(NOT_WATCHED) - {OUTAGE_SOURCE}
+
+
 def _rank(p: Posture | None) -> int:
     return -1 if p is None else p.rank
 
@@ -157,7 +161,7 @@ def summarize(groups: Iterable[WindowGroup]) -> Coverage | None:
         nodes=tuple(sorted({g.node_name for g in gs})),
         lowest=postures[0],
         highest=postures[-1],
-        sources=tuple(sorted({p for g in gs for p in g.source.split(",") if p and p != OPTED_OUT_SOURCE})),
+        sources=tuple(sorted({p for g in gs for p in g.source.split(",") if p and p not in _GAP_ONLY})),
         event_count=sum(g.event_count for g in gs),
     )
 

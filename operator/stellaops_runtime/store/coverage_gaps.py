@@ -14,7 +14,10 @@ set. Three kinds, told apart by the row's ``source``:
 - an **opted-out pod** (source ``opted_out``): a pod of the image that opted
   out of observation (``stellaops.io/observe-level``) ran on the node then.
   Its calls are never recorded (docs/privacy.md); that the image ran there
-  unwatched is, so no answer says "not observed" about that time.
+  unwatched is, so no answer says "not observed" about that time;
+- a pod outside the **namespace allowlist** (source ``not_allowed``): a pod of
+  the image in a namespace ``privacy.allowedNamespaces`` leaves out ran on
+  the node then; its events were dropped unseen, as an opted-out pod's.
 
 An image's own gap rows touch it; a node-wide row touches every image
 watched on that node on that UTC day (``watched_sql.touches_image``).
@@ -36,7 +39,8 @@ from stellaops_runtime.store.watched_sql import has_gap_columns, touches_image
 
 OUTAGE_SOURCE = "none"  # hotsymbols/gaps.py SWITCH_GAP_SOURCE
 OPTED_OUT_SOURCE = "opted_out"  # hotsymbols/gaps.py OPTED_OUT_SOURCE
-NOT_WATCHED = {OUTAGE_SOURCE: "outage", OPTED_OUT_SOURCE: "opted_out"}
+NOT_ALLOWED_SOURCE = "not_allowed"  # hotsymbols/gaps.py NOT_ALLOWED_SOURCE
+NOT_WATCHED = {OUTAGE_SOURCE: "outage", OPTED_OUT_SOURCE: "opted_out", NOT_ALLOWED_SOURCE: "not_allowed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,9 @@ class Gap:
     windows: int
     throttles: int
     dropped_events: int
-    not_watched: tuple[str, ...] = ()  # "outage", "opted_out": spans nobody watched (see the module)
+    not_watched: tuple[
+        str, ...
+    ] = ()  # "outage", "opted_out", "not_allowed": spans nobody watched (see the module)
 
     @property
     def interval(self) -> str:
@@ -78,6 +84,10 @@ class Gap:
             what.append(
                 "a pod of the image that opted out of observation (stellaops.io/observe-level) ran there "
                 "unwatched"
+            )
+        if "not_allowed" in self.not_watched:
+            what.append(
+                "a pod of the image in a namespace privacy.allowedNamespaces leaves out ran there unwatched"
             )
         w = self.windows
         return f"on node {self.node_name} {self.interval} ({w} window{'s' * (w != 1)}): {' and '.join(what)}"
