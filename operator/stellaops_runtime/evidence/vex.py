@@ -134,6 +134,12 @@ def decide(
         return Decision(vuln, AFFECTED, f"vulnerable code observed running: {calls}{tail}", fs)
     if any(not t.functions for t in vuln.targets):
         return Decision(vuln, UNDER_INVESTIGATION, f"no vulnerable function named for a package{tail}", fs)
+    if whole := sorted({p for t in vuln.targets for p in t.whole_packages}):  # Go: "every symbol"
+        why = (
+            f"every function of {', '.join(whole)} is vulnerable (the record names no symbol of it): "
+            "calls of the functions named cannot rule it out"
+        )
+        return Decision(vuln, UNDER_INVESTIGATION, why + tail, fs)
     not_loaded = sorted({f.purl for f in fs if not f.obs.facts.package_loaded})  # a fact row is no load
     if not_loaded:
         why = f"package never seen loaded in the image: {', '.join(not_loaded)}"

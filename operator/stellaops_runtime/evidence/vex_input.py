@@ -17,7 +17,9 @@ import's ``path`` and asked in every spelling the agent stores it under,
 matched to stored Rust names by :mod:`stellaops_runtime.store.rust_paths`)
 or ``.functions``. A vulnerability
 without any function cannot be decided at function level: it is reported
-``under_investigation``. Entries of one id, and records naming each other in ``aliases``, are one
+``under_investigation``, and so is one with a Go import whose ``symbols`` is
+empty or left out (every function of that package: ``Target.whole_packages``).
+Entries of one id, and records naming each other in ``aliases``, are one
 vulnerability (:func:`_one_per_id`).
 Pure: the caller reads the file.
 """
@@ -45,6 +47,10 @@ class Target:
     # vulnerability database names ``Tokenizer.Next`` a method the agent stores as
     # ``golang.org/x/net/html.(*Tokenizer).Next`` (docs/function-ids.md, Go).
     spellings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Go import paths every function of which is vulnerable: an ``imports`` entry whose
+    # ``symbols`` is empty or left out (the Go vulnerability database's "every symbol"). No
+    # function list can stand for them: a ``vex`` answer of named functions never rules them out.
+    whole_packages: tuple[str, ...] = ()
 
     def names_of(self, function: str) -> tuple[str, ...]:
         """The other spellings of ``function`` (empty when it has none)."""
@@ -122,7 +128,11 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+def _osv_functions(
+    aff: dict[str, Any], where: str
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """The functions an OSV ``affected`` entry names, their other spellings, and the Go import
+    paths it names no symbol of (every function of those is vulnerable)."""
     es = _object(aff.get("ecosystem_specific"), f"{where}.ecosystem_specific")
     out: list[str] = list(_strings(es.get("functions"), f"{where}.ecosystem_specific.functions"))
     affects = es.get("affects")  # RustSec: generic-free paths, matched as store/rust_paths.py says
@@ -132,6 +142,7 @@ def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], di
         out += _strings(affects.get("functions"), f"{where}.ecosystem_specific.affects.functions")
     out += _strings(es.get("affected_functions"), f"{where}.ecosystem_specific.affected_functions")
     spellings: dict[str, tuple[str, ...]] = {}
+    whole: list[str] = []
     for i, imp in enumerate(_list(es.get("imports"), f"{where}.ecosystem_specific.imports")):
         if not isinstance(imp, dict):
             raise VexInputError(f"{where}.ecosystem_specific.imports[{i}]: expected an object")
@@ -143,11 +154,13 @@ def _osv_functions(aff: dict[str, Any], where: str) -> tuple[tuple[str, ...], di
                     f"{where}.ecosystem_specific.imports[{i}]: symbols without a package path"
                 )
             continue
+        if not symbols:  # Go's "symbols" empty or left out: every function of the package
+            whole.append(path)
         for sym in symbols:
             shown, *others = go_symbol_names(path, sym)
             out.append(shown)
             spellings[shown] = tuple(others)
-    return tuple(dict.fromkeys(out)), spellings
+    return tuple(dict.fromkeys(out)), spellings, tuple(dict.fromkeys(whole))
 
 
 def _one(doc: Any, where: str) -> Vulnerability:
@@ -165,9 +178,10 @@ def _one(doc: Any, where: str) -> Vulnerability:
         if not isinstance(aff, dict):
             raise VexInputError(f"{w}: expected an object")
         spellings: dict[str, tuple[str, ...]] = {}
+        whole: tuple[str, ...] = ()
         if "package" in aff:  # OSV
             purl = _purl_of(_object(aff["package"], f"{w}.package"))
-            functions, spellings = _osv_functions(aff, w)
+            functions, spellings, whole = _osv_functions(aff, w)
         else:
             purl = str(aff["purl"]).strip() if isinstance(aff.get("purl"), str) else ""
             functions = _strings(aff.get("functions"), f"{w}.functions")
@@ -177,7 +191,7 @@ def _one(doc: Any, where: str) -> Vulnerability:
             PackageURL.from_string(purl)
         except ValueError as e:
             raise VexInputError(f"{w}: {purl!r} is not a package URL: {e}") from None
-        targets.append(Target(purl, functions, tuple(spellings.items())))
+        targets.append(Target(purl, functions, tuple(spellings.items()), whole))
     if not targets:
         raise VexInputError(f"{where} ({vid}): no affected package")
     for field in ("details", "summary", "description"):
