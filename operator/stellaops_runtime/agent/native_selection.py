@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from stellaops_runtime.agent.native_selection_policies import (
@@ -62,6 +63,7 @@ from stellaops_runtime.agent.watched_file import Missing, WatchedFile
 from stellaops_runtime.contracts.events import EventKind, RuntimeCallEvent
 from stellaops_runtime.native.config import NativeConfig, NativeConfigError
 from stellaops_runtime.native.policy_config import DEFAULT_HOST_ROOT, MAX_FILE_BYTES, parse_payload
+from stellaops_runtime.store.name_spellings import entry_clone_of
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +170,8 @@ def asks(policy: SelectionPolicy, ev: RuntimeCallEvent, deep: bool, owners: Owne
     if not deep:  # functions need stellaops.io/observe-deep=true, as their rendered object does
         return False
     key = (ev.module, ev.function_name)
-    if key in policy.paths:
-        return True
+    if key in policy.paths or _clone_key(key, policy.paths) is not None:
+        return True  # a binaryPath function, or an entry clone of it probed beside it (host_tails.py)
     if owners is not None and key in owners:
         return policy.key in owners[key]
     return False
@@ -184,6 +186,34 @@ def node_wide_probes(base: NativeConfig | None) -> frozenset[tuple[str, str]]:
     if base.tcp_state:
         out.add(("tcp", TCP_FUNCTION))
     return frozenset(out)
+
+
+def _clone_bases(name: str) -> Iterator[str]:
+    """The names ``name`` is an entry clone of (``crc32`` for ``crc32.isra.0``:
+    name_spellings.entry_clone_of): the BCC probes probe a node file's clones beside the function
+    (native/host_tails.py), and such a call is the function's."""
+    at = name.find(".")
+    while at > 0:
+        if entry_clone_of(name, name[:at]):
+            yield name[:at]
+        at = name.find(".", at + 1)
+
+
+def _clone_key(key: tuple[str, str], known: AbstractSet[tuple[str, str]]) -> tuple[str, str] | None:
+    """(module, function) in ``known`` of which ``key`` names an entry clone (:func:`_clone_bases`)."""
+    module, name = key
+    return next((b for b in ((module, base) for base in _clone_bases(name)) if b in known), None)
+
+
+def probe_is_node_wide(probe: tuple[str, str], node_wide: AbstractSet[tuple[str, str]]) -> bool:
+    """Whether ``probe`` (:func:`_probe`) is one of the agent's own (:func:`node_wide_probes`), or an
+    entry clone of one of its uprobes."""
+    if probe in node_wide:
+        return True
+    if probe[0] != "uprobe" or "." not in probe[1]:
+        return False
+    module, _, name = probe[1].partition("\x00")
+    return any(("uprobe", f"{module}\x00{base}") in node_wide for base in _clone_bases(name))
 
 
 def _probe(ev: RuntimeCallEvent) -> tuple[str, str] | None:
@@ -283,7 +313,7 @@ class NativeSelection:
         if view is None:
             return False
         probe = _probe(ev)
-        if probe is None or probe in self.node_wide:
+        if probe is None or probe_is_node_wide(probe, self.node_wide):
             return False
         info = ev.pod
         if info is None:

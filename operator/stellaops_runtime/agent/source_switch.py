@@ -265,6 +265,7 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
             await self._mark_gap(time.time_ns())
 
     async def _tick_tetragon(self, now: float) -> None:
+        await self._tetragon_facts(now)  # tails and clones its policies do not name (native/host_tails.py)
         if self.tetragon.stats.connected:
             self._lost_at = None
             if not self.tetragon.delivering:  # Tetragon listens on the stream once it delivers

@@ -60,6 +60,11 @@ class ProbeReloads:
     _load_since_ns: int
     _marked: tuple[int, int]
     _selection_policies: tuple[Any, ...] = ()  # the probe ConfigMap's policies as last configured
+    config: Any  # the agent's AgentConfig
+    host_root = "/proc/1/root"  # the node's root as the agent reaches it (policy_config.DEFAULT_HOST_ROOT)
+    _facts_stamp: object = ()  # the ConfigMap's stamp the Tetragon facts were read at (): none read
+    _facts: object = None  # those facts (a BCC configure replaced them: read again)
+    _facts_check_at = 0.0
 
     if TYPE_CHECKING:  # the switch's own, used by a reload
 
@@ -82,13 +87,9 @@ class ProbeReloads:
         """
         base = self._probe_config()
         debug = self.bcc.debug_files if self.bcc is not None else True  # symbols.debugFiles: tails too
-        host: dict[tuple[str, str, str], tuple[str, str]] = {}
-        if base.uprobes:  # binaryPath functions, the agent's own uprobes: their tails in the node's files
-            from stellaops_runtime.native.host_tails import host_tails
-
-            node = self.pipeline.node_name
-            host = await asyncio.to_thread(host_tails, base.uprobes, node_name=node, debug_files=debug)
+        own = base.uprobes  # binaryPath functions, the agent's own uprobes: files of the node
         wiring = None
+        records: list[Any] = []
         if self._purl_functions:
             from stellaops_runtime.native.purl_wiring import running, wire
 
@@ -99,19 +100,64 @@ class ProbeReloads:
             wiring = await asyncio.to_thread(
                 wire, self._purl_functions, containers, base, selects=selects, debug_files=debug
             )
-            self._note_probed(wiring, {r.container_id: r.image_digest for r in records}, host)
             base = wiring.config
             n = sum(len(f.symbols) for f in self._purl_functions)
             log.info(
                 "%d function(s) named by purl in %d running container(s): %d uprobe target(s)",
                 n, len(containers), len(wiring.plan.targets()),
             )  # fmt: skip
+        host: dict[tuple[str, str, str], tuple[str, str]] = {}
+        if own:  # their tails in the node's files as facts; their entry clones probed where room is left
+            base, host = await asyncio.to_thread(self._host_functions, own, base, debug)
+        if wiring is not None:
+            self._note_probed(wiring, {r.container_id: r.image_digest for r in records}, host)
         else:
             self.pipeline.unprobed.current = host  # agent/unprobed.py: swapped whole
         self._set_wiring(wiring)
         if (sel := self.pipeline.native_selection) is not None:
             sel.purl_owners = wiring.owners() if wiring is not None else None  # swapped whole
         return base
+
+    def _host_functions(
+        self, own: tuple[Any, ...], cfg: NativeConfig, debug: bool
+    ) -> tuple[NativeConfig, dict[tuple[str, str, str], tuple[str, str]]]:
+        """``cfg`` with the entry clones of ``own``'s functions in the node's files added (as many as
+        MAX_UPROBE_TARGETS leaves room for, after the PURL functions' targets), and the facts of
+        ``host:<node>``: their split tails and the clones left out (native/host_tails.py)."""
+        import dataclasses
+
+        from stellaops_runtime.native.config import MAX_UPROBE_TARGETS
+        from stellaops_runtime.native.host_tails import host_functions
+
+        got = host_functions(
+            own, node_name=self.pipeline.node_name, debug_files=debug,
+            room=max(0, MAX_UPROBE_TARGETS - len(cfg.uprobes)), periods=cfg.uprobe_periods,
+        )  # fmt: skip
+        if got.clones:
+            cfg = dataclasses.replace(
+                cfg, uprobes=cfg.uprobes + got.clones, uprobe_periods=cfg.uprobe_periods + got.periods
+            )
+        return cfg, got.facts
+
+    async def _tetragon_facts(self, now: float) -> None:
+        """While Tetragon is the source: the split tails and entry clones of the probe ConfigMap's
+        ``binaryPath`` functions, which its TracingPolicies do not name, as facts of ``host:<node>``
+        (native/host_tails.py ``tetragon_facts``), read again when the ConfigMap changes."""
+        path = self.native_cfg.probe_config_file
+        if not path or now < self._facts_check_at:
+            return
+        self._facts_check_at = now + RELOAD_CHECK_SECONDS
+        stamp = config_stamp(path)
+        if stamp == self._facts_stamp and self.pipeline.unprobed.current is self._facts:
+            return
+        self._facts_stamp = stamp
+        from stellaops_runtime.native.host_tails import tetragon_facts
+
+        facts = await asyncio.to_thread(
+            tetragon_facts, path, node_name=self.pipeline.node_name, host_root=self.host_root,
+            debug_files=self.config.symbols.debug_files,
+        )  # fmt: skip
+        self.pipeline.unprobed.current = self._facts = facts
 
     def _read_selection_policies(self) -> tuple[Any, ...]:
         sel = self.pipeline.native_selection

@@ -2,9 +2,11 @@
 
 gcc -O2 splits a function by partial inlining (``crc32`` and ``crc32.part.0``): callers that
 inlined the head call the tail directly. The PURL probes attach at ``crc32`` only, and the agent
-stores each tail left unprobed as an ``unprobed`` row of 0 calls (agent/unprobed.py). A question
-about the function (by name, by function ID in that build, maybe of its package) that meets such a
-row in the image is answered ``unknown`` naming the tails, and so is "no function of the package
+stores each tail left unprobed as an ``unprobed`` row of 0 calls (agent/unprobed.py). The same
+row names an entry clone (``crc32.isra.0``) of a ``binaryPath`` function that was not probed: under
+Tetragon, whose policy names the symbol only, or past the BCC probes' room (native/host_tails.py).
+A question about the function (by name, by function ID in that build, maybe of its package) that
+meets such a row in the image is answered ``unknown`` naming the tails, and so is "no function of the package
 (of those a prefix covers, of the image) ran" (``query functions``, ``query hot`` with nothing to
 list): ``query observed`` exits 3,
 ``evidence`` keeps the neutral RTS, ``vex`` says under_investigation (evidence/doubts.py). The
@@ -37,12 +39,19 @@ def probed_in_part(
     rows = queries.unprobed(conn, image=image, function=function, purl=purl, purl_prefix=prefix)
     if not rows:
         return None
-    tails = listed({f"{r.function_name} in {r.module}" for r in rows}, "tails")
-    one = len(rows) == 1
     what = "the function was" if function is not None else "functions of it were"
-    why = (
-        f"{what} probed in part: split tail{'' if one else 's'} {tails} (code a caller that inlined "
-        f"a function's head calls directly) {'was' if one else 'were'} not probed, so calls through "
-        f"{'it' if one else 'them'} were never counted"
-    )
+    tails = [r for r in rows if ".part" in r.function_name]
+    clones = [r for r in rows if ".part" not in r.function_name]  # an entry clone (``.isra``) not probed
+    parts = []
+    for got, kind, why in (
+        (tails, "split tail", "code a caller that inlined a function's head calls directly"),
+        (clones, "clone", "a copy gcc made to be called instead of the function; Tetragon's policy names "
+         "the symbol only, or the probes had no room left for it"),
+    ):  # fmt: skip
+        if got:
+            one = len(got) == 1
+            names = listed({f"{r.function_name} in {r.module}" for r in got}, f"{kind.split()[-1]}s")
+            parts.append(f"{kind}{'' if one else 's'} {names} ({why}) {'was' if one else 'were'} not probed")
+    through = "it" if len(rows) == 1 else "them"
+    why = f"{what} probed in part: {'; '.join(parts)}, so calls through {through} were never counted"
     return Doubt(PROBED_IN_PART, why, tuple(rows))

@@ -1,4 +1,4 @@
-"""Split tails of the node's own probed files: the "probed in part" facts of the host image.
+"""Split tails and entry clones of the node's own probed files: probes and "probed in part" facts.
 
 Why this module exists: a ``binaryPath`` function of the probe ConfigMap (or a uprobe of the agent's
 own settings) is probed at its name in a file of the node. When gcc split it by partial inlining
@@ -10,6 +10,13 @@ the node's files: each file's tails of the functions probed in it are read from 
 else from its separate debug file (native/purl_debug.py), once per load of the probes, and
 stored as ``unprobed`` facts under ``host:<node>``, with the file's build-id and no package (a fact
 of no package counts for every package's question, store/queries.py ``unprobed``).
+
+The same read gives the function's entry clones (``crc32.isra.0``, ``crc32.constprop.0``: gcc -O2
+may compile a static function into those only, and a probe by the exact name then counted
+nothing). The BCC probes probe them, by name, as the PURL functions' clones are
+(:func:`host_functions`); one they have no room for is a fact. Tetragon's TracingPolicy names the
+symbol only (controller/render_policy.py), so while Tetragon is the source every tail and clone of
+the ConfigMap's ``binaryPath`` functions is a fact (:func:`tetragon_facts`).
 
 Only files the node's processes run are the host's: a target under a container's root
 (``/proc/<pid>/root`` of another pid) or a PURL target is left out. A path in the agent's own root
@@ -23,26 +30,62 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from stellaops_runtime.canonical.elflayout import file_build_id
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow_files import open_path, split_root
-from stellaops_runtime.native.purl_debug import debug_symbols
+from stellaops_runtime.native.purl_debug import debug_symbols, with_debug
 from stellaops_runtime.native.purl_targets import function_offsets
 
 HOST_ROOTS = ("/", "/proc/1/root")  # the agent's and the node's root (a hostPID agent)
 Facts = dict[tuple[str, str, str], tuple[str, str]]  # (image, module, tail) -> (build-id, PURL "")
 
 
+@dataclass(frozen=True, slots=True)
+class HostFunctions:
+    """What the node's probed files hold beside the functions probed: facts, and clones to probe."""
+
+    facts: Facts  # split tails (and entry clones not probed) as ``unprobed`` facts of ``host:<node>``
+    clones: tuple[UprobeTarget, ...] = ()  # the entry clones to probe, under their own names
+    # (clone label, period): a clone keeps its function's rateLimit (NativeConfig.uprobe_periods)
+    periods: tuple[tuple[str, int], ...] = ()
+
+
 def host_tails(targets: Iterable[UprobeTarget], *, node_name: str, debug_files: bool = True) -> Facts:
     """The split tails, in the node's files, of the functions ``targets`` probe there, as facts of
     ``host:<node_name>`` under the path events name the file by (``module``, else ``binary``)."""
+    return host_functions(targets, node_name=node_name, debug_files=debug_files, room=None).facts
+
+
+def host_functions(
+    targets: Iterable[UprobeTarget],
+    *,
+    node_name: str,
+    debug_files: bool = True,
+    room: int | None = 0,
+    periods: Iterable[tuple[str, int]] = (),
+) -> HostFunctions:
+    """:func:`host_tails`, and the GCC entry clones (``crc32.isra.0``, ``crc32.constprop.0``:
+    purl_targets.function_offsets) of those functions in those files.
+
+    ``room``: how many clones may still be probed (the BCC probes: MAX_UPROBE_TARGETS less the
+    targets already planned); each becomes a target of the same file and ``module``, probed by name
+    as a PURL function's clone is (the loader finds its address: native/symaddr.py), its calls
+    counted under its own name, which every answer counts as the function's. A clone past ``room``
+    (``0``: Tetragon is the source, its TracingPolicy names the symbol only) is a fact, as a tail
+    is: the answer is then unknown, never "not observed". None: clones are not looked at.
+    ``periods``: the functions' rateLimits (``UprobeTarget.label()`` -> seconds), given to their clones.
+    """
     by_file: dict[tuple[str, str], set[str]] = {}
     for t in targets:
         if t.root or split_root(t.binary)[0] not in HOST_ROOTS:
             continue  # a PURL target (a container's file), or a file under a container's root
         by_file.setdefault((t.binary, t.module or t.binary), set()).add(t.symbol)
+    period_of = dict(periods)
     out: Facts = {}
+    clones: list[UprobeTarget] = []
+    clone_periods: list[tuple[str, int]] = []
     for (binary, module), symbols in sorted(by_file.items()):
         try:
             fd, _st = open_path(binary)
@@ -50,17 +93,46 @@ def host_tails(targets: Iterable[UprobeTarget], *, node_name: str, debug_files: 
             continue  # gone or unreadable: the probe's attach says so
         try:
             tails: dict[str, set[str]] = {}
-            function_offsets(fd, symbols, tails)
-            if debug_files and not tails:  # the probe finds its function's address there itself
-                debug = debug_symbols(fd, *split_root(binary), symbols, function_offsets)
-                tails = debug[2] if debug else {}
+            found, entry = function_offsets(fd, symbols, tails)
+            debug = debug_symbols(fd, *split_root(binary), symbols, function_offsets) if debug_files else None
+            if debug:  # stripped: its debug file's tails and clones (the probe finds its address there)
+                found, entry, tails = with_debug(found, entry, tails, debug)
+            of_file = {s: set(of) for s, of in tails.items()}
+            taken = set(found.values())  # one probe per offset: not a clone where a name asked is probed
+            for s, of in entry.items() if room is not None else ():
+                of_file.setdefault(s, set()).update(c for c, off in of.items() if off not in taken)
             with os.fdopen(os.dup(fd), "rb") as f:
-                bid = file_build_id(f)[0] if tails else ""
-        except Exception:  # not ELF, damaged, over budget: no tail known from it
+                bid = file_build_id(f)[0] if any(of_file.values()) else ""
+        except Exception:  # not ELF, damaged, over budget: nothing known from it
             continue
         finally:
             os.close(fd)
-        for of in tails.values():
-            for tail in sorted(of):
-                out[(f"host:{node_name}", module, tail)] = (bid, "")
-    return out
+        for base in sorted(of_file):
+            for name in sorted(of_file[base]):
+                if name in tails.get(base, ()):
+                    out[(f"host:{node_name}", module, name)] = (bid, "")
+                elif room is not None and len(clones) < room:
+                    t = UprobeTarget(binary, name, "" if module == binary else module)
+                    clones.append(t)
+                    label = UprobeTarget(binary, base, t.module).label()
+                    if label in period_of:
+                        clone_periods.append((t.label(), period_of[label]))
+                else:
+                    out[(f"host:{node_name}", module, name)] = (bid, "")
+    return HostFunctions(out, tuple(clones), tuple(clone_periods))
+
+
+def tetragon_facts(path: str, *, node_name: str, host_root: str, debug_files: bool = True) -> Facts:
+    """While Tetragon is the source: the ``binaryPath`` functions of the probe ConfigMap at ``path``
+    are probed by Tetragon at their symbols only (controller/render_policy.py renders a uprobe by
+    symbol), so their split tails and entry clones in the node's files (reached under ``host_root``)
+    are all facts of ``host:<node_name>``. A ConfigMap that cannot be read gives none (the BCC probes'
+    read says why)."""
+    from stellaops_runtime.native.config import NativeConfig, NativeConfigError
+    from stellaops_runtime.native.policy_config import read_probe_config
+
+    try:
+        targets = read_probe_config(path, NativeConfig(), host_root=host_root).config.uprobes
+    except (OSError, NativeConfigError):
+        return {}
+    return host_functions(targets, node_name=node_name, debug_files=debug_files, room=0).facts
