@@ -15,10 +15,11 @@ stored the counts of everything that arrived by then. Both matter: an agent
 killed by SIGKILL or the OOM killer loses the counts it had not flushed, and a
 window row it had already stored claims the whole window, so the next agent's
 gap must start before the first lost event, not at the last message. The
-outage marker's tick samples the watching moment about once a second (none
-while the source is not watching: that outage is recorded as it goes); each
-flush that stores everything the pipeline had taken when it started writes
-the latest sample it covers, never past the moment up to which Tetragon's
+outage marker's tick samples the watching moment about once a second, and each
+flush as it starts (none while the source is not watching: that outage is
+recorded as it goes); each flush that stores everything the pipeline had taken
+when it started writes the latest sample it covers (its own, when the pipeline
+had taken everything queued by its start), never past the moment up to which Tetragon's
 counted losses were in the gap tracker as it started (sources/tetragon_metrics.py
 ``marked_through``: a loss not stored yet would otherwise fall in no gap); a
 graceful shutdown that stored or spooled every count writes the moment stop
@@ -141,6 +142,7 @@ class WatchRecord(StoreAnswer):
         self._drops_cap: int | None = None
         self._unmarked = False  # the store's answer handed to the source on the last tick
         self._claims = True  # the running flush may write a watching moment (flush_starts)
+        self.source: Any = None  # the agent's source: sampled as a flush starts too (attach_watch_record)
 
     @property
     def enabled(self) -> bool:
@@ -201,6 +203,11 @@ class WatchRecord(StoreAnswer):
         The store's answer, handed over here, reaches the pipeline on the marker's next tick (it
         runs before this): no flush starting before then claims a moment (:meth:`flush_starts`)."""
         self._unmarked = self._tell(source)
+        self._sample(source)
+
+    def _sample(self, source: Any) -> None:
+        """Keep ``(the source's watching moment, payloads enqueued)``, read in that order: every
+        payload holding an event before that moment was enqueued by then."""
         watching = getattr(source, "watching_ns", None)
         alive = watching() if self.path and watching is not None else None
         if alive is None:
@@ -212,7 +219,13 @@ class WatchRecord(StoreAnswer):
             self._samples.append((alive, boot, self.queue.enqueued))
 
     def flush_starts(self) -> int:
-        """Payloads the pipeline has taken so far: the flush starting now drains all of them."""
+        """Payloads the pipeline has taken so far: the flush starting now drains all of them. The
+        source's watching moment is sampled first: when the pipeline has taken everything queued by
+        now, this flush covers it (not only the last tick's sample, up to a second older: with the
+        native probes running, the next agent would count Tetragon's copies of the calls this flush
+        stored after that sample again, agent/source_switch_loads.py)."""
+        if self.source is not None:
+            self._sample(self.source)
         taken = int(self.queue.enqueued - len(self.queue))
         self.export.flush_starts(taken)
         self._drops_cap = self.drops_through()  # gaps marked by now are in this flush's drain
@@ -328,6 +341,7 @@ def attach_watch_record(agent: Any) -> WatchRecord:
         queue=agent.queue,
     )
     rec.resume(agent.source)
+    rec.source = agent.source
     rec.spool_window_ns = lambda: agent.flusher.spool.window_ns
     rec.spool_lost_since = lambda: agent.flusher.spool.lost_since_ns
     rec.drops_through = lambda: _cap(agent.outages)
