@@ -11,7 +11,8 @@ meets such a row in the image is answered ``unknown`` naming the tails, and so i
 list): ``query observed`` exits 3,
 ``evidence`` keeps the neutral RTS, ``vex`` says under_investigation (evidence/doubts.py). The
 fact holds for any period asked about: an image's file never changes, so its tail was unprobed
-whenever the function was probed there.
+whenever the function was probed there. A node's file's facts (``host:<node>``) count too for an
+image that has a row of that build: a container running the node's file (store/node_facts.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from stellaops_runtime.evidence.doubt import Doubt, listed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.node_facts import node_file_unprobed
 from stellaops_runtime.store.refs import PurlQuery
 
 PROBED_IN_PART = "probed_in_part"
@@ -37,6 +39,7 @@ def probed_in_part(
     """The split tails of ``function`` (of any function when None: a question about a whole package,
     those ``prefix`` covers, or the image) of ``purl`` the probes left unprobed in ``image``."""
     rows = queries.unprobed(conn, image=image, function=function, purl=purl, purl_prefix=prefix)
+    rows += node_file_unprobed(conn, image=image, function=function)  # a hostPath run of a node's file
     if not rows:
         return None
     what = "the function was" if function is not None else "functions of it were"

@@ -22,8 +22,9 @@ Only files the node's processes run are the host's: a target under a container's
 (``/proc/<pid>/root`` of another pid) or a PURL target is left out. A path in the agent's own root
 (``/``) is taken as the node's (an agent run on the node, or a policy without a host root): were it
 the agent image's file, its fact would only turn an answer about the host into ``unknown``. A
-container that runs the node's file (a hostPath mount) has its calls stored under its own image,
-where no fact of this file is stored (docs/native-probes.md, "Known limits").
+container that runs the node's file (a hostPath mount) has its calls stored under its own image;
+the facts stored here follow the file there by build-id when the answers are made
+(store/node_facts.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,58 @@
+"""The node's files' "probed in part" facts, for an image whose processes ran such a file.
+
+Why this module exists: the tails (and unprobed clones) of a ``binaryPath`` function are stored as
+``unprobed`` facts of the host image ``host:<node>`` (native/host_tails.py), where the node's own
+processes' calls are. A uprobe fires for every process mapping the probed inode, so a container
+running the node's file through a hostPath mount has its calls counted under its own image, and
+there no fact of the file was: an answer about that image said "not observed" while the tail ran.
+
+A fact follows its file by build-id: an image that has any row of that build (a call in the file,
+a frame of it on a stack, its load event, a fact; an exec row carries no build-id) meets the facts
+every node stored of it. An image that never showed
+that build does not (another build of the program, or one never seen mapped). This widens
+``unknown`` to every image seen running that build, the safe side: an image's own copy of the
+same build is not even probed by the node's probe. Two reads, both bounded by the facts: the
+node facts of the function (few: at most MAX_UPROBE_TARGETS tails a function per file), then which
+of their build-ids the image has; no join across images (``hot_symbols`` is distributed by image on
+Citus).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.schema import hot_symbols
+
+HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
+
+
+def node_file_unprobed(
+    conn: sa.Connection, *, image: str, function: FunctionQuery | None
+) -> list[queries.SymbolRow]:
+    """The ``unprobed`` facts of any ``host:<node>`` image (of ``function``; any when None) whose
+    build-id ``image`` has a row of. None for a host image itself (its own facts are
+    :func:`queries.unprobed`'s). A node fact has no package, so it counts for every package's question."""
+    if image.startswith(HOST_PREFIX):
+        return []
+    c = hot_symbols.c
+    where = [
+        sa.func.substr(c.image_digest, 1, len(HOST_PREFIX)) == HOST_PREFIX,
+        c.evidence_kind == EvidenceKind.UNPROBED.value,
+        c.build_id != "",
+    ]
+    if function is not None:
+        where.append(queries._name_filter(function))  # the SQL that narrows rows to a function
+    facts = queries.rows_where(conn, *where)
+    if function is not None and function.is_function_id:
+        facts = [r for r in facts if function.matches_clone(r.function_name, r.build_id)]
+    elif function is not None:
+        facts = [r for r in facts if function.matches_name(r.function_name)]
+    if not facts:
+        return []
+    builds = sorted({r.build_id for r in facts})
+    stmt = sa.select(c.build_id).where(c.image_digest == image, c.build_id.in_(builds)).distinct()
+    seen = {b for (b,) in conn.execute(stmt)}
+    return sorted((r for r in facts if r.build_id in seen), key=lambda r: (r.module, r.function_name))

@@ -1,0 +1,78 @@
+"""A container running the node's file (a hostPath mount): the file's unprobed facts follow it by build-id.
+
+The BCC probes sit on the node's file (a ``binaryPath`` function): a uprobe fires for every process
+mapping the inode, so a container that runs that file through a hostPath mount has its calls
+counted, stored under its own image. The file's split tail (``split_fn.part.0``, called directly
+by callers that inlined the head) is stored as an ``unprobed`` fact of ``host:<node>`` only
+(native/host_tails.py), so a question about the container's image said "not observed" while the
+tail ran there. Now an image that has any row of that build (a call in the file, a frame, its
+load) meets the node's facts of that build too (store/node_facts.py); an image without one does
+not.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.native.host_tails import host_tails
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.engine import open_store
+from tests.cli_run import cli_json
+from tests.integration.test_probed_in_part_host import _host_program
+from tests.integration.test_vex import DAY, T0, S
+
+POD = "sha256:" + "ab" * 32  # the container running the node's file through a hostPath mount
+OTHER = "sha256:" + "cd" * 32  # a container of another build of the program
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("nm") is None, reason="needs gcc")
+def test_a_container_running_the_node_s_file_meets_its_facts(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    """Seen failing before the fix: the hostPath container's answer was not_observed (exit 1)."""
+    target = _host_program(tmp_path)  # gcc -O2: split_fn + split_fn.part.0, main calls the tail
+    facts = host_tails([target], node_name="node-1")
+    ((key, (bid, _purl)),) = facts.items()
+    fact = HotSymbolDelta(
+        HotSymbolKey("host:node-1", key[1], key[2], EvidenceKind.UNPROBED), T0 + 3 * DAY, 0,
+        T0 + 3 * DAY, T0 + 3 * DAY, confidence=0.0, build_id=bid, node_name="node-1",
+    )  # fmt: skip
+    url = sqlite_at_head(tmp_path / "hot.db")
+    start = T0 + 3 * DAY
+    rows, windows = [], []
+    for image, build in ((POD, bid), (OTHER, "0f" * 20)):  # a call of user() in the file, its build
+        rows.append(HotSymbolDelta(
+            HotSymbolKey(image, "/host/usr/bin/stella-app", "user", EvidenceKind.INVOKED), start, 5,
+            start + S, start + S, build_id=build, node_name="node-1",
+        ))  # fmt: skip
+        windows += [
+            ObservationWindow(image, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc")
+            for d in range(40)
+        ]
+    with open_store(url) as s:
+        s.write(rows, windows)
+        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+    code, doc = cli_json(
+        "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
+    )
+    assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
+    code, doc = cli_json(
+        "query", "observed", "--image", POD, "--function", f"{bid}:split_fn+0x0", "--store", url, "--json"
+    )
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    # another build of the program in another image: the node's file's fact is not its own
+    code, doc = cli_json(
+        "query", "observed", "--image", OTHER, "--function", "split_fn", "--store", url, "--json"
+    )
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
