@@ -26,6 +26,7 @@ from stellaops_runtime.evidence.store_facts import observe
 from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError
+from stellaops_runtime.witness.issued import no_later_than_store
 
 HELP = """\
 Print the Evidence document for FUNCTION of package PURL in image IMAGE:
@@ -80,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     def ask(conn: sa.Connection) -> int:
         snapshot(conn)  # one snapshot: agents flush while this reads
         obs = observe(conn, image=args.image, purl=pq, function=args.function, exploit_path=args.exploit_path)
-        doc = evidence(obs, image=args.image, purl=args.purl, function=args.function.text)
+        # dated no later than the store's clock, as a witness of it is (witness/issued.py)
+        doc = no_later_than_store(
+            conn, evidence(obs, image=args.image, purl=args.purl, function=args.function.text)
+        )
         state = doc["reachability_state"]
         if args.json:
             emit_json(doc)

@@ -41,7 +41,7 @@ from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError, image_key
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness import store as wstore
-from stellaops_runtime.witness.issued import no_later_than_store
+from stellaops_runtime.witness.issued import issued_now, no_later_than_store
 from stellaops_runtime.witness.statement import encode, statement
 
 
@@ -242,7 +242,10 @@ def run(args: argparse.Namespace) -> int:
                     findings.append(vex.Finding(t.purl, fn, obs, f"{vex.envelope_digest(data)} ({name})"))
             decisions.append(vex.decide(v, findings, window_days=args.window_days, until=args.until))
         render = vex.openvex if args.format == "openvex" else vex.cyclonedx
-        text = json.dumps(render(image, decisions, image_name=args.image), indent=2) + "\n"
+        # dated no later than the store's clock, as its witnesses are (issued.py): a statement
+        # dated in the future outranks, in a merge, the ones made after it
+        now = issued_now(conn)
+        text = json.dumps(render(image, decisions, image_name=args.image, now=now), indent=2) + "\n"
         if args.out:
             out = Path(args.out)
             try:  # whole or not at all: a policy engine must never read half a document

@@ -7,7 +7,9 @@ signed on such a node passed for newer than the "DynamicReachable" another node 
 function ran, and ``verify --not-before`` could refuse no time before it. The question's day is
 already the earlier of the asker's clock and the store's (evidence/store_facts.py); the time a
 witness is issued is too: PostgreSQL's ``now()`` (the snapshot's transaction began then), and on
-SQLite the machine's own clock, the signer's.
+SQLite the machine's own clock, the signer's. So is the time a VEX or Evidence document is dated
+(:func:`issued_now`): a VEX statement dated in the future was taken, by a consumer merging
+documents, over the statements made after it.
 """
 
 from __future__ import annotations
@@ -48,3 +50,11 @@ def no_later_than_store(conn: sa.Connection, doc: dict[str, Any]) -> dict[str, A
     if theirs is None or (mine is not None and mine <= theirs):
         return doc
     return {**doc, "timestamp": rfc3339(theirs)}
+
+
+def issued_now(conn: sa.Connection) -> dt.datetime:
+    """The time an answer read on ``conn`` is issued: this machine's clock, or the store's when it
+    is earlier (a VEX document's and its statements' ``timestamp``)."""
+    mine = dt.datetime.now(dt.UTC)
+    theirs = store_now(conn)
+    return theirs if theirs is not None and theirs < mine else mine
