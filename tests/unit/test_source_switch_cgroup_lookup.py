@@ -162,3 +162,32 @@ def test_the_walk_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.Mo
     assert by_loop == [True], "the walk held the event loop"
     o = sw._segments[-1].overlap
     assert o is not None and o.counted_by_probes(call(CID, now - 20 * S))  # the same result
+
+
+def test_a_cgroup_gone_from_a_tree_read_whole_is_no_reason_for_a_gap(tmp_path: Path) -> None:
+    """A cgroup removed before the look (its container ended: a cgroup is removed only once empty,
+    and its id is not used again) counted nothing, when the walk read the node's tree whole and found
+    the others: no gap for it. A tree read in part (a permission error) leaves it undecided.
+    Seen failing before the refinement: the gone cgroup made the load undecided."""
+    tree = tmp_path / "cgroup"
+    (tree / f"cri-containerd-{CID}.scope").mkdir(parents=True)
+    ino = (tree / f"cri-containerd-{CID}.scope").stat().st_ino
+    locked = tree / "kubepods.slice"  # made first: a directory made later may take the gone one's inode
+    locked.mkdir()
+    gone = tree / "gone.scope"
+    gone.mkdir()
+    gone_ino = gone.stat().st_ino
+    gone.rmdir()
+    assert cgroup_ids.look_up([ino, gone_ino], (str(tree),)) == ({ino: CID}, frozenset())
+    # nothing found at all: another tree (a private namespace's view, cgroup v1), undecided
+    assert cgroup_ids.look_up([gone_ino], (str(tree),)) == ({}, frozenset({gone_ino}))
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cgroup_ids.os, "scandir", scandir)
+        assert cgroup_ids.look_up([ino, gone_ino], (str(tree),)) == ({ino: CID}, frozenset({gone_ino}))

@@ -15,10 +15,12 @@ container's cgroup holding cgroups of its own at the look (systemd or a containe
 engine inside it: its processes there are not in the cgroup allowed). A cgroup
 that names no container (a host service), that is gone by the look, or one of
 those, is matched by nothing: its calls may count twice, none is lost. A cgroup the
-walk does not see at all (:func:`look_up`: the node's tree unreadable, cgroup v1, a
-vanished mount, gone) leaves the whole load undecidable: the filter skips its
-functions' cached calls whatever their container, and the switch marks the load's
-span a gap (agent/source_switch_back.py).
+walk does not see when it could not read the node's tree whole, or found none of
+them (:func:`look_up`: no ``/proc/1/root`` access, cgroup v1, a permission error, a
+vanished mount), leaves the whole load undecidable: the filter skips its functions'
+cached calls whatever their container, and the switch marks the load's span a gap
+(agent/source_switch_back.py). One missing from a tree read whole was removed, and
+counted nothing.
 
 The node's cgroup tree is looked at through pid 1's root first (the agent runs
 in its own cgroup namespace, whose ``/sys/fs/cgroup`` shows its own cgroup
@@ -47,19 +49,27 @@ def container_ids(cgroups: Iterable[int], roots: tuple[str, ...] | None = None) 
 def look_up(
     cgroups: Iterable[int], roots: tuple[str, ...] | None = None
 ) -> tuple[dict[int, str], frozenset[int]]:
-    """:func:`container_ids`, and the cgroups whose directory the walk did not see at all: the
-    node's tree could not be read (no ``/proc/1/root`` access, a private cgroup namespace's own
-    view, cgroup v1, a permission error, a vanished mount), the walk ended at :data:`MAX_DIRS`, or
-    the cgroup was gone. Whose calls those were cannot be told (agent/source_switch_overlap.py)."""
+    """:func:`container_ids`, and the cgroups whose calls cannot be told apart: those the walk did
+    not see when it could not read the node's tree whole (a permission error, :data:`MAX_DIRS`
+    reached) or found none of them (no ``/proc/1/root`` access and a private cgroup namespace's own
+    view, cgroup v1, a vanished mount). A cgroup missing from a tree read whole in which others were
+    found was removed before the look (only an empty cgroup can be; its id is not used again): it
+    counted nothing, and is not among them (agent/source_switch_overlap.py ``cgroups_unseen``)."""
     want, out, found = set(cgroups), dict[int, str](), set[int]()
     for root in ROOTS if roots is None else roots:
         if not os.path.isdir(root):
             continue
-        stack, seen = [root], 0
-        while stack and seen < MAX_DIRS and len(found) < len(want):
+        stack, seen, whole = [root], 0, True
+        while stack and len(found) < len(want):
+            if seen >= MAX_DIRS:
+                whole = False
+                break
             try:
                 it = os.scandir(stack.pop())
-            except OSError:  # gone meanwhile, or not ours to read
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            except OSError:  # not ours to read: a cgroup below may be missed
+                whole = False
                 continue
             with it:
                 for e in it:
@@ -75,7 +85,8 @@ def look_up(
                         if (m := _ID.fullmatch(e.name)) is not None and _leaf(e.path):
                             out[ino] = m.group(1)
                     stack.append(e.path)
-        return out, frozenset(want - found)
+        missing = want - found
+        return out, frozenset(missing if missing and (not whole or not found) else ())
     return out, frozenset(want)
 
 
