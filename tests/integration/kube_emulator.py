@@ -16,6 +16,8 @@ the way a real API server does it:
   or a watch too (tests/realkube/test_not_found_real.py, test_json_patch_real.py);
 - a delete whose ``preconditions.uid`` names another object is 409 Conflict, "the UID in the
   precondition (...) does not match the UID in record (...)";
+- a delete of an object a finalizer holds bumps its ``generation`` as it marks it deleted
+  (deletion_rules.py, checked on both servers);
 - a JSON patch whose ``test`` op fails (kopf's optimistic concurrency on
   ``resourceVersion``, the status write's uid), or with an op that cannot apply, is 422
   Invalid, not a 500; on a resource with a ``status`` subresource a JSON patch of ``/status``
@@ -221,8 +223,10 @@ class ApiServer(WatchAccounting, kmock.KubernetesEmulator):
                     new_spec = _merged(dict(stored).get("spec"), data["spec"])
                     if new_spec != dict(stored).get("spec"):
                         meta["generation"] = int(old) + 1
-            elif request.action == kmock.action.DELETE and isinstance(data, dict):
-                _delete_precondition(data, self._stored(request), res, str(request.name))
+            elif request.action == kmock.action.DELETE:
+                if isinstance(data, dict):
+                    _delete_precondition(data, self._stored(request), res, str(request.name))
+                _mark_deleting(self._stored(request))
             elif request.action == kmock.action.UPDATE and isinstance(data, list):
                 stored = self._stored(request)
                 if stored is not None and not getattr(stored, "deleted", False):
@@ -307,6 +311,21 @@ def _delete_precondition(options: dict[str, Any], stored: Any, res: Any, name: s
             f"({want}) does not match the UID in record ({have}). The object might have been deleted "
             "and then recreated",
         )
+
+
+def _mark_deleting(stored: Any) -> None:
+    """An object a finalizer holds, deleted: kube-apiserver v1.20 bumps its ``generation`` and sets
+    ``deletionGracePeriodSeconds: 0`` as it sets ``deletionTimestamp`` (which kmock sets next), once
+    (tests/integration/deletion_rules.py, checked on both servers)."""
+    if stored is None or getattr(stored, "deleted", False):
+        return
+    meta = dict(stored).get("metadata") or {}
+    if not meta.get("finalizers") or meta.get("deletionTimestamp"):
+        return
+    changes: dict[str, Any] = {"deletionGracePeriodSeconds": 0}
+    if meta.get("generation"):
+        changes["generation"] = int(meta["generation"]) + 1
+    stored.patch({"metadata": changes})
 
 
 def _merged(old: Any, patch: Any) -> Any:

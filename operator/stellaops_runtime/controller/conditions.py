@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Stalled")
 State = Literal["Ready", "Progressing", "Degraded", "Stalled"]
+# Progressing, a policy's or a RuntimeObserver's: an object it renders is being deleted
+# (deletionTimestamp set, a finalizer pending), so not applied; made again once gone (owned.py).
+WAITING_FOR_DELETION = "WaitingForDeletion"
 
 
 def condition(*, type: str, status: bool, reason: str, message: str, generation: int | None) -> dict:

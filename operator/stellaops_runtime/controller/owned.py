@@ -17,6 +17,13 @@ is not served, ``ApiError.kind_not_served``) creates it, as a reconcile that had
 read it gone would have. ``delete_owned`` decides the same way on a delete refused
 for its uid: a replacement that is gone is done, ours is deleted under its own uid,
 another's is refused (``NotOwnedError``).
+
+An object of ours that is being deleted (``deletionTimestamp`` set, a finalizer pending: a
+foreground deletion, another controller's finalizer) is not written to and not applied: ``apply``
+raises ``TerminatingError`` (nothing written) and the owner's status says so (reason
+``WaitingForDeletion``), where it used to patch it and count it as applied until it went. Its
+DELETED event reconciles the owner, which creates it again
+(tests/integration/test_owned_terminating.py, tests/realkube/test_owned_terminating_real.py).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stellaops_runtime.contracts import crds
+from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION
 from stellaops_runtime.controller.loaded_version import Version, object_version
 from stellaops_runtime.controller.ownership import NotOwnedError, Owner, why_not_ours
 from stellaops_runtime.controller.patches import (
@@ -53,6 +61,27 @@ log = logging.getLogger(__name__)
 REPORTED_KINDS = frozenset({crds.TETRAGON_POLICY_KIND, crds.TETRAGON_NAMESPACED_KIND})
 
 
+class TerminatingError(RuntimeError):
+    """An object of a rendered name is being deleted: not written, not applied; made again once gone."""
+
+    reason = WAITING_FOR_DELETION
+
+    def __init__(self, *, kind: str, namespace: str | None, name: str, meta: Mapping[str, Any]) -> None:
+        where = f"{namespace}/{name}" if namespace else name
+        finalizers = meta.get("finalizers")
+        every = [str(f) for f in finalizers] if isinstance(finalizers, list) else []
+        held = every[:5]
+        more = f" and {len(every) - 5} more" if len(every) > 5 else ""
+        pending = f"; finalizers pending: {', '.join(held)}{more}" if held else ""
+        super().__init__(
+            f"{kind} {where} is being deleted (since {meta.get('deletionTimestamp')}{pending}): "
+            "it is created again once it is gone"
+        )
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+
+
 def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -72,7 +101,8 @@ class OwnedWriter(ReconcilerState):
     async def apply(self, desired: Mapping[str, Any]) -> str:
         """Create or patch one owned object; "created", "patched" or "unchanged".
 
-        Raises NotOwnedError (nothing written) when an object of that name exists and is not ours.
+        Raises NotOwnedError (nothing written) when an object of that name exists and is not ours,
+        TerminatingError (nothing written) when it is ours and being deleted.
         """
         res = resource_for(str(desired["apiVersion"]), str(desired["kind"]))
         key = obj_key(desired)
@@ -117,6 +147,9 @@ class OwnedWriter(ReconcilerState):
         """Patch ``current`` to its rendering under its uid, after the ownership check."""
         name, namespace = key[3], key[2]
         self._check_ours(key, current, Owner.of_desired(desired))
+        live_meta = current.get("metadata") or {}
+        if live_meta.get("deletionTimestamp"):  # going: a patch would be applied, and lost with it
+            raise TerminatingError(kind=key[1], namespace=namespace, name=name, meta=live_meta)
         patch = owned_patch(desired, current)
         if patch is None:
             return "unchanged"

@@ -9,8 +9,9 @@ partial loads (``PartiallyLoaded``), nodes that cannot reach Tetragon for
 longer than the bound (``TetragonUnreachable``), nodes whose Tetragon
 answers while their agent has got no events for longer than the same bound
 (``NoEventSource``, naming them: nothing the policy traces there is observed),
-nodes still pending (``Progressing``/``RollingOut``; a node whose Tetragon
-loaded it while its agent gets no events, for less than the bound, is pending
+a Tetragon object of the policy being deleted (``Progressing``/``WaitingForDeletion``: not
+applied, made again once it is gone), nodes still pending (``Progressing``/``RollingOut``; a node
+whose Tetragon loaded it while its agent gets no events, for less than the bound, is pending
 and named), no node running it (``Progressing``/
 ``NoNodeRunning``: no node at all, or every node stale, native or skipping
 it; a ``Ready`` there would rest on nothing), else ``Ready``/``RolledOut``.
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stellaops_runtime.controller.conditions import State
+from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION, State
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError
 from stellaops_runtime.controller.rollout import FAILED_STATES, NodeReport
 from stellaops_runtime.controller.rollout_partial import NO_SOURCE_STATE
@@ -41,6 +42,7 @@ def policy_state(
     unreachable: tuple[list[NodeReport], list[NodeReport]] = ([], []),
     unreachable_after: float = 120.0,
     no_source: tuple[list[NodeReport], list[NodeReport]] = ([], []),
+    terminating: list[str] | None = None,
 ) -> tuple[State, str, str]:
     """The overall condition of a valid policy from what was applied and how nodes report it.
 
@@ -50,7 +52,8 @@ def policy_state(
     for ``kubectl wait`` and GitOps health checks instead of ``RollingOut``
     forever; the second only show in the Progressing message. ``no_source``: the same split of the
     nodes whose agent gets no events while Tetragon answers (``rollout_overdue.no_source_nodes``),
-    Degraded ``NoEventSource`` after the same bound.
+    Degraded ``NoEventSource`` after the same bound. ``terminating``: what ``owned.TerminatingError``
+    said of each rendered object being deleted (not applied, so never Ready on it).
     """
     overdue, recent = unreachable
     deaf_overdue, deaf_recent = no_source if names else ([], [])
@@ -100,6 +103,12 @@ def policy_state(
             f"{len(deaf_overdue)}/{total} nodes have delivered no events for {unreachable_after:g}s or more "
             f"(source none), so nothing the policy traces is observed there: {shown}{more}; "
             f"{running}/{total} nodes running",
+        )
+    if terminating:  # a rendered object about to go: not applied, whatever the nodes say of it
+        return (
+            "Progressing",
+            WAITING_FOR_DELETION,
+            f"{'; '.join(terminating)}; {running}/{total} nodes running",
         )
     if rollout["nodesPending"]:
         waiting = (

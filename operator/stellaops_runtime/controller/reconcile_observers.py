@@ -33,6 +33,10 @@ Two inputs besides the observer itself:
   Progressing (``AgentsRollingOut``) until its new agent writes, Degraded
   (``AgentReportOutdated``) if it has not ``stale_after_seconds`` after the
   DaemonSet said every agent updated and ready.
+
+An agent object being deleted (``deletionTimestamp`` set, a finalizer pending) is not applied
+(``owned.TerminatingError``): the observer is Progressing, ``WaitingForDeletion``, naming it, until
+its DELETED event reconciles the observer, which creates it again.
 """
 
 from __future__ import annotations
@@ -51,10 +55,11 @@ from stellaops_runtime.contracts.crds import (
     parse_observer_spec,
 )
 from stellaops_runtime.controller.agent_pods import fleet_problem
-from stellaops_runtime.controller.conditions import State, state_conditions
+from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION, State, state_conditions
 from stellaops_runtime.controller.node_backing import BACKING_CONDITION
 from stellaops_runtime.controller.observer_nodes import ObserverNodes, agent_templates, raw_selector
 from stellaops_runtime.controller.opted_out import OptedOutPod
+from stellaops_runtime.controller.owned import TerminatingError
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.posture import Posture, opts_out
 from stellaops_runtime.controller.render_agent import (
@@ -156,11 +161,14 @@ class ObserverReconciler(ObserverNodes):
         desired.append(probe_cm)
         errors: list[str] = []
         refused: list[NotOwnedError] = []
+        terminating: list[str] = []  # being deleted: not applied; made again on their DELETED event
         for obj in desired:
             try:
                 await self.apply(obj)
             except NotOwnedError as e:
                 refused.append(e)
+            except TerminatingError as e:
+                terminating.append(str(e))
             except ApiError as e:
                 if e.throttled:  # not a failure of the agents: the scheduler retries after Retry-After
                     raise
@@ -181,6 +189,7 @@ class ObserverReconciler(ObserverNodes):
             selector=spec.agent.node_selector,
             socket_alone=socket_mounted_alone(spec),
             template=template,
+            terminating=terminating,
         )
         if refused:
             message = "; ".join([*map(str, refused), *errors])
@@ -214,7 +223,10 @@ class ObserverReconciler(ObserverNodes):
                 owner=body,
                 opted_out=self.opted_out_pods(),
             )
-            await self.apply(probe_cm)
+            try:
+                await self.apply(probe_cm)
+            except TerminatingError as e:  # its DELETED event reconciles the observer again
+                log.info("%s", e)
 
     async def store_secret_version(self, namespace: str, name: str) -> str:
         """``render_agent.store_secret_token`` of the store Secret (``unreadable`` on 403, logged once)."""
@@ -272,6 +284,7 @@ class ObserverReconciler(ObserverNodes):
         selector: Mapping[str, str],
         socket_alone: str | None = None,
         template: str | None = None,
+        terminating: list[str] | None = None,
     ) -> dict[str, Any]:
         ds_status = ds.get("status") or {}
         desired = int(ds_status.get("desiredNumberScheduled") or 0)
@@ -289,6 +302,8 @@ class ObserverReconciler(ObserverNodes):
             state, reason, message = "Degraded", "ApplyFailed", "; ".join(errors)
         elif stuck is not None:
             state, (reason, message) = "Degraded", stuck
+        elif terminating:  # an agent object about to go: not applied, whatever the DaemonSet says
+            state, reason, message = "Progressing", WAITING_FOR_DELETION, "; ".join(terminating)
         elif waiting:
             state, reason, message = (
                 "Progressing",

@@ -27,6 +27,7 @@ from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import POLICY_KIND
 from stellaops_runtime.controller.conditions import state_conditions
 from stellaops_runtime.controller.in_force import in_force_cap
+from stellaops_runtime.controller.owned import TerminatingError
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.policy_parsing import PolicyParsing
 from stellaops_runtime.controller.policy_state import policy_state as _policy_state
@@ -122,6 +123,7 @@ class PolicyReconciler(PolicyParsing):
         assert rendered is not None
         errors: list[str] = []
         refused: list[NotOwnedError] = []
+        terminating: list[str] = []  # being deleted: not applied; made again on their DELETED event
         missing_crd = False
         missing: list[str] = []  # rendered objects not applied: pods get no more than the rest give
         wanted = {obj_key(o) for o in rendered.tracing_policies}
@@ -130,6 +132,9 @@ class PolicyReconciler(PolicyParsing):
                 await self.apply(obj)
             except NotOwnedError as e:
                 refused.append(e)
+                missing.append(obj["metadata"]["name"])
+            except TerminatingError as e:
+                terminating.append(str(e))
                 missing.append(obj["metadata"]["name"])
             except ApiError as e:
                 if e.throttled:  # not a failure of the policy: the scheduler retries after Retry-After
@@ -184,6 +189,7 @@ class PolicyReconciler(PolicyParsing):
             unreachable=unreachable,
             unreachable_after=after,
             no_source=no_source,
+            terminating=terminating,
         )
         purl_functions = fold_purl_functions(  # which source covers each function named by purl
             policy=probe_entry_key(kind=kind, namespace=namespace, name=name),

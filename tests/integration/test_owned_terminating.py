@@ -1,0 +1,172 @@
+"""An object the operator renders that is being deleted is not applied, and the status says so (kmock).
+
+A Tetragon policy (or an agent ConfigMap) deleted while a finalizer holds it (foreground deletion,
+another controller's finalizer, a GitOps prune that waits) stays, with ``deletionTimestamp`` set,
+until the finalizer goes, and then it is gone. The operator patched it like any other object and
+counted it as applied: the policy stayed ``Ready`` (``RolledOut``) and the RuntimeObserver
+``Ready`` (``AgentsReady``) on an object that was about to disappear, so ``kubectl wait``, Argo CD
+and Flux read "watched" where Tetragon was about to drop the policy. Now such an object is not
+written to and counts as not applied: the owner is Progressing, reason ``WaitingForDeletion``,
+naming it, and once it is gone the next reconcile (its DELETED event) creates it again.
+
+Through the real operator (kopf) against kmock; the ObservationNode is written by the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from stellaops_runtime.contracts import crds
+from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, OBSERVER_KIND, POLICY_KIND
+from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION
+from stellaops_runtime.controller.render_agent import agent_resource_name
+from stellaops_runtime.kube import resources as r
+from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
+from tests.integration.test_operator_policies import condition
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NS, NODE, TP, AGENTS = "shop", "node-a", "stellaops-web", "stellaops-agent"
+HOLD = {"metadata": {"finalizers": ["test.stellaops.io/hold"]}}
+RELEASE = {"metadata": {"finalizers": None}}
+TP_PATH = f"/apis/{crds.TETRAGON_API_VERSION}/namespaces/{NS}/{crds.TETRAGON_NAMESPACED_PLURAL}/{TP}"
+SPEC: dict[str, Any] = {
+    "podSelector": {"matchLabels": {"app": "web"}},
+    "maxLevel": "ActiveTracing",
+    "syscalls": ["execve"],
+}
+OBSERVER_SPEC: dict[str, Any] = {
+    "agentNamespace": AGENTS,
+    "agent": {"image": "ghcr.io/stellaops/stellaops-runtime:0.1.0"},
+    "store": {"secretRef": {"name": "stellaops-store", "key": "url"}},
+}
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    async with Cluster(tmp_path_factory.mktemp("kube")) as c:
+        await c.create(obj("v1", "Namespace", NS))
+        await c.create(obj("v1", "Namespace", AGENTS))
+        await c.create(obj("v1", "Node", NODE))
+        await c.create(obj(API_VERSION, NODE_KIND, NODE, spec={"nodeName": NODE}))
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def operator(cluster: Cluster) -> AsyncIterator[OperatorRun]:
+    async with OperatorRun(cluster, fast_config(cluster)) as op:
+        await op.settle()
+        yield op
+
+
+async def _report(cluster: Cluster) -> None:
+    """The node lists stellaops-web ENABLED, stamped the next whole second (after every write so far)."""
+    beat = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    status = {
+        "heartbeatTime": _stamp(beat),
+        "source": "tetragon",
+        "maxPosture": "FullInstrumentation",
+        "capabilities": {"tetragon": {"reachable": True, "address": "unix:///t.sock", "version": "v1.7.0"}},
+        "policies": [{"name": TP, "namespace": NS, "state": "ENABLED", "error": ""}],
+    }
+    await cluster.patch(r.OBSERVATION_NODES, NODE, {"status": status}, status=True)
+    await wait_for(lambda: datetime.now(UTC) >= beat + timedelta(seconds=1), what="the clock")
+
+
+def _true(body: dict[str, Any] | None) -> tuple[int, str, str, str]:
+    """(observedGeneration, the True condition's type, its reason, its message)."""
+    for t in ("Ready", "Progressing", "Degraded", "Stalled"):
+        c = condition(body, t)
+        if c.get("status") == "True":
+            gen = int(((body or {}).get("status") or {}).get("observedGeneration") or 0)
+            return gen, t, str(c.get("reason")), str(c.get("message"))
+    return 0, "", "", ""
+
+
+def _policy(cluster: Cluster) -> tuple[int, str, str, str]:
+    return _true(cluster.stored(r.OBSERVATION_POLICIES, "web", NS))
+
+
+def _tp(cluster: Cluster) -> dict[str, Any]:
+    return cluster.stored(r.TRACING_POLICIES_NAMESPACED, TP, NS) or {}
+
+
+async def test_a_tetragon_object_being_deleted_is_not_applied_and_is_made_again_once_gone(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
+    await wait_for(lambda: _tp(cluster), what="rendered")
+    await operator.settle()
+    await _report(cluster)
+    await wait_for(lambda: _policy(cluster)[1:3] == ("Ready", "RolledOut"), what="ready")
+    first = _tp(cluster)["metadata"]["uid"]
+
+    # Someone deletes it while a finalizer holds it: it stays, deletionTimestamp set.
+    await cluster.patch(r.TRACING_POLICIES_NAMESPACED, TP, HOLD, namespace=NS)
+    await cluster.delete(r.TRACING_POLICIES_NAMESPACED, TP, namespace=NS)
+    assert _tp(cluster)["metadata"].get("deletionTimestamp")
+    mark = cluster.mark()
+    await operator.settle()
+    gen, state, reason, message = _policy(cluster)
+    assert (state, reason) == ("Progressing", WAITING_FOR_DELETION), f"{state} {reason}: {message}"
+    assert gen == 1 and f"TracingPolicyNamespaced {NS}/{TP} is being deleted" in message
+    assert "test.stellaops.io/hold" in message
+    assert [w for w in cluster.writes(mark) if w.endswith(TP_PATH)] == []  # not patched while it goes
+
+    # The finalizer goes, the object with it: the operator makes it again; a new object, so the
+    # node's report of the old one does not make the policy Ready.
+    await cluster.patch(r.TRACING_POLICIES_NAMESPACED, TP, RELEASE, namespace=NS)
+    uid = lambda: _tp(cluster).get("metadata", {}).get("uid")  # noqa: E731
+    await wait_for(lambda: uid() not in (None, first), what="re-created")
+    await operator.settle()
+    assert not _tp(cluster)["metadata"].get("deletionTimestamp")
+    assert _policy(cluster)[1:3] == ("Progressing", "RollingOut")
+    await _report(cluster)
+    await wait_for(lambda: _policy(cluster)[1:3] == ("Ready", "RolledOut"), what="ready again")
+
+
+async def test_an_agent_object_being_deleted_keeps_the_observer_from_ready(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    await cluster.create(obj(API_VERSION, OBSERVER_KIND, "fleet", spec=OBSERVER_SPEC))
+    name = agent_resource_name("fleet")
+    await wait_for(lambda: cluster.stored(r.DAEMONSETS, name, AGENTS), what="the DaemonSet")
+    await operator.settle()
+    ds = cluster.stored(r.DAEMONSETS, name, AGENTS) or {}
+    ready = {
+        "observedGeneration": ds["metadata"]["generation"],
+        "desiredNumberScheduled": 1,
+        "numberReady": 1,
+        "updatedNumberScheduled": 1,
+        "numberAvailable": 1,
+    }
+    await cluster.patch(r.DAEMONSETS, name, {"status": ready}, namespace=AGENTS, status=True)
+    observer = lambda: _true(cluster.stored(r.RUNTIME_OBSERVERS, "fleet"))  # noqa: E731
+    await wait_for(lambda: observer()[1:3] == ("Ready", "AgentsReady"), what="agents ready")
+    first = (cluster.stored(r.CONFIGMAPS, name, AGENTS) or {})["metadata"]["uid"]
+
+    await cluster.patch(r.CONFIGMAPS, name, HOLD, namespace=AGENTS)
+    await cluster.delete(r.CONFIGMAPS, name, namespace=AGENTS)
+    await operator.settle()
+    _gen, state, reason, message = observer()
+    assert (state, reason) == ("Progressing", WAITING_FOR_DELETION), f"{state} {reason}: {message}"
+    assert f"ConfigMap {AGENTS}/{name} is being deleted" in message
+
+    await cluster.patch(r.CONFIGMAPS, name, RELEASE, namespace=AGENTS)
+    await wait_for(
+        lambda: (
+            (cluster.stored(r.CONFIGMAPS, name, AGENTS) or {}).get("metadata", {}).get("uid")
+            not in (None, first)
+        ),
+        what="the ConfigMap made again",
+    )
+    await wait_for(lambda: observer()[1:3] == ("Ready", "AgentsReady"), what="agents ready again")
