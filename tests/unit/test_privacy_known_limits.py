@@ -80,3 +80,10 @@ def test_a_password_fed_to_sqlplus_in_a_here_document_is_kept() -> None:
     # password, then the password as the document's first line, keeps it)
     doc = 'sh -c "sqlplus -s scott@db <<EOF\nKeptOra-2\nEOF"'
     assert _filter(doc) == doc
+
+
+def test_a_client_named_right_after_a_switch_o_is_taken_for_an_output_file() -> None:
+    # a client's name as the value of an output option is a file (engine.py _AN_OUTPUT: ``gcc -o
+    # mongo4 -pthread``), so a ``-o`` that is a switch before a command hides the client
+    assert _filter("xargs -o mysql -pKeptXargs-5") == "xargs -o mysql -pKeptXargs-5"
+    assert _filter("xargs -r mysql -pGone-6") == "xargs -r mysql -p[REDACTED]"

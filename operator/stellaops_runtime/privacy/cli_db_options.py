@@ -33,7 +33,6 @@ _MYSQL = (
     "mysqlshow",
     "mysqlcheck",
     "mysqlpump",
-    "mysqlsh",
     "mysqlbinlog",
     "mysqlslap",
 )
@@ -49,7 +48,7 @@ _MONGO = (
     "mongofiles",
 )
 _REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
-_SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli")
+_SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli", "tsql")
 _LDAP = (
     "ldapsearch",
     "ldapadd",
@@ -70,6 +69,13 @@ _REDIS_WORD = rf"""(?:{QUOTED_WORD}|[^\s;|&"'\\]\S*|\\\S*)"""
 DB_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://dev.mysql.com/doc/refman/8.4/en/connection-options.html#option_general_password
     _MYSQL: (glued("-p"),),
+    # MySQL Shell: -p too, and its URI-like target [user[:password]@]host[:port][/schema] with no
+    # scheme (https://dev.mysql.com/doc/mysql-shell/8.4/en/mysql-shell-connection-using-uri.html),
+    # positional or after --uri; an ``@`` in the password is percent-encoded there
+    ("mysqlsh",): (
+        glued("-p"),
+        r"""(?<![^\s="'])[^\s:/@"'=-][^\s:/@"'=]*+:(?P<s>[^\s@"']++)(?=@[^\s@"'])""",
+    ),
     # https://www.mongodb.com/docs/mongodb-shell/reference/options/
     _MONGO: (sep_or_glued("-p"),),
     # https://redis.io/docs/latest/develop/tools/cli/ (-a, AUTH [user] password)
@@ -83,7 +89,7 @@ DB_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         rf"(?<!\S)[\"']?(?i:auth2?)[\"']?\s+(?P<s>{_REDIS_WORD}(?:(?<![;|&])\s+(?=[^\s;|&-]){_REDIS_WORD})?)",
         rf"(?<!\S)[\"']?(?i:requirepass|masterauth)[\"']?\s+(?P<s>{_REDIS_WORD})",
     ),
-    # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password)
+    # https://learn.microsoft.com/en-us/sql/tools/sqlcmd/sqlcmd-utility (-P password); FreeTDS's tsql -P
     _SQLCMD: (sep_or_glued("-P"),),
     # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/setup/ (-p, --password)
     ("influx",): (after_sub("setup", sep("-p")),),

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 
+from stellaops_runtime.privacy.key_words import SETTING_WORDS
+
 __all__ = ["code_call_spans"]
 
 # A string literal: '…' and "…" with backslash escapes, "…" with its quotes escaped by one or more
@@ -76,6 +78,8 @@ _CALLS: dict[int, tuple[str, ...]] = {
         *(".login", "->login", ".auth", "->auth"),
         # pika's PlainCredentials(user, pass); python-ldap's simple_bind_s / simple_bind / bind_s(who, cred)
         *("PlainCredentials", ".simple_bind_s", ".simple_bind", ".bind_s"),
+        # cx_Oracle.connect(user, password, dsn)
+        "cx_Oracle.connect",
     ),
     # PHP: new PDO(dsn, user, pass), mysqli_connect / new mysqli / mysql_connect / mssql_connect
     # (host, user, pass), ldap_bind(link, dn, pass), ftp_login(ftp, user, pass),
@@ -92,10 +96,15 @@ _CALLS: dict[int, tuple[str, ...]] = {
         # Node's new Sequelize(database, username, password, options); PHP's odbc_connect,
         # odbc_pconnect, db2_connect, db2_pconnect, ibase_connect (database, user, password)
         *("Sequelize", "odbc_connect", "odbc_pconnect", "db2_connect", "db2_pconnect", "ibase_connect"),
+        # Python: mysql.connector.connect, pymssql.connect, aiomysql.connect, ibm_db.connect / pconnect
+        # (host or database, user, password); ldap3's Connection(server, user, password)
+        *("mysql.connector.connect", "pymssql.connect", "aiomysql.connect", "ibm_db.connect"),
+        *("ibm_db.pconnect", "Connection"),
     ),
     # PHP mysqli_real_connect(link, host, user, pass); Perl LWP ->credentials(netloc, realm, user,
-    # pass); Python urllib's add_password(realm, uri, user, passwd).
-    4: ("mysqli_real_connect", ".credentials", "->credentials", ".add_password"),
+    # pass); Python urllib's add_password(realm, uri, user, passwd); redis-py's Redis / StrictRedis
+    # (host, port, db, password).
+    4: ("mysqli_real_connect", ".credentials", "->credentials", ".add_password", "Redis", "StrictRedis"),
     # Ruby Net::SMTP.start(address, port, helo, user, secret).
     5: ("SMTP.start",),
 }
@@ -103,6 +112,12 @@ _POSITION = {name: pos for pos, names in _CALLS.items() for name in names}
 # Calls that take the password at another position when it is their last argument: a DataSource's
 # getConnection(user, pass); a redis client's auth(pass) (redis-py, phpredis, node-redis).
 _LAST: dict[str, int] = {"getConnection": 2, ".auth": 1, "->auth": 1}
+# Calls whose last argument is a password too when it is at this position: pexpect's
+# pxssh.login(server, username, password) (ftplib's login(user, passwd, acct) then loses its acct).
+_ALSO_LAST: dict[str, int] = {".login": 3, "->login": 3}
+# An authentication method or a switch given alone to ``auth`` (``app.auth('oidc')``, a web framework's
+# setting) is no redis password (key_words.SETTING_WORDS): the literal, its quotes and prefix aside.
+_A_SETTING = re.compile(r"[rRbBuUfF@$]{0,2}+[\\'\"`]*+(?i:" + "|".join(SETTING_WORDS) + r")[\\'\"`]*+")
 
 
 def _name(name: str) -> str:
@@ -125,12 +140,13 @@ _ARGUMENTS = {
 }
 _LAST_ARGUMENT = {
     pos: re.compile(rf"(?:{_ARG}{_COMMA}){{{pos - 1}}}(?P<s>{_SECRET})(?=\s*+\)|\Z)")
-    for pos in set(_LAST.values())
+    for pos in {*_LAST.values(), *_ALSO_LAST.values()}
 }
 # A text without one of these holds none of the calls (a C-speed check before the regex).
 _TRIGGERS = (
     *("PDO", "mysql", "connect", "Connection", "login", "auth", "Auth", "FTP"),
     *("_bind", "imap_open", "redential", "add_password", "SMTP", "pass_", "Sequelize", "bind_s"),
+    "Redis",
 )
 # Calls found inside an earlier call's arguments (``s.login(u, FTP(h, u, 'pw'))``) read again, at
 # most this many; past it the rest of that earlier call's arguments is the secret (fail closed:
@@ -152,11 +168,18 @@ def code_call_spans(text: str) -> list[tuple[int, int, str]]:
             covered = max(covered, m.end())
         last = _LAST.get(o["n"])
         if last is not None and (m is None or m["s"] is None):
-            m = _LAST_ARGUMENT[last].match(text, o.end()) or m
+            only = _LAST_ARGUMENT[last].match(text, o.end())
+            if only is not None and not (last == 1 and _A_SETTING.fullmatch(only["s"])):
+                m = only
         if m is not None:
             s, e = m.span("s")
             if e > s:
                 out.append((s, e, "password"))
+        also = _ALSO_LAST.get(o["n"])
+        if also is not None:
+            third = _LAST_ARGUMENT[also].match(text, o.end())
+            if third is not None:
+                out.append((*third.span("s"), "password"))
         o = _OPENING.search(text, o.end())
         if o is not None and o.start() < covered:
             nested += 1

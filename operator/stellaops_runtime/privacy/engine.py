@@ -156,6 +156,13 @@ def replace_spans(
     return "".join(out), len(merged)
 
 
+# A client's name as the value of an output option is a file's name, not a command: ``gcc -o mongo4
+# -pthread`` ran mongo's ``-p`` rule and lost ``thread``, ``go build --output=mongo -p 4`` its ``4``.
+# The option right before the word holding the name (a path to it too: ``-o bin/mysql8``), at most
+# _OUTPUT_REACH characters back (each client word costs a bounded look back, however many there are).
+_OUTPUT_REACH = 300
+_AN_OUTPUT = re.compile(r"-(?<!\S-)(?:o|-?out(?:put)?)(?:[ \t]++|=)[^\s;|&(`{]{0,256}+\Z")
+
 # Scans of one client's rules over one command, each from one more of the client's words in it,
 # before the rest of the command is taken as the secret (fail closed: see _client_spans).
 MAX_CLIENT_SCANS = 16
@@ -175,7 +182,10 @@ def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
         groups[(tool, len(text))] = [0]
     if names_a_client(words(text)):  # (a version after the name is the same client: ``mysql-8.0``)
         stops = [m.start() for m in COMMAND_END.finditer(text)]
+        outputs = "-o" in text or "-out" in text
         for w in TOOL_WORD.finditer(text):
+            if outputs and _AN_OUTPUT.search(text, max(0, w.start() - _OUTPUT_REACH), w.start()):
+                continue  # ``gcc -o mongo4 -pthread``: a file named like a client, no command
             i = bisect.bisect_left(stops, w.end())
             end = stops[i] if i < len(stops) else len(text)
             groups.setdefault((client_name(w.group()), end), []).append(w.end())

@@ -9,7 +9,7 @@ case-insensitively, except the ``pw``/``pass`` words, whose case decides where t
 
 from __future__ import annotations
 
-__all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS"]
+__all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS", "SETTING_WORDS"]
 
 # The credential words a key must end with (regex fragments, case-insensitive):
 # the "password" and "secret_token" rules; the filter also redacts a traced
@@ -51,4 +51,13 @@ PW_WORDS: tuple[str, ...] = (
     r"p(?<![A-Za-z0-9]p)ass",
     r"P(?<=[a-z]P)ass",
     r"P(?<![A-Za-z0-9]P)ASS",
+)
+
+# A log level, a switch or an authentication method: alone, no value of a credential key
+# (``--auth=oidc``, ``-Dauth=none``, ``log4j.logger.x.secret=INFO``: patterns.py) and no password of
+# an ``auth`` call (``app.auth('oidc')``: code_calls.py). Regex fragments, matched case-insensitively.
+SETTING_WORDS: tuple[str, ...] = (
+    *("trace", "debug", "info", "warn", "warning", "error", "fatal", "off", "on", "none", "true"),
+    *("false", "yes", "no", "enabled", "disabled", "oidc", "ldap", "basic", "bearer", "jwt", "oauth2?"),
+    *("saml", "kerberos", "x509", "mtls", "tls", "anonymous", "iam"),
 )

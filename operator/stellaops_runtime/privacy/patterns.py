@@ -63,7 +63,7 @@ from stellaops_runtime.privacy.encoded_keys import BASE64_PEM_KEY
 from stellaops_runtime.privacy.flag_values import FLAG_VALUE_PATTERNS
 from stellaops_runtime.privacy.http_headers import AUTHORIZATION_ALTERNATIVES, COOKIE_HEADER
 from stellaops_runtime.privacy.key_rules import QUOTED, SEP, in_query_or_odbc, keyed, valued
-from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
+from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS, SETTING_WORDS
 from stellaops_runtime.privacy.personal_data import PERSONAL_DATA_PATTERNS
 from stellaops_runtime.privacy.provider_tokens import PROVIDER_PATTERNS
 from stellaops_runtime.privacy.stdin_secrets import STDIN_SECRET_ALTERNATIVES, STDIN_TRIGGERS
@@ -111,10 +111,7 @@ _SECRET_HEADS, _SECRET_OTHERS = keyed(list(SECRET_WORDS))
 # A log level, a switch or an authentication method alone is no token: a logger named after its
 # package keeps its level (``-Dlogging.level.com.example.auth=DEBUG``, ``log4j.logger.x.secret=INFO``),
 # an ``auth`` setting its method or switch (``--auth=oidc``, ``-Dauth=none``, ``auth=true``).
-_NOT_A_SETTING_WORD = (
-    r"(?!(?i:trace|debug|info|warn|warning|error|fatal|off|on|none|true|false|yes|no|enabled|disabled"
-    r"|oidc|ldap|basic|bearer|jwt|oauth2?|saml|kerberos|x509|mtls|tls|anonymous|iam)(?![^\s\"',;&}]))"
-)
+_NOT_A_SETTING_WORD = r"(?!(?i:" + "|".join(SETTING_WORDS) + r")(?![^\s\"',;&}]))"
 
 # Token-ish run: base64, base64url and the usual token punctuation.
 _TOKEN68 = r"[A-Za-z0-9._~+/-]+=*"

@@ -57,6 +57,7 @@ from stellaops_runtime.privacy.patterns import (
 )
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
+from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
@@ -103,7 +104,11 @@ _SINGLE_QUOTED_REST = re.compile(
 # ``'\''…'\''`` and ``'"'"'…'"'"'``. The quote may open before the header's flag (Tetragon wraps
 # ``wget --header="Private-Token: a b"``'s one argument: ``"--header=Private-Token: a b"``), or right
 # after curl's ``-H`` glued to it or an opening bracket (``-H"X-Api-Key: a b"``, ``['X-Api-Key: a b']``).
-_HEADER_NAME = rf"(?:--?[\w-]{{1,32}}=)?[\w-]{{0,64}}?{CREDENTIAL_WORD}:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
+# Blanks before the colon too (``-H "X-Api-Key : a b"``: curl sends the header as written, and servers
+# that trim the name read it).
+_HEADER_NAME = (
+    rf"(?:--?[\w-]{{1,32}}=)?[\w-]{{0,64}}?{CREDENTIAL_WORD}[ \t]*+:[ \t]*+(?:[\w-]*+)?\[REDACTED\]"
+)
 _QUOTED_HEADER_REST = re.compile(
     rf"""(?<![^\s=\[(,{{H])(?P<q>\\*+")(?P<first>{_HEADER_NAME})[ \t]"""
     r"""(?:[^"\\\n]|\\++(?!"))*+(?P<end>(?P=q)|\Z)"""
@@ -251,6 +256,7 @@ class Redactor:
             spans.extend(code_call_spans(text))  # a password given by position to a call (code_calls.py)
             spans.extend(shell_word_spans(text))  # ``--password -- X``, an escaped PEM (shell_words.py)
             spans.extend(sql_connect_spans(text))  # SQL*Plus's CONNECT user/password (sql_connect.py)
+            spans.extend(spaced_logon_spans(text))  # a quoted URL's or Go DSN's password with a blank
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:

@@ -1,0 +1,49 @@
+"""The password of a URL or a Go MySQL DSN when it holds a blank, inside quotes.
+
+Why this exists: the URL rule (``connection_string``, patterns.py) and the Go DSN rule
+(``sql_connect``) read a password up to whitespace, as a command line splits words. A password
+holding a space is one argument all the same: Tetragon wraps it in plain quotes
+(``"app:pa ss@tcp(db:3306)/x"``, ``"--db-url=postgres://u:pa ss@db/x"``), a script quotes it
+(``-dsn 'app:pa ss@unix(/s)/x'``), and drivers read it (libpq, Go's MySQL driver take the
+characters up to the last ``@`` before the host). Both rules found no password there, and it was
+stored in clear.
+
+Here, inside a quote that opens an argument (after a blank, ``=``, ``[``, ``(``, ``,``, ``{``,
+maybe escaped in a ``sh -c`` script, maybe after a ``--flag=`` inside it), a ``user:password`` whose
+password holds a blank and ends at an ``@`` that starts the host (a URL: ``scheme://user:pw@host``
+then ``/``, ``?``, ``#``, the quote or the end; a Go DSN: ``@tcp(``, ``@tcp6(``, ``@unix(``, ``@/db``)
+loses the password, its ``@`` characters too (the last one before the host ends it). A password
+without a blank is left to the two rules above; one that starts with a blank is prose after a
+colon (``"note: a b@/x"``), not a password. Each start reads at most 256 characters of user and
+128 of password, and stops at the next quote: linear in the text.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["spaced_logon_spans"]
+
+# A quote opening an argument (escaped inside a shell string too), a flag glued to it maybe.
+_OPEN = r"""(?<![^\s=\[(,{])\\*+["'](?:--?[\w-]{1,32}=)?"""
+_USER = r"""[^\s:/@'"\\]{0,256}+:"""
+_GO_DSN = re.compile(
+    rf"""{_OPEN}{_USER}(?!//)(?P<s>[^\s'"\\][^\n'"\\]{{0,127}}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
+)
+_URL = re.compile(
+    rf"""{_OPEN}[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}"""
+    r"""(?P<s>[^\s'"\\/][^\n'"\\/]{0,127}?)@[^\s'"\\/@?#]++(?=[/?#'"\\]|\Z)"""
+)
+
+
+def spaced_logon_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, rule) of each quoted URL's or Go DSN's password that holds a blank."""
+    if "@" not in text or ":" not in text or not ('"' in text or "'" in text):
+        return []
+    out: list[tuple[int, int, str]] = []
+    for rx, rule in ((_URL, "connection_string"), (_GO_DSN, "password")):
+        for m in rx.finditer(text):
+            s, e = m.span("s")
+            if " " in text[s:e] or "\t" in text[s:e]:
+                out.append((s, e, rule))
+    return out
