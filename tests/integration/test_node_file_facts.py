@@ -13,7 +13,6 @@ not.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,10 +36,9 @@ OTHER = "sha256:" + "cd" * 32  # a container of another build of the program
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("nm") is None, reason="needs gcc")
-def test_a_container_running_the_node_s_file_meets_its_facts(
-    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
-) -> None:
-    """Seen failing before the fix: the hostPath container's answer was not_observed (exit 1)."""
+def test_a_container_running_the_node_s_file_meets_its_facts(tmp_path: Path, url: str) -> None:
+    """Seen failing before the fix: the hostPath container's answer was not_observed (exit 1). On
+    SQLite and PostgreSQL (``url``)."""
     target = _host_program(tmp_path)  # gcc -O2: split_fn + split_fn.part.0, main calls the tail
     facts = host_tails([target], node_name="node-1")
     ((key, (bid, _purl)),) = facts.items()
@@ -48,7 +46,6 @@ def test_a_container_running_the_node_s_file_meets_its_facts(
         HotSymbolKey("host:node-1", key[1], key[2], EvidenceKind.UNPROBED), T0 + 3 * DAY, 0,
         T0 + 3 * DAY, T0 + 3 * DAY, confidence=0.0, build_id=bid, node_name="node-1",
     )  # fmt: skip
-    url = sqlite_at_head(tmp_path / "hot.db")
     start = T0 + 3 * DAY
     rows, windows = [], []
     for image, build in ((POD, bid), (OTHER, "0f" * 20)):  # a call of user() in the file, its build
