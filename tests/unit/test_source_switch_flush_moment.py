@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from stellaops_runtime.agent.source_switch import BCC
@@ -66,3 +67,20 @@ def test_a_killed_agents_record_claims_what_its_last_flush_stored(tmp_path: Any)
     assert rec._written[0] == t0 + 9 * S
     rec.flushed(rec.flush_starts(), True)  # the retry stored it: up to where that flush began
     assert rec._written[0] == t0 + 15 * S
+
+
+def test_a_flush_samples_no_moment_of_tetragons_stream(tmp_path: Any) -> None:
+    """Tetragon's own outages (a reconnect within the fallback delay) and loop stalls are handed to
+    the pipeline by the outage marker's tick, which samples only after marking them; a flush starting
+    between two ticks must not claim past one not marked yet (killed then, its hole would be in no
+    gap). Seen failing before the fix: the flush sampled the stream's moment past the outage."""
+    from stellaops_runtime.agent.watch_record import WatchRecord as Record
+
+    q = switch().queue
+    src = SimpleNamespace(watching_ns=lambda: 100 * S)  # a stream: delivering since its reconnect
+    rec = Record(record_path(str(tmp_path / "spool")), node="n", agent_id="n/a", queue=q)
+    rec.source = src
+    rec.tick(src)  # the marker's tick: outages marked, then sampled
+    src.watching_ns = lambda: 200 * S  # reconnected after an outage the next tick marks
+    rec.flushed(rec.flush_starts(), True)
+    assert rec._written[0] == 100 * S

@@ -168,6 +168,14 @@ class SwitchGaps:
         """The last moment the active source was known to watch; None during an outage or a switch."""
         return self._watching(in_flight=True)
 
+    def flush_moment_ns(self) -> int | None:
+        """:meth:`watching_ns` as a flush starts (agent/watch_record.py ``flush_starts``), while the
+        probes run only: then no outage waits for the outage marker's tick (the switch's own gap
+        makes the moment None while open, Tetragon's are forgotten at the switch, the probes' drops
+        hold the moment until marked). Tetragon's stream outages and loop stalls wait for that tick,
+        which samples after marking them: a flush between two ticks must not claim past them."""
+        return self.watching_ns() if self.mode == BCC else None
+
     def watching_at_stop_ns(self) -> int | None:
         """:meth:`watching_ns` as a graceful stop is asked (agent/runner.py: its final record). The
         probes' last read then takes each call still in flight as a record at its entry, or marks the

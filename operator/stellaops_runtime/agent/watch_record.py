@@ -15,12 +15,14 @@ stored the counts of everything that arrived by then. Both matter: an agent
 killed by SIGKILL or the OOM killer loses the counts it had not flushed, and a
 window row it had already stored claims the whole window, so the next agent's
 gap must start before the first lost event, not at the last message. The
-outage marker's tick samples the watching moment about once a second, and each
-flush as it starts (none while the source is not watching: that outage is
-recorded as it goes); each flush that stores everything the pipeline had taken
-when it started writes the latest sample it covers (its own, when the pipeline
-had taken everything queued by its start), never past the moment up to which Tetragon's
-counted losses were in the gap tracker as it started (sources/tetragon_metrics.py
+outage marker's tick samples the watching moment about once a second, after
+marking the outages it took, and each flush as it starts while the native
+probes run (none while the source is not watching: that outage is recorded as
+it goes); each flush that stores everything the pipeline had taken when it
+started writes the latest sample it covers (its own, when the pipeline had
+taken everything queued by its start), never past the moment up to which
+Tetragon's counted losses were in the gap tracker as it started
+(sources/tetragon_metrics.py
 ``marked_through``: a loss not stored yet would otherwise fall in no gap); a
 graceful shutdown that stored or spooled every count writes the moment stop
 was asked (no later than that moment either). Each write goes to a temporary file
@@ -203,12 +205,11 @@ class WatchRecord(StoreAnswer):
         The store's answer, handed over here, reaches the pipeline on the marker's next tick (it
         runs before this): no flush starting before then claims a moment (:meth:`flush_starts`)."""
         self._unmarked = self._tell(source)
-        self._sample(source)
+        self._sample(getattr(source, "watching_ns", None))
 
-    def _sample(self, source: Any) -> None:
-        """Keep ``(the source's watching moment, payloads enqueued)``, read in that order: every
-        payload holding an event before that moment was enqueued by then."""
-        watching = getattr(source, "watching_ns", None)
+    def _sample(self, watching: Any) -> None:
+        """Keep ``(watching(), payloads enqueued)``, read in that order: every payload holding an
+        event before that moment was enqueued by then."""
         alive = watching() if self.path and watching is not None else None
         if alive is None:
             return
@@ -219,13 +220,14 @@ class WatchRecord(StoreAnswer):
             self._samples.append((alive, boot, self.queue.enqueued))
 
     def flush_starts(self) -> int:
-        """Payloads the pipeline has taken so far: the flush starting now drains all of them. The
-        source's watching moment is sampled first: when the pipeline has taken everything queued by
-        now, this flush covers it (not only the last tick's sample, up to a second older: with the
-        native probes running, the next agent would count Tetragon's copies of the calls this flush
-        stored after that sample again, agent/source_switch_loads.py)."""
-        if self.source is not None:
-            self._sample(self.source)
+        """Payloads the pipeline has taken so far: the flush starting now drains all of them. While
+        the native probes run, their watching moment is sampled first (``flush_moment_ns``,
+        agent/source_switch_gaps.py): when the pipeline has taken everything queued by now, this
+        flush covers it, not only the last tick's sample, up to a second older (the next agent would
+        count Tetragon's copies of the calls this flush stored after that sample again,
+        agent/source_switch_loads.py). Not Tetragon's stream: its outages and loop stalls reach the
+        pipeline on the marker's tick, which samples only after marking them."""
+        self._sample(getattr(self.source, "flush_moment_ns", None))
         taken = int(self.queue.enqueued - len(self.queue))
         self.export.flush_starts(taken)
         self._drops_cap = self.drops_through()  # gaps marked by now are in this flush's drain
