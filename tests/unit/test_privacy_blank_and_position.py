@@ -164,6 +164,8 @@ def _cpu(fn: Callable[[str], object], text: str) -> float:
         "Redis(1, 2, ",
         " -o mysql -pthread",  # every client word looks back for an output option
         " mysqlsh a:b:c",
+        "ConvertTo-SecureString -a -b ",
+        "'x' |ConvertTo-SecureString",
     ],
 )
 def test_the_new_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
@@ -205,3 +207,42 @@ def test_a_pxssh_login_loses_its_third_argument_the_password() -> None:
     assert "PxPw-1q2" not in out and out.endswith("s.login('h', [REDACTED], [REDACTED])\"")
     # ftplib's login(user, passwd) keeps its user
     assert _filter("python3 -c \"f.login('u', 'FtpPw-3r4')\"") == "python3 -c \"f.login('u', [REDACTED])\""
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            "-c \"$p = ConvertTo-SecureString 'PsPw-5s6!' -AsPlainText -Force\"",
+            '-c "$p = ConvertTo-SecureString [REDACTED] -AsPlainText -Force"',
+        ),
+        (
+            "-c \"convertto-securestring -AsPlainText -Force -String 'PsPw-5s6!'\"",
+            '-c "convertto-securestring -AsPlainText -Force -String [REDACTED]"',
+        ),
+        (  # Tetragon's quotes around the script leave the inner ones bare
+            '-Command "ConvertTo-SecureString "PsPw-5s6!" -AsPlainText -Force"',
+            '-Command "ConvertTo-SecureString [REDACTED] -AsPlainText -Force"',
+        ),
+        (  # a backslash is a character in PowerShell
+            '-c "ConvertTo-SecureString -String:"PsPw-5s6!\\x" -AsPlainText"',
+            '-c "ConvertTo-SecureString -String:[REDACTED] -AsPlainText"',
+        ),
+        (
+            "-c \"'PsPw-5s6!' | ConvertTo-SecureString -AsPlainText -Force\"",
+            '-c "[REDACTED] | ConvertTo-SecureString -AsPlainText -Force"',
+        ),
+    ],
+)
+def test_a_powershell_plain_text_secure_string_loses_its_password(text: str, want: str) -> None:
+    out = _filter(text, "pwsh")
+    assert out == want
+    assert "PsPw-5s6" not in out
+
+
+def test_a_secure_string_from_a_variable_or_a_prompt_is_kept() -> None:
+    for text in (
+        '-c "ConvertTo-SecureString $env:PW -AsPlainText -Force"',
+        '-c "Read-Host -AsSecureString | ConvertFrom-SecureString"',
+    ):
+        assert _filter(text, "pwsh") == text

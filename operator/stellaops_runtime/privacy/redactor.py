@@ -56,6 +56,7 @@ from stellaops_runtime.privacy.patterns import (
     compile_patterns,
 )
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
+from stellaops_runtime.privacy.secure_strings import secure_string_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
@@ -254,6 +255,9 @@ class Redactor:
                 hits += n
             spans = cli_spans(text, tool)
             spans.extend(code_call_spans(text))  # a password given by position to a call (code_calls.py)
+            spans.extend(
+                secure_string_spans(text)
+            )  # PowerShell's ConvertTo-SecureString 'pw' (secure_strings.py)
             spans.extend(shell_word_spans(text))  # ``--password -- X``, an escaped PEM (shell_words.py)
             spans.extend(sql_connect_spans(text))  # SQL*Plus's CONNECT user/password (sql_connect.py)
             spans.extend(spaced_logon_spans(text))  # a quoted URL's or Go DSN's password with a blank
