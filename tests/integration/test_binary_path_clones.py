@@ -225,3 +225,78 @@ def test_under_tetragon_a_binary_path_function_s_tails_and_clones_are_facts(
             "query", "observed", "--image", "host:node-1", "--function", fn, "--store", url, "--json"
         )
         assert (code, doc["answer"]) == (3, "unknown") and named in doc["reason"], doc
+
+
+@NEEDS
+def test_facts_not_handed_over_yet_survive_a_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The switch replaces the pipeline's facts at each configure of the probes and (now) while
+    Tetragon runs; a fact not drained yet must not be lost with the old set (Tetragon's facts read at
+    the start, BCC taking over before the first flush). Seen failing before the fix: the Tetragon
+    facts were gone once the BCC probes were configured."""
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.contracts.config import parse_config
+    from stellaops_runtime.native import detect
+
+    host, binary, module = _node_root(tmp_path)
+    payload = {
+        "apiVersion": "stellaops.io/v1alpha1", "kind": "ProbeConfig",
+        "policies": {"ObservationPolicy/ns/p": {"functions": [{"binaryPath": APP, "symbols": ["adler32"]}]}},
+    }  # fmt: skip
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps(payload))
+    cfg = parse_config(
+        {"symbols": {"enabled": False}, "attribution": {"enabled": False},
+         "native": {"enabled": True, "probeConfigFile": str(probes)}}
+    )  # fmt: skip
+    pipeline = Pipeline(cfg, node_name="node-1")
+    rep = detect.Report(kernel="6.1", machine="x86_64", posture=Posture.PASSIVE)
+    monkeypatch.setattr(detect, "detect", lambda **kw: rep)
+
+    async def tetragon_then_bcc() -> None:
+        sw = _switch(cfg, pipeline)
+        sw.host_root = str(host)
+        await sw._tick_tetragon(time.monotonic())  # Tetragon's facts: adler32's tail
+        assert await sw._make_bcc()
+        sw._probe_config = lambda: NativeConfig()  # type: ignore[method-assign]
+        await sw._configure()  # BCC takes over before any drain
+
+    asyncio.run(tetragon_then_bcc())
+    rows = pipeline.unprobed.deltas(node_name="node-1", now_ns=T0, window_seconds=60)
+    assert [(r.key.module, r.key.function_name) for r in rows] == [(module or binary, "adler32.part.0")]
+    assert pipeline.unprobed.deltas(node_name="node-1", now_ns=T0, window_seconds=60) == []  # once
+
+
+@NEEDS
+def test_an_agent_without_the_switch_stores_tetragon_s_facts_too(tmp_path: Path) -> None:
+    """An agent reading Tetragon's JSON export file (or with ``native.enabled: false``) has no source
+    switch, and so read no ``binaryPath`` file: no fact, "not observed" while a tail ran. Now it
+    runs its own TetragonFacts. Seen failing before the fix: the agent had none."""
+    from stellaops_runtime.agent import tetragon_facts
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.contracts.config import parse_config
+    from stellaops_runtime.native import policy_config
+
+    assert tetragon_facts.DEFAULT_HOST_ROOT == policy_config.DEFAULT_HOST_ROOT
+    host, binary, module = _node_root(tmp_path)
+    payload = {
+        "apiVersion": "stellaops.io/v1alpha1", "kind": "ProbeConfig",
+        "policies": {"ObservationPolicy/ns/p": {"functions": [{"binaryPath": APP, "symbols": ["crc32"]}]}},
+    }  # fmt: skip
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps(payload))
+    for native in (
+        {"enabled": True, "probeConfigFile": str(probes)},  # the export file's agent
+        {"enabled": False, "probeConfigFile": str(probes)},  # the gRPC agent without native probes
+    ):
+        doc = {
+            "symbols": {"enabled": False}, "attribution": {"enabled": False}, "native": native,
+            "store": {"url": f"sqlite:///{tmp_path}/hs.db"},
+        }  # fmt: skip
+        if native["enabled"]:
+            doc["tetragon"] = {"exportFile": str(tmp_path / "tetragon.log")}
+        agent = Agent(parse_config(doc), node_name="node-1")
+        watch = agent.tetragon_facts
+        assert watch is not None, native
+        watch.host_root = str(host)
+        asyncio.run(watch.poll(time.monotonic()))
+        assert list(agent.pipeline.unprobed.current) == [("host:node-1", module or binary, "crc32.isra.0")]

@@ -138,6 +138,11 @@ class Agent(Draining):
         self._rows_at_trim = 0
         self.node_status = make_node_status(config, node_name=self.node_name, stream=self.source.stats)
         self.pod_view = make_pod_view(config, self.pipeline, node_name=self.node_name)  # native pod selection
+        self.tetragon_facts = None  # binaryPath tails and clones Tetragon does not probe (no switch here)
+        if config.native.probe_config_file and not hasattr(self.source, "watch_registry"):
+            from stellaops_runtime.agent.tetragon_facts import make_tetragon_facts
+
+            self.tetragon_facts = make_tetragon_facts(config, self.source, self.pipeline)
         self.lifecycle = make_lifecycle(config, node_name=self.node_name, pipeline=self.pipeline)
         if self.node_status is not None:  # its ContainersKnown condition
             self.node_status.containers = lambda: lifecycle_state(self.lifecycle, self.pipeline)
@@ -256,6 +261,8 @@ class Agent(Draining):
             tasks.append(asyncio.create_task(self.node_status.run(self.stop_event), name="observation-node"))
         if self.pod_view is not None:
             tasks.append(asyncio.create_task(self.pod_view.run(self.stop_event), name="pod-view"))
+        if self.tetragon_facts is not None:
+            tasks.append(asyncio.create_task(self.tetragon_facts.run(self.stop_event), name="tetragon-facts"))
         if self.outages.enabled or self.outages.drops is not None:
             tasks.append(asyncio.create_task(self.outages.run(self.stop_event), name="outages"))
         if self.presence.other_agent:

@@ -62,9 +62,7 @@ class ProbeReloads:
     _selection_policies: tuple[Any, ...] = ()  # the probe ConfigMap's policies as last configured
     config: Any  # the agent's AgentConfig
     host_root = "/proc/1/root"  # the node's root as the agent reaches it (policy_config.DEFAULT_HOST_ROOT)
-    _facts_stamp: object = ()  # the ConfigMap's stamp the Tetragon facts were read at (): none read
-    _facts: object = None  # those facts (a BCC configure replaced them: read again)
-    _facts_check_at = 0.0
+    _facts_watch: Any = None  # agent/tetragon_facts.py TetragonFacts, made at the first Tetragon tick
 
     if TYPE_CHECKING:  # the switch's own, used by a reload
 
@@ -112,7 +110,7 @@ class ProbeReloads:
         if wiring is not None:
             self._note_probed(wiring, {r.container_id: r.image_digest for r in records}, host)
         else:
-            self.pipeline.unprobed.current = host  # agent/unprobed.py: swapped whole
+            self.pipeline.unprobed.replace(host)  # agent/unprobed.py: swapped whole
         self._set_wiring(wiring)
         if (sel := self.pipeline.native_selection) is not None:
             sel.purl_owners = wiring.owners() if wiring is not None else None  # swapped whole
@@ -142,22 +140,18 @@ class ProbeReloads:
     async def _tetragon_facts(self, now: float) -> None:
         """While Tetragon is the source: the split tails and entry clones of the probe ConfigMap's
         ``binaryPath`` functions, which its TracingPolicies do not name, as facts of ``host:<node>``
-        (native/host_tails.py ``tetragon_facts``), read again when the ConfigMap changes."""
+        (agent/tetragon_facts.py), read again when the ConfigMap changes or a configure of the
+        BCC probes replaced them."""
         path = self.native_cfg.probe_config_file
-        if not path or now < self._facts_check_at:
+        if not path:
             return
-        self._facts_check_at = now + RELOAD_CHECK_SECONDS
-        stamp = config_stamp(path)
-        if stamp == self._facts_stamp and self.pipeline.unprobed.current is self._facts:
-            return
-        self._facts_stamp = stamp
-        from stellaops_runtime.native.host_tails import tetragon_facts
+        if self._facts_watch is None:
+            from stellaops_runtime.agent.tetragon_facts import TetragonFacts
 
-        facts = await asyncio.to_thread(
-            tetragon_facts, path, node_name=self.pipeline.node_name, host_root=self.host_root,
-            debug_files=self.config.symbols.debug_files,
-        )  # fmt: skip
-        self.pipeline.unprobed.current = self._facts = facts
+            self._facts_watch = TetragonFacts(
+                path, self.pipeline, debug_files=self.config.symbols.debug_files, host_root=self.host_root
+            )
+        await self._facts_watch.poll(now)
 
     def _read_selection_policies(self) -> tuple[Any, ...]:
         sel = self.pipeline.native_selection
@@ -246,7 +240,7 @@ class ProbeReloads:
         if att is not None:
             known = {**att.probed, **wiring.probed(digests)}
             att.probed = known if len(known) <= MAX_PROBED_FILES else wiring.probed(digests)  # swapped whole
-        self.pipeline.unprobed.current = {**host, **wiring.unprobed(digests)}  # agent/unprobed.py
+        self.pipeline.unprobed.replace({**host, **wiring.unprobed(digests)})  # agent/unprobed.py
 
     def _mark_purl(self, b: NativeProbeSource) -> None:
         """After each load (or failed load) of the probes: which PURL functions are attached."""

@@ -38,6 +38,17 @@ class UnprobedTails:
         self.current: Facts = {}
         self._sent: set[tuple[str, str, str]] = set()
 
+    def replace(self, facts: Facts) -> Facts:
+        """Make ``facts`` the current set (swapped whole), keeping those of the old set not handed
+        over yet: the switch replaces the set at each configure of the probes and while Tetragon
+        runs, maybe before a drain took the old one. A fact kept that a drain on the pipeline
+        thread sends meanwhile is sent twice (a row again, nothing more); none is lost. Returns the
+        set now current."""
+        old = self.current
+        unsent = {k: v for k, v in old.items() if k not in self._sent and k not in facts}
+        self.current = {**unsent, **facts} if unsent else facts
+        return self.current
+
     def deltas(self, *, node_name: str, now_ns: int, window_seconds: int) -> list[HotSymbolDelta]:
         """One 0-call ``unprobed`` row per fact not handed over yet (called at each drain)."""
         facts = self.current  # read once: the switch replaces the mapping, never changes it

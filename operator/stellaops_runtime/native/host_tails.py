@@ -16,7 +16,7 @@ may compile a static function into those only, and a probe by the exact name the
 nothing). The BCC probes probe them, by name, as the PURL functions' clones are
 (:func:`host_functions`); one they have no room for is a fact. Tetragon's TracingPolicy names the
 symbol only (controller/render_policy.py), so while Tetragon is the source every tail and clone of
-the ConfigMap's ``binaryPath`` functions is a fact (:func:`tetragon_facts`).
+the ConfigMap's ``binaryPath`` functions is a fact (``room=0``: agent/tetragon_facts.py).
 
 Only files the node's processes run are the host's: a target under a container's root
 (``/proc/<pid>/root`` of another pid) or a PURL target is left out. A path in the agent's own root
@@ -121,19 +121,3 @@ def host_functions(
                 else:
                     out[(f"host:{node_name}", module, name)] = (bid, "")
     return HostFunctions(out, tuple(clones), tuple(clone_periods))
-
-
-def tetragon_facts(path: str, *, node_name: str, host_root: str, debug_files: bool = True) -> Facts:
-    """While Tetragon is the source: the ``binaryPath`` functions of the probe ConfigMap at ``path``
-    are probed by Tetragon at their symbols only (controller/render_policy.py renders a uprobe by
-    symbol), so their split tails and entry clones in the node's files (reached under ``host_root``)
-    are all facts of ``host:<node_name>``. A ConfigMap that cannot be read gives none (the BCC probes'
-    read says why)."""
-    from stellaops_runtime.native.config import NativeConfig, NativeConfigError
-    from stellaops_runtime.native.policy_config import read_probe_config
-
-    try:
-        targets = read_probe_config(path, NativeConfig(), host_root=host_root).config.uprobes
-    except (OSError, NativeConfigError):
-        return {}
-    return host_functions(targets, node_name=node_name, debug_files=debug_files, room=0).facts
