@@ -173,11 +173,12 @@ def outdated(status: Mapping[str, Any] | None, template: str | None) -> bool:
     return bool(template) and isinstance(have, str) and bool(have) and have != template
 
 
-SILENT = "AgentReportsStale"  # an agent pod runs on the node, but its report is stale
+SILENT = "AgentReportsStale"  # an agent pod runs on the node, but its report is stale or missing
 _SILENT = (
-    "an agent pod runs there but its ObservationNode report is stale (no heartbeat for "
-    "--stale-after-seconds): nothing it observes is known, its node's pods are at posture None; see "
-    "the agent's log (its ObservationNode writes) and its RBAC on observationnodes/status"
+    "an agent pod runs there but its ObservationNode report is stale or missing (no heartbeat for "
+    "--stale-after-seconds, or no ObservationNode): nothing it observes is known, its node's pods are "
+    "at posture None; see the agent's log (its ObservationNode writes) and its RBAC on "
+    "observationnodes and observationnodes/status"
 )
 
 

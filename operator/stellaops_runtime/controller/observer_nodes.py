@@ -72,7 +72,8 @@ class ObserverNodes(PolicyReconciler):
         progress, timed once the DaemonSet said every agent updated and ready (``rolled``) and
         late after ``stale_after_seconds``: a new agent writes on its first poll.
 
-        ``running``: node name -> the rollouts its live agent pods run (``agent_templates``). Until
+        ``running``: node name -> the rollouts its live agent pods run (``agent_templates``); a node
+        there without an ObservationNode is silent, as one whose report is stale. Until
         the DaemonSet says every agent updated and ready, a report of an older rollout whose agent
         still runs there is that agent's word now (the rollout has not reached the node, or is stuck
         before it): judged as written, not set aside as "their new agent has not written yet", which
@@ -81,8 +82,9 @@ class ObserverNodes(PolicyReconciler):
         now = utcnow()
         grace, bound = self.config.registry_not_in_sync_seconds, self.config.stale_after_seconds
         fresh, late, rolling, rolling_late = [], set(), set(), set()
-        silent, silent_late = [], set()
+        silent, silent_late, listed = [], set(), set()
         for name, node in self._items(INDEX_OBSERVATION_NODES):
+            listed.add(str(name))
             if selector and not _selects(selector, self._one(INDEX_NODES, name)):
                 continue
             if self._is_stale(node, now=now):
@@ -119,6 +121,14 @@ class ObserverNodes(PolicyReconciler):
             since = self.heartbeats.not_in_sync_since(str(name), stamped, elapsed, now=now)
             if (now - since).total_seconds() >= grace:
                 late.add(str(name))
+        # Its agent runs there and made no ObservationNode at all (refused create, a writer failing
+        # from the start): silent too, timed from when the DaemonSet said every agent ready
+        # (tests/integration/test_operator_observer_no_report.py).
+        for name in sorted(set(running or {}) - listed):
+            silent.append(name)
+            since = self.heartbeats.silent_since(name, now=now, timed=rolled)
+            if since is not None and (now - since).total_seconds() >= bound:
+                silent_late.add(name)
         return fold_backing(
             fresh,
             generation=generation,
