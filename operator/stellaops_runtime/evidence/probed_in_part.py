@@ -13,6 +13,8 @@ list): ``query observed`` exits 3,
 fact holds for any period asked about: an image's file never changes, so its tail was unprobed
 whenever the function was probed there. A node's file's facts (``host:<node>``) count too for an
 image that has a row of that build: a container running the node's file (store/node_facts.py).
+A function asked by file offset (``<build-id>:+0x<offset>``) meets every unprobed fact of that
+build: a fact names a tail, not where it lies, so the function at that offset may be one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def probed_in_part(
 ) -> Doubt | None:
     """The split tails of ``function`` (of any function when None: a question about a whole package,
     those ``prefix`` covers, or the image) of ``purl`` the probes left unprobed in ``image``."""
+    if function is not None and function.is_function_id and not function.entry_id:
+        return _at_offset(conn, image=image, function=function, purl=purl)
     rows = queries.unprobed(conn, image=image, function=function, purl=purl, purl_prefix=prefix)
     rows += node_file_unprobed(conn, image=image, function=function)  # a hostPath run of a node's file
     if not rows:
@@ -57,4 +61,24 @@ def probed_in_part(
             parts.append(f"{kind}{'' if one else 's'} {names} ({why}) {'was' if one else 'were'} not probed")
     through = "it" if len(rows) == 1 else "them"
     why = f"{what} probed in part: {'; '.join(parts)}, so calls through {through} were never counted"
+    return Doubt(PROBED_IN_PART, why, tuple(rows))
+
+
+def _at_offset(
+    conn: sa.Connection, *, image: str, function: FunctionQuery, purl: PurlQuery | None
+) -> Doubt | None:
+    """A function asked by file offset (``<build-id>:+0x<offset>``): any unprobed tail of that build
+    may lie there, since a fact keeps a tail's name, not where in the file it lies."""
+    rows = queries.unprobed(conn, image=image, function=None, purl=purl)
+    rows += node_file_unprobed(conn, image=image, function=None)
+    rows = [r for r in rows if r.build_id == function.build_id]
+    if not rows:
+        return None
+    names = listed({f"{r.function_name} in {r.module}" for r in rows}, "tails")
+    why = (
+        f"asked by file offset {function.names[0]} of build-id {function.build_id}, whose code was probed "
+        f"in part: {names} {'was' if len(rows) == 1 else 'were'} not probed (split tails a caller that "
+        "inlined a function's head calls directly, or clones), and the store keeps their names, not where "
+        "in the file they lie, so the function at that offset may be one whose calls were never counted"
+    )
     return Doubt(PROBED_IN_PART, why, tuple(rows))
