@@ -1,6 +1,6 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Nine places where a call can hide from a question about a function of a package:
+Ten places where a call can hide from a question about a function of a package:
 
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
@@ -34,6 +34,10 @@ Nine places where a call can hide from a question about a function of a package:
 - **probed_in_part**: the function's split tail (``crc32.part.0``, called directly by callers
   that inlined its head) was left unprobed by the PURL probes that watch it
   (evidence/probed_in_part.py).
+- **replaced_in_place**: the file of the build (the package version) asked about was replaced in
+  place (an upgrade on the node or in a running container): the store keeps a row's first build-id
+  and purl, so the function's calls and tails may be stored under the other build's rows
+  (evidence/replaced_in_place.py).
 - **refused**: the database refused the row of the calls and the store kept it in
   ``quarantined_rows`` (a file path that was not UTF-8, a name too long for PostgreSQL's key
   index: docs/operations.md, "A failing store"). Its observation window was stored; its calls
@@ -72,6 +76,7 @@ from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
 from stellaops_runtime.evidence.probed_in_part import probed_in_part
 from stellaops_runtime.evidence.refused_rows import REFUSED as REFUSED  # re-exported
 from stellaops_runtime.evidence.refused_rows import refused as refused  # re-exported
+from stellaops_runtime.evidence.replaced_in_place import replaced_in_place
 from stellaops_runtime.evidence.unattributed_image import image_unattributed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
@@ -262,6 +267,7 @@ def doubts(
         refused(conn, image=image, function=function, purl=purl, since=since, until=until),
         offset_unplaced(conn, image=image, function=function, since=since, until=until),
         probed_in_part(conn, image=image, function=function, purl=purl),
+        replaced_in_place(conn, image=image, function=function, purl=purl, since=since, until=until),
     ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))
