@@ -126,7 +126,13 @@ def test_an_output_file_named_like_a_client_runs_no_client_rules(tool: str, text
 
 
 def test_a_client_after_an_output_file_still_loses_its_password() -> None:
-    # the word after ``-o`` is a file; a client named after that runs its rules
+    # the word after ``-o`` is a file; a client named after that runs its rules; so does a client
+    # inside an option's value (ssh's ``-o ProxyCommand=…``: a setting, no output file)
+    for text in (
+        '-o "ProxyCommand=sshpass -p SshPw-1 ssh j" h',
+        '-o ProxyCommand="sshpass -p SshPw-1 ssh j" h',
+    ):
+        assert _filter(text, "ssh") == text.replace("SshPw-1", "[REDACTED]")
     text = 'sh -c "gcc -o mongo m.c && mongo -pMgPw-9h0 db"'
     assert _filter(text) == 'sh -c "gcc -o mongo m.c && mongo -p[REDACTED] db"'
     assert _filter("-o out.txt mysql -pMyPw-1j2", "timeout") == "-o out.txt mysql -p[REDACTED]"

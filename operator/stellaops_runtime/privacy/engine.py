@@ -158,10 +158,11 @@ def replace_spans(
 
 # A client's name as the value of an output option is a file's name, not a command: ``gcc -o mongo4
 # -pthread`` ran mongo's ``-p`` rule and lost ``thread``, ``go build --output=mongo -p 4`` its ``4``.
-# The option right before the word holding the name (a path to it too: ``-o bin/mysql8``), at most
+# The option right before the word holding the name (a path to it too: ``-o bin/mysql8``; not a
+# setting's value, ssh's ``-o "ProxyCommand=sshpass -p X …"``, which runs the client), at most
 # _OUTPUT_REACH characters back (each client word costs a bounded look back, however many there are).
 _OUTPUT_REACH = 300
-_AN_OUTPUT = re.compile(r"-(?<!\S-)(?:o|-?out(?:put)?)(?:[ \t]++|=)[^\s;|&(`{]{0,256}+\Z")
+_AN_OUTPUT = re.compile(r"""-(?<!\S-)(?:o|-?out(?:put)?)(?:[ \t]++|=)["']?+[^\s;|&(`{="']{0,256}+\Z""")
 
 # Scans of one client's rules over one command, each from one more of the client's words in it,
 # before the rest of the command is taken as the secret (fail closed: see _client_spans).
