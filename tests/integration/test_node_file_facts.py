@@ -13,6 +13,7 @@ not.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,34 @@ def test_a_container_running_the_node_s_file_meets_its_facts(tmp_path: Path, url
         "query", "observed", "--image", OTHER, "--function", "split_fn", "--store", url, "--json"
     )
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("nm") is None, reason="needs gcc")
+def test_a_call_stored_under_the_node_s_path_without_a_build_id_meets_the_facts(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    """The BCC probe names a container's call of the node's file by the node's path (the target's
+    module); an agent with ``symbols.enabled: false`` stores no build-id with it. That row shows the
+    image ran the node's file as surely. Seen failing before the fix: not_observed (exit 1)."""
+    target = _host_program(tmp_path)
+    ((key, (bid, _purl)),) = host_tails([target], node_name="node-1").items()
+    start = T0 + 3 * DAY
+    fact = HotSymbolDelta(
+        HotSymbolKey("host:node-1", key[1], key[2], EvidenceKind.UNPROBED), start, 0, start, start,
+        confidence=0.0, build_id=bid, node_name="node-1",
+    )  # fmt: skip
+    call = HotSymbolDelta(
+        HotSymbolKey(POD, key[1], "user", EvidenceKind.INVOKED), start, 5, start + S, start + S,
+        node_name="node-1",
+    )  # fmt: skip
+    windows = [
+        ObservationWindow(POD, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc") for d in range(40)
+    ]
+    url = sqlite_at_head(tmp_path / "hot.db")
+    with open_store(url) as s:
+        s.write([call], windows)
+        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+    code, doc = cli_json(
+        "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
+    )
+    assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc

@@ -9,7 +9,9 @@ there no fact of the file was: an answer about that image said "not observed" wh
 A fact follows its file by build-id: an image that has any row of that build (a call in the file,
 a frame of it on a stack, its load event, a fact; an exec row carries no build-id) meets the facts
 every node stored of it. An image that never showed
-that build does not (another build of the program, or one never seen mapped). This widens
+that build does not (another build of the program, or one never seen mapped). A row of the image
+stored without a build-id (an agent with ``symbols.enabled: false``) under the node's path, the
+name the probe gives the calls of the node's file, counts as that file's too. This widens
 ``unknown`` to every image seen running that build, the safe side: an image's own copy of the
 same build is not even probed by the node's probe. Two reads, both bounded by the facts: the
 node facts of the function (few: at most MAX_UPROBE_TARGETS tails a function per file), then which
@@ -53,6 +55,12 @@ def node_file_unprobed(
     if not facts:
         return []
     builds = sorted({r.build_id for r in facts})
-    stmt = sa.select(c.build_id).where(c.image_digest == image, c.build_id.in_(builds)).distinct()
-    seen = {b for (b,) in conn.execute(stmt)}
-    return sorted((r for r in facts if r.build_id in seen), key=lambda r: (r.module, r.function_name))
+    modules = sorted({r.module for r in facts})  # the node's path, as the probe names its calls
+    by_path = sa.and_(c.build_id == "", c.module.in_(modules))  # a call stored without a build-id
+    stmt = sa.select(c.build_id, c.module).where(
+        c.image_digest == image, sa.or_(c.build_id.in_(builds), by_path)
+    )
+    seen = set(conn.execute(stmt.distinct()).tuples())
+    bids, paths = {b for b, _m in seen}, {m for b, m in seen if not b}
+    kept = (r for r in facts if r.build_id in bids or r.module in paths)
+    return sorted(kept, key=lambda r: (r.module, r.function_name))
