@@ -77,6 +77,8 @@ class HotSymbolAttribution:
         self.outcomes: Counter[str] = Counter()  # per delta: attributed, unattributed, skipped, ...
         # (image digest, path in the image) -> PURL of files probed by PURL; replaced whole, never mutated
         self.probed: dict[tuple[str, str], str] = {}
+        # ... and the JAR its package lists, read by the probes while its container ran; replaced whole
+        self.probed_jars: dict[tuple[str, str], str] = {}
         self.listed = ListedJars()  # the JARs told to the store as ``listed`` rows
 
     def note(self, ev: RuntimeCallEvent) -> None:
@@ -161,7 +163,10 @@ class HotSymbolAttribution:
         if (known := self.probed.get((k.image_digest, k.module))) is not None:
             d.purl = known
             self.outcomes["attributed"] += 1
-            self._probed_jar(d, jars)
+            if jar := self.probed_jars.get((k.image_digest, k.module)):  # its container may be gone now
+                jars.append((d, jar))
+            else:
+                self._probed_jar(d, jars)
             return False
         if not k.module or k.module == KERNEL_MODULE or not k.module.startswith("/"):
             self.outcomes["skipped"] += 1

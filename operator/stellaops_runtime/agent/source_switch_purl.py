@@ -43,6 +43,8 @@ RELOAD_MIN_SECONDS = 5.0  # at most one reload of the probes this often (a reloa
 # ... and for a probed file replaced in its container (which the container itself can do at will)
 REPLACED_RELOAD_SECONDS = 60.0
 MAX_PROBED_FILES = 65_536  # (image, file) -> PURL entries kept for package attribution
+# (image, file) -> JAR entries kept: at most 4 MiB of a hostile database's 4,096-byte JAR paths
+MAX_PROBED_JARS = 1_024
 
 
 class ProbeReloads:
@@ -240,6 +242,8 @@ class ProbeReloads:
         if att is not None:
             known = {**att.probed, **wiring.probed(digests)}
             att.probed = known if len(known) <= MAX_PROBED_FILES else wiring.probed(digests)  # swapped whole
+            jars = {**att.probed_jars, **wiring.probed_jars(digests)}  # kept as long: the container may stop
+            att.probed_jars = jars if len(jars) <= MAX_PROBED_JARS else wiring.probed_jars(digests)
         self.pipeline.unprobed.replace({**host, **wiring.unprobed(digests)})  # agent/unprobed.py
 
     def _mark_purl(self, b: NativeProbeSource) -> None:

@@ -26,6 +26,7 @@ from stellaops_runtime.attribution.rootfs import RootFS
 
 MAX_DB_BYTES = 256 << 20
 MAX_LIST_BYTES = 64 << 20
+PATH_MAX = 4096  # a longer JAR path is no file a JVM opens (attribution/owners.py passes it over too)
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_STATUS_D = "/var/lib/dpkg/status.d"
 DPKG_INFO = "/var/lib/dpkg/info"
@@ -44,6 +45,12 @@ class PackageFiles:
     purls: list[str] = field(default_factory=list)  # of the installed packages that matched ([] none)
     files: list[str] = field(default_factory=list)  # in-root paths as the database records them
     errors: list[str] = field(default_factory=list)  # damaged entries skipped
+
+    @property
+    def jar(self) -> str:
+        """The first ``.jar`` the packages list ("" for none): a JNI library's Java code, which the
+        agent tells the store as a ``listed`` row (agent/listed_jars.py), as attribution would."""
+        return next((f for f in self.files if f.endswith(".jar") and len(f) <= PATH_MAX), "")
 
 
 def _read(fs: RootFS, path: str, limit: int) -> str | None:

@@ -120,6 +120,20 @@ class PurlWiring:
             out.pop(key, None)
         return out
 
+    def probed_jars(self, digests: Mapping[str, str]) -> dict[tuple[str, str], str]:
+        """(image digest, path in the image) -> the JAR its package lists, of every file :meth:`probed`
+        names a PURL of: read now, while the container runs, so a container that stops before the
+        agent's drain still tells its package's Java code (agent/purls.py)."""
+        purls = self.probed(digests)
+        out: dict[tuple[str, str], str] = {}
+        for reports in self._reports.values():
+            for r in reports:
+                digest = digests.get(r.container, "")
+                for f in r.files if r.jar and digest else ():
+                    if (digest, f.path) in purls:
+                        out[(digest, f.path)] = r.jar
+        return out
+
     def unprobed(self, digests: Mapping[str, str]) -> dict[tuple[str, str, str], tuple[str, str]]:
         """(image digest, path in the image, split tail) -> (build-id, installed PURL or "") of every
         tail left unprobed (``FunctionReport.unprobed``), beside the function's probe or alone (its
