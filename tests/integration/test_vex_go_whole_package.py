@@ -15,8 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
-from stellaops_runtime.evidence.vex_input import parse
+from stellaops_runtime.evidence.vex_input import VexInputError, parse
 from stellaops_runtime.store.engine import open_store
 from tests.integration.test_vex import DAY, IMG, T0, S, statements, watched
 
@@ -71,3 +73,27 @@ def test_a_record_with_a_symbol_less_import_is_never_not_affected(tmp_path: Path
         assert "every function of golang.org/x/net/http2" in st[vid]["status_notes"]
     assert st["GO-NAMED"]["status"] == "not_affected", st["GO-NAMED"]["status_notes"]
     assert st["GO-RAN"]["status"] == "affected", st["GO-RAN"]["status_notes"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{}, {"path": 5}, {"path": ["golang.org/x/net/http2"]}, {"path": ""}, {"path": None, "symbols": []}],
+)
+def test_an_import_without_a_readable_path_is_an_input_error(bad: dict[str, Any]) -> None:
+    """An import whose ``path`` is missing or not a string was dropped when it listed no symbol: the
+    package it stands for whole was never asked about, and the named ``html`` symbol alone could
+    make the record ``not_affected``. Wrong types are the file's error (exit 2), as everywhere."""
+    with pytest.raises(VexInputError, match="without a package path"):
+        parse({"vulns": [_record("GO-BAD", HTML, bad)]})
+
+
+def test_an_import_path_and_symbols_padded_with_spaces_name_the_package_and_functions() -> None:
+    """A padded path named ``golang.org/x/net/html .Parse``, which nothing stored matches: the
+    record read as never run (a purl is stripped likewise)."""
+    padded = {"path": " golang.org/x/net/html\n", "symbols": [" Parse "]}
+    [v] = parse({"vulns": [_record("GO-PAD", padded, {"path": "\tgolang.org/x/net/http2 "})]})
+    [t] = v.targets
+    assert t.functions == ("golang.org/x/net/html.Parse",)
+    assert t.whole_packages == ("golang.org/x/net/http2",)
+    with pytest.raises(VexInputError, match="non-empty strings"):  # a blank symbol names nothing
+        parse({"vulns": [_record("GO-BLANK", {"path": "golang.org/x/net/html", "symbols": [" "]})]})

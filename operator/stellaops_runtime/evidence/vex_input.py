@@ -18,7 +18,8 @@ matched to stored Rust names by :mod:`stellaops_runtime.store.rust_paths`)
 or ``.functions``. A vulnerability
 without any function cannot be decided at function level: it is reported
 ``under_investigation``, and so is one with a Go import whose ``symbols`` is
-empty or left out (every function of that package: ``Target.whole_packages``).
+empty or left out (every function of that package: ``Target.whole_packages``); an import
+without a path is an input error, symbols or not.
 Entries of one id, and records naming each other in ``aliases``, are one
 vulnerability (:func:`_one_per_id`).
 Pure: the caller reads the file.
@@ -146,14 +147,16 @@ def _osv_functions(
     for i, imp in enumerate(_list(es.get("imports"), f"{where}.ecosystem_specific.imports")):
         if not isinstance(imp, dict):
             raise VexInputError(f"{where}.ecosystem_specific.imports[{i}]: expected an object")
-        symbols = _strings(imp.get("symbols"), f"{where}.ecosystem_specific.imports[{i}].symbols")
-        path = imp.get("path")
-        if not isinstance(path, str) or not path:  # a symbol without its package names nothing stored
-            if symbols:
-                raise VexInputError(
-                    f"{where}.ecosystem_specific.imports[{i}]: symbols without a package path"
-                )
-            continue
+        # Padding stripped, as a purl's is: " golang.org/x/net/html " named ``…/html .Parse``, which
+        # nothing stored matches, and the record read as never run while Parse ran.
+        at = f"{where}.ecosystem_specific.imports[{i}]"
+        symbols = tuple(s.strip() for s in _strings(imp.get("symbols"), f"{at}.symbols"))
+        if not all(symbols):
+            raise VexInputError(f"{at}.symbols: expected a list of non-empty strings")
+        path = imp["path"].strip() if isinstance(imp.get("path"), str) else ""
+        if not path:  # names nothing stored; without symbols, a whole package dropped unasked
+            what = "symbols" if symbols else "an import (every function of a package it does not name)"
+            raise VexInputError(f"{at}: {what} without a package path")
         if not symbols:  # Go's "symbols" empty or left out: every function of the package
             whole.append(path)
         for sym in symbols:
