@@ -170,3 +170,45 @@ async def test_an_agent_object_being_deleted_keeps_the_observer_from_ready(
         what="the ConfigMap made again",
     )
     await wait_for(lambda: observer()[1:3] == ("Ready", "AgentsReady"), what="agents ready again")
+
+
+async def test_a_remembered_write_does_not_hide_that_the_object_is_being_deleted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The read-your-writes overlay keeps the operator's last write while the index shows the object
+    as it was before it (the part the write changed: uid, labels, annotations, owners, body). A
+    deletion changes none of them (``deletionTimestamp``, finalizers and generation are not in that
+    part), so an object whose last write changed only what the part leaves out (the applied-fields
+    record, patched once after an upgrade) was read through the overlay, without its deletion."""
+    from stellaops_runtime.controller.reconcile import (
+        INDEX_NAMESPACES,
+        INDEX_OWNED,
+        INDEX_POLICIES,
+        Reconciler,
+    )
+    from stellaops_runtime.controller.state import obj_key, owned_part
+
+    async with Cluster(tmp_path_factory.mktemp("kube")) as cluster:
+        await cluster.create(obj("v1", "Namespace", NS))
+        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
+        reconciler = Reconciler(kube=cluster.kube)
+        owned: dict[Any, list[dict[str, Any]]] = {}
+        reconciler.bind(
+            {
+                INDEX_POLICIES: {(POLICY_KIND, NS, "web"): [policy]},
+                INDEX_NAMESPACES: {NS: [{}]},
+                INDEX_OWNED: owned,
+            }
+        )
+        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        before = _tp(cluster)
+        key = obj_key(before)
+        owned[key] = [before]
+        reconciler._remember(key, owned_part(before), before)  # a write whose part the index still shows
+        await cluster.patch(r.TRACING_POLICIES_NAMESPACED, TP, HOLD, namespace=NS)
+        await cluster.delete(r.TRACING_POLICIES_NAMESPACED, TP, namespace=NS)
+        owned[key] = [_tp(cluster)]  # kopf indexes it being deleted
+        assert owned_part(owned[key][0]) == owned_part(before)
+        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        _gen, state, reason, message = _policy(cluster)
+        assert (state, reason) == ("Progressing", WAITING_FOR_DELETION), f"{state} {reason}: {message}"
