@@ -154,3 +154,27 @@ async def test_a_regex_re_cannot_compile_is_stalled_not_a_crash_loop(
     assert len(events()) == 1 and events()[0]["reason"] == "InvalidRegex"
     await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": None}}})
     await wait_for(lambda: _stalled(cluster) == ("", ""), limit_s=60, what="the observer valid again")
+
+
+async def test_a_probe_configmap_deleted_while_the_observer_is_invalid_is_made_again(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """It was kept current only where it still was: deleted (by hand, a cleanup, a GitOps prune)
+    while the observer's spec was invalid, it was not made again, so the agents' native probes lost
+    every policy's entry and a restarted agent the list of pods opted out of observation."""
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": ["("]}}})
+    await wait_for(lambda: _stalled(cluster)[0] == "InvalidRegex", limit_s=60, what="the observer stalled")
+    await operator.settle()
+    before = cluster.stored(r.CONFIGMAPS, probe_configmap_name(NAME), NS)
+    assert before is not None
+    await cluster.delete(r.CONFIGMAPS, probe_configmap_name(NAME), namespace=NS)
+    again = await wait_for(
+        lambda: (cluster.stored(r.CONFIGMAPS, probe_configmap_name(NAME), NS) or {}).get("metadata"),
+        limit_s=20,
+        what="the probe ConfigMap made again",
+    )
+    assert again["uid"] != before["metadata"]["uid"]
+    assert any(p.get("name") == "secret-job" for p in _probes(cluster).get("optedOut") or ())
+    assert _stalled(cluster)[0] == "InvalidRegex"
+    await cluster.patch(r.RUNTIME_OBSERVERS, NAME, {"spec": {"privacy": {"extraPatterns": None}}})
+    await wait_for(lambda: _stalled(cluster) == ("", ""), limit_s=60, what="the observer valid again")

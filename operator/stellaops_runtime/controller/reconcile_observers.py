@@ -63,6 +63,7 @@ from stellaops_runtime.controller.owned import TerminatingError
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.posture import Posture, opts_out
 from stellaops_runtime.controller.render_agent import (
+    agent_resource_name,
     probe_configmap_name,
     render_agent_objects,
     rendered_agent_template,
@@ -205,7 +206,8 @@ class ObserverReconciler(ObserverNodes):
             raise RuntimeError("; ".join([*errors, *map(str, refused)]))
 
     async def _keep_probe_configmap(self, name: str, body: Mapping[str, Any], uid: str) -> None:
-        """While the observer's spec is invalid: its probe ConfigMap, where it is, stays current.
+        """While the observer's spec is invalid: its probe ConfigMap stays current, and is made again
+        beside the agents' DaemonSet when it was deleted (test_operator_observer_stalled.py).
 
         The agents keep their last valid configuration, but the probe ConfigMap is not part of
         it: it lists every policy's probe entry (a deleted policy's finalizer waits for its
@@ -213,12 +215,14 @@ class ObserverReconciler(ObserverNodes):
         """
         cm_name = probe_configmap_name(name)
         children = self._children(("uid", uid)) if uid else set()
-        for child in sorted(children, key=str):
-            if child[1] != "ConfigMap" or child[3] != cm_name or not child[2]:
-                continue
+        where = {str(c[2]) for c in children if c[1] == "ConfigMap" and c[3] == cm_name and c[2]}
+        if not where:  # deleted: where the agents run, the DaemonSet of their last valid configuration
+            ds = agent_resource_name(name)
+            where = {str(c[2]) for c in children if c[1] == "DaemonSet" and c[3] == ds and c[2]}
+        for namespace in sorted(where):
             probe_cm = render_probe_configmap(
                 name=cm_name,
-                namespace=str(child[2]),
+                namespace=namespace,
                 entries=self.probe_entries(),
                 owner=body,
                 opted_out=self.opted_out_pods(),
