@@ -74,16 +74,16 @@ def _windows(image: str) -> list[ObservationWindow]:
 
 @needs_gcc
 def test_a_new_build_s_function_id_is_unknown_when_its_path_held_another_build(
-    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+    tmp_path: Path, url: str
 ) -> None:
     """Seen failing before the fix: ``<new build>:split_fn+0x0`` answered not_observed (exit 1) while
-    its calls and its unprobed tail were stored under the old build's rows of the same path."""
+    its calls and its unprobed tail were stored under the old build's rows of the same path. SQLite and
+    PostgreSQL (each keeps a row's first build-id its own way: store/agent_sql.py, pg_write.py)."""
     host = tmp_path / "host"
     old = _build(tmp_path, host, PROGRAM + MAIN)
     new = _build(tmp_path, host, PROGRAM + NEW + MAIN2)
     assert old != new
     module = str(host) + APP
-    url = sqlite_at_head(tmp_path / "hot.db")
     before, after = T0 + 2 * DAY, T0 + 20 * DAY
     with open_store(url) as s:
         s.write([_delta(module, "split_fn", 5, before, old)], _windows(HOST))
