@@ -76,9 +76,13 @@ def test_calls_whose_history_retention_removed_are_unknown_in_a_period(url: str)
     assert (row["module"], row["invocation_count"]) == (LIB, 140)
     assert row["last_seen"] == rfc3339(midnight(40) + dt.timedelta(seconds=2))
     assert "store.retentionDays" in doc["reason"] and doc["coverage"]["start"] == rfc3339(midnight(32))
-    # a period that starts after the last call: the windows left back a "not observed"
-    code, doc = observed(url, "--since", rfc3339(midnight(39)))
+    # a period that starts after the last call: the windows left back a "not observed" from the first
+    # day retention left; before it (days 39..33), its windows and gaps are gone: unknown
+    # (test_answer_before_first_record.py)
+    code, doc = observed(url, "--since", rfc3339(midnight(32)))
     assert (code, doc["answer"], doc.get("history_removed")) == (1, "not_observed", None)
+    code, doc = observed(url, "--since", rfc3339(midnight(39)))
+    assert (code, doc["answer"], doc.get("history_removed")) == (3, "unknown", None)
     code, doc = observed(url, "--until", rfc3339(midnight(35)), "--since", rfc3339(midnight(45)))
     assert (code, doc["answer"]) == (3, "unknown")  # entirely in the removed days: nothing watched
     # the question without a period rests on the cumulative row: observed

@@ -71,6 +71,7 @@ def test_unnamed_code_whose_history_retention_removed_still_makes_a_period_unkno
     code, doc = observed(url, *back)
     assert (code, doc["answer"]) == (3, "unknown"), doc["reason"]  # was (1, "not_observed")
     assert doc["unnamed"] == [{"module": LIB, "offsets": 1, "calls": 60}]  # the whole row: its days are gone
-    # a period after the unnamed code's last frame: the windows left back a "not observed"
-    code, doc = observed(url, "--since", rfc3339(midnight(39)))
+    # a period after the unnamed code's last frame: the windows left back a "not observed", from the
+    # first day retention left (before it, its windows and gaps are gone: test_answer_before_first_record.py)
+    code, doc = observed(url, "--since", rfc3339(midnight(32)))
     assert (code, doc["answer"]) == (1, "not_observed") and not doc.get("unnamed"), doc["reason"]

@@ -209,9 +209,10 @@ def run_observed(args: argparse.Namespace) -> int:
             if unknown_package is not None:  # a mistyped purl: no "not observed" of it
                 doubts.insert(0, unknown_package)
             unseen = coverage.image_unseen(conn, image=args.image, since=since, until=until)
+            first = coverage.first_record(conn) if since is not None else None  # before it: nothing known
             verdict = coverage.absence(
                 args.image, groups, since=since, until=until, gaps=gaps, unnamed=nameless, doubts=doubts,
-                unseen=unseen,
+                unseen=unseen, recorded_from=first,
             )  # fmt: skip
             cov = verdict.coverage
         if args.json:

@@ -42,6 +42,8 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
+from stellaops_runtime.store.coverage_first import before_first_day
+from stellaops_runtime.store.coverage_first import first_record as first_record  # as coverage.first_record
 from stellaops_runtime.store.coverage_gaps import NOT_WATCHED, OUTAGE_SOURCE, Gap, gaps_lead
 from stellaops_runtime.store.coverage_gaps import image_gaps as image_gaps  # read as coverage.image_gaps
 from stellaops_runtime.store.coverage_unseen import Unseen, describe_all
@@ -204,11 +206,13 @@ def absence(
     unnamed: Sequence[UnnamedCode] = (),
     doubts: Sequence[Doubt] = (),
     unseen: Sequence[Unseen] = (),
+    recorded_from: dt.datetime | None = None,
 ) -> Verdict:
     """What "no rows" means for ``image`` given its windows, gaps, the code that ran under no
     name, the calls that may be the function's (``doubts``) and the runs of it that could not see
     calls (``unseen``, store/coverage_unseen.py), each already narrowed to the period and, for
-    ``unnamed``, to the question's package."""
+    ``unnamed``, to the question's package; ``recorded_from``, the store's first record: a period
+    starting before its UTC day is never "not observed" (store/coverage_first.py)."""
     period = _period_text(since, until)
     if not groups:
         if gaps:  # it ran here, unwatched (an opted-out pod) or with every event dropped
@@ -282,6 +286,9 @@ def absence(
             "(no symbol table or debug file covers it: docs/symbolization.md)"
         )
         return Verdict(UNKNOWN, why, cov, unnamed=tuple(unnamed))
+    if since is not None and (unrecorded := before_first_day(since, recorded_from)) is not None:
+        why = f"image {image} was under observation{period} {cov.describe()}, but {unrecorded}"
+        return Verdict(UNKNOWN, why, cov)
     return Verdict(NOT_OBSERVED, f"image {image} was under observation {cov.describe()}", cov)
 
 
