@@ -119,7 +119,7 @@ def test_tetragons_copy_of_the_running_call_is_not_cut_by_a_hair(tmp_path: Any) 
     a._reload_check_at = a._next_check = float("inf")
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, now - 60 * S
-    probes.queued_ns = probes.drops_read_ns = now
+    probes.queued_ns = probes.noted_ns = now
     probes.in_flight_ns = real._in_flight_since(ps)  # as native/source.py takes it
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, now - 70 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))

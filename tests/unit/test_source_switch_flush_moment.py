@@ -36,7 +36,7 @@ def test_a_killed_agents_record_claims_what_its_last_flush_stored(tmp_path: Any)
     a._reload_check_at = a._next_check = float("inf")
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns, probes.drops_read_ns, probes.in_flight_ns = t0 + 2 * S, t0 + 30 * S, t0 + 30 * S
+    probes.queued_ns, probes.noted_ns, probes.in_flight_ns = t0 + 2 * S, t0 + 30 * S, t0 + 30 * S
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
     asyncio.run(a._tick_bcc(time.monotonic()))  # drops marked through t0 + 30 s, the loads on disk

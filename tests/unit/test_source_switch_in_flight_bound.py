@@ -59,7 +59,7 @@ def test_more_calls_in_flight_than_the_look_reads_hold_the_moment_at_the_load_an
     a._reload_check_at = a._next_check = float("inf")
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns, probes.drops_read_ns = t0 + 10 * S, t0 + 20 * S
+    probes.queued_ns, probes.noted_ns = t0 + 10 * S, t0 + 20 * S
     probes.in_flight_ns = t0 - 4 * S  # _in_flight_since's answer: the load's start
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))

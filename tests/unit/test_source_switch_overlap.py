@@ -67,7 +67,7 @@ def fake_probes(detached_ns: int, attached: list[str]) -> Any:
         unwatched=[],
         drops=[],
     )
-    return SimpleNamespace(stats=stats, take_drops=list, take_unwatched=list, drops_read_ns=0)
+    return SimpleNamespace(stats=stats, take_drops=list, take_unwatched=list, noted_ns=0)
 
 
 def switched(

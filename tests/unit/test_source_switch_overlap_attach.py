@@ -8,7 +8,7 @@ source's own retry (native/source.py: detached, loaded again after
 restarted agent's cut (agent/source_switch_loads.py) is the watch record's
 moment, which for the probes must be a moment whose calls are all queued
 (native/source.py ``queued_ns``: the start of the last poll queued whole)
-whose drops are marked (native/source_gaps.py ``drops_read_ns``, as the
+whose drops are marked (native/source_gaps.py ``noted_ns``, as the
 switch last took them), not the tick's clock. A skip of a call the probes did not count loses it.
 The file is the last agent's only while this agent has not run the probes,
 and what is no regular file there (a FIFO) does not hold the agent's start.
@@ -179,6 +179,7 @@ def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(
     probes' counters: a drop after it (t0 + 6 s in the second case) died with A, unmarked. Its
     watch record's moment (the switch's ``watching_ns``) must claim neither, or the next agent
     skips Tetragon's cached copies of those calls: their only count."""
+    from stellaops_runtime.native.follow_files import Followed
     from stellaops_runtime.native.source import NativeProbeSource
 
     events = stamped()
@@ -190,7 +191,7 @@ def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
     probes.queued_ns = t0 + queued_s * S  # as native/source.py says it (checked below)
-    probes.drops_read_ns = t0 + drops_s * S  # its drops up to here are noted (taken by the tick)
+    probes.noted_ns = t0 + drops_s * S  # its drops up to here are noted (taken by the tick)
     probes.in_flight_ns = t0 + 30 * S  # no probed call was running (test_source_switch_overlap_periods.py)
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
@@ -204,7 +205,8 @@ def test_a_restarted_agent_counts_the_calls_its_predecessor_had_not_queued(
     real = NativeProbeSource(NativeConfig(), queue=EventQueue(10), kernel_source="")
     real._deliver([], t0 + queued_s * S)  # a poll started then queued all it read
     real._note_drops({}, t0 + drops_s * S)  # the counters read then
-    assert (real.queued_ns, real.drops_read_ns) == (t0 + queued_s * S, t0 + drops_s * S)
+    real._note_followed(Followed(), t0 + drops_s * S)  # then its files looked at: none replaced
+    assert (real.queued_ns, real.noted_ns) == (t0 + queued_s * S, t0 + drops_s * S)
 
 
 def test_a_store_answer_after_the_switch_back_leaves_the_agents_own_overlap(tmp_path: Any) -> None:

@@ -175,7 +175,7 @@ def test_a_call_running_when_the_agent_was_killed_is_counted_from_tetragon(
     a._reload_check_at = a._next_check = float("inf")
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns, probes.drops_read_ns = t0 + 10 * S, t0 + 20 * S
+    probes.queued_ns, probes.noted_ns = t0 + 10 * S, t0 + 20 * S
     probes.in_flight_ns = t0 + 6 * S  # as native/source.py says it (checked below)
     a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
     a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
@@ -310,7 +310,7 @@ def test_a_record_never_claims_past_the_attach_before_the_load_is_on_disk(tmp_pa
     attach = time.time_ns() - 5 * S
     probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
     probes.stats.connected, probes.stats.attached_ns = True, attach
-    probes.queued_ns = probes.in_flight_ns = probes.drops_read_ns = attach + 3 * S  # all read by then
+    probes.queued_ns = probes.in_flight_ns = probes.noted_ns = attach + 3 * S  # all read by then
     drops = [SimpleNamespace(start_ns=attach + S, end_ns=attach + 2 * S, total=1) for _ in range(2)]
     probes.take_drops = lambda: [drops.pop()] if drops else []
     probes.stats.drops = []

@@ -49,7 +49,7 @@ class SwitchGaps:
     _stopped: bool
     _tetragon_seen_ns: int
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
-    _drops_marked_ns = 0  # the probes' drops up to here are marked (their counters' read, last taken)
+    _drops_marked_ns = 0  # the probes' drops and unwatched spans up to here are marked (noted_ns, last taken)
 
     if TYPE_CHECKING:  # agent/source_switch_back.py
 
@@ -93,7 +93,7 @@ class SwitchGaps:
         """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
         in front of the source's queue and marked by the next call, never lost."""
         b = self.bcc
-        through = b.drops_read_ns if b is not None else 0  # every drop before it is taken now
+        through = b.noted_ns if b is not None else 0  # every drop and unwatched span before it is taken now
         drops = b.take_drops() if b is not None else []
         while drops:
             d = drops[0]
@@ -189,9 +189,10 @@ class SwitchGaps:
         if self.mode == TETRAGON:
             return self.tetragon.watching_ns()
         # the probes: the start of their last poll queued whole, not now (a call since may still be in
-        # the kernel's buffer), no later than their drops are marked (a drop not marked yet would
-        # die unmarked with a killed agent), nor than the entry of a probed call still running (it is
-        # recorded at its return, stamped at its entry): a record claiming more would hide a loss
+        # the kernel's buffer), no later than their drops and unwatched spans are marked (one not marked
+        # yet would die unmarked with a killed agent: native/source_gaps.py noted_ns), nor than the
+        # entry of a probed call still running (it is recorded at its return, stamped at its entry):
+        # a record claiming more would hide a loss
         # (watch_record.py), and the next agent would skip Tetragon's copy (source_switch_loads.py)
         b = self.bcc
         if b is None or not b.stats.connected:

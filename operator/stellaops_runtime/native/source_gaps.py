@@ -58,6 +58,7 @@ class SourceGaps:
     _episode_logged: float  # monotonic time of its last log line
     _follow_ns: int  # wall clock of the last look at the uprobe targets' files
     _load_ns: int  # wall clock of the start of the last load
+    _scan_open: bool  # the load's former-file scan unfinished as of the last answer taken
     _offset_hi: int | None  # the largest wall-clock minus boottime seen since the load (_clock_seen)
     _offset_last: int  # ... at the latest sample
     _stepped: bool  # the wall clock stepped between two samples since the load
@@ -151,6 +152,17 @@ class SourceGaps:
         if len(spans) > MAX_UNWATCHED:  # the two oldest merge: wider, never lost
             first, second = spans[0], spans.pop(1)
             spans[0] = (min(first[0], second[0]), max(first[1], second[1]))
+
+    @property
+    def noted_ns(self) -> int:
+        """Wall clock before which every drop and unwatched span of this run is noted (queued here, or
+        taken): the last read of the drop counters, the last look at the targets' files (a file
+        replaced since is the next look's span, from that look on; the switch's tick may run while a
+        look goes on), and the load while its former-file scan has processes left (one found later was
+        run unprobed since the load). The switch marks the gaps it takes through here
+        (agent/source_switch_gaps.py): a watching moment past it could pass a span noted next."""
+        noted = min(self._drop_read_ns, self._follow_ns)
+        return min(noted, self._load_ns) if self._scan_open else noted
 
     @property
     def drops_read_ns(self) -> int:
