@@ -172,6 +172,7 @@ def _cpu(fn: Callable[[str], object], text: str) -> float:
         " mysqlsh a:b:c",
         "ConvertTo-SecureString -a -b ",
         "'x' |ConvertTo-SecureString",
+        "s://a1b2c3d4e5f6g7h8i9j0k=",  # URL users that never reach an ``@``
     ],
 )
 def test_the_new_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
@@ -252,3 +253,31 @@ def test_a_secure_string_from_a_variable_or_a_prompt_is_kept() -> None:
         '-c "Read-Host -AsSecureString | ConvertFrom-SecureString"',
     ):
         assert _filter(text, "pwsh") == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # base64 of user:password as a URL's user (a dotless host: no e-mail address either)
+        ("curl https://dXNlcjpVcmxCNjQtN3Q4@gitsrv/x", "curl https://[REDACTED]@gitsrv/x"),
+        # a token as a URL's user (GitHub, Azure DevOps and others take one there)
+        (
+            "git clone https://q7w8e9r0t1y2u3i4o5p6a7s8@gitsrv:8443/org/r",
+            "git clone https://[REDACTED]@gitsrv:8443/org/r",
+        ),
+    ],
+)
+def test_a_token_or_base64_credential_as_a_urls_user_goes(text: str, want: str) -> None:
+    assert _filter(text) == want
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "git clone https://deploy@gitsrv/o/r",
+        "git clone ssh://git@gitsrv/o/r",
+        "curl http://admin-user@router/",
+    ],
+)
+def test_a_plain_user_name_in_a_url_is_kept(text: str) -> None:
+    assert _filter(text) == text

@@ -60,6 +60,7 @@ from stellaops_runtime.privacy.secure_strings import secure_string_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
+from stellaops_runtime.privacy.url_users import url_user_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
@@ -261,6 +262,7 @@ class Redactor:
             spans.extend(shell_word_spans(text))  # ``--password -- X``, an escaped PEM (shell_words.py)
             spans.extend(sql_connect_spans(text))  # SQL*Plus's CONNECT user/password (sql_connect.py)
             spans.extend(spaced_logon_spans(text))  # a quoted URL's or Go DSN's password with a blank
+            spans.extend(url_user_spans(text))  # a token or base64 user:password as a URL's user
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:
