@@ -162,14 +162,12 @@ class WitnessBridge:
         key_file: str,
         output_dir: str = "",
         concurrency: int = 1,
-        source: str = "tetragon",
     ) -> None:
         self.claims = {c.id: c for c in claims}
         self._private = keys.load_private(key_file)
         self._key_id = keys.key_id(self._private.public_key())
         self._out = Path(output_dir) if output_dir else None
         self._sem = asyncio.Semaphore(max(1, concurrency))
-        self._source = source
         self._queries: dict[str, tuple[FunctionQuery, PurlQuery]] = {}
         self._by_image_name: dict[tuple[str, str], list[str]] = {}
         self._by_image_overload: dict[tuple[str, str], list[str]] = {}
@@ -344,7 +342,7 @@ class WitnessBridge:
             # issued no later than the store's time: this node's clock may run ahead (issued.py)
             doc = no_later_than_store(conn, evidence(obs, image=c.image, purl=c.purl, function=c.function))
             stmt = statement(obs, doc, image=c.image, purl=c.purl, function=c.function,
-                             vulnerability=c.vulnerability, source=self._source)  # fmt: skip
+                             vulnerability=c.vulnerability)  # fmt: skip
             data = (json.dumps(dsse.sign(encode(stmt), self._private), indent=2) + "\n").encode()
             issued = dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
             # The witness is read: end its snapshot before keeping it (as `witness sign --save`).

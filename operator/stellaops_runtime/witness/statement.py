@@ -8,7 +8,8 @@
   assessment (reachability state, confidence, RTS), the observation (each
   function row with counts, first and last seen, node, evidence kind and
   function ID; the observation window, coverage and gaps; watched days),
-  the producer (name, version, source) and the policy hash when given.
+  the producer (name, version, and the sources of its windows: :func:`producer_source`) and the
+  policy hash when given.
   Stacks are referenced by SHA-256 from each row. The stack itself is
   included only while the predicate stays under :data:`MAX_PREDICATE_BYTES`,
   and past it rows too are left out, the least called first (counted in
@@ -60,6 +61,13 @@ MAX_PREDICATE_BYTES = 64 * 1024
 MAX_FUNCTION_ROWS = 200
 # how far a witness's issued_at may be later than the verifier's clock (two machines' clocks differ)
 FUTURE_SLACK = dt.timedelta(minutes=5)
+# A window's stored source as the predicate's producer.source names it (docs/schemas/runtime-witness-v1).
+_SOURCE_NAMES = {
+    "tetragon": "tetragon",
+    "tetragon-grpc": "tetragon",
+    "tetragon-export": "tetragon",
+    "bcc": "native",
+}
 MAX_REASON_CHARS = 4096  # the assessment's reason; past it a marker says how much was left out
 
 
@@ -89,7 +97,6 @@ def statement(
     function: str,
     vulnerability: str | None = None,
     policy_hash: str | None = None,
-    source: str = "tetragon",
 ) -> dict[str, Any]:
     """The in-toto Statement for one claim, from what the store recorded and its Evidence document.
 
@@ -139,7 +146,7 @@ def statement(
             "days_without_calls": data["days_without_calls"],
         },
         "stacks": stacks,
-        "producer": {"name": "stellaops-runtime", "version": __version__, "source": source},
+        "producer": {"name": "stellaops-runtime", "version": __version__, "source": producer_source(obs)},
         "policy_hash": policy_hash,
         "issued_at": evidence_doc["timestamp"],
     }
@@ -153,6 +160,15 @@ def statement(
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
     }
+
+
+def producer_source(obs: Observation) -> str:
+    """The sources of the windows a witness rests on, in the schema's names (``bcc`` is
+    ``native``), sorted and comma-joined; ``unknown`` when no window names one. It was
+    "tetragon" always, also under a signature of what the BCC fallback alone observed."""
+    stored = obs.coverage.sources if obs.coverage is not None else ()
+    named = sorted({_SOURCE_NAMES[s] for s in stored if s in _SOURCE_NAMES})
+    return ",".join(named) or "unknown"
 
 
 def _bounded(reason: Any) -> Any:
