@@ -35,6 +35,7 @@ LIBZ = UprobeTarget("/usr/lib/x86_64-linux-gnu/libz.so.1", "crc32")
 def skipped(cgroup: Path, tree: Path) -> bool:
     """Whether the filter of probes limited to ``cgroup`` skips Tetragon's cached call of CID."""
     ino = cgroup.stat().st_ino
+    (tree / "cgroup.controllers").write_text("")  # a cgroup v2 tree (test_cgroup_ids_v1.py)
     ids = container_ids([ino], (str(tree),)).values()
     load = Load.of(NativeConfig(uprobes=(LIBZ,), cgroup_allow=(ino,)), [f"uprobe {LIBZ.label()}"],
                    since_ns=100, detached_ns=200, cgroup_containers=ids)  # fmt: skip

@@ -76,6 +76,7 @@ def test_a_node_tree_it_cannot_read_skips_the_loads_calls_and_marks_its_span_a_g
     ino = (node / f"cri-containerd-{CID}.scope").stat().st_ino
     own = tmp_path / "own"  # its own namespace's /sys/fs/cgroup: itself alone
     (own / "init.scope").mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("")  # cgroup v2, as the node's
     monkeypatch.setattr(cgroup_ids, "ROOTS", (str(tmp_path / "proc-1-root-unreadable"), str(own)))
     now = time.time_ns()
     spool = str(tmp_path / "spool")
@@ -114,6 +115,7 @@ def test_a_cgroup_found_naming_a_container_is_matched_as_before(
     """Guard: every allowed cgroup found and named: only its container's calls are skipped, no gap."""
     tree = tmp_path / "cgroup"
     (tree / f"cri-containerd-{CID}.scope").mkdir(parents=True)
+    (tree / "cgroup.controllers").write_text("")  # a cgroup v2 tree (native/cgroup_ids.py)
     ino = (tree / f"cri-containerd-{CID}.scope").stat().st_ino
     monkeypatch.setattr(cgroup_ids, "ROOTS", (str(tree),))
     now = time.time_ns()
@@ -131,6 +133,7 @@ def test_the_walk_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.Mo
     runs. Seen failing before the fix: the walk held the loop, nothing released it."""
     tree = tmp_path / "cgroup"
     (tree / f"cri-containerd-{CID}.scope").mkdir(parents=True)
+    (tree / "cgroup.controllers").write_text("")  # a cgroup v2 tree (native/cgroup_ids.py)
     ino = (tree / f"cri-containerd-{CID}.scope").stat().st_ino
     monkeypatch.setattr(cgroup_ids, "ROOTS", (str(tree),))
     released = threading.Event()
@@ -171,6 +174,7 @@ def test_a_cgroup_gone_from_a_tree_read_whole_is_no_reason_for_a_gap(tmp_path: P
     Seen failing before the refinement: the gone cgroup made the load undecided."""
     tree = tmp_path / "cgroup"
     (tree / f"cri-containerd-{CID}.scope").mkdir(parents=True)
+    (tree / "cgroup.controllers").write_text("")  # a cgroup v2 tree (native/cgroup_ids.py)
     ino = (tree / f"cri-containerd-{CID}.scope").stat().st_ino
     locked = tree / "kubepods.slice"  # made first: a directory made later may take the gone one's inode
     locked.mkdir()

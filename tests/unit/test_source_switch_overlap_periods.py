@@ -264,6 +264,7 @@ def test_probes_limited_to_cgroups_skip_the_calls_of_those_cgroups_containers(
     (pod / f"cri-containerd-{cid}.scope").mkdir(parents=True)
     (pod / f"cri-containerd-{other}.scope").mkdir()
     (tree / "system.slice" / "ssh.service").mkdir(parents=True)
+    (tree / "cgroup.controllers").write_text("")  # a cgroup v2 tree (test_cgroup_ids_v1.py)
     ino = (pod / f"cri-containerd-{cid}.scope").stat().st_ino
     host = (tree / "system.slice" / "ssh.service").stat().st_ino
     monkeypatch.setattr(cgroup_ids, "ROOTS", (str(tmp_path / "absent"), str(tree)))

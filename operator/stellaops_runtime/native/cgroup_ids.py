@@ -25,6 +25,9 @@ counted nothing.
 The node's cgroup tree is looked at through pid 1's root first (the agent runs
 in its own cgroup namespace, whose ``/sys/fs/cgroup`` shows its own cgroup
 alone), at most :data:`MAX_DIRS` directories, on a thread (not the agent's event loop).
+Only its cgroup v2 hierarchy is read (``unified`` in systemd's hybrid layout):
+each hierarchy numbers its directories on its own, so a cgroup v1 directory may
+carry an allowed cgroup's number (a node with cgroup v1 alone is undecidable).
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ def look_up(
     for root in ROOTS if roots is None else roots:
         if not os.path.isdir(root):
             continue
-        stack, seen, whole = [root], 0, True
+        tree = _unified(root)
+        if tree is None:  # cgroup v1 alone: a v1 directory's number is no cgroup id the probes match
+            return out, frozenset(want)
+        stack, seen, whole = [tree], 0, True
         while stack and len(found) < len(want):
             if seen >= MAX_DIRS:
                 whole = False
@@ -88,6 +94,17 @@ def look_up(
         missing = want - found
         return out, frozenset(missing if missing and (not whole or not found) else ())
     return out, frozenset(want)
+
+
+def _unified(root: str) -> str | None:
+    """The cgroup v2 tree at ``root``: itself (the unified layout), or ``unified`` beside cgroup v1
+    controllers (systemd's hybrid layout); None with cgroup v1 alone. A cgroup v2 directory holds
+    ``cgroup.controllers``, a v1 one does not. Each hierarchy numbers its directories on its own
+    from 1, so a v1 directory (``memory/...``) may carry an allowed v2 cgroup's number: never read."""
+    for tree in (root, os.path.join(root, "unified")):
+        if os.path.isfile(os.path.join(tree, "cgroup.controllers")):
+            return tree
+    return None
 
 
 def _leaf(path: str) -> bool:
