@@ -281,3 +281,13 @@ def test_a_token_or_base64_credential_as_a_urls_user_goes(text: str, want: str) 
 )
 def test_a_plain_user_name_in_a_url_is_kept(text: str) -> None:
     assert _filter(text) == text
+
+
+def test_a_jenkins_credentials_binding_loses_its_values() -> None:
+    # Jenkins' ``X = credentials('id')`` of a username/password sets X=user:password, X_USR and
+    # X_PSW in the agent pod's environment (the Kubernetes plugin runs agents as pods)
+    pf = PrivacyFilter(PrivacyConfig())
+    out = pf.filter_env(["DOCKER_CREDS=ci:JkPw-7u8", "DOCKER_CREDS_USR=ci", "DOCKER_CREDS_PSW=JkPw-7u8"])
+    assert out == ["DOCKER_CREDS=[REDACTED]", "DOCKER_CREDS_USR=ci", "DOCKER_CREDS_PSW=[REDACTED]"]
+    text = "env NEXUS_CREDS_PSW=JkPw-7u8 NEXUS_CREDS=ci:JkPw-7u8 mvn deploy"
+    assert pf.filter_field(text) == "env NEXUS_CREDS_PSW=[REDACTED] NEXUS_CREDS=[REDACTED] mvn deploy"

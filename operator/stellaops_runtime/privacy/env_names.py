@@ -38,6 +38,10 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*_PAT",  # a personal access token: GITHUB_PAT (R's gh, usethis), AZURE_DEVOPS_EXT_PAT (az devops)
     "PAT",
     "SSHPASS",
+    # Jenkins' credentials() binding of a username/password: X=user:password and X_PSW (X_USR stays)
+    "*_CREDS",
+    "CREDS",
+    "*_PSW",
     "*PASSCOMMAND",  # BORG_PASSCOMMAND: a command printing the passphrase (echo X)
     "*_KEY_PEM",  # rclone: RCLONE_SFTP_KEY_PEM (a private key)
     "*_KEY_BASE64",  # rclone: RCLONE_S3_SSE_CUSTOMER_KEY_BASE64
