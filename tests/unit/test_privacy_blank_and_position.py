@@ -99,6 +99,14 @@ def test_quoted_text_with_a_colon_a_blank_and_an_at_sign_is_kept(text: str) -> N
             "python3 -c \"import pymssql; pymssql.connect('h', 'sa', 'PosPw-7g8', 'db')\"",
             "python3 -c \"import pymssql; pymssql.connect('h', 'sa', [REDACTED], 'db')\"",
         ),
+        (  # the MongoDB shell's db.changeUserPassword(user, password)
+            "mongosh --eval \"db.changeUserPassword('app', 'PosPw-7g8')\"",
+            "mongosh --eval \"db.changeUserPassword('app', [REDACTED])\"",
+        ),
+        (  # minio-py's Minio(endpoint, access_key, secret_key)
+            "python3 -c \"from minio import Minio; Minio('h:9000', 'AKEY', 'PosPw-7g8')\"",
+            "python3 -c \"from minio import Minio; Minio('h:9000', 'AKEY', [REDACTED])\"",
+        ),
         (
             "python3 -c \"from ldap3 import Connection; Connection(s, 'cn=admin', 'PosPw-7g8')\"",
             "python3 -c \"from ldap3 import Connection; Connection(s, 'cn=admin', [REDACTED])\"",

@@ -78,8 +78,8 @@ _CALLS: dict[int, tuple[str, ...]] = {
         *(".login", "->login", ".auth", "->auth"),
         # pika's PlainCredentials(user, pass); python-ldap's simple_bind_s / simple_bind / bind_s(who, cred)
         *("PlainCredentials", ".simple_bind_s", ".simple_bind", ".bind_s"),
-        # cx_Oracle.connect(user, password, dsn)
-        "cx_Oracle.connect",
+        # cx_Oracle.connect(user, password, dsn); the MongoDB shell's db.changeUserPassword(user, pw)
+        *("cx_Oracle.connect", ".changeUserPassword"),
     ),
     # PHP: new PDO(dsn, user, pass), mysqli_connect / new mysqli / mysql_connect / mssql_connect
     # (host, user, pass), ldap_bind(link, dn, pass), ftp_login(ftp, user, pass),
@@ -99,7 +99,8 @@ _CALLS: dict[int, tuple[str, ...]] = {
         # Python: mysql.connector.connect, pymssql.connect, aiomysql.connect, ibm_db.connect / pconnect
         # (host or database, user, password); ldap3's Connection(server, user, password)
         *("mysql.connector.connect", "pymssql.connect", "aiomysql.connect", "ibm_db.connect"),
-        *("ibm_db.pconnect", "Connection"),
+        # minio-py's Minio(endpoint, access_key, secret_key)
+        *("ibm_db.pconnect", "Connection", "Minio"),
     ),
     # PHP mysqli_real_connect(link, host, user, pass); Perl LWP ->credentials(netloc, realm, user,
     # pass); Python urllib's add_password(realm, uri, user, passwd); redis-py's Redis / StrictRedis
@@ -146,7 +147,7 @@ _LAST_ARGUMENT = {
 _TRIGGERS = (
     *("PDO", "mysql", "connect", "Connection", "login", "auth", "Auth", "FTP"),
     *("_bind", "imap_open", "redential", "add_password", "SMTP", "pass_", "Sequelize", "bind_s"),
-    "Redis",
+    *("Redis", "Minio", "Password"),
 )
 # Calls found inside an earlier call's arguments (``s.login(u, FTP(h, u, 'pw'))``) read again, at
 # most this many; past it the rest of that earlier call's arguments is the secret (fail closed:
