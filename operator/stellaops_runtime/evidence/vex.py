@@ -45,6 +45,7 @@ from stellaops_runtime.evidence.vex_input import Vulnerability
 from stellaops_runtime.store.coverage_gaps import Gap
 from stellaops_runtime.store.coverage_unseen import Unseen, describe_all
 from stellaops_runtime.store.queries import rfc3339
+from stellaops_runtime.store.refs import PurlQuery, RefError
 
 AFFECTED = "affected"
 NOT_AFFECTED = "not_affected"
@@ -79,7 +80,8 @@ class Decision:
 
     @property
     def purls(self) -> list[str]:
-        return sorted({t.purl for t in self.vulnerability.targets})
+        """The affected packages, each once, as the witnesses cited claim them (:func:`_canonical`)."""
+        return sorted({_canonical(t.purl) for t in self.vulnerability.targets})
 
 
 def envelope_digest(data: bytes) -> str:
@@ -214,8 +216,13 @@ def _window_unseen(
 
 def _canonical(purl: str) -> str:
     """A package URL in its canonical, percent-encoded form: an IRI, as OpenVEX's ``@id`` must be
-    (the input's ``?arch=a b`` or ``zlib"1g`` is none)."""
-    return str(PackageURL.from_string(purl).to_string())
+    (the input's ``?arch=a b`` or ``zlib"1g`` is none), in the spelling every witness of it claims
+    (witness/store.py ``canonical_claim``: ``pkg:deb/debian/Zlib1g`` is ``…/zlib1g``). The document
+    kept the input's case, and a policy engine joining a statement to its witnesses found none."""
+    try:
+        return PurlQuery.parse(purl).canonical()
+    except RefError:  # the CLI refused such a purl already (witness/store.py claim_purl)
+        return str(PackageURL.from_string(purl).to_string())
 
 
 def _image_component(image: str, image_name: str) -> dict[str, Any]:
@@ -248,7 +255,7 @@ def openvex(
             vuln["description"] = v.description
         if v.aliases:
             vuln["aliases"] = list(v.aliases)
-        subcomponents = [{"@id": p} for p in sorted({_canonical(p) for p in d.purls})]
+        subcomponents = [{"@id": p} for p in d.purls]
         product = _image_component(image, image_name) | {"subcomponents": subcomponents}
         st: dict[str, Any] = {
             "vulnerability": vuln,
@@ -288,7 +295,7 @@ def cyclonedx(
     components = []
     for p in purls:
         pu = PackageURL.from_string(p)
-        comp: dict[str, Any] = {"type": "library", "bom-ref": p, "name": pu.name, "purl": _canonical(p)}
+        comp: dict[str, Any] = {"type": "library", "bom-ref": p, "name": pu.name, "purl": p}
         if pu.version:
             comp["version"] = pu.version
         components.append(comp)
