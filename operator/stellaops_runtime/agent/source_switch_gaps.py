@@ -10,6 +10,11 @@ widens each span to hold both clocks' sides (hotsymbols/clock_span.py, measured 
 a step back never drops it). The probes' own kernel drops
 become gaps too, never lost between two marks. The watch record (agent/watch_record.py) asks
 :meth:`SwitchGaps.watching_ns` for the last moment a source was known to watch.
+
+Probes limited to cgroups (``native.cgroupAllow``) watched no other container of the node, nor its
+host processes, and saw nothing of them to tell which images ran there: the span they run is a
+node-wide gap too (:meth:`SwitchGaps._mark_limited`), marked with their drops (so a watch record
+never claims past it) and up to the switch's own gap when they stop; their counted calls stay.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.native.config import NativeConfig
     from stellaops_runtime.native.source import NativeProbeSource
     from stellaops_runtime.sources.tetragon_grpc import TetragonGrpcSource
 
@@ -51,14 +57,23 @@ class SwitchGaps:
     _bcc_unread: list[tuple[int, int]]  # spans taken since the switch to BCC: the probes counted nothing
     _drops_marked_ns = 0  # the probes' drops and unwatched spans up to here are marked (noted_ns, last taken)
 
+    _bcc_since_ns: int  # the latest switch to BCC
+    _load_since_ns: int  # ... and reload since then
+    _limited_from: int | None = None  # limited loads' spans are marked up to here (None: none yet)
+    _limited_closed: tuple[tuple[int, int], ...] = ()  # spans of stopped limited loads, to mark
+
     if TYPE_CHECKING:  # agent/source_switch_back.py
 
         def _resume_loads(self, cut_ns: int) -> None: ...
+        def _probes_config(self) -> NativeConfig | None: ...
 
     # -- gaps ---------------------------------------------------------------------
 
     def _open_gap(self, from_ns: int) -> None:
         if self._gap_from is None:
+            if (start := self._limited_start()) is not None:  # the switch's gap goes on from here
+                self._limited_closed = (*self._limited_closed, (min(start, from_ns), max(start, from_ns)))
+                self._limited_from = from_ns
             self._gap_from = self._gap_marked = from_ns
             boot = boot_of(from_ns)
             self._gap_boots = (boot, boot)
@@ -120,7 +135,35 @@ class SwitchGaps:
                 b.stats.unwatched[:0] = spans  # type: ignore[union-attr]
                 raise
             self._note_unread(*spans.pop(0))
+        await self._mark_limited(through)
         self._drops_marked_ns = through
+
+    def _limited_start(self) -> int | None:
+        """Where the running probes' unmarked span begins when they are limited to cgroups
+        (``native.cgroupAllow``); None when they are not, or have not attached since their load."""
+        native, b = self._probes_config(), self.bcc
+        if native is None or b is None or not native.cgroup_allow or self.mode != BCC:
+            return None
+        attached = b.stats.attached_ns
+        if not attached or attached < max(self._bcc_since_ns, self._load_since_ns):
+            return None  # this load has not attached yet: the switch's own gap holds its time
+        return attached if self._limited_from is None else max(self._limited_from, attached)  # a new load
+
+    async def _mark_limited(self, through: int) -> None:
+        """Probes limited to cgroups watched no other container, nor the host's processes: their span
+        up to ``through`` (and the spans of such loads stopped since) is a node-wide gap, unknown,
+        never "not observed" about a run nobody probed. Both ends ordered: a wall clock stepped back
+        marks the time before the last mark, never nothing."""
+        while self._limited_closed:
+            a, b = self._limited_closed[0]
+            await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, a, b)
+            self._limited_closed = self._limited_closed[1:]
+        start = self._limited_start()
+        if start is None or through == start:
+            return
+        a, b = min(start, through), max(start, through)
+        await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, a, b)
+        self._limited_from = through
 
     def _note_unread(self, start_ns: int, end_ns: int) -> None:
         """Keep a span the probes counted nothing in for the switch back's Overlap (a taken span
