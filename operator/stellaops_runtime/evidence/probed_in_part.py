@@ -43,7 +43,9 @@ def probed_in_part(
     if function is not None and function.is_function_id and not function.entry_id:
         return _at_offset(conn, image=image, function=function, purl=purl)
     rows = queries.unprobed(conn, image=image, function=function, purl=purl, purl_prefix=prefix)
-    rows += node_file_unprobed(conn, image=image, function=function)  # a hostPath run of a node's file
+    rows += node_file_unprobed(  # a hostPath run of a node's file
+        conn, image=image, function=function, purl=purl, purl_prefix=prefix
+    )
     if not rows:
         return None
     what = "the function was" if function is not None else "functions of it were"
@@ -70,7 +72,7 @@ def _at_offset(
     """A function asked by file offset (``<build-id>:+0x<offset>``): any unprobed tail of that build
     may lie there, since a fact keeps a tail's name, not where in the file it lies."""
     rows = queries.unprobed(conn, image=image, function=None, purl=purl)
-    rows += node_file_unprobed(conn, image=image, function=None)
+    rows += node_file_unprobed(conn, image=image, function=None, purl=purl)
     rows = [r for r in rows if r.build_id == function.build_id]
     if not rows:
         return None

@@ -13,7 +13,12 @@ that build does not (another build of the program, or one never seen mapped). A 
 stored without a build-id (an agent with ``symbols.enabled: false``) under the node's path, the
 name the probe gives the calls of the node's file, counts as that file's too. This widens
 ``unknown`` to every image seen running that build, the safe side: an image's own copy of the
-same build is not even probed by the node's probe. Two reads, both bounded by the facts: the
+same build is not even probed by the node's probe. A package question (or a function asked of a
+package) counts them only where the image's rows of that build (or path) are of that package or of
+none, as the image's own facts of no package count (:func:`queries.unprobed`): an image's own copy
+of the node file's build (one distribution release's libssl on the node and in the image) is
+attributed to its package, and the facts, of no package, would otherwise make every package
+question of every such image unknown. Two reads, both bounded by the facts: the
 node facts of the function (few: at most MAX_UPROBE_TARGETS tails a function per file), then which
 of their build-ids the image has; no join across images (``hot_symbols`` is distributed by image on
 Citus).
@@ -26,17 +31,24 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbols
 
 HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
 
 
 def node_file_unprobed(
-    conn: sa.Connection, *, image: str, function: FunctionQuery | None
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery | None,
+    purl: PurlQuery | None = None,
+    purl_prefix: str | None = None,
 ) -> list[queries.SymbolRow]:
     """The ``unprobed`` facts of any ``host:<node>`` image (of ``function``; any when None) whose
     build-id ``image`` has a row of. None for a host image itself (its own facts are
-    :func:`queries.unprobed`'s). A node fact has no package, so it counts for every package's question."""
+    :func:`queries.unprobed`'s). A node fact has no package: asked of ``purl`` (or of those
+    ``purl_prefix`` covers), it counts where the image's row of its build is of that package or of none."""
     if image.startswith(HOST_PREFIX):
         return []
     c = hot_symbols.c
@@ -60,6 +72,11 @@ def node_file_unprobed(
     stmt = sa.select(c.build_id, c.module).where(
         c.image_digest == image, sa.or_(c.build_id.in_(builds), by_path)
     )
+    if purl is not None:  # the image's file of that build is of the package, or of none known
+        by_purl = queries._purl_filter(conn, image=image, purl=purl)
+        stmt = stmt.where(c.purl == "" if by_purl is None else sa.or_(by_purl, c.purl == ""))
+    if purl_prefix is not None:
+        stmt = stmt.where(sa.or_(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix, c.purl == ""))
     seen = set(conn.execute(stmt.distinct()).tuples())
     bids, paths = {b for b, _m in seen}, {m for b, m in seen if not b}
     kept = (r for r in facts if r.build_id in bids or r.module in paths)
