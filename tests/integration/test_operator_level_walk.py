@@ -5,9 +5,9 @@ Users change ``stellaops.io/observe-level`` on a live pod (``kubectl annotate
 exactly as that step's value says (docs/operator.md, "Posture" and "Opting a
 pod out"): the posture annotation and its reason, the level labels, the
 opt-out label, and the agents' opted-out list in the probe ConfigMap, with
-nothing left from an earlier step. An invalid value is ignored as if the
-annotation were absent (an opted-out pod whose value turns invalid is opted
-back in) and gets one Warning Event per pod and value.
+nothing left from an earlier step. An invalid value fails closed: it opts the
+pod out as None does (an opted-out pod whose value turns invalid stays out,
+a typo never observes it) and gets one Warning Event per pod and value.
 """
 
 from __future__ import annotations
@@ -146,12 +146,16 @@ async def test_every_step_of_the_walk_leaves_exactly_that_steps_state(
     reason = _meta(cluster)["annotations"][POSTURE_REASON_ANNOTATION]
     assert "opts the pod out" in reason
 
-    await _annotate(cluster, "turbo")  # not a level: as if absent, so the policy's maximum
-    await _expect(cluster, operator, "FullInstrumentation", off=False, what="invalid value ignored")
+    await _annotate(cluster, "turbo")  # not a level: fails closed, the pod stays opted out
+    await _expect(cluster, operator, "None", off=True, what="invalid value read as None")
     assert "'turbo'" in _meta(cluster)["annotations"][POSTURE_REASON_ANNOTATION]
     events = _invalid_events(cluster)
     assert [e["involvedObject"]["name"] for e in events] == [POD]
     assert events[0]["type"] == "Warning" and "'turbo'" in events[0]["message"]
+    assert "opted out (None)" in events[0]["message"]
+    await _annotate(cluster, "Off")  # an opt-out spelling: None, no Warning
+    await _expect(cluster, operator, "None", off=True, what="Off read as None")
+    assert "turbo" not in _meta(cluster)["annotations"][POSTURE_REASON_ANNOTATION]
 
     await _annotate(cluster, None)
     await _expect(cluster, operator, "FullInstrumentation", off=False, what="annotation removed")

@@ -55,7 +55,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         await c.create(private)
         await c.create(_pod("web-0", "Passive"))
         await c.create(_pod("plain-0", None))
-        await c.create(_pod("odd-0", "nothing"))  # not a level: ignored, never opts out
+        await c.create(_pod("odd-0", "nothing"))  # not a level: fails closed, opted out (listed)
+        await c.create(_pod("quiet-0", "false"))  # an opt-out spelling: listed
         yield c
 
 
@@ -83,24 +84,28 @@ async def test_the_probe_configmap_follows_the_opted_out_pods(
     cluster: Cluster, operator: OperatorRun
 ) -> None:
     private = ("shop", "private-0", _uid(cluster, "private-0"))
-    assert _listed(cluster) == [private]
+    odd = ("shop", "odd-0", _uid(cluster, "odd-0"))
+    quiet = ("shop", "quiet-0", _uid(cluster, "quiet-0"))
+    assert _listed(cluster) == [odd, private, quiet]
     cm = cluster.stored(r.CONFIGMAPS, probe_configmap_name(NAME), NS) or {}
     assert json.loads(cm["data"][PROBE_CONFIG_KEY])["policies"] == {}
 
     patch = {"metadata": {"annotations": {OBSERVE_LEVEL_ANNOTATION: "None"}}}
     await cluster.patch(r.PODS, "web-0", patch, namespace="shop")
     web = ("shop", "web-0", _uid(cluster, "web-0"))
-    await wait_for(lambda: _listed(cluster) == [private, web], what="web-0 listed after its annotation")
+    await wait_for(
+        lambda: _listed(cluster) == [odd, private, quiet, web], what="web-0 listed after its annotation"
+    )
 
     # Terminating (its processes still run their grace period): still listed.
     terminating = {"metadata": {"deletionTimestamp": "2026-12-03T10:00:00Z"}}
     await cluster.patch(r.PODS, "private-0", terminating, namespace="shop")
     await operator.settle()
     assert (cluster.stored(r.PODS, "private-0", "shop") or {})["metadata"].get("deletionTimestamp")
-    assert _listed(cluster) == [private, web]
+    assert _listed(cluster) == [odd, private, quiet, web]
 
     await cluster.patch(r.PODS, "private-0", {"metadata": {"finalizers": None}}, namespace="shop")
     await cluster.delete(r.PODS, "private-0", namespace="shop")
-    await wait_for(lambda: _listed(cluster) == [web], what="private-0 gone from the list")
+    await wait_for(lambda: _listed(cluster) == [odd, quiet, web], what="private-0 gone from the list")
     await operator.settle()
-    assert _listed(cluster) == [web]
+    assert _listed(cluster) == [odd, quiet, web]

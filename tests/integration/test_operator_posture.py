@@ -3,7 +3,8 @@
 The table's expectations come from ``compute_posture`` for the same inputs,
 plus a few spelled-out rows that pin the rules down. The operator must write
 exactly that (annotations, the level labels, and the observe-off label on a
-pod whose annotation opts it out), post one Event per bad annotation value,
+pod whose annotation opts it out: None, an opt-out spelling such as Off, or
+a bad value, which fails closed), post one Event per bad annotation value,
 label Nodes with their features, and re-evaluate pods when a policy, an
 ObservationNode or a namespace changes.
 """
@@ -61,7 +62,11 @@ POLICIES = {
     "active": {"maxLevel": "ActiveTracing", "syscalls": ["execve"]},
     "full": {"maxLevel": "FullInstrumentation", "syscalls": ["execve", "openat"]},
 }
-ANNOTATIONS = {"none": None, "passive": "passive", "deep": "EbpfDeep", "bogus": "turbo", "off": " none"}
+ANNOTATIONS = {
+    "none": None, "passive": "passive", "deep": "EbpfDeep",
+    "bogus": "turbo", "off": " none", "spelled": "Off",
+}  # fmt: skip
+OPTED_OUT = ("off", "spelled", "bogus")  # None, an opt-out spelling, and a bad value (fails closed)
 CASES = list(itertools.product(ANNOTATIONS, [*POLICIES, "nopolicy"], NODES))
 
 
@@ -162,7 +167,7 @@ async def test_posture_table(
     assert OBSERVE_LABEL in meta.get("labels", {}) or not want.observe_label  # removed, never "false"
     ours = {k: v for k, v in meta.get("labels", {}).items() if k.startswith("stellaops.io/")}
     assert ours == want.labels  # level labels, or observe-off for an opted-out pod
-    assert (OBSERVE_OFF_LABEL in ours) is (annotation == "off")
+    assert (OBSERVE_OFF_LABEL in ours) is (annotation in OPTED_OUT)
 
 
 @pytest.mark.parametrize(
@@ -175,8 +180,9 @@ async def test_posture_table(
         ("deep", "full", "nouprobes", "ActiveTracing", True),  # the node caps it
         ("passive", "full", "full", "Passive", False),
         ("none", "full", "noagent", "None", False),  # no agent on the node
-        ("bogus", "active", "full", "ActiveTracing", True),  # a bad value is ignored
+        ("bogus", "active", "full", "None", False),  # a bad value fails closed: opted out
         ("off", "full", "full", "None", False),  # the annotation opts the pod out
+        ("spelled", "full", "full", "None", False),  # so does "Off"
     ],
 )
 async def test_spelled_out_rules(
@@ -198,7 +204,7 @@ async def test_invalid_level_gets_one_event_per_pod(cluster: Cluster, operator: 
     bogus = {pod_name(*c) for c in CASES if c[0] == "bogus"}
     assert sorted(e["involvedObject"]["name"] for e in events) == sorted(bogus)
     assert all(
-        e["type"] == "Warning" and "'turbo'" in e["message"] and "ActiveTracing" in e["message"]
+        e["type"] == "Warning" and "'turbo'" in e["message"] and "opted out (None)" in e["message"]
         for e in events
     )
     operator.call(operator.reconciler.resync)

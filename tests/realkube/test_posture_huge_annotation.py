@@ -8,7 +8,8 @@ a pod's annotations share one 256 KiB limit: a value of 150,000 characters
 its posture or its level labels (and kept stale ones, had it had any).
 
 Here the value is quoted cut to 64 characters with its length: the pod gets
-its posture, its labels and one Warning Event, through the real API server's
+its posture (None: a value that is not a level fails closed), its opt-out
+label and one Warning Event, through the real API server's
 validation, with the operator running under the manifests' RBAC.
 """
 
@@ -115,11 +116,13 @@ def test_a_huge_invalid_level_still_gets_the_pod_its_posture(
     got = wait_for(lambda: posture()[0] and posture(), what="the pod's posture", timeout=60)
     assert operator.alive(), operator.text()[-3000:]
     level, reason, label = got
-    assert (level, label) == ("ActiveTracing", "true")
+    assert (level, label) == ("None", "")  # an invalid value fails closed: opted out
     assert reason.startswith(
-        f"ignored invalid {crds.OBSERVE_LEVEL_ANNOTATION} '{'x' * 64}'... (150000 characters); "
+        f"invalid {crds.OBSERVE_LEVEL_ANNOTATION} '{'x' * 64}'... (150000 characters), not an observe level: "
     )
     assert len(reason) < 1024
+    labels = ((admin.get("v1", "Pod", "big", NS) or {}).get("metadata") or {}).get("labels") or {}
+    assert labels.get(crds.OBSERVE_OFF_LABEL) == "true"  # the label that tells the agents
     events = [
         e
         for e in admin.list("v1", "Event", NS)

@@ -6,7 +6,8 @@ server must show:
 
 - every observe level on real pods: the posture annotations and one level
   label per level reached (``stellaops.io/observe``, ``-deep``, ``-full``),
-  and a Warning Event ``InvalidObserveLevel`` for an invalid value;
+  an opt-out spelling (``Off``) read as None, and an invalid value read as
+  None too (fail closed) with a Warning Event ``InvalidObserveLevel``;
 - the node's agent reporting no working source (``source: none``,
   ``maxPosture: None``): every pod drops to None and loses its level
   labels, the node's ``max-posture`` label drops to None, and the policy
@@ -49,7 +50,8 @@ PODS: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
     "l-active": ("ActiveTracing", "ActiveTracing", LEVEL_LABELS[:1]),
     "l-deep": ("ebpf-deep", "EbpfDeep", LEVEL_LABELS[:2]),
     "l-full": (None, "FullInstrumentation", LEVEL_LABELS),
-    "l-invalid": ("turbo", "FullInstrumentation", LEVEL_LABELS),
+    "l-off": ("Off", "None", ()),
+    "l-invalid": ("turbo", "None", ()),
 }
 WORKING = {
     "source": "tetragon",
@@ -200,7 +202,10 @@ def test_every_observe_level_on_real_pods(run: Run) -> None:
     reason = run.admin.get("v1", "Pod", "l-invalid", NS)["metadata"]["annotations"][
         crds.POSTURE_REASON_ANNOTATION
     ]
-    assert reason.startswith(f"ignored invalid {crds.OBSERVE_LEVEL_ANNOTATION} 'turbo'; ")
+    assert reason.startswith(f"invalid {crds.OBSERVE_LEVEL_ANNOTATION} 'turbo', not an observe level: ")
+    for name in ("l-none", "l-off", "l-invalid"):  # the label that tells the agents
+        labels = run.admin.get("v1", "Pod", name, NS)["metadata"]["labels"]
+        assert labels.get(crds.OBSERVE_OFF_LABEL) == "true", name
     events = wait_for(
         lambda: [
             e
@@ -210,6 +215,7 @@ def test_every_observe_level_on_real_pods(run: Run) -> None:
         what="an InvalidObserveLevel Event for l-invalid",
     )
     assert events[0]["type"] == "Warning" and "'turbo'" in events[0]["message"]
+    assert "opted out (None)" in events[0]["message"]
     assert not any(e["reason"] == "InvalidObserveLevel" and e["involvedObject"]["name"] != "l-invalid"
                    for e in run.admin.list("v1", "Event", NS))  # fmt: skip
     # the rendered parts, as the real server stores them, select by level

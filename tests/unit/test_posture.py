@@ -11,7 +11,7 @@ or an old agent's ``source: tetragon`` beside ``reachable: false``: None).
 One level label per level reached (observe at ActiveTracing, observe-deep at
 EbpfDeep, observe-full at FullInstrumentation); an annotation requesting None
 opts the pod out and labels it observe-off; an invalid annotation is
-reported and ignored.
+reported and fails closed: it opts the pod out too (contracts/posture.read_level).
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ NODES: dict[str, tuple[dict[str, Any] | None, Posture]] = {
 }
 
 # annotation value (None = absent) -> the level it requests (None = no request)
-ANNOTATIONS: dict[str | None, Posture | None] = {None: None, "bogus-level": None}
+# an invalid value fails closed to None (tests/unit/test_observe_level_read.py has the spellings)
+ANNOTATIONS: dict[str | None, Posture | None] = {None: None, "bogus-level": Posture.NONE, "off": Posture.NONE}
 for level, kebab in zip(Posture, ALLOWED_LEVELS, strict=True):
     ANNOTATIONS[level.value] = level
     ANNOTATIONS[kebab.upper()] = level  # case does not matter
@@ -219,8 +220,9 @@ def test_every_combination(annotation: str | None, policy_set: str, node_name: s
     # the reason names what limited the posture (annotation, then policy, then node on ties)
     reason = decision.reason
     if annotation == "bogus-level":
-        assert reason.startswith(f"ignored invalid {OBSERVE_LEVEL_ANNOTATION} 'bogus-level'; ")
-    if requested == P.NONE:
+        assert reason.startswith(f"invalid {OBSERVE_LEVEL_ANNOTATION} 'bogus-level', not an observe level: ")
+        assert "opted out (None)" in reason
+    elif requested == P.NONE:
         assert "opts the pod out" in reason
     elif requested is not None and requested == expected:
         assert f"annotation {OBSERVE_LEVEL_ANNOTATION} requests {expected}" in reason
@@ -504,14 +506,13 @@ def test_opts_out_is_the_annotation_parser_of_compute_posture(value: object) -> 
     """The agent's reading (opts_out) and the operator's (compute_posture) of one value agree."""
     from stellaops_runtime.controller.posture import opts_out
 
-    if isinstance(value, str):
-        d = compute_posture(
-            annotations={OBSERVE_LEVEL_ANNOTATION: value},
-            pod_labels={}, namespace=NS, namespace_labels={}, policies=[], node=None,
-        )  # fmt: skip
-        assert opts_out(value) is d.opted_out
-    else:
-        assert opts_out(value) is False  # not a string: no opt-out (Kubernetes annotations are strings)
+    d = compute_posture(
+        annotations={OBSERVE_LEVEL_ANNOTATION: value},  # type: ignore[dict-item]  # hostile types on purpose
+        pod_labels={}, namespace=NS, namespace_labels={}, policies=[], node=None,
+    )  # fmt: skip
+    assert opts_out(value) is d.opted_out
+    # absent (None) and a level above None do not opt out; anything else present does (fail closed)
+    assert opts_out(value) is (value not in (None, "Passive"))
 
 
 def test_pod_label_keys_and_reserved_selector_keys() -> None:

@@ -41,6 +41,7 @@ that merging is a maximum on every backend. Plain data: no I/O.
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 from stellaops_runtime.contracts.events import EventKind
 
@@ -144,16 +145,69 @@ for _p, _kebab in zip(ORDER, ALLOWED_LEVELS, strict=True):
     _BY_TEXT[_p.value.lower()] = _p
     _BY_TEXT[_kebab] = _p
 
+# What people write for "do not observe" besides the level's own name: read as None, no Warning.
+OPT_OUT_SPELLINGS = (
+    "off",
+    "false",
+    "no",
+    "0",
+    "disabled",
+    "disable",
+    "opt-out",
+    "optout",
+    "opted-out",
+    "never",
+)
+_OPT_OUT = frozenset(OPT_OUT_SPELLINGS)
+# Longer than any level or spelling with room for whitespace around it: a longer value is not
+# lowered or stripped (the agent reads the value on every event), it is simply not a level.
+MAX_LEVEL_CHARS = 64
+
 
 def parse_level(text: str) -> Posture | None:
     """A level from an annotation value: the posture names or kebab-case, any case; None if neither."""
     return _BY_TEXT.get(text.strip().lower())
 
 
-def opts_out(value: object) -> bool:
-    """Whether an ``stellaops.io/observe-level`` value opts the pod out (reads as ``None``).
+class LevelRequest(NamedTuple):
+    """What an ``stellaops.io/observe-level`` value asks for (:func:`read_level`)."""
 
-    Anything but a string that ``parse_level`` reads as ``None`` does not: an
-    invalid value is ignored, as if absent, by the operator and the agent alike.
+    level: Posture | None  # None: no annotation, the policies and the node decide
+    invalid: bool  # a value that is neither a level nor an opt-out spelling (read as Posture.NONE)
+
+
+_ABSENT = LevelRequest(None, False)
+_INVALID = LevelRequest(Posture.NONE, True)
+
+
+def read_level(value: object) -> LevelRequest:
+    """The one reading of an ``stellaops.io/observe-level`` value, the operator's and the agent's.
+
+    A level's name (``Passive``, ``ebpf-deep``...; any case, whitespace around
+    it ignored) requests that level; ``None`` and the opt-out spellings
+    (:data:`OPT_OUT_SPELLINGS`: ``off``, ``false``, ``no``, ``0``...) opt the
+    pod out. Any other value present, a typo, an empty string, NUL bytes, a
+    value longer than :data:`MAX_LEVEL_CHARS`, a value that is not a string
+    (a YAML bool), fails closed: it opts the pod out too and is ``invalid``
+    (the operator posts a Warning Event), since a pod that asked not to be
+    observed in words we do not know must not be observed. ``None`` (the
+    annotation absent) requests nothing.
     """
-    return isinstance(value, str) and parse_level(value) is Posture.NONE
+    if value is None:
+        return _ABSENT
+    if type(value) is not str or len(value) > MAX_LEVEL_CHARS:
+        return _INVALID
+    text = value.strip().lower()
+    level = _BY_TEXT.get(text)
+    if level is not None:
+        return LevelRequest(level, False)
+    return LevelRequest(Posture.NONE, text not in _OPT_OUT)
+
+
+def opts_out(value: object) -> bool:
+    """Whether an ``stellaops.io/observe-level`` value opts the pod out (:func:`read_level` gives None).
+
+    Every present value but a level above None does: the opt-out spellings and
+    invalid values alike, by the operator and the agent alike.
+    """
+    return read_level(value).level is Posture.NONE

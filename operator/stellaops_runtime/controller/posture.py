@@ -10,7 +10,10 @@ Levels, lowest first: None < Passive < ActiveTracing < EbpfDeep < FullInstrument
 The effective posture is ``min(requested, policy maximum, node ceiling)``:
 *requested* is the pod's ``stellaops.io/observe-level`` annotation, or, without
 one, whatever the selecting policies allow (policies opt pods in; the
-annotation lowers the level or opts out with ``None``). The *policy maximum*
+annotation lowers the level or opts out with ``None``, or with ``off``,
+``false``, ``no``, ``0``, ``disabled``, ``opt-out``...: any value that is
+not a level fails closed to ``None``, with a Warning Event, since a typo
+must never observe a pod that asked not to be). The *policy maximum*
 is the highest ``maxLevel`` among the policies selecting the pod; with none,
 it is ``Passive`` (process events are collected on every node that runs an
 agent). The *node ceiling* comes from its ObservationNode (what the agent
@@ -39,14 +42,15 @@ Tetragon object requires the label of the level its probes need
 (``render_policy``), so a pod lowered to ActiveTracing gets a policy's
 syscall probes but not its uprobes or stack traces.
 
-A pod whose annotation requests ``None`` has **opted out**
+A pod whose annotation reads as ``None`` (``read_level``) has **opted out**
 (``PostureDecision.opted_out``): besides losing every level label it gets
 ``stellaops.io/observe-off=true``. Tetragon exports pod labels with every
 event but annotations only with ``--enable-pod-annotations``, so this label
 is how the agent learns of the opt-out when annotations do not reach it; the
 agent drops such a pod's events before they are counted
-(``privacy/optout.py``). ``opts_out`` is the one reading of the annotation
-value both sides use, so they agree on spelling, case and whitespace.
+(``privacy/optout.py``). ``read_level`` (``opts_out``) is the one reading of
+the annotation value both sides use, so they agree on spelling, case,
+whitespace and invalid values.
 """
 
 from __future__ import annotations
@@ -66,7 +70,13 @@ from stellaops_runtime.contracts.crd_names import (
     OBSERVE_OFF_LABEL,
     POLICY_KIND,
 )
-from stellaops_runtime.contracts.posture import ALLOWED_LEVELS, Posture, parse_level
+from stellaops_runtime.contracts.posture import (
+    ALLOWED_LEVELS,
+    OPT_OUT_SPELLINGS,
+    Posture,
+    parse_level,
+    read_level,
+)
 from stellaops_runtime.contracts.posture import ORDER as _ORDER
 from stellaops_runtime.contracts.posture import opts_out as opts_out
 
@@ -100,7 +110,10 @@ def level_label(level: Posture) -> str:
 def allowed_levels_message() -> str:
     """What the annotation accepts (for the Event posted on a pod with an unknown value)."""
     names = ", ".join(p.value for p in _ORDER)
-    return f"{OBSERVE_LEVEL_ANNOTATION} accepts {names} (or {', '.join(ALLOWED_LEVELS)}; any case)"
+    return (
+        f"{OBSERVE_LEVEL_ANNOTATION} accepts {names} (or {', '.join(ALLOWED_LEVELS)}; any case), "
+        f"and {', '.join(OPT_OUT_SPELLINGS)} for None; any other value is read as None (opted out)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +326,8 @@ def compute_posture(
 ) -> PostureDecision:
     """The effective posture of one pod (see the module docstring for the rules)."""
     raw = annotations.get(OBSERVE_LEVEL_ANNOTATION)
-    requested = parse_level(raw) if raw is not None else None
-    invalid = raw if raw is not None and requested is None else None
+    requested, bad = read_level(raw)  # an unknown value fails closed to None (contracts/posture.py)
+    invalid = (raw if isinstance(raw, str) else repr(raw)) if bad else None
 
     selecting = [
         p
@@ -348,7 +361,10 @@ def compute_posture(
     if requested is not None and requested == Posture.NONE:
         reason = f"annotation {OBSERVE_LEVEL_ANNOTATION} opts the pod out (None)"
     if invalid is not None:
-        reason = f"ignored invalid {OBSERVE_LEVEL_ANNOTATION} {shown_value(invalid)}; {reason}"
+        reason = (
+            f"invalid {OBSERVE_LEVEL_ANNOTATION} {shown_value(invalid)}, not an observe level: "
+            "the pod is opted out (None) until the value is one"
+        )
     return PostureDecision(
         posture=posture,
         reason=reason,

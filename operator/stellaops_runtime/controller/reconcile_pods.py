@@ -274,7 +274,8 @@ class PodReconciler(PolicyReconciler):
         if not writing and pod.annotations.get(POSTURE_REASON_ANNOTATION) == decision.reason:
             return  # recorded on the pod already: an earlier operator process posted the Event
         message = (
-            f"{OBSERVE_LEVEL_ANNOTATION}={shown_value(value)} is not an observe level and is ignored; "
-            f"{allowed_levels_message()}. Effective posture: {decision.posture} ({decision.reason})"
+            f"{OBSERVE_LEVEL_ANNOTATION}={shown_value(value)} is not an observe level, so the pod is "
+            f"opted out (None) until it is one; {allowed_levels_message()}. "
+            f"Effective posture: {decision.posture} ({decision.reason})"
         )
         await self._event(pod.ref, type="Warning", reason="InvalidObserveLevel", message=message)

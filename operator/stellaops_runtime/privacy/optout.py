@@ -1,7 +1,8 @@
 """Pod opt-out: drop every event of a pod that asked not to be observed, before anything counts it.
 
 A user opts a pod out with the annotation ``stellaops.io/observe-level:
-None`` (docs/operator.md, Posture). Tetragon still traces the pod's processes
+None`` (or ``off``, ``false``, ``no``..., or any value that is not a level:
+it fails closed; docs/operator.md, Posture). Tetragon still traces the pod's processes
 (its base sensor sees every exec and exit on the node), so the agent must
 drop those events itself, first thing after the adapter: before the gap
 tracker notes the pod's container, the privacy filter, the frame
@@ -15,8 +16,8 @@ The agent learns of the opt-out in one of three ways, any one enough:
 
 - the annotation itself, when Tetragon exports pod annotations (v1.5+, run
   with ``--enable-pod-annotations``): read with the operator's own parser
-  (``controller.posture.opts_out``), so both agree on spelling, case and
-  whitespace, and an invalid value is ignored by both;
+  (``contracts.posture.opts_out``), so both agree on spelling, case,
+  whitespace and invalid values, which opt the pod out on both sides;
 - the label ``stellaops.io/observe-off: "true"``, which the operator sets on
   every pod the annotation opts out (Tetragon exports labels with every
   event). Events from before the operator labelled the pod are not
@@ -71,9 +72,10 @@ def _text(v: object) -> str:
 def opt_out_reason(pod: PodInfo | None) -> str | None:
     """How ``pod`` says it opted out (``annotation`` or ``label``), or None if it did not.
 
-    Values of the wrong type (a map that is not a dict, a value that is not a
-    string) say nothing: the adapters already reject such events, and the
-    operator, which never sees them, would ignore them too.
+    Maps of the wrong type (not a dict) say nothing: the adapters already
+    reject such events. An annotation value that is not a string (the
+    adapters reject those too) fails closed, as ``opts_out`` reads any value
+    that is not a level.
     """
     if pod is None:
         return None
