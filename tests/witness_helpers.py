@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -25,6 +26,7 @@ from stellaops_runtime.cli.main import main
 from stellaops_runtime.witness import keys
 
 ROOT = Path(__file__).resolve().parents[1]
+WITNESS_SCHEMA = json.loads((ROOT / "docs" / "schemas" / "runtime-witness-v1.schema.json").read_text())
 
 
 def _no_crash(stderr: str) -> None:
@@ -91,6 +93,16 @@ def spec_verify(env: dict[str, Any], public: Ed25519PublicKey) -> bytes:
         except InvalidSignature:
             continue
     raise InvalidSignature
+
+
+def signed_predicate(path: Path, public: Path) -> dict[str, Any]:
+    """The predicate the envelope file ``path`` signs, read with :func:`spec_verify` under the public
+    key file ``public``, after checking it against the predicate's JSON schema, formats included."""
+    stmt = json.loads(spec_verify(json.loads(path.read_text()), keys.load_public(public)))
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    jsonschema.validate(stmt["predicate"], WITNESS_SCHEMA, format_checker=checker)
+    predicate: dict[str, Any] = stmt["predicate"]
+    return predicate
 
 
 def sslib_key(public: Ed25519PublicKey) -> SSlibKey:

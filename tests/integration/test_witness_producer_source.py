@@ -11,22 +11,18 @@ written from the spec, and checked against the predicate's schema.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from stellaops_runtime import __version__
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.witness import keys
 from stellaops_runtime.witness.bridge import Claim, WitnessBridge
 from tests.integration.test_vex import DAY, IMG, T0, delta
-from tests.witness_helpers import ROOT, key_pair, run_witness, spec_verify
+from tests.witness_helpers import key_pair, run_witness, signed_predicate
 
-SCHEMA = json.loads((ROOT / "docs" / "schemas" / "runtime-witness-v1.schema.json").read_text())
 ZLIB = "pkg:deb/debian/zlib1g"
 
 
@@ -36,16 +32,6 @@ def _windows(*sources: str) -> list[ObservationWindow]:
         ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, s)
         for d, s in enumerate(sources)
     ]
-
-
-def _signed(path: Path, public: Path) -> dict[str, object]:
-    """The predicate ``path`` signs, read by the spec's DSSE verifier, valid under the schema."""
-    stmt = json.loads(spec_verify(json.loads(path.read_text()), keys.load_public(public)))
-    jsonschema.validate(
-        stmt["predicate"], SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
-    predicate: dict[str, object] = stmt["predicate"]
-    return predicate
 
 
 @pytest.mark.parametrize(
@@ -67,7 +53,7 @@ def test_witness_sign_names_the_sources_that_watched(
     code, _, err = run_witness(capsys, "sign", "--store", url, "--image", IMG, "--purl", ZLIB,
                                "--function", "crc32", "--key", str(private), "--out", str(out))  # fmt: skip
     assert code == 0, err
-    predicate = _signed(out, public)
+    predicate = signed_predicate(out, public)
     assert predicate["producer"] == predicate["producer"] | {"source": expected}  # type: ignore[operator]
 
 
@@ -86,7 +72,7 @@ async def test_the_bridge_names_the_bcc_fallback(tmp_path: Path) -> None:
     finally:
         store.engine.dispose()
     [path] = (tmp_path / "out").glob("*.witness.json")
-    assert _signed(path, public)["producer"] == {
+    assert signed_predicate(path, public)["producer"] == {
         "name": "stellaops-runtime",
         "version": __version__,
         "source": "native",

@@ -7,7 +7,7 @@
   the canonical spelling its claim id hashes), the
   assessment (reachability state, confidence, RTS), the observation (each
   function row with counts, first and last seen, node, evidence kind and
-  function ID; the observation window, coverage and gaps; watched days),
+  function ID; the observation window, coverage and gaps; watched days, and which: their ranges),
   the producer (name, version, and the sources of its windows: :func:`producer_source`) and the
   policy hash when given.
   Stacks are referenced by SHA-256 from each row. The stack itself is
@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -53,6 +52,8 @@ from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.refs import PurlQuery, RefError, image_key, parse_rfc3339
 from stellaops_runtime.witness.dsse import VerificationError
 from stellaops_runtime.witness.payload_text import payload_json
+from stellaops_runtime.witness.predicate_room import canonical as _canonical
+from stellaops_runtime.witness.predicate_room import day_ranges, share_room
 from stellaops_runtime.witness.store import canonical_claim, vulnerability_id
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -69,10 +70,6 @@ _SOURCE_NAMES = {
     "bcc": "native",
 }
 MAX_REASON_CHARS = 4096  # the assessment's reason; past it a marker says how much was left out
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def subject_image(text: str) -> str:
@@ -143,6 +140,9 @@ def statement(
             "gaps_omitted": 0,
             "nodes_omitted": 0,
             "watched_days": data["watched_days"],
+            # which days, so a VEX window can be checked from what was signed (predicate_room.py)
+            "watched_day_ranges": day_ranges(obs.watched),
+            "watched_day_ranges_omitted": 0,
             "days_without_calls": data["days_without_calls"],
         },
         "stacks": stacks,
@@ -153,7 +153,7 @@ def statement(
     if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:
         predicate["stacks"] = {}  # the digests stay on each row
     if len(_canonical(predicate)) > MAX_PREDICATE_BYTES:
-        _share_room(predicate, rows, len(obs.rows))
+        share_room(predicate, rows, len(obs.rows), MAX_PREDICATE_BYTES)
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": image, "digest": {"sha256": hexdigest}}],
@@ -178,46 +178,6 @@ def _bounded(reason: Any) -> Any:
         return reason
     left = len(reason) - MAX_REASON_CHARS
     return f"{reason[:MAX_REASON_CHARS]}… [{left} more characters left out]"
-
-
-def _kept(items: list[Any], room: int) -> int:
-    """How many of ``items``, from the first, fit in ``room`` bytes of canonical JSON."""
-    kept = 0
-    for item in items:
-        room -= len(_canonical(item)) + 1
-        if room < 0:
-            break
-        kept += 1
-    return kept
-
-
-def _share_room(predicate: dict[str, Any], rows: list[dict[str, Any]], all_rows: int) -> None:
-    """Cut the function rows (the least called go first), the gaps (the node-wide ones go before the
-    image's own) and the coverage's node names until the predicate fits MAX_PREDICATE_BYTES, each
-    list keeping at least an equal share of the room, the omitted ones counted: long names (C++
-    templates) or a cluster of thousands of nodes, each with its own gap, stay under ~100 KB."""
-    o = predicate["observation"]
-    cov = o["coverage"] = dict(o["coverage"]) if isinstance(o["coverage"], dict) else o["coverage"]
-    gaps = sorted(o["gaps"], key=lambda g: g.get("scope") != "image")  # stable: node order kept
-    nodes = list(cov["nodes"]) if isinstance(cov, dict) else []
-    lists = [rows, gaps, nodes]
-    # measured empty, with each omitted count at its largest (its digits never grow)
-    o["functions"], o["gaps"] = [], []
-    o["functions_omitted"], o["gaps_omitted"], o["nodes_omitted"] = all_rows, len(gaps), len(nodes)
-    if isinstance(cov, dict):
-        cov["nodes"] = []
-    room = MAX_PREDICATE_BYTES - len(_canonical(predicate))
-    sizes = [sum(len(_canonical(x)) + 1 for x in items) for items in lists]
-    shares = [0, 0, 0]
-    for n, i in enumerate(sorted(range(3), key=lambda i: sizes[i])):  # water-filling, smallest first
-        shares[i] = max(0, min(sizes[i], room // (3 - n)))
-        room -= shares[i]
-    kept = [_kept(items, share) for items, share in zip(lists, shares, strict=True)]
-    o["functions"], o["gaps"] = rows[: kept[0]], gaps[: kept[1]]
-    o["functions_omitted"] = all_rows - kept[0]
-    o["gaps_omitted"], o["nodes_omitted"] = len(gaps) - kept[1], len(nodes) - kept[2]
-    if isinstance(cov, dict):
-        cov["nodes"] = nodes[: kept[2]]
 
 
 def encode(stmt: dict[str, Any]) -> bytes:
