@@ -23,7 +23,7 @@ from stellaops_runtime.controller.reconcile import INDEX_NAMESPACES, INDEX_OWNED
 from stellaops_runtime.controller.state import obj_key
 from stellaops_runtime.kube.client import Connection, KubeClient
 from tests.integration import deletion_rules
-from tests.realkube.controlplane import ControlPlane
+from tests.realkube.controlplane import ApiError, ControlPlane
 
 pytestmark = pytest.mark.realkube
 NS, TP, KIND = "owned-terminating", "stellaops-web", "TracingPolicyNamespaced"
@@ -92,6 +92,9 @@ def test_a_tetragon_object_being_deleted_is_not_applied_and_is_made_again_once_g
         assert _true(admin.get(API_VERSION, POLICY_KIND, "web", NS))[1] == "NoNodeRunning"
     finally:
         admin.delete(API_VERSION, POLICY_KIND, "web", NS)  # no policy left for a later test's operator
-        if admin.get(TETRAGON_API_VERSION, KIND, TP, NS) is not None:
+        try:  # a hold left by a failure released; the garbage collector may take the object first
             admin.patch(TETRAGON_API_VERSION, KIND, TP, {"metadata": {"finalizers": None}}, NS)
             admin.delete(TETRAGON_API_VERSION, KIND, TP, NS)
+        except ApiError as e:
+            if e.status != 404:
+                raise
