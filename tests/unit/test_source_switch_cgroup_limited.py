@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from stellaops_runtime.agent import source_switch_loads as sl
 from stellaops_runtime.agent.source_switch import BCC, TETRAGON
 from stellaops_runtime.native import cgroup_ids
 from stellaops_runtime.native.config import NativeConfig
-from tests.unit.test_source_switch_cgroup_lookup import CID, limited
+from tests.unit.test_source_switch_cgroup_lookup import CID, _back, call, limited
 from tests.unit.test_source_switch_overlap import CRC32, S, fake_probes
 from tests.unit.test_source_switch_overlap_attach import switch
 
@@ -106,3 +107,32 @@ def test_probes_not_limited_mark_no_such_gap(tmp_path: Path) -> None:
     b.queued_ns = b.noted_ns = b.in_flight_ns = now - 20 * S
     asyncio.run(sw._tick_bcc(time.monotonic()))
     assert not [a for name, a in handed if name == "source_gap"]
+
+
+def test_a_host_cgroup_allowed_skips_the_host_processes_cached_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host service's cgroup allowed (``system.slice/ssh.service``: found, naming no container). The
+    probes counted its processes' calls, stored under the node's host image; Tetragon's cached copies
+    carry no container, nor can a host process's be told from another's: each is skipped (the span is
+    a gap, above), never counted twice. A container's cached call is still counted (the probes never
+    counted it). Seen failing before the fix: the host call was counted again."""
+    tree = tmp_path / "cgroup"
+    (tree / "system.slice" / "ssh.service").mkdir(parents=True)
+    (tree / "cgroup.controllers").write_text("")
+    host = (tree / "system.slice" / "ssh.service").stat().st_ino
+    monkeypatch.setattr(cgroup_ids, "ROOTS", (str(tree),))
+    now = time.time_ns()
+    spool = str(tmp_path / "spool")
+    sw = switch(spool)
+    limited(sw, now, (host,))
+    asyncio.run(_back(sw))
+    o = sw._segments[-1].overlap
+    assert o is not None and not o.undecided
+    assert o.counted_by_probes(call("", now - 20 * S)), "a host process's cached call: counted twice"
+    assert not o.counted_by_probes(call(CID, now - 20 * S))  # a container's: the probes never counted it
+    assert not o.counted_by_probes(call("", now - 35 * S))  # before the attach: Tetragon's alone
+    raw = (tmp_path / "spool.probe-loads").read_bytes()  # an agent restarted meanwhile skips it too
+    r = sl.decode(raw, boot=sl.this_boot(), cut_ns=now)
+    assert r is not None and r.counted_by_probes(call("", now - 20 * S))
+    assert not r.counted_by_probes(call(CID, now - 20 * S))

@@ -127,7 +127,12 @@ class SwitchBack:
                 "apart, so they are skipped and that time is recorded as an observation gap",
                 len(unseen), len(native.cgroup_allow),
             )  # fmt: skip
-        self._cgroup_ids = (key, frozenset(ids.values()), bool(unseen))
+        named = frozenset(ids.values())
+        if set(native.cgroup_allow) - ids.keys() - unseen:  # found naming no container, or gone
+            from stellaops_runtime.agent.source_switch_overlap import HOST
+
+            named |= {HOST}  # a host process's cached call may be the probes': skipped
+        self._cgroup_ids = (key, named, bool(unseen))
 
     def _undecided_gaps(self, overlap: Overlap | None) -> None:
         """The spans of ``overlap``'s undecided loads are marked as gaps by :meth:`_mark_undecided`."""

@@ -76,6 +76,11 @@ TCP_FUNCTION = "sock/inet_sock_set_state"  # native/events.py TCP_FUNCTION
 _NODE_ROOT = re.compile(r"/proc(?:Root/1|/1)/root(?=/)")
 CLOCK_SLACK_NS = 1_000_000_000  # an event stamped further ahead of the node's clock is not taken as now
 MAX_LOADS = 64  # earlier loads kept per BCC period (the oldest go first: fewer skips, never a loss)
+# In Load.cgroup_containers: an allowed cgroup was found naming no container (a host service, a
+# runtime's monitor, a container's cgroup holding cgroups, or one gone by the look). Tetragon's cached
+# call of a host process carries no container, and which host cgroup it ran in cannot be told: each
+# is taken as the probes' (skipped, inside the limited load's node-wide gap: source_switch_gaps.py)
+HOST = ""
 RUNNING = 1 << 62  # the end of a load still running (agent/source_switch_loads.py writes it as 0)
 
 Key = tuple[EventKind, str, str]  # (kind, module, function name); module "" for kernel functions
@@ -152,10 +157,11 @@ class Load:
         return cls(since_ns, detached_ns, frozenset(keys), own, exec_events, cgroups, ids, unseen)
 
     def _allowed(self, ev: RuntimeCallEvent) -> bool:
-        """The call was in a cgroup the probes were limited to: its id, or its container's."""
+        """The call was in a cgroup the probes were limited to: its id, or its container's; a host
+        process's, when a cgroup naming no container was allowed (:data:`HOST`)."""
         c = ev.container
-        if c is None:
-            return False
+        if c is None or not c.id:
+            return HOST in self.cgroup_containers
         if c.cgroup_id in self.cgroups:
             return True
         return bool(c.id) and names_container(self.cgroup_containers, c.id)

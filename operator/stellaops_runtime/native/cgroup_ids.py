@@ -14,7 +14,9 @@ processes names it: not a runtime's monitor beside it (``crio-conmon-<id>.scope`
 container's cgroup holding cgroups of its own at the look (systemd or a container
 engine inside it: its processes there are not in the cgroup allowed). A cgroup
 that names no container (a host service), that is gone by the look, or one of
-those, is matched by nothing: its calls may count twice, none is lost. A cgroup the
+those, names no container: the switch then skips every host process's cached call
+(agent/source_switch_overlap.py ``HOST``); one Tetragon gives a container id may
+count twice, none is lost. A cgroup the
 walk does not see when it could not read the node's tree whole, or found none of
 them (:func:`look_up`: no ``/proc/1/root`` access, cgroup v1, a permission error, a
 vanished mount), leaves the whole load undecidable: the filter skips its functions'
