@@ -136,3 +136,26 @@ def test_a_host_cgroup_allowed_skips_the_host_processes_cached_calls(
     r = sl.decode(raw, boot=sl.this_boot(), cut_ns=now)
     assert r is not None and r.counted_by_probes(call("", now - 20 * S))
     assert not r.counted_by_probes(call(CID, now - 20 * S))
+
+
+def test_a_lookup_that_fails_leaves_the_load_undecided_not_the_switch_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The walk raised (a read of the cgroup tree failing mid-directory, the thread pool gone): the
+    switch back must still happen, the load undecided (skipped, its span a gap). Seen failing before
+    the fix: the error left the switch on the probes, every tick failing before their drops were
+    marked."""
+
+    def broken(*_: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cgroup_ids, "look_up", broken)
+    now = time.time_ns()
+    sw = switch()
+    handed = limited(sw, now, (12345,))
+    asyncio.run(_back(sw))
+    assert sw.mode == TETRAGON
+    o = sw._segments[-1].overlap
+    assert o is not None and o.undecided == [(now - 30 * S, now - 10 * S)]
+    assert o.counted_by_probes(call(CID, now - 20 * S))
+    assert ("n", now - 30 * S, now - 10 * S) in [a for name, a in handed if name == "source_gap"]

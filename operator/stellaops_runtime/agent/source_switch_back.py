@@ -119,7 +119,11 @@ class SwitchBack:
             return
         from stellaops_runtime.native.cgroup_ids import look_up
 
-        ids, unseen = await asyncio.to_thread(look_up, native.cgroup_allow)
+        try:
+            ids, unseen = await asyncio.to_thread(look_up, native.cgroup_allow)
+        except Exception as e:  # never the switch stuck over it: undecided, its span a gap
+            log.warning("the node's cgroup tree could not be read for native.cgroupAllow: %r", e)
+            ids, unseen = {}, frozenset(native.cgroup_allow)
         if unseen:
             log.warning(
                 "%d of the %d cgroups of native.cgroupAllow were not found in the node's cgroup tree: "
