@@ -17,7 +17,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from stellaops_runtime.agent.source_switch import BCC
+from stellaops_runtime.agent.source_switch import BCC, TETRAGON
 from stellaops_runtime.agent.watch_record import WatchRecord, record_path
 from stellaops_runtime.native.config import NativeConfig
 from tests.unit.test_source_switch_overlap import CRC32, S, assert_counted_without, fake_probes, stamped
@@ -84,3 +84,10 @@ def test_a_flush_samples_no_moment_of_tetragons_stream(tmp_path: Any) -> None:
     src.watching_ns = lambda: 200 * S  # reconnected after an outage the next tick marks
     rec.flushed(rec.flush_starts(), True)
     assert rec._written[0] == 100 * S
+
+    # the switch itself, with Tetragon as its source, gives a flush no moment (RSW4: the stand-in above
+    # has no flush_moment_ns at all, so it alone would not see the switch give the stream's)
+    sw = switch()
+    sw.tetragon.watching_ns = lambda: 300 * S  # type: ignore[method-assign]
+    assert sw.mode == TETRAGON and sw.watching_ns() == 300 * S
+    assert sw.flush_moment_ns() is None
