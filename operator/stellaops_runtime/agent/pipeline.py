@@ -137,7 +137,7 @@ class Pipeline:
         if (lookup := self.container_lookup) is not None and ev.container is not None:
             lookup.enrich(ev)  # what Tetragon gave is never overwritten
         self.privacy.scrub_image(ev)  # before the image key is read: a name may hold user:pass@
-        if self.optout.drops(ev):  # an opted-out pod: counted, and its image's time marked unwatched
+        if self.optout.drops(ev, lookup):  # an opted-out pod: counted, its image's time marked unwatched
             ev.node_name = ev.node_name or self.node_name
             self.gaps.opted_out(ev.image_key, ev.node_name, ev.timestamp_ns or time.time_ns())
             return

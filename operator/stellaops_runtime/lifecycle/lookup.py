@@ -23,7 +23,11 @@ reads: the pod's uid, and, gathered over every container of the pod (the CRI
 sandbox holds them), the ``stellaops.io/observe-level`` annotation and the
 ``stellaops.io/observe-off`` label, nothing else of the pod's labels or
 annotations. So an event of the agent's own probes, which knows only its
-cgroup, is dropped for a pod that opted out when it was created.
+cgroup, is dropped for a pod that opted out when it was created; so is a
+Tetragon event that carries no ``stellaops.io/observe-level`` annotation
+(Tetragon without ``--enable-pod-annotations``) of such a pod's container,
+before the operator's ``observe-off`` label or list reaches the agent
+(:meth:`ContainerLookup.opted_out_by_id`).
 
 A stopped container keeps its cgroup id here until the runtime removes it.
 Native records reach the decoder up to a poll interval (and any queue
@@ -67,6 +71,7 @@ class _Entry:
     pod_uid: str = ""
     pod_labels: tuple[tuple[str, str], ...] = ()  # only OBSERVE_OFF_LABEL
     pod_annotations: tuple[tuple[str, str], ...] = ()  # only OBSERVE_LEVEL_ANNOTATION
+    opted_out: str = ""  # "annotation" or "label" when those say the pod opted out (privacy/optout.py)
 
     def pod(self) -> PodInfo | None:
         if not (self.pod_namespace or self.pod_name or self.pod_uid):
@@ -78,6 +83,13 @@ class _Entry:
             labels=dict(self.pod_labels),
             annotations=dict(self.pod_annotations),
         )
+
+
+def _opted_out(labels: tuple[tuple[str, str], ...], annotations: tuple[tuple[str, str], ...]) -> str:
+    """How a pod's runtime record says it opted out, as privacy/optout.opt_out_reason reads a pod."""
+    if any(k == OBSERVE_LEVEL_ANNOTATION and opts_out(v) for k, v in annotations):
+        return "annotation"
+    return "label" if any(k == OBSERVE_OFF_LABEL and v == "true" for k, v in labels) else ""
 
 
 def _pod_keys(records: list[ContainerRecord]) -> dict[str, tuple[tuple[tuple[str, str], ...], ...]]:
@@ -157,6 +169,7 @@ class ContainerLookup:
                 uid,
                 pod_labels,
                 pod_annotations,
+                _opted_out(pod_labels, pod_annotations),
             )
             if n >= n_current:  # removed by the runtime: below everything it still has
                 if r.container_id:
@@ -197,6 +210,13 @@ class ContainerLookup:
         """The pod of the container whose id starts like ``container_id`` (as :meth:`by_container_id`)."""
         e = self._by_id.get(container_id[:ID_PREFIX].lower()) if container_id else None
         return e.pod() if e is not None else None
+
+    def opted_out_by_id(self, container_id: str) -> str:
+        """How the runtime's record of that container's pod says it opted out (``annotation``,
+        ``label``), or ``""``: one look-up, for events whose source sent no annotation
+        (Tetragon without ``--enable-pod-annotations``), privacy/optout.OptOut.drops."""
+        e = self._by_id.get(container_id[:ID_PREFIX].lower()) if container_id else None
+        return e.opted_out if e is not None else ""
 
     def by_container_id(self, container_id: str) -> ContainerInfo | None:
         """The container whose id starts with ``container_id``'s first 31 characters (a copy), or None."""

@@ -42,7 +42,12 @@ uid from the ``io.kubernetes.pod.uid`` label and the pod's
 label from the pod's sandbox container (its labels, and the PodSandboxConfig
 in its ``io.cri-containerd.sandbox.metadata`` extension). Those are fixed
 when the pod is created; an annotation added later reaches such events
-through the operator's list.
+through the operator's list. The same record serves a Tetragon event that
+carries no observe-level annotation of its own (Tetragon without
+``--enable-pod-annotations``): ``drops`` asks it (``PodRegistry``) by the
+event's container id, so a pod created opted out is dropped from its first
+event, before the operator's label or list reaches the agent; an event that
+carries the annotation is decided by that, its current value.
 
 Dropped events are counted by how the opt-out was recognised (``annotation``
 first, then ``label``, then ``operator``); the agent exports the counts as
@@ -57,6 +62,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Protocol
 
 from stellaops_runtime.contracts.events import PodInfo, RuntimeCallEvent
 from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, OBSERVE_OFF_LABEL, opts_out
@@ -86,6 +92,17 @@ def opt_out_reason(pod: PodInfo | None) -> str | None:
     if labels and type(labels) is dict and labels.get(OBSERVE_OFF_LABEL) == "true":
         return "label"
     return None
+
+
+class PodRegistry(Protocol):
+    """The container runtime's record of pods (lifecycle/lookup.ContainerLookup)."""
+
+    def opted_out_by_id(self, container_id: str) -> str: ...
+
+
+def _names_a_level(pod: PodInfo | None) -> bool:
+    """Whether the event itself carries the observe-level annotation (then it, the current value, decides)."""
+    return pod is not None and type(pod.annotations) is dict and OBSERVE_LEVEL_ANNOTATION in pod.annotations
 
 
 class OptOut:
@@ -129,10 +146,18 @@ class OptOut:
         hit = (uid in self._uids or key in self._bare) if uid else key in self._names
         return "operator" if hit else None
 
-    def drops(self, ev: RuntimeCallEvent) -> bool:
-        """Whether ``ev`` belongs to an opted-out pod and must go no further (counted if so)."""
+    def drops(self, ev: RuntimeCallEvent, registry: PodRegistry | None = None) -> bool:
+        """Whether ``ev`` belongs to an opted-out pod and must go no further (counted if so).
+
+        ``registry``: the container runtime's record of the pod, read when the event carries no
+        observe-level annotation of its own (its sandbox's annotation and label, fixed at the
+        pod's creation), before the operator's list.
+        """
         pod = ev.pod
         reason = opt_out_reason(pod)
+        c = ev.container
+        if reason is None and registry is not None and c is not None and c.id and not _names_a_level(pod):
+            reason = registry.opted_out_by_id(c.id) or None
         if reason is None:
             if not (self._uids or self._names):  # no list: no call per event
                 return False
