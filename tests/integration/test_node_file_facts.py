@@ -156,3 +156,53 @@ def test_an_image_s_own_copy_of_the_build_brings_the_facts_to_its_package_only(
         "query", "observed", "--image", OTHER, "--function", "split_fn", "--store", url, "--json"
     )
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
+
+
+def test_the_node_facts_are_read_through_indexes_not_a_scan_of_every_image(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    """Every question about a container image (``query observed``, ``functions``, ``evidence``, each
+    symbol of ``vex``) reads the node facts. They were found by ``substr(image_digest, 1, 5) =
+    'host:'``, which no index serves: a scan of every row of every image (0.6 s a question on a
+    SQLite store of a million rows; on PostgreSQL/Citus every shard, growing with the cluster).
+    The host images to look in are those of the nodes the image was watched on (its observation
+    windows, their primary key): a container runs a node's file only on that node, whose agent
+    stores the file's facts under ``host:<node>``. Seen failing before the fix: 'SCAN hot_symbols'
+    in the plan. The answers stay as the tests above check."""
+    import sqlalchemy as sa
+
+    from stellaops_runtime.store.function_refs import function_query
+    from stellaops_runtime.store.node_facts import node_file_unprobed
+
+    start = T0 + 3 * DAY
+    fact = HotSymbolDelta(
+        HotSymbolKey("host:node-1", "/proc/1/root/usr/bin/app", "f.part.0", EvidenceKind.UNPROBED), start, 0,
+        start, start, confidence=0.0, build_id="ab" * 20, node_name="node-1",
+    )  # fmt: skip
+    call = HotSymbolDelta(
+        HotSymbolKey(POD, "/proc/1/root/usr/bin/app", "user", EvidenceKind.INVOKED), start, 5, start + S,
+        start + S, build_id="ab" * 20, node_name="node-1",
+    )  # fmt: skip
+    windows = [
+        ObservationWindow(POD, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc") for d in range(4)
+    ]
+    url = sqlite_at_head(tmp_path / "hot.db")
+    with open_store(url) as s:
+        s.write([call], windows)
+        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+        statements: list[tuple[str, object]] = []
+
+        def grab(
+            _c: object, _cur: object, statement: str, params: object, _ctx: object, _many: object
+        ) -> None:
+            statements.append((statement, params))
+
+        sa.event.listen(s.engine, "before_cursor_execute", grab)
+        with s.engine.connect() as conn:
+            for function in (function_query("f"), None):
+                got = node_file_unprobed(conn, image=POD, function=function)
+                assert [r.function_name for r in got] == ["f.part.0"], (function, got)
+            sa.event.remove(s.engine, "before_cursor_execute", grab)
+            for statement, params in statements:
+                plan = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]  # type: ignore[arg-type]
+                assert not [p for p in plan if p.startswith("SCAN") and "hot_symbols" in p], (statement, plan)
