@@ -18,8 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientSession
-
 from stellaops_runtime.agent.runner import Agent
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
@@ -88,11 +86,10 @@ async def test_the_agent_marks_tetragons_drops_as_node_wide_gaps(tmp_path: Path)
         agent = Agent(parse_config(doc), node_name="n1")
         poller = agent._poller
         assert poller is not None
-        async with ClientSession() as session:
-            await poller.scrape_once(session)
-            await agent.outages.mark()
-            ex.body = f"{OVER} 12\n{RING} 2\n"
-            await poller.scrape_once(session)
+        await poller.scrape_once()
+        await agent.outages.mark()
+        ex.body = f"{OVER} 12\n{RING} 2\n"
+        await poller.scrape_once()
         await agent.outages.mark()
         rows = await agent.in_pipeline(agent.pipeline.gaps.drain, [])
     gaps = [r for r in rows if r.gap_start_ns]

@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import web
 
 from stellaops_runtime.sources import tetragon_metrics
 from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller, parse_drops
@@ -59,18 +59,17 @@ def test_a_value_that_is_no_count_fails_the_parse(value: str) -> None:
 async def test_a_bad_scrape_keeps_the_last_good_values(monkeypatch) -> None:
     async with Exporter(f"{NAME} 5\n") as ex:
         poller = TetragonMetricsPoller(ex.url)
-        async with ClientSession() as session:
-            await poller.scrape_once(session)
-            assert poller.stats.overflowed == 5.0
-            ex.body = f"{NAME} NaN\n"
-            await poller.scrape_once(session)
-            assert (poller.stats.overflowed, poller.stats.scrape_errors) == (5.0, 1)
-            assert "not a count" in poller.stats.last_error
-            monkeypatch.setattr(tetragon_metrics, "MAX_BODY_BYTES", 64)
-            ex.body = f"{NAME} 9\n" + "# padding\n" * 10
-            await poller.scrape_once(session)
-            assert (poller.stats.overflowed, poller.stats.scrape_errors) == (5.0, 2)
-            assert "larger than 64 bytes" in poller.stats.last_error
+        await poller.scrape_once()
+        assert poller.stats.overflowed == 5.0
+        ex.body = f"{NAME} NaN\n"
+        await poller.scrape_once()
+        assert (poller.stats.overflowed, poller.stats.scrape_errors) == (5.0, 1)
+        assert "not a count" in poller.stats.last_error
+        monkeypatch.setattr(tetragon_metrics, "MAX_BODY_BYTES", 64)
+        ex.body = f"{NAME} 9\n" + "# padding\n" * 10
+        await poller.scrape_once()
+        assert (poller.stats.overflowed, poller.stats.scrape_errors) == (5.0, 2)
+        assert "over 64 bytes" in poller.stats.last_error
 
 
 async def test_the_agents_metrics_survive_a_nan_from_tetragon(tmp_path: Path) -> None:

@@ -11,8 +11,6 @@ counters are picked out first (by name), and only they are parsed.
 
 from __future__ import annotations
 
-from aiohttp import ClientSession
-
 from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller, parse_series
 from tests.integration.test_tetragon_metrics_hostile import Exporter
 
@@ -47,10 +45,9 @@ async def test_a_large_page_with_a_broken_line_still_makes_a_span() -> None:
     broken = 'tetragon_events_total{binary="/usr/bin/odd\\q} 1'  # a label the parser cannot read
     async with Exporter(_page(5, broken=broken)) as ex:
         poller = TetragonMetricsPoller(ex.url)
-        async with ClientSession() as session:
-            await poller.scrape_once(session)
-            ex.body = _page(12, broken=broken)  # 7 lost
-            await poller.scrape_once(session)
+        await poller.scrape_once()
+        ex.body = _page(12, broken=broken)  # 7 lost
+        await poller.scrape_once()
     assert poller.stats.scrape_errors == 0, poller.stats.last_error
     assert poller.stats.overflowed == 12.0
     spans = poller.take()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import ClientSession, web
+from aiohttp import web
 
 from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
 from tests.integration.test_tetragon_metrics_hostile import Exporter
@@ -51,13 +51,12 @@ class SlowExporter(Exporter):
 async def test_losses_counted_before_the_first_good_scrape_after_failed_ones_are_a_span() -> None:
     async with SlowExporter(f"{OVER} 7\n", fail_first=2) as ex:
         p = TetragonMetricsPoller(ex.url)
-        async with ClientSession() as session:
-            before = time.time_ns()
-            await p.scrape_once(session)  # Tetragon not up yet
-            tried = time.time_ns()
-            await p.scrape_once(session)
-            await p.scrape_once(session)  # up: 7 lost at some time since the agent's first try
-            after = time.time_ns()
+        before = time.time_ns()
+        await p.scrape_once()  # Tetragon not up yet
+        tried = time.time_ns()
+        await p.scrape_once()
+        await p.scrape_once()  # up: 7 lost at some time since the agent's first try
+        after = time.time_ns()
     assert p.stats.scrape_errors == 2
     spans = p.take()
     assert len(spans) == 1, spans
@@ -70,19 +69,17 @@ async def test_losses_counted_before_the_first_good_scrape_after_failed_ones_are
 async def test_a_first_scrape_that_answers_is_still_a_baseline_only() -> None:
     async with SlowExporter(f"{OVER} 7\n") as ex:
         p = TetragonMetricsPoller(ex.url)
-        async with ClientSession() as session:
-            await p.scrape_once(session)  # counted before this agent: cannot be placed in time
-            await p.scrape_once(session)
+        await p.scrape_once()  # counted before this agent: cannot be placed in time
+        await p.scrape_once()
     assert p.take() == [] and p.stats.drop_spans == 0
 
 
 async def test_a_span_starts_when_the_previous_scrape_asked_not_when_its_answer_came() -> None:
     async with SlowExporter(f"{OVER} 1\n", delay=0.1) as ex:
         p = TetragonMetricsPoller(ex.url)
-        async with ClientSession() as session:
-            await p.scrape_once(session)
-            ex.body = f"{OVER} 4\n"  # lost after the first page was rendered, maybe before it arrived
-            await p.scrape_once(session)
+        await p.scrape_once()
+        ex.body = f"{OVER} 4\n"  # lost after the first page was rendered, maybe before it arrived
+        await p.scrape_once()
     spans = p.take()
     assert len(spans) == 1 and spans[0][2] == 3
     assert spans[0][0] <= ex.rendered[0], "the losses after the first render are outside the span"
@@ -98,10 +95,9 @@ async def test_a_rise_of_one_probe_is_a_span_while_another_policys_series_goes_a
         f'{prog}{{policy="a",attach="x"}} 20\n{prog}{{policy="b",attach="y"}} 50\n'
     ) as ex:
         p = TetragonMetricsPoller(ex.url)
-        async with ClientSession() as session:
-            await p.scrape_once(session)
-            ex.body = f'{prog}{{policy="b",attach="y"}} 70\n'  # policy a unloaded; b skipped 20 runs
-            await p.scrape_once(session)
+        await p.scrape_once()
+        ex.body = f'{prog}{{policy="b",attach="y"}} 70\n'  # policy a unloaded; b skipped 20 runs
+        await p.scrape_once()
     assert p.stats.missed_probes == 70.0  # the metric shown is still the sum
     spans = p.take()
     assert len(spans) == 1, spans

@@ -200,6 +200,8 @@ def test_store_url_and_node_name_come_from_the_environment() -> None:
     env = pod_spec(render())["containers"][0]["env"]
     assert env == [
         {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        # tetragon.metricsUrl's $(NODE_IP) (tests/integration/test_tetragon_metrics_default_url.py)
+        {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {
             "name": AGENT_TEMPLATE_ENV,
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['stellaops.io/agent-template']"}},

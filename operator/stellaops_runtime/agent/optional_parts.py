@@ -75,13 +75,17 @@ def _probe_loads_left(config: AgentConfig) -> bool:
 
 
 def make_poller(config: AgentConfig) -> TetragonMetricsPoller | None:
-    """Tetragon's metrics poller, when ``tetragon.metricsUrl`` is set."""
+    """Tetragon's metrics poller, when ``tetragon.metricsUrl`` is set (``$(NAME)`` in it expanded from
+    the environment: the operator's ``$(NODE_IP)``)."""
     url = config.tetragon.metrics_url
     if not url:
         return None
-    from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller
+    # Its page parser is prometheus-client's: without its package __init__ (agent/prometheus_core.py,
+    # imported first), or every node's agent would load the library's exposition server (~4 MB).
+    from stellaops_runtime.agent import prometheus_core  # noqa: F401
+    from stellaops_runtime.sources.tetragon_metrics import TetragonMetricsPoller, expand_url
 
-    return TetragonMetricsPoller(url)
+    return TetragonMetricsPoller(expand_url(url))
 
 
 def make_witness(config: AgentConfig) -> WitnessBridge | None:

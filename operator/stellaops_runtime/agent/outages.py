@@ -24,12 +24,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 MARK_SECONDS = 1.0
+BCC = "bcc"  # agent/source_switch_stats.py BCC: the switch's mode while the native probes watch
+
+
+def unknown_counts(source: Any) -> bool:
+    """Tetragon's unreadable counters make the time unknown only while Tetragon is the source: while
+    the source switch runs the native probes (Tetragon down, its metrics server too) they watch."""
+    return getattr(source, "mode", None) != BCC
 
 
 class OutageMarker:
@@ -100,6 +108,22 @@ class OutageMarker:
             except BaseException:
                 self.drops.give_back(spans[i:])  # marked next time: a gap is never lost
                 raise
+        # Scrapes failing for over an interval (sources/tetragon_metrics.py take_unknown): what Tetragon
+        # lost since the last good one is unknown, a node-wide gap up to now.
+        now = time.time_ns()
+        unknown = self.drops.take_unknown(now)
+        if not unknown_counts(self.source):
+            # the native probes watch: Tetragon's losses until now do not matter (its next good scrape
+            # counts from here, not from before the switch: BCC's time is no gap)
+            self.drops.watched_elsewhere(now)
+            through = self.drops.known_through()
+        elif unknown is not None:
+            try:
+                await self.in_pipeline(self.pipeline.gaps.tetragon_unread, self.pipeline.node_name, *unknown)
+            except BaseException:
+                self.drops.give_back_unknown(unknown)
+                raise
+            through = unknown[1] if through is None else max(through, unknown[1])
         # a flush starting from here drains them: the watch record may claim up to here
         self.drops.marked_through = through
 

@@ -53,6 +53,11 @@ POLICY_NAMESPACE_LABEL = "stellaops.io/policy-namespace"
 
 DEFAULT_AGENT_NAMESPACE = "stellaops-agent"  # privileged PSA; the operator runs in stellaops-system
 DEFAULT_TETRAGON_ADDRESS = "unix:///var/run/tetragon/tetragon.sock"  # Helm default since v1.7
+# Tetragon's metrics server listens on the node's network (Helm: hostNetwork, port 2112); the agent
+# pod does not, so it asks the node's address: NODE_IP_ENV from the downward API (status.hostIP),
+# expanded by the agent (sources/tetragon_metrics.py expand_url).
+NODE_IP_ENV = "NODE_IP"
+DEFAULT_TETRAGON_METRICS_URL = f"http://$({NODE_IP_ENV}):2112/metrics"
 # Where the node's root filesystem appears inside Tetragon's own container (the
 # Helm chart mounts the host's /proc at /procRoot): uprobe paths are resolved
 # by Tetragon in its filesystem view, so a host binary /usr/bin/x is

@@ -17,6 +17,7 @@ from stellaops_runtime.contracts.crd_names import (
     DEFAULT_AGENT_NAMESPACE,
     DEFAULT_TETRAGON_ADDRESS,
     DEFAULT_TETRAGON_HOST_ROOT,
+    DEFAULT_TETRAGON_METRICS_URL,
     Level,
 )
 from stellaops_runtime.contracts.runtime_socket import DEFAULT_RUNTIME_SOCKETS, RuntimeKind
@@ -152,6 +153,13 @@ class AgentSpec(_Model):
 class TetragonSpec(_Model):
     address: str = DEFAULT_TETRAGON_ADDRESS
     timeout_seconds: float = Field(5.0, alias="timeoutSeconds", gt=0, le=300)
+    # Tetragon's drop counters, read as gaps (sources/tetragon_metrics.py); "" turns the scrape off.
+    metrics_url: str = Field(
+        DEFAULT_TETRAGON_METRICS_URL,
+        alias="metricsUrl",
+        max_length=1024,
+        pattern=r"^(https?://[^\x00-\x20\x7f]+)?$",
+    )
 
 
 class ContainerRuntimeSpec(_Model):

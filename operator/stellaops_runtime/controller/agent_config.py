@@ -32,7 +32,12 @@ def agent_config(spec: RuntimeObserverSpec, *, native: bool = False) -> dict[str
     """
     p = spec.privacy
     return {
-        "tetragon": {"address": spec.tetragon.address, "connectionTimeout": spec.tetragon.timeout_seconds},
+        "tetragon": {
+            "address": spec.tetragon.address,
+            "connectionTimeout": spec.tetragon.timeout_seconds,
+            # $(NODE_IP): the pod's env (render_agent), expanded by the agent; "" turns it off
+            "metricsUrl": spec.tetragon.metrics_url,
+        },
         "hotSymbols": {
             "aggregationWindowSeconds": spec.hot_symbols.window_seconds,
             "minConfidenceThreshold": spec.hot_symbols.min_confidence_threshold,

@@ -102,6 +102,7 @@ from stellaops_runtime.contracts.crd_names import (
     AGENT_TEMPLATE_ENV,
     API_VERSION,
     CONFIG_HASH_ANNOTATION,
+    NODE_IP_ENV,
     OBSERVER_KIND,
     OBSERVER_LABEL,
 )
@@ -246,6 +247,8 @@ def render_agent_objects(
         "command": ["stella-runtime", "agent", "--config", f"{CONFIG_DIR}/{AGENT_CONFIG_KEY}"],
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            # tetragon.metricsUrl's $(NODE_IP): Tetragon's metrics listen on the node's network
+            {"name": NODE_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
             {  # which rollout this pod is: the agent reports it (node_status.py)
                 "name": AGENT_TEMPLATE_ENV,
                 "valueFrom": {

@@ -338,6 +338,13 @@ class GapTracker:
         a, b = min(start_ns, end_ns), max(start_ns, end_ns)  # the second scrape first: a clock step back
         self._mark(NODE_WIDE, node, a, b, dropped=count)
 
+    def tetragon_unread(self, node: str, start_ns: int, end_ns: int) -> None:
+        """Tetragon's drop counters could not be read from ``start_ns`` to ``end_ns`` (wall clock;
+        sources/tetragon_metrics.py ``take_unknown``): what it lost then is unknown, a node-wide gap
+        (of the source that watched, not an outage: its events came)."""
+        a, b = min(start_ns, end_ns), max(start_ns, end_ns)
+        self._mark(NODE_WIDE, node, a, b)
+
     def _resolve(self, cgroup: str, node: str) -> tuple[str, str, str]:
         """(image, namespace, pod) a throttled cgroup belongs to (see the module docstring)."""
         cid = container_id_of_cgroup(cgroup)

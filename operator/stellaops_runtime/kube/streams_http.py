@@ -71,7 +71,7 @@ async def _exactly(reader: asyncio.StreamReader, n: int) -> bytes:
         raise HttpError("the server closed the connection in the middle of a response body") from e
 
 
-async def _chunked(reader: asyncio.StreamReader) -> bytes:
+async def _chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     budget = [MAX_HEADER_BYTES]  # chunk-size lines and trailers together
@@ -88,14 +88,24 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
                 pass
             return b"".join(parts)
         total += size
-        if total > MAX_BODY_BYTES:
-            raise HttpError(f"a response body over {MAX_BODY_BYTES} bytes")
+        if total > max_body:
+            raise HttpError(f"a response body over {max_body} bytes")
         parts.append(await _exactly(reader, size))
         if (await _exactly(reader, 2)) != b"\r\n":
             raise HttpError("a chunk not followed by CRLF")
 
 
-async def _read_response(reader: asyncio.StreamReader, method: str) -> Response:
+async def _to_end(reader: asyncio.StreamReader, max_body: int) -> bytes:
+    """The body up to the end of the stream (``read(n)`` returns what has arrived so far)."""
+    body = bytearray()
+    while chunk := await reader.read(1 << 16):
+        body += chunk
+        if len(body) > max_body:
+            raise HttpError(f"a response body over {max_body} bytes")
+    return bytes(body)
+
+
+async def _read_response(reader: asyncio.StreamReader, method: str, max_body: int) -> Response:
     while True:
         budget = [MAX_HEADER_BYTES]
         status_line = (await _line(reader, budget)).decode("latin-1").rstrip("\r\n")
@@ -114,17 +124,15 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> Response:
     if method == "HEAD" or status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _chunked(reader)
+        body = await _chunked(reader, max_body)
     elif (length := headers.get("content-length")) is not None:
         if not length.isdigit():
             raise HttpError(f"a Content-Length that is not a number: {length[:40]!r}")
-        if int(length) > MAX_BODY_BYTES:
-            raise HttpError(f"a response body over {MAX_BODY_BYTES} bytes")
+        if int(length) > max_body:
+            raise HttpError(f"a response body over {max_body} bytes")
         body = await _exactly(reader, int(length))
     else:
-        body = await reader.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            raise HttpError(f"a response body over {MAX_BODY_BYTES} bytes")
+        body = await _to_end(reader, max_body)
     return Response(status, headers, body.decode("utf-8", errors="replace"))
 
 
@@ -137,8 +145,10 @@ async def request(
     params: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | bool = False,
     timeout: float = 30.0,  # noqa: ASYNC109 (the whole exchange, as aiohttp's total timeout)
+    max_body: int | None = None,  # None: MAX_BODY_BYTES
 ) -> Response:
     """Send one request and read its response (see the module docstring)."""
+    limit = MAX_BODY_BYTES if max_body is None else max_body
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpError(f"not an http(s) URL: {parts.scheme}://{parts.hostname}")
@@ -172,6 +182,6 @@ async def request(
         try:
             writer.write(head + payload)
             await writer.drain()
-            return await _read_response(reader, method)
+            return await _read_response(reader, method, limit)
         finally:
             writer.close()  # Connection: close; the transport finishes closing on its own

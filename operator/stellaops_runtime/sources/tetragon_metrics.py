@@ -27,24 +27,39 @@ the last good scrape's asking moment as of the marker's last complete take:
 the next agent's restart gap covers every loss not stored
 (tests/integration/test_tetragon_drop_crash_window.py).
 
+Scrapes that fail for longer than one interval (two in a row: the endpoint gone, refused, slow,
+or never reachable) leave the losses since the last good scrape unknown: :meth:`take_unknown` hands
+that span out, up to now, on every tick of the outage marker, a node-wide gap until a scrape
+answers again (tests/integration/test_tetragon_metrics_default_url.py). One failed scrape alone
+is not: the next good one still compares its counters with the last good one.
+
+The URL may name environment variables as ``$(NAME)`` (:func:`expand_url`): the operator renders
+``http://$(NODE_IP):2112/metrics`` and the pod's ``NODE_IP`` from the downward API
+(``status.hostIP``): Tetragon's metrics server listens on the node's network, not in the agent
+pod's, so ``localhost`` there is not Tetragon.
+
 The endpoint's text is not trusted: a watched counter whose value is not a
 finite count (NaN, ±Inf, negative) fails the scrape (counted, the last good
 values kept); it made every later rendering of the agent's own /metrics fail
-with HTTP 500. A body over :data:`MAX_BODY_BYTES` fails the scrape too.
+with HTTP 500. A body over :data:`MAX_BODY_BYTES` fails the scrape too, and so does a status other
+than 200.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
+import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from stellaops_runtime.contracts.redact import redact, redact_error
@@ -64,6 +79,30 @@ WATCHED = {
 }
 
 
+_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand_url(url: str, env: Mapping[str, str] | None = None) -> str:
+    """``$(NAME)`` replaced by the environment's value, as Kubernetes expands a container's
+    arguments: ``$$`` is a literal ``$``, an unset name stays as written (the scrape then fails,
+    which :meth:`TetragonMetricsPoller.take_unknown` makes a gap). An IPv6 address not already in
+    brackets gets them (``status.hostIP`` on an IPv6 node)."""
+    env = os.environ if env is None else env
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        value = env.get(m.group(1))
+        if value is None:
+            return m.group(0)
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(value).version == 6 and not url[: m.start()].endswith("["):
+                return f"[{value}]"
+        return value
+
+    return _VAR.sub(one, url)
+
+
 @dataclass(slots=True)
 class TetragonDropStats:
     overflowed: float = 0.0
@@ -75,6 +114,7 @@ class TetragonDropStats:
     scrape_errors: int = 0
     last_error: str = ""
     drop_spans: int = 0  # spans between two scrapes in which a watched counter rose (gaps)
+    unread_spans: int = 0  # spans handed out as unknown: scrapes failing for over an interval
 
 
 # One watched series: (field, sample name, its labels sorted)
@@ -135,15 +175,25 @@ def parse_drops(text: str) -> dict[str, float]:
     return sum_series(parse_series(text))
 
 
-async def _read_page(content: aiohttp.StreamReader) -> bytes:
-    """The whole body, to its end (``read(n)`` returns what has arrived so far: a large page was cut
-    after its first chunk, and the counters near its end read as missing); ValueError past the bound."""
-    body = bytearray()
-    async for chunk in content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ValueError(f"the metrics page is larger than {MAX_BODY_BYTES} bytes")
-    return bytes(body)
+async def fetch_page(url: str, *, timeout: float) -> str:  # noqa: ASYNC109 (the whole exchange)
+    """The page's text, read to its end on plain asyncio streams (kube/streams_http.py: the agent
+    loads no aiohttp, ~10 MB on every node, now that every operator-managed agent scrapes). A URL's
+    user and password are sent as basic authentication, an https URL's certificate is verified.
+    OSError (refused, not HTTP, a body over :data:`MAX_BODY_BYTES`), TimeoutError, or ValueError
+    (a status other than 200, a URL that is not http(s))."""
+    import ssl
+
+    from stellaops_runtime.kube.streams_http import basic_auth, request
+
+    parts = urlsplit(url)
+    headers = {"Accept": "text/plain"}
+    if parts.username is not None:
+        headers["Authorization"] = basic_auth(unquote(parts.username), unquote(parts.password or ""))
+    ctx = ssl.create_default_context() if parts.scheme == "https" else False
+    r = await request("GET", url, headers=headers, ssl_context=ctx, timeout=timeout, max_body=MAX_BODY_BYTES)
+    if r.status != 200:
+        raise ValueError(f"HTTP {r.status} from the metrics endpoint")
+    return r.text
 
 
 class TetragonMetricsPoller:
@@ -160,18 +210,64 @@ class TetragonMetricsPoller:
         # known_through() when the spans taken then were all in the pipeline's gap tracker (the outage
         # marker sets it): the watch record never claims past it (agent/watch_record.py)
         self.marked_through: int | None = None
+        self._failures = 0  # failed scrapes in a row
+        self._unknown_from: int | None = None  # while failing: where the unknown time not taken starts
+        self._unknown_back: tuple[int, int] | None = None  # an unknown span taken but not recorded
 
     def failed(self, asked_ns: int) -> None:
         """A scrape asked at ``asked_ns`` read nothing: before any good one, the first good one's counts
         may all have been lost since this try (:meth:`note`)."""
         if self._last is None and self._first_failed is None:
             self._first_failed = asked_ns
+        self._failures += 1
+        if self._unknown_from is None:
+            self._unknown_from = self._last[0] if self._last is not None else asked_ns
+        if self._failures == 2:
+            log.warning(
+                "cannot read Tetragon's metrics at %s (%s): its losses are unknown, the time is a gap "
+                "until a scrape answers", self.shown_url, self.stats.last_error or "failed",
+            )  # fmt: skip
+
+    def take_unknown(self, now_ns: int) -> tuple[int, int] | None:
+        """The span (start, end wall ns) whose losses no scrape can tell, up to ``now_ns``, while
+        scrapes have failed for longer than an interval (two in a row), with any span given back;
+        None when there is none. The next call starts where this one ended."""
+        span = None
+        start = self._unknown_from
+        if self._failures >= 2 and start is not None and now_ns > start:
+            span = (start, now_ns)
+            self._unknown_from = now_ns
+        back, self._unknown_back = self._unknown_back, None
+        if back is not None:
+            span = back if span is None else (min(back[0], span[0]), max(back[1], span[1]))
+        if span is not None:
+            self.stats.unread_spans += 1
+        return span
+
+    def give_back_unknown(self, span: tuple[int, int]) -> None:
+        """A span of :meth:`take_unknown` not recorded: handed out again next time."""
+        back = self._unknown_back
+        self._unknown_back = span if back is None else (min(back[0], span[0]), max(back[1], span[1]))
+
+    def watched_elsewhere(self, now_ns: int) -> None:
+        """Another source watched up to ``now_ns`` (the source switch's native probes, Tetragon down):
+        what Tetragon lost before then does not matter, so its next good scrape counts from here, not
+        from the last good one or the first failed try (that span would be BCC's watched time)."""
+        if self._last is not None:
+            self._last = (max(self._last[0], now_ns), self._last[1])
+        elif self._first_failed is not None:
+            self._first_failed = max(self._first_failed, now_ns)
+        if self._unknown_from is not None:
+            self._unknown_from = max(self._unknown_from, now_ns)
 
     def note(self, drops: Mapping[Any, float], now_ns: int, asked_ns: int | None = None) -> None:
         """One good scrape's values, asked at ``asked_ns`` (default ``now_ns``) and answered by
         ``now_ns`` (per series or summed: each key against itself): a span since the last good one
         asked, if any rose."""
         last, self._last = self._last, (now_ns if asked_ns is None else asked_ns, drops)
+        if self._failures >= 2:
+            log.info("Tetragon's metrics at %s answer again", self.shown_url)
+        self._failures, self._unknown_from = 0, None  # the counters tell what was lost meanwhile
         if last is None:
             if self._first_failed is None:
                 return  # counted before this agent: cannot be placed in time
@@ -207,16 +303,13 @@ class TetragonMetricsPoller:
         """Spans taken but not recorded: taken again next time."""
         self._spans[:0] = spans
 
-    async def scrape_once(self, session: aiohttp.ClientSession) -> None:
+    async def scrape_once(self) -> None:
         asked = time.time_ns()
         try:
-            async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as r:
-                r.raise_for_status()
-                body = await _read_page(r.content)
-            series = parse_series(body.decode("utf-8"))
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            series = parse_series(await fetch_page(self.url, timeout=self.timeout))
+        except (OSError, TimeoutError, ValueError) as e:
             self.stats.scrape_errors += 1
-            self.stats.last_error = redact_error(e)  # aiohttp errors quote the URL
+            self.stats.last_error = redact_error(e)  # an error may quote the URL
             log.debug("tetragon metrics scrape of %s failed: %s", self.shown_url, self.stats.last_error)
             self.failed(asked)
             return
@@ -229,12 +322,10 @@ class TetragonMetricsPoller:
         """One more scrape as the agent stops (agent/shutdown.py), before its last gaps are marked:
         what Tetragon lost since the last scrape fell in this agent's watched time, and the next agent's
         first scrape takes it as its baseline (tests/integration/test_tetragon_metrics_span_edges.py)."""
-        async with aiohttp.ClientSession() as session:
-            await self.scrape_once(session)
+        await self.scrape_once()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                await self.scrape_once(session)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
+        while not stop.is_set():
+            await self.scrape_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
