@@ -65,6 +65,27 @@ def _node_root(tmp_path: Path) -> tuple[Path, str, str]:
     return host, binary, str(host) + APP if binary != str(host) + APP else ""
 
 
+def _probe_file(tmp_path: Path, symbols: list[str], **policy: str) -> Path:
+    """The probe ConfigMap's file: one policy naming ``symbols`` of APP by ``binaryPath``."""
+    entry = {"functions": [{"binaryPath": APP, "symbols": symbols}], **policy}
+    payload = {
+        "apiVersion": "stellaops.io/v1alpha1",
+        "kind": "ProbeConfig",
+        "policies": {"ObservationPolicy/ns/p": entry},
+    }
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps(payload))
+    return probes
+
+
+def _native_cfg(probes: Path) -> Any:
+    """An agent's configuration with the native probes reading ``probes`` (no symbols, no attribution)."""
+    from stellaops_runtime.contracts.config import parse_config
+
+    native = {"enabled": True, "probeConfigFile": str(probes)}
+    return parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}, "native": native})
+
+
 def _switch(cfg: Any, pipeline: Any) -> Any:
     from stellaops_runtime.agent.source_switch import SourceSwitch
     from stellaops_runtime.sources.queue import EventQueue
@@ -173,22 +194,9 @@ def test_under_tetragon_a_binary_path_function_s_tails_and_clones_are_facts(
     ``query observed --image host:node-1 --function adler32`` said not_observed (exit 1) over 40
     days of EbpfDeep windows; now unknown (exit 3) naming the tail, and for crc32 the clone."""
     from stellaops_runtime.agent.pipeline import Pipeline
-    from stellaops_runtime.contracts.config import parse_config
 
     host, binary, module = _node_root(tmp_path)
-    payload = {
-        "apiVersion": "stellaops.io/v1alpha1", "kind": "ProbeConfig",
-        "policies": {"ObservationPolicy/ns/p": {
-            "functions": [{"binaryPath": APP, "symbols": ["adler32", "crc32", "inflate_fast"]}],
-            "maxLevel": "EbpfDeep",
-        }},
-    }  # fmt: skip
-    probes = tmp_path / "probes.json"
-    probes.write_text(json.dumps(payload))
-    cfg = parse_config(
-        {"symbols": {"enabled": False}, "attribution": {"enabled": False},
-         "native": {"enabled": True, "probeConfigFile": str(probes)}}
-    )  # fmt: skip
+    cfg = _native_cfg(_probe_file(tmp_path, ["adler32", "crc32", "inflate_fast"], maxLevel="EbpfDeep"))
     pipeline = Pipeline(cfg, node_name="node-1")
 
     async def tick() -> None:  # Tetragon is the source (the switch starts with it)
@@ -234,20 +242,10 @@ def test_facts_not_handed_over_yet_survive_a_switch(tmp_path: Path, monkeypatch:
     the start, BCC taking over before the first flush). Seen failing before the fix: the Tetragon
     facts were gone once the BCC probes were configured."""
     from stellaops_runtime.agent.pipeline import Pipeline
-    from stellaops_runtime.contracts.config import parse_config
     from stellaops_runtime.native import detect
 
     host, binary, module = _node_root(tmp_path)
-    payload = {
-        "apiVersion": "stellaops.io/v1alpha1", "kind": "ProbeConfig",
-        "policies": {"ObservationPolicy/ns/p": {"functions": [{"binaryPath": APP, "symbols": ["adler32"]}]}},
-    }  # fmt: skip
-    probes = tmp_path / "probes.json"
-    probes.write_text(json.dumps(payload))
-    cfg = parse_config(
-        {"symbols": {"enabled": False}, "attribution": {"enabled": False},
-         "native": {"enabled": True, "probeConfigFile": str(probes)}}
-    )  # fmt: skip
+    cfg = _native_cfg(_probe_file(tmp_path, ["adler32"]))
     pipeline = Pipeline(cfg, node_name="node-1")
     rep = detect.Report(kernel="6.1", machine="x86_64", posture=Posture.PASSIVE)
     monkeypatch.setattr(detect, "detect", lambda **kw: rep)
@@ -278,12 +276,7 @@ def test_an_agent_without_the_switch_stores_tetragon_s_facts_too(tmp_path: Path)
 
     assert tetragon_facts.DEFAULT_HOST_ROOT == policy_config.DEFAULT_HOST_ROOT
     host, binary, module = _node_root(tmp_path)
-    payload = {
-        "apiVersion": "stellaops.io/v1alpha1", "kind": "ProbeConfig",
-        "policies": {"ObservationPolicy/ns/p": {"functions": [{"binaryPath": APP, "symbols": ["crc32"]}]}},
-    }  # fmt: skip
-    probes = tmp_path / "probes.json"
-    probes.write_text(json.dumps(payload))
+    probes = _probe_file(tmp_path, ["crc32"])
     for native in (
         {"enabled": True, "probeConfigFile": str(probes)},  # the export file's agent
         {"enabled": False, "probeConfigFile": str(probes)},  # the gRPC agent without native probes

@@ -36,6 +36,28 @@ POD = "sha256:" + "ab" * 32  # the container running the node's file through a h
 OTHER = "sha256:" + "cd" * 32  # a container of another build of the program
 
 
+def _node_fact(module: str, tail: str, bid: str) -> HotSymbolDelta:
+    """The ``unprobed`` fact of ``tail`` the node's agent stores under ``host:node-1``."""
+    at = T0 + 3 * DAY
+    key = HotSymbolKey("host:node-1", module, tail, EvidenceKind.UNPROBED)
+    return HotSymbolDelta(key, at, 0, at, at, confidence=0.0, build_id=bid, node_name="node-1")
+
+
+def _watched(image: str, days: int = 40) -> list[ObservationWindow]:
+    """EbpfDeep windows of ``image`` on node-1, a day each from T0."""
+    return [
+        ObservationWindow(image, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc") for d in range(days)
+    ]
+
+
+def _stored(
+    url: str, rows: list[HotSymbolDelta], windows: list[ObservationWindow], fact: HotSymbolDelta
+) -> None:
+    with open_store(url) as s:
+        s.write(rows, windows)
+        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+
+
 @pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("nm") is None, reason="needs gcc")
 def test_a_container_running_the_node_s_file_meets_its_facts(tmp_path: Path, url: str) -> None:
     """Seen failing before the fix: the hostPath container's answer was not_observed (exit 1). On
@@ -43,10 +65,6 @@ def test_a_container_running_the_node_s_file_meets_its_facts(tmp_path: Path, url
     target = _host_program(tmp_path)  # gcc -O2: split_fn + split_fn.part.0, main calls the tail
     facts = host_tails([target], node_name="node-1")
     ((key, (bid, _purl)),) = facts.items()
-    fact = HotSymbolDelta(
-        HotSymbolKey("host:node-1", key[1], key[2], EvidenceKind.UNPROBED), T0 + 3 * DAY, 0,
-        T0 + 3 * DAY, T0 + 3 * DAY, confidence=0.0, build_id=bid, node_name="node-1",
-    )  # fmt: skip
     start = T0 + 3 * DAY
     rows, windows = [], []
     for image, build in ((POD, bid), (OTHER, "0f" * 20)):  # a call of user() in the file, its build
@@ -54,13 +72,8 @@ def test_a_container_running_the_node_s_file_meets_its_facts(tmp_path: Path, url
             HotSymbolKey(image, "/host/usr/bin/stella-app", "user", EvidenceKind.INVOKED), start, 5,
             start + S, start + S, build_id=build, node_name="node-1",
         ))  # fmt: skip
-        windows += [
-            ObservationWindow(image, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc")
-            for d in range(40)
-        ]
-    with open_store(url) as s:
-        s.write(rows, windows)
-        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+        windows += _watched(image)
+    _stored(url, rows, windows, _node_fact(key[1], key[2], bid))
     code, doc = cli_json(
         "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
     )
@@ -86,21 +99,12 @@ def test_a_call_stored_under_the_node_s_path_without_a_build_id_meets_the_facts(
     target = _host_program(tmp_path)
     ((key, (bid, _purl)),) = host_tails([target], node_name="node-1").items()
     start = T0 + 3 * DAY
-    fact = HotSymbolDelta(
-        HotSymbolKey("host:node-1", key[1], key[2], EvidenceKind.UNPROBED), start, 0, start, start,
-        confidence=0.0, build_id=bid, node_name="node-1",
-    )  # fmt: skip
     call = HotSymbolDelta(
         HotSymbolKey(POD, key[1], "user", EvidenceKind.INVOKED), start, 5, start + S, start + S,
         node_name="node-1",
     )  # fmt: skip
-    windows = [
-        ObservationWindow(POD, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc") for d in range(40)
-    ]
     url = sqlite_at_head(tmp_path / "hot.db")
-    with open_store(url) as s:
-        s.write([call], windows)
-        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+    _stored(url, [call], _watched(POD), _node_fact(key[1], key[2], bid))
     code, doc = cli_json(
         "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
     )
@@ -122,10 +126,6 @@ def test_an_image_s_own_copy_of_the_build_brings_the_facts_to_its_package_only(
     target = _host_program(tmp_path)
     ((key, (bid, _purl)),) = host_tails([target], node_name="node-1").items()
     start = T0 + 3 * DAY
-    fact = HotSymbolDelta(
-        HotSymbolKey("host:node-1", key[1], key[2], EvidenceKind.UNPROBED), start, 0, start, start,
-        confidence=0.0, build_id=bid, node_name="node-1",
-    )  # fmt: skip
     own, zlib = "pkg:deb/debian/stella-app@1.0", "pkg:deb/debian/zlib1g@1.2.13"
     files = (
         ("/usr/bin/stella-app", bid, own),  # its own copy, the node file's build
@@ -137,12 +137,7 @@ def test_an_image_s_own_copy_of_the_build_brings_the_facts_to_its_package_only(
             HotSymbolKey(OTHER, path, "", EvidenceKind.LOADED), start, 1, start + S, start + S,
             build_id=build, purl=purl, node_name="node-1",
         ))  # fmt: skip
-    windows = [
-        ObservationWindow(OTHER, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc") for d in range(40)
-    ]
-    with open_store(url) as s:
-        s.write(loaded, windows)
-        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+    _stored(url, loaded, _watched(OTHER), _node_fact(key[1], key[2], bid))
     for ask in (("--purl", zlib), ("--purl", "pkg:deb/debian/zlib", "--prefix")):
         code, doc = cli_json("query", "functions", "--image", OTHER, *ask, "--store", url, "--json")
         assert (code, doc["answer"]) == (1, "not_observed"), (ask, doc.get("reason"))
@@ -175,21 +170,13 @@ def test_the_node_facts_are_read_through_indexes_not_a_scan_of_every_image(
     from stellaops_runtime.store.node_facts import node_file_unprobed
 
     start = T0 + 3 * DAY
-    fact = HotSymbolDelta(
-        HotSymbolKey("host:node-1", "/proc/1/root/usr/bin/app", "f.part.0", EvidenceKind.UNPROBED), start, 0,
-        start, start, confidence=0.0, build_id="ab" * 20, node_name="node-1",
-    )  # fmt: skip
     call = HotSymbolDelta(
         HotSymbolKey(POD, "/proc/1/root/usr/bin/app", "user", EvidenceKind.INVOKED), start, 5, start + S,
         start + S, build_id="ab" * 20, node_name="node-1",
     )  # fmt: skip
-    windows = [
-        ObservationWindow(POD, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "bcc") for d in range(4)
-    ]
     url = sqlite_at_head(tmp_path / "hot.db")
+    _stored(url, [call], _watched(POD, days=4), _node_fact("/proc/1/root/usr/bin/app", "f.part.0", "ab" * 20))
     with open_store(url) as s:
-        s.write([call], windows)
-        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
         statements: list[tuple[str, object]] = []
 
         def grab(
