@@ -132,6 +132,19 @@ async def test_scrapes_failing_for_longer_than_an_interval_are_a_gap(tmp_path: P
     await agent.outages.mark()
     assert max(r.gap_end_ns for r in await _gaps(agent)) >= later
     assert poller.stats.scrape_errors == 3
+    # and the agent's /metrics says so: the failures, and that the time is a gap now
+    assert _metric(agent, "stellaops_runtime_tetragon_metrics_scrape_errors_total") == 3
+    assert _metric(agent, "stellaops_runtime_tetragon_metrics_unreadable") == 1
+
+
+def _metric(agent: Agent, name: str) -> float:
+    from stellaops_runtime.agent.metrics import AgentCollector
+
+    for family in AgentCollector(agent).collect():
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} not served")
 
 
 def test_a_failure_never_answered_marks_from_the_first_try() -> None:

@@ -86,6 +86,8 @@ source_switch_overlap_skipped_total  Tetragon events after a switch back that th
 tetragon_reconnects_total            streams opened after the first
 tetragon_stream_errors_total         streams that broke
 tetragon_overflowed_events_total     Tetragon's own per-client drops (from its metrics endpoint)
+tetragon_metrics_scrape_errors_total scrapes of Tetragon's metrics endpoint (tetragon.metricsUrl) that failed
+tetragon_metrics_unreadable          1 while those scrapes have failed for over an interval: the time is a gap
 frames_resolved_total{stack,source}  stack frames the canonicalizer resolved (symtab, dynsym, dwarf,
                                      gopclntab, kallsyms)
 frames_unresolved_total{stack,reason} frames left with module + offset (hint or none), by reason
@@ -231,6 +233,16 @@ class AgentCollector(Collector):
             "tetragon_overflowed_events",
             "Tetragon's own per-client drops (tetragon_notify_overflowed_events_total).",
             drops.overflowed if drops else 0,
+        )
+        yield _counter(
+            "tetragon_metrics_scrape_errors",
+            "Scrapes of Tetragon's metrics endpoint (tetragon.metricsUrl) that failed.",
+            drops.scrape_errors if drops else 0,
+        )
+        yield _gauge(
+            "tetragon_metrics_unreadable",
+            "1 while Tetragon's metrics have not been read for over an interval (that time is a gap).",
+            1 if a.tetragon_unreadable else 0,
         )
         yield from tetragon_drop_metrics(p.gaps)  # Tetragon's own drop signals (hotsymbols/gaps.py)
         ns = a.node_status

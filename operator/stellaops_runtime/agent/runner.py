@@ -198,6 +198,11 @@ class Agent(Draining):
     def tetragon_drops(self) -> TetragonDropStats | None:
         return self._poller.stats if self._poller else None
 
+    @property
+    def tetragon_unreadable(self) -> bool:
+        """Tetragon's metrics have not been read for over an interval: its losses are unknown."""
+        return self._poller.unreadable if self._poller else False
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         detail = {
             "source": self.source_name,

@@ -228,6 +228,11 @@ class TetragonMetricsPoller:
                 "until a scrape answers", self.shown_url, self.stats.last_error or "failed",
             )  # fmt: skip
 
+    @property
+    def unreadable(self) -> bool:
+        """Scrapes have failed for longer than an interval (two in a row): the time is a gap."""
+        return self._failures >= 2
+
     def take_unknown(self, now_ns: int) -> tuple[int, int] | None:
         """The span (start, end wall ns) whose losses no scrape can tell, up to ``now_ns``, while
         scrapes have failed for longer than an interval (two in a row), with any span given back;
