@@ -119,3 +119,28 @@ def test_an_annotation_the_event_carries_decides_over_the_runtime_s_record() -> 
     deltas, _ = pipeline.drain()
     assert pipeline.optout.counts() == {"annotation": 1, "label": 0, "operator": 0}
     assert {d.key.image_digest for d in deltas} == {_digest("private")}
+
+
+def test_a_label_set_by_hand_at_creation_does_not_outlive_the_operator_s_removal() -> None:
+    """The operator's opt-out is the annotation: a ``stellaops.io/observe-off`` label set by hand
+    without it is removed by the operator, which reports the pod observed at its policies' level
+    (docs/operator.md). A Tetragon event carries the pod's current labels; the runtime's record keeps
+    the labels of the pod's creation. Reading that record's label for Tetragon events dropped such a
+    pod for its whole life, unseen by the operator (no observe-off label left, no Warning, posture at
+    its level): a way to hide a pod from policies that ask to watch it."""
+    pipeline = Pipeline(
+        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="node-1"
+    )
+    hand = _records("plain")
+    hand[0].labels["stellaops.io/observe-off"] = "true"  # the sandbox: the label as the pod was created
+    pipeline.container_lookup = ContainerLookup(hand, "containerd")
+    pipeline._process_proto([(_exec("plain", i), 1) for i in range(3)])  # labels now: no observe-off
+    deltas, windows = pipeline.drain()
+    assert pipeline.optout.counts() == {"annotation": 0, "label": 0, "operator": 0}
+    assert sum(d.invocation_count for d in deltas if d.key.image_digest == _digest("plain")) == 3
+    assert not any(w.source == "opted_out" for w in windows)
+    # while Tetragon still sends the label, it decides (the event's current labels)
+    labelled = events_pb2.GetEventsResponse.FromString(_exec("plain", 5))
+    labelled.process_exec.process.pod.pod_labels["stellaops.io/observe-off"] = "true"
+    pipeline._process_proto([(labelled.SerializeToString(), 1)])
+    assert pipeline.optout.counts() == {"annotation": 0, "label": 1, "operator": 0}

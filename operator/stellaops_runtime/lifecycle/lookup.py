@@ -71,7 +71,7 @@ class _Entry:
     pod_uid: str = ""
     pod_labels: tuple[tuple[str, str], ...] = ()  # only OBSERVE_OFF_LABEL
     pod_annotations: tuple[tuple[str, str], ...] = ()  # only OBSERVE_LEVEL_ANNOTATION
-    opted_out: str = ""  # "annotation" or "label" when those say the pod opted out (privacy/optout.py)
+    opted_out: str = ""  # "annotation" when the pod's annotation opts it out (privacy/optout.py)
 
     def pod(self) -> PodInfo | None:
         if not (self.pod_namespace or self.pod_name or self.pod_uid):
@@ -85,11 +85,14 @@ class _Entry:
         )
 
 
-def _opted_out(labels: tuple[tuple[str, str], ...], annotations: tuple[tuple[str, str], ...]) -> str:
-    """How a pod's runtime record says it opted out, as privacy/optout.opt_out_reason reads a pod."""
-    if any(k == OBSERVE_LEVEL_ANNOTATION and opts_out(v) for k, v in annotations):
-        return "annotation"
-    return "label" if any(k == OBSERVE_OFF_LABEL and v == "true" for k, v in labels) else ""
+def _opted_out(annotations: tuple[tuple[str, str], ...]) -> str:
+    """``annotation`` when the pod's recorded annotation opts it out, else ``""``.
+
+    Not the recorded ``observe-off`` label: the operator writes that label after the
+    pod's creation, so one in the record was set by hand, which the operator removes
+    (it is no opt-out), and a Tetragon event carries the pod's current labels.
+    """
+    return "annotation" if any(k == OBSERVE_LEVEL_ANNOTATION and opts_out(v) for k, v in annotations) else ""
 
 
 def _pod_keys(records: list[ContainerRecord]) -> dict[str, tuple[tuple[tuple[str, str], ...], ...]]:
@@ -169,7 +172,7 @@ class ContainerLookup:
                 uid,
                 pod_labels,
                 pod_annotations,
-                _opted_out(pod_labels, pod_annotations),
+                _opted_out(pod_annotations),
             )
             if n >= n_current:  # removed by the runtime: below everything it still has
                 if r.container_id:
@@ -212,8 +215,8 @@ class ContainerLookup:
         return e.pod() if e is not None else None
 
     def opted_out_by_id(self, container_id: str) -> str:
-        """How the runtime's record of that container's pod says it opted out (``annotation``,
-        ``label``), or ``""``: one look-up, for events whose source sent no annotation
+        """``annotation`` when the runtime's record of that container's pod has an annotation that
+        opts it out, else ``""``: one look-up, for events whose source sent no annotation
         (Tetragon without ``--enable-pod-annotations``), privacy/optout.OptOut.drops."""
         e = self._by_id.get(container_id[:ID_PREFIX].lower()) if container_id else None
         return e.opted_out if e is not None else ""

@@ -150,8 +150,8 @@ class OptOut:
         """Whether ``ev`` belongs to an opted-out pod and must go no further (counted if so).
 
         ``registry``: the container runtime's record of the pod, read when the event carries no
-        observe-level annotation of its own (its sandbox's annotation and label, fixed at the
-        pod's creation), before the operator's list.
+        observe-level annotation of its own (its sandbox's annotation, fixed at the pod's
+        creation; not its label, which the event carries as it is now), before the operator's list.
         """
         pod = ev.pod
         reason = opt_out_reason(pod)
