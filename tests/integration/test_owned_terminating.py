@@ -212,3 +212,41 @@ async def test_a_remembered_write_does_not_hide_that_the_object_is_being_deleted
         await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
         _gen, state, reason, message = _policy(cluster)
         assert (state, reason) == ("Progressing", WAITING_FOR_DELETION), f"{state} {reason}: {message}"
+
+
+async def test_the_pods_are_capped_and_told_the_object_is_being_deleted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The pods a policy selects get no more than its other objects give while one is being deleted
+    (operator.md, Status), and their reason says it is being deleted: it used to say "could not be
+    applied", sending the user after an apply error that never happened."""
+    from stellaops_runtime.contracts.posture import Posture
+    from stellaops_runtime.controller.reconcile import (
+        INDEX_NAMESPACES,
+        INDEX_OWNED,
+        INDEX_POLICIES,
+        Reconciler,
+    )
+    from stellaops_runtime.controller.state import obj_key
+
+    async with Cluster(tmp_path_factory.mktemp("kube")) as cluster:
+        await cluster.create(obj("v1", "Namespace", NS))
+        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
+        reconciler = Reconciler(kube=cluster.kube)
+        owned: dict[Any, list[dict[str, Any]]] = {}
+        reconciler.bind(
+            {
+                INDEX_POLICIES: {(POLICY_KIND, NS, "web"): [policy]},
+                INDEX_NAMESPACES: {NS: [{}]},
+                INDEX_OWNED: owned,
+            }
+        )
+        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        assert reconciler._apply_caps.get((POLICY_KIND, NS, "web")) is None  # applied: nothing capped
+        await cluster.patch(r.TRACING_POLICIES_NAMESPACED, TP, HOLD, namespace=NS)
+        await cluster.delete(r.TRACING_POLICIES_NAMESPACED, TP, namespace=NS)
+        owned[obj_key(_tp(cluster))] = [_tp(cluster)]  # kopf indexes it being deleted
+        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        cap = reconciler._apply_caps.get((POLICY_KIND, NS, "web"))
+        assert cap is not None and cap[0] < Posture.ACTIVE_TRACING, cap
+        assert f"{TP} is being deleted" in cap[1] and "could not be applied" not in cap[1], cap[1]

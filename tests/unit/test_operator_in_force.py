@@ -157,3 +157,14 @@ def test_an_old_version_listed_failed_beside_the_loaded_current_one_caps_nothing
     # an entry that names no version may be the current one: it still fails the object
     unnamed = [_entry("stellaops-web-uprobes", "LOAD_ERROR"), listed[1]]
     assert node_load_cap(OBJECTS, load_failures(unnamed), node="n", versions={key: ("u1", 2)}) is not None
+
+
+def test_the_reason_tells_an_object_being_deleted_from_one_that_failed() -> None:
+    names = [o["metadata"]["name"] for o in OBJECTS]
+    both = in_force_cap(OBJECTS, names[:2], deleting=[names[1], "not-missing"])
+    assert both is not None
+    assert f"object(s) {names[0]} could not be applied and {names[1]} is being deleted, so" in both[1]
+    going = in_force_cap(OBJECTS, names[:2], deleting=names[:2])
+    assert going is not None and "could not be applied" not in going[1]
+    assert f"{', '.join(sorted(names[:2]))} are being deleted" in going[1]
+    assert in_force_cap(OBJECTS, [], deleting=names) is None  # deleting alone is not missing

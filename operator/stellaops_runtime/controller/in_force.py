@@ -8,7 +8,8 @@ the posture says what is collected, and an ``EbpfDeep`` pod without its
 uprobes object has no uprobes. The policy then gives such pods at most the
 level just below the lowest level any missing object needs (each rendered
 object requires the level label of what its probes need,
-``render_policy``), and the pod's reason says which objects are missing.
+``render_policy``), and the pod's reason says which objects are missing (and which of
+them are being deleted, ``owned.TerminatingError``: not an apply error).
 A failed update of an object of ours that exists is not a missing object:
 its previous version still traces (and a transient API error must not strip
 the pods' level labels, which would stop that tracing too).
@@ -65,18 +66,24 @@ def object_level(obj: Mapping[str, Any]) -> Posture:
     return max(needed, default=Posture.ACTIVE_TRACING)
 
 
-def in_force_cap(objects: Iterable[Mapping[str, Any]], missing: Iterable[str]) -> InForceCap | None:
+def in_force_cap(
+    objects: Iterable[Mapping[str, Any]], missing: Iterable[str], deleting: Iterable[str] = ()
+) -> InForceCap | None:
     """The cap the policy's applied objects set, or None when every rendered object is applied.
 
-    ``missing``: the names of the rendered objects that were refused or failed to apply.
+    ``missing``: the names of the rendered objects that were refused or failed to apply;
+    ``deleting``: those of them being deleted (``owned.TerminatingError``), which the reason says.
     """
     gone = set(missing)
     levels = [object_level(o) for o in objects if (o.get("metadata") or {}).get("name") in gone]
     if not levels:
         return None
     cap = ORDER[min(levels).rank - 1]
-    names = ", ".join(sorted(gone))
-    return cap, f"; its Tetragon object(s) {names} could not be applied, so it gives at most {cap} here"
+    going = gone & set(deleting)
+    why = [f"{', '.join(sorted(gone - going))} could not be applied"] if gone - going else []
+    if going:
+        why.append(f"{', '.join(sorted(going))} {'is' if len(going) == 1 else 'are'} being deleted")
+    return cap, f"; its Tetragon object(s) {' and '.join(why)}, so it gives at most {cap} here"
 
 
 def capped(

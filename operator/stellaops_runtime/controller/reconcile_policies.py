@@ -126,6 +126,7 @@ class PolicyReconciler(PolicyParsing):
         terminating: list[str] = []  # being deleted: not applied; made again on their DELETED event
         missing_crd = False
         missing: list[str] = []  # rendered objects not applied: pods get no more than the rest give
+        deleting: list[str] = []  # of them, those being deleted (the pods' reason says so)
         wanted = {obj_key(o) for o in rendered.tracing_policies}
         for obj in rendered.tracing_policies:
             try:
@@ -136,6 +137,7 @@ class PolicyReconciler(PolicyParsing):
             except TerminatingError as e:
                 terminating.append(str(e))
                 missing.append(obj["metadata"]["name"])
+                deleting.append(obj["metadata"]["name"])
             except ApiError as e:
                 if e.throttled:  # not a failure of the policy: the scheduler retries after Retry-After
                     raise
@@ -148,7 +150,7 @@ class PolicyReconciler(PolicyParsing):
                     missing.append(obj["metadata"]["name"])
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {e.status} {e.reason}: {e.message}")
         if (note := getattr(self, "note_in_force", None)) is not None:  # pod posture (reconcile_pods)
-            note((kind, namespace, name), in_force_cap(rendered.tracing_policies, missing))
+            note((kind, namespace, name), in_force_cap(rendered.tracing_policies, missing, deleting))
         refused += await self.delete_children(
             self._policy_children(kind, namespace, name, uid) - wanted, owner
         )
