@@ -105,7 +105,12 @@ _CALLS: dict[int, tuple[str, ...]] = {
     # PHP mysqli_real_connect(link, host, user, pass); Perl LWP ->credentials(netloc, realm, user,
     # pass); Python urllib's add_password(realm, uri, user, passwd); redis-py's Redis / StrictRedis
     # (host, port, db, password).
-    4: ("mysqli_real_connect", ".credentials", "->credentials", ".add_password", "Redis", "StrictRedis"),
+    4: (
+        *("mysqli_real_connect", ".credentials", "->credentials", ".add_password", "Redis", "StrictRedis"),
+        # paramiko's SSHClient.connect(hostname, port, username, password), by its usual receivers
+        # only (``connect`` alone is too common a name: an MQTT client's fourth is its bind address)
+        *("ssh.connect", "ssh_client.connect", "SSHClient().connect"),
+    ),
     # Ruby Net::SMTP.start(address, port, helo, user, secret).
     5: ("SMTP.start",),
 }
@@ -114,7 +119,8 @@ _POSITION = {name: pos for pos, names in _CALLS.items() for name in names}
 # getConnection(user, pass); a redis client's auth(pass) (redis-py, phpredis, node-redis).
 _LAST: dict[str, int] = {"getConnection": 2, ".auth": 1, "->auth": 1}
 # Calls whose last argument is a password too when it is at this position: pexpect's
-# pxssh.login(server, username, password) (ftplib's login(user, passwd, acct) then loses its acct).
+# pxssh.login(server, username, password) (ftplib's login(user, passwd, acct) then loses its acct),
+# keyword arguments after it too (``port=2222``: a keyword's ``=``, not ``==``).
 _ALSO_LAST: dict[str, int] = {".login": 3, "->login": 3}
 # An authentication method or a switch given alone to ``auth`` (``app.auth('oidc')``, a web framework's
 # setting) is no redis password (key_words.SETTING_WORDS): the literal, its quotes and prefix aside.
@@ -141,7 +147,13 @@ _ARGUMENTS = {
 }
 _LAST_ARGUMENT = {
     pos: re.compile(rf"(?:{_ARG}{_COMMA}){{{pos - 1}}}(?P<s>{_SECRET})(?=\s*+\)|\Z)")
-    for pos in {*_LAST.values(), *_ALSO_LAST.values()}
+    for pos in set(_LAST.values())
+}
+_ALSO_LAST_ARGUMENT = {
+    pos: re.compile(
+        rf"(?:{_ARG}{_COMMA}){{{pos - 1}}}(?P<s>{_SECRET})(?=\s*+\)|\Z|{_COMMA}[A-Za-z_]\w*+\s*+=(?!=))"
+    )
+    for pos in set(_ALSO_LAST.values())
 }
 # A text without one of these holds none of the calls (a C-speed check before the regex).
 _TRIGGERS = (
@@ -178,7 +190,7 @@ def code_call_spans(text: str) -> list[tuple[int, int, str]]:
                 out.append((s, e, "password"))
         also = _ALSO_LAST.get(o["n"])
         if also is not None:
-            third = _LAST_ARGUMENT[also].match(text, o.end())
+            third = _ALSO_LAST_ARGUMENT[also].match(text, o.end())
             if third is not None:
                 out.append((*third.span("s"), "password"))
         o = _OPENING.search(text, o.end())

@@ -44,6 +44,7 @@ from stellaops_runtime.privacy.engine import (
     sub_compiled,
     sub_extra,
 )
+from stellaops_runtime.privacy.escaped_headers import escaped_header_spans
 from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
@@ -260,8 +261,10 @@ class Redactor:
                 secure_string_spans(text)
             )  # PowerShell's ConvertTo-SecureString 'pw' (secure_strings.py)
             spans.extend(shell_word_spans(text))  # ``--password -- X``, an escaped PEM (shell_words.py)
+            spans.extend(escaped_header_spans(text))  # ``-H X-Api-Key\\ :\\ X`` (escaped_headers.py)
             spans.extend(sql_connect_spans(text))  # SQL*Plus's CONNECT user/password (sql_connect.py)
-            spans.extend(spaced_logon_spans(text))  # a quoted URL's or Go DSN's password with a blank
+            # a quoted URL's or Go DSN's password with a blank, a URL's cut by the limit too
+            spans.extend(spaced_logon_spans(text, cut=truncated))
             spans.extend(url_user_spans(text))  # a token or base64 user:password as a URL's user
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))

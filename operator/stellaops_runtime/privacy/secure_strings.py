@@ -5,9 +5,11 @@ script (``pwsh -c``, ``powershell -Command``) makes a credential from a password
 the password is a bare string literal: no key names it, so it was stored in clear. Here the
 literal given to ``ConvertTo-SecureString`` (any case, PowerShell's names are not case-sensitive)
 goes with its quotes: positional or after ``-String`` (``-String:``), after the other switches
-(``-AsPlainText -Force``), or piped into it (``'P@ss' | ConvertTo-SecureString …``). Without
-``-AsPlainText`` the literal is an encrypted standard string, which the same user's key decrypts:
-it goes too. A variable (``$env:PW``) is no text of a secret and stays.
+(``-AsPlainText -Force``), in parentheses (``ConvertTo-SecureString ('P@ss')``), a bare word
+(``ConvertTo-SecureString P@ss``: a string in PowerShell's argument mode), or piped into it
+(``'P@ss' | ConvertTo-SecureString …``). Without ``-AsPlainText`` the literal is an encrypted
+standard string, which the same user's key decrypts: it goes too. A variable (``$env:PW``) is no
+text of a secret and stays.
 
 Each start reads a bounded stretch: the switches and one literal (to its quote, the end of its
 line or of the text), or, for a piped literal, at most 512 characters back: linear in the text.
@@ -22,19 +24,24 @@ __all__ = ["secure_string_spans"]
 # A PowerShell string literal: '…' ('' inside), "…" (`" inside; a backslash is a character), "…"
 # escaped in a shell string; a cut one runs to the text's end.
 _LITERAL = r"""'(?:[^'\n]|'')*+(?:'|\Z)|"(?:[^"`\n]|`[^\n])*+(?:"|\Z)|\\++"[^"\\\n]*+(?:\\++"|\Z)"""
+# A bare word, which PowerShell's argument mode reads as a string (``ConvertTo-SecureString P@ss``,
+# ``pwsh -Command`` joining its arguments): not a variable, a switch, an expression or a type.
+_BARE = r"""[^\s$(\-'"`@{}\[\];|&)\\#<>,][^\s;|&)"'`\\}<>,]*+"""
 _FORWARD = re.compile(
     r"(?i:convertto-securestring)(?:[ \t]++-(?!(?i:string)(?![\w-]))[\w-]++)*+[ \t]++"
-    rf"(?:-(?i:string)(?::[ \t]*+|[ \t]++))?(?P<s>{_LITERAL})"
+    rf"(?:-(?i:string)(?::[ \t]*+|[ \t]++))?(?:\([ \t]*+(?P<p>{_LITERAL})|(?P<s>{_LITERAL}|{_BARE}))"
 )
+# The cheap check before the regexes, in any case (``ConvertTo-SEcureString`` runs all the same).
+_NAMED = re.compile(r"(?i:securestring)")
 _PIPED = re.compile(r"\|[ \t]*+(?i:convertto-securestring)")
 _BACK = 512  # how far back a piped literal may open
 
 
 def secure_string_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, "password") of each literal given to ``ConvertTo-SecureString``."""
-    if "ecure" not in text and "ECURE" not in text:
+    if _NAMED.search(text) is None:
         return []
-    out = [(*m.span("s"), "password") for m in _FORWARD.finditer(text)]
+    out = [(*m.span("p" if m["p"] is not None else "s"), "password") for m in _FORWARD.finditer(text)]
     for m in _PIPED.finditer(text):
         window = text[max(0, m.start() - _BACK) : m.start()]  # (a bounded slice: linear)
         end = m.start() - (len(window) - len(window.rstrip(" \t")))

@@ -8,13 +8,16 @@ holding a space is one argument all the same: Tetragon wraps it in plain quotes
 characters up to the last ``@`` before the host). Both rules found no password there, and it was
 stored in clear.
 
-Here, inside a quote that opens an argument (after a blank, ``=``, ``[``, ``(``, ``,``, ``{``,
-maybe escaped in a ``sh -c`` script, maybe after a ``--flag=`` inside it), a ``user:password`` whose
-password holds a blank and ends at an ``@`` that starts the host (a URL: ``scheme://user:pw@host``
-then ``/``, ``?``, ``#``, the quote or the end; a Go DSN: ``@tcp(``, ``@tcp6(``, ``@unix(``, ``@/db``)
+Here, inside a quote that opens an argument or a value (after a blank, ``=``, ``[``, ``(``, ``,``,
+``{``, a JSON key's ``:``, ``$'…'``; maybe escaped in a ``sh -c`` script, ``'\\''…``; maybe after
+a ``--flag=`` or an environment assignment ``NAME=`` inside it, ``-e "DATABASE_URL=postgres://…"``),
+a ``user:password`` whose password holds a blank and ends at an ``@`` that starts the host (a URL:
+``scheme://user:pw@host``, ``jdbc:`` before the scheme too, then ``/``, ``?``, ``#``, the quote or
+the end; a Go DSN: ``@tcp(``, ``@tcp6(``, ``@unix(``, ``@/db``)
 loses the password, its ``@`` characters too (the last one before the host ends it). A password
 without a blank is left to the two rules above; one that starts with a blank is prose after a
-colon (``"note: a b@/x"``), not a password. Each start reads at most 256 characters of user and
+colon (``"note: a b@/x"``), not a password. A quoted URL cut inside such a password (no ``@host``
+left) loses the rest of the text from the password on. Each start reads at most 256 characters of user and
 128 of password, and stops at the next quote: linear in the text.
 """
 
@@ -24,24 +27,38 @@ import re
 
 __all__ = ["spaced_logon_spans"]
 
-# A quote opening an argument (escaped inside a shell string too), a flag glued to it maybe.
-_OPEN = r"""(?<![^\s=\[(,{])\\*+["'](?:--?[\w-]{1,32}=)?"""
+# A quote opening an argument or a JSON value (escaped inside a shell string too; after a quote, a
+# single-quoted script's ``'\\''``; after ``$``, bash's ANSI-C ``$'…'``), a flag or an environment
+# assignment glued to it maybe.
+_OPEN = r"""(?<![^\s=\[(,{:'$])\\*+["'](?:--?[\w-]{1,32}=|[A-Za-z_][\w.]{0,63}+=)?+"""
 _USER = r"""[^\s:/@'"\\]{0,256}+:"""
 _GO_DSN = re.compile(
     rf"""{_OPEN}{_USER}(?!//)(?P<s>[^\s'"\\][^\n'"\\]{{0,127}}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
 )
 _URL = re.compile(
-    rf"""{_OPEN}[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}"""
+    rf"""{_OPEN}(?:jdbc:)?+[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}"""
     r"""(?P<s>[^\s'"\\/][^\n'"\\/]{0,127}?)@[^\s'"\\/@?#]++(?=[/?#'"\\]|\Z)"""
 )
 
+# The same URL cut by ``privacy.maxArgumentBytes`` inside its password (filter.py truncates before the
+# rules run): no ``@host`` is left, so the password runs to the text's end (``@`` in it too). Only on
+# a cut text (an unclosed quote ending a whole one, ``"dial http://db:5432 timeout``, is no password).
+# A run stops at a quote, and each start is a quote: only the last start's run can reach the end.
+_URL_CUT = re.compile(
+    rf"""{_OPEN}(?:jdbc:)?+[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}(?P<s>[^\s'"\\/][^\n'"\\/]*+)\Z"""
+)
 
-def spaced_logon_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, rule) of each quoted URL's or Go DSN's password that holds a blank."""
-    if "@" not in text or ":" not in text or not ('"' in text or "'" in text):
+
+def spaced_logon_spans(text: str, *, cut: bool = False) -> list[tuple[int, int, str]]:
+    """(start, end, rule) of each quoted URL's or Go DSN's password that holds a blank; ``cut``:
+    the text was truncated at its end (a URL's password may run to it)."""
+    if ":" not in text or not ('"' in text or "'" in text):
         return []
+    rules = [(_URL, "connection_string"), (_GO_DSN, "password")] if "@" in text else []
+    if cut and "://" in text:  # (a cut URL may have lost every ``@``)
+        rules.append((_URL_CUT, "connection_string"))
     out: list[tuple[int, int, str]] = []
-    for rx, rule in ((_URL, "connection_string"), (_GO_DSN, "password")):
+    for rx, rule in rules:
         for m in rx.finditer(text):
             s, e = m.span("s")
             if " " in text[s:e] or "\t" in text[s:e]:
