@@ -180,22 +180,12 @@ def _digest(pod: str) -> str:
 
 
 def _exec(pod: str, i: int) -> bytes:
-    from stellaops_runtime.wire.tetragon import events_pb2
+    from tests.tetragon_exec import process_exec
 
-    m = events_pb2.GetEventsResponse(node_name="node-1")
-    m.time.seconds = 1_795_510_800 + i
-    p = m.process_exec.process
-    p.exec_id = f"{pod}-{i}"
-    p.pid.value = 100 + i
-    p.binary = "/usr/bin/app"
-    p.arguments = "--token=s3cr3t-value-xyz"
-    p.pod.namespace = "shop"
-    p.pod.name = pod
-    p.pod.container.id = f"containerd://{_digest(pod)[7:]}"
-    p.pod.container.image.id = f"registry.example.com/shop/{pod}@{_digest(pod)}"
-    p.pod.pod_labels["app"] = pod
-    p.pod.pod_annotations[OBSERVE_LEVEL_ANNOTATION] = PODS[pod]
-    return m.SerializeToString()
+    d = _digest(pod)
+    return process_exec(
+        pod, i, container_id=d[7:], digest=d, annotations={OBSERVE_LEVEL_ANNOTATION: PODS[pod]}
+    )
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "no-fast-path"])

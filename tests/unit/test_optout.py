@@ -22,6 +22,7 @@ from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
 from stellaops_runtime.controller.posture import compute_posture
 from stellaops_runtime.privacy.optout import REASONS, OptOut, opt_out_reason
 from stellaops_runtime.wire.tetragon import events_pb2, tetragon_pb2
+from tests.tetragon_exec import process_exec
 
 MIB = 1 << 20
 
@@ -149,20 +150,9 @@ WATCHED_DIGEST = "sha256:" + "c" * 64
 
 def _exec(pod: str, digest: str, *, annotations: dict[str, str], labels: dict[str, str], i: int) -> bytes:
     """A process_exec as Tetragon sends it for a pod (Pod: 5 pod_labels, 8 pod_annotations)."""
-    m = events_pb2.GetEventsResponse(node_name="node-1")
-    m.time.seconds = 1_795_510_800 + i
-    p = m.process_exec.process
-    p.exec_id = f"{pod}-{i}"
-    p.pid.value = 100 + i
-    p.binary = "/usr/bin/app"
-    p.arguments = "--token=s3cr3t-value-xyz"
-    p.pod.namespace = "shop"
-    p.pod.name = pod
-    p.pod.container.id = f"containerd://{digest[7:]}"
-    p.pod.container.image.id = f"registry.example.com/shop/{pod}@{digest}"
-    p.pod.pod_labels.update(labels)
-    p.pod.pod_annotations.update(annotations)
-    return m.SerializeToString()
+    return process_exec(
+        pod, i, container_id=digest[7:], digest=digest, labels=labels, annotations=annotations
+    )
 
 
 def test_opted_out_pods_leave_nothing_in_the_hot_symbol_index() -> None:

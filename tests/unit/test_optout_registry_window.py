@@ -22,6 +22,7 @@ from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.registry import ContainerRecord
 from stellaops_runtime.wire.tetragon import events_pb2
+from tests.tetragon_exec import process_exec
 
 # pod -> its annotation (None: none); only "web" and "plain" stay observed
 PODS = {"private": "None", "quiet": "off", "typo": "Pasive", "web": "Passive", "plain": None}
@@ -56,20 +57,9 @@ def _records(pod: str) -> list[ContainerRecord]:
 
 
 def _exec(pod: str, i: int) -> bytes:
-    """A process_exec of the pod as Tetragon without --enable-pod-annotations sends it (labels only)."""
-    m = events_pb2.GetEventsResponse(node_name="node-1")
-    m.time.seconds = 1_795_510_800 + i
-    p = m.process_exec.process
-    p.exec_id = f"{pod}-{i}"
-    p.pid.value = 100 + i
-    p.binary = "/usr/bin/app"
-    p.arguments = "--token=s3cr3t-value-xyz"
-    p.pod.namespace = "shop"
-    p.pod.name = pod
-    p.pod.container.id = f"containerd://{_cid(pod)}"
-    p.pod.container.image.id = f"registry.example.com/shop/{pod}@{_digest(pod)}"
-    p.pod.pod_labels["app"] = pod  # no stellaops.io/observe-off yet: the operator has not labelled it
-    return m.SerializeToString()
+    """A process_exec of the pod as Tetragon without --enable-pod-annotations sends it (labels only:
+    no stellaops.io/observe-off yet, the operator has not labelled it)."""
+    return process_exec(pod, i, container_id=_cid(pod), digest=_digest(pod))
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "no-fast-path"])
