@@ -134,3 +134,27 @@ def test_a_label_set_by_hand_at_creation_does_not_outlive_the_operator_s_removal
     labelled.process_exec.process.pod.pod_labels["stellaops.io/observe-off"] = "true"
     pipeline._process_proto([(labelled.SerializeToString(), 1)])
     assert pipeline.optout.counts() == {"annotation": 0, "label": 1, "operator": 0}
+
+
+def test_a_pod_created_opted_out_and_given_a_level_later_stays_a_gap_never_a_window() -> None:
+    """Tetragon without --enable-pod-annotations: the pod was created at None, then annotated
+    EbpfDeep. The operator removed its observe-off label, gave it the level labels and took it off
+    its list; the runtime's record still says None. Its events stay dropped until it is re-created
+    (docs/operator.md): its image's time is an opted-out gap, never a window a "not observed" could
+    rest on (its silent time too: test_lifecycle_optout_runs.py)."""
+    pipeline = Pipeline(
+        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="node-1"
+    )
+    pipeline.container_lookup = ContainerLookup(_records("private"), "containerd")
+    pipeline.optout.set_operator([])  # the operator's list no longer names it
+    levels = {"app": "private", "stellaops.io/observe": "true", "stellaops.io/observe-deep": "true"}
+    cid, digest = _cid("private"), _digest("private")
+    payloads = [
+        process_exec("private", i, container_id=cid, digest=digest, labels=levels) for i in range(0, 600, 30)
+    ]
+    pipeline._process_proto([(p, 1) for p in payloads])
+    deltas, windows = pipeline.drain()
+    assert pipeline.optout.counts() == {"annotation": 20, "label": 0, "operator": 0}
+    assert deltas == []
+    assert windows and all(w.source == "opted_out" and w.gap_start_ns is not None for w in windows)
+    assert len({w.window_start_ns for w in windows}) == 10  # every minute of the ten it ran
