@@ -10,13 +10,11 @@ authentication method's name.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
 
 
 def _filter(text: str, tool: str = "") -> str:
@@ -157,15 +155,6 @@ def test_an_auth_call_given_a_password_still_loses_it() -> None:
     assert _filter("php -r \"$r->auth('oidc-AuthPw')\"") == 'php -r "$r->auth([REDACTED])"'
 
 
-def _cpu(fn: Callable[[str], object], text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.process_time()
-        fn(text)
-        best = min(best, time.process_time() - t0)
-    return best
-
-
 @pytest.mark.parametrize(
     "unit",
     [
@@ -187,10 +176,7 @@ def test_the_new_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -> No
     # Compared against the same rules on a quarter of the text (the linear reference): a rule that
     # reads its window once per start costs four times as much on four times the text, one that
     # reads the rest of the field from every start sixteen times. No absolute time is asserted.
-    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
-    big = (unit * (65536 // len(unit) + 1))[:65536]
-    small = big[:16384]
-    ratio = _cpu(pf.redact_text, big) / max(_cpu(pf.redact_text, small), 1e-6)
+    ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, ratio
 
 

@@ -9,14 +9,12 @@ environment assignment, a JSON key or a ``jdbc:`` prefix.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import PrivacyFilter
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
+from tests.linear_cost import growth
 
 
 def _filter(text: str, tool: str = "") -> str:
@@ -88,17 +86,6 @@ def test_other_calls_keep_their_arguments(text: str, kept: str) -> None:
             "-c \"$p = ConvertTo-SecureString -String ( 'RvPs-3b4' ) -AsPlainText -Force\"",
             '-c "$p = ConvertTo-SecureString -String ( [REDACTED] ) -AsPlainText -Force"',
         ),
-    ],
-)
-def test_a_secure_string_in_any_case_or_in_parentheses_loses_its_password(text: str, want: str) -> None:
-    out = _filter(text, "pwsh")
-    assert out == want
-    assert "RvPs-3b4" not in out
-
-
-@pytest.mark.parametrize(
-    ("text", "want"),
-    [
         (  # a bare word is a string in PowerShell's argument mode; ``pwsh -Command`` joins its arguments
             "-Command ConvertTo-SecureString RvPs-3b4 -AsPlainText -Force",
             "-Command ConvertTo-SecureString [REDACTED] -AsPlainText -Force",
@@ -113,7 +100,7 @@ def test_a_secure_string_in_any_case_or_in_parentheses_loses_its_password(text: 
         ),
     ],
 )
-def test_a_secure_string_from_a_bare_word_loses_its_password(text: str, want: str) -> None:
+def test_a_secure_string_in_any_case_in_parentheses_or_bare_loses_its_password(text: str, want: str) -> None:
     out = _filter(text, "pwsh")
     assert out == want
     assert "RvPs-3b4" not in out
@@ -183,15 +170,6 @@ def test_quoted_prose_after_an_assignment_or_json_key_is_kept(text: str) -> None
     assert _filter(text) == text
 
 
-def _cpu(fn: Callable[[str], object], text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.process_time()
-        fn(text)
-        best = min(best, time.process_time() - t0)
-    return best
-
-
 @pytest.mark.parametrize(
     "unit",
     [
@@ -206,10 +184,7 @@ def test_the_widened_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -
     # Against the same rules on a quarter of the text (the linear reference): reading a window once
     # per start costs four times as much on four times the text; reading the rest of the field from
     # every start sixteen times. No absolute time is asserted.
-    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
-    big = (unit * (65536 // len(unit) + 1))[:65536]
-    small = big[:16384]
-    ratio = _cpu(pf.redact_text, big) / max(_cpu(pf.redact_text, small), 1e-6)
+    ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, ratio
 
 
@@ -227,13 +202,7 @@ def test_a_quoted_url_password_with_a_blank_cut_by_the_argument_limit_goes_whole
 @pytest.mark.parametrize("unit", ['"s://u:a b', "'x=jdbc:s://u:a b ", '"s://u:a b/'])
 def test_the_cut_url_rule_costs_linearly_on_a_hostile_cut_field(unit: str) -> None:
     # every quote a start, never an ``@``: each start's run stops at the next quote
-    big = (unit * (65536 // len(unit) + 1))[:65536]
-    small = big[:16384]
-
-    def cut(text: str) -> object:
-        return spaced_logon_spans(text, cut=True)
-
-    ratio = _cpu(cut, big) / max(_cpu(cut, small), 1e-6)
+    ratio = growth(lambda text: spaced_logon_spans(text, cut=True), unit)
     assert ratio < 10, ratio
 
 
