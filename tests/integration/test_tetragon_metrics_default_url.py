@@ -176,6 +176,8 @@ async def test_while_the_native_probes_watch_tetragon_s_silence_is_no_gap(tmp_pa
     assert poller is not None
     switch = Switch()
     agent.outages.source = switch
+    # the switch's first tick on the probes marks the Tetragon time before it (none here: no try yet)
+    await agent.outages.mark()
     for _ in range(3):
         await poller.scrape_once()
         await agent.outages.mark()
@@ -187,6 +189,43 @@ async def test_while_the_native_probes_watch_tetragon_s_silence_is_no_gap(tmp_pa
     gaps = await _gaps(agent)
     assert gaps and min(r.gap_start_ns for r in gaps) >= back - 2_000_000_000  # its window, not before
     assert poller.stats.scrape_errors == 4
+
+
+async def test_tetragon_s_losses_before_the_switch_to_the_probes_stay_a_gap(tmp_path: Path) -> None:
+    """Review RTM: Tetragon loses 7 calls after its last good scrape, then its stream breaks and the
+    source switch moves to the BCC probes. The next scrape tells the 7, but the poller's baseline had
+    been moved to the first BCC tick (watched_elsewhere), so their gap began after the switch: the
+    Tetragon time between the last good scrape and the switch, where they were lost, read as
+    watched. Now the first tick in BCC mode marks that time (its losses unread) as a gap."""
+
+    class Switch:
+        mode = "tetragon"
+
+    async with Exporter(f"{OVER} 5\n") as ex:
+        agent = _agent(tmp_path, ex.url)
+        poller = agent._poller
+        assert poller is not None
+        switch = Switch()
+        agent.outages.source = switch
+        await poller.scrape_once()
+        good = poller.known_through()
+        assert good is not None
+        await agent.outages.mark()
+        assert await _gaps(agent) == []
+        ex.body = f"{OVER} 12\n"  # lost before the switch (Tetragon still the source)
+        switched = time.time_ns()
+        switch.mode = "bcc"
+        for _ in range(2):
+            await agent.outages.mark()
+            await poller.scrape_once()
+        await agent.outages.mark()
+    gaps = await _gaps(agent)
+    assert gaps, "Tetragon counted 7 lost calls, yet no gap"
+    assert min(r.gap_start_ns for r in gaps) <= good, "the Tetragon time before the switch reads as watched"
+    assert max(r.gap_end_ns for r in gaps) >= switched
+    # once the probes watch, the ticks after the first add no gap over their time
+    await agent.outages.mark()
+    assert await _gaps(agent) == []
 
 
 def test_a_scrape_after_the_bcc_time_counts_from_its_end() -> None:

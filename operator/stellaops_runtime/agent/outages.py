@@ -55,6 +55,7 @@ class OutageMarker:
         self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
         self.seconds = 0.0  # unwatched seconds recorded as gaps
         self._held: tuple[int, int] | None = None  # a span taken from the source, not marked yet
+        self._probes_ticked = False  # the last tick found the source switch's native probes watching
 
     @property
     def enabled(self) -> bool:
@@ -113,17 +114,39 @@ class OutageMarker:
         now = time.time_ns()
         unknown = self.drops.take_unknown(now)
         if not unknown_counts(self.source):
-            # the native probes watch: Tetragon's losses until now do not matter (its next good scrape
-            # counts from here, not from before the switch: BCC's time is no gap)
+            if not self._probes_ticked:
+                # the first tick since the switch to the native probes: Tetragon was the source from its
+                # last read until the switch, and what it lost then no scrape tells any more (the
+                # baseline moves on below): that time up to now is a gap (review RTM)
+                start = self.drops.unread_from()
+                if start is not None and start != now:  # a clock step back: the span reversed
+                    span = (min(start, now), max(start, now))
+                    unknown = (
+                        span if unknown is None else (min(span[0], unknown[0]), max(span[1], unknown[1]))
+                    )
+                if unknown is not None:
+                    try:
+                        await self.in_pipeline(
+                            self.pipeline.gaps.tetragon_unread, self.pipeline.node_name, *unknown
+                        )
+                    except BaseException:
+                        self.drops.give_back_unknown(unknown)  # this tick is the first again next time
+                        raise
+                self._probes_ticked = True
+            # the native probes watch: Tetragon's losses from here do not matter (its next good scrape
+            # counts from here: BCC's time is no gap)
             self.drops.watched_elsewhere(now)
             through = self.drops.known_through()
         elif unknown is not None:
+            self._probes_ticked = False
             try:
                 await self.in_pipeline(self.pipeline.gaps.tetragon_unread, self.pipeline.node_name, *unknown)
             except BaseException:
                 self.drops.give_back_unknown(unknown)
                 raise
             through = unknown[1] if through is None else max(through, unknown[1])
+        else:
+            self._probes_ticked = False
         # a flush starting from here drains them: the watch record may claim up to here
         self.drops.marked_through = through
 

@@ -254,6 +254,15 @@ class TetragonMetricsPoller:
         back = self._unknown_back
         self._unknown_back = span if back is None else (min(back[0], span[0]), max(back[1], span[1]))
 
+    def unread_from(self) -> int | None:
+        """Where the time whose losses no scrape has told yet starts: the unknown span not taken yet
+        while failing, else the last good scrape's asking moment, else the first failed try; None
+        before any try. The outage marker marks it up to the switch to the native probes (review
+        RTM: moving the baseline past it left Tetragon's last seconds as the source watched)."""
+        if self._unknown_from is not None:
+            return self._unknown_from
+        return self._last[0] if self._last is not None else self._first_failed
+
     def watched_elsewhere(self, now_ns: int) -> None:
         """Another source watched up to ``now_ns`` (the source switch's native probes, Tetragon down):
         what Tetragon lost before then does not matter, so its next good scrape counts from here, not
