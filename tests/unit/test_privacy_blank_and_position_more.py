@@ -178,6 +178,7 @@ def test_quoted_prose_after_an_assignment_or_json_key_is_kept(text: str) -> None
         "s.login('a', 'b', 'c', ",  # a third argument, then never a keyword nor a ``)``
         "ssh.connect(1, 2, 3, ",
         "ConvertTo-SEcureString ( ",
+        " xargs -r -n 1 -o mysql",  # each client word after a ``-o`` looks back for xargs
     ],
 )
 def test_the_widened_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
@@ -230,3 +231,23 @@ def test_a_credential_header_with_an_escaped_blank_before_its_colon_goes(text: s
 )
 def test_another_header_with_an_escaped_blank_before_its_colon_is_kept(text: str) -> None:
     assert _filter(text, "curl") == text
+
+
+@pytest.mark.parametrize(
+    ("tool", "text"),
+    [
+        # xargs's ``-o`` (``--open-tty``) is a switch before the command it runs, no output file
+        ("", "xargs -o mysql -pRvXa-1m2 db"),
+        ("", 'sh -c "ls | xargs -r -n 1 -o mysql -pRvXa-1m2 db"'),
+        ("", "/usr/bin/xargs -0 -P 4 -o mongo -pRvXa-1m2"),
+        ("xargs", "-o mysql -pRvXa-1m2 db"),
+    ],
+)
+def test_a_client_after_xargs_switch_o_loses_its_password(tool: str, text: str) -> None:
+    out = _filter(text, tool)
+    assert "RvXa-1m2" not in out and "-p[REDACTED]" in out, out
+
+
+def test_an_output_file_of_a_command_xargs_runs_is_still_a_file() -> None:
+    text = "find . -name '*.c' | xargs gcc -o mongo -pthread"
+    assert _filter(text) == text

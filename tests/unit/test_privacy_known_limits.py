@@ -84,6 +84,8 @@ def test_a_password_fed_to_sqlplus_in_a_here_document_is_kept() -> None:
 
 def test_a_client_named_right_after_a_switch_o_is_taken_for_an_output_file() -> None:
     # a client's name as the value of an output option is a file (engine.py _AN_OUTPUT: ``gcc -o
-    # mongo4 -pthread``), so a ``-o`` that is a switch before a command hides the client
-    assert _filter("xargs -o mysql -pKeptXargs-5") == "xargs -o mysql -pKeptXargs-5"
-    assert _filter("xargs -r mysql -pGone-6") == "xargs -r mysql -p[REDACTED]"
+    # mongo4 -pthread``), so a ``-o`` that is a switch before a command hides the client; xargs's
+    # ``-o`` (``--open-tty``) alone is known as a switch (test_privacy_blank_and_position_more.py)
+    assert _filter("runas -o mysql -pKeptRunas-5") == "runas -o mysql -pKeptRunas-5"
+    assert _filter("xargs -o mysql -pGone-6") == "xargs -o mysql -p[REDACTED]"
+    assert _filter("runas -r mysql -pGone-6") == "runas -r mysql -p[REDACTED]"

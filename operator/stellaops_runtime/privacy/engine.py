@@ -163,6 +163,27 @@ def replace_spans(
 # _OUTPUT_REACH characters back (each client word costs a bounded look back, however many there are).
 _OUTPUT_REACH = 300
 _AN_OUTPUT = re.compile(r"""-(?<!\S-)(?:o|-?out(?:put)?)(?:[ \t]++|=)["']?+[^\s;|&(`{="']{0,256}+\Z""")
+# xargs's ``-o`` (``--open-tty``) is a switch before the command xargs runs (``xargs -r -o mysql -pX``):
+# xargs's name then its options only (one taking a value with it: ``-n 1``) right before the ``-o``,
+# read in at most _XARGS_REACH characters.
+_XARGS_REACH = 128
+_XARGS_OPTIONS = re.compile(
+    r"""(?<![^\s;|&(`"'/])xargs(?:[ \t]++-(?:[adEILnPs][ \t]++[^\s-]\S*+|\S++))*+[ \t]++\Z"""
+)
+
+
+def _an_output_file(text: str, word_start: int, tool: str) -> bool:
+    """Whether the client word at ``word_start`` is the value of an output option (a file's name)."""
+    m = _AN_OUTPUT.search(text, max(0, word_start - _OUTPUT_REACH), word_start)
+    if m is None:
+        return False
+    if not text.startswith("-o", m.start()) or text[m.start() + 2] not in " \t":
+        return True
+    before = ("xargs " if tool.rsplit("/", 1)[-1] == "xargs" else "") + text[
+        max(0, m.start() - _XARGS_REACH) : m.start()
+    ]
+    return _XARGS_OPTIONS.search(before) is None
+
 
 # Scans of one client's rules over one command, each from one more of the client's words in it,
 # before the rest of the command is taken as the secret (fail closed: see _client_spans).
@@ -185,7 +206,7 @@ def cli_spans(text: str, tool: str) -> list[tuple[int, int, str]]:
         stops = [m.start() for m in COMMAND_END.finditer(text)]
         outputs = "-o" in text or "-out" in text
         for w in TOOL_WORD.finditer(text):
-            if outputs and _AN_OUTPUT.search(text, max(0, w.start() - _OUTPUT_REACH), w.start()):
+            if outputs and _an_output_file(text, w.start(), tool):
                 continue  # ``gcc -o mongo4 -pthread``: a file named like a client, no command
             i = bisect.bisect_left(stops, w.end())
             end = stops[i] if i < len(stops) else len(text)
