@@ -221,3 +221,27 @@ def test_the_start_of_a_cri_event_is_its_containers_creation_else_a_start_events
     assert event_start(started) == datetime.fromtimestamp(at // 10**9, UTC)
     started.created_at = -5  # nonsense: not known
     assert event_start(started) is None
+
+
+@pytest.mark.parametrize(
+    "value", ["None\x00", "Passive\x00", "Passive" + " " * (64 << 10)], ids=lambda v: repr(v[:12])
+)
+def test_a_sandbox_s_level_annotation_the_bounds_drop_still_opts_the_pod_out(value: str) -> None:
+    """The operator reads a level with NUL or past 64 characters as invalid, so None (it fails closed,
+    contracts/posture.read_level). Dropped by the record's bounds, it read as absent: a CRI-O pod's
+    events counted until the operator's label or list arrived."""
+    from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, opts_out
+    from stellaops_runtime.lifecycle.cri_records import VerboseFacts, sandbox_record
+    from stellaops_runtime.wire.cri import api_pb2
+
+    sandbox = api_pb2.PodSandbox(id="s" * 64, state=api_pb2.SANDBOX_READY)
+    sandbox.metadata.name, sandbox.metadata.namespace, sandbox.metadata.uid = "p", "shop", "u1"
+    sandbox.annotations[OBSERVE_LEVEL_ANNOTATION] = value
+    sandbox.annotations["other"] = "x\x00"
+    rec, problem = sandbox_record(sandbox, VerboseFacts())
+    kept = rec.pod_annotations.get(OBSERVE_LEVEL_ANNOTATION)
+    assert opts_out(kept) and "\x00" not in (kept or "") and len(kept or "") <= 64
+    assert "other" not in rec.pod_annotations and problem.startswith("2 annotations")
+    plain = api_pb2.PodSandbox(id="t" * 64, state=api_pb2.SANDBOX_READY)
+    plain.annotations[OBSERVE_LEVEL_ANNOTATION] = "Passive"
+    assert sandbox_record(plain, VerboseFacts())[0].pod_annotations == {OBSERVE_LEVEL_ANNOTATION: "Passive"}

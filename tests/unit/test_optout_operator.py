@@ -36,6 +36,7 @@ from stellaops_runtime.contracts.events import (
     ProcessInfo,
     RuntimeCallEvent,
 )
+from stellaops_runtime.contracts.posture import opts_out
 from stellaops_runtime.controller import opted_out as controller_side
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
@@ -328,14 +329,25 @@ def test_sandbox_metadata_yields_only_the_kept_annotation() -> None:
     [
         b"", b"{", b"\x00\xff", b"[" * 50_000 + b"]" * 50_000, b"[]", b'{"Version": "v2", "Metadata": {}}',
         b'{"Version": "v1", "Metadata": []}', b'{"Version": "v1", "Metadata": {"Config": "x"}}',
-        _sandbox_json("None"), _sandbox_json(["None"]), _sandbox_json({OBSERVE_LEVEL_ANNOTATION: 0}),
-        _sandbox_json({OBSERVE_LEVEL_ANNOTATION: "None\x00"}), b" " * (2 << 20), _sandbox_json({}, "v0"),
+        _sandbox_json("None"), _sandbox_json(["None"]), b" " * (2 << 20), _sandbox_json({}, "v0"),
+        _sandbox_json({OBSERVE_LEVEL_ANNOTATION: None}),
     ],
     ids=lambda v: repr(v[:30]),
 )  # fmt: skip
 def test_hostile_sandbox_metadata_says_nothing_and_never_raises(value: bytes) -> None:
     facts = sandbox_facts(_ext(value), KEPT_POD_ANNOTATIONS)
     assert facts.annotations == {}
+
+
+@pytest.mark.parametrize(
+    "value", ["None\x00", "Passive\x00", "\x00", 0, 1, True, ["Passive"], {"a": 1}], ids=repr
+)
+def test_a_present_level_the_record_cannot_keep_as_it_is_still_opts_out(value: object) -> None:
+    """The operator reads such a value as invalid, so None (contracts/posture.read_level fails closed):
+    the record must not make it absent, or the pod's events count until the label or list arrives."""
+    facts = sandbox_facts(_ext(_sandbox_json({OBSERVE_LEVEL_ANNOTATION: value})), KEPT_POD_ANNOTATIONS)
+    kept = facts.annotations.get(OBSERVE_LEVEL_ANNOTATION)
+    assert opts_out(kept) and "\x00" not in (kept or "")
 
 
 def test_hostile_extension_maps_never_raise() -> None:

@@ -162,6 +162,10 @@ _OPT_OUT = frozenset(OPT_OUT_SPELLINGS)
 # Longer than any level or spelling with room for whitespace around it: a longer value is not
 # lowered or stripped (the agent reads the value on every event), it is simply not a level.
 MAX_LEVEL_CHARS = 64
+# What the container runtime's record of a pod (lifecycle/decode.py, lifecycle/cri_records.py) keeps
+# in place of a present value it cannot keep as it is (NUL bytes, not a string, past its bounds): no
+# level, so read_level fails closed on it as on the value itself, never reading it as absent.
+UNREADABLE_LEVEL = "\ufffd"
 
 
 def parse_level(text: str) -> Posture | None:

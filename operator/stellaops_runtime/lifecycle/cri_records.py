@@ -31,6 +31,7 @@ from stellaops_runtime.contracts.lifecycle import (
     POD_NAMESPACE_LABEL,
     LifecycleEventType,
 )
+from stellaops_runtime.contracts.posture import UNREADABLE_LEVEL
 from stellaops_runtime.lifecycle.registry import CRI_KIND_LABEL, POD_UID_LABEL, ContainerRecord
 from stellaops_runtime.wire.cri import api_pb2
 
@@ -206,7 +207,10 @@ def sandbox_record(
         container_id=sandbox.id,
         namespace="",
         labels=labels,
-        pod_annotations={k: annotations[k] for k in KEPT_POD_ANNOTATIONS if k in annotations},
+        # a kept annotation the bounds dropped (NUL, too long) still opts out (UNREADABLE_LEVEL)
+        pod_annotations={
+            k: annotations.get(k, UNREADABLE_LEVEL) for k in KEPT_POD_ANNOTATIONS if k in sandbox.annotations
+        },
         status="running" if ready else "stopped",
         pid=facts.pid if ready else 0,
         cgroup_path=facts.cgroups_path,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from stellaops_runtime.contracts.posture import UNREADABLE_LEVEL
 from stellaops_runtime.wire.containerd import events_pb2, image_events_pb2, types_pb2
 
 # Payload type name -> message class, for the events the observer acts on.
@@ -214,5 +215,9 @@ def sandbox_facts(extensions: object, keep: tuple[str, ...]) -> SandboxFacts:
     annotations = config.get("annotations")
     if annotations is not None and not isinstance(annotations, dict):
         return SandboxFacts(problem="sandbox annotations are not an object")
-    kept = {k: v for k in keep if isinstance(v := (annotations or {}).get(k), str) and "\x00" not in v}
+    kept = {}
+    for k in keep:
+        v = (annotations or {}).get(k)
+        if v is not None:  # present: a value it cannot keep as it is still opts out (UNREADABLE_LEVEL)
+            kept[k] = v if isinstance(v, str) and "\x00" not in v else UNREADABLE_LEVEL
     return SandboxFacts(annotations=kept)
