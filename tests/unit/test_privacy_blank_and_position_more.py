@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from tests.linear_cost import growth
@@ -240,12 +241,24 @@ def test_another_header_with_an_escaped_blank_before_its_colon_is_kept(text: str
         ("", "xargs -o mysql -pRvXa-1m2 db"),
         ("", 'sh -c "ls | xargs -r -n 1 -o mysql -pRvXa-1m2 db"'),
         ("", "/usr/bin/xargs -0 -P 4 -o mongo -pRvXa-1m2"),
-        ("xargs", "-o mysql -pRvXa-1m2 db"),
     ],
 )
 def test_a_client_after_xargs_switch_o_loses_its_password(tool: str, text: str) -> None:
     out = _filter(text, tool)
     assert "RvXa-1m2" not in out and "-p[REDACTED]" in out, out
+
+
+def test_an_executed_xargs_switch_o_before_a_client_loses_its_password() -> None:
+    # as Tetragon gives it: the binary apart from its arguments
+    ev = RuntimeCallEvent(
+        kind=EventKind.EXEC,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=7, binary="/usr/bin/xargs", arguments="-r -o mysql -pRvXa-1m2 db"),
+    )
+    PrivacyFilter(PrivacyConfig()).apply(ev)
+    assert ev.process is not None
+    assert ev.process.arguments == "-r -o mysql -p[REDACTED] db"
 
 
 def test_an_output_file_of_a_command_xargs_runs_is_still_a_file() -> None:

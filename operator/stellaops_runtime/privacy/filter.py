@@ -305,5 +305,7 @@ class PrivacyFilter:
 
 
 def _tool(binary: str) -> str:
-    """The client name of an executed binary when it has client rules (``mysql-8.0``: mysql), else ""."""
-    return client_name(binary.rpartition("/")[2])
+    """The client name of an executed binary when it has client rules (``mysql-8.0``: mysql), else "";
+    ``xargs`` too (no rules: its ``-o`` is a switch before the command it runs, engine.py)."""
+    name = binary.rpartition("/")[2]
+    return name if name == "xargs" else client_name(name)
