@@ -137,6 +137,8 @@ class ObservationNodeWriter:
         self.record: Any = None  # the node's watch record (agent/watch_record.py), when the agent keeps one
         self.containers: Callable[[], str] | None = None  # agent/lifecycle_part.py lifecycle_state, wired
         self.containers_detail: Callable[[], str | None] | None = None  # agent/registry_detail.py, wired
+        # agent/tetragon_losses_status.py tetragon_losses, wired when tetragon.metricsUrl is set
+        self.tetragon_losses: Callable[[], tuple[bool, str, str] | None] | None = None
         self.policy_watch: PolicyLoadWatch | None = None  # agent/policy_load_gaps.py, wired
         self.root = root
         self.try_bpf = try_bpf
@@ -269,6 +271,7 @@ class ObservationNodeWriter:
             containers=self.containers() if self.containers is not None else None,
             containers_detail=self.containers_detail() if self.containers_detail is not None else None,
             agent_template=self.template,
+            tetragon_losses=self.tetragon_losses() if self.tetragon_losses is not None else None,
         )
         if self._written is not None and status["maxPosture"] != self._written.get("maxPosture"):
             log.info(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from stellaops_runtime import __version__
 from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
+from stellaops_runtime.agent.tetragon_losses_status import LOSSES_CONDITION as LOSSES
 from stellaops_runtime.contracts.crd_names import AGENT_TEMPLATE_ENV
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.contracts.redact import redact
@@ -122,6 +123,7 @@ def build_status(
     containers: str | None = None,
     agent_template: str | None = None,
     containers_detail: str | None = None,
+    tetragon_losses: tuple[bool, str, str] | None = None,
 ) -> dict[str, Any]:
     """The ObservationNode status without ``heartbeatTime`` (so two polls compare equal).
 
@@ -137,6 +139,8 @@ def build_status(
     condition's transition, kept while it lasts). ``agent_template``: which
     rollout of its RuntimeObserver's pod template the agent runs (:func:`agent_template`), written as
     ``agentTemplate`` so the operator can tell an older agent's report from this one's.
+    ``tetragon_losses``: (known, reason, message) of ``TetragonLossesKnown``
+    (agent/tetragon_losses_status.py); None: none written (one written before is removed).
     """
     found, max_posture, max_why = working_source(
         capabilities=capabilities, tetragon=tetragon, stream_connected=stream_connected, native=native
@@ -179,6 +183,11 @@ def build_status(
         existing = [
             c for c in existing or () if not (isinstance(c, dict) and c.get("type") == EXPORT_CONDITION)
         ]
+    if tetragon_losses is not None:
+        known, reason, message = tetragon_losses
+        new.append(condition(type=LOSSES, status=known, reason=reason, message=message, generation=None))
+    else:
+        existing = [c for c in existing or () if not (isinstance(c, dict) and c.get("type") == LOSSES)]
     status: dict[str, Any] = {
         "agentVersion": __version__,
         "source": found,

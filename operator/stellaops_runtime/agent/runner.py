@@ -153,6 +153,10 @@ class Agent(Draining):
         self.outages = OutageMarker(self.source, pipeline=self.pipeline, in_pipeline=self.in_pipeline)
         # Tetragon's own drop counters rising are gaps too (sources/tetragon_metrics.py).
         self.outages.drops = self._poller
+        if self.node_status is not None and self._poller is not None:  # its TetragonLossesKnown condition
+            from stellaops_runtime.agent.tetragon_losses_status import tetragon_losses
+
+            self.node_status.tetragon_losses = lambda: tetragon_losses(self._poller, self.source)
         if self.node_status is not None and self.outages.enabled:  # our policies not loaded yet: gaps too
             self.node_status.policy_watch = self.outages.policies = PolicyLoadWatch(start_ns=time.time_ns())
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too

@@ -40,6 +40,7 @@ from stellaops_runtime.controller.rollout import parse_time
 BACKING_CONDITION = "NotObservedBacked"
 CONTAINERS = "ContainersKnown"
 EXPORT = "ExportPositionRecorded"
+LOSSES = "TetragonLossesKnown"  # agent/tetragon_losses_status.py: Tetragon's metrics unreadable
 TRANSIENT = "RegistryNotInSync"
 NAMED = 3  # node names shown per reason
 GROUPS = 4  # reasons spelled out in the message (agents write the reasons: a hostile one may vary them)
@@ -62,6 +63,14 @@ _REMEDIES: tuple[tuple[str, str, str], ...] = (
         CONTAINERS,
         "LifecycleDisabled",
         "the agent runs with lifecycle.enabled: false, so a container that sent no event is not counted",
+    ),
+    (
+        LOSSES,
+        "MetricsUnreadable",
+        "the agent cannot read Tetragon's metrics (spec.tetragon.metricsUrl), so what Tetragon loses is "
+        "unknown and the node's time is a gap: every answer there is unknown; make the endpoint "
+        "reachable from the agent pods (Tetragon's metrics on, port 2112 open to the node's address) or "
+        'set spec.tetragon.metricsUrl to ""',
     ),
     (
         CONTAINERS,
@@ -113,17 +122,22 @@ class Backing:
 def node_problem(status: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """``(condition type, reason)`` of what keeps this node's agent from backing "not observed", or None.
 
-    Export first (nothing stored at all), then containers. A condition that is there but not True
-    (False, Unknown, malformed) is a problem; its reason is kept as written (``Unknown`` if none).
+    Export first (nothing stored at all), then containers, then Tetragon's losses. A condition that
+    is there but not True (False, Unknown, malformed) is a problem; its reason is kept as written
+    (``Unknown`` if none).
     """
     conditions = (status or {}).get("conditions")
     if not isinstance(conditions, list):
         return None
     found: dict[str, Mapping[str, Any]] = {}
     for c in conditions:
-        if isinstance(c, Mapping) and c.get("type") in (EXPORT, CONTAINERS) and c["type"] not in found:
+        if (
+            isinstance(c, Mapping)
+            and c.get("type") in (EXPORT, CONTAINERS, LOSSES)
+            and c["type"] not in found
+        ):
             found[str(c["type"])] = c
-    for kind in (EXPORT, CONTAINERS):
+    for kind in (EXPORT, CONTAINERS, LOSSES):
         c = found.get(kind)
         if c is not None and c.get("status") != "True":
             reason = c.get("reason")
