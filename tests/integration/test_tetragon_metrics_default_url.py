@@ -91,7 +91,7 @@ async def test_the_agent_reads_tetragon_s_drops_through_the_node_ip(tmp_path: Pa
     async with Exporter(f"{OVER} 5\n") as ex:
         port = ex.url.rsplit(":", 1)[1].split("/")[0]
         monkeypatch.setenv("NODE_IP", "127.0.0.1")
-        agent = _agent(tmp_path, f"http://$(NODE_IP):{port}/metrics")
+        agent = metrics_agent(tmp_path, f"http://$(NODE_IP):{port}/metrics")
         poller = agent._poller
         assert poller is not None and poller.url == ex.url
         await poller.scrape_once()
@@ -107,7 +107,7 @@ async def test_the_agent_reads_tetragon_s_drops_through_the_node_ip(tmp_path: Pa
 async def test_scrapes_failing_for_longer_than_an_interval_are_a_gap(tmp_path: Path) -> None:
     async with Exporter(f"{OVER} 5\n") as ex:
         url = ex.url
-        agent = _agent(tmp_path, url)
+        agent = metrics_agent(tmp_path, url)
         poller = agent._poller
         assert poller is not None
         await poller.scrape_once()
@@ -171,7 +171,7 @@ async def test_while_the_native_probes_watch_tetragon_s_silence_is_no_gap(tmp_pa
         mode = "bcc"
 
     assert unknown_counts(object()) is True  # Tetragon's own source (gRPC, or its export file)
-    agent = _agent(tmp_path, "http://127.0.0.1:1/metrics")  # nothing listens on port 1
+    agent = metrics_agent(tmp_path, "http://127.0.0.1:1/metrics")  # nothing listens on port 1
     poller = agent._poller
     assert poller is not None
     switch = Switch()
@@ -202,7 +202,7 @@ async def test_tetragon_s_losses_before_the_switch_to_the_probes_stay_a_gap(tmp_
         mode = "tetragon"
 
     async with Exporter(f"{OVER} 5\n") as ex:
-        agent = _agent(tmp_path, ex.url)
+        agent = metrics_agent(tmp_path, ex.url)
         poller = agent._poller
         assert poller is not None
         switch = Switch()
@@ -237,12 +237,15 @@ def test_a_scrape_after_the_bcc_time_counts_from_its_end() -> None:
     assert p.take() == [(200, 230, 7)]
 
 
-def _agent(tmp_path: Path, url: str) -> Agent:
+def metrics_agent(tmp_path: Path, url: str, *, observation_node: bool = False) -> Agent:
+    """A real agent on Tetragon's export file scraping ``url``, storing into SQLite under ``tmp_path``
+    (``observation_node``: with its ObservationNode writer, not run; test_tetragon_losses_status.py)."""
     doc: dict[str, Any] = {
         "tetragon": {"exportFile": str(tmp_path / "tetragon.log"), "metricsUrl": url},
         "symbols": {"enabled": False},
         "attribution": {"enabled": False},
         "lifecycle": {"enabled": False},
+        "observationNode": {"enabled": observation_node},
         "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool")},
     }
     return Agent(parse_config(doc), node_name="n1")

@@ -16,8 +16,8 @@ from typing import Any
 from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo
 from stellaops_runtime.agent.observation_status import build_status
 from stellaops_runtime.agent.runner import Agent
-from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.controller.node_backing import fold_fresh
+from tests.integration.test_tetragon_metrics_default_url import metrics_agent
 
 UP = TetragonInfo(address="unix:///t.sock", reachable=True, version="v1.7.0")
 CAPS = Capabilities(
@@ -25,18 +25,6 @@ CAPS = Capabilities(
     kprobes=True, usdt=True, ring_buffer=True, tetragon=UP,
 )  # fmt: skip
 URL = "http://stella:hunter2@127.0.0.1:1/metrics"  # nothing listens on port 1
-
-
-def _agent(tmp_path: Path, url: str) -> Agent:
-    doc: dict[str, Any] = {
-        "tetragon": {"exportFile": str(tmp_path / "tetragon.log"), "metricsUrl": url},
-        "symbols": {"enabled": False},
-        "attribution": {"enabled": False},
-        "lifecycle": {"enabled": False},
-        "observationNode": {"enabled": True},
-        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool")},
-    }
-    return Agent(parse_config(doc), node_name="n1")
 
 
 def _status(agent: Agent, existing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -54,7 +42,7 @@ def _losses(status: dict[str, Any]) -> dict[str, Any] | None:
 
 
 async def test_an_unreadable_metrics_endpoint_is_said_in_the_node_and_observer_status(tmp_path: Path) -> None:
-    agent = _agent(tmp_path, URL)
+    agent = metrics_agent(tmp_path, URL, observation_node=True)
     poller = agent._poller
     assert poller is not None
     await poller.scrape_once()
@@ -67,7 +55,10 @@ async def test_an_unreadable_metrics_endpoint_is_said_in_the_node_and_observer_s
     assert "127.0.0.1:1/metrics" in c["message"] and 'metricsUrl to ""' in c["message"]
     assert "hunter2" not in str(status)  # conditions are readable cluster-wide
     # the RuntimeObserver: its NotObservedBacked names the node and what to do
-    backing = fold_fresh([("n1", status), ("n2", _status(_agent(tmp_path / "b", "")))], generation=3)
+    backing = fold_fresh(
+        [("n1", status), ("n2", _status(metrics_agent(tmp_path / "b", "", observation_node=True)))],
+        generation=3,
+    )
     assert backing.condition["status"] == "False" and backing.condition["reason"] == "MetricsUnreadable"
     assert "1 of 2 fresh node(s)" in backing.condition["message"] and "(n1)" in backing.condition["message"]
     assert backing.state == "Degraded"
@@ -78,7 +69,7 @@ async def test_an_unreadable_metrics_endpoint_is_said_in_the_node_and_observer_s
 
 
 def test_without_a_metrics_url_no_condition_and_an_old_one_is_taken_away(tmp_path: Path) -> None:
-    agent = _agent(tmp_path, "")
+    agent = metrics_agent(tmp_path, "", observation_node=True)
     assert agent.node_status is not None and agent.node_status.tetragon_losses is None
     old = {"type": "TetragonLossesKnown", "status": "False", "reason": "MetricsUnreadable", "message": "x"}
     assert _losses(_status(agent, [old])) is None  # an earlier agent's would stay stale
