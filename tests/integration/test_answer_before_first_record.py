@@ -78,3 +78,23 @@ def test_a_period_reaching_before_the_first_record_or_past_retention_is_unknown(
         "not_observed",
         rfc3339(midnight(32) + dt.timedelta(hours=9)),
     )
+
+
+def test_one_row_stamped_before_2020_does_not_move_the_first_record(url: str) -> None:
+    """A node whose clock read 1970 (or any row before 2020, validate.MIN_EVENT_NS, no event's time) wrote
+    one window of another image: the store's first record was taken from it, so over 40 recorded days
+    ``--since`` 60 days ago said "not observed" again, for every image. Seen failing before the fix
+    (exit 1, not_observed); such rows are clock trouble, not the day the store's records start."""
+    windows = [
+        ObservationWindow(IMG, "node-1", datetime_to_ns(midnight(d) + dt.timedelta(hours=9)), 5,
+                          Posture.EBPF_DEEP, 60, "tetragon")
+        for d in range(40)
+    ]  # fmt: skip
+    windows.append(ObservationWindow("sha256:" + "e" * 64, "node-2", 0, 1, Posture.EBPF_DEEP, 60, "tetragon"))
+    with open_store(url) as s:
+        s.write([], windows)
+    code, doc = observed(url, "--since", rfc3339(midnight(60)))
+    assert (code, doc["answer"]) == (3, "unknown"), doc  # was (1, "not_observed")
+    assert rfc3339(midnight(39) + dt.timedelta(hours=9)) in doc["reason"], doc["reason"]
+    code, doc = observed(url, "--since", rfc3339(midnight(39)))
+    assert (code, doc["answer"]) == (1, "not_observed"), doc

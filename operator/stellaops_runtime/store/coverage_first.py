@@ -10,7 +10,9 @@ A period asked about (``query observed --since``) that starts before that UTC da
 (tests/integration/test_answer_before_first_record.py). Days are the unit, as for the watched
 days: retention removes whole days, and a real first agent's start day is a gap already
 (tests/e2e/test_first_agent_window.py), so a period from the first day's midnight on keeps its
-answer.
+answer. A row stamped before 2020 (``RECORDS_FROM``, adapter/validate.py ``MIN_EVENT_NS``: no
+event's time is, the agent restamps such times) is clock trouble, not where the records start: one
+such row of any image would otherwise take the rule away from every answer.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import sqlalchemy as sa
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 
+# adapter/validate.py MIN_EVENT_NS (2020-01-01): earlier rows are clock trouble, not the first record
+RECORDS_FROM = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
 
 def _utc(value: Any) -> dt.datetime:
     if isinstance(value, str):
@@ -33,8 +38,10 @@ def _utc(value: Any) -> dt.datetime:
 
 def first_record(conn: sa.Connection) -> dt.datetime | None:
     """The earliest ``window_start`` of any ``observation_windows`` row, in UTC; None on an empty
-    store. Read through the index on ``window_start`` (migration 0007)."""
-    value = conn.execute(sa.select(sa.func.min(observation_windows.c.window_start))).scalar()
+    store. Rows before :data:`RECORDS_FROM` are left out (clock trouble). Read through the index on
+    ``window_start`` (migration 0007)."""
+    start = observation_windows.c.window_start
+    value = conn.execute(sa.select(sa.func.min(start)).where(start >= RECORDS_FROM)).scalar()
     return None if value is None else _utc(value)
 
 
