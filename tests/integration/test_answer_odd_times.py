@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from tests.integration.test_vex import (
     IMG,
     OPENVEX,
     ROOT,
     VULNS,
+    S,
     by_vuln,
     delta,
     store,
@@ -36,6 +39,14 @@ def observed(url: str, function: str, *extra: str) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
          "--image", IMG, "--function", function, "--json", *extra],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+
+
+def evidence(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "evidence", "--store", url, "--image", IMG,
+         "--purl", "pkg:deb/debian/zlib1g", "--function", "inflate", "--json"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
 
@@ -75,3 +86,28 @@ def test_a_vex_window_reaching_before_year_one_is_not_fully_watched(
     OPENVEX.validate(doc)
     never = by_vuln(doc)["CVE-NEVER"]
     assert never["status"] == "under_investigation" and "not watched gap-free" in never["status_notes"]
+
+
+def test_a_window_stamped_on_the_calendar_s_last_day_does_not_block_every_answer(
+    url: str, tmp_path: Path
+) -> None:
+    """One row stamped 9999-12-31T23:59:30 (60 s: it would end past the calendar) made every answer about
+    the image (query observed, evidence, witness sign, vex) an internal error, exit 2: its end and the day
+    after it overflowed (store/coverage.py ``last_end``, store/coverage_unseen.py). Seen failing before
+    the fix (exit 2, OverflowError). Now they are answered; the VEX window
+    is the 30 days up to the last day before now, as without that row."""
+    end = 253_402_300_770 * S  # 9999-12-31T23:59:30Z
+    with open_store(url) as s:
+        s.write([delta("crc32", 3, 12)], watched(range(40)))
+        s.write([], [ObservationWindow(IMG, "node-1", end, 9, Posture.EBPF_DEEP, 60, "tetragon")])
+    r = observed(url, "inflate")
+    assert r.returncode in (1, 3) and "Traceback" not in r.stderr, r.stderr
+    assert json.loads(r.stdout)["coverage"]["end"] == "9999-12-31T23:59:59.999999Z", r.stdout
+    r = vex_cli(tmp_path, url, VULNS)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    OPENVEX.validate(doc)
+    never = by_vuln(doc)["CVE-NEVER"]  # its window ends on the last day before now, as without that row
+    assert never["status"] == "not_affected" and "window 2026-06-11..2026-07-10" in never["status_notes"]
+    r = evidence(url)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr  # 1: not observed, answered

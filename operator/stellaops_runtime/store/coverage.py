@@ -68,6 +68,9 @@ NOT_OBSERVED = "not_observed"
 UNKNOWN = "unknown"
 
 
+_LAST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class WindowGroup:
     """Observation windows of one image on one node with the same posture, length and source."""
@@ -90,6 +93,10 @@ class WindowGroup:
 
     @property
     def last_end(self) -> dt.datetime:
+        """The end of the last window; the calendar's last moment for a window that would end past it
+        (a row stamped 9999-12-31: it would overflow, and fail every answer about the image)."""
+        if self.last_start >= _LAST - dt.timedelta(seconds=self.seconds):
+            return _LAST
         return self.last_start + dt.timedelta(seconds=self.seconds)
 
     @property

@@ -42,6 +42,7 @@ from stellaops_runtime.store.watched_sql import (
 )
 
 MAX_NAMED = 20  # unseen (node, day)s named in an answer's reason; the JSON lists them all
+_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,12 @@ def image_unseen(
         return []
     days = sorted({d for _, d in in_period})  # the whole UTC days those windows start on
     first = dt.datetime.combine(days[0], dt.time(), dt.UTC)
-    last = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
+    # the day after the last; none after 9999-12-31 (a row stamped then: no overflow, no exit 2)
+    last = (
+        []
+        if days[-1] == dt.date.max
+        else [o.window_start < dt.datetime.combine(days[-1] + _DAY, dt.time(), dt.UTC)]
+    )
     level = seen_level(conn, observation_windows)
     marked: sa.ColumnElement[Any] = (
         unwatched_windows(conn, observation_windows) if has_rule_column(conn) else sa.literal(0)
@@ -123,7 +129,7 @@ def image_unseen(
     highest = sa.func.max(sa.case((coverage, level))).label("top")
     stmt = (
         sa.select(o.node_name, day, highest, marked.label("marks"))
-        .where(image_rows, o.window_start >= first, o.window_start < last)
+        .where(image_rows, o.window_start >= first, *last)
         .group_by(o.node_name, day)
     )
     tops = {
