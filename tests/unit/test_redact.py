@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import make_url
 
@@ -275,14 +275,16 @@ async def test_a_failed_metrics_scrape_masks_the_url_token(caplog: pytest.LogCap
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     caplog.set_level(logging.DEBUG, logger="stellaops_runtime.sources.tetragon_metrics")
     try:
-        poller = TetragonMetricsPoller(f"http://127.0.0.1:{port}/metrics?token=s3cret")
-        async with ClientSession() as session:
-            await poller.scrape_once(session)
+        poller = TetragonMetricsPoller(f"http://stella:pa55word@127.0.0.1:{port}/metrics?token=s3cret")
+        await poller.scrape_once()
+        await poller.scrape_once()  # the second failure: the warning that the time is a gap
     finally:
         await runner.cleanup()
-    assert poller.stats.scrape_errors == 1
+    assert poller.stats.scrape_errors == 2
     assert "500" in poller.stats.last_error and "s3cret" not in poller.stats.last_error
-    assert "s3cret" not in caplog.text and f"127.0.0.1:{port}/metrics?token=***" in caplog.text
+    assert "cannot read Tetragon's metrics" in caplog.text
+    assert "s3cret" not in caplog.text and "pa55word" not in caplog.text
+    assert f"127.0.0.1:{port}/metrics?token=***" in caplog.text
 
 
 def test_the_observation_node_status_masks_the_tetragon_address() -> None:
