@@ -250,3 +250,46 @@ async def test_the_pods_are_capped_and_told_the_object_is_being_deleted(
         cap = reconciler._apply_caps.get((POLICY_KIND, NS, "web"))
         assert cap is not None and cap[0] < Posture.ACTIVE_TRACING, cap
         assert f"{TP} is being deleted" in cap[1] and "could not be applied" not in cap[1], cap[1]
+
+
+async def test_a_patch_answered_with_the_deletion_is_not_counted_as_applied(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Deleted between kopf's index copy and the operator's patch: the API server applies the patch
+    and answers with the object marked deleted. That answer was counted as applied (a status Ready
+    on an object about to go, until the deletion's event came)."""
+    import copy
+
+    from stellaops_runtime.controller.reconcile import (
+        INDEX_NAMESPACES,
+        INDEX_OWNED,
+        INDEX_POLICIES,
+        Reconciler,
+    )
+    from stellaops_runtime.controller.state import obj_key
+
+    async with Cluster(tmp_path_factory.mktemp("kube")) as cluster:
+        await cluster.create(obj("v1", "Namespace", NS))
+        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
+        reconciler = Reconciler(kube=cluster.kube)
+        owned: dict[Any, list[dict[str, Any]]] = {}
+        reconciler.bind(
+            {
+                INDEX_POLICIES: {(POLICY_KIND, NS, "web"): [policy]},
+                INDEX_NAMESPACES: {NS: [{}]},
+                INDEX_OWNED: owned,
+            }
+        )
+        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        stale = copy.deepcopy(_tp(cluster))
+        stale["spec"] = {"kprobes": []}  # a drift the index shows: the operator patches it
+        owned[obj_key(stale)] = [stale]  # kopf's copy from before the deletion
+        await cluster.patch(r.TRACING_POLICIES_NAMESPACED, TP, HOLD, namespace=NS)
+        await cluster.delete(r.TRACING_POLICIES_NAMESPACED, TP, namespace=NS)
+        going = _tp(cluster)["metadata"]["resourceVersion"]
+        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        assert _tp(cluster)["metadata"]["resourceVersion"] != going, "the race: it was patched"
+        _gen, state, reason, message = _policy(cluster)
+        assert (state, reason) == ("Progressing", WAITING_FOR_DELETION), f"{state} {reason}: {message}"
+        cap = reconciler._apply_caps.get((POLICY_KIND, NS, "web"))
+        assert cap is not None and "being deleted" in cap[1], cap

@@ -21,7 +21,8 @@ another's is refused (``NotOwnedError``).
 An object of ours that is being deleted (``deletionTimestamp`` set, a finalizer pending: a
 foreground deletion, another controller's finalizer) is not written to and not applied: ``apply``
 raises ``TerminatingError`` (nothing written) and the owner's status says so (reason
-``WaitingForDeletion``), where it used to patch it and count it as applied until it went. Its
+``WaitingForDeletion``), where it used to patch it and count it as applied until it went; so does
+a patch answered with the object marked deleted (deleted after the copy the operator read). Its
 DELETED event reconciles the owner, which creates it again
 (tests/integration/test_owned_terminating.py, tests/realkube/test_owned_terminating_real.py).
 """
@@ -102,7 +103,8 @@ class OwnedWriter(ReconcilerState):
         """Create or patch one owned object; "created", "patched" or "unchanged".
 
         Raises NotOwnedError (nothing written) when an object of that name exists and is not ours,
-        TerminatingError (nothing written) when it is ours and being deleted.
+        TerminatingError when it is ours and being deleted (nothing written; unless it was deleted
+        after the copy we read, the patch's answer then showing it going).
         """
         res = resource_for(str(desired["apiVersion"]), str(desired["kind"]))
         key = obj_key(desired)
@@ -173,6 +175,11 @@ class OwnedWriter(ReconcilerState):
         if "spec" in patch:  # a new version of a name the nodes may list already (rollout.fold_rollout)
             self._spec_written[key] = written
         log.info("%s %s/%s differed from its rendering: patched", desired["kind"], namespace or "", name)
+        answered = body.get("metadata") if isinstance(body, Mapping) else None
+        if isinstance(answered, Mapping) and answered.get("deletionTimestamp"):
+            # Deleted between the copy read and the patch: written, but going all the same
+            # (tests/integration/test_owned_terminating.py).
+            raise TerminatingError(kind=key[1], namespace=namespace, name=name, meta=answered)
         return "patched"
 
     async def delete_owned(self, key: ObjKey, owner: Owner) -> bool:
