@@ -22,6 +22,7 @@ from stellaops_runtime.agent.observation_status import CONTAINERS_STATES, build_
 from stellaops_runtime.controller.heartbeats import Heartbeats
 from stellaops_runtime.controller.node_backing import (
     BACKING_CONDITION,
+    GROUPS,
     fold_backing,
     node_problem,
     outdated,
@@ -37,7 +38,9 @@ CAPS = Capabilities(
 DECIDED = {"in_sync": None, "not_in_sync": "Progressing", "no_runtime_socket": "Degraded", "off": "Degraded"}
 
 
-def status(containers: str | None, *, held: bool | None = None) -> dict[str, Any]:
+def status(
+    containers: str | None, *, held: bool | None = None, losses: tuple[bool, str, str] | None = None
+) -> dict[str, Any]:
     record = None
     if held is not None:
         record = SimpleNamespace(
@@ -46,6 +49,7 @@ def status(containers: str | None, *, held: bool | None = None) -> dict[str, Any
     return build_status(
         capabilities=CAPS, tetragon=UP, source="tetragon", policies=[], existing_conditions=None,
         now="2026-12-05T10:00:00Z", containers=containers, export_position=export_position(record),
+        tetragon_losses=losses,
     )  # fmt: skip
 
 
@@ -121,7 +125,7 @@ def test_operator_md_rows_and_example_are_what_the_fold_writes() -> None:
     assert reasons == {
         "AgentsBackNotObserved", "WatchRecordUnwritable", "NoRuntimeSocket", "LifecycleDisabled",
         "RegistryNotInSync", "<type>NotTrue", "NoNodeReports", "AgentsRollingOut", "AgentReportOutdated",
-        "AgentReportsStale",
+        "AgentReportsStale", "MetricsUnreadable",
     }  # fmt: skip
     apart = (
         "AgentReportsStale",
@@ -137,10 +141,17 @@ def test_operator_md_rows_and_example_are_what_the_fold_writes() -> None:
             (f"n{i}", status(s, held=s == "held"))
             for i, s in enumerate(("off", "not_in_sync", "no_runtime_socket"))
         ]
-        + [("n9", status("in_sync", held=True))],
+        + [("n9", status("in_sync", held=True))]
+        + [("n8", status("in_sync", losses=(False, "MetricsUnreadable", "x")))],
         generation=1,
     )
-    assert re.findall(r"(?:ContainersKnown|ExportPositionRecorded) (\w+) on \d+ \(", got.summary) == order
+    kinds = "ContainersKnown|ExportPositionRecorded|TetragonLossesKnown"
+    assert re.findall(rf"(?:{kinds}) (\w+) on \d+ \(", got.summary) == order[:GROUPS]  # the rest counted
+    last = fold_backing(
+        [("n1", status("not_in_sync")), ("n2", status("in_sync", losses=(False, "MetricsUnreadable", "x")))],
+        generation=1,
+    )
+    assert re.findall(rf"(?:{kinds}) (\w+) on \d+ \(", last.summary) == order[GROUPS - 1 :]
     example = fold_backing(
         [("node-a", status("no_runtime_socket")), ("node-b", status("in_sync"))], generation=1
     )
