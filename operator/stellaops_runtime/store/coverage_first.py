@@ -18,22 +18,15 @@ such row of any image would otherwise take the rule away from every answer.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.store.coverage_windows import as_utc
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import observation_windows
 
 # adapter/validate.py MIN_EVENT_NS (2020-01-01): earlier rows are clock trouble, not the first record
 RECORDS_FROM = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-
-
-def _utc(value: Any) -> dt.datetime:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def first_record(conn: sa.Connection) -> dt.datetime | None:
@@ -42,7 +35,7 @@ def first_record(conn: sa.Connection) -> dt.datetime | None:
     ``window_start`` (migration 0007)."""
     start = observation_windows.c.window_start
     value = conn.execute(sa.select(sa.func.min(start)).where(start >= RECORDS_FROM)).scalar()
-    return None if value is None else _utc(value)
+    return None if value is None else as_utc(value)
 
 
 def first_day(recorded_from: dt.datetime) -> dt.datetime:
