@@ -56,6 +56,22 @@ def test_a_counter_that_went_down_is_tetragon_started_over() -> None:
     assert p.take() == [(25 * S, 55 * S, 904)]  # the two spans touch: joined
 
 
+def test_a_restart_with_nothing_counted_since_leaves_the_time_before_it_unknown() -> None:
+    """Review RTM: Tetragon overloaded (its ring buffer overflowing) then restarted (OOM-killed): the
+    losses it counted after the earlier scrape died with its counters, and a restarted Tetragon that
+    lost nothing since reads 0. That span was no gap, so a call it dropped just before dying could
+    read as watched. Now a counter that went down makes the span unknown (a node-wide gap with no
+    count, handed out by take_unknown), also when nothing was lost since the restart."""
+    p = TetragonMetricsPoller("http://unused")
+    p.note(_drops(overflowed=500), 10 * S)
+    p.note(_drops(overflowed=0), 25 * S, 24 * S)
+    assert p.take() == []  # no count to carry
+    assert p.take_unknown(26 * S) == (10 * S, 25 * S)
+    assert p.take_unknown(27 * S) is None
+    p.note(_drops(overflowed=0), 40 * S)  # nothing went down: no span
+    assert p.take_unknown(41 * S) is None
+
+
 def test_spans_given_back_come_first_and_the_list_is_bounded(monkeypatch) -> None:
     from stellaops_runtime.sources import tetragon_metrics
 

@@ -287,11 +287,14 @@ class TetragonMetricsPoller:
                 return  # counted before this agent: cannot be placed in time
             last = (self._first_failed, {})  # tries failed since: all it counts may fall after the first
         since, before = last
-        lost = 0.0
+        lost, reset = 0.0, False
         for k, v in drops.items():
             was = before.get(k, 0.0)
             lost += v - was if v >= was else v  # went down: Tetragon started over, v lost since
+            reset = reset or v < was
         if lost <= 0:
+            if reset:  # what it lost before its restart died with its counters: unknown (review RTM)
+                self.give_back_unknown((since, now_ns))
             return
         self.stats.drop_spans += 1
         count = max(1, int(lost))
