@@ -75,8 +75,8 @@ def _probe_loads_left(config: AgentConfig) -> bool:
 
 
 def make_poller(config: AgentConfig) -> TetragonMetricsPoller | None:
-    """Tetragon's metrics poller, when ``tetragon.metricsUrl`` is set (``$(NAME)`` in it expanded from
-    the environment: the operator's ``$(NODE_IP)``)."""
+    """Tetragon's metrics poller, when ``tetragon.metricsUrl`` is set (the operator's ``$(NODE_IP)``
+    in it expanded from the environment; no other name)."""
     url = config.tetragon.metrics_url
     if not url:
         return None

@@ -33,7 +33,8 @@ that span out, up to now, on every tick of the outage marker, a node-wide gap un
 answers again (tests/integration/test_tetragon_metrics_default_url.py). One failed scrape alone
 is not: the next good one still compares its counters with the last good one.
 
-The URL may name environment variables as ``$(NAME)`` (:func:`expand_url`): the operator renders
+The URL may name the node's address as ``$(NODE_IP)`` (:func:`expand_url`; no other variable of
+the agent's environment, which holds the store's password, is expanded): the operator renders
 ``http://$(NODE_IP):2112/metrics`` and the pod's ``NODE_IP`` from the downward API
 (``status.hostIP``): Tetragon's metrics server listens on the node's network, not in the agent
 pod's, so ``localhost`` there is not Tetragon.
@@ -62,6 +63,7 @@ from urllib.parse import unquote, urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stellaops_runtime.contracts.crd_names import NODE_IP_ENV
 from stellaops_runtime.contracts.redact import redact, redact_error
 
 log = logging.getLogger(__name__)
@@ -82,16 +84,30 @@ WATCHED = {
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
+# The only names expanded: those the operator renders into the URL. Any other variable of the
+# agent's environment stays as written: STELLA_RUNTIME_STORE holds the store's password, and a URL
+# naming it would send it to the URL's server (tests/integration/test_tetragon_metrics_url_env.py).
+EXPANDED_NAMES = frozenset({NODE_IP_ENV})
+
+
 def expand_url(url: str, env: Mapping[str, str] | None = None) -> str:
-    """``$(NAME)`` replaced by the environment's value, as Kubernetes expands a container's
+    """``$(NODE_IP)`` replaced by the environment's value, as Kubernetes expands a container's
     arguments: ``$$`` is a literal ``$``, an unset name stays as written (the scrape then fails,
     which :meth:`TetragonMetricsPoller.take_unknown` makes a gap). An IPv6 address not already in
-    brackets gets them (``status.hostIP`` on an IPv6 node)."""
+    brackets gets them (``status.hostIP`` on an IPv6 node). A name not in :data:`EXPANDED_NAMES`
+    is kept as written, with a warning naming it (never its value)."""
     env = os.environ if env is None else env
 
     def one(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
+        if m.group(1) not in EXPANDED_NAMES:
+            log.warning(
+                "tetragon.metricsUrl: $(%s) kept as written: only %s are expanded",
+                m.group(1),
+                ", ".join(f"$({n})" for n in sorted(EXPANDED_NAMES)),
+            )
+            return m.group(0)
         value = env.get(m.group(1))
         if value is None:
             return m.group(0)
