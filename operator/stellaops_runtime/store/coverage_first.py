@@ -21,8 +21,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from stellaops_runtime.store.coverage_windows import as_utc
-from stellaops_runtime.store.queries import rfc3339
+from stellaops_runtime.store.queries import _as_utc, rfc3339
 from stellaops_runtime.store.schema import observation_windows
 
 # adapter/validate.py MIN_EVENT_NS (2020-01-01): earlier rows are clock trouble, not the first record
@@ -35,7 +34,7 @@ def first_record(conn: sa.Connection) -> dt.datetime | None:
     ``window_start`` (migration 0007)."""
     start = observation_windows.c.window_start
     value = conn.execute(sa.select(sa.func.min(start)).where(start >= RECORDS_FROM)).scalar()
-    return None if value is None else as_utc(value)
+    return None if value is None else _as_utc(value)
 
 
 def first_day(recorded_from: dt.datetime) -> dt.datetime:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank
 from stellaops_runtime.store.exact_sum import exact_sum
+from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import (
     has_posture_columns,
@@ -130,8 +131,8 @@ def _groups(
                     posture=posture,
                     seconds=int(r.window_seconds or 0),
                     source=normal_sources(r.source or ""),
-                    first_start=as_utc(r.first_start),
-                    last_start=as_utc(r.last_start),
+                    first_start=_as_utc(r.first_start),
+                    last_start=_as_utc(r.last_start),
                     windows=int(r.windows),
                     event_count=int(r.events or 0),
                     recorded=recorded if higher and r.evidenced_level is None else None,
@@ -139,13 +140,6 @@ def _groups(
                 )
             )
     return out
-
-
-def as_utc(value: Any) -> dt.datetime:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def image_windows(
