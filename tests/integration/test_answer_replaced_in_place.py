@@ -11,6 +11,7 @@ neither, and said ``not_observed`` about a function that ran and a tail nobody p
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.host_tails import host_tails
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
-from tests.cli_run import cli_json
+from tests.cli_run import cli_in_process, cli_json
 from tests.integration.test_probed_in_part_stripped import PROGRAM
 from tests.integration.test_vex import DAY, T0, S
 
@@ -158,3 +159,41 @@ def test_a_new_version_s_function_is_unknown_when_its_path_held_another_version(
     assert (code, doc["answer"]) == (0, "observed"), doc
     code, doc = cli_json(*ask, "pkg:deb/debian/zlib1g@1:1.3.dfsg-3", "--function", "deflate")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_a_new_version_s_function_in_another_of_its_files_is_unknown(url: str) -> None:
+    """A package of two files upgraded in place (libssl3: libssl.so.3 and libcrypto.so.3). Every
+    call of 3.0.15 merged into 3.0.11's rows but one function of libcrypto first called after the
+    upgrade, so the new version is stored at libcrypto's path only, and SSL_read's calls of 3.0.15
+    lie in 3.0.11's row at libssl's path, which no row of 3.0.15 shares. Seen failing before the
+    fix: not_observed (exit 1), the doubt looking only at the paths the asked version is stored at.
+    A package's files are upgraded together: a path shared with another version brings that
+    version's other paths. Another version never sharing a path (a Go module of two versions in two
+    binaries) is no replacement: its calls keep the asked version's "no". SQLite and PostgreSQL."""
+    img = "sha256:" + "3d" * 32
+    ssl, crypto = "/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"
+    v1, v2 = "pkg:deb/debian/libssl3@3.0.11-1?arch=amd64", "pkg:deb/debian/libssl3@3.0.15-1?arch=amd64"
+    g1, g2 = "pkg:golang/golang.org/x/net@v0.17.0", "pkg:golang/golang.org/x/net@v0.23.0"
+    with open_store(url) as s:
+        early, late = T0 + 2 * DAY, T0 + 9 * DAY
+        s.write(
+            [
+                _delta(ssl, "SSL_read", 5, early, "a1" * 20, v1, img),
+                _delta(crypto, "EVP_DigestInit", 5, early, "a2" * 20, v1, img),
+                _delta("/app/a", "golang.org/x/net/html.Parse", 2, early, "a3" * 20, g2, img),
+                _delta("/app/b", "golang.org/x/net/http2.NewFramer", 2, early, "a4" * 20, g1, img),
+            ],
+            _windows(img),
+        )
+        s.write([_delta(ssl, "SSL_read", 4, late, "b1" * 20, v2, img)], [])  # into 3.0.11's row
+        s.write([_delta(crypto, "EVP_DigestFinal", 1, late, "b2" * 20, v2, img)], [])  # 3.0.15's only
+    ask = ("query", "observed", "--image", img, "--store", url, "--json", "--purl")
+    code, doc = cli_json(*ask, "pkg:deb/debian/libssl3@3.0.15-1", "--function", "SSL_read")
+    assert (code, doc["answer"]) == (3, "unknown") and doc["replaced_in_place"], doc
+    assert ssl in doc["reason"] and "3.0.11" in doc["reason"], doc
+    for purl, function in (
+        ("pkg:deb/debian/libssl3@3.0.15-1", "SSL_write"),  # no row of the name: the "no" stays
+        ("pkg:golang/golang.org/x/net@v0.17.0", "golang.org/x/net/html.Parse"),  # v0.23.0's only
+    ):
+        r = cli_in_process(*ask, purl, "--function", function)
+        assert (r.returncode, json.loads(r.stdout)["answer"]) == (1, "not_observed"), r.stdout

@@ -13,7 +13,10 @@ observed" about a function that ran, or whose tail nobody probed.
 The doubt: the paths where the build (the package) asked about is stored in the image also hold
 rows of another build (another package version), and one of those is the function asked about
 (by its name or a clone's; any function for a file offset or a whole package): with calls that
-meet the period (a cumulative row's first..last call), or an ``unprobed`` tail (any period). Then
+meet the period (a cumulative row's first..last call), or an ``unprobed`` tail (any period). Asked
+by package, the other versions stored at those paths bring all their paths: a package's files are
+upgraded together, and the asked version's calls of a file where none of its rows is were merged
+into the old version's rows there (libssl3's libssl.so.3, beside its libcrypto.so.3). Then
 those calls may be the asked build's, and ``query`` answers unknown, ``evidence`` keeps the
 neutral RTS, ``vex`` says under_investigation, naming the rows (evidence/doubts.py). Rows of no
 build-id or no package are not taken for another build: a row without a purl is the
@@ -91,6 +94,24 @@ def _meets(r: SymbolRow, since: dt.datetime | None, until: dt.datetime | None) -
     return (since is None or r.last_seen >= since) and (until is None or r.first_seen <= until)
 
 
+def _their_paths(conn: sa.Connection, image: str, paths: list[str], asked: _Asked) -> list[str]:
+    """``paths`` and every path of ``image`` stored under another version (package) that is stored at
+    one of them too: a package's files are upgraded together, so a call of the asked version in a
+    file where no row of it is (every call there merged into the old version's rows) lies in one of
+    the old version's files. A version that never shared a path with the asked one (a Go module of
+    two versions in two binaries) brings nothing."""
+    c = hot_symbols.c
+    others: set[str] = set()
+    for part in queries.chunks(paths):
+        stmt = sa.select(c.purl).where(c.image_digest == image, c.module.in_(part), asked.other)
+        others.update(p for (p,) in conn.execute(stmt.distinct()))
+    more = set(paths)
+    for part in queries.chunks(sorted(others)):
+        stmt = sa.select(c.module).where(c.image_digest == image, c.purl.in_(part))
+        more.update(m for (m,) in conn.execute(stmt.distinct()))
+    return sorted(more)
+
+
 def replaced_in_place(
     conn: sa.Connection,
     *,
@@ -111,22 +132,23 @@ def replaced_in_place(
     paths = sorted(m for (m,) in conn.execute(stmt))
     if not paths:
         return None
+    where = paths if asked.by_build else _their_paths(conn, image, paths, asked)
     rows: list[SymbolRow] = []
     if function is not None and not (function.is_function_id and not function.entry_id):
         byname = dataclasses.replace(function, build_id="", entry_id="")  # any build's row of the name
         cands = queries.observed(conn, image=image, function=byname)  # with calls, any period
         cands += queries.unprobed(conn, image=image, function=byname)
-        where = set(paths)
+        wanted = set(where)
         rows = [
             r
             for r in cands
-            if r.module in where
+            if r.module in wanted
             and r.evidence_kind not in FILE_EVIDENCE
             and asked.is_other(r)
             and _meets(r, since, until)
         ]
     else:  # a file offset, a whole package: any function of those paths may be it
-        for part in queries.chunks(paths):
+        for part in queries.chunks(where):
             at = (c.image_digest == image, c.module.in_(part), asked.other)
             live = [c.invocation_count > 0, c.evidence_kind.not_in(FILE_EVIDENCE)]
             live += [c.last_seen >= since] if since is not None else []
