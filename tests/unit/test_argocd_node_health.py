@@ -267,3 +267,53 @@ def test_an_eventsource_left_by_a_newer_agent_does_not_hold_a_working_node() -> 
     for deaf in ({"source": "none"}, {}, {"source": 7}):
         got = health("ObservationNode", {"status": deaf | {"conditions": [ready, stale]}})
         assert got["status"] == "Progressing", (deaf, got)
+
+
+def test_a_node_whose_tetragon_losses_are_unreadable_is_degraded() -> None:
+    """``TetragonLossesKnown`` False (``MetricsUnreadable``, agent/tetragon_losses_status.py): the
+    node's time is a node-wide gap and every answer there is unknown, yet the script read Ready
+    and showed the node Healthy (RTM, brief F5 item 2). It needs a change by the user (Tetragon's
+    metrics on and reachable, or ``spec.tetragon.metricsUrl: ""``), like a missing runtime socket:
+    Degraded, naming the condition. True (read, or the native probes watch) stays Healthy."""
+    from stellaops_runtime.agent.tetragon_losses_status import LOSSES_CONDITION, tetragon_losses
+
+    def losses_status(losses: Any, tetragon: TetragonInfo = UP, **kw: Any) -> dict[str, Any]:
+        return build_status(
+            capabilities=caps(tetragon), tetragon=tetragon, policies=[], existing_conditions=None,
+            now=T0, tetragon_losses=losses, **({"containers": "in_sync"} | kw),
+        )  # fmt: skip
+
+    poller = SimpleNamespace(
+        unreadable=True,
+        shown_url="http://10.0.0.7:2112/metrics",
+        stats=SimpleNamespace(last_error="connection refused"),
+    )
+    tetragon = SimpleNamespace(mode="tetragon")
+    lost = tetragon_losses(poller, tetragon)
+    st = losses_status(lost)
+    c = cond(st, LOSSES_CONDITION)
+    assert node_health(st) == {
+        "status": "Degraded",
+        "message": f"{LOSSES_CONDITION} False: MetricsUnreadable: {c['message']}",
+    }
+    assert 'metricsUrl to ""' in c["message"]
+    # it outranks what the agent retries by itself (a registry syncing, a stream not connected) ...
+    got = node_health(losses_status(lost, containers="not_in_sync", stream_connected=False))
+    assert got["status"] == "Degraded" and got["message"].startswith(f"{LOSSES_CONDITION} False: ")
+    # ... and Tetragon unreachable, a held export and a missing socket outrank it
+    got = node_health(losses_status(lost, DOWN, containers="no_runtime_socket"))
+    assert got["status"] == "Degraded" and got["message"].startswith("TetragonUnreachable: ")
+    got = node_health(losses_status(lost, export_position=export_position(record(held=1))))
+    assert got["message"].startswith("ExportPositionRecorded False: ")
+    got = node_health(losses_status(lost, containers="no_runtime_socket"))
+    assert got["message"].startswith("ContainersKnown False: NoRuntimeSocket")
+    # read again, or the source switch's native probes watch: Healthy
+    poller.unreadable = False
+    for known in (tetragon_losses(poller, tetragon), tetragon_losses(poller, SimpleNamespace(mode="bcc"))):
+        assert known is not None and known[0] is True
+        assert node_health(losses_status(known))["status"] == "Healthy"
+    # hand-written or from a future agent: anything but True is no health
+    ready = {"type": "Ready", "status": "True", "reason": "TetragonReachable"}
+    for odd in ({"status": "Unknown"}, {"status": True}, {}, {"status": "False", "reason": 7}):
+        got = health("ObservationNode", {"status": {"conditions": [ready, {"type": LOSSES_CONDITION} | odd]}})
+        assert got["status"] == "Degraded" and got["message"].startswith(LOSSES_CONDITION), (odd, got)

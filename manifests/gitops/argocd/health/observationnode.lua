@@ -12,6 +12,9 @@
 --   ContainersKnown not True (NoRuntimeSocket, LifecycleDisabled, any other
 --     reason: no window of a container's image backs "not observed")
 --                                                         -> Degraded
+--   TetragonLossesKnown not True (MetricsUnreadable: Tetragon's metrics cannot
+--     be read, what it loses is unknown, so the node's time is a gap; make
+--     them reachable or set spec.tetragon.metricsUrl "") -> Degraded
 --   EventSource not True (NoEventSource: Tetragon answers but the agent's
 --     event stream is not connected, nothing on the node is observed; the
 --     agent reconnects by itself, and the policies turn Degraded after the
@@ -22,10 +25,11 @@
 --   no Ready condition yet (the agent has not reported)   -> Progressing
 --   Ready True (Tetragon answers), none of the above      -> Healthy
 -- The message of the first two is the condition's "<reason>: <message>";
--- for ExportPositionRecorded, ContainersKnown and EventSource it starts with
--- "<type> <status>: ". The first two are written only when they apply (the
--- export source; an agent that reports its container runtime), and an
--- older agent writes no EventSource, so their absence is no fault.
+-- for ExportPositionRecorded, ContainersKnown, TetragonLossesKnown and
+-- EventSource it starts with "<type> <status>: ". The first three are written
+-- only when they apply (the export source; an agent that reports its container
+-- runtime; a tetragon.metricsUrl), and an older agent writes no EventSource or
+-- TetragonLossesKnown, so their absence is no fault.
 -- Whether the heartbeat is recent cannot be judged here (Argo CD's Lua has
 -- no clock parser): a stale node shows in the policies' rollout.nodesStale.
 local hs = {}
@@ -77,6 +81,7 @@ local ready = found.Ready
 local export = found.ExportPositionRecorded
 local containers = found.ContainersKnown
 local source = found.EventSource
+local losses = found.TetragonLossesKnown
 -- what the status says delivers events: an EventSource False beside a working source is one
 -- a newer agent left to an older one, which keeps conditions it does not write
 local works = type(obj) == "table" and type(obj.status) == "table"
@@ -95,6 +100,9 @@ elseif export ~= nil and export.status ~= "True" then
 elseif containers ~= nil and containers.status ~= "True" and not syncing then
   hs.status = "Degraded"
   hs.message = named("ContainersKnown", containers)
+elseif losses ~= nil and losses.status ~= "True" then
+  hs.status = "Degraded"
+  hs.message = named("TetragonLossesKnown", losses)
 elseif source ~= nil and source.status ~= "True" and not works then
   hs.status = "Progressing"
   hs.message = named("EventSource", source)
