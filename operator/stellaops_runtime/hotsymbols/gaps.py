@@ -44,6 +44,12 @@ on the observation windows of the images affected:
   image's windows the same way (source ``not_allowed``). Host processes
   (namespace ``""``, image ``host:<node>``) are not marked: all or none of
   them pass the allowlist, so the host image is never partly watched;
+- a pod **no native policy selects** (agent/native_selection.py ``drops``,
+  reasons ``not_selected`` and ``no_pod``): the agent's own probes fired in
+  it, its event is dropped as Tetragon would never have seen it, and
+  :meth:`GapTracker.not_selected` marks its image's windows the same way
+  (source ``not_selected``). Host processes are not marked: no podSelector
+  matches any of them, so the host image is never partly watched;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -82,6 +88,7 @@ MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
 OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
 NOT_ALLOWED_SOURCE = "not_allowed"  # the source of a gap of a pod outside privacy.allowedNamespaces
+NOT_SELECTED_SOURCE = "not_selected"  # the source of a gap of a pod no native policy selects
 MAX_OPTED_WINDOWS = 100_000  # (image, node, window) keys held between drains, then node-wide
 _DIGEST_PREFIXES = ("sha256:", "sha512:")  # image keys a question can name (store/refs.py)
 _NO_TIME = 1 << 63  # above every event time
@@ -124,6 +131,7 @@ class GapStats:
     capped: int = 0  # throttles longer than MAX_GAP_WINDOWS windows
     opted_out: Counter[str] = field(default_factory=Counter)  # node -> opted-out events marked as gaps
     not_allowed: Counter[str] = field(default_factory=Counter)  # node -> allowlist drops marked as gaps
+    not_selected: Counter[str] = field(default_factory=Counter)  # node -> native selection drops as gaps
 
 
 class GapTracker:
@@ -298,6 +306,19 @@ class GapTracker:
             return
         self.stats.not_allowed[node] += 1
         self._unwatched(image, node, ts_ns, NOT_ALLOWED_SOURCE)
+
+    def not_selected(self, image: str, node: str, ts_ns: int) -> None:
+        """An event of the agent's own probes in a pod of ``image`` no native policy selects was dropped.
+
+        As :meth:`not_allowed` (source ``not_selected``): the probe fired in a pod no policy asking
+        for it watches, so no "not observed" about the image may rest on that window beside another
+        pod of it that is watched. A host process (``host:<node>``) marks nothing: no podSelector
+        matches any, so the host image is never partly watched.
+        """
+        if ts_ns <= 0 or image.startswith("host:"):
+            return
+        self.stats.not_selected[node] += 1
+        self._unwatched(image, node, ts_ns, NOT_SELECTED_SOURCE)
 
     def _unwatched(self, image: str, node: str, ts_ns: int, source: str) -> None:
         if not image.startswith(_DIGEST_PREFIXES):

@@ -3,7 +3,7 @@
 Split from :mod:`stellaops_runtime.store.coverage`, which decides what "no
 rows" means; this module reads what stops a "not observed" (migration 0005).
 A gap row is an ``observation_windows`` row with ``gap_start``/``gap_end``
-set. Three kinds, told apart by the row's ``source``:
+set. Its kinds are told apart by the row's ``source``:
 
 - events dropped (``tetragon``, ``bcc``...): Tetragon throttled a cgroup or
   its export rate limiter dropped events, or the agent's own queue or probes
@@ -17,7 +17,10 @@ set. Three kinds, told apart by the row's ``source``:
   unwatched is, so no answer says "not observed" about that time;
 - a pod outside the **namespace allowlist** (source ``not_allowed``): a pod of
   the image in a namespace ``privacy.allowedNamespaces`` leaves out ran on
-  the node then; its events were dropped unseen, as an opted-out pod's.
+  the node then; its events were dropped unseen, as an opted-out pod's;
+- a pod **no native policy selects** (source ``not_selected``): the agent's
+  own probes fired in a pod of the image that no policy asking for them
+  selects, and its events were dropped unseen (agent/native_selection.py).
 
 An image's own gap rows touch it; a node-wide row touches every image
 watched on that node on that UTC day (``watched_sql.touches_image``).
@@ -40,7 +43,13 @@ from stellaops_runtime.store.watched_sql import has_gap_columns, touches_image
 OUTAGE_SOURCE = "none"  # hotsymbols/gaps.py SWITCH_GAP_SOURCE
 OPTED_OUT_SOURCE = "opted_out"  # hotsymbols/gaps.py OPTED_OUT_SOURCE
 NOT_ALLOWED_SOURCE = "not_allowed"  # hotsymbols/gaps.py NOT_ALLOWED_SOURCE
-NOT_WATCHED = {OUTAGE_SOURCE: "outage", OPTED_OUT_SOURCE: "opted_out", NOT_ALLOWED_SOURCE: "not_allowed"}
+NOT_SELECTED_SOURCE = "not_selected"  # hotsymbols/gaps.py NOT_SELECTED_SOURCE
+NOT_WATCHED = {
+    OUTAGE_SOURCE: "outage",
+    OPTED_OUT_SOURCE: "opted_out",
+    NOT_ALLOWED_SOURCE: "not_allowed",
+    NOT_SELECTED_SOURCE: "not_selected",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +65,7 @@ class Gap:
     dropped_events: int
     not_watched: tuple[
         str, ...
-    ] = ()  # "outage", "opted_out", "not_allowed": spans nobody watched (see the module)
+    ] = ()  # "outage", "opted_out", "not_allowed", "not_selected": spans nobody watched (see the module)
 
     @property
     def interval(self) -> str:
@@ -88,6 +97,10 @@ class Gap:
         if "not_allowed" in self.not_watched:
             what.append(
                 "a pod of the image in a namespace privacy.allowedNamespaces leaves out ran there unwatched"
+            )
+        if "not_selected" in self.not_watched:
+            what.append(
+                "a pod of the image that no native policy selects ran there unwatched by the agent's probes"
             )
         w = self.windows
         return f"on node {self.node_name} {self.interval} ({w} window{'s' * (w != 1)}): {' and '.join(what)}"

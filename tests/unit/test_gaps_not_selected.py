@@ -1,0 +1,86 @@
+"""A pod no native policy selects ran unwatched: its image's window gets a gap, never coverage.
+
+The agent's own BCC probes fire node-wide; the pipeline then drops the events
+of each pod no policy asking for the probe selects (agent/native_selection.py
+``drops``, reasons ``not_selected`` and ``no_pod``), as Tetragon would never
+have seen them. Before, nothing was kept of the drop: with
+``lifecycle.enabled: false`` a selected pod of the same image on the node
+backed a "not observed" about a function or syscall only the dropped pod
+called. Now the agent marks the image's whole window as a gap of source
+``not_selected`` (hotsymbols/gaps.py ``GapTracker.not_selected``), as it does
+for the namespace allowlist (``not_allowed``). Native events never take the
+fast path of repeats (agent/pipeline.py ``process_native`` calls ``_finish``
+directly), so the ordinary path is the only one. Seen failing before the fix
+(no gap row; the tracker had no ``not_selected``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stellaops_runtime.agent.native_selection import PodView
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
+from stellaops_runtime.hotsymbols.gaps import GapTracker
+from stellaops_runtime.lifecycle.lookup import ContainerLookup
+from stellaops_runtime.lifecycle.registry import ContainerRecord
+from tests.unit.test_native_pod_selection import OBSERVE, WEB, pod, write_probes
+from tests.unit.test_native_pod_selection_pipeline import bcc_exec, bcc_syscall
+
+S = 1_000_000_000
+W = 60 * S
+T0 = 1_795_000_020 * S
+IMG = "sha256:" + "b" * 64
+
+
+def _record(cid: str, uid: str, name: str, cgroup: int) -> ContainerRecord:
+    labels = {
+        "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": name, "io.kubernetes.pod.uid": uid,
+        "io.kubernetes.container.name": "app",
+    }  # fmt: skip
+    return ContainerRecord(cid, "k8s.io", image_ref="img", image_digest=IMG, labels=labels,
+                           status="running", pid=100 + cgroup, cgroup_id=cgroup)  # fmt: skip
+
+
+def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path) -> None:
+    cfg = parse_config({
+        "native": {"probeConfigFile": str(write_probes(tmp_path / "probes.json", WEB))},
+        "symbols": {"enabled": False}, "attribution": {"enabled": False},
+        "hotSymbols": {"aggregationWindowSeconds": 60}, "lifecycle": {"enabled": False},
+    })  # fmt: skip
+    p = Pipeline(cfg, node_name="n1")
+    assert p.native_selection is not None
+    # Two pods of ONE image: web-1 (app=web) is selected by the policy asking for connect, web-2 is not.
+    p.container_lookup = ContainerLookup(
+        [_record("c-1", "uid-1", "web-1", 501), _record("c-2", "uid-2", "web-2", 502)]
+    )
+    p.native_selection.view = PodView([
+        pod("uid-1", "shop", "web-1", {"app": "web", **OBSERVE}),
+        pod("uid-2", "shop", "web-2", {"app": "batch", **OBSERVE}),
+    ])  # fmt: skip
+    n = 5
+    batch = [(bcc_syscall(cg, "connect", 100 + cg), 1) for cg in (501, 502) for _ in range(n)]
+    batch += [(bcc_exec(501, 601), 1)]
+    p.process_native(batch)
+    assert p.native_selection.dropped["not_selected"] == n
+    _, windows = p.drain()
+    assert windows and {w.image_digest for w in windows} == {IMG}  # web-1's counts and web-2's gap
+    for w in windows:  # one window (two only if the batch's 1 ms straddles a minute)
+        assert w.gap_end_ns, "the unselected pod's connect calls were dropped with no gap"
+        assert w.source.split(",")[-1] == "not_selected" and w.node_name == "n1"
+        assert (w.gap_start_ns, w.gap_end_ns - w.gap_start_ns) == (w.window_start_ns, W)  # the whole window
+    assert sum(w.event_count for w in windows) == n + 1  # web-1's connect calls and exec: nothing of web-2
+
+
+def test_what_a_not_selected_drop_marks() -> None:
+    g = GapTracker(window_seconds=60)
+    g.not_selected(IMG, "n1", T0)
+    g.not_selected(IMG, "n1", T0 + S)  # the same window: one key
+    g.not_selected("host:n1", "n1", T0)  # a host process: no podSelector matches any, never a partial watch
+    g.not_selected("container:" + "c" * 64, "n1", T0 + W)  # no digest: it could be any image here
+    g.not_selected(IMG, "n1", 0)  # no time: nothing to place
+    rows = sorted(((w.image_digest, w.window_start_ns, w.source) for w in g.drain([])), key=repr)
+    start = T0 - T0 % W
+    assert rows == [(NODE_WIDE, start + W, "not_selected"), (IMG, start, "not_selected")]
+    assert g.stats.not_selected["n1"] == 3
