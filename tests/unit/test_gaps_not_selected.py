@@ -6,12 +6,17 @@ of each pod no policy asking for the probe selects (agent/native_selection.py
 have seen them. Before, nothing was kept of the drop: with
 ``lifecycle.enabled: false`` a selected pod of the same image on the node
 backed a "not observed" about a function or syscall only the dropped pod
-called. Now the agent marks the image's whole window as a gap of source
-``not_selected`` (hotsymbols/gaps.py ``GapTracker.not_selected``), as it does
-for the namespace allowlist (``not_allowed``). Native events never take the
+called. Now, for a pod no policy selects at all (or no pod), the agent marks
+the image's whole window as a gap of source ``not_selected``
+(hotsymbols/gaps.py ``GapTracker.not_selected``), as it does for the
+namespace allowlist (``not_allowed``). Native events never take the
 fast path of repeats (agent/pipeline.py ``process_native`` calls ``_finish``
 directly), so the ordinary path is the only one. Seen failing before the fix
-(no gap row; the tracker had no ``not_selected``).
+(no gap row; the tracker had no ``not_selected``). A pod selected by a policy
+asking for other probes is watched at what its kept events show, as on a
+Tetragon node: its drops mark nothing (else one app's syscall policy would make
+every other app's image unknown; seen failing with the first version of the
+fix, which marked every drop).
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from pathlib import Path
 from stellaops_runtime.agent.native_selection import PodView
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.contracts.crd_names import POLICY_KIND
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
 from stellaops_runtime.hotsymbols.gaps import GapTracker
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.registry import ContainerRecord
-from tests.unit.test_native_pod_selection import OBSERVE, WEB, pod, write_probes
+from tests.unit.test_native_pod_selection import OBSERVE, WEB, entry, pod, write_probes
 from tests.unit.test_native_pod_selection_pipeline import bcc_exec, bcc_syscall
 
 S = 1_000_000_000
@@ -43,13 +49,22 @@ def _record(cid: str, uid: str, name: str, cgroup: int) -> ContainerRecord:
                            status="running", pid=100 + cgroup, cgroup_id=cgroup)  # fmt: skip
 
 
-def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path) -> None:
+BATCH = entry(
+    POLICY_KIND, "batch", "shop", {"podSelector": {"matchLabels": {"app": "batch"}}, "syscalls": ["openat"]}
+)
+
+
+def _pipeline(tmp_path: Path) -> Pipeline:
     cfg = parse_config({
-        "native": {"probeConfigFile": str(write_probes(tmp_path / "probes.json", WEB))},
+        "native": {"probeConfigFile": str(write_probes(tmp_path / "probes.json", WEB, BATCH))},
         "symbols": {"enabled": False}, "attribution": {"enabled": False},
         "hotSymbols": {"aggregationWindowSeconds": 60}, "lifecycle": {"enabled": False},
     })  # fmt: skip
-    p = Pipeline(cfg, node_name="n1")
+    return Pipeline(cfg, node_name="n1")
+
+
+def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path) -> None:
+    p = _pipeline(tmp_path)
     assert p.native_selection is not None
     # Two pods of ONE image: web-1 (app=web) is selected by the policy asking for connect, web-2 is not.
     p.container_lookup = ContainerLookup(
@@ -57,7 +72,7 @@ def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path)
     )
     p.native_selection.view = PodView([
         pod("uid-1", "shop", "web-1", {"app": "web", **OBSERVE}),
-        pod("uid-2", "shop", "web-2", {"app": "batch", **OBSERVE}),
+        pod("uid-2", "shop", "web-2", {"app": "cron", **OBSERVE}),
     ])  # fmt: skip
     n = 5
     batch = [(bcc_syscall(cg, "connect", 100 + cg), 1) for cg in (501, 502) for _ in range(n)]
@@ -71,6 +86,24 @@ def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path)
         assert w.source.split(",")[-1] == "not_selected" and w.node_name == "n1"
         assert (w.gap_start_ns, w.gap_end_ns - w.gap_start_ns) == (w.window_start_ns, W)  # the whole window
     assert sum(w.event_count for w in windows) == n + 1  # web-1's connect calls and exec: nothing of web-2
+
+
+def test_a_pod_selected_for_other_probes_marks_nothing(tmp_path: Path) -> None:
+    p = _pipeline(tmp_path)
+    assert p.native_selection is not None
+    p.container_lookup = ContainerLookup(
+        [_record("c-1", "uid-1", "web-1", 501), _record("c-2", "uid-2", "web-2", 502)]
+    )
+    p.native_selection.view = PodView([
+        pod("uid-1", "shop", "web-1", {"app": "web", **OBSERVE}),
+        pod("uid-2", "shop", "web-2", {"app": "batch", **OBSERVE}),  # selected by BATCH: openat only
+    ])  # fmt: skip
+    n = 5
+    p.process_native([(bcc_syscall(cg, "connect", 100 + cg), 1) for cg in (501, 502) for _ in range(n)])
+    assert p.native_selection.dropped["not_selected"] == n
+    _, windows = p.drain()
+    assert windows and not [w for w in windows if w.gap_end_ns], "a watched pod's other probe marked a gap"
+    assert sum(w.event_count for w in windows) == n
 
 
 def test_what_a_not_selected_drop_marks() -> None:

@@ -32,6 +32,14 @@ each native event whose probe no policy selecting its pod asks for:
   is not known yet, and a call that ran is never lost for want of a label
   (a count kept for a pod no policy selects is still a true count).
 
+A drop from a pod no policy watches at all (``no_pod``, or a pod selected by
+no policy: ``dropped_unwatched``) makes its image's window a gap (source
+``not_selected``, hotsymbols/gaps.py): a pod of the image ran unwatched, so a
+watched pod of it must not back a "not observed" alone. A pod selected by a
+policy that asks for other probes is watched at what its kept events show, as
+on a Tetragon node, and its drops mark nothing: else a policy asking for a
+syscall in one app's pods would leave every other app's image unknown.
+
 Without a pod view (no Kubernetes API configured or reached yet) nothing is
 dropped: the probes stay node-wide, as before, and ``pod_view_active`` says
 so. A view, once listed, is kept while the API is unreachable (stale labels
@@ -73,6 +81,7 @@ TCP_FUNCTION = "sock/inet_sock_set_state"  # contracts.tcp_state.FUNCTION_NAME
 INTERVAL_SECONDS = 1.0
 REASONS = ("no_pod", "not_selected")
 _UNLISTED = "unlisted"  # the decision for a pod the view does not list: kept whole, not a drop reason
+_NO_POLICY = "no_policy"  # a pod no policy selects at all: counted as not_selected, and unwatched
 MAX_CACHED = 65_536  # (pod, probe) decisions kept; cleared whole when full or when an input changes
 
 Owners = Mapping[tuple[str, str], frozenset[str]]  # (module, symbol) -> policy keys
@@ -247,6 +256,9 @@ class NativeSelection:
         self.node_wide = node_wide_probes(base)
         self.dropped: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
         self.kept = 0  # native events of a filtered kind kept because a selecting policy asks
+        # Whether the last event dropped came from a pod no policy watches (no pod, or selected by
+        # none): its image's window is then a gap (agent/pipeline.py, hotsymbols/gaps.py not_selected).
+        self.dropped_unwatched = False
         self.kept_unlisted = 0  # kept because their pod is not in the view yet (nothing known of its labels)
         self.stacks_removed = 0  # kept syscall events whose stacks a Tetragon node would not give
         self.bad_entries = 0  # entries of the last read left out (they select nothing)
@@ -318,6 +330,7 @@ class NativeSelection:
         info = ev.pod
         if info is None:
             self.dropped["no_pod"] += 1
+            self.dropped_unwatched = True
             return True
         owners = self.purl_owners
         if (
@@ -337,7 +350,9 @@ class NativeSelection:
             self.kept_unlisted += 1
             return False
         if isinstance(decision, str):
-            self.dropped[decision] += 1
+            unwatched = decision == _NO_POLICY
+            self.dropped["not_selected" if unwatched else decision] += 1
+            self.dropped_unwatched = unwatched
             return True
         self.kept += 1
         kernel, user = decision
@@ -358,8 +373,10 @@ class NativeSelection:
         if pod is None:
             return _UNLISTED
         policies, deep = selecting(self.policies, pod, view.namespaces.get(pod.namespace))
+        if not policies:  # watched by no policy: only its exec and exit events are kept (Passive)
+            return _NO_POLICY
         asking = [p for p in policies if asks(p, ev, deep, owners)]
-        if not asking:
+        if not asking:  # watched, for other probes: as on a Tetragon node, its level is what it shows
             return "not_selected"
         if ev.kind is not EventKind.SYSCALL:
             return True, True  # TCP state and function stacks: what the probe took (Tetragon has none)

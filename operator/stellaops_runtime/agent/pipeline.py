@@ -141,10 +141,11 @@ class Pipeline:
             ev.node_name = ev.node_name or self.node_name
             self.gaps.opted_out(ev.image_key, ev.node_name, ev.timestamp_ns or time.time_ns())
             return
-        if (sel := self.native_selection) is not None and sel.drops(ev):  # a pod no policy selects: unwatched
-            self.gaps.not_selected(
-                ev.image_key, ev.node_name or self.node_name, ev.timestamp_ns or time.time_ns()
-            )
+        if (sel := self.native_selection) is not None and sel.drops(ev):  # a pod no policy asking selects
+            if sel.dropped_unwatched:  # a pod no policy selects at all: its image's time unwatched
+                self.gaps.not_selected(
+                    ev.image_key, ev.node_name or self.node_name, ev.timestamp_ns or time.time_ns()
+                )
             return
         if not ev.timestamp_ns:
             ev.timestamp_ns = time.time_ns()

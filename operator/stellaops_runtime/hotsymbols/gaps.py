@@ -44,9 +44,9 @@ on the observation windows of the images affected:
   image's windows the same way (source ``not_allowed``). Host processes
   (namespace ``""``, image ``host:<node>``) are not marked: all or none of
   them pass the allowlist, so the host image is never partly watched;
-- a pod **no native policy selects** (agent/native_selection.py ``drops``,
-  reasons ``not_selected`` and ``no_pod``): the agent's own probes fired in
-  it, its event is dropped as Tetragon would never have seen it, and
+- a pod **no native policy selects** at all, or an event of no pod
+  (agent/native_selection.py ``dropped_unwatched``): the agent's own probes
+  fired in it, its event is dropped as Tetragon would never have seen it, and
   :meth:`GapTracker.not_selected` marks its image's windows the same way
   (source ``not_selected``). Host processes are not marked: no podSelector
   matches any of them, so the host image is never partly watched;
