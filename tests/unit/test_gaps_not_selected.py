@@ -106,6 +106,34 @@ def test_a_pod_selected_for_other_probes_marks_nothing(tmp_path: Path) -> None:
     assert sum(w.event_count for w in windows) == n
 
 
+def test_a_container_with_no_pod_leaves_its_image_s_window_a_gap_and_a_host_process_none(
+    tmp_path: Path,
+) -> None:
+    """The ``no_pod`` drop (docs/operations.md "Gaps": "or an event of a container with no pod"): a
+    container the runtime runs outside any pod (``ctr run``, no io.kubernetes labels) is selected by
+    no podSelector, so its dropped probe events mark its image's window, as an unselected pod's do;
+    a host process (no container: image ``host:<node>``) marks nothing. Seen failing
+    with the no_pod branch not setting ``dropped_unwatched`` (no gap row)."""
+    p = _pipeline(tmp_path)
+    assert p.native_selection is not None
+    bare = ContainerRecord("c-3", "default", image_ref="img", image_digest=IMG, labels={},
+                           status="running", pid=103, cgroup_id=503)  # fmt: skip
+    p.container_lookup = ContainerLookup([_record("c-1", "uid-1", "web-1", 501), bare])
+    p.native_selection.view = PodView([pod("uid-1", "shop", "web-1", {"app": "web", **OBSERVE})])
+    n = 3
+    # web-1's watched connects; then the podless container's; then a host process's (cgroup 0: no container).
+    batch = [(bcc_syscall(501, "connect", 601), 1) for _ in range(n)]
+    batch += [(bcc_syscall(cg, "connect", pid), 1) for cg, pid in ((503, 603), (0, 609)) for _ in range(n)]
+    p.process_native(batch)
+    assert p.native_selection.dropped["no_pod"] == 2 * n
+    _, windows = p.drain()
+    assert windows and {w.image_digest for w in windows} == {IMG}, "the host process marked a gap"
+    for w in windows:
+        assert w.gap_end_ns, "the podless container's connect calls were dropped with no gap"
+        assert w.source.split(",")[-1] == "not_selected"
+    assert p.gaps.stats.not_selected["n1"] == n  # the container's drops; the host process's none
+
+
 def test_what_a_not_selected_drop_marks() -> None:
     g = GapTracker(window_seconds=60)
     g.not_selected(IMG, "n1", T0)
