@@ -25,10 +25,15 @@ raises ``TerminatingError`` (nothing written) and the owner's status says so (re
 a patch answered with the object marked deleted (deleted after the copy the operator read). Its
 DELETED event reconciles the owner, which creates it again
 (tests/integration/test_owned_terminating.py, tests/realkube/test_owned_terminating_real.py).
+Held for the operator's stale bound (``stale_after_seconds``) or more, the owner is Degraded with
+the same reason (``held_too_long``; no event comes while a finalizer stays, so ``look_again``
+reconciles it at the bound), and an object whose namespace is itself being deleted is not promised
+back (tests/integration/test_owned_terminating_held.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -63,24 +68,66 @@ REPORTED_KINDS = frozenset({crds.TETRAGON_POLICY_KIND, crds.TETRAGON_NAMESPACED_
 
 
 class TerminatingError(RuntimeError):
-    """An object of a rendered name is being deleted: not written, not applied; made again once gone."""
+    """An object of a rendered name is being deleted: not written, not applied; made again once gone.
+
+    ``since``: when it was marked deleted, for the bound after which its owner is Degraded
+    (:func:`held_too_long`); ``namespace_going``: its namespace is being deleted too, so it is
+    not made again (the message says so instead of promising it).
+    """
 
     reason = WAITING_FOR_DELETION
 
-    def __init__(self, *, kind: str, namespace: str | None, name: str, meta: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        meta: Mapping[str, Any],
+        since: datetime | None = None,
+        namespace_going: bool = False,
+    ) -> None:
         where = f"{namespace}/{name}" if namespace else name
         finalizers = meta.get("finalizers")
         every = [str(f) for f in finalizers] if isinstance(finalizers, list) else []
         held = every[:5]
         more = f" and {len(every) - 5} more" if len(every) > 5 else ""
         pending = f"; finalizers pending: {', '.join(held)}{more}" if held else ""
+        then = (
+            f"its namespace {namespace} is being deleted too, so it is not created again"
+            if namespace_going
+            else "it is created again once it is gone"
+        )
         super().__init__(
-            f"{kind} {where} is being deleted (since {meta.get('deletionTimestamp')}{pending}): "
-            "it is created again once it is gone"
+            f"{kind} {where} is being deleted (since {meta.get('deletionTimestamp')}{pending}): {then}"
         )
         self.kind = kind
         self.namespace = namespace
         self.name = name
+        self.since = since
+        self.namespace_going = namespace_going
+
+
+def held_too_long(
+    errors: list[TerminatingError], *, now: datetime, bound: float
+) -> tuple[list[TerminatingError], float | None]:
+    """Those of ``errors`` held for ``bound`` seconds or more, and in how many seconds the next is.
+
+    An object a finalizer never releases kept its owner Progressing for ever, so Argo CD and
+    ``kubectl wait`` waited for ever: past the bound the owner is Degraded
+    (tests/unit/test_owned_terminating_state.py). One with no ``since`` is never overdue.
+    """
+    overdue: list[TerminatingError] = []
+    next_in: float | None = None
+    for e in errors:
+        if e.since is None:
+            continue
+        left = bound - (now - e.since).total_seconds()
+        if left <= 0:
+            overdue.append(e)
+        else:
+            next_in = left if next_in is None else min(next_in, left)
+    return overdue, next_in
 
 
 def _rfc3339(t: datetime) -> str:
@@ -89,6 +136,53 @@ def _rfc3339(t: datetime) -> str:
 
 class OwnedWriter(ReconcilerState):
     """``apply`` and ``delete_owned`` with the ownership check; ``_children`` from kopf's index."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._terminating: set[str] = set()  # namespaces being deleted: nothing is created there
+        # Objects of ours seen being deleted: their uid and when first seen (operator's clock).
+        self._deleting_seen: dict[ObjKey, tuple[str, datetime]] = {}
+        self._look_again: dict[Any, asyncio.TimerHandle] = {}  # owners to reconcile at a bound
+
+    def look_again(self, key: Any, delay: float) -> None:
+        """Reconcile the owner ``key`` (a reconcile key) again in ``delay`` seconds.
+
+        No event comes while a finalizer stays; the timer is kept off the scheduler's queue until
+        it fires, so a wait for a bound is not pending work (one timer per owner: the last wins).
+        """
+        trigger = getattr(self, "trigger", None)  # reconcile.Reconciler's scheduler
+        if trigger is None:
+            return
+        if (old := self._look_again.pop(key, None)) is not None:
+            old.cancel()
+
+        def fire() -> None:
+            self._look_again.pop(key, None)
+            trigger(key)
+
+        self._look_again[key] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _terminating_error(self, key: ObjKey, meta: Mapping[str, Any]) -> TerminatingError:
+        """What to raise for an object of ours being deleted, timed from its ``deletionTimestamp``.
+
+        The stamp is the API server's; when it is unreadable or later than the operator first saw
+        the object going (clock skew), the operator's first sight is used.
+        """
+        uid = str(meta.get("uid") or "")
+        known = self._deleting_seen.get(key)
+        if known is None or known[0] != uid:
+            known = self._deleting_seen[key] = (uid, utcnow())
+        seen = known[1]
+        stamp = parse_time(meta.get("deletionTimestamp"))
+        namespace = key[2]
+        return TerminatingError(
+            kind=key[1],
+            namespace=namespace,
+            name=key[3],
+            meta=meta,
+            since=seen if stamp is None else min(seen, stamp),
+            namespace_going=namespace is not None and namespace in self._terminating,
+        )
 
     def _check_ours(self, key: ObjKey, current: Mapping[str, Any], owner: Owner | None) -> None:
         why = why_not_ours(current, owner)
@@ -155,7 +249,8 @@ class OwnedWriter(ReconcilerState):
         self._check_ours(key, current, Owner.of_desired(desired))
         live_meta = current.get("metadata") or {}
         if live_meta.get("deletionTimestamp"):  # going: a patch would be applied, and lost with it
-            raise TerminatingError(kind=key[1], namespace=namespace, name=name, meta=live_meta)
+            raise self._terminating_error(key, live_meta)
+        self._deleting_seen.pop(key, None)  # not going (any more): forgotten
         patch = owned_patch(desired, current)
         if patch is None:
             return "unchanged"
@@ -179,7 +274,7 @@ class OwnedWriter(ReconcilerState):
         if isinstance(answered, Mapping) and answered.get("deletionTimestamp"):
             # Deleted between the copy read and the patch: written, but going all the same
             # (tests/integration/test_owned_terminating.py).
-            raise TerminatingError(kind=key[1], namespace=namespace, name=name, meta=answered)
+            raise self._terminating_error(key, answered)
         return "patched"
 
     async def delete_owned(self, key: ObjKey, owner: Owner) -> bool:

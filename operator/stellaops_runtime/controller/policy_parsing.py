@@ -55,7 +55,6 @@ class PolicyParsing(OwnedWriter):
         self._views: list[PolicyView] | None = None
         self._views_by_ns: dict[str, list[PolicyView]] = {}
         self._cluster_views: list[PolicyView] = []
-        self._terminating: set[str] = set()  # namespaces being deleted: nothing is created there
         self._stale_nodes: set[str] | None = None  # as of the last rollout fold (None: not folded yet)
         self._omitted_entries: set[str] = set()  # probe entries the probe ConfigMap could not hold
 

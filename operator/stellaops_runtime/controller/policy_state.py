@@ -10,7 +10,8 @@ longer than the bound (``TetragonUnreachable``), nodes whose Tetragon
 answers while their agent has got no events for longer than the same bound
 (``NoEventSource``, naming them: nothing the policy traces there is observed),
 a Tetragon object of the policy being deleted (``Progressing``/``WaitingForDeletion``: not
-applied, made again once it is gone), nodes still pending (``Progressing``/``RollingOut``; a node
+applied, made again once it is gone; ``Degraded`` with the same reason once held for the bound),
+nodes still pending (``Progressing``/``RollingOut``; a node
 whose Tetragon loaded it while its agent gets no events, for less than the bound, is pending
 and named), no node running it (``Progressing``/
 ``NoNodeRunning``: no node at all, or every node stale, native or skipping
@@ -43,6 +44,8 @@ def policy_state(
     unreachable_after: float = 120.0,
     no_source: tuple[list[NodeReport], list[NodeReport]] = ([], []),
     terminating: list[str] | None = None,
+    held_too_long: list[str] | None = None,
+    held_after: float = 90.0,
 ) -> tuple[State, str, str]:
     """The overall condition of a valid policy from what was applied and how nodes report it.
 
@@ -53,7 +56,9 @@ def policy_state(
     forever; the second only show in the Progressing message. ``no_source``: the same split of the
     nodes whose agent gets no events while Tetragon answers (``rollout_overdue.no_source_nodes``),
     Degraded ``NoEventSource`` after the same bound. ``terminating``: what ``owned.TerminatingError``
-    said of each rendered object being deleted (not applied, so never Ready on it).
+    said of each rendered object being deleted (not applied, so never Ready on it);
+    ``held_too_long``: those of them held (a finalizer) for ``held_after`` seconds or more
+    (``owned.held_too_long``): Degraded, so GitOps tools show it instead of waiting for ever.
     """
     overdue, recent = unreachable
     deaf_overdue, deaf_recent = no_source if names else ([], [])
@@ -103,6 +108,12 @@ def policy_state(
             f"{len(deaf_overdue)}/{total} nodes have delivered no events for {unreachable_after:g}s or more "
             f"(source none), so nothing the policy traces is observed there: {shown}{more}; "
             f"{running}/{total} nodes running",
+        )
+    if held_too_long:  # a finalizer that never goes: a problem to show, not progress to wait for
+        return (
+            "Degraded",
+            WAITING_FOR_DELETION,
+            f"{'; '.join(held_too_long)}; held for {held_after:g}s or more; {running}/{total} nodes running",
         )
     if terminating:  # a rendered object about to go: not applied, whatever the nodes say of it
         return (

@@ -59,7 +59,7 @@ from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION, State,
 from stellaops_runtime.controller.node_backing import BACKING_CONDITION
 from stellaops_runtime.controller.observer_nodes import ObserverNodes, agent_templates, raw_selector
 from stellaops_runtime.controller.opted_out import OptedOutPod
-from stellaops_runtime.controller.owned import TerminatingError
+from stellaops_runtime.controller.owned import TerminatingError, held_too_long
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.posture import Posture, opts_out
 from stellaops_runtime.controller.render_agent import (
@@ -75,6 +75,7 @@ from stellaops_runtime.controller.state import (
     INDEX_OBSERVERS,
     INDEX_PODS,
     obj_key,
+    utcnow,
 )
 from stellaops_runtime.kube import resources as r
 from stellaops_runtime.kube.client import ApiError
@@ -162,14 +163,14 @@ class ObserverReconciler(ObserverNodes):
         desired.append(probe_cm)
         errors: list[str] = []
         refused: list[NotOwnedError] = []
-        terminating: list[str] = []  # being deleted: not applied; made again on their DELETED event
+        terminating: list[TerminatingError] = []  # not applied; made again on their DELETED event
         for obj in desired:
             try:
                 await self.apply(obj)
             except NotOwnedError as e:
                 refused.append(e)
             except TerminatingError as e:
-                terminating.append(str(e))
+                terminating.append(e)
             except ApiError as e:
                 if e.throttled:  # not a failure of the agents: the scheduler retries after Retry-After
                     raise
@@ -288,7 +289,7 @@ class ObserverReconciler(ObserverNodes):
         selector: Mapping[str, str],
         socket_alone: str | None = None,
         template: str | None = None,
-        terminating: list[str] | None = None,
+        terminating: list[TerminatingError] | None = None,
     ) -> dict[str, Any]:
         ds_status = ds.get("status") or {}
         desired = int(ds_status.get("desiredNumberScheduled") or 0)
@@ -307,7 +308,15 @@ class ObserverReconciler(ObserverNodes):
         elif stuck is not None:
             state, (reason, message) = "Degraded", stuck
         elif terminating:  # an agent object about to go: not applied, whatever the DaemonSet says
-            state, reason, message = "Progressing", WAITING_FOR_DELETION, "; ".join(terminating)
+            bound = self.config.stale_after_seconds
+            held, next_in = held_too_long(terminating, now=utcnow(), bound=bound)
+            if next_in is not None:  # no event comes while a finalizer stays: look again at the bound
+                self.look_again(("observer", observer), next_in + 0.05)
+            if held:  # a finalizer that never goes: Degraded, so GitOps tools show it
+                state, reason = "Degraded", WAITING_FOR_DELETION
+                message = f"{'; '.join(map(str, held))}; held for {bound:g}s or more"
+            else:
+                state, reason, message = "Progressing", WAITING_FOR_DELETION, "; ".join(map(str, terminating))
         elif waiting:
             state, reason, message = (
                 "Progressing",

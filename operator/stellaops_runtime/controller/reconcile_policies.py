@@ -27,7 +27,7 @@ from stellaops_runtime.contracts import crds
 from stellaops_runtime.contracts.crds import POLICY_KIND
 from stellaops_runtime.controller.conditions import state_conditions
 from stellaops_runtime.controller.in_force import in_force_cap
-from stellaops_runtime.controller.owned import TerminatingError
+from stellaops_runtime.controller.owned import TerminatingError, held_too_long
 from stellaops_runtime.controller.ownership import NOT_OWNED_REASON, NotOwnedError, Owner
 from stellaops_runtime.controller.policy_parsing import PolicyParsing
 from stellaops_runtime.controller.policy_state import policy_state as _policy_state
@@ -123,7 +123,7 @@ class PolicyReconciler(PolicyParsing):
         assert rendered is not None
         errors: list[str] = []
         refused: list[NotOwnedError] = []
-        terminating: list[str] = []  # being deleted: not applied; made again on their DELETED event
+        terminating: list[TerminatingError] = []  # not applied; made again on their DELETED event
         missing_crd = False
         missing: list[str] = []  # rendered objects not applied: pods get no more than the rest give
         deleting: list[str] = []  # of them, those being deleted (the pods' reason says so)
@@ -135,7 +135,7 @@ class PolicyReconciler(PolicyParsing):
                 refused.append(e)
                 missing.append(obj["metadata"]["name"])
             except TerminatingError as e:
-                terminating.append(str(e))
+                terminating.append(e)
                 missing.append(obj["metadata"]["name"])
                 deleting.append(obj["metadata"]["name"])
             except ApiError as e:
@@ -178,6 +178,9 @@ class PolicyReconciler(PolicyParsing):
             self._awaiting_reports[(kind, namespace, name)] = waiting
         else:
             self._awaiting_reports.pop((kind, namespace, name), None)
+        held, next_in = held_too_long(terminating, now=now, bound=stale_after)
+        if next_in is not None:  # no event comes when a finalizer stays: look again at the bound
+            self.look_again(("policy", kind, namespace, name), next_in + 0.05)
         after = self.config.tetragon_unreachable_seconds  # since when: on the operator's clock
         unreachable, no_source = timed_splits(
             reports if names else (), deaf, now=now, after_seconds=after, heartbeats=self.heartbeats
@@ -191,7 +194,9 @@ class PolicyReconciler(PolicyParsing):
             unreachable=unreachable,
             unreachable_after=after,
             no_source=no_source,
-            terminating=terminating,
+            terminating=[str(e) for e in terminating],
+            held_too_long=[str(e) for e in held],
+            held_after=stale_after,
         )
         purl_functions = fold_purl_functions(  # which source covers each function named by purl
             policy=probe_entry_key(kind=kind, namespace=namespace, name=name),
