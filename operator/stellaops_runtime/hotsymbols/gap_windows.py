@@ -2,7 +2,8 @@
 
 Why this module exists: split from hotsymbols/gaps.py (which decides *what* is a
 gap: throttles, drops, source switches, opted-out pods) so that file stays
-small; this part only decides *which rows* a span becomes. A span marks every
+small; this part only decides *which rows* a span becomes, and how the marks
+join the aggregator's rows at drain (:func:`merge_marks`). A span marks every
 aggregation window it touches, partial ones included (a window's rows claim
 the whole window, so a window only partly watched is a gap), with its counts
 (throttles, dropped events) on the last one. A span of more than
@@ -87,3 +88,24 @@ def _merge(marks: Marks, row: ObservationWindow) -> None:
     k = (row.image_digest, row.node_name, row.window_start_ns)
     have = marks.get(k)
     marks[k] = row if have is None else have.merged(row)
+
+
+def merge_marks(windows: list[ObservationWindow], marks: Marks) -> list[ObservationWindow]:
+    """``windows`` with each mark merged into its window's first row with events (or a posture).
+
+    Never into the rows with each other, nor into a row without either: a restate row
+    (window_counts.py) must reach the store as one, to clear a mark (store/marks.py), also when
+    the drain holds no event of its window. A mark whose window has no such row is a row of its own.
+    """
+    out = list(windows)
+    first: dict[tuple[str, str, int], int] = {}
+    for i, w in enumerate(out):
+        if w.event_count or w.posture is not None:
+            first.setdefault((w.image_digest, w.node_name, w.window_start_ns), i)
+    for k, m in marks.items():
+        at = first.get(k)
+        if at is None:
+            out.append(m)
+        else:
+            out[at] = out[at].merged(m)
+    return out

@@ -31,25 +31,14 @@ on the observation windows of the images affected:
   the kernel skipped as recursion) are anyone's on this node:
   :meth:`GapTracker.native_drop` marks a node-wide gap over the time between
   the two counter reads that saw them, carrying the number dropped;
-- an **opted-out pod** (``stellaops.io/observe-level``, privacy/optout.py):
-  its events are dropped unseen, but the time it ran is not watched for its
-  image: :meth:`GapTracker.opted_out` marks the image's gap (source
-  ``opted_out``) over each aggregation window in which such events were
-  dropped, so that no "not observed" about the image rests on a time one of
-  its pods ran unwatched. Only the image, node and window are kept: no pod,
-  no call, no time within the window;
-- a pod in a **namespace the privacy allowlist leaves out**
-  (``privacy.allowedNamespaces``, privacy/filter.py): its events are dropped
-  as an opted-out pod's are, and :meth:`GapTracker.not_allowed` marks its
-  image's windows the same way (source ``not_allowed``). Host processes
-  (namespace ``""``, image ``host:<node>``) are not marked: all or none of
-  them pass the allowlist, so the host image is never partly watched;
-- a pod **no native policy selects** at all, or an event of no pod
-  (agent/native_selection.py ``dropped_unwatched``): the agent's own probes
-  fired in it, its event is dropped as Tetragon would never have seen it, and
-  :meth:`GapTracker.not_selected` marks its image's windows the same way
-  (source ``not_selected``). Host processes are not marked: no podSelector
-  matches any of them, so the host image is never partly watched;
+- a pod of the image that ran **unwatched** (opted out, outside
+  ``privacy.allowedNamespaces``, or selected by no native policy): its events
+  are dropped unseen, and :meth:`GapTracker.opted_out`,
+  :meth:`GapTracker.not_allowed` and :meth:`GapTracker.not_selected` mark the
+  image's whole window in which one was dropped (sources ``opted_out``,
+  ``not_allowed``, ``not_selected``; hotsymbols/unwatched_windows.py), so that
+  no "not observed" about the image rests on a time one of its pods ran
+  unwatched. Only the image, node and window are kept;
 - a **rate-limit report** (``rate_limit_info``) has no pod: the events lost
   are anyone's on that node, in the minute before the report. It is a
   node-wide gap (image :data:`~stellaops_runtime.contracts.hotsymbols.NODE_WIDE`),
@@ -59,7 +48,8 @@ Gaps are emitted as :class:`ObservationWindow` rows (no events, gap fields
 set) merged into the aggregator's rows at drain, so they travel with the
 counts, through the outage buffer, into ``observation_windows``. Pure: no I/O,
 no clock (times come from the events and signals). How a span becomes window rows
-(and day rows past :data:`MAX_GAP_WINDOWS`) is hotsymbols/gap_windows.py.
+(and day rows past :data:`MAX_GAP_WINDOWS`), and how marks join the drained rows, is
+hotsymbols/gap_windows.py.
 """
 
 from __future__ import annotations
@@ -71,7 +61,14 @@ from dataclasses import dataclass, field
 from stellaops_runtime.contracts.drops import RATE_LIMIT_REPORT_NS, DropKind, DropSignal
 from stellaops_runtime.contracts.events import RuntimeCallEvent
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
-from stellaops_runtime.hotsymbols.gap_windows import mark_span
+from stellaops_runtime.hotsymbols.gap_windows import mark_span, merge_marks
+from stellaops_runtime.hotsymbols.unwatched_windows import (
+    MAX_OPTED_WINDOWS,
+    NOT_ALLOWED_SOURCE,
+    NOT_SELECTED_SOURCE,
+    OPTED_OUT_SOURCE,
+    UnwatchedWindows,
+)
 
 # Tetragon keeps 31 characters of a container ID when BPF truncated the cgroup name
 # (procevents.BpfContainerIdLength); IDs are compared on that prefix.
@@ -86,11 +83,6 @@ MAX_GAP_WINDOWS = 100_000
 MAX_GAP_DAYS = 1_000  # past ~3 years of days only clock trouble remains: the rest goes unmarked
 MAX_NODES = 1_000
 SWITCH_GAP_SOURCE = "none"  # the source of a gap no source observed (source_gap)
-OPTED_OUT_SOURCE = "opted_out"  # the source of an opted-out pod's gap (opted_out)
-NOT_ALLOWED_SOURCE = "not_allowed"  # the source of a gap of a pod outside privacy.allowedNamespaces
-NOT_SELECTED_SOURCE = "not_selected"  # the source of a gap of a pod no native policy selects
-MAX_OPTED_WINDOWS = 100_000  # (image, node, window) keys held between drains, then node-wide
-_DIGEST_PREFIXES = ("sha256:", "sha512:")  # image keys a question can name (store/refs.py)
 _NO_TIME = 1 << 63  # above every event time
 
 
@@ -147,8 +139,6 @@ class GapTracker:
         self._containers: dict[str, _Container] = {}
         self._open: dict[tuple[str, str], _Open] = {}  # (node, cgroup) -> throttle
         self._marks: dict[tuple[str, str, int], ObservationWindow] = {}
-        # (image, node, window, source) an opted-out pod, or one outside the allowlist, ran in
-        self._opted: set[tuple[str, str, int, str]] = set()
         self._latest_ns = 0
         self._seen_max_ns = 0  # the latest event time seen (own drops are placed against it)
         self._seen_min_ns = 0  # the earliest (a STOP whose START was never seen runs from it)
@@ -158,6 +148,14 @@ class GapTracker:
         # a dropped event could have been any of theirs.
         self._nodes: set[str] = set()
         self.stats = GapStats()
+        st = (
+            self.stats
+        )  # the windows a pod of an image ran unwatched in (read at construction: a test lowers it)
+        self._pods_unwatched = UnwatchedWindows(
+            self._window_ns, limit=MAX_OPTED_WINDOWS, mark=self._mark_source,
+            counts={OPTED_OUT_SOURCE: st.opted_out, NOT_ALLOWED_SOURCE: st.not_allowed,
+                    NOT_SELECTED_SOURCE: st.not_selected},
+        )  # fmt: skip
 
     @property
     def open_throttles(self) -> Counter[str]:
@@ -281,66 +279,16 @@ class GapTracker:
         self._mark(NODE_WIDE, node, start_ns, end_ns, source=SWITCH_GAP_SOURCE)
 
     def opted_out(self, image: str, node: str, ts_ns: int) -> None:
-        """An event of an opted-out pod of ``image`` on ``node`` at ``ts_ns`` was dropped unseen.
-
-        The image's window of that time gets a gap (source ``opted_out``) over the whole window:
-        the pod ran there unwatched, and a call of the function asked about may be among what was
-        dropped; when in the window it ran is not kept. Cheap (one set look-up): it runs for every
-        dropped event. A pod whose image has no digest, and past ``MAX_OPTED_WINDOWS`` keys between
-        two drains any pod, marks the node's whole window node-wide instead: a wider gap, never a
-        lost one.
-        """
-        if ts_ns <= 0:
-            return
-        self.stats.opted_out[node] += 1
-        self._unwatched(image, node, ts_ns, OPTED_OUT_SOURCE)
+        """An opted-out pod's event was dropped: its image's window is a gap (unwatched_windows.py)."""
+        self._pods_unwatched.opted_out(image, node, ts_ns)
 
     def not_allowed(self, image: str, node: str, ts_ns: int) -> None:
-        """An event of a pod of ``image`` outside ``privacy.allowedNamespaces`` was dropped unseen.
-
-        As :meth:`opted_out` (source ``not_allowed``): the pod ran there unwatched, so no "not
-        observed" about the image may rest on that window. A host process (``host:<node>``) marks
-        nothing: every host event has namespace ``""``, so the allowlist drops all of them or none.
-        """
-        if ts_ns <= 0 or image.startswith("host:"):
-            return
-        self.stats.not_allowed[node] += 1
-        self._unwatched(image, node, ts_ns, NOT_ALLOWED_SOURCE)
+        """A pod's event outside ``privacy.allowedNamespaces`` was dropped: as :meth:`opted_out`."""
+        self._pods_unwatched.not_allowed(image, node, ts_ns)
 
     def not_selected(self, image: str, node: str, ts_ns: int) -> None:
-        """An event of the agent's own probes in a pod of ``image`` no native policy selects was dropped.
-
-        As :meth:`not_allowed` (source ``not_selected``): the probe fired in a pod no policy asking
-        for it watches, so no "not observed" about the image may rest on that window beside another
-        pod of it that is watched. A host process (``host:<node>``) marks nothing: no podSelector
-        matches any, so the host image is never partly watched.
-        """
-        if ts_ns <= 0 or image.startswith("host:"):
-            return
-        self.stats.not_selected[node] += 1
-        self._unwatched(image, node, ts_ns, NOT_SELECTED_SOURCE)
-
-    def _unwatched(self, image: str, node: str, ts_ns: int, source: str) -> None:
-        if not image.startswith(_DIGEST_PREFIXES):
-            # No digest (``container:<id>``, an image name): no question could name it, and its
-            # container or name is not to be kept. It could be any image here: node-wide.
-            image = NODE_WIDE
-        w = ts_ns - ts_ns % self._window_ns
-        key = (image, node, w, source)
-        if key in self._opted:
-            return
-        if len(self._opted) < MAX_OPTED_WINDOWS:
-            self._opted.add(key)
-        else:
-            self._mark(NODE_WIDE, node, w, w + self._window_ns, source=source)
-
-    def _take_opted(self) -> None:
-        """Turn the unwatched (image, node, window, source) keys into whole-window gap marks (at drain)."""
-        opted, self._opted = self._opted, set()
-        for image, node, w, source in opted:
-            # The whole window, not the span of the pod's events in it: when within the window an
-            # opted-out pod was active is not kept (privacy), and the wider gap is the safe side.
-            self._mark(image, node, w, w + self._window_ns, source=source)
+        """A probe event of a pod no native policy selects was dropped: as :meth:`opted_out`."""
+        self._pods_unwatched.not_selected(image, node, ts_ns)
 
     def native_drop(self, node: str, start_ns: int, end_ns: int, count: int, source: str = "") -> None:
         """The node's own probes dropped ``count`` events between ``start_ns`` and ``end_ns`` (wall clock):
@@ -397,6 +345,10 @@ class GapTracker:
         ):  # fmt: skip
             self.stats.capped += 1
 
+    def _mark_source(self, image: str, node: str, start_ns: int, end_ns: int, source: str) -> None:
+        """:meth:`_mark` with a source (UnwatchedWindows' marks)."""
+        self._mark(image, node, start_ns, end_ns, source=source)
+
     def drain(self, windows: list[ObservationWindow]) -> list[ObservationWindow]:
         """The aggregator's windows with every gap marked since the last drain merged in.
 
@@ -405,7 +357,7 @@ class GapTracker:
         in every window up to now.
         """
         self.after_batch()  # drops with no batch after them: up to the latest event seen
-        self._take_opted()
+        self._pods_unwatched.take()
         wn = self._window_ns
         for w in windows:
             self._latest_ns = max(self._latest_ns, w.window_start_ns)
@@ -420,18 +372,4 @@ class GapTracker:
             return windows
         for m in marks.values():
             self.stats.gap_windows["node" if m.image_digest == NODE_WIDE else "image"] += 1
-        # Each mark joins the window's first row with events (or a posture), never the rows with each
-        # other, nor a row without either: a restate row (window_counts.py) must reach the store as
-        # one, to clear a mark (store/marks.py), also when the drain holds no event of its window.
-        out = list(windows)
-        first: dict[tuple[str, str, int], int] = {}
-        for i, w in enumerate(out):
-            if w.event_count or w.posture is not None:
-                first.setdefault((w.image_digest, w.node_name, w.window_start_ns), i)
-        for k, m in marks.items():
-            at = first.get(k)
-            if at is None:
-                out.append(m)
-            else:
-                out[at] = out[at].merged(m)
-        return out
+        return merge_marks(windows, marks)
