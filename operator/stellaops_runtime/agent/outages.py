@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from stellaops_runtime.hotsymbols.clock_span import now_pair
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ class OutageMarker:
                 raise
         # Scrapes failing for over an interval (sources/tetragon_metrics.py take_unknown): what Tetragon
         # lost since the last good one is unknown, a node-wide gap up to now.
-        now = time.time_ns()
-        unknown = self.drops.take_unknown(now)
+        now, now_boot = now_pair()
+        unknown = self.drops.take_unknown(now, now_boot)
         if not unknown_counts(self.source):
             if not self._probes_ticked:
                 # the first tick since the switch to the native probes: Tetragon was the source from its

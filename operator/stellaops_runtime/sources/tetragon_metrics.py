@@ -31,7 +31,11 @@ Scrapes that fail for longer than one interval (two in a row: the endpoint gone,
 or never reachable) leave the losses since the last good scrape unknown: :meth:`take_unknown` hands
 that span out, up to now, on every tick of the outage marker, a node-wide gap until a scrape
 answers again (tests/integration/test_tetragon_metrics_default_url.py). One failed scrape alone
-is not: the next good one still compares its counters with the last good one.
+is not: the next good one still compares its counters with the last good one. The span is read on
+the boot clock too (hotsymbols/clock_span.py ``covering``), so a wall clock stepped back while scrapes
+fail puts the wall time lived again in it; and before any good scrape the watch record claims no later
+than the first try (:meth:`known_through`: an agent killed before the second failure leaves that time
+to the next agent's restart gap; tests/unit/test_tetragon_metrics_clock_edges.py).
 
 The URL may name the node's address as ``$(NODE_IP)`` (:func:`expand_url`; no other variable of
 the agent's environment, which holds the store's password, is expanded): the operator renders
@@ -65,6 +69,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stellaops_runtime.contracts.crd_names import NODE_IP_ENV
 from stellaops_runtime.contracts.redact import redact, redact_error
+from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +226,10 @@ class TetragonMetricsPoller:
         self.stats = TetragonDropStats()
         # the last good scrape: wall ns at which it asked (Tetragon read its counters after), values
         self._last: tuple[int, Mapping[Any, float]] | None = None
+        self._last_boot: int | None = None  # its boottime
+        self._asking: int | None = (
+            None  # wall ns of a first try not answered yet (no good scrape, none failed)
+        )
         self._first_failed: int | None = None  # wall ns of the first try, when it and all since failed
         self._spans: list[tuple[int, int, int]] = []  # (start, end wall ns, events lost) not taken yet
         # known_through() when the spans taken then were all in the pipeline's gap tracker (the outage
@@ -228,16 +237,27 @@ class TetragonMetricsPoller:
         self.marked_through: int | None = None
         self._failures = 0  # failed scrapes in a row
         self._unknown_from: int | None = None  # while failing: where the unknown time not taken starts
+        self._unknown_boot: int | None = None  # its boottime (a wall clock step since is seen)
         self._unknown_back: tuple[int, int] | None = None  # an unknown span taken but not recorded
 
-    def failed(self, asked_ns: int) -> None:
-        """A scrape asked at ``asked_ns`` read nothing: before any good one, the first good one's counts
-        may all have been lost since this try (:meth:`note`)."""
+    def asking(self, asked_ns: int) -> None:
+        """A scrape asks at ``asked_ns``: before any answer, the watch record claims no later."""
+        if self._last is None and self._first_failed is None and self._asking is None:
+            self._asking = asked_ns
+
+    def failed(self, asked_ns: int, asked_boot: int | None = None) -> None:
+        """A scrape asked at ``asked_ns`` (boottime ``asked_boot``) read nothing: before any good one,
+        the first good one's counts may all have been lost since this try (:meth:`note`)."""
         if self._last is None and self._first_failed is None:
             self._first_failed = asked_ns
+        self._asking = None
         self._failures += 1
         if self._unknown_from is None:
-            self._unknown_from = self._last[0] if self._last is not None else asked_ns
+            if self._last is not None:
+                self._unknown_from, self._unknown_boot = self._last[0], self._last_boot
+            else:
+                self._unknown_from = asked_ns
+                self._unknown_boot = boot_of(asked_ns) if asked_boot is None else asked_boot
         if self._failures == 2:
             log.warning(
                 "cannot read Tetragon's metrics at %s (%s): its losses are unknown, the time is a gap "
@@ -249,15 +269,19 @@ class TetragonMetricsPoller:
         """Scrapes have failed for longer than an interval (two in a row): the time is a gap."""
         return self._failures >= 2
 
-    def take_unknown(self, now_ns: int) -> tuple[int, int] | None:
-        """The span (start, end wall ns) whose losses no scrape can tell, up to ``now_ns``, while
-        scrapes have failed for longer than an interval (two in a row), with any span given back;
-        None when there is none. The next call starts where this one ended."""
+    def take_unknown(self, now_ns: int, now_boot: int | None = None) -> tuple[int, int] | None:
+        """The span (start, end wall ns) whose losses no scrape can tell, up to ``now_ns`` (boottime
+        ``now_boot``), while scrapes have failed for longer than an interval (two in a row), with any
+        span given back; None when there is none. The next call starts where this one ended. A wall
+        clock stepped back since widens the span over the wall time lived again (``covering``)."""
         span = None
         start = self._unknown_from
-        if self._failures >= 2 and start is not None and now_ns > start:
-            span = (start, now_ns)
-            self._unknown_from = now_ns
+        if self._failures >= 2 and start is not None:
+            now_boot = boot_of(now_ns) if now_boot is None else now_boot
+            a, b = covering(start, self._unknown_boot, now_ns, now_boot)
+            if b > a:
+                span = (a, b)
+                self._unknown_from, self._unknown_boot = now_ns, now_boot
         back, self._unknown_back = self._unknown_back, None
         if back is not None:
             span = back if span is None else (min(back[0], span[0]), max(back[1], span[1]))
@@ -287,14 +311,22 @@ class TetragonMetricsPoller:
             self._last = (max(self._last[0], now_ns), self._last[1])
         elif self._first_failed is not None:
             self._first_failed = max(self._first_failed, now_ns)
-        if self._unknown_from is not None:
-            self._unknown_from = max(self._unknown_from, now_ns)
+        if self._unknown_from is not None and now_ns > self._unknown_from:
+            self._unknown_from, self._unknown_boot = now_ns, boot_of(now_ns)
 
-    def note(self, drops: Mapping[Any, float], now_ns: int, asked_ns: int | None = None) -> None:
-        """One good scrape's values, asked at ``asked_ns`` (default ``now_ns``) and answered by
-        ``now_ns`` (per series or summed: each key against itself): a span since the last good one
-        asked, if any rose."""
+    def note(
+        self,
+        drops: Mapping[Any, float],
+        now_ns: int,
+        asked_ns: int | None = None,
+        asked_boot: int | None = None,
+    ) -> None:
+        """One good scrape's values, asked at ``asked_ns`` (default ``now_ns``; boottime ``asked_boot``)
+        and answered by ``now_ns`` (per series or summed: each key against itself): a span since the
+        last good one asked, if any rose."""
         last, self._last = self._last, (now_ns if asked_ns is None else asked_ns, drops)
+        self._last_boot = boot_of(self._last[0]) if asked_boot is None else asked_boot
+        self._asking = None
         if self._failures >= 2:
             log.info("Tetragon's metrics at %s answer again", self.shown_url)
         self._failures, self._unknown_from = 0, None  # the counters tell what was lost meanwhile
@@ -328,28 +360,32 @@ class TetragonMetricsPoller:
         return spans
 
     def known_through(self) -> int | None:
-        """Every loss Tetragon counted before this moment (wall ns) is in a span noted by now: the last
-        good scrape asked then. None before any good scrape (its counters were never read)."""
-        return self._last[0] if self._last is not None else None
+        """Every loss Tetragon counted before this moment (wall ns) is in a span noted by now, or will be
+        in the first good scrape's span: the last good scrape asked then; before any, the first failed
+        try (that span starts there) or the first try on its way. None before any try."""
+        if self._last is not None:
+            return self._last[0]
+        return self._first_failed if self._first_failed is not None else self._asking
 
     def give_back(self, spans: list[tuple[int, int, int]]) -> None:
         """Spans taken but not recorded: taken again next time."""
         self._spans[:0] = spans
 
     async def scrape_once(self) -> None:
-        asked = time.time_ns()
+        asked, asked_boot = now_pair()
+        self.asking(asked)
         try:
             series = parse_series(await fetch_page(self.url, timeout=self.timeout))
         except (OSError, TimeoutError, ValueError) as e:
             self.stats.scrape_errors += 1
             self.stats.last_error = redact_error(e)  # an error may quote the URL
             log.debug("tetragon metrics scrape of %s failed: %s", self.shown_url, self.stats.last_error)
-            self.failed(asked)
+            self.failed(asked, asked_boot)
             return
         self.stats.scrapes += 1
         for k, v in sum_series(series).items():
             setattr(self.stats, k, v)
-        self.note(series, time.time_ns(), asked)  # each series against itself
+        self.note(series, time.time_ns(), asked, asked_boot)  # each series against itself
 
     async def scrape_last(self) -> None:
         """One more scrape as the agent stops (agent/shutdown.py), before its last gaps are marked:
