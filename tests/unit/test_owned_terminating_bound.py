@@ -18,6 +18,7 @@ from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION
 from stellaops_runtime.controller.owned import OwnedWriter, TerminatingError, held_too_long
 from stellaops_runtime.controller.policy_state import policy_state
 from stellaops_runtime.controller.settings import ControllerConfig
+from stellaops_runtime.controller.state import INDEX_OWNED
 from tests.unit.test_owned_terminating_state import GOING, POLICY, _rollout
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -97,3 +98,24 @@ def test_the_time_held_is_the_stamp_or_the_first_sight_whichever_is_earlier(stam
     assert again.since == first.since  # the first sight is kept
     other = writer._terminating_error(KEY, {"uid": "u2", "deletionTimestamp": None})
     assert other.since is not None and (not ahead or other.since >= first.since)  # a new object: timed anew
+
+
+def test_the_first_sights_kept_are_only_of_objects_still_there() -> None:
+    """One entry per object seen going, for the life of the process, grew without bound (O5 left
+    alone): an object gone for good (its owner deleted too, no longer rendered) is forgotten once
+    another object is seen going, so the memory is bounded by the objects being deleted at once."""
+    writer = OwnedWriter(ControllerConfig())
+    owned: dict[Any, list[dict[str, Any]]] = {}
+    writer.indexes[INDEX_OWNED] = owned  # kopf's index of our objects: what is still there
+    for i in range(500):
+        key = (*KEY[:3], f"stellaops-web-{i}")
+        meta = {"uid": f"u{i}", "deletionTimestamp": "2026-12-06T12:00:00Z"}
+        owned[key] = [{"metadata": meta}]
+        writer._terminating_error(key, meta)
+        assert len(writer._deleting_seen) <= 2, len(writer._deleting_seen)
+        del owned[key]  # its DELETED event: gone from the index
+    still = (*KEY[:3], "held")
+    owned[still] = [{"metadata": {"uid": "h"}}]
+    writer._deleting_seen[still] = ("h", NOW)
+    writer._terminating_error(KEY, {"uid": "u", "deletionTimestamp": None})
+    assert still in writer._deleting_seen and writer._deleting_seen[still] == ("h", NOW)  # still held

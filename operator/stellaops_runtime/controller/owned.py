@@ -115,7 +115,7 @@ def held_too_long(
 
     An object a finalizer never releases kept its owner Progressing for ever, so Argo CD and
     ``kubectl wait`` waited for ever: past the bound the owner is Degraded
-    (tests/unit/test_owned_terminating_state.py). One with no ``since`` is never overdue.
+    (tests/unit/test_owned_terminating_bound.py). One with no ``since`` is never overdue.
     """
     overdue: list[TerminatingError] = []
     next_in: float | None = None
@@ -166,11 +166,16 @@ class OwnedWriter(ReconcilerState):
         """What to raise for an object of ours being deleted, timed from its ``deletionTimestamp``.
 
         The stamp is the API server's; when it is unreadable or later than the operator first saw
-        the object going (clock skew), the operator's first sight is used.
+        the object going (clock skew), the operator's first sight is used. A first sight is kept
+        while its object is in kopf's index: those of objects gone for good (never applied again,
+        their owner deleted too) are forgotten when another is first seen, so the memory is bounded
+        by the objects being deleted at once (tests/unit/test_owned_terminating_bound.py).
         """
         uid = str(meta.get("uid") or "")
         known = self._deleting_seen.get(key)
         if known is None or known[0] != uid:
+            for gone in [k for k in self._deleting_seen if k != key and self._one(INDEX_OWNED, k) is None]:
+                del self._deleting_seen[gone]
             known = self._deleting_seen[key] = (uid, utcnow())
         seen = known[1]
         stamp = parse_time(meta.get("deletionTimestamp"))
