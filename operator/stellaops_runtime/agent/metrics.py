@@ -119,6 +119,8 @@ tetragon_throttled_cgroups{node}     throttles started and not stopped
 tetragon_rate_limit_reports_total{node}  Tetragon's rate_limit_info events
 tetragon_rate_limit_dropped_events_total{node}  events those reports say Tetragon dropped
 observation_gap_windows_total{scope} observation-window rows marked as gaps (scope image | node)
+unwatched_pod_gap_events_total{source,node}  dropped events of pods that ran unwatched whose image's
+                                     window became a gap: source opted_out, not_allowed, not_selected
 source_outage_marks_total            source outage spans marked as node-wide gaps (agent/outages.py);
                                      source_outage_seconds_total: their length on the wall clock
 policy_load_gap_open_seconds         age of the open gap of our policies not (known) loaded, 0: none

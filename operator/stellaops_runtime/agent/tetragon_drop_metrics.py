@@ -1,4 +1,5 @@
-"""Prometheus families of Tetragon's own drop signals: throttles, rate-limit reports, gap windows.
+"""Prometheus families of the gap tracker: Tetragon's throttles, rate-limit reports, gap windows, and
+the events of pods that ran unwatched (opted out, outside the allowlist, selected by no native policy).
 
 Split from agent/metrics.py (past ~400 lines) by what it reads: the pipeline's
 gap tracker (hotsymbols/gaps.py), per node and pod, rather than the agent's
@@ -13,6 +14,11 @@ from typing import TYPE_CHECKING
 from stellaops_runtime.agent.metric_families import P
 from stellaops_runtime.agent.metric_families import labelled as _labelled
 from stellaops_runtime.agent.prometheus_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from stellaops_runtime.hotsymbols.unwatched_windows import (
+    NOT_ALLOWED_SOURCE,
+    NOT_SELECTED_SOURCE,
+    OPTED_OUT_SOURCE,
+)
 
 if TYPE_CHECKING:
     from stellaops_runtime.hotsymbols.gaps import GapTracker
@@ -54,3 +60,17 @@ def tetragon_drop_metrics(gaps: GapTracker) -> Iterator[Metric]:
         "scope",
         dict(st.gap_windows),
     )
+    unwatched = CounterMetricFamily(
+        P + "unwatched_pod_gap_events",
+        "Dropped events of pods that ran unwatched whose image's window was marked a gap, by the gap's "
+        "source (opted_out, not_allowed, not_selected) and node.",
+        labels=["source", "node"],
+    )
+    for source, counts in (
+        (OPTED_OUT_SOURCE, st.opted_out),
+        (NOT_ALLOWED_SOURCE, st.not_allowed),
+        (NOT_SELECTED_SOURCE, st.not_selected),
+    ):
+        for node, n in sorted(counts.items()):
+            unwatched.add_metric([source, node], n)
+    yield unwatched
