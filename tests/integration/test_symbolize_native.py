@@ -316,7 +316,7 @@ def test_debian_go_binaries_resolve_through_gopclntab(sym: Symbolizer, path: Pat
         assert elf.get_section_by_name(".symtab") is None
         f.seek(sec["sh_offset"])
         # A wide time budget: this checks what the table holds, and the default 2 s per file ran
-        # out once on a CI machine under load (the time limit itself: tests/integration/test_hostile_inputs.py).
+        # out once on a CI machine under load (the limit itself: tests/integration/test_hostile_inputs.py).
         wide = Limits(parse_seconds=120.0).budget("gopclntab")
         _, funcs = parse_functions(f.read(sec["sh_size"]), little=True, budget=wide)
         dynsym = {
