@@ -267,6 +267,30 @@ def test_parse_time_forms() -> None:
     assert parse_time("2026-11-24T11:00:00.5+01:00") == NOW + timedelta(milliseconds=500)
     assert parse_time("2026-11-24T10:00:00") == NOW  # no offset: UTC
     assert parse_time("") is None and parse_time(None) is None and parse_time(12) is None
+    assert parse_time("2026-11-24 10:00:00.123456789Z") == NOW + timedelta(microseconds=123456)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24T10:00:00\x00+00:00",  # a NUL between the time and the zone (O5 left alone)
+        "2026-11-24T10:00:00Z\x00",
+        "2026-11-24\x0010:00:00Z",
+        "2026-11-24T10:00:00Z\n",
+        "2026-11-24T10:00:00 +00:00",
+        "20261124T100000Z",  # ISO 8601 basic form, not RFC 3339
+        "2026-W48-2T10:00:00Z",  # a week date
+        "2026-11-24",  # a date alone
+        "2026-11-24T10Z",
+        "2026-11-24T10:00:00,5Z",
+        "\u0662\u0660\u0662\u0666-11-24T10:00:00Z",  # Arabic-Indic digits
+    ],
+)
+def test_parse_time_takes_rfc3339_only(text: str) -> None:
+    """Python's fromisoformat reads far more than RFC 3339 (a NUL or a space before the zone, week
+    dates, the basic form): what the API server and the agents write is RFC 3339, anything else is
+    no time (the callers then use their own clock or skip the value)."""
+    assert parse_time(text) is None
 
 
 # ---------------------------------------------------------------- feature labels

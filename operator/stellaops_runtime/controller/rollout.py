@@ -78,6 +78,7 @@ A node's ``feature.stellaops.io/*`` labels are derived in ``controller.node_labe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,9 +111,13 @@ _STATE_RANK = {
 _PENDING_RANK = 2
 
 
+# RFC 3339 only (no offset: UTC); fromisoformat also reads a NUL before the zone, week dates...
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)?", re.ASCII)
+
+
 def parse_time(text: Any) -> datetime | None:
     """An RFC 3339 timestamp (``Z`` or an offset; fractions allowed) as an aware datetime, else None."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str) or _RFC3339.fullmatch(text) is None:
         return None
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
