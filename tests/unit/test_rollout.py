@@ -416,6 +416,16 @@ def test_an_unreachable_node_is_pending_with_a_failure_entry_saying_since_when()
     assert fold([stale])["failures"] == [] and fold([stale])["nodesStale"] == 1
 
 
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_transition_time_out_of_range_in_utc_is_no_time(since: str) -> None:
+    """An agent's lastTransitionTime in range as written but not in UTC (year 1 at +14:00) was
+    parsed, and the failure entry's UTC reading raised OverflowError: the policy's reconcile failed
+    on every try, its status never written (review RO5). It is no time: the entry says no since."""
+    assert parse_time(since) is None
+    entry = fold([unreachable("a", since)])["failures"][0]
+    assert entry["message"] == "the agent cannot reach Tetragon: Tetragon at x:1 does not answer"
+
+
 def test_a_node_whose_agent_gets_no_events_is_pending_not_running() -> None:
     """Tetragon loaded every object, but the agent's event stream is not connected (source none):
     nothing the policy traces is observed there, so the node is not running and the policy says why."""

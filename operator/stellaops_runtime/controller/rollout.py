@@ -116,14 +116,14 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d
 
 
 def parse_time(text: Any) -> datetime | None:
-    """An RFC 3339 timestamp (``Z`` or an offset; fractions allowed) as an aware datetime, else None."""
+    """An RFC 3339 timestamp (``Z`` or an offset; fractions allowed) in UTC, else None (or out of range)."""
     if not isinstance(text, str) or _RFC3339.fullmatch(text) is None:
         return None
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        return t.astimezone(UTC) if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _policy_ref(namespace: str | None, name: str) -> str:
