@@ -130,12 +130,17 @@ def replace_spans(
         while i >= 0:
             markers.append((i, i + len(REDACTED)))
             i = text.find(REDACTED, i + 1)
+    # Markers are sorted and disjoint: a span meets only those from the first ending after its start
+    # on (found by bisection), so each span costs the markers it meets, not all of the field's.
+    marker_ends = [me for _, me in markers]
+    marker_set = set(markers)
     merged: list[tuple[int, int, str]] = []
     for start, end, name in ordered:
-        for ms, me in markers:  # never cut a marker in two
-            if ms < end and start < me:
-                start, end = min(start, ms), max(end, me)
-        if (start, end) in markers:
+        j = bisect.bisect_right(marker_ends, start)
+        while j < len(markers) and markers[j][0] < end:  # never cut a marker in two
+            start, end = min(start, markers[j][0]), max(end, markers[j][1])
+            j += 1
+        if (start, end) in marker_set:
             continue  # exactly an earlier marker: already redacted
         if merged and start <= merged[-1][1]:
             prev = merged[-1]

@@ -11,7 +11,8 @@ Names are shell-style globs (``*`` any run of name characters, ``?`` one),
 matched against the whole name, case-insensitively in env lists; in argument
 text only upper-case names count as variables (``token_limit=5`` in a config
 string is not an environment variable), so the argument rule needs an
-upper-case name.
+upper-case name, except for a glob ending in a suffix that names nothing but a secret
+(:data:`ANY_CASE_SUFFIXES`: ``db_psw=x``, Jenkins' ``creds_PSW`` of a lower-case binding).
 
 A name in an env list may hold any character but ``=`` (Kubernetes accepts
 ``spring.datasource.password`` and ``db-password``; Spring and .NET read such
@@ -72,6 +73,11 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
 
 _NAME_CHAR = "[A-Za-z0-9_]"
 
+# Glob suffixes matched in any case in argument text too: ``_PSW`` is Jenkins' password suffix and
+# an abbreviation of nothing else (``db_psw=x ./run``, ``nexus_creds_PSW``); ``token_limit=5`` and
+# ``sort_key=name`` stay (their names are no variable's in lower case).
+ANY_CASE_SUFFIXES: tuple[str, ...] = ("_PSW",)
+
 
 def glob_to_regex(glob: str) -> str:
     """A name glob as a regex fragment (no anchors)."""
@@ -109,7 +115,12 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     ``pem_rule``: the ``pem_private_key`` rule ran first, so a value starting a private key
     (``PRIVATE_KEY=-----BEGIN …``) is left to it (its BEGIN line stays, its body is gone).
     """
-    names = "|".join(glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]") for g in globs)
+    names = "|".join(
+        f"(?i:{glob_to_regex(g)})"
+        if g.upper().endswith(ANY_CASE_SUFFIXES)
+        else glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]")
+        for g in globs
+    )
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.

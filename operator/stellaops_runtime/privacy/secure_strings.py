@@ -5,7 +5,8 @@ script (``pwsh -c``, ``powershell -Command``) makes a credential from a password
 the password is a bare string literal: no key names it, so it was stored in clear. Here the
 literal given to ``ConvertTo-SecureString`` (any case, PowerShell's names are not case-sensitive)
 goes with its quotes: positional or after ``-String`` (``-String:``), after the other switches
-(``-AsPlainText -Force``), in parentheses (``ConvertTo-SecureString ('P@ss')``), a bare word
+(``-AsPlainText -Force``) and the value of ``-Key``/``-SecureKey`` (``-Key $k 'enc'``: the
+encrypted standard string the key decrypts), in parentheses (``ConvertTo-SecureString ('P@ss')``), a bare word
 (``ConvertTo-SecureString P@ss``: a string in PowerShell's argument mode), or piped into it
 (``'P@ss' | ConvertTo-SecureString …``). Without ``-AsPlainText`` the literal is an encrypted
 standard string, which the same user's key decrypts: it goes too. A variable (``$env:PW``) is no
@@ -27,8 +28,13 @@ _LITERAL = r"""'(?:[^'\n]|'')*+(?:'|\Z)|"(?:[^"`\n]|`[^\n])*+(?:"|\Z)|\\++"[^"\\
 # A bare word, which PowerShell's argument mode reads as a string (``ConvertTo-SecureString P@ss``,
 # ``pwsh -Command`` joining its arguments): not a variable, a switch, an expression or a type.
 _BARE = r"""[^\s$(\-'"`@{}\[\];|&)\\#<>,][^\s;|&)"'`\\}<>,]*+"""
+# The value of ``-Key``/``-SecureKey`` (a byte array or a SecureString): a variable, a parenthesised
+# or ``@(…)`` expression (no nested parentheses, at most 256 characters), a list of numbers, or the
+# marker a key rule of the regex pass left there (``-Key [REDACTED] 'enc'`` inside ``pwsh -c "…"``).
+_KEY_VALUE = r"""(?::[ \t]*+|[ \t]++)(?:\$[\w:]++|\[REDACTED\]|@?+\([^()\n]{0,256}+\)|[\d,]++)"""
 _FORWARD = re.compile(
-    r"(?i:convertto-securestring)(?:[ \t]++-(?!(?i:string)(?![\w-]))[\w-]++)*+[ \t]++"
+    r"(?i:convertto-securestring)"
+    rf"(?:[ \t]++-(?:(?i:secure)?+(?i:key)(?![\w-]){_KEY_VALUE}|(?!(?i:string)(?![\w-]))[\w-]++))*+[ \t]++"
     rf"(?:-(?i:string)(?::[ \t]*+|[ \t]++))?(?:\([ \t]*+(?P<p>{_LITERAL})|(?P<s>{_LITERAL}|{_BARE}))"
 )
 # The cheap check before the regexes, in any case (``ConvertTo-SEcureString`` runs all the same).

@@ -14,7 +14,8 @@ a ``--flag=`` or an environment assignment ``NAME=`` inside it, ``-e "DATABASE_U
 a ``user:password`` whose password holds a blank and ends at an ``@`` that starts the host (a URL:
 ``scheme://user:pw@host``, ``jdbc:`` before the scheme too, then ``/``, ``?``, ``#``, the quote or
 the end; a Go DSN: ``@tcp(``, ``@tcp6(``, ``@unix(``, ``@/db``)
-loses the password, its ``@`` characters too (the last one before the host ends it). A password
+loses the password, its ``@`` characters and the other kind of quote too (the last ``@`` before the
+host ends it; ``"app:pa ss'x@tcp(db)/x"``). A password
 without a blank is left to the two rules above; one that starts with a blank is prose after a
 colon (``"note: a b@/x"``), not a password. A quoted URL cut inside such a password (no ``@host``
 left) loses the rest of the text from the password on. Each start reads at most 256 characters of user and
@@ -30,14 +31,18 @@ __all__ = ["spaced_logon_spans"]
 # A quote opening an argument or a JSON value (escaped inside a shell string too; after a quote, a
 # single-quoted script's ``'\\''``; after ``$``, bash's ANSI-C ``$'…'``), a flag or an environment
 # assignment glued to it maybe.
-_OPEN = r"""(?<![^\s=\[(,{:'$])\\*+["'](?:--?[\w-]{1,32}=|[A-Za-z_][\w.]{0,63}+=)?+"""
+_OPEN = r"""(?<![^\s=\[(,{:'$])\\*+(?P<q>["'])(?:--?[\w-]{1,32}=|[A-Za-z_][\w.]{0,63}+=)?+"""
+# A password's character: any but a line end, a backslash and the quote that opened the argument (the
+# other quote is a character of it: ``"app:pa ss'x@tcp(db)/x"``); a URL's, no ``/`` either.
+_DSN_CHAR = r"""(?!(?P=q))[^\n\\]"""
+_URL_CHAR = r"""(?!(?P=q))[^\n\\/]"""
 _USER = r"""[^\s:/@'"\\]{0,256}+:"""
 _GO_DSN = re.compile(
-    rf"""{_OPEN}{_USER}(?!//)(?P<s>[^\s'"\\][^\n'"\\]{{0,127}}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
+    rf"""{_OPEN}{_USER}(?!//)(?P<s>(?!\s){_DSN_CHAR}{_DSN_CHAR}{{0,127}}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
 )
 _URL = re.compile(
     rf"""{_OPEN}(?:jdbc:)?+[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}"""
-    r"""(?P<s>[^\s'"\\/][^\n'"\\/]{0,127}?)@[^\s'"\\/@?#]++(?=[/?#'"\\]|\Z)"""
+    rf"""(?P<s>(?!\s){_URL_CHAR}{_URL_CHAR}{{0,127}}?)@[^\s'"\\/@?#]++(?=[/?#'"\\]|\Z)"""
 )
 
 # The same URL cut by ``privacy.maxArgumentBytes`` inside its password (filter.py truncates before the
