@@ -17,6 +17,7 @@ import pytest
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import PrivacyFilter
 from stellaops_runtime.privacy.engine import replace_spans
+from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from tests.linear_cost import growth
 
 
@@ -75,6 +76,11 @@ def test_a_quoted_password_holding_a_blank_and_the_other_quote_goes(text: str, w
         # a quote of the opening kind still ends the argument: nothing after it is a password
         "echo \"note: it's done\" 'x y@/z'",
         "printf 'say: a \"b\" c' user@host",
+        # the closing quote ends a password too: a later ``@`` is another argument's
+        'echo "u:a b" c@/x',
+        'echo "note:a b" x@tcp(y)',
+        'curl "https://u:a b" c@h/x',
+        'echo "u:a b" "c@tcp(db)/x"',
     ],
 )
 def test_a_quote_of_the_opening_kind_still_ends_the_argument(text: str) -> None:
@@ -128,12 +134,20 @@ def test_a_variable_or_command_after_a_key_stays(text: str) -> None:
         "'u:a \"b@",
         "\"postgres://u:a 'b ",
         "ConvertTo-SecureString -Key (",
+        "\"s://u:a 'b ",
         "ConvertTo-SecureString -Key $k -Key $k ",
     ],
 )
 def test_the_widened_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
     ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, f"{unit!r}: 64 KiB costs {ratio:.1f}x the 16 KiB field"
+
+
+@pytest.mark.parametrize("unit", ["\"s://u:a 'b ", "\"s://u:a 'b 's://u:x ", "'s://u:a \"b \n"])
+def test_the_cut_url_rule_costs_linearly_when_the_other_quote_does_not_stop_it(unit: str) -> None:
+    # every quote a start, never an ``@``: a run now crosses the other kind of quote
+    ratio = growth(lambda text: spaced_logon_spans(text, cut=True), unit)
+    assert ratio < 10, ratio
 
 
 @pytest.mark.parametrize(
@@ -163,3 +177,12 @@ def test_replacing_many_spans_among_many_markers_costs_linearly() -> None:
         "[REDACTED] x [REDACTED]x", [(11, 12, "a"), (20, 24, "b"), (0, 10, "c")], counts=None
     )
     assert (out, hits) == ("[REDACTED] [REDACTED] [REDACTED]", 2)
+
+
+@pytest.mark.parametrize("cut", [3, 7, 12])
+def test_a_cut_quoted_url_password_holding_the_other_quote_goes_whole(cut: int) -> None:
+    # maxArgumentBytes cuts the field inside ``pa ss'x…`` after its blank and its quote: no ``@host``
+    head = "x" * 64 + ' psql "postgres://u:'
+    text = head + "pa ss'P5cut-9@db/x\" " + "z" * 64
+    out = PrivacyFilter(PrivacyConfig(max_argument_bytes=len(head) + cut)).filter_field(text)
+    assert "ss'P5" not in out and "[REDACTED]" in out, out

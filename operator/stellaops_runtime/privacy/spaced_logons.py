@@ -34,8 +34,9 @@ __all__ = ["spaced_logon_spans"]
 _OPEN = r"""(?<![^\s=\[(,{:'$])\\*+(?P<q>["'])(?:--?[\w-]{1,32}=|[A-Za-z_][\w.]{0,63}+=)?+"""
 # A password's character: any but a line end, a backslash and the quote that opened the argument (the
 # other quote is a character of it: ``"app:pa ss'x@tcp(db)/x"``); a URL's, no ``/`` either.
-_DSN_CHAR = r"""(?!(?P=q))[^\n\\]"""
-_URL_CHAR = r"""(?!(?P=q))[^\n\\/]"""
+# (A group: a quantifier after it repeats the look-ahead with the character.)
+_DSN_CHAR = r"""(?:(?!(?P=q))[^\n\\])"""
+_URL_CHAR = r"""(?:(?!(?P=q))[^\n\\/])"""
 _USER = r"""[^\s:/@'"\\]{0,256}+:"""
 _GO_DSN = re.compile(
     rf"""{_OPEN}{_USER}(?!//)(?P<s>(?!\s){_DSN_CHAR}{_DSN_CHAR}{{0,127}}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
@@ -48,9 +49,10 @@ _URL = re.compile(
 # The same URL cut by ``privacy.maxArgumentBytes`` inside its password (filter.py truncates before the
 # rules run): no ``@host`` is left, so the password runs to the text's end (``@`` in it too). Only on
 # a cut text (an unclosed quote ending a whole one, ``"dial http://db:5432 timeout``, is no password).
-# A run stops at a quote, and each start is a quote: only the last start's run can reach the end.
+# A run stops at the quote that opened it, and each start is a quote: only the last start of each
+# kind of quote can reach the end (each character is read by at most one run of each kind).
 _URL_CUT = re.compile(
-    rf"""{_OPEN}(?:jdbc:)?+[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}(?P<s>[^\s'"\\/][^\n'"\\/]*+)\Z"""
+    rf"""{_OPEN}(?:jdbc:)?+[A-Za-z][A-Za-z0-9+.-]{{0,31}}+://{_USER}(?P<s>(?!\s){_URL_CHAR}{_URL_CHAR}*+)\Z"""
 )
 
 
