@@ -186,3 +186,20 @@ def test_a_cut_quoted_url_password_holding_the_other_quote_goes_whole(cut: int) 
     text = head + "pa ss'P5cut-9@db/x\" " + "z" * 64
     out = PrivacyFilter(PrivacyConfig(max_argument_bytes=len(head) + cut)).filter_field(text)
     assert "ss'P5" not in out and "[REDACTED]" in out, out
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # PowerShell takes any unambiguous prefix of a parameter's name (review RP5): ``-K``/``-Ke``
+        # is ``-Key``, ``-Se``… is ``-SecureKey`` (``-S`` alone is ambiguous with ``-String``)
+        ("ConvertTo-SecureString -K $k 'P5enc0123'", "ConvertTo-SecureString -K $k [REDACTED]"),
+        ("ConvertTo-SecureString -ke (1..16) P5enc0123", "ConvertTo-SecureString -ke (1..16) [REDACTED]"),
+        ("ConvertTo-SecureString -Secure $sk 'P5enc0123'", "ConvertTo-SecureString -Secure $sk [REDACTED]"),
+        ("ConvertTo-SecureString -SE:$sk 'P5enc0123'", "ConvertTo-SecureString -SE:$sk [REDACTED]"),
+    ],
+)
+def test_an_abbreviated_key_parameter_still_loses_the_string(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "P5enc0123" not in out

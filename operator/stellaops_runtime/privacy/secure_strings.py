@@ -5,12 +5,12 @@ script (``pwsh -c``, ``powershell -Command``) makes a credential from a password
 the password is a bare string literal: no key names it, so it was stored in clear. Here the
 literal given to ``ConvertTo-SecureString`` (any case, PowerShell's names are not case-sensitive)
 goes with its quotes: positional or after ``-String`` (``-String:``), after the other switches
-(``-AsPlainText -Force``) and the value of ``-Key``/``-SecureKey`` (``-Key $k 'enc'``: the
-encrypted standard string the key decrypts), in parentheses (``ConvertTo-SecureString ('P@ss')``), a bare word
-(``ConvertTo-SecureString P@ss``: a string in PowerShell's argument mode), or piped into it
-(``'P@ss' | ConvertTo-SecureString …``). Without ``-AsPlainText`` the literal is an encrypted
-standard string, which the same user's key decrypts: it goes too. A variable (``$env:PW``) is no
-text of a secret and stays.
+(``-AsPlainText -Force``) and the value of ``-Key``/``-SecureKey`` or a prefix of either
+(``-Key $k 'enc'``, ``-K $k 'enc'``: the encrypted standard string the key decrypts), in
+parentheses (``ConvertTo-SecureString ('P@ss')``), a bare word (``ConvertTo-SecureString P@ss``:
+a string in PowerShell's argument mode), or piped into it (``'P@ss' | ConvertTo-SecureString …``).
+Without ``-AsPlainText`` the literal is an encrypted standard string, which the same user's key
+decrypts: it goes too. A variable (``$env:PW``) is no text of a secret and stays.
 
 Each start reads a bounded stretch: the switches and one literal (to its quote, the end of its
 line or of the text), or, for a piped literal, at most 512 characters back: linear in the text.
@@ -32,9 +32,12 @@ _BARE = r"""[^\s$(\-'"`@{}\[\];|&)\\#<>,][^\s;|&)"'`\\}<>,]*+"""
 # or ``@(…)`` expression (no nested parentheses, at most 256 characters), a list of numbers, or the
 # marker a key rule of the regex pass left there (``-Key [REDACTED] 'enc'`` inside ``pwsh -c "…"``).
 _KEY_VALUE = r"""(?::[ \t]*+|[ \t]++)(?:\$[\w:]++|\[REDACTED\]|@?+\([^()\n]{0,256}+\)|[\d,]++)"""
+# ``-Key``/``-SecureKey`` or any prefix PowerShell reads as one of them (``-K``, ``-Ke``, ``-Se``…;
+# ``-S`` alone is ambiguous with ``-String``).
+_KEY_NAME = r"(?i:k(?:ey?+)?+|se(?:c(?:u(?:r(?:e(?:k(?:ey?+)?+)?+)?+)?+)?+)?+)"
 _FORWARD = re.compile(
     r"(?i:convertto-securestring)"
-    rf"(?:[ \t]++-(?:(?i:secure)?+(?i:key)(?![\w-]){_KEY_VALUE}|(?!(?i:string)(?![\w-]))[\w-]++))*+[ \t]++"
+    rf"(?:[ \t]++-(?:{_KEY_NAME}(?![\w-]){_KEY_VALUE}|(?!(?i:string)(?![\w-]))[\w-]++))*+[ \t]++"
     rf"(?:-(?i:string)(?::[ \t]*+|[ \t]++))?(?:\([ \t]*+(?P<p>{_LITERAL})|(?P<s>{_LITERAL}|{_BARE}))"
 )
 # The cheap check before the regexes, in any case (``ConvertTo-SEcureString`` runs all the same).
