@@ -42,6 +42,23 @@ def test_a_lower_or_mixed_case_psw_environment_name_loses_its_value(text: str, w
 
 
 @pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # docs/privacy.md: lower-case ``*PASSWORD*``/``*TOKEN*`` names need no any-case glob, the key
+        # rules take their values (review RP5: the sentence named no test holding it)
+        ("db_password=P5sec-1 ./run", "db_password=[REDACTED] ./run"),
+        ("api_token=P5sec-1 ./run", "api_token=[REDACTED] ./run"),
+        ("sh -c \"db_password='P5sec-1 b' ./run\"", 'sh -c "db_password=[REDACTED] ./run"'),
+        ('export api_token="P5sec-1 b"', "export api_token=[REDACTED]"),
+    ],
+)
+def test_lower_case_password_and_token_names_go_by_the_key_rules(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "P5sec-1" not in out
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "token_limit=5 ./run",  # a lower-case name of another glob is still no variable in argv
