@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from packageurl import PackageURL
+from packageurl import PackageURL, normalize
 
 from stellaops_runtime.attribution.model import Package
 
@@ -156,9 +156,29 @@ def maven(*, group_id: str, artifact_id: str, version: str) -> Package:
     )
 
 
+def purl_text(p: PackageURL) -> str:
+    """The purl spec's text of ``p``: packageurl-python's, with a ``/`` in the name written ``%2F``.
+
+    The spec percent-encodes the name as one segment and reads what follows the last ``/`` as the
+    name; packageurl-python leaves a name's ``/`` as it is (package-url/packageurl-python#154), so
+    the name ``a/b`` was written ``pkg:npm/a/b``, which reads back as the package ``b`` of
+    namespace ``a`` (tests/integration/test_purl_encoded_slash.py)."""
+    text = p.to_string()
+    if "/" not in (p.name or ""):
+        return text
+    kind, ns, name, *_ = normalize(
+        p.type, p.namespace, p.name, p.version, p.qualifiers, p.subpath, encode=True
+    )
+    head = f"pkg:{kind}/{ns}/" if ns else f"pkg:{kind}/"
+    quoted = str(name or "")
+    if not text.startswith(head + quoted):  # not packageurl-python's layout: no spelling to correct
+        raise ValueError(f"package URL {text!r}: cannot encode the '/' of its name {p.name!r}")
+    return head + quoted.replace("/", "%2F") + text[len(head) + len(quoted) :]
+
+
 def canonical(text: str) -> str:
-    """A PURL re-rendered by packageurl-python (ValueError if it is not a PURL)."""
-    return PackageURL.from_string(text).to_string()
+    """A PURL re-rendered by packageurl-python, a name's ``/`` encoded (ValueError: not a PURL)."""
+    return purl_text(PackageURL.from_string(text))
 
 
 Identity = tuple[str, str, str, str]

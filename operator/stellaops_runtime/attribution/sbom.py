@@ -67,7 +67,7 @@ class SbomData:
         except ValueError as e:
             self.warnings.append(f"{self.origin}: {what}: invalid purl {purl_text!r}: {e}")
             return None
-        canonical = p.to_string()
+        canonical = purls.purl_text(p)  # a name's ``/`` as ``%2F``: ``a/b`` is another package
         idx = self._by_purl.get(canonical)
         if idx is None:
             idx = len(self.packages)

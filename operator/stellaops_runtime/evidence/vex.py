@@ -40,6 +40,7 @@ from typing import Any
 from packageurl import PackageURL
 
 from stellaops_runtime import __version__
+from stellaops_runtime.attribution.purls import purl_text
 from stellaops_runtime.evidence.store_facts import Observation
 from stellaops_runtime.evidence.vex_input import Vulnerability
 from stellaops_runtime.store.coverage_gaps import Gap
@@ -222,7 +223,7 @@ def _canonical(purl: str) -> str:
     try:
         return PurlQuery.parse(purl).canonical()
     except RefError:  # the CLI refused such a purl already (witness/store.py claim_purl)
-        return str(PackageURL.from_string(purl).to_string())
+        return purl_text(PackageURL.from_string(purl))
 
 
 def _image_component(image: str, image_name: str) -> dict[str, Any]:

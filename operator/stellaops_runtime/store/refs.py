@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from packageurl import PackageURL
 
+from stellaops_runtime.attribution.purls import purl_text
+
 
 class RefError(ValueError):
     """A reference the user gave cannot be read; the message says why."""
@@ -115,6 +117,16 @@ def _normalized(p: PackageURL) -> tuple[str, str, str]:
     return p.type, ns, name
 
 
+def _path(p: PackageURL) -> tuple[str, str]:
+    """Type and ``namespace/name`` after :func:`_normalized`: what :meth:`PurlQuery.matches`
+    compares. A name holding ``/`` (``pkg:npm/a%2Fb``) was stored by earlier versions as
+    ``pkg:npm/a/b`` (attribution/purls.py ``purl_text``), which reads back as name ``b`` of
+    namespace ``a``: compared by namespace and name apart, a question by one spelling missed the
+    rows of the other, and a function that ran was "not observed"."""
+    kind, ns, name = _normalized(p)
+    return kind, f"{ns}/{name}" if ns else name
+
+
 # How version ranges start (npm ``^1.2``/``~1.2``/``>=1``, Maven ``[1.0,2.0)``, ``vers:``): no
 # version of any ecosystem the agent attributes starts so (a deb version starts with a digit).
 _RANGE_STARTS = ("<", ">", "=", "!", "^", "~", "*", "[", "(", "vers:")
@@ -167,7 +179,7 @@ class PurlQuery:
         except ValueError:
             return False
         q = self.purl
-        if _normalized(q) != _normalized(s):
+        if _path(q) != _path(s):  # a name's ``/`` either spelled: rows of earlier versions
             return False
         if q.version and q.version != s.version:
             return False
@@ -181,12 +193,15 @@ class PurlQuery:
         """The one spelling of this package URL among all that :meth:`matches` reads as one
         question both ways: packageurl-python's canonical form (type and namespace rules per type,
         qualifiers sorted, percent-encoded) of the name normalised as above (a deb name lower-cased,
-        PyPI's and crates.io's separators as ``-``). A claim's id is computed from it, so
-        ``pkg:deb/debian/Zlib1g`` and ``pkg:deb/debian/zlib1g`` are one claim, as ``verify`` reads them."""
+        PyPI's and crates.io's separators as ``-``), a name's ``/`` as ``%2F``. A claim's id is
+        computed from it, so ``pkg:deb/debian/Zlib1g`` and ``pkg:deb/debian/zlib1g`` are one claim, as
+        ``verify`` reads them. The one exception: ``pkg:npm/a%2Fb`` and ``pkg:npm/a/b`` (how earlier
+        versions wrote it) match each other but keep two spellings, as the second may be the package
+        ``b`` of namespace ``a``."""
         p = self.purl
         kind, ns, name = _normalized(p)
         quals = p.qualifiers if isinstance(p.qualifiers, dict) else None
-        return PackageURL(kind, ns or None, name, p.version, quals or None, p.subpath).to_string()
+        return purl_text(PackageURL(kind, ns or None, name, p.version, quals or None, p.subpath))
 
 
 # -- text a user typed ---------------------------------------------------------
