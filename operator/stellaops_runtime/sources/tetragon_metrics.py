@@ -37,91 +37,55 @@ fail puts the wall time lived again in it; and before any good scrape the watch 
 than the first try (:meth:`known_through`: an agent killed before the second failure leaves that time
 to the next agent's restart gap; tests/unit/test_tetragon_metrics_clock_edges.py).
 
-The URL may name the node's address as ``$(NODE_IP)`` (:func:`expand_url`; no other variable of
-the agent's environment, which holds the store's password, is expanded): the operator renders
-``http://$(NODE_IP):2112/metrics`` and the pod's ``NODE_IP`` from the downward API
-(``status.hostIP``): Tetragon's metrics server listens on the node's network, not in the agent
-pod's, so ``localhost`` there is not Tetragon.
-
-The endpoint's text is not trusted: a watched counter whose value is not a
-finite count (NaN, ±Inf, negative) fails the scrape (counted, the last good
-values kept); it made every later rendering of the agent's own /metrics fail
-with HTTP 500. A body over :data:`MAX_BODY_BYTES` fails the scrape too, and so does a status other
-than 200.
+The page's text and the URL's are read by sources/tetragon_metrics_text.py (pure: the watched
+counters, ``$(NODE_IP)``); this module scrapes the endpoint (a body over :data:`MAX_BODY_BYTES`
+or a status other than 200 fails the scrape) and turns the counters into spans.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import math
-import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from stellaops_runtime.contracts.crd_names import NODE_IP_ENV
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
+from stellaops_runtime.sources.tetragon_metrics_text import (
+    EXPANDED_NAMES,
+    WATCHED,
+    Series,
+    expand_url,
+    parse_drops,
+    parse_series,
+    sum_series,
+    watched_lines,
+)
+
+__all__ = [  # the page's text is read in tetragon_metrics_text; its names are still read from here
+    "EXPANDED_NAMES",
+    "MAX_BODY_BYTES",
+    "MAX_SPANS",
+    "WATCHED",
+    "Series",
+    "TetragonDropStats",
+    "TetragonMetricsPoller",
+    "expand_url",
+    "fetch_page",
+    "parse_drops",
+    "parse_series",
+    "sum_series",
+    "watched_lines",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 << 20  # Tetragon's exposition is a few hundred KiB
 MAX_SPANS = 1000  # drop spans held between two takes (the marker takes them every second)
-
-WATCHED = {
-    "tetragon_notify_overflowed_events": "overflowed",
-    "tetragon_bpf_missed_events": "bpf_missed",
-    "tetragon_observer_ringbuf_events_lost": "ringbuf_lost",
-    "tetragon_observer_ringbuf_queue_events_lost": "ringbuf_queue_lost",  # reader -> handlers channel
-    "tetragon_missed_prog_probes": "missed_probes",  # probe runs the kernel skipped
-    "tetragon_missed_link_probes": "missed_probes",
-}
-
-
-_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-
-
-# The only names expanded: those the operator renders into the URL. Any other variable of the
-# agent's environment stays as written: STELLA_RUNTIME_STORE holds the store's password, and a URL
-# naming it would send it to the URL's server (tests/integration/test_tetragon_metrics_url_env.py).
-EXPANDED_NAMES = frozenset({NODE_IP_ENV})
-
-
-def expand_url(url: str, env: Mapping[str, str] | None = None) -> str:
-    """``$(NODE_IP)`` replaced by the environment's value, as Kubernetes expands a container's
-    arguments: ``$$`` is a literal ``$``, an unset name stays as written (the scrape then fails,
-    which :meth:`TetragonMetricsPoller.take_unknown` makes a gap). An IPv6 address not already in
-    brackets gets them (``status.hostIP`` on an IPv6 node). A name not in :data:`EXPANDED_NAMES`
-    is kept as written, with a warning naming it (never its value)."""
-    env = os.environ if env is None else env
-
-    def one(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        if m.group(1) not in EXPANDED_NAMES:
-            log.warning(
-                "tetragon.metricsUrl: $(%s) kept as written: only %s are expanded",
-                m.group(1),
-                ", ".join(f"$({n})" for n in sorted(EXPANDED_NAMES)),
-            )
-            return m.group(0)
-        value = env.get(m.group(1))
-        if value is None:
-            return m.group(0)
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(value).version == 6 and not url[: m.start()].endswith("["):
-                return f"[{value}]"
-        return value
-
-    return _VAR.sub(one, url)
 
 
 @dataclass(slots=True)
@@ -136,64 +100,6 @@ class TetragonDropStats:
     last_error: str = ""
     drop_spans: int = 0  # spans between two scrapes in which a watched counter rose (gaps)
     unread_spans: int = 0  # spans handed out as unknown: scrapes failing for over an interval
-
-
-# One watched series: (field, sample name, its labels sorted)
-Series = tuple[str, str, tuple[tuple[str, str], ...]]
-
-
-def parse_series(text: str) -> dict[Series, float]:
-    """Every series of the watched counters, by name and labels.
-
-    The spans compare each series with itself: summed, the rise of one and the end of another (the
-    missed-probe counters are one series per policy and probe, gone with an unloaded policy) could
-    cancel (tests/integration/test_tetragon_metrics_span_edges.py)."""
-    out: dict[Series, float] = {}
-    for family in text_string_to_metric_families(watched_lines(text)):
-        field = WATCHED.get(family.name.removesuffix("_total"))
-        if field is None:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total") or sample.name == family.name:
-                v = sample.value
-                if not (math.isfinite(v) and v >= 0):
-                    raise ValueError(f"{sample.name} is {v!r}, not a count")
-                key = (field, sample.name, tuple(sorted(sample.labels.items())))
-                out[key] = out.get(key, 0.0) + v
-    return out
-
-
-_WATCHED_NAMES = tuple(WATCHED)
-_COMMENTS = tuple(f"# {kind} {name}" for kind in ("HELP", "TYPE") for name in WATCHED)
-
-
-def watched_lines(text: str) -> str:
-    """The lines of the watched counters (their samples, HELP and TYPE), picked out by name.
-
-    The page holds all of Tetragon's metrics (on a busy node 20,000 series of
-    ``tetragon_events_total`` are 2.5 MB): parsing all of it held the agent's event loop for about
-    a second every scrape, and one line of another metric the parser refuses failed the scrape
-    (tests/integration/test_tetragon_metrics_large_page.py). A name that merely starts like a watched
-    one is parsed and then ignored (``WATCHED`` is looked up by family)."""
-    keep = []
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(_WATCHED_NAMES) or stripped.startswith(_COMMENTS):
-            keep.append(stripped)
-    return "\n".join(keep) + "\n" if keep else ""
-
-
-def sum_series(series: dict[Series, float]) -> dict[str, float]:
-    """The watched counters summed over their label sets (what /metrics shows)."""
-    out = dict.fromkeys(WATCHED.values(), 0.0)
-    for (field, _, _), v in series.items():
-        out[field] += v
-    return out
-
-
-def parse_drops(text: str) -> dict[str, float]:
-    """Sum the watched counters over all their label sets."""
-    return sum_series(parse_series(text))
 
 
 async def fetch_page(url: str, *, timeout: float) -> str:  # noqa: ASYNC109 (the whole exchange)
