@@ -89,3 +89,12 @@ def test_a_client_named_right_after_a_switch_o_is_taken_for_an_output_file() -> 
     assert _filter("runas -o mysql -pKeptRunas-5") == "runas -o mysql -pKeptRunas-5"
     assert _filter("xargs -o mysql -pGone-6") == "xargs -o mysql -p[REDACTED]"
     assert _filter("runas -r mysql -pGone-6") == "runas -r mysql -p[REDACTED]"
+
+
+def test_a_key_nesting_parentheses_four_deep_keeps_the_string() -> None:
+    # secure_strings reads a ``-Key`` value nesting up to three parentheses deep (bounded, so a start
+    # reads at most ~1 KiB); deeper, the value is no key value and the string after it stays
+    kept = "ConvertTo-SecureString -Key ((((1)))) 'KeptEnc-7'"
+    assert _filter(kept) == kept
+    gone = "ConvertTo-SecureString -Key (((1))) 'Gone-8'"
+    assert _filter(gone) == "ConvertTo-SecureString -Key (((1))) [REDACTED]"

@@ -12,7 +12,9 @@ matched against the whole name, case-insensitively in env lists; in argument
 text only upper-case names count as variables (``token_limit=5`` in a config
 string is not an environment variable), so the argument rule needs an
 upper-case name, except for a glob ending in a suffix that names nothing but a secret
-(:data:`ANY_CASE_SUFFIXES`: ``db_psw=x``, Jenkins' ``creds_PSW`` of a lower-case binding).
+(:data:`ANY_CASE_SUFFIXES`: ``db_psw=x``, Jenkins' ``creds_PSW`` of a lower-case binding), or in
+one naming a credential whose value is no setting (:data:`SETTING_GUARDED_SUFFIXES`: ``db_creds=u:x``
+goes, ``use_jwt=true`` stays).
 
 A name in an env list may hold any character but ``=`` (Kubernetes accepts
 ``spring.datasource.password`` and ``db-password``; Spring and .NET read such
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable
 
 from stellaops_runtime.contracts.escapes import reading
 from stellaops_runtime.privacy.base import DOUBLE_QUOTED, NOT_A_MARKER, NOT_A_PEM_START, REDACTED
+from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
@@ -72,11 +75,18 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
 )
 
 _NAME_CHAR = "[A-Za-z0-9_]"
+# A value that is a setting, no secret: a switch word or a number (``use_jwt=true``, ``load_creds=1``).
+_SETTING = rf"(?i:{'|'.join(SETTING_WORDS)}|\d+)"
 
 # Glob suffixes matched in any case in argument text too: ``_PSW`` is Jenkins' password suffix and
 # an abbreviation of nothing else (``db_psw=x ./run``, ``nexus_creds_PSW``); ``token_limit=5`` and
 # ``sort_key=name`` stay (their names are no variable's in lower case).
 ANY_CASE_SUFFIXES: tuple[str, ...] = ("_PSW",)
+# Suffixes matched in any case in argument text unless the value is a setting: ``db_creds=u:pw``,
+# ``sentry_dsn=https://key@host/1``, ``db_jwt=eyJ…`` lose their values; ``use_jwt=true``,
+# ``load_creds=1`` (a switch word of key_words.SETTING_WORDS or a number) stay. A suffix counts only
+# when a configured glob matches a name ending in it (``*_CREDS``, ``*DSN``, ``*_JWT``).
+SETTING_GUARDED_SUFFIXES: tuple[str, ...] = ("_CREDS", "_DSN", "_JWT")
 
 
 def glob_to_regex(glob: str) -> str:
@@ -115,17 +125,26 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     ``pem_rule``: the ``pem_private_key`` rule ran first, so a value starting a private key
     (``PRIVATE_KEY=-----BEGIN …``) is left to it (its BEGIN line stays, its body is gone).
     """
-    names = "|".join(
+    globs = list(globs)
+    alternatives = [
         f"(?i:{glob_to_regex(g)})"
         if g.upper().endswith(ANY_CASE_SUFFIXES)
         else glob_to_regex(g.upper()).replace("[A-Za-z0-9_]", "[A-Z0-9_]")
         for g in globs
-    )
+    ]
+    matched = name_regex(globs) if globs else None
+    guarded = [s.lower() for s in SETTING_GUARDED_SUFFIXES if matched is not None and matched.match("X" + s)]
+    if guarded:  # after the upper-case ones: ``DB_JWT=1`` still loses its value
+        alternatives.append(rf"(?i:{_NAME_CHAR}*(?:{'|'.join(guarded)}))(?=\\*=(?!{_SETTING}(?![^\s\"';&])))")
+    names = "|".join(alternatives)
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
     start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
-    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{NOT_A_MARKER}[^\s"']\S*))"""
+    # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
+    # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
+    word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
+    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|(?(q)[^\s"';&]+|{NOT_A_MARKER}{word}))"""
     guard = NOT_A_PEM_START if pem_rule else ""
     return re.compile(
         rf"{start}(?:{names})\\*=(?=\S){guard}{value}", re.ASCII

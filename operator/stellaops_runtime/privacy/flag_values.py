@@ -18,7 +18,7 @@ reference to one: ``/…``, ``./…``, ``~/…``, ``C:\\…``, ``@file``, ``file
   names ending in them (``--client-credentials``, ``--id-jwt``), ``=`` or a space;
   (``--creds user:password`` is ``cli_flag_secret``'s: its user is kept);
 - Windows-style options whose name ends in a credential word, at the start of a
-  word: ``/password:X``, ``/pass:X``, ``/pwd:X``, ``/TargetPassword:X``,
+  word: ``/password:X``, ``/pass:X``, ``/pwd:X``, ``/psw:X``, ``/TargetPassword:X``,
   ``/token:X``, ``/secret:X``, ``/apikey:X`` (``wmic``, ``cmdkey``,
   ``sqlpackage``); ``/etc/passwd:`` is a path, not an option.
 
@@ -57,7 +57,7 @@ _CREDENTIAL_WORDS = r"jwt|bearer|credentials?|cred"
 _KEY_WORD = (
     r"key(?<!api[-_]key)(?<!apikey)(?<!secret[-_]key)(?<!access[-_]key)(?<!private[-_]key)(?<!account[-_]key)"
 )
-_WINDOWS_WORDS = r"password|passwd|passphrase|pass|pwd|pw|secret|token|api-?key"
+_WINDOWS_WORDS = r"password|passwd|passphrase|pass|pwd|psw|pw|secret|token|api-?key"
 
 # A path or a reference to a file: absolute, home- or dot-relative, a Windows drive, curl's ``@file``,
 # ``file:``/``env:``/``fd:``, a process substitution ``<(…)`` (what it prints is read as a file: its
@@ -104,7 +104,7 @@ CREDENTIAL_FLAG = SecretPattern(
             ]
         )
     ),
-    triggers=("jwt", "bearer", "cred", "pass", "pw", "secret", "token", "key"),
+    triggers=("jwt", "bearer", "cred", "pass", "pw", "psw", "secret", "token", "key"),
     validate=not_a_path,
 )
 

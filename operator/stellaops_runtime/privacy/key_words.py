@@ -15,7 +15,8 @@ __all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS", "SETTING_WORDS"]
 # the "password" and "secret_token" rules; the filter also redacts a traced
 # argument whole when the tracing policy's label for it ends with one.
 # ``passcode``: a one-time passcode (``vault login -method=duo passcode=X``).
-PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "passcode", "pwd")
+# ``psw``: the abbreviation of nothing but a password (``--psw X``, ``PSW=X``, Jenkins' ``X_PSW``).
+PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "passcode", "pwd", "psw")
 SECRET_WORDS: tuple[str, ...] = (
     "token",
     r"api[_-]?key",

@@ -258,7 +258,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "password",
         number_groups(_PASSWORD),
-        triggers=("pass", "pw", *STDIN_TRIGGERS),
+        triggers=("pass", "pw", "psw", *STDIN_TRIGGERS),
     ),
     SecretPattern(
         "sql_password",

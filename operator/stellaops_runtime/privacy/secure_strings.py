@@ -28,10 +28,16 @@ _LITERAL = r"""'(?:[^'\n]|'')*+(?:'|\Z)|"(?:[^"`\n]|`[^\n])*+(?:"|\Z)|\\++"[^"\\
 # A bare word, which PowerShell's argument mode reads as a string (``ConvertTo-SecureString P@ss``,
 # ``pwsh -Command`` joining its arguments): not a variable, a switch, an expression or a type.
 _BARE = r"""[^\s$(\-'"`@{}\[\];|&)\\#<>,][^\s;|&)"'`\\}<>,]*+"""
+# A parenthesised expression nesting up to three deep (``(Get-Content (Join-Path (pwd) k))``): each
+# level at most 4 runs of up to 64 characters or inner levels, possessive, so a start reads at most
+# ~1 KiB, once.
+_PAREN0 = r"\([^()\n]{0,64}+\)"
+_PAREN1 = rf"\((?:[^()\n]{{1,64}}+|{_PAREN0}){{0,4}}+\)"
+_PAREN2 = rf"\((?:[^()\n]{{1,64}}+|{_PAREN1}){{0,4}}+\)"
 # The value of ``-Key``/``-SecureKey`` (a byte array or a SecureString): a variable, a parenthesised
-# or ``@(…)`` expression (no nested parentheses, at most 256 characters), a list of numbers, or the
-# marker a key rule of the regex pass left there (``-Key [REDACTED] 'enc'`` inside ``pwsh -c "…"``).
-_KEY_VALUE = r"""(?::[ \t]*+|[ \t]++)(?:\$[\w:]++|\[REDACTED\]|@?+\([^()\n]{0,256}+\)|[\d,]++)"""
+# or ``@(…)`` expression (:data:`_PAREN2`), a list of numbers, or the marker a key rule of the regex
+# pass left there (``-Key [REDACTED] 'enc'`` inside ``pwsh -c "…"``).
+_KEY_VALUE = rf"""(?::[ \t]*+|[ \t]++)(?:\$[\w:]++|\[REDACTED\]|@?+{_PAREN2}|[\d,]++)"""
 # ``-Key``/``-SecureKey`` or any prefix PowerShell reads as one of them (``-K``, ``-Ke``, ``-Se``…;
 # ``-S`` alone is ambiguous with ``-String``).
 _KEY_NAME = r"(?i:k(?:ey?+)?+|se(?:c(?:u(?:r(?:e(?:k(?:ey?+)?+)?+)?+)?+)?+)?+)"
