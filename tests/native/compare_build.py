@@ -16,6 +16,12 @@ separate debug file (``.gnu_debuglink``) and a DWARF-only copy; for Go a
 ``strip``-ped copy (only Go's own function table is left). Outputs are cached
 under ``.cache/compare`` per source, flags and toolchain, so only the first
 run pays for the builds (tens of seconds on a busy 2-core machine).
+
+Go's build cache is the one the other Go test programs use (tests/native/build.py
+``GO_CACHE``): the first ``-buildmode=pie`` build compiles the standard library
+for PIE (~9 s CPU), and tests/integration/test_go_pie.py's builds need the same
+packages. The Go builds run one after another on one of the two build threads,
+so the PIE standard library is compiled once, not by two cold builds at once.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.native.build import find_rustc
+from tests.native.build import GO_CACHE, find_rustc
 from tests.native.debuglink import dwarf_only, split_binary
 
 HERE = Path(__file__).resolve().parent
@@ -123,7 +129,7 @@ def recipes() -> tuple[list[Recipe], dict[str, str]]:
             continue
         env = {
             "CGO_ENABLED": cgo,
-            "GOCACHE": str(CACHE / "gocache"),
+            "GOCACHE": str(GO_CACHE),
             "GOPATH": str(CACHE / "gopath"),
             "GOFLAGS": "",
             "GO111MODULE": "auto",
@@ -172,12 +178,25 @@ def _build_one(r: Recipe) -> tuple[dict[str, Path], str]:
     return {n: d / n for n in names}, ""
 
 
+def _build_chain(chain: list[Recipe]) -> list[tuple[dict[str, Path], str]]:
+    return [_build_one(r) for r in chain]
+
+
 def build_all() -> Built:
-    """Build (or take from the cache) every comparison program; two builds at a time."""
+    """Build (or take from the cache) every comparison program; two builds at a time.
+
+    The Go builds form one chain, started first: they share Go's build cache, and two
+    cold ``-buildmode=pie`` builds at once would both compile the standard library.
+    """
     rs, missing = recipes()
     built = Built(errors=dict(missing))
+    go = [r for r in rs if "GOCACHE" in r.env]
+    chains = ([go] if go else []) + [[r] for r in rs if "GOCACHE" not in r.env]
+    GO_CACHE.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for r, (paths, err) in zip(rs, pool.map(_build_one, rs), strict=True):
+        results = [res for chain in pool.map(_build_chain, chains) for res in chain]
+        order = [r for chain in chains for r in chain]
+        for r, (paths, err) in zip(order, results, strict=True):
             if err:
                 built.errors[r.name] = err
                 for v in r.variants:
