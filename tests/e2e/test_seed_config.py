@@ -205,6 +205,8 @@ async def test_create_directories_lets_the_agent_make_the_sqlite_directory(tmp_p
         "tetragon": {"connectionTimeout": "2s"},
         "store": {"url": f"sqlite:///{db}", "createDirectories": True},
         "metrics": {"address": "127.0.0.1", "port": 0},
+        # The idle exit waits for a flush after the quiet moment: not the default 10 s interval.
+        "hotSymbols": {"flushIntervalSeconds": "100ms"},
     }
     r = await _replay_and_run(cfg, tmp_path, "1")
     assert r.returncode == 0, r.stderr
