@@ -135,7 +135,7 @@ class Pipeline:
         if ev is None:
             return
         if (lookup := self.container_lookup) is not None and ev.container is not None:
-            lookup.enrich(ev)  # what Tetragon gave is never overwritten
+            lookup.enrich(ev)  # what Tetragon gave is kept, but a config digest (lifecycle/lookup.py)
         self.privacy.scrub_image(ev)  # before the image key is read: a name may hold user:pass@
         if self.optout.drops(ev, lookup):  # an opted-out pod: counted, its image's time marked unwatched
             ev.node_name = ev.node_name or self.node_name

@@ -21,8 +21,16 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from stellaops_runtime.lifecycle.decode import timestamp_of
+from stellaops_runtime.lifecycle.image_config import (
+    MAX_BLOB,
+    config_digest,
+    host_arch,
+    is_index,
+    pick_manifest,
+)
 from stellaops_runtime.wire.containerd import (
     containers_pb2,
+    content_pb2,
     events_service_pb2,
     images_pb2,
     namespaces_pb2,
@@ -43,6 +51,8 @@ TASKS_LIST = "/containerd.services.tasks.v1.Tasks/List"
 TASKS_GET = "/containerd.services.tasks.v1.Tasks/Get"
 IMAGES_GET = "/containerd.services.images.v1.Images/Get"
 NAMESPACES_LIST = "/containerd.services.namespaces.v1.Namespaces/List"
+CONTENT_READ = "/containerd.services.content.v1.Content/Read"
+CONFIGS_KEPT = 4096  # config digests remembered by target digest (content-addressed: never stale)
 
 # The observer's own event, published to learn that its subscription is registered (observer.py).
 SUBSCRIBED_TOPIC = "/stellaops-runtime/subscribed"
@@ -98,6 +108,7 @@ class ContainerdClient:
         self.namespace = namespace
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
+        self._configs: dict[str, str] = {}
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -214,6 +225,44 @@ class ContainerdClient:
                 return "", None
             raise
         return resp.image.target.digest, timestamp_of(resp.image.updated_at)
+
+    async def read_blob(self, digest: str) -> bytes:
+        """The blob ``digest`` from the content store; b"" when containerd has none, it is larger than
+        ``MAX_BLOB``, or the read fails (what it would have said is then not known, never guessed)."""
+        req = content_pb2.ReadContentRequest(digest=digest, size=MAX_BLOB + 1)
+        call = self._ch().unary_stream(
+            CONTENT_READ,
+            request_serializer=content_pb2.ReadContentRequest.SerializeToString,
+            response_deserializer=content_pb2.ReadContentResponse.FromString,
+        )(req, metadata=self.metadata, timeout=self.timeout)
+        data = bytearray()
+        try:
+            async for part in call:
+                data += part.data
+                if len(data) > MAX_BLOB:
+                    return b""
+        except grpc.aio.AioRpcError:
+            return b""
+        finally:
+            call.cancel()
+        return bytes(data)
+
+    async def image_config(self, target: str) -> str:
+        """The config digest of the image whose target (manifest or index) is ``target``: the CRI's
+        image id of it (lifecycle/image_config.py); "" when it cannot be read. For an index, the
+        manifest of this node's platform (none, or two: "")."""
+        if not target:
+            return ""
+        if (known := self._configs.get(target)) is not None:
+            return known
+        raw = await self.read_blob(target)
+        if is_index(raw):
+            manifest = pick_manifest(raw, host_arch())
+            raw = await self.read_blob(manifest) if manifest else b""
+        config = config_digest(raw)
+        if raw and len(self._configs) < CONFIGS_KEPT:  # an unread blob may be there next time
+            self._configs[target] = config
+        return config
 
     async def publish(self, topic: str, type_url: str, value: bytes) -> None:
         """Put an event on containerd's bus (the tests publish hostile payloads this way)."""

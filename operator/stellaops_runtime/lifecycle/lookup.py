@@ -15,8 +15,11 @@ a native eBPF event carries), and the container id cut to Tetragon's 31 characte
 Tetragon's ``process.docker`` carries) of every container the runtime has.
 :meth:`ContainerLookup.enrich` fills what a Tetragon event lacks (image
 digest, image reference, container name, pod namespace and name) from the
-registry and never overwrites what Tetragon gave. Light on purpose (no gRPC,
-no Prometheus): the pipeline imports it.
+registry and never overwrites what Tetragon gave, but for one thing: a digest
+that is the config digest of the container's image (the CRI's image id of an
+image with no repo digest) is replaced by the registry's manifest digest, so
+one image is filed under one key (lifecycle/image_config.py). Light on purpose
+(no gRPC, no Prometheus): the pipeline imports it.
 
 The pod an entry hands out carries what the pod opt-out (privacy/optout.py)
 reads: the pod's uid, and, gathered over every container of the pod (the CRI
@@ -72,6 +75,7 @@ class _Entry:
     pod_labels: tuple[tuple[str, str], ...] = ()  # only OBSERVE_OFF_LABEL
     pod_annotations: tuple[tuple[str, str], ...] = ()  # only OBSERVE_LEVEL_ANNOTATION
     opted_out: str = ""  # "annotation" when the pod's annotation opts it out (privacy/optout.py)
+    image_config: str = ""  # the config digest of the container's image (ContainerRecord.image_config)
 
     def pod(self) -> PodInfo | None:
         if not (self.pod_namespace or self.pod_name or self.pod_uid):
@@ -173,6 +177,7 @@ class ContainerLookup:
                 pod_labels,
                 pod_annotations,
                 _opted_out(pod_annotations),
+                r.image_config if r.image_digest else "",
             )
             if n >= n_current:  # removed by the runtime: below everything it still has
                 if r.container_id:
@@ -229,13 +234,18 @@ class ContainerLookup:
     def enrich(self, ev: RuntimeCallEvent) -> bool:
         """Fill what ``ev`` lacks from its container's registry entry; True when something was filled."""
         c = ev.container
-        if c is None or not c.id or (c.image_digest and ev.pod is not None):
+        if c is None or not c.id:
             return False
+        if c.image_digest and ev.pod is not None:
+            if not self._one_key(c):
+                return False
+            self.stats.events += 1
+            return True
         e = self._by_id.get(c.id[:ID_PREFIX].lower())
         if e is None:
             return False
         known = e.container
-        filled = False
+        filled = self._one_key(c, e)
         if not c.image_digest and known.image_digest:
             c.image_digest = known.image_digest
             if not c.image_ref:
@@ -255,3 +265,18 @@ class ContainerLookup:
                 c.cgroup_id = known.cgroup_id
             self.stats.events += 1
         return filled
+
+    def _one_key(self, c: ContainerInfo, e: _Entry | None = None) -> bool:
+        """File an event that names its container's image by the config digest (Tetragon's image id
+        of an image with no repo digest: the CRI's image id) under the registry's manifest digest,
+        the key the agent's own probes and the lifecycle windows use; True when rewritten. Only the
+        config digest of that container's own image is rewritten: any other digest is kept."""
+        if e is None:
+            e = self._by_id.get(c.id[:ID_PREFIX].lower())
+            if e is None:
+                return False
+        if not e.image_config or c.image_digest != e.image_config:
+            return False
+        c.image_digest = e.container.image_digest
+        self.stats.fields["image_digest"] += 1
+        return True

@@ -16,7 +16,8 @@ observer waits a jittered, capped exponential backoff and connects again;
 What each containerd event becomes (only a container's init process counts;
 exec'd processes are not container lifecycle):
 
-- ``/containers/create`` -> CREATE (labels, spec env/annotations, image digest)
+- ``/containers/create`` -> CREATE (labels, spec env/annotations, image digest; the config
+  digest beside it, from the content store: lifecycle/image_config.py)
 - ``/tasks/create``      -> registry: pid and cgroup (no event)
 - ``/tasks/start``       -> START (pid, cgroup path and id, started_at)
 - ``/tasks/oom``         -> registry: oom_killed, carried by the DIE that follows
@@ -122,6 +123,7 @@ class ContainerdObserver(LifecycleObserver):
             if c.image not in targets:
                 targets[c.image] = await self.client.image_target(c.image)
             rec = self._record(c, self._digest(c, targets[c.image]))
+            rec.image_config = await self.client.image_config(rec.image_digest)
             task = tasks.get(c.id)
             if task is not None:
                 apply_task(rec, task)
@@ -360,6 +362,7 @@ class ContainerdObserver(LifecycleObserver):
         if c is None:
             return None
         rec = self._record(c, self._digest(c, await self.client.image_target(c.image)))
+        rec.image_config = await self.client.image_config(rec.image_digest)
         old = self.registry.get(self.namespace, container_id)
         if old is not None:
             for name in (

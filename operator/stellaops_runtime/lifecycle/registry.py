@@ -68,6 +68,9 @@ class ContainerRecord:
     stopped_at: datetime | None = None
     exit_code: int | None = None
     oom_killed: bool | None = False  # None: not known (oom_watch.py: its cgroup was gone before read)
+    # The config digest of the image_digest's image (the CRI's image id, kubelet's imageID for an
+    # image with no repo digest): containerd only, "" when not read (lifecycle/image_config.py).
+    image_config: str = ""
 
     @property
     def pod_namespace(self) -> str:
@@ -112,6 +115,7 @@ class ContainerRecord:
             "namespace": self.namespace,
             "image_ref": self.image_ref,
             "image_digest": self.image_digest,
+            "image_config": self.image_config,
             "pod_namespace": self.pod_namespace,
             "pod_name": self.pod_name,
             "pod_uid": self.pod_uid,

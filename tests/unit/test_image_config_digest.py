@@ -1,0 +1,160 @@
+"""One image, one key: an image with no repo digest is not split between its config and manifest digests.
+
+For an image with no repo digest (``ctr import`` without a digest reference, ``kind load``)
+Kubernetes' CRI names the image by its image id, the digest of its config: kubelet's
+``imageID``, and so Tetragon's ``pod.container.image.id``. The containerd observer names it by
+its target in the image store, the manifest digest. Events of one image were then filed under
+two keys (Tetragon's under the config digest, the agent's own probes' under the manifest digest
+from the registry), and a question by one digest could say "not observed" of a call filed under
+the other. The registry now records the config digest beside the manifest digest
+(``ContainerRecord.image_config``, lifecycle/image_config.py), and the pipeline files a Tetragon
+event that names its container's config digest under the registry's manifest digest
+(lifecycle/lookup.py ``enrich``): one key per image on every node with the lifecycle part.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from stellaops_runtime.agent.pipeline import Pipeline
+from stellaops_runtime.contracts.config import parse_config
+from stellaops_runtime.contracts.events import (
+    ContainerInfo,
+    EventKind,
+    PodInfo,
+    ProcessInfo,
+    RuntimeCallEvent,
+)
+from stellaops_runtime.lifecycle.image_config import config_digest, pick_manifest
+from stellaops_runtime.lifecycle.lookup import ContainerLookup
+from stellaops_runtime.lifecycle.registry import ContainerRecord
+
+CID = "4e42b28eb888925289a486ea172efaf2c959bb6d48519d7294781987ac3540fa"
+OTHER = "9" * 64
+MANIFEST = "sha256:" + "1" * 64
+CONFIG = "sha256:" + "c" * 64
+ELSE = "sha256:" + "e" * 64
+LABELS = {
+    "io.kubernetes.pod.namespace": "shop",
+    "io.kubernetes.pod.name": "cart-1",
+    "io.kubernetes.container.name": "cart",
+}
+
+
+def record(cid: str = CID, cgroup: int = 4242) -> ContainerRecord:
+    return ContainerRecord(
+        container_id=cid, namespace="k8s.io", image_ref="test.local/cart:1", image_digest=MANIFEST,
+        labels=dict(LABELS), status="running", pid=77, cgroup_id=cgroup, image_config=CONFIG,
+    )  # fmt: skip
+
+
+def event(container: ContainerInfo, pod: PodInfo | None = None) -> RuntimeCallEvent:
+    return RuntimeCallEvent(EventKind.SYSCALL, 1, "n1", ProcessInfo(binary="/bin/cart"), container, pod)
+
+
+def test_a_tetragon_event_naming_the_config_digest_is_filed_under_the_manifest_digest() -> None:
+    lk = ContainerLookup([record()], "containerd")
+    pod = PodInfo(namespace="shop", name="cart-1")
+    ev = event(ContainerInfo(id=CID, image_id=CONFIG, image_digest=CONFIG), pod)
+    assert lk.enrich(ev)
+    assert ev.image_key == MANIFEST and ev.container.image_id == CONFIG  # Tetragon's id is kept as it came
+    assert ev.pod is pod and lk.stats.fields["image_digest"] == 1
+    # The agent's own probes name the container by its cgroup: the same key.
+    assert lk.by_cgroup(4242).image_digest == MANIFEST
+    # A digest that is neither (another image, a reference moved) is never rewritten.
+    other = event(ContainerInfo(id=CID, image_digest=ELSE), pod)
+    assert not lk.enrich(other) and other.image_key == ELSE
+    # Nor is the config digest of another container's image.
+    stranger = event(ContainerInfo(id=OTHER, image_digest=CONFIG), pod)
+    assert not lk.enrich(stranger) and stranger.image_key == CONFIG
+    # A record with no config digest (Docker, CRI, an unreadable manifest) rewrites nothing.
+    bare = record()
+    bare.image_config = ""
+    plain = event(ContainerInfo(id=CID, image_digest=CONFIG), pod)
+    assert not ContainerLookup([bare], "containerd").enrich(plain) and plain.image_key == CONFIG
+
+
+def test_the_pipeline_files_tetragon_and_probe_events_of_one_image_under_one_key() -> None:
+    """The split as a user met it: Tetragon's event (config digest, pod given) and the registry's
+    key for the same container were two keys; the windows of both are now one image's."""
+    p = Pipeline(
+        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="n1"
+    )
+    p.container_lookup = ContainerLookup([record()], "containerd")
+    line = json.dumps({
+        "process_kprobe": {
+            "process": {
+                "exec_id": "e1", "pid": 7, "binary": "/bin/cart", "docker": CID[:31],
+                "pod": {"namespace": "shop", "name": "cart-1",
+                        "container": {"id": f"containerd://{CID}", "name": "cart",
+                                      "image": {"id": CONFIG, "name": "test.local/cart:1"}}},
+            },
+            "function_name": "__x64_sys_write",
+        },
+        "node_name": "n1", "time": "2026-12-03T09:00:00Z",
+    }).encode()  # fmt: skip
+    p.process_json([(line, time.monotonic_ns())])
+    p.process_json([(line, time.monotonic_ns())])  # a repeat (the fast path) keeps the key
+    deltas, windows = p.drain()
+    assert {(d.key.image_digest, d.invocation_count) for d in deltas} == {(MANIFEST, 2)}
+    assert {w.image_digest for w in windows} == {MANIFEST}
+
+
+def blob(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def test_config_digest_of_a_manifest() -> None:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": CONFIG, "size": 9},
+    }
+    assert config_digest(blob(manifest)) == CONFIG
+    docker = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+              "config": {"digest": CONFIG.upper().replace("SHA256", "sha256")}}  # fmt: skip
+    assert config_digest(blob(docker)) == CONFIG  # lower-cased: the key Tetragon's digest is compared with
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff not json",
+        b"[]",
+        b'{"config": "sha256:abc"}',
+        b'{"config": {"digest": 7}}',
+        b'{"config": {"digest": "sha256:short"}}',
+        b'{"config": {"digest": "md5:' + b"a" * 32 + b'"}}',
+        b'{"config": {"digest": "sha256:' + b"g" * 64 + b'"}}',
+        b'{"config": {"digest": "sha256:' + b"a" * 64 + b'\\u0000"}}',
+        b'{"manifests": [{"digest": "sha256:' + b"a" * 64 + b'"}]}',  # an index has no config
+        b"[" * 100_000,  # deeply nested: no RecursionError escapes
+    ],
+)
+def test_a_manifest_without_a_readable_config_digest_gives_none(raw: bytes) -> None:
+    assert config_digest(raw) == ""
+
+
+def test_the_index_entry_of_this_platform_is_picked() -> None:
+    amd = "sha256:" + "a" * 64
+    arm = "sha256:" + "b" * 64
+    index = {"manifests": [
+        {"digest": arm, "platform": {"os": "linux", "architecture": "arm64"}},
+        {"digest": amd, "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": ELSE, "platform": {"os": "unknown", "architecture": "unknown"}},  # an attestation
+    ]}  # fmt: skip
+    assert pick_manifest(blob(index), "amd64") == amd
+    assert pick_manifest(blob(index), "arm64") == arm
+    assert pick_manifest(blob(index), "s390x") == ""
+    # Two entries for this platform (variants, duplicates): which one the CRI unpacked is not known.
+    linux_amd = {"os": "linux", "architecture": "amd64"}
+    twice = {"manifests": [{"digest": amd, "platform": linux_amd}, {"digest": ELSE, "platform": linux_amd}]}
+    assert pick_manifest(blob(twice), "amd64") == ""
+    # One entry with no platform: the only image there is.
+    assert pick_manifest(blob({"manifests": [{"digest": amd}]}), "amd64") == amd
+    for raw in (b"", b"{}", b'{"manifests": 3}', b'{"manifests": [3]}', b'{"manifests": [{"digest": 3}]}'):
+        assert pick_manifest(raw, "amd64") == ""
