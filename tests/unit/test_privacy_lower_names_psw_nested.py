@@ -153,3 +153,29 @@ def test_a_short_url_user_before_an_empty_password_goes(text: str) -> None:
     # length; a user with no password at all stays a name (test_privacy_any_case_and_quoted.py)
     out = _filter(text)
     assert out == text.replace("abc:@", "[REDACTED]:@").replace("tok:@", "[REDACTED]:@")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a switch after a flag whose name ends in jwt, bearer or cred(s) is a setting, no credential
+        "python -m app --verify_jwt=off",
+        "java -Dspring.security.use_jwt=true -jar app.jar",
+        "app --use-bearer false --cred none",
+    ],
+)
+def test_a_switch_after_a_jwt_or_credential_flag_stays(text: str) -> None:
+    assert _filter(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("app --jwt P6tok-5", "app --jwt [REDACTED]"),
+        ("app --verify_jwt=P6tok-5", "app --verify_jwt=[REDACTED]"),
+        ("app --cred u:P6tok-5", "app --cred [REDACTED]"),
+        ("app --jwt onP6tok-5", "app --jwt [REDACTED]"),  # a word that only starts like a switch
+    ],
+)
+def test_a_credential_after_a_jwt_or_credential_flag_still_goes(text: str, want: str) -> None:
+    assert _filter(text) == want

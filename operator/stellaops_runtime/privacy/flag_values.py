@@ -45,6 +45,7 @@ from stellaops_runtime.privacy.base import (
     SecretPattern,
     number_groups,
 )
+from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 # A value: quoted (the closing quote optional) or a run up to whitespace; a marker the text already
 # holds is none (re-read text).
@@ -53,6 +54,9 @@ _VALUE = rf"""{NOT_A_PEM_START}(?P<s>{DOUBLE_QUOTED}|'[^']*'?|{NOT_A_MARKER}{WOR
 _FLAG = r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?i:{words})(?:=|\s+(?![-\s]))"
 
 _CREDENTIAL_WORDS = r"jwt|bearer|credentials?|cred"
+# A switch word alone after such a flag is a setting (``--verify_jwt=off``, ``-Dx.use_jwt=true``), as the
+# key rules read it (patterns._NOT_A_SETTING_WORD); the Windows-style password options take any value.
+_NOT_A_SETTING = r"(?!(?i:" + "|".join(SETTING_WORDS) + r")(?![^\s\"',;&}]))"
 # ``key`` ending a flag's name, except where the key rules take it (``--api-key``: secret_token)
 _KEY_WORD = (
     r"key(?<!api[-_]key)(?<!apikey)(?<!secret[-_]key)(?<!access[-_]key)(?<!private[-_]key)(?<!account[-_]key)"
@@ -98,7 +102,7 @@ CREDENTIAL_FLAG = SecretPattern(
     number_groups(
         "|".join(
             [
-                _FLAG.format(words=_CREDENTIAL_WORDS) + _VALUE,
+                _FLAG.format(words=_CREDENTIAL_WORDS) + _NOT_A_SETTING + _VALUE,
                 # /password:X at the start of a word (whitespace, a quote or "(" before the "/")
                 rf"/(?<![^\s\"'(]/)[A-Za-z0-9_-]*?(?i:{_WINDOWS_WORDS})[:=]{_VALUE}",
             ]
