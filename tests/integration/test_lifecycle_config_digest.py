@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from stellaops_runtime.contracts.events import (
     RuntimeCallEvent,
 )
 from stellaops_runtime.lifecycle.containerd_client import ContainerdClient
-from stellaops_runtime.lifecycle.image_config import host_arch
+from stellaops_runtime.lifecycle.image_config import MAX_BLOB, host_arch
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
 from tests.containerd_harness import Containerd, Image, Watcher, build_image, running
@@ -135,3 +136,30 @@ def test_an_index_target_pairs_the_config_of_this_platforms_manifest(ctd: Contai
         w.wait_record(name, "image_config", config_of(image), timeout=20, namespace=ctd.namespace)
         assert w.query(lambda: w.observer.registry.get(ctd.namespace, name).image_digest) == index_digest
         ctd.ctr("task", "kill", "-s", "KILL", name, check=False)
+
+
+def test_a_manifest_over_the_size_cap_pairs_nothing(ctd: Containerd) -> None:
+    """A manifest is a few KiB; one over MAX_BLOB (an image built to make the agent read gigabytes)
+    is not read past the cap, and pairs nothing. The same manifest under the cap is read."""
+    config = "sha256:" + "c" * 64
+    doc = json.dumps({"schemaVersion": 2, "config": {"digest": config}}).encode()
+
+    def ingest(data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        subprocess.run(
+            ["ctr", "-a", ctd.address, "-n", ctd.namespace, "content", "ingest",
+             "--expected-digest", digest, f"t-{uuid.uuid4().hex[:8]}"],
+            input=data, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return digest
+
+    async def config_of_blob(digest: str) -> str:
+        client = ContainerdClient(ctd.socket, namespace=ctd.namespace, timeout=5.0)
+        try:
+            return await client.image_config(digest)
+        finally:
+            await client.close()
+
+    # Each read right after its ingest: content no image references is collected at the next GC.
+    assert asyncio.run(config_of_blob(ingest(doc))) == config
+    assert asyncio.run(config_of_blob(ingest(doc + b" " * MAX_BLOB))) == ""
