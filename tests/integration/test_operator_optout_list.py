@@ -20,7 +20,7 @@ from stellaops_runtime.contracts.crds import API_VERSION, OBSERVE_LEVEL_ANNOTATI
 from stellaops_runtime.controller.render_agent import probe_configmap_name
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY
 from stellaops_runtime.kube import resources as r
-from stellaops_runtime.native.policy_config import parse_opted_out
+from stellaops_runtime.native.policy_config import parse_opted_in, parse_opted_out
 from tests.integration.kubeharness import Cluster, OperatorRun, obj, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -109,3 +109,34 @@ async def test_the_probe_configmap_follows_the_opted_out_pods(
     await wait_for(lambda: _listed(cluster) == [odd, quiet, web], what="private-0 gone from the list")
     await operator.settle()
     assert _listed(cluster) == [odd, quiet, web]
+
+
+def _level(value: str) -> dict[str, Any]:
+    return {"metadata": {"annotations": {OBSERVE_LEVEL_ANNOTATION: value}}}
+
+
+def _at_a_level(cluster: Cluster) -> list[str]:
+    cm = cluster.stored(r.CONFIGMAPS, probe_configmap_name(NAME), NS) or {}
+    raw = (cm.get("data") or {}).get(PROBE_CONFIG_KEY, "")
+    return parse_opted_in(raw.encode())[0] if raw else []  # the agent's own parser
+
+
+async def test_a_pod_created_opted_out_and_given_a_level_is_named_for_the_agents(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """The agents' record of a pod is its annotation at creation. A pod created opted out and
+    annotated with a level since is named by uid in ``optedIn``, so the agents observe it from when
+    they read the list instead of dropping it until it is re-created; an annotation back to an
+    opt-out takes it out again (and into ``optedOut``)."""
+    quiet = _uid(cluster, "quiet-0")
+    await operator.settle()
+    assert quiet not in _at_a_level(cluster)
+    await cluster.patch(r.PODS, "quiet-0", _level("Passive"), namespace="shop")
+    await wait_for(lambda: quiet in _at_a_level(cluster), what="quiet-0 named at a level")
+    assert quiet not in {uid for _, _, uid in _listed(cluster)}
+    assert _uid(cluster, "plain-0") not in _at_a_level(cluster)  # no annotation: nothing to say over
+    await cluster.patch(r.PODS, "quiet-0", _level("off"), namespace="shop")
+    await wait_for(
+        lambda: quiet not in _at_a_level(cluster) and quiet in {u for _, _, u in _listed(cluster)},
+        what="quiet-0 opted out again",
+    )

@@ -12,11 +12,15 @@ out of the runs and gives their image the opted-out gap of each window it runs i
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 from stellaops_runtime.agent.lifecycle_part import LifecyclePart, Target
+from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION
+from stellaops_runtime.contracts.crds import API_VERSION
+from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, Posture
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.registry import ContainerRecord
 
@@ -86,3 +90,30 @@ def test_an_opted_out_container_while_the_source_is_away_keeps_no_time_of_its_ow
     assert got[PRIVATE] == [(0, 0, None, "opted_out", 0, W)]  # the whole window, not from 23.456 s
     # the watched pod's image: the time it ran unwatched, from its start
     assert [(r[3], r[4], r[5]) for r in got[PUBLIC]] == [("none", 23_456_000_000, 50 * S)]
+
+
+def test_a_pod_given_a_level_later_is_a_run_from_when_the_agent_reads_the_operator_s_list(
+    tmp_path: Path,
+) -> None:
+    """Created at none, annotated Passive since: the runtime's record keeps none. Once the operator's
+    ``optedIn`` (the probe ConfigMap's file, as the agent reads it) names the pod's uid, it is a run
+    again: its image's earlier windows stay opted-out gaps, the later ones watched."""
+    lp, records = part()
+    path = tmp_path / "probes.json"
+    watch = OptOutWatch(str(path), lp.pipeline.optout, interval=0.0)
+    for k in range(3):
+        lp._tick(T0 + W + k * 30 * S, True, records, True)
+    doc = {"apiVersion": API_VERSION, "kind": "ProbeConfig", "policies": {}, "optedIn": ["u1"]}
+    path.write_text(json.dumps(doc))
+    assert watch.poll()
+    for k in range(3, 9):
+        lp._tick(T0 + W + k * 30 * S, True, records, True)
+    got = rows(lp)
+    assert got[PRIVATE][0] == (W, 0, None, "opted_out", W, 2 * W)  # before: a gap, never watched
+    # the minute it changed in: watched in part, so the whole minute stays a gap
+    assert got[PRIVATE][1][0::3] == (2 * W, "opted_out,tetragon") and got[PRIVATE][1][4:] == (2 * W, 3 * W)
+    assert [(r[0], r[2], r[3], r[4]) for r in got[PRIVATE][2:]] == [
+        (3 * W, Posture.PASSIVE, "tetragon", 0),
+        (4 * W, Posture.PASSIVE, "tetragon", 0),
+    ]  # from then on: watched, as the pod of the other image
+    assert [r[0] for r in got[PUBLIC]] == [W, 2 * W, 3 * W, 4 * W]

@@ -14,15 +14,30 @@ with and without the fast path.
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from stellaops_runtime.agent.optout_watch import OptOutWatch
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION
+from stellaops_runtime.contracts.crds import API_VERSION
+from stellaops_runtime.contracts.events import PodInfo
+from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, Posture
+from stellaops_runtime.controller import opted_out
+from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.registry import ContainerRecord
+from stellaops_runtime.native.config import NativeConfigError
+from stellaops_runtime.native.policy_config import MAX_OPTED_IN, parse_opted_in
+from stellaops_runtime.privacy.optout import OptOut
 from stellaops_runtime.wire.tetragon import events_pb2
 from tests.tetragon_exec import process_exec
+from tests.unit.test_native_pod_selection_pipeline import bcc_exec
 
 # pod -> its annotation (None: none); only "web" and "plain" stay observed
 PODS = {"private": "None", "quiet": "off", "typo": "Pasive", "web": "Passive", "plain": None}
@@ -139,9 +154,12 @@ def test_a_label_set_by_hand_at_creation_does_not_outlive_the_operator_s_removal
 def test_a_pod_created_opted_out_and_given_a_level_later_stays_a_gap_never_a_window() -> None:
     """Tetragon without --enable-pod-annotations: the pod was created at None, then annotated
     EbpfDeep. The operator removed its observe-off label, gave it the level labels and took it off
-    its list; the runtime's record still says None. Its events stay dropped until it is re-created
-    (docs/operator.md): its image's time is an opted-out gap, never a window a "not observed" could
-    rest on (its silent time too: test_lifecycle_optout_runs.py)."""
+    its list; the runtime's record still says None. Until the agent reads the operator's ``optedIn``
+    naming the pod (below), or for good if its annotation was removed rather than set to a level
+    (the operator names only pods at a level), its events stay dropped (docs/operator.md): its
+    image's time is an opted-out gap, never a window a "not observed" could rest on (its silent
+    time too: test_lifecycle_optout_runs.py). The level labels alone never override the record: a
+    pod created None with copied level labels would be observed while the operator is down."""
     pipeline = Pipeline(
         parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="node-1"
     )
@@ -158,3 +176,181 @@ def test_a_pod_created_opted_out_and_given_a_level_later_stays_a_gap_never_a_win
     assert deltas == []
     assert windows and all(w.source == "opted_out" and w.gap_start_ns is not None for w in windows)
     assert len({w.window_start_ns for w in windows}) == 10  # every minute of the ten it ran
+
+
+# --- given a level later: observed from when the agent reads the operator's list -----------------------
+
+S = 1_000_000_000
+W = 60 * S
+
+
+def _probes(path: Path, *, opted_out: Iterable[tuple[str, str]] = (), opted_in: Iterable[str] = ()) -> None:
+    """The probe ConfigMap's file as the kubelet replaces it (a new inode): the operator's lists,
+    written as controller/render_policy.render_probe_configmap writes them
+    (test_the_operator_writes_the_pods_at_a_level_and_the_agent_reads_them_back)."""
+    doc: dict[str, object] = {"apiVersion": API_VERSION, "kind": "ProbeConfig", "policies": {}}
+    if opted_out:
+        doc["optedOut"] = [{"namespace": "shop", "name": n, "uid": u} for n, u in sorted(opted_out)]
+    if opted_in:
+        doc["optedIn"] = sorted(opted_in)
+    tmp = path.with_suffix(".new")
+    tmp.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+def _watched_pipeline(path: Path, fast_path: bool = True) -> Pipeline:
+    _probes(path)
+    cfg = {"symbols": {"enabled": False}, "attribution": {"enabled": False},
+           "native": {"probeConfigFile": str(path)}}  # fmt: skip
+    pipeline = Pipeline(parse_config(cfg), node_name="node-1", fast_path=fast_path)
+    assert pipeline.optout_watch is not None
+    pipeline.optout_watch.interval = 0.0
+    return pipeline
+
+
+def _minutes(windows: Iterable[Any], digest: str) -> dict[int, set[str]]:
+    """Minute of the run (0 = its first) -> its windows: "gap" (opted out, no event) or "watched"."""
+    out: dict[int, set[str]] = {}
+    for w in windows:
+        if w.image_digest == digest:
+            minute = (w.window_start_ns - 1_795_510_800 * S) // W
+            gap = w.source == "opted_out" and w.event_count == 0 and w.posture is None
+            out.setdefault(minute, set()).add("gap" if gap else "watched")
+    return out
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "no-fast-path"])
+def test_a_pod_created_opted_out_is_observed_from_when_the_agent_reads_its_level(
+    tmp_path: Path, fast_path: bool
+) -> None:
+    """Created at None, annotated Passive since: the operator lists the pod's uid in ``optedIn``. Its
+    events are dropped until the agent reads that list, counted from then; its earlier minutes stay
+    opted-out gaps, none of them watched. Before, they stayed dropped until the pod was re-created."""
+    path = tmp_path / "probes.json"
+    pipeline = _watched_pipeline(path, fast_path)
+    pipeline.container_lookup = ContainerLookup(_records("private") + _records("web"), "containerd")
+    cid, digest = _cid("private"), _digest("private")
+    levels = {"app": "private", "stellaops.io/observe": "true"}  # the operator's level label since
+
+    def run(seconds: range) -> None:
+        for _ in range(2):  # repeats: the fast path's replays too
+            pipeline.process_proto(
+                [
+                    (process_exec("private", i, container_id=cid, digest=digest, labels=levels), 1)
+                    for i in seconds
+                ]
+            )
+
+    run(range(0, 300, 30))  # minutes 0-4: the operator's list does not say its level yet
+    _probes(path, opted_in=["uid-private"])
+    run(range(300, 600, 30))  # minutes 5-9
+    deltas, windows = pipeline.drain()
+    assert pipeline.optout.counts() == {"annotation": 20, "label": 0, "operator": 0}
+    assert sum(d.invocation_count for d in deltas if d.key.image_digest == digest) == 20
+    assert _minutes(windows, digest) == {m: {"gap" if m < 5 else "watched"} for m in range(10)}
+    watched = [w for w in windows if w.image_digest == digest and w.source != "opted_out"]
+    assert {(w.source, w.posture) for w in watched} == {("tetragon", Posture.PASSIVE)}
+
+
+def test_a_pod_opted_out_later_keeps_what_came_before_and_is_a_gap_from_then(tmp_path: Path) -> None:
+    """The reverse: created at Passive, annotated off since. Its events count until the agent learns
+    of it (here the operator's list), are dropped from then, each minute after an opted-out gap; one
+    drain after the change still holds every count from before it."""
+    path = tmp_path / "probes.json"
+    pipeline = _watched_pipeline(path)
+    pipeline.container_lookup = ContainerLookup(_records("web"), "containerd")
+    cid, digest = _cid("web"), _digest("web")
+
+    def run(seconds: range) -> None:
+        pipeline.process_proto(
+            [(process_exec("web", i, container_id=cid, digest=digest), 1) for i in seconds]
+        )
+
+    run(range(0, 300, 30))
+    _probes(path, opted_out=[("web", "uid-web")])
+    run(range(300, 600, 30))
+    deltas, windows = pipeline.drain()
+    assert pipeline.optout.counts() == {"annotation": 0, "label": 0, "operator": 10}
+    assert sum(d.invocation_count for d in deltas if d.key.image_digest == digest) == 10
+    assert _minutes(windows, digest) == {m: {"watched" if m < 5 else "gap"} for m in range(10)}
+
+
+def test_the_level_list_never_overrides_an_annotation_the_event_carries_or_another_pod(
+    tmp_path: Path,
+) -> None:
+    """The operator's ``optedIn`` names a pod by uid and only speaks over the runtime's record of
+    that pod: an event carrying its own (current) opt-out is dropped, a pod re-created under the
+    same name (a new uid) created opted out is dropped, a pod not named stays dropped."""
+    path = tmp_path / "probes.json"
+    pipeline = _watched_pipeline(path)
+    again = _records("private")
+    for r in again:
+        r.labels["io.kubernetes.pod.uid"] = "uid-private-2"  # the same name, re-created: a new uid
+    pipeline.container_lookup = ContainerLookup(again + _records("quiet"), "containerd")
+    _probes(path, opted_in=["uid-private", "uid-web"])
+    off = process_exec(
+        "private", 1, container_id=_cid("private"), digest=_digest("private"),
+        annotations={OBSERVE_LEVEL_ANNOTATION: "off"},
+    )  # fmt: skip
+    pipeline.process_proto([(off, 1), (_exec("private", 2), 1), (_exec("quiet", 3), 1)])
+    deltas, _ = pipeline.drain()
+    assert pipeline.optout.counts() == {"annotation": 3, "label": 0, "operator": 0}
+    assert deltas == []
+
+
+def test_bcc_events_of_a_pod_created_opted_out_count_from_when_the_agent_reads_its_level(
+    tmp_path: Path,
+) -> None:
+    """The agent's own probes know only a cgroup; the pod, and its annotation at creation, come
+    from the runtime's record. The operator's ``optedIn`` speaks over that record too."""
+    path = tmp_path / "probes.json"
+    pipeline = _watched_pipeline(path)
+    cgroup = 100 + sorted(PODS).index("private")
+    pipeline.container_lookup = ContainerLookup(_records("private"), "containerd")
+    pipeline.process_native([(bcc_exec(cgroup, 2), 1)] * 3)
+    assert pipeline.optout.counts()["annotation"] == 3 and pipeline.processed == 0
+    _probes(path, opted_in=["uid-private"])
+    pipeline.process_native([(bcc_exec(cgroup, 2), 1)] * 3)
+    assert pipeline.optout.counts()["annotation"] == 3 and pipeline.processed == 3
+    _probes(path, opted_out=[("private", "uid-private")])  # and opted out again: the record's word again
+    pipeline.process_native([(bcc_exec(cgroup, 2), 1)] * 3)
+    assert pipeline.optout.counts() == {"annotation": 6, "label": 0, "operator": 0}
+    assert pipeline.processed == 3
+
+
+def test_the_operator_writes_the_pods_at_a_level_and_the_agent_reads_them_back(tmp_path: Path) -> None:
+    """``optedIn``: the uids sorted and deduplicated, bounded (the rest counted, left as the record
+    says), byte-identical to what _probes writes; hostile entries skipped and counted, a list of the
+    wrong type refused with the last lists kept."""
+    cm = render_probe_configmap(
+        name="p", namespace="agents", entries={}, owner=None, opted_in=["uid-b", "uid-a", "uid-b", ""]
+    )
+    raw = cm["data"][PROBE_CONFIG_KEY]
+    _probes(tmp_path / "probes.json", opted_in=["uid-a", "uid-b"])
+    assert raw == (tmp_path / "probes.json").read_text()
+    assert parse_opted_in(raw.encode()) == (["uid-a", "uid-b"], 0)
+    many = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(MAX_OPTED_IN + 7)]
+    doc = json.loads(render_probe_configmap(name="p", namespace="a", entries={}, owner=None, opted_in=many)
+                     ["data"][PROBE_CONFIG_KEY])  # fmt: skip
+    assert len(doc["optedIn"]) == MAX_OPTED_IN == opted_out.MAX_OPTED_IN and doc["optedInOmitted"] == 7
+    hostile = {"apiVersion": API_VERSION, "kind": "ProbeConfig", "policies": {},
+               "optedIn": ["ok", 5, None, "", "a\x00b", "x" * 300, ["uid"], {"uid": "u"}]}  # fmt: skip
+    assert parse_opted_in(json.dumps(hostile).encode()) == (["ok"], 7)
+    stage = OptOut()
+    path = tmp_path / "probes.json"
+    watch = OptOutWatch(str(path), stage, interval=0.0)
+    assert watch.poll() and stage.record_reason(_pod("uid-a")) is None
+    for bad in ({**hostile, "optedIn": "uid-a"}, {**hostile, "optedIn": {"uid": "uid-a"}}):
+        tmp = path.with_suffix(".new")
+        tmp.write_text(json.dumps(bad))
+        os.replace(tmp, path)
+        assert not watch.poll() and stage.record_reason(_pod("uid-a")) is None  # kept
+    with pytest.raises(NativeConfigError):
+        parse_opted_in(json.dumps({**hostile, "optedIn": 7}).encode())
+    # a uid the operator lists in both is opted out: optedOut wins
+    assert stage.set_operator([("shop", "a", "uid-a")], ["uid-a"])
+    assert stage.record_reason(_pod("uid-a")) == "annotation"
+
+
+def _pod(uid: str) -> PodInfo:
+    return PodInfo(namespace="shop", name="a", uid=uid, annotations={OBSERVE_LEVEL_ANNOTATION: "None"})

@@ -230,14 +230,13 @@ class LifecyclePart:
         start time. Its image gets the opted-out gap of each window it runs in instead, as its
         events would give it (hotsymbols/gaps.py ``opted_out``: the whole window, nothing of the pod).
         """
-        from stellaops_runtime.privacy.optout import opt_out_reason
-
         pipe = self.pipeline
         lookup, optout = pipe.container_lookup, pipe.optout
         kept: list[ContainerRecord] = []
         for r in records:
             pod = lookup.pod_by_container_id(r.container_id) if lookup is not None else None
-            if pod is not None and (opt_out_reason(pod) or optout.operator_reason(pod)):
+            # its record's annotation at creation, unless the operator's optedIn names it since
+            if pod is not None and (optout.record_reason(pod) or optout.operator_reason(pod)):
                 if r.image_digest and r.status in _RUNNING:
                     pipe.gaps.opted_out(r.image_digest, pipe.node_name, now)
                 continue

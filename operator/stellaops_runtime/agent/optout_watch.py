@@ -1,5 +1,9 @@
 """The operator's list of opted-out pods, re-read by the pipeline when its mounted file changes.
 
+With it, the uids of the pods whose annotation names a level (``optedIn``),
+which speak over the container runtime's record of a pod created opted out
+(privacy/optout.py).
+
 The operator writes the uid, namespace and name of every pod whose
 ``stellaops.io/observe-level`` opts it out into the probe ConfigMap
 (``optedOut`` in ``probes.json``, controller/render_policy.py); the agent pod
@@ -22,7 +26,7 @@ import logging
 
 from stellaops_runtime.agent.watched_file import Missing, WatchedFile
 from stellaops_runtime.native.config import NativeConfigError
-from stellaops_runtime.native.policy_config import MAX_FILE_BYTES, parse_opted_out
+from stellaops_runtime.native.policy_config import MAX_FILE_BYTES, parse_opted_in, parse_opted_out
 from stellaops_runtime.privacy.optout import OptOut
 
 log = logging.getLogger(__name__)
@@ -64,16 +68,19 @@ class OptOutWatch:
             return False if self._ever_read else self.optout.set_operator(())
         try:
             pods, bad = parse_opted_out(got.raw, source=self.path)
+            at_level, bad_in = parse_opted_in(got.raw, source=self.path)
         except NativeConfigError as e:
             self._file.refused(got.mark, str(e))
             return False
         self._file.accepted(got.mark)
         self._ever_read = True
         self.reads += 1
-        self.bad_entries = bad
-        if bad:
-            log.warning("%s: %d opted-out pod entries unusable and skipped", self.path, bad)
-        changed = self.optout.set_operator(pods)
+        self.bad_entries = bad + bad_in
+        if self.bad_entries:
+            log.warning(
+                "%s: %d opted-out/opted-in pod entries unusable and skipped", self.path, self.bad_entries
+            )
+        changed = self.optout.set_operator(pods, at_level)
         if changed:
             log.info("opted-out pods from the operator: %d", self.optout.operator_pods)
         return changed

@@ -215,3 +215,10 @@ def opts_out(value: object) -> bool:
     invalid values alike, by the operator and the agent alike.
     """
     return read_level(value).level is Posture.NONE
+
+
+def names_a_level(value: object) -> bool:
+    """Whether an ``stellaops.io/observe-level`` value names a level above None (the pod asks to be
+    observed at it): the operator's ``optedIn`` list (controller/opted_out.py), by :func:`read_level`."""
+    level = read_level(value).level
+    return level is not None and level is not Posture.NONE

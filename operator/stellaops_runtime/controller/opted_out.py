@@ -9,6 +9,16 @@ against this list, which ``render_policy.render_probe_configmap`` writes as
 (agent/optout_watch.py, privacy/optout.py). Sorted and deduplicated so that
 the same pods always give the same bytes; bounded so the ConfigMap stays
 under its 1 MiB with the policies. Pure: no I/O.
+
+The agents' container-runtime record of a pod (lifecycle/lookup.py) is its
+annotation at the pod's creation, and they drop a pod created opted out from
+its first event, before this list reaches them. A pod created opted out and
+annotated with a level since would stay dropped until re-created; so the
+operator also names, by uid, every pod whose annotation now names a level
+(``optedIn``, :func:`opted_in_entries`), and the agents take that over the
+record (privacy/optout.py). By uid only: a pod re-created under the same name
+is another pod, whose record speaks for it. A pod left out (past the bound)
+stays dropped where the record says so: a gap, never a count.
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ from stellaops_runtime.controller.naming import canonical_json
 # the ConfigMap stays well under its 1 MiB with the policies; any more are counted in optedOutOmitted.
 MAX_OPTED_OUT = 5_000
 MAX_OPTED_OUT_BYTES = 512 << 10
+# The ``optedIn`` list (uids of pods whose annotation names a level): bounded the same way.
+MAX_OPTED_IN = 5_000
+MAX_OPTED_IN_BYTES = 200 << 10
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -47,4 +60,17 @@ def opted_out_entries(pods: Iterable[OptedOutPod]) -> tuple[list[dict[str, str]]
         if len(out) >= MAX_OPTED_OUT or size > MAX_OPTED_OUT_BYTES:
             break
         out.append(entry)
+    return out, len(ordered) - len(out)
+
+
+def opted_in_entries(uids: Iterable[str]) -> tuple[list[str], int]:
+    """The ``optedIn`` list (the uids, sorted, deduplicated, bounded) and how many did not fit."""
+    ordered = sorted({u for u in uids if u})
+    out: list[str] = []
+    size = 0
+    for uid in ordered:
+        size += len(canonical_json(uid)) + 1
+        if len(out) >= MAX_OPTED_IN or size > MAX_OPTED_IN_BYTES:
+            break
+        out.append(uid)
     return out, len(ordered) - len(out)

@@ -54,6 +54,7 @@ from stellaops_runtime.contracts.crds import (
     SpecError,
     parse_observer_spec,
 )
+from stellaops_runtime.contracts.posture import names_a_level
 from stellaops_runtime.controller.agent_pods import fleet_problem
 from stellaops_runtime.controller.conditions import WAITING_FOR_DELETION, State, state_conditions
 from stellaops_runtime.controller.node_backing import BACKING_CONDITION
@@ -149,6 +150,7 @@ class ObserverReconciler(ObserverNodes):
             entries=self.probe_entries(),
             owner=body,
             opted_out=self.opted_out_pods(),
+            opted_in=self.opted_in_pods(),
         )
         if '"optedOutOmitted"' in probe_cm["data"][PROBE_CONFIG_KEY]:
             log.warning(
@@ -227,6 +229,7 @@ class ObserverReconciler(ObserverNodes):
                 entries=self.probe_entries(),
                 owner=body,
                 opted_out=self.opted_out_pods(),
+                opted_in=self.opted_in_pods(),
             )
             try:
                 await self.apply(probe_cm)
@@ -269,6 +272,11 @@ class ObserverReconciler(ObserverNodes):
             if opts_out(view.annotations.get(OBSERVE_LEVEL_ANNOTATION)):
                 out.append(OptedOutPod(namespace=view.namespace, name=view.name, uid=view.uid))
         return out
+
+    def opted_in_pods(self) -> list[str]:
+        """The uids of every known pod whose ``stellaops.io/observe-level`` names a level (``optedIn``)."""
+        views = ((self._pod(key) or pod) for key, pod in self._items(INDEX_PODS))
+        return [v.uid for v in views if names_a_level(v.annotations.get(OBSERVE_LEVEL_ANNOTATION))]
 
     def posture_counts(self) -> dict[str, int]:
         counts = {p.value: 0 for p in Posture}

@@ -77,7 +77,7 @@ from stellaops_runtime.controller.naming import (
     owner_reference,
     owner_reference_of,
 )
-from stellaops_runtime.controller.opted_out import OptedOutPod, opted_out_entries
+from stellaops_runtime.controller.opted_out import OptedOutPod, opted_in_entries, opted_out_entries
 from stellaops_runtime.controller.policy_selectors import tetragon_pod_selector, with_level
 from stellaops_runtime.controller.policy_templates import load_template
 from stellaops_runtime.controller.posture import Posture
@@ -310,12 +310,16 @@ def render_probe_configmap(
     entries: Mapping[str, dict],
     owner: Mapping[str, Any] | None,
     opted_out: Iterable[OptedOutPod] = (),
+    opted_in: Iterable[str] = (),
 ) -> dict:
     """The one ConfigMap the native probes read: every policy's probe entry keyed by ``probe_entry_key``.
 
     It also lists the pods opted out by their annotation (``optedOut``: uid,
     namespace and name, sorted; absent when there is none), which every agent
-    drops the events of whatever their source (privacy/optout.py). Policy
+    drops the events of whatever their source (privacy/optout.py), and the
+    uids of the pods whose annotation names a level (``optedIn``, sorted; absent
+    when there is none), which speak over the container runtime's record of a
+    pod created opted out (controller/opted_out.py). Policy
     entries beyond ``MAX_PROBE_CONFIG_BYTES`` are left out, largest first, and
     their keys listed in ``policiesOmitted``. The payload
     is canonical JSON (sorted keys, no whitespace) so unchanged entries give a
@@ -327,6 +331,11 @@ def render_probe_configmap(
         payload["optedOut"] = listed
     if omitted:
         payload["optedOutOmitted"] = omitted
+    at_level, omitted_in = opted_in_entries(opted_in)
+    if at_level:
+        payload["optedIn"] = at_level
+    if omitted_in:
+        payload["optedInOmitted"] = omitted_in
     room = MAX_PROBE_CONFIG_BYTES - len(canonical_json(payload).encode("utf-8"))
     kept, left_out = _fitting_entries(entries, room)
     payload["policies"] = kept

@@ -51,6 +51,7 @@ CONFIGMAP_KEY = "probes.json"  # controller.render_policy.PROBE_CONFIG_KEY (a te
 MAX_FILE_BYTES = 4 << 20  # a ConfigMap holds at most 1 MiB; anything far larger is not one
 # The operator's list of opted-out pods (``optedOut``): at most this many entries are read.
 MAX_OPTED_OUT = 5_000  # controller.opted_out.MAX_OPTED_OUT (a test checks)
+MAX_OPTED_IN = 5_000  # controller.opted_out.MAX_OPTED_IN: uids of pods at a level (``optedIn``)
 MAX_POD_FIELD = 253  # a namespace, pod name or uid is a DNS subdomain or shorter
 DEFAULT_HOST_ROOT = "/proc/1/root"  # the node's root as seen from the agent pod (hostPID)
 
@@ -161,6 +162,19 @@ def parse_opted_out(raw: bytes, *, source: str = "payload") -> tuple[list[tuple[
             continue
         pods.append((ns, name, uid))
     return pods, bad + max(0, len(entries) - MAX_OPTED_OUT)
+
+
+def parse_opted_in(raw: bytes, *, source: str = "payload") -> tuple[list[str], int]:
+    """The operator's ``optedIn`` uids (pods whose annotation names a level) and how many were unusable.
+
+    An entry that is not a usable uid (not a string, empty, NUL, too long) is
+    skipped and counted; it only ever leaves a pod as the runtime's record says.
+    """
+    entries = _document(raw, source).get("optedIn", [])
+    if not isinstance(entries, list):
+        raise _err(source, f"optedIn: expected a list, got {type(entries).__name__}")
+    uids = [u for e in entries[:MAX_OPTED_IN] if (u := _pod_field({"uid": e}, "uid"))]
+    return uids, len(entries) - len(uids)
 
 
 def _period(key: str, entry: dict[str, Any], notes: list[str]) -> int:

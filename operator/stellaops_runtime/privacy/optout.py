@@ -49,6 +49,16 @@ event's container id, so a pod created opted out is dropped from its first
 event, before the operator's label or list reaches the agent; an event that
 carries the annotation is decided by that, its current value.
 
+The record is the pod's creation: a pod created opted out and annotated with
+a level since would stay dropped until re-created. The operator names every
+pod whose annotation now names a level, by uid (``optedIn`` in ``probes.json``,
+controller/opted_out.py); a pod it names is no longer dropped for what the
+record says (its annotation or label at creation), from the moment the agent
+reads the list: :meth:`OptOut.record_reason`. It never speaks over what an
+event carries itself (Tetragon's current annotation or label) or over the
+operator's ``optedOut``, and a pod re-created under the same name is another
+uid. Events before that moment stay dropped, their time an opted-out gap.
+
 Dropped events are counted by how the opt-out was recognised (``annotation``
 first, then ``label``, then ``operator``); the agent exports the counts as
 ``stellaops_runtime_events_opted_out_total{reason}``. Nothing else about the
@@ -69,6 +79,9 @@ from stellaops_runtime.contracts.posture import OBSERVE_LEVEL_ANNOTATION, OBSERV
 
 # Reasons, in the order they are checked (the metric's label values).
 REASONS = ("annotation", "label", "operator")
+# The source of the agent's own BCC probes' events (native/events.SOURCE, not imported: the agent on
+# a Tetragon node never loads the native side), whose pod always comes from the runtime's record.
+OWN_PROBES = "bcc"
 
 
 def _text(v: object) -> str:
@@ -99,6 +112,8 @@ class PodRegistry(Protocol):
 
     def opted_out_by_id(self, container_id: str) -> str: ...
 
+    def pod_by_container_id(self, container_id: str) -> PodInfo | None: ...
+
 
 def _names_a_level(pod: PodInfo | None) -> bool:
     """Whether the event itself carries the observe-level annotation (then it, the current value, decides)."""
@@ -108,28 +123,40 @@ def _names_a_level(pod: PodInfo | None) -> bool:
 class OptOut:
     """The per-event stage: ``drops(ev)`` is True (and counted) for an event of an opted-out pod."""
 
-    __slots__ = ("_bare", "_names", "_uids", "dropped")
+    __slots__ = ("_bare", "_in", "_names", "_uids", "dropped")
 
     def __init__(self) -> None:
         self.dropped: Counter[str] = Counter()  # events dropped, by reason
         self._uids: frozenset[str] = frozenset()  # the operator's list (set_operator)
         self._names: frozenset[tuple[str, str]] = frozenset()
         self._bare: frozenset[tuple[str, str]] = frozenset()  # entries without a uid, by name
+        self._in: frozenset[str] = frozenset()  # uids the operator reads at a level (optedIn)
 
-    def set_operator(self, pods: Iterable[tuple[str, str, str]]) -> bool:
-        """Replace the operator's list of opted-out pods, (namespace, name, uid) each; True if it changed.
+    def set_operator(self, pods: Iterable[tuple[str, str, str]], opted_in: Iterable[str] = ()) -> bool:
+        """Replace the operator's lists: opted-out pods, (namespace, name, uid) each, and the uids of
+        pods whose annotation names a level (``optedIn``); True if either changed.
 
         An entry without a uid matches every event by namespace and name; one
-        without a namespace or name matches by uid only.
+        without a namespace or name matches by uid only. A uid in both lists
+        is taken as opted out.
         """
         pods = list(pods)
         uids = frozenset(uid for _, _, uid in pods if uid)
         names = frozenset((ns, name) for ns, name, _ in pods if ns and name)
         bare = frozenset((ns, name) for ns, name, uid in pods if ns and name and not uid)
-        if uids == self._uids and names == self._names and bare == self._bare:
+        at_level = frozenset(u for u in opted_in if u and type(u) is str) - uids
+        if uids == self._uids and names == self._names and bare == self._bare and at_level == self._in:
             return False
-        self._uids, self._names, self._bare = uids, names, bare
+        self._uids, self._names, self._bare, self._in = uids, names, bare, at_level
         return True
+
+    def record_reason(self, pod: PodInfo | None) -> str | None:
+        """:func:`opt_out_reason` of a pod as the container runtime's record gives it (its annotation
+        and label at its creation): None once the operator's ``optedIn`` names its uid."""
+        reason = opt_out_reason(pod)
+        if reason is not None and self._in and pod is not None and _text(pod.uid) in self._in:
+            return None
+        return reason
 
     @property
     def operator_pods(self) -> int:
@@ -152,12 +179,19 @@ class OptOut:
         ``registry``: the container runtime's record of the pod, read when the event carries no
         observe-level annotation of its own (its sandbox's annotation, fixed at the pod's
         creation; not its label, which the event carries as it is now), before the operator's list.
+        An event of the agent's own probes knows only a cgroup: its pod is that record's
+        (Pipeline._finish, lifecycle/lookup.enrich), so the operator's ``optedIn`` speaks over it
+        (:meth:`record_reason`).
         """
         pod = ev.pod
-        reason = opt_out_reason(pod)
+        reason = self.record_reason(pod) if ev.source == OWN_PROBES else opt_out_reason(pod)
         c = ev.container
         if reason is None and registry is not None and c is not None and c.id and not _names_a_level(pod):
             reason = registry.opted_out_by_id(c.id) or None
+            if reason is not None and self._in:  # the record's word, unless optedIn names the pod since
+                rec = registry.pod_by_container_id(c.id)
+                if rec is not None and _text(rec.uid) in self._in:
+                    reason = None
         if reason is None:
             if not (self._uids or self._names):  # no list: no call per event
                 return False
