@@ -179,3 +179,10 @@ def test_a_switch_after_a_jwt_or_credential_flag_stays(text: str) -> None:
 )
 def test_a_credential_after_a_jwt_or_credential_flag_still_goes(text: str, want: str) -> None:
     assert _filter(text) == want
+
+
+def test_a_bare_psw_name_in_an_environment_list_loses_its_value() -> None:
+    # the container observer's path (PrivacyFilter.filter_env): a name is matched against the globs,
+    # and ``PSW`` alone matched none of them (``*_PSW`` needs its underscore)
+    out = PrivacyFilter(PrivacyConfig()).filter_env(["PSW=P6sec-6", "psw=P6sec-6", "PSW_FILE=/run/pw"])
+    assert out == ["PSW=[REDACTED]", "psw=[REDACTED]", "PSW_FILE=/run/pw"]

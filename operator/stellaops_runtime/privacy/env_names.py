@@ -46,6 +46,7 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*_CREDS",
     "CREDS",
     "*_PSW",
+    "PSW",
     "*PASSCOMMAND",  # BORG_PASSCOMMAND: a command printing the passphrase (echo X)
     "*_KEY_PEM",  # rclone: RCLONE_SFTP_KEY_PEM (a private key)
     "*_KEY_BASE64",  # rclone: RCLONE_S3_SSE_CUSTOMER_KEY_BASE64
