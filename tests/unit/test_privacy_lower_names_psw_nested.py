@@ -186,3 +186,13 @@ def test_a_bare_psw_name_in_an_environment_list_loses_its_value() -> None:
     # and ``PSW`` alone matched none of them (``*_PSW`` needs its underscore)
     out = PrivacyFilter(PrivacyConfig()).filter_env(["PSW=P6sec-6", "psw=P6sec-6", "PSW_FILE=/run/pw"])
     assert out == ["PSW=[REDACTED]", "psw=[REDACTED]", "PSW_FILE=/run/pw"]
+
+
+def test_an_ldap_bind_password_name_in_an_environment_list_loses_its_value() -> None:
+    # ``LDAP_BINDPW`` (nslcd's ``bindpw``, as images name it): ``*_PW`` needs the underscore right
+    # before ``PW``; in argv the ``pw`` key word already took it
+    out = PrivacyFilter(PrivacyConfig()).filter_env(
+        ["LDAP_BINDPW=P6sec-7", "ldap_bindpw=P6sec-7", "LDAP_BINDDN=cn=a"]
+    )
+    assert out == ["LDAP_BINDPW=[REDACTED]", "ldap_bindpw=[REDACTED]", "LDAP_BINDDN=cn=a"]
+    assert _filter("LDAP_BINDPW=P6sec-7 ./run") == "LDAP_BINDPW=[REDACTED] ./run"

@@ -39,6 +39,7 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*_PASS",
     "PASS",
     "*_PW",
+    "*BINDPW",  # an LDAP bind password: LDAP_BINDPW (nslcd's bindpw)
     "*_PAT",  # a personal access token: GITHUB_PAT (R's gh, usethis), AZURE_DEVOPS_EXT_PAT (az devops)
     "PAT",
     "SSHPASS",
