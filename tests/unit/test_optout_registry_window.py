@@ -320,8 +320,8 @@ def test_bcc_events_of_a_pod_created_opted_out_count_from_when_the_agent_reads_i
 
 def test_the_operator_writes_the_pods_at_a_level_and_the_agent_reads_them_back(tmp_path: Path) -> None:
     """``optedIn``: the uids sorted and deduplicated, bounded (the rest counted, left as the record
-    says), byte-identical to what _probes writes; hostile entries skipped and counted, a list of the
-    wrong type refused with the last lists kept."""
+    says), byte-identical to what _probes writes; hostile entries skipped and counted; an optedIn
+    of the wrong type is read as empty (the record's word), never costing the file its optedOut."""
     cm = render_probe_configmap(
         name="p", namespace="agents", entries={}, owner=None, opted_in=["uid-b", "uid-a", "uid-b", ""]
     )
@@ -340,13 +340,19 @@ def test_the_operator_writes_the_pods_at_a_level_and_the_agent_reads_them_back(t
     path = tmp_path / "probes.json"
     watch = OptOutWatch(str(path), stage, interval=0.0)
     assert watch.poll() and stage.record_reason(_pod("uid-a")) is None
-    for bad in ({**hostile, "optedIn": "uid-a"}, {**hostile, "optedIn": {"uid": "uid-a"}}):
+    for bad in ("uid-a", {"uid": "uid-a"}, 7):  # the wrong type: one bad entry, never the file refused
+        doc = {**hostile, "optedIn": bad, "optedOut": [{"namespace": "shop", "name": "z", "uid": "uid-z"}]}
+        assert parse_opted_in(json.dumps(doc).encode()) == ([], 1)
         tmp = path.with_suffix(".new")
-        tmp.write_text(json.dumps(bad))
+        tmp.write_text(json.dumps(doc))
         os.replace(tmp, path)
-        assert not watch.poll() and stage.record_reason(_pod("uid-a")) is None  # kept
-    with pytest.raises(NativeConfigError):
-        parse_opted_in(json.dumps({**hostile, "optedIn": 7}).encode())
+        watch.poll()
+        assert stage.record_reason(_pod("uid-a")) == "annotation"  # the record's word: dropped
+        assert stage.operator_reason(_pod("uid-z")) == "operator"  # the file's optedOut still read
+        _probes(path, opted_in=["uid-a"])
+        assert watch.poll() and stage.record_reason(_pod("uid-a")) is None
+    with pytest.raises(NativeConfigError):  # no ProbeConfig at all: refused, as for optedOut
+        parse_opted_in(b'{"optedIn": []}')
     # a uid the operator lists in both is opted out: optedOut wins
     assert stage.set_operator([("shop", "a", "uid-a")], ["uid-a"])
     assert stage.record_reason(_pod("uid-a")) == "annotation"

@@ -169,10 +169,12 @@ def parse_opted_in(raw: bytes, *, source: str = "payload") -> tuple[list[str], i
 
     An entry that is not a usable uid (not a string, empty, NUL, too long) is
     skipped and counted; it only ever leaves a pod as the runtime's record says.
+    An ``optedIn`` that is not a list is one unusable entry, never an error:
+    it must not keep the file's ``optedOut`` from being read.
     """
     entries = _document(raw, source).get("optedIn", [])
     if not isinstance(entries, list):
-        raise _err(source, f"optedIn: expected a list, got {type(entries).__name__}")
+        return [], 1
     uids = [u for e in entries[:MAX_OPTED_IN] if (u := _pod_field({"uid": e}, "uid"))]
     return uids, len(entries) - len(uids)
 
