@@ -196,3 +196,44 @@ def test_an_ldap_bind_password_name_in_an_environment_list_loses_its_value() -> 
     )
     assert out == ["LDAP_BINDPW=[REDACTED]", "ldap_bindpw=[REDACTED]", "LDAP_BINDDN=cn=a"]
     assert _filter("LDAP_BINDPW=P6sec-7 ./run") == "LDAP_BINDPW=[REDACTED] ./run"
+
+
+_UUID = "1b2c3d4e-aaaa-bbbb-cccc-1234567890ab"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # https://docs.snyk.io/snyk-cli/commands/auth (snyk auth [<API_TOKEN>])
+        (f"snyk auth {_UUID}", "snyk auth [REDACTED]"),
+        (f"snyk auth --auth-type=token {_UUID}", "snyk auth --auth-type=token [REDACTED]"),
+        (f'sh -c "npx snyk auth {_UUID} && snyk test"', 'sh -c "npx snyk auth [REDACTED] && snyk test"'),
+        # https://docs.codecov.com/docs/codecov-uploader (-t, --token) and codecovcli's -t
+        (f"codecov -t {_UUID} -f cov.xml", "codecov -t [REDACTED] -f cov.xml"),
+        (f"codecovcli upload-process -t {_UUID}", "codecovcli upload-process -t [REDACTED]"),
+    ],
+)
+def test_a_vendor_cli_token_given_by_position_or_short_option_goes(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert _UUID not in out
+
+
+@pytest.mark.parametrize(
+    "text", ["snyk auth", "snyk test --all-projects", "app -t 4 auth x", "codecov -f cov.xml"]
+)
+def test_other_words_of_those_clients_stay(text: str) -> None:
+    assert _filter(text) == text
+
+
+def test_an_executed_snyk_loses_the_token_it_was_given() -> None:
+    # as Tetragon gives it: the binary apart from its arguments
+    ev = RuntimeCallEvent(
+        kind=EventKind.EXEC,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=7, binary="/usr/local/bin/snyk", arguments=f"auth {_UUID}"),
+    )
+    PrivacyFilter(PrivacyConfig()).apply(ev)
+    assert ev.process is not None
+    assert ev.process.arguments == "auth [REDACTED]"

@@ -106,6 +106,14 @@ _MK_OPTION = (
 )
 _MKPASSWD = rf"(?:(?<=mkpasswd)|\A)(?:\s*{_MK_OPTION}){{0,16}}+\s*(?P<s>{_MK_WORD}(?:[ \t]+{_MK_WORD})?)"
 
+# A command's options, then a token as its argument (``vault login -method=token T``, ``snyk auth T``):
+# a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's; an
+# option, quoted or not, never is (``"-method=token"``).
+_OPTIONS_THEN_TOKEN = (
+    r"(?:[\"']?-\S+\s+)*+"
+    rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-](?:[^\s=\"']|[\"'](?=[^\s=]))*(?=[\s\"']|$))"
+)
+
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     **DB_RULES,
@@ -200,12 +208,11 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("ssh-keygen",): (sep("-N"), sep("-P")),
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
     # write pairs: cli_pairs.py
-    # (a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's;
-    # an option, quoted or not, never is: ``"-method=token"``)
-    ("vault",): (
-        r"(?<!\S)login\s+(?:[\"']?-\S+\s+)*+"
-        rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-](?:[^\s=\"']|[\"'](?=[^\s=]))*(?=[\s\"']|$))",
-    ),
+    ("vault",): (rf"(?<!\S)login\s+{_OPTIONS_THEN_TOKEN}",),
+    # https://docs.snyk.io/snyk-cli/commands/auth (snyk auth [<API_TOKEN>], after --auth-type=token)
+    ("snyk",): (rf"(?<!\S)auth\s+{_OPTIONS_THEN_TOKEN}",),
+    # https://docs.codecov.com/docs/codecov-uploader and codecov-cli (-t, --token: the upload token)
+    ("codecov", "codecovcli"): (sep("-t"),),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the
     # backend flags whose name does not end in a secret word (https://rclone.org/crypt/
     # --crypt-password2, https://rclone.org/sftp/ --sftp-key-pem, https://rclone.org/s3/
