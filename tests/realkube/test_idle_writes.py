@@ -12,10 +12,10 @@ other than kopf's keep-alive patches of the peering object
 
 - over an idle window of ``IDLE_WINDOW_SECONDS`` during which the agent
   keeps heartbeating. The operator's periodic work runs every
-  ``--rollout-refresh-seconds`` (30 s by default, 5 s here so the window is
+  ``--rollout-refresh-seconds`` (30 s by default, 2 s here so the window is
   short): the RuntimeObservers' refresh with its store-Secret read, the
   policies' rollout timer with its stale-heartbeat refold. The window covers
-  each of them at least twice and the agent heartbeats every 5 s in it; the
+  each of them at least twice and the agent heartbeats every 3 s in it; the
   issue's two minutes at the default interval are measured by hand
   (docs/development.md);
 - after a restart: the old process is stopped and a new one started; from
@@ -62,12 +62,14 @@ pytestmark = pytest.mark.realkube
 # Every periodic loop of the operator runs every --rollout-refresh-seconds; the suite shortens
 # it to REFRESH_SECONDS and idles two cycles. The issue's two minutes at the default interval, by
 # hand: STELLAOPS_IDLE_WINDOW_SECONDS=120 STELLAOPS_IDLE_REFRESH_SECONDS=30 (docs/development.md).
-REFRESH_SECONDS = float(os.environ.get("STELLAOPS_IDLE_REFRESH_SECONDS") or 5.0)
+REFRESH_SECONDS = float(os.environ.get("STELLAOPS_IDLE_REFRESH_SECONDS") or 2.0)
 assert ControllerConfig().rollout_refresh_seconds >= REFRESH_SECONDS
 IDLE_WINDOW_SECONDS = max(
     2 * REFRESH_SECONDS + 5.0, float(os.environ.get("STELLAOPS_IDLE_WINDOW_SECONDS") or 0.0)
 )
-HEARTBEAT_SECONDS = 5.0  # an agent with ObservationNodeConfig.heartbeatSeconds 5 (default 30)
+# An agent with ObservationNodeConfig.heartbeatSeconds 3 (default 30): the idle window (9 s at a 2 s
+# refresh) holds at least two of its beats (checked each second, so at most 4 s apart).
+HEARTBEAT_SECONDS = 3.0
 EXAMPLES = REPO / "docs" / "examples"
 NODE = "node-idle"
 CILIUM = "cilium.io/v1alpha1"
