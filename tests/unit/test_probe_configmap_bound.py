@@ -69,3 +69,18 @@ def test_the_biggest_opted_out_list_and_policies_still_fit() -> None:
     assert _data_size(cm) <= MAX_PROBE_CONFIG_BYTES
     doc = json.loads(cm["data"][PROBE_CONFIG_KEY])
     assert doc["optedOutOmitted"] > 0 and doc["policiesOmitted"]
+
+
+def test_the_pods_at_a_level_give_way_to_the_policies_never_the_reverse() -> None:
+    """``optedIn`` (uids of pods at a level, controller/opted_out.py) only lets a pod created opted
+    out be observed again; a policy left out unloads its probes on every node. So the list takes
+    what the policies leave, is cut (counted in optedInOmitted, those pods dropped as the record
+    says: a gap) before any policy is left out, and the ConfigMap still fits."""
+    entries = {f"ClusterObservationPolicy//p{i}": _entry(f"p{i}", 8_000) for i in range(8)}  # ~0.9 MiB
+    uids = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(5_000)]
+    cm = render_probe_configmap(name="probes", namespace="ns", entries=entries, owner=None, opted_in=uids)
+    assert _data_size(cm) <= MAX_PROBE_CONFIG_BYTES
+    doc = json.loads(cm["data"][PROBE_CONFIG_KEY])
+    assert "policiesOmitted" not in doc and sorted(doc["policies"]) == sorted(entries)
+    assert doc["optedInOmitted"] > 0 and len(doc["optedIn"]) + doc["optedInOmitted"] == len(uids)
+    assert doc["optedIn"] == sorted(uids)[: len(doc["optedIn"])]

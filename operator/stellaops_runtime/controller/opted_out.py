@@ -63,14 +63,18 @@ def opted_out_entries(pods: Iterable[OptedOutPod]) -> tuple[list[dict[str, str]]
     return out, len(ordered) - len(out)
 
 
-def opted_in_entries(uids: Iterable[str]) -> tuple[list[str], int]:
-    """The ``optedIn`` list (the uids, sorted, deduplicated, bounded) and how many did not fit."""
+def opted_in_entries(uids: Iterable[str], max_bytes: int = MAX_OPTED_IN_BYTES) -> tuple[list[str], int]:
+    """The ``optedIn`` list (the uids, sorted, deduplicated, bounded) and how many did not fit.
+
+    ``max_bytes``: the room left for it (never more than :data:`MAX_OPTED_IN_BYTES`).
+    """
     ordered = sorted({u for u in uids if u})
     out: list[str] = []
     size = 0
+    limit = min(max_bytes, MAX_OPTED_IN_BYTES)
     for uid in ordered:
         size += len(canonical_json(uid)) + 1
-        if len(out) >= MAX_OPTED_IN or size > MAX_OPTED_IN_BYTES:
+        if len(out) >= MAX_OPTED_IN or size > limit:
             break
         out.append(uid)
     return out, len(ordered) - len(out)

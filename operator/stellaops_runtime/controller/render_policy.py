@@ -303,6 +303,10 @@ def _fitting_entries(entries: Mapping[str, dict], budget: int) -> tuple[dict[str
     return {key: entries[key] for key in sorted(kept)}, left_out
 
 
+# The bytes ``"optedIn":[],"optedInOmitted":<count>,`` add besides the uids themselves.
+_OPTED_IN_KEYS_BYTES = 64
+
+
 def render_probe_configmap(
     *,
     name: str,
@@ -318,7 +322,8 @@ def render_probe_configmap(
     namespace and name, sorted; absent when there is none), which every agent
     drops the events of whatever their source (privacy/optout.py), and the
     uids of the pods whose annotation names a level (``optedIn``, sorted; absent
-    when there is none), which speak over the container runtime's record of a
+    when there is none; in the room the policies leave, the rest counted in
+    ``optedInOmitted``), which speak over the container runtime's record of a
     pod created opted out (controller/opted_out.py). Policy
     entries beyond ``MAX_PROBE_CONFIG_BYTES`` are left out, largest first, and
     their keys listed in ``policiesOmitted``. The payload
@@ -331,16 +336,18 @@ def render_probe_configmap(
         payload["optedOut"] = listed
     if omitted:
         payload["optedOutOmitted"] = omitted
-    at_level, omitted_in = opted_in_entries(opted_in)
-    if at_level:
-        payload["optedIn"] = at_level
-    if omitted_in:
-        payload["optedInOmitted"] = omitted_in
     room = MAX_PROBE_CONFIG_BYTES - len(canonical_json(payload).encode("utf-8"))
     kept, left_out = _fitting_entries(entries, room)
     payload["policies"] = kept
     if left_out:
         payload["policiesOmitted"] = left_out
+    # optedIn takes what the policies leave (a pod left out stays as the runtime's record says: a gap)
+    room = MAX_PROBE_CONFIG_BYTES - len(canonical_json(payload).encode("utf-8")) - _OPTED_IN_KEYS_BYTES
+    at_level, omitted_in = opted_in_entries(opted_in, max_bytes=room)
+    if at_level:
+        payload["optedIn"] = at_level
+    if omitted_in:
+        payload["optedInOmitted"] = omitted_in
     meta: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
