@@ -140,6 +140,7 @@ def test_the_agents_path_drops_the_lower_case_names_and_psw_from_an_exec() -> No
         "psw=",
         "db_psw=a\\ b\\ ",
         "ConvertTo-SecureString -Key (((",
+        "|ConvertTo-SecureString ",
     ],
 )
 def test_the_widened_rules_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
@@ -237,3 +238,24 @@ def test_an_executed_snyk_loses_the_token_it_was_given() -> None:
     PrivacyFilter(PrivacyConfig()).apply(ev)
     assert ev.process is not None
     assert ev.process.arguments == "auth [REDACTED]"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # PowerShell doubles a quote inside a single-quoted string: 'it''s' is one literal, it's
+        (
+            "$p = 'it''sP6sec-9' | ConvertTo-SecureString -AsPlainText -Force",
+            "$p = [REDACTED] | ConvertTo-SecureString -AsPlainText -Force",
+        ),
+        (
+            "'a''b''P6sec-9' | ConvertTo-SecureString -AsPlainText -Force",
+            "[REDACTED] | ConvertTo-SecureString -AsPlainText -Force",
+        ),
+        ('$p = "say ""P6sec-9""" | ConvertTo-SecureString', "$p = [REDACTED] | ConvertTo-SecureString"),
+    ],
+)
+def test_a_piped_literal_holding_a_doubled_quote_goes_whole(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "P6sec-9" not in out and "it'" not in out and "say" not in out

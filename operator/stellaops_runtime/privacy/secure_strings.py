@@ -61,7 +61,15 @@ def secure_string_spans(text: str) -> list[tuple[int, int, str]]:
         window = text[max(0, m.start() - _BACK) : m.start()]  # (a bounded slice: linear)
         end = m.start() - (len(window) - len(window.rstrip(" \t")))
         if end > 0 and text[end - 1] in "'\"":
-            opening = text.rfind(text[end - 1], max(0, end - _BACK), end - 1)
+            q, lo = text[end - 1], max(0, end - _BACK)
+            opening = text.rfind(q, lo, end - 1)
+            # a quote doubled inside the literal is one character of it (``'it''s'``): look further
+            # back, each step left of the last (at most _BACK characters in all)
+            while opening > lo and text[opening - 1] == q:
+                further = text.rfind(q, lo, opening - 1)
+                if further < 0:  # (the opening past the window: the part within it goes still)
+                    break
+                opening = further
             if opening >= 0:
                 out.append((opening, end, "password"))
     return out
