@@ -32,6 +32,18 @@ def cli_json(*args: str, timeout: float = 180) -> tuple[int, Any]:
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None
 
 
+def observed_json(url: str, image: str, function: str, *extra: str) -> tuple[int, Any]:
+    """``query observed --json`` of ``function`` in ``image`` (``extra``: a period, a purl): exit code
+    and answer. An exit other than 0, 1 or 3 is an error, not an answer: the test fails with stderr."""
+    r = subprocess.run(
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
+         "--image", image, "--function", function, "--json", *extra],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode in (0, 1, 3), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
 def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
     """``stella-runtime <args>`` through its own ``main`` in this process, as a finished process.
 

@@ -17,18 +17,14 @@ fix (exit 1 "not_observed" in both cases below).
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import observed_json
 
-ROOT = Path(__file__).resolve().parents[2]
 IMG = "sha256:" + "d" * 64
 NOW = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 
@@ -38,13 +34,7 @@ def midnight(days_ago: int) -> dt.datetime:
 
 
 def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
-         "--image", IMG, "--function", "crc32", "--json", *period],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert r.returncode in (0, 1, 3), r.stderr
-    return r.returncode, json.loads(r.stdout)
+    return observed_json(url, IMG, "crc32", *period)
 
 
 def test_a_period_reaching_before_the_first_record_or_past_retention_is_unknown(url: str) -> None:

@@ -12,10 +12,6 @@ The real CLI as a subprocess, the writer's own retention, SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -27,8 +23,8 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import observed_json
 
-ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
 IMG = "sha256:" + "e" * 64
 LIB = "/usr/lib/libz.so.1"
@@ -53,13 +49,7 @@ def fill(url: str) -> None:
 
 
 def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
-         "--image", IMG, "--function", "crc32", "--json", *period],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert r.returncode in (0, 1, 3), r.stderr
-    return r.returncode, json.loads(r.stdout)
+    return observed_json(url, IMG, "crc32", *period)
 
 
 def test_calls_whose_history_retention_removed_are_unknown_in_a_period(url: str) -> None:

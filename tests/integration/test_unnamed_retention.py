@@ -12,10 +12,6 @@ real CLI as a subprocess, the writer's own retention, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,
@@ -26,7 +22,8 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import datetime_to_ns
-from tests.integration.test_answer_retention import IMG, LIB, NOW, ROOT, S, midnight
+from tests.cli_run import observed_json
+from tests.integration.test_answer_retention import IMG, LIB, NOW, S, midnight
 
 PURL = "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64"
 
@@ -50,14 +47,7 @@ def fill(url: str) -> None:
 
 
 def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
-         "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", "inflateGetHeader", "--json",
-         *period],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert r.returncode in (0, 1, 3), r.stderr
-    return r.returncode, json.loads(r.stdout)
+    return observed_json(url, IMG, "inflateGetHeader", "--purl", "pkg:deb/debian/zlib1g", *period)
 
 
 def test_unnamed_code_whose_history_retention_removed_still_makes_a_period_unknown(url: str) -> None:
