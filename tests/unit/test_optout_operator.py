@@ -36,7 +36,7 @@ from stellaops_runtime.contracts.events import (
     ProcessInfo,
     RuntimeCallEvent,
 )
-from stellaops_runtime.contracts.posture import opts_out
+from stellaops_runtime.contracts.posture import UNREADABLE_LEVEL, opts_out
 from stellaops_runtime.controller import opted_out as controller_side
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
@@ -348,6 +348,30 @@ def test_a_present_level_the_record_cannot_keep_as_it_is_still_opts_out(value: o
     facts = sandbox_facts(_ext(_sandbox_json({OBSERVE_LEVEL_ANNOTATION: value})), KEPT_POD_ANNOTATIONS)
     kept = facts.annotations.get(OBSERVE_LEVEL_ANNOTATION)
     assert opts_out(kept) and "\x00" not in (kept or "")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # Go's JSON encoder writes each < > & as \u003c (6 bytes): 256 KiB of annotations pass 1 MiB
+        _sandbox_json({OBSERVE_LEVEL_ANNOTATION: "None", "n": "<" * (200 << 10)}).replace(b"<", b"\\u003c"),
+        _sandbox_json({OBSERVE_LEVEL_ANNOTATION: "None"})[:-3],  # cut short: not JSON
+        _sandbox_json({OBSERVE_LEVEL_ANNOTATION: "None"}, "v2"),  # a format this agent does not know
+        json.dumps({"Version": "v1", "Metadata": {"Config": {
+            "annotations": [OBSERVE_LEVEL_ANNOTATION, "None"]}}}).encode(),
+    ],
+    ids=["over-the-limit", "not-json", "unknown-version", "annotations-not-an-object"],
+)  # fmt: skip
+def test_metadata_the_agent_cannot_read_that_names_the_level_still_opts_out(value: bytes) -> None:
+    """A sandbox whose metadata cannot be read (too big, not JSON, an unknown format) while it holds
+    ``stellaops.io/observe-level``: read as absent, the pod's events counted until the operator's
+    label or list arrived. The agent cannot know the value, so it fails closed (UNREADABLE_LEVEL),
+    as for a value it cannot keep; metadata that does not name the key still says nothing."""
+    facts = sandbox_facts(_ext(value), KEPT_POD_ANNOTATIONS)
+    assert facts.annotations == {OBSERVE_LEVEL_ANNOTATION: UNREADABLE_LEVEL} and facts.problem
+    assert opts_out(facts.annotations[OBSERVE_LEVEL_ANNOTATION])
+    other = value.replace(OBSERVE_LEVEL_ANNOTATION.encode(), b"example.com/other-annotation")
+    assert sandbox_facts(_ext(other), KEPT_POD_ANNOTATIONS).annotations == {}
 
 
 def test_hostile_extension_maps_never_raise() -> None:

@@ -183,6 +183,15 @@ class SandboxFacts:
     problem: str = ""
 
 
+def _unread(raw: bytes, keep: tuple[str, ...], problem: str) -> SandboxFacts:
+    """Metadata that cannot be read: a ``keep`` key its bytes name (as a JSON string, which Go's
+    encoder writes verbatim for these ASCII keys) is present with a value not known, kept as
+    UNREADABLE_LEVEL, which opts the pod out (contracts/posture.read_level): the agent fails closed,
+    never reading an opt-out it cannot see as absent. A key not named says nothing."""
+    named = {k: UNREADABLE_LEVEL for k in keep if b'"' + k.encode() + b'"' in raw}
+    return SandboxFacts(annotations=named, problem=problem)
+
+
 def sandbox_facts(extensions: object, keep: tuple[str, ...]) -> SandboxFacts:
     """The ``keep`` annotations of the pod in a CRI sandbox's metadata extension, never raising.
 
@@ -200,21 +209,21 @@ def sandbox_facts(extensions: object, keep: tuple[str, ...]) -> SandboxFacts:
     if not isinstance(raw, bytes) or not raw:
         return SandboxFacts(problem="sandbox metadata is empty")
     if len(raw) > MAX_SANDBOX_METADATA_BYTES:
-        return SandboxFacts(problem=f"sandbox metadata of {len(raw)} bytes, over the limit")
+        return _unread(raw, keep, f"sandbox metadata of {len(raw)} bytes, over the limit")
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as e:
-        return SandboxFacts(problem=f"sandbox metadata is not JSON: {e}")
+        return _unread(raw, keep, f"sandbox metadata is not JSON: {e}")
     if not isinstance(doc, dict) or doc.get("Version") != SANDBOX_METADATA_VERSION:
         version = doc.get("Version") if isinstance(doc, dict) else None
-        return SandboxFacts(problem=f"sandbox metadata of unknown version {str(version)[:40]!r}")
+        return _unread(raw, keep, f"sandbox metadata of unknown version {str(version)[:40]!r}")
     meta = doc.get("Metadata")
     config = meta.get("Config") if isinstance(meta, dict) else None
     if not isinstance(config, dict):
-        return SandboxFacts(problem="sandbox metadata without a Config object")
+        return _unread(raw, keep, "sandbox metadata without a Config object")
     annotations = config.get("annotations")
     if annotations is not None and not isinstance(annotations, dict):
-        return SandboxFacts(problem="sandbox annotations are not an object")
+        return _unread(raw, keep, "sandbox annotations are not an object")
     kept = {}
     for k in keep:
         v = (annotations or {}).get(k)
