@@ -14,9 +14,10 @@ Through the real operator (kopf) against kmock; the ObservationNode is written b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -28,6 +29,9 @@ from stellaops_runtime.controller.render_agent import agent_resource_name
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
 from tests.integration.test_operator_policies import condition
+
+if TYPE_CHECKING:
+    from stellaops_runtime.controller.reconcile import Reconciler
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -172,21 +176,19 @@ async def test_an_agent_object_being_deleted_keeps_the_observer_from_ready(
     await wait_for(lambda: observer()[1:3] == ("Ready", "AgentsReady"), what="agents ready again")
 
 
-async def test_a_remembered_write_does_not_hide_that_the_object_is_being_deleted(
+@contextlib.asynccontextmanager
+async def _reconciled(
     tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """The read-your-writes overlay keeps the operator's last write while the index shows the object
-    as it was before it (the part the write changed: uid, labels, annotations, owners, body). A
-    deletion changes none of them (``deletionTimestamp``, finalizers and generation are not in that
-    part), so an object whose last write changed only what the part leaves out (the applied-fields
-    record, patched once after an upgrade) was read through the overlay, without its deletion."""
+) -> AsyncIterator[tuple[Cluster, Reconciler, dict[Any, list[dict[str, Any]]]]]:
+    """A new cluster with the ``web`` policy, and a Reconciler (no kopf) bound to indexes holding
+    it, its namespace and ``owned`` (the owned objects, empty: the test fills it), which has
+    reconciled the policy once: (cluster, reconciler, owned)."""
     from stellaops_runtime.controller.reconcile import (
         INDEX_NAMESPACES,
         INDEX_OWNED,
         INDEX_POLICIES,
         Reconciler,
     )
-    from stellaops_runtime.controller.state import obj_key, owned_part
 
     async with Cluster(tmp_path_factory.mktemp("kube")) as cluster:
         await cluster.create(obj("v1", "Namespace", NS))
@@ -201,6 +203,20 @@ async def test_a_remembered_write_does_not_hide_that_the_object_is_being_deleted
             }
         )
         await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+        yield cluster, reconciler, owned
+
+
+async def test_a_remembered_write_does_not_hide_that_the_object_is_being_deleted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The read-your-writes overlay keeps the operator's last write while the index shows the object
+    as it was before it (the part the write changed: uid, labels, annotations, owners, body). A
+    deletion changes none of them (``deletionTimestamp``, finalizers and generation are not in that
+    part), so an object whose last write changed only what the part leaves out (the applied-fields
+    record, patched once after an upgrade) was read through the overlay, without its deletion."""
+    from stellaops_runtime.controller.state import obj_key, owned_part
+
+    async with _reconciled(tmp_path_factory) as (cluster, reconciler, owned):
         before = _tp(cluster)
         key = obj_key(before)
         owned[key] = [before]
@@ -221,27 +237,9 @@ async def test_the_pods_are_capped_and_told_the_object_is_being_deleted(
     (operator.md, Status), and their reason says it is being deleted: it used to say "could not be
     applied", sending the user after an apply error that never happened."""
     from stellaops_runtime.contracts.posture import Posture
-    from stellaops_runtime.controller.reconcile import (
-        INDEX_NAMESPACES,
-        INDEX_OWNED,
-        INDEX_POLICIES,
-        Reconciler,
-    )
     from stellaops_runtime.controller.state import obj_key
 
-    async with Cluster(tmp_path_factory.mktemp("kube")) as cluster:
-        await cluster.create(obj("v1", "Namespace", NS))
-        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
-        reconciler = Reconciler(kube=cluster.kube)
-        owned: dict[Any, list[dict[str, Any]]] = {}
-        reconciler.bind(
-            {
-                INDEX_POLICIES: {(POLICY_KIND, NS, "web"): [policy]},
-                INDEX_NAMESPACES: {NS: [{}]},
-                INDEX_OWNED: owned,
-            }
-        )
-        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+    async with _reconciled(tmp_path_factory) as (cluster, reconciler, owned):
         assert reconciler._apply_caps.get((POLICY_KIND, NS, "web")) is None  # applied: nothing capped
         await cluster.patch(r.TRACING_POLICIES_NAMESPACED, TP, HOLD, namespace=NS)
         await cluster.delete(r.TRACING_POLICIES_NAMESPACED, TP, namespace=NS)
@@ -260,27 +258,9 @@ async def test_a_patch_answered_with_the_deletion_is_not_counted_as_applied(
     on an object about to go, until the deletion's event came)."""
     import copy
 
-    from stellaops_runtime.controller.reconcile import (
-        INDEX_NAMESPACES,
-        INDEX_OWNED,
-        INDEX_POLICIES,
-        Reconciler,
-    )
     from stellaops_runtime.controller.state import obj_key
 
-    async with Cluster(tmp_path_factory.mktemp("kube")) as cluster:
-        await cluster.create(obj("v1", "Namespace", NS))
-        policy = await cluster.create(obj(API_VERSION, POLICY_KIND, "web", namespace=NS, spec=SPEC))
-        reconciler = Reconciler(kube=cluster.kube)
-        owned: dict[Any, list[dict[str, Any]]] = {}
-        reconciler.bind(
-            {
-                INDEX_POLICIES: {(POLICY_KIND, NS, "web"): [policy]},
-                INDEX_NAMESPACES: {NS: [{}]},
-                INDEX_OWNED: owned,
-            }
-        )
-        await reconciler.reconcile_policy(POLICY_KIND, NS, "web")
+    async with _reconciled(tmp_path_factory) as (cluster, reconciler, owned):
         stale = copy.deepcopy(_tp(cluster))
         stale["spec"] = {"kprobes": []}  # a drift the index shows: the operator patches it
         owned[obj_key(stale)] = [stale]  # kopf's copy from before the deletion
