@@ -11,23 +11,33 @@ frame of it on a stack, its load event, a fact; an exec row carries no build-id)
 stored of it by the nodes the image was watched on (its observation windows': a container runs a
 node's file only on that node, whose agent stores the file's facts under ``host:<node>``). An image
 that never showed that build does not (another build of the program, or one never seen mapped). A
-row of the image stored without a build-id (an agent with ``symbols.enabled: false``) under the
-node's path, the name the probe gives the calls of the node's file, counts as that file's too. This
+row of the image under the node's path, the name the probe gives the calls of the node's file,
+counts as that file's too, whatever its build-id (none: an agent with ``symbols.enabled: false``;
+another: the node's file was upgraded in place, and the store keeps one row per (image, path,
+function) with its first build-id, so the new build's fact lies in the old build's row; a question
+by the new build's function ID meets it there too). An exec row has no build-id and names the
+file by the container's path (``/host/usr/bin/app``): a hostPath container whose process only
+called a tail has no other row, so an exec row of the node file's name (its last path component)
+counts, unless the image has a row with a build-id at that path (its own program of that name is
+then decided by its build). This
 widens ``unknown`` to every image seen running that build, the safe side: an image's own copy of the
 same build is not even probed by the node's probe. A package question (or a function asked of a
 package) counts them only where the image's rows of that build (or path) are of that package or of
 none, as the image's own facts of no package count (:func:`queries.unprobed`): an image's own copy
 of the node file's build (one distribution release's libssl on the node and in the image) is
 attributed to its package, and the facts, of no package, would otherwise make every package question
-of every such image unknown. Three reads, each through an index: the image's nodes (the primary key
+of every such image unknown. At most five reads, each through an index: the image's nodes (the primary key
 of ``observation_windows``), those nodes' facts of the function (few: at most MAX_UPROBE_TARGETS
-tails a function per file), then which of their build-ids the image has; no join across images
+tails a function per file), then which of their build-ids and paths the image has, and its exec
+rows of those files' names (and which of those paths have a build-id); no join across images
 (``hot_symbols`` is distributed by image on Citus), and no scan of every image's rows, which a
 prefix of ``image_digest`` would be (no index serves it: 0.6 s a question on a SQLite store of a
 million rows).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -49,7 +59,7 @@ def node_file_unprobed(
     purl_prefix: str | None = None,
 ) -> list[queries.SymbolRow]:
     """The ``unprobed`` facts of the ``host:<node>`` images of the nodes ``image`` was watched on (of
-    ``function``; any when None) whose build-id ``image`` has a row of. None for a host image itself
+    ``function``; any when None) that ``image`` ran (:func:`_met`). None for a host image itself
     (its own facts are :func:`queries.unprobed`'s). A node fact has no package: asked of ``purl`` (or of those
     ``purl_prefix`` covers), it counts where the image's row of its build is of that package or of none."""
     if image.startswith(HOST_PREFIX):
@@ -65,27 +75,85 @@ def node_file_unprobed(
         c.evidence_kind == EvidenceKind.UNPROBED.value,
         c.build_id != "",
     ]
-    if function is not None:
+    if function is not None and function.is_function_id:  # its clones' names, of any build (below)
+        starts = [
+            sa.func.substr(c.function_name, 1, len(n) + len(sep)) == n + sep
+            for n in function.clones
+            for sep in (".", " (.")
+        ]
+        where.append(sa.or_(sa.false(), *starts))
+    elif function is not None:
         where.append(queries._name_filter(function))  # the SQL that narrows rows to a function
     facts = queries.rows_where(conn, *where)
-    if function is not None and function.is_function_id:
-        facts = [r for r in facts if function.matches_clone(r.function_name, r.build_id)]
+    asked = function.build_id if function is not None else ""
+    if function is not None and function.is_function_id:  # of any build: one row holds one build-id,
+        # the first; the asked build's fact may lie in the row of the build the file was before
+        facts = [r for r in facts if function.matches_clone(r.function_name, asked)]
     elif function is not None:
         facts = [r for r in facts if function.matches_name(r.function_name)]
     if not facts:
         return []
     builds = sorted({r.build_id for r in facts})
     modules = sorted({r.module for r in facts})  # the node's path, as the probe names its calls
-    by_path = sa.and_(c.build_id == "", c.module.in_(modules))  # a call stored without a build-id
+    # a row of the fact's build anywhere, or any row at the node's path: a call the node's probe
+    # counted, of any build (the file replaced in place: its new build's fact is in the old one's row)
     stmt = sa.select(c.build_id, c.module).where(
-        c.image_digest == image, sa.or_(c.build_id.in_(builds), by_path)
+        c.image_digest == image, sa.or_(c.build_id.in_(builds), c.module.in_(modules))
     )
+    seen = {(b, m) for b, m in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
+    ran = _executed(conn, image, modules, purl, purl_prefix)
+    kept = (r for r in facts if _met(r, asked, seen, ran))
+    return sorted(kept, key=lambda r: (r.module, r.function_name))
+
+
+def _met(r: queries.SymbolRow, asked: str, seen: set[tuple[str, str]], ran: set[str]) -> bool:
+    """Whether the image's rows (``seen``: (build-id, path); ``ran``: the names of files it exec'd
+    with no build-id known) meet the node's fact ``r``; ``asked``: the build a function ID names."""
+    if (asked, r.module) in seen:  # the asked build (or, asked by name, no build) at the node's path
+        return True
+    if asked and r.build_id != asked:
+        return False  # another build's fact, with no row of the asked build at its path
+    return any(b == r.build_id or m == r.module for b, m in seen) or _base(r.module) in ran
+
+
+def _of_package(
+    conn: sa.Connection, stmt: sa.Select[Any], image: str, purl: PurlQuery | None, purl_prefix: str | None
+) -> sa.Select[Any]:
+    """``stmt`` narrowed to rows of the package asked (or of none known): a node fact has none."""
+    c = hot_symbols.c
     if purl is not None:  # the image's file of that build is of the package, or of none known
         by_purl = queries._purl_filter(conn, image=image, purl=purl)
         stmt = stmt.where(c.purl == "" if by_purl is None else sa.or_(by_purl, c.purl == ""))
     if purl_prefix is not None:
         stmt = stmt.where(sa.or_(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix, c.purl == ""))
-    seen = {(b, m) for b, m in conn.execute(stmt.distinct())}
-    bids, paths = {b for b, _m in seen}, {m for b, m in seen if not b}
-    kept = (r for r in facts if r.build_id in bids or r.module in paths)
-    return sorted(kept, key=lambda r: (r.module, r.function_name))
+    return stmt
+
+
+def _base(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _executed(
+    conn: sa.Connection, image: str, modules: list[str], purl: PurlQuery | None, purl_prefix: str | None
+) -> set[str]:
+    """The file names of the node's files (``modules``) that ``image`` exec'd with no build-id known
+    of that path: a hostPath container whose process only called a tail left no other row (an exec
+    row has no build-id, and names the file by the container's path, ``/host/usr/bin/app``, not the
+    node's). A path of the image with a row of a build-id is decided by that build, as above: its
+    own copy of a program of that name, of another build, does not meet the node's facts."""
+    c, names = hot_symbols.c, sorted({_base(m) for m in modules} - {""})
+    if not names:
+        return set()
+    stmt = sa.select(c.module).where(
+        c.image_digest == image,
+        c.function_name == "",  # a file's own row: ix_hot_symbols_image_function
+        c.evidence_kind == EvidenceKind.EXECUTED.value,
+        c.build_id == "",
+        sa.or_(*(c.module.endswith(f"/{n}", autoescape=True) for n in names)),
+    )
+    paths = {m for (m,) in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
+    if not paths:
+        return set()
+    known = sa.select(c.module).where(c.image_digest == image, c.module.in_(sorted(paths)), c.build_id != "")
+    paths -= {m for (m,) in conn.execute(known.distinct())}
+    return {_base(m) for m in paths}

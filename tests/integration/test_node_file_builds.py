@@ -1,0 +1,130 @@
+"""A node's file upgraded in place, or run only through its tail, by a hostPath container.
+
+The node's agent stores a ``binaryPath`` function's split tail as an ``unprobed`` fact of
+``host:<node>`` (native/host_tails.py), with the file's build-id; a container running the node's
+file meets that fact by build (store/node_facts.py). Two holes were left (s43 RNU4, RNB4):
+
+- The store keeps one row per (image, path, function, kind), with its first build-id. After the
+  node's file was upgraded in place, the new build's fact was merged into the old build's row, so a
+  container running the new build met no fact: ``not_observed`` while the new build's tail ran
+  unprobed.
+- A container that only ever called the tail has no row of the file's build: no call of the probed
+  head, and its exec row carries no build-id (hotsymbols/aggregate.py). Its answer was
+  ``not_observed`` too.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.engine import open_store
+from tests.cli_run import cli_in_process, cli_json
+from tests.integration.test_answer_replaced_in_place import (
+    APP,
+    HOST,
+    MAIN,
+    MAIN2,
+    NEW,
+    _build,
+    _delta,
+    _windows,
+)
+from tests.integration.test_probed_in_part_stripped import PROGRAM
+from tests.integration.test_vex import DAY, T0, S
+
+POD = "sha256:" + "ab" * 32  # runs the node's file through a hostPath mount
+OWN = "sha256:" + "cd" * 32  # runs its own copy of a program of the same name, another build
+ELSE = "sha256:" + "ef" * 32  # runs another program
+needs_gcc = pytest.mark.skipif(any(shutil.which(t) is None for t in ("gcc", "nm")), reason="needs gcc")
+
+
+def _fact(module: str, at: int, bid: str) -> Batch:
+    return Batch(f"node-1/{bid[:4]}", 1, [_delta(module, "split_fn.part.0", 0, at, bid)])
+
+
+def _row(
+    image: str, module: str, kind: EvidenceKind, at: int, bid: str = "", name: str = ""
+) -> HotSymbolDelta:
+    calls = 0 if kind is EvidenceKind.UNPROBED else 3
+    return HotSymbolDelta(
+        HotSymbolKey(image, module, name, kind), at, calls, at + S, at + S, build_id=bid, node_name="node-1"
+    )
+
+
+def _ask(url: str, image: str, function: str) -> tuple[int, dict[str, object]]:
+    import json
+
+    r = cli_in_process(
+        "query", "observed", "--image", image, "--function", function, "--store", url, "--json"
+    )
+    return r.returncode, json.loads(r.stdout)
+
+
+@needs_gcc
+def test_a_node_file_upgraded_in_place_keeps_a_hostpath_container_s_answer_unknown(
+    tmp_path: Path, url: str
+) -> None:
+    """The node's program rebuilt in place: the new build's fact is merged into the old build's row
+    of ``host:node-1``. A hostPath container calls the new build's probed head (the node probe names
+    the call by the node's path, the fact's). Seen failing before the fix: not_observed (exit 1), by
+    name and by the new build's function ID. On SQLite and PostgreSQL."""
+    host = tmp_path / "host"
+    old = _build(tmp_path, host, PROGRAM + MAIN)
+    new = _build(tmp_path, host, PROGRAM + NEW + MAIN2)
+    assert old != new
+    module = str(host) + APP
+    before, after = T0 + 2 * DAY, T0 + 20 * DAY
+    with open_store(url) as s:
+        s.write([], _windows(HOST) + _windows(POD) + _windows(ELSE))
+        assert not s.write_batch(_fact(module, before, old)).errors
+        assert not s.write_batch(_fact(module, after, new)).errors  # merged into the old build's row
+        s.write(
+            [
+                _row(POD, module, EvidenceKind.INVOKED, after, new, "user"),
+                _row(ELSE, "/usr/bin/other", EvidenceKind.INVOKED, after, "0e" * 20, "user"),
+            ],
+            [],
+        )
+    code, doc = cli_json(
+        "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
+    )
+    assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
+    code, doc = _ask(url, POD, f"{new}:split_fn+0x0")
+    assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in str(doc["reason"]), doc
+    # another program in another image, and a function with no fact, keep their "no"
+    assert _ask(url, ELSE, "split_fn")[0] == 1
+    assert _ask(url, POD, "static_fn")[0] == 1
+
+
+@needs_gcc
+def test_a_hostpath_container_that_only_called_the_tail_is_unknown(tmp_path: Path, url: str) -> None:
+    """A container exec'd the node's program through a hostPath mount (``/host/usr/bin/stella-app``),
+    and its process only called the unprobed tail: its only row is the exec row, which has no
+    build-id. Seen failing before the fix: not_observed (exit 1). An image that exec'd another
+    program, or its own copy of that name whose build is known and another, keeps its "no"."""
+    host = tmp_path / "host"
+    bid = _build(tmp_path, host, PROGRAM + MAIN)
+    module = str(host) + APP
+    at = T0 + 3 * DAY
+    with open_store(url) as s:
+        s.write(
+            [
+                _row(POD, "/host" + APP, EvidenceKind.EXECUTED, at),
+                _row(ELSE, "/usr/bin/other", EvidenceKind.EXECUTED, at),
+                _row(OWN, APP, EvidenceKind.EXECUTED, at),
+                _row(OWN, APP, EvidenceKind.LOADED, at, "0d" * 20),
+            ],
+            _windows(HOST) + _windows(POD) + _windows(ELSE) + _windows(OWN),
+        )
+        assert not s.write_batch(_fact(module, at, bid)).errors
+    code, doc = cli_json(
+        "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
+    )
+    assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
+    assert _ask(url, ELSE, "split_fn")[0] == 1
+    assert _ask(url, OWN, "split_fn")[0] == 1
