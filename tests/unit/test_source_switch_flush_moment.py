@@ -12,16 +12,13 @@ pipeline has taken everything queued by then, the flush covers it.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from types import SimpleNamespace
 from typing import Any
 
-from stellaops_runtime.agent.source_switch import BCC, TETRAGON
+from stellaops_runtime.agent.source_switch import TETRAGON
 from stellaops_runtime.agent.watch_record import WatchRecord, record_path
-from stellaops_runtime.native.config import NativeConfig
-from tests.unit.test_source_switch_overlap import CRC32, S, assert_counted_without, fake_probes, stamped
-from tests.unit.test_source_switch_overlap_attach import restarted, switch
+from tests.unit.test_source_switch_overlap import S, assert_counted_without, stamped
+from tests.unit.test_source_switch_overlap_attach import on_bcc, restarted, switch
 
 
 def test_a_killed_agents_record_claims_what_its_last_flush_stored(tmp_path: Any) -> None:
@@ -32,14 +29,8 @@ def test_a_killed_agents_record_claims_what_its_last_flush_stored(tmp_path: Any)
     events = stamped()
     t0 = min(t for _, t, _ in events)
     spool = str(tmp_path / "spool")
-    a = switch(spool)
-    a._reload_check_at = a._next_check = float("inf")
-    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
-    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns, probes.noted_ns, probes.in_flight_ns = t0 + 2 * S, t0 + 30 * S, t0 + 30 * S
-    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
-    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
-    asyncio.run(a._tick_bcc(time.monotonic()))  # drops marked through t0 + 30 s, the loads on disk
+    # drops marked through t0 + 30 s, the loads on disk
+    a, probes = on_bcc(spool, t0, queued_ns=t0 + 2 * S, noted_ns=t0 + 30 * S, in_flight_ns=t0 + 30 * S)
     rec = WatchRecord(record_path(spool), node="n", agent_id="n/a", queue=a.queue)
     rec.source = a  # agent/watch_record.py attach_watch_record
     rec.tick(a)  # the outage marker's sample: t0 + 2 s

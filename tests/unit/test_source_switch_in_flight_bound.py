@@ -17,18 +17,16 @@ in docs/operations.md.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from types import SimpleNamespace
 from typing import Any
 
-from stellaops_runtime.agent.source_switch import BCC
 from stellaops_runtime.native.config import NativeConfig
 from stellaops_runtime.native.loader import IN_FLIGHT_LIMIT, ProbeSet
 from stellaops_runtime.native.source import NativeProbeSource
 from stellaops_runtime.sources.queue import EventQueue
-from tests.unit.test_source_switch_overlap import CRC32, S, assert_counted_without, fake_probes, stamped
-from tests.unit.test_source_switch_overlap_attach import restarted, switch
+from tests.unit.test_source_switch_overlap import CRC32, S, assert_counted_without, stamped
+from tests.unit.test_source_switch_overlap_attach import on_bcc, restarted
 
 
 def test_more_calls_in_flight_than_the_look_reads_hold_the_moment_at_the_load_and_lose_nothing(
@@ -55,15 +53,8 @@ def test_more_calls_in_flight_than_the_look_reads_hold_the_moment_at_the_load_an
     events = stamped()
     t0 = min(t for _, t, _ in events)
     spool = str(tmp_path / "spool")
-    a = switch(spool)
-    a._reload_check_at = a._next_check = float("inf")
-    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
-    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns, probes.noted_ns = t0 + 10 * S, t0 + 20 * S
-    probes.in_flight_ns = t0 - 4 * S  # _in_flight_since's answer: the load's start
-    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
-    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
-    asyncio.run(a._tick_bcc(time.monotonic()))
+    # in flight since t0 - 4 s: _in_flight_since's answer, the load's start
+    a, _ = on_bcc(spool, t0, queued_ns=t0 + 10 * S, noted_ns=t0 + 20 * S, in_flight_ns=t0 - 4 * S)
     alive = a.watching_ns()
     assert alive == t0 - 4 * S
     # ... so after a kill the next agent skips none of Tetragon's cached calls (none lost); its

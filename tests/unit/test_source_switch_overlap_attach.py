@@ -61,6 +61,23 @@ def switch(spool: str = "") -> SourceSwitch:
                         in_pipeline=in_thread)  # fmt: skip
 
 
+def on_bcc(
+    spool: str, t0: int, *, queued_ns: int, noted_ns: int, in_flight_ns: int
+) -> tuple[SourceSwitch, Any]:
+    """Agent A on the native probes since t0 - 5 s (crc32's uprobe attached at t0 - 4 s), its probes
+    read whole up to ``queued_ns``, noted up to ``noted_ns``, their oldest call in flight entered at
+    ``in_flight_ns``; one BCC tick run: (A's switch, its probes)."""
+    a = switch(spool)
+    a._reload_check_at = a._next_check = float("inf")
+    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
+    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
+    probes.queued_ns, probes.noted_ns, probes.in_flight_ns = queued_ns, noted_ns, in_flight_ns
+    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
+    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
+    asyncio.run(a._tick_bcc(time.monotonic()))
+    return a, probes
+
+
 def restarted(spool: str, alive: int, events: list[tuple[bytes, int, str]]) -> Pipeline:
     """Agent B, started on the node after A with A's watch record's moment ``alive`` and A's probe
     loads: Tetragon's cache sends it ``events``; what its pipeline counted."""

@@ -49,7 +49,7 @@ from tests.unit.test_source_switch_overlap import (
     fake_probes,
     stamped,
 )
-from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, in_thread, restarted, switch
+from tests.unit.test_source_switch_overlap_attach import AF, BG, ev, in_thread, on_bcc, restarted, switch
 
 
 def two_periods(sw: SourceSwitch, now: int) -> None:
@@ -171,15 +171,8 @@ def test_a_call_running_when_the_agent_was_killed_is_counted_from_tetragon(
     events = stamped()
     t0 = min(t for _, t, _ in events)
     spool = str(tmp_path / "spool")
-    a = switch(spool)
-    a._reload_check_at = a._next_check = float("inf")
-    probes = fake_probes(0, [f"uprobe {CRC32.label()}"])
-    probes.stats.connected, probes.stats.attached_ns = True, t0 - 4 * S
-    probes.queued_ns, probes.noted_ns = t0 + 10 * S, t0 + 20 * S
-    probes.in_flight_ns = t0 + 6 * S  # as native/source.py says it (checked below)
-    a.bcc, a.mode, a._bcc_since_ns = probes, BCC, t0 - 5 * S
-    a._boundary(BCC, NativeConfig(uprobes=(CRC32,)))
-    asyncio.run(a._tick_bcc(time.monotonic()))
+    # in flight since t0 + 6 s, as native/source.py says it (checked below)
+    a, _ = on_bcc(spool, t0, queued_ns=t0 + 10 * S, noted_ns=t0 + 20 * S, in_flight_ns=t0 + 6 * S)
     alive = a.watching_ns()
     assert alive is not None  # then A is killed
 
