@@ -63,17 +63,25 @@ def _pipeline(tmp_path: Path) -> Pipeline:
     return Pipeline(cfg, node_name="n1")
 
 
-def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path) -> None:
+def _two_pods(tmp_path: Path, app: str) -> Pipeline:
+    """Two pods of ONE image: web-1 (app=web, selected by the policy asking for connect) in cgroup
+    501 and web-2 (``app``) in cgroup 502."""
     p = _pipeline(tmp_path)
     assert p.native_selection is not None
-    # Two pods of ONE image: web-1 (app=web) is selected by the policy asking for connect, web-2 is not.
     p.container_lookup = ContainerLookup(
         [_record("c-1", "uid-1", "web-1", 501), _record("c-2", "uid-2", "web-2", 502)]
     )
     p.native_selection.view = PodView([
         pod("uid-1", "shop", "web-1", {"app": "web", **OBSERVE}),
-        pod("uid-2", "shop", "web-2", {"app": "cron", **OBSERVE}),
+        pod("uid-2", "shop", "web-2", {"app": app, **OBSERVE}),
     ])  # fmt: skip
+    return p
+
+
+def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path) -> None:
+    # Two pods of ONE image: web-1 (app=web) is selected by the policy asking for connect, web-2 is not.
+    p = _two_pods(tmp_path, "cron")
+    assert p.native_selection is not None
     n = 5
     batch = [(bcc_syscall(cg, "connect", 100 + cg), 1) for cg in (501, 502) for _ in range(n)]
     batch += [(bcc_exec(501, 601), 1)]
@@ -89,15 +97,8 @@ def test_a_pod_no_policy_selects_leaves_its_image_s_window_a_gap(tmp_path: Path)
 
 
 def test_a_pod_selected_for_other_probes_marks_nothing(tmp_path: Path) -> None:
-    p = _pipeline(tmp_path)
+    p = _two_pods(tmp_path, "batch")  # web-2 selected by BATCH: openat only
     assert p.native_selection is not None
-    p.container_lookup = ContainerLookup(
-        [_record("c-1", "uid-1", "web-1", 501), _record("c-2", "uid-2", "web-2", 502)]
-    )
-    p.native_selection.view = PodView([
-        pod("uid-1", "shop", "web-1", {"app": "web", **OBSERVE}),
-        pod("uid-2", "shop", "web-2", {"app": "batch", **OBSERVE}),  # selected by BATCH: openat only
-    ])  # fmt: skip
     n = 5
     p.process_native([(bcc_syscall(cg, "connect", 100 + cg), 1) for cg in (501, 502) for _ in range(n)])
     assert p.native_selection.dropped["not_selected"] == n
