@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from stellaops_runtime.evidence.doubt import Doubt, listed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.name_spellings import clone_of
 from stellaops_runtime.store.node_facts import node_file_unprobed
 from stellaops_runtime.store.refs import PurlQuery
 
@@ -50,20 +51,35 @@ def probed_in_part(
         return None
     what = "the function was" if function is not None else "functions of it were"
     tails = [r for r in rows if ".part" in r.function_name]
-    clones = [r for r in rows if ".part" not in r.function_name]  # an entry clone (``.isra``) not probed
+    clones = [r for r in rows if ".part" not in r.function_name and _is_clone(r.function_name)]
+    absent = [r for r in rows if ".part" not in r.function_name and not _is_clone(r.function_name)]
     parts = []
     for got, kind, why in (
         (tails, "split tail", "code a caller that inlined a function's head calls directly"),
         (clones, "clone", "a copy gcc made to be called instead of the function; Tetragon's policy names "
          "the symbol only, or the probes had no room left for it"),
+        (absent, "function", "named by a binaryPath policy, but the file does not define it: inlined into "
+         "its callers, renamed, or of another version of the program; no probe could be placed"),
     ):  # fmt: skip
         if got:
             one = len(got) == 1
             names = listed({f"{r.function_name} in {r.module}" for r in got}, f"{kind.split()[-1]}s")
             parts.append(f"{kind}{'' if one else 's'} {names} ({why}) {'was' if one else 'were'} not probed")
     through = "it" if len(rows) == 1 else "them"
-    why = f"{what} probed in part: {'; '.join(parts)}, so calls through {through} were never counted"
+    how = "probed in part" if tails or clones else "never probed"  # only absent: no probe was placed
+    why = f"{what} {how}: {'; '.join(parts)}, so calls through {through} were never counted"
     return Doubt(PROBED_IN_PART, why, tuple(rows))
+
+
+def _is_clone(name: str) -> bool:
+    """Whether ``name`` is a GCC clone's (``crc32.isra.0``, ``f(int) (.isra.0)``), judged at its first
+    ``" (."`` or ``"."`` only (a hostile name of many dots costs one look); else a function's own
+    name: a ``binaryPath`` function the node's file does not define (native/host_tails.py)."""
+    for sep in (" (.", "."):
+        at = name.find(sep)
+        if at > 0 and clone_of(name, name[:at]):
+            return True
+    return False
 
 
 def _at_offset(

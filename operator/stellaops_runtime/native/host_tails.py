@@ -102,6 +102,8 @@ def host_functions(
             taken = set(found.values())  # one probe per offset: not a clone where a name asked is probed
             for s, of in entry.items() if room is not None else ():
                 of_file.setdefault(s, set()).update(c for c, off in of.items() if off not in taken)
+            for s in symbols - found.keys() - {s for s, of in entry.items() if of}:
+                of_file.setdefault(s, set()).add(s)  # absent: no probe can be placed, a fact
             with os.fdopen(os.dup(fd), "rb") as f:
                 bid = file_build_id(f)[0] if any(of_file.values()) else ""
         except Exception:  # not ELF, damaged, over budget: nothing known from it
@@ -110,7 +112,7 @@ def host_functions(
             os.close(fd)
         for base in sorted(of_file):
             for name in sorted(of_file[base]):
-                if name in tails.get(base, ()):
+                if name in tails.get(base, ()) or name == base:  # a tail, or the function absent
                     out[(f"host:{node_name}", module, name)] = (bid, "")
                 elif room is not None and len(clones) < room:
                     t = UprobeTarget(binary, name, "" if module == binary else module)
