@@ -64,7 +64,8 @@ class Pipe:
         self.marked.append(("drop", args))
 
 
-def test_a_first_failed_scrape_caps_the_watch_record_at_its_try() -> None:
+def _marker() -> tuple[Pipe, TetragonMetricsPoller, OutageMarker]:
+    """A poller of a closed port and the outage marker that takes its spans into ``Pipe``."""
     pipe = Pipe()
 
     async def in_pipeline(fn: Any, *args: Any) -> None:
@@ -73,6 +74,11 @@ def test_a_first_failed_scrape_caps_the_watch_record_at_its_try() -> None:
     poller = TetragonMetricsPoller("http://127.0.0.1:9/metrics")
     marker = OutageMarker(object(), pipeline=pipe, in_pipeline=in_pipeline)
     marker.drops = poller
+    return pipe, poller, marker
+
+
+def test_a_first_failed_scrape_caps_the_watch_record_at_its_try() -> None:
+    pipe, poller, marker = _marker()
     poller.failed(1000 * S, 1000 * S)  # the first try ever failed; no gap yet (one failure)
     asyncio.run(marker.mark())
     assert pipe.marked == []
@@ -84,14 +90,7 @@ def test_a_first_failed_scrape_caps_the_watch_record_at_its_try() -> None:
 
 
 def test_a_scrape_asked_and_not_answered_yet_caps_the_watch_record_at_its_ask() -> None:
-    pipe = Pipe()
-
-    async def in_pipeline(fn: Any, *args: Any) -> None:
-        fn(*args)
-
-    poller = TetragonMetricsPoller("http://127.0.0.1:9/metrics")
-    marker = OutageMarker(object(), pipeline=pipe, in_pipeline=in_pipeline)
-    marker.drops = poller
+    _, poller, marker = _marker()
     poller.asking(1000 * S)  # the first try is on its way (its timeout is 5 s)
     asyncio.run(marker.mark())
     through = poller.marked_through
