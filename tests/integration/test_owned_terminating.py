@@ -273,3 +273,33 @@ async def test_a_patch_answered_with_the_deletion_is_not_counted_as_applied(
         assert (state, reason) == ("Progressing", WAITING_FOR_DELETION), f"{state} {reason}: {message}"
         cap = reconciler._apply_caps.get((POLICY_KIND, NS, "web"))
         assert cap is not None and "being deleted" in cap[1], cap
+
+
+async def test_a_namespace_deleted_after_the_object_turns_the_message_at_once(
+    cluster: Cluster, operator: OperatorRun
+) -> None:
+    """The object was already held when its namespace started going: no event of the object
+    follows (it is being deleted already), so its owner kept promising it back ("created again")
+    until the bound's timer (--stale-after-seconds, 90 s here) or a refresh. The namespace's own
+    event now reconciles the owners of objects being deleted in it."""
+    agents = "agents-late"
+    await cluster.create(obj("v1", "Namespace", agents))
+    await cluster.create(
+        obj(API_VERSION, OBSERVER_KIND, "late", spec={**OBSERVER_SPEC, "agentNamespace": agents})
+    )
+    name = agent_resource_name("late")
+    await wait_for(lambda: cluster.stored(r.CONFIGMAPS, name, agents), what="the ConfigMap")
+    await operator.settle()
+    await cluster.patch(r.CONFIGMAPS, name, HOLD, namespace=agents)
+    await cluster.delete(r.CONFIGMAPS, name, namespace=agents)
+    await operator.settle()
+    observer = lambda: _true(cluster.stored(r.RUNTIME_OBSERVERS, "late"))  # noqa: E731
+    assert observer()[2] == WAITING_FOR_DELETION and "created again once it is gone" in observer()[3]
+
+    await cluster.patch(r.NAMESPACES, agents, {"status": {"phase": "Terminating"}})
+    await wait_for(
+        lambda: f"its namespace {agents} is being deleted too" in observer()[3], limit_s=5,
+        what="the namespace wording",
+    )  # fmt: skip
+    assert "created again once it is gone" not in observer()[3]
+    await cluster.patch(r.CONFIGMAPS, name, RELEASE, namespace=agents)

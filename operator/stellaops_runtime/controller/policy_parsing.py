@@ -29,6 +29,7 @@ from stellaops_runtime.controller.posture import PolicyView, policy_selects, pol
 from stellaops_runtime.controller.render_policy import RenderedPolicy, probe_entry_key, render_policy
 from stellaops_runtime.controller.state import (
     INDEX_NAMESPACES,
+    INDEX_OWNED,
     INDEX_PODS,
     INDEX_PODS_BY_NODE,
     INDEX_POLICIES,
@@ -63,12 +64,36 @@ class PolicyParsing(OwnedWriter):
     def namespace_terminating(self, *, name: str, terminating: bool) -> None:
         """A namespace's deletion state (from its watch events); a namespace back in use re-renders."""
         if terminating:
-            self._terminating.add(name)
+            if name not in self._terminating:
+                self._terminating.add(name)
+                self._owners_of_going_objects(name)
         elif name in self._terminating:
             self._terminating.discard(name)
             for kind, ns, policy in [k for k, _ in self._items(INDEX_POLICIES)]:
                 if ns == name:
                     self.trigger_policy(kind, ns, policy)
+
+    def _owners_of_going_objects(self, namespace: str) -> None:
+        """Reconcile the owners of our objects being deleted in ``namespace``, which just started going.
+
+        Their WaitingForDeletion message promised the object back; no event of the object follows
+        (it was being deleted already), so the namespace's event is what turns it to "not created
+        again" (tests/integration/test_owned_terminating.py), not the bound's timer.
+        """
+        for key, body in self._items(INDEX_OWNED):
+            meta = body.get("metadata") if isinstance(body, dict) else None
+            if key[2] != namespace or not isinstance(meta, dict) or not meta.get("deletionTimestamp"):
+                continue
+            for ref in meta.get("ownerReferences") or ():
+                kind, owner = (ref.get("kind"), ref.get("name")) if isinstance(ref, dict) else (None, None)
+                if not isinstance(owner, str):
+                    continue
+                if kind == crds.OBSERVER_KIND:
+                    trigger = getattr(self, "trigger", None)
+                    if trigger is not None:
+                        trigger(("observer", owner))
+                elif kind in (POLICY_KIND, CLUSTER_POLICY_KIND):
+                    self.trigger_policy(kind, namespace if kind == POLICY_KIND else None, owner)
 
     def _notice_staleness(self, stale: set[str]) -> None:
         """Nodes that went stale (or fresh) since the last fold: their labels and pods again.
