@@ -22,9 +22,9 @@ import pytest
 from stellaops_runtime.contracts.crds import API_VERSION, NODE_KIND, OBSERVER_KIND
 from stellaops_runtime.kube import resources as r
 from tests.integration.kubeharness import Cluster, OperatorRun, fast_config, obj, wait_for
-from tests.integration.test_operator_observer_backing import NAME, NS, SPEC, observer
+from tests.integration.test_operator_observer_backing import NAME, NS, SPEC
 from tests.integration.test_operator_observer_rollout import Reports, _agent_pod, rolled_out, state, template
-from tests.integration.test_operator_policies import condition
+from tests.integration.test_operator_observer_stale_agent import degraded_naming
 
 STALE_AFTER = 3.0
 
@@ -61,14 +61,9 @@ async def test_an_agent_without_an_observation_node_keeps_its_observer_from_read
                     what="not Ready: node-b's agent has no ObservationNode",
                 )
                 assert first[:2] == ("Progressing", "AgentReportsStale"), first
-                got = await wait_for(
-                    lambda: state(cluster)[0] == "Degraded" and state(cluster),
-                    limit_s=40.0,
-                    what="Degraded: node-b's agent has no ObservationNode",
+                await degraded_naming(
+                    cluster, "node-b", "node-a", "Degraded: node-b's agent has no ObservationNode"
                 )
-                assert got[1:] == ("AgentReportsStale", "False", "AgentReportsStale")
-                message = condition(observer(cluster), "NotObservedBacked")["message"]
-                assert "node-b" in message and "node-a" not in message
                 # Its agent makes its ObservationNode and reports: Ready.
                 await cluster.create(obj(API_VERSION, NODE_KIND, "node-b", spec={"nodeName": "node-b"}))
                 await wait_for(lambda: state(cluster)[:2] == ("Ready", "AgentsReady"), what="Ready")

@@ -44,6 +44,15 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         yield c
 
 
+async def degraded_naming(cluster: Cluster, stale: str, fresh: str, what: str) -> None:
+    """The observer goes Degraded for ``AgentReportsStale``, its ``NotObservedBacked`` False for it,
+    naming the ``stale`` node and not the ``fresh`` one."""
+    got = await wait_for(lambda: state(cluster)[0] == "Degraded" and state(cluster), limit_s=40.0, what=what)
+    assert got[1:] == ("AgentReportsStale", "False", "AgentReportsStale")
+    message = condition(observer(cluster), "NotObservedBacked")["message"]
+    assert stale in message and fresh not in message
+
+
 async def test_an_agent_whose_reports_stopped_keeps_its_observer_from_ready(cluster: Cluster) -> None:
     config = fast_config(cluster, stale_after_seconds=STALE_AFTER, rollout_refresh_seconds=0.5)
     agents = Reports(cluster)
@@ -66,14 +75,7 @@ async def test_an_agent_whose_reports_stopped_keeps_its_observer_from_ready(clus
         try:
             await wait_for(lambda: state(cluster)[:2] == ("Ready", "AgentsReady"), what="Ready")
             beating.discard("node-a")  # its agent pod runs on; its reports stop
-            got = await wait_for(
-                lambda: state(cluster)[0] == "Degraded" and state(cluster),
-                limit_s=40.0,
-                what="Degraded: node-a's agent reports nothing",
-            )
-            assert got[1:] == ("AgentReportsStale", "False", "AgentReportsStale")
-            message = condition(observer(cluster), "NotObservedBacked")["message"]
-            assert "node-a" in message and "node-b" not in message
+            await degraded_naming(cluster, "node-a", "node-b", "Degraded: node-a's agent reports nothing")
             beating.add("node-a")  # it reports again
             await wait_for(lambda: state(cluster)[:2] == ("Ready", "AgentsReady"), what="Ready again")
         finally:
