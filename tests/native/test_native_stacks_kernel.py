@@ -520,8 +520,10 @@ def test_probes_run_cli_takes_syscall_stacks_when_asked(
         with open(os.path.join(path, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
 
+    # --seconds counts from the attach (native/session.py); the workload calls getppid every 10 ms,
+    # so the 3 events come at once and the rest of the run is idle.
     cli = subprocess.Popen(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "6", "--json",
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "2", "--json",
          "--no-exec", "--kernel-stack", "getppid", "--user-stack", "getppid", "--stack-depth", "2",
          "--cgroup", str(cg_id)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
