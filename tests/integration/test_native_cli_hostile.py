@@ -34,8 +34,9 @@ def test_an_executed_file_name_with_controls_is_one_escaped_line(tmp_path: Path)
         pytest.skip(f"native probes give {rep.posture} here: {rep.missing}")
     evil = tmp_path / NAME
     shutil.copy("/bin/true", evil)
+    # --seconds counts from the attach (native/session.py): the file is executed every 50 ms until the end
     cli = subprocess.Popen(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "4"],
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, STELLA_CACHE_DIR=CACHE),
     )  # fmt: skip
