@@ -79,8 +79,9 @@ def test_usdt_string_arguments_are_redacted_in_the_json_output(tmp_path: Path) -
     src.write_text(PROGRAM.replace("SECRET", SECRET))
     prog = tmp_path / "usdt_secret_app"
     subprocess.run(["gcc", "-O1", "-o", str(prog), str(src)], check=True)
+    # --seconds counts from the attach (native/session.py): the program runs every 50 ms until the end
     cli = subprocess.Popen(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "4", "--json",
+        [sys.executable, "-m", "stellaops_runtime.cli.main", "probes", "run", "--seconds", "2", "--json",
          "--no-exec", "--usdt", f"{prog}:python:function__entry"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, STELLA_CACHE_DIR=CACHE),
