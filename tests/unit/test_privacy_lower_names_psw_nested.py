@@ -6,7 +6,9 @@ A lower-case or mixed-case ``*_creds``, ``*_dsn`` or ``*_jwt`` environment name 
 after such a name (``db_psw=a\\ b``: the name rule stopped at the blank), and the string given to
 ``ConvertTo-SecureString`` after a ``-Key`` whose value nests parentheses
 (``-Key (Get-Content (Join-Path a b)) 'enc'``). Each through ``PrivacyFilter``, as the agent calls
-it, and the settings these names also carry (``use_jwt=true``) kept.
+it, and the settings these names also carry (``use_jwt=true``) kept. Found on the way: a switch word
+after a ``--…jwt`` flag taken for a credential, ``PSW`` and ``LDAP_BINDPW`` in an environment list,
+``snyk auth`` and ``codecov -t`` tokens, and a piped PowerShell literal holding a doubled quote.
 """
 
 from __future__ import annotations
