@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,7 +32,16 @@ from stellaops_runtime.controller.render_agent import (
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, probe_entry_key
 from stellaops_runtime.kube import resources as r
 from tests.crd_schema import errors, load_crd, validator_for
-from tests.integration.kubeharness import VERBS, Cluster, OperatorRun, _key, fast_config, obj, wait_for
+from tests.integration.kubeharness import (
+    TEST_AGENT,
+    VERBS,
+    Cluster,
+    OperatorRun,
+    _key,
+    fast_config,
+    obj,
+    wait_for,
+)
 from tests.integration.test_operator_policies import condition, strip_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -339,6 +347,23 @@ async def test_deleting_the_observer_removes_its_objects(cluster: Cluster, opera
 # -- the store Secret rolls the agents ---------------------------------------------------------
 
 
+async def _periodic_reads_of_the_secret(c: Cluster, mark: int, n: int) -> None:
+    """Until the operator has read the store Secret ``n`` times since request ``mark``: the
+    periodic reconciles read it (it is not watched), so ``n`` reads mean ``n - 1`` whole ones."""
+
+    def reads() -> bool:
+        got = [
+            req
+            for req in c.requests()[mark:]
+            if req.method.value == "GET"
+            and req.url.path.endswith("/secrets/stellaops-store")
+            and not req.headers.get("User-Agent", "").startswith(TEST_AGENT)
+        ]
+        return len(got) >= n
+
+    await wait_for(reads, limit_s=60, what=f"{n} reads of the store Secret by the operator")
+
+
 async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
     """Secret created, changed, deleted: each changes the pod template; reads only in between."""
     async with Cluster(tmp_path) as c:
@@ -346,7 +371,7 @@ async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
             kind="Secret", namespaced=True, verbs=VERBS, subresources=set()
         )
         await c.create(obj("v1", "Namespace", NS))
-        async with OperatorRun(c, config=fast_config(c, rollout_refresh_seconds=1.0)) as op:
+        async with OperatorRun(c, config=fast_config(c, rollout_refresh_seconds=0.5)) as op:
             await c.create(obj(API_VERSION, OBSERVER_KIND, NAME, spec=SPEC))
             await op.settle()
 
@@ -370,7 +395,7 @@ async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
             # nothing changes: the periodic reconciles read the Secret and write nothing
             await op.settle()
             mark = c.mark()
-            await asyncio.sleep(2.5)  # two periodic reconciles
+            await _periodic_reads_of_the_secret(c, mark, 3)  # two whole periodic reconciles
             assert c.writes(mark) == []
             # a metadata-only write (a label; `kubectl apply --server-side` taking over
             # managedFields) bumps the Secret's resourceVersion but not its data: no roll
@@ -381,7 +406,7 @@ async def test_a_store_secret_change_rolls_the_agents(tmp_path: Path) -> None:
             after = (await c.kube.get(SECRETS, name="stellaops-store", namespace=NS))["metadata"]
             assert after["resourceVersion"] != before["resourceVersion"]
             mark = c.mark()
-            await asyncio.sleep(2.5)  # two periodic reconciles read the relabelled Secret
+            await _periodic_reads_of_the_secret(c, mark, 3)  # two whole reconciles read the relabelled Secret
             assert c.writes(mark) == []
             assert template() == created
             # a new password: the template changes, the DaemonSet rolls (a new generation)
