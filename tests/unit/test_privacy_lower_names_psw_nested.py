@@ -142,6 +142,7 @@ def test_the_agents_path_drops_the_lower_case_names_and_psw_from_an_exec() -> No
         "psw=",
         "db_psw=a\\ b\\ ",
         "ConvertTo-SecureString -Key (((",
+        "u:a'b\"c@tcp(@/ ",
         "|ConvertTo-SecureString ",
     ],
 )
@@ -261,3 +262,26 @@ def test_a_piped_literal_holding_a_doubled_quote_goes_whole(text: str, want: str
     out = _filter(text)
     assert out == want
     assert "P6sec-9" not in out and "it'" not in out and "say" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # Go's MySQL DSN with a quote inside its password and no blank (so no quotes around it)
+        ("app -dsn app:it'sP6sec-10@tcp(db:3306)/x", "app -dsn app:[REDACTED]@tcp(db:3306)/x"),
+        ('app -dsn app:a"bP6sec-10@tcp(db:3306)/x', "app -dsn app:[REDACTED]@tcp(db:3306)/x"),
+        (
+            "app --dsn=app:P6sec-10'x@unix(/run/mysqld.sock)/x",
+            "app --dsn=app:[REDACTED]@unix(/run/mysqld.sock)/x",
+        ),
+    ],
+)
+def test_a_go_dsn_password_holding_a_quote_goes(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "P6sec-10" not in out
+
+
+@pytest.mark.parametrize("text", ["echo 'u:x' '@tcp(db)/x'", 'app "note: it\'s" b@/x'])
+def test_a_quote_ending_an_argument_still_ends_a_go_dsn_user(text: str) -> None:
+    assert _filter(text) == text

@@ -31,9 +31,11 @@ _CLIENTS = ("sqlplus", "rman", "dgmgrl", "sqlcl")
 # /mysql): no scheme, so the URL rule (connection_string) does not read it. The password (up to 128
 # characters: each start reads a bounded stretch; an ``@`` in it too, as the driver reads the last
 # one) runs to the ``@`` before the protocol (``tcp``, ``tcp6``, ``unix``) or before the ``/`` of a DSN
-# naming none (``user:password@/db``); the user starts a word.
+# naming none (``user:password@/db``); the user starts a word. A quote inside the password is one of
+# its characters (``app:it's@tcp(db)/x``, an argument with no blank that Tetragon does not quote), not
+# its first (the quote that opens an argument, ``"u:a b"``, is spaced_logons').
 _GO_DSN = re.compile(
-    r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)(?P<s>[^\s'"]{1,128}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
+    r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)(?P<s>[^\s'"][^\s]{0,127}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
 )
 
 
