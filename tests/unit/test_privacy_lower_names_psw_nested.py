@@ -142,6 +142,8 @@ def test_the_agents_path_drops_the_lower_case_names_and_psw_from_an_exec() -> No
         "psw=",
         "db_psw=a\\ b\\ ",
         "ConvertTo-SecureString -Key (((",
+        "jaydebeapi.connect(a, b, ['u', ",
+        "jaydebeapi.connect(x a ",
         "u:a'b\"c@tcp(@/ ",
         "|ConvertTo-SecureString ",
     ],
@@ -284,4 +286,30 @@ def test_a_go_dsn_password_holding_a_quote_goes(text: str, want: str) -> None:
 
 @pytest.mark.parametrize("text", ["echo 'u:x' '@tcp(db)/x'", 'app "note: it\'s" b@/x'])
 def test_a_quote_ending_an_argument_still_ends_a_go_dsn_user(text: str) -> None:
+    assert _filter(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # https://github.com/baztian/jaydebeapi: connect(jclassname, url, driver_args, jars), the
+        # driver's arguments a list [user, password] (a dict's "password" key is the key rules')
+        (
+            "python3 -c \"import jaydebeapi; jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', 'P6sec-11'])\"",
+            "python3 -c \"import jaydebeapi; jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', [REDACTED]])\"",
+        ),
+        (
+            'jaydebeapi.connect("org.hsqldb.jdbcDriver", url, [user, "P6sec-11"], "/x/hsqldb.jar")',
+            'jaydebeapi.connect("org.hsqldb.jdbcDriver", url, [user, [REDACTED]], "/x/hsqldb.jar")',
+        ),
+    ],
+)
+def test_a_jaydebeapi_password_in_its_driver_arguments_list_goes(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "P6sec-11" not in out
+
+
+def test_a_jaydebeapi_password_from_a_variable_stays() -> None:
+    text = "jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', pw])"
     assert _filter(text) == text

@@ -161,6 +161,12 @@ _TRIGGERS = (
     *("_bind", "imap_open", "redential", "add_password", "SMTP", "pass_", "Sequelize", "bind_s"),
     *("Redis", "Minio", "Password"),
 )
+# jaydebeapi.connect(jclassname, url, driver_args, jars): driver_args a list ``[user, password]``
+# (https://github.com/baztian/jaydebeapi; a dict's ``"password"`` key is the key rules'): the list's
+# second item when it is a literal; the first a literal or a name.
+_JAYDEBEAPI = re.compile(
+    rf"jaydebeapi\.connect{_OPEN}(?:{_ARG}{_COMMA}){{2}}\[\s*+(?:{_LITERAL}|[\w.]++){_COMMA}(?P<s>{_SECRET})"
+)
 # Calls found inside an earlier call's arguments (``s.login(u, FTP(h, u, 'pw'))``) read again, at
 # most this many; past it the rest of that earlier call's arguments is the secret (fail closed:
 # text that nests listed calls that often is no script).
@@ -174,6 +180,8 @@ def code_call_spans(text: str) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     covered = 0  # the end of the arguments read so far
     nested = 0
+    if "jaydebeapi" in text:
+        out.extend((*m.span("s"), "password") for m in _JAYDEBEAPI.finditer(text))
     o = _OPENING.search(text)
     while o is not None:
         m = _ARGUMENTS[_POSITION[o["n"]]].match(text, o.end())
