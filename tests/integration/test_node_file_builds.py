@@ -62,6 +62,7 @@ def _ask(url: str, image: str, function: str) -> tuple[int, dict[str, object]]:
     r = cli_in_process(
         "query", "observed", "--image", image, "--function", function, "--store", url, "--json"
     )
+    assert r.stdout.strip(), r.stderr[-2000:]  # an answer, not an error
     return r.returncode, json.loads(r.stdout)
 
 
@@ -128,3 +129,16 @@ def test_a_hostpath_container_that_only_called_the_tail_is_unknown(tmp_path: Pat
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
     assert _ask(url, ELSE, "split_fn")[0] == 1
     assert _ask(url, OWN, "split_fn")[0] == 1
+
+
+def test_a_hostile_node_fact_s_long_file_name_does_not_break_the_answer(url: str) -> None:
+    """A fact's path comes from an agent's batch: a last path component of 60,000 characters (no
+    file system has one) made the exec-row match a LIKE pattern past SQLite's 50,000-byte limit, and
+    the question failed. Such a name is no file's: it is not matched, and the answer is made."""
+    at = T0 + 3 * DAY
+    module = "/proc/1/root/usr/bin/" + "a" * 60_000
+    with open_store(url) as s:
+        s.write([_row(POD, "/host/usr/bin/a", EvidenceKind.EXECUTED, at)], _windows(HOST) + _windows(POD))
+        assert not s.write_batch(_fact(module, at, "0a" * 20)).errors
+    code, doc = _ask(url, POD, "split_fn")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc

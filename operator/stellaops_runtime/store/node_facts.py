@@ -141,19 +141,23 @@ def _executed(
     row has no build-id, and names the file by the container's path, ``/host/usr/bin/app``, not the
     node's). A path of the image with a row of a build-id is decided by that build, as above: its
     own copy of a program of that name, of another build, does not meet the node's facts."""
-    c, names = hot_symbols.c, sorted({_base(m) for m in modules} - {""})
+    c = hot_symbols.c
+    # a file's name is at most NAME_MAX (255) bytes: a longer one (a hostile agent's fact) is no
+    # file's, and its LIKE pattern could pass SQLite's 50,000-byte limit, failing the question
+    names = sorted({b for m in modules if 0 < len((b := _base(m)).encode("utf-8", "surrogateescape")) <= 255})
     if not names:
         return set()
+    named = sa.or_(*(c.module.endswith(f"/{n}", autoescape=True) for n in names))
     stmt = sa.select(c.module).where(
         c.image_digest == image,
         c.function_name == "",  # a file's own row: ix_hot_symbols_image_function
         c.evidence_kind == EvidenceKind.EXECUTED.value,
         c.build_id == "",
-        sa.or_(*(c.module.endswith(f"/{n}", autoescape=True) for n in names)),
+        named,
     )
     paths = {m for (m,) in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
     if not paths:
         return set()
-    known = sa.select(c.module).where(c.image_digest == image, c.module.in_(sorted(paths)), c.build_id != "")
+    known = sa.select(c.module).where(c.image_digest == image, c.build_id != "", named)  # no list of paths
     paths -= {m for (m,) in conn.execute(known.distinct())}
     return {_base(m) for m in paths}
