@@ -39,6 +39,7 @@ from stellaops_runtime.store.engine import (
     refuse_in_memory,
     safe_url,
 )
+from stellaops_runtime.store.image_pairs import PairsToRecord
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
@@ -84,6 +85,9 @@ class Flusher:
         self.drain_held = False  # the running flush's drain was held (agent/draining.py)
         # On the opening thread, before anything is written to it (agent/node_history.py).
         self.on_open: Callable[[HotSymbolStore], None] | None = None
+        # An image's config digest beside the manifest digest it is filed under, from the lifecycle
+        # registry (agent/lifecycle_part.py); stored after a flush, once each (store/image_pairs.py).
+        self.pairs = PairsToRecord()
 
     @property
     def label(self) -> str:
@@ -214,12 +218,31 @@ class Flusher:
         )
         if ok:
             self.spool.done()
+            await self._record_pairs(deadline)
             if deadline is None:  # not at shutdown: no time for housekeeping then
                 await self._maintain()
         else:
             log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
                         self.pending.last_error)  # fmt: skip
         return ok
+
+    async def _record_pairs(self, deadline: float | None) -> None:
+        """The pairings not stored yet (store/image_pairs.py), after the rows they pair; kept for the
+        next flush when the write fails or does not finish within ``store.flushTimeout``."""
+        store, pairs = self.store, self.pairs.unstored()
+        if store is None or not pairs:
+            return
+        timeout = self.config.store.flush_timeout
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        fut = run_detached(store.record_pairs, pairs, name="store-pairs")
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+        except Exception as e:  # never a failed flush: the rows are stored; the pairing comes next time
+            fut.add_done_callback(_pairs_retrieved)
+            log.warning("image digest pairings not stored yet (will retry): %r", e)
+            return
+        self.pairs.stored(pairs)
 
     async def _maintain(self) -> None:
         """The history's partitions and retention, after a flush and outside its write timeout.
@@ -282,3 +305,9 @@ def _retrieved(fut: asyncio.Future[None]) -> None:
     """Closing idle connections is best effort: its outcome is retrieved, never raised."""
     if not fut.cancelled() and (e := fut.exception()) is not None:
         log.debug("releasing the store's idle connections: %r", e)
+
+
+def _pairs_retrieved(fut: asyncio.Future[int]) -> None:
+    """A pairing write left running past its timeout: its outcome is retrieved, never raised."""
+    if not fut.cancelled() and (e := fut.exception()) is not None:
+        log.debug("storing image digest pairings: %r", e)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from stellaops_runtime.contracts.hotsymbols import ObservationWindow
     from stellaops_runtime.lifecycle.base import LifecycleObserver
     from stellaops_runtime.lifecycle.registry import ContainerRecord
+    from stellaops_runtime.store.image_pairs import PairsToRecord
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class LifecyclePart:
             settle_ns=int(config.lifecycle.window_settle_seconds * 1e9),
         )
         self.observer: LifecycleObserver | None = None
+        self.pairs: PairsToRecord | None = None  # the flusher's: config -> manifest digests to store
         pipeline.container_lookup = ContainerLookup(stats=self.enrich_stats)
         pipeline.aggregator.runs = self.runs
         self._sizes = (0, 0)  # the registry's containers and cgroups at the last change
@@ -132,6 +134,10 @@ class LifecyclePart:
         if self.observer is not None:  # a new snapshot, assigned whole (lifecycle/lookup.py)
             registry = self.observer.registry
             records = registry.records()
+            if self.pairs is not None:  # store/image_pairs.py: a question by either digest finds both
+                for r in records:
+                    if r.image_config:
+                        self.pairs.note(r.image_config, r.image_digest)
             self._sizes = (len(registry), len(registry.cgroup_ids()))  # for metrics, read on another thread
             # Removed containers too (``--rm``): their last records are decoded after they are gone.
             lookup = ContainerLookup(

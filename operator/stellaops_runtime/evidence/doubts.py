@@ -1,6 +1,6 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Ten places where a call can hide from a question about a function of a package:
+Eleven places where a call can hide from a question about a function of a package:
 
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
@@ -44,6 +44,10 @@ Ten places where a call can hide from a question about a function of a package:
   were not. Read back from the row's JSON; what cannot be read counts against the answer
   (evidence/refused_rows.py).
 
+- **paired_image**: the image is also stored under another digest (its config digest beside the
+  manifest digest the lifecycle agent files it under): the windows a "no" rests on are one
+  digest's (evidence/paired_image.py).
+
 Each is a :class:`Doubt`: ``query observed`` answers unknown,
 ``evidence`` keeps the neutral RTS and exits 3, ``vex`` says under_investigation, naming them.
 ``query functions`` and ``query hot`` with nothing to list answer unknown on refused rows,
@@ -73,6 +77,7 @@ from stellaops_runtime.evidence.interpreted import (
 )
 from stellaops_runtime.evidence.not_seen import file_not_seen, package_not_seen
 from stellaops_runtime.evidence.offset_unplaced import offset_unplaced
+from stellaops_runtime.evidence.paired_image import paired_image
 from stellaops_runtime.evidence.probed_in_part import probed_in_part
 from stellaops_runtime.evidence.refused_rows import REFUSED as REFUSED  # re-exported
 from stellaops_runtime.evidence.refused_rows import refused as refused  # re-exported
@@ -268,6 +273,7 @@ def doubts(
         offset_unplaced(conn, image=image, function=function, since=since, until=until),
         probed_in_part(conn, image=image, function=function, purl=purl),
         replaced_in_place(conn, image=image, function=function, purl=purl, since=since, until=until),
+        paired_image(conn, image=image),
     ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))
@@ -292,6 +298,7 @@ def package_doubts(
         interpreted(conn, image=image, function=None, purl=purl, prefix=prefix),
         refused(conn, image=image, function=None, purl=purl, unattributed_too=False),
         probed_in_part(conn, image=image, function=None, purl=purl, prefix=prefix),
+        paired_image(conn, image=image),
     ]
     if purl is not None or prefix is not None:  # asked of no package (``hot``), such rows are listed
         found.append(unattributed(conn, image=image, function=None))

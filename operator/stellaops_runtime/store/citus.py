@@ -89,6 +89,10 @@ PLAN: tuple[Placement, ...] = (
         "signed witnesses, found by image",
     ),
     Placement(
+        "image_pairs", "distributed", "image_digest", "hot_symbols",
+        "an image's config digest beside the manifest digest it is filed under",
+    ),
+    Placement(
         "flush_ledger", "distributed", "agent_id", "none",
         "one row per agent flush; anchors the agent group",
     ),

@@ -28,6 +28,7 @@ from stellaops_runtime.contracts.hotsymbols import FACT_KINDS, EvidenceKind
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import same_image
 from stellaops_runtime.store.schema import (
     hot_symbol_windows,
     hot_symbols,
@@ -105,22 +106,28 @@ def snapshot(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")  # sqlite3 opens none for reads; the connection's end closes it
 
 
-def _purls(image: str, facts: bool) -> sa.Select[Any]:
+def _image(conn: sa.Connection, image: str) -> sa.ColumnElement[bool]:
+    """``hot_symbols`` rows of ``image`` under any digest the agents paired with it (store/same_image.py)."""
+    keys = same_image(conn, image)
+    return hot_symbols.c.image_digest == image if len(keys) == 1 else hot_symbols.c.image_digest.in_(keys)
+
+
+def _purls(conn: sa.Connection, image: str, facts: bool) -> sa.Select[Any]:
     c = hot_symbols.c
-    stmt = sa.select(c.purl).where(c.image_digest == image, c.purl != "").distinct()
+    stmt = sa.select(c.purl).where(_image(conn, image), c.purl != "").distinct()
     return stmt if facts else stmt.where(c.evidence_kind.not_in(FACT_EVIDENCE))
 
 
 def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery, facts: bool = True) -> list[str]:
     """The distinct stored purls of ``image`` that are the package ``purl`` asks for (of rows of
     code only, not of :data:`FACT_EVIDENCE`, unless ``facts``: the package seen loaded)."""
-    return sorted(p for (p,) in conn.execute(_purls(image, facts)) if purl.matches(p))
+    return sorted(p for (p,) in conn.execute(_purls(conn, image, facts)) if purl.matches(p))
 
 
 def prefixed_purls(conn: sa.Connection, *, image: str, prefix: str, facts: bool = True) -> list[str]:
     """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive; ``facts``
     as for :func:`matching_purls`)."""
-    return sorted(p for (p,) in conn.execute(_purls(image, facts)) if p.startswith(prefix))
+    return sorted(p for (p,) in conn.execute(_purls(conn, image, facts)) if p.startswith(prefix))
 
 
 def _purl_filter(conn: sa.Connection, *, image: str, purl: str | PurlQuery) -> sa.ColumnElement[bool] | None:
@@ -194,7 +201,7 @@ def observed(
     first/last seen are the period's (from the per-window history) and rows without calls in it are left out.
     """
     c = hot_symbols.c
-    stmt = sa.select(*_ROW_COLUMNS).where(c.image_digest == image, _name_filter(function), _CALLED)
+    stmt = sa.select(*_ROW_COLUMNS).where(_image(conn, image), _name_filter(function), _CALLED)
     if purl is not None:
         where = _purl_filter(conn, image=image, purl=purl)
         if where is None:
@@ -334,9 +341,7 @@ def functions(
     if (purl is None) == (purl_prefix is None):
         raise ValueError("give exactly one of purl and purl_prefix")
     c = hot_symbols.c
-    stmt = sa.select(*_ROW_COLUMNS).where(
-        c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE), _CALLED
-    )
+    stmt = sa.select(*_ROW_COLUMNS).where(_image(conn, image), c.evidence_kind.not_in(FILE_EVIDENCE), _CALLED)
     if purl is not None:
         where = _purl_filter(conn, image=image, purl=purl)
         if where is None:
@@ -355,7 +360,7 @@ def hot(conn: sa.Connection, *, image: str, limit: int = 20) -> list[SymbolRow]:
     c = hot_symbols.c
     stmt = (
         sa.select(*_ROW_COLUMNS)
-        .where(c.image_digest == image, c.evidence_kind.not_in(FILE_EVIDENCE), _CALLED)
+        .where(_image(conn, image), c.evidence_kind.not_in(FILE_EVIDENCE), _CALLED)
         .order_by(c.invocation_count.desc(), c.function_name, c.module, c.evidence_kind)
         .limit(limit)
     )

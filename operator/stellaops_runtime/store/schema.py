@@ -32,7 +32,9 @@ without a schema: engines map ``signals`` to ``None`` with
   window, whose ``posture_level`` 3/4 came from uprobes and USDT; readers
   take a window's posture from ``store.watched_sql.window_level``);
   ``marked_by`` (migration 0013) the agent that wrote the window's
-  unwatched-container mark (store/marks.py).
+  unwatched-container mark (store/marks.py);
+- ``image_pairs`` (migration 0014): an image's config digest beside the manifest
+  digest the agent files it under (store/image_pairs.py, store/same_image.py).
 
 Keys (migration 0008): on PostgreSQL every primary and unique key includes
 the column the table is distributed by on Citus (``image_digest``, or
@@ -239,6 +241,16 @@ runtime_witnesses = sa.Table(
     sa.UniqueConstraint("envelope_sha256", "image_digest", name="uq_runtime_witnesses_envelope"),
     sa.PrimaryKeyConstraint("id", "image_digest", name="pk_runtime_witnesses"),  # SQLite: id alone
     sa.Index("ix_runtime_witnesses_image_claim", "image_digest", "claim_id"),
+)
+
+# Migration 0014: an image's config digest and the manifest digest it is filed under.
+image_pairs = sa.Table(
+    "image_pairs",
+    metadata,
+    sa.Column("image_digest", sa.Text, nullable=False),  # the manifest digest
+    sa.Column("config_digest", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("image_digest", "config_digest", name="pk_image_pairs"),
+    sa.Index("ix_image_pairs_config", "config_digest"),
 )
 
 # Columns added by migration 0003; a store at an older revision lacks them.

@@ -40,6 +40,7 @@ from stellaops_runtime.store.engine import (
     open_store,
     safe_url,
 )
+from stellaops_runtime.store.image_pairs import record_pairs
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
 from stellaops_runtime.store.partitions import (
     DEFAULT_RETENTION_DAYS,
@@ -142,6 +143,13 @@ class HotSymbolStore:
         try:
             with self.db.begin() as conn:
                 return write_rows(conn, deltas, windows)
+        except Exception as e:
+            raise self._wrap(e, "write to") from e
+
+    def record_pairs(self, pairs: list[tuple[str, str]]) -> int:
+        """Store ``(config digest, manifest digest)`` pairings (store/image_pairs.py), idempotently."""
+        try:
+            return record_pairs(self.db, pairs)
         except Exception as e:
             raise self._wrap(e, "write to") from e
 

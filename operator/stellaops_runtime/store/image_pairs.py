@@ -1,0 +1,78 @@
+"""The agent's side of ``image_pairs`` (migration 0014): which config digest an image has.
+
+An image with no repo digest (``ctr import``, ``kind load``) is filed by an agent with the
+containerd lifecycle part under its manifest digest (lifecycle/lookup.py ``enrich``), while
+kubectl shows its config digest (``imageID``) and an agent with ``lifecycle.enabled: false``
+(or one before that fix) files its Tetragon events under the config digest. Both digests are
+known exactly from containerd's content store (``ContainerRecord.image_config``). The agent
+keeps the pairings its registry holds (:class:`PairsToRecord`) and writes the new ones after a
+flush (:func:`record_pairs`), once per pairing and process; the question's side is
+store/same_image.py. Plain DB-API SQL (the agent never loads SQLAlchemy); ON CONFLICT DO NOTHING
+makes a write idempotent across retries and agents.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+# What a pairing's digests must look like: the agent's image keys (lower-case hex).
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
+MAX_PAIRS = 65_536  # a node holds a few hundred images; past this, pairings are not kept
+
+_WRITE = {
+    "postgresql": (
+        "INSERT INTO signals.image_pairs (image_digest, config_digest) VALUES (%s, %s) "
+        "ON CONFLICT (image_digest, config_digest) DO NOTHING"
+    ),
+    "sqlite": (
+        "INSERT INTO main.image_pairs (image_digest, config_digest) VALUES (?, ?) "
+        "ON CONFLICT (image_digest, config_digest) DO NOTHING"
+    ),
+}
+
+
+def pairing(config: str, manifest: str) -> tuple[str, str] | None:
+    """``(config, manifest)`` when both are image digests and differ; None otherwise."""
+    if config == manifest or not (_DIGEST.fullmatch(config) and _DIGEST.fullmatch(manifest)):
+        return None
+    return config, manifest
+
+
+def record_pairs(db: Any, pairs: Iterable[tuple[str, str]]) -> int:
+    """Write ``(config, manifest)`` pairings in one transaction; returns how many were sent.
+    Raises what the driver raises (the caller keeps them for the next flush)."""
+    rows = [p for p in pairs if pairing(*p) is not None]
+    if not rows:
+        return 0
+    with db.begin() as conn:
+        for config, manifest in rows:
+            conn.execute(_WRITE[conn.dialect], (manifest, config))
+    return len(rows)
+
+
+class PairsToRecord:
+    """Pairings seen in the lifecycle registry (the event loop) and not yet stored (the flusher)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+        self._stored: set[tuple[str, str]] = set()
+
+    def note(self, config: str, manifest: str) -> None:
+        p = pairing(config, manifest)
+        if p is None:
+            return
+        with self._lock:
+            if p not in self._seen and len(self._seen) < MAX_PAIRS:
+                self._seen.add(p)
+
+    def unstored(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted(self._seen - self._stored)
+
+    def stored(self, pairs: Iterable[tuple[str, str]]) -> None:
+        with self._lock:
+            self._stored.update(pairs)

@@ -1,0 +1,48 @@
+"""The digests that name one image in the store: the question's side of ``image_pairs``.
+
+An image with no repo digest is filed under its manifest digest by agents with the containerd
+lifecycle part and under its config digest (kubectl's ``imageID``) by agents without it
+(store/image_pairs.py). :func:`same_image` gives every digest the agents paired with the one
+asked about: the config digests of a manifest digest, the manifest digests of a config digest,
+and the other manifests of those configs (one config digest is one image's content: its layers'
+uncompressed digests are in it). A call stored under any of them is a call of the image asked
+about (store/queries.py reads them all); a "no" where another of them holds rows is unknown,
+naming it (evidence/paired_image.py). A store before migration 0014 has no pairings.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from stellaops_runtime.store.schema import SCHEMA, hot_symbols, image_pairs, observation_windows
+
+MAX_PAIRED = 64  # digests of one image; more is no pairing the agent wrote
+
+
+def has_pairs_table(conn: sa.Connection) -> bool:
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    return bool(sa.inspect(conn).has_table(image_pairs.name, schema=schema))
+
+
+def same_image(conn: sa.Connection, image: str) -> tuple[str, ...]:
+    """``image`` first, then the other digests paired with it (sorted); ``(image,)`` when none."""
+    if not image.startswith(("sha256:", "sha512:")) or not has_pairs_table(conn):
+        return (image,)
+    p = image_pairs.c
+    configs = {image} | set(conn.execute(sa.select(p.config_digest).where(p.image_digest == image)).scalars())
+    manifests = conn.execute(
+        sa.select(p.image_digest).where(p.config_digest.in_(sorted(configs))).distinct().limit(MAX_PAIRED)
+    ).scalars()
+    others = (configs | set(manifests)) - {image}
+    return (image, *sorted(others)[:MAX_PAIRED])
+
+
+def holding_rows(conn: sa.Connection, digests: tuple[str, ...]) -> list[str]:
+    """Of ``digests``, those with a row in ``hot_symbols`` or ``observation_windows``."""
+    found: list[str] = []
+    for d in digests:
+        for table in (hot_symbols, observation_windows):
+            if conn.execute(sa.select(sa.literal(1)).where(table.c.image_digest == d).limit(1)).first():
+                found.append(d)
+                break
+    return found

@@ -1,0 +1,132 @@
+"""A question by an image's config digest or by its manifest digest rests on the rows of both.
+
+An image with no repo digest (``ctr import``, ``kind load``) is filed by an agent with the
+containerd lifecycle part under its manifest digest, while kubectl shows its config digest
+(``imageID``) and an agent with ``lifecycle.enabled: false`` files it under that config digest.
+Before the fix, a call stored under the manifest digest and an EbpfDeep window stored under the
+config digest (a lifecycle-off node) made ``query observed`` by the config digest answer
+``not_observed`` (exit 1): a "no" resting on half of the image's rows. Now the agent records the
+pairing (``image_pairs``, store/image_pairs.py), a call under either digest answers the question
+by either, and a "no" where both digests hold rows is ``unknown`` naming the other digest
+(evidence/paired_image.py).
+
+Real rows through the store's writer (SQLite and PostgreSQL); the CLI in-process, once as a
+subprocess.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.cli.main import main
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_json
+
+S = 1_000_000_000
+MANIFEST = "sha256:" + "1" * 64  # the key the lifecycle agent files the image under
+CONFIG = "sha256:" + "c" * 64  # kubectl's imageID; the key of a lifecycle-off node
+OTHER = "sha256:" + "e" * 64  # an image of no pairing
+ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
+# Days 1 and 2: the nodes' last day (3) may hold a node whose agent is down since (coverage_open.py).
+PERIOD = ("--since", "2026-06-01T00:00:00Z", "--until", "2026-06-02T23:59:59Z")
+
+
+def at(day: int) -> int:
+    return datetime_to_ns(dt.datetime(2026, 6, day, 10, tzinfo=dt.UTC))
+
+
+def fill(url: str, *, paired: bool = True) -> None:
+    """crc32 called under the manifest digest on node-1 (lifecycle on); EbpfDeep windows of the
+    image under the manifest digest on node-1 and under the config digest on node-2 (lifecycle
+    off), three days each; the agent's pairing (config -> manifest) when ``paired``."""
+    call = HotSymbolDelta(HotSymbolKey(MANIFEST, ZLIB, "crc32", EvidenceKind.ON_STACK), at(1), 5,
+                          at(1) + S, at(1) + 2 * S, purl=PURL, node_name="node-1")  # fmt: skip
+    windows = [
+        ObservationWindow(image, node, at(d), 9, Posture.EBPF_DEEP, 60, "tetragon")
+        for image, node in ((MANIFEST, "node-1"), (CONFIG, "node-2"))
+        for d in (1, 2, 3)
+    ]
+    with open_store(url) as s:
+        s.write([call], windows)
+        if paired:
+            s.record_pairs([(CONFIG, MANIFEST)])
+            s.record_pairs([(CONFIG, MANIFEST)])  # idempotent: once per pairing, any number of agents
+
+
+def ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code = main(list(argv))
+    return code, json.loads(capsys.readouterr().out)
+
+
+def observed(url: str, capsys: pytest.CaptureFixture[str], image: str, function: str) -> tuple[int, Any]:
+    argv = ("query", "observed", "--store", url, "--image", image, "--function", function, "--json")
+    return ask(capsys, *argv, *PERIOD)
+
+
+@pytest.mark.parametrize("image", [CONFIG, MANIFEST], ids=["by-config", "by-manifest"])
+def test_a_call_under_either_digest_answers_a_question_by_either(
+    url: str, capsys: pytest.CaptureFixture[str], image: str
+) -> None:
+    fill(url)
+    code, doc = observed(url, capsys, image, "crc32")
+    assert (code, doc["answer"]) == (0, "observed"), doc
+    assert [r["image_digest"] for r in doc["records"]] == [MANIFEST], doc
+
+
+@pytest.mark.parametrize(
+    ("image", "other"), [(CONFIG, MANIFEST), (MANIFEST, CONFIG)], ids=["by-config", "by-manifest"]
+)
+def test_a_no_where_both_digests_hold_rows_is_unknown_naming_the_other(
+    url: str, capsys: pytest.CaptureFixture[str], image: str, other: str
+) -> None:
+    fill(url)
+    code, doc = observed(url, capsys, image, "inflate")
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    assert other in doc["reason"] and "same image" in doc["reason"], doc["reason"]
+    code, ev = ask(capsys, "evidence", "--store", url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
+                   "--function", "inflate", "--json")  # fmt: skip
+    assert code == 3 and other in ev["reason"], ev["reason"]
+    code, fns = ask(capsys, "query", "functions", "--store", url, "--image", image, "--purl",
+                    "pkg:deb/debian/zlib1g", "--json")  # fmt: skip
+    assert code == 0 and [f["function_name"] for f in fns["functions"]] == ["crc32"], fns
+
+
+def test_evidence_by_the_config_digest_counts_the_call_under_the_manifest_digest(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(url)
+    code, doc = ask(capsys, "evidence", "--store", url, "--image", CONFIG, "--purl", "pkg:deb/debian/zlib1g",
+                    "--function", "crc32", "--json")  # fmt: skip
+    assert code == 0 and doc["reachability_state"] == "DynamicReachable", doc
+    assert doc["data"]["invocation_count"] == 5, doc["data"]
+
+
+def test_an_image_of_no_pairing_answers_as_before(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    fill(url)
+    with open_store(url) as s:
+        s.write(
+            [],
+            [ObservationWindow(OTHER, "node-1", at(d), 9, Posture.EBPF_DEEP, 60, "tetragon") for d in (1, 2)],
+        )
+    code, doc = observed(url, capsys, OTHER, "inflate")
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_the_real_cli_by_the_config_digest_never_says_not_observed(url: str) -> None:
+    fill(url)
+    code, doc = cli_json("query", "observed", "--store", url, "--image", f"registry.local/app@{CONFIG}",
+                         "--function", "inflate", "--json", *PERIOD)  # fmt: skip
+    assert (code, doc["answer"]) == (3, "unknown") and MANIFEST in doc["reason"], doc
