@@ -174,8 +174,13 @@ def test_the_node_facts_are_read_through_indexes_not_a_scan_of_every_image(
         HotSymbolKey(POD, "/proc/1/root/usr/bin/app", "user", EvidenceKind.INVOKED), start, 5, start + S,
         start + S, build_id="ab" * 20, node_name="node-1",
     )  # fmt: skip
+    executed = HotSymbolDelta(  # an exec row of the node file's name: its reads are planned too
+        HotSymbolKey(POD, "/host/usr/bin/app", "", EvidenceKind.EXECUTED), start, 1, start + S, start + S,
+        node_name="node-1",
+    )  # fmt: skip
     url = sqlite_at_head(tmp_path / "hot.db")
-    _stored(url, [call], _watched(POD, days=4), _node_fact("/proc/1/root/usr/bin/app", "f.part.0", "ab" * 20))
+    fact = _node_fact("/proc/1/root/usr/bin/app", "f.part.0", "ab" * 20)
+    _stored(url, [call, executed], _watched(POD, days=4), fact)
     with open_store(url) as s:
         statements: list[tuple[str, object]] = []
 
