@@ -17,6 +17,7 @@ import io
 import json
 import subprocess
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,13 +91,38 @@ def test_a_tetragon_event_by_the_config_digest_is_filed_under_the_manifest_diges
     ctd.ctr("task", "kill", "-s", "KILL", name, check=False)
 
 
+def blobs_of(image: Image) -> dict[str, bytes]:
+    """The image layout's blobs, by their member name (``blobs/sha256/<hex>``)."""
+    with tarfile.open(image.tar) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.startswith("blobs/")}  # type: ignore[union-attr]
+
+
+def write_layout(path: Path, blobs: dict[str, bytes], target: bytes, media_type: str, ref: str) -> str:
+    """An OCI layout tar at ``path`` naming ``target`` (added to ``blobs``) ``ref``; its digest."""
+    digest = "sha256:" + hashlib.sha256(target).hexdigest()
+    blobs = {**blobs, f"blobs/sha256/{digest.split(':', 1)[1]}": target}
+    top = {"schemaVersion": 2, "manifests": [{
+        "mediaType": media_type, "digest": digest, "size": len(target),
+        "annotations": {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": ref},
+    }]}  # fmt: skip
+    with tarfile.open(path, "w") as t:
+        for name, data in {
+            "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+            "index.json": json.dumps(top).encode(),
+            **blobs,
+        }.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return digest
+
+
 def as_index(image: Image, directory: Path, ref: str) -> tuple[Path, str]:
     """The image's layout re-tagged with a multi-platform index as its target (as a pull of a
     multi-arch image exported and imported again gives): this node's platform and another one whose
     blobs are absent. Returns the tar and the index digest."""
     other = "s390x" if host_arch() != "s390x" else "amd64"
-    with tarfile.open(image.tar) as tar:
-        blobs = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.startswith("blobs/")}  # type: ignore[union-attr]
+    blobs = blobs_of(image)
     manifest = blobs[f"blobs/sha256/{image.manifest_digest.split(':', 1)[1]}"]
     index = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -107,23 +133,8 @@ def as_index(image: Image, directory: Path, ref: str) -> tuple[Path, str]:
              "size": len(manifest), "platform": {"os": "linux", "architecture": host_arch()}},
         ],
     }).encode()  # fmt: skip
-    digest = "sha256:" + hashlib.sha256(index).hexdigest()
-    blobs[f"blobs/sha256/{digest.split(':', 1)[1]}"] = index
-    top = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": len(index),
-        "annotations": {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": ref},
-    }]}  # fmt: skip
     path = directory / "multi.tar"
-    with tarfile.open(path, "w") as t:
-        for name, data in {
-            "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
-            "index.json": json.dumps(top).encode(),
-            **blobs,
-        }.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return path, digest
+    return path, write_layout(path, blobs, index, "application/vnd.oci.image.index.v1+json", ref)
 
 
 def test_an_index_target_pairs_the_config_of_this_platforms_manifest(ctd: Containerd, image: Image) -> None:
@@ -163,3 +174,60 @@ def test_a_manifest_over_the_size_cap_pairs_nothing(ctd: Containerd) -> None:
     # Each read right after its ingest: content no image references is collected at the next GC.
     assert asyncio.run(config_of_blob(ingest(doc))) == config
     assert asyncio.run(config_of_blob(ingest(doc + b" " * MAX_BLOB))) == ""
+
+
+def same_config(image: Image, directory: Path, ref: str) -> tuple[Path, str]:
+    """The image's layout with another manifest of the same config and layers (an annotation added,
+    as another build or compression of one image gives). Returns the tar and the manifest digest."""
+    blobs = blobs_of(image)
+    doc = json.loads(blobs[f"blobs/sha256/{image.manifest_digest.split(':', 1)[1]}"])
+    doc["annotations"] = {"org.opencontainers.image.title": "same config, another manifest"}
+    path = directory / f"same-{uuid.uuid4().hex[:8]}.tar"
+    manifest = json.dumps(doc).encode()
+    return path, write_layout(path, blobs, manifest, "application/vnd.oci.image.manifest.v1+json", ref)
+
+
+def test_another_manifest_of_the_same_config_is_filed_under_the_containers_digest(
+    ctd: Containerd, image: Image
+) -> None:
+    """Kubernetes' CRI groups images by config: a container's ``imageID`` (kubelet's, so Tetragon's)
+    is the first repo digest of ANY image of its config, so a container of ``test.local/...:1``
+    (manifest M1) is named by ``registry/app@M2`` once an image of the same config but another manifest
+    was pulled. The observer knows every manifest of the config (Images/List at a resync, an image
+    event after it), and the lookup files such an event under the container's own digest; a digest
+    of another config is kept."""
+    manifest = image.manifest_digest
+    name = f"two-{uuid.uuid4().hex[:8]}"
+
+    def key_of(w: Watcher, digest: str) -> str:
+        rec = w.query(lambda: w.observer.registry.get(ctd.namespace, name).copy())
+        ev = RuntimeCallEvent(
+            EventKind.SYSCALL, 1, "n1", ProcessInfo(binary="/prog"),
+            ContainerInfo(id=name, image_id=digest, image_digest=digest), PodInfo(namespace="ns", name="p"),
+        )  # fmt: skip
+        ContainerLookup([rec], "containerd").enrich(ev)
+        return ev.image_key
+
+    def wait_key(w: Watcher, digest: str, want: str) -> None:
+        deadline = time.monotonic() + 20
+        while (got := key_of(w, digest)) != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == want, f"an event naming {digest} is filed under {got}, not {want}"
+
+    with Watcher(ContainerdObserver(ContainerdClient(ctd.socket, namespace=ctd.namespace, timeout=2.0))) as w:
+        ctd.ctr("run", "-d", image.ref, name)
+        w.wait_record(name, "image_config", config_of(image), timeout=20, namespace=ctd.namespace)
+        # Imported while the container runs: learnt from containerd's image event.
+        tar, later = same_config(image, ctd.dir, f"registry.test/app:{uuid.uuid4().hex[:8]}")
+        assert later != manifest
+        ctd.ctr("images", "import", str(tar))
+        wait_key(w, later, manifest)
+        unrelated = "sha256:" + "7" * 64
+        assert key_of(w, unrelated) == unrelated
+    # A new observer (an agent restart) learns it from the image list.
+    tar, listed = same_config(image, ctd.dir, f"registry.test/app:{uuid.uuid4().hex[:8]}")
+    ctd.ctr("images", "import", str(tar))
+    with Watcher(ContainerdObserver(ContainerdClient(ctd.socket, namespace=ctd.namespace, timeout=2.0))) as w:
+        w.wait_record(name, "image_config", config_of(image), timeout=20, namespace=ctd.namespace)
+        assert key_of(w, listed) == manifest and key_of(w, later) == manifest
+    ctd.ctr("task", "kill", "-s", "KILL", name, check=False)

@@ -14,9 +14,11 @@ event that names its container's config digest under the registry's manifest dig
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
+import grpc
 import pytest
 
 from stellaops_runtime.agent.pipeline import Pipeline
@@ -28,9 +30,10 @@ from stellaops_runtime.contracts.events import (
     ProcessInfo,
     RuntimeCallEvent,
 )
+from stellaops_runtime.lifecycle.image_aliases import ImageConfigs, realias
 from stellaops_runtime.lifecycle.image_config import config_digest, pick_manifest
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
-from stellaops_runtime.lifecycle.registry import ContainerRecord
+from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
 
 CID = "4e42b28eb888925289a486ea172efaf2c959bb6d48519d7294781987ac3540fa"
 OTHER = "9" * 64
@@ -77,14 +80,9 @@ def test_a_tetragon_event_naming_the_config_digest_is_filed_under_the_manifest_d
     assert not ContainerLookup([bare], "containerd").enrich(plain) and plain.image_key == CONFIG
 
 
-def test_the_pipeline_files_tetragon_and_probe_events_of_one_image_under_one_key() -> None:
-    """The split as a user met it: Tetragon's event (config digest, pod given) and the registry's
-    key for the same container were two keys; the windows of both are now one image's."""
-    p = Pipeline(
-        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="n1"
-    )
-    p.container_lookup = ContainerLookup([record()], "containerd")
-    line = json.dumps({
+def tetragon_line(ts: str) -> bytes:
+    """A Tetragon export line (compact, time last, as Tetragon writes it: the fast path keys it)."""
+    return json.dumps({
         "process_kprobe": {
             "process": {
                 "exec_id": "e1", "pid": 7, "binary": "/bin/cart", "docker": CID[:31],
@@ -94,13 +92,95 @@ def test_the_pipeline_files_tetragon_and_probe_events_of_one_image_under_one_key
             },
             "function_name": "__x64_sys_write",
         },
-        "node_name": "n1", "time": "2026-12-03T09:00:00Z",
-    }).encode()  # fmt: skip
-    p.process_json([(line, time.monotonic_ns())])
-    p.process_json([(line, time.monotonic_ns())])  # a repeat (the fast path) keeps the key
+        "node_name": "n1", "time": ts,
+    }, separators=(",", ":")).encode()  # fmt: skip
+
+
+def test_the_pipeline_files_tetragon_and_probe_events_of_one_image_under_one_key() -> None:
+    """The split as a user met it: Tetragon's event (config digest, pod given) and the registry's
+    key for the same container were two keys; the windows of both are now one image's. Repeats
+    take the fast path (agent/fastpath.py), which replays the remembered, rewritten event; one
+    remembered before the registry knew the container is not replayed once it does."""
+    p = Pipeline(
+        parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}}), node_name="n1"
+    )
+    assert p.fast_path is not None
+    p.container_lookup = ContainerLookup([], "containerd")  # in sync, this container not read yet
+    for i in range(4):
+        p.process_json([(tetragon_line(f"2026-12-03T09:00:0{i}Z"), time.monotonic_ns())])
+    hits = p.fast_path.stats.hits
+    assert hits > 0  # remembered under the config digest
+    deltas, _ = p.drain()
+    assert {(d.key.image_digest, d.invocation_count) for d in deltas} == {(CONFIG, 4)}
+    lk = ContainerLookup([record()], "containerd")
+    p.container_lookup = lk
+    for i in range(6):
+        p.process_json([(tetragon_line(f"2026-12-03T09:01:0{i}Z"), time.monotonic_ns())])
+    assert p.fast_path.stats.hits > hits + 2  # repeats replayed, all under the manifest digest
+    assert lk.stats.fields["image_digest"] == 6  # each one counted as filled, replayed or not
     deltas, windows = p.drain()
-    assert {(d.key.image_digest, d.invocation_count) for d in deltas} == {(MANIFEST, 2)}
+    assert {(d.key.image_digest, d.invocation_count) for d in deltas} == {(MANIFEST, 6)}
     assert {w.image_digest for w in windows} == {MANIFEST}
+
+
+def test_another_manifest_of_the_same_config_is_filed_under_the_containers_digest() -> None:
+    """kubelet names a container's image by the first repo digest of any image of its config
+    (lifecycle/image_aliases.py): that digest is filed under the registry's, no other is."""
+    m2 = "sha256:" + "2" * 64
+    rec = record()
+    rec.image_aliases = (m2,)
+    lk = ContainerLookup([rec], "containerd")
+    pod = PodInfo(namespace="shop", name="cart-1")
+    ev = event(ContainerInfo(id=CID, image_id=f"registry.test/cart@{m2}", image_digest=m2), pod)
+    assert lk.enrich(ev) and ev.image_key == MANIFEST and lk.stats.fields["image_digest"] == 1
+    unpodded = event(ContainerInfo(id=CID, image_digest=m2))  # the slow branch: the pod filled too
+    assert lk.enrich(unpodded) and unpodded.image_key == MANIFEST and unpodded.pod is not None
+    for digest in (ELSE, MANIFEST):  # another config's digest, or the registry's own: kept
+        kept = event(ContainerInfo(id=CID, image_digest=digest), pod)
+        assert not lk.enrich(kept) and kept.image_key == digest
+    stranger = event(ContainerInfo(id=OTHER, image_digest=m2), pod)  # not this container's
+    assert not lk.enrich(stranger) and stranger.image_key == m2
+    bare = record()
+    bare.image_config, bare.image_aliases = "", (m2,)  # no config read: no alias is trusted
+    plain = event(ContainerInfo(id=CID, image_digest=m2), pod)
+    assert not ContainerLookup([bare], "containerd").enrich(plain) and plain.image_key == m2
+
+
+class FakeContainerd:
+    """Images/List and each target's config, as containerd_client gives them."""
+
+    def __init__(self, configs: dict[str, str]) -> None:
+        self.configs = configs
+        self.fail = False
+        self.reads = 0
+
+    async def image_targets(self) -> list[str]:
+        if self.fail:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+        return list(self.configs)
+
+    async def image_config(self, target: str) -> str:
+        self.reads += 1
+        return self.configs.get(target, "")
+
+
+def test_the_observers_image_configs_follow_the_image_list_and_image_events() -> None:
+    m2, m3 = "sha256:" + "2" * 64, "sha256:" + "3" * 64
+    ctd = FakeContainerd({MANIFEST: CONFIG, m2: CONFIG, ELSE: "sha256:" + "f" * 64, m3: ""})
+    images = ImageConfigs()
+    asyncio.run(images.relist(ctd))
+    assert images.aliases(CONFIG, MANIFEST) == (m2,) and images.aliases(CONFIG, "") == ()
+    assert images.aliases("", MANIFEST) == ()  # no config known: no alias
+    ctd.fail = True  # a list that fails keeps what was known
+    asyncio.run(images.relist(ctd))
+    assert images.aliases(CONFIG, MANIFEST) == (m2,)
+    registry = ContainerRegistry()
+    registry.put(record())
+    ctd.configs[m3] = CONFIG  # an image event names a target of the config
+    assert asyncio.run(images.learn(ctd, m3)) and not asyncio.run(images.learn(ctd, m3))
+    realias(registry, images)
+    got = registry.get("k8s.io", CID)
+    assert got is not None and got.image_aliases == (m2, m3)
 
 
 def blob(doc: object) -> bytes:

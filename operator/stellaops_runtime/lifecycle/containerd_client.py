@@ -50,6 +50,7 @@ CONTAINERS_GET = "/containerd.services.containers.v1.Containers/Get"
 TASKS_LIST = "/containerd.services.tasks.v1.Tasks/List"
 TASKS_GET = "/containerd.services.tasks.v1.Tasks/Get"
 IMAGES_GET = "/containerd.services.images.v1.Images/Get"
+IMAGES_LIST = "/containerd.services.images.v1.Images/List"
 NAMESPACES_LIST = "/containerd.services.namespaces.v1.Namespaces/List"
 CONTENT_READ = "/containerd.services.content.v1.Content/Read"
 CONFIGS_KEPT = 4096  # config digests remembered by target digest (content-addressed: never stale)
@@ -225,6 +226,15 @@ class ContainerdClient:
                 return "", None
             raise
         return resp.image.target.digest, timestamp_of(resp.image.updated_at)
+
+    async def image_targets(self) -> list[str]:
+        """The target digest of every image in the namespace (lifecycle/image_aliases.py)."""
+        resp = await self._ch().unary_unary(
+            IMAGES_LIST,
+            request_serializer=images_pb2.ListImagesRequest.SerializeToString,
+            response_deserializer=images_pb2.ListImagesResponse.FromString,
+        )(images_pb2.ListImagesRequest(), metadata=self.metadata, timeout=self.timeout)
+        return [i.target.digest for i in resp.images if i.target.digest]
 
     async def read_blob(self, digest: str) -> bytes:
         """The blob ``digest`` from the content store; b"" when containerd has none, it is larger than

@@ -17,8 +17,10 @@ Tetragon's ``process.docker`` carries) of every container the runtime has.
 digest, image reference, container name, pod namespace and name) from the
 registry and never overwrites what Tetragon gave, but for one thing: a digest
 that is the config digest of the container's image (the CRI's image id of an
-image with no repo digest) is replaced by the registry's manifest digest, so
-one image is filed under one key (lifecycle/image_config.py). Light on purpose
+image with no repo digest), or another manifest of that config (the CRI's
+repo digest of another image of it: lifecycle/image_aliases.py), is replaced
+by the registry's manifest digest, so one image is filed under one key
+(lifecycle/image_config.py). Light on purpose
 (no gRPC, no Prometheus): the pipeline imports it.
 
 The pod an entry hands out carries what the pod opt-out (privacy/optout.py)
@@ -76,6 +78,7 @@ class _Entry:
     pod_annotations: tuple[tuple[str, str], ...] = ()  # only OBSERVE_LEVEL_ANNOTATION
     opted_out: str = ""  # "annotation" when the pod's annotation opts it out (privacy/optout.py)
     image_config: str = ""  # the config digest of the container's image (ContainerRecord.image_config)
+    image_aliases: frozenset[str] = frozenset()  # its other manifests (ContainerRecord.image_aliases)
 
     def pod(self) -> PodInfo | None:
         if not (self.pod_namespace or self.pod_name or self.pod_uid):
@@ -178,6 +181,7 @@ class ContainerLookup:
                 pod_annotations,
                 _opted_out(pod_annotations),
                 r.image_config if r.image_digest else "",
+                frozenset(r.image_aliases) if r.image_digest and r.image_config else frozenset(),
             )
             if n >= n_current:  # removed by the runtime: below everything it still has
                 if r.container_id:
@@ -270,12 +274,17 @@ class ContainerLookup:
         """File an event that names its container's image by the config digest (Tetragon's image id
         of an image with no repo digest: the CRI's image id) under the registry's manifest digest,
         the key the agent's own probes and the lifecycle windows use; True when rewritten. Only the
-        config digest of that container's own image is rewritten: any other digest is kept."""
+        config digest of that container's own image, or another manifest of that config
+        (lifecycle/image_aliases.py: kubelet may name the image by any), is rewritten: any other
+        digest is kept."""
         if e is None:
             e = self._by_id.get(c.id[:ID_PREFIX].lower())
             if e is None:
                 return False
-        if not e.image_config or c.image_digest != e.image_config:
+        d = c.image_digest
+        if not e.image_config or d == e.container.image_digest:
+            return False
+        if d != e.image_config and d not in e.image_aliases:
             return False
         c.image_digest = e.container.image_digest
         self.stats.fields["image_digest"] += 1

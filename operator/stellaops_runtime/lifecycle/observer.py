@@ -17,7 +17,8 @@ What each containerd event becomes (only a container's init process counts;
 exec'd processes are not container lifecycle):
 
 - ``/containers/create`` -> CREATE (labels, spec env/annotations, image digest; the config
-  digest beside it, from the content store: lifecycle/image_config.py)
+  digest beside it, from the content store: lifecycle/image_config.py; the other images of
+  that config: lifecycle/image_aliases.py)
 - ``/tasks/create``      -> registry: pid and cgroup (no event)
 - ``/tasks/start``       -> START (pid, cgroup path and id, started_at)
 - ``/tasks/oom``         -> registry: oom_killed, carried by the DIE that follows
@@ -55,6 +56,7 @@ from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.containerd_client import ContainerdClient, event_filters
 from stellaops_runtime.lifecycle.decode import Decoded, DecodeFailure, Ignored, decode_envelope, timestamp_of
+from stellaops_runtime.lifecycle.image_aliases import ImageConfigs, realias
 from stellaops_runtime.lifecycle.records import (
     apply_task,
     image_event,
@@ -107,6 +109,7 @@ class ContainerdObserver(LifecycleObserver):
         )
         self.client = client
         self.liveness_seconds = liveness_seconds
+        self.images = ImageConfigs()  # every image's config: the digests kubelet may name one by
 
     async def _close(self) -> None:
         await self.client.close()
@@ -119,11 +122,13 @@ class ContainerdObserver(LifecycleObserver):
         tasks = {t.container_id or t.id: t for t in await self.client.list_tasks()}
         targets: dict[str, tuple[str, datetime | None]] = {}
         records = []
+        await self.images.relist(self.client)
         for c in containers:
             if c.image not in targets:
                 targets[c.image] = await self.client.image_target(c.image)
             rec = self._record(c, self._digest(c, targets[c.image]))
             rec.image_config = await self.client.image_config(rec.image_digest)
+            rec.image_aliases = self.images.aliases(rec.image_config, rec.image_digest)
             task = tasks.get(c.id)
             if task is not None:
                 apply_task(rec, task)
@@ -273,6 +278,8 @@ class ContainerdObserver(LifecycleObserver):
             return [lifecycle_event(T.DELETE, gone, timestamp=ts, topic=d.topic)]
         if isinstance(p, image_events_pb2.ImageCreate | image_events_pb2.ImageUpdate):
             digest = await self.client.image_digest(p.name)
+            if await self.images.learn(self.client, digest):  # another manifest of a config
+                realias(self.registry, self.images)
             ev = image_event(
                 namespace=self.namespace,
                 name=scrub_ref(p.name, self.privacy),
@@ -363,6 +370,7 @@ class ContainerdObserver(LifecycleObserver):
             return None
         rec = self._record(c, self._digest(c, await self.client.image_target(c.image)))
         rec.image_config = await self.client.image_config(rec.image_digest)
+        rec.image_aliases = self.images.aliases(rec.image_config, rec.image_digest)
         old = self.registry.get(self.namespace, container_id)
         if old is not None:
             for name in (

@@ -71,6 +71,9 @@ class ContainerRecord:
     # The config digest of the image_digest's image (the CRI's image id, kubelet's imageID for an
     # image with no repo digest): containerd only, "" when not read (lifecycle/image_config.py).
     image_config: str = ""
+    # The other image targets of that config in containerd's store: kubelet may name the container's
+    # image by any of them (lifecycle/image_aliases.py). Not shown by ``containers --json``.
+    image_aliases: tuple[str, ...] = ()
 
     @property
     def pod_namespace(self) -> str:
