@@ -164,16 +164,28 @@ def test_a_manifest_over_the_size_cap_pairs_nothing(ctd: Containerd) -> None:
         )  # fmt: skip
         return digest
 
-    async def config_of_blob(digest: str) -> str:
+    async def config_of_blob(digest: str) -> tuple[str, str, int]:
+        """Its config digest, read twice, and how many blobs the two reads read."""
         client = ContainerdClient(ctd.socket, namespace=ctd.namespace, timeout=5.0)
+        reads, read = [], client.read_blob
+
+        async def counted(d: str) -> bytes | None:
+            reads.append(d)
+            return await read(d)
+
+        client.read_blob = counted  # type: ignore[method-assign]
         try:
-            return await client.image_config(digest)
+            return await client.image_config(digest), await client.image_config(digest), len(reads)
         finally:
             await client.close()
 
     # Each read right after its ingest: content no image references is collected at the next GC.
-    assert asyncio.run(config_of_blob(ingest(doc))) == config
-    assert asyncio.run(config_of_blob(ingest(doc + b" " * MAX_BLOB))) == ""
+    assert asyncio.run(config_of_blob(ingest(doc))) == (config, config, 1)
+    # Over the cap: read once (a blob's size never changes), not at every resync and image event
+    # (the observer reads every image of its namespace: lifecycle/image_aliases.py).
+    assert asyncio.run(config_of_blob(ingest(doc + b" " * MAX_BLOB))) == ("", "", 1)
+    # Absent: asked again (containerd may have it later).
+    assert asyncio.run(config_of_blob("sha256:" + "0" * 64)) == ("", "", 2)
 
 
 def same_config(image: Image, directory: Path, ref: str) -> tuple[Path, str]:

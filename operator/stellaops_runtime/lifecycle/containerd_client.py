@@ -236,9 +236,10 @@ class ContainerdClient:
         )(images_pb2.ListImagesRequest(), metadata=self.metadata, timeout=self.timeout)
         return [i.target.digest for i in resp.images if i.target.digest]
 
-    async def read_blob(self, digest: str) -> bytes:
-        """The blob ``digest`` from the content store; b"" when containerd has none, it is larger than
-        ``MAX_BLOB``, or the read fails (what it would have said is then not known, never guessed)."""
+    async def read_blob(self, digest: str) -> bytes | None:
+        """The blob ``digest`` from the content store; b"" when it is larger than ``MAX_BLOB`` (for
+        good: a blob's size never changes); None when containerd has none or the read fails (it may
+        have it later; what it would have said is not known, never guessed)."""
         req = content_pb2.ReadContentRequest(digest=digest, size=MAX_BLOB + 1)
         call = self._ch().unary_stream(
             CONTENT_READ,
@@ -252,7 +253,7 @@ class ContainerdClient:
                 if len(data) > MAX_BLOB:
                     return b""
         except grpc.aio.AioRpcError:
-            return b""
+            return None
         finally:
             call.cancel()
         return bytes(data)
@@ -260,17 +261,18 @@ class ContainerdClient:
     async def image_config(self, target: str) -> str:
         """The config digest of the image whose target (manifest or index) is ``target``: the CRI's
         image id of it (lifecycle/image_config.py); "" when it cannot be read. For an index, the
-        manifest of this node's platform (none, or two: "")."""
+        manifest of this node's platform (none, or two: ""). Remembered by target (content-addressed),
+        unless a blob was absent or unread: asked again next time."""
         if not target:
             return ""
         if (known := self._configs.get(target)) is not None:
             return known
         raw = await self.read_blob(target)
-        if is_index(raw):
+        if raw and is_index(raw):
             manifest = pick_manifest(raw, host_arch())
             raw = await self.read_blob(manifest) if manifest else b""
-        config = config_digest(raw)
-        if raw and len(self._configs) < CONFIGS_KEPT:  # an unread blob may be there next time
+        config = config_digest(raw or b"")
+        if raw is not None and len(self._configs) < CONFIGS_KEPT:
             self._configs[target] = config
         return config
 
