@@ -34,17 +34,12 @@ from stellaops_runtime.lifecycle.image_aliases import ImageConfigs, realias
 from stellaops_runtime.lifecycle.image_config import config_digest, pick_manifest
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
+from tests.unit.test_container_lookup import CID, LABELS
 
-CID = "4e42b28eb888925289a486ea172efaf2c959bb6d48519d7294781987ac3540fa"
 OTHER = "9" * 64
 MANIFEST = "sha256:" + "1" * 64
 CONFIG = "sha256:" + "c" * 64
 ELSE = "sha256:" + "e" * 64
-LABELS = {
-    "io.kubernetes.pod.namespace": "shop",
-    "io.kubernetes.pod.name": "cart-1",
-    "io.kubernetes.container.name": "cart",
-}
 
 
 def record(cid: str = CID, cgroup: int = 4242) -> ContainerRecord:
