@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -142,7 +142,7 @@ def _cli(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
 
 @pytest.mark.bpf
 async def test_calls_of_an_unprobed_part_clone_make_the_answer_unknown(
-    tmp_path: Path, container: Contained
+    tmp_path: Path, container: Contained, sqlite_at_head: Callable[[Path], str]
 ) -> None:
     cache = str(Path(".cache/native").resolve())  # noqa: ASYNC240
     rep = await asyncio.to_thread(detect, mount_tracefs=True, compile_test=True, cache_dir=cache)
@@ -157,10 +157,10 @@ async def test_calls_of_an_unprobed_part_clone_make_the_answer_unknown(
             "syscalls": [{"name": "read"}], "stackTraces": {"kernel": False, "user": True},
         }},
     }))  # fmt: skip
-    db = tmp_path / "hot.db"
+    url = sqlite_at_head(tmp_path / "hot.db")  # a store at the newest schema: this is not about migrations
     cfg = parse_config({
         "tetragon": {"address": f"127.0.0.1:{h.free_port()}", "connectionTimeout": 0.3},
-        "store": {"url": f"sqlite:///{db}"},
+        "store": {"url": url},
         "hotSymbols": {"aggregationWindowSeconds": 1},  # the calls' windows lie past the start's gap
         "metrics": {"address": "127.0.0.1", "port": 0},
         "lifecycle": {"enabled": False},  # no runtime here: windows rest on the containers that sent events
@@ -188,7 +188,6 @@ async def test_calls_of_an_unprobed_part_clone_make_the_answer_unknown(
     finally:
         agent.stop("test done")
         assert await asyncio.wait_for(task, 60) == 0
-    url = f"sqlite:///{db}"
     period = ("--since", since.isoformat(), "--until", until.isoformat())
     ask = (
         "query",
