@@ -30,7 +30,7 @@ from stellaops_runtime.contracts.events import (
     ProcessInfo,
     RuntimeCallEvent,
 )
-from stellaops_runtime.lifecycle.image_aliases import ImageConfigs, realias
+from stellaops_runtime.lifecycle.image_aliases import ALIASES_MAX, TARGETS_MAX, ImageConfigs, realias
 from stellaops_runtime.lifecycle.image_config import config_digest, pick_manifest
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.registry import ContainerRecord, ContainerRegistry
@@ -176,6 +176,10 @@ def test_the_observers_image_configs_follow_the_image_list_and_image_events() ->
     realias(registry, images)
     got = registry.get("k8s.io", CID)
     assert got is not None and got.image_aliases == (m2, m3)
+    # Thousands of manifests of one config (a hostile node's images): a bounded few are aliases.
+    many = FakeContainerd({f"sha256:{i:064x}": CONFIG for i in range(TARGETS_MAX + 10)})
+    asyncio.run(images.relist(many))
+    assert len(images.aliases(CONFIG, MANIFEST)) == ALIASES_MAX and many.reads == TARGETS_MAX
 
 
 def blob(doc: object) -> bytes:

@@ -28,6 +28,7 @@ from stellaops_runtime.lifecycle.registry import ContainerRegistry
 log = logging.getLogger(__name__)
 
 TARGETS_MAX = 4096  # image targets followed; past it, a target is no alias (never a guess)
+ALIASES_MAX = 64  # targets kept per config: a record's aliases, rebuilt at every image event, stay small
 
 
 class _Client(Protocol):
@@ -52,6 +53,8 @@ class ImageConfigs:
     def _add(self, target: str, config: str) -> bool:
         if not target or not config or target in self._config or len(self._config) >= TARGETS_MAX:
             return False
+        if len(self._targets.get(config, ())) >= ALIASES_MAX:  # a config copied thousands of times
+            return False
         self._config[target] = config
         self._targets.setdefault(config, set()).add(target)
         return True
@@ -65,9 +68,7 @@ class ImageConfigs:
             log.warning("containerd's image list failed (%s): image aliases kept as they were", e.code().name)
             return
         self._config, self._targets = {}, {}
-        for target in dict.fromkeys(targets):
-            if len(self._config) >= TARGETS_MAX:
-                break
+        for target in list(dict.fromkeys(targets))[:TARGETS_MAX]:  # each read at most once per resync
             self._add(target, await client.image_config(target))
 
     async def learn(self, client: _Client, target: str) -> bool:
