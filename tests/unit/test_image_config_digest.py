@@ -128,6 +128,9 @@ def test_another_manifest_of_the_same_config_is_filed_under_the_containers_diges
     pod = PodInfo(namespace="shop", name="cart-1")
     ev = event(ContainerInfo(id=CID, image_id=f"registry.test/cart@{m2}", image_digest=m2), pod)
     assert lk.enrich(ev) and ev.image_key == MANIFEST and lk.stats.fields["image_digest"] == 1
+    # Learnt after the snapshot was made: the agent swaps in the new one (agent/lifecycle_part.py
+    # _refresh replaces a lookup that is not the same_as the old; the swap resets the fast path).
+    assert not lk.same_as(ContainerLookup([record()], "containerd"))
     unpodded = event(ContainerInfo(id=CID, image_digest=m2))  # the slow branch: the pod filled too
     assert lk.enrich(unpodded) and unpodded.image_key == MANIFEST and unpodded.pod is not None
     for digest in (ELSE, MANIFEST):  # another config's digest, or the registry's own: kept
