@@ -21,6 +21,9 @@ set. Its kinds are told apart by the row's ``source``:
 - a pod **no native policy selects** (source ``not_selected``): the agent's
   own probes fired in a pod of the image that no policy asking for them
   selects, and its events were dropped unseen (agent/native_selection.py).
+- an **open** gap (kind ``open``, never a stored row: store/coverage_open.py, not
+  wired into the answers yet): the time after a node's latest record, while its
+  agent may be down.
 
 An image's own gap rows touch it; a node-wide row touches every image
 watched on that node on that UTC day (``watched_sql.touches_image``).
@@ -44,6 +47,8 @@ OUTAGE_SOURCE = "none"  # hotsymbols/gaps.py SWITCH_GAP_SOURCE
 OPTED_OUT_SOURCE = "opted_out"  # hotsymbols/gaps.py OPTED_OUT_SOURCE
 NOT_ALLOWED_SOURCE = "not_allowed"  # hotsymbols/gaps.py NOT_ALLOWED_SOURCE
 NOT_SELECTED_SOURCE = "not_selected"  # hotsymbols/gaps.py NOT_SELECTED_SOURCE
+# store/coverage_open.py: the time after a node's latest record (its agent may be down), never a stored row
+OPEN_LABEL = "open"
 NOT_WATCHED = {
     OUTAGE_SOURCE: "outage",
     OPTED_OUT_SOURCE: "opted_out",
@@ -65,7 +70,7 @@ class Gap:
     dropped_events: int
     not_watched: tuple[
         str, ...
-    ] = ()  # "outage", "opted_out", "not_allowed", "not_selected": spans nobody watched (see the module)
+    ] = ()  # "outage", "opted_out", "not_allowed", "not_selected", "open": nobody watched (see the module)
 
     @property
     def interval(self) -> str:
@@ -102,7 +107,14 @@ class Gap:
             what.append(
                 "a pod of the image that no native policy selects ran there unwatched by the agent's probes"
             )
+        if OPEN_LABEL in self.not_watched:
+            what.append(
+                "the store holds no record of the node since (its agent may be down: a crash, an OOM kill, "
+                "a node lost), so nobody is known to have watched it; a newer record of the node closes it"
+            )
         w = self.windows
+        if not w:  # an open gap: no stored row
+            return f"on node {self.node_name} {self.interval}: {' and '.join(what)}"
         return f"on node {self.node_name} {self.interval} ({w} window{'s' * (w != 1)}): {' and '.join(what)}"
 
     def to_json(self) -> dict[str, Any]:

@@ -1,0 +1,160 @@
+"""The time after a node's last record is unwatched: an agent that is down has recorded no gap yet.
+
+Split from :mod:`stellaops_runtime.store.coverage`, which decides what "no rows" means. The time
+between two agents on a node is a gap, but the next agent records it (agent/watch_record.py): while
+an agent is down (SIGKILL, an OOM kill, a node lost) nothing in the store says so, and a day with
+one EbpfDeep window before the crash read as a watched, gap-free day, so ``query observed``,
+``vex`` and a witness asked during the outage said "not observed" / ``not_affected`` over calls
+made after the agent died.
+
+The rule: a node's watched time ends at its latest record in the store (the start of its latest
+``observation_windows`` row, any image, lifecycle or gap row: the row of a window still being
+counted claims only what was flushed by then, so its start, not its end). Between two records of
+a node a dead agent's hole is a gap already (the next agent wrote it), so only the time after the
+latest one is open: from it to the end of its UTC day, or to the question's moment when that is
+earlier, the node is taken as unwatched (an *open* gap, node-wide, of kind ``open``) once the
+question is more than two of its windows after that record (:func:`grace`: a live agent's latest
+row is the window it is counting, rewritten at each flush; with ``lifecycle.enabled`` a node's own
+agent container keeps rows coming while nothing else runs there), touching the
+images watched on that node that day like any node-wide gap. So that UTC day is no watched day of
+those images (:func:`open_days`) and a ``query observed`` over a period reaching into the open time
+answers unknown (:func:`open_gaps`), until a newer record of the node closes it. A day counts only
+once its node's records reach past it.
+
+A node gone for good (drained, removed by an autoscaler, its agent deleted) keeps its last day
+open: nothing says when after its last record it stopped running the image. Its later days have
+no window of the image, so, like a node that never had an agent, they take nothing out: answers
+about them rest on the nodes that watched the image then (docs/evidence.md, "Days").
+A row stamped after the question's UTC day (a node's clock ahead) is not the node's latest record.
+
+Not wired into the answers yet, so docs/evidence.md "Days" still states the limit: wired (``open_gaps``
+added to ``query observed``'s gaps, ``open_days`` taken out of evidence/store_facts.py's watched
+days and ``open_gaps`` added to its gaps, which vex and witnesses read), it turns about a hundred
+existing integration tests that write a node's windows and ask about time after them from "not
+observed" to unknown; each needs a later record of the node, or a period ending before the last
+one, first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
+from stellaops_runtime.store.queries import _as_utc
+from stellaops_runtime.store.schema import observation_windows
+from stellaops_runtime.store.watched_sql import is_coverage
+
+_DAY = dt.timedelta(days=1)
+DEFAULT_WINDOW_SECONDS = 60  # hotSymbols.aggregationWindowSeconds' default, for a row of unknown length
+
+
+def midnight_after(moment: dt.datetime) -> dt.datetime:
+    """Midnight UTC at the end of ``moment``'s UTC day (the calendar's last moment on 9999-12-31)."""
+    day = moment.astimezone(dt.UTC).date()
+    if day == dt.date.max:
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+    return dt.datetime.combine(day + _DAY, dt.time(), dt.UTC)
+
+
+def open_span(
+    last: dt.datetime, asked: dt.datetime, seconds: int = 0
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The open time after a node's latest record, a window of ``seconds`` starting at ``last``, for
+    a question asked at ``asked``: from ``last`` to the end of its UTC day, or to ``asked`` when
+    earlier; None while the question is within :func:`grace` of the record (a live agent's latest
+    row is of the window it is counting) or not after it."""
+    if asked - last <= grace(seconds):
+        return None
+    return last, min(asked, midnight_after(last))
+
+
+def grace(seconds: int) -> dt.timedelta:
+    """How long after a node's latest record starts it may be its agent's newest: two windows (a
+    live agent rewrites the window it is counting at each flush, and writes the next as it opens);
+    two minutes for a row of unknown length."""
+    return 2 * dt.timedelta(seconds=seconds if seconds > 0 else DEFAULT_WINDOW_SECONDS)
+
+
+def _day_end(today: dt.date) -> dt.datetime:
+    return midnight_after(dt.datetime.combine(today, dt.time(), dt.UTC))
+
+
+def image_nodes(conn: sa.Connection, image: str) -> list[str]:
+    """The nodes on which ``image`` has a coverage row (read through the key, which starts with it)."""
+    o = observation_windows.c
+    stmt = sa.select(o.node_name).where(o.image_digest == image, is_coverage(conn, observation_windows))
+    return sorted(set(conn.execute(stmt.distinct()).scalars()))
+
+
+def last_records(
+    conn: sa.Connection, nodes: Iterable[str], before: dt.datetime
+) -> dict[str, tuple[dt.datetime, int]]:
+    """Each node's latest record: the start and length of its latest row starting before ``before``
+    (one look-up per node through the index of migration 0010, as agent/node_history.py reads it)."""
+    o = observation_windows.c
+    out: dict[str, tuple[dt.datetime, int]] = {}
+    for node in nodes:
+        stmt = (
+            sa.select(o.window_start, o.window_seconds)
+            .where(o.node_name == node, o.window_start < before)
+            .order_by(o.window_start.desc())
+            .limit(1)
+        )
+        row = conn.execute(stmt).first()
+        if row is not None:
+            out[node] = (_as_utc(row.window_start), int(row.window_seconds or 0))
+    return out
+
+
+def _watched_on(conn: sa.Connection, image: str, node: str, day: dt.date) -> bool:
+    o = observation_windows.c
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    stmt = sa.select(o.window_start).where(
+        o.image_digest == image,
+        o.node_name == node,
+        is_coverage(conn, observation_windows),
+        o.window_start >= start,
+        o.window_start < midnight_after(start),
+    )
+    return conn.execute(stmt.limit(1)).first() is not None
+
+
+def _open(conn: sa.Connection, image: str, asked: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """(node, start, end) of the open time, for a question asked at ``asked``, of each node whose latest
+    record's UTC day saw ``image``."""
+    asked = asked.astimezone(dt.UTC)
+    out = []
+    for node, (last, seconds) in sorted(
+        last_records(conn, image_nodes(conn, image), _day_end(asked.date())).items()
+    ):
+        span = open_span(last, asked, seconds)
+        if span is not None and _watched_on(conn, image, node, last.date()):
+            out.append((node, *span))
+    return out
+
+
+def open_days(conn: sa.Connection, image: str, asked: dt.datetime) -> set[dt.date]:
+    """UTC days that an open gap takes out of ``image``'s watched days, for a question asked at
+    ``asked``: the day of a node's latest record, when the image was watched on that node that day."""
+    return {start.date() for _, start, _ in _open(conn, image, asked)}
+
+
+def open_gaps(
+    conn: sa.Connection,
+    *,
+    image: str,
+    asked: dt.datetime,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[Gap]:
+    """The open gaps of the nodes that watched ``image`` that reach into the period (all time without
+    one), for a question asked at ``asked``: node-wide gaps of kind ``open`` (module docstring)."""
+    out = []
+    for node, start, end in _open(conn, image, asked):
+        if (since is not None and end <= since) or (until is not None and start > until):
+            continue
+        out.append(Gap(node, True, start, end, 0, 0, 0, (OPEN_LABEL,)))
+    return out
