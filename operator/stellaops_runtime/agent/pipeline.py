@@ -134,10 +134,11 @@ class Pipeline:
     def _finish(self, ev: RuntimeCallEvent | None) -> None:
         if ev is None:
             return
+        no_pod = ev.pod is None  # then any pod is the runtime's record: what it was created with
         if (lookup := self.container_lookup) is not None and ev.container is not None:
             lookup.enrich(ev)  # what Tetragon gave is kept, but a config digest (lifecycle/lookup.py)
         self.privacy.scrub_image(ev)  # before the image key is read: a name may hold user:pass@
-        if self.optout.drops(ev, lookup):  # an opted-out pod: counted, its image's time marked unwatched
+        if self.optout.drops(ev, lookup, pod_from_record=no_pod):  # counted, its image's time unwatched
             ev.node_name = ev.node_name or self.node_name
             self.gaps.opted_out(ev.image_key, ev.node_name, ev.timestamp_ns or time.time_ns())
             return

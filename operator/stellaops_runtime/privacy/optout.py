@@ -173,18 +173,22 @@ class OptOut:
         hit = (uid in self._uids or key in self._bare) if uid else key in self._names
         return "operator" if hit else None
 
-    def drops(self, ev: RuntimeCallEvent, registry: PodRegistry | None = None) -> bool:
+    def drops(
+        self, ev: RuntimeCallEvent, registry: PodRegistry | None = None, *, pod_from_record: bool = False
+    ) -> bool:
         """Whether ``ev`` belongs to an opted-out pod and must go no further (counted if so).
 
         ``registry``: the container runtime's record of the pod, read when the event carries no
         observe-level annotation of its own (its sandbox's annotation, fixed at the pod's
         creation; not its label, which the event carries as it is now), before the operator's list.
-        An event of the agent's own probes knows only a cgroup: its pod is that record's
-        (Pipeline._finish, lifecycle/lookup.enrich), so the operator's ``optedIn`` speaks over it
-        (:meth:`record_reason`).
+        An event of the agent's own probes knows only a cgroup, and a Tetragon event without a pod
+        (no Kubernetes API, a pod its cache does not know yet) only a container id: its pod is
+        that record's (``pod_from_record``: Pipeline._finish, lifecycle/lookup.enrich), so the
+        operator's ``optedIn`` speaks over it (:meth:`record_reason`).
         """
         pod = ev.pod
-        reason = self.record_reason(pod) if ev.source == OWN_PROBES else opt_out_reason(pod)
+        from_record = pod_from_record or ev.source == OWN_PROBES
+        reason = self.record_reason(pod) if from_record else opt_out_reason(pod)
         c = ev.container
         if reason is None and registry is not None and c is not None and c.id and not _names_a_level(pod):
             reason = registry.opted_out_by_id(c.id) or None
