@@ -14,8 +14,8 @@ a node a dead agent's hole is a gap already (the next agent wrote it), so only t
 latest one is open: from it to the end of its UTC day, or to the question's moment when that is
 earlier, the node is taken as unwatched (an *open* gap, node-wide, of kind ``open``) once the
 question is more than two of its windows after that record (:func:`grace`: a live agent's latest
-row is the window it is counting, rewritten at each flush; with ``lifecycle.enabled`` a node's own
-agent container keeps rows coming while nothing else runs there), touching the
+row is the window it is counting, rewritten at each flush; a live agent whose node sends no event
+and, without ``lifecycle.enabled``, writes no row, reads as down: the safe side), touching the
 images watched on that node that day like any node-wide gap. So that UTC day is no watched day of
 those images (:func:`open_days`) and a ``query observed`` over a period reaching into the open time
 answers unknown (:func:`open_gaps`), until a newer record of the node closes it. A day counts only
