@@ -318,37 +318,6 @@ def test_bcc_events_of_a_pod_created_opted_out_count_from_when_the_agent_reads_i
     assert pipeline.processed == 3
 
 
-@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "no-fast-path"])
-def test_tetragon_events_without_a_pod_take_the_level_list_over_the_record_they_are_given(
-    tmp_path: Path, fast_path: bool
-) -> None:
-    """Tetragon without its Kubernetes API (or before its pod cache knows the pod) sends only the
-    container id (``process.docker``): the pod the opt-out reads is the runtime's record, given by
-    the container lookup, as for the agent's own probes. Its annotation at creation was taken for
-    one the event carried, so the operator's ``optedIn`` never spoke over it: such a pod stayed
-    dropped (a gap) until re-created. Still dropped without the list, or once opted out again."""
-    path = tmp_path / "probes.json"
-    pipeline = _watched_pipeline(path, fast_path)
-    pipeline.container_lookup = ContainerLookup(_records("private"), "containerd")
-
-    def bare(i: int) -> tuple[bytes, int]:
-        m = events_pb2.GetEventsResponse.FromString(_exec("private", i % 2))
-        m.process_exec.process.ClearField("pod")
-        m.process_exec.process.docker = _cid("private")[:31]
-        return m.SerializeToString(), 1
-
-    pipeline.process_proto([bare(i) for i in range(4)])  # repeats: the fast path's replays too
-    assert pipeline.optout.counts()["annotation"] == 4 and pipeline.processed == 0
-    _probes(path, opted_in=["uid-private"])
-    pipeline.process_proto([bare(i) for i in range(4)])
-    assert pipeline.optout.counts()["annotation"] == 4 and pipeline.processed == 4
-    _probes(path, opted_out=[("private", "uid-private")], opted_in=["uid-private"])  # optedOut wins
-    pipeline.process_proto([bare(i) for i in range(4)])
-    assert pipeline.optout.counts() == {"annotation": 8, "label": 0, "operator": 0}
-    deltas, _ = pipeline.drain()
-    assert sum(d.invocation_count for d in deltas if d.key.image_digest == _digest("private")) == 4
-
-
 def test_the_operator_writes_the_pods_at_a_level_and_the_agent_reads_them_back(tmp_path: Path) -> None:
     """``optedIn``: the uids sorted and deduplicated, bounded (the rest counted, left as the record
     says), byte-identical to what _probes writes; hostile entries skipped and counted; an optedIn
