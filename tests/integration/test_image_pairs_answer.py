@@ -130,3 +130,19 @@ def test_the_real_cli_by_the_config_digest_never_says_not_observed(url: str) -> 
     code, doc = cli_json("query", "observed", "--store", url, "--image", f"registry.local/app@{CONFIG}",
                          "--function", "inflate", "--json", *PERIOD)  # fmt: skip
     assert (code, doc["answer"]) == (3, "unknown") and MANIFEST in doc["reason"], doc
+
+
+@pytest.mark.parametrize("image", [CONFIG, MANIFEST], ids=["by-config", "by-manifest"])
+def test_the_calls_per_day_under_the_other_digest_count_too(
+    url: str, capsys: pytest.CaptureFixture[str], image: str
+) -> None:
+    """2,000 calls of crc32 in one day under the manifest digest: high frequency by either digest
+    (before, by the config digest the day's calls were read under the config digest only: 0)."""
+    fill(url)
+    busy = HotSymbolDelta(HotSymbolKey(MANIFEST, ZLIB, "crc32", EvidenceKind.ON_STACK), at(2), 2_000,
+                          at(2) + S, at(2) + 2 * S, purl=PURL, node_name="node-1")  # fmt: skip
+    with open_store(url) as s:
+        s.write([busy], [])
+    code, doc = ask(capsys, "evidence", "--store", url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
+                    "--function", "crc32", "--json")  # fmt: skip
+    assert code == 0 and doc["rts"]["score"] == 1.0, doc["rts"]

@@ -91,8 +91,8 @@ def _calls_per_day(
     first, last = utc_date(w.first_seen).label("first"), utc_date(w.last_seen).label("last")
     stmt = (
         sa.select(first, last, w.evidence_kind, exact_sum(w.invocation_count).label("calls"))
-        .where(
-            w.image_digest == image,
+        .where(  # the rows' digests: the image's, and those paired with it (store/same_image.py)
+            w.image_digest.in_(sorted({r.image_digest for r in rows})),
             sa.tuple_(w.module, w.function_name, w.evidence_kind).in_(keys),
             w.invocation_count > 0,
         )
