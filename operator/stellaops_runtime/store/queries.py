@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import FACT_KINDS, EvidenceKind
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
-from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.refs import PurlQuery, purl_prefixed
 from stellaops_runtime.store.same_image import same_image
 from stellaops_runtime.store.schema import (
     hot_symbol_windows,
@@ -125,9 +125,21 @@ def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery, facts: b
 
 
 def prefixed_purls(conn: sa.Connection, *, image: str, prefix: str, facts: bool = True) -> list[str]:
-    """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive; ``facts``
-    as for :func:`matching_purls`)."""
-    return sorted(p for (p,) in conn.execute(_purls(conn, image, facts)) if p.startswith(prefix))
+    """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive, a ``%2F``
+    read as ``/``: refs.purl_prefixed; ``facts`` as for :func:`matching_purls`)."""
+    return sorted(p for (p,) in conn.execute(_purls(conn, image, facts)) if purl_prefixed(p, prefix))
+
+
+def prefix_filter(conn: sa.Connection, *, image: str, prefix: str) -> sa.ColumnElement[bool]:
+    """The WHERE clause for the purls ``prefix`` covers: those starting with it as written (a
+    ``substr``, plus PostgreSQL's index on LIKE; SQLite refuses a pattern over 50,000 bytes), and
+    the image's few stored with a name's ``/`` spelled the other way (refs.purl_prefixed)."""
+    c = hot_symbols.c
+    raw = sa.func.substr(c.purl, 1, len(prefix)) == prefix
+    if conn.dialect.name == "postgresql":
+        raw = sa.and_(raw, c.purl.startswith(prefix, autoescape=True))
+    other = [p for p in prefixed_purls(conn, image=image, prefix=prefix) if not p.startswith(prefix)]
+    return sa.or_(raw, c.purl.in_(other)) if other else raw
 
 
 def _purl_filter(conn: sa.Connection, *, image: str, purl: str | PurlQuery) -> sa.ColumnElement[bool] | None:
@@ -239,7 +251,7 @@ def unprobed(
         by_purl = _purl_filter(conn, image=image, purl=purl)
         where.append(c.purl == "" if by_purl is None else sa.or_(by_purl, c.purl == ""))
     if purl_prefix is not None:
-        where.append(sa.or_(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix, c.purl == ""))
+        where.append(sa.or_(prefix_filter(conn, image=image, prefix=purl_prefix), c.purl == ""))
     rows = _rows(conn, sa.select(*_ROW_COLUMNS).where(*where).order_by(c.module, c.function_name))
     if function is None:
         return rows
@@ -349,9 +361,7 @@ def functions(
         stmt = stmt.where(where)
     else:
         assert purl_prefix is not None
-        stmt = stmt.where(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix)
-        if conn.dialect.name == "postgresql":  # its index; SQLite refuses a pattern over 50,000 bytes
-            stmt = stmt.where(c.purl.startswith(purl_prefix, autoescape=True))
+        stmt = stmt.where(prefix_filter(conn, image=image, prefix=purl_prefix))
     return _rows(conn, stmt.order_by(c.function_name, c.module, c.evidence_kind))
 
 

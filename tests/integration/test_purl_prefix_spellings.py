@@ -1,0 +1,102 @@
+"""``query functions --prefix`` finds a name's ``/`` in either spelling: no "not observed" of a
+function that ran, stored under the spelling the prefix does not use.
+
+Since d94a72f a package name holding ``/`` is stored ``pkg:generic/a%2Fb@1``; rows an earlier
+version stored keep ``pkg:generic/a/b@1``, and a row keeps the purl it was first written with
+(the writer fills an empty purl only). A store upgraded in place so holds both spellings of one
+package: the file's ``loaded`` row under one, a function that ran under the other. A prefix
+compared as raw text found the package (its ``loaded`` row) but not the function, and answered
+"no functions ... observed, under observation": a function that ran, "not observed". A ``%2F``
+is now read as ``/`` on both sides (store/refs.py ``purl_prefixed``), in the listing and in the
+doubts (the unprobed split tails of evidence/probed_in_part.py too). SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stellaops_runtime.cli.main import main
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.refs import purl_prefixed
+from tests.integration.test_vex import DAY, IMG, T0, S, watched
+
+NEW, OLD = "pkg:generic/a%2Fb@1", "pkg:generic/a/b@1"  # one package: as written now, and before d94a72f
+ONE, TWO = "/usr/lib/ab/libone.so.1", "/usr/lib/ab/libtwo.so.1"
+LOADED, INVOKED, UNPROBED = EvidenceKind.LOADED, EvidenceKind.INVOKED, EvidenceKind.UNPROBED
+
+
+def _row(module: str, fn: str, kind: EvidenceKind, day: int, purl: str) -> HotSymbolDelta:
+    start = T0 + day * DAY
+    calls = 4 if kind == INVOKED else 0
+    return HotSymbolDelta(
+        key=HotSymbolKey(IMG, module, fn, kind), window_start_ns=start, invocation_count=calls,
+        first_seen_ns=start + S, last_seen_ns=start + 2 * S, purl=purl, node_name="node-1",
+    )  # fmt: skip
+
+
+def test_a_prefix_reads_a_names_slash_in_either_spelling() -> None:
+    for prefix in (
+        "pkg:generic/a/b",
+        "pkg:generic/a%2Fb",
+        "pkg:generic/a%2fb",
+        "pkg:generic/a/",
+        "pkg:generic/a%2F",
+    ):
+        assert purl_prefixed(NEW, prefix) and purl_prefixed(OLD, prefix), prefix
+    for prefix in ("pkg:generic/a/c", "pkg:generic/a%2Fc", "pkg:npm/a/b", "pkg:generic/b"):
+        assert not purl_prefixed(NEW, prefix) and not purl_prefixed(OLD, prefix), prefix
+    assert purl_prefixed(NEW, "pkg:generic/a%2")  # raw text still: a prefix ending inside an escape
+    assert purl_prefixed("pkg:generic/a%252Fb@1", "pkg:generic/a%25") and not purl_prefixed(
+        "pkg:generic/a%252Fb@1", "pkg:generic/a/"
+    )  # a name's literal "%2F" (%252F) is no "/"
+
+
+@pytest.mark.parametrize(
+    ("rows", "prefix"),
+    [
+        # loaded before the upgrade (old spelling), F first ran after it (new), asked as before
+        ([_row(ONE, "", LOADED, 3, OLD), _row(ONE, "F", INVOKED, 20, NEW)], "pkg:generic/a/b"),
+        # F ran before the upgrade (old), another file of it first loaded after (new), asked as now
+        (
+            [_row(ONE, "", LOADED, 3, OLD), _row(ONE, "F", INVOKED, 3, OLD), _row(TWO, "", LOADED, 20, NEW)],
+            "pkg:generic/a%2Fb",
+        ),
+    ],
+)
+def test_a_function_that_ran_under_the_other_spelling_is_listed(
+    url: str, rows: list[HotSymbolDelta], prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open_store(url) as s:
+        s.write(rows, watched(range(40)))
+    ran = next(r.purl for r in rows if r.key.evidence == INVOKED)
+    capsys.readouterr()
+    code = main(
+        ["query", "functions", "--store", url, "--image", IMG, "--purl", prefix, "--prefix", "--json"]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert (code, doc["answer"]) == (0, "observed"), doc
+    assert [(f["function_name"], f["purl"]) for f in doc["functions"]] == [("F", ran)], doc
+
+
+def test_an_unprobed_tail_under_the_other_spelling_is_no_not_observed(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before the upgrade: libone loaded, F's split tail left unprobed (a fact); after: libtwo loaded
+    rows = [
+        _row(ONE, "", LOADED, 3, OLD),
+        _row(ONE, "F.part.0", UNPROBED, 3, OLD),
+        _row(TWO, "", LOADED, 20, NEW),
+    ]
+    with open_store(url) as s:
+        s.write(rows, watched(range(40)))
+    capsys.readouterr()
+    for prefix in ("pkg:generic/a%2Fb", "pkg:generic/a/b"):
+        code = main(
+            ["query", "functions", "--store", url, "--image", IMG, "--purl", prefix, "--prefix", "--json"]
+        )
+        doc = json.loads(capsys.readouterr().out)
+        assert (code, doc["answer"]) == (3, "unknown"), (prefix, doc)
+        assert "F.part.0" in doc["reason"], (prefix, doc["reason"])
