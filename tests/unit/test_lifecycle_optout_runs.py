@@ -117,3 +117,29 @@ def test_a_pod_given_a_level_later_is_a_run_from_when_the_agent_reads_the_operat
         (4 * W, Posture.PASSIVE, "tetragon", 0),
     ]  # from then on: watched, as the pod of the other image
     assert [r[0] for r in got[PUBLIC]] == [W, 2 * W, 3 * W, 4 * W]
+
+
+def test_the_minute_the_list_is_read_in_stays_a_gap_when_no_sample_fell_in_it_before(tmp_path: Path) -> None:
+    """The agent reads ``optedIn`` between two samples (here after 12:01:50), maybe in the next
+    minute (12:02:10): until then that minute's events were dropped. The first sample that keeps the
+    container (12:02:20) was its image's first word on 12:02, which came out a whole watched
+    window; that minute is now an opted-out gap too (docs/operator.md: "the minute it changes in")."""
+    lp, records = part()
+    path = tmp_path / "probes.json"
+    watch = OptOutWatch(str(path), lp.pipeline.optout, interval=0.0)
+    for t in (W + 20 * S, W + 50 * S):
+        lp._tick(T0 + t, True, records, True)
+    doc = {"apiVersion": API_VERSION, "kind": "ProbeConfig", "policies": {}, "optedIn": ["u1"]}
+    path.write_text(json.dumps(doc))
+    assert watch.poll()
+    for k in range(7):
+        lp._tick(T0 + 2 * W + 20 * S + k * 30 * S, True, records, True)
+    got = rows(lp)
+    assert [(r[0], "opted_out" in r[3]) for r in got[PRIVATE]] == [
+        (W, True),
+        (2 * W, True),  # the minute it may have changed in: never a whole watched window
+        (3 * W, False),
+        (4 * W, False),
+    ]
+    assert all(r[4:] == (r[0], r[0] + W) for r in got[PRIVATE][:2])  # the whole minute, nothing of its own
+    assert [r[0] for r in got[PUBLIC]] == [2 * W, 3 * W, 4 * W]

@@ -102,6 +102,7 @@ class LifecyclePart:
         self._removals_seen = 0  # the registry's removals at the last sample
         self._listed: tuple[int, int] | None = None  # (runtime connects, time) at the last sample
         self._imageless = Imageless()  # containers that ran with no image digest (lifecycle/imageless.py)
+        self._held_out: set[str] = set()  # containers of opted-out pods at the last sample (_tick)
 
     def _make_observer(self) -> LifecycleObserver:
         lc = self.config.lifecycle
@@ -235,18 +236,25 @@ class LifecyclePart:
         no run: it would get Passive rows claiming its image watched, and gaps placed at its own
         start time. Its image gets the opted-out gap of each window it runs in instead, as its
         events would give it (hotsymbols/gaps.py ``opted_out``: the whole window, nothing of the pod).
+        One opted out at the last sample and not now (the operator's ``optedIn`` or ``optedOut``
+        read since) changed at some time between the two, perhaps in this sample's window: that
+        window is an opted-out gap too, never a whole watched one (docs/operator.md).
         """
         pipe = self.pipeline
         lookup, optout = pipe.container_lookup, pipe.optout
         kept: list[ContainerRecord] = []
+        held, out = self._held_out, set[str]()
         for r in records:
             pod = lookup.pod_by_container_id(r.container_id) if lookup is not None else None
             # its record's annotation at creation, unless the operator's optedIn names it since
-            if pod is not None and (optout.record_reason(pod) or optout.operator_reason(pod)):
-                if r.image_digest and r.status in _RUNNING:
-                    pipe.gaps.opted_out(r.image_digest, pipe.node_name, now)
+            opted = pod is not None and (optout.record_reason(pod) or optout.operator_reason(pod))
+            if (opted or r.container_id in held) and r.image_digest and r.status in _RUNNING:
+                pipe.gaps.opted_out(r.image_digest, pipe.node_name, now)
+            if opted:
+                out.add(r.container_id)
                 continue
             kept.append(r)
+        self._held_out = out if runtime_known else held | out  # records unknown: remember the last
         self.runs.tick(now, watching, runs_of(kept), runtime_known, boot)
 
     def metrics(self) -> Iterator[Metric]:
