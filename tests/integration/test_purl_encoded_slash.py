@@ -22,6 +22,7 @@ from stellaops_runtime.cli.main import main
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.witness.statement import claim_mismatch
 from tests.integration.test_vex import DAY, IMG, OPENVEX, T0, S, watched
 from tests.witness_helpers import statement
 
@@ -106,3 +107,13 @@ def test_the_store_answers_either_spelling_and_vex_names_the_package_as_the_spec
     assert main([*argv, "--witness-dir", str(tmp_path / "w2"), "--format", "cyclonedx"]) == 0
     [component] = json.loads(capsys.readouterr().out)["components"]
     assert (component["purl"], component["name"]) == ("pkg:npm/a%2Fb", "a/b"), component
+
+
+def test_witness_verify_reads_either_spelling_as_one_claim() -> None:
+    """``witness verify --purl`` (witness/statement.py claim_mismatch): a witness signed by an
+    earlier version names ``pkg:npm/a/b@1``; asked by the new spelling it is the claim asked, and
+    the other way round. Another name, or a version on one side only, is another claim."""
+    for asked, signed in ((NEW, OLD), (OLD, NEW), (NEW, NEW)):
+        assert claim_mismatch({"purl": signed}, purl=PurlQuery.parse(asked)) is None, (asked, signed)
+    for asked, signed in ((NEW, "pkg:npm/a%2Fc@1"), ("pkg:npm/a%2Fb", OLD), (NEW, "pkg:npm/b@1")):
+        assert claim_mismatch({"purl": signed}, purl=PurlQuery.parse(asked)), (asked, signed)
