@@ -142,3 +142,32 @@ def test_a_hostile_node_fact_s_long_file_name_does_not_break_the_answer(url: str
         assert not s.write_batch(_fact(module, at, "0a" * 20)).errors
     code, doc = _ask(url, POD, "split_fn")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+@needs_gcc
+def test_a_fact_asked_by_its_own_function_id_is_unknown(tmp_path: Path, url: str) -> None:
+    """The unprobed tail asked by its own function ID (``<bid>:split_fn.part.0+0x0``, as a
+    reachability report names it), and a ``binaryPath`` function the file does not define asked by
+    ID (its fact is its own name): a fact was met by an ID question only as a clone of the name
+    asked, never as the name itself. Seen failing before the fix: not_observed (exit 1) for the host
+    image and for the hostPath container, while asked by name both said unknown. On SQLite and
+    PostgreSQL (the SQL narrows the facts)."""
+    host = tmp_path / "host"
+    bid = _build(tmp_path, host, PROGRAM + MAIN)
+    module = str(host) + APP
+    at = T0 + 2 * DAY
+    absent = Batch("node-1/absent", 1, [_delta(module, "no_such_fn", 0, at, bid)])
+    with open_store(url) as s:
+        calls = [
+            _delta(module, "split_fn", 5, at, bid),
+            _row(POD, module, EvidenceKind.INVOKED, at, bid, "user"),
+        ]
+        s.write(calls, _windows(HOST) + _windows(POD))
+        assert not s.write_batch(_fact(module, at, bid)).errors
+        assert not s.write_batch(absent).errors
+    for image in (HOST, POD):
+        for name in ("split_fn.part.0", "no_such_fn"):
+            code, doc = _ask(url, image, f"{bid}:{name}+0x0")
+            assert (code, doc["answer"]) == (3, "unknown") and name in str(doc["reason"]), (image, doc)
+        code, doc = _ask(url, image, f"{'0f' * 20}:no_such_fn+0x0")  # another build: not this fact
+        assert doc["answer"] != "unknown" or "no_such_fn in" not in str(doc["reason"]), doc

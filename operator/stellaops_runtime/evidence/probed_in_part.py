@@ -44,6 +44,11 @@ def probed_in_part(
     if function is not None and function.is_function_id and not function.entry_id:
         return _at_offset(conn, image=image, function=function, purl=purl)
     rows = queries.unprobed(conn, image=image, function=function, purl=purl, purl_prefix=prefix)
+    if function is not None and function.is_function_id:  # the fact of the very name asked, of its
+        # build (a tail asked by its own ID, an absent function's fact): not a clone of itself
+        named = FunctionQuery(text=function.text, names=function.names)
+        got = queries.unprobed(conn, image=image, function=named, purl=purl, purl_prefix=prefix)
+        rows += [r for r in got if r.build_id == function.build_id and r.function_name in function.names]
     rows += node_file_unprobed(  # a hostPath run of a node's file
         conn, image=image, function=function, purl=purl, purl_prefix=prefix
     )

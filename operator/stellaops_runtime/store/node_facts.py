@@ -81,14 +81,18 @@ def node_file_unprobed(
             for n in function.clones
             for sep in (".", " (.")
         ]
-        where.append(sa.or_(sa.false(), *starts))
+        where.append(sa.or_(c.function_name.in_(function.names), *starts))  # the name itself too
     elif function is not None:
         where.append(queries._name_filter(function))  # the SQL that narrows rows to a function
     facts = queries.rows_where(conn, *where)
     asked = function.build_id if function is not None else ""
     if function is not None and function.is_function_id:  # of any build: one row holds one build-id,
         # the first; the asked build's fact may lie in the row of the build the file was before
-        facts = [r for r in facts if function.matches_clone(r.function_name, asked)]
+        facts = [
+            r
+            for r in facts
+            if r.function_name in function.names or function.matches_clone(r.function_name, asked)
+        ]
     elif function is not None:
         facts = [r for r in facts if function.matches_name(r.function_name)]
     if not facts:
