@@ -161,11 +161,18 @@ _TRIGGERS = (
     *("_bind", "imap_open", "redential", "add_password", "SMTP", "pass_", "Sequelize", "bind_s"),
     *("Redis", "Minio", "Password"),
 )
-# jaydebeapi.connect(jclassname, url, driver_args, jars): driver_args a list ``[user, password]``
+# jaydebeapi.connect(jclassname, url, driver_args, jars): driver_args a list or tuple ``[user,
+# password]``, third or as the keyword ``driver_args=`` after up to 4 arguments
 # (https://github.com/baztian/jaydebeapi; a dict's ``"password"`` key is the key rules'): the list's
-# second item when it is a literal; the first a literal or a name.
+# second item when it is a literal. The first is any item (``os.environ['U']``, ``u'sa'``) but none
+# that closes the list (``['sa'], '/h2.jar'``: a user alone, then the jars, keeps the path).
+_LIST_ITEM = (
+    rf"""(?:{_LITERAL}|\((?:{_LITERAL}|[^()'"\n])*+\)|\[(?:{_LITERAL}|[^\[\]'"\n])*+\]"""
+    r"""|[^,;()\[\]'"\\\n]++)*+"""
+)
 _JAYDEBEAPI = re.compile(
-    rf"jaydebeapi\.connect{_OPEN}(?:{_ARG}{_COMMA}){{2}}\[\s*+(?:{_LITERAL}|[\w.]++){_COMMA}(?P<s>{_SECRET})"
+    rf"jaydebeapi\.connect{_OPEN}(?:(?:{_ARG}{_COMMA}){{2}}|(?:{_ARG}{_COMMA}){{0,4}}?driver_args\s*+=\s*+)"
+    rf"[\[(]\s*+{_LIST_ITEM}{_COMMA}(?P<s>{_SECRET})"
 )
 # Calls found inside an earlier call's arguments (``s.login(u, FTP(h, u, 'pw'))``) read again, at
 # most this many; past it the rest of that earlier call's arguments is the secret (fail closed:

@@ -1,0 +1,76 @@
+"""Secrets still kept next to P6's session-44 fixes (review RP6).
+
+jaydebeapi's driver-arguments list given as the keyword ``driver_args=``, as a tuple, or after a
+first item that is no plain literal or name (``os.environ['U']``, ``u'sa'``): P6's rule read only a
+third positional ``[literal-or-name, 'pw']``, so the password was stored in clear. Each case goes
+through ``PrivacyFilter``, as the agent calls it; a one-item list followed by the jar path keeps
+the path (the rule takes a second item of the list only).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
+
+
+def _filter(text: str) -> str:
+    return PrivacyFilter(PrivacyConfig()).filter_field(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # https://github.com/baztian/jaydebeapi: connect(jclassname, url, driver_args=None, jars=None, …)
+        (
+            "jaydebeapi.connect('org.h2.Driver', url, driver_args=['sa', 'RP6sec-1'])",
+            "jaydebeapi.connect('org.h2.Driver', url, driver_args=['sa', [REDACTED]])",
+        ),
+        (
+            "jaydebeapi.connect(jclassname='c', url=u, jars='/h2.jar', driver_args = ['sa', 'RP6sec-1'])",
+            "jaydebeapi.connect(jclassname='c', url=u, jars='/h2.jar', driver_args = ['sa', [REDACTED]])",
+        ),
+        (
+            "jaydebeapi.connect('c', url, [os.environ['DB_USER'], 'RP6sec-1'])",
+            "jaydebeapi.connect('c', url, [os.environ['DB_USER'], [REDACTED]])",
+        ),
+        (
+            "jaydebeapi.connect('c', url, [getenv('U'), 'RP6sec-1'], '/h2.jar')",
+            "jaydebeapi.connect('c', url, [getenv('U'), [REDACTED]], '/h2.jar')",
+        ),
+        (
+            "jaydebeapi.connect('c', url, [u'sa', u'RP6sec-1'])",
+            "jaydebeapi.connect('c', url, [u'sa', [REDACTED]])",
+        ),
+        (
+            "jaydebeapi.connect('c', url, ('sa', 'RP6sec-1'))",
+            "jaydebeapi.connect('c', url, ('sa', [REDACTED]))",
+        ),
+    ],
+)
+def test_a_jaydebeapi_password_by_keyword_tuple_or_after_any_user_goes(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "RP6sec-1" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "jaydebeapi.connect('c', url, ['sa'], '/opt/h2.jar')",  # a user alone, then the jars
+        "jaydebeapi.connect('c', url, driver_args=[user, pw])",
+        "jaydebeapi.connect('c', url, (args), '/opt/h2.jar')",
+    ],
+)
+def test_a_jaydebeapi_call_without_a_literal_second_item_keeps_its_text(text: str) -> None:
+    assert _filter(text) == text
+
+
+@pytest.mark.parametrize(
+    "unit", ["jaydebeapi.connect(a, b, [x[", "jaydebeapi.connect(a, b, c, driver_args=[(, "]
+)
+def test_the_jaydebeapi_rule_costs_linear_time_on_a_hostile_field(unit: str) -> None:
+    ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
+    assert ratio < 10, f"{unit!r}: 64 KiB costs {ratio:.1f}x the 16 KiB field"
