@@ -14,7 +14,6 @@ same counters in the same order, the same caches in the same order.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 from pathlib import Path
 
@@ -63,10 +62,10 @@ def _kallsyms(tmp_path: Path) -> str:
     return str(p)
 
 
-@functools.cache
-def _events() -> tuple[RuntimeCallEvent, ...]:
-    """The events both cases give both canonicalizers: made once (1.3 s of decoding the fixture
-    streams); a tuple, and every user deep-copies it before canonicalizing."""
+@pytest.fixture(scope="module")
+def events() -> tuple[RuntimeCallEvent, ...]:
+    """The events both cases give both canonicalizers: made once per module (1.3 s of decoding the
+    fixture streams), let go after it; a tuple, and every user deep-copies it before canonicalizing."""
     streams = golden._streams(with_json=False)
     st = common.AdapterStats()
     out = []
@@ -103,7 +102,10 @@ def _events() -> tuple[RuntimeCallEvent, ...]:
 
 @pytest.mark.parametrize("proc_root", [None, "/nonexistent-proc"])
 def test_stacks_are_filled_as_frame_by_frame(
-    tmp_path: Path, proc_root: str | None, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    proc_root: str | None,
+    caplog: pytest.LogCaptureFixture,
+    events: tuple[RuntimeCallEvent, ...],
 ) -> None:
     caplog.set_level(logging.CRITICAL)
     kallsyms = _kallsyms(tmp_path)
@@ -111,7 +113,6 @@ def test_stacks_are_filled_as_frame_by_frame(
         cls(proc_root=proc_root, kallsyms_path=kallsyms, node_name="this-node", max_binaries=2)
         for cls in (FrameCanonicalizer, FrameByFrame)
     ]
-    events = _events()
     got = []
     for fc in made:
         # build-ids of a loader for the modules of the odd frames, one unfit for the short ID form
