@@ -14,13 +14,18 @@ doubts (the unprobed split tails of evidence/probed_in_part.py too). SQLite and 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from stellaops_runtime.cli.main import main
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.native.host_tails import host_tails
+from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.refs import purl_prefixed
+from tests.integration.test_probed_in_part_host import _host_program
 from tests.integration.test_vex import DAY, IMG, T0, S, watched
 
 NEW, OLD = "pkg:generic/a%2Fb@1", "pkg:generic/a/b@1"  # one package: as written now, and before d94a72f
@@ -100,3 +105,38 @@ def test_an_unprobed_tail_under_the_other_spelling_is_no_not_observed(
         doc = json.loads(capsys.readouterr().out)
         assert (code, doc["answer"]) == (3, "unknown"), (prefix, doc)
         assert "F.part.0" in doc["reason"], (prefix, doc["reason"])
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("nm") is None, reason="needs gcc")
+def test_a_node_files_tail_under_the_other_spelling_is_no_not_observed(
+    tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The image's own copy of a node file's build (store/node_facts.py): loaded before the upgrade
+    under the old spelling, so the node's unprobed fact of that build is of the package; another
+    file of it loaded after, under the new. Asked by the new spelling's prefix, the fact was not
+    counted (the image's row of the build is of another prefix) and the answer was not_observed."""
+    target = _host_program(tmp_path)  # gcc -O2: split_fn + split_fn.part.0 (tests/integration)
+    ((key, (bid, _purl)),) = host_tails([target], node_name="node-1").items()
+    start = T0 + 3 * DAY
+    loaded: list[HotSymbolDelta] = []
+    for path, build, purl, day in (("/usr/bin/stella-app", bid, OLD, 3), (TWO, "0e" * 20, NEW, 20)):
+        at = T0 + day * DAY
+        loaded.append(HotSymbolDelta(
+            HotSymbolKey(IMG, path, "", LOADED), at, 1, at + S, at + S, build_id=build, purl=purl,
+            node_name="node-1",
+        ))  # fmt: skip
+    with open_store(url) as s:
+        s.write(loaded, watched(range(40)))
+        fact = HotSymbolDelta(
+            HotSymbolKey("host:node-1", key[1], key[2], UNPROBED), start, 0, start, start,
+            confidence=0.0, build_id=bid, node_name="node-1",
+        )  # fmt: skip
+        assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
+    capsys.readouterr()
+    for prefix in ("pkg:generic/a%2Fb", "pkg:generic/a/b"):
+        code = main(
+            ["query", "functions", "--store", url, "--image", IMG, "--purl", prefix, "--prefix", "--json"]
+        )
+        doc = json.loads(capsys.readouterr().out)
+        assert (code, doc["answer"]) == (3, "unknown"), (prefix, doc)
+        assert "split_fn.part.0" in doc["reason"], (prefix, doc["reason"])

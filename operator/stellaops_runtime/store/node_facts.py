@@ -129,7 +129,8 @@ def _of_package(
         by_purl = queries._purl_filter(conn, image=image, purl=purl)
         stmt = stmt.where(c.purl == "" if by_purl is None else sa.or_(by_purl, c.purl == ""))
     if purl_prefix is not None:
-        stmt = stmt.where(sa.or_(sa.func.substr(c.purl, 1, len(purl_prefix)) == purl_prefix, c.purl == ""))
+        # a name's ``/`` in either spelling (refs.purl_prefixed): rows stored before ``%2F`` too
+        stmt = stmt.where(sa.or_(queries.prefix_filter(conn, image=image, prefix=purl_prefix), c.purl == ""))
     return stmt
 
 
