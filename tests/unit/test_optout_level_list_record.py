@@ -76,3 +76,61 @@ def test_tetragon_events_without_a_pod_take_the_level_list_over_the_record_they_
     assert pipeline.optout.counts() == {"annotation": 8, "label": 0, "operator": 0}
     deltas, _ = pipeline.drain()
     assert sum(d.invocation_count for d in deltas if d.key.image_digest == _digest("private")) == 4
+
+
+S = 1_000_000_000
+T0 = 1_795_510_800  # process_exec's second 0
+
+
+def _bare(i: int, second: int | None = None) -> tuple[bytes, int]:
+    """A Tetragon event naming only its container (``process.docker``) of process ``i``, at
+    ``second`` (default ``i``): the same process at another time is a repeat for the fast path."""
+    m = events_pb2.GetEventsResponse.FromString(_exec("private", i))
+    m.process_exec.process.ClearField("pod")
+    m.process_exec.process.docker = _cid("private")[:31]
+    m.time.seconds = T0 + (i if second is None else second)
+    return m.SerializeToString(), 1
+
+
+def _bare_kprobe(second: int) -> tuple[bytes, int]:
+    """A call of one process (always the same: a repeat for the fast path) naming only its container."""
+    m = events_pb2.GetEventsResponse(node_name="node-1")
+    k = m.process_kprobe
+    k.process.exec_id, k.process.binary, k.process.pid.value = "private-k", "/usr/bin/app", 4242
+    k.process.docker = _cid("private")[:31]
+    k.function_name, k.policy_name = "__x64_sys_write", "stellaops-syscalls"
+    f = k.user_stack_trace.add()
+    f.module, f.offset, f.symbol = "/usr/lib/libx.so", 0x1234, "hint"
+    m.time.seconds = T0 + second
+    return m.SerializeToString(), 1
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "no-fast-path"])
+def test_events_from_before_the_agent_read_the_list_stay_dropped_when_read_late(
+    tmp_path: Path, fast_path: bool
+) -> None:
+    """A restarted agent reads the JSON export's lines written while none ran (sources/
+    export_checkpoint.py), after reading ``optedIn`` at its start: a pod created opted out and given
+    a level while no agent ran had those lines counted, the time it was opted out among them. The
+    list speaks over the record only for events from when the agent read it; earlier ones stay
+    dropped (a gap), as the docs say, and are never remembered by the fast path as dropped for good."""
+    path = tmp_path / "probes.json"
+    pipeline = _watched_pipeline(path, fast_path)
+    assert pipeline.optout_watch is not None
+    pipeline.optout_watch.wall = lambda: (T0 + 100) * S  # the agent reads the list at second 100
+    pipeline.container_lookup = ContainerLookup(_records("private"), "containerd")
+    _probes(path, opted_in=["uid-private"])
+    labelled = process_exec("private", 5, container_id=_cid("private"), digest=_digest("private"))
+    backlog = [_bare(i % 2) for i in range(6)] + [(labelled, 1)]  # seconds 0, 1 and 5: read late
+    pipeline.process_proto(backlog)
+    assert pipeline.optout.counts() == {"annotation": 7, "label": 0, "operator": 0}
+    assert pipeline.processed == 0
+    pipeline.process_proto([_bare_kprobe(10 + i) for i in range(6)])  # repeats, from before the read
+    assert pipeline.optout.counts()["annotation"] == 13 and pipeline.processed == 0
+    live = [_bare(i % 2, 100 + i) for i in range(6)] + [_bare_kprobe(110 + i) for i in range(6)]
+    pipeline.process_proto(live)  # the same processes' events after the read: never dropped for good
+    assert pipeline.optout.counts()["annotation"] == 13 and pipeline.processed == 12
+    deltas, windows = pipeline.drain()
+    assert deltas and min(d.first_seen_ns for d in deltas) >= (T0 + 100) * S  # nothing from before
+    first_minute = [w for w in windows if w.window_start_ns == T0 * S]
+    assert first_minute and all(w.source == "opted_out" for w in first_minute)

@@ -205,6 +205,9 @@ def _watched_pipeline(path: Path, fast_path: bool = True) -> Pipeline:
     pipeline = Pipeline(parse_config(cfg), node_name="node-1", fast_path=fast_path)
     assert pipeline.optout_watch is not None
     pipeline.optout_watch.interval = 0.0
+    # optedIn read at wall time 0: it speaks for the fixture's events whatever their time (their
+    # time against the read's: test_optout_level_list_record.py)
+    pipeline.optout_watch.wall = lambda: 0
     return pipeline
 
 

@@ -149,7 +149,7 @@ class OutcomeLearner(OutcomeTable):
         o = Outcome(ev, self._generation, self._facts.get(ev.process.exec_id))
         stats, fc, agg, optout = self._stats, self._fc, self._agg, self._optout
         repaired = dict(stats.repaired)
-        opted = dict(optout.dropped)
+        opted, early = dict(optout.dropped), optout.before_opted_in
         fields, truncated = privacy.fields_redacted, privacy.arguments_truncated
         patterns = list(privacy.redactions_by_pattern.items())
         canon = dict(fc.counters) if fc is not None else {}
@@ -164,6 +164,9 @@ class OutcomeLearner(OutcomeTable):
         o.adapter = tuple(kv for kv in delta(repaired, stats.repaired) if kv[0] != "time_clamped")
         o.enrich = delta(enrich, enrich_counts(lookup))
         o.opted_out = next((k for k, _ in delta(opted, optout.dropped)), "")
+        if optout.before_opted_in != early:  # dropped for its time alone: a later repeat may count
+            self._not_kept("before_opted_in")
+            return
         o.privacy_dropped = privacy.events_filtered != filtered
         if not o.opted_out and not o.privacy_dropped:
             d_fields, d_truncated = privacy.fields_redacted - fields, privacy.arguments_truncated - truncated

@@ -23,6 +23,8 @@ was read once. Entries the parser skips are counted in ``bad_entries``.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from stellaops_runtime.agent.watched_file import Missing, WatchedFile
 from stellaops_runtime.native.config import NativeConfigError
@@ -44,6 +46,8 @@ class OptOutWatch:
         self.bad_entries = 0  # entries of the last read that were skipped
         self._file = WatchedFile(path, interval=interval, max_bytes=MAX_FILE_BYTES, what="opted-out pods")
         self._ever_read = False
+        # The wall clock of a read: optedIn speaks over the runtime's record from then on (tests set it).
+        self.wall: Callable[[], int] = time.time_ns
 
     @property
     def interval(self) -> float:
@@ -80,7 +84,7 @@ class OptOutWatch:
             log.warning(
                 "%s: %d opted-out/opted-in pod entries unusable and skipped", self.path, self.bad_entries
             )
-        changed = self.optout.set_operator(pods, at_level)
+        changed = self.optout.set_operator(pods, at_level, self.wall())
         if changed:
             log.info("opted-out pods from the operator: %d", self.optout.operator_pods)
         return changed

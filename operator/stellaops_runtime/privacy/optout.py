@@ -57,7 +57,10 @@ record says (its annotation or label at creation), from the moment the agent
 reads the list: :meth:`OptOut.record_reason`. It never speaks over what an
 event carries itself (Tetragon's current annotation or label) or over the
 operator's ``optedOut``, and a pod re-created under the same name is another
-uid. Events before that moment stay dropped, their time an opted-out gap.
+uid. Events before that moment stay dropped, their time an opted-out gap:
+events from before it read late (a restarted agent reading the export lines
+written while none ran) too, by their time, and they are counted in
+``before_opted_in`` so that the fast path never remembers such a drop.
 
 Dropped events are counted by how the opt-out was recognised (``annotation``
 first, then ``label``, then ``operator``); the agent exports the counts as
@@ -123,40 +126,53 @@ def _names_a_level(pod: PodInfo | None) -> bool:
 class OptOut:
     """The per-event stage: ``drops(ev)`` is True (and counted) for an event of an opted-out pod."""
 
-    __slots__ = ("_bare", "_in", "_names", "_uids", "dropped")
+    __slots__ = ("_bare", "_in", "_names", "_uids", "before_opted_in", "dropped")
 
     def __init__(self) -> None:
         self.dropped: Counter[str] = Counter()  # events dropped, by reason
         self._uids: frozenset[str] = frozenset()  # the operator's list (set_operator)
         self._names: frozenset[tuple[str, str]] = frozenset()
         self._bare: frozenset[tuple[str, str]] = frozenset()  # entries without a uid, by name
-        self._in: frozenset[str] = frozenset()  # uids the operator reads at a level (optedIn)
+        self._in: dict[str, int] = {}  # uid the operator reads at a level (optedIn) -> since (wall ns)
+        self.before_opted_in = 0  # events the record dropped only for their time (before the list)
 
-    def set_operator(self, pods: Iterable[tuple[str, str, str]], opted_in: Iterable[str] = ()) -> bool:
+    def set_operator(
+        self, pods: Iterable[tuple[str, str, str]], opted_in: Iterable[str] = (), read_ns: int = 0
+    ) -> bool:
         """Replace the operator's lists: opted-out pods, (namespace, name, uid) each, and the uids of
         pods whose annotation names a level (``optedIn``); True if either changed.
 
         An entry without a uid matches every event by namespace and name; one
         without a namespace or name matches by uid only. A uid in both lists
-        is taken as opted out.
+        is taken as opted out. ``read_ns``: when the agent read the lists (wall
+        clock); a uid ``optedIn`` names from now on speaks over the record for
+        events from then on only (0: for every event).
         """
         pods = list(pods)
         uids = frozenset(uid for _, _, uid in pods if uid)
         names = frozenset((ns, name) for ns, name, _ in pods if ns and name)
         bare = frozenset((ns, name) for ns, name, uid in pods if ns and name and not uid)
         at_level = frozenset(u for u in opted_in if u and type(u) is str) - uids
-        if uids == self._uids and names == self._names and bare == self._bare and at_level == self._in:
+        same_in = at_level == self._in.keys()
+        if uids == self._uids and names == self._names and bare == self._bare and same_in:
             return False
-        self._uids, self._names, self._bare, self._in = uids, names, bare, at_level
+        self._uids, self._names, self._bare = uids, names, bare
+        self._in = {u: self._in.get(u, read_ns) for u in at_level}  # a uid still named keeps its time
         return True
 
-    def record_reason(self, pod: PodInfo | None) -> str | None:
+    def record_reason(self, pod: PodInfo | None, at_ns: int = 0) -> str | None:
         """:func:`opt_out_reason` of a pod as the container runtime's record gives it (its annotation
-        and label at its creation): None once the operator's ``optedIn`` names its uid."""
+        and label at its creation): None once the operator's ``optedIn`` names its uid, for an
+        event at ``at_ns`` (0: now) no earlier than the agent read that."""
         reason = opt_out_reason(pod)
-        if reason is not None and self._in and pod is not None and _text(pod.uid) in self._in:
+        if reason is not None and self._in and pod is not None and self._spoken_over(_text(pod.uid), at_ns):
             return None
         return reason
+
+    def _spoken_over(self, uid: str, at_ns: int) -> bool:
+        """Whether ``optedIn`` speaks over the record of pod ``uid`` for an event at ``at_ns``."""
+        since = self._in.get(uid)
+        return since is not None and not (0 < at_ns < since)
 
     @property
     def operator_pods(self) -> int:
@@ -186,16 +202,21 @@ class OptOut:
         that record's (``pod_from_record``: Pipeline._finish, lifecycle/lookup.enrich), so the
         operator's ``optedIn`` speaks over it (:meth:`record_reason`).
         """
-        pod = ev.pod
+        pod, at = ev.pod, ev.timestamp_ns
         from_record = pod_from_record or ev.source == OWN_PROBES
-        reason = self.record_reason(pod) if from_record else opt_out_reason(pod)
+        reason = self.record_reason(pod, at) if from_record else opt_out_reason(pod)
+        if reason is not None and from_record and pod is not None and _text(pod.uid) in self._in:
+            self.before_opted_in += 1  # the list names it, but only since after this event
         c = ev.container
         if reason is None and registry is not None and c is not None and c.id and not _names_a_level(pod):
             reason = registry.opted_out_by_id(c.id) or None
             if reason is not None and self._in:  # the record's word, unless optedIn names the pod since
                 rec = registry.pod_by_container_id(c.id)
                 if rec is not None and _text(rec.uid) in self._in:
-                    reason = None
+                    if self._spoken_over(_text(rec.uid), at):
+                        reason = None
+                    else:
+                        self.before_opted_in += 1
         if reason is None:
             if not (self._uids or self._names):  # no list: no call per event
                 return False
