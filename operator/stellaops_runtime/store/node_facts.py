@@ -129,7 +129,7 @@ def _of_package(
         by_purl = queries._purl_filter(conn, image=image, purl=purl)
         stmt = stmt.where(c.purl == "" if by_purl is None else sa.or_(by_purl, c.purl == ""))
     if purl_prefix is not None:
-        # a name's ``/`` in either spelling (refs.purl_prefixed): rows stored before ``%2F`` too
+        # a name's ``/`` in either spelling (refs.prefix_test): rows stored before ``%2F`` too
         stmt = stmt.where(sa.or_(queries.prefix_filter(conn, image=image, prefix=purl_prefix), c.purl == ""))
     return stmt
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import FACT_KINDS, EvidenceKind
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
-from stellaops_runtime.store.refs import PurlQuery, purl_prefixed
+from stellaops_runtime.store.refs import PurlQuery, prefix_test
 from stellaops_runtime.store.same_image import same_image
 from stellaops_runtime.store.schema import (
     hot_symbol_windows,
@@ -126,14 +126,15 @@ def matching_purls(conn: sa.Connection, *, image: str, purl: PurlQuery, facts: b
 
 def prefixed_purls(conn: sa.Connection, *, image: str, prefix: str, facts: bool = True) -> list[str]:
     """The distinct stored purls of ``image`` that start with ``prefix`` (case-sensitive, a ``%2F``
-    read as ``/``: refs.purl_prefixed; ``facts`` as for :func:`matching_purls`)."""
-    return sorted(p for (p,) in conn.execute(_purls(conn, image, facts)) if purl_prefixed(p, prefix))
+    read as ``/``: refs.prefix_test; ``facts`` as for :func:`matching_purls`)."""
+    covers = prefix_test(prefix)
+    return sorted(p for (p,) in conn.execute(_purls(conn, image, facts)) if covers(p))
 
 
 def prefix_filter(conn: sa.Connection, *, image: str, prefix: str) -> sa.ColumnElement[bool]:
     """The WHERE clause for the purls ``prefix`` covers: those starting with it as written (a
     ``substr``, plus PostgreSQL's index on LIKE; SQLite refuses a pattern over 50,000 bytes), and
-    the image's few stored with a name's ``/`` spelled the other way (refs.purl_prefixed)."""
+    the image's few stored with a name's ``/`` spelled the other way (refs.prefix_test)."""
     c = hot_symbols.c
     raw = sa.func.substr(c.purl, 1, len(prefix)) == prefix
     if conn.dialect.name == "postgresql":
