@@ -69,8 +69,64 @@ def test_a_jaydebeapi_call_without_a_literal_second_item_keeps_its_text(text: st
 
 
 @pytest.mark.parametrize(
-    "unit", ["jaydebeapi.connect(a, b, [x[", "jaydebeapi.connect(a, b, c, driver_args=[(, "]
+    "unit",
+    [
+        "jaydebeapi.connect(a, b, [x[",
+        "jaydebeapi.connect(a, b, c, driver_args=[(, ",
+        '"u:a\\" b\\\\',  # spaced_logons: escaped quotes and backslashes in a quoted password
+        ' "a://u:x\\"y ',
+    ],
 )
-def test_the_jaydebeapi_rule_costs_linear_time_on_a_hostile_field(unit: str) -> None:
+def test_the_widened_rules_cost_linear_time_on_a_hostile_field(unit: str) -> None:
     ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, f"{unit!r}: 64 KiB costs {ratio:.1f}x the 16 KiB field"
+
+
+def test_a_cut_quoted_url_holding_escaped_quotes_costs_linear_time() -> None:
+    # spaced_logons' cut-URL rule reads to the field's end from a quote: escaped quotes no longer stop it
+    def cut(text: str) -> str:
+        return PrivacyFilter(PrivacyConfig(max_argument_bytes=len(text) - 1)).filter_field(text)
+
+    ratio = growth(cut, ' "a://u:x\\"y \\"')
+    assert ratio < 10, f"64 KiB costs {ratio:.1f}x the 16 KiB field"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # a double-quoted argument of a script: ``\"`` and ``\\`` are characters of the password
+        ('app -dsn "app:a\\"b RP6sec-2@tcp(db:3306)/x"', 'app -dsn "app:[REDACTED]@tcp(db:3306)/x"'),
+        (
+            'sh -c \'app -dsn "app:a\\"b RP6sec-2@unix(/run/my.sock)/x"\'',
+            "sh -c 'app -dsn \"app:[REDACTED]@unix(/run/my.sock)/x\"'",
+        ),
+        ('app --url "postgres://u:a\\"b RP6sec-2@db/x"', 'app --url "postgres://u:[REDACTED]@db/x"'),
+        ('app -dsn "app:a\\\\b RP6sec-2@tcp(db)/x"', 'app -dsn "app:[REDACTED]@tcp(db)/x"'),
+    ],
+)
+def test_a_quoted_password_holding_a_backslash_escaped_quote_and_a_blank_goes(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "RP6sec-2" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'echo "u:a\\" b" c@/x',  # the escaped quote is the text's, the closing one ends it
+        "echo 'u:a\\' b c@/x",  # in single quotes a backslash escapes nothing
+        'sh -c "echo \\"u:a b\\" c@/x"',  # an escaped opening quote: its closing one ends it
+    ],
+)
+def test_a_quote_closing_the_argument_still_ends_a_quoted_password(text: str) -> None:
+    assert _filter(text) == text
+
+
+@pytest.mark.parametrize("tail", ["\\", "\\\\\\", '\\"'])
+def test_a_quoted_url_cut_inside_an_escape_of_its_password_loses_the_password(tail: str) -> None:
+    # privacy.maxArgumentBytes cut the field right after (or inside) a backslash escape
+    head = 'app --verbose --output=/var/log/app.log --url "postgres://u:RP6sec-3 b' + tail  # 64+ bytes
+    text = head + 'x@db/x" --next'
+    out = PrivacyFilter(PrivacyConfig(max_argument_bytes=len(head))).filter_field(text)
+    assert "RP6sec-3" not in out
+    assert out.startswith('app --verbose --output=/var/log/app.log --url "postgres://u:[REDACTED]')
