@@ -146,3 +146,23 @@ def test_the_calls_per_day_under_the_other_digest_count_too(
     code, doc = ask(capsys, "evidence", "--store", url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
                     "--function", "crc32", "--json")  # fmt: skip
     assert code == 0 and doc["rts"]["score"] == 1.0, doc["rts"]
+
+
+def test_the_calls_per_day_are_those_of_the_rows_the_answer_counts(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The day counts read each row's own key (digest, module, function, kind), not every digest of
+    the rows crossed with every key: crc32 on a stack under the config digest with no package (a
+    node without attribution) is no row of zlib's, and its 2,000 calls are none of zlib's day
+    (review RDG2 of d65c0f1b: max_calls_in_a_day 2,000 over an invocation_count of 5)."""
+    fill(url)
+    zlib = HotSymbolDelta(HotSymbolKey(CONFIG, ZLIB, "crc32", EvidenceKind.INVOKED), at(1), 3,
+                          at(1) + S, at(1) + 2 * S, purl=PURL, node_name="node-2")  # fmt: skip
+    none = HotSymbolDelta(HotSymbolKey(CONFIG, ZLIB, "crc32", EvidenceKind.ON_STACK), at(2), 2_000,
+                          at(2) + S, at(2) + 2 * S, purl="", node_name="node-2")  # fmt: skip
+    with open_store(url) as s:
+        s.write([zlib, none], [])
+    code, doc = ask(capsys, "evidence", "--store", url, "--image", CONFIG, "--purl", "pkg:deb/debian/zlib1g",
+                    "--function", "crc32", "--json")  # fmt: skip
+    assert code == 0 and doc["data"]["invocation_count"] == 5, doc["data"]
+    assert doc["data"]["max_calls_in_a_day"] == 5, doc["data"]

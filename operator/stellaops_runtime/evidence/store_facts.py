@@ -87,13 +87,14 @@ def _calls_per_day(
     if not rows:
         return {}, []
     w = hot_symbol_windows.c
-    keys = {(r.module, r.function_name, r.evidence_kind) for r in rows}
+    # Each row's own key, its digest too (the image's, or one paired with it: store/same_image.py):
+    # never the rows' digests crossed with their keys, which reaches rows the answer left out.
+    keys = sorted({(r.image_digest, r.module, r.function_name, r.evidence_kind) for r in rows})
     first, last = utc_date(w.first_seen).label("first"), utc_date(w.last_seen).label("last")
     stmt = (
         sa.select(first, last, w.evidence_kind, exact_sum(w.invocation_count).label("calls"))
-        .where(  # the rows' digests: the image's, and those paired with it (store/same_image.py)
-            w.image_digest.in_(sorted({r.image_digest for r in rows})),
-            sa.tuple_(w.module, w.function_name, w.evidence_kind).in_(keys),
+        .where(
+            sa.tuple_(w.image_digest, w.module, w.function_name, w.evidence_kind).in_(keys),
             w.invocation_count > 0,
         )
         .group_by(first, last, w.evidence_kind)
