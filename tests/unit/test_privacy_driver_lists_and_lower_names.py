@@ -1,10 +1,14 @@
 """Secrets still kept next to P6's session-44 fixes (review RP6).
 
-jaydebeapi's driver-arguments list given as the keyword ``driver_args=``, as a tuple, or after a
-first item that is no plain literal or name (``os.environ['U']``, ``u'sa'``): P6's rule read only a
-third positional ``[literal-or-name, 'pw']``, so the password was stored in clear. Each case goes
-through ``PrivacyFilter``, as the agent calls it; a one-item list followed by the jar path keeps
-the path (the rule takes a second item of the list only).
+- jaydebeapi's driver-arguments list given as the keyword ``driver_args=``, as a tuple, or after a
+  first item that is no plain literal or name (``os.environ['U']``, ``u'sa'``): P6's rule read only
+  a third positional ``[literal-or-name, 'pw']``. A one-item list then the jar path keeps the path.
+- A quoted URL or Go DSN password holding a blank and a backslash escape (``"app:a\\"b c@tcp(db)/x"``):
+  spaced_logons stopped at the backslash; and a quoted URL cut right after one kept its password.
+- ``*_SALT`` and ``SSHPASS`` in lower or mixed case in argv (``db_salt=x``, ``sshpass=x``), read
+  as P6 read ``*_CREDS``/``*_DSN``/``*_JWT``: a switch word or a number stays a setting.
+
+Each case goes through ``PrivacyFilter``, as the agent calls it.
 """
 
 from __future__ import annotations
@@ -130,3 +134,32 @@ def test_a_quoted_url_cut_inside_an_escape_of_its_password_loses_the_password(ta
     out = PrivacyFilter(PrivacyConfig(max_argument_bytes=len(head))).filter_field(text)
     assert "RP6sec-3" not in out
     assert out.startswith('app --verbose --output=/var/log/app.log --url "postgres://u:[REDACTED]')
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # ``*_SALT`` (WordPress' AUTH_SALT…) and ``SSHPASS`` written in lower or mixed case in argv
+        ("db_salt=RP6sec-4 ./run", "db_salt=[REDACTED] ./run"),
+        ("env wordpress_Auth_Salt='RP6sec-4 x' php-fpm", "env wordpress_Auth_Salt=[REDACTED] php-fpm"),
+        ('sh -c "sshpass=RP6sec-4 ./deploy"', 'sh -c "sshpass=[REDACTED] ./deploy"'),
+        ("Sshpass=RP6sec-4 ./deploy", "Sshpass=[REDACTED] ./deploy"),
+    ],
+)
+def test_a_lower_or_mixed_case_salt_or_sshpass_name_loses_its_value(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "RP6sec-4" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "app use_salt=true hash_salt=1",  # a switch or a number is a setting
+        "apt-get install -y sshpass",
+        "pkgs=sshpass ./install",
+        "app salt_rounds=12",  # another name: the suffix must end it
+    ],
+)
+def test_a_setting_or_a_word_holding_salt_or_sshpass_stays(text: str) -> None:
+    assert _filter(text) == text

@@ -98,3 +98,11 @@ def test_a_key_nesting_parentheses_four_deep_keeps_the_string() -> None:
     assert _filter(kept) == kept
     gone = "ConvertTo-SecureString -Key (((1))) 'Gone-8'"
     assert _filter(gone) == "ConvertTo-SecureString -Key (((1))) [REDACTED]"
+
+
+def test_a_lower_case_name_ending_in_pat_keeps_its_value() -> None:
+    # ``*_PAT`` counts in argv in upper case only: in lower case ``_pat`` most often names a pattern
+    # (``file_pat=*.log``), and a provider's token there still goes by its prefix rule (review RP6)
+    assert _filter("db_pat=KeptPat-9 ./run") == "db_pat=KeptPat-9 ./run"
+    assert _filter("DB_PAT=GonePat-9 ./run") == "DB_PAT=[REDACTED] ./run"
+    assert _filter("db_pat=ghp_" + "A1b2C3d4E5" * 3 + "abcdef ./run") == "db_pat=ghp_[REDACTED] ./run"

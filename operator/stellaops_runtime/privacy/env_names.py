@@ -85,10 +85,12 @@ _SETTING = rf"(?i:{'|'.join(SETTING_WORDS)}|\d+)"
 # ``sort_key=name`` stay (their names are no variable's in lower case).
 ANY_CASE_SUFFIXES: tuple[str, ...] = ("_PSW",)
 # Suffixes matched in any case in argument text unless the value is a setting: ``db_creds=u:pw``,
-# ``sentry_dsn=https://key@host/1``, ``db_jwt=eyJ…`` lose their values; ``use_jwt=true``,
+# ``sentry_dsn=https://key@host/1``, ``db_jwt=eyJ…``, ``db_salt=x`` lose their values; ``use_jwt=true``,
 # ``load_creds=1`` (a switch word of key_words.SETTING_WORDS or a number) stay. A suffix counts only
-# when a configured glob matches a name ending in it (``*_CREDS``, ``*DSN``, ``*_JWT``).
-SETTING_GUARDED_SUFFIXES: tuple[str, ...] = ("_CREDS", "_DSN", "_JWT")
+# when a configured glob matches a name ending in it (``*_CREDS``, ``*DSN``, ``*_JWT``, ``*_SALT``);
+# an entry without a leading ``_`` is a whole name (``sshpass=x``, the glob ``SSHPASS``). ``_PAT``
+# is not one: in lower case it most often names a pattern (``file_pat=*.log``).
+SETTING_GUARDED_SUFFIXES: tuple[str, ...] = ("_CREDS", "_DSN", "_JWT", "_SALT", "SSHPASS")
 
 
 def glob_to_regex(glob: str) -> str:
@@ -135,9 +137,13 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
         for g in globs
     ]
     matched = name_regex(globs) if globs else None
-    guarded = [s.lower() for s in SETTING_GUARDED_SUFFIXES if matched is not None and matched.match("X" + s)]
+    suffixes = [
+        s.lower() for s in SETTING_GUARDED_SUFFIXES if s[0] == "_" and matched and matched.match("X" + s)
+    ]
+    whole = [s.lower() for s in SETTING_GUARDED_SUFFIXES if s[0] != "_" and matched and matched.match(s)]
+    guarded = ([f"{_NAME_CHAR}*(?:{'|'.join(suffixes)})"] if suffixes else []) + whole
     if guarded:  # after the upper-case ones: ``DB_JWT=1`` still loses its value
-        alternatives.append(rf"(?i:{_NAME_CHAR}*(?:{'|'.join(guarded)}))(?=\\*=(?!{_SETTING}(?![^\s\"';&])))")
+        alternatives.append(rf"(?i:{'|'.join(guarded)})(?=\\*=(?!{_SETTING}(?![^\s\"';&])))")
     names = "|".join(alternatives)
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
