@@ -163,3 +163,16 @@ def test_a_lower_or_mixed_case_salt_or_sshpass_name_loses_its_value(text: str, w
 )
 def test_a_setting_or_a_word_holding_salt_or_sshpass_stays(text: str) -> None:
     assert _filter(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # compact JSON and value lists: a quote next to a separator ends a value, no DSN password holds it
+        '{"image":"nginx:1.25","alias":"@/components"}',
+        '["mysql:8","@/db"]',
+        "--set image=nginx:1.25,'path=@/x'",
+    ],
+)
+def test_a_quote_next_to_a_separator_is_no_go_dsn_passwords(text: str) -> None:
+    assert _filter(text) == text

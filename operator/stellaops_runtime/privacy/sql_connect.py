@@ -33,9 +33,12 @@ _CLIENTS = ("sqlplus", "rman", "dgmgrl", "sqlcl")
 # one) runs to the ``@`` before the protocol (``tcp``, ``tcp6``, ``unix``) or before the ``/`` of a DSN
 # naming none (``user:password@/db``); the user starts a word. A quote inside the password is one of
 # its characters (``app:it's@tcp(db)/x``, an argument with no blank that Tetragon does not quote), not
-# its first (the quote that opens an argument, ``"u:a b"``, is spaced_logons').
+# its first (the quote that opens an argument, ``"u:a b"``, is spaced_logons'), nor one next to a
+# separator, which ends a value of compact JSON or a list (``{"image":"nginx:1.25","a":"@/x"}`` keeps
+# its tag).
 _GO_DSN = re.compile(
-    r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)(?P<s>[^\s'"][^\s]{0,127}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
+    r"""(?<![^\s'"=])[^\s:/@'"]++:(?!//)"""
+    r"""(?P<s>[^\s'"](?:[^\s'"]|(?<![,;:=\[{(])['"](?![,;:=\]})])){0,127}?)@(?:(?:tcp6?+|unix)\(|/(?=[\w$]))"""
 )
 
 
