@@ -100,3 +100,33 @@ def test_a_clock_that_drifts_without_stepping_widens_no_span(monkeypatch: pytest
     src._note_drops(_counters(lost=1), now)
     (drop,) = src.take_drops()
     assert (drop.start_ns, drop.end_ns) == (start, now), (drop.end_ns - drop.start_ns, now - start)
+
+
+@pytest.mark.parametrize("since_load", [True, False])
+def test_a_look_taken_late_by_the_event_loop_widens_no_span(
+    monkeypatch: pytest.MonkeyPatch, since_load: bool
+) -> None:
+    """A look at the targets' files reads its wall clock on the probes' thread; the event loop notes
+    its span later (the executor's hand-off: 10 ms at a load of 12). The span's end was dated by the
+    boottime read at the noting, not at the look: the clocks then disagreed by the hand-off, a step
+    was assumed, and the span began that much before the load or the previous look (a flaky
+    test_native_former_scan run). A span begun early covers time the probes watched, where the
+    switch back counts Tetragon's cached copies of calls the probes counted (source_switch_overlap
+    ``counted_by_probes``): counted twice. Both clocks are virtual, moved by the test."""
+    src, _ = _source(monkeypatch)
+    wall, boot0 = [time.time_ns()], source_gaps.boot_ns()
+    wall0 = wall[0]
+    monkeypatch.setattr(time, "time_ns", lambda: wall[0])
+    monkeypatch.setattr(source_gaps, "boot_ns", lambda: boot0 + (wall[0] - wall0))
+    src._drop_read_ns = src._follow_ns = src._load_ns = wall0  # the load
+    src._clock_seen(reset=True)
+    wall[0] += 3_000_000_000
+    looked = wall[0]
+    src._note_followed(Followed(), looked, looked)  # a look: nothing new
+    src._clock_seen()
+    wall[0] += 2_000_000_000
+    now = wall[0]  # the next look, its answer read on the probes' thread
+    wall[0] += 20_000_000  # ... taken by the event loop 20 ms later
+    res = Followed(since_load=True, former=1) if since_load else Followed(attached=["/bin/app:f"])
+    src._note_followed(res, now, now - 1_000)
+    assert src.take_unwatched() == [(wall0 if since_load else looked, now)]

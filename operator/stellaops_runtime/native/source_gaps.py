@@ -137,13 +137,22 @@ class SourceGaps:
 
     def _span(self, since_ns: int, now_ns: int) -> tuple[int, int]:
         """The wall-clock span holding every moment from ``since_ns`` (a wall stamp of this run) to
-        ``now_ns`` (read just now), whichever way the wall clock stepped between them
+        ``now_ns`` (a recent reading), whichever way the wall clock stepped between them
         (hotsymbols/clock_span.py): a step back leaves it neither empty nor reversed. Before any
-        sample (no run) the two readings, ordered."""
+        sample (no run) the two readings, ordered.
+
+        ``now_ns`` may be older than this call: a look's is read on the probes' thread and noted once
+        the event loop takes it (milliseconds later under load). Its boottime is read back from now,
+        boottime read before the wall clock so never later than ``now_ns``'s: boottime read at this
+        call dated it late, the clocks disagreed by the hand-off, a step was assumed and the span
+        began (and ended) that much early and late, into time the probes watched
+        (tests/unit/test_native_gap_clock_steps.py)."""
+        boot = boot_ns()
+        end_boot = boot - max(0, time.time_ns() - now_ns)
         hi = self._offset_hi
         if hi is None:
-            return covering(since_ns, None, now_ns, boot_ns())
-        return covering(since_ns, since_ns - (hi if self._stepped else self._offset_last), now_ns, boot_ns())
+            return covering(since_ns, None, now_ns, end_boot)
+        return covering(since_ns, since_ns - (hi if self._stepped else self._offset_last), now_ns, end_boot)
 
     def _note_unwatched(self, start_ns: int, end_ns: int) -> None:
         """Queue a wall-clock span no record or count holds; past MAX_UNWATCHED the two oldest merge."""
