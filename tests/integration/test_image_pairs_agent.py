@@ -126,3 +126,24 @@ def test_pairings_are_lower_case_digests_that_differ() -> None:
     assert p.unstored() == []
     p.note("sha512:" + "a" * 128, MANIFEST)
     assert p.unstored() == [("sha512:" + "a" * 128, MANIFEST)]
+
+
+def test_the_other_manifests_of_the_config_are_paired_too() -> None:
+    """kubelet names a container's image by the first repo digest of any image of its config
+    (lifecycle/image_aliases.py): an agent with lifecycle.enabled false files the container's calls
+    under that other manifest, M2, while the lifecycle agent files them under its own, M1. The
+    pairing (config, M2) joins M2 to the image, so a question by M2 rests on M1's rows too (review
+    RDG2 of 24f6f388: only (config, M1) was noted, and a question by M2 read M2's windows alone)."""
+    m2 = "sha256:" + "2" * 64
+    config = parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}})
+    part = LifecyclePart(
+        config, Target("containerd", "/nonexistent"), node_name="n1", pipeline=Pipeline(config)
+    )
+    part.pairs = PairsToRecord()
+    reg = ContainerRegistry()
+    aliases = (m2, "x")  # "x": no digest, no pairing
+    reg.put(ContainerRecord("c0", "k8s.io", image_digest=MANIFEST, image_config=CONFIG, image_aliases=aliases,
+                            cgroup_id=100))  # fmt: skip
+    part.observer = SimpleNamespace(registry=reg)  # type: ignore[assignment]
+    part._refresh()
+    assert part.pairs.unstored() == [(CONFIG, MANIFEST), (CONFIG, m2)]

@@ -136,9 +136,9 @@ class LifecyclePart:
             registry = self.observer.registry
             records = registry.records()
             if self.pairs is not None:  # store/image_pairs.py: a question by either digest finds both
-                for r in records:
-                    if r.image_config:
-                        self.pairs.note(r.image_config, r.image_digest)
+                for r in records:  # and the other manifests of its config kubelet may name it by
+                    for manifest in (r.image_digest, *r.image_aliases) if r.image_config else ():
+                        self.pairs.note(r.image_config, manifest)
             self._sizes = (len(registry), len(registry.cgroup_ids()))  # for metrics, read on another thread
             # Removed containers too (``--rm``): their last records are decoded after they are gone.
             lookup = ContainerLookup(
