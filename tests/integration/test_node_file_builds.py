@@ -171,3 +171,21 @@ def test_a_fact_asked_by_its_own_function_id_is_unknown(tmp_path: Path, url: str
             assert (code, doc["answer"]) == (3, "unknown") and name in str(doc["reason"]), (image, doc)
         code, doc = _ask(url, image, f"{'0f' * 20}:no_such_fn+0x0")  # another build: not this fact
         assert doc["answer"] != "unknown" or "no_such_fn in" not in str(doc["reason"]), doc
+
+
+def test_a_node_with_thousands_of_files_of_facts_still_answers(url: str) -> None:
+    """A node's facts of 1,500 files (a hostile agent's batch, or years of versioned library paths:
+    a fact holds for any period) made the exec-row match one OR of 1,500 LIKE tests, past SQLite's
+    expression depth of 1,000: the question failed ("Expression tree is too large"), no answer.
+    Seen failing before the fix (review RHF of 03900f1d) on SQLite; the names are read in parts,
+    and the one exec row of the last file still meets its fact."""
+    at = T0 + 3 * DAY
+    facts = [_delta(f"/proc/1/root/usr/bin/app{i}", "split_fn.part.0", 0, at, "0a" * 20) for i in range(1500)]
+    with open_store(url) as s:
+        s.write(
+            [_row(POD, "/host/usr/bin/app1499", EvidenceKind.EXECUTED, at)], _windows(HOST) + _windows(POD)
+        )
+        assert not s.write_batch(Batch("node-1/many", 1, facts)).errors
+    code, doc = _ask(url, POD, "split_fn")
+    assert (code, doc["answer"]) == (3, "unknown") and "app1499" in str(doc["reason"]), doc
+    assert "/app1498 " not in str(doc["reason"]), doc  # only the file it ran

@@ -48,6 +48,9 @@ from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import hot_symbols, observation_windows
 
 HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
+# File names one exec-row read matches at most: one OR of LIKE tests each, and SQLite parses an OR
+# chain as a tree of at most 1,000 levels (a node with facts of thousands of files, or a hostile one)
+_NAMES_PER_STATEMENT = 200
 
 
 def node_file_unprobed(
@@ -150,19 +153,20 @@ def _executed(
     # a file's name is at most NAME_MAX (255) bytes: a longer one (a hostile agent's fact) is no
     # file's, and its LIKE pattern could pass SQLite's 50,000-byte limit, failing the question
     names = sorted({b for m in modules if 0 < len((b := _base(m)).encode("utf-8", "surrogateescape")) <= 255})
-    if not names:
-        return set()
-    named = sa.or_(*(c.module.endswith(f"/{n}", autoescape=True) for n in names))
-    stmt = sa.select(c.module).where(
-        c.image_digest == image,
-        c.function_name == "",  # a file's own row: ix_hot_symbols_image_function
-        c.evidence_kind == EvidenceKind.EXECUTED.value,
-        c.build_id == "",
-        named,
-    )
-    paths = {m for (m,) in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
-    if not paths:
-        return set()
-    known = sa.select(c.module).where(c.image_digest == image, c.build_id != "", named)  # no list of paths
-    paths -= {m for (m,) in conn.execute(known.distinct())}
-    return {_base(m) for m in paths}
+    ran: set[str] = set()
+    for i in range(0, len(names), _NAMES_PER_STATEMENT):  # one OR of them all: past SQLite's depth
+        named = sa.or_(
+            *(c.module.endswith(f"/{n}", autoescape=True) for n in names[i : i + _NAMES_PER_STATEMENT])
+        )
+        stmt = sa.select(c.module).where(
+            c.image_digest == image,
+            c.function_name == "",  # a file's own row: ix_hot_symbols_image_function
+            c.evidence_kind == EvidenceKind.EXECUTED.value,
+            c.build_id == "",
+            named,
+        )
+        paths = {m for (m,) in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
+        if paths:
+            known = sa.select(c.module).where(c.image_digest == image, c.build_id != "", named)
+            ran |= {_base(m) for m in paths - {m for (m,) in conn.execute(known.distinct())}}
+    return ran
