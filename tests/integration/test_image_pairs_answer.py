@@ -166,3 +166,42 @@ def test_the_calls_per_day_are_those_of_the_rows_the_answer_counts(
                     "--function", "crc32", "--json")  # fmt: skip
     assert code == 0 and doc["data"]["invocation_count"] == 5, doc["data"]
     assert doc["data"]["max_calls_in_a_day"] == 5, doc["data"]
+
+
+def _many_pairings(url: str, called: str, function: str) -> str:
+    """70 manifests paired with one config (more than same_image.MAX_PAIRED), ``function`` called
+    under ``called``, EbpfDeep windows under the last manifest; returns that manifest (sorted after
+    the others, "sha256:0...", and before the config digest)."""
+    manifests = [f"sha256:{i:064x}" for i in range(1, 71)]
+    called = manifests[-2] if called == "a manifest" else called
+    call = HotSymbolDelta(HotSymbolKey(called, ZLIB, function, EvidenceKind.ON_STACK), at(1), 5,
+                          at(1) + S, at(1) + 2 * S, purl=PURL, node_name="node-2")  # fmt: skip
+    windows = [
+        ObservationWindow(manifests[-1], "node-1", at(d), 9, Posture.EBPF_DEEP, 60, "tetragon")
+        for d in (1, 2)
+    ]
+    with open_store(url) as s:
+        s.write([call], windows)
+        s.record_pairs([(CONFIG, m) for m in manifests])
+    return manifests[-1]
+
+
+def test_more_pairings_than_are_read_never_leave_out_the_config_digest(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The question by a manifest reads the config digest's calls however many manifests are
+    paired (review RDG2 of 24f6f388: the digests were cut at 64 after sorting, the config digest
+    sorted last and was cut, and crc32 called under it was not_observed by the asked digest)."""
+    asked = _many_pairings(url, CONFIG, "crc32")
+    code, doc = observed(url, capsys, asked, "crc32")
+    assert (code, doc["answer"]) == (0, "observed"), doc
+
+
+def test_a_no_with_more_pairings_than_are_read_is_unknown(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """adler32 called under a manifest past the cut is not read: its "no" is unknown, saying so
+    (review RDG2 of 24f6f388: not_observed, no digest read holding rows)."""
+    asked = _many_pairings(url, "a manifest", "adler32")
+    code, doc = observed(url, capsys, asked, "adler32")
+    assert (code, doc["answer"]) == (3, "unknown") and "more than 64 digests" in doc["reason"], doc

@@ -15,14 +15,23 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from stellaops_runtime.evidence.doubt import Doubt
-from stellaops_runtime.store.same_image import holding_rows, same_image
+from stellaops_runtime.store.same_image import MAX_PAIRED, holding_rows, paired
 
 PAIRED_IMAGE = "paired_image"
 
 
 def paired_image(conn: sa.Connection, *, image: str) -> Doubt | None:
-    """The digests paired with ``image`` that hold rows of their own; None when there are none."""
-    others = holding_rows(conn, same_image(conn, image)[1:])
+    """The digests paired with ``image`` that hold rows of their own, or more digests paired than
+    are read (store/same_image.py ``MAX_PAIRED``); None when neither."""
+    digests, cut = paired(conn, image)
+    if cut:
+        why = (
+            f"more than {MAX_PAIRED} digests are paired with this image as one image (its config "
+            "digest and manifests), and the calls and windows of those beyond are not read "
+            "(docs/lifecycle.md, 'Image digest')"
+        )
+        return Doubt(PAIRED_IMAGE, why, ())
+    others = holding_rows(conn, digests[1:])
     if not others:
         return None
     why = (

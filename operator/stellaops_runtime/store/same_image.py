@@ -25,16 +25,26 @@ def has_pairs_table(conn: sa.Connection) -> bool:
 
 
 def same_image(conn: sa.Connection, image: str) -> tuple[str, ...]:
-    """``image`` first, then the other digests paired with it (sorted); ``(image,)`` when none."""
+    """``image`` first, then the other digests paired with it; ``(image,)`` when none."""
+    return paired(conn, image)[0]
+
+
+def paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], bool]:
+    """:func:`same_image`'s digests: ``image``, its config digests, then the other manifests of
+    those configs (each part sorted), at most ``MAX_PAIRED`` besides ``image``; and whether more
+    were paired and left out (a "no" is then unknown: evidence/paired_image.py). The configs come
+    first: a cut never leaves out the digest the image's other nodes file it under."""
     if not image.startswith(("sha256:", "sha512:")) or not has_pairs_table(conn):
-        return (image,)
+        return (image,), False
     p = image_pairs.c
-    configs = {image} | set(conn.execute(sa.select(p.config_digest).where(p.image_digest == image)).scalars())
+    limit = MAX_PAIRED + 2  # one more than kept, and ``image`` itself among them
+    mine = conn.execute(sa.select(p.config_digest).where(p.image_digest == image).limit(limit)).scalars()
+    configs = {image} | set(mine)
     manifests = conn.execute(
-        sa.select(p.image_digest).where(p.config_digest.in_(sorted(configs))).distinct().limit(MAX_PAIRED)
+        sa.select(p.image_digest).where(p.config_digest.in_(sorted(configs))).distinct().limit(limit)
     ).scalars()
-    others = (configs | set(manifests)) - {image}
-    return (image, *sorted(others)[:MAX_PAIRED])
+    others = [*sorted(configs - {image}), *sorted(set(manifests) - configs)]
+    return (image, *others[:MAX_PAIRED]), len(others) > MAX_PAIRED
 
 
 def holding_rows(conn: sa.Connection, digests: tuple[str, ...]) -> list[str]:
