@@ -13,6 +13,7 @@ before keep the old spelling, and a question by either spelling matches both (st
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from stellaops_runtime.attribution.sbom import SbomData
 from stellaops_runtime.cli.main import main
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store import refs
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.witness.statement import claim_mismatch
@@ -117,3 +119,28 @@ def test_witness_verify_reads_either_spelling_as_one_claim() -> None:
         assert claim_mismatch({"purl": signed}, purl=PurlQuery.parse(asked)) is None, (asked, signed)
     for asked, signed in ((NEW, "pkg:npm/a%2Fc@1"), ("pkg:npm/a%2Fb", OLD), (NEW, "pkg:npm/b@1")):
         assert claim_mismatch({"purl": signed}, purl=PurlQuery.parse(asked)), (asked, signed)
+
+
+class _CountedSeparators:
+    """refs._SEPARATORS' PyPI pattern, counting the names it normalises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._re = re.compile(r"[-_.]+")
+
+    def sub(self, repl: str, text: str) -> str:
+        self.calls += 1
+        return self._re.sub(repl, text)
+
+
+def test_a_question_is_normalised_once_not_once_per_stored_purl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``query --purl`` takes up to 128 KiB: a PyPI name that long, normalised again for each stored
+    purl ``matches`` was given, took 90 s of CPU over 10,000 stored purls, and a question matches
+    the image's purls several times. Now the question's type and ``namespace/name`` are read once."""
+    counted = _CountedSeparators()
+    monkeypatch.setitem(refs._SEPARATORS, "pypi", counted)
+    pq = PurlQuery.parse("pkg:pypi/" + "a-b_" * 100)
+    stored = [f"pkg:pypi/pkg{i}@1" for i in range(40)]
+    assert not any(pq.matches(s) for s in stored)
+    assert counted.calls <= 41, counted.calls  # each stored name once, the question's once
+    assert PurlQuery.parse("pkg:pypi/Zope_Interface").matches("pkg:pypi/zope.interface@5")
