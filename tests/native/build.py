@@ -193,18 +193,31 @@ def build_go_variants(out: Path) -> Programs:
             _go_built[out] = progs
             return progs
         GO_CACHE.mkdir(parents=True, exist_ok=True)
-        procs = {}
-        for name, (cmd, extra) in _go_variant_commands(go, out).items():
-            env = {**_env(out), "GOCACHE": str(GO_CACHE), **extra}
-            procs[name] = subprocess.Popen(
-                cmd, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        for name, p in procs.items():
-            output, _ = p.communicate(timeout=600)
-            if p.returncode == 0:
-                progs.paths[name] = out / name
-            else:
-                progs.errors[name] = f"build failed ({p.returncode}): {output[-2000:]}"
+        cmds = _go_variant_commands(go, out)
+        # Two processes compiling one package at once both compile it (the cache is only read
+        # before each compile), so builds of one standard-library flavour run one after another:
+        # the executables (gosym_ref reuses go_exe's packages), and the PIEs (go_pie_ext reuses
+        # go_pie_int's); the two chains run side by side.
+        chains = [["go_exe", "gosym_ref"], ["go_pie_int", "go_pie_ext"]]
+
+        def run_chain(names: list[str]) -> None:
+            for name in names:
+                if name not in cmds:
+                    continue
+                cmd, extra = cmds[name]
+                env = {**_env(out), "GOCACHE": str(GO_CACHE), **extra}
+                p = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=600)
+                if p.returncode == 0:
+                    progs.paths[name] = out / name
+                else:
+                    output = p.stdout + p.stderr
+                    progs.errors[name] = f"build failed ({p.returncode}): {output[-2000:]}"
+
+        threads = [threading.Thread(target=run_chain, args=(c,)) for c in chains]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         for name in ("go_exe", "go_pie_int", "go_pie_ext"):
             if name not in progs.paths:
                 continue
