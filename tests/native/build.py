@@ -200,7 +200,15 @@ def build_go_variants(out: Path) -> Programs:
         # go_pie_int's); the two chains run side by side.
         chains = [["go_exe", "gosym_ref"], ["go_pie_int", "go_pie_ext"]]
 
+        failures: list[BaseException] = []
+
         def run_chain(names: list[str]) -> None:
+            try:
+                build_chain(names)
+            except BaseException as e:  # re-raised below, as a build that raised did before
+                failures.append(e)
+
+        def build_chain(names: list[str]) -> None:
             for name in names:
                 if name not in cmds:
                     continue
@@ -218,6 +226,8 @@ def build_go_variants(out: Path) -> Programs:
             t.start()
         for t in threads:
             t.join()
+        if failures:
+            raise failures[0]
         for name in ("go_exe", "go_pie_int", "go_pie_ext"):
             if name not in progs.paths:
                 continue
