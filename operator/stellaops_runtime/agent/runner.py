@@ -146,6 +146,8 @@ class Agent(Draining):
         self.lifecycle = make_lifecycle(config, node_name=self.node_name, pipeline=self.pipeline)
         if self.lifecycle is not None:  # pairings of an image's two digests (store/image_pairs.py)
             self.lifecycle.pairs = self.flusher.pairs
+            if self.witness is not None:  # a claim by either digest is marked by the image's counts
+                self.witness.paired = self.flusher.pairs.others
         if self.node_status is not None:  # its ContainersKnown condition
             self.node_status.containers = lambda: lifecycle_state(self.lifecycle, self.pipeline)
             self.node_status.containers_detail = lambda: registry_detail(self.lifecycle)  # why not in sync

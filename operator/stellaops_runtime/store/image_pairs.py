@@ -54,12 +54,14 @@ def record_pairs(db: Any, pairs: Iterable[tuple[str, str]]) -> int:
 
 
 class PairsToRecord:
-    """Pairings seen in the lifecycle registry (the event loop) and not yet stored (the flusher)."""
+    """Pairings seen in the lifecycle registry (the event loop) and not yet stored (the flusher);
+    of those stored, the digests of one image (:meth:`others`, for the witness bridge)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: set[tuple[str, str]] = set()
         self._stored: set[tuple[str, str]] = set()
+        self._others: dict[str, frozenset[str]] = {}  # rebuilt whole when pairings are stored
 
     def note(self, config: str, manifest: str) -> None:
         p = pairing(config, manifest)
@@ -76,3 +78,16 @@ class PairsToRecord:
     def stored(self, pairs: Iterable[tuple[str, str]]) -> None:
         with self._lock:
             self._stored.update(pairs)
+            groups: dict[str, set[str]] = {}
+            for config, manifest in self._stored:
+                groups.setdefault(config, {config}).add(manifest)
+            others: dict[str, frozenset[str]] = {}
+            for group in groups.values():
+                for d in group:
+                    others[d] = others.get(d, frozenset()) | (group - {d})
+            self._others = others  # assigned whole: read without the lock
+
+    def others(self, digest: str) -> frozenset[str]:
+        """The digests a stored pairing makes one image with ``digest`` (the store's same_image
+        answers a question by any of them from the rows of all); empty when none is stored."""
+        return self._others.get(digest, frozenset())

@@ -204,6 +204,10 @@ class WitnessBridge:
         self.generated = 0
         self.failures = 0
         self.last_error = ""
+        # The digests stored as one image with a count's (store/image_pairs.py, set by the agent): a
+        # claim by an image's config digest is marked by its counts filed under the manifest digest.
+        self.paired: Callable[[str], frozenset[str]] | None = None
+        self._images = frozenset(c.image for c in self.claims.values())
 
     @property
     def marked(self) -> int:
@@ -215,9 +219,13 @@ class WitnessBridge:
             k = d.key
             if k.evidence in FILE_EVIDENCE or not d.invocation_count:
                 continue
-            for cid in self._claims_of(k.image_digest, k.function_name):
-                if cid not in self._staged and (not d.purl or self._queries[cid][1].matches(d.purl)):
-                    self._staged.add(cid)
+            images: Iterable[str] = (k.image_digest,)
+            if self.paired is not None and (more := self.paired(k.image_digest) & self._images):
+                images = (k.image_digest, *more)
+            for image in images:
+                for cid in self._claims_of(image, k.function_name):
+                    if cid not in self._staged and (not d.purl or self._queries[cid][1].matches(d.purl)):
+                        self._staged.add(cid)
 
     def _claims_of(self, image: str, name: str) -> list[str]:
         """Claims naming ``name`` itself, a prefix of it followed by ``(`` (its overloads), a prefix
