@@ -283,23 +283,50 @@ def test_program_helpers_are_inlined(built: Built) -> None:
         assert what in built.inlining, built.inlining
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What the references say of one unstripped build: read once, compared with each copy of it."""
+
+    own: list[int]  # every address of the program's own main.* functions
+    addrs: list[int]  # every address of every function
+    want: list[tuple[str, ...] | None]  # llvm-symbolizer's chain per address
+    wrappers: list[tuple[int, int, str]]  # llvm-dwarfdump's trampolines
+
+
+@pytest.fixture(scope="module")
+def references() -> dict[Path, Reference]:
+    """Reference answers per unstripped build (``exe`` and ``pie`` are each the reference of two
+    pairs; the build does not change within the module, so llvm-symbolizer's ~500,000-address run
+    over it is made once); let go when the module ends."""
+    return {}
+
+
+def reference(references: dict[Path, Reference], ref: Path) -> Reference:
+    if ref not in references:
+        funcs = nm_functions(ref)
+        own = [a for start, end, name in funcs if name.startswith("main.") for a in range(start, end)]
+        addrs = [a for start, end, _ in funcs for a in range(start, end)]  # every address of every function
+        assert own and len(funcs) > 500
+        references[ref] = Reference(own, addrs, llvm_inlines(ref, addrs), trampolines(ref))
+    return references[ref]
+
+
 @pytest.mark.parametrize("pair", sorted(PAIRS))
-def test_stripped_inline_chains_equal_llvm_symbolizer(built: Built, pair: str) -> None:
+def test_stripped_inline_chains_equal_llvm_symbolizer(
+    built: Built, references: dict[Path, Reference], pair: str
+) -> None:
     ref_name, target_name = PAIRS[pair]
     ref, target = require(built, ref_name), require(built, target_name)
     if not (shutil.which(LLVM_SYMBOLIZER) and shutil.which("llvm-dwarfdump")):
         pytest.skip("no llvm-symbolizer / llvm-dwarfdump")
-    funcs = nm_functions(ref)
-    own = [a for start, end, name in funcs if name.startswith("main.") for a in range(start, end)]
-    addrs = [a for start, end, _ in funcs for a in range(start, end)]  # every address of every function
-    assert own and len(funcs) > 500
-    want = llvm_inlines(ref, addrs)
+    known = reference(references, ref)
+    own, addrs, want = known.own, known.addrs, known.want
     inl, f = open_inlines(target)
     try:
         got = [inl.inlined_at(a) for a in addrs]
     finally:
         f.close()
-    wrappers = trampolines(ref)
+    wrappers = known.wrappers
     own_set = set(own)
     bad = []
     in_wrappers = []
