@@ -205,3 +205,23 @@ def test_a_no_with_more_pairings_than_are_read_is_unknown(
     asked = _many_pairings(url, "a manifest", "adler32")
     code, doc = observed(url, capsys, asked, "adler32")
     assert (code, doc["answer"]) == (3, "unknown") and "more than 64 digests" in doc["reason"], doc
+
+
+@pytest.mark.parametrize(
+    ("image", "other"), [(CONFIG, MANIFEST), (MANIFEST, CONFIG)], ids=["by-config", "by-manifest"]
+)
+def test_no_functions_of_a_package_where_both_digests_hold_rows_is_unknown(
+    url: str, capsys: pytest.CaptureFixture[str], image: str, other: str
+) -> None:
+    """``query functions`` with nothing to list rests on one digest's windows too: unknown, naming
+    the other digest (package_doubts; no test held it, review RDG2 of 24f6f388): libpng mapped
+    under the manifest digest, none of its functions seen."""
+    fill(url)
+    png, purl = "/usr/lib/x86_64-linux-gnu/libpng16.so.16", "pkg:deb/debian/libpng16-16@1.6.39-2?arch=amd64"
+    loaded = HotSymbolDelta(HotSymbolKey(MANIFEST, png, "", EvidenceKind.LOADED), at(1), 1, at(1) + S,
+                            at(1) + S, purl=purl, node_name="node-1")  # fmt: skip
+    with open_store(url) as s:
+        s.write([loaded], [])
+    code, doc = ask(capsys, "query", "functions", "--store", url, "--image", image, "--purl",
+                    "pkg:deb/debian/libpng16-16", "--json")  # fmt: skip
+    assert (code, doc["answer"]) == (3, "unknown") and other in doc["reason"], doc
