@@ -79,6 +79,8 @@ def test_a_jaydebeapi_call_without_a_literal_second_item_keeps_its_text(text: st
         "jaydebeapi.connect(a, b, c, driver_args=[(, ",
         '"u:a\\" b\\\\',  # spaced_logons: escaped quotes and backslashes in a quoted password
         ' "a://u:x\\"y ',
+        "password='a'\\''",  # single-quoted pieces joined by '\'' or '"'"'
+        "x_creds='a'\"'\"'",
     ],
 )
 def test_the_widened_rules_cost_linear_time_on_a_hostile_field(unit: str) -> None:
@@ -176,3 +178,64 @@ def test_a_setting_or_a_word_holding_salt_or_sshpass_stays(text: str) -> None:
 )
 def test_a_quote_next_to_a_separator_is_no_go_dsn_passwords(text: str) -> None:
     assert _filter(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # ``psw`` in the words ``ipsw`` and ``gpsw`` is no password key: an iPhone firmware file, a GPS week
+        "idevicerestore --ipsw iPhone15,2_17.0_Restore.ipsw",
+        "ipsw download ipsw=iPhone15.ipsw",
+        "rtkpost --gpsw 2200 --gpst 0",
+        "app gpsw=2200",
+    ],
+)
+def test_a_word_merely_ending_in_psw_keeps_its_value(text: str) -> None:
+    assert _filter(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("app --psw RP6sec-5", "app --psw [REDACTED]"),
+        ("app --db-psw RP6sec-5", "app --db-psw [REDACTED]"),
+        ("app --dbPsw RP6sec-5", "app --dbPsw [REDACTED]"),
+        ("app rootPsw=RP6sec-5", "app rootPsw=[REDACTED]"),
+        ("app rootpsw=RP6sec-5", "app rootpsw=[REDACTED]"),  # glued, and ``gpsw`` inside a word
+        ("app --bigpsw RP6sec-5", "app --bigpsw [REDACTED]"),
+        ("app ROOT_PSW=RP6sec-5", "app ROOT_PSW=[REDACTED]"),
+        ('{"Psw": "RP6sec-5"}', '{"Psw": [REDACTED]}'),
+    ],
+)
+def test_psw_ending_any_other_key_still_goes(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "RP6sec-5" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # a single quote inside a single-quoted shell value: '\'' and '"'"' join the pieces of one word
+        ("app --password='it'\\''sRP6sec-6' --next", "app --password=[REDACTED] --next"),
+        ("app --password 'it'\"'\"'sRP6sec-6' --next", "app --password [REDACTED] --next"),
+        ("sh -c \"password='it'\\''s RP6sec-6' ./run\"", 'sh -c "password=[REDACTED] ./run"'),
+        ("db_creds='u:it'\\''sRP6sec-6' ./run", "db_creds=[REDACTED] ./run"),
+    ],
+)
+def test_a_single_quoted_value_holding_an_escaped_single_quote_goes_whole(text: str, want: str) -> None:
+    out = _filter(text)
+    assert out == want
+    assert "RP6sec-6" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("sh -c 'app --password=\"x\"' && echo 'done'", "sh -c 'app --password=[REDACTED]' && echo 'done'"),
+        ("{'password':'x','user':'u'}", "{'password':[REDACTED],'user':'u'}"),
+        ("app --password='x' 'next arg'", "app --password=[REDACTED] 'next arg'"),
+    ],
+)
+def test_a_quote_after_a_quoted_value_that_is_no_escaped_quote_stays(text: str, want: str) -> None:
+    assert _filter(text) == want

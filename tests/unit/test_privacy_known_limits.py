@@ -106,3 +106,12 @@ def test_a_lower_case_name_ending_in_pat_keeps_its_value() -> None:
     assert _filter("db_pat=KeptPat-9 ./run") == "db_pat=KeptPat-9 ./run"
     assert _filter("DB_PAT=GonePat-9 ./run") == "DB_PAT=[REDACTED] ./run"
     assert _filter("db_pat=ghp_" + "A1b2C3d4E5" * 3 + "abcdef ./run") == "db_pat=ghp_[REDACTED] ./run"
+
+
+def test_text_glued_after_a_quoted_value_is_kept() -> None:
+    # a shell word joins a quoted piece and what follows it (``'x'tail`` is ``xtail``), but the key
+    # rules end a quoted value at its closing quote: JSON and code go on after it with another key
+    # (``{"password":"x","user":"u"}``). Only the shell's escaped single quote joins pieces (review RP6)
+    assert _filter("app --password 'x'KeptTail-10 next") == "app --password [REDACTED]KeptTail-10 next"
+    assert _filter("db_password=''KeptTail-11 next") == "db_password=[REDACTED]KeptTail-11 next"
+    assert _filter("app --password 'x'\\''Gone-12' next") == "app --password [REDACTED] next"

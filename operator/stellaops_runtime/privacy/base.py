@@ -17,6 +17,11 @@ REDACTED = "[REDACTED]"
 # (``"pa\\"ss word"``), so an escaped quote does not end it; the closing quote is
 # optional (the text may have been truncated). Single quotes escape nothing.
 DOUBLE_QUOTED = r'"(?:[^"\\]|\\[\s\S])*"?'
+# A single quote inside a single-quoted shell value, written ``'\''`` or ``'"'"'``, joins the next
+# single-quoted piece to the same word (``--password='it'\''s'``): after a quoted value, what else it
+# holds; another quote after the value does not (``sh -c 'app --password="x"' && …``,
+# ``{'password':'x','user':'u'}``). Possessive: each piece is read once.
+SQ_PIECES = r"""(?:(?<=')(?:\\'|"'")'[^'\n]*+'?)*+"""
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).

@@ -17,6 +17,7 @@ from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
     NOT_A_MARKER,
     NOT_A_PEM_START,
+    SQ_PIECES,
     first_char_alternatives,
 )
 
@@ -48,7 +49,8 @@ _CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
 # One backslash per step: a run of them is read once.
 _WORD_VALUE = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|[^\s"']|["'](?=\S))*"""
 WIDE_VALUE = (
-    rf"""{NOT_A_PEM_START}(?!<[<(\s])(?:{BLOCK_SCALAR}|{QUOTED}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""
+    rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
+    rf"""(?:{BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in

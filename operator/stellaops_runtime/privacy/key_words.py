@@ -15,8 +15,13 @@ __all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS", "SETTING_WORDS"]
 # the "password" and "secret_token" rules; the filter also redacts a traced
 # argument whole when the tracing policy's label for it ends with one.
 # ``passcode``: a one-time passcode (``vault login -method=duo passcode=X``).
-# ``psw``: the abbreviation of nothing but a password (``--psw X``, ``PSW=X``, Jenkins' ``X_PSW``).
-PASSWORD_WORDS: tuple[str, ...] = ("password", "passwd", "passphrase", "passcode", "pwd", "psw")
+# ``psw``: the abbreviation of nothing but a password (``--psw X``, ``PSW=X``, Jenkins' ``X_PSW``,
+# glued ``rootpsw=X``), except in the words ``ipsw`` (an iPhone firmware file: ``--ipsw x.ipsw``) and
+# ``gpsw`` (a GPS week). (A lookbehind after the first character: key_rules.keyed leads with it.)
+PASSWORD_WORDS: tuple[str, ...] = (
+    *("password", "passwd", "passphrase", "passcode", "pwd"),
+    r"p(?:(?<![ig]p)|(?<=[A-Za-z0-9][ig]p))sw",
+)
 SECRET_WORDS: tuple[str, ...] = (
     "token",
     r"api[_-]?key",
