@@ -72,8 +72,11 @@ def test_a_drains_rows_are_kept_not_copied() -> None:
         base = live_deltas()
         first = drain(500, 0, 1)
         p.add(first, [ObservationWindow("sha256:aa", "node-1", 0, 7)], owned=True)
-        del first
+        # Counted while the drain's list still holds its rows: a copy would make 1,000 now (after
+        # ``del first`` a copy frees the originals and counts 500 too, so it proves nothing there).
         assert live_deltas() - base == 500  # one object per row (1,000 with a copy each)
+        del first
+        assert live_deltas() - base == 500  # the buffer keeps them
         copied = PendingWrites(max_pending_rows=10_000)
         kept = drain(500, 0, 1)
         copied.add(kept, [])
