@@ -4,7 +4,8 @@ The lifecycle registry knows both digests of a container's image exactly (contai
 store: ``ContainerRecord.image_config``). The lifecycle part hands each pairing to the flusher
 (agent/lifecycle_part.py), which writes the new ones after a flush (store/image_pairs.py); a
 question by either digest then rests on both (tests/integration/test_image_pairs_answer.py).
-A pairing that cannot be written (a store before migration 0014) fails no flush and is kept.
+A pairing that cannot be written (its table dropped; a store before 0014 is refused whole with
+``store.migrate: false``, as for every revision: store/engine.py) fails no flush and is kept.
 Real LifecyclePart, Flusher and store (SQLite and PostgreSQL); the observer is a registry only.
 """
 
